@@ -1,0 +1,113 @@
+"""``SVDQLinear``: a drop-in ``nn.Linear`` replacement holding an SVDQuant-quantized layer.
+
+Buffers (canonical, kernel-independent layout; also the tensor names in SVDQ checkpoints):
+
+    qweight        uint8 [N, K/2] packed 4-bit codes (int8 [N, K] for 8-bit weights)
+    wscales        [N, K/group]   16-bit (or float8_e4m3fn for FP4 formats) weight group scales
+    wscale_global  fp32 []        NVFP4 weights only
+    ascale_global  fp32 []        NVFP4 activations only (static, from calibration)
+    smooth         [K]            16-bit smoothing vector lambda (layers with ``spec.smooth``)
+    lora_down      [K, r]         16-bit low-rank down projection L1 (applied to x / lambda)
+    lora_up        [N, r]         16-bit low-rank up projection L2
+    bias           [N]            16-bit, when the original layer had one
+
+``forward`` runs the fused CUDA kernels when they can serve this layer on this device, else the
+PyTorch reference (``gpu.modules.reference``); ``last_path`` says which ran and why.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gpu.modules.layer_spec import LayerSpec
+from gpu.modules.reference import reference_linear
+from gpu.quant import QuantizedTensor, get_format, unpack_codes
+
+
+class SVDQLinear(nn.Module):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        spec: LayerSpec,
+        bias: bool = True,
+        dtype: torch.dtype = torch.bfloat16,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.spec = spec
+        self.compute_dtype = dtype
+        wfmt = get_format(spec.weight_format)
+        n_groups = wfmt.groups(in_features)
+        if spec.act_format is not None:
+            get_format(spec.act_format).groups(in_features)
+        if wfmt.bits == 4:
+            if in_features % 2:
+                raise ValueError(f"in_features {in_features} must be even for 4-bit weights")
+            qweight = torch.zeros(out_features, in_features // 2, dtype=torch.uint8, device=device)
+        else:
+            qweight = torch.zeros(out_features, in_features, dtype=torch.int8, device=device)
+        scale_dtype = torch.float8_e4m3fn if wfmt.e4m3_scales else dtype
+        self.register_buffer("qweight", qweight)
+        self.register_buffer("wscales", torch.zeros(out_features, n_groups, dtype=scale_dtype, device=device))
+        if wfmt.global_scale:
+            self.register_buffer("wscale_global", torch.ones((), dtype=torch.float32, device=device))
+        if spec.act_format is not None and get_format(spec.act_format).global_scale:
+            self.register_buffer("ascale_global", torch.ones((), dtype=torch.float32, device=device))
+        if spec.smooth:
+            self.register_buffer("smooth", torch.ones(in_features, dtype=dtype, device=device))
+        if spec.rank > 0:
+            self.register_buffer("lora_down", torch.zeros(in_features, spec.rank, dtype=dtype, device=device))
+            self.register_buffer("lora_up", torch.zeros(out_features, spec.rank, dtype=dtype, device=device))
+        if bias:
+            self.register_buffer("bias", torch.zeros(out_features, dtype=dtype, device=device))
+        else:
+            self.bias = None
+        self.last_path = "not run yet"
+
+    # -- views of the stored tensors ---------------------------------------------------------------
+    def quantized_weight(self) -> QuantizedTensor:
+        """The residual weight as a QuantizedTensor (codes unpacked): [N, K]."""
+        fmt = get_format(self.spec.weight_format)
+        codes = unpack_codes(self.qweight, fmt)
+        return QuantizedTensor(codes, self.wscales, fmt, getattr(self, "wscale_global", None))
+
+    def optional(self, name: str) -> torch.Tensor | None:
+        return getattr(self, name, None)
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """The 16-bit dtype of this layer's scales, smoothing and low-rank factors."""
+        return self.compute_dtype
+
+    # -- forward -----------------------------------------------------------------------------------
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [..., K] 16/32-bit float -> [..., N] in x's dtype, through the PyTorch reference."""
+        lead = x.shape[:-1]
+        y = reference_linear(
+            x.reshape(-1, self.in_features),
+            self.quantized_weight(),
+            self.spec.act_format,
+            self.optional("smooth"),
+            self.optional("lora_down"),
+            self.optional("lora_up"),
+            self.bias,
+            act_scale_dtype=self.compute_dtype,
+            act_global_scale=self.optional("ascale_global"),
+        )
+        return y.to(x.dtype).reshape(*lead, self.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from gpu.runtime.dispatch import run_linear
+
+        return run_linear(self, x)
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, {s.kind}, "
+            f"method={s.method}, weight={s.weight_format}, act={s.act_format}, rank={s.rank}"
+        )

@@ -1,0 +1,39 @@
+"""Where the engine finds shipped resources and keeps user data.
+
+Resources live in the repository's ``resources/`` folder, or inside a PyInstaller bundle
+(``sys._MEIPASS``). User data always goes to the platform's user directories (appdirs), or to the
+folder named by ``NIBBLE_DATA_DIR`` (tests and portable installs).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import appdirs
+
+from gpu.version import APP_NAME
+
+DATA_DIR_ENV = "NIBBLE_DATA_DIR"
+
+
+def resources_dir() -> Path:
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:
+        return Path(bundle) / "resources"
+    return Path(__file__).resolve().parent.parent / "resources"
+
+
+def user_data_dir() -> Path:
+    override = os.environ.get(DATA_DIR_ENV)
+    path = Path(override) if override else Path(appdirs.user_data_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def user_cache_dir() -> Path:
+    override = os.environ.get(DATA_DIR_ENV)
+    path = Path(override) / "cache" if override else Path(appdirs.user_cache_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

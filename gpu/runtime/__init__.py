@@ -1,0 +1,1 @@
+"""Runtime: which execution path serves a quantized layer on this machine."""

@@ -1,0 +1,54 @@
+"""Choose, per call, between fused CUDA kernels and the PyTorch reference for an ``SVDQLinear``.
+
+The fused backends register themselves here (see ``register_backend``); a backend answers whether it
+can serve a layer on a device (and why not), so the app can show the user the path that will run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    # (layer, device) -> None when the backend can serve the layer there, else the reason it cannot
+    refuses: Callable[[torch.nn.Module, torch.device], str | None]
+    run: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
+
+
+_BACKENDS: list[Backend] = []
+
+
+def register_backend(backend: Backend) -> None:
+    _BACKENDS[:] = [b for b in _BACKENDS if b.name != backend.name] + [backend]
+
+
+def choose_path(layer: torch.nn.Module, device: torch.device) -> tuple[Backend | None, str]:
+    """The backend that will run ``layer`` on ``device`` (None = PyTorch reference), and why."""
+    reasons = []
+    for backend in _BACKENDS:
+        refusal = backend.refuses(layer, device)
+        if refusal is None:
+            return backend, f"{backend.name} on {describe_device(device)}"
+        reasons.append(f"{backend.name}: {refusal}")
+    why = "; ".join(reasons) if reasons else "no fused kernel backend is installed"
+    return None, f"PyTorch reference on {describe_device(device)} ({why})"
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"{torch.cuda.get_device_name(device)} (sm_{major}{minor})"
+    return device.type.upper()
+
+
+def run_linear(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    backend, why = choose_path(layer, x.device)
+    layer.last_path = why
+    if backend is None:
+        return layer.forward_reference(x)
+    return backend.run(layer, x)
