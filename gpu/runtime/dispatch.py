@@ -21,6 +21,20 @@ class Backend:
 
 
 _BACKENDS: list[Backend] = []
+_builtin_loaded = False
+
+
+def _load_builtin_backends() -> None:
+    """Import the fused-kernel package once; it registers its backends on import (if it exists)."""
+    global _builtin_loaded
+    if _builtin_loaded:
+        return
+    _builtin_loaded = True
+    try:
+        import gpu.kernels.backend  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name not in ("gpu.kernels", "gpu.kernels.backend"):
+            raise
 
 
 def register_backend(backend: Backend) -> None:
@@ -29,6 +43,7 @@ def register_backend(backend: Backend) -> None:
 
 def choose_path(layer: torch.nn.Module, device: torch.device) -> tuple[Backend | None, str]:
     """The backend that will run ``layer`` on ``device`` (None = PyTorch reference), and why."""
+    _load_builtin_backends()
     reasons = []
     for backend in _BACKENDS:
         refusal = backend.refuses(layer, device)

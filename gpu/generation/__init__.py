@@ -1,0 +1,1 @@
+"""Generation service: load a model (diffusers folder or SVDQ file), generate images, write PNGs."""

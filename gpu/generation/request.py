@@ -1,0 +1,55 @@
+"""The data that crosses the boundary between the generation service and its callers (CLI, app)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class GenerationRequest:
+    """One job. ``width``/``height``/``steps``/``guidance`` of None take the model's defaults."""
+
+    prompt: str
+    model: str = "demo"  # library name, diffusers folder or SVDQ file
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int | None = None
+    guidance: float | None = None
+    width: int | None = None
+    height: int | None = None
+    batch_count: int = 1
+    base: str | None = None  # overrides the base pipeline recorded in an SVDQ file
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ProgressEvent:
+    """Reported after every denoising step. ``preview``: a small PIL image every few steps, else None."""
+
+    image_index: int
+    image_count: int
+    step: int
+    total_steps: int
+    elapsed_s: float
+    eta_s: float
+    preview: Any = None
+
+
+@dataclass
+class GeneratedImage:
+    """A finished image and everything needed to reproduce it.
+
+    ``settings`` holds the resolved values (model defaults filled in) that went into the PNG metadata."""
+
+    image: Any  # PIL.Image.Image
+    settings: dict[str, Any]
+    path: Path | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class GenerationCancelled(Exception):
+    """Raised inside a job when the caller's cancel check returned True; partial results are dropped."""
