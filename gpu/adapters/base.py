@@ -1,0 +1,73 @@
+"""Table-driven adapters: regex over module names -> role ("w4a4", "w4a16" or "keep").
+
+A new architecture (PixArt-Sigma, SDXL) is one more ``ModelAdapter`` with its own table and the
+diffusers class that builds it; nothing else in the engine changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+
+from torch import nn
+
+ROLES = ("w4a4", "w4a16", "keep")
+
+
+@dataclass(frozen=True)
+class ModelAdapter:
+    architecture: str  # name recorded in checkpoints, e.g. "flux"
+    diffusers_class: str  # e.g. "FluxTransformer2DModel"
+    pipeline_class: str  # e.g. "FluxPipeline"
+    rules: tuple[tuple[str, str], ...]  # (full-match regex over module names, role); first match wins
+
+    def role_of(self, module_name: str) -> str:
+        for pattern, role in self.rules:
+            if re.fullmatch(pattern, module_name):
+                return role
+        return "keep"
+
+    def quantizable_linears(self, model: nn.Module) -> dict[str, tuple[nn.Linear, str]]:
+        """Every nn.Linear of ``model`` whose role is not "keep": name -> (module, role)."""
+        found = {}
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear):
+                role = self.role_of(name)
+                if role != "keep":
+                    found[name] = (module, role)
+        return found
+
+    def model_class(self) -> type:
+        return getattr(importlib.import_module("diffusers"), self.diffusers_class)
+
+
+_ADAPTERS: dict[str, ModelAdapter] = {}
+
+
+def register_adapter(adapter: ModelAdapter) -> ModelAdapter:
+    _ADAPTERS[adapter.architecture] = adapter
+    return adapter
+
+
+def adapter_named(architecture: str) -> ModelAdapter:
+    _load_builtin()
+    try:
+        return _ADAPTERS[architecture]
+    except KeyError:
+        known = ", ".join(sorted(_ADAPTERS))
+        raise ValueError(f"unsupported architecture {architecture!r} (supported: {known})") from None
+
+
+def adapter_for_config(class_name: str) -> ModelAdapter:
+    """The adapter whose diffusers class is ``class_name`` (the ``_class_name`` of a model config)."""
+    _load_builtin()
+    for adapter in _ADAPTERS.values():
+        if adapter.diffusers_class == class_name:
+            return adapter
+    known = ", ".join(a.diffusers_class for a in _ADAPTERS.values())
+    raise ValueError(f"no adapter for model class {class_name!r} (supported: {known})")
+
+
+def _load_builtin() -> None:
+    importlib.import_module("gpu.adapters.flux")

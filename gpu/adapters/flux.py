@@ -1,0 +1,28 @@
+"""FLUX.1 (dev and schnell) in diffusers' ``FluxTransformer2DModel``.
+
+Attention and MLP linears of both streams and the single blocks' projections carry ~all FLOPs: W4A4
+SVDQuant. adaLN modulation linears are GEMVs on the timestep/pooled vector (27% of FLUX's bytes, no
+FLOPs) whose inputs must stay 16-bit: W4A16. Embedders, ``norm_out`` and ``proj_out`` stay 16-bit.
+"""
+
+from gpu.adapters.base import ModelAdapter, register_adapter
+
+_DOUBLE = r"transformer_blocks\.\d+\."
+_SINGLE = r"single_transformer_blocks\.\d+\."
+
+FLUX = register_adapter(
+    ModelAdapter(
+        architecture="flux",
+        diffusers_class="FluxTransformer2DModel",
+        pipeline_class="FluxPipeline",
+        rules=(
+            (_DOUBLE + r"norm1(_context)?\.linear", "w4a16"),
+            (_SINGLE + r"norm\.linear", "w4a16"),
+            (_DOUBLE + r"attn\.(to_q|to_k|to_v|add_q_proj|add_k_proj|add_v_proj)", "w4a4"),
+            (_DOUBLE + r"attn\.(to_out\.0|to_add_out)", "w4a4"),
+            (_DOUBLE + r"ff(_context)?\.net\.(0\.proj|2)", "w4a4"),
+            (_SINGLE + r"attn\.(to_q|to_k|to_v)", "w4a4"),
+            (_SINGLE + r"(proj_mlp|proj_out)", "w4a4"),
+        ),
+    )
+)

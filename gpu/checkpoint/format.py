@@ -1,0 +1,230 @@
+"""SVDQ checkpoint format, version 1.
+
+A standard ``.safetensors`` file (so any safetensors reader can list it; never pickle):
+
+* tensors: every parameter of the base transformer, except that each quantized linear ``<name>`` is
+  replaced by the ``SVDQLinear`` buffers ``<name>.qweight``, ``.wscales``, ``.smooth``, ``.lora_down``
+  ``[K, r]``, ``.lora_up`` ``[N, r]``, ``.bias`` (+ ``.wscale_global``/``.ascale_global`` for NVFP4), in
+  the canonical layout of ``gpu.modules.svdq_linear`` (kernels repack at load time).
+* ``__metadata__["svdq"]``: JSON with ``format``/``format_version``, ``architecture``, ``model_class``,
+  ``model_config`` (the base model's diffusers config), ``dtype``, ``layers`` (per layer: method,
+  formats, group sizes, rank, in/out features), ``quantization`` (run settings), ``calibration``
+  summary, ``base_model`` (library name, absolute and relative path of the pipeline it came from),
+  ``tool`` version, ``created``, and ``sha256`` of the data section (every byte after the header).
+
+The checksum is written without a second pass over the tensors: the header is first written with a
+placeholder of the digest's length, the data section is hashed from disk, and the placeholder is
+overwritten in place. The file appears under its final name only when complete (atomic rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from gpu.atomic import atomic_path
+from gpu.errors import CheckpointError
+from gpu.version import __version__
+
+FORMAT_NAME = "nibble-svdq"
+FORMAT_VERSION = 1
+METADATA_KEY = "svdq"
+_PLACEHOLDER = "Z" * 64  # same length as a hex SHA-256 digest, so patching never moves the data
+_MAX_HEADER = 256 << 20
+
+
+@dataclass
+class CheckpointMeta:
+    architecture: str
+    model_class: str
+    model_config: dict[str, Any]
+    dtype: str
+    layers: dict[str, dict[str, Any]]  # name -> LayerSpec json + in_features/out_features/group sizes
+    quantization: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    base_model: dict[str, Any] = field(default_factory=dict)
+    tool: str = f"nibble-studio {__version__}"
+    created: str = ""
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+    sha256: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+
+def save_checkpoint(path: Path | str, tensors: dict[str, torch.Tensor], meta: CheckpointMeta) -> Path:
+    """Writes ``tensors`` (name -> CPU tensor) with ``meta`` atomically; fills ``meta.sha256``."""
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta.sha256 = _PLACEHOLDER
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: meta.to_json()})
+        header_len, _ = _read_header(tmp)
+        digest = _hash_data(tmp, 8 + header_len)
+        _patch_placeholder(tmp, header_len, digest)
+    meta.sha256 = digest
+    return path
+
+
+def _patch_placeholder(path: Path, header_len: int, digest: str) -> None:
+    with open(path, "rb+") as f:
+        f.seek(8)
+        header = f.read(header_len)
+        at = header.find(_PLACEHOLDER.encode())
+        if at < 0 or header.find(_PLACEHOLDER.encode(), at + 1) >= 0:
+            raise RuntimeError("checksum placeholder not found exactly once in the header")
+        f.seek(8 + at)
+        f.write(digest.encode())
+
+
+def _hash_data(path: Path, start: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(start)
+        while chunk := f.read(16 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_header(path: Path) -> tuple[int, dict[str, Any]]:
+    """(header length, parsed header) of a safetensors file, with plain-words errors."""
+    name = Path(path).name
+    try:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{name}: not a safetensors file (only {size} bytes)")
+            (n,) = struct.unpack("<Q", head)
+            if n > _MAX_HEADER or 8 + n > size:
+                raise CheckpointError(
+                    f"{name}: header claims {n} bytes but the file has {size}: truncated or not a safetensors file"
+                )
+            raw = f.read(n)
+    except OSError as err:
+        raise CheckpointError(f"{name}: cannot read the file ({err.strerror or err})") from None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{name}: the header is not valid JSON: the file is corrupt") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{name}: the header is not a JSON object: the file is corrupt")
+    return n, header
+
+
+def read_checkpoint_meta(path: Path | str) -> CheckpointMeta:
+    """Parses and validates the metadata only (cheap: no tensor data is read)."""
+    path = Path(path)
+    _, header = _read_header(path)
+    return _meta_from_header(path.name, header)
+
+
+def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
+    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    if raw is None:
+        raise CheckpointError(
+            f"{name}: not an SVDQ checkpoint (no '{METADATA_KEY}' metadata); "
+            "plain safetensors weights or LoRA files are not quantized models"
+        )
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{name}: the SVDQ metadata is not valid JSON") from None
+    if data.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{name}: unknown checkpoint format {data.get('format')!r}")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{name}: SVDQ format version {version} is not supported (this app reads version {FORMAT_VERSION})",
+            hint="update Nibble Studio, or re-quantize the model with this version",
+        )
+    from gpu.adapters import adapter_named
+
+    try:
+        adapter = adapter_named(str(data.get("architecture")))
+    except ValueError as err:
+        raise CheckpointError(f"{name}: {err}") from None
+    if data.get("model_class") != adapter.diffusers_class:
+        raise CheckpointError(
+            f"{name}: model class {data.get('model_class')!r} does not match architecture {adapter.architecture!r}"
+        )
+    known = {f for f in CheckpointMeta.__dataclass_fields__}
+    try:
+        return CheckpointMeta(**{k: v for k, v in data.items() if k in known})
+    except TypeError as err:
+        raise CheckpointError(f"{name}: incomplete SVDQ metadata ({err})") from None
+
+
+def load_checkpoint(
+    path: Path | str, expected: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None
+) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
+    """Validates everything and returns (meta, tensors on CPU).
+
+    ``expected``: name -> (shape, dtype) the model needs (from ``gpu.checkpoint.skeleton``); when given,
+    missing/extra tensors and shape/dtype mismatches are reported by name."""
+    path = Path(path)
+    header_len, header = _read_header(path)
+    meta = _meta_from_header(path.name, header)
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    data_len = max((int(e["data_offsets"][1]) for e in entries.values()), default=0)
+    size = path.stat().st_size
+    if size != 8 + header_len + data_len:
+        raise CheckpointError(
+            f"{path.name}: truncated or padded: the header describes {8 + header_len + data_len} bytes, "
+            f"the file has {size}",
+            hint="copy or download the file again",
+        )
+    if _hash_data(path, 8 + header_len) != meta.sha256:
+        raise CheckpointError(f"{path.name}: checksum mismatch: the tensor data is corrupt")
+    if expected is not None:
+        _check_tensor_set(path.name, entries, expected)
+    tensors: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        for key in f.keys():
+            tensors[key] = f.get_tensor(key)
+    return meta, tensors
+
+
+_DTYPE_NAMES = {
+    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
+    "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32,
+    "F64": torch.float64, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}  # fmt: skip
+
+
+def _check_tensor_set(
+    name: str, entries: dict[str, Any], expected: dict[str, tuple[tuple[int, ...], torch.dtype]]
+) -> None:
+    missing = sorted(set(expected) - set(entries))
+    extra = sorted(set(entries) - set(expected))
+    if missing:
+        raise CheckpointError(f"{name}: missing tensors: {_few(missing)}")
+    if extra:
+        raise CheckpointError(f"{name}: unexpected tensors: {_few(extra)}")
+    for key, (shape, dtype) in expected.items():
+        got_shape = tuple(entries[key]["shape"])
+        if got_shape != tuple(shape):
+            raise CheckpointError(f"{name}: tensor {key} has shape {list(got_shape)}, expected {list(shape)}")
+        got_dtype = _DTYPE_NAMES.get(entries[key]["dtype"])
+        if dtype.is_floating_point != (got_dtype is not None and got_dtype.is_floating_point) or (
+            not dtype.is_floating_point and got_dtype != dtype
+        ):
+            raise CheckpointError(f"{name}: tensor {key} has dtype {entries[key]['dtype']}, expected {dtype}")
+
+
+def _few(names: list[str], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

@@ -1,0 +1,81 @@
+"""Build the module tree an SVDQ checkpoint describes, and load its tensors into it."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gpu.adapters import adapter_named
+from gpu.checkpoint.format import CheckpointMeta, load_checkpoint
+from gpu.modules.layer_spec import LayerSpec
+from gpu.modules.svdq_linear import SVDQLinear
+
+
+def replace_linears(
+    model: nn.Module, specs: dict[str, LayerSpec], dtype: torch.dtype, device: torch.device | str | None = None
+) -> None:
+    """Swap each named ``nn.Linear`` for an empty ``SVDQLinear`` of the given spec (in place)."""
+    for name, spec in specs.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        old = getattr(parent, child)
+        if not isinstance(old, nn.Linear):
+            raise ValueError(f"{name} is a {type(old).__name__}, not a Linear")
+        new = SVDQLinear(old.in_features, old.out_features, spec, old.bias is not None, dtype, device)
+        setattr(parent, child, new)
+
+
+def layer_specs(meta: CheckpointMeta) -> dict[str, LayerSpec]:
+    return {name: LayerSpec.from_json(entry) for name, entry in meta.layers.items()}
+
+
+def build_skeleton(meta: CheckpointMeta) -> nn.Module:
+    """The quantized transformer on the meta device (no memory): base model + SVDQLinear swaps."""
+    adapter = adapter_named(meta.architecture)
+    with torch.device("meta"):
+        model = adapter.model_class().from_config(meta.model_config)
+        nn.Module.to(model, meta.torch_dtype)  # diffusers' own .to() warns on dtype casts
+        replace_linears(model, layer_specs(meta), meta.torch_dtype)
+    return model
+
+
+def expected_tensors(model: nn.Module) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+
+
+def load_quantized_transformer(path, runtime_dtype: torch.dtype | None = None) -> tuple[nn.Module, CheckpointMeta]:
+    """Validate and load an SVDQ file into a ready (CPU) transformer.
+
+    ``runtime_dtype``: dtype for the 16-bit layers that were not quantized (e.g. float32 on CPU for
+    speed); quantized layers keep their stored scales and factors."""
+    from gpu.checkpoint.format import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(path)
+    model = build_skeleton(meta)
+    _, tensors = load_checkpoint(path, expected_tensors(model))
+    model.load_state_dict(tensors, strict=True, assign=True)
+    _materialize_leftovers(model)
+    if runtime_dtype is not None:
+        cast_unquantized(model, runtime_dtype)
+    model.eval()
+    return model, meta
+
+
+def cast_unquantized(model: nn.Module, dtype: torch.dtype) -> None:
+    """Cast parameters/buffers of every module except ``SVDQLinear`` layers (whose storage is canonical)."""
+    for module in model.modules():
+        if isinstance(module, SVDQLinear):
+            continue
+        for name, p in list(module.named_parameters(recurse=False)):
+            if p.is_floating_point():
+                setattr(module, name, nn.Parameter(p.detach().to(dtype), requires_grad=False))
+        for name, b in list(module.named_buffers(recurse=False)):
+            if b is not None and b.is_floating_point():
+                module.register_buffer(name, b.to(dtype), persistent=name not in module._non_persistent_buffers_set)
+
+
+def _materialize_leftovers(model: nn.Module) -> None:
+    """Non-persistent buffers are not in the file; anything still on the meta device is an error."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_meta:
+            raise RuntimeError(f"tensor {name} was not loaded from the checkpoint")

@@ -1,0 +1,27 @@
+"""Errors a user can cause and fix. Their message is shown as is (CLI one-liner, app dialog)."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input (file, model, settings); ``hint`` says what to try."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class CheckpointError(UserError):
+    """An SVDQ file is malformed: wrong version/architecture, missing tensors, truncated, corrupt."""
+
+
+class ModelLoadError(UserError):
+    """A model (folder or file) cannot be loaded."""
+
+
+class BadRequestError(UserError):
+    """Generation settings that cannot work (size not a multiple of 16, zero steps, ...)."""
+
+
+class Cancelled(Exception):
+    """A long operation stopped because its caller asked it to."""

@@ -1,0 +1,179 @@
+"""Quantize one linear layer with SVDQuant or one of the paper's baselines.
+
+With weight W [N, K] (torch's y = x W^T), smoothing vector lambda [K] and rank r:
+
+    svdquant     x/lambda, W*lambda = L_up L_down^T + R, quantize R      (alpha searched, refined)
+    smoothquant  x/lambda, quantize W*lambda                             (alpha searched)
+    svd          W = L_up L_down^T + R, quantize R                       (no smoothing)
+    lorc         quantize W, then L_up L_down^T = SVD_r(W - Q(W))        (low-rank error compensation)
+    naive        quantize W and x round-to-nearest
+    nf4 / rtn    weight-only (16-bit activations)
+
+The objective for every search is the relative output error on the calibration tokens,
+||Y_q - X W^T||^2 / ||X W^T||^2, computed with the very reference forward that inference runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from gpu.modules.layer_spec import LayerSpec
+from gpu.modules.reference import reference_linear
+from gpu.quant import QuantizedTensor, dequantize, get_format, pack_codes, quantize
+from gpu.quant.fp4 import E4M3_MAX
+from gpu.svdquant.calibration import LayerCalibration
+from gpu.svdquant.lowrank import low_rank_factors
+from gpu.svdquant.smoothing import DEFAULT_ALPHA_GRID, smoothing_factors
+
+OBJECTIVE_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class DecomposeConfig:
+    alpha_grid: tuple[float, ...] = DEFAULT_ALPHA_GRID
+    refine_iters: int = 2  # L_k = SVD_r(W^ - Q(W^ - L_{k-1})), best kept
+    seed: int = 0
+    dtype: torch.dtype = torch.bfloat16  # storage dtype of scales, smoothing, low-rank, bias
+
+
+@dataclass
+class DecomposedLayer:
+    """The tensors of one ``SVDQLinear`` (buffer name -> tensor, storage dtypes) and how they were chosen."""
+
+    spec: LayerSpec
+    tensors: dict[str, torch.Tensor]
+    alpha: float | None = None
+    error: float | None = None  # relative output error on calibration tokens (None: not measured)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Candidate:
+    qw: QuantizedTensor
+    smooth: torch.Tensor | None  # storage dtype [K]
+    down: torch.Tensor | None  # storage dtype [K, r]
+    up: torch.Tensor | None  # storage dtype [N, r]
+    act_global: torch.Tensor | None
+    error: float = float("inf")
+
+
+def _quantize_weight(w: torch.Tensor, spec: LayerSpec, dtype: torch.dtype) -> QuantizedTensor:
+    return quantize(w, spec.weight_format, dtype)
+
+
+def _act_global_scale(spec: LayerSpec, calib: LayerCalibration | None, smooth: torch.Tensor | None):
+    """Static NVFP4 activation scale from calibration: max|x / lambda| / (6 * 448), fp32 scalar."""
+    if spec.act_format is None or not get_format(spec.act_format).global_scale:
+        return None
+    if calib is None:
+        return torch.ones((), dtype=torch.float32)
+    amax = calib.x_absmax.float()
+    if smooth is not None:
+        amax = amax / smooth.float()
+    top = amax.max()
+    return torch.where(top > 0, top / (6.0 * E4M3_MAX), torch.ones_like(top))
+
+
+def _objective(c: _Candidate, spec: LayerSpec, x: torch.Tensor, y_ref: torch.Tensor, dtype) -> float:
+    y = reference_linear(x, c.qw, spec.act_format, c.smooth, c.down, c.up, None, dtype, c.act_global)
+    return float(((y - y_ref) ** 2).sum() / (y_ref**2).sum().clamp(min=1e-30))
+
+
+def _build(
+    w: torch.Tensor,
+    spec: LayerSpec,
+    lam: torch.Tensor | None,
+    calib: LayerCalibration | None,
+    cfg: DecomposeConfig,
+    refine: int,
+    x: torch.Tensor | None,
+    y_ref: torch.Tensor | None,
+) -> _Candidate:
+    dtype = cfg.dtype
+    smooth = lam.to(dtype) if lam is not None else None
+    w_hat = w * smooth.float() if smooth is not None else w
+    act_global = _act_global_scale(spec, calib, smooth)
+    if spec.rank == 0:
+        return _score(_Candidate(_quantize_weight(w_hat, spec, dtype), smooth, None, None, act_global),
+                      spec, x, y_ref, dtype)
+    if spec.method == "lorc":
+        qw = _quantize_weight(w_hat, spec, dtype)
+        up, down = low_rank_factors(w_hat - dequantize(qw), spec.rank, cfg.seed)
+        return _score(_Candidate(qw, smooth, down.to(dtype), up.to(dtype), act_global), spec, x, y_ref, dtype)
+    up, down = low_rank_factors(w_hat, spec.rank, cfg.seed)
+    best: _Candidate | None = None
+    for _ in range(refine + 1):
+        up16, down16 = up.to(dtype), down.to(dtype)
+        residual = w_hat - up16.float() @ down16.float().T
+        qw = _quantize_weight(residual, spec, dtype)
+        cand = _score(_Candidate(qw, smooth, down16, up16, act_global), spec, x, y_ref, dtype)
+        if best is None or cand.error < best.error:
+            best = cand
+        # Refit the branch to what quantization actually left out of the weight.
+        up, down = low_rank_factors(w_hat - dequantize(qw), spec.rank, cfg.seed)
+    assert best is not None
+    return best
+
+
+def _score(c: _Candidate, spec: LayerSpec, x, y_ref, dtype) -> _Candidate:
+    if x is not None:
+        c.error = _objective(c, spec, x, y_ref, dtype)
+    return c
+
+
+def decompose_linear(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    spec: LayerSpec,
+    calib: LayerCalibration | None,
+    cfg: DecomposeConfig = DecomposeConfig(),
+) -> DecomposedLayer:
+    """weight: [N, K], bias: [N] or None (any float dtype/device) -> DecomposedLayer.
+
+    Layers with quantized activations need ``calib`` (their objective and smoothing use it)."""
+    w = weight.detach().float()
+    x = y_ref = None
+    if calib is not None:
+        x = calib.x_sample[:OBJECTIVE_TOKENS].to(w.device).float()
+        y_ref = x @ w.T
+    elif spec.smooth or spec.act_format is not None and get_format(spec.act_format).global_scale:
+        raise ValueError(f"method {spec.method} needs calibration activations")
+    alpha = None
+    if spec.smooth:
+        assert calib is not None
+        w_absmax = w.abs().amax(dim=0)
+        x_absmax = calib.x_absmax.to(w.device)
+        best: _Candidate | None = None
+        for a in cfg.alpha_grid:
+            lam = smoothing_factors(x_absmax, w_absmax, a)
+            cand = _build(w, spec, lam, calib, cfg, 0, x, y_ref)
+            if best is None or cand.error < best.error:
+                best, alpha = cand, a
+        lam = smoothing_factors(x_absmax, w_absmax, alpha)
+        chosen = _build(w, spec, lam, calib, cfg, cfg.refine_iters, x, y_ref)
+    else:
+        chosen = _build(w, spec, None, calib, cfg, cfg.refine_iters, x, y_ref)
+    return DecomposedLayer(
+        spec=spec,
+        tensors=_tensors_of(chosen, bias, cfg.dtype),
+        alpha=alpha,
+        error=None if x is None else chosen.error,
+    )
+
+
+def _tensors_of(c: _Candidate, bias: torch.Tensor | None, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    t: dict[str, torch.Tensor] = {"qweight": pack_codes(c.qw).cpu(), "wscales": c.qw.scales.cpu()}
+    if c.qw.global_scale is not None:
+        t["wscale_global"] = c.qw.global_scale.float().reshape(()).cpu()
+    if c.act_global is not None:
+        t["ascale_global"] = c.act_global.float().reshape(()).cpu()
+    if c.smooth is not None:
+        t["smooth"] = c.smooth.cpu()
+    if c.down is not None:
+        t["lora_down"] = c.down.contiguous().cpu()
+        t["lora_up"] = c.up.contiguous().cpu()
+    if bias is not None:
+        t["bias"] = bias.detach().to(dtype).cpu()
+    return t

@@ -1,0 +1,19 @@
+"""SmoothQuant-style smoothing: migrate activation outliers into the weight, channel by channel."""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULT_ALPHA_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def smoothing_factors(x_absmax: torch.Tensor, w_absmax: torch.Tensor, alpha: float) -> torch.Tensor:
+    """lambda_i = max|X_:,i|^alpha / max|W_:,i|^(1-alpha).
+
+    x_absmax: float32 [K] per input channel over calibration tokens; w_absmax: float32 [K] per input
+    channel over output rows. Returns float32 [K], positive; channels that never fire get 1."""
+    xa = x_absmax.float().clamp(min=1e-5)
+    wa = w_absmax.float().clamp(min=1e-5)
+    lam = xa.pow(alpha) / wa.pow(1.0 - alpha)
+    lam = torch.where(x_absmax > 0, lam, torch.ones_like(lam))
+    return lam.clamp(min=1e-4, max=1e4)
