@@ -1,0 +1,42 @@
+"""Two-way bindings between ``Prop`` state and standard widgets, so panels hold no logic of their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QLineEdit, QPlainTextEdit, QSpinBox
+
+
+def _signal(state: Any, name: str) -> Any:
+    return getattr(state, f"{name}_changed")
+
+
+def bind(state: Any, name: str, widget: Any) -> None:
+    value = getattr(state, name)
+    if isinstance(widget, QPlainTextEdit):
+        widget.setPlainText(value)
+
+        def to_widget(v: str) -> None:
+            if widget.toPlainText() != v:  # setPlainText moves the cursor: only when it really differs
+                widget.setPlainText(v)
+
+        widget.textChanged.connect(lambda: setattr(state, name, widget.toPlainText()))
+    elif isinstance(widget, QLineEdit):
+        widget.setText(str(value))
+
+        def to_widget(v: Any) -> None:
+            if widget.text() != str(v):
+                widget.setText(str(v))
+
+        widget.textChanged.connect(lambda text: setattr(state, name, text))
+    elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+        widget.setValue(value)
+        to_widget = widget.setValue
+        widget.valueChanged.connect(lambda v: setattr(state, name, v))
+    elif isinstance(widget, QCheckBox):
+        widget.setChecked(bool(value))
+        to_widget = widget.setChecked
+        widget.toggled.connect(lambda v: setattr(state, name, v))
+    else:
+        raise TypeError(f"cannot bind {type(widget).__name__}")
+    _signal(state, name).connect(to_widget)

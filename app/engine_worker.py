@@ -1,0 +1,251 @@
+"""The generator: a QObject living on its own QThread that owns the engine's ``GenerationService``.
+
+Rules that keep the window responsive: the worker never touches widgets, every slot catches every exception
+and turns it into a ``failed`` signal, and torch is imported here (on the worker thread, after the window is
+up). Cancellation is a ``threading.Event`` read by the engine between denoising steps, so it takes effect at
+the next step without waiting for the queued-signal machinery of a busy thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtGui import QImage
+
+from app.data_dir import DataDir
+from app.engine_errors import EngineError, classify
+from app.image_files import new_image_path
+
+log = logging.getLogger(__name__)
+_job_ids = itertools.count(1)
+
+
+@dataclass
+class Job:
+    request: Any  # gpu.generation.request.GenerationRequest
+    id: int = field(default_factory=lambda: next(_job_ids))
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: int
+    image_index: int
+    image_count: int
+    step: int
+    total_steps: int
+    elapsed_s: float
+    eta_s: float
+    preview: QImage | None
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    path: Path
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """What the model panel shows about the machine."""
+
+    gpu: Any  # gpu.system_info.GpuInfo | None
+    entries: list[Any]  # gpu.library.ModelEntry
+
+
+def pil_to_qimage(image: Any) -> QImage:
+    """QImage is safe to build off the GUI thread (QPixmap is not); copy() detaches it from the bytes."""
+    rgba = image.convert("RGBA")
+    data = rgba.tobytes()
+    return QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888).copy()
+
+
+class EngineWorker(QObject):
+    ready = Signal(object)  # EngineStatus
+    library_changed = Signal(list)  # list[ModelEntry]
+    model_described = Signal(object)  # ModelInfo
+    model_loaded = Signal(object)  # ModelInfo
+    started = Signal(int, int)  # job id, image count
+    progress = Signal(object)  # JobProgress
+    finished = Signal(int, list)  # job id, list[SavedImage]
+    cancelled = Signal(int)  # job id
+    failed = Signal(int, object)  # job id (0: not a generation job), EngineError
+    busy_changed = Signal(bool)
+
+    def __init__(self, data: DataDir) -> None:
+        super().__init__()
+        self._data = data
+        self._service: Any = None
+        self._library: Any = None
+        self._loaded: str | None = None
+        self.preview_every = 2
+
+    # ---- engine objects, created lazily on the worker thread ----------------------------------------------
+
+    def _ensure_service(self) -> Any:
+        if self._service is None:
+            from gpu.generation.service import GenerationService
+            from gpu.library import ModelLibrary
+
+            self._library = ModelLibrary(self._data.root)
+            self._service = GenerationService(self._library)
+        return self._service
+
+    def _status(self) -> EngineStatus:
+        from gpu.system_info import detect_gpu
+
+        try:
+            gpu = detect_gpu()
+        except Exception:  # a broken driver must not stop the app; the panel shows "no GPU"
+            log.exception("GPU detection failed")
+            gpu = None
+        return EngineStatus(gpu=gpu, entries=list(self._library.entries()))
+
+    @Slot()
+    def initialize(self) -> None:
+        try:
+            self._ensure_service()
+            self.ready.emit(self._status())
+        except BaseException as exc:
+            log.exception("engine start-up failed")
+            self.failed.emit(0, classify(exc))
+
+    @Slot()
+    def refresh_status(self) -> None:
+        self.initialize()
+
+    @Slot(str)
+    def describe(self, model: str) -> None:
+        try:
+            self.model_described.emit(self._ensure_service().describe(model))
+        except BaseException as exc:
+            self.failed.emit(0, classify(exc))
+
+    @Slot(str)
+    def add_model(self, path: str) -> None:
+        try:
+            self._ensure_service()
+            entry = self._library.add(Path(path))
+            self.library_changed.emit(list(self._library.entries()))
+            self.describe(entry.name)
+        except BaseException as exc:
+            self.failed.emit(0, classify(exc))
+
+    @Slot(str)
+    def remove_model(self, name: str) -> None:
+        try:
+            self._ensure_service()
+            if self._loaded == name:
+                self._service.unload()
+                self._loaded = None
+            self._library.remove(name)
+            self.library_changed.emit(list(self._library.entries()))
+        except BaseException as exc:
+            self.failed.emit(0, classify(exc))
+
+    @Slot()
+    def unload(self) -> None:
+        try:
+            if self._service is not None:
+                self._service.unload()
+            self._loaded = None
+        except BaseException as exc:
+            self.failed.emit(0, classify(exc))
+
+    # ---- generation ---------------------------------------------------------------------------------------
+
+    @Slot(object)
+    def generate(self, job: Job) -> None:
+        if job.cancel.is_set():  # cancelled while it waited in the queue
+            self.cancelled.emit(job.id)
+            return
+        self.busy_changed.emit(True)
+        try:
+            self._run(job)
+        finally:
+            self.busy_changed.emit(False)
+
+    def _run(self, job: Job) -> None:
+        from gpu.errors import Cancelled
+        from gpu.generation.request import GenerationCancelled
+
+        request = job.request
+        self.started.emit(job.id, request.batch_count)
+        try:
+            service = self._ensure_service()
+            if self._loaded != request.model:
+                info = service.load(request.model)  # unloads the previous model first
+                self._loaded = request.model
+                self.model_loaded.emit(info)
+            images = service.generate(
+                request,
+                on_progress=lambda event: self._on_progress(job, event),
+                should_cancel=job.cancel.is_set,
+            )
+            if job.cancel.is_set():
+                raise GenerationCancelled()
+            saved = [self._save(image, index) for index, image in enumerate(images)]
+        except (GenerationCancelled, Cancelled):
+            self.cancelled.emit(job.id)
+        except BaseException as exc:
+            log.exception("generation failed")
+            error = classify(exc)
+            if error.kind == "internal" and self._loaded is not None:
+                # The pipeline may be in a broken state after an unexpected error: reload on the next job.
+                self._loaded = None
+            self.failed.emit(job.id, error)
+        else:
+            self.finished.emit(job.id, saved)
+
+    def _on_progress(self, job: Job, event: Any) -> None:
+        preview = None
+        if event.preview is not None and (event.step % max(1, self.preview_every) == 0
+                                          or event.step == event.total_steps):
+            try:
+                preview = pil_to_qimage(event.preview)
+            except Exception:  # a preview is a nicety; never fail a job over it
+                preview = None
+        self.progress.emit(JobProgress(job.id, event.image_index, event.image_count, event.step,
+                                       event.total_steps, event.elapsed_s, event.eta_s, preview))
+
+    def _save(self, generated: Any, index: int) -> SavedImage:
+        """The PNG is written (atomically) here, before the GUI thread commits its database row."""
+        from gpu.generation.png_metadata import write_png
+
+        settings = dict(generated.settings)
+        settings.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        path = new_image_path(self._data, int(settings.get("seed", 0)), index)
+        written = write_png(path, generated.image, settings)
+        return SavedImage(Path(written or path), settings)
+
+
+class EngineThread:
+    """Owns the QThread and the worker; ``stop()`` waits for the current step so nothing is half-written."""
+
+    def __init__(self, data: DataDir) -> None:
+        self.thread = QThread()
+        self.thread.setObjectName("engine")
+        self.worker = EngineWorker(data)
+        self.worker.moveToThread(self.thread)
+        self.thread.start()
+
+    def stop(self, current: Job | None = None, timeout_ms: int = 30000) -> None:
+        if current is not None:
+            current.cancel.set()
+        self.thread.quit()
+        if not self.thread.wait(timeout_ms):
+            log.warning("engine thread did not stop in time")
+
+
+def request_with(request: Any, **changes: Any) -> Any:
+    return replace(request, **changes)
+
+
+__all__ = ["EngineError", "EngineThread", "EngineWorker", "Job", "JobProgress", "SavedImage"]

@@ -1,0 +1,152 @@
+"""Gallery list model over the SQLite store: all rows are small records; pixels load lazily (thumbnails)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPainter
+
+from app.data_dir import DataDir
+from app.image_files import absolute, move_to_trash, restore_from_trash
+from app.store import ImageRecord, Store
+from app.thumbnails import THUMB_SIZE, ThumbnailCache
+
+RecordRole = Qt.ItemDataRole.UserRole + 1
+PathRole = Qt.ItemDataRole.UserRole + 2
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+def _placeholder(text: str) -> QImage:
+    image = QImage(THUMB_SIZE, THUMB_SIZE, QImage.Format.Format_ARGB32)
+    image.fill(QColor(128, 128, 128, 60))
+    painter = QPainter(image)
+    painter.drawText(image.rect(), Qt.AlignmentFlag.AlignCenter, text)
+    painter.end()
+    return image
+
+
+class GalleryModel(QAbstractListModel):
+    trash_changed = Signal(int)  # how many deletions can be undone
+
+    def __init__(self, store: Store, data: DataDir, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._store = store
+        self._data = data
+        self._rows: list[ImageRecord] = []
+        self._row_of_path: dict[str, int] = {}
+        self._search = ""
+        self._favorites_only = False
+        self._undo: list[ImageRecord] = []
+        self.thumbnails = ThumbnailCache(parent=self)
+        self.thumbnails.loaded.connect(self._thumbnail_loaded)
+        self._loading = _placeholder("…")
+        self._missing = _placeholder("missing")
+        self.reload()
+
+    # ---- Qt model API -------------------------------------------------------------------------------------
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self._rows):
+            return None
+        record = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DecorationRole:
+            if record.missing:
+                return self._missing
+            image = self.thumbnails.get(self.path_of(record))
+            return self._loading if image is None else (image if not image.isNull() else self._missing)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return record.prompt or "(no prompt)"
+        if role == Qt.ItemDataRole.DisplayRole:
+            return ("★ " if record.favorite else "") + (record.prompt[:40] or "(no prompt)")
+        if role == Qt.ItemDataRole.SizeHintRole:
+            return QSize(THUMB_SIZE + 16, THUMB_SIZE + 36)
+        if role == RecordRole:
+            return record
+        if role == PathRole:
+            return str(self.path_of(record))
+        return None
+
+    # ---- queries ------------------------------------------------------------------------------------------
+
+    def path_of(self, record: ImageRecord) -> Path:
+        return absolute(self._data, record.path)
+
+    def record(self, row: int) -> ImageRecord:
+        return self._rows[row]
+
+    def row_of(self, image_id: int) -> int:
+        for row, record in enumerate(self._rows):
+            if record.id == image_id:
+                return row
+        return -1
+
+    def set_filter(self, search: str = "", favorites_only: bool | None = None) -> None:
+        self._search = search
+        if favorites_only is not None:
+            self._favorites_only = favorites_only
+        self.reload()
+
+    def reload(self) -> None:
+        self.beginResetModel()
+        self._rows = self._store.images(self._search, self._favorites_only)
+        self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
+        self.endResetModel()
+
+    # ---- changes ------------------------------------------------------------------------------------------
+
+    def add(self, rel_path: str, settings: dict[str, Any]) -> ImageRecord:
+        record = self._store.add_image(rel_path, settings)
+        if self._matches(record):
+            self.beginInsertRows(QModelIndex(), 0, 0)
+            self._rows.insert(0, record)
+            self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
+            self.endInsertRows()
+        return record
+
+    def _matches(self, record: ImageRecord) -> bool:
+        if self._favorites_only and not record.favorite:
+            return False
+        return self._search.lower() in record.prompt.lower()
+
+    def toggle_favorite(self, row: int) -> None:
+        record = self._rows[row]
+        record.favorite = not record.favorite
+        self._store.set_favorite(record.id, record.favorite)
+        index = self.index(row)
+        self.dataChanged.emit(index, index)
+
+    def delete(self, rows: list[int]) -> None:
+        """Moves files to the trash folder; ``undo_delete`` brings back the last deletion."""
+        for row in sorted(set(rows), reverse=True):
+            record = self._rows[row]
+            move_to_trash(self._data, record.path)
+            self._store.set_trashed(record.id, True)
+            self.thumbnails.forget(self.path_of(record))
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._rows[row]
+            self.endRemoveRows()
+            self._undo.append(record)
+        self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
+        self.trash_changed.emit(len(self._undo))
+
+    def undo_delete(self) -> bool:
+        if not self._undo:
+            return False
+        record = self._undo.pop()
+        restore_from_trash(self._data, record.path)
+        self._store.set_trashed(record.id, False)
+        self.reload()
+        self.trash_changed.emit(len(self._undo))
+        return True
+
+    def _thumbnail_loaded(self, path: str) -> None:
+        row = self._row_of_path.get(path)
+        if row is not None:
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])

@@ -1,0 +1,68 @@
+"""The images folder: naming new PNGs, moving them to the trash and back, reading their settings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from app.data_dir import DataDir
+
+
+def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
+    """``images/YYYY-MM-DD/HHMMSS-<seed>-<index>.png``; a counter keeps names unique within a second."""
+    stamp = time.localtime(time.time() if when is None else when)
+    folder = data.images / time.strftime("%Y-%m-%d", stamp)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = f"{time.strftime('%H%M%S', stamp)}-{seed}-{index}"
+    path = folder / f"{base}.png"
+    counter = 1
+    while path.exists():
+        path = folder / f"{base}-{counter}.png"
+        counter += 1
+    return path
+
+
+def relative(data: DataDir, path: Path) -> str:
+    return Path(path).resolve().relative_to(data.images.resolve()).as_posix()
+
+
+def absolute(data: DataDir, rel_path: str) -> Path:
+    return data.images / rel_path
+
+
+def move_to_trash(data: DataDir, rel_path: str) -> None:
+    source = absolute(data, rel_path)
+    target = data.trash / rel_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.exists():
+        os.replace(source, target)
+
+
+def restore_from_trash(data: DataDir, rel_path: str) -> None:
+    source = data.trash / rel_path
+    target = absolute(data, rel_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.exists():
+        shutil.move(str(source), str(target))
+
+
+def read_image_settings(path: Path) -> dict[str, Any] | None:
+    """Settings stored in a PNG: ours, A1111 ``parameters`` or ComfyUI (best effort). None if there are none."""
+    from gpu.generation.png_metadata import read_settings  # pure-Python chunk reader, no torch
+
+    try:
+        return read_settings(Path(path))
+    except (OSError, ValueError):
+        return None
+
+
+def read_image_text(path: Path) -> dict[str, str]:
+    from gpu.generation.png_metadata import read_png_text
+
+    try:
+        return read_png_text(Path(path))
+    except (OSError, ValueError):
+        return {}

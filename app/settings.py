@@ -1,0 +1,98 @@
+"""User settings as typed, versioned JSON (``settings.json`` in the data dir).
+
+Unknown keys are dropped and wrong types fall back to defaults, so a hand-edited or older file never stops
+the app from starting. ``_MIGRATIONS`` upgrades old versions step by step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from app.atomic import atomic_write_text
+
+SETTINGS_VERSION = 2
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LastJob:
+    """The prompt panel as the user left it."""
+
+    model: str = "demo"
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    seed_locked: bool = False
+    steps: int = 0  # 0: the model's default
+    guidance: float = 0.0  # 0: the model's default
+    width: int = 0
+    height: int = 0
+    batch_count: int = 1
+
+
+@dataclass
+class Settings:
+    version: int = SETTINGS_VERSION
+    window_geometry: str = ""  # base64 of QMainWindow.saveGeometry()
+    window_state: str = ""  # base64 of QMainWindow.saveState(): dock layout
+    last_job: LastJob = field(default_factory=LastJob)
+    preview_every: int = 2  # a latent preview every N steps
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 1 kept the prompt panel fields at the top level.
+    job_keys = {f.name for f in fields(LastJob)}
+    data["last_job"] = {k: data.pop(k) for k in list(data) if k in job_keys}
+    return data
+
+
+_MIGRATIONS = {1: _migrate_1_to_2}
+
+
+def _typed(cls: type, data: dict[str, Any]) -> Any:
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        default = getattr(defaults, f.name)
+        value = data[f.name]
+        if f.name == "last_job" and isinstance(value, dict):
+            values[f.name] = _typed(LastJob, value)
+        elif isinstance(default, bool):
+            if isinstance(value, bool):
+                values[f.name] = value
+        elif isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[f.name] = float(value)
+        elif type(value) is type(default):
+            values[f.name] = value
+    return cls(**values)
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Settings()
+    except (OSError, ValueError) as exc:
+        log.warning("settings file %s unreadable (%s); using defaults", path, exc)
+        return Settings()
+    if not isinstance(data, dict):
+        return Settings()
+    version = data.get("version", 1)
+    while isinstance(version, int) and version < SETTINGS_VERSION and version in _MIGRATIONS:
+        data = _MIGRATIONS[version](data)
+        version += 1
+    data["version"] = SETTINGS_VERSION
+    return _typed(Settings, data)
+
+
+def save_settings(path: Path, settings: Settings) -> None:
+    atomic_write_text(path, json.dumps(settings.to_json(), indent=2, sort_keys=True))

@@ -1,0 +1,200 @@
+"""SQLite store for gallery entries and prompt history (WAL, schema version in ``PRAGMA user_version``).
+
+Only the GUI thread uses the connection. A PNG is always on disk before its row is committed (the worker
+writes the file, the GUI thread inserts the row), so a crash can leave a file without a row but never a row
+pointing at a half-written file; ``app.reconcile`` repairs the first case at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Each entry upgrades the schema from version i to i + 1. Never edit a shipped entry: append a new one.
+_MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,          -- relative to the images folder
+            prompt TEXT NOT NULL DEFAULT '',
+            settings TEXT NOT NULL DEFAULT '{}', -- JSON: the generation settings
+            created REAL NOT NULL,
+            favorite INTEGER NOT NULL DEFAULT 0,
+            missing INTEGER NOT NULL DEFAULT 0,
+            trashed INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX images_created ON images (created DESC, id DESC)",
+        """CREATE TABLE prompts (
+            id INTEGER PRIMARY KEY,
+            prompt TEXT NOT NULL,
+            negative_prompt TEXT NOT NULL DEFAULT '',
+            uses INTEGER NOT NULL DEFAULT 1,
+            last_used REAL NOT NULL,
+            UNIQUE (prompt, negative_prompt)
+        )""",
+    ],
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+@dataclass(slots=True)
+class ImageRecord:
+    id: int
+    path: str
+    prompt: str
+    settings: dict[str, Any]
+    created: float
+    favorite: bool
+    missing: bool
+
+
+@dataclass(slots=True)
+class PromptRecord:
+    id: int
+    prompt: str
+    negative_prompt: str
+    uses: int
+    last_used: float
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        # isolation_level=None: we open transactions explicitly, so each write is one atomic commit.
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"The gallery database {self.path} was written by a newer Nibble Studio (schema {version})."
+            )
+        for index in range(version, SCHEMA_VERSION):
+            with self._transaction():
+                for statement in _MIGRATIONS[index]:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={index + 1}")
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # ---- images -------------------------------------------------------------------------------------------
+
+    def add_image(self, rel_path: str, settings: dict[str, Any], created: float | None = None) -> ImageRecord:
+        created = time.time() if created is None else created
+        prompt = str(settings.get("prompt", ""))
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO images (path, prompt, settings, created) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (path) DO UPDATE SET missing = 0, trashed = 0, settings = excluded.settings",
+                (rel_path, prompt, json.dumps(settings), created),
+            )
+            row_id = cursor.lastrowid
+        row = self._db.execute(
+            "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE path = ?",
+            (rel_path,),
+        ).fetchone()
+        return self._image(row) if row else ImageRecord(row_id, rel_path, prompt, settings, created, False, False)
+
+    def images(self, search: str = "", favorites_only: bool = False) -> list[ImageRecord]:
+        query = "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE trashed = 0"
+        params: list[Any] = []
+        if search:
+            query += " AND prompt LIKE ? ESCAPE '\\'"
+            params.append(_like(search))
+        if favorites_only:
+            query += " AND favorite = 1"
+        query += " ORDER BY created DESC, id DESC"
+        return [self._image(row) for row in self._db.execute(query, params)]
+
+    def image(self, image_id: int) -> ImageRecord | None:
+        row = self._db.execute(
+            "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE id = ?", (image_id,)
+        ).fetchone()
+        return self._image(row) if row else None
+
+    def all_paths(self) -> dict[str, tuple[int, bool, bool]]:
+        """path -> (id, missing, trashed) for every row, for start-up reconciliation."""
+        rows = self._db.execute("SELECT path, id, missing, trashed FROM images")
+        return {path: (row_id, bool(missing), bool(trashed)) for path, row_id, missing, trashed in rows}
+
+    def set_favorite(self, image_id: int, favorite: bool) -> None:
+        with self._transaction():
+            self._db.execute("UPDATE images SET favorite = ? WHERE id = ?", (int(favorite), image_id))
+
+    def set_trashed(self, image_id: int, trashed: bool) -> None:
+        with self._transaction():
+            self._db.execute("UPDATE images SET trashed = ? WHERE id = ?", (int(trashed), image_id))
+
+    def set_missing(self, ids: Iterable[int], missing: bool) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE images SET missing = ? WHERE id = ?", [(int(missing), i) for i in ids]
+            )
+
+    @staticmethod
+    def _image(row: tuple) -> ImageRecord:
+        row_id, path, prompt, settings, created, favorite, missing = row
+        try:
+            parsed = json.loads(settings)
+        except ValueError:
+            parsed = {}
+        return ImageRecord(row_id, path, prompt, parsed, created, bool(favorite), bool(missing))
+
+    # ---- prompt history -----------------------------------------------------------------------------------
+
+    def record_prompt(self, prompt: str, negative_prompt: str = "", when: float | None = None) -> None:
+        if not prompt.strip():
+            return
+        when = time.time() if when is None else when
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO prompts (prompt, negative_prompt, last_used) VALUES (?, ?, ?) "
+                "ON CONFLICT (prompt, negative_prompt) DO UPDATE SET uses = uses + 1, last_used = excluded.last_used",
+                (prompt, negative_prompt, when),
+            )
+
+    def prompts(self, search: str = "") -> list[PromptRecord]:
+        query = "SELECT id, prompt, negative_prompt, uses, last_used FROM prompts"
+        params: list[Any] = []
+        if search:
+            query += " WHERE prompt LIKE ? ESCAPE '\\' OR negative_prompt LIKE ? ESCAPE '\\'"
+            params += [_like(search), _like(search)]
+        query += " ORDER BY last_used DESC, id DESC"
+        return [PromptRecord(*row) for row in self._db.execute(query, params)]
+
+    def clear_prompts(self) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM prompts")
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

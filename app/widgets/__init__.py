@@ -1,0 +1,1 @@
+"""Thin widgets bound to the observable state objects in ``app``."""

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from app.settings import SETTINGS_VERSION, LastJob, Settings, load_settings, save_settings
+from app.store import SCHEMA_VERSION, Store
+
+
+def test_store_images_and_search(tmp_path):
+    store = Store(tmp_path / "db.sqlite3")
+    assert store.schema_version == SCHEMA_VERSION
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.add_image("a.png", {"prompt": "a red fox", "seed": 1}, created=1)
+    store.add_image("b.png", {"prompt": "100% blue_sky", "seed": 2}, created=2)
+    assert [r.path for r in store.images()] == ["b.png", "a.png"]  # newest first
+    assert [r.path for r in store.images("fox")] == ["a.png"]
+    assert [r.path for r in store.images("100%")] == ["b.png"]
+    assert store.images("_") == store.images("blue_")  # LIKE wildcards are escaped
+    rid = store.images("fox")[0].id
+    store.set_favorite(rid, True)
+    assert [r.path for r in store.images(favorites_only=True)] == ["a.png"]
+    store.set_trashed(rid, True)
+    assert [r.path for r in store.images()] == ["b.png"]
+    store.close()
+    reopened = Store(tmp_path / "db.sqlite3")
+    assert reopened.image(rid).settings == {"prompt": "a red fox", "seed": 1}
+
+
+def test_prompt_history_dedup(tmp_path):
+    store = Store(tmp_path / "db.sqlite3")
+    store.record_prompt("cat", when=1)
+    store.record_prompt("dog", when=2)
+    store.record_prompt("cat", when=3)
+    store.record_prompt("   ")
+    history = store.prompts()
+    assert [(p.prompt, p.uses) for p in history] == [("cat", 2), ("dog", 1)]
+    assert [p.prompt for p in store.prompts("do")] == ["dog"]
+    store.clear_prompts()
+    assert store.prompts() == []
+
+
+def test_store_refuses_newer_schema(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    try:
+        Store(path)
+    except RuntimeError as exc:
+        assert "newer" in str(exc)
+    else:
+        raise AssertionError("expected RuntimeError")
+
+
+def test_settings_roundtrip_and_migration(tmp_path):
+    path = tmp_path / "settings.json"
+    assert load_settings(path) == Settings()
+    settings = Settings(window_geometry="abc", last_job=LastJob(prompt="hi", seed=7, seed_locked=True))
+    save_settings(path, settings)
+    assert load_settings(path) == settings
+    path.write_text(json.dumps({"version": 1, "prompt": "old", "steps": 9, "bogus": 1, "seed": "x"}))
+    migrated = load_settings(path)
+    assert migrated.version == SETTINGS_VERSION
+    assert migrated.last_job.prompt == "old" and migrated.last_job.steps == 9 and migrated.last_job.seed == 0
+    path.write_text("{not json")
+    assert load_settings(path) == Settings()
