@@ -1,0 +1,178 @@
+// svdq_w4a4_gemm.cu: Kernel B, the W4A4 GEMM with the low-rank up projection fused in its epilogue:
+//   y[m, n] = sum_g (sum_{k in g} qa[m, k] * qw[n, k]) * (sa[m, g] * sw[n, g])      (fp32)
+//           + sum_j lact[m, j] * lora_up[n, j]                                     (fp32)
+//           + bias[n]          [-> GELU]                                          -> 16-bit, one write
+// (paper section 4.3: "Up Projection" fused with "4-Bit Compute", so the output is written once).
+//
+// Tiling: 128 threads = 4 warps in a 2x2 grid over a 64x64 output tile; each warp owns 32x32 =
+// 2 (m16) x 4 (n8) mma.sync.m16n8k64.s4 tiles. The K loop walks one quantization group (64) per step:
+// 8 integer MMAs into fresh s32 registers, then each group's exact integer sum is scaled by sa*sw and
+// added to the fp32 accumulators, as acc = acc + float(dot) * (sa * sw) with separate IEEE-rounded
+// ops, the reference's exact order, so the integer part matches it bit for bit. No fp16/bf16 partials.
+// Operands come straight from global memory into registers in fragment order (activation: one 16-byte
+// load per lane per 16x64 tile; weight: one 8-byte load per lane per 8x64 tile; each warp-wide load is a
+// contiguous 512/256-byte run); the 4 warps of a block share their tiles through L1.
+//
+// Epilogue: the block stages lact[64 rows, 32 ranks] and lora_up[64 channels, 32 ranks] in shared
+// memory (fp32) per 32-rank chunk and each thread adds the fp32 dot products for its 32 outputs;
+// then bias, optional GELU, conversion to 16 bits, and guarded 4-byte stores of column pairs.
+// No atomics anywhere: every output is produced by one thread in a fixed order (deterministic).
+//
+// Layouts (written by gpu/kernels/repack.py and Kernel A; see kernels_cu/DESIGN.md):
+//   act     uint32 [M_pad/16, K/64, 32, 4]   wgt    uint32 [N_pad/8, K/64, 32, 2]
+//   ascale  T      [K/64, M_pad]             wscale T      [K/64, N_pad]
+//   lact    fp32   [M_pad, r]                lora_up T     [N_pad, r]     bias T [N_pad] (or null)
+//   out     T      [M, N] row-major (ldo = N)
+#include "svdq_common.cuh"
+
+namespace {
+
+constexpr int BM = 64, BN = 64, THREADS_B = 128;
+constexpr int WM_TILES = 2, WN_TILES = 4;  // per warp: 2 x m16, 4 x n8
+constexpr int RCHUNK = 32;                 // ranks staged per epilogue step
+
+enum : int { kEpiNone = 0, kEpiGelu = 1 };
+
+template <typename T>
+__device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ ascale,
+                          const uint2* __restrict__ wgt, const T* __restrict__ wscale,
+                          const float* __restrict__ lact, const T* __restrict__ lora_up,
+                          const T* __restrict__ bias, T* __restrict__ out, int M, int N, int K, int rank,
+                          int M_pad, int N_pad, int epilogue) {
+  __shared__ float s_lact[BM][RCHUNK + 1];  // +1: rows read by 8 groupIDs land in distinct banks
+  __shared__ float s_lup[BN][RCHUNK + 1];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int wm = warp >> 1, wn = warp & 1;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int m_tile0 = (m0 + wm * 32) / svdq::kTileM;  // first 16-row fragment tile of this warp
+  const int n_tile0 = (n0 + wn * 32) / svdq::kTileN;  // first 8-channel fragment tile of this warp
+  const int n_groups = K / svdq::kGroup;
+
+  float acc[WM_TILES][WN_TILES][4];
+#pragma unroll
+  for (int i = 0; i < WM_TILES; ++i)
+#pragma unroll
+    for (int j = 0; j < WN_TILES; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.f;
+
+  for (int g = 0; g < n_groups; ++g) {
+    uint4 a[WM_TILES];
+    uint2 b[WN_TILES];
+    float sa[WM_TILES][2], sw[WN_TILES][2];
+#pragma unroll
+    for (int i = 0; i < WM_TILES; ++i) {
+      a[i] = act[(static_cast<size_t>(m_tile0 + i) * n_groups + g) * 32 + lane];
+      const T* sp = ascale + static_cast<size_t>(g) * M_pad + (m_tile0 + i) * svdq::kTileM + gid;
+      sa[i][0] = svdq::to_f32(sp[0]);
+      sa[i][1] = svdq::to_f32(sp[8]);
+    }
+#pragma unroll
+    for (int j = 0; j < WN_TILES; ++j) {
+      b[j] = wgt[(static_cast<size_t>(n_tile0 + j) * n_groups + g) * 32 + lane];
+      const T* sp = wscale + static_cast<size_t>(g) * N_pad + (n_tile0 + j) * svdq::kTileN + 2 * tig;
+      sw[j][0] = svdq::to_f32(sp[0]);
+      sw[j][1] = svdq::to_f32(sp[1]);
+    }
+#pragma unroll
+    for (int i = 0; i < WM_TILES; ++i) {
+#pragma unroll
+      for (int j = 0; j < WN_TILES; ++j) {
+        int d[4] = {0, 0, 0, 0};
+        svdq::mma_s4_16x8x64(d, a[i], b[j]);
+        // c0,c1: row gid, channels 2*tig, 2*tig+1; c2,c3: row gid+8 (m16n8 accumulator layout).
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const float s = __fmul_rn(sa[i][c >> 1], sw[j][c & 1]);
+          acc[i][j][c] = __fadd_rn(acc[i][j][c], __fmul_rn(static_cast<float>(d[c]), s));
+        }
+      }
+    }
+  }
+
+  // Low-rank up projection, fp32, accumulated separately and added once (as the reference does).
+  float lr[WM_TILES][WN_TILES][4];
+#pragma unroll
+  for (int i = 0; i < WM_TILES; ++i)
+#pragma unroll
+    for (int j = 0; j < WN_TILES; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) lr[i][j][c] = 0.f;
+
+  for (int r0 = 0; r0 < rank; r0 += RCHUNK) {
+    const int rc = min(RCHUNK, rank - r0);
+    for (int e = tid; e < BM * RCHUNK; e += THREADS_B) {
+      const int r = e / RCHUNK, j = e % RCHUNK;
+      s_lact[r][j] = j < rc ? lact[static_cast<size_t>(m0 + r) * rank + r0 + j] : 0.f;
+      s_lup[r][j] = j < rc ? svdq::to_f32(lora_up[static_cast<size_t>(n0 + r) * rank + r0 + j]) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll 4
+    for (int j = 0; j < RCHUNK; ++j) {
+      float av[WM_TILES][2], bv[WN_TILES][2];
+#pragma unroll
+      for (int i = 0; i < WM_TILES; ++i) {
+        av[i][0] = s_lact[wm * 32 + i * 16 + gid][j];
+        av[i][1] = s_lact[wm * 32 + i * 16 + gid + 8][j];
+      }
+#pragma unroll
+      for (int jn = 0; jn < WN_TILES; ++jn) {
+        bv[jn][0] = s_lup[wn * 32 + jn * 8 + 2 * tig][j];
+        bv[jn][1] = s_lup[wn * 32 + jn * 8 + 2 * tig + 1][j];
+      }
+#pragma unroll
+      for (int i = 0; i < WM_TILES; ++i)
+#pragma unroll
+        for (int jn = 0; jn < WN_TILES; ++jn)
+#pragma unroll
+          for (int c = 0; c < 4; ++c) lr[i][jn][c] = fmaf(av[i][c >> 1], bv[jn][c & 1], lr[i][jn][c]);
+    }
+    __syncthreads();
+  }
+
+  // Bias, activation, one 16-bit write per output (column pairs as 4-byte stores).
+#pragma unroll
+  for (int i = 0; i < WM_TILES; ++i) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int m = m0 + wm * 32 + i * 16 + gid + 8 * h;
+      if (m >= M) continue;
+#pragma unroll
+      for (int jn = 0; jn < WN_TILES; ++jn) {
+        const int n = n0 + wn * 32 + jn * 8 + 2 * tig;
+        if (n >= N) continue;
+        float v[2];
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          float y = __fadd_rn(acc[i][jn][2 * h + c], lr[i][jn][2 * h + c]);
+          if (bias != nullptr) y = __fadd_rn(y, svdq::to_f32(bias[n + c]));
+          if (epilogue == kEpiGelu) y = svdq::gelu_tanh(y);
+          v[c] = y;
+        }
+        *reinterpret_cast<uint32_t*>(out + static_cast<size_t>(m) * N + n) = svdq::pack2<T>(v[0], v[1]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// grid: (N_pad / 64, M_pad / 64), block: 128. N must be even (pairs are stored); K % 64 == 0.
+extern "C" __global__ void __launch_bounds__(THREADS_B)
+svdq_w4a4_gemm_bf16(const uint4* act, const __nv_bfloat16* ascale, const uint2* wgt,
+                    const __nv_bfloat16* wscale, const float* lact, const __nv_bfloat16* lora_up,
+                    const __nv_bfloat16* bias, __nv_bfloat16* out, int M, int N, int K, int rank, int M_pad,
+                    int N_pad, int epilogue) {
+  gemm_body<__nv_bfloat16>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, M_pad, N_pad,
+                           epilogue);
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS_B)
+svdq_w4a4_gemm_fp16(const uint4* act, const __half* ascale, const uint2* wgt, const __half* wscale,
+                    const float* lact, const __half* lora_up, const __half* bias, __half* out, int M, int N,
+                    int K, int rank, int M_pad, int N_pad, int epilogue) {
+  gemm_body<__half>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, M_pad, N_pad,
+                    epilogue);
+}
