@@ -67,3 +67,13 @@ def run_linear(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     if backend is None:
         return layer.forward_reference(x)
     return backend.run(layer, x)
+
+
+def predicted_backend(device: torch.device) -> str:
+    """The path an SVDQ model's W4A4 layers would take on ``device``, before any model is loaded."""
+    from gpu.modules.layer_spec import spec_for
+    from gpu.modules.svdq_linear import SVDQLinear
+
+    with torch.device("meta"):
+        probe = SVDQLinear(128, 128, spec_for("svdquant", "int4", 32, "w4a4"))
+    return choose_path(probe, device)[1]

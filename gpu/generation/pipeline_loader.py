@@ -1,0 +1,105 @@
+"""Turn a library entry into a ready diffusers pipeline (stock ``FluxPipeline``; our transformer inside)."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpu.adapters import adapter_named
+from gpu.errors import CheckpointError, ModelLoadError
+from gpu.library import ModelEntry, ModelLibrary
+from gpu.model_files import ModelFacts, inspect_model_path
+
+
+@dataclass
+class LoadedPipeline:
+    pipe: Any  # a diffusers pipeline
+    entry: ModelEntry
+    device: torch.device
+    dtype: torch.dtype  # dtype of the 16-bit parts at run time
+    base_path: Path  # the diffusers folder that supplied text encoders, VAE and scheduler
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def runtime_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that have it (sm_80+), fp16 on older ones; fp32 on CPU, where 16-bit math is slow."""
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+
+
+def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path | None) -> Path:
+    """The base pipeline folder of an SVDQ file: --base, else the recorded relative path, absolute path,
+    or library name, in that order."""
+    tried = []
+    if override:
+        candidates = [Path(override).expanduser()]
+    else:
+        base = facts.base
+        candidates = []
+        if base.get("relative_path"):
+            candidates.append((facts.path.parent / base["relative_path"]).resolve())
+        if base.get("path"):
+            candidates.append(Path(base["path"]))
+        if base.get("name"):
+            try:
+                candidates.append(library.resolve(base["name"]).path)
+            except ModelLoadError:
+                tried.append(f"library name {base['name']!r}")
+    for c in candidates:
+        if (c / "model_index.json").is_file():
+            return c
+        tried.append(str(c))
+    raise ModelLoadError(
+        f"{facts.path.name}: its base pipeline (text encoders, VAE) was not found (tried: {', '.join(tried)})",
+        hint="pass --base FOLDER with the diffusers folder the model was quantized from",
+    )
+
+
+def load_pipeline(
+    entry: ModelEntry,
+    library: ModelLibrary,
+    device: torch.device | None = None,
+    base: str | Path | None = None,
+) -> LoadedPipeline:
+    device = device or default_device()
+    dtype = runtime_dtype(device)
+    facts = entry.facts or inspect_model_path(entry.path)
+    adapter = adapter_named(facts.architecture)
+    pipeline_cls = getattr(importlib.import_module("diffusers"), adapter.pipeline_class)
+    try:
+        if facts.kind == "svdq":
+            from gpu.checkpoint.skeleton import load_quantized_transformer
+
+            base_path = resolve_base(facts, library, base)
+            transformer, _ = load_quantized_transformer(facts.path, runtime_dtype=dtype)
+            pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, torch_dtype=dtype)
+        else:
+            base_path = facts.path
+            pipe = pipeline_cls.from_pretrained(base_path, torch_dtype=dtype)
+    except CheckpointError as err:
+        raise ModelLoadError(str(err), err.hint) from None
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(f"{entry.name}: cannot load the pipeline ({err})") from None
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedPipeline(pipe, entry, device, dtype, base_path)
+
+
+def execution_path(loaded: LoadedPipeline) -> str:
+    """What runs the transformer's linears, in words (shown to the user)."""
+    from gpu.modules.svdq_linear import SVDQLinear
+    from gpu.runtime.dispatch import choose_path, describe_device
+
+    layers = [m for m in loaded.pipe.transformer.modules() if isinstance(m, SVDQLinear)]
+    if not layers:
+        return f"PyTorch {str(loaded.dtype).removeprefix('torch.')} on {describe_device(loaded.device)}"
+    _, why = choose_path(layers[0], loaded.device)
+    return why

@@ -1,0 +1,216 @@
+"""The generation service: keeps one pipeline loaded and turns requests into images.
+
+Used by the CLI and by the app's worker thread; it never touches a GUI. Progress and cancel go through
+callbacks: ``on_progress`` after each denoising step, ``should_cancel`` polled at each step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpu.errors import BadRequestError, UserError
+from gpu.generation.pipeline_loader import LoadedPipeline, execution_path, load_pipeline
+from gpu.generation.preview import latent_preview
+from gpu.generation.request import GeneratedImage, GenerationCancelled, GenerationRequest, ProgressEvent
+from gpu.library import ModelEntry, ModelLibrary
+from gpu.model_files import model_hash
+from gpu.version import APP_NAME, __version__
+
+SAMPLER_NAME = "Euler"  # FlowMatchEulerDiscreteScheduler, what FLUX pipelines ship with
+PREVIEW_EVERY = 4
+MAX_SIDE = 2048
+
+
+class OutOfMemory(UserError):
+    """The GPU ran out of memory for this job."""
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    path: Path
+    kind: str
+    architecture: str
+    precision: str
+    size_bytes: int
+    est_vram_bytes: int
+    execution_path: str
+    defaults: dict[str, Any]
+
+
+class GenerationService:
+    def __init__(self, library: ModelLibrary | None = None, device: torch.device | None = None) -> None:
+        self.library = library or ModelLibrary()
+        self.device = device
+        self.loaded: LoadedPipeline | None = None
+        self._loaded_key: tuple[str, str | None] | None = None
+
+    # -- models ------------------------------------------------------------------------------------
+    def describe(self, model: str) -> ModelInfo:
+        """Facts about a model without loading it (execution path is a prediction until loaded)."""
+        entry = self.library.resolve(model)
+        facts = entry.facts
+        assert facts is not None
+        if self.loaded is not None and self.loaded.entry.path == entry.path:
+            path = execution_path(self.loaded)
+        else:
+            path = predicted_path(facts.kind, self.device)
+        return ModelInfo(
+            entry.name, entry.path, facts.kind, facts.architecture, facts.precision, facts.size_bytes,
+            estimate_vram(facts.kind, facts.transformer_params, facts.size_bytes), path, dict(facts.defaults),
+        )  # fmt: skip
+
+    def load(self, model: str, base: str | None = None) -> ModelInfo:
+        entry = self.library.resolve(model)
+        key = (str(entry.path), base)
+        if self._loaded_key != key:
+            self.unload()
+            self.loaded = load_pipeline(entry, self.library, self.device, base)
+            self._loaded_key = key
+        return self.describe(str(entry.path))
+
+    def unload(self) -> None:
+        if self.loaded is not None:
+            self.loaded = None
+            self._loaded_key = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    # -- generation --------------------------------------------------------------------------------
+    def resolve_settings(self, request: GenerationRequest, entry: ModelEntry) -> dict[str, Any]:
+        """The request with the model's defaults filled in, validated; raises BadRequestError."""
+        d = entry.facts.defaults if entry.facts else {}
+        s = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "seed": int(request.seed),
+            "steps": int(request.steps if request.steps is not None else d.get("steps", 28)),
+            "guidance": float(request.guidance if request.guidance is not None else d.get("guidance", 3.5)),
+            "width": int(request.width if request.width is not None else d.get("width", 1024)),
+            "height": int(request.height if request.height is not None else d.get("height", 1024)),
+            "max_sequence_length": int(d.get("max_sequence_length", 512)),
+        }
+        for side in ("width", "height"):
+            if s[side] % 16 or not 64 <= s[side] <= MAX_SIDE:
+                raise BadRequestError(
+                    f"{side} {s[side]} is not possible: use a multiple of 16 between 64 and {MAX_SIDE}"
+                )
+        if not 1 <= s["steps"] <= 500:
+            raise BadRequestError(f"steps {s['steps']} is not possible: use 1 to 500")
+        if not 0 <= s["guidance"] <= 50:
+            raise BadRequestError(f"guidance {s['guidance']} is not possible: use 0 to 50")
+        if not 1 <= request.batch_count <= 100:
+            raise BadRequestError(f"batch count {request.batch_count} is not possible: use 1 to 100")
+        if not 0 <= s["seed"] < 2**63:
+            raise BadRequestError(f"seed {s['seed']} is not possible: use 0 to 2^63-1")
+        return s
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_progress: Callable[[ProgressEvent], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> list[GeneratedImage]:
+        entry = self.library.resolve(request.model)
+        settings = self.resolve_settings(request, entry)
+        self.load(str(entry.path), request.base)
+        loaded = self.loaded
+        assert loaded is not None
+        common = {
+            "model": entry.name,
+            "model_hash": model_hash(entry.path),
+            "sampler": SAMPLER_NAME,
+            "precision": entry.facts.precision if entry.facts else "",
+            "execution_path": execution_path(loaded),
+            "version": f"{APP_NAME}-{__version__}",
+        }
+        results = []
+        for i in range(request.batch_count):
+            s = {**settings, **common, "seed": settings["seed"] + i}
+            started = time.perf_counter()
+            try:
+                image = self._run_one(loaded, s, i, request.batch_count, on_progress, should_cancel)
+            except torch.OutOfMemoryError:
+                self.unload()
+                raise OutOfMemory(
+                    f"the GPU ran out of memory at {s['width']}x{s['height']}",
+                    hint="try a smaller size, a 4-bit model, or close other GPU programs",
+                ) from None
+            s["duration_s"] = round(time.perf_counter() - started, 3)
+            s["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            s.pop("max_sequence_length", None)
+            results.append(GeneratedImage(image, s))
+        return results
+
+    def _run_one(self, loaded, s, index, count, on_progress, should_cancel):
+        pipe = loaded.pipe
+        started = time.perf_counter()
+        total = s["steps"]
+
+        def on_step_end(pipeline, step, timestep, tensors):
+            if should_cancel is not None and should_cancel():
+                raise GenerationCancelled()
+            if on_progress is not None:
+                done = step + 1
+                elapsed = time.perf_counter() - started
+                preview = None
+                if done % PREVIEW_EVERY == 0 and done < total:
+                    preview = latent_preview(tensors["latents"], s["height"], s["width"], pipeline)
+                eta = elapsed / done * (total - done)
+                on_progress(ProgressEvent(index, count, done, total, elapsed, eta, preview))
+            return {}
+
+        kwargs: dict[str, Any] = {
+            "prompt": s["prompt"],
+            "num_inference_steps": total,
+            "width": s["width"],
+            "height": s["height"],
+            "generator": torch.Generator("cpu").manual_seed(s["seed"]),
+            "max_sequence_length": s["max_sequence_length"],
+            "callback_on_step_end": on_step_end,
+        }
+        if getattr(pipe.transformer.config, "guidance_embeds", False):
+            # Guidance-distilled models (FLUX.1-dev) take guidance as an input; a negative prompt then
+            # needs true CFG on top.
+            kwargs["guidance_scale"] = s["guidance"]
+            if s["negative_prompt"]:
+                kwargs.update(negative_prompt=s["negative_prompt"], true_cfg_scale=1.5)
+        else:
+            # Models trained with caption dropout use classic classifier-free guidance.
+            kwargs.update(negative_prompt=s["negative_prompt"] or "", true_cfg_scale=s["guidance"])
+        if should_cancel is not None and should_cancel():
+            raise GenerationCancelled()
+        with torch.inference_mode():
+            out = pipe(**kwargs)
+        return out.images[0]
+
+
+def save_image(result: GeneratedImage, path: Path | str) -> Path:
+    from gpu.generation.png_metadata import write_png
+
+    result.path = write_png(path, result.image, result.settings)
+    return result.path
+
+
+def predicted_path(kind: str, device: torch.device | None) -> str:
+    from gpu.generation.pipeline_loader import default_device, runtime_dtype
+    from gpu.runtime.dispatch import describe_device
+
+    device = device or default_device()
+    if kind != "svdq":
+        return f"PyTorch {str(runtime_dtype(device)).removeprefix('torch.')} on {describe_device(device)}"
+    from gpu.runtime.dispatch import predicted_backend
+
+    return predicted_backend(device)
+
+
+def estimate_vram(kind: str, params: int, size_bytes: int) -> int:
+    """Rough GPU memory for the transformer at 1024²: weights plus ~30% activations and workspace."""
+    weight_bytes = size_bytes if kind == "svdq" else params * 2
+    return int(weight_bytes * 1.3)

@@ -1,0 +1,124 @@
+"""The model library: built-in models shipped in ``resources/models`` plus folders/files the user adds.
+
+User entries persist in ``<data dir>/library.json`` (versioned, written atomically)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpu.atomic import atomic_write_bytes
+from gpu.errors import ModelLoadError, UserError
+from gpu.model_files import ModelFacts, inspect_model_path
+from gpu.paths import resources_dir, user_data_dir
+
+LIBRARY_FILE = "library.json"
+LIBRARY_VERSION = 1
+DEFAULT_MODEL = "demo"
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    path: Path
+    builtin: bool
+    facts: ModelFacts | None = None  # None when the entry's file is missing or unreadable
+    problem: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.facts.kind if self.facts else "missing"
+
+
+def builtin_models() -> dict[str, Path]:
+    """Name -> path of models shipped in resources/models (folders and SVDQ files)."""
+    root = resources_dir() / "models"
+    found: dict[str, Path] = {}
+    if root.is_dir():
+        for p in sorted(root.iterdir()):
+            if p.is_dir() and (p / "model_index.json").is_file():
+                found[p.name] = p
+            elif p.suffix == ".safetensors":
+                found[p.stem] = p
+    return found
+
+
+class ModelLibrary:
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.data_dir = data_dir or user_data_dir()
+        self.file = self.data_dir / LIBRARY_FILE
+
+    def _user_paths(self) -> dict[str, Path]:
+        if not self.file.is_file():
+            return {}
+        try:
+            data = json.loads(self.file.read_text())
+            return {str(e["name"]): Path(e["path"]) for e in data.get("models", [])}
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            # A damaged library file must not stop the app; keep a copy for the user and start empty.
+            self.file.replace(self.file.with_suffix(".json.damaged"))
+            return {}
+
+    def _save(self, paths: dict[str, Path]) -> None:
+        data = {"version": LIBRARY_VERSION, "models": [{"name": n, "path": str(p)} for n, p in paths.items()]}
+        atomic_write_bytes(self.file, json.dumps(data, indent=2).encode())
+
+    def entries(self) -> list[ModelEntry]:
+        """Built-in models first (demo first), then the user's, in the order they were added."""
+        builtins = builtin_models()
+        ordered = sorted(builtins.items(), key=lambda kv: (kv[0] != DEFAULT_MODEL, kv[0]))
+        out = [_entry(n, p, True) for n, p in ordered]
+        out += [_entry(n, p, False) for n, p in self._user_paths().items() if n not in builtins]
+        return out
+
+    def add(self, path: Path | str, name: str | None = None) -> ModelEntry:
+        """Validate ``path`` and add it; raises UserError with a plain reason when it is no usable model."""
+        path = Path(path).expanduser().resolve()
+        facts = inspect_model_path(path)
+        if facts.kind == "svdq":
+            from gpu.checkpoint.format import load_checkpoint
+            from gpu.errors import CheckpointError
+
+            try:
+                load_checkpoint(path)  # full check (sizes, checksum) before it enters the library
+            except CheckpointError as err:
+                raise ModelLoadError(str(err), err.hint) from None
+        paths = self._user_paths()
+        taken = set(paths) | set(builtin_models())
+        base = name or (path.stem if path.is_file() else path.name)
+        final, i = base, 2
+        while final in taken and paths.get(final) != path:
+            final, i = f"{base}-{i}", i + 1
+        paths[final] = path
+        self._save(paths)
+        return ModelEntry(final, path, False, facts)
+
+    def remove(self, name: str) -> None:
+        paths = self._user_paths()
+        if name not in paths:
+            raise UserError(f"{name!r} is not a user-added model (built-in models cannot be removed)")
+        del paths[name]
+        self._save(paths)
+
+    def resolve(self, name_or_path: str | Path) -> ModelEntry:
+        """A library name, or a path to a folder/SVDQ file, -> ModelEntry (raises ModelLoadError)."""
+        key = str(name_or_path)
+        for entry in self.entries():
+            if entry.name == key:
+                if entry.facts is None:
+                    raise ModelLoadError(f"model {key!r}: {entry.problem}")
+                return entry
+        path = Path(key).expanduser()
+        if path.exists():
+            facts = inspect_model_path(path)
+            return ModelEntry(path.stem if path.is_file() else path.name, path.resolve(), False, facts)
+        names = ", ".join(e.name for e in self.entries()) or "none"
+        raise ModelLoadError(f"no model named {key!r} and no such file or folder (library: {names})")
+
+
+def _entry(name: str, path: Path, builtin: bool) -> ModelEntry:
+    try:
+        return ModelEntry(name, path, builtin, inspect_model_path(path))
+    except UserError as err:
+        return ModelEntry(name, path, builtin, None, str(err))

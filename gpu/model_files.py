@@ -1,0 +1,138 @@
+"""Facts about model files on disk, read without loading weights: kind, architecture, dtype, size, hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from gpu.errors import ModelLoadError
+
+# Generation defaults when a model ships no nibble.json (FLUX.1-dev's recommended settings).
+FALLBACK_DEFAULTS = {"width": 1024, "height": 1024, "steps": 28, "guidance": 3.5, "max_sequence_length": 512}
+DEFAULTS_FILE = "nibble.json"
+
+
+@dataclass
+class ModelFacts:
+    path: Path
+    kind: str  # "diffusers" | "svdq"
+    architecture: str
+    model_class: str
+    precision: str  # e.g. "bf16", "SVDQuant INT4 r32"
+    size_bytes: int
+    transformer_params: int
+    defaults: dict[str, Any] = field(default_factory=dict)
+    base: dict[str, Any] = field(default_factory=dict)  # SVDQ only: recorded base pipeline
+
+
+def inspect_model_path(path: Path | str) -> ModelFacts:
+    """Classify ``path`` as a diffusers pipeline folder or an SVDQ file; raises ModelLoadError otherwise."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _inspect_folder(path)
+    if path.suffix != ".safetensors":
+        raise ModelLoadError(f"{path.name}: not a model (expected a diffusers folder or an SVDQ .safetensors file)")
+    return _inspect_svdq(path)
+
+
+def _inspect_folder(path: Path) -> ModelFacts:
+    from gpu.adapters import adapter_for_config
+
+    index = path / "model_index.json"
+    config = path / "transformer" / "config.json"
+    if not index.is_file() or not config.is_file():
+        raise ModelLoadError(f"{path.name}: not a diffusers pipeline folder (model_index.json or transformer/ missing)")
+    try:
+        cfg = json.loads(config.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{path.name}: transformer/config.json is unreadable ({err})") from None
+    try:
+        adapter = adapter_for_config(str(cfg.get("_class_name")))
+    except ValueError as err:
+        raise ModelLoadError(f"{path.name}: {err}") from None
+    weights = sorted((path / "transformer").glob("*.safetensors"))
+    if not weights:
+        raise ModelLoadError(f"{path.name}: transformer/ holds no .safetensors weights")
+    dtype, params = _safetensors_summary(weights)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    defaults = {**FALLBACK_DEFAULTS, **_read_defaults(path)}
+    return ModelFacts(path, "diffusers", adapter.architecture, adapter.diffusers_class, dtype, size, params, defaults)
+
+
+def _inspect_svdq(path: Path) -> ModelFacts:
+    from gpu.checkpoint.format import read_checkpoint_meta
+    from gpu.errors import CheckpointError
+
+    try:
+        meta = read_checkpoint_meta(path)
+    except CheckpointError as err:
+        raise ModelLoadError(str(err), err.hint) from None
+    q = meta.quantization
+    precision = f"{q.get('method', '?')} {str(q.get('precision', '?')).upper()} r{q.get('rank', '?')}"
+    _, params = _safetensors_summary([path])
+    return ModelFacts(
+        path, "svdq", meta.architecture, meta.model_class, precision, path.stat().st_size, params,
+        defaults=dict(meta.base_model.get("defaults") or FALLBACK_DEFAULTS), base=dict(meta.base_model),
+    )  # fmt: skip
+
+
+def _read_defaults(folder: Path) -> dict[str, Any]:
+    f = folder / DEFAULTS_FILE
+    if not f.is_file():
+        return {}
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+_DTYPE_LABEL = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8"}
+
+
+def _safetensors_summary(files: list[Path]) -> tuple[str, int]:
+    """(dominant float dtype label, parameter count) from safetensors headers only."""
+    counts: dict[str, int] = {}
+    total = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for key, entry in header.items():
+            if key == "__metadata__":
+                continue
+            numel = 1
+            for d in entry["shape"]:
+                numel *= d
+            total += numel
+            counts[entry["dtype"]] = counts.get(entry["dtype"], 0) + numel
+    floats = {k: v for k, v in counts.items() if k in _DTYPE_LABEL}
+    dominant = max(floats, key=floats.get) if floats else "?"
+    return _DTYPE_LABEL.get(dominant, dominant.lower()), total
+
+
+def model_hash(path: Path | str) -> str:
+    """First 10 hex digits of the SHA-256 of the model's weights (A1111's ``Model hash``).
+
+    For a pipeline folder the transformer's safetensors files are hashed in name order."""
+    path = Path(path)
+    files = sorted((path / "transformer").glob("*.safetensors")) if path.is_dir() else [path]
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _hash_files(stamp)
+
+
+@lru_cache(maxsize=64)
+def _hash_files(stamp: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for name, _, _ in stamp:
+        with open(name, "rb") as f:
+            while chunk := f.read(16 << 20):
+                h.update(chunk)
+    return h.hexdigest()[:10]

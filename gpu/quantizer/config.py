@@ -1,0 +1,51 @@
+"""Settings of a quantization run and the progress events it reports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from gpu.modules.layer_spec import METHODS, PRECISIONS
+
+
+@dataclass
+class QuantizeConfig:
+    method: str = "svdquant"  # svdquant | naive | smoothquant | svd | lorc | nf4
+    precision: str = "int4"  # int4 | nvfp4 | fp4 | int8
+    rank: int = 32
+    calib_prompts: int = 64  # how many calibration prompts to run
+    calib_steps: int | None = None  # denoising steps per prompt (None: the model's default)
+    seed: int = 0
+    refine_iters: int = 2
+    max_tokens_per_layer: int = 1024  # calibration tokens kept per layer for the objectives
+    gpu_budget_gib: float = 14.0
+    ram_budget_gib: float = 24.0
+
+    def validate(self) -> None:
+        from gpu.errors import BadRequestError
+
+        if self.method not in METHODS or self.method == "rtn":
+            raise BadRequestError(f"unknown method {self.method!r} (use svdquant, naive, smoothquant, svd, lorc, nf4)")
+        if self.precision not in PRECISIONS:
+            raise BadRequestError(f"unknown precision {self.precision!r} (use {', '.join(PRECISIONS)})")
+        if not 0 <= self.rank <= 1024:
+            raise BadRequestError(f"rank {self.rank} is not possible: use 0 to 1024")
+        if self.calib_prompts < 1:
+            raise BadRequestError("at least one calibration prompt is needed")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class QuantizeEvent:
+    """kind: "stage" (a phase starts), "layer" (one layer done; ``error`` = its relative output error),
+    "done". ``index``/``total`` count layers (or prompts during calibration)."""
+
+    kind: str
+    message: str
+    index: int = 0
+    total: int = 0
+    layer: str = ""
+    error: float | None = None
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
