@@ -1,0 +1,170 @@
+"""Nibble Studio entry point: ``python main.py`` opens the app; sub-commands run the engine headless.
+
+    python main.py quantize SRC --out OUT.safetensors [--method ...] [--precision ...] [--rank 32]
+    python main.py generate "PROMPT" [--model NAME_OR_PATH] [--out FILE.png] [--seed S] ...
+    python main.py inspect FILE.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+DATA_DIR_ENV = "NIBBLE_DATA_DIR"  # same variable as gpu.paths, without importing the engine for --help
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="main.py",
+        description="Nibble Studio: 4-bit SVDQuant diffusion models on laptop GPUs. "
+        "Without a sub-command the desktop app opens.",
+    )
+    p.add_argument(
+        "--data-dir", type=Path, help=f"folder for user data (default: per-user app data; env {DATA_DIR_ENV})"
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    q = sub.add_parser("quantize", help="quantize a diffusers pipeline into an SVDQ .safetensors file")
+    q.add_argument("src", help="diffusers pipeline folder or library model name")
+    q.add_argument("--out", required=True, type=Path, help="output .safetensors file")
+    q.add_argument("--method", default="svdquant", choices=["svdquant", "naive", "smoothquant", "svd", "lorc", "nf4"])
+    q.add_argument("--precision", default="int4", choices=["int4", "nvfp4", "fp4", "int8"])
+    q.add_argument("--rank", type=int, default=32, help="rank of the 16-bit low-rank branch (default 32)")
+    q.add_argument("--calib-prompts", type=int, default=64, help="number of calibration prompts (default 64)")
+    q.add_argument("--calib-steps", type=int, default=None, help="denoising steps per calibration prompt")
+    q.add_argument("--seed", type=int, default=0)
+
+    g = sub.add_parser("generate", help="generate an image (PNG with A1111-compatible metadata)")
+    g.add_argument("prompt")
+    g.add_argument("--model", default="demo", help="library name, diffusers folder or SVDQ file (default: demo)")
+    g.add_argument("--out", type=Path, help="output PNG (default: nibble-<seed>.png in the current folder)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--steps", type=int)
+    g.add_argument("--width", type=int)
+    g.add_argument("--height", type=int)
+    g.add_argument("--guidance", type=float)
+    g.add_argument("--negative", default="", help="negative prompt")
+    g.add_argument("--base", help="base pipeline folder for an SVDQ file (overrides the recorded one)")
+    g.add_argument("--batch", type=int, default=1, help="number of images (seeds S, S+1, ...)")
+
+    i = sub.add_parser("inspect", help="validate an SVDQ file and print its metadata and layers")
+    i.add_argument("file", type=Path)
+    return p
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from gpu.quantizer import QuantizeConfig, quantize_model
+
+    cfg = QuantizeConfig(
+        method=args.method, precision=args.precision, rank=args.rank,
+        calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
+    )  # fmt: skip
+
+    def show(ev) -> None:
+        eta = f" (ETA {ev.eta_s:.0f} s)" if ev.eta_s is not None and ev.kind == "layer" else ""
+        prefix = f"[{ev.index}/{ev.total}] " if ev.kind == "layer" else ""
+        print(f"{ev.elapsed_s:7.1f}s {prefix}{ev.message}{eta}", flush=True)
+
+    quantize_model(args.src, args.out, cfg, on_event=show)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from gpu.generation.request import GenerationRequest
+    from gpu.generation.service import GenerationService, save_image
+
+    request = GenerationRequest(
+        prompt=args.prompt, model=args.model, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
+        guidance=args.guidance, width=args.width, height=args.height, batch_count=args.batch, base=args.base,
+    )  # fmt: skip
+    service = GenerationService()
+    started = time.perf_counter()
+    results = service.generate(request)
+    for k, result in enumerate(results):
+        out = args.out or Path(f"nibble-{result.settings['seed']}.png")
+        if len(results) > 1:
+            out = out.with_name(f"{out.stem}-{k}{out.suffix}")
+        save_image(result, out)
+        s = result.settings
+        size = f"{s['width']}x{s['height']}"
+        print(f"wrote {out} ({size}, {s['steps']} steps, seed {s['seed']}, {s['duration_s']:.2f} s)")
+    print(f"model {results[0].settings['model']}: {results[0].settings['execution_path']}")
+    print(f"total {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from gpu.checkpoint.format import load_checkpoint
+
+    meta, tensors = load_checkpoint(args.file)
+    q, c, b = meta.quantization, meta.calibration, meta.base_model
+    print(f"{args.file.name}: SVDQ format v{meta.format_version}, {meta.architecture} ({meta.model_class}), "
+          f"checksum OK ({meta.sha256[:16]}...)")
+    print(f"  quantization: {q.get('method')} {q.get('precision')} rank {q.get('rank')}; storage {meta.dtype}")
+    print(f"  calibration:  {c.get('prompts')} prompts x {c.get('steps')} steps, seed {c.get('seed')}, "
+          f"mean layer error {_fmt(c.get('mean_layer_error'))}")
+    print(f"  base model:   {b.get('name')} ({b.get('path')})")
+    print(f"  made by:      {meta.tool}, {meta.created}")
+    mib = sum(t.numel() * t.element_size() for t in tensors.values()) / 2**20
+    print(f"  tensors:      {len(tensors)}, {mib:.1f} MiB")
+    print()
+    header = (
+        f"{'layer':<52} {'kind':<6} {'method':<11} {'weight':<7} {'act':<7} {'rank':>4} {'N x K':>13} "
+        f"{'alpha':>5} {'error':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, e in meta.layers.items():
+        shape = f"{e.get('out_features')}x{e.get('in_features')}"
+        alpha = "" if e.get("alpha") is None else f"{e['alpha']:.1f}"
+        print(f"{name:<52} {e.get('kind', ''):<6} {e['method']:<11} {e['weight_format']:<7} "
+              f"{str(e['act_format'] or '16-bit'):<7} {e['rank']:>4} {shape:>13} {alpha:>5} {_fmt(e.get('error')):>9}")
+    return 0
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.2e}"
+
+
+def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
+    try:
+        from app.main_window import run_app
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("app"):
+            build_parser().print_help()
+            return 0
+        raise
+    return run_app(argv, args.data_dir)
+
+
+COMMANDS = {"quantize": cmd_quantize, "generate": cmd_generate, "inspect": cmd_inspect}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    if args.data_dir:
+        os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
+    if args.command is None:
+        return run_gui(args, argv)
+    from gpu.errors import Cancelled, UserError
+
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        hint = f" ({err.hint})" if err.hint else ""
+        print(f"error: {err}{hint}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        print("error: cancelled", file=sys.stderr)
+        return 130
+    except OSError as err:
+        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
