@@ -1,0 +1,204 @@
+"""Find or build the kernel binaries for the running GPU, and load them as pycuda modules.
+
+Order of preference for a kernel family ``kernels_cu/<stem>.cu`` on a GPU of architecture sm_XY:
+
+1. a prebuilt fatbin shipped by the packaging step, ``resources/kernels/<stem>.fatbin`` (with its
+   ``<stem>.json`` sidecar naming the source hash it was built from; ignored when the sources are present
+   and differ, so a developer's edit is never shadowed by a stale binary);
+2. a cubin in the user cache directory, ``<user_cache_dir>/kernels/<stem>-<src hash>-sm_XY-<nvcc hash>.cubin``;
+3. a fresh build with nvcc through ``pycuda.compiler.compile``, then written to that cache.
+
+End users therefore need no nvcc when the app ships fatbins. Modules are loaded into the device's
+primary context, the one PyTorch uses, so pointers from torch tensors are valid in the kernels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpu.paths import resources_dir, user_cache_dir
+
+KERNEL_FAMILIES = ("svdq_quant_lora", "svdq_w4a4_gemm")
+# nvcc options for every build: -lineinfo keeps sanitizer reports readable at no run-time cost.
+NVCC_OPTIONS = ("-O3", "-std=c++17", "-lineinfo")
+# Architectures the packaging step builds fatbins for (sm_75 only runs the prologue; see DESIGN.md).
+PACKAGED_ARCHS = ("75", "80", "86", "89", "90")
+
+
+def source_dir() -> Path:
+    """``kernels_cu/`` of the repository (absent in a frozen app that ships only fatbins)."""
+    return Path(__file__).resolve().parent.parent.parent / "kernels_cu"
+
+
+def prebuilt_dir() -> Path:
+    return resources_dir() / "kernels"
+
+
+def find_nvcc() -> str | None:
+    """nvcc from $CUDA_HOME/$CUDA_PATH, the PATH, or /usr/local/cuda, else None."""
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        root = os.environ.get(env)
+        if root and (Path(root) / "bin" / "nvcc").exists():
+            return str(Path(root) / "bin" / "nvcc")
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    default = Path("/usr/local/cuda/bin/nvcc")
+    return str(default) if default.exists() else None
+
+
+def source_hash(stem: str) -> str | None:
+    """sha256 over ``<stem>.cu`` and every shared header (any .cuh edit invalidates all families)."""
+    src = source_dir()
+    cu = src / f"{stem}.cu"
+    if not cu.exists():
+        return None
+    h = hashlib.sha256()
+    for path in [cu, *sorted(src.glob("*.cuh"))]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    h.update(" ".join(NVCC_OPTIONS).encode())
+    return h.hexdigest()
+
+
+_nvcc_version_cache: dict[str, str] = {}
+
+
+def nvcc_version(nvcc: str) -> str:
+    if nvcc not in _nvcc_version_cache:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False).stdout
+        _nvcc_version_cache[nvcc] = out.strip().splitlines()[-1] if out.strip() else "unknown"
+    return _nvcc_version_cache[nvcc]
+
+
+def cache_path(stem: str, arch: str, nvcc: str) -> Path | None:
+    """Cache file for (source hash, arch, nvcc version); None when the sources are not present."""
+    src_hash = source_hash(stem)
+    if src_hash is None:
+        return None
+    tool = hashlib.sha256(nvcc_version(nvcc).encode()).hexdigest()[:12]
+    return user_cache_dir() / "kernels" / f"{stem}-{src_hash[:20]}-sm_{arch}-{tool}.cubin"
+
+
+def prebuilt_fatbin(stem: str) -> Path | None:
+    """The shipped fatbin for ``stem`` if present and built from the current sources (when known)."""
+    fatbin = prebuilt_dir() / f"{stem}.fatbin"
+    if not fatbin.exists():
+        return None
+    current = source_hash(stem)
+    sidecar = fatbin.with_suffix(".json")
+    if current is not None and sidecar.exists():
+        try:
+            built_from = json.loads(sidecar.read_text()).get("source_hash")
+        except (OSError, ValueError):
+            return None
+        if built_from != current:
+            return None
+    return fatbin
+
+
+def binary_status(arch: str) -> str | None:
+    """None when every kernel family can be obtained for sm_<arch> (prebuilt, cached or buildable),
+    else the reason (the GUI shows it). Cheap: builds nothing."""
+    nvcc = find_nvcc()
+    for stem in KERNEL_FAMILIES:
+        if prebuilt_fatbin(stem) is not None:
+            continue
+        if source_hash(stem) is None:
+            return f"no kernel binary for sm_{arch} and no kernel sources ({stem})"
+        if nvcc is None:
+            cached = any((user_cache_dir() / "kernels").glob(f"{stem}-{source_hash(stem)[:20]}-sm_{arch}-*"))
+            if not cached:
+                return f"no kernel binary for sm_{arch} and nvcc not found"
+    return None
+
+
+def compile_cubin(stem: str, arch: str, nvcc: str) -> bytes:
+    """Build ``kernels_cu/<stem>.cu`` for sm_<arch> with nvcc through pycuda -> cubin bytes."""
+    from pycuda.compiler import compile as pycuda_compile
+
+    src = source_dir()
+    source = (src / f"{stem}.cu").read_text()
+    return pycuda_compile(
+        source,
+        nvcc=nvcc,
+        options=list(NVCC_OPTIONS),
+        no_extern_c=True,  # the sources declare their entry points extern "C" themselves
+        arch=f"sm_{arch}",
+        include_dirs=[str(src)],
+        cache_dir=False,  # our own cache below is keyed by source hash + arch + nvcc version
+    )
+
+
+def build_fatbin(stem: str, out_dir: Path, archs: tuple[str, ...] = PACKAGED_ARCHS) -> Path:
+    """Packaging step: one fatbin holding SASS for every arch, plus its source-hash sidecar."""
+    nvcc = find_nvcc()
+    if nvcc is None:
+        raise RuntimeError("nvcc not found; set CUDA_HOME or put nvcc on the PATH")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{stem}.fatbin"
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    cmd = [nvcc, "-fatbin", *NVCC_OPTIONS, *gencode, "-I", str(source_dir()), "-o", str(out),
+           str(source_dir() / f"{stem}.cu")]
+    subprocess.run(cmd, check=True)
+    out.with_suffix(".json").write_text(json.dumps({"source_hash": source_hash(stem), "archs": list(archs)}))
+    return out
+
+
+@dataclass
+class LoadedModule:
+    module: object  # pycuda.driver.Module
+    origin: str  # "prebuilt <path>", "cache <path>" or "built <path>"
+
+
+_lock = threading.Lock()
+_modules: dict[tuple[int, str], LoadedModule] = {}
+
+
+def load_module(stem: str, device_index: int, arch: str) -> LoadedModule:
+    """The pycuda module of ``stem`` for the device, loading or building it once per process.
+
+    Raises RuntimeError with a human reason when no binary can be had."""
+    from gpu.kernels import context
+
+    key = (device_index, stem)
+    with _lock:
+        if key in _modules:
+            return _modules[key]
+        context.make_current(device_index)
+        import pycuda.driver as drv
+
+        fatbin = prebuilt_fatbin(stem)
+        if fatbin is not None:
+            try:
+                loaded = LoadedModule(drv.module_from_buffer(fatbin.read_bytes()), f"prebuilt {fatbin}")
+                _modules[key] = loaded
+                return loaded
+            except drv.Error:
+                pass  # no SASS for this arch in the shipped fatbin: fall through to cache / build
+        nvcc = find_nvcc()
+        if nvcc is None:
+            raise RuntimeError(f"no kernel binary for sm_{arch} and nvcc not found")
+        path = cache_path(stem, arch, nvcc)
+        if path is None:
+            raise RuntimeError(f"no kernel binary for sm_{arch} and no kernel sources ({stem})")
+        if path.exists():
+            origin = f"cache {path}"
+            cubin = path.read_bytes()
+        else:
+            cubin = compile_cubin(stem, arch, nvcc)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(cubin)
+            tmp.replace(path)  # atomic: concurrent processes never read a half-written cubin
+            origin = f"built {path}"
+        loaded = LoadedModule(drv.module_from_buffer(cubin), origin)
+        _modules[key] = loaded
+        return loaded

@@ -1,0 +1,27 @@
+"""Device tests of the fused kernels: skipped unless CUDA and pycuda are both present."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+
+def gpu_skip_reason() -> str | None:
+    if not torch.cuda.is_available():
+        return "no CUDA GPU"
+    if importlib.util.find_spec("pycuda") is None:
+        return "pycuda is not installed"
+    if torch.cuda.get_device_capability() < (8, 0):
+        return "GPU older than sm_80 (no m16n8k64 s4 MMA)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    reason = gpu_skip_reason()
+    if reason is None:
+        return
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
