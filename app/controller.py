@@ -1,0 +1,221 @@
+"""The app's glue: owns the store, the observable state and the engine thread; panels talk only to this.
+
+Everything here runs on the GUI thread. Engine work is sent to the worker by queued signals; results come
+back by signals. A job's images are already on disk (written atomically by the worker) when ``finished``
+arrives; committing their rows here is the last step, so a crash in between is repaired by reconciliation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.data_dir import DataDir
+from app.engine_errors import EngineError
+from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage
+from app.gallery_model import GalleryModel
+from app.generation_state import JobState, PromptState
+from app.history_model import HistoryModel
+from app.image_files import read_image_settings, relative
+from app.reconcile import ReconcileReport, reconcile
+from app.settings import Settings
+from app.store import ImageRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+def _fmt_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class AppController(QObject):
+    error = Signal(object)  # EngineError: the window shows a dialog
+    engine_ready = Signal(object)  # EngineStatus
+    library_changed = Signal(list)  # list[ModelEntry]
+    model_info_changed = Signal(object)  # ModelInfo
+    job_finished = Signal(list)  # list[ImageRecord]
+    settings_restored = Signal(list)  # names of the restored fields
+
+    # Requests to the engine thread (queued connections; the worker runs them in order).
+    _init_engine = Signal()
+    _submit = Signal(object)
+    _describe = Signal(str)
+    _add_model = Signal(str)
+    _remove_model = Signal(str)
+    _unload = Signal()
+
+    def __init__(self, data: DataDir, settings: Settings) -> None:
+        super().__init__()
+        self.data = data
+        self.settings = settings
+        self.store = Store(data.database)
+        self.reconcile_report: ReconcileReport = reconcile(self.store, data)
+        self.gallery = GalleryModel(self.store, data, self)
+        self.history = HistoryModel(self.store, self)
+        self.prompt = PromptState()
+        self.prompt.load_last_job(settings.last_job)
+        self.job = JobState()
+        self.entries: list[Any] = []
+        self.gpu: Any = None
+        self.model_info: Any = None
+        self._jobs: dict[int, Job] = {}
+        self._engine = EngineThread(data)
+        worker = self._engine.worker
+        worker.preview_every = settings.preview_every
+        self._init_engine.connect(worker.initialize)
+        self._submit.connect(worker.generate)
+        self._describe.connect(worker.describe)
+        self._add_model.connect(worker.add_model)
+        self._remove_model.connect(worker.remove_model)
+        self._unload.connect(worker.unload)
+        worker.ready.connect(self._on_ready)
+        worker.library_changed.connect(self._on_library)
+        worker.model_described.connect(self._on_described)
+        worker.model_loaded.connect(self._on_described)
+        worker.started.connect(self._on_started)
+        worker.progress.connect(self._on_progress)
+        worker.finished.connect(self._on_finished)
+        worker.cancelled.connect(self._on_cancelled)
+        worker.failed.connect(self._on_failed)
+
+    # ---- engine life ---------------------------------------------------------------------------------------
+
+    def start_engine(self) -> None:
+        """Called once the window is visible: the worker imports torch and scans the library then."""
+        self._init_engine.emit()
+
+    def shutdown(self) -> None:
+        for job in self._jobs.values():
+            job.cancel.set()
+        self._engine.stop()
+        self.settings.last_job = self.prompt.to_last_job()
+        self.gallery.thumbnails.wait(2000)
+        self.store.close()
+
+    # ---- user actions --------------------------------------------------------------------------------------
+
+    def generate(self) -> Job | None:
+        if not self.prompt.prompt.strip():
+            self.error.emit(EngineError("user", "Type a prompt first.", "Describe the image you want to see."))
+            return None
+        self.prompt.next_seed()
+        job = Job(self.prompt.build_request())
+        self._jobs[job.id] = job
+        self.history.add(self.prompt.prompt, self.prompt.negative_prompt)
+        self.job.busy = True
+        self.job.status = "Waiting for the engine…" if len(self._jobs) == 1 else f"Queued ({len(self._jobs)})"
+        self._submit.emit(job)
+        return job
+
+    def cancel(self) -> None:
+        """Takes effect at the next denoising step of the running job; queued jobs never start."""
+        if not self._jobs:
+            return
+        for job in self._jobs.values():
+            job.cancel.set()
+        self.job.status = "Cancelling…"
+
+    def select_model(self, name: str, apply_defaults: bool = True) -> None:
+        self.prompt.model = name
+        self._apply_defaults = apply_defaults
+        self._describe.emit(name)
+
+    def add_model(self, path: str | Path) -> None:
+        self._add_model.emit(str(path))
+
+    def remove_model(self, name: str) -> None:
+        self._remove_model.emit(name)
+
+    def unload_model(self) -> None:
+        """Frees the generation model's memory (before quantizing, which needs the room)."""
+        self._unload.emit()
+
+    def reuse_settings(self, record: ImageRecord) -> None:
+        settings = dict(record.settings) or (read_image_settings(self.gallery.path_of(record)) or {})
+        self._restore(settings)
+
+    def reuse_prompt(self, prompt: str, negative_prompt: str) -> None:
+        self.prompt.prompt = prompt
+        self.prompt.negative_prompt = negative_prompt
+
+    def restore_from_file(self, path: Path) -> bool:
+        """Settings from a dropped PNG: ours, A1111 ``parameters`` or ComfyUI."""
+        settings = read_image_settings(Path(path))
+        if not settings:
+            self.error.emit(EngineError("user", f"{Path(path).name} carries no generation settings.",
+                                        "Drop a PNG made by Nibble Studio, A1111/Forge or ComfyUI."))
+            return False
+        self._restore(settings)
+        return True
+
+    def _restore(self, settings: dict[str, Any]) -> None:
+        applied = self.prompt.apply_settings(settings)
+        model = settings.get("model")
+        if model and any(getattr(e, "name", None) == model for e in self.entries):
+            self.select_model(str(model), apply_defaults=False)
+            applied.append("model")
+        self.settings_restored.emit(applied)
+
+    # ---- worker signals ------------------------------------------------------------------------------------
+
+    def _on_ready(self, status: EngineStatus) -> None:
+        self.gpu = status.gpu
+        self.engine_ready.emit(status)
+        self._on_library(status.entries)
+        names = [e.name for e in status.entries]
+        if self.prompt.model not in names and names:
+            self.prompt.model = names[0]
+        self.select_model(self.prompt.model, apply_defaults=False)
+        if not self._jobs:
+            self.job.status = "Ready"
+
+    def _on_library(self, entries: list[Any]) -> None:
+        self.entries = entries
+        self.library_changed.emit(entries)
+
+    def _on_described(self, info: Any) -> None:
+        if getattr(info, "name", None) != self.prompt.model:
+            return
+        self.model_info = info
+        if getattr(self, "_apply_defaults", False):
+            self.prompt.apply_model_defaults(getattr(info, "defaults", {}) or {})
+            self._apply_defaults = False
+        self.model_info_changed.emit(info)
+
+    def _on_started(self, job_id: int, count: int) -> None:
+        self.job.step = 0
+        self.job.status = f"Loading {self._jobs[job_id].request.model}…" if job_id in self._jobs else "Starting…"
+
+    def _on_progress(self, progress: JobProgress) -> None:
+        if progress.job_id not in self._jobs:
+            return
+        self.job.total_steps = progress.total_steps
+        self.job.step = progress.step
+        if self._jobs[progress.job_id].cancel.is_set():
+            return
+        image = f"image {progress.image_index + 1}/{progress.image_count}, " if progress.image_count > 1 else ""
+        self.job.status = f"{image}step {progress.step}/{progress.total_steps}, ETA {_fmt_eta(progress.eta_s)}"
+        if progress.preview is not None:
+            self.job.set_preview(progress.preview)
+
+    def _on_finished(self, job_id: int, saved: list[SavedImage]) -> None:
+        records = [self.gallery.add(relative(self.data, s.path), s.settings) for s in saved]
+        self._job_done(job_id, f"Done: {len(records)} image{'s' if len(records) != 1 else ''}")
+        self.job_finished.emit(records)
+
+    def _on_cancelled(self, job_id: int) -> None:
+        self._job_done(job_id, "Cancelled")
+
+    def _on_failed(self, job_id: int, error: EngineError) -> None:
+        if job_id:
+            self._job_done(job_id, "Failed")
+        self.error.emit(error)
+
+    def _job_done(self, job_id: int, status: str) -> None:
+        self._jobs.pop(job_id, None)
+        self.job.busy = bool(self._jobs)
+        self.job.status = status if not self._jobs else f"{status}; {len(self._jobs)} more queued"

@@ -1,0 +1,146 @@
+"""Main window: prompt panel (left), gallery (centre), model library, quantization and history (right docks).
+
+``run_app`` is what ``python main.py`` calls. The window is shown before anything heavy happens: torch and
+the engine are imported on the engine thread once the event loop runs (``QTimer.singleShot(0, ...)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
+
+from app.controller import AppController
+from app.data_dir import DataDir, resolve_data_dir
+from app.engine_errors import EngineError
+from app.settings import Settings, load_settings, save_settings
+from app.widgets.error_dialog import show_error
+from app.widgets.gallery_panel import GalleryPanel
+from app.widgets.history_panel import HistoryPanel
+from app.widgets.model_panel import ModelPanel
+from app.widgets.prompt_panel import PromptPanel
+from app.widgets.quantize_panel import QuantizePanel
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, data: DataDir, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("Nibble Studio")
+        self.data = data
+        self.settings = settings or load_settings(data.settings)
+        self.controller = AppController(data, self.settings)
+        self.error_dialog: QMessageBox | None = None
+        self.controller.error.connect(self.show_error)
+        self.controller.settings_restored.connect(self._restored)
+
+        self.prompt_panel = PromptPanel(self.controller)
+        self.gallery_panel = GalleryPanel(self.controller)
+        self.model_panel = ModelPanel(self.controller)
+        self.quantize_panel = QuantizePanel(self.controller)
+        self.history_panel = HistoryPanel(self.controller)
+        self.setCentralWidget(self.gallery_panel)
+        self.setDockNestingEnabled(True)
+        self.prompt_dock = self._dock("Prompt", "promptDock", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.model_dock = self._dock("Models", "modelDock", self.model_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.quantize_dock = self._dock("Quantization", "quantizeDock", self.quantize_panel,
+                                        Qt.DockWidgetArea.RightDockWidgetArea)
+        self.history_dock = self._dock("Prompt history", "historyDock", self.history_panel,
+                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self._actions()
+        self.status_label = QLabel()
+        self.statusBar().addPermanentWidget(self.status_label)
+        self.controller.job.status_changed.connect(self.status_label.setText)
+        report = self.controller.reconcile_report
+        if report.imported or report.missing:
+            self.statusBar().showMessage(
+                f"Gallery check: {report.imported} image(s) imported from the folder, "
+                f"{report.missing} missing file(s) flagged.", 15000)
+        self.resize(1280, 800)
+        self._restore_layout()
+
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)  # saveState() needs stable object names
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _actions(self) -> None:
+        generate = QAction("Generate", self)
+        generate.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
+        generate.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        generate.triggered.connect(self.controller.generate)
+        cancel = QAction("Cancel", self)
+        cancel.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        cancel.triggered.connect(self.controller.cancel)
+        self.addActions([generate, cancel])
+        self.generate_action, self.cancel_action = generate, cancel
+        view = self.menuBar().addMenu("&View")
+        for dock in (self.prompt_dock, self.model_dock, self.quantize_dock, self.history_dock):
+            view.addAction(dock.toggleViewAction())
+        run = self.menuBar().addMenu("&Generate")
+        run.addActions([generate, cancel])
+
+    def _restore_layout(self) -> None:
+        if self.settings.window_geometry:
+            self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
+        if self.settings.window_state:
+            self.restoreState(QByteArray.fromBase64(self.settings.window_state.encode()))
+
+    def start(self) -> None:
+        """Heavy start-up after the window is visible."""
+        self.controller.start_engine()
+
+    def show_error(self, error: EngineError) -> None:
+        self.error_dialog = show_error(self, error)
+
+    def _restored(self, names: list[str]) -> None:
+        self.statusBar().showMessage(f"Restored: {', '.join(names) or 'nothing'}", 8000)
+
+    def save_settings(self) -> None:
+        self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
+        self.settings.window_state = bytes(self.saveState().toBase64()).decode()
+        self.settings.last_job = self.controller.prompt.to_last_job()
+        save_settings(self.data.settings, self.settings)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.quantize_panel.shutdown()
+        self.controller.shutdown()
+        self.save_settings()
+        super().closeEvent(event)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nibble-studio")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="keep gallery, history and settings here (default: your user data folder)")
+    args, _ = parser.parse_known_args(argv[1:])  # Qt options (-platform, -style) pass through
+    return args
+
+
+def run_app(argv: list[str], data_dir: Path | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if data_dir is None:
+        data_dir = parse_args(argv).data_dir
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName("Nibble Studio")
+    from app.theme import apply_theme
+
+    apply_theme(app)
+    data = resolve_data_dir(data_dir)
+    window = MainWindow(data)
+    window.show()
+    QTimer.singleShot(0, window.start)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(run_app(sys.argv))

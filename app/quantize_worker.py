@@ -1,0 +1,133 @@
+"""Runs the engine's quantizer on its own QThread (same worker pattern as generation), then renders the
+comparison images (original vs quantized, same seeds) and scores them with PSNR/SSIM for the result page."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtGui import QImage
+
+from app.engine_errors import classify
+from app.engine_worker import pil_to_qimage
+
+log = logging.getLogger(__name__)
+
+COMPARE_PROMPTS = [
+    "a red fox sitting in fresh snow, morning light",
+    "a bowl of ramen on a wooden table, steam, photo",
+    "a lighthouse on a cliff at sunset, oil painting",
+    "a small robot reading a book in a library",
+]
+
+
+@dataclass
+class QuantizeJob:
+    source: str  # library name or path
+    out_path: Path
+    config: Any  # gpu.quantizer.QuantizeConfig
+    compare_prompts: list[str] = field(default_factory=lambda: list(COMPARE_PROMPTS))
+    compare_steps: int | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class QuantizeProgress:
+    kind: str
+    message: str
+    index: int
+    total: int
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    prompt: str
+    original: QImage
+    quantized: QImage
+    psnr: float
+    ssim: float
+
+
+class QuantizeWorker(QObject):
+    progress = Signal(object)  # QuantizeProgress
+    comparisons = Signal(list)  # list[Comparison]
+    finished = Signal(str)  # output path
+    cancelled = Signal()
+    failed = Signal(object)  # EngineError
+
+    @Slot(object)
+    def run(self, job: QuantizeJob) -> None:
+        from gpu.errors import Cancelled
+        from gpu.generation.request import GenerationCancelled
+
+        try:
+            out = self._quantize(job)
+            self._compare(job, out)
+        except (Cancelled, GenerationCancelled):
+            self.cancelled.emit()
+        except BaseException as exc:
+            log.exception("quantization failed")
+            self.failed.emit(classify(exc))
+        else:
+            self.finished.emit(str(out))
+
+    def _quantize(self, job: QuantizeJob) -> Path:
+        from gpu.quantizer import quantize_model
+
+        def on_event(event: Any) -> None:
+            self.progress.emit(QuantizeProgress(
+                str(getattr(event, "kind", "stage")), str(getattr(event, "message", "")),
+                int(getattr(event, "index", 0) or 0), int(getattr(event, "total", 0) or 0),
+                getattr(event, "eta_s", None)))
+
+        job.out_path.parent.mkdir(parents=True, exist_ok=True)
+        return Path(quantize_model(job.source, job.out_path, job.config, on_event=on_event,
+                                   should_cancel=job.cancel.is_set))
+
+    def _compare(self, job: QuantizeJob, out: Path) -> None:
+        from gpu.metrics import psnr, ssim
+
+        from gpu.generation.request import GenerationRequest
+        from gpu.generation.service import GenerationService
+
+        service = GenerationService()
+        prompts = job.compare_prompts
+        total = 2 * len(prompts)
+        rendered: dict[str, list[Any]] = {}
+        for pass_index, model in enumerate((job.source, str(out))):
+            self.progress.emit(QuantizeProgress("stage", f"Rendering comparison images with {Path(model).name}",
+                                                pass_index * len(prompts), total, None))
+            service.load(model)
+            rendered[model] = []
+            for i, prompt in enumerate(prompts):
+                request = GenerationRequest(prompt=prompt, model=model, seed=1000 + i, steps=job.compare_steps)
+                images = service.generate(request, should_cancel=job.cancel.is_set)
+                rendered[model].append(images[0].image)
+                self.progress.emit(QuantizeProgress("compare", f"{Path(model).name}: {prompt}",
+                                                    pass_index * len(prompts) + i + 1, total, None))
+        service.unload()
+        results = []
+        for prompt, a, b in zip(prompts, rendered[job.source], rendered[str(out)], strict=True):
+            results.append(Comparison(prompt, pil_to_qimage(a), pil_to_qimage(b), float(psnr(a, b)),
+                                      float(ssim(a, b))))
+        self.comparisons.emit(results)
+
+
+class QuantizeThread:
+    def __init__(self) -> None:
+        self.thread = QThread()
+        self.thread.setObjectName("quantize")
+        self.worker = QuantizeWorker()
+        self.worker.moveToThread(self.thread)
+        self.thread.start()
+
+    def stop(self, job: QuantizeJob | None = None) -> None:
+        if job is not None:
+            job.cancel.set()
+        self.thread.quit()
+        self.thread.wait(60000)

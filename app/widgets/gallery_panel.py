@@ -1,0 +1,166 @@
+"""Gallery: a virtualized thumbnail grid (QListView over ``GalleryModel``) plus a metadata pane.
+
+Smooth at 10,000 images: uniform item sizes and batched layout keep layout O(visible), and thumbnails are
+decoded lazily off the GUI thread (``app.thumbnails``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import QItemSelection, QSize, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
+    QLineEdit,
+    QListView,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.controller import AppController
+from app.image_files import read_image_text
+from app.store import ImageRecord
+from app.thumbnails import THUMB_SIZE
+
+
+class GalleryPanel(QWidget):
+    def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("galleryPanel")
+        self.controller = controller
+        model = controller.gallery
+
+        self.search = QLineEdit(placeholderText="Search by prompt…", clearButtonEnabled=True)
+        self.search.textChanged.connect(lambda text: model.set_filter(text))
+        self.favorites_only = QCheckBox("★ only")
+        self.favorites_only.toggled.connect(lambda on: model.set_filter(self.search.text(), on))
+        top = QHBoxLayout()
+        top.addWidget(self.search, 1)
+        top.addWidget(self.favorites_only)
+
+        self.view = QListView()
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setUniformItemSizes(True)
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setBatchSize(200)
+        self.view.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
+        self.view.setGridSize(QSize(THUMB_SIZE + 16, THUMB_SIZE + 36))
+        self.view.setWordWrap(False)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setModel(model)
+        self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.view.doubleClicked.connect(lambda _: self.reuse_settings())
+
+        self.metadata = QPlainTextEdit(readOnly=True)
+        self.metadata.setPlaceholderText("Select an image to see how it was made.")
+
+        self.favorite_button = QPushButton("★ Favorite")
+        self.delete_button = QPushButton("Delete")
+        self.undo_button = QPushButton("Undo delete")
+        self.folder_button = QPushButton("Open folder")
+        self.copy_button = QPushButton("Copy prompt")
+        self.reuse_button = QPushButton("Reuse settings")
+        self.favorite_button.clicked.connect(self.toggle_favorite)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.undo_button.clicked.connect(model.undo_delete)
+        self.folder_button.clicked.connect(self.open_folder)
+        self.copy_button.clicked.connect(self.copy_prompt)
+        self.reuse_button.clicked.connect(self.reuse_settings)
+        model.trash_changed.connect(lambda n: self.undo_button.setEnabled(n > 0))
+        self.undo_button.setEnabled(False)
+        QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)
+        QShortcut(QKeySequence.StandardKey.Undo, self, model.undo_delete)
+
+        buttons = QHBoxLayout()
+        for button in (self.reuse_button, self.copy_button, self.favorite_button, self.folder_button,
+                       self.delete_button, self.undo_button):
+            buttons.addWidget(button)
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        side_layout.addWidget(self.metadata)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setObjectName("gallerySplitter")
+        splitter.addWidget(self.view)
+        splitter.addWidget(side)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(buttons)
+        self._selection_changed()
+
+    # ---- selection ----------------------------------------------------------------------------------------
+
+    def selected_rows(self) -> list[int]:
+        return sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
+
+    def current(self) -> ImageRecord | None:
+        rows = self.selected_rows()
+        return self.controller.gallery.record(rows[0]) if rows else None
+
+    def select_row(self, row: int) -> None:
+        index = self.controller.gallery.index(row)
+        self.view.setCurrentIndex(index)
+
+    def _selection_changed(self, *_: QItemSelection) -> None:
+        record = self.current()
+        for button in (self.favorite_button, self.delete_button, self.folder_button, self.copy_button,
+                       self.reuse_button):
+            button.setEnabled(record is not None)
+        self.metadata.setPlainText(self.describe(record) if record else "")
+
+    def describe(self, record: ImageRecord) -> str:
+        """Read back from the file itself when it is there: that is what other tools will see too."""
+        path = self.controller.gallery.path_of(record)
+        if record.missing or not path.exists():
+            return f"⚠ File missing: {path}\n\n" + json.dumps(record.settings, indent=2)
+        text = read_image_text(path)
+        lines = [f"File: {path}"]
+        if "parameters" in text:
+            lines += ["", text["parameters"]]
+        elif "prompt" in text or "workflow" in text:
+            lines += ["", "(ComfyUI workflow metadata)"]
+        settings = record.settings
+        if settings:
+            lines += ["", "Settings:"] + [f"  {k}: {v}" for k, v in settings.items()]
+        return "\n".join(lines)
+
+    # ---- actions ------------------------------------------------------------------------------------------
+
+    def toggle_favorite(self) -> None:
+        for row in self.selected_rows():
+            self.controller.gallery.toggle_favorite(row)
+
+    def delete_selected(self) -> None:
+        rows = self.selected_rows()
+        if rows:
+            self.controller.gallery.delete(rows)
+
+    def open_folder(self) -> None:
+        record = self.current()
+        if record:
+            folder = self.controller.gallery.path_of(record).parent
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def copy_prompt(self) -> None:
+        record = self.current()
+        if record:
+            QGuiApplication.clipboard().setText(record.prompt)
+
+    def reuse_settings(self) -> None:
+        record = self.current()
+        if record:
+            self.controller.reuse_settings(record)

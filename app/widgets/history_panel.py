@@ -1,0 +1,37 @@
+"""Prompt history list: newest first, de-duplicated with use counts; click to reuse, search, clear."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex
+from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QListView, QMessageBox, QPushButton, QVBoxLayout, QWidget
+
+from app.controller import AppController
+
+
+class HistoryPanel(QWidget):
+    def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.search = QLineEdit(placeholderText="Search prompts…", clearButtonEnabled=True)
+        self.search.textChanged.connect(controller.history.set_search)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.clicked.connect(self._clear)
+        top = QHBoxLayout()
+        top.addWidget(self.search, 1)
+        top.addWidget(self.clear_button)
+        self.view = QListView()
+        self.view.setModel(controller.history)
+        self.view.setUniformItemSizes(True)
+        self.view.clicked.connect(self.reuse)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.view)
+
+    def reuse(self, index: QModelIndex) -> None:
+        record = self.controller.history.record(index.row())
+        self.controller.reuse_prompt(record.prompt, record.negative_prompt)
+
+    def _clear(self) -> None:
+        answer = QMessageBox.question(self, "Clear prompt history", "Forget every prompt in the history?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.controller.history.clear()

@@ -1,0 +1,126 @@
+"""Model library panel: built-in and user-added models, what each needs, and which code path will run it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.controller import AppController
+from app.engine_worker import EngineStatus
+
+
+def human_bytes(value: float | None) -> str:
+    if not value:
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return "–"
+
+
+def gpu_text(gpu: Any) -> str:
+    if gpu is None:
+        return "GPU: none detected: models run on the CPU (slow but works)."
+    sm = getattr(gpu, "sm", None)
+    sm_text = f" (sm_{sm})" if sm else ""
+    return (f"GPU: {gpu.name}{sm_text}, {human_bytes(getattr(gpu, 'free_bytes', None))} free of "
+            f"{human_bytes(getattr(gpu, 'total_bytes', None))}")
+
+
+def info_text(info: Any) -> str:
+    rows = [
+        ("Model", getattr(info, "name", "?")),
+        ("Kind", getattr(info, "kind", "?")),
+        ("Architecture", getattr(info, "architecture", "?")),
+        ("Precision", getattr(info, "precision", "?")),
+        ("Size on disk", human_bytes(getattr(info, "size_bytes", None))),
+        ("Estimated VRAM", human_bytes(getattr(info, "est_vram_bytes", None))),
+        ("Runs on", getattr(info, "execution_path", "?")),
+    ]
+    return "\n".join(f"{k}: {v}" for k, v in rows)
+
+
+class ModelPanel(QWidget):
+    def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelPanel")
+        self.controller = controller
+        self.list = QListWidget()
+        self.list.itemClicked.connect(self._picked)
+        self.details = QLabel("Starting the engine…")
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.gpu = QLabel("GPU: detecting…")
+        self.gpu.setWordWrap(True)
+        self.add_folder_button = QPushButton("Add folder…")
+        self.add_folder_button.setToolTip("A diffusers model folder (with model_index.json)")
+        self.add_file_button = QPushButton("Add SVDQ file…")
+        self.remove_button = QPushButton("Remove")
+        self.add_folder_button.clicked.connect(self._add_folder)
+        self.add_file_button.clicked.connect(self._add_file)
+        self.remove_button.clicked.connect(self._remove)
+        buttons = QHBoxLayout()
+        for button in (self.add_folder_button, self.add_file_button, self.remove_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.details)
+        layout.addWidget(self.gpu)
+        controller.library_changed.connect(self.set_entries)
+        controller.model_info_changed.connect(lambda info: self.details.setText(info_text(info)))
+        controller.engine_ready.connect(self._ready)
+        controller.prompt.model_changed.connect(self._mark_current)
+
+    def _ready(self, status: EngineStatus) -> None:
+        self.gpu.setText(gpu_text(status.gpu))
+
+    def set_entries(self, entries: list[Any]) -> None:
+        self.list.clear()
+        for entry in entries:
+            label = entry.name + ("  (built-in)" if getattr(entry, "builtin", False) else "")
+            item = QListWidgetItem(label)
+            item.setData(Qt.ItemDataRole.UserRole, entry.name)
+            item.setToolTip(str(getattr(entry, "path", "")))
+            self.list.addItem(item)
+        self._mark_current(self.controller.prompt.model)
+
+    def _mark_current(self, name: str) -> None:
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) == name:
+                self.list.setCurrentItem(item)
+        builtin = {e.name for e in self.controller.entries if getattr(e, "builtin", False)}
+        self.remove_button.setEnabled(bool(name) and name not in builtin)
+
+    def _picked(self, item: QListWidgetItem) -> None:
+        self.details.setText("Reading model…")
+        self.controller.select_model(item.data(Qt.ItemDataRole.UserRole))
+
+    def _add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a diffusers model folder")
+        if folder:
+            self.controller.add_model(folder)
+
+    def _add_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add an SVDQ model file", "",
+                                              "SVDQ models (*.svdq *.safetensors);;All files (*)")
+        if path:
+            self.controller.add_model(path)
+
+    def _remove(self) -> None:
+        item = self.list.currentItem()
+        if item:
+            self.controller.remove_model(item.data(Qt.ItemDataRole.UserRole))

@@ -1,0 +1,182 @@
+"""Prompt panel: prompt, negative prompt, seed, steps, guidance, size, batch; Generate / Cancel; progress.
+
+Dropping a PNG (ours, A1111 ``parameters`` or ComfyUI) anywhere on the panel restores its settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.bindings import bind
+from app.controller import AppController
+from app.generation_state import MAX_SEED, SIZE_PRESETS
+
+
+def _png_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
+    mime = event.mimeData()
+    if not mime.hasUrls():
+        return []
+    return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile() and u.toLocalFile().lower().endswith(".png")]
+
+
+class PromptPanel(QWidget):
+    def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("promptPanel")
+        self.controller = controller
+        state = controller.prompt
+        self.setAcceptDrops(True)
+
+        self.prompt_edit = QPlainTextEdit(placeholderText="Describe the image… (Ctrl+Enter to generate)")
+        self.negative_edit = QPlainTextEdit(placeholderText="Negative prompt (what to avoid)")
+        self.negative_edit.setMaximumHeight(60)
+        for edit in (self.prompt_edit, self.negative_edit):
+            edit.setAcceptDrops(False)  # a dropped PNG should restore settings, not paste its path
+        bind(state, "prompt", self.prompt_edit)
+        bind(state, "negative_prompt", self.negative_edit)
+
+        self.seed_spin = QSpinBox(minimum=0, maximum=MAX_SEED)
+        bind(state, "seed", self.seed_spin)
+        self.seed_lock = QCheckBox("Lock")
+        self.seed_lock.setToolTip("Locked: every job uses this seed. Unlocked: a new random seed per job.")
+        bind(state, "seed_locked", self.seed_lock)
+        self.seed_random = QPushButton("🎲")
+        self.seed_random.setToolTip("New random seed")
+        self.seed_random.clicked.connect(self._randomize_seed)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed_spin, 1)
+        seed_row.addWidget(self.seed_random)
+        seed_row.addWidget(self.seed_lock)
+
+        self.steps_spin = QSpinBox(minimum=1, maximum=150)
+        bind(state, "steps", self.steps_spin)
+        self.guidance_spin = QDoubleSpinBox(minimum=0.0, maximum=30.0, singleStep=0.5, decimals=1)
+        bind(state, "guidance", self.guidance_spin)
+
+        self.size_preset = QComboBox()
+        self.size_preset.addItem("Custom", None)
+        for label, w, h in SIZE_PRESETS:
+            self.size_preset.addItem(label, (w, h))
+        self.size_preset.activated.connect(self._apply_preset)
+        self.width_spin = QSpinBox(minimum=64, maximum=2048, singleStep=16, suffix=" px")
+        self.height_spin = QSpinBox(minimum=64, maximum=2048, singleStep=16, suffix=" px")
+        for spin in (self.width_spin, self.height_spin):
+            spin.setStepType(QSpinBox.StepType.DefaultStepType)
+        bind(state, "width", self.width_spin)
+        bind(state, "height", self.height_spin)
+        state.width_changed.connect(self._sync_preset)
+        state.height_changed.connect(self._sync_preset)
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_spin)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.height_spin)
+
+        self.batch_spin = QSpinBox(minimum=1, maximum=16)
+        bind(state, "batch_count", self.batch_spin)
+
+        form = QFormLayout()
+        form.addRow("Seed", seed_row)
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("Guidance", self.guidance_spin)
+        form.addRow("Size", self.size_preset)
+        form.addRow("", size_row)
+        form.addRow("Images", self.batch_spin)
+
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setToolTip("Ctrl+Enter")
+        self.generate_button.setDefault(True)
+        self.generate_button.clicked.connect(controller.generate)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Esc: stops at the next step")
+        self.cancel_button.clicked.connect(controller.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+
+        job = controller.job
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(False)
+        self.status = QLabel(job.status)
+        self.status.setWordWrap(True)
+        self.preview = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumHeight(160)
+        job.status_changed.connect(self.status.setText)
+        job.step_changed.connect(self._update_progress)
+        job.total_steps_changed.connect(self._update_progress)
+        job.busy_changed.connect(self._busy)
+        job.preview_changed.connect(self._show_preview)
+        self._busy(job.busy)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Prompt"))
+        layout.addWidget(self.prompt_edit, 2)
+        layout.addWidget(self.negative_edit)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.preview, 1)
+        self._sync_preset()
+
+    def _randomize_seed(self) -> None:
+        locked = self.controller.prompt.seed_locked
+        self.controller.prompt.seed_locked = False
+        self.controller.prompt.next_seed()
+        self.controller.prompt.seed_locked = locked
+
+    def _apply_preset(self, index: int) -> None:
+        size = self.size_preset.itemData(index)
+        if size:
+            self.controller.prompt.width, self.controller.prompt.height = size
+
+    def _sync_preset(self, *_: object) -> None:
+        size = (self.controller.prompt.width, self.controller.prompt.height)
+        index = self.size_preset.findData(size)
+        self.size_preset.setCurrentIndex(max(index, 0))
+
+    def _update_progress(self, *_: object) -> None:
+        job = self.controller.job
+        self.progress.setRange(0, max(job.total_steps, 1))
+        self.progress.setValue(job.step)
+
+    def _busy(self, busy: bool) -> None:
+        self.cancel_button.setEnabled(bool(busy))
+        if not busy:
+            self.progress.setValue(0)
+
+    def _show_preview(self, image: QImage | None) -> None:
+        if image is None or image.isNull():
+            self.preview.clear()
+            return
+        pixmap = QPixmap.fromImage(image)
+        self.preview.setPixmap(pixmap.scaled(192, 192, Qt.AspectRatioMode.KeepAspectRatio,
+                                             Qt.TransformationMode.SmoothTransformation))
+
+    # ---- drag and drop of PNGs ----------------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if _png_paths(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = _png_paths(event)
+        if paths:
+            self.controller.restore_from_file(paths[0])
+            event.acceptProposedAction()

@@ -1,0 +1,35 @@
+"""Quantization panel: explains what quantizing does and opens the "Quantize this model" wizard."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+
+from app.controller import AppController
+
+
+class QuantizePanel(QWidget):
+    def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.wizard = None
+        text = QLabel("Make a 4-bit copy of a model (SVDQuant): about 3.5× smaller, runs on laptop GPUs, "
+                      "almost the same images.")
+        text.setWordWrap(True)
+        self.open_button = QPushButton("Quantize this model…")
+        self.open_button.clicked.connect(self.open_wizard)
+        layout = QVBoxLayout(self)
+        layout.addWidget(text)
+        layout.addWidget(self.open_button)
+        layout.addStretch(1)
+
+    def open_wizard(self) -> None:
+        from app.widgets.quantize_wizard import QuantizeWizard
+
+        if self.wizard is None or not self.wizard.isVisible():
+            self.wizard = QuantizeWizard(self.controller, self.window())
+        self.wizard.show()
+        self.wizard.raise_()
+
+    def shutdown(self) -> None:
+        if self.wizard is not None:
+            self.wizard.shutdown()

@@ -1,0 +1,301 @@
+"""The "Quantize this model" wizard: source → method/precision → calibration and memory → run → result.
+
+The run page drives ``app.quantize_worker`` on its own thread; the result page shows original vs quantized
+images side by side with PSNR/SSIM and adds the new file to the library.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
+
+from app.controller import AppController
+from app.engine_errors import EngineError
+from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread
+from app.widgets.error_dialog import show_error
+
+PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
+METHODS = [
+    ("SVDQuant (low-rank + smoothing)", "svdquant"),
+    ("Baseline: round-to-nearest", "naive"),
+    ("Baseline: SmoothQuant", "smoothquant"),
+    ("Baseline: low-rank only (SVD)", "svd"),
+    ("Baseline: LoRC", "lorc"),
+    ("Baseline: NF4 weights only", "nf4"),
+]
+PROMPT_SETS = [("Built-in everyday prompts", "builtin")]
+
+
+class SourcePage(QWizardPage):
+    def __init__(self, controller: AppController) -> None:
+        super().__init__()
+        self.setTitle("Source model")
+        self.setSubTitle("Pick the full-precision model to make a 4-bit copy of.")
+        self.source = QComboBox()
+        self.source.setEditable(False)
+        for entry in controller.entries:
+            if getattr(entry, "kind", "") == "diffusers":
+                self.source.addItem(entry.name, entry.name)
+        browse = QPushButton("Other folder…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.source, 1)
+        row.addWidget(browse)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        self.registerField("source*", self.source, "currentText", self.source.currentTextChanged)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A diffusers model folder")
+        if folder:
+            self.source.addItem(Path(folder).name, folder)
+            self.source.setCurrentIndex(self.source.count() - 1)
+
+    def value(self) -> str:
+        return self.source.currentData() or self.source.currentText()
+
+
+class MethodPage(QWizardPage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Method and precision")
+        self.setSubTitle("INT4 with SVDQuant is the right choice for nearly everyone; baselines are for comparison.")
+        self.method = QComboBox()
+        for label, value in METHODS:
+            self.method.addItem(label, value)
+        self.precision = QComboBox()
+        for label, value in PRECISIONS:
+            self.precision.addItem(label, value)
+        self.rank = QSpinBox(minimum=0, maximum=256, value=32, singleStep=8)
+        self.rank.setToolTip("Size of the 16-bit low-rank branch that absorbs outliers (32 is the paper's default)")
+        form = QFormLayout(self)
+        form.addRow("Method", self.method)
+        form.addRow("Precision", self.precision)
+        form.addRow("Low-rank rank", self.rank)
+
+
+class CalibrationPage(QWizardPage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Calibration and memory")
+        self.setSubTitle("Calibration runs the model on a few prompts to see its activations.")
+        self.prompt_set = QComboBox()
+        for label, value in PROMPT_SETS:
+            self.prompt_set.addItem(label, value)
+        self.count = QSpinBox(minimum=1, maximum=512, value=64)
+        self.steps = QSpinBox(minimum=0, maximum=50, value=0, specialValueText="model default")
+        self.gpu_gib = QDoubleSpinBox(minimum=0.0, maximum=192.0, value=14.0, suffix=" GiB")
+        self.ram_gib = QDoubleSpinBox(minimum=1.0, maximum=1024.0, value=24.0, suffix=" GiB")
+        laptop = QPushButton("16 GB laptop")
+        laptop.setToolTip("GPU 14 GiB, RAM 12 GiB: leaves room for the desktop and the browser")
+        laptop.clicked.connect(self.laptop_preset)
+        form = QFormLayout(self)
+        form.addRow("Prompt set", self.prompt_set)
+        form.addRow("Prompts", self.count)
+        form.addRow("Steps per prompt", self.steps)
+        form.addRow("GPU memory budget", self.gpu_gib)
+        form.addRow("RAM budget", self.ram_gib)
+        form.addRow("", laptop)
+
+    def laptop_preset(self) -> None:
+        self.gpu_gib.setValue(14.0)
+        self.ram_gib.setValue(12.0)
+
+
+class RunPage(QWizardPage):
+    done_changed = Signal()
+
+    def __init__(self, wizard: QuantizeWizard) -> None:
+        super().__init__()
+        self.setTitle("Quantizing")
+        self.wiz = wizard
+        self.bar = QProgressBar()
+        self.eta = QLabel("")
+        self.log = QPlainTextEdit(readOnly=True)
+        self.log.setMaximumBlockCount(5000)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(wizard.cancel)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.eta)
+        layout.addWidget(self.log, 1)
+        layout.addWidget(self.cancel_button)
+        self.finished = False
+
+    def initializePage(self) -> None:
+        self.finished = False
+        self.log.clear()
+        self.bar.setRange(0, 0)
+        self.wiz.start()
+
+    def isComplete(self) -> bool:
+        return self.finished
+
+    def on_progress(self, event: QuantizeProgress) -> None:
+        if event.total:
+            self.bar.setRange(0, event.total)
+            self.bar.setValue(event.index)
+        if event.eta_s is not None:
+            self.eta.setText(f"About {int(event.eta_s) // 60} min {int(event.eta_s) % 60} s left")
+        if event.message:
+            self.log.appendPlainText(event.message)
+
+    def finish(self, ok: bool) -> None:
+        self.finished = ok
+        self.cancel_button.setEnabled(False)
+        self.completeChanged.emit()
+
+
+class ResultPage(QWizardPage):
+    def __init__(self, wizard: QuantizeWizard) -> None:
+        super().__init__()
+        self.setTitle("Result")
+        self.wiz = wizard
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.grid = QGridLayout()
+        self.add_button = QPushButton("Add to library")
+        self.add_button.clicked.connect(wizard.add_to_library)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        holder = QWidget()
+        holder.setLayout(self.grid)
+        layout.addWidget(holder, 1)
+        layout.addWidget(self.add_button)
+
+    def show_comparisons(self, items: list[Comparison]) -> None:
+        for col, title in enumerate(("Prompt", "Original", "Quantized", "PSNR / SSIM")):
+            self.grid.addWidget(QLabel(f"<b>{title}</b>"), 0, col)
+        for row, item in enumerate(items, start=1):
+            prompt = QLabel(item.prompt)
+            prompt.setWordWrap(True)
+            self.grid.addWidget(prompt, row, 0)
+            for col, image in ((1, item.original), (2, item.quantized)):
+                label = QLabel()
+                label.setPixmap(QPixmap.fromImage(image).scaled(
+                    128, 128, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
+                self.grid.addWidget(label, row, col)
+            self.grid.addWidget(QLabel(f"{item.psnr:.1f} dB / {item.ssim:.3f}"), row, 3)
+        if items:
+            mean_psnr = sum(i.psnr for i in items) / len(items)
+            mean_ssim = sum(i.ssim for i in items) / len(items)
+            self.summary.setText(f"Saved to {self.wiz.out_path}. Mean PSNR {mean_psnr:.1f} dB, "
+                                 f"mean SSIM {mean_ssim:.3f} (higher is closer to the original).")
+
+
+class QuantizeWizard(QWizard):
+    _run = Signal(object)  # queued to the worker thread
+
+    def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("quantizeWizard")
+        self.setWindowTitle("Quantize this model")
+        self.controller = controller
+        self.job: QuantizeJob | None = None
+        self.out_path: Path | None = None
+        self.result_path: str | None = None
+        self.added_name: str | None = None
+        self.comparisons: list[Comparison] = []
+        self.compare_steps: int | None = None  # tests use few steps
+        self.source_page = SourcePage(controller)
+        self.method_page = MethodPage()
+        self.calibration_page = CalibrationPage()
+        self.run_page = RunPage(self)
+        self.result_page = ResultPage(self)
+        for page in (self.source_page, self.method_page, self.calibration_page, self.run_page, self.result_page):
+            self.addPage(page)
+        self._thread = QuantizeThread()
+        worker = self._thread.worker
+        self._run.connect(worker.run)
+        worker.progress.connect(self.run_page.on_progress)
+        worker.comparisons.connect(self._on_comparisons)
+        worker.finished.connect(self._on_finished)
+        worker.cancelled.connect(self._on_cancelled)
+        worker.failed.connect(self._on_failed)
+        self.resize(760, 600)
+
+    def config(self):  # -> gpu.quantizer.QuantizeConfig
+        from gpu.quantizer import QuantizeConfig
+
+        calib = self.calibration_page
+        return QuantizeConfig(
+            method=self.method_page.method.currentData(), precision=self.method_page.precision.currentData(),
+            rank=self.method_page.rank.value(), calib_prompts=calib.count.value(),
+            calib_steps=calib.steps.value() or None, gpu_budget_gib=calib.gpu_gib.value(),
+            ram_budget_gib=calib.ram_gib.value(),
+        )
+
+    def start(self) -> None:
+        source = self.source_page.value()
+        config = self.config()
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source).name)
+        name = f"{stem}-{config.method}-{config.precision}-r{config.rank}.safetensors"
+        self.out_path = self.controller.data.quantized / name
+        self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps)
+        self.controller.unload_model()  # quantizing needs the memory the generation model holds
+        self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")
+        self._thread.worker.metaObject()  # keep a reference alive for the queued call below
+        from PySide6.QtCore import Q_ARG, QMetaObject
+
+        QMetaObject.invokeMethod(self._thread.worker, "run", Qt.ConnectionType.QueuedConnection,
+                                 Q_ARG(object, self.job))
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel.set()
+            self.run_page.log.appendPlainText("Cancelling…")
+
+    def _on_comparisons(self, items: list[Comparison]) -> None:
+        self.comparisons = items
+        self.result_page.show_comparisons(items)
+
+    def _on_finished(self, path: str) -> None:
+        self.result_path = path
+        self.run_page.bar.setRange(0, 1)
+        self.run_page.bar.setValue(1)
+        self.run_page.log.appendPlainText("Done.")
+        self.run_page.finish(True)
+
+    def _on_cancelled(self) -> None:
+        self.run_page.log.appendPlainText("Cancelled. Nothing was added.")
+        self.run_page.bar.setRange(0, 1)
+        self.run_page.finish(False)
+
+    def _on_failed(self, error: EngineError) -> None:
+        self.run_page.log.appendPlainText(f"Failed: {error.message}")
+        self.run_page.finish(False)
+        self.error_dialog = show_error(self, error)
+
+    def add_to_library(self) -> None:
+        if self.result_path:
+            self.controller.add_model(self.result_path)
+            self.added_name = Path(self.result_path).stem
+            self.result_page.add_button.setEnabled(False)
+            self.result_page.add_button.setText("Added")
+
+    def reject(self) -> None:
+        self.cancel()
+        super().reject()
+
+    def shutdown(self) -> None:
+        self._thread.stop(self.job)
