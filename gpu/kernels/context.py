@@ -1,47 +1,54 @@
 """pycuda context and stream plumbing shared with PyTorch.
 
-PyTorch runs on each device's *primary* context; pycuda retains the same primary context here, so
-device pointers and modules are shared. A CUDA context is current per host thread, so every thread
-that launches makes it current once (the GUI runs generation off the main thread).
+PyTorch runs on each device's *primary* context; pycuda retains that same primary context here, so
+device pointers and modules are shared. The context is pushed only around pycuda calls (``active``)
+and popped again: nothing is left on any thread's context stack, which keeps every host thread (the
+GUI generates off the main thread) correct and lets pycuda shut down cleanly at exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
-_local = threading.local()
 _primary: dict[int, object] = {}
 _streams: dict[int, object] = {}
-_init_lock = threading.Lock()
+_lock = threading.RLock()
 
 
-def make_current(device_index: int) -> None:
-    """Make the primary context of ``device_index`` current on this thread (idempotent)."""
-    current = getattr(_local, "device", None)
-    if current == device_index:
-        return
-    import pycuda.driver as drv
-    import torch
-
-    torch.cuda.init()  # creates the primary context through the runtime if nobody did yet
-    with _init_lock:
+def _primary_context(device_index: int):
+    with _lock:
         if device_index not in _primary:
+            import pycuda.driver as drv
+            import torch
+
+            torch.cuda.init()  # the runtime creates the primary context if nobody did yet
             drv.init()
             _primary[device_index] = drv.Device(device_index).retain_primary_context()
-    if current is not None:
+        return _primary[device_index]
+
+
+@contextlib.contextmanager
+def active(device_index: int) -> Iterator[None]:
+    """Make the primary context of ``device_index`` current for pycuda calls inside the block."""
+    import pycuda.driver as drv
+
+    _primary_context(device_index).push()
+    try:
+        yield
+    finally:
         drv.Context.pop()
-    _primary[device_index].push()
-    _local.device = device_index
 
 
 def pycuda_stream(device_index: int):
     """A pycuda stream owned by this package for ``device_index`` (created once)."""
-    make_current(device_index)
-    with _init_lock:
+    with _lock:
         if device_index not in _streams:
             import pycuda.driver as drv
 
-            _streams[device_index] = drv.Stream()
+            with active(device_index):
+                _streams[device_index] = drv.Stream()
         return _streams[device_index]
 
 

@@ -67,15 +67,16 @@ def launch_stream(device: torch.device) -> Iterator[None]:
 def _on_kernel_stream(device: torch.device) -> Iterator[object]:
     """Yields the pycuda stream to launch on, ordered after and before torch's current stream."""
     idx = device.index if device.index is not None else torch.cuda.current_device()
-    context.make_current(idx)
     pstream = context.pycuda_stream(idx)
     current = torch.cuda.current_stream(device)
     if current.cuda_stream == pstream.handle:
-        yield pstream
+        with context.active(idx):
+            yield pstream
         return
     kstream = _ext_stream(idx)
     kstream.wait_stream(current)
-    yield pstream
+    with context.active(idx):
+        yield pstream
     current.wait_stream(kstream)
 
 

@@ -158,7 +158,7 @@ class LoadedModule:
     origin: str  # "prebuilt <path>", "cache <path>" or "built <path>"
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _modules: dict[tuple[int, str], LoadedModule] = {}
 
 
@@ -172,33 +172,36 @@ def load_module(stem: str, device_index: int, arch: str) -> LoadedModule:
     with _lock:
         if key in _modules:
             return _modules[key]
-        context.make_current(device_index)
-        import pycuda.driver as drv
-
-        fatbin = prebuilt_fatbin(stem)
-        if fatbin is not None:
-            try:
-                loaded = LoadedModule(drv.module_from_buffer(fatbin.read_bytes()), f"prebuilt {fatbin}")
-                _modules[key] = loaded
-                return loaded
-            except drv.Error:
-                pass  # no SASS for this arch in the shipped fatbin: fall through to cache / build
-        nvcc = find_nvcc()
-        if nvcc is None:
-            raise RuntimeError(f"no kernel binary for sm_{arch} and nvcc not found")
-        path = cache_path(stem, arch, nvcc)
-        if path is None:
-            raise RuntimeError(f"no kernel binary for sm_{arch} and no kernel sources ({stem})")
-        if path.exists():
-            origin = f"cache {path}"
-            cubin = path.read_bytes()
-        else:
-            cubin = compile_cubin(stem, arch, nvcc)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(cubin)
-            tmp.replace(path)  # atomic: concurrent processes never read a half-written cubin
-            origin = f"built {path}"
-        loaded = LoadedModule(drv.module_from_buffer(cubin), origin)
+        with context.active(device_index):
+            loaded = _load_module_in_context(stem, arch)
         _modules[key] = loaded
         return loaded
+
+
+def _load_module_in_context(stem: str, arch: str) -> LoadedModule:
+    """``load_module``'s work; the device's context is current."""
+    import pycuda.driver as drv
+
+    fatbin = prebuilt_fatbin(stem)
+    if fatbin is not None:
+        try:
+            return LoadedModule(drv.module_from_buffer(fatbin.read_bytes()), f"prebuilt {fatbin}")
+        except drv.Error:
+            pass  # no SASS for this arch in the shipped fatbin: fall through to cache / build
+    nvcc = find_nvcc()
+    if nvcc is None:
+        raise RuntimeError(f"no kernel binary for sm_{arch} and nvcc not found")
+    path = cache_path(stem, arch, nvcc)
+    if path is None:
+        raise RuntimeError(f"no kernel binary for sm_{arch} and no kernel sources ({stem})")
+    if path.exists():
+        origin = f"cache {path}"
+        cubin = path.read_bytes()
+    else:
+        cubin = compile_cubin(stem, arch, nvcc)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(cubin)
+        tmp.replace(path)  # atomic: concurrent processes never read a half-written cubin
+        origin = f"built {path}"
+    return LoadedModule(drv.module_from_buffer(cubin), origin)

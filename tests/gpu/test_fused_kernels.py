@@ -157,11 +157,12 @@ def test_dispatch_reports_fused_path(gen):
     x = random_x(7, 192, torch.bfloat16, gen)
     y = layer(x)
     assert "fused INT4 W4A4" in layer.last_path, layer.last_path
+    REPORT.append(f"dispatch: {layer.last_path}")
     ref = layer.forward_reference(x)
     assert rel_err(y, ref) <= 1e-3
     layer(x.float())
     assert "PyTorch reference" in layer.last_path
-    REPORT.append(f"dispatch: {layer.last_path}")
+    REPORT.append(f"dispatch (fp32 input): {layer.last_path}")
 
 
 def test_reference_quantizer_gpu_vs_contract(gen):
@@ -199,3 +200,31 @@ def test_compute_sanitizer():
 
 def test_zz_print_report():
     print("\n" + "\n".join(REPORT))
+
+
+def test_prebuilt_fatbin_and_cache(gen, tmp_path, monkeypatch):
+    """A shipped fatbin is preferred; without it the user-cache cubin is used (no rebuild)."""
+    from gpu.kernels import launch, loader
+    from gpu.kernels.launch import device_arch, svdq_linear_forward
+    from gpu.kernels.repack import packed_for
+
+    layer = random_layer(192, 136, 16, torch.bfloat16, gen)
+    x = random_x(7, 192, torch.bfloat16, gen)
+    expected = svdq_linear_forward(x, packed_for(layer))
+    arch = device_arch(torch.device("cuda"))
+    for stem in loader.KERNEL_FAMILIES:
+        loader.build_fatbin(stem, tmp_path, (arch,))
+    monkeypatch.setattr(loader, "prebuilt_dir", lambda: tmp_path)
+    monkeypatch.setattr(loader, "_modules", {})
+    monkeypatch.setattr(launch, "_fns", {})
+    assert torch.equal(svdq_linear_forward(x, packed_for(layer)), expected)
+    origins = [m.origin for m in loader._modules.values()]
+    assert all(o.startswith("prebuilt") for o in origins), origins
+    REPORT.append(f"loader: {origins}")
+    for stem in loader.KERNEL_FAMILIES:
+        (tmp_path / f"{stem}.fatbin").unlink()
+    monkeypatch.setattr(loader, "_modules", {})
+    monkeypatch.setattr(launch, "_fns", {})
+    assert torch.equal(svdq_linear_forward(x, packed_for(layer)), expected)
+    origins = [m.origin for m in loader._modules.values()]
+    assert all(o.startswith("cache") for o in origins), origins
