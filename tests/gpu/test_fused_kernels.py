@@ -198,10 +198,6 @@ def test_compute_sanitizer():
         assert proc.returncode == 0, tail
 
 
-def test_zz_print_report():
-    print("\n" + "\n".join(REPORT))
-
-
 def test_prebuilt_fatbin_and_cache(gen, tmp_path, monkeypatch):
     """A shipped fatbin is preferred; without it the user-cache cubin is used (no rebuild)."""
     from gpu.kernels import launch, loader
@@ -228,3 +224,7 @@ def test_prebuilt_fatbin_and_cache(gen, tmp_path, monkeypatch):
     assert torch.equal(svdq_linear_forward(x, packed_for(layer)), expected)
     origins = [m.origin for m in loader._modules.values()]
     assert all(o.startswith("cache") for o in origins), origins
+
+
+def test_zz_print_report():
+    print("\n" + "\n".join(REPORT))
