@@ -12,7 +12,7 @@ from PySide6.QtGui import QImage
 from app.observable import Prop
 from app.settings import LastJob
 
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**31 - 1  # QSpinBox holds a signed 32-bit int
 
 # (label, width, height); sizes are multiples of 16 (the latent patch grid needs it).
 SIZE_PRESETS: list[tuple[str, int, int]] = [

@@ -112,6 +112,9 @@ class MainWindow(QMainWindow):
         save_settings(self.data.settings, self.settings)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if getattr(self, "_closed", False):
+            return super().closeEvent(event)
+        self._closed = True
         self.quantize_panel.shutdown()
         self.controller.shutdown()
         self.save_settings()

@@ -80,8 +80,11 @@ class QuantizeWorker(QObject):
         from gpu.quantizer import quantize_model
 
         def on_event(event: Any) -> None:
+            message = str(getattr(event, "message", "") or "")
+            if getattr(event, "kind", "") == "layer" and getattr(event, "error", None) is not None:
+                message = f"{message or event.layer}: relative error {event.error:.4f}"
             self.progress.emit(QuantizeProgress(
-                str(getattr(event, "kind", "stage")), str(getattr(event, "message", "")),
+                str(getattr(event, "kind", "stage")), message,
                 int(getattr(event, "index", 0) or 0), int(getattr(event, "total", 0) or 0),
                 getattr(event, "eta_s", None)))
 
@@ -90,8 +93,7 @@ class QuantizeWorker(QObject):
                                    should_cancel=job.cancel.is_set))
 
     def _compare(self, job: QuantizeJob, out: Path) -> None:
-        from gpu.metrics import psnr, ssim
-
+        from app.image_metrics import psnr_ssim
         from gpu.generation.request import GenerationRequest
         from gpu.generation.service import GenerationService
 
@@ -113,8 +115,7 @@ class QuantizeWorker(QObject):
         service.unload()
         results = []
         for prompt, a, b in zip(prompts, rendered[job.source], rendered[str(out)], strict=True):
-            results.append(Comparison(prompt, pil_to_qimage(a), pil_to_qimage(b), float(psnr(a, b)),
-                                      float(ssim(a, b))))
+            results.append(Comparison(prompt, pil_to_qimage(a), pil_to_qimage(b), *psnr_ssim(a, b)))
         self.comparisons.emit(results)
 
 

@@ -1,17 +1,69 @@
-"""GUI tests run offscreen with a fresh data dir per test (never the user's real one)."""
+"""GUI tests run offscreen with a fresh data dir per test (never the user's real one).
+
+They drive the real window with the real engine. The model is the shipped demo model when
+``resources/models/demo`` exists; until it lands, a tiny untrained pipeline of the same architecture
+(``standin_model``) is registered as ``demo`` in the test's library."""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
 
+from gpu.paths import resources_dir  # noqa: E402
+
+TEST_STEPS = 2
+TEST_SIZE = 128
+
+
+def _shipped_demo() -> Path | None:
+    path = resources_dir() / "models" / "demo"
+    return path if (path / "model_index.json").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory) -> Path:
+    shipped = _shipped_demo()
+    if shipped is not None:
+        return shipped
+    from standin_model import build_standin
+
+    return build_standin(tmp_path_factory.mktemp("models") / "demo")
+
 
 @pytest.fixture
-def data_root(tmp_path, monkeypatch):
+def data_root(tmp_path, monkeypatch, demo_model) -> Path:
     root = tmp_path / "data"
     root.mkdir()
     monkeypatch.setenv("NIBBLE_DATA_DIR", str(root))
+    if _shipped_demo() is None:
+        from gpu.library import ModelLibrary
+
+        ModelLibrary(root).add(demo_model, name="demo")
     return root
+
+
+def open_window(qtbot, root: Path):
+    from app.data_dir import resolve_data_dir
+    from app.main_window import MainWindow
+
+    window = MainWindow(resolve_data_dir(root))
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitSignal(window.controller.engine_ready, timeout=60000):
+        window.start()
+    # the model's info (and so the model panel) arrives right after the engine is ready
+    qtbot.waitUntil(lambda: window.controller.model_info is not None, timeout=60000)
+    state = window.controller.prompt
+    state.steps, state.width, state.height, state.batch_count = TEST_STEPS, TEST_SIZE, TEST_SIZE, 1
+    return window
+
+
+@pytest.fixture
+def window(qtbot, data_root):
+    return open_window(qtbot, data_root)

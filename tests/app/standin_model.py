@@ -11,14 +11,14 @@ from pathlib import Path
 def build_standin(folder: Path) -> Path:
     if (folder / "model_index.json").is_file():
         return folder
+    import json
+
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
     from gpu.demo.text import build_text_encoders, build_tokenizers
     from gpu.demo.train_transformer import build_transformer
     from gpu.demo.train_vae import build_vae
-
-    import json
 
     torch.manual_seed(0)
     clip_tok, t5_tok = build_tokenizers()

@@ -1,0 +1,161 @@
+"""Gallery, history, drag-and-drop restore and start-up reconciliation, on the real window."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import open_window
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from app.data_dir import resolve_data_dir
+from app.store import Store
+from gpu.generation.png_metadata import write_png
+
+A1111 = ("a castle on a hill, dramatic sky\nNegative prompt: blurry, lowres\n"
+         "Steps: 7, Sampler: Euler a, CFG scale: 5.5, Seed: 1234, Size: 320x192, Model: sdxl")
+
+
+def _drop(widget, path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    widget.dropEvent(event)
+
+
+def test_drop_a1111_png_restores_settings(qtbot, tmp_path, window):
+    path = tmp_path / "other_tool.png"
+    info = PngInfo()
+    info.add_text("parameters", A1111)
+    Image.new("RGB", (32, 32)).save(path, pnginfo=info)
+    _drop(window.prompt_panel, path)
+    state = window.controller.prompt
+    assert state.prompt == "a castle on a hill, dramatic sky"
+    assert state.negative_prompt == "blurry, lowres"
+    assert (state.steps, state.guidance, state.seed, state.width, state.height) == (7, 5.5, 1234, 320, 192)
+    assert state.seed_locked
+    # the widgets follow the state
+    assert window.prompt_panel.prompt_edit.toPlainText() == "a castle on a hill, dramatic sky"
+    assert window.prompt_panel.seed_spin.value() == 1234
+
+
+def test_drop_our_png_and_a_png_without_metadata(qtbot, tmp_path, window):
+    ours = tmp_path / "ours.png"
+    settings = {"prompt": "multi\nline prompt", "negative_prompt": "", "seed": 99, "steps": 3, "guidance": 2.0,
+                "width": 144, "height": 160, "model": "demo"}
+    write_png(ours, Image.new("RGB", (16, 16)), settings)
+    _drop(window.prompt_panel, ours)
+    state = window.controller.prompt
+    assert state.prompt == "multi\nline prompt"  # newlines survive: chunks are read directly
+    assert (state.seed, state.steps, state.width, state.height) == (99, 3, 144, 160)
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    _drop(window.prompt_panel, plain)
+    assert window.error_dialog is not None and "no generation settings" in window.error_dialog.text()
+
+
+def test_reconcile_after_simulated_crash(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    # crash between "PNG written" and "row committed": a file without a row
+    orphan = data.images / "2026-01-01" / "120000-5-0.png"
+    orphan.parent.mkdir(parents=True)
+    write_png(orphan, Image.new("RGB", (16, 16), "red"), {"prompt": "orphan fox", "seed": 5, "steps": 2})
+    # a row whose file vanished (deleted outside the app, disk trouble)
+    store = Store(data.database)
+    store.add_image("2026-01-01/gone.png", {"prompt": "lost owl"}, created=1.0)
+    store.close()
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    assert window.controller.reconcile_report.imported == 1
+    assert window.controller.reconcile_report.missing == 1
+    by_prompt = {gallery.record(r).prompt: gallery.record(r) for r in range(gallery.rowCount())}
+    assert set(by_prompt) == {"orphan fox", "lost owl"}
+    assert by_prompt["lost owl"].missing and not by_prompt["orphan fox"].missing
+    assert by_prompt["orphan fox"].settings["seed"] == 5
+    window.gallery_panel.select_row(gallery.row_of(by_prompt["lost owl"].id))
+    assert "missing" in window.gallery_panel.metadata.toPlainText()
+    # reuse settings from the imported entry
+    window.gallery_panel.select_row(gallery.row_of(by_prompt["orphan fox"].id))
+    window.gallery_panel.reuse_settings()
+    assert window.controller.prompt.prompt == "orphan fox"
+
+
+def test_gallery_search_favorite_delete_undo(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i in range(3):
+        rel = f"d/{i}.png"
+        write_png(data.images / rel, Image.new("RGB", (16, 16)), {"prompt": f"cat {i}" if i else "dog"})
+        store.add_image(rel, {"prompt": f"cat {i}" if i else "dog"}, created=float(i))
+    store.close()
+    window = open_window(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    assert gallery.rowCount() == 3
+    panel.search.setText("cat")
+    assert gallery.rowCount() == 2
+    panel.search.setText("")
+    panel.select_row(0)
+    panel.toggle_favorite()
+    panel.favorites_only.setChecked(True)
+    assert gallery.rowCount() == 1
+    panel.favorites_only.setChecked(False)
+    panel.select_row(0)
+    deleted = gallery.record(0)
+    panel.delete_selected()
+    assert gallery.rowCount() == 2
+    assert not (data.images / deleted.path).exists() and (data.trash / deleted.path).exists()
+    assert panel.undo_button.isEnabled()
+    qtbot.mouseClick(panel.undo_button, Qt.MouseButton.LeftButton)
+    assert gallery.rowCount() == 3 and (data.images / deleted.path).exists()
+    panel.select_row(0)
+    panel.copy_prompt()
+    from PySide6.QtGui import QGuiApplication
+
+    assert QGuiApplication.clipboard().text() == gallery.record(0).prompt
+
+
+def test_history_dedup_search_reuse_clear(qtbot, window):
+    history = window.controller.history
+    for prompt in ("a fox", "a cat", "a fox"):
+        history.add(prompt, "")
+    assert history.rowCount() == 2
+    assert history.record(0).prompt == "a fox" and history.record(0).uses == 2
+    window.history_panel.search.setText("cat")
+    assert history.rowCount() == 1
+    window.history_panel.reuse(history.index(0))
+    assert window.controller.prompt.prompt == "a cat"
+    window.history_panel.search.setText("")
+    history.clear()
+    assert history.rowCount() == 0
+
+
+def test_gallery_stays_fast_with_10000_images(qtbot, data_root):
+    import time
+
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    store._db.execute("BEGIN")
+    store._db.executemany(
+        "INSERT INTO images (path, prompt, settings, created) VALUES (?, ?, ?, ?)",
+        [(f"bulk/{i}.png", f"prompt number {i}", json.dumps({"prompt": f"prompt number {i}"}), float(i))
+         for i in range(10000)])
+    store._db.execute("COMMIT")
+    store.close()
+    (data.images / "bulk").mkdir()
+    Image.new("RGB", (64, 64)).save(data.images / "bulk" / "x.png")  # files mostly missing: flagged, fine
+    start = time.perf_counter()
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    assert gallery.rowCount() == 10001
+    view = window.gallery_panel.view
+    start = time.perf_counter()
+    for row in range(0, 10000, 500):
+        view.scrollTo(gallery.index(row))
+        qtbot.wait(1)
+    assert time.perf_counter() - start < 3.0
+    start = time.perf_counter()
+    window.gallery_panel.search.setText("number 99")
+    assert gallery.rowCount() == 111 and time.perf_counter() - start < 1.0

@@ -1,0 +1,103 @@
+"""Generate through the real window and engine; restart; cancel; a corrupt model; the start-up budget."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from conftest import open_window
+from PySide6.QtCore import Qt
+
+from app.image_files import read_image_settings
+
+
+def _generate(qtbot, window, prompt: str) -> list:
+    window.prompt_panel.prompt_edit.setPlainText(prompt)
+    with qtbot.waitSignal(window.controller.job_finished, timeout=120000) as blocker:
+        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
+    return blocker.args[0]
+
+
+def test_generate_then_restart(qtbot, data_root, window):
+    progress = []
+    window.controller.job.step_changed.connect(progress.append)
+    records = _generate(qtbot, window, "a red circle on a blue background")
+    assert len(records) == 1
+    gallery = window.controller.gallery
+    assert gallery.rowCount() == 1
+    path = gallery.path_of(gallery.record(0))
+    assert path.is_file() and path.is_relative_to(data_root / "images")
+    settings = read_image_settings(path)
+    assert settings["prompt"] == "a red circle on a blue background"
+    assert settings["steps"] == 2 and settings["width"] == 128 and settings["model"] == "demo"
+    assert settings["seed"] == window.controller.prompt.seed
+    assert progress and max(progress) == 2
+    window.gallery_panel.select_row(0)
+    assert "Steps: 2" in window.gallery_panel.metadata.toPlainText()
+    assert window.controller.history.rowCount() == 1
+
+    window.controller.prompt.seed_locked = True
+    window.close()
+    again = open_window(qtbot, data_root)
+    assert again.controller.gallery.rowCount() == 1
+    assert again.controller.gallery.record(0).prompt == "a red circle on a blue background"
+    assert again.controller.history.record(0).prompt == "a red circle on a blue background"
+    assert again.controller.prompt.prompt == "a red circle on a blue background"  # panel state restored
+    assert again.controller.prompt.seed_locked
+
+
+def test_cancel_mid_run(qtbot, window):
+    controller = window.controller
+    controller.prompt.steps = 40
+    controller.prompt.prompt = "a green square"
+    with qtbot.waitSignal(controller.job.step_changed, timeout=120000, check_params_cb=lambda s: s >= 1):
+        controller.generate()
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
+    assert controller.job.status == "Cancelled"
+    assert controller.job.step < 40
+    assert controller.gallery.rowCount() == 0
+    # the engine is still usable afterwards
+    controller.prompt.steps = 2
+    with qtbot.waitSignal(controller.job_finished, timeout=120000):
+        controller.generate()
+    assert controller.gallery.rowCount() == 1
+
+
+def test_corrupt_model_shows_dialog_and_app_keeps_working(qtbot, tmp_path, window):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage" + b"\x00" * 100)
+    with qtbot.waitSignal(window.controller.error, timeout=60000):
+        window.controller.add_model(broken)
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    assert "broken" in window.error_dialog.text()
+    window.error_dialog.accept()
+    names = [e.name for e in window.controller.entries]
+    assert "broken" not in names
+    records = _generate(qtbot, window, "a yellow triangle")
+    assert len(records) == 1
+
+
+def test_empty_prompt_is_a_plain_error(qtbot, window):
+    window.controller.prompt.prompt = "   "
+    window.controller.generate()
+    assert window.error_dialog is not None and "prompt" in window.error_dialog.text().lower()
+    assert not window.controller.job.busy
+
+
+def test_window_shows_fast_without_torch(tmp_path):
+    script = (
+        "import sys, time; t = time.perf_counter();"
+        "from PySide6.QtWidgets import QApplication; app = QApplication([]);"
+        "from app.data_dir import resolve_data_dir; from app.main_window import MainWindow;"
+        f"w = MainWindow(resolve_data_dir(__import__('pathlib').Path(r'{tmp_path}'))); w.show(); app.processEvents();"
+        "print(time.perf_counter() - t, 'torch' in sys.modules); w.close()"
+    )
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert out.returncode == 0, out.stderr
+    shown_after, torch_loaded = out.stdout.split()[-2:]
+    assert float(shown_after) < 2.0, f"window took {shown_after}s (total {time.perf_counter() - start:.1f}s)"
+    assert torch_loaded == "False"
