@@ -23,5 +23,5 @@ def pytest_collection_modifyitems(config, items):  # noqa: ARG001
     if reason is None:
         return
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:
             item.add_marker(pytest.mark.skip(reason=reason))

@@ -1,0 +1,53 @@
+"""The fused backend's import and refusal reasons, on any machine (no GPU, pycuda or nvcc needed)."""
+
+from __future__ import annotations
+
+import torch
+
+from gpu.kernels import backend
+from gpu.kernels.repack import act_fragments_to_codes, repack_qweight
+from gpu.modules.layer_spec import LayerSpec
+from gpu.modules.svdq_linear import SVDQLinear
+from gpu.quant.packing import pack_int4
+
+
+def _layer(spec: LayerSpec, k: int = 128, n: int = 64) -> SVDQLinear:
+    return SVDQLinear(k, n, spec, dtype=torch.bfloat16)
+
+
+def test_refusals_are_human_readable():
+    w4a4 = LayerSpec("svdquant", "int4", "int4", 32, True)
+    assert backend.refuses(_layer(w4a4), torch.device("cpu")) == "device is CPU, not a CUDA GPU"
+    w4a16 = LayerSpec("rtn", "int4", None, 0, False)
+    assert "INT4 W4A4 only" in backend.refuses(_layer(w4a16), torch.device("cpu"))
+    assert "rank 256 > 128" == backend.refuses(_layer(LayerSpec("svdquant", "int4", "int4", 256, True)),
+                                               torch.device("cpu"))
+    layer = _layer(w4a4)
+    y = layer(torch.randn(3, 128, dtype=torch.bfloat16))
+    assert y.shape == (3, 64) and "PyTorch reference on CPU" in layer.last_path
+
+
+def test_weight_fragment_layout_matches_mma_b_operand():
+    """Each int32 of the repacked weight holds the 8 codes the m16n8k64 B fragment wants."""
+    n, k = 136, 192
+    codes = torch.randint(-7, 8, (n, k), dtype=torch.int8)
+    frag = repack_qweight(pack_int4(codes), 192)
+    nib = (frag.unsqueeze(-1) >> torch.arange(0, 32, 4, dtype=torch.int32)) & 0xF
+    vals = torch.where(nib >= 8, nib - 16, nib)  # [N_pad/8, K/64, 32, 2, 8]
+    for lane in (0, 5, 31):
+        gid, tig = lane >> 2, lane & 3
+        for reg in range(2):
+            got = vals[:, :, lane, reg]  # [N_pad/8, K/64, 8]
+            want = codes.view(n // 8, 8, k // 64, 64)[:, gid, :, 32 * reg + 8 * tig : 32 * reg + 8 * tig + 8]
+            assert torch.equal(got[: n // 8].to(torch.int8), want)
+
+
+def test_activation_fragment_inverse_roundtrip():
+    m, k = 32, 128
+    codes = torch.randint(-7, 8, (m, k), dtype=torch.int8)
+    # forward layout, written independently of the inverse: word w of lane (gid, tig) in tile t, group g
+    nibbles = (codes.to(torch.int32) & 0xF).view(m // 16, 2, 8, k // 64, 2, 4, 8)  # t, rh, gid, g, kh, tig, j
+    words = (nibbles << (4 * torch.arange(8, dtype=torch.int32))).sum(-1, dtype=torch.int64)
+    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+    act = words.permute(0, 3, 2, 5, 4, 1).reshape(m // 16, k // 64, 32, 4)  # t, g, gid, tig, kh, rh
+    assert torch.equal(act_fragments_to_codes(act, m, k), codes)
