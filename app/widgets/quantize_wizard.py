@@ -63,7 +63,6 @@ class SourcePage(QWizardPage):
         row.addWidget(browse)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
-        self.registerField("source*", self.source, "currentText", self.source.currentTextChanged)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "A diffusers model folder")
@@ -123,8 +122,6 @@ class CalibrationPage(QWizardPage):
 
 
 class RunPage(QWizardPage):
-    done_changed = Signal()
-
     def __init__(self, wizard: QuantizeWizard) -> None:
         super().__init__()
         self.setTitle("Quantizing")
@@ -140,16 +137,16 @@ class RunPage(QWizardPage):
         layout.addWidget(self.eta)
         layout.addWidget(self.log, 1)
         layout.addWidget(self.cancel_button)
-        self.finished = False
+        self.ok = False
 
     def initializePage(self) -> None:
-        self.finished = False
+        self.ok = False
         self.log.clear()
         self.bar.setRange(0, 0)
         self.wiz.start()
 
     def isComplete(self) -> bool:
-        return self.finished
+        return self.ok
 
     def on_progress(self, event: QuantizeProgress) -> None:
         if event.total:
@@ -161,7 +158,7 @@ class RunPage(QWizardPage):
             self.log.appendPlainText(event.message)
 
     def finish(self, ok: bool) -> None:
-        self.finished = ok
+        self.ok = ok
         self.cancel_button.setEnabled(False)
         self.completeChanged.emit()
 
@@ -254,11 +251,7 @@ class QuantizeWizard(QWizard):
         self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps)
         self.controller.unload_model()  # quantizing needs the memory the generation model holds
         self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")
-        self._thread.worker.metaObject()  # keep a reference alive for the queued call below
-        from PySide6.QtCore import Q_ARG, QMetaObject
-
-        QMetaObject.invokeMethod(self._thread.worker, "run", Qt.ConnectionType.QueuedConnection,
-                                 Q_ARG(object, self.job))
+        self._run.emit(self.job)
 
     def cancel(self) -> None:
         if self.job is not None:

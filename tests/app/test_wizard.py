@@ -1,0 +1,58 @@
+"""The quantize wizard on the real window: quantize the demo model, compare, add to library, generate."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QWizard
+
+
+def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    assert wizard.isVisible()
+    wizard.compare_steps = 2
+    assert wizard.source_page.value() == "demo"
+    wizard.next()  # -> method
+    wizard.method_page.rank.setValue(8)
+    wizard.next()  # -> calibration and memory
+    wizard.calibration_page.laptop_preset()
+    assert wizard.calibration_page.gpu_gib.value() == 14.0
+    wizard.calibration_page.count.setValue(2)
+    wizard.calibration_page.steps.setValue(2)
+    with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
+        wizard.next()  # -> run page: starts quantizing
+    assert wizard.result_path, wizard.run_page.log.toPlainText()
+    assert "layer" in wizard.run_page.log.toPlainText().lower() or wizard.run_page.log.blockCount() > 3
+    assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+    wizard.next()  # -> result page
+    assert len(wizard.comparisons) == 4
+    assert all(c.psnr > 0 for c in wizard.comparisons)
+    with qtbot.waitSignal(window.controller.library_changed, timeout=60000):
+        wizard.result_page.add_button.click()
+    names = [e.name for e in window.controller.entries]
+    assert wizard.added_name in names
+    wizard.close()
+
+    controller = window.controller
+    controller.select_model(wizard.added_name, apply_defaults=False)
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == wizard.added_name, timeout=60000)
+    assert controller.model_info.kind == "svdq"
+    assert "Runs on" in window.model_panel.details.text()
+    controller.prompt.prompt = "a blue circle"
+    with qtbot.waitSignal(controller.job_finished, timeout=120000) as blocker:
+        controller.generate()
+    assert blocker.args[0][0].settings["model"] == wizard.added_name
+
+
+def test_wizard_cancel(qtbot, window):
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    wizard.next()
+    wizard.next()
+    wizard.calibration_page.count.setValue(64)
+    wizard.next()
+    wizard.cancel()
+    qtbot.waitUntil(lambda: "Cancelled" in wizard.run_page.log.toPlainText()
+                    or "Failed" in wizard.run_page.log.toPlainText(), timeout=120000)
+    assert "Cancelled" in wizard.run_page.log.toPlainText()
+    assert not wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+    wizard.close()
