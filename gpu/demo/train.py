@@ -61,6 +61,9 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+    # cuDNN's fused attention backward failed on the H200 (torch 2.11, "mha_graph.execute"); flash/efficient
+    # SDPA kernels are used instead.
+    torch.backends.cuda.enable_cudnn_sdp(False)
     out, judge_out = Path(args.out), Path(args.judge_out)
     log: dict = {"date": datetime.date.today().isoformat(), "seed": args.seed, "args": vars(args),
                  "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
