@@ -63,12 +63,24 @@ def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path 
     )
 
 
+def quiet_libraries() -> None:
+    """diffusers/transformers print progress bars and advice meant for notebooks; the app has its own UI."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load_pipeline(
     entry: ModelEntry,
     library: ModelLibrary,
     device: torch.device | None = None,
     base: str | Path | None = None,
 ) -> LoadedPipeline:
+    quiet_libraries()
     device = device or default_device()
     dtype = runtime_dtype(device)
     facts = entry.facts or inspect_model_path(entry.path)
@@ -80,10 +92,10 @@ def load_pipeline(
 
             base_path = resolve_base(facts, library, base)
             transformer, _ = load_quantized_transformer(facts.path, runtime_dtype=dtype)
-            pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, torch_dtype=dtype)
+            pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, dtype=dtype)
         else:
             base_path = facts.path
-            pipe = pipeline_cls.from_pretrained(base_path, torch_dtype=dtype)
+            pipe = pipeline_cls.from_pretrained(base_path, dtype=dtype)
     except CheckpointError as err:
         raise ModelLoadError(str(err), err.hint) from None
     except (OSError, ValueError, KeyError) as err:
@@ -99,6 +111,8 @@ def execution_path(loaded: LoadedPipeline) -> str:
     from gpu.runtime.dispatch import choose_path, describe_device
 
     layers = [m for m in loaded.pipe.transformer.modules() if isinstance(m, SVDQLinear)]
+    # W4A4 layers carry almost all the work; report their path when the model has any.
+    layers.sort(key=lambda m: m.spec.act_format is None)
     if not layers:
         return f"PyTorch {str(loaded.dtype).removeprefix('torch.')} on {describe_device(loaded.device)}"
     _, why = choose_path(layers[0], loaded.device)

@@ -15,6 +15,7 @@ The objective for every search is the relative output error on the calibration t
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -123,6 +124,24 @@ def _score(c: _Candidate, spec: LayerSpec, x, y_ref, dtype) -> _Candidate:
     return c
 
 
+# Below this many weight elements, CPU linear algebra is faster on one thread: LAPACK's thread start-up
+# and spin-waiting cost more than the work, and 10-100x more when other processes hold the cores.
+SINGLE_THREAD_MAX_ELEMENTS = 1 << 20
+
+
+@contextlib.contextmanager
+def _cpu_threads_for(numel: int, device: torch.device):
+    if device.type != "cpu" or numel > SINGLE_THREAD_MAX_ELEMENTS or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def decompose_linear(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
@@ -133,6 +152,11 @@ def decompose_linear(
     """weight: [N, K], bias: [N] or None (any float dtype/device) -> DecomposedLayer.
 
     Layers with quantized activations need ``calib`` (their objective and smoothing use it)."""
+    with _cpu_threads_for(weight.numel(), weight.device):
+        return _decompose(weight, bias, spec, calib, cfg)
+
+
+def _decompose(weight, bias, spec: LayerSpec, calib: LayerCalibration | None, cfg: DecomposeConfig) -> DecomposedLayer:
     w = weight.detach().float()
     x = y_ref = None
     if calib is not None:

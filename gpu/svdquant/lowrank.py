@@ -6,7 +6,7 @@ import torch
 
 # Above this many elements the exact SVD gets slow; a randomized SVD in fp32 is then accurate enough
 # for the leading singular vectors the branch keeps.
-EXACT_SVD_MAX_ELEMENTS = 1 << 22
+EXACT_SVD_MAX_ELEMENTS = 1 << 16
 
 
 def low_rank_factors(
