@@ -17,11 +17,12 @@ from app.engine_worker import pil_to_qimage
 
 log = logging.getLogger(__name__)
 
+# Captions in the demo model's vocabulary (shapes, colours, places) so its comparison images mean something.
 COMPARE_PROMPTS = [
-    "a red fox sitting in fresh snow, morning light",
-    "a bowl of ramen on a wooden table, steam, photo",
-    "a lighthouse on a cliff at sunset, oil painting",
-    "a small robot reading a book in a library",
+    "a large red circle in the top left",
+    "a small blue square on a yellow background",
+    "a green triangle in the bottom right and a purple circle in the center",
+    "a large orange square in the center",
 ]
 
 

@@ -57,7 +57,7 @@ class PromptPanel(QWidget):
         self.seed_lock = QCheckBox("Lock")
         self.seed_lock.setToolTip("Locked: every job uses this seed. Unlocked: a new random seed per job.")
         bind(state, "seed_locked", self.seed_lock)
-        self.seed_random = QPushButton("🎲")
+        self.seed_random = QPushButton("Random")
         self.seed_random.setToolTip("New random seed")
         self.seed_random.clicked.connect(self._randomize_seed)
         seed_row = QHBoxLayout()
