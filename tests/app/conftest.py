@@ -48,12 +48,24 @@ def data_root(tmp_path, monkeypatch, demo_model) -> Path:
     return root
 
 
+_open_windows: list = []  # strong references: pytest-qt keeps only weak ones, and a window collected
+# before teardown would never run closeEvent (engine thread left running)
+
+
+@pytest.fixture(autouse=True)
+def _close_windows():
+    yield
+    while _open_windows:
+        _open_windows.pop().close()
+
+
 def open_window(qtbot, root: Path):
     from app.data_dir import resolve_data_dir
     from app.main_window import MainWindow
 
     window = MainWindow(resolve_data_dir(root))
     qtbot.addWidget(window)
+    _open_windows.append(window)
     window.show()
     with qtbot.waitSignal(window.controller.engine_ready, timeout=60000):
         window.start()
