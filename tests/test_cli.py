@@ -1,0 +1,75 @@
+"""The CLI contract: quantize → inspect → generate round trip, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from gpu.generation.png_metadata import parse_parameters, read_png_text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--data-dir", str(data_dir), *args],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_help_lists_subcommands(tmp_path):
+    out = _run("--help", data_dir=tmp_path)
+    assert out.returncode == 0
+    for cmd in ("quantize", "generate", "inspect"):
+        assert cmd in out.stdout
+
+
+def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path):
+    q = tmp_path / "tiny-int4.safetensors"
+    args = ("quantize", str(tiny_flux), "--out", str(q), "--calib-prompts", "4", "--calib-steps", "2")
+    r = _run(*args, data_dir=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "[40/40]" in r.stdout and q.is_file()
+
+    r = _run("inspect", str(q), data_dir=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "checksum OK" in r.stdout and "single_transformer_blocks.1.proj_out" in r.stdout
+
+    png = tmp_path / "out.png"
+    r = _run("generate", "a red circle", "--model", str(q), "--out", str(png), "--seed", "5",
+             "--negative", "blurry, dark", data_dir=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    with Image.open(png) as im:
+        im.verify()
+    chunks = read_png_text(png)
+    params = chunks["parameters"]
+    assert params.splitlines()[0] == "a red circle"
+    assert params.splitlines()[1] == "Negative prompt: blurry, dark"
+    assert params.splitlines()[2].startswith("Steps: 3, Sampler: Euler, CFG scale: 3.0, Seed: 5, Size: 64x64")
+    parsed = parse_parameters(params)
+    assert parsed["model_hash"] == hashlib.sha256(q.read_bytes()).hexdigest()[:10]
+    assert parsed["model"] == "tiny-int4"
+    assert '"seed": 5' in chunks["nibble"]
+
+
+def test_user_errors_are_one_line_without_traceback(tiny_flux, tmp_path):
+    corrupt = tmp_path / "broken.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
+    cases = [
+        ("inspect", str(corrupt)),
+        ("generate", "x", "--model", "no-such-model"),
+        ("generate", "x", "--model", str(tiny_flux), "--width", "100"),
+        ("generate", "x", "--model", str(corrupt)),
+        ("quantize", str(corrupt), "--out", str(tmp_path / "o.safetensors")),
+    ]
+    for args in cases:
+        r = _run(*args, data_dir=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert "multiple of 16" in _run(*cases[2], data_dir=tmp_path).stderr
