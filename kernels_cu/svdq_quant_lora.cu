@@ -77,21 +77,47 @@ __device__ void quant_lora_body(const T* __restrict__ x, const T* __restrict__ s
     }
     __syncthreads();
 
-    // 3. Quantize and pack straight into A-fragment order: 2 tiles x 32 lanes x 4 words = 256 words,
-    //    one per thread, consecutive threads writing consecutive words (coalesced 16-byte lanes).
-    {
-      const int tile = tid >> 7, frag_lane = (tid >> 2) & 31, w = tid & 3;
-      const int r = tile * svdq::kTileM + (frag_lane >> 2) + 8 * (w & 1);
-      const int c0 = (frag_lane & 3) * 8 + 32 * (w >> 1);
-      const float s = gscale[r];
-      uint32_t word = 0;
+    // 3. Quantize and pack straight into A-fragment order.
+    if constexpr (QMAX <= 7) {
+      // INT4 (m16n8k64 s4): 2 tiles x 32 lanes x 4 words = 256 words, one per thread, consecutive
+      // threads writing consecutive words (coalesced 16-byte lanes).
+      {
+        const int tile = tid >> 7, frag_lane = (tid >> 2) & 31, w = tid & 3;
+        const int r = tile * svdq::kTileM + (frag_lane >> 2) + 8 * (w & 1);
+        const int c0 = (frag_lane & 3) * 8 + 32 * (w >> 1);
+        const float s = gscale[r];
+        uint32_t word = 0;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int q = svdq::quantize_one(xs[r][c0 + j], s, QMAX);
-        word |= (static_cast<uint32_t>(q) & 0xFu) << (4 * j);
+        for (int j = 0; j < 8; ++j) {
+          const int q = svdq::quantize_one(xs[r][c0 + j], s, QMAX);
+          word |= (static_cast<uint32_t>(q) & 0xFu) << (4 * j);
+        }
+        const size_t m_tile = static_cast<size_t>(row0 / svdq::kTileM + tile);
+        act[((m_tile * n_groups + g) * 32 + frag_lane) * svdq::kActWords + w] = word;
       }
-      const size_t m_tile = static_cast<size_t>(row0 / svdq::kTileM + tile);
-      act[((m_tile * n_groups + g) * 32 + frag_lane) * svdq::kActWords + w] = word;
+    } else {
+      // INT8 for the Hopper W4A8 GEMM (two m16n8k32 s8 MMAs per 64-group): per 16x64 tile and lane
+      // (gid, tig), half h (k 32h..32h+31) holds 4 words: w=0 row gid, w=1 row gid+8 at
+      // k 32h + 8tig + {0,2,4,6}; w=2, w=3 the same rows at k 32h + 8tig + {1,3,5,7} (byte j = k + 2j).
+      // This k permutation matches the int4 weight words widened in registers (even nibbles -> b0,
+      // odd nibbles -> b1), so the GEMM needs no shuffles. Layout int32 [M_pad/16, K/64, 2, 32, 4].
+      // 2 tiles x 2 halves x 32 lanes x 4 words = 512 words, two per thread.
+#pragma unroll
+      for (int p = 0; p < 2; ++p) {
+        const int e = tid + p * THREADS_A;
+        const int tile = e >> 8, h = (e >> 7) & 1, frag_lane = (e >> 2) & 31, w = e & 3;
+        const int r = tile * svdq::kTileM + (frag_lane >> 2) + 8 * (w & 1);
+        const int c0 = 32 * h + (frag_lane & 3) * 8 + (w >> 1);
+        const float s = gscale[r];
+        uint32_t word = 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int q = svdq::quantize_one(xs[r][c0 + 2 * j], s, QMAX);
+          word |= (static_cast<uint32_t>(q) & 0xFFu) << (8 * j);
+        }
+        const size_t m_tile = static_cast<size_t>(row0 / svdq::kTileM + tile);
+        act[(m_tile * n_groups + g) * 256 + (e & 255)] = word;
+      }
     }
 
     // 4. Low-rank down projection: output o = tid + i*256 is (row o / rank, rank column o % rank);
@@ -135,4 +161,19 @@ extern "C" __global__ void __launch_bounds__(THREADS_A, 1)
 svdq_quant_lora_int4_fp16(const __half* x, const __half* smooth, const __half* lora_down, uint32_t* act,
                           __half* ascale, float* lact, int M, int K, int rank, int M_pad) {
   quant_lora_body<__half, 7>(x, smooth, lora_down, act, ascale, lact, M, K, rank, M_pad);
+}
+
+// Hopper W4A8: the same prologue with 8-bit codes (qmax 127) in the m16n8k32 s8 fragment layout
+// (act int32 [M_pad/16, K/64, 2, 32, 4]; see the INT8 branch of step 3 and kernels_cu/DESIGN.md).
+extern "C" __global__ void __launch_bounds__(THREADS_A, 1)
+svdq_quant_lora_int8_bf16(const __nv_bfloat16* x, const __nv_bfloat16* smooth,
+                          const __nv_bfloat16* lora_down, uint32_t* act, __nv_bfloat16* ascale,
+                          float* lact, int M, int K, int rank, int M_pad) {
+  quant_lora_body<__nv_bfloat16, 127>(x, smooth, lora_down, act, ascale, lact, M, K, rank, M_pad);
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS_A, 1)
+svdq_quant_lora_int8_fp16(const __half* x, const __half* smooth, const __half* lora_down, uint32_t* act,
+                          __half* ascale, float* lact, int M, int K, int rank, int M_pad) {
+  quant_lora_body<__half, 127>(x, smooth, lora_down, act, ascale, lact, M, K, rank, M_pad);
 }

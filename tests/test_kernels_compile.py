@@ -19,10 +19,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels_cu"
 ARCHS = ("75", "80", "86", "89", "90")
-# Entry points expected in every arch's report (sm_75 gets the GEMM as a trap stub; dispatch refuses it).
+# Entry points expected in every arch's report (sm_75 gets the GEMMs as trap stubs; dispatch refuses it).
 ENTRIES = {
-    "svdq_quant_lora.cu": ("svdq_quant_lora_int4_bf16", "svdq_quant_lora_int4_fp16"),
+    "svdq_quant_lora.cu": ("svdq_quant_lora_int4_bf16", "svdq_quant_lora_int4_fp16",
+                           "svdq_quant_lora_int8_bf16", "svdq_quant_lora_int8_fp16"),
     "svdq_w4a4_gemm.cu": ("svdq_w4a4_gemm_bf16", "svdq_w4a4_gemm_fp16"),
+    "svdq_w4a8_gemm.cu": ("svdq_w4a8_gemm_bf16", "svdq_w4a8_gemm_fp16"),
 }
 
 

@@ -100,4 +100,7 @@ def _is_load_error(err: Exception) -> bool:
     return isinstance(err, drv.CompileError | drv.LogicError) or "nvcc" in str(err)
 
 
+# Hopper W4A8 first: on sm_90 it serves INT4 W4A4 layers (s4 MMA is emulated there); elsewhere it refuses.
+import gpu.kernels.backend_w4a8  # noqa: E402, F401
+
 register_backend(Backend(NAME, refuses, run))

@@ -84,13 +84,16 @@ class SVDQLinear(nn.Module):
         return self.compute_dtype
 
     # -- forward -----------------------------------------------------------------------------------
-    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [..., K] 16/32-bit float -> [..., N] in x's dtype, through the PyTorch reference."""
+    def forward_reference(self, x: torch.Tensor, act_format: str | None = None) -> torch.Tensor:
+        """x: [..., K] 16/32-bit float -> [..., N] in x's dtype, through the PyTorch reference.
+
+        ``act_format`` overrides the stored activation format for execution, e.g. ``"int8_g64"``: an
+        INT4 W4A4 layer run as W4A8, the numerics of the Hopper kernels (``gpu.kernels.w4a8``)."""
         lead = x.shape[:-1]
         y = reference_linear(
             x.reshape(-1, self.in_features),
             self.quantized_weight(),
-            self.spec.act_format,
+            act_format or self.spec.act_format,
             self.optional("smooth"),
             self.optional("lora_down"),
             self.optional("lora_up"),

@@ -41,19 +41,20 @@ def random_x(m: int, k: int, dtype: torch.dtype, gen: torch.Generator) -> torch.
     return x.to(dtype).cuda()
 
 
-def exact_act_quant(x: torch.Tensor, smooth: torch.Tensor, dtype: torch.dtype):
+def exact_act_quant(x: torch.Tensor, smooth: torch.Tensor, dtype: torch.dtype, qmax: int = 7):
     """The contract, computed through float64 so every fp32 op is the correctly rounded one:
-    x: T [M, K] -> (xs fp32 [M, K], codes int8 [M, K], scales T [M, K/64]), on the CPU."""
+    x: T [M, K] -> (xs fp32 [M, K], codes int8 [M, K], scales T [M, K/64]), on the CPU.
+    qmax 7: INT4 activations (W4A4); qmax 127: INT8 g64 activations (the Hopper W4A8 path)."""
     xf = x.cpu().float()
     inv = (1.0 / smooth.cpu().double()).float()  # IEEE fp32 reciprocal
     xs = (xf.double() * inv.double()).float()  # IEEE fp32 product
     m, k = xs.shape
     g = xs.view(m, k // 64, 64)
     absmax = g.abs().amax(-1)
-    scales = (absmax.double() / 7.0).float().to(dtype)
+    scales = (absmax.double() / float(qmax)).float().to(dtype)
     s = scales.float().unsqueeze(-1)
     safe = torch.where(s > 0, s, torch.ones_like(s))
-    q = torch.round((g.double() / safe.double()).float()).clamp(-7, 7)
+    q = torch.round((g.double() / safe.double()).float()).clamp(-qmax, qmax)
     q = torch.where(s > 0, q, torch.zeros_like(q))
     return xs, q.to(torch.int8).view(m, k), scales
 
