@@ -3,6 +3,7 @@
     python main.py quantize SRC --out OUT.safetensors [--method ...] [--precision ...] [--rank 32]
     python main.py generate "PROMPT" [--model NAME_OR_PATH] [--out FILE.png] [--seed S] ...
     python main.py inspect FILE.safetensors
+    python main.py bench kernels [--out DIR]          (on a CUDA GPU)
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="validate an SVDQ file and print its metadata and layers")
     i.add_argument("file", type=Path)
+
+    b = sub.add_parser("bench", help="GPU benchmarks (kernels: fused SVDQ linear vs cuBLAS at FLUX shapes)")
+    b.add_argument("what", choices=["kernels"])
+    b.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for JSON + markdown")
+    b.add_argument("--rank", type=int, default=32)
+    b.add_argument("--iters", type=int, default=30, help="timed runs per measurement (median)")
     return p
 
 
@@ -125,6 +132,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gpu.bench.kernels import run
+
+    run(args.out, rank=args.rank, iters=args.iters)
+    return 0
+
+
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.2e}"
 
@@ -140,7 +154,7 @@ def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
     return run_app(argv, args.data_dir)
 
 
-COMMANDS = {"quantize": cmd_quantize, "generate": cmd_generate, "inspect": cmd_inspect}
+COMMANDS = {"quantize": cmd_quantize, "generate": cmd_generate, "inspect": cmd_inspect, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
