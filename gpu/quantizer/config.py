@@ -13,12 +13,15 @@ class QuantizeConfig:
     precision: str = "int4"  # int4 | nvfp4 | fp4 | int8
     rank: int = 32
     calib_prompts: int = 64  # how many calibration prompts to run
-    calib_steps: int | None = None  # denoising steps per prompt (None: the model's default)
+    calib_steps: int | None = None  # steps of each prompt's calibration trajectory (None: min(model default, 8))
+    timesteps_per_prompt: int = 2  # (prompt, timestep) samples drawn from each trajectory
     seed: int = 0
     refine_iters: int = 2
     max_tokens_per_layer: int = 1024  # calibration tokens kept per layer for the objectives
     gpu_budget_gib: float = 14.0
     ram_budget_gib: float = 24.0
+    resume: bool = True  # continue from finished blocks in OUT.parts/ when the settings match
+    base: str | None = None  # diffusers folder/library name with text encoders, for single-file sources
 
     def validate(self) -> None:
         from gpu.errors import BadRequestError
@@ -31,6 +34,15 @@ class QuantizeConfig:
             raise BadRequestError(f"rank {self.rank} is not possible: use 0 to 1024")
         if self.calib_prompts < 1:
             raise BadRequestError("at least one calibration prompt is needed")
+        if self.timesteps_per_prompt < 1:
+            raise BadRequestError("at least one timestep per prompt is needed")
+
+    def fingerprint(self) -> dict:
+        """The settings that change the output (what a resumable parts folder must match)."""
+        d = asdict(self)
+        for k in ("resume", "gpu_budget_gib", "ram_budget_gib"):
+            d.pop(k)
+        return d
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -1,30 +1,37 @@
-"""The in-memory quantizer: whole pipeline loaded, layers quantized one after another.
+"""The in-memory quantizer: whole pipeline loaded, calibration by hooks, layers quantized one after another.
 
-Phases are separate functions (load → calibrate → decompose layers → save) so the streaming,
-block-by-block variant for 12B models replaces only how calibration data is produced and consumed."""
+Kept as the reference the streaming engine (``gpu.streaming``) is tested against: both build calibration
+from the same (prompt, timestep) samples and quantize with the same ``gpu.quantizer.shared`` pieces."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from gpu.adapters import adapter_named
-from gpu.checkpoint.format import CheckpointMeta, save_checkpoint
+from gpu.checkpoint.format import save_checkpoint
 from gpu.errors import Cancelled, ModelLoadError
 from gpu.generation.pipeline_loader import load_pipeline
 from gpu.library import ModelEntry, ModelLibrary, builtin_models
-from gpu.modules.layer_spec import spec_for
-from gpu.quantizer.calibrate import calibration_prompts, collect_calibration
+from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, collect_calibration
 from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
-from gpu.svdquant.decompose import DecomposeConfig, decompose_linear
+from gpu.quantizer.shared import (
+    calibration_kwargs,
+    checkpoint_meta,
+    denoise_and_record,
+    encode_prompts,
+    layer_message,
+    plain_config,
+    quantize_layer,
+)  # fmt: skip
+from gpu.svdquant.decompose import DecomposeConfig
 
 
-def quantize_model(
+def quantize_model_in_memory(
     source: str | Path,
     out_path: Path | str,
     config: QuantizeConfig | None = None,
@@ -54,78 +61,49 @@ def quantize_model(
     emit("stage", f"loading {entry.name}")
     loaded = load_pipeline(entry, library, device)
     pipe = loaded.pipe
+    transformer = pipe.transformer
     adapter = adapter_named(entry.facts.architecture)
-    targets = adapter.quantizable_linears(pipe.transformer)
+    targets = adapter.quantizable_linears(transformer)
     storage_dtype = torch.float16 if entry.facts.precision == "fp16" else torch.bfloat16
 
     defaults = entry.facts.defaults
     prompts = calibration_prompts(entry.path, defaults, config.calib_prompts)
-    steps = config.calib_steps or int(defaults.get("steps", 28))
-    emit("stage", f"calibrating on {len(prompts)} prompts x {steps} steps", total=len(prompts))
+    steps = calibration_steps(config.calib_steps, defaults)
+    samples = make_samples(pipe, prompts, steps, defaults, config, loaded.dtype,
+                           bool(transformer.config.guidance_embeds), transformer.config.in_channels,
+                           lambda xs: [transformer(**{k: v.to(loaded.device) for k, v in x.items()},
+                                                   return_dict=False)[0].cpu() for x in xs],
+                           should_cancel, emit)  # fmt: skip
+    emit("stage", f"calibrating on {len(samples)} samples", total=len(samples))
     calib = collect_calibration(
-        pipe,
-        {name: m for name, (m, _role) in targets.items()},
-        prompts,
-        steps,
-        _calibration_kwargs(pipe, defaults),
-        config.seed,
-        config.max_tokens_per_layer,
-        on_batch=lambda done, total: emit("stage", f"calibrated {done}/{total} prompts", index=done, total=total),
+        transformer, {name: m for name, (m, _role) in targets.items()}, samples, config.seed,
+        config.max_tokens_per_layer, loaded.device,
+        on_sample=lambda done, total: emit("stage", f"calibrated {done}/{total} samples", index=done, total=total),
         should_cancel=should_cancel,
-    )
+    )  # fmt: skip
     emit("stage", f"quantizing {len(targets)} layers ({config.method}, {config.precision}, rank {config.rank})")
     dcfg = DecomposeConfig(refine_iters=config.refine_iters, seed=config.seed, dtype=storage_dtype)
     tensors: dict[str, torch.Tensor] = {}
     layer_meta: dict[str, dict] = {}
-    errors: dict[str, float] = {}
     t0 = time.perf_counter()
     for i, (name, (module, role)) in enumerate(targets.items()):
         check_cancel()
-        spec = spec_for(config.method, config.precision, config.rank, role)
-        layer = decompose_linear(module.weight, module.bias, spec, calib[name] if spec.act_format else None, dcfg)
-        for key, t in layer.tensors.items():
-            tensors[f"{name}.{key}"] = t
-        layer_meta[name] = {
-            **spec.to_json(),
-            "kind": spec.kind,
-            "in_features": module.in_features,
-            "out_features": module.out_features,
-            "alpha": layer.alpha,
-            "error": layer.error,
-        }
-        if layer.error is not None:
-            errors[name] = layer.error
+        layer_tensors, meta, error = quantize_layer(name, module, role, calib[name], config, dcfg)
+        tensors.update(layer_tensors)
+        layer_meta[name] = meta
         done = i + 1
         per_layer = (time.perf_counter() - t0) / done
-        note = "" if layer.error is None else f", error {layer.error:.2e}"
-        emit(
-            "layer", f"{name}: {spec.kind} {spec.method}{note}",
-            index=done, total=len(targets), layer=name, error=layer.error, eta_s=per_layer * (len(targets) - done),
-        )  # fmt: skip
+        emit("layer", layer_message(name, meta), index=done, total=len(targets), layer=name, error=error,
+             eta_s=per_layer * (len(targets) - done))  # fmt: skip
     quantized = set(targets)
-    for key, t in pipe.transformer.state_dict().items():
+    for key, t in transformer.state_dict().items():
         owner = key.rsplit(".", 1)[0]
         if owner not in quantized:
-            tensors[key] = t.to(storage_dtype) if t.is_floating_point() else t
+            tensors[key] = t.to(storage_dtype).cpu() if t.is_floating_point() else t.cpu()
     check_cancel()
-    meta = CheckpointMeta(
-        architecture=adapter.architecture,
-        model_class=adapter.diffusers_class,
-        model_config=_plain_config(pipe.transformer.config),
-        dtype=str(storage_dtype).removeprefix("torch."),
-        layers=layer_meta,
-        quantization={"method": config.method, "precision": config.precision, "rank": config.rank},
-        calibration={
-            "prompts": len(prompts),
-            "steps": steps,
-            "seed": config.seed,
-            "tokens_per_layer": config.max_tokens_per_layer,
-            "mean_layer_error": sum(errors.values()) / len(errors) if errors else None,
-            "max_layer_error": max(errors.values()) if errors else None,
-        },
-        base_model=_base_record(entry, out_path, defaults),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
+    meta = checkpoint_meta(adapter.architecture, adapter.diffusers_class, plain_config(transformer.config),
+                           storage_dtype, layer_meta, config, len(prompts), len(samples), steps,
+                           base_record(entry, out_path, defaults))  # fmt: skip
     emit("stage", f"writing {out_path.name}")
     save_checkpoint(out_path, tensors, meta)
     size_mib = out_path.stat().st_size / 2**20
@@ -133,26 +111,41 @@ def quantize_model(
     return out_path
 
 
-def _calibration_kwargs(pipe, defaults: dict) -> dict:
-    """The same conditioning path as generation: true CFG for models without a guidance input."""
-    kw: dict = {
-        "max_sequence_length": int(defaults.get("max_sequence_length", 512)),
-        "width": int(defaults.get("width", 1024)),
-        "height": int(defaults.get("height", 1024)),
-    }
-    guidance = float(defaults.get("guidance", 3.5))
-    if getattr(pipe.transformer.config, "guidance_embeds", False):
-        kw["guidance_scale"] = guidance
-    else:
-        kw.update(negative_prompt="", true_cfg_scale=guidance)
-    return kw
+def make_samples(pipe, prompts, steps, defaults, config: QuantizeConfig, dtype, guidance_embeds: bool,
+                 in_channels: int, transformer_fn, should_cancel, emit) -> list:
+    """Text encoders for every prompt, then the seeded short trajectories -> recorded samples (CPU).
+
+    ``pipe`` needs its text encoders, scheduler and ``prepare_latents``; its transformer is not used
+    (``transformer_fn`` runs it), so the streaming engine passes a pipeline loaded without one."""
+    kw = calibration_kwargs(defaults, guidance_embeds)
+    emit("stage", f"encoding {len(prompts)} prompts")
+    embeds = encode_prompts(pipe, prompts, kw["max_sequence_length"], kw["true_cfg"])
+    return record_trajectories(embeds, pipe, steps, config, kw, dtype, guidance_embeds, in_channels, transformer_fn,
+                               should_cancel, emit)  # fmt: skip
 
 
-def _plain_config(config) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(config).items()}
+def record_trajectories(embeds, pipe, steps, config, kw, dtype, guidance_embeds, in_channels, transformer_fn,
+                        should_cancel, emit) -> list:
+    """Seeded latents per prompt + the shared lock-step trajectory recorder (``pipe``: prepare_latents and
+    scheduler only)."""
+    scheduler_config = pipe.scheduler.config
+    scheduler_cls = type(pipe.scheduler)
+
+    def prepare(i: int):
+        g = torch.Generator("cpu").manual_seed(config.seed + i)
+        lat, ids = pipe.prepare_latents(1, in_channels // 4, kw["height"], kw["width"], dtype, torch.device("cpu"), g)
+        return lat, ids
+
+    emit("stage", f"recording calibration samples ({steps}-step trajectories)")
+    with torch.inference_mode():
+        return denoise_and_record(
+            embeds, transformer_fn, lambda: scheduler_cls.from_config(scheduler_config), prepare, steps,
+            config.timesteps_per_prompt, config.seed, kw["guidance"], guidance_embeds, dtype, should_cancel,
+            on_step=lambda done, total: emit("stage", f"trajectory step {done}/{total}", index=done, total=total),
+        )  # fmt: skip
 
 
-def _base_record(entry: ModelEntry, out_path: Path, defaults: dict) -> dict:
+def base_record(entry: ModelEntry, out_path: Path, defaults: dict) -> dict:
     builtin_name = next((n for n, p in builtin_models().items() if p.resolve() == entry.path.resolve()), None)
     try:
         relative = os.path.relpath(entry.path.resolve(), out_path.resolve().parent)

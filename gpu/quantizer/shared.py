@@ -1,0 +1,217 @@
+"""Pieces both quantizers share, so the in-memory and streaming paths cannot drift apart.
+
+* ``CalibSample`` / ``denoise_and_record``: the (prompt, timestep) calibration samples. Each prompt runs a
+  short seeded 16-bit denoising trajectory (batch 1, its own generator); the transformer inputs at a few
+  seeded step indices are recorded. The transformer is a callable over a *list* of inputs so the streaming
+  engine can run every prompt through one block before loading the next (one pass over the weights per step).
+* ``quantize_layer``: one linear -> SVDQ tensors + metadata via ``gpu.svdquant.decompose`` (the only
+  implementation of the decomposition).
+* ``layer_seed_offsets`` / ``checkpoint_meta``: collector seeds and the checkpoint header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+from torch import nn
+
+from gpu.checkpoint.format import CheckpointMeta
+from gpu.errors import Cancelled
+from gpu.modules.layer_spec import spec_for
+from gpu.quantizer.config import QuantizeConfig
+from gpu.svdquant.calibration import LayerCalibration
+from gpu.svdquant.decompose import DecomposeConfig, decompose_linear
+
+SAMPLE_KEYS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids")
+
+
+@dataclass
+class PromptEmbeds:
+    """One prompt's conditioning (runtime dtype, CPU): prompt_embeds [1, S_txt, D_txt], pooled [1, D_pool],
+    text_ids [S_txt, 3]; ``negative`` holds the same for the empty prompt under true CFG, else None."""
+
+    prompt_embeds: torch.Tensor
+    pooled: torch.Tensor
+    text_ids: torch.Tensor
+    negative: PromptEmbeds | None = None
+
+
+# One transformer input (keyword arguments of FluxTransformer2DModel.forward, batch 1, CPU):
+# hidden_states [1, S_img, C], encoder_hidden_states [1, S_txt, D_txt], pooled_projections [1, D_pool],
+# timestep [1] (sigma, 0..1), guidance [1] or absent, img_ids [S_img, 3], txt_ids [S_txt, 3].
+CalibSample = dict[str, torch.Tensor]
+TransformerFn = Callable[[list[CalibSample]], list[torch.Tensor]]  # inputs -> velocity [1, S_img, C] each
+
+
+def encode_prompts(pipe, prompts: Sequence[str], max_sequence_length: int, true_cfg: bool) -> list[PromptEmbeds]:
+    """Runs the pipeline's text encoders prompt by prompt (batch 1, like the samples) -> CPU embeddings."""
+    out: list[PromptEmbeds] = []
+    negative: PromptEmbeds | None = None
+    device = pipe._execution_device
+    with torch.inference_mode():
+        if true_cfg:
+            pe, pooled, ids = pipe.encode_prompt(prompt="", prompt_2=None, device=device,
+                                                 max_sequence_length=max_sequence_length)
+            negative = PromptEmbeds(pe.cpu(), pooled.cpu(), ids.cpu())
+        for p in prompts:
+            pe, pooled, ids = pipe.encode_prompt(prompt=p, prompt_2=None, device=device,
+                                                 max_sequence_length=max_sequence_length)
+            out.append(PromptEmbeds(pe.cpu(), pooled.cpu(), ids.cpu(), negative))
+    return out
+
+
+def chosen_steps(steps: int, per_prompt: int, seed: int, prompt_index: int) -> list[int]:
+    """Seeded step indices (sorted, distinct) whose transformer inputs become calibration samples."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + prompt_index)
+    k = min(per_prompt, steps)
+    return sorted(torch.randperm(steps, generator=g)[:k].tolist())
+
+
+def denoise_and_record(
+    embeds: list[PromptEmbeds],
+    transformer_fn: TransformerFn,
+    scheduler_factory: Callable[[], object],
+    prepare_latents: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    per_prompt: int,
+    seed: int,
+    guidance: float,
+    guidance_embeds: bool,
+    dtype: torch.dtype,
+    should_cancel: Callable[[], bool] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[CalibSample]:
+    """Runs every prompt's seeded denoising in lock-step and returns the recorded transformer inputs.
+
+    ``prepare_latents(i)`` -> (latents [1, S_img, C], img_ids [S_img, 3]) seeded for prompt ``i``.
+    Samples are ordered (prompt, step, branch); under true CFG each step gives two samples (the positive
+    and the empty-prompt branch, which the transformer really sees). Steps after the last recorded one are
+    skipped: they cannot influence any sample."""
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+
+    n = len(embeds)
+    plans = [chosen_steps(steps, per_prompt, seed, i) for i in range(n)]
+    last = max(p[-1] for p in plans)
+    states = [prepare_latents(i) for i in range(n)]
+    latents = [s[0] for s in states]
+    img_ids = [s[1] for s in states]
+    schedulers = [scheduler_factory() for _ in range(n)]
+    timesteps = None
+    for sch in schedulers:
+        cfg = sch.config
+        mu = calculate_shift(latents[0].shape[1], cfg.get("base_image_seq_len", 256),
+                             cfg.get("max_image_seq_len", 4096), cfg.get("base_shift", 0.5),
+                             cfg.get("max_shift", 1.15))  # fmt: skip
+        sigmas = np.linspace(1.0, 1 / steps, steps)
+        timesteps, _ = retrieve_timesteps(sch, steps, "cpu", sigmas=sigmas, mu=mu)
+        sch.set_begin_index(0)
+    assert timesteps is not None
+    g_vec = torch.full([1], guidance, dtype=torch.float32) if guidance_embeds else None
+    recorded: dict[tuple[int, int, int], CalibSample] = {}
+    for step, t in enumerate(timesteps[: last + 1]):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+        inputs: list[CalibSample] = []
+        owners: list[tuple[int, int]] = []
+        for i, e in enumerate(embeds):
+            if step > plans[i][-1]:
+                continue
+            branches = [e] + ([e.negative] if e.negative is not None else [])
+            for b, emb in enumerate(branches):
+                x: CalibSample = {
+                    "hidden_states": latents[i],
+                    "encoder_hidden_states": emb.prompt_embeds.to(dtype),
+                    "pooled_projections": emb.pooled.to(dtype),
+                    "timestep": t.expand(1).to(dtype) / 1000,
+                    "img_ids": img_ids[i],
+                    "txt_ids": emb.text_ids,
+                }
+                if g_vec is not None:
+                    x["guidance"] = g_vec
+                inputs.append(x)
+                owners.append((i, b))
+                if step in plans[i]:
+                    recorded[(i, step, b)] = x
+        needs_step = [k for k, (i, _b) in enumerate(owners) if step < plans[i][-1]]
+        if needs_step:
+            # Only prompts that still have a sample ahead need the velocity.
+            outs = transformer_fn([inputs[k] for k in needs_step])
+            preds: dict[tuple[int, int], torch.Tensor] = {owners[k]: o for k, o in zip(needs_step, outs, strict=True)}
+            for i in {owners[k][0] for k in needs_step}:
+                v = preds[(i, 0)]
+                if (i, 1) in preds:
+                    v = preds[(i, 1)] + guidance * (v - preds[(i, 1)])
+                latents[i] = schedulers[i].step(v, t, latents[i], return_dict=False)[0]
+        if on_step is not None:
+            on_step(step + 1, last + 1)
+    return [recorded[k] for k in sorted(recorded)]
+
+
+def quantize_layer(
+    name: str, module: nn.Linear, role: str, calib: LayerCalibration | None, config: QuantizeConfig,
+    dcfg: DecomposeConfig,
+) -> tuple[dict[str, torch.Tensor], dict, float | None]:
+    """module.weight [N, K] -> ({"<name>.qweight": ..., ...} CPU storage tensors, layer metadata, error)."""
+    spec = spec_for(config.method, config.precision, config.rank, role)
+    layer = decompose_linear(module.weight, module.bias, spec, calib if spec.act_format else None, dcfg)
+    tensors = {f"{name}.{key}": t for key, t in layer.tensors.items()}
+    meta = {
+        **spec.to_json(),
+        "kind": spec.kind,
+        "in_features": module.in_features,
+        "out_features": module.out_features,
+        "alpha": layer.alpha,
+        "error": layer.error,
+    }
+    return tensors, meta, layer.error
+
+
+def layer_message(name: str, meta: dict) -> str:
+    note = "" if meta["error"] is None else f", error {meta['error']:.2e}"
+    return f"{name}: {meta['kind']} {meta['method']}{note}"
+
+
+def checkpoint_meta(
+    architecture: str, model_class: str, model_config: dict, storage_dtype: torch.dtype, layers: dict[str, dict],
+    config: QuantizeConfig, n_prompts: int, n_samples: int, steps: int, base_model: dict,
+) -> CheckpointMeta:
+    errors = [m["error"] for m in layers.values() if m["error"] is not None]
+    return CheckpointMeta(
+        architecture=architecture,
+        model_class=model_class,
+        model_config=model_config,
+        dtype=str(storage_dtype).removeprefix("torch."),
+        layers=layers,
+        quantization={"method": config.method, "precision": config.precision, "rank": config.rank},
+        calibration={
+            "prompts": n_prompts,
+            "samples": n_samples,
+            "steps": steps,
+            "timesteps_per_prompt": config.timesteps_per_prompt,
+            "seed": config.seed,
+            "tokens_per_layer": config.max_tokens_per_layer,
+            "mean_layer_error": sum(errors) / len(errors) if errors else None,
+            "max_layer_error": max(errors) if errors else None,
+        },
+        base_model=base_model,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def plain_config(config) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(config).items() if not k.startswith("_")}
+
+
+def calibration_kwargs(defaults: dict, guidance_embeds: bool) -> dict:
+    """Resolution, text length and guidance mode the samples use (the model's generation defaults)."""
+    return {
+        "max_sequence_length": int(defaults.get("max_sequence_length", 512)),
+        "width": int(defaults.get("width", 1024)),
+        "height": int(defaults.get("height", 1024)),
+        "guidance": float(defaults.get("guidance", 3.5)),
+        "true_cfg": not guidance_embeds,
+    }

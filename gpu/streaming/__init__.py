@@ -1,0 +1,1 @@
+"""Streaming, resumable quantization: one transformer block in memory at a time (see ``engine``)."""

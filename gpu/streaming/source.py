@@ -1,0 +1,219 @@
+"""Lazy, memory-mapped reading of a transformer's weights, block by block.
+
+Two layouts are read (never ``torch.load``; every tensor comes from ``safetensors.safe_open``):
+
+* a diffusers folder: ``transformer/*.safetensors`` (sharded or not), diffusers key names;
+* a single-file BFL checkpoint as distributed (``flux1-dev.safetensors``), BFL key names, mapped to
+  diffusers names by ``bfl_to_diffusers`` below.
+
+BFL -> diffusers mapping (D = hidden size, M = MLP width; ``w``/``b`` = weight/bias):
+
+    img_in, txt_in                          -> x_embedder, context_embedder
+    time_in.{in,out}_layer                  -> time_text_embed.timestep_embedder.linear_{1,2}
+    vector_in.{in,out}_layer                -> time_text_embed.text_embedder.linear_{1,2}
+    guidance_in.{in,out}_layer              -> time_text_embed.guidance_embedder.linear_{1,2}
+    final_layer.linear                      -> proj_out
+    final_layer.adaLN_modulation.1          -> norm_out.linear, with its two D-row halves swapped
+                                               (BFL emits shift, scale; diffusers expects scale, shift)
+    double_blocks.i.img_mod.lin / txt_mod.lin -> transformer_blocks.i.norm1.linear / norm1_context.linear
+    double_blocks.i.img_attn.qkv [3D, D]    -> attn.to_q / to_k / to_v (row thirds)
+    double_blocks.i.txt_attn.qkv [3D, D]    -> attn.add_q_proj / add_k_proj / add_v_proj
+    double_blocks.i.img_attn.proj           -> attn.to_out.0;   txt_attn.proj -> attn.to_add_out
+    double_blocks.i.img_attn.norm.{query,key}_norm.scale -> attn.norm_q / norm_k .weight
+    double_blocks.i.txt_attn.norm.{query,key}_norm.scale -> attn.norm_added_q / norm_added_k .weight
+    double_blocks.i.img_mlp.{0,2}           -> ff.net.0.proj / ff.net.2;  txt_mlp -> ff_context
+    single_blocks.i.linear1 [3D + M, D]     -> attn.to_q / to_k / to_v / proj_mlp (row slices)
+    single_blocks.i.linear2                 -> proj_out
+    single_blocks.i.norm.{query,key}_norm.scale -> attn.norm_q / norm_k .weight
+    single_blocks.i.modulation.lin          -> norm.linear
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+Getter = Callable[[], torch.Tensor]
+
+
+class WeightSource:
+    """name (diffusers) -> lazy getter; ``config``: the FluxTransformer2DModel config (all init args)."""
+
+    def __init__(self, files: list[Path], getters: dict[str, Getter], raw_config: dict) -> None:
+        self.files = files
+        self.getters = getters
+        from diffusers import FluxTransformer2DModel
+
+        with torch.device("meta"):
+            model = FluxTransformer2DModel.from_config(raw_config)
+        self.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.config).items()
+                       if not k.startswith("_")}  # fmt: skip
+        self.n_double = int(self.config["num_layers"])
+        self.n_single = int(self.config["num_single_layers"])
+
+    def identity(self) -> list:
+        """What the resume key hashes: every weight file's path, size and modification time."""
+        return [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files]
+
+    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        """Every tensor whose name starts with ``prefix`` (prefix removed), read now from the mapped file."""
+        return {k[len(prefix):]: g() for k, g in self.getters.items() if k.startswith(prefix)}
+
+    def head_tensors(self) -> dict[str, torch.Tensor]:
+        """Everything outside the blocks (embedders, norm_out, proj_out)."""
+        return {k: g() for k, g in self.getters.items() if not k.startswith(("transformer_blocks.",
+                                                                              "single_transformer_blocks."))}
+
+
+def _file_getter(path: Path, key: str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Getter:
+    def get() -> torch.Tensor:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            t = f.get_slice(key)[:] if transform is None else transform(f.get_tensor(key))
+        return t
+
+    return get
+
+
+def diffusers_folder_source(folder: Path) -> WeightSource:
+    tdir = folder / "transformer"
+    raw = json.loads((tdir / "config.json").read_text())
+    files = sorted(tdir.glob("*.safetensors"))
+    getters: dict[str, Getter] = {}
+    for f in files:
+        with safe_open(str(f), framework="pt", device="cpu") as h:
+            for k in h.keys():
+                getters[k] = _file_getter(f, k)
+    return WeightSource(files, getters, raw)
+
+
+def is_bfl_file(path: Path) -> bool:
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    with safe_open(str(path), framework="pt", device="cpu") as h:
+        keys = set(h.keys())
+    return "img_in.weight" in keys and any(k.startswith("double_blocks.") for k in keys)
+
+
+def _rows(a: int, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda t: t[a:b].contiguous()
+
+
+def _swap_halves(t: torch.Tensor) -> torch.Tensor:
+    shift, scale = t.chunk(2, dim=0)
+    return torch.cat([scale, shift], dim=0)
+
+
+def bfl_to_diffusers(keys: set[str], shapes: dict[str, list[int]]) -> tuple[dict, dict]:
+    """-> (diffusers name -> (bfl key, transform or None), raw diffusers config inferred from shapes)."""
+    m: dict[str, tuple[str, Callable | None]] = {}
+    dim = shapes["img_in.weight"][0]
+    head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
+
+    def lin(src: str, dst: str, transform=None) -> None:
+        for p in ("weight", "bias"):
+            if f"{src}.{p}" in keys:
+                m[f"{dst}.{p}"] = (f"{src}.{p}", transform)
+
+    lin("img_in", "x_embedder")
+    lin("txt_in", "context_embedder")
+    for src, dst in (("time_in", "timestep_embedder"), ("vector_in", "text_embedder"),
+                     ("guidance_in", "guidance_embedder")):  # fmt: skip
+        lin(f"{src}.in_layer", f"time_text_embed.{dst}.linear_1")
+        lin(f"{src}.out_layer", f"time_text_embed.{dst}.linear_2")
+    lin("final_layer.linear", "proj_out")
+    lin("final_layer.adaLN_modulation.1", "norm_out.linear", _swap_halves)
+    n_double = 1 + max(int(k.split(".")[1]) for k in keys if k.startswith("double_blocks."))
+    singles = [int(k.split(".")[1]) for k in keys if k.startswith("single_blocks.")]
+    n_single = 1 + max(singles) if singles else 0
+    for i in range(n_double):
+        s, d = f"double_blocks.{i}", f"transformer_blocks.{i}"
+        lin(f"{s}.img_mod.lin", f"{d}.norm1.linear")
+        lin(f"{s}.txt_mod.lin", f"{d}.norm1_context.linear")
+        for stream, names in (("img", ("to_q", "to_k", "to_v")), ("txt", ("add_q_proj", "add_k_proj", "add_v_proj"))):
+            for j, name in enumerate(names):
+                lin(f"{s}.{stream}_attn.qkv", f"{d}.attn.{name}", _rows(j * dim, (j + 1) * dim))
+        lin(f"{s}.img_attn.proj", f"{d}.attn.to_out.0")
+        lin(f"{s}.txt_attn.proj", f"{d}.attn.to_add_out")
+        for stream, q, k in (("img", "norm_q", "norm_k"), ("txt", "norm_added_q", "norm_added_k")):
+            m[f"{d}.attn.{q}.weight"] = (f"{s}.{stream}_attn.norm.query_norm.scale", None)
+            m[f"{d}.attn.{k}.weight"] = (f"{s}.{stream}_attn.norm.key_norm.scale", None)
+        lin(f"{s}.img_mlp.0", f"{d}.ff.net.0.proj")
+        lin(f"{s}.img_mlp.2", f"{d}.ff.net.2")
+        lin(f"{s}.txt_mlp.0", f"{d}.ff_context.net.0.proj")
+        lin(f"{s}.txt_mlp.2", f"{d}.ff_context.net.2")
+    for i in range(n_single):
+        s, d = f"single_blocks.{i}", f"single_transformer_blocks.{i}"
+        total = shapes[f"{s}.linear1.weight"][0]
+        for j, name in enumerate(("to_q", "to_k", "to_v")):
+            lin(f"{s}.linear1", f"{d}.attn.{name}", _rows(j * dim, (j + 1) * dim))
+        lin(f"{s}.linear1", f"{d}.proj_mlp", _rows(3 * dim, total))
+        lin(f"{s}.linear2", f"{d}.proj_out")
+        m[f"{d}.attn.norm_q.weight"] = (f"{s}.norm.query_norm.scale", None)
+        m[f"{d}.attn.norm_k.weight"] = (f"{s}.norm.key_norm.scale", None)
+        lin(f"{s}.modulation.lin", f"{d}.norm.linear")
+    raw = {
+        "_class_name": "FluxTransformer2DModel",
+        "in_channels": shapes["img_in.weight"][1],
+        "num_layers": n_double,
+        "num_single_layers": n_single,
+        "attention_head_dim": head_dim,
+        "num_attention_heads": dim // head_dim,
+        "joint_attention_dim": shapes["txt_in.weight"][1],
+        "pooled_projection_dim": shapes["vector_in.in_layer.weight"][1],
+        "guidance_embeds": "guidance_in.in_layer.weight" in keys,
+        "axes_dims_rope": [16, 56, 56],
+        "patch_size": 1,
+        "out_channels": None,
+    }
+    return m, raw
+
+
+def bfl_file_source(path: Path) -> WeightSource:
+    with safe_open(str(path), framework="pt", device="cpu") as h:
+        keys = set(h.keys())
+        shapes = {k: list(h.get_slice(k).get_shape()) for k in keys}
+    mapping, raw = bfl_to_diffusers(keys, shapes)
+    unmapped = keys - {src for src, _ in mapping.values()}
+    if unmapped:
+        raise ValueError(f"{path.name}: unknown tensors in the BFL checkpoint: {sorted(unmapped)[:5]}")
+    getters = {dst: _file_getter(path, src, tf) for dst, (src, tf) in mapping.items()}
+    return WeightSource([path], getters, raw)
+
+
+def block_module(config: dict, kind: str) -> nn.Module:
+    """An empty (meta-device) diffusers block of ``kind`` ("transformer_blocks" | "single_transformer_blocks")."""
+    from diffusers.models.transformers.transformer_flux import FluxSingleTransformerBlock, FluxTransformerBlock
+
+    dim = config["num_attention_heads"] * config["attention_head_dim"]
+    cls = FluxTransformerBlock if kind == "transformer_blocks" else FluxSingleTransformerBlock
+    with torch.device("meta"):
+        return cls(dim=dim, num_attention_heads=config["num_attention_heads"],
+                   attention_head_dim=config["attention_head_dim"])  # fmt: skip
+
+
+def load_block(source: WeightSource, kind: str, index: int, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """Block ``kind.index`` with its weights read from the mapped file and cast to ``dtype`` on ``device``."""
+    block = block_module(source.config, kind)
+    state = {k: v.to(device=device, dtype=dtype) for k, v in source.tensors(f"{kind}.{index}.").items()}
+    block.load_state_dict(state, strict=True, assign=True)
+    return block.eval()
+
+
+def load_head(source: WeightSource, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """The transformer without blocks (embedders, pos_embed, norm_out, proj_out), weights loaded."""
+    from diffusers import FluxTransformer2DModel
+
+    with torch.device("meta"):
+        head = FluxTransformer2DModel.from_config({**source.config, "num_layers": 0, "num_single_layers": 0})
+    state = {k: v.to(device=device, dtype=dtype) for k, v in source.head_tensors().items()}
+    head.load_state_dict(state, strict=True, assign=True)
+    return head.eval()
+
+
+BLOCK_RE = re.compile(r"(transformer_blocks|single_transformer_blocks)\.(\d+)\.")

@@ -1,0 +1,112 @@
+"""The streaming engine on the trained demo FLUX (2 double + 4 single blocks): equal to the in-memory
+quantizer, resumable after a cancel, never reusing parts made with other settings, never listing a partial."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from gpu.checkpoint.format import load_checkpoint, read_checkpoint_meta
+from gpu.errors import Cancelled, ModelLoadError
+from gpu.library import ModelLibrary
+from gpu.paths import resources_dir
+from gpu.quantizer import QuantizeConfig, quantize_model, quantize_model_in_memory
+from gpu.streaming.engine import parts_dir
+
+DEMO = resources_dir() / "models" / "demo"
+CPU = torch.device("cpu")
+
+
+def _cfg(**kw) -> QuantizeConfig:
+    return QuantizeConfig(calib_prompts=2, calib_steps=3, timesteps_per_prompt=2, max_tokens_per_layer=256,
+                          refine_iters=1, **kw)  # fmt: skip
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def _same(a: Path, b: Path) -> None:
+    ta, tb = _tensors(a), _tensors(b)
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert ta[k].dtype == tb[k].dtype and torch.equal(ta[k], tb[k]), k
+    ma, mb = read_checkpoint_meta(a), read_checkpoint_meta(b)
+    for field in ("layers", "quantization", "calibration", "model_config", "dtype"):
+        assert getattr(ma, field) == getattr(mb, field), field
+
+
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("s") / "demo-int4.safetensors"
+    return quantize_model(DEMO, out, _cfg(), library=ModelLibrary(tmp_path_factory.mktemp("lib")), device=CPU)
+
+
+def test_streaming_equals_in_memory(streamed, tmp_path):
+    ref = quantize_model_in_memory(DEMO, tmp_path / "ref.safetensors", _cfg(), library=ModelLibrary(tmp_path),
+                                   device=CPU)  # fmt: skip
+    _same(streamed, ref)
+    meta, _ = load_checkpoint(streamed)  # checksum verified
+    assert meta.calibration["samples"] == 2 * 2 * 2  # prompts x timesteps x (prompt, empty prompt) under true CFG
+    assert not parts_dir(streamed).exists()
+
+
+def test_cancel_then_resume_gives_identical_output(streamed, tmp_path):
+    out = tmp_path / "resumed.safetensors"
+    blocks_done = []
+
+    def cancel_after_two() -> bool:
+        return len(blocks_done) >= 2
+
+    def on_event(ev) -> None:
+        if ev.kind == "layer" and ev.layer.endswith(("ff_context.net.2", "single_transformer_blocks.0.proj_out")):
+            blocks_done.append(ev.layer)  # last layer of a double block / the first single block
+
+    with pytest.raises(Cancelled):
+        quantize_model(DEMO, out, _cfg(), on_event, cancel_after_two, library=ModelLibrary(tmp_path), device=CPU)
+    parts = parts_dir(out)
+    manifest = json.loads((parts / "manifest.json").read_text())
+    assert 1 <= len(manifest["done"]) < 6 and not out.exists()
+    # A partial result is never a model: not listed, not loadable.
+    lib = ModelLibrary(tmp_path / "lib")
+    lib_names = [e.name for e in lib.entries()]
+    assert all("resumed" not in n for n in lib_names)
+    with pytest.raises(ModelLoadError):
+        lib.add(parts)
+    events = []
+    quantize_model(DEMO, out, _cfg(), events.append, library=ModelLibrary(tmp_path), device=CPU)
+    assert any("resuming" in e.message for e in events)
+    assert [e.layer for e in events if e.kind == "layer"][0] not in blocks_done  # finished blocks are skipped
+    _same(out, streamed)
+    assert not parts.exists()
+
+
+def test_stale_parts_for_other_settings_are_discarded(tmp_path):
+    out = tmp_path / "x.safetensors"
+    with pytest.raises(Cancelled):
+        quantize_model(DEMO, out, _cfg(rank=8), should_cancel=_after_calls(40), library=ModelLibrary(tmp_path),
+                       device=CPU)  # fmt: skip
+    old = json.loads((parts_dir(out) / "manifest.json").read_text())
+    assert old["done"]
+    events = []
+    with pytest.raises(Cancelled):
+        quantize_model(DEMO, out, _cfg(rank=16), events.append, _after_calls(1), library=ModelLibrary(tmp_path),
+                       device=CPU)  # fmt: skip
+    new = json.loads((parts_dir(out) / "manifest.json").read_text())
+    assert new["key"] != old["key"] and not new["done"]
+    assert not any("resuming" in e.message for e in events)
+
+
+def _after_calls(n: int):
+    calls = [0]
+
+    def cancel() -> bool:
+        calls[0] += 1
+        return calls[0] > n
+
+    return cancel
