@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--judge-batch", type=int, default=128)
     ap.add_argument("--dit-steps", type=int, default=20000)
     ap.add_argument("--dit-batch", type=int, default=256)
+    ap.add_argument("--dit-pool", type=int, default=200_000, help="pre-rendered scenes the transformer samples from")
     ap.add_argument("--dit-seconds", type=float, default=330.0, help="wall-time budget of the transformer stage")
     ap.add_argument("--steps", type=int, default=16, help="default sampling steps written to nibble.json")
     ap.add_argument("--eval-n", type=int, default=256)
@@ -58,6 +59,7 @@ def main() -> None:
     if args.smoke:
         args.vae_steps, args.vae_batch, args.judge_steps, args.judge_batch = 2, 4, 2, 4
         args.dit_steps, args.dit_batch, args.eval_n, args.guidances, args.steps = 3, 4, 8, "3", 4
+        args.dit_pool = 16
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -86,7 +88,7 @@ def main() -> None:
     t0 = time.time()
     transformer, text = train_transformer(
         build_transformer(), TextConditioner(clip, t5, clip_tok, t5_tok), vae, args.seed + 3, args.dit_steps,
-        args.dit_batch, device, time_budget_s=args.dit_seconds,
+        args.dit_batch, device, time_budget_s=args.dit_seconds, pool_size=args.dit_pool,
     )
     log["transformer_seconds"] = time.time() - t0
 

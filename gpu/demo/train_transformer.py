@@ -1,7 +1,8 @@
 """Rectified-flow training of the small FluxTransformer2DModel (jointly with the tiny text encoders).
 
-Per step: sample world scenes -> render on the device -> VAE-encode to normalised latents x0
-(B, 16, 16, 16) -> pack to (B, 64, 64) tokens exactly as FluxPipeline does. With t ~ shifted
+Data: a pool of world scenes is rendered on the device, VAE-encoded to normalised latents
+(N, 16, 16, 16) and packed to (N, 64, 64) tokens exactly as FluxPipeline does; captions are tokenised
+once. Each step draws a random batch from the pool (no Python-side data work per step). With t ~ shifted
 logit-normal and noise ~ N(0, I): x_t = (1 - t) * x0 + t * noise, and the transformer predicts the
 velocity noise - x0 (FluxPipeline's Euler sampler integrates exactly this from t=1 to 0).
 Captions are replaced by "" with probability ``caption_dropout`` so true CFG against the empty
@@ -55,14 +56,21 @@ class TextConditioner(torch.nn.Module):
         self.clip, self.t5 = clip, t5
         self.clip_tok, self.t5_tok = clip_tok, t5_tok
 
-    def forward(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        dev = next(self.parameters()).device
+    def tokenize(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Captions -> (clip_ids (B, clip max len), t5_ids (B, MAX_SEQUENCE_LENGTH)) int64 on CPU, as the pipeline pads."""
         kw = dict(padding="max_length", truncation=True, return_tensors="pt")
         clip_ids = self.clip_tok(captions, max_length=self.clip_tok.model_max_length, **kw).input_ids
         t5_ids = self.t5_tok(captions, max_length=MAX_SEQUENCE_LENGTH, **kw).input_ids
-        pooled = self.clip(clip_ids.to(dev, non_blocking=True)).pooler_output
-        embeds = self.t5(t5_ids.to(dev, non_blocking=True))[0]
-        return embeds, pooled
+        return clip_ids, t5_ids
+
+    def encode_ids(self, clip_ids: torch.Tensor, t5_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids -> (prompt_embeds (B, L, T5_HIDDEN), pooled (B, CLIP_HIDDEN))."""
+        return self.t5(t5_ids)[0], self.clip(clip_ids).pooler_output
+
+    def forward(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        dev = next(self.parameters()).device
+        clip_ids, t5_ids = self.tokenize(captions)
+        return self.encode_ids(clip_ids.to(dev), t5_ids.to(dev))
 
 
 def pack(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,6 +79,30 @@ def pack(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     packed = FluxPipeline._pack_latents(latents, b, c, h, w)
     ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, latents.device, latents.dtype)
     return packed, ids
+
+
+@torch.no_grad()
+def build_pool(
+    vae: AutoencoderKL, text: TextConditioner, seed: int, n: int, device: torch.device, chunk: int = 1024
+) -> dict[str, torch.Tensor]:
+    """Pre-render and pre-encode ``n`` scenes so training steps do no Python-side data work.
+
+    Returns on ``device``: latents (n, 64, 64) float32 packed tokens, clip_ids / t5_ids (n, L) int64,
+    plus "empty_clip" / "empty_t5" (1, L), the ids of the empty caption used for caption dropout.
+    """
+    rng = random.Random(seed)
+    lat, cids, tids = [], [], []
+    for start in range(0, n, chunk):
+        scenes = [sample_scene(rng) for _ in range(min(chunk, n - start))]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            x0 = encode_latents(vae, render(scenes, device=device))
+        lat.append(pack(x0.float())[0])
+        c, t = text.tokenize([s.caption() for s in scenes])
+        cids.append(c)
+        tids.append(t)
+    ec, et = text.tokenize([""])
+    return {"latents": torch.cat(lat), "clip_ids": torch.cat(cids).to(device), "t5_ids": torch.cat(tids).to(device),
+            "empty_clip": ec.to(device), "empty_t5": et.to(device)}
 
 
 def sample_t(n: int, device: torch.device, gen: torch.Generator) -> torch.Tensor:
@@ -91,14 +123,14 @@ def train_transformer(
     caption_dropout: float = 0.1,
     ema_decay: float = 0.999,
     time_budget_s: float | None = None,
-    log_every: int = 200,
+    pool_size: int = 200_000,
+    log_every: int = 500,
 ) -> tuple[FluxTransformer2DModel, TextConditioner]:
     """Train in place; returns EMA copies (transformer, text conditioner) in eval mode on ``device``.
 
     Stops early when ``time_budget_s`` runs out (the LR schedule follows wall time then); the step
     reached is printed.
     """
-    rng = random.Random(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     torch.manual_seed(seed)
     transformer.to(device).train()
@@ -125,17 +157,22 @@ def train_transformer(
     use_amp = device.type == "cuda"
     t0 = time.time()
     txt_ids = torch.zeros(MAX_SEQUENCE_LENGTH, 3, device=device)
+    pool = build_pool(vae, text, seed + 1, pool_size, device)
+    n_pool = pool["latents"].shape[0]
+    img_ids = pack(torch.zeros(1, 16, 16, 16, device=device))[1]
+    print(f"dit pool of {n_pool} scenes ready after {time.time() - t0:.0f}s", flush=True)
+    t0 = time.time()  # the time budget covers the optimisation steps only
     for step in range(steps):
-        scenes = [sample_scene(rng) for _ in range(batch)]
-        captions = ["" if rng.random() < caption_dropout else s.caption() for s in scenes]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            x0 = encode_latents(vae, render(scenes, device=device))
-        x0, img_ids = pack(x0.float())
+        idx = torch.randint(0, n_pool, (batch,), device=device, generator=gen)
+        x0 = pool["latents"][idx]
+        drop = (torch.rand(batch, 1, device=device, generator=gen) < caption_dropout)
+        clip_ids = torch.where(drop, pool["empty_clip"], pool["clip_ids"][idx])
+        t5_ids = torch.where(drop, pool["empty_t5"], pool["t5_ids"][idx])
         noise = torch.randn(x0.shape, device=device, generator=gen)
         t = sample_t(batch, device, gen)
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            embeds, pooled = text(captions)
+            embeds, pooled = text.encode_ids(clip_ids, t5_ids)
             pred = transformer(
                 hidden_states=xt,
                 encoder_hidden_states=embeds,
