@@ -95,8 +95,11 @@ def diffusers_folder_source(folder: Path) -> WeightSource:
 def is_bfl_file(path: Path) -> bool:
     if path.suffix != ".safetensors" or not path.is_file():
         return False
-    with safe_open(str(path), framework="pt", device="cpu") as h:
-        keys = set(h.keys())
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as h:
+            keys = set(h.keys())
+    except Exception:  # unreadable: let the library report it in plain words  # noqa: BLE001
+        return False
     return "img_in.weight" in keys and any(k.startswith("double_blocks.") for k in keys)
 
 
