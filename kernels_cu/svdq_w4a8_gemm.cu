@@ -25,7 +25,8 @@
 // Layouts (see kernels_cu/DESIGN.md):
 //   act     uint32 [M_pad/16, K/64, 2, 32, 4]   wgt    uint32 [N_pad/8, K/64, 32, 2] (the INT4 repack)
 //   ascale  T      [K/64, M_pad]                wscale T      [K/64, N_pad]
-//   lact    fp32   [M_pad, r]                   lora_up T     [N_pad, r]     bias T [N_pad] (or null)
+//   lact    fp32   [S, M_pad, r] (S K-split partials of the prologue, summed in order here)
+//   lora_up T [N_pad, r], bias T [N_pad] (or null)
 //   out     T      [M, N] row-major
 #include "svdq_common.cuh"
 
@@ -82,12 +83,117 @@ __device__ __forceinline__ uint32_t widen_nibbles(uint32_t v) {
   return ((v ^ 0x08080808u) + 0x78787878u) ^ 0x80808080u;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Prologue for the W4A8 path (throughput layout; same numerics as Kernel A with QMAX = 127).
+// One 128-thread block owns 16 rows x PG groups (PG*64 columns): grid (M_pad/16, ceil(K/64 / PG)).
+// It smooths (x * __frcp_rn(lambda)), takes each (row, group) scale s = to16(absmax / 127) with IEEE
+// division, writes INT8 codes (IEEE x / s, rint, clamp) in the W4A8 fragment order, and the partial
+// low-rank down projection of its columns, lact_part[blockIdx.y, row, j] = sum_c xs[row, c] L1[c, j]
+// (fp32, fixed order). The GEMM epilogue sums the partials in split order (deterministic). Splitting
+// K keeps thousands of independent blocks in flight, where the sequential-K Kernel A is latency bound.
+constexpr int P_ROWS = 16, P_GROUPS = 8, P_THREADS = 128, P_COLS = P_GROUPS * svdq::kGroup;
+
+template <typename T>
+__device__ void prologue8_body(const T* __restrict__ x, const T* __restrict__ smooth,
+                               const T* __restrict__ lora_down, uint32_t* __restrict__ act,
+                               T* __restrict__ ascale, float* __restrict__ lact_part, int M, int K, int rank,
+                               int M_pad) {
+  __shared__ __align__(16) float xs[P_ROWS][P_COLS + 4];
+  __shared__ float gscale[P_ROWS][P_GROUPS];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int row0 = blockIdx.x * P_ROWS;
+  const int n_groups = K / svdq::kGroup;
+  const int g0 = blockIdx.y * P_GROUPS, ng = min(P_GROUPS, n_groups - g0);
+  const int k0 = g0 * svdq::kGroup, ncols = ng * svdq::kGroup;
+
+  // 1. Load + smooth 16 x ncols with 16-byte loads (8 elements), all in flight before use.
+  constexpr int VEC = 8, PER_ROW = P_COLS / VEC, ITEMS = P_ROWS * PER_ROW / P_THREADS;  // 8
+  uint4 raw[ITEMS];
+#pragma unroll
+  for (int i = 0; i < ITEMS; ++i) {
+    const int e = tid + i * P_THREADS, r = e / PER_ROW, c = (e % PER_ROW) * VEC;
+    raw[i] = make_uint4(0, 0, 0, 0);
+    if (row0 + r < M && c < ncols) raw[i] = *reinterpret_cast<const uint4*>(x + static_cast<size_t>(row0 + r) * K + k0 + c);
+  }
+#pragma unroll
+  for (int i = 0; i < ITEMS; ++i) {
+    const int e = tid + i * P_THREADS, r = e / PER_ROW, c = (e % PER_ROW) * VEC;
+    const T* v = reinterpret_cast<const T*>(&raw[i]);
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      float f = svdq::to_f32(v[j]);
+      if (smooth != nullptr && c < ncols) f = __fmul_rn(f, __frcp_rn(svdq::to_f32(smooth[k0 + c + j])));
+      xs[r][c + j] = f;
+    }
+  }
+  __syncthreads();
+
+  // 2. Scales: each warp reduces (row, group) pairs, 2 elements per lane.
+  for (int p = warp; p < P_ROWS * P_GROUPS; p += P_THREADS / 32) {
+    const int r = p / P_GROUPS, gg = p % P_GROUPS;
+    float m = fmaxf(fabsf(xs[r][gg * 64 + lane]), fabsf(xs[r][gg * 64 + 32 + lane]));
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+    if (lane == 0) {
+      const T s16 = svdq::from_f32<T>(__fdiv_rn(m, 127.f));
+      if (gg < ng) ascale[static_cast<size_t>(g0 + gg) * M_pad + row0 + r] = s16;
+      gscale[r][gg] = svdq::to_f32(s16);
+    }
+  }
+  __syncthreads();
+
+  // 3. Codes: per group 256 words (16 x 64 int8 in the W4A8 fragment order); consecutive threads write
+  //    consecutive words.
+  const size_t m_tile = static_cast<size_t>(blockIdx.x);
+  for (int e = tid; e < ng * 256; e += P_THREADS) {
+    const int gg = e >> 8, wi = e & 255;
+    const int h = wi >> 7, frag_lane = (wi >> 2) & 31, w = wi & 3;
+    const int r = (frag_lane >> 2) + 8 * (w & 1);
+    const int c0 = gg * 64 + 32 * h + (frag_lane & 3) * 8 + (w >> 1);
+    const float s = gscale[r][gg];
+    uint32_t word = 0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int q = svdq::quantize_one(xs[r][c0 + 2 * j], s, 127);
+      word |= (static_cast<uint32_t>(q) & 0xFFu) << (8 * j);
+    }
+    act[(m_tile * n_groups + g0 + gg) * 256 + wi] = word;
+  }
+
+  // 4. Partial low-rank down projection over this block's columns: thread -> 4 rows x rank columns
+  //    lane, lane+32, ... (L1 rows read from global/L2, coalesced across lanes; xs broadcast from smem).
+  if (rank > 0) {
+    const int rg = warp;  // rows 4*rg .. 4*rg+3
+    for (int j0 = 0; j0 < rank; j0 += 32) {
+      const int j = j0 + lane;
+      const bool ok = j < rank;
+      float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+      const T* l1 = lora_down + static_cast<size_t>(k0) * rank + (ok ? j : 0);
+#pragma unroll 4
+      for (int c = 0; c < ncols; ++c) {
+        const float w = svdq::to_f32(l1[static_cast<size_t>(c) * rank]);
+        a0 = fmaf(xs[4 * rg + 0][c], w, a0);
+        a1 = fmaf(xs[4 * rg + 1][c], w, a1);
+        a2 = fmaf(xs[4 * rg + 2][c], w, a2);
+        a3 = fmaf(xs[4 * rg + 3][c], w, a3);
+      }
+      if (ok) {
+        float* dst = lact_part + (static_cast<size_t>(blockIdx.y) * M_pad + row0 + 4 * rg) * rank + j;
+        dst[0] = a0;
+        dst[rank] = a1;
+        dst[2 * rank] = a2;
+        dst[3 * rank] = a3;
+      }
+    }
+  }
+}
+
 template <typename T>
 __device__ void w4a8_body(const uint4* __restrict__ act, const T* __restrict__ ascale,
                           const uint4* __restrict__ wgt, const T* __restrict__ wscale,
                           const float* __restrict__ lact, const T* __restrict__ lora_up,
                           const T* __restrict__ bias, T* __restrict__ out, int M, int N, int K, int rank,
-                          int M_pad, int N_pad, int epilogue) {
+                          int M_pad, int N_pad, int epilogue, int lact_splits) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   __shared__ __align__(16) unsigned char smem[SMEM_BYTES];
 
@@ -208,7 +314,11 @@ __device__ void w4a8_body(const uint4* __restrict__ act, const T* __restrict__ a
       for (int e = tid; e < BM * RCHUNK; e += THREADS) {
         const int r = e / RCHUNK, j = e % RCHUNK;
         const bool okm = j < rc && m0 + r < M_pad, okn = j < rc && n0 + r < N_pad;
-        s_lact[r][j] = okm ? lact[static_cast<size_t>(m0 + r) * rank + r0 + j] : 0.f;
+        float lv = 0.f;  // sum of the prologue's K-split partials, in split order (deterministic)
+        if (okm)
+          for (int sp = 0; sp < lact_splits; ++sp)
+            lv += lact[(static_cast<size_t>(sp) * M_pad + m0 + r) * rank + r0 + j];
+        s_lact[r][j] = lv;
         s_lup[r][j] = okn ? svdq::to_f32(lora_up[static_cast<size_t>(n0 + r) * rank + r0 + j]) : 0.f;
       }
       __syncthreads();
@@ -270,15 +380,29 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 svdq_w4a8_gemm_bf16(const uint4* act, const __nv_bfloat16* ascale, const uint4* wgt,
                     const __nv_bfloat16* wscale, const float* lact, const __nv_bfloat16* lora_up,
                     const __nv_bfloat16* bias, __nv_bfloat16* out, int M, int N, int K, int rank, int M_pad,
-                    int N_pad, int epilogue) {
+                    int N_pad, int epilogue, int lact_splits) {
   w4a8_body<__nv_bfloat16>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, M_pad, N_pad,
-                           epilogue);
+                           epilogue, lact_splits);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 svdq_w4a8_gemm_fp16(const uint4* act, const __half* ascale, const uint4* wgt, const __half* wscale,
                     const float* lact, const __half* lora_up, const __half* bias, __half* out, int M, int N,
-                    int K, int rank, int M_pad, int N_pad, int epilogue) {
+                    int K, int rank, int M_pad, int N_pad, int epilogue, int lact_splits) {
   w4a8_body<__half>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, M_pad, N_pad,
-                    epilogue);
+                    epilogue, lact_splits);
+}
+
+// grid: (M_pad / 16, ceil(K/64 / 8)), block: 128. lact_part fp32 [gridDim.y, M_pad, rank]. x rows 16-B aligned.
+extern "C" __global__ void __launch_bounds__(P_THREADS)
+svdq_w4a8_prologue_bf16(const __nv_bfloat16* x, const __nv_bfloat16* smooth, const __nv_bfloat16* lora_down,
+                        uint32_t* act, __nv_bfloat16* ascale, float* lact_part, int M, int K, int rank,
+                        int M_pad) {
+  prologue8_body<__nv_bfloat16>(x, smooth, lora_down, act, ascale, lact_part, M, K, rank, M_pad);
+}
+
+extern "C" __global__ void __launch_bounds__(P_THREADS)
+svdq_w4a8_prologue_fp16(const __half* x, const __half* smooth, const __half* lora_down, uint32_t* act,
+                        __half* ascale, float* lact_part, int M, int K, int rank, int M_pad) {
+  prologue8_body<__half>(x, smooth, lora_down, act, ascale, lact_part, M, K, rank, M_pad);
 }

@@ -31,7 +31,8 @@ COLUMNS = {
     "c": "fused SVDQ (all)",
     "d": "fused r0 + torch low-rank",
     "e": "fused rank 0",
-    "A": "prologue only",
+    "A": "prologue only (rank r)",
+    "G": "GEMM only (rank 0, activations pre-quantized)",
 }
 
 
@@ -85,10 +86,12 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
     if torch.cuda.get_device_capability(device) >= (9, 0):
         from gpu.kernels.w4a8 import quantize_act_int8 as quant
         from gpu.kernels.w4a8 import svdq_linear_forward_w4a8 as fused
+        from gpu.kernels.w4a8 import w4a8_gemm as gemm
         path = "W4A8"
     else:
         from gpu.kernels.launch import quantize_act as quant
         from gpu.kernels.launch import svdq_linear_forward as fused
+        from gpu.kernels.launch import w4a4_gemm as gemm
         path = "W4A4"
     dt = torch.bfloat16
     per_set = m * k * 2 + n * k * 2 + m * n * 2  # bf16 x, w, out: the largest working set (column a)
@@ -98,6 +101,8 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
         s = _layer_set(k, n, rank, gen, device)
         s["x"] = torch.randn(m, k, generator=gen).to(dt).to(device)
         s["packed"] = {r: packed_for(layer) for r, layer in s["layers"].items()}
+        p0 = s["packed"][0]
+        s["qa0"] = quant(s["x"], p0.smooth, None)
         sets.append(s)
 
     def col_a(i):
@@ -131,7 +136,10 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
         p = sets[i]["packed"][rank]
         return quant(sets[i]["x"], p.smooth, p.lora_down)
 
-    fns = {"a": col_a, "b": col_b, "c": col_c, "d": col_d, "e": col_e, "A": col_A}
+    def col_G(i):  # noqa: N802
+        return gemm(sets[i]["qa0"], sets[i]["packed"][0], dt)
+
+    fns = {"a": col_a, "b": col_b, "c": col_c, "d": col_d, "e": col_e, "A": col_A, "G": col_G}
     times = {c: _time(fn, n_sets, iters) for c, fn in fns.items()}
     flop = 2.0 * m * k * n
     row = {"M": m, "K": k, "N": n, "rank": rank, "path": path, "sets": n_sets}
@@ -166,7 +174,7 @@ def run(out_dir: Path, rank: int = 32, iters: int = 30, m_list=None) -> dict:
                     f"M={m:5d} K={k:5d} N={n:5d}: "
                     + " ".join(f"{c}={row[f'tops_{c}']:7.1f}" for c in "abcde")
                     + f" TOPS  c/a={row['speedup_c_vs_a']:.2f}x  c/e-1={100 * row['lowrank_overhead_c_vs_e']:+.1f}%"
-                    + f"  prologue={row['t_A_us']:.1f}us",
+                    + f"  prologue={row['t_A_us']:.1f}us GEMM-only={row['tops_G']:.0f} TOPS",
                     flush=True,
                 )
     summary = {}
@@ -201,14 +209,14 @@ def markdown(result: dict) -> str:
         f"Kernel benchmark, {meta['date']}, {meta['gpu']} ({meta['capability']}), torch {meta['torch']}, "
         f"rank {meta['rank']}, median of {meta['iters']} timed runs, inputs rotated past L2. TOPS = 2·M·K·N / time.",
         "",
-        "| M | K→N | (a) BF16 | (b) FP8 rowwise | (c) fused SVDQ | (d) r0 + torch LR | (e) rank 0 | prologue µs "
-        "| c/a | b/a | c vs e | d vs e |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| M | K→N | (a) BF16 | (b) FP8 rowwise | (c) fused SVDQ | (d) r0 + torch LR | (e) rank 0 | GEMM only "
+        "| prologue µs | c/a | b/a | c vs e | d vs e |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['M']} | {r['K']}→{r['N']} | "
-            + " | ".join(f"{r[f'tops_{c}']:.0f}" for c in "abcde")
+            + " | ".join(f"{r[f'tops_{c}']:.0f}" for c in "abcdeG")
             + f" | {r['t_A_us']:.1f} | {r['speedup_c_vs_a']:.2f}× | {r['speedup_b_vs_a']:.2f}× "
             f"| {100 * r['lowrank_overhead_c_vs_e']:+.1f}% | {100 * r['lowrank_overhead_d_vs_e']:+.1f}% |"
         )

@@ -1,9 +1,12 @@
 """Host side of the Hopper W4A8 path: an INT4 W4A4 checkpoint run with 8-bit activations on sm_90.
 
-Kernel A is the same prologue instantiated with QMAX = 127 (``svdq_quant_lora_int8_*``: INT8 codes per
-64-group, 16-bit scales, in the m16n8k32 s8 fragment order); Kernel B is ``svdq_w4a8_gemm_*``, which
-widens the checkpoint's unchanged int4 codes (the INT4 repack, ``gpu.kernels.repack``) to s8 in
-registers. Numerics: ``SVDQLinear.forward_reference(x, act_format="int8_g64")`` (see DESIGN.md).
+The prologue quantizes activations to INT8 per 64-group (16-bit scales) in the m16n8k32 s8 fragment
+order and computes the low-rank down projection. Two implementations with identical codes and scales:
+``svdq_w4a8_prologue_*`` (default; K split over blocks, partial ``lact`` per split, summed in order by
+the GEMM) and Kernel A itself instantiated with QMAX = 127 (``svdq_quant_lora_int8_*``; one block walks
+all of K, latency bound). Kernel B is ``svdq_w4a8_gemm_*``, which widens the checkpoint's unchanged int4
+codes (the INT4 repack, ``gpu.kernels.repack``) to s8 in registers.
+Numerics: ``SVDQLinear.forward_reference(x, act_format="int8_g64")`` (see DESIGN.md).
 Streams and the primary context are handled exactly as in ``gpu.kernels.launch``.
 """
 
@@ -27,6 +30,7 @@ from gpu.kernels.loader import load_module
 from gpu.kernels.repack import GROUP, PAD_M, PackedWeights, round_up
 
 _QUANT_THREADS, _QUANT_ROWS = 256, 32
+_PRO_THREADS, _PRO_ROWS, _PRO_GROUPS = 128, 16, 8
 _GEMM_THREADS, _GEMM_BM, _GEMM_BN = 256, 128, 128
 ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics this path reproduces
 
@@ -35,6 +39,7 @@ ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics this 
 class _Fns:
     quant: object
     gemm: object
+    prologue: object
 
 
 _fns: dict[tuple[int, torch.dtype], _Fns] = {}
@@ -49,18 +54,27 @@ def _functions(device: torch.device, dtype: torch.dtype) -> _Fns:
         quant = load_module("svdq_quant_lora", idx, arch).module.get_function(f"svdq_quant_lora_int8_{sfx}")
         quant.prepare("PPPPPPiiii")
         gemm = load_module("svdq_w4a8_gemm", idx, arch).module.get_function(f"svdq_w4a8_gemm_{sfx}")
-        gemm.prepare("PPPPPPPPiiiiiii")
-        _fns[key] = _Fns(quant, gemm)
+        gemm.prepare("PPPPPPPPiiiiiiii")
+        module = load_module("svdq_w4a8_gemm", idx, arch).module
+        prologue = module.get_function(f"svdq_w4a8_prologue_{sfx}")
+        prologue.prepare("PPPPPPiiii")
+        _fns[key] = _Fns(quant, gemm, prologue)
     return _fns[key]
 
 
 def quantize_act_int8(
-    x: torch.Tensor, smooth: torch.Tensor | None, lora_down: torch.Tensor | None
+    x: torch.Tensor, smooth: torch.Tensor | None, lora_down: torch.Tensor | None, kernel: str = "split"
 ) -> QuantizedAct:
-    """Kernel A with 8-bit codes. x: T [M, K] -> QuantizedAct with act int32 [M_pad/16, K/64, 2, 32, 4]."""
+    """The W4A8 prologue. x: T [M, K] -> QuantizedAct with act int32 [M_pad/16, K/64, 2, 32, 4] and
+    lact fp32 [S, M_pad, r]: S partial sums over K (S = ceil(K/512) for ``kernel="split"``, 1 for
+    ``kernel="kernel_a"``), which the GEMM adds in order."""
     if x.dim() != 2 or x.dtype not in _SUFFIX:
         raise ValueError(f"x must be a 2-D bf16/fp16 tensor, got {x.dtype} {tuple(x.shape)}")
+    if kernel not in ("split", "kernel_a"):
+        raise ValueError(f"unknown prologue {kernel!r}")
     x = x.contiguous()
+    if x.data_ptr() % 16:
+        x = x.clone()  # the split prologue reads 16-byte vectors
     m, k = x.shape
     if k % GROUP:
         raise ValueError(f"K={k} is not a multiple of the group size {GROUP}")
@@ -72,11 +86,20 @@ def quantize_act_int8(
     m_pad = round_up(max(m, 1), PAD_M)
     act = torch.empty((m_pad // 16, k // GROUP, 2, 32, 4), dtype=torch.int32, device=x.device)
     ascale = torch.empty((k // GROUP, m_pad), dtype=x.dtype, device=x.device)
-    lact = torch.empty((m_pad, rank), dtype=torch.float32, device=x.device)
+    n_groups = k // GROUP
+    splits = -(-n_groups // _PRO_GROUPS) if kernel == "split" else 1
+    lact = torch.empty((splits, m_pad, rank), dtype=torch.float32, device=x.device)
     if m == 0:
         return QuantizedAct(act, ascale, lact, m, m_pad)
     fns = _functions(x.device, x.dtype)
     with _on_kernel_stream(x.device) as stream:
+        if kernel == "split":
+            fns.prologue.prepared_async_call(
+                (m_pad // _PRO_ROWS, splits, 1), (_PRO_THREADS, 1, 1), stream,
+                x.data_ptr(), _ptr(smooth), _ptr(lora_down if rank else None),
+                act.data_ptr(), ascale.data_ptr(), lact.data_ptr(), m, k, rank, m_pad,
+            )  # fmt: skip
+            return QuantizedAct(act, ascale, lact, m, m_pad)
         fns.quant.prepared_async_call(
             (m_pad // _QUANT_ROWS, 1, 1), (_QUANT_THREADS, 1, 1), stream,
             x.data_ptr(), _ptr(smooth), _ptr(lora_down if rank else None),
@@ -103,7 +126,9 @@ def w4a8_gemm(
         raise ValueError(f"N={n} must be even (the kernel stores column pairs)")
     _check(qa.act, "act", (qa.m_pad // 16, k // GROUP, 2, 32, 4), torch.int32, device)
     _check(qa.ascale, "ascale", (k // GROUP, qa.m_pad), out_dtype, device)
-    _check(qa.lact, "lact", (qa.m_pad, rank), torch.float32, device)
+    if qa.lact.dim() != 3:
+        raise ValueError("lact must be [S, M_pad, r] (K-split partials of the W4A8 prologue)")
+    _check(qa.lact, "lact", (qa.lact.shape[0], qa.m_pad, rank), torch.float32, device)
     _check(w.wgt, "wgt", (w.n_pad // 8, k // GROUP, 32, 2), torch.int32, device)
     _check(w.wscale, "wscale", (k // GROUP, w.n_pad), out_dtype, device)
     _check(w.lora_up, "lora_up", (w.n_pad, rank), out_dtype, device)
@@ -120,7 +145,7 @@ def w4a8_gemm(
             grid, (_GEMM_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             qa.lact.data_ptr(), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
-            qa.m, n, k, rank, qa.m_pad, w.n_pad, EPILOGUES[epilogue],
+            qa.m, n, k, rank, qa.m_pad, w.n_pad, EPILOGUES[epilogue], qa.lact.shape[0],
         )  # fmt: skip
     return out
 

@@ -72,10 +72,12 @@ def test_w4a8_matches_reference(m, k, n, rank, dtype, gen):
     packed = packed_for(layer)
     poison_allocator(max(m, 64) * k * 4)
     qa = quantize_act_int8(x, packed.smooth, packed.lora_down)
+    qa_a = quantize_act_int8(x, packed.smooth, packed.lora_down, kernel="kernel_a")  # Kernel A, QMAX 127
     out = torch.full((m, n), float("nan"), dtype=dtype, device="cuda")
     y = w4a8_gemm(qa, packed, dtype, out=out)
     int_only = dataclasses.replace(packed, rank=0, lora_up=None, bias=None)
-    y_int = w4a8_gemm(dataclasses.replace(qa, lact=qa.lact[:, :0]), int_only, dtype)
+    y_int = w4a8_gemm(dataclasses.replace(qa, lact=qa.lact[..., :0]), int_only, dtype)
+    y_a = w4a8_gemm(qa_a, packed, dtype)
     torch.cuda.synchronize()
 
     grouped, y_ref32, codes, scales = reference_parts8(layer, x)
@@ -83,10 +85,14 @@ def test_w4a8_matches_reference(m, k, n, rank, dtype, gen):
     assert torch.equal(got[:m], codes), f"{(got[:m] != codes).sum()} activation codes differ"
     assert not got[m:].any(), "padded activation rows are not zero"
     assert torch.equal(qa.ascale.t().cpu()[:m].view(torch.int16), scales.view(torch.int16)), "scales differ"
+    assert torch.equal(qa.act, qa_a.act) and torch.equal(qa.ascale, qa_a.ascale), "Kernel A (QMAX 127) differs"
     if rank:
         xs = exact_act_quant(x, layer.smooth, dtype, qmax=127)[0]
-        assert rel_err(qa.lact[:m].cpu(), xs.double() @ layer.lora_down.double().cpu()) < 1e-5
-        assert not qa.lact[m:].any()
+        lact_ref = xs.double() @ layer.lora_down.double().cpu()
+        assert rel_err(qa.lact.sum(0)[:m].cpu(), lact_ref) < 1e-5
+        assert rel_err(qa_a.lact[0, :m].cpu(), lact_ref) < 1e-5
+        assert not qa.lact[:, m:].any()
+    assert rel_err(y_a, y) <= 1e-3
     n_diff = int((y_int.view(torch.int16) != grouped.to(dtype).view(torch.int16)).sum())
     assert n_diff == 0, f"integer part: {n_diff} of {m * n} outputs differ"
     assert not torch.isnan(y).any(), "unwritten (poisoned) outputs"
