@@ -55,8 +55,13 @@ def calibration_prompts(n: int = 256) -> list[str]:
     return out
 
 
-def pipeline_generate_fn(pipe, steps: int | None = None, guidance: float | None = None, batch: int = 16,
-                         model_dir: str | Path = DEFAULT_MODEL) -> GenerateFn:
+def pipeline_generate_fn(
+    pipe,
+    steps: int | None = None,
+    guidance: float | None = None,
+    batch: int = 16,
+    model_dir: str | Path = DEFAULT_MODEL,
+) -> GenerateFn:
     """Wrap a diffusers FluxPipeline as a ``GenerateFn`` using the defaults in ``nibble.json``.
 
     Each image gets its own ``torch.Generator`` seeded with its seed, so results do not depend on batching.
@@ -71,8 +76,13 @@ def pipeline_generate_fn(pipe, steps: int | None = None, guidance: float | None 
             p, s = prompts[i : i + batch], seeds[i : i + batch]
             gens = [torch.Generator("cpu").manual_seed(x) for x in s]
             out += pipe(
-                prompt=p, negative_prompt=[""] * len(p), true_cfg_scale=guidance, num_inference_steps=steps,
-                height=cfg["height"], width=cfg["width"], max_sequence_length=cfg["max_sequence_length"],
+                prompt=p,
+                negative_prompt=[""] * len(p),
+                true_cfg_scale=guidance,
+                num_inference_steps=steps,
+                height=cfg["height"],
+                width=cfg["width"],
+                max_sequence_length=cfg["max_sequence_length"],
                 generator=gens,
             ).images
         return out
@@ -80,8 +90,13 @@ def pipeline_generate_fn(pipe, steps: int | None = None, guidance: float | None 
     return gen
 
 
-def evaluate(generate_fn: GenerateFn, prompts: list[str], seeds: list[int] | None = None, judge=None,
-             return_images: bool = False) -> dict:
+def evaluate(
+    generate_fn: GenerateFn,
+    prompts: list[str],
+    seeds: list[int] | None = None,
+    judge=None,
+    return_images: bool = False,
+) -> dict:
     """Generate one image per prompt and return the judge's accuracy dict (see ``judge.accuracy``).
 
     Keys: attribute_accuracy (headline), colour, shape, size, position, background, count, n_prompts,
@@ -107,11 +122,11 @@ def psnr(a: list, b: list) -> float:
 
 
 def ssim(a: list, b: list) -> float:
-    """Mean SSIM between two lists of PIL images: Gaussian window (11 taps, sigma 1.5), per channel, averaged."""
+    """Mean SSIM of two PIL image lists: Gaussian window (11 taps, sigma 1.5), per channel, averaged."""
     x, y = to_tensor(a).double(), to_tensor(b).double()
     taps = torch.arange(11, dtype=torch.float64) - 5
     g = torch.exp(-(taps**2) / (2 * 1.5**2))
-    g = (g / g.sum())
+    g = g / g.sum()
     win = (g[:, None] * g[None, :])[None, None].repeat(3, 1, 1, 1)
 
     def blur(t: torch.Tensor) -> torch.Tensor:
@@ -124,7 +139,7 @@ def ssim(a: list, b: list) -> float:
     return float(s.mean())
 
 
-def image_grid(rows: list[list], pad: int = 2) -> "Image.Image":  # noqa: F821
+def image_grid(rows: list[list], pad: int = 2) -> Image.Image:  # noqa: F821
     """Grid of PIL images (rows x cols), white padding between cells."""
     from PIL import Image
 
@@ -137,7 +152,9 @@ def image_grid(rows: list[list], pad: int = 2) -> "Image.Image":  # noqa: F821
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Judge-based attribute accuracy of the demo model on held-out prompts")
+    ap = argparse.ArgumentParser(
+        description="Judge-based attribute accuracy of the demo model on held-out prompts"
+    )
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--judge", default=str(DEFAULT_JUDGE))
     ap.add_argument("--n", type=int, default=256)
@@ -151,8 +168,12 @@ def main() -> None:
     pipe = FluxPipeline.from_pretrained(args.model, torch_dtype=getattr(torch, args.dtype)).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     prompts, seeds = heldout_set(args.n)
-    res = evaluate(pipeline_generate_fn(pipe, args.steps, args.guidance, model_dir=args.model), prompts, seeds,
-                   judge=load_judge(args.judge, args.device))
+    res = evaluate(
+        pipeline_generate_fn(pipe, args.steps, args.guidance, model_dir=args.model),
+        prompts,
+        seeds,
+        judge=load_judge(args.judge, args.device),
+    )
     print(json.dumps(res, indent=1))
 
 

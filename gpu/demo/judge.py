@@ -41,12 +41,21 @@ class Judge(nn.Module):
         super().__init__()
         chans = [3, width, width * 2, width * 2, width * 4, width * 4]
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
-                       nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU()]
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+            layers += [
+                nn.Conv2d(cin, cout, 3, stride=2, padding=1),
+                nn.GroupNorm(8, cout),
+                nn.SiLU(),
+                nn.Conv2d(cout, cout, 3, padding=1),
+                nn.GroupNorm(8, cout),
+                nn.SiLU(),
+            ]
         self.features = nn.Sequential(*layers)  # 128 -> 4x4
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(width * 4 * 16, 512), nn.SiLU(), nn.Linear(512, N_CELLS * PER_CELL + N_COL)
+            nn.Flatten(),
+            nn.Linear(width * 4 * 16, 512),
+            nn.SiLU(),
+            nn.Linear(512, N_CELLS * PER_CELL + N_COL),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,14 +84,18 @@ def scene_targets(scenes: list[Scene], device: torch.device) -> dict[str, torch.
         for o in s.objects:
             c = POSITION_NAMES.index(o.position)
             pres[i, c] = 1
-            col[i, c], shp[i, c], siz[i, c] = COLOUR_NAMES.index(o.colour), SHAPES.index(o.shape), SIZES.index(o.size)
+            col[i, c], shp[i, c], siz[i, c] = (
+                COLOUR_NAMES.index(o.colour),
+                SHAPES.index(o.shape),
+                SIZES.index(o.size),
+            )
     bg = torch.tensor([COLOUR_NAMES.index(s.background) for s in scenes])
     out = {"presence": pres, "colour": col, "shape": shp, "size": siz, "background": bg}
     return {k: v.to(device) for k, v in out.items()}
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Blur, noise and slight colour jitter so the judge tolerates VAE/diffusion artefacts. (B,3,H,W) -> same."""
+    """Blur, noise, slight colour jitter so the judge tolerates VAE/diffusion artefacts. (B,3,H,W)."""
     b = x.shape[0]
     dev = x.device
     # Per-image Gaussian blur with sigma in [0, 1.5] px (separable, 7 taps).
@@ -96,7 +109,9 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     xc = F.conv2d(F.pad(xc, (0, 0, 3, 3), mode="replicate"), kk[:, None, :, None], groups=b * 3)
     x = xc.view_as(x)
     gain = 1 + 0.08 * (torch.rand(b, 3, 1, 1, device=dev, generator=gen) - 0.5)
-    noise = torch.randn(x.shape, device=dev, generator=gen) * (torch.rand(b, 1, 1, 1, device=dev, generator=gen) * 0.05)
+    noise = torch.randn(x.shape, device=dev, generator=gen) * (
+        torch.rand(b, 1, 1, 1, device=dev, generator=gen) * 0.05
+    )
     return (x * gain + noise).clamp(0, 1)
 
 
@@ -141,8 +156,14 @@ def save_judge(judge: Judge, folder: str | Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in judge.state_dict().items()}
     save_file(sd, str(folder / "judge.safetensors"))
-    cfg = {"width": judge.head[1].in_features // 64, "colours": COLOUR_NAMES, "shapes": SHAPES, "sizes": SIZES,
-           "positions": POSITION_NAMES, "image_size": 128}
+    cfg = {
+        "width": judge.head[1].in_features // 64,
+        "colours": COLOUR_NAMES,
+        "shapes": SHAPES,
+        "sizes": SIZES,
+        "positions": POSITION_NAMES,
+        "image_size": 128,
+    }
     (folder / "config.json").write_text(json.dumps(cfg, indent=1))
 
 
@@ -181,7 +202,7 @@ def parse_caption(caption: str) -> dict:
 
 @torch.no_grad()
 def read_images(judge: Judge, images: torch.Tensor) -> list[dict]:
-    """(B, 3, 128, 128) float in [0, 1] -> per image {"cells": {position: (colour, shape, size)}, "background"}."""
+    """(B, 3, 128, 128) float in [0, 1] -> per image {"cells": {pos: (colour, shape, size)}, "background"}."""
     dev = next(judge.parameters()).device
     out = judge.split(judge(images.to(dev, torch.float32)).float())
     res = []
@@ -189,8 +210,11 @@ def read_images(judge: Judge, images: torch.Tensor) -> list[dict]:
         cells = {}
         for c, pos in enumerate(POSITION_NAMES):
             if out["presence"][i, c] > 0:
-                cells[pos] = (COLOUR_NAMES[out["colour"][i, c].argmax()], SHAPES[out["shape"][i, c].argmax()],
-                              SIZES[out["size"][i, c].argmax()])
+                cells[pos] = (
+                    COLOUR_NAMES[out["colour"][i, c].argmax()],
+                    SHAPES[out["shape"][i, c].argmax()],
+                    SIZES[out["size"][i, c].argmax()],
+                )
         res.append({"cells": cells, "background": COLOUR_NAMES[out["background"][i].argmax()]})
     return res
 
@@ -205,8 +229,8 @@ def score_caption(parsed: dict, seen: dict) -> dict[str, list[bool]]:
     options = list(itertools.permutations(cells + [None] * n, n))
     for choice in options:
         res: dict[str, list[bool]] = {"colour": [], "shape": [], "size": [], "position": []}
-        for obj, cell in zip(parsed["objects"], choice):
-            pos, attrs = (cell if cell is not None else (None, (None, None, None)))
+        for obj, cell in zip(parsed["objects"], choice, strict=True):
+            pos, attrs = cell if cell is not None else (None, (None, None, None))
             res["colour"].append(attrs[0] == obj["colour"])
             res["shape"].append(attrs[1] == obj["shape"])
             if obj["size"] is not None:
@@ -230,7 +254,9 @@ def to_tensor(images: list) -> torch.Tensor:
     return torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2).contiguous()
 
 
-def judge_images(judge: Judge, images: list | torch.Tensor, captions: list[str]) -> list[dict[str, list[bool]]]:
+def judge_images(
+    judge: Judge, images: list | torch.Tensor, captions: list[str]
+) -> list[dict[str, list[bool]]]:
     """Score images against captions: per caption, attribute -> list of correctness flags.
 
     images: PIL images or a (B, 3, 128, 128) float tensor in [0, 1]. Keys: colour, shape, size,
@@ -238,14 +264,14 @@ def judge_images(judge: Judge, images: list | torch.Tensor, captions: list[str])
     """
     x = images if isinstance(images, torch.Tensor) else to_tensor(images)
     seen = read_images(judge, x)
-    return [score_caption(parse_caption(c), s) for c, s in zip(captions, seen)]
+    return [score_caption(parse_caption(c), s) for c, s in zip(captions, seen, strict=True)]
 
 
 ATTRIBUTES = ("colour", "shape", "size", "position", "background")
 
 
 def accuracy(scores: list[dict[str, list[bool]]]) -> dict[str, float]:
-    """Aggregate ``judge_images`` output: per-attribute accuracy, overall ``attribute_accuracy``, ``count``."""
+    """Aggregate ``judge_images`` output: per-attribute accuracies, ``attribute_accuracy``, ``count``."""
     res: dict[str, float] = {}
     tot_ok = tot_n = 0
     for a in ATTRIBUTES + ("count",):

@@ -34,7 +34,11 @@ def _bpe_for_words(words: list[str]) -> tuple[dict[str, int], list[tuple[str, st
     tok = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.BpeTrainer(
-        vocab_size=10_000, min_frequency=1, special_tokens=specials, end_of_word_suffix="</w>", show_progress=False
+        vocab_size=10_000,
+        min_frequency=1,
+        special_tokens=specials,
+        end_of_word_suffix="</w>",
+        show_progress=False,
     )
     tok.train_from_iterator(words, trainer)
     model = json.loads(tok.to_str())["model"]

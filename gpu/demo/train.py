@@ -29,8 +29,13 @@ from gpu.demo.train_vae import build_vae, train_vae
 def scheduler() -> FlowMatchEulerDiscreteScheduler:
     """FLUX.1's scheduler config (dynamic shift; for 64 image tokens exp(mu) ~ 1.6)."""
     return FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-        base_image_seq_len=256, max_image_seq_len=4096,
+        num_train_timesteps=1000,
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
     )
 
 
@@ -49,8 +54,12 @@ def main() -> None:
     ap.add_argument("--judge-batch", type=int, default=128)
     ap.add_argument("--dit-steps", type=int, default=20000)
     ap.add_argument("--dit-batch", type=int, default=256)
-    ap.add_argument("--dit-pool", type=int, default=200_000, help="pre-rendered scenes the transformer samples from")
-    ap.add_argument("--dit-seconds", type=float, default=330.0, help="wall-time budget of the transformer stage")
+    ap.add_argument(
+        "--dit-pool", type=int, default=200_000, help="pre-rendered scenes the transformer samples from"
+    )
+    ap.add_argument(
+        "--dit-seconds", type=float, default=330.0, help="wall-time budget of the transformer stage"
+    )
     ap.add_argument("--steps", type=int, default=16, help="default sampling steps written to nibble.json")
     ap.add_argument("--eval-n", type=int, default=256)
     ap.add_argument("--guidances", default="2,3.5,5,7")
@@ -67,8 +76,12 @@ def main() -> None:
     # SDPA kernels are used instead.
     torch.backends.cuda.enable_cudnn_sdp(False)
     out, judge_out = Path(args.out), Path(args.judge_out)
-    log: dict = {"date": datetime.date.today().isoformat(), "seed": args.seed, "args": vars(args),
-                 "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+    log: dict = {
+        "date": datetime.date.today().isoformat(),
+        "seed": args.seed,
+        "args": vars(args),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    }
     t_all = time.time()
 
     clip_tok, t5_tok = build_tokenizers(MAX_SEQUENCE_LENGTH)
@@ -87,19 +100,40 @@ def main() -> None:
 
     t0 = time.time()
     transformer, text = train_transformer(
-        build_transformer(), TextConditioner(clip, t5, clip_tok, t5_tok), vae, args.seed + 3, args.dit_steps,
-        args.dit_batch, device, time_budget_s=args.dit_seconds, pool_size=args.dit_pool,
+        build_transformer(),
+        TextConditioner(clip, t5, clip_tok, t5_tok),
+        vae,
+        args.seed + 3,
+        args.dit_steps,
+        args.dit_batch,
+        device,
+        time_budget_s=args.dit_seconds,
+        pool_size=args.dit_pool,
     )
     log["transformer_seconds"] = time.time() - t0
 
-    pipe = FluxPipeline(scheduler=scheduler(), vae=vae, text_encoder=text.clip, tokenizer=clip_tok,
-                        text_encoder_2=text.t5, tokenizer_2=t5_tok, transformer=transformer)
+    pipe = FluxPipeline(
+        scheduler=scheduler(),
+        vae=vae,
+        text_encoder=text.clip,
+        tokenizer=clip_tok,
+        text_encoder_2=text.t5,
+        tokenizer_2=t5_tok,
+        transformer=transformer,
+    )
     pipe.to(torch.bfloat16)
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True)
     (out / "calibration_prompts.txt").write_text("\n".join(calibration_prompts(256)) + "\n")
-    nibble = {"name": "demo", "width": 128, "height": 128, "steps": args.steps, "guidance": 4.0,
-              "max_sequence_length": MAX_SEQUENCE_LENGTH, "calibration_prompts": "calibration_prompts.txt"}
+    nibble = {
+        "name": "demo",
+        "width": 128,
+        "height": 128,
+        "steps": args.steps,
+        "guidance": 4.0,
+        "max_sequence_length": MAX_SEQUENCE_LENGTH,
+        "calibration_prompts": "calibration_prompts.txt",
+    }
     (out / "nibble.json").write_text(json.dumps(nibble, indent=1) + "\n")
     log["train_seconds_total"] = time.time() - t_all
     log["folder_mb"] = folder_size_mb(out)
@@ -112,7 +146,9 @@ def main() -> None:
     prompts, seeds = heldout_set(args.eval_n)
     sweep = {}
     for g in [float(x) for x in args.guidances.split(",")]:
-        res = evaluate(pipeline_generate_fn(pipe, args.steps, g, batch=64, model_dir=out), prompts, seeds, judge=judge)
+        res = evaluate(
+            pipeline_generate_fn(pipe, args.steps, g, batch=64, model_dir=out), prompts, seeds, judge=judge
+        )
         sweep[str(g)] = res
         print(f"guidance {g}: {json.dumps(res)}", flush=True)
     best = max(sweep, key=lambda k: sweep[k]["attribute_accuracy"])

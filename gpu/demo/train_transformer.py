@@ -29,7 +29,9 @@ HEAD_DIM = 128  # FLUX.1's head size, so fused attention kernels run at their re
 SCHEDULE_SHIFT = 1.6  # ~exp(mu) FluxPipeline computes for 64 image tokens with the default scheduler config
 
 
-def build_transformer(heads: int = 2, double_blocks: int = 2, single_blocks: int = 4) -> FluxTransformer2DModel:
+def build_transformer(
+    heads: int = 2, double_blocks: int = 2, single_blocks: int = 4
+) -> FluxTransformer2DModel:
     """Small FLUX transformer: hidden = heads * 128, 64 input channels (16 latent ch x 2x2 patches)."""
     return FluxTransformer2DModel(
         patch_size=1,
@@ -57,7 +59,7 @@ class TextConditioner(torch.nn.Module):
         self.clip_tok, self.t5_tok = clip_tok, t5_tok
 
     def tokenize(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Captions -> (clip_ids (B, clip max len), t5_ids (B, MAX_SEQUENCE_LENGTH)) int64 on CPU, as the pipeline pads."""
+        """Captions -> (clip_ids (B, Lc), t5_ids (B, L)) int64 on CPU, padded as the pipeline pads."""
         kw = dict(padding="max_length", truncation=True, return_tensors="pt")
         clip_ids = self.clip_tok(captions, max_length=self.clip_tok.model_max_length, **kw).input_ids
         t5_ids = self.t5_tok(captions, max_length=MAX_SEQUENCE_LENGTH, **kw).input_ids
@@ -101,8 +103,13 @@ def build_pool(
         cids.append(c)
         tids.append(t)
     ec, et = text.tokenize([""])
-    return {"latents": torch.cat(lat), "clip_ids": torch.cat(cids).to(device), "t5_ids": torch.cat(tids).to(device),
-            "empty_clip": ec.to(device), "empty_t5": et.to(device)}
+    return {
+        "latents": torch.cat(lat),
+        "clip_ids": torch.cat(cids).to(device),
+        "t5_ids": torch.cat(tids).to(device),
+        "empty_clip": ec.to(device),
+        "empty_t5": et.to(device),
+    }
 
 
 def sample_t(n: int, device: torch.device, gen: torch.Generator) -> torch.Tensor:
@@ -165,7 +172,7 @@ def train_transformer(
     for step in range(steps):
         idx = torch.randint(0, n_pool, (batch,), device=device, generator=gen)
         x0 = pool["latents"][idx]
-        drop = (torch.rand(batch, 1, device=device, generator=gen) < caption_dropout)
+        drop = torch.rand(batch, 1, device=device, generator=gen) < caption_dropout
         clip_ids = torch.where(drop, pool["empty_clip"], pool["clip_ids"][idx])
         t5_ids = torch.where(drop, pool["empty_t5"], pool["t5_ids"][idx])
         noise = torch.randn(x0.shape, device=device, generator=gen)
@@ -194,8 +201,10 @@ def train_transformer(
             d = min(ema_decay, (1 + step) / (10 + step))  # short effective window early on
             torch._foreach_lerp_(ema_params, params, 1 - d)
         if step % log_every == 0 or step == steps - 1:
-            print(f"dit step {step} loss {loss.item():.4f} lr {cur_lr:.2e} t {time.time() - t0:.0f}s",
-                  flush=True)
+            print(
+                f"dit step {step} loss {loss.item():.4f} lr {cur_lr:.2e} t {time.time() - t0:.0f}s",
+                flush=True,
+            )
         if time_budget_s is not None and time.time() - t0 > time_budget_s:
             print(f"dit time budget reached at step {step}", flush=True)
             break

@@ -36,7 +36,13 @@ def build_vae() -> AutoencoderKL:
 
 
 def train_vae(
-    vae: AutoencoderKL, seed: int, steps: int, batch: int, device: torch.device, lr: float = 1e-3, log_every: int = 200
+    vae: AutoencoderKL,
+    seed: int,
+    steps: int,
+    batch: int,
+    device: torch.device,
+    lr: float = 1e-3,
+    log_every: int = 200,
 ) -> AutoencoderKL:
     """Train ``vae`` in place on freshly rendered world images; returns it in eval mode with latent stats set.
 
@@ -64,7 +70,10 @@ def train_vae(
         opt.step()
         sched.step()
         if step % log_every == 0 or step == steps - 1:
-            print(f"vae step {step} loss {loss.item():.4f} kl {kl.item():.3f} t {time.time() - t0:.0f}s", flush=True)
+            print(
+                f"vae step {step} loss {loss.item():.4f} kl {kl.item():.3f} t {time.time() - t0:.0f}s",
+                flush=True,
+            )
     vae.eval()
     set_latent_stats(vae, seed + 1, device)
     return vae

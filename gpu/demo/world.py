@@ -219,7 +219,9 @@ def render(scenes: list[Scene], size: int = 128, device: torch.device | str = "c
     max_obj = max(len(s.objects) for s in scenes)
     for slot in range(max_obj):
         for shape in SHAPES:
-            rows = [i for i, s in enumerate(scenes) if len(s.objects) > slot and s.objects[slot].shape == shape]
+            rows = [
+                i for i, s in enumerate(scenes) if len(s.objects) > slot and s.objects[slot].shape == shape
+            ]
             if not rows:
                 continue
             objs = [scenes[i].objects[slot] for i in rows]
