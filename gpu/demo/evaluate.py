@@ -1,4 +1,4 @@
-"""Evaluation harness: fixed held-out prompts, judge-based attribute accuracy, PSNR/SSIM between runs.
+"""Evaluation harness: fixed held-out prompts and judge-based attribute accuracy (PSNR/SSIM: gpu.metrics).
 
 Usage from Python::
 
@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from gpu.demo.judge import accuracy, judge_images, load_judge, to_tensor
+from gpu.demo.judge import accuracy, judge_images, load_judge
 from gpu.demo.world import sample_scenes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,31 +111,6 @@ def evaluate(
     if return_images:
         res["images"] = images
     return res
-
-
-def psnr(a: list, b: list) -> float:
-    """Mean PSNR (dB) between two equally long lists of PIL images (pixel range 0..255)."""
-    x, y = to_tensor(a), to_tensor(b)
-    mse = ((x - y) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(1.0 / mse)).mean())
-
-
-def ssim(a: list, b: list) -> float:
-    """Mean SSIM of two PIL image lists: Gaussian window (11 taps, sigma 1.5), per channel, averaged."""
-    x, y = to_tensor(a).double(), to_tensor(b).double()
-    taps = torch.arange(11, dtype=torch.float64) - 5
-    g = torch.exp(-(taps**2) / (2 * 1.5**2))
-    g = g / g.sum()
-    win = (g[:, None] * g[None, :])[None, None].repeat(3, 1, 1, 1)
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, win, groups=3)
-
-    c1, c2 = 0.01**2, 0.03**2
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return float(s.mean())
 
 
 def image_grid(rows: list[list], pad: int = 2) -> Image.Image:  # noqa: F821

@@ -14,6 +14,8 @@ from gpu.errors import CheckpointError, ModelLoadError
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import ModelFacts, inspect_model_path
 
+SMALL_MODEL_PARAMS = 50_000_000
+
 
 @dataclass
 class LoadedPipeline:
@@ -102,6 +104,10 @@ def load_pipeline(
         raise ModelLoadError(f"{entry.name}: cannot load the pipeline ({err})") from None
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    if device.type == "cpu" and facts.transformer_params < SMALL_MODEL_PARAMS:
+        # A small model's ops are too short to split across cores: OpenMP start-up and spin-waiting cost
+        # more than the work, and 5-20x more when another process holds a core (measured on 2 cores).
+        torch.set_num_threads(1)
     return LoadedPipeline(pipe, entry, device, dtype, base_path)
 
 
