@@ -1,0 +1,141 @@
+"""Applying LoRAs to a FLUX transformer (SVDQ-quantized or 16-bit) and removing them bit-exactly.
+
+A LoRA on a layer W adds ``s · B A x`` (A [r, K], B [N, r], s = strength · alpha / r).
+
+* ``SVDQLinear`` layers: the LoRA joins the 16-bit low-rank branch, which the fused kernels compute anyway.
+  The branch's input is ``xs = x / λ``, so the appended factors are ``(A · diag(λ))ᵀ`` [K, r] (down) and
+  ``s · B`` [N, r] (up). The new branch is the concatenation [base | LoRA 1 | LoRA 2 | zero padding] with its
+  rank rounded up to a multiple of 16 (the ranks the kernels are verified at); ``layer.spec.rank`` follows,
+  so a total above the kernels' 128 falls back to the reference path with the reason shown. Layers without a
+  branch (W4A16 modulation) get one (the reference path adds it to ``xs @ dequant(W)ᵀ``).
+* ``nn.Linear`` layers (embedders, ``norm_out``, ``proj_out`` of a quantized model; every layer of a 16-bit
+  model): merged, ``W' = W + Σ s B A`` computed in fp32, stored in W's dtype.
+
+Either way the original tensors are kept (the very same objects) and put back on removal, so removing every
+LoRA restores the model bit for bit; changing the set rebuilds from the originals, never by subtraction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from gpu.lora.formats import LoraError, LoraFile
+from gpu.modules.svdq_linear import SVDQLinear
+
+RANK_MULTIPLE = 16
+_BASE_ATTR = "_nibble_lora_base"
+
+
+@dataclass
+class ModuleDelta:
+    """Everything the active LoRAs add to one module: pairs (A [r, K], s·B [n, r]) in float32."""
+
+    module: nn.Module
+    parts: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def round_up(v: int, m: int) -> int:
+    return (v + m - 1) // m * m
+
+
+def plan(model: nn.Module, loras: list[tuple[LoraFile, float]]) -> dict[str, ModuleDelta]:
+    """Check every target of every LoRA against ``model`` and gather the per-module factors.
+
+    Touches nothing: a LoRA that does not fit (another FLUX size, missing block) raises ``LoraError`` here,
+    before any layer changes."""
+    deltas: dict[str, ModuleDelta] = {}
+    for lora, strength in loras:
+        for t in lora.targets:
+            modules = []
+            for name in t.modules:
+                try:
+                    m = model.get_submodule(name)
+                except AttributeError:
+                    raise LoraError(f"{lora.path.name}: {t.key} targets {name}, which this model does not have",
+                                    hint="the LoRA was made for a FLUX model with more blocks") from None
+                if not isinstance(m, nn.Linear | SVDQLinear):
+                    raise LoraError(f"{lora.path.name}: {t.key} targets {name}, a {type(m).__name__}, not a linear")
+                if m.in_features != t.down.shape[1]:
+                    raise LoraError(
+                        f"{lora.path.name}: {t.key} expects {t.down.shape[1]} inputs but {name} has "
+                        f"{m.in_features}", hint="the LoRA was made for a different FLUX size")
+                modules.append((name, m))
+            sizes = [m.out_features for _, m in modules]
+            if sum(sizes) != t.up.shape[0]:
+                raise LoraError(
+                    f"{lora.path.name}: {t.key} has {t.up.shape[0]} outputs but {' + '.join(t.modules)} have "
+                    f"{' + '.join(map(str, sizes))}", hint="the LoRA was made for a different FLUX size")
+            up = t.up * (strength * t.scale)
+            if t.swap_halves:
+                half = up.shape[0] // 2
+                up = torch.cat([up[half:], up[:half]])
+            for (name, m), rows in zip(modules, torch.split(up, sizes), strict=True):
+                deltas.setdefault(name, ModuleDelta(m, [])).parts.append((t.down, rows))
+    return deltas
+
+
+def apply_deltas(deltas: dict[str, ModuleDelta]) -> None:
+    for d in deltas.values():
+        if hasattr(d.module, _BASE_ATTR):
+            raise RuntimeError("LoRA applied twice to one layer; remove first")
+        if isinstance(d.module, SVDQLinear):
+            _append_to_branch(d.module, d.parts)
+        else:
+            _merge(d.module, d.parts)
+
+
+def restore(model: nn.Module) -> int:
+    """Put back every original tensor a LoRA replaced; returns the number of layers restored."""
+    n = 0
+    for m in model.modules():
+        base = m.__dict__.pop(_BASE_ATTR, None)
+        if base is None:
+            continue
+        n += 1
+        if isinstance(m, SVDQLinear):
+            for name in ("lora_down", "lora_up"):
+                if base[name] is None:
+                    m._buffers.pop(name, None)
+                else:
+                    m._buffers[name] = base[name]
+            m.spec = base["spec"]
+        else:
+            m._parameters["weight"] = base["weight"]
+    return n
+
+
+def _append_to_branch(layer: SVDQLinear, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    base_down, base_up = layer._buffers.get("lora_down"), layer._buffers.get("lora_up")
+    dtype = base_down.dtype if base_down is not None else layer.compute_dtype
+    device = layer.qweight.device
+    smooth = layer._buffers.get("smooth")
+    lam = smooth.float().to(device) if smooth is not None else None
+    downs, ups = [], []
+    if base_down is not None and base_down.shape[1] > 0:
+        downs.append(base_down)
+        ups.append(base_up)
+    for a, sb in parts:
+        a = a.to(device)
+        downs.append((a.T * lam[:, None] if lam is not None else a.T).to(dtype))
+        ups.append(sb.to(device=device, dtype=dtype))
+    rank = sum(t.shape[1] for t in downs)
+    pad = round_up(rank, RANK_MULTIPLE) - rank
+    if pad:
+        downs.append(torch.zeros(layer.in_features, pad, dtype=dtype, device=device))
+        ups.append(torch.zeros(layer.out_features, pad, dtype=dtype, device=device))
+    layer.__dict__[_BASE_ATTR] = {"lora_down": base_down, "lora_up": base_up, "spec": layer.spec}
+    layer._buffers["lora_down"] = torch.cat(downs, dim=1).contiguous()
+    layer._buffers["lora_up"] = torch.cat(ups, dim=1).contiguous()
+    layer.spec = replace(layer.spec, rank=rank + pad)
+
+
+def _merge(layer: nn.Linear, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    w = layer.weight
+    delta = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
+    for a, sb in parts:
+        delta += sb.to(w.device) @ a.to(w.device)
+    layer.__dict__[_BASE_ATTR] = {"weight": w}
+    layer._parameters["weight"] = nn.Parameter((w.detach().float() + delta).to(w.dtype), requires_grad=False)

@@ -1,0 +1,106 @@
+"""Per-model LoRA state: which LoRA files at which strengths are applied right now.
+
+``LoraManager.set([(path, strength), ...])`` makes the model carry exactly that set: it reads and checks
+every file and every target against the model first (an error leaves the model as it was), then restores the
+originals and applies the new set. Asking for the set already applied does nothing, so the engine can call it
+before every image. Strength 0 means "not applied" (bit-exact no-op). Files are re-read when they change on
+disk (size/mtime)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from gpu.lora.apply import apply_deltas, plan, restore
+from gpu.lora.formats import LoraError, LoraFile, read_lora
+
+MAX_STRENGTH = 2.0
+_ATTR = "_nibble_lora_manager"
+
+
+@dataclass(frozen=True)
+class ActiveLora:
+    file: LoraFile
+    strength: float
+
+    def describe(self) -> dict:
+        f = self.file
+        return {"name": f.name, "file": str(f.path), "strength": self.strength, "hash": f.short_hash,
+                "format": f.format, "rank": f.rank, "trigger_words": list(f.trigger_words)}
+
+
+def parse_lora_arg(text: str) -> tuple[str, float]:
+    """``FILE[:STRENGTH]`` (CLI) -> (path, strength); a Windows drive colon is not a separator."""
+    head, sep, tail = text.rpartition(":")
+    if sep and head and not (len(head) == 1 and head.isalpha()):
+        try:
+            return head, float(tail)
+        except ValueError:
+            pass
+    return text, 1.0
+
+
+def check_strength(strength: float, name: str = "LoRA") -> float:
+    strength = float(strength)
+    if not math.isfinite(strength) or abs(strength) > MAX_STRENGTH:
+        raise LoraError(f"{name}: strength {strength} is not possible: use -{MAX_STRENGTH:g} to {MAX_STRENGTH:g}")
+    return strength
+
+
+class LoraManager:
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.active: list[ActiveLora] = []
+        self._key: tuple = ()
+        self._files: dict[str, tuple[tuple[int, int], LoraFile]] = {}
+
+    def read(self, path: str | Path) -> LoraFile:
+        p = Path(path).expanduser()
+        try:
+            st = p.stat()
+        except OSError:
+            raise LoraError(f"LoRA file {p} does not exist") from None
+        stamp = (st.st_mtime_ns, st.st_size)
+        cached = self._files.get(str(p.resolve()))
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, read_lora(p))
+            self._files[str(p.resolve())] = cached
+        return cached[1]
+
+    def set(self, loras: list[tuple[str | Path, float]] | None) -> list[ActiveLora]:
+        """Apply exactly these LoRAs (strength 0 ones are skipped); returns the applied list."""
+        wanted = []
+        for path, strength in loras or []:
+            f = self.read(path)
+            s = check_strength(strength, f.path.name)
+            if s != 0.0:
+                wanted.append(ActiveLora(f, s))
+        key = tuple((str(a.file.path), a.file.sha256, a.strength) for a in wanted)
+        if key == self._key:
+            return self.active
+        deltas = plan(self.model, [(a.file, a.strength) for a in wanted])  # raises before anything changes
+        self.clear()
+        apply_deltas(deltas)
+        self.active, self._key = wanted, key
+        return self.active
+
+    def clear(self) -> None:
+        restore(self.model)
+        self.active, self._key = [], ()
+
+
+def manager_for(model: nn.Module) -> LoraManager:
+    """The model's LoRA manager (created on first use, lives as long as the model)."""
+    manager = model.__dict__.get(_ATTR)
+    if manager is None:
+        manager = LoraManager(model)
+        model.__dict__[_ATTR] = manager
+    return manager
+
+
+def lora_hashes(active: list[ActiveLora]) -> str:
+    """A1111's ``Lora hashes`` value: ``name: hash, name2: hash2``."""
+    return ", ".join(f"{a.file.name}: {a.file.short_hash}" for a in active)

@@ -1,0 +1,153 @@
+"""LoRA files for tests: saved by peft + diffusers' own savers, then converted to kohya / BFL key names."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+TARGETS = [
+    "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff.net.0.proj",
+    "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp", "proj_out", "norm1.linear",
+    "norm1_context.linear", "norm.linear", "x_embedder", "context_embedder", "norm_out.linear", "linear_1",
+    "linear_2",
+]  # fmt: skip
+
+
+def save_peft_lora(model_dir: Path, out: Path, rank: int = 4, alpha: float = 8.0, seed: int = 0,
+                   effect: float = 0.05) -> Path:
+    """A random LoRA on every linear of the tiny FLUX at ``model_dir``, through peft and
+    ``FluxPipeline.save_lora_weights`` (diffusers format, alpha in the adapter metadata)."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    tr = FluxTransformer2DModel.from_pretrained(model_dir, subfolder="transformer").float()
+    cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules=TARGETS, init_lora_weights=False)
+    tr.add_adapter(cfg)
+    with torch.no_grad():
+        for name, p in tr.named_parameters():
+            if "lora_A" in name:
+                p.copy_(torch.randn_like(p) / p.shape[1] ** 0.5)
+            elif "lora_B" in name:
+                p.copy_(torch.randn_like(p) * effect / rank**0.5)
+    out.mkdir(parents=True, exist_ok=True)
+    FluxPipeline.save_lora_weights(out, transformer_lora_layers=get_peft_model_state_dict(tr),
+                                   transformer_lora_adapter_metadata=cfg.to_dict(), safe_serialization=True)
+    return out / "pytorch_lora_weights.safetensors"
+
+
+def _diffusers_factors(path: Path) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], float]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["lora_adapter_metadata"])
+    sd = load_file(path)
+    mods = {}
+    for k in sd:
+        if k.endswith(".lora_A.weight"):
+            base = k[len("transformer.") : -len(".lora_A.weight")]
+            mods[base] = (sd[k], sd[k.replace("lora_A", "lora_B")])
+    return mods, float(meta["transformer.lora_alpha"]) / int(meta["transformer.r"])
+
+
+_DOUBLE = {
+    "img_attn.qkv": ["attn.to_q", "attn.to_k", "attn.to_v"], "img_attn.proj": ["attn.to_out.0"],
+    "img_mlp.0": ["ff.net.0.proj"], "img_mlp.2": ["ff.net.2"], "img_mod.lin": ["norm1.linear"],
+    "txt_attn.qkv": ["attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"], "txt_attn.proj": ["attn.to_add_out"],
+    "txt_mlp.0": ["ff_context.net.0.proj"], "txt_mlp.2": ["ff_context.net.2"], "txt_mod.lin": ["norm1_context.linear"],
+}  # fmt: skip
+_SINGLE = {"linear1": ["attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"], "linear2": ["proj_out"],
+           "modulation.lin": ["norm.linear"]}  # fmt: skip
+_TOP = {
+    "img_in": "x_embedder", "txt_in": "context_embedder",
+    "time_in.in_layer": "time_text_embed.timestep_embedder.linear_1",
+    "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
+    "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+    "vector_in.out_layer": "time_text_embed.text_embedder.linear_2", "final_layer.linear": "proj_out",
+    "final_layer.adaLN_modulation.1": "norm_out.linear",
+}  # fmt: skip
+
+
+def bfl_modules(mods: dict, n_double: int, n_single: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
+    """diffusers factors -> BFL names: q/k/v (and single blocks' mlp) fused as [A_q; A_k; ...] and block-diagonal
+    B, so the fused LoRA's rank is the sum; returns name -> (A, B, rank multiplier)."""
+    out = {}
+    for i in range(n_double):
+        for bfl, leaves in _DOUBLE.items():
+            out[f"double_blocks.{i}.{bfl}"] = [f"transformer_blocks.{i}.{leaf}" for leaf in leaves]
+    for i in range(n_single):
+        for bfl, leaves in _SINGLE.items():
+            out[f"single_blocks.{i}.{bfl}"] = [f"single_transformer_blocks.{i}.{leaf}" for leaf in leaves]
+    for bfl, name in _TOP.items():
+        out[bfl] = [name]
+    fused = {}
+    for bfl, names in out.items():
+        parts = [mods[n] for n in names if n in mods]
+        if not parts:
+            continue
+        assert len(parts) == len(names), names
+        a = torch.cat([p[0] for p in parts])
+        b = torch.block_diag(*[p[1] for p in parts])
+        if bfl == "final_layer.adaLN_modulation.1":  # diffusers (scale, shift) -> BFL (shift, scale)
+            half = b.shape[0] // 2
+            b = torch.cat([b[half:], b[:half]])
+        fused[bfl] = (a.contiguous(), b.contiguous(), len(parts))
+    return fused
+
+
+def convert(path: Path, fmt: str, out: Path, n_double: int = 2, n_single: int = 2, metadata: dict | None = None,
+            lora_ab: bool = True) -> Path:
+    """The diffusers file at ``path`` rewritten with ``fmt`` key names ("kohya", "bfl", "kohya-diffusers",
+    "peft-raw"); alpha goes into ``.alpha`` tensors (alpha / rank preserved for fused modules)."""
+    mods, scale = _diffusers_factors(path)
+    sd = {}
+    if fmt in ("kohya", "bfl"):
+        for name, (a, b, _mult) in bfl_modules(mods, n_double, n_single).items():
+            if fmt == "kohya":
+                base = "lora_unet_" + name.replace(".", "_")
+                sd[f"{base}.lora_down.weight"], sd[f"{base}.lora_up.weight"] = a, b
+            else:
+                base = "diffusion_model." + name
+                down, up = ("lora_A", "lora_B") if lora_ab else ("lora_down", "lora_up")
+                sd[f"{base}.{down}.weight"], sd[f"{base}.{up}.weight"] = a, b
+            sd[f"{base}.alpha"] = torch.tensor(scale * a.shape[0])
+    elif fmt in ("kohya-diffusers", "peft-raw"):
+        for name, (a, b) in mods.items():
+            if fmt == "peft-raw":
+                base = "base_model.model." + name
+                sd[f"{base}.lora_A.weight"], sd[f"{base}.lora_B.weight"] = a, b
+            else:
+                base = "lora_transformer_" + name.replace(".", "_")
+                sd[f"{base}.lora_down.weight"], sd[f"{base}.lora_up.weight"] = a, b
+            sd[f"{base}.alpha"] = torch.tensor(scale * a.shape[0])
+    else:
+        raise ValueError(fmt)
+    save_file({k: v.contiguous() for k, v in sd.items()}, out, metadata=metadata)
+    return out
+
+
+def rename_keys(path: Path, out: Path, fn) -> Path:
+    sd = load_file(path)
+    save_file({fn(k): v for k, v in sd.items()}, out)
+    return out
+
+
+def sdxl_like(out: Path) -> Path:
+    sd = {
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.randn(4, 320),
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.randn(320, 4),
+        "lora_unet_down_blocks_0_attentions_0_proj_in.alpha": torch.tensor(4.0),
+    }
+    save_file(sd, out)
+    return out
+
+
+def drop_matching(path: Path, out: Path, pattern: str) -> Path:
+    sd = load_file(path)
+    save_file({k: v for k, v in sd.items() if not re.search(pattern, k)}, out)
+    return out
