@@ -17,10 +17,14 @@
 // activation codes in the same k permutation (see svdq_quant_lora.cu), so A and B agree per MMA slot.
 //
 // Tiling: 256 threads = 8 warps (2 along M x 4 along N) over a 128x128 output tile; warp tile 64x32 =
-// 4 (m16) x 4 (n8). Operands are staged in shared memory by cp.async, 3 stages, one 64-group per stage
+// 4 (m16) x 4 (n8), two blocks per SM. Operands are staged in shared memory by cp.async, 3 stages, one 64-group per stage
 // (A 8 KB, B 4 KB int4, scales 512 B), with zero fill past M_pad / N_pad.
-// Epilogue as in svdq_w4a4_gemm.cu: low-rank up projection in fp32 (32-rank chunks staged in shared
-// memory, reusing the pipeline buffer), bias, optional GELU, one 16-bit write per output. No atomics.
+// Low-rank up projection: computed *before* the K loop, in fp32 (32-rank chunks of lact / lora_up
+// staged in the pipeline's shared memory), straight into the accumulators, so no second accumulator set
+// is live: 128 registers, two blocks per SM. The groups are then added on top; with rank 0 the integer
+// part is bit-identical to grouped_dot, and the low-rank sum differs from the reference's
+// "grouped + low-rank" order only by fp32 rounding. Then bias, optional GELU, one 16-bit write per
+// output. No atomics: deterministic.
 //
 // Layouts (see kernels_cu/DESIGN.md):
 //   act     uint32 [M_pad/16, K/64, 2, 32, 4]   wgt    uint32 [N_pad/8, K/64, 32, 2] (the INT4 repack)
@@ -240,6 +244,50 @@ __device__ void w4a8_body(const uint4* __restrict__ act, const T* __restrict__ a
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.f;
 
+  // Low-rank up projection first, in fp32, into the accumulators (shared memory is free before the
+  // pipeline starts, and no second 64-register accumulator set is live, so two blocks fit per SM).
+  // With rank 0 the accumulators start at 0 and the integer part matches grouped_dot bit for bit.
+  if (rank > 0) {
+    float(*s_lact)[RCHUNK + 1] = reinterpret_cast<float(*)[RCHUNK + 1]>(smem);
+    float(*s_lup)[RCHUNK + 1] = reinterpret_cast<float(*)[RCHUNK + 1]>(smem + BM * (RCHUNK + 1) * 4);
+    for (int r0 = 0; r0 < rank; r0 += RCHUNK) {
+      const int rc = min(RCHUNK, rank - r0);
+      __syncthreads();  // previous chunk no longer read
+      for (int e = tid; e < BM * RCHUNK; e += THREADS) {
+        const int r = e / RCHUNK, j = e % RCHUNK;
+        const bool okm = j < rc && m0 + r < M_pad, okn = j < rc && n0 + r < N_pad;
+        float lv = 0.f;  // sum of the prologue's K-split partials, in split order (deterministic)
+        if (okm)
+          for (int sp = 0; sp < lact_splits; ++sp)
+            lv += lact[(static_cast<size_t>(sp) * M_pad + m0 + r) * rank + r0 + j];
+        s_lact[r][j] = lv;
+        s_lup[r][j] = okn ? svdq::to_f32(lora_up[static_cast<size_t>(n0 + r) * rank + r0 + j]) : 0.f;
+      }
+      __syncthreads();
+#pragma unroll 2
+      for (int j = 0; j < RCHUNK; ++j) {
+        float av[WM_TILES][2], bv[WN_TILES][2];
+#pragma unroll
+        for (int i = 0; i < WM_TILES; ++i) {
+          av[i][0] = s_lact[wm * 64 + i * 16 + gid][j];
+          av[i][1] = s_lact[wm * 64 + i * 16 + gid + 8][j];
+        }
+#pragma unroll
+        for (int jn = 0; jn < WN_TILES; ++jn) {
+          bv[jn][0] = s_lup[wn * 32 + jn * 8 + 2 * tig][j];
+          bv[jn][1] = s_lup[wn * 32 + jn * 8 + 2 * tig + 1][j];
+        }
+#pragma unroll
+        for (int i = 0; i < WM_TILES; ++i)
+#pragma unroll
+          for (int jn = 0; jn < WN_TILES; ++jn)
+#pragma unroll
+            for (int c = 0; c < 4; ++c) acc[i][jn][c] = fmaf(av[i][c >> 1], bv[jn][c & 1], acc[i][jn][c]);
+      }
+    }
+    __syncthreads();  // the pipeline below overwrites the staging buffer
+  }
+
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
     if (s < n_groups) load_stage(s, s);
@@ -296,55 +344,6 @@ __device__ void w4a8_body(const uint4* __restrict__ act, const T* __restrict__ a
   }
   cp_async_wait<0>();
 
-  // Low-rank up projection, fp32, accumulated separately and added once (as the reference does).
-  float lr[WM_TILES][WN_TILES][4];
-#pragma unroll
-  for (int i = 0; i < WM_TILES; ++i)
-#pragma unroll
-    for (int j = 0; j < WN_TILES; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) lr[i][j][c] = 0.f;
-
-  if (rank > 0) {
-    float(*s_lact)[RCHUNK + 1] = reinterpret_cast<float(*)[RCHUNK + 1]>(smem);
-    float(*s_lup)[RCHUNK + 1] = reinterpret_cast<float(*)[RCHUNK + 1]>(smem + BM * (RCHUNK + 1) * 4);
-    for (int r0 = 0; r0 < rank; r0 += RCHUNK) {
-      const int rc = min(RCHUNK, rank - r0);
-      __syncthreads();  // pipeline buffers / previous chunk no longer read
-      for (int e = tid; e < BM * RCHUNK; e += THREADS) {
-        const int r = e / RCHUNK, j = e % RCHUNK;
-        const bool okm = j < rc && m0 + r < M_pad, okn = j < rc && n0 + r < N_pad;
-        float lv = 0.f;  // sum of the prologue's K-split partials, in split order (deterministic)
-        if (okm)
-          for (int sp = 0; sp < lact_splits; ++sp)
-            lv += lact[(static_cast<size_t>(sp) * M_pad + m0 + r) * rank + r0 + j];
-        s_lact[r][j] = lv;
-        s_lup[r][j] = okn ? svdq::to_f32(lora_up[static_cast<size_t>(n0 + r) * rank + r0 + j]) : 0.f;
-      }
-      __syncthreads();
-#pragma unroll 2
-      for (int j = 0; j < RCHUNK; ++j) {
-        float av[WM_TILES][2], bv[WN_TILES][2];
-#pragma unroll
-        for (int i = 0; i < WM_TILES; ++i) {
-          av[i][0] = s_lact[wm * 64 + i * 16 + gid][j];
-          av[i][1] = s_lact[wm * 64 + i * 16 + gid + 8][j];
-        }
-#pragma unroll
-        for (int jn = 0; jn < WN_TILES; ++jn) {
-          bv[jn][0] = s_lup[wn * 32 + jn * 8 + 2 * tig][j];
-          bv[jn][1] = s_lup[wn * 32 + jn * 8 + 2 * tig + 1][j];
-        }
-#pragma unroll
-        for (int i = 0; i < WM_TILES; ++i)
-#pragma unroll
-          for (int jn = 0; jn < WN_TILES; ++jn)
-#pragma unroll
-            for (int c = 0; c < 4; ++c) lr[i][jn][c] = fmaf(av[i][c >> 1], bv[jn][c & 1], lr[i][jn][c]);
-      }
-    }
-  }
-
   // Bias, activation, one 16-bit write per output (column pairs as 4-byte stores).
 #pragma unroll
   for (int i = 0; i < WM_TILES; ++i) {
@@ -359,7 +358,7 @@ __device__ void w4a8_body(const uint4* __restrict__ act, const T* __restrict__ a
         float v[2];
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
-          float y = __fadd_rn(acc[i][jn][2 * h + c], lr[i][jn][2 * h + c]);
+          float y = acc[i][jn][2 * h + c];
           if (bias != nullptr) y = __fadd_rn(y, svdq::to_f32(bias[n + c]));
           if (epilogue == kEpiGelu) y = svdq::gelu_tanh(y);
           v[c] = y;
@@ -375,8 +374,16 @@ __device__ void w4a8_body(const uint4* __restrict__ act, const T* __restrict__ a
 
 }  // namespace
 
+// Two blocks per SM (128 registers) on sm_90, the target; sm_80-89 would spill at 128 and never run this
+// kernel (dispatch gives them W4A4), so they build it at one block per SM.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define W4A8_MIN_BLOCKS 2
+#else
+#define W4A8_MIN_BLOCKS 1
+#endif
+
 // grid: (ceil(N_pad / 128), ceil(M_pad / 128)), block: 256. N even, K % 64 == 0.
-extern "C" __global__ void __launch_bounds__(THREADS, 1)
+extern "C" __global__ void __launch_bounds__(THREADS, W4A8_MIN_BLOCKS)
 svdq_w4a8_gemm_bf16(const uint4* act, const __nv_bfloat16* ascale, const uint4* wgt,
                     const __nv_bfloat16* wscale, const float* lact, const __nv_bfloat16* lora_up,
                     const __nv_bfloat16* bias, __nv_bfloat16* out, int M, int N, int K, int rank, int M_pad,
@@ -385,7 +392,7 @@ svdq_w4a8_gemm_bf16(const uint4* act, const __nv_bfloat16* ascale, const uint4* 
                            epilogue, lact_splits);
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS, 1)
+extern "C" __global__ void __launch_bounds__(THREADS, W4A8_MIN_BLOCKS)
 svdq_w4a8_gemm_fp16(const uint4* act, const __half* ascale, const uint4* wgt, const __half* wscale,
                     const float* lact, const __half* lora_up, const __half* bias, __half* out, int M, int N,
                     int K, int rank, int M_pad, int N_pad, int epilogue, int lact_splits) {
