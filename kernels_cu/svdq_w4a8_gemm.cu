@@ -104,6 +104,7 @@ __device__ void prologue8_body(const T* __restrict__ x, const T* __restrict__ sm
                                int M_pad) {
   __shared__ __align__(16) float xs[P_ROWS][P_COLS + 4];
   __shared__ float gscale[P_ROWS][P_GROUPS];
+  __shared__ float inv_smooth[P_COLS];  // __frcp_rn(lambda) once per column, not once per element
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int row0 = blockIdx.x * P_ROWS;
   const int n_groups = K / svdq::kGroup;
@@ -113,12 +114,15 @@ __device__ void prologue8_body(const T* __restrict__ x, const T* __restrict__ sm
   // 1. Load + smooth 16 x ncols with 16-byte loads (8 elements), all in flight before use.
   constexpr int VEC = 8, PER_ROW = P_COLS / VEC, ITEMS = P_ROWS * PER_ROW / P_THREADS;  // 8
   uint4 raw[ITEMS];
+  for (int c = tid; c < P_COLS; c += P_THREADS)
+    inv_smooth[c] = (smooth != nullptr && c < ncols) ? __frcp_rn(svdq::to_f32(smooth[k0 + c])) : 1.f;
 #pragma unroll
   for (int i = 0; i < ITEMS; ++i) {
     const int e = tid + i * P_THREADS, r = e / PER_ROW, c = (e % PER_ROW) * VEC;
     raw[i] = make_uint4(0, 0, 0, 0);
     if (row0 + r < M && c < ncols) raw[i] = *reinterpret_cast<const uint4*>(x + static_cast<size_t>(row0 + r) * K + k0 + c);
   }
+  __syncthreads();  // inv_smooth
 #pragma unroll
   for (int i = 0; i < ITEMS; ++i) {
     const int e = tid + i * P_THREADS, r = e / PER_ROW, c = (e % PER_ROW) * VEC;
@@ -126,7 +130,7 @@ __device__ void prologue8_body(const T* __restrict__ x, const T* __restrict__ sm
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
       float f = svdq::to_f32(v[j]);
-      if (smooth != nullptr && c < ncols) f = __fmul_rn(f, __frcp_rn(svdq::to_f32(smooth[k0 + c + j])));
+      if (smooth != nullptr) f = __fmul_rn(f, inv_smooth[c + j]);
       xs[r][c + j] = f;
     }
   }
@@ -173,8 +177,8 @@ __device__ void prologue8_body(const T* __restrict__ x, const T* __restrict__ sm
       const bool ok = j < rank;
       float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
       const T* l1 = lora_down + static_cast<size_t>(k0) * rank + (ok ? j : 0);
-#pragma unroll 4
-      for (int c = 0; c < ncols; ++c) {
+#pragma unroll 16
+      for (int c = 0; c < ncols; ++c) {  // 16 independent L1 loads in flight (latency bound otherwise)
         const float w = svdq::to_f32(l1[static_cast<size_t>(c) * rank]);
         a0 = fmaf(xs[4 * rg + 0][c], w, a0);
         a1 = fmaf(xs[4 * rg + 1][c], w, a1);
