@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir", type=Path, help=f"folder for user data (default: per-user app data; env {DATA_DIR_ENV})"
     )
+    p.add_argument("--self-test", action="store_true",
+                   help="generate one image offscreen with the default model, check it, print the report; exit 0/1")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     q = sub.add_parser("quantize", help="quantize a diffusers pipeline into an SVDQ .safetensors file")
@@ -162,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.data_dir:
         os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
+    if args.self_test:
+        from gpu.self_test import main as self_test
+
+        return self_test([])
     if args.command is None:
         return run_gui(args, argv)
     from gpu.errors import Cancelled, UserError

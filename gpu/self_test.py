@@ -1,0 +1,195 @@
+"""``main.py --self-test``: a headless check that this installation can generate an image.
+
+It prints where the app runs from and where its data lives, loads the default model (``demo``, shipped in
+``resources/models``), generates one image with a fixed prompt and seed, checks the image, prints the
+execution path the engine used (e.g. "PyTorch float32 on CPU" or the fused kernels) and exits 0 when every
+check passed, 1 otherwise. Support can ask a user to run it and send the printed report; the same report is
+written to ``<user data dir>/self-test.txt`` because a windowed Windows executable has no console.
+
+Checks on the image:
+
+* it has the model's size, and every pixel value is finite (a NaN in the pipeline becomes black/garbage);
+* it is not blank: the standard deviation of its pixel values (0..1) is above ``MIN_STD`` (a failed run
+  usually gives one flat colour or pure noise-free grey);
+* for the demo model, the shipped judge (``gpu.demo.judge``, a small CNN trained on the demo world) reads the
+  image and must find the prompted object's colour and the background colour, and at least
+  ``MIN_ATTRIBUTES`` of the four named attributes (colour, shape, size, background). On CPU with seed 0 all
+  four are found; the margin allows for the small numerical differences of GPU paths.
+
+Engine only: this module never imports Qt, so it works offscreen and on machines without a display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROMPT = "a large red circle on a blue background"
+SEED = 0
+MIN_STD = 0.02
+MIN_ATTRIBUTES = 3
+REPORT_FILE = "self-test.txt"
+
+
+@dataclass
+class SelfTestResult:
+    ok: bool
+    execution_path: str = ""
+    lines: list[str] = field(default_factory=list)
+    checks: dict[str, bool] = field(default_factory=dict)
+    image: object = None  # PIL image, when one was generated
+    duration_s: float = 0.0
+
+
+def _environment_lines() -> list[str]:
+    from gpu.paths import resources_dir, user_cache_dir, user_data_dir
+    from gpu.version import __version__
+
+    frozen = getattr(sys, "frozen", False)
+    where = f"bundle {getattr(sys, '_MEIPASS', '')}" if frozen else f"source {Path(__file__).resolve().parent.parent}"
+    lines = [
+        f"Nibble Studio {__version__} self-test",
+        f"  python      {platform.python_version()} on {platform.platform()}",
+        f"  run from    {where}",
+        f"  resources   {resources_dir()}",
+        f"  user data   {user_data_dir()}",
+        f"  user cache  {user_cache_dir()}",
+    ]
+    return lines
+
+
+def _device_lines() -> list[str]:
+    import torch
+
+    lines = [f"  torch       {torch.__version__}"]
+    try:
+        import pycuda  # noqa: F401
+
+        lines.append(f"  pycuda      {getattr(pycuda, 'VERSION_TEXT', 'present')}")
+    except ImportError:
+        lines.append("  pycuda      not installed (fused kernels unavailable; reference path)")
+    if torch.cuda.is_available():
+        from gpu.kernels.loader import KERNEL_FAMILIES, binary_status, prebuilt_fatbin
+
+        major, minor = torch.cuda.get_device_capability(0)
+        arch = f"{major}{minor}"
+        lines.append(f"  GPU         {torch.cuda.get_device_name(0)} (sm_{arch})")
+        shipped = [s for s in KERNEL_FAMILIES if prebuilt_fatbin(s) is not None]
+        lines.append(f"  kernels     prebuilt: {', '.join(shipped) or 'none'}")
+        lines.append(f"  binaries    {binary_status(arch) or 'available for every kernel family'}")
+    else:
+        lines.append("  GPU         none (CUDA not available to torch)")
+    return lines
+
+
+def check_image(image, width: int, height: int) -> dict[str, bool]:
+    """The model-independent checks: size, finite values, not blank."""
+    import numpy as np
+
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return {
+        f"size {width}x{height}": image.size == (width, height),
+        "finite pixels": bool(np.isfinite(arr).all()),
+        f"not blank (std {arr.std():.3f} > {MIN_STD})": bool(arr.std() > MIN_STD),
+    }
+
+
+def judge_checks(image, prompt: str) -> dict[str, bool]:
+    """The demo judge reads the image; the prompt's colour and background must be found (see module doc)."""
+    from gpu.demo.judge import judge_images, load_judge
+    from gpu.paths import resources_dir
+
+    judge = load_judge(resources_dir() / "judge")
+    scores = judge_images(judge, [image], [prompt])[0]
+    named = {a: all(scores[a]) for a in ("colour", "shape", "size", "background") if scores[a]}
+    found = [a for a, ok in named.items() if ok]
+    return {
+        f"judge: colour and background found ({', '.join(found) or 'nothing'} found)": named.get("colour", False)
+        and named.get("background", False),
+        f"judge: >= {MIN_ATTRIBUTES} of {len(named)} named attributes": len(found) >= MIN_ATTRIBUTES,
+    }
+
+
+def run_self_test(model: str | None = None, out: Path | None = None, echo=print) -> SelfTestResult:
+    """Run every check; ``echo`` receives each report line as it is produced. Never raises."""
+    result = SelfTestResult(ok=False)
+
+    def say(line: str) -> None:
+        result.lines.append(line)
+        echo(line)
+
+    started = time.perf_counter()
+    try:
+        for line in _environment_lines():
+            say(line)
+        for line in _device_lines():
+            say(line)
+        from gpu.generation.request import GenerationRequest
+        from gpu.generation.service import GenerationService, save_image
+        from gpu.library import DEFAULT_MODEL
+
+        model = model or DEFAULT_MODEL
+        service = GenerationService()
+        t0 = time.perf_counter()
+        info = service.load(model)
+        say(f"  model       {info.name} ({info.kind}, {info.precision}) from {info.path}, "
+            f"loaded in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        image = service.generate(GenerationRequest(prompt=PROMPT, model=model, seed=SEED))[0]
+        s = image.settings
+        result.image = image.image
+        result.execution_path = s["execution_path"]
+        say(f"  generated   {s['width']}x{s['height']}, {s['steps']} steps, seed {SEED}, "
+            f"{time.perf_counter() - t0:.1f} s: \"{PROMPT}\"")
+        say(f"  execution   {result.execution_path}")
+        result.checks.update(check_image(image.image, s["width"], s["height"]))
+        if info.name.startswith("demo"):
+            result.checks.update(judge_checks(image.image, PROMPT))
+        if out is not None:
+            save_image(image, out)
+            say(f"  image       written to {out}")
+        for name, ok in result.checks.items():
+            say(f"  {'PASS' if ok else 'FAIL'}        {name}")
+        result.ok = bool(result.checks) and all(result.checks.values())
+    except Exception as err:  # a support tool reports every failure, never a bare traceback exit
+        say(f"  ERROR       {type(err).__name__}: {err}")
+        for line in traceback.format_exc().rstrip().splitlines():
+            result.lines.append("    " + line)
+        result.ok = False
+    result.duration_s = time.perf_counter() - started
+    say(f"self-test {'PASSED' if result.ok else 'FAILED'} in {result.duration_s:.1f} s")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``main.py --self-test`` and ``python -m gpu.self_test``: run, print, write the report; 0 = passed."""
+    ap = argparse.ArgumentParser(prog="self-test", description="Check that Nibble Studio can generate an image.")
+    ap.add_argument("--model", default=None, help="library name or path (default: the default model, demo)")
+    ap.add_argument("--out", type=Path, default=None, help="also save the generated image here")
+    args, _ = ap.parse_known_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # nothing here opens a window; keep it that way
+
+    def echo(line: str) -> None:
+        if sys.stdout is not None:  # None in a windowed Windows executable
+            print(line, flush=True)
+
+    result = run_self_test(args.model, args.out, echo)
+    try:
+        from gpu.paths import user_data_dir
+
+        report = user_data_dir() / REPORT_FILE
+        report.write_text("\n".join(result.lines) + "\n", encoding="utf-8")
+        echo(f"report written to {report}")
+    except OSError:
+        pass
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Packaging invariants (cheap; PyInstaller itself never runs in CI).
+
+The bundle's own self-test runs only when ``NIBBLE_BUNDLE_DIR`` names a built bundle folder
+(``packaging/build_linux.sh`` runs it anyway)."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "packaging"))
+
+import bundle_contents as bc  # noqa: E402
+from build_kernels import FATBIN_MAGIC, sass_archs  # noqa: E402
+
+
+def test_spec_parses_and_uses_the_contents_module():
+    spec = (REPO / "packaging" / "nibble_studio.spec").read_text()
+    ast.parse(spec)
+    for needle in ("bundle_contents", "resource_datas", "COLLECT", "console=False", "version_file"):
+        assert needle in spec
+
+
+def test_required_resources_are_shipped_and_dev_files_are_not():
+    shipped = {str(p).replace("\\", "/") for p in bc.resource_files()}
+    missing = [r for r in bc.REQUIRED_RESOURCES if r not in shipped]
+    assert not missing, missing
+    assert not [p for p in shipped if p.startswith("screenshots/") or ".parts" in p]
+    assert any(p.startswith("models/demo/transformer/") for p in shipped)
+    datas = bc.resource_datas()
+    assert all(Path(dest).parts[0] == "resources" for _, dest in datas)
+
+
+def test_stripped_and_filters():
+    assert bc.is_stripped("torch/include/ATen/core/Tensor.h")
+    assert bc.is_stripped("torch/lib/libfoo.a")
+    assert not bc.is_stripped("torch/lib/libtorch_cpu.so")
+    assert not bc.is_stripped("resources/models/demo/model_index.json")
+    assert bc.transformers_filter("transformers.models.clip.modeling_clip")
+    assert not bc.transformers_filter("transformers.models.bert")
+    assert bc.diffusers_filter("diffusers.pipelines.flux.pipeline_flux")
+    assert not bc.diffusers_filter("diffusers.pipelines.stable_diffusion")
+    assert "scipy" in bc.EXCLUDES and "torch" not in bc.EXCLUDES
+
+
+def test_windows_version_info_is_a_valid_expression():
+    text = bc.windows_version_info()
+    assert "{VERSION" not in text
+    from gpu.version import __version__
+
+    assert f"'{__version__}'" in text
+    tree = ast.parse(text, mode="eval")
+    assert isinstance(tree.body, ast.Call) and tree.body.func.id == "VSVersionInfo"
+
+
+def test_desktop_entry():
+    entry = configparser.ConfigParser(interpolation=None)
+    entry.optionxform = str
+    entry.read(REPO / "packaging" / "nibble-studio.desktop")
+    d = entry["Desktop Entry"]
+    assert d["Type"] == "Application" and d["Name"] == "Nibble Studio"
+    assert d["Exec"].startswith("nibble-studio") and d["Icon"] == "nibble-studio" and d["Terminal"] == "false"
+    assert (REPO / "resources" / "icons" / "nibble-studio.png").is_file()
+    assert (REPO / "resources" / "icons" / "nibble-studio.ico").is_file()
+
+
+def _fake_fatbin(archs: list[int]) -> bytes:
+    entries = b""
+    for arch in archs:
+        payload = b"\0" * 40
+        header = struct.pack("<HHIQII", 2, 0x101, 64, len(payload), 0, 0) + struct.pack("<HHI", 0, 0, arch)
+        entries += header.ljust(64, b"\0") + payload
+    ptx = struct.pack("<HHIQ", 1, 0x101, 64, 8).ljust(64, b"\0") + b"\0" * 8  # a PTX entry is not SASS
+    body = entries + ptx
+    return struct.pack("<IHHQ", FATBIN_MAGIC, 1, 16, len(body)) + body
+
+
+def test_fatbin_reader(tmp_path):
+    f = tmp_path / "k.fatbin"
+    f.write_bytes(_fake_fatbin([75, 90, 120, 80]))
+    assert sass_archs(f) == ["sm_75", "sm_80", "sm_90", "sm_120"]
+
+
+def test_built_fatbins_carry_every_packaged_arch():
+    from gpu.kernels import loader
+
+    built = sorted((REPO / "resources" / "kernels").glob("*.fatbin"))
+    if not built:
+        pytest.skip("no fatbins built here (packaging/build_kernels.py needs nvcc)")
+    for fatbin in built:
+        found = sass_archs(fatbin)
+        assert all(f"sm_{a}" in found for a in loader.PACKAGED_ARCHS), (fatbin.name, found)
+
+
+def test_main_has_self_test_flag():
+    sys.path.insert(0, str(REPO))
+    import main
+
+    assert main.build_parser().parse_args(["--self-test"]).self_test
+
+
+def test_self_test_passes_on_the_demo_model_without_qt(tmp_path):
+    """The self-test, unfrozen, in a fresh process: passes, reports the path, never imports Qt."""
+    code = (
+        "import sys; from gpu.self_test import main; rc = main([]); "
+        "qt = [m for m in sys.modules if m.startswith('PySide6')]; "
+        "print('QT-MODULES', qt); sys.exit(rc if not qt else 3)"
+    )
+    env = {**os.environ, "NIBBLE_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "QT-MODULES []" in proc.stdout
+    assert "self-test PASSED" in proc.stdout and "  execution   " in proc.stdout
+    assert (tmp_path / "self-test.txt").read_text().count("PASS ") >= 5
+    assert elapsed < 60, elapsed  # ~15 s on the 2-core CI machine
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("NIBBLE_BUNDLE_DIR"), reason="set NIBBLE_BUNDLE_DIR to a built bundle")
+def test_built_bundle_self_test(tmp_path):
+    exe = Path(os.environ["NIBBLE_BUNDLE_DIR"]) / ("nibble-studio-cli.exe" if os.name == "nt" else "nibble-studio")
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "c"),
+           "PATH": "/usr/bin:/bin", "QT_QPA_PLATFORM": "offscreen"}  # fmt: skip
+    proc = subprocess.run([str(exe), "--self-test"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "run from    bundle" in proc.stdout
