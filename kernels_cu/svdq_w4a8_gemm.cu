@@ -378,9 +378,9 @@ __device__ void w4a8_body(const uint4* __restrict__ act, const T* __restrict__ a
 
 }  // namespace
 
-// Two blocks per SM (128 registers) on sm_90, the target; sm_80-89 would spill at 128 and never run this
-// kernel (dispatch gives them W4A4), so they build it at one block per SM.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// Two blocks per SM (128 registers) on sm_90, the target; other archs (sm_80-89, sm_120) would spill at
+// 128 and never run this kernel (dispatch serves W4A8 on sm_90 only), so they build it at one block per SM.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && __CUDA_ARCH__ < 1000
 #define W4A8_MIN_BLOCKS 2
 #else
 #define W4A8_MIN_BLOCKS 1

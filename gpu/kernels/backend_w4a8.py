@@ -3,7 +3,8 @@ so it is asked before the INT4 W4A4 backend).
 
 Hopper (sm_90) has no 4-bit tensor cores: the W4A4 kernels' s4 MMA is emulated there (~25x slower than
 s8). This backend runs the *same* INT4 W4A4 checkpoint layer with 8-bit activations (INT8 g64) and the
-int4 weights widened to s8 in registers. On sm_80/86/89 it refuses, so the W4A4 kernels serve those.
+int4 weights widened to s8 in registers. It serves sm_90 only (verified there); on other GPUs it
+refuses, so the W4A4 kernels serve those.
 Imports without pycuda, CUDA or nvcc, like the INT4 backend.
 """
 
@@ -32,7 +33,9 @@ def refuses(layer: torch.nn.Module, device: torch.device) -> str | None:
         return "pycuda is not installed"
     major, minor = torch.cuda.get_device_capability(device)
     if (major, minor) < MIN_ARCH:
-        return f"GPU sm_{major}{minor} has 4-bit tensor cores; W4A8 is for Hopper (sm_90) and newer"
+        return f"GPU sm_{major}{minor} has 4-bit tensor cores; W4A8 is for Hopper (sm_90)"
+    if major != 9:
+        return f"GPU sm_{major}{minor}: W4A8 is built and verified for Hopper (sm_90) only"
     idx = device.index if device.index is not None else torch.cuda.current_device()
     if (idx, layer.compute_dtype) in _load_errors:
         return _load_errors[(idx, layer.compute_dtype)]
