@@ -84,9 +84,9 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
     from gpu.kernels.repack import packed_for
 
     if torch.cuda.get_device_capability(device) >= (9, 0):
-        from gpu.kernels.w4a8 import quantize_act_int8 as quant
-        from gpu.kernels.w4a8 import svdq_linear_forward_w4a8 as fused
-        from gpu.kernels.w4a8 import w4a8_gemm as gemm
+        from gpu.kernels.launch import quantize_act_int8 as quant
+        from gpu.kernels.launch import svdq_linear_forward_w4a8 as fused
+        from gpu.kernels.launch import w4a8_gemm as gemm
         path = "W4A8"
     else:
         from gpu.kernels.launch import quantize_act as quant

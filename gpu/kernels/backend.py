@@ -1,4 +1,11 @@
-"""Registers the fused INT4 W4A4 backend with ``gpu.runtime.dispatch`` on import.
+"""Registers the fused-kernel backends with ``gpu.runtime.dispatch`` on import.
+
+Two backends serve the same INT4 W4A4 checkpoint layers, asked in this order:
+- "fused W4A8 kernels for Hopper": sm_90 only. Hopper has no 4-bit tensor cores (its s4 MMA is emulated,
+  ~25x slower than s8), so activations are quantized to INT8 g64 and the int4 weights widened to s8 in
+  registers; the numerics are ``SVDQLinear.forward_reference(x, act_format="int8_g64")``.
+- "fused INT4 W4A4 kernels": sm_80+ (``mma.sync.m16n8k64`` s4; Turing has only m8n8k32, see
+  kernels_cu/DESIGN.md).
 
 Importing this module must work without pycuda, without CUDA and without nvcc: every check that needs
 them runs inside ``refuses`` and turns a failure into a reason the GUI can show.
@@ -7,16 +14,18 @@ them runs inside ``refuses`` and turns a failure into a reason the GUI can show.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
 from gpu.runtime.dispatch import Backend, register_backend
 
 NAME = "fused INT4 W4A4 kernels (pycuda)"
-MIN_ARCH = (8, 0)  # mma.sync.m16n8k64 s4; Turing has only m8n8k32 (see kernels_cu/DESIGN.md)
+W4A8_NAME = "fused W4A8 kernels for Hopper (pycuda)"
+MIN_ARCH = (8, 0)
 
 _pycuda_ok: bool | None = None
-_load_errors: dict[tuple[int, torch.dtype], str] = {}
 
 
 def _pycuda_available() -> bool:
@@ -44,47 +53,72 @@ def layer_refusal(layer: torch.nn.Module) -> str | None:
     return None
 
 
-def refuses(layer: torch.nn.Module, device: torch.device) -> str | None:
-    """None when the fused kernels can run ``layer`` on ``device``, else the human reason."""
-    why = layer_refusal(layer)
-    if why:
-        return why
-    if device.type != "cuda":
-        return f"device is {device.type.upper()}, not a CUDA GPU"
-    if not _pycuda_available():
-        return "pycuda is not installed"
-    major, minor = torch.cuda.get_device_capability(device)
+def _int4_arch_refusal(major: int, minor: int) -> str | None:
     if (major, minor) < MIN_ARCH:
         return f"GPU sm_{major}{minor} lacks m16n8k64 s4 MMA (needs sm_80 or newer)"
-    idx = device.index if device.index is not None else torch.cuda.current_device()
-    if (idx, layer.compute_dtype) in _load_errors:
-        return _load_errors[(idx, layer.compute_dtype)]
-    from gpu.kernels.loader import binary_status
-
-    return binary_status(f"{major}{minor}")
+    return None
 
 
-def run(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """x: T [..., K] on the GPU -> T [..., N]; falls back to the reference (and says why) when x's
-    dtype is not the layer's or the kernels fail to load."""
-    if x.dtype != layer.compute_dtype:
-        layer.last_path = (
-            f"PyTorch reference (input dtype {x.dtype} differs from the layer's {layer.compute_dtype})"
-        )
-        return layer.forward_reference(x)
-    from gpu.kernels.launch import svdq_linear_forward
-    from gpu.kernels.repack import packed_for
+def _w4a8_arch_refusal(major: int, minor: int) -> str | None:
+    if major < 9:
+        return f"GPU sm_{major}{minor} has 4-bit tensor cores; W4A8 is for Hopper (sm_90)"
+    if major != 9:
+        return f"GPU sm_{major}{minor}: W4A8 is built and verified for Hopper (sm_90) only"
+    return None
 
-    try:
-        return svdq_linear_forward(x, packed_for(layer))
-    except Exception as err:  # noqa: BLE001 - a build/load failure must not kill generation
-        if not _is_load_error(err):
-            raise
-        idx = x.device.index if x.device.index is not None else torch.cuda.current_device()
-        reason = f"kernel load failed: {err}".splitlines()[0][:300]
-        _load_errors[(idx, layer.compute_dtype)] = reason
-        layer.last_path = f"PyTorch reference ({reason})"
-        return layer.forward_reference(x)
+
+@dataclass
+class FusedPath:
+    """One fused execution path: which GPUs it serves, its forward, and the reference it reproduces."""
+
+    name: str
+    arch_refusal: Callable[[int, int], str | None]
+    forward_name: str  # function in gpu.kernels.launch: (x, PackedWeights) -> y
+    act_format: str | None  # reference numerics: SVDQLinear.forward_reference(x, act_format=...)
+    label: str  # how the fallback names the reference it runs
+    load_errors: dict[tuple[int, torch.dtype], str] = field(default_factory=dict)
+
+    def refuses(self, layer: torch.nn.Module, device: torch.device) -> str | None:
+        """None when this path can run ``layer`` on ``device``, else the human reason."""
+        why = layer_refusal(layer)
+        if why:
+            return why
+        if device.type != "cuda":
+            return f"device is {device.type.upper()}, not a CUDA GPU"
+        if not _pycuda_available():
+            return "pycuda is not installed"
+        major, minor = torch.cuda.get_device_capability(device)
+        why = self.arch_refusal(major, minor)
+        if why:
+            return why
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        if (idx, layer.compute_dtype) in self.load_errors:
+            return self.load_errors[(idx, layer.compute_dtype)]
+        from gpu.kernels.loader import binary_status
+
+        return binary_status(f"{major}{minor}")
+
+    def run(self, layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """x: T [..., K] on the GPU -> T [..., N]; falls back to the matching reference (and says why)
+        when x's dtype is not the layer's or the kernels fail to load."""
+        if x.dtype != layer.compute_dtype:
+            layer.last_path = (
+                f"{self.label} (input dtype {x.dtype} differs from the layer's {layer.compute_dtype})"
+            )
+            return layer.forward_reference(x, act_format=self.act_format)
+        from gpu.kernels import launch
+        from gpu.kernels.repack import packed_for
+
+        try:
+            return getattr(launch, self.forward_name)(x, packed_for(layer))
+        except Exception as err:  # noqa: BLE001 - a build/load failure must not kill generation
+            if not _is_load_error(err):
+                raise
+            idx = x.device.index if x.device.index is not None else torch.cuda.current_device()
+            reason = f"kernel load failed: {err}".splitlines()[0][:300]
+            self.load_errors[(idx, layer.compute_dtype)] = reason
+            layer.last_path = f"{self.label} ({reason})"
+            return layer.forward_reference(x, act_format=self.act_format)
 
 
 def _is_load_error(err: Exception) -> bool:
@@ -92,15 +126,17 @@ def _is_load_error(err: Exception) -> bool:
     if isinstance(err, RuntimeError) and "no kernel binary" in str(err):
         return True
     try:
-        from pycuda.driver import CompileError  # noqa: F401
+        import pycuda.driver as drv
     except ImportError:
         return False
-    import pycuda.driver as drv
-
     return isinstance(err, drv.CompileError | drv.LogicError) or "nvcc" in str(err)
 
 
-# Hopper W4A8 first: on sm_90 it serves INT4 W4A4 layers (s4 MMA is emulated there); elsewhere it refuses.
-import gpu.kernels.backend_w4a8  # noqa: E402, F401
+W4A8 = FusedPath(W4A8_NAME, _w4a8_arch_refusal, "svdq_linear_forward_w4a8", "int8_g64", "PyTorch reference, W4A8")
+INT4 = FusedPath(NAME, _int4_arch_refusal, "svdq_linear_forward", None, "PyTorch reference")
+refuses = INT4.refuses
+run = INT4.run
 
-register_backend(Backend(NAME, refuses, run))
+# Hopper W4A8 first: on sm_90 it serves INT4 W4A4 layers; elsewhere it refuses and INT4 serves them.
+for _path in (W4A8, INT4):
+    register_backend(Backend(_path.name, _path.refuses, _path.run))

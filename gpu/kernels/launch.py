@@ -1,5 +1,12 @@
 """All host-side launch code of the fused kernels: shape checks, buffers, grids, streams.
 
+Two paths share the prologue design, the weight repack and the streams:
+- INT4 W4A4 (sm_80+): Kernel A ``svdq_quant_lora_int4_*`` then Kernel B ``svdq_w4a4_gemm_*``;
+- Hopper W4A8 (sm_90, which has no 4-bit tensor cores): the K-split INT8 prologue
+  ``svdq_w4a8_prologue_*`` (or Kernel A at QMAX = 127, ``svdq_quant_lora_int8_*``; same codes, latency
+  bound) then ``svdq_w4a8_gemm_*``, which widens the checkpoint's unchanged int4 codes to s8 in registers.
+  Numerics: ``SVDQLinear.forward_reference(x, act_format=W4A8_ACT_FORMAT)``.
+
 Streams: launches must land on PyTorch's *current* stream (ordering with torch ops, CUDA-graph
 capture). pycuda launches only on its own ``Stream`` objects and cannot wrap torch's handle, so:
 - if torch's current stream *is* the package's pycuda stream (the app runs generation inside
@@ -25,6 +32,9 @@ EPILOGUES = {"none": 0, "gelu": 1}
 _SUFFIX = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 _QUANT_THREADS, _QUANT_ROWS = 256, 32
 _GEMM_THREADS, _GEMM_BM, _GEMM_BN = 128, 64, 64
+_PRO_THREADS, _PRO_ROWS, _PRO_GROUPS = 128, 16, 8  # W4A8 K-split prologue
+_W4A8_THREADS, _W4A8_BM, _W4A8_BN = 256, 128, 128
+W4A8_ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics the W4A8 path reproduces
 
 
 def device_arch(device: torch.device) -> str:
@@ -32,26 +42,27 @@ def device_arch(device: torch.device) -> str:
     return f"{major}{minor}"
 
 
-@dataclass
-class _Fns:
-    quant: object
-    gemm: object
+# (family, kernel name without the dtype suffix, pycuda argument signature)
+_KERNELS = {
+    "quant_int4": ("svdq_quant_lora", "svdq_quant_lora_int4", "PPPPPPiiii"),
+    "gemm_w4a4": ("svdq_w4a4_gemm", "svdq_w4a4_gemm", "PPPPPPPPiiiiiii"),
+    "quant_int8": ("svdq_quant_lora", "svdq_quant_lora_int8", "PPPPPPiiii"),
+    "prologue_int8": ("svdq_w4a8_gemm", "svdq_w4a8_prologue", "PPPPPPiiii"),
+    "gemm_w4a8": ("svdq_w4a8_gemm", "svdq_w4a8_gemm", "PPPPPPPPiiiiiiii"),
+}
+_fns: dict[tuple[str, int, torch.dtype], object] = {}
 
 
-_fns: dict[tuple[int, torch.dtype], _Fns] = {}
-
-
-def _functions(device: torch.device, dtype: torch.dtype) -> _Fns:
+def _function(name: str, device: torch.device, dtype: torch.dtype):
+    """The prepared pycuda function ``name`` (a key of _KERNELS) for ``device`` and 16-bit ``dtype``."""
     idx = device.index if device.index is not None else torch.cuda.current_device()
-    key = (idx, dtype)
+    key = (name, idx, dtype)
     if key not in _fns:
-        arch = device_arch(torch.device("cuda", idx))
-        sfx = _SUFFIX[dtype]
-        quant = load_module("svdq_quant_lora", idx, arch).module.get_function(f"svdq_quant_lora_int4_{sfx}")
-        quant.prepare("PPPPPPiiii")
-        gemm = load_module("svdq_w4a4_gemm", idx, arch).module.get_function(f"svdq_w4a4_gemm_{sfx}")
-        gemm.prepare("PPPPPPPPiiiiiii")
-        _fns[key] = _Fns(quant, gemm)
+        family, kernel, signature = _KERNELS[name]
+        module = load_module(family, idx, device_arch(torch.device("cuda", idx))).module
+        fn = module.get_function(f"{kernel}_{_SUFFIX[dtype]}")
+        fn.prepare(signature)
+        _fns[key] = fn
     return _fns[key]
 
 
@@ -114,11 +125,10 @@ class QuantizedAct:
     m_pad: int
 
 
-def quantize_act(
+def _prologue_inputs(
     x: torch.Tensor, smooth: torch.Tensor | None, lora_down: torch.Tensor | None
-) -> QuantizedAct:
-    """Kernel A. x: T [M, K] (T bf16/fp16, contiguous), smooth: T [K] or None, lora_down: T [K, r] or
-    None (r <= 128) -> QuantizedAct."""
+) -> tuple[torch.Tensor, int, int, int, int]:
+    """Shape checks shared by both prologues -> (x contiguous, M, K, rank, M_pad)."""
     if x.dim() != 2 or x.dtype not in _SUFFIX:
         raise ValueError(f"x must be a 2-D bf16/fp16 tensor, got {x.dtype} {tuple(x.shape)}")
     x = x.contiguous()
@@ -130,16 +140,54 @@ def quantize_act(
         raise ValueError(f"rank {rank} > {MAX_RANK}")
     _check(smooth, "smooth", (k,), x.dtype, x.device)
     _check(lora_down, "lora_down", (k, rank), x.dtype, x.device)
-    m_pad = round_up(max(m, 1), PAD_M)
+    return x, m, k, rank, round_up(max(m, 1), PAD_M)
+
+
+def quantize_act(
+    x: torch.Tensor, smooth: torch.Tensor | None, lora_down: torch.Tensor | None
+) -> QuantizedAct:
+    """Kernel A. x: T [M, K] (T bf16/fp16, contiguous), smooth: T [K] or None, lora_down: T [K, r] or
+    None (r <= 128) -> QuantizedAct."""
+    x, m, k, rank, m_pad = _prologue_inputs(x, smooth, lora_down)
     act = torch.empty((m_pad // 16, k // GROUP, 32, 4), dtype=torch.int32, device=x.device)
     ascale = torch.empty((k // GROUP, m_pad), dtype=x.dtype, device=x.device)
     lact = torch.empty((m_pad, rank), dtype=torch.float32, device=x.device)
     if m == 0:
         return QuantizedAct(act, ascale, lact, m, m_pad)
-    fns = _functions(x.device, x.dtype)
+    fn = _function("quant_int4", x.device, x.dtype)
     with _on_kernel_stream(x.device) as stream:
-        fns.quant.prepared_async_call(
+        fn.prepared_async_call(
             (m_pad // _QUANT_ROWS, 1, 1), (_QUANT_THREADS, 1, 1), stream,
+            x.data_ptr(), _ptr(smooth), _ptr(lora_down if rank else None),
+            act.data_ptr(), ascale.data_ptr(), lact.data_ptr(), m, k, rank, m_pad,
+        )  # fmt: skip
+    return QuantizedAct(act, ascale, lact, m, m_pad)
+
+
+def quantize_act_int8(
+    x: torch.Tensor, smooth: torch.Tensor | None, lora_down: torch.Tensor | None, kernel: str = "split"
+) -> QuantizedAct:
+    """The W4A8 prologue. x: T [M, K] -> QuantizedAct with act int32 [M_pad/16, K/64, 2, 32, 4] (s8
+    m16n8k32 fragment order) and lact fp32 [S, M_pad, r]: S partial sums over K (S = ceil(K/512) for
+    ``kernel="split"``, 1 for ``kernel="kernel_a"``), which the GEMM adds in order."""
+    if kernel not in ("split", "kernel_a"):
+        raise ValueError(f"unknown prologue {kernel!r}")
+    x, m, k, rank, m_pad = _prologue_inputs(x, smooth, lora_down)
+    if x.data_ptr() % 16:
+        x = x.clone()  # the split prologue reads 16-byte vectors
+    act = torch.empty((m_pad // 16, k // GROUP, 2, 32, 4), dtype=torch.int32, device=x.device)
+    ascale = torch.empty((k // GROUP, m_pad), dtype=x.dtype, device=x.device)
+    splits = -(-(k // GROUP) // _PRO_GROUPS) if kernel == "split" else 1
+    lact = torch.empty((splits, m_pad, rank), dtype=torch.float32, device=x.device)
+    if m == 0:
+        return QuantizedAct(act, ascale, lact, m, m_pad)
+    if kernel == "split":
+        fn, grid, block = _function("prologue_int8", x.device, x.dtype), (m_pad // _PRO_ROWS, splits, 1), _PRO_THREADS
+    else:
+        fn, grid, block = _function("quant_int8", x.device, x.dtype), (m_pad // _QUANT_ROWS, 1, 1), _QUANT_THREADS
+    with _on_kernel_stream(x.device) as stream:
+        fn.prepared_async_call(
+            grid, (block, 1, 1), stream,
             x.data_ptr(), _ptr(smooth), _ptr(lora_down if rank else None),
             act.data_ptr(), ascale.data_ptr(), lact.data_ptr(), m, k, rank, m_pad,
         )  # fmt: skip
@@ -156,30 +204,14 @@ def w4a4_gemm(
     """Kernel B. qa from ``quantize_act`` (same K, same rank), w from ``gpu.kernels.repack`` ->
     out T [M, N] = grouped INT4 GEMM + lact @ lora_up^T + bias [-> GELU], T = out_dtype.
     ``out`` (T [M, N], contiguous) is written in place when given."""
-    device = qa.act.device
-    k, n, rank = w.k, w.n, w.rank
-    if out_dtype not in _SUFFIX:
-        raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
-    if epilogue not in EPILOGUES:
-        raise ValueError(f"unknown epilogue {epilogue!r} (known: {', '.join(EPILOGUES)})")
-    if n % 2:
-        raise ValueError(f"N={n} must be even (the kernel stores column pairs)")
-    _check(qa.act, "act", (qa.m_pad // 16, k // GROUP, 32, 4), torch.int32, device)
-    _check(qa.ascale, "ascale", (k // GROUP, qa.m_pad), out_dtype, device)
-    _check(qa.lact, "lact", (qa.m_pad, rank), torch.float32, device)
-    _check(w.wgt, "wgt", (w.n_pad // 8, k // GROUP, 32, 2), torch.int32, device)
-    _check(w.wscale, "wscale", (k // GROUP, w.n_pad), out_dtype, device)
-    _check(w.lora_up, "lora_up", (w.n_pad, rank), out_dtype, device)
-    _check(w.bias, "bias", (w.n_pad,), out_dtype, device)
-    if out is None:
-        out = torch.empty((qa.m, n), dtype=out_dtype, device=device)
-    _check(out, "out", (qa.m, n), out_dtype, device)
+    out = _gemm_output(qa, w, out_dtype, epilogue, out, (qa.m_pad // 16, w.k // GROUP, 32, 4))
+    _check(qa.lact, "lact", (qa.m_pad, w.rank), torch.float32, out.device)
     if qa.m == 0:
         return out
-    fns = _functions(device, out_dtype)
+    device, n, k, rank = out.device, w.n, w.k, w.rank
     grid = (w.n_pad // _GEMM_BN, qa.m_pad // _GEMM_BM, 1)
     with _on_kernel_stream(device) as stream:
-        fns.gemm.prepared_async_call(
+        _function("gemm_w4a4", device, out_dtype).prepared_async_call(
             grid, (_GEMM_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             qa.lact.data_ptr(), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
@@ -188,9 +220,80 @@ def w4a4_gemm(
     return out
 
 
+def _gemm_output(
+    qa: QuantizedAct,
+    w: PackedWeights,
+    out_dtype: torch.dtype,
+    epilogue: str,
+    out: torch.Tensor | None,
+    act_shape: tuple[int, ...],
+) -> torch.Tensor:
+    """Shape checks shared by both GEMMs; returns the (checked or new) output T [M, N]."""
+    device, k, n, rank = qa.act.device, w.k, w.n, w.rank
+    if out_dtype not in _SUFFIX:
+        raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
+    if epilogue not in EPILOGUES:
+        raise ValueError(f"unknown epilogue {epilogue!r} (known: {', '.join(EPILOGUES)})")
+    if n % 2:
+        raise ValueError(f"N={n} must be even (the kernel stores column pairs)")
+    _check(qa.act, "act", act_shape, torch.int32, device)
+    _check(qa.ascale, "ascale", (k // GROUP, qa.m_pad), out_dtype, device)
+    _check(w.wgt, "wgt", (w.n_pad // 8, k // GROUP, 32, 2), torch.int32, device)
+    _check(w.wscale, "wscale", (k // GROUP, w.n_pad), out_dtype, device)
+    _check(w.lora_up, "lora_up", (w.n_pad, rank), out_dtype, device)
+    _check(w.bias, "bias", (w.n_pad,), out_dtype, device)
+    if out is None:
+        out = torch.empty((qa.m, n), dtype=out_dtype, device=device)
+    _check(out, "out", (qa.m, n), out_dtype, device)
+    return out
+
+
+def w4a8_gemm(
+    qa: QuantizedAct,
+    w: PackedWeights,
+    out_dtype: torch.dtype,
+    epilogue: str = "none",
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Kernel B (W4A8). qa from ``quantize_act_int8``, w from ``gpu.kernels.repack`` -> T [M, N]
+    = grouped s8 GEMM on int4 weights widened in registers + sum_s lact[s] @ lora_up^T + bias [-> GELU]."""
+    out = _gemm_output(qa, w, out_dtype, epilogue, out, (qa.m_pad // 16, w.k // GROUP, 2, 32, 4))
+    if qa.lact.dim() != 3:
+        raise ValueError("lact must be [S, M_pad, r] (K-split partials of the W4A8 prologue)")
+    _check(qa.lact, "lact", (qa.lact.shape[0], qa.m_pad, w.rank), torch.float32, out.device)
+    if qa.m == 0:
+        return out
+    device, n, k, rank = out.device, w.n, w.k, w.rank
+    grid = (round_up(w.n_pad, _W4A8_BN) // _W4A8_BN, round_up(qa.m_pad, _W4A8_BM) // _W4A8_BM, 1)
+    with _on_kernel_stream(device) as stream:
+        _function("gemm_w4a8", device, out_dtype).prepared_async_call(
+            grid, (_W4A8_THREADS, 1, 1), stream,
+            qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
+            qa.lact.data_ptr(), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
+            qa.m, n, k, rank, qa.m_pad, w.n_pad, EPILOGUES[epilogue], qa.lact.shape[0],
+        )  # fmt: skip
+    return out
+
+
 def svdq_linear_forward(x: torch.Tensor, w: PackedWeights, epilogue: str = "none") -> torch.Tensor:
-    """x: T [..., K] -> T [..., N] through Kernel A then Kernel B."""
+    """x: T [..., K] -> T [..., N] through Kernel A then Kernel B (INT4 W4A4)."""
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, w.k)
-    qa = quantize_act(x2, w.smooth, w.lora_down)
+    qa = quantize_act(x.reshape(-1, w.k), w.smooth, w.lora_down)
     return w4a4_gemm(qa, w, x.dtype, epilogue).reshape(*lead, w.n)
+
+
+def svdq_linear_forward_w4a8(x: torch.Tensor, w: PackedWeights, epilogue: str = "none") -> torch.Tensor:
+    """x: T [..., K] -> T [..., N] through the INT8 prologue then the W4A8 GEMM (Hopper)."""
+    lead = x.shape[:-1]
+    qa = quantize_act_int8(x.reshape(-1, w.k), w.smooth, w.lora_down)
+    return w4a8_gemm(qa, w, x.dtype, epilogue).reshape(*lead, w.n)
+
+
+def act8_fragments_to_codes(act: torch.Tensor, m: int, k: int) -> torch.Tensor:
+    """Inverse of the INT8 code layout, for tests: int32 [M_pad/16, K/64, 2, 32, 4] -> int8 [m, K]."""
+    m_pad = act.shape[0] * 16
+    b = act.contiguous().view(torch.int8).view(m_pad // 16, k // GROUP, 2, 8, 4, 2, 2, 4)
+    # dims: tile, group, h, gid, tig, parity (w>>1), rowhalf (w&1), j
+    # row = 16*tile + gid + 8*rowhalf; col = 64*group + 32*h + 8*tig + 2*j + parity
+    b = b.permute(0, 6, 3, 1, 2, 4, 7, 5).reshape(m_pad, k)
+    return b[:m]

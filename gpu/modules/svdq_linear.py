@@ -88,7 +88,7 @@ class SVDQLinear(nn.Module):
         """x: [..., K] 16/32-bit float -> [..., N] in x's dtype, through the PyTorch reference.
 
         ``act_format`` overrides the stored activation format for execution, e.g. ``"int8_g64"``: an
-        INT4 W4A4 layer run as W4A8, the numerics of the Hopper kernels (``gpu.kernels.w4a8``)."""
+        INT4 W4A4 layer run as W4A8, the numerics of the Hopper kernels (``gpu.kernels.launch``)."""
         lead = x.shape[:-1]
         y = reference_linear(
             x.reshape(-1, self.in_features),

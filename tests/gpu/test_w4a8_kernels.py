@@ -64,8 +64,8 @@ def reference_parts8(layer, x):
 
 @pytest.mark.parametrize("m,k,n,rank,dtype", _cases())
 def test_w4a8_matches_reference(m, k, n, rank, dtype, gen):
+    from gpu.kernels.launch import act8_fragments_to_codes, quantize_act_int8, w4a8_gemm
     from gpu.kernels.repack import packed_for
-    from gpu.kernels.w4a8 import act8_fragments_to_codes, quantize_act_int8, w4a8_gemm
 
     layer = random_layer(k, n, rank, dtype, gen)
     x = random_x(m, k, dtype, gen)
@@ -105,8 +105,8 @@ def test_w4a8_matches_reference(m, k, n, rank, dtype, gen):
 
 
 def test_w4a8_gelu_deterministic_graph(gen):
+    from gpu.kernels.launch import svdq_linear_forward_w4a8
     from gpu.kernels.repack import packed_for
-    from gpu.kernels.w4a8 import svdq_linear_forward_w4a8
 
     layer = random_layer(320, 384, 32, torch.bfloat16, gen)
     x = random_x(300, 320, torch.bfloat16, gen)
