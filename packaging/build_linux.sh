@@ -19,6 +19,13 @@ started=$SECONDS
   echo "error: the app's dependencies are not importable by $PY (pip install -e \".[packaging]\")" >&2; exit 2; }
 "$PY" -c "import PyInstaller" 2>/dev/null || "$PY" -m pip install -q "pyinstaller>=6"
 
+# Qt's xcb platform plugin needs these X libraries; PyInstaller bundles them only when installed here (many
+# desktops lack libxcb-cursor0: without it in the bundle the window does not open there).
+for lib in libxcb-cursor.so.0 libxcb-icccm.so.4 libxcb-keysyms.so.1 libxkbcommon-x11.so.0; do
+  ldconfig -p 2>/dev/null | grep -q "$lib" || echo "warning: $lib missing at build time (apt-get install -y" \
+    "libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxkbcommon-x11-0)" >&2
+done
+
 echo "== 1/4 kernel fatbins (nvcc) -> resources/kernels/"
 if [ "${NIBBLE_SKIP_KERNELS:-0}" = "1" ]; then
   echo "   skipped (NIBBLE_SKIP_KERNELS=1): the bundle ships no prebuilt kernels"
@@ -30,6 +37,8 @@ echo "== 2/4 PyInstaller (one folder, windowed)"
 rm -rf "dist/$APP"
 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build/pyinstaller \
   packaging/nibble_studio.spec
+
+ls "dist/$APP/_internal/libxcb-cursor.so.0" >/dev/null 2>&1 || echo "warning: libxcb-cursor.so.0 not bundled" >&2
 
 echo "== 3/4 desktop entry, icon, tar.gz"
 cp packaging/nibble-studio.desktop resources/icons/nibble-studio.png packaging/install-desktop-entry.sh "dist/$APP/"

@@ -31,10 +31,15 @@ EXCLUDES = [
     "pytestqt", "pandas", "sklearn", "scipy", "torchvision", "torchaudio", "tensorboard", "tensorflow", "jax",
     "flax", "cv2", "onnx", "onnxruntime", "PyInstaller", "ruff", "setuptools", "pip", "wheel",
     "torch.utils.tensorboard", "tests",
+    # pulled in through optional imports of transformers/huggingface_hub; the app never downloads anything
+    "botocore", "boto3", "s3transfer", "hf_xet", "libcst", "cryptography", "OpenSSL",
 ]  # fmt: skip
 # Bundle paths (forward slashes) dropped after analysis: headers, static libraries, CMake files.
 STRIP_PATTERNS = [r"^torch/include/", r"^torch/share/", r"\.a$", r"\.lib$", r"\.h$", r"\.hpp$", r"\.cuh$",
-                  r"^torch/test/", r"/tests?/.*\.py$"]  # fmt: skip
+                  r"^torch/test/", r"/tests?/.*\.py$",
+                  # torch's C++ test programs and test-only libraries (50 MiB)
+                  r"^torch/bin/", r"^torch/lib/lib\w*test\w*\.(so|dll)$",
+                  r"^torch/lib/(lib)?(backend_with_compiler|aoti_custom_ops)\.(so|dll)$"]  # fmt: skip
 # transformers ships hundreds of model families; FLUX needs CLIP and T5 text encoders (+ auto classes).
 TRANSFORMERS_MODELS = {"auto", "clip", "t5"}
 # Distributions whose metadata (importlib.metadata.version) the libraries check at import time.
