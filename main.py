@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--negative", default="", help="negative prompt")
     g.add_argument("--base", help="base pipeline folder for an SVDQ file (overrides the recorded one)")
     g.add_argument("--batch", type=int, default=1, help="number of images (seeds S, S+1, ...)")
+    g.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                   help="apply a FLUX.1 LoRA (.safetensors), strength -2..2 (default 1); repeatable")
 
     i = sub.add_parser("inspect", help="validate an SVDQ file and print its metadata and layers")
     i.add_argument("file", type=Path)
@@ -84,10 +86,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from gpu.generation.request import GenerationRequest
     from gpu.generation.service import GenerationService, save_image
+    from gpu.lora import parse_lora_arg
 
     request = GenerationRequest(
         prompt=args.prompt, model=args.model, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
         guidance=args.guidance, width=args.width, height=args.height, batch_count=args.batch, base=args.base,
+        loras=[parse_lora_arg(text) for text in args.lora],
     )  # fmt: skip
     service = GenerationService()
     started = time.perf_counter()
@@ -101,6 +105,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         size = f"{s['width']}x{s['height']}"
         print(f"wrote {out} ({size}, {s['steps']} steps, seed {s['seed']}, {s['duration_s']:.2f} s)")
     print(f"model {results[0].settings['model']}: {results[0].settings['execution_path']}")
+    for lora in results[0].settings.get("lora_list", []):
+        print(f"lora {lora['name']} ({lora['format']}, rank {lora['rank']}): strength {lora['strength']:g}")
     print(f"total {time.perf_counter() - started:.2f} s")
     return 0
 

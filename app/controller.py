@@ -20,6 +20,7 @@ from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel
 from app.image_files import read_image_settings, relative
+from app.lora_state import LoraState
 from app.reconcile import ReconcileReport, reconcile
 from app.settings import Settings
 from app.store import ImageRecord, Store
@@ -59,6 +60,8 @@ class AppController(QObject):
         self.prompt = PromptState()
         self.prompt.load_last_job(settings.last_job)
         self.job = JobState()
+        self.loras = LoraState()
+        self.loras.add_shipped()
         self.entries: list[Any] = []
         self.gpu: Any = None
         self.model_info: Any = None
@@ -103,7 +106,9 @@ class AppController(QObject):
             self.error.emit(EngineError("user", "Type a prompt first.", "Describe the image you want to see."))
             return None
         self.prompt.next_seed()
-        job = Job(self.prompt.build_request())
+        request = self.prompt.build_request()
+        request.loras = self.loras.requests()
+        job = Job(request)
         self._jobs[job.id] = job
         self.history.add(self.prompt.prompt, self.prompt.negative_prompt)
         self.job.busy = True

@@ -22,6 +22,7 @@ from app.settings import Settings, load_settings, save_settings
 from app.widgets.error_dialog import show_error
 from app.widgets.gallery_panel import GalleryPanel
 from app.widgets.history_panel import HistoryPanel
+from app.widgets.lora_panel import LoraPanel
 from app.widgets.model_panel import ModelPanel
 from app.widgets.prompt_panel import PromptPanel
 from app.widgets.quantize_panel import QuantizePanel
@@ -46,6 +47,7 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel(self.controller)
         self.quantize_panel = QuantizePanel(self.controller)
         self.history_panel = HistoryPanel(self.controller)
+        self.lora_panel = LoraPanel(self.controller)
         self.setCentralWidget(self.gallery_panel)
         self.setDockNestingEnabled(True)
         self.prompt_dock = self._dock("Prompt", "promptDock", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -54,6 +56,7 @@ class MainWindow(QMainWindow):
                                         Qt.DockWidgetArea.RightDockWidgetArea)
         self.history_dock = self._dock("Prompt history", "historyDock", self.history_panel,
                                        Qt.DockWidgetArea.RightDockWidgetArea)
+        self.lora_dock = self._dock("LoRAs", "loraDock", self.lora_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._actions()
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
@@ -84,7 +87,7 @@ class MainWindow(QMainWindow):
         self.addActions([generate, cancel])
         self.generate_action, self.cancel_action = generate, cancel
         view = self.menuBar().addMenu("&View")
-        for dock in (self.prompt_dock, self.model_dock, self.quantize_dock, self.history_dock):
+        for dock in (self.prompt_dock, self.model_dock, self.quantize_dock, self.history_dock, self.lora_dock):
             view.addAction(dock.toggleViewAction())
         run = self.menuBar().addMenu("&Generate")
         run.addActions([generate, cancel])

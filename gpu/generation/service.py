@@ -122,6 +122,7 @@ class GenerationService:
         self.load(str(entry.path), request.base)
         loaded = self.loaded
         assert loaded is not None
+        loras = self.apply_loras(loaded, request.loras)
         common = {
             "model": entry.name,
             "model_hash": model_hash(entry.path),
@@ -130,6 +131,11 @@ class GenerationService:
             "execution_path": execution_path(loaded),
             "version": f"{APP_NAME}-{__version__}",
         }
+        if loras:
+            from gpu.lora import lora_hashes
+
+            common["loras"] = lora_hashes(loras)  # A1111 "Lora hashes"
+            common["lora_list"] = [a.describe() for a in loras]
         results = []
         for i in range(request.batch_count):
             s = {**settings, **common, "seed": settings["seed"] + i}
@@ -147,6 +153,16 @@ class GenerationService:
             s.pop("max_sequence_length", None)
             results.append(GeneratedImage(image, s))
         return results
+
+    def apply_loras(self, loaded: LoadedPipeline, loras: list[tuple[str, float]] | None) -> list:
+        """Make the loaded transformer carry exactly these LoRAs (``gpu.lora``; a no-op when unchanged, and
+        when none were ever asked for); a bad file raises ``LoraError`` and leaves the model as it was."""
+        transformer = loaded.pipe.transformer
+        if not loras and "_nibble_lora_manager" not in transformer.__dict__:
+            return []
+        from gpu.lora import manager_for
+
+        return list(manager_for(transformer).set([(str(p), float(s)) for p, s in loras or []]))
 
     def _run_one(self, loaded, s, index, count, on_progress, should_cancel):
         pipe = loaded.pipe

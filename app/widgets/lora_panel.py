@@ -1,0 +1,129 @@
+"""LoRA panel: add LoRA files or folders, enable each, set its strength (-2..2) and trigger words.
+
+Enabled LoRAs go with every generation request; the engine applies them without reloading the model (see
+``gpu/lora``). "Insert trigger words" appends the enabled LoRAs' trigger words to the prompt."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)  # fmt: skip
+
+from app.lora_state import LoraEntry, LoraState
+
+
+class LoraRow(QFrame):
+    def __init__(self, state: LoraState, entry: LoraEntry) -> None:
+        super().__init__()
+        self.entry = entry
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.enabled = QCheckBox(entry.name)
+        self.enabled.setChecked(entry.enabled)
+        self.enabled.setToolTip(str(entry.path))
+        self.enabled.toggled.connect(lambda v: state.set_enabled(entry, v))
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(-200, 200)
+        self.slider.setValue(round(entry.strength * 100))
+        self.value = QLabel(f"{entry.strength:.2f}")
+        self.value.setMinimumWidth(36)
+        self.slider.valueChanged.connect(self._strength)
+        self.triggers = QLineEdit(entry.trigger_words)
+        self.triggers.setPlaceholderText("trigger words")
+        self.triggers.textChanged.connect(lambda t: setattr(entry, "trigger_words", t))
+        remove = QPushButton("✕")
+        remove.setToolTip("Remove this LoRA from the list")
+        remove.setFixedWidth(28)
+        remove.clicked.connect(lambda: state.remove(entry))
+        top = QHBoxLayout()
+        top.addWidget(self.enabled, 1)
+        top.addWidget(remove)
+        mid = QHBoxLayout()
+        mid.addWidget(QLabel("Strength"))
+        mid.addWidget(self.slider, 1)
+        mid.addWidget(self.value)
+        info = QLabel(entry.info)
+        info.setStyleSheet("color: gray; font-size: 10px")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.addLayout(top)
+        lay.addLayout(mid)
+        lay.addWidget(self.triggers)
+        lay.addWidget(info)
+
+    def _strength(self, v: int) -> None:
+        self.entry.strength = v / 100
+        self.value.setText(f"{v / 100:.2f}")
+
+
+class LoraPanel(QWidget):
+    def __init__(self, controller) -> None:
+        super().__init__()
+        self.setObjectName("loraPanel")
+        self.controller = controller
+        self.state: LoraState = controller.loras
+        add = QPushButton("Add LoRA…")
+        add.clicked.connect(self._add_files)
+        folder = QPushButton("Add folder…")
+        folder.clicked.connect(self._add_folder)
+        insert = QPushButton("Insert trigger words")
+        insert.setToolTip("Append the enabled LoRAs' trigger words to the prompt")
+        insert.clicked.connect(self.insert_triggers)
+        buttons = QHBoxLayout()
+        for b in (add, folder):
+            buttons.addWidget(b)
+        self.rows_box = QVBoxLayout()
+        self.rows_box.addStretch(1)
+        inner = QWidget()
+        inner.setLayout(self.rows_box)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        self.empty = QLabel("No LoRAs yet: add .safetensors files made for FLUX.1.")
+        self.empty.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.addLayout(buttons)
+        lay.addWidget(self.empty)
+        lay.addWidget(scroll, 1)
+        lay.addWidget(insert)
+        self.rows: list[LoraRow] = []
+        self.state.changed.connect(self.rebuild)
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        for row in self.rows:
+            self.rows_box.removeWidget(row)
+            row.deleteLater()
+        self.rows = [LoraRow(self.state, e) for e in self.state.entries]
+        for i, row in enumerate(self.rows):
+            self.rows_box.insertWidget(i, row)
+        self.empty.setVisible(not self.rows)
+
+    def row_for(self, name: str) -> LoraRow:
+        return next(r for r in self.rows if r.entry.name == name)
+
+    def insert_triggers(self) -> None:
+        words = self.state.trigger_text()
+        prompt = self.controller.prompt
+        if words and words not in prompt.prompt:
+            prompt.prompt = f"{prompt.prompt.rstrip()}, {words}" if prompt.prompt.strip() else words
+
+    def _add_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add LoRA files", "", "LoRA (*.safetensors)")
+        for f in files:
+            self.state.add_file(f, enabled=True)
+
+    def _add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of LoRAs")
+        if folder:
+            self.state.add_folder(folder)
