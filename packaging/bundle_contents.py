@@ -37,8 +37,8 @@ EXCLUDES = [
 # Bundle paths (forward slashes) dropped after analysis: headers, static libraries, CMake files.
 STRIP_PATTERNS = [r"^torch/include/", r"^torch/share/", r"\.a$", r"\.lib$", r"\.h$", r"\.hpp$", r"\.cuh$",
                   r"^torch/test/", r"/tests?/.*\.py$",
-                  # torch's C++ test programs and test-only libraries (50 MiB)
-                  r"^torch/bin/", r"^torch/lib/lib\w*test\w*\.(so|dll)$",
+                  # torch's C++ test programs and test-only libraries (50 MiB); torch_shm_manager is needed
+                  r"^torch/bin/(?!torch_shm_manager)", r"^torch/lib/lib\w*test\w*\.(so|dll)$",
                   r"^torch/lib/(lib)?(backend_with_compiler|aoti_custom_ops)\.(so|dll)$"]  # fmt: skip
 # transformers ships hundreds of model families; FLUX needs CLIP and T5 text encoders (+ auto classes).
 TRANSFORMERS_MODELS = {"auto", "clip", "t5"}

@@ -42,7 +42,8 @@ def test_required_resources_are_shipped_and_dev_files_are_not():
 
 def test_stripped_and_filters():
     assert bc.is_stripped("torch/include/ATen/core/Tensor.h")
-    assert bc.is_stripped("torch/lib/libfoo.a")
+    assert bc.is_stripped("torch/lib/libfoo.a") and bc.is_stripped("torch/bin/test_api")
+    assert not bc.is_stripped("torch/bin/torch_shm_manager")  # torch refuses to import without it
     assert not bc.is_stripped("torch/lib/libtorch_cpu.so")
     assert not bc.is_stripped("resources/models/demo/model_index.json")
     assert bc.transformers_filter("transformers.models.clip.modeling_clip")
