@@ -1,0 +1,32 @@
+"""The example LoRA shipped for the demo model: loads through our engine and visibly applies its style."""
+
+from __future__ import annotations
+
+from safetensors import safe_open
+
+from gpu.demo.evaluate import heldout_set
+from gpu.demo.train_lora import OUT as SHIPPED
+from gpu.demo.train_lora import saturation
+from gpu.generation.request import GenerationRequest
+from gpu.generation.service import GenerationService
+
+
+def test_monochrome_lora_desaturates_at_strength_one_and_not_at_zero():
+    with safe_open(str(SHIPPED), "pt") as f:
+        meta = f.metadata()
+    assert meta["modelspec.trigger_phrase"] == "monochrome" and "gpu.demo.train_lora" in meta["nibble.recipe"]
+    prompts, seeds = heldout_set(3)
+    service = GenerationService()
+
+    def images(strength: float | None) -> list:
+        loras = [] if strength is None else [(str(SHIPPED), strength)]
+        return [
+            service.generate(GenerationRequest(prompt=p, model="demo", seed=s, loras=loras))[0].image
+            for p, s in zip(prompts, seeds, strict=True)
+        ]
+
+    plain = images(None)
+    off = images(0.0)
+    on = images(1.0)
+    assert [im.tobytes() for im in off] == [im.tobytes() for im in plain]  # strength 0 is a no-op
+    assert saturation(on) < 0.7 * saturation(plain)
