@@ -14,7 +14,9 @@ Checks on the image:
 * for the demo model, the shipped judge (``gpu.demo.judge``, a small CNN trained on the demo world) reads the
   image and must find the prompted object's colour and the background colour, and at least
   ``MIN_ATTRIBUTES`` of the four named attributes (colour, shape, size, background). On CPU with seed 0 all
-  four are found; the margin allows for the small numerical differences of GPU paths.
+  four are found; the margin allows for the small numerical differences of GPU paths;
+* in the frozen app, every loaded Python module's file lies inside the bundle (no site-packages or source tree
+  of the machine leaked in).
 
 Engine only: this module never imports Qt, so it works offscreen and on machines without a display.
 """
@@ -62,6 +64,17 @@ def _environment_lines() -> list[str]:
         f"  user cache  {user_cache_dir()}",
     ]
     return lines
+
+
+def modules_outside_bundle() -> list[str]:
+    """Files of loaded modules that are not inside the bundle (frozen app only; [] when all are)."""
+    bundle = str(Path(getattr(sys, "_MEIPASS", "")).resolve())
+    outside = []
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and not str(Path(path).resolve()).startswith(bundle):
+            outside.append(f"{name}: {path}")
+    return outside
 
 
 def _device_lines() -> list[str]:
@@ -151,6 +164,11 @@ def run_self_test(model: str | None = None, out: Path | None = None, echo=print)
         result.checks.update(check_image(image.image, s["width"], s["height"]))
         if info.name.startswith("demo"):
             result.checks.update(judge_checks(image.image, PROMPT))
+        if getattr(sys, "frozen", False):  # code must come from the bundle, never from a Python on the machine
+            outside = modules_outside_bundle()
+            for line in outside[:5]:
+                say(f"  outside     {line}")
+            result.checks[f"every loaded Python module is inside the bundle ({len(outside)} outside)"] = not outside
         if out is not None:
             save_image(image, out)
             say(f"  image       written to {out}")
