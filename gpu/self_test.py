@@ -72,7 +72,8 @@ def modules_outside_bundle() -> list[str]:
     outside = []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if path and not str(Path(path).resolve()).startswith(bundle):
+        # PyInstaller's bootstrap and frozen stdlib modules carry relative names ("struct.py"): skip those
+        if path and os.path.isabs(path) and not str(Path(path).resolve()).startswith(bundle):
             outside.append(f"{name}: {path}")
     return outside
 
