@@ -4,7 +4,6 @@ checks the weights when it applies them, and reports problems as errors."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,24 +23,10 @@ class LoraEntry:
 
 def read_header(path: Path) -> tuple[str, str]:
     """(trigger words, info line) from the safetensors header alone; ("", reason) when unreadable."""
-    from gpu.lora.formats import trigger_words_from
+    from gpu.lora.metadata import header_summary
 
-    try:
-        with open(path, "rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            if not 0 < size < 100_000_000:
-                return "", "not a .safetensors file"
-            header = json.loads(f.read(size))
-    except (OSError, ValueError):
-        return "", "not a .safetensors file"
-    meta = header.pop("__metadata__", {}) or {}
-    ranks = {v["shape"][0] for k, v in header.items() if k.endswith((".lora_A.weight", ".lora_down.weight"))}
-    keys = list(header)
-    fmt = ("kohya" if any(k.startswith("lora_unet_") for k in keys)
-           else "BFL/ComfyUI" if any(k.startswith(("diffusion_model.", "double_blocks.")) for k in keys)
-           else "diffusers/PEFT")  # fmt: skip
-    rank = f"rank {max(ranks)}" if ranks else "no LoRA factors"
-    return ", ".join(trigger_words_from(meta)), f"{fmt}, {rank}, {len(keys)} tensors"
+    words, info = header_summary(path)
+    return ", ".join(words), info
 
 
 class LoraState(QObject):

@@ -3,10 +3,26 @@
 ``read_lora`` reads and validates a file (diffusers/PEFT, kohya or BFL/ComfyUI keys); ``manager_for(model)``
 gives the model's ``LoraManager``, whose ``set([(path, strength), ...])`` applies exactly that set (appending
 to SVDQuant's low-rank branch, merging into 16-bit layers) and restores the originals bit-exactly.
-See ``gpu/lora/README.md``."""
+See the README's LoRA section."""
 
-from gpu.lora.formats import FORMATS, LoraError, LoraFile, LoraTarget, read_lora
-from gpu.lora.manager import ActiveLora, LoraManager, check_strength, lora_hashes, manager_for, parse_lora_arg
+
+import importlib
+
+# Names resolve on first use (PEP 562), so torch-free parts (``gpu.lora.metadata``) import without torch.
+_WHERE = {
+    **dict.fromkeys(("FORMATS", "LoraError", "LoraFile", "LoraTarget", "read_lora"), "gpu.lora.formats"),
+    **dict.fromkeys(
+        ("ActiveLora", "LoraManager", "check_strength", "lora_hashes", "manager_for", "parse_lora_arg"),
+        "gpu.lora.manager",
+    ),
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'gpu.lora' has no attribute {name!r}")
+
 
 __all__ = [
     "FORMATS", "ActiveLora", "LoraError", "LoraFile", "LoraManager", "LoraTarget", "check_strength",

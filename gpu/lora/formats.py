@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from gpu.errors import UserError
+from gpu.lora.metadata import trigger_words_from  # noqa: F401 - part of this module's API
 
 FORMATS = ("diffusers", "kohya", "bfl")
 
@@ -243,31 +244,6 @@ def _adapter_metadata_scale(metadata: dict[str, str], module: str, rank: int) ->
         return alpha / rank
     except (ValueError, TypeError, AttributeError, re.error):
         return None
-
-
-def trigger_words_from(metadata: dict[str, str]) -> list[str]:
-    """Trigger words recorded by trainers: modelspec/civitai fields, else kohya's most frequent tags."""
-    for key in ("modelspec.trigger_phrase", "trigger_words", "trigger_phrase", "ss_trigger_words", "activation text"):
-        value = metadata.get(key, "").strip()
-        if value:
-            try:
-                parsed = json.loads(value)
-                if isinstance(parsed, list):
-                    return [str(w).strip() for w in parsed if str(w).strip()]
-            except json.JSONDecodeError:
-                pass
-            return [w.strip() for w in value.split(",") if w.strip()]
-    raw = metadata.get("ss_tag_frequency")
-    if raw:
-        try:
-            counts: dict[str, int] = {}
-            for tags in json.loads(raw).values():
-                for tag, n in tags.items():
-                    counts[tag.strip()] = counts.get(tag.strip(), 0) + int(n)
-            return [t for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:3] if t]
-        except (ValueError, TypeError, AttributeError):
-            pass
-    return []
 
 
 def file_sha256(path: Path) -> str:

@@ -1,0 +1,52 @@
+"""What a LoRA file says about itself, from the safetensors header alone (no torch: the app reads this while
+its window is still opening)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def trigger_words_from(metadata: dict[str, str]) -> list[str]:
+    """Trigger words recorded by trainers: modelspec/civitai fields, else kohya's most frequent tags."""
+    for key in ("modelspec.trigger_phrase", "trigger_words", "trigger_phrase", "ss_trigger_words", "activation text"):
+        value = metadata.get(key, "").strip()
+        if value:
+            try:
+                parsed = json.loads(value)
+                if isinstance(parsed, list):
+                    return [str(w).strip() for w in parsed if str(w).strip()]
+            except json.JSONDecodeError:
+                pass
+            return [w.strip() for w in value.split(",") if w.strip()]
+    raw = metadata.get("ss_tag_frequency")
+    if raw:
+        try:
+            counts: dict[str, int] = {}
+            for tags in json.loads(raw).values():
+                for tag, n in tags.items():
+                    counts[tag.strip()] = counts.get(tag.strip(), 0) + int(n)
+            return [t for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:3] if t]
+        except (ValueError, TypeError, AttributeError):
+            pass
+    return []
+
+
+def header_summary(path: Path) -> tuple[list[str], str]:
+    """(trigger words, "format, rank, N tensors") from the header; ([], reason) when it is no safetensors file."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size < 100_000_000:
+                return [], "not a .safetensors file"
+            header = json.loads(f.read(size))
+    except (OSError, ValueError):
+        return [], "not a .safetensors file"
+    meta = header.pop("__metadata__", {}) or {}
+    ranks = {v["shape"][0] for k, v in header.items() if k.endswith((".lora_A.weight", ".lora_down.weight"))}
+    keys = list(header)
+    fmt = ("kohya" if any(k.startswith("lora_unet_") for k in keys)
+           else "BFL/ComfyUI" if any(k.startswith(("diffusion_model.", "double_blocks.")) for k in keys)
+           else "diffusers/PEFT")  # fmt: skip
+    rank = f"rank {max(ranks)}" if ranks else "no LoRA factors"
+    return trigger_words_from(meta), f"{fmt}, {rank}, {len(keys)} tensors"
