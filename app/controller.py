@@ -174,7 +174,9 @@ class AppController(QObject):
         names = [e.name for e in status.entries]
         if self.prompt.model not in names and names:
             self.prompt.model = names[0]
-        self.select_model(self.prompt.model, apply_defaults=False)
+        # A first launch (no size saved from a last session) takes the model's own defaults (native size,
+        # steps, guidance); later launches keep what the user left in the prompt panel.
+        self.select_model(self.prompt.model, apply_defaults=not self.settings.last_job.width)
         if not self._jobs:
             self.job.status = "Ready"
 

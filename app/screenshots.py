@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=None, help="default: the model's own")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     root = Path(tempfile.mkdtemp(prefix="nibble-shots-"))
@@ -66,7 +66,9 @@ def main(argv: list[str]) -> int:
     prompts = ["a large red circle in the top left", "a small blue square on a yellow background",
                "a green triangle in the bottom right", "a purple star in the center"]
     state = controller.prompt
-    state.steps, state.batch_count = args.steps, 2
+    state.batch_count = 2
+    if args.steps:
+        state.steps = args.steps
     for prompt in prompts:
         state.prompt = prompt
         controller.generate()
@@ -81,12 +83,12 @@ def main(argv: list[str]) -> int:
     save(window.gallery_panel.grab(), args.out / "gallery.png")
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
-    wizard.compare_steps = args.steps
+    if args.steps:
+        wizard.compare_steps = args.steps
     wizard.next()
-    wizard.method_page.rank.setValue(8)
     wizard.next()
-    wizard.calibration_page.count.setValue(4)
-    wizard.calibration_page.steps.setValue(2)
+    wizard.calibration_page.count.setValue(16)
+    wizard.calibration_page.steps.setValue(4)
     save(wizard.grab(), args.out / "wizard-calibration.png")
     wizard.next()
     _wait(app, lambda: wizard.run_page.ok or "Failed" in wizard.run_page.log.toPlainText(), 900)

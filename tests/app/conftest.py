@@ -1,8 +1,6 @@
 """GUI tests run offscreen with a fresh data dir per test (never the user's real one).
 
-They drive the real window with the real engine. The model is the shipped demo model when
-``resources/models/demo`` exists; until it lands, a tiny untrained pipeline of the same architecture
-(``standin_model``) is registered as ``demo`` in the test's library."""
+They drive the real window with the real engine and the shipped demo model (``resources/models/demo``)."""
 
 from __future__ import annotations
 
@@ -21,19 +19,12 @@ TEST_STEPS = 2
 TEST_SIZE = 128
 
 
-def _shipped_demo() -> Path | None:
-    path = resources_dir() / "models" / "demo"
-    return path if (path / "model_index.json").is_file() else None
-
-
 @pytest.fixture(scope="session")
-def demo_model(tmp_path_factory) -> Path:
-    shipped = _shipped_demo()
-    if shipped is not None:
-        return shipped
-    from standin_model import build_standin
-
-    return build_standin(tmp_path_factory.mktemp("models") / "demo")
+def demo_model() -> Path:
+    """The shipped demo model (GUI tests drive the real engine on it)."""
+    path = resources_dir() / "models" / "demo"
+    assert (path / "model_index.json").is_file(), "the demo model is missing from resources/models/demo"
+    return path
 
 
 @pytest.fixture
@@ -41,10 +32,6 @@ def data_root(tmp_path, monkeypatch, demo_model) -> Path:
     root = tmp_path / "data"
     root.mkdir()
     monkeypatch.setenv("NIBBLE_DATA_DIR", str(root))
-    if _shipped_demo() is None:
-        from gpu.library import ModelLibrary
-
-        ModelLibrary(root).add(demo_model, name="demo")
     return root
 
 
