@@ -10,7 +10,7 @@ if [ "${1:-}" = "--remove" ]; then
 fi
 mkdir -p "$apps" "$icons"
 cp "$here/nibble-studio.png" "$icons/nibble-studio.png"
-sed -e "s|^Exec=.*|Exec=\"$here/nibble-studio\" %F|" -e "s|^Icon=.*|Icon=$icons/nibble-studio.png|" \
+sed -e "s|^Exec=.*|Exec=\"$here/nibble-studio\"|" -e "s|^Icon=.*|Icon=$icons/nibble-studio.png|" \
   "$here/nibble-studio.desktop" > "$apps/nibble-studio.desktop"
 chmod +x "$apps/nibble-studio.desktop"
 echo "installed $apps/nibble-studio.desktop -> $here/nibble-studio"
