@@ -66,4 +66,35 @@ __device__ __forceinline__ void mma_s4_16x8x64(int (&d)[4], const uint4& a, cons
 #endif
 }
 
+// Low-rank up projection of one staged chunk of ranks into a warp's m16n8 accumulator fragments:
+// acc[i][jn][c] += sum_j lact[row][j] * lup[col][j] with row = row0 + 16 i + gid (+8 for c >= 2) and
+// col = col0 + 8 jn + 2 tig (+1 for odd c): the mma C-fragment layout. fp32 FMAs in a fixed order, so the
+// result is deterministic. Both GEMM families stage lact/lup the same way ([rows][RCHUNK + 1] fp32).
+template <int WM_TILES, int WN_TILES, int RCHUNK, int UNROLL>
+__device__ __forceinline__ void lowrank_chunk_fma(float (&acc)[WM_TILES][WN_TILES][4],
+                                                  const float (*s_lact)[RCHUNK + 1],
+                                                  const float (*s_lup)[RCHUNK + 1], int row0, int col0, int gid,
+                                                  int tig) {
+#pragma unroll UNROLL
+  for (int j = 0; j < RCHUNK; ++j) {
+    float av[WM_TILES][2], bv[WN_TILES][2];
+#pragma unroll
+    for (int i = 0; i < WM_TILES; ++i) {
+      av[i][0] = s_lact[row0 + i * 16 + gid][j];
+      av[i][1] = s_lact[row0 + i * 16 + gid + 8][j];
+    }
+#pragma unroll
+    for (int jn = 0; jn < WN_TILES; ++jn) {
+      bv[jn][0] = s_lup[col0 + jn * 8 + 2 * tig][j];
+      bv[jn][1] = s_lup[col0 + jn * 8 + 2 * tig + 1][j];
+    }
+#pragma unroll
+    for (int i = 0; i < WM_TILES; ++i)
+#pragma unroll
+      for (int jn = 0; jn < WN_TILES; ++jn)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[i][jn][c] = fmaf(av[i][c >> 1], bv[jn][c & 1], acc[i][jn][c]);
+  }
+}
+
 }  // namespace svdq

@@ -268,26 +268,7 @@ __device__ void w4a8_body(const uint4* __restrict__ act, const T* __restrict__ a
         s_lup[r][j] = okn ? svdq::to_f32(lora_up[static_cast<size_t>(n0 + r) * rank + r0 + j]) : 0.f;
       }
       __syncthreads();
-#pragma unroll 2
-      for (int j = 0; j < RCHUNK; ++j) {
-        float av[WM_TILES][2], bv[WN_TILES][2];
-#pragma unroll
-        for (int i = 0; i < WM_TILES; ++i) {
-          av[i][0] = s_lact[wm * 64 + i * 16 + gid][j];
-          av[i][1] = s_lact[wm * 64 + i * 16 + gid + 8][j];
-        }
-#pragma unroll
-        for (int jn = 0; jn < WN_TILES; ++jn) {
-          bv[jn][0] = s_lup[wn * 32 + jn * 8 + 2 * tig][j];
-          bv[jn][1] = s_lup[wn * 32 + jn * 8 + 2 * tig + 1][j];
-        }
-#pragma unroll
-        for (int i = 0; i < WM_TILES; ++i)
-#pragma unroll
-          for (int jn = 0; jn < WN_TILES; ++jn)
-#pragma unroll
-            for (int c = 0; c < 4; ++c) acc[i][jn][c] = fmaf(av[i][c >> 1], bv[jn][c & 1], acc[i][jn][c]);
-      }
+      svdq::lowrank_chunk_fma<WM_TILES, WN_TILES, RCHUNK, 2>(acc, s_lact, s_lup, wm * 64, wn * 32, gid, tig);
     }
     __syncthreads();  // the pipeline below overwrites the staging buffer
   }
