@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
 
 from app.controller import AppController
@@ -138,6 +138,9 @@ def run_app(argv: list[str], data_dir: Path | None = None) -> int:
         data_dir = parse_args(argv).data_dir
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("Nibble Studio")
+    from gpu.paths import resources_dir
+
+    app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "nibble-studio.png")))
     from app.theme import apply_theme
 
     apply_theme(app)
