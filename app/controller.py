@@ -20,7 +20,7 @@ from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel
 from app.image_files import read_image_settings, relative
-from app.lora_state import LoraState
+from app.lora_state import LoraState, cost_sentence
 from app.reconcile import ReconcileReport, reconcile
 from app.settings import Settings
 from app.store import ImageRecord, Store
@@ -211,6 +211,8 @@ class AppController(QObject):
 
     def _on_finished(self, job_id: int, saved: list[SavedImage]) -> None:
         records = [self.gallery.add(relative(self.data, s.path), s.settings) for s in saved]
+        if saved:
+            self.loras.cost_changed.emit(cost_sentence(saved[-1].settings))
         self._job_done(job_id, f"Done: {len(records)} image{'s' if len(records) != 1 else ''}")
         self.job_finished.emit(records)
 

@@ -31,6 +31,7 @@ def read_header(path: Path) -> tuple[str, str]:
 
 class LoraState(QObject):
     changed = Signal()
+    cost_changed = Signal(str)  # a sentence about the measured cost of the LoRAs of the last image
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,3 +75,15 @@ class LoraState(QObject):
         folder = resources_dir() / "loras"
         if folder.is_dir():
             self.add_folder(folder)
+
+
+def cost_sentence(settings: dict) -> str:
+    """What the engine measured about the LoRAs of one finished image, in words ("" when it used none)."""
+    loras = settings.get("lora_list") or []
+    if not loras:
+        return ""
+    names = ", ".join(f"{d['name']} (rank {d['rank']})" for d in loras)
+    cost = settings.get("lora_overhead_pct")
+    if cost is None:
+        return f"Last image used {names}; its cost shows once an image of this size was made without LoRAs."
+    return f"Last image used {names}: {cost:+.1f}% time per step vs. the same model and size without LoRAs."

@@ -30,3 +30,15 @@ def test_monochrome_lora_desaturates_at_strength_one_and_not_at_zero():
     on = images(1.0)
     assert [im.tobytes() for im in off] == [im.tobytes() for im in plain]  # strength 0 is a no-op
     assert saturation(on) < 0.7 * saturation(plain)
+
+
+def test_generation_reports_the_measured_cost_of_active_loras():
+    service = GenerationService()
+    first = service.generate(GenerationRequest("a red circle", model="demo", steps=4, loras=[(str(SHIPPED), 1.0)]))
+    assert "lora_overhead_pct" not in first[0].settings  # no baseline without LoRAs measured yet
+    service.generate(GenerationRequest("a red circle", model="demo", steps=4))
+    request = GenerationRequest("a red circle", model="demo", steps=4, loras=[(str(SHIPPED), 1.0)])
+    [with_lora] = service.generate(request)
+    cost = with_lora.settings["lora_overhead_pct"]
+    assert isinstance(cost, float) and -90.0 < cost < 1000.0
+    assert with_lora.settings["lora_list"][0]["name"] == "monochrome-style"

@@ -95,6 +95,10 @@ class LoraPanel(QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.empty)
         lay.addWidget(scroll, 1)
+        self.cost = QLabel("")
+        self.cost.setWordWrap(True)
+        self.state.cost_changed.connect(self.cost.setText)
+        lay.addWidget(self.cost)
         lay.addWidget(insert)
         self.rows: list[LoraRow] = []
         self.state.changed.connect(self.rebuild)

@@ -5,6 +5,7 @@ callbacks: ``on_progress`` after each denoising step, ``should_cancel`` polled a
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ class GenerationService:
         self.device = device
         self.loaded: LoadedPipeline | None = None
         self._loaded_key: tuple[str, str | None] | None = None
+        # Measured seconds per denoising step, per (model path, width, height, LoRA set as ((name, rank), ...)):
+        # what the LoRA cost report compares against the same model and size without LoRAs.
+        self.step_seconds: dict[tuple, list[float]] = {}
 
     # -- models ------------------------------------------------------------------------------------
     def describe(self, model: str) -> ModelInfo:
@@ -149,10 +153,24 @@ class GenerationService:
                     hint="try a smaller size, a 4-bit model, or close other GPU programs",
                 ) from None
             s["duration_s"] = round(time.perf_counter() - started, 3)
+            lora_set = tuple((a.file.name, a.file.rank) for a in loras)
+            where = (str(entry.path), s["width"], s["height"])
+            cost = self.record_step_time(where, lora_set, s["duration_s"] / s["steps"])
+            if cost is not None:
+                s["lora_overhead_pct"] = cost
             s["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             s.pop("max_sequence_length", None)
             results.append(GeneratedImage(image, s))
         return results
+
+    def record_step_time(self, key: tuple, lora_set: tuple, seconds_per_step: float) -> float | None:
+        """Records a measured step time; with LoRAs active, returns their overhead in percent against the
+        median step time of the same model and size without LoRAs (None until such a baseline exists)."""
+        self.step_seconds.setdefault((*key, lora_set), []).append(seconds_per_step)
+        baseline = self.step_seconds.get((*key, ()))
+        if not lora_set or not baseline:
+            return None
+        return round(100.0 * (seconds_per_step / statistics.median(baseline) - 1.0), 1)
 
     def apply_loras(self, loaded: LoadedPipeline, loras: list[tuple[str, float]] | None) -> list:
         """Make the loaded transformer carry exactly these LoRAs (``gpu.lora``; a no-op when unchanged, and

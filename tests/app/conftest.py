@@ -4,6 +4,7 @@ They drive the real window with the real engine and the shipped demo model (``re
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -44,6 +45,9 @@ def _close_windows():
     yield
     while _open_windows:
         _open_windows.pop().close()
+    # Collect this test's dead windows now, on the GUI thread: left to a later automatic collection they can
+    # be destroyed on an engine worker thread, and destroying widgets off the GUI thread crashes Qt.
+    gc.collect()
 
 
 def open_window(qtbot, root: Path):

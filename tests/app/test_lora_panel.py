@@ -42,10 +42,14 @@ def test_lora_panel_applies_and_removes_a_lora(qtbot, window, demo_model, tmp_pa
     params = parse_parameters(text)
     assert params["loras"] == f"{lora.stem}: {entry_hash(lora)}"
     assert not np.array_equal(_pixels(window, plain), _pixels(window, styled))
+    # the dock reports the cost measured against the LoRA-free image of the same size made just before
+    assert "% time per step" in panel.cost.text() and f"{lora.stem} (rank 4)" in panel.cost.text()
+    assert isinstance(styled.settings["lora_overhead_pct"], float)
 
     row.enabled.setChecked(False)
     again = _generate(qtbot, window)[0]
     assert "loras" not in again.settings
+    assert panel.cost.text() == ""
     assert np.array_equal(_pixels(window, plain), _pixels(window, again))  # removal is bit-exact
 
 
