@@ -97,4 +97,39 @@ __device__ __forceinline__ void lowrank_chunk_fma(float (&acc)[WM_TILES][WN_TILE
   }
 }
 
+enum : int { kEpiNone = 0, kEpiGelu = 1 };  // GEMM epilogues (the host's EPILOGUES table)
+
+// The GEMMs' single write of a warp's output fragments: y = acc (+ lr when ADD_LR) + bias, optional GELU,
+// rounded once to 16 bits, stored as column pairs (4-byte stores). Rows row0 + 16 i + gid (+8), columns
+// col0 + 8 jn + 2 tig (+1): the mma C-fragment layout. The separate __fadd_rn keep the reference's order.
+template <typename T, bool ADD_LR, int WM_TILES, int WN_TILES>
+__device__ __forceinline__ void store_output_tile(T* out, const float (&acc)[WM_TILES][WN_TILES][4],
+                                                  const float (&lr)[WM_TILES][WN_TILES][4], const T* bias,
+                                                  int epilogue, int row0, int col0, int M, int N, int gid,
+                                                  int tig) {
+#pragma unroll
+  for (int i = 0; i < WM_TILES; ++i) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int m = row0 + i * 16 + gid + 8 * h;
+      if (m >= M) continue;
+#pragma unroll
+      for (int jn = 0; jn < WN_TILES; ++jn) {
+        const int n = col0 + jn * 8 + 2 * tig;
+        if (n >= N) continue;
+        float v[2];
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          float y = acc[i][jn][2 * h + c];
+          if (ADD_LR) y = __fadd_rn(y, lr[i][jn][2 * h + c]);
+          if (bias != nullptr) y = __fadd_rn(y, to_f32(bias[n + c]));
+          if (epilogue == kEpiGelu) y = gelu_tanh(y);
+          v[c] = y;
+        }
+        *reinterpret_cast<uint32_t*>(out + static_cast<size_t>(m) * N + n) = pack2<T>(v[0], v[1]);
+      }
+    }
+  }
+}
+
 }  // namespace svdq

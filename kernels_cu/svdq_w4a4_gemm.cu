@@ -31,7 +31,6 @@ constexpr int BM = 64, BN = 64, THREADS_B = 128;
 constexpr int WM_TILES = 2, WN_TILES = 4;  // per warp: 2 x m16, 4 x n8
 constexpr int RCHUNK = 32;                 // ranks staged per epilogue step
 
-enum : int { kEpiNone = 0, kEpiGelu = 1 };
 
 template <typename T>
 __device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ ascale,
@@ -114,28 +113,7 @@ __device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ a
   }
 
   // Bias, activation, one 16-bit write per output (column pairs as 4-byte stores).
-#pragma unroll
-  for (int i = 0; i < WM_TILES; ++i) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int m = m0 + wm * 32 + i * 16 + gid + 8 * h;
-      if (m >= M) continue;
-#pragma unroll
-      for (int jn = 0; jn < WN_TILES; ++jn) {
-        const int n = n0 + wn * 32 + jn * 8 + 2 * tig;
-        if (n >= N) continue;
-        float v[2];
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          float y = __fadd_rn(acc[i][jn][2 * h + c], lr[i][jn][2 * h + c]);
-          if (bias != nullptr) y = __fadd_rn(y, svdq::to_f32(bias[n + c]));
-          if (epilogue == kEpiGelu) y = svdq::gelu_tanh(y);
-          v[c] = y;
-        }
-        *reinterpret_cast<uint32_t*>(out + static_cast<size_t>(m) * N + n) = svdq::pack2<T>(v[0], v[1]);
-      }
-    }
-  }
+  svdq::store_output_tile<T, true>(out, acc, lr, bias, epilogue, m0 + wm * 32, n0 + wn * 32, M, N, gid, tig);
 }
 
 }  // namespace

@@ -49,7 +49,6 @@ constexpr int SMEM_BYTES = PIPE_BYTES > EPI_BYTES ? PIPE_BYTES : EPI_BYTES;
 constexpr uint32_t kMagic = 0x4B400000u;             // fp32 1.5 * 2^23
 constexpr float kMagicF = 12582912.f;
 
-enum : int { kEpiNone = 0, kEpiGelu = 1 };
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -330,28 +329,7 @@ __device__ void w4a8_body(const uint4* __restrict__ act, const T* __restrict__ a
   cp_async_wait<0>();
 
   // Bias, activation, one 16-bit write per output (column pairs as 4-byte stores).
-#pragma unroll
-  for (int i = 0; i < WM_TILES; ++i) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int m = m0 + wm * 64 + i * 16 + gid + 8 * h;
-      if (m >= M) continue;
-#pragma unroll
-      for (int jn = 0; jn < WN_TILES; ++jn) {
-        const int n = n0 + wn * 32 + jn * 8 + 2 * tig;
-        if (n >= N) continue;
-        float v[2];
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          float y = acc[i][jn][2 * h + c];
-          if (bias != nullptr) y = __fadd_rn(y, svdq::to_f32(bias[n + c]));
-          if (epilogue == kEpiGelu) y = svdq::gelu_tanh(y);
-          v[c] = y;
-        }
-        *reinterpret_cast<uint32_t*>(out + static_cast<size_t>(m) * N + n) = svdq::pack2<T>(v[0], v[1]);
-      }
-    }
-  }
+  svdq::store_output_tile<T, false>(out, acc, acc, bias, epilogue, m0 + wm * 64, n0 + wn * 32, M, N, gid, tig);
 #else
   __trap();  // sm_75: no cp.async / m16n8k32 s8; dispatch serves W4A8 on sm_90 only
 #endif
