@@ -19,6 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# The groups of linears that share an input (merged by the fused model); re-exported for benchmark users.
+from gpu.models.flux_fused import SHARED_INPUT_GROUPS, shared_input_groups  # noqa: F401
+
 FLUX_DEV_CONFIG: dict = {
     "patch_size": 1,
     "in_channels": 64,
@@ -47,24 +50,6 @@ FLUX_TINY_CONFIG: dict = {
 WEIGHT_STD = 0.02
 GROUP = 64  # INT4 group size of the W4A4/W4A16 formats (gpu.quant "int4")
 INT4_CODE_STD = (((2 * 7 + 1) ** 2 - 1) / 12) ** 0.5  # std of codes uniform on -7..7 (4.32)
-
-# Layers that read the same activation and are merged into one SVDQLinear by gpu.models.flux_fused:
-# (block list, sub-names). Double blocks: image Q/K/V and text Q/K/V; single blocks: Q/K/V + the MLP input.
-SHARED_INPUT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("transformer_blocks", ("attn.to_q", "attn.to_k", "attn.to_v")),
-    ("transformer_blocks", ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")),
-    ("single_transformer_blocks", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
-)
-
-
-def shared_input_groups(model: nn.Module) -> list[list[str]]:
-    """Full module names of every group of linears that share an input, e.g.
-    ``["transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", ...]``."""
-    groups = []
-    for blocks_name, members in SHARED_INPUT_GROUPS:
-        for i in range(len(getattr(model, blocks_name))):
-            groups.append([f"{blocks_name}.{i}.{m}" for m in members])
-    return groups
 
 
 def _meta_flux(config: dict, dtype: torch.dtype) -> nn.Module:

@@ -1,0 +1,1 @@
+"""Whole-model execution for quantized diffusion transformers (fused blocks, CUDA graphs)."""

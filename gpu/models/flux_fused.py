@@ -1,0 +1,563 @@
+"""Fused execution of an SVDQ-quantized diffusers ``FluxTransformer2DModel``, keeping the FluxPipeline interface.
+
+``fuse_flux_transformer(model)`` rewrites the model in place:
+
+1. Linears that read the same activation become one ``SVDQLinear`` (one activation quantization, one GEMM):
+   double blocks' image Q/K/V -> ``attn.to_qkv`` [D -> 3D] and text Q/K/V -> ``attn.to_added_qkv`` (diffusers'
+   own names for fused projections); single blocks' Q/K/V + ``proj_mlp`` -> ``proj_qkv_mlp`` [D -> 3D + 4D]
+   (3072 -> 21504 in FLUX.1). This is exact only when the members share the smoothing vector: the quantized
+   activations are a function of ``x / smooth`` alone, so they are then the same codes for every member, and
+   the merged layer is the members' rows stacked (codes, group scales, bias), one ``smooth``, low-rank down
+   projections concatenated along r and up projections block-diagonal (rank = sum of the members' ranks).
+   Groups whose smoothing differs (a per-layer calibrated checkpoint) stay separate; so do groups whose
+   summed rank exceeds the kernels' limit (``MAX_KERNEL_RANK``), where the single blocks fall back to
+   fusing Q/K/V only. What happened is in ``fusion_report`` (module level, last call) and
+   ``model.fusion_report``.
+2. Blocks run the elementwise chain through ``gpu.modules.fused_ops`` (``layernorm_modulate``,
+   ``gate_residual``, ``qk_norm_rope``, ``w4a16_gemv`` for the adaLN linears; a plain PyTorch stand-in with
+   the same API when that module is absent) and attention through ``F.scaled_dot_product_attention``. Single
+   blocks keep the text+image stream concatenated across all 38 blocks instead of splitting/catting per
+   block.
+3. The model's forward is captured into a CUDA graph per input signature (shapes, dtypes, device, guidance
+   present or not) with static input buffers; a new signature re-captures (at most ``max_cuda_graphs`` are
+   kept). On CPU, with autograd on, inside another capture or with ControlNet/IP-Adapter arguments, it runs
+   eagerly.
+
+Block and model classes are subclasses of diffusers' (swapped via ``__class__``), with the same forward
+signatures, so a stock ``FluxPipeline(transformer=model)`` runs unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.transformers.transformer_flux import (
+    FluxSingleTransformerBlock,
+    FluxTransformer2DModel,
+    FluxTransformerBlock,
+)
+from torch import nn
+
+from gpu.modules.layer_spec import LayerSpec
+from gpu.modules.svdq_linear import SVDQLinear
+
+# The fused kernels refuse layers of rank > 128 (gpu.kernels.backend.layer_refusal): a merged layer above it
+# would run the slow PyTorch reference, so such groups are not merged.
+MAX_KERNEL_RANK = 128
+
+# Linears that read the same activation: (block list, sub-module names). The builders of random checkpoints
+# (gpu.bench.flux_random) give each group one smoothing vector so these can be merged.
+SHARED_INPUT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("transformer_blocks", ("attn.to_q", "attn.to_k", "attn.to_v")),
+    ("transformer_blocks", ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")),
+    ("single_transformer_blocks", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
+)
+
+# What the last ``fuse_flux_transformer`` call did (also stored on the model as ``fusion_report``).
+fusion_report: dict[str, Any] = {}
+
+
+def shared_input_groups(model: nn.Module) -> list[list[str]]:
+    """Full module names of every group of linears sharing an input, e.g. ``["transformer_blocks.0.attn.to_q",
+    "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"]``."""
+    groups = []
+    for blocks_name, members in SHARED_INPUT_GROUPS:
+        for i in range(len(getattr(model, blocks_name))):
+            groups.append([f"{blocks_name}.{i}.{m}" for m in members])
+    return groups
+
+
+# -- elementwise ops ----------------------------------------------------------------------------------------
+
+
+class DiffusersRoundingOps:
+    """The ``gpu.modules.fused_ops`` API computed exactly as diffusers' unfused modules do (16-bit rounding after
+    every op). With these ops the fused model reproduces the unfused one bit for bit on the reference path,
+    which isolates the merging of linears from the (deliberately different) rounding of the fused ops.
+    Shapes: x/residual/y [B, S, D]; shift/scale/gate [B, D]; qkv [B, S, >= 3*H*hd]; rope_cos/rope_sin
+    float32 [S, hd] (FluxPosEmbed's layout: each frequency repeated twice)."""
+
+    @staticmethod
+    def layernorm_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+        return F.layer_norm(x, (x.shape[-1],), eps=eps) * (1 + scale[:, None]) + shift[:, None]
+
+    @staticmethod
+    def gate_residual(
+        residual: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r = _clip_fp16(residual + gate[:, None] * y)
+        return r if out is None else out.copy_(r)
+
+    @staticmethod
+    def qk_norm_rope(
+        qkv: torch.Tensor,
+        q_weight: torch.Tensor,
+        k_weight: torch.Tensor,
+        rope_cos: torch.Tensor,
+        rope_sin: torch.Tensor,
+        heads: int,
+        eps: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        hd = q_weight.numel()
+        q, k, v = qkv[..., : 3 * heads * hd].unflatten(-1, (3, heads, hd)).unbind(2)  # [B, S, H, hd]
+        q = _rope(F.rms_norm(q, (hd,), q_weight, eps), rope_cos, rope_sin)
+        k = _rope(F.rms_norm(k, (hd,), k_weight, eps), rope_cos, rope_sin)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    @staticmethod
+    def qk_norm_rope_joint(
+        qkv_txt: torch.Tensor,
+        qkv_img: torch.Tensor,
+        q_weight_txt: torch.Tensor,
+        k_weight_txt: torch.Tensor,
+        q_weight_img: torch.Tensor,
+        k_weight_img: torch.Tensor,
+        rope_cos: torch.Tensor,
+        rope_sin: torch.Tensor,
+        heads: int,
+        eps: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        st = qkv_txt.shape[1]
+        cos_t, cos_i, sin_t, sin_i = rope_cos[:st], rope_cos[st:], rope_sin[:st], rope_sin[st:]
+        txt = DiffusersRoundingOps.qk_norm_rope(qkv_txt, q_weight_txt, k_weight_txt, cos_t, sin_t, heads, eps)
+        img = DiffusersRoundingOps.qk_norm_rope(qkv_img, q_weight_img, k_weight_img, cos_i, sin_i, heads, eps)
+        return tuple(torch.cat([t, i], dim=2) for t, i in zip(txt, img, strict=True))
+
+    @staticmethod
+    def w4a16_gemv(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+        return layer(x)
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """diffusers' ``apply_rotary_emb`` (use_real, unbind dim -1) for x [B, S, H, hd], cos/sin [S, hd]."""
+    x_real, x_imag = x.unflatten(-1, (-1, 2)).unbind(-1)
+    rotated = torch.stack([-x_imag, x_real], dim=-1).flatten(-2)
+    out = x.float() * cos[None, :, None, :] + rotated.float() * sin[None, :, None, :]
+    return out.to(x.dtype)
+
+
+def _clip_fp16(x: torch.Tensor) -> torch.Tensor:
+    return x.clip(-65504, 65504) if x.dtype == torch.float16 else x
+
+
+_ops_override: list[Any] = []
+
+
+def fused_ops() -> Any:
+    """The op set the fused blocks run: ``gpu.modules.fused_ops`` (kernels on the GPU, fp32-internal
+    references elsewhere) unless ``use_ops`` selected another."""
+    if _ops_override:
+        return _ops_override[-1]
+    from gpu.modules import fused_ops as ops
+
+    return ops
+
+
+@contextlib.contextmanager
+def use_ops(ops: Any) -> Iterator[None]:
+    """Run the fused blocks with ``ops`` (e.g. ``DiffusersRoundingOps``) inside the block."""
+    _ops_override.append(ops)
+    try:
+        yield
+    finally:
+        _ops_override.pop()
+
+
+def ops_name() -> str:
+    return fused_ops().__name__
+
+
+# -- merging linears ----------------------------------------------------------------------------------------
+
+
+def merge_refusal(layers: Sequence[nn.Module], max_rank: int = MAX_KERNEL_RANK) -> str | None:
+    """Why ``layers`` cannot be merged into one exact ``SVDQLinear``, or None when they can."""
+    if not all(isinstance(m, SVDQLinear) for m in layers):
+        kinds = sorted({type(m).__name__ for m in layers})
+        return f"not all SVDQLinear ({', '.join(kinds)})"
+    first = layers[0]
+    for m in layers[1:]:
+        if m.in_features != first.in_features:
+            return "different in_features"
+        s, f = m.spec, first.spec
+        if (s.method, s.weight_format, s.act_format, s.smooth) != (f.method, f.weight_format, f.act_format, f.smooth):
+            return f"different specs ({s.kind} {s.weight_format}/{s.act_format} vs {f.weight_format}/{f.act_format})"
+        if m.compute_dtype != first.compute_dtype or m.wscales.dtype != first.wscales.dtype:
+            return "different dtypes"
+        if m.qweight.device != first.qweight.device:
+            return "different devices"
+    if any(hasattr(m, "wscale_global") or hasattr(m, "ascale_global") for m in layers):
+        return "global scales (NVFP4) would have to match; not merged"
+    if first.spec.smooth and not all(torch.equal(m.smooth, first.smooth) for m in layers[1:]):
+        return "smoothing vectors differ (each layer was calibrated on its own)"
+    total = sum(m.spec.rank for m in layers)
+    if total > max_rank:
+        ranks = "+".join(str(m.spec.rank) for m in layers)
+        return f"summed rank {ranks} = {total} exceeds the kernels' limit {max_rank}"
+    return None
+
+
+@torch.no_grad()
+def merge_svdq_linears(layers: Sequence[SVDQLinear]) -> SVDQLinear:
+    """One ``SVDQLinear`` computing ``cat([m(x) for m in layers], -1)`` exactly (see module docstring).
+
+    Output rows follow ``layers``' order. Low-rank: lora_down [K, sum r] = cat along r; lora_up
+    [sum N, sum r] block-diagonal, so member i's rows only see its own r_i columns. Call only when
+    ``merge_refusal(layers)`` is None."""
+    why = merge_refusal(layers, max_rank=1 << 30)
+    if why:
+        raise ValueError(f"cannot merge: {why}")
+    first = layers[0]
+    k = first.in_features
+    ns = [m.out_features for m in layers]
+    ranks = [m.spec.rank for m in layers]
+    r_total = sum(ranks)
+    has_bias = any(m.bias is not None for m in layers)
+    spec = LayerSpec(first.spec.method, first.spec.weight_format, first.spec.act_format, r_total, first.spec.smooth)
+    dev = first.qweight.device
+    with torch.device("meta"):  # allocate nothing twice: real tensors are assigned below
+        merged = SVDQLinear(k, sum(ns), spec, bias=has_bias, dtype=first.compute_dtype)
+    merged.qweight = torch.cat([m.qweight for m in layers])
+    merged.wscales = torch.cat([m.wscales for m in layers])
+    if spec.smooth:
+        merged.smooth = first.smooth.clone()
+    if r_total:
+        merged.lora_down = torch.cat([m.lora_down for m in layers if m.spec.rank], dim=1)
+        up = torch.zeros(sum(ns), r_total, dtype=first.lora_up.dtype, device=dev)
+        row = col = 0
+        for m, n, r in zip(layers, ns, ranks, strict=True):
+            if r:
+                up[row : row + n, col : col + r] = m.lora_up
+            row, col = row + n, col + r
+        merged.lora_up = up
+    if has_bias:
+        dt = next(m.bias.dtype for m in layers if m.bias is not None)
+        merged.bias = torch.cat(
+            [m.bias if m.bias is not None else torch.zeros(m.out_features, dtype=dt, device=dev) for m in layers]
+        )
+    merged.merged_from = [(type(m).__name__, m.out_features, m.spec.rank) for m in layers]
+    return merged
+
+
+def _try_merge(parent: nn.Module, members: Sequence[str], new_name: str, max_rank: int) -> str | None:
+    """Merge ``parent.<members>`` (dotted paths) into ``parent.<new_name>`` and delete them; returns the
+    refusal reason (nothing changed) or None."""
+    layers = [parent.get_submodule(m) for m in members]
+    why = merge_refusal(layers, max_rank)
+    if why:
+        return why
+    merged = merge_svdq_linears(layers)
+    for m in members:
+        holder_name, _, leaf = m.rpartition(".")
+        delattr(parent.get_submodule(holder_name) if holder_name else parent, leaf)
+    setattr(parent, new_name, merged)
+    return None
+
+
+# -- blocks -------------------------------------------------------------------------------------------------
+
+
+def _modulation(layer: nn.Module, temb_act: torch.Tensor) -> torch.Tensor:
+    """adaLN linear on silu(temb) [B, D] -> [B, n*D]: the W4A16 GEMV for quantized layers."""
+    if isinstance(layer, SVDQLinear) and layer.spec.act_format is None:
+        return fused_ops().w4a16_gemv(temb_act, layer)
+    return layer(temb_act)
+
+
+def _project(holder: nn.Module, fused: str, separate: Sequence[str], x: torch.Tensor) -> torch.Tensor:
+    """x [B, S, D] -> [B, S, sum N] through the merged layer, or the separate layers concatenated."""
+    if hasattr(holder, fused):
+        return getattr(holder, fused)(x)
+    return torch.cat([getattr(holder, name)(x) for name in separate], dim=-1)
+
+
+def _feed_forward(ff: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """diffusers' FeedForward("gelu-approximate") at inference: proj -> tanh-GELU -> out (dropout is identity)."""
+    return ff.net[2](F.gelu(ff.net[0].proj(x), approximate=ff.net[0].approximate))
+
+
+class FusedFluxTransformerBlock(FluxTransformerBlock):
+    """FLUX double-stream block on merged projections and fused elementwise ops (same forward signature)."""
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        joint_attention_kwargs: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden_states [B, Si, D] (image), encoder_hidden_states [B, St, D] (text), temb [B, D],
+        image_rotary_emb (cos, sin) float32 [St + Si, hd] -> (text, image) with the input shapes."""
+        if joint_attention_kwargs:
+            raise NotImplementedError("fused FLUX blocks take no joint_attention_kwargs (IP-Adapter)")
+        ops = fused_ops()
+        attn = self.attn
+        x, c = hidden_states, encoder_hidden_states
+        st = c.shape[1]
+        temb_act = F.silu(temb)
+        m = _modulation(self.norm1.linear, temb_act).chunk(6, dim=1)
+        cm = _modulation(self.norm1_context.linear, temb_act).chunk(6, dim=1)
+        nx = ops.layernorm_modulate(x, m[0], m[1], self.norm1.norm.eps)
+        nc = ops.layernorm_modulate(c, cm[0], cm[1], self.norm1_context.norm.eps)
+        qkv_i = _project(attn, "to_qkv", ("to_q", "to_k", "to_v"), nx)
+        qkv_t = _project(attn, "to_added_qkv", ("add_q_proj", "add_k_proj", "add_v_proj"), nc)
+        cos, sin = image_rotary_emb
+        # Text and image q/k have their own RMSNorm weights; the op writes both into one [B, H, St + Si, hd].
+        q, k, v = ops.qk_norm_rope_joint(
+            qkv_t, qkv_i, attn.norm_added_q.weight, attn.norm_added_k.weight, attn.norm_q.weight,
+            attn.norm_k.weight, cos, sin, attn.heads, attn.norm_q.eps,
+        )  # fmt: skip
+        o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)  # [B, S, H, hd]
+        attn_i = attn.to_out[0](o[:, st:].flatten(2))
+        attn_t = attn.to_add_out(o[:, :st].flatten(2))
+
+        # The first residual add makes new tensors (the caller's inputs stay untouched), the second is in place.
+        x = ops.gate_residual(x, m[2], attn_i)
+        nx = ops.layernorm_modulate(x, m[3], m[4], self.norm2.eps)
+        x = ops.gate_residual(x, m[5], _feed_forward(self.ff, nx), out=x)
+        c = ops.gate_residual(c, cm[2], attn_t)
+        nc = ops.layernorm_modulate(c, cm[3], cm[4], self.norm2_context.eps)
+        c = ops.gate_residual(c, cm[5], _feed_forward(self.ff_context, nc), out=c)
+        return c, x
+
+
+class FusedFluxSingleTransformerBlock(FluxSingleTransformerBlock):
+    """FLUX single-stream block on one merged Q/K/V(+MLP) projection and fused elementwise ops."""
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        joint_attention_kwargs: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """diffusers' interface: (image [B, Si, D], text [B, St, D]) -> (text, image)."""
+        if joint_attention_kwargs:
+            raise NotImplementedError("fused FLUX blocks take no joint_attention_kwargs (IP-Adapter)")
+        st = encoder_hidden_states.shape[1]
+        joint = self.forward_joint(torch.cat([encoder_hidden_states, hidden_states], dim=1), temb, image_rotary_emb)
+        return joint[:, :st], joint[:, st:]
+
+    def forward_joint(
+        self, hidden_states: torch.Tensor, temb: torch.Tensor, image_rotary_emb: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """hidden_states [B, St + Si, D] (text then image), temb [B, D], rope (cos, sin) float32 [St + Si, hd]
+        -> [B, St + Si, D], written into ``hidden_states`` (callers pass a tensor they own)."""
+        ops = fused_ops()
+        attn = self.attn
+        d = hidden_states.shape[-1]
+        shift, scale, gate = _modulation(self.norm.linear, F.silu(temb)).chunk(3, dim=1)
+        n = ops.layernorm_modulate(hidden_states, shift, scale, self.norm.norm.eps)
+        if hasattr(self, "proj_qkv_mlp"):
+            # qk_norm_rope reads the first 3*D features of the [B, S, 3D + 4D] output in place (no slice copy).
+            qkv = self.proj_qkv_mlp(n)
+            mlp = qkv[..., 3 * d :]
+        else:
+            qkv, mlp = _project(attn, "to_qkv", ("to_q", "to_k", "to_v"), n), self.proj_mlp(n)
+        cos, sin = image_rotary_emb
+        q, k, v = ops.qk_norm_rope(qkv, attn.norm_q.weight, attn.norm_k.weight, cos, sin, attn.heads, attn.norm_q.eps)
+        o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)  # [B, S, D]
+        # One cat kernel reads the transposed attention output and the GELU'd MLP branch (proj_out's input).
+        y = self.proj_out(torch.cat([o, F.gelu(mlp, approximate="tanh")], dim=-1))
+        return ops.gate_residual(hidden_states, gate, y, out=hidden_states)
+
+
+# -- model --------------------------------------------------------------------------------------------------
+
+_INPUTS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids",
+           "guidance")  # fmt: skip
+
+
+class FusedFluxTransformer2DModel(FluxTransformer2DModel):
+    """``FluxTransformer2DModel`` with fused blocks and per-signature CUDA-graph replay (same forward API).
+
+    Attributes set by ``fuse_flux_transformer``: ``cuda_graphs`` (bool, default True), ``max_cuda_graphs``
+    (int, default 1), ``fusion_report`` (dict)."""
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor = None,
+        pooled_projections: torch.Tensor = None,
+        timestep: torch.LongTensor = None,
+        img_ids: torch.Tensor = None,
+        txt_ids: torch.Tensor = None,
+        guidance: torch.Tensor = None,
+        joint_attention_kwargs: dict[str, Any] | None = None,
+        controlnet_block_samples=None,
+        controlnet_single_block_samples=None,
+        return_dict: bool = True,
+        controlnet_blocks_repeat: bool = False,
+    ) -> torch.Tensor | Transformer2DModelOutput:
+        """hidden_states [B, Si, C_in], encoder_hidden_states [B, St, D_text], pooled_projections [B, D_pool],
+        timestep [B] (0..1), img_ids [Si, 3], txt_ids [St, 3], guidance [B] or None -> [B, Si, C_out]."""
+        extras = joint_attention_kwargs or controlnet_block_samples is not None
+        if extras or controlnet_single_block_samples is not None:
+            # ControlNet residuals / IP-Adapter: diffusers' loop (it calls our fused blocks), eagerly.
+            return super().forward(
+                hidden_states, encoder_hidden_states, pooled_projections, timestep, img_ids, txt_ids, guidance,
+                joint_attention_kwargs, controlnet_block_samples, controlnet_single_block_samples, return_dict,
+                controlnet_blocks_repeat,
+            )  # fmt: skip
+        inputs = {
+            "hidden_states": hidden_states, "encoder_hidden_states": encoder_hidden_states,
+            "pooled_projections": pooled_projections, "timestep": timestep, "img_ids": img_ids,
+            "txt_ids": txt_ids, "guidance": guidance,
+        }  # fmt: skip
+        if self._graph_allowed(hidden_states):
+            out = self._graph_forward(inputs)
+        else:
+            out = self.forward_fused(**inputs)
+        return Transformer2DModelOutput(sample=out) if return_dict else (out,)
+
+    def forward_fused(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        pooled_projections: torch.Tensor,
+        timestep: torch.Tensor,
+        img_ids: torch.Tensor,
+        txt_ids: torch.Tensor,
+        guidance: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The eager fused forward (what the CUDA graph captures); shapes as in ``forward``."""
+        x = self.x_embedder(hidden_states)
+        timestep = timestep.to(x.dtype) * 1000
+        if guidance is None:
+            temb = self.time_text_embed(timestep, pooled_projections)
+        else:
+            temb = self.time_text_embed(timestep, guidance.to(x.dtype) * 1000, pooled_projections)
+        c = self.context_embedder(encoder_hidden_states)
+        txt_ids = txt_ids[0] if txt_ids.ndim == 3 else txt_ids
+        img_ids = img_ids[0] if img_ids.ndim == 3 else img_ids
+        rope = self.pos_embed(torch.cat((txt_ids, img_ids), dim=0))
+        for block in self.transformer_blocks:
+            c, x = block(x, c, temb, rope)
+        st = c.shape[1]
+        joint = torch.cat([c, x], dim=1)  # once for all single blocks, not split/cat per block
+        for block in self.single_transformer_blocks:
+            joint = block.forward_joint(joint, temb, rope)
+        x = joint[:, st:]
+        scale, shift = self.norm_out.linear(F.silu(temb).to(x.dtype)).chunk(2, dim=1)
+        x = fused_ops().layernorm_modulate(x, shift, scale, self.norm_out.norm.eps)
+        return self.proj_out(x)
+
+    # -- CUDA graphs --------------------------------------------------------------------------------------
+    def _graph_allowed(self, hidden_states: torch.Tensor) -> bool:
+        return (
+            getattr(self, "cuda_graphs", True)
+            and hidden_states.device.type == "cuda"
+            and not torch.is_grad_enabled()
+            and not torch.cuda.is_current_stream_capturing()
+            and not torch.compiler.is_compiling()
+        )
+
+    def _graph_forward(self, inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
+        """Replay the graph captured for these inputs' signature (capturing it first); returns a copy of the
+        static output, since the next replay overwrites it (pipelines with true CFG call twice per step)."""
+        device = inputs["hidden_states"].device
+        key = tuple(
+            (name, None) if (t := inputs[name]) is None else (name, tuple(t.shape), t.dtype, t.device)
+            for name in _INPUTS
+        )
+        graphs: OrderedDict = self.__dict__.setdefault("_cuda_graph_cache", OrderedDict())
+        entry = graphs.get(key)
+        if entry is None:
+            while len(graphs) >= max(1, getattr(self, "max_cuda_graphs", 1)):
+                graphs.popitem(last=False)  # frees that graph's memory pool with it
+            entry = self._capture(inputs, device)
+            graphs[key] = entry
+        else:
+            graphs.move_to_end(key)
+            for name, t in inputs.items():
+                if t is not None:
+                    entry.static[name].copy_(t, non_blocking=True)
+        entry.graph.replay()
+        return entry.out.clone()
+
+    def _capture(self, inputs: dict[str, torch.Tensor | None], device: torch.device) -> SimpleNamespace:
+        static = {n: None if t is None else t.to(device).clone() for n, t in inputs.items()}
+        # Warm-up on a side stream (PyTorch's recipe): lazy work - kernel loading, weight repacking, cuBLAS
+        # workspaces - happens here, outside the capture.
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self.forward_fused(**static)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self.forward_fused(**static)
+        return SimpleNamespace(graph=graph, static=static, out=out)
+
+    def reset_cuda_graphs(self) -> None:
+        """Drop every captured graph (e.g. after editing weights in a way that reallocates them)."""
+        self.__dict__.pop("_cuda_graph_cache", None)
+
+
+def fuse_flux_transformer(model: FluxTransformer2DModel, max_rank: int = MAX_KERNEL_RANK) -> FluxTransformer2DModel:
+    """Rewrite an SVDQ-quantized ``FluxTransformer2DModel`` in place for fused execution; returns it.
+
+    Works on any FluxTransformer2DModel (non-quantized linears simply stay separate); see the module
+    docstring for what changes and ``fusion_report`` for what was merged."""
+    if not isinstance(model, FluxTransformer2DModel):
+        raise TypeError(f"expected a FluxTransformer2DModel, got {type(model).__name__}")
+    groups: list[dict[str, Any]] = []
+
+    def record(name: str, members: Sequence[str], why: str | None, note: str | None = None) -> None:
+        groups.append({"layer": name, "members": list(members), "fused": why is None, "reason": why or note})
+
+    for i, block in enumerate(model.transformer_blocks):
+        if not isinstance(block, FusedFluxTransformerBlock):
+            for new, members in (("to_qkv", ("to_q", "to_k", "to_v")),
+                                 ("to_added_qkv", ("add_q_proj", "add_k_proj", "add_v_proj"))):  # fmt: skip
+                why = _try_merge(block.attn, members, new, max_rank)
+                record(f"transformer_blocks.{i}.attn.{new}", [f"attn.{m}" for m in members], why)
+            block.attn.fused_projections = "to_qkv" in block.attn._modules  # diffusers' flag for these names
+            block.__class__ = FusedFluxTransformerBlock
+    for i, block in enumerate(model.single_transformer_blocks):
+        if not isinstance(block, FusedFluxSingleTransformerBlock):
+            prefix = f"single_transformer_blocks.{i}"
+            members = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
+            why = _try_merge(block, members, "proj_qkv_mlp", max_rank)
+            if why is None:
+                record(f"{prefix}.proj_qkv_mlp", members, None)
+            elif _try_merge(block.attn, ("to_q", "to_k", "to_v"), "to_qkv", max_rank) is None:
+                # e.g. rank 4r > 128 but 3r fits: Q/K/V merged, proj_mlp kept as it was
+                record(f"{prefix}.attn.to_qkv", members[:3], None, f"proj_mlp kept separate: {why}")
+            else:
+                record(f"{prefix}.proj_qkv_mlp", members, why)
+            block.__class__ = FusedFluxSingleTransformerBlock
+    model.__class__ = FusedFluxTransformer2DModel
+    model.cuda_graphs = True
+    model.max_cuda_graphs = 1
+    report = _summarize(groups, max_rank)
+    model.fusion_report = report
+    fusion_report.clear()
+    fusion_report.update(report)
+    return model
+
+
+def _summarize(groups: list[dict[str, Any]], max_rank: int) -> dict[str, Any]:
+    fused = [g for g in groups if g["fused"]]
+    reasons: dict[str, int] = {}
+    for g in groups:
+        if g["reason"]:
+            reasons[g["reason"]] = reasons.get(g["reason"], 0) + 1
+    return {
+        "ops": ops_name(),
+        "max_kernel_rank": max_rank,
+        "merged": len(fused),
+        "kept_separate": len(groups) - len(fused),
+        "reasons": reasons,
+        "groups": groups,
+    }

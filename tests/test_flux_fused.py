@@ -1,0 +1,142 @@
+"""Fused FLUX execution (gpu.models.flux_fused) against the unfused SVDQ model on the CPU reference path."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from test_flux_random import flux_inputs
+
+from gpu.bench.flux_random import FLUX_TINY_CONFIG, build_quantized_flux
+from gpu.models import flux_fused
+from gpu.models.flux_fused import (
+    DiffusersRoundingOps,
+    FusedFluxTransformer2DModel,
+    fuse_flux_transformer,
+    merge_refusal,
+    merge_svdq_linears,
+    use_ops,
+)
+from gpu.modules.layer_spec import LayerSpec
+from gpu.modules.svdq_linear import SVDQLinear
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def _run(model, inputs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs, return_dict=False)[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_pair():
+    """(unfused, fused) tiny quantized FLUX with the same weights (rank 32: every group fits 128)."""
+    unfused = build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=32, seed=5)
+    fused = fuse_flux_transformer(copy.deepcopy(unfused))
+    return unfused, fused
+
+
+def test_fused_structure_and_report(tiny_pair):
+    _, fused = tiny_pair
+    assert isinstance(fused, FusedFluxTransformer2DModel)
+    attn = fused.transformer_blocks[0].attn
+    assert attn.to_qkv.out_features == 3 * 256 and attn.to_qkv.spec.rank == 96
+    assert attn.to_added_qkv.spec.rank == 96 and not hasattr(attn, "to_q") and not hasattr(attn, "add_k_proj")
+    single = fused.single_transformer_blocks[1]
+    assert single.proj_qkv_mlp.out_features == 3 * 256 + 4 * 256 and single.proj_qkv_mlp.spec.rank == 128
+    assert not hasattr(single, "proj_mlp") and not hasattr(single.attn, "to_v")
+    report = flux_fused.fusion_report
+    assert report is fused.fusion_report or report == fused.fusion_report
+    assert report["merged"] == 2 * 2 + 2 and report["kept_separate"] == 0 and report["ops"] == "gpu.modules.fused_ops"
+
+
+def test_merging_is_exact_with_diffusers_rounding(tiny_pair):
+    """With ops that round like diffusers' modules, fused == unfused bit for bit: merging changes nothing."""
+    unfused, fused = tiny_pair
+    inputs = flux_inputs(FLUX_TINY_CONFIG, seed=1)
+    with use_ops(DiffusersRoundingOps):
+        assert torch.equal(_run(fused, inputs), _run(unfused, inputs))
+
+
+def test_fused_model_matches_unfused_with_fused_ops(tiny_pair):
+    """The real fused ops keep fp32 between ops (diffusers rounds after each): within 1e-2 of the unfused model."""
+    unfused, fused = tiny_pair
+    for seed, (side, txt) in enumerate([(8, 16), (6, 24)]):  # two resolutions / text lengths
+        inputs = flux_inputs(FLUX_TINY_CONFIG, img_side=side, txt=txt, seed=seed)
+        y_fused, y_ref = _run(fused, inputs), _run(unfused, inputs)
+        assert y_fused.shape == y_ref.shape == (1, side * side, 64) and y_fused.dtype == torch.bfloat16
+        assert _rel(y_fused, y_ref) <= 1e-2
+
+
+def test_fused_blocks_keep_diffusers_block_interface(tiny_pair):
+    """The diffusers loop (used for ControlNet residuals) drives the fused blocks through their stock signature."""
+    unfused, fused = tiny_pair
+    inputs = flux_inputs(FLUX_TINY_CONFIG, seed=2)
+    with torch.no_grad():
+        ref = unfused(**inputs, return_dict=False)[0]
+        zeros = [torch.zeros(1, 64, 256, dtype=torch.bfloat16)]
+        via_loop = fused(**inputs, controlnet_block_samples=zeros, return_dict=True).sample
+    assert _rel(via_loop, ref) <= 1e-2
+
+
+def test_rank_limit_and_smoothing_keep_layers_separate():
+    # rank 40: 4 x 40 = 160 > 128 in single blocks -> Q/K/V merged there (120), proj_mlp separate
+    m = fuse_flux_transformer(build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=40, seed=0))
+    single = m.single_transformer_blocks[0]
+    assert single.attn.to_qkv.spec.rank == 120 and isinstance(single.proj_mlp, SVDQLinear)
+    assert any("proj_mlp kept separate" in r and "160" in r for r in m.fusion_report["reasons"])
+    # per-layer smoothing (a calibrated checkpoint): nothing merges, the model still runs
+    unfused = build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=32, seed=0, shared_smoothing=False)
+    fused = fuse_flux_transformer(copy.deepcopy(unfused))
+    assert fused.fusion_report["merged"] == 0
+    assert fused.fusion_report["reasons"] == {"smoothing vectors differ (each layer was calibrated on its own)": 6}
+    inputs = flux_inputs(FLUX_TINY_CONFIG, seed=3)
+    assert _rel(_run(fused, inputs), _run(unfused, inputs)) <= 1e-2
+
+
+def test_merge_svdq_linears_block_diagonal_low_rank():
+    torch.manual_seed(0)
+    layers = []
+    for n, r in [(128, 16), (64, 0), (192, 32)]:
+        lay = SVDQLinear(128, n, LayerSpec("svdquant", "int4", "int4", r, True), bias=n != 64, dtype=torch.float32)
+        for name, t in lay.named_buffers():
+            if name == "qweight":
+                t.copy_(torch.randint(0, 256, t.shape, dtype=torch.uint8))
+            elif name != "smooth":
+                t.normal_(0, 0.05)
+        layers.append(lay)
+    assert merge_refusal(layers) is None and merge_refusal(layers, max_rank=47) is not None
+    merged = merge_svdq_linears(layers)
+    assert merged.spec.rank == 48 and merged.out_features == 384 and merged.lora_up.shape == (384, 48)
+    assert torch.count_nonzero(merged.lora_up[:128, 16:]) == 0 and torch.count_nonzero(merged.lora_up[128:192]) == 0
+    assert torch.equal(merged.bias[128:192], torch.zeros(64))
+    x = torch.randn(5, 128)
+    torch.testing.assert_close(merged(x), torch.cat([m(x) for m in layers], -1), rtol=1e-5, atol=1e-5)
+    layers[1].smooth.mul_(1.01)
+    assert "smoothing" in merge_refusal(layers)
+
+
+def test_stock_flux_pipeline_runs_with_fused_demo_int4():
+    """The shipped demo-int4 (per-layer smoothing: nothing merges) through a stock FluxPipeline, fused vs not."""
+    from gpu.generation.pipeline_loader import load_pipeline
+    from gpu.library import ModelLibrary
+
+    library = ModelLibrary()
+    loaded = load_pipeline(library.resolve("demo-int4"), library, torch.device("cpu"))
+    pipe = loaded.pipe
+    kw = {"prompt": "a small red star in the top left on a blue background", "height": 128, "width": 128,
+          "num_inference_steps": 4, "guidance_scale": 5.0, "max_sequence_length": 32, "output_type": "np"}  # fmt: skip
+    ref = pipe(**kw, generator=torch.Generator().manual_seed(7)).images[0]
+    fuse_flux_transformer(pipe.transformer)
+    assert isinstance(pipe.transformer, FusedFluxTransformer2DModel)
+    report = pipe.transformer.fusion_report
+    assert report["merged"] == 0 and sum(report["reasons"].values()) == 2 * 2 + 4
+    out = pipe(**kw, generator=torch.Generator().manual_seed(7)).images[0]
+    assert out.shape == ref.shape == (128, 128, 3)
+    mse = float(np.mean((out.astype(np.float64) - ref.astype(np.float64)) ** 2))
+    psnr = 10 * np.log10(1.0 / max(mse, 1e-12))
+    assert psnr > 60, psnr  # same model and seed, fp32 on CPU: only fp32 rounding order differs
