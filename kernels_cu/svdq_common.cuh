@@ -38,6 +38,46 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float a, float b
   return static_cast<uint32_t>(ulo) | (static_cast<uint32_t>(uhi) << 16);
 }
 
+// Inverse of pack2: a 32-bit word holding two 16-bit values (low half first) -> two fp32 values (exact).
+template <typename T> __device__ __forceinline__ void unpack2(uint32_t w, float& lo, float& hi);
+template <> __device__ __forceinline__ void unpack2<__nv_bfloat16>(uint32_t w, float& lo, float& hi) {
+  lo = __uint_as_float(w << 16);  // bf16 is the top half of an fp32: widening is a shift
+  hi = __uint_as_float(w & 0xffff0000u);
+}
+template <> __device__ __forceinline__ void unpack2<__half>(uint32_t w, float& lo, float& hi) {
+  lo = __half2float(__ushort_as_half(static_cast<unsigned short>(w & 0xffffu)));
+  hi = __half2float(__ushort_as_half(static_cast<unsigned short>(w >> 16)));
+}
+
+// N = 4 or 8 consecutive 16-bit values <-> fp32, as one 8- or 16-byte access (the pointer must be aligned
+// to N * 2 bytes). Memory-bound kernels use these so each thread moves whole vectors.
+template <int N> struct VecWords;
+template <> struct VecWords<4> { using type = uint2; };
+template <> struct VecWords<8> { using type = uint4; };
+
+template <int N, typename T> __device__ __forceinline__ void load_vec(const T* p, float (&v)[N]) {
+  const typename VecWords<N>::type raw = *reinterpret_cast<const typename VecWords<N>::type*>(p);
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(&raw);
+#pragma unroll
+  for (int i = 0; i < N / 2; ++i) unpack2<T>(w[i], v[2 * i], v[2 * i + 1]);
+}
+
+template <int N, typename T> __device__ __forceinline__ void store_vec(T* p, const float (&v)[N]) {
+  typename VecWords<N>::type raw;
+  uint32_t* w = reinterpret_cast<uint32_t*>(&raw);
+#pragma unroll
+  for (int i = 0; i < N / 2; ++i) w[i] = pack2<T>(v[2 * i], v[2 * i + 1]);
+  *reinterpret_cast<typename VecWords<N>::type*>(p) = raw;
+}
+
+// Sum over the 32 lanes of a warp by butterfly shuffles: every lane ends with the same value, and the
+// order of additions is fixed, so the result is deterministic.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
 // The contract's symmetric quantizer for one element, given the group's *rounded* scale as fp32.
 // q = clamp(rint(x / s), -qmax, qmax) if s > 0 else 0; __fdiv_rn is IEEE division (not x * (1/s)).
 __device__ __forceinline__ int quantize_one(float x, float s, int qmax) {

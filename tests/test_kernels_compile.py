@@ -25,6 +25,10 @@ ENTRIES = {
                            "svdq_quant_lora_int8_bf16", "svdq_quant_lora_int8_fp16"),
     "svdq_w4a4_gemm.cu": ("svdq_w4a4_gemm_bf16", "svdq_w4a4_gemm_fp16"),
     "svdq_w4a8_gemm.cu": ("svdq_w4a8_gemm_bf16", "svdq_w4a8_gemm_fp16"),
+    "svdq_fused_norm.cu": ("svdq_layernorm_modulate_bf16", "svdq_layernorm_modulate_fp16",
+                           "svdq_gate_residual_bf16", "svdq_gate_residual_fp16",
+                           "svdq_qk_norm_rope_bf16", "svdq_qk_norm_rope_fp16"),
+    "svdq_w4a16_gemv.cu": ("svdq_w4a16_gemv_bf16", "svdq_w4a16_gemv_fp16"),
 }
 
 

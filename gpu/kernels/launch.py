@@ -297,3 +297,211 @@ def act8_fragments_to_codes(act: torch.Tensor, m: int, k: int) -> torch.Tensor:
     # row = 16*tile + gid + 8*rowhalf; col = 64*group + 32*h + 8*tig + 2*j + parity
     b = b.permute(0, 6, 3, 1, 2, 4, 7, 5).reshape(m_pad, k)
     return b[:m]
+
+
+# --- fused FLUX block elementwise ops and W4A16 GEMV ---
+# Kernels: kernels_cu/svdq_fused_norm.cu (layernorm_modulate, gate_residual, qk_norm_rope) and
+# kernels_cu/svdq_w4a16_gemv.cu. Numerics and the dispatching entry points (reference fallback, input
+# layout fixes): gpu/modules/fused_ops.py. The functions here take exactly the layouts the kernels read
+# and raise ValueError otherwise.
+
+_KERNELS.update(
+    {
+        "layernorm_modulate": ("svdq_fused_norm", "svdq_layernorm_modulate", "PPPPiiif"),
+        "gate_residual": ("svdq_fused_norm", "svdq_gate_residual", "PPPPiii"),
+        "qk_norm_rope": ("svdq_fused_norm", "svdq_qk_norm_rope", "PPPPPPPPPPPiiiqiqif"),
+        "w4a16_gemv": ("svdq_w4a16_gemv", "svdq_w4a16_gemv", "PPPPPiii"),
+    }
+)
+_LN_VECS, _LN_MAX_THREADS = 2, 1024  # 8-element vectors per thread, block size cap (svdq_fused_norm.cu)
+LN_MAX_C = _LN_VECS * 8 * _LN_MAX_THREADS  # 16384: a row must fit in one block's registers
+_GR_THREADS = 256
+_QK_THREADS = 256
+QK_HEAD_DIM = 128  # the qk_norm_rope kernel holds a head as 4 values per lane
+_GEMV_THREADS, _GEMV_CHANNELS = 256, 32
+GEMV_MAX_ROWS = 8  # the mma N extent
+GEMV_MAX_K = 16384  # the block's weight scales [32, K/64] are staged in shared memory
+_INT32_MAX = 2**31 - 1
+
+
+def _check_aligned(t: torch.Tensor, name: str, nbytes: int) -> None:
+    if t.data_ptr() % nbytes:
+        raise ValueError(f"{name}: the kernel reads {nbytes}-byte vectors; data_ptr is not {nbytes}-byte aligned")
+
+
+def _check_rows(t: torch.Tensor, name: str, shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> int:
+    """A [R, C] operand whose rows may be strided (a chunk of a wider tensor), read as 16-byte vectors
+    -> its row stride in elements."""
+    if tuple(t.shape) != shape or t.dtype != dtype or t.device != device:
+        raise ValueError(f"{name}: expected {dtype} {shape} on {device}, got {t.dtype} {tuple(t.shape)} on {t.device}")
+    stride = t.stride(0) if shape[0] > 1 else shape[1]
+    if t.stride(1) != 1 or stride % 8:
+        raise ValueError(f"{name}: needs unit column stride and a row stride multiple of 8, got {t.stride()}")
+    _check_aligned(t, name, 16)
+    return stride
+
+
+def layernorm_modulate(
+    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-6, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """x: T [B, S, C] contiguous (C % 8 == 0, C <= 16384), shift/scale: T [B, C] with unit column stride and
+    one common row stride (e.g. chunks of the modulation output [B, 6C]) -> out T [B, S, C] =
+    LayerNorm_noaffine(x) * (1 + scale[:, None]) + shift[:, None]."""
+    if x.dim() != 3 or x.dtype not in _SUFFIX:
+        raise ValueError(f"x must be a [B, S, C] bf16/fp16 tensor, got {x.dtype} {tuple(x.shape)}")
+    b, s, c = x.shape
+    if c % 8 or c > LN_MAX_C:
+        raise ValueError(f"C={c} must be a multiple of 8 and at most {LN_MAX_C}")
+    _check(x, "x", (b, s, c), x.dtype, x.device)
+    _check_aligned(x, "x", 16)
+    mod_stride = _check_rows(shift, "shift", (b, c), x.dtype, x.device)
+    if _check_rows(scale, "scale", (b, c), x.dtype, x.device) != mod_stride:
+        raise ValueError("shift and scale must have the same row stride")
+    if out is None:
+        out = torch.empty_like(x)
+    _check(out, "out", (b, s, c), x.dtype, x.device)
+    _check_aligned(out, "out", 16)
+    if b * s == 0:
+        return out
+    threads = min(_LN_MAX_THREADS, round_up(-(-c // (8 * _LN_VECS)), 32))
+    with _on_kernel_stream(x.device) as stream:
+        _function("layernorm_modulate", x.device, x.dtype).prepared_async_call(
+            (b * s, 1, 1), (threads, 1, 1), stream,
+            x.data_ptr(), shift.data_ptr(), scale.data_ptr(), out.data_ptr(), s, c, mod_stride, float(eps),
+        )  # fmt: skip
+    return out
+
+
+def gate_residual(
+    residual: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """residual, y: T [B, S, C] contiguous (C % 8 == 0), gate: T [B, C] (unit column stride, row stride a
+    multiple of 8) -> out T [B, S, C] = residual + gate[:, None] * y. ``out`` may be ``residual``."""
+    if residual.dim() != 3 or residual.dtype not in _SUFFIX:
+        raise ValueError(f"residual must be a [B, S, C] bf16/fp16 tensor, got {residual.dtype} {tuple(residual.shape)}")
+    b, s, c = residual.shape
+    if c % 8:
+        raise ValueError(f"C={c} must be a multiple of 8")
+    dtype, device = residual.dtype, residual.device
+    _check(residual, "residual", (b, s, c), dtype, device)
+    _check(y, "y", (b, s, c), dtype, device)
+    gate_stride = _check_rows(gate, "gate", (b, c), dtype, device)
+    if out is None:
+        out = torch.empty_like(residual)
+    _check(out, "out", (b, s, c), dtype, device)
+    for t, name in ((residual, "residual"), (y, "y"), (out, "out")):
+        _check_aligned(t, name, 16)
+    vec_per_batch = s * c // 8
+    if vec_per_batch > _INT32_MAX or b > 65535:
+        raise ValueError(f"shape {(b, s, c)} too large for the kernel's grid")
+    if vec_per_batch * b == 0:
+        return out
+    grid = (-(-vec_per_batch // _GR_THREADS), b, 1)
+    with _on_kernel_stream(device) as stream:
+        _function("gate_residual", device, dtype).prepared_async_call(
+            grid, (_GR_THREADS, 1, 1), stream,
+            residual.data_ptr(), gate.data_ptr(), y.data_ptr(), out.data_ptr(), vec_per_batch, c, gate_stride,
+        )  # fmt: skip
+    return out
+
+
+def _qkv_strides(qkv: torch.Tensor, name: str, heads: int, dtype: torch.dtype, device: torch.device):
+    """A [B, S, F >= 3*H*128] QKV operand, rows possibly strided -> (batch stride, row stride) in elements."""
+    if qkv.dim() != 3 or qkv.dtype != dtype or qkv.device != device or qkv.shape[-1] < 3 * heads * QK_HEAD_DIM:
+        raise ValueError(
+            f"{name}: expected {dtype} [B, S, >= {3 * heads * QK_HEAD_DIM}] on {device}, "
+            f"got {qkv.dtype} {tuple(qkv.shape)} on {qkv.device}"
+        )
+    b, s, _ = qkv.shape
+    batch_stride = qkv.stride(0) if b > 1 else 0
+    row_stride = qkv.stride(1) if s > 1 else 0
+    if qkv.stride(2) != 1 or batch_stride % 4 or row_stride % 4:
+        raise ValueError(f"{name}: needs unit feature stride and batch/row strides multiple of 4, got {qkv.stride()}")
+    _check_aligned(qkv, name, 8)
+    return batch_stride, row_stride
+
+
+def qk_norm_rope(
+    qkv_a: torch.Tensor,
+    qkv_b: torch.Tensor | None,
+    q_weight_a: torch.Tensor,
+    k_weight_a: torch.Tensor,
+    q_weight_b: torch.Tensor | None,
+    k_weight_b: torch.Tensor | None,
+    rope_cos: torch.Tensor,
+    rope_sin: torch.Tensor,
+    heads: int,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """qkv_a: T [B, S_a, F_a], qkv_b: T [B, S_b, F_b] or None (F >= 3*H*128, unit feature stride, batch/row
+    strides multiple of 4); norm weights T [128] (``*_b`` used for the rows of qkv_b); rope_cos/sin: fp32
+    [S_a + S_b, 128] contiguous -> (q, k, v), each T [B, H, S_a + S_b, 128] contiguous; rows of qkv_a
+    first. q and k are RMS-normalized per head and rotated, v is copied."""
+    dtype, device = qkv_a.dtype, qkv_a.device
+    if dtype not in _SUFFIX:
+        raise ValueError(f"qkv must be bf16/fp16, got {dtype}")
+    bs_a, rs_a = _qkv_strides(qkv_a, "qkv_a", heads, dtype, device)
+    b, s_a, _ = qkv_a.shape
+    if qkv_b is None:
+        qkv_b, q_weight_b, k_weight_b, s_b, bs_b, rs_b = qkv_a, q_weight_a, k_weight_a, 0, 0, 0
+    else:
+        bs_b, rs_b = _qkv_strides(qkv_b, "qkv_b", heads, dtype, device)
+        if qkv_b.shape[0] != b:
+            raise ValueError(f"qkv_b batch {qkv_b.shape[0]} differs from qkv_a's {b}")
+        s_b = qkv_b.shape[1]
+    for t, name in ((q_weight_a, "q_weight_a"), (k_weight_a, "k_weight_a"), (q_weight_b, "q_weight_b"),
+                    (k_weight_b, "k_weight_b")):  # fmt: skip
+        _check(t, name, (QK_HEAD_DIM,), dtype, device)
+        _check_aligned(t, name, 8)
+    s = s_a + s_b
+    for t, name in ((rope_cos, "rope_cos"), (rope_sin, "rope_sin")):
+        _check(t, name, (s, QK_HEAD_DIM), torch.float32, device)
+        _check_aligned(t, name, 16)
+    if b * s > _INT32_MAX or max(rs_a, rs_b) > _INT32_MAX:  # grid.x and the int row strides
+        raise ValueError("qkv too large for the kernel's indexing")
+    q, k, v = (torch.empty((b, heads, s, QK_HEAD_DIM), dtype=dtype, device=device) for _ in range(3))
+    if b * s == 0 or heads == 0:
+        return q, k, v
+    with _on_kernel_stream(device) as stream:
+        _function("qk_norm_rope", device, dtype).prepared_async_call(
+            (b * s, 1, 1), (_QK_THREADS, 1, 1), stream,
+            qkv_a.data_ptr(), qkv_b.data_ptr(), q_weight_a.data_ptr(), k_weight_a.data_ptr(),
+            q_weight_b.data_ptr(), k_weight_b.data_ptr(), rope_cos.data_ptr(), rope_sin.data_ptr(),
+            q.data_ptr(), k.data_ptr(), v.data_ptr(), heads, s_a, s_b, bs_a, rs_a, bs_b, rs_b, float(eps),
+        )  # fmt: skip
+    return q, k, v
+
+
+def w4a16_gemv(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    wscales: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """x: T [M, K] contiguous (M <= 8, K % 64 == 0, K <= 16384), qweight: uint8 [N, K/2] (canonical INT4
+    packing, read as is), wscales: T [N, K/64], bias: T [N] or None -> out T [M, N] =
+    x @ dequantize(qweight, wscales)^T + bias with fp32 accumulation."""
+    if x.dim() != 2 or x.dtype not in _SUFFIX:
+        raise ValueError(f"x must be a 2-D bf16/fp16 tensor, got {x.dtype} {tuple(x.shape)}")
+    m, k = x.shape
+    n = qweight.shape[0]
+    if m > GEMV_MAX_ROWS or k % GROUP or k > GEMV_MAX_K:
+        raise ValueError(f"x [{m}, {k}]: needs M <= {GEMV_MAX_ROWS}, K a multiple of {GROUP} and K <= {GEMV_MAX_K}")
+    _check(x, "x", (m, k), x.dtype, x.device)
+    _check_aligned(x, "x", 16)
+    _check(qweight, "qweight", (n, k // 2), torch.uint8, x.device)
+    _check_aligned(qweight, "qweight", 8)
+    _check(wscales, "wscales", (n, k // GROUP), x.dtype, x.device)
+    _check(bias, "bias", (n,), x.dtype, x.device)
+    if out is None:
+        out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    _check(out, "out", (m, n), x.dtype, x.device)
+    if m * n == 0:
+        return out
+    with _on_kernel_stream(x.device) as stream:
+        _function("w4a16_gemv", x.device, x.dtype).prepared_async_call(
+            (-(-n // _GEMV_CHANNELS), 1, 1), (_GEMV_THREADS, 1, 1), stream,
+            x.data_ptr(), qweight.data_ptr(), wscales.data_ptr(), _ptr(bias), out.data_ptr(), m, n, k,
+        )  # fmt: skip
+    return out

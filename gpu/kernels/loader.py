@@ -25,7 +25,8 @@ from pathlib import Path
 
 from gpu.paths import resources_dir, user_cache_dir
 
-KERNEL_FAMILIES = ("svdq_quant_lora", "svdq_w4a4_gemm", "svdq_w4a8_gemm")
+KERNEL_FAMILIES = ("svdq_quant_lora", "svdq_w4a4_gemm", "svdq_w4a8_gemm",
+                   "svdq_fused_norm", "svdq_w4a16_gemv")  # the last two: gpu/modules/fused_ops.py
 # nvcc options for every build: -lineinfo keeps sanitizer reports readable at no run-time cost.
 NVCC_OPTIONS = ("-O3", "-std=c++17", "-lineinfo")
 # Architectures the packaging step builds fatbins for (sm_75 only runs the prologue; see DESIGN.md).

@@ -37,10 +37,6 @@ FP16_MAX = 65504.0  # largest finite fp16: gate_residual saturates fp16 results 
 GEMV_MAX_ROWS = 8  # the W4A16 GEMV kernel serves x with at most this many rows (mma n8 tile)
 HEAD_DIM = 128  # the fused qk_norm_rope kernel is built for FLUX's head dimension
 
-# Set by the kernel section of gpu.kernels.launch once the kernels exist; until then every op runs its
-# reference (the API is final, the other modules can be written against it).
-_KERNELS_READY = False
-
 
 # ----------------------------------------------------------------------------------------------------
 # References (also the CPU path)
@@ -171,11 +167,95 @@ def w4a16_gemv_reference(x: torch.Tensor, layer: torch.nn.Module) -> torch.Tenso
 # Dispatching functions (kernel on a CUDA device when available, else the reference)
 # ----------------------------------------------------------------------------------------------------
 
+_FUSED_DTYPES = (torch.bfloat16, torch.float16)
+_UNKNOWN = object()
+# (device index, op family) -> None when the kernels can run there, else why not. "norm" is
+# svdq_fused_norm.cu (layernorm_modulate, gate_residual, qk_norm_rope), "gemv" svdq_w4a16_gemv.cu.
+_refusals: dict[tuple[int, str], str | None] = {}
+
+
+def fused_refusal(device: torch.device, family: str = "norm") -> str | None:
+    """None when the fused kernels of ``family`` ("norm" or "gemv") can run on ``device``, else the reason.
+
+    Decided once per device (pycuda present, architecture, kernel binaries obtainable through
+    ``gpu.kernels.loader``), then a dict lookup; a later build/load failure replaces the answer."""
+    if device.type != "cuda":
+        return f"device is {device.type.upper()}, not a CUDA GPU"
+    key = (device.index if device.index is not None else torch.cuda.current_device(), family)
+    why = _refusals.get(key, _UNKNOWN)
+    if why is _UNKNOWN:
+        why = _refusals[key] = _probe(*key)
+    return why
+
+
+def _probe(index: int, family: str) -> str | None:
+    from gpu.kernels.backend import _pycuda_available
+    from gpu.kernels.loader import binary_status
+
+    if not _pycuda_available():
+        return "pycuda is not installed"
+    major, minor = torch.cuda.get_device_capability(index)
+    if family == "gemv" and major < 8:
+        return f"GPU sm_{major}{minor} lacks bf16/fp16 mma.sync m16n8k16 (the W4A16 GEMV needs sm_80 or newer)"
+    return binary_status(f"{major}{minor}")
+
+
+def fused_path(device: torch.device, family: str = "norm") -> str:
+    """What the ops of ``family`` run on ``device``, for logs and the GUI."""
+    why = fused_refusal(device, family)
+    return "fused CUDA kernels (pycuda)" if why is None else f"PyTorch reference ({why})"
+
+
+def _kernel_or_reference(device: torch.device, family: str, kernel, reference):
+    """kernel() when the family's kernels can run on ``device``, else reference(); a kernel build or load
+    failure is remembered (later calls go straight to the reference) and this call falls back."""
+    if fused_refusal(device, family) is None:
+        try:
+            return kernel()
+        except Exception as err:  # noqa: BLE001 - only build/load failures are recovered, others re-raised
+            from gpu.kernels.backend import _is_load_error
+
+            if not _is_load_error(err):
+                raise
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            _refusals[(index, family)] = f"kernel load failed: {err}".splitlines()[0][:300]
+    return reference()
+
+
+def _vec_rows(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """[B, C] operands the kernels read as 16-byte vectors of rows with one common row stride: returned as
+    they are when they qualify (e.g. chunks of the modulation GEMV's [B, 6C] output), else as contiguous
+    copies."""
+
+    def ok(t: torch.Tensor) -> bool:
+        return t.stride(-1) == 1 and t.stride(0) % 8 == 0 and t.data_ptr() % 16 == 0
+
+    if all(ok(t) for t in ts) and len({t.stride(0) for t in ts if t.shape[0] > 1}) <= 1:
+        return ts
+    return tuple(t.contiguous() for t in ts)
+
+
+def _aligned(t: torch.Tensor, nbytes: int) -> torch.Tensor:
+    """t contiguous with data_ptr aligned to ``nbytes`` (a copy only when it is not)."""
+    t = t.contiguous()
+    return t if t.data_ptr() % nbytes == 0 else t.clone()
+
 
 def layernorm_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """x: T [B, S, C] (C % 8 == 0, C <= 16384 for the kernel), shift/scale: T [B, C] -> T [B, S, C];
     see ``layernorm_modulate_reference``. One read of x, one write of y on the GPU."""
-    return layernorm_modulate_reference(x, shift, scale, eps)
+    _check_modulation(x, shift, scale)
+    c = x.shape[-1]
+    if x.dtype not in _FUSED_DTYPES or shift.dtype != x.dtype or scale.dtype != x.dtype or c % 8 or c > 16384:
+        return layernorm_modulate_reference(x, shift, scale, eps)
+
+    def kernel() -> torch.Tensor:
+        from gpu.kernels import launch
+
+        sh, sc = _vec_rows(shift, scale)
+        return launch.layernorm_modulate(_aligned(x, 16), sh, sc, eps)
+
+    return _kernel_or_reference(x.device, "norm", kernel, lambda: layernorm_modulate_reference(x, shift, scale, eps))
 
 
 def gate_residual(
@@ -183,7 +263,37 @@ def gate_residual(
 ) -> torch.Tensor:
     """residual, y: T [B, S, C], gate: T [B, C] -> T [B, S, C] = residual + gate[:, None] * y; ``out``
     (may be ``residual``) is written in place when given. See ``gate_residual_reference``."""
-    return gate_residual_reference(residual, gate, y, out)
+    _check_gate(residual, gate, y, out)
+    dt = residual.dtype
+    out_ok = out is None or (out.is_contiguous() and out.data_ptr() % 16 == 0)
+    if dt not in _FUSED_DTYPES or gate.dtype != dt or y.dtype != dt or residual.shape[-1] % 8 or not out_ok:
+        return gate_residual_reference(residual, gate, y, out)
+
+    def kernel() -> torch.Tensor:
+        from gpu.kernels import launch
+
+        # in place needs residual itself (not a copy) when out is residual: it is contiguous then (out_ok)
+        res = residual if out is residual else _aligned(residual, 16)
+        return launch.gate_residual(res, _vec_rows(gate)[0], _aligned(y, 16), out)
+
+    return _kernel_or_reference(
+        residual.device, "norm", kernel, lambda: gate_residual_reference(residual, gate, y, out)
+    )
+
+
+def _qkv_for_kernel(qkv: torch.Tensor) -> torch.Tensor:
+    """qkv as the kernel reads it: unit feature stride, batch/row strides multiple of 4, 8-byte aligned
+    (a slice of a wider projection qualifies as it is), else a contiguous copy."""
+    ok = qkv.stride(-1) == 1 and qkv.stride(0) % 4 == 0 and qkv.stride(1) % 4 == 0 and qkv.data_ptr() % 8 == 0
+    return qkv if ok else _aligned(qkv, 8)
+
+
+def _rope_for_kernel(t: torch.Tensor) -> torch.Tensor:
+    return _aligned(t.float(), 16)  # fp32 already in FLUX (pos_embed's output): no copy then
+
+
+def _qk_fusable(qkv: torch.Tensor, *weights: torch.Tensor) -> bool:
+    return qkv.dtype in _FUSED_DTYPES and all(w.numel() == HEAD_DIM and w.dtype == qkv.dtype for w in weights)
 
 
 def qk_norm_rope(
@@ -195,8 +305,26 @@ def qk_norm_rope(
     heads: int,
     eps: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """qkv: T [B, S, >= 3*H*D] -> (q, k, v) T [B, H, S, D]; see ``qk_norm_rope_reference``."""
-    return qk_norm_rope_reference(qkv, q_weight, k_weight, rope_cos, rope_sin, heads, eps)
+    """qkv: T [B, S, >= 3*H*D] -> (q, k, v) T [B, H, S, D]; see ``qk_norm_rope_reference``. The kernel
+    serves D = 128 with norm weights of qkv's dtype; anything else runs the reference."""
+    d = _check_qkv(qkv, q_weight, k_weight, heads)
+    _check_rope(rope_cos, rope_sin, qkv.shape[1], d)
+
+    def reference():
+        return qk_norm_rope_reference(qkv, q_weight, k_weight, rope_cos, rope_sin, heads, eps)
+
+    if not _qk_fusable(qkv, q_weight, k_weight):
+        return reference()
+
+    def kernel():
+        from gpu.kernels import launch
+
+        return launch.qk_norm_rope(
+            _qkv_for_kernel(qkv), None, _aligned(q_weight, 8), _aligned(k_weight, 8), None, None,
+            _rope_for_kernel(rope_cos), _rope_for_kernel(rope_sin), heads, eps,
+        )  # fmt: skip
+
+    return _kernel_or_reference(qkv.device, "norm", kernel, reference)
 
 
 def qk_norm_rope_joint(
@@ -212,16 +340,73 @@ def qk_norm_rope_joint(
     eps: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """qkv_txt: T [B, S_txt, >= 3HD], qkv_img: T [B, S_img, >= 3HD] -> (q, k, v) T [B, H, S_txt + S_img, D],
-    text first; see ``qk_norm_rope_joint_reference``."""
-    return qk_norm_rope_joint_reference(
-        qkv_txt, qkv_img, q_weight_txt, k_weight_txt, q_weight_img, k_weight_img, rope_cos, rope_sin, heads, eps
-    )
+    text first; see ``qk_norm_rope_joint_reference``. One kernel launch writes both streams."""
+    args = (qkv_txt, qkv_img, q_weight_txt, k_weight_txt, q_weight_img, k_weight_img, rope_cos, rope_sin, heads, eps)
+    d = _check_qkv(qkv_txt, q_weight_txt, k_weight_txt, heads)
+    _check_qkv(qkv_img, q_weight_img, k_weight_img, heads)
+    _check_rope(rope_cos, rope_sin, qkv_txt.shape[1] + qkv_img.shape[1], d)
+    weights = (q_weight_txt, k_weight_txt, q_weight_img, k_weight_img)
+    if (
+        not _qk_fusable(qkv_txt, *weights)
+        or qkv_img.dtype != qkv_txt.dtype
+        or qkv_img.device != qkv_txt.device
+        or qkv_img.shape[0] != qkv_txt.shape[0]
+    ):
+        return qk_norm_rope_joint_reference(*args)
+
+    def kernel():
+        from gpu.kernels import launch
+
+        return launch.qk_norm_rope(
+            _qkv_for_kernel(qkv_txt), _qkv_for_kernel(qkv_img), *(_aligned(w, 8) for w in weights),
+            _rope_for_kernel(rope_cos), _rope_for_kernel(rope_sin), heads, eps,
+        )  # fmt: skip
+
+    return _kernel_or_reference(qkv_txt.device, "norm", kernel, lambda: qk_norm_rope_joint_reference(*args))
+
+
+def gemv_layer_refusal(layer: torch.nn.Module) -> str | None:
+    """None when the W4A16 GEMV kernel can serve ``layer`` (on a capable GPU), else why not."""
+    spec = getattr(layer, "spec", None)
+    if spec is None or not hasattr(layer, "qweight"):
+        return "not an SVDQLinear layer"
+    if spec.weight_format != "int4" or spec.act_format is not None:
+        return f"layer is {spec.kind} {spec.weight_format}; the GEMV serves W4A16 INT4 only"
+    if getattr(layer, "smooth", None) is not None or getattr(layer, "lora_down", None) is not None:
+        return "layer has smoothing or a low-rank branch (e.g. a LoRA); the GEMV has neither"
+    if layer.compute_dtype not in _FUSED_DTYPES:
+        return f"layer dtype {layer.compute_dtype} (the GEMV takes bf16/fp16)"
+    if layer.in_features % 64 or layer.in_features > 16384:
+        return f"in_features {layer.in_features} is not a multiple of 64 up to 16384"
+    return None
 
 
 def w4a16_gemv(x: torch.Tensor, layer: torch.nn.Module) -> torch.Tensor:
     """x: T [..., K] (at most 8 rows for the kernel), layer: ``SVDQLinear`` W4A16 INT4 g64 -> T [..., N];
     see ``w4a16_gemv_reference``. Sets ``layer.last_path``."""
-    return w4a16_gemv_reference(x, layer)
+    why = fused_refusal(x.device, "gemv") or gemv_layer_refusal(layer)
+    rows = x.numel() // max(x.shape[-1], 1)
+    if why is None and x.dtype != layer.compute_dtype:
+        why = f"input dtype {x.dtype} differs from the layer's {layer.compute_dtype}"
+    if why is None and rows > GEMV_MAX_ROWS:
+        why = f"{rows} rows > {GEMV_MAX_ROWS} (the GEMV is for the per-image modulation vectors)"
+    if why is not None:
+        layer.last_path = f"PyTorch reference ({why})"
+        return w4a16_gemv_reference(x, layer)
+
+    def kernel() -> torch.Tensor:
+        from gpu.kernels import launch
+
+        x2 = _aligned(x.reshape(rows, layer.in_features), 16)
+        y = launch.w4a16_gemv(x2, layer.qweight, layer.wscales, layer.bias)
+        layer.last_path = "fused W4A16 GEMV (pycuda)"
+        return y.reshape(*x.shape[:-1], layer.out_features)
+
+    def reference() -> torch.Tensor:
+        layer.last_path = f"PyTorch reference ({fused_refusal(x.device, 'gemv')})"
+        return w4a16_gemv_reference(x, layer)
+
+    return _kernel_or_reference(x.device, "gemv", kernel, reference)
 
 
 # ----------------------------------------------------------------------------------------------------
