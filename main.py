@@ -4,6 +4,7 @@
     python main.py generate "PROMPT" [--model NAME_OR_PATH] [--out FILE.png] [--seed S] ...
     python main.py inspect FILE.safetensors
     python main.py bench kernels [--out DIR]          (on a CUDA GPU)
+    python main.py bench flux [--out DIR] [--tiny]    (on a CUDA GPU; --tiny runs anywhere)
 """
 
 from __future__ import annotations
@@ -58,11 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="validate an SVDQ file and print its metadata and layers")
     i.add_argument("file", type=Path)
 
-    b = sub.add_parser("bench", help="GPU benchmarks (kernels: fused SVDQ linear vs cuBLAS at FLUX shapes)")
-    b.add_argument("what", choices=["kernels"])
+    b = sub.add_parser("bench", help="GPU benchmarks (kernels: fused SVDQ linear vs cuBLAS at FLUX shapes; "
+                       "flux: full FLUX.1-dev transformer step, BF16 eager/compiled vs ours)")
+    b.add_argument("what", choices=["kernels", "flux"])
     b.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for JSON + markdown")
     b.add_argument("--rank", type=int, default=32)
     b.add_argument("--iters", type=int, default=30, help="timed runs per measurement (median)")
+    b.add_argument("--tiny", action="store_true", help="flux: tiny config on any device (plumbing check)")
+    b.add_argument("--steps", type=int, help="flux: timed steps per variant (default 10; 3 with --tiny)")
+    b.add_argument("--compile-mode", default="default", help="flux: torch.compile mode of the BF16 baseline")
+    b.add_argument("--compile-scope", default="regional", choices=["regional", "full"],
+                   help="flux: compile each repeated block (regional, default) or the whole model")
     return p
 
 
@@ -141,6 +148,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "flux":
+        from gpu.bench.flux import run as run_flux
+
+        run_flux(args.out, tiny=args.tiny, steps=args.steps, rank=args.rank, compile_mode=args.compile_mode,
+                 compile_scope=args.compile_scope)  # fmt: skip
+        return 0
     from gpu.bench.kernels import run
 
     run(args.out, rank=args.rank, iters=args.iters)

@@ -468,7 +468,7 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
         key = tuple(
             (name, None) if (t := inputs[name]) is None else (name, tuple(t.shape), t.dtype, t.device)
             for name in _INPUTS
-        )
+        ) + (torch.is_inference_mode_enabled(),)  # static buffers made in inference mode are inference tensors
         graphs: OrderedDict = self.__dict__.setdefault("_cuda_graph_cache", OrderedDict())
         entry = graphs.get(key)
         if entry is None:
