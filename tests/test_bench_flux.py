@@ -48,3 +48,20 @@ def test_correctness_fields(tiny_result):
     assert outs["ours"]["max_abs_diff_vs_fused_eager"] == 0.0  # no graph on the CPU: the same eager forward
     assert outs["bf16_compiled"]["rel_error_vs_bf16_eager"] < 1e-2
     assert "| SVDQ INT4 r32, fused + CUDA graph |" in markdown and "Correctness: ours vs reference" in markdown
+
+
+def test_a_failing_compile_is_reported_not_fatal(tmp_path, monkeypatch):
+    from diffusers import FluxTransformer2DModel
+
+    from gpu.bench.flux import run
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("inductor exploded")
+
+    monkeypatch.setattr(FluxTransformer2DModel, "compile_repeated_blocks", broken)
+    result = run(tmp_path, tiny=True, steps=1)
+    compiled = result["variants"]["bf16_compiled"]
+    assert "median_ms" not in compiled and "inductor exploded" in compiled["error"]
+    assert len(compiled["compile_errors"]) == 2  # fullgraph, then without
+    assert result["speedup"]["ours_vs_bf16_compiled"] is None and result["speedup"]["ours_vs_bf16_eager"] > 0
+    assert "failed: fullgraph=True: RuntimeError: inductor exploded" in (tmp_path / "bench_flux.md").read_text()

@@ -302,15 +302,32 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
     compile_kw = {"mode": compile_mode, "backend": compile_backend}
     if compile_backend != "inductor":
         compile_kw.pop("mode")  # modes are inductor options
-    if compile_scope == "regional":
-        model.compile_repeated_blocks(fullgraph=True, **compile_kw)
-        compiled = model
+    compile_errors: list[str] = []
+    y_c = None
+    # Regional blocks are meant to compile as whole graphs; should dynamo refuse one, retry without fullgraph.
+    for fullgraph in [True, False] if compile_scope == "regional" else [False]:
+        try:
+            if compile_scope == "regional":
+                model.compile_repeated_blocks(fullgraph=fullgraph, **compile_kw)  # re-compiling replaces it
+                compiled = model
+            else:
+                compiled = torch.compile(model, fullgraph=fullgraph, **compile_kw)
+            row, y_c = bench_variant(_step_fn(compiled, inputs), steps, warmup, device, baseline)
+            break
+        except Exception as err:  # noqa: BLE001 - one failed variant must not lose the whole run
+            compile_errors.append(f"fullgraph={fullgraph}: {type(err).__name__}: {str(err)[:300]}")
+            print(f"torch.compile failed ({compile_errors[-1]})", flush=True)
+            torch._dynamo.reset()
+    if y_c is not None:
+        variants["bf16_compiled"] = {**row, "weight_gib": bf16_bytes / GIB, "fullgraph": fullgraph}
+        outputs["bf16_compiled"] = {**output_stats(y_c), "rel_error_vs_bf16_eager": rel_error(y_c, y)}
     else:
-        compiled = torch.compile(model, **compile_kw)
-    row, y_c = bench_variant(_step_fn(compiled, inputs), steps, warmup, device, baseline)
-    variants["bf16_compiled"] = {**row, "weight_gib": bf16_bytes / GIB}
-    outputs["bf16_compiled"] = {**output_stats(y_c), "rel_error_vs_bf16_eager": rel_error(y_c, y)}
+        variants["bf16_compiled"] = {"error": " | ".join(compile_errors), "weight_gib": bf16_bytes / GIB}
+        outputs["bf16_compiled"] = {}
+    if compile_errors:
+        variants["bf16_compiled"]["compile_errors"] = compile_errors
     mark("bf16_compiled done")
+    compiled = None  # (unbound when every compile attempt failed)
     del model, compiled, y, y_c
     _free(device)
     leftover = (_allocated(device) - baseline) / GIB
@@ -350,16 +367,22 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
         outputs["svdq_fused_eager"] = {**output_stats(y_f), "rel_error_vs_reference": rel_error(y_f, y_ref)}
         mark("svdq_fused_eager done")
         q.cuda_graphs = True
-        row, y_o = bench_variant(_step_fn(q, inputs), steps, warmup, device, baseline)
-        row["cuda_graph"] = device.type == "cuda"
-        if device.type == "cuda":
-            row["capture_peak_gib"] = row["warmup_peak_gib"]
-        variants["ours"] = {**row, "weight_gib": fused_bytes / GIB}
-        outputs["ours"] = {
-            **output_stats(y_o),
-            "rel_error_vs_reference": rel_error(y_o, y_ref),
-            "max_abs_diff_vs_fused_eager": float((y_o - y_f).abs().max()),
-        }
+        try:
+            row, y_o = bench_variant(_step_fn(q, inputs), steps, warmup, device, baseline)
+        except Exception as err:  # noqa: BLE001 - report a failed capture, keep the other numbers
+            print(f"ours (CUDA graph) failed: {type(err).__name__}: {err}", flush=True)
+            variants["ours"] = {"error": f"{type(err).__name__}: {str(err)[:500]}", "weight_gib": fused_bytes / GIB}
+            outputs["ours"] = {}
+        else:
+            row["cuda_graph"] = device.type == "cuda"
+            if device.type == "cuda":
+                row["capture_peak_gib"] = row["warmup_peak_gib"]
+            variants["ours"] = {**row, "weight_gib": fused_bytes / GIB}
+            outputs["ours"] = {
+                **output_stats(y_o),
+                "rel_error_vs_reference": rel_error(y_o, y_ref),
+                "max_abs_diff_vs_fused_eager": float((y_o - y_f).abs().max()),
+            }
         mark("ours done")
     repacked = packed_bytes(q)
     fusion = {k: v for k, v in q.fusion_report.items() if k != "groups"}
@@ -368,9 +391,11 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
     del q
     _free(device)
 
-    eager_ms = variants["bf16_eager"]["median_ms"]
-    compiled_ms = variants["bf16_compiled"]["median_ms"]
-    ours_ms = variants["ours"]["median_ms"]
+    def ratio(a: str, b: str) -> float | None:
+        """median(a) / median(b), None when either variant failed."""
+        ma, mb = variants[a].get("median_ms"), variants[b].get("median_ms")
+        return None if ma is None or mb is None else ma / mb
+
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
@@ -390,8 +415,8 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
             "mode": compile_mode if compile_backend == "inductor" else None,
             "scope": compile_scope,
             "backend": compile_backend,
-            "fullgraph": compile_scope == "regional",
-        },  # fmt: skip
+            "fullgraph": variants["bf16_compiled"].get("fullgraph"),
+        },
         "linear_path": path,
         "linear_path_last_run": linear_path,
         "reference_act_format": act_format or "as stored (int4)",
@@ -402,10 +427,11 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
         "meta": meta,
         "variants": variants,
         "speedup": {
-            "ours_vs_bf16_eager": eager_ms / ours_ms,
-            "ours_vs_bf16_compiled": compiled_ms / ours_ms,
-            "compiled_vs_eager": eager_ms / compiled_ms,
-            "fusion_and_graph_vs_unfused": variants["svdq_unfused_eager"]["median_ms"] / ours_ms,
+            "ours_vs_bf16_eager": ratio("bf16_eager", "ours"),
+            "ours_vs_bf16_compiled": ratio("bf16_compiled", "ours"),
+            "compiled_vs_eager": ratio("bf16_eager", "bf16_compiled"),
+            "fusion_and_graph_vs_unfused": ratio("svdq_unfused_eager", "ours"),
+            "fused_eager_vs_unfused": ratio("svdq_unfused_eager", "svdq_fused_eager"),
         },
         "memory": {
             "bf16_weight_gib": bf16_bytes / GIB,
@@ -420,7 +446,7 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
             f"(activations {act_format or 'int4'}), diffusers' block ops",
             "reference_s": ref_s,
             "outputs": outputs,
-            "ours_rel_error_vs_reference": outputs["ours"]["rel_error_vs_reference"],
+            "ours_rel_error_vs_reference": outputs["ours"].get("rel_error_vs_reference"),
         },
         "fusion": fusion,
         "timeline_s": timeline,
@@ -448,30 +474,37 @@ def markdown(result: dict) -> str:
         "| reserved GiB | first call s | rel. error vs reference |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    eager, compiled = v["bf16_eager"]["median_ms"], v["bf16_compiled"]["median_ms"]
+    eager, compiled = v["bf16_eager"].get("median_ms"), v["bf16_compiled"].get("median_ms")
     outs = result["correctness"]["outputs"]
     for name, label in VARIANTS.items():
         r = v[name]
+        if "median_ms" not in r:
+            lines.append(f"| {label} | failed: {r.get('error', '?')[:200]} | | | | {r['weight_gib']:.2f} | | | | |")
+            continue
         err = outs[name].get("rel_error_vs_reference")
         lines.append(
-            f"| {label} | {r['median_ms']:.2f} | {r['min_ms']:.2f}–{r['max_ms']:.2f} | {eager / r['median_ms']:.2f}× "
-            f"| {compiled / r['median_ms']:.2f}× | {r['weight_gib']:.2f} | {_gib(r.get('peak_step_gib'))} "
-            f"| {_gib(r.get('reserved_gib'))} | {r['first_call_s']:.1f} | {'–' if err is None else f'{err:.2e}'} |"
+            f"| {label} | {r['median_ms']:.2f} | {r['min_ms']:.2f}–{r['max_ms']:.2f} "
+            f"| {_x(eager and eager / r['median_ms'])} | {_x(compiled and compiled / r['median_ms'])} "
+            f"| {r['weight_gib']:.2f} | {_gib(r.get('peak_step_gib'))} | {_gib(r.get('reserved_gib'))} "
+            f"| {r['first_call_s']:.1f} | {'–' if err is None else f'{err:.2e}'} |"
         )
     m, s, corr, fu = result["memory"], result["speedup"], result["correctness"], result["fusion"]
     lines += [
         "",
-        f"- ours vs BF16 eager {s['ours_vs_bf16_eager']:.2f}×, vs BF16 compiled {s['ours_vs_bf16_compiled']:.2f}×; "
-        f"fusion + graph vs unfused {s['fusion_and_graph_vs_unfused']:.2f}×.",
+        f"- ours vs BF16 eager {_x(s['ours_vs_bf16_eager'])}, vs BF16 compiled {_x(s['ours_vs_bf16_compiled'])}; "
+        f"fusion + graph vs unfused {_x(s['fusion_and_graph_vs_unfused'])} (fused eager vs unfused "
+        f"{_x(s['fused_eager_vs_unfused'])}); compiled vs eager BF16 {_x(s['compiled_vs_eager'])}.",
         f"- Weights: BF16 {m['bf16_weight_gib']:.2f} GiB, SVDQ {m['svdq_weight_gib']:.2f} GiB (fused "
         f"{m['svdq_fused_weight_gib']:.2f} GiB: block-diagonal low-rank up projections), plus "
         f"{m['kernel_repacked_copies_gib']:.2f} GiB of kernel-layout copies made at first use.",
         f"- ours: CUDA-graph capture peak {_gib(v['ours'].get('capture_peak_gib'))} GiB (replay activations live "
         "in the graph's pool).",
-        f"- Correctness: ours vs reference {corr['ours_rel_error_vs_reference']:.2e} (reference: {corr['reference']}; "
+        f"- Correctness: ours vs reference {_e(corr['ours_rel_error_vs_reference'])}, unfused vs reference "
+        f"{_e(outs['svdq_unfused_eager'].get('rel_error_vs_reference'))}, fused eager vs reference "
+        f"{_e(outs['svdq_fused_eager'].get('rel_error_vs_reference'))} (reference: {corr['reference']}; "
         f"{corr['reference_s']:.1f} s); graph vs fused eager max |diff| "
-        f"{outs['ours']['max_abs_diff_vs_fused_eager']:.3g}; compiled vs eager BF16 "
-        f"{outs['bf16_compiled']['rel_error_vs_bf16_eager']:.2e}.",
+        f"{_e(outs['ours'].get('max_abs_diff_vs_fused_eager'))}; compiled vs eager BF16 "
+        f"{_e(outs['bf16_compiled'].get('rel_error_vs_bf16_eager'))}.",
         f"- Linears: {meta['linear_path']}. Block ops: {meta['fused_ops']}.",
         f"- Fusion: {fu['merged']} groups merged, {fu['kept_separate']} kept separate"
         + (f" ({'; '.join(f'{n}× {r}' for r, n in fu['reasons'].items())})" if fu["reasons"] else "")
@@ -483,3 +516,11 @@ def markdown(result: dict) -> str:
 
 def _gib(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}"
+
+
+def _x(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}×"
+
+
+def _e(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2e}"
