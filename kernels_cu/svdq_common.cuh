@@ -137,6 +137,25 @@ __device__ __forceinline__ void lowrank_chunk_fma(float (&acc)[WM_TILES][WN_TILE
   }
 }
 
+// cp.async 16-byte copy global -> shared (zero fill when !valid), and its group bookkeeping. sm_80+.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
 enum : int { kEpiNone = 0, kEpiGelu = 1 };  // GEMM epilogues (the host's EPILOGUES table)
 
 // The GEMMs' single write of a warp's output fragments: y = acc (+ lr when ADD_LR) + bias, optional GELU,

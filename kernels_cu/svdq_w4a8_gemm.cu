@@ -50,23 +50,9 @@ constexpr uint32_t kMagic = 0x4B400000u;             // fp32 1.5 * 2^23
 constexpr float kMagicF = 12582912.f;
 
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int n = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
-#endif
-}
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-#endif
-}
+using svdq::cp_async16;
+using svdq::cp_async_commit;
+using svdq::cp_async_wait;
 
 // D = A(16x32 s8, row) * B(32x8 s8, col) + D (s32). sm_80+.
 __device__ __forceinline__ void mma_s8_16x8x32(uint32_t (&d)[4], const uint4& a, uint32_t b0, uint32_t b1) {

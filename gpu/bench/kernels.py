@@ -4,10 +4,11 @@ Columns (all in one run, per (M, K, N)):
   a  cuBLAS BF16 ``F.linear``
   b  FP8 rowwise ``torch._scaled_mm`` incl. dynamic per-token activation quantization (weights pre-quantized)
   c  our fused SVDQuant linear, everything included (prologue, GEMM, low-rank, bias); on sm_90 the W4A8
-     path, elsewhere W4A4
+     FP8 wgmma path (what dispatch runs), elsewhere W4A4
+  c8 (sm_90 only) the INT8-g64 ``mma.sync`` W4A8 kernels, everything included: the measured alternative
   d  the same kernels at rank 0 plus the low-rank branch as separate torch matmuls (bf16)
   e  our kernels at rank 0 (prologue + GEMM + bias)
-  A  the prologue alone (Kernel A), for insight
+  A  the prologue alone (on sm_90: FP8 quantization + the cuBLAS down projection), for insight
 Effective TOPS = 2*M*K*N / time; medians over ``iters`` timed runs (CUDA events per call) after warm-up.
 Every timed call takes the next of several input/weight sets, rotated so nothing is served from L2.
 """
@@ -33,6 +34,7 @@ COLUMNS = {
     "e": "fused rank 0",
     "A": "prologue only (rank r)",
     "G": "GEMM only (rank 0, activations pre-quantized)",
+    "c8": "INT8-g64 mma.sync W4A8 (all), sm_90 only",
 }
 
 
@@ -80,19 +82,38 @@ def _layer_set(k: int, n: int, rank: int, gen: torch.Generator, device: torch.de
     return {"w": w, "bias": bias, "w8": w8, "w_scale_t": w_scale.t().contiguous(), "layers": layers}
 
 
-def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.device, gen: torch.Generator) -> dict:
-    from gpu.kernels.repack import packed_for
+def _kernel_path(device: torch.device) -> dict:
+    """The fused path this GPU runs, as functions of (x, packed): the FP8 wgmma W4A8 kernels on Hopper (with
+    the INT8-g64 ``mma.sync`` W4A8 kernels as the alternative column c8), else INT4 W4A4."""
+    from gpu.kernels import launch, repack
 
     if torch.cuda.get_device_capability(device) >= (9, 0):
-        from gpu.kernels.launch import quantize_act_int8 as quant
-        from gpu.kernels.launch import svdq_linear_forward_w4a8 as fused
-        from gpu.kernels.launch import w4a8_gemm as gemm
-        path = "W4A8"
-    else:
-        from gpu.kernels.launch import quantize_act as quant
-        from gpu.kernels.launch import svdq_linear_forward as fused
-        from gpu.kernels.launch import w4a4_gemm as gemm
-        path = "W4A4"
+
+        def prologue(x, p):
+            qa = launch.quantize_act_fp8(x, p.inv_smooth)
+            return qa, (x @ p.lora_down if p.rank else None)
+
+        return {
+            "name": "W4A8 FP8 (wgmma)",
+            "pack": repack.packed_w4a8f_for,
+            "fused": launch.svdq_linear_forward_w4a8f,
+            "prologue": prologue,
+            "gemm": lambda qa, p: launch.w4a8f_gemm(qa, None, p, torch.bfloat16),
+            "alt": ("c8", repack.packed_for, launch.svdq_linear_forward_w4a8),
+        }
+    return {
+        "name": "W4A4",
+        "pack": repack.packed_for,
+        "fused": launch.svdq_linear_forward,
+        "prologue": lambda x, p: launch.quantize_act(x, p.smooth, p.lora_down),
+        "gemm": lambda qa, p: launch.w4a4_gemm(qa, p, torch.bfloat16),
+        "alt": None,
+    }
+
+
+def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.device, gen: torch.Generator) -> dict:
+    path = _kernel_path(device)
+    fused, pack = path["fused"], path["pack"]
     dt = torch.bfloat16
     per_set = m * k * 2 + n * k * 2 + m * n * 2  # bf16 x, w, out: the largest working set (column a)
     n_sets = max(2, min(8, math.ceil(2 * 60e6 / per_set) + 1))  # > 2x the 50-60 MB L2 between reuses
@@ -100,9 +121,10 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
     for _ in range(n_sets):
         s = _layer_set(k, n, rank, gen, device)
         s["x"] = torch.randn(m, k, generator=gen).to(dt).to(device)
-        s["packed"] = {r: packed_for(layer) for r, layer in s["layers"].items()}
-        p0 = s["packed"][0]
-        s["qa0"] = quant(s["x"], p0.smooth, None)
+        s["packed"] = {r: pack(layer) for r, layer in s["layers"].items()}
+        s["qa0"] = path["prologue"](s["x"], s["packed"][0])[0]
+        if path["alt"]:
+            s["alt"] = path["alt"][1](s["layers"][rank])
         sets.append(s)
 
     def col_a(i):
@@ -133,16 +155,18 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
         return fused(sets[i]["x"], sets[i]["packed"][0])
 
     def col_A(i):  # noqa: N802
-        p = sets[i]["packed"][rank]
-        return quant(sets[i]["x"], p.smooth, p.lora_down)
+        return path["prologue"](sets[i]["x"], sets[i]["packed"][rank])
 
     def col_G(i):  # noqa: N802
-        return gemm(sets[i]["qa0"], sets[i]["packed"][0], dt)
+        return path["gemm"](sets[i]["qa0"], sets[i]["packed"][0])
 
     fns = {"a": col_a, "b": col_b, "c": col_c, "d": col_d, "e": col_e, "A": col_A, "G": col_G}
+    if path["alt"]:
+        alt_name, _, alt_fused = path["alt"]
+        fns[alt_name] = lambda i: alt_fused(sets[i]["x"], sets[i]["alt"])
     times = {c: _time(fn, n_sets, iters) for c, fn in fns.items()}
     flop = 2.0 * m * k * n
-    row = {"M": m, "K": k, "N": n, "rank": rank, "path": path, "sets": n_sets}
+    row = {"M": m, "K": k, "N": n, "rank": rank, "path": path["name"], "sets": n_sets}
     for c, t in times.items():
         row[f"t_{c}_us"] = t * 1e6
         row[f"tops_{c}"] = flop / t / 1e12
@@ -210,13 +234,14 @@ def markdown(result: dict) -> str:
         f"rank {meta['rank']}, median of {meta['iters']} timed runs, inputs rotated past L2. TOPS = 2·M·K·N / time.",
         "",
         "| M | K→N | (a) BF16 | (b) FP8 rowwise | (c) fused SVDQ | (d) r0 + torch LR | (e) rank 0 | GEMM only "
-        "| prologue µs | c/a | b/a | c vs e | d vs e |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| INT8 W4A8 (all) | prologue µs | c/a | b/a | c vs e | d vs e |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['M']} | {r['K']}→{r['N']} | "
             + " | ".join(f"{r[f'tops_{c}']:.0f}" for c in "abcdeG")
+            + (f" | {r['tops_c8']:.0f}" if "tops_c8" in r else " | –")
             + f" | {r['t_A_us']:.1f} | {r['speedup_c_vs_a']:.2f}× | {r['speedup_b_vs_a']:.2f}× "
             f"| {100 * r['lowrank_overhead_c_vs_e']:+.1f}% | {100 * r['lowrank_overhead_d_vs_e']:+.1f}% |"
         )

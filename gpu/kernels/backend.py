@@ -1,9 +1,11 @@
 """Registers the fused-kernel backends with ``gpu.runtime.dispatch`` on import.
 
 Two backends serve the same INT4 W4A4 checkpoint layers, asked in this order:
-- "fused W4A8 kernels for Hopper": sm_90 only. Hopper has no 4-bit tensor cores (its s4 MMA is emulated,
-  ~25x slower than s8), so activations are quantized to INT8 g64 and the int4 weights widened to s8 in
-  registers; the numerics are ``SVDQLinear.forward_reference(x, act_format="int8_g64")``.
+- "fused W4A8 FP8 kernels for Hopper": sm_90 only. Hopper has no 4-bit tensor cores (its s4 MMA is emulated,
+  ~25x slower than s8), so activations are quantized per token to FP8 E4M3 and the int4 weights widened to
+  E4M3 subnormals in registers (exact), on wgmma; numerics ``SVDQLinear.forward_reference(x,
+  act_format="fp8_e4m3_row")``. (The older INT8-g64 ``mma.sync`` W4A8 kernels stay in ``gpu.kernels.launch``
+  as the measured alternative of ``main.py bench kernels``; dispatch does not use them.)
 - "fused INT4 W4A4 kernels": sm_80+ (``mma.sync.m16n8k64`` s4; Turing has only m8n8k32, see
   kernels_cu/DESIGN.md).
 
@@ -22,7 +24,7 @@ import torch
 from gpu.runtime.dispatch import Backend, register_backend
 
 NAME = "fused INT4 W4A4 kernels (pycuda)"
-W4A8_NAME = "fused W4A8 kernels for Hopper (pycuda)"
+W4A8_NAME = "fused W4A8 FP8 kernels for Hopper (pycuda)"
 MIN_ARCH = (8, 0)
 
 _pycuda_ok: bool | None = None
@@ -76,11 +78,13 @@ class FusedPath:
     forward_name: str  # function in gpu.kernels.launch: (x, PackedWeights) -> y
     act_format: str | None  # reference numerics: SVDQLinear.forward_reference(x, act_format=...)
     label: str  # how the fallback names the reference it runs
+    pack_name: str = "packed_for"  # function in gpu.kernels.repack: layer -> the kernels' packed weights
+    shape_refusal: Callable[[torch.nn.Module], str | None] | None = None  # this path's own limits
     load_errors: dict[tuple[int, torch.dtype], str] = field(default_factory=dict)
 
     def refuses(self, layer: torch.nn.Module, device: torch.device) -> str | None:
         """None when this path can run ``layer`` on ``device``, else the human reason."""
-        why = layer_refusal(layer)
+        why = layer_refusal(layer) or (self.shape_refusal(layer) if self.shape_refusal else None)
         if why:
             return why
         if device.type != "cuda":
@@ -106,11 +110,10 @@ class FusedPath:
                 f"{self.label} (input dtype {x.dtype} differs from the layer's {layer.compute_dtype})"
             )
             return layer.forward_reference(x, act_format=self.act_format)
-        from gpu.kernels import launch
-        from gpu.kernels.repack import packed_for
+        from gpu.kernels import launch, repack
 
         try:
-            return getattr(launch, self.forward_name)(x, packed_for(layer))
+            return getattr(launch, self.forward_name)(x, getattr(repack, self.pack_name)(layer))
         except Exception as err:  # noqa: BLE001 - a build/load failure must not kill generation
             if not _is_load_error(err):
                 raise
@@ -132,7 +135,22 @@ def _is_load_error(err: Exception) -> bool:
     return isinstance(err, drv.CompileError | drv.LogicError) or "nvcc" in str(err)
 
 
-W4A8 = FusedPath(W4A8_NAME, _w4a8_arch_refusal, "svdq_linear_forward_w4a8", "int8_g64", "PyTorch reference, W4A8")
+def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:
+    from gpu.kernels.launch import W4A8F_MAX_K
+
+    if layer.out_features % 8:
+        return f"out_features {layer.out_features} is not a multiple of 8 (FP8 kernel stores 16-byte rows)"
+    if layer.spec.rank % 16:
+        return f"rank {layer.spec.rank} is not a multiple of 16 (bf16 wgmma k16)"
+    if layer.in_features > W4A8F_MAX_K:
+        return f"in_features {layer.in_features} > {W4A8F_MAX_K}"
+    return None
+
+
+W4A8 = FusedPath(
+    W4A8_NAME, _w4a8_arch_refusal, "svdq_linear_forward_w4a8f", "fp8_e4m3_row", "PyTorch reference, W4A8 FP8",
+    pack_name="packed_w4a8f_for", shape_refusal=_w4a8f_shape_refusal,
+)
 INT4 = FusedPath(NAME, _int4_arch_refusal, "svdq_linear_forward", None, "PyTorch reference")
 refuses = INT4.refuses
 run = INT4.run

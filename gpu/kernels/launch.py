@@ -1,11 +1,15 @@
 """All host-side launch code of the fused kernels: shape checks, buffers, grids, streams.
 
-Two paths share the prologue design, the weight repack and the streams:
+Three paths share the loader, the weight canonical form and the streams:
 - INT4 W4A4 (sm_80+): Kernel A ``svdq_quant_lora_int4_*`` then Kernel B ``svdq_w4a4_gemm_*``;
 - Hopper W4A8 (sm_90, which has no 4-bit tensor cores): the K-split INT8 prologue
   ``svdq_w4a8_prologue_*`` (or Kernel A at QMAX = 127, ``svdq_quant_lora_int8_*``; same codes, latency
   bound) then ``svdq_w4a8_gemm_*``, which widens the checkpoint's unchanged int4 codes to s8 in registers.
-  Numerics: ``SVDQLinear.forward_reference(x, act_format=W4A8_ACT_FORMAT)``.
+  Numerics: ``SVDQLinear.forward_reference(x, act_format=W4A8_ACT_FORMAT)``. Kept as the measured
+  alternative (``main.py bench kernels``); dispatch uses the FP8 path below.
+- Hopper W4A8 with FP8 activations (sm_90a, what dispatch runs on sm_90): the per-token E4M3 prologue
+  ``svdq_w4a8f_quant_*``, the down projection on cuBLAS, then ``svdq_w4a8f_gemm_*`` (wgmma). Numerics:
+  ``SVDQLinear.forward_reference(x, act_format="fp8_e4m3_row")``.
 
 Streams: launches must land on PyTorch's *current* stream (ordering with torch ops, CUDA-graph
 capture). pycuda launches only on its own ``Stream`` objects and cannot wrap torch's handle, so:
@@ -25,7 +29,7 @@ import torch
 
 from gpu.kernels import context
 from gpu.kernels.loader import load_module
-from gpu.kernels.repack import GROUP, PAD_M, PackedWeights, round_up
+from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
 
 MAX_RANK = 128
 EPILOGUES = {"none": 0, "gelu": 1}
@@ -35,6 +39,10 @@ _GEMM_THREADS, _GEMM_BM, _GEMM_BN = 128, 64, 64
 _PRO_THREADS, _PRO_ROWS, _PRO_GROUPS = 128, 16, 8  # W4A8 K-split prologue
 _W4A8_THREADS, _W4A8_BM, _W4A8_BN = 256, 128, 128
 W4A8_ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics the W4A8 path reproduces
+# Hopper FP8 wgmma path (kernels_cu/svdq_w4a8_wgmma.cu): block tile, prologue block, pipeline bytes
+_W4A8F_THREADS, _W4A8F_TILE, _W4A8F_Q_THREADS = 256, 128, 128
+_W4A8F_PIPE_BYTES = 6 * (8192 + 4096 + 512)  # STAGES * (FP8 activations + int4 weights + fp32 scales)
+W4A8F_MAX_K = 16384  # the prologue holds a token row in registers: 16 chunks of 8 per thread
 
 
 def device_arch(device: torch.device) -> str:
@@ -49,6 +57,8 @@ _KERNELS = {
     "quant_int8": ("svdq_quant_lora", "svdq_quant_lora_int8", "PPPPPPiiii"),
     "prologue_int8": ("svdq_w4a8_gemm", "svdq_w4a8_prologue", "PPPPPPiiii"),
     "gemm_w4a8": ("svdq_w4a8_gemm", "svdq_w4a8_gemm", "PPPPPPPPiiiiiiii"),
+    "quant_fp8": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant", "PPPPii"),
+    "gemm_w4a8f": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm", "PPPPPPPPiiiii"),
 }
 _fns: dict[tuple[str, int, torch.dtype], object] = {}
 
@@ -287,6 +297,113 @@ def svdq_linear_forward_w4a8(x: torch.Tensor, w: PackedWeights, epilogue: str = 
     lead = x.shape[:-1]
     qa = quantize_act_int8(x.reshape(-1, w.k), w.smooth, w.lora_down)
     return w4a8_gemm(qa, w, x.dtype, epilogue).reshape(*lead, w.n)
+
+
+@dataclass
+class Fp8Act:
+    """The FP8 prologue's outputs for M tokens (M_pad = M rounded up to 128)."""
+
+    act: torch.Tensor  # uint8 [M_pad/128, K/64, 8192] E4M3 codes in wgmma core-matrix order
+    ascale: torch.Tensor  # fp32 [M_pad] per-token scale (0 for padding and all-zero rows)
+    m: int
+    m_pad: int
+
+
+def quantize_act_fp8(x: torch.Tensor, inv_smooth: torch.Tensor) -> Fp8Act:
+    """Hopper FP8 prologue. x: T [M, K] (bf16/fp16), inv_smooth: fp32 [K] -> Fp8Act (per-token E4M3 codes of
+    x * inv_smooth; numerics of ``gpu.modules.reference.quantize_fp8_row``)."""
+    x, m, k, _, _ = _prologue_inputs(x, None, None)
+    if k > W4A8F_MAX_K:
+        raise ValueError(f"K={k} > {W4A8F_MAX_K} (the FP8 prologue keeps a token row on chip)")
+    _check(inv_smooth, "inv_smooth", (k,), torch.float32, x.device)
+    if x.data_ptr() % 16:
+        x = x.clone()  # 16-byte vector loads
+    m_pad = round_up(max(m, 1), _W4A8F_TILE)
+    act = torch.empty((m_pad // _W4A8F_TILE, k // GROUP, _W4A8F_TILE * GROUP), dtype=torch.uint8, device=x.device)
+    ascale = torch.empty((m_pad,), dtype=torch.float32, device=x.device)
+    if m == 0:
+        return Fp8Act(act, ascale, m, m_pad)
+    fn = _function("quant_fp8", x.device, x.dtype)
+    with _on_kernel_stream(x.device) as stream:
+        fn.prepared_async_call(
+            (m_pad, 1, 1), (_W4A8F_Q_THREADS, 1, 1), stream,
+            x.data_ptr(), inv_smooth.data_ptr(), act.data_ptr(), ascale.data_ptr(), m, k,
+        )  # fmt: skip
+    return Fp8Act(act, ascale, m, m_pad)
+
+
+_smem_opt_in: set[tuple[int, torch.dtype]] = set()
+
+
+def w4a8f_gemm(
+    qa: Fp8Act,
+    lact: torch.Tensor | None,
+    w: PackedW4A8F,
+    out_dtype: torch.dtype,
+    epilogue: str = "none",
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Hopper FP8 wgmma GEMM. qa from ``quantize_act_fp8``, lact: T [M, r] = x @ (lora_down / smooth) (None
+    when r = 0), w from ``gpu.kernels.repack.packed_w4a8f_for`` -> out T [M, N] = sa * sum_g sw * dot_g
+    + lact @ lora_up^T + bias [-> GELU]. ``out`` (T [M, N], contiguous) is written in place when given."""
+    device, n, k, rank = qa.act.device, w.n, w.k, w.rank
+    if out_dtype not in _SUFFIX:
+        raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
+    if epilogue not in EPILOGUES:
+        raise ValueError(f"unknown epilogue {epilogue!r} (known: {', '.join(EPILOGUES)})")
+    if n % 8 or rank % 16 or rank > MAX_RANK:
+        raise ValueError(f"N={n} must be a multiple of 8 and rank={rank} a multiple of 16 up to {MAX_RANK}")
+    tiles = w.n_pad // _W4A8F_TILE
+    _check(qa.act, "act", (qa.m_pad // _W4A8F_TILE, k // GROUP, _W4A8F_TILE * GROUP), torch.uint8, device)
+    _check(qa.ascale, "ascale", (qa.m_pad,), torch.float32, device)
+    _check(w.wgt, "wgt", (tiles, k // GROUP, 4096), torch.uint8, device)
+    _check(w.wscale, "wscale", (tiles, k // GROUP, _W4A8F_TILE), torch.float32, device)
+    _check(w.lora_up, "lora_up", (w.n_pad, rank), out_dtype, device)
+    _check(w.bias, "bias", (w.n_pad,), out_dtype, device)
+    if rank:
+        if lact is None:
+            raise ValueError(f"lact [M, {rank}] is required for rank {rank}")
+        _check(lact, "lact", (qa.m, rank), out_dtype, device)
+    if out is None:
+        out = torch.empty((qa.m, n), dtype=out_dtype, device=device)
+    _check(out, "out", (qa.m, n), out_dtype, device)
+    if qa.m == 0:
+        return out
+    fn = _function("gemm_w4a8f", device, out_dtype)
+    smem = _W4A8F_PIPE_BYTES + 2 * _W4A8F_TILE * rank * 2
+    with _on_kernel_stream(device) as stream:
+        key = (device.index if device.index is not None else torch.cuda.current_device(), out_dtype)
+        if key not in _smem_opt_in:  # more than 48 KiB of dynamic shared memory needs an opt-in
+            import pycuda.driver as drv
+
+            max_smem = _W4A8F_PIPE_BYTES + 2 * _W4A8F_TILE * MAX_RANK * 2
+            fn.set_attribute(drv.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, max_smem)
+            _smem_opt_in.add(key)
+        fn.prepared_async_call(
+            (tiles, qa.m_pad // _W4A8F_TILE, 1), (_W4A8F_THREADS, 1, 1), stream,
+            qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
+            _ptr(lact if rank else None), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
+            qa.m, n, k, rank, EPILOGUES[epilogue], shared_size=smem,
+        )  # fmt: skip
+    return out
+
+
+def svdq_linear_forward_w4a8f(x: torch.Tensor, w: PackedW4A8F, epilogue: str = "none") -> torch.Tensor:
+    """x: T [..., K] -> T [..., N] on Hopper: FP8 prologue, the low-rank down projection x @ (L1 / lambda)
+    on cuBLAS (16-bit, [M, r]), then the FP8 wgmma GEMM with the up projection fused."""
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, w.k)
+    qa = quantize_act_fp8(x2, w.inv_smooth)
+    lact = x2 @ w.lora_down if w.rank else None
+    return w4a8f_gemm(qa, lact, w, x.dtype, epilogue).reshape(*lead, w.n)
+
+
+def act_fp8_to_values(act: torch.Tensor, m: int, k: int) -> torch.Tensor:
+    """Inverse of the FP8 prologue's layout, for tests: uint8 [M_pad/128, K/64, 8192] -> float32 [m, K]."""
+    tiles = act.shape[0]
+    # dims: tile, group, h, kb, tb, r8, k16 -> token = 128 tile + 8 tb + r8, k = 64 group + 32 h + 16 kb + k16
+    v = act.view(torch.float8_e4m3fn).float().view(tiles, k // GROUP, 2, 2, 16, 8, 16)
+    return v.permute(0, 4, 5, 1, 2, 3, 6).reshape(tiles * _W4A8F_TILE, k)[:m]
 
 
 def act8_fragments_to_codes(act: torch.Tensor, m: int, k: int) -> torch.Tensor:

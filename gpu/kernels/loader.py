@@ -25,8 +25,10 @@ from pathlib import Path
 
 from gpu.paths import resources_dir, user_cache_dir
 
-KERNEL_FAMILIES = ("svdq_quant_lora", "svdq_w4a4_gemm", "svdq_w4a8_gemm",
+KERNEL_FAMILIES = ("svdq_quant_lora", "svdq_w4a4_gemm", "svdq_w4a8_gemm", "svdq_w4a8_wgmma",
                    "svdq_fused_norm", "svdq_w4a16_gemv")  # the last two: gpu/modules/fused_ops.py
+# Families built for one architecture only, with its arch-specific target: wgmma needs sm_90a.
+ARCH_SPECIFIC = {"svdq_w4a8_wgmma": ("90", "90a")}
 # nvcc options for every build: -lineinfo keeps sanitizer reports readable at no run-time cost.
 NVCC_OPTIONS = ("-O3", "-std=c++17", "-lineinfo")
 # Architectures the packaging step builds fatbins for (sm_75 only runs the prologue; see DESIGN.md).
@@ -85,7 +87,7 @@ def cache_path(stem: str, arch: str, nvcc: str) -> Path | None:
     if src_hash is None:
         return None
     tool = hashlib.sha256(nvcc_version(nvcc).encode()).hexdigest()[:12]
-    return user_cache_dir() / "kernels" / f"{stem}-{src_hash[:20]}-sm_{arch}-{tool}.cubin"
+    return user_cache_dir() / "kernels" / f"{stem}-{src_hash[:20]}-sm_{target_arch(stem, arch)}-{tool}.cubin"
 
 
 def prebuilt_fatbin(stem: str) -> Path | None:
@@ -115,10 +117,23 @@ def binary_status(arch: str) -> str | None:
         if source_hash(stem) is None:
             return f"no kernel binary for sm_{arch} and no kernel sources ({stem})"
         if nvcc is None:
-            cached = any((user_cache_dir() / "kernels").glob(f"{stem}-{source_hash(stem)[:20]}-sm_{arch}-*"))
+            pattern = f"{stem}-{source_hash(stem)[:20]}-sm_{target_arch(stem, arch)}-*"
+            cached = any((user_cache_dir() / "kernels").glob(pattern))
             if not cached:
                 return f"no kernel binary for sm_{arch} and nvcc not found"
     return None
+
+
+def target_arch(stem: str, arch: str) -> str:
+    """The nvcc target for ``stem`` on sm_<arch>: ``90a`` for the wgmma family on Hopper, else ``arch``."""
+    special = ARCH_SPECIFIC.get(stem)
+    return special[1] if special is not None and special[0] == arch else arch
+
+
+def fatbin_archs(stem: str, archs: tuple[str, ...]) -> tuple[str, ...]:
+    """The targets a packaged fatbin of ``stem`` holds: every arch, or the one arch-specific target."""
+    special = ARCH_SPECIFIC.get(stem)
+    return (special[1],) if special is not None else archs
 
 
 def compile_cubin(stem: str, arch: str, nvcc: str) -> bytes:
@@ -132,7 +147,7 @@ def compile_cubin(stem: str, arch: str, nvcc: str) -> bytes:
         nvcc=nvcc,
         options=list(NVCC_OPTIONS),
         no_extern_c=True,  # the sources declare their entry points extern "C" themselves
-        arch=f"sm_{arch}",
+        arch=f"sm_{target_arch(stem, arch)}",
         include_dirs=[str(src)],
         cache_dir=False,  # our own cache below is keyed by source hash + arch + nvcc version
     )
@@ -145,7 +160,7 @@ def build_fatbin(stem: str, out_dir: Path, archs: tuple[str, ...] = PACKAGED_ARC
         raise RuntimeError("nvcc not found; set CUDA_HOME or put nvcc on the PATH")
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{stem}.fatbin"
-    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in fatbin_archs(stem, archs)]
     cmd = [nvcc, "-fatbin", *NVCC_OPTIONS, *gencode, "-I", str(source_dir()), "-o", str(out),
            str(source_dir() / f"{stem}.cu")]
     subprocess.run(cmd, check=True)

@@ -120,3 +120,95 @@ def act_fragments_to_codes(act: torch.Tensor, m: int, k: int) -> torch.Tensor:
     nib = (words.unsqueeze(-1) >> shifts) & 0xF
     codes = torch.where(nib >= 8, nib - 16, nib).to(torch.int8).reshape(m_pad, k)
     return codes[:m]
+
+
+# --- Hopper W4A8 with FP8 activations (kernels_cu/svdq_w4a8_wgmma.cu) --------------------------------
+W4A8F_TILE = 128  # channels (and tokens) per GEMM block
+FP8_SUBNORMAL_UNIT = 512.0  # E4M3 byte (s, 0000, mmm) is (-1)^s * mmm * 2^-9
+
+
+@dataclass
+class PackedW4A8F:
+    """A layer's tensors in the FP8 wgmma kernel's layout (all on the layer's device)."""
+
+    wgt: torch.Tensor  # uint8 [N_pad/128, K/64, 4096] sign/magnitude nibbles in A-fragment order
+    wscale: torch.Tensor  # fp32 [N_pad/128, K/64, 128] = sw * 512
+    inv_smooth: torch.Tensor  # fp32 [K] = 1 / lambda (ones without smoothing)
+    lora_down: torch.Tensor | None  # T [K, r] = L1 / lambda (the down projection on the raw x)
+    lora_up: torch.Tensor | None  # T [N_pad, r]
+    bias: torch.Tensor | None  # T [N_pad]
+    n: int
+    k: int
+    rank: int
+    n_pad: int
+    key: tuple
+
+
+def repack_qweight_w4a8f(qweight: torch.Tensor, n_pad: int) -> torch.Tensor:
+    """qweight: uint8 [N, K/2] canonical int4 (|code| <= 7) -> uint8 [N_pad/128, K/64, 4096].
+
+    Thread (warpgroup wg, warp w, lane 4*gid + tig) reads 16 bytes: words (k-half h, p) for h, p in {0, 1}.
+    Word (h, p) carries A registers a[2p] (row gid) and a[2p+1] (row gid + 8), k = 64g + 32h + 16p + 4tig + j
+    in byte j, row = 64 wg + 16 w (+ 8), as sign/magnitude nibbles:
+        byte j = mag(lo_j) | sign(hi_{j-1 mod 4}) << 3 | mag(hi_j) << 4 | sign(lo_j) << 7
+    so that ``w & 0x87878787`` and ``rotr(w, 4) & 0x87878787`` are the two registers' E4M3 subnormal bytes."""
+    from gpu.quant import get_format, unpack_codes
+
+    n, half_k = qweight.shape
+    k = half_k * 2
+    if k % GROUP:
+        raise ValueError(f"K={k} is not a multiple of {GROUP}")
+    codes = unpack_codes(qweight, get_format("int4"))
+    if bool((codes < -7).any()):
+        raise ValueError("int4 code -8 cannot be widened to an E4M3 subnormal (the checkpoint should use +-7)")
+    codes = _pad_rows(codes, n_pad).to(torch.int16)
+    # [tile, wg, warp, rowhalf, gid, group, h, p, tig, j]
+    c = codes.view(n_pad // W4A8F_TILE, 2, 4, 2, 8, k // GROUP, 2, 2, 4, 4)
+    lo, hi = c[:, :, :, 0], c[:, :, :, 1]  # [tile, wg, warp, gid, group, h, p, tig, j]
+    order = (0, 4, 1, 2, 3, 7, 5, 6, 8)  # -> [tile, group, wg, warp, gid, tig, h, p, j]
+    lo, hi = lo.permute(order), hi.permute(order)
+    sign_hi_prev = torch.roll((hi < 0).to(torch.int16), shifts=1, dims=-1)
+    byte = lo.abs() | (sign_hi_prev << 3) | (hi.abs() << 4) | ((lo < 0).to(torch.int16) << 7)
+    return byte.to(torch.uint8).contiguous().view(n_pad // W4A8F_TILE, k // GROUP, 4096)
+
+
+def repack_layer_w4a8f(layer: torch.nn.Module) -> PackedW4A8F:
+    """``SVDQLinear`` (INT4 W4A4) -> PackedW4A8F; runs on the layer's device."""
+    from gpu.modules.reference import smoothed_lora_down
+
+    n, k = layer.out_features, layer.in_features
+    n_pad = round_up(n, W4A8F_TILE)
+    dtype = layer.compute_dtype
+    lora_down = getattr(layer, "lora_down", None)
+    lora_up = getattr(layer, "lora_up", None)
+    rank = int(lora_down.shape[1]) if lora_down is not None else 0
+    smooth = getattr(layer, "smooth", None)
+    groups = k // GROUP
+    sw = _pad_rows(layer.wscales.float() * FP8_SUBNORMAL_UNIT, n_pad)  # [N_pad, G]
+    wscale = sw.view(n_pad // W4A8F_TILE, W4A8F_TILE, groups).permute(0, 2, 1).contiguous()
+    if smooth is not None:
+        inv_smooth = torch.reciprocal(smooth.float()).contiguous()
+    else:
+        inv_smooth = torch.ones(k, dtype=torch.float32, device=layer.qweight.device)
+    return PackedW4A8F(
+        wgt=repack_qweight_w4a8f(layer.qweight, n_pad),
+        wscale=wscale,
+        inv_smooth=inv_smooth,
+        lora_down=smoothed_lora_down(lora_down.to(dtype), smooth).contiguous() if rank else None,
+        lora_up=_pad_rows(lora_up.to(dtype), n_pad) if rank else None,
+        bias=_pad_rows(layer.bias.to(dtype), n_pad) if layer.bias is not None else None,
+        n=n,
+        k=k,
+        rank=rank,
+        n_pad=n_pad,
+        key=source_key(layer),
+    )
+
+
+def packed_w4a8f_for(layer: torch.nn.Module) -> PackedW4A8F:
+    """The layer's FP8-path packed weights, repacked when its buffers changed since the last call."""
+    cached = getattr(layer, "_svdq_packed_w4a8f", None)
+    if cached is None or cached.key != source_key(layer):
+        cached = repack_layer_w4a8f(layer)
+        layer._svdq_packed_w4a8f = cached
+    return cached

@@ -10,6 +10,10 @@ For x [M, K] and a layer with weight W [N, K] stored as (codes, scales):
           + bias
 
 With 16-bit activations (W4A16, NF4) the middle two lines become xs @ dequant(W)^T.
+
+Hopper executes INT4 W4A4 checkpoints as W4A8 with per-token FP8 activations (``FP8_ROW``, see
+``reference_linear_fp8_row``): one scale per token instead of per group, and the low-rank branch on 16-bit
+operands, as the sm_90 kernels compute it.
 """
 
 from __future__ import annotations
@@ -71,6 +75,77 @@ def reference_linear(
         y = grouped_dot(qx, qw)
     if lora_down is not None and lora_down.shape[-1] > 0:
         y = y + low_rank_branch(xs, lora_down, lora_up)
+    if bias is not None:
+        y = y + bias.float()
+    return y
+
+
+FP8_ROW = "fp8_e4m3_row"  # execution override: INT4 weights x per-token FP8 E4M3 activations (Hopper)
+FP8_MAX = 448.0
+
+
+def quantize_fp8_row(xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """xs: float32 [M, K] -> (q float32 [M, K] holding E4M3 values, sa float32 [M]).
+
+    r = 448 / amax and sa = amax / 448 (IEEE fp32 divisions), q = e4m3(xs * r) rounded to nearest even and
+    saturated at +-448; an all-zero row gives q = 0 and sa = 0."""
+    amax = xs.abs().amax(-1)
+    nonzero = amax > 0
+    safe = torch.where(nonzero, amax, torch.ones_like(amax))
+    fp8_max = torch.full_like(amax, FP8_MAX)  # tensor / tensor: torch turns "/ scalar" into "* (1 / scalar)"
+    r = torch.where(nonzero, fp8_max / safe, torch.zeros_like(amax))
+    sa = torch.where(nonzero, amax / fp8_max, torch.zeros_like(amax))
+    q = (xs * r[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).float()
+    return q, sa
+
+
+def fp8_row_grouped_dot(q: torch.Tensor, qw: QuantizedTensor) -> torch.Tensor:
+    """q: float32 [M, K] E4M3 values, qw: [N, K] int4 g64 weights -> float32 [M, N] = sum_g dot_g * sw[n, g].
+
+    fp32 throughout, as the kernels (tensor-core group dots, then one FFMA per group): the products are exact,
+    the sums round in a different order than the hardware's, so kernels match this to ~1e-6 relative."""
+    m, k = q.shape
+    group = qw.fmt.group_of(k)
+    vw, sw = code_values(qw).float(), group_scales(qw).float()
+    out = torch.zeros(m, qw.codes.shape[0], dtype=torch.float32, device=q.device)
+    for g in range(k // group):
+        cols = slice(g * group, (g + 1) * group)
+        out += (q[:, cols] @ vw[:, cols].T) * sw[None, :, g]
+    return out
+
+
+def smoothed_lora_down(lora_down: torch.Tensor, smooth: torch.Tensor | None) -> torch.Tensor:
+    """L1 [K, r] 16-bit -> L1 / lambda [K, r] in L1's dtype: the down projection taken on the raw x."""
+    if smooth is None:
+        return lora_down
+    inv = torch.reciprocal(smooth.float())
+    return (lora_down.float() * inv[:, None]).to(lora_down.dtype)
+
+
+def reference_linear_fp8_row(
+    x: torch.Tensor,
+    qw: QuantizedTensor,
+    smooth: torch.Tensor | None,
+    lora_down: torch.Tensor | None,
+    lora_up: torch.Tensor | None,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """x: T [M, K] 16-bit -> float32 [M, N], the numerics of the Hopper W4A8 kernels:
+
+        xs   = float32(x) * (1 / float32(smooth))
+        q, sa = quantize_fp8_row(xs)                                  # per-token E4M3
+        acc  = fp8_row_grouped_dot(q, qw)
+        lact = T(float32(x) @ float32(T(L1 / smooth)))                # 16-bit, as the kernel's operand
+        y    = acc * sa + float32(lact) @ float32(L2)^T + bias
+    """
+    xs = x.float()
+    if smooth is not None:
+        xs = xs * torch.reciprocal(smooth.float())
+    q, sa = quantize_fp8_row(xs)
+    y = fp8_row_grouped_dot(q, qw) * sa[:, None]
+    if lora_down is not None and lora_down.shape[-1] > 0:
+        lact = (x.float() @ smoothed_lora_down(lora_down, smooth).float()).to(x.dtype)
+        y = y + lact.float() @ lora_up.float().T
     if bias is not None:
         y = y + bias.float()
     return y

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from gpu.modules.layer_spec import LayerSpec
-from gpu.modules.reference import reference_linear
+from gpu.modules.reference import FP8_ROW, reference_linear, reference_linear_fp8_row
 from gpu.quant import QuantizedTensor, get_format, unpack_codes
 
 
@@ -87,9 +87,20 @@ class SVDQLinear(nn.Module):
     def forward_reference(self, x: torch.Tensor, act_format: str | None = None) -> torch.Tensor:
         """x: [..., K] 16/32-bit float -> [..., N] in x's dtype, through the PyTorch reference.
 
-        ``act_format`` overrides the stored activation format for execution, e.g. ``"int8_g64"``: an
-        INT4 W4A4 layer run as W4A8, the numerics of the Hopper kernels (``gpu.kernels.launch``)."""
+        ``act_format`` overrides the stored activation format for execution: ``"fp8_e4m3_row"`` runs an INT4
+        W4A4 layer as W4A8 with per-token FP8 activations, the numerics of the Hopper kernels
+        (``gpu.modules.reference.reference_linear_fp8_row``); ``"int8_g64"`` the older INT8 variant."""
         lead = x.shape[:-1]
+        if act_format == FP8_ROW:
+            y = reference_linear_fp8_row(
+                x.reshape(-1, self.in_features),
+                self.quantized_weight(),
+                self.optional("smooth"),
+                self.optional("lora_down"),
+                self.optional("lora_up"),
+                self.bias,
+            )
+            return y.to(x.dtype).reshape(*lead, self.out_features)
         y = reference_linear(
             x.reshape(-1, self.in_features),
             self.quantized_weight(),

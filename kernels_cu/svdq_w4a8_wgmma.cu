@@ -1,0 +1,374 @@
+// svdq_w4a8_wgmma.cu: the Hopper (sm_90a) SVDQuant linear, W4A8 with FP8 activations on wgmma.
+//
+//   y[m, n] = sa[m] * sum_g sw[n, g] * (sum_{k in g} qa[m, k] * qw[n, k])      (qa: FP8 E4M3, qw: int4)
+//           + sum_j lact[m, j] * lora_up[n, j]                                 (16-bit operands, fp32)
+//           + bias[n]          [-> GELU]                                        -> 16-bit, one write
+//
+// Why FP8 per token, not INT8 per 64-group: an INT8 group scale on *both* operands costs a multiply per
+// output element per group on top of the dequantizing FFMA (and an I2F or a magic-number add); at 64-wide
+// groups that CUDA-core work exceeds the tensor-core time of the group on Hopper. With one activation
+// scale per token, applied once in the epilogue, each 64-group costs exactly one FFMA per output:
+// acc = fma(dot_g, sw[n, g], acc). FP8 E4M3 keeps a per-element exponent, which per-token INT8 would not.
+//
+// Weights: the checkpoint's int4 codes (|c| <= 7) are exact in FP8 E4M3 as *subnormals*: byte (s, 0000,
+// mmm) is (-1)^s * mmm * 2^-9. The repack (gpu/kernels/repack.py, ``repack_w4a8_fp8``) stores sign and
+// magnitude nibbles so that one AND gives four FP8 bytes and a rotate + AND the next four:
+//   word byte j = mag(lo_j) | sign(hi_{j-1 mod 4}) << 3 | mag(hi_j) << 4 | sign(lo_j) << 7
+//   lo = w & 0x87878787,  hi = rotr(w, 4) & 0x87878787
+// and 2^9 is folded into the fp32 weight scales (exact). The weights are the wgmma's A operand, read
+// from registers, so the output tile is D[channel][token]: per-channel weight scales are per *row* of the
+// accumulator fragment (2 scalars per thread per group) and the per-token activation scale is per column.
+//
+// Tiling: a block computes 128 channels x 128 tokens with 256 threads = 2 warpgroups, each owning 64
+// channels (wgmma m64n128k32, two per 64-group). A 6-stage cp.async pipeline stages per group: the
+// activation tile (8 KB FP8, already in wgmma core-matrix order, written so by the prologue), the weight
+// tile (4 KB, in register-fragment order) and the group's scales (512 B fp32). Each group's dot goes to a
+// fresh accumulator set (tmp0/tmp1 alternate), and while the tensor core works on group g the warpgroup
+// folds group g-1 into the fp32 accumulator (wgmma.wait_group 1), so CUDA-core and tensor-core work overlap.
+//
+// Low-rank up projection: after the K loop, lora_up (A, 64 channels x r) and lact (B, 128 tokens x r), both
+// staged in shared memory at the start, go through r/16 bf16/fp16 wgmma m64n128k16 into a fresh
+// accumulator set: the branch runs on tensor cores, not on CUDA-core FMAs. Then
+//   y = fma(acc, sa[token], lowrank) + bias [-> GELU], rounded once to 16 bits,
+// staged in shared memory and written with 16-byte stores. No atomics: deterministic.
+//
+// Layouts (B = 128):
+//   act      uint8 [M_pad/B, K/64, 8192]  per (token tile, group): k-half h (4 KB each) of core matrices
+//            (kb, tb) at (kb * 16 + tb) * 128, kb = (k%32)/16, tb = token/8; row token%8, byte k%16
+//   ascale   fp32  [M_pad]                per-token scale sa (0 for all-zero and padding rows)
+//   wgt      uint8 [N_pad/B, K/64, 4096]  [warpgroup 2][warp 4][lane 32][k-half 2][word 2] x 4 bytes
+//   wscale   fp32  [N_pad/B, K/64, B]     sw * 512
+//   lact     T     [M, r]                 x @ (lora_down / smooth) (cuBLAS, by the host), r % 16 == 0
+//   lora_up  T [N_pad, r], bias T [N_pad] (or null), out T [M, N] row-major, N % 8 == 0
+#include <type_traits>
+
+#include "svdq_common.cuh"
+#include "svdq_wgmma.cuh"
+
+namespace {
+
+constexpr int BM = 128;                               // output channels per block
+constexpr int BN = 128;                               // tokens per block (the wgmma N)
+constexpr int THREADS = 256;                          // two warpgroups
+#ifndef W4A8F_STAGES
+#define W4A8F_STAGES 6
+#endif
+constexpr int STAGES = W4A8F_STAGES;
+constexpr int AHEAD = STAGES - 2;                     // groups loading while one is multiplied
+constexpr int ACT_BYTES = BN * svdq::kGroup;          // 8192
+constexpr int WGT_BYTES = BM * svdq::kGroup / 2;      // 4096
+constexpr int SW_BYTES = BM * 4;                      // 512
+constexpr int STAGE_BYTES = ACT_BYTES + WGT_BYTES + SW_BYTES;
+constexpr int PIPE_BYTES = STAGES * STAGE_BYTES;      // 76800
+constexpr int OUT_PITCH = BM + 8;                     // staged output row, in 16-bit elements
+constexpr uint32_t kFp8Mask = 0x87878787u;
+static_assert(BN * OUT_PITCH * 2 <= PIPE_BYTES, "the output tile is staged in the pipeline buffers");
+static_assert(STAGE_BYTES % 128 == 0, "stages must keep 128-byte alignment");
+
+// Four 32-bit weight words of one k-half pair -> the two A fragments (k-half 0 and 1) of one group.
+__device__ __forceinline__ void widen_weights(const uint4& w, uint32_t (&a)[2][4]) {
+  const uint32_t src[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+      const uint32_t v = src[2 * h + p];
+      a[h][2 * p] = v & kFp8Mask;
+      a[h][2 * p + 1] = __funnelshift_r(v, v, 4) & kFp8Mask;
+    }
+  }
+}
+
+// Issue the two wgmmas of one group into `tmp` (fresh: scale_d = 0 on the first).
+__device__ __forceinline__ void issue_group(float (&tmp)[64], const uint32_t (&a)[2][4], const uint8_t* act_stage) {
+  svdq::fence_operands(tmp);
+  svdq::wgmma_fence();
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint64_t desc = svdq::smem_desc(act_stage + h * (ACT_BYTES / 2), BN * 16, 128);
+#ifndef W4A8F_EXP_NOMMA
+    svdq::wgmma_e4m3_m64n128k32_rs(tmp, a[h], desc, h);
+#else
+    tmp[0] += __uint_as_float(a[h][0] ^ a[h][3]) + (float)desc;
+#endif
+  }
+  svdq::wgmma_commit();
+}
+
+// acc[row][*] += tmp[row][*] * sw[row]: rows gid (s_lo) and gid + 8 (s_hi) of the warp's 16.
+__device__ __forceinline__ void fold_group(float (&acc)[64], float (&tmp)[64], float s_lo, float s_hi) {
+  svdq::fence_operands(tmp);
+#ifdef W4A8F_EXP_NOFOLD
+  return;
+#endif
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    acc[4 * j + 0] = fmaf(tmp[4 * j + 0], s_lo, acc[4 * j + 0]);
+    acc[4 * j + 1] = fmaf(tmp[4 * j + 1], s_lo, acc[4 * j + 1]);
+    acc[4 * j + 2] = fmaf(tmp[4 * j + 2], s_hi, acc[4 * j + 2]);
+    acc[4 * j + 3] = fmaf(tmp[4 * j + 3], s_hi, acc[4 * j + 3]);
+  }
+}
+
+// d = lora_up tile (64 channels of warpgroup wg x 16*STEPS ranks) @ lact tile^T (128 tokens), on bf16/fp16
+// wgmma m64n128k16, both operands in shared memory as K-block-major core matrices (see gemm_body).
+template <typename T, int STEPS>
+__device__ __forceinline__ void lowrank_up(float (&d)[64], const uint8_t* lr_up, const uint8_t* lr_act, int wg) {
+  svdq::fence_operands(d);
+  svdq::wgmma_fence();
+#pragma unroll
+  for (int s = 0; s < STEPS; ++s) {
+    const uint64_t da = svdq::smem_desc(lr_up + (2 * s * (BM / 8) + wg * 8) * 128, BM * 16, 128);
+    const uint64_t db = svdq::smem_desc(lr_act + 2 * s * (BN / 8) * 128, BN * 16, 128);
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+      svdq::wgmma_bf16_m64n128k16_ss(d, da, db, s > 0);
+    } else {
+      svdq::wgmma_f16_m64n128k16_ss(d, da, db, s > 0);
+    }
+  }
+  svdq::wgmma_commit();
+  svdq::wgmma_wait<0>();
+  svdq::fence_operands(d);
+}
+
+template <typename T>
+__device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restrict__ ascale,
+                          const uint8_t* __restrict__ wgt, const float* __restrict__ wscale,
+                          const T* __restrict__ lact, const T* __restrict__ lora_up, const T* __restrict__ bias,
+                          T* __restrict__ out, int M, int N, int K, int rank, int epilogue) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  uint8_t* lr_up = smem + PIPE_BYTES;                  // [r/8][BM/8] core matrices of lora_up
+  uint8_t* lr_act = lr_up + BM * rank * 2;             // [r/8][BN/8] core matrices of lact
+  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int n_groups = K / svdq::kGroup;
+  const int ch0 = blockIdx.x * BM, tok0 = blockIdx.y * BN;
+  const uint8_t* act_src = act + static_cast<size_t>(blockIdx.y) * n_groups * ACT_BYTES;
+  const uint8_t* wgt_src = wgt + static_cast<size_t>(blockIdx.x) * n_groups * WGT_BYTES;
+  const float* sw_src = wscale + static_cast<size_t>(blockIdx.x) * n_groups * BM;
+
+  // Low-rank operands first (their own cp.async group, oldest, so every later wait covers them).
+  if (rank > 0) {
+    const int kchunks = rank / 8;  // 16-byte chunks per row
+    for (int c = tid; c < (BM + BN) * kchunks; c += THREADS) {
+      const bool is_up = c < BM * kchunks;
+      const int cc = is_up ? c : c - BM * kchunks;
+      const int row = cc / kchunks, kb = cc % kchunks;
+      uint8_t* dst = (is_up ? lr_up : lr_act) + ((kb * (BM / 8) + row / 8) * 8 + row % 8) * 16;
+      const bool valid = is_up || tok0 + row < M;
+      const T* src = is_up ? lora_up + static_cast<size_t>(ch0 + row) * rank + kb * 8
+                           : lact + static_cast<size_t>(valid ? tok0 + row : 0) * rank + kb * 8;
+      svdq::cp_async16(dst, src, valid);
+    }
+  }
+  svdq::cp_async_commit();
+
+  auto load_stage = [&](int g) {
+    if (g < n_groups) {
+      uint8_t* st = smem + (g % STAGES) * STAGE_BYTES;
+      for (int c = tid; c < STAGE_BYTES / 16; c += THREADS) {
+        const uint8_t* src = c < ACT_BYTES / 16 ? act_src + static_cast<size_t>(g) * ACT_BYTES + c * 16
+                             : c < (ACT_BYTES + WGT_BYTES) / 16
+                                 ? wgt_src + static_cast<size_t>(g) * WGT_BYTES + (c * 16 - ACT_BYTES)
+                                 : reinterpret_cast<const uint8_t*>(sw_src + static_cast<size_t>(g) * BM) +
+                                       (c * 16 - ACT_BYTES - WGT_BYTES);
+        svdq::cp_async16(st + c * 16, src, true);
+      }
+    }
+    svdq::cp_async_commit();  // possibly empty: keeps the group count uniform for cp_async_wait
+  };
+#pragma unroll 1
+  for (int g = 0; g < AHEAD; ++g) load_stage(g);
+
+  float acc[64], tmp0[64], tmp1[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = tmp0[i] = tmp1[i] = 0.f;
+  // Pin the initialisation here: moves sunk between a wgmma and its wait would serialise the pipeline.
+  svdq::fence_operands(acc);
+  svdq::fence_operands(tmp0);
+  svdq::fence_operands(tmp1);
+  uint32_t a0[2][4], a1[2][4];
+  const int wrow = wg * 64 + warp * 16 + gid;  // this thread's accumulator rows: wrow, wrow + 8
+  const int wgt_off = ACT_BYTES + ((wg * 4 + warp) * 32 + lane) * 16;
+
+  // Group g's operands become resident; the stage of group g-2 (finished by both warpgroups) is refilled.
+  auto next_stage = [&](int g) -> const uint8_t* {
+    svdq::cp_async_wait<AHEAD - 1>();
+    svdq::fence_proxy_async_smem();
+    __syncthreads();
+    load_stage(g + AHEAD);
+    return smem + (g % STAGES) * STAGE_BYTES;
+  };
+  auto scales = [&](int g) -> const float* {  // g may be -1 (value unused): keep the stage index in range
+    return reinterpret_cast<const float*>(smem + ((g + STAGES) % STAGES) * STAGE_BYTES + ACT_BYTES + WGT_BYTES);
+  };
+  // Steady state, branch-free so ptxas keeps the wgmmas asynchronous: issue group g into one accumulator
+  // set, wait for group g-1 (wait_group 1) and fold the other set while the tensor core runs. Every wgmma
+  // is issued inside the loop (none is in flight on loop entry); the first fold adds tmp1 = 0 with scale 0.
+  int g = 0;
+#pragma unroll 1
+  for (; g + 1 < n_groups; g += 2) {
+    const uint8_t* st = next_stage(g);
+    widen_weights(*reinterpret_cast<const uint4*>(st + wgt_off), a0);
+    issue_group(tmp0, a0, st);
+    svdq::wgmma_wait<1>();
+    const float* sp = scales(g - 1);
+    fold_group(acc, tmp1, g > 0 ? sp[wrow] : 0.f, g > 0 ? sp[wrow + 8] : 0.f);
+    st = next_stage(g + 1);
+    widen_weights(*reinterpret_cast<const uint4*>(st + wgt_off), a1);
+    issue_group(tmp1, a1, st);
+    svdq::wgmma_wait<1>();
+    fold_group(acc, tmp0, scales(g)[wrow], scales(g)[wrow + 8]);
+  }
+  if (g < n_groups) {  // odd number of groups: the last one goes through tmp0
+    const uint8_t* st = next_stage(g);
+    widen_weights(*reinterpret_cast<const uint4*>(st + wgt_off), a0);
+    issue_group(tmp0, a0, st);
+    svdq::wgmma_wait<1>();
+    const float* sp = scales(g - 1);
+    fold_group(acc, tmp1, g > 0 ? sp[wrow] : 0.f, g > 0 ? sp[wrow + 8] : 0.f);
+    svdq::wgmma_wait<0>();
+    fold_group(acc, tmp0, scales(g)[wrow], scales(g)[wrow + 8]);
+  } else {
+    svdq::wgmma_wait<0>();
+    fold_group(acc, tmp1, scales(g - 1)[wrow], scales(g - 1)[wrow + 8]);
+  }
+
+  // Low-rank up projection on tensor cores into tmp0 (zero when rank == 0). One straight-line wgmma
+  // sequence per rank (a switch, not a loop with an early exit) keeps ptxas from serialising it.
+  switch (rank / 16) {
+    case 1: lowrank_up<T, 1>(tmp0, lr_up, lr_act, wg); break;
+    case 2: lowrank_up<T, 2>(tmp0, lr_up, lr_act, wg); break;
+    case 3: lowrank_up<T, 3>(tmp0, lr_up, lr_act, wg); break;
+    case 4: lowrank_up<T, 4>(tmp0, lr_up, lr_act, wg); break;
+    case 5: lowrank_up<T, 5>(tmp0, lr_up, lr_act, wg); break;
+    case 6: lowrank_up<T, 6>(tmp0, lr_up, lr_act, wg); break;
+    case 7: lowrank_up<T, 7>(tmp0, lr_up, lr_act, wg); break;
+    case 8: lowrank_up<T, 8>(tmp0, lr_up, lr_act, wg); break;
+    default:
+#pragma unroll
+      for (int i = 0; i < 64; ++i) tmp0[i] = 0.f;
+  }
+
+  // y = fma(acc, sa, lowrank) + bias [-> GELU], staged as [token][channel] 16-bit, then 16-byte stores.
+  __syncthreads();  // every warpgroup is done with the pipeline buffers
+  T* stage_out = reinterpret_cast<T*>(smem);
+  const float b_lo = bias != nullptr ? svdq::to_f32(bias[ch0 + wrow]) : 0.f;
+  const float b_hi = bias != nullptr ? svdq::to_f32(bias[ch0 + wrow + 8]) : 0.f;
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    const int t = 8 * j + 2 * tig;
+    const float2 sa = *reinterpret_cast<const float2*>(ascale + tok0 + t);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int h = i >> 1, c = i & 1;
+      float y = fmaf(acc[4 * j + i], c ? sa.y : sa.x, tmp0[4 * j + i]) + (h ? b_hi : b_lo);
+      if (epilogue == svdq::kEpiGelu) y = svdq::gelu_tanh(y);
+      stage_out[(t + c) * OUT_PITCH + wrow + 8 * h] = svdq::from_f32<T>(y);
+    }
+  }
+  __syncthreads();
+  constexpr int CHUNKS_PER_ROW = BM * 2 / 16;  // 16
+#pragma unroll
+  for (int i = 0; i < BN * CHUNKS_PER_ROW / THREADS; ++i) {
+    const int c = tid + i * THREADS;
+    const int row = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
+    const int m = tok0 + row, n = ch0 + col;
+    if (m < M && n < N) {
+      *reinterpret_cast<uint4*>(out + static_cast<size_t>(m) * N + n) =
+          *reinterpret_cast<const uint4*>(stage_out + row * OUT_PITCH + col);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Prologue: smoothing + per-token FP8 E4M3 quantization, written in the GEMM's core-matrix order.
+// One 128-thread block per token row (grid M_pad); each thread owns 8-column chunks c = tid + 128 i.
+//   xs = x * inv_smooth (fp32), amax = max |xs|, r = 448 / amax, sa = amax / 448 (IEEE divisions),
+//   q  = e4m3(xs * r) (round to nearest even, saturating at +-448); rows past M and all-zero rows get
+//   q = 0 and sa = 0. The reference is gpu.modules.reference.reference_linear_fp8_row.
+constexpr int Q_THREADS = 128, Q_MAX_CHUNKS = 16;  // K <= 16 * 128 * 8 = 16384
+
+__device__ __forceinline__ uint32_t cvt_e4m3x4(float a, float b, float c, float d) {
+  uint16_t lo, hi;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(lo) : "f"(b), "f"(a));
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(hi) : "f"(d), "f"(c));
+  return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
+}
+
+template <typename T>
+__device__ void quant_body(const T* __restrict__ x, const float* __restrict__ inv_smooth, uint8_t* __restrict__ act,
+                           float* __restrict__ ascale, int M, int K) {
+  __shared__ float s_max[Q_THREADS / 32];
+  const int row = blockIdx.x, tid = threadIdx.x, chunks = K / 8, n_groups = K / svdq::kGroup;
+  const bool live = row < M;
+  uint4 raw[Q_MAX_CHUNKS];
+  float amax = 0.f;
+#pragma unroll
+  for (int i = 0; i < Q_MAX_CHUNKS; ++i) {
+    const int c = tid + i * Q_THREADS;
+    if (c < chunks && live) {
+      raw[i] = __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(row) * K) + c);
+      const T* v = reinterpret_cast<const T*>(&raw[i]);
+      const float4 s0 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c);
+      const float4 s1 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c + 1);
+      const float s[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(__fmul_rn(svdq::to_f32(v[j]), s[j])));
+    }
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+  if ((tid & 31) == 0) s_max[tid >> 5] = amax;
+  __syncthreads();
+  amax = fmaxf(fmaxf(s_max[0], s_max[1]), fmaxf(s_max[2], s_max[3]));
+  const bool nonzero = amax > 0.f;
+  const float r = nonzero ? __fdiv_rn(448.f, amax) : 0.f;
+  if (tid == 0) ascale[row] = nonzero ? __fdiv_rn(amax, 448.f) : 0.f;
+
+  const int tile = row / BN, tb = (row % BN) / 8, r8 = row % 8;
+#pragma unroll
+  for (int i = 0; i < Q_MAX_CHUNKS; ++i) {
+    const int c = tid + i * Q_THREADS;
+    if (c >= chunks) continue;
+    uint2 q = make_uint2(0u, 0u);
+    if (live && nonzero) {
+      const T* v = reinterpret_cast<const T*>(&raw[i]);
+      const float4 s0 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c);
+      const float4 s1 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c + 1);
+      const float s[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+      float f[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(__fmul_rn(svdq::to_f32(v[j]), s[j]), r);
+      q.x = cvt_e4m3x4(f[0], f[1], f[2], f[3]);
+      q.y = cvt_e4m3x4(f[4], f[5], f[6], f[7]);
+    }
+    const int k = 8 * c, g = k / svdq::kGroup, h = (k % 64) / 32, kb = (k % 32) / 16;
+    const size_t off = (static_cast<size_t>(tile) * n_groups + g) * ACT_BYTES + h * (ACT_BYTES / 2) +
+                       (kb * (BN / 8) + tb) * 128 + r8 * 16 + (k % 16);
+    *reinterpret_cast<uint2*>(act + off) = q;
+  }
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+svdq_w4a8f_gemm_bf16(const uint8_t* act, const float* ascale, const uint8_t* wgt, const float* wscale,
+                     const __nv_bfloat16* lact, const __nv_bfloat16* lora_up, const __nv_bfloat16* bias,
+                     __nv_bfloat16* out, int M, int N, int K, int rank, int epilogue) {
+  gemm_body<__nv_bfloat16>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, epilogue);
+}
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+svdq_w4a8f_gemm_fp16(const uint8_t* act, const float* ascale, const uint8_t* wgt, const float* wscale,
+                     const __half* lact, const __half* lora_up, const __half* bias, __half* out, int M, int N, int K,
+                     int rank, int epilogue) {
+  gemm_body<__half>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, epilogue);
+}
+extern "C" __global__ void __launch_bounds__(Q_THREADS)
+svdq_w4a8f_quant_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
+  quant_body<__nv_bfloat16>(x, inv_smooth, act, ascale, M, K);
+}
+extern "C" __global__ void __launch_bounds__(Q_THREADS)
+svdq_w4a8f_quant_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
+  quant_body<__half>(x, inv_smooth, act, ascale, M, K);
+}
