@@ -140,3 +140,40 @@ def test_stock_flux_pipeline_runs_with_fused_demo_int4():
     mse = float(np.mean((out.astype(np.float64) - ref.astype(np.float64)) ** 2))
     psnr = 10 * np.log10(1.0 / max(mse, 1e-12))
     assert psnr > 60, psnr  # same model and seed, fp32 on CPU: only fp32 rounding order differs
+
+
+def test_graph_cache_logic_with_a_stand_in_graph(tiny_pair, monkeypatch):
+    """The capture/replay bookkeeping (static inputs, one graph per signature, re-capture after a weight swap,
+    outputs copied) with a stand-in for torch.cuda.CUDAGraph that re-runs the eager forward on replay."""
+    from types import SimpleNamespace
+
+    _, fused = tiny_pair
+    captures = []
+
+    def fake_capture(self, inputs, device):
+        static = {n: None if t is None else t.clone() for n, t in inputs.items()}
+        out = self.forward_fused(**static)
+        graph = SimpleNamespace(replay=lambda: out.copy_(self.forward_fused(**static)))
+        captures.append(static["hidden_states"].shape)
+        return SimpleNamespace(graph=graph, static=static, out=out)
+
+    monkeypatch.setattr(FusedFluxTransformer2DModel, "_capture", fake_capture)
+    fused.reset_cuda_graphs()
+    a, b = flux_inputs(FLUX_TINY_CONFIG, seed=1), flux_inputs(FLUX_TINY_CONFIG, seed=2)
+    c = flux_inputs(FLUX_TINY_CONFIG, img_side=6, txt=24, seed=3)
+    with torch.no_grad():
+        eager = {k: fused.forward_fused(**v) for k, v in {"a": a, "b": b, "c": c}.items()}
+        ya = fused._graph_forward(a)
+        yb = fused._graph_forward(b)  # same signature: replay with b copied into the static buffers
+        assert len(captures) == 1 and torch.equal(ya, eager["a"]) and torch.equal(yb, eager["b"])
+        assert not torch.equal(ya, yb)  # the first output was a copy, not the static buffer
+        assert torch.equal(fused._graph_forward(c), eager["c"]) and len(captures) == 2
+        assert len(fused._cuda_graph_cache) == 1  # max_cuda_graphs = 1: the 8x8 graph was dropped
+        old = fused.proj_out.bias
+        fused.proj_out.bias = torch.nn.Parameter(old.detach() + 1, requires_grad=False)
+        try:
+            y_swapped = fused._graph_forward(c)  # weight swapped: captured again
+            assert len(captures) == 3 and torch.equal(y_swapped, fused.forward_fused(**c))
+        finally:
+            fused.proj_out.bias = old
+    fused.reset_cuda_graphs()

@@ -61,3 +61,20 @@ def test_fused_graph_matches_unfused_reference(models):
     y = _run(fused, inputs)
     assert torch.isfinite(y).all()
     assert rel_error(y, ref) <= 2e-2, rel_error(y, ref)
+
+
+def test_swapped_weights_are_recaptured(models):
+    _, fused = models
+    dev = torch.device("cuda")
+    inputs = make_inputs(FLUX_TINY_CONFIG, 8, 16, dev, seed=5)
+    fused.cuda_graphs = True
+    before = _run(fused, inputs)
+    old = fused.proj_out.weight
+    fused.proj_out.weight = torch.nn.Parameter(old.detach() * 2, requires_grad=False)  # what a LoRA merge does
+    try:
+        after = _run(fused, inputs)
+        fused.cuda_graphs = False
+        assert torch.equal(after, _run(fused, inputs)) and not torch.equal(after, before)
+    finally:
+        fused.proj_out.weight = old
+        fused.cuda_graphs = True
