@@ -31,11 +31,14 @@ def ulp(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.exp2(e - MANTISSA[dtype])
 
 
-def assert_rounded_once(got: torch.Tensor, exact: torch.Tensor, fp32_rel: float = 1e-5) -> None:
-    """got (16-bit) is ``exact`` (float64) rounded once: within half an ulp, plus the relative error of
-    the fp32 intermediates (which can move a value that lies near a rounding midpoint)."""
+def assert_rounded_once(
+    got: torch.Tensor, exact: torch.Tensor, fp32_rel: float = 1e-5, magnitude: torch.Tensor | None = None
+) -> None:
+    """got (16-bit) is ``exact`` (float64) rounded once: within half an ulp, plus the error of the fp32
+    intermediates (which can move a value across a rounding midpoint). That error is relative to the
+    magnitude of the terms that were summed (``magnitude``, default |exact|), not to a cancelled result."""
     err = (got.double() - exact).abs()
-    bound = 0.5 * ulp(exact, got.dtype) + fp32_rel * exact.abs() + 1e-7
+    bound = 0.5 * ulp(exact, got.dtype) + fp32_rel * (exact.abs() if magnitude is None else magnitude) + 1e-7
     assert (err <= bound).all(), f"max excess {(err - bound).max().item():.3g}"
 
 
