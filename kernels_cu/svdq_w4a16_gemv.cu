@@ -129,36 +129,26 @@ __device__ void w4a16_gemv_body(const T* __restrict__ x, const uint8_t* __restri
 
   const bool x_row = gid < M;  // lanes whose fragment column is a real row of x
   const T* x_lane = x + static_cast<size_t>(gid) * K + 16 * tig;
-  // Channels of this lane's A-fragment rows: tile t, row gid (+8).
-  const uint8_t* w_lane[GV_TILES][2];
-  bool w_ok[GV_TILES][2];
-#pragma unroll
-  for (int t = 0; t < GV_TILES; ++t)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int n = n0 + 16 * t + gid + 8 * r;
-      w_ok[t][r] = n < N;
-      w_lane[t][r] = qweight + static_cast<size_t>(w_ok[t][r] ? n : 0) * row_bytes + 8 * tig;
-    }
+  // This lane's A-fragment rows are channels n0 + gid + 8 j, j = 2 t + r (tile t, row gid or gid + 8): one
+  // base pointer and a stride, to keep registers free for loads in flight.
+  const uint8_t* w_row0 = qweight + static_cast<size_t>(n0 + gid) * row_bytes + 8 * tig;
+  const size_t w_stride8 = 8 * row_bytes;
+  const int rows_left = N - n0 - gid;  // row j exists when 8 j < rows_left
 
   for (int g0 = warp; g0 < G; g0 += GV_WARPS * GV_UNROLL) {
-    // Issue every load of GV_UNROLL groups first (weights stream from DRAM; x is an L1/L2 hit).
+    // Issue the weight loads of GV_UNROLL groups first: they stream from DRAM and are what must be in
+    // flight. x (an L1/L2 hit) is loaded per group below, so only one group's x occupies registers.
     uint2 wv[GV_UNROLL][GV_TILES][2];
-    uint4 xv[GV_UNROLL][2];
 #pragma unroll
     for (int u = 0; u < GV_UNROLL; ++u) {
       const int g = g0 + u * GV_WARPS;
-      const bool g_ok = g < G;
 #pragma unroll
       for (int t = 0; t < GV_TILES; ++t)
 #pragma unroll
         for (int r = 0; r < 2; ++r)
-          wv[u][t][r] = g_ok && w_ok[t][r] ? __ldg(reinterpret_cast<const uint2*>(w_lane[t][r] + g * 32))
-                                           : make_uint2(0u, 0u);  // nibble 0 = code 0
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-        xv[u][h] = g_ok && x_row ? __ldg(reinterpret_cast<const uint4*>(x_lane + g * svdq::kGroup + 8 * h))
-                                 : make_uint4(0, 0, 0, 0);
+          wv[u][t][r] = g < G && 8 * (2 * t + r) < rows_left
+                            ? __ldg(reinterpret_cast<const uint2*>(w_row0 + (2 * t + r) * w_stride8 + g * 32))
+                            : make_uint2(0u, 0u);  // nibble 0 = code 0
     }
 #pragma unroll
     for (int u = 0; u < GV_UNROLL; ++u) {
@@ -168,10 +158,12 @@ __device__ void w4a16_gemv_body(const T* __restrict__ x, const uint8_t* __restri
       uint32_t xb[2][4];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        xb[h][0] = __byte_perm(xv[u][h].x, xv[u][h].z, 0x5410);
-        xb[h][1] = __byte_perm(xv[u][h].x, xv[u][h].z, 0x7632);
-        xb[h][2] = __byte_perm(xv[u][h].y, xv[u][h].w, 0x5410);
-        xb[h][3] = __byte_perm(xv[u][h].y, xv[u][h].w, 0x7632);
+        const uint4 xv = x_row ? __ldg(reinterpret_cast<const uint4*>(x_lane + g * svdq::kGroup + 8 * h))
+                               : make_uint4(0, 0, 0, 0);
+        xb[h][0] = __byte_perm(xv.x, xv.z, 0x5410);
+        xb[h][1] = __byte_perm(xv.x, xv.z, 0x7632);
+        xb[h][2] = __byte_perm(xv.y, xv.w, 0x5410);
+        xb[h][3] = __byte_perm(xv.y, xv.w, 0x7632);
       }
 #pragma unroll
       for (int t = 0; t < GV_TILES; ++t) {
@@ -222,7 +214,7 @@ static_assert(GV_THREADS == GV_CHANNELS * GV_MAX_ROWS, "the epilogue maps one th
 
 // grid: ceil(N / 32), block: 256. M <= 8, K % 64 == 0, K <= 16384; x 16-byte and qweight 8-byte aligned.
 #define SVDQ_GEMV(SUFFIX, T)                                                                             \
-  extern "C" __global__ void __launch_bounds__(GV_THREADS, 4)                                             \
+  extern "C" __global__ void __launch_bounds__(GV_THREADS)                                             \
       svdq_w4a16_gemv_##SUFFIX(const T* x, const uint8_t* qweight, const T* wscales, const T* bias, T* y, \
                                int M, int N, int K) {                                                    \
     w4a16_gemv_body<T>(x, qweight, wscales, bias, y, M, N, K);                                           \
