@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ class LoadedPipeline:
     device: torch.device
     dtype: torch.dtype  # dtype of the 16-bit parts at run time
     base_path: Path  # the diffusers folder that supplied text encoders, VAE and scheduler
+    policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy: where the parts live (None: all on ``device``)
+    prompt_cache: dict = field(default_factory=dict)  # (prompt, max length) -> embeddings (gpu.generation.memory)
 
 
 def default_device() -> torch.device:
@@ -102,13 +104,17 @@ def load_pipeline(
         raise ModelLoadError(str(err), err.hint) from None
     except (OSError, ValueError, KeyError) as err:
         raise ModelLoadError(f"{entry.name}: cannot load the pipeline ({err})") from None
-    pipe.to(device)
+    from gpu.generation.memory import place_pipeline, policy_for_pipeline
+
+    # Chosen from the detected VRAM and the loaded parts' sizes, before anything moves to the GPU.
+    policy = policy_for_pipeline(pipe, device)
+    place_pipeline(pipe, device, policy)
     pipe.set_progress_bar_config(disable=True)
     if device.type == "cpu" and facts.transformer_params < SMALL_MODEL_PARAMS:
         # A small model's ops are too short to split across cores: OpenMP start-up and spin-waiting cost
         # more than the work, and 5-20x more when another process holds a core (measured on 2 cores).
         torch.set_num_threads(1)
-    return LoadedPipeline(pipe, entry, device, dtype, base_path)
+    return LoadedPipeline(pipe, entry, device, dtype, base_path, policy)
 
 
 def execution_path(loaded: LoadedPipeline) -> str:

@@ -43,6 +43,7 @@ class ModelInfo:
     est_vram_bytes: int
     execution_path: str
     defaults: dict[str, Any]
+    memory_policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy (a prediction until loaded)
 
 
 class GenerationService:
@@ -63,11 +64,13 @@ class GenerationService:
         assert facts is not None
         if self.loaded is not None and self.loaded.entry.path == entry.path:
             path = execution_path(self.loaded)
+            policy = self.loaded.policy
         else:
             path = predicted_path(facts.kind, self.device)
+            policy = predicted_policy(facts, self.library, self.device, path)
         return ModelInfo(
             entry.name, entry.path, facts.kind, facts.architecture, facts.precision, facts.size_bytes,
-            estimate_vram(facts.kind, facts.transformer_params, facts.size_bytes), path, dict(facts.defaults),
+            estimate_vram(facts.kind, facts.transformer_params, facts.size_bytes), path, dict(facts.defaults), policy,
         )  # fmt: skip
 
     def load(self, model: str, base: str | None = None) -> ModelInfo:
@@ -133,6 +136,7 @@ class GenerationService:
             "sampler": SAMPLER_NAME,
             "precision": entry.facts.precision if entry.facts else "",
             "execution_path": execution_path(loaded),
+            "memory_policy": loaded.policy.name if loaded.policy is not None else "",
             "version": f"{APP_NAME}-{__version__}",
         }
         if loras:
@@ -220,8 +224,14 @@ class GenerationService:
             kwargs.update(negative_prompt=s["negative_prompt"] or "", true_cfg_scale=s["guidance"])
         if should_cancel is not None and should_cancel():
             raise GenerationCancelled()
+        from gpu.generation.memory import encoders_detached, with_prompt_embeds
+
         with torch.inference_mode():
-            out = pipe(**kwargs)
+            # Prompts are encoded where the memory policy puts the text encoders; denoising and decoding then
+            # run from the embeddings with the encoders detached (gpu.generation.memory).
+            kwargs = with_prompt_embeds(loaded, kwargs)
+            with encoders_detached(pipe):
+                out = pipe(**kwargs)
         return out.images[0]
 
 
@@ -242,6 +252,22 @@ def predicted_path(kind: str, device: torch.device | None) -> str:
     from gpu.runtime.dispatch import predicted_backend
 
     return predicted_backend(device)
+
+
+def predicted_policy(facts: Any, library: ModelLibrary, device: torch.device | None, path: str) -> Any:
+    """The memory policy a model will get when loaded on ``device``, from file headers (no weights read)."""
+    from gpu.generation.memory import predicted_sizes
+    from gpu.generation.pipeline_loader import default_device, resolve_base
+    from gpu.runtime.memory_policy import choose_policy, detect_total_vram
+
+    total = detect_total_vram(device or default_device())
+    if total is None:
+        return choose_policy(None)
+    try:
+        base = resolve_base(facts, library, None) if facts.kind == "svdq" else facts.path
+    except UserError:  # the base is reported when the model loads; plan with FLUX.1's encoders meanwhile
+        base = None
+    return choose_policy(total, predicted_sizes(facts, base, fused_kernels=not path.startswith("PyTorch")))
 
 
 def estimate_vram(kind: str, params: int, size_bytes: int) -> int:

@@ -1,0 +1,341 @@
+"""Applies a ``MemoryPolicy`` (``gpu.runtime.memory_policy``) to a diffusers FLUX pipeline.
+
+Generation runs in stages: the prompt is encoded with the text encoders wherever the policy puts them
+(resident on the GPU, visiting it, or on the CPU), the embeddings go to the transformer's device, and the
+pipeline denoises and decodes from those embeddings with the text encoders detached, so nothing in it
+can pull them back onto the GPU. The VAE tiles large decodes when the policy says so.
+
+"Visiting" the GPU copies an encoder's weights there and, afterwards, simply drops the copies: the CPU
+tensors were never replaced, so there is no copy back (9 GiB of T5-XXL each way would cost a second).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import struct
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gpu.runtime.memory_policy import (
+    FLUX_DEV_INT4,
+    EncoderSize,
+    MemoryPolicy,
+    ModelSizes,
+    choose_policy,
+    detect_total_vram,
+)
+
+log = logging.getLogger(__name__)
+
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2")  # FluxPipeline's names (CLIP, T5)
+# A text encoder keeps its embeddings in system memory between prompts; at most this many prompts' embeddings
+# are kept per pipeline (repeated prompts and batches skip the encoders).
+PROMPT_CACHE_SIZE = 8
+
+
+# -- sizes ------------------------------------------------------------------------------------------------
+
+
+def tensors_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of distinct tensors (tied weights counted once)."""
+    seen: dict[int, torch.Tensor] = {}
+    for t in tensors:
+        seen[id(t)] = t
+    return sum(t.numel() * t.element_size() for t in seen.values())
+
+
+def module_bytes(module: nn.Module) -> int:
+    return tensors_bytes([*module.parameters(), *module.buffers()])
+
+
+def block_list(module: nn.Module) -> nn.ModuleList | None:
+    """The encoder's stack of blocks: its ``nn.ModuleList`` holding the most bytes (T5 ``encoder.block``,
+    CLIP ``encoder.layers``); None when it has none."""
+    lists = [m for m in module.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    return max(lists, key=module_bytes, default=None)
+
+
+def encoder_size(module: nn.Module) -> EncoderSize:
+    total = module_bytes(module)
+    blocks = block_list(module)
+    if blocks is None:
+        return EncoderSize(total, total)
+    return EncoderSize(total, total - module_bytes(blocks) + max(module_bytes(b) for b in blocks))
+
+
+def kernel_copy_bytes(transformer: nn.Module, device: torch.device) -> int:
+    """Extra GPU bytes the fused kernels hold at run time: each W4A4 layer they serve keeps a repacked copy of
+    its 4-bit codes and scales (``gpu.kernels.repack``) next to the canonical buffers."""
+    if device.type != "cuda":
+        return 0
+    from gpu.modules.svdq_linear import SVDQLinear
+    from gpu.runtime.dispatch import choose_path
+
+    layers = [m for m in transformer.modules() if isinstance(m, SVDQLinear) and m.spec.act_format is not None]
+    if not layers or choose_path(layers[0], device)[0] is None:
+        return 0
+    return tensors_bytes(t for m in layers for t in (m.qweight, m.wscales))
+
+
+def pipeline_sizes(pipe: Any, device: torch.device) -> ModelSizes:
+    """Run-time bytes of a loaded pipeline's parts (as loaded: dtype already the run-time one)."""
+    encoders = tuple(encoder_size(getattr(pipe, n)) for n in TEXT_ENCODERS if getattr(pipe, n, None) is not None)
+    return ModelSizes(
+        transformer=module_bytes(pipe.transformer), text_encoders=encoders, vae=module_bytes(pipe.vae),
+        transformer_extra=kernel_copy_bytes(pipe.transformer, device),
+    )  # fmt: skip
+
+
+def _header(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n))
+
+
+def _numel(entry: dict[str, Any]) -> int:
+    n = 1
+    for d in entry["shape"]:
+        n *= d
+    return n
+
+
+_BLOCK_KEY = re.compile(r"^(.*\.(?:block|layers|blocks))\.(\d+)\.")
+
+
+def folder_sizes(folder: Path) -> tuple[int, int]:
+    """(bytes at 16 bits, streamed bytes at 16 bits) of a component folder, from safetensors headers only."""
+    total, blocks = 0, {}
+    for f in sorted(folder.glob("*.safetensors")):
+        for key, entry in _header(f).items():
+            if key == "__metadata__":
+                continue
+            nbytes = 2 * _numel(entry)  # 16-bit on the GPU whatever the file stores
+            total += nbytes
+            if m := _BLOCK_KEY.match(key):
+                blocks[m.groups()] = blocks.get(m.groups(), 0) + nbytes
+    streamed = total - sum(blocks.values()) + max(blocks.values(), default=0)
+    return total, streamed
+
+
+def predicted_sizes(facts: Any, base_path: Path | None, fused_kernels: bool) -> ModelSizes:
+    """Sizes of a model that is not loaded, from file headers (FLUX.1-dev's encoders/VAE when the base
+    pipeline is unknown). ``facts``: ``gpu.model_files.ModelFacts``."""
+    if facts.kind == "svdq":
+        transformer, extra = facts.size_bytes, 0
+        if fused_kernels:
+            from gpu.checkpoint.format import read_checkpoint_meta
+
+            w4a4 = {n for n, spec in read_checkpoint_meta(facts.path).layers.items() if spec.get("act_format")}
+            header = _header(facts.path)
+            extra = sum(
+                _numel(e) * (1 if e["dtype"] in ("U8", "I8", "F8_E4M3") else 2)
+                for k, e in header.items()
+                if k != "__metadata__" and k.rsplit(".", 1)[0] in w4a4 and k.rsplit(".", 1)[1] in ("qweight", "wscales")
+            )  # fmt: skip
+    else:
+        transformer, extra = 2 * facts.transformer_params, 0
+    if base_path is None or not (base_path / "model_index.json").is_file():
+        return ModelSizes(transformer, FLUX_DEV_INT4.text_encoders, FLUX_DEV_INT4.vae, extra)
+    encoders = tuple(EncoderSize(*folder_sizes(base_path / n)) for n in TEXT_ENCODERS if (base_path / n).is_dir())
+    vae = folder_sizes(base_path / "vae")[0] if (base_path / "vae").is_dir() else FLUX_DEV_INT4.vae
+    return ModelSizes(transformer, encoders, vae, extra)
+
+
+def policy_for_pipeline(pipe: Any, device: torch.device) -> MemoryPolicy:
+    """The policy for a loaded (still CPU-resident) pipeline on ``device``."""
+    total = detect_total_vram(device)
+    return choose_policy(total, pipeline_sizes(pipe, device) if total is not None else None)
+
+
+# -- placement --------------------------------------------------------------------------------------------
+
+
+def place_pipeline(pipe: Any, device: torch.device, policy: MemoryPolicy) -> None:
+    """Moves the transformer and the VAE to ``device``, the text encoders only when the policy keeps them
+    resident (else they stay in system memory and visit the GPU while encoding)."""
+    cpu = torch.device("cpu")
+    for name, component in pipe.components.items():
+        if isinstance(component, nn.Module):
+            resident = name not in TEXT_ENCODERS or policy.text_encoders == "gpu"
+            component.to(device if resident else cpu)
+
+
+class _Visit:
+    """Copies of modules' weights on a device, swapped in place of the originals and swapped back.
+
+    The originals are never modified: ``leave`` puts them back and drops the copies (no copy back)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.copies: dict[int, torch.Tensor] = {}
+        self.swapped: list[tuple[dict, str, torch.Tensor]] = []
+
+    def enter(self, modules: Iterable[nn.Module]) -> None:
+        for module in modules:
+            for store in (module._parameters, module._buffers):
+                for name, t in list(store.items()):
+                    if t is None:
+                        continue
+                    copy = self.copies.get(id(t))
+                    if copy is None:
+                        # copy=True even on the same device, so a CPU test sees real copies come and go
+                        copy = t.detach().to(self.device, copy=True)
+                        if isinstance(t, nn.Parameter):
+                            copy = nn.Parameter(copy, requires_grad=False)
+                        self.copies[id(t)] = copy
+                    self.swapped.append((store, name, t))
+                    store[name] = copy
+
+    def leave(self) -> None:
+        for store, name, original in reversed(self.swapped):
+            store[name] = original
+        self.swapped.clear()
+        self.copies.clear()
+
+
+@contextlib.contextmanager
+def visiting(module: nn.Module, device: torch.device, by_block: bool) -> Iterator[None]:
+    """Runs ``module`` on ``device`` for the duration of the block, with the originals left where they are.
+
+    ``by_block``: only the parts outside the module's block list (embeddings, final norm) visit for the whole
+    duration; each block visits just for its own forward (pre/post hooks), so the GPU holds one block."""
+    blocks = block_list(module) if by_block else None
+    visits = [_Visit(device)]
+    hooks: list[Any] = []
+    try:
+        if blocks is None:
+            visits[0].enter(module.modules())
+        else:
+            inside = {id(m) for b in blocks for m in b.modules()}
+            visits[0].enter(m for m in module.modules() if id(m) not in inside)
+            for block in blocks:
+                visit = _Visit(device)
+                visits.append(visit)
+                hooks.append(block.register_forward_pre_hook(lambda mod, args, v=visit: v.enter(mod.modules())))
+                hooks.append(block.register_forward_hook(lambda mod, args, out, v=visit: v.leave()))
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+        for visit in visits:  # a block interrupted mid-forward (OOM) still holds its copies: put originals back
+            visit.leave()
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _clip_pooled(pipe: Any, prompt: str, device: torch.device) -> torch.Tensor:
+    """CLIP pooled embedding [1, D_clip] (the text encoder's dtype), exactly as ``FluxPipeline`` makes it."""
+    ids = pipe.tokenizer([prompt], padding="max_length", max_length=pipe.tokenizer_max_length, truncation=True,
+                         return_tensors="pt").input_ids  # fmt: skip
+    return pipe.text_encoder(ids.to(device), output_hidden_states=False).pooler_output
+
+
+def _t5_embeds(pipe: Any, prompt: str, max_sequence_length: int, device: torch.device) -> torch.Tensor:
+    """T5 per-token embeddings [1, max_sequence_length, D_t5] (the text encoder's dtype)."""
+    ids = pipe.tokenizer_2([prompt], padding="max_length", max_length=max_sequence_length, truncation=True,
+                           return_tensors="pt").input_ids  # fmt: skip
+    return pipe.text_encoder_2(ids.to(device), output_hidden_states=False)[0]
+
+
+def _run_encoder(encoder: nn.Module, fn: Any, policy: MemoryPolicy | None, device: torch.device) -> torch.Tensor:
+    """``fn(device)`` with ``encoder`` where the policy puts it; falls back to the CPU if visiting the GPU
+    runs out of memory (the plan is an estimate; another program may hold memory too)."""
+    if policy is None or policy.text_encoders != "gpu-while-encoding":
+        return fn(_module_device(encoder))
+    try:
+        with visiting(encoder, device, policy.stream_encoder_blocks):
+            return fn(device)
+    except torch.OutOfMemoryError:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        log.warning("the text encoder did not fit on the GPU next to the transformer: encoding on the CPU")
+        return fn(_module_device(encoder))
+
+
+def encode_prompt(
+    pipe: Any, policy: MemoryPolicy | None, device: torch.device, prompt: str, max_sequence_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prompt_embeds [1, L, D_t5], pooled_prompt_embeds [1, D_clip]) on ``device`` in the encoders' dtype.
+
+    Encoders run one after the other (CLIP, then T5), each where the policy puts it, so a visiting policy
+    never has both on the GPU at once."""
+    pooled = _run_encoder(pipe.text_encoder, lambda d: _clip_pooled(pipe, prompt, d), policy, device)
+    pooled = pooled.to(device)  # before T5 visits: the visit's copies are gone, the small result stays
+    embeds = _run_encoder(pipe.text_encoder_2, lambda d: _t5_embeds(pipe, prompt, max_sequence_length, d), policy,
+                          device).to(device)  # fmt: skip
+    return embeds, pooled
+
+
+def with_prompt_embeds(loaded: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline call arguments with ``prompt``/``negative_prompt`` replaced by embeddings made under the
+    loaded pipeline's memory policy (the negative prompt only when true CFG will use it), and the VAE set to
+    tile as the policy says for this size. ``loaded``: ``gpu.generation.pipeline_loader.LoadedPipeline``."""
+    pipe, policy = loaded.pipe, loaded.policy
+    kwargs = dict(kwargs)
+    max_len = int(kwargs.get("max_sequence_length", 512))
+    cache: dict = loaded.prompt_cache
+
+    def embeds(text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (text, max_len)
+        if key not in cache:
+            if len(cache) >= PROMPT_CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+            cache[key] = encode_prompt(pipe, policy, loaded.device, text, max_len)
+        return cache[key]
+
+    kwargs["prompt_embeds"], kwargs["pooled_prompt_embeds"] = embeds(kwargs.pop("prompt"))
+    negative = kwargs.pop("negative_prompt", None)
+    if negative is not None and float(kwargs.get("true_cfg_scale", 1.0)) > 1.0:
+        kwargs["negative_prompt_embeds"], kwargs["negative_pooled_prompt_embeds"] = embeds(negative)
+    configure_vae(pipe, policy)
+    return kwargs
+
+
+@contextlib.contextmanager
+def encoders_detached(pipe: Any) -> Iterator[None]:
+    """The pipeline without its text encoders for the duration (denoise and decode from embeddings).
+
+    Older diffusers infer the execution device from the first component in name order (``text_encoder``, in
+    system memory under a visiting policy) and would denoise on the CPU; detached, only the transformer and
+    the VAE are left to ask. Set with ``object.__setattr__`` so the pipeline's config is not rewritten."""
+    saved = {n: pipe.__dict__[n] for n in TEXT_ENCODERS if pipe.__dict__.get(n) is not None}
+    try:
+        for name in saved:
+            object.__setattr__(pipe, name, None)
+        yield
+    finally:
+        for name, module in saved.items():
+            object.__setattr__(pipe, name, module)
+
+
+def configure_vae(pipe: Any, policy: MemoryPolicy | None) -> None:
+    """Tiled decode in tiles of ``policy.vae_tile_size`` pixels for images with a larger side; else untiled.
+
+    diffusers' ``AutoencoderKL`` tiles when a latent side exceeds ``tile_latent_min_size``; its default tile
+    is the config's ``sample_size`` (1024 for FLUX), so the sizes are set from the policy."""
+    vae = pipe.vae
+    if policy is None or not hasattr(vae, "enable_tiling"):
+        return
+    if policy.vae_tile_size is None:
+        vae.disable_tiling()
+        return
+    vae.tile_sample_min_size = policy.vae_tile_size
+    vae.tile_latent_min_size = policy.vae_tile_size // pipe.vae_scale_factor
+    vae.enable_tiling()
+
+
+def decode_latents(pipe: Any, latents: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Packed FLUX latents [1, (H/16)(W/16), 64] -> image [1, 3, H, W] in [-1, 1], the way ``FluxPipeline``
+    decodes (for callers that run the denoising with ``output_type="latent"`` to time the stages)."""
+    latents = pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
+    latents = latents / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+    return pipe.vae.decode(latents.to(pipe.vae.dtype), return_dict=False)[0]

@@ -1,0 +1,246 @@
+"""Where the pipeline's parts live on this machine: the memory policy, chosen from the detected VRAM.
+
+A FLUX.1 pipeline is three very different weights: the transformer (runs every step), the text encoders
+(T5-XXL is 8.9 GiB in 16 bits and runs once per prompt) and the VAE (small weights, large activations at
+decode). On a GPU that holds everything, everything stays resident. On a 16 GB laptop the 4-bit transformer
+stays on the GPU while the text encoders only *visit* it to encode the prompt (one at a time, and one block
+at a time when a whole encoder does not fit next to the transformer), and the VAE decodes large images in
+tiles. Without a CUDA GPU there is one policy: everything on the CPU.
+
+This module is pure arithmetic on byte counts (no diffusers, no Qt) so the choice is unit-testable for any
+GPU size; ``gpu.generation.memory`` applies a policy to a loaded pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GiB = 2**30
+
+# CUDA context, the display, other programs and allocator fragmentation: never plan to fill the card.
+RESERVE_BYTES = 3 * GiB // 4
+# Denoising working memory of a FLUX.1-sized transformer per output pixel (activations of one block at
+# 4096 image + 512 text tokens, kernel workspaces): about 0.75 GiB at 1024x1024. An estimate;
+# gpu.bench.flux_pipeline_16gb measures it.
+DENOISE_BYTES_PER_PIXEL = 768
+# Untiled VAE decode per output pixel (bf16 decoder activations, 128-512 channels at full resolution):
+# about 2 GiB at 1024x1024. Tiled decode needs the same per tile.
+DECODE_BYTES_PER_PIXEL = 2048
+# One text encoder's activations while encoding (T5-XXL at 512 tokens needs ~0.1 GiB).
+ENCODE_WORKSPACE_BYTES = GiB // 4
+# Cards sold as "16 GB" report 15.6-16 GiB; at or below this the VAE tiles above 1024x1024 whatever the
+# estimate says (a decode at 2048x2048 needs ~8 GiB of activations, half such a card).
+LAPTOP_16GB_BYTES = 16 * GiB + GiB // 2
+MAX_SIDE = 2048  # the largest image side the service accepts
+TILE_SIDES = (1536, 1024, 768, 512)  # VAE tile sides tried, largest first
+REFERENCE_PIXELS = 1024 * 1024  # the size policies are planned for (FLUX.1's native resolution)
+
+TEXT_ENCODER_PLACES = ("gpu", "gpu-while-encoding", "cpu")
+
+
+@dataclass(frozen=True)
+class EncoderSize:
+    """One text encoder in bytes at run time: ``total`` (all weights) and ``streamed`` (the GPU bytes while
+    it runs block by block: everything outside its block list plus its largest block)."""
+
+    total: int
+    streamed: int
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """Run-time bytes of a pipeline's parts on the GPU (16-bit weights; 4-bit layers at their stored size).
+
+    ``transformer_extra`` is what the fused kernels add at run time (repacked copies of the 4-bit weights)."""
+
+    transformer: int
+    text_encoders: tuple[EncoderSize, ...]
+    vae: int
+    transformer_extra: int = 0
+
+    @property
+    def core(self) -> int:
+        """What stays on the GPU in every GPU policy: transformer (with kernel copies) and VAE."""
+        return self.transformer + self.transformer_extra + self.vae
+
+    @property
+    def encoders_total(self) -> int:
+        return sum(e.total for e in self.text_encoders)
+
+
+# FLUX.1-dev with an SVDQuant INT4 rank-32 transformer (bf16 16-bit parts), T5-XXL and CLIP-L in bf16, the
+# FLUX VAE in bf16: counted on meta-device builds of the real configs (tests/test_memory_policy.py re-counts).
+FLUX_DEV_INT4 = ModelSizes(
+    transformer=6_686_984_320,
+    text_encoders=(EncoderSize(246_121_576, 76_012_648 + 14_175_744),  # CLIP-L
+                   EncoderSize(9_524_621_312, 263_200_768 + 385_896_448)),  # T5-XXL
+    vae=167_639_366,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MemoryPolicy:
+    """How the pipeline uses memory on this machine (shown to the user; applied by ``gpu.generation.memory``).
+
+    name:                  stable identifier ("cpu", "gpu-resident", "encode-then-offload", "encode-by-block",
+                           "encoders-on-cpu", "over-budget")
+    description:           one or two sentences for the user
+    device:                "cuda" or "cpu": where the transformer and the VAE run
+    text_encoders:         "gpu" (resident), "gpu-while-encoding" (moved to the GPU to encode the prompt, one
+                           encoder at a time, and off again before denoising) or "cpu" (encode on the CPU)
+    stream_encoder_blocks: with "gpu-while-encoding": only one block of an encoder is on the GPU at a time
+    vae_tile_size:         the VAE decodes in tiles of this many pixels per side when a side is larger;
+                           None: never tiled
+    total_vram_bytes:      the GPU memory the policy was planned for (None on CPU)
+    budget_bytes:          the part of it the plan may fill (total minus a reserve)
+    peak_estimate_bytes:   the plan's estimated GPU peak at 1024x1024
+    fits:                  False when even the smallest plan exceeds the budget (the user is warned)
+    """
+
+    name: str
+    description: str
+    device: str
+    text_encoders: str
+    stream_encoder_blocks: bool = False
+    vae_tile_size: int | None = None
+    total_vram_bytes: int | None = None
+    budget_bytes: int | None = None
+    peak_estimate_bytes: int | None = None
+    fits: bool = True
+    details: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.text_encoders not in TEXT_ENCODER_PLACES:
+            raise ValueError(f"text_encoders must be one of {TEXT_ENCODER_PLACES}, got {self.text_encoders!r}")
+        if self.device not in ("cuda", "cpu"):
+            raise ValueError(f"device must be 'cuda' or 'cpu', got {self.device!r}")
+
+    def tiles_vae(self, width: int, height: int) -> bool:
+        """Whether an image of this size is decoded in tiles."""
+        return self.vae_tile_size is not None and max(width, height) > self.vae_tile_size
+
+    @property
+    def label(self) -> str:
+        """The one-line text the app shows."""
+        return f"Memory plan: {self.description}"
+
+
+CPU_POLICY = MemoryPolicy(
+    name="cpu",
+    description="No CUDA GPU: the whole pipeline (text encoders, transformer, VAE) runs on the CPU in system "
+    "memory. Slow but works.",
+    device="cpu",
+    text_encoders="cpu",
+)
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:.1f} GiB"
+
+
+def decode_bytes(side: int) -> int:
+    """Estimated untiled VAE decode activations for a square image of ``side`` pixels."""
+    return DECODE_BYTES_PER_PIXEL * side * side
+
+
+def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None) -> MemoryPolicy:
+    """The memory policy for a GPU of ``total_vram_bytes`` (None: no CUDA GPU) and a pipeline of ``sizes``
+    (default: FLUX.1-dev with an INT4 transformer).
+
+    The plans, tried in order until one fits the budget (total minus ``RESERVE_BYTES``) at 1024x1024:
+    everything resident; text encoders visiting the GPU whole; visiting block by block; encoding on the
+    CPU. The transformer and the VAE stay on the GPU in all of them (moving a 6 GiB transformer every image
+    would cost more than the encoders' move)."""
+    if total_vram_bytes is None:
+        return CPU_POLICY
+    sizes = sizes or FLUX_DEV_INT4
+    budget = total_vram_bytes - RESERVE_BYTES
+    core = sizes.core
+    denoise = DENOISE_BYTES_PER_PIXEL * REFERENCE_PIXELS
+    biggest_whole = max((e.total for e in sizes.text_encoders), default=0)
+    biggest_streamed = max((e.streamed for e in sizes.text_encoders), default=0)
+
+    def run_peak(resident: int) -> int:
+        """GPU peak while denoising or decoding at 1024x1024 (decoding tiled where the plan tiles)."""
+        tile = _tile_size(total_vram_bytes, budget, resident)
+        return resident + max(denoise, decode_bytes(min(1024, tile or 1024)))
+
+    details = {
+        "transformer_gib": sizes.transformer / GiB,
+        "kernel_copies_gib": sizes.transformer_extra / GiB,
+        "vae_gib": sizes.vae / GiB,
+        "text_encoders_gib": sizes.encoders_total / GiB,
+        "budget_gib": budget / GiB,
+    }
+    encoders = f"text encoders ({_gib(sizes.encoders_total)})"
+    kept = f"transformer ({_gib(sizes.transformer + sizes.transformer_extra)}) and VAE stay on the GPU"
+    resident_peak = core + sizes.encoders_total + max(denoise, decode_bytes(1024))
+    # Residency must leave room for an untiled decode at 1024x1024: saving the encoders' move (about a second
+    # per prompt) is not worth tiling every native-size image.
+    if resident_peak <= budget:
+        name, place, stream = "gpu-resident", "gpu", False
+        peak = resident_peak
+        text = f"everything stays on the GPU ({_gib(core + sizes.encoders_total)} of weights)"
+    elif core + biggest_whole + ENCODE_WORKSPACE_BYTES <= budget and run_peak(core) <= budget:
+        name, place, stream = "encode-then-offload", "gpu-while-encoding", False
+        peak = max(core + biggest_whole + ENCODE_WORKSPACE_BYTES, run_peak(core))
+        text = f"{kept}; {encoders} move to the GPU one at a time to encode the prompt, then back to system memory"
+    elif core + biggest_streamed + ENCODE_WORKSPACE_BYTES <= budget and run_peak(core) <= budget:
+        name, place, stream = "encode-by-block", "gpu-while-encoding", True
+        peak = max(core + biggest_streamed + ENCODE_WORKSPACE_BYTES, run_peak(core))
+        text = f"{kept}; {encoders} stay in system memory and visit the GPU one block at a time to encode the prompt"
+    elif run_peak(core) <= budget:
+        name, place, stream = "encoders-on-cpu", "cpu", False
+        peak = run_peak(core)
+        text = f"{kept}; {encoders} run on the CPU (slower prompt encoding)"
+    else:
+        name, place, stream = "over-budget", "cpu", False
+        peak = run_peak(core)
+        text = (f"transformer, VAE and working memory need about {_gib(peak)}, more than this GPU has: generation "
+                f"will likely run out of memory (try a 4-bit model or a smaller size); {encoders} run on the CPU")
+    tile = _tile_size(total_vram_bytes, budget, core + (sizes.encoders_total if place == "gpu" else 0))
+    if tile is not None:
+        text += f"; VAE decodes images larger than {tile}x{tile} in tiles"
+    text = text[0].upper() + text[1:]
+    return MemoryPolicy(
+        name=name, description=f"{text}. Planned peak {_gib(peak)} of {_gib(total_vram_bytes)}.",
+        device="cuda", text_encoders=place, stream_encoder_blocks=stream, vae_tile_size=tile,
+        total_vram_bytes=total_vram_bytes, budget_bytes=budget, peak_estimate_bytes=peak, fits=name != "over-budget",
+        details=details,
+    )  # fmt: skip
+
+
+def _tile_size(total: int, budget: int, resident: int) -> int | None:
+    """The VAE tile side: None when an untiled decode at the largest size fits next to what stays resident
+    (and the card is bigger than 16 GB), else the largest tile that fits (at most 1024 on <= 16 GB cards)."""
+    room = budget - resident
+    if total > LAPTOP_16GB_BYTES and decode_bytes(MAX_SIDE) <= room:
+        return None
+    cap = 1024 if total <= LAPTOP_16GB_BYTES else TILE_SIDES[0]
+    for side in TILE_SIDES:
+        if side <= cap and decode_bytes(side) <= room:
+            return side
+    return TILE_SIDES[-1]
+
+
+def detect_total_vram(device: object | None = None) -> int | None:
+    """Usable memory of the CUDA device in bytes (None without CUDA or for a CPU device).
+
+    A ``torch.cuda.set_per_process_memory_fraction`` in force is honoured, so a big GPU limited to 16 GiB
+    plans like a 16 GB one (what gpu.bench.flux_pipeline_16gb relies on)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    device = torch.device(device) if device is not None else torch.device("cuda", torch.cuda.current_device())
+    if device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    total = int(torch.cuda.get_device_properties(index).total_memory)
+    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    if get_fraction is not None:
+        try:
+            total = int(total * min(1.0, float(get_fraction(index))))
+        except (RuntimeError, TypeError):  # no allocator state yet on some builds: the whole card
+            pass
+    return total
