@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QLineEdit, QPlainTextEdit, QSpinBox
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QLabel, QLineEdit, QPlainTextEdit, QSpinBox
 
 
 def _signal(state: Any, name: str) -> Any:
@@ -33,6 +33,12 @@ def bind(state: Any, name: str, widget: Any) -> None:
         widget.setValue(value)
         to_widget = widget.setValue
         widget.valueChanged.connect(lambda v: setattr(state, name, v))
+    elif isinstance(widget, QLabel):  # one way: state -> label
+        widget.setText(str(value))
+
+        def to_widget(v: Any) -> None:
+            widget.setText(str(v))
+
     elif isinstance(widget, QCheckBox):
         widget.setChecked(bool(value))
         to_widget = widget.setChecked

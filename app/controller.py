@@ -21,6 +21,7 @@ from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel
 from app.image_files import read_image_settings, relative
 from app.lora_state import LoraState, cost_sentence
+from app.memory_state import MemoryState
 from app.reconcile import ReconcileReport, reconcile
 from app.settings import Settings
 from app.store import ImageRecord, Store
@@ -62,6 +63,7 @@ class AppController(QObject):
         self.job = JobState()
         self.loras = LoraState()
         self.loras.add_shipped()
+        self.memory = MemoryState()
         self.entries: list[Any] = []
         self.gpu: Any = None
         self.model_info: Any = None
@@ -188,6 +190,7 @@ class AppController(QObject):
         if getattr(info, "name", None) != self.prompt.model:
             return
         self.model_info = info
+        self.memory.show_policy(getattr(info, "memory_policy", None))
         if getattr(self, "_apply_defaults", False):
             self.prompt.apply_model_defaults(getattr(info, "defaults", {}) or {})
             self._apply_defaults = False

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bindings import bind
 from app.controller import AppController
 from app.engine_worker import EngineStatus
 
@@ -64,6 +65,13 @@ class ModelPanel(QWidget):
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.gpu = QLabel("GPU: detecting…")
         self.gpu.setWordWrap(True)
+        self.memory = QLabel()  # the memory plan for the selected model on this machine
+        self.memory.setObjectName("memoryPlan")
+        self.memory.setWordWrap(True)
+        self.memory.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        bind(controller.memory, "text", self.memory)
+        # a plan that exceeds the GPU says so in words; the colour makes it hard to miss
+        controller.memory.fits_changed.connect(lambda ok: self.memory.setStyleSheet("" if ok else "color: #e07b39;"))
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.setToolTip("A diffusers model folder (with model_index.json)")
         self.add_file_button = QPushButton("Add SVDQ file…")
@@ -79,6 +87,7 @@ class ModelPanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.details)
         layout.addWidget(self.gpu)
+        layout.addWidget(self.memory)
         controller.library_changed.connect(self.set_entries)
         controller.model_info_changed.connect(lambda info: self.details.setText(info_text(info)))
         controller.engine_ready.connect(self._ready)
