@@ -15,6 +15,7 @@ tokenize exactly as the pipeline expects, with ids well inside both vocabularies
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,8 +174,12 @@ def build_flux_vae(config: dict[str, Any], device: torch.device | str, dtype: to
     return model if device.type == "meta" else fill_random(model, seed)
 
 
+@functools.lru_cache(maxsize=1)
 def build_tokenizers() -> tuple[Any, Any]:
-    """(CLIP tokenizer with 77 positions, T5 tokenizer for 512 tokens), offline (the demo world's words)."""
+    """(CLIP tokenizer with 77 positions, T5 tokenizer for 512 tokens), offline (the demo world's words).
+
+    Built once per process: the BPE trainer behind the CLIP one breaks ties in no fixed order, so a rebuild
+    may number a few words differently (harmless for random weights, but runs in one process then agree)."""
     from gpu.demo.text import build_tokenizers as demo_tokenizers
 
     clip_tok, t5_tok = demo_tokenizers(max_length=CLIP_MAX_LENGTH)

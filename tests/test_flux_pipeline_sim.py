@@ -1,0 +1,53 @@
+"""The 16 GB laptop simulation (``gpu.bench.flux_pipeline_16gb``) at tiny sizes on the CPU: the whole flow
+(random encoders/VAE, INT4 transformer, policy, staged encode -> denoise -> decode) runs and reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from gpu.bench.flux_pipeline_16gb import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _report(out: Path) -> dict:
+    report = json.loads((out / "flux_pipeline_16gb.json").read_text())
+    assert (out / "flux_pipeline_16gb.md").read_text().startswith("# FLUX.1-dev pipeline, 16 GB laptop simulation")
+    return report
+
+
+def test_tiny_simulation_on_cpu_reports_every_field(tmp_path):
+    out = tmp_path / "sim"
+    result = subprocess.run([sys.executable, "-m", "gpu.bench.flux_pipeline_16gb", "--tiny", "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    r = _report(out)
+    assert r["completed"] is True and r["image_finite"] is True
+    assert r["policy_name"] == r["policy"]["name"] == "cpu" and r["policy"]["text_encoders"] == "cpu"
+    assert set(r["seconds"]) == {"encode", "denoise", "decode"}
+    assert all(v > 0 for v in r["seconds"].values())
+    assert {"warmup_encode", "warmup_denoise", "warmup_decode"} <= set(r["stages"])
+    assert 0 < r["transformer_weight_gib"] < 0.05 and r["sizes_gib"]["t5"] > 0
+    assert r["peak_allocated_gib"] is None and r["peak_reserved_gib"] is None  # no GPU here
+    assert r["execution_path"].startswith("PyTorch reference on CPU")
+    image = Image.open(out / "image.png")
+    assert image.size == (64, 64)
+    assert "completed: **yes**" in (out / "flux_pipeline_16gb.md").read_text()
+
+
+def test_forced_block_by_block_encoders_make_the_same_image(tmp_path):
+    """The visiting path (encoders copied to the device block by block) gives the image of the plain one."""
+    assert main(["--tiny", "--out", str(tmp_path / "plain"), "--no-warmup", "--steps", "2"]) == 0
+    assert main(["--tiny", "--out", str(tmp_path / "blocks"), "--no-warmup", "--steps", "2",
+                 "--text-encoders", "by-block"]) == 0  # fmt: skip
+    r = _report(tmp_path / "blocks")
+    assert r["policy_name"] == "forced-by-block"
+    assert r["policy"]["text_encoders"] == "gpu-while-encoding" and r["policy"]["stream_encoder_blocks"]
+    assert "warmup_encode" not in r["stages"]
+    plain = Image.open(tmp_path / "plain" / "image.png").tobytes()
+    assert Image.open(tmp_path / "blocks" / "image.png").tobytes() == plain
