@@ -112,6 +112,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         size = f"{s['width']}x{s['height']}"
         print(f"wrote {out} ({size}, {s['steps']} steps, seed {s['seed']}, {s['duration_s']:.2f} s)")
     print(f"model {results[0].settings['model']}: {results[0].settings['execution_path']}")
+    if service.loaded is not None and service.loaded.policy is not None:
+        print(service.loaded.policy.label)
     for lora in results[0].settings.get("lora_list", []):
         print(f"lora {lora['name']} ({lora['format']}, rank {lora['rank']}): strength {lora['strength']:g}")
     print(f"total {time.perf_counter() - started:.2f} s")

@@ -54,6 +54,7 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path):
     assert parsed["model_hash"] == hashlib.sha256(q.read_bytes()).hexdigest()[:10]
     assert parsed["model"] == "tiny-int4"
     assert '"seed": 5' in chunks["nibble"]
+    assert "Memory plan: " in r.stdout and '"memory_policy": ' in chunks["nibble"]
 
 
 def test_user_errors_are_one_line_without_traceback(tiny_flux, tmp_path):

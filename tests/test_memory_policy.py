@@ -69,6 +69,23 @@ def test_no_gpu_is_the_cpu_policy():
     assert detect_total_vram("cpu") is None
 
 
+def test_detected_vram_honours_the_per_process_fraction(monkeypatch):
+    """What the 16 GB simulation relies on: an 80 GiB card capped at 0.2 plans as 16 GiB."""
+
+    class Props:
+        total_memory = 80 * GiB
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: Props())
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda index: 0.2, raising=False)
+    assert detect_total_vram() == detect_total_vram("cuda:0") == int(80 * GiB * 0.2)
+    assert detect_total_vram("cpu") is None
+    assert choose_policy(detect_total_vram()).name == choose_policy(16 * GiB).name
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda index: 1.0, raising=False)
+    assert detect_total_vram() == 80 * GiB
+
+
 def test_kernel_copies_change_the_plan():
     """With the fused kernels' repacked copies (4.3 GiB) FLUX INT4 no longer fits 12 GB; 16 GB still does."""
     at12 = choose_policy(12 * GiB, FLUX_WITH_KERNEL_COPIES)
