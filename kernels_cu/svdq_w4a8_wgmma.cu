@@ -19,15 +19,20 @@
 // from registers, so the output tile is D[channel][token]: per-channel weight scales are per *row* of the
 // accumulator fragment (2 scalars per thread per group) and the per-token activation scale is per column.
 //
-// Tiling: a block computes 128 channels x 128 tokens with 256 threads = 2 warpgroups, each owning 64
-// channels (wgmma m64n128k32, two per 64-group). A 6-stage cp.async pipeline stages per group: the
-// activation tile (8 KB FP8, already in wgmma core-matrix order, written so by the prologue), the weight
-// tile (4 KB, in register-fragment order) and the group's scales (512 B fp32). Each group's dot goes to a
-// fresh accumulator set (tmp0/tmp1 alternate), and while the tensor core works on group g the warpgroup
-// folds group g-1 into the fp32 accumulator (wgmma.wait_group 1), so CUDA-core and tensor-core work overlap.
+// Tiling: a block computes 128 channels x 128 tokens with 384 threads = 3 warpgroups (warp-specialised):
+//   - warpgroups 0 and 1 consume: each owns 64 channels (wgmma m64n128k32, two per 64-group) and gets 232
+//     registers (setmaxnreg); no block-wide barrier in the K loop;
+//   - warpgroup 2 produces (40 registers): one thread streams each group's stage with three cp.async.bulk
+//     copies (activations 8 KB FP8, weights 4 KB int4, scales 512 B fp32: contiguous in global memory by
+//     construction, so no tensor maps) into a 12-stage ring guarded by full/empty mbarriers; warps 1-3
+//     stage the low-rank operands with cp.async.
+// Each group's dot goes to a fresh accumulator set (tmp0/tmp1 alternate), and while the tensor core works on
+// group g the warpgroup folds group g-1 into the fp32 accumulator (wgmma.wait_group 1), so CUDA-core and
+// tensor-core work overlap. A-fragment registers are fenced until the wait that covers their wgmma, so the
+// allocator cannot reuse them while the tensor core may still read them.
 //
 // Low-rank up projection: after the K loop, lora_up (A, 64 channels x r) and lact (B, 128 tokens x r), both
-// staged in shared memory at the start, go through r/16 bf16/fp16 wgmma m64n128k16 into a fresh
+// staged in shared memory at the start by producer warps 1-3, go through r/16 bf16/fp16 wgmma m64n128k16 into a fresh
 // accumulator set: the branch runs on tensor cores, not on CUDA-core FMAs. Then
 //   y = fma(acc, sa[token], lowrank) + bias [-> GELU], rounded once to 16 bits,
 // staged in shared memory and written with 16-byte stores. No atomics: deterministic.
@@ -49,17 +54,21 @@ namespace {
 
 constexpr int BM = 128;                               // output channels per block
 constexpr int BN = 128;                               // tokens per block (the wgmma N)
-constexpr int THREADS = 256;                          // two warpgroups
+constexpr int CONSUMER_WARPS = 8;                     // two warpgroups of wgmma consumers
+constexpr int CONSUMER_THREADS = CONSUMER_WARPS * 32;
+constexpr int THREADS = CONSUMER_THREADS + 128;       // + one producer warpgroup (one thread issues copies)
+constexpr int PRODUCER_REGS = 40, CONSUMER_REGS = 232;  // setmaxnreg split of the 64K-register file
+constexpr int LR_THREADS = 96;                        // producer warps 1-3 stage the low-rank operands
 #ifndef W4A8F_STAGES
-#define W4A8F_STAGES 6
+#define W4A8F_STAGES 12
 #endif
 constexpr int STAGES = W4A8F_STAGES;
-constexpr int AHEAD = STAGES - 2;                     // groups loading while one is multiplied
 constexpr int ACT_BYTES = BN * svdq::kGroup;          // 8192
 constexpr int WGT_BYTES = BM * svdq::kGroup / 2;      // 4096
 constexpr int SW_BYTES = BM * 4;                      // 512
 constexpr int STAGE_BYTES = ACT_BYTES + WGT_BYTES + SW_BYTES;
-constexpr int PIPE_BYTES = STAGES * STAGE_BYTES;      // 76800
+constexpr int PIPE_BYTES = STAGES * STAGE_BYTES;
+constexpr int BAR_BYTES = (2 * STAGES * 8 + 8 + 127) / 128 * 128;  // full[], empty[], lr_full, padded
 constexpr int OUT_PITCH = BM + 8;                     // staged output row, in 16-bit elements
 constexpr uint32_t kFp8Mask = 0x87878787u;
 static_assert(BN * OUT_PITCH * 2 <= PIPE_BYTES, "the output tile is staged in the pipeline buffers");
@@ -86,11 +95,7 @@ __device__ __forceinline__ void issue_group(float (&tmp)[64], const uint32_t (&a
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const uint64_t desc = svdq::smem_desc(act_stage + h * (ACT_BYTES / 2), BN * 16, 128);
-#ifndef W4A8F_EXP_NOMMA
     svdq::wgmma_e4m3_m64n128k32_rs(tmp, a[h], desc, h);
-#else
-    tmp[0] += __uint_as_float(a[h][0] ^ a[h][3]) + (float)desc;
-#endif
   }
   svdq::wgmma_commit();
 }
@@ -98,9 +103,6 @@ __device__ __forceinline__ void issue_group(float (&tmp)[64], const uint32_t (&a
 // acc[row][*] += tmp[row][*] * sw[row]: rows gid (s_lo) and gid + 8 (s_hi) of the warp's 16.
 __device__ __forceinline__ void fold_group(float (&acc)[64], float (&tmp)[64], float s_lo, float s_hi) {
   svdq::fence_operands(tmp);
-#ifdef W4A8F_EXP_NOFOLD
-  return;
-#endif
 #pragma unroll
   for (int j = 0; j < 16; ++j) {
     acc[4 * j + 0] = fmaf(tmp[4 * j + 0], s_lo, acc[4 * j + 0]);
@@ -137,49 +139,72 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
                           const T* __restrict__ lact, const T* __restrict__ lora_up, const T* __restrict__ bias,
                           T* __restrict__ out, int M, int N, int K, int rank, int epilogue) {
   extern __shared__ __align__(128) uint8_t smem[];
-  uint8_t* lr_up = smem + PIPE_BYTES;                  // [r/8][BM/8] core matrices of lora_up
-  uint8_t* lr_act = lr_up + BM * rank * 2;             // [r/8][BN/8] core matrices of lact
-  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
-  const int gid = lane >> 2, tig = lane & 3;
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + PIPE_BYTES);  // stage landed (tx bytes)
+  uint64_t* empty = full + STAGES;
+  uint64_t* lr_full = empty + STAGES;                                  // low-rank operands staged                                     // stage released by every consumer thread
+  uint8_t* lr_up = smem + PIPE_BYTES + BAR_BYTES;                      // [r/8][BM/8] core matrices of lora_up
+  uint8_t* lr_act = lr_up + BM * rank * 2;                             // [r/8][BN/8] core matrices of lact
+  const int tid = threadIdx.x, warp_id = tid >> 5, lane = tid & 31;
   const int n_groups = K / svdq::kGroup;
   const int ch0 = blockIdx.x * BM, tok0 = blockIdx.y * BN;
-  const uint8_t* act_src = act + static_cast<size_t>(blockIdx.y) * n_groups * ACT_BYTES;
-  const uint8_t* wgt_src = wgt + static_cast<size_t>(blockIdx.x) * n_groups * WGT_BYTES;
-  const float* sw_src = wscale + static_cast<size_t>(blockIdx.x) * n_groups * BM;
-
-  // Low-rank operands first (their own cp.async group, oldest, so every later wait covers them).
-  if (rank > 0) {
-    const int kchunks = rank / 8;  // 16-byte chunks per row
-    for (int c = tid; c < (BM + BN) * kchunks; c += THREADS) {
-      const bool is_up = c < BM * kchunks;
-      const int cc = is_up ? c : c - BM * kchunks;
-      const int row = cc / kchunks, kb = cc % kchunks;
-      uint8_t* dst = (is_up ? lr_up : lr_act) + ((kb * (BM / 8) + row / 8) * 8 + row % 8) * 16;
-      const bool valid = is_up || tok0 + row < M;
-      const T* src = is_up ? lora_up + static_cast<size_t>(ch0 + row) * rank + kb * 8
-                           : lact + static_cast<size_t>(valid ? tok0 + row : 0) * rank + kb * 8;
-      svdq::cp_async16(dst, src, valid);
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      svdq::mbar_init(&full[s], 1);
+      svdq::mbar_init(&empty[s], CONSUMER_THREADS);
     }
+    svdq::mbar_init(lr_full, LR_THREADS);
+    svdq::mbar_init_fence();
   }
-  svdq::cp_async_commit();
+  __syncthreads();
 
-  auto load_stage = [&](int g) {
-    if (g < n_groups) {
-      uint8_t* st = smem + (g % STAGES) * STAGE_BYTES;
-      for (int c = tid; c < STAGE_BYTES / 16; c += THREADS) {
-        const uint8_t* src = c < ACT_BYTES / 16 ? act_src + static_cast<size_t>(g) * ACT_BYTES + c * 16
-                             : c < (ACT_BYTES + WGT_BYTES) / 16
-                                 ? wgt_src + static_cast<size_t>(g) * WGT_BYTES + (c * 16 - ACT_BYTES)
-                                 : reinterpret_cast<const uint8_t*>(sw_src + static_cast<size_t>(g) * BM) +
-                                       (c * 16 - ACT_BYTES - WGT_BYTES);
-        svdq::cp_async16(st + c * 16, src, true);
+  if (warp_id >= CONSUMER_WARPS) {  // producer warpgroup: one thread streams every group's stage
+    svdq::setmaxnreg_dec<PRODUCER_REGS>();
+    if (warp_id > CONSUMER_WARPS) {
+      // The other three producer warps stage the low-rank operands (cp.async), so the consumers never have
+      // cp.async in flight: with consumer-issued copies pending through the main loop, a stage was refilled
+      // under a pending read about once per 10^5 tile-groups (H200).
+      const int ptid = tid - CONSUMER_THREADS - 32;
+      if (rank > 0) {
+        const int kchunks = rank / 8;  // 16-byte chunks per row
+        for (int c = ptid; c < (BM + BN) * kchunks; c += LR_THREADS) {
+          const bool is_up = c < BM * kchunks;
+          const int cc = is_up ? c : c - BM * kchunks;
+          const int row = cc / kchunks, kb = cc % kchunks;
+          uint8_t* dst = (is_up ? lr_up : lr_act) + ((kb * (BM / 8) + row / 8) * 8 + row % 8) * 16;
+          const bool valid = is_up || tok0 + row < M;
+          const T* src = is_up ? lora_up + static_cast<size_t>(ch0 + row) * rank + kb * 8
+                               : lact + static_cast<size_t>(valid ? tok0 + row : 0) * rank + kb * 8;
+          svdq::cp_async16(dst, src, valid);
+        }
+        svdq::cp_async_commit();
+        svdq::cp_async_wait<0>();
+        svdq::fence_proxy_async_smem();  // generic-proxy writes, read next by wgmma (async proxy)
+      }
+      svdq::mbar_arrive(lr_full);
+      return;
+    }
+    if (lane == 0) {
+      const uint8_t* act_src = act + static_cast<size_t>(blockIdx.y) * n_groups * ACT_BYTES;
+      const uint8_t* wgt_src = wgt + static_cast<size_t>(blockIdx.x) * n_groups * WGT_BYTES;
+      const float* sw_src = wscale + static_cast<size_t>(blockIdx.x) * n_groups * BM;
+#pragma unroll 1
+      for (int g = 0; g < n_groups; ++g) {
+        const int s = g % STAGES;
+        svdq::mbar_wait(&empty[s], ((g / STAGES) & 1) ^ 1);
+        uint8_t* st = smem + s * STAGE_BYTES;
+        svdq::mbar_arrive_expect_tx(&full[s], STAGE_BYTES);
+        svdq::bulk_copy_g2s(st, act_src + static_cast<size_t>(g) * ACT_BYTES, ACT_BYTES, &full[s]);
+        svdq::bulk_copy_g2s(st + ACT_BYTES, wgt_src + static_cast<size_t>(g) * WGT_BYTES, WGT_BYTES, &full[s]);
+        svdq::bulk_copy_g2s(st + ACT_BYTES + WGT_BYTES, sw_src + static_cast<size_t>(g) * BM, SW_BYTES, &full[s]);
       }
     }
-    svdq::cp_async_commit();  // possibly empty: keeps the group count uniform for cp_async_wait
-  };
-#pragma unroll 1
-  for (int g = 0; g < AHEAD; ++g) load_stage(g);
+    return;
+  }
 
+  // Consumers: two warpgroups, 64 channels each.
+  svdq::setmaxnreg_inc<CONSUMER_REGS>();
+  const int wg = tid >> 7, warp = warp_id & 3;
+  const int gid = lane >> 2, tig = lane & 3;
   float acc[64], tmp0[64], tmp1[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = tmp0[i] = tmp1[i] = 0.f;
@@ -187,17 +212,22 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
   svdq::fence_operands(acc);
   svdq::fence_operands(tmp0);
   svdq::fence_operands(tmp1);
-  uint32_t a0[2][4], a1[2][4];
+  uint32_t a0[2][4] = {}, a1[2][4] = {};
   const int wrow = wg * 64 + warp * 16 + gid;  // this thread's accumulator rows: wrow, wrow + 8
   const int wgt_off = ACT_BYTES + ((wg * 4 + warp) * 32 + lane) * 16;
 
-  // Group g's operands become resident; the stage of group g-2 (finished by both warpgroups) is refilled.
-  auto next_stage = [&](int g) -> const uint8_t* {
-    svdq::cp_async_wait<AHEAD - 1>();
-    svdq::fence_proxy_async_smem();
-    __syncthreads();
-    load_stage(g + AHEAD);
-    return smem + (g % STAGES) * STAGE_BYTES;
+  auto stage_of = [&](int g) -> const uint8_t* { return smem + (g % STAGES) * STAGE_BYTES; };
+  auto acquire = [&](int g) -> const uint8_t* {
+    svdq::mbar_wait(&full[g % STAGES], (g / STAGES) & 1);
+    return stage_of(g);
+  };
+  // Group g's wgmma has completed and its scales are folded: hand its stage back to the producer. Every
+  // consumer thread arrives for its own reads (count CONSUMER_THREADS), after a fence.proxy.async: the
+  // refill is an async-proxy write, and without the fence a refill overtook this stage's reads about once
+  // per 10^5 tile-groups on the H200 (seen at N=21504, rank 64; a fence per group cost ~4%, so stages are
+  // released in pairs behind one fence).
+  auto release = [&](int g) {
+    if (g >= 0) svdq::mbar_arrive(&empty[g % STAGES]);
   };
   auto scales = [&](int g) -> const float* {  // g may be -1 (value unused): keep the stage index in range
     return reinterpret_cast<const float*>(smem + ((g + STAGES) % STAGES) * STAGE_BYTES + ACT_BYTES + WGT_BYTES);
@@ -208,34 +238,43 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
   int g = 0;
 #pragma unroll 1
   for (; g + 1 < n_groups; g += 2) {
-    const uint8_t* st = next_stage(g);
+    const uint8_t* st = acquire(g);
     widen_weights(*reinterpret_cast<const uint4*>(st + wgt_off), a0);
     issue_group(tmp0, a0, st);
     svdq::wgmma_wait<1>();
+    svdq::fence_operands(a1);  // group g-1 (A = a1) is done: only now may a1's registers be rewritten
     const float* sp = scales(g - 1);
     fold_group(acc, tmp1, g > 0 ? sp[wrow] : 0.f, g > 0 ? sp[wrow + 8] : 0.f);
-    st = next_stage(g + 1);
+    st = acquire(g + 1);
     widen_weights(*reinterpret_cast<const uint4*>(st + wgt_off), a1);
     issue_group(tmp1, a1, st);
     svdq::wgmma_wait<1>();
+    svdq::fence_operands(a0);  // group g (A = a0) is done
     fold_group(acc, tmp0, scales(g)[wrow], scales(g)[wrow + 8]);
+    svdq::fence_proxy_async_smem();  // one fence per pair of groups (see release)
+    release(g - 1);
+    release(g);
   }
   if (g < n_groups) {  // odd number of groups: the last one goes through tmp0
-    const uint8_t* st = next_stage(g);
+    const uint8_t* st = acquire(g);
     widen_weights(*reinterpret_cast<const uint4*>(st + wgt_off), a0);
     issue_group(tmp0, a0, st);
     svdq::wgmma_wait<1>();
+    svdq::fence_operands(a1);
     const float* sp = scales(g - 1);
     fold_group(acc, tmp1, g > 0 ? sp[wrow] : 0.f, g > 0 ? sp[wrow + 8] : 0.f);
     svdq::wgmma_wait<0>();
+    svdq::fence_operands(a0);
     fold_group(acc, tmp0, scales(g)[wrow], scales(g)[wrow + 8]);
   } else {
     svdq::wgmma_wait<0>();
+    svdq::fence_operands(a1);
     fold_group(acc, tmp1, scales(g - 1)[wrow], scales(g - 1)[wrow + 8]);
   }
 
   // Low-rank up projection on tensor cores into tmp0 (zero when rank == 0). One straight-line wgmma
   // sequence per rank (a switch, not a loop with an early exit) keeps ptxas from serialising it.
+  svdq::mbar_wait(lr_full, 0);  // the low-rank operands are in shared memory
   switch (rank / 16) {
     case 1: lowrank_up<T, 1>(tmp0, lr_up, lr_act, wg); break;
     case 2: lowrank_up<T, 2>(tmp0, lr_up, lr_act, wg); break;
@@ -251,7 +290,7 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
   }
 
   // y = fma(acc, sa, lowrank) + bias [-> GELU], staged as [token][channel] 16-bit, then 16-byte stores.
-  __syncthreads();  // every warpgroup is done with the pipeline buffers
+  svdq::named_barrier(1, CONSUMER_THREADS);  // every warpgroup is done with the pipeline buffers
   T* stage_out = reinterpret_cast<T*>(smem);
   const float b_lo = bias != nullptr ? svdq::to_f32(bias[ch0 + wrow]) : 0.f;
   const float b_hi = bias != nullptr ? svdq::to_f32(bias[ch0 + wrow + 8]) : 0.f;
@@ -267,11 +306,11 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
       stage_out[(t + c) * OUT_PITCH + wrow + 8 * h] = svdq::from_f32<T>(y);
     }
   }
-  __syncthreads();
+  svdq::named_barrier(1, CONSUMER_THREADS);
   constexpr int CHUNKS_PER_ROW = BM * 2 / 16;  // 16
 #pragma unroll
-  for (int i = 0; i < BN * CHUNKS_PER_ROW / THREADS; ++i) {
-    const int c = tid + i * THREADS;
+  for (int i = 0; i < BN * CHUNKS_PER_ROW / CONSUMER_THREADS; ++i) {
+    const int c = tid + i * CONSUMER_THREADS;
     const int row = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
     const int m = tok0 + row, n = ch0 + col;
     if (m < M && n < N) {
@@ -283,11 +322,13 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
 
 // ---------------------------------------------------------------------------------------------------
 // Prologue: smoothing + per-token FP8 E4M3 quantization, written in the GEMM's core-matrix order.
-// One 128-thread block per token row (grid M_pad); each thread owns 8-column chunks c = tid + 128 i.
 //   xs = x * inv_smooth (fp32), amax = max |xs|, r = 448 / amax, sa = amax / 448 (IEEE divisions),
 //   q  = e4m3(xs * r) (round to nearest even, saturating at +-448); rows past M and all-zero rows get
-//   q = 0 and sa = 0. The reference is gpu.modules.reference.reference_linear_fp8_row.
-constexpr int Q_THREADS = 128, Q_MAX_CHUNKS = 16;  // K <= 16 * 128 * 8 = 16384
+//   q = 0 and sa = 0. The reference is gpu.modules.reference.quantize_fp8_row.
+// A row is held in registers between the amax pass and the quantizing pass (one read of x). Rows of
+// K <= 4096 take one warp each (4 rows per 128-thread block, no block barrier: the whole M fits in one
+// wave); longer rows take a 256-thread block each.
+constexpr int Q_WARP_K = 4096, Q_BLOCK_THREADS = 256, Q_WARP_BLOCK = 128;
 
 __device__ __forceinline__ uint32_t cvt_e4m3x4(float a, float b, float c, float d) {
   uint16_t lo, hi;
@@ -296,50 +337,63 @@ __device__ __forceinline__ uint32_t cvt_e4m3x4(float a, float b, float c, float 
   return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
 }
 
+// xs = x * inv_smooth for the 8 columns of chunk c.
 template <typename T>
+__device__ __forceinline__ void smooth8(const uint4& raw, const float* __restrict__ inv_smooth, int c, float (&f)[8]) {
+  const T* v = reinterpret_cast<const T*>(&raw);
+  const float4 s0 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c);
+  const float4 s1 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c + 1);
+  const float s[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+#pragma unroll
+  for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(svdq::to_f32(v[j]), s[j]);
+}
+
+// ROW_THREADS threads own one row; thread t holds 8-column chunks c = t + ROW_THREADS * i, i < MAX_CHUNKS.
+template <typename T, int ROW_THREADS, int MAX_CHUNKS>
 __device__ void quant_body(const T* __restrict__ x, const float* __restrict__ inv_smooth, uint8_t* __restrict__ act,
                            float* __restrict__ ascale, int M, int K) {
-  __shared__ float s_max[Q_THREADS / 32];
-  const int row = blockIdx.x, tid = threadIdx.x, chunks = K / 8, n_groups = K / svdq::kGroup;
+  __shared__ float s_max[ROW_THREADS / 32];
+  const int tid = threadIdx.x;
+  const int row = ROW_THREADS == 32 ? blockIdx.x * (Q_WARP_BLOCK / 32) + (tid >> 5) : blockIdx.x;
+  const int t = ROW_THREADS == 32 ? (tid & 31) : tid;
+  const int chunks = K / 8, n_groups = K / svdq::kGroup;
   const bool live = row < M;
-  uint4 raw[Q_MAX_CHUNKS];
+  uint4 raw[MAX_CHUNKS];
   float amax = 0.f;
 #pragma unroll
-  for (int i = 0; i < Q_MAX_CHUNKS; ++i) {
-    const int c = tid + i * Q_THREADS;
+  for (int i = 0; i < MAX_CHUNKS; ++i) {
+    const int c = t + i * ROW_THREADS;
     if (c < chunks && live) {
       raw[i] = __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(row) * K) + c);
-      const T* v = reinterpret_cast<const T*>(&raw[i]);
-      const float4 s0 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c);
-      const float4 s1 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c + 1);
-      const float s[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+      float f[8];
+      smooth8<T>(raw[i], inv_smooth, c, f);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(__fmul_rn(svdq::to_f32(v[j]), s[j])));
+      for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(f[j]));
     }
   }
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-  if ((tid & 31) == 0) s_max[tid >> 5] = amax;
-  __syncthreads();
-  amax = fmaxf(fmaxf(s_max[0], s_max[1]), fmaxf(s_max[2], s_max[3]));
+  if constexpr (ROW_THREADS > 32) {
+    if ((tid & 31) == 0) s_max[tid >> 5] = amax;
+    __syncthreads();
+#pragma unroll
+    for (int w = 0; w < ROW_THREADS / 32; ++w) amax = fmaxf(amax, s_max[w]);
+  }
   const bool nonzero = amax > 0.f;
   const float r = nonzero ? __fdiv_rn(448.f, amax) : 0.f;
-  if (tid == 0) ascale[row] = nonzero ? __fdiv_rn(amax, 448.f) : 0.f;
+  if (t == 0) ascale[row] = nonzero ? __fdiv_rn(amax, 448.f) : 0.f;
 
   const int tile = row / BN, tb = (row % BN) / 8, r8 = row % 8;
 #pragma unroll
-  for (int i = 0; i < Q_MAX_CHUNKS; ++i) {
-    const int c = tid + i * Q_THREADS;
+  for (int i = 0; i < MAX_CHUNKS; ++i) {
+    const int c = t + i * ROW_THREADS;
     if (c >= chunks) continue;
     uint2 q = make_uint2(0u, 0u);
     if (live && nonzero) {
-      const T* v = reinterpret_cast<const T*>(&raw[i]);
-      const float4 s0 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c);
-      const float4 s1 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c + 1);
-      const float s[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
       float f[8];
+      smooth8<T>(raw[i], inv_smooth, c, f);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(__fmul_rn(svdq::to_f32(v[j]), s[j]), r);
+      for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(f[j], r);
       q.x = cvt_e4m3x4(f[0], f[1], f[2], f[3]);
       q.y = cvt_e4m3x4(f[4], f[5], f[6], f[7]);
     }
@@ -364,11 +418,20 @@ svdq_w4a8f_gemm_fp16(const uint8_t* act, const float* ascale, const uint8_t* wgt
                      int rank, int epilogue) {
   gemm_body<__half>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, epilogue);
 }
-extern "C" __global__ void __launch_bounds__(Q_THREADS)
+extern "C" __global__ void __launch_bounds__(Q_BLOCK_THREADS)
 svdq_w4a8f_quant_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
-  quant_body<__nv_bfloat16>(x, inv_smooth, act, ascale, M, K);
+  quant_body<__nv_bfloat16, Q_BLOCK_THREADS, 8>(x, inv_smooth, act, ascale, M, K);
 }
-extern "C" __global__ void __launch_bounds__(Q_THREADS)
+extern "C" __global__ void __launch_bounds__(Q_BLOCK_THREADS)
 svdq_w4a8f_quant_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
-  quant_body<__half>(x, inv_smooth, act, ascale, M, K);
+  quant_body<__half, Q_BLOCK_THREADS, 8>(x, inv_smooth, act, ascale, M, K);
+}
+extern "C" __global__ void __launch_bounds__(Q_WARP_BLOCK)
+svdq_w4a8f_quant_warp_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale, int M,
+                           int K) {
+  quant_body<__nv_bfloat16, 32, Q_WARP_K / 256>(x, inv_smooth, act, ascale, M, K);
+}
+extern "C" __global__ void __launch_bounds__(Q_WARP_BLOCK)
+svdq_w4a8f_quant_warp_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
+  quant_body<__half, 32, Q_WARP_K / 256>(x, inv_smooth, act, ascale, M, K);
 }

@@ -40,9 +40,12 @@ _PRO_THREADS, _PRO_ROWS, _PRO_GROUPS = 128, 16, 8  # W4A8 K-split prologue
 _W4A8_THREADS, _W4A8_BM, _W4A8_BN = 256, 128, 128
 W4A8_ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics the W4A8 path reproduces
 # Hopper FP8 wgmma path (kernels_cu/svdq_w4a8_wgmma.cu): block tile, prologue block, pipeline bytes
-_W4A8F_THREADS, _W4A8F_TILE, _W4A8F_Q_THREADS = 256, 128, 128
-_W4A8F_PIPE_BYTES = 6 * (8192 + 4096 + 512)  # STAGES * (FP8 activations + int4 weights + fp32 scales)
-W4A8F_MAX_K = 16384  # the prologue holds a token row in registers: 16 chunks of 8 per thread
+_W4A8F_THREADS, _W4A8F_TILE = 384, 128  # 2 consumer warpgroups + 1 producer warpgroup; 128x128 tiles
+_W4A8F_STAGES = 12
+_W4A8F_Q_WARP_K, _W4A8F_Q_BLOCK = 4096, 256  # prologue: a warp per row up to this K, else a 256-thread block
+# STAGES * (FP8 activations + int4 weights + fp32 scales) + the full/empty/low-rank mbarriers
+_W4A8F_PIPE_BYTES = _W4A8F_STAGES * (8192 + 4096 + 512) + -(-(2 * _W4A8F_STAGES * 8 + 8) // 128) * 128
+W4A8F_MAX_K = 16384  # the prologue holds a token row in registers: 8 chunks of 8 per thread
 
 
 def device_arch(device: torch.device) -> str:
@@ -58,6 +61,7 @@ _KERNELS = {
     "prologue_int8": ("svdq_w4a8_gemm", "svdq_w4a8_prologue", "PPPPPPiiii"),
     "gemm_w4a8": ("svdq_w4a8_gemm", "svdq_w4a8_gemm", "PPPPPPPPiiiiiiii"),
     "quant_fp8": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant", "PPPPii"),
+    "quant_fp8_warp": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant_warp", "PPPPii"),
     "gemm_w4a8f": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm", "PPPPPPPPiiiii"),
 }
 _fns: dict[tuple[str, int, torch.dtype], object] = {}
@@ -323,10 +327,13 @@ def quantize_act_fp8(x: torch.Tensor, inv_smooth: torch.Tensor) -> Fp8Act:
     ascale = torch.empty((m_pad,), dtype=torch.float32, device=x.device)
     if m == 0:
         return Fp8Act(act, ascale, m, m_pad)
-    fn = _function("quant_fp8", x.device, x.dtype)
+    if k <= _W4A8F_Q_WARP_K:
+        fn, grid, block = _function("quant_fp8_warp", x.device, x.dtype), m_pad // 4, 128
+    else:
+        fn, grid, block = _function("quant_fp8", x.device, x.dtype), m_pad, _W4A8F_Q_BLOCK
     with _on_kernel_stream(x.device) as stream:
         fn.prepared_async_call(
-            (m_pad, 1, 1), (_W4A8F_Q_THREADS, 1, 1), stream,
+            (grid, 1, 1), (block, 1, 1), stream,
             x.data_ptr(), inv_smooth.data_ptr(), act.data_ptr(), ascale.data_ptr(), m, k,
         )  # fmt: skip
     return Fp8Act(act, ascale, m, m_pad)
