@@ -139,7 +139,7 @@ def build_t5_encoder(config: dict[str, Any], device: torch.device | str, dtype: 
 
     device = torch.device(device)
     with _building(device, dtype):
-        model = T5EncoderModel._from_config(T5Config(**config), dtype=dtype)
+        model = T5EncoderModel(T5Config(**config))  # the plain constructor: transformers 4.x and 5.x alike
     model.to(device)  # no-op when the constructor honoured the device context
     return model if device.type == "meta" else fill_random(model, seed)
 
@@ -155,7 +155,7 @@ def build_clip_text(config: dict[str, Any], device: torch.device | str, dtype: t
     device = torch.device(device)
     cfg = CLIPTextConfig(**config, eos_token_id=eos_token_id, bos_token_id=bos_token_id, pad_token_id=eos_token_id)
     with _building(device, dtype):
-        model = CLIPTextModel._from_config(cfg, dtype=dtype)
+        model = CLIPTextModel(cfg)
     model.to(device)
     return model if device.type == "meta" else fill_random(model, seed)
 
