@@ -51,3 +51,22 @@ def test_forced_block_by_block_encoders_make_the_same_image(tmp_path):
     assert "warmup_encode" not in r["stages"]
     plain = Image.open(tmp_path / "plain" / "image.png").tobytes()
     assert Image.open(tmp_path / "blocks" / "image.png").tobytes() == plain
+
+
+def test_out_of_memory_is_reported_with_its_stage(tmp_path, monkeypatch):
+    import torch
+
+    import gpu.generation.memory as memory
+
+    def no_room(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+
+    monkeypatch.setattr(memory, "decode_latents", no_room)
+    out = tmp_path / "oom"
+    assert main(["--tiny", "--out", str(out), "--steps", "1"]) == 1
+    r = _report(out)
+    assert r["completed"] is False and r["failed_stage"] == "warmup_decode"
+    assert "Tried to allocate" in r["error"] and set(r["stages"]) == {"warmup_encode", "warmup_denoise",
+                                                                      "warmup_decode"}  # fmt: skip
+    assert "completed: **no** (failed in warmup_decode" in (out / "flux_pipeline_16gb.md").read_text()
+    assert not (out / "image.png").exists()
