@@ -325,10 +325,12 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
 //   xs = x * inv_smooth (fp32), amax = max |xs|, r = 448 / amax, sa = amax / 448 (IEEE divisions),
 //   q  = e4m3(xs * r) (round to nearest even, saturating at +-448); rows past M and all-zero rows get
 //   q = 0 and sa = 0. The reference is gpu.modules.reference.quantize_fp8_row.
-// A row is held in registers between the amax pass and the quantizing pass (one read of x). Rows of
-// K <= 4096 take one warp each (4 rows per 128-thread block, no block barrier: the whole M fits in one
-// wave); longer rows take a 256-thread block each.
-constexpr int Q_WARP_K = 4096, Q_BLOCK_THREADS = 256, Q_WARP_BLOCK = 128;
+// Rows of K <= 4096: one warp per row, 8 rows per 256-thread block, so a block writes whole 128-byte
+// core-matrix lines (8 rows x 16 bytes) together. Two passes over the row (amax, then quantize): the second
+// read hits L2, and holding no row in registers keeps ~40 registers per thread, i.e. a full SM of warps (a
+// register-resident row measured 588 GB/s at K=3072 on the H200, this 997 GB/s). Longer rows: see
+// quant_row_block_body (at K=12288 the re-read missed L2: 682 GB/s vs 1275 GB/s register-resident).
+constexpr int Q_THREADS = 256, Q_ROWS = Q_THREADS / 32, Q_WARP_MAX_K = 4096, Q_BLOCK_MAX_CHUNKS = 8;
 
 __device__ __forceinline__ uint32_t cvt_e4m3x4(float a, float b, float c, float d) {
   uint16_t lo, hi;
@@ -337,9 +339,10 @@ __device__ __forceinline__ uint32_t cvt_e4m3x4(float a, float b, float c, float 
   return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
 }
 
-// xs = x * inv_smooth for the 8 columns of chunk c.
+// xs = x * inv_smooth for the 8 columns of chunk c, already loaded.
 template <typename T>
-__device__ __forceinline__ void smooth8(const uint4& raw, const float* __restrict__ inv_smooth, int c, float (&f)[8]) {
+__device__ __forceinline__ void smooth8_raw(const uint4& raw, const float* __restrict__ inv_smooth, int c,
+                                            float (&f)[8]) {
   const T* v = reinterpret_cast<const T*>(&raw);
   const float4 s0 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c);
   const float4 s1 = __ldg(reinterpret_cast<const float4*>(inv_smooth) + 2 * c + 1);
@@ -348,14 +351,63 @@ __device__ __forceinline__ void smooth8(const uint4& raw, const float* __restric
   for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(svdq::to_f32(v[j]), s[j]);
 }
 
-// ROW_THREADS threads own one row; thread t holds 8-column chunks c = t + ROW_THREADS * i, i < MAX_CHUNKS.
-template <typename T, int ROW_THREADS, int MAX_CHUNKS>
+// xs = x * inv_smooth for the 8 columns of chunk c of a row.
+template <typename T>
+__device__ __forceinline__ void smooth8(const T* __restrict__ xrow, const float* __restrict__ inv_smooth, int c,
+                                        float (&f)[8]) {
+  smooth8_raw<T>(__ldg(reinterpret_cast<const uint4*>(xrow) + c), inv_smooth, c, f);
+}
+
+template <typename T>
 __device__ void quant_body(const T* __restrict__ x, const float* __restrict__ inv_smooth, uint8_t* __restrict__ act,
+                           float* __restrict__ ascale, int M, int K) {
+  const int lane = threadIdx.x & 31, row = blockIdx.x * Q_ROWS + (threadIdx.x >> 5);
+  const int chunks = K / 8, n_groups = K / svdq::kGroup;
+  const bool live = row < M;
+  const T* xrow = x + static_cast<size_t>(live ? row : 0) * K;
+  float amax = 0.f;
+  if (live) {
+#pragma unroll 4
+    for (int c = lane; c < chunks; c += 32) {
+      float f[8];
+      smooth8<T>(xrow, inv_smooth, c, f);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(f[j]));
+    }
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+  const bool nonzero = amax > 0.f;
+  const float r = nonzero ? __fdiv_rn(448.f, amax) : 0.f;
+  if (lane == 0) ascale[row] = nonzero ? __fdiv_rn(amax, 448.f) : 0.f;
+
+  const int tile = row / BN, tb = (row % BN) / 8, r8 = row % 8;
+#pragma unroll 4
+  for (int c = lane; c < chunks; c += 32) {
+    uint2 q = make_uint2(0u, 0u);
+    if (live && nonzero) {
+      float f[8];
+      smooth8<T>(xrow, inv_smooth, c, f);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(f[j], r);
+      q.x = cvt_e4m3x4(f[0], f[1], f[2], f[3]);
+      q.y = cvt_e4m3x4(f[4], f[5], f[6], f[7]);
+    }
+    const int k = 8 * c, g = k / svdq::kGroup, h = (k % 64) / 32, kb = (k % 32) / 16;
+    const size_t off = (static_cast<size_t>(tile) * n_groups + g) * ACT_BYTES + h * (ACT_BYTES / 2) +
+                       (kb * (BN / 8) + tb) * 128 + r8 * 16 + (k % 16);
+    *reinterpret_cast<uint2*>(act + off) = q;
+  }
+}
+
+// Rows of K > 4096: ROW_THREADS threads own one row, held in registers between the two passes (one read of x:
+// a row no longer fits the L2 share of a re-read); thread t holds chunks c = t + ROW_THREADS * i, i < MAX_CHUNKS.
+template <typename T, int ROW_THREADS, int MAX_CHUNKS>
+__device__ void quant_row_block_body(const T* __restrict__ x, const float* __restrict__ inv_smooth, uint8_t* __restrict__ act,
                            float* __restrict__ ascale, int M, int K) {
   __shared__ float s_max[ROW_THREADS / 32];
   const int tid = threadIdx.x;
-  const int row = ROW_THREADS == 32 ? blockIdx.x * (Q_WARP_BLOCK / 32) + (tid >> 5) : blockIdx.x;
-  const int t = ROW_THREADS == 32 ? (tid & 31) : tid;
+  const int row = blockIdx.x, t = tid;
   const int chunks = K / 8, n_groups = K / svdq::kGroup;
   const bool live = row < M;
   uint4 raw[MAX_CHUNKS];
@@ -366,7 +418,7 @@ __device__ void quant_body(const T* __restrict__ x, const float* __restrict__ in
     if (c < chunks && live) {
       raw[i] = __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(row) * K) + c);
       float f[8];
-      smooth8<T>(raw[i], inv_smooth, c, f);
+      smooth8_raw<T>(raw[i], inv_smooth, c, f);
 #pragma unroll
       for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(f[j]));
     }
@@ -391,7 +443,7 @@ __device__ void quant_body(const T* __restrict__ x, const float* __restrict__ in
     uint2 q = make_uint2(0u, 0u);
     if (live && nonzero) {
       float f[8];
-      smooth8<T>(raw[i], inv_smooth, c, f);
+      smooth8_raw<T>(raw[i], inv_smooth, c, f);
 #pragma unroll
       for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(f[j], r);
       q.x = cvt_e4m3x4(f[0], f[1], f[2], f[3]);
@@ -418,20 +470,20 @@ svdq_w4a8f_gemm_fp16(const uint8_t* act, const float* ascale, const uint8_t* wgt
                      int rank, int epilogue) {
   gemm_body<__half>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, epilogue);
 }
-extern "C" __global__ void __launch_bounds__(Q_BLOCK_THREADS)
-svdq_w4a8f_quant_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
-  quant_body<__nv_bfloat16, Q_BLOCK_THREADS, 8>(x, inv_smooth, act, ascale, M, K);
-}
-extern "C" __global__ void __launch_bounds__(Q_BLOCK_THREADS)
-svdq_w4a8f_quant_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
-  quant_body<__half, Q_BLOCK_THREADS, 8>(x, inv_smooth, act, ascale, M, K);
-}
-extern "C" __global__ void __launch_bounds__(Q_WARP_BLOCK)
-svdq_w4a8f_quant_warp_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale, int M,
+extern "C" __global__ void __launch_bounds__(Q_THREADS)
+svdq_w4a8f_quant_long_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale, int M,
                            int K) {
-  quant_body<__nv_bfloat16, 32, Q_WARP_K / 256>(x, inv_smooth, act, ascale, M, K);
+  quant_row_block_body<__nv_bfloat16, Q_THREADS, Q_BLOCK_MAX_CHUNKS>(x, inv_smooth, act, ascale, M, K);
 }
-extern "C" __global__ void __launch_bounds__(Q_WARP_BLOCK)
-svdq_w4a8f_quant_warp_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
-  quant_body<__half, 32, Q_WARP_K / 256>(x, inv_smooth, act, ascale, M, K);
+extern "C" __global__ void __launch_bounds__(Q_THREADS)
+svdq_w4a8f_quant_long_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
+  quant_row_block_body<__half, Q_THREADS, Q_BLOCK_MAX_CHUNKS>(x, inv_smooth, act, ascale, M, K);
+}
+extern "C" __global__ void __launch_bounds__(Q_THREADS)
+svdq_w4a8f_quant_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
+  quant_body<__nv_bfloat16>(x, inv_smooth, act, ascale, M, K);
+}
+extern "C" __global__ void __launch_bounds__(Q_THREADS)
+svdq_w4a8f_quant_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
+  quant_body<__half>(x, inv_smooth, act, ascale, M, K);
 }

@@ -30,7 +30,7 @@ ENTRIES = {
                            "svdq_qk_norm_rope_bf16", "svdq_qk_norm_rope_fp16"),
     "svdq_w4a16_gemv.cu": ("svdq_w4a16_gemv_bf16", "svdq_w4a16_gemv_fp16"),
     "svdq_w4a8_wgmma.cu": ("svdq_w4a8f_gemm_bf16", "svdq_w4a8f_gemm_fp16", "svdq_w4a8f_quant_bf16",
-                           "svdq_w4a8f_quant_fp16", "svdq_w4a8f_quant_warp_bf16", "svdq_w4a8f_quant_warp_fp16"),
+                           "svdq_w4a8f_quant_fp16", "svdq_w4a8f_quant_long_bf16", "svdq_w4a8f_quant_long_fp16"),
 }
 # Families with an arch-specific target only (gpu.kernels.loader.ARCH_SPECIFIC): wgmma exists on sm_90a.
 ONLY_ARCHS = {"svdq_w4a8_wgmma.cu": ("90a",)}

@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_libraries()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:  # the memory-fraction API wants an indexed device
+        device = torch.device("cuda", torch.cuda.current_device())
     dtype = torch.bfloat16
     report: dict[str, Any] = {
         "tiny": args.tiny, "size": args.size, "steps": args.steps, "rank": args.rank, "prompt": args.prompt,

@@ -138,12 +138,12 @@ def _is_load_error(err: Exception) -> bool:
 def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:
     from gpu.kernels.launch import W4A8F_MAX_K
 
+    if layer.in_features > W4A8F_MAX_K:
+        return f"in_features {layer.in_features} > {W4A8F_MAX_K}"
     if layer.out_features % 8:
         return f"out_features {layer.out_features} is not a multiple of 8 (FP8 kernel stores 16-byte rows)"
     if layer.spec.rank % 16:
         return f"rank {layer.spec.rank} is not a multiple of 16 (bf16 wgmma k16)"
-    if layer.in_features > W4A8F_MAX_K:
-        return f"in_features {layer.in_features} > {W4A8F_MAX_K}"
     return None
 
 

@@ -42,10 +42,11 @@ W4A8_ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics 
 # Hopper FP8 wgmma path (kernels_cu/svdq_w4a8_wgmma.cu): block tile, prologue block, pipeline bytes
 _W4A8F_THREADS, _W4A8F_TILE = 384, 128  # 2 consumer warpgroups + 1 producer warpgroup; 128x128 tiles
 _W4A8F_STAGES = 12
-_W4A8F_Q_WARP_K, _W4A8F_Q_BLOCK = 4096, 256  # prologue: a warp per row up to this K, else a 256-thread block
+_W4A8F_Q_ROWS = 8  # prologue: a warp per token row, 8 rows per block, for K <= 4096
+_W4A8F_Q_LONG_MAX_K = 16384  # longer rows: a 256-thread block per row, held in registers (8 chunks / thread)
+W4A8F_MAX_K = _W4A8F_Q_LONG_MAX_K
 # STAGES * (FP8 activations + int4 weights + fp32 scales) + the full/empty/low-rank mbarriers
 _W4A8F_PIPE_BYTES = _W4A8F_STAGES * (8192 + 4096 + 512) + -(-(2 * _W4A8F_STAGES * 8 + 8) // 128) * 128
-W4A8F_MAX_K = 16384  # the prologue holds a token row in registers: 8 chunks of 8 per thread
 
 
 def device_arch(device: torch.device) -> str:
@@ -61,7 +62,7 @@ _KERNELS = {
     "prologue_int8": ("svdq_w4a8_gemm", "svdq_w4a8_prologue", "PPPPPPiiii"),
     "gemm_w4a8": ("svdq_w4a8_gemm", "svdq_w4a8_gemm", "PPPPPPPPiiiiiiii"),
     "quant_fp8": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant", "PPPPii"),
-    "quant_fp8_warp": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant_warp", "PPPPii"),
+    "quant_fp8_long": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant_long", "PPPPii"),
     "gemm_w4a8f": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm", "PPPPPPPPiiiii"),
 }
 _fns: dict[tuple[str, int, torch.dtype], object] = {}
@@ -317,8 +318,6 @@ def quantize_act_fp8(x: torch.Tensor, inv_smooth: torch.Tensor) -> Fp8Act:
     """Hopper FP8 prologue. x: T [M, K] (bf16/fp16), inv_smooth: fp32 [K] -> Fp8Act (per-token E4M3 codes of
     x * inv_smooth; numerics of ``gpu.modules.reference.quantize_fp8_row``)."""
     x, m, k, _, _ = _prologue_inputs(x, None, None)
-    if k > W4A8F_MAX_K:
-        raise ValueError(f"K={k} > {W4A8F_MAX_K} (the FP8 prologue keeps a token row on chip)")
     _check(inv_smooth, "inv_smooth", (k,), torch.float32, x.device)
     if x.data_ptr() % 16:
         x = x.clone()  # 16-byte vector loads
@@ -327,13 +326,15 @@ def quantize_act_fp8(x: torch.Tensor, inv_smooth: torch.Tensor) -> Fp8Act:
     ascale = torch.empty((m_pad,), dtype=torch.float32, device=x.device)
     if m == 0:
         return Fp8Act(act, ascale, m, m_pad)
-    if k <= _W4A8F_Q_WARP_K:
-        fn, grid, block = _function("quant_fp8_warp", x.device, x.dtype), m_pad // 4, 128
+    if k > W4A8F_MAX_K:
+        raise ValueError(f"K={k} > {W4A8F_MAX_K} (the FP8 prologue keeps a long token row in registers)")
+    if k <= 4096:
+        fn, grid = _function("quant_fp8", x.device, x.dtype), m_pad // _W4A8F_Q_ROWS
     else:
-        fn, grid, block = _function("quant_fp8", x.device, x.dtype), m_pad, _W4A8F_Q_BLOCK
+        fn, grid = _function("quant_fp8_long", x.device, x.dtype), m_pad
     with _on_kernel_stream(x.device) as stream:
         fn.prepared_async_call(
-            (grid, 1, 1), (block, 1, 1), stream,
+            (grid, 1, 1), (32 * _W4A8F_Q_ROWS, 1, 1), stream,
             x.data_ptr(), inv_smooth.data_ptr(), act.data_ptr(), ascale.data_ptr(), m, k,
         )  # fmt: skip
     return Fp8Act(act, ascale, m, m_pad)
