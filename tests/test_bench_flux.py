@@ -47,7 +47,13 @@ def test_correctness_fields(tiny_result):
     assert 0 < corr["ours_rel_error_vs_reference"] <= 1e-2
     assert outs["ours"]["max_abs_diff_vs_fused_eager"] == 0.0  # no graph on the CPU: the same eager forward
     assert outs["bf16_compiled"]["rel_error_vs_bf16_eager"] < 1e-2
-    assert "| SVDQ INT4 r32, fused + CUDA graph |" in markdown and "Correctness: ours vs reference" in markdown
+    # teacher-forced per-block checks: one entry per block (2 double + 2 single)
+    assert corr["per_block_unfused_vs_reference"]["per_block"] == [0.0] * 4
+    fused = corr["per_block_fused_vs_reference"]
+    assert len(fused["per_block"]) == 4 and 0 < fused["median"] <= fused["max"] <= 1e-2
+    assert corr["reference_sensitivity_1ulp_input"] > 0
+    assert "| SVDQ INT4 r32, fused + CUDA graph |" in markdown
+    assert "Correctness, end to end: ours vs reference" in markdown and "Correctness, per block" in markdown
 
 
 def test_a_failing_compile_is_reported_not_fatal(tmp_path, monkeypatch):
