@@ -21,10 +21,6 @@ from gpu.runtime.memory_policy import (
     detect_total_vram,
 )
 
-# What the fused kernels add to FLUX.1-dev INT4 at run time (repacked codes + scales of the W4A4 layers),
-# counted by gpu.generation.memory.kernel_copy_bytes on the meta build: 4.26 GiB.
-FLUX_WITH_KERNEL_COPIES = replace(FLUX_DEV_INT4, transformer_extra=4_572_315_648)
-
 
 @pytest.mark.parametrize(
     ("gb", "name", "text_encoders", "by_block", "tile"),
@@ -86,19 +82,9 @@ def test_detected_vram_honours_the_per_process_fraction(monkeypatch):
     assert detect_total_vram() == 80 * GiB
 
 
-def test_kernel_copies_change_the_plan():
-    """With the fused kernels' repacked copies (4.3 GiB) FLUX INT4 no longer fits 12 GB; 16 GB still does."""
-    at12 = choose_policy(12 * GiB, FLUX_WITH_KERNEL_COPIES)
-    assert at12.name == "over-budget" and not at12.fits and at12.text_encoders == "cpu"
-    assert "run out of memory" in at12.description
-    at16 = choose_policy(16 * GiB, FLUX_WITH_KERNEL_COPIES)
-    assert at16.name == "encode-by-block" and at16.fits and at16.vae_tile_size == 1024
-    assert at16.peak_estimate_bytes <= at16.budget_bytes
-
-
 def test_encoders_move_closer_to_the_gpu_as_vram_grows():
     order = {"cpu": 0, "gpu-while-encoding": 1, "gpu": 2}
-    for sizes in (FLUX_DEV_INT4, FLUX_WITH_KERNEL_COPIES):
+    for sizes in (FLUX_DEV_INT4,):
         places = [order[choose_policy(gb * GiB // 2, sizes).text_encoders] for gb in range(8, 200)]
         assert places == sorted(places)
         # where the plan fits from 14 GB up, native 1024x1024 images are never tiled, whatever stays resident
@@ -120,14 +106,10 @@ def test_flux_constants_match_meta_builds():
     """FLUX_DEV_INT4 is what the real configs weigh (meta device: no memory)."""
     from gpu.bench import random_text_encoders as rte
     from gpu.bench.flux_random import FLUX_DEV_CONFIG, build_quantized_flux
-    from gpu.generation.memory import encoder_size, module_bytes, tensors_bytes
-    from gpu.modules.svdq_linear import SVDQLinear
+    from gpu.generation.memory import encoder_size, module_bytes
 
     transformer = build_quantized_flux(FLUX_DEV_CONFIG, "meta", rank=32)
     assert module_bytes(transformer) == FLUX_DEV_INT4.transformer
-    w4a4 = [m for m in transformer.modules() if isinstance(m, SVDQLinear) and m.spec.act_format is not None]
-    copies = tensors_bytes(t for m in w4a4 for t in (m.qweight, m.wscales))
-    assert copies == FLUX_WITH_KERNEL_COPIES.transformer_extra
     assert encoder_size(rte.build_clip_text(rte.CLIP_L_CONFIG, "meta")) == FLUX_DEV_INT4.text_encoders[0]
     assert encoder_size(rte.build_t5_encoder(rte.T5_XXL_CONFIG, "meta")) == FLUX_DEV_INT4.text_encoders[1]
     assert module_bytes(rte.build_flux_vae(rte.FLUX_VAE_CONFIG, "meta")) == FLUX_DEV_INT4.vae
@@ -288,7 +270,7 @@ def test_predicted_sizes_from_headers_match_the_loaded_pipeline():
     from gpu.paths import resources_dir
 
     folder = resources_dir() / "models" / "demo"
-    predicted = predicted_sizes(inspect_model_path(folder), folder, fused_kernels=False)
+    predicted = predicted_sizes(inspect_model_path(folder), folder)
     loaded = pipeline_sizes(FluxPipeline.from_pretrained(folder, dtype=torch.bfloat16), torch.device("cpu"))
     # headers hold the weights; loaded modules also carry non-persistent buffers (CLIP's position ids, 256 B)
     assert (predicted.transformer, predicted.vae) == (loaded.transformer, loaded.vae)

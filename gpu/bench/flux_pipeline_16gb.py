@@ -113,7 +113,7 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
 
     from gpu.bench import random_text_encoders as rte
     from gpu.bench.flux_random import FLUX_DEV_CONFIG, FLUX_TINY_CONFIG, build_quantized_flux
-    from gpu.generation.memory import encoder_size, kernel_copy_bytes, module_bytes, place_pipeline
+    from gpu.generation.memory import encoder_size, module_bytes, place_pipeline
     from gpu.runtime.memory_policy import ModelSizes, choose_policy
 
     tiny = args.tiny
@@ -128,8 +128,7 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
     vae = rte.build_flux_vae(rte.FLUX_VAE_TINY_CONFIG if tiny else rte.FLUX_VAE_CONFIG, device, dtype)
     config = FLUX_TINY_CONFIG if tiny else FLUX_DEV_CONFIG
     meta = build_quantized_flux(config, "meta", dtype, rank=args.rank, seed=args.seed)
-    sizes = ModelSizes(module_bytes(meta), (encoder_size(clip), t5_size), module_bytes(vae),
-                       kernel_copy_bytes(meta, device))  # fmt: skip
+    sizes = ModelSizes(module_bytes(meta), (encoder_size(clip), t5_size), module_bytes(vae))
     policy = choose_policy(budget, sizes)
     if args.text_encoders != "auto":
         place, by_block = FORCED[args.text_encoders]
@@ -153,7 +152,7 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
         torch.cuda.empty_cache()
     report["build_seconds"] = round(time.perf_counter() - t0, 2)
     report["sizes_gib"] = {
-        "transformer": gib(sizes.transformer), "transformer_kernel_copies_estimate": gib(sizes.transformer_extra),
+        "transformer": gib(sizes.transformer),
         "t5": gib(t5_size.total), "t5_streamed": gib(t5_size.streamed), "clip": gib(sizes.text_encoders[0].total),
         "vae": gib(sizes.vae),
     }  # fmt: skip

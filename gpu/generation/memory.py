@@ -70,26 +70,11 @@ def encoder_size(module: nn.Module) -> EncoderSize:
     return EncoderSize(total, total - module_bytes(blocks) + max(module_bytes(b) for b in blocks))
 
 
-def kernel_copy_bytes(transformer: nn.Module, device: torch.device) -> int:
-    """Extra GPU bytes the fused kernels hold at run time: each W4A4 layer they serve keeps a repacked copy of
-    its 4-bit codes and scales (``gpu.kernels.repack``) next to the canonical buffers."""
-    if device.type != "cuda":
-        return 0
-    from gpu.modules.svdq_linear import SVDQLinear
-    from gpu.runtime.dispatch import choose_path
-
-    layers = [m for m in transformer.modules() if isinstance(m, SVDQLinear) and m.spec.act_format is not None]
-    if not layers or choose_path(layers[0], device)[0] is None:
-        return 0
-    return tensors_bytes(t for m in layers for t in (m.qweight, m.wscales))
-
-
 def pipeline_sizes(pipe: Any, device: torch.device) -> ModelSizes:
     """Run-time bytes of a loaded pipeline's parts (as loaded: dtype already the run-time one)."""
     encoders = tuple(encoder_size(getattr(pipe, n)) for n in TEXT_ENCODERS if getattr(pipe, n, None) is not None)
     return ModelSizes(
         transformer=module_bytes(pipe.transformer), text_encoders=encoders, vae=module_bytes(pipe.vae),
-        transformer_extra=kernel_copy_bytes(pipe.transformer, device),
     )  # fmt: skip
 
 
@@ -124,28 +109,15 @@ def folder_sizes(folder: Path) -> tuple[int, int]:
     return total, streamed
 
 
-def predicted_sizes(facts: Any, base_path: Path | None, fused_kernels: bool) -> ModelSizes:
+def predicted_sizes(facts: Any, base_path: Path | None) -> ModelSizes:
     """Sizes of a model that is not loaded, from file headers (FLUX.1-dev's encoders/VAE when the base
     pipeline is unknown). ``facts``: ``gpu.model_files.ModelFacts``."""
-    if facts.kind == "svdq":
-        transformer, extra = facts.size_bytes, 0
-        if fused_kernels:
-            from gpu.checkpoint.format import read_checkpoint_meta
-
-            w4a4 = {n for n, spec in read_checkpoint_meta(facts.path).layers.items() if spec.get("act_format")}
-            header = _header(facts.path)
-            extra = sum(
-                _numel(e) * (1 if e["dtype"] in ("U8", "I8", "F8_E4M3") else 2)
-                for k, e in header.items()
-                if k != "__metadata__" and k.rsplit(".", 1)[0] in w4a4 and k.rsplit(".", 1)[1] in ("qweight", "wscales")
-            )  # fmt: skip
-    else:
-        transformer, extra = 2 * facts.transformer_params, 0
+    transformer = facts.size_bytes if facts.kind == "svdq" else 2 * facts.transformer_params
     if base_path is None or not (base_path / "model_index.json").is_file():
-        return ModelSizes(transformer, FLUX_DEV_INT4.text_encoders, FLUX_DEV_INT4.vae, extra)
+        return ModelSizes(transformer, FLUX_DEV_INT4.text_encoders, FLUX_DEV_INT4.vae)
     encoders = tuple(EncoderSize(*folder_sizes(base_path / n)) for n in TEXT_ENCODERS if (base_path / n).is_dir())
     vae = folder_sizes(base_path / "vae")[0] if (base_path / "vae").is_dir() else FLUX_DEV_INT4.vae
-    return ModelSizes(transformer, encoders, vae, extra)
+    return ModelSizes(transformer, encoders, vae)
 
 
 def policy_for_pipeline(pipe: Any, device: torch.device) -> MemoryPolicy:

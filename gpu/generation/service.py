@@ -67,7 +67,7 @@ class GenerationService:
             policy = self.loaded.policy
         else:
             path = predicted_path(facts.kind, self.device)
-            policy = predicted_policy(facts, self.library, self.device, path)
+            policy = predicted_policy(facts, self.library, self.device)
         return ModelInfo(
             entry.name, entry.path, facts.kind, facts.architecture, facts.precision, facts.size_bytes,
             estimate_vram(facts.kind, facts.transformer_params, facts.size_bytes), path, dict(facts.defaults), policy,
@@ -254,7 +254,7 @@ def predicted_path(kind: str, device: torch.device | None) -> str:
     return predicted_backend(device)
 
 
-def predicted_policy(facts: Any, library: ModelLibrary, device: torch.device | None, path: str) -> Any:
+def predicted_policy(facts: Any, library: ModelLibrary, device: torch.device | None) -> Any:
     """The memory policy a model will get when loaded on ``device``, from file headers (no weights read)."""
     from gpu.generation.memory import predicted_sizes
     from gpu.generation.pipeline_loader import default_device, resolve_base
@@ -267,7 +267,7 @@ def predicted_policy(facts: Any, library: ModelLibrary, device: torch.device | N
         base = resolve_base(facts, library, None) if facts.kind == "svdq" else facts.path
     except UserError:  # the base is reported when the model loads; plan with FLUX.1's encoders meanwhile
         base = None
-    return choose_policy(total, predicted_sizes(facts, base, fused_kernels=not path.startswith("PyTorch")))
+    return choose_policy(total, predicted_sizes(facts, base))
 
 
 def estimate_vram(kind: str, params: int, size_bytes: int) -> int:

@@ -113,7 +113,7 @@ class FusedPath:
         from gpu.kernels import launch, repack
 
         try:
-            return getattr(launch, self.forward_name)(x, getattr(repack, self.pack_name)(layer))
+            return getattr(launch, self.forward_name)(x, getattr(repack, self.pack_name)(layer, x.device))
         except Exception as err:  # noqa: BLE001 - a build/load failure must not kill generation
             if not _is_load_error(err):
                 raise

@@ -64,9 +64,10 @@ def repack_qweight(qweight: torch.Tensor, n_pad: int) -> torch.Tensor:
     return w.contiguous().view(n_pad // 8, k // GROUP, 32, 2)
 
 
-def repack_layer(layer: torch.nn.Module) -> PackedWeights:
-    """``SVDQLinear`` (INT4 W4A4) -> PackedWeights; runs on the layer's device."""
-    qweight = layer.qweight
+def repack_layer(layer: torch.nn.Module, device: torch.device | None = None) -> PackedWeights:
+    """``SVDQLinear`` (INT4 W4A4) -> PackedWeights on ``device`` (default: the layer's compute device)."""
+    device = device or layer.compute_device
+    qweight = layer.qweight.to(device)
     n, k = layer.out_features, layer.in_features
     n_pad = round_up(n, PAD_N)
     dtype = layer.compute_dtype
@@ -75,7 +76,7 @@ def repack_layer(layer: torch.nn.Module) -> PackedWeights:
     rank = int(lora_down.shape[1]) if lora_down is not None else 0
     smooth = getattr(layer, "smooth", None)
     bias = layer.bias
-    wscale = _pad_rows(layer.wscales.to(dtype), n_pad).t().contiguous()
+    wscale = _pad_rows(layer.wscales.to(device=device, dtype=dtype), n_pad).t().contiguous()
     return PackedWeights(
         wgt=repack_qweight(qweight, n_pad),
         wscale=wscale,
@@ -99,11 +100,23 @@ def source_key(layer: torch.nn.Module) -> tuple:
     )
 
 
-def packed_for(layer: torch.nn.Module) -> PackedWeights:
-    """The layer's packed weights, repacked when its buffers changed since the last call."""
+def offload_canonical(layer: torch.nn.Module) -> None:
+    """After a repack the kernels read only the packed copy: keep the canonical 4-bit codes and scales in host
+    memory instead of a second copy on the GPU (4.3 GiB for FLUX.1-dev). The reference fallback, LoRA and
+    checkpoint code read them from there (``SVDQLinear.quantized_weight(device)``, ``compute_device``)."""
+    for name in ("qweight", "wscales"):
+        t = layer._buffers.get(name)
+        if t is not None and t.device.type == "cuda":
+            layer._buffers[name] = t.to("cpu")
+
+
+def packed_for(layer: torch.nn.Module, device: torch.device | None = None) -> PackedWeights:
+    """The layer's packed W4A4 weights, repacked when its buffers changed since the last call."""
     cached = getattr(layer, "_svdq_packed", None)
     if cached is None or cached.key != source_key(layer):
-        cached = repack_layer(layer)
+        cached = repack_layer(layer, device)
+        offload_canonical(layer)
+        cached.key = source_key(layer)
         layer._svdq_packed = cached
     return cached
 
@@ -172,10 +185,11 @@ def repack_qweight_w4a8f(qweight: torch.Tensor, n_pad: int) -> torch.Tensor:
     return byte.to(torch.uint8).contiguous().view(n_pad // W4A8F_TILE, k // GROUP, 4096)
 
 
-def repack_layer_w4a8f(layer: torch.nn.Module) -> PackedW4A8F:
-    """``SVDQLinear`` (INT4 W4A4) -> PackedW4A8F; runs on the layer's device."""
+def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = None) -> PackedW4A8F:
+    """``SVDQLinear`` (INT4 W4A4) -> PackedW4A8F on ``device`` (default: the layer's compute device)."""
     from gpu.modules.reference import smoothed_lora_down
 
+    device = device or layer.compute_device
     n, k = layer.out_features, layer.in_features
     n_pad = round_up(n, W4A8F_TILE)
     dtype = layer.compute_dtype
@@ -184,14 +198,14 @@ def repack_layer_w4a8f(layer: torch.nn.Module) -> PackedW4A8F:
     rank = int(lora_down.shape[1]) if lora_down is not None else 0
     smooth = getattr(layer, "smooth", None)
     groups = k // GROUP
-    sw = _pad_rows(layer.wscales.float() * FP8_SUBNORMAL_UNIT, n_pad)  # [N_pad, G]
+    sw = _pad_rows(layer.wscales.to(device).float() * FP8_SUBNORMAL_UNIT, n_pad)  # [N_pad, G]
     wscale = sw.view(n_pad // W4A8F_TILE, W4A8F_TILE, groups).permute(0, 2, 1).contiguous()
     if smooth is not None:
         inv_smooth = torch.reciprocal(smooth.float()).contiguous()
     else:
-        inv_smooth = torch.ones(k, dtype=torch.float32, device=layer.qweight.device)
+        inv_smooth = torch.ones(k, dtype=torch.float32, device=device)
     return PackedW4A8F(
-        wgt=repack_qweight_w4a8f(layer.qweight, n_pad),
+        wgt=repack_qweight_w4a8f(layer.qweight.to(device), n_pad),
         wscale=wscale,
         inv_smooth=inv_smooth,
         lora_down=smoothed_lora_down(lora_down.to(dtype), smooth).contiguous() if rank else None,
@@ -205,10 +219,12 @@ def repack_layer_w4a8f(layer: torch.nn.Module) -> PackedW4A8F:
     )
 
 
-def packed_w4a8f_for(layer: torch.nn.Module) -> PackedW4A8F:
+def packed_w4a8f_for(layer: torch.nn.Module, device: torch.device | None = None) -> PackedW4A8F:
     """The layer's FP8-path packed weights, repacked when its buffers changed since the last call."""
     cached = getattr(layer, "_svdq_packed_w4a8f", None)
     if cached is None or cached.key != source_key(layer):
-        cached = repack_layer_w4a8f(layer)
+        cached = repack_layer_w4a8f(layer, device)
+        offload_canonical(layer)
+        cached.key = source_key(layer)
         layer._svdq_packed_w4a8f = cached
     return cached

@@ -110,7 +110,7 @@ def restore(model: nn.Module) -> int:
 def _append_to_branch(layer: SVDQLinear, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     base_down, base_up = layer._buffers.get("lora_down"), layer._buffers.get("lora_up")
     dtype = base_down.dtype if base_down is not None else layer.compute_dtype
-    device = layer.qweight.device
+    device = layer.compute_device
     smooth = layer._buffers.get("smooth")
     lam = smooth.float().to(device) if smooth is not None else None
     downs, ups = [], []

@@ -69,11 +69,26 @@ class SVDQLinear(nn.Module):
         self.last_path = "not run yet"
 
     # -- views of the stored tensors ---------------------------------------------------------------
-    def quantized_weight(self) -> QuantizedTensor:
-        """The residual weight as a QuantizedTensor (codes unpacked): [N, K]."""
+    def quantized_weight(self, device: torch.device | None = None) -> QuantizedTensor:
+        """The residual weight as a QuantizedTensor (codes unpacked): [N, K], on ``device`` (default: where
+        the canonical buffers are; after a kernel repack that is host memory, see ``compute_device``)."""
         fmt = get_format(self.spec.weight_format)
-        codes = unpack_codes(self.qweight, fmt)
-        return QuantizedTensor(codes, self.wscales, fmt, getattr(self, "wscale_global", None))
+        qweight, wscales = self.qweight, self.wscales
+        gscale = getattr(self, "wscale_global", None)
+        if device is not None and qweight.device != device:
+            qweight, wscales = qweight.to(device), wscales.to(device)
+            gscale = gscale.to(device) if gscale is not None else None
+        return QuantizedTensor(unpack_codes(qweight, fmt), wscales, fmt, gscale)
+
+    @property
+    def compute_device(self) -> torch.device:
+        """The device the layer computes on. The fused kernels' repack moves ``qweight``/``wscales`` to host
+        memory (the kernels read only their packed copy), so ask the buffers that stay."""
+        for name in ("smooth", "lora_down", "bias", "qweight"):
+            t = getattr(self, name, None)
+            if t is not None:
+                return t.device
+        return self.qweight.device
 
     def optional(self, name: str) -> torch.Tensor | None:
         return getattr(self, name, None)
@@ -94,7 +109,7 @@ class SVDQLinear(nn.Module):
         if act_format == FP8_ROW:
             y = reference_linear_fp8_row(
                 x.reshape(-1, self.in_features),
-                self.quantized_weight(),
+                self.quantized_weight(x.device),
                 self.optional("smooth"),
                 self.optional("lora_down"),
                 self.optional("lora_up"),
@@ -103,7 +118,7 @@ class SVDQLinear(nn.Module):
             return y.to(x.dtype).reshape(*lead, self.out_features)
         y = reference_linear(
             x.reshape(-1, self.in_features),
-            self.quantized_weight(),
+            self.quantized_weight(x.device),
             act_format or self.spec.act_format,
             self.optional("smooth"),
             self.optional("lora_down"),

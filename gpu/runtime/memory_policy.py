@@ -49,19 +49,17 @@ class EncoderSize:
 
 @dataclass(frozen=True)
 class ModelSizes:
-    """Run-time bytes of a pipeline's parts on the GPU (16-bit weights; 4-bit layers at their stored size).
-
-    ``transformer_extra`` is what the fused kernels add at run time (repacked copies of the 4-bit weights)."""
+    """Run-time bytes of a pipeline's parts on the GPU (16-bit weights; 4-bit layers at their stored size: the
+    fused kernels' repacked copy replaces the canonical buffers on the GPU, see gpu.kernels.repack)."""
 
     transformer: int
     text_encoders: tuple[EncoderSize, ...]
     vae: int
-    transformer_extra: int = 0
 
     @property
     def core(self) -> int:
-        """What stays on the GPU in every GPU policy: transformer (with kernel copies) and VAE."""
-        return self.transformer + self.transformer_extra + self.vae
+        """What stays on the GPU in every GPU policy: transformer and VAE."""
+        return self.transformer + self.vae
 
     @property
     def encoders_total(self) -> int:
@@ -167,13 +165,12 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
 
     details = {
         "transformer_gib": sizes.transformer / GiB,
-        "kernel_copies_gib": sizes.transformer_extra / GiB,
         "vae_gib": sizes.vae / GiB,
         "text_encoders_gib": sizes.encoders_total / GiB,
         "budget_gib": budget / GiB,
     }
     encoders = f"text encoders ({_gib(sizes.encoders_total)})"
-    kept = f"transformer ({_gib(sizes.transformer + sizes.transformer_extra)}) and VAE stay on the GPU"
+    kept = f"transformer ({_gib(sizes.transformer)}) and VAE stay on the GPU"
     resident_peak = core + sizes.encoders_total + max(denoise, decode_bytes(1024))
     # Residency must leave room for an untiled decode at 1024x1024: saving the encoders' move (about a second
     # per prompt) is not worth tiling every native-size image.

@@ -121,6 +121,12 @@ def test_w4a8f_dispatch(gen):
     REPORT.append(f"dispatch: {layer.last_path}")
     assert "W4A8 FP8" in layer.last_path, layer.last_path
     assert rel_err(y, layer.forward_reference(x, act_format=FP8_ROW)) <= 4e-3
+    # the GPU keeps only the packed copy: the canonical codes and scales moved to host memory
+    assert layer.qweight.device.type == "cpu" and layer.wscales.device.type == "cpu"
+    assert torch.equal(layer(x), y)  # no repack, same result
+    y32 = layer(x.float())  # dtype mismatch: the reference runs, reading the host copies
+    assert "PyTorch reference" in layer.last_path and y32.device == x.device
+    assert rel_err(y32.to(y.dtype), y) <= 4e-2
     from gpu.kernels.backend import W4A8
 
     odd = random_layer(192, 132, 16, torch.bfloat16, gen)  # N % 8 != 0: refused with a reason
