@@ -192,7 +192,7 @@ def merge_refusal(layers: Sequence[nn.Module], max_rank: int = MAX_KERNEL_RANK) 
             return f"different specs ({s.kind} {s.weight_format}/{s.act_format} vs {f.weight_format}/{f.act_format})"
         if m.compute_dtype != first.compute_dtype or m.wscales.dtype != first.wscales.dtype:
             return "different dtypes"
-        if m.qweight.device != first.qweight.device:
+        if m.compute_device != first.compute_device:
             return "different devices"
     if any(hasattr(m, "wscale_global") or hasattr(m, "ascale_global") for m in layers):
         return "global scales (NVFP4) would have to match; not merged"
@@ -222,11 +222,11 @@ def merge_svdq_linears(layers: Sequence[SVDQLinear]) -> SVDQLinear:
     r_total = sum(ranks)
     has_bias = any(m.bias is not None for m in layers)
     spec = LayerSpec(first.spec.method, first.spec.weight_format, first.spec.act_format, r_total, first.spec.smooth)
-    dev = first.qweight.device
+    dev = first.compute_device  # the canonical 4-bit buffers may sit in host memory after a kernel repack
     with torch.device("meta"):  # allocate nothing twice: real tensors are assigned below
         merged = SVDQLinear(k, sum(ns), spec, bias=has_bias, dtype=first.compute_dtype)
-    merged.qweight = torch.cat([m.qweight for m in layers])
-    merged.wscales = torch.cat([m.wscales for m in layers])
+    merged.qweight = torch.cat([m.qweight.to(dev) for m in layers])
+    merged.wscales = torch.cat([m.wscales.to(dev) for m in layers])
     if spec.smooth:
         merged.smooth = first.smooth.clone()
     if r_total:
