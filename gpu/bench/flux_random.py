@@ -84,6 +84,10 @@ def _fill_dense(model: nn.Module, gen: torch.Generator, skip: tuple[type, ...] =
 def _finish(model: nn.Module) -> nn.Module:
     model.eval()
     model.requires_grad_(False)
+    if next(model.parameters()).device.type == "cuda":  # as the app's loader does: one 4-bit copy on the GPU
+        from gpu.kernels.repack import enable_canonical_offload
+
+        enable_canonical_offload(model)
     return model
 
 

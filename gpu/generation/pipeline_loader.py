@@ -109,6 +109,10 @@ def load_pipeline(
     # Chosen from the detected VRAM and the loaded parts' sizes, before anything moves to the GPU.
     policy = policy_for_pipeline(pipe, device)
     place_pipeline(pipe, device, policy)
+    if device.type == "cuda":
+        from gpu.kernels.repack import enable_canonical_offload
+
+        enable_canonical_offload(pipe.transformer)
     pipe.set_progress_bar_config(disable=True)
     if device.type == "cpu" and facts.transformer_params < SMALL_MODEL_PARAMS:
         # A small model's ops are too short to split across cores: OpenMP start-up and spin-waiting cost

@@ -100,14 +100,28 @@ def source_key(layer: torch.nn.Module) -> tuple:
     )
 
 
+OFFLOAD_ATTR = "offload_canonical_after_repack"
+
+
+def enable_canonical_offload(model: torch.nn.Module) -> None:
+    """Mark every SVDQ layer of ``model``: once the fused kernels have their packed copy, keep the canonical
+    4-bit codes and scales in host memory instead of a second copy on the GPU (4.3 GiB for FLUX.1-dev). Set by
+    the pipeline loader; a bare layer (tests, benches) keeps both."""
+    for m in model.modules():
+        if hasattr(m, "qweight") and hasattr(m, "spec"):
+            setattr(m, OFFLOAD_ATTR, True)
+
+
 def offload_canonical(layer: torch.nn.Module) -> None:
-    """After a repack the kernels read only the packed copy: keep the canonical 4-bit codes and scales in host
-    memory instead of a second copy on the GPU (4.3 GiB for FLUX.1-dev). The reference fallback, LoRA and
+    """Move a marked layer's canonical codes and scales to host memory. The reference fallback, LoRA and
     checkpoint code read them from there (``SVDQLinear.quantized_weight(device)``, ``compute_device``)."""
-    for name in ("qweight", "wscales"):
-        t = layer._buffers.get(name)
-        if t is not None and t.device.type == "cuda":
-            layer._buffers[name] = t.to("cpu")
+    if not getattr(layer, OFFLOAD_ATTR, False):
+        return
+    with torch.inference_mode(False):  # plain tensors: inference tensors have no version counter (source_key)
+        for name in ("qweight", "wscales"):
+            t = layer._buffers.get(name)
+            if t is not None and t.device.type == "cuda":
+                layer._buffers[name] = t.to("cpu")
 
 
 def packed_for(layer: torch.nn.Module, device: torch.device | None = None) -> PackedWeights:
