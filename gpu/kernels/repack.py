@@ -13,6 +13,7 @@ Fragment layout (``kernels_cu/svdq_w4a4_gemm.cu``), N padded to a multiple of 64
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -124,15 +125,21 @@ def offload_canonical(layer: torch.nn.Module) -> None:
                 layer._buffers[name] = t.to("cpu")
 
 
-def packed_for(layer: torch.nn.Module, device: torch.device | None = None) -> PackedWeights:
-    """The layer's packed W4A4 weights, repacked when its buffers changed since the last call."""
-    cached = getattr(layer, "_svdq_packed", None)
+def _cached_pack(layer: torch.nn.Module, attr: str, repack: Callable, device: torch.device | None):
+    """``repack(layer, device)`` cached on the layer as ``attr``, redone when a source buffer changed; then the
+    canonical buffers may move to host memory (``offload_canonical``), so the key is taken after that."""
+    cached = getattr(layer, attr, None)
     if cached is None or cached.key != source_key(layer):
-        cached = repack_layer(layer, device)
+        cached = repack(layer, device)
         offload_canonical(layer)
         cached.key = source_key(layer)
-        layer._svdq_packed = cached
+        setattr(layer, attr, cached)
     return cached
+
+
+def packed_for(layer: torch.nn.Module, device: torch.device | None = None) -> PackedWeights:
+    """The layer's packed W4A4 weights, repacked when its buffers changed since the last call."""
+    return _cached_pack(layer, "_svdq_packed", repack_layer, device)
 
 
 def act_fragments_to_codes(act: torch.Tensor, m: int, k: int) -> torch.Tensor:
@@ -235,10 +242,4 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
 
 def packed_w4a8f_for(layer: torch.nn.Module, device: torch.device | None = None) -> PackedW4A8F:
     """The layer's FP8-path packed weights, repacked when its buffers changed since the last call."""
-    cached = getattr(layer, "_svdq_packed_w4a8f", None)
-    if cached is None or cached.key != source_key(layer):
-        cached = repack_layer_w4a8f(layer, device)
-        offload_canonical(layer)
-        cached.key = source_key(layer)
-        layer._svdq_packed_w4a8f = cached
-    return cached
+    return _cached_pack(layer, "_svdq_packed_w4a8f", repack_layer_w4a8f, device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -25,3 +26,11 @@ def pytest_collection_modifyitems(config, items):  # noqa: ARG001
     for item in items:
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="module")
+def gen() -> torch.Generator:
+    """A generator with a fresh seed each run (inputs differ between runs), printed for reproduction."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"\n[seed {seed}]")
+    return torch.Generator().manual_seed(seed)

@@ -17,6 +17,14 @@ M_SWEEP = [1, 7, 256, 4096 + 512]
 RANKS = [16, 32, 64, 128]
 
 
+def sweep_cases(ranks: list[int]) -> list[tuple[int, int, int, int, torch.dtype]]:
+    """(m, k, n, rank, dtype) over M_SWEEP x (FLUX_KN + SMALL_KN); ranks rotate, and so do bf16/fp16."""
+    cases = []
+    for i, (m, (k, n)) in enumerate((m, kn) for m in M_SWEEP for kn in FLUX_KN + SMALL_KN):
+        cases.append((m, k, n, ranks[i % len(ranks)], torch.bfloat16 if i % 3 else torch.float16))
+    return cases
+
+
 def random_layer(k: int, n: int, rank: int, dtype: torch.dtype, gen: torch.Generator, bias: bool = True):
     """An SVDQLinear (INT4 W4A4) on the GPU with random codes, scales, smoothing, low-rank and bias."""
     spec = LayerSpec("svdquant", "int4", "int4", rank, True)

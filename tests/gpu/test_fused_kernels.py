@@ -18,16 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 from kernel_cases import (
-    FLUX_KN,
-    M_SWEEP,
     RANKS,
-    SMALL_KN,
     exact_act_quant,
     poison_allocator,
     random_layer,
     random_x,
     reference_parts,
     rel_err,
+    sweep_cases,
 )
 
 pytestmark = pytest.mark.gpu
@@ -35,25 +33,7 @@ pytestmark = pytest.mark.gpu
 REPORT: list[str] = []
 
 
-def _cases():
-    cases = []
-    i = 0
-    for m in M_SWEEP:
-        for k, n in FLUX_KN + SMALL_KN:
-            rank = RANKS[i % len(RANKS)]
-            dtype = torch.bfloat16 if i % 3 else torch.float16
-            cases.append((m, k, n, rank, dtype))
-            i += 1
-    return cases
-
-
-@pytest.fixture(scope="module")
-def gen():
-    g = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))  # fresh inputs each run
-    return g
-
-
-@pytest.mark.parametrize("m,k,n,rank,dtype", _cases())
+@pytest.mark.parametrize("m,k,n,rank,dtype", sweep_cases(RANKS))
 def test_linear_matches_reference(m, k, n, rank, dtype, gen):
     from gpu.kernels.launch import quantize_act, w4a4_gemm
     from gpu.kernels.repack import act_fragments_to_codes, packed_for

@@ -13,11 +13,17 @@ Runs on sm_90 only (wgmma is an sm_90a instruction).
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 import torch
-from kernel_cases import FLUX_KN, M_SWEEP, RANKS, SMALL_KN, poison_allocator, random_layer, random_x, rel_err
+from kernel_cases import (
+    RANKS,
+    poison_allocator,
+    random_layer,
+    random_x,
+    rel_err,
+    sweep_cases,
+)
 
 from gpu.modules.reference import FP8_ROW, fp8_row_grouped_dot, quantize_fp8_row
 
@@ -31,21 +37,7 @@ pytestmark = [
 REPORT: list[str] = []
 
 
-def _cases():
-    cases, i = [], 0
-    for m in M_SWEEP:
-        for k, n in FLUX_KN + SMALL_KN:
-            cases.append((m, k, n, [0, *RANKS][i % 5], torch.bfloat16 if i % 3 else torch.float16))
-            i += 1
-    return cases
-
-
-@pytest.fixture(scope="module")
-def gen():
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
-
-
-@pytest.mark.parametrize("m,k,n,rank,dtype", _cases())
+@pytest.mark.parametrize("m,k,n,rank,dtype", sweep_cases([0, *RANKS]))
 def test_w4a8f_matches_reference(m, k, n, rank, dtype, gen):
     from gpu.kernels.launch import act_fp8_to_values, quantize_act_fp8, svdq_linear_forward_w4a8f, w4a8f_gemm
     from gpu.kernels.repack import packed_w4a8f_for

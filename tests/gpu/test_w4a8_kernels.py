@@ -13,20 +13,17 @@ Runs on any sm_80+ GPU (the kernels compile and run there; dispatch never picks 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 import torch
 from kernel_cases import (
-    FLUX_KN,
-    M_SWEEP,
     RANKS,
-    SMALL_KN,
     exact_act_quant,
     poison_allocator,
     random_layer,
     random_x,
     rel_err,
+    sweep_cases,
 )
 
 from gpu.modules.reference import grouped_dot, low_rank_branch
@@ -35,20 +32,6 @@ from gpu.quant import QuantizedTensor, get_format
 pytestmark = pytest.mark.gpu
 INT8_G64 = get_format("int8_g64")
 REPORT: list[str] = []
-
-
-def _cases():
-    cases, i = [], 0
-    for m in M_SWEEP:
-        for k, n in FLUX_KN + SMALL_KN:
-            cases.append((m, k, n, [0, *RANKS][i % 5], torch.bfloat16 if i % 3 else torch.float16))
-            i += 1
-    return cases
-
-
-@pytest.fixture(scope="module")
-def gen():
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
 
 
 def reference_parts8(layer, x):
@@ -63,7 +46,7 @@ def reference_parts8(layer, x):
     return grouped, y, codes, scales
 
 
-@pytest.mark.parametrize("m,k,n,rank,dtype", _cases())
+@pytest.mark.parametrize("m,k,n,rank,dtype", sweep_cases([0, *RANKS]))
 def test_w4a8_matches_reference(m, k, n, rank, dtype, gen):
     from gpu.kernels.launch import act8_fragments_to_codes, quantize_act_int8, w4a8_gemm
     from gpu.kernels.repack import packed_for
