@@ -122,11 +122,7 @@ __device__ __forceinline__ void lowrank_up(float (&d)[64], const uint8_t* lr_up,
   for (int s = 0; s < STEPS; ++s) {
     const uint64_t da = svdq::smem_desc(lr_up + (2 * s * (BM / 8) + wg * 8) * 128, BM * 16, 128);
     const uint64_t db = svdq::smem_desc(lr_act + 2 * s * (BN / 8) * 128, BN * 16, 128);
-    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-      svdq::wgmma_bf16_m64n128k16_ss(d, da, db, s > 0);
-    } else {
-      svdq::wgmma_f16_m64n128k16_ss(d, da, db, s > 0);
-    }
+    svdq::wgmma_m64n128k16_ss<T>(d, da, db, s > 0);
   }
   svdq::wgmma_commit();
   svdq::wgmma_wait<0>();
@@ -140,8 +136,8 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
                           T* __restrict__ out, int M, int N, int K, int rank, int epilogue) {
   extern __shared__ __align__(128) uint8_t smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + PIPE_BYTES);  // stage landed (tx bytes)
-  uint64_t* empty = full + STAGES;
-  uint64_t* lr_full = empty + STAGES;                                  // low-rank operands staged                                     // stage released by every consumer thread
+  uint64_t* empty = full + STAGES;                                     // stage released by every consumer thread
+  uint64_t* lr_full = empty + STAGES;                                  // low-rank operands staged
   uint8_t* lr_up = smem + PIPE_BYTES + BAR_BYTES;                      // [r/8][BM/8] core matrices of lora_up
   uint8_t* lr_act = lr_up + BM * rank * 2;                             // [r/8][BN/8] core matrices of lact
   const int tid = threadIdx.x, warp_id = tid >> 5, lane = tid & 31;
@@ -330,7 +326,7 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
 // read hits L2, and holding no row in registers keeps ~40 registers per thread, i.e. a full SM of warps (a
 // register-resident row measured 588 GB/s at K=3072 on the H200, this 997 GB/s). Longer rows: see
 // quant_row_block_body (at K=12288 the re-read missed L2: 682 GB/s vs 1275 GB/s register-resident).
-constexpr int Q_THREADS = 256, Q_ROWS = Q_THREADS / 32, Q_WARP_MAX_K = 4096, Q_BLOCK_MAX_CHUNKS = 8;
+constexpr int Q_THREADS = 256, Q_ROWS = Q_THREADS / 32, Q_BLOCK_MAX_CHUNKS = 8;  // warp rows: K <= 4096
 
 __device__ __forceinline__ uint32_t cvt_e4m3x4(float a, float b, float c, float d) {
   uint16_t lo, hi;
@@ -403,8 +399,8 @@ __device__ void quant_body(const T* __restrict__ x, const float* __restrict__ in
 // Rows of K > 4096: ROW_THREADS threads own one row, held in registers between the two passes (one read of x:
 // a row no longer fits the L2 share of a re-read); thread t holds chunks c = t + ROW_THREADS * i, i < MAX_CHUNKS.
 template <typename T, int ROW_THREADS, int MAX_CHUNKS>
-__device__ void quant_row_block_body(const T* __restrict__ x, const float* __restrict__ inv_smooth, uint8_t* __restrict__ act,
-                           float* __restrict__ ascale, int M, int K) {
+__device__ void quant_row_block_body(const T* __restrict__ x, const float* __restrict__ inv_smooth,
+                                     uint8_t* __restrict__ act, float* __restrict__ ascale, int M, int K) {
   __shared__ float s_max[ROW_THREADS / 32];
   const int tid = threadIdx.x;
   const int row = blockIdx.x, t = tid;
