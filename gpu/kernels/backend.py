@@ -155,6 +155,31 @@ INT4 = FusedPath(NAME, _int4_arch_refusal, "svdq_linear_forward", None, "PyTorch
 refuses = INT4.refuses
 run = INT4.run
 
-# Hopper W4A8 first: on sm_90 it serves INT4 W4A4 layers; elsewhere it refuses and INT4 serves them.
+GEMV_NAME = "fused W4A16 GEMV (pycuda)"
+
+
+def _gemv_refuses(layer: torch.nn.Module, device: torch.device) -> str | None:
+    """The adaLN modulation layers (W4A16 INT4, no smoothing, no low rank) on the GEMV kernel (sm_80+)."""
+    from gpu.modules.fused_ops import fused_refusal, gemv_layer_refusal
+
+    why = gemv_layer_refusal(layer)
+    if why:
+        return why
+    if device.type != "cuda":
+        return f"device is {device.type.upper()}, not a CUDA GPU"
+    return fused_refusal(device, "gemv")
+
+
+def _gemv_run(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x: T [..., K] -> T [..., N]; ``fused_ops.w4a16_gemv`` runs the reference itself (and says why in
+    ``last_path``) for more than 8 rows or a dtype mismatch."""
+    from gpu.modules.fused_ops import w4a16_gemv
+
+    return w4a16_gemv(x, layer)
+
+
+# Hopper W4A8 first: on sm_90 it serves INT4 W4A4 layers; elsewhere it refuses and INT4 serves them. The GEMV
+# serves the W4A16 layers both refuse.
 for _path in (W4A8, INT4):
     register_backend(Backend(_path.name, _path.refuses, _path.run))
+register_backend(Backend(GEMV_NAME, _gemv_refuses, _gemv_run))

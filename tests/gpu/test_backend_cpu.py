@@ -27,6 +27,19 @@ def test_refusals_are_human_readable():
     assert y.shape == (3, 64) and "PyTorch reference on CPU" in layer.last_path
 
 
+def test_w4a16_layers_are_offered_to_the_gemv():
+    """Dispatch asks the GEMV backend for W4A16 layers and reports why it cannot run here."""
+    from gpu.runtime.dispatch import choose_path
+
+    w4a16 = _layer(LayerSpec("rtn", "int4", None, 0, False))
+    chosen, why = choose_path(w4a16, torch.device("cpu"))
+    assert chosen is None and f"{backend.GEMV_NAME}: device is CPU, not a CUDA GPU" in why
+    with_lora = _layer(LayerSpec("rtn", "int4", None, 16, False))  # a LoRA appended to a W4A16 layer
+    assert "low-rank" in backend._gemv_refuses(with_lora, torch.device("cuda"))
+    y = w4a16(torch.randn(2, 128, dtype=torch.bfloat16))
+    assert y.shape == (2, 64) and w4a16.last_path.startswith("PyTorch reference on CPU")
+
+
 def test_weight_fragment_layout_matches_mma_b_operand():
     """Each int32 of the repacked weight holds the 8 codes the m16n8k64 B fragment wants."""
     n, k = 136, 192

@@ -457,3 +457,23 @@ def test_zz_print_report():
 
 if __name__ == "__main__" and "--small" in sys.argv:
     run_small()
+
+
+def test_w4a16_layer_dispatches_to_the_gemv(gen):
+    """A plain SVDQLinear W4A16 forward (the unfused model's adaLN linears) runs the GEMV through dispatch."""
+    from gpu.modules.layer_spec import LayerSpec
+    from gpu.modules.svdq_linear import SVDQLinear
+    from gpu.quant.packing import pack_int4
+
+    layer = SVDQLinear(3072, 18432, LayerSpec("rtn", "int4", None, 0, False), dtype=torch.bfloat16, device="cuda")
+    with torch.no_grad():
+        layer.qweight.copy_(pack_int4(torch.randint(-7, 8, (18432, 3072), generator=gen, dtype=torch.int8)))
+        layer.wscales.copy_((torch.rand(18432, 48, generator=gen) * 0.01 + 0.001).bfloat16())
+        layer.bias.copy_((torch.randn(18432, generator=gen) * 0.1).bfloat16())
+    x = torch.randn(1, 3072, generator=gen).bfloat16().cuda()
+    y = layer(x)
+    assert layer.last_path == "fused W4A16 GEMV (pycuda)", layer.last_path
+    ref = layer.forward_reference(x)
+    assert float((y.float() - ref.float()).norm() / ref.float().norm()) < 1e-2
+    big = layer(torch.randn(64, 3072, generator=gen).bfloat16().cuda())  # > 8 rows: the reference, said so
+    assert big.shape == (64, 18432) and "rows" in layer.last_path
