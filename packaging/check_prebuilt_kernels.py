@@ -5,8 +5,8 @@
 Run on a CUDA machine after ``packaging/build_kernels.py`` (the fatbins in ``resources/kernels/``). Before the
 tests start, ``gpu.kernels.loader.find_nvcc`` is made to return None (on top of PATH, the loader also looks in
 $CUDA_HOME and /usr/local/cuda, which a user's machine does not have), the user cache points at a new empty
-folder, and every module load is recorded. The tests are ``tests/gpu/test_fused_kernels.py`` and
-``tests/gpu/test_w4a8_kernels.py`` minus the two that need nvcc/compute-sanitizer themselves. Passes (exit 0)
+folder, and every module load is recorded. The tests are the kernel suites of ``tests/gpu/`` (W4A4, both W4A8
+paths, the FLUX block ops) minus the two that need nvcc/compute-sanitizer themselves. Passes (exit 0)
 when the tests pass and every kernel module was loaded from a prebuilt fatbin (loader origin "prebuilt ...").
 
 ``--frozen-layout`` also hides ``kernels_cu/`` from the loader, as in the bundle (no source-hash check);
@@ -49,7 +49,8 @@ def main(argv: list[str]) -> int:
 
     loader._load_module_in_context = recording
     print("prebuilt fatbins:", ", ".join(str(loader.prebuilt_fatbin(s)) for s in loader.KERNEL_FAMILIES))
-    tests = [str(REPO / "tests" / "gpu" / f"{name}.py") for name in ("test_fused_kernels", "test_w4a8_kernels")]
+    tests = [str(REPO / "tests" / "gpu" / f"{name}.py") for name in ("test_fused_kernels", "test_w4a8_kernels",
+                                                                     "test_w4a8_fp8_kernels", "test_fused_ops_device")]
     rc = pytest.main([*tests, "-q", "-p", "no:cacheprovider", "-k",
                       "not prebuilt_fatbin_and_cache and not compute_sanitizer", *argv])
     print("kernel module loads:")
