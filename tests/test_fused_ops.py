@@ -286,8 +286,6 @@ def test_cpu_path_and_constants():
 
     assert fused_ops.fused_refusal(torch.device("cpu")) == "device is CPU, not a CUDA GPU"
     assert fused_ops.fused_path(torch.device("cpu"), "gemv").startswith("PyTorch reference (device is CPU")
-    assert fused_ops.HEAD_DIM == launch.QK_HEAD_DIM
-    assert fused_ops.GEMV_MAX_ROWS == launch.GEMV_MAX_ROWS
     assert launch.LN_MAX_C == launch.GEMV_MAX_K == 16384  # the limits fused_ops checks before dispatching
 
 

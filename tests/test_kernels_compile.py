@@ -32,12 +32,13 @@ ENTRIES = {
     "svdq_w4a8_wgmma.cu": ("svdq_w4a8f_gemm_bf16", "svdq_w4a8f_gemm_fp16", "svdq_w4a8f_quant_bf16",
                            "svdq_w4a8f_quant_fp16", "svdq_w4a8f_quant_long_bf16", "svdq_w4a8f_quant_long_fp16"),
 }
-# Families with an arch-specific target only (gpu.kernels.loader.ARCH_SPECIFIC): wgmma exists on sm_90a.
-ONLY_ARCHS = {"svdq_w4a8_wgmma.cu": ("90a",)}
 
 
 def archs_of(cu_name: str) -> tuple[str, ...]:
-    return ONLY_ARCHS.get(cu_name, ARCHS)
+    """What the packaged fatbin of this family holds: every arch, or its arch-specific target (sm_90a)."""
+    from gpu.kernels.loader import fatbin_archs
+
+    return fatbin_archs(cu_name.removesuffix(".cu"), ARCHS)
 
 
 def _nvcc() -> str | None:

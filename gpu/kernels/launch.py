@@ -42,9 +42,8 @@ W4A8_ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics 
 # Hopper FP8 wgmma path (kernels_cu/svdq_w4a8_wgmma.cu): block tile, prologue block, pipeline bytes
 _W4A8F_THREADS, _W4A8F_TILE = 384, 128  # 2 consumer warpgroups + 1 producer warpgroup; 128x128 tiles
 _W4A8F_STAGES = 12
-_W4A8F_Q_ROWS = 8  # prologue: a warp per token row, 8 rows per block, for K <= 4096
-_W4A8F_Q_LONG_MAX_K = 16384  # longer rows: a 256-thread block per row, held in registers (8 chunks / thread)
-W4A8F_MAX_K = _W4A8F_Q_LONG_MAX_K
+_W4A8F_Q_ROWS, _W4A8F_Q_WARP_MAX_K = 8, 4096  # prologue: a warp per token row, 8 rows per block, up to this K
+W4A8F_MAX_K = 16384  # longer rows: a 256-thread block per row, held in registers (8 chunks / thread)
 # STAGES * (FP8 activations + int4 weights + fp32 scales) + the full/empty/low-rank mbarriers
 _W4A8F_PIPE_BYTES = _W4A8F_STAGES * (8192 + 4096 + 512) + -(-(2 * _W4A8F_STAGES * 8 + 8) // 128) * 128
 
@@ -64,6 +63,11 @@ _KERNELS = {
     "quant_fp8": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant", "PPPPii"),
     "quant_fp8_long": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant_long", "PPPPii"),
     "gemm_w4a8f": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm", "PPPPPPPPiiiii"),
+    # FLUX block ops and the W4A16 GEMV (section at the end of this module)
+    "layernorm_modulate": ("svdq_fused_norm", "svdq_layernorm_modulate", "PPPPiiif"),
+    "gate_residual": ("svdq_fused_norm", "svdq_gate_residual", "PPPPiii"),
+    "qk_norm_rope": ("svdq_fused_norm", "svdq_qk_norm_rope", "PPPPPPPPPPPiiiqiqif"),
+    "w4a16_gemv": ("svdq_w4a16_gemv", "svdq_w4a16_gemv", "PPPPPiii"),
 }
 _fns: dict[tuple[str, int, torch.dtype], object] = {}
 
@@ -318,6 +322,8 @@ def quantize_act_fp8(x: torch.Tensor, inv_smooth: torch.Tensor) -> Fp8Act:
     """Hopper FP8 prologue. x: T [M, K] (bf16/fp16), inv_smooth: fp32 [K] -> Fp8Act (per-token E4M3 codes of
     x * inv_smooth; numerics of ``gpu.modules.reference.quantize_fp8_row``)."""
     x, m, k, _, _ = _prologue_inputs(x, None, None)
+    if k > W4A8F_MAX_K:
+        raise ValueError(f"K={k} > {W4A8F_MAX_K} (the FP8 prologue keeps a long token row in registers)")
     _check(inv_smooth, "inv_smooth", (k,), torch.float32, x.device)
     if x.data_ptr() % 16:
         x = x.clone()  # 16-byte vector loads
@@ -326,9 +332,7 @@ def quantize_act_fp8(x: torch.Tensor, inv_smooth: torch.Tensor) -> Fp8Act:
     ascale = torch.empty((m_pad,), dtype=torch.float32, device=x.device)
     if m == 0:
         return Fp8Act(act, ascale, m, m_pad)
-    if k > W4A8F_MAX_K:
-        raise ValueError(f"K={k} > {W4A8F_MAX_K} (the FP8 prologue keeps a long token row in registers)")
-    if k <= 4096:
+    if k <= _W4A8F_Q_WARP_MAX_K:
         fn, grid = _function("quant_fp8", x.device, x.dtype), m_pad // _W4A8F_Q_ROWS
     else:
         fn, grid = _function("quant_fp8_long", x.device, x.dtype), m_pad
@@ -430,14 +434,6 @@ def act8_fragments_to_codes(act: torch.Tensor, m: int, k: int) -> torch.Tensor:
 # layout fixes): gpu/modules/fused_ops.py. The functions here take exactly the layouts the kernels read
 # and raise ValueError otherwise.
 
-_KERNELS.update(
-    {
-        "layernorm_modulate": ("svdq_fused_norm", "svdq_layernorm_modulate", "PPPPiiif"),
-        "gate_residual": ("svdq_fused_norm", "svdq_gate_residual", "PPPPiii"),
-        "qk_norm_rope": ("svdq_fused_norm", "svdq_qk_norm_rope", "PPPPPPPPPPPiiiqiqif"),
-        "w4a16_gemv": ("svdq_w4a16_gemv", "svdq_w4a16_gemv", "PPPPPiii"),
-    }
-)
 _LN_VECS, _LN_MAX_THREADS = 2, 1024  # 8-element vectors per thread, block size cap (svdq_fused_norm.cu)
 LN_MAX_C = _LN_VECS * 8 * _LN_MAX_THREADS  # 16384: a row must fit in one block's registers
 _GR_THREADS = 256

@@ -33,9 +33,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gpu.kernels.launch import GEMV_MAX_ROWS  # rows the W4A16 GEMV kernel serves (mma n8 tile)
+from gpu.kernels.launch import QK_HEAD_DIM as HEAD_DIM  # the fused qk_norm_rope kernel's head dimension
+
 FP16_MAX = 65504.0  # largest finite fp16: gate_residual saturates fp16 results here (FLUX's clip)
-GEMV_MAX_ROWS = 8  # the W4A16 GEMV kernel serves x with at most this many rows (mma n8 tile)
-HEAD_DIM = 128  # the fused qk_norm_rope kernel is built for FLUX's head dimension
 
 
 # ----------------------------------------------------------------------------------------------------
