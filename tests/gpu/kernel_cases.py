@@ -80,6 +80,20 @@ def reference_parts(layer: SVDQLinear, x: torch.Tensor):
     return grouped, y, codes, scales
 
 
+def capture_graph(fn) -> tuple[torch.cuda.CUDAGraph, object]:
+    """Warm ``fn`` up on a side stream (module loads, repacks stay outside the capture), then capture one call
+    -> (graph, the call's static output)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    return graph, out
+
+
 def poison_allocator(nbytes: int) -> None:
     """Fill free memory of torch's caching allocator with 0xFF bytes (NaN in fp32/bf16/fp16), so kernel
     outputs that are allocated next start out poisoned rather than zero or stale-correct."""

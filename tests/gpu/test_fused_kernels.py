@@ -19,6 +19,7 @@ import pytest
 import torch
 from kernel_cases import (
     RANKS,
+    capture_graph,
     exact_act_quant,
     poison_allocator,
     random_layer,
@@ -112,14 +113,7 @@ def test_cuda_graph_and_streams(gen):
     layer = random_layer(320, 384, 32, torch.bfloat16, gen)
     packed = packed_for(layer)
     static_x = random_x(256, 320, torch.bfloat16, gen)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm up (module load) outside the capture
-        svdq_linear_forward(static_x, packed)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_y = svdq_linear_forward(static_x, packed)
+    graph, static_y = capture_graph(lambda: svdq_linear_forward(static_x, packed))
     for _ in range(2):
         static_x.copy_(random_x(256, 320, torch.bfloat16, gen))
         graph.replay()

@@ -27,7 +27,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from kernel_cases import poison_allocator, rel_err  # noqa: E402
+from kernel_cases import capture_graph, poison_allocator, rel_err  # noqa: E402
 from test_fused_ops import assert_rounded_once, random_w4a16_layer  # noqa: E402
 
 from gpu.modules import fused_ops  # noqa: E402
@@ -283,14 +283,7 @@ def test_cuda_graph_capture_and_replay(gen):
     _require_fused()
     _require_fused("gemv")
     a = _flux_inputs(gen)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up (module loads) outside the capture
-        _all_ops(a)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static = _all_ops(a)
+    graph, static = capture_graph(lambda: _all_ops(a))
     for _ in range(2):
         fresh = _flux_inputs(gen)
         for key in ("x", "y", "qkv", "qkv_txt", "qkv_img", "cos", "sin", "temb"):

@@ -18,6 +18,7 @@ import pytest
 import torch
 from kernel_cases import (
     RANKS,
+    capture_graph,
     exact_act_quant,
     poison_allocator,
     random_layer,
@@ -107,14 +108,7 @@ def test_w4a8_gelu_deterministic_graph(gen):
 
     packed = packed_for(layer)
     static_x = x.clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        svdq_linear_forward_w4a8(static_x, packed)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_y = svdq_linear_forward_w4a8(static_x, packed)
+    graph, static_y = capture_graph(lambda: svdq_linear_forward_w4a8(static_x, packed))
     static_x.copy_(random_x(300, 320, torch.bfloat16, gen))
     graph.replay()
     torch.cuda.synchronize()
