@@ -13,8 +13,8 @@ from gpu.bench.flux_random import (
     build_quantized_flux,
     quantized_flux_bytes,
     shared_input_groups,
-    tensor_bytes,
 )
+from gpu.generation.memory import module_bytes
 from gpu.modules.svdq_linear import SVDQLinear
 from gpu.quant import dequantize
 
@@ -43,7 +43,7 @@ def test_full_size_flux_dev_on_meta_matches_known_sizes():
 
     q = build_quantized_flux(FLUX_DEV_CONFIG, "meta", rank=32)
     expected = quantized_flux_bytes(FLUX_DEV_CONFIG, 32)
-    assert tensor_bytes(q) == expected["total"]
+    assert module_bytes(q) == expected["total"]
     assert 6.0 < expected["total"] / 2**30 < 6.5  # ~3.6x smaller than BF16's 22.2 GiB
     svdq = {n: m for n, m in q.named_modules() if isinstance(m, SVDQLinear)}
     assert len(svdq) == 19 * 14 + 38 * 6
@@ -59,7 +59,7 @@ def test_full_size_flux_dev_on_meta_matches_known_sizes():
 def test_tiny_quantized_bytes_and_values():
     cfg = FLUX_TINY_CONFIG
     q = build_quantized_flux(cfg, "cpu", rank=32, seed=1)
-    assert tensor_bytes(q) == quantized_flux_bytes(cfg, 32)["total"]
+    assert module_bytes(q) == quantized_flux_bytes(cfg, 32)["total"]
     assert all(t.device.type == "cpu" for t in q.state_dict().values())
     for name, m in q.named_modules():
         if not isinstance(m, SVDQLinear):

@@ -55,8 +55,8 @@ from gpu.bench.flux_random import (
     FLUX_TINY_CONFIG,
     build_bf16_flux,
     build_quantized_flux,
-    tensor_bytes,
 )
+from gpu.generation.memory import module_bytes
 
 GIB = 2**30
 VARIANTS = {
@@ -346,7 +346,7 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
     model = build_bf16_flux(config, device, seed=seed)
     _sync(device)
     mark("built BF16 model")
-    bf16_bytes = tensor_bytes(model)
+    bf16_bytes = module_bytes(model)
     row, y = bench_variant(_step_fn(model, inputs), steps, warmup, device, baseline)
     variants["bf16_eager"] = {**row, "weight_gib": bf16_bytes / GIB}
     outputs["bf16_eager"] = output_stats(y)
@@ -392,7 +392,7 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
     q = build_quantized_flux(config, device, rank=rank, seed=seed)
     _sync(device)
     mark("built SVDQ model")
-    q_bytes = tensor_bytes(q)
+    q_bytes = module_bytes(q)
     act_format, path = kernel_numerics(q, device)
     with reference_linears(q, act_format), torch.inference_mode():
         t = time.perf_counter()
@@ -419,7 +419,7 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
         blocks_fused = block_errors(q, records)
         del records
         mark("per-block checks done")
-        fused_bytes = tensor_bytes(q)
+        fused_bytes = module_bytes(q)
         q.cuda_graphs = False
         row, y_f = bench_variant(_step_fn(q, inputs), steps, warmup, device, baseline)
         variants["svdq_fused_eager"] = {**row, "weight_gib": fused_bytes / GIB}

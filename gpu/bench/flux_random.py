@@ -241,8 +241,3 @@ def bf16_flux_params(config: dict) -> int:
     linears = sum(k * n + (n if bias else 0) for _r, k, n, bias in _flux_linears(config))
     norms = qkv_norms_double * config["num_layers"] + qkv_norms_single * config["num_single_layers"]
     return embed + tail + linears + norms
-
-
-def tensor_bytes(model: nn.Module) -> int:
-    """Sum of parameter + buffer bytes of ``model``."""
-    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
