@@ -120,6 +120,21 @@ def test_merge_svdq_linears_block_diagonal_low_rank():
     assert "smoothing" in merge_refusal(layers)
 
 
+def test_merged_layer_keeps_the_canonical_offload_mark():
+    """A loader-marked model's merged QKV(+MLP) layers must offload their canonical codes after packing too."""
+    from gpu.kernels.repack import OFFLOAD_ATTR, enable_canonical_offload, offload_canonical
+
+    spec = LayerSpec("svdquant", "int4", "int4", 16, True)
+    layers = [SVDQLinear(64, n, spec, bias=False, dtype=torch.float32) for n in (64, 128)]
+    assert not getattr(merge_svdq_linears(layers), OFFLOAD_ATTR, False)  # bare layers keep both copies
+    holder = torch.nn.ModuleList(layers)
+    enable_canonical_offload(holder)
+    merged = merge_svdq_linears(layers)
+    assert getattr(merged, OFFLOAD_ATTR) is True
+    offload_canonical(merged)  # a no-op on the CPU, but must accept the merged layer
+    assert merged.qweight.shape == (192, 32)
+
+
 def test_stock_flux_pipeline_runs_with_fused_demo_int4():
     """The shipped demo-int4 (per-layer smoothing: nothing merges) through a stock FluxPipeline, fused vs not."""
     from gpu.generation.pipeline_loader import load_pipeline

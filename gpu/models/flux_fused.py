@@ -46,6 +46,7 @@ from diffusers.models.transformers.transformer_flux import (
 )
 from torch import nn
 
+from gpu.kernels.repack import OFFLOAD_ATTR
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.svdq_linear import SVDQLinear
 
@@ -244,6 +245,10 @@ def merge_svdq_linears(layers: Sequence[SVDQLinear]) -> SVDQLinear:
             [m.bias if m.bias is not None else torch.zeros(m.out_features, dtype=dt, device=dev) for m in layers]
         )
     merged.merged_from = [(type(m).__name__, m.out_features, m.spec.rank) for m in layers]
+    # The loader's mark (canonical codes move to host memory once packed) must survive the merge: without it
+    # the merged QKV(+MLP) codes stayed on the GPU next to their packed copy (1.7 GiB of FLUX.1-dev, H200).
+    if any(getattr(m, OFFLOAD_ATTR, False) for m in layers):
+        setattr(merged, OFFLOAD_ATTR, True)
     return merged
 
 

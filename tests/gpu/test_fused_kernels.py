@@ -164,9 +164,11 @@ def test_compute_sanitizer():
         pytest.skip("compute-sanitizer not found")
     script = Path(__file__).with_name("sanitize_small.py")
     root = Path(__file__).resolve().parents[2]
-    for check in ("memcheck", "racecheck", "initcheck"):
+    for check in ("memcheck", "racecheck", "initcheck", "synccheck"):
         proc = subprocess.run(
-            [tool, "--tool", check, "--error-exitcode", "9", sys.executable, str(script)],
+            # only our kernels: racecheck reports a hazard inside cuBLAS's own nvjet split-K kernel (the
+            # low-rank down projection), which is not ours to fix (H200, 2026-11-21)
+            [tool, "--tool", check, "--kernel-name", "kns=svdq", "--error-exitcode", "9", sys.executable, str(script)],
             cwd=root, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         tail = (proc.stdout + proc.stderr)[-3000:]
