@@ -324,7 +324,9 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
 // Rows of K <= 4096: one warp per row, 8 rows per 256-thread block, so a block writes whole 128-byte
 // core-matrix lines (8 rows x 16 bytes) together. Two passes over the row (amax, then quantize): the second
 // read hits L2, and holding no row in registers keeps ~40 registers per thread, i.e. a full SM of warps (a
-// register-resident row measured 588 GB/s at K=3072 on the H200, this 997 GB/s). Longer rows: see
+// register-resident row measured 588 GB/s at K=3072 on the H200, this 997 GB/s). Each lane owns 16-column pairs,
+// so every store is a whole 16-byte core-matrix row (8-byte half-row stores: 43.7 us vs 39.1 us at 4608 x 3072,
+// H200, 2026-11-21). Longer rows: see
 // quant_row_block_body (at K=12288 the re-read missed L2: 682 GB/s vs 1275 GB/s register-resident).
 constexpr int Q_THREADS = 256, Q_ROWS = Q_THREADS / 32, Q_BLOCK_MAX_CHUNKS = 8;  // warp rows: K <= 4096
 
@@ -347,28 +349,64 @@ __device__ __forceinline__ void smooth8_raw(const uint4& raw, const float* __res
   for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(svdq::to_f32(v[j]), s[j]);
 }
 
-// xs = x * inv_smooth for the 8 columns of chunk c of a row.
+// The 16 columns of pair p (chunks 2p, 2p+1) of a row, as raw 16-bit values (two 16-byte loads).
 template <typename T>
-__device__ __forceinline__ void smooth8(const T* __restrict__ xrow, const float* __restrict__ inv_smooth, int c,
-                                        float (&f)[8]) {
-  smooth8_raw<T>(__ldg(reinterpret_cast<const uint4*>(xrow) + c), inv_smooth, c, f);
+__device__ __forceinline__ void load_pair(const T* __restrict__ xrow, int p, uint4 (&raw)[2]) {
+  raw[0] = __ldg(reinterpret_cast<const uint4*>(xrow) + 2 * p);
+  raw[1] = __ldg(reinterpret_cast<const uint4*>(xrow) + 2 * p + 1);
+}
+
+template <typename T>
+__device__ __forceinline__ float pair_amax(const uint4 (&raw)[2], const float* __restrict__ inv_smooth, int p,
+                                           float amax) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float f[8];
+    smooth8_raw<T>(raw[h], inv_smooth, 2 * p + h, f);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(f[j]));
+  }
+  return amax;
+}
+
+// e4m3(xs * r) of the 16 columns of pair p: one 16-byte row of a core matrix.
+template <typename T>
+__device__ __forceinline__ uint4 pair_fp8(const uint4 (&raw)[2], const float* __restrict__ inv_smooth, int p, float r) {
+  uint32_t q[4];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float f[8];
+    smooth8_raw<T>(raw[h], inv_smooth, 2 * p + h, f);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(f[j], r);
+    q[2 * h] = cvt_e4m3x4(f[0], f[1], f[2], f[3]);
+    q[2 * h + 1] = cvt_e4m3x4(f[4], f[5], f[6], f[7]);
+  }
+  return make_uint4(q[0], q[1], q[2], q[3]);
+}
+
+// Byte offset of (row, k) with k % 16 == 0 in the activation layout: the start of a 16-byte core-matrix row.
+__device__ __forceinline__ size_t act_offset(int row, int k, int n_groups) {
+  const int tile = row / BN, tb = (row % BN) / 8, r8 = row % 8;
+  const int g = k / svdq::kGroup, h = (k % 64) / 32, kb = (k % 32) / 16;
+  return (static_cast<size_t>(tile) * n_groups + g) * ACT_BYTES + h * (ACT_BYTES / 2) + (kb * (BN / 8) + tb) * 128 +
+         r8 * 16;
 }
 
 template <typename T>
 __device__ void quant_body(const T* __restrict__ x, const float* __restrict__ inv_smooth, uint8_t* __restrict__ act,
                            float* __restrict__ ascale, int M, int K) {
   const int lane = threadIdx.x & 31, row = blockIdx.x * Q_ROWS + (threadIdx.x >> 5);
-  const int chunks = K / 8, n_groups = K / svdq::kGroup;
+  const int pairs = K / 16, n_groups = K / svdq::kGroup;
   const bool live = row < M;
   const T* xrow = x + static_cast<size_t>(live ? row : 0) * K;
   float amax = 0.f;
   if (live) {
-#pragma unroll 4
-    for (int c = lane; c < chunks; c += 32) {
-      float f[8];
-      smooth8<T>(xrow, inv_smooth, c, f);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(f[j]));
+#pragma unroll 2
+    for (int p = lane; p < pairs; p += 32) {
+      uint4 raw[2];
+      load_pair<T>(xrow, p, raw);
+      amax = pair_amax<T>(raw, inv_smooth, p, amax);
     }
   }
 #pragma unroll
@@ -377,27 +415,22 @@ __device__ void quant_body(const T* __restrict__ x, const float* __restrict__ in
   const float r = nonzero ? __fdiv_rn(448.f, amax) : 0.f;
   if (lane == 0) ascale[row] = nonzero ? __fdiv_rn(amax, 448.f) : 0.f;
 
-  const int tile = row / BN, tb = (row % BN) / 8, r8 = row % 8;
-#pragma unroll 4
-  for (int c = lane; c < chunks; c += 32) {
-    uint2 q = make_uint2(0u, 0u);
+#pragma unroll 2
+  for (int p = lane; p < pairs; p += 32) {
+    uint4 q = make_uint4(0u, 0u, 0u, 0u);
     if (live && nonzero) {
-      float f[8];
-      smooth8<T>(xrow, inv_smooth, c, f);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(f[j], r);
-      q.x = cvt_e4m3x4(f[0], f[1], f[2], f[3]);
-      q.y = cvt_e4m3x4(f[4], f[5], f[6], f[7]);
+      uint4 raw[2];
+      load_pair<T>(xrow, p, raw);
+      q = pair_fp8<T>(raw, inv_smooth, p, r);
     }
-    const int k = 8 * c, g = k / svdq::kGroup, h = (k % 64) / 32, kb = (k % 32) / 16;
-    const size_t off = (static_cast<size_t>(tile) * n_groups + g) * ACT_BYTES + h * (ACT_BYTES / 2) +
-                       (kb * (BN / 8) + tb) * 128 + r8 * 16 + (k % 16);
-    *reinterpret_cast<uint2*>(act + off) = q;
+    *reinterpret_cast<uint4*>(act + act_offset(row, 16 * p, n_groups)) = q;
   }
 }
 
 // Rows of K > 4096: ROW_THREADS threads own one row, held in registers between the two passes (one read of x:
 // a row no longer fits the L2 share of a re-read); thread t holds chunks c = t + ROW_THREADS * i, i < MAX_CHUNKS.
+// Stores stay 8 bytes here: owning whole 16-column pairs per thread (as quant_body does) needed more registers
+// per thread and measured 12% slower at K=12288/15360 (H200, 2026-11-21).
 template <typename T, int ROW_THREADS, int MAX_CHUNKS>
 __device__ void quant_row_block_body(const T* __restrict__ x, const float* __restrict__ inv_smooth,
                                      uint8_t* __restrict__ act, float* __restrict__ ascale, int M, int K) {
@@ -431,7 +464,6 @@ __device__ void quant_row_block_body(const T* __restrict__ x, const float* __res
   const float r = nonzero ? __fdiv_rn(448.f, amax) : 0.f;
   if (t == 0) ascale[row] = nonzero ? __fdiv_rn(amax, 448.f) : 0.f;
 
-  const int tile = row / BN, tb = (row % BN) / 8, r8 = row % 8;
 #pragma unroll
   for (int i = 0; i < MAX_CHUNKS; ++i) {
     const int c = t + i * ROW_THREADS;
@@ -445,10 +477,8 @@ __device__ void quant_row_block_body(const T* __restrict__ x, const float* __res
       q.x = cvt_e4m3x4(f[0], f[1], f[2], f[3]);
       q.y = cvt_e4m3x4(f[4], f[5], f[6], f[7]);
     }
-    const int k = 8 * c, g = k / svdq::kGroup, h = (k % 64) / 32, kb = (k % 32) / 16;
-    const size_t off = (static_cast<size_t>(tile) * n_groups + g) * ACT_BYTES + h * (ACT_BYTES / 2) +
-                       (kb * (BN / 8) + tb) * 128 + r8 * 16 + (k % 16);
-    *reinterpret_cast<uint2*>(act + off) = q;
+    const int k = 8 * c;
+    *reinterpret_cast<uint2*>(act + act_offset(row, k - k % 16, n_groups) + k % 16) = q;
   }
 }
 

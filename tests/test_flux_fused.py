@@ -17,6 +17,8 @@ from gpu.models.flux_fused import (
     fuse_flux_transformer,
     merge_refusal,
     merge_svdq_linears,
+    unfuse_flux_transformer,
+    unmerge_svdq_linear,
     use_ops,
 )
 from gpu.modules.layer_spec import LayerSpec
@@ -192,3 +194,41 @@ def test_graph_cache_logic_with_a_stand_in_graph(tiny_pair, monkeypatch):
         finally:
             fused.proj_out.bias = old
     fused.reset_cuda_graphs()
+
+
+def test_unfuse_restores_the_original_model_exactly():
+    """fuse -> unfuse gives back diffusers' classes, the original layer names and bit-identical buffers and
+    outputs (what the app relies on before applying a LoRA that targets Q, K and V separately)."""
+    original = build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=32, seed=7)
+    model = unfuse_flux_transformer(fuse_flux_transformer(copy.deepcopy(original)))
+    assert type(model) is type(original) and not hasattr(model, "fusion_report")
+    for a, b in zip(model.transformer_blocks + model.single_transformer_blocks,
+                    original.transformer_blocks + original.single_transformer_blocks, strict=True):  # fmt: skip
+        assert type(a) is type(b)
+    got, want = dict(model.named_buffers()), dict(original.named_buffers())
+    assert got.keys() == want.keys()
+    for name, t in want.items():
+        assert torch.equal(got[name], t), name
+    assert dict(model.named_parameters()).keys() == dict(original.named_parameters()).keys()
+    inputs = flux_inputs(FLUX_TINY_CONFIG, seed=4)
+    assert torch.equal(_run(model, inputs), _run(original, inputs))
+    assert unfuse_flux_transformer(original) is original  # unfused already: untouched
+
+
+def test_unmerge_is_the_inverse_of_merge():
+    torch.manual_seed(1)
+    layers = []
+    for n, r, bias in [(64, 16, True), (128, 0, False), (64, 32, True)]:
+        lay = SVDQLinear(128, n, LayerSpec("svdquant", "int4", "int4", r, True), bias=bias, dtype=torch.float32)
+        for name, t in lay.named_buffers():
+            if name == "qweight":
+                t.copy_(torch.randint(0, 256, t.shape, dtype=torch.uint8))
+            elif name != "smooth":
+                t.normal_(0, 0.05)
+        layers.append(lay)
+    back = unmerge_svdq_linear(merge_svdq_linears(layers))
+    for a, b in zip(back, layers, strict=True):
+        assert a.spec == b.spec and (a.bias is None) == (b.bias is None)
+        assert dict(a.named_buffers()).keys() == dict(b.named_buffers()).keys()
+        for name, t in b.named_buffers():
+            assert torch.equal(getattr(a, name), t), name

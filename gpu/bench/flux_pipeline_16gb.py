@@ -148,6 +148,12 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     place_pipeline(pipe, device, policy)  # T5 joins the GPU only under a resident policy
+    from gpu.generation.fusion import fuse_mode, fusion_refusal, sync_fusion
+
+    # Fused blocks + CUDA graphs exactly when the app's service would fuse (NIBBLE_FUSE overrides).
+    why_not = fusion_refusal(transformer, device, "svdq", fuse_mode())
+    sync_fusion(transformer, why_not is None)
+    report["fused_blocks"] = "yes" if why_not is None else f"no: {why_not}"
     if device.type == "cuda":
         torch.cuda.empty_cache()
     report["build_seconds"] = round(time.perf_counter() - t0, 2)
@@ -214,7 +220,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"transformer weights {r.get('transformer_weight_gib')} GiB",
         f"- peak GPU: allocated **{_na(r.get('peak_allocated_gib'))} GiB**, "
         f"reserved **{_na(r.get('peak_reserved_gib'))} GiB**",
-        f"- execution path: {r.get('execution_path', '?')}",
+        f"- execution path: {r.get('execution_path', '?')}; fused blocks: {r.get('fused_blocks', '?')}",
         f"- build: {r.get('build_seconds')} s",
         "",
         "| stage | seconds | peak allocated GiB | peak reserved GiB | allocated before GiB | allocated after GiB |",

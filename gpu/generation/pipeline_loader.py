@@ -132,4 +132,8 @@ def execution_path(loaded: LoadedPipeline) -> str:
     if not layers:
         return f"PyTorch {str(loaded.dtype).removeprefix('torch.')} on {describe_device(loaded.device)}"
     _, why = choose_path(layers[0], loaded.device)
+    from gpu.generation.fusion import is_fused
+
+    if is_fused(loaded.pipe.transformer):
+        why += "; fused FLUX blocks" + (" with a CUDA graph per size" if loaded.device.type == "cuda" else "")
     return why

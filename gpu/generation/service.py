@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from gpu.errors import BadRequestError, UserError
+from gpu.generation.fusion import fuse_mode, fusion_refusal, sync_fusion
 from gpu.generation.pipeline_loader import LoadedPipeline, execution_path, load_pipeline
 from gpu.generation.preview import latent_preview
 from gpu.generation.request import GeneratedImage, GenerationCancelled, GenerationRequest, ProgressEvent
@@ -47,9 +48,12 @@ class ModelInfo:
 
 
 class GenerationService:
-    def __init__(self, library: ModelLibrary | None = None, device: torch.device | None = None) -> None:
+    def __init__(
+        self, library: ModelLibrary | None = None, device: torch.device | None = None, fuse: str | None = None
+    ) -> None:
         self.library = library or ModelLibrary()
         self.device = device
+        self.fuse = fuse_mode(fuse)  # gpu.generation.fusion: fused FLUX blocks when no LoRA is active
         self.loaded: LoadedPipeline | None = None
         self._loaded_key: tuple[str, str | None] | None = None
         # Measured seconds per denoising step, per (model path, width, height, LoRA set as ((name, rank), ...)):
@@ -180,11 +184,19 @@ class GenerationService:
         """Make the loaded transformer carry exactly these LoRAs (``gpu.lora``; a no-op when unchanged, and
         when none were ever asked for); a bad file raises ``LoraError`` and leaves the model as it was."""
         transformer = loaded.pipe.transformer
+        kind = loaded.entry.facts.kind if loaded.entry.facts else ""
+        can_fuse = fusion_refusal(transformer, loaded.device, kind, self.fuse) is None
         if not loras and "_nibble_lora_manager" not in transformer.__dict__:
+            sync_fusion(transformer, can_fuse)
             return []
         from gpu.lora import manager_for
 
-        return list(manager_for(transformer).set([(str(p), float(s)) for p, s in loras or []]))
+        if loras:  # LoRAs target the unmerged layer names; a bad file still leaves the model as it was
+            sync_fusion(transformer, False)
+        active = list(manager_for(transformer).set([(str(p), float(s)) for p, s in loras or []]))
+        if not active:
+            sync_fusion(transformer, can_fuse)
+        return active
 
     def _run_one(self, loaded, s, index, count, on_progress, should_cancel):
         pipe = loaded.pipe

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -245,11 +246,42 @@ def merge_svdq_linears(layers: Sequence[SVDQLinear]) -> SVDQLinear:
             [m.bias if m.bias is not None else torch.zeros(m.out_features, dtype=dt, device=dev) for m in layers]
         )
     merged.merged_from = [(type(m).__name__, m.out_features, m.spec.rank) for m in layers]
+    merged.merged_bias = [m.bias is not None for m in layers]  # what unmerge_svdq_linear gives back
     # The loader's mark (canonical codes move to host memory once packed) must survive the merge: without it
     # the merged QKV(+MLP) codes stayed on the GPU next to their packed copy (1.7 GiB of FLUX.1-dev, H200).
     if any(getattr(m, OFFLOAD_ATTR, False) for m in layers):
         setattr(merged, OFFLOAD_ATTR, True)
     return merged
+
+
+@torch.no_grad()
+def unmerge_svdq_linear(merged: SVDQLinear) -> list[SVDQLinear]:
+    """The exact inverse of ``merge_svdq_linears``: the members, rebuilt from row slices of the merged codes,
+    group scales, bias and up projection and column slices of the down projection (tensors stay where the
+    merged layer keeps them, e.g. the canonical codes in host memory after a kernel repack)."""
+    members = []
+    row = col = 0
+    spec = merged.spec
+    for (_, n, r), has_bias in zip(merged.merged_from, merged.merged_bias, strict=True):
+        with torch.device("meta"):
+            m = SVDQLinear(merged.in_features, n, replace(spec, rank=r), bias=has_bias, dtype=merged.compute_dtype)
+        m.qweight = merged.qweight[row : row + n].clone()
+        m.wscales = merged.wscales[row : row + n].clone()
+        if spec.smooth:
+            m.smooth = merged.smooth.clone()
+        if r:
+            m.lora_down = merged.lora_down[:, col : col + r].contiguous()
+            m.lora_up = merged.lora_up[row : row + n, col : col + r].contiguous()
+        if has_bias:
+            m.bias = merged.bias[row : row + n].clone()
+        for name, t in m._buffers.items():  # per-layer scalars (global scales), shared by construction
+            if t is not None and t.is_meta:
+                m._buffers[name] = merged._buffers[name].clone()
+        if getattr(merged, OFFLOAD_ATTR, False):
+            setattr(m, OFFLOAD_ATTR, True)
+        members.append(m)
+        row, col = row + n, col + r
+    return members
 
 
 def _try_merge(parent: nn.Module, members: Sequence[str], new_name: str, max_rank: int) -> str | None:
@@ -260,11 +292,23 @@ def _try_merge(parent: nn.Module, members: Sequence[str], new_name: str, max_ran
     if why:
         return why
     merged = merge_svdq_linears(layers)
+    merged.merged_names = list(members)  # dotted paths under ``parent``, for unfuse_flux_transformer
     for m in members:
         holder_name, _, leaf = m.rpartition(".")
         delattr(parent.get_submodule(holder_name) if holder_name else parent, leaf)
     setattr(parent, new_name, merged)
     return None
+
+
+def _split_merged(parent: nn.Module, name: str) -> None:
+    """Undo ``_try_merge(parent, members, name)`` when ``parent.<name>`` is a merged layer."""
+    merged = parent._modules.get(name)
+    if merged is None or not hasattr(merged, "merged_names"):
+        return
+    for path, member in zip(merged.merged_names, unmerge_svdq_linear(merged), strict=True):
+        holder_name, _, leaf = path.rpartition(".")
+        setattr(parent.get_submodule(holder_name) if holder_name else parent, leaf, member)
+    delattr(parent, name)
 
 
 # -- blocks -------------------------------------------------------------------------------------------------
@@ -573,6 +617,28 @@ def fuse_flux_transformer(model: FluxTransformer2DModel, max_rank: int = MAX_KER
     model.fusion_report = report
     fusion_report.clear()
     fusion_report.update(report)
+    return model
+
+
+def unfuse_flux_transformer(model: nn.Module) -> nn.Module:
+    """Undo ``fuse_flux_transformer`` in place (exactly: merged layers split back into their members, blocks
+    and model back to diffusers' classes, CUDA graphs dropped); returns the model. A no-op on an unfused model.
+    For what needs the original layer names, e.g. LoRAs that target Q, K and V separately."""
+    if not isinstance(model, FusedFluxTransformer2DModel):
+        return model
+    model.reset_cuda_graphs()
+    for block in model.transformer_blocks:
+        for name in ("to_qkv", "to_added_qkv"):
+            _split_merged(block.attn, name)
+        block.attn.fused_projections = False
+        block.__class__ = FluxTransformerBlock
+    for block in model.single_transformer_blocks:
+        _split_merged(block, "proj_qkv_mlp")
+        _split_merged(block.attn, "to_qkv")
+        block.__class__ = FluxSingleTransformerBlock
+    model.__class__ = FluxTransformer2DModel
+    for attr in ("cuda_graphs", "max_cuda_graphs", "fusion_report"):
+        model.__dict__.pop(attr, None)
     return model
 
 

@@ -1,0 +1,65 @@
+"""The service runs FLUX transformers fused while no LoRA is active, unfuses exactly for LoRAs, and fuses again.
+
+On this CPU machine the fused blocks run on the PyTorch reference ops (``fuse="always"``); on a GPU ("auto")
+the same switching selects the fused kernels and the CUDA graphs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpu.demo.train_lora import OUT as SHIPPED_LORA
+from gpu.generation.fusion import fuse_mode, is_fused
+from gpu.generation.request import GenerationRequest
+from gpu.generation.service import GenerationService
+
+
+def _request(loras=None) -> GenerationRequest:
+    return GenerationRequest("a red circle on a blue square", model="demo-int4", seed=11, steps=4, loras=loras or [])
+
+
+def _pixels(result) -> np.ndarray:
+    return np.asarray(result.image, dtype=np.float32)
+
+
+def test_fused_without_loras_unfused_with_them_and_back():
+    fused = GenerationService(fuse="always")
+    plain = GenerationService(fuse="never")
+    lora = [(str(SHIPPED_LORA), 1.0)]
+
+    [a] = fused.generate(_request())
+    transformer = fused.loaded.pipe.transformer
+    assert is_fused(transformer) and "fused FLUX blocks" in a.settings["execution_path"]
+    [ref] = plain.generate(_request())
+    assert not is_fused(plain.loaded.pipe.transformer) and "fused FLUX blocks" not in ref.settings["execution_path"]
+    # the fused blocks keep fp32 between ops where diffusers rounds to bf16 after each: close, not identical
+    assert np.abs(_pixels(a) - _pixels(ref)).mean() < 2.0
+
+    [with_lora] = fused.generate(_request(lora))
+    assert fused.loaded.pipe.transformer is transformer and not is_fused(transformer)
+    [ref_lora] = plain.generate(_request(lora))
+    assert with_lora.image.tobytes() == ref_lora.image.tobytes()  # unfusing is exact
+    assert with_lora.image.tobytes() != a.image.tobytes()
+
+    [again] = fused.generate(_request())
+    assert is_fused(transformer)
+    assert again.image.tobytes() == a.image.tobytes()
+
+
+def test_a_bad_lora_file_leaves_a_working_model(tmp_path):
+    from gpu.errors import UserError
+
+    service = GenerationService(fuse="always")
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError):
+        service.generate(_request([(str(bad), 1.0)]))
+    [image] = service.generate(_request())
+    assert is_fused(service.loaded.pipe.transformer) and image.image.size[0] > 0
+
+
+def test_fuse_mode_is_checked(monkeypatch):
+    assert fuse_mode("never") == "never"
+    monkeypatch.setenv("NIBBLE_FUSE", "sometimes")
+    with pytest.raises(ValueError, match="sometimes"):
+        fuse_mode()
