@@ -537,6 +537,10 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
                 graphs.popitem(last=False)  # frees that graph's memory pool with it
             entry = self._capture(inputs, device)
             graphs[key] = entry
+            # The capture's warm-up packs layers on first use, and packing moves loader-marked canonical buffers
+            # to host memory: remember the tensors as they are now. The list taken before the capture kept
+            # those GPU buffers alive (4.3 GiB for FLUX.1-dev) and forced a second capture on the next call.
+            self.__dict__["_cuda_graph_weights"] = self._current_weights()
         else:
             graphs.move_to_end(key)
             for name, t in inputs.items():
