@@ -15,7 +15,8 @@
 // magnitude nibbles so that one AND gives four FP8 bytes and a rotate + AND the next four:
 //   word byte j = mag(lo_j) | sign(hi_{j-1 mod 4}) << 3 | mag(hi_j) << 4 | sign(lo_j) << 7
 //   lo = w & 0x87878787,  hi = rotr(w, 4) & 0x87878787
-// and 2^9 is folded into the fp32 weight scales (exact). The weights are the wgmma's A operand, read
+// and 2^9 is folded into the per-token scale of the epilogue (exact: a power of two commutes with every
+// rounding of the fold, so the result is the one with sw * 512 in the fold). The weights are the wgmma's A operand, read
 // from registers, so the output tile is D[channel][token]: per-channel weight scales are per *row* of the
 // accumulator fragment (2 scalars per thread per group) and the per-token activation scale is per column.
 //
@@ -23,7 +24,7 @@
 //   - warpgroups 0 and 1 consume: each owns 64 channels (wgmma m64n128k32, two per 64-group) and gets 232
 //     registers (setmaxnreg); no block-wide barrier in the K loop;
 //   - warpgroup 2 produces (40 registers): one thread streams each group's stage with three cp.async.bulk
-//     copies (activations 8 KB FP8, weights 4 KB int4, scales 512 B fp32: contiguous in global memory by
+//     copies (activations 8 KB FP8, weights 4 KB int4, scales 256 B 16-bit: contiguous in global memory by
 //     construction, so no tensor maps) into a 12-stage ring guarded by full/empty mbarriers; warps 1-3
 //     stage the low-rank operands with cp.async.
 // Each group's dot goes to a fresh accumulator set (tmp0/tmp1 alternate), and while the tensor core works on
@@ -34,7 +35,7 @@
 // Low-rank up projection: after the K loop, lora_up (A, 64 channels x r) and lact (B, 128 tokens x r), both
 // staged in shared memory at the start by producer warps 1-3, go through r/16 bf16/fp16 wgmma m64n128k16 into a fresh
 // accumulator set: the branch runs on tensor cores, not on CUDA-core FMAs. Then
-//   y = fma(acc, sa[token], lowrank) + bias [-> GELU], rounded once to 16 bits,
+//   y = fma(acc, sa[token] * 512, lowrank) + bias [-> GELU], rounded once to 16 bits,
 // staged in shared memory and written with 16-byte stores. No atomics: deterministic.
 //
 // Layouts (B = 128):
@@ -42,7 +43,7 @@
 //            (kb, tb) at (kb * 16 + tb) * 128, kb = (k%32)/16, tb = token/8; row token%8, byte k%16
 //   ascale   fp32  [M_pad]                per-token scale sa (0 for all-zero and padding rows)
 //   wgt      uint8 [N_pad/B, K/64, 4096]  [warpgroup 2][warp 4][lane 32][k-half 2][word 2] x 4 bytes
-//   wscale   fp32  [N_pad/B, K/64, B]     sw * 512
+//   wscale   S     [N_pad/B, K/64, B]     sw in the checkpoint's 16-bit type S (bf16 or fp16; S may differ from T)
 //   lact     T     [M, r]                 x @ (lora_down / smooth) (cuBLAS, by the host), r % 16 == 0
 //   lora_up  T [N_pad, r], bias T [N_pad] (or null), out T [M, N] row-major, N % 8 == 0
 #include <type_traits>
@@ -65,12 +66,13 @@ constexpr int LR_THREADS = 96;                        // producer warps 1-3 stag
 constexpr int STAGES = W4A8F_STAGES;
 constexpr int ACT_BYTES = BN * svdq::kGroup;          // 8192
 constexpr int WGT_BYTES = BM * svdq::kGroup / 2;      // 4096
-constexpr int SW_BYTES = BM * 4;                      // 512
+constexpr int SW_BYTES = BM * 2;                      // 256: 16-bit scales
 constexpr int STAGE_BYTES = ACT_BYTES + WGT_BYTES + SW_BYTES;
 constexpr int PIPE_BYTES = STAGES * STAGE_BYTES;
 constexpr int BAR_BYTES = (2 * STAGES * 8 + 8 + 127) / 128 * 128;  // full[], empty[], lr_full, padded
 constexpr int OUT_PITCH = BM + 8;                     // staged output row, in 16-bit elements
 constexpr uint32_t kFp8Mask = 0x87878787u;
+constexpr float kFp8SubnormalUnit = 512.f;            // E4M3 byte (s, 0000, mmm) is (-1)^s * mmm / 512
 static_assert(BN * OUT_PITCH * 2 <= PIPE_BYTES, "the output tile is staged in the pipeline buffers");
 static_assert(STAGE_BYTES % 128 == 0, "stages must keep 128-byte alignment");
 
@@ -129,9 +131,9 @@ __device__ __forceinline__ void lowrank_up(float (&d)[64], const uint8_t* lr_up,
   svdq::fence_operands(d);
 }
 
-template <typename T>
+template <typename T, typename S>
 __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restrict__ ascale,
-                          const uint8_t* __restrict__ wgt, const float* __restrict__ wscale,
+                          const uint8_t* __restrict__ wgt, const S* __restrict__ wscale,
                           const T* __restrict__ lact, const T* __restrict__ lora_up, const T* __restrict__ bias,
                           T* __restrict__ out, int M, int N, int K, int rank, int epilogue) {
   extern __shared__ __align__(128) uint8_t smem[];
@@ -182,7 +184,7 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
     if (lane == 0) {
       const uint8_t* act_src = act + static_cast<size_t>(blockIdx.y) * n_groups * ACT_BYTES;
       const uint8_t* wgt_src = wgt + static_cast<size_t>(blockIdx.x) * n_groups * WGT_BYTES;
-      const float* sw_src = wscale + static_cast<size_t>(blockIdx.x) * n_groups * BM;
+      const S* sw_src = wscale + static_cast<size_t>(blockIdx.x) * n_groups * BM;
 #pragma unroll 1
       for (int g = 0; g < n_groups; ++g) {
         const int s = g % STAGES;
@@ -225,9 +227,10 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
   auto release = [&](int g) {
     if (g >= 0) svdq::mbar_arrive(&empty[g % STAGES]);
   };
-  auto scales = [&](int g) -> const float* {  // g may be -1 (value unused): keep the stage index in range
-    return reinterpret_cast<const float*>(smem + ((g + STAGES) % STAGES) * STAGE_BYTES + ACT_BYTES + WGT_BYTES);
+  auto scales = [&](int g) -> const S* {  // g may be -1 (value unused): keep the stage index in range
+    return reinterpret_cast<const S*>(smem + ((g + STAGES) % STAGES) * STAGE_BYTES + ACT_BYTES + WGT_BYTES);
   };
+  auto scale = [&](const S* sp, int row) { return svdq::to_f32(sp[row]); };
   // Steady state, branch-free so ptxas keeps the wgmmas asynchronous: issue group g into one accumulator
   // set, wait for group g-1 (wait_group 1) and fold the other set while the tensor core runs. Every wgmma
   // is issued inside the loop (none is in flight on loop entry); the first fold adds tmp1 = 0 with scale 0.
@@ -239,14 +242,14 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
     issue_group(tmp0, a0, st);
     svdq::wgmma_wait<1>();
     svdq::fence_operands(a1);  // group g-1 (A = a1) is done: only now may a1's registers be rewritten
-    const float* sp = scales(g - 1);
-    fold_group(acc, tmp1, g > 0 ? sp[wrow] : 0.f, g > 0 ? sp[wrow + 8] : 0.f);
+    const S* sp = scales(g - 1);
+    fold_group(acc, tmp1, g > 0 ? scale(sp, wrow) : 0.f, g > 0 ? scale(sp, wrow + 8) : 0.f);
     st = acquire(g + 1);
     widen_weights(*reinterpret_cast<const uint4*>(st + wgt_off), a1);
     issue_group(tmp1, a1, st);
     svdq::wgmma_wait<1>();
     svdq::fence_operands(a0);  // group g (A = a0) is done
-    fold_group(acc, tmp0, scales(g)[wrow], scales(g)[wrow + 8]);
+    fold_group(acc, tmp0, scale(scales(g), wrow), scale(scales(g), wrow + 8));
     svdq::fence_proxy_async_smem();  // one fence per pair of groups (see release)
     release(g - 1);
     release(g);
@@ -257,15 +260,15 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
     issue_group(tmp0, a0, st);
     svdq::wgmma_wait<1>();
     svdq::fence_operands(a1);
-    const float* sp = scales(g - 1);
-    fold_group(acc, tmp1, g > 0 ? sp[wrow] : 0.f, g > 0 ? sp[wrow + 8] : 0.f);
+    const S* sp = scales(g - 1);
+    fold_group(acc, tmp1, g > 0 ? scale(sp, wrow) : 0.f, g > 0 ? scale(sp, wrow + 8) : 0.f);
     svdq::wgmma_wait<0>();
     svdq::fence_operands(a0);
-    fold_group(acc, tmp0, scales(g)[wrow], scales(g)[wrow + 8]);
+    fold_group(acc, tmp0, scale(scales(g), wrow), scale(scales(g), wrow + 8));
   } else {
     svdq::wgmma_wait<0>();
     svdq::fence_operands(a1);
-    fold_group(acc, tmp1, scales(g - 1)[wrow], scales(g - 1)[wrow + 8]);
+    fold_group(acc, tmp1, scale(scales(g - 1), wrow), scale(scales(g - 1), wrow + 8));
   }
 
   // Low-rank up projection on tensor cores into tmp0 (zero when rank == 0). One straight-line wgmma
@@ -285,7 +288,7 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
       for (int i = 0; i < 64; ++i) tmp0[i] = 0.f;
   }
 
-  // y = fma(acc, sa, lowrank) + bias [-> GELU], staged as [token][channel] 16-bit, then 16-byte stores.
+  // y = fma(acc, sa * 512, lowrank) + bias [-> GELU], staged as [token][channel] 16-bit, then 16-byte stores.
   svdq::named_barrier(1, CONSUMER_THREADS);  // every warpgroup is done with the pipeline buffers
   T* stage_out = reinterpret_cast<T*>(smem);
   const float b_lo = bias != nullptr ? svdq::to_f32(bias[ch0 + wrow]) : 0.f;
@@ -293,7 +296,9 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
 #pragma unroll
   for (int j = 0; j < 16; ++j) {
     const int t = 8 * j + 2 * tig;
-    const float2 sa = *reinterpret_cast<const float2*>(ascale + tok0 + t);
+    float2 sa = *reinterpret_cast<const float2*>(ascale + tok0 + t);
+    sa.x *= kFp8SubnormalUnit;  // exact
+    sa.y *= kFp8SubnormalUnit;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int h = i >> 1, c = i & 1;
@@ -484,18 +489,18 @@ __device__ void quant_row_block_body(const T* __restrict__ x, const float* __res
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(THREADS, 1)
-svdq_w4a8f_gemm_bf16(const uint8_t* act, const float* ascale, const uint8_t* wgt, const float* wscale,
-                     const __nv_bfloat16* lact, const __nv_bfloat16* lora_up, const __nv_bfloat16* bias,
-                     __nv_bfloat16* out, int M, int N, int K, int rank, int epilogue) {
-  gemm_body<__nv_bfloat16>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, epilogue);
-}
-extern "C" __global__ void __launch_bounds__(THREADS, 1)
-svdq_w4a8f_gemm_fp16(const uint8_t* act, const float* ascale, const uint8_t* wgt, const float* wscale,
-                     const __half* lact, const __half* lora_up, const __half* bias, __half* out, int M, int N, int K,
-                     int rank, int epilogue) {
-  gemm_body<__half>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, epilogue);
-}
+// Entry points: svdq_w4a8f_gemm_{T} reads scales of the output's type, svdq_w4a8f_gemm_xs_{T} of the other one
+// (a bf16 checkpoint run in fp16, or the reverse).
+#define SVDQ_W4A8F_GEMM(NAME, T, S)                                                                              \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                       \
+      NAME(const uint8_t* act, const float* ascale, const uint8_t* wgt, const S* wscale, const T* lact,         \
+           const T* lora_up, const T* bias, T* out, int M, int N, int K, int rank, int epilogue) {             \
+    gemm_body<T, S>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, epilogue);             \
+  }
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_bf16, __nv_bfloat16, __nv_bfloat16)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_fp16, __half, __half)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_xs_bf16, __nv_bfloat16, __half)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_xs_fp16, __half, __nv_bfloat16)
 extern "C" __global__ void __launch_bounds__(Q_THREADS)
 svdq_w4a8f_quant_long_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale, int M,
                            int K) {

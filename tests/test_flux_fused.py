@@ -171,6 +171,7 @@ def test_graph_cache_logic_with_a_stand_in_graph(tiny_pair, monkeypatch):
         static = {n: None if t is None else t.clone() for n, t in inputs.items()}
         out = self.forward_fused(**static)
         if not captures:  # like a first use's repack moving a canonical buffer to host memory
+            assert "_cuda_graph_weights" not in self.__dict__  # no weight list may pin it on the GPU meanwhile
             layer = self.transformer_blocks[0].attn.to_qkv
             layer._buffers["wscales"] = layer.wscales.clone()
         graph = SimpleNamespace(replay=lambda: out.copy_(self.forward_fused(**static)))

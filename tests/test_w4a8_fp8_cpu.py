@@ -84,3 +84,17 @@ def test_fp8_reference_close_to_16bit_layer():
     assert err(fp8) < 0.5 * err(int4)
     packed = repack_layer_w4a8f(layer)
     assert packed.lora_down.shape == (k, rank) and packed.wscale.shape == (1, k // 64, 128)
+    # the kernel reads the checkpoint's 16-bit scales as they are (2^9 is folded into the epilogue)
+    assert packed.wscale.dtype == torch.bfloat16
+    assert torch.equal(packed.wscale[0, :, :n].T, layer.wscales) and not packed.wscale[0, :, n:].any()
+
+
+def test_group_scales_for_the_kernel_stay_exact():
+    from gpu.kernels.repack import scales_16bit
+
+    fp16 = torch.tensor([[0.001, 3.5]], dtype=torch.float16)
+    assert scales_16bit(fp16, torch.bfloat16) is fp16  # own 16-bit type kept (the xs kernels read it)
+    exact = torch.tensor([[0.25, 1.5]], dtype=torch.float32)
+    assert scales_16bit(exact, torch.bfloat16).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="not exact"):
+        scales_16bit(torch.tensor([[0.1]], dtype=torch.float32), torch.bfloat16)

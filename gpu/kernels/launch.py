@@ -44,8 +44,8 @@ _W4A8F_THREADS, _W4A8F_TILE = 384, 128  # 2 consumer warpgroups + 1 producer war
 _W4A8F_STAGES = 12
 _W4A8F_Q_ROWS, _W4A8F_Q_WARP_MAX_K = 8, 4096  # prologue: a warp per token row, 8 rows per block, up to this K
 W4A8F_MAX_K = 16384  # longer rows: a 256-thread block per row, held in registers (8 chunks / thread)
-# STAGES * (FP8 activations + int4 weights + fp32 scales) + the full/empty/low-rank mbarriers
-_W4A8F_PIPE_BYTES = _W4A8F_STAGES * (8192 + 4096 + 512) + -(-(2 * _W4A8F_STAGES * 8 + 8) // 128) * 128
+# STAGES * (FP8 activations + int4 weights + 16-bit scales) + the full/empty/low-rank mbarriers
+_W4A8F_PIPE_BYTES = _W4A8F_STAGES * (8192 + 4096 + 256) + -(-(2 * _W4A8F_STAGES * 8 + 8) // 128) * 128
 
 
 def device_arch(device: torch.device) -> str:
@@ -62,7 +62,8 @@ _KERNELS = {
     "gemm_w4a8": ("svdq_w4a8_gemm", "svdq_w4a8_gemm", "PPPPPPPPiiiiiiii"),
     "quant_fp8": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant", "PPPPii"),
     "quant_fp8_long": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant_long", "PPPPii"),
-    "gemm_w4a8f": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm", "PPPPPPPPiiiii"),
+    "gemm_w4a8f": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm", "PPPPPPPPiiiii"),  # scales of the output's type
+    "gemm_w4a8f_xs": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm_xs", "PPPPPPPPiiiii"),  # of the other 16-bit type
     # FLUX block ops and the W4A16 GEMV (section at the end of this module)
     "layernorm_modulate": ("svdq_fused_norm", "svdq_layernorm_modulate", "PPPPiiif"),
     "gate_residual": ("svdq_fused_norm", "svdq_gate_residual", "PPPPiii"),
@@ -344,7 +345,7 @@ def quantize_act_fp8(x: torch.Tensor, inv_smooth: torch.Tensor) -> Fp8Act:
     return Fp8Act(act, ascale, m, m_pad)
 
 
-_smem_opt_in: set[tuple[int, torch.dtype]] = set()
+_smem_opt_in: set[tuple[int, torch.dtype, str]] = set()
 
 
 def w4a8f_gemm(
@@ -369,7 +370,9 @@ def w4a8f_gemm(
     _check(qa.act, "act", (qa.m_pad // _W4A8F_TILE, k // GROUP, _W4A8F_TILE * GROUP), torch.uint8, device)
     _check(qa.ascale, "ascale", (qa.m_pad,), torch.float32, device)
     _check(w.wgt, "wgt", (tiles, k // GROUP, 4096), torch.uint8, device)
-    _check(w.wscale, "wscale", (tiles, k // GROUP, _W4A8F_TILE), torch.float32, device)
+    if w.wscale.dtype not in _SUFFIX:
+        raise ValueError(f"wscale must be bf16/fp16, got {w.wscale.dtype}")
+    _check(w.wscale, "wscale", (tiles, k // GROUP, _W4A8F_TILE), w.wscale.dtype, device)
     _check(w.lora_up, "lora_up", (w.n_pad, rank), out_dtype, device)
     _check(w.bias, "bias", (w.n_pad,), out_dtype, device)
     if rank:
@@ -381,10 +384,11 @@ def w4a8f_gemm(
     _check(out, "out", (qa.m, n), out_dtype, device)
     if qa.m == 0:
         return out
-    fn = _function("gemm_w4a8f", device, out_dtype)
+    name = "gemm_w4a8f" if w.wscale.dtype == out_dtype else "gemm_w4a8f_xs"
+    fn = _function(name, device, out_dtype)
     smem = _W4A8F_PIPE_BYTES + 2 * _W4A8F_TILE * rank * 2
     with _on_kernel_stream(device) as stream:
-        key = (device.index if device.index is not None else torch.cuda.current_device(), out_dtype)
+        key = (device.index if device.index is not None else torch.cuda.current_device(), out_dtype, name)
         if key not in _smem_opt_in:  # more than 48 KiB of dynamic shared memory needs an opt-in
             import pycuda.driver as drv
 

@@ -166,14 +166,22 @@ def test_compute_sanitizer():
     root = Path(__file__).resolve().parents[2]
     for check in ("memcheck", "racecheck", "initcheck", "synccheck"):
         proc = subprocess.run(
-            # only our kernels: racecheck reports a hazard inside cuBLAS's own nvjet split-K kernel (the
-            # low-rank down projection), which is not ours to fix (H200, 2026-11-21)
-            [tool, "--tool", check, "--kernel-name", "kns=svdq", "--error-exitcode", "9", sys.executable, str(script)],
+            [tool, "--tool", check, "--error-exitcode", "9", sys.executable, str(script)],
             cwd=root, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
-        tail = (proc.stdout + proc.stderr)[-3000:]
+        text = proc.stdout + proc.stderr
+        tail = text[-3000:]
         REPORT.append(f"compute-sanitizer {check}: rc={proc.returncode} " + tail.strip().splitlines()[-1])
-        assert proc.returncode == 0, tail
+        assert "sanitize_small: ok" in text, tail
+        if check in ("racecheck", "initcheck"):
+            # Both flag cuBLAS's own kernels (the low-rank down projection x @ L1): racecheck a hazard in the nvjet
+            # split-K kernel, initcheck reads of its workspace in cublasLt::splitKreduce_kernel (all 12384 of
+            # them; H200, 2026-11-21). Not ours to fix, and the tool's kernel-name filters crash under pycuda, so
+            # the check is that no reported location is one of our kernels.
+            where = [ln for ln in text.splitlines() if ln.startswith("=========     at ") or "access at" in ln]
+            assert not [ln for ln in where if "svdq" in ln], "\n".join(where[:20])
+        else:
+            assert proc.returncode == 0, tail
 
 
 def test_prebuilt_fatbin_and_cache(gen, tmp_path, monkeypatch):

@@ -72,6 +72,28 @@ def test_w4a8f_matches_reference(m, k, n, rank, dtype, gen):
     assert e <= 4e-3, e
 
 
+@pytest.mark.parametrize("dtype,scale_dtype", [(torch.float16, torch.bfloat16), (torch.bfloat16, torch.float16)])
+def test_w4a8f_scales_of_the_other_16bit_type(dtype, scale_dtype, gen):
+    """A checkpoint's group scales kept in their own type while the layer runs in the other one: the
+    ``svdq_w4a8f_gemm_xs_*`` entry points read them as they are."""
+    from gpu.kernels.launch import svdq_linear_forward_w4a8f
+    from gpu.kernels.repack import packed_w4a8f_for
+
+    for m, k, n, rank in [(130, 320, 200, 32), (4608, 3072, 3072, 16)]:
+        layer = random_layer(k, n, rank, dtype, gen)
+        layer._buffers["wscales"] = layer.wscales.to(scale_dtype)
+        packed = packed_w4a8f_for(layer)
+        assert packed.wscale.dtype == scale_dtype
+        x = random_x(m, k, dtype, gen)
+        poison_allocator(max(m, 128) * k * 4)
+        y = svdq_linear_forward_w4a8f(x, packed)
+        torch.cuda.synchronize()
+        assert not torch.isnan(y).any(), "unwritten (poisoned) outputs"
+        e = rel_err(y, layer.forward_reference(x, act_format=FP8_ROW))
+        REPORT.append(f"M={m} K={k} N={n} r={rank} {str(dtype)[6:]} with {str(scale_dtype)[6:]} scales: rel={e:.2e}")
+        assert e <= 4e-3, e
+
+
 def test_w4a8f_gelu_deterministic_graph(gen):
     from gpu.kernels.launch import svdq_linear_forward_w4a8f
     from gpu.kernels.repack import packed_w4a8f_for
