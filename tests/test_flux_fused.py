@@ -100,17 +100,23 @@ def test_rank_limit_and_smoothing_keep_layers_separate():
     assert _rel(_run(fused, inputs), _run(unfused, inputs)) <= 1e-2
 
 
-def test_merge_svdq_linears_block_diagonal_low_rank():
-    torch.manual_seed(0)
+def _random_layers(shapes: list[tuple[int, int, bool]], seed: int) -> list[SVDQLinear]:
+    """fp32 SVDQ layers of 128 inputs, (out_features, rank, bias) each, random codes and tensors, one smoothing."""
+    torch.manual_seed(seed)
     layers = []
-    for n, r in [(128, 16), (64, 0), (192, 32)]:
-        lay = SVDQLinear(128, n, LayerSpec("svdquant", "int4", "int4", r, True), bias=n != 64, dtype=torch.float32)
+    for n, r, bias in shapes:
+        lay = SVDQLinear(128, n, LayerSpec("svdquant", "int4", "int4", r, True), bias=bias, dtype=torch.float32)
         for name, t in lay.named_buffers():
             if name == "qweight":
                 t.copy_(torch.randint(0, 256, t.shape, dtype=torch.uint8))
             elif name != "smooth":
                 t.normal_(0, 0.05)
         layers.append(lay)
+    return layers
+
+
+def test_merge_svdq_linears_block_diagonal_low_rank():
+    layers = _random_layers([(128, 16, True), (64, 0, False), (192, 32, True)], seed=0)
     assert merge_refusal(layers) is None and merge_refusal(layers, max_rank=47) is not None
     merged = merge_svdq_linears(layers)
     assert merged.spec.rank == 48 and merged.out_features == 384 and merged.lora_up.shape == (384, 48)
@@ -221,16 +227,7 @@ def test_unfuse_restores_the_original_model_exactly():
 
 
 def test_unmerge_is_the_inverse_of_merge():
-    torch.manual_seed(1)
-    layers = []
-    for n, r, bias in [(64, 16, True), (128, 0, False), (64, 32, True)]:
-        lay = SVDQLinear(128, n, LayerSpec("svdquant", "int4", "int4", r, True), bias=bias, dtype=torch.float32)
-        for name, t in lay.named_buffers():
-            if name == "qweight":
-                t.copy_(torch.randint(0, 256, t.shape, dtype=torch.uint8))
-            elif name != "smooth":
-                t.normal_(0, 0.05)
-        layers.append(lay)
+    layers = _random_layers([(64, 16, True), (128, 0, False), (64, 32, True)], seed=1)
     back = unmerge_svdq_linear(merge_svdq_linears(layers))
     for a, b in zip(back, layers, strict=True):
         assert a.spec == b.spec and (a.bias is None) == (b.bias is None)
