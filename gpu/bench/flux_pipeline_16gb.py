@@ -148,11 +148,10 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     place_pipeline(pipe, device, policy)  # T5 joins the GPU only under a resident policy
-    from gpu.generation.fusion import fuse_mode, fusion_refusal, sync_fusion
+    from gpu.generation.fusion import fuse_if_allowed, fuse_mode
 
     # Fused blocks + CUDA graphs exactly when the app's service would fuse (NIBBLE_FUSE overrides).
-    why_not = fusion_refusal(transformer, device, "svdq", fuse_mode())
-    sync_fusion(transformer, why_not is None)
+    why_not = fuse_if_allowed(transformer, device, "svdq", fuse_mode())
     report["fused_blocks"] = "yes" if why_not is None else f"no: {why_not}"
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -46,10 +46,9 @@ def fusion_refusal(transformer: Any, device: torch.device, kind: str, mode: str)
 def sync_fusion(transformer: Any, want_fused: bool) -> bool:
     """Fuse or unfuse ``transformer`` in place so that it is fused exactly when ``want_fused``; returns
     whether anything changed."""
-    from gpu.models.flux_fused import FusedFluxTransformer2DModel, fuse_flux_transformer, unfuse_flux_transformer
+    from gpu.models.flux_fused import fuse_flux_transformer, unfuse_flux_transformer
 
-    fused = isinstance(transformer, FusedFluxTransformer2DModel)
-    if fused == want_fused:
+    if is_fused(transformer) == want_fused:
         return False
     if want_fused:
         fuse_flux_transformer(transformer)
@@ -58,6 +57,14 @@ def sync_fusion(transformer: Any, want_fused: bool) -> bool:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the members' (or merged layers') packed copies are gone
     return True
+
+
+def fuse_if_allowed(transformer: Any, device: torch.device, kind: str, mode: str) -> str | None:
+    """Fuse ``transformer`` when ``fusion_refusal`` allows it, else unfuse it; returns the refusal (None: fused).
+    What the service does whenever no LoRA is active."""
+    why_not = fusion_refusal(transformer, device, kind, mode)
+    sync_fusion(transformer, why_not is None)
+    return why_not
 
 
 def is_fused(transformer: Any) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from gpu.errors import BadRequestError, UserError
-from gpu.generation.fusion import fuse_mode, fusion_refusal, sync_fusion
+from gpu.generation.fusion import fuse_if_allowed, fuse_mode, sync_fusion
 from gpu.generation.pipeline_loader import LoadedPipeline, execution_path, load_pipeline
 from gpu.generation.preview import latent_preview
 from gpu.generation.request import GeneratedImage, GenerationCancelled, GenerationRequest, ProgressEvent
@@ -182,20 +182,19 @@ class GenerationService:
 
     def apply_loras(self, loaded: LoadedPipeline, loras: list[tuple[str, float]] | None) -> list:
         """Make the loaded transformer carry exactly these LoRAs (``gpu.lora``; a no-op when unchanged, and
-        when none were ever asked for); a bad file raises ``LoraError`` and leaves the model as it was."""
+        when none were ever asked for); a bad file raises ``LoraError`` and leaves the model as it was. With no
+        LoRA active the transformer runs fused where ``gpu.generation.fusion`` allows it, else unfused."""
         transformer = loaded.pipe.transformer
-        kind = loaded.entry.facts.kind if loaded.entry.facts else ""
-        can_fuse = fusion_refusal(transformer, loaded.device, kind, self.fuse) is None
-        if not loras and "_nibble_lora_manager" not in transformer.__dict__:
-            sync_fusion(transformer, can_fuse)
-            return []
-        from gpu.lora import manager_for
+        active = []
+        if loras or "_nibble_lora_manager" in transformer.__dict__:
+            from gpu.lora import manager_for
 
-        if loras:  # LoRAs target the unmerged layer names; a bad file still leaves the model as it was
-            sync_fusion(transformer, False)
-        active = list(manager_for(transformer).set([(str(p), float(s)) for p, s in loras or []]))
+            if loras:  # LoRAs target the unmerged layer names; a bad file still leaves the model as it was
+                sync_fusion(transformer, False)
+            active = list(manager_for(transformer).set([(str(p), float(s)) for p, s in loras or []]))
         if not active:
-            sync_fusion(transformer, can_fuse)
+            kind = loaded.entry.facts.kind if loaded.entry.facts else ""
+            fuse_if_allowed(transformer, loaded.device, kind, self.fuse)
         return active
 
     def _run_one(self, loaded, s, index, count, on_progress, should_cancel):

@@ -13,7 +13,7 @@ Fragment layout (``kernels_cu/svdq_w4a4_gemm.cu``), N padded to a multiple of 64
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -111,6 +111,12 @@ def enable_canonical_offload(model: torch.nn.Module) -> None:
     for m in model.modules():
         if hasattr(m, "qweight") and hasattr(m, "spec"):
             setattr(m, OFFLOAD_ATTR, True)
+
+
+def carry_offload_mark(sources: Iterable[torch.nn.Module], target: torch.nn.Module) -> None:
+    """``target`` replaces ``sources`` (a merge or an unmerge of layers): it inherits their mark."""
+    if any(getattr(m, OFFLOAD_ATTR, False) for m in sources):
+        setattr(target, OFFLOAD_ATTR, True)
 
 
 def offload_canonical(layer: torch.nn.Module) -> None:

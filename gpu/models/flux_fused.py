@@ -47,7 +47,7 @@ from diffusers.models.transformers.transformer_flux import (
 )
 from torch import nn
 
-from gpu.kernels.repack import OFFLOAD_ATTR
+from gpu.kernels.repack import carry_offload_mark
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.svdq_linear import SVDQLinear
 
@@ -245,12 +245,11 @@ def merge_svdq_linears(layers: Sequence[SVDQLinear]) -> SVDQLinear:
         merged.bias = torch.cat(
             [m.bias if m.bias is not None else torch.zeros(m.out_features, dtype=dt, device=dev) for m in layers]
         )
-    merged.merged_from = [(type(m).__name__, m.out_features, m.spec.rank) for m in layers]
-    merged.merged_bias = [m.bias is not None for m in layers]  # what unmerge_svdq_linear gives back
+    # (out_features, rank, has bias) per member: what unmerge_svdq_linear gives back
+    merged.merged_from = [(m.out_features, m.spec.rank, m.bias is not None) for m in layers]
     # The loader's mark (canonical codes move to host memory once packed) must survive the merge: without it
     # the merged QKV(+MLP) codes stayed on the GPU next to their packed copy (1.7 GiB of FLUX.1-dev, H200).
-    if any(getattr(m, OFFLOAD_ATTR, False) for m in layers):
-        setattr(merged, OFFLOAD_ATTR, True)
+    carry_offload_mark(layers, merged)
     return merged
 
 
@@ -262,7 +261,7 @@ def unmerge_svdq_linear(merged: SVDQLinear) -> list[SVDQLinear]:
     members = []
     row = col = 0
     spec = merged.spec
-    for (_, n, r), has_bias in zip(merged.merged_from, merged.merged_bias, strict=True):
+    for n, r, has_bias in merged.merged_from:
         with torch.device("meta"):
             m = SVDQLinear(merged.in_features, n, replace(spec, rank=r), bias=has_bias, dtype=merged.compute_dtype)
         m.qweight = merged.qweight[row : row + n].clone()
@@ -277,8 +276,7 @@ def unmerge_svdq_linear(merged: SVDQLinear) -> list[SVDQLinear]:
         for name, t in m._buffers.items():  # per-layer scalars (global scales), shared by construction
             if t is not None and t.is_meta:
                 m._buffers[name] = merged._buffers[name].clone()
-        if getattr(merged, OFFLOAD_ATTR, False):
-            setattr(m, OFFLOAD_ATTR, True)
+        carry_offload_mark([merged], m)
         members.append(m)
         row, col = row + n, col + r
     return members

@@ -67,10 +67,12 @@ def exact_act_quant(x: torch.Tensor, smooth: torch.Tensor, dtype: torch.dtype, q
     return xs, q.to(torch.int8).view(m, k), scales
 
 
-def reference_parts(layer: SVDQLinear, x: torch.Tensor):
-    """-> (grouped fp32 [M, N] from exact codes, full fp32 [M, N], exact codes, exact scales)."""
-    xs, codes, scales = exact_act_quant(x, layer.smooth, layer.compute_dtype)
-    qx = QuantizedTensor(codes.cuda(), scales.cuda(), INT4)
+def reference_parts(layer: SVDQLinear, x: torch.Tensor, act_format=INT4):
+    """-> (grouped fp32 [M, N] from exact codes, full fp32 [M, N], exact codes, exact scales), activations
+    quantized to ``act_format`` (INT4 g64 for W4A4, INT8 g64 for the Hopper INT8 W4A8 path)."""
+    qmax = 2 ** (act_format.bits - 1) - 1
+    xs, codes, scales = exact_act_quant(x, layer.smooth, layer.compute_dtype, qmax=qmax)
+    qx = QuantizedTensor(codes.cuda(), scales.cuda(), act_format)
     grouped = grouped_dot(qx, layer.quantized_weight())
     y = grouped
     if layer.spec.rank:

@@ -23,28 +23,16 @@ from kernel_cases import (
     poison_allocator,
     random_layer,
     random_x,
+    reference_parts,
     rel_err,
     sweep_cases,
 )
 
-from gpu.modules.reference import grouped_dot, low_rank_branch
-from gpu.quant import QuantizedTensor, get_format
+from gpu.quant import get_format
 
 pytestmark = pytest.mark.gpu
 INT8_G64 = get_format("int8_g64")
 REPORT: list[str] = []
-
-
-def reference_parts8(layer, x):
-    xs, codes, scales = exact_act_quant(x, layer.smooth, layer.compute_dtype, qmax=127)
-    qx = QuantizedTensor(codes.cuda(), scales.cuda(), INT8_G64)
-    grouped = grouped_dot(qx, layer.quantized_weight())
-    y = grouped
-    if layer.spec.rank:
-        y = y + low_rank_branch(xs.cuda(), layer.lora_down, layer.lora_up)
-    if layer.bias is not None:
-        y = y + layer.bias.float()
-    return grouped, y, codes, scales
 
 
 @pytest.mark.parametrize("m,k,n,rank,dtype", sweep_cases([0, *RANKS]))
@@ -65,7 +53,7 @@ def test_w4a8_matches_reference(m, k, n, rank, dtype, gen):
     y_a = w4a8_gemm(qa_a, packed, dtype)
     torch.cuda.synchronize()
 
-    grouped, y_ref32, codes, scales = reference_parts8(layer, x)
+    grouped, y_ref32, codes, scales = reference_parts(layer, x, INT8_G64)
     got = act8_fragments_to_codes(qa.act, qa.m_pad, k).cpu()
     assert torch.equal(got[:m], codes), f"{(got[:m] != codes).sum()} activation codes differ"
     assert not got[m:].any(), "padded activation rows are not zero"
@@ -96,7 +84,7 @@ def test_w4a8_gelu_deterministic_graph(gen):
     layer = random_layer(320, 384, 32, torch.bfloat16, gen)
     x = random_x(300, 320, torch.bfloat16, gen)
     y = svdq_linear_forward_w4a8(x, packed_for(layer), epilogue="gelu")
-    ref = torch.nn.functional.gelu(reference_parts8(layer, x)[1], approximate="tanh").to(torch.bfloat16)
+    ref = torch.nn.functional.gelu(reference_parts(layer, x, INT8_G64)[1], approximate="tanh").to(torch.bfloat16)
     assert rel_err(y, ref) <= 1e-3
 
     big = random_layer(3072, 3072, 32, torch.bfloat16, gen)
