@@ -1,7 +1,7 @@
 // svdq_w4a4_gemm.cu: Kernel B, the W4A4 GEMM with the low-rank up projection fused in its epilogue:
 //   y[m, n] = sum_g (sum_{k in g} qa[m, k] * qw[n, k]) * (sa[m, g] * sw[n, g])      (fp32)
 //           + sum_j lact[m, j] * lora_up[n, j]                                     (fp32)
-//           + bias[n]          [-> GELU]                                          -> 16-bit, one write
+//           + bias[n]          [-> tanh-GELU for n >= gelu_from]                   -> 16-bit, one write
 // (paper section 4.3: "Up Projection" fused with "4-Bit Compute", so the output is written once).
 //
 // Tiling: 128 threads = 4 warps in a 2x2 grid over a 64x64 output tile; each warp owns 32x32 =
@@ -15,7 +15,8 @@
 //
 // Epilogue: the block stages lact[64 rows, 32 ranks] and lora_up[64 channels, 32 ranks] in shared
 // memory (fp32) per 32-rank chunk and each thread adds the fp32 dot products for its 32 outputs;
-// then bias, optional GELU, conversion to 16 bits, and guarded 4-byte stores of column pairs.
+// then bias, GELU on the columns n >= gelu_from, conversion to 16 bits, and guarded 4-byte stores of
+// column pairs.
 // No atomics anywhere: every output is produced by one thread in a fixed order (deterministic).
 //
 // Layouts (written by gpu/kernels/repack.py and Kernel A; see kernels_cu/DESIGN.md):
@@ -37,7 +38,7 @@ __device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ a
                           const uint2* __restrict__ wgt, const T* __restrict__ wscale,
                           const float* __restrict__ lact, const T* __restrict__ lora_up,
                           const T* __restrict__ bias, T* __restrict__ out, int M, int N, int K, int rank,
-                          int M_pad, int N_pad, int epilogue) {
+                          int M_pad, int N_pad, int gelu_from) {
   __shared__ float s_lact[BM][RCHUNK + 1];  // +1: rows read by 8 groupIDs land in distinct banks
   __shared__ float s_lup[BN][RCHUNK + 1];
 
@@ -113,7 +114,7 @@ __device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ a
   }
 
   // Bias, activation, one 16-bit write per output (column pairs as 4-byte stores).
-  svdq::store_output_tile<T, true>(out, acc, lr, bias, epilogue, m0 + wm * 32, n0 + wn * 32, M, N, gid, tig);
+  svdq::store_output_tile<T, true>(out, acc, lr, bias, gelu_from, m0 + wm * 32, n0 + wn * 32, M, N, gid, tig);
 }
 
 }  // namespace
@@ -123,15 +124,15 @@ extern "C" __global__ void __launch_bounds__(THREADS_B)
 svdq_w4a4_gemm_bf16(const uint4* act, const __nv_bfloat16* ascale, const uint2* wgt,
                     const __nv_bfloat16* wscale, const float* lact, const __nv_bfloat16* lora_up,
                     const __nv_bfloat16* bias, __nv_bfloat16* out, int M, int N, int K, int rank, int M_pad,
-                    int N_pad, int epilogue) {
+                    int N_pad, int gelu_from) {
   gemm_body<__nv_bfloat16>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, M_pad, N_pad,
-                           epilogue);
+                           gelu_from);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS_B)
 svdq_w4a4_gemm_fp16(const uint4* act, const __half* ascale, const uint2* wgt, const __half* wscale,
                     const float* lact, const __half* lora_up, const __half* bias, __half* out, int M, int N,
-                    int K, int rank, int M_pad, int N_pad, int epilogue) {
+                    int K, int rank, int M_pad, int N_pad, int gelu_from) {
   gemm_body<__half>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, M_pad, N_pad,
-                    epilogue);
+                    gelu_from);
 }

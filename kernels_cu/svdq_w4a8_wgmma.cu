@@ -2,7 +2,7 @@
 //
 //   y[m, n] = sa[m] * sum_g sw[n, g] * (sum_{k in g} qa[m, k] * qw[n, k])      (qa: FP8 E4M3, qw: int4)
 //           + sum_j lact[m, j] * lora_up[n, j]                                 (16-bit operands, fp32)
-//           + bias[n]          [-> GELU]                                        -> 16-bit, one write
+//           + bias[n]          [-> tanh-GELU for n >= gelu_from]                 -> 16-bit, one write
 //
 // Why FP8 per token, not INT8 per 64-group: an INT8 group scale on *both* operands costs a multiply per
 // output element per group on top of the dequantizing FFMA (and an I2F or a magic-number add); at 64-wide
@@ -35,7 +35,7 @@
 // Low-rank up projection: after the K loop, lora_up (A, 64 channels x r) and lact (B, 128 tokens x r), both
 // staged in shared memory at the start by producer warps 1-3, go through r/16 bf16/fp16 wgmma m64n128k16 into a fresh
 // accumulator set: the branch runs on tensor cores, not on CUDA-core FMAs. Then
-//   y = fma(acc, sa[token] * 512, lowrank) + bias [-> GELU], rounded once to 16 bits,
+//   y = fma(acc, sa[token] * 512, lowrank) + bias [-> GELU for channels >= gelu_from], rounded once to 16 bits,
 // staged in shared memory and written with 16-byte stores. No atomics: deterministic.
 //
 // Layouts (B = 128):
@@ -135,7 +135,7 @@ template <typename T, typename S>
 __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restrict__ ascale,
                           const uint8_t* __restrict__ wgt, const S* __restrict__ wscale,
                           const T* __restrict__ lact, const T* __restrict__ lora_up, const T* __restrict__ bias,
-                          T* __restrict__ out, int M, int N, int K, int rank, int epilogue) {
+                          T* __restrict__ out, int M, int N, int K, int rank, int gelu_from) {
   extern __shared__ __align__(128) uint8_t smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + PIPE_BYTES);  // stage landed (tx bytes)
   uint64_t* empty = full + STAGES;                                     // stage released by every consumer thread
@@ -293,19 +293,38 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
   T* stage_out = reinterpret_cast<T*>(smem);
   const float b_lo = bias != nullptr ? svdq::to_f32(bias[ch0 + wrow]) : 0.f;
   const float b_hi = bias != nullptr ? svdq::to_f32(bias[ch0 + wrow + 8]) : 0.f;
+  // GELU mode per warp (its 16 channels), so the branch is warp-uniform: a per-element test made the compiler
+  // predicate the GELU into every output (+3% on K=3072 layers without GELU, H200).
+  auto stage_tile = [&](auto gelu_mode) {  // 0: none, 1: all, 2: rows >= gelu_from
+    constexpr int MODE = decltype(gelu_mode)::value;
+    const bool gelu_lo = MODE == 1 || (MODE == 2 && ch0 + wrow >= gelu_from);
+    const bool gelu_hi = MODE == 1 || (MODE == 2 && ch0 + wrow + 8 >= gelu_from);
 #pragma unroll
-  for (int j = 0; j < 16; ++j) {
-    const int t = 8 * j + 2 * tig;
-    float2 sa = *reinterpret_cast<const float2*>(ascale + tok0 + t);
-    sa.x *= kFp8SubnormalUnit;  // exact
-    sa.y *= kFp8SubnormalUnit;
+    for (int j = 0; j < 16; ++j) {
+      const int t = 8 * j + 2 * tig;
+      float2 sa = *reinterpret_cast<const float2*>(ascale + tok0 + t);
+      sa.x *= kFp8SubnormalUnit;  // exact
+      sa.y *= kFp8SubnormalUnit;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int h = i >> 1, c = i & 1;
-      float y = fmaf(acc[4 * j + i], c ? sa.y : sa.x, tmp0[4 * j + i]) + (h ? b_hi : b_lo);
-      if (epilogue == svdq::kEpiGelu) y = svdq::gelu_tanh(y);
-      stage_out[(t + c) * OUT_PITCH + wrow + 8 * h] = svdq::from_f32<T>(y);
+      for (int i = 0; i < 4; ++i) {
+        const int h = i >> 1, c = i & 1;
+        float y = fmaf(acc[4 * j + i], c ? sa.y : sa.x, tmp0[4 * j + i]) + (h ? b_hi : b_lo);
+        if constexpr (MODE == 1) {
+          y = svdq::gelu_tanh(y);
+        } else if constexpr (MODE == 2) {
+          if (h ? gelu_hi : gelu_lo) y = svdq::gelu_tanh(y);
+        }
+        stage_out[(t + c) * OUT_PITCH + wrow + 8 * h] = svdq::from_f32<T>(y);
+      }
     }
+  };
+  const int warp_ch0 = ch0 + wrow - gid;
+  if (gelu_from >= warp_ch0 + 16) {
+    stage_tile(std::integral_constant<int, 0>{});
+  } else if (gelu_from <= warp_ch0) {
+    stage_tile(std::integral_constant<int, 1>{});
+  } else {
+    stage_tile(std::integral_constant<int, 2>{});
   }
   svdq::named_barrier(1, CONSUMER_THREADS);
   constexpr int CHUNKS_PER_ROW = BM * 2 / 16;  // 16
@@ -326,14 +345,19 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
 //   xs = x * inv_smooth (fp32), amax = max |xs|, r = 448 / amax, sa = amax / 448 (IEEE divisions),
 //   q  = e4m3(xs * r) (round to nearest even, saturating at +-448); rows past M and all-zero rows get
 //   q = 0 and sa = 0. The reference is gpu.modules.reference.quantize_fp8_row.
-// Rows of K <= 4096: one warp per row, 8 rows per 256-thread block, so a block writes whole 128-byte
-// core-matrix lines (8 rows x 16 bytes) together. Two passes over the row (amax, then quantize): the second
-// read hits L2, and holding no row in registers keeps ~40 registers per thread, i.e. a full SM of warps (a
-// register-resident row measured 588 GB/s at K=3072 on the H200, this 997 GB/s). Each lane owns 16-column pairs,
-// so every store is a whole 16-byte core-matrix row (8-byte half-row stores: 43.7 us vs 39.1 us at 4608 x 3072,
-// H200, 2026-11-21). Longer rows: see
-// quant_row_block_body (at K=12288 the re-read missed L2: 682 GB/s vs 1275 GB/s register-resident).
-constexpr int Q_THREADS = 256, Q_ROWS = Q_THREADS / 32, Q_BLOCK_MAX_CHUNKS = 8;  // warp rows: K <= 4096
+// x rows are ldx elements apart (a column slice of a wider tensor needs no copy); ldx % 8 == 0, x 16-byte aligned.
+// Rows of K <= 4096: one warp per row, 8 rows per 256-thread block. Two passes over the row (amax, then
+// quantize): the second read hits L2, and holding no row in registers keeps ~40 registers per thread, i.e. a full
+// SM of warps (a register-resident row: 35 vs 30 us at 4608 x 3072). The 8 rows' codes are staged in shared
+// memory and written as whole 128-byte core-matrix lines (8 rows x 16 bytes): 27.3 us vs 30.1 us with each warp
+// writing its own 16-byte rows, bit-identical (H200, 2026-11-21; kernel-only times; reading alone takes 13.6 us
+// and a plain bf16 -> e4m3 stream of the same bytes 11.8 us). Longer rows: quant_row_block_body (at K=12288 a
+// re-read misses L2: 682 GB/s vs 1275 GB/s register-resident).
+constexpr int Q_THREADS = 256, Q_ROWS = Q_THREADS / 32;
+// Long rows: 512 threads x 4 chunks of 8 (K <= 16384); measured against 256 x 8 at 4608 rows: 84.7 vs 87.6 us
+// (K=12288), 103.5 vs 114.7 us (K=15360); 1024 x 2 and 128 x 16 were not better (H200, 2026-11-21).
+constexpr int Q_LONG_THREADS = 512, Q_LONG_MAX_CHUNKS = 4;
+constexpr int Q_WARP_MAX_K = 4096;  // warp rows up to this K (the host's _W4A8F_Q_WARP_MAX_K)
 
 __device__ __forceinline__ uint32_t cvt_e4m3x4(float a, float b, float c, float d) {
   uint16_t lo, hi;
@@ -400,11 +424,14 @@ __device__ __forceinline__ size_t act_offset(int row, int k, int n_groups) {
 
 template <typename T>
 __device__ void quant_body(const T* __restrict__ x, const float* __restrict__ inv_smooth, uint8_t* __restrict__ act,
-                           float* __restrict__ ascale, int M, int K) {
-  const int lane = threadIdx.x & 31, row = blockIdx.x * Q_ROWS + (threadIdx.x >> 5);
+                           float* __restrict__ ascale, int M, int K, int ldx) {
+  // The block's 8 rows, quantized, as K/16 core-matrix lines of 8 rows x 16 bytes; row r of line L sits in
+  // slot r ^ (L & 7), so a warp's 16-byte writes of consecutive lines fall in distinct banks.
+  __shared__ __align__(16) uint8_t lines[Q_WARP_MAX_K / 16][128];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, row = blockIdx.x * Q_ROWS + warp;
   const int pairs = K / 16, n_groups = K / svdq::kGroup;
   const bool live = row < M;
-  const T* xrow = x + static_cast<size_t>(live ? row : 0) * K;
+  const T* xrow = x + static_cast<size_t>(live ? row : 0) * ldx;
   float amax = 0.f;
   if (live) {
 #pragma unroll 2
@@ -428,7 +455,15 @@ __device__ void quant_body(const T* __restrict__ x, const float* __restrict__ in
       load_pair<T>(xrow, p, raw);
       q = pair_fp8<T>(raw, inv_smooth, p, r);
     }
-    *reinterpret_cast<uint4*>(act + act_offset(row, 16 * p, n_groups)) = q;
+    *reinterpret_cast<uint4*>(&lines[p][(warp ^ (p & 7)) * 16]) = q;
+  }
+  __syncthreads();
+  // Whole 128-byte lines to global memory: 8 consecutive threads write one line (the 8 rows of a core matrix).
+  const int row0 = blockIdx.x * Q_ROWS;
+  for (int c = threadIdx.x; c < pairs * Q_ROWS; c += Q_THREADS) {
+    const int line = c / Q_ROWS, r8 = c % Q_ROWS;
+    *reinterpret_cast<uint4*>(act + act_offset(row0 + r8, 16 * line, n_groups)) =
+        *reinterpret_cast<const uint4*>(&lines[line][(r8 ^ (line & 7)) * 16]);
   }
 }
 
@@ -438,7 +473,8 @@ __device__ void quant_body(const T* __restrict__ x, const float* __restrict__ in
 // per thread and measured 12% slower at K=12288/15360 (H200, 2026-11-21).
 template <typename T, int ROW_THREADS, int MAX_CHUNKS>
 __device__ void quant_row_block_body(const T* __restrict__ x, const float* __restrict__ inv_smooth,
-                                     uint8_t* __restrict__ act, float* __restrict__ ascale, int M, int K) {
+                                     uint8_t* __restrict__ act, float* __restrict__ ascale, int M, int K,
+                                     int ldx) {
   __shared__ float s_max[ROW_THREADS / 32];
   const int tid = threadIdx.x;
   const int row = blockIdx.x, t = tid;
@@ -450,7 +486,7 @@ __device__ void quant_row_block_body(const T* __restrict__ x, const float* __res
   for (int i = 0; i < MAX_CHUNKS; ++i) {
     const int c = t + i * ROW_THREADS;
     if (c < chunks && live) {
-      raw[i] = __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(row) * K) + c);
+      raw[i] = __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(row) * ldx) + c);
       float f[8];
       smooth8_raw<T>(raw[i], inv_smooth, c, f);
 #pragma unroll
@@ -494,27 +530,30 @@ __device__ void quant_row_block_body(const T* __restrict__ x, const float* __res
 #define SVDQ_W4A8F_GEMM(NAME, T, S)                                                                              \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                       \
       NAME(const uint8_t* act, const float* ascale, const uint8_t* wgt, const S* wscale, const T* lact,         \
-           const T* lora_up, const T* bias, T* out, int M, int N, int K, int rank, int epilogue) {             \
-    gemm_body<T, S>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, epilogue);             \
+           const T* lora_up, const T* bias, T* out, int M, int N, int K, int rank, int gelu_from) {            \
+    gemm_body<T, S>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, gelu_from);            \
   }
 SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_bf16, __nv_bfloat16, __nv_bfloat16)
 SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_fp16, __half, __half)
 SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_xs_bf16, __nv_bfloat16, __half)
 SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_xs_fp16, __half, __nv_bfloat16)
-extern "C" __global__ void __launch_bounds__(Q_THREADS)
-svdq_w4a8f_quant_long_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale, int M,
-                           int K) {
-  quant_row_block_body<__nv_bfloat16, Q_THREADS, Q_BLOCK_MAX_CHUNKS>(x, inv_smooth, act, ascale, M, K);
+extern "C" __global__ void __launch_bounds__(Q_LONG_THREADS)
+svdq_w4a8f_quant_long_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale,
+                           int M, int K, int ldx) {
+  quant_row_block_body<__nv_bfloat16, Q_LONG_THREADS, Q_LONG_MAX_CHUNKS>(x, inv_smooth, act, ascale, M, K, ldx);
+}
+extern "C" __global__ void __launch_bounds__(Q_LONG_THREADS)
+svdq_w4a8f_quant_long_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale,
+                           int M, int K, int ldx) {
+  quant_row_block_body<__half, Q_LONG_THREADS, Q_LONG_MAX_CHUNKS>(x, inv_smooth, act, ascale, M, K, ldx);
 }
 extern "C" __global__ void __launch_bounds__(Q_THREADS)
-svdq_w4a8f_quant_long_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
-  quant_row_block_body<__half, Q_THREADS, Q_BLOCK_MAX_CHUNKS>(x, inv_smooth, act, ascale, M, K);
+svdq_w4a8f_quant_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale,
+                      int M, int K, int ldx) {
+  quant_body<__nv_bfloat16>(x, inv_smooth, act, ascale, M, K, ldx);
 }
 extern "C" __global__ void __launch_bounds__(Q_THREADS)
-svdq_w4a8f_quant_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
-  quant_body<__nv_bfloat16>(x, inv_smooth, act, ascale, M, K);
-}
-extern "C" __global__ void __launch_bounds__(Q_THREADS)
-svdq_w4a8f_quant_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale, int M, int K) {
-  quant_body<__half>(x, inv_smooth, act, ascale, M, K);
+svdq_w4a8f_quant_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale,
+                      int M, int K, int ldx) {
+  quant_body<__half>(x, inv_smooth, act, ascale, M, K, ldx);
 }

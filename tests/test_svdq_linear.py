@@ -88,3 +88,20 @@ def test_forward_reports_the_path_it_took():
     out = m(x[:4].to(torch.bfloat16))
     assert out.dtype == torch.bfloat16 and out.shape == (4, 128)
     assert m.last_path.startswith("PyTorch reference on CPU")
+
+
+def test_gelu_from_applies_tanh_gelu_to_the_trailing_columns_only():
+    """``forward(x, gelu_from=g)``: the epilogue the fused FLUX blocks use (fc1, the MLP part of the merged
+    single-block projection); on the reference path it must equal diffusers' GELU of those columns."""
+    w, calib, x = _outlier_layer(k=256, n=128)
+    m = _build(w, calib, "svdquant")
+    xb = x[:5].to(torch.bfloat16)
+    plain = m(xb)
+    for g in (0, 37, 128):
+        y = m(xb, gelu_from=g)
+        assert torch.equal(y[:, :g], plain[:, :g])
+        assert torch.equal(y[:, g:], torch.nn.functional.gelu(plain[:, g:], approximate="tanh"))
+    assert not torch.equal(m(xb, gelu_from=0), plain)
+    for bad in (-1, 129):
+        with pytest.raises(ValueError, match="gelu_from"):
+            m(xb, gelu_from=bad)

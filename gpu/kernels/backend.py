@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gpu.modules.reference import gelu_columns_
 from gpu.runtime.dispatch import Backend, register_backend
 
 NAME = "fused INT4 W4A4 kernels (pycuda)"
@@ -102,18 +103,20 @@ class FusedPath:
 
         return binary_status(f"{major}{minor}")
 
-    def run(self, layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """x: T [..., K] on the GPU -> T [..., N]; falls back to the matching reference (and says why)
-        when x's dtype is not the layer's or the kernels fail to load."""
+    def run(self, layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = None) -> torch.Tensor:
+        """x: T [..., K] on the GPU -> T [..., N] (tanh-GELU on columns >= gelu_from, in the GEMM epilogue);
+        falls back to the matching reference (and says why) when x's dtype is not the layer's or the
+        kernels fail to load."""
         if x.dtype != layer.compute_dtype:
             layer.last_path = (
                 f"{self.label} (input dtype {x.dtype} differs from the layer's {layer.compute_dtype})"
             )
-            return layer.forward_reference(x, act_format=self.act_format)
+            return gelu_columns_(layer.forward_reference(x, act_format=self.act_format), gelu_from)
         from gpu.kernels import launch, repack
 
         try:
-            return getattr(launch, self.forward_name)(x, getattr(repack, self.pack_name)(layer, x.device))
+            packed = getattr(repack, self.pack_name)(layer, x.device)
+            return getattr(launch, self.forward_name)(x, packed, gelu_from)
         except Exception as err:  # noqa: BLE001 - a build/load failure must not kill generation
             if not _is_load_error(err):
                 raise
@@ -121,7 +124,7 @@ class FusedPath:
             reason = f"kernel load failed: {err}".splitlines()[0][:300]
             self.load_errors[(idx, layer.compute_dtype)] = reason
             layer.last_path = f"{self.label} ({reason})"
-            return layer.forward_reference(x, act_format=self.act_format)
+            return gelu_columns_(layer.forward_reference(x, act_format=self.act_format), gelu_from)
 
 
 def _is_load_error(err: Exception) -> bool:
@@ -170,12 +173,12 @@ def _gemv_refuses(layer: torch.nn.Module, device: torch.device) -> str | None:
     return fused_refusal(device, "gemv")
 
 
-def _gemv_run(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _gemv_run(layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = None) -> torch.Tensor:
     """x: T [..., K] -> T [..., N]; ``fused_ops.w4a16_gemv`` runs the reference itself (and says why in
-    ``last_path``) for more than 8 rows or a dtype mismatch."""
+    ``last_path``) for more than 8 rows or a dtype mismatch. The GEMV has no GELU epilogue."""
     from gpu.modules.fused_ops import w4a16_gemv
 
-    return w4a16_gemv(x, layer)
+    return gelu_columns_(w4a16_gemv(x, layer), gelu_from)
 
 
 # Hopper W4A8 first: on sm_90 it serves INT4 W4A4 layers; elsewhere it refuses and INT4 serves them. The GEMV

@@ -32,7 +32,6 @@ from gpu.kernels.loader import load_module
 from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
 
 MAX_RANK = 128
-EPILOGUES = {"none": 0, "gelu": 1}
 _SUFFIX = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 _QUANT_THREADS, _QUANT_ROWS = 256, 32
 _GEMM_THREADS, _GEMM_BM, _GEMM_BN = 128, 64, 64
@@ -43,7 +42,8 @@ W4A8_ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics 
 _W4A8F_THREADS, _W4A8F_TILE = 384, 128  # 2 consumer warpgroups + 1 producer warpgroup; 128x128 tiles
 _W4A8F_STAGES = 12
 _W4A8F_Q_ROWS, _W4A8F_Q_WARP_MAX_K = 8, 4096  # prologue: a warp per token row, 8 rows per block, up to this K
-W4A8F_MAX_K = 16384  # longer rows: a 256-thread block per row, held in registers (8 chunks / thread)
+_W4A8F_Q_LONG_THREADS = 512
+W4A8F_MAX_K = 16384  # longer rows: a 512-thread block per row, held in registers (4 chunks of 8 per thread)
 # STAGES * (FP8 activations + int4 weights + 16-bit scales) + the full/empty/low-rank mbarriers
 _W4A8F_PIPE_BYTES = _W4A8F_STAGES * (8192 + 4096 + 256) + -(-(2 * _W4A8F_STAGES * 8 + 8) // 128) * 128
 
@@ -53,6 +53,15 @@ def device_arch(device: torch.device) -> str:
     return f"{major}{minor}"
 
 
+def gelu_from_arg(gelu_from: int | None, n: int) -> int:
+    """The GEMM kernels' ``gelu_from`` argument: tanh-GELU on output columns >= it (None: no GELU, so N)."""
+    if gelu_from is None:
+        return n
+    if not 0 <= gelu_from <= n:
+        raise ValueError(f"gelu_from={gelu_from} is outside the output's columns [0, {n}]")
+    return int(gelu_from)
+
+
 # (family, kernel name without the dtype suffix, pycuda argument signature)
 _KERNELS = {
     "quant_int4": ("svdq_quant_lora", "svdq_quant_lora_int4", "PPPPPPiiii"),
@@ -60,8 +69,8 @@ _KERNELS = {
     "quant_int8": ("svdq_quant_lora", "svdq_quant_lora_int8", "PPPPPPiiii"),
     "prologue_int8": ("svdq_w4a8_gemm", "svdq_w4a8_prologue", "PPPPPPiiii"),
     "gemm_w4a8": ("svdq_w4a8_gemm", "svdq_w4a8_gemm", "PPPPPPPPiiiiiiii"),
-    "quant_fp8": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant", "PPPPii"),
-    "quant_fp8_long": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant_long", "PPPPii"),
+    "quant_fp8": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant", "PPPPiii"),
+    "quant_fp8_long": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant_long", "PPPPiii"),
     "gemm_w4a8f": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm", "PPPPPPPPiiiii"),  # scales of the output's type
     "gemm_w4a8f_xs": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm_xs", "PPPPPPPPiiiii"),  # of the other 16-bit type
     # FLUX block ops and the W4A16 GEMV (section at the end of this module)
@@ -146,12 +155,16 @@ class QuantizedAct:
 
 
 def _prologue_inputs(
-    x: torch.Tensor, smooth: torch.Tensor | None, lora_down: torch.Tensor | None
+    x: torch.Tensor, smooth: torch.Tensor | None, lora_down: torch.Tensor | None, row_stride_ok: bool = False
 ) -> tuple[torch.Tensor, int, int, int, int]:
-    """Shape checks shared by both prologues -> (x contiguous, M, K, rank, M_pad)."""
+    """Shape checks shared by the prologues -> (x, M, K, rank, M_pad). x comes back contiguous, or, with
+    ``row_stride_ok``, as it is when only its rows are spaced out (a column slice of a wider tensor) and
+    16-byte vector loads still hold: unit column stride, row stride a multiple of 8, 16-byte aligned."""
     if x.dim() != 2 or x.dtype not in _SUFFIX:
         raise ValueError(f"x must be a 2-D bf16/fp16 tensor, got {x.dtype} {tuple(x.shape)}")
-    x = x.contiguous()
+    strided_rows_ok = row_stride_ok and x.stride(1) == 1 and x.stride(0) % 8 == 0 and x.data_ptr() % 16 == 0
+    if not strided_rows_ok:
+        x = x.contiguous()
     m, k = x.shape
     if k % GROUP:
         raise ValueError(f"K={k} is not a multiple of the group size {GROUP}")
@@ -218,13 +231,13 @@ def w4a4_gemm(
     qa: QuantizedAct,
     w: PackedWeights,
     out_dtype: torch.dtype,
-    epilogue: str = "none",
+    gelu_from: int | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Kernel B. qa from ``quantize_act`` (same K, same rank), w from ``gpu.kernels.repack`` ->
-    out T [M, N] = grouped INT4 GEMM + lact @ lora_up^T + bias [-> GELU], T = out_dtype.
+    out T [M, N] = grouped INT4 GEMM + lact @ lora_up^T + bias [-> GELU on columns >= gelu_from], T = out_dtype.
     ``out`` (T [M, N], contiguous) is written in place when given."""
-    out = _gemm_output(qa, w, out_dtype, epilogue, out, (qa.m_pad // 16, w.k // GROUP, 32, 4))
+    out = _gemm_output(qa, w, out_dtype, gelu_from, out, (qa.m_pad // 16, w.k // GROUP, 32, 4))
     _check(qa.lact, "lact", (qa.m_pad, w.rank), torch.float32, out.device)
     if qa.m == 0:
         return out
@@ -235,7 +248,7 @@ def w4a4_gemm(
             grid, (_GEMM_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             qa.lact.data_ptr(), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
-            qa.m, n, k, rank, qa.m_pad, w.n_pad, EPILOGUES[epilogue],
+            qa.m, n, k, rank, qa.m_pad, w.n_pad, gelu_from_arg(gelu_from, n),
         )  # fmt: skip
     return out
 
@@ -244,7 +257,7 @@ def _gemm_output(
     qa: QuantizedAct,
     w: PackedWeights,
     out_dtype: torch.dtype,
-    epilogue: str,
+    gelu_from: int | None,
     out: torch.Tensor | None,
     act_shape: tuple[int, ...],
 ) -> torch.Tensor:
@@ -252,8 +265,7 @@ def _gemm_output(
     device, k, n, rank = qa.act.device, w.k, w.n, w.rank
     if out_dtype not in _SUFFIX:
         raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
-    if epilogue not in EPILOGUES:
-        raise ValueError(f"unknown epilogue {epilogue!r} (known: {', '.join(EPILOGUES)})")
+    gelu_from_arg(gelu_from, n)
     if n % 2:
         raise ValueError(f"N={n} must be even (the kernel stores column pairs)")
     _check(qa.act, "act", act_shape, torch.int32, device)
@@ -272,12 +284,13 @@ def w4a8_gemm(
     qa: QuantizedAct,
     w: PackedWeights,
     out_dtype: torch.dtype,
-    epilogue: str = "none",
+    gelu_from: int | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Kernel B (W4A8). qa from ``quantize_act_int8``, w from ``gpu.kernels.repack`` -> T [M, N]
-    = grouped s8 GEMM on int4 weights widened in registers + sum_s lact[s] @ lora_up^T + bias [-> GELU]."""
-    out = _gemm_output(qa, w, out_dtype, epilogue, out, (qa.m_pad // 16, w.k // GROUP, 2, 32, 4))
+    = grouped s8 GEMM on int4 weights widened in registers + sum_s lact[s] @ lora_up^T + bias
+    [-> GELU on columns >= gelu_from]."""
+    out = _gemm_output(qa, w, out_dtype, gelu_from, out, (qa.m_pad // 16, w.k // GROUP, 2, 32, 4))
     if qa.lact.dim() != 3:
         raise ValueError("lact must be [S, M_pad, r] (K-split partials of the W4A8 prologue)")
     _check(qa.lact, "lact", (qa.lact.shape[0], qa.m_pad, w.rank), torch.float32, out.device)
@@ -290,23 +303,23 @@ def w4a8_gemm(
             grid, (_W4A8_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             qa.lact.data_ptr(), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
-            qa.m, n, k, rank, qa.m_pad, w.n_pad, EPILOGUES[epilogue], qa.lact.shape[0],
+            qa.m, n, k, rank, qa.m_pad, w.n_pad, gelu_from_arg(gelu_from, n), qa.lact.shape[0],
         )  # fmt: skip
     return out
 
 
-def svdq_linear_forward(x: torch.Tensor, w: PackedWeights, epilogue: str = "none") -> torch.Tensor:
+def svdq_linear_forward(x: torch.Tensor, w: PackedWeights, gelu_from: int | None = None) -> torch.Tensor:
     """x: T [..., K] -> T [..., N] through Kernel A then Kernel B (INT4 W4A4)."""
     lead = x.shape[:-1]
     qa = quantize_act(x.reshape(-1, w.k), w.smooth, w.lora_down)
-    return w4a4_gemm(qa, w, x.dtype, epilogue).reshape(*lead, w.n)
+    return w4a4_gemm(qa, w, x.dtype, gelu_from).reshape(*lead, w.n)
 
 
-def svdq_linear_forward_w4a8(x: torch.Tensor, w: PackedWeights, epilogue: str = "none") -> torch.Tensor:
+def svdq_linear_forward_w4a8(x: torch.Tensor, w: PackedWeights, gelu_from: int | None = None) -> torch.Tensor:
     """x: T [..., K] -> T [..., N] through the INT8 prologue then the W4A8 GEMM (Hopper)."""
     lead = x.shape[:-1]
     qa = quantize_act_int8(x.reshape(-1, w.k), w.smooth, w.lora_down)
-    return w4a8_gemm(qa, w, x.dtype, epilogue).reshape(*lead, w.n)
+    return w4a8_gemm(qa, w, x.dtype, gelu_from).reshape(*lead, w.n)
 
 
 @dataclass
@@ -320,27 +333,29 @@ class Fp8Act:
 
 
 def quantize_act_fp8(x: torch.Tensor, inv_smooth: torch.Tensor) -> Fp8Act:
-    """Hopper FP8 prologue. x: T [M, K] (bf16/fp16), inv_smooth: fp32 [K] -> Fp8Act (per-token E4M3 codes of
-    x * inv_smooth; numerics of ``gpu.modules.reference.quantize_fp8_row``)."""
-    x, m, k, _, _ = _prologue_inputs(x, None, None)
+    """Hopper FP8 prologue. x: T [M, K] (bf16/fp16; rows may be spaced out, as in a column slice), inv_smooth:
+    fp32 [K] -> Fp8Act (per-token E4M3 codes of x * inv_smooth; numerics of
+    ``gpu.modules.reference.quantize_fp8_row``)."""
+    x, m, k, _, _ = _prologue_inputs(x, None, None, row_stride_ok=True)
     if k > W4A8F_MAX_K:
         raise ValueError(f"K={k} > {W4A8F_MAX_K} (the FP8 prologue keeps a long token row in registers)")
     _check(inv_smooth, "inv_smooth", (k,), torch.float32, x.device)
     if x.data_ptr() % 16:
         x = x.clone()  # 16-byte vector loads
+    ldx = x.stride(0) if m > 1 else k
     m_pad = round_up(max(m, 1), _W4A8F_TILE)
     act = torch.empty((m_pad // _W4A8F_TILE, k // GROUP, _W4A8F_TILE * GROUP), dtype=torch.uint8, device=x.device)
     ascale = torch.empty((m_pad,), dtype=torch.float32, device=x.device)
     if m == 0:
         return Fp8Act(act, ascale, m, m_pad)
     if k <= _W4A8F_Q_WARP_MAX_K:
-        fn, grid = _function("quant_fp8", x.device, x.dtype), m_pad // _W4A8F_Q_ROWS
+        fn, grid, block = _function("quant_fp8", x.device, x.dtype), m_pad // _W4A8F_Q_ROWS, 32 * _W4A8F_Q_ROWS
     else:
-        fn, grid = _function("quant_fp8_long", x.device, x.dtype), m_pad
+        fn, grid, block = _function("quant_fp8_long", x.device, x.dtype), m_pad, _W4A8F_Q_LONG_THREADS
     with _on_kernel_stream(x.device) as stream:
         fn.prepared_async_call(
-            (grid, 1, 1), (32 * _W4A8F_Q_ROWS, 1, 1), stream,
-            x.data_ptr(), inv_smooth.data_ptr(), act.data_ptr(), ascale.data_ptr(), m, k,
+            (grid, 1, 1), (block, 1, 1), stream,
+            x.data_ptr(), inv_smooth.data_ptr(), act.data_ptr(), ascale.data_ptr(), m, k, ldx,
         )  # fmt: skip
     return Fp8Act(act, ascale, m, m_pad)
 
@@ -353,17 +368,17 @@ def w4a8f_gemm(
     lact: torch.Tensor | None,
     w: PackedW4A8F,
     out_dtype: torch.dtype,
-    epilogue: str = "none",
+    gelu_from: int | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Hopper FP8 wgmma GEMM. qa from ``quantize_act_fp8``, lact: T [M, r] = x @ (lora_down / smooth) (None
     when r = 0), w from ``gpu.kernels.repack.packed_w4a8f_for`` -> out T [M, N] = sa * sum_g sw * dot_g
-    + lact @ lora_up^T + bias [-> GELU]. ``out`` (T [M, N], contiguous) is written in place when given."""
+    + lact @ lora_up^T + bias [-> GELU on columns >= gelu_from]. ``out`` (T [M, N], contiguous) is written in
+    place when given."""
     device, n, k, rank = qa.act.device, w.n, w.k, w.rank
     if out_dtype not in _SUFFIX:
         raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
-    if epilogue not in EPILOGUES:
-        raise ValueError(f"unknown epilogue {epilogue!r} (known: {', '.join(EPILOGUES)})")
+    gelu_from_arg(gelu_from, n)
     if n % 8 or rank % 16 or rank > MAX_RANK:
         raise ValueError(f"N={n} must be a multiple of 8 and rank={rank} a multiple of 16 up to {MAX_RANK}")
     tiles = w.n_pad // _W4A8F_TILE
@@ -399,19 +414,19 @@ def w4a8f_gemm(
             (tiles, qa.m_pad // _W4A8F_TILE, 1), (_W4A8F_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             _ptr(lact if rank else None), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
-            qa.m, n, k, rank, EPILOGUES[epilogue], shared_size=smem,
+            qa.m, n, k, rank, gelu_from_arg(gelu_from, n), shared_size=smem,
         )  # fmt: skip
     return out
 
 
-def svdq_linear_forward_w4a8f(x: torch.Tensor, w: PackedW4A8F, epilogue: str = "none") -> torch.Tensor:
+def svdq_linear_forward_w4a8f(x: torch.Tensor, w: PackedW4A8F, gelu_from: int | None = None) -> torch.Tensor:
     """x: T [..., K] -> T [..., N] on Hopper: FP8 prologue, the low-rank down projection x @ (L1 / lambda)
     on cuBLAS (16-bit, [M, r]), then the FP8 wgmma GEMM with the up projection fused."""
     lead = x.shape[:-1]
     x2 = x.reshape(-1, w.k)
     qa = quantize_act_fp8(x2, w.inv_smooth)
     lact = x2 @ w.lora_down if w.rank else None
-    return w4a8f_gemm(qa, lact, w, x.dtype, epilogue).reshape(*lead, w.n)
+    return w4a8f_gemm(qa, lact, w, x.dtype, gelu_from).reshape(*lead, w.n)
 
 
 def act_fp8_to_values(act: torch.Tensor, m: int, k: int) -> torch.Tensor:

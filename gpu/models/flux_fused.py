@@ -49,6 +49,7 @@ from torch import nn
 
 from gpu.kernels.repack import carry_offload_mark
 from gpu.modules.layer_spec import LayerSpec
+from gpu.modules.reference import gelu_columns_
 from gpu.modules.svdq_linear import SVDQLinear
 
 # The fused kernels refuse layers of rank > 128 (gpu.kernels.backend.layer_refusal): a merged layer above it
@@ -326,9 +327,20 @@ def _project(holder: nn.Module, fused: str, separate: Sequence[str], x: torch.Te
     return torch.cat([getattr(holder, name)(x) for name in separate], dim=-1)
 
 
+def _linear_gelu(layer: nn.Module, x: torch.Tensor, gelu_from: int = 0) -> torch.Tensor:
+    """layer(x) [..., N] with tanh-GELU on the output columns >= gelu_from: in the GEMM's epilogue for SVDQ
+    layers on the kernels (no separate pass over the output), in place on the output otherwise."""
+    if isinstance(layer, SVDQLinear):
+        return layer(x, gelu_from=gelu_from)
+    return gelu_columns_(layer(x), gelu_from)
+
+
 def _feed_forward(ff: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """diffusers' FeedForward("gelu-approximate") at inference: proj -> tanh-GELU -> out (dropout is identity)."""
-    return ff.net[2](F.gelu(ff.net[0].proj(x), approximate=ff.net[0].approximate))
+    act = ff.net[0]
+    if act.approximate == "tanh":
+        return ff.net[2](_linear_gelu(act.proj, x))
+    return ff.net[2](F.gelu(act.proj(x), approximate=act.approximate))
 
 
 class FusedFluxTransformerBlock(FluxTransformerBlock):
@@ -405,17 +417,22 @@ class FusedFluxSingleTransformerBlock(FluxSingleTransformerBlock):
         d = hidden_states.shape[-1]
         shift, scale, gate = _modulation(self.norm.linear, F.silu(temb)).chunk(3, dim=1)
         n = ops.layernorm_modulate(hidden_states, shift, scale, self.norm.norm.eps)
-        if hasattr(self, "proj_qkv_mlp"):
-            # qk_norm_rope reads the first 3*D features of the [B, S, 3D + 4D] output in place (no slice copy).
-            qkv = self.proj_qkv_mlp(n)
-            mlp = qkv[..., 3 * d :]
-        else:
-            qkv, mlp = _project(attn, "to_qkv", ("to_q", "to_k", "to_v"), n), self.proj_mlp(n)
         cos, sin = image_rotary_emb
-        q, k, v = ops.qk_norm_rope(qkv, attn.norm_q.weight, attn.norm_k.weight, cos, sin, attn.heads, attn.norm_q.eps)
-        o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)  # [B, S, D]
-        # One cat kernel reads the transposed attention output and the GELU'd MLP branch (proj_out's input).
-        y = self.proj_out(torch.cat([o, F.gelu(mlp, approximate="tanh")], dim=-1))
+        norm_args = (attn.norm_q.weight, attn.norm_k.weight, cos, sin, attn.heads, attn.norm_q.eps)
+        if hasattr(self, "proj_qkv_mlp"):
+            # One GEMM writes [q | k | v | GELU(mlp)] ([B, S, 3D + 4D], GELU in its epilogue). qk_norm_rope
+            # reads q/k/v in place and returns copies, so the attention output can take v's columns: proj_out
+            # then reads [o | GELU(mlp)] as a column slice of the same buffer, with no cat and no GELU pass.
+            buf = _linear_gelu(self.proj_qkv_mlp, n, gelu_from=3 * d)
+            q, k, v = ops.qk_norm_rope(buf, *norm_args)
+            o = F.scaled_dot_product_attention(q, k, v)  # [B, H, S, hd]
+            buf[..., 2 * d : 3 * d].unflatten(-1, (attn.heads, -1)).copy_(o.transpose(1, 2))
+            y = self.proj_out(buf[..., 2 * d :])
+        else:
+            qkv, mlp = _project(attn, "to_qkv", ("to_q", "to_k", "to_v"), n), _linear_gelu(self.proj_mlp, n)
+            q, k, v = ops.qk_norm_rope(qkv, *norm_args)
+            o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)  # [B, S, D]
+            y = self.proj_out(torch.cat([o, mlp], dim=-1))
         return ops.gate_residual(hidden_states, gate, y, out=hidden_states)
 
 

@@ -149,3 +149,13 @@ def reference_linear_fp8_row(
     if bias is not None:
         y = y + bias.float()
     return y
+
+
+def gelu_columns_(y: torch.Tensor, start: int | None) -> torch.Tensor:
+    """y: [..., N] float -> y with tanh-GELU applied in place to columns ``start:`` (None: none, 0: all).
+    The fused GEMMs' ``gelu_from`` epilogue; they apply it to the fp32 value before the single 16-bit
+    rounding, this applies it to the rounded output (diffusers' order), so the two agree within a rounding."""
+    if start is not None and start < y.shape[-1]:
+        cols = y[..., start:]
+        cols.copy_(torch.nn.functional.gelu(cols, approximate="tanh"))
+    return y

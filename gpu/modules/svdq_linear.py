@@ -129,10 +129,13 @@ class SVDQLinear(nn.Module):
         )
         return y.to(x.dtype).reshape(*lead, self.out_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gelu_from: int | None = None) -> torch.Tensor:
+        """x: T [..., K] -> T [..., N]; with ``gelu_from`` (0 <= it <= N), output columns >= it go through
+        tanh-GELU, fused into the GEMM epilogue where a kernel runs (FLUX's fc1, and the MLP part of the
+        merged single-block projection)."""
         from gpu.runtime.dispatch import run_linear
 
-        return run_linear(self, x)
+        return run_linear(self, x, gelu_from)
 
     def extra_repr(self) -> str:
         s = self.spec

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 
 import torch
 
+from gpu.modules.reference import gelu_columns_
+
 
 @dataclass(frozen=True)
 class Backend:
     name: str
     # (layer, device) -> None when the backend can serve the layer there, else the reason it cannot
     refuses: Callable[[torch.nn.Module, torch.device], str | None]
-    run: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
+    # (layer, x, gelu_from) -> y; GELU on output columns >= gelu_from (None: none), fused where it can be
+    run: Callable[[torch.nn.Module, torch.Tensor, int | None], torch.Tensor]
 
 
 _BACKENDS: list[Backend] = []
@@ -61,12 +64,15 @@ def describe_device(device: torch.device) -> str:
     return device.type.upper()
 
 
-def run_linear(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def run_linear(layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = None) -> torch.Tensor:
+    """x: T [..., K] -> T [..., N] on the chosen path; tanh-GELU on output columns >= ``gelu_from``."""
+    if gelu_from is not None and not 0 <= gelu_from <= layer.out_features:
+        raise ValueError(f"gelu_from={gelu_from} is outside the output's columns [0, {layer.out_features}]")
     backend, why = choose_path(layer, x.device)
     layer.last_path = why
     if backend is None:
-        return layer.forward_reference(x)
-    return backend.run(layer, x)
+        return gelu_columns_(layer.forward_reference(x), gelu_from)
+    return backend.run(layer, x, gelu_from)
 
 
 def predicted_backend(device: torch.device) -> str:

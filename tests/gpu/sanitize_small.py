@@ -23,11 +23,11 @@ for m, k, n, rank, dtype in [(1, 64, 8, 16, torch.bfloat16), (7, 192, 136, 32, t
                              (70, 320, 200, 128, torch.bfloat16), (65, 128, 64, 0, torch.bfloat16)]:
     layer = random_layer(k, n, rank, dtype, gen, bias=rank != 0)
     y = svdq_linear_forward(random_x(m, k, dtype, gen), packed_for(layer))
-    for epi in ("gelu",):
-        svdq_linear_forward(random_x(m, k, dtype, gen), packed_for(layer), epilogue=epi)
+    for gelu_from in (0, n // 2):
+        svdq_linear_forward(random_x(m, k, dtype, gen), packed_for(layer), gelu_from=gelu_from)
     if torch.cuda.get_device_capability()[0] == 9:  # the W4A8 path serves Hopper only
         w = packed_for(layer)
-        svdq_linear_forward_w4a8(random_x(m, k, dtype, gen), w, epilogue="gelu")
+        svdq_linear_forward_w4a8(random_x(m, k, dtype, gen), w, gelu_from=0)
         qa = quantize_act_int8(random_x(m, k, dtype, gen), w.smooth, w.lora_down, kernel="kernel_a")
         w4a8_gemm(qa, w, dtype)
 hopper = torch.cuda.get_device_capability()[0] == 9
@@ -38,7 +38,7 @@ for m, k, n, rank, dtype in [(1, 64, 8, 16, torch.bfloat16), (130, 320, 200, 128
     if not hopper:
         break
     layer = random_layer(k, n, rank, dtype, gen, bias=rank != 0)
-    launch.svdq_linear_forward_w4a8f(random_x(m, k, dtype, gen), packed_w4a8f_for(layer), epilogue="gelu")
+    launch.svdq_linear_forward_w4a8f(random_x(m, k, dtype, gen), packed_w4a8f_for(layer), gelu_from=n // 3)
 # FLUX block kernels and the W4A16 GEMV
 for dtype in (torch.bfloat16, torch.float16):
     b, s_txt, s_img, heads, d = 1, 5, 11, 2, 128

@@ -95,15 +95,27 @@ def test_w4a8f_scales_of_the_other_16bit_type(dtype, scale_dtype, gen):
 
 
 def test_w4a8f_gelu_deterministic_graph(gen):
-    from gpu.kernels.launch import svdq_linear_forward_w4a8f
+    from gpu.kernels.launch import quantize_act_fp8, svdq_linear_forward_w4a8f
     from gpu.kernels.repack import packed_w4a8f_for
+    from gpu.modules.reference import gelu_columns_
 
     layer = random_layer(320, 384, 32, torch.bfloat16, gen)
     x = random_x(300, 320, torch.bfloat16, gen)
     packed = packed_w4a8f_for(layer)
-    y = svdq_linear_forward_w4a8f(x, packed, epilogue="gelu")
-    ref = torch.nn.functional.gelu(layer.forward_reference(x, act_format=FP8_ROW).float(), approximate="tanh")
-    assert rel_err(y, ref.to(torch.bfloat16)) <= 4e-3
+    plain = layer.forward_reference(x, act_format=FP8_ROW).float()
+    # 0: every column; 200: from the middle of the second channel tile (the single blocks' MLP part); 384: none
+    for gelu_from in (0, 200, 384):
+        y = svdq_linear_forward_w4a8f(x, packed, gelu_from=gelu_from)
+        ref = gelu_columns_(plain.clone(), gelu_from)
+        assert rel_err(y, ref.to(torch.bfloat16)) <= 4e-3, gelu_from
+        assert rel_err(y[:, :gelu_from], plain[:, :gelu_from].to(torch.bfloat16)) <= 4e-3, gelu_from
+
+    # rows spaced out (a column slice of a wider tensor, as FLUX's proj_out reads) need no copy, same codes
+    wide = random_x(300, 320 + 192, torch.bfloat16, gen)
+    xs = wide[:, 64 : 64 + 320]
+    qs, qc = quantize_act_fp8(xs, packed.inv_smooth), quantize_act_fp8(xs.contiguous(), packed.inv_smooth)
+    assert torch.equal(qs.act, qc.act) and torch.equal(qs.ascale, qc.ascale)
+    assert torch.equal(svdq_linear_forward_w4a8f(xs, packed), svdq_linear_forward_w4a8f(xs.contiguous(), packed))
 
     # the widest FLUX layer, many reruns: a pipeline race (a stage refilled under a pending read) showed up
     # here once in six runs before every consumer thread released its stages itself
