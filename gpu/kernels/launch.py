@@ -30,6 +30,7 @@ import torch
 from gpu.kernels import context
 from gpu.kernels.loader import load_module
 from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
+from gpu.modules.reference import check_gelu_from
 
 MAX_RANK = 128
 _SUFFIX = {torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -55,11 +56,8 @@ def device_arch(device: torch.device) -> str:
 
 def gelu_from_arg(gelu_from: int | None, n: int) -> int:
     """The GEMM kernels' ``gelu_from`` argument: tanh-GELU on output columns >= it (None: no GELU, so N)."""
-    if gelu_from is None:
-        return n
-    if not 0 <= gelu_from <= n:
-        raise ValueError(f"gelu_from={gelu_from} is outside the output's columns [0, {n}]")
-    return int(gelu_from)
+    check_gelu_from(gelu_from, n)
+    return n if gelu_from is None else int(gelu_from)
 
 
 # (family, kernel name without the dtype suffix, pycuda argument signature)
@@ -237,7 +235,8 @@ def w4a4_gemm(
     """Kernel B. qa from ``quantize_act`` (same K, same rank), w from ``gpu.kernels.repack`` ->
     out T [M, N] = grouped INT4 GEMM + lact @ lora_up^T + bias [-> GELU on columns >= gelu_from], T = out_dtype.
     ``out`` (T [M, N], contiguous) is written in place when given."""
-    out = _gemm_output(qa, w, out_dtype, gelu_from, out, (qa.m_pad // 16, w.k // GROUP, 32, 4))
+    gelu_col = gelu_from_arg(gelu_from, w.n)
+    out = _gemm_output(qa, w, out_dtype, out, (qa.m_pad // 16, w.k // GROUP, 32, 4))
     _check(qa.lact, "lact", (qa.m_pad, w.rank), torch.float32, out.device)
     if qa.m == 0:
         return out
@@ -248,7 +247,7 @@ def w4a4_gemm(
             grid, (_GEMM_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             qa.lact.data_ptr(), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
-            qa.m, n, k, rank, qa.m_pad, w.n_pad, gelu_from_arg(gelu_from, n),
+            qa.m, n, k, rank, qa.m_pad, w.n_pad, gelu_col,
         )  # fmt: skip
     return out
 
@@ -257,7 +256,6 @@ def _gemm_output(
     qa: QuantizedAct,
     w: PackedWeights,
     out_dtype: torch.dtype,
-    gelu_from: int | None,
     out: torch.Tensor | None,
     act_shape: tuple[int, ...],
 ) -> torch.Tensor:
@@ -265,7 +263,6 @@ def _gemm_output(
     device, k, n, rank = qa.act.device, w.k, w.n, w.rank
     if out_dtype not in _SUFFIX:
         raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
-    gelu_from_arg(gelu_from, n)
     if n % 2:
         raise ValueError(f"N={n} must be even (the kernel stores column pairs)")
     _check(qa.act, "act", act_shape, torch.int32, device)
@@ -290,7 +287,8 @@ def w4a8_gemm(
     """Kernel B (W4A8). qa from ``quantize_act_int8``, w from ``gpu.kernels.repack`` -> T [M, N]
     = grouped s8 GEMM on int4 weights widened in registers + sum_s lact[s] @ lora_up^T + bias
     [-> GELU on columns >= gelu_from]."""
-    out = _gemm_output(qa, w, out_dtype, gelu_from, out, (qa.m_pad // 16, w.k // GROUP, 2, 32, 4))
+    gelu_col = gelu_from_arg(gelu_from, w.n)
+    out = _gemm_output(qa, w, out_dtype, out, (qa.m_pad // 16, w.k // GROUP, 2, 32, 4))
     if qa.lact.dim() != 3:
         raise ValueError("lact must be [S, M_pad, r] (K-split partials of the W4A8 prologue)")
     _check(qa.lact, "lact", (qa.lact.shape[0], qa.m_pad, w.rank), torch.float32, out.device)
@@ -303,7 +301,7 @@ def w4a8_gemm(
             grid, (_W4A8_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             qa.lact.data_ptr(), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
-            qa.m, n, k, rank, qa.m_pad, w.n_pad, gelu_from_arg(gelu_from, n), qa.lact.shape[0],
+            qa.m, n, k, rank, qa.m_pad, w.n_pad, gelu_col, qa.lact.shape[0],
         )  # fmt: skip
     return out
 
@@ -378,7 +376,7 @@ def w4a8f_gemm(
     device, n, k, rank = qa.act.device, w.n, w.k, w.rank
     if out_dtype not in _SUFFIX:
         raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
-    gelu_from_arg(gelu_from, n)
+    gelu_col = gelu_from_arg(gelu_from, n)
     if n % 8 or rank % 16 or rank > MAX_RANK:
         raise ValueError(f"N={n} must be a multiple of 8 and rank={rank} a multiple of 16 up to {MAX_RANK}")
     tiles = w.n_pad // _W4A8F_TILE
@@ -414,7 +412,7 @@ def w4a8f_gemm(
             (tiles, qa.m_pad // _W4A8F_TILE, 1), (_W4A8F_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             _ptr(lact if rank else None), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
-            qa.m, n, k, rank, gelu_from_arg(gelu_from, n), shared_size=smem,
+            qa.m, n, k, rank, gelu_col, shared_size=smem,
         )  # fmt: skip
     return out
 

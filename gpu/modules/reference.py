@@ -151,6 +151,12 @@ def reference_linear_fp8_row(
     return y
 
 
+def check_gelu_from(gelu_from: int | None, n: int) -> None:
+    """``gelu_from`` of an N-column output: None (no GELU) or a column in [0, N] (N: none of them)."""
+    if gelu_from is not None and not 0 <= gelu_from <= n:
+        raise ValueError(f"gelu_from={gelu_from} is outside the output's columns [0, {n}]")
+
+
 def gelu_columns_(y: torch.Tensor, start: int | None) -> torch.Tensor:
     """y: [..., N] float -> y with tanh-GELU applied in place to columns ``start:`` (None: none, 0: all).
     The fused GEMMs' ``gelu_from`` epilogue; they apply it to the fp32 value before the single 16-bit

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gpu.modules.reference import gelu_columns_
+from gpu.modules.reference import check_gelu_from, gelu_columns_
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,7 @@ def describe_device(device: torch.device) -> str:
 
 def run_linear(layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = None) -> torch.Tensor:
     """x: T [..., K] -> T [..., N] on the chosen path; tanh-GELU on output columns >= ``gelu_from``."""
-    if gelu_from is not None and not 0 <= gelu_from <= layer.out_features:
-        raise ValueError(f"gelu_from={gelu_from} is outside the output's columns [0, {layer.out_features}]")
+    check_gelu_from(gelu_from, layer.out_features)
     backend, why = choose_path(layer, x.device)
     layer.last_path = why
     if backend is None:
