@@ -21,8 +21,10 @@
 //    q, k: RMSNorm per head (fp32 sum of squares, * rsqrt(mean + eps), * weight), then the RoPE rotation
 //    of diffusers' apply_rotary_emb(use_real=True, use_real_unbind_dim=-1):
 //        out[2i] = x[2i] cos[2i] - x[2i+1] sin[2i],  out[2i+1] = x[2i+1] cos[2i+1] + x[2i] sin[2i+1]
-//    (each product and the sum IEEE-rounded, the reference's order); v copied. Outputs q, k, v:
-//    T [B, H, S, D] contiguous (the layout scaled_dot_product_attention takes). Two input streams: rows
+//    (each product and the sum IEEE-rounded, the reference's order); v copied unless its pointer is null.
+//    Outputs q, k, v: T [B, S, H, D] contiguous (token-major). The host hands them to
+//    scaled_dot_product_attention as [B, H, S, D] views, so attention writes its output token-major too and
+//    the output projection reads it with no transpose copy. Two input streams: rows
 //    s < S_a come from qkv_a (with norm weights *_a), rows s >= S_a from qkv_b (weights *_b); that is
 //    FLUX's double blocks (text stream first) writing the concatenated sequence with no torch.cat, and the
 //    single blocks with S_b = 0. cos/sin: fp32 [S_a + S_b, D].
@@ -172,8 +174,10 @@ __device__ void qk_norm_rope_body(const T* __restrict__ qkv_a, const T* __restri
   c[0] = c4.x, c[1] = c4.y, c[2] = c4.z, c[3] = c4.w;
   sn[0] = s4.x, sn[1] = s4.y, sn[2] = s4.z, sn[3] = s4.w;
 
-  // Head vectors of this token: 0..H-1 are q, H..2H-1 k, 2H..3H-1 v (the projection's feature order).
-  for (int hv = warp; hv < 3 * H; hv += QK_THREADS / 32) {
+  // Head vectors of this token: 0..H-1 are q, H..2H-1 k, 2H..3H-1 v (the projection's feature order);
+  // without a v output the caller reads v in place from qkv.
+  const int head_vectors = (v == nullptr ? 2 : 3) * H;
+  for (int hv = warp; hv < head_vectors; hv += QK_THREADS / 32) {
     const int which = hv / H, h = hv - which * H;
     float x[QK_PER_LANE];
     svdq::load_vec<QK_PER_LANE>(src + static_cast<size_t>(hv) * QK_HEAD_DIM + d0, x);
@@ -184,7 +188,7 @@ __device__ void qk_norm_rope_body(const T* __restrict__ qkv_a, const T* __restri
       rms_rope(x, w, c, sn, eps);
     }
     T* dst = which == 0 ? q : (which == 1 ? k : v);
-    svdq::store_vec<QK_PER_LANE>(dst + ((static_cast<size_t>(b) * H + h) * S + s) * QK_HEAD_DIM + d0, x);
+    svdq::store_vec<QK_PER_LANE>(dst + ((static_cast<size_t>(b) * S + s) * H + h) * QK_HEAD_DIM + d0, x);
   }
 }
 
@@ -211,7 +215,8 @@ SVDQ_LN(fp16, __half)
 SVDQ_GR(bf16, __nv_bfloat16)
 SVDQ_GR(fp16, __half)
 
-// grid: (B * (S_a + S_b)), block: 256; D = 128; qkv rows 8-byte aligned; qkv_b/w*_b unused when S_b = 0.
+// grid: (B * (S_a + S_b)), block: 256; D = 128; qkv rows 8-byte aligned; qkv_b/w*_b unused when S_b = 0;
+// v may be null (v not written).
 #define SVDQ_QK(SUFFIX, T)                                                                                  \
   extern "C" __global__ void __launch_bounds__(QK_THREADS)                                                  \
       svdq_qk_norm_rope_##SUFFIX(const T* qkv_a, const T* qkv_b, const T* wq_a, const T* wk_a,              \

@@ -179,9 +179,11 @@ def test_qk_norm_rope_matches_flux_single_attention(dtype, monkeypatch):
     qkv = torch.cat([attn.to_q(x), attn.to_k(x), attn.to_v(x)], dim=-1)
     q, k, v = fused_ops.qk_norm_rope(qkv, attn.norm_q.weight, attn.norm_k.weight, cos, sin, heads)
     for got, name in ((q, "q"), (k, "k"), (v, "v")):
-        assert got.shape == (b, heads, 11, d) and got.is_contiguous()
+        assert got.shape == (b, heads, 11, d)
         assert_within_16bit(got, seen[name].transpose(1, 2))
+    assert q.transpose(1, 2).is_contiguous() and k.transpose(1, 2).is_contiguous()  # token-major storage
     assert torch.equal(v, seen["v"].transpose(1, 2))
+    assert v.untyped_storage().data_ptr() == qkv.untyped_storage().data_ptr()  # v is read in place, not copied
     # a slice of a wider projection (QKV + MLP fused) gives the same result without a copy
     wide = torch.cat([qkv, torch.randn(b, 11, 40, generator=gen).to(dtype)], dim=-1)
     q2, k2, v2 = fused_ops.qk_norm_rope(wide[..., : 3 * heads * d + 8], attn.norm_q.weight, attn.norm_k.weight,
@@ -224,7 +226,7 @@ def test_qk_norm_rope_joint_matches_flux_double_attention(dtype, monkeypatch):
         attn.norm_k.weight, cos, sin, heads,
     )  # fmt: skip
     for got, name in ((q, "q"), (k, "k"), (v, "v")):
-        assert got.shape == (b, heads, s_txt + s_img, d) and got.is_contiguous()
+        assert got.shape == (b, heads, s_txt + s_img, d) and got.transpose(1, 2).is_contiguous()
         assert_within_16bit(got, seen[name].transpose(1, 2))
 
 

@@ -41,22 +41,32 @@ def active(device_index: int) -> Iterator[None]:
         drv.Context.pop()
 
 
-def pycuda_stream(device_index: int):
-    """A pycuda stream owned by this package for ``device_index`` (created once)."""
+def pycuda_stream(device_index: int, lane: int = 0):
+    """A pycuda stream owned by this package for ``device_index`` (created once per lane). Lane 0 is the
+    main one; other lanes carry work that may run concurrently with it (e.g. FLUX's text stream)."""
     with _lock:
-        if device_index not in _streams:
+        if (device_index, lane) not in _streams:
             import pycuda.driver as drv
 
             with active(device_index):
-                _streams[device_index] = drv.Stream()
-        return _streams[device_index]
+                _streams[device_index, lane] = drv.Stream()
+        return _streams[device_index, lane]
 
 
-def torch_stream_for_kernels(device_index: int):
-    """``torch.cuda.ExternalStream`` over the package's pycuda stream. Running torch on it
+def package_stream(device_index: int, handle: int):
+    """The package's pycuda stream with this raw handle (any lane created so far), or None."""
+    with _lock:
+        for (idx, _lane), stream in _streams.items():
+            if idx == device_index and stream.handle == handle:
+                return stream
+    return None
+
+
+def torch_stream_for_kernels(device_index: int, lane: int = 0):
+    """``torch.cuda.ExternalStream`` over the package's pycuda stream of ``lane``. Running torch on it
     (``with torch.cuda.stream(torch_stream_for_kernels(i)):``) lets kernels launch with no event
     fork/join, the fastest path; see ``gpu.kernels.launch.launch_stream``."""
     import torch
 
-    stream = pycuda_stream(device_index)
+    stream = pycuda_stream(device_index, lane)
     return torch.cuda.ExternalStream(stream.handle, device=torch.device("cuda", device_index))

@@ -13,8 +13,9 @@ Three paths share the loader, the weight canonical form and the streams:
 
 Streams: launches must land on PyTorch's *current* stream (ordering with torch ops, CUDA-graph
 capture). pycuda launches only on its own ``Stream`` objects and cannot wrap torch's handle, so:
-- if torch's current stream *is* the package's pycuda stream (the app runs generation inside
-  ``launch_stream(device)``), kernels launch on it directly;
+- if torch's current stream *is* one of the package's pycuda streams (the app runs generation inside
+  ``launch_stream(device)``; ``side_stream(device)`` is the second lane for concurrent work), kernels
+  launch on it directly;
 - otherwise the launch forks onto the pycuda stream and joins back with events (``wait_stream`` both
   ways), which CUDA-graph capture records as an ordinary fork/join, so capture works too.
 """
@@ -101,15 +102,32 @@ def launch_stream(device: torch.device) -> Iterator[None]:
         yield
 
 
+def side_stream(device: torch.device) -> torch.cuda.Stream:
+    """A second stream for work that may overlap the current stream's (callers order it with
+    ``wait_stream``): the package's lane-1 pycuda stream, so that kernels launched while it is current run on
+    it directly instead of joining lane 0's queue; a plain torch stream when pycuda is not installed."""
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _side:
+        try:
+            _side[idx] = context.torch_stream_for_kernels(idx, lane=1)
+        except Exception:  # noqa: BLE001 - no usable pycuda (the kernels are refused then too): a torch stream
+            _side[idx] = torch.cuda.Stream(torch.device("cuda", idx))
+    return _side[idx]
+
+
+_side: dict[int, torch.cuda.Stream] = {}
+
+
 @contextlib.contextmanager
 def _on_kernel_stream(device: torch.device) -> Iterator[object]:
     """Yields the pycuda stream to launch on, ordered after and before torch's current stream."""
     idx = device.index if device.index is not None else torch.cuda.current_device()
     pstream = context.pycuda_stream(idx)
     current = torch.cuda.current_stream(device)
-    if current.cuda_stream == pstream.handle:
+    own = pstream if current.cuda_stream == pstream.handle else context.package_stream(idx, current.cuda_stream)
+    if own is not None:  # torch runs on one of the package's streams (launch_stream, side_stream)
         with context.active(idx):
-            yield pstream
+            yield own
         return
     kstream = _ext_stream(idx)
     kstream.wait_stream(current)
@@ -570,11 +588,13 @@ def qk_norm_rope(
     rope_sin: torch.Tensor,
     heads: int,
     eps: float = 1e-6,
+    copy_v: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """qkv_a: T [B, S_a, F_a], qkv_b: T [B, S_b, F_b] or None (F >= 3*H*128, unit feature stride, batch/row
     strides multiple of 4); norm weights T [128] (``*_b`` used for the rows of qkv_b); rope_cos/sin: fp32
-    [S_a + S_b, 128] contiguous -> (q, k, v), each T [B, H, S_a + S_b, 128] contiguous; rows of qkv_a
-    first. q and k are RMS-normalized per head and rotated, v is copied."""
+    [S_a + S_b, 128] contiguous -> (q, k, v), each T [B, H, S_a + S_b, 128]: views (transposed) of token-major
+    [B, S, H, 128] storage; rows of qkv_a first. q and k are RMS-normalized per head and rotated; v is copied,
+    or with ``copy_v=False`` (one stream only) returned as a view of qkv_a's v features."""
     dtype, device = qkv_a.dtype, qkv_a.device
     if dtype not in _SUFFIX:
         raise ValueError(f"qkv must be bf16/fp16, got {dtype}")
@@ -582,6 +602,8 @@ def qk_norm_rope(
     b, s_a, _ = qkv_a.shape
     if qkv_b is None:
         qkv_b, q_weight_b, k_weight_b, s_b, bs_b, rs_b = qkv_a, q_weight_a, k_weight_a, 0, 0, 0
+    elif not copy_v:
+        raise ValueError("copy_v=False needs one stream (qkv_b None): two streams' v must be concatenated")
     else:
         bs_b, rs_b = _qkv_strides(qkv_b, "qkv_b", heads, dtype, device)
         if qkv_b.shape[0] != b:
@@ -597,17 +619,23 @@ def qk_norm_rope(
         _check_aligned(t, name, 16)
     if b * s > _INT32_MAX or max(rs_a, rs_b) > _INT32_MAX:  # grid.x and the int row strides
         raise ValueError("qkv too large for the kernel's indexing")
-    q, k, v = (torch.empty((b, heads, s, QK_HEAD_DIM), dtype=dtype, device=device) for _ in range(3))
+    q, k = (torch.empty((b, s, heads, QK_HEAD_DIM), dtype=dtype, device=device) for _ in range(2))
+    if copy_v:
+        v = torch.empty((b, s, heads, QK_HEAD_DIM), dtype=dtype, device=device)
+    else:
+        v = qkv_a[..., 2 * heads * QK_HEAD_DIM : 3 * heads * QK_HEAD_DIM].unflatten(-1, (heads, QK_HEAD_DIM))
+    heads_first = tuple(t.transpose(1, 2) for t in (q, k, v))
     if b * s == 0 or heads == 0:
-        return q, k, v
+        return heads_first
     with _on_kernel_stream(device) as stream:
         _function("qk_norm_rope", device, dtype).prepared_async_call(
             (b * s, 1, 1), (_QK_THREADS, 1, 1), stream,
             qkv_a.data_ptr(), qkv_b.data_ptr(), q_weight_a.data_ptr(), k_weight_a.data_ptr(),
             q_weight_b.data_ptr(), k_weight_b.data_ptr(), rope_cos.data_ptr(), rope_sin.data_ptr(),
-            q.data_ptr(), k.data_ptr(), v.data_ptr(), heads, s_a, s_b, bs_a, rs_a, bs_b, rs_b, float(eps),
+            q.data_ptr(), k.data_ptr(), v.data_ptr() if copy_v else 0, heads, s_a, s_b, bs_a, rs_a, bs_b, rs_b,
+            float(eps),
         )  # fmt: skip
-    return q, k, v
+    return heads_first
 
 
 def w4a16_gemv(

@@ -94,10 +94,14 @@ def repack_layer(layer: torch.nn.Module, device: torch.device | None = None) -> 
 
 
 def source_key(layer: torch.nn.Module) -> tuple:
-    """(data_ptr, _version) of every source buffer: changes when weights are loaded or edited."""
+    """(data_ptr, _version) of every source buffer: changes when weights are loaded or edited. Buffers made
+    under ``torch.inference_mode`` (e.g. layers merged there) have no version counter: only a swap of such a
+    tensor is seen, not an in-place edit of it."""
     names = ("qweight", "wscales", "lora_down", "lora_up", "bias", "smooth")
     return tuple(
-        (t.data_ptr(), t._version) if (t := getattr(layer, name, None)) is not None else None for name in names
+        (t.data_ptr(), None if t.is_inference() else t._version) if (t := getattr(layer, name, None)) is not None
+        else None
+        for name in names
     )
 
 

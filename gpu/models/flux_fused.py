@@ -31,6 +31,7 @@ signatures, so a stock ``FluxPipeline(transformer=model)`` runs unchanged.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -313,6 +314,34 @@ def _split_merged(parent: nn.Module, name: str) -> None:
 # -- blocks -------------------------------------------------------------------------------------------------
 
 
+def _text_lane(x: torch.Tensor) -> torch.cuda.Stream | None:
+    """The side stream the double blocks run their text stream on (None on the CPU, or with
+    ``NIBBLE_TEXT_LANE=0``, which runs everything on the current stream)."""
+    if x.device.type != "cuda" or os.environ.get("NIBBLE_TEXT_LANE", "1") == "0":
+        return None
+    from gpu.kernels.launch import side_stream
+
+    return side_stream(x.device)
+
+
+@contextlib.contextmanager
+def _forked(stream: torch.cuda.Stream | None) -> Iterator[None]:
+    """Run the block on ``stream``, after all work queued so far on the current stream (on the current stream
+    itself when ``stream`` is None). CUDA-graph capture records the fork; ``_join`` ends it."""
+    if stream is None:
+        yield
+        return
+    stream.wait_stream(torch.cuda.current_stream(stream.device))
+    with torch.cuda.stream(stream):
+        yield
+
+
+def _join(stream: torch.cuda.Stream | None) -> None:
+    """Make the current stream wait for everything queued on ``stream`` so far."""
+    if stream is not None:
+        torch.cuda.current_stream(stream.device).wait_stream(stream)
+
+
 def _modulation(layer: nn.Module, temb_act: torch.Tensor) -> torch.Tensor:
     """adaLN linear on silu(temb) [B, D] -> [B, n*D]: the W4A16 GEMV for quantized layers."""
     if isinstance(layer, SVDQLinear) and layer.spec.act_format is None:
@@ -363,29 +392,39 @@ class FusedFluxTransformerBlock(FluxTransformerBlock):
         x, c = hidden_states, encoder_hidden_states
         st = c.shape[1]
         temb_act = F.silu(temb)
+        # The text stream (512 tokens in FLUX.1) leaves most SMs idle in its own kernels (its GEMMs are one to
+        # three partial waves): it runs on a side stream, overlapping the image stream, and joins it for the
+        # joint attention and at the end of the block.
+        lane = _text_lane(x)
+        with _forked(lane):
+            cm = _modulation(self.norm1_context.linear, temb_act).chunk(6, dim=1)
+            nc = ops.layernorm_modulate(c, cm[0], cm[1], self.norm1_context.norm.eps)
+            qkv_t = _project(attn, "to_added_qkv", ("add_q_proj", "add_k_proj", "add_v_proj"), nc)
         m = _modulation(self.norm1.linear, temb_act).chunk(6, dim=1)
-        cm = _modulation(self.norm1_context.linear, temb_act).chunk(6, dim=1)
         nx = ops.layernorm_modulate(x, m[0], m[1], self.norm1.norm.eps)
-        nc = ops.layernorm_modulate(c, cm[0], cm[1], self.norm1_context.norm.eps)
         qkv_i = _project(attn, "to_qkv", ("to_q", "to_k", "to_v"), nx)
-        qkv_t = _project(attn, "to_added_qkv", ("add_q_proj", "add_k_proj", "add_v_proj"), nc)
+        _join(lane)
         cos, sin = image_rotary_emb
         # Text and image q/k have their own RMSNorm weights; the op writes both into one [B, H, St + Si, hd].
         q, k, v = ops.qk_norm_rope_joint(
             qkv_t, qkv_i, attn.norm_added_q.weight, attn.norm_added_k.weight, attn.norm_q.weight,
             attn.norm_k.weight, cos, sin, attn.heads, attn.norm_q.eps,
         )  # fmt: skip
+        # q/k/v are views of token-major storage, and attention writes its output in the query's layout, so
+        # the [B, S, H, hd] transpose below is contiguous and the output projections read it without a copy.
         o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)  # [B, S, H, hd]
-        attn_i = attn.to_out[0](o[:, st:].flatten(2))
-        attn_t = attn.to_add_out(o[:, :st].flatten(2))
 
         # The first residual add makes new tensors (the caller's inputs stay untouched), the second is in place.
-        x = ops.gate_residual(x, m[2], attn_i)
+        with _forked(lane):
+            c = ops.gate_residual(c, cm[2], attn.to_add_out(o[:, :st].flatten(2)))
+            nc = ops.layernorm_modulate(c, cm[3], cm[4], self.norm2_context.eps)
+            c = ops.gate_residual(c, cm[5], _feed_forward(self.ff_context, nc), out=c)
+        x = ops.gate_residual(x, m[2], attn.to_out[0](o[:, st:].flatten(2)))
         nx = ops.layernorm_modulate(x, m[3], m[4], self.norm2.eps)
         x = ops.gate_residual(x, m[5], _feed_forward(self.ff, nx), out=x)
-        c = ops.gate_residual(c, cm[2], attn_t)
-        nc = ops.layernorm_modulate(c, cm[3], cm[4], self.norm2_context.eps)
-        c = ops.gate_residual(c, cm[5], _feed_forward(self.ff_context, nc), out=c)
+        # Joined before returning: tensors the side stream read (o, temb_act, the caller's c) are freed when this
+        # frame ends, and the main stream must not reuse their memory while the side stream may still read it.
+        _join(lane)
         return c, x
 
 
@@ -421,8 +460,9 @@ class FusedFluxSingleTransformerBlock(FluxSingleTransformerBlock):
         norm_args = (attn.norm_q.weight, attn.norm_k.weight, cos, sin, attn.heads, attn.norm_q.eps)
         if hasattr(self, "proj_qkv_mlp"):
             # One GEMM writes [q | k | v | GELU(mlp)] ([B, S, 3D + 4D], GELU in its epilogue). qk_norm_rope
-            # reads q/k/v in place and returns copies, so the attention output can take v's columns: proj_out
-            # then reads [o | GELU(mlp)] as a column slice of the same buffer, with no cat and no GELU pass.
+            # writes normalized q/k and hands back v as a view of buf; once attention has read it, its output
+            # takes v's columns: proj_out then reads [o | GELU(mlp)] as a column slice of the same buffer,
+            # with no cat and no GELU pass (a row-contiguous copy, as the output is token-major).
             buf = _linear_gelu(self.proj_qkv_mlp, n, gelu_from=3 * d)
             q, k, v = ops.qk_norm_rope(buf, *norm_args)
             o = F.scaled_dot_product_attention(q, k, v)  # [B, H, S, hd]

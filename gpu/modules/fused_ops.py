@@ -11,8 +11,9 @@ and the kernels can be had, else the reference. What they replace in diffusers' 
 - ``gate_residual``: ``residual + gate.unsqueeze(1) * out`` after attention, MLP and ``proj_out``;
 - ``qk_norm_rope`` / ``qk_norm_rope_joint``: ``FluxAttnProcessor``'s split of the QKV projection into
   heads, ``norm_q``/``norm_k`` (RMSNorm per head, weight [D]), the text/image concatenation of the double
-  blocks, ``apply_rotary_emb(use_real=True, use_real_unbind_dim=-1)`` on q and k, and the transpose to the
-  [B, H, S, D] layout that ``F.scaled_dot_product_attention`` takes;
+  blocks, ``apply_rotary_emb(use_real=True, use_real_unbind_dim=-1)`` on q and k, and the [B, H, S, D]
+  shape that ``F.scaled_dot_product_attention`` takes (as views of token-major storage, so the attention
+  output comes back token-major and the output projection reads it without a transpose copy);
 - ``w4a16_gemv``: the adaLN modulation linears (``norm1.linear``, ``norm1_context.linear``, single
   ``norm.linear``) stored as W4A16 INT4 group-64 ``SVDQLinear`` layers, for B <= 8 rows.
 
@@ -114,14 +115,15 @@ def qk_norm_rope_reference(
     qkv: T [B, S, F] with F >= 3*H*D, last dim contiguous (a fused QKV projection's output, or a slice of
     a wider one, e.g. QKV + MLP); the first 3*H*D features are q, k, v, each H heads of D.
     q_weight, k_weight: RMSNorm weights [D] (any float dtype); rope_cos, rope_sin: [S, D] (FLUX's
-    ``pos_embed`` output, fp32). -> (q, k, v), each T [B, H, S, D] contiguous: q and k RMS-normalized per
-    head (fp32, eps) and rotated, v copied."""
+    ``pos_embed`` output, fp32). -> (q, k, v), each T [B, H, S, D]: q and k RMS-normalized per head (fp32,
+    eps) and rotated, as transposed views of new token-major [B, S, H, D] tensors; v a view of qkv's v
+    features (no copy: writing into qkv afterwards changes v)."""
     d = _check_qkv(qkv, q_weight, k_weight, heads)
     _check_rope(rope_cos, rope_sin, qkv.shape[1], d)
     q, k, v = _split_heads(qkv, heads, d)
     q = _rope_f32(_rms_norm_f32(q, q_weight, eps), rope_cos, rope_sin)
     k = _rope_f32(_rms_norm_f32(k, k_weight, eps), rope_cos, rope_sin)
-    return tuple(t.to(qkv.dtype).transpose(1, 2).contiguous() for t in (q, k, v))
+    return q.to(qkv.dtype).transpose(1, 2), k.to(qkv.dtype).transpose(1, 2), v.transpose(1, 2)
 
 
 def qk_norm_rope_joint_reference(
@@ -141,8 +143,8 @@ def qk_norm_rope_joint_reference(
     qkv_txt: T [B, S_txt, F_txt], qkv_img: T [B, S_img, F_img] (F >= 3*H*D, last dim contiguous);
     text weights (``attn.norm_added_q/k``) and image weights (``attn.norm_q/k``) [D]; rope_cos/sin
     [S_txt + S_img, D] (text positions first, as FLUX builds them). -> (q, k, v), each T
-    [B, H, S_txt + S_img, D] contiguous, text tokens first: ``FluxAttnProcessor``'s
-    ``torch.cat([encoder_query, query], dim=1)`` without the concatenation copies."""
+    [B, H, S_txt + S_img, D] (transposed views of new token-major [B, S, H, D] tensors), text tokens first:
+    ``FluxAttnProcessor``'s ``torch.cat([encoder_query, query], dim=1)`` without the concatenation copies."""
     d = _check_qkv(qkv_txt, q_weight_txt, k_weight_txt, heads)
     _check_qkv(qkv_img, q_weight_img, k_weight_img, heads)
     if qkv_txt.shape[0] != qkv_img.shape[0] or qkv_txt.dtype != qkv_img.dtype:
@@ -155,7 +157,7 @@ def qk_norm_rope_joint_reference(
     q = _rope_f32(q, rope_cos, rope_sin)
     k = _rope_f32(k, rope_cos, rope_sin)
     v = torch.cat([vt, vi], dim=1)
-    return tuple(t.to(qkv_txt.dtype).transpose(1, 2).contiguous() for t in (q, k, v))
+    return tuple(t.to(qkv_txt.dtype).transpose(1, 2) for t in (q, k, v))
 
 
 def w4a16_gemv_reference(x: torch.Tensor, layer: torch.nn.Module) -> torch.Tensor:
@@ -306,8 +308,8 @@ def qk_norm_rope(
     heads: int,
     eps: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """qkv: T [B, S, >= 3*H*D] -> (q, k, v) T [B, H, S, D]; see ``qk_norm_rope_reference``. The kernel
-    serves D = 128 with norm weights of qkv's dtype; anything else runs the reference."""
+    """qkv: T [B, S, >= 3*H*D] -> (q, k, v) T [B, H, S, D], v a view of qkv; see ``qk_norm_rope_reference``.
+    The kernel serves D = 128 with norm weights of qkv's dtype; anything else runs the reference."""
     d = _check_qkv(qkv, q_weight, k_weight, heads)
     _check_rope(rope_cos, rope_sin, qkv.shape[1], d)
 
@@ -322,7 +324,7 @@ def qk_norm_rope(
 
         return launch.qk_norm_rope(
             _qkv_for_kernel(qkv), None, _aligned(q_weight, 8), _aligned(k_weight, 8), None, None,
-            _rope_for_kernel(rope_cos), _rope_for_kernel(rope_sin), heads, eps,
+            _rope_for_kernel(rope_cos), _rope_for_kernel(rope_sin), heads, eps, copy_v=False,
         )  # fmt: skip
 
     return _kernel_or_reference(qkv.device, "norm", kernel, reference)

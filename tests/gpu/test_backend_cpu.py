@@ -64,3 +64,22 @@ def test_activation_fragment_inverse_roundtrip():
     words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
     act = words.permute(0, 3, 2, 5, 4, 1).reshape(m // 16, k // 64, 32, 4)  # t, g, gid, tig, kh, rh
     assert torch.equal(act_fragments_to_codes(act, m, k), codes)
+
+
+def test_repack_cache_key_handles_inference_tensors():
+    """Layers built under inference_mode (e.g. merged there by fuse_flux_transformer) have buffers without a
+    version counter: the repack cache key must still be computable and must change when a buffer is swapped."""
+    from gpu.kernels.repack import source_key
+
+    with torch.inference_mode():
+        layer = SVDQLinear(128, 64, LayerSpec("svdquant", "int4", "int4", 16, True), dtype=torch.bfloat16)
+        layer.wscales = torch.ones_like(layer.wscales)
+    key = source_key(layer)
+    assert key == source_key(layer)
+    with torch.inference_mode():
+        layer.wscales = torch.ones_like(layer.wscales)
+    assert source_key(layer) != key
+    plain = _layer(LayerSpec("svdquant", "int4", "int4", 16, True))
+    before = source_key(plain)
+    plain.lora_up.add_(1)  # an in-place edit of an ordinary tensor is seen through its version counter
+    assert source_key(plain) != before

@@ -185,8 +185,12 @@ def test_qk_norm_rope(b, s_txt, s_img, heads, extra, joint, dtype, gen):
         parts = [(qkv, w[2], w[3])]
     torch.cuda.synchronize()
     for t in (q, k, v):
-        assert t.shape == (b, heads, s, FLUX_D) and t.is_contiguous() and t.dtype == dtype
+        assert t.shape == (b, heads, s, FLUX_D) and t.dtype == dtype
         assert not torch.isnan(t).any(), "unwritten (poisoned) outputs"
+    for t in (q, k, v) if joint else (q, k):
+        assert t.transpose(1, 2).is_contiguous()  # token-major, so attention's output is token-major too
+    if not joint:  # the single-stream op reads v in place
+        assert v.untyped_storage().data_ptr() == qkv.untyped_storage().data_ptr()
     q_exact = _rope_exact(torch.cat([_qk_exact(p[0], p[1], 0, heads) for p in parts], 1), cos, sin)
     k_exact = _rope_exact(torch.cat([_qk_exact(p[0], p[2], 1, heads) for p in parts], 1), cos, sin)
     assert_rounded_once(q, q_exact[0], fp32_rel=2e-5, magnitude=q_exact[1])
@@ -376,7 +380,7 @@ def test_timing_report(gen):
         "qk_norm_rope (single, QKV+MLP rows)": (
             lambda: fused_ops.qk_norm_rope(a["qkv"], w[2], w[3], cos, sin, heads),
             lambda: _diffusers_qk(a["qkv"], w[2], w[3], cos, sin, heads),
-            2 * 3 * act_bytes,
+            2 * 2 * act_bytes,  # q and k read and written; v is read in place by attention
         ),
         "qk_norm_rope_joint (double)": (
             lambda: fused_ops.qk_norm_rope_joint(a["qkv_txt"], a["qkv_img"], *w, cos, sin, heads),
@@ -418,8 +422,9 @@ def run_small() -> None:
         cos, sin = _randn((7, FLUX_D), g, torch.float32), _randn((7, FLUX_D), g, torch.float32)
         wide = _randn((2, 4, 3 * 2 * FLUX_D + 8), g, dtype)
         launch.qk_norm_rope(wide[:, :, 4:], _randn((2, 3, 3 * 2 * FLUX_D), g, dtype), *w, cos, sin, 2)
-        launch.qk_norm_rope(wide[:, :3, 4:], None, w[0], w[1], None, None, cos[:3].contiguous(),
-                            sin[:3].contiguous(), 2)  # fmt: skip
+        for copy_v in (True, False):
+            launch.qk_norm_rope(wide[:, :3, 4:], None, w[0], w[1], None, None, cos[:3].contiguous(),
+                                sin[:3].contiguous(), 2, copy_v=copy_v)  # fmt: skip
         layer = random_w4a16_layer(192, 40, dtype, g, device="cuda")
         launch.w4a16_gemv(_randn((3, 192), g, dtype), layer.qweight, layer.wscales, layer.bias)
     torch.cuda.synchronize()
