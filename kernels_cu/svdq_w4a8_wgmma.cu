@@ -34,7 +34,10 @@
 //
 // Low-rank up projection: after the K loop, lora_up (A, 64 channels x r) and lact (B, 128 tokens x r), both
 // staged in shared memory at the start by producer warps 1-3, go through r/16 bf16/fp16 wgmma m64n128k16 into a fresh
-// accumulator set: the branch runs on tensor cores, not on CUDA-core FMAs. Then
+// accumulator set: the branch runs on tensor cores, not on CUDA-core FMAs. Only the block's rank window is
+// staged and multiplied (lr_window: per 128-channel tile, the columns outside which its lora_up rows are
+// zero; a merged QKV(+MLP) layer's up projection is block-diagonal, so a tile of Q channels needs only Q's
+// r columns of the concatenated rank, and the skipped terms are exact zeros). Then
 //   y = fma(acc, sa[token] * 512, lowrank) + bias [-> GELU for channels >= gelu_from], rounded once to 16 bits,
 // staged in shared memory and written with 16-byte stores. No atomics: deterministic.
 //
@@ -46,6 +49,7 @@
 //   wscale   S     [N_pad/B, K/64, B]     sw in the checkpoint's 16-bit type S (bf16 or fp16; S may differ from T)
 //   lact     T     [M, r]                 x @ (lora_down / smooth) (cuBLAS, by the host), r % 16 == 0
 //   lora_up  T [N_pad, r], bias T [N_pad] (or null), out T [M, N] row-major, N % 8 == 0
+//   lr_window int32 [N_pad/B, 2]          per channel tile (first rank column, count), multiples of 16
 #include <type_traits>
 
 #include "svdq_common.cuh"
@@ -134,14 +138,17 @@ __device__ __forceinline__ void lowrank_up(float (&d)[64], const uint8_t* lr_up,
 template <typename T, typename S>
 __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restrict__ ascale,
                           const uint8_t* __restrict__ wgt, const S* __restrict__ wscale,
-                          const T* __restrict__ lact, const T* __restrict__ lora_up, const T* __restrict__ bias,
-                          T* __restrict__ out, int M, int N, int K, int rank, int gelu_from) {
+                          const T* __restrict__ lact, const T* __restrict__ lora_up,
+                          const int* __restrict__ lr_window, const T* __restrict__ bias, T* __restrict__ out,
+                          int M, int N, int K, int rank, int gelu_from) {
   extern __shared__ __align__(128) uint8_t smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + PIPE_BYTES);  // stage landed (tx bytes)
   uint64_t* empty = full + STAGES;                                     // stage released by every consumer thread
   uint64_t* lr_full = empty + STAGES;                                  // low-rank operands staged
-  uint8_t* lr_up = smem + PIPE_BYTES + BAR_BYTES;                      // [r/8][BM/8] core matrices of lora_up
-  uint8_t* lr_act = lr_up + BM * rank * 2;                             // [r/8][BN/8] core matrices of lact
+  // This tile's rank window [r0, r0 + rw) of the rank columns (row stride of lact and lora_up: rank).
+  const int r0 = rank > 0 ? lr_window[2 * blockIdx.x] : 0, rw = rank > 0 ? lr_window[2 * blockIdx.x + 1] : 0;
+  uint8_t* lr_up = smem + PIPE_BYTES + BAR_BYTES;                      // [rw/8][BM/8] core matrices of lora_up
+  uint8_t* lr_act = lr_up + BM * rw * 2;                               // [rw/8][BN/8] core matrices of lact
   const int tid = threadIdx.x, warp_id = tid >> 5, lane = tid & 31;
   const int n_groups = K / svdq::kGroup;
   const int ch0 = blockIdx.x * BM, tok0 = blockIdx.y * BN;
@@ -162,16 +169,16 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
       // cp.async in flight: with consumer-issued copies pending through the main loop, a stage was refilled
       // under a pending read about once per 10^5 tile-groups (H200).
       const int ptid = tid - CONSUMER_THREADS - 32;
-      if (rank > 0) {
-        const int kchunks = rank / 8;  // 16-byte chunks per row
+      if (rw > 0) {
+        const int kchunks = rw / 8;  // 16-byte chunks per row
         for (int c = ptid; c < (BM + BN) * kchunks; c += LR_THREADS) {
           const bool is_up = c < BM * kchunks;
           const int cc = is_up ? c : c - BM * kchunks;
           const int row = cc / kchunks, kb = cc % kchunks;
           uint8_t* dst = (is_up ? lr_up : lr_act) + ((kb * (BM / 8) + row / 8) * 8 + row % 8) * 16;
           const bool valid = is_up || tok0 + row < M;
-          const T* src = is_up ? lora_up + static_cast<size_t>(ch0 + row) * rank + kb * 8
-                               : lact + static_cast<size_t>(valid ? tok0 + row : 0) * rank + kb * 8;
+          const T* src = is_up ? lora_up + static_cast<size_t>(ch0 + row) * rank + r0 + kb * 8
+                               : lact + static_cast<size_t>(valid ? tok0 + row : 0) * rank + r0 + kb * 8;
           svdq::cp_async16(dst, src, valid);
         }
         svdq::cp_async_commit();
@@ -271,10 +278,10 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
     fold_group(acc, tmp1, scale(scales(g - 1), wrow), scale(scales(g - 1), wrow + 8));
   }
 
-  // Low-rank up projection on tensor cores into tmp0 (zero when rank == 0). One straight-line wgmma
-  // sequence per rank (a switch, not a loop with an early exit) keeps ptxas from serialising it.
+  // Low-rank up projection on tensor cores into tmp0 (zero when the window is empty). One straight-line
+  // wgmma sequence per window depth (a switch, not a loop with an early exit) keeps ptxas from serialising it.
   svdq::mbar_wait(lr_full, 0);  // the low-rank operands are in shared memory
-  switch (rank / 16) {
+  switch (rw / 16) {
     case 1: lowrank_up<T, 1>(tmp0, lr_up, lr_act, wg); break;
     case 2: lowrank_up<T, 2>(tmp0, lr_up, lr_act, wg); break;
     case 3: lowrank_up<T, 3>(tmp0, lr_up, lr_act, wg); break;
@@ -530,8 +537,9 @@ __device__ void quant_row_block_body(const T* __restrict__ x, const float* __res
 #define SVDQ_W4A8F_GEMM(NAME, T, S)                                                                              \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                       \
       NAME(const uint8_t* act, const float* ascale, const uint8_t* wgt, const S* wscale, const T* lact,         \
-           const T* lora_up, const T* bias, T* out, int M, int N, int K, int rank, int gelu_from) {            \
-    gemm_body<T, S>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, gelu_from);            \
+           const T* lora_up, const int* lr_window, const T* bias, T* out, int M, int N, int K, int rank,         \
+           int gelu_from) {                                                                                     \
+    gemm_body<T, S>(act, ascale, wgt, wscale, lact, lora_up, lr_window, bias, out, M, N, K, rank, gelu_from);  \
   }
 SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_bf16, __nv_bfloat16, __nv_bfloat16)
 SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_fp16, __half, __half)

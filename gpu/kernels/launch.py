@@ -70,8 +70,8 @@ _KERNELS = {
     "gemm_w4a8": ("svdq_w4a8_gemm", "svdq_w4a8_gemm", "PPPPPPPPiiiiiiii"),
     "quant_fp8": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant", "PPPPiii"),
     "quant_fp8_long": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant_long", "PPPPiii"),
-    "gemm_w4a8f": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm", "PPPPPPPPiiiii"),  # scales of the output's type
-    "gemm_w4a8f_xs": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm_xs", "PPPPPPPPiiiii"),  # of the other 16-bit type
+    "gemm_w4a8f": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm", "PPPPPPPPPiiiii"),  # scales of the output's type
+    "gemm_w4a8f_xs": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm_xs", "PPPPPPPPPiiiii"),  # of the other 16-bit type
     # FLUX block ops and the W4A16 GEMV (section at the end of this module)
     "layernorm_modulate": ("svdq_fused_norm", "svdq_layernorm_modulate", "PPPPiiif"),
     "gate_residual": ("svdq_fused_norm", "svdq_gate_residual", "PPPPiii"),
@@ -407,6 +407,9 @@ def w4a8f_gemm(
     _check(w.lora_up, "lora_up", (w.n_pad, rank), out_dtype, device)
     _check(w.bias, "bias", (w.n_pad,), out_dtype, device)
     if rank:
+        if w.lr_window is None:
+            raise ValueError(f"lr_window [{tiles}, 2] (repack.rank_windows) is required for rank {rank}")
+        _check(w.lr_window, "lr_window", (tiles, 2), torch.int32, device)
         if lact is None:
             raise ValueError(f"lact [M, {rank}] is required for rank {rank}")
         _check(lact, "lact", (qa.m, rank), out_dtype, device)
@@ -429,7 +432,8 @@ def w4a8f_gemm(
         fn.prepared_async_call(
             (tiles, qa.m_pad // _W4A8F_TILE, 1), (_W4A8F_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
-            _ptr(lact if rank else None), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
+            _ptr(lact if rank else None), _ptr(w.lora_up if rank else None), _ptr(w.lr_window if rank else None),
+            _ptr(w.bias), out.data_ptr(),
             qa.m, n, k, rank, gelu_col, shared_size=smem,
         )  # fmt: skip
     return out

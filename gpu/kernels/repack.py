@@ -185,6 +185,24 @@ class PackedW4A8F:
     rank: int
     n_pad: int
     key: tuple
+    lr_window: torch.Tensor | None = None  # int32 [N_pad/128, 2] (rank_windows), None for rank 0
+
+
+def rank_windows(lora_up: torch.Tensor, tile: int, step: int = 16) -> torch.Tensor:
+    """lora_up: [N_pad, r] (N_pad % tile == 0, r % step == 0) -> int32 [N_pad/tile, 2]: per tile of ``tile``
+    channels, (first rank column, column count), multiples of ``step``, outside which the tile's rows of
+    lora_up are all zero; (0, 0) for an all-zero tile. A merged layer's up projection is block-diagonal
+    (gpu.models.flux_fused.merge_svdq_linears: each member's channels use only its own r_i columns), so the
+    GEMM's epilogue runs r_i-deep instead of sum(r_i)-deep on every tile; skipped terms are exact zeros."""
+    n_pad, r = lora_up.shape
+    nz = (lora_up != 0).view(n_pad // tile, tile, r).any(dim=1)  # [tiles, r]
+    cols = torch.arange(r, device=lora_up.device)
+    first = torch.where(nz, cols, r).amin(dim=1)
+    last = torch.where(nz, cols, -1).amax(dim=1)
+    start = first // step * step
+    end = (last + step) // step * step  # (last + 1) rounded up to a multiple of step
+    used = nz.any(dim=1)
+    return torch.stack([torch.where(used, start, 0), torch.where(used, end - start, 0)], dim=1).to(torch.int32)
 
 
 def repack_qweight_w4a8f(qweight: torch.Tensor, n_pad: int) -> torch.Tensor:
@@ -245,18 +263,20 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
         inv_smooth = torch.reciprocal(smooth.float()).contiguous()
     else:
         inv_smooth = torch.ones(k, dtype=torch.float32, device=device)
+    up = _pad_rows(lora_up.to(device=device, dtype=dtype), n_pad) if rank else None
     return PackedW4A8F(
         wgt=repack_qweight_w4a8f(layer.qweight.to(device), n_pad),
         wscale=wscale,
         inv_smooth=inv_smooth,
         lora_down=smoothed_lora_down(lora_down.to(dtype), smooth).contiguous() if rank else None,
-        lora_up=_pad_rows(lora_up.to(dtype), n_pad) if rank else None,
+        lora_up=up,
         bias=_pad_rows(layer.bias.to(dtype), n_pad) if layer.bias is not None else None,
         n=n,
         k=k,
         rank=rank,
         n_pad=n_pad,
         key=source_key(layer),
+        lr_window=rank_windows(up, W4A8F_TILE) if rank else None,
     )
 
 

@@ -83,3 +83,15 @@ def test_repack_cache_key_handles_inference_tensors():
     before = source_key(plain)
     plain.lora_up.add_(1)  # an in-place edit of an ordinary tensor is seen through its version counter
     assert source_key(plain) != before
+
+
+def test_rank_windows_bound_the_nonzero_columns_of_each_tile():
+    from gpu.kernels.repack import rank_windows
+
+    up = torch.zeros(4 * 8, 64, dtype=torch.bfloat16)
+    up[0:8, 0:16] = 1  # tile 0: columns 0-15
+    up[8:16, 5:41] = 1  # tile 1: columns 5-40 -> the 16-aligned window 0-47
+    up[20, 63] = -2  # tile 2: only the last column
+    windows = rank_windows(up, tile=8)  # tile 3 stays zero
+    assert windows.dtype == torch.int32
+    assert windows.tolist() == [[0, 16], [0, 48], [48, 16], [0, 0]]

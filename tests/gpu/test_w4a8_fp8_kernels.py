@@ -72,6 +72,34 @@ def test_w4a8f_matches_reference(m, k, n, rank, dtype, gen):
     assert e <= 4e-3, e
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_w4a8f_rank_windows_of_a_merged_layer(dtype, gen):
+    """A merged Q/K/V(+MLP) layer (block-diagonal lora_up): each channel tile multiplies only its member's
+    rank columns, and that gives the bits of the full-depth up projection (the skipped terms are zeros)."""
+    from gpu.kernels.launch import svdq_linear_forward_w4a8f
+    from gpu.kernels.repack import packed_w4a8f_for
+    from gpu.models.flux_fused import merge_svdq_linears
+
+    members = [random_layer(320, n, r, dtype, gen) for n, r in ((128, 32), (256, 16), (200, 48), (136, 0))]
+    for m in members[1:]:
+        m.smooth.copy_(members[0].smooth)  # merging needs one smoothing vector
+    merged = merge_svdq_linears(members)
+    packed = packed_w4a8f_for(merged)
+    windows = packed.lr_window.tolist()
+    # tiles of 128 channels: member 0 is tile 0, member 1 tiles 1-2, member 2 starts in tile 3 and ends in
+    # tile 4, which member 3 (rank 0) shares with it, tile 5 is member 3's and the padding
+    assert windows == [[0, 32], [32, 16], [32, 16], [48, 48], [48, 48], [0, 0]], windows
+    full = dataclasses.replace(
+        packed, lr_window=torch.tensor([[0, packed.rank]] * len(windows), dtype=torch.int32, device="cuda")
+    )
+    x = random_x(300, 320, dtype, gen)
+    y = svdq_linear_forward_w4a8f(x, packed)
+    y_full = svdq_linear_forward_w4a8f(x, full)
+    torch.cuda.synchronize()
+    assert torch.equal(y, y_full)
+    assert rel_err(y, merged.forward_reference(x, act_format=FP8_ROW)) <= 4e-3
+
+
 @pytest.mark.parametrize("dtype,scale_dtype", [(torch.float16, torch.bfloat16), (torch.bfloat16, torch.float16)])
 def test_w4a8f_scales_of_the_other_16bit_type(dtype, scale_dtype, gen):
     """A checkpoint's group scales kept in their own type while the layer runs in the other one: the
