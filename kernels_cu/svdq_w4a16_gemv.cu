@@ -30,6 +30,8 @@
 // warps split the K groups (warp w takes groups w, w + 8, ...), and their fp32 partials are added in warp
 // order through shared memory by one thread per output (deterministic; no atomics). The block's weight
 // scales ([32, K/64], K <= 16384) are staged in shared memory with one coalesced pass.
+// svdq_w4a16_gemv_grouped_*: the same per-block work for many layers (same x, same K) in one grid, from a
+// table of per-layer addresses (see w4a16_gemv_grouped_body).
 // sm_80+ (bf16 mma.sync); on older architectures the body is a trap and the dispatcher refuses them.
 #include "svdq_common.cuh"
 
@@ -101,17 +103,17 @@ __device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4
 #endif
 }
 
+// The 32 output channels from n0 of one layer.
 template <typename T>
 __device__ void w4a16_gemv_body(const T* __restrict__ x, const uint8_t* __restrict__ qweight,
                                 const T* __restrict__ wscales, const T* __restrict__ bias, T* __restrict__ y,
-                                int M, int N, int K) {
+                                int M, int N, int K, int n0) {
   __shared__ T s_scale[GV_CHANNELS][GV_MAX_GROUPS];
   __shared__ float s_red[GV_WARPS][GV_TILES][4][32];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int gid = lane >> 2, tig = lane & 3;
   const int G = K / svdq::kGroup;
-  const int n0 = blockIdx.x * GV_CHANNELS;
   const size_t row_bytes = static_cast<size_t>(K) / 2;
 
   // Scales of this block's channels: [32, G] is one contiguous run of wscales (rows past N read as 0).
@@ -210,14 +212,38 @@ __device__ void w4a16_gemv_body(const T* __restrict__ x, const uint8_t* __restri
 
 static_assert(GV_THREADS == GV_CHANNELS * GV_MAX_ROWS, "the epilogue maps one thread to each output");
 
+// Grouped launch: many layers of the same K applied to the same x (FLUX's adaLN linears all read
+// silu(temb)), one grid. table: int64 [L, GV_TABLE] per layer (qweight, wscales, bias or 0 as addresses, N,
+// first output column c, first block b); layer l writes y + M * c as its own [M, N] row-major output and owns
+// blocks b .. b + ceil(N / 32) - 1. One launch streams all the layers' weights (1.6 GB for FLUX.1), where a
+// launch per layer (14-28 MB) spends much of its time ramping up and draining.
+constexpr int GV_TABLE = 6;
+
+template <typename T>
+__device__ void w4a16_gemv_grouped_body(const T* __restrict__ x, T* __restrict__ y,
+                                        const long long* __restrict__ table, int L, int M, int K) {
+  int l = 0;  // the layer owning this block: the last one whose first block is <= blockIdx.x
+  while (l + 1 < L && table[(l + 1) * GV_TABLE + 5] <= blockIdx.x) ++l;
+  const long long* t = table + l * GV_TABLE;
+  const int N = static_cast<int>(t[3]);
+  w4a16_gemv_body<T>(x, reinterpret_cast<const uint8_t*>(t[0]), reinterpret_cast<const T*>(t[1]),
+                     reinterpret_cast<const T*>(t[2]), y + static_cast<size_t>(M) * t[4], M, N, K,
+                     (blockIdx.x - static_cast<int>(t[5])) * GV_CHANNELS);
+}
+
 }  // namespace
 
 // grid: ceil(N / 32), block: 256. M <= 8, K % 64 == 0, K <= 16384; x 16-byte and qweight 8-byte aligned.
+// Grouped: grid = the table's total block count, block 256; the same conditions for every layer.
 #define SVDQ_GEMV(SUFFIX, T)                                                                             \
   extern "C" __global__ void __launch_bounds__(GV_THREADS)                                             \
       svdq_w4a16_gemv_##SUFFIX(const T* x, const uint8_t* qweight, const T* wscales, const T* bias, T* y, \
                                int M, int N, int K) {                                                    \
-    w4a16_gemv_body<T>(x, qweight, wscales, bias, y, M, N, K);                                           \
+    w4a16_gemv_body<T>(x, qweight, wscales, bias, y, M, N, K, blockIdx.x * GV_CHANNELS);                \
+  }                                                                                                      \
+  extern "C" __global__ void __launch_bounds__(GV_THREADS)                                             \
+      svdq_w4a16_gemv_grouped_##SUFFIX(const T* x, T* y, const long long* table, int L, int M, int K) {   \
+    w4a16_gemv_grouped_body<T>(x, y, table, L, M, K);                                                    \
   }
 SVDQ_GEMV(bf16, __nv_bfloat16)
 SVDQ_GEMV(fp16, __half)

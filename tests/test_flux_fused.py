@@ -56,6 +56,36 @@ def test_fused_structure_and_report(tiny_pair):
     assert report["merged"] == 2 * 2 + 2 and report["kept_separate"] == 0 and report["ops"] == "gpu.modules.fused_ops"
 
 
+def test_all_modulations_are_computed_up_front(tiny_pair, monkeypatch):
+    """forward_fused asks for every adaLN linear's output in one call (one grouped GEMV launch on the GPU),
+    and the blocks use those outputs instead of computing their own."""
+    _, fused = tiny_pair
+    ops = flux_fused.fused_ops()
+    calls, inside, outside = [], [], []
+    real_many, real_one = ops.w4a16_gemv_many, ops.w4a16_gemv
+
+    def many(x, layers, cache=None):
+        calls.append(len(layers))
+        inside.append(True)
+        try:
+            return real_many(x, layers, cache)
+        finally:
+            inside.pop()
+
+    def one(x, layer):
+        if not inside:
+            outside.append(layer)
+        return real_one(x, layer)
+
+    monkeypatch.setattr(ops, "w4a16_gemv_many", many)
+    monkeypatch.setattr(ops, "w4a16_gemv", one)  # the CPU fallback of many() goes through it too
+    fused.cuda_graphs = False
+    _run(fused, flux_inputs(FLUX_TINY_CONFIG, seed=2))
+    n_double, n_single = len(fused.transformer_blocks), len(fused.single_transformer_blocks)
+    norm_out = int(isinstance(fused.norm_out.linear, SVDQLinear))  # the random builder keeps it in 16 bits
+    assert calls == [2 * n_double + n_single + norm_out] and not outside
+
+
 def test_merging_is_exact_with_diffusers_rounding(tiny_pair):
     """With ops that round like diffusers' modules, fused == unfused bit for bit: merging changes nothing."""
     unfused, fused = tiny_pair

@@ -77,6 +77,7 @@ _KERNELS = {
     "gate_residual": ("svdq_fused_norm", "svdq_gate_residual", "PPPPiii"),
     "qk_norm_rope": ("svdq_fused_norm", "svdq_qk_norm_rope", "PPPPPPPPPPPiiiqiqif"),
     "w4a16_gemv": ("svdq_w4a16_gemv", "svdq_w4a16_gemv", "PPPPPiii"),
+    "w4a16_gemv_grouped": ("svdq_w4a16_gemv", "svdq_w4a16_gemv_grouped", "PPPiii"),
 }
 _fns: dict[tuple[str, int, torch.dtype], object] = {}
 
@@ -675,3 +676,65 @@ def w4a16_gemv(
             x.data_ptr(), qweight.data_ptr(), wscales.data_ptr(), _ptr(bias), out.data_ptr(), m, n, k,
         )  # fmt: skip
     return out
+
+
+@dataclass
+class GemvGroup:
+    """W4A16 layers of one K and dtype that one ``svdq_w4a16_gemv_grouped_*`` launch computes: the kernel's
+    per-layer table, built once (an upload, so never during CUDA-graph capture) and valid while the layers
+    keep these weight tensors."""
+
+    table: torch.Tensor  # int64 [L, 6]: qweight, wscales, bias (or 0) addresses, N, first column, first block
+    ns: list[int]
+    blocks: int
+    k: int
+    dtype: torch.dtype
+    weights: tuple  # the tensors the table points at, kept alive with it
+
+
+def gemv_group(layers: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> GemvGroup:
+    """layers: (qweight uint8 [N_i, K/2], wscales T [N_i, K/64], bias T [N_i] or None), one K and dtype on one
+    device (the layouts of ``w4a16_gemv``) -> their GemvGroup."""
+    if not layers:
+        raise ValueError("no layers to group")
+    qweight0, wscales0, _ = layers[0]
+    k, dtype, device = qweight0.shape[1] * 2, wscales0.dtype, qweight0.device
+    if dtype not in _SUFFIX or k % GROUP or k > GEMV_MAX_K:
+        raise ValueError(f"layers need bf16/fp16 scales and K a multiple of {GROUP} up to {GEMV_MAX_K}")
+    rows, col, block = [], 0, 0
+    for i, (qweight, wscales, bias) in enumerate(layers):
+        n = qweight.shape[0]
+        _check(qweight, f"qweight[{i}]", (n, k // 2), torch.uint8, device)
+        _check_aligned(qweight, f"qweight[{i}]", 8)
+        _check(wscales, f"wscales[{i}]", (n, k // GROUP), dtype, device)
+        _check(bias, f"bias[{i}]", (n,), dtype, device)
+        rows.append([qweight.data_ptr(), wscales.data_ptr(), _ptr(bias), n, col, block])
+        col += n
+        block += -(-n // _GEMV_CHANNELS)
+    if block > _INT32_MAX or col * GEMV_MAX_ROWS > _INT32_MAX:
+        raise ValueError("too many channels for one grouped launch")
+    table = torch.tensor(rows, dtype=torch.int64).to(device)
+    weights = tuple(t for layer in layers for t in layer if t is not None)
+    return GemvGroup(table, [r[3] for r in rows], block, k, dtype, weights)
+
+
+def w4a16_gemv_grouped(x: torch.Tensor, group: GemvGroup) -> list[torch.Tensor]:
+    """x: T [M, K] contiguous (M <= 8) -> one T [M, N_i] per layer of ``group`` (views of one buffer), each
+    ``w4a16_gemv(x, *layer_i)`` bit for bit (the same per-block work)."""
+    if x.dim() != 2 or x.dtype != group.dtype or x.shape[1] != group.k or x.shape[0] > GEMV_MAX_ROWS:
+        raise ValueError(f"x must be {group.dtype} [<= {GEMV_MAX_ROWS}, {group.k}], got {x.dtype} {tuple(x.shape)}")
+    m = x.shape[0]
+    _check(x, "x", (m, group.k), x.dtype, group.table.device)
+    _check_aligned(x, "x", 16)
+    flat = torch.empty(m * sum(group.ns), dtype=x.dtype, device=x.device)
+    if m:
+        with _on_kernel_stream(x.device) as stream:
+            _function("w4a16_gemv_grouped", x.device, x.dtype).prepared_async_call(
+                (group.blocks, 1, 1), (_GEMV_THREADS, 1, 1), stream,
+                x.data_ptr(), flat.data_ptr(), group.table.data_ptr(), len(group.ns), m, group.k,
+            )  # fmt: skip
+    outs, start = [], 0
+    for n in group.ns:
+        outs.append(flat[start : start + m * n].view(m, n))
+        start += m * n
+    return outs

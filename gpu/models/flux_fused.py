@@ -139,6 +139,10 @@ class DiffusersRoundingOps:
     def w4a16_gemv(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
         return layer(x)
 
+    @staticmethod
+    def w4a16_gemv_many(x: torch.Tensor, layers: list[nn.Module], cache: dict | None = None) -> list[torch.Tensor]:
+        return [layer(x) for layer in layers]
+
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """diffusers' ``apply_rotary_emb`` (use_real, unbind dim -1) for x [B, S, H, hd], cos/sin [S, hd]."""
@@ -342,9 +346,20 @@ def _join(stream: torch.cuda.Stream | None) -> None:
         torch.cuda.current_stream(stream.device).wait_stream(stream)
 
 
+def _is_w4a16(layer: nn.Module) -> bool:
+    return isinstance(layer, SVDQLinear) and layer.spec.act_format is None
+
+
+# {adaLN linear: its output} of the running forward_fused (computed up front in one grouped launch)
+_premodulated: list[dict[nn.Module, torch.Tensor]] = []
+
+
 def _modulation(layer: nn.Module, temb_act: torch.Tensor) -> torch.Tensor:
-    """adaLN linear on silu(temb) [B, D] -> [B, n*D]: the W4A16 GEMV for quantized layers."""
-    if isinstance(layer, SVDQLinear) and layer.spec.act_format is None:
+    """adaLN linear on silu(temb) [B, D] -> [B, n*D]: the W4A16 GEMV for quantized layers (or the output
+    ``FusedFluxTransformer2DModel.forward_fused`` computed for all of them at once)."""
+    if _premodulated and (y := _premodulated[-1].get(layer)) is not None:
+        return y
+    if _is_w4a16(layer):
         return fused_ops().w4a16_gemv(temb_act, layer)
     return layer(temb_act)
 
@@ -545,16 +560,31 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
         txt_ids = txt_ids[0] if txt_ids.ndim == 3 else txt_ids
         img_ids = img_ids[0] if img_ids.ndim == 3 else img_ids
         rope = self.pos_embed(torch.cat((txt_ids, img_ids), dim=0))
-        for block in self.transformer_blocks:
-            c, x = block(x, c, temb, rope)
-        st = c.shape[1]
-        joint = torch.cat([c, x], dim=1)  # once for all single blocks, not split/cat per block
-        for block in self.single_transformer_blocks:
-            joint = block.forward_joint(joint, temb, rope)
-        x = joint[:, st:]
-        scale, shift = self.norm_out.linear(F.silu(temb).to(x.dtype)).chunk(2, dim=1)
+        _premodulated.append(self._modulations(temb, x.dtype))
+        try:
+            for block in self.transformer_blocks:
+                c, x = block(x, c, temb, rope)
+            st = c.shape[1]
+            joint = torch.cat([c, x], dim=1)  # once for all single blocks, not split/cat per block
+            for block in self.single_transformer_blocks:
+                joint = block.forward_joint(joint, temb, rope)
+            x = joint[:, st:]
+            scale, shift = _modulation(self.norm_out.linear, F.silu(temb).to(x.dtype)).chunk(2, dim=1)
+        finally:
+            _premodulated.pop()
         x = fused_ops().layernorm_modulate(x, shift, scale, self.norm_out.norm.eps)
         return self.proj_out(x)
+
+    def _modulations(self, temb: torch.Tensor, dtype: torch.dtype) -> dict[nn.Module, torch.Tensor]:
+        """Every W4A16 adaLN linear's output on silu(temb), in one grouped GEMV launch (they all read the same
+        vector): {layer: [B, n*D]}. Empty when temb is not of the model's dtype (each block computes its own)."""
+        layers = [m for b in self.transformer_blocks for m in (b.norm1.linear, b.norm1_context.linear)]
+        layers += [b.norm.linear for b in self.single_transformer_blocks] + [self.norm_out.linear]
+        layers = [m for m in layers if _is_w4a16(m)]
+        if not layers or temb.dtype != dtype:
+            return {}
+        cache = self.__dict__.setdefault("_gemv_groups", {})
+        return dict(zip(layers, fused_ops().w4a16_gemv_many(F.silu(temb), layers, cache), strict=True))
 
     # -- CUDA graphs --------------------------------------------------------------------------------------
     def _graph_allowed(self, hidden_states: torch.Tensor) -> bool:
@@ -638,7 +668,7 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
     def reset_cuda_graphs(self) -> None:
         """Drop every captured graph. Needed after editing weights in place (``copy_``, ``load_state_dict``
         without ``assign``) or replacing whole submodules; swapped weight tensors are noticed by themselves."""
-        for name in ("_cuda_graph_cache", "_cuda_graph_slots", "_cuda_graph_weights"):
+        for name in ("_cuda_graph_cache", "_cuda_graph_slots", "_cuda_graph_weights", "_gemv_groups"):
             self.__dict__.pop(name, None)
 
 

@@ -15,7 +15,8 @@ and the kernels can be had, else the reference. What they replace in diffusers' 
   shape that ``F.scaled_dot_product_attention`` takes (as views of token-major storage, so the attention
   output comes back token-major and the output projection reads it without a transpose copy);
 - ``w4a16_gemv``: the adaLN modulation linears (``norm1.linear``, ``norm1_context.linear``, single
-  ``norm.linear``) stored as W4A16 INT4 group-64 ``SVDQLinear`` layers, for B <= 8 rows.
+  ``norm.linear``) stored as W4A16 INT4 group-64 ``SVDQLinear`` layers, for B <= 8 rows;
+  ``w4a16_gemv_many`` computes all of them in one launch.
 
 Numerics shared by all of them: inputs are upcast to fp32, every intermediate stays fp32 and the result is
 rounded to the input's 16-bit dtype once (diffusers rounds after each op, so results agree within a bf16
@@ -384,15 +385,22 @@ def gemv_layer_refusal(layer: torch.nn.Module) -> str | None:
     return None
 
 
-def w4a16_gemv(x: torch.Tensor, layer: torch.nn.Module) -> torch.Tensor:
-    """x: T [..., K] (at most 8 rows for the kernel), layer: ``SVDQLinear`` W4A16 INT4 g64 -> T [..., N];
-    see ``w4a16_gemv_reference``. Sets ``layer.last_path``."""
+def _gemv_refusal(x: torch.Tensor, layer: torch.nn.Module) -> str | None:
+    """None when the GEMV kernel can compute ``layer(x)``, else why not."""
     why = fused_refusal(x.device, "gemv") or gemv_layer_refusal(layer)
     rows = x.numel() // max(x.shape[-1], 1)
     if why is None and x.dtype != layer.compute_dtype:
         why = f"input dtype {x.dtype} differs from the layer's {layer.compute_dtype}"
     if why is None and rows > GEMV_MAX_ROWS:
         why = f"{rows} rows > {GEMV_MAX_ROWS} (the GEMV is for the per-image modulation vectors)"
+    return why
+
+
+def w4a16_gemv(x: torch.Tensor, layer: torch.nn.Module) -> torch.Tensor:
+    """x: T [..., K] (at most 8 rows for the kernel), layer: ``SVDQLinear`` W4A16 INT4 g64 -> T [..., N];
+    see ``w4a16_gemv_reference``. Sets ``layer.last_path``."""
+    why = _gemv_refusal(x, layer)
+    rows = x.numel() // max(x.shape[-1], 1)
     if why is not None:
         layer.last_path = f"PyTorch reference ({why})"
         return w4a16_gemv_reference(x, layer)
@@ -410,6 +418,36 @@ def w4a16_gemv(x: torch.Tensor, layer: torch.nn.Module) -> torch.Tensor:
         return w4a16_gemv_reference(x, layer)
 
     return _kernel_or_reference(x.device, "gemv", kernel, reference)
+
+
+def w4a16_gemv_many(
+    x: torch.Tensor, layers: list[torch.nn.Module], cache: dict | None = None
+) -> list[torch.Tensor]:
+    """x: T [..., K] -> ``[w4a16_gemv(x, layer) for layer in layers]``, the same bits, in one grouped kernel
+    launch when the GEMV serves every layer (FLUX.1's 77 adaLN linears: one pass over their 1.6 GB instead of
+    77 short launches). ``cache``: a dict the caller keeps (e.g. on the model) for the launch table, which is
+    rebuilt when a layer's weight tensors change; without it, or when any layer is refused, per layer."""
+    if cache is None or len(layers) < 2 or any(_gemv_refusal(x, layer) for layer in layers):
+        return [w4a16_gemv(x, layer) for layer in layers]
+    if len({(layer.in_features, layer.compute_device) for layer in layers}) > 1:
+        return [w4a16_gemv(x, layer) for layer in layers]
+    rows = x.numel() // x.shape[-1]
+
+    def kernel() -> list[torch.Tensor]:
+        from gpu.kernels import launch
+
+        key = tuple((m.qweight.data_ptr(), m.wscales.data_ptr(), m.bias.data_ptr() if m.bias is not None else 0)
+                    for m in layers)  # fmt: skip
+        group = cache.get(key)
+        if group is None:
+            cache.clear()  # drop the old table and the weights it keeps alive
+            group = cache[key] = launch.gemv_group([(m.qweight, m.wscales, m.bias) for m in layers])
+        ys = launch.w4a16_gemv_grouped(_aligned(x.reshape(rows, x.shape[-1]), 16), group)
+        for m in layers:
+            m.last_path = "fused W4A16 GEMV, grouped (pycuda)"
+        return [y.reshape(*x.shape[:-1], m.out_features) for y, m in zip(ys, layers, strict=True)]
+
+    return _kernel_or_reference(x.device, "gemv", kernel, lambda: [w4a16_gemv(x, m) for m in layers])
 
 
 # ----------------------------------------------------------------------------------------------------

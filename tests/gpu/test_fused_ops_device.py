@@ -236,6 +236,30 @@ def test_w4a16_gemv(m, k, n, dtype, gen):
                   f"{int((_bits(out) != _bits(ref)).sum())} of {out.numel()} differ from the reference")  # fmt: skip
 
 
+@pytest.mark.parametrize("m,dtype", [(1, BF), (2, FP), (8, BF)])
+def test_w4a16_gemv_grouped_equals_per_layer(m, dtype, gen):
+    """One grouped launch over layers of different N (odd ones, one without bias) gives each layer the bits of
+    its own launch; the table is cached on the caller's dict and rebuilt when a weight tensor is swapped."""
+    _require_fused("gemv")
+    k = 320
+    layers = [random_w4a16_layer(k, n, dtype, gen, device="cuda") for n in (6 * 64, 33, 200, 31, 1)]
+    layers[2].bias = None
+    x = _randn((m, k), gen, dtype)
+    cache: dict = {}
+    poison_allocator(m * 649 * 2)
+    grouped = fused_ops.w4a16_gemv_many(x, layers, cache)
+    single = [fused_ops.w4a16_gemv(x, layer) for layer in layers]
+    torch.cuda.synchronize()
+    assert layers[0].last_path == "fused W4A16 GEMV (pycuda)"  # the per-layer calls ran last
+    for g, one in zip(grouped, single, strict=True):
+        assert not torch.isnan(g).any() and torch.equal(_bits(g), _bits(one))
+    assert len(cache) == 1
+    layers[3].wscales = layers[3].wscales * 2  # a swapped weight tensor: new table
+    again = fused_ops.w4a16_gemv_many(x, layers, cache)
+    assert len(cache) == 1 and torch.equal(_bits(again[3]), _bits(fused_ops.w4a16_gemv(x, layers[3])))
+    assert not torch.equal(again[3], grouped[3]) and torch.equal(again[0], grouped[0])
+
+
 # -- determinism, graphs ----------------------------------------------------------------------------------
 
 
