@@ -354,11 +354,13 @@ def _is_w4a16(layer: nn.Module) -> bool:
 _premodulated: list[dict[nn.Module, torch.Tensor]] = []
 
 
-def _modulation(layer: nn.Module, temb_act: torch.Tensor) -> torch.Tensor:
-    """adaLN linear on silu(temb) [B, D] -> [B, n*D]: the W4A16 GEMV for quantized layers (or the output
-    ``FusedFluxTransformer2DModel.forward_fused`` computed for all of them at once)."""
+def _modulation(layer: nn.Module, temb: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """adaLN linear on silu(temb) [B, D] -> [B, n*D]: the W4A16 GEMV for quantized layers, or the output
+    ``FusedFluxTransformer2DModel.forward_fused`` computed for all of them at once (then not even the SiLU
+    runs here: a kernel per block that the graph would replay for nothing). ``dtype``: cast silu(temb) to it."""
     if _premodulated and (y := _premodulated[-1].get(layer)) is not None:
         return y
+    temb_act = F.silu(temb) if dtype is None else F.silu(temb).to(dtype)
     if _is_w4a16(layer):
         return fused_ops().w4a16_gemv(temb_act, layer)
     return layer(temb_act)
@@ -406,16 +408,15 @@ class FusedFluxTransformerBlock(FluxTransformerBlock):
         attn = self.attn
         x, c = hidden_states, encoder_hidden_states
         st = c.shape[1]
-        temb_act = F.silu(temb)
         # The text stream (512 tokens in FLUX.1) leaves most SMs idle in its own kernels (its GEMMs are one to
         # three partial waves): it runs on a side stream, overlapping the image stream, and joins it for the
         # joint attention and at the end of the block.
         lane = _text_lane(x)
         with _forked(lane):
-            cm = _modulation(self.norm1_context.linear, temb_act).chunk(6, dim=1)
+            cm = _modulation(self.norm1_context.linear, temb).chunk(6, dim=1)
             nc = ops.layernorm_modulate(c, cm[0], cm[1], self.norm1_context.norm.eps)
             qkv_t = _project(attn, "to_added_qkv", ("add_q_proj", "add_k_proj", "add_v_proj"), nc)
-        m = _modulation(self.norm1.linear, temb_act).chunk(6, dim=1)
+        m = _modulation(self.norm1.linear, temb).chunk(6, dim=1)
         nx = ops.layernorm_modulate(x, m[0], m[1], self.norm1.norm.eps)
         qkv_i = _project(attn, "to_qkv", ("to_q", "to_k", "to_v"), nx)
         _join(lane)
@@ -437,7 +438,7 @@ class FusedFluxTransformerBlock(FluxTransformerBlock):
         x = ops.gate_residual(x, m[2], attn.to_out[0](o[:, st:].flatten(2)))
         nx = ops.layernorm_modulate(x, m[3], m[4], self.norm2.eps)
         x = ops.gate_residual(x, m[5], _feed_forward(self.ff, nx), out=x)
-        # Joined before returning: tensors the side stream read (o, temb_act, the caller's c) are freed when this
+        # Joined before returning: tensors the side stream read (o, temb, the caller's c) are freed when this
         # frame ends, and the main stream must not reuse their memory while the side stream may still read it.
         _join(lane)
         return c, x
@@ -469,7 +470,7 @@ class FusedFluxSingleTransformerBlock(FluxSingleTransformerBlock):
         ops = fused_ops()
         attn = self.attn
         d = hidden_states.shape[-1]
-        shift, scale, gate = _modulation(self.norm.linear, F.silu(temb)).chunk(3, dim=1)
+        shift, scale, gate = _modulation(self.norm.linear, temb).chunk(3, dim=1)
         n = ops.layernorm_modulate(hidden_states, shift, scale, self.norm.norm.eps)
         cos, sin = image_rotary_emb
         norm_args = (attn.norm_q.weight, attn.norm_k.weight, cos, sin, attn.heads, attn.norm_q.eps)
@@ -569,7 +570,7 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
             for block in self.single_transformer_blocks:
                 joint = block.forward_joint(joint, temb, rope)
             x = joint[:, st:]
-            scale, shift = _modulation(self.norm_out.linear, F.silu(temb).to(x.dtype)).chunk(2, dim=1)
+            scale, shift = _modulation(self.norm_out.linear, temb, x.dtype).chunk(2, dim=1)
         finally:
             _premodulated.pop()
         x = fused_ops().layernorm_modulate(x, shift, scale, self.norm_out.norm.eps)
