@@ -643,6 +643,19 @@ def qk_norm_rope(
     return heads_first
 
 
+def _check_gemv_weights(
+    qweight: torch.Tensor, wscales: torch.Tensor, bias: torch.Tensor | None, k: int, dtype: torch.dtype,
+    device: torch.device, tag: str = "",
+) -> None:
+    """The GEMV's weight operands of one layer: qweight uint8 [N, K/2] 8-byte aligned, wscales [N, K/64] and
+    bias [N] (or None) of ``dtype``, all on ``device``; ``tag`` names the layer in errors (e.g. "[3]")."""
+    n = qweight.shape[0]
+    _check(qweight, f"qweight{tag}", (n, k // 2), torch.uint8, device)
+    _check_aligned(qweight, f"qweight{tag}", 8)
+    _check(wscales, f"wscales{tag}", (n, k // GROUP), dtype, device)
+    _check(bias, f"bias{tag}", (n,), dtype, device)
+
+
 def w4a16_gemv(
     x: torch.Tensor,
     qweight: torch.Tensor,
@@ -661,10 +674,7 @@ def w4a16_gemv(
         raise ValueError(f"x [{m}, {k}]: needs M <= {GEMV_MAX_ROWS}, K a multiple of {GROUP} and K <= {GEMV_MAX_K}")
     _check(x, "x", (m, k), x.dtype, x.device)
     _check_aligned(x, "x", 16)
-    _check(qweight, "qweight", (n, k // 2), torch.uint8, x.device)
-    _check_aligned(qweight, "qweight", 8)
-    _check(wscales, "wscales", (n, k // GROUP), x.dtype, x.device)
-    _check(bias, "bias", (n,), x.dtype, x.device)
+    _check_gemv_weights(qweight, wscales, bias, k, x.dtype, x.device)
     if out is None:
         out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     _check(out, "out", (m, n), x.dtype, x.device)
@@ -704,10 +714,7 @@ def gemv_group(layers: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | Non
     rows, col, block = [], 0, 0
     for i, (qweight, wscales, bias) in enumerate(layers):
         n = qweight.shape[0]
-        _check(qweight, f"qweight[{i}]", (n, k // 2), torch.uint8, device)
-        _check_aligned(qweight, f"qweight[{i}]", 8)
-        _check(wscales, f"wscales[{i}]", (n, k // GROUP), dtype, device)
-        _check(bias, f"bias[{i}]", (n,), dtype, device)
+        _check_gemv_weights(qweight, wscales, bias, k, dtype, device, f"[{i}]")
         rows.append([qweight.data_ptr(), wscales.data_ptr(), _ptr(bias), n, col, block])
         col += n
         block += -(-n // _GEMV_CHANNELS)

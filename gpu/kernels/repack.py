@@ -65,6 +65,16 @@ def repack_qweight(qweight: torch.Tensor, n_pad: int) -> torch.Tensor:
     return w.contiguous().view(n_pad // 8, k // GROUP, 32, 2)
 
 
+_Opt = torch.Tensor | None
+
+
+def _low_rank_parts(layer: torch.nn.Module) -> tuple[_Opt, _Opt, int, _Opt]:
+    """(lora_down [K, r], lora_up [N, r], r, smooth [K]) of an ``SVDQLinear``; None (and r = 0) where absent."""
+    lora_down = getattr(layer, "lora_down", None)
+    rank = int(lora_down.shape[1]) if lora_down is not None else 0
+    return lora_down, getattr(layer, "lora_up", None), rank, getattr(layer, "smooth", None)
+
+
 def repack_layer(layer: torch.nn.Module, device: torch.device | None = None) -> PackedWeights:
     """``SVDQLinear`` (INT4 W4A4) -> PackedWeights on ``device`` (default: the layer's compute device)."""
     device = device or layer.compute_device
@@ -72,10 +82,7 @@ def repack_layer(layer: torch.nn.Module, device: torch.device | None = None) -> 
     n, k = layer.out_features, layer.in_features
     n_pad = round_up(n, PAD_N)
     dtype = layer.compute_dtype
-    lora_down = getattr(layer, "lora_down", None)
-    lora_up = getattr(layer, "lora_up", None)
-    rank = int(lora_down.shape[1]) if lora_down is not None else 0
-    smooth = getattr(layer, "smooth", None)
+    lora_down, lora_up, rank, smooth = _low_rank_parts(layer)
     bias = layer.bias
     wscale = _pad_rows(layer.wscales.to(device=device, dtype=dtype), n_pad).t().contiguous()
     return PackedWeights(
@@ -252,10 +259,7 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
     n, k = layer.out_features, layer.in_features
     n_pad = round_up(n, W4A8F_TILE)
     dtype = layer.compute_dtype
-    lora_down = getattr(layer, "lora_down", None)
-    lora_up = getattr(layer, "lora_up", None)
-    rank = int(lora_down.shape[1]) if lora_down is not None else 0
-    smooth = getattr(layer, "smooth", None)
+    lora_down, lora_up, rank, smooth = _low_rank_parts(layer)
     groups = k // GROUP
     sw = _pad_rows(scales_16bit(layer.wscales.to(device), dtype), n_pad)  # [N_pad, G]
     wscale = sw.view(n_pad // W4A8F_TILE, W4A8F_TILE, groups).permute(0, 2, 1).contiguous()

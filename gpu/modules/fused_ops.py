@@ -427,9 +427,8 @@ def w4a16_gemv_many(
     launch when the GEMV serves every layer (FLUX.1's 77 adaLN linears: one pass over their 1.6 GB instead of
     77 short launches). ``cache``: a dict the caller keeps (e.g. on the model) for the launch table, which is
     rebuilt when a layer's weight tensors change; without it, or when any layer is refused, per layer."""
-    if cache is None or len(layers) < 2 or any(_gemv_refusal(x, layer) for layer in layers):
-        return [w4a16_gemv(x, layer) for layer in layers]
-    if len({(layer.in_features, layer.compute_device) for layer in layers}) > 1:
+    one_group = len({(layer.in_features, layer.compute_device) for layer in layers}) == 1
+    if cache is None or len(layers) < 2 or not one_group or any(_gemv_refusal(x, layer) for layer in layers):
         return [w4a16_gemv(x, layer) for layer in layers]
     rows = x.numel() // x.shape[-1]
 
