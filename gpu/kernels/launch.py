@@ -47,7 +47,24 @@ _W4A8F_Q_ROWS, _W4A8F_Q_WARP_MAX_K = 8, 4096  # prologue: a warp per token row, 
 _W4A8F_Q_LONG_THREADS = 512
 W4A8F_MAX_K = 16384  # longer rows: a 512-thread block per row, held in registers (4 chunks of 8 per thread)
 # STAGES * (FP8 activations + int4 weights + 16-bit scales) + the full/empty/low-rank mbarriers
-_W4A8F_PIPE_BYTES = _W4A8F_STAGES * (8192 + 4096 + 256) + -(-(2 * _W4A8F_STAGES * 8 + 8) // 128) * 128
+_W4A8F_PIPE_BYTES = _W4A8F_STAGES * (8192 + 4096 + 256) + -(-(2 * _W4A8F_STAGES * 8 + 16) // 128) * 128
+_W4A8F_OUT_STAGE_BYTES = _W4A8F_TILE * (_W4A8F_TILE + 8) * 2  # a tile's 16-bit output, staged (padded rows)
+
+
+def _w4a8f_smem(rank: int) -> int:
+    """Dynamic shared memory of the FP8 GEMM: the stage ring and barriers, then the tile region, which holds a
+    tile's low-rank operands (lora_up and lact, 128 rows x rank 16-bit each) and then its staged output."""
+    return _W4A8F_PIPE_BYTES + max(2 * _W4A8F_TILE * rank * 2, _W4A8F_OUT_STAGE_BYTES)
+
+
+_sm_counts: dict[int, int] = {}
+
+
+def _sm_count(device: torch.device) -> int:
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _sm_counts:
+        _sm_counts[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
+    return _sm_counts[idx]
 
 
 def device_arch(device: torch.device) -> str:
@@ -421,17 +438,20 @@ def w4a8f_gemm(
         return out
     name = "gemm_w4a8f" if w.wscale.dtype == out_dtype else "gemm_w4a8f_xs"
     fn = _function(name, device, out_dtype)
-    smem = _W4A8F_PIPE_BYTES + 2 * _W4A8F_TILE * rank * 2
+    smem = _w4a8f_smem(rank)
+    # Persistent: one block per SM walks the tiles (channel tile fastest), so its producer streams the next
+    # tile's stages while the consumers finish the current one.
+    n_tiles = tiles * (qa.m_pad // _W4A8F_TILE)
     with _on_kernel_stream(device) as stream:
         key = (device.index if device.index is not None else torch.cuda.current_device(), out_dtype, name)
         if key not in _smem_opt_in:  # more than 48 KiB of dynamic shared memory needs an opt-in
             import pycuda.driver as drv
 
-            max_smem = _W4A8F_PIPE_BYTES + 2 * _W4A8F_TILE * MAX_RANK * 2
+            max_smem = _w4a8f_smem(MAX_RANK)
             fn.set_attribute(drv.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, max_smem)
             _smem_opt_in.add(key)
         fn.prepared_async_call(
-            (tiles, qa.m_pad // _W4A8F_TILE, 1), (_W4A8F_THREADS, 1, 1), stream,
+            (min(n_tiles, _sm_count(device)), 1, 1), (_W4A8F_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             _ptr(lact if rank else None), _ptr(w.lora_up if rank else None), _ptr(w.lr_window if rank else None),
             _ptr(w.bias), out.data_ptr(),
