@@ -404,11 +404,13 @@ def w4a8f_gemm(
     out_dtype: torch.dtype,
     gelu_from: int | None = None,
     out: torch.Tensor | None = None,
+    blocks: int | None = None,
 ) -> torch.Tensor:
     """Hopper FP8 wgmma GEMM. qa from ``quantize_act_fp8``, lact: T [M, r] = x @ (lora_down / smooth) (None
     when r = 0), w from ``gpu.kernels.repack.packed_w4a8f_for`` -> out T [M, N] = sa * sum_g sw * dot_g
     + lact @ lora_up^T + bias [-> GELU on columns >= gelu_from]. ``out`` (T [M, N], contiguous) is written in
-    place when given."""
+    place when given. ``blocks``: persistent blocks to launch (default one per SM; fewer make each block walk
+    more tiles, which the tests use to exercise the tile loop on small shapes)."""
     device, n, k, rank = qa.act.device, w.n, w.k, w.rank
     if out_dtype not in _SUFFIX:
         raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
@@ -451,7 +453,7 @@ def w4a8f_gemm(
             fn.set_attribute(drv.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, max_smem)
             _smem_opt_in.add(key)
         fn.prepared_async_call(
-            (min(n_tiles, _sm_count(device)), 1, 1), (_W4A8F_THREADS, 1, 1), stream,
+            (min(n_tiles, blocks or _sm_count(device)), 1, 1), (_W4A8F_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             _ptr(lact if rank else None), _ptr(w.lora_up if rank else None), _ptr(w.lr_window if rank else None),
             _ptr(w.bias), out.data_ptr(),

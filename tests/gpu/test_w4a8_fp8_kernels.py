@@ -100,6 +100,35 @@ def test_w4a8f_rank_windows_of_a_merged_layer(dtype, gen):
     assert rel_err(y, merged.forward_reference(x, act_format=FP8_ROW)) <= 4e-3
 
 
+def test_w4a8f_persistent_blocks_walk_every_tile(gen):
+    """The GEMM is persistent: each block walks tiles blockIdx.x, + gridDim.x, ..., its stage ring and
+    barrier phases running on from tile to tile. Few blocks over many tiles (odd and even group counts, a
+    partial last tile each way, rank windows of a merged layer, partial GELU) give the bits of one block per
+    SM, and every output is written."""
+    from gpu.kernels.launch import quantize_act_fp8, w4a8f_gemm
+    from gpu.kernels.repack import packed_w4a8f_for
+    from gpu.models.flux_fused import merge_svdq_linears
+
+    members = [random_layer(320, n, r, torch.bfloat16, gen) for n, r in ((256, 32), (200, 48), (136, 0))]
+    for m in members[1:]:
+        m.smooth.copy_(members[0].smooth)
+    cases = [(merge_svdq_linears(members), 700), (random_layer(256, 384, 16, torch.bfloat16, gen), 300),
+             (random_layer(192, 136, 0, torch.bfloat16, gen), 1030)]
+    for layer, m in cases:
+        packed = packed_w4a8f_for(layer)
+        x = random_x(m, layer.in_features, torch.bfloat16, gen)
+        qa = quantize_act_fp8(x, packed.inv_smooth)
+        lact = x @ packed.lora_down if packed.rank else None
+        gelu_from = packed.n // 3
+        full = w4a8f_gemm(qa, lact, packed, torch.bfloat16, gelu_from=gelu_from)
+        for blocks in (1, 2, 5):
+            poison_allocator(m * packed.n * 4)
+            out = torch.full((m, packed.n), float("nan"), dtype=torch.bfloat16, device="cuda")
+            y = w4a8f_gemm(qa, lact, packed, torch.bfloat16, gelu_from=gelu_from, out=out, blocks=blocks)
+            torch.cuda.synchronize()
+            assert torch.equal(y, full), (layer.in_features, packed.n, m, blocks)
+
+
 @pytest.mark.parametrize("dtype,scale_dtype", [(torch.float16, torch.bfloat16), (torch.bfloat16, torch.float16)])
 def test_w4a8f_scales_of_the_other_16bit_type(dtype, scale_dtype, gen):
     """A checkpoint's group scales kept in their own type while the layer runs in the other one: the
