@@ -39,32 +39,42 @@ COLUMNS = {
 }
 
 
-def _time(fn, n_sets: int, iters: int, warmup: int = 5) -> float:
-    """Median seconds of fn(i) over iters calls, i rotating over n_sets input sets. Each set's call is captured
-    once into a CUDA graph and the timed calls are replays: every column is timed without host launch overhead
-    (which made the small shapes measure Python, not kernels), as the app's FLUX step runs under CUDA graphs."""
+def _time_columns(fns: dict, n_sets: int, iters: int, warmup: int = 5) -> dict[str, float]:
+    """Median seconds of each column's fn(i) over iters calls, i rotating over n_sets input sets. Each set's
+    call is captured once into a CUDA graph and the timed calls are replays: every column is timed without host
+    launch overhead (which made the small shapes measure Python, not kernels), as the app's FLUX step runs under
+    CUDA graphs. The columns' replays are interleaved (one of each per round), so clock and temperature drift
+    over the run reach every column alike: timed one column after the other, the same kernel measured up to 5%
+    apart at the start and the end of a shape (H200, 2026-11-21)."""
+    graphs = {}
+    for col, fn in fns.items():
+        for i in range(warmup):
+            fn(i % n_sets)
+        torch.cuda.synchronize()
+        graphs[col] = []
+        for i in range(n_sets):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                fn(i)
+            graphs[col].append(graph)
     for i in range(warmup):
-        fn(i % n_sets)
+        for col in fns:
+            graphs[col][i % n_sets].replay()
     torch.cuda.synchronize()
-    graphs = []
-    for i in range(n_sets):
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn(i)
-        graphs.append(graph)
-    for i in range(warmup):
-        graphs[i % n_sets].replay()
-    torch.cuda.synchronize()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+    events = {col: [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                    for _ in range(iters)] for col in fns}  # fmt: skip
+    q = 0  # every replay takes the next set, whichever column it is: no replay finds its inputs in L2
     for i in range(iters):
-        starts[i].record()
-        graphs[(i + warmup) % n_sets].replay()
-        ends[i].record()
+        for col in fns:
+            start, end = events[col][i]
+            start.record()
+            graphs[col][q % n_sets].replay()
+            end.record()
+            q += 1
     torch.cuda.synchronize()
-    times = [s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends, strict=True)]
+    times = {col: statistics.median(s.elapsed_time(e) * 1e-3 for s, e in evs) for col, evs in events.items()}
     del graphs
-    return statistics.median(times)
+    return times
 
 
 def _layer_set(k: int, n: int, rank: int, gen: torch.Generator, device: torch.device):
@@ -176,7 +186,7 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
     if path["alt"]:
         alt_name, _, alt_fused = path["alt"]
         fns[alt_name] = lambda i: alt_fused(sets[i]["x"], sets[i]["alt"])
-    times = {c: _time(fn, n_sets, iters) for c, fn in fns.items()}
+    times = _time_columns(fns, n_sets, iters)
     flop = 2.0 * m * k * n
     row = {"M": m, "K": k, "N": n, "rank": rank, "path": path["name"], "sets": n_sets}
     for c, t in times.items():
