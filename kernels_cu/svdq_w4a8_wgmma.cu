@@ -27,8 +27,9 @@
 //   - warpgroup 2 produces (40 registers): one thread streams each group's stage with three cp.async.bulk
 //     copies (activations 8 KB FP8, weights 4 KB int4, scales 256 B 16-bit: contiguous in global memory by
 //     construction, so no tensor maps) into a 12-stage ring guarded by full/empty mbarriers, running on into
-//     the next tile while the consumers finish the current one (the pipeline fill and the epilogue no longer
-//     leave the tensor core idle between tiles: H200, 4608-token FLUX shapes +3.7-10%); warps 1-3 stage
+//     the next tile while the consumers finish the current one (the next tile's stages are in shared memory
+//     when its K loop starts, so the pipeline fill no longer idles the tensor core between tiles; the epilogue
+//     still does: H200, 4608-token FLUX shapes +3.7-10%); warps 1-3 stage
 //     each tile's low-rank operands with cp.async into the tile region once the consumers release it
 //     (lr_full / lr_empty barriers). The region then holds the tile's staged output.
 // Each group's dot goes to a fresh accumulator set (tmp0/tmp1 alternate), and while the tensor core works on

@@ -108,6 +108,7 @@ def test_w4a8f_persistent_blocks_walk_every_tile(gen):
     from gpu.kernels.launch import quantize_act_fp8, w4a8f_gemm
     from gpu.kernels.repack import packed_w4a8f_for
     from gpu.models.flux_fused import merge_svdq_linears
+    from gpu.modules.reference import gelu_columns_
 
     members = [random_layer(320, n, r, torch.bfloat16, gen) for n, r in ((256, 32), (200, 48), (136, 0))]
     for m in members[1:]:
@@ -121,6 +122,8 @@ def test_w4a8f_persistent_blocks_walk_every_tile(gen):
         lact = x @ packed.lora_down if packed.rank else None
         gelu_from = packed.n // 3
         full = w4a8f_gemm(qa, lact, packed, torch.bfloat16, gelu_from=gelu_from)
+        ref = gelu_columns_(layer.forward_reference(x, act_format=FP8_ROW).float(), gelu_from)
+        assert rel_err(full, ref.to(torch.bfloat16)) <= 4e-3
         for blocks in (1, 2, 5):
             poison_allocator(m * packed.n * 4)
             out = torch.full((m, packed.n), float("nan"), dtype=torch.bfloat16, device="cuda")
