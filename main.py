@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-prompts", type=int, default=64, help="number of calibration prompts (default 64)")
     q.add_argument("--calib-steps", type=int, default=None, help="denoising steps per calibration prompt")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--per-layer-smoothing", action="store_true",
+                   help="smooth every linear on its own (default: Q/K/V share one vector, so they run as one GEMM)")
 
     g = sub.add_parser("generate", help="generate an image (PNG with A1111-compatible metadata)")
     g.add_argument("prompt")
@@ -79,6 +81,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     cfg = QuantizeConfig(
         method=args.method, precision=args.precision, rank=args.rank,
         calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
+        shared_smoothing=not args.per_layer_smoothing,
     )  # fmt: skip
 
     def show(ev) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.generation.png_metadata import parse_parameters, read_png_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,13 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path):
     r = _run("inspect", str(q), data_dir=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "checksum OK" in r.stdout and "single_transformer_blocks.1.proj_out" in r.stdout
+    qkv = ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"]
+    assert read_checkpoint_meta(q).layers[qkv[1]]["smooth_group"] == qkv  # shared smoothing by default
+    apart = tmp_path / "tiny-int4-per-layer.safetensors"
+    r = _run("quantize", str(tiny_flux), "--out", str(apart), "--calib-prompts", "2", "--calib-steps", "2",
+             "--per-layer-smoothing", data_dir=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert not any("smooth_group" in layer for layer in read_checkpoint_meta(apart).layers.values())
 
     png = tmp_path / "out.png"
     r = _run("generate", "a red circle", "--model", str(q), "--out", str(png), "--seed", "5",

@@ -56,6 +56,25 @@ def test_streaming_equals_in_memory(streamed, tmp_path):
     assert not parts_dir(streamed).exists()
 
 
+def test_shared_input_groups_share_smoothing_so_the_fused_model_merges(streamed):
+    """The default quantizer output (shared smoothing per Q/K/V group) is what the fused runtime merges."""
+    from gpu.adapters.flux import FLUX
+    from gpu.checkpoint.skeleton import load_quantized_transformer
+    from gpu.models.flux_fused import fuse_flux_transformer
+
+    model, meta = load_quantized_transformer(streamed)
+    groups = FLUX.shared_input_groups(meta.layers)
+    assert len(groups) == 2 * 2 + 4  # demo: 2 double blocks (image, text), 4 single blocks
+    for group in groups:
+        assert all(meta.layers[n]["smooth_group"] == group for n in group)
+        first = model.get_submodule(group[0]).smooth
+        assert all(torch.equal(model.get_submodule(n).smooth, first) for n in group[1:])
+    assert not torch.equal(model.get_submodule("transformer_blocks.0.attn.to_q").smooth,
+                           model.get_submodule("transformer_blocks.0.attn.to_out.0").smooth)  # fmt: skip
+    fuse_flux_transformer(model)
+    assert model.fusion_report["merged"] == len(groups) and model.fusion_report["kept_separate"] == 0
+
+
 def test_cancel_then_resume_gives_identical_output(streamed, tmp_path):
     out = tmp_path / "resumed.safetensors"
     blocks_done = []

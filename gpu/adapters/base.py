@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from torch import nn
@@ -21,6 +22,9 @@ class ModelAdapter:
     diffusers_class: str  # e.g. "FluxTransformer2DModel"
     pipeline_class: str  # e.g. "FluxPipeline"
     rules: tuple[tuple[str, str], ...]  # (full-match regex over module names, role); first match wins
+    # Linears that read the same activation, as (block list name, member names under one block): the
+    # quantizer gives each group one smoothing vector, which lets the runtime merge them into one GEMM.
+    shared_inputs: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def role_of(self, module_name: str) -> str:
         for pattern, role in self.rules:
@@ -37,6 +41,23 @@ class ModelAdapter:
                 if role != "keep":
                     found[name] = (module, role)
         return found
+
+    def shared_input_groups(self, names: Iterable[str]) -> list[list[str]]:
+        """The groups of ``shared_inputs`` present in ``names`` (full module names, e.g. a whole model's or one
+        block's with its ``transformer_blocks.3.`` prefix): ``[["transformer_blocks.3.attn.to_q", ...], ...]``,
+        in the order of ``names``; a group counts only when all its members are there."""
+        present = list(names)
+        known = set(present)
+        groups = []
+        for name in present:
+            for blocks_name, members in self.shared_inputs:
+                m = re.fullmatch(rf"((?:.*\.)?{re.escape(blocks_name)}\.\d+\.){re.escape(members[0])}", name)
+                if m is None:
+                    continue
+                group = [m.group(1) + member for member in members]
+                if all(g in known for g in group):
+                    groups.append(group)
+        return groups
 
     def model_class(self) -> type:
         return getattr(importlib.import_module("diffusers"), self.diffusers_class)

@@ -3,6 +3,9 @@
 Attention and MLP linears of both streams and the single blocks' projections carry ~all FLOPs: W4A4
 SVDQuant. adaLN modulation linears are GEMVs on the timestep/pooled vector (27% of FLUX's bytes, no
 FLOPs) whose inputs must stay 16-bit: W4A16. Embedders, ``norm_out`` and ``proj_out`` stay 16-bit.
+
+Q/K/V of each stream, and in single blocks Q/K/V + ``proj_mlp``, read one normalized activation: the quantizer
+smooths each such group with one vector, so the fused runtime (``gpu.models.flux_fused``) can merge them.
 """
 
 from gpu.adapters.base import ModelAdapter, register_adapter
@@ -23,6 +26,11 @@ FLUX = register_adapter(
             (_DOUBLE + r"ff(_context)?\.net\.(0\.proj|2)", "w4a4"),
             (_SINGLE + r"attn\.(to_q|to_k|to_v)", "w4a4"),
             (_SINGLE + r"(proj_mlp|proj_out)", "w4a4"),
+        ),
+        shared_inputs=(
+            ("transformer_blocks", ("attn.to_q", "attn.to_k", "attn.to_v")),
+            ("transformer_blocks", ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")),
+            ("single_transformer_blocks", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
         ),
     )
 )

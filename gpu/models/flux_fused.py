@@ -48,6 +48,7 @@ from diffusers.models.transformers.transformer_flux import (
 )
 from torch import nn
 
+from gpu.adapters.flux import FLUX
 from gpu.kernels.repack import carry_offload_mark
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.reference import gelu_columns_
@@ -57,13 +58,9 @@ from gpu.modules.svdq_linear import SVDQLinear
 # would run the slow PyTorch reference, so such groups are not merged.
 MAX_KERNEL_RANK = 128
 
-# Linears that read the same activation: (block list, sub-module names). The builders of random checkpoints
-# (gpu.bench.flux_random) give each group one smoothing vector so these can be merged.
-SHARED_INPUT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("transformer_blocks", ("attn.to_q", "attn.to_k", "attn.to_v")),
-    ("transformer_blocks", ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")),
-    ("single_transformer_blocks", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
-)
+# Linears that read the same activation: (block list, sub-module names), as the quantizer groups them for one
+# shared smoothing vector (gpu.adapters.flux); the random checkpoints of gpu.bench.flux_random do the same.
+SHARED_INPUT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = FLUX.shared_inputs
 
 # What the last ``fuse_flux_transformer`` call did (also stored on the model as ``fusion_report``).
 fusion_report: dict[str, Any] = {}
@@ -72,11 +69,7 @@ fusion_report: dict[str, Any] = {}
 def shared_input_groups(model: nn.Module) -> list[list[str]]:
     """Full module names of every group of linears sharing an input, e.g. ``["transformer_blocks.0.attn.to_q",
     "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"]``."""
-    groups = []
-    for blocks_name, members in SHARED_INPUT_GROUPS:
-        for i in range(len(getattr(model, blocks_name))):
-            groups.append([f"{blocks_name}.{i}.{m}" for m in members])
-    return groups
+    return FLUX.shared_input_groups(name for name, _ in model.named_modules())
 
 
 # -- elementwise ops ----------------------------------------------------------------------------------------

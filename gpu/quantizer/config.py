@@ -18,6 +18,9 @@ class QuantizeConfig:
     seed: int = 0
     refine_iters: int = 2
     max_tokens_per_layer: int = 1024  # calibration tokens kept per layer for the objectives
+    # One smoothing vector per group of linears reading the same input (FLUX's Q/K/V), so the fused runtime
+    # can merge them into one GEMM; False smooths every layer on its own.
+    shared_smoothing: bool = True
     gpu_budget_gib: float = 14.0
     ram_budget_gib: float = 24.0
     resume: bool = True  # continue from finished blocks in OUT.parts/ when the settings match

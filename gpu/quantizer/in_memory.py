@@ -26,7 +26,7 @@ from gpu.quantizer.shared import (
     encode_prompts,
     layer_message,
     plain_config,
-    quantize_layer,
+    quantize_layers,
 )  # fmt: skip
 from gpu.svdquant.decompose import DecomposeConfig
 
@@ -86,9 +86,9 @@ def quantize_model_in_memory(
     tensors: dict[str, torch.Tensor] = {}
     layer_meta: dict[str, dict] = {}
     t0 = time.perf_counter()
-    for i, (name, (module, role)) in enumerate(targets.items()):
+    for i, (name, layer_tensors, meta, error) in enumerate(quantize_layers(targets, calib.__getitem__, config, dcfg,
+                                                                          adapter)):  # fmt: skip
         check_cancel()
-        layer_tensors, meta, error = quantize_layer(name, module, role, calib[name], config, dcfg)
         tensors.update(layer_tensors)
         layer_meta[name] = meta
         done = i + 1

@@ -4,14 +4,14 @@
   short seeded 16-bit denoising trajectory (batch 1, its own generator); the transformer inputs at a few
   seeded step indices are recorded. The transformer is a callable over a *list* of inputs so the streaming
   engine can run every prompt through one block before loading the next (one pass over the weights per step).
-* ``quantize_layer``: one linear -> SVDQ tensors + metadata via ``gpu.svdquant.decompose`` (the only
-  implementation of the decomposition).
+* ``quantize_layers`` / ``quantize_layer``: linears -> SVDQ tensors + metadata via ``gpu.svdquant.decompose``
+  (the only implementation of the decomposition), shared-input groups smoothed together.
 * ``layer_seed_offsets`` / ``checkpoint_meta``: collector seeds and the checkpoint header.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from gpu.adapters.base import ModelAdapter
 from gpu.checkpoint.format import CheckpointMeta
 from gpu.errors import Cancelled
 from gpu.modules.layer_spec import spec_for
 from gpu.quantizer.config import QuantizeConfig
 from gpu.svdquant.calibration import LayerCalibration
-from gpu.svdquant.decompose import DecomposeConfig, decompose_linear
+from gpu.svdquant.decompose import DecomposeConfig, DecomposedLayer, decompose_group, decompose_linear
 
 SAMPLE_KEYS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids")
 
@@ -158,10 +159,46 @@ def quantize_layer(
     """module.weight [N, K] -> ({"<name>.qweight": ..., ...} CPU storage tensors, layer metadata, error)."""
     spec = spec_for(config.method, config.precision, config.rank, role)
     layer = decompose_linear(module.weight, module.bias, spec, calib if spec.act_format else None, dcfg)
+    return _layer_record(name, module, layer)
+
+
+def quantize_layers(
+    targets: dict[str, tuple[nn.Linear, str]],
+    calib_of: Callable[[str], LayerCalibration],
+    config: QuantizeConfig,
+    dcfg: DecomposeConfig,
+    adapter: ModelAdapter,
+) -> Iterator[tuple[str, dict[str, torch.Tensor], dict, float | None]]:
+    """Every target (name -> (linear, role)) -> (name, tensors, metadata, error), in ``targets`` order.
+
+    With ``config.shared_smoothing``, the members of each of the adapter's shared-input groups (same role,
+    a smoothing method) are decomposed together (``decompose_group``) on the first member's calibration, when
+    the first of them comes up; their metadata names the group (``smooth_group``)."""
+    groups = adapter.shared_input_groups(targets) if config.shared_smoothing else []
+    group_of = {n: g for g in groups for n in g}
+    ready: dict[str, tuple[dict[str, torch.Tensor], dict, float | None]] = {}
+    for name, (module, role) in targets.items():
+        if name not in ready:
+            group = group_of.get(name)
+            spec = spec_for(config.method, config.precision, config.rank, role)
+            if group is None or not spec.smooth or any(targets[n][1] != role for n in group):
+                yield name, *quantize_layer(name, module, role, calib_of(name), config, dcfg)
+                continue
+            mods = [targets[n][0] for n in group]
+            layers = decompose_group([m.weight for m in mods], [m.bias for m in mods], spec, calib_of(group[0]), dcfg)
+            for n, m, layer in zip(group, mods, layers, strict=True):
+                tensors, meta, error = _layer_record(n, m, layer)
+                ready[n] = tensors, {**meta, "smooth_group": list(group)}, error
+        yield name, *ready.pop(name)
+
+
+def _layer_record(
+    name: str, module: nn.Linear, layer: DecomposedLayer
+) -> tuple[dict[str, torch.Tensor], dict, float | None]:
     tensors = {f"{name}.{key}": t for key, t in layer.tensors.items()}
     meta = {
-        **spec.to_json(),
-        "kind": spec.kind,
+        **layer.spec.to_json(),
+        "kind": layer.spec.kind,
         "in_features": module.in_features,
         "out_features": module.out_features,
         "alpha": layer.alpha,

@@ -36,7 +36,7 @@ from gpu.model_files import FALLBACK_DEFAULTS
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
 from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
 from gpu.quantizer.in_memory import base_record, make_samples
-from gpu.quantizer.shared import CalibSample, checkpoint_meta, layer_message, quantize_layer
+from gpu.quantizer.shared import CalibSample, checkpoint_meta, layer_message, quantize_layers
 from gpu.streaming.source import (
     WeightSource,
     bfl_file_source,
@@ -187,9 +187,10 @@ def quantize_model(
         if not finished:
             assert collectors is not None
             shard: dict[str, torch.Tensor] = {}
-            for j, (lname, (module, role)) in enumerate(targets.items()):
+            results = {n: c.result for n, c in collectors.items()}
+            layers = quantize_layers(targets, lambda n, r=results: r[n](), config, dcfg, adapter)
+            for j, (lname, lt, meta, error) in enumerate(layers):
                 check_cancel()
-                lt, meta, error = quantize_layer(lname, module, role, collectors[lname].result(), config, dcfg)
                 shard.update(lt)
                 manifest["layers"][lname] = meta
                 run_layers += 1

@@ -11,11 +11,17 @@ With weight W [N, K] (torch's y = x W^T), smoothing vector lambda [K] and rank r
 
 The objective for every search is the relative output error on the calibration tokens,
 ||Y_q - X W^T||^2 / ||X W^T||^2, computed with the very reference forward that inference runs.
+
+``decompose_group``: linears that read the same input (FLUX's Q/K/V) get one smoothing vector, from the
+input's channel maxima and the *group's* weight maxima, with alpha searched on the members' mean error; each
+member then gets its own low-rank branch and residual. Their activation codes are then identical, which is
+what lets the runtime merge them into one GEMM (``gpu.models.flux_fused``).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -157,34 +163,54 @@ def decompose_linear(
 
 
 def _decompose(weight, bias, spec: LayerSpec, calib: LayerCalibration | None, cfg: DecomposeConfig) -> DecomposedLayer:
-    w = weight.detach().float()
-    x = y_ref = None
+    return _decompose_members([weight], [bias], spec, calib, cfg)[0]
+
+
+def decompose_group(
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor | None],
+    spec: LayerSpec,
+    calib: LayerCalibration | None,
+    cfg: DecomposeConfig = DecomposeConfig(),
+) -> list[DecomposedLayer]:
+    """Linears reading one input: weights [N_i, K], biases [N_i] or None -> one DecomposedLayer each, all with
+    the same ``smooth`` [K] when ``spec.smooth`` (otherwise each exactly as ``decompose_linear`` makes it).
+    ``calib`` is the shared input's calibration."""
+    if not spec.smooth:
+        return [decompose_linear(w, b, spec, calib, cfg) for w, b in zip(weights, biases, strict=True)]
+    with _cpu_threads_for(sum(w.numel() for w in weights), weights[0].device):
+        return _decompose_members(weights, biases, spec, calib, cfg)
+
+
+def _decompose_members(weights, biases, spec: LayerSpec, calib: LayerCalibration | None,
+                       cfg: DecomposeConfig) -> list[DecomposedLayer]:  # fmt: skip
+    ws = [w.detach().float() for w in weights]
+    x = None
+    y_refs: list[torch.Tensor | None] = [None] * len(ws)
     if calib is not None:
-        x = calib.x_sample[:OBJECTIVE_TOKENS].to(w.device).float()
-        y_ref = x @ w.T
+        x = calib.x_sample[:OBJECTIVE_TOKENS].to(ws[0].device).float()
+        y_refs = [x @ w.T for w in ws]
     elif spec.smooth or spec.act_format is not None and get_format(spec.act_format).global_scale:
         raise ValueError(f"method {spec.method} needs calibration activations")
     alpha = None
+    lam = None
     if spec.smooth:
         assert calib is not None
-        w_absmax = w.abs().amax(dim=0)
-        x_absmax = calib.x_absmax.to(w.device)
-        best: _Candidate | None = None
+        w_absmax = torch.stack([w.abs().amax(dim=0) for w in ws]).amax(dim=0)
+        x_absmax = calib.x_absmax.to(ws[0].device)
+        best = float("inf")
         for a in cfg.alpha_grid:
-            lam = smoothing_factors(x_absmax, w_absmax, a)
-            cand = _build(w, spec, lam, calib, cfg, 0, x, y_ref)
-            if best is None or cand.error < best.error:
-                best, alpha = cand, a
+            lam_a = smoothing_factors(x_absmax, w_absmax, a)
+            errors = [_build(w, spec, lam_a, calib, cfg, 0, x, y).error for w, y in zip(ws, y_refs, strict=True)]
+            if sum(errors) / len(errors) < best:
+                best, alpha = sum(errors) / len(errors), a
         lam = smoothing_factors(x_absmax, w_absmax, alpha)
+    out = []
+    for w, b, y_ref in zip(ws, biases, y_refs, strict=True):
         chosen = _build(w, spec, lam, calib, cfg, cfg.refine_iters, x, y_ref)
-    else:
-        chosen = _build(w, spec, None, calib, cfg, cfg.refine_iters, x, y_ref)
-    return DecomposedLayer(
-        spec=spec,
-        tensors=_tensors_of(chosen, bias, cfg.dtype),
-        alpha=alpha,
-        error=None if x is None else chosen.error,
-    )
+        out.append(DecomposedLayer(spec=spec, tensors=_tensors_of(chosen, b, cfg.dtype), alpha=alpha,
+                                   error=None if x is None else chosen.error))  # fmt: skip
+    return out
 
 
 def _tensors_of(c: _Candidate, bias: torch.Tensor | None, dtype: torch.dtype) -> dict[str, torch.Tensor]:
