@@ -426,18 +426,23 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
 //   q  = e4m3(xs * r) (round to nearest even, saturating at +-448); rows past M and all-zero rows get
 //   q = 0 and sa = 0. The reference is gpu.modules.reference.quantize_fp8_row.
 // x rows are ldx elements apart (a column slice of a wider tensor needs no copy); ldx % 8 == 0, x 16-byte aligned.
-// Rows of K <= 4096: one warp per row, 8 rows per 256-thread block. Two passes over the row (amax, then
-// quantize): the second read hits L2, and holding no row in registers keeps ~40 registers per thread, i.e. a full
-// SM of warps (a register-resident row: 35 vs 30 us at 4608 x 3072). The 8 rows' codes are staged in shared
-// memory and written as whole 128-byte core-matrix lines (8 rows x 16 bytes): 27.3 us vs 30.1 us with each warp
-// writing its own 16-byte rows, bit-identical (H200, 2026-11-21; kernel-only times; reading alone takes 13.6 us
-// and a plain bf16 -> e4m3 stream of the same bytes 11.8 us). Longer rows: quant_row_block_body (at K=12288 a
-// re-read misses L2: 682 GB/s vs 1275 GB/s register-resident).
-constexpr int Q_THREADS = 256, Q_ROWS = Q_THREADS / 32;
-// Long rows: 512 threads x 4 chunks of 8 (K <= 16384); measured against 256 x 8 at 4608 rows: 84.7 vs 87.6 us
-// (K=12288), 103.5 vs 114.7 us (K=15360); 1024 x 2 and 128 x 16 were not better (H200, 2026-11-21).
+// A block of ROW_THREADS threads owns one token row at a time, held in registers between the two passes (amax,
+// then quantize): thread t holds the 8-column chunks c = t + ROW_THREADS * i, i < MAX_CHUNKS, and writes each
+// chunk's 8 codes into its core-matrix row.
+//   K <= 4096 (quant_rows_streamed): persistent, 256 threads x 2 chunks, 6 blocks per SM; block b walks rows b,
+//     b + gridDim.x, ... and issues its next row's loads before reducing and storing the current one, so the SM
+//     keeps reads in flight during the stores. 4608 x 3072: 21.6 us vs 27.8 us for the earlier kernel (a warp per
+//     row, two passes with an L2 re-read, 8 rows' codes staged for whole-line stores), 512 x 3072: 6.2 vs 7.8 us,
+//     bit-identical (H200, 2026-11-21). The same pipelining did not pay for long rows: the second buffer doubles
+//     the registers of a row that is already 24-30 KB (512 x 4 chunks at 2 blocks/SM: x1.12 at K=12288, x0.79 at
+//     K=15360; 1024 x 2 at 1 block/SM: x0.78-0.83).
+//   K > 4096 (quant_row_block_body): one row per 512-thread block, 4 chunks (K <= 16384); measured against
+//     256 x 8 at 4608 rows: 84.7 vs 87.6 us (K=12288), 103.5 vs 114.7 us (K=15360); 1024 x 2 and 128 x 16 were
+//     not better, nor were two rows per block with whole 32-byte sectors per warp store (x0.92-1.03; H200,
+//     2026-11-21). These run at ~2 TB/s of the ~4.8 available: each block's load, reduction and store phases
+//     follow one another.
+constexpr int Q_THREADS = 256, Q_MAX_CHUNKS = 2, Q_BLOCKS_PER_SM = 6;  // the host's _W4A8F_Q_* (K <= 4096)
 constexpr int Q_LONG_THREADS = 512, Q_LONG_MAX_CHUNKS = 4;
-constexpr int Q_WARP_MAX_K = 4096;  // warp rows up to this K (the host's _W4A8F_Q_WARP_MAX_K)
 
 __device__ __forceinline__ uint32_t cvt_e4m3x4(float a, float b, float c, float d) {
   uint16_t lo, hi;
@@ -458,42 +463,6 @@ __device__ __forceinline__ void smooth8_raw(const uint4& raw, const float* __res
   for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(svdq::to_f32(v[j]), s[j]);
 }
 
-// The 16 columns of pair p (chunks 2p, 2p+1) of a row, as raw 16-bit values (two 16-byte loads).
-template <typename T>
-__device__ __forceinline__ void load_pair(const T* __restrict__ xrow, int p, uint4 (&raw)[2]) {
-  raw[0] = __ldg(reinterpret_cast<const uint4*>(xrow) + 2 * p);
-  raw[1] = __ldg(reinterpret_cast<const uint4*>(xrow) + 2 * p + 1);
-}
-
-template <typename T>
-__device__ __forceinline__ float pair_amax(const uint4 (&raw)[2], const float* __restrict__ inv_smooth, int p,
-                                           float amax) {
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float f[8];
-    smooth8_raw<T>(raw[h], inv_smooth, 2 * p + h, f);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(f[j]));
-  }
-  return amax;
-}
-
-// e4m3(xs * r) of the 16 columns of pair p: one 16-byte row of a core matrix.
-template <typename T>
-__device__ __forceinline__ uint4 pair_fp8(const uint4 (&raw)[2], const float* __restrict__ inv_smooth, int p, float r) {
-  uint32_t q[4];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float f[8];
-    smooth8_raw<T>(raw[h], inv_smooth, 2 * p + h, f);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) f[j] = __fmul_rn(f[j], r);
-    q[2 * h] = cvt_e4m3x4(f[0], f[1], f[2], f[3]);
-    q[2 * h + 1] = cvt_e4m3x4(f[4], f[5], f[6], f[7]);
-  }
-  return make_uint4(q[0], q[1], q[2], q[3]);
-}
-
 // Byte offset of (row, k) with k % 16 == 0 in the activation layout: the start of a 16-byte core-matrix row.
 __device__ __forceinline__ size_t act_offset(int row, int k, int n_groups) {
   const int tile = row / BN, tb = (row % BN) / 8, r8 = row % 8;
@@ -502,71 +471,32 @@ __device__ __forceinline__ size_t act_offset(int row, int k, int n_groups) {
          r8 * 16;
 }
 
-template <typename T>
-__device__ void quant_body(const T* __restrict__ x, const float* __restrict__ inv_smooth, uint8_t* __restrict__ act,
-                           float* __restrict__ ascale, int M, int K, int ldx) {
-  // The block's 8 rows, quantized, as K/16 core-matrix lines of 8 rows x 16 bytes; row r of line L sits in
-  // slot r ^ (L & 7), so a warp's 16-byte writes of consecutive lines fall in distinct banks.
-  __shared__ __align__(16) uint8_t lines[Q_WARP_MAX_K / 16][128];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, row = blockIdx.x * Q_ROWS + warp;
-  const int pairs = K / 16, n_groups = K / svdq::kGroup;
+// One token row: thread t loads chunks c = t + ROW_THREADS * i (zeros past the row and for rows >= M).
+template <typename T, int ROW_THREADS, int MAX_CHUNKS>
+__device__ __forceinline__ void load_row_chunks(const T* __restrict__ x, int row, int M, int chunks, int ldx,
+                                                uint4 (&raw)[MAX_CHUNKS]) {
   const bool live = row < M;
-  const T* xrow = x + static_cast<size_t>(live ? row : 0) * ldx;
-  float amax = 0.f;
-  if (live) {
-#pragma unroll 2
-    for (int p = lane; p < pairs; p += 32) {
-      uint4 raw[2];
-      load_pair<T>(xrow, p, raw);
-      amax = pair_amax<T>(raw, inv_smooth, p, amax);
-    }
-  }
+  const uint4* src = reinterpret_cast<const uint4*>(x + static_cast<size_t>(live ? row : 0) * ldx);
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-  const bool nonzero = amax > 0.f;
-  const float r = nonzero ? __fdiv_rn(448.f, amax) : 0.f;
-  if (lane == 0) ascale[row] = nonzero ? __fdiv_rn(amax, 448.f) : 0.f;
-
-#pragma unroll 2
-  for (int p = lane; p < pairs; p += 32) {
-    uint4 q = make_uint4(0u, 0u, 0u, 0u);
-    if (live && nonzero) {
-      uint4 raw[2];
-      load_pair<T>(xrow, p, raw);
-      q = pair_fp8<T>(raw, inv_smooth, p, r);
-    }
-    *reinterpret_cast<uint4*>(&lines[p][(warp ^ (p & 7)) * 16]) = q;
-  }
-  __syncthreads();
-  // Whole 128-byte lines to global memory: 8 consecutive threads write one line (the 8 rows of a core matrix).
-  const int row0 = blockIdx.x * Q_ROWS;
-  for (int c = threadIdx.x; c < pairs * Q_ROWS; c += Q_THREADS) {
-    const int line = c / Q_ROWS, r8 = c % Q_ROWS;
-    *reinterpret_cast<uint4*>(act + act_offset(row0 + r8, 16 * line, n_groups)) =
-        *reinterpret_cast<const uint4*>(&lines[line][(r8 ^ (line & 7)) * 16]);
+  for (int i = 0; i < MAX_CHUNKS; ++i) {
+    const int c = threadIdx.x + i * ROW_THREADS;
+    raw[i] = c < chunks && live ? __ldg(src + c) : make_uint4(0u, 0u, 0u, 0u);
   }
 }
 
-// Rows of K > 4096: ROW_THREADS threads own one row, held in registers between the two passes (one read of x:
-// a row no longer fits the L2 share of a re-read); thread t holds chunks c = t + ROW_THREADS * i, i < MAX_CHUNKS.
-// Stores stay 8 bytes here: owning whole 16-column pairs per thread (as quant_body does) needed more registers
-// per thread and measured 12% slower at K=12288/15360 (H200, 2026-11-21).
+// amax of the row over the block (one __syncthreads, through s_max [ROW_THREADS / 32]), then its scale and codes.
 template <typename T, int ROW_THREADS, int MAX_CHUNKS>
-__device__ void quant_row_block_body(const T* __restrict__ x, const float* __restrict__ inv_smooth,
-                                     uint8_t* __restrict__ act, float* __restrict__ ascale, int M, int K,
-                                     int ldx) {
-  __shared__ float s_max[ROW_THREADS / 32];
-  const int tid = threadIdx.x;
-  const int row = blockIdx.x, t = tid;
-  const int chunks = K / 8, n_groups = K / svdq::kGroup;
+__device__ __forceinline__ void quantize_row_chunks(const uint4 (&raw)[MAX_CHUNKS],
+                                                    const float* __restrict__ inv_smooth, uint8_t* __restrict__ act,
+                                                    float* __restrict__ ascale, float* s_max, int row, int M,
+                                                    int chunks, int n_groups) {
+  const int t = threadIdx.x;
   const bool live = row < M;
-  uint4 raw[MAX_CHUNKS];
   float amax = 0.f;
 #pragma unroll
   for (int i = 0; i < MAX_CHUNKS; ++i) {
     const int c = t + i * ROW_THREADS;
     if (c < chunks && live) {
-      raw[i] = __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(row) * ldx) + c);
       float f[8];
       smooth8_raw<T>(raw[i], inv_smooth, c, f);
 #pragma unroll
@@ -575,16 +505,13 @@ __device__ void quant_row_block_body(const T* __restrict__ x, const float* __res
   }
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-  if constexpr (ROW_THREADS > 32) {
-    if ((tid & 31) == 0) s_max[tid >> 5] = amax;
-    __syncthreads();
+  if ((t & 31) == 0) s_max[t >> 5] = amax;
+  __syncthreads();
 #pragma unroll
-    for (int w = 0; w < ROW_THREADS / 32; ++w) amax = fmaxf(amax, s_max[w]);
-  }
+  for (int w = 0; w < ROW_THREADS / 32; ++w) amax = fmaxf(amax, s_max[w]);
   const bool nonzero = amax > 0.f;
   const float r = nonzero ? __fdiv_rn(448.f, amax) : 0.f;
   if (t == 0) ascale[row] = nonzero ? __fdiv_rn(amax, 448.f) : 0.f;
-
 #pragma unroll
   for (int i = 0; i < MAX_CHUNKS; ++i) {
     const int c = t + i * ROW_THREADS;
@@ -600,6 +527,42 @@ __device__ void quant_row_block_body(const T* __restrict__ x, const float* __res
     }
     const int k = 8 * c;
     *reinterpret_cast<uint2*>(act + act_offset(row, k - k % 16, n_groups) + k % 16) = q;
+  }
+}
+
+// Row blockIdx.x (grid = M_pad).
+template <typename T, int ROW_THREADS, int MAX_CHUNKS>
+__device__ void quant_row_block_body(const T* __restrict__ x, const float* __restrict__ inv_smooth,
+                                     uint8_t* __restrict__ act, float* __restrict__ ascale, int M, int K, int ldx) {
+  __shared__ float s_max[ROW_THREADS / 32];
+  uint4 raw[MAX_CHUNKS];
+  load_row_chunks<T, ROW_THREADS, MAX_CHUNKS>(x, blockIdx.x, M, K / 8, ldx, raw);
+  quantize_row_chunks<T, ROW_THREADS, MAX_CHUNKS>(raw, inv_smooth, act, ascale, s_max, blockIdx.x, M, K / 8,
+                                                  K / svdq::kGroup);
+}
+
+// Rows blockIdx.x, blockIdx.x + gridDim.x, ... < M_pad = M rounded up to BN, each row's loads issued before the
+// previous row is reduced and stored (any grid size).
+template <typename T, int ROW_THREADS, int MAX_CHUNKS>
+__device__ void quant_rows_streamed(const T* __restrict__ x, const float* __restrict__ inv_smooth,
+                                    uint8_t* __restrict__ act, float* __restrict__ ascale, int M, int K, int ldx) {
+  __shared__ float s_max[2][ROW_THREADS / 32];  // two: a row's reads of one never race the next row's writes
+  const int chunks = K / 8, n_groups = K / svdq::kGroup, m_pad = (M + BN - 1) / BN * BN;
+  uint4 a[MAX_CHUNKS], b[MAX_CHUNKS];
+  int row = blockIdx.x;
+  if (row >= m_pad) return;
+  load_row_chunks<T, ROW_THREADS, MAX_CHUNKS>(x, row, M, chunks, ldx, a);
+  // Two rows per trip, so the buffers swap roles without register copies.
+  while (true) {
+    const int row_b = row + gridDim.x;
+    if (row_b < m_pad) load_row_chunks<T, ROW_THREADS, MAX_CHUNKS>(x, row_b, M, chunks, ldx, b);
+    quantize_row_chunks<T, ROW_THREADS, MAX_CHUNKS>(a, inv_smooth, act, ascale, s_max[0], row, M, chunks, n_groups);
+    if (row_b >= m_pad) break;
+    const int row_a = row_b + gridDim.x;
+    if (row_a < m_pad) load_row_chunks<T, ROW_THREADS, MAX_CHUNKS>(x, row_a, M, chunks, ldx, a);
+    quantize_row_chunks<T, ROW_THREADS, MAX_CHUNKS>(b, inv_smooth, act, ascale, s_max[1], row_b, M, chunks, n_groups);
+    if (row_a >= m_pad) break;
+    row = row_a;
   }
 }
 
@@ -628,13 +591,13 @@ svdq_w4a8f_quant_long_fp16(const __half* x, const float* inv_smooth, uint8_t* ac
                            int M, int K, int ldx) {
   quant_row_block_body<__half, Q_LONG_THREADS, Q_LONG_MAX_CHUNKS>(x, inv_smooth, act, ascale, M, K, ldx);
 }
-extern "C" __global__ void __launch_bounds__(Q_THREADS)
+extern "C" __global__ void __launch_bounds__(Q_THREADS, Q_BLOCKS_PER_SM)
 svdq_w4a8f_quant_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale,
                       int M, int K, int ldx) {
-  quant_body<__nv_bfloat16>(x, inv_smooth, act, ascale, M, K, ldx);
+  quant_rows_streamed<__nv_bfloat16, Q_THREADS, Q_MAX_CHUNKS>(x, inv_smooth, act, ascale, M, K, ldx);
 }
-extern "C" __global__ void __launch_bounds__(Q_THREADS)
+extern "C" __global__ void __launch_bounds__(Q_THREADS, Q_BLOCKS_PER_SM - 1)  // 6: 4 bytes of spill in fp16
 svdq_w4a8f_quant_fp16(const __half* x, const float* inv_smooth, uint8_t* act, float* ascale,
                       int M, int K, int ldx) {
-  quant_body<__half>(x, inv_smooth, act, ascale, M, K, ldx);
+  quant_rows_streamed<__half, Q_THREADS, Q_MAX_CHUNKS>(x, inv_smooth, act, ascale, M, K, ldx);
 }

@@ -43,7 +43,9 @@ W4A8_ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics 
 # Hopper FP8 wgmma path (kernels_cu/svdq_w4a8_wgmma.cu): block tile, prologue block, pipeline bytes
 _W4A8F_THREADS, _W4A8F_TILE = 384, 128  # 2 consumer warpgroups + 1 producer warpgroup; 128x128 tiles
 _W4A8F_STAGES = 12
-_W4A8F_Q_ROWS, _W4A8F_Q_WARP_MAX_K = 8, 4096  # prologue: a warp per token row, 8 rows per block, up to this K
+# Prologue: up to this K, persistent 256-thread blocks, 6 per SM, walking the rows; longer rows, a 512-thread block
+# per row (kernels_cu/svdq_w4a8_wgmma.cu).
+_W4A8F_Q_STREAM_MAX_K, _W4A8F_Q_THREADS, _W4A8F_Q_BLOCKS_PER_SM = 4096, 256, 6
 _W4A8F_Q_LONG_THREADS = 512
 W4A8F_MAX_K = 16384  # longer rows: a 512-thread block per row, held in registers (4 chunks of 8 per thread)
 # STAGES * (FP8 activations + int4 weights + 16-bit scales) + the full/empty/low-rank mbarriers
@@ -382,8 +384,9 @@ def quantize_act_fp8(x: torch.Tensor, inv_smooth: torch.Tensor) -> Fp8Act:
     ascale = torch.empty((m_pad,), dtype=torch.float32, device=x.device)
     if m == 0:
         return Fp8Act(act, ascale, m, m_pad)
-    if k <= _W4A8F_Q_WARP_MAX_K:
-        fn, grid, block = _function("quant_fp8", x.device, x.dtype), m_pad // _W4A8F_Q_ROWS, 32 * _W4A8F_Q_ROWS
+    if k <= _W4A8F_Q_STREAM_MAX_K:
+        grid = min(m_pad, _W4A8F_Q_BLOCKS_PER_SM * _sm_count(x.device))
+        fn, block = _function("quant_fp8", x.device, x.dtype), _W4A8F_Q_THREADS
     else:
         fn, grid, block = _function("quant_fp8_long", x.device, x.dtype), m_pad, _W4A8F_Q_LONG_THREADS
     with _on_kernel_stream(x.device) as stream:
