@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QWizard
 
+from gpu.checkpoint.format import read_checkpoint_meta
+
 
 def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     window.quantize_panel.open_wizard()
@@ -13,6 +15,7 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     assert wizard.source_page.value() == "demo"
     wizard.next()  # -> method
     wizard.method_page.rank.setValue(8)
+    assert wizard.method_page.shared_smoothing.isChecked() and wizard.config().shared_smoothing
     wizard.next()  # -> calibration and memory
     wizard.calibration_page.laptop_preset()
     assert wizard.calibration_page.gpu_gib.value() == 14.0
@@ -21,6 +24,8 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
         wizard.next()  # -> run page: starts quantizing
     assert wizard.result_path, wizard.run_page.log.toPlainText()
+    layers = read_checkpoint_meta(wizard.result_path).layers
+    assert layers["transformer_blocks.0.attn.to_k"]["smooth_group"][0] == "transformer_blocks.0.attn.to_q"
     assert "layer" in wizard.run_page.log.toPlainText().lower() or wizard.run_page.log.blockCount() > 3
     assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
     wizard.next()  # -> result page
