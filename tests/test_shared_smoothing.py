@@ -11,6 +11,7 @@ from gpu.modules.layer_spec import spec_for
 from gpu.modules.svdq_linear import SVDQLinear
 from gpu.svdquant.calibration import CalibrationCollector
 from gpu.svdquant.decompose import DecomposeConfig, decompose_group, decompose_linear
+from gpu.svdquant.smoothing import smoothing_factors
 
 K = 256
 CFG = DecomposeConfig(refine_iters=1, alpha_grid=(0.3, 0.5, 0.7))
@@ -72,14 +73,18 @@ def test_shared_smoothing_costs_little_accuracy():
     assert sum(s.error for s in shared) / 3 <= 1.1 * sum(a.error for a in alone) / 3
 
 
-def test_one_member_group_is_the_single_layer_decomposition():
+def test_smoothing_vector_follows_the_group_rule():
+    """lambda = max|X|^alpha / max|W|^(1 - alpha) with the weight maxima over the whole group (over the layer
+    alone for a group of one), at the chosen alpha, stored in 16 bits."""
     weights, biases, calib = _members(seed=2)
     spec = spec_for("svdquant", "int4", 32, "w4a4")
-    (group,) = decompose_group(weights[:1], biases[:1], spec, calib, CFG)
-    single = decompose_linear(weights[0], biases[0], spec, calib, CFG)
-    assert group.tensors.keys() == single.tensors.keys()
-    assert all(torch.equal(group.tensors[k], single.tensors[k]) for k in single.tensors)
-    assert group.alpha == single.alpha and group.error == single.error
+    group = decompose_group(weights, biases, spec, calib, CFG)
+    w_max = torch.stack([w.abs().amax(dim=0) for w in weights]).amax(dim=0)
+    expected = smoothing_factors(calib.x_absmax, w_max, group[0].alpha).to(torch.bfloat16)
+    assert torch.equal(group[0].tensors["smooth"], expected)
+    (alone,) = decompose_group(weights[1:2], biases[1:2], spec, calib, CFG)
+    own = smoothing_factors(calib.x_absmax, weights[1].abs().amax(dim=0), alone.alpha).to(torch.bfloat16)
+    assert torch.equal(alone.tensors["smooth"], own) and not torch.equal(own, expected)
 
 
 def test_methods_without_smoothing_decompose_members_alone():

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 # The groups of linears that share an input (merged by the fused model); re-exported for benchmark users.
-from gpu.models.flux_fused import SHARED_INPUT_GROUPS, shared_input_groups  # noqa: F401
+from gpu.models.flux_fused import shared_input_groups  # noqa: F401
 
 FLUX_DEV_CONFIG: dict = {
     "patch_size": 1,

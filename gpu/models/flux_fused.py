@@ -58,16 +58,13 @@ from gpu.modules.svdq_linear import SVDQLinear
 # would run the slow PyTorch reference, so such groups are not merged.
 MAX_KERNEL_RANK = 128
 
-# Linears that read the same activation: (block list, sub-module names), as the quantizer groups them for one
-# shared smoothing vector (gpu.adapters.flux); the random checkpoints of gpu.bench.flux_random do the same.
-SHARED_INPUT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = FLUX.shared_inputs
-
 # What the last ``fuse_flux_transformer`` call did (also stored on the model as ``fusion_report``).
 fusion_report: dict[str, Any] = {}
 
 
 def shared_input_groups(model: nn.Module) -> list[list[str]]:
-    """Full module names of every group of linears sharing an input, e.g. ``["transformer_blocks.0.attn.to_q",
+    """Full module names of every group of linears sharing an input (``FLUX.shared_inputs``, the groups the
+    quantizer smooths together and the builders of random checkpoints too), e.g. ``["transformer_blocks.0.attn.to_q",
     "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"]``."""
     return FLUX.shared_input_groups(name for name, _ in model.named_modules())
 

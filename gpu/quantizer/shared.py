@@ -4,8 +4,8 @@
   short seeded 16-bit denoising trajectory (batch 1, its own generator); the transformer inputs at a few
   seeded step indices are recorded. The transformer is a callable over a *list* of inputs so the streaming
   engine can run every prompt through one block before loading the next (one pass over the weights per step).
-* ``quantize_layers`` / ``quantize_layer``: linears -> SVDQ tensors + metadata via ``gpu.svdquant.decompose``
-  (the only implementation of the decomposition), shared-input groups smoothed together.
+* ``quantize_layers``: linears -> SVDQ tensors + metadata via ``gpu.svdquant.decompose`` (the only
+  implementation of the decomposition), shared-input groups smoothed together.
 * ``layer_seed_offsets`` / ``checkpoint_meta``: collector seeds and the checkpoint header.
 """
 
@@ -25,7 +25,7 @@ from gpu.errors import Cancelled
 from gpu.modules.layer_spec import spec_for
 from gpu.quantizer.config import QuantizeConfig
 from gpu.svdquant.calibration import LayerCalibration
-from gpu.svdquant.decompose import DecomposeConfig, DecomposedLayer, decompose_group, decompose_linear
+from gpu.svdquant.decompose import DecomposeConfig, DecomposedLayer, decompose_group
 
 SAMPLE_KEYS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids")
 
@@ -152,16 +152,6 @@ def denoise_and_record(
     return [recorded[k] for k in sorted(recorded)]
 
 
-def quantize_layer(
-    name: str, module: nn.Linear, role: str, calib: LayerCalibration | None, config: QuantizeConfig,
-    dcfg: DecomposeConfig,
-) -> tuple[dict[str, torch.Tensor], dict, float | None]:
-    """module.weight [N, K] -> ({"<name>.qweight": ..., ...} CPU storage tensors, layer metadata, error)."""
-    spec = spec_for(config.method, config.precision, config.rank, role)
-    layer = decompose_linear(module.weight, module.bias, spec, calib if spec.act_format else None, dcfg)
-    return _layer_record(name, module, layer)
-
-
 def quantize_layers(
     targets: dict[str, tuple[nn.Linear, str]],
     calib_of: Callable[[str], LayerCalibration],
@@ -169,26 +159,27 @@ def quantize_layers(
     dcfg: DecomposeConfig,
     adapter: ModelAdapter,
 ) -> Iterator[tuple[str, dict[str, torch.Tensor], dict, float | None]]:
-    """Every target (name -> (linear, role)) -> (name, tensors, metadata, error), in ``targets`` order.
+    """Every target (name -> (linear, role)) -> (name, {"<name>.qweight": ...} CPU storage tensors, layer
+    metadata, error), in ``targets`` order, via ``gpu.svdquant.decompose``.
 
-    With ``config.shared_smoothing``, the members of each of the adapter's shared-input groups (same role,
-    a smoothing method) are decomposed together (``decompose_group``) on the first member's calibration, when
-    the first of them comes up; their metadata names the group (``smooth_group``)."""
+    With ``config.shared_smoothing``, the members of each of the adapter's shared-input groups (same role, a
+    smoothing method) are decomposed together on the first member's calibration, when the first of them comes
+    up; their metadata names the group (``smooth_group``). Every other layer is a group of one."""
     groups = adapter.shared_input_groups(targets) if config.shared_smoothing else []
     group_of = {n: g for g in groups for n in g}
     ready: dict[str, tuple[dict[str, torch.Tensor], dict, float | None]] = {}
-    for name, (module, role) in targets.items():
+    for name, (_module, role) in targets.items():
         if name not in ready:
-            group = group_of.get(name)
             spec = spec_for(config.method, config.precision, config.rank, role)
-            if group is None or not spec.smooth or any(targets[n][1] != role for n in group):
-                yield name, *quantize_layer(name, module, role, calib_of(name), config, dcfg)
-                continue
+            group = group_of.get(name, [name])
+            if not spec.smooth or any(targets[n][1] != role for n in group):
+                group = [name]
             mods = [targets[n][0] for n in group]
-            layers = decompose_group([m.weight for m in mods], [m.bias for m in mods], spec, calib_of(group[0]), dcfg)
+            calib = calib_of(group[0]) if spec.act_format else None
+            layers = decompose_group([m.weight for m in mods], [m.bias for m in mods], spec, calib, dcfg)
             for n, m, layer in zip(group, mods, layers, strict=True):
                 tensors, meta, error = _layer_record(n, m, layer)
-                ready[n] = tensors, {**meta, "smooth_group": list(group)}, error
+                ready[n] = tensors, ({**meta, "smooth_group": list(group)} if len(group) > 1 else meta), error
         yield name, *ready.pop(name)
 
 

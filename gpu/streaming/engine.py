@@ -4,7 +4,7 @@
 2. Short seeded trajectories record the (prompt, timestep) samples (``gpu.quantizer.shared``); each step
    streams the blocks once over all prompts. Samples are saved to ``OUT.parts/samples.safetensors``.
 3. Per block: weights from the mapped source to the device, every sample run through it with input hooks
-   (token-subsampling collectors), every linear quantized by ``decompose_linear``, the finished block written
+   (token-subsampling collectors), every linear quantized by ``quantize_layers``, the finished block written
    to ``OUT.parts/block-XXXX.safetensors`` (atomic) and recorded in ``manifest.json``; the block's 16-bit
    outputs become the next block's inputs (CPU, or disk above the RAM budget).
 4. The SVDQ file is assembled from the shards, written atomically with its checksum, verified, and the parts

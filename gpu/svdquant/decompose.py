@@ -158,12 +158,7 @@ def decompose_linear(
     """weight: [N, K], bias: [N] or None (any float dtype/device) -> DecomposedLayer.
 
     Layers with quantized activations need ``calib`` (their objective and smoothing use it)."""
-    with _cpu_threads_for(weight.numel(), weight.device):
-        return _decompose(weight, bias, spec, calib, cfg)
-
-
-def _decompose(weight, bias, spec: LayerSpec, calib: LayerCalibration | None, cfg: DecomposeConfig) -> DecomposedLayer:
-    return _decompose_members([weight], [bias], spec, calib, cfg)[0]
+    return decompose_group([weight], [bias], spec, calib, cfg)[0]
 
 
 def decompose_group(
@@ -174,11 +169,9 @@ def decompose_group(
     cfg: DecomposeConfig = DecomposeConfig(),
 ) -> list[DecomposedLayer]:
     """Linears reading one input: weights [N_i, K], biases [N_i] or None -> one DecomposedLayer each, all with
-    the same ``smooth`` [K] when ``spec.smooth`` (otherwise each exactly as ``decompose_linear`` makes it).
+    the same ``smooth`` [K] when ``spec.smooth``; without smoothing each is what ``decompose_linear`` makes of it.
     ``calib`` is the shared input's calibration."""
-    if not spec.smooth:
-        return [decompose_linear(w, b, spec, calib, cfg) for w, b in zip(weights, biases, strict=True)]
-    with _cpu_threads_for(sum(w.numel() for w in weights), weights[0].device):
+    with _cpu_threads_for(max(w.numel() for w in weights), weights[0].device):
         return _decompose_members(weights, biases, spec, calib, cfg)
 
 
@@ -202,8 +195,9 @@ def _decompose_members(weights, biases, spec: LayerSpec, calib: LayerCalibration
         for a in cfg.alpha_grid:
             lam_a = smoothing_factors(x_absmax, w_absmax, a)
             errors = [_build(w, spec, lam_a, calib, cfg, 0, x, y).error for w, y in zip(ws, y_refs, strict=True)]
-            if sum(errors) / len(errors) < best:
-                best, alpha = sum(errors) / len(errors), a
+            mean_error = sum(errors) / len(errors)
+            if mean_error < best:
+                best, alpha = mean_error, a
         lam = smoothing_factors(x_absmax, w_absmax, alpha)
     out = []
     for w, b, y_ref in zip(ws, biases, y_refs, strict=True):
