@@ -26,7 +26,7 @@
 //     registers (setmaxnreg); no block-wide barrier in the K loop;
 //   - warpgroup 2 produces (40 registers): one thread streams each group's stage with three cp.async.bulk
 //     copies (activations 8 KB FP8, weights 4 KB int4, scales 256 B 16-bit: contiguous in global memory by
-//     construction, so no tensor maps) into a 12-stage ring guarded by full/empty mbarriers, running on into
+//     construction, so no tensor maps) into an 8-stage ring guarded by full/empty mbarriers, running on into
 //     the next tile while the consumers finish the current one (the next tile's stages are in shared memory
 //     when its K loop starts, so the pipeline fill no longer idles the tensor core between tiles; the epilogue
 //     still does: H200, 4608-token FLUX shapes +3.7-10%); warps 1-3 stage
@@ -69,8 +69,10 @@ constexpr int CONSUMER_THREADS = CONSUMER_WARPS * 32;
 constexpr int THREADS = CONSUMER_THREADS + 128;       // + one producer warpgroup (one thread issues copies)
 constexpr int PRODUCER_REGS = 40, CONSUMER_REGS = 232;  // setmaxnreg split of the 64K-register file
 constexpr int LR_THREADS = 96;                        // producer warps 1-3 stage the low-rank operands
+// 8 stages ran x1.01-1.04 faster than 12 at the FLUX shapes (H200, same-process A/B, bit-identical; a power of two
+// also makes the ring position a mask); 4 stages lost ~10% against 12 (kernels_cu/gemm-stages-ab-h200-2026-11-21.txt).
 #ifndef W4A8F_STAGES
-#define W4A8F_STAGES 12
+#define W4A8F_STAGES 8
 #endif
 constexpr int STAGES = W4A8F_STAGES;
 constexpr int ACT_BYTES = BN * svdq::kGroup;          // 8192

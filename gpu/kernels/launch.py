@@ -42,7 +42,7 @@ _W4A8_THREADS, _W4A8_BM, _W4A8_BN = 256, 128, 128
 W4A8_ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics the W4A8 path reproduces
 # Hopper FP8 wgmma path (kernels_cu/svdq_w4a8_wgmma.cu): block tile, prologue block, pipeline bytes
 _W4A8F_THREADS, _W4A8F_TILE = 384, 128  # 2 consumer warpgroups + 1 producer warpgroup; 128x128 tiles
-_W4A8F_STAGES = 12
+_W4A8F_STAGES = 8
 # Prologue: up to this K, persistent 256-thread blocks, 6 per SM, walking the rows; longer rows, a 512-thread block
 # per row (kernels_cu/svdq_w4a8_wgmma.cu).
 _W4A8F_Q_STREAM_MAX_K, _W4A8F_Q_THREADS, _W4A8F_Q_BLOCKS_PER_SM = 4096, 256, 6
