@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tiny", action="store_true", help="flux: tiny config on any device (plumbing check)")
     b.add_argument("--steps", type=int, help="flux: timed steps per variant (default 10; 3 with --tiny)")
     b.add_argument("--compile-mode", default="default", help="flux: torch.compile mode of the BF16 baseline")
+    b.add_argument("--lora-rank", type=int, default=16,
+                   help="flux: rank of the random LoRA timed on the fused model (0: skip that variant)")
     b.add_argument("--compile-scope", default="regional", choices=["regional", "full"],
                    help="flux: compile each repeated block (regional, default) or the whole model")
     return p
@@ -157,7 +159,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from gpu.bench.flux import run as run_flux
 
         run_flux(args.out, tiny=args.tiny, steps=args.steps, rank=args.rank, compile_mode=args.compile_mode,
-                 compile_scope=args.compile_scope)  # fmt: skip
+                 compile_scope=args.compile_scope, lora_rank=args.lora_rank)  # fmt: skip
         return 0
     from gpu.bench.kernels import run
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_flux_random import flux_inputs
 
-from gpu.bench.flux_random import FLUX_TINY_CONFIG, build_quantized_flux
+from gpu.bench.flux_random import FLUX_TINY_CONFIG, build_quantized_flux, random_lora_deltas
 from gpu.models import flux_fused
 from gpu.models.flux_fused import (
     DiffusersRoundingOps,
@@ -264,3 +264,51 @@ def test_unmerge_is_the_inverse_of_merge():
         assert dict(a.named_buffers()).keys() == dict(b.named_buffers()).keys()
         for name, t in b.named_buffers():
             assert torch.equal(getattr(a, name), t), name
+
+
+def test_a_lora_rides_into_the_merged_layers_and_comes_off_after_a_split():
+    """LoRA on the named layers, then fusion: the merged layers carry it (fused == unfused with the LoRA, bit for
+    bit with diffusers' rounding); unfusing hands the originals back, so removing it restores the model exactly,
+    and changing LoRAs on the fused model is refused instead of half-done."""
+    from gpu.lora.apply import apply_deltas, restore
+
+    original = build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=16, seed=9)
+    with_lora = copy.deepcopy(original)
+    apply_deltas(random_lora_deltas(with_lora, rank=16, seed=3))
+    inputs = flux_inputs(FLUX_TINY_CONFIG, seed=6)
+    y_lora, y_base = _run(with_lora, inputs), _run(original, inputs)
+    assert _rel(y_lora, y_base) > 0.05  # the LoRA does something
+
+    fused = fuse_flux_transformer(copy.deepcopy(with_lora))
+    # rank 16 + LoRA 16 per member: Q/K/V 96 and single blocks' Q/K/V + MLP 128 still fit the kernels' limit
+    assert fused.fusion_report["merged"] == 6 and fused.fusion_report["kept_separate"] == 0
+    assert fused.single_transformer_blocks[0].proj_qkv_mlp.spec.rank == 128
+    with use_ops(DiffusersRoundingOps):
+        assert torch.equal(_run(fused, inputs), y_lora)
+    with pytest.raises(RuntimeError, match="unfuse"):
+        restore(fused)
+
+    back = unfuse_flux_transformer(fused)
+    assert restore(back) == len(random_lora_deltas(original, rank=16, seed=3))
+    got, want = dict(back.named_buffers()), dict(original.named_buffers())
+    assert got.keys() == want.keys()
+    for name, t in want.items():
+        assert torch.equal(got[name], t), name
+    assert torch.equal(_run(back, inputs), y_base)
+
+
+def test_lora_ranks_above_the_limit_keep_members_separate_but_fused():
+    """Rank 32 + LoRA 16 = 48 per member: Q/K/V would be 144 > 128, so every group stays separate; the blocks
+    still run fused (fused ops, the model's classes) and agree with the unfused model with the LoRA."""
+    from gpu.lora.apply import apply_deltas
+
+    model = build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=32, seed=2)
+    apply_deltas(random_lora_deltas(model, rank=16, seed=4))
+    fused = fuse_flux_transformer(copy.deepcopy(model))
+    report = fused.fusion_report
+    assert report["merged"] == 0 and report["kept_separate"] == 6
+    assert any("144 exceeds" in reason for reason in report["reasons"])
+    assert isinstance(fused, FusedFluxTransformer2DModel) and hasattr(fused.transformer_blocks[0].attn, "to_q")
+    inputs = flux_inputs(FLUX_TINY_CONFIG, seed=8)
+    with use_ops(DiffusersRoundingOps):
+        assert torch.equal(_run(fused, inputs), _run(model, inputs))

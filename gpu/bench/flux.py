@@ -13,6 +13,8 @@ models never coexist (BF16 22.2 GiB is deleted, dynamo caches included, before t
                        ``gpu.runtime.dispatch`` (on sm_90 the Hopper W4A8 kernels), eager
   svdq_fused_eager     after ``fuse_flux_transformer``: merged Q/K/V(+MLP) linears, fused block ops, eager
   ours                 the fused model with its CUDA graph (``FusedFluxTransformer2DModel``)
+  ours_lora            ``ours`` after a random rank-``--lora-rank`` LoRA (default 16; 0 skips it) is put on every
+                       W4A4 linear the way the app does it (split, apply to the named layers, fuse again)
 
 Per variant: median step latency over ``--steps`` (>= 10) timed steps after warm-up (CUDA events per step, as in
 ``gpu.bench.kernels``), the first call's seconds (compile / capture included), transformer weight GiB (parameter
@@ -55,6 +57,7 @@ from gpu.bench.flux_random import (
     FLUX_TINY_CONFIG,
     build_bf16_flux,
     build_quantized_flux,
+    random_lora_deltas,
 )
 from gpu.generation.memory import module_bytes
 
@@ -65,6 +68,7 @@ VARIANTS = {
     "svdq_unfused_eager": "SVDQ INT4 r32, diffusers blocks, our linears, eager",
     "svdq_fused_eager": "SVDQ INT4 r32, fused (merged QKV(+MLP), fused ops), eager",
     "ours": "SVDQ INT4 r32, fused + CUDA graph",
+    "ours_lora": "SVDQ INT4 r32 + a random LoRA on every W4A4 linear, fused + CUDA graph",
 }
 
 
@@ -299,6 +303,16 @@ def perturbed(inputs: dict, seed: int = 1) -> dict:
     return {**inputs, "hidden_states": (x.float() * (1 + sign * 2.0**-8)).to(x.dtype)}
 
 
+def _launch_context(device: torch.device) -> contextlib.AbstractContextManager:
+    """As the app runs generation on a GPU: torch on the kernels' stream (nothing elsewhere)."""
+    if device.type == "cuda":
+        with contextlib.suppress(ImportError):
+            from gpu.kernels.launch import launch_stream
+
+            return launch_stream(device)
+    return contextlib.nullcontext()
+
+
 def _free(device: torch.device) -> None:
     torch._dynamo.reset()  # compiled code holds the module (and its 22 GiB) through its guards
     gc.collect()
@@ -319,6 +333,7 @@ def run(
     compile_scope: str = "regional",
     device: torch.device | str | None = None,
     seed: int = 0,
+    lora_rank: int = 16,
 ) -> dict:
     """Run every variant (see module docstring); writes ``bench_flux.json`` and ``bench_flux.md`` into
     ``out_dir`` and returns the result dict."""
@@ -339,12 +354,12 @@ def run(
         # Tiny ops are too short to split across cores; OpenMP spin-waiting then dominates (pipeline_loader).
         torch.set_num_threads(1)
     try:
-        return _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device, seed, t_start)
+        return _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device, seed, lora_rank, t_start)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device, seed, t_start) -> dict:
+def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device, seed, lora_rank, t_start) -> dict:
     config = FLUX_TINY_CONFIG if tiny else FLUX_DEV_CONFIG
     img_side, txt_len = (8, 16) if tiny else (64, 512)
     compile_backend = "inductor" if device.type == "cuda" else "eager"
@@ -420,13 +435,8 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
         # end-to-end comparison of two implementations that round differently (random weights compound it).
         sensitivity = rel_error(q(**perturbed(inputs), return_dict=False)[0], y_ref)
     mark("reference output done")
-    stream_ctx = contextlib.nullcontext()
-    if device.type == "cuda":
-        with contextlib.suppress(ImportError):
-            from gpu.kernels.launch import launch_stream
-
-            stream_ctx = launch_stream(device)  # as the app runs generation: torch on the kernels' stream
-    with stream_ctx:
+    y_o = None
+    with _launch_context(device):
         row, y_u = bench_variant(_step_fn(q, inputs), steps, warmup, device, baseline)
         variants["svdq_unfused_eager"] = {**row, "weight_gib": q_bytes / GIB}
         outputs["svdq_unfused_eager"] = {**output_stats(y_u), "rel_error_vs_reference": rel_error(y_u, y_ref)}
@@ -468,6 +478,27 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
     fusion = {k: v for k, v in q.fusion_report.items() if k != "groups"}
     linear_path = next((m.last_path for m in q.modules() if getattr(m, "spec", None) is not None
                         and m.spec.act_format is not None), "")  # fmt: skip
+    lora_fusion = None
+    if lora_rank:
+        # As the app switches LoRAs on a fused model: split it, apply the LoRA to the named layers, fuse again
+        # (members whose summed rank exceeds the kernels' limit stay separate).
+        from gpu.lora.apply import apply_deltas
+        from gpu.models.flux_fused import unfuse_flux_transformer
+
+        t = time.perf_counter()
+        unfuse_flux_transformer(q)
+        apply_deltas(random_lora_deltas(q, lora_rank, seed))
+        fuse_flux_transformer(q)
+        _sync(device)
+        switch_s = time.perf_counter() - t
+        with _launch_context(device):
+            row, y_l = bench_variant(_step_fn(q, inputs), steps, warmup, device, baseline)
+        variants["ours_lora"] = {**row, "weight_gib": module_bytes(q) / GIB, "lora_rank": lora_rank,
+                                 "lora_switch_s": switch_s}  # fmt: skip
+        change = None if y_o is None else rel_error(y_l, y_o)
+        outputs["ours_lora"] = {**output_stats(y_l), "lora_change_vs_ours": change}
+        lora_fusion = {k: v for k, v in q.fusion_report.items() if k != "groups"}
+        mark("ours + LoRA done")
     del q
     _free(device)
 
@@ -512,6 +543,7 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
             "compiled_vs_eager": ratio("bf16_eager", "bf16_compiled"),
             "fusion_and_graph_vs_unfused": ratio("svdq_unfused_eager", "ours"),
             "fused_eager_vs_unfused": ratio("svdq_unfused_eager", "svdq_fused_eager"),
+            "lora_step_vs_ours": ratio("ours_lora", "ours") if "ours_lora" in variants else None,
         },
         "memory": {
             "bf16_weight_gib": bf16_bytes / GIB,
@@ -533,6 +565,7 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
             "ours_rel_error_vs_reference": outputs["ours"].get("rel_error_vs_reference"),
         },
         "fusion": fusion,
+        "fusion_with_lora": lora_fusion,
         "timeline_s": timeline,
         "total_s": time.perf_counter() - t_start,
     }
@@ -561,6 +594,8 @@ def markdown(result: dict) -> str:
     eager, compiled = v["bf16_eager"].get("median_ms"), v["bf16_compiled"].get("median_ms")
     outs = result["correctness"]["outputs"]
     for name, label in VARIANTS.items():
+        if name not in v:
+            continue
         r = v[name]
         if "median_ms" not in r:
             lines.append(f"| {label} | failed: {r.get('error', '?')[:200]} | | | | {r['weight_gib']:.2f} | | | | |")
@@ -602,8 +637,18 @@ def markdown(result: dict) -> str:
         f"- Fusion: {fu['merged']} groups merged, {fu['kept_separate']} kept separate"
         + (f" ({'; '.join(f'{n}× {r}' for r, n in fu['reasons'].items())})" if fu["reasons"] else "")
         + ".",
-        f"- Whole run {result['total_s']:.0f} s.",
     ]
+    lf = result.get("fusion_with_lora")
+    if lf is not None:
+        r, out = v["ours_lora"], outs["ours_lora"]
+        lines.append(
+            f"- With a rank-{r['lora_rank']} LoRA on every W4A4 linear (applied as the app does: split, apply, fuse "
+            f"again, {r['lora_switch_s']:.1f} s): step {_x(s['lora_step_vs_ours'])} the time of ours, output moved "
+            f"{_e(out.get('lora_change_vs_ours'))}; {lf['merged']} groups merged, {lf['kept_separate']} kept separate"
+            + (f" ({'; '.join(f'{n}× {why}' for why, n in lf['reasons'].items())})" if lf["reasons"] else "")
+            + "."
+        )
+    lines.append(f"- Whole run {result['total_s']:.0f} s.")
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,9 @@
   are merged by ``gpu.models.flux_fused`` (Q/K/V; in single blocks also ``proj_mlp``) get one shared smoothing
   vector per group, as a checkpoint made for fusion would, so the fused path can be benchmarked.
 
-Both are built on the meta device first (no memory), cast to the 16-bit dtype there, then materialised once on
+- ``random_lora_deltas``: a random LoRA of a given rank on every W4A4 linear, in ``gpu.lora.apply``'s form.
+
+Both models are built on the meta device first (no memory), cast to the 16-bit dtype there, then materialised once on
 ``device`` with ``to_empty`` and filled in place by a generator on that device: a full FLUX.1-dev never exists
 in fp32 nor on the CPU. ``device="meta"`` gives the full-size module tree without memory (shape/byte checks).
 """
@@ -241,3 +243,20 @@ def bf16_flux_params(config: dict) -> int:
     linears = sum(k * n + (n if bias else 0) for _r, k, n, bias in _flux_linears(config))
     norms = qkv_norms_double * config["num_layers"] + qkv_norms_single * config["num_single_layers"]
     return embed + tail + linears + norms
+
+
+def random_lora_deltas(model: nn.Module, rank: int, seed: int = 0) -> dict:
+    """A random rank-``rank`` LoRA on every W4A4 ``SVDQLinear`` of ``model`` (attention and MLP linears, as
+    community FLUX LoRAs target), as ``gpu.lora.apply.apply_deltas`` takes it: {name: ModuleDelta} with
+    A [r, K] ~ N(0, 1/K) and s·B [N, r] ~ N(0, 0.01), float32 on the layer's device."""
+    from gpu.lora.apply import ModuleDelta
+    from gpu.modules.svdq_linear import SVDQLinear
+
+    deltas = {}
+    for name, m in model.named_modules():
+        if isinstance(m, SVDQLinear) and m.spec.act_format is not None:
+            dev = m.compute_device
+            gen = torch.Generator(dev).manual_seed(seed + len(deltas))
+            a = torch.randn(rank, m.in_features, generator=gen, device=dev) / m.in_features**0.5
+            deltas[name] = ModuleDelta(m, [(a, torch.randn(m.out_features, rank, generator=gen, device=dev) * 0.1)])
+    return deltas

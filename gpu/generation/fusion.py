@@ -2,8 +2,10 @@
 
 Fused execution (merged QKV(+MLP) linears, fused block kernels, a CUDA graph per resolution) is what makes a
 4-bit FLUX step fast on a GPU, but its merged layers no longer carry the names LoRAs target (``to_q``,
-``to_k``, ...). So the service fuses when no LoRA is active and unfuses (exactly, in place, no reload) before
-applying one; clearing the LoRAs fuses again.
+``to_k``, ...). So when the set of LoRAs changes, the service unfuses the model (exactly, in place, no
+reload), applies the set to the named layers and fuses again: the LoRAs ride in the members' low-rank
+branches into the merged layers, and members whose summed rank exceeds the kernels' limit stay separate
+(``fusion_report``).
 """
 
 from __future__ import annotations

@@ -134,6 +134,13 @@ def execution_path(loaded: LoadedPipeline) -> str:
     _, why = choose_path(layers[0], loaded.device)
     from gpu.generation.fusion import is_fused
 
-    if is_fused(loaded.pipe.transformer):
+    transformer = loaded.pipe.transformer
+    if is_fused(transformer):
         why += "; fused FLUX blocks" + (" with a CUDA graph per size" if loaded.device.type == "cuda" else "")
+        report = getattr(transformer, "fusion_report", None) or {}
+        if report.get("kept_separate"):
+            # e.g. a LoRA pushed Q/K/V's summed rank over the kernels' limit: those run as separate GEMMs
+            reason = max(report["reasons"].items(), key=lambda kv: kv[1])[0]
+            total = report["kept_separate"] + report["merged"]
+            why += f" ({report['kept_separate']} of {total} Q/K/V groups unmerged: {reason})"
     return why

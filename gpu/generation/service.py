@@ -182,19 +182,26 @@ class GenerationService:
 
     def apply_loras(self, loaded: LoadedPipeline, loras: list[tuple[str, float]] | None) -> list:
         """Make the loaded transformer carry exactly these LoRAs (``gpu.lora``; a no-op when unchanged, and
-        when none were ever asked for); a bad file raises ``LoraError`` and leaves the model as it was. With no
-        LoRA active the transformer runs fused where ``gpu.generation.fusion`` allows it, else unfused."""
+        when none were ever asked for); a bad file raises ``LoraError`` and leaves the model as it was. With or
+        without LoRAs the transformer runs fused where ``gpu.generation.fusion`` allows it, else unfused."""
         transformer = loaded.pipe.transformer
+        kind = loaded.entry.facts.kind if loaded.entry.facts else ""
+        wanted = [(str(p), float(s)) for p, s in loras or []]
         active = []
-        if loras or "_nibble_lora_manager" in transformer.__dict__:
+        if wanted or "_nibble_lora_manager" in transformer.__dict__:
             from gpu.lora import manager_for
 
-            if loras:  # LoRAs target the unmerged layer names; a bad file still leaves the model as it was
+            manager = manager_for(transformer)
+            if not manager.is_applied(wanted):  # reads the files: a missing or broken one raises here
+                # LoRAs target the unmerged layer names: split the fused model, apply, merge again (what fits
+                # the kernels' rank limit); a LoRA that does not fit the model leaves the previous set on.
                 sync_fusion(transformer, False)
-            active = list(manager_for(transformer).set([(str(p), float(s)) for p, s in loras or []]))
-        if not active:
-            kind = loaded.entry.facts.kind if loaded.entry.facts else ""
-            fuse_if_allowed(transformer, loaded.device, kind, self.fuse)
+                try:
+                    manager.set(wanted)
+                finally:
+                    fuse_if_allowed(transformer, loaded.device, kind, self.fuse)
+            active = list(manager.active)
+        fuse_if_allowed(transformer, loaded.device, kind, self.fuse)
         return active
 
     def _run_one(self, loaded, s, index, count, on_progress, should_cancel):

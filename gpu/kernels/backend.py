@@ -51,9 +51,31 @@ def layer_refusal(layer: torch.nn.Module) -> str | None:
         return f"in_features {layer.in_features} is not a multiple of 64"
     if layer.out_features % 2:
         return f"out_features {layer.out_features} is odd"
-    if spec.rank > 128:
-        return f"rank {spec.rank} > 128"
     return None
+
+
+def _int4_shape_refusal(layer: torch.nn.Module) -> str | None:
+    from gpu.kernels.launch import MAX_RANK
+
+    if layer.spec.rank > MAX_RANK:  # the prologue accumulates the down projection on chip
+        return f"rank {layer.spec.rank} > {MAX_RANK}"
+    return None
+
+
+def rank_window(layer: torch.nn.Module) -> int:
+    """The most rank columns one 128-channel tile of ``layer`` multiplies in the FP8 kernel's epilogue: the rank
+    itself, or for a merged layer (``merged_from``: its members' (out_features, rank, bias)) the widest of
+    its block-diagonal windows (cached on the layer)."""
+    members = getattr(layer, "merged_from", None)
+    if not members:
+        return layer.spec.rank
+    cached = layer.__dict__.get("_w4a8f_rank_window")
+    if cached is None or cached[0] is not members:
+        from gpu.kernels.repack import W4A8F_TILE, largest_rank_window
+
+        cached = (members, largest_rank_window([(n, r) for n, r, _ in members], W4A8F_TILE))
+        layer.__dict__["_w4a8f_rank_window"] = cached
+    return cached[1]
 
 
 def _int4_arch_refusal(major: int, minor: int) -> str | None:
@@ -139,7 +161,7 @@ def _is_load_error(err: Exception) -> bool:
 
 
 def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:
-    from gpu.kernels.launch import W4A8F_MAX_K
+    from gpu.kernels.launch import MAX_RANK, W4A8F_MAX_K, W4A8F_MAX_TOTAL_RANK
 
     if layer.in_features > W4A8F_MAX_K:
         return f"in_features {layer.in_features} > {W4A8F_MAX_K}"
@@ -147,6 +169,11 @@ def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:
         return f"out_features {layer.out_features} is not a multiple of 8 (FP8 kernel stores 16-byte rows)"
     if layer.spec.rank % 16:
         return f"rank {layer.spec.rank} is not a multiple of 16 (bf16 wgmma k16)"
+    if layer.spec.rank > W4A8F_MAX_TOTAL_RANK:
+        return f"rank {layer.spec.rank} > {W4A8F_MAX_TOTAL_RANK}"
+    window = rank_window(layer)
+    if window > MAX_RANK:  # the tile's low-rank operands are staged in shared memory
+        return f"rank {window} per 128-channel tile > {MAX_RANK}"
     return None
 
 
@@ -154,7 +181,9 @@ W4A8 = FusedPath(
     W4A8_NAME, _w4a8_arch_refusal, "svdq_linear_forward_w4a8f", "fp8_e4m3_row", "PyTorch reference, W4A8 FP8",
     pack_name="packed_w4a8f_for", shape_refusal=_w4a8f_shape_refusal,
 )
-INT4 = FusedPath(NAME, _int4_arch_refusal, "svdq_linear_forward", None, "PyTorch reference")
+INT4 = FusedPath(
+    NAME, _int4_arch_refusal, "svdq_linear_forward", None, "PyTorch reference", shape_refusal=_int4_shape_refusal
+)
 refuses = INT4.refuses
 run = INT4.run
 

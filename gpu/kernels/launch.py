@@ -48,6 +48,9 @@ _W4A8F_STAGES = 8
 _W4A8F_Q_STREAM_MAX_K, _W4A8F_Q_THREADS, _W4A8F_Q_BLOCKS_PER_SM = 4096, 256, 6
 _W4A8F_Q_LONG_THREADS = 512
 W4A8F_MAX_K = 16384  # longer rows: a 512-thread block per row, held in registers (4 chunks of 8 per thread)
+# The FP8 GEMM stages only a tile's rank window (at most MAX_RANK columns); the whole rank is a row stride of
+# lact and lora_up (cuBLAS computes lact), so a merged layer's block-diagonal branch may sum to more.
+W4A8F_MAX_TOTAL_RANK = 1024
 # STAGES * (FP8 activations + int4 weights + 16-bit scales) + the full/empty/low-rank mbarriers
 _W4A8F_PIPE_BYTES = _W4A8F_STAGES * (8192 + 4096 + 256) + -(-(2 * _W4A8F_STAGES * 8 + 16) // 128) * 128
 _W4A8F_OUT_STAGE_BYTES = _W4A8F_TILE * (_W4A8F_TILE + 8) * 2  # a tile's 16-bit output, staged (padded rows)
@@ -418,8 +421,11 @@ def w4a8f_gemm(
     if out_dtype not in _SUFFIX:
         raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
     gelu_col = gelu_from_arg(gelu_from, n)
-    if n % 8 or rank % 16 or rank > MAX_RANK:
-        raise ValueError(f"N={n} must be a multiple of 8 and rank={rank} a multiple of 16 up to {MAX_RANK}")
+    if n % 8 or rank % 16 or rank > W4A8F_MAX_TOTAL_RANK:
+        raise ValueError(f"N={n} must be a multiple of 8 and rank={rank} a multiple of 16 up to "
+                         f"{W4A8F_MAX_TOTAL_RANK}")  # fmt: skip
+    if rank > MAX_RANK and w.max_window > MAX_RANK:
+        raise ValueError(f"rank windows up to {w.max_window} columns: the kernel stages at most {MAX_RANK}")
     tiles = w.n_pad // _W4A8F_TILE
     _check(qa.act, "act", (qa.m_pad // _W4A8F_TILE, k // GROUP, _W4A8F_TILE * GROUP), torch.uint8, device)
     _check(qa.ascale, "ascale", (qa.m_pad,), torch.float32, device)
@@ -443,7 +449,7 @@ def w4a8f_gemm(
         return out
     name = "gemm_w4a8f" if w.wscale.dtype == out_dtype else "gemm_w4a8f_xs"
     fn = _function(name, device, out_dtype)
-    smem = _w4a8f_smem(rank)
+    smem = _w4a8f_smem(min(rank, MAX_RANK))  # no window is wider than either
     # Persistent: one block per SM walks the tiles (channel tile fastest), so its producer streams the next
     # tile's stages while the consumers finish the current one.
     n_tiles = tiles * (qa.m_pad // _W4A8F_TILE)

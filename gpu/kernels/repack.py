@@ -193,6 +193,7 @@ class PackedW4A8F:
     n_pad: int
     key: tuple
     lr_window: torch.Tensor | None = None  # int32 [N_pad/128, 2] (rank_windows), None for rank 0
+    max_window: int = 0  # the widest of lr_window's column counts
 
 
 def rank_windows(lora_up: torch.Tensor, tile: int, step: int = 16) -> torch.Tensor:
@@ -210,6 +211,25 @@ def rank_windows(lora_up: torch.Tensor, tile: int, step: int = 16) -> torch.Tens
     end = (last + step) // step * step  # (last + 1) rounded up to a multiple of step
     used = nz.any(dim=1)
     return torch.stack([torch.where(used, start, 0), torch.where(used, end - start, 0)], dim=1).to(torch.int32)
+
+
+def largest_rank_window(members: list[tuple[int, int]], tile: int, step: int = 16) -> int:
+    """The widest window ``rank_windows`` can give a merged layer whose members have (out_features, rank),
+    in order, from the sizes alone (the up projection's zeros may only make windows narrower): per tile of
+    ``tile`` channels, the span of the rank columns of every member with rows in it, rounded out to ``step``."""
+    spans, row, col = [], 0, 0
+    for n, r in members:
+        if r and n:
+            spans.append((row, row + n, col, col + r))
+        row, col = row + n, col + r
+    widest = 0
+    for t0 in range(0, row, tile):
+        cols = [(c0, c1) for r0, r1, c0, c1 in spans if r0 < t0 + tile and r1 > t0]
+        if cols:
+            lo = min(c for c, _ in cols) // step * step
+            hi = (max(c for _, c in cols) + step - 1) // step * step
+            widest = max(widest, hi - lo)
+    return widest
 
 
 def repack_qweight_w4a8f(qweight: torch.Tensor, n_pad: int) -> torch.Tensor:
@@ -268,6 +288,7 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
     else:
         inv_smooth = torch.ones(k, dtype=torch.float32, device=device)
     up = _pad_rows(lora_up.to(device=device, dtype=dtype), n_pad) if rank else None
+    windows = rank_windows(up, W4A8F_TILE) if rank else None
     return PackedW4A8F(
         wgt=repack_qweight_w4a8f(layer.qweight.to(device), n_pad),
         wscale=wscale,
@@ -280,7 +301,8 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
         rank=rank,
         n_pad=n_pad,
         key=source_key(layer),
-        lr_window=rank_windows(up, W4A8F_TILE) if rank else None,
+        lr_window=windows,
+        max_window=int(windows[:, 1].max()) if rank else 0,
     )
 
 

@@ -27,6 +27,8 @@ from gpu.modules.svdq_linear import SVDQLinear
 
 RANK_MULTIPLE = 16
 _BASE_ATTR = "_nibble_lora_base"
+# On a merged layer (gpu.models.flux_fused): its members' bases, in member order (None: no LoRA on that member).
+_MEMBER_BASES_ATTR = "_nibble_lora_member_bases"
 
 
 @dataclass
@@ -88,7 +90,10 @@ def apply_deltas(deltas: dict[str, ModuleDelta]) -> None:
 
 
 def restore(model: nn.Module) -> int:
-    """Put back every original tensor a LoRA replaced; returns the number of layers restored."""
+    """Put back every original tensor a LoRA replaced; returns the number of layers restored. Layers merged
+    since (fused FLUX blocks) hold their members' originals: split them first (``unfuse_flux_transformer``)."""
+    if any(m.__dict__.get(_MEMBER_BASES_ATTR) for m in model.modules()):
+        raise RuntimeError("LoRA layers are merged (fused FLUX blocks): unfuse the model before changing its LoRAs")
     n = 0
     for m in model.modules():
         base = m.__dict__.pop(_BASE_ATTR, None)
@@ -105,6 +110,21 @@ def restore(model: nn.Module) -> int:
         else:
             m._parameters["weight"] = base["weight"]
     return n
+
+
+def carry_lora_bases(members: list[nn.Module], merged: nn.Module) -> None:
+    """``merged`` replaces ``members`` (a merge of layers that read the same input): it keeps their LoRA
+    originals, so that ``hand_back_lora_base`` can return them when it is split again."""
+    bases = [m.__dict__.get(_BASE_ATTR) for m in members]
+    if any(b is not None for b in bases):
+        merged.__dict__[_MEMBER_BASES_ATTR] = bases
+
+
+def hand_back_lora_base(merged: nn.Module, index: int, member: nn.Module) -> None:
+    """``member`` is member ``index`` of ``merged``, rebuilt by a split: it gets back its LoRA originals."""
+    bases = merged.__dict__.get(_MEMBER_BASES_ATTR)
+    if bases and bases[index] is not None:
+        member.__dict__[_BASE_ATTR] = bases[index]
 
 
 def _append_to_branch(layer: SVDQLinear, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> None:

@@ -70,15 +70,24 @@ class LoraManager:
             self._files[str(p.resolve())] = cached
         return cached[1]
 
-    def set(self, loras: list[tuple[str | Path, float]] | None) -> list[ActiveLora]:
-        """Apply exactly these LoRAs (strength 0 ones are skipped); returns the applied list."""
+    def _wanted(self, loras: list[tuple[str | Path, float]] | None) -> tuple[list[ActiveLora], tuple]:
+        """The LoRAs to apply (files read and checked, strength 0 ones skipped) and the key of that set."""
         wanted = []
         for path, strength in loras or []:
             f = self.read(path)
             s = check_strength(strength, f.path.name)
             if s != 0.0:
                 wanted.append(ActiveLora(f, s))
-        key = tuple((str(a.file.path), a.file.sha256, a.strength) for a in wanted)
+        return wanted, tuple((str(a.file.path), a.file.sha256, a.strength) for a in wanted)
+
+    def is_applied(self, loras: list[tuple[str | Path, float]] | None) -> bool:
+        """Whether the model carries exactly these LoRAs already (so ``set`` would change nothing). Reads the
+        files: a missing or broken one raises ``LoraError`` here."""
+        return self._wanted(loras)[1] == self._key
+
+    def set(self, loras: list[tuple[str | Path, float]] | None) -> list[ActiveLora]:
+        """Apply exactly these LoRAs (strength 0 ones are skipped); returns the applied list."""
+        wanted, key = self._wanted(loras)
         if key == self._key:
             return self.active
         deltas = plan(self.model, [(a.file, a.strength) for a in wanted])  # raises before anything changes

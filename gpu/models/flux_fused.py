@@ -50,6 +50,7 @@ from torch import nn
 
 from gpu.adapters.flux import FLUX
 from gpu.kernels.repack import carry_offload_mark
+from gpu.lora.apply import carry_lora_bases, hand_back_lora_base
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.reference import gelu_columns_
 from gpu.modules.svdq_linear import SVDQLinear
@@ -176,8 +177,10 @@ def ops_name() -> str:
 # -- merging linears ----------------------------------------------------------------------------------------
 
 
-def merge_refusal(layers: Sequence[nn.Module], max_rank: int = MAX_KERNEL_RANK) -> str | None:
-    """Why ``layers`` cannot be merged into one exact ``SVDQLinear``, or None when they can."""
+def merge_refusal(layers: Sequence[nn.Module], max_rank: int = MAX_KERNEL_RANK, windowed: bool = False) -> str | None:
+    """Why ``layers`` cannot be merged into one exact ``SVDQLinear``, or None when they can. ``windowed``: the
+    kernels multiply each 128-channel tile's own rank columns (the Hopper FP8 GEMM), so ``max_rank`` bounds
+    that window, not the summed rank."""
     if not all(isinstance(m, SVDQLinear) for m in layers):
         kinds = sorted({type(m).__name__ for m in layers})
         return f"not all SVDQLinear ({', '.join(kinds)})"
@@ -197,8 +200,17 @@ def merge_refusal(layers: Sequence[nn.Module], max_rank: int = MAX_KERNEL_RANK) 
     if first.spec.smooth and not all(torch.equal(m.smooth, first.smooth) for m in layers[1:]):
         return "smoothing vectors differ (each layer was calibrated on its own)"
     total = sum(m.spec.rank for m in layers)
-    if total > max_rank:
-        ranks = "+".join(str(m.spec.rank) for m in layers)
+    ranks = "+".join(str(m.spec.rank) for m in layers)
+    if windowed:
+        from gpu.kernels.launch import W4A8F_MAX_TOTAL_RANK
+        from gpu.kernels.repack import W4A8F_TILE, largest_rank_window
+
+        window = largest_rank_window([(m.out_features, m.spec.rank) for m in layers], W4A8F_TILE)
+        if window > max_rank:
+            return f"ranks {ranks}: {window} in one 128-channel tile exceeds the kernels' limit {max_rank}"
+        if total > W4A8F_MAX_TOTAL_RANK:
+            return f"summed rank {ranks} = {total} exceeds the kernels' limit {W4A8F_MAX_TOTAL_RANK}"
+    elif total > max_rank:
         return f"summed rank {ranks} = {total} exceeds the kernels' limit {max_rank}"
     return None
 
@@ -246,6 +258,7 @@ def merge_svdq_linears(layers: Sequence[SVDQLinear]) -> SVDQLinear:
     # The loader's mark (canonical codes move to host memory once packed) must survive the merge: without it
     # the merged QKV(+MLP) codes stayed on the GPU next to their packed copy (1.7 GiB of FLUX.1-dev, H200).
     carry_offload_mark(layers, merged)
+    carry_lora_bases(list(layers), merged)  # a LoRA applied before the merge can still be removed after a split
     return merged
 
 
@@ -257,7 +270,7 @@ def unmerge_svdq_linear(merged: SVDQLinear) -> list[SVDQLinear]:
     members = []
     row = col = 0
     spec = merged.spec
-    for n, r, has_bias in merged.merged_from:
+    for i, (n, r, has_bias) in enumerate(merged.merged_from):
         with torch.device("meta"):
             m = SVDQLinear(merged.in_features, n, replace(spec, rank=r), bias=has_bias, dtype=merged.compute_dtype)
         m.qweight = merged.qweight[row : row + n].clone()
@@ -273,16 +286,19 @@ def unmerge_svdq_linear(merged: SVDQLinear) -> list[SVDQLinear]:
             if t is not None and t.is_meta:
                 m._buffers[name] = merged._buffers[name].clone()
         carry_offload_mark([merged], m)
+        hand_back_lora_base(merged, i, m)
         members.append(m)
         row, col = row + n, col + r
     return members
 
 
-def _try_merge(parent: nn.Module, members: Sequence[str], new_name: str, max_rank: int) -> str | None:
+def _try_merge(
+    parent: nn.Module, members: Sequence[str], new_name: str, max_rank: int, windowed: bool
+) -> str | None:
     """Merge ``parent.<members>`` (dotted paths) into ``parent.<new_name>`` and delete them; returns the
     refusal reason (nothing changed) or None."""
     layers = [parent.get_submodule(m) for m in members]
-    why = merge_refusal(layers, max_rank)
+    why = merge_refusal(layers, max_rank, windowed)
     if why:
         return why
     merged = merge_svdq_linears(layers)
@@ -663,13 +679,19 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
             self.__dict__.pop(name, None)
 
 
-def fuse_flux_transformer(model: FluxTransformer2DModel, max_rank: int = MAX_KERNEL_RANK) -> FluxTransformer2DModel:
+def fuse_flux_transformer(
+    model: FluxTransformer2DModel, max_rank: int = MAX_KERNEL_RANK, windowed: bool | None = None
+) -> FluxTransformer2DModel:
     """Rewrite an SVDQ-quantized ``FluxTransformer2DModel`` in place for fused execution; returns it.
 
     Works on any FluxTransformer2DModel (non-quantized linears simply stay separate); see the module
-    docstring for what changes and ``fusion_report`` for what was merged."""
+    docstring for what changes and ``fusion_report`` for what was merged. ``windowed`` (default: whether the
+    Hopper FP8 kernels serve the model's W4A4 layers): ``max_rank`` bounds each 128-channel tile's rank
+    window instead of a merged layer's summed rank (``merge_refusal``), so LoRA-widened members still merge."""
     if not isinstance(model, FluxTransformer2DModel):
         raise TypeError(f"expected a FluxTransformer2DModel, got {type(model).__name__}")
+    if windowed is None:
+        windowed = _windowed_kernels_serve(model)
     groups: list[dict[str, Any]] = []
 
     def record(name: str, members: Sequence[str], why: str | None, note: str | None = None) -> None:
@@ -679,7 +701,7 @@ def fuse_flux_transformer(model: FluxTransformer2DModel, max_rank: int = MAX_KER
         if not isinstance(block, FusedFluxTransformerBlock):
             for new, members in (("to_qkv", ("to_q", "to_k", "to_v")),
                                  ("to_added_qkv", ("add_q_proj", "add_k_proj", "add_v_proj"))):  # fmt: skip
-                why = _try_merge(block.attn, members, new, max_rank)
+                why = _try_merge(block.attn, members, new, max_rank, windowed)
                 record(f"transformer_blocks.{i}.attn.{new}", [f"attn.{m}" for m in members], why)
             block.attn.fused_projections = "to_qkv" in block.attn._modules  # diffusers' flag for these names
             block.__class__ = FusedFluxTransformerBlock
@@ -687,10 +709,10 @@ def fuse_flux_transformer(model: FluxTransformer2DModel, max_rank: int = MAX_KER
         if not isinstance(block, FusedFluxSingleTransformerBlock):
             prefix = f"single_transformer_blocks.{i}"
             members = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
-            why = _try_merge(block, members, "proj_qkv_mlp", max_rank)
+            why = _try_merge(block, members, "proj_qkv_mlp", max_rank, windowed)
             if why is None:
                 record(f"{prefix}.proj_qkv_mlp", members, None)
-            elif _try_merge(block.attn, ("to_q", "to_k", "to_v"), "to_qkv", max_rank) is None:
+            elif _try_merge(block.attn, ("to_q", "to_k", "to_v"), "to_qkv", max_rank, windowed) is None:
                 # e.g. rank 4r > 128 but 3r fits: Q/K/V merged, proj_mlp kept as it was
                 record(f"{prefix}.attn.to_qkv", members[:3], None, f"proj_mlp kept separate: {why}")
             else:
@@ -700,10 +722,21 @@ def fuse_flux_transformer(model: FluxTransformer2DModel, max_rank: int = MAX_KER
     model.cuda_graphs = True
     model.max_cuda_graphs = 1
     report = _summarize(groups, max_rank)
+    report["rank_limit"] = f"{max_rank} per 128-channel tile" if windowed else f"{max_rank} per layer"
     model.fusion_report = report
     fusion_report.clear()
     fusion_report.update(report)
     return model
+
+
+def _windowed_kernels_serve(model: nn.Module) -> bool:
+    """Whether the Hopper FP8 kernels, which stage only each tile's rank window, run ``model``'s W4A4 layers."""
+    layer = next((m for m in model.modules() if isinstance(m, SVDQLinear) and m.spec.act_format is not None), None)
+    if layer is None or layer.compute_device.type != "cuda":
+        return False
+    from gpu.kernels.backend import W4A8
+
+    return W4A8.refuses(layer, layer.compute_device) is None
 
 
 def unfuse_flux_transformer(model: nn.Module) -> nn.Module:

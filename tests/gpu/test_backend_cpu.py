@@ -20,7 +20,7 @@ def test_refusals_are_human_readable():
     assert backend.refuses(_layer(w4a4), torch.device("cpu")) == "device is CPU, not a CUDA GPU"
     w4a16 = LayerSpec("rtn", "int4", None, 0, False)
     assert "INT4 W4A4 only" in backend.refuses(_layer(w4a16), torch.device("cpu"))
-    assert "rank 256 > 128" == backend.refuses(_layer(LayerSpec("svdquant", "int4", "int4", 256, True)),
+    assert "rank 256 > 128" in backend.refuses(_layer(LayerSpec("svdquant", "int4", "int4", 256, True)),
                                                torch.device("cpu"))
     layer = _layer(w4a4)
     y = layer(torch.randn(3, 128, dtype=torch.bfloat16))
@@ -95,3 +95,45 @@ def test_rank_windows_bound_the_nonzero_columns_of_each_tile():
     windows = rank_windows(up, tile=8)  # tile 3 stays zero
     assert windows.dtype == torch.int32
     assert windows.tolist() == [[0, 16], [0, 48], [48, 16], [0, 0]]
+
+
+def test_largest_rank_window_of_merged_members_bounds_rank_windows():
+    """From the members' sizes alone, the widest window ``rank_windows`` finds in the merged up projection
+    (the FP8 path's refusal and the fusion decision rely on it: it must never be narrower)."""
+    from gpu.kernels.repack import largest_rank_window, rank_windows
+
+    gen = torch.Generator().manual_seed(0)
+    cases = [[(128, 32), (256, 16), (200, 48), (136, 0)], [(3072, 48)] * 3, [(64, 16), (64, 32), (256, 0)],
+             [(100, 16), (60, 16), (100, 32)], [(256, 0), (128, 0)]]  # fmt: skip
+    for members in cases:
+        n, r = sum(m[0] for m in members), sum(m[1] for m in members)
+        up = torch.zeros((n + 127) // 128 * 128, max(r, 16))
+        row = col = 0
+        for mn, mr in members:
+            up[row : row + mn, col : col + mr] = torch.randn(mn, mr, generator=gen)
+            row, col = row + mn, col + mr
+        want = int(rank_windows(up, tile=128)[:, 1].max())
+        assert largest_rank_window(members, 128) == want, members
+
+
+def test_rank_limits_of_each_path():
+    """INT4 W4A4 stages the whole branch on chip (rank <= 128); the Hopper FP8 GEMM only each tile's window, so a
+    merged layer of LoRA-widened members (3 x 48 = 144) passes there while one 144-wide member does not."""
+    from gpu.kernels.backend import INT4, W4A8
+    from gpu.models.flux_fused import merge_refusal, merge_svdq_linears
+
+    spec = LayerSpec("svdquant", "int4", "int4", 48, True)
+    members = [SVDQLinear(128, 256, spec, dtype=torch.bfloat16) for _ in range(3)]
+    for m in members:
+        m.smooth.fill_(1.0)
+    assert "144 exceeds" in merge_refusal(members) and merge_refusal(members, windowed=True) is None
+    merged = merge_svdq_linears(members)
+    assert merged.spec.rank == 144 and backend.rank_window(merged) == 48
+    assert INT4.shape_refusal(merged) == "rank 144 > 128" and W4A8.shape_refusal(merged) is None
+    wide = SVDQLinear(128, 256, LayerSpec("svdquant", "int4", "int4", 144, True), dtype=torch.bfloat16)
+    assert "144 per 128-channel tile > 128" in W4A8.shape_refusal(wide)
+    too_wide = [SVDQLinear(128, 64, LayerSpec("svdquant", "int4", "int4", 96, True), dtype=torch.bfloat16)
+                for _ in range(2)]  # fmt: skip  (both members in one tile: a 192-wide window)
+    for m in too_wide:
+        m.smooth.fill_(1.0)
+    assert "192 in one 128-channel tile" in merge_refusal(too_wide, windowed=True)

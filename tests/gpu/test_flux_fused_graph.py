@@ -101,3 +101,35 @@ def test_text_lane_changes_no_bit(models, monkeypatch, on_kernel_stream):
     assert torch.isfinite(serial).all()
     for y in lanes + graph:
         assert torch.equal(y, serial)
+
+
+def test_a_lora_on_the_fused_model_runs_on_the_kernels_and_comes_off_exactly():
+    """A LoRA applied the app's way (split, apply to the named layers, fuse again) rides in the merged layers on
+    the kernels and the graph: the fused model with the LoRA agrees with the unfused one with the LoRA, every
+    W4A4 layer ran on a kernel, and removing the LoRA after a split gives the model's own output back bit for bit."""
+    from gpu.bench.flux_random import random_lora_deltas
+    from gpu.lora.apply import apply_deltas, restore
+    from gpu.models.flux_fused import unfuse_flux_transformer
+
+    dev = torch.device("cuda")
+    model = build_quantized_flux(FLUX_TINY_CONFIG, dev, rank=16, seed=3)
+    inputs = make_inputs(FLUX_TINY_CONFIG, 8, 16, dev, seed=7)
+    fuse_flux_transformer(model)
+    base = _run(model, inputs)  # fused + graph, no LoRA
+
+    unfuse_flux_transformer(model)
+    apply_deltas(random_lora_deltas(model, rank=16, seed=1))
+    unfused_lora = _run(model, inputs)
+    fuse_flux_transformer(model)
+    assert model.fusion_report["merged"] == 6  # 16 + 16 per member: every group still fits 128
+    fused_lora = _run(model, inputs)
+    paths = {m.last_path for m in model.modules() if getattr(m, "spec", None) is not None
+             and m.spec.act_format is not None}  # fmt: skip
+    assert paths and not any("reference" in p for p in paths), paths
+    assert rel_error(fused_lora, unfused_lora) <= 2e-2, rel_error(fused_lora, unfused_lora)
+    assert rel_error(fused_lora, base) > 5e-2  # the LoRA is on
+
+    unfuse_flux_transformer(model)
+    assert restore(model) > 0
+    fuse_flux_transformer(model)
+    assert torch.equal(_run(model, inputs), base)

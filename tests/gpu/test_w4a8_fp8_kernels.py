@@ -100,6 +100,31 @@ def test_w4a8f_rank_windows_of_a_merged_layer(dtype, gen):
     assert rel_err(y, merged.forward_reference(x, act_format=FP8_ROW)) <= 4e-3
 
 
+def test_w4a8f_merged_rank_above_128_with_narrow_windows(gen):
+    """LoRA-widened members (48 + 48 + 48 + 64 = 208 columns in all) merged: each tile stages only its member's
+    window, so the kernels serve the layer (dispatch picks them) and match the reference."""
+    from gpu.kernels.launch import svdq_linear_forward_w4a8f
+    from gpu.kernels.repack import packed_w4a8f_for
+    from gpu.models.flux_fused import merge_svdq_linears
+
+    members = [random_layer(256, n, r, torch.bfloat16, gen) for n, r in ((256, 48), (128, 48), (256, 48), (384, 64))]
+    for m in members[1:]:
+        m.smooth.copy_(members[0].smooth)
+    merged = merge_svdq_linears(members)
+    packed = packed_w4a8f_for(merged)
+    assert packed.rank == 208 and packed.max_window == 64
+    x = random_x(333, 256, torch.bfloat16, gen)
+    y = svdq_linear_forward_w4a8f(x, packed)
+    with torch.inference_mode():
+        y_dispatch = merged(x)
+    torch.cuda.synchronize()
+    assert "W4A8 FP8" in merged.last_path, merged.last_path
+    assert torch.equal(y, y_dispatch)
+    e = rel_err(y, merged.forward_reference(x, act_format=FP8_ROW))
+    REPORT.append(f"merged rank 208 (windows <= 64): rel={e:.2e}")
+    assert e <= 4e-3, e
+
+
 def test_w4a8f_persistent_blocks_walk_every_tile(gen):
     """The GEMM is persistent: each block walks tiles blockIdx.x, + gridDim.x, ..., its stage ring and
     barrier phases running on from tile to tile. Few blocks over many tiles (odd and even group counts, a
