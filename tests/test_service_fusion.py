@@ -67,6 +67,28 @@ def test_a_bad_lora_file_leaves_a_working_model(tmp_path):
     assert is_fused(service.loaded.pipe.transformer) and image.image.size[0] > 0
 
 
+def test_a_lora_for_another_model_leaves_the_fused_model_with_its_loras(tmp_path):
+    """A LoRA that fails only against the model (a block this model lacks) is refused after the split: the model
+    is fused again with the LoRAs it had, and the next image is the one it gave before."""
+    from safetensors.torch import load_file, save_file
+
+    from gpu.errors import UserError
+
+    service = GenerationService(fuse="always")
+    lora = [(str(SHIPPED_LORA), 1.0)]
+    [before] = service.generate(_request(lora))
+    bigger = {k.replace("single_transformer_blocks.0.", "single_transformer_blocks.99."): v
+              for k, v in load_file(SHIPPED_LORA).items()}  # fmt: skip
+    other = tmp_path / "for-a-bigger-flux.safetensors"
+    save_file(bigger, other)
+    with pytest.raises(UserError, match="single_transformer_blocks.99"):
+        service.generate(_request([*lora, (str(other), 1.0)]))
+    transformer = service.loaded.pipe.transformer
+    assert is_fused(transformer)
+    [after] = service.generate(_request(lora))
+    assert after.image.tobytes() == before.image.tobytes()
+
+
 def test_fuse_mode_is_checked(monkeypatch):
     assert fuse_mode("never") == "never"
     monkeypatch.setenv("NIBBLE_FUSE", "sometimes")
