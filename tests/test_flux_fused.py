@@ -312,3 +312,32 @@ def test_lora_ranks_above_the_limit_keep_members_separate_but_fused():
     inputs = flux_inputs(FLUX_TINY_CONFIG, seed=8)
     with use_ops(DiffusersRoundingOps):
         assert torch.equal(_run(fused, inputs), _run(model, inputs))
+
+
+def test_one_fused_model_in_two_threads_at_once(tiny_pair, monkeypatch):
+    """The adaLN outputs computed up front belong to the forward that computed them: two threads inside the
+    same model at the same time (held together at the first block) each get their own timestep's result."""
+    import threading
+
+    _, fused = tiny_pair
+    a = flux_inputs(FLUX_TINY_CONFIG, seed=11)
+    b = {**flux_inputs(FLUX_TINY_CONFIG, seed=11), "timestep": a["timestep"] * 0.25}
+    want_a, want_b = _run(fused, a), _run(fused, b)
+    assert not torch.equal(want_a, want_b)
+    both_inside = threading.Barrier(2, timeout=60)
+    block = fused.transformer_blocks[0]
+    forward = block.forward
+
+    def held(*args, **kwargs):
+        both_inside.wait()  # each thread has pushed its modulations before either block runs
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(block, "forward", held)
+    got = {}
+    pairs = (("a", a), ("b", b))
+    threads = [threading.Thread(target=lambda k=k, x=x: got.__setitem__(k, _run(fused, x))) for k, x in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert torch.equal(got["a"], want_a) and torch.equal(got["b"], want_b)

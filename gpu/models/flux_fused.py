@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -356,15 +357,23 @@ def _is_w4a16(layer: nn.Module) -> bool:
     return isinstance(layer, SVDQLinear) and layer.spec.act_format is None
 
 
-# {adaLN linear: its output} of the running forward_fused (computed up front in one grouped launch)
-_premodulated: list[dict[nn.Module, torch.Tensor]] = []
+# Per thread (two models may run forwards in two threads): a stack of {adaLN linear: its output} of the running
+# forward_fused calls, computed up front in one grouped launch.
+_thread = threading.local()
+
+
+def _premodulated() -> list[dict[nn.Module, torch.Tensor]]:
+    if not hasattr(_thread, "premodulated"):
+        _thread.premodulated = []
+    return _thread.premodulated
 
 
 def _modulation(layer: nn.Module, temb: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """adaLN linear on silu(temb) [B, D] -> [B, n*D]: the W4A16 GEMV for quantized layers, or the output
     ``FusedFluxTransformer2DModel.forward_fused`` computed for all of them at once (then not even the SiLU
     runs here: a kernel per block that the graph would replay for nothing). ``dtype``: cast silu(temb) to it."""
-    if _premodulated and (y := _premodulated[-1].get(layer)) is not None:
+    stack = _premodulated()
+    if stack and (y := stack[-1].get(layer)) is not None:
         return y
     temb_act = F.silu(temb) if dtype is None else F.silu(temb).to(dtype)
     if _is_w4a16(layer):
@@ -567,7 +576,7 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
         txt_ids = txt_ids[0] if txt_ids.ndim == 3 else txt_ids
         img_ids = img_ids[0] if img_ids.ndim == 3 else img_ids
         rope = self.pos_embed(torch.cat((txt_ids, img_ids), dim=0))
-        _premodulated.append(self._modulations(temb, x.dtype))
+        _premodulated().append(self._modulations(temb, x.dtype))
         try:
             for block in self.transformer_blocks:
                 c, x = block(x, c, temb, rope)
@@ -578,7 +587,7 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
             x = joint[:, st:]
             scale, shift = _modulation(self.norm_out.linear, temb, x.dtype).chunk(2, dim=1)
         finally:
-            _premodulated.pop()
+            _premodulated().pop()
         x = fused_ops().layernorm_modulate(x, shift, scale, self.norm_out.norm.eps)
         return self.proj_out(x)
 
