@@ -385,10 +385,15 @@ def gemv_layer_refusal(layer: torch.nn.Module) -> str | None:
     return None
 
 
+def _rows(x: torch.Tensor) -> int:
+    """Rows of x [..., K] (0 for an empty x)."""
+    return x.numel() // max(x.shape[-1], 1)
+
+
 def _gemv_refusal(x: torch.Tensor, layer: torch.nn.Module) -> str | None:
     """None when the GEMV kernel can compute ``layer(x)``, else why not."""
     why = fused_refusal(x.device, "gemv") or gemv_layer_refusal(layer)
-    rows = x.numel() // max(x.shape[-1], 1)
+    rows = _rows(x)
     if why is None and x.dtype != layer.compute_dtype:
         why = f"input dtype {x.dtype} differs from the layer's {layer.compute_dtype}"
     if why is None and rows > GEMV_MAX_ROWS:
@@ -400,7 +405,6 @@ def w4a16_gemv(x: torch.Tensor, layer: torch.nn.Module) -> torch.Tensor:
     """x: T [..., K] (at most 8 rows for the kernel), layer: ``SVDQLinear`` W4A16 INT4 g64 -> T [..., N];
     see ``w4a16_gemv_reference``. Sets ``layer.last_path``."""
     why = _gemv_refusal(x, layer)
-    rows = x.numel() // max(x.shape[-1], 1)
     if why is not None:
         layer.last_path = f"PyTorch reference ({why})"
         return w4a16_gemv_reference(x, layer)
@@ -408,7 +412,7 @@ def w4a16_gemv(x: torch.Tensor, layer: torch.nn.Module) -> torch.Tensor:
     def kernel() -> torch.Tensor:
         from gpu.kernels import launch
 
-        x2 = _aligned(x.reshape(rows, layer.in_features), 16)
+        x2 = _aligned(x.reshape(_rows(x), layer.in_features), 16)
         y = launch.w4a16_gemv(x2, layer.qweight, layer.wscales, layer.bias)
         layer.last_path = "fused W4A16 GEMV (pycuda)"
         return y.reshape(*x.shape[:-1], layer.out_features)
@@ -430,7 +434,7 @@ def w4a16_gemv_many(
     one_group = len({(layer.in_features, layer.compute_device) for layer in layers}) == 1
     if cache is None or len(layers) < 2 or not one_group or any(_gemv_refusal(x, layer) for layer in layers):
         return [w4a16_gemv(x, layer) for layer in layers]
-    rows = x.numel() // x.shape[-1]
+    rows = _rows(x)
 
     def kernel() -> list[torch.Tensor]:
         from gpu.kernels import launch
