@@ -188,20 +188,20 @@ class GenerationService:
         kind = loaded.entry.facts.kind if loaded.entry.facts else ""
         wanted = [(str(p), float(s)) for p, s in loras or []]
         active = []
-        if wanted or "_nibble_lora_manager" in transformer.__dict__:
-            from gpu.lora import manager_for
+        try:
+            if wanted or "_nibble_lora_manager" in transformer.__dict__:
+                from gpu.lora import manager_for
 
-            manager = manager_for(transformer)
-            if not manager.is_applied(wanted):  # reads the files: a missing or broken one raises here
-                # LoRAs target the unmerged layer names: split the fused model, apply, merge again (what fits
-                # the kernels' rank limit); a LoRA that does not fit the model leaves the previous set on.
-                sync_fusion(transformer, False)
-                try:
+                manager = manager_for(transformer)
+                if not manager.is_applied(wanted):  # reads the files: a missing or broken one raises here
+                    # LoRAs target the unmerged layer names: split the fused model and apply; the finally merges
+                    # again (what fits the kernels' rank limit), also when a LoRA does not fit the model and the
+                    # previous set stays on.
+                    sync_fusion(transformer, False)
                     manager.set(wanted)
-                finally:
-                    fuse_if_allowed(transformer, loaded.device, kind, self.fuse)
-            active = list(manager.active)
-        fuse_if_allowed(transformer, loaded.device, kind, self.fuse)
+                active = list(manager.active)
+        finally:
+            fuse_if_allowed(transformer, loaded.device, kind, self.fuse)
         return active
 
     def _run_one(self, loaded, s, index, count, on_progress, should_cancel):
