@@ -18,7 +18,7 @@ constexpr int kTileM = 16;       // rows of one activation fragment tile (MMA M)
 constexpr int kTileN = 8;        // rows (output channels) of one weight fragment tile (MMA N)
 constexpr int kActWords = 4;     // 32-bit words per lane of an A fragment (16x64 s4)
 constexpr int kWgtWords = 2;     // 32-bit words per lane of a B fragment (64x8 s4)
-constexpr int kMaxRank = 128;    // largest low-rank branch the kernels hold on chip
+constexpr int kRankChunk = 128;  // rank columns of the down projection one prologue block holds on chip
 constexpr int kPadM = 64;        // activation buffers are padded to this many rows (GEMM block M)
 constexpr int kPadN = 64;        // repacked weights are padded to this many channels (GEMM block N)
 

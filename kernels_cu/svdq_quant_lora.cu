@@ -7,7 +7,11 @@
 // Tiling: one block of 256 threads owns ROWS_A = 32 tokens (two 16-row MMA tiles) and walks the whole
 // K dimension one 64-wide group at a time. Owning all of K keeps the down projection a plain
 // sequential fp32 sum per (token, rank): no atomics, no cross-block reduction, so results are
-// bit-identical run to run.
+// bit-identical run to run. A branch wider than the 128 rank columns a block holds on chip (a LoRA
+// appended to the layer's own branch, or a merged Q/K/V with LoRAs) is split over grid.y: block
+// (x, y) computes rank columns [128 y, 128 y + 128) of its tokens, and only y = 0 writes the codes and
+// scales. The y > 0 blocks re-read X (smoothing is cheap) rather than hold more accumulators, so one
+// instantiation serves every rank.
 //
 // Outputs (layouts are shared with the GEMMs, see kernels_cu/DESIGN.md):
 //   act    uint32 [M_pad/16, K/64, 32 lanes, 4 words]  4-bit codes already in the m16n8k64 A-fragment
@@ -23,7 +27,7 @@ namespace {
 
 constexpr int ROWS_A = 32;
 constexpr int THREADS_A = 256;
-constexpr int ACC_A = ROWS_A * svdq::kMaxRank / THREADS_A;  // low-rank outputs per thread (16)
+constexpr int ACC_A = ROWS_A * svdq::kRankChunk / THREADS_A;  // low-rank outputs per thread (16)
 
 template <typename T, int QMAX>
 __device__ void quant_lora_body(const T* __restrict__ x, const T* __restrict__ smooth,
@@ -31,12 +35,16 @@ __device__ void quant_lora_body(const T* __restrict__ x, const T* __restrict__ s
                                 T* __restrict__ ascale, float* __restrict__ lact, int M, int K,
                                 int rank, int M_pad) {
   __shared__ float xs[ROWS_A][svdq::kGroup + 1];           // smoothed tile; +1 pad: row reads
-  __shared__ float l1[svdq::kGroup][svdq::kMaxRank];       // fp32 copy of this group's lora_down rows
+  __shared__ float l1[svdq::kGroup][svdq::kRankChunk];     // fp32 copy of this group's lora_down rows
   __shared__ float gscale[ROWS_A];                         // rounded scale of each row's group, fp32
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int row0 = blockIdx.x * ROWS_A;
   const int n_groups = K / svdq::kGroup;
+  // This block's rank columns [rc0, rc0 + rc) (rank stays the row stride of lora_down and lact).
+  const int rc0 = blockIdx.y * svdq::kRankChunk;
+  const int rc = max(0, min(svdq::kRankChunk, rank - rc0));
+  const bool quantize = blockIdx.y == 0;  // block-uniform
 
   float acc[ACC_A];
 #pragma unroll
@@ -57,14 +65,15 @@ __device__ void quant_lora_body(const T* __restrict__ x, const T* __restrict__ s
       xs[r][c] = v;
     }
     // Stage this group's lora_down rows [64, rank] as fp32 (one contiguous slab of lora_down).
-    for (int e = tid; e < svdq::kGroup * rank; e += THREADS_A) {
-      l1[e / rank][e % rank] = svdq::to_f32(lora_down[static_cast<size_t>(k0) * rank + e]);
+    for (int e = tid; e < svdq::kGroup * rc; e += THREADS_A) {
+      const int c = e / rc, j = e % rc;
+      l1[c][j] = svdq::to_f32(lora_down[static_cast<size_t>(k0 + c) * rank + rc0 + j]);
     }
     __syncthreads();
 
     // 2. Per-row absmax -> rounded 16-bit scale. Each warp reduces 4 rows (2 columns per lane).
 #pragma unroll
-    for (int rr = 0; rr < ROWS_A / (THREADS_A / 32); ++rr) {
+    for (int rr = 0; quantize && rr < ROWS_A / (THREADS_A / 32); ++rr) {
       const int r = warp * (ROWS_A / (THREADS_A / 32)) + rr;
       float m = fmaxf(fabsf(xs[r][lane]), fabsf(xs[r][lane + 32]));
 #pragma unroll
@@ -78,7 +87,9 @@ __device__ void quant_lora_body(const T* __restrict__ x, const T* __restrict__ s
     __syncthreads();
 
     // 3. Quantize and pack straight into A-fragment order.
-    if constexpr (QMAX <= 7) {
+    if (!quantize) {
+      // rank columns >= 128 only: the codes and scales come from the y = 0 block
+    } else if constexpr (QMAX <= 7) {
       // INT4 (m16n8k64 s4): 2 tiles x 32 lanes x 4 words = 256 words, one per thread, consecutive
       // threads writing consecutive words (coalesced 16-byte lanes).
       {
@@ -122,12 +133,12 @@ __device__ void quant_lora_body(const T* __restrict__ x, const T* __restrict__ s
 
     // 4. Low-rank down projection: output o = tid + i*256 is (row o / rank, rank column o % rank);
     //    within a warp the rank column varies (conflict-free l1 reads) and the row is broadcast.
-    if (rank > 0) {
+    if (rc > 0) {
 #pragma unroll
       for (int i = 0; i < ACC_A; ++i) {
         const int o = tid + i * THREADS_A;
-        if (o < ROWS_A * rank) {
-          const int r = o / rank, j = o % rank;
+        if (o < ROWS_A * rc) {
+          const int r = o / rc, j = o % rc;
           float a = acc[i];
 #pragma unroll 8
           for (int c = 0; c < svdq::kGroup; ++c) a = fmaf(xs[r][c], l1[c][j], a);
@@ -138,18 +149,19 @@ __device__ void quant_lora_body(const T* __restrict__ x, const T* __restrict__ s
     __syncthreads();  // xs / l1 / gscale are overwritten by the next group
   }
 
-  if (rank > 0) {
+  if (rc > 0) {
 #pragma unroll
     for (int i = 0; i < ACC_A; ++i) {
       const int o = tid + i * THREADS_A;
-      if (o < ROWS_A * rank) lact[static_cast<size_t>(row0) * rank + o] = acc[i];
+      if (o < ROWS_A * rc) lact[static_cast<size_t>(row0 + o / rc) * rank + rc0 + o % rc] = acc[i];
     }
   }
 }
 
 }  // namespace
 
-// grid: (M_pad / 32), block: 256. M_pad must be a multiple of 64 (svdq::kPadM), K of 64, rank <= 128.
+// grid: (M_pad / 32, max(1, ceil(rank / 128))), block: 256. M_pad must be a multiple of 64 (svdq::kPadM),
+// K of 64.
 extern "C" __global__ void __launch_bounds__(THREADS_A, 1)
 svdq_quant_lora_int4_bf16(const __nv_bfloat16* x, const __nv_bfloat16* smooth,
                           const __nv_bfloat16* lora_down, uint32_t* act, __nv_bfloat16* ascale,

@@ -16,13 +16,17 @@
 // Epilogue: the block stages lact[64 rows, 32 ranks] and lora_up[64 channels, 32 ranks] in shared
 // memory (fp32) per 32-rank chunk and each thread adds the fp32 dot products for its 32 outputs;
 // then bias, GELU on the columns n >= gelu_from, conversion to 16 bits, and guarded 4-byte stores of
-// column pairs.
+// column pairs. Only the block's rank window is walked (lr_window: per 64-channel block, the columns
+// outside which its lora_up rows are zero; a merged Q/K/V layer's up projection is block-diagonal, so
+// a block of Q channels needs only Q's columns). The skipped terms are exact zeros: same bits as the
+// full depth. Any rank works (the chunks are staged one after another).
 // No atomics anywhere: every output is produced by one thread in a fixed order (deterministic).
 //
 // Layouts (written by gpu/kernels/repack.py and Kernel A; see kernels_cu/DESIGN.md):
 //   act     uint32 [M_pad/16, K/64, 32, 4]   wgt    uint32 [N_pad/8, K/64, 32, 2]
 //   ascale  T      [K/64, M_pad]             wscale T      [K/64, N_pad]
 //   lact    fp32   [M_pad, r]                lora_up T     [N_pad, r]     bias T [N_pad] (or null)
+//   lr_window int32 [N_pad/64, 2] (first rank column, count; multiples of 16) or null: all r columns
 //   out     T      [M, N] row-major (ldo = N)
 #include "svdq_common.cuh"
 
@@ -37,8 +41,8 @@ template <typename T>
 __device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ ascale,
                           const uint2* __restrict__ wgt, const T* __restrict__ wscale,
                           const float* __restrict__ lact, const T* __restrict__ lora_up,
-                          const T* __restrict__ bias, T* __restrict__ out, int M, int N, int K, int rank,
-                          int M_pad, int N_pad, int gelu_from) {
+                          const int* __restrict__ lr_window, const T* __restrict__ bias, T* __restrict__ out,
+                          int M, int N, int K, int rank, int M_pad, int N_pad, int gelu_from) {
   __shared__ float s_lact[BM][RCHUNK + 1];  // +1: rows read by 8 groupIDs land in distinct banks
   __shared__ float s_lup[BN][RCHUNK + 1];
 
@@ -101,8 +105,13 @@ __device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ a
 #pragma unroll
       for (int c = 0; c < 4; ++c) lr[i][j][c] = 0.f;
 
-  for (int r0 = 0; r0 < rank; r0 += RCHUNK) {
-    const int rc = min(RCHUNK, rank - r0);
+  int r_begin = 0, r_end = rank;
+  if (lr_window != nullptr && rank > 0) {
+    r_begin = lr_window[2 * blockIdx.x];
+    r_end = r_begin + lr_window[2 * blockIdx.x + 1];
+  }
+  for (int r0 = r_begin; r0 < r_end; r0 += RCHUNK) {
+    const int rc = min(RCHUNK, r_end - r0);
     for (int e = tid; e < BM * RCHUNK; e += THREADS_B) {
       const int r = e / RCHUNK, j = e % RCHUNK;
       s_lact[r][j] = j < rc ? lact[static_cast<size_t>(m0 + r) * rank + r0 + j] : 0.f;
@@ -123,16 +132,16 @@ __device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ a
 extern "C" __global__ void __launch_bounds__(THREADS_B)
 svdq_w4a4_gemm_bf16(const uint4* act, const __nv_bfloat16* ascale, const uint2* wgt,
                     const __nv_bfloat16* wscale, const float* lact, const __nv_bfloat16* lora_up,
-                    const __nv_bfloat16* bias, __nv_bfloat16* out, int M, int N, int K, int rank, int M_pad,
-                    int N_pad, int gelu_from) {
-  gemm_body<__nv_bfloat16>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, M_pad, N_pad,
-                           gelu_from);
+                    const int* lr_window, const __nv_bfloat16* bias, __nv_bfloat16* out, int M, int N, int K,
+                    int rank, int M_pad, int N_pad, int gelu_from) {
+  gemm_body<__nv_bfloat16>(act, ascale, wgt, wscale, lact, lora_up, lr_window, bias, out, M, N, K, rank, M_pad,
+                           N_pad, gelu_from);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS_B)
 svdq_w4a4_gemm_fp16(const uint4* act, const __half* ascale, const uint2* wgt, const __half* wscale,
-                    const float* lact, const __half* lora_up, const __half* bias, __half* out, int M, int N,
-                    int K, int rank, int M_pad, int N_pad, int gelu_from) {
-  gemm_body<__half>(act, ascale, wgt, wscale, lact, lora_up, bias, out, M, N, K, rank, M_pad, N_pad,
+                    const float* lact, const __half* lora_up, const int* lr_window, const __half* bias,
+                    __half* out, int M, int N, int K, int rank, int M_pad, int N_pad, int gelu_from) {
+  gemm_body<__half>(act, ascale, wgt, wscale, lact, lora_up, lr_window, bias, out, M, N, K, rank, M_pad, N_pad,
                     gelu_from);
 }

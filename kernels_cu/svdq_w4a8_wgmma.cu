@@ -39,7 +39,9 @@
 //
 // Low-rank up projection: after the K loop, lora_up (A, 64 channels x r) and lact (B, 128 tokens x r), both
 // staged in shared memory at the start by producer warps 1-3, go through r/16 bf16/fp16 wgmma m64n128k16 into a fresh
-// accumulator set: the branch runs on tensor cores, not on CUDA-core FMAs. Only the block's rank window is
+// accumulator set: the branch runs on tensor cores, not on CUDA-core FMAs. A window of up to MAX_WINDOW = 240
+// columns fits (2 x 128 x 240 x 2 bytes beside the 8-stage ring: 218 KiB of the 227 KiB), so a rank-32 layer
+// carrying a rank-128 LoRA, or a merged layer with such LoRAs, still runs here. Only the block's rank window is
 // staged and multiplied (lr_window: per 128-channel tile, the columns outside which its lora_up rows are
 // zero; a merged QKV(+MLP) layer's up projection is block-diagonal, so a tile of Q channels needs only Q's
 // r columns of the concatenated rank, and the skipped terms are exact zeros). Then
@@ -82,6 +84,9 @@ constexpr int STAGE_BYTES = ACT_BYTES + WGT_BYTES + SW_BYTES;
 constexpr int PIPE_BYTES = STAGES * STAGE_BYTES;
 constexpr int BAR_BYTES = (2 * STAGES * 8 + 16 + 127) / 128 * 128;  // full[], empty[], lr_full, lr_empty, padded
 constexpr int OUT_PITCH = BM + 8;                     // staged output row, in 16-bit elements
+constexpr int MAX_WINDOW = 240;                       // rank columns of one tile's low-rank operands (host: W4A8F_MAX_WINDOW)
+static_assert(PIPE_BYTES + BAR_BYTES + 2 * BM * MAX_WINDOW * 2 <= 227 * 1024, "the widest window must fit beside the ring");
+static_assert(MAX_WINDOW / 16 == 8 + 7, "the epilogue's two switches cover 8 + 7 steps of 16 columns");
 constexpr uint32_t kFp8Mask = 0x87878787u;
 constexpr float kFp8SubnormalUnit = 512.f;            // E4M3 byte (s, 0000, mmm) is (-1)^s * mmm / 512
 static_assert(STAGE_BYTES % 128 == 0, "stages must keep 128-byte alignment");
@@ -129,7 +134,8 @@ __device__ __forceinline__ void fold_group(float (&acc)[64], float (&tmp)[64], f
 
 // d = lora_up tile (64 channels of warpgroup wg x 16*STEPS ranks) @ lact tile^T (128 tokens), on bf16/fp16
 // wgmma m64n128k16, both operands in shared memory as K-block-major core matrices (see gemm_body).
-template <typename T, int STEPS>
+// ACCUMULATE: add to d (a second run over the columns past the first 128), else overwrite it.
+template <typename T, int STEPS, bool ACCUMULATE = false>
 __device__ __forceinline__ void lowrank_up(float (&d)[64], const uint8_t* lr_up, const uint8_t* lr_act, int wg) {
   svdq::fence_operands(d);
   svdq::wgmma_fence();
@@ -137,14 +143,16 @@ __device__ __forceinline__ void lowrank_up(float (&d)[64], const uint8_t* lr_up,
   for (int s = 0; s < STEPS; ++s) {
     const uint64_t da = svdq::smem_desc(lr_up + (2 * s * (BM / 8) + wg * 8) * 128, BM * 16, 128);
     const uint64_t db = svdq::smem_desc(lr_act + 2 * s * (BN / 8) * 128, BN * 16, 128);
-    svdq::wgmma_m64n128k16_ss<T>(d, da, db, s > 0);
+    svdq::wgmma_m64n128k16_ss<T>(d, da, db, ACCUMULATE || s > 0);
   }
   svdq::wgmma_commit();
   svdq::wgmma_wait<0>();
   svdq::fence_operands(d);
 }
 
-template <typename T, typename S>
+// WIDE: windows past 128 rank columns (up to MAX_WINDOW), multiplied in a second run; a separate instantiation
+// because the extra epilogue code cost the common case ~1% (H200, same-process A/B over the FLUX shapes).
+template <typename T, typename S, bool WIDE>
 __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restrict__ ascale,
                           const uint8_t* __restrict__ wgt, const S* __restrict__ wscale,
                           const T* __restrict__ lact, const T* __restrict__ lora_up,
@@ -360,8 +368,25 @@ __device__ void gemm_body(const uint8_t* __restrict__ act, const float* __restri
       case 7: lowrank_up<T, 7>(tmp0, lr_up, lr_act, wg); break;
       case 8: lowrank_up<T, 8>(tmp0, lr_up, lr_act, wg); break;
       default:
+        if (WIDE && rw > 0) {  // wider than 128 columns: the first 128, then the rest below
+          lowrank_up<T, 8>(tmp0, lr_up, lr_act, wg);
+          break;
+        }
 #pragma unroll
         for (int j = 0; j < 64; ++j) tmp0[j] = 0.f;
+    }
+    if (WIDE && rw > 128) {  // the columns past the first 128 (8 steps of k16) of a window up to MAX_WINDOW
+      const uint8_t* up8 = lr_up + 2 * 8 * (BM / 8) * 128;
+      const uint8_t* act8 = lr_act + 2 * 8 * (BN / 8) * 128;
+      switch (rw / 16 - 8) {
+        case 1: lowrank_up<T, 1, true>(tmp0, up8, act8, wg); break;
+        case 2: lowrank_up<T, 2, true>(tmp0, up8, act8, wg); break;
+        case 3: lowrank_up<T, 3, true>(tmp0, up8, act8, wg); break;
+        case 4: lowrank_up<T, 4, true>(tmp0, up8, act8, wg); break;
+        case 5: lowrank_up<T, 5, true>(tmp0, up8, act8, wg); break;
+        case 6: lowrank_up<T, 6, true>(tmp0, up8, act8, wg); break;
+        default: lowrank_up<T, 7, true>(tmp0, up8, act8, wg);
+      }
     }
 
     // y = fma(acc, sa * 512, lowrank) + bias [-> GELU], staged as [token][channel] 16-bit in the tile region
@@ -572,17 +597,23 @@ __device__ void quant_rows_streamed(const T* __restrict__ x, const float* __rest
 
 // Entry points: svdq_w4a8f_gemm_{T} reads scales of the output's type, svdq_w4a8f_gemm_xs_{T} of the other one
 // (a bf16 checkpoint run in fp16, or the reverse).
-#define SVDQ_W4A8F_GEMM(NAME, T, S)                                                                              \
+// svdq_w4a8f_gemm_wide_* take windows up to MAX_WINDOW columns, the others up to 128.
+#define SVDQ_W4A8F_GEMM(NAME, T, S, WIDE)                                                                        \
   extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                       \
       NAME(const uint8_t* act, const float* ascale, const uint8_t* wgt, const S* wscale, const T* lact,         \
            const T* lora_up, const int* lr_window, const T* bias, T* out, int M, int N, int K, int rank,         \
            int gelu_from) {                                                                                     \
-    gemm_body<T, S>(act, ascale, wgt, wscale, lact, lora_up, lr_window, bias, out, M, N, K, rank, gelu_from);  \
+    gemm_body<T, S, WIDE>(act, ascale, wgt, wscale, lact, lora_up, lr_window, bias, out, M, N, K, rank,         \
+                          gelu_from);                                                                           \
   }
-SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_bf16, __nv_bfloat16, __nv_bfloat16)
-SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_fp16, __half, __half)
-SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_xs_bf16, __nv_bfloat16, __half)
-SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_xs_fp16, __half, __nv_bfloat16)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_bf16, __nv_bfloat16, __nv_bfloat16, false)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_fp16, __half, __half, false)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_xs_bf16, __nv_bfloat16, __half, false)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_xs_fp16, __half, __nv_bfloat16, false)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_wide_bf16, __nv_bfloat16, __nv_bfloat16, true)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_wide_fp16, __half, __half, true)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_wide_xs_bf16, __nv_bfloat16, __half, true)
+SVDQ_W4A8F_GEMM(svdq_w4a8f_gemm_wide_xs_fp16, __half, __nv_bfloat16, true)
 extern "C" __global__ void __launch_bounds__(Q_LONG_THREADS)
 svdq_w4a8f_quant_long_bf16(const __nv_bfloat16* x, const float* inv_smooth, uint8_t* act, float* ascale,
                            int M, int K, int ldx) {

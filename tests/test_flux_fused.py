@@ -10,6 +10,7 @@ import torch
 from test_flux_random import flux_inputs
 
 from gpu.bench.flux_random import FLUX_TINY_CONFIG, build_quantized_flux, random_lora_deltas
+from gpu.kernels.rank_limits import RankLimits
 from gpu.models import flux_fused
 from gpu.models.flux_fused import (
     DiffusersRoundingOps,
@@ -116,8 +117,9 @@ def test_fused_blocks_keep_diffusers_block_interface(tiny_pair):
 
 
 def test_rank_limit_and_smoothing_keep_layers_separate():
-    # rank 40: 4 x 40 = 160 > 128 in single blocks -> Q/K/V merged there (120), proj_mlp separate
-    m = fuse_flux_transformer(build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=40, seed=0))
+    # rank 40 under a total limit of 128: 4 x 40 = 160 in single blocks -> Q/K/V merged there (120), proj_mlp separate
+    limits = RankLimits(max_window=None, max_total=128)
+    m = fuse_flux_transformer(build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=40, seed=0), limits)
     single = m.single_transformer_blocks[0]
     assert single.attn.to_qkv.spec.rank == 120 and isinstance(single.proj_mlp, SVDQLinear)
     assert any("proj_mlp kept separate" in r and "160" in r for r in m.fusion_report["reasons"])
@@ -147,7 +149,7 @@ def _random_layers(shapes: list[tuple[int, int, bool]], seed: int) -> list[SVDQL
 
 def test_merge_svdq_linears_block_diagonal_low_rank():
     layers = _random_layers([(128, 16, True), (64, 0, False), (192, 32, True)], seed=0)
-    assert merge_refusal(layers) is None and merge_refusal(layers, max_rank=47) is not None
+    assert merge_refusal(layers) is None and merge_refusal(layers, RankLimits(None, max_total=47)) is not None
     merged = merge_svdq_linears(layers)
     assert merged.spec.rank == 48 and merged.out_features == 384 and merged.lora_up.shape == (384, 48)
     assert torch.count_nonzero(merged.lora_up[:128, 16:]) == 0 and torch.count_nonzero(merged.lora_up[128:192]) == 0
@@ -298,16 +300,19 @@ def test_a_lora_rides_into_the_merged_layers_and_comes_off_after_a_split():
 
 
 def test_lora_ranks_above_the_limit_keep_members_separate_but_fused():
-    """Rank 32 + LoRA 16 = 48 per member: Q/K/V would be 144 > 128, so every group stays separate; the blocks
+    """Rank 32 + LoRA 16 = 48 per member. The kernels' own limits merge every group (each tile's window is one
+    member's 48 columns); under a limit of 128 in all (Q/K/V: 144) every group stays separate, and the blocks
     still run fused (fused ops, the model's classes) and agree with the unfused model with the LoRA."""
     from gpu.lora.apply import apply_deltas
 
     model = build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=32, seed=2)
     apply_deltas(random_lora_deltas(model, rank=16, seed=4))
-    fused = fuse_flux_transformer(copy.deepcopy(model))
+    assert fuse_flux_transformer(copy.deepcopy(model)).fusion_report["merged"] == 6
+    fused = fuse_flux_transformer(copy.deepcopy(model), RankLimits(max_window=None, max_total=128))
     report = fused.fusion_report
     assert report["merged"] == 0 and report["kept_separate"] == 6
-    assert any("144 exceeds" in reason for reason in report["reasons"])
+    assert any("rank 144 > 128" in reason for reason in report["reasons"])
+    assert report["rank_limit"] == "128 in all"
     assert isinstance(fused, FusedFluxTransformer2DModel) and hasattr(fused.transformer_blocks[0].attn, "to_q")
     inputs = flux_inputs(FLUX_TINY_CONFIG, seed=8)
     with use_ops(DiffusersRoundingOps):

@@ -481,7 +481,7 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
     lora_fusion = None
     if lora_rank:
         # As the app switches LoRAs on a fused model: split it, apply the LoRA to the named layers, fuse again
-        # (members whose summed rank exceeds the kernels' limit stay separate).
+        # (members whose combined branch the kernels cannot run stay separate).
         from gpu.lora.apply import apply_deltas
         from gpu.models.flux_fused import unfuse_flux_transformer
 

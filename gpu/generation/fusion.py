@@ -4,8 +4,8 @@ Fused execution (merged QKV(+MLP) linears, fused block kernels, a CUDA graph per
 4-bit FLUX step fast on a GPU, but its merged layers no longer carry the names LoRAs target (``to_q``,
 ``to_k``, ...). So when the set of LoRAs changes, the service unfuses the model (exactly, in place, no
 reload), applies the set to the named layers and fuses again: the LoRAs ride in the members' low-rank
-branches into the merged layers, and members whose summed rank exceeds the kernels' limit stay separate
-(``fusion_report``).
+branches into the merged layers, and members whose combined branch the kernels cannot run stay separate
+(``gpu.kernels.rank_limits``, ``fusion_report``).
 """
 
 from __future__ import annotations

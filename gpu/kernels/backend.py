@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gpu.kernels.rank_limits import INT4_LIMITS, W4A8F_LIMITS, RankLimits, low_rank_refusal
 from gpu.modules.reference import gelu_columns_
 from gpu.runtime.dispatch import Backend, register_backend
 
@@ -54,28 +55,28 @@ def layer_refusal(layer: torch.nn.Module) -> str | None:
     return None
 
 
-def _int4_shape_refusal(layer: torch.nn.Module) -> str | None:
-    from gpu.kernels.launch import MAX_RANK
-
-    if layer.spec.rank > MAX_RANK:  # the prologue accumulates the down projection on chip
-        return f"rank {layer.spec.rank} > {MAX_RANK}"
-    return None
-
-
-def rank_window(layer: torch.nn.Module) -> int:
-    """The most rank columns one 128-channel tile of ``layer`` multiplies in the FP8 kernel's epilogue: the rank
-    itself, or for a merged layer (``merged_from``: its members' (out_features, rank, bias)) the widest of
-    its block-diagonal windows (cached on the layer)."""
+def low_rank_members(layer: torch.nn.Module) -> list[tuple[int, int]]:
+    """(out_features, rank) of the layers whose low-rank branches ``layer`` carries: its members' for a merged
+    layer (``merged_from``), else its own."""
     members = getattr(layer, "merged_from", None)
-    if not members:
-        return layer.spec.rank
-    cached = layer.__dict__.get("_w4a8f_rank_window")
-    if cached is None or cached[0] is not members:
-        from gpu.kernels.repack import W4A8F_TILE, largest_rank_window
+    if members:
+        return [(n, r) for n, r, _ in members]
+    return [(layer.out_features, layer.spec.rank)]
 
-        cached = (members, largest_rank_window([(n, r) for n, r, _ in members], W4A8F_TILE))
-        layer.__dict__["_w4a8f_rank_window"] = cached
-    return cached[1]
+
+def _low_rank_refusal(layer: torch.nn.Module, limits: RankLimits) -> str | None:
+    """``rank_limits.low_rank_refusal`` for ``layer``, cached on it per kind of limit (a merged layer's window is
+    computed from its members' sizes, once; ``refuses`` runs on every forward)."""
+    members = getattr(layer, "merged_from", None)
+    key = (limits, layer.spec.rank, id(members))
+    cache = layer.__dict__.setdefault("_rank_refusals", {})
+    if key not in cache:
+        cache[key] = low_rank_refusal(low_rank_members(layer), limits)
+    return cache[key]
+
+
+def _int4_shape_refusal(layer: torch.nn.Module) -> str | None:
+    return _low_rank_refusal(layer, INT4_LIMITS)
 
 
 def _int4_arch_refusal(major: int, minor: int) -> str | None:
@@ -161,7 +162,7 @@ def _is_load_error(err: Exception) -> bool:
 
 
 def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:
-    from gpu.kernels.launch import MAX_RANK, W4A8F_MAX_K, W4A8F_MAX_TOTAL_RANK
+    from gpu.kernels.launch import W4A8F_MAX_K
 
     if layer.in_features > W4A8F_MAX_K:
         return f"in_features {layer.in_features} > {W4A8F_MAX_K}"
@@ -169,12 +170,7 @@ def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:
         return f"out_features {layer.out_features} is not a multiple of 8 (FP8 kernel stores 16-byte rows)"
     if layer.spec.rank % 16:
         return f"rank {layer.spec.rank} is not a multiple of 16 (bf16 wgmma k16)"
-    if layer.spec.rank > W4A8F_MAX_TOTAL_RANK:
-        return f"rank {layer.spec.rank} > {W4A8F_MAX_TOTAL_RANK}"
-    window = rank_window(layer)
-    if window > MAX_RANK:  # the tile's low-rank operands are staged in shared memory
-        return f"rank {window} per 128-channel tile > {MAX_RANK}"
-    return None
+    return _low_rank_refusal(layer, W4A8F_LIMITS)
 
 
 W4A8 = FusedPath(

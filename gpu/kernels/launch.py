@@ -30,10 +30,12 @@ import torch
 
 from gpu.kernels import context
 from gpu.kernels.loader import load_module
+from gpu.kernels.rank_limits import MAX_TOTAL_RANK, W4A8F_MAX_WINDOW
 from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
 from gpu.modules.reference import check_gelu_from
 
-MAX_RANK = 128
+MAX_RANK = 128  # the INT8 W4A8 prologues (kernel A with qmax 127, the K-split one) hold the branch on chip
+_RANK_CHUNK = 128  # INT4 kernel A: rank columns per block; grid.y walks wider branches
 _SUFFIX = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 _QUANT_THREADS, _QUANT_ROWS = 256, 32
 _GEMM_THREADS, _GEMM_BM, _GEMM_BN = 128, 64, 64
@@ -48,9 +50,6 @@ _W4A8F_STAGES = 8
 _W4A8F_Q_STREAM_MAX_K, _W4A8F_Q_THREADS, _W4A8F_Q_BLOCKS_PER_SM = 4096, 256, 6
 _W4A8F_Q_LONG_THREADS = 512
 W4A8F_MAX_K = 16384  # longer rows: a 512-thread block per row, held in registers (4 chunks of 8 per thread)
-# The FP8 GEMM stages only a tile's rank window (at most MAX_RANK columns); the whole rank is a row stride of
-# lact and lora_up (cuBLAS computes lact), so a merged layer's block-diagonal branch may sum to more.
-W4A8F_MAX_TOTAL_RANK = 1024
 # STAGES * (FP8 activations + int4 weights + 16-bit scales) + the full/empty/low-rank mbarriers
 _W4A8F_PIPE_BYTES = _W4A8F_STAGES * (8192 + 4096 + 256) + -(-(2 * _W4A8F_STAGES * 8 + 16) // 128) * 128
 _W4A8F_OUT_STAGE_BYTES = _W4A8F_TILE * (_W4A8F_TILE + 8) * 2  # a tile's 16-bit output, staged (padded rows)
@@ -86,7 +85,7 @@ def gelu_from_arg(gelu_from: int | None, n: int) -> int:
 # (family, kernel name without the dtype suffix, pycuda argument signature)
 _KERNELS = {
     "quant_int4": ("svdq_quant_lora", "svdq_quant_lora_int4", "PPPPPPiiii"),
-    "gemm_w4a4": ("svdq_w4a4_gemm", "svdq_w4a4_gemm", "PPPPPPPPiiiiiii"),
+    "gemm_w4a4": ("svdq_w4a4_gemm", "svdq_w4a4_gemm", "PPPPPPPPPiiiiiii"),
     "quant_int8": ("svdq_quant_lora", "svdq_quant_lora_int8", "PPPPPPiiii"),
     "prologue_int8": ("svdq_w4a8_gemm", "svdq_w4a8_prologue", "PPPPPPiiii"),
     "gemm_w4a8": ("svdq_w4a8_gemm", "svdq_w4a8_gemm", "PPPPPPPPiiiiiiii"),
@@ -94,6 +93,9 @@ _KERNELS = {
     "quant_fp8_long": ("svdq_w4a8_wgmma", "svdq_w4a8f_quant_long", "PPPPiii"),
     "gemm_w4a8f": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm", "PPPPPPPPPiiiii"),  # scales of the output's type
     "gemm_w4a8f_xs": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm_xs", "PPPPPPPPPiiiii"),  # of the other 16-bit type
+    # the same for rank windows past 128 columns (up to W4A8F_MAX_WINDOW)
+    "gemm_w4a8f_wide": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm_wide", "PPPPPPPPPiiiii"),
+    "gemm_w4a8f_wide_xs": ("svdq_w4a8_wgmma", "svdq_w4a8f_gemm_wide_xs", "PPPPPPPPPiiiii"),
     # FLUX block ops and the W4A16 GEMV (section at the end of this module)
     "layernorm_modulate": ("svdq_fused_norm", "svdq_layernorm_modulate", "PPPPiiif"),
     "gate_residual": ("svdq_fused_norm", "svdq_gate_residual", "PPPPiii"),
@@ -194,7 +196,11 @@ class QuantizedAct:
 
 
 def _prologue_inputs(
-    x: torch.Tensor, smooth: torch.Tensor | None, lora_down: torch.Tensor | None, row_stride_ok: bool = False
+    x: torch.Tensor,
+    smooth: torch.Tensor | None,
+    lora_down: torch.Tensor | None,
+    row_stride_ok: bool = False,
+    max_rank: int = MAX_RANK,
 ) -> tuple[torch.Tensor, int, int, int, int]:
     """Shape checks shared by the prologues -> (x, M, K, rank, M_pad). x comes back contiguous, or, with
     ``row_stride_ok``, as it is when only its rows are spaced out (a column slice of a wider tensor) and
@@ -208,8 +214,8 @@ def _prologue_inputs(
     if k % GROUP:
         raise ValueError(f"K={k} is not a multiple of the group size {GROUP}")
     rank = 0 if lora_down is None else int(lora_down.shape[1])
-    if rank > MAX_RANK:
-        raise ValueError(f"rank {rank} > {MAX_RANK}")
+    if rank > max_rank:
+        raise ValueError(f"rank {rank} > {max_rank}")
     _check(smooth, "smooth", (k,), x.dtype, x.device)
     _check(lora_down, "lora_down", (k, rank), x.dtype, x.device)
     return x, m, k, rank, round_up(max(m, 1), PAD_M)
@@ -219,8 +225,8 @@ def quantize_act(
     x: torch.Tensor, smooth: torch.Tensor | None, lora_down: torch.Tensor | None
 ) -> QuantizedAct:
     """Kernel A. x: T [M, K] (T bf16/fp16, contiguous), smooth: T [K] or None, lora_down: T [K, r] or
-    None (r <= 128) -> QuantizedAct."""
-    x, m, k, rank, m_pad = _prologue_inputs(x, smooth, lora_down)
+    None (r <= MAX_TOTAL_RANK; 128 rank columns per block, more in further blocks along grid.y) -> QuantizedAct."""
+    x, m, k, rank, m_pad = _prologue_inputs(x, smooth, lora_down, max_rank=MAX_TOTAL_RANK)
     act = torch.empty((m_pad // 16, k // GROUP, 32, 4), dtype=torch.int32, device=x.device)
     ascale = torch.empty((k // GROUP, m_pad), dtype=x.dtype, device=x.device)
     lact = torch.empty((m_pad, rank), dtype=torch.float32, device=x.device)
@@ -229,7 +235,7 @@ def quantize_act(
     fn = _function("quant_int4", x.device, x.dtype)
     with _on_kernel_stream(x.device) as stream:
         fn.prepared_async_call(
-            (m_pad // _QUANT_ROWS, 1, 1), (_QUANT_THREADS, 1, 1), stream,
+            (m_pad // _QUANT_ROWS, max(1, -(-rank // _RANK_CHUNK)), 1), (_QUANT_THREADS, 1, 1), stream,
             x.data_ptr(), _ptr(smooth), _ptr(lora_down if rank else None),
             act.data_ptr(), ascale.data_ptr(), lact.data_ptr(), m, k, rank, m_pad,
         )  # fmt: skip
@@ -279,6 +285,7 @@ def w4a4_gemm(
     gelu_col = gelu_from_arg(gelu_from, w.n)
     out = _gemm_output(qa, w, out_dtype, out, (qa.m_pad // 16, w.k // GROUP, 32, 4))
     _check(qa.lact, "lact", (qa.m_pad, w.rank), torch.float32, out.device)
+    _check(w.lr_window, "lr_window", (w.n_pad // _GEMM_BN, 2), torch.int32, out.device)
     if qa.m == 0:
         return out
     device, n, k, rank = out.device, w.n, w.k, w.rank
@@ -287,8 +294,8 @@ def w4a4_gemm(
         _function("gemm_w4a4", device, out_dtype).prepared_async_call(
             grid, (_GEMM_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
-            qa.lact.data_ptr(), _ptr(w.lora_up if rank else None), _ptr(w.bias), out.data_ptr(),
-            qa.m, n, k, rank, qa.m_pad, w.n_pad, gelu_col,
+            qa.lact.data_ptr(), _ptr(w.lora_up if rank else None), _ptr(w.lr_window if rank else None),
+            _ptr(w.bias), out.data_ptr(), qa.m, n, k, rank, qa.m_pad, w.n_pad, gelu_col,
         )  # fmt: skip
     return out
 
@@ -421,11 +428,10 @@ def w4a8f_gemm(
     if out_dtype not in _SUFFIX:
         raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
     gelu_col = gelu_from_arg(gelu_from, n)
-    if n % 8 or rank % 16 or rank > W4A8F_MAX_TOTAL_RANK:
-        raise ValueError(f"N={n} must be a multiple of 8 and rank={rank} a multiple of 16 up to "
-                         f"{W4A8F_MAX_TOTAL_RANK}")  # fmt: skip
-    if rank > MAX_RANK and w.max_window > MAX_RANK:
-        raise ValueError(f"rank windows up to {w.max_window} columns: the kernel stages at most {MAX_RANK}")
+    if n % 8 or rank % 16 or rank > MAX_TOTAL_RANK:
+        raise ValueError(f"N={n} must be a multiple of 8 and rank={rank} a multiple of 16 up to {MAX_TOTAL_RANK}")
+    if w.max_window > W4A8F_MAX_WINDOW:
+        raise ValueError(f"rank windows up to {w.max_window} columns: the kernel stages at most {W4A8F_MAX_WINDOW}")
     tiles = w.n_pad // _W4A8F_TILE
     _check(qa.act, "act", (qa.m_pad // _W4A8F_TILE, k // GROUP, _W4A8F_TILE * GROUP), torch.uint8, device)
     _check(qa.ascale, "ascale", (qa.m_pad,), torch.float32, device)
@@ -447,9 +453,13 @@ def w4a8f_gemm(
     _check(out, "out", (qa.m, n), out_dtype, device)
     if qa.m == 0:
         return out
-    name = "gemm_w4a8f" if w.wscale.dtype == out_dtype else "gemm_w4a8f_xs"
+    # max_window is the repack's word for lr_window (checking it here would take a device sync): it picks the
+    # instantiation, and the shared memory is sized by the rank, which bounds every window whatever lr_window holds
+    # (one block per SM runs either way).
+    wide = w.max_window > _W4A8F_TILE
+    name = ("gemm_w4a8f_wide" if wide else "gemm_w4a8f") + ("" if w.wscale.dtype == out_dtype else "_xs")
     fn = _function(name, device, out_dtype)
-    smem = _w4a8f_smem(min(rank, MAX_RANK))  # no window is wider than either
+    smem = _w4a8f_smem(min(rank, W4A8F_MAX_WINDOW if wide else _W4A8F_TILE))
     # Persistent: one block per SM walks the tiles (channel tile fastest), so its producer streams the next
     # tile's stages while the consumers finish the current one.
     n_tiles = tiles * (qa.m_pad // _W4A8F_TILE)
@@ -458,7 +468,7 @@ def w4a8f_gemm(
         if key not in _smem_opt_in:  # more than 48 KiB of dynamic shared memory needs an opt-in
             import pycuda.driver as drv
 
-            max_smem = _w4a8f_smem(MAX_RANK)
+            max_smem = _w4a8f_smem(W4A8F_MAX_WINDOW)
             fn.set_attribute(drv.function_attribute.MAX_DYNAMIC_SHARED_SIZE_BYTES, max_smem)
             _smem_opt_in.add(key)
         fn.prepared_async_call(

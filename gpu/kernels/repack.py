@@ -9,6 +9,7 @@ Fragment layout (``kernels_cu/svdq_w4a4_gemm.cu``), N padded to a multiple of 64
             32-bit word with element j in bits 4j..4j+3, so repacking only permutes whole words.
     wscale  T [K/64, N_pad]   group-major so one group's scales for a tile are contiguous.
     lora_up T [N_pad, r], bias T [N_pad] (zero padded), lora_down T [K, r], smooth T [K] (contiguous).
+    lr_window int32 [N_pad/64, 2]: per 64-channel block, the rank columns its lora_up rows use (rank_windows).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class PackedWeights:
     rank: int
     n_pad: int
     key: tuple  # identity + version of the source buffers, to notice in-place weight updates
+    lr_window: torch.Tensor | None = None  # int32 [N_pad/64, 2] (rank_windows, step 1), None for rank 0
 
 
 def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
@@ -85,11 +87,13 @@ def repack_layer(layer: torch.nn.Module, device: torch.device | None = None) -> 
     lora_down, lora_up, rank, smooth = _low_rank_parts(layer)
     bias = layer.bias
     wscale = _pad_rows(layer.wscales.to(device=device, dtype=dtype), n_pad).t().contiguous()
+    up = _pad_rows(lora_up.to(device=device, dtype=dtype), n_pad) if rank else None
     return PackedWeights(
         wgt=repack_qweight(qweight, n_pad),
         wscale=wscale,
         lora_down=lora_down.to(dtype).contiguous() if rank else None,
-        lora_up=_pad_rows(lora_up.to(dtype), n_pad) if rank else None,
+        lora_up=up,
+        lr_window=rank_windows(up, PAD_N, step=1) if rank else None,
         bias=_pad_rows(bias.to(dtype), n_pad) if bias is not None else None,
         smooth=smooth.to(dtype).contiguous() if smooth is not None else None,
         n=n,

@@ -10,9 +10,9 @@
    the merged layer is the members' rows stacked (codes, group scales, bias), one ``smooth``, low-rank down
    projections concatenated along r and up projections block-diagonal (rank = sum of the members' ranks).
    Groups whose smoothing differs (a per-layer calibrated checkpoint) stay separate; so do groups whose
-   summed rank exceeds the kernels' limit (``MAX_KERNEL_RANK``), where the single blocks fall back to
-   fusing Q/K/V only. What happened is in ``fusion_report`` (module level, last call) and
-   ``model.fusion_report``.
+   low-rank branch the serving kernels cannot run (``gpu.kernels.rank_limits``: e.g. wider than 240 rank
+   columns in one 128-channel tile on Hopper), where the single blocks fall back to fusing Q/K/V only. What
+   happened is in ``fusion_report`` (module level, last call) and ``model.fusion_report``.
 2. Blocks run the elementwise chain through ``gpu.modules.fused_ops`` (``layernorm_modulate``,
    ``gate_residual``, ``qk_norm_rope``, ``w4a16_gemv`` for the adaLN linears; a plain PyTorch stand-in with
    the same API when that module is absent) and attention through ``F.scaled_dot_product_attention``. Single
@@ -50,15 +50,16 @@ from diffusers.models.transformers.transformer_flux import (
 from torch import nn
 
 from gpu.adapters.flux import FLUX
+from gpu.kernels.rank_limits import INT4_LIMITS, W4A8F_LIMITS, RankLimits, low_rank_refusal
 from gpu.kernels.repack import carry_offload_mark
 from gpu.lora.apply import carry_lora_bases, hand_back_lora_base
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.reference import gelu_columns_
 from gpu.modules.svdq_linear import SVDQLinear
 
-# The fused kernels refuse layers of rank > 128 (gpu.kernels.backend.layer_refusal): a merged layer above it
-# would run the slow PyTorch reference, so such groups are not merged.
-MAX_KERNEL_RANK = 128
+# A merged layer the kernels refuse (gpu.kernels.rank_limits) would run the slow PyTorch reference, so such
+# groups are not merged; no limit at all for merges the caller has already checked.
+_UNLIMITED = RankLimits(max_window=None, max_total=1 << 30)
 
 # What the last ``fuse_flux_transformer`` call did (also stored on the model as ``fusion_report``).
 fusion_report: dict[str, Any] = {}
@@ -178,10 +179,10 @@ def ops_name() -> str:
 # -- merging linears ----------------------------------------------------------------------------------------
 
 
-def merge_refusal(layers: Sequence[nn.Module], max_rank: int = MAX_KERNEL_RANK, windowed: bool = False) -> str | None:
-    """Why ``layers`` cannot be merged into one exact ``SVDQLinear``, or None when they can. ``windowed``: the
-    kernels multiply each 128-channel tile's own rank columns (the Hopper FP8 GEMM), so ``max_rank`` bounds
-    that window, not the summed rank."""
+def merge_refusal(layers: Sequence[nn.Module], limits: RankLimits = INT4_LIMITS) -> str | None:
+    """Why ``layers`` cannot be merged into one exact ``SVDQLinear``, or None when they can. ``limits``: the
+    low-rank branch the kernels that will run the merged layer take (its block-diagonal up projection is bounded
+    per channel tile, so LoRA-widened members still merge)."""
     if not all(isinstance(m, SVDQLinear) for m in layers):
         kinds = sorted({type(m).__name__ for m in layers})
         return f"not all SVDQLinear ({', '.join(kinds)})"
@@ -200,20 +201,8 @@ def merge_refusal(layers: Sequence[nn.Module], max_rank: int = MAX_KERNEL_RANK, 
         return "global scales (NVFP4) would have to match; not merged"
     if first.spec.smooth and not all(torch.equal(m.smooth, first.smooth) for m in layers[1:]):
         return "smoothing vectors differ (each layer was calibrated on its own)"
-    total = sum(m.spec.rank for m in layers)
-    ranks = "+".join(str(m.spec.rank) for m in layers)
-    if windowed:
-        from gpu.kernels.launch import W4A8F_MAX_TOTAL_RANK
-        from gpu.kernels.repack import W4A8F_TILE, largest_rank_window
-
-        window = largest_rank_window([(m.out_features, m.spec.rank) for m in layers], W4A8F_TILE)
-        if window > max_rank:
-            return f"ranks {ranks}: {window} in one 128-channel tile exceeds the kernels' limit {max_rank}"
-        if total > W4A8F_MAX_TOTAL_RANK:
-            return f"summed rank {ranks} = {total} exceeds the kernels' limit {W4A8F_MAX_TOTAL_RANK}"
-    elif total > max_rank:
-        return f"summed rank {ranks} = {total} exceeds the kernels' limit {max_rank}"
-    return None
+    why = low_rank_refusal([(m.out_features, m.spec.rank) for m in layers], limits)
+    return f"merged branch: {why}" if why else None
 
 
 @torch.no_grad()
@@ -223,7 +212,7 @@ def merge_svdq_linears(layers: Sequence[SVDQLinear]) -> SVDQLinear:
     Output rows follow ``layers``' order. Low-rank: lora_down [K, sum r] = cat along r; lora_up
     [sum N, sum r] block-diagonal, so member i's rows only see its own r_i columns. Call only when
     ``merge_refusal(layers)`` is None."""
-    why = merge_refusal(layers, max_rank=1 << 30)
+    why = merge_refusal(layers, _UNLIMITED)
     if why:
         raise ValueError(f"cannot merge: {why}")
     first = layers[0]
@@ -293,13 +282,11 @@ def unmerge_svdq_linear(merged: SVDQLinear) -> list[SVDQLinear]:
     return members
 
 
-def _try_merge(
-    parent: nn.Module, members: Sequence[str], new_name: str, max_rank: int, windowed: bool
-) -> str | None:
+def _try_merge(parent: nn.Module, members: Sequence[str], new_name: str, limits: RankLimits) -> str | None:
     """Merge ``parent.<members>`` (dotted paths) into ``parent.<new_name>`` and delete them; returns the
     refusal reason (nothing changed) or None."""
     layers = [parent.get_submodule(m) for m in members]
-    why = merge_refusal(layers, max_rank, windowed)
+    why = merge_refusal(layers, limits)
     if why:
         return why
     merged = merge_svdq_linears(layers)
@@ -688,19 +675,16 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
             self.__dict__.pop(name, None)
 
 
-def fuse_flux_transformer(
-    model: FluxTransformer2DModel, max_rank: int = MAX_KERNEL_RANK, windowed: bool | None = None
-) -> FluxTransformer2DModel:
+def fuse_flux_transformer(model: FluxTransformer2DModel, limits: RankLimits | None = None) -> FluxTransformer2DModel:
     """Rewrite an SVDQ-quantized ``FluxTransformer2DModel`` in place for fused execution; returns it.
 
     Works on any FluxTransformer2DModel (non-quantized linears simply stay separate); see the module
-    docstring for what changes and ``fusion_report`` for what was merged. ``windowed`` (default: whether the
-    Hopper FP8 kernels serve the model's W4A4 layers): ``max_rank`` bounds each 128-channel tile's rank
-    window instead of a merged layer's summed rank (``merge_refusal``), so LoRA-widened members still merge."""
+    docstring for what changes and ``fusion_report`` for what was merged. ``limits``: the low-rank branch a merged
+    layer may carry (``merge_refusal``); default: those of the kernels that serve the model's W4A4 layers."""
     if not isinstance(model, FluxTransformer2DModel):
         raise TypeError(f"expected a FluxTransformer2DModel, got {type(model).__name__}")
-    if windowed is None:
-        windowed = _windowed_kernels_serve(model)
+    if limits is None:
+        limits = _serving_kernel_limits(model)
     groups: list[dict[str, Any]] = []
 
     def record(name: str, members: Sequence[str], why: str | None, note: str | None = None) -> None:
@@ -710,7 +694,7 @@ def fuse_flux_transformer(
         if not isinstance(block, FusedFluxTransformerBlock):
             for new, members in (("to_qkv", ("to_q", "to_k", "to_v")),
                                  ("to_added_qkv", ("add_q_proj", "add_k_proj", "add_v_proj"))):  # fmt: skip
-                why = _try_merge(block.attn, members, new, max_rank, windowed)
+                why = _try_merge(block.attn, members, new, limits)
                 record(f"transformer_blocks.{i}.attn.{new}", [f"attn.{m}" for m in members], why)
             block.attn.fused_projections = "to_qkv" in block.attn._modules  # diffusers' flag for these names
             block.__class__ = FusedFluxTransformerBlock
@@ -718,11 +702,11 @@ def fuse_flux_transformer(
         if not isinstance(block, FusedFluxSingleTransformerBlock):
             prefix = f"single_transformer_blocks.{i}"
             members = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
-            why = _try_merge(block, members, "proj_qkv_mlp", max_rank, windowed)
+            why = _try_merge(block, members, "proj_qkv_mlp", limits)
             if why is None:
                 record(f"{prefix}.proj_qkv_mlp", members, None)
-            elif _try_merge(block.attn, ("to_q", "to_k", "to_v"), "to_qkv", max_rank, windowed) is None:
-                # e.g. rank 4r > 128 but 3r fits: Q/K/V merged, proj_mlp kept as it was
+            elif _try_merge(block.attn, ("to_q", "to_k", "to_v"), "to_qkv", limits) is None:
+                # e.g. 4 members' branches too wide but 3 fit: Q/K/V merged, proj_mlp kept as it was
                 record(f"{prefix}.attn.to_qkv", members[:3], None, f"proj_mlp kept separate: {why}")
             else:
                 record(f"{prefix}.proj_qkv_mlp", members, why)
@@ -730,22 +714,23 @@ def fuse_flux_transformer(
     model.__class__ = FusedFluxTransformer2DModel
     model.cuda_graphs = True
     model.max_cuda_graphs = 1
-    report = _summarize(groups, max_rank)
-    report["rank_limit"] = f"{max_rank} per 128-channel tile" if windowed else f"{max_rank} per layer"
+    report = _summarize(groups)
+    report["rank_limit"] = limits.describe()
     model.fusion_report = report
     fusion_report.clear()
     fusion_report.update(report)
     return model
 
 
-def _windowed_kernels_serve(model: nn.Module) -> bool:
-    """Whether the Hopper FP8 kernels, which stage only each tile's rank window, run ``model``'s W4A4 layers."""
+def _serving_kernel_limits(model: nn.Module) -> RankLimits:
+    """The rank limits of the kernels that run ``model``'s W4A4 layers: the Hopper FP8 GEMM's when it serves them,
+    else the INT4 kernels' (also on CPU, where the limits only keep merges the laptop kernels could run)."""
     layer = next((m for m in model.modules() if isinstance(m, SVDQLinear) and m.spec.act_format is not None), None)
     if layer is None or layer.compute_device.type != "cuda":
-        return False
+        return INT4_LIMITS
     from gpu.kernels.backend import W4A8
 
-    return W4A8.refuses(layer, layer.compute_device) is None
+    return W4A8F_LIMITS if W4A8.refuses(layer, layer.compute_device) is None else INT4_LIMITS
 
 
 def unfuse_flux_transformer(model: nn.Module) -> nn.Module:
@@ -770,7 +755,7 @@ def unfuse_flux_transformer(model: nn.Module) -> nn.Module:
     return model
 
 
-def _summarize(groups: list[dict[str, Any]], max_rank: int) -> dict[str, Any]:
+def _summarize(groups: list[dict[str, Any]]) -> dict[str, Any]:
     fused = [g for g in groups if g["fused"]]
     reasons: dict[str, int] = {}
     for g in groups:
@@ -778,7 +763,6 @@ def _summarize(groups: list[dict[str, Any]], max_rank: int) -> dict[str, Any]:
             reasons[g["reason"]] = reasons.get(g["reason"], 0) + 1
     return {
         "ops": ops_name(),
-        "max_kernel_rank": max_rank,
         "merged": len(fused),
         "kept_separate": len(groups) - len(fused),
         "reasons": reasons,

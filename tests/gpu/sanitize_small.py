@@ -20,21 +20,24 @@ from gpu.kernels.repack import packed_for, packed_w4a8f_for  # noqa: E402
 
 gen = torch.Generator().manual_seed(1)
 for m, k, n, rank, dtype in [(1, 64, 8, 16, torch.bfloat16), (7, 192, 136, 32, torch.float16),
-                             (70, 320, 200, 128, torch.bfloat16), (65, 128, 64, 0, torch.bfloat16)]:
+                             (70, 320, 200, 128, torch.bfloat16), (65, 128, 64, 0, torch.bfloat16),
+                             (33, 192, 136, 272, torch.float16)]:  # 272: three prologue blocks per row
     layer = random_layer(k, n, rank, dtype, gen, bias=rank != 0)
     y = svdq_linear_forward(random_x(m, k, dtype, gen), packed_for(layer))
     for gelu_from in (0, n // 2):
         svdq_linear_forward(random_x(m, k, dtype, gen), packed_for(layer), gelu_from=gelu_from)
-    if torch.cuda.get_device_capability()[0] == 9:  # the W4A8 path serves Hopper only
+    # the INT8 W4A8 path (Hopper only) holds at most 128 rank columns
+    if torch.cuda.get_device_capability()[0] == 9 and rank <= 128:
         w = packed_for(layer)
         svdq_linear_forward_w4a8(random_x(m, k, dtype, gen), w, gelu_from=0)
         qa = quantize_act_int8(random_x(m, k, dtype, gen), w.smooth, w.lora_down, kernel="kernel_a")
         w4a8_gemm(qa, w, dtype)
 hopper = torch.cuda.get_device_capability()[0] == 9
-# FP8 wgmma path (sm_90a): warp-row prologue (K <= 4096) and block-row prologue (K > 4096), ranks 0..128,
+# FP8 wgmma path (sm_90a): warp-row prologue (K <= 4096) and block-row prologue (K > 4096), ranks 0..240,
 # a partial last token tile and a partial channel tile.
 for m, k, n, rank, dtype in [(1, 64, 8, 16, torch.bfloat16), (130, 320, 200, 128, torch.float16),
-                             (129, 4160, 136, 32, torch.bfloat16), (64, 128, 64, 0, torch.bfloat16)]:
+                             (129, 4160, 136, 32, torch.bfloat16), (64, 128, 64, 0, torch.bfloat16),
+                             (70, 192, 136, 240, torch.bfloat16)]:  # the widest window: two wgmma runs
     if not hopper:
         break
     layer = random_layer(k, n, rank, dtype, gen, bias=rank != 0)

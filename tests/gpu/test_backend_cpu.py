@@ -20,8 +20,8 @@ def test_refusals_are_human_readable():
     assert backend.refuses(_layer(w4a4), torch.device("cpu")) == "device is CPU, not a CUDA GPU"
     w4a16 = LayerSpec("rtn", "int4", None, 0, False)
     assert "INT4 W4A4 only" in backend.refuses(_layer(w4a16), torch.device("cpu"))
-    assert "rank 256 > 128" in backend.refuses(_layer(LayerSpec("svdquant", "int4", "int4", 256, True)),
-                                               torch.device("cpu"))
+    assert "rank 1040 > 1024" in backend.refuses(_layer(LayerSpec("svdquant", "int4", "int4", 1040, True)),
+                                                 torch.device("cpu"))
     layer = _layer(w4a4)
     y = layer(torch.randn(3, 128, dtype=torch.bfloat16))
     assert y.shape == (3, 64) and "PyTorch reference on CPU" in layer.last_path
@@ -117,23 +117,35 @@ def test_largest_rank_window_of_merged_members_bounds_rank_windows():
 
 
 def test_rank_limits_of_each_path():
-    """INT4 W4A4 stages the whole branch on chip (rank <= 128); the Hopper FP8 GEMM only each tile's window, so a
-    merged layer of LoRA-widened members (3 x 48 = 144) passes there while one 144-wide member does not."""
+    """Both GEMMs walk only each tile's rank window; INT4 W4A4 bounds just the total (its prologue takes 128 rank
+    columns per block, more blocks for more), the Hopper FP8 GEMM also a tile's window (staged whole in shared
+    memory, <= 240). So a rank-32 layer with a rank-128 LoRA (160) runs on both, and a merged layer of
+    LoRA-widened members (3 x 48 = 144) too; a merge that puts 256 columns in one 128-channel tile only on INT4."""
     from gpu.kernels.backend import INT4, W4A8
+    from gpu.kernels.rank_limits import INT4_LIMITS, W4A8F_LIMITS
     from gpu.models.flux_fused import merge_refusal, merge_svdq_linears
 
-    spec = LayerSpec("svdquant", "int4", "int4", 48, True)
-    members = [SVDQLinear(128, 256, spec, dtype=torch.bfloat16) for _ in range(3)]
-    for m in members:
-        m.smooth.fill_(1.0)
-    assert "144 exceeds" in merge_refusal(members) and merge_refusal(members, windowed=True) is None
+    def layers(n: int, rank: int, count: int) -> list[SVDQLinear]:
+        out = [SVDQLinear(128, n, LayerSpec("svdquant", "int4", "int4", rank, True), dtype=torch.bfloat16)
+               for _ in range(count)]  # fmt: skip
+        for m in out:
+            m.smooth.fill_(1.0)
+        return out
+
+    members = layers(256, 48, 3)
+    assert merge_refusal(members, INT4_LIMITS) is None and merge_refusal(members, W4A8F_LIMITS) is None
     merged = merge_svdq_linears(members)
-    assert merged.spec.rank == 144 and backend.rank_window(merged) == 48
-    assert INT4.shape_refusal(merged) == "rank 144 > 128" and W4A8.shape_refusal(merged) is None
-    wide = SVDQLinear(128, 256, LayerSpec("svdquant", "int4", "int4", 144, True), dtype=torch.bfloat16)
-    assert "144 per 128-channel tile > 128" in W4A8.shape_refusal(wide)
-    too_wide = [SVDQLinear(128, 64, LayerSpec("svdquant", "int4", "int4", 96, True), dtype=torch.bfloat16)
-                for _ in range(2)]  # fmt: skip  (both members in one tile: a 192-wide window)
-    for m in too_wide:
-        m.smooth.fill_(1.0)
-    assert "192 in one 128-channel tile" in merge_refusal(too_wide, windowed=True)
+    assert merged.spec.rank == 144 and backend.low_rank_members(merged) == [(256, 48)] * 3
+    assert INT4.shape_refusal(merged) is None and W4A8.shape_refusal(merged) is None
+    (lora_128,) = layers(256, 160, 1)  # rank 32 + a rank-128 LoRA
+    assert INT4.shape_refusal(lora_128) is None and W4A8.shape_refusal(lora_128) is None
+    (too_wide,) = layers(256, 256, 1)
+    assert INT4.shape_refusal(too_wide) is None
+    assert W4A8.shape_refusal(too_wide) == "256 rank columns in one 128-channel tile > 240"
+    shared_tile = layers(64, 128, 2)  # both members in one 128-channel tile: a 256-wide window
+    assert merge_refusal(shared_tile, INT4_LIMITS) is None
+    assert merge_refusal(shared_tile, W4A8F_LIMITS) == (
+        "merged branch: ranks 128+128: 256 rank columns in one 128-channel tile > 240")
+    assert "rank 1152 > 1024" in merge_refusal(layers(64, 384, 3), INT4_LIMITS)
+    assert INT4.shape_refusal(merge_svdq_linears(shared_tile)) is None
+    assert "256 rank columns" in W4A8.shape_refusal(merge_svdq_linears(shared_tile))

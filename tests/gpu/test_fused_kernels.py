@@ -80,6 +80,64 @@ def test_linear_matches_reference(m, k, n, rank, dtype, gen):
     assert e <= 1e-3, e
 
 
+WIDE_CASES = [(300, 320, 384, 160, torch.bfloat16), (77, 3072, 3072, 256, torch.float16),
+              (4608, 3072, 3072, 400, torch.bfloat16)]  # fmt: skip
+
+
+@pytest.mark.parametrize("m,k,n,rank,dtype", WIDE_CASES)
+def test_branches_wider_than_one_prologue_block(m, k, n, rank, dtype, gen):
+    """Ranks past the 128 columns one prologue block holds (a rank-32 layer with a rank-128 LoRA: 160; 400 takes
+    4 blocks per row): the extra blocks along grid.y write their lact columns and leave the codes and scales to
+    block 0, and the GEMM walks the whole branch."""
+    from gpu.kernels.launch import quantize_act, w4a4_gemm
+    from gpu.kernels.repack import act_fragments_to_codes, packed_for
+
+    layer = random_layer(k, n, rank, dtype, gen)
+    x = random_x(m, k, dtype, gen)
+    packed = packed_for(layer)
+    poison_allocator(max(m, 64) * max(k, rank) * 4)
+    qa = quantize_act(x, packed.smooth, packed.lora_down)
+    y = w4a4_gemm(qa, packed, dtype)
+    torch.cuda.synchronize()
+    _, y_ref32, codes, scales = reference_parts(layer, x)
+    assert torch.equal(act_fragments_to_codes(qa.act, qa.m_pad, k).cpu()[:m], codes)
+    assert torch.equal(qa.ascale.t().cpu()[:m].view(torch.int16), scales.view(torch.int16))
+    lact_ref = exact_act_quant(x, layer.smooth, dtype)[0].double() @ layer.lora_down.double().cpu()
+    assert rel_err(qa.lact[:m].cpu(), lact_ref) < 1e-5 and not qa.lact[m:].any()
+    assert not torch.isnan(y).any(), "unwritten (poisoned) outputs"
+    e = rel_err(y, y_ref32.to(dtype))
+    REPORT.append(f"wide branch M={m} K={k} N={n} r={rank}: rel={e:.2e}")
+    assert e <= 1e-3, e
+
+
+def test_rank_windows_of_a_merged_layer(gen):
+    """A merged Q/K/V-like layer of LoRA-widened members (48 + 64 + 48 + 0 = 160 rank columns): each 64-channel
+    block walks only its member's columns, which gives the bits of the full-depth up projection."""
+    from gpu.kernels.launch import svdq_linear_forward
+    from gpu.kernels.repack import packed_for
+    from gpu.models.flux_fused import merge_svdq_linears
+
+    members = [random_layer(320, n, r, torch.bfloat16, gen) for n, r in ((128, 48), (192, 64), (100, 48), (92, 0))]
+    for m in members[1:]:
+        m.smooth.copy_(members[0].smooth)  # merging needs one smoothing vector
+    merged = merge_svdq_linears(members)
+    packed = packed_for(merged)
+    # 64-channel blocks: member 0 has blocks 0-1, member 1 blocks 2-4, member 2 rows 320-419 (blocks 5-6, block 6
+    # shared with member 3, rank 0), block 7 is member 3's and the padding
+    windows = packed.lr_window.tolist()
+    assert windows == [[0, 48], [0, 48], [48, 64], [48, 64], [48, 64], [112, 48], [112, 48], [0, 0]], windows
+    full = dataclasses.replace(
+        packed, lr_window=torch.tensor([[0, packed.rank]] * len(windows), dtype=torch.int32, device="cuda")
+    )
+    x = random_x(300, 320, torch.bfloat16, gen)
+    y = svdq_linear_forward(x, packed)
+    y_full = svdq_linear_forward(x, full)
+    torch.cuda.synchronize()
+    assert torch.equal(y, y_full)
+    _, y_ref32, _, _ = reference_parts(merged, x)
+    assert rel_err(y, y_ref32.to(torch.bfloat16)) <= 1e-3
+
+
 def test_gelu_epilogue(gen):
     from gpu.kernels.launch import svdq_linear_forward
     from gpu.kernels.repack import packed_for

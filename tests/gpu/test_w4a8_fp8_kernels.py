@@ -26,7 +26,7 @@ from kernel_cases import (
     sweep_cases,
 )
 
-from gpu.modules.reference import FP8_ROW, fp8_row_grouped_dot, quantize_fp8_row
+from gpu.modules.reference import FP8_ROW, fp8_row_grouped_dot, quantize_fp8_row, smoothed_lora_down
 
 pytestmark = [
     pytest.mark.gpu,
@@ -123,6 +123,54 @@ def test_w4a8f_merged_rank_above_128_with_narrow_windows(gen):
     e = rel_err(y, merged.forward_reference(x, act_format=FP8_ROW))
     REPORT.append(f"merged rank 208 (windows <= 64): rel={e:.2e}")
     assert e <= 4e-3, e
+
+
+@pytest.mark.parametrize("rank", [144, 240])
+def test_w4a8f_windows_wider_than_128(rank, gen):
+    """A rank-32 layer with a rank-112 or rank-208 LoRA: the tile's window (> 128 columns) is staged whole and
+    multiplied in two runs (the first 128 columns, then the rest, accumulating); dispatch picks the kernels."""
+    from gpu.kernels.launch import svdq_linear_forward_w4a8f
+    from gpu.kernels.repack import packed_w4a8f_for
+
+    layer = random_layer(320, 384, rank, torch.bfloat16, gen)
+    packed = packed_w4a8f_for(layer)
+    assert packed.max_window == rank
+    x = random_x(300, 320, torch.bfloat16, gen)
+    poison_allocator(300 * 384 * 4)
+    y = svdq_linear_forward_w4a8f(x, packed)
+    with torch.inference_mode():
+        y_dispatch = layer(x)
+    torch.cuda.synchronize()
+    assert "W4A8 FP8" in layer.last_path, layer.last_path
+    assert torch.equal(y, y_dispatch) and not torch.isnan(y).any()
+    ref = layer.forward_reference(x, act_format=FP8_ROW)
+    e = rel_err(y, ref.to(torch.bfloat16))
+    REPORT.append(f"window {rank}: rel={e:.2e}")
+    assert e <= 4e-3, e
+    # the columns past the first 128 weigh far more than the tolerance: leaving them out would fail above
+    tail = (x.float() @ smoothed_lora_down(layer.lora_down, layer.smooth).float())[:, 128:]
+    assert float((tail @ layer.lora_up[:, 128:].float().T).norm() / ref.norm()) > 10 * 4e-3
+
+
+def test_w4a8f_merged_windows_wider_than_128_keep_the_full_depth_bits(gen):
+    """Merged members with 160- and 32-column windows (and a tile shared by both: 192): windowed bits equal the
+    full-depth product's."""
+    from gpu.kernels.launch import svdq_linear_forward_w4a8f
+    from gpu.kernels.repack import packed_w4a8f_for
+    from gpu.models.flux_fused import merge_svdq_linears
+
+    members = [random_layer(256, n, r, torch.bfloat16, gen) for n, r in ((192, 160), (192, 32))]
+    members[1].smooth.copy_(members[0].smooth)
+    merged = merge_svdq_linears(members)
+    packed = packed_w4a8f_for(merged)
+    assert packed.lr_window.tolist() == [[0, 160], [0, 192], [160, 32]]
+    full = dataclasses.replace(packed, lr_window=torch.tensor([[0, 192]] * 3, dtype=torch.int32, device="cuda"),
+                               max_window=192)
+    x = random_x(200, 256, torch.bfloat16, gen)
+    y, y_full = svdq_linear_forward_w4a8f(x, packed), svdq_linear_forward_w4a8f(x, full)
+    torch.cuda.synchronize()
+    assert torch.equal(y, y_full)
+    assert rel_err(y, merged.forward_reference(x, act_format=FP8_ROW).to(torch.bfloat16)) <= 4e-3
 
 
 def test_w4a8f_persistent_blocks_walk_every_tile(gen):
