@@ -53,6 +53,18 @@ def test_forced_block_by_block_encoders_make_the_same_image(tmp_path):
     assert Image.open(tmp_path / "blocks" / "image.png").tobytes() == plain
 
 
+def test_a_lora_on_every_layer_is_applied_and_reported(tmp_path):
+    """``--lora-rank``: the transformer carries the LoRA (bigger, another image) and the report says so."""
+    assert main(["--tiny", "--out", str(tmp_path / "plain"), "--no-warmup", "--steps", "2"]) == 0
+    assert main(["--tiny", "--out", str(tmp_path / "lora"), "--no-warmup", "--steps", "2", "--lora-rank", "16"]) == 0
+    plain, lora = _report(tmp_path / "plain"), _report(tmp_path / "lora")
+    assert plain["lora_rank"] == 0 and lora["lora_rank"] == 16 and lora["completed"]
+    assert lora["transformer_weight_gib"] > plain["transformer_weight_gib"]
+    assert "rank-16 LoRA on every W4A4 linear" in (tmp_path / "lora" / "flux_pipeline_16gb.md").read_text()
+    image = Image.open(tmp_path / "lora" / "image.png").tobytes()
+    assert image != Image.open(tmp_path / "plain" / "image.png").tobytes()
+
+
 def test_out_of_memory_is_reported_with_its_stage(tmp_path, monkeypatch):
     import torch
 

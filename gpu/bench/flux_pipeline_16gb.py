@@ -18,7 +18,8 @@ weights: noise, but finite) atomically. Exit status 0 when the image was made, 1
 memory (the report says which), 2 on bad arguments.
 
 ``--text-encoders`` forces a placement instead of the policy's (``gpu``, ``whole``, ``by-block``, ``cpu``) to
-compare plans under the same cap.
+compare plans under the same cap. ``--lora-rank R`` puts a random rank-R LoRA on every W4A4 linear after the
+policy is chosen (as a LoRA added in the app would be), before the transformer is fused.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--size", type=int, default=None, help="image side (default 1024; 64 with --tiny)")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--rank", type=int, default=32, help="low-rank branch of the SVDQ layers")
+    ap.add_argument("--lora-rank", type=int, default=0,
+                    help="a random LoRA of this rank on every W4A4 linear (0: none)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--prompt", default=DEFAULT_PROMPT)
     ap.add_argument("--no-warmup", dest="warmup", action="store_false",
@@ -142,6 +145,11 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
     if device.type == "cuda":
         torch.cuda.empty_cache()
     transformer = build_quantized_flux(config, device, dtype, rank=args.rank, seed=args.seed)
+    if args.lora_rank:
+        from gpu.bench.flux_random import random_lora_deltas
+        from gpu.lora.apply import apply_deltas
+
+        apply_deltas(random_lora_deltas(transformer, args.lora_rank, args.seed))
     pipe = FluxPipeline(
         scheduler=rte.build_scheduler(), vae=vae, text_encoder=clip, tokenizer=clip_tok, text_encoder_2=t5,
         tokenizer_2=t5_tok, transformer=transformer,
@@ -216,7 +224,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"- device: {r['device_name']}; usable memory simulated: {_na(r['budget_gib'])} GiB",
         f"- policy: **{pol.get('name', '?')}**: {pol.get('description', '')}",
         f"- image: {r['size']}x{r['size']}, {r['steps']} steps; "
-        f"transformer weights {r.get('transformer_weight_gib')} GiB",
+        f"transformer weights {r.get('transformer_weight_gib')} GiB"
+        + (f" (with a random rank-{r['lora_rank']} LoRA on every W4A4 linear)" if r.get("lora_rank") else ""),
         f"- peak GPU: allocated **{_na(r.get('peak_allocated_gib'))} GiB**, "
         f"reserved **{_na(r.get('peak_reserved_gib'))} GiB**",
         f"- execution path: {r.get('execution_path', '?')}; fused blocks: {r.get('fused_blocks', '?')}",
@@ -258,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cuda", torch.cuda.current_device())
     dtype = torch.bfloat16
     report: dict[str, Any] = {
-        "tiny": args.tiny, "size": args.size, "steps": args.steps, "rank": args.rank, "prompt": args.prompt,
+        "tiny": args.tiny, "size": args.size, "steps": args.steps, "rank": args.rank, "lora_rank": args.lora_rank,
+        "prompt": args.prompt,
         "device": str(device), "completed": False, "python": platform.python_version(), "torch": torch.__version__,
     }  # fmt: skip
     budget = None

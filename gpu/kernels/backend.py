@@ -168,8 +168,6 @@ def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:
         return f"in_features {layer.in_features} > {W4A8F_MAX_K}"
     if layer.out_features % 8:
         return f"out_features {layer.out_features} is not a multiple of 8 (FP8 kernel stores 16-byte rows)"
-    if layer.spec.rank % 16:
-        return f"rank {layer.spec.rank} is not a multiple of 16 (bf16 wgmma k16)"
     return _low_rank_refusal(layer, W4A8F_LIMITS)
 
 

@@ -55,6 +55,15 @@ def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     return out
 
 
+def _pad_cols(t: torch.Tensor, cols: int) -> torch.Tensor:
+    """t: [R, C] -> [R, cols] zero padded, contiguous."""
+    if t.shape[1] == cols:
+        return t.contiguous()
+    out = torch.zeros((t.shape[0], cols), dtype=t.dtype, device=t.device)
+    out[:, : t.shape[1]] = t
+    return out
+
+
 def repack_qweight(qweight: torch.Tensor, n_pad: int) -> torch.Tensor:
     """qweight: uint8 [N, K/2] canonical -> int32 [N_pad/8, K/64, 32, 2] B-fragment order."""
     n, half_k = qweight.shape
@@ -188,7 +197,7 @@ class PackedW4A8F:
     wgt: torch.Tensor  # uint8 [N_pad/128, K/64, 4096] sign/magnitude nibbles in A-fragment order
     wscale: torch.Tensor  # S [N_pad/128, K/64, 128] = sw exactly, S = bf16 or fp16 (the kernel folds in 2^9)
     inv_smooth: torch.Tensor  # fp32 [K] = 1 / lambda (ones without smoothing)
-    lora_down: torch.Tensor | None  # T [K, r] = L1 / lambda (the down projection on the raw x)
+    lora_down: torch.Tensor | None  # T [K, r] = L1 / lambda (the down projection on the raw x); r: rank up to x16
     lora_up: torch.Tensor | None  # T [N_pad, r]
     bias: torch.Tensor | None  # T [N_pad]
     n: int
@@ -291,18 +300,22 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
         inv_smooth = torch.reciprocal(smooth.float()).contiguous()
     else:
         inv_smooth = torch.ones(k, dtype=torch.float32, device=device)
-    up = _pad_rows(lora_up.to(device=device, dtype=dtype), n_pad) if rank else None
+    # The low-rank wgmma takes 16 rank columns per step: a rank that is not a multiple of 16 (a checkpoint made with
+    # rank 8 or 24) gets zero columns, which add exact zeros.
+    r16 = round_up(rank, 16)
+    up = _pad_cols(_pad_rows(lora_up.to(device=device, dtype=dtype), n_pad), r16) if rank else None
     windows = rank_windows(up, W4A8F_TILE) if rank else None
+    down = _pad_cols(smoothed_lora_down(lora_down.to(device=device, dtype=dtype), smooth), r16) if rank else None
     return PackedW4A8F(
         wgt=repack_qweight_w4a8f(layer.qweight.to(device), n_pad),
         wscale=wscale,
         inv_smooth=inv_smooth,
-        lora_down=smoothed_lora_down(lora_down.to(dtype), smooth).contiguous() if rank else None,
+        lora_down=down,
         lora_up=up,
         bias=_pad_rows(layer.bias.to(dtype), n_pad) if layer.bias is not None else None,
         n=n,
         k=k,
-        rank=rank,
+        rank=r16,
         n_pad=n_pad,
         key=source_key(layer),
         lr_window=windows,

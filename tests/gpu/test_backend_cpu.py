@@ -149,3 +149,24 @@ def test_rank_limits_of_each_path():
     assert "rank 1152 > 1024" in merge_refusal(layers(64, 384, 3), INT4_LIMITS)
     assert INT4.shape_refusal(merge_svdq_linears(shared_tile)) is None
     assert "256 rank columns" in W4A8.shape_refusal(merge_svdq_linears(shared_tile))
+
+
+def test_fp8_repack_pads_a_rank_that_is_not_a_multiple_of_16():
+    """The FP8 GEMM's low-rank wgmma takes 16 rank columns a step: a rank-24 checkpoint is packed as rank 32 with
+    zero columns (so the Hopper path serves it instead of refusing), and the packed branch equals the layer's."""
+    from gpu.kernels.backend import W4A8
+    from gpu.kernels.repack import repack_layer_w4a8f
+    from gpu.modules.reference import smoothed_lora_down
+
+    layer = SVDQLinear(128, 200, LayerSpec("svdquant", "int4", "int4", 24, True), dtype=torch.bfloat16)
+    gen = torch.Generator().manual_seed(0)
+    for t in (layer.lora_down, layer.lora_up):
+        t.copy_(torch.randn(t.shape, generator=gen))
+    layer.smooth.copy_(torch.rand(128, generator=gen) + 0.5)
+    assert W4A8.shape_refusal(layer) is None
+    packed = repack_layer_w4a8f(layer, torch.device("cpu"))
+    assert packed.rank == 32 and packed.lora_down.shape == (128, 32) and packed.lora_up.shape == (256, 32)
+    assert not packed.lora_down[:, 24:].any() and not packed.lora_up[:, 24:].any()
+    assert torch.equal(packed.lora_down[:, :24], smoothed_lora_down(layer.lora_down, layer.smooth))
+    assert torch.equal(packed.lora_up[:200, :24], layer.lora_up) and not packed.lora_up[200:].any()
+    assert packed.lr_window.tolist() == [[0, 32], [0, 32]] and packed.max_window == 32

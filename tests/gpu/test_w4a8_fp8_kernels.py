@@ -152,6 +152,18 @@ def test_w4a8f_windows_wider_than_128(rank, gen):
     assert float((tail @ layer.lora_up[:, 128:].float().T).norm() / ref.norm()) > 10 * 4e-3
 
 
+def test_w4a8f_rank_not_a_multiple_of_16(gen):
+    """A rank-24 checkpoint: packed as rank 32 with zero columns, served by the FP8 kernels (it used to be refused
+    and go to the emulated INT4 kernels), matching the FP8 reference."""
+    layer = random_layer(320, 384, 24, torch.bfloat16, gen)
+    x = random_x(130, 320, torch.bfloat16, gen)
+    with torch.inference_mode():
+        y = layer(x)
+    torch.cuda.synchronize()
+    assert "W4A8 FP8" in layer.last_path, layer.last_path
+    assert rel_err(y, layer.forward_reference(x, act_format=FP8_ROW).to(torch.bfloat16)) <= 4e-3
+
+
 def test_w4a8f_merged_windows_wider_than_128_keep_the_full_depth_bits(gen):
     """Merged members with 160- and 32-column windows (and a tile shared by both: 192): windowed bits equal the
     full-depth product's."""
