@@ -26,7 +26,7 @@
 //   act     uint32 [M_pad/16, K/64, 32, 4]   wgt    uint32 [N_pad/8, K/64, 32, 2]
 //   ascale  T      [K/64, M_pad]             wscale T      [K/64, N_pad]
 //   lact    fp32   [M_pad, r]                lora_up T     [N_pad, r]     bias T [N_pad] (or null)
-//   lr_window int32 [N_pad/64, 2] (first rank column, count; multiples of 16) or null: all r columns
+//   lr_window int32 [N_pad/64, 2] (first rank column, count: any values) or null: all r columns
 //   out     T      [M, N] row-major (ldo = N)
 #include "svdq_common.cuh"
 

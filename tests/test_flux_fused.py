@@ -37,7 +37,7 @@ def _run(model, inputs) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def tiny_pair():
-    """(unfused, fused) tiny quantized FLUX with the same weights (rank 32: every group fits 128)."""
+    """(unfused, fused) tiny quantized FLUX with the same weights (rank 32: every group merges)."""
     unfused = build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=32, seed=5)
     fused = fuse_flux_transformer(copy.deepcopy(unfused))
     return unfused, fused

@@ -29,7 +29,9 @@ ENTRIES = {
                            "svdq_gate_residual_bf16", "svdq_gate_residual_fp16",
                            "svdq_qk_norm_rope_bf16", "svdq_qk_norm_rope_fp16"),
     "svdq_w4a16_gemv.cu": ("svdq_w4a16_gemv_bf16", "svdq_w4a16_gemv_fp16"),
-    "svdq_w4a8_wgmma.cu": ("svdq_w4a8f_gemm_bf16", "svdq_w4a8f_gemm_fp16", "svdq_w4a8f_quant_bf16",
+    "svdq_w4a8_wgmma.cu": ("svdq_w4a8f_gemm_bf16", "svdq_w4a8f_gemm_fp16", "svdq_w4a8f_gemm_xs_bf16",
+                           "svdq_w4a8f_gemm_xs_fp16", "svdq_w4a8f_gemm_wide_bf16", "svdq_w4a8f_gemm_wide_fp16",
+                           "svdq_w4a8f_gemm_wide_xs_bf16", "svdq_w4a8f_gemm_wide_xs_fp16", "svdq_w4a8f_quant_bf16",
                            "svdq_w4a8f_quant_fp16", "svdq_w4a8f_quant_long_bf16", "svdq_w4a8f_quant_long_fp16"),
 }
 

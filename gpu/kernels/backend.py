@@ -15,6 +15,7 @@ them runs inside ``refuses`` and turns a failure into a reason the GUI can show.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,14 +66,14 @@ def low_rank_members(layer: torch.nn.Module) -> list[tuple[int, int]]:
 
 
 def _low_rank_refusal(layer: torch.nn.Module, limits: RankLimits) -> str | None:
-    """``rank_limits.low_rank_refusal`` for ``layer``, cached on it per kind of limit (a merged layer's window is
-    computed from its members' sizes, once; ``refuses`` runs on every forward)."""
-    members = getattr(layer, "merged_from", None)
-    key = (limits, layer.spec.rank, id(members))
-    cache = layer.__dict__.setdefault("_rank_refusals", {})
-    if key not in cache:
-        cache[key] = low_rank_refusal(low_rank_members(layer), limits)
-    return cache[key]
+    """``rank_limits.low_rank_refusal`` for ``layer`` (``refuses`` runs on every forward: a merged layer's window is
+    computed from its members' sizes once per distinct set of sizes)."""
+    return _cached_low_rank_refusal(tuple(low_rank_members(layer)), limits)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_low_rank_refusal(members: tuple[tuple[int, int], ...], limits: RankLimits) -> str | None:
+    return low_rank_refusal(members, limits)
 
 
 def _int4_shape_refusal(layer: torch.nn.Module) -> str | None:
@@ -109,6 +110,12 @@ class FusedPath:
     def refuses(self, layer: torch.nn.Module, device: torch.device) -> str | None:
         """None when this path can run ``layer`` on ``device``, else the human reason."""
         why = layer_refusal(layer) or (self.shape_refusal(layer) if self.shape_refusal else None)
+        return why or self.refuses_device(layer, device)
+
+    def refuses_device(self, layer: torch.nn.Module, device: torch.device) -> str | None:
+        """The checks of ``refuses`` that do not depend on the layer's shape or rank: whether this path runs
+        ``layer``'s kind and dtype on ``device`` at all (GPU, pycuda, architecture, kernel binary)."""
+        why = layer_refusal(layer)
         if why:
             return why
         if device.type != "cuda":

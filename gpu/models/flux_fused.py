@@ -730,7 +730,9 @@ def _serving_kernel_limits(model: nn.Module) -> RankLimits:
         return INT4_LIMITS
     from gpu.kernels.backend import W4A8
 
-    return W4A8F_LIMITS if W4A8.refuses(layer, layer.compute_device) is None else INT4_LIMITS
+    # By device and layer kind only: a LoRA too wide for the FP8 kernels on this one layer must not make the whole
+    # model fuse under the INT4 kernels' limits.
+    return W4A8F_LIMITS if W4A8.refuses_device(layer, layer.compute_device) is None else INT4_LIMITS
 
 
 def unfuse_flux_transformer(model: nn.Module) -> nn.Module:
