@@ -1,5 +1,6 @@
-"""The host launch code mirrors constants of the Hopper FP8 kernel (stage count, tile, block sizes): the
-dynamic shared memory it asks for and the grids it launches follow from them. A kernel change that the host
+"""The host launch code mirrors constants of the Hopper FP8 kernel (stage count, tile, block sizes, rank windows)
+and of the INT4 prologue (rank columns per block): the dynamic shared memory it asks for, the grids it launches
+and the kernel it picks follow from them. A kernel change that the host
 misses would under-allocate shared memory (the ring overruns the tile region) or launch the wrong block size,
 so the mirrors are read back from the kernel source here (the bundle ships no sources to read at run time)."""
 
@@ -8,14 +9,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpu.kernels import launch
+from gpu.kernels import launch, rank_limits
 
-SOURCE = (Path(__file__).resolve().parent.parent / "kernels_cu" / "svdq_w4a8_wgmma.cu").read_text()
+KERNELS = Path(__file__).resolve().parent.parent / "kernels_cu"
+SOURCE = (KERNELS / "svdq_w4a8_wgmma.cu").read_text()
 
 
-def _int(pattern: str) -> int:
-    m = re.search(pattern, SOURCE)
-    assert m is not None, f"{pattern!r} not found in svdq_w4a8_wgmma.cu"
+def _int(pattern: str, source: str = SOURCE) -> int:
+    m = re.search(pattern, source)
+    assert m is not None, f"{pattern!r} not found in the kernel source"
     return int(m.group(1))
 
 
@@ -42,3 +44,13 @@ def test_fp8_prologue_launch_constants_match_the_kernel():
     assert launch.W4A8F_MAX_K == launch._W4A8F_Q_LONG_THREADS * _int(r"Q_LONG_MAX_CHUNKS = (\d+);") * 8
     # short rows: Q_THREADS x Q_MAX_CHUNKS chunks of 8 columns
     assert launch._W4A8F_Q_STREAM_MAX_K == launch._W4A8F_Q_THREADS * _int(r"Q_MAX_CHUNKS = (\d+),") * 8
+
+
+def test_rank_window_limits_match_the_kernels():
+    """The FP8 GEMM's widest window (shared memory, the wide kernel's two switches) and the plain kernel's (its
+    switch's last case), and the INT4 prologue's rank columns per block (the grid's y extent)."""
+    assert rank_limits.W4A8F_MAX_WINDOW == _int(r"constexpr int MAX_WINDOW = (\d+);")
+    plain_cases = [int(c) for c in re.findall(r"case (\d+): lowrank_up<T, \1>", SOURCE)]  # 16 columns per step
+    assert rank_limits.W4A8F_NARROW_WINDOW == 16 * max(plain_cases)
+    common = (KERNELS / "svdq_common.cuh").read_text()
+    assert launch._RANK_CHUNK == _int(r"constexpr int kRankChunk = (\d+);", common)

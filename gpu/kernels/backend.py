@@ -110,14 +110,14 @@ class FusedPath:
     def refuses(self, layer: torch.nn.Module, device: torch.device) -> str | None:
         """None when this path can run ``layer`` on ``device``, else the human reason."""
         why = layer_refusal(layer) or (self.shape_refusal(layer) if self.shape_refusal else None)
-        return why or self.refuses_device(layer, device)
+        return why or self._device_refusal(layer, device)
 
     def refuses_device(self, layer: torch.nn.Module, device: torch.device) -> str | None:
         """The checks of ``refuses`` that do not depend on the layer's shape or rank: whether this path runs
         ``layer``'s kind and dtype on ``device`` at all (GPU, pycuda, architecture, kernel binary)."""
-        why = layer_refusal(layer)
-        if why:
-            return why
+        return layer_refusal(layer) or self._device_refusal(layer, device)
+
+    def _device_refusal(self, layer: torch.nn.Module, device: torch.device) -> str | None:
         if device.type != "cuda":
             return f"device is {device.type.upper()}, not a CUDA GPU"
         if not _pycuda_available():

@@ -30,7 +30,7 @@ import torch
 
 from gpu.kernels import context
 from gpu.kernels.loader import load_module
-from gpu.kernels.rank_limits import MAX_TOTAL_RANK, W4A8F_MAX_WINDOW
+from gpu.kernels.rank_limits import MAX_TOTAL_RANK, W4A8F_MAX_WINDOW, W4A8F_NARROW_WINDOW
 from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
 from gpu.modules.reference import check_gelu_from
 
@@ -456,10 +456,10 @@ def w4a8f_gemm(
     # max_window is the repack's word for lr_window (checking it here would take a device sync): it picks the
     # instantiation, and the shared memory is sized by the rank, which bounds every window whatever lr_window holds
     # (one block per SM runs either way).
-    wide = w.max_window > _W4A8F_TILE
+    wide = w.max_window > W4A8F_NARROW_WINDOW
     name = ("gemm_w4a8f_wide" if wide else "gemm_w4a8f") + ("" if w.wscale.dtype == out_dtype else "_xs")
     fn = _function(name, device, out_dtype)
-    smem = _w4a8f_smem(min(rank, W4A8F_MAX_WINDOW if wide else _W4A8F_TILE))
+    smem = _w4a8f_smem(min(rank, W4A8F_MAX_WINDOW if wide else W4A8F_NARROW_WINDOW))
     # Persistent: one block per SM walks the tiles (channel tile fastest), so its producer streams the next
     # tile's stages while the consumers finish the current one.
     n_tiles = tiles * (qa.m_pad // _W4A8F_TILE)

@@ -22,6 +22,7 @@ from gpu.kernels.repack import W4A8F_TILE, largest_rank_window
 
 MAX_TOTAL_RANK = 1024  # row stride of lact and lora_up; bounds the prologue's work (8 blocks of 128 per row)
 W4A8F_MAX_WINDOW = 240  # kernels_cu/svdq_w4a8_wgmma.cu MAX_WINDOW: two 128 x 240 16-bit operands beside the ring
+W4A8F_NARROW_WINDOW = 128  # what svdq_w4a8f_gemm_* take (8 wgmma k16 steps); wider windows need the _wide kernels
 
 
 @dataclass(frozen=True)

@@ -46,21 +46,13 @@ class PackedWeights:
     lr_window: torch.Tensor | None = None  # int32 [N_pad/64, 2] (rank_windows, step 1), None for rank 0
 
 
-def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
-    """t: [R, ...] -> [rows, ...] zero padded, contiguous."""
-    if t.shape[0] == rows:
+def _pad_rows(t: torch.Tensor, rows: int, cols: int | None = None) -> torch.Tensor:
+    """t: [R, ...] -> [rows, ...] (with ``cols``, a 2-D t: [rows, cols]) zero padded, contiguous."""
+    shape = (rows, *t.shape[1:]) if cols is None else (rows, cols)
+    if tuple(t.shape) == shape:
         return t.contiguous()
-    out = torch.zeros((rows, *t.shape[1:]), dtype=t.dtype, device=t.device)
-    out[: t.shape[0]] = t
-    return out
-
-
-def _pad_cols(t: torch.Tensor, cols: int) -> torch.Tensor:
-    """t: [R, C] -> [R, cols] zero padded, contiguous."""
-    if t.shape[1] == cols:
-        return t.contiguous()
-    out = torch.zeros((t.shape[0], cols), dtype=t.dtype, device=t.device)
-    out[:, : t.shape[1]] = t
+    out = torch.zeros(shape, dtype=t.dtype, device=t.device)
+    out[tuple(slice(0, d) for d in t.shape)] = t
     return out
 
 
@@ -303,9 +295,9 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
     # The low-rank wgmma takes 16 rank columns per step: a rank that is not a multiple of 16 (a checkpoint made with
     # rank 8 or 24) gets zero columns, which add exact zeros.
     r16 = round_up(rank, 16)
-    up = _pad_cols(_pad_rows(lora_up.to(device=device, dtype=dtype), n_pad), r16) if rank else None
+    up = _pad_rows(lora_up.to(device=device, dtype=dtype), n_pad, r16) if rank else None
     windows = rank_windows(up, W4A8F_TILE) if rank else None
-    down = _pad_cols(smoothed_lora_down(lora_down.to(device=device, dtype=dtype), smooth), r16) if rank else None
+    down = _pad_rows(smoothed_lora_down(lora_down.to(device=device, dtype=dtype), smooth), k, r16) if rank else None
     return PackedW4A8F(
         wgt=repack_qweight_w4a8f(layer.qweight.to(device), n_pad),
         wscale=wscale,
