@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpu.kernels.rank_limits import INT4_LIMITS, W4A8F_LIMITS, RankLimits, low_rank_refusal
+from gpu.kernels.rank_limits import (
+    ANY_WINDOW,
+    INT4_LIMITS,
+    W4A8F_LIMITS,
+    W4A8F_MAX_WINDOW,
+    RankLimits,
+    low_rank_refusal,
+)
+from gpu.kernels.repack import W4A8F_TILE
 from gpu.modules.reference import gelu_columns_
 from gpu.runtime.dispatch import Backend, register_backend
 
@@ -105,6 +113,8 @@ class FusedPath:
     label: str  # how the fallback names the reference it runs
     pack_name: str = "packed_for"  # function in gpu.kernels.repack: layer -> the kernels' packed weights
     shape_refusal: Callable[[torch.nn.Module], str | None] | None = None  # this path's own limits
+    path_note: Callable[[object], str | None] | None = None  # packed weights -> how this layer ran, if unusual
+    layer_note: Callable[[torch.nn.Module], str | None] | None = None  # the same predicted from the layer
     load_errors: dict[tuple[int, torch.dtype], str] = field(default_factory=dict)
 
     def refuses(self, layer: torch.nn.Module, device: torch.device) -> str | None:
@@ -146,7 +156,7 @@ class FusedPath:
 
         try:
             packed = getattr(repack, self.pack_name)(layer, x.device)
-            return getattr(launch, self.forward_name)(x, packed, gelu_from)
+            y = getattr(launch, self.forward_name)(x, packed, gelu_from)
         except Exception as err:  # noqa: BLE001 - a build/load failure must not kill generation
             if not _is_load_error(err):
                 raise
@@ -155,6 +165,10 @@ class FusedPath:
             self.load_errors[(idx, layer.compute_dtype)] = reason
             layer.last_path = f"{self.label} ({reason})"
             return gelu_columns_(layer.forward_reference(x, act_format=self.act_format), gelu_from)
+        note = self.path_note(packed) if self.path_note else None
+        if note:
+            layer.last_path = f"{layer.last_path} ({note})"
+        return y
 
 
 def _is_load_error(err: Exception) -> bool:
@@ -175,12 +189,32 @@ def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:
         return f"in_features {layer.in_features} > {W4A8F_MAX_K}"
     if layer.out_features % 8:
         return f"out_features {layer.out_features} is not a multiple of 8 (FP8 kernel stores 16-byte rows)"
-    return _low_rank_refusal(layer, W4A8F_LIMITS)
+    # Windows past W4A8F_MAX_WINDOW run their up projection beside the GEMM (``w4a8f_gemm_split_low_rank``).
+    return _low_rank_refusal(layer, ANY_WINDOW)
+
+
+SPLIT_LOW_RANK = "low-rank up projection on cuBLAS beside the GEMM"
+
+
+def _w4a8f_path_note(packed: object) -> str | None:
+    """How the FP8 path ran a packed layer, when its widest rank window took the up projection out of the GEMM."""
+    window = getattr(packed, "max_window", 0)
+    if window > W4A8F_MAX_WINDOW:
+        return f"{SPLIT_LOW_RANK}: {window} rank columns in one {W4A8F_TILE}-channel tile > {W4A8F_MAX_WINDOW}"
+    return None
+
+
+def _w4a8f_layer_note(layer: torch.nn.Module) -> str | None:
+    """The same from the layer's branch sizes (before packing; zeros in the up projection can only make the packed
+    windows narrower)."""
+    why = _low_rank_refusal(layer, W4A8F_LIMITS)
+    return f"{SPLIT_LOW_RANK}: {why}" if why else None
 
 
 W4A8 = FusedPath(
     W4A8_NAME, _w4a8_arch_refusal, "svdq_linear_forward_w4a8f", "fp8_e4m3_row", "PyTorch reference, W4A8 FP8",
-    pack_name="packed_w4a8f_for", shape_refusal=_w4a8f_shape_refusal,
+    pack_name="packed_w4a8f_for", shape_refusal=_w4a8f_shape_refusal, path_note=_w4a8f_path_note,
+    layer_note=_w4a8f_layer_note,
 )
 INT4 = FusedPath(
     NAME, _int4_arch_refusal, "svdq_linear_forward", None, "PyTorch reference", shape_refusal=_int4_shape_refusal
@@ -214,5 +248,5 @@ def _gemv_run(layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = N
 # Hopper W4A8 first: on sm_90 it serves INT4 W4A4 layers; elsewhere it refuses and INT4 serves them. The GEMV
 # serves the W4A16 layers both refuse.
 for _path in (W4A8, INT4):
-    register_backend(Backend(_path.name, _path.refuses, _path.run))
+    register_backend(Backend(_path.name, _path.refuses, _path.run, _path.layer_note))
 register_backend(Backend(GEMV_NAME, _gemv_refuses, _gemv_run))

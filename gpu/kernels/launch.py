@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -32,7 +32,7 @@ from gpu.kernels import context
 from gpu.kernels.loader import load_module
 from gpu.kernels.rank_limits import MAX_TOTAL_RANK, W4A8F_MAX_WINDOW, W4A8F_NARROW_WINDOW
 from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
-from gpu.modules.reference import check_gelu_from
+from gpu.modules.reference import check_gelu_from, gelu_columns_
 
 MAX_RANK = 128  # the INT8 W4A8 prologues (kernel A with qmax 127, the K-split one) hold the branch on chip
 _RANK_CHUNK = 128  # INT4 kernel A: rank columns per block; grid.y walks wider branches
@@ -483,12 +483,31 @@ def w4a8f_gemm(
 
 def svdq_linear_forward_w4a8f(x: torch.Tensor, w: PackedW4A8F, gelu_from: int | None = None) -> torch.Tensor:
     """x: T [..., K] -> T [..., N] on Hopper: FP8 prologue, the low-rank down projection x @ (L1 / lambda)
-    on cuBLAS (16-bit, [M, r]), then the FP8 wgmma GEMM with the up projection fused."""
+    on cuBLAS (16-bit, [M, r]), then the FP8 wgmma GEMM with the up projection fused (or beside it, for rank
+    windows wider than the GEMM stages: ``w4a8f_gemm_split_low_rank``)."""
     lead = x.shape[:-1]
     x2 = x.reshape(-1, w.k)
     qa = quantize_act_fp8(x2, w.inv_smooth)
     lact = x2 @ w.lora_down if w.rank else None
+    if w.max_window > W4A8F_MAX_WINDOW:
+        return w4a8f_gemm_split_low_rank(qa, lact, w, x.dtype, gelu_from).reshape(*lead, w.n)
     return w4a8f_gemm(qa, lact, w, x.dtype, gelu_from).reshape(*lead, w.n)
+
+
+def w4a8f_gemm_split_low_rank(
+    qa: Fp8Act, lact: torch.Tensor, w: PackedW4A8F, out_dtype: torch.dtype, gelu_from: int | None = None
+) -> torch.Tensor:
+    """``w4a8f_gemm`` for a branch wider than the GEMM's shared memory holds (a tile window over
+    W4A8F_MAX_WINDOW columns, e.g. a rank-256 LoRA): the GEMM runs without the branch (scales and bias only),
+    then cuBLAS adds lact T [M, r] @ lora_up[:N]^T in place, and the GELU follows on the sum. One more 16-bit
+    rounding than the fused epilogue (the GEMM's output is rounded before the branch is added); the cost is
+    what ``main.py bench kernels`` column (d) measures, far below the emulated INT4 kernels' on sm_90."""
+    if lact is None or w.lora_up is None:
+        raise ValueError("the split low-rank path needs lact and lora_up")
+    body = replace(w, rank=0, lora_up=None, lora_down=None, lr_window=None, max_window=0)
+    out = w4a8f_gemm(qa, None, body, out_dtype)
+    out.addmm_(lact, w.lora_up[: w.n].T)
+    return gelu_columns_(out, gelu_from)
 
 
 def act_fp8_to_values(act: torch.Tensor, m: int, k: int) -> torch.Tensor:

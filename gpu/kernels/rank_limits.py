@@ -9,8 +9,11 @@ summed rank:
 
 * INT4 W4A4 (sm_80-sm_89): the prologue computes the down projection 128 rank columns per block (grid.y walks
   more), and the GEMM's epilogue walks a window of any width in 32-column chunks. Only the total is bounded.
-* Hopper FP8 (sm_90): the GEMM stages a tile's whole window in shared memory beside its stage ring, so a window
-  is at most 240 columns (``kernels_cu/svdq_w4a8_wgmma.cu``, MAX_WINDOW).
+* Hopper FP8 (sm_90): the GEMM stages a tile's whole window in shared memory beside its stage ring, so it fuses
+  a window of at most 240 columns (``kernels_cu/svdq_w4a8_wgmma.cu``, MAX_WINDOW). A layer with a wider window
+  (a rank-256 LoRA) still runs on the FP8 GEMM, with its up projection as a cuBLAS matmul beside it
+  (``gpu.kernels.launch.w4a8f_gemm_split_low_rank``): dispatch takes any window, but the fusion of Q/K/V groups
+  keeps to the fused limit, so that merging never moves a branch out of the epilogue.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ class RankLimits:
         return f"{per_tile}{self.max_total} in all"
 
 
-INT4_LIMITS = RankLimits(max_window=None)
-W4A8F_LIMITS = RankLimits(max_window=W4A8F_MAX_WINDOW)
+ANY_WINDOW = RankLimits(max_window=None)  # what dispatch takes on both families
+INT4_LIMITS = ANY_WINDOW  # what the INT4 kernels fuse
+W4A8F_LIMITS = RankLimits(max_window=W4A8F_MAX_WINDOW)  # what the FP8 GEMM fuses in its epilogue
 
 
 def low_rank_refusal(members: Sequence[tuple[int, int]], limits: RankLimits) -> str | None:

@@ -6,8 +6,9 @@ A LoRA on a layer W adds ``s · B A x`` (A [r, K], B [N, r], s = strength · alp
   The branch's input is ``xs = x / λ``, so the appended factors are ``(A · diag(λ))ᵀ`` [K, r] (down) and
   ``s · B`` [N, r] (up). The new branch is the concatenation [base | LoRA 1 | LoRA 2 | zero padding] with its
   rank rounded up to a multiple of 16 (the ranks the kernels are verified at); ``layer.spec.rank`` follows,
-  so a branch wider than the kernels run (``gpu.kernels.rank_limits``: 1024 in all, else the reference path; on
-  Hopper 240 per 128-channel tile, else the emulated INT4 kernels) falls back with the reason shown. Layers without a
+  so a branch wider than the kernels run (``gpu.kernels.rank_limits``: 1024 in all) falls back to the reference
+  path with the reason shown; on Hopper a window wider than the FP8 GEMM fuses (240 columns per 128-channel tile)
+  runs its up projection on cuBLAS beside the GEMM, and ``last_path`` says so. Layers without a
   branch (W4A16 modulation) get one (the reference path adds it to ``xs @ dequant(W)ᵀ``).
 * ``nn.Linear`` layers (embedders, ``norm_out``, ``proj_out`` of a quantized model; every layer of a 16-bit
   model): merged, ``W' = W + Σ s B A`` computed in fp32, stored in W's dtype.
@@ -111,6 +112,17 @@ def restore(model: nn.Module) -> int:
         else:
             m._parameters["weight"] = base["weight"]
     return n
+
+
+def held_originals(model: nn.Module) -> list[torch.Tensor]:
+    """The original tensors the LoRA'd layers of ``model`` keep for removal (also those a merged layer keeps for
+    its members): memory the model holds beyond its parameters and buffers (``gpu.generation.memory`` counts it)."""
+    out = []
+    for m in model.modules():
+        bases = [m.__dict__.get(_BASE_ATTR), *(m.__dict__.get(_MEMBER_BASES_ATTR) or [])]
+        for base in bases:
+            out.extend(t for t in (base or {}).values() if isinstance(t, torch.Tensor))
+    return out
 
 
 def carry_lora_bases(members: list[nn.Module], merged: nn.Module) -> None:

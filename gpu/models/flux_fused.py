@@ -10,7 +10,7 @@
    the merged layer is the members' rows stacked (codes, group scales, bias), one ``smooth``, low-rank down
    projections concatenated along r and up projections block-diagonal (rank = sum of the members' ranks).
    Groups whose smoothing differs (a per-layer calibrated checkpoint) stay separate; so do groups whose
-   low-rank branch the serving kernels cannot run (``gpu.kernels.rank_limits``: e.g. wider than 240 rank
+   low-rank branch the serving kernels cannot fuse (``gpu.kernels.rank_limits``: e.g. wider than 240 rank
    columns in one 128-channel tile on Hopper), where the single blocks fall back to fusing Q/K/V only. What
    happened is in ``fusion_report`` (module level, last call) and ``model.fusion_report``.
 2. Blocks run the elementwise chain through ``gpu.modules.fused_ops`` (``layernorm_modulate``,
@@ -723,8 +723,9 @@ def fuse_flux_transformer(model: FluxTransformer2DModel, limits: RankLimits | No
 
 
 def _serving_kernel_limits(model: nn.Module) -> RankLimits:
-    """The rank limits of the kernels that run ``model``'s W4A4 layers: the Hopper FP8 GEMM's when it serves them,
-    else the INT4 kernels' (also on CPU, where the limits only keep merges the laptop kernels could run)."""
+    """The rank limits of the kernels that run ``model``'s W4A4 layers: what the Hopper FP8 GEMM fuses when it
+    serves them (a merge must not push a branch out of its epilogue), else the INT4 kernels' (also on CPU, where
+    the limits only keep merges the laptop kernels could run)."""
     layer = next((m for m in model.modules() if isinstance(m, SVDQLinear) and m.spec.act_format is not None), None)
     if layer is None or layer.compute_device.type != "cuda":
         return INT4_LIMITS

@@ -21,6 +21,8 @@ class Backend:
     refuses: Callable[[torch.nn.Module, torch.device], str | None]
     # (layer, x, gelu_from) -> y; GELU on output columns >= gelu_from (None: none), fused where it can be
     run: Callable[[torch.nn.Module, torch.Tensor, int | None], torch.Tensor]
+    # layer -> how this backend runs it when not in its usual way, in words (None: the usual way)
+    note: Callable[[torch.nn.Module], str | None] | None = None
 
 
 _BACKENDS: list[Backend] = []
@@ -55,6 +57,17 @@ def choose_path(layer: torch.nn.Module, device: torch.device) -> tuple[Backend |
         reasons.append(f"{backend.name}: {refusal}")
     why = "; ".join(reasons) if reasons else "no fused kernel backend is installed"
     return None, f"PyTorch reference on {describe_device(device)} ({why})"
+
+
+def path_notes(layers: list[torch.nn.Module], device: torch.device) -> dict[str, int]:
+    """How many of ``layers`` their backends run in an unusual way on ``device``, per note (``Backend.note``)."""
+    notes: dict[str, int] = {}
+    for layer in layers:
+        backend, _ = choose_path(layer, device)
+        note = backend.note(layer) if backend is not None and backend.note is not None else None
+        if note:
+            notes[note] = notes.get(note, 0) + 1
+    return notes
 
 
 def describe_device(device: torch.device) -> str:

@@ -119,10 +119,12 @@ def test_largest_rank_window_of_merged_members_bounds_rank_windows():
 def test_rank_limits_of_each_path():
     """Both GEMMs walk only each tile's rank window; INT4 W4A4 bounds just the total (its prologue takes 128 rank
     columns per block, more blocks for more), the Hopper FP8 GEMM also a tile's window (staged whole in shared
-    memory, <= 240). So a rank-32 layer with a rank-128 LoRA (160) runs on both, and a merged layer of
-    LoRA-widened members (3 x 48 = 144) too; a merge that puts 256 columns in one 128-channel tile only on INT4."""
-    from gpu.kernels.backend import INT4, W4A8
+    memory, <= 240). So a rank-32 layer with a rank-128 LoRA (160) runs fused on both, and a merged layer of
+    LoRA-widened members (3 x 48 = 144) too; a merge that puts 256 columns in one 128-channel tile only on INT4.
+    A wider window on one layer is still the FP8 path's, with its up projection beside the GEMM (and says so)."""
+    from gpu.kernels.backend import INT4, W4A8, _w4a8f_path_note
     from gpu.kernels.rank_limits import INT4_LIMITS, W4A8F_LIMITS
+    from gpu.kernels.repack import repack_layer_w4a8f
     from gpu.models.flux_fused import merge_refusal, merge_svdq_linears
 
     def layers(n: int, rank: int, count: int) -> list[SVDQLinear]:
@@ -141,14 +143,24 @@ def test_rank_limits_of_each_path():
     assert INT4.shape_refusal(lora_128) is None and W4A8.shape_refusal(lora_128) is None
     (too_wide,) = layers(256, 256, 1)
     assert INT4.shape_refusal(too_wide) is None
-    assert W4A8.shape_refusal(too_wide) == "256 rank columns in one 128-channel tile > 240"
+    assert W4A8.shape_refusal(too_wide) is None
+    for m in (too_wide, lora_128):
+        m.lora_up.fill_(1.0)  # the packed windows come from the up projection's nonzero columns
+    assert _w4a8f_path_note(repack_layer_w4a8f(too_wide, torch.device("cpu"))) == (
+        "low-rank up projection on cuBLAS beside the GEMM: 256 rank columns in one 128-channel tile > 240")
+    assert _w4a8f_path_note(repack_layer_w4a8f(lora_128, torch.device("cpu"))) is None
+    # predicted from the sizes alone, for the execution path shown before a layer has run
+    assert W4A8.layer_note(too_wide) == (
+        "low-rank up projection on cuBLAS beside the GEMM: 256 rank columns in one 128-channel tile > 240")
+    assert W4A8.layer_note(lora_128) is None and INT4.layer_note is None
+    assert "rank 1040 > 1024" in W4A8.shape_refusal(layers(256, 1040, 1)[0])
     shared_tile = layers(64, 128, 2)  # both members in one 128-channel tile: a 256-wide window
     assert merge_refusal(shared_tile, INT4_LIMITS) is None
     assert merge_refusal(shared_tile, W4A8F_LIMITS) == (
         "merged branch: ranks 128+128: 256 rank columns in one 128-channel tile > 240")
     assert "rank 1152 > 1024" in merge_refusal(layers(64, 384, 3), INT4_LIMITS)
     assert INT4.shape_refusal(merge_svdq_linears(shared_tile)) is None
-    assert "256 rank columns" in W4A8.shape_refusal(merge_svdq_linears(shared_tile))
+    assert W4A8.shape_refusal(merge_svdq_linears(shared_tile)) is None  # runs, but fusion does not merge it
 
 
 def test_fp8_repack_pads_a_rank_that_is_not_a_multiple_of_16():

@@ -153,6 +153,43 @@ def test_w4a8f_windows_wider_than_128(rank, gen):
     assert float((tail @ layer.lora_up[:, 128:].float().T).norm() / ref.norm()) > 10 * 4e-3
 
 
+@pytest.mark.parametrize("rank,dtype", [(256, torch.bfloat16), (400, torch.float16)])
+def test_w4a8f_windows_wider_than_the_gemm_fuses(rank, dtype, gen):
+    """A rank-32 layer with a rank-224 or rank-368 LoRA (windows 256 and 400 > 240): dispatch keeps it on the FP8
+    GEMM with the up projection on cuBLAS beside it (it used to go to the emulated INT4 kernels), ``last_path``
+    says so, and the output matches the FP8 reference, with GELU columns too, also inside a CUDA graph."""
+    from gpu.kernels.repack import packed_w4a8f_for
+    from gpu.modules.reference import gelu_columns_
+    from gpu.runtime.dispatch import path_notes, run_linear
+
+    layer = random_layer(320, 384, rank, dtype, gen)
+    assert packed_w4a8f_for(layer).max_window == rank
+    x = random_x(300, 320, dtype, gen)
+    poison_allocator(300 * 384 * 4)
+    with torch.inference_mode():
+        y = layer(x)
+        path = layer.last_path
+        y_gelu = run_linear(layer, x, gelu_from=100)
+    torch.cuda.synchronize()
+    assert path.startswith(W4A8_NAME), path
+    note = f"low-rank up projection on cuBLAS beside the GEMM: {rank} rank columns in one 128-channel tile > 240"
+    assert path.endswith(f"({note})"), path
+    narrow = random_layer(320, 384, 32, dtype, gen)
+    assert path_notes([layer, narrow, layer], x.device) == {note: 2}  # what the execution path counts
+    assert not torch.isnan(y).any()
+    ref = layer.forward_reference(x, act_format=FP8_ROW)
+    e = rel_err(y, ref.to(dtype))
+    REPORT.append(f"window {rank} (up projection beside the GEMM): rel={e:.2e}")
+    assert e <= 4e-3, e
+    assert rel_err(y_gelu, gelu_columns_(ref.clone(), 100).to(dtype)) <= 4e-3
+    assert torch.equal(y_gelu[:, :100], y[:, :100])
+    with torch.inference_mode():
+        graph, y_graph = capture_graph(lambda: layer(x))
+        graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(y_graph, y)
+
+
 def test_w4a8f_rank_not_a_multiple_of_16(gen):
     """A rank-24 checkpoint: packed as rank 32 with zero columns, served by the FP8 kernels (it used to be refused
     and go to the emulated INT4 kernels), matching the FP8 reference."""
