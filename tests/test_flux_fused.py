@@ -346,3 +346,25 @@ def test_one_fused_model_in_two_threads_at_once(tiny_pair, monkeypatch):
     for t in threads:
         t.join()
     assert torch.equal(got["a"], want_a) and torch.equal(got["b"], want_b)
+
+
+def test_execution_path_names_why_groups_stayed_unmerged():
+    """Under a total limit of 128 at rank 40: a rank-16 LoRA on block 0's to_q alone keeps that Q/K/V group apart
+    (40 + 16, padded to 64, + 40 + 40 = 144); the single blocks merge Q/K/V with a note (proj_mlp kept separate).
+    The execution path names the unmerged group's reason, even though the merged groups' notes are more frequent."""
+    from types import SimpleNamespace
+
+    from gpu.generation.pipeline_loader import execution_path
+    from gpu.lora.apply import apply_deltas
+
+    model = build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=40, seed=0)
+    deltas = random_lora_deltas(model, rank=16, seed=1)
+    apply_deltas({"transformer_blocks.0.attn.to_q": deltas["transformer_blocks.0.attn.to_q"]})
+    fused = fuse_flux_transformer(model, RankLimits(max_window=None, max_total=128))
+    report = fused.fusion_report
+    assert report["kept_separate"] == 1
+    unmerged = "merged branch: ranks 64+40+40: rank 144 > 128"
+    assert report["reasons"][unmerged] == 1 and max(report["reasons"].values()) == 2  # the notes on single blocks
+    path = execution_path(SimpleNamespace(pipe=SimpleNamespace(transformer=fused), device=torch.device("cpu"),
+                                          dtype=torch.bfloat16))
+    assert path.endswith(f"(1 of {report['merged'] + 1} Q/K/V groups unmerged: {unmerged})"), path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def load_pipeline(
 def execution_path(loaded: LoadedPipeline) -> str:
     """What runs the transformer's linears, in words (shown to the user)."""
     from gpu.modules.svdq_linear import SVDQLinear
-    from gpu.runtime.dispatch import choose_path, describe_device
+    from gpu.runtime.dispatch import choose_path, describe_device, path_notes
 
     layers = [m for m in loaded.pipe.transformer.modules() if isinstance(m, SVDQLinear)]
     # W4A4 layers carry almost all the work; report their path when the model has any.
@@ -132,6 +133,9 @@ def execution_path(loaded: LoadedPipeline) -> str:
     if not layers:
         return f"PyTorch {str(loaded.dtype).removeprefix('torch.')} on {describe_device(loaded.device)}"
     _, why = choose_path(layers[0], loaded.device)
+    # e.g. a wide LoRA on Hopper: those layers' low-rank up projections run beside the GEMM
+    for note, count in sorted(path_notes(layers, loaded.device).items(), key=lambda kv: -kv[1]):
+        why += f"; {count} of {len(layers)} layers with a {note}"
     from gpu.generation.fusion import is_fused
 
     transformer = loaded.pipe.transformer
@@ -139,8 +143,9 @@ def execution_path(loaded: LoadedPipeline) -> str:
         why += "; fused FLUX blocks" + (" with a CUDA graph per size" if loaded.device.type == "cuda" else "")
         report = getattr(transformer, "fusion_report", None) or {}
         if report.get("kept_separate"):
-            # e.g. a LoRA pushed Q/K/V's summed rank over the kernels' limit: those run as separate GEMMs
-            reason = max(report["reasons"].items(), key=lambda kv: kv[1])[0]
+            # e.g. a LoRA pushed Q/K/V's branch over the kernels' limit: those run as separate GEMMs. The reason
+            # named is the commonest among the unmerged groups (merged ones carry notes too).
+            reasons = Counter(g["reason"] for g in report["groups"] if not g["fused"] and g["reason"])
             total = report["kept_separate"] + report["merged"]
-            why += f" ({report['kept_separate']} of {total} Q/K/V groups unmerged: {reason})"
+            why += f" ({report['kept_separate']} of {total} Q/K/V groups unmerged: {reasons.most_common(1)[0][0]})"
     return why
