@@ -277,3 +277,46 @@ def test_predicted_sizes_from_headers_match_the_loaded_pipeline():
     for p_enc, l_enc in zip(predicted.text_encoders, loaded.text_encoders, strict=True):
         assert 0 <= l_enc.total - p_enc.total <= 1024 and 0 <= l_enc.streamed - p_enc.streamed <= 1024
         assert p_enc.streamed < p_enc.total
+
+
+def test_transformer_bytes_count_lora_branches_and_the_originals_kept():
+    """A rank-16 LoRA on every W4A4 layer of a rank-32 model: each layer's branch grows to 48 columns and keeps
+    its 32-column original for removal, so the transformer holds (K + N) x 48 more 16-bit values per layer."""
+    from gpu.bench.flux_random import FLUX_TINY_CONFIG, build_quantized_flux, random_lora_deltas
+    from gpu.generation.memory import module_bytes, transformer_bytes
+    from gpu.lora.apply import apply_deltas, restore
+
+    model = build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=32, seed=0)
+    before = transformer_bytes(model)
+    assert before == module_bytes(model)
+    deltas = random_lora_deltas(model, rank=16, seed=1)
+    apply_deltas(deltas)
+    grown = sum((d.module.in_features + d.module.out_features) * 48 * 2 for d in deltas.values())
+    assert transformer_bytes(model) - before == grown
+    assert module_bytes(model) - before < grown  # parameters and buffers alone miss the originals
+    restore(model)
+    assert transformer_bytes(model) == before
+
+
+def test_the_memory_plan_is_chosen_again_when_loras_change(monkeypatch, tmp_path):
+    """On a GPU plan, applying a LoRA re-plans with the transformer's new size (removing it gives the first plan
+    back)."""
+    from gpu.demo.train_lora import OUT as SHIPPED_LORA
+    from gpu.generation import memory
+    from gpu.generation.service import GenerationService
+    from gpu.library import ModelLibrary
+
+    monkeypatch.setattr(memory, "detect_total_vram", lambda device=None: 12 * GiB)  # plan as for a 12 GB card
+    service = GenerationService(ModelLibrary(tmp_path))
+    service.load("demo-int4")
+    loaded = service.loaded
+    lora = [(str(SHIPPED_LORA), 1.0)]
+    first = loaded.policy
+    assert first.name == "gpu-resident" and first.total_vram_bytes == 12 * GiB
+    service.apply_loras(loaded, lora)
+    with_lora = loaded.policy
+    assert with_lora != first
+    assert with_lora.details["transformer_gib"] * GiB == memory.transformer_bytes(loaded.pipe.transformer)
+    assert with_lora.details["transformer_gib"] > first.details["transformer_gib"]
+    service.apply_loras(loaded, [])
+    assert loaded.policy == first

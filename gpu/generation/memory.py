@@ -70,11 +70,20 @@ def encoder_size(module: nn.Module) -> EncoderSize:
     return EncoderSize(total, total - module_bytes(blocks) + max(module_bytes(b) for b in blocks))
 
 
+def transformer_bytes(transformer: nn.Module) -> int:
+    """The transformer's parameters and buffers, with the LoRA branches it carries, plus the originals its
+    LoRA'd layers keep for removal."""
+    from gpu.lora.apply import held_originals
+
+    return tensors_bytes([*transformer.parameters(), *transformer.buffers(), *held_originals(transformer)])
+
+
 def pipeline_sizes(pipe: Any, device: torch.device) -> ModelSizes:
-    """Run-time bytes of a loaded pipeline's parts (as loaded: dtype already the run-time one)."""
+    """Run-time bytes of a loaded pipeline's parts (as loaded: dtype already the run-time one; the transformer
+    with its LoRAs)."""
     encoders = tuple(encoder_size(getattr(pipe, n)) for n in TEXT_ENCODERS if getattr(pipe, n, None) is not None)
     return ModelSizes(
-        transformer=module_bytes(pipe.transformer), text_encoders=encoders, vae=module_bytes(pipe.vae),
+        transformer=transformer_bytes(pipe.transformer), text_encoders=encoders, vae=module_bytes(pipe.vae),
     )  # fmt: skip
 
 
@@ -132,11 +141,34 @@ def policy_for_pipeline(pipe: Any, device: torch.device) -> MemoryPolicy:
 def place_pipeline(pipe: Any, device: torch.device, policy: MemoryPolicy) -> None:
     """Moves the transformer and the VAE to ``device``, the text encoders only when the policy keeps them
     resident (else they stay in system memory and visit the GPU while encoding)."""
-    cpu = torch.device("cpu")
     for name, component in pipe.components.items():
-        if isinstance(component, nn.Module):
-            resident = name not in TEXT_ENCODERS or policy.text_encoders == "gpu"
-            component.to(device if resident else cpu)
+        if isinstance(component, nn.Module) and name not in TEXT_ENCODERS:
+            component.to(device)
+    place_text_encoders(pipe, device, policy)
+
+
+def place_text_encoders(pipe: Any, device: torch.device, policy: MemoryPolicy) -> None:
+    """The text encoders on ``device`` when the policy keeps them resident, else in system memory."""
+    for name in TEXT_ENCODERS:
+        encoder = getattr(pipe, name, None)
+        if isinstance(encoder, nn.Module):
+            encoder.to(device if policy.text_encoders == "gpu" else torch.device("cpu"))
+
+
+def replan(loaded: Any) -> bool:
+    """Chooses the memory policy of a loaded pipeline again from its parts' current sizes (after LoRAs grew or
+    shrank the transformer), moving the text encoders if their place changes; the VAE follows the new policy at
+    the next decode. Returns whether the policy changed. ``loaded``: ``pipeline_loader.LoadedPipeline``."""
+    if loaded.policy is None or loaded.policy.device != "cuda":  # the CPU plan has no sizes to weigh
+        return False
+    policy = policy_for_pipeline(loaded.pipe, loaded.device)
+    if policy == loaded.policy:
+        return False
+    if policy.text_encoders != loaded.policy.text_encoders:
+        place_text_encoders(loaded.pipe, loaded.device, policy)
+    log.info("memory plan re-chosen for the transformer with its LoRAs: %s", policy.description)
+    loaded.policy = policy
+    return True
 
 
 class _Visit:

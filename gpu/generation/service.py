@@ -17,6 +17,7 @@ import torch
 
 from gpu.errors import BadRequestError, UserError
 from gpu.generation.fusion import fuse_if_allowed, fuse_mode, sync_fusion
+from gpu.generation.memory import replan
 from gpu.generation.pipeline_loader import LoadedPipeline, execution_path, load_pipeline
 from gpu.generation.preview import latent_preview
 from gpu.generation.request import GeneratedImage, GenerationCancelled, GenerationRequest, ProgressEvent
@@ -187,7 +188,7 @@ class GenerationService:
         transformer = loaded.pipe.transformer
         kind = loaded.entry.facts.kind if loaded.entry.facts else ""
         wanted = [(str(p), float(s)) for p, s in loras or []]
-        active = []
+        active, changed = [], False
         try:
             if wanted or "_nibble_lora_manager" in transformer.__dict__:
                 from gpu.lora import manager_for
@@ -199,9 +200,12 @@ class GenerationService:
                     # previous set stays on.
                     sync_fusion(transformer, False)
                     manager.set(wanted)
+                    changed = True
                 active = list(manager.active)
         finally:
             fuse_if_allowed(transformer, loaded.device, kind, self.fuse)
+            if changed:  # the plan counts the LoRAs' branches and the originals kept for removal
+                replan(loaded)
         return active
 
     def _run_one(self, loaded, s, index, count, on_progress, should_cancel):
