@@ -382,6 +382,9 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
     row, y = bench_variant(_step_fn(model, inputs), steps, warmup, device, baseline)
     variants["bf16_eager"] = {**row, "weight_gib": bf16_bytes / GIB}
     outputs["bf16_eager"] = output_stats(y)
+    # The same one-rounding-step input change as the quantized reference's below, on the 16-bit model: whether
+    # the random model itself amplifies rounding differences, or only its quantized form does.
+    outputs["bf16_eager"]["sensitivity_1ulp_input"] = rel_error(_step_fn(model, perturbed(inputs))(), y)
     mark("bf16_eager done")
     compile_kw = {"mode": compile_mode, "backend": compile_backend}
     if compile_backend != "inductor":
@@ -632,7 +635,8 @@ def markdown(result: dict) -> str:
         f"compound rounding differences through the blocks). Reference: {corr['reference']} "
         f"({corr['reference_s']:.1f} s). Graph vs fused eager max |diff| "
         f"{_e(outs['ours'].get('max_abs_diff_vs_fused_eager'))}; compiled vs eager BF16 "
-        f"{_e(outs['bf16_compiled'].get('rel_error_vs_bf16_eager'))}.",
+        f"{_e(outs['bf16_compiled'].get('rel_error_vs_bf16_eager'))}; eager BF16's own change for the same input "
+        f"change {_e(outs['bf16_eager'].get('sensitivity_1ulp_input'))}.",
         f"- Linears: {meta['linear_path']}. Block ops: {meta['fused_ops']}.",
         f"- Fusion: {fu['merged']} groups merged, {fu['kept_separate']} kept separate"
         + (f" ({'; '.join(f'{n}× {r}' for r, n in fu['reasons'].items())})" if fu["reasons"] else "")
