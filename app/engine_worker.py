@@ -203,6 +203,14 @@ class EngineWorker(QObject):
             self.failed.emit(job.id, error)
         else:
             self.finished.emit(job.id, saved)
+            self._describe_after_job(request.model)
+
+    def _describe_after_job(self, model: str) -> None:
+        """The model's facts as the job left them: its LoRAs can change the execution path and the memory plan."""
+        try:
+            self.model_described.emit(self._ensure_service().describe(model))
+        except Exception:  # the images are saved; a stale model panel is not worth a failed job
+            log.exception("describing %s after a job failed", model)
 
     def _on_progress(self, job: Job, event: Any) -> None:
         preview = None

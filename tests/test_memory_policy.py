@@ -313,10 +313,26 @@ def test_the_memory_plan_is_chosen_again_when_loras_change(monkeypatch, tmp_path
     lora = [(str(SHIPPED_LORA), 1.0)]
     first = loaded.policy
     assert first.name == "gpu-resident" and first.total_vram_bytes == 12 * GiB
+    base_bytes = memory.transformer_bytes(loaded.pipe.transformer)
     service.apply_loras(loaded, lora)
     with_lora = loaded.policy
-    assert with_lora != first
-    assert with_lora.details["transformer_gib"] * GiB == memory.transformer_bytes(loaded.pipe.transformer)
-    assert with_lora.details["transformer_gib"] > first.details["transformer_gib"]
+    assert with_lora != first and with_lora.name == first.name  # new estimates, the same placement
+    assert with_lora.details["transformer_gib"] * GiB > base_bytes and not memory.replan(loaded)
     service.apply_loras(loaded, [])
+    assert loaded.policy == first
+
+    # a set that fails half-way (out of memory after some layers) leaves no LoRA on, and the plan says so
+    import gpu.lora.manager as manager_module
+
+    apply_all = manager_module.apply_deltas
+
+    def out_of_memory_half_way(deltas: dict) -> None:
+        apply_all(dict(list(deltas.items())[: len(deltas) // 2]))
+        raise torch.OutOfMemoryError("out of memory half-way (test)")
+
+    service.apply_loras(loaded, lora)
+    monkeypatch.setattr(manager_module, "apply_deltas", out_of_memory_half_way)
+    with pytest.raises(torch.OutOfMemoryError):
+        service.apply_loras(loaded, [(lora[0][0], 0.5)])
+    assert memory.transformer_bytes(loaded.pipe.transformer) == base_bytes
     assert loaded.policy == first

@@ -158,17 +158,22 @@ def place_text_encoders(pipe: Any, device: torch.device, policy: MemoryPolicy) -
 def replan(loaded: Any) -> bool:
     """Chooses the memory policy of a loaded pipeline again from its parts' current sizes (after LoRAs grew or
     shrank the transformer), moving the text encoders if their place changes; the VAE follows the new policy at
-    the next decode. Returns whether the policy changed. ``loaded``: ``pipeline_loader.LoadedPipeline``."""
-    if loaded.policy is None or loaded.policy.device != "cuda":  # the CPU plan has no sizes to weigh
+    the next decode. The new policy is kept either way (its estimates changed); returns whether the plan itself
+    (what goes where, VAE tiles, whether it fits) changed. ``loaded``: ``pipeline_loader.LoadedPipeline``."""
+    old = loaded.policy
+    if old is None or old.device != "cuda":  # the CPU plan has no sizes to weigh
         return False
-    policy = policy_for_pipeline(loaded.pipe, loaded.device)
-    if policy == loaded.policy:
-        return False
-    if policy.text_encoders != loaded.policy.text_encoders:
+    loaded.policy = policy = policy_for_pipeline(loaded.pipe, loaded.device)
+    if policy.text_encoders != old.text_encoders:
         place_text_encoders(loaded.pipe, loaded.device, policy)
-    log.info("memory plan re-chosen for the transformer with its LoRAs: %s", policy.description)
-    loaded.policy = policy
+    if _placement(policy) == _placement(old):
+        return False
+    log.info("memory plan changed with the transformer's LoRAs: %s", policy.description)
     return True
+
+
+def _placement(policy: MemoryPolicy) -> tuple:
+    return (policy.name, policy.text_encoders, policy.stream_encoder_blocks, policy.vae_tile_size, policy.fits)
 
 
 class _Visit:

@@ -134,8 +134,9 @@ def execution_path(loaded: LoadedPipeline) -> str:
         return f"PyTorch {str(loaded.dtype).removeprefix('torch.')} on {describe_device(loaded.device)}"
     _, why = choose_path(layers[0], loaded.device)
     # e.g. a wide LoRA on Hopper: those layers' low-rank up projections run beside the GEMM
-    for note, count in sorted(path_notes(layers, loaded.device).items(), key=lambda kv: -kv[1]):
-        why += f"; {count} of {len(layers)} layers with a {note}"
+    w4a4 = [m for m in layers if m.spec.act_format is not None]
+    for note, count in sorted(path_notes(w4a4, loaded.device).items(), key=lambda kv: -kv[1]):
+        why += f"; {count} of {len(w4a4)} W4A4 layers with a {note}"
     from gpu.generation.fusion import is_fused
 
     transformer = loaded.pipe.transformer

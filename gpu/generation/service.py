@@ -5,6 +5,7 @@ callbacks: ``on_progress`` after each denoising step, ``should_cancel`` polled a
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from gpu.generation.request import GeneratedImage, GenerationCancelled, Generati
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import model_hash
 from gpu.version import APP_NAME, __version__
+
+log = logging.getLogger(__name__)
 
 SAMPLER_NAME = "Euler"  # FlowMatchEulerDiscreteScheduler, what FLUX pipelines ship with
 PREVIEW_EVERY = 4
@@ -199,13 +202,16 @@ class GenerationService:
                     # again (what fits the kernels' rank limit), also when a LoRA does not fit the model and the
                     # previous set stays on.
                     sync_fusion(transformer, False)
+                    changed = True  # also when set fails half-way: it leaves the model without LoRAs
                     manager.set(wanted)
-                    changed = True
                 active = list(manager.active)
         finally:
             fuse_if_allowed(transformer, loaded.device, kind, self.fuse)
             if changed:  # the plan counts the LoRAs' branches and the originals kept for removal
-                replan(loaded)
+                try:
+                    replan(loaded)
+                except Exception:  # never hide the error in flight, nor fail a job over the plan's text
+                    log.exception("choosing the memory plan again failed")
         return active
 
     def _run_one(self, loaded, s, index, count, on_progress, should_cancel):

@@ -22,15 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpu.kernels.rank_limits import (
-    ANY_WINDOW,
-    INT4_LIMITS,
-    W4A8F_LIMITS,
-    W4A8F_MAX_WINDOW,
-    RankLimits,
-    low_rank_refusal,
-)
-from gpu.kernels.repack import W4A8F_TILE
+from gpu.kernels.rank_limits import ANY_WINDOW, INT4_LIMITS, W4A8F_LIMITS, RankLimits, low_rank_refusal
+from gpu.kernels.repack import PackedW4A8F
 from gpu.modules.reference import gelu_columns_
 from gpu.runtime.dispatch import Backend, register_backend
 
@@ -113,7 +106,7 @@ class FusedPath:
     label: str  # how the fallback names the reference it runs
     pack_name: str = "packed_for"  # function in gpu.kernels.repack: layer -> the kernels' packed weights
     shape_refusal: Callable[[torch.nn.Module], str | None] | None = None  # this path's own limits
-    path_note: Callable[[object], str | None] | None = None  # packed weights -> how this layer ran, if unusual
+    path_note: Callable[[PackedW4A8F], str | None] | None = None  # packed weights -> how this layer ran, if unusual
     layer_note: Callable[[torch.nn.Module], str | None] | None = None  # the same predicted from the layer
     load_errors: dict[tuple[int, torch.dtype], str] = field(default_factory=dict)
 
@@ -166,7 +159,7 @@ class FusedPath:
             layer.last_path = f"{self.label} ({reason})"
             return gelu_columns_(layer.forward_reference(x, act_format=self.act_format), gelu_from)
         note = self.path_note(packed) if self.path_note else None
-        if note:
+        if note and not layer.last_path.endswith(f"({note})"):  # idempotent when two threads run one layer
             layer.last_path = f"{layer.last_path} ({note})"
         return y
 
@@ -196,12 +189,10 @@ def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:
 SPLIT_LOW_RANK = "low-rank up projection on cuBLAS beside the GEMM"
 
 
-def _w4a8f_path_note(packed: object) -> str | None:
+def _w4a8f_path_note(packed: PackedW4A8F) -> str | None:
     """How the FP8 path ran a packed layer, when its widest rank window took the up projection out of the GEMM."""
-    window = getattr(packed, "max_window", 0)
-    if window > W4A8F_MAX_WINDOW:
-        return f"{SPLIT_LOW_RANK}: {window} rank columns in one {W4A8F_TILE}-channel tile > {W4A8F_MAX_WINDOW}"
-    return None
+    excess = W4A8F_LIMITS.window_excess(packed.max_window)
+    return f"{SPLIT_LOW_RANK}: {excess}" if excess else None
 
 
 def _w4a8f_layer_note(layer: torch.nn.Module) -> str | None:

@@ -495,15 +495,18 @@ def svdq_linear_forward_w4a8f(x: torch.Tensor, w: PackedW4A8F, gelu_from: int | 
 
 
 def w4a8f_gemm_split_low_rank(
-    qa: Fp8Act, lact: torch.Tensor, w: PackedW4A8F, out_dtype: torch.dtype, gelu_from: int | None = None
+    qa: Fp8Act, lact: torch.Tensor | None, w: PackedW4A8F, out_dtype: torch.dtype, gelu_from: int | None = None
 ) -> torch.Tensor:
     """``w4a8f_gemm`` for a branch wider than the GEMM's shared memory holds (a tile window over
     W4A8F_MAX_WINDOW columns, e.g. a rank-256 LoRA): the GEMM runs without the branch (scales and bias only),
     then cuBLAS adds lact T [M, r] @ lora_up[:N]^T in place, and the GELU follows on the sum. One more 16-bit
     rounding than the fused epilogue (the GEMM's output is rounded before the branch is added); the cost is
     what ``main.py bench kernels`` column (d) measures, far below the emulated INT4 kernels' on sm_90."""
+    check_gelu_from(gelu_from, w.n)
     if lact is None or w.lora_up is None:
-        raise ValueError("the split low-rank path needs lact and lora_up")
+        raise ValueError(f"lact [M, {w.rank}] and lora_up [N_pad, {w.rank}] are required for rank {w.rank}")
+    _check(lact, "lact", (qa.m, w.rank), out_dtype, qa.act.device)
+    _check(w.lora_up, "lora_up", (w.n_pad, w.rank), out_dtype, qa.act.device)
     body = replace(w, rank=0, lora_up=None, lora_down=None, lr_window=None, max_window=0)
     out = w4a8f_gemm(qa, None, body, out_dtype)
     out.addmm_(lact, w.lora_up[: w.n].T)

@@ -41,6 +41,12 @@ class RankLimits:
         per_tile = f"{self.max_window} per {self.tile}-channel tile, " if self.max_window is not None else ""
         return f"{per_tile}{self.max_total} in all"
 
+    def window_excess(self, window: int) -> str | None:
+        """Why a tile window of ``window`` rank columns is too wide for these limits, or None."""
+        if self.max_window is not None and window > self.max_window:
+            return f"{window} rank columns in one {self.tile}-channel tile > {self.max_window}"
+        return None
+
 
 ANY_WINDOW = RankLimits(max_window=None)  # what dispatch takes on both families
 INT4_LIMITS = ANY_WINDOW  # what the INT4 kernels fuse
@@ -55,7 +61,7 @@ def low_rank_refusal(members: Sequence[tuple[int, int]], limits: RankLimits) -> 
     if total > limits.max_total:
         return f"{ranks}rank {total} > {limits.max_total}"
     if limits.max_window is not None:
-        window = largest_rank_window(list(members), limits.tile)
-        if window > limits.max_window:
-            return f"{ranks}{window} rank columns in one {limits.tile}-channel tile > {limits.max_window}"
+        excess = limits.window_excess(largest_rank_window(list(members), limits.tile))
+        if excess:
+            return f"{ranks}{excess}"
     return None

@@ -92,7 +92,11 @@ class LoraManager:
             return self.active
         deltas = plan(self.model, [(a.file, a.strength) for a in wanted])  # raises before anything changes
         self.clear()
-        apply_deltas(deltas)
+        try:
+            apply_deltas(deltas)
+        except BaseException:  # e.g. out of memory half-way: no half-applied set, the model goes back to no LoRAs
+            self.clear()
+            raise
         self.active, self._key = wanted, key
         return self.active
 

@@ -32,6 +32,12 @@ def test_model_panel_shows_the_memory_plan_and_images_record_it(qtbot, window):
     assert settings["memory_policy"] == policy.name
     # after loading, the engine reports the policy it applied; the label still shows it
     assert controller.memory.name == policy.name and label.text() == f"Memory plan: {policy.description}"
+    # every finished job reports the model as it left it (a LoRA can change the plan and the execution path)
+    before = controller.model_info
+    with qtbot.waitSignal(controller.model_info_changed, timeout=120000):
+        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
+    assert controller.model_info is not before
+    assert controller.model_info.execution_path == settings["execution_path"]
 
 
 def test_an_over_budget_plan_is_shown_as_a_warning(qtbot, window):

@@ -152,7 +152,7 @@ def test_rank_limits_of_each_path():
     # predicted from the sizes alone, for the execution path shown before a layer has run
     assert W4A8.layer_note(too_wide) == (
         "low-rank up projection on cuBLAS beside the GEMM: 256 rank columns in one 128-channel tile > 240")
-    assert W4A8.layer_note(lora_128) is None and INT4.layer_note is None
+    assert W4A8.layer_note(lora_128) is None
     assert "rank 1040 > 1024" in W4A8.shape_refusal(layers(256, 1040, 1)[0])
     shared_tile = layers(64, 128, 2)  # both members in one 128-channel tile: a 256-wide window
     assert merge_refusal(shared_tile, INT4_LIMITS) is None

@@ -155,9 +155,10 @@ def test_w4a8f_windows_wider_than_128(rank, gen):
 
 @pytest.mark.parametrize("rank,dtype", [(256, torch.bfloat16), (400, torch.float16)])
 def test_w4a8f_windows_wider_than_the_gemm_fuses(rank, dtype, gen):
-    """A rank-32 layer with a rank-224 or rank-368 LoRA (windows 256 and 400 > 240): dispatch keeps it on the FP8
-    GEMM with the up projection on cuBLAS beside it (it used to go to the emulated INT4 kernels), ``last_path``
-    says so, and the output matches the FP8 reference, with GELU columns too, also inside a CUDA graph."""
+    """Layers of rank 256 and 400 (windows 256 and 400 > 240; a rank-32 layer with a rank-224 or rank-368 LoRA is
+    the same shape): dispatch keeps them on the FP8 GEMM with the up projection on cuBLAS beside it (they used to
+    go to the emulated INT4 kernels), ``last_path`` says so, and the output matches the FP8 reference, with GELU
+    columns too, also inside a CUDA graph."""
     from gpu.kernels.repack import packed_w4a8f_for
     from gpu.modules.reference import gelu_columns_
     from gpu.runtime.dispatch import path_notes, run_linear
