@@ -19,7 +19,8 @@ memory (the report says which), 2 on bad arguments.
 
 ``--text-encoders`` forces a placement instead of the policy's (``gpu``, ``whole``, ``by-block``, ``cpu``) to
 compare plans under the same cap. ``--lora-rank R`` puts a random rank-R LoRA on every W4A4 linear after the
-policy is chosen (as a LoRA added in the app would be), before the transformer is fused.
+policy is chosen and chooses it again with the transformer's new size (as the app does when LoRAs are added),
+before the transformer is fused.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
 
     from gpu.bench import random_text_encoders as rte
     from gpu.bench.flux_random import FLUX_DEV_CONFIG, FLUX_TINY_CONFIG, build_quantized_flux
-    from gpu.generation.memory import encoder_size, module_bytes, place_pipeline
+    from gpu.generation.memory import encoder_size, module_bytes, place_pipeline, transformer_bytes
     from gpu.runtime.memory_policy import ModelSizes, choose_policy
 
     tiny = args.tiny
@@ -150,6 +151,9 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
         from gpu.lora.apply import apply_deltas
 
         apply_deltas(random_lora_deltas(transformer, args.lora_rank, args.seed))
+        if args.text_encoders == "auto":  # as the app's service does when LoRAs change (memory.replan)
+            sizes = replace(sizes, transformer=transformer_bytes(transformer))
+            policy = choose_policy(budget, sizes)
     pipe = FluxPipeline(
         scheduler=rte.build_scheduler(), vae=vae, text_encoder=clip, tokenizer=clip_tok, text_encoder_2=t5,
         tokenizer_2=t5_tok, transformer=transformer,
