@@ -186,8 +186,10 @@ class GenerationService:
 
     def apply_loras(self, loaded: LoadedPipeline, loras: list[tuple[str, float]] | None) -> list:
         """Make the loaded transformer carry exactly these LoRAs (``gpu.lora``; a no-op when unchanged, and
-        when none were ever asked for); a bad file raises ``LoraError`` and leaves the model as it was. With or
-        without LoRAs the transformer runs fused where ``gpu.generation.fusion`` allows it, else unfused."""
+        when none were ever asked for); a bad file raises ``LoraError`` and leaves the model as it was, a set
+        that fails half-way (out of memory) leaves it without LoRAs. With or without LoRAs the transformer runs
+        fused where ``gpu.generation.fusion`` allows it, else unfused; the memory plan is chosen again whenever
+        the LoRAs changed (``memory.replan``)."""
         transformer = loaded.pipe.transformer
         kind = loaded.entry.facts.kind if loaded.entry.facts else ""
         wanted = [(str(p), float(s)) for p, s in loras or []]

@@ -19,6 +19,7 @@ import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -106,7 +107,8 @@ class FusedPath:
     label: str  # how the fallback names the reference it runs
     pack_name: str = "packed_for"  # function in gpu.kernels.repack: layer -> the kernels' packed weights
     shape_refusal: Callable[[torch.nn.Module], str | None] | None = None  # this path's own limits
-    path_note: Callable[[PackedW4A8F], str | None] | None = None  # packed weights -> how this layer ran, if unusual
+    # the packed weights ``pack_name`` made -> how this layer ran, when not in this path's usual way
+    path_note: Callable[[Any], str | None] | None = None
     layer_note: Callable[[torch.nn.Module], str | None] | None = None  # the same predicted from the layer
     load_errors: dict[tuple[int, torch.dtype], str] = field(default_factory=dict)
 
