@@ -23,8 +23,8 @@ def _report(out: Path) -> dict:
 
 def test_tiny_simulation_on_cpu_reports_every_field(tmp_path):
     out = tmp_path / "sim"
-    result = subprocess.run([sys.executable, "-m", "gpu.bench.flux_pipeline_16gb", "--tiny", "--out", str(out)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "gpu.bench.flux_pipeline_16gb", "--tiny", "--device", "cpu",
+                             "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     r = _report(out)
     assert r["completed"] is True and r["image_finite"] is True

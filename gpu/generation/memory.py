@@ -78,13 +78,21 @@ def transformer_bytes(transformer: nn.Module) -> int:
     return tensors_bytes([*transformer.parameters(), *transformer.buffers(), *held_originals(transformer)])
 
 
+def kernel_copies_bytes(transformer: nn.Module, device: torch.device) -> int:
+    """GPU bytes the fused kernels that will run the transformer's SVDQ layers on ``device`` keep beside the
+    layers' buffers (e.g. the Hopper path's down projection divided by the smoothing; 0 on the reference path)."""
+    from gpu.modules.svdq_linear import SVDQLinear
+    from gpu.runtime.dispatch import held_bytes
+
+    return held_bytes([m for m in transformer.modules() if isinstance(m, SVDQLinear)], device)
+
+
 def pipeline_sizes(pipe: Any, device: torch.device) -> ModelSizes:
     """Run-time bytes of a loaded pipeline's parts (as loaded: dtype already the run-time one; the transformer
-    with its LoRAs)."""
+    with its LoRAs and the kernels' copies)."""
     encoders = tuple(encoder_size(getattr(pipe, n)) for n in TEXT_ENCODERS if getattr(pipe, n, None) is not None)
-    return ModelSizes(
-        transformer=transformer_bytes(pipe.transformer), text_encoders=encoders, vae=module_bytes(pipe.vae),
-    )  # fmt: skip
+    transformer = transformer_bytes(pipe.transformer) + kernel_copies_bytes(pipe.transformer, device)
+    return ModelSizes(transformer=transformer, text_encoders=encoders, vae=module_bytes(pipe.vae))
 
 
 def _header(path: Path) -> dict[str, Any]:

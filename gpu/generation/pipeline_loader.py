@@ -107,13 +107,13 @@ def load_pipeline(
         raise ModelLoadError(f"{entry.name}: cannot load the pipeline ({err})") from None
     from gpu.generation.memory import place_pipeline, policy_for_pipeline
 
-    # Chosen from the detected VRAM and the loaded parts' sizes, before anything moves to the GPU.
-    policy = policy_for_pipeline(pipe, device)
-    place_pipeline(pipe, device, policy)
-    if device.type == "cuda":
+    if device.type == "cuda":  # first: the plan counts the kernels' packed copies as replacing these buffers
         from gpu.kernels.repack import enable_canonical_offload
 
         enable_canonical_offload(pipe.transformer)
+    # Chosen from the detected VRAM and the loaded parts' sizes, before anything moves to the GPU.
+    policy = policy_for_pipeline(pipe, device)
+    place_pipeline(pipe, device, policy)
     pipe.set_progress_bar_config(disable=True)
     if device.type == "cpu" and facts.transformer_params < SMALL_MODEL_PARAMS:
         # A small model's ops are too short to split across cores: OpenMP start-up and spin-waiting cost

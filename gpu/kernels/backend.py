@@ -106,6 +106,7 @@ class FusedPath:
     act_format: str | None  # reference numerics: SVDQLinear.forward_reference(x, act_format=...)
     label: str  # how the fallback names the reference it runs
     pack_name: str = "packed_for"  # function in gpu.kernels.repack: layer -> the kernels' packed weights
+    held_name: str = "held_bytes_w4a4"  # function in gpu.kernels.repack: layer -> bytes the packing adds
     shape_refusal: Callable[[torch.nn.Module], str | None] | None = None  # this path's own limits
     # the packed weights ``pack_name`` made -> how this layer ran, when not in this path's usual way
     path_note: Callable[[Any], str | None] | None = None
@@ -137,6 +138,12 @@ class FusedPath:
         from gpu.kernels.loader import binary_status
 
         return binary_status(f"{major}{minor}")
+
+    def held_bytes(self, layer: torch.nn.Module) -> int:
+        """GPU bytes this path's packed copy of ``layer`` adds to the layer's own (for the memory plan)."""
+        from gpu.kernels import repack
+
+        return getattr(repack, self.held_name)(layer)
 
     def run(self, layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = None) -> torch.Tensor:
         """x: T [..., K] on the GPU -> T [..., N] (tanh-GELU on columns >= gelu_from, in the GEMM epilogue);
@@ -206,8 +213,8 @@ def _w4a8f_layer_note(layer: torch.nn.Module) -> str | None:
 
 W4A8 = FusedPath(
     W4A8_NAME, _w4a8_arch_refusal, "svdq_linear_forward_w4a8f", "fp8_e4m3_row", "PyTorch reference, W4A8 FP8",
-    pack_name="packed_w4a8f_for", shape_refusal=_w4a8f_shape_refusal, path_note=_w4a8f_path_note,
-    layer_note=_w4a8f_layer_note,
+    pack_name="packed_w4a8f_for", held_name="held_bytes_w4a8f", shape_refusal=_w4a8f_shape_refusal,
+    path_note=_w4a8f_path_note, layer_note=_w4a8f_layer_note,
 )
 INT4 = FusedPath(
     NAME, _int4_arch_refusal, "svdq_linear_forward", None, "PyTorch reference", shape_refusal=_int4_shape_refusal
@@ -241,5 +248,5 @@ def _gemv_run(layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = N
 # Hopper W4A8 first: on sm_90 it serves INT4 W4A4 layers; elsewhere it refuses and INT4 serves them. The GEMV
 # serves the W4A16 layers both refuse.
 for _path in (W4A8, INT4):
-    register_backend(Backend(_path.name, _path.refuses, _path.run, _path.layer_note))
+    register_backend(Backend(_path.name, _path.refuses, _path.run, _path.layer_note, _path.held_bytes))
 register_backend(Backend(GEMV_NAME, _gemv_refuses, _gemv_run))

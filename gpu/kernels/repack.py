@@ -315,6 +315,40 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
     )
 
 
+def held_bytes(layer: torch.nn.Module, tile: int, rank_step: int, down_copy: bool, scale_bytes: int | None) -> int:
+    """GPU bytes a layer's packed copy holds beyond the layer's own buffers, from its sizes (for the memory plan,
+    before anything is packed). Codes and group scales replace the canonical ones where the loader marked the
+    layer (``enable_canonical_offload``), else they are a second copy; padded ``lora_up``/bias are copies;
+    ``down_copy``: the packing keeps its own down projection (the FP8 path's L1 / lambda, [K, r rounded up to
+    ``rank_step``]); ``scale_bytes``: bytes per group scale in the packed copy (None: the compute dtype's)."""
+    n, k = layer.out_features, layer.in_features
+    n_pad = round_up(n, tile)
+    lora_down = getattr(layer, "lora_down", None)
+    rank = int(lora_down.shape[1]) if lora_down is not None else 0
+    r_pad = round_up(rank, rank_step)
+    el = torch.empty((), dtype=layer.compute_dtype).element_size()
+    total = 0
+    if not getattr(layer, OFFLOAD_ATTR, False):
+        total += n_pad * k // 2 + n_pad * (k // GROUP) * (scale_bytes or el)
+    if rank and (n_pad, r_pad) != (n, rank):
+        total += n_pad * r_pad * el
+    if rank and down_copy:
+        total += k * r_pad * el
+    if getattr(layer, "bias", None) is not None and n_pad != n:
+        total += n_pad * el
+    return total
+
+
+def held_bytes_w4a4(layer: torch.nn.Module) -> int:
+    """``held_bytes`` of ``repack_layer``: the down projection and smoothing are the layer's own tensors."""
+    return held_bytes(layer, PAD_N, 1, down_copy=False, scale_bytes=None)
+
+
+def held_bytes_w4a8f(layer: torch.nn.Module) -> int:
+    """``held_bytes`` of ``repack_layer_w4a8f``: plus L1 / lambda and the fp32 1 / lambda [K]."""
+    return held_bytes(layer, W4A8F_TILE, 16, down_copy=True, scale_bytes=2) + 4 * layer.in_features
+
+
 def packed_w4a8f_for(layer: torch.nn.Module, device: torch.device | None = None) -> PackedW4A8F:
     """The layer's FP8-path packed weights, repacked when its buffers changed since the last call."""
     return _cached_pack(layer, "_svdq_packed_w4a8f", repack_layer_w4a8f, device)

@@ -23,6 +23,8 @@ class Backend:
     run: Callable[[torch.nn.Module, torch.Tensor, int | None], torch.Tensor]
     # layer -> how this backend runs it when not in its usual way, in words (None: the usual way)
     note: Callable[[torch.nn.Module], str | None] | None = None
+    # layer -> GPU bytes this backend keeps for the layer beside the layer's own buffers (its packed copies)
+    held_bytes: Callable[[torch.nn.Module], int] | None = None
 
 
 _BACKENDS: list[Backend] = []
@@ -68,6 +70,16 @@ def path_notes(layers: list[torch.nn.Module], device: torch.device) -> dict[str,
         if note:
             notes[note] = notes.get(note, 0) + 1
     return notes
+
+
+def held_bytes(layers: list[torch.nn.Module], device: torch.device) -> int:
+    """GPU bytes the backends that will run ``layers`` on ``device`` keep beside the layers' own buffers."""
+    total = 0
+    for layer in layers:
+        backend, _ = choose_path(layer, device)
+        if backend is not None and backend.held_bytes is not None:
+            total += backend.held_bytes(layer)
+    return total
 
 
 def describe_device(device: torch.device) -> str:

@@ -20,12 +20,14 @@ GiB = 2**30
 # CUDA context, the display, other programs and allocator fragmentation: never plan to fill the card.
 RESERVE_BYTES = 3 * GiB // 4
 # Denoising working memory of a FLUX.1-sized transformer per output pixel (activations of one block at
-# 4096 image + 512 text tokens, kernel workspaces): about 0.75 GiB at 1024x1024. An estimate;
-# gpu.bench.flux_pipeline_16gb measures it.
-DENOISE_BYTES_PER_PIXEL = 768
-# Untiled VAE decode per output pixel (bf16 decoder activations, 128-512 channels at full resolution):
-# about 2 GiB at 1024x1024. Tiled decode needs the same per tile.
-DECODE_BYTES_PER_PIXEL = 2048
+# 4096 image + 512 text tokens, kernel workspaces). The fused model replays a CUDA graph per size, whose pool
+# keeps this memory through the VAE decode: so a decode comes on top of it. Measured by
+# gpu.bench.flux_pipeline_16gb (H200, 2026-11-21): 0.20 GiB left allocated after denoising plus 0.69 GiB idle
+# in the graph's pool at 1024x1024; 928 bytes per pixel is 0.91 GiB there.
+DENOISE_BYTES_PER_PIXEL = 928
+# Untiled VAE decode per output pixel (bf16 decoder activations, 128-512 channels at full resolution). Measured
+# by the same simulation: 2.378 GiB at 1024x1024 (2.375 planned). Tiled decode needs the same per tile.
+DECODE_BYTES_PER_PIXEL = 2432
 # One text encoder's activations while encoding (T5-XXL at 512 tokens needs ~0.1 GiB).
 ENCODE_WORKSPACE_BYTES = GiB // 4
 # Cards sold as "16 GB" report 15.6-16 GiB; at or below this the VAE tiles above 1024x1024 whatever the
@@ -159,9 +161,10 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
     biggest_streamed = max((e.streamed for e in sizes.text_encoders), default=0)
 
     def run_peak(resident: int) -> int:
-        """GPU peak while denoising or decoding at 1024x1024 (decoding tiled where the plan tiles)."""
-        tile = _tile_size(total_vram_bytes, budget, resident)
-        return resident + max(denoise, decode_bytes(min(1024, tile or 1024)))
+        """GPU peak while decoding at 1024x1024 (tiled where the plan tiles) next to the denoising memory that the
+        transformer's CUDA graph keeps."""
+        tile = _tile_size(total_vram_bytes, budget, resident + denoise)
+        return resident + denoise + decode_bytes(min(1024, tile or 1024))
 
     details = {
         "transformer_gib": sizes.transformer / GiB,
@@ -171,7 +174,7 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
     }
     encoders = f"text encoders ({_gib(sizes.encoders_total)})"
     kept = f"transformer ({_gib(sizes.transformer)}) and VAE stay on the GPU"
-    resident_peak = core + sizes.encoders_total + max(denoise, decode_bytes(1024))
+    resident_peak = core + sizes.encoders_total + denoise + decode_bytes(1024)
     # Residency must leave room for an untiled decode at 1024x1024: saving the encoders' move (about a second
     # per prompt) is not worth tiling every native-size image.
     if resident_peak <= budget:
@@ -195,7 +198,8 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
         peak = run_peak(core)
         text = (f"transformer, VAE and working memory need about {_gib(peak)}, more than this GPU has: generation "
                 f"will likely run out of memory (try a 4-bit model or a smaller size); {encoders} run on the CPU")
-    tile = _tile_size(total_vram_bytes, budget, core + (sizes.encoders_total if place == "gpu" else 0))
+    tile = _tile_size(total_vram_bytes, budget, core + denoise + (sizes.encoders_total if place == "gpu" else 0))
+    details["denoise_gib"] = denoise / GiB
     if tile is not None:
         text += f"; VAE decodes images larger than {tile}x{tile} in tiles"
     text = text[0].upper() + text[1:]
@@ -209,7 +213,8 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
 
 def _tile_size(total: int, budget: int, resident: int) -> int | None:
     """The VAE tile side: None when an untiled decode at the largest size fits next to what stays resident
-    (and the card is bigger than 16 GB), else the largest tile that fits (at most 1024 on <= 16 GB cards)."""
+    during the decode (weights and the graph-held denoising memory; and the card is bigger than 16 GB), else the
+    largest tile that fits (at most 1024 on <= 16 GB cards)."""
     room = budget - resident
     if total > LAPTOP_16GB_BYTES and decode_bytes(MAX_SIDE) <= room:
         return None

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
 from gpu.kernels import backend
-from gpu.kernels.repack import act_fragments_to_codes, repack_qweight
+from gpu.kernels.repack import (
+    act_fragments_to_codes,
+    enable_canonical_offload,
+    held_bytes_w4a4,
+    held_bytes_w4a8f,
+    repack_layer,
+    repack_layer_w4a8f,
+    repack_qweight,
+)
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.svdq_linear import SVDQLinear
 from gpu.quant.packing import pack_int4
@@ -182,3 +193,44 @@ def test_fp8_repack_pads_a_rank_that_is_not_a_multiple_of_16():
     assert torch.equal(packed.lora_down[:, :24], smoothed_lora_down(layer.lora_down, layer.smooth))
     assert torch.equal(packed.lora_up[:200, :24], layer.lora_up) and not packed.lora_up[200:].any()
     assert packed.lr_window.tolist() == [[0, 32], [0, 32]] and packed.max_window == 32
+
+
+def _random_cpu_layer(k: int, n: int, rank: int, bias: bool) -> SVDQLinear:
+    gen = torch.Generator().manual_seed(k + n + rank)
+    layer = SVDQLinear(k, n, LayerSpec("svdquant", "int4", "int4", rank, True), bias=bias, dtype=torch.bfloat16)
+    with torch.no_grad():
+        layer.qweight.copy_(pack_int4(torch.randint(-7, 8, (n, k), generator=gen, dtype=torch.int8)))
+        layer.wscales.copy_(torch.rand(n, k // 64, generator=gen).to(torch.bfloat16) * 0.01 + 0.001)
+        layer.smooth.copy_(torch.rand(k, generator=gen).to(torch.bfloat16) + 0.5)
+        if rank:
+            layer.lora_down.copy_(torch.randn(k, rank, generator=gen).to(torch.bfloat16))
+            layer.lora_up.copy_(torch.randn(n, rank, generator=gen).to(torch.bfloat16))
+    return layer
+
+
+def _bytes_beside(packed, layer: SVDQLinear, offloaded: bool) -> int:
+    """Bytes of the packed tensors that are not the layer's own (codes and scales replace the canonical ones
+    when the layer is marked for offload); the small rank-window tables are not counted."""
+    own = {t.untyped_storage().data_ptr() for t in layer.buffers()}
+    total = 0
+    for f in dataclasses.fields(packed):
+        t = getattr(packed, f.name)
+        if not isinstance(t, torch.Tensor) or f.name == "lr_window" or t.untyped_storage().data_ptr() in own:
+            continue
+        if not (offloaded and f.name in ("wgt", "wscale")):
+            total += t.numel() * t.element_size()
+    return total
+
+
+@pytest.mark.parametrize(("k", "n", "rank", "bias"), [(192, 200, 24, True), (128, 256, 32, False), (128, 128, 0, True)])
+@pytest.mark.parametrize("offloaded", [False, True])
+def test_memory_plan_counts_what_the_packings_keep_beside_the_layer(k, n, rank, bias, offloaded):
+    """``held_bytes_*`` (what the memory plan adds per layer) equals what the repacks really allocate."""
+    layer = _random_cpu_layer(k, n, rank, bias)
+    if offloaded:
+        enable_canonical_offload(layer)
+    cpu = torch.device("cpu")
+    assert held_bytes_w4a8f(layer) == _bytes_beside(repack_layer_w4a8f(layer, cpu), layer, offloaded)
+    assert held_bytes_w4a4(layer) == _bytes_beside(repack_layer(layer, cpu), layer, offloaded)
+    if rank:  # the FP8 path keeps L1 / lambda beside L1: the plan must not see only the layer's buffers
+        assert held_bytes_w4a8f(layer) >= k * rank * 2
