@@ -117,13 +117,7 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
 
     from gpu.bench import random_text_encoders as rte
     from gpu.bench.flux_random import FLUX_DEV_CONFIG, FLUX_TINY_CONFIG, build_quantized_flux
-    from gpu.generation.memory import (
-        encoder_size,
-        kernel_copies_bytes,
-        module_bytes,
-        place_pipeline,
-        transformer_bytes,
-    )
+    from gpu.generation.memory import encoder_size, module_bytes, place_pipeline, transformer_run_bytes
     from gpu.kernels.repack import enable_canonical_offload
     from gpu.runtime.memory_policy import ModelSizes, choose_policy
 
@@ -142,8 +136,7 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
     if device.type == "cuda":  # as the app's loader marks it before planning (one 4-bit copy on the GPU)
         enable_canonical_offload(meta)
     # As the app's plan (gpu.generation.memory.pipeline_sizes): the transformer with the kernels' copies.
-    transformer_size = module_bytes(meta) + kernel_copies_bytes(meta, device)
-    sizes = ModelSizes(transformer_size, (encoder_size(clip), t5_size), module_bytes(vae))
+    sizes = ModelSizes(transformer_run_bytes(meta, device), (encoder_size(clip), t5_size), module_bytes(vae))
     policy = choose_policy(budget, sizes)
     if args.text_encoders != "auto":
         place, by_block = FORCED[args.text_encoders]
@@ -163,8 +156,7 @@ def build_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.
 
         apply_deltas(random_lora_deltas(transformer, args.lora_rank, args.seed))
         if args.text_encoders == "auto":  # as the app's service does when LoRAs change (memory.replan)
-            grown = transformer_bytes(transformer) + kernel_copies_bytes(transformer, device)
-            sizes = replace(sizes, transformer=grown)
+            sizes = replace(sizes, transformer=transformer_run_bytes(transformer, device))
             policy = choose_policy(budget, sizes)
     pipe = FluxPipeline(
         scheduler=rte.build_scheduler(), vae=vae, text_encoder=clip, tokenizer=clip_tok, text_encoder_2=t5,

@@ -87,12 +87,19 @@ def kernel_copies_bytes(transformer: nn.Module, device: torch.device) -> int:
     return held_bytes([m for m in transformer.modules() if isinstance(m, SVDQLinear)], device)
 
 
+def transformer_run_bytes(transformer: nn.Module, device: torch.device) -> int:
+    """What the memory plan counts for the transformer on ``device``: ``transformer_bytes`` plus
+    ``kernel_copies_bytes``."""
+    return transformer_bytes(transformer) + kernel_copies_bytes(transformer, device)
+
+
 def pipeline_sizes(pipe: Any, device: torch.device) -> ModelSizes:
     """Run-time bytes of a loaded pipeline's parts (as loaded: dtype already the run-time one; the transformer
     with its LoRAs and the kernels' copies)."""
     encoders = tuple(encoder_size(getattr(pipe, n)) for n in TEXT_ENCODERS if getattr(pipe, n, None) is not None)
-    transformer = transformer_bytes(pipe.transformer) + kernel_copies_bytes(pipe.transformer, device)
-    return ModelSizes(transformer=transformer, text_encoders=encoders, vae=module_bytes(pipe.vae))
+    return ModelSizes(
+        transformer=transformer_run_bytes(pipe.transformer, device), text_encoders=encoders, vae=module_bytes(pipe.vae)
+    )
 
 
 def _header(path: Path) -> dict[str, Any]:

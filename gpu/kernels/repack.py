@@ -315,7 +315,7 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
     )
 
 
-def held_bytes(layer: torch.nn.Module, tile: int, rank_step: int, down_copy: bool, scale_bytes: int | None) -> int:
+def _held_bytes(layer: torch.nn.Module, tile: int, rank_step: int, down_copy: bool, scale_bytes: int | None) -> int:
     """GPU bytes a layer's packed copy holds beyond the layer's own buffers, from its sizes (for the memory plan,
     before anything is packed). Codes and group scales replace the canonical ones where the loader marked the
     layer (``enable_canonical_offload``), else they are a second copy; padded ``lora_up``/bias are copies;
@@ -323,10 +323,9 @@ def held_bytes(layer: torch.nn.Module, tile: int, rank_step: int, down_copy: boo
     ``rank_step``]); ``scale_bytes``: bytes per group scale in the packed copy (None: the compute dtype's)."""
     n, k = layer.out_features, layer.in_features
     n_pad = round_up(n, tile)
-    lora_down = getattr(layer, "lora_down", None)
-    rank = int(lora_down.shape[1]) if lora_down is not None else 0
+    rank = _low_rank_parts(layer)[2]
     r_pad = round_up(rank, rank_step)
-    el = torch.empty((), dtype=layer.compute_dtype).element_size()
+    el = layer.compute_dtype.itemsize
     total = 0
     if not getattr(layer, OFFLOAD_ATTR, False):
         total += n_pad * k // 2 + n_pad * (k // GROUP) * (scale_bytes or el)
@@ -340,13 +339,13 @@ def held_bytes(layer: torch.nn.Module, tile: int, rank_step: int, down_copy: boo
 
 
 def held_bytes_w4a4(layer: torch.nn.Module) -> int:
-    """``held_bytes`` of ``repack_layer``: the down projection and smoothing are the layer's own tensors."""
-    return held_bytes(layer, PAD_N, 1, down_copy=False, scale_bytes=None)
+    """``_held_bytes`` of ``repack_layer``: the down projection and smoothing are the layer's own tensors."""
+    return _held_bytes(layer, PAD_N, 1, down_copy=False, scale_bytes=None)
 
 
 def held_bytes_w4a8f(layer: torch.nn.Module) -> int:
-    """``held_bytes`` of ``repack_layer_w4a8f``: plus L1 / lambda and the fp32 1 / lambda [K]."""
-    return held_bytes(layer, W4A8F_TILE, 16, down_copy=True, scale_bytes=2) + 4 * layer.in_features
+    """``_held_bytes`` of ``repack_layer_w4a8f``: plus L1 / lambda and the fp32 1 / lambda [K]."""
+    return _held_bytes(layer, W4A8F_TILE, 16, down_copy=True, scale_bytes=2) + 4 * layer.in_features
 
 
 def packed_w4a8f_for(layer: torch.nn.Module, device: torch.device | None = None) -> PackedW4A8F:

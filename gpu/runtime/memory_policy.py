@@ -171,6 +171,7 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
         "vae_gib": sizes.vae / GiB,
         "text_encoders_gib": sizes.encoders_total / GiB,
         "budget_gib": budget / GiB,
+        "denoise_gib": denoise / GiB,
     }
     encoders = f"text encoders ({_gib(sizes.encoders_total)})"
     kept = f"transformer ({_gib(sizes.transformer)}) and VAE stay on the GPU"
@@ -199,7 +200,6 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
         text = (f"transformer, VAE and working memory need about {_gib(peak)}, more than this GPU has: generation "
                 f"will likely run out of memory (try a 4-bit model or a smaller size); {encoders} run on the CPU")
     tile = _tile_size(total_vram_bytes, budget, core + denoise + (sizes.encoders_total if place == "gpu" else 0))
-    details["denoise_gib"] = denoise / GiB
     if tile is not None:
         text += f"; VAE decodes images larger than {tile}x{tile} in tiles"
     text = text[0].upper() + text[1:]
