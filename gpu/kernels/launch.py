@@ -30,7 +30,7 @@ import torch
 
 from gpu.kernels import context
 from gpu.kernels.loader import load_module
-from gpu.kernels.rank_limits import MAX_TOTAL_RANK, W4A8F_MAX_WINDOW, W4A8F_NARROW_WINDOW
+from gpu.kernels.rank_limits import MAX_TOTAL_RANK, W4A8F_LIMITS, W4A8F_MAX_WINDOW, W4A8F_NARROW_WINDOW
 from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
 from gpu.modules.reference import check_gelu_from, gelu_columns_
 
@@ -489,7 +489,7 @@ def svdq_linear_forward_w4a8f(x: torch.Tensor, w: PackedW4A8F, gelu_from: int | 
     x2 = x.reshape(-1, w.k)
     qa = quantize_act_fp8(x2, w.inv_smooth)
     lact = x2 @ w.lora_down if w.rank else None
-    if w.max_window > W4A8F_MAX_WINDOW:
+    if W4A8F_LIMITS.window_excess(w.max_window):  # the rule backend's path note reports
         return w4a8f_gemm_split_low_rank(qa, lact, w, x.dtype, gelu_from).reshape(*lead, w.n)
     return w4a8f_gemm(qa, lact, w, x.dtype, gelu_from).reshape(*lead, w.n)
 

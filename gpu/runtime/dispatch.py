@@ -6,7 +6,7 @@ can serve a layer on a device (and why not), so the app can show the user the pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -61,12 +61,19 @@ def choose_path(layer: torch.nn.Module, device: torch.device) -> tuple[Backend |
     return None, f"PyTorch reference on {describe_device(device)} ({why})"
 
 
+def _serving(layers: list[torch.nn.Module], device: torch.device) -> Iterator[tuple[torch.nn.Module, Backend]]:
+    """(layer, backend) for each of ``layers`` that a fused backend will run on ``device``."""
+    for layer in layers:
+        backend, _ = choose_path(layer, device)
+        if backend is not None:
+            yield layer, backend
+
+
 def path_notes(layers: list[torch.nn.Module], device: torch.device) -> dict[str, int]:
     """How many of ``layers`` their backends run in an unusual way on ``device``, per note (``Backend.note``)."""
     notes: dict[str, int] = {}
-    for layer in layers:
-        backend, _ = choose_path(layer, device)
-        note = backend.note(layer) if backend is not None and backend.note is not None else None
+    for layer, backend in _serving(layers, device):
+        note = backend.note(layer) if backend.note is not None else None
         if note:
             notes[note] = notes.get(note, 0) + 1
     return notes
@@ -74,12 +81,7 @@ def path_notes(layers: list[torch.nn.Module], device: torch.device) -> dict[str,
 
 def held_bytes(layers: list[torch.nn.Module], device: torch.device) -> int:
     """GPU bytes the backends that will run ``layers`` on ``device`` keep beside the layers' own buffers."""
-    total = 0
-    for layer in layers:
-        backend, _ = choose_path(layer, device)
-        if backend is not None and backend.held_bytes is not None:
-            total += backend.held_bytes(layer)
-    return total
+    return sum(backend.held_bytes(layer) for layer, backend in _serving(layers, device) if backend.held_bytes)
 
 
 def describe_device(device: torch.device) -> str:
