@@ -6,6 +6,8 @@ against the BF16 pipeline (mean PSNR over held-out images, judge attribute accur
 W4A4: every SVDQLinear runs ``forward_reference(x)`` (INT4 activations, the W4A4 kernels' numerics).
 W4A8: the normal dispatch (the FP8 W4A8 kernels on sm_90; the path of every W4A4 layer is recorded).
 W4A8 fused: the same after ``gpu.models.flux_fused.fuse_flux_transformer`` (fused block ops, CUDA graphs).
+Both W4A8 executions are also compared with W4A4 attribute by attribute (``gpu.demo.paired``): which attributes
+only one of them gets right, and how often each agrees with the BF16 model's verdicts.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     from gpu.checkpoint.skeleton import load_quantized_transformer
     from gpu.demo.evaluate import DEFAULT_JUDGE, heldout_set, pipeline_generate_fn
     from gpu.demo.judge import accuracy, judge_images, load_judge
+    from gpu.demo.paired import attribute_flags, paired_comparison
     from gpu.generation.pipeline_loader import quiet_libraries
     from gpu.metrics import psnr
     from gpu.modules.svdq_linear import SVDQLinear
@@ -49,7 +52,9 @@ def main() -> None:
     pipe = FluxPipeline.from_pretrained(args.model, transformer=transformer, dtype=dt).to(dev)
     pipe.set_progress_bar_config(disable=True)
     layers = [m for m in pipe.transformer.modules() if isinstance(m, SVDQLinear)]
-    results = {"bf16": accuracy(judge_images(judge, ref_images, prompts))}
+    ref_scores = judge_images(judge, ref_images, prompts)
+    results = {"bf16": accuracy(ref_scores)}
+    flags = {"bf16": attribute_flags(ref_scores)}
     results["gpu"] = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
     for mode in ("w4a4", "w4a8", "w4a8_fused"):
         if mode == "w4a8_fused":  # issue 7's fused blocks (merged Q/K/V where smoothing is shared, fused ops) + graphs
@@ -63,7 +68,8 @@ def main() -> None:
                 del layer.forward
         with torch.no_grad():
             images = pipeline_generate_fn(pipe, model_dir=args.model)(prompts, seeds)
-        res = accuracy(judge_images(judge, images, prompts))
+        scores = judge_images(judge, images, prompts)
+        res, flags[mode] = accuracy(scores), attribute_flags(scores)
         res["psnr_vs_bf16_mean"] = float(np.mean([psnr(a, b) for a, b in zip(images, ref_images, strict=True)]))
         running = [m for m in pipe.transformer.modules() if isinstance(m, SVDQLinear)]  # merged ones after fusing
         w4a4_layers = [m for m in running if m.spec.act_format == "int4"]
@@ -77,12 +83,20 @@ def main() -> None:
         if mode == "w4a8_fused":
             res["fusion"] = {k: v for k, v in pipe.transformer.fusion_report.items() if k != "groups"}
         results[mode] = res
+    # The same prompts and seeds under each execution: attribute by attribute against W4A4 (McNemar) and BF16.
+    results["paired_vs_w4a4"] = {
+        mode: paired_comparison(flags[mode], flags["w4a4"], flags["bf16"]) for mode in ("w4a8", "w4a8_fused")
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "demo_w4a8.json").write_text(json.dumps(results, indent=1, default=str))
     for k in ("bf16", "w4a4", "w4a8", "w4a8_fused"):
         r = results[k]
         print(f"{k}: attribute_accuracy={r['attribute_accuracy']:.4f} "
               f"psnr_vs_bf16={r.get('psnr_vs_bf16_mean', float('nan')):.2f} {r.get('path', '')}")
+    for mode, c in results["paired_vs_w4a4"].items():
+        print(f"{mode} vs w4a4: right only under {mode} {c['a_only']}, only under w4a4 {c['b_only']} "
+              f"(McNemar p {c['mcnemar_p']:.3f}); agreement with bf16's verdicts {c['a_agreement_with_reference']:.4f} "
+              f"vs {c['b_agreement_with_reference']:.4f}")
 
 
 if __name__ == "__main__":
