@@ -430,8 +430,9 @@ def w4a8f_gemm(
     gelu_col = gelu_from_arg(gelu_from, n)
     if n % 8 or rank % 16 or rank > MAX_TOTAL_RANK:
         raise ValueError(f"N={n} must be a multiple of 8 and rank={rank} a multiple of 16 up to {MAX_TOTAL_RANK}")
-    if w.max_window > W4A8F_MAX_WINDOW:
-        raise ValueError(f"rank windows up to {w.max_window} columns: the kernel stages at most {W4A8F_MAX_WINDOW}")
+    excess = W4A8F_LIMITS.window_excess(w.max_window)
+    if excess:
+        raise ValueError(f"{excess}: the kernel stages at most {W4A8F_MAX_WINDOW} (w4a8f_gemm_split_low_rank runs it)")
     tiles = w.n_pad // _W4A8F_TILE
     _check(qa.act, "act", (qa.m_pad // _W4A8F_TILE, k // GROUP, _W4A8F_TILE * GROUP), torch.uint8, device)
     _check(qa.ascale, "ascale", (qa.m_pad,), torch.float32, device)
