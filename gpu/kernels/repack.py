@@ -46,7 +46,7 @@ class PackedWeights:
     lr_window: torch.Tensor | None = None  # int32 [N_pad/64, 2] (rank_windows, step 1), None for rank 0
 
 
-def _pad_rows(t: torch.Tensor, rows: int, cols: int | None = None) -> torch.Tensor:
+def _zero_pad(t: torch.Tensor, rows: int, cols: int | None = None) -> torch.Tensor:
     """t: [R, ...] -> [rows, ...] (with ``cols``, a 2-D t: [rows, cols]) zero padded, contiguous."""
     shape = (rows, *t.shape[1:]) if cols is None else (rows, cols)
     if tuple(t.shape) == shape:
@@ -62,7 +62,7 @@ def repack_qweight(qweight: torch.Tensor, n_pad: int) -> torch.Tensor:
     k = half_k * 2
     if k % GROUP:
         raise ValueError(f"K={k} is not a multiple of {GROUP}")
-    words = _pad_rows(qweight, n_pad).view(torch.int32)  # [N_pad, K/8]; word w = codes 8w..8w+7
+    words = _zero_pad(qweight, n_pad).view(torch.int32)  # [N_pad, K/8]; word w = codes 8w..8w+7
     # [tile, gid, group, reg(2), tig(4)] -> [tile, group, gid, tig, reg]
     w = words.view(n_pad // 8, 8, k // GROUP, 2, 4).permute(0, 2, 1, 4, 3)
     return w.contiguous().view(n_pad // 8, k // GROUP, 32, 2)
@@ -87,15 +87,15 @@ def repack_layer(layer: torch.nn.Module, device: torch.device | None = None) -> 
     dtype = layer.compute_dtype
     lora_down, lora_up, rank, smooth = _low_rank_parts(layer)
     bias = layer.bias
-    wscale = _pad_rows(layer.wscales.to(device=device, dtype=dtype), n_pad).t().contiguous()
-    up = _pad_rows(lora_up.to(device=device, dtype=dtype), n_pad) if rank else None
+    wscale = _zero_pad(layer.wscales.to(device=device, dtype=dtype), n_pad).t().contiguous()
+    up = _zero_pad(lora_up.to(device=device, dtype=dtype), n_pad) if rank else None
     return PackedWeights(
         wgt=repack_qweight(qweight, n_pad),
         wscale=wscale,
         lora_down=lora_down.to(dtype).contiguous() if rank else None,
         lora_up=up,
         lr_window=rank_windows(up, PAD_N, step=1) if rank else None,
-        bias=_pad_rows(bias.to(dtype), n_pad) if bias is not None else None,
+        bias=_zero_pad(bias.to(dtype), n_pad) if bias is not None else None,
         smooth=smooth.to(dtype).contiguous() if smooth is not None else None,
         n=n,
         k=k,
@@ -254,7 +254,7 @@ def repack_qweight_w4a8f(qweight: torch.Tensor, n_pad: int) -> torch.Tensor:
     codes = unpack_codes(qweight, get_format("int4"))
     if bool((codes < -7).any()):
         raise ValueError("int4 code -8 cannot be widened to an E4M3 subnormal (the checkpoint should use +-7)")
-    codes = _pad_rows(codes, n_pad).to(torch.int16)
+    codes = _zero_pad(codes, n_pad).to(torch.int16)
     # [tile, wg, warp, rowhalf, gid, group, h, p, tig, j]
     c = codes.view(n_pad // W4A8F_TILE, 2, 4, 2, 8, k // GROUP, 2, 2, 4, 4)
     lo, hi = c[:, :, :, 0], c[:, :, :, 1]  # [tile, wg, warp, gid, group, h, p, tig, j]
@@ -286,7 +286,7 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
     dtype = layer.compute_dtype
     lora_down, lora_up, rank, smooth = _low_rank_parts(layer)
     groups = k // GROUP
-    sw = _pad_rows(scales_16bit(layer.wscales.to(device), dtype), n_pad)  # [N_pad, G]
+    sw = _zero_pad(scales_16bit(layer.wscales.to(device), dtype), n_pad)  # [N_pad, G]
     wscale = sw.view(n_pad // W4A8F_TILE, W4A8F_TILE, groups).permute(0, 2, 1).contiguous()
     if smooth is not None:
         inv_smooth = torch.reciprocal(smooth.float()).contiguous()
@@ -295,16 +295,16 @@ def repack_layer_w4a8f(layer: torch.nn.Module, device: torch.device | None = Non
     # The low-rank wgmma takes 16 rank columns per step: a rank that is not a multiple of 16 (a checkpoint made with
     # rank 8 or 24) gets zero columns, which add exact zeros.
     r16 = round_up(rank, 16)
-    up = _pad_rows(lora_up.to(device=device, dtype=dtype), n_pad, r16) if rank else None
+    up = _zero_pad(lora_up.to(device=device, dtype=dtype), n_pad, r16) if rank else None
     windows = rank_windows(up, W4A8F_TILE) if rank else None
-    down = _pad_rows(smoothed_lora_down(lora_down.to(device=device, dtype=dtype), smooth), k, r16) if rank else None
+    down = _zero_pad(smoothed_lora_down(lora_down.to(device=device, dtype=dtype), smooth), k, r16) if rank else None
     return PackedW4A8F(
         wgt=repack_qweight_w4a8f(layer.qweight.to(device), n_pad),
         wscale=wscale,
         inv_smooth=inv_smooth,
         lora_down=down,
         lora_up=up,
-        bias=_pad_rows(layer.bias.to(dtype), n_pad) if layer.bias is not None else None,
+        bias=_zero_pad(layer.bias.to(dtype), n_pad) if layer.bias is not None else None,
         n=n,
         k=k,
         rank=r16,

@@ -80,8 +80,7 @@ def test_linear_matches_reference(m, k, n, rank, dtype, gen):
     assert e <= 1e-3, e
 
 
-# 150: a second prologue block of 22 columns, a rank not a multiple of 16 (not yet run on a GPU: added after the
-# session's last device run, 2026-11-21)
+# 150: a second prologue block of 22 columns, a rank not a multiple of 16
 WIDE_CASES = [(300, 320, 384, 160, torch.bfloat16), (77, 3072, 3072, 256, torch.float16),
               (4608, 3072, 3072, 400, torch.bfloat16), (65, 192, 136, 150, torch.float16)]  # fmt: skip
 
