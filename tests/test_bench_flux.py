@@ -6,8 +6,11 @@ import json
 import math
 
 import pytest
+import torch
+from torch import nn
 
 from gpu.bench.flux import VARIANTS
+from gpu.bench.fp8_rowwise import FP8_MAX, Fp8RowwiseLinear, quantize_rows_fp8, to_fp8_rowwise
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +90,51 @@ def test_a_failing_compile_is_reported_not_fatal(tmp_path, monkeypatch):
     assert len(compiled["compile_errors"]) == 2  # fullgraph, then without
     assert result["speedup"]["ours_vs_bf16_compiled"] is None and result["speedup"]["ours_vs_bf16_eager"] > 0
     assert "failed: fullgraph=True: RuntimeError: inductor exploded" in (tmp_path / "bench_flux.md").read_text()
+
+
+def test_the_fp8_baseline_runs_every_block_linear_in_8_bits(tiny_result):
+    result, markdown = tiny_result
+    row, out = result["variants"]["fp8_rowwise_compiled"], result["correctness"]["outputs"]["fp8_rowwise_compiled"]
+    # tiny config: 2 double blocks x 12 attention/MLP linears + 2 single blocks x 5; the adaLN linears stay BF16
+    assert row["fp8_linears"] == 2 * 12 + 2 * 5 and row["fullgraph"] is True
+    mem = result["memory"]
+    assert mem["svdq_weight_gib"] < row["weight_gib"] < mem["bf16_weight_gib"]
+    assert out["finite"] and 0 < out["rel_error_vs_bf16_eager"] < 5e-2
+    assert result["speedup"]["fp8_compiled_vs_bf16_eager"] > 0 and result["speedup"]["ours_vs_fp8_compiled"] > 0
+    assert "| FP8 rowwise block linears" in markdown and "- FP8 rowwise baseline (34 block linears" in markdown
+
+
+def test_fp8_rowwise_linear_matches_its_dequantized_operands():
+    g = torch.Generator().manual_seed(0)
+    lin = nn.Linear(64, 32, dtype=torch.bfloat16)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(32, 64, generator=g) * 0.05)
+        lin.bias.copy_(torch.randn(32, generator=g))
+    x = (torch.randn(2, 5, 64, generator=g) * torch.logspace(-2, 1, 64)).to(torch.bfloat16)
+    x[0, 1] = 0  # an all-zero token
+    fp8 = Fp8RowwiseLinear(lin)
+    y = fp8(x)
+    assert y.shape == (2, 5, 32) and y.dtype == torch.bfloat16
+    q, s = quantize_rows_fp8(x.reshape(-1, 64))
+    assert torch.equal(q.float().abs().amax(1)[s[:, 0] > 1e-12], torch.full((9,), FP8_MAX))  # amax -> 448
+    assert not q[1].float().any()  # the zero token quantizes to zeros
+    want = (q.float() * s) @ (fp8.weight_fp8.float() * fp8.weight_scale.t()).T + lin.bias.detach().float()
+    assert torch.allclose(y.reshape(-1, 32).float(), want, rtol=1e-2, atol=1e-3)
+    exact = torch.nn.functional.linear(x.float(), lin.weight.detach().float(), lin.bias.detach().float())
+    assert 1e-4 < float((y.float() - exact).norm() / exact.norm()) < 6e-2  # FP8's error, not a wiring error
+
+
+def test_to_fp8_rowwise_keeps_the_adaln_linears_and_refuses_odd_sizes():
+    block = nn.Module()
+    block.norm1 = nn.Module()
+    block.norm1.linear = nn.Linear(32, 96, dtype=torch.bfloat16)
+    block.attn = nn.Module()
+    block.attn.to_q = nn.Linear(32, 32, dtype=torch.bfloat16)
+    bf16 = torch.bfloat16
+    block.ff = nn.Sequential(nn.Linear(32, 64, dtype=bf16), nn.GELU(), nn.Linear(64, 32, dtype=bf16))
+    assert to_fp8_rowwise(block) == 3
+    assert isinstance(block.norm1.linear, nn.Linear)
+    assert isinstance(block.attn.to_q, Fp8RowwiseLinear) and isinstance(block.ff[2], Fp8RowwiseLinear)
+    odd = nn.Sequential(nn.Linear(32, 40))
+    with pytest.raises(ValueError, match="divisible by 16"):
+        to_fp8_rowwise(odd)

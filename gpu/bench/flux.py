@@ -9,6 +9,10 @@ models never coexist (BF16 22.2 GiB is deleted, dynamo caches included, before t
                        ``--compile-scope``: "regional" = diffusers' ``compile_repeated_blocks`` (each double /
                        single block class compiled once, fullgraph) to keep compile time inside the budget, or
                        "full" = ``torch.compile`` of the whole model)
+  fp8_rowwise_compiled the same model with every attention/MLP linear of its blocks on FP8 rowwise
+                       ``torch._scaled_mm`` (weights per channel, activations per token, dynamic;
+                       ``gpu.bench.fp8_rowwise``), the adaLN linears left in BF16, compiled alike: the 8-bit
+                       baseline, which carries twice our weight bytes and no low-rank branch
   svdq_unfused_eager   SVDQ INT4 r32 (W4A4 attention/MLP, W4A16 adaLN), diffusers' blocks, our linears through
                        ``gpu.runtime.dispatch`` (on sm_90 the Hopper W4A8 kernels), eager
   svdq_fused_eager     after ``fuse_flux_transformer``: merged Q/K/V(+MLP) linears, fused block ops, eager
@@ -59,12 +63,14 @@ from gpu.bench.flux_random import (
     build_quantized_flux,
     random_lora_deltas,
 )
+from gpu.bench.fp8_rowwise import to_fp8_rowwise
 from gpu.generation.memory import module_bytes
 
 GIB = 2**30
 VARIANTS = {
     "bf16_eager": "diffusers BF16, eager",
     "bf16_compiled": "diffusers BF16 + torch.compile",
+    "fp8_rowwise_compiled": "FP8 rowwise block linears (8-bit weights; adaLN in BF16) + torch.compile",
     "svdq_unfused_eager": "SVDQ INT4 r32, diffusers blocks, our linears, eager",
     "svdq_fused_eager": "SVDQ INT4 r32, fused (merged QKV(+MLP), fused ops), eager",
     "ours": "SVDQ INT4 r32, fused + CUDA graph",
@@ -198,6 +204,38 @@ def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:
 
 def output_stats(y: torch.Tensor) -> dict:
     return {"finite": bool(torch.isfinite(y).all()), "std": float(y.float().std()), "shape": list(y.shape)}
+
+
+def bench_compiled(
+    model: torch.nn.Module,
+    inputs: dict,
+    scope: str,
+    compile_kw: dict,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    baseline: int,
+) -> tuple[dict | None, torch.Tensor | None, bool | None, list[str]]:
+    """Compile ``model`` (``scope`` "regional": diffusers' ``compile_repeated_blocks``, in place; "full":
+    ``torch.compile`` of the whole model) and time a step as ``bench_variant``. Regional blocks are meant to
+    compile as whole graphs; should dynamo refuse one, it is retried without fullgraph. Returns (row, output,
+    fullgraph, errors); row and output are None when every attempt failed: one failed variant must not lose the
+    whole run."""
+    errors: list[str] = []
+    for fullgraph in [True, False] if scope == "regional" else [False]:
+        try:
+            if scope == "regional":
+                model.compile_repeated_blocks(fullgraph=fullgraph, **compile_kw)  # re-compiling replaces it
+                compiled = model
+            else:
+                compiled = torch.compile(model, fullgraph=fullgraph, **compile_kw)
+            row, y = bench_variant(_step_fn(compiled, inputs), steps, warmup, device, baseline)
+            return row, y, fullgraph, errors
+        except Exception as err:  # noqa: BLE001 - reported in the result instead
+            errors.append(f"fullgraph={fullgraph}: {type(err).__name__}: {str(err)[:300]}")
+            print(f"torch.compile failed ({errors[-1]})", flush=True)
+            torch._dynamo.reset()
+    return None, None, None, errors
 
 
 # -- quantized-model helpers -------------------------------------------------------------------------------
@@ -389,22 +427,8 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
     compile_kw = {"mode": compile_mode, "backend": compile_backend}
     if compile_backend != "inductor":
         compile_kw.pop("mode")  # modes are inductor options
-    compile_errors: list[str] = []
-    y_c = None
-    # Regional blocks are meant to compile as whole graphs; should dynamo refuse one, retry without fullgraph.
-    for fullgraph in [True, False] if compile_scope == "regional" else [False]:
-        try:
-            if compile_scope == "regional":
-                model.compile_repeated_blocks(fullgraph=fullgraph, **compile_kw)  # re-compiling replaces it
-                compiled = model
-            else:
-                compiled = torch.compile(model, fullgraph=fullgraph, **compile_kw)
-            row, y_c = bench_variant(_step_fn(compiled, inputs), steps, warmup, device, baseline)
-            break
-        except Exception as err:  # noqa: BLE001 - one failed variant must not lose the whole run
-            compile_errors.append(f"fullgraph={fullgraph}: {type(err).__name__}: {str(err)[:300]}")
-            print(f"torch.compile failed ({compile_errors[-1]})", flush=True)
-            torch._dynamo.reset()
+    row, y_c, fullgraph, compile_errors = bench_compiled(model, inputs, compile_scope, compile_kw, steps, warmup,
+                                                         device, baseline)  # fmt: skip
     if y_c is not None:
         variants["bf16_compiled"] = {**row, "weight_gib": bf16_bytes / GIB, "fullgraph": fullgraph}
         outputs["bf16_compiled"] = {**output_stats(y_c), "rel_error_vs_bf16_eager": rel_error(y_c, y)}
@@ -414,8 +438,24 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
     if compile_errors:
         variants["bf16_compiled"]["compile_errors"] = compile_errors
     mark("bf16_compiled done")
-    compiled = None  # (unbound when every compile attempt failed)
-    del model, compiled, y, y_c
+
+    # --- the 8-bit baseline: the same model with FP8 rowwise block linears, compiled ---------------------------
+    torch._dynamo.reset()
+    fp8_linears = sum(to_fp8_rowwise(blocks) for blocks in (model.transformer_blocks, model.single_transformer_blocks))
+    fp8_bytes = module_bytes(model)
+    row, y_8, fullgraph, fp8_errors = bench_compiled(model, inputs, compile_scope, compile_kw, steps, warmup, device,
+                                                     baseline)  # fmt: skip
+    variants["fp8_rowwise_compiled"] = {"weight_gib": fp8_bytes / GIB, "fp8_linears": fp8_linears}
+    if y_8 is not None:
+        variants["fp8_rowwise_compiled"].update(row, fullgraph=fullgraph)
+        outputs["fp8_rowwise_compiled"] = {**output_stats(y_8), "rel_error_vs_bf16_eager": rel_error(y_8, y)}
+    else:
+        variants["fp8_rowwise_compiled"]["error"] = " | ".join(fp8_errors)
+        outputs["fp8_rowwise_compiled"] = {}
+    if fp8_errors:
+        variants["fp8_rowwise_compiled"]["compile_errors"] = fp8_errors
+    mark("fp8_rowwise_compiled done")
+    del model, y, y_c, y_8
     _free(device)
     leftover = (_allocated(device) - baseline) / GIB
     mark(f"BF16 model freed (left allocated: {leftover:.3f} GiB)")
@@ -544,6 +584,8 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
             "ours_vs_bf16_eager": ratio("bf16_eager", "ours"),
             "ours_vs_bf16_compiled": ratio("bf16_compiled", "ours"),
             "compiled_vs_eager": ratio("bf16_eager", "bf16_compiled"),
+            "fp8_compiled_vs_bf16_eager": ratio("bf16_eager", "fp8_rowwise_compiled"),
+            "ours_vs_fp8_compiled": ratio("fp8_rowwise_compiled", "ours"),
             "fusion_and_graph_vs_unfused": ratio("svdq_unfused_eager", "ours"),
             "fused_eager_vs_unfused": ratio("svdq_unfused_eager", "svdq_fused_eager"),
             "lora_step_vs_ours": ratio("ours_lora", "ours") if "ours_lora" in variants else None,
@@ -616,6 +658,10 @@ def markdown(result: dict) -> str:
         f"- ours vs BF16 eager {_x(s['ours_vs_bf16_eager'])}, vs BF16 compiled {_x(s['ours_vs_bf16_compiled'])}; "
         f"fusion + graph vs unfused {_x(s['fusion_and_graph_vs_unfused'])} (fused eager vs unfused "
         f"{_x(s['fused_eager_vs_unfused'])}); compiled vs eager BF16 {_x(s['compiled_vs_eager'])}.",
+        f"- FP8 rowwise baseline ({v['fp8_rowwise_compiled'].get('fp8_linears')} block linears on "
+        f"`torch._scaled_mm`, compiled): {_x(s['fp8_compiled_vs_bf16_eager'])} BF16 eager; ours vs it "
+        f"{_x(s['ours_vs_fp8_compiled'])}; its output vs eager BF16 "
+        f"{_e(outs['fp8_rowwise_compiled'].get('rel_error_vs_bf16_eager'))}.",
         f"- Weights: BF16 {m['bf16_weight_gib']:.2f} GiB, SVDQ {m['svdq_weight_gib']:.2f} GiB (fused "
         f"{m['svdq_fused_weight_gib']:.2f} GiB: block-diagonal low-rank up projections); the kernels' packed "
         f"copies ({m['kernel_repacked_copies_gib']:.2f} GiB, shared storages included) replace the canonical 4-bit "

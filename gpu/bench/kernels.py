@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from gpu.bench.fp8_rowwise import quantize_rows_fp8
+
 FLUX_KN = [(3072, 3072), (3072, 9216), (3072, 12288), (12288, 3072), (3072, 21504), (15360, 3072)]
 M_LIST = [4608, 1536]
 COLUMNS = {
@@ -85,9 +87,7 @@ def _layer_set(k: int, n: int, rank: int, gen: torch.Generator, device: torch.de
     dt = torch.bfloat16
     w = (torch.randn(n, k, generator=gen) / k**0.5).to(dt).to(device)
     bias = (torch.randn(n, generator=gen) * 0.1).to(dt).to(device)
-    wamax = w.float().abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-    w_scale = (wamax / 448.0).float()
-    w8 = (w.float() / w_scale).to(torch.float8_e4m3fn)
+    w8, w_scale = quantize_rows_fp8(w)
     layers = {}
     for r in sorted({rank, 0}):
         spec = LayerSpec("svdquant", "int4", "int4", r, True)
@@ -155,9 +155,7 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
 
     def col_b(i):
         s = sets[i]
-        x = s["x"]
-        a_scale = (x.abs().amax(dim=1, keepdim=True).float() / 448.0).clamp_min(1e-12)
-        xq = (x.float() / a_scale).to(torch.float8_e4m3fn)
+        xq, a_scale = quantize_rows_fp8(s["x"])
         return torch._scaled_mm(xq, s["w8"].t(), scale_a=a_scale, scale_b=s["w_scale_t"], bias=s["bias"],
                                 out_dtype=dt)  # fmt: skip
 
