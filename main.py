@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file", type=Path)
 
     b = sub.add_parser("bench", help="GPU benchmarks (kernels: fused SVDQ linear vs cuBLAS at FLUX shapes; "
-                       "flux: full FLUX.1-dev transformer step, BF16 eager/compiled vs ours)")
+                       "flux: full FLUX.1-dev transformer step, BF16 eager/compiled and FP8 rowwise compiled vs ours)")
     b.add_argument("what", choices=["kernels", "flux"])
     b.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for JSON + markdown")
     b.add_argument("--rank", type=int, default=32)
