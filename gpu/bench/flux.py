@@ -427,35 +427,30 @@ def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device
     compile_kw = {"mode": compile_mode, "backend": compile_backend}
     if compile_backend != "inductor":
         compile_kw.pop("mode")  # modes are inductor options
-    row, y_c, fullgraph, compile_errors = bench_compiled(model, inputs, compile_scope, compile_kw, steps, warmup,
-                                                         device, baseline)  # fmt: skip
-    if y_c is not None:
-        variants["bf16_compiled"] = {**row, "weight_gib": bf16_bytes / GIB, "fullgraph": fullgraph}
-        outputs["bf16_compiled"] = {**output_stats(y_c), "rel_error_vs_bf16_eager": rel_error(y_c, y)}
-    else:
-        variants["bf16_compiled"] = {"error": " | ".join(compile_errors), "weight_gib": bf16_bytes / GIB}
-        outputs["bf16_compiled"] = {}
-    if compile_errors:
-        variants["bf16_compiled"]["compile_errors"] = compile_errors
-    mark("bf16_compiled done")
 
-    # --- the 8-bit baseline: the same model with FP8 rowwise block linears, compiled ---------------------------
+    def add_compiled(name: str, row: dict, model: torch.nn.Module, y_eager: torch.Tensor) -> None:
+        """Compile and time ``model`` as variant ``name`` (``row``: its fields known beforehand); its output is
+        compared with eager BF16's ``y_eager``."""
+        timed, out, fullgraph, errors = bench_compiled(model, inputs, compile_scope, compile_kw, steps, warmup,
+                                                       device, baseline)  # fmt: skip
+        variants[name] = row
+        outputs[name] = {}
+        if out is not None:
+            row.update(timed, fullgraph=fullgraph)
+            outputs[name] = {**output_stats(out), "rel_error_vs_bf16_eager": rel_error(out, y_eager)}
+        else:
+            row["error"] = " | ".join(errors)
+        if errors:
+            row["compile_errors"] = errors
+        mark(f"{name} done")
+
+    add_compiled("bf16_compiled", {"weight_gib": bf16_bytes / GIB}, model, y)
+    # The 8-bit baseline: the same model with FP8 rowwise block linears, compiled alike.
     torch._dynamo.reset()
     fp8_linears = sum(to_fp8_rowwise(blocks) for blocks in (model.transformer_blocks, model.single_transformer_blocks))
-    fp8_bytes = module_bytes(model)
-    row, y_8, fullgraph, fp8_errors = bench_compiled(model, inputs, compile_scope, compile_kw, steps, warmup, device,
-                                                     baseline)  # fmt: skip
-    variants["fp8_rowwise_compiled"] = {"weight_gib": fp8_bytes / GIB, "fp8_linears": fp8_linears}
-    if y_8 is not None:
-        variants["fp8_rowwise_compiled"].update(row, fullgraph=fullgraph)
-        outputs["fp8_rowwise_compiled"] = {**output_stats(y_8), "rel_error_vs_bf16_eager": rel_error(y_8, y)}
-    else:
-        variants["fp8_rowwise_compiled"]["error"] = " | ".join(fp8_errors)
-        outputs["fp8_rowwise_compiled"] = {}
-    if fp8_errors:
-        variants["fp8_rowwise_compiled"]["compile_errors"] = fp8_errors
-    mark("fp8_rowwise_compiled done")
-    del model, y, y_c, y_8
+    fp8_row = {"weight_gib": module_bytes(model) / GIB, "fp8_linears": fp8_linears}
+    add_compiled("fp8_rowwise_compiled", fp8_row, model, y)
+    del model, y
     _free(device)
     leftover = (_allocated(device) - baseline) / GIB
     mark(f"BF16 model freed (left allocated: {leftover:.3f} GiB)")
