@@ -24,6 +24,17 @@ def quantize_rows_fp8(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (t.float() / scale).to(torch.float8_e4m3fn), scale
 
 
+def fp8_rowwise_linear(
+    x: torch.Tensor, weight_fp8: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
+    out_dtype: torch.dtype,
+) -> torch.Tensor:
+    """x [M, K] 16-bit, weight_fp8 float8_e4m3fn [N, K], weight_scale float32 [1, N], bias [N] or None ->
+    [M, N] out_dtype: x quantized per token (``quantize_rows_fp8``), then one ``torch._scaled_mm``."""
+    xq, x_scale = quantize_rows_fp8(x)
+    return torch._scaled_mm(xq, weight_fp8.t(), scale_a=x_scale, scale_b=weight_scale, bias=bias,
+                            out_dtype=out_dtype)  # fmt: skip
+
+
 class Fp8RowwiseLinear(nn.Module):
     """``nn.Linear`` replacement: x [..., K] 16-bit -> [..., N] in the linear's dtype via ``torch._scaled_mm``.
 
@@ -39,10 +50,8 @@ class Fp8RowwiseLinear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1])
-        xq, x_scale = quantize_rows_fp8(rows)
-        y = torch._scaled_mm(xq, self.weight_fp8.t(), scale_a=x_scale, scale_b=self.weight_scale, bias=self.bias,
-                             out_dtype=self.out_dtype)  # fmt: skip
+        y = fp8_rowwise_linear(x.reshape(-1, x.shape[-1]), self.weight_fp8, self.weight_scale, self.bias,
+                               self.out_dtype)  # fmt: skip
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

@@ -3,12 +3,15 @@
 Columns (all in one run, per (M, K, N)):
   a  cuBLAS BF16 ``F.linear``
   b  FP8 rowwise ``torch._scaled_mm`` incl. dynamic per-token activation quantization (weights pre-quantized)
+  bc the same, under ``torch.compile`` (inductor fuses the quantization's passes): what a compiled FP8 model runs
+  bG ``torch._scaled_mm`` alone on pre-quantized activations: the FP8 GEMM, to set beside our GEMM alone (G)
   c  our fused SVDQuant linear, everything included (prologue, GEMM, low-rank, bias); on sm_90 the W4A8
      FP8 wgmma path (what dispatch runs), elsewhere W4A4
   c8 (sm_90 only) the INT8-g64 ``mma.sync`` W4A8 kernels, everything included: the measured alternative
   d  the same kernels at rank 0 plus the low-rank branch as separate torch matmuls (bf16)
   e  our kernels at rank 0 (prologue + GEMM + bias)
   A  the prologue alone (on sm_90: FP8 quantization + the cuBLAS down projection), for insight
+  G  our GEMM alone at rank 0, activations pre-quantized
 Effective TOPS = 2*M*K*N / time; medians over ``iters`` timed runs (CUDA events per call) after warm-up, each
 call a CUDA-graph replay (no host launch overhead in any column). Every timed call takes the next of several
 input/weight sets, rotated so nothing is served from L2.
@@ -25,13 +28,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gpu.bench.fp8_rowwise import quantize_rows_fp8
+from gpu.bench.fp8_rowwise import fp8_rowwise_linear, quantize_rows_fp8
 
 FLUX_KN = [(3072, 3072), (3072, 9216), (3072, 12288), (12288, 3072), (3072, 21504), (15360, 3072)]
 M_LIST = [4608, 1536]
 COLUMNS = {
     "a": "cuBLAS BF16",
     "b": "FP8 rowwise _scaled_mm (+act quant)",
+    "bc": "FP8 rowwise _scaled_mm (+act quant), torch.compile (the quantization fused)",
+    "bG": "FP8 rowwise _scaled_mm only (activations pre-quantized)",
     "c": "fused SVDQ (all)",
     "d": "fused r0 + torch low-rank",
     "e": "fused rank 0",
@@ -145,6 +150,7 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
         s["x"] = torch.randn(m, k, generator=gen).to(dt).to(device)
         s["packed"] = {r: pack(layer) for r, layer in s["layers"].items()}
         s["qa0"] = path["prologue"](s["x"], s["packed"][0])[0]
+        s["xq8"], s["x_scale"] = quantize_rows_fp8(s["x"])
         if path["alt"]:
             s["alt"] = path["alt"][1](s["layers"][rank])
         sets.append(s)
@@ -155,8 +161,20 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
 
     def col_b(i):
         s = sets[i]
-        xq, a_scale = quantize_rows_fp8(s["x"])
-        return torch._scaled_mm(xq, s["w8"].t(), scale_a=a_scale, scale_b=s["w_scale_t"], bias=s["bias"],
+        return fp8_rowwise_linear(s["x"], s["w8"], s["w_scale_t"], s["bias"], dt)
+
+    # One compile per shape (static shapes, as a compiled model at one resolution runs); the reset keeps the
+    # twelve shapes from reaching dynamo's recompile limit, past which it would silently run eager.
+    torch._dynamo.reset()
+    fp8_compiled = torch.compile(fp8_rowwise_linear, dynamic=False)
+
+    def col_bc(i):
+        s = sets[i]
+        return fp8_compiled(s["x"], s["w8"], s["w_scale_t"], s["bias"], dt)
+
+    def col_bG(i):  # noqa: N802
+        s = sets[i]
+        return torch._scaled_mm(s["xq8"], s["w8"].t(), scale_a=s["x_scale"], scale_b=s["w_scale_t"], bias=s["bias"],
                                 out_dtype=dt)  # fmt: skip
 
     def col_c(i):
@@ -180,7 +198,8 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
     def col_G(i):  # noqa: N802
         return path["gemm"](sets[i]["qa0"], sets[i]["packed"][0])
 
-    fns = {"a": col_a, "b": col_b, "c": col_c, "d": col_d, "e": col_e, "A": col_A, "G": col_G}
+    fns = {"a": col_a, "b": col_b, "bc": col_bc, "bG": col_bG, "c": col_c, "d": col_d, "e": col_e, "A": col_A,
+           "G": col_G}
     if path["alt"]:
         alt_name, _, alt_fused = path["alt"]
         fns[alt_name] = lambda i: alt_fused(sets[i]["x"], sets[i]["alt"])
@@ -192,6 +211,9 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
         row[f"tops_{c}"] = flop / t / 1e12
     row["speedup_c_vs_a"] = times["a"] / times["c"]
     row["speedup_b_vs_a"] = times["a"] / times["b"]
+    row["speedup_bc_vs_a"] = times["a"] / times["bc"]
+    row["speedup_c_vs_bc"] = times["bc"] / times["c"]
+    row["speedup_G_vs_bG"] = times["bG"] / times["G"]
     row["lowrank_overhead_c_vs_e"] = times["c"] / times["e"] - 1.0
     row["lowrank_overhead_d_vs_e"] = times["d"] / times["e"] - 1.0
     sets.clear()
@@ -227,6 +249,9 @@ def run(out_dir: Path, rank: int = 32, iters: int = 30, m_list=None) -> dict:
         summary[str(m)] = {
             "geomean_speedup_c_vs_a": _geomean([r["speedup_c_vs_a"] for r in rs]),
             "geomean_speedup_b_vs_a": _geomean([r["speedup_b_vs_a"] for r in rs]),
+            "geomean_speedup_bc_vs_a": _geomean([r["speedup_bc_vs_a"] for r in rs]),
+            "geomean_speedup_c_vs_bc": _geomean([r["speedup_c_vs_bc"] for r in rs]),
+            "geomean_speedup_G_vs_bG": _geomean([r["speedup_G_vs_bG"] for r in rs]),
             "geomean_lowrank_overhead_c_vs_e": _geomean([1 + r["lowrank_overhead_c_vs_e"] for r in rs]) - 1,
             "geomean_lowrank_overhead_d_vs_e": _geomean([1 + r["lowrank_overhead_d_vs_e"] for r in rs]) - 1,
         }
@@ -255,22 +280,26 @@ def markdown(result: dict) -> str:
         f"rank {meta['rank']}, median of {meta['iters']} timed runs, each a CUDA-graph replay, inputs rotated past L2. "
         "TOPS = 2·M·K·N / time.",
         "",
-        "| M | K→N | (a) BF16 | (b) FP8 rowwise | (c) fused SVDQ | (d) r0 + torch LR | (e) rank 0 | GEMM only "
-        "| INT8 W4A8 (all) | prologue µs | c/a | b/a | c vs e | d vs e |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| M | K→N | (a) BF16 | (b) FP8 rowwise | (b′) FP8, compiled | (c) fused SVDQ | (d) r0 + torch LR "
+        "| (e) rank 0 | GEMM only | FP8 GEMM only | INT8 W4A8 (all) | prologue µs | c/a | b/a | b′/a | c/b′ "
+        "| GEMM / FP8 GEMM | c vs e | d vs e |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['M']} | {r['K']}→{r['N']} | "
-            + " | ".join(f"{r[f'tops_{c}']:.0f}" for c in "abcdeG")
+            + " | ".join(f"{r[f'tops_{c}']:.0f}" for c in ("a", "b", "bc", "c", "d", "e", "G", "bG"))
             + (f" | {r['tops_c8']:.0f}" if "tops_c8" in r else " | –")
             + f" | {r['t_A_us']:.1f} | {r['speedup_c_vs_a']:.2f}× | {r['speedup_b_vs_a']:.2f}× "
+            f"| {r['speedup_bc_vs_a']:.2f}× | {r['speedup_c_vs_bc']:.2f}× | {r['speedup_G_vs_bG']:.2f}× "
             f"| {100 * r['lowrank_overhead_c_vs_e']:+.1f}% | {100 * r['lowrank_overhead_d_vs_e']:+.1f}% |"
         )
     lines.append("")
     for m, s in result["summary"].items():
         lines.append(
             f"- M = {m}: geomean c/a = {s['geomean_speedup_c_vs_a']:.2f}×, b/a = {s['geomean_speedup_b_vs_a']:.2f}×, "
+            f"b′/a = {s['geomean_speedup_bc_vs_a']:.2f}×, c/b′ = {s['geomean_speedup_c_vs_bc']:.2f}×, "
+            f"GEMM only / FP8 GEMM only = {s['geomean_speedup_G_vs_bG']:.2f}×, "
             f"low-rank overhead c vs e = {100 * s['geomean_lowrank_overhead_c_vs_e']:+.1f}%, "
             f"d vs e = {100 * s['geomean_lowrank_overhead_d_vs_e']:+.1f}%"
         )
