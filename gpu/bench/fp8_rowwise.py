@@ -24,15 +24,24 @@ def quantize_rows_fp8(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (t.float() / scale).to(torch.float8_e4m3fn), scale
 
 
+def fp8_rowwise_gemm(
+    xq: torch.Tensor, x_scale: torch.Tensor, weight_fp8: torch.Tensor, weight_scale: torch.Tensor,
+    bias: torch.Tensor | None, out_dtype: torch.dtype,
+) -> torch.Tensor:
+    """xq float8_e4m3fn [M, K] with x_scale float32 [M, 1], weight_fp8 float8_e4m3fn [N, K] with weight_scale
+    float32 [1, N], bias [N] or None -> (xq * x_scale) @ (weight_fp8 * weight_scale)^T + bias, [M, N] out_dtype:
+    one ``torch._scaled_mm``."""
+    return torch._scaled_mm(xq, weight_fp8.t(), scale_a=x_scale, scale_b=weight_scale, bias=bias,
+                            out_dtype=out_dtype)  # fmt: skip
+
+
 def fp8_rowwise_linear(
     x: torch.Tensor, weight_fp8: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
     out_dtype: torch.dtype,
 ) -> torch.Tensor:
-    """x [M, K] 16-bit, weight_fp8 float8_e4m3fn [N, K], weight_scale float32 [1, N], bias [N] or None ->
-    [M, N] out_dtype: x quantized per token (``quantize_rows_fp8``), then one ``torch._scaled_mm``."""
-    xq, x_scale = quantize_rows_fp8(x)
-    return torch._scaled_mm(xq, weight_fp8.t(), scale_a=x_scale, scale_b=weight_scale, bias=bias,
-                            out_dtype=out_dtype)  # fmt: skip
+    """x [M, K] 16-bit, weights as ``fp8_rowwise_gemm`` -> [M, N] out_dtype: x quantized per token
+    (``quantize_rows_fp8``), then ``fp8_rowwise_gemm``."""
+    return fp8_rowwise_gemm(*quantize_rows_fp8(x), weight_fp8, weight_scale, bias, out_dtype)
 
 
 class Fp8RowwiseLinear(nn.Module):

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gpu.bench.fp8_rowwise import fp8_rowwise_linear, quantize_rows_fp8
+from gpu.bench.fp8_rowwise import fp8_rowwise_gemm, fp8_rowwise_linear, quantize_rows_fp8
 
 FLUX_KN = [(3072, 3072), (3072, 9216), (3072, 12288), (12288, 3072), (3072, 21504), (15360, 3072)]
 M_LIST = [4608, 1536]
@@ -174,8 +174,7 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
 
     def col_bG(i):  # noqa: N802
         s = sets[i]
-        return torch._scaled_mm(s["xq8"], s["w8"].t(), scale_a=s["x_scale"], scale_b=s["w_scale_t"], bias=s["bias"],
-                                out_dtype=dt)  # fmt: skip
+        return fp8_rowwise_gemm(s["xq8"], s["x_scale"], s["w8"], s["w_scale_t"], s["bias"], dt)
 
     def col_c(i):
         return fused(sets[i]["x"], sets[i]["packed"][rank])
