@@ -78,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
+    from gpu.atomic import check_output_path
     from gpu.quantizer import QuantizeConfig, quantize_model
 
+    check_output_path(args.out)  # before the calibration, not after it
     cfg = QuantizeConfig(
         method=args.method, precision=args.precision, rank=args.rank,
         calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
@@ -105,6 +107,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         guidance=args.guidance, width=args.width, height=args.height, batch_count=args.batch, base=args.base,
         loras=[parse_lora_arg(text) for text in args.lora],
     )  # fmt: skip
+    if args.out is not None:
+        check_png_output(args.out)  # before the generation, not after it
     service = GenerationService()
     started = time.perf_counter()
     results = service.generate(request)
@@ -123,6 +127,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"lora {lora['name']} ({lora['format']}, rank {lora['rank']}): strength {lora['strength']:g}")
     print(f"total {time.perf_counter() - started:.2f} s")
     return 0
+
+
+def check_png_output(out: Path) -> None:
+    """--out must be a writable file name ending in .png (the image is PNG with its metadata chunks)."""
+    from gpu.atomic import check_output_path
+    from gpu.errors import BadRequestError
+
+    check_output_path(out)
+    if out.suffix.lower() != ".png":
+        hint = f"use a name ending in .png, e.g. {out.stem}.png"
+        raise BadRequestError(f"--out {out}: images are written as PNG", hint)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -189,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     if args.data_dir:
+        if args.data_dir.exists() and not args.data_dir.is_dir():
+            print(f"error: --data-dir {args.data_dir} is a file, not a folder", file=sys.stderr)
+            return 2
         os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
     if args.self_test:
         from gpu.self_test import main as self_test
@@ -207,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     except (Cancelled, KeyboardInterrupt):
         print("error: cancelled", file=sys.stderr)
         return 130
-    except OSError as err:
-        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
-        return 1
+    except OSError as err:  # a file the command had to read or write, named by the system
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

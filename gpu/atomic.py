@@ -1,32 +1,51 @@
-"""Crash-safe file writes: temp file in the same folder, fsync, rename over the target."""
+"""Crash-safe file writes: temp file in the same folder, fsync, rename over the target.
+
+Failures to write surface as ``OutputError`` naming the *target* path (never the hidden temp file) with the
+system's reason, so the CLI and the app can show them as they are. New files get the permissions of an
+ordinary file (0666 minus the umask); a replaced file keeps its own."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from gpu.errors import OutputError
 
 
 @contextlib.contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yields a temporary path beside ``target``; on success it is fsynced and renamed onto ``target``.
 
-    A crash or exception leaves ``target`` untouched (old content or absent) and removes the temp file."""
+    A crash or exception leaves ``target`` untouched (old content or absent) and removes the temp file.
+    OS-level failures (and safetensors' wrapped ones) are raised as ``OutputError`` naming ``target``."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    check_output_path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as err:
+        raise _output_error(target, err) from err
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _mode_for(target))  # mkstemp creates 0600
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        os_err = _os_error_of(exc)
+        if os_err is not None:
+            raise _output_error(target, os_err) from exc
         raise
 
 
@@ -41,6 +60,77 @@ def atomic_write_with(target: Path | str, writer: Callable[[Path], None]) -> Pat
     with atomic_path(target) as tmp:
         writer(tmp)
     return Path(target)
+
+
+def check_output_path(target: Path | str) -> None:
+    """Raises ``OutputError`` now if ``target`` can clearly not be written: it is a folder, or its nearest
+    existing ancestor is a file or not writable. For commands that should fail before hours of work."""
+    target = Path(target)
+    if target.is_dir():
+        raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / "out.png"))
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {target}: {parent} is a file, not a folder")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise _output_error(target, OSError(errno.EACCES, os.strerror(errno.EACCES)))
+
+
+def set_aside_damaged(path: Path | str) -> Path:
+    """Renames an unreadable user file to ``<name>.damaged-<YYYYmmdd-HHMMSS>[-n]`` beside it and returns the new
+    path: the app starts fresh without destroying what the user had, and never overwrites an earlier copy."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        aside = path.with_name(f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else ""))
+        if not aside.exists():
+            path.replace(aside)
+            return aside
+    raise FileExistsError(errno.EEXIST, "too many damaged copies", str(path))
+
+
+_HINTS = {
+    errno.ENOSPC: "free some disk space or choose another folder",
+    errno.EDQUOT: "free some disk space or choose another folder",
+    errno.EROFS: "choose a folder you can write to",
+    errno.EACCES: "choose a folder you can write to",
+    errno.EPERM: "choose a folder you can write to",
+}
+
+
+def _output_error(target: Path, err: OSError) -> OutputError:
+    reason = err.strerror or str(err)
+    return OutputError(f"cannot write {target}: {reason}", _HINTS.get(err.errno or 0, ""))
+
+
+def _os_error_of(exc: BaseException) -> OSError | None:
+    """The OS error behind ``exc``: itself, or one that safetensors reports as text ("... (os error 28)")."""
+    if isinstance(exc, OutputError):
+        return None
+    if isinstance(exc, OSError):
+        return exc
+    match = re.search(r"\(os error (\d+)\)", str(exc))
+    if type(exc).__name__ == "SafetensorError" and match:
+        code = int(match.group(1))
+        return OSError(code, os.strerror(code))
+    return None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_NEW_FILE_MODE = 0o666 & ~_umask()  # read once: os.umask can only be read by setting it
+
+
+def _mode_for(target: Path) -> int:
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return _NEW_FILE_MODE
 
 
 def _fsync_dir(folder: Path) -> None:

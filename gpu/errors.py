@@ -23,5 +23,10 @@ class BadRequestError(UserError):
     """Generation settings that cannot work (size not a multiple of 16, zero steps, ...)."""
 
 
+class OutputError(UserError):
+    """A file cannot be written where the user asked (full disk, read-only or missing folder, a folder in
+    the way). The message names the user's path, never a temporary one."""
+
+
 class Cancelled(Exception):
     """A long operation stopped because its caller asked it to."""

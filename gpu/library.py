@@ -5,13 +5,16 @@ User entries persist in ``<data dir>/library.json`` (versioned, written atomical
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpu.atomic import atomic_write_bytes
+from gpu.atomic import atomic_write_bytes, set_aside_damaged
 from gpu.errors import ModelLoadError, UserError
 from gpu.model_files import ModelFacts, inspect_model_path
 from gpu.paths import resources_dir, user_data_dir
+
+log = logging.getLogger(__name__)
 
 LIBRARY_FILE = "library.json"
 LIBRARY_VERSION = 1
@@ -44,6 +47,18 @@ def builtin_models() -> dict[str, Path]:
     return found
 
 
+def _parse_library(raw: bytes) -> dict[str, Path]:
+    """name -> path from ``library.json``'s bytes; ValueError for anything but the format ``_save`` writes."""
+    data = json.loads(raw.decode("utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    models = data.get("models", []) if isinstance(data, dict) else None
+    if not isinstance(models, list):
+        raise ValueError("not a model library")
+    if not all(isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("path"), str)
+               for e in models):  # fmt: skip
+        raise ValueError("an entry without a name or path")
+    return {e["name"]: Path(e["path"]) for e in models}
+
+
 class ModelLibrary:
     def __init__(self, data_dir: Path | None = None) -> None:
         self.data_dir = data_dir or user_data_dir()
@@ -53,11 +68,11 @@ class ModelLibrary:
         if not self.file.is_file():
             return {}
         try:
-            data = json.loads(self.file.read_text())
-            return {str(e["name"]): Path(e["path"]) for e in data.get("models", [])}
-        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            return _parse_library(self.file.read_bytes())
+        except ValueError as err:
             # A damaged library file must not stop the app; keep a copy for the user and start empty.
-            self.file.replace(self.file.with_suffix(".json.damaged"))
+            aside = set_aside_damaged(self.file)
+            log.warning("model library %s is damaged (%s); kept as %s, starting empty", self.file, err, aside)
             return {}
 
     def _save(self, paths: dict[str, Path]) -> None:

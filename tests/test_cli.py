@@ -82,3 +82,24 @@ def test_user_errors_are_one_line_without_traceback(tiny_flux, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, r.stderr)
         assert "Traceback" not in r.stderr
     assert "multiple of 16" in _run(*cases[2], data_dir=tmp_path).stderr
+
+
+def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, tmp_path):
+    (tmp_path / "a-folder.png").mkdir()
+    (tmp_path / "a-file").write_text("")
+    cases = [
+        (("generate", "x", "--model", str(tiny_flux), "--out", str(tmp_path / "a-folder.png")), "is a folder"),
+        (("generate", "x", "--model", str(tiny_flux), "--out", str(tmp_path / "x.jpg")), "written as PNG"),
+        (("generate", "x", "--model", str(tiny_flux), "--seed", str(2**63 - 1), "--batch", "2"), "runs past"),
+        (("quantize", str(tiny_flux), "--out", str(tmp_path / "a-folder.png")), "is a folder"),
+        (("quantize", str(tiny_flux), "--out", str(tmp_path / "r.safetensors"), "--rank", "1000"), "rank 1000"),
+        (("quantize", str(tiny_flux), "--out", str(tmp_path / "r.safetensors"), "--calib-steps", "-1"), "steps"),
+    ]
+    for args, words in cases:
+        r = _run(*args, data_dir=tmp_path / "data")
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, r.stderr)
+        assert words in lines[0], (args, lines[0])
+    assert not (tmp_path / "r.safetensors").exists() and not list(tmp_path.glob("*.parts"))
+    r = _run("generate", "x", data_dir=tmp_path / "a-file")
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --data-dir {tmp_path / 'a-file'} is a file, not a folder"

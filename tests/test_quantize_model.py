@@ -53,7 +53,10 @@ def test_every_method_loads_and_approximates_the_16bit_transformer(tiny_flux, qu
     errors = {}
     for case, path in quantized.items():
         model, meta = load_quantized_transformer(path, runtime_dtype=torch.float32)
-        assert meta.quantization["method"] == case[0] and meta.quantization["precision"] == case[1]
+        # The record says what the layers are: nf4 weights, and a rank only where a method has the branch.
+        assert meta.quantization["method"] == case[0]
+        assert meta.quantization["precision"] == ("nf4" if case[0] == "nf4" else case[1])
+        assert meta.quantization["rank"] == (32 if case[0] in ("svdquant", "svd", "lorc") else 0)
         layers = [m for m in model.modules() if isinstance(m, SVDQLinear)]
         assert len(layers) == 40  # 2 double blocks x 16 + 2 single blocks x 4... all adapter targets
         with torch.no_grad():

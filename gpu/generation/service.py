@@ -37,6 +37,11 @@ class OutOfMemory(UserError):
     """The GPU ran out of memory for this job."""
 
 
+class InvalidOutput(UserError):
+    """The denoiser produced NaN or infinite latents (an extreme LoRA, a broken model): the image would be
+    black, so the job stops instead of saving it."""
+
+
 @dataclass
 class ModelInfo:
     name: str
@@ -101,15 +106,24 @@ class GenerationService:
     def resolve_settings(self, request: GenerationRequest, entry: ModelEntry) -> dict[str, Any]:
         """The request with the model's defaults filled in, validated; raises BadRequestError."""
         d = entry.facts.defaults if entry.facts else {}
+
+        def pick(name: str, asked: Any, default: Any, cast: type) -> Any:
+            # A value the user asked for, else the model's default (which a hand-edited model folder can break).
+            value, source = (asked, "") if asked is not None else (d.get(name, default), f" (model {entry.name})")
+            try:
+                return cast(value)
+            except (TypeError, ValueError, OverflowError):
+                raise BadRequestError(f"{name} {value!r}{source} is not a number") from None
+
         s = {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
-            "seed": int(request.seed),
-            "steps": int(request.steps if request.steps is not None else d.get("steps", 28)),
-            "guidance": float(request.guidance if request.guidance is not None else d.get("guidance", 3.5)),
-            "width": int(request.width if request.width is not None else d.get("width", 1024)),
-            "height": int(request.height if request.height is not None else d.get("height", 1024)),
-            "max_sequence_length": int(d.get("max_sequence_length", 512)),
+            "seed": pick("seed", request.seed, 0, int),
+            "steps": pick("steps", request.steps, 28, int),
+            "guidance": pick("guidance", request.guidance, 3.5, float),
+            "width": pick("width", request.width, 1024, int),
+            "height": pick("height", request.height, 1024, int),
+            "max_sequence_length": pick("max_sequence_length", None, 512, int),
         }
         for side in ("width", "height"):
             if s[side] % 16 or not 64 <= s[side] <= MAX_SIDE:
@@ -124,6 +138,11 @@ class GenerationService:
             raise BadRequestError(f"batch count {request.batch_count} is not possible: use 1 to 100")
         if not 0 <= s["seed"] < 2**63:
             raise BadRequestError(f"seed {s['seed']} is not possible: use 0 to 2^63-1")
+        if s["seed"] + request.batch_count > 2**63:  # a batch uses seeds S, S+1, ...
+            raise BadRequestError(
+                f"seed {s['seed']} with {request.batch_count} images runs past 2^63-1",
+                f"use a seed up to {2**63 - request.batch_count}",
+            )
         return s
 
     def generate(
@@ -224,6 +243,8 @@ class GenerationService:
         def on_step_end(pipeline, step, timestep, tensors):
             if should_cancel is not None and should_cancel():
                 raise GenerationCancelled()
+            if not bool(torch.isfinite(tensors["latents"]).all()):  # one reduction per step: cheap
+                raise invalid_output(s, step + 1)
             if on_progress is not None:
                 done = step + 1
                 elapsed = time.perf_counter() - started
@@ -263,6 +284,20 @@ class GenerationService:
             with encoders_detached(pipe):
                 out = pipe(**kwargs)
         return out.images[0]
+
+
+def invalid_output(settings: dict[str, Any], step: int) -> InvalidOutput:
+    """The error for NaN/inf latents at ``step``, naming the job's LoRAs, the likeliest cause."""
+    loras = [f"{a['name']} (strength {a['strength']:g})" for a in settings.get("lora_list", [])]
+    if loras:
+        return InvalidOutput(
+            f"the image became invalid (NaN or infinite values) at step {step} with LoRA {', '.join(loras)}",
+            "the LoRA's weights are out of range for this model: try a lower strength or leave it out",
+        )
+    return InvalidOutput(
+        f"the image became invalid (NaN or infinite values) at step {step} with model {settings.get('model')}",
+        "the model file may be damaged: re-download or re-quantize it",
+    )
 
 
 def save_image(result: GeneratedImage, path: Path | str) -> Path:

@@ -34,12 +34,16 @@ class ActiveLora:
 
 def parse_lora_arg(text: str) -> tuple[str, float]:
     """``FILE[:STRENGTH]`` (CLI) -> (path, strength); a Windows drive colon is not a separator."""
+    if not text.strip():
+        raise LoraError("--lora needs a file name (FILE or FILE:STRENGTH)")
     head, sep, tail = text.rpartition(":")
     if sep and head and not (len(head) == 1 and head.isalpha()):
         try:
             return head, float(tail)
         except ValueError:
-            pass
+            # A colon can belong to the file name; only when it does not is the text after it a bad strength.
+            if not Path(text).exists() and Path(head).is_file():
+                raise LoraError(f"--lora {text}: strength {tail!r} is not a number") from None
     return text, 1.0
 
 

@@ -6,6 +6,10 @@ from dataclasses import asdict, dataclass
 
 from gpu.modules.layer_spec import METHODS, PRECISIONS
 
+# Far above any useful calibration (the paper uses 64 prompts); they stop a typo from running for days.
+MAX_CALIB_PROMPTS = 10_000
+MAX_CALIB_STEPS = 500  # the generation limit of steps
+
 
 @dataclass
 class QuantizeConfig:
@@ -35,8 +39,14 @@ class QuantizeConfig:
             raise BadRequestError(f"unknown precision {self.precision!r} (use {', '.join(PRECISIONS)})")
         if not 0 <= self.rank <= 1024:
             raise BadRequestError(f"rank {self.rank} is not possible: use 0 to 1024")
-        if self.calib_prompts < 1:
-            raise BadRequestError("at least one calibration prompt is needed")
+        if not 1 <= self.calib_prompts <= MAX_CALIB_PROMPTS:
+            raise BadRequestError(
+                f"{self.calib_prompts} calibration prompts is not possible: use 1 to {MAX_CALIB_PROMPTS}"
+            )
+        if self.calib_steps is not None and not 1 <= self.calib_steps <= MAX_CALIB_STEPS:
+            raise BadRequestError(f"{self.calib_steps} calibration steps is not possible: use 1 to {MAX_CALIB_STEPS}")
+        if not 0 <= self.seed < 2**63:
+            raise BadRequestError(f"seed {self.seed} is not possible: use 0 to 2^63-1")
         if self.timesteps_per_prompt < 1:
             raise BadRequestError("at least one timestep per prompt is needed")
 

@@ -21,6 +21,7 @@ from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, coll
 from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
 from gpu.quantizer.shared import (
     calibration_kwargs,
+    check_rank_fits,
     checkpoint_meta,
     denoise_and_record,
     encode_prompts,
@@ -64,6 +65,7 @@ def quantize_model_in_memory(
     transformer = pipe.transformer
     adapter = adapter_named(entry.facts.architecture)
     targets = adapter.quantizable_linears(transformer)
+    check_rank_fits(targets, config)  # before the calibration, which takes most of the run
     storage_dtype = torch.float16 if entry.facts.precision == "fp16" else torch.bfloat16
 
     defaults = entry.facts.defaults

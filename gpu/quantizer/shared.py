@@ -21,7 +21,7 @@ from torch import nn
 
 from gpu.adapters.base import ModelAdapter
 from gpu.checkpoint.format import CheckpointMeta
-from gpu.errors import Cancelled
+from gpu.errors import BadRequestError, Cancelled
 from gpu.modules.layer_spec import spec_for
 from gpu.quantizer.config import QuantizeConfig
 from gpu.svdquant.calibration import LayerCalibration
@@ -198,6 +198,25 @@ def _layer_record(
     return tensors, meta, layer.error
 
 
+def check_rank_fits(targets: dict[str, tuple[nn.Linear, str]], config: QuantizeConfig) -> None:
+    """Raises BadRequestError when the low-rank branch is wider than a target layer allows (min(N, K)): the SVD
+    has no more components, and the file would record a rank its tensors do not have."""
+    for name, (module, role) in targets.items():
+        limit = min(module.in_features, module.out_features)
+        if spec_for(config.method, config.precision, config.rank, role).rank > limit:
+            raise BadRequestError(
+                f"rank {config.rank} is more than layer {name} ({module.out_features}x{module.in_features}) can hold",
+                f"use a rank of at most {limit}",
+            )
+
+
+def effective_quantization(config: QuantizeConfig) -> dict:
+    """What the file's layers really are: nf4 has neither an activation precision nor a low-rank branch, and
+    only svdquant/svd/lorc use the rank."""
+    spec = spec_for(config.method, config.precision, config.rank, "w4a4")
+    return {"method": config.method, "precision": spec.weight_format, "rank": spec.rank}
+
+
 def layer_message(name: str, meta: dict) -> str:
     note = "" if meta["error"] is None else f", error {meta['error']:.2e}"
     return f"{name}: {meta['kind']} {meta['method']}{note}"
@@ -214,7 +233,7 @@ def checkpoint_meta(
         model_config=model_config,
         dtype=str(storage_dtype).removeprefix("torch."),
         layers=layers,
-        quantization={"method": config.method, "precision": config.precision, "rank": config.rank},
+        quantization=effective_quantization(config),
         calibration={
             "prompts": n_prompts,
             "samples": n_samples,

@@ -36,7 +36,7 @@ from gpu.model_files import FALLBACK_DEFAULTS
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
 from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
 from gpu.quantizer.in_memory import base_record, make_samples
-from gpu.quantizer.shared import CalibSample, checkpoint_meta, layer_message, quantize_layers
+from gpu.quantizer.shared import CalibSample, check_rank_fits, checkpoint_meta, layer_message, quantize_layers
 from gpu.streaming.source import (
     WeightSource,
     bfl_file_source,
@@ -115,6 +115,8 @@ def quantize_model(
 
     src, base_entry, entry_for_record, storage_dtype = _open_source(source, library, config)
     adapter = adapter_named("flux")
+    for kind in ("transformer_blocks", "single_transformer_blocks"):  # before any calibration or file
+        check_rank_fits(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)), config)
     defaults = dict(base_entry.facts.defaults) if base_entry is not None else dict(FALLBACK_DEFAULTS)
     steps = calibration_steps(config.calib_steps, defaults)
     key = _resume_key(src, config, dtype, storage_dtype)

@@ -1,0 +1,142 @@
+"""Bad input and failing disks give one clear error naming the problem, and never lose what was saved:
+the atomic writer, the model library file, generation settings, quantization settings, broken LoRAs."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from gpu.atomic import atomic_path, atomic_write_bytes, set_aside_damaged
+from gpu.errors import BadRequestError, OutputError
+from gpu.generation.request import GenerationRequest
+from gpu.generation.service import GenerationService, InvalidOutput
+from gpu.library import ModelLibrary
+from gpu.quantizer import QuantizeConfig, quantize_model
+
+
+# -- the atomic writer ------------------------------------------------------------------------------------------
+def test_a_failed_write_names_the_target_and_keeps_the_old_file(tmp_path):
+    target = tmp_path / "image.png"
+    target.write_bytes(b"old")
+    with pytest.raises(OutputError) as err, atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(err.value) == f"cannot write {target}: No space left on device"
+    assert "free some disk space" in err.value.hint
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["image.png"]
+
+
+def test_safetensors_disk_errors_become_output_errors(tmp_path):
+    from safetensors import SafetensorError
+
+    target = tmp_path / "model.safetensors"
+    with pytest.raises(OutputError, match="model.safetensors: No space left on device"), atomic_path(target):
+        raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+    assert not target.exists()
+    with pytest.raises(SafetensorError), atomic_path(target):  # not a disk error: passed on as it is
+        raise SafetensorError("invalid header")
+
+
+def test_a_folder_in_the_way_is_named_before_writing(tmp_path):
+    (tmp_path / "out.png").mkdir()
+    with pytest.raises(OutputError, match="out.png is a folder"):
+        atomic_write_bytes(tmp_path / "out.png", b"x")
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        atomic_write_bytes(tmp_path / "file" / "sub" / "out.png", b"x")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_new_files_get_ordinary_permissions_and_replaced_files_keep_theirs(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        new = atomic_write_bytes(tmp_path / "new.png", b"x")
+        assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~0o022
+        kept = tmp_path / "kept.json"
+        kept.write_bytes(b"{}")
+        kept.chmod(0o640)
+        atomic_write_bytes(kept, b"{}")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+    finally:
+        os.umask(umask)
+
+
+def test_damaged_copies_never_overwrite_each_other(tmp_path):
+    f = tmp_path / "settings.json"
+    asides = []
+    for text in ("{", "[", "null"):
+        f.write_text(text)
+        asides.append(set_aside_damaged(f))
+    assert len(set(asides)) == 3 and not f.exists()
+    assert sorted(p.read_text() for p in asides) == sorted(["{", "[", "null"])
+
+
+# -- the model library file -------------------------------------------------------------------------------------
+DAMAGED_LIBRARIES = [b"[]", b"null", b"5", b'"x"', b"\xff\xfe\x00garbage", b'{"models": [{"name": 1}]}']
+
+
+@pytest.mark.parametrize("content", DAMAGED_LIBRARIES)
+def test_a_damaged_library_file_is_kept_aside_and_the_builtins_still_work(tmp_path, content):
+    (tmp_path / "library.json").write_bytes(content)
+    names = [e.name for e in ModelLibrary(tmp_path).entries()]
+    assert "demo" in names
+    damaged = list(tmp_path.glob("library.json.damaged-*"))
+    assert len(damaged) == 1 and damaged[0].read_bytes() == content
+
+
+# -- generation settings ----------------------------------------------------------------------------------------
+def test_broken_model_defaults_and_out_of_range_seeds_are_named(tiny_flux, tmp_path):
+    import shutil
+
+    folder = tmp_path / "tiny-broken"
+    shutil.copytree(tiny_flux, folder)
+    (folder / "nibble.json").write_text(json.dumps({"width": "abc", "steps": 2}))
+    service = GenerationService()
+    entry = service.library.resolve(str(folder))
+    with pytest.raises(BadRequestError, match=r"width 'abc' \(model tiny-broken\) is not a number"):
+        service.resolve_settings(GenerationRequest("x", model=str(folder), height=64), entry)
+    ok = GenerationRequest("x", model=str(folder), width=64, height=64, seed=2**63 - 2, batch_count=2)
+    assert service.resolve_settings(ok, entry)["seed"] == 2**63 - 2
+    past = GenerationRequest("x", model=str(folder), width=64, height=64, seed=2**63 - 1, batch_count=2)
+    with pytest.raises(BadRequestError, match="runs past 2\\^63-1"):
+        service.resolve_settings(past, entry)
+    with pytest.raises(BadRequestError, match="seed inf is not a number"):
+        service.resolve_settings(GenerationRequest("x", model=str(folder), seed=float("inf")), entry)
+
+
+def test_a_lora_that_blows_up_the_latents_stops_the_job_and_is_named(tmp_path):
+    from gpu.demo.train_lora import OUT as SHIPPED_LORA
+
+    tensors = load_file(SHIPPED_LORA)
+    huge = tmp_path / "huge.safetensors"
+    save_file({k: v * 1e30 if "lora_B" in k else v for k, v in tensors.items()}, huge)  # finite, absurd
+    request = GenerationRequest("a red circle", model="demo", steps=2, width=64, height=64, loras=[(str(huge), 1.0)])
+    with pytest.raises(InvalidOutput) as err:
+        GenerationService().generate(request)
+    assert "huge" in str(err.value) and "NaN or infinite" in str(err.value) and "strength" in err.value.hint
+
+
+# -- quantization settings --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"calib_steps": -1}, "-1 calibration steps"), ({"calib_steps": 100_000}, "use 1 to 500"),
+     ({"seed": 10**20}, "seed"), ({"calib_prompts": 10**6}, "calibration prompts")],
+)  # fmt: skip
+def test_impossible_quantize_settings_are_refused(kwargs, words):
+    with pytest.raises(BadRequestError, match=words):
+        QuantizeConfig(**kwargs).validate()
+
+
+def test_a_rank_wider_than_the_layers_is_refused_before_any_work(tiny_flux, tmp_path):
+    out = tmp_path / "r1000.safetensors"
+    events = []
+    with pytest.raises(BadRequestError, match="rank 1000 is more than layer") as err:
+        quantize_model(tiny_flux, out, QuantizeConfig(rank=1000, calib_prompts=2, calib_steps=2),
+                       library=ModelLibrary(tmp_path / "lib"), on_event=events.append)  # fmt: skip
+    assert "at most" in err.value.hint
+    assert not out.exists() and not any("calibrat" in e.message for e in events)
