@@ -140,3 +140,17 @@ def test_a_rank_wider_than_the_layers_is_refused_before_any_work(tiny_flux, tmp_
                        library=ModelLibrary(tmp_path / "lib"), on_event=events.append)  # fmt: skip
     assert "at most" in err.value.hint
     assert not out.exists() and not any("calibrat" in e.message for e in events)
+
+
+def test_a_config_that_does_not_match_its_weights_is_a_load_error(tiny_flux, tmp_path):
+    import shutil
+
+    from gpu.errors import ModelLoadError
+
+    folder = tmp_path / "mismatched"
+    shutil.copytree(tiny_flux, folder)
+    config = folder / "transformer" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "num_layers": 5}))
+    request = GenerationRequest("x", model=str(folder), steps=1, width=64, height=64)
+    with pytest.raises(ModelLoadError, match="mismatched: the transformer weights do not match its config.json"):
+        GenerationService().generate(request)

@@ -79,6 +79,19 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def check_weights_present(pipe: Any, name: str) -> None:
+    """Raises ModelLoadError when a component has parameters its files did not fill: diffusers leaves them on
+    the meta device when a config.json asks for more layers than the weights hold."""
+    for component, module in pipe.components.items():
+        if isinstance(module, torch.nn.Module):
+            missing = [n for n, p in module.named_parameters() if p.device.type == "meta"]
+            if missing:
+                raise ModelLoadError(
+                    f"{name}: the {component} weights do not match its config.json "
+                    f"({len(missing)} tensors missing, e.g. {missing[0]})"
+                )
+
+
 def load_pipeline(
     entry: ModelEntry,
     library: ModelLibrary,
@@ -103,8 +116,12 @@ def load_pipeline(
             pipe = pipeline_cls.from_pretrained(base_path, dtype=dtype)
     except CheckpointError as err:
         raise ModelLoadError(str(err), err.hint) from None
-    except (OSError, ValueError, KeyError) as err:
+    except torch.OutOfMemoryError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        # RuntimeError: e.g. a config.json that does not match its weights ("Cannot copy out of meta tensor").
         raise ModelLoadError(f"{entry.name}: cannot load the pipeline ({err})") from None
+    check_weights_present(pipe, entry.name)
     from gpu.generation.memory import place_pipeline, policy_for_pipeline
 
     if device.type == "cuda":  # first: the plan counts the kernels' packed copies as replacing these buffers
