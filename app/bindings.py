@@ -11,9 +11,21 @@ def _signal(state: Any, name: str) -> Any:
     return getattr(state, f"{name}_changed")
 
 
+def _is_value_widget(widget: Any) -> bool:
+    """Spin boxes and anything shaped like them (``value()``, ``setValue()``, ``valueChanged``), such as
+    ``IntegerEdit``: checked before QLineEdit, which that one also is."""
+    if isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+        return True
+    return all(hasattr(widget, attr) for attr in ("value", "setValue", "valueChanged"))
+
+
 def bind(state: Any, name: str, widget: Any) -> None:
     value = getattr(state, name)
-    if isinstance(widget, QPlainTextEdit):
+    if _is_value_widget(widget):
+        widget.setValue(value)
+        to_widget = widget.setValue
+        widget.valueChanged.connect(lambda v: setattr(state, name, v))
+    elif isinstance(widget, QPlainTextEdit):
         widget.setPlainText(value)
 
         def to_widget(v: str) -> None:
@@ -29,10 +41,6 @@ def bind(state: Any, name: str, widget: Any) -> None:
                 widget.setText(str(v))
 
         widget.textChanged.connect(lambda text: setattr(state, name, text))
-    elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
-        widget.setValue(value)
-        to_widget = widget.setValue
-        widget.valueChanged.connect(lambda v: setattr(state, name, v))
     elif isinstance(widget, QLabel):  # one way: state -> label
         widget.setText(str(value))
 

@@ -8,13 +8,14 @@ arrives; committing their rows here is the last step, so a crash in between is r
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from app.data_dir import DataDir
-from app.engine_errors import EngineError
+from app.engine_errors import EngineError, database_error
 from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage
 from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
@@ -24,7 +25,8 @@ from app.lora_state import LoraState, cost_sentence
 from app.memory_state import MemoryState
 from app.reconcile import ReconcileReport, reconcile
 from app.settings import Settings
-from app.store import ImageRecord, Store
+from app.store import ImageRecord
+from app.store_recovery import open_store
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,18 @@ class AppController(QObject):
         super().__init__()
         self.data = data
         self.settings = settings
-        self.store = Store(data.database)
-        self.reconcile_report: ReconcileReport = reconcile(self.store, data)
+        self.notices: list[EngineError] = []  # start-up repairs the window tells the user about
+        opened = open_store(data.database)  # raises StoreUnavailable: run_app shows it, the app cannot start
+        self.store = opened.store
+        self.reconcile_report = self._reconcile()
+        if opened.damaged_copy is not None:
+            self.notices.append(EngineError(
+                "notice",
+                f"The gallery database was damaged ({opened.damage}). It was kept as {opened.damaged_copy} and "
+                f"a new one was started; {self.reconcile_report.imported} image(s) were re-imported from "
+                f"{data.images}.",
+                "Favorites and prompt history from before could not be recovered.",
+            ))
         self.gallery = GalleryModel(self.store, data, self)
         self.history = HistoryModel(self.store, self)
         self.prompt = PromptState()
@@ -87,6 +99,16 @@ class AppController(QObject):
         worker.cancelled.connect(self._on_cancelled)
         worker.failed.connect(self._on_failed)
 
+    def _reconcile(self) -> ReconcileReport:
+        try:
+            return reconcile(self.store, self.data)
+        except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: the app still starts, with what is there
+            log.exception("start-up gallery check failed")
+            self.notices.append(EngineError("notice", "The gallery could not be checked against the images "
+                                            f"folder {self.data.images}: {exc}.",
+                                            "Some images may be missing from the gallery until the next start."))
+            return ReconcileReport()
+
     # ---- engine life ---------------------------------------------------------------------------------------
 
     def start_engine(self) -> None:
@@ -112,7 +134,10 @@ class AppController(QObject):
         request.loras = self.loras.requests()
         job = Job(request)
         self._jobs[job.id] = job
-        self.history.add(self.prompt.prompt, self.prompt.negative_prompt)
+        try:
+            self.history.add(self.prompt.prompt, self.prompt.negative_prompt)
+        except sqlite3.Error:  # e.g. a full disk: the job may still work; saving its image says what is wrong
+            log.exception("recording the prompt in the history failed")
         self.job.busy = True
         self.job.status = "Waiting for the engine…" if len(self._jobs) == 1 else f"Queued ({len(self._jobs)})"
         self._submit.emit(job)
@@ -213,7 +238,13 @@ class AppController(QObject):
             self.job.set_preview(progress.preview)
 
     def _on_finished(self, job_id: int, saved: list[SavedImage]) -> None:
-        records = [self.gallery.add(relative(self.data, s.path), s.settings) for s in saved]
+        try:
+            records = [self.gallery.add(relative(self.data, s.path), s.settings) for s in saved]
+        except Exception as exc:  # the PNGs are on disk; the job must still end, and the user learn why
+            log.exception("adding the finished images to the gallery failed")
+            self._job_done(job_id, "Images saved, but not added to the gallery")
+            self.error.emit(database_error(exc, self.store.path, self.data.images))
+            return
         if saved:
             self.loras.cost_changed.emit(cost_sentence(saved[-1].settings))
         self._job_done(job_id, f"Done: {len(records)} image{'s' if len(records) != 1 else ''}")

@@ -2,20 +2,55 @@
 
 from __future__ import annotations
 
+import errno
 import gc
+import sqlite3
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
 class EngineError:
-    kind: str  # "user" | "oom" | "internal"
+    kind: str  # "user" | "oom" | "internal" | "notice" (not an error: something the app repaired)
     message: str
     hint: str = ""
 
 
+_SQLITE_FULL = 13  # primary result code ("database or disk is full"); literal for Python 3.10
+
+
 def _is_oom(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """No space left: an OS write error (ENOSPC, or the user's disk quota) or SQLite's SQLITE_FULL, raised as
+    is or as the cause of another error (the engine wraps failed writes in its own ``OutputError``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return True
+        if isinstance(current, sqlite3.Error):
+            code = getattr(current, "sqlite_errorcode", None)  # Python 3.11+; the message before that
+            full = (code & 0xFF) == _SQLITE_FULL if code is not None else "disk is full" in str(current).lower()
+            if full:
+                return True
+        current = current.__cause__  # explicit wrapping only ("raise ... from"), not any error met on the way
+    return False
+
+
+def database_error(exc: BaseException, database: Path, images: Path) -> EngineError:
+    """A finished job's images are on disk but their gallery rows could not be written. They are not lost:
+    start-up reconciliation imports them from ``images`` once the database can be written again."""
+    later = f"The images themselves are saved in {images}; they appear in the gallery at the next start."
+    if is_disk_full(exc):
+        return EngineError("user", f"The disk is full: the gallery database {database} could not be updated.",
+                           f"Free some disk space. {later}")
+    return EngineError("user", f"The gallery database {database} could not be updated: {exc}.",
+                       f"Check that the disk is healthy and the folder writable, then restart the app. {later}")
 
 
 def free_memory() -> None:
@@ -43,6 +78,11 @@ def classify(exc: BaseException) -> EngineError:
         free_memory()
         return EngineError("oom", "The computer ran out of memory (RAM).",
                            "Close other programs, pick a smaller size or a 4-bit model.")
+    if is_disk_full(exc):  # after UserError: the engine's own messages already name their file
+        where = getattr(exc, "filename", None) or "the file"
+        return EngineError("user", f"Not enough disk space to save {where}.",
+                           "Free some space on that disk (or start the app with another data folder, "
+                           "--data-dir PATH), then try again.")
     if isinstance(exc, FileNotFoundError):
         return EngineError("user", f"A file is missing: {exc.filename or exc}",
                            "Check that the model folder or file still exists, or remove it from the library.")

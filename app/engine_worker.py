@@ -8,8 +8,10 @@ the next step without waiting for the queued-signal machinery of a busy thread.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -20,7 +22,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 from app.data_dir import DataDir
-from app.engine_errors import EngineError, classify
+from app.engine_errors import EngineError, classify, is_disk_full
 from app.image_files import new_image_path
 
 log = logging.getLogger(__name__)
@@ -230,7 +232,13 @@ class EngineWorker(QObject):
         settings = dict(generated.settings)
         settings.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
         path = new_image_path(self._data, int(settings.get("seed", 0)), index)
-        written = write_png(path, generated.image, settings)
+        try:
+            written = write_png(path, generated.image, settings)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            # Said plainly, naming the PNG the user expects (a failed write names no file, or the temp file).
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
         return SavedImage(Path(written or path), settings)
 
 

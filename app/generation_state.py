@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict
 from typing import Any
@@ -12,7 +13,14 @@ from PySide6.QtGui import QImage
 from app.observable import Prop
 from app.settings import LastJob
 
-MAX_SEED = 2**31 - 1  # QSpinBox holds a signed 32-bit int
+# The prompt panel's limits, defined once: the widgets take their ranges from here and the state never holds a
+# value outside them (a value the widget cannot show would silently differ from what the next job uses).
+SEED_MIN, SEED_MAX = 0, 2**63 - 1  # what the engine (and the CLI) accepts
+RANDOM_SEED_MAX = 2**31 - 1  # fresh random seeds stay short enough to read and retype
+STEPS_MIN, STEPS_MAX = 1, 150
+GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 30.0
+SIDE_MIN, SIDE_MAX, SIDE_STEP = 64, 2048, 16  # sides are multiples of 16: the latent patch grid needs it
+BATCH_MIN, BATCH_MAX = 1, 16
 
 # (label, width, height); sizes are multiples of 16 (the latent patch grid needs it).
 SIZE_PRESETS: list[tuple[str, int, int]] = [
@@ -26,7 +34,67 @@ SIZE_PRESETS: list[tuple[str, int, int]] = [
 
 
 def snap16(value: int) -> int:
-    return max(16, int(round(value / 16)) * 16)
+    return max(SIDE_STEP, int(round(value / SIDE_STEP)) * SIDE_STEP)
+
+
+# ---- values from outside (PNG metadata, settings.json): parsed without raising, then fitted to the limits ----
+
+
+def _number(value: Any) -> int | float | None:
+    """An int or a finite float from JSON/metadata (numbers or numeric text); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def _clamp(value: int | float, low: int | float, high: int | float) -> int | float:
+    return min(max(value, low), high)
+
+
+def valid_seed(value: Any) -> int | None:
+    """A seed is exact or nothing: clamping would silently give a different image, so out of range is None."""
+    n = _number(value)
+    if n is None or (isinstance(n, float) and not n.is_integer()):
+        return None
+    n = int(n)
+    return n if SEED_MIN <= n <= SEED_MAX else None
+
+
+def valid_steps(value: Any) -> int | None:
+    n = _number(value)
+    return None if n is None else int(round(_clamp(n, STEPS_MIN, STEPS_MAX)))
+
+
+def valid_guidance(value: Any) -> float | None:
+    n = _number(value)
+    return None if n is None else float(_clamp(n, GUIDANCE_MIN, GUIDANCE_MAX))
+
+
+def valid_side(value: Any) -> int | None:
+    n = _number(value)
+    return None if n is None else snap16(int(round(_clamp(n, SIDE_MIN, SIDE_MAX))))
+
+
+def valid_batch(value: Any) -> int | None:
+    n = _number(value)
+    return None if n is None else int(round(_clamp(n, BATCH_MIN, BATCH_MAX)))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 class PromptState(QObject):
@@ -54,19 +122,17 @@ class PromptState(QObject):
 
     def apply_model_defaults(self, defaults: dict[str, Any]) -> None:
         """Laptop-friendly defaults that the engine reports for a model (size, steps, guidance)."""
-        if defaults.get("width"):
-            self.width = snap16(int(defaults["width"]))
-        if defaults.get("height"):
-            self.height = snap16(int(defaults["height"]))
-        if defaults.get("steps"):
-            self.steps = int(defaults["steps"])
-        if defaults.get("guidance") is not None:
-            self.guidance = float(defaults["guidance"])
+        for key, parse in (("width", valid_side), ("height", valid_side), ("steps", valid_steps),
+                           ("guidance", valid_guidance)):
+            raw = defaults.get(key)
+            value = None if raw is None or (key != "guidance" and not raw) else parse(raw)
+            if value is not None:
+                setattr(self, key, value)
 
     def next_seed(self) -> int:
         """The seed for the next job: kept when locked, a fresh random one otherwise."""
         if not self.seed_locked:
-            self.seed = random.randint(0, MAX_SEED)
+            self.seed = random.randint(SEED_MIN, RANDOM_SEED_MAX)
         return self.seed
 
     def build_request(self) -> Any:
@@ -80,19 +146,20 @@ class PromptState(QObject):
 
     def apply_settings(self, settings: dict[str, Any]) -> list[str]:
         """Restore from PNG metadata or a gallery entry; returns the names it set. Locks the seed so the
-        user gets the same image back."""
+        user gets the same image back. Never raises: values that are not numbers (or a seed outside
+        ``SEED_MIN..SEED_MAX``) are skipped, others are clamped to the panel's limits."""
+        if not isinstance(settings, dict):
+            return []
         applied = []
-        casts = {"prompt": str, "negative_prompt": str, "seed": int, "steps": int, "guidance": float,
-                 "width": int, "height": int}
-        for key, cast in casts.items():
-            if settings.get(key) in (None, ""):
+        parsers = {"prompt": _text, "negative_prompt": _text, "seed": valid_seed, "steps": valid_steps,
+                   "guidance": valid_guidance, "width": valid_side, "height": valid_side}
+        for key, parse in parsers.items():
+            raw = settings.get(key)
+            if raw is None or (isinstance(raw, str) and raw == ""):
                 continue
-            try:
-                value = cast(settings[key])
-            except (TypeError, ValueError):
+            value = parse(raw)
+            if value is None:
                 continue
-            if key in ("width", "height"):
-                value = snap16(value)
             setattr(self, key, value)
             applied.append(key)
         if "seed" in applied:
@@ -106,12 +173,22 @@ class PromptState(QObject):
                        batch_count=int(self.batch_count))
 
     def load_last_job(self, job: LastJob) -> None:
-        for key, value in asdict(job).items():
-            if key in ("steps", "width", "height") and not value:
+        """The panel as the last session left it. ``settings.json`` may be hand-edited or come from another
+        version: a value the widgets cannot show is skipped (seed) or clamped, never raised on."""
+        values = asdict(job)
+        self.model = str(values["model"])
+        self.prompt = str(values["prompt"])
+        self.negative_prompt = str(values["negative_prompt"])
+        self.seed_locked = bool(values["seed_locked"])
+        parsers = {"seed": valid_seed, "steps": valid_steps, "guidance": valid_guidance, "width": valid_side,
+                   "height": valid_side, "batch_count": valid_batch}
+        for key, parse in parsers.items():
+            raw = values[key]
+            if key in ("steps", "guidance", "width", "height") and not raw:
                 continue  # 0 means "model default": keep ours until the engine reports them
-            if key == "guidance" and not value:
-                continue
-            setattr(self, key, value)
+            value = parse(raw)
+            if value is not None:
+                setattr(self, key, value)
 
 
 class JobState(QObject):

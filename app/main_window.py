@@ -19,7 +19,8 @@ from app.controller import AppController
 from app.data_dir import DataDir, resolve_data_dir
 from app.engine_errors import EngineError
 from app.settings import Settings, load_settings, save_settings
-from app.widgets.error_dialog import show_error
+from app.store_recovery import StoreUnavailable
+from app.widgets.error_dialog import show_error, show_fatal_error
 from app.widgets.gallery_panel import GalleryPanel
 from app.widgets.history_panel import HistoryPanel
 from app.widgets.lora_panel import LoraPanel
@@ -36,8 +37,11 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.setWindowTitle("Nibble Studio")
         self.data = data
-        self.settings = settings or load_settings(data.settings)
+        settings_notices: list[str] = []
+        self.settings = settings or load_settings(data.settings, settings_notices)
         self.controller = AppController(data, self.settings)
+        # What start-up repaired (a damaged settings file or database): shown once the window is up.
+        self.notices = [EngineError("notice", text) for text in settings_notices] + self.controller.notices
         self.error_dialog: QMessageBox | None = None
         self.controller.error.connect(self.show_error)
         self.controller.settings_restored.connect(self._restored)
@@ -100,7 +104,17 @@ class MainWindow(QMainWindow):
 
     def start(self) -> None:
         """Heavy start-up after the window is visible."""
+        self._show_notices()
         self.controller.start_engine()
+
+    def _show_notices(self) -> None:
+        if not self.notices:
+            return
+        for notice in self.notices:
+            log.warning("%s %s", notice.message, notice.hint)
+        self.statusBar().showMessage(self.notices[0].message, 30000)
+        self.show_error(EngineError("notice", "\n\n".join(n.message for n in self.notices),
+                                    " ".join(n.hint for n in self.notices if n.hint)))
 
     def show_error(self, error: EngineError) -> None:
         self.error_dialog = show_error(self, error)
@@ -144,8 +158,20 @@ def run_app(argv: list[str], data_dir: Path | None = None) -> int:
     from app.theme import apply_theme
 
     apply_theme(app)
-    data = resolve_data_dir(data_dir)
-    window = MainWindow(data)
+    try:
+        data = resolve_data_dir(data_dir)
+    except OSError as exc:  # the data folder itself cannot be created (read-only place, full disk)
+        log.error("cannot start: %s", exc)
+        show_fatal_error(EngineError("user", f"The data folder {exc.filename or ''} cannot be created: "
+                                     f"{exc.strerror or exc}.",
+                                     "Start Nibble Studio with a writable data folder (--data-dir PATH)."))
+        return 1
+    try:
+        window = MainWindow(data)
+    except StoreUnavailable as exc:
+        log.error("cannot start: %s", exc)
+        show_fatal_error(exc.as_error())
+        return 1
     window.show()
     QTimer.singleShot(0, window.start)
     return app.exec()

@@ -1,7 +1,9 @@
 """User settings as typed, versioned JSON (``settings.json`` in the data dir).
 
 Unknown keys are dropped and wrong types fall back to defaults, so a hand-edited or older file never stops
-the app from starting. ``_MIGRATIONS`` upgrades old versions step by step.
+the app from starting. ``_MIGRATIONS`` upgrades old versions step by step. A file that cannot be read at all
+is moved aside (``settings.json.damaged-<timestamp>``) before the defaults are used: the next save would
+otherwise overwrite the only copy of the user's settings.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.atomic import atomic_write_text
+from gpu.damaged_files import move_aside
 
 SETTINGS_VERSION = 2
 log = logging.getLogger(__name__)
@@ -76,16 +79,31 @@ def _typed(cls: type, data: dict[str, Any]) -> Any:
     return cls(**values)
 
 
-def load_settings(path: Path) -> Settings:
+def _keep_unreadable(path: Path, reason: BaseException, notices: list[str] | None) -> Settings:
+    try:
+        kept = move_aside(path)
+    except OSError as exc:
+        log.error("settings file %s unreadable (%s) and could not be moved aside (%s)", path, reason, exc)
+        message = f"Your settings file {path} could not be read ({reason}); using the default settings."
+    else:
+        log.warning("settings file %s unreadable (%s); kept it as %s and using defaults", path, reason, kept)
+        message = (f"Your settings file {path} could not be read ({reason}). It was kept as {kept.name}; "
+                   "the default settings are used.")
+    if notices is not None:
+        notices.append(message)
+    return Settings()
+
+
+def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
+    """Reads ``settings.json``; a problem worth telling the user about is appended to ``notices``."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return Settings()
-    except (OSError, ValueError) as exc:
-        log.warning("settings file %s unreadable (%s); using defaults", path, exc)
-        return Settings()
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        return _keep_unreadable(Path(path), exc, notices)
     if not isinstance(data, dict):
-        return Settings()
+        return _keep_unreadable(Path(path), ValueError("not a JSON object"), notices)
     version = data.get("version", 1)
     while isinstance(version, int) and version < SETTINGS_VERSION and version in _MIGRATIONS:
         data = _MIGRATIONS[version](data)

@@ -72,13 +72,24 @@ class Store:
         self.path = Path(path)
         # isolation_level=None: we open transactions explicitly, so each write is one atomic commit.
         self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except BaseException:
+            self._db.close()  # a damaged file is moved aside next: no handle may stay open on it
+            raise
 
     def close(self) -> None:
         self._db.close()
+
+    def check(self) -> None:
+        """Raises ``sqlite3.DatabaseError`` if the file is damaged. ``quick_check`` reads each page once (fast at
+        gallery sizes): damage is better found at start-up, where it can be repaired, than mid-session."""
+        result = [row[0] for row in self._db.execute("PRAGMA quick_check")]
+        if result != ["ok"]:
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {'; '.join(result[:3])}")
 
     @property
     def schema_version(self) -> int:
@@ -197,4 +208,17 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        # After some errors (disk full, I/O) SQLite has already rolled back by itself; a second ROLLBACK would
+        # fail and hide the real error ("cannot rollback - no transaction is active").
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")

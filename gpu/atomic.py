@@ -12,7 +12,6 @@ import os
 import re
 import stat
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -75,19 +74,6 @@ def check_output_path(target: Path | str) -> None:
         raise OutputError(f"cannot write {target}: {parent} is a file, not a folder")
     if parent.exists() and not os.access(parent, os.W_OK):
         raise _output_error(target, OSError(errno.EACCES, os.strerror(errno.EACCES)))
-
-
-def set_aside_damaged(path: Path | str) -> Path:
-    """Renames an unreadable user file to ``<name>.damaged-<YYYYmmdd-HHMMSS>[-n]`` beside it and returns the new
-    path: the app starts fresh without destroying what the user had, and never overwrites an earlier copy."""
-    path = Path(path)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        aside = path.with_name(f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else ""))
-        if not aside.exists():
-            path.replace(aside)
-            return aside
-    raise FileExistsError(errno.EEXIST, "too many damaged copies", str(path))
 
 
 _HINTS = {

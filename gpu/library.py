@@ -9,7 +9,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpu.atomic import atomic_write_bytes, set_aside_damaged
+from gpu.atomic import atomic_write_bytes
+from gpu.damaged_files import move_aside
 from gpu.errors import ModelLoadError, UserError
 from gpu.model_files import ModelFacts, inspect_model_path
 from gpu.paths import resources_dir, user_data_dir
@@ -71,7 +72,7 @@ class ModelLibrary:
             return _parse_library(self.file.read_bytes())
         except ValueError as err:
             # A damaged library file must not stop the app; keep a copy for the user and start empty.
-            aside = set_aside_damaged(self.file)
+            aside = move_aside(self.file)
             log.warning("model library %s is damaged (%s); kept as %s, starting empty", self.file, err, aside)
             return {}
 

@@ -11,7 +11,7 @@ import stat
 import pytest
 from safetensors.torch import load_file, save_file
 
-from gpu.atomic import atomic_path, atomic_write_bytes, set_aside_damaged
+from gpu.atomic import atomic_path, atomic_write_bytes
 from gpu.errors import BadRequestError, OutputError
 from gpu.generation.request import GenerationRequest
 from gpu.generation.service import GenerationService, InvalidOutput
@@ -64,16 +64,6 @@ def test_new_files_get_ordinary_permissions_and_replaced_files_keep_theirs(tmp_p
         assert stat.S_IMODE(kept.stat().st_mode) == 0o640
     finally:
         os.umask(umask)
-
-
-def test_damaged_copies_never_overwrite_each_other(tmp_path):
-    f = tmp_path / "settings.json"
-    asides = []
-    for text in ("{", "[", "null"):
-        f.write_text(text)
-        asides.append(set_aside_damaged(f))
-    assert len(set(asides)) == 3 and not f.exists()
-    assert sorted(p.read_text() for p in asides) == sorted(["{", "[", "null"])
 
 
 # -- the model library file -------------------------------------------------------------------------------------

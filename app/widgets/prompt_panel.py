@@ -26,7 +26,21 @@ from PySide6.QtWidgets import (
 
 from app.bindings import bind
 from app.controller import AppController
-from app.generation_state import MAX_SEED, SIZE_PRESETS
+from app.generation_state import (
+    BATCH_MAX,
+    BATCH_MIN,
+    GUIDANCE_MAX,
+    GUIDANCE_MIN,
+    SEED_MAX,
+    SEED_MIN,
+    SIDE_MAX,
+    SIDE_MIN,
+    SIDE_STEP,
+    SIZE_PRESETS,
+    STEPS_MAX,
+    STEPS_MIN,
+)
+from app.widgets.integer_edit import IntegerEdit
 
 
 def _png_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
@@ -52,8 +66,9 @@ class PromptPanel(QWidget):
         bind(state, "prompt", self.prompt_edit)
         bind(state, "negative_prompt", self.negative_edit)
 
-        self.seed_spin = QSpinBox(minimum=0, maximum=MAX_SEED)
-        bind(state, "seed", self.seed_spin)
+        self.seed_edit = IntegerEdit(SEED_MIN, SEED_MAX)  # the engine's full 64-bit range, beyond a QSpinBox
+        self.seed_edit.setToolTip(f"{SEED_MIN} to {SEED_MAX}")
+        bind(state, "seed", self.seed_edit)
         self.seed_lock = QCheckBox("Lock")
         self.seed_lock.setToolTip("Locked: every job uses this seed. Unlocked: a new random seed per job.")
         bind(state, "seed_locked", self.seed_lock)
@@ -61,13 +76,13 @@ class PromptPanel(QWidget):
         self.seed_random.setToolTip("New random seed")
         self.seed_random.clicked.connect(self._randomize_seed)
         seed_row = QHBoxLayout()
-        seed_row.addWidget(self.seed_spin, 1)
+        seed_row.addWidget(self.seed_edit, 1)
         seed_row.addWidget(self.seed_random)
         seed_row.addWidget(self.seed_lock)
 
-        self.steps_spin = QSpinBox(minimum=1, maximum=150)
+        self.steps_spin = QSpinBox(minimum=STEPS_MIN, maximum=STEPS_MAX)
         bind(state, "steps", self.steps_spin)
-        self.guidance_spin = QDoubleSpinBox(minimum=0.0, maximum=30.0, singleStep=0.5, decimals=1)
+        self.guidance_spin = QDoubleSpinBox(minimum=GUIDANCE_MIN, maximum=GUIDANCE_MAX, singleStep=0.5, decimals=1)
         bind(state, "guidance", self.guidance_spin)
 
         self.size_preset = QComboBox()
@@ -75,8 +90,8 @@ class PromptPanel(QWidget):
         for label, w, h in SIZE_PRESETS:
             self.size_preset.addItem(label, (w, h))
         self.size_preset.activated.connect(self._apply_preset)
-        self.width_spin = QSpinBox(minimum=64, maximum=2048, singleStep=16, suffix=" px")
-        self.height_spin = QSpinBox(minimum=64, maximum=2048, singleStep=16, suffix=" px")
+        self.width_spin = QSpinBox(minimum=SIDE_MIN, maximum=SIDE_MAX, singleStep=SIDE_STEP, suffix=" px")
+        self.height_spin = QSpinBox(minimum=SIDE_MIN, maximum=SIDE_MAX, singleStep=SIDE_STEP, suffix=" px")
         for spin in (self.width_spin, self.height_spin):
             spin.setStepType(QSpinBox.StepType.DefaultStepType)
         bind(state, "width", self.width_spin)
@@ -88,7 +103,7 @@ class PromptPanel(QWidget):
         size_row.addWidget(QLabel("×"))
         size_row.addWidget(self.height_spin)
 
-        self.batch_spin = QSpinBox(minimum=1, maximum=16)
+        self.batch_spin = QSpinBox(minimum=BATCH_MIN, maximum=BATCH_MAX)
         bind(state, "batch_count", self.batch_spin)
 
         form = QFormLayout()

@@ -39,7 +39,7 @@ def test_drop_a1111_png_restores_settings(qtbot, tmp_path, window):
     assert state.seed_locked
     # the widgets follow the state
     assert window.prompt_panel.prompt_edit.toPlainText() == "a castle on a hill, dramatic sky"
-    assert window.prompt_panel.seed_spin.value() == 1234
+    assert window.prompt_panel.seed_edit.value() == 1234
 
 
 def test_drop_our_png_and_a_png_without_metadata(qtbot, tmp_path, window):

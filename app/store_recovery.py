@@ -1,0 +1,94 @@
+"""Opening the gallery database at start-up, repairing what can be repaired.
+
+A damaged file ("not a database", "malformed") is moved aside with its journal files (``gpu.damaged_files``) and a
+fresh database is started; the controller then re-imports the images folder (``app.reconcile``), so the
+gallery comes back from the PNGs' own metadata. A database that cannot be opened or created at all (read-only
+folder, disk I/O error, written by a newer version) raises ``StoreUnavailable``, whose message names the path.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.engine_errors import EngineError
+from app.store import Store
+from gpu.damaged_files import move_aside
+
+log = logging.getLogger(__name__)
+
+# SQLite's files beside the database move with it: a stale journal beside a fresh database could be replayed into it.
+JOURNAL_FILES = ("-wal", "-shm", "-journal")
+_DAMAGED_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes; literal for Python 3.10)
+
+
+@dataclass
+class OpenedStore:
+    store: Store
+    damaged_copy: Path | None = None  # where a damaged database was kept; None when it opened fine
+    damage: str = ""  # what was wrong with it
+
+
+class StoreUnavailable(Exception):
+    """The database can be neither opened nor replaced; the app cannot start without one."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def as_error(self) -> EngineError:
+        return EngineError("user", str(self), self.hint)
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """True for a file that is not (or no longer) a valid SQLite database, as opposed to one we cannot reach."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in _DAMAGED_CODES
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
+
+
+def _open_checked(path: Path) -> Store:
+    store = Store(path)
+    try:
+        store.check()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _unavailable(path: Path, reason: object) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"The gallery database {path} cannot be opened: {reason}.",
+        f"Check that the folder {path.parent} exists and is writable, and that its disk is healthy and not full; "
+        "or start Nibble Studio with another data folder (--data-dir PATH).",
+    )
+
+
+def open_store(path: Path) -> OpenedStore:
+    path = Path(path)
+    try:
+        return OpenedStore(_open_checked(path))
+    except sqlite3.Error as exc:
+        if not is_damaged(exc):
+            raise _unavailable(path, exc) from exc
+        damage = str(exc)
+    except RuntimeError as exc:  # written by a newer version: keep it untouched for that version
+        raise StoreUnavailable(str(exc), "Update Nibble Studio, or start it with another data folder "
+                                         "(--data-dir PATH).") from exc
+    except OSError as exc:
+        raise _unavailable(path, exc) from exc
+    log.error("gallery database %s is damaged (%s): keeping it aside and starting a new one", path, damage)
+    try:
+        kept = move_aside(path, JOURNAL_FILES)
+    except OSError as exc:
+        raise _unavailable(path, f"it is damaged ({damage}) and could not be moved aside ({exc})") from exc
+    try:
+        store = _open_checked(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise _unavailable(path, exc) from exc
+    return OpenedStore(store, kept, damage)

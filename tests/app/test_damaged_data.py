@@ -1,0 +1,128 @@
+"""A damaged database or settings file: kept aside under a new name (never overwritten), the app starts fresh and
+says so; a database that cannot be opened at all is a clear error naming its path, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from conftest import open_window
+from PIL import Image
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from app.data_dir import resolve_data_dir
+from app.main_window import MainWindow, run_app
+from app.settings import Settings, load_settings, save_settings
+from app.store_recovery import StoreUnavailable
+from gpu.damaged_files import move_aside
+from gpu.generation.png_metadata import write_png
+
+GARBAGE = os.urandom(8192)
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_move_aside_never_overwrites_an_earlier_copy(tmp_path):
+    db = tmp_path / "nibble.sqlite3"
+    kept = []
+    for round_ in range(3):  # three damaged files within the same second
+        db.write_bytes(b"damaged %d" % round_)
+        (tmp_path / "nibble.sqlite3-wal").write_bytes(b"wal %d" % round_)
+        kept.append(move_aside(db, ("-wal", "-shm"), when=1_700_000_000))
+    assert len(set(kept)) == 3 and not db.exists() and not (tmp_path / "nibble.sqlite3-wal").exists()
+    for round_, path in enumerate(kept):
+        assert path.name.startswith("nibble.sqlite3.damaged-")
+        assert path.read_bytes() == b"damaged %d" % round_
+        assert path.with_name(path.name + "-wal").read_bytes() == b"wal %d" % round_  # its journal goes along
+
+
+def test_corrupt_database_is_kept_and_the_gallery_rebuilt(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    data.database.write_bytes(GARBAGE)
+    earlier = data_root / "nibble.sqlite3.damaged-20200101-000000"  # from an earlier incident: must survive
+    earlier.write_bytes(b"an older damaged copy")
+    for i, prompt in enumerate(["a red fox", "a blue owl"]):
+        write_png(data.images / "2026-01-01" / f"12000{i}-{i}-0.png", Image.new("RGB", (16, 16)),
+                  {"prompt": prompt, "seed": i, "steps": 2})
+    before = _files(data_root)
+
+    window = open_window(qtbot, data_root)  # used to die with "file is not a database"
+    gallery = window.controller.gallery
+    assert {gallery.record(r).prompt for r in range(gallery.rowCount())} == {"a red fox", "a blue owl"}
+    assert window.controller.reconcile_report.imported == 2
+    copies = sorted(p for p in data_root.iterdir() if p.name.startswith("nibble.sqlite3.damaged-"))
+    assert len(copies) == 2 and earlier in copies
+    new_copy = next(p for p in copies if p != earlier)
+    assert new_copy.read_bytes() == GARBAGE and earlier.read_bytes() == b"an older damaged copy"
+    after = _files(data_root)
+    for name, content in before.items():  # nothing deleted or changed, only the damaged file renamed
+        assert after.get(name if name != "nibble.sqlite3" else new_copy.name) == content
+    # the user is told, in the window
+    assert window.error_dialog is not None and window.error_dialog.isVisible()
+    assert "damaged" in window.error_dialog.text() and new_copy.name in window.error_dialog.text()
+    assert new_copy.name in window.statusBar().currentMessage()
+    # and the new database works
+    window.error_dialog.accept()
+    window.controller.history.add("after the repair", "")
+    window.close()
+    again = open_window(qtbot, data_root)
+    assert again.controller.history.record(0).prompt == "after the repair"
+    assert not again.notices and again.controller.gallery.rowCount() == 2
+
+
+def _accept_dialog_later(seen: list[str]) -> None:
+    def check() -> None:
+        box = QApplication.activeModalWidget()
+        if box is None:
+            QTimer.singleShot(50, check)
+            return
+        seen.append(f"{box.windowTitle()}\n{box.text()}\n{box.informativeText()}")
+        box.accept()
+
+    QTimer.singleShot(50, check)
+
+
+def test_a_database_that_cannot_be_opened_is_a_clear_error(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    data.database.mkdir()  # something in the way that SQLite cannot open (a folder), even for root
+    (data.database / "keep.txt").write_text("not ours to delete")
+    try:
+        MainWindow(data)
+    except StoreUnavailable as exc:
+        assert str(data.database) in str(exc)
+    else:
+        raise AssertionError("expected StoreUnavailable")
+
+    seen: list[str] = []
+    _accept_dialog_later(seen)
+    assert run_app(["nibble-studio"], data_root) == 1  # a dialog, then a clean exit: no traceback
+    assert len(seen) == 1 and "cannot start" in seen[0] and str(data.database) in seen[0]
+    assert (data.database / "keep.txt").read_text() == "not ours to delete"
+
+
+def test_corrupt_settings_file_is_kept_before_it_is_replaced(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_bytes(b'{"version": 2, "last_job": {"prompt": "my long careful pro')
+    notices: list[str] = []
+    assert load_settings(path, notices) == Settings()
+    copies = list(tmp_path.glob("settings.json.damaged-*"))
+    assert len(copies) == 1 and copies[0].read_bytes().endswith(b"careful pro")
+    assert len(notices) == 1 and copies[0].name in notices[0]
+    save_settings(path, Settings())  # what quitting does: the kept copy is untouched
+    path.write_text("[1, 2]")  # valid JSON, but not settings: kept too, under another name
+    load_settings(path, notices)
+    copies = sorted(tmp_path.glob("settings.json.damaged-*"))
+    assert len(copies) == 2 and {c.read_bytes()[-3:] for c in copies} == {b"pro", b" 2]"}
+
+
+def test_corrupt_settings_file_in_the_app(qtbot, data_root):
+    (data_root / "settings.json").write_bytes(b"\xff\xfe not even text")
+    window = open_window(qtbot, data_root)
+    assert window.error_dialog is not None and "settings" in window.error_dialog.text()
+    window.close()  # saves settings.json anew
+    assert json.loads((data_root / "settings.json").read_text())["version"]
+    (copy,) = data_root.glob("settings.json.damaged-*")
+    assert copy.read_bytes() == b"\xff\xfe not even text"
