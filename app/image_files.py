@@ -49,6 +49,18 @@ def restore_from_trash(data: DataDir, rel_path: str) -> None:
         shutil.move(str(source), str(target))
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path: Path) -> bool:
+    """A regular file that starts with the PNG signature (a folder named ``x.png`` or an empty file is not)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+    except OSError:  # a folder, unreadable, or gone since the scan
+        return False
+
+
 def read_image_settings(path: Path) -> dict[str, Any] | None:
     """Settings stored in a PNG: ours, A1111 ``parameters`` or ComfyUI (best effort). None if there are none."""
     from gpu.generation.png_metadata import read_settings  # pure-Python chunk reader, no torch

@@ -1,7 +1,8 @@
 """Start-up reconciliation of the images folder with the database, after a crash or manual file changes.
 
 A PNG without a row (the app died between writing the file and committing the row, or the user copied it
-in) is imported from its own metadata. A row whose file is gone is kept and flagged ``missing`` so the user
+in) is imported from its own metadata; a folder or a file without the PNG signature is not an image and is left
+alone (not imported, not touched). A row whose file is gone is kept and flagged ``missing`` so the user
 sees what was lost instead of silently forgetting it; it is un-flagged if the file comes back.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.data_dir import DataDir
-from app.image_files import read_image_settings, relative
+from app.image_files import is_png, read_image_settings, relative
 from app.store import Store
 
 
@@ -23,7 +24,7 @@ class ReconcileReport:
 
 def reconcile(store: Store, data: DataDir) -> ReconcileReport:
     report = ReconcileReport()
-    on_disk = {relative(data, p): p for p in data.images.rglob("*.png") if not p.name.startswith(".")}
+    on_disk = {relative(data, p): p for p in data.images.rglob("*.png") if not p.name.startswith(".") and is_png(p)}
     rows = store.all_paths()
     for rel, path in sorted(on_disk.items()):
         if rel in rows:

@@ -61,6 +61,18 @@ def atomic_write_with(target: Path | str, writer: Callable[[Path], None]) -> Pat
     return Path(target)
 
 
+@contextlib.contextmanager
+def output_errors(target: Path | str) -> Iterator[None]:
+    """For writes that need no atomicity (scratch files): the same ``OutputError`` as ``atomic_path``."""
+    try:
+        yield
+    except BaseException as exc:
+        os_err = _os_error_of(exc)
+        if os_err is not None:
+            raise _output_error(Path(target), os_err) from exc
+        raise
+
+
 def check_output_path(target: Path | str) -> None:
     """Raises ``OutputError`` now if ``target`` can clearly not be written: it is a folder, or its nearest
     existing ancestor is a file or not writable. For commands that should fail before hours of work."""

@@ -144,3 +144,13 @@ def test_a_config_that_does_not_match_its_weights_is_a_load_error(tiny_flux, tmp
     request = GenerationRequest("x", model=str(folder), steps=1, width=64, height=64)
     with pytest.raises(ModelLoadError, match="mismatched: the transformer weights do not match its config.json"):
         GenerationService().generate(request)
+
+
+def test_scratch_writes_name_the_file_on_a_full_disk(tmp_path):
+    from safetensors import SafetensorError
+
+    from gpu.atomic import output_errors
+
+    with pytest.raises(OutputError, match="act/3.safetensors: No space left on device"):
+        with output_errors(tmp_path / "act" / "3.safetensors"):
+            raise SafetensorError("Error while serializing: No space left on device (os error 28)")

@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from gpu.adapters import adapter_named
-from gpu.atomic import atomic_path, atomic_write_bytes
+from gpu.atomic import atomic_path, atomic_write_bytes, output_errors
 from gpu.checkpoint.format import load_checkpoint, save_checkpoint
 from gpu.errors import Cancelled, ModelLoadError
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
@@ -74,7 +74,9 @@ class ActivationStore:
         if self.spill is None:
             self.mem[i] = (h, e)
         else:
-            save_file({"h": h.contiguous(), "e": e.contiguous()}, str(self.spill / f"{i}.safetensors"))
+            path = self.spill / f"{i}.safetensors"  # scratch, rewritten on resume: no fsync needed
+            with output_errors(path):  # a full disk: OutputError naming the file, not a traceback
+                save_file({"h": h.contiguous(), "e": e.contiguous()}, str(path))
 
     def get(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.spill is None:

@@ -65,3 +65,22 @@ def test_settings_roundtrip_and_migration(tmp_path):
     assert migrated.last_job.prompt == "old" and migrated.last_job.steps == 9 and migrated.last_job.seed == 0
     path.write_text("{not json")
     assert load_settings(path) == Settings()
+
+
+def test_reconcile_imports_only_real_pngs(tmp_path):
+    from PIL import Image
+
+    from app.data_dir import DataDir
+    from app.reconcile import reconcile
+
+    data = DataDir(tmp_path).create()
+    day = data.images / "2026-11-21"
+    day.mkdir()
+    Image.new("RGB", (8, 8)).save(day / "real.png")
+    (day / "empty.png").write_bytes(b"")
+    (day / "noise.png").write_bytes(b"not a png at all")
+    (day / "folder.png").mkdir()
+    store = Store(data.database)
+    report = reconcile(store, data)
+    assert report.imported == 1 and [r.path for r in store.images()] == ["2026-11-21/real.png"]
+    assert (day / "empty.png").exists() and (day / "noise.png").exists()  # left alone, not deleted
