@@ -120,6 +120,8 @@ class ModelLibrary:
     def resolve(self, name_or_path: str | Path) -> ModelEntry:
         """A library name, or a path to a folder/SVDQ file, -> ModelEntry (raises ModelLoadError)."""
         key = str(name_or_path)
+        if not key.strip():
+            raise ModelLoadError("no model given (the name is empty)", "give a library name, a folder or an SVDQ file")
         for entry in self.entries():
             if entry.name == key:
                 if entry.facts is None:
@@ -127,8 +129,9 @@ class ModelLibrary:
                 return entry
         path = Path(key).expanduser()
         if path.exists():
+            path = path.resolve()  # "." names no folder in a message; its absolute path does
             facts = inspect_model_path(path)
-            return ModelEntry(path.stem if path.is_file() else path.name, path.resolve(), False, facts)
+            return ModelEntry(path.stem if path.is_file() else path.name, path, False, facts)
         names = ", ".join(e.name for e in self.entries()) or "none"
         raise ModelLoadError(f"no model named {key!r} and no such file or folder (library: {names})")
 

@@ -48,7 +48,7 @@ def _inspect_folder(path: Path) -> ModelFacts:
     index = path / "model_index.json"
     config = path / "transformer" / "config.json"
     if not index.is_file() or not config.is_file():
-        raise ModelLoadError(f"{path.name}: not a diffusers pipeline folder (model_index.json or transformer/ missing)")
+        raise ModelLoadError(f"{path}: not a diffusers pipeline folder (model_index.json or transformer/ missing)")
     try:
         cfg = json.loads(config.read_text())
     except (OSError, json.JSONDecodeError) as err:

@@ -154,3 +154,14 @@ def test_scratch_writes_name_the_file_on_a_full_disk(tmp_path):
     with pytest.raises(OutputError, match="act/3.safetensors: No space left on device"):
         with output_errors(tmp_path / "act" / "3.safetensors"):
             raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+
+
+def test_an_empty_or_dot_model_is_named(tmp_path, monkeypatch):
+    from gpu.errors import ModelLoadError
+
+    library = ModelLibrary(tmp_path / "lib")
+    with pytest.raises(ModelLoadError, match="the name is empty"):
+        library.resolve("")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match=f"^{tmp_path}: not a diffusers pipeline folder"):
+        library.resolve(".")
