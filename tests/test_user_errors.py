@@ -97,6 +97,8 @@ def test_broken_model_defaults_and_out_of_range_seeds_are_named(tiny_flux, tmp_p
         service.resolve_settings(past, entry)
     with pytest.raises(BadRequestError, match="seed inf is not a number"):
         service.resolve_settings(GenerationRequest("x", model=str(folder), seed=float("inf")), entry)
+    with pytest.raises(BadRequestError, match="applies to SVDQ files only"):
+        service.resolve_settings(GenerationRequest("x", model=str(folder), base=str(tiny_flux)), entry)
 
 
 def test_a_lora_that_blows_up_the_latents_stops_the_job_and_is_named(tmp_path):

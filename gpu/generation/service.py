@@ -106,6 +106,11 @@ class GenerationService:
     def resolve_settings(self, request: GenerationRequest, entry: ModelEntry) -> dict[str, Any]:
         """The request with the model's defaults filled in, validated; raises BadRequestError."""
         d = entry.facts.defaults if entry.facts else {}
+        if request.base and entry.kind != "svdq":
+            raise BadRequestError(
+                f"a base pipeline applies to SVDQ files only; {entry.name} is a complete pipeline",
+                "leave out --base, or use it with a quantized .safetensors file",
+            )
 
         def pick(name: str, asked: Any, default: Any, cast: type) -> Any:
             # A value the user asked for, else the model's default (which a hand-edited model folder can break).
