@@ -26,26 +26,21 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     OS-level failures (and safetensors' wrapped ones) are raised as ``OutputError`` naming ``target``."""
     target = Path(target)
     check_output_path(target)
-    try:
+    with output_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
-    except OSError as err:
-        raise _output_error(target, err) from err
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _mode_for(target))  # mkstemp creates 0600
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, target)
-        _fsync_dir(target.parent)
-    except BaseException as exc:
-        tmp_path.unlink(missing_ok=True)
-        os_err = _os_error_of(exc)
-        if os_err is not None:
-            raise _output_error(target, os_err) from exc
-        raise
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.chmod(tmp_path, _mode_for(target))  # mkstemp creates 0600
+            with open(tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp_path, target)
+            _fsync_dir(target.parent)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_bytes(target: Path | str, data: bytes) -> Path:
@@ -63,7 +58,8 @@ def atomic_write_with(target: Path | str, writer: Callable[[Path], None]) -> Pat
 
 @contextlib.contextmanager
 def output_errors(target: Path | str) -> Iterator[None]:
-    """For writes that need no atomicity (scratch files): the same ``OutputError`` as ``atomic_path``."""
+    """OS-level failures inside the block (and safetensors' wrapped ones) -> ``OutputError`` naming ``target``.
+    ``atomic_path`` writes through it; scratch files that need no atomicity use it alone."""
     try:
         yield
     except BaseException as exc:
