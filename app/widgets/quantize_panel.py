@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.controller import AppController
+
+if TYPE_CHECKING:
+    from app.widgets.quantize_wizard import QuantizeWizard
 
 
 class QuantizePanel(QWidget):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
-        self.wizard = None
+        self.wizard: QuantizeWizard | None = None
+        # Every wizard ever opened: a closed one's quantize thread may still be finishing a cancelled job, and
+        # a QThread destroyed while running aborts the whole app at exit, so shutdown() stops them all.
+        self._wizards: list[QuantizeWizard] = []
         text = QLabel("Make a 4-bit copy of a model (SVDQuant): about 3.5× smaller, runs on laptop GPUs, "
                       "almost the same images.")
         text.setWordWrap(True)
@@ -27,9 +35,10 @@ class QuantizePanel(QWidget):
 
         if self.wizard is None or not self.wizard.isVisible():
             self.wizard = QuantizeWizard(self.controller, self.window())
+            self._wizards.append(self.wizard)
         self.wizard.show()
         self.wizard.raise_()
 
     def shutdown(self) -> None:
-        if self.wizard is not None:
-            self.wizard.shutdown()
+        for wizard in self._wizards:
+            wizard.shutdown()

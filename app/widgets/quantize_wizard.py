@@ -296,9 +296,12 @@ class QuantizeWizard(QWizard):
             self.result_page.add_button.setEnabled(False)
             self.result_page.add_button.setText("Added")
 
-    def reject(self) -> None:
+    def done(self, result: int) -> None:
+        # Closed by any route (Cancel, Finish, the window's X): a running job stops at its next check, and the
+        # thread ends once idle instead of waiting for the app's exit.
         self.cancel()
-        super().reject()
+        self._thread.thread.quit()
+        super().done(result)
 
     def shutdown(self) -> None:
         self._thread.stop(self.job)

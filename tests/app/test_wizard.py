@@ -61,3 +61,27 @@ def test_wizard_cancel(qtbot, window):
     assert "Cancelled" in wizard.run_page.log.toPlainText()
     assert not wizard.button(QWizard.WizardButton.NextButton).isEnabled()
     wizard.close()
+
+
+def test_closed_wizards_threads_stop_with_the_app(qtbot, window):
+    """Cancel a run by closing the wizard, open a new one, quit: no quantize thread may outlive the window (a
+    QThread destroyed while running aborts the app on exit)."""
+    panel = window.quantize_panel
+    panel.open_wizard()
+    first = panel.wizard
+    first.next()
+    first.next()
+    first.calibration_page.count.setValue(64)
+    first.next()  # starts quantizing
+    first.close()  # the dialog's X: cancels the run
+    panel.open_wizard()
+    second = panel.wizard
+    assert second is not first
+    threads = [first._thread.thread, second._thread.thread]
+    try:
+        window.close()
+        assert [t.isRunning() for t in threads] == [False, False]
+    finally:  # on failure, stop them here rather than crash the test process later
+        for thread in threads:
+            thread.quit()
+            thread.wait(60000)
