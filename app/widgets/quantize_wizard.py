@@ -47,6 +47,16 @@ METHODS = [
 PROMPT_SETS = [("Built-in everyday prompts", "builtin")]
 
 
+def free_output_path(folder: Path, stem: str) -> Path:
+    """``<stem>.safetensors`` in ``folder``, else ``<stem>-2.safetensors``, …: a file already there is a model the
+    user may be using (perhaps in the library), and the quantizer's final rename would replace it silently. A
+    name with only a ``.parts`` folder is an interrupted run of that name, which the quantizer resumes."""
+    path, n = folder / f"{stem}.safetensors", 2
+    while path.exists():
+        path, n = folder / f"{stem}-{n}.safetensors", n + 1
+    return path
+
+
 class SourcePage(QWizardPage):
     def __init__(self, controller: AppController) -> None:
         super().__init__()
@@ -256,8 +266,8 @@ class QuantizeWizard(QWizard):
         source = self.source_page.value()
         config = self.config()
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source).name)
-        name = f"{stem}-{config.method}-{config.precision}-r{config.rank}.safetensors"
-        self.out_path = self.controller.data.quantized / name
+        self.out_path = free_output_path(self.controller.data.quantized,
+                                         f"{stem}-{config.method}-{config.precision}-r{config.rank}")
         self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps)
         self.controller.unload_model()  # quantizing needs the memory the generation model holds
         self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")

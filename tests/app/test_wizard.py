@@ -85,3 +85,20 @@ def test_closed_wizards_threads_stop_with_the_app(qtbot, window):
         for thread in threads:
             thread.quit()
             thread.wait(60000)
+
+
+def test_wizard_never_replaces_an_existing_model(qtbot, window):
+    """A model already saved under the name the wizard would pick (same source, method, precision, rank) stays
+    as it is: the new run writes a name of its own."""
+    existing = window.controller.data.quantized / "demo-svdquant-int4-r32.safetensors"
+    existing.write_bytes(b"the user's own model")
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    wizard.next()
+    wizard.next()
+    wizard.next()  # starts quantizing
+    assert wizard.out_path == existing.with_name("demo-svdquant-int4-r32-2.safetensors")
+    wizard.cancel()
+    qtbot.waitUntil(lambda: "Cancelled" in wizard.run_page.log.toPlainText(), timeout=120000)
+    assert existing.read_bytes() == b"the user's own model"
+    wizard.close()
