@@ -53,6 +53,7 @@ def _inspect_folder(path: Path) -> ModelFacts:
         cfg = json.loads(config.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ModelLoadError(f"{path.name}: transformer/config.json is unreadable ({err})") from None
+    check_pipeline_complete(path, f"model {path.name}")
     try:
         adapter = adapter_for_config(str(cfg.get("_class_name")))
     except ValueError as err:
@@ -64,6 +65,33 @@ def _inspect_folder(path: Path) -> ModelFacts:
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     defaults = {**FALLBACK_DEFAULTS, **_read_defaults(path)}
     return ModelFacts(path, "diffusers", adapter.architecture, adapter.diffusers_class, dtype, size, params, defaults)
+
+
+def check_pipeline_complete(folder: Path, label: str, skip: tuple[str, ...] = ()) -> None:
+    """Raises ModelLoadError naming the first component of ``model_index.json`` whose folder is missing or
+    empty. Without this check diffusers says only "no file named config.json", and a missing tokenizer
+    folder is not even an error: transformers then builds a default tokenizer and the images silently change."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{label}: model_index.json is unreadable ({err})") from None
+    if not isinstance(index, dict):
+        raise ModelLoadError(f"{label}: model_index.json is not a pipeline description")
+    for component, spec in index.items():
+        # "_class_name" etc. are not components; [null, null] marks an optional component left out.
+        if component.startswith("_") or component in skip or not isinstance(spec, list) or None in spec:
+            continue
+        where = folder / component
+        if not where.is_dir():
+            problem = "is missing"
+        elif not any(where.iterdir()):
+            problem = "is empty"
+        else:
+            continue
+        raise ModelLoadError(
+            f"{label} is incomplete: folder {component}/ {problem} ({where})",
+            "copy or download the whole model folder again",
+        )
 
 
 def _inspect_svdq(path: Path) -> ModelFacts:

@@ -167,3 +167,24 @@ def test_an_empty_or_dot_model_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelLoadError, match=f"^{tmp_path}: not a diffusers pipeline folder"):
         library.resolve(".")
+
+
+@pytest.mark.parametrize("component", ["vae", "tokenizer_2", "scheduler"])
+def test_a_model_folder_without_a_component_is_named_incomplete(tiny_flux, tmp_path, component):
+    import shutil
+
+    from gpu.errors import ModelLoadError
+
+    folder = tmp_path / "tiny-partial"
+    shutil.copytree(tiny_flux, folder)
+    shutil.rmtree(folder / component)
+    request = GenerationRequest("x", model=str(folder), steps=1, width=64, height=64)
+    # a missing tokenizer used to load a default one and change the images without a word
+    with pytest.raises(ModelLoadError, match=f"model tiny-partial is incomplete: folder {component}/ is missing"):
+        GenerationService().generate(request)
+    (folder / component).mkdir()
+    with pytest.raises(ModelLoadError, match=f"folder {component}/ is empty"):
+        GenerationService().generate(request)
+    quantized = GenerationRequest("x", model="demo-int4", base=str(folder), steps=1, width=64, height=64)
+    with pytest.raises(ModelLoadError, match=f"its base pipeline {folder} is incomplete: folder {component}/"):
+        GenerationService().generate(quantized)

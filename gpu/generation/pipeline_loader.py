@@ -13,7 +13,7 @@ import torch
 from gpu.adapters import adapter_named
 from gpu.errors import CheckpointError, ModelLoadError
 from gpu.library import ModelEntry, ModelLibrary
-from gpu.model_files import ModelFacts, inspect_model_path
+from gpu.model_files import ModelFacts, check_pipeline_complete, inspect_model_path
 
 SMALL_MODEL_PARAMS = 50_000_000
 
@@ -60,6 +60,8 @@ def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path 
                 tried.append(f"library name {base['name']!r}")
     for c in candidates:
         if (c / "model_index.json").is_file():
+            # the transformer is the SVDQ file itself; the rest (encoders, tokenizers, VAE) must be there
+            check_pipeline_complete(c, f"{facts.path.name}: its base pipeline {c}", skip=("transformer",))
             return c
         tried.append(str(c))
     raise ModelLoadError(
