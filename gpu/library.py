@@ -69,7 +69,16 @@ class ModelLibrary:
         if not self.file.is_file():
             return {}
         try:
-            return _parse_library(self.file.read_bytes())
+            raw = self.file.read_bytes()
+        except OSError as err:
+            # Not damaged, only unreadable (permissions, a failing disk): moving it aside or starting empty
+            # would make the next save replace the user's models with an empty list.
+            raise UserError(
+                f"cannot read the model library {self.file}: {err.strerror or err}",
+                "check the file's permissions (the app and the CLI need to read and write it)",
+            ) from None
+        try:
+            return _parse_library(raw)
         except ValueError as err:
             # A damaged library file must not stop the app; keep a copy for the user and start empty.
             aside = move_aside(self.file)

@@ -79,6 +79,40 @@ def test_a_damaged_library_file_is_kept_aside_and_the_builtins_still_work(tmp_pa
     assert len(damaged) == 1 and damaged[0].read_bytes() == content
 
 
+_READ_LIBRARY = """
+import sys
+from pathlib import Path
+from gpu.errors import UserError
+from gpu.library import ModelLibrary
+try:
+    ModelLibrary(Path(sys.argv[1])).resolve("demo")
+except UserError as err:
+    print("UserError:", err)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_an_unreadable_library_file_is_named_and_left_where_it_is(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    library = tmp_path / "library.json"
+    library.write_text(json.dumps({"version": 1, "models": [{"name": "mine", "path": "/models/mine"}]}))
+    library.chmod(0)
+    command = [sys.executable, "-c", _READ_LIBRARY, str(tmp_path)]
+    if os.geteuid() == 0:  # root reads anything: drop the capability that lets it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv")
+        caps = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == f"UserError: cannot read the model library {library}: Permission denied", done.stderr
+    library.chmod(0o644)  # not damaged, so not moved aside nor replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["library.json"]
+    assert "/models/mine" in library.read_text()
+
+
 # -- generation settings ----------------------------------------------------------------------------------------
 def test_broken_model_defaults_and_out_of_range_seeds_are_named(tiny_flux, tmp_path):
     import shutil
