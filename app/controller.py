@@ -151,10 +151,25 @@ class AppController(QObject):
             job.cancel.set()
         self.job.status = "Cancelling…"
 
-    def select_model(self, name: str, apply_defaults: bool = True) -> None:
+    def select_model(self, name: str, apply_defaults: bool = True) -> bool:
+        """Makes ``name`` the model of the next jobs; a library entry whose file is gone is refused with its
+        reason (the current model stays), since every job would fail on it."""
+        entry = self._entry(name)
+        if entry is not None and getattr(entry, "facts", None) is None:
+            self.error.emit(EngineError("user", f"The model '{name}' cannot be used: {entry.problem}.",
+                                        "Put the file back where it was, or remove the model from the list."))
+            return False
         self.prompt.model = name
         self._apply_defaults = apply_defaults
         self._describe.emit(name)
+        return True
+
+    def _entry(self, name: str) -> Any | None:
+        return next((e for e in self.entries if getattr(e, "name", None) == name), None)
+
+    def _fallback_model(self) -> str | None:
+        """The first model that can be opened (built-in first, as the library lists them)."""
+        return next((e.name for e in self.entries if getattr(e, "facts", None) is not None), None)
 
     def add_model(self, path: str | Path) -> None:
         self._add_model.emit(str(path))
@@ -187,7 +202,8 @@ class AppController(QObject):
     def _restore(self, settings: dict[str, Any]) -> None:
         applied = self.prompt.apply_settings(settings)
         model = settings.get("model")
-        if model and any(getattr(e, "name", None) == model for e in self.entries):
+        entry = self._entry(str(model)) if model else None
+        if entry is not None and getattr(entry, "facts", None) is not None:
             self.select_model(str(model), apply_defaults=False)
             applied.append("model")
         self.settings_restored.emit(applied)
@@ -197,19 +213,36 @@ class AppController(QObject):
     def _on_ready(self, status: EngineStatus) -> None:
         self.gpu = status.gpu
         self.engine_ready.emit(status)
-        self._on_library(status.entries)
-        names = [e.name for e in status.entries]
-        if self.prompt.model not in names and names:
-            self.prompt.model = names[0]
-        # A first launch (no size saved from a last session) takes the model's own defaults (native size,
-        # steps, guidance); later launches keep what the user left in the prompt panel.
-        self.select_model(self.prompt.model, apply_defaults=not self.settings.last_job.width)
+        self.entries = status.entries
+        last = self.prompt.model
+        entry = self._entry(last)
+        if entry is None or getattr(entry, "facts", None) is None:
+            # The last session's model was removed, or its file moved or deleted since: start on one that opens.
+            fallback = self._fallback_model()
+            if entry is not None and fallback is not None:
+                self.error.emit(EngineError(
+                    "notice", f"The model '{last}' you used last time cannot be opened: {entry.problem}. "
+                    f"'{fallback}' is selected instead.",
+                    f"Put the file back where it was and pick '{last}' again, or remove it from the Models list."))
+            self.prompt.model = fallback or last
+            apply_defaults = True  # another model: its own size, steps and guidance
+        else:
+            # A first launch (no size saved from a last session) takes the model's own defaults (native size,
+            # steps, guidance); later launches keep what the user left in the prompt panel.
+            apply_defaults = not self.settings.last_job.width
+        self.library_changed.emit(self.entries)
+        self.select_model(self.prompt.model, apply_defaults=apply_defaults)
         if not self._jobs:
             self.job.status = "Ready"
 
     def _on_library(self, entries: list[Any]) -> None:
         self.entries = entries
         self.library_changed.emit(entries)
+        entry = self._entry(self.prompt.model)
+        if entry is None or getattr(entry, "facts", None) is None:  # the selected model was just removed
+            fallback = self._fallback_model()
+            if fallback is not None:
+                self.select_model(fallback)
 
     def _on_described(self, info: Any) -> None:
         if getattr(info, "name", None) != self.prompt.model:

@@ -99,10 +99,11 @@ class ModelPanel(QWidget):
     def set_entries(self, entries: list[Any]) -> None:
         self.list.clear()
         for entry in entries:
+            missing = getattr(entry, "facts", None) is None  # its file was moved or deleted since it was added
             label = entry.name + ("  (built-in)" if getattr(entry, "builtin", False) else "")
-            item = QListWidgetItem(label)
+            item = QListWidgetItem(label + ("  (missing)" if missing else ""))
             item.setData(Qt.ItemDataRole.UserRole, entry.name)
-            item.setToolTip(str(getattr(entry, "path", "")))
+            item.setToolTip(getattr(entry, "problem", "") if missing else str(getattr(entry, "path", "")))
             self.list.addItem(item)
         self._mark_current(self.controller.prompt.model)
 
@@ -115,8 +116,13 @@ class ModelPanel(QWidget):
         self.remove_button.setEnabled(bool(name) and name not in builtin)
 
     def _picked(self, item: QListWidgetItem) -> None:
-        self.details.setText("Reading model…")
-        self.controller.select_model(item.data(Qt.ItemDataRole.UserRole))
+        name = item.data(Qt.ItemDataRole.UserRole)
+        if self.controller.select_model(name):
+            self.details.setText("Reading model…")
+            return
+        # Refused (its file is gone; the controller says why). It stays highlighted so Remove can take it off.
+        self.details.setText(f"{name}: missing. New images use {self.controller.prompt.model}.")
+        self.remove_button.setEnabled(True)
 
     def _add_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a diffusers model folder")

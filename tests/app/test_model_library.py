@@ -1,0 +1,68 @@
+"""Models that disappear: removed while selected, or moved/deleted on disk between sessions. The app never keeps
+a model selected that every job would fail on; it falls back to one that opens and says why, naming the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from conftest import TEST_SIZE, TEST_STEPS, open_window
+from PySide6.QtCore import Qt
+
+from app.settings import LastJob, Settings, save_settings
+from gpu.paths import resources_dir
+
+
+def _item(window, name: str):
+    panel = window.model_panel
+    return next(panel.list.item(r) for r in range(panel.list.count())
+                if panel.list.item(r).data(Qt.ItemDataRole.UserRole) == name)
+
+
+def test_removing_the_selected_model_falls_back_and_generation_works(qtbot, window, tmp_path):
+    controller = window.controller
+    mine = tmp_path / "mine.safetensors"
+    shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
+    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+        controller.add_model(mine)
+    window.model_panel._picked(_item(window, "mine"))
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
+
+    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+        window.model_panel._remove()
+    assert controller.prompt.model == "demo"
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
+    controller.prompt.steps, controller.prompt.width, controller.prompt.height = TEST_STEPS, TEST_SIZE, TEST_SIZE
+    controller.prompt.prompt = "a red circle"
+    with qtbot.waitSignal(controller.job_finished, timeout=120000) as done:
+        controller.generate()
+    assert done.args[0][0].settings["model"] == "demo"
+
+
+def test_a_model_file_deleted_between_sessions(qtbot, data_root, tmp_path):
+    gone = tmp_path / "gone.safetensors"  # added in an earlier session, deleted since
+    (data_root / "library.json").write_text(json.dumps({"version": 1, "models": [{"name": "gone",
+                                                                                     "path": str(gone)}]}))
+    save_settings(data_root / "settings.json", Settings(last_job=LastJob(model="gone", prompt="a blue star",
+                                                                        steps=3, width=192, height=192)))
+    errors = []
+    window = open_window(qtbot, data_root)  # waits for the selected model's facts: there must be some
+    controller = window.controller
+    controller.error.connect(errors.append)
+    assert controller.prompt.model == "demo" and controller.model_info.name == "demo"
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    assert "'gone'" in window.error_dialog.text() and str(gone) in window.error_dialog.text()
+    window.error_dialog.accept()
+    item = _item(window, "gone")
+    assert "(missing)" in item.text()
+
+    window.model_panel.list.setCurrentItem(item)
+    window.model_panel._picked(item)  # refused, with the reason; the model in use stays
+    assert controller.prompt.model == "demo"
+    assert errors and str(gone) in errors[-1].message
+    assert "missing" in window.model_panel.details.text()
+    assert window.model_panel.remove_button.isEnabled()
+    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+        window.model_panel._remove()
+    assert "gone" not in [e.name for e in controller.entries]
+    assert controller.prompt.prompt == "a blue star"  # the rest of the last session's panel is kept
