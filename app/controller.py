@@ -181,6 +181,31 @@ class AppController(QObject):
         """Frees the generation model's memory (before quantizing, which needs the room)."""
         self._unload.emit()
 
+    def delete_images(self, rows: list[int]) -> None:
+        """Gallery rows to the trash folder; a file that cannot be moved (open elsewhere, read-only folder, a
+        file where the trash's folder goes) is reported with both paths, and it and the rest are kept."""
+        try:
+            self.gallery.delete(rows)
+        except (OSError, sqlite3.Error) as exc:
+            log.exception("moving images to the trash failed")
+            self.error.emit(self._trash_error("could not be moved to the trash folder", exc))
+
+    def undo_delete(self) -> None:
+        try:
+            self.gallery.undo_delete()
+        except (OSError, sqlite3.Error) as exc:
+            log.exception("restoring an image from the trash failed")
+            self.error.emit(self._trash_error("could not be brought back from the trash folder", exc))
+
+    def _trash_error(self, what: str, exc: BaseException) -> EngineError:
+        if isinstance(exc, sqlite3.Error):
+            where = f"the gallery database {self.store.path} could not be updated"
+        else:  # str() of an OSError names the file(s): the image, or the trash folder in the way
+            where = f"the trash folder is {self.data.trash}"
+        return EngineError("user", f"An image {what}: {exc} ({where}).",
+                           "Nothing else was changed. Check that the image is not open in another program and "
+                           "that the data folder can be written, then try again.")
+
     def reuse_settings(self, record: ImageRecord) -> None:
         settings = dict(record.settings) or (read_image_settings(self.gallery.path_of(record)) or {})
         self._restore(settings)

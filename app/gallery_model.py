@@ -122,25 +122,38 @@ class GalleryModel(QAbstractListModel):
         self.dataChanged.emit(index, index)
 
     def delete(self, rows: list[int]) -> None:
-        """Moves files to the trash folder; ``undo_delete`` brings back the last deletion."""
-        for row in sorted(set(rows), reverse=True):
-            record = self._rows[row]
-            move_to_trash(self._data, record.path)
-            self._store.set_trashed(record.id, True)
-            self.thumbnails.forget(self.path_of(record))
-            self.beginRemoveRows(QModelIndex(), row, row)
-            del self._rows[row]
-            self.endRemoveRows()
-            self._undo.append(record)
-        self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
-        self.trash_changed.emit(len(self._undo))
+        """Moves files to the trash folder; ``undo_delete`` brings back the last deletion. Raises the first
+        OSError/sqlite3.Error met: that image and the ones after it stay as they were (file and row)."""
+        try:
+            for row in sorted(set(rows), reverse=True):
+                record = self._rows[row]
+                move_to_trash(self._data, record.path)
+                try:
+                    self._store.set_trashed(record.id, True)
+                except BaseException:  # the row still shows it: put the file back where the row points
+                    restore_from_trash(self._data, record.path)
+                    raise
+                self.thumbnails.forget(self.path_of(record))
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self._rows[row]
+                self.endRemoveRows()
+                self._undo.append(record)
+        finally:
+            self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
+            self.trash_changed.emit(len(self._undo))
 
     def undo_delete(self) -> bool:
+        """Brings back the last deletion; on an OSError/sqlite3.Error it stays undoable."""
         if not self._undo:
             return False
-        record = self._undo.pop()
+        record = self._undo[-1]
         restore_from_trash(self._data, record.path)
-        self._store.set_trashed(record.id, False)
+        try:
+            self._store.set_trashed(record.id, False)
+        except BaseException:
+            move_to_trash(self._data, record.path)
+            raise
+        self._undo.pop()
         self.reload()
         self.trash_changed.emit(len(self._undo))
         return True

@@ -71,14 +71,14 @@ class GalleryPanel(QWidget):
         self.reuse_button = QPushButton("Reuse settings")
         self.favorite_button.clicked.connect(self.toggle_favorite)
         self.delete_button.clicked.connect(self.delete_selected)
-        self.undo_button.clicked.connect(model.undo_delete)
+        self.undo_button.clicked.connect(controller.undo_delete)
         self.folder_button.clicked.connect(self.open_folder)
         self.copy_button.clicked.connect(self.copy_prompt)
         self.reuse_button.clicked.connect(self.reuse_settings)
         model.trash_changed.connect(lambda n: self.undo_button.setEnabled(n > 0))
         self.undo_button.setEnabled(False)
         QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)
-        QShortcut(QKeySequence.StandardKey.Undo, self, model.undo_delete)
+        QShortcut(QKeySequence.StandardKey.Undo, self, controller.undo_delete)
 
         buttons = QHBoxLayout()
         for button in (self.reuse_button, self.copy_button, self.favorite_button, self.folder_button,
@@ -147,7 +147,7 @@ class GalleryPanel(QWidget):
     def delete_selected(self) -> None:
         rows = self.selected_rows()
         if rows:
-            self.controller.gallery.delete(rows)
+            self.controller.delete_images(rows)
 
     def open_folder(self) -> None:
         record = self.current()

@@ -159,3 +159,27 @@ def test_gallery_stays_fast_with_10000_images(qtbot, data_root):
     start = time.perf_counter()
     window.gallery_panel.search.setText("number 99")
     assert gallery.rowCount() == 111 and time.perf_counter() - start < 1.0
+
+
+def test_delete_that_cannot_reach_the_trash_keeps_the_image_and_says_why(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i, day in enumerate(("a", "b")):
+        write_png(data.images / day / "x.png", Image.new("RGB", (16, 16)), {"prompt": f"owl {i}"})
+        store.add_image(f"{day}/x.png", {"prompt": f"owl {i}"}, created=float(i))
+    store.close()
+    (data.trash / "b").write_bytes(b"")  # a file where the trash needs a folder (as a read-only trash would)
+    window = open_window(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    errors = []
+    window.controller.error.connect(errors.append)
+    panel.view.selectAll()
+    panel.delete_selected()  # the last row ("a/x.png", oldest) goes first; "b/x.png" cannot
+    assert [gallery.record(r).path for r in range(gallery.rowCount())] == ["b/x.png"]
+    assert (data.images / "b" / "x.png").is_file() and (data.trash / "a" / "x.png").is_file()
+    assert len(errors) == 1 and str(data.trash / "b") in errors[0].message
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    window.error_dialog.accept()
+    assert panel.undo_button.isEnabled()  # the deletion that did happen can be undone
+    panel.undo_button.click()
+    assert gallery.rowCount() == 2 and (data.images / "a" / "x.png").is_file()
