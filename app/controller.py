@@ -74,6 +74,8 @@ class AppController(QObject):
         self.prompt.load_last_job(settings.last_job)
         self.job = JobState()
         self.loras = LoraState()
+        for text in self.loras.restore(settings.loras):
+            self.notices.append(EngineError("notice", text, "Put the file back where it was, then switch it on."))
         self.loras.add_shipped()
         self.memory = MemoryState()
         self.entries: list[Any] = []
@@ -120,6 +122,7 @@ class AppController(QObject):
             job.cancel.set()
         self._engine.stop()
         self.settings.last_job = self.prompt.to_last_job()
+        self.settings.loras = self.loras.to_settings()
         self.gallery.thumbnails.wait(2000)
         self.store.close()
 

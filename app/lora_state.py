@@ -4,10 +4,15 @@ checks the weights when it applies them, and reports problems as errors."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
+
+from app.settings import LoraSetting
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,7 +30,13 @@ def read_header(path: Path) -> tuple[str, str]:
     """(trigger words, info line) from the safetensors header alone; ("", reason) when unreadable."""
     from gpu.lora.metadata import header_summary
 
-    words, info = header_summary(path)
+    if not path.is_file():
+        return "", f"file not found: {path}"
+    try:
+        words, info = header_summary(path)
+    except Exception:  # a JSON header of an unexpected shape: the row says so; the engine refuses it in words
+        log.exception("reading the LoRA header of %s failed", path)
+        return "", "not a readable LoRA file"
     return ", ".join(words), info
 
 
@@ -43,7 +54,7 @@ class LoraState(QObject):
             if e.path == path:
                 return e
         words, info = read_header(path)
-        entry = LoraEntry(path, path.stem, enabled, strength, words, info)
+        entry = LoraEntry(path, path.stem, enabled, max(-2.0, min(2.0, float(strength))), words, info)
         self.entries.append(entry)
         self.changed.emit()
         return entry
@@ -67,6 +78,23 @@ class LoraState(QObject):
 
     def trigger_text(self) -> str:
         return ", ".join(e.trigger_words for e in self.entries if e.enabled and e.trigger_words.strip())
+
+    def to_settings(self) -> list[LoraSetting]:
+        return [LoraSetting(str(e.path), e.enabled, e.strength, e.trigger_words) for e in self.entries]
+
+    def restore(self, saved: list[LoraSetting]) -> list[str]:
+        """The list as the last session left it. A file that is gone (moved, a drive not plugged in) keeps its
+        row, switched off, so nothing the user set up is forgotten; returns a sentence for each one that was on."""
+        notices = []
+        for s in saved:
+            entry = self.add_file(s.path, s.enabled, s.strength)
+            entry.trigger_words = s.trigger_words
+            if not entry.path.is_file():
+                entry.enabled = False
+                if s.enabled:
+                    notices.append(f"The LoRA file {entry.path} (on in your last session) is missing; it is "
+                                   "switched off.")
+        return notices
 
     def add_shipped(self) -> None:
         """The example LoRAs in resources/loras (off until the user enables them)."""

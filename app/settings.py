@@ -38,12 +38,23 @@ class LastJob:
 
 
 @dataclass
+class LoraSetting:
+    """One row of the LoRA panel as the user left it (trigger words included: the user may have edited them)."""
+
+    path: str = ""
+    enabled: bool = False
+    strength: float = 1.0
+    trigger_words: str = ""
+
+
+@dataclass
 class Settings:
     version: int = SETTINGS_VERSION
     window_geometry: str = ""  # base64 of QMainWindow.saveGeometry()
     window_state: str = ""  # base64 of QMainWindow.saveState(): dock layout
     last_job: LastJob = field(default_factory=LastJob)
     preview_every: int = 2  # a latent preview every N steps
+    loras: list[LoraSetting] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +80,9 @@ def _typed(cls: type, data: dict[str, Any]) -> Any:
         value = data[f.name]
         if f.name == "last_job" and isinstance(value, dict):
             values[f.name] = _typed(LastJob, value)
+        elif f.name == "loras" and isinstance(value, list):
+            values[f.name] = [_typed(LoraSetting, v) for v in value if isinstance(v, dict) and v.get("path")
+                              and isinstance(v["path"], str)]
         elif isinstance(default, bool):
             if isinstance(value, bool):
                 values[f.name] = value

@@ -3,11 +3,14 @@ changes, carries ``Lora hashes`` in its A1111 metadata, and disabling the LoRA g
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 from lora_files import save_peft_lora
 from PIL import Image
 from PySide6.QtCore import Qt
 
+from app.settings import load_settings
 from gpu.generation.png_metadata import parse_parameters, read_png_text
 
 
@@ -57,3 +60,48 @@ def entry_hash(path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def test_the_lora_list_survives_a_restart_and_a_missing_file_keeps_its_row(qtbot, data_root, tmp_path):
+    from conftest import open_window
+
+    from gpu.paths import resources_dir
+
+    lora = tmp_path / "mine.safetensors"
+    shutil.copy(resources_dir() / "loras" / "monochrome-style.safetensors", lora)
+    window = open_window(qtbot, data_root)
+    entry = window.controller.loras.add_file(lora)
+    row = window.lora_panel.row_for("mine")
+    row.enabled.setChecked(True)
+    row.slider.setValue(-70)
+    row.triggers.setText("my own words")
+    window.close()
+
+    again = open_window(qtbot, data_root)
+    assert again.controller.loras.requests() == [(str(entry.path), -0.7)]
+    row = again.lora_panel.row_for("mine")
+    assert row.enabled.isChecked() and row.slider.value() == -70 and row.triggers.text() == "my own words"
+    again.close()
+
+    lora.unlink()  # moved away, or on a drive that is not plugged in
+    third = open_window(qtbot, data_root)
+    row = third.lora_panel.row_for("mine")
+    assert not row.enabled.isChecked() and row.triggers.text() == "my own words"
+    assert "file not found" in row.entry.info
+    qtbot.waitUntil(lambda: third.error_dialog is not None and third.error_dialog.isVisible())
+    assert str(entry.path) in third.error_dialog.text()
+    third.error_dialog.accept()
+    assert third.controller.loras.requests() == []  # jobs run without it
+    third.close()
+    assert str(entry.path) in [s.path for s in load_settings(data_root / "settings.json").loras]  # remembered
+
+
+def test_a_lora_file_with_a_malformed_header_is_listed_not_raised(qtbot, window, tmp_path):
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    header = b'{"a.lora_A.weight": 3}'  # JSON, but not a tensor table
+    (folder / "odd.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    (folder / "list.safetensors").write_bytes((5).to_bytes(8, "little") + b"[1,2]")
+    added = window.controller.loras.add_folder(folder)
+    assert [e.name for e in added] == ["list", "odd"]
+    assert all("not a readable LoRA file" in e.info for e in added)

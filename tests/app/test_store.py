@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from app.settings import SETTINGS_VERSION, LastJob, Settings, load_settings, save_settings
+from app.settings import SETTINGS_VERSION, LastJob, LoraSetting, Settings, load_settings, save_settings
 from app.store import SCHEMA_VERSION, Store
 
 
@@ -65,6 +65,13 @@ def test_settings_roundtrip_and_migration(tmp_path):
     assert migrated.last_job.prompt == "old" and migrated.last_job.steps == 9 and migrated.last_job.seed == 0
     path.write_text("{not json")
     assert load_settings(path) == Settings()
+
+
+def test_saved_loras_of_any_shape_load_without_raising(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"version": 2, "loras": [1, {"path": 5}, {"enabled": True},
+                                                        {"path": "/x.safetensors", "strength": "abc"}]}))
+    assert load_settings(path).loras == [LoraSetting("/x.safetensors")]
 
 
 def test_reconcile_imports_only_real_pngs(tmp_path):
