@@ -234,6 +234,12 @@ class AppController(QObject):
         if entry is not None and getattr(entry, "facts", None) is not None:
             self.select_model(str(model), apply_defaults=False)
             applied.append("model")
+        elif model:  # the same settings on another model give another image: say so rather than let it pass
+            self.error.emit(EngineError(
+                "notice", f"The image was made with the model '{model}', which "
+                f"{'cannot be opened here' if entry is not None else 'is not in your library'}. Its other "
+                f"settings were restored; new images use '{self.prompt.model}'.",
+                "Add that model in the Models panel to get the same image back."))
         self.settings_restored.emit(applied)
 
     # ---- worker signals ------------------------------------------------------------------------------------

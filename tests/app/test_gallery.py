@@ -183,3 +183,13 @@ def test_delete_that_cannot_reach_the_trash_keeps_the_image_and_says_why(qtbot, 
     assert panel.undo_button.isEnabled()  # the deletion that did happen can be undone
     panel.undo_button.click()
     assert gallery.rowCount() == 2 and (data.images / "a" / "x.png").is_file()
+
+
+def test_restoring_an_image_whose_model_is_gone_says_so(qtbot, tmp_path, window):
+    path = tmp_path / "old.png"
+    write_png(path, Image.new("RGB", (16, 16)), {"prompt": "a fox", "seed": 3, "model": "removed-model"})
+    _drop(window.prompt_panel, path)
+    state = window.controller.prompt
+    assert (state.prompt, state.seed, state.model) == ("a fox", 3, "demo")
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    assert "'removed-model'" in window.error_dialog.text() and "'demo'" in window.error_dialog.text()
