@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -61,7 +60,7 @@ def _inspect_folder(path: Path) -> ModelFacts:
     weights = sorted((path / "transformer").glob("*.safetensors"))
     if not weights:
         raise ModelLoadError(f"{path.name}: transformer/ holds no .safetensors weights")
-    dtype, params = _safetensors_summary(weights)
+    dtype, params = _safetensors_summary(weights, f"{path.name}: transformer/")
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     defaults = {**FALLBACK_DEFAULTS, **_read_defaults(path)}
     return ModelFacts(path, "diffusers", adapter.architecture, adapter.diffusers_class, dtype, size, params, defaults)
@@ -125,14 +124,19 @@ def _read_defaults(folder: Path) -> dict[str, Any]:
 _DTYPE_LABEL = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8"}
 
 
-def _safetensors_summary(files: list[Path]) -> tuple[str, int]:
-    """(dominant float dtype label, parameter count) from safetensors headers only."""
+def _safetensors_summary(files: list[Path], where: str = "") -> tuple[str, int]:
+    """(dominant float dtype label, parameter count) from safetensors headers only; a damaged or truncated
+    file is a ModelLoadError whose message starts with ``where`` (the model and folder it is in)."""
+    from gpu.checkpoint.format import read_safetensors_header
+    from gpu.errors import CheckpointError
+
     counts: dict[str, int] = {}
     total = 0
     for f in files:
-        with open(f, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
+        try:
+            _, header = read_safetensors_header(f)
+        except CheckpointError as err:
+            raise ModelLoadError(f"{where}{err}", err.hint) from None
         for key, entry in header.items():
             if key == "__metadata__":
                 continue

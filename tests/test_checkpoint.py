@@ -31,12 +31,21 @@ def _rewrite(src: Path, dst: Path, edit_meta=None, edit_tensors=None) -> Path:
 
 def _patch_meta_raw(src: Path, dst: Path, edit) -> Path:
     """Edit the metadata JSON in the header directly (bypassing the writer)."""
+
+    def edit_header(header: dict) -> None:
+        data = json.loads(header["__metadata__"]["svdq"])
+        edit(data)
+        header["__metadata__"]["svdq"] = json.dumps(data)
+
+    return _patch_header_raw(src, dst, edit_header)
+
+
+def _patch_header_raw(src: Path, dst: Path, edit) -> Path:
+    """Edit the safetensors header (a dict) directly; the data section and its checksum stay as they were."""
     raw = src.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + n])
-    data = json.loads(header["__metadata__"]["svdq"])
-    edit(data)
-    header["__metadata__"]["svdq"] = json.dumps(data)
+    edit(header)
     new = json.dumps(header).encode()
     new += b" " * ((8 - len(new) % 8) % 8)
     dst.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
@@ -118,6 +127,38 @@ def test_malformed_files_give_clear_errors(tiny_flux_int4, tmp_path, case, messa
         bad.write_bytes(b"\x00\x01not a model")
     elif case == "bad_json":
         bad.write_bytes(struct.pack("<Q", 10) + b"{not json}" + b"\0" * 32)
+    with pytest.raises(CheckpointError, match=message):
+        load_quantized_transformer(bad)
+
+
+def _first_layer_without_method(data: dict) -> None:
+    del data["layers"][sorted(data["layers"])[0]]["method"]
+
+
+def _entry_without_offsets(header: dict) -> None:
+    del header["proj_out.bias"]["data_offsets"]
+
+
+@pytest.mark.parametrize(
+    "edit_header,edit_meta,message",
+    [
+        (lambda h: h.update(__metadata__="x"), None, "__metadata__ is not a table of texts"),
+        (_entry_without_offsets, None, "entry for tensor 'proj_out.bias' is malformed"),
+        (lambda h: h["__metadata__"].update(svdq="[]"), None, "the SVDQ metadata is not a JSON object"),
+        (None, lambda d: d.update(base_model="x"), "base_model is not a JSON object"),
+        (None, lambda d: d.update(dtype="evil"), "storage dtype 'evil' is not one of"),
+        (None, lambda d: d.pop("sha256"), "has no checksum"),
+        (None, _first_layer_without_method, "metadata of layer .* is invalid .*'method'"),
+        (None, lambda d: d["model_config"].update(num_layers="abc"), "model_config .* does not describe a buildable"),
+    ],
+)  # fmt: skip
+def test_damaged_headers_and_metadata_are_named(tiny_flux_int4, tmp_path, edit_header, edit_meta, message):
+    """Each of these used to fail deep in the loader (AttributeError, KeyError, TypeError traceback)."""
+    bad = tmp_path / "damaged.safetensors"
+    if edit_header:
+        _patch_header_raw(Path(tiny_flux_int4), bad, edit_header)
+    else:
+        _patch_meta_raw(Path(tiny_flux_int4), bad, edit_meta)
     with pytest.raises(CheckpointError, match=message):
         load_quantized_transformer(bad)
 

@@ -222,3 +222,23 @@ def test_a_model_folder_without_a_component_is_named_incomplete(tiny_flux, tmp_p
     quantized = GenerationRequest("x", model="demo-int4", base=str(folder), steps=1, width=64, height=64)
     with pytest.raises(ModelLoadError, match=f"its base pipeline {folder} is incomplete: folder {component}/"):
         GenerationService().generate(quantized)
+
+
+def test_damaged_transformer_weights_in_a_model_folder_are_named(tiny_flux, tmp_path):
+    import shutil
+
+    from gpu.errors import ModelLoadError
+
+    folder = tmp_path / "tiny-damaged"
+    shutil.copytree(tiny_flux, folder)
+    weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as f:
+        f.truncate(size - 100)
+    library = ModelLibrary(tmp_path / "lib")
+    message = "tiny-damaged: transformer/diffusion_pytorch_model.safetensors: truncated: the header describes"
+    with pytest.raises(ModelLoadError, match=message):
+        library.resolve(str(folder))
+    weights.write_bytes(b"")  # was a struct.error traceback
+    with pytest.raises(ModelLoadError, match="diffusion_pytorch_model.safetensors: not a safetensors file"):
+        library.resolve(str(folder))

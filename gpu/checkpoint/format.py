@@ -72,7 +72,7 @@ def save_checkpoint(path: Path | str, tensors: dict[str, torch.Tensor], meta: Ch
     meta.sha256 = _PLACEHOLDER
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: meta.to_json()})
-        header_len, _ = _read_header(tmp)
+        header_len, _ = read_safetensors_header(tmp)
         digest = _hash_data(tmp, 8 + header_len)
         _patch_placeholder(tmp, header_len, digest)
     meta.sha256 = digest
@@ -99,8 +99,9 @@ def _hash_data(path: Path, start: int) -> str:
     return h.hexdigest()
 
 
-def _read_header(path: Path) -> tuple[int, dict[str, Any]]:
-    """(header length, parsed header) of a safetensors file, with plain-words errors."""
+def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
+    """(header length, parsed header) of any safetensors file, checked to be well-formed and complete (the
+    file holds every byte the header describes); plain-words ``CheckpointError`` otherwise."""
     name = Path(path).name
     try:
         size = Path(path).stat().st_size
@@ -122,13 +123,41 @@ def _read_header(path: Path) -> tuple[int, dict[str, Any]]:
         raise CheckpointError(f"{name}: the header is not valid JSON: the file is corrupt") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{name}: the header is not a JSON object: the file is corrupt")
+    data_len = _check_entries(name, header)
+    if 8 + n + data_len > size:
+        raise CheckpointError(
+            f"{name}: truncated: the header describes {8 + n + data_len} bytes, the file has {size}",
+            hint="copy or download the file again",
+        )
     return n, header
+
+
+def _check_entries(name: str, header: dict[str, Any]) -> int:
+    """Checks the header's structure (what safetensors itself would reject deep inside a load, and what our
+    readers index blindly); returns the data section's length."""
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{name}: the header's __metadata__ is not a table of texts: the file is corrupt")
+    data_len = 0
+    for key, e in header.items():
+        if key == "__metadata__":
+            continue
+        ok = (
+            isinstance(e, dict) and isinstance(e.get("dtype"), str)
+            and isinstance(e.get("shape"), list) and all(isinstance(d, int) and d >= 0 for d in e["shape"])
+            and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2
+            and all(isinstance(o, int) for o in e["data_offsets"]) and 0 <= e["data_offsets"][0] <= e["data_offsets"][1]
+        )  # fmt: skip
+        if not ok:
+            raise CheckpointError(f"{name}: the header's entry for tensor {key!r} is malformed: the file is corrupt")
+        data_len = max(data_len, e["data_offsets"][1])
+    return data_len
 
 
 def read_checkpoint_meta(path: Path | str) -> CheckpointMeta:
     """Parses and validates the metadata only (cheap: no tensor data is read)."""
     path = Path(path)
-    _, header = _read_header(path)
+    _, header = read_safetensors_header(path)
     return _meta_from_header(path.name, header)
 
 
@@ -143,6 +172,8 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
         data = json.loads(raw)
     except json.JSONDecodeError:
         raise CheckpointError(f"{name}: the SVDQ metadata is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{name}: the SVDQ metadata is not a JSON object")
     if data.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{name}: unknown checkpoint format {data.get('format')!r}")
     version = data.get("format_version")
@@ -163,9 +194,36 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
         )
     known = {f for f in CheckpointMeta.__dataclass_fields__}
     try:
-        return CheckpointMeta(**{k: v for k, v in data.items() if k in known})
+        meta = CheckpointMeta(**{k: v for k, v in data.items() if k in known})
     except TypeError as err:
         raise CheckpointError(f"{name}: incomplete SVDQ metadata ({err})") from None
+    _check_meta_types(name, meta)
+    return meta
+
+
+_STORAGE_DTYPES = ("float16", "bfloat16", "float32")
+
+
+def _check_meta_types(name: str, meta: CheckpointMeta) -> None:
+    """Every field the loader and ``inspect`` read has the type they read it as, so a hand-edited or damaged
+    header is named here instead of failing deep inside them."""
+    from gpu.modules.layer_spec import LayerSpec
+
+    for field_name in ("model_config", "layers", "quantization", "calibration", "base_model"):
+        if not isinstance(getattr(meta, field_name), dict):
+            raise CheckpointError(f"{name}: the SVDQ metadata's {field_name} is not a JSON object")
+    if meta.dtype not in _STORAGE_DTYPES:
+        raise CheckpointError(f"{name}: the SVDQ metadata's storage dtype {meta.dtype!r} is not one of "
+                              f"{', '.join(_STORAGE_DTYPES)}")  # fmt: skip
+    if not isinstance(meta.sha256, str) or len(meta.sha256) != 64:
+        raise CheckpointError(f"{name}: the SVDQ metadata has no checksum (sha256)")
+    for layer, entry in meta.layers.items():
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError("not a JSON object")
+            LayerSpec.from_json(entry)
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{name}: the SVDQ metadata of layer {layer} is invalid ({err})") from None
 
 
 def load_checkpoint(
@@ -176,7 +234,7 @@ def load_checkpoint(
     ``expected``: name -> (shape, dtype) the model needs (from ``gpu.checkpoint.skeleton``); when given,
     missing/extra tensors and shape/dtype mismatches are reported by name."""
     path = Path(path)
-    header_len, header = _read_header(path)
+    header_len, header = read_safetensors_header(path)
     meta = _meta_from_header(path.name, header)
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
     data_len = max((int(e["data_offsets"][1]) for e in entries.values()), default=0)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from gpu.adapters import adapter_named
 from gpu.checkpoint.format import CheckpointMeta, load_checkpoint
+from gpu.errors import CheckpointError
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.svdq_linear import SVDQLinear
 
@@ -51,7 +54,13 @@ def load_quantized_transformer(path, runtime_dtype: torch.dtype | None = None) -
     from gpu.checkpoint.format import read_checkpoint_meta
 
     meta = read_checkpoint_meta(path)
-    model = build_skeleton(meta)
+    try:
+        model = build_skeleton(meta)
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{Path(path).name}: the model_config in its SVDQ metadata does not describe a buildable "
+            f"{meta.architecture} model ({err})"
+        ) from None
     _, tensors = load_checkpoint(path, expected_tensors(model))
     model.load_state_dict(tensors, strict=True, assign=True)
     _materialize_leftovers(model)
