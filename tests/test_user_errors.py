@@ -242,3 +242,15 @@ def test_damaged_transformer_weights_in_a_model_folder_are_named(tiny_flux, tmp_
     weights.write_bytes(b"")  # was a struct.error traceback
     with pytest.raises(ModelLoadError, match="diffusion_pytorch_model.safetensors: not a safetensors file"):
         library.resolve(str(folder))
+
+
+def test_a_prompt_that_is_not_utf8_is_named_before_the_model_loads(tmp_path, capsys):
+    from main import main
+
+    # What Python makes of a Latin-1 "café" typed into a UTF-8 terminal: the tokenizers raised a TypeError.
+    args = ["generate", "caf\udce9", "--steps", "1", "--out", str(tmp_path / "x.png")]
+    assert main(args) == 2
+    assert "error: the prompt is not valid text: the byte 0xe9 at character 4" in capsys.readouterr().err
+    with pytest.raises(BadRequestError, match="negative prompt is not valid text: '\\\\ud800'"):
+        GenerationService().generate(GenerationRequest("x", negative_prompt="\ud800", steps=1))
+    assert not (tmp_path / "x.png").exists()

@@ -120,6 +120,8 @@ class GenerationService:
             except (TypeError, ValueError, OverflowError):
                 raise BadRequestError(f"{name} {value!r}{source} is not a number") from None
 
+        for label, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
+            check_text(label, text)
         s = {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
@@ -289,6 +291,22 @@ class GenerationService:
             with encoders_detached(pipe):
                 out = pipe(**kwargs)
         return out.images[0]
+
+
+def check_text(label: str, text: Any) -> None:
+    """A prompt must be text the tokenizers and the PNG can hold. A terminal that is not UTF-8 hands Python
+    its bytes as lone surrogates (U+DC80-U+DCFF), which the tokenizers reject with a TypeError."""
+    if not isinstance(text, str):
+        raise BadRequestError(f"the {label} must be text, not {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = text[err.start]
+        what = f"the byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"{ascii(bad)}"
+        raise BadRequestError(
+            f"the {label} is not valid text: {what} at character {err.start + 1} is not UTF-8",
+            "set the terminal to UTF-8, or retype the text",
+        ) from None
 
 
 def invalid_output(settings: dict[str, Any], step: int) -> InvalidOutput:
