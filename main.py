@@ -1,6 +1,6 @@
 """Nibble Studio entry point: ``python main.py`` opens the app; sub-commands run the engine headless.
 
-    python main.py quantize SRC --out OUT.safetensors [--method ...] [--precision ...] [--rank 32]
+    python main.py quantize SRC --out OUT.safetensors [--method ...] [--precision ...] [--rank 32] [--overwrite]
     python main.py generate "PROMPT" [--model NAME_OR_PATH] [--out FILE.png] [--seed S] ...
     python main.py inspect FILE.safetensors
     python main.py bench kernels [--out DIR]          (on a CUDA GPU)
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-prompts", type=int, default=64, help="number of calibration prompts (default 64)")
     q.add_argument("--calib-steps", type=int, default=None, help="denoising steps per calibration prompt")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--overwrite", action="store_true", help="replace OUT when it exists already")
     q.add_argument("--per-layer-smoothing", action="store_true",
                    help="smooth every linear on its own (default: Q/K/V share one vector, so they run as one GEMM)")
 
@@ -79,9 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.atomic import check_output_path
+    from gpu.errors import OutputError
     from gpu.quantizer import QuantizeConfig, quantize_model
 
     check_output_path(args.out)  # before the calibration, not after it
+    if args.out.exists() and not args.overwrite:
+        # e.g. a typo naming another model, or the source's own weights: replaced only when asked
+        raise OutputError(f"{args.out} exists already", "give another --out, or add --overwrite to replace it")
     cfg = QuantizeConfig(
         method=args.method, precision=args.precision, rank=args.rank,
         calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,

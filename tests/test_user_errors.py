@@ -254,3 +254,16 @@ def test_a_prompt_that_is_not_utf8_is_named_before_the_model_loads(tmp_path, cap
     with pytest.raises(BadRequestError, match="negative prompt is not valid text: '\\\\ud800'"):
         GenerationService().generate(GenerationRequest("x", negative_prompt="\ud800", steps=1))
     assert not (tmp_path / "x.png").exists()
+
+
+def test_quantize_never_replaces_an_existing_file_unless_asked(tmp_path, capsys):
+    from main import main
+
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"the user's own model")
+    args = ["quantize", "demo", "--out", str(mine), "--calib-prompts", "1", "--rank", "1000"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith(f"error: {mine} exists already (give another --out, or add --overwrite")
+    assert mine.read_bytes() == b"the user's own model" and sorted(tmp_path.iterdir()) == [mine]
+    assert main([*args, "--overwrite"]) == 2  # past the check: stops at the next one, the rank
+    assert "rank 1000 is more than layer" in capsys.readouterr().err
