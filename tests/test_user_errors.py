@@ -124,6 +124,13 @@ def test_broken_model_defaults_and_out_of_range_seeds_are_named(tiny_flux, tmp_p
     entry = service.library.resolve(str(folder))
     with pytest.raises(BadRequestError, match=r"width 'abc' \(model tiny-broken\) is not a number"):
         service.resolve_settings(GenerationRequest("x", model=str(folder), height=64), entry)
+    for length in (0, 1000):  # were a ValueError traceback from inside the pipeline
+        (folder / "nibble.json").write_text(json.dumps({"max_sequence_length": length}))
+        entry = service.library.resolve(str(folder))
+        with pytest.raises(BadRequestError, match=f"max_sequence_length {length} \\(model tiny-broken\\) is not"):
+            service.resolve_settings(GenerationRequest("x", model=str(folder), width=64, height=64), entry)
+    (folder / "nibble.json").write_text(json.dumps({"width": "abc", "steps": 2}))
+    entry = service.library.resolve(str(folder))
     ok = GenerationRequest("x", model=str(folder), width=64, height=64, seed=2**63 - 2, batch_count=2)
     assert service.resolve_settings(ok, entry)["seed"] == 2**63 - 2
     past = GenerationRequest("x", model=str(folder), width=64, height=64, seed=2**63 - 1, batch_count=2)

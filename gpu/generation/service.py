@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SAMPLER_NAME = "Euler"  # FlowMatchEulerDiscreteScheduler, what FLUX pipelines ship with
 PREVIEW_EVERY = 4
 MAX_SIDE = 2048
+MAX_SEQUENCE_LENGTH = 512  # FluxPipeline refuses more T5 tokens
 
 
 class OutOfMemory(UserError):
@@ -137,6 +138,12 @@ class GenerationService:
                 raise BadRequestError(
                     f"{side} {s[side]} is not possible: use a multiple of 16 between 64 and {MAX_SIDE}"
                 )
+        if not 1 <= s["max_sequence_length"] <= MAX_SEQUENCE_LENGTH:  # only a model's nibble.json sets it
+            raise BadRequestError(
+                f"max_sequence_length {s['max_sequence_length']} (model {entry.name}) is not possible: "
+                f"use 1 to {MAX_SEQUENCE_LENGTH}",
+                f"correct it in {entry.path / 'nibble.json'}" if entry.path.is_dir() else "",
+            )
         if not 1 <= s["steps"] <= 500:
             raise BadRequestError(f"steps {s['steps']} is not possible: use 1 to 500")
         if not 0 <= s["guidance"] <= 50:
