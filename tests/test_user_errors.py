@@ -274,3 +274,10 @@ def test_quantize_never_replaces_an_existing_file_unless_asked(tmp_path, capsys)
     assert mine.read_bytes() == b"the user's own model" and sorted(tmp_path.iterdir()) == [mine]
     assert main([*args, "--overwrite"]) == 2  # past the check: stops at the next one, the rank
     assert "rank 1000 is more than layer" in capsys.readouterr().err
+
+
+def test_a_lora_folder_is_named_a_folder_not_missing(tmp_path):
+    from gpu.lora import LoraError, read_lora
+
+    with pytest.raises(LoraError, match=f"LoRA {tmp_path} is a folder, not a file"):  # said "does not exist"
+        read_lora(tmp_path)

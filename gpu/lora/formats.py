@@ -260,6 +260,8 @@ def read_lora(path: str | Path) -> LoraFile:
 
     path = Path(path).expanduser()
     label = path.name
+    if path.is_dir():
+        raise LoraError(f"LoRA {path} is a folder, not a file", "give one of the .safetensors files in it")
     if not path.is_file():
         raise LoraError(f"LoRA file {path} does not exist")
     try:
