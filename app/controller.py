@@ -27,6 +27,7 @@ from app.reconcile import ReconcileReport, reconcile
 from app.settings import Settings
 from app.store import ImageRecord
 from app.store_recovery import open_store
+from gpu.version import APP_NAME
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,10 @@ class AppController(QObject):
                 f"{'cannot be opened here' if entry is not None else 'is not in your library'}. Its other "
                 f"settings were restored; new images use '{self.prompt.model}'.",
                 "Add that model in the Models panel to get the same image back."))
+        if str(settings.get("version", "")).startswith(APP_NAME):  # ours: no lora_list means made without LoRAs
+            for text in self.loras.restore_used(list(settings.get("lora_list") or [])):
+                self.error.emit(EngineError("notice", text, "Add the LoRA file again in the LoRA panel."))
+            applied.append("loras")
         self.settings_restored.emit(applied)
 
     # ---- worker signals ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -95,6 +96,37 @@ class LoraState(QObject):
                     notices.append(f"The LoRA file {entry.path} (on in your last session) is missing; it is "
                                    "switched off.")
         return notices
+
+    def restore_used(self, used: list[dict[str, Any]]) -> list[str]:
+        """Switch on exactly the LoRAs an image was made with (``lora_list`` of its settings), at its strengths,
+        and every other one off, so "reuse settings" gives the same image back. A file that moved is found by
+        its name among the listed LoRAs; returns a sentence for each one that cannot be found."""
+        notices = []
+        wanted: dict[int, float] = {}
+        for item in used:
+            entry = self._find(Path(str(item.get("file", ""))), str(item.get("name", "")))
+            if entry is None:
+                notices.append(f"The image used the LoRA '{item.get('name', '?')}' ({item.get('file', '?')}), "
+                               "which is not here any more; new images are made without it.")
+                continue
+            wanted[id(entry)] = float(item.get("strength", 1.0))
+        for e in self.entries:
+            e.enabled = id(e) in wanted
+            if e.enabled:
+                self.set_strength(e, wanted[id(e)])
+        self.changed.emit()
+        return notices
+
+    def _find(self, path: Path, name: str) -> LoraEntry | None:
+        """The listed entry for ``path``; else one listed under the same file name; else the file, added."""
+        resolved = path.expanduser().resolve() if str(path) else path
+        for e in self.entries:
+            if e.path == resolved:
+                return e if e.path.is_file() else None
+        for e in self.entries:
+            if e.path.name == path.name and e.path.is_file():
+                return e
+        return self.add_file(resolved) if str(path) and resolved.is_file() else None
 
     def add_shipped(self) -> None:
         """The example LoRAs in resources/loras (off until the user enables them)."""

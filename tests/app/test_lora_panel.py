@@ -4,6 +4,7 @@ changes, carries ``Lora hashes`` in its A1111 metadata, and disabling the LoRA g
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 from lora_files import save_peft_lora
@@ -54,6 +55,25 @@ def test_lora_panel_applies_and_removes_a_lora(qtbot, window, demo_model, tmp_pa
     assert "loras" not in again.settings
     assert panel.cost.text() == ""
     assert np.array_equal(_pixels(window, plain), _pixels(window, again))  # removal is bit-exact
+
+    # "reuse settings" brings back the LoRAs an image was made with, and switches them off for one made without
+    row.slider.setValue(40)
+    window.controller.reuse_settings(styled)
+    assert window.controller.loras.requests() == [(str(lora.resolve()), 1.5)]
+    assert panel.row_for(entry.name).enabled.isChecked()
+    window.controller.reuse_settings(plain)
+    assert window.controller.loras.requests() == []
+    # the LoRA's file moved to another folder: the user is told; once that file is listed, it is found by name
+    (tmp_path / "other").mkdir()
+    moved = Path(shutil.move(lora, tmp_path / "other" / lora.name))
+    window.controller.loras.remove(entry)
+    with qtbot.waitSignal(window.controller.error, timeout=5000) as blocker:
+        window.controller.reuse_settings(styled)
+    assert blocker.args[0].kind == "notice" and str(lora.resolve()) in blocker.args[0].message
+    assert window.controller.loras.requests() == []
+    window.controller.loras.add_file(moved)
+    window.controller.reuse_settings(styled)
+    assert window.controller.loras.requests() == [(str(moved.resolve()), 1.5)]
 
 
 def entry_hash(path) -> str:
