@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from conftest import open_window  # at import time: later, 'conftest' may name tests/gpu's
 from lora_files import save_peft_lora
 from PIL import Image
 from PySide6.QtCore import Qt
@@ -83,8 +84,6 @@ def entry_hash(path) -> str:
 
 
 def test_the_lora_list_survives_a_restart_and_a_missing_file_keeps_its_row(qtbot, data_root, tmp_path):
-    from conftest import open_window
-
     from gpu.paths import resources_dir
 
     lora = tmp_path / "mine.safetensors"
