@@ -127,8 +127,8 @@ _DTYPE_LABEL = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8"}
 def _safetensors_summary(files: list[Path], where: str = "") -> tuple[str, int]:
     """(dominant float dtype label, parameter count) from safetensors headers only; a damaged or truncated
     file is a ModelLoadError whose message starts with ``where`` (the model and folder it is in)."""
-    from gpu.checkpoint.format import read_safetensors_header
     from gpu.errors import CheckpointError
+    from gpu.safetensors_header import read_safetensors_header
 
     counts: dict[str, int] = {}
     total = 0

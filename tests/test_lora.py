@@ -190,3 +190,14 @@ def test_parse_lora_arg():
     assert parse_lora_arg("a/b.safetensors:0.6") == ("a/b.safetensors", 0.6)
     assert parse_lora_arg("C:\\x\\s.safetensors:-1") == ("C:\\x\\s.safetensors", -1.0)
     assert parse_lora_arg("C:\\x\\s.safetensors") == ("C:\\x\\s.safetensors", 1.0)
+
+
+@pytest.mark.parametrize("header", [b"[1,2]", b'{"a.lora_A.weight": 3}', b'{"__metadata__": 5}', b'"x"'])
+def test_header_summary_names_a_malformed_header_instead_of_raising(header, tmp_path):
+    from gpu.lora.metadata import header_summary
+
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    words, info = header_summary(path)
+    assert words == [] and info.endswith("the file is corrupt")
+    assert header_summary(tmp_path)[1].startswith("cannot read the file")  # a folder

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,13 @@ from safetensors.torch import save_file
 
 from gpu.atomic import atomic_path
 from gpu.errors import CheckpointError
+from gpu.safetensors_header import read_safetensors_header
 from gpu.version import __version__
 
 FORMAT_NAME = "nibble-svdq"
 FORMAT_VERSION = 1
 METADATA_KEY = "svdq"
 _PLACEHOLDER = "Z" * 64  # same length as a hex SHA-256 digest, so patching never moves the data
-_MAX_HEADER = 256 << 20
 
 
 @dataclass
@@ -97,61 +96,6 @@ def _hash_data(path: Path, start: int) -> str:
         while chunk := f.read(16 << 20):
             h.update(chunk)
     return h.hexdigest()
-
-
-def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
-    """(header length, parsed header) of any safetensors file, checked to be well-formed and complete (the
-    file holds every byte the header describes); plain-words ``CheckpointError`` otherwise."""
-    name = Path(path).name
-    try:
-        size = Path(path).stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise CheckpointError(f"{name}: not a safetensors file (only {size} bytes)")
-            (n,) = struct.unpack("<Q", head)
-            if n > _MAX_HEADER or 8 + n > size:
-                raise CheckpointError(
-                    f"{name}: header claims {n} bytes but the file has {size}: truncated or not a safetensors file"
-                )
-            raw = f.read(n)
-    except OSError as err:
-        raise CheckpointError(f"{name}: cannot read the file ({err.strerror or err})") from None
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{name}: the header is not valid JSON: the file is corrupt") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{name}: the header is not a JSON object: the file is corrupt")
-    data_len = _check_entries(name, header)
-    if 8 + n + data_len > size:
-        raise CheckpointError(
-            f"{name}: truncated: the header describes {8 + n + data_len} bytes, the file has {size}",
-            hint="copy or download the file again",
-        )
-    return n, header
-
-
-def _check_entries(name: str, header: dict[str, Any]) -> int:
-    """Checks the header's structure (what safetensors itself would reject deep inside a load, and what our
-    readers index blindly); returns the data section's length."""
-    meta = header.get("__metadata__", {})
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise CheckpointError(f"{name}: the header's __metadata__ is not a table of texts: the file is corrupt")
-    data_len = 0
-    for key, e in header.items():
-        if key == "__metadata__":
-            continue
-        ok = (
-            isinstance(e, dict) and isinstance(e.get("dtype"), str)
-            and isinstance(e.get("shape"), list) and all(isinstance(d, int) and d >= 0 for d in e["shape"])
-            and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2
-            and all(isinstance(o, int) for o in e["data_offsets"]) and 0 <= e["data_offsets"][0] <= e["data_offsets"][1]
-        )  # fmt: skip
-        if not ok:
-            raise CheckpointError(f"{name}: the header's entry for tensor {key!r} is malformed: the file is corrupt")
-        data_len = max(data_len, e["data_offsets"][1])
-    return data_len
 
 
 def read_checkpoint_meta(path: Path | str) -> CheckpointMeta:

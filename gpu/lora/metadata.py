@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gpu.errors import CheckpointError
+from gpu.safetensors_header import read_safetensors_header
+
 
 def trigger_words_from(metadata: dict[str, str]) -> list[str]:
     """Trigger words recorded by trainers: modelspec/civitai fields, else kohya's most frequent tags."""
@@ -33,17 +36,15 @@ def trigger_words_from(metadata: dict[str, str]) -> list[str]:
 
 
 def header_summary(path: Path) -> tuple[list[str], str]:
-    """(trigger words, "format, rank, N tensors") from the header; ([], reason) when it is no safetensors file."""
+    """(trigger words, "format, rank, N tensors") from the header; ([], reason) when it is no readable
+    safetensors file (malformed, truncated, or not a file at all)."""
     try:
-        with open(path, "rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            if not 0 < size < 100_000_000:
-                return [], "not a .safetensors file"
-            header = json.loads(f.read(size))
-    except (OSError, ValueError):
-        return [], "not a .safetensors file"
-    meta = header.pop("__metadata__", {}) or {}
-    ranks = {v["shape"][0] for k, v in header.items() if k.endswith((".lora_A.weight", ".lora_down.weight"))}
+        _, header = read_safetensors_header(path)
+    except CheckpointError as err:
+        return [], str(err).removeprefix(f"{Path(path).name}: ")
+    meta = header.pop("__metadata__", {})
+    ranks = {v["shape"][0] for k, v in header.items()
+             if k.endswith((".lora_A.weight", ".lora_down.weight")) and v["shape"]}  # fmt: skip
     keys = list(header)
     fmt = ("kohya" if any(k.startswith("lora_unet_") for k in keys)
            else "BFL/ComfyUI" if any(k.startswith(("diffusion_model.", "double_blocks.")) for k in keys)

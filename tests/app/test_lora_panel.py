@@ -123,4 +123,5 @@ def test_a_lora_file_with_a_malformed_header_is_listed_not_raised(qtbot, window,
     (folder / "list.safetensors").write_bytes((5).to_bytes(8, "little") + b"[1,2]")
     added = window.controller.loras.add_folder(folder)
     assert [e.name for e in added] == ["list", "odd"]
-    assert all("not a readable LoRA file" in e.info for e in added)
+    assert added[0].info == "the header is not a JSON object: the file is corrupt"
+    assert added[1].info == "the header's entry for tensor 'a.lora_A.weight' is malformed: the file is corrupt"
