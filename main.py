@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate an image (PNG with A1111-compatible metadata)")
     g.add_argument("prompt")
     g.add_argument("--model", default="demo", help="library name, diffusers folder or SVDQ file (default: demo)")
-    g.add_argument("--out", type=Path, help="output PNG (default: nibble-<seed>.png in the current folder)")
+    g.add_argument("--out", type=Path, help="output PNG, replaced if it exists (default: nibble-<seed>.png in "
+                   "the current folder, or nibble-<seed>-2.png, … when that is taken)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--steps", type=int)
     g.add_argument("--width", type=int)
@@ -106,6 +107,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from gpu.generation.request import GenerationRequest
     from gpu.generation.service import GenerationService, save_image
     from gpu.lora import parse_lora_arg
+    from gpu.paths import first_free_path
 
     request = GenerationRequest(
         prompt=args.prompt, model=args.model, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
@@ -121,6 +123,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         out = args.out or Path(f"nibble-{result.settings['seed']}.png")
         if len(results) > 1:
             out = out.with_name(f"{out.stem}-{k}{out.suffix}")
+        if args.out is None:  # a name we picked never replaces an earlier image; one the user gave does
+            out = first_free_path(out)
         save_image(result, out)
         s = result.settings
         size = f"{s['width']}x{s['height']}"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.data_dir import DataDir
+from gpu.paths import first_free_path
 
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
@@ -17,12 +18,7 @@ def new_image_path(data: DataDir, seed: int, index: int, when: float | None = No
     folder = data.images / time.strftime("%Y-%m-%d", stamp)
     folder.mkdir(parents=True, exist_ok=True)
     base = f"{time.strftime('%H%M%S', stamp)}-{seed}-{index}"
-    path = folder / f"{base}.png"
-    counter = 1
-    while path.exists():
-        path = folder / f"{base}-{counter}.png"
-        counter += 1
-    return path
+    return first_free_path(folder / f"{base}.png", first=1)
 
 
 def relative(data: DataDir, path: Path) -> str:

@@ -37,3 +37,13 @@ def user_cache_dir() -> Path:
     path = Path(override) / "cache" if override else Path(appdirs.user_cache_dir(APP_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def first_free_path(path: Path, first: int = 2) -> Path:
+    """``path`` if nothing is there, else ``<stem>-<first>``, ``<stem>-<first + 1>``, … with the same suffix:
+    a name picked for the user never replaces a file they already have."""
+    path, n = Path(path), first
+    candidate = path
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.stem}-{n}{path.suffix}"), n + 1
+    return candidate

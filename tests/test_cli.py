@@ -15,10 +15,10 @@ from gpu.generation.png_metadata import parse_parameters, read_png_text
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
+def _run(*args: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "--data-dir", str(data_dir), *args],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        capture_output=True, text=True, timeout=600, cwd=cwd,
     )  # fmt: skip
 
 
@@ -103,3 +103,15 @@ def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, tmp_pat
     assert not (tmp_path / "r.safetensors").exists() and not list(tmp_path.glob("*.parts"))
     r = _run("generate", "x", data_dir=tmp_path / "a-file")
     assert r.returncode == 2 and r.stderr.strip() == f"error: --data-dir {tmp_path / 'a-file'} is a file, not a folder"
+
+
+def test_the_default_output_name_never_replaces_an_earlier_image(tiny_flux, tmp_path):
+    args = ("--model", str(tiny_flux), "--seed", "5", "--steps", "1")
+    first = _run("generate", "a red circle", *args, data_dir=tmp_path, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    kept = (tmp_path / "nibble-5.png").read_bytes()
+    second = _run("generate", "a blue square", *args, data_dir=tmp_path, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "wrote nibble-5-2.png" in second.stdout
+    assert (tmp_path / "nibble-5.png").read_bytes() == kept
+    assert read_png_text(tmp_path / "nibble-5-2.png")["parameters"].startswith("a blue square")

@@ -34,6 +34,7 @@ from app.controller import AppController
 from app.engine_errors import EngineError
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread
 from app.widgets.error_dialog import show_error
+from gpu.paths import first_free_path
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
 METHODS = [
@@ -51,10 +52,7 @@ def free_output_path(folder: Path, stem: str) -> Path:
     """``<stem>.safetensors`` in ``folder``, else ``<stem>-2.safetensors``, …: a file already there is a model the
     user may be using (perhaps in the library), and the quantizer's final rename would replace it silently. A
     name with only a ``.parts`` folder is an interrupted run of that name, which the quantizer resumes."""
-    path, n = folder / f"{stem}.safetensors", 2
-    while path.exists():
-        path, n = folder / f"{stem}-{n}.safetensors", n + 1
-    return path
+    return first_free_path(folder / f"{stem}.safetensors")
 
 
 class SourcePage(QWizardPage):
