@@ -24,6 +24,7 @@ from PySide6.QtGui import QImage
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, classify, is_disk_full
 from app.image_files import new_image_path
+from app.thread_exit import stop_thread
 
 log = logging.getLogger(__name__)
 _job_ids = itertools.count(1)
@@ -252,12 +253,10 @@ class EngineThread:
         self.worker.moveToThread(self.thread)
         self.thread.start()
 
-    def stop(self, current: Job | None = None, timeout_ms: int = 30000) -> None:
+    def stop(self, current: Job | None = None) -> bool:
         if current is not None:
             current.cancel.set()
-        self.thread.quit()
-        if not self.thread.wait(timeout_ms):
-            log.warning("engine thread did not stop in time")
+        return stop_thread(self.thread)
 
 
 def request_with(request: Any, **changes: Any) -> Any:

@@ -20,6 +20,7 @@ from app.data_dir import DataDir, resolve_data_dir
 from app.engine_errors import EngineError
 from app.settings import Settings, load_settings, save_settings
 from app.store_recovery import StoreUnavailable
+from app.thread_exit import exit_now_if_threads_run
 from app.widgets.error_dialog import show_error, show_fatal_error
 from app.widgets.gallery_panel import GalleryPanel
 from app.widgets.history_panel import HistoryPanel
@@ -175,7 +176,9 @@ def run_app(argv: list[str], data_dir: Path | None = None) -> int:
         return 1
     window.show()
     QTimer.singleShot(0, window.start)
-    return app.exec()
+    code = app.exec()
+    exit_now_if_threads_run(code)
+    return code
 
 
 if __name__ == "__main__":

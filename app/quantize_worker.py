@@ -14,6 +14,7 @@ from PySide6.QtGui import QImage
 
 from app.engine_errors import classify
 from app.engine_worker import pil_to_qimage
+from app.thread_exit import stop_thread
 
 log = logging.getLogger(__name__)
 
@@ -131,5 +132,4 @@ class QuantizeThread:
     def stop(self, job: QuantizeJob | None = None) -> None:
         if job is not None:
             job.cancel.set()
-        self.thread.quit()
-        self.thread.wait(60000)
+        stop_thread(self.thread)

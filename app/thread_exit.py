@@ -1,0 +1,43 @@
+"""Stopping worker threads when the app closes, and exiting when one will not stop.
+
+A worker stops between steps, but one step can run for minutes (loading a 12B model from a slow disk,
+quantizing one of its layers) and cannot be interrupted. Qt aborts the whole process when a running
+``QThread`` is destroyed, so instead of letting interpreter shutdown destroy it, the app leaves with
+``os._exit`` once everything it owns is saved: all user data is written atomically (PNG, settings, model
+files) or transactionally (SQLite), and what a killed worker leaves behind is repaired at the next start
+(gallery reconciliation, quantizer resume)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from PySide6.QtCore import QThread
+
+log = logging.getLogger(__name__)
+
+STOP_WAIT_MS = 30_000  # how long closing waits for a worker's current step
+
+_still_running: list[QThread] = []  # referenced here so that nothing destroys them before the exit
+
+
+def stop_thread(thread: QThread) -> bool:
+    """Asks ``thread``'s event loop to quit and waits up to ``STOP_WAIT_MS``; False if it is still running."""
+    thread.quit()
+    if thread.wait(STOP_WAIT_MS):
+        return True
+    log.warning("the %s thread is still busy after %d ms; the app will exit without waiting for it",
+                thread.objectName() or "worker", STOP_WAIT_MS)
+    _still_running.append(thread)
+    return False
+
+
+def exit_now_if_threads_run(code: int) -> None:
+    """Leaves the process with ``code`` at once when a worker did not stop (see the module's docstring)."""
+    if not any(t.isRunning() for t in _still_running):
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
