@@ -58,6 +58,7 @@ class Comparison:
 class QuantizeWorker(QObject):
     progress = Signal(object)  # QuantizeProgress
     comparisons = Signal(list)  # list[Comparison]
+    quantized = Signal(str)  # output path: the model file is complete (the comparison renders follow)
     finished = Signal(str)  # output path
     cancelled = Signal()
     failed = Signal(object)  # EngineError
@@ -69,6 +70,7 @@ class QuantizeWorker(QObject):
 
         try:
             out = self._quantize(job)
+            self.quantized.emit(str(out))
             self._compare(job, out)
         except (Cancelled, GenerationCancelled):
             self.cancelled.emit()

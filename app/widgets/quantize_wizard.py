@@ -243,6 +243,7 @@ class QuantizeWizard(QWizard):
         self._run.connect(worker.run)
         worker.progress.connect(self.run_page.on_progress)
         worker.comparisons.connect(self._on_comparisons)
+        worker.quantized.connect(self._on_quantized)
         worker.finished.connect(self._on_finished)
         worker.cancelled.connect(self._on_cancelled)
         worker.failed.connect(self._on_failed)
@@ -280,6 +281,10 @@ class QuantizeWizard(QWizard):
         self.comparisons = items
         self.result_page.show_comparisons(items)
 
+    def _on_quantized(self, path: str) -> None:
+        self.result_path = path  # from here on the model is the user's, whatever happens to the comparison
+        self.run_page.log.appendPlainText(f"Saved {path}; rendering the comparison images…")
+
     def _on_finished(self, path: str) -> None:
         self.result_path = path
         self.run_page.bar.setRange(0, 1)
@@ -288,8 +293,14 @@ class QuantizeWizard(QWizard):
         self.run_page.finish(True)
 
     def _on_cancelled(self) -> None:
-        self.run_page.log.appendPlainText("Cancelled. Nothing was added.")
         self.run_page.bar.setRange(0, 1)
+        if self.result_path:  # cancelled during the comparison: the finished model stays offered, not orphaned
+            self.run_page.log.appendPlainText(f"Comparison cancelled. The model is complete ({self.result_path}); "
+                                              "the next page adds it to the library.")
+            self.result_page.summary.setText(f"Saved to {self.result_path}. The comparison was cancelled.")
+            self.run_page.finish(True)
+            return
+        self.run_page.log.appendPlainText("Cancelled. Nothing was added.")
         self.run_page.finish(False)
 
     def _on_failed(self, error: EngineError) -> None:

@@ -63,6 +63,28 @@ def test_wizard_cancel(qtbot, window):
     wizard.close()
 
 
+def test_cancelling_the_comparison_keeps_the_finished_model_offered(qtbot, window):
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    wizard.compare_steps = 40  # the cancel lands among the comparison renders, not after them
+    wizard.next()
+    wizard.method_page.rank.setValue(8)
+    wizard.next()
+    wizard.calibration_page.count.setValue(2)
+    wizard.calibration_page.steps.setValue(2)
+    wizard._thread.worker.quantized.connect(lambda path: wizard.cancel())
+    with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
+        wizard.next()
+    log = wizard.run_page.log.toPlainText()
+    assert "Comparison cancelled" in log and wizard.comparisons == []
+    assert read_checkpoint_meta(wizard.result_path).layers  # complete and valid
+    wizard.next()  # -> result page
+    with qtbot.waitSignal(window.controller.library_changed, timeout=60000):
+        wizard.result_page.add_button.click()
+    assert wizard.added_name in [e.name for e in window.controller.entries]
+    wizard.close()
+
+
 def test_closed_wizards_threads_stop_with_the_app(qtbot, window):
     """Cancel a run by closing the wizard, open a new one, quit: no quantize thread may outlive the window (a
     QThread destroyed while running aborts the app on exit)."""
