@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.data_dir import DataDir
-from app.image_files import absolute, move_to_trash, restore_from_trash
+from app.image_files import absolute, move_to_trash, rename_in_trash, restore_from_trash
 from app.store import ImageRecord, Store
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
 
@@ -39,7 +40,8 @@ class GalleryModel(QAbstractListModel):
         self._row_of_path: dict[str, int] = {}
         self._search = ""
         self._favorites_only = False
-        self._undo: list[ImageRecord] = []
+        # Deletions stay undoable across restarts: the trash is in the database, the latest deletion last.
+        self._undo: list[ImageRecord] = [r for r in store.trashed_images() if (data.trash / r.path).is_file()]
         self.thumbnails = ThumbnailCache(parent=self)
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
         self._loading = _placeholder("…")
@@ -101,6 +103,7 @@ class GalleryModel(QAbstractListModel):
     # ---- changes ------------------------------------------------------------------------------------------
 
     def add(self, rel_path: str, settings: dict[str, Any]) -> ImageRecord:
+        self._clear_trash_name(rel_path)
         record = self._store.add_image(rel_path, settings)
         if self._matches(record):
             self.beginInsertRows(QModelIndex(), 0, 0)
@@ -108,6 +111,21 @@ class GalleryModel(QAbstractListModel):
             self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
             self.endInsertRows()
         return record
+
+    def _clear_trash_name(self, rel_path: str) -> None:
+        """A file in the trash under ``rel_path`` (a deleted image, or one the database no longer knows) is
+        renamed, not replaced: deleting or adding an image of that name must not destroy it."""
+        if not (self._data.trash / rel_path).exists():
+            return
+        new_rel = rename_in_trash(self._data, rel_path)
+        for trashed in self._undo:
+            if trashed.path == rel_path:
+                try:
+                    self._store.set_path(trashed.id, new_rel)
+                except BaseException:
+                    os.replace(self._data.trash / new_rel, self._data.trash / rel_path)
+                    raise
+                trashed.path = new_rel
 
     def _matches(self, record: ImageRecord) -> bool:
         if self._favorites_only and not record.favorite:
@@ -127,6 +145,7 @@ class GalleryModel(QAbstractListModel):
         try:
             for row in sorted(set(rows), reverse=True):
                 record = self._rows[row]
+                self._clear_trash_name(record.path)
                 move_to_trash(self._data, record.path)
                 try:
                     self._store.set_trashed(record.id, True)
@@ -142,16 +161,22 @@ class GalleryModel(QAbstractListModel):
             self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
             self.trash_changed.emit(len(self._undo))
 
+    @property
+    def undo_count(self) -> int:
+        return len(self._undo)
+
     def undo_delete(self) -> bool:
         """Brings back the last deletion; on an OSError/sqlite3.Error it stays undoable."""
         if not self._undo:
             return False
         record = self._undo[-1]
-        restore_from_trash(self._data, record.path)
+        in_trash = (self._data.trash / record.path).exists()
+        restored = restore_from_trash(self._data, record.path)  # another name if a new file has taken its own
         try:
-            self._store.set_trashed(record.id, False)
+            self._store.set_trashed(record.id, False, restored)
         except BaseException:
-            move_to_trash(self._data, record.path)
+            if in_trash:
+                os.replace(absolute(self._data, restored), self._data.trash / record.path)
             raise
         self._undo.pop()
         self.reload()

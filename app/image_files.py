@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from app.data_dir import DataDir
-from gpu.paths import first_free_path
 
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
@@ -18,7 +17,17 @@ def new_image_path(data: DataDir, seed: int, index: int, when: float | None = No
     folder = data.images / time.strftime("%Y-%m-%d", stamp)
     folder.mkdir(parents=True, exist_ok=True)
     base = f"{time.strftime('%H%M%S', stamp)}-{seed}-{index}"
-    return first_free_path(folder / f"{base}.png", first=1)
+    return free_image_path(data, folder / f"{base}.png", first=1)
+
+
+def free_image_path(data: DataDir, path: Path, first: int = 2) -> Path:
+    """``path`` or ``<stem>-<n>.png`` inside the images folder, such that neither the images folder nor the trash
+    holds that name: an image in the trash keeps its name for undo, so a new image must never take it."""
+    path = Path(path)
+    candidate, n = path, first
+    while candidate.exists() or (data.trash / relative(data, candidate)).exists():
+        candidate, n = path.with_name(f"{path.stem}-{n}{path.suffix}"), n + 1
+    return candidate
 
 
 def relative(data: DataDir, path: Path) -> str:
@@ -37,12 +46,26 @@ def move_to_trash(data: DataDir, rel_path: str) -> None:
         os.replace(source, target)
 
 
-def restore_from_trash(data: DataDir, rel_path: str) -> None:
+def restore_from_trash(data: DataDir, rel_path: str) -> str:
+    """Moves the file back and returns its path relative to the images folder: its old one, or a free name if
+    another file has taken that one since (it is never replaced)."""
     source = data.trash / rel_path
     target = absolute(data, rel_path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if source.exists():
-        shutil.move(str(source), str(target))
+    if not source.exists():
+        return rel_path
+    if target.exists():
+        target = free_image_path(data, target)
+    shutil.move(str(source), str(target))
+    return relative(data, target)
+
+
+def rename_in_trash(data: DataDir, rel_path: str) -> str:
+    """Gives an image in the trash a name that no file in the images folder or the trash has, so that another
+    image can take its old one; returns the new name."""
+    new_rel = relative(data, free_image_path(data, absolute(data, rel_path)))
+    os.replace(data.trash / rel_path, data.trash / new_rel)
+    return new_rel
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -4,6 +4,11 @@ A PNG without a row (the app died between writing the file and committing the ro
 in) is imported from its own metadata; a folder or a file without the PNG signature is not an image and is left
 alone (not imported, not touched). A row whose file is gone is kept and flagged ``missing`` so the user
 sees what was lost instead of silently forgetting it; it is un-flagged if the file comes back.
+
+A delete or an undo interrupted between moving the file and committing its row is finished the safe way: an
+image whose row is not in the trash but whose file is comes back into the gallery; a trashed row whose file was
+already moved back is taken out of the trash. A file copied in under the name of an image in the trash is
+imported, and the trashed image is renamed so that both can be seen (never overwritten on undo).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.data_dir import DataDir
-from app.image_files import is_png, read_image_settings, relative
+from app.image_files import is_png, read_image_settings, relative, rename_in_trash, restore_from_trash
 from app.store import Store
 
 
@@ -20,11 +25,31 @@ class ReconcileReport:
     imported: int = 0
     missing: int = 0
     found_again: int = 0
+    repaired: int = 0  # deletes / undos interrupted half-way, finished
+
+
+def _finish_interrupted_moves(store: Store, data: DataDir, on_disk: dict[str, object]) -> int:
+    repaired = 0
+    in_trash_folder = {p.relative_to(data.trash).as_posix() for p in data.trash.rglob("*.png") if p.is_file()}
+    for rel, (row_id, _missing, trashed) in store.all_paths().items():
+        in_trash = rel in in_trash_folder
+        if not trashed and rel not in on_disk and in_trash and is_png(data.trash / rel):
+            # deleted, but the app died before the row said so: the deletion never happened
+            rel_back = restore_from_trash(data, rel)
+            on_disk[rel_back] = data.images / rel_back
+            repaired += 1
+        elif trashed and rel in on_disk and not in_trash:  # brought back, but the row was not updated: finish
+            store.set_trashed(row_id, False)
+            repaired += 1
+        elif trashed and rel in on_disk:  # another image now has the trashed one's name: give the trashed a new one
+            store.set_path(row_id, rename_in_trash(data, rel))
+    return repaired
 
 
 def reconcile(store: Store, data: DataDir) -> ReconcileReport:
     report = ReconcileReport()
     on_disk = {relative(data, p): p for p in data.images.rglob("*.png") if not p.name.startswith(".") and is_png(p)}
+    report.repaired = _finish_interrupted_moves(store, data, on_disk)
     rows = store.all_paths()
     for rel, path in sorted(on_disk.items()):
         if rel in rows:

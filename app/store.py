@@ -38,6 +38,8 @@ _MIGRATIONS: list[list[str]] = [
             UNIQUE (prompt, negative_prompt)
         )""",
     ],
+    # When an image went to the trash: undo brings back the latest first, also after a restart.
+    ["ALTER TABLE images ADD COLUMN trashed_at REAL"],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -118,7 +120,9 @@ class Store:
         with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO images (path, prompt, settings, created) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (path) DO UPDATE SET missing = 0, trashed = 0, settings = excluded.settings",
+                # A row left at this name (its file missing, or gone from the trash) now stands for the new file.
+                "ON CONFLICT (path) DO UPDATE SET missing = 0, trashed = 0, trashed_at = NULL, favorite = 0, "
+                "prompt = excluded.prompt, settings = excluded.settings, created = excluded.created",
                 (rel_path, prompt, json.dumps(settings), created),
             )
             row_id = cursor.lastrowid
@@ -154,9 +158,21 @@ class Store:
         with self._transaction():
             self._db.execute("UPDATE images SET favorite = ? WHERE id = ?", (int(favorite), image_id))
 
-    def set_trashed(self, image_id: int, trashed: bool) -> None:
+    def set_trashed(self, image_id: int, trashed: bool, path: str | None = None) -> None:
+        """``path``: the name the file came back under, when another file had taken its old one."""
         with self._transaction():
-            self._db.execute("UPDATE images SET trashed = ? WHERE id = ?", (int(trashed), image_id))
+            self._db.execute("UPDATE images SET trashed = ?, trashed_at = ?, path = COALESCE(?, path) WHERE id = ?",
+                             (int(trashed), time.time() if trashed else None, path, image_id))
+
+    def set_path(self, image_id: int, path: str) -> None:
+        with self._transaction():
+            self._db.execute("UPDATE images SET path = ? WHERE id = ?", (path, image_id))
+
+    def trashed_images(self) -> list[ImageRecord]:
+        """Images in the trash, the latest deletion last (the top of the undo stack)."""
+        return [self._image(row) for row in self._db.execute(
+            "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE trashed = 1 "
+            "ORDER BY trashed_at IS NOT NULL, trashed_at, id")]
 
     def set_missing(self, ids: Iterable[int], missing: bool) -> None:
         with self._transaction():

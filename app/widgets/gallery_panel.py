@@ -76,7 +76,7 @@ class GalleryPanel(QWidget):
         self.copy_button.clicked.connect(self.copy_prompt)
         self.reuse_button.clicked.connect(self.reuse_settings)
         model.trash_changed.connect(lambda n: self.undo_button.setEnabled(n > 0))
-        self.undo_button.setEnabled(False)
+        self.undo_button.setEnabled(model.undo_count > 0)  # deletions of an earlier session too
         QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)
         QShortcut(QKeySequence.StandardKey.Undo, self, controller.undo_delete)
 
