@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QM
 from app.controller import AppController
 from app.data_dir import DataDir, resolve_data_dir
 from app.engine_errors import EngineError
+from app.instance_lock import lock_data_dir
 from app.settings import Settings, load_settings, save_settings
 from app.store_recovery import StoreUnavailable
 from app.thread_exit import exit_now_if_threads_run
@@ -34,7 +35,9 @@ log = logging.getLogger(__name__)
 
 class MainWindow(QMainWindow):
     def __init__(self, data: DataDir, settings: Settings | None = None) -> None:
+        lock = lock_data_dir(data)  # raises AlreadyRunning before anything in the folder is read or repaired
         super().__init__()
+        self._lock = lock
         self.setObjectName("mainWindow")
         self.setWindowTitle("Nibble Studio")
         self.data = data
@@ -137,6 +140,7 @@ class MainWindow(QMainWindow):
         self.quantize_panel.shutdown()
         self.controller.shutdown()
         self.save_settings()
+        self._lock.unlock()
         super().closeEvent(event)
 
 

@@ -1,0 +1,43 @@
+"""One app per data folder: a second instance would overwrite the first one's ``settings.json`` on exit (prompt
+panel, LoRA list, layout), never see its new images or deletions, and load a second engine into the same memory.
+
+``QLockFile`` holds ``nibble.lock`` in the data folder while the window is open. A lock left by a process that
+died (killed, crashed) is taken over at once: it names a process that no longer runs.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QLockFile
+
+from app.data_dir import DataDir
+from app.store_recovery import StoreUnavailable
+
+
+class AlreadyRunning(StoreUnavailable):
+    """Another Nibble Studio has this data folder open; the app does not start a second one on it."""
+
+
+def lock_data_dir(data: DataDir) -> QLockFile:
+    path = data.root / "nibble.lock"
+    lock = QLockFile(str(path))
+    lock.setStaleLockTime(0)  # stale only when its process is gone, however long the first window stays open
+    if lock.tryLock(0):
+        return lock
+    if lock.error() == QLockFile.LockError.LockFailedError:
+        ok, pid, host, _app = _owner(lock)
+        who = f" (process {pid} on {host})" if ok else ""
+        raise AlreadyRunning(
+            f"Nibble Studio is already running with the data folder {data.root}{who}. A second window on the "
+            "same gallery would overwrite its settings and miss its new images.",
+            "Switch to the Nibble Studio window that is open, or start this one with another data folder "
+            f"(--data-dir PATH). If no Nibble Studio is running, delete {path} and start again.")
+    raise StoreUnavailable(f"The lock file {path} cannot be created in the data folder {data.root}.",
+                           f"Check that the folder {data.root} is writable and its disk is not full; or start "
+                           "Nibble Studio with another data folder (--data-dir PATH).")
+
+
+def _owner(lock: QLockFile) -> tuple[bool, int, str, str]:
+    info = lock.getLockInfo()  # PySide6: (pid, hostname, appname), or False when unreadable
+    if isinstance(info, tuple) and len(info) == 3:
+        return True, int(info[0]), str(info[1]), str(info[2])
+    return False, 0, "", ""

@@ -1,0 +1,66 @@
+"""Two Nibble Studios on one data folder (a double double-click): the second says so and does not start; a lock
+left by a killed app does not stop the next start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import conftest
+import pytest
+from conftest import open_window
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.data_dir import resolve_data_dir
+from app.instance_lock import AlreadyRunning
+from app.main_window import MainWindow, run_app
+
+
+def _accept_dialog_later(seen: list[str]) -> None:
+    def check() -> None:
+        box = next((w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()), None)
+        if box is None:
+            QTimer.singleShot(50, check)
+            return
+        seen.append(f"{box.windowTitle()}\n{box.text()}\n{box.informativeText()}")
+        box.accept()
+
+    QTimer.singleShot(50, check)
+
+
+def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, data_root):
+    first = open_window(qtbot, data_root)
+    first.controller.prompt.prompt = "the first window's careful prompt"
+    data = resolve_data_dir(data_root)
+    with pytest.raises(AlreadyRunning) as raised:
+        MainWindow(data)  # was: a second window, whose exit overwrote the first one's settings.json
+    assert str(data.root) in str(raised.value) and f"process {os.getpid()}" in str(raised.value)
+    seen: list[str] = []
+    _accept_dialog_later(seen)
+    assert run_app(["nibble-studio"], data_root) == 1
+    assert len(seen) == 1 and "cannot start" in seen[0] and "already running" in seen[0]
+    conftest._open_windows.remove(first)
+    first.close()
+    again = open_window(qtbot, data_root)  # closing the first frees the folder
+    assert again.controller.prompt.prompt == "the first window's careful prompt"
+
+
+def test_a_lock_left_by_a_killed_app_does_not_stop_the_next_start(qtbot, data_root):
+    code = ("import sys, time; from PySide6.QtCore import QCoreApplication; app = QCoreApplication([]); "
+            "from app.data_dir import resolve_data_dir; from app.instance_lock import lock_data_dir; "
+            f"lock = lock_data_dir(resolve_data_dir(__import__('pathlib').Path(r'{data_root}'))); "
+            "print('locked', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(AlreadyRunning):
+            MainWindow(resolve_data_dir(data_root))
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert (data_root / "nibble.lock").exists()
+    window = open_window(qtbot, data_root)
+    assert window.controller.gallery.rowCount() == 0
