@@ -25,8 +25,8 @@ from app.lora_state import LoraState, cost_sentence
 from app.memory_state import MemoryState
 from app.reconcile import ReconcileReport, reconcile
 from app.settings import Settings
-from app.store import ImageRecord
-from app.store_recovery import open_store
+from app.store import ImageRecord, PromptRecord
+from app.store_recovery import open_store, salvage
 from gpu.version import APP_NAME
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,13 @@ class AppController(QObject):
         self.store = opened.store
         self.reconcile_report = self._reconcile()
         if opened.damaged_copy is not None:
+            prompts, favorites = self._recover(opened.damaged_copy)
             self.notices.append(EngineError(
                 "notice",
                 f"The gallery database was damaged ({opened.damage}). It was kept as {opened.damaged_copy} and "
                 f"a new one was started; {self.reconcile_report.imported} image(s) were re-imported from "
-                f"{data.images}.",
-                "Favorites and prompt history from before could not be recovered.",
+                f"{data.images}, {prompts} prompt(s) of the history and {favorites} favorite(s) recovered.",
+                "Prompts that never made an image, and the trash's undo list, may be missing.",
             ))
         self.gallery = GalleryModel(self.store, data, self)
         self.history = HistoryModel(self.store, self)
@@ -101,6 +102,26 @@ class AppController(QObject):
         worker.finished.connect(self._on_finished)
         worker.cancelled.connect(self._on_cancelled)
         worker.failed.connect(self._on_failed)
+
+    def _recover(self, damaged: Path) -> tuple[int, int]:
+        """After a damaged database: the history and favorites read back from it where they can be, and the
+        prompts of the re-imported images (their PNGs carry them); returns (prompts, favorites) now known."""
+        try:
+            prompts, favorite_paths = salvage(damaged)
+            known = {(p.prompt, p.negative_prompt) for p in prompts}
+            images = self.store.images()
+            for record in sorted(images, key=lambda r: r.created):
+                key = (record.prompt, str(record.settings.get("negative_prompt") or ""))
+                if record.prompt.strip() and key not in known:
+                    prompts.append(PromptRecord(0, key[0], key[1], 1, record.created))
+            self.store.restore_prompts(prompts)
+            favorites = [r.id for r in images if r.path in favorite_paths]
+            for image_id in favorites:
+                self.store.set_favorite(image_id, True)
+            return len(self.store.prompts()), len(favorites)
+        except (sqlite3.Error, OSError):
+            log.exception("recovering the history from %s failed", damaged)
+            return 0, 0
 
     def _reconcile(self) -> ReconcileReport:
         try:
@@ -213,6 +234,16 @@ class AppController(QObject):
     def reuse_settings(self, record: ImageRecord) -> None:
         settings = dict(record.settings) or (read_image_settings(self.gallery.path_of(record)) or {})
         self._restore(settings)
+
+    def forget_prompts(self, rows: list[int]) -> None:
+        """History rows removed; a database that cannot be written is named (the rows stay)."""
+        try:
+            self.history.remove(rows)
+        except sqlite3.Error as exc:
+            log.exception("removing prompts from the history failed")
+            self.error.emit(EngineError("user", f"The prompt history in {self.store.path} could not be "
+                                        f"changed: {exc}.", "Check that the data folder can be written and its "
+                                        "disk is not full, then try again."))
 
     def reuse_prompt(self, prompt: str, negative_prompt: str) -> None:
         self.prompt.prompt = prompt

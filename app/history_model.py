@@ -47,6 +47,10 @@ class HistoryModel(QAbstractListModel):
         self._store.record_prompt(prompt, negative_prompt)
         self.reload()
 
+    def remove(self, rows: list[int]) -> None:
+        self._store.remove_prompts([self._rows[r].id for r in rows])
+        self.reload()
+
     def clear(self) -> None:
         self._store.clear_prompts()
         self.reload()

@@ -211,6 +211,19 @@ class Store:
         query += " ORDER BY last_used DESC, id DESC"
         return [PromptRecord(*row) for row in self._db.execute(query, params)]
 
+    def remove_prompts(self, ids: Iterable[int]) -> None:
+        with self._transaction():
+            self._db.executemany("DELETE FROM prompts WHERE id = ?", [(i,) for i in ids])
+
+    def restore_prompts(self, records: Iterable[PromptRecord]) -> None:
+        """Adds back prompts (from images re-imported after a damaged database), merging with what is there."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO prompts (prompt, negative_prompt, uses, last_used) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (prompt, negative_prompt) DO UPDATE SET uses = uses + excluded.uses, "
+                "last_used = MAX(last_used, excluded.last_used)",
+                [(r.prompt, r.negative_prompt, r.uses, r.last_used) for r in records if r.prompt.strip()])
+
     def clear_prompts(self) -> None:
         with self._transaction():
             self._db.execute("DELETE FROM prompts")

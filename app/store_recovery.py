@@ -9,12 +9,14 @@ folder, disk I/O error, written by a newer version) raises ``StoreUnavailable``,
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.engine_errors import EngineError
-from app.store import Store
+from app.store import PromptRecord, Store
 from gpu.damaged_files import move_aside
 
 log = logging.getLogger(__name__)
@@ -92,3 +94,34 @@ def open_store(path: Path) -> OpenedStore:
     except (sqlite3.Error, OSError) as exc:
         raise _unavailable(path, exc) from exc
     return OpenedStore(store, kept, damage)
+
+
+def salvage(damaged: Path) -> tuple[list[PromptRecord], set[str]]:
+    """The prompt history and the favorite images' paths that can still be read from a damaged database (often
+    all of it: the damage may be in another table). Reads a copy, so the kept file is never changed."""
+    prompts: list[PromptRecord] = []
+    favorites: set[str] = set()
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "damaged.sqlite3"
+        try:
+            for suffix in ("", "-wal"):
+                if Path(f"{damaged}{suffix}").is_file():
+                    shutil.copyfile(f"{damaged}{suffix}", f"{copy}{suffix}")
+            db = sqlite3.connect(copy)
+        except (OSError, sqlite3.Error):
+            return prompts, favorites
+        try:
+            for query, keep in (
+                ("SELECT prompt, negative_prompt, uses, last_used FROM prompts",
+                 lambda row: prompts.append(PromptRecord(0, str(row[0]), str(row[1] or ""), int(row[2] or 1),
+                                                         float(row[3] or 0)))),
+                ("SELECT path FROM images WHERE favorite = 1", lambda row: favorites.add(str(row[0]))),
+            ):
+                try:
+                    for row in db.execute(query):  # rows read before a damaged page are kept
+                        keep(row)
+                except (sqlite3.Error, ValueError, TypeError) as exc:
+                    log.warning("salvaging %s: %s", damaged, exc)
+        finally:
+            db.close()
+    return prompts, favorites

@@ -1,9 +1,19 @@
-"""Prompt history list: newest first, de-duplicated with use counts; click to reuse, search, clear."""
+"""Prompt history list: newest first, de-duplicated with use counts; click to reuse, search, remove, clear."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex
-from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QListView, QMessageBox, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLineEdit,
+    QListView,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.controller import AppController
 
@@ -14,15 +24,21 @@ class HistoryPanel(QWidget):
         self.controller = controller
         self.search = QLineEdit(placeholderText="Search prompts…", clearButtonEnabled=True)
         self.search.textChanged.connect(controller.history.set_search)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Forget the selected prompts (Delete)")
+        self.remove_button.clicked.connect(self.remove_selected)
         self.clear_button = QPushButton("Clear")
         self.clear_button.clicked.connect(self._clear)
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
+        top.addWidget(self.remove_button)
         top.addWidget(self.clear_button)
         self.view = QListView()
         self.view.setModel(controller.history)
         self.view.setUniformItemSizes(True)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.clicked.connect(self.reuse)
+        QShortcut(QKeySequence.StandardKey.Delete, self.view, self.remove_selected)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.view)
@@ -30,6 +46,11 @@ class HistoryPanel(QWidget):
     def reuse(self, index: QModelIndex) -> None:
         record = self.controller.history.record(index.row())
         self.controller.reuse_prompt(record.prompt, record.negative_prompt)
+
+    def remove_selected(self) -> None:
+        rows = sorted({i.row() for i in self.view.selectionModel().selectedIndexes()})
+        if rows:
+            self.controller.forget_prompts(rows)
 
     def _clear(self) -> None:
         answer = QMessageBox.question(self, "Clear prompt history", "Forget every prompt in the history?")

@@ -1,0 +1,52 @@
+"""Prompt history: single entries can be removed, and the history (and favorites) survive a damaged database."""
+
+from __future__ import annotations
+
+import conftest
+from conftest import open_window
+from PIL import Image
+
+from app.data_dir import resolve_data_dir
+from app.store import Store
+from gpu.generation.png_metadata import write_png
+
+
+def test_history_entries_can_be_removed_one_by_one(qtbot, data_root):
+    window = open_window(qtbot, data_root)
+    history, panel = window.controller.history, window.history_panel
+    for prompt in ("a fox", "my password is hunter2", "a cat"):
+        history.add(prompt, "")
+    panel.view.setCurrentIndex(history.index(1))  # newest first: the mistyped one
+    panel.remove_button.click()  # was: only "Clear", which forgot every prompt
+    assert [history.record(r).prompt for r in range(history.rowCount())] == ["a cat", "a fox"]
+    conftest._open_windows.remove(window)
+    window.close()
+    window = open_window(qtbot, data_root)
+    history = window.controller.history
+    assert [history.record(r).prompt for r in range(history.rowCount())] == ["a cat", "a fox"]
+
+
+def test_history_and_favorites_survive_a_damaged_database(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    write_png(data.images / "d" / "0.png", Image.new("RGB", (16, 16)),
+              {"prompt": "a red fox", "negative_prompt": "blurry"})
+    write_png(data.images / "d" / "1.png", Image.new("RGB", (16, 16)), {"prompt": "a blue owl"})
+    store = Store(data.database)
+    store.record_prompt("never made an image", "", when=1)
+    store.record_prompt("a red fox", "blurry", when=2)
+    store.set_favorite(store.add_image("d/0.png", {"prompt": "a red fox", "negative_prompt": "blurry"}, 3).id, True)
+    for i in range(400):  # rows in many pages, one of which gets damaged
+        store.add_image(f"bulk/{i}.png", {"prompt": "x" * 200}, created=10 + i)
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    with open(data.database, "r+b") as f:
+        f.seek(30 * 4096)
+        f.write(b"\xff" * 12)  # an images page's header: "database disk image is malformed"
+    window = open_window(qtbot, data_root)
+    assert window.notices and "damaged" in window.notices[0].message
+    history, gallery = window.controller.history, window.controller.gallery
+    # was: an empty history ("could not be recovered") and no favorites
+    assert {(history.record(r).prompt, history.record(r).negative_prompt) for r in range(history.rowCount())} == {
+        ("never made an image", ""), ("a red fox", "blurry"), ("a blue owl", "")}
+    assert [gallery.record(r).path for r in range(gallery.rowCount()) if gallery.record(r).favorite] == ["d/0.png"]
+    assert "3 prompt(s) of the history and 1 favorite(s) recovered" in window.notices[0].message
