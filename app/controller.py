@@ -8,6 +8,7 @@ arrives; committing their rows here is the last step, so a crash in between is r
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from app.reconcile import ReconcileReport, reconcile
 from app.settings import Settings
 from app.store import ImageRecord, PromptRecord
 from app.store_recovery import open_store, salvage
+from gpu.atomic import atomic_write_with
+from gpu.errors import UserError
 from gpu.version import APP_NAME
 
 log = logging.getLogger(__name__)
@@ -230,6 +233,26 @@ class AppController(QObject):
         return EngineError("user", f"An image {what}: {exc} ({where}).",
                            "Nothing else was changed. Check that the image is not open in another program and "
                            "that the data folder can be written, then try again.")
+
+    def save_image_as(self, record: ImageRecord, target: Path) -> Path | None:
+        """A byte-for-byte copy of the image's PNG (so its generation settings come along) written atomically
+        at ``target``; ``.png`` is added to a name without a suffix. An error names the file and the reason."""
+        source = self.gallery.path_of(record)
+        target = Path(target)
+        if not target.suffix:
+            target = target.with_suffix(".png")
+        problem = ("its file is missing" if not source.is_file()
+                   else "only .png keeps the generation settings" if target.suffix.lower() != ".png"
+                   else "")  # fmt: skip
+        hint = "Pick another folder, or a name ending in .png."
+        if not problem:
+            try:
+                return atomic_write_with(target, lambda tmp: shutil.copyfile(source, tmp))
+            except UserError as exc:  # the write failed (atomic_write_with names the target); nothing was replaced
+                problem, hint = str(exc).removeprefix(f"cannot write {target}: "), exc.hint or hint
+        self.error.emit(EngineError("user", f"The image {source.name} could not be saved as {target}: {problem}.",
+                                    hint))
+        return None
 
     def reuse_settings(self, record: ImageRecord) -> None:
         settings = dict(record.settings) or (read_image_settings(self.gallery.path_of(record)) or {})

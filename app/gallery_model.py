@@ -6,7 +6,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QMimeData,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    QUrl,
+    Signal,
+)
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.data_dir import DataDir
@@ -75,6 +84,20 @@ class GalleryModel(QAbstractListModel):
         return None
 
     # ---- queries ------------------------------------------------------------------------------------------
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        return super().flags(index) | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else super().flags(index)
+
+    def mimeTypes(self) -> list[str]:
+        return ["text/uri-list"]
+
+    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
+        """Dragged out (to a file manager, a browser, an image editor): the PNG files themselves, so the
+        generation settings travel with them."""
+        mime = QMimeData()
+        paths = [self.path_of(self._rows[i.row()]) for i in indexes if i.isValid() and i.row() < len(self._rows)]
+        mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths if p.is_file()])
+        return mime
 
     def path_of(self, record: ImageRecord) -> Path:
         return absolute(self._data, record.path)

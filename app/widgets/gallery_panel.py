@@ -7,12 +7,14 @@ decoded lazily off the GUI thread (``app.thumbnails``).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, QSize, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QFileDialog,
     QHBoxLayout,
     QLineEdit,
     QListView,
@@ -59,6 +61,9 @@ class GalleryPanel(QWidget):
         self.view.setModel(model)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
         self.view.doubleClicked.connect(lambda _: self.reuse_settings())
+        self.view.setDragEnabled(True)  # out only: to a file manager, a browser, an image editor
+        self.view.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.view.setDefaultDropAction(Qt.DropAction.CopyAction)
 
         self.metadata = QPlainTextEdit(readOnly=True)
         self.metadata.setPlaceholderText("Select an image to see how it was made.")
@@ -68,21 +73,25 @@ class GalleryPanel(QWidget):
         self.undo_button = QPushButton("Undo delete")
         self.folder_button = QPushButton("Open folder")
         self.copy_button = QPushButton("Copy prompt")
+        self.save_button = QPushButton("Save as…")
         self.reuse_button = QPushButton("Reuse settings")
         self.favorite_button.clicked.connect(self.toggle_favorite)
         self.delete_button.clicked.connect(self.delete_selected)
         self.undo_button.clicked.connect(controller.undo_delete)
         self.folder_button.clicked.connect(self.open_folder)
         self.copy_button.clicked.connect(self.copy_prompt)
+        self.save_button.clicked.connect(self.save_as)
         self.reuse_button.clicked.connect(self.reuse_settings)
         model.trash_changed.connect(lambda n: self.undo_button.setEnabled(n > 0))
         self.undo_button.setEnabled(model.undo_count > 0)  # deletions of an earlier session too
         QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)
         QShortcut(QKeySequence.StandardKey.Undo, self, controller.undo_delete)
+        QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_images)
+        QShortcut(QKeySequence.StandardKey.Save, self, self.save_as)
 
         buttons = QHBoxLayout()
-        for button in (self.reuse_button, self.copy_button, self.favorite_button, self.folder_button,
-                       self.delete_button, self.undo_button):
+        for button in (self.reuse_button, self.copy_button, self.save_button, self.favorite_button,
+                       self.folder_button, self.delete_button, self.undo_button):
             buttons.addWidget(button)
         side = QWidget()
         side_layout = QVBoxLayout(side)
@@ -118,7 +127,7 @@ class GalleryPanel(QWidget):
     def _selection_changed(self, *_: QItemSelection) -> None:
         record = self.current()
         for button in (self.favorite_button, self.delete_button, self.folder_button, self.copy_button,
-                       self.reuse_button):
+                       self.save_button, self.reuse_button):
             button.setEnabled(record is not None)
         self.metadata.setPlainText(self.describe(record) if record else "")
 
@@ -159,6 +168,26 @@ class GalleryPanel(QWidget):
         record = self.current()
         if record:
             QGuiApplication.clipboard().setText(record.prompt)
+
+    def copy_images(self) -> None:
+        """Ctrl+C: the selected PNG files (pasted into a file manager or a chat they keep their settings) and
+        the first one's pixels (pasted into an image editor)."""
+        indexes = [self.controller.gallery.index(row) for row in self.selected_rows()]
+        if not indexes:
+            return
+        mime = self.controller.gallery.mimeData(indexes)
+        if mime.hasUrls():
+            mime.setImageData(QImage(mime.urls()[0].toLocalFile()))
+        QGuiApplication.clipboard().setMimeData(mime)
+
+    def save_as(self) -> None:
+        record = self.current()
+        if record is None:
+            return
+        suggested = str(Path.home() / self.controller.gallery.path_of(record).name)
+        name, _ = QFileDialog.getSaveFileName(self, "Save image as", suggested, "PNG image (*.png)")
+        if name:
+            self.controller.save_image_as(record, Path(name))
 
     def reuse_settings(self) -> None:
         record = self.current()

@@ -193,3 +193,41 @@ def test_restoring_an_image_whose_model_is_gone_says_so(qtbot, tmp_path, window)
     assert (state.prompt, state.seed, state.model) == ("a fox", 3, "demo")
     qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
     assert "'removed-model'" in window.error_dialog.text() and "'demo'" in window.error_dialog.text()
+
+
+def test_images_leave_the_gallery_with_their_settings(qtbot, tmp_path, data_root, monkeypatch):
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i in range(2):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16), (200, 10 * i, 0)), {"prompt": f"owl {i}"})
+        store.add_image(f"d/{i}.png", {"prompt": f"owl {i}"}, created=float(i))
+    store.close()
+    window = open_window(qtbot, data_root)
+    panel, gallery, controller = window.gallery_panel, window.controller.gallery, window.controller
+    errors = []
+    controller.error.connect(errors.append)
+    # drag out / Ctrl+C: the PNG files themselves, and the first one's pixels for image editors
+    panel.view.selectAll()
+    assert panel.view.dragEnabled() and gallery.flags(gallery.index(0)) & Qt.ItemFlag.ItemIsDragEnabled
+    panel.copy_images()
+    from PySide6.QtGui import QGuiApplication
+
+    clip = QGuiApplication.clipboard().mimeData()
+    assert sorted(u.toLocalFile() for u in clip.urls()) == [str(data.images / "d" / f"{i}.png") for i in (0, 1)]
+    assert clip.hasImage()
+    # Save as: a byte copy (settings kept), ".png" added to a bare name, through the real button and dialog call
+    panel.select_row(0)
+    record = gallery.record(0)
+    source = gallery.path_of(record)
+    monkeypatch.setattr("app.widgets.gallery_panel.QFileDialog.getSaveFileName",
+                        lambda *a: (str(tmp_path / "keep"), "PNG image (*.png)"))  # fmt: skip
+    panel.save_button.click()
+    assert (tmp_path / "keep.png").read_bytes() == source.read_bytes()
+    # refused, each naming the file and why, and nothing replaced
+    (tmp_path / "other.jpg").write_bytes(b"mine")
+    assert controller.save_image_as(record, tmp_path / "other.jpg") is None
+    assert (tmp_path / "other.jpg").read_bytes() == b"mine"
+    assert controller.save_image_as(record, tmp_path / "keep.png" / "x.png") is None  # a file as the folder
+    assert len(errors) == 2 and "only .png keeps" in errors[0].message
+    assert str(tmp_path / "keep.png" / "x.png") in errors[1].message
+    assert (tmp_path / "keep.png").read_bytes() == source.read_bytes()
