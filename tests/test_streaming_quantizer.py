@@ -4,6 +4,7 @@ quantizer, resumable after a cancel, never reusing parts made with other setting
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,107 @@ def test_stale_parts_for_other_settings_are_discarded(tmp_path):
     new = json.loads((parts_dir(out) / "manifest.json").read_text())
     assert new["key"] != old["key"] and not new["done"]
     assert not any("resuming" in e.message for e in events)
+    # The user is told why the finished blocks were thrown away.
+    assert "x.safetensors.parts was made with other settings (rank 8 -> 16): starting over" in [
+        e.message for e in events
+    ]
+
+
+def _partial(out: Path, blocks: int, lib: ModelLibrary, source: Path = DEMO) -> dict:
+    """A run stopped (as by a kill) once the samples and ``blocks`` blocks are finished -> its manifest."""
+    manifest = parts_dir(out) / "manifest.json"
+
+    def stop() -> bool:
+        return (parts_dir(out) / "samples.safetensors").is_file() and len(
+            json.loads(manifest.read_text()).get("done", {})) >= blocks  # fmt: skip
+
+    with pytest.raises(Cancelled):
+        quantize_model(source, out, _cfg(), should_cancel=stop, library=lib, device=CPU)
+    return json.loads(manifest.read_text())
+
+
+def test_damaged_parts_are_detected_and_redone(streamed, tmp_path):
+    """Shards truncated, flipped or deleted were assembled as they were: a flipped byte gave a wrong model
+    whose checksum said OK, a truncated shard a SafetensorError traceback, a deleted one the same error at
+    every rerun. Each is now checked against its recorded SHA-256 and its block redone."""
+    out = tmp_path / "o.safetensors"
+    lib = ModelLibrary(tmp_path / "lib")
+    _partial(out, 3, lib)
+    parts = parts_dir(out)
+    (parts / "block-0000.safetensors").unlink()
+    flipped = bytearray((parts / "block-0001.safetensors").read_bytes())
+    flipped[-100] ^= 0xFF  # inside the tensor data: the file still reads as a valid safetensors file
+    (parts / "block-0001.safetensors").write_bytes(bytes(flipped))
+    with open(parts / "block-0002.safetensors", "r+b") as f:
+        f.truncate(1000)
+    (parts / ".block-0003.safetensors.x1y2z3w4.tmp").write_bytes(b"half a shard, from a kill")
+    left_by_kill = tmp_path / ".o.safetensors.a1b2c3d4.tmp"  # a kill during the final write leaves this
+    left_by_kill.write_bytes(b"x" * 1000)
+    users = tmp_path / ".o.safetensors.notes"
+    users.write_bytes(b"the user's")
+    events = []
+    quantize_model(DEMO, out, _cfg(), events.append, library=lib, device=CPU)
+    messages = [e.message for e in events]
+    assert "block-0000.safetensors is missing: redoing transformer_blocks.0" in messages
+    assert "block-0001.safetensors is damaged (checksum mismatch): redoing transformer_blocks.1" in messages
+    assert "block-0002.safetensors is damaged (checksum mismatch): redoing single_transformer_blocks.0" in messages
+    _same(out, streamed)
+    assert not parts.exists() and not left_by_kill.exists() and users.read_bytes() == b"the user's"
+
+
+def test_samples_are_trusted_only_with_their_recorded_digest(streamed, tmp_path):
+    """A kill between writing the samples and the manifest left no prompt count: the resumed file said it
+    was calibrated on 0 prompts. The count is now recorded with the samples' digest, in one write."""
+    out = tmp_path / "o.safetensors"
+    lib = ModelLibrary(tmp_path / "lib")
+    manifest = _partial(out, 0, lib)  # stops before the first block, after the samples
+    for key in ("prompts", "samples"):  # the manifest as the kill left it (old and new layout)
+        manifest.pop(key, None)
+    (parts_dir(out) / "manifest.json").write_text(json.dumps(manifest))
+    quantize_model(DEMO, out, _cfg(), library=lib, device=CPU)
+    assert read_checkpoint_meta(out).calibration["prompts"] == 2
+    _same(out, streamed)
+
+
+def test_parts_from_other_calibration_inputs_are_not_reused(tmp_path):
+    """The resume key covered the options and the transformer's files only: after the model's default steps,
+    its calibration prompts or its text encoders changed, the old blocks were mixed into the new model."""
+    source = tmp_path / "model"
+    shutil.copytree(DEMO, source)
+    out = tmp_path / "o.safetensors"
+    lib = ModelLibrary(tmp_path / "lib")
+    _partial(out, 1, lib, source)
+    nibble = json.loads((source / "nibble.json").read_text())
+    (source / "nibble.json").write_text(json.dumps({**nibble, "guidance": 2.0}))
+    prompts = source / nibble["calibration_prompts"]
+    prompts.write_text("a purple moon\n" + prompts.read_text())
+    events = []
+    with pytest.raises(Cancelled):
+        quantize_model(source, out, _cfg(), events.append, _after_calls(1), library=lib, device=CPU)
+    why = "other calibration prompts, calibration guidance 5.0 -> 2.0"
+    assert f"o.safetensors.parts was made with other settings ({why}): starting over" in [e.message for e in events]
+    assert not json.loads((parts_dir(out) / "manifest.json").read_text())["done"]
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_parts_path_that_is_not_ours_is_never_deleted(tmp_path, capsys, kind):
+    """A file named OUT.parts gave 'Not a directory' from inside rmtree; a folder of that name holding the
+    user's own files was deleted wholesale as a stale parts folder."""
+    from main import main
+
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    if kind == "file":
+        parts.write_bytes(b"the user's")
+        words = f"error: {parts} is in the way: the quantizer keeps its resumable parts in a folder of that name"
+    else:
+        parts.mkdir()
+        (parts / "notes.txt").write_bytes(b"the user's")
+        words = f"error: {parts} holds files the quantizer did not write (notes.txt)"
+    assert main(["quantize", "demo", "--out", str(out), "--calib-prompts", "1", "--rank", "8"]) == 2
+    assert capsys.readouterr().err.startswith(words)
+    assert (parts.read_bytes() if kind == "file" else (parts / "notes.txt").read_bytes()) == b"the user's"
+    assert not out.exists()
 
 
 def _after_calls(n: int):

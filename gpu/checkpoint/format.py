@@ -72,7 +72,7 @@ def save_checkpoint(path: Path | str, tensors: dict[str, torch.Tensor], meta: Ch
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: meta.to_json()})
         header_len, _ = read_safetensors_header(tmp)
-        digest = _hash_data(tmp, 8 + header_len)
+        digest = file_sha256(tmp, 8 + header_len)
         _patch_placeholder(tmp, header_len, digest)
     meta.sha256 = digest
     return path
@@ -89,7 +89,8 @@ def _patch_placeholder(path: Path, header_len: int, digest: str) -> None:
         f.write(digest.encode())
 
 
-def _hash_data(path: Path, start: int) -> str:
+def file_sha256(path: Path, start: int = 0) -> str:
+    """Hex SHA-256 of the file's bytes from ``start`` on (the data section, or the whole file), read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         f.seek(start)
@@ -189,7 +190,7 @@ def load_checkpoint(
             f"the file has {size}",
             hint="copy or download the file again",
         )
-    if _hash_data(path, 8 + header_len) != meta.sha256:
+    if file_sha256(path, 8 + header_len) != meta.sha256:
         raise CheckpointError(f"{path.name}: checksum mismatch: the tensor data is corrupt")
     if expected is not None:
         _check_tensor_set(path.name, entries, expected)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -28,15 +29,22 @@ from safetensors.torch import load_file, save_file
 
 from gpu.adapters import adapter_named
 from gpu.atomic import atomic_path, atomic_write_bytes, output_errors
-from gpu.checkpoint.format import load_checkpoint, save_checkpoint
-from gpu.errors import Cancelled, ModelLoadError
+from gpu.checkpoint.format import file_sha256, load_checkpoint, save_checkpoint
+from gpu.errors import Cancelled, ModelLoadError, OutputError
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
 from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
 from gpu.quantizer.in_memory import base_record, make_samples
-from gpu.quantizer.shared import CalibSample, check_rank_fits, checkpoint_meta, layer_message, quantize_layers
+from gpu.quantizer.shared import (
+    CalibSample,
+    calibration_kwargs,
+    check_rank_fits,
+    checkpoint_meta,
+    layer_message,
+    quantize_layers,
+)  # fmt: skip
 from gpu.streaming.source import (
     WeightSource,
     bfl_file_source,
@@ -51,7 +59,8 @@ from gpu.version import __version__
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.safetensors"
-ENGINE_VERSION = 1  # bump when the shard layout or sample recipe changes: old parts folders are discarded
+ENGINE_VERSION = 2  # bump when the shard layout, manifest or sample recipe changes: old parts folders are discarded
+# 2: per-file SHA-256 of the shards and samples in the manifest; the full settings kept for naming a mismatch
 
 
 def parts_dir(out_path: Path) -> Path:
@@ -121,34 +130,58 @@ def quantize_model(
         check_rank_fits(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)), config)
     defaults = dict(base_entry.facts.defaults) if base_entry is not None else dict(FALLBACK_DEFAULTS)
     steps = calibration_steps(config.calib_steps, defaults)
-    key = _resume_key(src, config, dtype, storage_dtype)
+    prompts: list[str] = []
+    if samples_override is None:
+        assert base_entry is not None
+        prompts = calibration_prompts(base_entry.path, defaults, config.calib_prompts)
+    settings = _resume_settings(src, config, dtype, storage_dtype, prompts, steps, defaults, base_entry,
+                                samples_override is not None)  # fmt: skip
+    key = _settings_key(settings)
     parts = parts_dir(out_path)
+    _check_parts_folder(parts)  # before deleting anything in it: it may be a file or a folder of the user's
     manifest = _read_manifest(parts)
-    if parts.exists() and (not config.resume or manifest.get("key") != key):
-        shutil.rmtree(parts)  # other settings, other source, or a fresh start was asked for
-        manifest = {}
-    parts.mkdir(parents=True, exist_ok=True)
-    manifest = manifest or {"key": key, "engine": ENGINE_VERSION, "tool": __version__, "done": {}, "layers": {}}
+    if parts.exists():
+        _remove_interrupted_writes(out_path)
+        if config.resume and manifest.get("key") != key and manifest:
+            emit("stage", f"{parts.name} was made with other settings ({_what_differs(manifest, settings)}): "
+                          "starting over")  # fmt: skip
+        if not config.resume or manifest.get("key") != key:
+            _remove_parts(parts)  # other settings, other source, or a fresh start was asked for
+            manifest = {}
+    with output_errors(parts):
+        parts.mkdir(parents=True, exist_ok=True)
+    if not manifest:
+        manifest = {"key": key, "engine": ENGINE_VERSION, "tool": __version__, "settings": settings, "done": {},
+                    "layers": {}}  # fmt: skip
     _write_manifest(parts, manifest)
 
     head = load_head(src, device, dtype)
     blocks = [("transformer_blocks", i) for i in range(src.n_double)]
     blocks += [("single_transformer_blocks", i) for i in range(src.n_single)]
-    prompts_n = 0
-    if (parts / SAMPLES).is_file():
-        samples = _load_samples(parts / SAMPLES)
-        prompts_n = int(manifest.get("prompts", 0))
-        emit("stage", f"resuming: {len(manifest['done'])}/{len(blocks)} blocks already done")
+    samples = _verified_samples(parts, manifest)
+    if samples is not None:
+        prompts_n = int(manifest["samples"]["prompts"])
     else:
+        if manifest["done"]:
+            emit("stage", f"{SAMPLES} is missing or damaged: recording the calibration samples again")
+        prompts_n = len(prompts)
         if samples_override is not None:
             samples = samples_override(src, config)
         else:
             assert base_entry is not None
-            samples, prompts_n = _record_samples(src, head, blocks, base_entry, defaults, steps, config, device,
-                                                 dtype, should_cancel, emit)  # fmt: skip
-        _save_samples(parts / SAMPLES, samples)
-        manifest["prompts"] = prompts_n
+            samples = _record_samples(src, head, blocks, base_entry, prompts, defaults, steps, config, device,
+                                      dtype, should_cancel, emit)  # fmt: skip
+        digest = _save_samples(parts / SAMPLES, samples)
+        if manifest.get("samples", {}).get("sha256") != digest:
+            manifest["done"], manifest["layers"] = {}, {}  # blocks made from other samples are not this model's
+        # The count goes in with the digest, in one manifest write: a kill in between cannot lose it.
+        manifest["samples"] = {"sha256": digest, "prompts": prompts_n}
         _write_manifest(parts, manifest)
+    for name, problem in _damaged_shards(parts, manifest["done"]).items():
+        emit("stage", f"{problem}: redoing {name}")
+        del manifest["done"][name]
+    if manifest["done"]:
+        emit("stage", f"resuming: {len(manifest['done'])}/{len(blocks)} blocks already done")
 
     # Per-block layer counts give each layer its whole-model index (its collector seed, its event index).
     counts = {kind: len(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)))
@@ -209,7 +242,8 @@ def quantize_model(
             shard_name = f"block-{bi:04d}.safetensors"
             with atomic_path(parts / shard_name) as tmp:
                 save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp))
-            manifest["done"][name] = shard_name
+                digest = file_sha256(tmp)  # checked on resume: a damaged shard is redone, never assembled
+            manifest["done"][name] = {"file": shard_name, "sha256": digest}
             _write_manifest(parts, manifest)  # the block counts as done only once its shard is on disk
         offset += len(targets)
         store = nxt
@@ -222,8 +256,8 @@ def quantize_model(
     tensors: dict[str, torch.Tensor] = {}
     for k, t in head.state_dict().items():
         tensors[k] = t.to(storage_dtype).cpu() if t.is_floating_point() else t.cpu()
-    for shard_name in manifest["done"].values():
-        with safe_open(str(parts / shard_name), framework="pt", device="cpu") as f:
+    for shard in manifest["done"].values():
+        with safe_open(str(parts / shard["file"]), framework="pt", device="cpu") as f:
             for k in f.keys():
                 tensors[k] = f.get_tensor(k)
     layer_meta = {n: manifest["layers"][n] for n in sorted(manifest["layers"])}
@@ -237,7 +271,7 @@ def quantize_model(
     del tensors
     gc.collect()
     load_checkpoint(out_path)  # verifies size and checksum before the parts are thrown away
-    shutil.rmtree(parts)
+    _remove_parts(parts)
     size_mib = out_path.stat().st_size / 2**20
     emit("done", f"wrote {out_path} ({size_mib:.1f} MiB)", index=total_layers, total=total_layers)
     return out_path
@@ -265,27 +299,152 @@ def _prefixed(block: torch.nn.Module, kind: str, index: int = 0) -> torch.nn.Mod
     return outer
 
 
-def _resume_key(src: WeightSource, config: QuantizeConfig, dtype, storage) -> str:
-    blob = json.dumps([ENGINE_VERSION, src.identity(), config.fingerprint(), str(dtype), str(storage)],
-                      sort_keys=True, default=str)  # fmt: skip
-    return hashlib.sha256(blob.encode()).hexdigest()
+# What the calibration samples are made of besides the transformer (relative to the pipeline folder).
+_CALIBRATION_FILES = ("model_index.json", "scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+
+# How each resume setting is named when a parts folder was made with another value.
+_SETTING_LABELS = {
+    "engine": "another version of the quantizer",
+    "source": "other source weights (another model, or its files changed since)",
+    "calibration prompts": "other calibration prompts",
+    "calibration files": "other text encoders, tokenizers or scheduler (or their files changed since)",
+    "samples": "other calibration samples",
+}
+
+
+def _resume_settings(src: WeightSource, config: QuantizeConfig, dtype: torch.dtype, storage: torch.dtype,
+                     prompts: list[str], steps: int, defaults: dict, base_entry: ModelEntry | None,
+                     samples_supplied: bool) -> dict:  # fmt: skip
+    """Everything the parts depend on. Kept in the manifest as is (not only hashed), so that a mismatch can
+    be named. The samples depend on the prompts' text, the model's generation defaults and the text encoders,
+    not only on the command's options."""
+    settings: dict = {
+        "engine": ENGINE_VERSION,
+        "source": src.identity(),
+        "quantization": config.fingerprint(),
+        "dtypes": {"runtime dtype": str(dtype), "storage dtype": str(storage)},
+    }
+    if samples_supplied:
+        settings["samples"] = "supplied by the caller"
+    else:
+        settings["calibration prompts"] = prompts
+        settings["calibration"] = {"steps": steps,
+                                   **calibration_kwargs(defaults, bool(src.config["guidance_embeds"]))}  # fmt: skip
+        settings["calibration files"] = _calibration_files(base_entry.path) if base_entry is not None else []
+    return json.loads(json.dumps(settings, default=str))  # as it reads back from the manifest (tuples: lists)
+
+
+def _calibration_files(folder: Path) -> list:
+    out = []
+    for name in _CALIBRATION_FILES:
+        path = folder / name
+        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else []
+        out += [(f.relative_to(folder).as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return out
+
+
+def _settings_key(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _what_differs(manifest: dict, settings: dict) -> str:
+    """Names what differs between the manifest's settings and ``settings`` (e.g. "rank 8 -> 16")."""
+    old = manifest.get("settings")
+    if not isinstance(old, dict) or old.get("engine") != settings["engine"]:
+        return _SETTING_LABELS["engine"]
+    named = []
+    for k, new in settings.items():
+        was = old.get(k)
+        if was == new:
+            continue
+        if isinstance(new, dict) and isinstance(was, dict):  # name the fields: "rank 8 -> 16"
+            prefix = "calibration " if k == "calibration" else ""
+            named += [f"{prefix}{f} {was.get(f)} -> {new.get(f)}" for f in sorted(set(new) | set(was))
+                      if was.get(f) != new.get(f)]  # fmt: skip
+        else:
+            named.append(_SETTING_LABELS.get(k, k))
+    return ", ".join(named) or "unknown settings"
+
+
+# Everything the engine writes into a parts folder, including atomic_path's hidden temp files
+# (".<name>.<random>.tmp") left by a kill; anything else is the user's and must not be deleted with it.
+_OWN_PARTS_ENTRY = re.compile(r"^\.?(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors|act\d?)"
+                              r"(\.\w+\.tmp)?$")  # fmt: skip
+
+
+def _check_parts_folder(parts: Path) -> None:
+    """OutputError unless ``parts`` is absent or a folder holding only what the engine writes there: it is
+    deleted wholesale when the settings differ, and at the end."""
+    if parts.is_symlink() or (parts.exists() and not parts.is_dir()):
+        raise OutputError(f"{parts} is in the way: the quantizer keeps its resumable parts in a folder of that name",
+                          "move or rename it, or choose another --out")  # fmt: skip
+    if parts.is_dir():
+        with output_errors(parts):
+            foreign = sorted(p.name for p in parts.iterdir() if not _OWN_PARTS_ENTRY.match(p.name))
+        if foreign:
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            raise OutputError(f"{parts} holds files the quantizer did not write ({', '.join(foreign[:3])}{more}); "
+                              "it would delete them with its parts folder",
+                              "move them elsewhere, or choose another --out")  # fmt: skip
+
+
+def _remove_parts(parts: Path) -> None:
+    with output_errors(parts):
+        (parts / MANIFEST).unlink(missing_ok=True)  # first: a half-removed folder is never taken as resumable
+        shutil.rmtree(parts)
+
+
+def _remove_interrupted_writes(out_path: Path) -> None:
+    """A kill during the final write leaves atomic_path's hidden temp file (as big as the model) beside OUT;
+    a parts folder there says that run was ours, and the rerun writes OUT afresh."""
+    own_temp = re.compile(rf"^\.{re.escape(out_path.name)}\.\w{{8}}\.tmp$")  # mkstemp(prefix=".OUT.", suffix=".tmp")
+    with output_errors(out_path):
+        for f in out_path.parent.iterdir():
+            if own_temp.match(f.name) and f.is_file() and not f.is_symlink():
+                f.unlink(missing_ok=True)
+
+
+def _damaged_shards(parts: Path, done: dict) -> dict[str, str]:
+    """Finished blocks whose shard is missing, damaged or unrecorded -> what is wrong (they are redone)."""
+    bad = {}
+    for name, rec in done.items():
+        file = rec.get("file") if isinstance(rec, dict) else None
+        if not isinstance(file, str) or not re.fullmatch(r"block-\d{4}\.safetensors", file):
+            bad[name] = f"the manifest's record of {name} is invalid"
+        elif not (parts / file).is_file():
+            bad[name] = f"{file} is missing"
+        elif file_sha256(parts / file) != rec.get("sha256"):
+            bad[name] = f"{file} is damaged (checksum mismatch)"
+    return bad
+
+
+def _verified_samples(parts: Path, manifest: dict) -> list[CalibSample] | None:
+    """The saved samples, if the file is there and matches the digest recorded with it; else None."""
+    rec = manifest.get("samples")
+    path = parts / SAMPLES
+    if not isinstance(rec, dict) or not path.is_file() or file_sha256(path) != rec.get("sha256"):
+        return None
+    return _load_samples(path)
 
 
 def _read_manifest(parts: Path) -> dict:
     try:
-        return json.loads((parts / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError):
+        manifest = json.loads((parts / MANIFEST).read_text())
+    except (OSError, ValueError):  # absent, unreadable, not UTF-8 or not JSON: nothing to resume
         return {}
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("done"), dict) else {}
 
 
 def _write_manifest(parts: Path, manifest: dict) -> None:
     atomic_write_bytes(parts / MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
-def _save_samples(path: Path, samples: list[CalibSample]) -> None:
+def _save_samples(path: Path, samples: list[CalibSample]) -> str:
+    """Writes the samples atomically -> the file's SHA-256 (the same samples give the same bytes)."""
     flat = {f"{i}.{k}": v.detach().cpu().clone().contiguous() for i, s in enumerate(samples) for k, v in s.items()}
     with atomic_path(path) as tmp:
         save_file(flat, str(tmp), metadata={"count": str(len(samples))})
+        return file_sha256(tmp)
 
 
 def _load_samples(path: Path) -> list[CalibSample]:
@@ -356,14 +515,13 @@ def streamed_forward(src: WeightSource, head, blocks, device, dtype) -> Callable
     return run
 
 
-def _record_samples(src, head, blocks, entry: ModelEntry, defaults, steps, config, device, dtype, should_cancel,
-                    emit) -> tuple[list[CalibSample], int]:
+def _record_samples(src, head, blocks, entry: ModelEntry, prompts: list[str], defaults, steps, config, device,
+                    dtype, should_cancel, emit) -> list[CalibSample]:  # fmt: skip
     """Text encoders (then freed) + streamed trajectories -> samples."""
     import importlib
 
     adapter = adapter_named(entry.facts.architecture)
     pipeline_cls = getattr(importlib.import_module("diffusers"), adapter.pipeline_class)
-    prompts = calibration_prompts(entry.path, defaults, config.calib_prompts)
     emit("stage", "loading text encoders")
     pipe = pipeline_cls.from_pretrained(entry.path, transformer=None, vae=None, dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -376,4 +534,4 @@ def _record_samples(src, head, blocks, entry: ModelEntry, defaults, steps, confi
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return samples, len(prompts)
+    return samples
