@@ -153,7 +153,8 @@ def test_damaged_parts_are_detected_and_redone(streamed, tmp_path):
     (parts / "block-0001.safetensors").write_bytes(bytes(flipped))
     with open(parts / "block-0002.safetensors", "r+b") as f:
         f.truncate(1000)
-    (parts / ".block-0003.safetensors.x1y2z3w4.tmp").write_bytes(b"half a shard, from a kill")
+    (parts / ".block-0003.safetensors.x1y2z3w4.tmp").write_bytes(b"")  # a kill during a shard write leaves
+    (parts / ".tmpAb12Cd").write_bytes(b"half a shard")  # these two (the second is safetensors' own temp file)
     left_by_kill = tmp_path / ".o.safetensors.a1b2c3d4.tmp"  # a kill during the final write leaves this
     left_by_kill.write_bytes(b"x" * 1000)
     users = tmp_path / ".o.safetensors.notes"

@@ -366,10 +366,11 @@ def _what_differs(manifest: dict, settings: dict) -> str:
     return ", ".join(named) or "unknown settings"
 
 
-# Everything the engine writes into a parts folder, including atomic_path's hidden temp files
-# (".<name>.<random>.tmp") left by a kill; anything else is the user's and must not be deleted with it.
-_OWN_PARTS_ENTRY = re.compile(r"^\.?(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors|act\d?)"
-                              r"(\.\w+\.tmp)?$")  # fmt: skip
+# Everything the engine writes into a parts folder, including the temp files a kill leaves: atomic_path's
+# (".<name>.<random>.tmp") and safetensors' own (save_file writes ".tmp<6 random>" beside its target, then
+# renames it). Anything else is the user's and must not be deleted with the folder.
+_OWN_PARTS_ENTRY = re.compile(r"^(\.?(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors|act\d?)"
+                              r"(\.\w+\.tmp)?|\.tmp\w{6})$")  # fmt: skip
 
 
 def _check_parts_folder(parts: Path) -> None:
