@@ -86,7 +86,7 @@ class GalleryPanel(QWidget):
         self.undo_button.setEnabled(model.undo_count > 0)  # deletions of an earlier session too
         QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)
         QShortcut(QKeySequence.StandardKey.Undo, self, controller.undo_delete)
-        QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_images)
+        QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_image)
         QShortcut(QKeySequence.StandardKey.Save, self, self.save_as)
 
         buttons = QHBoxLayout()
@@ -169,16 +169,13 @@ class GalleryPanel(QWidget):
         if record:
             QGuiApplication.clipboard().setText(record.prompt)
 
-    def copy_images(self) -> None:
-        """Ctrl+C: the selected PNG files (pasted into a file manager or a chat they keep their settings) and
-        the first one's pixels (pasted into an image editor)."""
-        indexes = [self.controller.gallery.index(row) for row in self.selected_rows()]
-        if not indexes:
-            return
-        mime = self.controller.gallery.mimeData(indexes)
-        if mime.hasUrls():
-            mime.setImageData(QImage(mime.urls()[0].toLocalFile()))
-        QGuiApplication.clipboard().setMimeData(mime)
+    def copy_image(self) -> None:
+        """Ctrl+C: the selected image's pixels, for pasting into an image editor or a chat. (The files, with their
+        settings, leave by dragging or Save as: a QMimeData made in Python and left on the clipboard crashes
+        PySide6 at exit, PYSIDE-2254, so the clipboard only gets what Qt builds itself.)"""
+        record = self.current()
+        if record is not None:
+            QGuiApplication.clipboard().setImage(QImage(str(self.controller.gallery.path_of(record))))
 
     def save_as(self) -> None:
         record = self.current()

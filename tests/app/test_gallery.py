@@ -206,15 +206,16 @@ def test_images_leave_the_gallery_with_their_settings(qtbot, tmp_path, data_root
     panel, gallery, controller = window.gallery_panel, window.controller.gallery, window.controller
     errors = []
     controller.error.connect(errors.append)
-    # drag out / Ctrl+C: the PNG files themselves, and the first one's pixels for image editors
+    # drag out: the PNG files themselves; Ctrl+C: the current image's pixels, for image editors
     panel.view.selectAll()
     assert panel.view.dragEnabled() and gallery.flags(gallery.index(0)) & Qt.ItemFlag.ItemIsDragEnabled
-    panel.copy_images()
+    urls = gallery.mimeData([gallery.index(r) for r in range(2)]).urls()
+    assert sorted(u.toLocalFile() for u in urls) == [str(data.images / "d" / f"{i}.png") for i in (0, 1)]
+    panel.select_row(1)
+    panel.copy_image()
     from PySide6.QtGui import QGuiApplication
 
-    clip = QGuiApplication.clipboard().mimeData()
-    assert sorted(u.toLocalFile() for u in clip.urls()) == [str(data.images / "d" / f"{i}.png") for i in (0, 1)]
-    assert clip.hasImage()
+    assert QGuiApplication.clipboard().image().pixelColor(3, 3).getRgb()[:3] == (200, 0, 0)
     # Save as: a byte copy (settings kept), ".png" added to a bare name, through the real button and dialog call
     panel.select_row(0)
     record = gallery.record(0)
