@@ -105,3 +105,22 @@ def test_gelu_from_applies_tanh_gelu_to_the_trailing_columns_only():
     for bad in (-1, 129):
         with pytest.raises(ValueError, match="gelu_from"):
             m(xb, gelu_from=bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["int4", "nvfp4"])
+def test_decomposes_on_the_gpu_with_calibration_kept_on_the_cpu(precision):
+    """The quantizer hands the weights over on the GPU and the calibration statistics on the CPU."""
+    w, calib, x = _outlier_layer(k=256, n=128)
+    spec = spec_for("svdquant", precision, 32, "w4a4")
+    on_gpu = decompose_linear(w.cuda(), None, spec, calib)
+    on_cpu = decompose_linear(w, None, spec, calib)
+    assert on_gpu.tensors.keys() == on_cpu.tensors.keys()
+    errors = []
+    for layer in (on_gpu, on_cpu):
+        module = SVDQLinear(w.shape[1], w.shape[0], spec, bias=False, dtype=torch.bfloat16)
+        module.load_state_dict({k: t.cpu() for k, t in layer.tensors.items()}, strict=True)
+        y_ref = x @ w.T
+        y = module(x.bfloat16()).float()
+        errors.append(float(((y - y_ref) ** 2).sum() / (y_ref**2).sum()))
+    assert errors[0] < 1.2 * errors[1] + 1e-4, errors

@@ -77,8 +77,8 @@ def _act_global_scale(spec: LayerSpec, calib: LayerCalibration | None, smooth: t
     if calib is None:
         return torch.ones((), dtype=torch.float32)
     amax = calib.x_absmax.float()
-    if smooth is not None:
-        amax = amax / smooth.float()
+    if smooth is not None:  # calibration statistics stay on the CPU while the streaming quantizer runs on the GPU
+        amax = amax.to(smooth.device) / smooth.float()
     top = amax.max()
     return torch.where(top > 0, top / (6.0 * E4M3_MAX), torch.ones_like(top))
 
