@@ -70,3 +70,19 @@ def open_window(qtbot, root: Path):
 @pytest.fixture
 def window(qtbot, data_root):
     return open_window(qtbot, data_root)
+
+
+def accept_dialog_later(seen: list[str]) -> None:
+    """Accepts the next message box once it shows (a modal one blocks the caller), noting its text."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    def check() -> None:
+        box = next((w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()), None)
+        if box is None:
+            QTimer.singleShot(50, check)
+            return
+        seen.append(f"{box.windowTitle()}\n{box.text()}\n{box.informativeText()}")
+        box.accept()
+
+    QTimer.singleShot(50, check)

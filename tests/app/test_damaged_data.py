@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 
-from conftest import open_window
+from conftest import accept_dialog_later, open_window
 from PIL import Image
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
 
 from app.data_dir import resolve_data_dir
 from app.main_window import MainWindow, run_app
@@ -73,16 +71,6 @@ def test_corrupt_database_is_kept_and_the_gallery_rebuilt(qtbot, data_root):
     assert not again.notices and again.controller.gallery.rowCount() == 2
 
 
-def _accept_dialog_later(seen: list[str]) -> None:
-    def check() -> None:
-        box = QApplication.activeModalWidget()
-        if box is None:
-            QTimer.singleShot(50, check)
-            return
-        seen.append(f"{box.windowTitle()}\n{box.text()}\n{box.informativeText()}")
-        box.accept()
-
-    QTimer.singleShot(50, check)
 
 
 def test_a_database_that_cannot_be_opened_is_a_clear_error(qtbot, data_root):
@@ -97,7 +85,7 @@ def test_a_database_that_cannot_be_opened_is_a_clear_error(qtbot, data_root):
         raise AssertionError("expected StoreUnavailable")
 
     seen: list[str] = []
-    _accept_dialog_later(seen)
+    accept_dialog_later(seen)
     assert run_app(["nibble-studio"], data_root) == 1  # a dialog, then a clean exit: no traceback
     assert len(seen) == 1 and "cannot start" in seen[0] and str(data.database) in seen[0]
     assert (data.database / "keep.txt").read_text() == "not ours to delete"

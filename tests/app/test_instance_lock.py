@@ -10,25 +10,11 @@ import sys
 
 import conftest
 import pytest
-from conftest import open_window
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from conftest import accept_dialog_later, open_window
 
 from app.data_dir import resolve_data_dir
 from app.instance_lock import AlreadyRunning
 from app.main_window import MainWindow, run_app
-
-
-def _accept_dialog_later(seen: list[str]) -> None:
-    def check() -> None:
-        box = next((w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()), None)
-        if box is None:
-            QTimer.singleShot(50, check)
-            return
-        seen.append(f"{box.windowTitle()}\n{box.text()}\n{box.informativeText()}")
-        box.accept()
-
-    QTimer.singleShot(50, check)
 
 
 def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, data_root):
@@ -39,7 +25,7 @@ def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, 
         MainWindow(data)  # was: a second window, whose exit overwrote the first one's settings.json
     assert str(data.root) in str(raised.value) and f"process {os.getpid()}" in str(raised.value)
     seen: list[str] = []
-    _accept_dialog_later(seen)
+    accept_dialog_later(seen)
     assert run_app(["nibble-studio"], data_root) == 1
     assert len(seen) == 1 and "cannot start" in seen[0] and "already running" in seen[0]
     conftest._open_windows.remove(first)
