@@ -225,6 +225,15 @@ class AppController(QObject):
             log.exception("restoring an image from the trash failed")
             self.error.emit(self._trash_error("could not be brought back from the trash folder", exc))
 
+    def empty_trash(self) -> int:
+        """Deletes the images in the trash for good (after the panel has asked); an error names the trash."""
+        try:
+            return self.gallery.empty_trash()
+        except (OSError, sqlite3.Error) as exc:
+            log.exception("emptying the trash failed")
+            self.error.emit(self._trash_error("could not be deleted from the trash", exc))
+            return 0
+
     def _trash_error(self, what: str, exc: BaseException) -> EngineError:
         if isinstance(exc, sqlite3.Error):
             where = f"the gallery database {self.store.path} could not be updated"

@@ -206,6 +206,27 @@ class GalleryModel(QAbstractListModel):
         self.trash_changed.emit(len(self._undo))
         return True
 
+    def trash_size(self) -> tuple[int, int]:
+        """(files, bytes) in the trash folder, rows or not (an image whose row was lost in a repaired database
+        is still there)."""
+        files = [f for f in self._data.trash.rglob("*") if f.is_file()] if self._data.trash.is_dir() else []
+        return len(files), sum(f.stat().st_size for f in files)
+
+    def empty_trash(self) -> int:
+        """Deletes the trash for good: the rows first, so a crash half-way leaves files without rows (still in
+        the trash, emptied next time), never rows whose undo finds no file. Returns the files deleted."""
+        self._store.forget_trashed()
+        self._undo.clear()
+        self.trash_changed.emit(0)
+        count = 0
+        for f in sorted(self._data.trash.rglob("*"), reverse=True) if self._data.trash.is_dir() else []:
+            if f.is_file() or f.is_symlink():
+                f.unlink()
+                count += 1
+            elif f.is_dir():
+                f.rmdir()
+        return count
+
     def _thumbnail_loaded(self, path: str) -> None:
         row = self._row_of_path.get(path)
         if row is not None:

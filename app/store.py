@@ -174,6 +174,11 @@ class Store:
             "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE trashed = 1 "
             "ORDER BY trashed_at IS NOT NULL, trashed_at, id")]
 
+    def forget_trashed(self) -> int:
+        """Drops every row of an image in the trash (Empty trash); returns how many."""
+        with self._transaction():
+            return self._db.execute("DELETE FROM images WHERE trashed = 1").rowcount
+
     def set_missing(self, ids: Iterable[int], missing: bool) -> None:
         with self._transaction():
             self._db.executemany(

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QListView,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import AppController
+from app.engine_errors import EngineError
 from app.image_files import read_image_text
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
@@ -71,6 +73,7 @@ class GalleryPanel(QWidget):
         self.favorite_button = QPushButton("★ Favorite")
         self.delete_button = QPushButton("Delete")
         self.undo_button = QPushButton("Undo delete")
+        self.empty_trash_button = QPushButton("Empty trash…")
         self.folder_button = QPushButton("Open folder")
         self.copy_button = QPushButton("Copy prompt")
         self.save_button = QPushButton("Save as…")
@@ -78,6 +81,7 @@ class GalleryPanel(QWidget):
         self.favorite_button.clicked.connect(self.toggle_favorite)
         self.delete_button.clicked.connect(self.delete_selected)
         self.undo_button.clicked.connect(controller.undo_delete)
+        self.empty_trash_button.clicked.connect(self.empty_trash)
         self.folder_button.clicked.connect(self.open_folder)
         self.copy_button.clicked.connect(self.copy_prompt)
         self.save_button.clicked.connect(self.save_as)
@@ -91,7 +95,7 @@ class GalleryPanel(QWidget):
 
         buttons = QHBoxLayout()
         for button in (self.reuse_button, self.copy_button, self.save_button, self.favorite_button,
-                       self.folder_button, self.delete_button, self.undo_button):
+                       self.folder_button, self.delete_button, self.undo_button, self.empty_trash_button):
             buttons.addWidget(button)
         side = QWidget()
         side_layout = QVBoxLayout(side)
@@ -168,6 +172,21 @@ class GalleryPanel(QWidget):
         record = self.current()
         if record:
             QGuiApplication.clipboard().setText(record.prompt)
+
+    def empty_trash(self) -> None:
+        files, size = self.controller.gallery.trash_size()
+        if not files:
+            self.controller.error.emit(EngineError("notice", "The trash is empty."))
+            return
+        question = f"Delete the {files} file{'s' * (files != 1)} in the trash ({size / 2**20:.1f} MiB) for good?"
+        box = QMessageBox(QMessageBox.Icon.Warning, "Empty trash", question,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)  # fmt: skip
+        box.setInformativeText("Deleted images can no longer be brought back with Undo.")
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        self.trash_dialog = box  # tests answer it
+        box.exec()
+        if box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes:
+            self.controller.empty_trash()
 
     def copy_image(self) -> None:
         """Ctrl+C: the selected image's pixels, for pasting into an image editor or a chat. (The files, with their

@@ -7,8 +7,9 @@ import json
 from conftest import open_window
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QMessageBox
 
 from app.data_dir import resolve_data_dir
 from app.store import Store
@@ -232,3 +233,41 @@ def test_images_leave_the_gallery_with_their_settings(qtbot, tmp_path, data_root
     assert len(errors) == 2 and "only .png keeps" in errors[0].message
     assert str(tmp_path / "keep.png" / "x.png") in errors[1].message
     assert (tmp_path / "keep.png").read_bytes() == source.read_bytes()
+
+
+def test_empty_trash_asks_then_deletes_for_good(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i in range(3):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16)), {"prompt": f"owl {i}"})
+        store.add_image(f"d/{i}.png", {"prompt": f"owl {i}"}, created=float(i))
+    store.close()
+    (data.trash / "old").mkdir(parents=True)
+    (data.trash / "old" / "lost-row.png").write_bytes(b"x")  # a trashed file whose row a repair lost
+    window = open_window(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    panel.view.selectAll()
+    panel.select_row(0)
+    panel.delete_selected()
+    assert gallery.rowCount() == 2 and gallery.trash_size()[0] == 2
+
+    def answer(button):
+        def click() -> None:
+            box = getattr(panel, "trash_dialog", None)
+            if box is None or not box.isVisible():
+                QTimer.singleShot(20, click)
+                return
+            box.button(button).click()
+        QTimer.singleShot(20, click)
+
+    answer(QMessageBox.StandardButton.Cancel)
+    panel.empty_trash_button.click()
+    assert gallery.trash_size()[0] == 2 and panel.undo_button.isEnabled()  # Cancel keeps everything
+    panel.trash_dialog = None
+    answer(QMessageBox.StandardButton.Yes)
+    panel.empty_trash_button.click()
+    assert gallery.trash_size() == (0, 0) and not panel.undo_button.isEnabled()
+    assert gallery.rowCount() == 2 and all(gallery.path_of(gallery.record(r)).is_file() for r in range(2))
+    window.close()
+    again = open_window(qtbot, data_root)  # the rows are gone too: nothing to undo, nothing flagged missing
+    assert again.controller.gallery.rowCount() == 2 and again.controller.gallery.undo_count == 0
