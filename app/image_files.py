@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.data_dir import DataDir
+from gpu.paths import first_free_path
 
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
@@ -23,11 +24,7 @@ def new_image_path(data: DataDir, seed: int, index: int, when: float | None = No
 def free_image_path(data: DataDir, path: Path, first: int = 2) -> Path:
     """``path`` or ``<stem>-<n>.png`` inside the images folder, such that neither the images folder nor the trash
     holds that name: an image in the trash keeps its name for undo, so a new image must never take it."""
-    path = Path(path)
-    candidate, n = path, first
-    while candidate.exists() or (data.trash / relative(data, candidate)).exists():
-        candidate, n = path.with_name(f"{path.stem}-{n}{path.suffix}"), n + 1
-    return candidate
+    return first_free_path(path, first, lambda c: c.exists() or (data.trash / relative(data, c)).exists())
 
 
 def relative(data: DataDir, path: Path) -> str:

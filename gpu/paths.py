@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import appdirs
@@ -39,11 +40,11 @@ def user_cache_dir() -> Path:
     return path
 
 
-def first_free_path(path: Path, first: int = 2) -> Path:
-    """``path`` if nothing is there, else ``<stem>-<first>``, ``<stem>-<first + 1>``, … with the same suffix:
-    a name picked for the user never replaces a file they already have."""
+def first_free_path(path: Path, first: int = 2, taken: Callable[[Path], bool] = Path.exists) -> Path:
+    """``path`` if it is not ``taken`` (default: nothing is there), else ``<stem>-<first>``, ``<stem>-<first + 1>``,
+    … with the same suffix: a name picked for the user never replaces a file they already have."""
     path, n = Path(path), first
     candidate = path
-    while candidate.exists():
+    while taken(candidate):
         candidate, n = path.with_name(f"{path.stem}-{n}{path.suffix}"), n + 1
     return candidate
