@@ -24,6 +24,13 @@ class LoraEntry:
     extra: dict = field(default_factory=dict)
 
 
+def fit_strength(strength: float) -> float:
+    """A strength within what the engine applies (a restored or hand-edited value may lie outside)."""
+    from gpu.lora.metadata import MAX_STRENGTH
+
+    return max(-MAX_STRENGTH, min(MAX_STRENGTH, float(strength)))
+
+
 def read_header(path: Path) -> tuple[str, str]:
     """(trigger words, info line) from the safetensors header alone; ("", reason) when unreadable."""
     from gpu.lora.metadata import header_summary
@@ -48,7 +55,7 @@ class LoraState(QObject):
             if e.path == path:
                 return e
         words, info = read_header(path)
-        entry = LoraEntry(path, path.stem, enabled, max(-2.0, min(2.0, float(strength))), words, info)
+        entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), words, info)
         self.entries.append(entry)
         self.changed.emit()
         return entry
@@ -64,7 +71,7 @@ class LoraState(QObject):
         entry.enabled = bool(enabled)
 
     def set_strength(self, entry: LoraEntry, strength: float) -> None:
-        entry.strength = max(-2.0, min(2.0, float(strength)))
+        entry.strength = fit_strength(strength)
 
     def requests(self) -> list[tuple[str, float]]:
         """What a generation request carries: enabled LoRAs with their strengths."""

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )  # fmt: skip
 
 from app.lora_state import LoraEntry, LoraState
+from gpu.lora.metadata import MAX_STRENGTH
 
 
 class LoraRow(QFrame):
@@ -33,7 +34,7 @@ class LoraRow(QFrame):
         self.enabled.setToolTip(str(entry.path))
         self.enabled.toggled.connect(lambda v: state.set_enabled(entry, v))
         self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(-200, 200)
+        self.slider.setRange(-round(MAX_STRENGTH * 100), round(MAX_STRENGTH * 100))
         self.slider.setValue(round(entry.strength * 100))
         self.value = QLabel(f"{entry.strength:.2f}")
         self.value.setMinimumWidth(36)

@@ -16,8 +16,8 @@ from torch import nn
 
 from gpu.lora.apply import apply_deltas, plan, restore
 from gpu.lora.formats import LoraError, LoraFile, read_lora
+from gpu.lora.metadata import MAX_STRENGTH
 
-MAX_STRENGTH = 2.0
 _ATTR = "_nibble_lora_manager"
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from gpu.errors import CheckpointError
 from gpu.safetensors_header import read_safetensors_header
 
+MAX_STRENGTH = 2.0  # |strength| the engine applies (``check_strength``); here, torch-free, for the app's controls too
+
 
 def trigger_words_from(metadata: dict[str, str]) -> list[str]:
     """Trigger words recorded by trainers: modelspec/civitai fields, else kohya's most frequent tags."""
