@@ -28,7 +28,7 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     check_output_path(target)
     with output_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TEMP_SUFFIX, dir=target.parent)
         os.close(fd)
         tmp_path = Path(tmp)
         try:
@@ -41,6 +41,21 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         except BaseException:
             tmp_path.unlink(missing_ok=True)
             raise
+
+
+_TEMP_SUFFIX = ".tmp"
+
+
+def remove_stale_temps(target: Path | str) -> None:
+    """Deletes the temp files ``atomic_path`` left beside ``target`` when a write of it was killed (``kill -9``,
+    power loss: no ``finally`` ran). Only for a target whose writer is known to be dead, e.g. a rerun that
+    resumes it; other files beside it are never touched."""
+    target = Path(target)
+    own = re.compile(rf"^\.{re.escape(target.name)}\.\w{{8}}{re.escape(_TEMP_SUFFIX)}$")  # mkstemp's 8 characters
+    with output_errors(target):
+        for f in target.parent.iterdir() if target.parent.is_dir() else []:
+            if own.match(f.name) and f.is_file() and not f.is_symlink():
+                f.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(target: Path | str, data: bytes) -> Path:

@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from gpu.adapters import adapter_named
-from gpu.atomic import atomic_path, atomic_write_bytes, output_errors
+from gpu.atomic import atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
 from gpu.checkpoint.format import file_sha256, load_checkpoint, save_checkpoint
 from gpu.errors import Cancelled, ModelLoadError, OutputError
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
@@ -141,7 +141,7 @@ def quantize_model(
     _check_parts_folder(parts)  # before deleting anything in it: it may be a file or a folder of the user's
     manifest = _read_manifest(parts)
     if parts.exists():
-        _remove_interrupted_writes(out_path)
+        remove_stale_temps(out_path)  # a kill during the final write left one, as big as the model
         if config.resume and manifest.get("key") != key and manifest:
             emit("stage", f"{parts.name} was made with other settings ({_what_differs(manifest, settings)}): "
                           "starting over")  # fmt: skip
@@ -393,16 +393,6 @@ def _remove_parts(parts: Path) -> None:
     with output_errors(parts):
         (parts / MANIFEST).unlink(missing_ok=True)  # first: a half-removed folder is never taken as resumable
         shutil.rmtree(parts)
-
-
-def _remove_interrupted_writes(out_path: Path) -> None:
-    """A kill during the final write leaves atomic_path's hidden temp file (as big as the model) beside OUT;
-    a parts folder there says that run was ours, and the rerun writes OUT afresh."""
-    own_temp = re.compile(rf"^\.{re.escape(out_path.name)}\.\w{{8}}\.tmp$")  # mkstemp(prefix=".OUT.", suffix=".tmp")
-    with output_errors(out_path):
-        for f in out_path.parent.iterdir():
-            if own_temp.match(f.name) and f.is_file() and not f.is_symlink():
-                f.unlink(missing_ok=True)
 
 
 def _damaged_shards(parts: Path, done: dict) -> dict[str, str]:
