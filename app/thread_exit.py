@@ -38,6 +38,7 @@ def exit_now_if_threads_run(code: int) -> None:
     if not any(t.isRunning() for t in _still_running):
         return
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:  # None in a windowed Windows executable (no console): nothing to flush
+            stream.flush()
     os._exit(code)
