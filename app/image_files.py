@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,10 @@ def restore_from_trash(data: DataDir, rel_path: str) -> str:
         return rel_path
     if target.exists():
         target = free_image_path(data, target)
-    shutil.move(str(source), str(target))
+    # One rename, as into the trash. shutil.move falls back to copy-then-delete when the rename fails, and on
+    # Windows a file open in another program can be neither renamed nor deleted: the copy stayed behind in the
+    # images folder beside the trashed original (a duplicate at the next start, and the undo got another name).
+    os.replace(source, target)
     return relative(data, target)
 
 
