@@ -49,8 +49,8 @@ def _inspect_folder(path: Path) -> ModelFacts:
     if not index.is_file() or not config.is_file():
         raise ModelLoadError(f"{path}: not a diffusers pipeline folder (model_index.json or transformer/ missing)")
     try:
-        cfg = json.loads(config.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        cfg = json.loads(config.read_bytes())  # JSON is UTF-8: bytes, not the locale's text (cp1252 on Windows)
+    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
         raise ModelLoadError(f"{path.name}: transformer/config.json is unreadable ({err})") from None
     check_pipeline_complete(path, f"model {path.name}")
     try:
@@ -71,8 +71,8 @@ def check_pipeline_complete(folder: Path, label: str, skip: tuple[str, ...] = ()
     empty. Without this check diffusers says only "no file named config.json", and a missing tokenizer
     folder is not even an error: transformers then builds a default tokenizer and the images silently change."""
     try:
-        index = json.loads((folder / "model_index.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        index = json.loads((folder / "model_index.json").read_bytes())
+    except (OSError, ValueError) as err:
         raise ModelLoadError(f"{label}: model_index.json is unreadable ({err})") from None
     if not isinstance(index, dict):
         raise ModelLoadError(f"{label}: model_index.json is not a pipeline description")
@@ -115,8 +115,8 @@ def _read_defaults(folder: Path) -> dict[str, Any]:
     if not f.is_file():
         return {}
     try:
-        data = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(f.read_bytes())
+    except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 

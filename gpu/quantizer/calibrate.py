@@ -23,7 +23,10 @@ def calibration_prompts(model_folder: Path | None, defaults: dict, count: int) -
     path = model_folder / own if own and model_folder is not None else resources_dir() / DEFAULT_PROMPTS_FILE
     if not path.is_file():
         path = resources_dir() / DEFAULT_PROMPTS_FILE
-    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    # UTF-8 whatever the locale (Windows would read cp1252: other prompts, another model); "-sig" drops the byte
+    # order mark Windows Notepad may put first, which would otherwise start the first prompt.
+    text = path.read_text(encoding="utf-8-sig")
+    prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     return prompts[:count]
 
 

@@ -1,0 +1,59 @@
+"""Text files read under Windows' default encoding, simulated on Linux.
+
+On Windows, text opened without ``encoding=`` is decoded with the ANSI code page (cp1252 in Western locales), not
+UTF-8: a model folder or prompt file that is fine on Linux reads as other text there, or not at all (cp1252 has no
+character for bytes 0x81, 0x8D, 0x8F, 0x90, 0x9D, which start or continue many UTF-8 letters, e.g. 'Ł')."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gpu.paths import resources_dir
+
+
+@pytest.fixture
+def windows_default_encoding(monkeypatch, tmp_path):
+    """``Path.read_text``/``open`` without an encoding decode as cp1252 from here on (they resolve the default
+    through ``io.text_encoding``, Python 3.10+); the fixture checks that the simulation takes effect."""
+    real = io.text_encoding
+    monkeypatch.setattr(io, "text_encoding",
+                        lambda encoding, stacklevel=2: "cp1252" if encoding is None else real(encoding, stacklevel))
+    probe = tmp_path / "probe.txt"
+    probe.write_bytes("é".encode())
+    assert probe.read_text() == "Ã©", "the cp1252 simulation does not reach pathlib on this Python"
+
+
+def _demo_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "demo-copy"
+    shutil.copytree(resources_dir() / "models" / "demo", folder)
+    return folder
+
+
+def test_a_model_folder_whose_json_is_not_ascii_opens(windows_default_encoding, tmp_path):
+    from gpu.model_files import inspect_model_path
+
+    folder = _demo_copy(tmp_path)
+    for name in ("transformer/config.json", "model_index.json"):  # e.g. written with ensure_ascii=False
+        path = folder / name
+        path.write_text(json.dumps({**json.loads(path.read_bytes()), "_name_or_path": "C:/Users/Łukasz/flux"},
+                                   ensure_ascii=False), encoding="utf-8")
+    nibble = json.loads((folder / "nibble.json").read_bytes())
+    (folder / "nibble.json").write_text(json.dumps({**nibble, "negative_prompt": "rozmyty, zła jakość"},
+                                                   ensure_ascii=False), encoding="utf-8")
+    facts = inspect_model_path(folder)
+    assert facts.kind == "diffusers"
+    assert facts.defaults["negative_prompt"] == "rozmyty, zła jakość" and facts.defaults["steps"] == 16
+
+
+def test_calibration_prompts_are_read_as_utf8(windows_default_encoding, tmp_path):
+    from gpu.quantizer.calibrate import calibration_prompts
+
+    prompts = ["a café in Łódź at dusk", "ein Straßenfest, 東京の夜"]
+    # Windows Notepad may start the file with a byte order mark
+    (tmp_path / "prompts.txt").write_bytes(b"\xef\xbb\xbf" + ("\n".join(prompts) + "\n").encode())
+    assert calibration_prompts(tmp_path, {"calibration_prompts": "prompts.txt"}, 10) == prompts
