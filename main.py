@@ -209,8 +209,20 @@ def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
 COMMANDS = {"quantize": cmd_quantize, "generate": cmd_generate, "inspect": cmd_inspect, "bench": cmd_bench}
 
 
+def tolerate_unencodable_output() -> None:
+    """Text that stdout's encoding cannot hold is written escaped (``\\u732b``) instead of raising. On Windows,
+    output redirected to a file or a pipe is encoded with the ANSI code page (cp1252), which has no '猫': the line
+    naming a batch's first image raised UnicodeEncodeError after it was saved, and the other images never were.
+    (stderr escapes by default; None, in a windowed executable, has nothing to change.)"""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    tolerate_unencodable_output()
     args = build_parser().parse_args(argv)
     if args.data_dir:
         if args.data_dir.exists() and not args.data_dir.is_dir():

@@ -57,3 +57,20 @@ def test_calibration_prompts_are_read_as_utf8(windows_default_encoding, tmp_path
     # Windows Notepad may start the file with a byte order mark
     (tmp_path / "prompts.txt").write_bytes(b"\xef\xbb\xbf" + ("\n".join(prompts) + "\n").encode())
     assert calibration_prompts(tmp_path, {"calibration_prompts": "prompts.txt"}, 10) == prompts
+
+
+def test_a_batch_is_saved_whole_when_stdout_cannot_encode_its_name(tmp_path):
+    """On Windows, stdout redirected to a file or pipe encodes with cp1252 (strict), which PYTHONIOENCODING
+    reproduces here; stderr escapes by default there as here."""
+    import os
+    import subprocess
+    import sys
+
+    main = Path(__file__).resolve().parent.parent / "main.py"
+    out = tmp_path / "猫.png"
+    args = [sys.executable, str(main), "--data-dir", str(tmp_path / "data"), "generate", "a cat", "--out", str(out),
+            "--batch", "2", "--steps", "1", "--width", "64", "--height", "64"]  # fmt: skip
+    r = subprocess.run(args, capture_output=True, timeout=600, env={**os.environ, "PYTHONIOENCODING": "cp1252"})
+    assert r.returncode == 0, r.stderr.decode("cp1252")[-2000:]
+    assert (tmp_path / "猫-0.png").is_file() and (tmp_path / "猫-1.png").is_file()
+    assert r.stdout.decode("cp1252").count("\\u732b-") == 2  # the name, escaped, once per image
