@@ -74,3 +74,16 @@ def test_a_batch_is_saved_whole_when_stdout_cannot_encode_its_name(tmp_path):
     assert r.returncode == 0, r.stderr.decode("cp1252")[-2000:]
     assert (tmp_path / "猫-0.png").is_file() and (tmp_path / "猫-1.png").is_file()
     assert r.stdout.decode("cp1252").count("\\u732b-") == 2  # the name, escaped, once per image
+
+
+def test_nvcc_is_found_under_cuda_path_on_windows(tmp_path, monkeypatch):
+    """The CUDA installer for Windows sets CUDA_PATH; the compiler there is ``bin\\nvcc.exe``."""
+    from gpu.kernels.loader import find_nvcc
+
+    nvcc = tmp_path / "cuda" / "bin" / "nvcc.exe"
+    nvcc.parent.mkdir(parents=True)
+    nvcc.write_bytes(b"MZ")
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.setenv("CUDA_PATH", str(tmp_path / "cuda"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # not on the PATH: found through CUDA_PATH alone
+    assert find_nvcc() == str(nvcc)

@@ -46,10 +46,11 @@ def prebuilt_dir() -> Path:
 
 def find_nvcc() -> str | None:
     """nvcc from $CUDA_HOME/$CUDA_PATH, the PATH, or /usr/local/cuda, else None."""
-    for env in ("CUDA_HOME", "CUDA_PATH"):
+    for env in ("CUDA_HOME", "CUDA_PATH"):  # CUDA_PATH is what the Windows installer sets
         root = os.environ.get(env)
-        if root and (Path(root) / "bin" / "nvcc").exists():
-            return str(Path(root) / "bin" / "nvcc")
+        for name in ("nvcc", "nvcc.exe"):  # Windows: an exact name, unlike shutil.which's PATHEXT search
+            if root and (Path(root) / "bin" / name).is_file():
+                return str(Path(root) / "bin" / name)
     found = shutil.which("nvcc")
     if found:
         return found
