@@ -87,3 +87,20 @@ def test_nvcc_is_found_under_cuda_path_on_windows(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_PATH", str(tmp_path / "cuda"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # not on the PATH: found through CUDA_PATH alone
     assert find_nvcc() == str(nvcc)
+
+
+def test_an_svdq_file_made_on_windows_finds_its_base_beside_it(tmp_path):
+    """``base_model.relative_path`` is written with ``os.path.relpath``: backslashes on Windows."""
+    from types import SimpleNamespace
+
+    from gpu.generation.pipeline_loader import resolve_base
+    from gpu.library import ModelLibrary
+
+    base = tmp_path / "models" / "flux base"
+    (base / "vae").mkdir(parents=True)
+    (base / "vae" / "config.json").write_text("{}", encoding="utf-8")
+    (base / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline", "vae": ["diffusers", "X"]}),
+                                           encoding="utf-8")
+    svdq = tmp_path / "quantized" / "flux-int4.safetensors"
+    facts = SimpleNamespace(path=svdq, base={"relative_path": "..\\models\\flux base", "path": "D:\\models\\flux base"})
+    assert resolve_base(facts, ModelLibrary(tmp_path / "data"), None) == base

@@ -50,7 +50,10 @@ def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path 
         base = facts.base
         candidates = []
         if base.get("relative_path"):
-            candidates.append((facts.path.parent / base["relative_path"]).resolve())
+            # A file quantized on Windows records "..\models\flux"; on Linux a backslash is no separator, so
+            # the base copied along with it was not found there. Windows takes either separator.
+            relative = str(base["relative_path"]).replace("\\", "/")
+            candidates.append((facts.path.parent / relative).resolve())
         if base.get("path"):
             candidates.append(Path(base["path"]))
         if base.get("name"):
