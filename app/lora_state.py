@@ -5,7 +5,7 @@ checks the weights when it applies them, and reports problems as errors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -123,8 +123,11 @@ class LoraState(QObject):
         for e in self.entries:
             if e.path == resolved:
                 return e if e.path.is_file() else None
+        # An image made on Windows names "C:\loras\x.safetensors", whose name on Linux would be all of it;
+        # PureWindowsPath splits at either separator.
+        file_name = PureWindowsPath(str(path)).name
         for e in self.entries:
-            if e.path.name == path.name and e.path.is_file():
+            if e.path.name == file_name and e.path.is_file():
                 return e
         return self.add_file(resolved) if str(path) and resolved.is_file() else None
 

@@ -4,6 +4,7 @@ viewer, the search indexer, an antivirus scan) can be read but neither renamed, 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,19 @@ def test_undo_of_a_trashed_image_held_open_elsewhere_leaves_no_copy_behind(qtbot
     panel.undo_button.click()  # the viewer closed: the image comes back under its own name
     assert [gallery.record(r).path for r in range(gallery.rowCount())] == ["d/0.png"]
     assert list(data.images.rglob("*.png")) == [data.images / "d" / "0.png"]
+
+
+def test_reusing_an_image_made_on_windows_finds_its_lora_by_file_name(qtbot, tmp_path):
+    """``lora_list[].file`` of a PNG made on Windows is a Windows path; the LoRA is listed here elsewhere."""
+    from app.lora_state import LoraState
+    from gpu.paths import resources_dir
+
+    lora = tmp_path / "loras" / "monochrome-style.safetensors"
+    lora.parent.mkdir()
+    shutil.copyfile(resources_dir() / "loras" / lora.name, lora)
+    state = LoraState()
+    entry = state.add_file(lora)
+    used = [{"file": "C:\\Users\\ana\\loras\\monochrome-style.safetensors", "name": "monochrome-style",
+             "strength": 0.5}]
+    assert state.restore_used(used) == []
+    assert entry.enabled and entry.strength == 0.5
