@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -20,41 +21,46 @@ from gpu.errors import OutputError
 
 @contextlib.contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
-    """Yields a temporary path beside ``target``; on success it is fsynced and renamed onto ``target``.
+    """Yields a temporary path for ``target``; on success it is fsynced and renamed onto ``target``.
 
-    A crash or exception leaves ``target`` untouched (old content or absent) and removes the temp file.
+    The path lies in a private folder beside ``target`` (``.<name>.<random>.tmp/<name>``), so that a writer's own
+    scratch files land there too: safetensors' ``save_file`` writes ``.tmp<random>`` beside the path it is
+    given, then renames it, and a kill in between would otherwise leave a model-sized file in the user's folder.
+    A crash or exception leaves ``target`` untouched (old content or absent) and removes the private folder.
     OS-level failures (and safetensors' wrapped ones) are raised as ``OutputError`` naming ``target``."""
     target = Path(target)
     check_output_path(target)
     with output_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TEMP_SUFFIX, dir=target.parent)
-        os.close(fd)
-        tmp_path = Path(tmp)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_TEMP_SUFFIX, dir=target.parent))
+        tmp_path = scratch / target.name
         try:
             yield tmp_path
-            os.chmod(tmp_path, _mode_for(target))  # mkstemp creates 0600
+            os.chmod(tmp_path, _mode_for(target))  # as a replaced file had, or as a new one under the umask
             with open(tmp_path, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp_path, target)
             _fsync_dir(target.parent)
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 _TEMP_SUFFIX = ".tmp"
 
 
 def remove_stale_temps(target: Path | str) -> None:
-    """Deletes the temp files ``atomic_path`` left beside ``target`` when a write of it was killed (``kill -9``,
-    power loss: no ``finally`` ran). Only for a target whose writer is known to be dead, e.g. a rerun that
-    resumes it; other files beside it are never touched."""
+    """Deletes the temp folders (and, from older versions, temp files) ``atomic_path`` left beside ``target``
+    when a write of it was killed (``kill -9``, power loss: no ``finally`` ran). Only for a target whose writer
+    is known to be dead, e.g. a rerun that resumes it; other files beside it are never touched."""
     target = Path(target)
-    own = re.compile(rf"^\.{re.escape(target.name)}\.\w{{8}}{re.escape(_TEMP_SUFFIX)}$")  # mkstemp's 8 characters
+    own = re.compile(rf"^\.{re.escape(target.name)}\.\w{{8}}{re.escape(_TEMP_SUFFIX)}$")  # mkdtemp's 8 characters
     with output_errors(target):
         for f in target.parent.iterdir() if target.parent.is_dir() else []:
-            if own.match(f.name) and f.is_file() and not f.is_symlink():
+            if not own.match(f.name) or f.is_symlink():
+                continue
+            if f.is_dir():
+                shutil.rmtree(f)
+            elif f.is_file():
                 f.unlink(missing_ok=True)
 
 

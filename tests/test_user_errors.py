@@ -42,6 +42,49 @@ def test_safetensors_disk_errors_become_output_errors(tmp_path):
         raise SafetensorError("invalid header")
 
 
+_KILLED_WRITER = """
+import sys, torch
+from gpu.atomic import atomic_path
+from safetensors.torch import save_file
+with atomic_path(sys.argv[1]) as tmp:
+    save_file({"w": torch.ones(100 * 2**20)}, str(tmp))  # 400 MB: long enough to be caught mid-write
+"""
+
+
+def test_a_kill_during_a_safetensors_write_leaves_only_what_the_next_run_removes(tmp_path):
+    """safetensors' save_file writes its own ``.tmp<random>`` beside the path it is given, then renames it.
+    Given the temp file beside the target, a kill mid-write left a model-sized ``.tmpXXXXXX`` in the user's
+    folder, which nothing could safely recognise. It now lands in atomic_path's private folder, which
+    ``remove_stale_temps`` (the quantizer's rerun) deletes."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from gpu.atomic import remove_stale_temps
+
+    target = tmp_path / "model.safetensors"
+    (tmp_path / "notes.txt").write_text("the user's")
+    writer = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(target)], cwd=os.getcwd())
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and writer.poll() is None:
+            if any(re.fullmatch(r"\.tmp\w{6}", f.name) for f in tmp_path.rglob("*")):
+                writer.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.001)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL, "the writer finished before its temp file was seen"
+    assert not target.exists()
+    beside = {f.name for f in tmp_path.iterdir()} - {"notes.txt"}
+    assert len(beside) == 1 and re.fullmatch(r"\.model\.safetensors\.\w{8}\.tmp", beside.pop())
+    remove_stale_temps(target)
+    assert [f.name for f in tmp_path.iterdir()] == ["notes.txt"]
+
+
 def test_a_folder_in_the_way_is_named_before_writing(tmp_path):
     (tmp_path / "out.png").mkdir()
     with pytest.raises(OutputError, match="out.png is a folder"):
