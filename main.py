@@ -1,6 +1,7 @@
 """Nibble Studio entry point: ``python main.py`` opens the app; sub-commands run the engine headless.
 
     python main.py quantize SRC --out OUT.safetensors [--method ...] [--precision ...] [--rank 32] [--overwrite]
+                                                  [--base PIPELINE]   (SRC a single-file checkpoint)
     python main.py generate "PROMPT" [--model NAME_OR_PATH] [--out FILE.png] [--seed S] ...
     python main.py inspect FILE.safetensors
     python main.py bench kernels [--out DIR]          (on a CUDA GPU)
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     q = sub.add_parser("quantize", help="quantize a diffusers pipeline into an SVDQ .safetensors file")
-    q.add_argument("src", help="diffusers pipeline folder or library model name")
+    q.add_argument("src", help="diffusers pipeline folder, library model name, or single-file FLUX.1 checkpoint "
+                   "(BFL or ComfyUI layout; needs --base)")
     q.add_argument("--out", required=True, type=Path, help="output .safetensors file")
     q.add_argument("--method", default="svdquant", choices=["svdquant", "naive", "smoothquant", "svd", "lorc", "nf4"])
     q.add_argument("--precision", default="int4", choices=["int4", "nvfp4", "fp4", "int8"])
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-steps", type=int, default=None, help="denoising steps per calibration prompt")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--overwrite", action="store_true", help="replace OUT when it exists already")
+    q.add_argument("--base", help="for a single-file SRC: the diffusers FLUX.1 pipeline (folder or library name) "
+                   "whose text encoders, tokenizers and scheduler calibrate it")
     q.add_argument("--per-layer-smoothing", action="store_true",
                    help="smooth every linear on its own (default: Q/K/V share one vector, so they run as one GEMM)")
 
@@ -91,7 +95,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     cfg = QuantizeConfig(
         method=args.method, precision=args.precision, rank=args.rank,
         calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
-        shared_smoothing=not args.per_layer_smoothing,
+        shared_smoothing=not args.per_layer_smoothing, base=args.base,
     )  # fmt: skip
 
     def show(ev) -> None:

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def named_few(names: list[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``names`` for a message, then how many more: "a, b, c and 4 more"."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 class UserError(Exception):
     """A problem with the user's input (file, model, settings); ``hint`` says what to try."""
 

@@ -17,6 +17,7 @@ from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, quantize_model, quantize_model_in_memory
 from gpu.streaming.engine import parts_dir
+from tests.bfl_files import save_bfl_transformer
 
 DEMO = resources_dir() / "models" / "demo"
 CPU = torch.device("cpu")
@@ -222,6 +223,81 @@ def test_a_parts_path_that_is_not_ours_is_never_deleted(tmp_path, capsys, kind):
     assert capsys.readouterr().err.startswith(words)
     assert (parts.read_bytes() if kind == "file" else (parts / "notes.txt").read_bytes()) == b"the user's"
     assert not out.exists()
+
+
+# -- single-file checkpoints (BFL's flux1-dev.safetensors layout, ComfyUI's all-in-one files) --------------------
+def test_a_single_file_checkpoint_quantizes_to_the_same_model_as_its_pipeline_folder(streamed, tmp_path, capsys):
+    """From the CLI a single-file checkpoint ended in an AssertionError: it has no text encoders, and the
+    quantize command had no --base to name a pipeline that has them."""
+    from main import main
+
+
+    single = save_bfl_transformer(DEMO, tmp_path / "flux-demo.safetensors")
+    out = tmp_path / "q.safetensors"
+    args = ["quantize", str(single), "--out", str(out), "--calib-prompts", "2", "--calib-steps", "3", "--rank", "32"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: flux-demo.safetensors is a single-file checkpoint: it has no text encoders to "
+                          "calibrate with (add --base PIPELINE")  # fmt: skip
+    assert not out.exists() and not parts_dir(out).exists()
+    quantize_model(single, out, _cfg(base=str(DEMO)), library=ModelLibrary(tmp_path / "lib"), device=CPU)
+    _same(out, streamed)  # the same weights, encoders and settings: the same bits
+    assert read_checkpoint_meta(out).base_model["path"] == str(DEMO)  # generation takes the encoders and VAE there
+
+
+def test_comfyui_all_in_one_files_are_read_under_their_prefix(tmp_path):
+    from gpu.streaming.source import bfl_file_source, diffusers_folder_source
+
+
+    vae = {"first_stage_model.decoder.conv_in.weight": torch.ones(4, 4)}  # beside the transformer: ignored
+    single = save_bfl_transformer(DEMO, tmp_path / "all-in-one.safetensors", "model.diffusion_model.", vae)
+    ours, ref = bfl_file_source(single).tensors(""), diffusers_folder_source(DEMO).tensors("")
+    assert ours.keys() == ref.keys() and all(torch.equal(ours[k], ref[k]) for k in ref)
+
+
+def test_a_single_file_checkpoint_given_as_a_model_says_to_quantize_it(tmp_path, capsys):
+    """It was called "not an SVDQ checkpoint; plain safetensors weights ... are not quantized models", which
+    did not say what the file is or what to do with it."""
+    from main import main
+
+
+    single = save_bfl_transformer(DEMO, tmp_path / "flux1-dev.safetensors")
+    for command in (["generate", "a cat", "--model", str(single), "--out", str(tmp_path / "x.png")],
+                    ["inspect", str(single)]):  # fmt: skip
+        assert main(command) == 2
+        assert capsys.readouterr().err == ("error: flux1-dev.safetensors: a single-file FLUX.1 checkpoint (16-bit or "
+                                           "FP8), not a quantized model (quantize it first: python main.py quantize "
+                                           "FILE --base PIPELINE --out OUT.safetensors, where PIPELINE is a diffusers "
+                                           "FLUX.1 folder supplying the text encoders)\n")  # fmt: skip
+
+
+def test_single_file_problems_are_named_before_any_work(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from gpu.errors import BadRequestError
+
+
+    single = save_bfl_transformer(DEMO, tmp_path / "flux-demo.safetensors")
+    lib = ModelLibrary(tmp_path / "lib")
+    out = tmp_path / "q.safetensors"
+    wrong = tmp_path / "wrong"  # a pipeline whose text encoder width the checkpoint does not take
+    shutil.copytree(DEMO, wrong)
+    cfg = json.loads((wrong / "transformer" / "config.json").read_text())
+    (wrong / "transformer" / "config.json").write_text(json.dumps({**cfg, "joint_attention_dim": 4096}))
+    with pytest.raises(ModelLoadError, match="flux-demo.safetensors does not fit --base wrong: joint_attention_dim "
+                                             "128 vs 4096"):  # fmt: skip
+        quantize_model(single, out, _cfg(base=str(wrong)), library=lib, device=CPU)
+    with pytest.raises(BadRequestError, match="--base is for single-file checkpoints"):
+        quantize_model(DEMO, out, _cfg(base=str(DEMO)), library=lib, device=CPU)
+    partial = load_file(single)
+    del partial["double_blocks.1.img_attn.proj.weight"]  # an incomplete download or another variant
+    save_file(partial, str(single))
+    with pytest.raises(ModelLoadError, match="the transformer lacks 1 tensors .transformer_blocks.1.attn.to_out.0"):
+        quantize_model(single, out, _cfg(base=str(DEMO)), library=lib, device=CPU)
+    save_file({**partial, "double_blocks.0.img_attn.qkv.scale_weight": torch.ones(1)}, str(single))  # scaled FP8
+    with pytest.raises(ModelLoadError, match="tensors a FLUX.1 transformer does not have: double_blocks.0.img_attn"):
+        quantize_model(single, out, _cfg(base=str(DEMO)), library=lib, device=CPU)
+    assert not out.exists() and not parts_dir(out).exists()
 
 
 def _after_calls(n: int):

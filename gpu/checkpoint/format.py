@@ -30,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gpu.atomic import atomic_path
+from gpu.bfl_layout import QUANTIZE_FIRST, bfl_prefix
 from gpu.errors import CheckpointError
 from gpu.safetensors_header import read_safetensors_header
 from gpu.version import __version__
@@ -108,6 +109,9 @@ def read_checkpoint_meta(path: Path | str) -> CheckpointMeta:
 
 def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
     raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    if raw is None and bfl_prefix(header) is not None:
+        raise CheckpointError(f"{name}: a single-file FLUX.1 checkpoint (16-bit or FP8), not a quantized model",
+                              hint=QUANTIZE_FIRST)  # fmt: skip
     if raw is None:
         raise CheckpointError(
             f"{name}: not an SVDQ checkpoint (no '{METADATA_KEY}' metadata); "

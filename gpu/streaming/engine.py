@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from gpu.adapters import adapter_named
 from gpu.atomic import atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
 from gpu.checkpoint.format import file_sha256, load_checkpoint, save_checkpoint
-from gpu.errors import Cancelled, ModelLoadError, OutputError
+from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputError, named_few
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS
@@ -125,6 +125,10 @@ def quantize_model(
             raise Cancelled()
 
     src, base_entry, entry_for_record, storage_dtype = _open_source(source, library, config)
+    if base_entry is None and samples_override is None:
+        raise BadRequestError(f"{Path(str(source)).name} is a single-file checkpoint: it has no text encoders to "
+                              "calibrate with", "add --base PIPELINE, a diffusers FLUX.1 folder or library "
+                              "model whose text encoders and tokenizers to use, e.g. FLUX.1-dev")  # fmt: skip
     adapter = adapter_named("flux")
     for kind in ("transformer_blocks", "single_transformer_blocks"):  # before any calibration or file
         check_rank_fits(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)), config)
@@ -281,13 +285,38 @@ def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
     """-> (weight source, entry supplying text encoders/defaults or None, name to record, storage dtype)."""
     path = Path(str(source)).expanduser()
     if path.is_file() and is_bfl_file(path):
-        base = library.resolve(config.base) if config.base else None
-        return bfl_file_source(path), base, path.stem, torch.bfloat16
+        src = bfl_file_source(path)
+        base = _base_for_single_file(path, src, library, config.base) if config.base else None
+        return src, base, path.stem, torch.bfloat16
+    if config.base:
+        raise BadRequestError(f"--base is for single-file checkpoints; {source} brings its own text encoders",
+                              "leave out --base")  # fmt: skip
     entry: ModelEntry = library.resolve(str(source))
     if entry.facts is None or entry.facts.kind != "diffusers":
-        raise ModelLoadError(f"{entry.name}: only a 16-bit diffusers pipeline folder can be quantized")
+        raise ModelLoadError(f"{entry.name}: only a 16-bit diffusers pipeline folder can be quantized",
+                             QUANTIZE_SOURCES)  # fmt: skip
     storage = torch.float16 if entry.facts.precision == "fp16" else torch.bfloat16
     return diffusers_folder_source(entry.path), entry, entry.name, storage
+
+
+QUANTIZE_SOURCES = "give a diffusers FLUX.1 folder, or a single-file FLUX.1 checkpoint with --base"
+
+# Transformer settings the base pipeline's text encoders and latents must agree with.
+_BASE_MUST_MATCH = ("joint_attention_dim", "pooled_projection_dim", "in_channels")
+
+
+def _base_for_single_file(path: Path, src: WeightSource, library: ModelLibrary, base: str) -> ModelEntry:
+    """The diffusers pipeline whose text encoders, tokenizers, scheduler and defaults calibrate ``path``."""
+    entry = library.resolve(base)
+    if entry.facts is None or entry.facts.kind != "diffusers":
+        raise ModelLoadError(f"--base {base}: not a diffusers pipeline folder", "give the folder of a FLUX.1 "
+                             "pipeline (with text_encoder, text_encoder_2, tokenizers and scheduler)")  # fmt: skip
+    cfg = json.loads((entry.path / "transformer" / "config.json").read_text())
+    differs = [f"{k} {src.config[k]} vs {cfg.get(k)}" for k in _BASE_MUST_MATCH if cfg.get(k) != src.config[k]]
+    if differs:
+        raise ModelLoadError(f"{path.name} does not fit --base {entry.name}: {', '.join(differs)}",
+                             "give the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip
+    return entry
 
 
 def _prefixed(block: torch.nn.Module, kind: str, index: int = 0) -> torch.nn.Module:
@@ -366,9 +395,10 @@ def _what_differs(manifest: dict, settings: dict) -> str:
     return ", ".join(named) or "unknown settings"
 
 
-# Everything the engine writes into a parts folder, including the temp files a kill leaves: atomic_path's
-# (".<name>.<random>.tmp") and safetensors' own (save_file writes ".tmp<6 random>" beside its target, then
-# renames it). Anything else is the user's and must not be deleted with the folder.
+# Everything the engine writes into a parts folder, including what a kill leaves: atomic_path's private temp
+# folders (".<name>.<random>.tmp"), and from earlier versions its temp files of that name and safetensors' own
+# ".tmp<6 random>" (save_file's scratch, now inside those folders). Anything else is the user's and must not
+# be deleted with the folder.
 _OWN_PARTS_ENTRY = re.compile(r"^(\.?(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors|act\d?)"
                               r"(\.\w+\.tmp)?|\.tmp\w{6})$")  # fmt: skip
 
@@ -383,8 +413,7 @@ def _check_parts_folder(parts: Path) -> None:
         with output_errors(parts):
             foreign = sorted(p.name for p in parts.iterdir() if not _OWN_PARTS_ENTRY.match(p.name))
         if foreign:
-            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-            raise OutputError(f"{parts} holds files the quantizer did not write ({', '.join(foreign[:3])}{more}); "
+            raise OutputError(f"{parts} holds files the quantizer did not write ({named_few(foreign)}); "
                               "it would delete them with its parts folder",
                               "move them elsewhere, or choose another --out")  # fmt: skip
 

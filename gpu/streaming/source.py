@@ -3,8 +3,9 @@
 Two layouts are read (never ``torch.load``; every tensor comes from ``safetensors.safe_open``):
 
 * a diffusers folder: ``transformer/*.safetensors`` (sharded or not), diffusers key names;
-* a single-file BFL checkpoint as distributed (``flux1-dev.safetensors``), BFL key names, mapped to
-  diffusers names by ``bfl_to_diffusers`` below.
+* a single-file BFL checkpoint as distributed (``flux1-dev.safetensors``), BFL key names (bare, or under
+  ComfyUI's ``model.diffusion_model.``: ``gpu.bfl_layout``), mapped to diffusers names by ``bfl_to_diffusers``
+  below.
 
 BFL -> diffusers mapping (D = hidden size, M = MLP width; ``w``/``b`` = weight/bias):
 
@@ -39,6 +40,10 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from gpu.bfl_layout import bfl_prefix
+from gpu.errors import CheckpointError, ModelLoadError, named_few
+from gpu.safetensors_header import read_safetensors_header
+
 Getter = Callable[[], torch.Tensor]
 
 
@@ -54,6 +59,11 @@ class WeightSource:
             model = FluxTransformer2DModel.from_config(raw_config)
         self.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.config).items()
                        if not k.startswith("_")}  # fmt: skip
+        missing = sorted(set(model.state_dict()) - set(getters))
+        if missing:  # else a block's strict load fails hours into a run, with a PyTorch traceback
+            raise ModelLoadError(f"{', '.join(f.name for f in files)}: the transformer lacks {len(missing)} "
+                                 f"tensors ({named_few(missing)})",
+                                 "the file is incomplete or another model")  # fmt: skip
         self.n_double = int(self.config["num_layers"])
         self.n_single = int(self.config["num_single_layers"])
 
@@ -93,14 +103,14 @@ def diffusers_folder_source(folder: Path) -> WeightSource:
 
 
 def is_bfl_file(path: Path) -> bool:
+    """``path`` is a ``.safetensors`` file holding a BFL-layout FLUX transformer (``gpu.bfl_layout``)."""
     if path.suffix != ".safetensors" or not path.is_file():
         return False
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as h:
-            keys = set(h.keys())
-    except Exception:  # unreadable: let the library report it in plain words  # noqa: BLE001
+        _, header = read_safetensors_header(path)
+    except CheckpointError:  # unreadable or damaged: let the library report it in plain words
         return False
-    return "img_in.weight" in keys and any(k.startswith("double_blocks.") for k in keys)
+    return bfl_prefix(header) is not None
 
 
 def _rows(a: int, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -178,14 +188,26 @@ def bfl_to_diffusers(keys: set[str], shapes: dict[str, list[int]]) -> tuple[dict
 
 
 def bfl_file_source(path: Path) -> WeightSource:
-    with safe_open(str(path), framework="pt", device="cpu") as h:
-        keys = set(h.keys())
-        shapes = {k: list(h.get_slice(k).get_shape()) for k in keys}
-    mapping, raw = bfl_to_diffusers(keys, shapes)
+    """The BFL-layout transformer in ``path`` (bare, or under ComfyUI's prefix beside a VAE and text encoders,
+    which are ignored), read lazily under diffusers names. ModelLoadError for a variant with other tensors."""
+    _, header = read_safetensors_header(path)
+    prefix = bfl_prefix(header)
+    if prefix is None:
+        raise ModelLoadError(f"{path.name}: not a single-file FLUX.1 checkpoint (no img_in / double_blocks tensors)")
+    shapes = {k[len(prefix):]: list(v["shape"]) for k, v in header.items()
+              if k != "__metadata__" and k.startswith(prefix)}  # fmt: skip
+    keys = set(shapes)
+    try:
+        mapping, raw = bfl_to_diffusers(keys, shapes)
+    except (KeyError, IndexError, ValueError) as err:  # a tensor the layout needs is absent, or of another shape
+        raise ModelLoadError(f"{path.name}: not a complete FLUX.1 transformer ({err!r} is missing or malformed)",
+                             "the file is incomplete or another model") from None  # fmt: skip
     unmapped = keys - {src for src, _ in mapping.values()}
     if unmapped:
-        raise ValueError(f"{path.name}: unknown tensors in the BFL checkpoint: {sorted(unmapped)[:5]}")
-    getters = {dst: _file_getter(path, src, tf) for dst, (src, tf) in mapping.items()}
+        raise ModelLoadError(f"{path.name}: tensors a FLUX.1 transformer does not have: "
+                             f"{named_few(sorted(unmapped))}",
+                             "a FLUX variant or a scaled-FP8 file; use the 16-bit checkpoint")  # fmt: skip
+    getters = {dst: _file_getter(path, prefix + src, tf) for dst, (src, tf) in mapping.items()}
     return WeightSource([path], getters, raw)
 
 
