@@ -8,7 +8,14 @@ encoders' tensors (which the quantizer ignores)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpu.errors import CheckpointError, ModelLoadError, named_few
+from gpu.safetensors_header import read_safetensors_header
 
 # Where the transformer's BFL names may sit in a file, most specific first.
 PREFIXES = ("model.diffusion_model.", "")
@@ -25,3 +32,126 @@ def bfl_prefix(keys: Iterable[str]) -> str | None:
 
 QUANTIZE_FIRST = ("quantize it first: python main.py quantize FILE --base PIPELINE --out OUT.safetensors, where "
                   "PIPELINE is a diffusers FLUX.1 folder supplying the text encoders")  # fmt: skip
+
+
+# The transformer settings a base pipeline's text encoders and latents must agree with; the quantizer
+# (gpu.streaming.engine._BASE_MUST_MATCH) refuses a base that differs in any of them.
+BASE_MUST_MATCH = ("joint_attention_dim", "pooled_projection_dim", "in_channels")
+
+SVDQ_METADATA_KEY = "svdq"  # gpu.checkpoint.format.METADATA_KEY, named here without importing torch
+
+
+@dataclass(frozen=True)
+class SingleFileFacts:
+    """What the header of a single-file FLUX.1 checkpoint says, read without torch."""
+
+    path: Path
+    layout: str  # "bfl" (BFL's own names) or "comfyui" (under model.diffusion_model., beside VAE/encoders)
+    config: dict[str, Any]  # the FluxTransformer2DModel settings its shapes imply (BASE_MUST_MATCH and more)
+    params: int  # the transformer's parameter count (a ComfyUI file's VAE and encoders not included)
+    dtype: str  # the transformer's dominant dtype as stored, e.g. "BF16", "F8_E4M3"
+
+    @property
+    def summary(self) -> str:
+        where = "ComfyUI all-in-one file" if self.layout == "comfyui" else "Black Forest Labs layout"
+        variant = "with guidance (FLUX.1-dev style)" if self.config["guidance_embeds"] else "without guidance " \
+            "(FLUX.1-schnell style)"  # fmt: skip
+        size = f"{self.params / 1e9:.1f} B" if self.params >= 1e9 else f"{self.params / 1e6:.1f} M"
+        return (f"Single-file FLUX.1 checkpoint ({where}), {size} parameters in "
+                f"{self.dtype}, {self.config['num_layers']} double and {self.config['num_single_layers']} "
+                f"single blocks, {variant}")  # fmt: skip
+
+
+def inspect_single_file(path: Path | str) -> SingleFileFacts:
+    """The facts of the single-file FLUX.1 checkpoint at ``path``, from its header alone (milliseconds, no
+    torch: the app calls it on the GUI thread the moment a file is picked). Anything else raises
+    ModelLoadError saying what the file is instead (a LoRA, an SVDQ model, an SDXL checkpoint, ...), so the
+    user learns it before a run, not from a failure minutes into one. Completeness (every tensor present, no
+    scaled-FP8 extras) is the engine's own check (``gpu.streaming.source.bfl_file_source``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".ckpt", ".pt", ".pth", ".bin"):
+        raise ModelLoadError(f"{path.name}: a pickle file, which is never loaded (it can run code)",
+                             "use the .safetensors version of the model")  # fmt: skip
+    if suffix == ".gguf":
+        raise ModelLoadError(f"{path.name}: a GGUF file (already quantized for ComfyUI-GGUF)",
+                             "use the 16-bit .safetensors version of the model")  # fmt: skip
+    if suffix != ".safetensors":
+        raise ModelLoadError(f"{path.name}: not a .safetensors file")
+    if path.suffix != ".safetensors":  # the quantizer recognises single files by this exact suffix
+        raise ModelLoadError(f"{path.name}: the name must end in .safetensors, in lower case",
+                             f"rename it to {path.stem}.safetensors")  # fmt: skip
+    try:
+        _, header = read_safetensors_header(path)
+    except CheckpointError as err:
+        raise ModelLoadError(str(err), err.hint) from None
+    meta = header.get("__metadata__") or {}
+    keys = [k for k in header if k != "__metadata__"]
+    prefix = bfl_prefix(keys)
+    if prefix is None or SVDQ_METADATA_KEY in meta:
+        raise ModelLoadError(f"{path.name}: {_what_else(keys, meta)}", _hint_for_other(keys, meta))
+    shapes = {k[len(prefix):]: list(v["shape"]) for k, v in header.items()
+              if k != "__metadata__" and k.startswith(prefix)}  # fmt: skip
+    config = _implied_config(path.name, shapes)
+    counts: dict[str, int] = {}
+    for k in shapes:
+        entry = header[prefix + k]
+        n = math.prod(entry["shape"])
+        counts[entry["dtype"]] = counts.get(entry["dtype"], 0) + n
+    dtype = max(counts, key=lambda d: counts[d]) if counts else "?"
+    return SingleFileFacts(path, "comfyui" if prefix else "bfl", config, sum(counts.values()), dtype)
+
+
+def base_misfit(facts: SingleFileFacts, base_transformer_config: dict[str, Any]) -> list[str]:
+    """How a base pipeline's transformer config differs from the file in what the base must supply (text
+    embeddings of the right widths, latents of the right channels); empty when it fits."""
+    return [f"{k} {facts.config[k]} vs {base_transformer_config.get(k)}" for k in BASE_MUST_MATCH
+            if base_transformer_config.get(k) != facts.config[k]]  # fmt: skip
+
+
+def _implied_config(name: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
+    """The settings ``gpu.streaming.source.bfl_to_diffusers`` infers from the same shapes."""
+    try:
+        doubles = {int(k.split(".")[1]) for k in shapes if k.startswith("double_blocks.")}
+        singles = {int(k.split(".")[1]) for k in shapes if k.startswith("single_blocks.")}
+        return {
+            "in_channels": shapes["img_in.weight"][1],
+            "joint_attention_dim": shapes["txt_in.weight"][1],
+            "pooled_projection_dim": shapes["vector_in.in_layer.weight"][1],
+            "guidance_embeds": "guidance_in.in_layer.weight" in shapes,
+            "num_layers": 1 + max(doubles),
+            "num_single_layers": 1 + max(singles) if singles else 0,
+        }
+    except (KeyError, IndexError, ValueError) as err:  # a tensor every FLUX.1 has is absent or malformed
+        raise ModelLoadError(f"{name}: not a complete FLUX.1 transformer ({err} is missing or malformed)",
+                             "the file is incomplete or another model") from None  # fmt: skip
+
+
+def _what_else(keys: list[str], meta: dict[str, str]) -> str:
+    """What a .safetensors file that is no single-file FLUX.1 checkpoint holds, from its tensor names."""
+    if SVDQ_METADATA_KEY in meta:
+        return "already a quantized (SVDQ) model"
+    if any("lora_" in k or ".lora." in k for k in keys):
+        return "a LoRA, not a model"
+    if any(k.startswith("transformer_blocks.") for k in keys):
+        return "a FLUX transformer in diffusers layout (the transformer/ part of a pipeline folder)"
+    if any(".input_blocks." in k or k.startswith("input_blocks.") for k in keys):
+        return "a Stable Diffusion 1.x/2.x or SDXL checkpoint (UNet), not FLUX.1"
+    if any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in keys):
+        return "a Stable Diffusion 3 checkpoint, not FLUX.1"
+    if keys and all(k.startswith(("encoder.", "decoder.", "quant_conv", "post_quant_conv")) for k in keys):
+        return "a VAE, not a FLUX.1 transformer"
+    if any(k.startswith(("encoder.block.", "shared.", "text_model.", "embeddings.", "encoder.layers.")) for k in keys):
+        return "a text encoder, not a FLUX.1 transformer"
+    few = named_few(sorted(keys)) if keys else "no tensors"
+    return f"not a FLUX.1 checkpoint: no img_in / double_blocks tensors ({few})"
+
+
+def _hint_for_other(keys: list[str], meta: dict[str, str]) -> str:
+    if SVDQ_METADATA_KEY in meta:
+        return "add it to the library as it is (Models panel); only a 16-bit model can be quantized"
+    if any("lora_" in k or ".lora." in k for k in keys):
+        return "use it in the LoRA panel with a FLUX.1 model"
+    if any(k.startswith("transformer_blocks.") for k in keys):
+        return "pick the whole pipeline folder (the one with model_index.json) instead"
+    return "pick a FLUX.1 transformer: a flux1-dev-style .safetensors file or a ComfyUI FLUX.1 checkpoint"

@@ -1,0 +1,74 @@
+"""``gpu.bfl_layout.inspect_single_file``: what a picked .safetensors file is, from its header alone (the
+quantize wizard calls it on the GUI thread, so it must not import torch)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from gpu.bfl_layout import base_misfit, inspect_single_file
+from gpu.errors import ModelLoadError
+from gpu.paths import resources_dir
+from tests.bfl_files import save_bfl_transformer
+
+DEMO = resources_dir() / "models" / "demo"
+
+
+def test_flux_single_files_are_described_in_both_layouts(tmp_path):
+    bfl = inspect_single_file(save_bfl_transformer(DEMO, tmp_path / "a.safetensors"))
+    vae = {"first_stage_model.decoder.conv_in.weight": torch.ones(4, 4)}  # ComfyUI's VAE beside it: not counted
+    comfy = inspect_single_file(save_bfl_transformer(DEMO, tmp_path / "b.safetensors", "model.diffusion_model.", vae))
+    assert (bfl.layout, comfy.layout) == ("bfl", "comfyui")
+    assert bfl.config == comfy.config == {"in_channels": 64, "joint_attention_dim": 128, "pooled_projection_dim": 128,
+                                          "guidance_embeds": False, "num_layers": 2, "num_single_layers": 4}
+    assert bfl.params == comfy.params and bfl.dtype == "BF16"
+    assert "ComfyUI" in comfy.summary and "2 double and 4 single blocks" in bfl.summary
+    demo_cfg = json.loads((DEMO / "transformer" / "config.json").read_bytes())
+    assert base_misfit(bfl, demo_cfg) == []
+    assert base_misfit(bfl, {**demo_cfg, "joint_attention_dim": 4096}) == ["joint_attention_dim 128 vs 4096"]
+
+
+@pytest.mark.parametrize(("name", "tensors", "says"), [
+    ("lora.safetensors", {"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": 1}, "a LoRA"),
+    ("sdxl.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": 1}, "SDXL checkpoint"),
+    ("sd3.safetensors", {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": 1}, "Stable Diffusion 3"),
+    ("vae.safetensors", {"decoder.conv_in.weight": 1, "encoder.conv_in.weight": 1}, "a VAE"),
+    ("t.safetensors", {"transformer_blocks.0.attn.to_q.weight": 1}, "diffusers layout"),
+    ("x.safetensors", {"foo.weight": 1}, r"not a FLUX.1 checkpoint: no img_in / double_blocks tensors \(foo.weight\)"),
+    ("x.SAFETENSORS", {"img_in.weight": 1, "double_blocks.0.x": 1}, "must end in .safetensors, in lower case"),
+])  # fmt: skip
+def test_other_files_are_named(tmp_path, name, tensors, says):
+    path = tmp_path / name
+    save_file({k: torch.ones(v) for k, v in tensors.items()}, str(path))
+    with pytest.raises(ModelLoadError, match=says):
+        inspect_single_file(path)
+
+
+def test_quantized_pickled_truncated_and_incomplete_files_are_named(tmp_path):
+    with pytest.raises(ModelLoadError, match="already a quantized .SVDQ. model"):
+        inspect_single_file(resources_dir() / "models" / "demo-int4.safetensors")
+    (tmp_path / "m.ckpt").write_bytes(b"pickle")
+    with pytest.raises(ModelLoadError, match="a pickle file, which is never loaded"):
+        inspect_single_file(tmp_path / "m.ckpt")
+    single = save_bfl_transformer(DEMO, tmp_path / "f.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(single.read_bytes()[:-100])  # an interrupted download
+    with pytest.raises(ModelLoadError, match="truncated"):
+        inspect_single_file(cut)
+    save_file({"img_in.weight": torch.ones(4, 64), "double_blocks.0.img_mod.lin.weight": torch.ones(4, 4)},
+              str(single))  # fmt: skip
+    with pytest.raises(ModelLoadError, match="not a complete FLUX.1 transformer .'txt_in.weight' is missing"):
+        inspect_single_file(single)
+
+
+def test_inspecting_imports_no_torch(tmp_path):
+    single = save_bfl_transformer(DEMO, tmp_path / "f.safetensors")
+    code = (f"import sys; from gpu.bfl_layout import inspect_single_file; inspect_single_file({str(single)!r}); "
+            "assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
