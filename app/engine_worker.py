@@ -109,6 +109,7 @@ class EngineWorker(QObject):
         except Exception:  # a broken driver must not stop the app; the panel shows "no GPU"
             log.exception("GPU detection failed")
             gpu = None
+        log.info("GPU: %s", gpu or "none usable (CPU only)")  # a problem report's first question
         return EngineStatus(gpu=gpu, entries=list(self._library.entries()))
 
     @Slot()
@@ -117,8 +118,7 @@ class EngineWorker(QObject):
             self._ensure_service()
             self.ready.emit(self._status())
         except BaseException as exc:
-            log.exception("engine start-up failed")
-            self.failed.emit(0, classify(exc))
+            self._fail(exc, "engine start-up failed")
 
     @Slot()
     def refresh_status(self) -> None:
@@ -129,7 +129,7 @@ class EngineWorker(QObject):
         try:
             self.model_described.emit(self._ensure_service().describe(model))
         except BaseException as exc:
-            self.failed.emit(0, classify(exc))
+            self._fail(exc)
 
     @Slot(str)
     def add_model(self, path: str) -> None:
@@ -139,7 +139,7 @@ class EngineWorker(QObject):
             self.library_changed.emit(list(self._library.entries()))
             self.describe(entry.name)
         except BaseException as exc:
-            self.failed.emit(0, classify(exc))
+            self._fail(exc)
 
     @Slot(str)
     def remove_model(self, name: str) -> None:
@@ -151,7 +151,7 @@ class EngineWorker(QObject):
             self._library.remove(name)
             self.library_changed.emit(list(self._library.entries()))
         except BaseException as exc:
-            self.failed.emit(0, classify(exc))
+            self._fail(exc)
 
     @Slot()
     def unload(self) -> None:
@@ -160,7 +160,17 @@ class EngineWorker(QObject):
                 self._service.unload()
             self._loaded = None
         except BaseException as exc:
-            self.failed.emit(0, classify(exc))
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException, what: str = "engine request failed") -> None:
+        """Logs ``exc`` (with its traceback unless it is the user's error: the log file is all a windowed app's
+        user can send) and reports it to the GUI as a ``failed`` signal with job id 0."""
+        error = classify(exc)
+        if error.kind == "user":  # a wrong file or a missing model: the message says it all
+            log.warning("%s: %s", what, error.message)
+        else:
+            log.error(what, exc_info=exc)
+        self.failed.emit(0, error)
 
     # ---- generation ---------------------------------------------------------------------------------------
 

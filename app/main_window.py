@@ -11,10 +11,11 @@ import logging
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
 
+from app.app_log import current_log_file, install_exception_hooks, log_startup_facts, start_file_log, stop_file_log
 from app.controller import AppController
 from app.data_dir import DataDir, resolve_data_dir
 from app.engine_errors import EngineError
@@ -35,12 +36,14 @@ log = logging.getLogger(__name__)
 
 class MainWindow(QMainWindow):
     def __init__(self, data: DataDir, settings: Settings | None = None) -> None:
+        """``data``'s log file is the one this process writes to (``app.app_log.start_file_log``), if any."""
         lock = lock_data_dir(data)  # raises AlreadyRunning before anything in the folder is read or repaired
         super().__init__()
         self._lock = lock
         self.setObjectName("mainWindow")
         self.setWindowTitle("Nibble Studio")
         self.data = data
+        self.log_file = current_log_file()
         settings_notices: list[str] = []
         self.settings = settings or load_settings(data.settings, settings_notices)
         self.controller = AppController(data, self.settings)
@@ -99,6 +102,22 @@ class MainWindow(QMainWindow):
             view.addAction(dock.toggleViewAction())
         run = self.menuBar().addMenu("&Generate")
         run.addActions([generate, cancel])
+        help_menu = self.menuBar().addMenu("&Help")
+        self.log_folder_action = help_menu.addAction("Open log folder", self.open_log_folder)
+        # The path itself, for a user asked "send us the log" (and why there is none when it could not be opened).
+        where = (f"The log file is {self.log_file}" if self.log_file
+                 else "No log file could be opened in the data folder")
+        self.log_folder_action.setStatusTip(where)
+        self.log_folder_action.setToolTip(where)
+        self.log_folder_action.setEnabled(self.log_file is not None)
+        help_menu.addAction("Open data folder", lambda: self._open_folder(self.data.root))
+
+    def open_log_folder(self) -> None:
+        if self.log_file is not None:
+            self._open_folder(self.log_file.parent)
+
+    def _open_folder(self, folder: Path) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     def _restore_layout(self) -> None:
         if self.settings.window_geometry:
@@ -121,7 +140,10 @@ class MainWindow(QMainWindow):
                                     " ".join(n.hint for n in self.notices if n.hint)))
 
     def show_error(self, error: EngineError) -> None:
-        self.error_dialog = show_error(self, error)
+        """The dialog, and the same words in the log (a user's report then has what they saw, in order)."""
+        level = logging.INFO if error.kind == "notice" else logging.WARNING
+        log.log(level, "shown to the user (%s): %s %s", error.kind, error.message, error.hint)
+        self.error_dialog = show_error(self, error, self.log_file)
 
     def _restored(self, names: list[str]) -> None:
         self.statusBar().showMessage(f"Restored: {', '.join(names) or 'nothing'}", 8000)
@@ -153,7 +175,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run_app(argv: list[str], data_dir: Path | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """The desktop app; returns its exit code. Logs go to stderr when there is one (not in the windowed
+    executable) and to the data folder's log file (``app.app_log``) when it can be opened."""
+    if sys.stderr is not None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        logging.getLogger().setLevel(logging.INFO)
+    install_exception_hooks()
     if data_dir is None:
         data_dir = parse_args(argv).data_dir
     app = QApplication.instance() or QApplication(argv)
@@ -172,17 +200,23 @@ def run_app(argv: list[str], data_dir: Path | None = None) -> int:
                                      f"{exc.strerror or exc}.",
                                      "Start Nibble Studio with a writable data folder (--data-dir PATH)."))
         return 1
+    start_file_log(data.root)  # before the lock: a second instance's "already running" is logged too
+    log_startup_facts(data.root)
     try:
-        window = MainWindow(data)
-    except StoreUnavailable as exc:
-        log.error("cannot start: %s", exc)
-        show_fatal_error(exc.as_error())
-        return 1
-    window.show()
-    QTimer.singleShot(0, window.start)
-    code = app.exec()
-    exit_now_if_threads_run(code)
-    return code
+        try:
+            window = MainWindow(data)
+        except StoreUnavailable as exc:
+            log.error("cannot start: %s", exc)
+            show_fatal_error(exc.as_error(), current_log_file())
+            return 1
+        window.show()
+        QTimer.singleShot(0, window.start)
+        code = app.exec()
+        log.info("Nibble Studio exits (code %d)", code)
+        exit_now_if_threads_run(code)
+        return code
+    finally:  # closed when run_app returns (tests call it in-process, the next start opens its own)
+        stop_file_log()
 
 
 if __name__ == "__main__":

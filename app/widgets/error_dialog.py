@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from app.engine_errors import EngineError
@@ -11,7 +13,8 @@ _TITLES = {"user": "Can't do that", "oom": "Out of memory", "internal": "Somethi
 _ICONS = {"internal": QMessageBox.Icon.Critical, "notice": QMessageBox.Icon.Information}
 
 
-def _box(parent: QWidget | None, error: EngineError, title: str | None = None) -> QMessageBox:
+def _box(parent: QWidget | None, error: EngineError, title: str | None = None,
+         log_file: Path | None = None) -> QMessageBox:
     box = QMessageBox(parent)
     box.setObjectName("errorDialog")
     box.setIcon(_ICONS.get(error.kind, QMessageBox.Icon.Warning))
@@ -19,16 +22,20 @@ def _box(parent: QWidget | None, error: EngineError, title: str | None = None) -
     box.setText(error.message)
     if error.hint:
         box.setInformativeText(error.hint)
+    if log_file is not None and error.kind != "notice":  # what to send with a problem report, and where it is
+        box.setDetailedText(f"{error.message}\n\nThe log file {log_file} has the details (tracebacks included); "
+                            "send it with a problem report.")
     box.setStandardButtons(QMessageBox.StandardButton.Ok)
     return box
 
 
-def show_error(parent: QWidget, error: EngineError) -> QMessageBox:
-    box = _box(parent, error)
+def show_error(parent: QWidget, error: EngineError, log_file: Path | None = None) -> QMessageBox:
+    """Opens the dialog without blocking; for an error (not a notice) its details name ``log_file`` if given."""
+    box = _box(parent, error, log_file=log_file)
     box.open()
     return box
 
 
-def show_fatal_error(error: EngineError) -> None:
+def show_fatal_error(error: EngineError, log_file: Path | None = None) -> None:
     """Before any window exists (the app cannot start): a blocking dialog instead of a traceback."""
-    _box(None, error, "Nibble Studio cannot start").exec()
+    _box(None, error, "Nibble Studio cannot start", log_file).exec()

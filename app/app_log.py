@@ -1,0 +1,133 @@
+"""The app's log file: ``<data folder>/logs/nibble.log``, what a user sends with a problem report.
+
+The windowed executable has no console (PyInstaller ``console=False``: ``sys.stderr`` is None), so without a
+file every warning, error and traceback would be lost. The file rotates at ``MAX_BYTES`` and keeps ``BACKUPS``
+old ones (``nibble.log.1`` …), so it never grows without bound; it is UTF-8 whatever the system code page (a
+prompt or a path may hold any character). Uncaught exceptions, on the GUI thread, on ``QThread`` workers (PySide
+reports those through ``sys.excepthook``) and on Python threads, are written to it with their tracebacks.
+
+A log file that cannot be opened (read-only data folder, full disk, a file where ``logs/`` goes) never stops the
+app: ``start_file_log`` returns None and the app runs without one. This module belongs to ``app/``: the engine
+only logs through ``logging``, and never configures it.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import platform
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+LOG_FOLDER = "logs"
+LOG_NAME = "nibble.log"
+MAX_BYTES = 1_000_000  # per file; with BACKUPS old files the logs never take more than about 3 MB
+BACKUPS = 2
+FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"
+
+log = logging.getLogger(__name__)
+
+_handler: logging.handlers.RotatingFileHandler | None = None  # the one this process writes to, if any
+_file: Path | None = None
+
+
+def log_file_path(root: Path) -> Path:
+    """Where the log file of the data folder ``root`` is (whether or not it exists)."""
+    return Path(root) / LOG_FOLDER / LOG_NAME
+
+
+def current_log_file() -> Path | None:
+    """The log file this process writes to, or None when none could be opened (or none was started)."""
+    return _file
+
+
+def start_file_log(root: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> Path | None:
+    """Sends the root logger's records (INFO and up) to ``log_file_path(root)``, rotating at ``max_bytes``.
+
+    Replaces the file an earlier call started (one process, one log file: tests open windows on several data
+    folders). Returns the file's path, or None when it cannot be opened; that is logged to the remaining
+    handlers (stderr when there is one) and never raised."""
+    global _handler, _file
+    stop_file_log()
+    path = log_file_path(root)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
+                                                       encoding="utf-8")
+    except OSError as exc:  # read-only folder, full disk, a file named "logs": run without a log file
+        log.warning("no log file: %s cannot be opened (%s)", path, exc)
+        return None
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setLevel(logging.INFO)
+    root_logger = logging.getLogger()
+    if root_logger.level > logging.INFO:  # the default WARNING would drop the start-up facts
+        root_logger.setLevel(logging.INFO)
+    root_logger.addHandler(handler)
+    _handler, _file = handler, path
+    return path
+
+
+def stop_file_log() -> None:
+    """Closes the log file ``start_file_log`` opened (no-op when none is open)."""
+    global _handler, _file
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        _handler.close()
+    _handler, _file = None, None
+
+
+def log_startup_facts(data_root: Path) -> None:
+    """The facts a problem report needs first: app and library versions, system, how it runs, the data folder.
+    (The GPU is logged by the engine thread once it has looked: importing torch here would delay the window.)"""
+    from PySide6 import __version__ as pyside_version
+
+    from gpu.version import __version__
+
+    frozen = "frozen executable" if getattr(sys, "frozen", False) else "from source"
+    log.info("Nibble Studio %s starting (%s); Python %s, PySide6 %s, %s %s", __version__, frozen,
+             platform.python_version(), pyside_version, platform.platform(), platform.machine())
+    log.info("data folder: %s; log file: %s", data_root, current_log_file() or "none")
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None,
+                  thread: str | None = None) -> None:
+    where = f" in thread {thread}" if thread else ""
+    log.critical("uncaught exception%s", where, exc_info=(kind, value, tb))
+
+
+def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):  # Ctrl+C in a console run: keep Python's usual exit
+        sys.__excepthook__(kind, value, tb)
+        return
+    _log_uncaught(kind, value, tb, threading.current_thread().name)
+    if _previous_excepthook not in (None, sys.__excepthook__, _excepthook):
+        _previous_excepthook(kind, value, tb)  # a debugger's or test runner's hook still sees it
+
+
+def _threading_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:  # threading ignores it too
+        return
+    name = args.thread.name if args.thread is not None else None
+    _log_uncaught(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback, name)
+    if _previous_threading_hook not in (None, threading.__excepthook__, _threading_excepthook):
+        _previous_threading_hook(args)
+
+
+_previous_excepthook: Callable[[type[BaseException], BaseException, TracebackType | None], object] | None = None
+_previous_threading_hook: Callable[[threading.ExceptHookArgs], object] | None = None
+
+
+def install_exception_hooks() -> None:
+    """Uncaught exceptions anywhere in the process go to the log (the file, and stderr when there is one)
+    with their tracebacks, instead of to a stderr that the windowed executable does not have.
+
+    Python's default hooks are replaced (they would print the traceback a second time); any other hook that
+    was installed (a debugger's, pytest's) is still called after the log has the exception."""
+    global _previous_excepthook, _previous_threading_hook
+    if sys.excepthook is not _excepthook:
+        _previous_excepthook, sys.excepthook = sys.excepthook, _excepthook
+    if threading.excepthook is not _threading_excepthook:
+        _previous_threading_hook, threading.excepthook = threading.excepthook, _threading_excepthook
