@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, database_error
 from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage
-from app.gallery_model import GalleryModel
+from app.gallery_model import GalleryModel, TrashPartlyEmptied
 from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel
 from app.image_files import read_image_settings, relative
@@ -226,13 +226,33 @@ class AppController(QObject):
             self.error.emit(self._trash_error("could not be brought back from the trash folder", exc))
 
     def empty_trash(self) -> int:
-        """Deletes the images in the trash for good (after the panel has asked); an error names the trash."""
+        """Deletes the images in the trash for good (after the panel has asked); returns the files deleted. An
+        error names the trash; files left after a partial failure are named with what did change."""
         try:
             return self.gallery.empty_trash()
+        except TrashPartlyEmptied as partly:
+            for path, exc in partly.failures:
+                log.error("emptying the trash: %s could not be deleted: %s", path, exc)
+            self.error.emit(self._trash_partly_emptied(partly))
+            return partly.deleted
         except (OSError, sqlite3.Error) as exc:
             log.exception("emptying the trash failed")
             self.error.emit(self._trash_error("could not be deleted from the trash", exc))
             return 0
+
+    def _trash_partly_emptied(self, partly: TrashPartlyEmptied) -> EngineError:
+        # Not "nothing else was changed": the trash list (and with it Undo) is already gone and the other files
+        # are deleted; what is left is deleted by the next Empty trash.
+        left = len(partly.failures)
+        path, exc = partly.failures[0]
+        reason = exc.strerror or str(exc)
+        others = f" and {left - 1} other file{'s' * (left != 2)}" if left > 1 else ""
+        return EngineError(
+            "user", f"The trash was only partly emptied: {path}{others} could not be deleted ({reason}). "
+            f"{partly.deleted} file{'s' * (partly.deleted != 1)} {'were' if partly.deleted != 1 else 'was'} "
+            "deleted, and the images in the trash can no longer be brought back with Undo.",
+            f"The files left stay in the trash folder {self.data.trash} and are deleted the next time you empty the "
+            "trash. Check that they are not open in another program, then empty the trash again.")
 
     def _trash_error(self, what: str, exc: BaseException) -> EngineError:
         if isinstance(exc, sqlite3.Error):

@@ -23,6 +23,17 @@ from app.image_files import absolute, move_to_trash, rename_in_trash, restore_fr
 from app.store import ImageRecord, Store
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
 
+
+class TrashPartlyEmptied(Exception):
+    """Empty trash went through, except for ``failures`` (files, with why) that could not be deleted. By then
+    every trashed row was forgotten (no Undo) and ``deleted`` files were gone; the files left stay in the trash
+    folder and are deleted the next time the trash is emptied."""
+
+    def __init__(self, deleted: int, failures: list[tuple[Path, OSError]]) -> None:
+        super().__init__(f"{len(failures)} file(s) in the trash could not be deleted; {deleted} were")
+        self.deleted = deleted
+        self.failures = failures
+
 RecordRole = Qt.ItemDataRole.UserRole + 1
 PathRole = Qt.ItemDataRole.UserRole + 2
 
@@ -214,17 +225,28 @@ class GalleryModel(QAbstractListModel):
 
     def empty_trash(self) -> int:
         """Deletes the trash for good: the rows first, so a crash half-way leaves files without rows (still in
-        the trash, emptied next time), never rows whose undo finds no file. Returns the files deleted."""
+        the trash, emptied next time), never rows whose undo finds no file. Returns the files deleted.
+
+        A database error raises before anything changed. A file that cannot be deleted (open in another program
+        on Windows, read-only) does not stop the others: they are all tried, then ``TrashPartlyEmptied`` names
+        the ones left."""
         self._store.forget_trashed()
         self._undo.clear()
         self.trash_changed.emit(0)
         count = 0
+        failures: list[tuple[Path, OSError]] = []
         for f in sorted(self._data.trash.rglob("*"), reverse=True) if self._data.trash.is_dir() else []:
-            if f.is_file() or f.is_symlink():
-                f.unlink()
-                count += 1
-            elif f.is_dir():
-                f.rmdir()
+            try:
+                if f.is_file() or f.is_symlink():
+                    f.unlink()
+                    count += 1
+                elif f.is_dir():
+                    f.rmdir()
+            except OSError as exc:
+                if not (f.is_dir() and any(f.iterdir())):  # a folder still holding a file left is no news
+                    failures.append((f, exc))
+        if failures:
+            raise TrashPartlyEmptied(count, failures)
         return count
 
     def _thumbnail_loaded(self, path: str) -> None:

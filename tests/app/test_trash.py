@@ -4,6 +4,7 @@ finished at the next start, and no image in the trash is ever replaced by anothe
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import conftest
 from conftest import open_window
@@ -102,3 +103,35 @@ def test_an_image_in_the_trash_is_never_replaced_by_one_of_the_same_name(qtbot, 
     window.gallery_panel.undo_button.click()
     assert _shown(window) == [("d/0-2-2.png", "old fox", False), ("d/0-2.png", "green", False),
                               ("d/0.png", "new blue", False)]
+
+
+def test_empty_trash_that_cannot_delete_a_file_says_what_did_change(qtbot, data_root, monkeypatch):
+    data = resolve_data_dir(data_root)
+    _images(data, ["fox", "owl", "cat"])
+    window = open_window(qtbot, data_root)
+    panel, gallery, controller = window.gallery_panel, window.controller.gallery, window.controller
+    panel.view.selectAll()
+    panel.delete_selected()
+    assert gallery.trash_size()[0] == 3 and gallery.undo_count == 3
+    stuck = data.trash / "d" / "1.png"
+    unlink = Path.unlink
+
+    def open_elsewhere(self: Path, missing_ok: bool = False) -> None:  # Windows: a file another program has open
+        if self == stuck:
+            raise PermissionError(13, "The process cannot access the file because it is being used", str(self))
+        unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", open_elsewhere)
+    assert controller.empty_trash() == 2  # the others are deleted all the same
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    text = f"{window.error_dialog.text()} {window.error_dialog.informativeText()}"
+    assert "Nothing else was changed" not in text  # was said, though rows and two files were already gone
+    assert str(stuck) in text and "2 files were deleted" in text and "no longer be brought back with Undo" in text
+    assert "deleted the next time you empty the trash" in text and str(data.trash) in text
+    assert sorted(data.trash.rglob("*.png")) == [stuck] and gallery.undo_count == 0
+    assert not panel.undo_button.isEnabled()
+    window.error_dialog.accept()
+
+    monkeypatch.setattr(Path, "unlink", unlink)  # closed in the other program: the next Empty trash finishes
+    assert controller.empty_trash() == 1 and gallery.trash_size() == (0, 0)
+    assert [p for _, p, _ in _shown(window)] == []
