@@ -225,6 +225,41 @@ def test_a_parts_path_that_is_not_ours_is_never_deleted(tmp_path, capsys, kind):
     assert not out.exists()
 
 
+_LOCK_HOLDER = """
+import sys, time
+from gpu.output_lock import output_lock
+with output_lock(sys.argv[1], "quantize run"):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_works(tmp_path, capsys):
+    """Two runs writing one output shared its parts folder: each resumed, rewrote and finally deleted what
+    the other had made. The second is now refused, naming the first's process; a killed holder leaves no lock."""
+    import subprocess
+    import sys
+
+    from main import main
+
+    out = tmp_path / "o.safetensors"
+    holder = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        assert main(["quantize", "demo", "--out", str(out), "--calib-prompts", "1", "--rank", "8"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: {out} is being written by another quantize run (process {holder.pid}) "
+                       "(wait for it to finish, or choose another output file)\n")  # fmt: skip
+        assert not parts_dir(out).exists()  # refused before touching anything
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(Cancelled):  # the lock went with its process: this run starts (and is stopped early)
+        quantize_model(DEMO, out, _cfg(), should_cancel=_after_calls(0), library=ModelLibrary(tmp_path), device=CPU)
+    assert (parts_dir(out) / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.safetensors.parts"]  # no lock file left behind
+
+
 # -- single-file checkpoints (BFL's flux1-dev.safetensors layout, ComfyUI's all-in-one files) --------------------
 def test_a_single_file_checkpoint_quantizes_to_the_same_model_as_its_pipeline_folder(streamed, tmp_path, capsys):
     """From the CLI a single-file checkpoint ended in an AssertionError: it has no text encoders, and the

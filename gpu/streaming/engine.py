@@ -34,6 +34,7 @@ from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputError, 
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS
+from gpu.output_lock import output_lock
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
 from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
 from gpu.quantizer.in_memory import base_record, make_samples
@@ -106,7 +107,23 @@ def quantize_model(
 ) -> Path:
     """Quantize ``source`` (library name, diffusers folder, or single-file BFL ``.safetensors``) into the SVDQ
     file ``out_path``, one block at a time, resumably. ``samples_override`` (benchmarks without text
-    encoders) supplies the calibration samples instead of the text encoders + trajectories."""
+    encoders) supplies the calibration samples instead of the text encoders + trajectories. A second run on
+    the same ``out_path`` (another process) is refused while this one works: both would use one parts folder."""
+    with output_lock(out_path, "quantize run"):
+        return _quantize_model(source, Path(out_path), config, on_event, should_cancel, library, device,
+                               samples_override)  # fmt: skip
+
+
+def _quantize_model(
+    source: str | Path,
+    out_path: Path,
+    config: QuantizeConfig | None,
+    on_event: Callable[[QuantizeEvent], None] | None,
+    should_cancel: Callable[[], bool] | None,
+    library: ModelLibrary | None,
+    device: torch.device | None,
+    samples_override: Callable[[WeightSource, QuantizeConfig], list[CalibSample]] | None,
+) -> Path:
     config = config or QuantizeConfig()
     config.validate()
     library = library or ModelLibrary()
@@ -311,7 +328,7 @@ def _base_for_single_file(path: Path, src: WeightSource, library: ModelLibrary, 
     if entry.facts is None or entry.facts.kind != "diffusers":
         raise ModelLoadError(f"--base {base}: not a diffusers pipeline folder", "give the folder of a FLUX.1 "
                              "pipeline (with text_encoder, text_encoder_2, tokenizers and scheduler)")  # fmt: skip
-    cfg = json.loads((entry.path / "transformer" / "config.json").read_text())
+    cfg = json.loads((entry.path / "transformer" / "config.json").read_bytes())
     differs = [f"{k} {src.config[k]} vs {cfg.get(k)}" for k in _BASE_MUST_MATCH if cfg.get(k) != src.config[k]]
     if differs:
         raise ModelLoadError(f"{path.name} does not fit --base {entry.name}: {', '.join(differs)}",
@@ -449,7 +466,7 @@ def _verified_samples(parts: Path, manifest: dict) -> list[CalibSample] | None:
 
 def _read_manifest(parts: Path) -> dict:
     try:
-        manifest = json.loads((parts / MANIFEST).read_text())
+        manifest = json.loads((parts / MANIFEST).read_bytes())
     except (OSError, ValueError):  # absent, unreadable, not UTF-8 or not JSON: nothing to resume
         return {}
     return manifest if isinstance(manifest, dict) and isinstance(manifest.get("done"), dict) else {}

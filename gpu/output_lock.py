@@ -1,0 +1,82 @@
+"""An exclusive, per-output lock between processes, for long writers of one file (the quantizer): a second run
+on the same output would otherwise resume, overwrite and delete the first one's parts while it works.
+
+The lock is the operating system's (``flock`` on POSIX, ``LockFileEx`` through ``msvcrt`` on Windows) on a small
+file ``.<name>.lock`` beside the output, so it disappears with the process that held it: a killed run leaves
+no stale lock, only the small file, which the next holder reuses and removes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from gpu.atomic import output_errors
+from gpu.errors import OutputError
+
+_WINDOWS_LOCK_OFFSET = 1 << 20  # Windows locks bytes, and a locked byte cannot be read: lock one past the pid
+
+
+def lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.lock")
+
+
+@contextlib.contextmanager
+def output_lock(target: Path | str, what: str = "run") -> Iterator[None]:
+    """Holds the lock on ``target`` for the block; ``OutputError`` naming the holder's process if another
+    process holds it. ``what`` names the holder in that message ("another quantize run")."""
+    target = Path(target)
+    path = lock_path(target)
+    with output_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(path, target, what)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # Windows cannot remove an open file; the next holder reuses it
+            path.unlink()
+        os.close(fd)  # releases the lock
+
+
+def _acquire(path: Path, target: Path, what: str) -> int:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        if not _try_lock(fd):
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputError(f"{target} is being written by another {what} (process {holder})",
+                              "wait for it to finish, or choose another output file")  # fmt: skip
+        try:  # a holder that finished unlinked the file between our open and our lock: lock the new one
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            return fd
+        os.close(fd)
+
+
+if os.name == "nt":
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
+        return True
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
