@@ -23,7 +23,7 @@ from gpu.errors import OutputError
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yields a temporary path for ``target``; on success it is fsynced and renamed onto ``target``.
 
-    The path lies in a private folder beside ``target`` (``.<name>.<random>.tmp/<name>``), so that a writer's own
+    The path lies in a private folder beside ``target`` (``.<name>.<random>.tmp/new<suffix>``), so that a writer's own
     scratch files land there too: safetensors' ``save_file`` writes ``.tmp<random>`` beside the path it is
     given, then renames it, and a kill in between would otherwise leave a model-sized file in the user's folder.
     A crash or exception leaves ``target`` untouched (old content or absent) and removes the private folder.
@@ -33,7 +33,7 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     with output_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_TEMP_SUFFIX, dir=target.parent))
-        tmp_path = scratch / target.name
+        tmp_path = scratch / f"new{target.suffix}"  # short for Windows' 260-character paths; PIL reads the suffix
         try:
             yield tmp_path
             os.chmod(tmp_path, _mode_for(target))  # as a replaced file had, or as a new one under the umask
@@ -114,22 +114,37 @@ _HINTS = {
 }
 
 
+# Windows system error codes (winerror.h), which safetensors reports as "(os error N)" there instead of an errno.
+_WINDOWS_ERRNO = {112: errno.ENOSPC, 39: errno.ENOSPC, 5: errno.EACCES, 19: errno.EROFS, 32: errno.EACCES,
+                  33: errno.EACCES}  # fmt: skip
+_SHARING_VIOLATIONS = (32, 33)  # ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION: another program has the file open
+
+
 def _output_error(target: Path, err: OSError) -> OutputError:
+    if getattr(err, "winerror", None) in _SHARING_VIOLATIONS:  # EACCES on Windows, but no folder problem
+        return OutputError(f"cannot write {target}: the file is open in another program",
+                           "close the program that has it open, then try again")  # fmt: skip
     reason = err.strerror or str(err)
     return OutputError(f"cannot write {target}: {reason}", _HINTS.get(err.errno or 0, ""))
 
 
-def _os_error_of(exc: BaseException) -> OSError | None:
-    """The OS error behind ``exc``: itself, or one that safetensors reports as text ("... (os error 28)")."""
+def _os_error_of(exc: BaseException, windows: bool = os.name == "nt") -> OSError | None:
+    """The OS error behind ``exc``: itself, or one that safetensors reports as text ("... (os error 28)"; on
+    Windows the number is a system error code, mapped here to its errno)."""
     if isinstance(exc, OutputError):
         return None
     if isinstance(exc, OSError):
         return exc
     match = re.search(r"\(os error (\d+)\)", str(exc))
-    if type(exc).__name__ == "SafetensorError" and match:
-        code = int(match.group(1))
+    if type(exc).__name__ != "SafetensorError" or not match:
+        return None
+    code = int(match.group(1))
+    if not windows:
         return OSError(code, os.strerror(code))
-    return None
+    mapped = _WINDOWS_ERRNO.get(code)
+    err = OSError(mapped or 0, os.strerror(mapped) if mapped else f"Windows error {code}")
+    err.winerror = code  # type: ignore[attr-defined]  # as Python's own OSError has it on Windows
+    return err
 
 
 def _umask() -> int:

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file, save_file
@@ -83,6 +84,33 @@ def test_a_kill_during_a_safetensors_write_leaves_only_what_the_next_run_removes
     assert len(beside) == 1 and re.fullmatch(r"\.model\.safetensors\.\w{8}\.tmp", beside.pop())
     remove_stale_temps(target)
     assert [f.name for f in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_windows_error_codes_become_the_same_plain_messages():
+    """On Windows safetensors reports a system error code ("os error 112" for a full disk), which was read as
+    an errno: "Unknown error 112" with no hint. A file held open by another program (sharing violation) was
+    called a folder one cannot write to."""
+    from safetensors import SafetensorError
+
+    from gpu.atomic import _os_error_of, _output_error
+
+    target = Path("model.safetensors")
+    full = _os_error_of(SafetensorError("Error while serializing: (os error 112)"), windows=True)
+    assert full is not None and full.errno == errno.ENOSPC
+    err = _output_error(target, full)
+    assert str(err) == "cannot write model.safetensors: No space left on device" and "free some disk" in err.hint
+    held = _os_error_of(SafetensorError("Error while serializing: (os error 32)"), windows=True)
+    assert held is not None
+    err = _output_error(target, held)
+    assert str(err) == "cannot write model.safetensors: the file is open in another program"
+    assert err.hint == "close the program that has it open, then try again"
+    native = PermissionError(errno.EACCES, "The process cannot access the file")
+    native.winerror = 32  # as os.replace raises it on Windows
+    assert str(_output_error(target, native)).endswith("the file is open in another program")
+    unknown = _os_error_of(SafetensorError("(os error 1234)"), windows=True)
+    assert unknown is not None and str(_output_error(target, unknown)).endswith("Windows error 1234")
+    linux = _os_error_of(SafetensorError("(os error 28)"), windows=False)
+    assert linux is not None and linux.errno == errno.ENOSPC
 
 
 def test_a_folder_in_the_way_is_named_before_writing(tmp_path):

@@ -92,7 +92,7 @@ def _file_getter(path: Path, key: str, transform: Callable[[torch.Tensor], torch
 
 def diffusers_folder_source(folder: Path) -> WeightSource:
     tdir = folder / "transformer"
-    raw = json.loads((tdir / "config.json").read_text())
+    raw = json.loads((tdir / "config.json").read_bytes())  # UTF-8 whatever the system encoding
     files = sorted(tdir.glob("*.safetensors"))
     getters: dict[str, Getter] = {}
     for f in files:
