@@ -1,5 +1,10 @@
 """Runs the engine's quantizer on its own QThread (same worker pattern as generation), then renders the
-comparison images (original vs quantized, same seeds) and scores them with PSNR/SSIM for the result page."""
+comparison images (original vs quantized, same seeds) and scores them with PSNR/SSIM for the result page.
+
+A single-file checkpoint cannot be rendered at 16 bits (the generation service runs diffusers folders and
+quantized models), so for one only the quantized model is rendered: comparing against the base pipeline would
+show another model's images as "the original". The same thread also runs the engine's check of a picked single
+file (``check_file``), which needs torch and so stays off the GUI thread."""
 
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ class QuantizeJob:
     config: Any  # gpu.quantizer.QuantizeConfig
     compare_prompts: list[str] = field(default_factory=lambda: list(COMPARE_PROMPTS))
     compare_steps: int | None = None
+    compare_original: bool = True  # False: the source cannot be rendered at 16 bits (a single file)
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -49,10 +55,10 @@ class QuantizeProgress:
 @dataclass(frozen=True)
 class Comparison:
     prompt: str
-    original: QImage
+    original: QImage | None  # None: no 16-bit render (see the module's docstring); nor PSNR and SSIM then
     quantized: QImage
-    psnr: float
-    ssim: float
+    psnr: float | None
+    ssim: float | None
 
 
 class QuantizeWorker(QObject):
@@ -62,6 +68,22 @@ class QuantizeWorker(QObject):
     finished = Signal(str)  # output path
     cancelled = Signal()
     failed = Signal(object)  # EngineError
+    file_checked = Signal(str, str)  # path, what is wrong with it in words ("" when nothing)
+
+    @Slot(str)
+    def check_file(self, path: str) -> None:
+        """The engine's own reading of a single-file checkpoint: every tensor the transformer needs is there
+        and none it does not know (an incomplete download, a scaled-FP8 file). Header reads only, plus a
+        model skeleton on torch's meta device: a second or two, mostly the first import of torch."""
+        try:
+            from gpu.streaming.source import bfl_file_source
+
+            bfl_file_source(Path(path))
+        except Exception as exc:  # noqa: BLE001 - any failure is the user's to read, never a crashed thread
+            error = classify(exc)
+            self.file_checked.emit(path, f"{error.message} ({error.hint})" if error.hint else error.message)
+        else:
+            self.file_checked.emit(path, "")
 
     @Slot(object)
     def run(self, job: QuantizeJob) -> None:
@@ -103,9 +125,10 @@ class QuantizeWorker(QObject):
 
         service = GenerationService()
         prompts = job.compare_prompts
-        total = 2 * len(prompts)
+        models = (job.source, str(out)) if job.compare_original else (str(out),)
+        total = len(models) * len(prompts)
         rendered: dict[str, list[Any]] = {}
-        for pass_index, model in enumerate((job.source, str(out))):
+        for pass_index, model in enumerate(models):
             self.progress.emit(QuantizeProgress("stage", f"Rendering comparison images with {Path(model).name}",
                                                 pass_index * len(prompts), total, None))
             service.load(model)
@@ -117,9 +140,13 @@ class QuantizeWorker(QObject):
                 self.progress.emit(QuantizeProgress("compare", f"{Path(model).name}: {prompt}",
                                                     pass_index * len(prompts) + i + 1, total, None))
         service.unload()
-        results = []
-        for prompt, a, b in zip(prompts, rendered[job.source], rendered[str(out)], strict=True):
-            results.append(Comparison(prompt, pil_to_qimage(a), pil_to_qimage(b), *psnr_ssim(a, b)))
+        quantized = rendered[str(out)]
+        if job.compare_original:
+            results = [Comparison(p, pil_to_qimage(a), pil_to_qimage(b), *psnr_ssim(a, b))
+                       for p, a, b in zip(prompts, rendered[job.source], quantized, strict=True)]  # fmt: skip
+        else:
+            results = [Comparison(p, None, pil_to_qimage(b), None, None)
+                       for p, b in zip(prompts, quantized, strict=True)]  # fmt: skip
         self.comparisons.emit(results)
 
 

@@ -6,7 +6,6 @@ images side by side with PSNR/SSIM and adds the new file to the library.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -30,10 +29,14 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
+from app.bindings import bind
 from app.controller import AppController
-from app.engine_errors import EngineError
+from app.engine_errors import EngineError, classify
+from app.quantize_source import QuantizeSource, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread
 from app.widgets.error_dialog import show_error
+from gpu.bfl_layout import inspect_single_file
+from gpu.errors import UserError
 from gpu.paths import first_free_path
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
@@ -55,32 +58,153 @@ def free_output_path(folder: Path, stem: str) -> Path:
     return first_free_path(folder / f"{stem}.safetensors")
 
 
+def _problem_label() -> QLabel:
+    label = QLabel("")
+    label.setWordWrap(True)
+    label.setStyleSheet("color: #c0392b")
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # a path or tensor name to copy
+    return label
+
+
+def _sentence(text: str, capital: bool = True) -> str:
+    """``text`` as a sentence with one full stop (engine messages are CLI one-liners); its first word
+    capitalised when it is a plain word, never a file name (``my-finetune.safetensors: …``)."""
+    text = text.strip()
+    first = text.split(" ", 1)[0]
+    if capital and first.isalpha() and first.islower():
+        text = text[:1].upper() + text[1:]
+    return text + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+def _select(combo: QComboBox, value: str) -> None:
+    """Shows ``value`` in ``combo`` without reporting it back: the state it came from has it already."""
+    combo.blockSignals(True)
+    combo.setCurrentIndex(max(0, combo.findData(value)))
+    combo.blockSignals(False)
+
+
 class SourcePage(QWizardPage):
-    def __init__(self, controller: AppController) -> None:
+    """A library pipeline, a pipeline folder, or a single .safetensors file with its base pipeline; the checks
+    and the choice itself live in ``QuantizeSource``."""
+
+    def __init__(self, controller: AppController, state: QuantizeSource) -> None:
         super().__init__()
         self.setTitle("Source model")
-        self.setSubTitle("Pick the full-precision model to make a 4-bit copy of.")
+        self.setSubTitle("Pick the full-precision model to make a 4-bit copy of: a library model, a diffusers "
+                         "folder, or a single FLUX.1 .safetensors file (as used by ComfyUI and Forge).")
+        self.state = state
         self.source = QComboBox()
         self.source.setEditable(False)
         for entry in controller.entries:
             if getattr(entry, "kind", "") == "diffusers":
                 self.source.addItem(entry.name, entry.name)
+        self.source.currentIndexChanged.connect(lambda _: state.choose(self.source.currentData() or ""))
         browse = QPushButton("Other folder…")
         browse.clicked.connect(self._browse)
+        pick_file = QPushButton("Single file…")
+        pick_file.setToolTip("A FLUX.1 transformer in one .safetensors file: Black Forest Labs' flux1-dev layout "
+                             "or a ComfyUI checkpoint (fine-tunes from Civitai are usually one of these)")
+        pick_file.clicked.connect(self._browse_file)
         row = QHBoxLayout()
         row.addWidget(self.source, 1)
         row.addWidget(browse)
+        row.addWidget(pick_file)
+        self.description = QLabel("")
+        self.description.setWordWrap(True)
+        self.problem = _problem_label()
+        self.checking = QLabel("Checking the file…")
+
+        self.base_box = QWidget()
+        self.base = QComboBox()
+        self.base.currentIndexChanged.connect(lambda _: state.choose_base(self.base.currentData() or ""))
+        base_browse = QPushButton("Other folder…")
+        base_browse.clicked.connect(self._browse_base)
+        base_row = QHBoxLayout()
+        base_row.addWidget(QLabel("Base pipeline"))
+        base_row.addWidget(self.base, 1)
+        base_row.addWidget(base_browse)
+        why = QLabel("A single file holds only the transformer. The text encoders, tokenizers and scheduler that "
+                     "calibrate it come from this diffusers pipeline, and the quantized model generates with them.")
+        why.setWordWrap(True)
+        self.base_problem = _problem_label()
+        base_layout = QVBoxLayout(self.base_box)
+        base_layout.setContentsMargins(0, 8, 0, 0)
+        base_layout.addLayout(base_row)
+        base_layout.addWidget(why)
+        base_layout.addWidget(self.base_problem)
+
         layout = QVBoxLayout(self)
         layout.addLayout(row)
+        layout.addWidget(self.description)
+        layout.addWidget(self.checking)
+        layout.addWidget(self.problem)
+        layout.addWidget(self.base_box)
+        layout.addStretch(1)
+
+        bind(state, "description", self.description)
+        bind(state, "problem", self.problem)
+        bind(state, "base_problem", self.base_problem)
+        self._show(self.description, state.description)
+        for name, label in (("description", self.description), ("problem", self.problem),
+                            ("base_problem", self.base_problem)):  # fmt: skip
+            getattr(state, f"{name}_changed").connect(lambda text, label=label: self._show(label, text))
+        state.checking_changed.connect(self.checking.setVisible)
+        self.checking.setVisible(state.checking)
+        state.needs_base_changed.connect(self.base_box.setVisible)
+        self.base_box.setVisible(state.needs_base)
+        state.bases_changed.connect(self._fill_bases)
+        state.base_changed.connect(lambda value: _select(self.base, value))
+        state.ready_changed.connect(lambda _: self.completeChanged.emit())
+        self._fill_bases()
+        state.choose(self.source.currentData() or "")
+
+    @staticmethod
+    def _show(label: QLabel, text: str) -> None:
+        label.setVisible(bool(text))  # an empty label would still take a line
+
+    def _fill_bases(self) -> None:
+        self.base.blockSignals(True)
+        self.base.clear()
+        self.base.addItem("Choose the base pipeline…", "")
+        for label, value, _folder in self.state.bases:
+            self.base.addItem(label, value)
+        self.base.blockSignals(False)
+        _select(self.base, self.state.base)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "A diffusers model folder")
         if folder:
-            self.source.addItem(Path(folder).name, folder)
-            self.source.setCurrentIndex(self.source.count() - 1)
+            self.use_path(folder)
+
+    def _browse_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "A single-file FLUX.1 checkpoint", "",
+                                              "Safetensors files (*.safetensors);;All files (*)")  # fmt: skip
+        if path:
+            self.use_path(path)
+
+    def _browse_base(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "The diffusers FLUX.1 pipeline the file was made for")
+        if folder:
+            self.state.add_base_folder(folder)
+
+    def use_path(self, path: str) -> None:
+        """A folder or file picked in a dialog (or by a test) becomes the source."""
+        index = self.source.findData(path)
+        if index < 0:
+            self.source.addItem(Path(path).name or path, path)
+            index = self.source.count() - 1
+        if index == self.source.currentIndex():
+            self.state.choose(path)  # picked again: checked again (the file may have been replaced)
+        self.source.setCurrentIndex(index)
+
+    def isComplete(self) -> bool:
+        return self.state.ready
+
+    def validatePage(self) -> bool:
+        return self.state.ready  # QWizard.next() asks only this, not isComplete (which greys the button)
 
     def value(self) -> str:
-        return self.source.currentData() or self.source.currentText()
+        return self.state.source
 
 
 class MethodPage(QWizardPage):
@@ -149,15 +273,20 @@ class RunPage(QWizardPage):
         self.log.setMaximumBlockCount(5000)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(wizard.cancel)
+        self.error = _problem_label()  # the engine's own words for a failed run, on the page, not only in a dialog
+        self.error.hide()
         layout = QVBoxLayout(self)
         layout.addWidget(self.bar)
         layout.addWidget(self.eta)
+        layout.addWidget(self.error)
         layout.addWidget(self.log, 1)
         layout.addWidget(self.cancel_button)
         self.ok = False
 
     def initializePage(self) -> None:
         self.ok = False
+        self.error.hide()
+        self.cancel_button.setEnabled(True)
         self.log.clear()
         self.bar.setRange(0, 0)
         self.wiz.start()
@@ -179,6 +308,12 @@ class RunPage(QWizardPage):
         self.cancel_button.setEnabled(False)
         self.completeChanged.emit()
 
+    def failed(self, error: EngineError) -> None:
+        hint = f" {_sentence(error.hint)}" if error.hint else ""
+        self.error.setText(f"The run failed: {_sentence(error.message, capital=False)}{hint} "
+                           "Go back to change the settings.")  # fmt: skip
+        self.error.show()
+
 
 class ResultPage(QWizardPage):
     def __init__(self, wizard: QuantizeWizard) -> None:
@@ -198,23 +333,32 @@ class ResultPage(QWizardPage):
         layout.addWidget(self.add_button)
 
     def show_comparisons(self, items: list[Comparison]) -> None:
-        for col, title in enumerate(("Prompt", "Original", "Quantized", "PSNR / SSIM")):
+        with_original = any(item.original is not None for item in items)
+        titles = ("Prompt", "Original", "Quantized", "PSNR / SSIM") if with_original else ("Prompt", "Quantized")
+        for col, title in enumerate(titles):
             self.grid.addWidget(QLabel(f"<b>{title}</b>"), 0, col)
         for row, item in enumerate(items, start=1):
             prompt = QLabel(item.prompt)
             prompt.setWordWrap(True)
             self.grid.addWidget(prompt, row, 0)
-            for col, image in ((1, item.original), (2, item.quantized)):
+            images = ((1, item.original), (2, item.quantized)) if with_original else ((1, item.quantized),)
+            for col, image in images:
+                if image is None:
+                    continue
                 label = QLabel()
                 label.setPixmap(QPixmap.fromImage(image).scaled(
                     128, 128, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
                 self.grid.addWidget(label, row, col)
-            self.grid.addWidget(QLabel(f"{item.psnr:.1f} dB / {item.ssim:.3f}"), row, 3)
-        if items:
-            mean_psnr = sum(i.psnr for i in items) / len(items)
-            mean_ssim = sum(i.ssim for i in items) / len(items)
+            if item.psnr is not None and item.ssim is not None:
+                self.grid.addWidget(QLabel(f"{item.psnr:.1f} dB / {item.ssim:.3f}"), row, 3)
+        scored = [i for i in items if i.psnr is not None and i.ssim is not None]
+        if scored:
+            mean_psnr = sum(i.psnr or 0.0 for i in scored) / len(scored)
+            mean_ssim = sum(i.ssim or 0.0 for i in scored) / len(scored)
             self.summary.setText(f"Saved to {self.wiz.out_path}. Mean PSNR {mean_psnr:.1f} dB, "
                                  f"mean SSIM {mean_ssim:.3f} (higher is closer to the original).")
+        elif items:
+            self.summary.setText(f"Saved to {self.wiz.out_path}. {self.wiz.no_original_reason()}")
 
 
 class QuantizeWizard(QWizard):
@@ -231,15 +375,19 @@ class QuantizeWizard(QWizard):
         self.added_name: str | None = None
         self.comparisons: list[Comparison] = []
         self.compare_steps: int | None = None  # tests use few steps
-        self.source_page = SourcePage(controller)
+        # The worker thread first: the source page asks it to check a picked file as soon as it exists.
+        self._thread = QuantizeThread()
+        worker = self._thread.worker
+        self.source_state = QuantizeSource(controller.entries)
+        self.source_state.check_requested.connect(worker.check_file)  # queued: the worker's thread
+        worker.file_checked.connect(self.source_state.engine_checked)
+        self.source_page = SourcePage(controller, self.source_state)
         self.method_page = MethodPage()
         self.calibration_page = CalibrationPage()
         self.run_page = RunPage(self)
         self.result_page = ResultPage(self)
         for page in (self.source_page, self.method_page, self.calibration_page, self.run_page, self.result_page):
             self.addPage(page)
-        self._thread = QuantizeThread()
-        worker = self._thread.worker
         self._run.connect(worker.run)
         worker.progress.connect(self.run_page.on_progress)
         worker.comparisons.connect(self._on_comparisons)
@@ -259,18 +407,41 @@ class QuantizeWizard(QWizard):
             calib_prompts=calib.count.value(),
             calib_steps=calib.steps.value() or None, gpu_budget_gib=calib.gpu_gib.value(),
             ram_budget_gib=calib.ram_gib.value(),
+            base=self.source_state.base if self.source_state.is_file else None,
         )
 
     def start(self) -> None:
-        source = self.source_page.value()
+        state = self.source_state
+        source = state.source
         config = self.config()
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source).name)
+        entry = next((e for e in self.controller.entries if getattr(e, "name", None) == source), None)
+        stem = output_stem(source, Path(entry.path) if entry is not None else Path(source))
         self.out_path = free_output_path(self.controller.data.quantized,
                                          f"{stem}-{config.method}-{config.precision}-r{config.rank}")
-        self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps)
-        self.controller.unload_model()  # quantizing needs the memory the generation model holds
+        self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps,
+                               compare_original=not state.is_file)  # fmt: skip
         self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")
+        if state.is_file:
+            # Looked at again: it may have been moved or replaced since it was picked, and the engine would
+            # then take it for a library name or folder and say something beside the point about --base.
+            try:
+                inspect_single_file(source)
+            except UserError as err:
+                self._on_failed(classify(err))
+                return
+        self.controller.unload_model()  # quantizing needs the memory the generation model holds
+        if config.base:
+            self.run_page.log.appendPlainText(f"Text encoders, tokenizers and calibration prompts from {config.base}")
         self._run.emit(self.job)
+
+    def no_original_reason(self) -> str:
+        """Why the result page shows no 16-bit images (a single-file source)."""
+        name = Path(self.job.source).name if self.job is not None else "the source"
+        base = self.job.config.base if self.job is not None else None
+        return (f"No comparison with the 16-bit model: {name} is a single-file checkpoint, which the app cannot "
+                f"run at 16 bits (it runs diffusers pipeline folders and quantized models), and {base} is another "
+                "model, so its images would not show what quantizing changed. The images are the quantized "
+                "model's own, on the comparison prompts.")  # fmt: skip
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -304,7 +475,8 @@ class QuantizeWizard(QWizard):
         self.run_page.finish(False)
 
     def _on_failed(self, error: EngineError) -> None:
-        self.run_page.log.appendPlainText(f"Failed: {error.message}")
+        self.run_page.log.appendPlainText(f"Failed: {error.message}" + (f" ({error.hint})" if error.hint else ""))
+        self.run_page.failed(error)
         self.run_page.finish(False)
         self.error_dialog = show_error(self, error)
 

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QWizard
+import json
+import shutil
+from pathlib import Path
 
+import torch
+from conftest import accept_dialog_later
+from PySide6.QtWidgets import QWizard
+from safetensors.torch import load_file, save_file
+
+from app.quantize_source import output_stem
 from gpu.checkpoint.format import read_checkpoint_meta
+from gpu.paths import resources_dir
+from tests.bfl_files import save_bfl_transformer
+
+RESOURCES = resources_dir() / "models"
+DEMO = RESOURCES / "demo"
 
 
 def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
@@ -124,3 +137,161 @@ def test_wizard_never_replaces_an_existing_model(qtbot, window):
     qtbot.waitUntil(lambda: "Cancelled" in wizard.run_page.log.toPlainText(), timeout=120000)
     assert existing.read_bytes() == b"the user's own model"
     wizard.close()
+
+
+# -- single-file checkpoints (ComfyUI / Forge / Civitai: one .safetensors with the transformer only) --------------
+def _single_file(tmp_path: Path, name: str = "my-finetune.safetensors", prefix: str = "") -> Path:
+    return save_bfl_transformer(DEMO, tmp_path / name, prefix)
+
+
+def _checked(qtbot, wizard) -> None:
+    """Waits for the engine's check of the picked file (on the worker thread)."""
+    qtbot.waitUntil(lambda: not wizard.source_state.checking, timeout=60000)
+
+
+def test_a_single_file_quantizes_with_its_base_and_generates(qtbot, window, tmp_path):
+    """A ComfyUI all-in-one file: the demo pipeline, the one library model that fits, is preselected as the
+    base; the result page shows only the quantized model's images and says why; the model generates."""
+    single = _single_file(tmp_path, prefix="model.diffusion_model.")
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    wizard.compare_steps = 2
+    page = wizard.source_page
+    assert not page.base_box.isVisible()  # a library pipeline needs no base
+    page.use_path(str(single))
+    assert page.base_box.isVisible() and "ComfyUI all-in-one" in page.description.text()
+    _checked(qtbot, wizard)
+    assert wizard.source_state.base == "demo" and page.base.currentData() == "demo"
+    assert not page.problem.isVisible() and not page.base_problem.isVisible()
+    assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+    wizard.next()  # -> method
+    wizard.method_page.rank.setValue(8)
+    wizard.next()  # -> calibration
+    wizard.calibration_page.count.setValue(2)
+    wizard.calibration_page.steps.setValue(2)
+    with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
+        wizard.next()  # -> run
+    log = wizard.run_page.log.toPlainText()
+    assert wizard.result_path, log
+    assert wizard.out_path.name == "my-finetune-svdquant-int4-r8.safetensors"
+    assert "calibration prompts from demo" in log
+    assert read_checkpoint_meta(wizard.result_path).base_model["path"] == str(DEMO.resolve())
+    wizard.next()  # -> result
+    assert len(wizard.comparisons) == 4
+    assert all(c.original is None and c.psnr is None for c in wizard.comparisons)  # no made-up 16-bit reference
+    summary = wizard.result_page.summary.text()
+    assert "No comparison with the 16-bit model: my-finetune.safetensors is a single-file checkpoint" in summary
+    headers = [wizard.result_page.grid.itemAtPosition(0, c) for c in range(4)]
+    assert [h.widget().text() for h in headers if h] == ["<b>Prompt</b>", "<b>Quantized</b>"]
+    with qtbot.waitSignal(window.controller.library_changed, timeout=60000):
+        wizard.result_page.add_button.click()
+    assert wizard.added_name == "my-finetune-svdquant-int4-r8"
+    assert wizard.added_name in [e.name for e in window.controller.entries]
+    wizard.close()
+
+    controller = window.controller
+    controller.select_model(wizard.added_name, apply_defaults=False)
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == wizard.added_name, timeout=60000)
+    controller.prompt.prompt = "a blue circle"
+    with qtbot.waitSignal(controller.job_finished, timeout=120000) as blocker:
+        controller.generate()
+    assert blocker.args[0][0].settings["model"] == wizard.added_name
+
+
+def test_a_single_file_needs_a_base_that_fits(qtbot, window, tmp_path):
+    single = _single_file(tmp_path)
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    page, state = wizard.source_page, wizard.source_state
+    next_button = wizard.button(QWizard.WizardButton.NextButton)
+    page.use_path(str(single))
+    _checked(qtbot, wizard)
+    assert next_button.isEnabled()
+    page.base.setCurrentIndex(0)  # "Choose the base pipeline…"
+    assert state.base == "" and not next_button.isEnabled()
+    assert "holds only the transformer: choose the FLUX.1 pipeline it was made for" in page.base_problem.text()
+    wizard.next()
+    assert wizard.currentPage() is page  # not past the source page, whatever the route
+    wrong = tmp_path / "wide-encoders"  # a pipeline whose text encoders are wider than the file takes
+    shutil.copytree(DEMO, wrong)
+    cfg = json.loads((wrong / "transformer" / "config.json").read_bytes())
+    (wrong / "transformer" / "config.json").write_text(json.dumps({**cfg, "joint_attention_dim": 4096}))
+    state.add_base_folder(str(wrong))
+    assert page.base.currentData() == str(wrong) and not next_button.isEnabled()
+    assert ("my-finetune.safetensors does not fit wide-encoders: joint_attention_dim 128 vs 4096"
+            in page.base_problem.text())  # fmt: skip
+    state.add_base_folder(str(tmp_path))  # no pipeline at all
+    assert "not a diffusers pipeline folder" in page.base_problem.text() and not next_button.isEnabled()
+    page.base.setCurrentIndex(page.base.findData("demo"))
+    assert not page.base_problem.isVisible() and next_button.isEnabled()
+    page.source.setCurrentIndex(page.source.findData("demo"))  # back to a library pipeline: no base needed
+    assert not page.base_box.isVisible() and next_button.isEnabled() and wizard.config().base is None
+    wizard.close()
+
+
+def test_files_that_are_no_flux_checkpoint_are_named_on_the_source_page(qtbot, window, tmp_path):
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    page = wizard.source_page
+    next_button = wizard.button(QWizard.WizardButton.NextButton)
+    sdxl = tmp_path / "juggernaut.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.ones(2)}, str(sdxl))
+    page.use_path(str(sdxl))
+    assert "juggernaut.safetensors: a Stable Diffusion 1.x/2.x or SDXL checkpoint (UNet), not FLUX.1" \
+        in page.problem.text()  # fmt: skip
+    assert page.problem.isVisible() and not page.base_box.isVisible() and not next_button.isEnabled()
+    page.use_path(str(RESOURCES / "demo-int4.safetensors"))
+    assert "already a quantized (SVDQ) model" in page.problem.text() and not next_button.isEnabled()
+    # Complete by its header, yet a tensor short: the engine's own check (on the worker thread) names it.
+    single = _single_file(tmp_path, "cut.safetensors")
+    tensors = load_file(single)
+    del tensors["double_blocks.1.img_attn.proj.weight"]
+    save_file(tensors, str(single))
+    page.use_path(str(single))
+    assert not next_button.isEnabled()  # while the engine checks
+    _checked(qtbot, wizard)
+    assert "the transformer lacks 1 tensors (transformer_blocks.1.attn.to_out.0.weight)" in page.problem.text()
+    assert not next_button.isEnabled()
+    wizard.close()
+
+
+def test_a_failed_run_shows_the_engines_words_on_the_run_page(qtbot, window, tmp_path):
+    single = _single_file(tmp_path)
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    wizard.source_page.use_path(str(single))
+    _checked(qtbot, wizard)
+    wizard.next()
+    wizard.next()
+    error = wizard.run_page.error
+    tensors = load_file(single)
+    single.unlink()  # gone between picking it and the run (a USB stick pulled out)
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=120000):
+        wizard.next()
+    assert error.isVisible() and error.text().startswith("The run failed: my-finetune.safetensors: cannot read")
+    qtbot.waitUntil(lambda: len(seen) == 1)  # the dialog as well, for a user who looks away from the log
+    assert "my-finetune.safetensors: cannot read the file" in seen[0]
+    assert not wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+    wizard.back()  # to the calibration page: the run page's error is for the run that failed
+    del tensors["single_blocks.3.linear2.weight"]  # back, but a tensor short (replaced by an incomplete copy)
+    save_file(tensors, str(single))
+    accept_dialog_later(seen)
+    with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=120000):
+        wizard.next()
+    assert "the transformer lacks 1 tensors (single_transformer_blocks.3.proj_out.weight)" in error.text()
+    qtbot.waitUntil(lambda: len(seen) == 2)
+    assert "the file is incomplete or another model" in seen[1]
+    wizard.close()
+
+
+def test_output_names_for_sources_without_a_name(tmp_path):
+    """A drive root or / as the source folder named the output "-svdquant-int4-r32.safetensors"."""
+    assert output_stem("/") == "model"
+    assert output_stem("D:\\") == "D"  # on Linux a Windows root is one odd name; still a usable one
+    (tmp_path / "model_index.json").write_text(json.dumps({"_name_or_path": "black-forest-labs/FLUX.1-dev"}))
+    assert output_stem("/", tmp_path) == "FLUX.1-dev"
+    assert output_stem("/models/.hidden") == "hidden"  # never a hidden file
+    assert output_stem("/x/flux1-dev fp16 (Civitai).safetensors") == "flux1-dev_fp16_Civitai"
+    assert len(output_stem("/x/" + "a" * 300 + ".safetensors")) == 80

@@ -1,0 +1,244 @@
+"""The quantize wizard's source choice as observable state: a library pipeline, a pipeline folder, or a
+single-file FLUX.1 checkpoint together with the diffusers pipeline ("base") whose text encoders, tokenizers
+and scheduler calibrate it.
+
+Everything here is torch-free and reads only small files (JSON configs, safetensors headers), so it runs on
+the GUI thread the moment the user picks something: a file that is no FLUX.1 checkpoint, or a base that
+cannot calibrate it, is named on the source page instead of failing a run minutes later. The one check that
+needs torch (the engine's own reading of every tensor the transformer needs, ``check_requested``) runs on the
+quantize worker's thread and comes back through ``engine_checked``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.observable import Prop
+from gpu.bfl_layout import SingleFileFacts, base_misfit, inspect_single_file
+from gpu.errors import ModelLoadError, UserError
+from gpu.model_files import check_pipeline_complete
+
+# An output name is a file name in the models folder: long names break Windows' 260-character paths.
+_MAX_STEM = 80
+
+
+def output_stem(source: str, folder_path: Path | None = None) -> str:
+    """The name a quantized copy of ``source`` starts with: a file's stem or a folder's (or library model's)
+    name, made safe for a file name. A drive root or ``/`` has no name; the pipeline's own name is used then
+    (``_name_or_path`` in its model_index.json, e.g. ``FLUX.1-dev``), else ``model``: an empty stem gave
+    ``-svdquant-int4-r32.safetensors``, a hidden file on Linux."""
+    path = Path(source)
+    raw = path.stem if path.suffix.lower() == ".safetensors" else path.name
+    stem = _safe(raw)
+    if not stem and folder_path is not None:
+        stem = _safe(_pipeline_name(folder_path))
+    return stem or "model"
+
+
+def _safe(name: str) -> str:
+    # Leading dots would hide the file; separators and odd characters are not portable file-name characters.
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._-")[:_MAX_STEM].rstrip("._-")
+
+
+def _pipeline_name(folder: Path) -> str:
+    try:
+        index = json.loads((folder / "model_index.json").read_bytes())
+    except (OSError, ValueError):
+        return ""
+    named = index.get("_name_or_path") if isinstance(index, dict) else None
+    return named.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if isinstance(named, str) else ""
+
+
+def _transformer_config(folder: Path) -> dict[str, Any] | None:
+    try:
+        cfg = json.loads((folder / "transformer" / "config.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def check_pipeline_folder(folder: Path) -> dict[str, Any]:
+    """The transformer config of the diffusers FLUX.1 pipeline at ``folder``; ModelLoadError in plain words
+    when it is none (torch-free: ``inspect_model_path`` would import torch through the adapters)."""
+    if not (folder / "model_index.json").is_file():
+        raise ModelLoadError(f"{folder}: not a diffusers pipeline folder (no model_index.json)",
+                             "pick the folder that holds model_index.json, transformer/, text_encoder/, …")  # fmt: skip
+    check_pipeline_complete(folder, f"model {folder.name or folder}")
+    cfg = _transformer_config(folder)
+    if cfg is None:
+        raise ModelLoadError(f"{folder}: transformer/config.json is missing or unreadable")
+    if cfg.get("_class_name") != "FluxTransformer2DModel":
+        raise ModelLoadError(f"{folder.name or folder}: a {cfg.get('_class_name', 'unknown')} pipeline, not FLUX.1",
+                             "only FLUX.1 models can be quantized")  # fmt: skip
+    return cfg
+
+
+class QuantizeSource(QObject):
+    """What the source page shows and whether the wizard may go on (``ready``)."""
+
+    source_changed = Signal(str)
+    is_file_changed = Signal(bool)
+    needs_base_changed = Signal(bool)
+    base_changed = Signal(str)
+    description_changed = Signal(str)
+    problem_changed = Signal(str)
+    base_problem_changed = Signal(str)
+    checking_changed = Signal(bool)
+    ready_changed = Signal(bool)
+    check_requested = Signal(str)  # a single file's path, for the engine's own tensor-by-tensor check
+    bases_changed = Signal()
+
+    source = Prop("")  # library name or path
+    is_file = Prop(False)  # the source is a single file
+    needs_base = Prop(False)  # ... and a FLUX.1 checkpoint, which a base pipeline calibrates
+    base = Prop("")  # library name or folder of the base pipeline; "" when none is chosen
+    description = Prop("")  # what the source is, in words
+    problem = Prop("")  # why the source cannot be quantized; "" when it can
+    base_problem = Prop("")  # why the base cannot calibrate the file; "" when it can (or none is needed)
+    checking = Prop(False)  # the engine's check of a single file is under way
+    ready = Prop(False)
+
+    def __init__(self, entries: list[Any]) -> None:
+        super().__init__()
+        # Library pipelines: (label, value, folder). Folders the user picks as a base are appended.
+        self.bases: list[tuple[str, str, Path]] = [
+            (e.name, e.name, Path(e.path)) for e in entries if getattr(e, "kind", "") == "diffusers"
+        ]
+        self._folders = {e.name: Path(e.path) for e in entries}
+        self.facts: SingleFileFacts | None = None
+        self._engine_problem = ""
+        for name in ("source", "base", "problem", "base_problem", "checking", "needs_base"):
+            getattr(self, f"{name}_changed").connect(self._update_ready)
+
+    # -- the source ------------------------------------------------------------------------------------------
+    def choose(self, value: str) -> None:
+        """A library name, a pipeline folder or a single file became the source."""
+        self.facts, self._engine_problem, self.checking = None, "", False
+        path = Path(value)
+        single = value not in self._folders and path.is_file()
+        self.is_file = single
+        self.needs_base = False
+        self.source = value
+        if single:
+            self._choose_file(value)
+            return
+        self.base = ""
+        self.base_problem = ""
+        if value in self._folders:  # a library entry: the library checked it when it was listed
+            self.description, self.problem = "", ""
+            return
+        try:
+            cfg = check_pipeline_folder(path)
+        except UserError as err:
+            self.description, self.problem = "", _words(err)
+            return
+        self.description = (f"Diffusers FLUX.1 pipeline folder, {cfg.get('num_layers', '?')} double and "
+                            f"{cfg.get('num_single_layers', '?')} single blocks")  # fmt: skip
+        self.problem = ""
+
+    def _choose_file(self, value: str) -> None:
+        try:
+            self.facts = inspect_single_file(value)
+        except UserError as err:
+            self.description, self.problem = "", _words(err)
+            self.base, self.base_problem = "", ""
+            return
+        self.description = self.facts.summary
+        self.problem = ""
+        self.needs_base = True
+        self.base = self._preselected_base()
+        self._check_base()
+        self.checking = True  # Next waits for the engine's check of every tensor
+        self.check_requested.emit(value)
+
+    def engine_checked(self, path: str, message: str) -> None:
+        """The engine's check of ``path`` ended: ``message`` says what is wrong with it, "" when nothing is."""
+        if path != self.source:  # the user has picked something else since
+            return
+        self._engine_problem = message
+        if message:
+            self.problem = message
+        self.checking = False
+
+    # -- the base pipeline -----------------------------------------------------------------------------------
+    def add_base_folder(self, folder: str) -> str:
+        """Offers ``folder`` as a base (chosen at once); returns its value, or "" with ``base_problem`` set
+        when it is no FLUX.1 pipeline."""
+        path = Path(folder)
+        try:
+            check_pipeline_folder(path)
+        except UserError as err:
+            self.base = ""
+            self.base_problem = _words(err)
+            return ""
+        if all(value != folder for _, value, _ in self.bases):
+            self.bases.append((path.name or folder, folder, path))
+            self.bases_changed.emit()
+        self.choose_base(folder)
+        return folder
+
+    def choose_base(self, value: str) -> None:
+        self.base = value
+        self._check_base()
+
+    def _base_folder(self, value: str) -> Path | None:
+        return next((folder for _, v, folder in self.bases if v == value), None)
+
+    def _fit(self, value: str) -> list[str] | None:
+        """What the base at ``value`` lacks for the file (empty: it fits); None when its config is unreadable."""
+        folder = self._base_folder(value)
+        cfg = _transformer_config(folder) if folder is not None else None
+        if cfg is None or self.facts is None:
+            return None
+        return base_misfit(self.facts, cfg)
+
+    def _preselected_base(self) -> str:
+        """The library pipeline most likely to be the file's own: one that fits, with the same guidance
+        embedding (FLUX.1-dev has one, schnell none), whose name shares the file's dev/schnell word."""
+        assert self.facts is not None
+        stem = self.facts.path.stem.lower()
+
+        def score(value: str, folder: Path) -> tuple[int, int]:
+            cfg = _transformer_config(folder) or {}
+            same_guidance = bool(cfg.get("guidance_embeds")) == self.facts.config["guidance_embeds"]
+            same_word = any(w in stem and w in value.lower() for w in ("schnell", "dev"))
+            return int(same_guidance), int(same_word)
+
+        fitting = [(value, folder) for _, value, folder in self.bases if self._fit(value) == []]
+        if not fitting:
+            return ""
+        return max(fitting, key=lambda vf: score(*vf))[0]  # max keeps the first of equals: library order
+
+    def _check_base(self) -> None:
+        if not self.needs_base or self.facts is None:
+            self.base_problem = ""
+            return
+        name = self.facts.path.name
+        if not self.base:
+            self.base_problem = (f"{name} holds only the transformer: choose the FLUX.1 pipeline it was made "
+                                 "for, whose text encoders, tokenizers and scheduler calibrate it"
+                                 if self.bases else
+                                 f"{name} holds only the transformer, and the library has no FLUX.1 pipeline "
+                                 "to calibrate it with: pick one with Other folder… (e.g. FLUX.1-dev)")  # fmt: skip
+            return
+        misfit = self._fit(self.base)
+        if misfit is None:
+            self.base_problem = f"{self.base}: its transformer/config.json is missing or unreadable"
+        elif misfit:
+            self.base_problem = (f"{name} does not fit {Path(self.base).name or self.base}: {', '.join(misfit)}. "
+                                 "Choose the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip
+        else:
+            self.base_problem = ""
+
+    def _update_ready(self, *_: Any) -> None:
+        self.ready = bool(self.source) and not self.problem and not self.base_problem and not self.checking \
+            and (not self.needs_base or bool(self.base))  # fmt: skip
+
+
+def _words(err: UserError) -> str:
+    return f"{err} ({err.hint})" if err.hint else str(err)
