@@ -6,7 +6,7 @@ Order of preference for a kernel family ``kernels_cu/<stem>.cu`` on a GPU of arc
    ``<stem>.json`` sidecar naming the source hash it was built from; ignored when the sources are present
    and differ, so a developer's edit is never shadowed by a stale binary);
 2. a cubin in the user cache directory, ``<user_cache_dir>/kernels/<stem>-<src hash>-sm_XY-<nvcc hash>.cubin``;
-3. a fresh build with nvcc through ``pycuda.compiler.compile``, then written to that cache.
+3. a fresh build with nvcc (``compile_cubin``), then written to that cache.
 
 End users therefore need no nvcc when the app ships fatbins. Modules are loaded into the device's
 primary context, the one PyTorch uses, so pointers from torch tensors are valid in the kernels.
@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,8 @@ ARCH_SPECIFIC = {"svdq_w4a8_wgmma": ("90", "90a")}
 NVCC_OPTIONS = ("-O3", "-std=c++17", "-lineinfo")
 # Architectures the packaging step builds fatbins for (sm_75 only runs the prologue; see DESIGN.md).
 PACKAGED_ARCHS = ("75", "80", "86", "89", "90")
+# subprocess.CREATE_NO_WINDOW, spelled out: the subprocess module defines it on Windows only.
+CREATE_NO_WINDOW = 0x08000000
 
 
 def source_dir() -> Path:
@@ -72,12 +76,27 @@ def source_hash(stem: str) -> str | None:
     return h.hexdigest()
 
 
+def no_window_flags(platform: str = sys.platform) -> int:
+    """``creationflags`` for running a console program (nvcc) on ``platform``: ``CREATE_NO_WINDOW`` on
+    Windows, where each call from the windowed app (which has no console to share) would otherwise flash a
+    console window of its own; 0 elsewhere (POSIX refuses any other value)."""
+    return CREATE_NO_WINDOW if platform == "win32" else 0
+
+
+def run_nvcc(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Runs ``args`` (nvcc and its arguments) to the end without a console window, its output captured as
+    text (nvcc's own messages are ASCII; any other byte is replaced rather than raising). A non-zero exit
+    is the caller's to check; a missing program raises OSError."""
+    return subprocess.run(args, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                          check=False, creationflags=no_window_flags())
+
+
 _nvcc_version_cache: dict[str, str] = {}
 
 
 def nvcc_version(nvcc: str) -> str:
     if nvcc not in _nvcc_version_cache:
-        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False).stdout
+        out = run_nvcc([nvcc, "--version"]).stdout
         _nvcc_version_cache[nvcc] = out.strip().splitlines()[-1] if out.strip() else "unknown"
     return _nvcc_version_cache[nvcc]
 
@@ -138,24 +157,28 @@ def fatbin_archs(stem: str, archs: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def compile_cubin(stem: str, arch: str, nvcc: str) -> bytes:
-    """Build ``kernels_cu/<stem>.cu`` for sm_<arch> with nvcc through pycuda -> cubin bytes."""
-    from pycuda.compiler import compile as pycuda_compile
+    """Build ``kernels_cu/<stem>.cu`` for sm_<arch> with nvcc -> cubin bytes; RuntimeError with nvcc's
+    messages when it fails.
 
+    nvcc reads the source file itself, as bytes: the text never passes through Python's default encoding
+    (a code page on Windows), and nvcc runs without a console window (``run_nvcc``). (pycuda's compiler was
+    used before: it wrote the source back out in that encoding and started nvcc twice with no way to pass
+    ``creationflags``.)"""
     src = source_dir()
-    source = (src / f"{stem}.cu").read_text()
-    return pycuda_compile(
-        source,
-        nvcc=nvcc,
-        options=list(NVCC_OPTIONS),
-        no_extern_c=True,  # the sources declare their entry points extern "C" themselves
-        arch=f"sm_{target_arch(stem, arch)}",
-        include_dirs=[str(src)],
-        cache_dir=False,  # our own cache below is keyed by source hash + arch + nvcc version
-    )
+    with tempfile.TemporaryDirectory(prefix="nibble-nvcc-") as tmp:
+        out = Path(tmp) / f"{stem}.cubin"
+        cmd = [nvcc, "-cubin", *NVCC_OPTIONS, f"-arch=sm_{target_arch(stem, arch)}", "-I", str(src),
+               "-o", str(out), str(src / f"{stem}.cu")]
+        done = run_nvcc(cmd)
+        if done.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"nvcc could not build {stem} for sm_{target_arch(stem, arch)} "
+                               f"(exit {done.returncode}):\n{done.stderr or done.stdout}")
+        return out.read_bytes()
 
 
 def build_fatbin(stem: str, out_dir: Path, archs: tuple[str, ...] = PACKAGED_ARCHS) -> Path:
-    """Packaging step: one fatbin holding SASS for every arch, plus its source-hash sidecar."""
+    """Packaging step: one fatbin holding SASS for every arch, plus its source-hash sidecar. A failed nvcc
+    raises CalledProcessError (its messages written to stderr)."""
     nvcc = find_nvcc()
     if nvcc is None:
         raise RuntimeError("nvcc not found; set CUDA_HOME or put nvcc on the PATH")
@@ -164,7 +187,11 @@ def build_fatbin(stem: str, out_dir: Path, archs: tuple[str, ...] = PACKAGED_ARC
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in fatbin_archs(stem, archs)]
     cmd = [nvcc, "-fatbin", *NVCC_OPTIONS, *gencode, "-I", str(source_dir()), "-o", str(out),
            str(source_dir() / f"{stem}.cu")]
-    subprocess.run(cmd, check=True)
+    done = run_nvcc(cmd)
+    for text, stream in ((done.stdout, sys.stdout), (done.stderr, sys.stderr)):
+        if text and stream is not None:  # a packaging step runs in a console: nvcc's messages shown as before
+            stream.write(text)
+    done.check_returncode()  # CalledProcessError: packaging/build_kernels.py retries without optional archs
     out.with_suffix(".json").write_text(json.dumps({"source_hash": source_hash(stem), "archs": list(archs)}))
     return out
 
