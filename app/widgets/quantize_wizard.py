@@ -439,9 +439,10 @@ class QuantizeWizard(QWizard):
         name = Path(self.job.source).name if self.job is not None else "the source"
         base = self.job.config.base if self.job is not None else None
         return (f"No comparison with the 16-bit model: {name} is a single-file checkpoint, which the app cannot "
-                f"run at 16 bits (it runs diffusers pipeline folders and quantized models), and {base} is another "
-                "model, so its images would not show what quantizing changed. The images are the quantized "
-                "model's own, on the comparison prompts.")  # fmt: skip
+                f"run at 16 bits (it runs diffusers pipeline folders and quantized models). The base pipeline "
+                f"{base} supplies only the text encoders; its own transformer is in general another model (the one "
+                "a fine-tune started from), so its images would not show what quantizing changed. The images are "
+                "the quantized model's own, on the comparison prompts.")  # fmt: skip
 
     def cancel(self) -> None:
         if self.job is not None:
