@@ -220,11 +220,13 @@ class QuantizeSource(QObject):
             return
         name = self.facts.path.name
         if not self.base:
-            self.base_problem = (f"{name} holds only the transformer: choose the FLUX.1 pipeline it was made "
-                                 "for, whose text encoders, tokenizers and scheduler calibrate it"
-                                 if self.bases else
-                                 f"{name} holds only the transformer, and the library has no FLUX.1 pipeline "
-                                 "to calibrate it with: pick one with Other folder… (e.g. FLUX.1-dev)")  # fmt: skip
+            if any(self._fit(value) == [] for _, value, _ in self.bases):
+                self.base_problem = (f"{name} holds only the transformer: choose the FLUX.1 pipeline it was made "
+                                     "for, whose text encoders, tokenizers and scheduler calibrate it")  # fmt: skip
+            else:  # nothing in the list would do: say where to look instead of offering misfits
+                self.base_problem = (f"{name} holds only the transformer, and no pipeline in the library fits it "
+                                     "(its text encoder widths or latent channels differ): pick the FLUX.1 "
+                                     "pipeline it was made for with Other folder… (e.g. FLUX.1-dev)")  # fmt: skip
             return
         misfit = self._fit(self.base)
         if misfit is None:
