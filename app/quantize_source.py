@@ -195,7 +195,7 @@ class QuantizeSource(QObject):
         cfg = _transformer_config(folder) if folder is not None else None
         if cfg is None or self.facts is None:
             return None
-        return base_misfit(self.facts, cfg)
+        return base_misfit(self.facts.config, cfg)
 
     def _preselected_base(self) -> str:
         """The library pipeline most likely to be the file's own: one that fits, with the same guidance

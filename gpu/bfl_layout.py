@@ -34,8 +34,8 @@ QUANTIZE_FIRST = ("quantize it first: python main.py quantize FILE --base PIPELI
                   "PIPELINE is a diffusers FLUX.1 folder supplying the text encoders")  # fmt: skip
 
 
-# The transformer settings a base pipeline's text encoders and latents must agree with; the quantizer
-# (gpu.streaming.engine._BASE_MUST_MATCH) refuses a base that differs in any of them.
+# The transformer settings a base pipeline's text encoders and latents must agree with (``base_misfit``: the
+# wizard's check and the quantizer's).
 BASE_MUST_MATCH = ("joint_attention_dim", "pooled_projection_dim", "in_channels")
 
 SVDQ_METADATA_KEY = "svdq"  # gpu.checkpoint.format.METADATA_KEY, named here without importing torch
@@ -92,7 +92,7 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
         raise ModelLoadError(f"{path.name}: {_what_else(keys, meta)}", _hint_for_other(keys, meta))
     shapes = {k[len(prefix):]: list(v["shape"]) for k, v in header.items()
               if k != "__metadata__" and k.startswith(prefix)}  # fmt: skip
-    config = _implied_config(path.name, shapes)
+    config = implied_config(path.name, shapes)
     counts: dict[str, int] = {}
     for k in shapes:
         entry = header[prefix + k]
@@ -102,15 +102,17 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
     return SingleFileFacts(path, "comfyui" if prefix else "bfl", config, sum(counts.values()), dtype)
 
 
-def base_misfit(facts: SingleFileFacts, base_transformer_config: dict[str, Any]) -> list[str]:
-    """How a base pipeline's transformer config differs from the file in what the base must supply (text
-    embeddings of the right widths, latents of the right channels); empty when it fits."""
-    return [f"{k} {facts.config[k]} vs {base_transformer_config.get(k)}" for k in BASE_MUST_MATCH
-            if base_transformer_config.get(k) != facts.config[k]]  # fmt: skip
+def base_misfit(file_config: dict[str, Any], base_transformer_config: dict[str, Any]) -> list[str]:
+    """How a base pipeline's transformer config differs from a single file's (``SingleFileFacts.config``, or
+    the quantizer's source config) in what the base must supply (text embeddings of the right widths, latents
+    of the right channels), e.g. ["joint_attention_dim 128 vs 4096"]; empty when it fits."""
+    return [f"{k} {file_config[k]} vs {base_transformer_config.get(k)}" for k in BASE_MUST_MATCH
+            if base_transformer_config.get(k) != file_config[k]]  # fmt: skip
 
 
-def _implied_config(name: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
-    """The settings ``gpu.streaming.source.bfl_to_diffusers`` infers from the same shapes."""
+def implied_config(name: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
+    """The FluxTransformer2DModel settings the BFL tensor ``shapes`` (unprefixed name -> shape) imply: widths,
+    block counts, guidance. ModelLoadError naming ``name`` when a tensor every FLUX.1 has is absent."""
     try:
         doubles = {int(k.split(".")[1]) for k in shapes if k.startswith("double_blocks.")}
         singles = {int(k.split(".")[1]) for k in shapes if k.startswith("single_blocks.")}

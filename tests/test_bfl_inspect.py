@@ -30,8 +30,8 @@ def test_flux_single_files_are_described_in_both_layouts(tmp_path):
     assert bfl.params == comfy.params and bfl.dtype == "BF16"
     assert "ComfyUI" in comfy.summary and "2 double and 4 single blocks" in bfl.summary
     demo_cfg = json.loads((DEMO / "transformer" / "config.json").read_bytes())
-    assert base_misfit(bfl, demo_cfg) == []
-    assert base_misfit(bfl, {**demo_cfg, "joint_attention_dim": 4096}) == ["joint_attention_dim 128 vs 4096"]
+    assert base_misfit(bfl.config, demo_cfg) == []
+    assert base_misfit(bfl.config, {**demo_cfg, "joint_attention_dim": 4096}) == ["joint_attention_dim 128 vs 4096"]
 
 
 @pytest.mark.parametrize(("name", "tensors", "says"), [

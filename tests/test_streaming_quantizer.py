@@ -319,11 +319,15 @@ def test_single_file_problems_are_named_before_any_work(tmp_path):
     shutil.copytree(DEMO, wrong)
     cfg = json.loads((wrong / "transformer" / "config.json").read_text())
     (wrong / "transformer" / "config.json").write_text(json.dumps({**cfg, "joint_attention_dim": 4096}))
-    with pytest.raises(ModelLoadError, match="flux-demo.safetensors does not fit --base wrong: joint_attention_dim "
-                                             "128 vs 4096"):  # fmt: skip
+    with pytest.raises(ModelLoadError, match="flux-demo.safetensors does not fit the base pipeline wrong: "
+                                             "joint_attention_dim 128 vs 4096"):  # fmt: skip
         quantize_model(single, out, _cfg(base=str(wrong)), library=lib, device=CPU)
-    with pytest.raises(BadRequestError, match="--base is for single-file checkpoints"):
+    with pytest.raises(BadRequestError, match="a base pipeline is for single-file checkpoints; demo brings its own"):
         quantize_model(DEMO, out, _cfg(base=str(DEMO)), library=lib, device=CPU)
+    lora = tmp_path / "lora.safetensors"  # given with a base, as a single file, but none: named as such
+    save_file({"lora_A": torch.zeros(2, 2)}, str(lora))
+    with pytest.raises(ModelLoadError, match="lora.safetensors: not a single-file FLUX.1 checkpoint"):
+        quantize_model(lora, out, _cfg(base=str(DEMO)), library=lib, device=CPU)
     partial = load_file(single)
     del partial["double_blocks.1.img_attn.proj.weight"]  # an incomplete download or another variant
     save_file(partial, str(single))

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from gpu.adapters import adapter_named
 from gpu.atomic import atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
+from gpu.bfl_layout import base_misfit
 from gpu.checkpoint.format import file_sha256, load_checkpoint, save_checkpoint
 from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputError, named_few
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
@@ -305,33 +306,33 @@ def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
         src = bfl_file_source(path)
         base = _base_for_single_file(path, src, library, config.base) if config.base else None
         return src, base, path.stem, torch.bfloat16
-    if config.base:
-        raise BadRequestError(f"--base is for single-file checkpoints; {source} brings its own text encoders",
-                              "leave out --base")  # fmt: skip
+    if config.base and path.is_file():  # given as a single file, but it is none
+        raise ModelLoadError(f"{path.name}: not a single-file FLUX.1 checkpoint (no img_in / double_blocks tensors)",
+                             QUANTIZE_SOURCES)  # fmt: skip
     entry: ModelEntry = library.resolve(str(source))
     if entry.facts is None or entry.facts.kind != "diffusers":
         raise ModelLoadError(f"{entry.name}: only a 16-bit diffusers pipeline folder can be quantized",
                              QUANTIZE_SOURCES)  # fmt: skip
+    if config.base:
+        raise BadRequestError(f"a base pipeline is for single-file checkpoints; {entry.name} brings its own text "
+                              "encoders", "leave out --base")  # fmt: skip
     storage = torch.float16 if entry.facts.precision == "fp16" else torch.bfloat16
     return diffusers_folder_source(entry.path), entry, entry.name, storage
 
 
 QUANTIZE_SOURCES = "give a diffusers FLUX.1 folder, or a single-file FLUX.1 checkpoint with --base"
 
-# Transformer settings the base pipeline's text encoders and latents must agree with.
-_BASE_MUST_MATCH = ("joint_attention_dim", "pooled_projection_dim", "in_channels")
-
 
 def _base_for_single_file(path: Path, src: WeightSource, library: ModelLibrary, base: str) -> ModelEntry:
     """The diffusers pipeline whose text encoders, tokenizers, scheduler and defaults calibrate ``path``."""
     entry = library.resolve(base)
     if entry.facts is None or entry.facts.kind != "diffusers":
-        raise ModelLoadError(f"--base {base}: not a diffusers pipeline folder", "give the folder of a FLUX.1 "
-                             "pipeline (with text_encoder, text_encoder_2, tokenizers and scheduler)")  # fmt: skip
-    cfg = json.loads((entry.path / "transformer" / "config.json").read_bytes())
-    differs = [f"{k} {src.config[k]} vs {cfg.get(k)}" for k in _BASE_MUST_MATCH if cfg.get(k) != src.config[k]]
+        raise ModelLoadError(f"base pipeline {base}: not a diffusers pipeline folder",
+                             "give the folder of a FLUX.1 pipeline (with text_encoder, text_encoder_2, tokenizers "
+                             "and scheduler)")  # fmt: skip
+    differs = base_misfit(src.config, json.loads((entry.path / "transformer" / "config.json").read_bytes()))
     if differs:
-        raise ModelLoadError(f"{path.name} does not fit --base {entry.name}: {', '.join(differs)}",
+        raise ModelLoadError(f"{path.name} does not fit the base pipeline {entry.name}: {', '.join(differs)}",
                              "give the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip
     return entry
 

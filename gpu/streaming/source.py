@@ -40,7 +40,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from gpu.bfl_layout import bfl_prefix
+from gpu.bfl_layout import bfl_prefix, implied_config
 from gpu.errors import CheckpointError, ModelLoadError, named_few
 from gpu.safetensors_header import read_safetensors_header
 
@@ -122,8 +122,11 @@ def _swap_halves(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([scale, shift], dim=0)
 
 
-def bfl_to_diffusers(keys: set[str], shapes: dict[str, list[int]]) -> tuple[dict, dict]:
-    """-> (diffusers name -> (bfl key, transform or None), raw diffusers config inferred from shapes)."""
+def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dict]:
+    """BFL tensor shapes (unprefixed name -> shape) of the file ``name`` -> (diffusers name -> (bfl key,
+    transform or None), raw diffusers config inferred from the shapes)."""
+    keys = set(shapes)
+    config = implied_config(name, shapes)  # ModelLoadError when a tensor every FLUX.1 has is absent
     m: dict[str, tuple[str, Callable | None]] = {}
     dim = shapes["img_in.weight"][0]
     head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
@@ -141,9 +144,7 @@ def bfl_to_diffusers(keys: set[str], shapes: dict[str, list[int]]) -> tuple[dict
         lin(f"{src}.out_layer", f"time_text_embed.{dst}.linear_2")
     lin("final_layer.linear", "proj_out")
     lin("final_layer.adaLN_modulation.1", "norm_out.linear", _swap_halves)
-    n_double = 1 + max(int(k.split(".")[1]) for k in keys if k.startswith("double_blocks."))
-    singles = [int(k.split(".")[1]) for k in keys if k.startswith("single_blocks.")]
-    n_single = 1 + max(singles) if singles else 0
+    n_double, n_single = config["num_layers"], config["num_single_layers"]
     for i in range(n_double):
         s, d = f"double_blocks.{i}", f"transformer_blocks.{i}"
         lin(f"{s}.img_mod.lin", f"{d}.norm1.linear")
@@ -172,14 +173,9 @@ def bfl_to_diffusers(keys: set[str], shapes: dict[str, list[int]]) -> tuple[dict
         lin(f"{s}.modulation.lin", f"{d}.norm.linear")
     raw = {
         "_class_name": "FluxTransformer2DModel",
-        "in_channels": shapes["img_in.weight"][1],
-        "num_layers": n_double,
-        "num_single_layers": n_single,
+        **config,
         "attention_head_dim": head_dim,
         "num_attention_heads": dim // head_dim,
-        "joint_attention_dim": shapes["txt_in.weight"][1],
-        "pooled_projection_dim": shapes["vector_in.in_layer.weight"][1],
-        "guidance_embeds": "guidance_in.in_layer.weight" in keys,
         "axes_dims_rope": [16, 56, 56],
         "patch_size": 1,
         "out_channels": None,
@@ -198,7 +194,7 @@ def bfl_file_source(path: Path) -> WeightSource:
               if k != "__metadata__" and k.startswith(prefix)}  # fmt: skip
     keys = set(shapes)
     try:
-        mapping, raw = bfl_to_diffusers(keys, shapes)
+        mapping, raw = bfl_to_diffusers(path.name, shapes)
     except (KeyError, IndexError, ValueError) as err:  # a tensor the layout needs is absent, or of another shape
         raise ModelLoadError(f"{path.name}: not a complete FLUX.1 transformer ({err!r} is missing or malformed)",
                              "the file is incomplete or another model") from None  # fmt: skip
