@@ -9,7 +9,7 @@ encoders' tensors (which the quantizer ignores)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,8 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
     keys = [k for k in header if k != "__metadata__"]
     prefix = bfl_prefix(keys)
     if prefix is None or SVDQ_METADATA_KEY in meta:
-        raise ModelLoadError(f"{path.name}: {_what_else(keys, meta)}", _hint_for_other(keys, meta))
+        what, hint = _what_else(keys, meta)
+        raise ModelLoadError(f"{path.name}: {what}", hint)
     shapes = {k[len(prefix):]: list(v["shape"]) for k, v in header.items()
               if k != "__metadata__" and k.startswith(prefix)}  # fmt: skip
     config = implied_config(path.name, shapes)
@@ -129,31 +130,33 @@ def implied_config(name: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
                              "the file is incomplete or another model") from None  # fmt: skip
 
 
-def _what_else(keys: list[str], meta: dict[str, str]) -> str:
-    """What a .safetensors file that is no single-file FLUX.1 checkpoint holds, from its tensor names."""
+_PICK_FLUX = "pick a FLUX.1 transformer: a flux1-dev-style .safetensors file or a ComfyUI FLUX.1 checkpoint"
+
+# What else a .safetensors file may be, recognised by its tensor names: (test, what it is, what to do instead).
+_OTHER_FILES: list[tuple[Callable[[list[str]], bool], str, str]] = [
+    (lambda keys: any("lora_" in k or ".lora." in k for k in keys), "a LoRA, not a model",
+     "use it in the LoRA panel with a FLUX.1 model"),
+    (lambda keys: any(k.startswith("transformer_blocks.") for k in keys),
+     "a FLUX transformer in diffusers layout (the transformer/ part of a pipeline folder)",
+     "pick the whole pipeline folder (the one with model_index.json) instead"),
+    (lambda keys: any(".input_blocks." in k or k.startswith("input_blocks.") for k in keys),
+     "a Stable Diffusion 1.x/2.x or SDXL checkpoint (UNet), not FLUX.1", _PICK_FLUX),
+    (lambda keys: any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in keys),
+     "a Stable Diffusion 3 checkpoint, not FLUX.1", _PICK_FLUX),
+    (lambda keys: bool(keys) and all(k.startswith(("encoder.", "decoder.", "quant_conv", "post_quant_conv"))
+                                     for k in keys), "a VAE, not a FLUX.1 transformer", _PICK_FLUX),
+    (lambda keys: any(k.startswith(("encoder.block.", "shared.", "text_model.", "embeddings.", "encoder.layers."))
+                      for k in keys), "a text encoder, not a FLUX.1 transformer", _PICK_FLUX),
+]  # fmt: skip
+
+
+def _what_else(keys: list[str], meta: dict[str, str]) -> tuple[str, str]:
+    """What a .safetensors file that is no single-file FLUX.1 checkpoint holds, and what to do instead."""
     if SVDQ_METADATA_KEY in meta:
-        return "already a quantized (SVDQ) model"
-    if any("lora_" in k or ".lora." in k for k in keys):
-        return "a LoRA, not a model"
-    if any(k.startswith("transformer_blocks.") for k in keys):
-        return "a FLUX transformer in diffusers layout (the transformer/ part of a pipeline folder)"
-    if any(".input_blocks." in k or k.startswith("input_blocks.") for k in keys):
-        return "a Stable Diffusion 1.x/2.x or SDXL checkpoint (UNet), not FLUX.1"
-    if any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in keys):
-        return "a Stable Diffusion 3 checkpoint, not FLUX.1"
-    if keys and all(k.startswith(("encoder.", "decoder.", "quant_conv", "post_quant_conv")) for k in keys):
-        return "a VAE, not a FLUX.1 transformer"
-    if any(k.startswith(("encoder.block.", "shared.", "text_model.", "embeddings.", "encoder.layers.")) for k in keys):
-        return "a text encoder, not a FLUX.1 transformer"
+        return ("already a quantized (SVDQ) model",
+                "add it to the library as it is (Models panel); only a 16-bit model can be quantized")  # fmt: skip
+    for test, what, hint in _OTHER_FILES:
+        if test(keys):
+            return what, hint
     few = named_few(sorted(keys)) if keys else "no tensors"
-    return f"not a FLUX.1 checkpoint: no img_in / double_blocks tensors ({few})"
-
-
-def _hint_for_other(keys: list[str], meta: dict[str, str]) -> str:
-    if SVDQ_METADATA_KEY in meta:
-        return "add it to the library as it is (Models panel); only a 16-bit model can be quantized"
-    if any("lora_" in k or ".lora." in k for k in keys):
-        return "use it in the LoRA panel with a FLUX.1 model"
-    if any(k.startswith("transformer_blocks.") for k in keys):
-        return "pick the whole pipeline folder (the one with model_index.json) instead"
-    return "pick a FLUX.1 transformer: a flux1-dev-style .safetensors file or a ComfyUI FLUX.1 checkpoint"
+    return f"not a FLUX.1 checkpoint: no img_in / double_blocks tensors ({few})", _PICK_FLUX
