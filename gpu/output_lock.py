@@ -8,6 +8,7 @@ no stale lock, only the small file, which the next holder reuses and removes."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from gpu.atomic import output_errors
 from gpu.errors import OutputError
 
+_NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}  # flock on a file system without it
 _WINDOWS_LOCK_OFFSET = 1 << 20  # Windows locks bytes, and a locked byte cannot be read: lock one past the pid
 
 
@@ -42,7 +44,12 @@ def output_lock(target: Path | str, what: str = "run") -> Iterator[None]:
 def _acquire(path: Path, target: Path, what: str) -> int:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        if not _try_lock(fd):
+        try:
+            locked = _try_lock(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not locked:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise OutputError(f"{target} is being written by another {what} (process {holder})",
@@ -79,4 +86,9 @@ else:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
+        except OSError as err:
+            if err.errno not in _NO_LOCKS_HERE:
+                raise
+            return True  # a file system without locks (some network mounts): the run goes on unguarded
         return True
+

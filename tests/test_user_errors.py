@@ -352,3 +352,31 @@ def test_a_lora_folder_is_named_a_folder_not_missing(tmp_path):
 
     with pytest.raises(LoraError, match=f"LoRA {tmp_path} is a folder, not a file"):  # said "does not exist"
         read_lora(tmp_path)
+
+
+# -- the per-output lock ----------------------------------------------------------------------------------------
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_a_file_system_without_locks_does_not_block_writing(tmp_path, monkeypatch):
+    """Some network mounts answer flock with ENOLCK / EOPNOTSUPP: quantizing onto them must still work (unguarded),
+    while a real I/O failure is still named."""
+    import fcntl
+
+    from gpu.output_lock import output_lock
+
+    target = tmp_path / "model.safetensors"
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with output_lock(target, "quantize run"):
+        atomic_write_bytes(target, b"model")
+    assert target.read_bytes() == b"model" and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+    def broken(fd: int, op: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(fcntl, "flock", broken)
+    with pytest.raises(OutputError, match="cannot write .*model.safetensors: Input/output error"):
+        with output_lock(target, "quantize run"):
+            pass
