@@ -34,7 +34,8 @@ class QuantizePanel(QWidget):
         from app.widgets.quantize_wizard import QuantizeWizard
 
         if self.wizard is None or not self.wizard.isVisible():
-            self.wizard = QuantizeWizard(self.controller, self.window())
+            # A wizard closed mid-run may still be stopping its run: the new one's run waits for it.
+            self.wizard = QuantizeWizard(self.controller, self.window(), earlier=self._wizards)
             self._wizards.append(self.wizard)
         self.wizard.show()
         self.wizard.raise_()

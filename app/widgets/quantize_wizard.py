@@ -6,6 +6,7 @@ images side by side with PSNR/SSIM and adds the new file to the library.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -332,6 +334,17 @@ class ResultPage(QWizardPage):
         layout.addWidget(holder, 1)
         layout.addWidget(self.add_button)
 
+    def clear(self) -> None:
+        """Back to an empty page for a new run: the images, summary and "Added" of an earlier run in this wizard
+        (Back from the result page, then run again) would otherwise stay beside or under the new ones."""
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            if item is not None and item.widget() is not None:
+                item.widget().deleteLater()
+        self.summary.setText("")
+        self.add_button.setEnabled(True)
+        self.add_button.setText("Add to library")
+
     def show_comparisons(self, items: list[Comparison]) -> None:
         with_original = any(item.original is not None for item in items)
         titles = ("Prompt", "Original", "Quantized", "PSNR / SSIM") if with_original else ("Prompt", "Quantized")
@@ -363,8 +376,13 @@ class ResultPage(QWizardPage):
 
 class QuantizeWizard(QWizard):
     _run = Signal(object)  # queued to the worker thread
+    run_ended = Signal()  # the run (or the wait for an earlier wizard's) is over: finished, cancelled or failed
 
-    def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
+    def __init__(self, controller: AppController, parent: QWidget | None = None,
+                 earlier: Sequence[QuantizeWizard] = ()) -> None:  # fmt: skip
+        """``earlier``: wizards opened before this one, whose runs may still be stopping after they were closed;
+        a run here waits for them (two runs would compete for memory, and for the output file's lock when
+        they write the same name, which the engine then refuses as "being written by another quantize run")."""
         super().__init__(parent)
         self.setObjectName("quantizeWizard")
         self.setWindowTitle("Quantize this model")
@@ -374,7 +392,13 @@ class QuantizeWizard(QWizard):
         self.result_path: str | None = None
         self.added_name: str | None = None
         self.comparisons: list[Comparison] = []
+        self.error_dialog: QMessageBox | None = None
         self.compare_steps: int | None = None  # tests use few steps
+        self.running = False  # a job is on the worker thread, or waiting for an earlier wizard's to stop
+        self._waiting = False  # ... waiting, not yet handed to the worker
+        self._earlier = list(earlier)
+        for wizard in self._earlier:
+            wizard.run_ended.connect(self._start_when_free)
         # The worker thread first: the source page asks it to check a picked file as soon as it exists.
         self._thread = QuantizeThread()
         worker = self._thread.worker
@@ -420,6 +444,11 @@ class QuantizeWizard(QWizard):
                                          f"{stem}-{config.method}-{config.precision}-r{config.rank}")
         self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps,
                                compare_original=not state.is_file)  # fmt: skip
+        # A run after Back: nothing of the earlier run may pass for this one's (a cancelled run would offer
+        # the earlier model as "complete", and the result page would show both runs' images).
+        self.result_path = None
+        self.comparisons = []
+        self.result_page.clear()
         self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")
         if state.is_file:
             # Looked at again: it may have been moved or replaced since it was picked, and the engine would
@@ -429,10 +458,42 @@ class QuantizeWizard(QWizard):
             except UserError as err:
                 self._on_failed(classify(err))
                 return
+        self._set_running(True)
+        if any(w.running for w in self._earlier):
+            self._waiting = True
+            self.run_page.log.appendPlainText("Waiting for the quantize run of the wizard you closed to stop…")
+            return
+        self._hand_over()
+
+    def _start_when_free(self) -> None:
+        if not self._waiting or any(w.running for w in self._earlier):
+            return  # cancelled while waiting, already started, or another earlier run still stopping
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        assert self.job is not None
+        self._waiting = False
         self.controller.unload_model()  # quantizing needs the memory the generation model holds
-        if config.base:
-            self.run_page.log.appendPlainText(f"Text encoders, tokenizers and calibration prompts from {config.base}")
+        if self.job.config.base:
+            self.run_page.log.appendPlainText(
+                f"Text encoders, tokenizers and calibration prompts from {self.job.config.base}")
         self._run.emit(self.job)
+
+    def _set_running(self, running: bool) -> None:
+        self.running = running
+        # While a run works, Back stays disabled: going back and pressing Next would queue a second job
+        # behind it. QWizard greys Back on the page after a commit page, and re-applies that whenever it
+        # updates its buttons (which a plain setEnabled(False) would not survive). It updates them after
+        # initializePage (which starts the run) and on the run page's completeChanged, which every end of a
+        # run emits (RunPage.finish) after this.
+        self.calibration_page.setCommitPage(running)
+        if not running:
+            self.run_ended.emit()
+
+    def back(self) -> None:
+        if self.running:  # the button is greyed; callers of the slot itself are refused as well
+            return
+        super().back()
 
     def no_original_reason(self) -> str:
         """Why the result page shows no 16-bit images (a single-file source)."""
@@ -445,9 +506,15 @@ class QuantizeWizard(QWizard):
                 "the quantized model's own, on the comparison prompts.")  # fmt: skip
 
     def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel.set()
-            self.run_page.log.appendPlainText("Cancelling…")
+        if self.job is None or not self.running:
+            return  # nothing is running: a finished or failed run's page keeps its words
+        self.job.cancel.set()
+        self.run_page.cancel_button.setEnabled(False)  # pressed: the run stops at its next check
+        if self._waiting:  # never handed to the worker: nothing to stop there
+            self._waiting = False
+            self._on_cancelled()
+            return
+        self.run_page.log.appendPlainText("Cancelling…")
 
     def _on_comparisons(self, items: list[Comparison]) -> None:
         self.comparisons = items
@@ -459,12 +526,14 @@ class QuantizeWizard(QWizard):
 
     def _on_finished(self, path: str) -> None:
         self.result_path = path
+        self._set_running(False)
         self.run_page.bar.setRange(0, 1)
         self.run_page.bar.setValue(1)
         self.run_page.log.appendPlainText("Done.")
         self.run_page.finish(True)
 
     def _on_cancelled(self) -> None:
+        self._set_running(False)
         self.run_page.bar.setRange(0, 1)
         if self.result_path:  # cancelled during the comparison: the finished model stays offered, not orphaned
             self.run_page.log.appendPlainText(f"Comparison cancelled. The model is complete ({self.result_path}); "
@@ -476,10 +545,12 @@ class QuantizeWizard(QWizard):
         self.run_page.finish(False)
 
     def _on_failed(self, error: EngineError) -> None:
+        self._set_running(False)
         self.run_page.log.appendPlainText(f"Failed: {error.message}" + (f" ({error.hint})" if error.hint else ""))
         self.run_page.failed(error)
         self.run_page.finish(False)
-        self.error_dialog = show_error(self, error)
+        if self.isVisible():  # a wizard the user closed mid-run: its run was cancelled, no dialog for it now
+            self.error_dialog = show_error(self, error)
 
     def add_to_library(self) -> None:
         if self.result_path:

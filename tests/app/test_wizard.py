@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import torch
 from conftest import accept_dialog_later
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 from safetensors.torch import load_file, save_file
 
@@ -120,6 +123,90 @@ def test_closed_wizards_threads_stop_with_the_app(qtbot, window):
         for thread in threads:
             thread.quit()
             thread.wait(60000)
+
+
+def test_no_back_while_a_run_works_and_running_again_after_a_cancel(qtbot, window):
+    """Back during a run let Next queue a second job behind the first (the engine would refuse it: the same
+    output is locked by our own process). Back is greyed until the run has stopped; then the settings can be
+    changed and the run started again."""
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    wizard.compare_steps = 2
+    back = wizard.button(QWizard.WizardButton.BackButton)
+    next_button = wizard.button(QWizard.WizardButton.NextButton)
+    wizard.next()
+    wizard.method_page.rank.setValue(8)
+    wizard.next()
+    wizard.calibration_page.count.setValue(64)  # long enough to be still running below
+    wizard.next()  # starts quantizing
+    assert wizard.currentPage() is wizard.run_page
+    assert not back.isEnabled() and not next_button.isEnabled() and wizard.running
+    back.click()
+    wizard.back()  # the slot itself, as a shortcut would call it
+    assert wizard.currentPage() is wizard.run_page
+    qtbot.waitUntil(lambda: wizard.run_page.log.blockCount() > 2, timeout=60000)  # the engine is at work
+    assert not back.isEnabled()  # still greyed after QWizard updated its buttons for the progress
+    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+        wizard.run_page.cancel_button.click()
+        assert not wizard.run_page.cancel_button.isEnabled()  # pressed once; the run stops at its next check
+    log = wizard.run_page.log.toPlainText()
+    assert "Cancelled. Nothing was added." in log and wizard.result_path is None
+    assert back.isEnabled() and not next_button.isEnabled() and not wizard.run_page.cancel_button.isEnabled()
+    back.click()  # to change the settings
+    assert wizard.currentPage() is wizard.calibration_page
+    assert next_button.text() == wizard.buttonText(QWizard.WizardButton.NextButton)  # not "Commit"
+    wizard.calibration_page.count.setValue(2)
+    wizard.calibration_page.steps.setValue(2)
+    with qtbot.waitSignal(wizard.run_ended, timeout=600000):
+        wizard.next()  # runs again
+    log = wizard.run_page.log.toPlainText()
+    assert wizard.result_path and "being written by another" not in log, log
+    assert "Cancelled" not in log and wizard.run_page.cancel_button.isEnabled() is False
+    assert next_button.isEnabled() and back.isEnabled()
+    wizard.next()  # -> result page
+    assert len(wizard.comparisons) == 4
+    wizard.close()
+
+
+def test_a_wizard_closed_mid_run_and_opened_again_runs_after_the_old_run_stops(qtbot, window):
+    """Closing the wizard cancels its run, but the run stops only at its next check (a layer of a big model
+    takes seconds); a run in the wizard opened again wrote the same output and was refused by the engine's
+    lock, held by that stopping run of our own process."""
+    panel = window.quantize_panel
+    panel.open_wizard()
+    first = panel.wizard
+    first.next()
+    first.method_page.rank.setValue(8)
+    first.next()
+    first.calibration_page.count.setValue(64)
+    first.next()  # starts quantizing
+    qtbot.waitUntil(lambda: first.run_page.log.blockCount() > 2, timeout=60000)  # the engine holds the lock
+    stopping = threading.Event()
+
+    def slow_step(_event) -> None:  # on the worker thread, inside the engine: a step that cannot stop at once
+        if stopping.is_set():
+            time.sleep(0.5)
+
+    first._thread.worker.progress.connect(slow_step, Qt.ConnectionType.DirectConnection)
+    stopping.set()
+    first.close()  # the dialog's X: cancels the run
+    panel.open_wizard()
+    second = panel.wizard
+    assert second is not first
+    second.compare_steps = 2
+    second.next()
+    second.method_page.rank.setValue(8)  # the same settings: the same output name as the stopping run
+    second.next()
+    second.calibration_page.count.setValue(2)
+    second.calibration_page.steps.setValue(2)
+    with qtbot.waitSignal(second.run_ended, timeout=600000):
+        second.next()
+    log = second.run_page.log.toPlainText()
+    assert second.result_path and "being written by another" not in log, log
+    assert "Waiting for the quantize run of the wizard you closed to stop" in log
+    assert not first.running and "Cancelled" in first.run_page.log.toPlainText()
+    assert first.error_dialog is None  # no dialog about a run the user closed
+    second.close()
 
 
 def test_wizard_never_replaces_an_existing_model(qtbot, window):
