@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, Signal
 from app.observable import Prop
 from gpu.bfl_layout import SingleFileFacts, base_misfit, inspect_single_file
 from gpu.errors import ModelLoadError, UserError
-from gpu.model_files import check_pipeline_complete
+from gpu.model_files import DEFAULTS_FILE, FALLBACK_DEFAULTS, check_pipeline_complete
 
 # An output name is a file name in the models folder: long names break Windows' 260-character paths.
 _MAX_STEM = 80
@@ -62,6 +62,20 @@ def _transformer_config(folder: Path) -> dict[str, Any] | None:
     return cfg if isinstance(cfg, dict) else None
 
 
+def _generation_defaults(folder: Path) -> dict[str, Any]:
+    """The steps and guidance a pipeline folder supplies, read as the engine reads them (``gpu.model_files``):
+    its nibble.json over FLUX.1-dev's recommended settings."""
+    try:
+        own = json.loads((folder / DEFAULTS_FILE).read_bytes())
+    except (OSError, ValueError):
+        own = {}
+    return {**FALLBACK_DEFAULTS, **(own if isinstance(own, dict) else {})}
+
+
+def _variant(guidance_embeds: bool) -> str:
+    return "FLUX.1-dev" if guidance_embeds else "FLUX.1-schnell"
+
+
 def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     """The transformer config of the diffusers FLUX.1 pipeline at ``folder``; ModelLoadError in plain words
     when it is none (torch-free: ``inspect_model_path`` would import torch through the adapters)."""
@@ -88,6 +102,7 @@ class QuantizeSource(QObject):
     description_changed = Signal(str)
     problem_changed = Signal(str)
     base_problem_changed = Signal(str)
+    base_warning_changed = Signal(str)
     checking_changed = Signal(bool)
     ready_changed = Signal(bool)
     check_requested = Signal(str)  # a single file's path, for the engine's own tensor-by-tensor check
@@ -100,6 +115,7 @@ class QuantizeSource(QObject):
     description = Prop("")  # what the source is, in words
     problem = Prop("")  # why the source cannot be quantized; "" when it can
     base_problem = Prop("")  # why the base cannot calibrate the file; "" when it can (or none is needed)
+    base_warning = Prop("")  # what a base that fits costs (made for the other of dev/schnell); never blocks
     checking = Prop(False)  # the engine's check of a single file is under way
     ready = Prop(False)
 
@@ -129,6 +145,7 @@ class QuantizeSource(QObject):
             return
         self.base = ""
         self.base_problem = ""
+        self.base_warning = ""
         if value in self._folders:  # a library entry: the library checked it when it was listed
             self.description, self.problem = "", ""
             return
@@ -146,7 +163,7 @@ class QuantizeSource(QObject):
             self.facts = inspect_single_file(value)
         except UserError as err:
             self.description, self.problem = "", _words(err)
-            self.base, self.base_problem = "", ""
+            self.base, self.base_problem, self.base_warning = "", "", ""
             return
         self.description = self.facts.summary
         self.problem = ""
@@ -175,6 +192,7 @@ class QuantizeSource(QObject):
         except UserError as err:
             self.base = ""
             self.base_problem = _words(err)
+            self.base_warning = ""
             return ""
         if all(value != folder for _, value, _ in self.bases):
             self.bases.append((path.name or folder, folder, path))
@@ -215,6 +233,7 @@ class QuantizeSource(QObject):
         return max(fitting, key=lambda vf: score(*vf))[0]  # max keeps the first of equals: library order
 
     def _check_base(self) -> None:
+        self.base_warning = self._variant_warning()
         if not self.needs_base or self.facts is None:
             self.base_problem = ""
             return
@@ -236,6 +255,31 @@ class QuantizeSource(QObject):
                                  "Choose the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip
         else:
             self.base_problem = ""
+
+    def _variant_warning(self) -> str:
+        """A base that fits but belongs to the other variant (a FLUX.1-dev-style file, which has a guidance
+        embedding, with a schnell-style pipeline, which has none, or the reverse). It calibrates all the same:
+        the base supplies text encoders (dev's and schnell's are the same), tokenizers, the scheduler and the
+        generation defaults, but the last two shape the calibration trajectories, which then are not the
+        ones the file generates with. A poorer calibration, not a wrong one, so this warns and never blocks."""
+        if not self.needs_base or self.facts is None or not self.base or self._fit(self.base) != []:
+            return ""
+        folder = self._base_folder(self.base)
+        assert folder is not None  # _fit found its config
+        base_guided = bool((_transformer_config(folder) or {}).get("guidance_embeds"))
+        file_guided = bool(self.facts.config["guidance_embeds"])
+        if base_guided == file_guided:
+            return ""
+        defaults = _generation_defaults(folder)
+        name, base = self.facts.path.name, Path(self.base).name or self.base
+        embedding = "with a guidance embedding" if file_guided else "without a guidance embedding"
+        return (f"{name} is a {_variant(file_guided)}-style model ({embedding}), but {base} is a "
+                f"{_variant(base_guided)}-style pipeline. Its scheduler and generation settings "
+                f"({defaults.get('steps')} steps, guidance {defaults.get('guidance')}) drive the calibration, so "
+                f"{name} is calibrated on {_variant(base_guided)}-like trajectories, not on the ones it generates "
+                f"with: it still quantizes, but the 4-bit copy may stay less close to the original, and it starts "
+                f"with these settings in the app. Choose a {_variant(file_guided)} pipeline as the base if you "
+                "have one")  # fmt: skip
 
     def _update_ready(self, *_: Any) -> None:
         self.ready = bool(self.source) and not self.problem and not self.base_problem and not self.checking \

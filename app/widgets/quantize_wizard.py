@@ -68,6 +68,15 @@ def _problem_label() -> QLabel:
     return label
 
 
+def _warning_label() -> QLabel:
+    """Amber, not red: something the user may want to change, which does not stop them going on."""
+    label = QLabel("")
+    label.setWordWrap(True)
+    label.setStyleSheet("color: #b9770e")
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
 def _sentence(text: str, capital: bool = True) -> str:
     """``text`` as a sentence with one full stop (engine messages are CLI one-liners); its first word
     capitalised when it is a plain word, never a file name (``my-finetune.safetensors: …``)."""
@@ -129,11 +138,13 @@ class SourcePage(QWizardPage):
                      "calibrate it come from this diffusers pipeline, and the quantized model generates with them.")
         why.setWordWrap(True)
         self.base_problem = _problem_label()
+        self.base_warning = _warning_label()  # a dev-style file with a schnell-style base, or the reverse
         base_layout = QVBoxLayout(self.base_box)
         base_layout.setContentsMargins(0, 8, 0, 0)
         base_layout.addLayout(base_row)
         base_layout.addWidget(why)
         base_layout.addWidget(self.base_problem)
+        base_layout.addWidget(self.base_warning)
 
         layout = QVBoxLayout(self)
         layout.addLayout(row)
@@ -146,9 +157,10 @@ class SourcePage(QWizardPage):
         bind(state, "description", self.description)
         bind(state, "problem", self.problem)
         bind(state, "base_problem", self.base_problem)
-        self._show(self.description, state.description)
+        bind(state, "base_warning", self.base_warning)
         for name, label in (("description", self.description), ("problem", self.problem),
-                            ("base_problem", self.base_problem)):  # fmt: skip
+                            ("base_problem", self.base_problem), ("base_warning", self.base_warning)):  # fmt: skip
+            self._show(label, getattr(state, name))
             getattr(state, f"{name}_changed").connect(lambda text, label=label: self._show(label, text))
         state.checking_changed.connect(self.checking.setVisible)
         self.checking.setVisible(state.checking)

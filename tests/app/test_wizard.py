@@ -316,6 +316,66 @@ def test_a_single_file_needs_a_base_that_fits(qtbot, window, tmp_path):
     wizard.close()
 
 
+def _dev_style_file(tmp_path: Path) -> Path:
+    """The demo transformer with a guidance embedding (as FLUX.1-dev has; the demo, like schnell, has none)."""
+    width = json.loads((DEMO / "transformer" / "config.json").read_bytes())["num_attention_heads"] * 128
+    g = torch.Generator().manual_seed(0)
+    guidance = {f"guidance_in.{layer}.{p}": (torch.randn(shape, generator=g) * 0.02).to(torch.bfloat16)
+                for layer, fan_in in (("in_layer", 256), ("out_layer", width))
+                for p, shape in (("weight", (width, fan_in)), ("bias", (width,)))}  # fmt: skip
+    return save_bfl_transformer(DEMO, tmp_path / "flux1-dev-finetune.safetensors", extra=guidance)
+
+
+def _dev_style_base(tmp_path: Path) -> Path:
+    """The demo pipeline, its transformer config saying it has a guidance embedding (FLUX.1-dev style)."""
+    base = tmp_path / "FLUX.1-dev"
+    shutil.copytree(DEMO, base)
+    cfg = json.loads((base / "transformer" / "config.json").read_bytes())
+    (base / "transformer" / "config.json").write_text(json.dumps({**cfg, "guidance_embeds": True}))
+    return base
+
+
+def test_a_base_of_the_other_flux_variant_is_warned_about_not_refused(qtbot, window, tmp_path):
+    """A FLUX.1-dev-style file with a schnell-style base (or the reverse) was accepted without a word: the base's
+    scheduler and generation settings shape the calibration trajectories, so the file is calibrated on the other
+    variant's. A warning naming both and what it costs; Next stays enabled; a matching base is preselected."""
+    dev_file, dev_base = _dev_style_file(tmp_path), _dev_style_base(tmp_path)
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    page, state = wizard.source_page, wizard.source_state
+    next_button = wizard.button(QWizard.WizardButton.NextButton)
+    page.use_path(str(dev_file))
+    _checked(qtbot, wizard)
+    assert "with guidance (FLUX.1-dev style)" in page.description.text()
+    assert state.base == "demo"  # the one library pipeline that fits: schnell-style
+    warning = page.base_warning.text()
+    assert page.base_warning.isVisible(), "a dev-style file with a schnell-style base passed without a word"
+    assert ("flux1-dev-finetune.safetensors is a FLUX.1-dev-style model (with a guidance embedding), but demo is "
+            "a FLUX.1-schnell-style pipeline") in warning  # fmt: skip
+    assert "(16 steps, guidance 5.0) drive the calibration" in warning  # the demo's own nibble.json
+    assert "calibrated on FLUX.1-schnell-like trajectories" in warning and "Choose a FLUX.1-dev pipeline" in warning
+    assert not page.base_problem.isVisible() and next_button.isEnabled()  # a warning, not a block
+    state.add_base_folder(str(dev_base))  # the matching base: nothing to warn about
+    assert state.base == str(dev_base) and not page.base_warning.isVisible() and next_button.isEnabled()
+    page.use_path(str(dev_file))  # picked again: of the two that fit, the matching one is preselected
+    _checked(qtbot, wizard)
+    assert state.base == str(dev_base) and not page.base_warning.isVisible()
+
+    schnell_file = _single_file(tmp_path, "schnell-finetune.safetensors")  # the reverse
+    page.use_path(str(schnell_file))
+    _checked(qtbot, wizard)
+    assert state.base == "demo" and not page.base_warning.isVisible()  # the matching one of the two
+    page.base.setCurrentIndex(page.base.findData(str(dev_base)))
+    warning = page.base_warning.text()
+    assert ("schnell-finetune.safetensors is a FLUX.1-schnell-style model (without a guidance embedding), but "
+            "FLUX.1-dev is a FLUX.1-dev-style pipeline") in warning  # fmt: skip
+    assert "(16 steps, guidance 5.0) drive the calibration" in warning  # the copy's nibble.json (the demo's)
+    assert page.base_warning.isVisible() and next_button.isEnabled()
+    page.source.setCurrentIndex(page.source.findData("demo"))  # a library pipeline needs no base: no warning
+    assert state.base_warning == "" and not page.base_box.isVisible()
+    wizard.close()
+
+
 def test_files_that_are_no_flux_checkpoint_are_named_on_the_source_page(qtbot, window, tmp_path):
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
