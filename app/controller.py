@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, database_error
 from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage
-from app.gallery_model import GalleryModel, TrashPartlyEmptied
+from app.gallery_model import DeleteCutShort, GalleryModel, TrashPartlyEmptied
 from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel
 from app.image_files import read_image_settings, relative
@@ -211,9 +211,13 @@ class AppController(QObject):
 
     def delete_images(self, rows: list[int]) -> None:
         """Gallery rows to the trash folder; a file that cannot be moved (open elsewhere, read-only folder, a
-        file where the trash's folder goes) is reported with both paths, and it and the rest are kept."""
+        file where the trash's folder goes) is reported with both paths, and it and the rest are kept. Images
+        moved before it stay in the trash (undoable), and the message says so."""
         try:
             self.gallery.delete(rows)
+        except DeleteCutShort as cut:
+            log.error("moving images to the trash stopped after %d: %s", cut.moved, cut.cause, exc_info=cut.cause)
+            self.error.emit(self._delete_cut_short(cut))
         except (OSError, sqlite3.Error) as exc:
             log.exception("moving images to the trash failed")
             self.error.emit(self._trash_error("could not be moved to the trash folder", exc))
@@ -254,12 +258,26 @@ class AppController(QObject):
             f"The files left stay in the trash folder {self.data.trash} and are deleted the next time you empty the "
             "trash. Check that they are not open in another program, then empty the trash again.")
 
-    def _trash_error(self, what: str, exc: BaseException) -> EngineError:
+    def _delete_cut_short(self, cut: DeleteCutShort) -> EngineError:
+        # Not "nothing else was changed": the images moved before the failure are in the trash already. They
+        # stay there (each can be brought back with Undo) rather than being moved back unasked, which could fail
+        # in turn for the same reason (a full or read-only disk).
+        others = cut.kept - 1
+        kept = f"It and {others} other image{'s' * (others != 1)} stay" if others else "It stays"
+        return EngineError(
+            "user", f"Only {cut.moved} of the {cut.moved + cut.kept} images were moved to the trash. The next could "
+            f"not be moved: {cut.cause} ({self._trash_where(cut.cause)}). {kept} in the gallery, unchanged.",
+            f"Undo delete brings the {cut.moved} moved image{'s' * (cut.moved != 1)} back, one per click. Check "
+            "that the image is not open in another program and that the data folder can be written, then delete "
+            "the rest again.")
+
+    def _trash_where(self, exc: BaseException) -> str:
         if isinstance(exc, sqlite3.Error):
-            where = f"the gallery database {self.store.path} could not be updated"
-        else:  # str() of an OSError names the file(s): the image, or the trash folder in the way
-            where = f"the trash folder is {self.data.trash}"
-        return EngineError("user", f"An image {what}: {exc} ({where}).",
+            return f"the gallery database {self.store.path} could not be updated"
+        return f"the trash folder is {self.data.trash}"  # str() of an OSError names the file(s): the image
+
+    def _trash_error(self, what: str, exc: BaseException) -> EngineError:
+        return EngineError("user", f"An image {what}: {exc} ({self._trash_where(exc)}).",
                            "Nothing else was changed. Check that the image is not open in another program and "
                            "that the data folder can be written, then try again.")
 

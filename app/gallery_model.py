@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,20 @@ class TrashPartlyEmptied(Exception):
         super().__init__(f"{len(failures)} file(s) in the trash could not be deleted; {deleted} were")
         self.deleted = deleted
         self.failures = failures
+
+
+class DeleteCutShort(Exception):
+    """Moving several images to the trash stopped at one that could not be moved (``cause``: open in another
+    program on Windows, a read-only folder, a database error). The ``moved`` images before it are in the trash
+    by then, each on the undo stack; that one and the others not yet tried (``kept`` in all) are unchanged,
+    file and row."""
+
+    def __init__(self, moved: int, kept: int, cause: OSError | sqlite3.Error) -> None:
+        super().__init__(f"{moved} image(s) moved to the trash, then {cause}")
+        self.moved = moved
+        self.kept = kept
+        self.cause = cause
+
 
 RecordRole = Qt.ItemDataRole.UserRole + 1
 PathRole = Qt.ItemDataRole.UserRole + 2
@@ -174,10 +189,14 @@ class GalleryModel(QAbstractListModel):
         self.dataChanged.emit(index, index)
 
     def delete(self, rows: list[int]) -> None:
-        """Moves files to the trash folder; ``undo_delete`` brings back the last deletion. Raises the first
-        OSError/sqlite3.Error met: that image and the ones after it stay as they were (file and row)."""
+        """Moves files to the trash folder; ``undo_delete`` brings back the last deletion. Stops at the first
+        OSError/sqlite3.Error met: that image and the ones after it stay as they were (file and row). Raised as
+        it is when nothing was moved yet, else as ``DeleteCutShort`` saying how many were (so the message can
+        say what did change: those are in the trash, undoable, not "nothing")."""
+        todo = sorted(set(rows), reverse=True)
+        moved = 0
         try:
-            for row in sorted(set(rows), reverse=True):
+            for row in todo:
                 record = self._rows[row]
                 self._clear_trash_name(record.path)
                 move_to_trash(self._data, record.path)
@@ -191,6 +210,11 @@ class GalleryModel(QAbstractListModel):
                 del self._rows[row]
                 self.endRemoveRows()
                 self._undo.append(record)
+                moved += 1
+        except (OSError, sqlite3.Error) as exc:
+            if moved:
+                raise DeleteCutShort(moved, len(todo) - moved, exc) from exc
+            raise
         finally:
             self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
             self.trash_changed.emit(len(self._undo))

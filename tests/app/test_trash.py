@@ -3,6 +3,7 @@ finished at the next start, and no image in the trash is ever replaced by anothe
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -135,3 +136,43 @@ def test_empty_trash_that_cannot_delete_a_file_says_what_did_change(qtbot, data_
     monkeypatch.setattr(Path, "unlink", unlink)  # closed in the other program: the next Empty trash finishes
     assert controller.empty_trash() == 1 and gallery.trash_size() == (0, 0)
     assert [p for _, p, _ in _shown(window)] == []
+
+
+def test_deleting_several_images_that_fails_part_way_says_what_did_change(qtbot, data_root, monkeypatch):
+    """Four images deleted at once; the third to be moved is open in another program (Windows refuses the
+    rename). The two moved before it are in the trash, so "Nothing else was changed" was false: the message
+    says how many were moved and that Undo brings them back, and Undo restores exactly those."""
+    data = resolve_data_dir(data_root)
+    _images(data, ["fox", "owl", "cat", "emu"])  # shown newest first: emu, cat, owl, fox; moved bottom up
+    window = open_window(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    held = data.images / "d" / "2.png"  # "cat": fox and owl go first, emu is not tried
+    replace = os.replace
+
+    def open_elsewhere(src, dst, **kwargs) -> None:
+        if Path(src) == held:
+            raise PermissionError(13, "The process cannot access the file because it is being used", str(src))
+        replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", open_elsewhere)
+    panel.view.selectAll()
+    panel.delete_selected()
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    text = f"{window.error_dialog.text()} {window.error_dialog.informativeText()}"
+    assert "Nothing else was changed" not in text  # was said, though two images were in the trash already
+    assert "Only 2 of the 4 images were moved to the trash" in text and str(held) in text
+    assert "It and 1 other image stay in the gallery, unchanged" in text
+    assert "Undo delete brings the 2 moved images back" in text
+    window.error_dialog.accept()
+    assert sorted(p.relative_to(data.trash).as_posix() for p in data.trash.rglob("*.png")) == ["d/0.png", "d/1.png"]
+    assert [p for _, p, _ in _shown(window)] == ["cat", "emu"] and held.is_file()
+    assert gallery.undo_count == 2 and panel.undo_button.isEnabled()
+
+    monkeypatch.setattr(os, "replace", replace)
+    panel.undo_button.click()  # the latest first: owl
+    assert sorted(p for _, p, _ in _shown(window)) == ["cat", "emu", "owl"]
+    panel.undo_button.click()
+    assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "owl", False), ("d/2.png", "cat", False),
+                              ("d/3.png", "emu", False)]
+    assert not panel.undo_button.isEnabled() and not list(data.trash.rglob("*.png"))
+    assert all((data.images / "d" / f"{i}.png").is_file() for i in range(4))
