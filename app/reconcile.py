@@ -14,6 +14,7 @@ imported, and the trashed image is renamed so that both can be seen (never overw
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.data_dir import DataDir
 from app.image_files import is_png, read_image_settings, relative, rename_in_trash, restore_from_trash
@@ -46,9 +47,15 @@ def _finish_interrupted_moves(store: Store, data: DataDir, on_disk: dict[str, ob
     return repaired
 
 
+def _hidden(data: DataDir, path: Path) -> bool:
+    # Not only hidden files: a write killed before its rename leaves its complete PNG in atomic_path's hidden
+    # scratch folder (".<name>.<random>.tmp/new.png"), which is no gallery image.
+    return any(part.startswith(".") for part in path.relative_to(data.images).parts)
+
+
 def reconcile(store: Store, data: DataDir) -> ReconcileReport:
     report = ReconcileReport()
-    on_disk = {relative(data, p): p for p in data.images.rglob("*.png") if not p.name.startswith(".") and is_png(p)}
+    on_disk = {relative(data, p): p for p in data.images.rglob("*.png") if not _hidden(data, p) and is_png(p)}
     report.repaired = _finish_interrupted_moves(store, data, on_disk)
     rows = store.all_paths()
     for rel, path in sorted(on_disk.items()):

@@ -91,3 +91,36 @@ def test_reconcile_imports_only_real_pngs(tmp_path):
     report = reconcile(store, data)
     assert report.imported == 1 and [r.path for r in store.images()] == ["2026-11-21/real.png"]
     assert (day / "empty.png").exists() and (day / "noise.png").exists()  # left alone, not deleted
+
+
+def test_reconcile_skips_a_killed_writes_temp_folder(tmp_path, monkeypatch):
+    """A kill between writing an image and renaming it into place leaves atomic_path's private folder
+    (``.<name>.<random>.tmp/new.png``) in the images folder. Its PNG is complete, but it is no gallery image:
+    it was imported as ``…/.<name>.<random>.tmp/new.png``, a row pointing into a hidden scratch folder."""
+    from PIL import Image
+
+    import gpu.atomic
+    from app.data_dir import DataDir
+    from app.reconcile import reconcile
+    from gpu.generation.png_metadata import write_png
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*_args: object) -> None:
+        raise Killed
+
+    data = DataDir(tmp_path).create()
+    day = data.images / "2026-11-21"
+    write_png(day / "kept.png", Image.new("RGB", (8, 8)), {"prompt": "kept"})
+    with monkeypatch.context() as m:  # as after kill -9: no rename, and no finally removing the folder
+        m.setattr(gpu.atomic.os, "replace", killed)
+        m.setattr(gpu.atomic.shutil, "rmtree", lambda *_a, **_k: None)
+        try:
+            write_png(day / "killed.png", Image.new("RGB", (8, 8)), {"prompt": "killed"})
+        except Killed:
+            pass
+    assert [p.name for p in day.rglob("*.png")].count("new.png") == 1  # the scratch PNG is there, complete
+    store = Store(data.database)
+    report = reconcile(store, data)
+    assert [r.path for r in store.images()] == ["2026-11-21/kept.png"] and report.imported == 1
