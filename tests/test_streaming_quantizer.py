@@ -338,7 +338,7 @@ def test_single_file_problems_are_named_before_any_work(tmp_path):
         quantize_model(DEMO, out, _cfg(base=str(DEMO)), library=lib, device=CPU)
     lora = tmp_path / "lora.safetensors"  # given with a base, as a single file, but none: named as such
     save_file({"lora_A": torch.zeros(2, 2)}, str(lora))
-    with pytest.raises(ModelLoadError, match="lora.safetensors: not a single-file FLUX.1 checkpoint"):
+    with pytest.raises(ModelLoadError, match="lora.safetensors: a LoRA, not a model"):
         quantize_model(lora, out, _cfg(base=str(DEMO)), library=lib, device=CPU)
     partial = load_file(single)
     del partial["double_blocks.1.img_attn.proj.weight"]  # an incomplete download or another variant
@@ -348,6 +348,26 @@ def test_single_file_problems_are_named_before_any_work(tmp_path):
     save_file({**partial, "double_blocks.0.img_attn.qkv.scale_weight": torch.ones(1)}, str(single))  # scaled FP8
     with pytest.raises(ModelLoadError, match="tensors a FLUX.1 transformer does not have: double_blocks.0.img_attn"):
         quantize_model(single, out, _cfg(base=str(DEMO)), library=lib, device=CPU)
+    assert not out.exists() and not parts_dir(out).exists()
+
+
+def test_a_damaged_single_file_given_with_a_base_is_named_for_what_is_wrong(tmp_path, capsys):
+    """A truncated download of a FLUX.1 checkpoint, or one named .SAFETENSORS, was called "not a single-file
+    FLUX.1 checkpoint (no img_in / double_blocks tensors)": it has both, and the hint sent the user elsewhere."""
+    from main import main
+
+    single = save_bfl_transformer(DEMO, tmp_path / "flux1-dev.safetensors")
+    whole = single.read_bytes()
+    single.write_bytes(whole[: len(whole) // 2])
+    upper = tmp_path / "FLUX.SAFETENSORS"
+    upper.write_bytes(whole)
+    out = tmp_path / "q.safetensors"
+    for source, said in ((single, "flux1-dev.safetensors: truncated: the header describes"),
+                         (upper, "FLUX.SAFETENSORS: the name must end in .safetensors, in lower case "
+                                 "(rename it to FLUX.safetensors)")):  # fmt: skip
+        assert main(["quantize", str(source), "--base", "demo", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {said}") and "no img_in" not in err
     assert not out.exists() and not parts_dir(out).exists()
 
 

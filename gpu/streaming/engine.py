@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from gpu.adapters import adapter_named
 from gpu.atomic import atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
-from gpu.bfl_layout import base_misfit
+from gpu.bfl_layout import base_misfit, inspect_single_file
 from gpu.checkpoint.format import file_sha256, load_checkpoint, save_checkpoint
 from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputError, named_few
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
@@ -307,6 +307,7 @@ def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
         base = _base_for_single_file(path, src, library, config.base) if config.base else None
         return src, base, path.stem, torch.bfloat16
     if config.base and path.is_file():  # given as a single file, but it is none
+        inspect_single_file(path)  # names what it is: a truncated download, a LoRA, an upper-case .SAFETENSORS…
         raise ModelLoadError(f"{path.name}: not a single-file FLUX.1 checkpoint (no img_in / double_blocks tensors)",
                              QUANTIZE_SOURCES)  # fmt: skip
     entry: ModelEntry = library.resolve(str(source))
