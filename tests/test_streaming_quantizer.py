@@ -295,11 +295,32 @@ def test_a_single_file_checkpoint_quantizes_to_the_same_model_as_its_pipeline_fo
 def test_comfyui_all_in_one_files_are_read_under_their_prefix(tmp_path):
     from gpu.streaming.source import bfl_file_source, diffusers_folder_source
 
-
     vae = {"first_stage_model.decoder.conv_in.weight": torch.ones(4, 4)}  # beside the transformer: ignored
     single = save_bfl_transformer(DEMO, tmp_path / "all-in-one.safetensors", "model.diffusion_model.", vae)
     ours, ref = bfl_file_source(single).tensors(""), diffusers_folder_source(DEMO).tensors("")
     assert ours.keys() == ref.keys() and all(torch.equal(ours[k], ref[k]) for k in ref)
+
+
+def test_an_fp8_single_file_loads_as_its_bf16_values(tmp_path):
+    """FP8 single files (e.g. ComfyUI's flux1-dev-fp8) are read and widened to the runtime dtype block by block;
+    their blocks and head hold exactly the FP8 values."""
+    from safetensors.torch import load_file, save_file
+
+    from gpu.streaming.source import bfl_file_source, diffusers_folder_source, load_block, load_head
+
+    single = save_bfl_transformer(DEMO, tmp_path / "flux-fp8.safetensors", "model.diffusion_model.")
+    save_file({k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v for k, v in load_file(single).items()},
+              str(single))  # fmt: skip
+    ref = diffusers_folder_source(DEMO)
+    src = bfl_file_source(single)
+    block = load_block(src, "transformer_blocks", 1, CPU, torch.bfloat16).state_dict()
+    want = ref.tensors("transformer_blocks.1.")
+    for k, v in want.items():
+        expect = v.to(torch.float8_e4m3fn).to(torch.bfloat16) if v.ndim == 2 else v
+        assert block[k].dtype == torch.bfloat16 and torch.equal(block[k], expect), k
+    head = load_head(src, CPU, torch.bfloat16).state_dict()
+    assert torch.equal(head["x_embedder.weight"], ref.tensors("x_embedder.")["weight"].to(torch.float8_e4m3fn).to(
+        torch.bfloat16))
 
 
 def test_a_single_file_checkpoint_given_as_a_model_says_to_quantize_it(tmp_path, capsys):
