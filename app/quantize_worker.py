@@ -90,6 +90,9 @@ class QuantizeWorker(QObject):
         from gpu.errors import Cancelled
         from gpu.generation.request import GenerationCancelled
 
+        if job.cancel.is_set():  # its wizard was closed while the run waited here behind a file check
+            self.cancelled.emit()
+            return
         try:
             out = self._quantize(job)
             self.quantized.emit(str(out))

@@ -575,7 +575,13 @@ class QuantizeWizard(QWizard):
         # Closed by any route (Cancel, Finish, the window's X): a running job stops at its next check, and the
         # thread ends once idle instead of waiting for the app's exit.
         self.cancel()
-        self._thread.thread.quit()
+        if self.running:
+            # Its thread quits once the run has ended: a thread told to quit drops the calls queued to it, and the
+            # run may still be queued there behind the check of a picked file; it would then never run nor end,
+            # and a wizard opened next would wait for it for ever.
+            self.run_ended.connect(self._thread.thread.quit)
+        else:
+            self._thread.thread.quit()
         super().done(result)
 
     def shutdown(self) -> None:

@@ -209,6 +209,36 @@ def test_a_wizard_closed_mid_run_and_opened_again_runs_after_the_old_run_stops(q
     second.close()
 
 
+def test_a_wizard_closed_while_its_run_waits_behind_a_file_check_still_ends_it(qtbot, window, tmp_path,
+                                                                                  monkeypatch):
+    """The worker thread runs the engine's check of a picked file and the run, one after the other. A run handed
+    over while a check was still going, then the wizard closed: the thread was told to quit, which drops calls
+    queued to it, so the run never ran and never ended. The wizard stayed "running", and a wizard opened next
+    waited for it for ever."""
+    import gpu.streaming.source
+
+    real = gpu.streaming.source.bfl_file_source
+
+    def slow_check(path):  # a big checkpoint's check, still going when the run is handed over
+        time.sleep(2)
+        return real(path)
+
+    monkeypatch.setattr(gpu.streaming.source, "bfl_file_source", slow_check)
+    panel = window.quantize_panel
+    panel.open_wizard()
+    first = panel.wizard
+    first.source_page.use_path(str(_single_file(tmp_path)))  # the check starts on the worker thread
+    first.source_page.source.setCurrentIndex(first.source_page.source.findData("demo"))  # then a library model
+    first.next()
+    first.next()
+    first.next()  # the run, queued behind the check
+    assert first.running and first.currentPage() is first.run_page
+    first.close()
+    qtbot.waitUntil(lambda: not first.running, timeout=60000)
+    assert "Cancelled. Nothing was added." in first.run_page.log.toPlainText()
+    qtbot.waitUntil(lambda: not first._thread.thread.isRunning(), timeout=10000)  # and its thread ends
+
+
 def test_wizard_never_replaces_an_existing_model(qtbot, window):
     """A model already saved under the name the wizard would pick (same source, method, precision, rank) stays
     as it is: the new run writes a name of its own."""
