@@ -127,14 +127,13 @@ class QuantizeSource(QObject):
         ]
         self._folders = {e.name: Path(e.path) for e in entries}
         self.facts: SingleFileFacts | None = None
-        self._engine_problem = ""
         for name in ("source", "base", "problem", "base_problem", "checking", "needs_base"):
             getattr(self, f"{name}_changed").connect(self._update_ready)
 
     # -- the source ------------------------------------------------------------------------------------------
     def choose(self, value: str) -> None:
         """A library name, a pipeline folder or a single file became the source."""
-        self.facts, self._engine_problem, self.checking = None, "", False
+        self.facts, self.checking = None, False
         path = Path(value)
         single = value not in self._folders and path.is_file()
         self.is_file = single
@@ -177,10 +176,16 @@ class QuantizeSource(QObject):
         """The engine's check of ``path`` ended: ``message`` says what is wrong with it, "" when nothing is."""
         if path != self.source:  # the user has picked something else since
             return
-        self._engine_problem = message
         if message:
             self.problem = message
         self.checking = False
+
+    def recheck_file(self) -> None:
+        """Raises the ``UserError`` a single-file source gives now (none for a pipeline): it may have been moved
+        or replaced since it was picked, and the engine would then take it for a library name or folder and say
+        something beside the point about --base."""
+        if self.is_file:
+            inspect_single_file(self.source)
 
     # -- the base pipeline -----------------------------------------------------------------------------------
     def add_base_folder(self, folder: str) -> str:

@@ -37,7 +37,6 @@ from app.engine_errors import EngineError, classify
 from app.quantize_source import QuantizeSource, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread
 from app.widgets.error_dialog import show_error
-from gpu.bfl_layout import inspect_single_file
 from gpu.errors import UserError
 from gpu.paths import first_free_path
 
@@ -462,14 +461,11 @@ class QuantizeWizard(QWizard):
         self.comparisons = []
         self.result_page.clear()
         self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")
-        if state.is_file:
-            # Looked at again: it may have been moved or replaced since it was picked, and the engine would
-            # then take it for a library name or folder and say something beside the point about --base.
-            try:
-                inspect_single_file(source)
-            except UserError as err:
-                self._on_failed(classify(err))
-                return
+        try:
+            state.recheck_file()
+        except UserError as err:
+            self._on_failed(classify(err))
+            return
         self._set_running(True)
         if any(w.running for w in self._earlier):
             self._waiting = True
