@@ -85,13 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.atomic import check_output_path
-    from gpu.errors import OutputError
     from gpu.quantizer import QuantizeConfig, quantize_model
 
     check_output_path(args.out)  # before the calibration, not after it
-    if args.out.exists() and not args.overwrite:
-        # e.g. a typo naming another model, or the source's own weights: replaced only when asked
-        raise OutputError(f"{args.out} exists already", "give another --out, or add --overwrite to replace it")
     cfg = QuantizeConfig(
         method=args.method, precision=args.precision, rank=args.rank,
         calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
@@ -103,7 +99,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         prefix = f"[{ev.index}/{ev.total}] " if ev.kind == "layer" else ""
         print(f"{ev.elapsed_s:7.1f}s {prefix}{ev.message}{eta}", flush=True)
 
-    quantize_model(args.src, args.out, cfg, on_event=show)
+    quantize_model(args.src, args.out, cfg, on_event=show, replace=args.overwrite)
     return 0
 
 

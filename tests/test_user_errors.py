@@ -347,6 +347,29 @@ def test_quantize_never_replaces_an_existing_file_unless_asked(tmp_path, capsys)
     assert "rank 1000 is more than layer" in capsys.readouterr().err
 
 
+def test_quantize_checks_for_an_existing_file_under_the_output_lock(tmp_path, capsys, monkeypatch):
+    """The CLI looked for an existing OUT before the engine took the output's lock: a run on the same OUT that
+    finished in between (and released the lock) was then overwritten without --overwrite."""
+    import contextlib
+
+    import gpu.streaming.engine as engine
+    from main import main
+
+    out = tmp_path / "o.safetensors"
+    real_lock = engine.output_lock
+
+    @contextlib.contextmanager
+    def other_run_finishes_first(target, what):
+        out.write_bytes(b"the other run's model")  # it wrote its file and let go of the lock just now
+        with real_lock(target, what):
+            yield
+
+    monkeypatch.setattr(engine, "output_lock", other_run_finishes_first)
+    assert main(["quantize", "demo", "--out", str(out), "--calib-prompts", "1", "--rank", "8"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {out} exists already")
+    assert out.read_bytes() == b"the other run's model"
+
+
 def test_a_lora_folder_is_named_a_folder_not_missing(tmp_path):
     from gpu.lora import LoraError, read_lora
 

@@ -105,12 +105,18 @@ def quantize_model(
     library: ModelLibrary | None = None,
     device: torch.device | None = None,
     samples_override: Callable[[WeightSource, QuantizeConfig], list[CalibSample]] | None = None,
+    replace: bool = True,
 ) -> Path:
     """Quantize ``source`` (library name, diffusers folder, or single-file BFL ``.safetensors``) into the SVDQ
     file ``out_path``, one block at a time, resumably. ``samples_override`` (benchmarks without text
     encoders) supplies the calibration samples instead of the text encoders + trajectories. A second run on
-    the same ``out_path`` (another process) is refused while this one works: both would use one parts folder."""
+    the same ``out_path`` (another process) is refused while this one works: both would use one parts folder.
+    ``replace=False``: an existing ``out_path`` is an OutputError, checked under that lock (a run on the same
+    output that finishes just before this one starts is not overwritten)."""
     with output_lock(out_path, "quantize run"):
+        if not replace and Path(out_path).exists():
+            # e.g. a typo naming another model, or the source's own weights: replaced only when asked
+            raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
         return _quantize_model(source, Path(out_path), config, on_event, should_cancel, library, device,
                                samples_override)  # fmt: skip
 

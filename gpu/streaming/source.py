@@ -195,7 +195,7 @@ def bfl_file_source(path: Path) -> WeightSource:
     keys = set(shapes)
     try:
         mapping, raw = bfl_to_diffusers(path.name, shapes)
-    except (KeyError, IndexError, ValueError) as err:  # a tensor the layout needs is absent, or of another shape
+    except (KeyError, IndexError, ValueError, ZeroDivisionError) as err:  # a tensor absent, or of another shape
         raise ModelLoadError(f"{path.name}: not a complete FLUX.1 transformer ({err!r} is missing or malformed)",
                              "the file is incomplete or another model") from None  # fmt: skip
     unmapped = keys - {src for src, _ in mapping.values()}
