@@ -1,23 +1,20 @@
 """GUI tests run offscreen with a fresh data dir per test (never the user's real one).
 
-They drive the real window with the real engine and the shipped demo model (``resources/models/demo``)."""
+They drive the real window with the real engine and the shipped demo model (``resources/models/demo``). Test
+modules import their helpers from ``tests.app.gui``."""
 
 from __future__ import annotations
 
 import gc
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
 
 from gpu.paths import resources_dir  # noqa: E402
-
-TEST_STEPS = 2
-TEST_SIZE = 128
+from tests.app.gui import open_window, open_windows  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -36,53 +33,16 @@ def data_root(tmp_path, monkeypatch, demo_model) -> Path:
     return root
 
 
-_open_windows: list = []  # strong references: pytest-qt keeps only weak ones, and a window collected
-# before teardown would never run closeEvent (engine thread left running)
-
-
 @pytest.fixture(autouse=True)
 def _close_windows():
     yield
-    while _open_windows:
-        _open_windows.pop().close()
+    while open_windows:
+        open_windows.pop().close()
     # Collect this test's dead windows now, on the GUI thread: left to a later automatic collection they can
     # be destroyed on an engine worker thread, and destroying widgets off the GUI thread crashes Qt.
     gc.collect()
 
 
-def open_window(qtbot, root: Path):
-    from app.data_dir import resolve_data_dir
-    from app.main_window import MainWindow
-
-    window = MainWindow(resolve_data_dir(root))
-    qtbot.addWidget(window)
-    _open_windows.append(window)
-    window.show()
-    with qtbot.waitSignal(window.controller.engine_ready, timeout=60000):
-        window.start()
-    # the model's info (and so the model panel) arrives right after the engine is ready
-    qtbot.waitUntil(lambda: window.controller.model_info is not None, timeout=60000)
-    state = window.controller.prompt
-    state.steps, state.width, state.height, state.batch_count = TEST_STEPS, TEST_SIZE, TEST_SIZE, 1
-    return window
-
-
 @pytest.fixture
 def window(qtbot, data_root):
     return open_window(qtbot, data_root)
-
-
-def accept_dialog_later(seen: list[str]) -> None:
-    """Accepts the next message box once it shows (a modal one blocks the caller), noting its text."""
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication, QMessageBox
-
-    def check() -> None:
-        box = next((w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()), None)
-        if box is None:
-            QTimer.singleShot(50, check)
-            return
-        seen.append(f"{box.windowTitle()}\n{box.text()}\n{box.informativeText()}")
-        box.accept()
-
-    QTimer.singleShot(50, check)

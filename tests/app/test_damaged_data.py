@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-from conftest import accept_dialog_later, open_window
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
@@ -15,6 +14,7 @@ from app.settings import Settings, load_settings, save_settings
 from app.store_recovery import StoreUnavailable
 from gpu.damaged_files import move_aside
 from gpu.generation.png_metadata import write_png
+from tests.app.gui import accept_dialog_later, open_window
 
 GARBAGE = os.urandom(8192)
 

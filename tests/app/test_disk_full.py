@@ -7,11 +7,11 @@ import os
 from types import SimpleNamespace
 
 import pytest
-from conftest import open_window
 
 from app.data_dir import resolve_data_dir
 from app.engine_errors import classify
 from app.engine_worker import EngineWorker
+from tests.app.gui import open_window
 
 # Longer than a database page (4 KiB): its row needs a new page, which a full database cannot get.
 LONG_PROMPT = "a lighthouse on a rocky coast at dusk, " * 120

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from conftest import open_window
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
@@ -14,6 +13,7 @@ from PySide6.QtWidgets import QMessageBox
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
+from tests.app.gui import open_window
 
 A1111 = ("a castle on a hill, dramatic sky\nNegative prompt: blurry, lowres\n"
          "Steps: 7, Sampler: Euler a, CFG scale: 5.5, Seed: 1234, Size: 320x192, Model: sdxl")

@@ -6,10 +6,10 @@ import subprocess
 import sys
 import time
 
-from conftest import open_window
 from PySide6.QtCore import Qt
 
 from app.image_files import read_image_settings
+from tests.app.gui import open_window
 
 
 def _generate(qtbot, window, prompt: str) -> list:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import conftest
-from conftest import open_window
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
+from tests.app import gui
+from tests.app.gui import open_window
 
 
 def test_history_entries_can_be_removed_one_by_one(qtbot, data_root):
@@ -19,7 +19,7 @@ def test_history_entries_can_be_removed_one_by_one(qtbot, data_root):
     panel.view.setCurrentIndex(history.index(1))  # newest first: the mistyped one
     panel.remove_button.click()  # was: only "Clear", which forgot every prompt
     assert [history.record(r).prompt for r in range(history.rowCount())] == ["a cat", "a fox"]
-    conftest._open_windows.remove(window)
+    gui.open_windows.remove(window)
     window.close()
     window = open_window(qtbot, data_root)
     history = window.controller.history

@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 
-import conftest
 import pytest
-from conftest import accept_dialog_later, open_window
 
 from app.data_dir import resolve_data_dir
 from app.instance_lock import AlreadyRunning
 from app.main_window import MainWindow, run_app
+from tests.app import gui
+from tests.app.gui import accept_dialog_later, open_window
 
 
 def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, data_root):
@@ -28,7 +28,7 @@ def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, 
     accept_dialog_later(seen)
     assert run_app(["nibble-studio"], data_root) == 1
     assert len(seen) == 1 and "cannot start" in seen[0] and "already running" in seen[0]
-    conftest._open_windows.remove(first)
+    gui.open_windows.remove(first)
     first.close()
     again = open_window(qtbot, data_root)  # closing the first frees the folder
     assert again.controller.prompt.prompt == "the first window's careful prompt"

@@ -10,11 +10,11 @@ import sys
 import threading
 
 import pytest
-from conftest import open_window
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from app import app_log
 from gpu.version import __version__
+from tests.app.gui import open_window
 
 
 @pytest.fixture(autouse=True)

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from conftest import open_window  # at import time: later, 'conftest' may name tests/gpu's
 from lora_files import save_peft_lora
 from PIL import Image
 from PySide6.QtCore import Qt
 
 from app.settings import load_settings
 from gpu.generation.png_metadata import parse_parameters, read_png_text
+from tests.app.gui import open_window
 
 
 def _generate(qtbot, window) -> list:

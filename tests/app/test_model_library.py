@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 
-from conftest import TEST_SIZE, TEST_STEPS, open_window
 from PySide6.QtCore import Qt
 
 from app.settings import LastJob, Settings, save_settings
 from gpu.paths import resources_dir
+from tests.app.gui import TEST_SIZE, TEST_STEPS, open_window
 
 
 def _item(window, name: str):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import open_window
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from PySide6.QtCore import QEvent, Qt
@@ -20,6 +19,7 @@ from app.generation_state import SEED_MAX, PromptState
 from app.settings import LastJob
 from app.widgets.integer_edit import IntegerEdit
 from gpu.generation.png_metadata import NIBBLE_KEY, write_png
+from tests.app.gui import open_window
 
 BIG_SEED = 3_000_000_000  # above a QSpinBox's 2^31-1
 

@@ -7,14 +7,14 @@ import os
 import shutil
 from pathlib import Path
 
-import conftest
-from conftest import open_window
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
 from app.image_files import new_image_path
 from app.store import Store
 from gpu.generation.png_metadata import write_png
+from tests.app import gui
+from tests.app.gui import open_window
 
 
 def _images(data, prompts: list[str]) -> None:
@@ -26,7 +26,7 @@ def _images(data, prompts: list[str]) -> None:
 
 
 def _restart(qtbot, window, root):
-    conftest._open_windows.remove(window)
+    gui.open_windows.remove(window)
     window.close()
     return open_window(qtbot, root)
 
@@ -61,7 +61,7 @@ def test_a_delete_or_undo_cut_short_by_a_crash_is_finished_at_the_next_start(qtb
     window = open_window(qtbot, data_root)
     window.gallery_panel.select_row(0)
     window.gallery_panel.delete_selected()  # "owl" (d/1.png) to the trash, committed
-    conftest._open_windows.remove(window)
+    gui.open_windows.remove(window)
     window.close()
     # The app dies while undoing "owl": its file is back, its row still says "in the trash" (it was invisible).
     shutil.move(data.trash / "d" / "1.png", data.images / "d" / "1.png")

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import open_window
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
+from tests.app.gui import open_window
 
 SHARING_VIOLATION = "The process cannot access the file because it is being used by another process"
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import torch
-from conftest import accept_dialog_later
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 from safetensors.torch import load_file, save_file
@@ -17,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from app.quantize_source import output_stem
 from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.paths import resources_dir
+from tests.app.gui import accept_dialog_later
 from tests.bfl_files import save_bfl_transformer
 
 RESOURCES = resources_dir() / "models"

@@ -1,0 +1,45 @@
+"""Helpers the GUI tests import (a module of its own name: ``conftest`` is ambiguous when tests/app and
+tests/gpu run in one pytest command, and the later conftest wins that name)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TEST_STEPS = 2
+TEST_SIZE = 128
+
+open_windows: list = []  # strong references: pytest-qt keeps only weak ones, and a window collected
+# before teardown would never run closeEvent (engine thread left running)
+
+
+def open_window(qtbot, root: Path):
+    from app.data_dir import resolve_data_dir
+    from app.main_window import MainWindow
+
+    window = MainWindow(resolve_data_dir(root))
+    qtbot.addWidget(window)
+    open_windows.append(window)
+    window.show()
+    with qtbot.waitSignal(window.controller.engine_ready, timeout=60000):
+        window.start()
+    # the model's info (and so the model panel) arrives right after the engine is ready
+    qtbot.waitUntil(lambda: window.controller.model_info is not None, timeout=60000)
+    state = window.controller.prompt
+    state.steps, state.width, state.height, state.batch_count = TEST_STEPS, TEST_SIZE, TEST_SIZE, 1
+    return window
+
+
+def accept_dialog_later(seen: list[str]) -> None:
+    """Accepts the next message box once it shows (a modal one blocks the caller), noting its text."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    def check() -> None:
+        box = next((w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()), None)
+        if box is None:
+            QTimer.singleShot(50, check)
+            return
+        seen.append(f"{box.windowTitle()}\n{box.text()}\n{box.informativeText()}")
+        box.accept()
+
+    QTimer.singleShot(50, check)
