@@ -13,6 +13,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
             os.chmod(tmp_path, _mode_for(target))  # as a replaced file had, or as a new one under the umask
             with open(tmp_path, "rb+") as f:
                 os.fsync(f.fileno())
-            os.replace(tmp_path, target)
+            replace_file(tmp_path, target)
             _fsync_dir(target.parent)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -90,10 +91,43 @@ def output_errors(target: Path | str) -> Iterator[None]:
         raise
 
 
-def check_output_path(target: Path | str) -> None:
-    """Raises ``OutputError`` now if ``target`` can clearly not be written: it is a folder, or its nearest
-    existing ancestor is a file or not writable. For commands that should fail before hours of work."""
+# Windows refuses a rename onto a file another program has open for a moment (antivirus, the search indexer,
+# a thumbnailer reading a file just written): access denied or sharing violation. Retried briefly there.
+_BUSY_WINERRORS = (5, 32, 33)
+_REPLACE_TRIES = 6  # 0.05 s, 0.1 s, 0.2 s, ... about 1.5 s in all
+
+
+def replace_file(src: Path, dst: Path, windows: bool = os.name == "nt", sleep: Callable[[float], None] = time.sleep,
+                 ) -> None:  # fmt: skip
+    """``os.replace(src, dst)``; on Windows retried a few times while another program briefly holds ``dst``."""
+    for attempt in range(_REPLACE_TRIES):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError as err:
+            busy = windows and getattr(err, "winerror", None) in _BUSY_WINERRORS
+            if not busy or attempt == _REPLACE_TRIES - 1:
+                raise
+            sleep(0.05 * 2**attempt)
+
+
+# Names Windows gives to devices, with any extension ("CON.png" is the console, not a file).
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+def windows_device_name(name: str) -> bool:
+    """``name`` (a file name) is one Windows reserves for a device: writing there writes no file."""
+    return name.split(".")[0].rstrip(" ").upper() in _WINDOWS_DEVICES
+
+
+def check_output_path(target: Path | str, windows: bool = os.name == "nt") -> None:
+    """Raises ``OutputError`` now if ``target`` can clearly not be written: it is a folder, a Windows device
+    name, or its nearest existing ancestor is a file or not writable. For commands that should fail before
+    hours of work."""
     target = Path(target)
+    if windows and windows_device_name(target.name):
+        raise OutputError(f"{target.name} is a device name on Windows, not a file name",
+                          f"choose another name, e.g. my-{target.name}")  # fmt: skip
     if target.is_dir():
         raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / "out.png"))
     parent = target.parent

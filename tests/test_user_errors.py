@@ -113,6 +113,50 @@ def test_windows_error_codes_become_the_same_plain_messages():
     assert linux is not None and linux.errno == errno.ENOSPC
 
 
+def test_a_rename_refused_for_a_moment_on_windows_is_retried(tmp_path, monkeypatch):
+    """On Windows an antivirus or indexer holding a just-written file for a moment made the final rename fail
+    with 'access denied' / 'in use', losing the write. It is retried briefly there (and only there)."""
+    from gpu.atomic import replace_file
+
+    src, dst = tmp_path / "new.png", tmp_path / "image.png"
+    real_replace = os.replace
+    failures = [2]
+
+    def held_for_a_moment(a, b):
+        if failures[0]:
+            failures[0] -= 1
+            err = PermissionError(errno.EACCES, "The process cannot access the file")
+            err.winerror = 32  # as Windows reports a sharing violation
+            raise err
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "replace", held_for_a_moment)
+    slept: list[float] = []
+    src.write_bytes(b"png")
+    replace_file(src, dst, windows=True, sleep=slept.append)
+    assert dst.read_bytes() == b"png" and slept == [0.05, 0.1]
+    src.write_bytes(b"png2")
+    failures[0] = 1
+    with pytest.raises(PermissionError):  # elsewhere a permission error is what it says: no retry
+        replace_file(src, dst, windows=False, sleep=slept.append)
+    failures[0] = 100
+    with pytest.raises(PermissionError):  # held for good: given up after about 1.5 s
+        replace_file(src, dst, windows=True, sleep=slept.append)
+    assert len(slept) == 2 + 5 and dst.read_bytes() == b"png"
+
+
+@pytest.mark.parametrize("name", ["CON.png", "nul.safetensors", "com1.png", "LPT9", "aux .png"])
+def test_windows_device_names_are_refused_before_writing(tmp_path, name):
+    """'--out CON.png' on Windows wrote the image to the console device: no file, and no error."""
+    from gpu.atomic import check_output_path
+
+    with pytest.raises(OutputError, match=f"{name} is a device name on Windows, not a file name"):
+        check_output_path(tmp_path / name, windows=True)
+    check_output_path(tmp_path / name, windows=False)  # an ordinary name elsewhere
+    for fine in ("console.png", "CONTENT.png", "com10.png", "my-CON.png"):
+        check_output_path(tmp_path / fine, windows=True)
+
+
 def test_a_folder_in_the_way_is_named_before_writing(tmp_path):
     (tmp_path / "out.png").mkdir()
     with pytest.raises(OutputError, match="out.png is a folder"):
