@@ -18,10 +18,11 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from app.engine_errors import classify
 from app.observable import Prop
 from gpu.bfl_layout import SingleFileFacts, base_misfit, inspect_single_file
 from gpu.errors import ModelLoadError, UserError
-from gpu.model_files import DEFAULTS_FILE, FALLBACK_DEFAULTS, check_pipeline_complete
+from gpu.model_files import check_pipeline_complete, pipeline_defaults, transformer_config
 
 # An output name is a file name in the models folder: long names break Windows' 260-character paths.
 _MAX_STEM = 80
@@ -56,20 +57,9 @@ def _pipeline_name(folder: Path) -> str:
 
 def _transformer_config(folder: Path) -> dict[str, Any] | None:
     try:
-        cfg = json.loads((folder / "transformer" / "config.json").read_bytes())
-    except (OSError, ValueError):
+        return transformer_config(folder)
+    except UserError:
         return None
-    return cfg if isinstance(cfg, dict) else None
-
-
-def _generation_defaults(folder: Path) -> dict[str, Any]:
-    """The steps and guidance a pipeline folder supplies, read as the engine reads them (``gpu.model_files``):
-    its nibble.json over FLUX.1-dev's recommended settings."""
-    try:
-        own = json.loads((folder / DEFAULTS_FILE).read_bytes())
-    except (OSError, ValueError):
-        own = {}
-    return {**FALLBACK_DEFAULTS, **(own if isinstance(own, dict) else {})}
 
 
 def _variant(guidance_embeds: bool) -> str:
@@ -83,9 +73,7 @@ def check_pipeline_folder(folder: Path) -> dict[str, Any]:
         raise ModelLoadError(f"{folder}: not a diffusers pipeline folder (no model_index.json)",
                              "pick the folder that holds model_index.json, transformer/, text_encoder/, …")  # fmt: skip
     check_pipeline_complete(folder, f"model {folder.name or folder}")
-    cfg = _transformer_config(folder)
-    if cfg is None:
-        raise ModelLoadError(f"{folder}: transformer/config.json is missing or unreadable")
+    cfg = transformer_config(folder)
     if cfg.get("_class_name") != "FluxTransformer2DModel":
         raise ModelLoadError(f"{folder.name or folder}: a {cfg.get('_class_name', 'unknown')} pipeline, not FLUX.1",
                              "only FLUX.1 models can be quantized")  # fmt: skip
@@ -275,7 +263,7 @@ class QuantizeSource(QObject):
         file_guided = bool(self.facts.config["guidance_embeds"])
         if base_guided == file_guided:
             return ""
-        defaults = _generation_defaults(folder)
+        defaults = pipeline_defaults(folder)
         name, base = self.facts.path.name, Path(self.base).name or self.base
         embedding = "with a guidance embedding" if file_guided else "without a guidance embedding"
         return (f"{name} is a {_variant(file_guided)}-style model ({embedding}), but {base} is a "
@@ -292,4 +280,4 @@ class QuantizeSource(QObject):
 
 
 def _words(err: UserError) -> str:
-    return f"{err} ({err.hint})" if err.hint else str(err)
+    return classify(err).text

@@ -48,10 +48,7 @@ def _inspect_folder(path: Path) -> ModelFacts:
     config = path / "transformer" / "config.json"
     if not index.is_file() or not config.is_file():
         raise ModelLoadError(f"{path}: not a diffusers pipeline folder (model_index.json or transformer/ missing)")
-    try:
-        cfg = json.loads(config.read_bytes())  # JSON is UTF-8: bytes, not the locale's text (cp1252 on Windows)
-    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
-        raise ModelLoadError(f"{path.name}: transformer/config.json is unreadable ({err})") from None
+    cfg = transformer_config(path)
     check_pipeline_complete(path, f"model {path.name}")
     try:
         adapter = adapter_for_config(str(cfg.get("_class_name")))
@@ -62,7 +59,7 @@ def _inspect_folder(path: Path) -> ModelFacts:
         raise ModelLoadError(f"{path.name}: transformer/ holds no .safetensors weights")
     dtype, params = _safetensors_summary(weights, f"{path.name}: transformer/")
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    defaults = {**FALLBACK_DEFAULTS, **_read_defaults(path)}
+    defaults = pipeline_defaults(path)
     return ModelFacts(path, "diffusers", adapter.architecture, adapter.diffusers_class, dtype, size, params, defaults)
 
 
@@ -108,6 +105,23 @@ def _inspect_svdq(path: Path) -> ModelFacts:
         path, "svdq", meta.architecture, meta.model_class, precision, path.stat().st_size, params,
         defaults=dict(meta.base_model.get("defaults") or FALLBACK_DEFAULTS), base=dict(meta.base_model),
     )  # fmt: skip
+
+
+def transformer_config(folder: Path) -> dict[str, Any]:
+    """The pipeline folder's ``transformer/config.json`` (torch-free); ModelLoadError when it is missing, not
+    UTF-8 JSON, or not an object."""
+    try:
+        cfg = json.loads((folder / "transformer" / "config.json").read_bytes())  # JSON is UTF-8, whatever the locale
+    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
+        raise ModelLoadError(f"{folder.name or folder}: transformer/config.json is unreadable ({err})") from None
+    if not isinstance(cfg, dict):
+        raise ModelLoadError(f"{folder.name or folder}: transformer/config.json is not a model configuration")
+    return cfg
+
+
+def pipeline_defaults(folder: Path) -> dict[str, Any]:
+    """The generation defaults of the pipeline at ``folder``: its nibble.json over FLUX.1-dev's settings."""
+    return {**FALLBACK_DEFAULTS, **_read_defaults(folder)}
 
 
 def _read_defaults(folder: Path) -> dict[str, Any]:

@@ -29,12 +29,12 @@ from safetensors.torch import load_file, save_file
 
 from gpu.adapters import adapter_named
 from gpu.atomic import atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
-from gpu.bfl_layout import base_misfit, inspect_single_file
+from gpu.bfl_layout import base_misfit
 from gpu.checkpoint.format import file_sha256, load_checkpoint, save_checkpoint
 from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputError, named_few
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
-from gpu.model_files import FALLBACK_DEFAULTS
+from gpu.model_files import FALLBACK_DEFAULTS, transformer_config
 from gpu.output_lock import output_lock
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
 from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
@@ -308,14 +308,12 @@ def _quantize_model(
 def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
     """-> (weight source, entry supplying text encoders/defaults or None, name to record, storage dtype)."""
     path = Path(str(source)).expanduser()
-    if path.is_file() and is_bfl_file(path):
+    if path.is_file() and (is_bfl_file(path) or config.base):
+        # With a base, any file is meant as a single-file checkpoint: one that is none (a truncated download, a
+        # LoRA, an upper-case .SAFETENSORS) is named for what it is.
         src = bfl_file_source(path)
         base = _base_for_single_file(path, src, library, config.base) if config.base else None
         return src, base, path.stem, torch.bfloat16
-    if config.base and path.is_file():  # given as a single file, but it is none
-        inspect_single_file(path)  # names what it is: a truncated download, a LoRA, an upper-case .SAFETENSORS…
-        raise ModelLoadError(f"{path.name}: not a single-file FLUX.1 checkpoint (no img_in / double_blocks tensors)",
-                             QUANTIZE_SOURCES)  # fmt: skip
     entry: ModelEntry = library.resolve(str(source))
     if entry.facts is None or entry.facts.kind != "diffusers":
         raise ModelLoadError(f"{entry.name}: only a 16-bit diffusers pipeline folder can be quantized",
@@ -337,7 +335,7 @@ def _base_for_single_file(path: Path, src: WeightSource, library: ModelLibrary, 
         raise ModelLoadError(f"base pipeline {base}: not a diffusers pipeline folder",
                              "give the folder of a FLUX.1 pipeline (with text_encoder, text_encoder_2, tokenizers "
                              "and scheduler)")  # fmt: skip
-    differs = base_misfit(src.config, json.loads((entry.path / "transformer" / "config.json").read_bytes()))
+    differs = base_misfit(src.config, transformer_config(entry.path))
     if differs:
         raise ModelLoadError(f"{path.name} does not fit the base pipeline {entry.name}: {', '.join(differs)}",
                              "give the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip
