@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ class SingleFileFacts:
     config: dict[str, Any]  # the FluxTransformer2DModel settings its shapes imply (BASE_MUST_MATCH and more)
     params: int  # the transformer's parameter count (a ComfyUI file's VAE and encoders not included)
     dtype: str  # the transformer's dominant dtype as stored, e.g. "BF16", "F8_E4M3"
+    prefix: str = ""  # where the BFL names sit in the file (``PREFIXES``)
+    shapes: dict[str, list[int]] = field(default_factory=dict, repr=False)  # BFL name (unprefixed) -> shape
 
     @property
     def summary(self) -> str:
@@ -67,7 +69,8 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
     torch: the app calls it on the GUI thread the moment a file is picked). Anything else raises
     ModelLoadError saying what the file is instead (a LoRA, an SVDQ model, an SDXL checkpoint, ...), so the
     user learns it before a run, not from a failure minutes into one. Completeness (every tensor present, no
-    scaled-FP8 extras) is the engine's own check (``gpu.streaming.source.bfl_file_source``)."""
+    scaled-FP8 extras) is the engine's own check (``gpu.streaming.source.bfl_file_source``, which reads the
+    file through these facts)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".ckpt", ".pt", ".pth", ".bin"):
@@ -100,7 +103,7 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
         n = math.prod(entry["shape"])
         counts[entry["dtype"]] = counts.get(entry["dtype"], 0) + n
     dtype = max(counts, key=lambda d: counts[d]) if counts else "?"
-    return SingleFileFacts(path, "comfyui" if prefix else "bfl", config, sum(counts.values()), dtype)
+    return SingleFileFacts(path, "comfyui" if prefix else "bfl", config, sum(counts.values()), dtype, prefix, shapes)
 
 
 def base_misfit(file_config: dict[str, Any], base_transformer_config: dict[str, Any]) -> list[str]:
@@ -126,8 +129,13 @@ def implied_config(name: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
             "num_single_layers": 1 + max(singles) if singles else 0,
         }
     except (KeyError, IndexError, ValueError) as err:  # a tensor every FLUX.1 has is absent or malformed
-        raise ModelLoadError(f"{name}: not a complete FLUX.1 transformer ({err} is missing or malformed)",
-                             "the file is incomplete or another model") from None  # fmt: skip
+        raise incomplete_transformer(name, err) from None
+
+
+def incomplete_transformer(name: str, err: Exception) -> ModelLoadError:
+    """The error for a file whose tensor ``err`` names (a KeyError's key, ...) is absent or of another shape."""
+    return ModelLoadError(f"{name}: not a complete FLUX.1 transformer ({err} is missing or malformed)",
+                          "the file is incomplete or another model")  # fmt: skip
 
 
 _PICK_FLUX = "pick a FLUX.1 transformer: a flux1-dev-style .safetensors file or a ComfyUI FLUX.1 checkpoint"

@@ -40,7 +40,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from gpu.bfl_layout import bfl_prefix, implied_config
+from gpu.bfl_layout import bfl_prefix, implied_config, incomplete_transformer, inspect_single_file
 from gpu.errors import CheckpointError, ModelLoadError, named_few
 from gpu.safetensors_header import read_safetensors_header
 
@@ -185,25 +185,19 @@ def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dic
 
 def bfl_file_source(path: Path) -> WeightSource:
     """The BFL-layout transformer in ``path`` (bare, or under ComfyUI's prefix beside a VAE and text encoders,
-    which are ignored), read lazily under diffusers names. ModelLoadError for a variant with other tensors."""
-    _, header = read_safetensors_header(path)
-    prefix = bfl_prefix(header)
-    if prefix is None:
-        raise ModelLoadError(f"{path.name}: not a single-file FLUX.1 checkpoint (no img_in / double_blocks tensors)")
-    shapes = {k[len(prefix):]: list(v["shape"]) for k, v in header.items()
-              if k != "__metadata__" and k.startswith(prefix)}  # fmt: skip
-    keys = set(shapes)
+    which are ignored), read lazily under diffusers names. ModelLoadError naming what the file is instead, or
+    what a FLUX.1 transformer lacks or does not have in it."""
+    facts = inspect_single_file(path)
     try:
-        mapping, raw = bfl_to_diffusers(path.name, shapes)
+        mapping, raw = bfl_to_diffusers(path.name, facts.shapes)
     except (KeyError, IndexError, ValueError, ZeroDivisionError) as err:  # a tensor absent, or of another shape
-        raise ModelLoadError(f"{path.name}: not a complete FLUX.1 transformer ({err!r} is missing or malformed)",
-                             "the file is incomplete or another model") from None  # fmt: skip
-    unmapped = keys - {src for src, _ in mapping.values()}
+        raise incomplete_transformer(path.name, err) from None
+    unmapped = set(facts.shapes) - {src for src, _ in mapping.values()}
     if unmapped:
         raise ModelLoadError(f"{path.name}: tensors a FLUX.1 transformer does not have: "
                              f"{named_few(sorted(unmapped))}",
                              "a FLUX variant or a scaled-FP8 file; use the 16-bit checkpoint")  # fmt: skip
-    getters = {dst: _file_getter(path, prefix + src, tf) for dst, (src, tf) in mapping.items()}
+    getters = {dst: _file_getter(path, facts.prefix + src, tf) for dst, (src, tf) in mapping.items()}
     return WeightSource([path], getters, raw)
 
 
