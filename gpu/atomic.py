@@ -91,9 +91,15 @@ def output_errors(target: Path | str) -> Iterator[None]:
         raise
 
 
+# Windows system error codes (winerror.h). safetensors reports them as "(os error N)" there, instead of an errno.
+_WIN_ACCESS_DENIED, _WIN_SHARING_VIOLATION, _WIN_LOCK_VIOLATION = 5, 32, 33
+_SHARING_VIOLATIONS = (_WIN_SHARING_VIOLATION, _WIN_LOCK_VIOLATION)  # another program has the file open
+_WINDOWS_ERRNO = {112: errno.ENOSPC, 39: errno.ENOSPC, _WIN_ACCESS_DENIED: errno.EACCES, 19: errno.EROFS,
+                  **dict.fromkeys(_SHARING_VIOLATIONS, errno.EACCES)}  # disk full (112, 39), write-protected (19)
+
 # Windows refuses a rename onto a file another program has open for a moment (antivirus, the search indexer,
 # a thumbnailer reading a file just written): access denied or sharing violation. Retried briefly there.
-_BUSY_WINERRORS = (5, 32, 33)
+_BUSY_WINERRORS = (_WIN_ACCESS_DENIED, *_SHARING_VIOLATIONS)
 _REPLACE_TRIES = 6  # 0.05 s, 0.1 s, 0.2 s, ... about 1.5 s in all
 
 
@@ -146,12 +152,6 @@ _HINTS = {
     errno.EACCES: "choose a folder you can write to",
     errno.EPERM: "choose a folder you can write to",
 }
-
-
-# Windows system error codes (winerror.h), which safetensors reports as "(os error N)" there instead of an errno.
-_WINDOWS_ERRNO = {112: errno.ENOSPC, 39: errno.ENOSPC, 5: errno.EACCES, 19: errno.EROFS, 32: errno.EACCES,
-                  33: errno.EACCES}  # fmt: skip
-_SHARING_VIOLATIONS = (32, 33)  # ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION: another program has the file open
 
 
 def _output_error(target: Path, err: OSError) -> OutputError:
