@@ -28,6 +28,7 @@ from app.reconcile import ReconcileReport, reconcile
 from app.settings import Settings
 from app.store import ImageRecord, PromptRecord
 from app.store_recovery import open_store, salvage
+from app.wording import counted
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError
 from gpu.version import APP_NAME
@@ -250,10 +251,10 @@ class AppController(QObject):
         left = len(partly.failures)
         path, exc = partly.failures[0]
         reason = exc.strerror or str(exc)
-        others = f" and {left - 1} other file{'s' * (left != 2)}" if left > 1 else ""
+        others = f" and {counted(left - 1, 'other file')}" if left > 1 else ""
         return EngineError(
             "user", f"The trash was only partly emptied: {path}{others} could not be deleted ({reason}). "
-            f"{partly.deleted} file{'s' * (partly.deleted != 1)} {'were' if partly.deleted != 1 else 'was'} "
+            f"{counted(partly.deleted, 'file')} {'were' if partly.deleted != 1 else 'was'} "
             "deleted, and the images in the trash can no longer be brought back with Undo.",
             f"The files left stay in the trash folder {self.data.trash} and are deleted the next time you empty the "
             "trash. Check that they are not open in another program, then empty the trash again.")
@@ -263,11 +264,11 @@ class AppController(QObject):
         # stay there (each can be brought back with Undo) rather than being moved back unasked, which could fail
         # in turn for the same reason (a full or read-only disk).
         others = cut.kept - 1
-        kept = f"It and {others} other image{'s' * (others != 1)} stay" if others else "It stays"
+        kept = f"It and {counted(others, 'other image')} stay" if others else "It stays"
         return EngineError(
             "user", f"Only {cut.moved} of the {cut.moved + cut.kept} images were moved to the trash. The next could "
             f"not be moved: {cut.cause} ({self._trash_where(cut.cause)}). {kept} in the gallery, unchanged.",
-            f"Undo delete brings the {cut.moved} moved image{'s' * (cut.moved != 1)} back, one per click. Check "
+            f"Undo delete brings the {counted(cut.moved, 'moved image')} back, one per click. Check "
             "that the image is not open in another program and that the data folder can be written, then delete "
             "the rest again.")
 

@@ -16,6 +16,11 @@ class EngineError:
     message: str
     hint: str = ""
 
+    @property
+    def text(self) -> str:
+        """Message and hint on one line, for a log or a label: "what happened (what to try)"."""
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
 
 _SQLITE_FULL = 13  # primary result code ("database or disk is full"); literal for Python 3.10
 

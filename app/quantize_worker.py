@@ -80,8 +80,7 @@ class QuantizeWorker(QObject):
 
             bfl_file_source(Path(path))
         except Exception as exc:  # noqa: BLE001 - any failure is the user's to read, never a crashed thread
-            error = classify(exc)
-            self.file_checked.emit(path, f"{error.message} ({error.hint})" if error.hint else error.message)
+            self.file_checked.emit(path, classify(exc).text)
         else:
             self.file_checked.emit(path, "")
 

@@ -31,6 +31,7 @@ from app.engine_errors import EngineError
 from app.image_files import read_image_text
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
+from app.wording import counted
 
 
 class GalleryPanel(QWidget):
@@ -178,7 +179,7 @@ class GalleryPanel(QWidget):
         if not files:
             self.controller.error.emit(EngineError("notice", "The trash is empty."))
             return
-        question = f"Delete the {files} file{'s' * (files != 1)} in the trash ({size / 2**20:.1f} MiB) for good?"
+        question = f"Delete the {counted(files, 'file')} in the trash ({size / 2**20:.1f} MiB) for good?"
         box = QMessageBox(QMessageBox.Icon.Warning, "Empty trash", question,
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)  # fmt: skip
         box.setInformativeText("Deleted images can no longer be brought back with Undo.")

@@ -59,21 +59,21 @@ def free_output_path(folder: Path, stem: str) -> Path:
     return first_free_path(folder / f"{stem}.safetensors")
 
 
-def _problem_label() -> QLabel:
+def _message_label(color: str) -> QLabel:
     label = QLabel("")
     label.setWordWrap(True)
-    label.setStyleSheet("color: #c0392b")
+    label.setStyleSheet(f"color: {color}")
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # a path or tensor name to copy
     return label
 
 
+def _problem_label() -> QLabel:
+    return _message_label("#c0392b")
+
+
 def _warning_label() -> QLabel:
     """Amber, not red: something the user may want to change, which does not stop them going on."""
-    label = QLabel("")
-    label.setWordWrap(True)
-    label.setStyleSheet("color: #b9770e")
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    return label
+    return _message_label("#b9770e")
 
 
 def _sentence(text: str, capital: bool = True) -> str:
@@ -554,7 +554,7 @@ class QuantizeWizard(QWizard):
 
     def _on_failed(self, error: EngineError) -> None:
         self._set_running(False)
-        self.run_page.log.appendPlainText(f"Failed: {error.message}" + (f" ({error.hint})" if error.hint else ""))
+        self.run_page.log.appendPlainText(f"Failed: {error.text}")
         self.run_page.failed(error)
         self.run_page.finish(False)
         if self.isVisible():  # a wizard the user closed mid-run: its run was cancelled, no dialog for it now
