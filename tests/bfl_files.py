@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -53,4 +54,13 @@ def save_bfl_transformer(pipeline_dir: Path, out: Path, prefix: str = "", extra:
     assert not sd, f"not converted: {sorted(sd)[:5]}"
     tensors = {prefix + k: v.contiguous() for k, v in out_sd.items()} | (extra or {})
     save_file(tensors, str(out))
+    return out
+
+
+def pipeline_copy(pipeline_dir: Path, out: Path, **transformer_config) -> Path:
+    """A copy of the diffusers pipeline at ``pipeline_dir`` at ``out``, its transformer config changed by
+    ``transformer_config`` (a base pipeline that does not fit a file, or of the other FLUX.1 variant)."""
+    shutil.copytree(pipeline_dir, out)
+    config = out / "transformer" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_bytes()), **transformer_config}))
     return out

@@ -17,7 +17,7 @@ from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, quantize_model, quantize_model_in_memory
 from gpu.streaming.engine import parts_dir
-from tests.bfl_files import save_bfl_transformer
+from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 DEMO = resources_dir() / "models" / "demo"
 CPU = torch.device("cpu")
@@ -349,9 +349,7 @@ def test_single_file_problems_are_named_before_any_work(tmp_path):
     lib = ModelLibrary(tmp_path / "lib")
     out = tmp_path / "q.safetensors"
     wrong = tmp_path / "wrong"  # a pipeline whose text encoder width the checkpoint does not take
-    shutil.copytree(DEMO, wrong)
-    cfg = json.loads((wrong / "transformer" / "config.json").read_text())
-    (wrong / "transformer" / "config.json").write_text(json.dumps({**cfg, "joint_attention_dim": 4096}))
+    pipeline_copy(DEMO, wrong, joint_attention_dim=4096)
     with pytest.raises(ModelLoadError, match="flux-demo.safetensors does not fit the base pipeline wrong: "
                                              "joint_attention_dim 128 vs 4096"):  # fmt: skip
         quantize_model(single, out, _cfg(base=str(wrong)), library=lib, device=CPU)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from app.quantize_source import output_stem
 from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.paths import resources_dir
 from tests.app.gui import accept_dialog_later
-from tests.bfl_files import save_bfl_transformer
+from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 RESOURCES = resources_dir() / "models"
 DEMO = RESOURCES / "demo"
@@ -266,6 +265,12 @@ def _checked(qtbot, wizard) -> None:
     qtbot.waitUntil(lambda: not wizard.source_state.checking, timeout=60000)
 
 
+def _pick(qtbot, wizard, path: Path) -> None:
+    """``path`` picked as the source (as from the Single file… dialog), and the engine's check of it done."""
+    wizard.source_page.use_path(str(path))
+    _checked(qtbot, wizard)
+
+
 def test_a_single_file_quantizes_with_its_base_and_generates(qtbot, window, tmp_path):
     """A ComfyUI all-in-one file: the demo pipeline, the one library model that fits, is preselected as the
     base; the result page shows only the quantized model's images and says why; the model generates."""
@@ -321,8 +326,7 @@ def test_a_single_file_needs_a_base_that_fits(qtbot, window, tmp_path):
     wizard = window.quantize_panel.wizard
     page, state = wizard.source_page, wizard.source_state
     next_button = wizard.button(QWizard.WizardButton.NextButton)
-    page.use_path(str(single))
-    _checked(qtbot, wizard)
+    _pick(qtbot, wizard, single)
     assert next_button.isEnabled()
     page.base.setCurrentIndex(0)  # "Choose the base pipeline…"
     assert state.base == "" and not next_button.isEnabled()
@@ -330,9 +334,7 @@ def test_a_single_file_needs_a_base_that_fits(qtbot, window, tmp_path):
     wizard.next()
     assert wizard.currentPage() is page  # not past the source page, whatever the route
     wrong = tmp_path / "wide-encoders"  # a pipeline whose text encoders are wider than the file takes
-    shutil.copytree(DEMO, wrong)
-    cfg = json.loads((wrong / "transformer" / "config.json").read_bytes())
-    (wrong / "transformer" / "config.json").write_text(json.dumps({**cfg, "joint_attention_dim": 4096}))
+    pipeline_copy(DEMO, wrong, joint_attention_dim=4096)
     state.add_base_folder(str(wrong))
     assert page.base.currentData() == str(wrong) and not next_button.isEnabled()
     assert ("my-finetune.safetensors does not fit wide-encoders: joint_attention_dim 128 vs 4096"
@@ -358,11 +360,7 @@ def _dev_style_file(tmp_path: Path) -> Path:
 
 def _dev_style_base(tmp_path: Path) -> Path:
     """The demo pipeline, its transformer config saying it has a guidance embedding (FLUX.1-dev style)."""
-    base = tmp_path / "FLUX.1-dev"
-    shutil.copytree(DEMO, base)
-    cfg = json.loads((base / "transformer" / "config.json").read_bytes())
-    (base / "transformer" / "config.json").write_text(json.dumps({**cfg, "guidance_embeds": True}))
-    return base
+    return pipeline_copy(DEMO, tmp_path / "FLUX.1-dev", guidance_embeds=True)
 
 
 def test_a_base_of_the_other_flux_variant_is_warned_about_not_refused(qtbot, window, tmp_path):
@@ -374,8 +372,7 @@ def test_a_base_of_the_other_flux_variant_is_warned_about_not_refused(qtbot, win
     wizard = window.quantize_panel.wizard
     page, state = wizard.source_page, wizard.source_state
     next_button = wizard.button(QWizard.WizardButton.NextButton)
-    page.use_path(str(dev_file))
-    _checked(qtbot, wizard)
+    _pick(qtbot, wizard, dev_file)
     assert "with guidance (FLUX.1-dev style)" in page.description.text()
     assert state.base == "demo"  # the one library pipeline that fits: schnell-style
     warning = page.base_warning.text()
@@ -387,13 +384,11 @@ def test_a_base_of_the_other_flux_variant_is_warned_about_not_refused(qtbot, win
     assert not page.base_problem.isVisible() and next_button.isEnabled()  # a warning, not a block
     state.add_base_folder(str(dev_base))  # the matching base: nothing to warn about
     assert state.base == str(dev_base) and not page.base_warning.isVisible() and next_button.isEnabled()
-    page.use_path(str(dev_file))  # picked again: of the two that fit, the matching one is preselected
-    _checked(qtbot, wizard)
+    _pick(qtbot, wizard, dev_file)  # picked again: of the two that fit, the matching one is preselected
     assert state.base == str(dev_base) and not page.base_warning.isVisible()
 
     schnell_file = _single_file(tmp_path, "schnell-finetune.safetensors")  # the reverse
-    page.use_path(str(schnell_file))
-    _checked(qtbot, wizard)
+    _pick(qtbot, wizard, schnell_file)
     assert state.base == "demo" and not page.base_warning.isVisible()  # the matching one of the two
     page.base.setCurrentIndex(page.base.findData(str(dev_base)))
     warning = page.base_warning.text()
@@ -436,8 +431,7 @@ def test_a_failed_run_shows_the_engines_words_on_the_run_page(qtbot, window, tmp
     single = _single_file(tmp_path)
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
-    wizard.source_page.use_path(str(single))
-    _checked(qtbot, wizard)
+    _pick(qtbot, wizard, single)
     wizard.next()
     wizard.next()
     error = wizard.run_page.error
