@@ -3,7 +3,11 @@ on the same output would otherwise resume, overwrite and delete the first one's 
 
 The lock is the operating system's (``flock`` on POSIX, ``LockFileEx`` through ``msvcrt`` on Windows) on a small
 file ``.<name>.lock`` beside the output, so it disappears with the process that held it: a killed run leaves
-no stale lock, only the small file, which the next holder reuses and removes."""
+no stale lock, only the small file, which the next holder reuses and removes.
+
+The lock file needs the output's folder, so a missing one is created; the folders this lock created are removed
+again on release when they are still empty (a run refused for its source or its settings wrote nothing, and
+must not leave a new empty folder tree behind)."""
 
 from __future__ import annotations
 
@@ -30,15 +34,40 @@ def output_lock(target: Path | str, what: str = "run") -> Iterator[None]:
     process holds it. ``what`` names the holder in that message ("another quantize run")."""
     target = Path(target)
     path = lock_path(target)
-    with output_errors(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = _acquire(path, target, what)
+    created = _missing_folders(target.parent)
+    try:
+        with output_errors(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = _acquire(path, target, what)
+    except BaseException:
+        _remove_empty(created)
+        raise
     try:
         yield
     finally:
         with contextlib.suppress(OSError):  # Windows cannot remove an open file; the next holder reuses it
             path.unlink()
         os.close(fd)  # releases the lock
+        _remove_empty(created)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Removes ``folders`` (deepest first) while they are empty: one holding the output, a parts folder to resume
+    from, or anything another process put there since stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _acquire(path: Path, target: Path, what: str) -> int:

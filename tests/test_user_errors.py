@@ -447,3 +447,24 @@ def test_a_file_system_without_locks_does_not_block_writing(tmp_path, monkeypatc
     with pytest.raises(OutputError, match="cannot write .*model.safetensors: Input/output error"):
         with output_lock(target, "quantize run"):
             pass
+
+
+def test_a_refused_quantize_run_leaves_no_new_folders_behind(tmp_path, capsys):
+    """The output lock made OUT's folder tree before the source and settings were checked: a run refused for an
+    unknown model or an impossible rank left empty folders the user never asked for. A run that writes keeps
+    its folder, and so does a folder that was there before."""
+    from gpu.output_lock import output_lock
+    from main import main
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    out = kept / "new" / "deeper" / "out.safetensors"
+    assert main(["quantize", "no-such-model", "--out", str(out)]) == 2
+    assert "no model named 'no-such-model'" in capsys.readouterr().err
+    assert main(["quantize", "demo", "--out", str(out), "--calib-prompts", "1", "--rank", "1000"]) == 2
+    assert "rank 1000 is more than layer" in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == [kept]
+
+    with output_lock(out, "quantize run"):
+        atomic_write_bytes(out, b"model")
+    assert out.read_bytes() == b"model" and sorted(out.parent.iterdir()) == [out]
