@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, database_error
 from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage
-from app.gallery_model import DeleteCutShort, GalleryModel, TrashPartlyEmptied
+from app.gallery_model import DeleteCutShort, GalleryModel, TrashPartlyEmptied, UndoCutShort
 from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel
 from app.image_files import read_image_settings, relative
@@ -224,8 +224,13 @@ class AppController(QObject):
             self.error.emit(self._trash_error("could not be moved to the trash folder", exc))
 
     def undo_delete(self) -> None:
+        """Brings back every image of the last deletion; what cannot come back is named, with how many did."""
         try:
             self.gallery.undo_delete()
+        except UndoCutShort as cut:
+            log.error("restoring images from the trash stopped after %d: %s", cut.restored, cut.cause,
+                      exc_info=cut.cause)
+            self.error.emit(self._undo_cut_short(cut))
         except (OSError, sqlite3.Error) as exc:
             log.exception("restoring an image from the trash failed")
             self.error.emit(self._trash_error("could not be brought back from the trash folder", exc))
@@ -261,16 +266,29 @@ class AppController(QObject):
 
     def _delete_cut_short(self, cut: DeleteCutShort) -> EngineError:
         # Not "nothing else was changed": the images moved before the failure are in the trash already. They
-        # stay there (each can be brought back with Undo) rather than being moved back unasked, which could fail
-        # in turn for the same reason (a full or read-only disk).
+        # stay there (one Undo brings them all back) rather than being moved back unasked, which could fail in
+        # turn for the same reason (a full or read-only disk).
         others = cut.kept - 1
         kept = f"It and {counted(others, 'other image')} stay" if others else "It stays"
         return EngineError(
-            "user", f"Only {cut.moved} of the {cut.moved + cut.kept} images were moved to the trash. The next could "
-            f"not be moved: {cut.cause} ({self._trash_where(cut.cause)}). {kept} in the gallery, unchanged.",
-            f"Undo delete brings the {counted(cut.moved, 'moved image')} back, one per click. Check "
+            "user", f"Only {cut.moved} of the {cut.moved + cut.kept} images {'was' if cut.moved == 1 else 'were'} "
+            f"moved to the trash. The next could not be moved: {cut.cause} ({self._trash_where(cut.cause)}). "
+            f"{kept} in the gallery, unchanged.",
+            f"Undo delete brings the {counted(cut.moved, 'moved image')} back. Check "
             "that the image is not open in another program and that the data folder can be written, then delete "
             "the rest again.")
+
+    def _undo_cut_short(self, cut: UndoCutShort) -> EngineError:
+        # As for a delete cut short: the images already back stay back; the rest stay in the trash, still the
+        # last deletion, so the next Undo tries exactly those again.
+        others = cut.left - 1
+        left = f"It and {counted(others, 'other image')} stay" if others else "It stays"
+        return EngineError(
+            "user", f"Only {cut.restored} of the {cut.restored + cut.left} images "
+            f"{'was' if cut.restored == 1 else 'were'} brought back from the trash. The next could not be: "
+            f"{cut.cause} ({self._trash_where(cut.cause)}). {left} in the trash.",
+            "Check that the image is not open in another program and that the data folder can be written, then "
+            "click Undo delete again to bring back the rest.")
 
     def _trash_where(self, exc: BaseException) -> str:
         if isinstance(exc, sqlite3.Error):

@@ -39,13 +39,26 @@ class TrashPartlyEmptied(Exception):
 class DeleteCutShort(Exception):
     """Moving several images to the trash stopped at one that could not be moved (``cause``: open in another
     program on Windows, a read-only folder, a database error). The ``moved`` images before it are in the trash
-    by then, each on the undo stack; that one and the others not yet tried (``kept`` in all) are unchanged,
-    file and row."""
+    by then, together on the undo stack (one Undo brings them back); that one and the others not yet tried
+    (``kept`` in all) are unchanged, file and row."""
 
     def __init__(self, moved: int, kept: int, cause: OSError | sqlite3.Error) -> None:
         super().__init__(f"{moved} image(s) moved to the trash, then {cause}")
         self.moved = moved
         self.kept = kept
+        self.cause = cause
+
+
+class UndoCutShort(Exception):
+    """Undoing a delete of several images stopped at one that could not be brought back (``cause``: open in
+    another program on Windows, a read-only folder, a database error). The ``restored`` images before it are
+    back in the gallery; that one and the others not yet tried (``left`` in all) are still in the trash, and
+    still the last deletion: the next Undo tries them again."""
+
+    def __init__(self, restored: int, left: int, cause: OSError | sqlite3.Error) -> None:
+        super().__init__(f"{restored} image(s) brought back from the trash, then {cause}")
+        self.restored = restored
+        self.left = left
         self.cause = cause
 
 
@@ -65,7 +78,7 @@ def _placeholder(text: str) -> QImage:
 
 
 class GalleryModel(QAbstractListModel):
-    trash_changed = Signal(int)  # how many deletions can be undone
+    trash_changed = Signal(int)  # how many deletions (delete actions, of one image or several) can be undone
 
     def __init__(self, store: Store, data: DataDir, parent: Any = None) -> None:
         super().__init__(parent)
@@ -75,8 +88,11 @@ class GalleryModel(QAbstractListModel):
         self._row_of_path: dict[str, int] = {}
         self._search = ""
         self._favorites_only = False
-        # Deletions stay undoable across restarts: the trash is in the database, the latest deletion last.
-        self._undo: list[ImageRecord] = [r for r in store.trashed_images() if (data.trash / r.path).is_file()]
+        # Deletions stay undoable across restarts: the trash is in the database, the latest deletion last. One
+        # entry per delete action, holding every image it moved: one Undo brings back what one Delete removed.
+        self._undo: list[list[ImageRecord]] = [
+            batch for batch in ([r for r in b if (data.trash / r.path).is_file()] for b in store.trash_batches())
+            if batch]
         self.thumbnails = ThumbnailCache(parent=self)
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
         self._loading = _placeholder("…")
@@ -167,7 +183,7 @@ class GalleryModel(QAbstractListModel):
         if not (self._data.trash / rel_path).exists():
             return
         new_rel = rename_in_trash(self._data, rel_path)
-        for trashed in self._undo:
+        for trashed in (record for batch in self._undo for record in batch):
             if trashed.path == rel_path:
                 try:
                     self._store.set_path(trashed.id, new_rel)
@@ -189,19 +205,21 @@ class GalleryModel(QAbstractListModel):
         self.dataChanged.emit(index, index)
 
     def delete(self, rows: list[int]) -> None:
-        """Moves files to the trash folder; ``undo_delete`` brings back the last deletion. Stops at the first
-        OSError/sqlite3.Error met: that image and the ones after it stay as they were (file and row). Raised as
-        it is when nothing was moved yet, else as ``DeleteCutShort`` saying how many were (so the message can
-        say what did change: those are in the trash, undoable, not "nothing")."""
+        """Moves files to the trash folder as one deletion: ``undo_delete`` brings all of them back. Stops at
+        the first OSError/sqlite3.Error met: that image and the ones after it stay as they were (file and row).
+        Raised as it is when nothing was moved yet, else as ``DeleteCutShort`` saying how many were (so the
+        message can say what did change: those are in the trash, undoable, not "nothing")."""
         todo = sorted(set(rows), reverse=True)
-        moved = 0
+        batch: list[ImageRecord] = []
+        self._undo.append(batch)  # on the stack from the start, so that _clear_trash_name sees every trashed image
         try:
+            when = self._store.next_trash_time()  # the whole action's: grouped again after a restart
             for row in todo:
                 record = self._rows[row]
                 self._clear_trash_name(record.path)
                 move_to_trash(self._data, record.path)
                 try:
-                    self._store.set_trashed(record.id, True)
+                    self._store.set_trashed(record.id, True, when=when)
                 except BaseException:  # the row still shows it: put the file back where the row points
                     restore_from_trash(self._data, record.path)
                     raise
@@ -209,25 +227,49 @@ class GalleryModel(QAbstractListModel):
                 self.beginRemoveRows(QModelIndex(), row, row)
                 del self._rows[row]
                 self.endRemoveRows()
-                self._undo.append(record)
-                moved += 1
+                batch.append(record)
         except (OSError, sqlite3.Error) as exc:
-            if moved:
-                raise DeleteCutShort(moved, len(todo) - moved, exc) from exc
+            if batch:
+                raise DeleteCutShort(len(batch), len(todo) - len(batch), exc) from exc
             raise
         finally:
+            if not batch:
+                self._undo.pop()
             self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
             self.trash_changed.emit(len(self._undo))
 
     @property
     def undo_count(self) -> int:
+        """How many deletions (delete actions) Undo can still bring back."""
         return len(self._undo)
 
     def undo_delete(self) -> bool:
-        """Brings back the last deletion; on an OSError/sqlite3.Error it stays undoable."""
+        """Brings back every image of the last deletion. Stops at the first OSError/sqlite3.Error met: that
+        image and the ones not yet tried stay in the trash as the last deletion (the next Undo tries them
+        again). Raised as it is when none came back yet, else as ``UndoCutShort`` saying how many did."""
         if not self._undo:
             return False
-        record = self._undo[-1]
+        batch = self._undo[-1]
+        restored = 0
+        try:
+            while batch:
+                self._restore(batch[-1])
+                batch.pop()
+                restored += 1
+        except (OSError, sqlite3.Error) as exc:
+            if restored:
+                raise UndoCutShort(restored, len(batch), exc) from exc
+            raise
+        finally:
+            if not batch:
+                self._undo.pop()
+            if restored:
+                self.reload()
+            self.trash_changed.emit(len(self._undo))
+        return True
+
+    def _restore(self, record: ImageRecord) -> None:
+        """One image back from the trash, file and row; on an error both are as they were."""
         in_trash = (self._data.trash / record.path).exists()
         restored = restore_from_trash(self._data, record.path)  # another name if a new file has taken its own
         try:
@@ -236,10 +278,6 @@ class GalleryModel(QAbstractListModel):
             if in_trash:
                 os.replace(absolute(self._data, restored), self._data.trash / record.path)
             raise
-        self._undo.pop()
-        self.reload()
-        self.trash_changed.emit(len(self._undo))
-        return True
 
     def trash_size(self) -> tuple[int, int]:
         """(files, bytes) in the trash folder, rows or not (an image whose row was lost in a repaired database

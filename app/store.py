@@ -158,21 +158,40 @@ class Store:
         with self._transaction():
             self._db.execute("UPDATE images SET favorite = ? WHERE id = ?", (int(favorite), image_id))
 
-    def set_trashed(self, image_id: int, trashed: bool, path: str | None = None) -> None:
-        """``path``: the name the file came back under, when another file had taken its old one."""
+    def set_trashed(self, image_id: int, trashed: bool, path: str | None = None, when: float | None = None) -> None:
+        """``path``: the name the file came back under, when another file had taken its old one. ``when``: the
+        time of the delete action (``next_trash_time``), the same for every image it moved, which is what lets
+        one Undo bring that action back whole, also after a restart (``trash_batches``)."""
+        when = time.time() if when is None else when
         with self._transaction():
             self._db.execute("UPDATE images SET trashed = ?, trashed_at = ?, path = COALESCE(?, path) WHERE id = ?",
-                             (int(trashed), time.time() if trashed else None, path, image_id))
+                             (int(trashed), when if trashed else None, path, image_id))
+
+    def next_trash_time(self) -> float:
+        """A ``trashed_at`` for a new delete action: now, or just after the latest one in the trash if the clock
+        has not moved on (a coarse clock, or one set back), so that two actions never share a time and merge."""
+        latest = self._db.execute("SELECT MAX(trashed_at) FROM images WHERE trashed = 1").fetchone()[0]
+        now = time.time()
+        return now if latest is None or now > latest else latest + 1e-3
 
     def set_path(self, image_id: int, path: str) -> None:
         with self._transaction():
             self._db.execute("UPDATE images SET path = ? WHERE id = ?", (path, image_id))
 
-    def trashed_images(self) -> list[ImageRecord]:
-        """Images in the trash, the latest deletion last (the top of the undo stack)."""
-        return [self._image(row) for row in self._db.execute(
-            "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE trashed = 1 "
-            "ORDER BY trashed_at IS NOT NULL, trashed_at, id")]
+    def trash_batches(self) -> list[list[ImageRecord]]:
+        """Images in the trash, one list per delete action (the images of one share its ``trashed_at``), the
+        latest action last (the top of the undo stack). A row without a time (a database of an early version)
+        is an action of its own."""
+        batches: list[list[ImageRecord]] = []
+        previous: float | None = None
+        for *row, trashed_at in self._db.execute(
+                "SELECT id, path, prompt, settings, created, favorite, missing, trashed_at FROM images "
+                "WHERE trashed = 1 ORDER BY trashed_at IS NOT NULL, trashed_at, id"):
+            if not batches or trashed_at is None or trashed_at != previous:
+                batches.append([])
+            batches[-1].append(self._image(tuple(row)))
+            previous = trashed_at
+        return batches
 
     def forget_trashed(self) -> int:
         """Drops every row of an image in the trash (Empty trash); returns how many."""

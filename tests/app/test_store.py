@@ -124,3 +124,25 @@ def test_reconcile_skips_a_killed_writes_temp_folder(tmp_path, monkeypatch):
     store = Store(data.database)
     report = reconcile(store, data)
     assert [r.path for r in store.images()] == ["2026-11-21/kept.png"] and report.imported == 1
+
+
+def test_deletions_stay_apart_in_the_trash_even_on_a_clock_that_has_not_moved(tmp_path, monkeypatch):
+    """Undo brings back one delete action whole, told apart by its shared ``trashed_at``: two actions in the
+    same clock tick (Windows' clock moves in steps of about 16 ms) or after the clock was set back must not
+    merge into one."""
+    import time
+
+    store = Store(tmp_path / "db.sqlite3")
+    ids = [store.add_image(f"{i}.png", {"prompt": str(i)}, created=i).id for i in range(5)]
+    monkeypatch.setattr(time, "time", lambda: 1000.0)
+    for group in ([ids[3]], [ids[0], ids[4]]):  # same tick
+        when = store.next_trash_time()
+        for image_id in group:
+            store.set_trashed(image_id, True, when=when)
+    monkeypatch.setattr(time, "time", lambda: 900.0)  # set back
+    when = store.next_trash_time()
+    store.set_trashed(ids[1], True, when=when)
+    store.close()
+    reopened = Store(tmp_path / "db.sqlite3")
+    assert [[r.path for r in batch] for batch in reopened.trash_batches()] == [["3.png"], ["0.png", "4.png"],
+                                                                              ["1.png"]]

@@ -113,7 +113,7 @@ def test_empty_trash_that_cannot_delete_a_file_says_what_did_change(qtbot, data_
     panel, gallery, controller = window.gallery_panel, window.controller.gallery, window.controller
     panel.view.selectAll()
     panel.delete_selected()
-    assert gallery.trash_size()[0] == 3 and gallery.undo_count == 3
+    assert gallery.trash_size()[0] == 3 and gallery.undo_count == 1  # one deletion, of three images
     stuck = data.trash / "d" / "1.png"
     unlink = Path.unlink
 
@@ -141,7 +141,7 @@ def test_empty_trash_that_cannot_delete_a_file_says_what_did_change(qtbot, data_
 def test_deleting_several_images_that_fails_part_way_says_what_did_change(qtbot, data_root, monkeypatch):
     """Four images deleted at once; the third to be moved is open in another program (Windows refuses the
     rename). The two moved before it are in the trash, so "Nothing else was changed" was false: the message
-    says how many were moved and that Undo brings them back, and Undo restores exactly those."""
+    says how many were moved and that Undo brings them back, and one Undo restores exactly those."""
     data = resolve_data_dir(data_root)
     _images(data, ["fox", "owl", "cat", "emu"])  # shown newest first: emu, cat, owl, fox; moved bottom up
     window = open_window(qtbot, data_root)
@@ -166,13 +166,93 @@ def test_deleting_several_images_that_fails_part_way_says_what_did_change(qtbot,
     window.error_dialog.accept()
     assert sorted(p.relative_to(data.trash).as_posix() for p in data.trash.rglob("*.png")) == ["d/0.png", "d/1.png"]
     assert [p for _, p, _ in _shown(window)] == ["cat", "emu"] and held.is_file()
-    assert gallery.undo_count == 2 and panel.undo_button.isEnabled()
+    assert gallery.undo_count == 1 and panel.undo_button.isEnabled()
 
     monkeypatch.setattr(os, "replace", replace)
-    panel.undo_button.click()  # the latest first: owl
-    assert sorted(p for _, p, _ in _shown(window)) == ["cat", "emu", "owl"]
-    panel.undo_button.click()
+    panel.undo_button.click()  # the deletion's two moved images, both
     assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "owl", False), ("d/2.png", "cat", False),
                               ("d/3.png", "emu", False)]
     assert not panel.undo_button.isEnabled() and not list(data.trash.rglob("*.png"))
     assert all((data.images / "d" / f"{i}.png").is_file() for i in range(4))
+
+
+def _select(window, prompts: list[str]) -> None:
+    """Selects the gallery's images of these prompts (a multi-select, as with Ctrl+click)."""
+    from PySide6.QtCore import QItemSelectionModel
+
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    panel.view.clearSelection()
+    for row in range(gallery.rowCount()):
+        if gallery.record(row).prompt in prompts:
+            panel.view.selectionModel().select(gallery.index(row), QItemSelectionModel.SelectionFlag.Select)
+    assert sorted(gallery.record(r).prompt for r in panel.selected_rows()) == sorted(prompts)
+
+
+def test_one_undo_brings_back_the_whole_last_delete_also_after_a_restart(qtbot, data_root):
+    """Undo brought back one image per click, so after deleting three at once the user had to click three
+    times, and a single click left the gallery in a state that no action of theirs had made."""
+    data = resolve_data_dir(data_root)
+    _images(data, ["fox", "owl", "cat", "emu", "yak"])
+    window = open_window(qtbot, data_root)
+    panel = window.gallery_panel
+    _select(window, ["owl"])
+    panel.delete_selected()  # the first deletion: one image
+    _select(window, ["fox", "cat", "yak"])
+    panel.delete_selected()  # the second: three at once
+    assert [p for _, p, _ in _shown(window)] == ["emu"]
+    panel.undo_button.click()
+    assert sorted(p for _, p, _ in _shown(window)) == ["cat", "emu", "fox", "yak"]  # all three, owl not
+    assert panel.undo_button.isEnabled() and sorted(data.trash.rglob("*.png")) == [data.trash / "d" / "1.png"]
+    panel.undo_button.click()
+    assert [p for _, p, _ in _shown(window)] == ["fox", "owl", "cat", "emu", "yak"]
+    assert not panel.undo_button.isEnabled()
+
+    # The same after a restart: the deletions are told apart by the database alone.
+    _select(window, ["emu"])
+    panel.delete_selected()
+    _select(window, ["owl", "cat"])
+    panel.delete_selected()
+    window = _restart(qtbot, window, data_root)
+    panel = window.gallery_panel
+    assert window.controller.gallery.undo_count == 2
+    panel.undo_button.click()
+    assert sorted(p for _, p, _ in _shown(window)) == ["cat", "fox", "owl", "yak"]
+    panel.undo_button.click()
+    assert len(_shown(window)) == 5 and not panel.undo_button.isEnabled()
+
+
+def test_an_undo_that_fails_part_way_says_what_came_back_and_the_next_undo_finishes_it(qtbot, data_root,
+                                                                                     monkeypatch):
+    """Three images deleted at once; on Undo, the second to come back is open in another program (Windows
+    refuses the rename). The one before it is back; the message says so and names the file; the next Undo
+    brings back exactly the two left, and nothing of an earlier deletion."""
+    data = resolve_data_dir(data_root)
+    _images(data, ["fox", "owl", "cat", "emu"])
+    window = open_window(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    _select(window, ["fox"])
+    panel.delete_selected()
+    _select(window, ["owl", "cat", "emu"])
+    panel.delete_selected()
+    held = data.trash / "d" / "2.png"  # cat: emu comes back first (the last moved), then cat fails
+    replace = os.replace
+
+    def open_elsewhere(src, dst, **kwargs) -> None:
+        if Path(src) == held:
+            raise PermissionError(13, "The process cannot access the file because it is being used", str(src))
+        replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", open_elsewhere)
+    panel.undo_button.click()
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    text = f"{window.error_dialog.text()} {window.error_dialog.informativeText()}"
+    assert "Only 1 of the 3 images was brought back from the trash" in text and str(held) in text
+    assert "It and 1 other image stay in the trash" in text and "Undo delete again" in text
+    window.error_dialog.accept()
+    assert [p for _, p, _ in _shown(window)] == ["emu"]
+    assert held.is_file() and gallery.undo_count == 2 and panel.undo_button.isEnabled()
+
+    monkeypatch.setattr(os, "replace", replace)  # closed in the other program: the next Undo finishes this one
+    panel.undo_button.click()
+    assert [p for _, p, _ in _shown(window)] == ["owl", "cat", "emu"]
+    assert gallery.undo_count == 1 and sorted(data.trash.rglob("*.png")) == [data.trash / "d" / "0.png"]
