@@ -22,6 +22,19 @@ class EngineError:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+class StartupRefused(Exception):
+    """The app cannot start on this data folder (its database cannot be opened, another app has it open, its
+    lock file cannot be made). ``run_app`` shows the message and hint as a fatal dialog and exits; nothing in
+    the folder was changed."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def as_error(self) -> EngineError:
+        return EngineError("user", str(self), self.hint)
+
+
 _SQLITE_FULL = 13  # primary result code ("database or disk is full"); literal for Python 3.10
 
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 from PySide6.QtCore import QLockFile
 
 from app.data_dir import DataDir
-from app.store_recovery import StoreUnavailable
+from app.engine_errors import StartupRefused
 
 
-class AlreadyRunning(StoreUnavailable):
+class AlreadyRunning(StartupRefused):
     """Another Nibble Studio has this data folder open; the app does not start a second one on it."""
+
+
+class LockUnavailable(StartupRefused):
+    """The lock file cannot be created (a read-only data folder, a full disk): without it a second app could
+    open the folder unseen, so this one does not start."""
 
 
 def lock_data_dir(data: DataDir) -> QLockFile:
@@ -31,9 +36,9 @@ def lock_data_dir(data: DataDir) -> QLockFile:
             "same gallery would overwrite its settings and miss its new images.",
             "Switch to the Nibble Studio window that is open, or start this one with another data folder "
             f"(--data-dir PATH). If no Nibble Studio is running, delete {path} and start again.")
-    raise StoreUnavailable(f"The lock file {path} cannot be created in the data folder {data.root}.",
-                           f"Check that the folder {data.root} is writable and its disk is not full; or start "
-                           "Nibble Studio with another data folder (--data-dir PATH).")
+    raise LockUnavailable(f"The lock file {path} cannot be created in the data folder {data.root}.",
+                          f"Check that the folder {data.root} is writable and its disk is not full; or start "
+                          "Nibble Studio with another data folder (--data-dir PATH).")
 
 
 def _owner(lock: QLockFile) -> tuple[bool, int, str, str]:

@@ -18,10 +18,9 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QM
 from app.app_log import current_log_file, install_exception_hooks, log_startup_facts, start_file_log, stop_file_log
 from app.controller import AppController
 from app.data_dir import DataDir, resolve_data_dir
-from app.engine_errors import EngineError
+from app.engine_errors import EngineError, StartupRefused
 from app.instance_lock import lock_data_dir
 from app.settings import Settings, load_settings, save_settings
-from app.store_recovery import StoreUnavailable
 from app.thread_exit import exit_now_if_threads_run
 from app.widgets.error_dialog import show_error, show_fatal_error
 from app.widgets.gallery_panel import GalleryPanel
@@ -205,7 +204,7 @@ def run_app(argv: list[str], data_dir: Path | None = None) -> int:
     try:
         try:
             window = MainWindow(data)
-        except StoreUnavailable as exc:
+        except StartupRefused as exc:  # the database, or another app on the folder: a dialog, no traceback
             log.error("cannot start: %s", exc)
             show_fatal_error(exc.as_error(), current_log_file())
             return 1

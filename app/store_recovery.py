@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.engine_errors import EngineError
+from app.engine_errors import StartupRefused
 from app.store import PromptRecord, Store
 from gpu.damaged_files import move_aside
 
@@ -33,15 +33,8 @@ class OpenedStore:
     damage: str = ""  # what was wrong with it
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(StartupRefused):
     """The database can be neither opened nor replaced; the app cannot start without one."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
-
-    def as_error(self) -> EngineError:
-        return EngineError("user", str(self), self.hint)
 
 
 def is_damaged(exc: BaseException) -> bool:
