@@ -88,6 +88,7 @@ class EngineWorker(QObject):
         self._service: Any = None
         self._library: Any = None
         self._loaded: str | None = None
+        self._gpu_logged: tuple[Any, ...] | None = None  # the GPU last written to the log (None: not yet)
         self.preview_every = 2
 
     # ---- engine objects, created lazily on the worker thread ----------------------------------------------
@@ -109,7 +110,12 @@ class EngineWorker(QObject):
         except Exception:  # a broken driver must not stop the app; the panel shows "no GPU"
             log.exception("GPU detection failed")
             gpu = None
-        log.info("GPU: %s", gpu or "none usable (CPU only)")  # a problem report's first question
+        # A problem report's first question, logged at start and whenever the answer changes (a driver
+        # restarted, an external GPU plugged in), not at every status refresh: free memory alone moves every time.
+        key = (gpu.name, gpu.sm, gpu.total_bytes) if gpu is not None else ()
+        if key != self._gpu_logged:
+            log.info("GPU: %s", gpu or "none usable (CPU only)")
+            self._gpu_logged = key
         return EngineStatus(gpu=gpu, entries=list(self._library.entries()))
 
     @Slot()

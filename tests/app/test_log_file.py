@@ -125,3 +125,29 @@ def test_another_hook_installed_before_still_sees_the_exception(tmp_path, monkey
     t.join()
     assert seen == ["seen by both", "division by zero"]
     assert "OSError: seen by both" in _text(tmp_path) and "ZeroDivisionError" in _text(tmp_path)
+
+
+def test_the_gpu_is_logged_once_and_again_only_when_it_changes(qtbot, data_root, monkeypatch):
+    """Every status refresh logged "GPU: …" again, free memory and all, burying the log's useful lines."""
+    from PySide6.QtCore import QMetaObject, Qt
+
+    import gpu.system_info
+    from gpu.system_info import GpuInfo
+
+    app_log.start_file_log(data_root)
+    window = open_window(qtbot, data_root)
+    worker = window.controller._engine.worker
+
+    def refresh() -> None:  # on the engine thread, as the app's own requests run
+        with qtbot.waitSignal(window.controller.engine_ready, timeout=60000):
+            QMetaObject.invokeMethod(worker, "refresh_status", Qt.ConnectionType.QueuedConnection)
+
+    assert _text(data_root).count("GPU: ") == 1
+    refresh()
+    assert _text(data_root).count("GPU: ") == 1  # was: one more per refresh
+    free = iter(range(8 << 30, 0, -(1 << 20)))
+    monkeypatch.setattr(gpu.system_info, "detect_gpu", lambda: GpuInfo("Laptop GPU", 89, 8 << 30, next(free)))
+    refresh()  # a GPU appears (an external one plugged in): said
+    refresh()  # the same GPU, less memory free: not news
+    text = _text(data_root)
+    assert text.count("GPU: ") == 2 and text.count("Laptop GPU") == 1
