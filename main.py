@@ -11,12 +11,25 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import platform
+import shlex
 import sys
 import time
 from pathlib import Path
 
 DATA_DIR_ENV = "NIBBLE_DATA_DIR"  # same variable as gpu.paths, without importing the engine for --help
+LOGGED_COMMANDS = ("generate", "quantize")  # the ones that do real work: logged for problem reports
+CLI_LOGGER = "nibble.cli"  # app.app_log.CLI_LOGGER, without importing it for --help
+
+log = logging.getLogger(CLI_LOGGER)
+
+
+def say(text: str) -> None:
+    """A line for the console that a problem report needs too: printed, and written to the log file."""
+    print(text, flush=True)
+    log.info("%s", text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +110,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     def show(ev) -> None:
         eta = f" (ETA {ev.eta_s:.0f} s)" if ev.eta_s is not None and ev.kind == "layer" else ""
         prefix = f"[{ev.index}/{ev.total}] " if ev.kind == "layer" else ""
-        print(f"{ev.elapsed_s:7.1f}s {prefix}{ev.message}{eta}", flush=True)
+        say(f"{ev.elapsed_s:7.1f}s {prefix}{ev.message}{eta}")
 
     quantize_model(args.src, args.out, cfg, on_event=show, replace=args.overwrite)
     return 0
@@ -128,13 +141,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         save_image(result, out)
         s = result.settings
         size = f"{s['width']}x{s['height']}"
-        print(f"wrote {out} ({size}, {s['steps']} steps, seed {s['seed']}, {s['duration_s']:.2f} s)")
-    print(f"model {results[0].settings['model']}: {results[0].settings['execution_path']}")
+        say(f"wrote {out} ({size}, {s['steps']} steps, seed {s['seed']}, {s['duration_s']:.2f} s)")
+    say(f"model {results[0].settings['model']}: {results[0].settings['execution_path']}")
     if service.loaded is not None and service.loaded.policy is not None:
-        print(service.loaded.policy.label)
+        say(service.loaded.policy.label)
     for lora in results[0].settings.get("lora_list", []):
-        print(f"lora {lora['name']} ({lora['format']}, rank {lora['rank']}): strength {lora['strength']:g}")
-    print(f"total {time.perf_counter() - started:.2f} s")
+        say(f"lora {lora['name']} ({lora['format']}, rank {lora['rank']}): strength {lora['strength']:g}")
+    say(f"total {time.perf_counter() - started:.2f} s")
     return 0
 
 
@@ -237,19 +250,58 @@ def main(argv: list[str] | None = None) -> int:
         return run_gui(args, argv)
     from gpu.errors import Cancelled, UserError
 
+    logged = args.command in LOGGED_COMMANDS and start_log(argv)
+    started = time.perf_counter()
     try:
-        return COMMANDS[args.command](args)
-    except UserError as err:
-        hint = f" ({err.hint})" if err.hint else ""
-        print(f"error: {err}{hint}", file=sys.stderr)
-        return 2
-    except (Cancelled, KeyboardInterrupt):
-        print("error: cancelled", file=sys.stderr)
-        return 130
-    except OSError as err:  # a file the command had to read or write, named by the system
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
-        return 2
+        try:
+            code, message = COMMANDS[args.command](args), ""
+        except UserError as err:
+            hint = f" ({err.hint})" if err.hint else ""
+            code, message = 2, f"error: {err}{hint}"
+        except (Cancelled, KeyboardInterrupt):
+            code, message = 130, "error: cancelled"
+        except OSError as err:  # a file the command had to read or write, named by the system
+            where = f"{err.filename}: " if err.filename else ""
+            code, message = 2, f"error: {where}{err.strerror or err}"
+        except BaseException:
+            if logged:  # a bug: its traceback in the file; Python prints it on the console as it always did
+                log.exception("%s crashed after %.1f s", args.command, time.perf_counter() - started)
+            raise
+        if message:
+            print(message, file=sys.stderr)
+        if logged:
+            log.log(logging.ERROR if code else logging.INFO, "%s ended: exit %d after %.1f s%s", args.command, code,
+                    time.perf_counter() - started, f"; {message}" if message else "")  # fmt: skip
+        return code
+    finally:
+        if logged:
+            from app.app_log import stop_file_log
+
+            stop_file_log()
+
+
+def start_log(argv: list[str]) -> bool:
+    """Sends this run's records to the app's log file (``<data folder>/logs/nibble.log``, marked ``cli``) with
+    the facts a problem report needs first. False, and nothing printed, when there is no file to write: the
+    command runs as it would without one."""
+    try:
+        from app.app_log import start_cli_log
+    except ModuleNotFoundError:  # an engine-only install
+        return False
+    from gpu.paths import user_data_dir
+    from gpu.version import __version__
+
+    try:
+        root = user_data_dir()
+    except OSError:  # a data folder that cannot be made: the command may still work, or names it itself
+        return False
+    if start_cli_log(root) is None:
+        return False
+    frozen = "frozen executable" if getattr(sys, "frozen", False) else "from source"
+    log.info("Nibble Studio %s command line (%s); Python %s, %s %s; data folder: %s", __version__, frozen,
+             platform.python_version(), platform.platform(), platform.machine(), root)  # fmt: skip
+    log.info("command: %s", shlex.join(["main.py", *argv]))
+    return True
 
 
 if __name__ == "__main__":

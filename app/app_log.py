@@ -8,13 +8,19 @@ reports those through ``sys.excepthook``) and on Python threads, are written to 
 
 A log file that cannot be opened (read-only data folder, full disk, a file where ``logs/`` goes) never stops the
 app: ``start_file_log`` returns None and the app runs without one. This module belongs to ``app/``: the engine
-only logs through ``logging``, and never configures it.
+only logs through ``logging``, and never configures it. It imports no Qt at module level, so the command line
+(``main.py generate`` / ``quantize``) writes the same file through ``start_cli_log`` without loading PySide6.
+
+Every line names its writer, ``gui 1234`` or ``cli 5678`` (with the process id), since the app and command-line
+runs may write the file at the same time; a writer follows the file when another one rotated it, and a rotation
+that another process's open file prevents (Windows) is put off instead of failing.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import platform
 import sys
 import threading
@@ -26,12 +32,42 @@ LOG_FOLDER = "logs"
 LOG_NAME = "nibble.log"
 MAX_BYTES = 1_000_000  # per file; with BACKUPS old files the logs never take more than about 3 MB
 BACKUPS = 2
-FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"
+FORMAT = "%(asctime)s %(levelname)s {origin} [%(threadName)s] %(name)s: %(message)s"  # origin: gui or cli + pid
+CLI_LOGGER = "nibble.cli"  # the command line's own records: in the file only, its console lines are print()ed
 
 log = logging.getLogger(__name__)
 
 _handler: logging.handlers.RotatingFileHandler | None = None  # the one this process writes to, if any
+_console: logging.Handler | None = None  # start_cli_log's stand-in for Python's last-resort stderr output
+_level_before: int | None = None  # the root logger's level before start_cli_log, put back by stop_file_log
 _file: Path | None = None
+
+
+class _SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating file that other processes (the app, command-line runs) write too.
+
+    A process that rotated renamed the file this one has open to ``nibble.log.1``: this one then reopens
+    ``nibble.log`` instead of filling the old file. On Windows a file another process has open cannot be renamed:
+    the rotation is put off (the file grows a little past ``maxBytes``) instead of printing a logging error."""
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if self.stream is not None and not self._still_current():
+            self.stream.close()
+            self.stream = self._open()
+        return super().shouldRollover(record)
+
+    def _still_current(self) -> bool:
+        try:
+            return os.path.samestat(os.fstat(self.stream.fileno()), os.stat(self.baseFilename))
+        except OSError:  # renamed away with nothing new in its place yet
+            return False
+
+    def doRollover(self) -> None:
+        try:
+            super().doRollover()
+        except OSError:  # PermissionError: another process has the file open (Windows); rotate on a later record
+            if self.stream is None:
+                self.stream = self._open()
 
 
 def log_file_path(root: Path) -> Path:
@@ -44,23 +80,61 @@ def current_log_file() -> Path | None:
     return _file
 
 
-def start_file_log(root: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> Path | None:
+def start_file_log(root: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS, origin: str = "gui") -> Path | None:
     """Sends the root logger's records (INFO and up) to ``log_file_path(root)``, rotating at ``max_bytes``.
+    ``origin`` ("gui", "cli") starts every line, with the process id.
 
     Replaces the file an earlier call started (one process, one log file: tests open windows on several data
     folders). Returns the file's path, or None when it cannot be opened; that is logged to the remaining
     handlers (stderr when there is one) and never raised."""
+    try:
+        return _start(root, max_bytes, backups, origin)
+    except OSError as exc:  # read-only folder, full disk, a file named "logs": run without a log file
+        log.warning("no log file: %s cannot be opened (%s)", log_file_path(root), exc)
+        return None
+
+
+def start_cli_log(root: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> Path | None:
+    """``start_file_log`` for a command-line run, which must print exactly what it printed without a log file.
+
+    With no handler configured, Python prints warnings and errors to stderr as bare messages (``logging.lastResort``),
+    and stops doing so once the file handler is there: a stand-in handler keeps that output. The command line's
+    own records (``CLI_LOGGER``) go to the file only, and a log file that cannot be opened is not mentioned."""
+    global _console, _level_before
+    root_logger = logging.getLogger()
+    had_handlers, level = bool(root_logger.handlers), root_logger.level
+    try:
+        path = _start(root, max_bytes, backups, "cli")
+    except OSError:
+        return None
+    _level_before = level
+    if not had_handlers:
+        _console = _LastResortStandIn()
+        logging.getLogger().addHandler(_console)
+    return path
+
+
+class _LastResortStandIn(logging.Handler):
+    """What Python's last-resort handler printed (WARNING and up, to the current ``sys.stderr``), less the command
+    line's own records."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name != CLI_LOGGER and logging.lastResort is not None:
+            logging.lastResort.handle(record)
+
+
+def _start(root: Path, max_bytes: int, backups: int, origin: str) -> Path:
     global _handler, _file
     stop_file_log()
     path = log_file_path(root)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
-                                                       encoding="utf-8")
-    except OSError as exc:  # read-only folder, full disk, a file named "logs": run without a log file
-        log.warning("no log file: %s cannot be opened (%s)", path, exc)
-        return None
-    handler.setFormatter(logging.Formatter(FORMAT))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a prompt or path Python could not decode (a lone surrogate) is escaped, not a logging error on stderr
+    handler = _SharedRotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8",
+                                         errors="backslashreplace")  # fmt: skip
+    handler.setFormatter(logging.Formatter(FORMAT.format(origin=f"{origin} {os.getpid()}")))
     handler.setLevel(logging.INFO)
     root_logger = logging.getLogger()
     if root_logger.level > logging.INFO:  # the default WARNING would drop the start-up facts
@@ -71,12 +145,17 @@ def start_file_log(root: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUP
 
 
 def stop_file_log() -> None:
-    """Closes the log file ``start_file_log`` opened (no-op when none is open)."""
-    global _handler, _file
+    """Closes the log file ``start_file_log`` or ``start_cli_log`` opened (no-op when none is open)."""
+    global _handler, _file, _console, _level_before
+    root_logger = logging.getLogger()
     if _handler is not None:
-        logging.getLogger().removeHandler(_handler)
+        root_logger.removeHandler(_handler)
         _handler.close()
-    _handler, _file = None, None
+    if _console is not None:
+        root_logger.removeHandler(_console)
+    if _level_before is not None:  # a command run in-process (tests) leaves logging as it found it
+        root_logger.setLevel(_level_before)
+    _handler, _file, _console, _level_before = None, None, None, None
 
 
 def log_startup_facts(data_root: Path) -> None:

@@ -1,0 +1,128 @@
+"""Command-line runs that do real work (generate, quantize) write the app's log file, marked as command-line runs,
+for problem reports, and print exactly what they printed without it; the app and command-line runs share the
+rotating file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import app_log
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_log_file_left():
+    yield
+    app_log.stop_file_log()
+
+
+def _run(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), "--data-dir", str(data_dir), *args],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+
+
+def _log(data_dir: Path) -> str:
+    return app_log.log_file_path(data_dir).read_text(encoding="utf-8")
+
+
+def test_generate_and_quantize_write_the_log_file_and_print_what_they_printed(tmp_path):
+    data, png = tmp_path / "data", tmp_path / "star.png"
+    r = _run("generate", "a red star", "--steps", "1", "--width", "64", "--height", "64", "--out", str(png),
+             data_dir=data)  # fmt: skip
+    assert r.returncode == 0 and r.stderr == ""
+    printed = r.stdout.splitlines()
+    assert printed[0].startswith(f"wrote {png} (64x64, 1 steps") and printed[-1].startswith("total ")
+    text = _log(data)
+    assert re.search(rf"INFO cli {_pid(text)} \[MainThread\] nibble\.cli: Nibble Studio \S+ command line", text)
+    assert f"command: main.py --data-dir {data} generate 'a red star' --steps 1" in text
+    for line in printed:  # what the console showed, for the report
+        assert f"nibble.cli: {line}\n" in text
+    assert "generate ended: exit 0 after" in text
+
+    # a user error: the same one line on the console as ever, in the log as an error; a warning the engine logs
+    # (a damaged library file) still reaches the console, as it did through Python's last-resort handler
+    (data / "library.json").write_text("{damaged")
+    r = _run("quantize", "no-such-model", "--out", str(tmp_path / "q.safetensors"), data_dir=data)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and r.stdout == ""
+    assert lines[-1] == "error: no model named 'no-such-model' and no such file or folder (library: demo, demo-int4)"
+    assert any(line.startswith(f"model library {data / 'library.json'} is damaged") for line in lines)
+    assert not any("Logging error" in line or "nibble.cli" in line for line in lines)
+    text = _log(data)
+    assert "WARNING cli" in text and "gpu.library: model library" in text
+    ended = r"ERROR cli \d+ \[MainThread\] nibble\.cli: quantize ended: exit 2 after [\d.]+ s; error: no model named"
+    assert re.search(ended + " 'no-such-model'", text)
+    assert len(set(re.findall(r" cli (\d+) ", text))) == 2  # two runs, told apart by their process ids
+
+    r = _run("inspect", str(tmp_path / "missing.safetensors"), data_dir=data)  # reads only: not logged
+    assert r.returncode == 2 and _log(data) == text
+
+
+def _pid(text: str) -> str:
+    match = re.search(r" cli (\d+) ", text)
+    assert match, text
+    return match.group(1)
+
+
+def test_a_log_file_that_cannot_be_opened_changes_nothing_on_the_console(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "logs").write_text("a file where the logs folder goes")
+    r = _run("quantize", "no-such-model", "--out", str(tmp_path / "q.safetensors"), data_dir=data)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == "error: no model named 'no-such-model' and no such file or folder (library: demo, demo-int4)\n"
+
+
+def test_app_and_command_line_lines_are_told_apart(tmp_path):
+    app_log.start_file_log(tmp_path)
+    logging.getLogger("gpu.test").warning("from the app")
+    app_log.start_cli_log(tmp_path)
+    logging.getLogger("gpu.test").warning("from the command line")
+    app_log.stop_file_log()
+    app_line, cli_line = app_log.log_file_path(tmp_path).read_text(encoding="utf-8").splitlines()
+    assert f" WARNING gui {os.getpid()} [MainThread] gpu.test: from the app" in app_line
+    assert f" WARNING cli {os.getpid()} [MainThread] gpu.test: from the command line" in cli_line
+
+
+@pytest.mark.skipif(os.name != "posix", reason="renaming a file another handle has open")
+def test_writers_of_one_log_follow_each_others_rotation(tmp_path):
+    """The app and a command-line run write one file. The one that did not rotate it kept filling the renamed
+    ``nibble.log.1``, and on its own next rotation pushed the other's current lines into the old files."""
+    path = app_log.log_file_path(tmp_path)
+    path.parent.mkdir()
+    other = app_log._SharedRotatingFileHandler(path, maxBytes=300, backupCount=2, encoding="utf-8")
+    try:
+        app_log.start_cli_log(tmp_path, max_bytes=300)
+        writer = logging.getLogger("gpu.test")
+        writer.warning("before")
+        other.emit(logging.makeLogRecord({"msg": "x" * 400}))  # over the cap: the other process rotates
+        assert "before" in (path.parent / "nibble.log.1").read_text()
+        writer.warning("after the other process rotated")
+        assert "after the other process rotated" in path.read_text()
+    finally:
+        other.close()
+
+
+def test_a_rotation_another_process_prevents_is_put_off(tmp_path, capsys, monkeypatch):
+    """On Windows a log file the app has open cannot be renamed by a command-line run: the rotation raised
+    PermissionError, which logging printed to the console as '--- Logging error ---' for every later line."""
+    path = app_log.start_cli_log(tmp_path, max_bytes=200)
+    assert path is not None
+
+    def in_use(source: str, dest: str) -> None:
+        raise PermissionError(13, "The process cannot access the file because it is being used by another process")
+
+    monkeypatch.setattr(app_log._handler, "rotator", in_use)
+    writer = logging.getLogger("gpu.test")
+    for i in range(5):
+        writer.info("line %d %s", i, "y" * 100)
+    assert "Logging error" not in capsys.readouterr().err
+    assert "line 4" in path.read_text() and sorted(p.name for p in path.parent.iterdir()) == ["nibble.log"]
