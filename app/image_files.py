@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any
 
 from app.data_dir import DataDir
 from gpu.paths import first_free_path
+
+log = logging.getLogger(__name__)
 
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
@@ -80,12 +83,19 @@ def is_png(path: Path) -> bool:
 
 
 def read_image_settings(path: Path) -> dict[str, Any] | None:
-    """Settings stored in a PNG: ours, A1111 ``parameters`` or ComfyUI (best effort). None if there are none."""
+    """Settings stored in a PNG: ours, A1111 ``parameters`` or ComfyUI (best effort). None if there are none.
+
+    Never raises: the PNG may come from any program (copied into the images folder, dropped on the panel), and
+    start-up reads every one it finds. Metadata that trips the reader counts as none (logged), rather than
+    stopping the app from starting at all."""
     from gpu.generation.png_metadata import read_settings  # pure-Python chunk reader, no torch
 
     try:
         return read_settings(Path(path))
     except (OSError, ValueError):
+        return None
+    except Exception:  # e.g. a ComfyUI-like graph of an unexpected shape (AttributeError in the reader)
+        log.warning("the metadata of %s could not be read; taken as none", path, exc_info=True)
         return None
 
 

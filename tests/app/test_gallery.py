@@ -271,3 +271,24 @@ def test_empty_trash_asks_then_deletes_for_good(qtbot, data_root):
     window.close()
     again = open_window(qtbot, data_root)  # the rows are gone too: nothing to undo, nothing flagged missing
     assert again.controller.gallery.rowCount() == 2 and again.controller.gallery.undo_count == 0
+
+
+def test_a_png_from_another_program_whose_metadata_is_odd_never_stops_the_app(qtbot, data_root, tmp_path):
+    """A PNG with a "prompt" chunk shaped like a ComfyUI graph, but not quite (a node whose inputs are a list),
+    copied into the images folder: the reader tripped on it at start-up and the app did not start at all.
+    Now it is imported without settings, and dropping it says it carries none."""
+    data = resolve_data_dir(data_root)
+    info = PngInfo()
+    info.add_text("prompt", json.dumps({"3": {"class_type": "KSampler", "inputs": [7, 42]}}))
+    (data.images / "other").mkdir(parents=True)
+    odd = data.images / "other" / "from-another-tool.png"
+    Image.new("RGB", (16, 16), "red").save(odd, pnginfo=info)
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    assert gallery.rowCount() == 1 and gallery.record(0).path == "other/from-another-tool.png"
+    window.gallery_panel.select_row(0)
+    window.gallery_panel.reuse_settings()  # nothing to reuse, and no exception
+    window.controller.prompt.prompt = "kept"
+    _drop(window.prompt_panel, odd)
+    assert window.error_dialog is not None and "no generation settings" in window.error_dialog.text()
+    assert window.controller.prompt.prompt == "kept"
