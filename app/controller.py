@@ -30,7 +30,7 @@ from app.store import ImageRecord, PromptRecord
 from app.store_recovery import open_store, salvage
 from app.wording import counted
 from gpu.atomic import atomic_write_with
-from gpu.errors import UserError
+from gpu.errors import UserError, named_few
 from gpu.version import APP_NAME
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,13 @@ class AppController(QObject):
         opened = open_store(data.database)  # raises StoreUnavailable: run_app shows it, the app cannot start
         self.store = opened.store
         self.reconcile_report = self._reconcile()
+        if self.reconcile_report.unnamed:
+            unnamed = self.reconcile_report.unnamed
+            self.notices.append(EngineError(
+                "notice", f"{counted(len(unnamed), 'image')} in {data.images} could not be added to the gallery: "
+                f"{'its name is' if len(unnamed) == 1 else 'their names are'} not valid text "
+                f"({named_few(unnamed)}).", "Rename the files (any name of letters and digits); they are added "
+                "at the next start. They were left as they are."))
         if opened.damaged_copy is not None:
             prompts, favorites = self._recover(opened.damaged_copy)
             self.notices.append(EngineError(

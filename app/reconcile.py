@@ -13,12 +13,16 @@ imported, and the trashed image is renamed so that both can be seen (never overw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.data_dir import DataDir
 from app.image_files import is_png, read_image_settings, relative, rename_in_trash, restore_from_trash
 from app.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +31,7 @@ class ReconcileReport:
     missing: int = 0
     found_again: int = 0
     repaired: int = 0  # deletes / undos interrupted half-way, finished
+    unnamed: list[str] = field(default_factory=list)  # PNGs not imported: their names are no valid text (shown)
 
 
 def _finish_interrupted_moves(store: Store, data: DataDir, on_disk: dict[str, object]) -> int:
@@ -47,6 +52,22 @@ def _finish_interrupted_moves(store: Store, data: DataDir, on_disk: dict[str, ob
     return repaired
 
 
+def _valid_name(rel: str) -> bool:
+    """False for a name that is no valid text: on Linux a file name is any bytes, and one in another encoding
+    (an old Latin-1 archive unpacked as is) reaches Python with surrogate escapes, which the database (UTF-8)
+    refuses. Such a file is left where it is and named to the user, instead of stopping the start-up."""
+    try:
+        rel.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def shown_name(path: Path) -> str:
+    """``path`` for a message or the log, whatever bytes its name has (undecodable ones shown as "�")."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
 def _hidden(data: DataDir, path: Path) -> bool:
     # Not only hidden files: a write killed before its rename leaves its complete PNG in atomic_path's hidden
     # scratch folder (".<name>.<random>.tmp/new.png"), which is no gallery image.
@@ -56,6 +77,9 @@ def _hidden(data: DataDir, path: Path) -> bool:
 def reconcile(store: Store, data: DataDir) -> ReconcileReport:
     report = ReconcileReport()
     on_disk = {relative(data, p): p for p in data.images.rglob("*.png") if not _hidden(data, p) and is_png(p)}
+    for rel in [rel for rel in on_disk if not _valid_name(rel)]:
+        report.unnamed.append(shown_name(on_disk.pop(rel)))
+        log.warning("not imported, its name is no valid text: %s", report.unnamed[-1])
     report.repaired = _finish_interrupted_moves(store, data, on_disk)
     rows = store.all_paths()
     for rel, path in sorted(on_disk.items()):

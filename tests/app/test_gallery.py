@@ -292,3 +292,24 @@ def test_a_png_from_another_program_whose_metadata_is_odd_never_stops_the_app(qt
     _drop(window.prompt_panel, odd)
     assert window.error_dialog is not None and "no generation settings" in window.error_dialog.text()
     assert window.controller.prompt.prompt == "kept"
+
+
+def test_an_image_whose_name_is_no_valid_text_is_named_and_the_app_starts(qtbot, data_root):
+    """On Linux a file name is any bytes: a PNG named in Latin-1 (an old archive unpacked as is) in the images
+    folder made the database refuse its name at start-up, and the app did not start at all."""
+    import os
+
+    data = resolve_data_dir(data_root)
+    write_png(data.images / "fine.png", Image.new("RGB", (16, 16)), {"prompt": "a fine name"})
+    latin1 = os.path.join(os.fsencode(data.images), b"caf\xe9.png")
+    with open(latin1, "wb") as f:
+        Image.new("RGB", (16, 16)).save(f, format="PNG")
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    assert [gallery.record(r).prompt for r in range(gallery.rowCount())] == ["a fine name"]
+    assert window.error_dialog is not None and window.error_dialog.isVisible()
+    text = window.error_dialog.text()
+    assert "1 image" in text and "not valid text" in text and "caf\ufffd.png" in text
+    assert "Rename" in window.error_dialog.informativeText()
+    window.error_dialog.accept()
+    assert os.path.isfile(latin1)  # left as it is
