@@ -23,7 +23,7 @@ from PySide6.QtGui import QImage
 
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, classify, is_disk_full
-from app.image_files import new_image_path
+from app.image_files import images_folder, new_image_path
 from app.thread_exit import stop_thread
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ class EngineWorker(QObject):
         request = job.request
         self.started.emit(job.id, request.batch_count)
         try:
+            images_folder(self._data)  # refused now, not after the work, if its images could not be saved
             service = self._ensure_service()
             if self._loaded != request.model:
                 info = service.load(request.model)  # unloads the previous model first

@@ -4,23 +4,49 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from app.data_dir import DataDir
+from gpu.errors import OutputError
 from gpu.paths import first_free_path
 
 log = logging.getLogger(__name__)
 
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
-    """``images/YYYY-MM-DD/HHMMSS-<seed>-<index>.png``; a counter keeps names unique within a second."""
+    """``images/YYYY-MM-DD/HHMMSS-<seed>-<index>.png``; a counter keeps names unique within a second. Raises
+    ``OutputError`` naming the folder when it cannot be written (``images_folder``)."""
     stamp = time.localtime(time.time() if when is None else when)
-    folder = data.images / time.strftime("%Y-%m-%d", stamp)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = images_folder(data, when)
     base = f"{time.strftime('%H%M%S', stamp)}-{seed}-{index}"
     return free_image_path(data, folder / f"{base}.png", first=1)
+
+
+def images_folder(data: DataDir, when: float | None = None) -> Path:
+    """The day's folder new images go to (``images/YYYY-MM-DD``), made and tried with a scratch file. The
+    engine worker calls it before a job runs: a job whose images cannot be saved is refused at once, in words
+    that name the folder, rather than after minutes of generating, as an internal error, its images lost.
+
+    Raises ``OutputError`` (a file in the way, a read-only folder or disk, no space for a file)."""
+    folder = data.images / time.strftime("%Y-%m-%d", time.localtime(time.time() if when is None else when))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, scratch = tempfile.mkstemp(prefix=".nibble-check-", dir=folder)  # hidden: reconcile skips it
+        os.close(fd)
+        os.unlink(scratch)
+    except OSError as exc:
+        in_the_way = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        if in_the_way is not None:
+            raise OutputError(f"Images cannot be saved in {folder}: {in_the_way} is a file, not a folder.",
+                              "Move that file out of the way, or start Nibble Studio with another data folder "
+                              "(--data-dir PATH).") from exc
+        raise OutputError(f"Images cannot be saved in {folder}: {exc.strerror or exc}.",
+                          "Check that the folder can be written (not read-only) and its disk is not full, or start "
+                          "Nibble Studio with another data folder (--data-dir PATH).") from exc
+    return folder
 
 
 def free_image_path(data: DataDir, path: Path, first: int = 2) -> Path:
