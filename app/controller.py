@@ -369,7 +369,7 @@ class AppController(QObject):
                 f"settings were restored; new images use '{self.prompt.model}'.",
                 "Add that model in the Models panel to get the same image back."))
         if str(settings.get("version", "")).startswith(APP_NAME):  # ours: no lora_list means made without LoRAs
-            for text in self.loras.restore_used(list(settings.get("lora_list") or [])):
+            for text in self.loras.restore_used(settings.get("lora_list") or []):
                 self.error.emit(EngineError("notice", text, "Add the LoRA file again in the LoRA panel."))
             applied.append("loras")
         self.settings_restored.emit(applied)

@@ -4,6 +4,7 @@ checks the weights when it applies them, and reports problems as errors."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -97,19 +98,38 @@ class LoraState(QObject):
                                    "switched off.")
         return notices
 
-    def restore_used(self, used: list[dict[str, Any]]) -> list[str]:
+    def restore_used(self, used: Any) -> list[str]:
         """Switch on exactly the LoRAs an image was made with (``lora_list`` of its settings), at its strengths,
         and every other one off, so "reuse settings" gives the same image back. A file that moved is found by
-        its name among the listed LoRAs; returns a sentence for each one that cannot be found."""
+        its name among the listed LoRAs; returns a sentence for each one that cannot be found.
+
+        ``used`` comes from a PNG (any program can write one, and claim to be us): entries that are no LoRA
+        (not a mapping, a name no file can have, a strength that is no number) are said, never raised on."""
         notices = []
         wanted: dict[int, float] = {}
-        for item in used:
-            entry = self._find(Path(str(item.get("file", ""))), str(item.get("name", "")))
+        items = used if isinstance(used, list) else [used]
+        for item in items:
+            if not isinstance(item, dict):
+                notices.append(f"The image's list of LoRAs holds an entry that names no LoRA ({str(item)[:80]}); "
+                               "it was skipped.")
+                continue
+            try:
+                entry = self._find(Path(str(item.get("file", ""))), str(item.get("name", "")))
+            except (OSError, ValueError):  # e.g. a NUL byte in the name: no such file can exist
+                entry = None
             if entry is None:
                 notices.append(f"The image used the LoRA '{item.get('name', '?')}' ({item.get('file', '?')}), "
                                "which is not here any more; new images are made without it.")
                 continue
-            wanted[id(entry)] = float(item.get("strength", 1.0))
+            strength = item.get("strength", 1.0)
+            try:
+                wanted[id(entry)] = float(strength)
+                if not math.isfinite(wanted[id(entry)]):
+                    raise ValueError(strength)
+            except (TypeError, ValueError):
+                wanted[id(entry)] = 1.0
+                notices.append(f"The image's strength for the LoRA '{entry.name}' is no number ({str(strength)[:40]}); "
+                               "it is used at 1.0.")
         for e in self.entries:
             e.enabled = id(e) in wanted
             if e.enabled:

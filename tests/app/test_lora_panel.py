@@ -125,3 +125,33 @@ def test_a_lora_file_with_a_malformed_header_is_listed_not_raised(qtbot, window,
     assert [e.name for e in added] == ["list", "odd"]
     assert added[0].info == "the header is not a JSON object: the file is corrupt"
     assert added[1].info == "the header's entry for tensor 'a.lora_A.weight' is malformed: the file is corrupt"
+
+
+def test_a_png_with_a_damaged_lora_list_restores_what_it_can_and_says_what_not(qtbot, window, tmp_path):
+    """A PNG that says it is ours but whose ``lora_list`` is damaged (hand-edited, another tool's): dropping it
+    raised in the middle of restoring (the prompt set, the LoRAs not, and no word to the user)."""
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    from gpu.generation.png_metadata import write_png
+    from gpu.version import APP_NAME
+
+    controller = window.controller
+    shipped = next(e for e in controller.loras.entries if e.name == "monochrome-style")
+    settings = {"prompt": "a restored prompt", "seed": 5, "version": f"{APP_NAME}-0.1.0", "lora_list": [
+        "monochrome-style",  # a bare name, not an entry
+        {"file": "loras/a\x00b.safetensors", "name": "nul"},  # a name no file can have
+        {"file": str(shipped.path), "name": "monochrome-style", "strength": "strong"},
+    ]}
+    png = tmp_path / "damaged-loras.png"
+    write_png(png, Image.new("RGB", (16, 16)), settings)
+    shown: list = []
+    controller.error.connect(shown.append)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(png))])
+    window.prompt_panel.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                                             Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
+    assert controller.prompt.prompt == "a restored prompt" and controller.prompt.seed == 5
+    assert shipped.enabled and shipped.strength == 1.0  # the usable entry is used, at the default strength
+    messages = " | ".join(e.message for e in shown)
+    assert "names no LoRA (monochrome-style)" in messages and "'nul'" in messages and "strong" in messages
