@@ -79,3 +79,29 @@ def test_reads_other_tools_files(tmp_path):
     assert read_settings(tmp_path / "plain.png") is None
     (tmp_path / "not.png").write_bytes(b"nope")
     assert read_png_text(tmp_path / "not.png") == {}
+
+
+def test_hostile_metadata_reads_as_none_or_partial_never_raises(tmp_path):
+    """Another tool's PNG is user input: settings that cannot be read are absent, not an exception."""
+    hostile = [
+        ("prompt", json.dumps({"3": {"class_type": "KSampler", "inputs": [1, 2]}})),  # inputs not a dict
+        ("prompt", json.dumps({"3": {"class_type": ["KSampler"], "inputs": None}})),
+        ("prompt", "[" * 100_000 + "]" * 100_000),  # nesting past the JSON decoder's recursion limit
+        ("prompt", "1" * 5000),  # an integer past Python's digit limit: ValueError, not JSONDecodeError
+        ("nibble", "{" * 100_000),
+        ("nibble", '{"seed": ' + "9" * 5000 + "}"),
+        ("parameters", "\0\n" * 10 + "Steps: x, Size: 9999999999x0, Seed: -"),
+    ]
+    for i, (key, text) in enumerate(hostile):
+        info = PngInfo()
+        info.add_text(key, text, zip=bool(i % 2))
+        path = tmp_path / f"h{i}.png"
+        Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+        settings = read_settings(path)
+        assert settings is None or isinstance(settings, dict), (key, text[:40])
+    nested_ok = {"3": {"class_type": "KSampler", "inputs": [1]}, "6": {"class_type": "CLIPTextEncode",
+                 "inputs": {"text": "kept"}}}  # fmt: skip
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(nested_ok))
+    Image.new("RGB", (4, 4)).save(tmp_path / "partial.png", pnginfo=info)
+    assert read_settings(tmp_path / "partial.png") == {"prompt": "kept"}

@@ -155,12 +155,9 @@ def read_settings(path: Path | str) -> dict[str, Any] | None:
     effort from a ComfyUI ``prompt`` graph; None when the image carries none."""
     chunks = read_png_text(path)
     if NIBBLE_KEY in chunks:
-        try:
-            settings = json.loads(chunks[NIBBLE_KEY])
-            if isinstance(settings, dict):
-                return settings
-        except json.JSONDecodeError:
-            pass
+        settings = _json_or_none(chunks[NIBBLE_KEY])
+        if isinstance(settings, dict):
+            return settings
     if PARAMETERS_KEY in chunks:
         return parse_parameters(chunks[PARAMETERS_KEY])
     if "prompt" in chunks:
@@ -168,12 +165,18 @@ def read_settings(path: Path | str) -> dict[str, Any] | None:
     return None
 
 
+def _json_or_none(text: str) -> Any:
+    """The JSON value of ``text``, or None. Another program's chunk is untrusted: besides malformed JSON,
+    deep nesting raises RecursionError and an over-long integer a plain ValueError."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _from_comfyui(graph_json: str) -> dict[str, Any] | None:
     """ComfyUI stores its node graph: take the sampler's settings and the longest positive text."""
-    try:
-        graph = json.loads(graph_json)
-    except json.JSONDecodeError:
-        return None
+    graph = _json_or_none(graph_json)
     if not isinstance(graph, dict):
         return None
     out: dict[str, Any] = {}
@@ -181,7 +184,9 @@ def _from_comfyui(graph_json: str) -> dict[str, Any] | None:
     for node in graph.values():
         if not isinstance(node, dict):
             continue
-        inputs = node.get("inputs", {})
+        inputs = node.get("inputs")
+        if not isinstance(inputs, dict):
+            inputs = {}
         kind = str(node.get("class_type", ""))
         if kind.startswith("KSampler"):
             for src, dst in (("seed", "seed"), ("noise_seed", "seed"), ("steps", "steps"), ("cfg", "guidance")):
