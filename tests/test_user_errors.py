@@ -468,3 +468,25 @@ def test_a_refused_quantize_run_leaves_no_new_folders_behind(tmp_path, capsys):
     with output_lock(out, "quantize run"):
         atomic_write_bytes(out, b"model")
     assert out.read_bytes() == b"model" and sorted(out.parent.iterdir()) == [out]
+
+
+def test_a_file_that_cannot_be_quantized_is_named_for_what_it_is(tmp_path, capsys):
+    """Without --base, a file that is no FLUX.1 checkpoint was read as a model to generate with: a LoRA was
+    'not an SVDQ checkpoint ... not quantized models', as if quantizing needed an already quantized model."""
+    import torch
+
+    from main import main
+
+    lora = tmp_path / "style.safetensors"
+    save_file({"transformer.transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 8)}, str(lora))
+    part = tmp_path / "diffusion_pytorch_model.safetensors"
+    save_file({"transformer_blocks.0.attn.to_q.weight": torch.zeros(8, 8)}, str(part))
+    pickled = tmp_path / "model.ckpt"
+    pickled.write_bytes(b"\x80\x04\x95 not loaded, only named")
+    for source, words in [(lora, "style.safetensors: a LoRA, not a model"),
+                          (part, f"{part.name}: a FLUX transformer in diffusers layout"),
+                          (pickled, "model.ckpt: a pickle file, which is never loaded")]:  # fmt: skip
+        assert main(["quantize", str(source), "--out", str(tmp_path / "q.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {words}") and "SVDQ" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [part.name, "model.ckpt", "style.safetensors"]

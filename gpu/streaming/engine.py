@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from gpu.adapters import adapter_named
 from gpu.atomic import atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
-from gpu.bfl_layout import base_misfit
+from gpu.bfl_layout import base_misfit, inspect_single_file
 from gpu.checkpoint.format import file_sha256, load_checkpoint, save_checkpoint
 from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputError, named_few
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
@@ -314,7 +314,12 @@ def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
         src = bfl_file_source(path)
         base = _base_for_single_file(path, src, library, config.base) if config.base else None
         return src, base, path.stem, torch.bfloat16
-    entry: ModelEntry = library.resolve(str(source))
+    try:
+        entry: ModelEntry = library.resolve(str(source))
+    except ModelLoadError:
+        if path.is_file():  # said "not an SVDQ checkpoint" of a LoRA, as if quantizing needed a quantized model
+            inspect_single_file(path)  # raises, naming what the file is (a LoRA, a pickle, a damaged file, ...)
+        raise
     if entry.facts is None or entry.facts.kind != "diffusers":
         raise ModelLoadError(f"{entry.name}: only a 16-bit diffusers pipeline folder can be quantized",
                              QUANTIZE_SOURCES)  # fmt: skip
