@@ -131,17 +131,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
         check_png_output(args.out)  # before the generation, not after it
     service = GenerationService()
     started = time.perf_counter()
-    results = service.generate(request)
-    for k, result in enumerate(results):
-        out = args.out or Path(f"nibble-{result.settings['seed']}.png")
-        if len(results) > 1:
-            out = out.with_name(f"{out.stem}-{k}{out.suffix}")
-        if args.out is None:  # a name we picked never replaces an earlier image; one the user gave does
-            out = first_free_path(out)
-        save_image(result, out)
+
+    saved: list[Path] = []
+
+    def save(result) -> None:  # as each image is done: Ctrl-C in a long batch keeps the finished ones
+        if args.out is None:  # named by its own seed, which already tells a batch's images apart
+            out = first_free_path(Path(f"nibble-{result.settings['seed']}.png"))  # never replaces an earlier one
+        elif request.batch_count > 1:
+            out = args.out.with_name(f"{args.out.stem}-{len(saved)}{args.out.suffix}")
+        else:
+            out = args.out  # one the user gave is replaced
+        saved.append(save_image(result, out))
         s = result.settings
         size = f"{s['width']}x{s['height']}"
         say(f"wrote {out} ({size}, {s['steps']} steps, seed {s['seed']}, {s['duration_s']:.2f} s)")
+
+    results = service.generate(request, on_image=save)
     say(f"model {results[0].settings['model']}: {results[0].settings['execution_path']}")
     if service.loaded is not None and service.loaded.policy is not None:
         say(service.loaded.policy.label)

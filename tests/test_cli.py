@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from gpu.checkpoint.format import read_checkpoint_meta
@@ -115,3 +118,30 @@ def test_the_default_output_name_never_replaces_an_earlier_image(tiny_flux, tmp_
     assert "wrote nibble-5-2.png" in second.stdout
     assert (tmp_path / "nibble-5.png").read_bytes() == kept
     assert read_png_text(tmp_path / "nibble-5-2.png")["parameters"].startswith("a blue square")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
+def test_ctrl_c_in_a_batch_keeps_the_images_already_made_each_named_by_its_seed(tmp_path):
+    """A batch's images were all kept in memory and saved at the end: Ctrl-C (or a failure) at the last one lost
+    every image already made. Without --out they were named nibble-<seed>-<index>.png, not nibble-<seed>.png."""
+    args = [sys.executable, str(ROOT / "main.py"), "--data-dir", str(tmp_path / "data"), "generate", "a red circle",
+            "--seed", "7", "--width", "64", "--height", "64"]  # fmt: skip
+    run = subprocess.Popen([*args, "--batch", "3", "--steps", "100"], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        first = run.stdout.readline()  # printed once the first image is saved; the second one is under way
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=600)
+    finally:
+        run.kill()
+    assert first.startswith("wrote nibble-7.png (64x64, 100 steps, seed 7")
+    assert run.returncode == 130 and err.splitlines()[-1] == "error: cancelled"
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["nibble-7.png"]
+    with Image.open(tmp_path / "nibble-7.png") as im:
+        im.verify()
+
+    r = subprocess.run([*args, "--batch", "2", "--steps", "1"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert [line.split(" (")[0] for line in r.stdout.splitlines()[:2]] == ["wrote nibble-7-2.png", "wrote nibble-8.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["nibble-7-2.png", "nibble-7.png", "nibble-8.png"]

@@ -164,7 +164,10 @@ class GenerationService:
         request: GenerationRequest,
         on_progress: Callable[[ProgressEvent], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        on_image: Callable[[GeneratedImage], None] | None = None,
     ) -> list[GeneratedImage]:
+        """The request's images, in batch order. ``on_image`` gets each one as soon as it is done (the command
+        line saves it then: a batch stopped by Ctrl-C or a later error keeps the images already made)."""
         entry = self.library.resolve(request.model)
         settings = self.resolve_settings(request, entry)
         self.load(str(entry.path), request.base)
@@ -206,6 +209,8 @@ class GenerationService:
             s["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             s.pop("max_sequence_length", None)
             results.append(GeneratedImage(image, s))
+            if on_image is not None:
+                on_image(results[-1])
         return results
 
     def record_step_time(self, key: tuple, lora_set: tuple, seconds_per_step: float) -> float | None:
