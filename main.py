@@ -197,6 +197,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from gpu.errors import BadRequestError
+
+    if not torch.cuda.is_available() and not (args.what == "flux" and args.tiny):  # else a traceback from torch.cuda
+        hint = "run it on a machine with an NVIDIA GPU" + (", or add --tiny to check the plumbing on the CPU"
+                                                           if args.what == "flux" else "")  # fmt: skip
+        raise BadRequestError(f"bench {args.what} needs a CUDA GPU, and torch sees none", hint)
     if args.what == "flux":
         from gpu.bench.flux import run as run_flux
 

@@ -145,3 +145,19 @@ def test_ctrl_c_in_a_batch_keeps_the_images_already_made_each_named_by_its_seed(
     assert r.returncode == 0, r.stderr
     assert [line.split(" (")[0] for line in r.stdout.splitlines()[:2]] == ["wrote nibble-7-2.png", "wrote nibble-8.png"]
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["nibble-7-2.png", "nibble-7.png", "nibble-8.png"]
+
+
+def test_gpu_benchmarks_without_a_gpu_are_a_one_line_error(tmp_path, capsys):
+    """bench kernels on a machine without CUDA ended in torch's traceback ("Torch not compiled with CUDA
+    enabled", exit 1); bench flux said so, but with exit 1, not a user error's 2."""
+    import torch
+
+    from main import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is there")
+    for what, hint in [("kernels", "an NVIDIA GPU)"), ("flux", "add --tiny to check the plumbing on the CPU)")]:
+        assert main(["bench", what, "--out", str(tmp_path / "bench")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: bench {what} needs a CUDA GPU") and err.endswith(f"{hint}\n"), err
+    assert not (tmp_path / "bench").exists()
