@@ -98,9 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.atomic import check_output_path
+    from gpu.errors import BadRequestError
     from gpu.quantizer import QuantizeConfig, quantize_model
 
-    check_output_path(args.out)  # before the calibration, not after it
+    check_output_path(args.out, example="out.safetensors")  # before the calibration, not after it
+    if args.out.suffix != ".safetensors":  # the library, the app and generate --model take no other name
+        raise BadRequestError(f"--out {args.out}: models are written as .safetensors files",
+                              f"use a name ending in .safetensors, e.g. {args.out.stem}.safetensors")  # fmt: skip
     cfg = QuantizeConfig(
         method=args.method, precision=args.precision, rank=args.rank,
         calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,

@@ -126,16 +126,16 @@ def windows_device_name(name: str) -> bool:
     return name.split(".")[0].rstrip(" ").upper() in _WINDOWS_DEVICES
 
 
-def check_output_path(target: Path | str, windows: bool = os.name == "nt") -> None:
+def check_output_path(target: Path | str, windows: bool = os.name == "nt", example: str = "out.png") -> None:
     """Raises ``OutputError`` now if ``target`` can clearly not be written: it is a folder, a Windows device
     name, or its nearest existing ancestor is a file or not writable. For commands that should fail before
-    hours of work."""
+    hours of work. ``example`` is the file name the hint suggests inside a folder given as ``target``."""
     target = Path(target)
     if windows and windows_device_name(target.name):
         raise OutputError(f"{target.name} is a device name on Windows, not a file name",
                           f"choose another name, e.g. my-{target.name}")  # fmt: skip
     if target.is_dir():
-        raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / "out.png"))
+        raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / example))
     parent = target.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

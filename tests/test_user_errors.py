@@ -490,3 +490,19 @@ def test_a_file_that_cannot_be_quantized_is_named_for_what_it_is(tmp_path, capsy
         err = capsys.readouterr().err
         assert err.startswith(f"error: {words}") and "SVDQ" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == [part.name, "model.ckpt", "style.safetensors"]
+
+
+def test_quantize_refuses_an_output_name_no_model_reader_takes(tmp_path, capsys):
+    """quantize --out m.png worked for minutes (hours for FLUX.1) and wrote a model that generate --model, the
+    library and the app then refused ("not a model"). A folder as --out was told to try "out.png"."""
+    from main import main
+
+    for name in ["m.png", "m", "M.SAFETENSORS"]:
+        out = tmp_path / name
+        assert main(["quantize", "demo", "--out", str(out), "--calib-prompts", "1"]) == 2
+        stem = Path(name).stem
+        assert capsys.readouterr().err == (f"error: --out {out}: models are written as .safetensors files (use a "
+                                           f"name ending in .safetensors, e.g. {stem}.safetensors)\n")  # fmt: skip
+    assert main(["quantize", "demo", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.endswith(f"(for example {tmp_path / 'out.safetensors'})\n")
+    assert list(tmp_path.iterdir()) == []
