@@ -213,6 +213,24 @@ class AppController(QObject):
     def remove_model(self, name: str) -> None:
         self._remove_model.emit(name)
 
+    def add_loras(self, paths: list[str | Path]) -> None:
+        """LoRA files the user picked, switched on; a file that is no readable LoRA is refused and named."""
+        _added, refused = self.loras.add_files(paths)
+        if refused:
+            self.error.emit(EngineError("user", "\n\n".join(refused),
+                                        "Use a FLUX.1 LoRA saved as .safetensors (download a damaged one again). "
+                                        "The LoRA list is otherwise unchanged."))
+
+    def add_lora_folder(self, folder: str | Path) -> None:
+        """Every .safetensors file of ``folder`` (switched off); a folder with none says so instead of nothing."""
+        if not self.loras.add_folder(folder):
+            pickles = [p.name for p in Path(folder).expanduser().iterdir()
+                       if p.suffix.lower() in (".ckpt", ".pt", ".pth", ".bin")] if Path(folder).is_dir() else []
+            also = (f" ({named_few(pickles)} {'is a pickle file' if len(pickles) == 1 else 'are pickle files'}, "
+                    "which are not used: they can run code when opened)") if pickles else ""
+            self.error.emit(EngineError("user", f"The folder {folder} holds no .safetensors LoRA files{also}.",
+                                        "Pick the folder that holds your FLUX.1 LoRAs (.safetensors)."))
+
     def unload_model(self) -> None:
         """Frees the generation model's memory (before quantizing, which needs the room)."""
         self._unload.emit()

@@ -29,7 +29,41 @@ def fit_strength(strength: float) -> float:
     """A strength within what the engine applies (a restored or hand-edited value may lie outside)."""
     from gpu.lora.metadata import MAX_STRENGTH
 
-    return max(-MAX_STRENGTH, min(MAX_STRENGTH, float(strength)))
+    value = float(strength)
+    if math.isnan(value):  # a damaged settings.json: min/max would make NaN the limit, 2.0, switched on
+        return 1.0
+    return max(-MAX_STRENGTH, min(MAX_STRENGTH, value))
+
+
+PICKLE_PROBLEM = ("a PyTorch pickle file (.ckpt/.pt/.bin), not .safetensors: pickles can run code when they are "
+                  "opened, so only .safetensors LoRAs are used")
+
+
+def _is_pickle(path: Path) -> bool:
+    """torch.save's zip archive, or a bare pickle (protocol 2 and up): what .ckpt/.pt LoRAs are. Their first
+    bytes read as an absurd safetensors header length, which named the file "truncated" instead."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
+def header_problem(path: Path) -> str:
+    """Why ``path`` is no LoRA file the engine could read ("" when its header reads)."""
+    from gpu.errors import CheckpointError
+    from gpu.safetensors_header import read_safetensors_header
+
+    if not path.is_file():
+        return f"file not found: {path}"
+    if _is_pickle(path):
+        return PICKLE_PROBLEM
+    try:
+        read_safetensors_header(path)
+    except CheckpointError as err:
+        return str(err).removeprefix(f"{path.name}: ")
+    return ""
 
 
 def read_header(path: Path) -> tuple[str, str]:
@@ -38,6 +72,8 @@ def read_header(path: Path) -> tuple[str, str]:
 
     if not path.is_file():
         return "", f"file not found: {path}"
+    if _is_pickle(path):
+        return "", PICKLE_PROBLEM
     words, info = header_summary(path)
     return ", ".join(words), info
 
@@ -51,6 +87,13 @@ class LoraState(QObject):
         self.entries: list[LoraEntry] = []
 
     def add_file(self, path: str | Path, enabled: bool = False, strength: float = 1.0) -> LoraEntry:
+        entry = self._add(path, enabled, strength)
+        self.changed.emit()
+        return entry
+
+    def _add(self, path: str | Path, enabled: bool, strength: float) -> LoraEntry:
+        """``add_file`` without the signal: each ``changed`` rebuilds the panel's rows, so adding one by one
+        made a folder of 150 LoRAs freeze the window for most of a minute (150 rebuilds of up to 150 rows)."""
         path = Path(path).expanduser().resolve()
         for e in self.entries:
             if e.path == path:
@@ -58,11 +101,28 @@ class LoraState(QObject):
         words, info = read_header(path)
         entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), words, info)
         self.entries.append(entry)
-        self.changed.emit()
         return entry
 
+    def add_files(self, paths: list[str | Path], enabled: bool = True) -> tuple[list[LoraEntry], list[str]]:
+        """Files the user picked: each readable one added (switched on), the panel rebuilt once. A file that is
+        no readable LoRA (a pickle, empty, truncated, not safetensors) is not added, since every job would fail
+        on it while it is on; returns (added, a sentence naming each refused file and why)."""
+        added, refused = [], []
+        for path in paths:
+            path = Path(path).expanduser().resolve()
+            problem = header_problem(path)
+            if problem:
+                refused.append(f"{path} is not a LoRA that can be used: {problem}.")
+            else:
+                added.append(self._add(path, enabled, 1.0))
+        if added:
+            self.changed.emit()
+        return added, refused
+
     def add_folder(self, folder: str | Path) -> list[LoraEntry]:
-        return [self.add_file(p) for p in sorted(Path(folder).expanduser().glob("*.safetensors"))]
+        added = [self._add(p, False, 1.0) for p in sorted(Path(folder).expanduser().glob("*.safetensors"))]
+        self.changed.emit()
+        return added
 
     def remove(self, entry: LoraEntry) -> None:
         self.entries = [e for e in self.entries if e is not entry]
@@ -89,7 +149,12 @@ class LoraState(QObject):
         row, switched off, so nothing the user set up is forgotten; returns a sentence for each one that was on."""
         notices = []
         for s in saved:
-            entry = self.add_file(s.path, s.enabled, s.strength)
+            try:
+                entry = self._add(s.path, s.enabled, s.strength)
+            except (OSError, ValueError) as exc:  # e.g. a NUL byte in a hand-edited path: no file can have it
+                notices.append(f"The LoRA list in your settings names a file that cannot exist ({s.path[:80]!r}: "
+                               f"{exc}); it was left out.")
+                continue
             entry.trigger_words = s.trigger_words
             if not entry.path.is_file():
                 entry.enabled = False

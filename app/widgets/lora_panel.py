@@ -73,9 +73,9 @@ class LoraPanel(QWidget):
         self.setObjectName("loraPanel")
         self.controller = controller
         self.state: LoraState = controller.loras
-        add = QPushButton("Add LoRA…")
+        self.add_button = add = QPushButton("Add LoRA…")
         add.clicked.connect(self._add_files)
-        folder = QPushButton("Add folder…")
+        self.add_folder_button = folder = QPushButton("Add folder…")
         folder.clicked.connect(self._add_folder)
         insert = QPushButton("Insert trigger words")
         insert.setToolTip("Append the enabled LoRAs' trigger words to the prompt")
@@ -125,10 +125,10 @@ class LoraPanel(QWidget):
 
     def _add_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Add LoRA files", "", "LoRA (*.safetensors)")
-        for f in files:
-            self.state.add_file(f, enabled=True)
+        if files:
+            self.controller.add_loras(files)
 
     def _add_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a folder of LoRAs")
         if folder:
-            self.state.add_folder(folder)
+            self.controller.add_lora_folder(folder)

@@ -155,3 +155,91 @@ def test_a_png_with_a_damaged_lora_list_restores_what_it_can_and_says_what_not(q
     assert shipped.enabled and shipped.strength == 1.0  # the usable entry is used, at the default strength
     messages = " | ".join(e.message for e in shown)
     assert "names no LoRA (monochrome-style)" in messages and "'nul'" in messages and "strong" in messages
+
+
+def _tiny_lora(path: Path, rank: int = 1) -> Path:
+    """A small valid kohya-named FLUX.1 LoRA (one layer): enough for the panel, which reads headers only."""
+    import torch
+    from safetensors.torch import save_file
+
+    base = "lora_unet_double_blocks_0_img_attn_proj"
+    save_file({f"{base}.lora_down.weight": torch.zeros(rank, 8), f"{base}.lora_up.weight": torch.zeros(8, rank),
+               f"{base}.alpha": torch.tensor(float(rank))}, path)
+    return path
+
+
+def test_adding_files_that_are_no_lora_refuses_each_by_name(qtbot, window, demo_model, tmp_path, monkeypatch):
+    """"Add LoRA…" listed every picked file, switched on, whatever it was: a pickle .ckpt (its magic bytes read as
+    a header "truncated or not a safetensors file"), an empty or half-downloaded file. No word at the time, and
+    every job after failed on it until the user found the row and switched it off."""
+    import torch
+    from PySide6.QtWidgets import QFileDialog
+
+    good = _tiny_lora(tmp_path / "good one.safetensors")
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    full = save_peft_lora(demo_model, tmp_path / "peft", rank=2).read_bytes()
+    (tmp_path / "half.safetensors").write_bytes(full[: len(full) // 2])
+    torch.save({"lora_down": torch.zeros(2, 2)}, tmp_path / "old.ckpt")
+    picked = [str(tmp_path / n) for n in ("old.ckpt", "good one.safetensors", "empty.safetensors", "half.safetensors")]
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: (picked, ""))
+    state = window.controller.loras
+    before = [e.name for e in state.entries]
+    qtbot.mouseClick(window.lora_panel.add_button, Qt.MouseButton.LeftButton)
+
+    assert [e.name for e in state.entries] == [*before, "good one"]
+    assert state.requests() == [(str(good.resolve()), 1.0)]
+    assert window.lora_panel.row_for("good one").enabled.isChecked()
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    text = window.error_dialog.text()
+    for name in ("old.ckpt", "empty.safetensors", "half.safetensors"):
+        assert str(tmp_path / name) in text
+    assert "pickle" in text and "truncated" in text and "only 0 bytes" in text
+    assert "good one" not in text
+
+
+def test_a_folder_of_many_loras_is_listed_at_once(qtbot, window, tmp_path, monkeypatch):
+    """Each LoRA of a folder rebuilt the whole panel: a folder of 150 froze the window for about a minute."""
+    from PySide6.QtWidgets import QFileDialog
+
+    folder = tmp_path / "many loras"
+    folder.mkdir()
+    for i in range(120):
+        _tiny_lora(folder / f"style {i:03d} ✓.safetensors")
+    rebuilds: list[None] = []
+    window.controller.loras.changed.connect(lambda: rebuilds.append(None))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    qtbot.mouseClick(window.lora_panel.add_folder_button, Qt.MouseButton.LeftButton)
+    assert len(rebuilds) == 1
+    assert len(window.lora_panel.rows) == 1 + 120  # the shipped example and the folder's
+    assert window.lora_panel.row_for("style 119 ✓").entry.info == "kohya, rank 1, 3 tensors"
+    assert window.controller.loras.requests() == []  # a folder's LoRAs come switched off
+
+    # a folder of pickle LoRAs only: said, instead of nothing happening
+    pickles = tmp_path / "pickles"
+    pickles.mkdir()
+    (pickles / "old style.ckpt").write_bytes(b"PK\x03\x04")
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(pickles))
+    qtbot.mouseClick(window.lora_panel.add_folder_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    assert str(pickles) in window.error_dialog.text() and "old style.ckpt" in window.error_dialog.text()
+
+
+def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data_root, tmp_path):
+    """A NUL byte in a LoRA's path stopped the app at start-up (ValueError out of Path.resolve); a strength of
+    NaN came back as 2.0, the maximum, switched on."""
+    import json
+
+    lora = _tiny_lora(tmp_path / "mine.safetensors")
+    (data_root / "settings.json").write_text(json.dumps({"version": 2, "loras": [
+        {"path": "C:/loras/a\x00b.safetensors", "enabled": True},
+        {"path": str(lora), "enabled": True, "strength": float("nan"), "trigger_words": "my words"},
+    ]}))  # json writes NaN as the bare word NaN, which it reads back as a float
+    window = open_window(qtbot, data_root)
+    state = window.controller.loras
+    assert state.requests() == [(str(lora.resolve()), 1.0)]
+    assert window.lora_panel.row_for("mine").slider.value() == 100
+    assert window.lora_panel.row_for("mine").triggers.text() == "my words"
+    assert window.error_dialog is not None and "a\\x00b.safetensors" in window.error_dialog.text()
+    window.close()
+    saved = load_settings(data_root / "settings.json").loras
+    assert [(s.path, s.strength) for s in saved if s.enabled] == [(str(lora.resolve()), 1.0)]
