@@ -66,3 +66,18 @@ def test_a_model_file_deleted_between_sessions(qtbot, data_root, tmp_path):
         window.model_panel._remove()
     assert "gone" not in [e.name for e in controller.entries]
     assert controller.prompt.prompt == "a blue star"  # the rest of the last session's panel is kept
+
+
+def test_a_library_file_from_a_newer_version_is_kept_and_the_user_told(qtbot, data_root, tmp_path):
+    """library.json in a format this version cannot read (a newer version's, or damaged) was moved aside with a
+    log line only: the user's added models vanished from the list without a word."""
+    newer = {"version": 2, "models": {"mine": {"path": str(tmp_path / "mine.safetensors"), "pinned": True}}}
+    (data_root / "library.json").write_text(json.dumps(newer))
+    window = open_window(qtbot, data_root)
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible(), timeout=10000)
+    (kept,) = data_root.glob("library.json.damaged-*")
+    assert json.loads(kept.read_text()) == newer  # nothing the user had is lost
+    text = window.error_dialog.text()
+    assert str(data_root / "library.json") in text and kept.name in text and "newer version" in text
+    assert [e.name for e in window.controller.entries] == ["demo", "demo-int4"]
+    assert window.controller.model_info.name == "demo"  # the app works on
