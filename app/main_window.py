@@ -22,13 +22,14 @@ from app.engine_errors import EngineError, StartupRefused
 from app.instance_lock import lock_data_dir
 from app.settings import Settings, load_settings, save_settings
 from app.thread_exit import exit_now_if_threads_run
-from app.widgets.error_dialog import show_error, show_fatal_error
+from app.widgets.error_dialog import show_error, show_error_and_wait, show_fatal_error
 from app.widgets.gallery_panel import GalleryPanel
 from app.widgets.history_panel import HistoryPanel
 from app.widgets.lora_panel import LoraPanel
 from app.widgets.model_panel import ModelPanel
 from app.widgets.prompt_panel import PromptPanel
 from app.widgets.quantize_panel import QuantizePanel
+from gpu.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,20 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.quantize_panel.shutdown()
         self.controller.shutdown()
-        self.save_settings()
-        self._lock.unlock()
+        try:
+            self.save_settings()
+        except (OSError, UserError) as exc:  # a full disk, a read-only folder, a folder in the way
+            # Raised out of closeEvent it was a traceback in the log and nothing on screen, the lock left behind,
+            # and the session's prompt and LoRA list silently gone. The last saved settings.json is intact
+            # (atomic write); say what was not saved, and why, before the window goes.
+            log.exception("saving the settings on quit failed")
+            show_error_and_wait(self, EngineError(
+                "user", f"Your settings could not be saved in {self.data.settings}: {exc}. The prompt panel, the "
+                "LoRA list and the window layout of this session are not kept; the next start uses the settings "
+                "saved before.", "Free some disk space, or check that the data folder can be written."),
+                self.log_file)
+        finally:
+            self._lock.unlock()
         super().closeEvent(event)
 
 

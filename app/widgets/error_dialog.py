@@ -36,6 +36,11 @@ def show_error(parent: QWidget, error: EngineError, log_file: Path | None = None
     return box
 
 
+def show_error_and_wait(parent: QWidget, error: EngineError, log_file: Path | None = None) -> None:
+    """Blocks until dismissed: for what the user must read before the window goes (a failure while quitting)."""
+    _box(parent, error, log_file=log_file).exec()
+
+
 def show_fatal_error(error: EngineError, log_file: Path | None = None) -> None:
     """Before any window exists (the app cannot start): a blocking dialog instead of a traceback."""
     _box(None, error, "Nibble Studio cannot start", log_file).exec()

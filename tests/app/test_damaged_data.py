@@ -114,3 +114,16 @@ def test_corrupt_settings_file_in_the_app(qtbot, data_root):
     assert json.loads((data_root / "settings.json").read_text())["version"]
     (copy,) = data_root.glob("settings.json.damaged-*")
     assert copy.read_bytes() == b"\xff\xfe not even text"
+
+
+def test_settings_that_cannot_be_saved_on_quit_are_said_and_the_folder_released(qtbot, data_root):
+    """Saving settings.json on quit raised out of closeEvent: a traceback in the log, nothing on screen (the
+    session's prompt and LoRA list silently not kept), and the data folder's lock never released."""
+    window = open_window(qtbot, data_root)
+    window.controller.prompt.prompt = "a prompt typed this session"
+    (data_root / "settings.json").mkdir()  # in the way of the save, as a full disk or read-only folder would be
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    window.close()
+    assert len(seen) == 1 and str(data_root / "settings.json") in seen[0] and "not kept" in seen[0]
+    open_window(qtbot, data_root)  # the folder is free again: no "already in use by this process"
