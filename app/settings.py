@@ -1,21 +1,24 @@
 """User settings as typed, versioned JSON (``settings.json`` in the data dir).
 
 Unknown keys are dropped and wrong types fall back to defaults, so a hand-edited or older file never stops
-the app from starting. ``_MIGRATIONS`` upgrades old versions step by step. A file that cannot be read at all
-is moved aside (``settings.json.damaged-<timestamp>``) before the defaults are used: the next save would
-otherwise overwrite the only copy of the user's settings.
+the app from starting; a newer version's file is copied aside first (``settings.json.v<N>-<timestamp>``).
+``_MIGRATIONS`` upgrades old versions step by step. A file that cannot be read at all is moved aside
+(``settings.json.damaged-<timestamp>``) before the defaults are used: the next save would otherwise overwrite
+the only copy of the user's settings.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from app.atomic import atomic_write_text
 from gpu.damaged_files import move_aside
+from gpu.errors import UserError
 
 SETTINGS_VERSION = 2
 log = logging.getLogger(__name__)
@@ -108,17 +111,44 @@ def _keep_unreadable(path: Path, reason: BaseException, notices: list[str] | Non
     return Settings()
 
 
+def _keep_newer(path: Path, text: str, version: int, notices: list[str] | None) -> None:
+    """A newer version's settings: this one drops what it does not know when it saves on quit, so the file is
+    copied first (the newer version's settings would be lost for good when the user goes back to it)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    copy = path.with_name(f"{path.name}.v{version}-{stamp}")
+    counter = 1
+    while copy.exists():  # never over an earlier copy
+        copy, counter = path.with_name(f"{path.name}.v{version}-{stamp}-{counter}"), counter + 1
+    try:
+        atomic_write_text(copy, text)
+    except (OSError, UserError) as exc:
+        log.error("settings file %s is from a newer version (%d) and could not be copied: %s", path, version, exc)
+        message = (f"Your settings file {path} was written by a newer version of Nibble Studio (settings version "
+                   f"{version}) and could not be copied aside ({exc}); this version keeps only what it knows "
+                   "when it saves.")
+    else:
+        log.warning("settings file %s is from a newer version (%d); kept a copy as %s", path, version, copy)
+        message = (f"Your settings file {path} was written by a newer version of Nibble Studio (settings version "
+                   f"{version}). This version uses what it knows; the file as it was is kept as {copy.name}.")
+    if notices is not None:
+        notices.append(message)
+
+
 def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
     """Reads ``settings.json``; a problem worth telling the user about is appended to ``notices``."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text)
     except FileNotFoundError:
         return Settings()
-    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, or not UTF-8; RecursionError:
+        # arrays nested past the parser's limit (a damaged file is any bytes)
         return _keep_unreadable(Path(path), exc, notices)
     if not isinstance(data, dict):
         return _keep_unreadable(Path(path), ValueError("not a JSON object"), notices)
     version = data.get("version", 1)
+    if isinstance(version, int) and not isinstance(version, bool) and version > SETTINGS_VERSION:
+        _keep_newer(Path(path), text, version, notices)
     while isinstance(version, int) and version < SETTINGS_VERSION and version in _MIGRATIONS:
         data = _MIGRATIONS[version](data)
         version += 1

@@ -127,3 +127,30 @@ def test_settings_that_cannot_be_saved_on_quit_are_said_and_the_folder_released(
     window.close()
     assert len(seen) == 1 and str(data_root / "settings.json") in seen[0] and "not kept" in seen[0]
     open_window(qtbot, data_root)  # the folder is free again: no "already in use by this process"
+
+
+def test_settings_from_a_newer_version_are_copied_before_they_are_rewritten(qtbot, data_root):
+    """A newer version's settings.json was read for what this version knows and rewritten on quit without the
+    rest: going back to the newer version found its own settings gone."""
+    newer = {"version": 9, "theme": "sepia", "last_job": {"prompt": "a fox", "sampler": "dpm"},
+             "loras": [{"path": "/loras/x.safetensors", "strength": 0.5, "blocks": [1, 2]}]}
+    (data_root / "settings.json").write_text(json.dumps(newer))
+    window = open_window(qtbot, data_root)
+    assert window.controller.prompt.prompt == "a fox"  # what this version knows is used
+    (copy,) = data_root.glob("settings.json.v9-*")
+    assert json.loads(copy.read_text()) == newer
+    assert window.error_dialog is not None and copy.name in window.error_dialog.text()
+    assert "newer version" in window.error_dialog.text()
+    window.close()
+    assert json.loads((data_root / "settings.json").read_text())["version"] == 2
+    assert json.loads(copy.read_text()) == newer
+    open_window(qtbot, data_root).close()  # a file of this version: no second copy, no notice
+    assert len(list(data_root.glob("settings.json.v*"))) == 1
+
+
+def test_a_settings_file_nested_past_the_parser_limit_is_kept_aside(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text("[" * 100_000)  # RecursionError out of json.loads: it stopped start-up
+    notices: list[str] = []
+    assert load_settings(path, notices) == Settings()
+    assert len(list(tmp_path.glob("settings.json.damaged-*"))) == 1 and len(notices) == 1
