@@ -7,7 +7,8 @@ prompt or a path may hold any character). Uncaught exceptions, on the GUI thread
 reports those through ``sys.excepthook``) and on Python threads, are written to it with their tracebacks.
 
 A log file that cannot be opened (read-only data folder, full disk, a file where ``logs/`` goes) never stops the
-app: ``start_file_log`` returns None and the app runs without one. This module belongs to ``app/``: the engine
+app: ``start_file_log`` returns None and the app runs without one. One that cannot be written any more (the disk
+filled up) loses those lines, quietly, and is tried again with the next one. This module belongs to ``app/``: the engine
 only logs through ``logging``, and never configures it. It imports no Qt at module level, so the command line
 (``main.py generate`` / ``quantize``) writes the same file through ``start_cli_log`` without loading PySide6.
 
@@ -18,6 +19,7 @@ that another process's open file prevents (Windows) is put off instead of failin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -52,7 +54,7 @@ class _SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
         if self.stream is not None and not self._still_current():
-            self.stream.close()
+            self._drop_stream()
             self.stream = self._open()
         return super().shouldRollover(record)
 
@@ -61,6 +63,22 @@ class _SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
             return os.path.samestat(os.fstat(self.stream.fileno()), os.stat(self.baseFilename))
         except OSError:  # renamed away with nothing new in its place yet
             return False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):  # a full disk or failing drive: logging would print its own
+            self._drop_stream()  # traceback on the console for every line; this line is lost, the next reopens
+            return
+        super().handleError(record)
+
+    def _drop_stream(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            with contextlib.suppress(OSError):  # its unwritten lines, which the disk has no room for
+                stream.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # flushing on a full disk: the run's outcome must not turn into this
+            super().close()
 
     def doRollover(self) -> None:
         try:

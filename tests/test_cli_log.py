@@ -126,3 +126,47 @@ def test_a_rotation_another_process_prevents_is_put_off(tmp_path, capsys, monkey
         writer.info("line %d %s", i, "y" * 100)
     assert "Logging error" not in capsys.readouterr().err
     assert "line 4" in path.read_text() and sorted(p.name for p in path.parent.iterdir()) == ["nibble.log"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device that is always full")
+def test_a_full_disk_under_the_log_file_changes_nothing_on_the_console(tmp_path):
+    """Lines that no longer fit on the disk made logging print '--- Logging error ---' and a traceback for each,
+    and closing the file at the end raised: the command's one-line error became a traceback and exit 1."""
+    data = tmp_path / "data"
+    (data / "logs").mkdir(parents=True)
+    (data / "logs" / "nibble.log").symlink_to("/dev/full")  # every write: ENOSPC
+    r = _run("quantize", "no-such-model", "--out", str(tmp_path / "q.safetensors"), data_dir=data)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == "error: no model named 'no-such-model' and no such file or folder (library: demo, demo-int4)\n"
+
+
+def test_a_log_file_that_could_not_be_written_is_tried_again(tmp_path, capsys):
+    path = app_log.start_cli_log(tmp_path)
+    assert path is not None
+    handler = app_log._handler
+    writer = logging.getLogger("gpu.test")
+    writer.warning("written")
+    real = handler.stream
+    handler.stream = _Full(real.fileno())
+    writer.warning("lost: the disk is full")
+    writer.warning("written again once there is room")
+    app_log.stop_file_log()
+    real.close()
+    assert "Logging error" not in capsys.readouterr().err
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == ["written", "written again once there is room"]
+
+
+class _Full:
+    """The log file's stream on a full disk: writing, flushing and closing fail with ENOSPC."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, *args: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    flush = seek = tell = close = write
