@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -506,3 +507,26 @@ def test_quantize_refuses_an_output_name_no_model_reader_takes(tmp_path, capsys)
     assert main(["quantize", "demo", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.endswith(f"(for example {tmp_path / 'out.safetensors'})\n")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("component", ["text_encoder", "text_encoder_2"])
+def test_a_damaged_text_encoder_file_is_named_by_generate_and_quantize(tiny_flux, tmp_path, component):
+    """transformers passes safetensors' own error on ("incomplete metadata, file not fully covered"), which
+    neither the pipeline loader nor the quantizer's text-encoder loader caught: a traceback, naming no file."""
+    import shutil
+
+    from gpu.errors import ModelLoadError
+
+    folder = tmp_path / "tiny-damaged"
+    shutil.copytree(tiny_flux, folder)
+    weights = folder / component / "model.safetensors"
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size - 100)
+    said = f"tiny-damaged: cannot load the pipeline ({weights}: truncated: the header describes"
+    with pytest.raises(ModelLoadError, match=re.escape(said)) as err:
+        GenerationService().generate(GenerationRequest("x", model=str(folder), steps=1, width=64, height=64))
+    assert err.value.hint == "copy or download the model again"
+    with pytest.raises(ModelLoadError, match=re.escape(said)):
+        quantize_model(folder, tmp_path / "q.safetensors", QuantizeConfig(calib_prompts=1, calib_steps=1),
+                       library=ModelLibrary(tmp_path / "lib"))  # fmt: skip
+    assert not (tmp_path / "q.safetensors").exists()

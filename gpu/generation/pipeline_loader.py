@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from gpu.adapters import adapter_named
 from gpu.errors import CheckpointError, ModelLoadError
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import ModelFacts, check_pipeline_complete, inspect_model_path
+from gpu.safetensors_header import read_safetensors_header
 
 SMALL_MODEL_PARAMS = 50_000_000
 
@@ -97,6 +101,24 @@ def check_weights_present(pipe: Any, name: str) -> None:
                 )
 
 
+@contextlib.contextmanager
+def load_errors(name: str, folder: Path) -> Iterator[None]:
+    """Errors of diffusers' and transformers' loaders reading the pipeline ``folder`` of the model ``name`` become
+    one ``ModelLoadError`` that names the problem (and the damaged file, where a .safetensors one is)."""
+    try:
+        yield
+    except CheckpointError as err:
+        raise ModelLoadError(str(err), err.hint) from None
+    except torch.OutOfMemoryError:
+        raise
+    except SafetensorError as err:  # transformers passes it on from a text encoder's file, without naming the file
+        raise ModelLoadError(f"{name}: cannot load the pipeline ({_damaged_safetensors(Path(folder)) or err})",
+                             "copy or download the model again") from None  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        # RuntimeError: e.g. a config.json that does not match its weights ("Cannot copy out of meta tensor").
+        raise ModelLoadError(f"{name}: cannot load the pipeline ({err})") from None
+
+
 def load_pipeline(
     entry: ModelEntry,
     library: ModelLibrary,
@@ -109,23 +131,16 @@ def load_pipeline(
     facts = entry.facts or inspect_model_path(entry.path)
     adapter = adapter_named(facts.architecture)
     pipeline_cls = getattr(importlib.import_module("diffusers"), adapter.pipeline_class)
-    try:
+    with load_errors(entry.name, facts.path):  # finding the base pipeline reads its files too
+        base_path = facts.path if facts.kind != "svdq" else resolve_base(facts, library, base)
+    with load_errors(entry.name, base_path):
         if facts.kind == "svdq":
             from gpu.checkpoint.skeleton import load_quantized_transformer
 
-            base_path = resolve_base(facts, library, base)
             transformer, _ = load_quantized_transformer(facts.path, runtime_dtype=dtype)
             pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, dtype=dtype)
         else:
-            base_path = facts.path
             pipe = pipeline_cls.from_pretrained(base_path, dtype=dtype)
-    except CheckpointError as err:
-        raise ModelLoadError(str(err), err.hint) from None
-    except torch.OutOfMemoryError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-        # RuntimeError: e.g. a config.json that does not match its weights ("Cannot copy out of meta tensor").
-        raise ModelLoadError(f"{entry.name}: cannot load the pipeline ({err})") from None
     check_weights_present(pipe, entry.name)
     from gpu.generation.memory import place_pipeline, policy_for_pipeline
 
@@ -142,6 +157,18 @@ def load_pipeline(
         # more than the work, and 5-20x more when another process holds a core (measured on 2 cores).
         torch.set_num_threads(1)
     return LoadedPipeline(pipe, entry, device, dtype, base_path, policy)
+
+
+def _damaged_safetensors(folder: Path) -> str | None:
+    """'<folder>/text_encoder/model.safetensors: truncated: …' for the first damaged .safetensors file in the
+    pipeline ``folder`` (headers only: milliseconds), or None when every header is sound. The whole path: the
+    folder may be an SVDQ model's base pipeline, not the model the message starts with."""
+    for f in sorted(folder.rglob("*.safetensors")):
+        try:
+            read_safetensors_header(f)
+        except CheckpointError as err:
+            return f"{f.parent / str(err)}"
+    return None
 
 
 def execution_path(loaded: LoadedPipeline) -> str:

@@ -32,7 +32,7 @@ from gpu.atomic import atomic_path, atomic_write_bytes, output_errors, remove_st
 from gpu.bfl_layout import base_misfit, inspect_single_file
 from gpu.checkpoint.format import file_sha256, load_checkpoint, save_checkpoint
 from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputError, named_few
-from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
+from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS, transformer_config
 from gpu.output_lock import output_lock
@@ -571,7 +571,8 @@ def _record_samples(src, head, blocks, entry: ModelEntry, prompts: list[str], de
     adapter = adapter_named(entry.facts.architecture)
     pipeline_cls = getattr(importlib.import_module("diffusers"), adapter.pipeline_class)
     emit("stage", "loading text encoders")
-    pipe = pipeline_cls.from_pretrained(entry.path, transformer=None, vae=None, dtype=dtype).to(device)
+    with load_errors(entry.name, entry.path):  # a damaged text encoder: named, not a traceback
+        pipe = pipeline_cls.from_pretrained(entry.path, transformer=None, vae=None, dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     try:
         samples = make_samples(pipe, prompts, steps, defaults, config, dtype, bool(src.config["guidance_embeds"]),
