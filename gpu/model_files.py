@@ -59,6 +59,7 @@ def _inspect_folder(path: Path) -> ModelFacts:
         raise ModelLoadError(f"{path.name}: transformer/ holds no .safetensors weights")
     dtype, params = _safetensors_summary(weights, f"{path.name}: transformer/")
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    check_defaults_readable(path, f"model {path.name}")
     defaults = pipeline_defaults(path)
     return ModelFacts(path, "diffusers", adapter.architecture, adapter.diffusers_class, dtype, size, params, defaults)
 
@@ -122,6 +123,23 @@ def transformer_config(folder: Path) -> dict[str, Any]:
 def pipeline_defaults(folder: Path) -> dict[str, Any]:
     """The generation defaults of the pipeline at ``folder``: its nibble.json over FLUX.1-dev's settings."""
     return {**FALLBACK_DEFAULTS, **_read_defaults(folder)}
+
+
+def check_defaults_readable(folder: Path, label: str) -> None:
+    """ModelLoadError when ``folder`` has a nibble.json that is no JSON object: ``pipeline_defaults`` would
+    quietly use FLUX.1-dev's settings instead of the model's (for the demo: 1024x1024 and 28 steps, not
+    128x128 and 16, many minutes per image on a CPU, and images unlike the model's)."""
+    f = folder / DEFAULTS_FILE
+    if not f.is_file():
+        return
+    try:
+        data = json.loads(f.read_bytes())
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{label}: {DEFAULTS_FILE} is damaged ({err})",
+                             "fix it, or delete it to use FLUX.1-dev's settings") from None  # fmt: skip
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{label}: {DEFAULTS_FILE} holds no settings (a JSON object is expected)",
+                             "fix it, or delete it to use FLUX.1-dev's settings")  # fmt: skip
 
 
 def _read_defaults(folder: Path) -> dict[str, Any]:

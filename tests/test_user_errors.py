@@ -530,3 +530,23 @@ def test_a_damaged_text_encoder_file_is_named_by_generate_and_quantize(tiny_flux
         quantize_model(folder, tmp_path / "q.safetensors", QuantizeConfig(calib_prompts=1, calib_steps=1),
                        library=ModelLibrary(tmp_path / "lib"))  # fmt: skip
     assert not (tmp_path / "q.safetensors").exists()
+
+
+@pytest.mark.parametrize("content", [b"{damaged", b"[16]", b"\xff\xfe not text"])
+def test_a_damaged_model_defaults_file_is_named_not_replaced_by_flux_defaults(tiny_flux, tmp_path, content):
+    """An unreadable nibble.json was skipped without a word: the model generated with FLUX.1-dev's settings
+    (1024x1024, 28 steps: for the demo model, minutes per image on a CPU instead of a second)."""
+    import shutil
+
+    from gpu.errors import ModelLoadError
+
+    folder = tmp_path / "tiny-defaults"
+    shutil.copytree(tiny_flux, folder)
+    (folder / "nibble.json").write_bytes(content)
+    with pytest.raises(ModelLoadError, match="model tiny-defaults: nibble.json (is damaged|holds no settings)") as err:
+        GenerationService().generate(GenerationRequest("x", model=str(folder), steps=1))
+    assert err.value.hint == "fix it, or delete it to use FLUX.1-dev's settings"
+    with pytest.raises(ModelLoadError, match="nibble.json"):
+        quantize_model(folder, tmp_path / "q.safetensors", library=ModelLibrary(tmp_path / "lib"))
+    (folder / "nibble.json").unlink()  # none at all: FLUX.1-dev's settings, as documented
+    assert ModelLibrary(tmp_path / "lib").resolve(str(folder)).facts.defaults["steps"] == 28
