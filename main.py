@@ -267,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_gui(args, argv)
     from gpu.errors import Cancelled, UserError
 
-    logged = args.command in LOGGED_COMMANDS and start_log(argv)
-    started = time.perf_counter()
+    logged, started = False, time.perf_counter()
     try:
         try:
+            logged = args.command in LOGGED_COMMANDS and start_log(argv)
             code, message = COMMANDS[args.command](args), ""
         except UserError as err:
             hint = f" ({err.hint})" if err.hint else ""
