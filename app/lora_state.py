@@ -35,21 +35,6 @@ def fit_strength(strength: float) -> float:
     return max(-MAX_STRENGTH, min(MAX_STRENGTH, value))
 
 
-PICKLE_PROBLEM = ("a PyTorch pickle file (.ckpt/.pt/.bin), not .safetensors: pickles can run code when they are "
-                  "opened, so only .safetensors LoRAs are used")
-
-
-def _is_pickle(path: Path) -> bool:
-    """torch.save's zip archive, or a bare pickle (protocol 2 and up): what .ckpt/.pt LoRAs are. Their first
-    bytes read as an absurd safetensors header length, which named the file "truncated" instead."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError:
-        return False
-    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
-
-
 def header_problem(path: Path) -> str:
     """Why ``path`` is no LoRA file the engine could read ("" when its header reads)."""
     from gpu.errors import CheckpointError
@@ -57,8 +42,6 @@ def header_problem(path: Path) -> str:
 
     if not path.is_file():
         return f"file not found: {path}"
-    if _is_pickle(path):
-        return PICKLE_PROBLEM
     try:
         read_safetensors_header(path)
     except CheckpointError as err:
@@ -72,8 +55,6 @@ def read_header(path: Path) -> tuple[str, str]:
 
     if not path.is_file():
         return "", f"file not found: {path}"
-    if _is_pickle(path):
-        return "", PICKLE_PROBLEM
     words, info = header_summary(path)
     return ", ".join(words), info
 

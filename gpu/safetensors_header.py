@@ -13,6 +13,17 @@ from gpu.errors import CheckpointError
 _MAX_HEADER = 256 << 20
 
 
+def is_pickle(head: bytes) -> bool:
+    """Whether a file's first bytes are torch.save's zip archive or a bare pickle (protocol 2 and up): what
+    .ckpt/.pt/.bin checkpoints and LoRAs are, whatever their name. Read as safetensors, those bytes give an
+    absurd header length, which would name the file "truncated" instead of what it is."""
+    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
+PICKLE_PROBLEM = ("a PyTorch pickle file (.ckpt/.pt/.bin), not safetensors: pickles can run code when they are "
+                  "opened, so they are never loaded")  # fmt: skip
+
+
 def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
     """(header length, parsed header) of any safetensors file, checked to be well-formed and complete (the
     file holds every byte the header describes); plain-words ``CheckpointError`` otherwise."""
@@ -21,6 +32,8 @@ def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
         size = Path(path).stat().st_size
         with open(path, "rb") as f:
             head = f.read(8)
+            if is_pickle(head):
+                raise CheckpointError(f"{name}: {PICKLE_PROBLEM}", hint="use the .safetensors version of the file")
             if len(head) < 8:
                 raise CheckpointError(f"{name}: not a safetensors file (only {size} bytes)")
             (n,) = struct.unpack("<Q", head)
@@ -33,7 +46,7 @@ def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
         raise CheckpointError(f"{name}: cannot read the file ({err.strerror or err})") from None
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CheckpointError(f"{name}: the header is not valid JSON: the file is corrupt") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{name}: the header is not a JSON object: the file is corrupt")

@@ -550,3 +550,47 @@ def test_a_damaged_model_defaults_file_is_named_not_replaced_by_flux_defaults(ti
         quantize_model(folder, tmp_path / "q.safetensors", library=ModelLibrary(tmp_path / "lib"))
     (folder / "nibble.json").unlink()  # none at all: FLUX.1-dev's settings, as documented
     assert ModelLibrary(tmp_path / "lib").resolve(str(folder)).facts.defaults["steps"] == 28
+
+
+# -- pickles and hostile headers under any name ------------------------------------------------------------------
+@pytest.mark.parametrize("head", [b"PK\x03\x04" + b"\0" * 60, b"\x80\x04\x95" + b"\0" * 60, b"\x80\x02}q\0."])
+def test_a_pickle_under_a_safetensors_name_is_named_a_pickle(tmp_path, capsys, head):
+    """A .ckpt renamed .safetensors (or a LoRA download saved under the wrong name): its magic bytes read as an
+    absurd header length, and every reader called it 'truncated or not a safetensors file'."""
+    from gpu.lora import LoraError, read_lora
+    from main import main
+
+    fake = tmp_path / "renamed.safetensors"
+    fake.write_bytes(head)
+    words = "renamed.safetensors is not a readable .safetensors LoRA file: a PyTorch pickle"
+    with pytest.raises(LoraError, match=words) as e:
+        read_lora(fake)
+    assert "safetensors version" in e.value.hint
+    assert main(["inspect", str(fake)]) == 2
+    assert "renamed.safetensors: a PyTorch pickle file" in capsys.readouterr().err
+    assert main(["generate", "x", "--model", str(fake), "--out", str(tmp_path / "a.png"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "a PyTorch pickle file" in err and "truncated" not in err, err
+    assert fake.read_bytes() == head  # never touched
+
+
+def test_a_safetensors_header_nested_past_the_parser_limit_is_named_corrupt(tmp_path, capsys):
+    """json.loads raises RecursionError (no JSONDecodeError) for deep nesting: a traceback, not a message."""
+    from gpu.lora import LoraError, read_lora
+    from main import main
+
+    raw = b"[" * 200_000 + b"]" * 200_000
+    bad = tmp_path / "deep.safetensors"
+    bad.write_bytes(len(raw).to_bytes(8, "little") + raw)
+    with pytest.raises(LoraError, match="the header is not valid JSON"):
+        read_lora(bad)
+    assert main(["inspect", str(bad)]) == 2
+    assert "deep.safetensors: the header is not valid JSON" in capsys.readouterr().err
+
+
+def test_a_lora_file_that_went_missing_says_what_to_do(tmp_path):
+    from gpu.lora import LoraError, read_lora
+
+    with pytest.raises(LoraError) as e:
+        read_lora(tmp_path / "gone.safetensors")
+    assert "does not exist" in str(e.value) and "switch the LoRA off" in e.value.hint

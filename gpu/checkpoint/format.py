@@ -119,7 +119,7 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
         )
     try:
         data = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # also nesting past the parser's limit, or an over-long integer
         raise CheckpointError(f"{name}: the SVDQ metadata is not valid JSON") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{name}: the SVDQ metadata is not a JSON object")

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import torch
 
-from gpu.errors import UserError
+from gpu.errors import CheckpointError, UserError
 from gpu.lora.metadata import trigger_words_from  # noqa: F401 - part of this module's API
+from gpu.safetensors_header import read_safetensors_header
 
 FORMATS = ("diffusers", "kohya", "bfl")
 
@@ -263,7 +264,13 @@ def read_lora(path: str | Path) -> LoraFile:
     if path.is_dir():
         raise LoraError(f"LoRA {path} is a folder, not a file", "give one of the .safetensors files in it")
     if not path.is_file():
-        raise LoraError(f"LoRA file {path} does not exist")
+        raise LoraError(f"LoRA file {path} does not exist",
+                        hint="put the file back, or switch the LoRA off or remove it from the list")  # fmt: skip
+    try:
+        read_safetensors_header(path)  # names a pickle, a truncated or damaged file before safetensors' words do
+    except CheckpointError as err:
+        raise LoraError(f"{label} is not a readable .safetensors LoRA file: {str(err).removeprefix(label + ': ')}",
+                        hint=err.hint) from None  # fmt: skip
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})
