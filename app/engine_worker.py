@@ -118,32 +118,22 @@ class EngineWorker(QObject):
             self._gpu_logged = key
         return EngineStatus(gpu=gpu, entries=list(self._library.entries()))
 
-    def _library_copies(self) -> set[Path]:
-        """The model library's kept damaged copies (``gpu.library`` moves a damaged library.json aside)."""
-        try:
-            return set(self._data.root.glob("library.json.damaged-*"))
-        except OSError:
-            return set()
-
-    def _tell_library_kept(self, before: set[Path]) -> None:
-        """The engine moves a library.json it cannot parse (damaged, or a newer version's format) aside and
-        starts an empty list, with a log line only: the user saw their models vanish without a word."""
-        for copy in sorted(self._library_copies() - before):
-            self.failed.emit(0, EngineError(
-                "notice", f"Your model library {copy.with_name('library.json')} could not be read (it is damaged, "
-                f"or was written by a newer version of Nibble Studio). It was kept as {copy.name}, and the list "
-                "of models you added starts empty; the built-in models are unaffected.",
-                "Add your models again (their files were not touched); the kept copy names them."))
+    def _tell_library_notices(self) -> None:
+        """The engine keeps a library.json it cannot parse aside (or copies a newer version's aside before
+        rewriting it) with a log line only: the user saw their models vanish without a word."""
+        if self._library is None:
+            return
+        for notice in self._library.take_notices():
+            self.failed.emit(0, EngineError("notice", str(notice), notice.hint))
 
     @Slot()
     def initialize(self) -> None:
-        before = self._library_copies()
         try:
             self._ensure_service()
             self.ready.emit(self._status())
         except BaseException as exc:
             self._fail(exc, "engine start-up failed")
-        self._tell_library_kept(before)
+        self._tell_library_notices()
 
     @Slot()
     def refresh_status(self) -> None:
@@ -158,7 +148,6 @@ class EngineWorker(QObject):
 
     @Slot(str)
     def add_model(self, path: str) -> None:
-        before = self._library_copies()
         try:
             self._ensure_service()
             entry = self._library.add(Path(path))
@@ -166,11 +155,10 @@ class EngineWorker(QObject):
             self.describe(entry.name)
         except BaseException as exc:
             self._fail(exc)
-        self._tell_library_kept(before)
+        self._tell_library_notices()
 
     @Slot(str)
     def remove_model(self, name: str) -> None:
-        before = self._library_copies()
         try:
             self._ensure_service()
             if self._loaded == name:
@@ -180,7 +168,7 @@ class EngineWorker(QObject):
             self.library_changed.emit(list(self._library.entries()))
         except BaseException as exc:
             self._fail(exc)
-        self._tell_library_kept(before)
+        self._tell_library_notices()
 
     @Slot()
     def unload(self) -> None:

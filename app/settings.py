@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from app.atomic import atomic_write_text
-from gpu.damaged_files import move_aside
+from gpu.damaged_files import copy_aside, move_aside
 from gpu.errors import UserError
 
 SETTINGS_VERSION = 2
@@ -114,13 +113,8 @@ def _keep_unreadable(path: Path, reason: BaseException, notices: list[str] | Non
 def _keep_newer(path: Path, text: str, version: int, notices: list[str] | None) -> None:
     """A newer version's settings: this one drops what it does not know when it saves on quit, so the file is
     copied first (the newer version's settings would be lost for good when the user goes back to it)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    copy = path.with_name(f"{path.name}.v{version}-{stamp}")
-    counter = 1
-    while copy.exists():  # never over an earlier copy
-        copy, counter = path.with_name(f"{path.name}.v{version}-{stamp}-{counter}"), counter + 1
     try:
-        atomic_write_text(copy, text)
+        copy = copy_aside(path, text.encode("utf-8"), f"v{version}")
     except (OSError, UserError) as exc:
         log.error("settings file %s is from a newer version (%d) and could not be copied: %s", path, version, exc)
         message = (f"Your settings file {path} was written by a newer version of Nibble Studio (settings version "

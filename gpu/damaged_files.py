@@ -15,9 +15,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def _candidates(path: Path, when: float | None) -> Iterator[Path]:
+def _candidates(path: Path, when: float | None, tag: str = "damaged") -> Iterator[Path]:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if when is None else when))
-    base = f"{path.name}.damaged-{stamp}"
+    base = f"{path.name}.{tag}-{stamp}"
     yield path.with_name(base)
     counter = 1
     while True:
@@ -60,5 +60,22 @@ def move_aside(path: Path, companions: tuple[str, ...] = (), when: float | None 
             if extra.exists():
                 _move_exclusive(extra, candidate.with_name(candidate.name + suffix))
         log.warning("kept the damaged file %s as %s", path, candidate)
+        return candidate
+    raise AssertionError("unreachable")  # _candidates never ends
+
+
+def copy_aside(path: Path, data: bytes, tag: str, when: float | None = None) -> Path:
+    """Writes ``data`` (the file's bytes as they were read) to a new ``<name>.<tag>-<timestamp>`` beside ``path``,
+    atomically, and returns that name: a copy of a file that is about to be rewritten in a form that loses
+    something (a newer version's file rewritten by this one). Never over an existing name; raises OSError or
+    UserError when the copy cannot be written."""
+    from gpu.atomic import atomic_write_bytes
+
+    path = Path(path)
+    for candidate in _candidates(path, when, tag):
+        if candidate.exists() or candidate.is_symlink():
+            continue
+        atomic_write_bytes(candidate, data)
+        log.warning("kept a copy of %s as %s", path, candidate)
         return candidate
     raise AssertionError("unreachable")  # _candidates never ends

@@ -1,6 +1,8 @@
 """The model library: built-in models shipped in ``resources/models`` plus folders/files the user adds.
 
-User entries persist in ``<data dir>/library.json`` (versioned, written atomically)."""
+User entries persist in ``<data dir>/library.json`` (versioned, written atomically). A file this version cannot
+parse is moved aside as damaged; one from a newer version is copied aside before this version rewrites it with
+only what it knows. Either way the library says so in ``take_notices`` (the CLI prints them, the app shows them)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpu.atomic import atomic_write_bytes
-from gpu.damaged_files import move_aside
+from gpu.damaged_files import copy_aside, move_aside
 from gpu.errors import ModelLoadError, UserError
 from gpu.model_files import ModelFacts, inspect_model_path
 from gpu.paths import resources_dir, user_data_dir
@@ -48,6 +50,16 @@ def builtin_models() -> dict[str, Path]:
     return found
 
 
+def _newer_version(raw: bytes) -> int | None:
+    """The version of a library file written by a newer version of the app, else None."""
+    try:
+        version = json.loads(raw.decode("utf-8")).get("version")
+    except (ValueError, RecursionError, AttributeError):
+        return None
+    newer = isinstance(version, int) and not isinstance(version, bool) and version > LIBRARY_VERSION
+    return version if newer else None
+
+
 def _parse_library(raw: bytes) -> dict[str, Path]:
     """name -> path from ``library.json``'s bytes; ValueError for anything but the format ``_save`` writes."""
     data = json.loads(raw.decode("utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -64,6 +76,13 @@ class ModelLibrary:
     def __init__(self, data_dir: Path | None = None) -> None:
         self.data_dir = data_dir or user_data_dir()
         self.file = self.data_dir / LIBRARY_FILE
+        self._notices: list[UserError] = []
+
+    def take_notices(self) -> list[UserError]:
+        """What happened to the user's library file since the last call (kept aside as damaged, or copied aside
+        as a newer version's): message and hint for the user, who would otherwise only see models vanish."""
+        notices, self._notices = self._notices, []
+        return notices
 
     def _user_paths(self) -> dict[str, Path]:
         if not self.file.is_file():
@@ -79,15 +98,37 @@ class ModelLibrary:
             ) from None
         try:
             return _parse_library(raw)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             # A damaged library file must not stop the app; keep a copy for the user and start empty.
             aside = move_aside(self.file)
             log.warning("model library %s is damaged (%s); kept as %s, starting empty", self.file, err, aside)
+            self._notices.append(UserError(
+                f"Your model library {self.file} could not be read (it is damaged, or was written by a newer "
+                f"version of Nibble Studio in a form this one does not know). It was kept as {aside.name}, and the "
+                "list of models you added starts empty; the built-in models are unaffected.",
+                "add your models again (their files were not touched); the kept copy names them"))  # fmt: skip
             return {}
 
     def _save(self, paths: dict[str, Path]) -> None:
+        self._keep_newer_version()
         data = {"version": LIBRARY_VERSION, "models": [{"name": n, "path": str(p)} for n, p in paths.items()]}
         atomic_write_bytes(self.file, json.dumps(data, indent=2).encode())
+
+    def _keep_newer_version(self) -> None:
+        """This version writes only each model's name and path: a newer version's file (other keys, other
+        entries' fields) is copied aside first, so going back to that version loses nothing."""
+        try:
+            raw = self.file.read_bytes()
+        except OSError:
+            return  # no file yet; an unreadable one was refused when it was read
+        version = _newer_version(raw)
+        if version is None:
+            return
+        copy = copy_aside(self.file, raw, f"v{version}")
+        self._notices.append(UserError(
+            f"Your model library {self.file} was written by a newer version of Nibble Studio (library version "
+            f"{version}). This version keeps only each model's name and path; the file as it was is kept as "
+            f"{copy.name}.", "the newer version can use the kept copy (rename it back to library.json)"))  # fmt: skip
 
     def entries(self) -> list[ModelEntry]:
         """Built-in models first (demo first), then the user's, in the order they were added."""

@@ -195,6 +195,35 @@ def test_a_damaged_library_file_is_kept_aside_and_the_builtins_still_work(tmp_pa
     assert len(damaged) == 1 and damaged[0].read_bytes() == content
 
 
+def test_a_damaged_or_newer_library_file_is_told_not_only_logged(tmp_path):
+    """The library kept a damaged file aside, and rewrote a newer version's file without the keys it does not
+    know (that version's pinned flags, its own fields), telling nobody: the user saw models vanish."""
+    library = ModelLibrary(tmp_path)
+    (tmp_path / "library.json").write_bytes(b"{" * 100_000)  # nested past the parser's limit: was a traceback
+    assert "demo" in [e.name for e in library.entries()]
+    (notice,) = library.take_notices()
+    (kept,) = tmp_path.glob("library.json.damaged-*")
+    assert kept.name in str(notice) and "add your models again" in notice.hint
+    assert library.take_notices() == []  # said once
+
+    newer = {"version": 7, "sort": "recent", "models": [{"name": "old", "path": "/m/old", "pinned": True}]}
+    raw = json.dumps(newer).encode()
+    (tmp_path / "library.json").write_bytes(raw)
+    assert "old" in [e.name for e in library.entries()]  # read for what this version knows
+    assert library.take_notices() == [] and not list(tmp_path.glob("library.json.v7-*"))  # reading changes nothing
+    demo_file = tmp_path / "mine.safetensors"
+    demo_file.write_bytes((Path(__file__).parents[1] / "resources/models/demo-int4.safetensors").read_bytes())
+    library.add(demo_file)
+    (copy,) = tmp_path.glob("library.json.v7-*")
+    assert copy.read_bytes() == raw  # the newer version's file as it was
+    (notice,) = library.take_notices()
+    assert "newer version" in str(notice) and copy.name in str(notice)
+    saved = json.loads((tmp_path / "library.json").read_text())
+    assert saved["version"] == 1 and [m["name"] for m in saved["models"]] == ["old", "mine"]
+    library.remove("mine")  # a version-1 file now: nothing more to keep
+    assert len(list(tmp_path.glob("library.json.v7-*"))) == 1 and library.take_notices() == []
+
+
 _READ_LIBRARY = """
 import sys
 from pathlib import Path
