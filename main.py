@@ -18,6 +18,10 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpu.library import ModelLibrary
 
 DATA_DIR_ENV = "NIBBLE_DATA_DIR"  # same variable as gpu.paths, without importing the engine for --help
 LOGGED_COMMANDS = ("generate", "quantize")  # the ones that do real work: logged for problem reports
@@ -99,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.atomic import check_output_path
     from gpu.errors import BadRequestError
+    from gpu.library import ModelLibrary
     from gpu.quantizer import QuantizeConfig, quantize_model
 
     check_output_path(args.out, example="out.safetensors")  # before the calibration, not after it
@@ -116,7 +121,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         prefix = f"[{ev.index}/{ev.total}] " if ev.kind == "layer" else ""
         say(f"{ev.elapsed_s:7.1f}s {prefix}{ev.message}{eta}")
 
-    quantize_model(args.src, args.out, cfg, on_event=show, replace=args.overwrite)
+    library = ModelLibrary()
+    try:
+        quantize_model(args.src, args.out, cfg, on_event=show, library=library, replace=args.overwrite)
+    finally:
+        tell_library_notices(library)
     return 0
 
 
@@ -150,7 +159,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         size = f"{s['width']}x{s['height']}"
         say(f"wrote {out} ({size}, {s['steps']} steps, seed {s['seed']}, {s['duration_s']:.2f} s)")
 
-    results = service.generate(request, on_image=save)
+    try:
+        results = service.generate(request, on_image=save)
+    finally:
+        tell_library_notices(service.library)
     say(f"model {results[0].settings['model']}: {results[0].settings['execution_path']}")
     if service.loaded is not None and service.loaded.policy is not None:
         say(service.loaded.policy.label)
@@ -160,15 +172,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def tell_library_notices(library: ModelLibrary) -> None:
+    """What the model library did to the user's library.json while the command ran (kept a damaged file aside,
+    copied a newer version's aside): said on stderr, since the user's added models would otherwise vanish
+    without a word."""
+    for notice in library.take_notices():
+        hint = f" ({notice.hint})" if notice.hint else ""
+        print(f"note: {notice}{hint}", file=sys.stderr)
+
+
 def check_png_output(out: Path) -> None:
     """--out must be a writable file name ending in .png (the image is PNG with its metadata chunks)."""
     from gpu.atomic import check_output_path
     from gpu.errors import BadRequestError
+    from gpu.generation.png_metadata import png_name_problem
 
     check_output_path(out)
-    if out.suffix.lower() != ".png":
-        hint = f"use a name ending in .png, e.g. {out.stem}.png"
-        raise BadRequestError(f"--out {out}: images are written as PNG", hint)
+    if problem := png_name_problem(out):
+        raise BadRequestError(f"--out {out}: {problem}", f"use a name ending in .png, e.g. {out.stem}.png")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

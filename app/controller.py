@@ -31,6 +31,7 @@ from app.store_recovery import open_store, salvage
 from app.wording import counted
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
+from gpu.generation.png_metadata import png_name_problem
 from gpu.version import APP_NAME
 
 log = logging.getLogger(__name__)
@@ -333,8 +334,7 @@ class AppController(QObject):
         if not target.suffix:
             target = target.with_suffix(".png")
         problem = ("its file is missing" if not source.is_file()
-                   else "only .png keeps the generation settings" if target.suffix.lower() != ".png"
-                   else "")  # fmt: skip
+                   else png_name_problem(target))  # fmt: skip
         hint = "Pick another folder, or a name ending in .png."
         if not problem:
             try:

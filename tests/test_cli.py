@@ -92,7 +92,7 @@ def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, tmp_pat
     (tmp_path / "a-file").write_text("")
     cases = [
         (("generate", "x", "--model", str(tiny_flux), "--out", str(tmp_path / "a-folder.png")), "is a folder"),
-        (("generate", "x", "--model", str(tiny_flux), "--out", str(tmp_path / "x.jpg")), "written as PNG"),
+        (("generate", "x", "--model", str(tiny_flux), "--out", str(tmp_path / "x.jpg")), "only .png keeps"),
         (("generate", "x", "--model", str(tiny_flux), "--seed", str(2**63 - 1), "--batch", "2"), "runs past"),
         (("quantize", str(tiny_flux), "--out", str(tmp_path / "a-folder.png")), "is a folder"),
         (("quantize", str(tiny_flux), "--out", str(tmp_path / "r.safetensors"), "--rank", "1000"), "rank 1000"),
@@ -161,3 +161,20 @@ def test_gpu_benchmarks_without_a_gpu_are_a_one_line_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"error: bench {what} needs a CUDA GPU") and err.endswith(f"{hint}\n"), err
     assert not (tmp_path / "bench").exists()
+
+
+def test_a_damaged_model_library_is_said_on_the_console(tmp_path, capsys):
+    """The CLI kept a damaged library.json aside with a log line only: the models the user added in the app
+    were gone from the list, and nothing on the console said why."""
+    from main import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "library.json").write_bytes(b"\xff not json")
+    out = tmp_path / "a.png"
+    code = main(["--data-dir", str(data), "generate", "x", "--out", str(out), "--steps", "1", "--width", "64",
+                 "--height", "64"])  # fmt: skip
+    err = capsys.readouterr().err
+    (kept,) = data.glob("library.json.damaged-*")
+    assert code == 0 and out.is_file()
+    assert err.count("note: ") == 1 and kept.name in err and "add your models again" in err, err

@@ -42,6 +42,12 @@ _A1111_FIELDS = (
 )
 
 
+def png_name_problem(path: Path | str) -> str:
+    """Why ``path`` is no name for an image of ours ("" when it ends in .png, any case): the generation
+    settings live in PNG text chunks, which other formats would drop. The CLI and the app's Save as… both ask."""
+    return "" if Path(path).suffix.lower() == ".png" else "only .png keeps the generation settings"
+
+
 def _quote(value: Any) -> str:
     text = str(value)
     return json.dumps(text) if any(c in text for c in ",:\n") else text
