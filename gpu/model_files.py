@@ -129,28 +129,32 @@ def check_defaults_readable(folder: Path, label: str) -> None:
     """ModelLoadError when ``folder`` has a nibble.json that is no JSON object: ``pipeline_defaults`` would
     quietly use FLUX.1-dev's settings instead of the model's (for the demo: 1024x1024 and 28 steps, not
     128x128 and 16, many minutes per image on a CPU, and images unlike the model's)."""
-    f = folder / DEFAULTS_FILE
-    if not f.is_file():
-        return
     try:
-        data = json.loads(f.read_bytes())
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"{label}: {DEFAULTS_FILE} is damaged ({err})",
+        _parse_defaults(folder)
+    except ValueError as err:
+        raise ModelLoadError(f"{label}: {DEFAULTS_FILE} {err}",
                              "fix it, or delete it to use FLUX.1-dev's settings") from None  # fmt: skip
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{label}: {DEFAULTS_FILE} holds no settings (a JSON object is expected)",
-                             "fix it, or delete it to use FLUX.1-dev's settings")  # fmt: skip
 
 
 def _read_defaults(folder: Path) -> dict[str, Any]:
+    try:
+        return _parse_defaults(folder)
+    except ValueError:
+        return {}
+
+
+def _parse_defaults(folder: Path) -> dict[str, Any]:
+    """``folder``'s nibble.json ({} when there is none); ValueError saying what is wrong with it otherwise."""
     f = folder / DEFAULTS_FILE
     if not f.is_file():
         return {}
     try:
         data = json.loads(f.read_bytes())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested past the parser's limit
+        raise ValueError(f"is damaged ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError("holds no settings (a JSON object is expected)")
+    return data
 
 
 _DTYPE_LABEL = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8"}

@@ -561,7 +561,8 @@ def test_a_damaged_text_encoder_file_is_named_by_generate_and_quantize(tiny_flux
     assert not (tmp_path / "q.safetensors").exists()
 
 
-@pytest.mark.parametrize("content", [b"{damaged", b"[16]", b"\xff\xfe not text"])
+@pytest.mark.parametrize("content", [b"{damaged", b"[16]", b"\xff\xfe not text", b"[" * 100_000],
+                         ids=["not-json", "not-object", "not-utf8", "nested-past-the-parser-limit"])
 def test_a_damaged_model_defaults_file_is_named_not_replaced_by_flux_defaults(tiny_flux, tmp_path, content):
     """An unreadable nibble.json was skipped without a word: the model generated with FLUX.1-dev's settings
     (1024x1024, 28 steps: for the demo model, minutes per image on a CPU instead of a second)."""
@@ -623,3 +624,17 @@ def test_a_lora_file_that_went_missing_says_what_to_do(tmp_path):
     with pytest.raises(LoraError) as e:
         read_lora(tmp_path / "gone.safetensors")
     assert "does not exist" in str(e.value) and "switch the LoRA off" in e.value.hint
+
+
+@pytest.mark.parametrize("content, words", [(b"caf\xe9 au lait\n", "is not UTF-8 text (byte 3)"),
+                                            (b"# only a comment\n\n", "holds no prompts")])  # fmt: skip
+def test_a_model_calibration_prompts_file_that_cannot_be_used_is_named(tmp_path, content, words):
+    """A model's own calibration_prompts file in another encoding ended the quantize run in a traceback; an
+    empty one went on with no calibration prompts at all."""
+    from gpu.errors import ModelLoadError
+    from gpu.quantizer.calibrate import calibration_prompts
+
+    (tmp_path / "prompts.txt").write_bytes(content)
+    with pytest.raises(ModelLoadError, match=re.escape(f"{tmp_path / 'prompts.txt'} {words}")):
+        calibration_prompts(tmp_path, {"calibration_prompts": "prompts.txt"}, 8)
+    assert len(calibration_prompts(None, {}, 8)) == 8  # the shipped set still reads
