@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gpu.errors import Cancelled
+from gpu.errors import Cancelled, ModelLoadError
 from gpu.paths import resources_dir
 from gpu.quantizer.shared import CalibSample
 from gpu.svdquant.calibration import CalibrationCollector, LayerCalibration
@@ -25,8 +25,15 @@ def calibration_prompts(model_folder: Path | None, defaults: dict, count: int) -
         path = resources_dir() / DEFAULT_PROMPTS_FILE
     # UTF-8 whatever the locale (Windows would read cp1252: other prompts, another model); "-sig" drops the byte
     # order mark Windows Notepad may put first, which would otherwise start the first prompt.
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ModelLoadError(f"the calibration prompts file {path} is not UTF-8 text (byte {err.start})",
+                             "save it as UTF-8 (one prompt per line)") from None  # fmt: skip
     prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if not prompts:
+        raise ModelLoadError(f"the calibration prompts file {path} holds no prompts",
+                             "write one prompt per line (lines starting with # are comments)")  # fmt: skip
     return prompts[:count]
 
 
