@@ -172,7 +172,7 @@ class LoraState(QObject):
                 wanted[id(entry)] = float(strength)
                 if not math.isfinite(wanted[id(entry)]):
                     raise ValueError(strength)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range
                 wanted[id(entry)] = 1.0
                 notices.append(f"The image's strength for the LoRA '{entry.name}' is no number ({str(strength)[:40]}); "
                                "it is used at 1.0.")

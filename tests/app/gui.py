@@ -43,3 +43,14 @@ def accept_dialog_later(seen: list[str]) -> None:
         box.accept()
 
     QTimer.singleShot(50, check)
+
+
+def drop_file(widget, path: Path) -> None:
+    """Drops the file ``path`` on ``widget`` (as from a file manager)."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    widget.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier))

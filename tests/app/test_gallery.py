@@ -6,25 +6,16 @@ import json
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import open_window
+from tests.app.gui import drop_file, open_window
 
 A1111 = ("a castle on a hill, dramatic sky\nNegative prompt: blurry, lowres\n"
          "Steps: 7, Sampler: Euler a, CFG scale: 5.5, Seed: 1234, Size: 320x192, Model: sdxl")
-
-
-def _drop(widget, path) -> None:
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path))])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
-    widget.dropEvent(event)
 
 
 def test_drop_a1111_png_restores_settings(qtbot, tmp_path, window):
@@ -32,7 +23,7 @@ def test_drop_a1111_png_restores_settings(qtbot, tmp_path, window):
     info = PngInfo()
     info.add_text("parameters", A1111)
     Image.new("RGB", (32, 32)).save(path, pnginfo=info)
-    _drop(window.prompt_panel, path)
+    drop_file(window.prompt_panel, path)
     state = window.controller.prompt
     assert state.prompt == "a castle on a hill, dramatic sky"
     assert state.negative_prompt == "blurry, lowres"
@@ -48,13 +39,13 @@ def test_drop_our_png_and_a_png_without_metadata(qtbot, tmp_path, window):
     settings = {"prompt": "multi\nline prompt", "negative_prompt": "", "seed": 99, "steps": 3, "guidance": 2.0,
                 "width": 144, "height": 160, "model": "demo"}
     write_png(ours, Image.new("RGB", (16, 16)), settings)
-    _drop(window.prompt_panel, ours)
+    drop_file(window.prompt_panel, ours)
     state = window.controller.prompt
     assert state.prompt == "multi\nline prompt"  # newlines survive: chunks are read directly
     assert (state.seed, state.steps, state.width, state.height) == (99, 3, 144, 160)
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
-    _drop(window.prompt_panel, plain)
+    drop_file(window.prompt_panel, plain)
     assert window.error_dialog is not None and "no generation settings" in window.error_dialog.text()
 
 
@@ -189,7 +180,7 @@ def test_delete_that_cannot_reach_the_trash_keeps_the_image_and_says_why(qtbot, 
 def test_restoring_an_image_whose_model_is_gone_says_so(qtbot, tmp_path, window):
     path = tmp_path / "old.png"
     write_png(path, Image.new("RGB", (16, 16)), {"prompt": "a fox", "seed": 3, "model": "removed-model"})
-    _drop(window.prompt_panel, path)
+    drop_file(window.prompt_panel, path)
     state = window.controller.prompt
     assert (state.prompt, state.seed, state.model) == ("a fox", 3, "demo")
     qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
@@ -289,7 +280,7 @@ def test_a_png_from_another_program_whose_metadata_is_odd_never_stops_the_app(qt
     window.gallery_panel.select_row(0)
     window.gallery_panel.reuse_settings()  # nothing to reuse, and no exception
     window.controller.prompt.prompt = "kept"
-    _drop(window.prompt_panel, odd)
+    drop_file(window.prompt_panel, odd)
     assert window.error_dialog is not None and "no generation settings" in window.error_dialog.text()
     assert window.controller.prompt.prompt == "kept"
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 
 from app.settings import load_settings
 from gpu.generation.png_metadata import parse_parameters, read_png_text
-from tests.app.gui import open_window
+from tests.app.gui import drop_file, open_window
 
 
 def _generate(qtbot, window) -> list:
@@ -130,9 +130,6 @@ def test_a_lora_file_with_a_malformed_header_is_listed_not_raised(qtbot, window,
 def test_a_png_with_a_damaged_lora_list_restores_what_it_can_and_says_what_not(qtbot, window, tmp_path):
     """A PNG that says it is ours but whose ``lora_list`` is damaged (hand-edited, another tool's): dropping it
     raised in the middle of restoring (the prompt set, the LoRAs not, and no word to the user)."""
-    from PySide6.QtCore import QMimeData, QPointF, QUrl
-    from PySide6.QtGui import QDropEvent
-
     from gpu.generation.png_metadata import write_png
     from gpu.version import APP_NAME
 
@@ -147,14 +144,20 @@ def test_a_png_with_a_damaged_lora_list_restores_what_it_can_and_says_what_not(q
     write_png(png, Image.new("RGB", (16, 16)), settings)
     shown: list = []
     controller.error.connect(shown.append)
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(png))])
-    window.prompt_panel.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
-                                             Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
+    drop_file(window.prompt_panel, png)
     assert controller.prompt.prompt == "a restored prompt" and controller.prompt.seed == 5
     assert shipped.enabled and shipped.strength == 1.0  # the usable entry is used, at the default strength
     messages = " | ".join(e.message for e in shown)
     assert "names no LoRA (monochrome-style)" in messages and "'nul'" in messages and "strong" in messages
+
+    # an integer strength too large for a float: float() raises OverflowError, neither TypeError nor ValueError
+    settings["lora_list"] = [{"file": str(shipped.path), "name": "monochrome-style", "strength": 10**400}]
+    settings["prompt"] = "a huge strength"
+    write_png(png, Image.new("RGB", (16, 16)), settings)
+    shown.clear()
+    drop_file(window.prompt_panel, png)
+    assert controller.prompt.prompt == "a huge strength" and shipped.enabled and shipped.strength == 1.0
+    assert any("monochrome-style" in e.message and "no number" in e.message for e in shown)
 
 
 def _tiny_lora(path: Path, rank: int = 1) -> Path:
