@@ -225,8 +225,13 @@ class AppController(QObject):
     def add_lora_folder(self, folder: str | Path) -> None:
         """Every .safetensors file of ``folder`` (switched off); a folder with none says so instead of nothing."""
         if not self.loras.add_folder(folder):
-            pickles = [p.name for p in Path(folder).expanduser().iterdir()
-                       if p.suffix.lower() in (".ckpt", ".pt", ".pth", ".bin")] if Path(folder).is_dir() else []
+            try:  # glob finds nothing in a folder that cannot be listed: say that, not "no LoRA files"
+                pickles = [p.name for p in Path(folder).expanduser().iterdir()
+                           if p.suffix.lower() in (".ckpt", ".pt", ".pth", ".bin")] if Path(folder).is_dir() else []
+            except OSError as exc:
+                self.error.emit(EngineError("user", f"The folder {folder} cannot be read ({exc.strerror or exc}).",
+                                            "Check that you may open it, or pick another folder of LoRAs."))
+                return
             also = (f" ({named_few(pickles)} {'is a pickle file' if len(pickles) == 1 else 'are pickle files'}, "
                     "which are not used: they can run code when opened)") if pickles else ""
             self.error.emit(EngineError("user", f"The folder {folder} holds no .safetensors LoRA files{also}.",

@@ -246,3 +246,28 @@ def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data
     window.close()
     saved = load_settings(data_root / "settings.json").loras
     assert [(s.path, s.strength) for s in saved if s.enabled] == [(str(lora.resolve()), 1.0)]
+
+
+def test_a_folder_that_cannot_be_read_is_said_not_raised(qtbot, window, tmp_path, monkeypatch):
+    """A folder the user may not list (another user's, a network share gone away): glob finds nothing in it, and
+    listing it to name its pickle files raised PermissionError out of the click; the message would have said
+    "holds no .safetensors LoRA files", which nobody knows."""
+    from PySide6.QtWidgets import QFileDialog
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    iterdir = Path.iterdir
+
+    def refused(self):  # tests run as root, whom chmod does not stop
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", refused)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(locked))
+    before = list(window.controller.loras.entries)
+    qtbot.mouseClick(window.lora_panel.add_folder_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    text = window.error_dialog.text()
+    assert str(locked) in text and "cannot be read" in text and "Permission denied" in text
+    assert window.controller.loras.entries == before
