@@ -138,6 +138,19 @@ def test_empty_trash_that_cannot_delete_a_file_says_what_did_change(qtbot, data_
     assert [p for _, p, _ in _shown(window)] == []
 
 
+def _hold_open(monkeypatch, held: Path):
+    """Moving ``held`` fails as on Windows when another program has it open; returns the real ``os.replace``."""
+    replace = os.replace
+
+    def open_elsewhere(src, dst, **kwargs) -> None:
+        if Path(src) == held:
+            raise PermissionError(13, "The process cannot access the file because it is being used", str(src))
+        replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", open_elsewhere)
+    return replace
+
+
 def test_deleting_several_images_that_fails_part_way_says_what_did_change(qtbot, data_root, monkeypatch):
     """Four images deleted at once; the third to be moved is open in another program (Windows refuses the
     rename). The two moved before it are in the trash, so "Nothing else was changed" was false: the message
@@ -147,14 +160,7 @@ def test_deleting_several_images_that_fails_part_way_says_what_did_change(qtbot,
     window = open_window(qtbot, data_root)
     panel, gallery = window.gallery_panel, window.controller.gallery
     held = data.images / "d" / "2.png"  # "cat": fox and owl go first, emu is not tried
-    replace = os.replace
-
-    def open_elsewhere(src, dst, **kwargs) -> None:
-        if Path(src) == held:
-            raise PermissionError(13, "The process cannot access the file because it is being used", str(src))
-        replace(src, dst, **kwargs)
-
-    monkeypatch.setattr(os, "replace", open_elsewhere)
+    replace = _hold_open(monkeypatch, held)
     panel.view.selectAll()
     panel.delete_selected()
     qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
@@ -235,14 +241,7 @@ def test_an_undo_that_fails_part_way_says_what_came_back_and_the_next_undo_finis
     _select(window, ["owl", "cat", "emu"])
     panel.delete_selected()
     held = data.trash / "d" / "2.png"  # cat: emu comes back first (the last moved), then cat fails
-    replace = os.replace
-
-    def open_elsewhere(src, dst, **kwargs) -> None:
-        if Path(src) == held:
-            raise PermissionError(13, "The process cannot access the file because it is being used", str(src))
-        replace(src, dst, **kwargs)
-
-    monkeypatch.setattr(os, "replace", open_elsewhere)
+    replace = _hold_open(monkeypatch, held)
     panel.undo_button.click()
     qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
     text = f"{window.error_dialog.text()} {window.error_dialog.informativeText()}"
