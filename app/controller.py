@@ -299,12 +299,10 @@ class AppController(QObject):
         # Not "nothing else was changed": the images moved before the failure are in the trash already. They
         # stay there (one Undo brings them all back) rather than being moved back unasked, which could fail in
         # turn for the same reason (a full or read-only disk).
-        others = cut.kept - 1
-        kept = f"It and {counted(others, 'other image')} stay" if others else "It stays"
         return EngineError(
             "user", f"Only {cut.moved} of the {cut.moved + cut.kept} images {'was' if cut.moved == 1 else 'were'} "
             f"moved to the trash. The next could not be moved: {cut.cause} ({self._trash_where(cut.cause)}). "
-            f"{kept} in the gallery, unchanged.",
+            f"{self._rest(cut.kept)} in the gallery, unchanged.",
             f"Undo delete brings the {counted(cut.moved, 'moved image')} back. Check "
             "that the image is not open in another program and that the data folder can be written, then delete "
             "the rest again.")
@@ -312,14 +310,17 @@ class AppController(QObject):
     def _undo_cut_short(self, cut: UndoCutShort) -> EngineError:
         # As for a delete cut short: the images already back stay back; the rest stay in the trash, still the
         # last deletion, so the next Undo tries exactly those again.
-        others = cut.left - 1
-        left = f"It and {counted(others, 'other image')} stay" if others else "It stays"
         return EngineError(
             "user", f"Only {cut.restored} of the {cut.restored + cut.left} images "
             f"{'was' if cut.restored == 1 else 'were'} brought back from the trash. The next could not be: "
-            f"{cut.cause} ({self._trash_where(cut.cause)}). {left} in the trash.",
+            f"{cut.cause} ({self._trash_where(cut.cause)}). {self._rest(cut.left)} in the trash.",
             "Check that the image is not open in another program and that the data folder can be written, then "
             "click Undo delete again to bring back the rest.")
+
+    @staticmethod
+    def _rest(left: int) -> str:
+        """The image a move failed on and those not tried after it (``left`` in all), as a sentence's start."""
+        return f"It and {counted(left - 1, 'other image')} stay" if left > 1 else "It stays"
 
     def _trash_where(self, exc: BaseException) -> str:
         if isinstance(exc, sqlite3.Error):
