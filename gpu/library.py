@@ -2,8 +2,7 @@
 
 User entries persist in ``<data dir>/library.json`` (versioned, written atomically). A file this version cannot
 parse is moved aside as damaged; one from a newer version is copied aside before this version rewrites it with
-only what it knows. Either way the library says so in ``take_notices``, which the app shows (the command line
-never rewrites the file; a damaged one it reads is said by the log's warning line, which it prints)."""
+only what it knows. Either way the library says so in ``take_notices`` (the CLI prints them, the app shows them)."""
 
 from __future__ import annotations
 
