@@ -312,10 +312,17 @@ def main(argv: list[str] | None = None) -> int:
                     time.perf_counter() - started, f"; {message}" if message else "")  # fmt: skip
         return code
     finally:
-        if logged:
-            from app.app_log import stop_file_log
+        if args.command in LOGGED_COMMANDS:  # not only when start_log returned: a Ctrl-C inside it, once the
+            stop_log()  # file was open, left the handler on the root logger of an in-process caller (tests)
 
-            stop_file_log()
+
+def stop_log() -> None:
+    """Closes this run's log file, if one was opened (nothing otherwise)."""
+    try:
+        from app.app_log import stop_file_log
+    except ModuleNotFoundError:  # an engine-only install, where start_log opened nothing
+        return
+    stop_file_log()
 
 
 def start_log(argv: list[str]) -> bool:

@@ -59,7 +59,7 @@ def move_aside(path: Path, companions: tuple[str, ...] = (), when: float | None 
             extra = path.with_name(path.name + suffix)
             if extra.exists():
                 _move_exclusive(extra, candidate.with_name(candidate.name + suffix))
-        log.warning("kept the damaged file %s as %s", path, candidate)
+        log.info("kept the damaged file %s as %s", path, candidate)  # the caller tells the user, in its words
         return candidate
     raise AssertionError("unreachable")  # _candidates never ends
 
@@ -76,6 +76,6 @@ def copy_aside(path: Path, data: bytes, tag: str, when: float | None = None) -> 
         if candidate.exists() or candidate.is_symlink():
             continue
         atomic_write_bytes(candidate, data)
-        log.warning("kept a copy of %s as %s", path, candidate)
+        log.info("kept a copy of %s as %s", path, candidate)
         return candidate
     raise AssertionError("unreachable")  # _candidates never ends

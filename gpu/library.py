@@ -101,7 +101,8 @@ class ModelLibrary:
         except (ValueError, RecursionError) as err:
             # A damaged library file must not stop the app; keep a copy for the user and start empty.
             aside = move_aside(self.file)
-            log.warning("model library %s is damaged (%s); kept as %s, starting empty", self.file, err, aside)
+            # INFO: the notice below is what the user reads (the CLI prints it, the app shows it), once
+            log.info("model library %s is damaged (%s); kept as %s, starting empty", self.file, err, aside)
             self._notices.append(UserError(
                 f"Your model library {self.file} could not be read (it is damaged, or was written by a newer "
                 f"version of Nibble Studio in a form this one does not know). It was kept as {aside.name}, and the "
