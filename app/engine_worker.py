@@ -201,6 +201,7 @@ class EngineWorker(QObject):
             self._run(job)
         finally:
             self.busy_changed.emit(False)
+            self._tell_library_notices()  # a job resolves its model through the library, which may keep it aside
 
     def _run(self, job: Job) -> None:
         from gpu.errors import Cancelled

@@ -89,7 +89,10 @@ def _typed(cls: type, data: dict[str, Any]) -> Any:
             if isinstance(value, bool):
                 values[f.name] = value
         elif isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            values[f.name] = float(value)
+            try:
+                values[f.name] = float(value)
+            except OverflowError:  # an integer past a float's range in a hand-edited file: the default
+                pass
         elif type(value) is type(default):
             values[f.name] = value
     return cls(**values)
@@ -110,11 +113,11 @@ def _keep_unreadable(path: Path, reason: BaseException, notices: list[str] | Non
     return Settings()
 
 
-def _keep_newer(path: Path, text: str, version: int, notices: list[str] | None) -> None:
+def _keep_newer(path: Path, raw: bytes, version: int, notices: list[str] | None) -> None:
     """A newer version's settings: this one drops what it does not know when it saves on quit, so the file is
     copied first (the newer version's settings would be lost for good when the user goes back to it)."""
     try:
-        copy = copy_aside(path, text.encode("utf-8"), f"v{version}")
+        copy = copy_aside(path, raw, f"v{version}")  # the bytes as they were, line endings included
     except (OSError, UserError) as exc:
         log.error("settings file %s is from a newer version (%d) and could not be copied: %s", path, version, exc)
         message = (f"Your settings file {path} was written by a newer version of Nibble Studio (settings version "
@@ -131,8 +134,8 @@ def _keep_newer(path: Path, text: str, version: int, notices: list[str] | None) 
 def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
     """Reads ``settings.json``; a problem worth telling the user about is appended to ``notices``."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-        data = json.loads(text)
+        raw = Path(path).read_bytes()
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         return Settings()
     except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, or not UTF-8; RecursionError:
@@ -142,7 +145,7 @@ def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
         return _keep_unreadable(Path(path), ValueError("not a JSON object"), notices)
     version = data.get("version", 1)
     if isinstance(version, int) and not isinstance(version, bool) and version > SETTINGS_VERSION:
-        _keep_newer(Path(path), text, version, notices)
+        _keep_newer(Path(path), raw, version, notices)
     while isinstance(version, int) and version < SETTINGS_VERSION and version in _MIGRATIONS:
         data = _MIGRATIONS[version](data)
         version += 1

@@ -154,3 +154,21 @@ def test_a_settings_file_nested_past_the_parser_limit_is_kept_aside(tmp_path):
     notices: list[str] = []
     assert load_settings(path, notices) == Settings()
     assert len(list(tmp_path.glob("settings.json.damaged-*"))) == 1 and len(notices) == 1
+
+
+def test_settings_with_a_number_past_a_float_and_a_newer_crlf_file_load(tmp_path):
+    """A LoRA strength of 10**400 in a hand-edited settings.json raised OverflowError at start-up; a newer
+    version's file was copied aside re-encoded (CRLF became LF), not as the bytes it was."""
+    from app.settings import load_settings
+
+    path = tmp_path / "settings.json"
+    path.write_text('{"version": 1, "loras": [{"path": "/l.safetensors", "enabled": true, "strength": '
+                    + "1" + "0" * 400 + "}]}")  # fmt: skip
+    settings = load_settings(path)
+    assert settings.loras[0].path == "/l.safetensors" and settings.loras[0].strength == 1.0
+    raw = b'{\r\n  "version": 99,\r\n  "future": true\r\n}\r\n'
+    path.write_bytes(raw)
+    notices: list[str] = []
+    load_settings(path, notices)
+    (copy,) = tmp_path.glob("settings.json.v99-*")
+    assert copy.read_bytes() == raw and copy.name in notices[0]
