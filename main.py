@@ -177,8 +177,7 @@ def tell_library_notices(library: ModelLibrary) -> None:
     copied a newer version's aside): said on stderr, since the user's added models would otherwise vanish
     without a word."""
     for notice in library.take_notices():
-        hint = f" ({notice.hint})" if notice.hint else ""
-        print(f"note: {notice}{hint}", file=sys.stderr)
+        print(f"note: {notice.text}", file=sys.stderr)
 
 
 def check_png_output(out: Path) -> None:
@@ -294,8 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             logged = args.command in LOGGED_COMMANDS and start_log(argv)
             code, message = COMMANDS[args.command](args), ""
         except UserError as err:
-            hint = f" ({err.hint})" if err.hint else ""
-            code, message = 2, f"error: {err}{hint}"
+            code, message = 2, f"error: {err.text}"
         except (Cancelled, KeyboardInterrupt):
             code, message = 130, "error: cancelled"
         except OSError as err:  # a file the command had to read or write, named by the system

@@ -28,10 +28,11 @@ from app.reconcile import ReconcileReport, reconcile
 from app.settings import Settings
 from app.store import ImageRecord, PromptRecord
 from app.store_recovery import open_store, salvage
-from app.wording import counted
+from app.wording import counted, were
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
 from gpu.generation.png_metadata import png_name_problem
+from gpu.safetensors_header import PICKLE_SUFFIXES
 from gpu.version import APP_NAME
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ class AppController(QObject):
         if not self.loras.add_folder(folder):
             try:  # glob finds nothing in a folder that cannot be listed: say that, not "no LoRA files"
                 pickles = [p.name for p in Path(folder).expanduser().iterdir()
-                           if p.suffix.lower() in (".ckpt", ".pt", ".pth", ".bin")] if Path(folder).is_dir() else []
+                           if p.suffix.lower() in PICKLE_SUFFIXES] if Path(folder).is_dir() else []
             except OSError as exc:
                 self.error.emit(EngineError("user", f"The folder {folder} cannot be read ({exc.strerror or exc}).",
                                             "Check that you may open it, or pick another folder of LoRAs."))
@@ -290,7 +291,7 @@ class AppController(QObject):
         others = f" and {counted(left - 1, 'other file')}" if left > 1 else ""
         return EngineError(
             "user", f"The trash was only partly emptied: {path}{others} could not be deleted ({reason}). "
-            f"{counted(partly.deleted, 'file')} {'were' if partly.deleted != 1 else 'was'} "
+            f"{counted(partly.deleted, 'file')} {were(partly.deleted)} "
             "deleted, and the images in the trash can no longer be brought back with Undo.",
             f"The files left stay in the trash folder {self.data.trash} and are deleted the next time you empty the "
             "trash. Check that they are not open in another program, then empty the trash again.")
@@ -300,7 +301,7 @@ class AppController(QObject):
         # stay there (one Undo brings them all back) rather than being moved back unasked, which could fail in
         # turn for the same reason (a full or read-only disk).
         return EngineError(
-            "user", f"Only {cut.moved} of the {cut.moved + cut.kept} images {'was' if cut.moved == 1 else 'were'} "
+            "user", f"Only {cut.moved} of the {cut.moved + cut.kept} images {were(cut.moved)} "
             f"moved to the trash. The next could not be moved: {cut.cause} ({self._trash_where(cut.cause)}). "
             f"{self._rest(cut.kept)} in the gallery, unchanged.",
             f"Undo delete brings the {counted(cut.moved, 'moved image')} back. Check "
@@ -312,7 +313,7 @@ class AppController(QObject):
         # last deletion, so the next Undo tries exactly those again.
         return EngineError(
             "user", f"Only {cut.restored} of the {cut.restored + cut.left} images "
-            f"{'was' if cut.restored == 1 else 'were'} brought back from the trash. The next could not be: "
+            f"{were(cut.restored)} brought back from the trash. The next could not be: "
             f"{cut.cause} ({self._trash_where(cut.cause)}). {self._rest(cut.left)} in the trash.",
             "Check that the image is not open in another program and that the data folder can be written, then "
             "click Undo delete again to bring back the rest.")

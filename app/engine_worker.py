@@ -119,8 +119,8 @@ class EngineWorker(QObject):
         return EngineStatus(gpu=gpu, entries=list(self._library.entries()))
 
     def _tell_library_notices(self) -> None:
-        """The engine keeps a library.json it cannot parse aside (or copies a newer version's aside before
-        rewriting it) with a log line only: the user saw their models vanish without a word."""
+        """What the model library kept aside (a library.json it cannot parse, a newer version's before
+        rewriting it), shown as notices: the user saw their models vanish without a word."""
         if self._library is None:
             return
         for notice in self._library.take_notices():

@@ -120,7 +120,7 @@ def read_image_settings(path: Path) -> dict[str, Any] | None:
         return read_settings(Path(path))
     except (OSError, ValueError):
         return None
-    except Exception:  # e.g. a ComfyUI-like graph of an unexpected shape (AttributeError in the reader)
+    except Exception:  # a reader bug on some program's metadata must cost that file its settings, not start-up
         log.warning("the metadata of %s could not be read; taken as none", path, exc_info=True)
         return None
 

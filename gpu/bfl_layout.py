@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu.errors import CheckpointError, ModelLoadError, named_few
-from gpu.safetensors_header import read_safetensors_header
+from gpu.safetensors_header import PICKLE_SUFFIXES, read_safetensors_header
 
 # Where the transformer's BFL names may sit in a file, most specific first.
 PREFIXES = ("model.diffusion_model.", "")
@@ -73,7 +73,7 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
     file through these facts)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".ckpt", ".pt", ".pth", ".bin"):
+    if suffix in PICKLE_SUFFIXES:
         raise ModelLoadError(f"{path.name}: a pickle file, which is never loaded (it can run code)",
                              "use the .safetensors version of the model")  # fmt: skip
     if suffix == ".gguf":

@@ -16,6 +16,11 @@ class UserError(Exception):
         super().__init__(message)
         self.hint = hint
 
+    @property
+    def text(self) -> str:
+        """Message and hint on one line, as the command line prints it: "what is wrong (what to try)"."""
+        return f"{self} ({self.hint})" if self.hint else str(self)
+
 
 class CheckpointError(UserError):
     """An SVDQ file is malformed: wrong version/architecture, missing tensors, truncated, corrupt."""

@@ -13,6 +13,9 @@ from gpu.errors import CheckpointError
 _MAX_HEADER = 256 << 20
 
 
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")  # what torch.save files are usually named
+
+
 def is_pickle(head: bytes) -> bool:
     """Whether a file's first bytes are torch.save's zip archive or a bare pickle (protocol 2 and up): what
     .ckpt/.pt/.bin checkpoints and LoRAs are, whatever their name. Read as safetensors, those bytes give an
