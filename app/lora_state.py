@@ -35,28 +35,21 @@ def fit_strength(strength: float) -> float:
     return max(-MAX_STRENGTH, min(MAX_STRENGTH, value))
 
 
-def header_problem(path: Path) -> str:
-    """Why ``path`` is no LoRA file the engine could read ("" when its header reads)."""
+def read_header(path: Path) -> tuple[str, str, str]:
+    """(trigger words, info line, problem) from the safetensors header alone, read once. ``problem`` is ""
+    when it reads, else why ``path`` is no LoRA file the engine could read (the info line then says it too)."""
     from gpu.errors import CheckpointError
-    from gpu.safetensors_header import read_safetensors_header
-
-    if not path.is_file():
-        return f"file not found: {path}"
-    try:
-        read_safetensors_header(path)
-    except CheckpointError as err:
-        return str(err).removeprefix(f"{path.name}: ")
-    return ""
-
-
-def read_header(path: Path) -> tuple[str, str]:
-    """(trigger words, info line) from the safetensors header alone; ("", reason) when unreadable."""
     from gpu.lora.metadata import header_summary
 
     if not path.is_file():
-        return "", f"file not found: {path}"
-    words, info = header_summary(path)
-    return ", ".join(words), info
+        problem = f"file not found: {path}"
+        return "", problem, problem
+    try:
+        words, info = header_summary(path)
+    except CheckpointError as err:
+        problem = str(err).removeprefix(f"{path.name}: ")
+        return "", problem, problem
+    return ", ".join(words), info, ""
 
 
 class LoraState(QObject):
@@ -72,14 +65,16 @@ class LoraState(QObject):
         self.changed.emit()
         return entry
 
-    def _add(self, path: str | Path, enabled: bool, strength: float) -> LoraEntry:
+    def _add(self, path: str | Path, enabled: bool, strength: float,
+             header: tuple[str, str, str] | None = None) -> LoraEntry:  # fmt: skip
         """``add_file`` without the signal: each ``changed`` rebuilds the panel's rows, so adding one by one
-        made a folder of 150 LoRAs freeze the window for most of a minute (150 rebuilds of up to 150 rows)."""
+        made a folder of 150 LoRAs freeze the window for most of a minute (150 rebuilds of up to 150 rows).
+        ``header``: ``read_header(path)`` when the caller has read it already."""
         path = Path(path).expanduser().resolve()
         for e in self.entries:
             if e.path == path:
                 return e
-        words, info = read_header(path)
+        words, info, _ = header or read_header(path)
         entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), words, info)
         self.entries.append(entry)
         return entry
@@ -91,11 +86,11 @@ class LoraState(QObject):
         added, refused = [], []
         for path in paths:
             path = Path(path).expanduser().resolve()
-            problem = header_problem(path)
-            if problem:
-                refused.append(f"{path} is not a LoRA that can be used: {problem}.")
+            header = read_header(path)
+            if header[2]:
+                refused.append(f"{path} is not a LoRA that can be used: {header[2]}.")
             else:
-                added.append(self._add(path, enabled, 1.0))
+                added.append(self._add(path, enabled, 1.0, header))
         if added:
             self.changed.emit()
         return added, refused

@@ -193,11 +193,13 @@ def test_parse_lora_arg():
 
 
 @pytest.mark.parametrize("header", [b"[1,2]", b'{"a.lora_A.weight": 3}', b'{"__metadata__": 5}', b'"x"'])
-def test_header_summary_names_a_malformed_header_instead_of_raising(header, tmp_path):
+def test_header_summary_names_a_malformed_header(header, tmp_path):
+    from gpu.errors import CheckpointError
     from gpu.lora.metadata import header_summary
 
     path = tmp_path / "odd.safetensors"
     path.write_bytes(len(header).to_bytes(8, "little") + header)
-    words, info = header_summary(path)
-    assert words == [] and info.endswith("the file is corrupt")
-    assert header_summary(tmp_path)[1].startswith("cannot read the file")  # a folder
+    with pytest.raises(CheckpointError, match="the file is corrupt$"):  # a plain-words error, nothing else
+        header_summary(path)
+    with pytest.raises(CheckpointError, match=f"^{tmp_path.name}: cannot read the file"):  # a folder
+        header_summary(tmp_path)

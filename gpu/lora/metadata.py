@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gpu.errors import CheckpointError
 from gpu.safetensors_header import read_safetensors_header
 
 MAX_STRENGTH = 2.0  # |strength| the engine applies (``check_strength``); here, torch-free, for the app's controls too
@@ -38,12 +37,10 @@ def trigger_words_from(metadata: dict[str, str]) -> list[str]:
 
 
 def header_summary(path: Path) -> tuple[list[str], str]:
-    """(trigger words, "format, rank, N tensors") from the header; ([], reason) when it is no readable
-    safetensors file (malformed, truncated, or not a file at all)."""
-    try:
-        _, header = read_safetensors_header(path)
-    except CheckpointError as err:
-        return [], str(err).removeprefix(f"{Path(path).name}: ")
+    """(trigger words, "format, rank, N tensors") from the header alone (milliseconds: the LoRA panel reads it as
+    a file is picked). Raises ``CheckpointError`` naming why it is no readable safetensors file (a pickle,
+    malformed, truncated, or not a file at all)."""
+    _, header = read_safetensors_header(path)
     meta = header.pop("__metadata__", {})
     ranks = {v["shape"][0] for k, v in header.items()
              if k.endswith((".lora_A.weight", ".lora_down.weight")) and v["shape"]}  # fmt: skip
