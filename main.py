@@ -36,6 +36,52 @@ def say(text: str) -> None:
     log.info("%s", text)
 
 
+def data_dir_arg(text: str) -> Path:
+    """The value of --data-dir. An empty one (``--data-dir "$UNSET"``) is refused: ``Path("")`` is the current
+    folder, so user data would land wherever the command happened to run."""
+    if not text:
+        raise argparse.ArgumentTypeError("the folder name is empty (give a folder, e.g. --data-dir ~/nibble-data, "
+                                          "or leave --data-dir out for the default one)")  # fmt: skip
+    return Path(text)
+
+
+def choose_data_dir(flag: Path | None) -> str:
+    """Makes ``flag`` the engine's and the app's data folder and creates the chosen one (--data-dir, else
+    NIBBLE_DATA_DIR) with the engine's own ``user_data_dir``, so the check is the creation every later step
+    relies on. Returns the error line naming the option or variable when the folder cannot be used, else ''.
+    The default per-user folder is left to the commands that need it (inspect and bench never do)."""
+    if flag is not None:
+        where, fix = f"--data-dir {flag}", "give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data"
+    elif os.environ.get(DATA_DIR_ENV):  # empty means unset, as gpu.paths reads it
+        flag = Path(os.environ[DATA_DIR_ENV])
+        where, fix = f"{DATA_DIR_ENV}={flag}", f"set {DATA_DIR_ENV} to a folder you can write to, or unset it"
+    else:
+        return ""
+    from gpu.paths import user_data_dir
+
+    try:
+        os.environ[DATA_DIR_ENV] = str(flag.resolve())  # absolute: a later chdir must not move it
+        user_data_dir()
+    except RuntimeError:  # Path.resolve on a symbolic link loop (Python < 3.13)
+        return f"error: {where}: cannot use it as the data folder: a symbolic link loop ({fix})"
+    except OSError as err:
+        return f"error: {where}: cannot use it as the data folder: {data_dir_reason(flag, err)} ({fix})"
+    return ""
+
+
+def data_dir_reason(folder: Path, err: OSError) -> str:
+    """Why ``folder`` could not be created, in the user's terms. mkdir's own words mislead in two cases: a file
+    at that name is "File exists", a file in place of a parent folder is "Not a directory" on the folder."""
+    if folder.exists() and not folder.is_dir():
+        return "it is a file, not a folder"
+    if isinstance(err, NotADirectoryError):
+        for parent in folder.absolute().parents:
+            if parent.exists() and not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+    where = f"{err.filename}: " if err.filename and Path(err.filename) != folder.resolve() else ""
+    return f"{where}{err.strerror or err}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="main.py",
@@ -43,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a sub-command the desktop app opens.",
     )
     p.add_argument(
-        "--data-dir", type=Path, help=f"folder for user data (default: per-user app data; env {DATA_DIR_ENV})"
-    )
+        "--data-dir", type=data_dir_arg,
+        help=f"folder for user data (default: per-user app data; env {DATA_DIR_ENV})",
+    )  # fmt: skip
     p.add_argument("--self-test", action="store_true",
                    help="generate one image offscreen with the default model, check it, print the report; exit 0/1")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -273,12 +320,16 @@ def tolerate_unencodable_output() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     tolerate_unencodable_output()
-    args = build_parser().parse_args(argv)
-    if args.data_dir:
-        if args.data_dir.exists() and not args.data_dir.is_dir():
-            print(f"error: --data-dir {args.data_dir} is a file, not a folder", file=sys.stderr)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.self_test and args.command is not None:  # else the sub-command was dropped without a word
+        parser.error(f"--self-test takes no sub-command: run 'main.py --self-test' and "
+                     f"'main.py {args.command} ...' separately")  # fmt: skip
+    if problem := choose_data_dir(args.data_dir):
+        # A windowed executable has no console to print to: the app's own start-up dialog names the folder.
+        if sys.stderr is not None or args.command is not None or args.self_test:
+            print(problem, file=sys.stderr)
             return 2
-        os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
     if args.self_test:
         from gpu.self_test import main as self_test
 

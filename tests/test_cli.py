@@ -105,7 +105,8 @@ def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, tmp_pat
         assert words in lines[0], (args, lines[0])
     assert not (tmp_path / "r.safetensors").exists() and not list(tmp_path.glob("*.parts"))
     r = _run("generate", "x", data_dir=tmp_path / "a-file")
-    assert r.returncode == 2 and r.stderr.strip() == f"error: --data-dir {tmp_path / 'a-file'} is a file, not a folder"
+    assert r.returncode == 2 and r.stderr.startswith(f"error: --data-dir {tmp_path / 'a-file'}: cannot use it as the "
+                                                     "data folder: it is a file, not a folder (give --data-dir ")
 
 
 def test_the_default_output_name_never_replaces_an_earlier_image(tiny_flux, tmp_path):
@@ -178,3 +179,74 @@ def test_a_damaged_model_library_is_said_on_the_console(tmp_path, capsys):
     (kept,) = data.glob("library.json.damaged-*")
     assert code == 0 and out.is_file()
     assert err.count("note: ") == 1 and kept.name in err and "add your models again" in err, err
+
+
+@pytest.fixture
+def nothing_else_runs(monkeypatch) -> list[str]:
+    """The app and the self test replaced by stand-ins that record being started."""
+    import gpu.self_test
+    import main
+
+    started: list[str] = []
+    monkeypatch.setattr(main, "run_gui", lambda args, argv: started.append("gui") or 0)
+    monkeypatch.setattr(gpu.self_test, "main", lambda argv: started.append("self-test") or 0)
+    return started
+
+
+def test_an_unusable_data_folder_is_named_as_the_data_folder_before_anything_runs(tmp_path, capsys, monkeypatch,
+                                                                                  nothing_else_runs):  # fmt: skip
+    """The system's words alone ('/x/a-file/data: Not a directory') did not say that the data folder was the
+    problem, and the app, the self test or the command started first."""
+    from main import main
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    under_a_file, missing = a_file / "data", tmp_path / "missing.safetensors"
+    named = f"error: --data-dir {under_a_file}: cannot use it as the data folder: {a_file} is a file, not a folder ("
+    for args in (["inspect", str(missing)], ["generate", "x"], ["--self-test"], []):  # [] is the desktop app
+        assert main(["--data-dir", str(under_a_file), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith(named) and err.count("\n") == 1, (args, err)
+    assert main(["--data-dir", str(a_file), "generate", "x"]) == 2
+    assert "data folder: it is a file, not a folder (give --data-dir a folder" in capsys.readouterr().err
+    if Path("/proc/self").is_dir():  # Linux: nothing can be made in /proc, not even by root
+        assert main(["--data-dir", "/proc/nibble-data", "inspect", str(missing)]) == 2
+        assert capsys.readouterr().err.startswith("error: --data-dir /proc/nibble-data: cannot use it as the data "
+                                                  "folder: ")  # fmt: skip
+    monkeypatch.setenv("NIBBLE_DATA_DIR", str(under_a_file))  # the variable is named when it chose the folder
+    assert main(["inspect", str(missing)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: NIBBLE_DATA_DIR={under_a_file}: cannot use it as the data "
+                                              f"folder: {a_file} is a file, not a folder (set NIBBLE_DATA_DIR to ")
+    assert nothing_else_runs == [] and not missing.exists()
+
+
+def test_a_windowed_app_without_a_console_leaves_the_data_folder_to_its_dialog(tmp_path, monkeypatch,
+                                                                                nothing_else_runs):  # fmt: skip
+    from main import main
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(sys, "stderr", None)  # a windowed Windows executable: a line there is seen by no one
+    assert main(["--data-dir", str(tmp_path / "a-file" / "data")]) == 0 and nothing_else_runs == ["gui"]
+
+
+def test_an_empty_data_dir_is_refused_not_read_as_the_current_folder(capsys, nothing_else_runs):
+    from main import main
+
+    for args in (["inspect", "missing.safetensors"], []):
+        with pytest.raises(SystemExit) as stop:
+            main(["--data-dir", "", *args])
+        assert stop.value.code == 2
+        assert "error: argument --data-dir: the folder name is empty (give a folder" in capsys.readouterr().err
+    assert nothing_else_runs == []
+
+
+def test_self_test_with_a_sub_command_is_a_usage_error(capsys, nothing_else_runs):
+    """--self-test ran the self test and dropped the sub-command without a word."""
+    from main import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--self-test", "generate", "a red star"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("usage: main.py")
+    assert "error: --self-test takes no sub-command: run 'main.py --self-test' and 'main.py generate ...'" in err
+    assert nothing_else_runs == []
