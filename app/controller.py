@@ -50,6 +50,7 @@ class AppController(QObject):
     model_info_changed = Signal(object)  # ModelInfo
     job_finished = Signal(list)  # list[ImageRecord]
     settings_restored = Signal(list)  # names of the restored fields
+    status_message = Signal(str)  # a passing word for the status bar: worth saying, not worth a dialog
 
     # Requests to the engine thread (queued connections; the worker runs them in order).
     _init_engine = Signal()
@@ -108,6 +109,7 @@ class AppController(QObject):
         self._unload.connect(worker.unload)
         worker.ready.connect(self._on_ready)
         worker.library_changed.connect(self._on_library)
+        worker.already_in_library.connect(self._on_already_in_library)
         worker.model_described.connect(self._on_described)
         worker.model_loaded.connect(self._on_described)
         worker.started.connect(self._on_started)
@@ -434,6 +436,14 @@ class AppController(QObject):
             fallback = self._fallback_model()
             if fallback is not None:
                 self.select_model(fallback)
+
+    def _on_already_in_library(self, name: str) -> None:
+        """A model added again (the same file or folder, however its path was spelled): the library keeps one
+        entry, so the user, who would otherwise see nothing happen, gets it selected and told why."""
+        # The model in use already: selecting it again would reset the prompt panel to the model's defaults.
+        if name != self.prompt.model and not self.select_model(name):
+            return  # refused (its file cannot be opened): select_model said why
+        self.status_message.emit(f"The model '{name}' is already in the library; it is selected.")
 
     def _on_described(self, info: Any) -> None:
         if getattr(info, "name", None) != self.prompt.model:

@@ -73,6 +73,7 @@ def pil_to_qimage(image: Any) -> QImage:
 class EngineWorker(QObject):
     ready = Signal(object)  # EngineStatus
     library_changed = Signal(list)  # list[ModelEntry]
+    already_in_library = Signal(str)  # name of the listed entry a model added again is (nothing was written)
     model_described = Signal(object)  # ModelInfo
     model_loaded = Signal(object)  # ModelInfo
     started = Signal(int, int)  # job id, image count
@@ -151,8 +152,13 @@ class EngineWorker(QObject):
         try:
             self._ensure_service()
             entry = self._library.add(Path(path))
+            # Also when it was listed already: a file put back since the list was read is no longer "(missing)"
+            # there, and the controller then selects it rather than refusing it as gone.
             self.library_changed.emit(list(self._library.entries()))
-            self.describe(entry.name)
+            if entry.already_added:
+                self.already_in_library.emit(entry.name)
+            else:
+                self.describe(entry.name)
         except BaseException as exc:
             self._fail(exc)
         self._tell_library_notices()

@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
         self.error_dialog: QMessageBox | None = None
         self.controller.error.connect(self.show_error)
         self.controller.settings_restored.connect(self._restored)
+        self.controller.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
         self.prompt_panel = PromptPanel(self.controller)
         self.gallery_panel = GalleryPanel(self.controller)

@@ -31,6 +31,7 @@ class ModelEntry:
     builtin: bool
     facts: ModelFacts | None = None  # None when the entry's file is missing or unreadable
     problem: str = ""
+    already_added: bool = False  # add() found this file or folder listed already: nothing was written
 
     @property
     def kind(self) -> str:
@@ -140,9 +141,20 @@ class ModelLibrary:
         return out
 
     def add(self, path: Path | str, name: str | None = None) -> ModelEntry:
-        """Validate ``path`` and add it; raises UserError with a plain reason when it is no usable model."""
+        """Validate ``path`` and add it; raises UserError with a plain reason when it is no usable model. A path
+        listed already (built-in or added) gives its entry with ``already_added`` set, the file left as it is."""
         path = Path(path).expanduser().resolve()
         facts = inspect_model_path(path)
+        paths = self._user_paths()
+        builtins = builtin_models()
+        # The resolved path is a model's identity: the same file or folder picked again (through a symlink, with
+        # a trailing slash, relative) is the listed entry, not a second one under "<name>-2". It is returned
+        # before the SVDQ full check: that was done when it was added, and reading gigabytes again says nothing.
+        listed = [(n, p, True) for n, p in builtins.items()]
+        listed += [(n, p, False) for n, p in paths.items() if n not in builtins]  # as entries() lists them
+        for listed_name, listed_path, builtin in listed:
+            if _resolved(listed_path) == path:
+                return ModelEntry(listed_name, listed_path, builtin, facts, already_added=True)
         if facts.kind == "svdq":
             from gpu.checkpoint.format import load_checkpoint
             from gpu.errors import CheckpointError
@@ -151,8 +163,7 @@ class ModelLibrary:
                 load_checkpoint(path)  # full check (sizes, checksum) before it enters the library
             except CheckpointError as err:
                 raise ModelLoadError(str(err), err.hint) from None
-        paths = self._user_paths()
-        taken = set(paths) | set(builtin_models())
+        taken = set(paths) | set(builtins)
         base = name or (path.stem if path.is_file() else path.name)
         final, i = base, 2
         while final in taken and paths.get(final) != path:
@@ -185,6 +196,14 @@ class ModelLibrary:
             return ModelEntry(path.stem if path.is_file() else path.name, path, False, facts)
         names = ", ".join(e.name for e in self.entries()) or "none"
         raise ModelLoadError(f"no model named {key!r} and no such file or folder (library: {names})")
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` resolved; as it is when it cannot be (a symlink loop in a hand-edited library.json)."""
+    try:
+        return path.expanduser().resolve()
+    except (OSError, RuntimeError):
+        return path
 
 
 def _entry(name: str, path: Path, builtin: bool) -> ModelEntry:
