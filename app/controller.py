@@ -50,6 +50,7 @@ class AppController(QObject):
     model_info_changed = Signal(object)  # ModelInfo
     job_finished = Signal(list)  # list[ImageRecord]
     settings_restored = Signal(list)  # names of the restored fields
+    model_added = Signal(str)  # the library's name for a model the user added (or had added already)
     status_message = Signal(str)  # a passing word for the status bar: worth saying, not worth a dialog
 
     # Requests to the engine thread (queued connections; the worker runs them in order).
@@ -98,6 +99,8 @@ class AppController(QObject):
         self.gpu: Any = None
         self.model_info: Any = None
         self._jobs: dict[int, Job] = {}
+        self._kept: dict[int, list[ImageRecord]] = {}  # per job: its images in the gallery so far
+        self._unlisted: set[int] = set()  # jobs with an image the gallery could not take (said once per job)
         self._engine = EngineThread(data)
         worker = self._engine.worker
         worker.preview_every = settings.preview_every
@@ -109,11 +112,13 @@ class AppController(QObject):
         self._unload.connect(worker.unload)
         worker.ready.connect(self._on_ready)
         worker.library_changed.connect(self._on_library)
+        worker.model_added.connect(self._on_model_added)
         worker.already_in_library.connect(self._on_already_in_library)
         worker.model_described.connect(self._on_described)
         worker.model_loaded.connect(self._on_described)
         worker.started.connect(self._on_started)
         worker.progress.connect(self._on_progress)
+        worker.image_saved.connect(self._on_image_saved)
         worker.finished.connect(self._on_finished)
         worker.cancelled.connect(self._on_cancelled)
         worker.failed.connect(self._on_failed)
@@ -437,9 +442,16 @@ class AppController(QObject):
             if fallback is not None:
                 self.select_model(fallback)
 
+    def _on_model_added(self, name: str) -> None:
+        """A model just added is what the user wants to use next: selected (its defaults applied), and said."""
+        self.model_added.emit(name)
+        if self.select_model(name):
+            self.status_message.emit(f"The model '{name}' was added to the library; it is selected.")
+
     def _on_already_in_library(self, name: str) -> None:
         """A model added again (the same file or folder, however its path was spelled): the library keeps one
         entry, so the user, who would otherwise see nothing happen, gets it selected and told why."""
+        self.model_added.emit(name)
         # The model in use already: selecting it again would reset the prompt panel to the model's defaults.
         if name != self.prompt.model and not self.select_model(name):
             return  # refused (its file cannot be opened): select_model said why
@@ -471,25 +483,45 @@ class AppController(QObject):
         if progress.preview is not None:
             self.job.set_preview(progress.preview)
 
-    def _on_finished(self, job_id: int, saved: list[SavedImage]) -> None:
+    def _on_image_saved(self, job_id: int, saved: SavedImage) -> None:
+        """One image of a job is on disk: into the gallery now, so a batch stopped later keeps it in view."""
+        if saved.image is not None:
+            self.job.set_preview(saved.image)  # the finished picture, not the last step's rough preview
+        if job_id in self._unlisted:
+            return
         try:
-            records = [self.gallery.add(relative(self.data, s.path), s.settings) for s in saved]
-        except Exception as exc:  # the PNGs are on disk; the job must still end, and the user learn why
-            log.exception("adding the finished images to the gallery failed")
-            self._job_done(job_id, "Images saved, but not added to the gallery")
+            record = self.gallery.add(relative(self.data, saved.path), saved.settings)
+        except Exception as exc:  # the PNG is on disk; the job goes on, and the user learns why once
+            log.exception("adding a finished image to the gallery failed")
+            self._unlisted.add(job_id)
             self.error.emit(database_error(exc, self.store.path, self.data.images))
             return
-        if saved:
-            self.loras.cost_changed.emit(cost_sentence(saved[-1].settings))
+        self._kept.setdefault(job_id, []).append(record)
+        self.loras.cost_changed.emit(cost_sentence(saved.settings))
+
+    def _on_finished(self, job_id: int, saved: list[SavedImage]) -> None:
+        records = self._kept.pop(job_id, [])
+        if job_id in self._unlisted:
+            self._unlisted.discard(job_id)
+            self._job_done(job_id, "Images saved, but not added to the gallery")
+            return
         self._job_done(job_id, f"Done: {len(records)} image{'s' if len(records) != 1 else ''}")
         self.job_finished.emit(records)
 
     def _on_cancelled(self, job_id: int) -> None:
-        self._job_done(job_id, "Cancelled")
+        self._job_done(job_id, "Cancelled" + self._kept_sentence(job_id))
+
+    def _kept_sentence(self, job_id: int) -> str:
+        """'; kept the 2 images already made' for a batch cut short after some of its images ('' if none)."""
+        self._unlisted.discard(job_id)
+        kept = len(self._kept.pop(job_id, []))
+        if not kept:
+            return ""
+        return "; kept the image already made" if kept == 1 else f"; kept the {kept} images already made"
 
     def _on_failed(self, job_id: int, error: EngineError) -> None:
         if job_id:
-            self._job_done(job_id, "Failed")
+            self._job_done(job_id, "Failed" + self._kept_sentence(job_id))
         self.error.emit(error)
 
     def _job_done(self, job_id: int, status: str) -> None:

@@ -53,6 +53,7 @@ class JobProgress:
 class SavedImage:
     path: Path
     settings: dict[str, Any]
+    image: QImage | None = field(default=None, compare=False)  # the finished image, for the progress area
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,14 @@ def pil_to_qimage(image: Any) -> QImage:
 class EngineWorker(QObject):
     ready = Signal(object)  # EngineStatus
     library_changed = Signal(list)  # list[ModelEntry]
+    model_added = Signal(str)  # name the library gave a model just added (it may differ from the file's)
     already_in_library = Signal(str)  # name of the listed entry a model added again is (nothing was written)
     model_described = Signal(object)  # ModelInfo
     model_loaded = Signal(object)  # ModelInfo
     started = Signal(int, int)  # job id, image count
     progress = Signal(object)  # JobProgress
-    finished = Signal(int, list)  # job id, list[SavedImage]
+    image_saved = Signal(int, object)  # job id, SavedImage: each image of a batch as soon as its PNG is written
+    finished = Signal(int, list)  # job id, list[SavedImage] (all of them, each already sent by image_saved)
     cancelled = Signal(int)  # job id
     failed = Signal(int, object)  # job id (0: not a generation job), EngineError
     busy_changed = Signal(bool)
@@ -158,7 +161,7 @@ class EngineWorker(QObject):
             if entry.already_added:
                 self.already_in_library.emit(entry.name)
             else:
-                self.describe(entry.name)
+                self.model_added.emit(entry.name)
         except BaseException as exc:
             self._fail(exc)
         self._tell_library_notices()
@@ -222,14 +225,20 @@ class EngineWorker(QObject):
                 info = service.load(request.model)  # unloads the previous model first
                 self._loaded = request.model
                 self.model_loaded.emit(info)
-            images = service.generate(
+            saved: list[SavedImage] = []
+
+            def keep(generated: Any) -> None:
+                # Written as each image is done, not after the batch: a cancel, an out-of-memory error or a crash
+                # at image 4 of 4 lost the three already made.
+                saved.append(self._save(generated, len(saved)))
+                self.image_saved.emit(job.id, saved[-1])
+
+            service.generate(
                 request,
                 on_progress=lambda event: self._on_progress(job, event),
                 should_cancel=job.cancel.is_set,
+                on_image=keep,
             )
-            if job.cancel.is_set():
-                raise GenerationCancelled()
-            saved = [self._save(image, index) for index, image in enumerate(images)]
         except (GenerationCancelled, Cancelled):
             self.cancelled.emit(job.id)
         except BaseException as exc:
@@ -275,7 +284,12 @@ class EngineWorker(QObject):
                 raise
             # Said plainly, naming the PNG the user expects (a failed write names no file, or the temp file).
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
-        return SavedImage(Path(written or path), settings)
+        try:
+            image = pil_to_qimage(generated.image)
+        except Exception:  # only the progress area's picture: the PNG is saved
+            log.exception("showing the finished image failed")
+            image = None
+        return SavedImage(Path(written or path), settings, image)
 
 
 class EngineThread:

@@ -401,7 +401,9 @@ class QuantizeWizard(QWizard):
         self.job: QuantizeJob | None = None
         self.out_path: Path | None = None
         self.result_path: str | None = None
-        self.added_name: str | None = None
+        self.added_name: str | None = None  # the library's name for the result (not always its file's stem)
+        self._adding = False  # the result was handed to the library, whose name for it is still to come
+        controller.model_added.connect(self._on_model_added)
         self.comparisons: list[Comparison] = []
         self.error_dialog: QMessageBox | None = None
         self.compare_steps: int | None = None  # tests use few steps
@@ -562,10 +564,15 @@ class QuantizeWizard(QWizard):
 
     def add_to_library(self) -> None:
         if self.result_path:
+            self._adding = True
             self.controller.add_model(self.result_path)
-            self.added_name = Path(self.result_path).stem
             self.result_page.add_button.setEnabled(False)
             self.result_page.add_button.setText("Added")
+
+    def _on_model_added(self, name: str) -> None:
+        if self._adding:
+            self._adding = False
+            self.added_name = name
 
     def done(self, result: int) -> None:
         # Closed by any route (Cancel, Finish, the window's X): a running job stops at its next check, and the

@@ -101,3 +101,26 @@ def test_window_shows_fast_without_torch(tmp_path):
     shown_after, torch_loaded = out.stdout.split()[-2:]
     assert float(shown_after) < 2.0, f"window took {shown_after}s (total {time.perf_counter() - start:.1f}s)"
     assert torch_loaded == "False"
+
+
+def test_a_batch_cancelled_at_its_second_image_keeps_the_first_and_shows_it(qtbot, window):
+    """The images of a batch were saved only once all were done: a cancel (or an out-of-memory error) at the
+    last image lost every one already made. And when a job ended, the progress area still showed the last
+    step's rough latent preview instead of the image."""
+    from PySide6.QtGui import QImage
+
+    controller = window.controller
+    controller.prompt.prompt, controller.prompt.batch_count, controller.prompt.steps = "a red square", 3, 6
+    jobs: list = []
+    # In the engine's thread, at the second image's first step: the cancel lands there every time.
+    controller._engine.worker.progress.connect(lambda p: p.image_index == 1 and jobs[0].cancel.set(),
+                                               Qt.ConnectionType.DirectConnection)
+    jobs.append(controller.generate())
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
+    assert controller.job.status == "Cancelled; kept the image already made"
+    assert controller.gallery.rowCount() == 1
+    record = controller.gallery.record(0)
+    path = controller.gallery.path_of(record)
+    assert read_image_settings(path)["seed"] == record.settings["seed"] == controller.prompt.seed
+    shown = controller.job.preview.convertToFormat(QImage.Format.Format_RGBA8888)
+    assert shown == QImage(str(path)).convertToFormat(QImage.Format.Format_RGBA8888)

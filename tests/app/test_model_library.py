@@ -23,10 +23,15 @@ def test_removing_the_selected_model_falls_back_and_generation_works(qtbot, wind
     controller = window.controller
     mine = tmp_path / "mine.safetensors"
     shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
-    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+    said: list[str] = []
+    controller.status_message.connect(said.append)
+    with qtbot.waitSignal(controller.model_added, timeout=60000):
         controller.add_model(mine)
-    window.model_panel._picked(_item(window, "mine"))
+    # A model just added is the one in use next: it was only listed, and nothing said so.
+    assert controller.prompt.model == "mine"
+    assert said == ["The model 'mine' was added to the library; it is selected."]
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
+    assert window.model_panel.list.currentItem() is _item(window, "mine")
 
     with qtbot.waitSignal(controller.library_changed, timeout=60000):
         window.model_panel._remove()

@@ -46,15 +46,15 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     wizard.next()  # -> result page
     assert len(wizard.comparisons) == 4
     assert all(c.psnr > 0 for c in wizard.comparisons)
-    with qtbot.waitSignal(window.controller.library_changed, timeout=60000):
+    with qtbot.waitSignal(window.controller.model_added, timeout=60000):
         wizard.result_page.add_button.click()
     names = [e.name for e in window.controller.entries]
     assert wizard.added_name in names
     wizard.close()
 
-    controller = window.controller
-    controller.select_model(wizard.added_name, apply_defaults=False)
+    controller = window.controller  # the model added is the one in use now
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == wizard.added_name, timeout=60000)
+    assert controller.prompt.model == wizard.added_name
     assert controller.model_info.kind == "svdq"
     assert "Runs on" in window.model_panel.details.text()
     controller.prompt.prompt = "a blue circle"
@@ -94,7 +94,7 @@ def test_cancelling_the_comparison_keeps_the_finished_model_offered(qtbot, windo
     assert "Comparison cancelled" in log and wizard.comparisons == []
     assert read_checkpoint_meta(wizard.result_path).layers  # complete and valid
     wizard.next()  # -> result page
-    with qtbot.waitSignal(window.controller.library_changed, timeout=60000):
+    with qtbot.waitSignal(window.controller.model_added, timeout=60000):
         wizard.result_page.add_button.click()
     assert wizard.added_name in [e.name for e in window.controller.entries]
     wizard.close()
@@ -305,15 +305,15 @@ def test_a_single_file_quantizes_with_its_base_and_generates(qtbot, window, tmp_
     assert "No comparison with the 16-bit model: my-finetune.safetensors is a single-file checkpoint" in summary
     headers = [wizard.result_page.grid.itemAtPosition(0, c) for c in range(4)]
     assert [h.widget().text() for h in headers if h] == ["<b>Prompt</b>", "<b>Quantized</b>"]
-    with qtbot.waitSignal(window.controller.library_changed, timeout=60000):
+    with qtbot.waitSignal(window.controller.model_added, timeout=60000):
         wizard.result_page.add_button.click()
     assert wizard.added_name == "my-finetune-svdquant-int4-r8"
     assert wizard.added_name in [e.name for e in window.controller.entries]
     wizard.close()
 
-    controller = window.controller
-    controller.select_model(wizard.added_name, apply_defaults=False)
+    controller = window.controller  # the model added is the one in use now
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == wizard.added_name, timeout=60000)
+    assert controller.prompt.model == wizard.added_name
     controller.prompt.prompt = "a blue circle"
     with qtbot.waitSignal(controller.job_finished, timeout=120000) as blocker:
         controller.generate()
