@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -127,9 +128,13 @@ def test_stale_parts_for_other_settings_are_discarded(tmp_path):
     old = json.loads((parts_dir(out) / "manifest.json").read_text())
     assert old["done"]
     events = []
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled):  # stopped while recording its samples: the old parts stay as they were
         quantize_model(DEMO, out, _cfg(rank=16), events.append, _after_calls(1), library=ModelLibrary(tmp_path),
                        device=CPU)  # fmt: skip
+    assert json.loads((parts_dir(out) / "manifest.json").read_text()) == old
+    with pytest.raises(Cancelled):
+        quantize_model(DEMO, out, _cfg(rank=16), events.append, _once_replaced(out, old["key"]),
+                       library=ModelLibrary(tmp_path), device=CPU)  # fmt: skip
     new = json.loads((parts_dir(out) / "manifest.json").read_text())
     assert new["key"] != old["key"] and not new["done"]
     assert not any("resuming" in e.message for e in events)
@@ -203,17 +208,42 @@ def test_parts_from_other_calibration_inputs_are_not_reused(tmp_path):
     shutil.copytree(DEMO, source)
     out = tmp_path / "o.safetensors"
     lib = ModelLibrary(tmp_path / "lib")
-    _partial(out, 1, lib, source)
+    old = _partial(out, 1, lib, source)
     nibble = json.loads((source / "nibble.json").read_text())
     (source / "nibble.json").write_text(json.dumps({**nibble, "guidance": 2.0}))
     prompts = source / nibble["calibration_prompts"]
     prompts.write_text("a purple moon\n" + prompts.read_text())
     events = []
     with pytest.raises(Cancelled):
-        quantize_model(source, out, _cfg(), events.append, _after_calls(1), library=lib, device=CPU)
+        quantize_model(source, out, _cfg(), events.append, _once_replaced(out, old["key"]), library=lib, device=CPU)
     why = "other calibration prompts, calibration guidance 5.0 -> 2.0"
     assert f"o.safetensors.parts was made with other settings ({why}): starting over" in [e.message for e in events]
     assert not json.loads((parts_dir(out) / "manifest.json").read_text())["done"]
+
+
+def test_a_run_refused_for_a_damaged_text_encoder_leaves_no_parts_behind(tmp_path):
+    """The text encoders are loaded after the parts folder and its manifest were written: a run refused for a
+    damaged one left OUT.parts/ holding only manifest.json beside the user's output (and had already deleted a
+    previous run's parts made with other settings). It now leaves nothing, and a previous run's parts as they were."""
+    source = tmp_path / "model"
+    shutil.copytree(DEMO, source)
+    encoder = source / "text_encoder" / "model.safetensors"
+    encoder.write_bytes(encoder.read_bytes()[:100])
+    lib = ModelLibrary(tmp_path / "lib")
+    out = tmp_path / "new" / "o.safetensors"
+    with pytest.raises(ModelLoadError, match="text_encoder.model.safetensors: header claims"):
+        quantize_model(source, out, _cfg(), library=lib, device=CPU)
+    assert not out.parent.exists()  # neither a parts folder nor the output's folder made for it
+
+    out = tmp_path / "o.safetensors"
+    previous = {"manifest.json": json.dumps({"key": "other settings", "done": {"transformer_blocks.0": {}}}),
+                "samples.safetensors": "a previous run's samples", "block-0000.safetensors": "its first block"}
+    parts_dir(out).mkdir()
+    for name, text in previous.items():
+        (parts_dir(out) / name).write_text(text)
+    with pytest.raises(ModelLoadError, match="text_encoder.model.safetensors: header claims"):
+        quantize_model(source, out, _cfg(), library=lib, device=CPU)
+    assert {p.name: p.read_text() for p in parts_dir(out).iterdir()} == previous
 
 
 @pytest.mark.parametrize("kind", ["file", "folder"])
@@ -268,8 +298,8 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_works(tmp_pa
         holder.wait()
     with pytest.raises(Cancelled):  # the lock went with its process: this run starts (and is stopped early)
         quantize_model(DEMO, out, _cfg(), should_cancel=_after_calls(0), library=ModelLibrary(tmp_path), device=CPU)
-    assert (parts_dir(out) / "manifest.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.safetensors.parts"]  # no lock file left behind
+    # Stopped before its samples existed, it leaves no parts folder (nothing to resume), and no lock file.
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- single-file checkpoints (BFL's flux1-dev.safetensors layout, ComfyUI's all-in-one files) --------------------
@@ -388,6 +418,17 @@ def test_a_damaged_single_file_given_with_a_base_is_named_for_what_is_wrong(tmp_
         err = capsys.readouterr().err
         assert err.startswith(f"error: {said}") and "no img_in" not in err
     assert not out.exists() and not parts_dir(out).exists()
+
+
+def _once_replaced(out: Path, old_key: str) -> Callable[[], bool]:
+    """A cancel callback that stops a run once it has put its own parts folder in place of one made with other
+    settings: that happens only after it recorded its samples."""
+    manifest = parts_dir(out) / "manifest.json"
+
+    def cancel() -> bool:
+        return json.loads(manifest.read_text())["key"] != old_key
+
+    return cancel
 
 
 def _after_calls(n: int):

@@ -168,29 +168,24 @@ def _quantize_model(
     parts = parts_dir(out_path)
     _check_parts_folder(parts)  # before deleting anything in it: it may be a file or a folder of the user's
     manifest = _read_manifest(parts)
+    stale = parts.exists() and (not config.resume or manifest.get("key") != key)
     if parts.exists():
         remove_stale_temps(out_path)  # a kill during the final write left one, as big as the model
-        if config.resume and manifest.get("key") != key and manifest:
+    if stale:
+        if config.resume and manifest:
             emit("stage", f"{parts.name} was made with other settings ({_what_differs(manifest, settings)}): "
                           "starting over")  # fmt: skip
-        if not config.resume or manifest.get("key") != key:
-            _remove_parts(parts)  # other settings, other source, or a fresh start was asked for
-            manifest = {}
-    with output_errors(parts):
-        parts.mkdir(parents=True, exist_ok=True)
-    if not manifest:
-        manifest = {"key": key, "engine": ENGINE_VERSION, "tool": __version__, "settings": settings, "done": {},
-                    "layers": {}}  # fmt: skip
-    _write_manifest(parts, manifest)
+        manifest = {}  # other settings, other source, or a fresh start was asked for: the folder goes below
 
     head = load_head(src, device, dtype)
     blocks = [("transformer_blocks", i) for i in range(src.n_double)]
     blocks += [("single_transformer_blocks", i) for i in range(src.n_single)]
     samples = _verified_samples(parts, manifest)
+    recorded = samples is None
     if samples is not None:
         prompts_n = int(manifest["samples"]["prompts"])
     else:
-        if manifest["done"]:
+        if manifest.get("done"):
             emit("stage", f"{SAMPLES} is missing or damaged: recording the calibration samples again")
         prompts_n = len(prompts)
         if samples_override is not None:
@@ -199,12 +194,23 @@ def _quantize_model(
             assert base_entry is not None
             samples = _record_samples(src, head, blocks, base_entry, prompts, defaults, steps, config, device,
                                       dtype, should_cancel, emit)  # fmt: skip
+    # The parts folder is made (and a stale one replaced) only now that the samples exist: a run refused before
+    # (a damaged text encoder or transformer file) or cancelled while recording leaves no folder behind, and
+    # leaves a previous run's parts as they were.
+    if stale:
+        _remove_parts(parts)
+    with output_errors(parts):
+        parts.mkdir(parents=True, exist_ok=True)
+    if not manifest:
+        manifest = {"key": key, "engine": ENGINE_VERSION, "tool": __version__, "settings": settings, "done": {},
+                    "layers": {}}  # fmt: skip
+    if recorded:
         digest = _save_samples(parts / SAMPLES, samples)
         if manifest.get("samples", {}).get("sha256") != digest:
             manifest["done"], manifest["layers"] = {}, {}  # blocks made from other samples are not this model's
         # The count goes in with the digest, in one manifest write: a kill in between cannot lose it.
         manifest["samples"] = {"sha256": digest, "prompts": prompts_n}
-        _write_manifest(parts, manifest)
+    _write_manifest(parts, manifest)
     for name, problem in _damaged_shards(parts, manifest["done"]).items():
         emit("stage", f"{problem}: redoing {name}")
         del manifest["done"][name]
