@@ -27,23 +27,50 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     The path lies in a private folder beside ``target`` (``.<name>.<random>.tmp/new<suffix>``), so that a writer's own
     scratch files land there too: safetensors' ``save_file`` writes ``.tmp<random>`` beside the path it is
     given, then renames it, and a kill in between would otherwise leave a model-sized file in the user's folder.
-    A crash or exception leaves ``target`` untouched (old content or absent) and removes the private folder.
-    OS-level failures (and safetensors' wrapped ones) are raised as ``OutputError`` naming ``target``."""
+    A crash or exception leaves ``target`` untouched (old content or absent) and removes the private folder, and
+    the folders this call created for ``target`` while they are empty (a failed first write into a new folder
+    tree leaves none behind). OS-level failures (and safetensors' wrapped ones) are raised as ``OutputError``
+    naming ``target``."""
     target = Path(target)
     check_output_path(target)
-    with output_errors(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_TEMP_SUFFIX, dir=target.parent))
-        tmp_path = scratch / f"new{target.suffix}"  # short for Windows' 260-character paths; PIL reads the suffix
+    created = missing_folders(target.parent)
+    try:
+        with output_errors(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_TEMP_SUFFIX, dir=target.parent))
+            tmp_path = scratch / f"new{target.suffix}"  # short for Windows' 260 characters; PIL reads the suffix
+            try:
+                yield tmp_path
+                os.chmod(tmp_path, _mode_for(target))  # as a replaced file had, or as a new one under the umask
+                with open(tmp_path, "rb+") as f:
+                    os.fsync(f.fileno())
+                replace_file(tmp_path, target)
+                _fsync_dir(target.parent)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its ancestors that do not exist yet, deepest first: what a ``mkdir(parents=True)``
+    of it is about to create, for ``remove_empty_folders`` to take back."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Removes ``folders`` (deepest first) while they are empty, and stops at the first that is not: one that
+    holds a file (written since, or put there by another process) stays, and so do its ancestors."""
+    for folder in folders:
         try:
-            yield tmp_path
-            os.chmod(tmp_path, _mode_for(target))  # as a replaced file had, or as a new one under the umask
-            with open(tmp_path, "rb+") as f:
-                os.fsync(f.fileno())
-            replace_file(tmp_path, target)
-            _fsync_dir(target.parent)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            folder.rmdir()
+        except OSError:
+            return
 
 
 _TEMP_SUFFIX = ".tmp"

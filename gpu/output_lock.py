@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from gpu.atomic import output_errors
+from gpu.atomic import missing_folders, output_errors, remove_empty_folders
 from gpu.errors import OutputError
 
 _NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}  # flock on a file system without it
@@ -34,13 +34,13 @@ def output_lock(target: Path | str, what: str = "run") -> Iterator[None]:
     process holds it. ``what`` names the holder in that message ("another quantize run")."""
     target = Path(target)
     path = lock_path(target)
-    created = _missing_folders(target.parent)
+    created = missing_folders(target.parent)
     try:
         with output_errors(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             fd = _acquire(path, target, what)
     except BaseException:
-        _remove_empty(created)
+        remove_empty_folders(created)
         raise
     try:
         yield
@@ -48,26 +48,7 @@ def output_lock(target: Path | str, what: str = "run") -> Iterator[None]:
         with contextlib.suppress(OSError):  # Windows cannot remove an open file; the next holder reuses it
             path.unlink()
         os.close(fd)  # releases the lock
-        _remove_empty(created)
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and those of its ancestors that do not exist yet, deepest first."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Removes ``folders`` (deepest first) while they are empty: one holding the output, a parts folder to resume
-    from, or anything another process put there since stays."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
+        remove_empty_folders(created)  # one holding the output, or parts to resume from, stays
 
 
 def _acquire(path: Path, target: Path, what: str) -> int:
