@@ -101,6 +101,7 @@ class AppController(QObject):
         self._jobs: dict[int, Job] = {}
         self._kept: dict[int, list[ImageRecord]] = {}  # per job: its images in the gallery so far
         self._unlisted: set[int] = set()  # jobs with an image the gallery could not take (said once per job)
+        self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
         self._engine = EngineThread(data)
         worker = self._engine.worker
         worker.preview_every = settings.preview_every
@@ -220,6 +221,8 @@ class AppController(QObject):
         self._add_model.emit(str(path))
 
     def remove_model(self, name: str) -> None:
+        entry = self._entry(name)
+        self._removing = (name, getattr(entry, "path", None))  # said once the library confirms it
         self._remove_model.emit(name)
 
     def add_loras(self, paths: list[str | Path]) -> None:
@@ -352,7 +355,9 @@ class AppController(QObject):
         hint = "Pick another folder, or a name ending in .png."
         if not problem:
             try:
-                return atomic_write_with(target, lambda tmp: shutil.copyfile(source, tmp))
+                written = atomic_write_with(target, lambda tmp: shutil.copyfile(source, tmp))
+                self.status_message.emit(f"The image {source.name} was saved as {written}.")  # else: no sign
+                return written
             except UserError as exc:  # the write failed (atomic_write_with names the target); nothing was replaced
                 problem, hint = str(exc).removeprefix(f"cannot write {target}: "), exc.hint or hint
         self.error.emit(EngineError("user", f"The image {source.name} could not be saved as {target}: {problem}.",
@@ -437,10 +442,18 @@ class AppController(QObject):
         self.entries = entries
         self.library_changed.emit(entries)
         entry = self._entry(self.prompt.model)
+        switched = ""
         if entry is None or getattr(entry, "facts", None) is None:  # the selected model was just removed
             fallback = self._fallback_model()
-            if fallback is not None:
-                self.select_model(fallback)
+            if fallback is not None and self.select_model(fallback):
+                switched = f"; '{fallback}' is selected"
+        removing, self._removing = self._removing, None
+        if removing is not None and self._entry(removing[0]) is None:
+            # Said: with only the list changing, the selection (and with it the prompt panel's steps and size)
+            # switched to another model unnoticed, and "Remove" may be read as deleting the file.
+            name, path = removing
+            kept = f" ({path} itself is not deleted)" if path and Path(path).exists() else ""
+            self.status_message.emit(f"The model '{name}' was removed from the library{kept}{switched}.")
 
     def _on_model_added(self, name: str) -> None:
         """A model just added is what the user wants to use next: selected (its defaults applied), and said."""

@@ -11,9 +11,18 @@ import logging
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence
-from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
+from PySide6.QtCore import QByteArray, QEvent, QObject, QSize, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence, QResizeEvent
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QWidget,
+)
 
 from app.app_log import current_log_file, install_exception_hooks, log_startup_facts, start_file_log, stop_file_log
 from app.controller import AppController
@@ -32,6 +41,42 @@ from app.widgets.quantize_panel import QuantizePanel
 from gpu.errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+class _DockScroll(QScrollArea):
+    """A dock's panel, scrolled when the dock is smaller than the panel's minimum, filling the dock otherwise.
+
+    Not QScrollArea's widgetResizable: a panel with a word-wrapped label asks for its preferred height there
+    (heightForWidth), so the prompt panel scrolled, Generate out of view, in a window it fitted at its minimum.
+    And its size hint is the panel's, not QScrollArea's (capped at 24 lines), so docks start at their usual size.
+    """
+
+    def __init__(self, panel: QWidget) -> None:
+        super().__init__()
+        self.setWidget(panel)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        panel.installEventFilter(self)  # its minimum changes with its content (a LoRA row added, longer text)
+
+    def sizeHint(self) -> QSize:
+        return self.widget().sizeHint()
+
+    def minimumSizeHint(self) -> QSize:
+        # What the dock cannot show is scrolled to, instead of making the window larger than the screen; a few
+        # lines stay, so a dock is never squeezed to its title bar.
+        return self.widget().minimumSizeHint().boundedTo(QSize(160, 80))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self._fit()
+        return super().eventFilter(watched, event)
+
+    def _fit(self) -> None:
+        panel = self.widget()
+        panel.resize(self.viewport().size().expandedTo(panel.minimumSizeHint()))
 
 
 class MainWindow(QMainWindow):
@@ -84,7 +129,12 @@ class MainWindow(QMainWindow):
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)  # saveState() needs stable object names
-        dock.setWidget(widget)
+        # Scrolled, not squeezed: the docks' contents together would otherwise set a minimum window size larger
+        # than a 1366x768 laptop screen (the window could not be made smaller, its bottom off the screen), and
+        # a dock squeezed to its minimum clipped its text. A dock smaller than its panel scrolls instead.
+        scroll = _DockScroll(widget)
+        scroll.setObjectName(f"{name}Scroll")
+        dock.setWidget(scroll)
         self.addDockWidget(area, dock)
         return dock
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QLineEdit,
     QListView,
@@ -94,10 +95,13 @@ class GalleryPanel(QWidget):
         QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_image)
         QShortcut(QKeySequence.StandardKey.Save, self, self.save_as)
 
-        buttons = QHBoxLayout()
-        for button in (self.reuse_button, self.copy_button, self.save_button, self.favorite_button,
-                       self.folder_button, self.delete_button, self.undo_button, self.empty_trash_button):
-            buttons.addWidget(button)
+        # Two rows: eight buttons in one made the gallery at least 770 px wide, and with the docks beside it the
+        # window could not be narrower than 1386 px (wider than a 1366x768 laptop screen).
+        buttons = QGridLayout()
+        for i, button in enumerate((self.reuse_button, self.copy_button, self.save_button, self.favorite_button,
+                                    self.folder_button, self.delete_button, self.undo_button,
+                                    self.empty_trash_button)):
+            buttons.addWidget(button, i // 4, i % 4)
         side = QWidget()
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)

@@ -31,6 +31,7 @@ from app.generation_state import (
     BATCH_MIN,
     GUIDANCE_MAX,
     GUIDANCE_MIN,
+    RANDOM_SEED_MAX,
     SEED_MAX,
     SEED_MIN,
     SIDE_MAX,
@@ -63,11 +64,17 @@ class PromptPanel(QWidget):
         self.negative_edit.setMaximumHeight(60)
         for edit in (self.prompt_edit, self.negative_edit):
             edit.setAcceptDrops(False)  # a dropped PNG should restore settings, not paste its path
+            # Tab moves on, as in every other field: a tab character means nothing to the text encoders, and
+            # typing it trapped keyboard users in the prompt box.
+            edit.setTabChangesFocus(True)
         bind(state, "prompt", self.prompt_edit)
         bind(state, "negative_prompt", self.negative_edit)
 
         self.seed_edit = IntegerEdit(SEED_MIN, SEED_MAX)  # the engine's full 64-bit range, beyond a QSpinBox
         self.seed_edit.setToolTip(f"{SEED_MIN} to {SEED_MAX}")
+        # Room for a whole random seed (+16: frame and text margins): a narrow dock cut its first digits off,
+        # showing another number.
+        self.seed_edit.setMinimumWidth(self.seed_edit.fontMetrics().horizontalAdvance(str(RANDOM_SEED_MAX)) + 16)
         bind(state, "seed", self.seed_edit)
         self.seed_lock = QCheckBox("Lock")
         self.seed_lock.setToolTip("Locked: every job uses this seed. Unlocked: a new random seed per job.")

@@ -108,6 +108,9 @@ class SourcePage(QWizardPage):
         for entry in controller.entries:
             if getattr(entry, "kind", "") == "diffusers":
                 self.source.addItem(entry.name, entry.name)
+        # "Quantize this model": the model selected in the Models panel, when it is one that can be quantized
+        # (was always the library's first, so a user who picked their own model quantized the demo instead).
+        self.source.setCurrentIndex(max(0, self.source.findData(controller.prompt.model)))  # state.choose below
         self.source.currentIndexChanged.connect(lambda _: state.choose(self.source.currentData() or ""))
         browse = QPushButton("Other folder…")
         browse.clicked.connect(self._browse)

@@ -36,6 +36,10 @@ def test_removing_the_selected_model_falls_back_and_generation_works(qtbot, wind
     with qtbot.waitSignal(controller.library_changed, timeout=60000):
         window.model_panel._remove()
     assert controller.prompt.model == "demo"
+    # Said, with the model now in use: the list alone changed, and "Remove" could be read as deleting the file.
+    assert said[1:] == [f"The model 'mine' was removed from the library ({mine} itself is not deleted); "
+                        "'demo' is selected."]
+    assert mine.is_file()
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
     controller.prompt.steps, controller.prompt.width, controller.prompt.height = TEST_STEPS, TEST_SIZE, TEST_SIZE
     controller.prompt.prompt = "a red circle"
