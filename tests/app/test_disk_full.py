@@ -31,7 +31,9 @@ def test_database_full_after_the_png_is_written(qtbot, data_root, window):
     assert "disk is full" in error.message and str(controller.store.path) in error.message
     qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
     assert "disk is full" in window.error_dialog.text()
-    assert not controller.job.busy and not window.prompt_panel.cancel_button.isEnabled()
+    # Said as the image is saved, while its job still ends (a batch's next images would still be made).
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
+    assert not window.prompt_panel.cancel_button.isEnabled()
     assert "not added to the gallery" in controller.job.status
     assert controller.gallery.rowCount() == 0
     pngs = list((data_root / "images").rglob("*.png"))
