@@ -11,3 +11,21 @@ def counted(n: int, noun: str) -> str:
 def were(n: int) -> str:
     """"was" for one, "were" for any other count: "1 image was moved", "3 images were moved"."""
     return "was" if n == 1 else "were"
+
+
+def sentence(text: str, capital: bool = True) -> str:
+    """``text`` as a sentence with one full stop (engine messages are CLI one-liners, lowercase and without
+    one); its first word capitalised when it is a plain word, never a file name (``my-finetune.safetensors: …``),
+    which must stay as it is on disk."""
+    text = text.strip()
+    if not text:
+        return text
+    first = text.split(" ", 1)[0]
+    if capital and first.isalpha() and first.islower():
+        text = text[:1].upper() + text[1:]
+    return text + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+def sentences(text: str) -> str:
+    """Each paragraph of ``text`` (a dialog's message may join several, one per file) as a ``sentence``."""
+    return "\n\n".join(sentence(part) for part in text.split("\n\n"))

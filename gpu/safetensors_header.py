@@ -11,6 +11,7 @@ from typing import Any
 from gpu.errors import CheckpointError
 
 _MAX_HEADER = 256 << 20
+AGAIN = "copy or download the file again"  # what fixes a damaged or incomplete copy (every header problem here)
 
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")  # what torch.save files are usually named
@@ -38,26 +39,29 @@ def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
             if is_pickle(head):
                 raise CheckpointError(f"{name}: {PICKLE_PROBLEM}", hint="use the .safetensors version of the file")
             if len(head) < 8:
-                raise CheckpointError(f"{name}: not a safetensors file (only {size} bytes)")
+                raise CheckpointError(f"{name}: not a safetensors file (only {size} bytes)", hint=AGAIN)
             (n,) = struct.unpack("<Q", head)
             if n > _MAX_HEADER or 8 + n > size:
+                # What comes first is what the user can act on; the header's length, often an absurd number
+                # read from bytes that are no header at all, only backs it up.
                 raise CheckpointError(
-                    f"{name}: header claims {n} bytes but the file has {size}: truncated or not a safetensors file"
-                )
+                    f"{name}: not a safetensors file, or a damaged/incomplete copy (its header claims {n} bytes, "
+                    f"the file has {size})", hint=AGAIN)
             raw = f.read(n)
     except OSError as err:
-        raise CheckpointError(f"{name}: cannot read the file ({err.strerror or err})") from None
+        raise CheckpointError(f"{name}: cannot read the file ({err.strerror or err})",
+                              hint="check that the file exists and that you may read it") from None
     try:
         header = json.loads(raw)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise CheckpointError(f"{name}: the header is not valid JSON: the file is corrupt") from None
+        raise CheckpointError(f"{name}: the header is not valid JSON: the file is corrupt", hint=AGAIN) from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{name}: the header is not a JSON object: the file is corrupt")
+        raise CheckpointError(f"{name}: the header is not a JSON object: the file is corrupt", hint=AGAIN)
     data_len = _check_entries(name, header)
     if 8 + n + data_len > size:
         raise CheckpointError(
             f"{name}: truncated: the header describes {8 + n + data_len} bytes, the file has {size}",
-            hint="copy or download the file again",
+            hint=AGAIN,
         )
     return n, header
 
@@ -67,7 +71,8 @@ def _check_entries(name: str, header: dict[str, Any]) -> int:
     readers index blindly); returns the data section's length."""
     meta = header.get("__metadata__", {})
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise CheckpointError(f"{name}: the header's __metadata__ is not a table of texts: the file is corrupt")
+        raise CheckpointError(f"{name}: the header's __metadata__ is not a table of texts: the file is corrupt",
+                              hint=AGAIN)
     data_len = 0
     for key, e in header.items():
         if key == "__metadata__":
@@ -79,6 +84,7 @@ def _check_entries(name: str, header: dict[str, Any]) -> int:
             and all(isinstance(o, int) for o in e["data_offsets"]) and 0 <= e["data_offsets"][0] <= e["data_offsets"][1]
         )  # fmt: skip
         if not ok:
-            raise CheckpointError(f"{name}: the header's entry for tensor {key!r} is malformed: the file is corrupt")
+            raise CheckpointError(f"{name}: the header's entry for tensor {key!r} is malformed: the file is corrupt",
+                                  hint=AGAIN)
         data_len = max(data_len, e["data_offsets"][1])
     return data_len

@@ -229,9 +229,10 @@ def test_a_run_refused_for_a_damaged_text_encoder_leaves_no_parts_behind(tmp_pat
     shutil.copytree(DEMO, source)
     encoder = source / "text_encoder" / "model.safetensors"
     encoder.write_bytes(encoder.read_bytes()[:100])
+    damaged = "text_encoder.model.safetensors: not a safetensors file, or a damaged.incomplete copy"
     lib = ModelLibrary(tmp_path / "lib")
     out = tmp_path / "new" / "o.safetensors"
-    with pytest.raises(ModelLoadError, match="text_encoder.model.safetensors: header claims"):
+    with pytest.raises(ModelLoadError, match=damaged):
         quantize_model(source, out, _cfg(), library=lib, device=CPU)
     assert not out.parent.exists()  # neither a parts folder nor the output's folder made for it
 
@@ -241,7 +242,7 @@ def test_a_run_refused_for_a_damaged_text_encoder_leaves_no_parts_behind(tmp_pat
     parts_dir(out).mkdir()
     for name, text in previous.items():
         (parts_dir(out) / name).write_text(text)
-    with pytest.raises(ModelLoadError, match="text_encoder.model.safetensors: header claims"):
+    with pytest.raises(ModelLoadError, match=damaged):
         quantize_model(source, out, _cfg(), library=lib, device=CPU)
     assert {p.name: p.read_text() for p in parts_dir(out).iterdir()} == previous
 

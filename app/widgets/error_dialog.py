@@ -7,10 +7,14 @@ from pathlib import Path
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from app.engine_errors import EngineError
+from app.wording import sentences
 
 _TITLES = {"user": "Can't do that", "oom": "Out of memory", "internal": "Something went wrong",
            "notice": "Please note"}
 _ICONS = {"internal": QMessageBox.Icon.Critical, "notice": QMessageBox.Icon.Information}
+# For an error raised without a hint of its own (many engine errors are one-liners for the command line): a
+# dialog that only says what went wrong leaves the user with nothing to do. Notices need none: nothing failed.
+FALLBACK_HINT = "Check the file, folder or setting the message names, then try again."
 
 
 def _box(parent: QWidget | None, error: EngineError, title: str | None = None,
@@ -19,11 +23,16 @@ def _box(parent: QWidget | None, error: EngineError, title: str | None = None,
     box.setObjectName("errorDialog")
     box.setIcon(_ICONS.get(error.kind, QMessageBox.Icon.Warning))
     box.setWindowTitle(title or _TITLES.get(error.kind, "Problem"))
-    box.setText(error.message)
-    if error.hint:
-        box.setInformativeText(error.hint)
+    # Engine messages and hints are command-line one-liners ("x.safetensors: truncated: …", "copy or download
+    # the file again"): in a dialog they read as sentences. Done here, where every dialog is made, not in each
+    # place an error is raised.
+    message = sentences(error.message)
+    box.setText(message)
+    hint = error.hint or ("" if error.kind == "notice" else FALLBACK_HINT)
+    if hint:
+        box.setInformativeText(sentences(hint))
     if log_file is not None and error.kind != "notice":  # what to send with a problem report, and where it is
-        box.setDetailedText(f"{error.message}\n\nThe log file {log_file} has the details (tracebacks included); "
+        box.setDetailedText(f"{message}\n\nThe log file {log_file} has the details (tracebacks included); "
                             "send it with a problem report.")
     box.setStandardButtons(QMessageBox.StandardButton.Ok)
     return box

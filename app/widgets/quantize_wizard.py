@@ -37,6 +37,7 @@ from app.engine_errors import EngineError, classify
 from app.quantize_source import QuantizeSource, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread
 from app.widgets.error_dialog import show_error
+from app.wording import sentence
 from gpu.errors import UserError
 from gpu.paths import first_free_path
 
@@ -74,16 +75,6 @@ def _problem_label() -> QLabel:
 def _warning_label() -> QLabel:
     """Amber, not red: something the user may want to change, which does not stop them going on."""
     return _message_label("#b9770e")
-
-
-def _sentence(text: str, capital: bool = True) -> str:
-    """``text`` as a sentence with one full stop (engine messages are CLI one-liners); its first word
-    capitalised when it is a plain word, never a file name (``my-finetune.safetensors: …``)."""
-    text = text.strip()
-    first = text.split(" ", 1)[0]
-    if capital and first.isalpha() and first.islower():
-        text = text[:1].upper() + text[1:]
-    return text + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def _select(combo: QComboBox, value: str) -> None:
@@ -325,8 +316,8 @@ class RunPage(QWizardPage):
         self.completeChanged.emit()
 
     def failed(self, error: EngineError) -> None:
-        hint = f" {_sentence(error.hint)}" if error.hint else ""
-        self.error.setText(f"The run failed: {_sentence(error.message, capital=False)}{hint} "
+        hint = f" {sentence(error.hint)}" if error.hint else ""
+        self.error.setText(f"The run failed: {sentence(error.message, capital=False)}{hint} "
                            "Go back to change the settings.")  # fmt: skip
         self.error.show()
 

@@ -453,7 +453,7 @@ def test_a_failed_run_shows_the_engines_words_on_the_run_page(qtbot, window, tmp
         wizard.next()
     assert "the transformer lacks 1 tensors (single_transformer_blocks.3.proj_out.weight)" in error.text()
     qtbot.waitUntil(lambda: len(seen) == 2)
-    assert "the file is incomplete or another model" in seen[1]
+    assert "The file is incomplete or another model." in seen[1]  # the dialog shows hints as sentences
     wizard.close()
 
 

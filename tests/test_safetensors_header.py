@@ -1,0 +1,43 @@
+"""The header checks every reader of a .safetensors file goes through: each problem is named in words the user
+can act on, with a hint (the app's dialog shows the hint as what to try)."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from gpu.errors import CheckpointError
+from gpu.safetensors_header import read_safetensors_header
+
+
+def _header(entries: dict) -> bytes:
+    raw = json.dumps(entries).encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+@pytest.mark.parametrize("case,words", [
+    # Bytes that are no header read as an absurd length: was "header claims 7306915995885594368 bytes but the
+    # file has 800: truncated or not a safetensors file", numbers first and no hint.
+    ("garbage", "broken.safetensors: not a safetensors file, or a damaged/incomplete copy (its header claims"),
+    ("empty", "broken.safetensors: not a safetensors file (only 0 bytes)"),
+    ("bad_json", "broken.safetensors: the header is not valid JSON"),
+    ("not_object", "broken.safetensors: the header is not a JSON object"),
+    ("bad_entry", "broken.safetensors: the header's entry for tensor 'w' is malformed"),
+    ("truncated", "broken.safetensors: truncated: the header describes"),
+])  # fmt: skip
+def test_every_header_problem_is_named_with_a_hint(tmp_path, case, words):
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes({
+        "garbage": b"\x00garbage" * 100,
+        "empty": b"",
+        "bad_json": struct.pack("<Q", 10) + b"{not json}",
+        "not_object": struct.pack("<Q", 2) + b"[]",
+        "bad_entry": _header({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}),
+        "truncated": _header({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}) + b"\0" * 4,
+    }[case])  # fmt: skip
+    with pytest.raises(CheckpointError) as raised:
+        read_safetensors_header(path)
+    assert str(raised.value).startswith(words), str(raised.value)
+    assert raised.value.hint == "copy or download the file again"
