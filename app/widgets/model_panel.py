@@ -48,9 +48,35 @@ def info_text(info: Any) -> str:
         ("Precision", getattr(info, "precision", "?")),
         ("Size on disk", human_bytes(getattr(info, "size_bytes", None))),
         ("Estimated VRAM", human_bytes(getattr(info, "est_vram_bytes", None))),
-        ("Runs on", getattr(info, "execution_path", "?")),
     ]
     return "\n".join(f"{k}: {v}" for k, v in rows)
+
+
+def _top_level(text: str, start: int = 0) -> list[int]:
+    """Positions in ``text`` from ``start`` that are outside any parentheses."""
+    depth, outside = 0, []
+    for i, char in enumerate(text):
+        depth += char == "("
+        if i >= start and depth == 0:
+            outside.append(i)
+        depth -= char == ")" and depth > 0
+    return outside
+
+
+def short_path(path: str) -> str:
+    """The execution path without its reasons and notes: "PyTorch reference on CPU" of "PyTorch reference on
+    CPU (fused W4A8 FP8 kernels for Hopper (pycuda): device is CPU, …; fused INT4 W4A4 kernels (pycuda): …)".
+
+    The engine's text is "<path> on <device>", then why (in parentheses) or notes (after "; "). Kept: the
+    backend's own name and the GPU's "(sm_NN)", which are the path; cut: the first other parenthesis after the
+    device, and everything from the first "; " outside parentheses."""
+    cut = next((i for i in _top_level(path) if path.startswith("; ", i)), len(path))
+    head = path[:cut]
+    on = max((i for i in _top_level(head) if head.startswith(" on ", i)), default=0)
+    for i in _top_level(head, on):
+        if head.startswith(" (", i) and not head.startswith(" (sm_", i):
+            return head[:i]
+    return head
 
 
 class ModelPanel(QWidget):
@@ -63,6 +89,12 @@ class ModelPanel(QWidget):
         self.details = QLabel("Starting the engine…")
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # The path alone; the engine's reasons (why no fused kernel runs it, a LoRA's notes) are its tooltip.
+        # In the details they ran to five lines, and in a dock of usual height the label was cut off mid-line.
+        self.runs_on = QLabel()
+        self.runs_on.setObjectName("runsOn")
+        self.runs_on.setWordWrap(True)
+        self.runs_on.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.gpu = QLabel("GPU: detecting…")
         self.gpu.setWordWrap(True)
         self.memory = QLabel()  # the memory plan for the selected model on this machine
@@ -86,12 +118,26 @@ class ModelPanel(QWidget):
         layout.addWidget(self.list, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.details)
+        layout.addWidget(self.runs_on)
         layout.addWidget(self.gpu)
         layout.addWidget(self.memory)
         controller.library_changed.connect(self.set_entries)
-        controller.model_info_changed.connect(lambda info: self.details.setText(info_text(info)))
+        controller.model_info_changed.connect(self.show_info)
         controller.engine_ready.connect(self._ready)
         controller.prompt.model_changed.connect(self._mark_current)
+
+    def show_info(self, info: Any) -> None:
+        self.details.setText(info_text(info))
+        path = str(getattr(info, "execution_path", "?"))
+        short = short_path(path)
+        self.runs_on.setText(f"Runs on: {short}")
+        self.runs_on.setToolTip(path if short != path else "")
+        self.runs_on.show()
+
+    def _details(self, text: str) -> None:
+        """A passing state instead of a model's facts ("Reading model…", a model refused)."""
+        self.details.setText(text)
+        self.runs_on.hide()
 
     def _ready(self, status: EngineStatus) -> None:
         self.gpu.setText(gpu_text(status.gpu))
@@ -118,10 +164,10 @@ class ModelPanel(QWidget):
     def _picked(self, item: QListWidgetItem) -> None:
         name = item.data(Qt.ItemDataRole.UserRole)
         if self.controller.select_model(name):
-            self.details.setText("Reading model…")
+            self._details("Reading model…")
             return
         # Refused (its file is gone; the controller says why). It stays highlighted so Remove can take it off.
-        self.details.setText(f"{name}: missing. New images use {self.controller.prompt.model}.")
+        self._details(f"{name}: missing. New images use {self.controller.prompt.model}.")
         self.remove_button.setEnabled(True)
 
     def _add_folder(self) -> None:

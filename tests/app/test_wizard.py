@@ -56,7 +56,7 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == wizard.added_name, timeout=60000)
     assert controller.prompt.model == wizard.added_name
     assert controller.model_info.kind == "svdq"
-    assert "Runs on" in window.model_panel.details.text()
+    assert window.model_panel.runs_on.text().startswith("Runs on: ")
     controller.prompt.prompt = "a blue circle"
     with qtbot.waitSignal(controller.job_finished, timeout=120000) as blocker:
         controller.generate()

@@ -1,0 +1,47 @@
+"""The Models panel's details on the real window: nothing cut off at the usual window sizes."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QLabel
+
+from app.widgets.model_panel import short_path
+
+
+def test_the_short_path_keeps_the_backend_and_gpu_and_drops_the_reasons():
+    assert short_path("PyTorch reference on CPU (fused W4A8 FP8 kernels for Hopper (pycuda): device is CPU, not a "
+                      "CUDA GPU; fused INT4 W4A4 kernels (pycuda): needs sm_80)") == "PyTorch reference on CPU"
+    assert short_path("fused INT4 W4A4 kernels (pycuda) on NVIDIA H100 (sm_90); 3 of 10 W4A4 layers with a wide "
+                      "LoRA; fused FLUX blocks (1 of 2 Q/K/V groups unmerged: rank)") == \
+        "fused INT4 W4A4 kernels (pycuda) on NVIDIA H100 (sm_90)"
+    assert short_path("PyTorch reference on NVIDIA GTX 1080 (sm_61) (no kernel for sm_61)") == \
+        "PyTorch reference on NVIDIA GTX 1080 (sm_61)"
+    assert short_path("PyTorch bfloat16 on CPU") == "PyTorch bfloat16 on CPU"
+
+
+def _cut_off(panel) -> list[str]:
+    """The labels of ``panel`` whose text needs more room than they have (a wrapped one: more lines)."""
+    cut = []
+    for label in panel.findChildren(QLabel):
+        if not label.isVisible() or not label.text():
+            continue
+        needed = label.heightForWidth(label.width()) if label.wordWrap() else label.sizeHint().height()
+        if label.height() < needed or (not label.wordWrap() and label.width() < label.sizeHint().width()):
+            cut.append(label.text())
+    return cut
+
+
+@pytest.mark.parametrize("size", [(1400, 860), (1280, 800)])
+def test_runs_on_shows_the_path_whole_and_its_reasons_as_tooltip(qtbot, window, size):
+    """demo-int4's "Runs on:" line listed the path and every fused backend's refusal: five lines in a dock
+    of usual height, cut off mid-line."""
+    window.resize(*size)
+    controller = window.controller
+    assert controller.select_model("demo-int4")
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo-int4", timeout=60000)
+    qtbot.wait(50)  # the layout settles
+    panel = window.model_panel
+    path = controller.model_info.execution_path
+    assert panel.runs_on.text() == f"Runs on: {short_path(path)}" and panel.runs_on.isVisible()
+    assert short_path(path) != path and panel.runs_on.toolTip() == path  # the reasons are still there
+    assert not _cut_off(panel), _cut_off(panel)
