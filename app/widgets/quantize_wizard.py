@@ -246,6 +246,10 @@ class CalibrationPage(QWizardPage):
         super().__init__()
         self.setTitle("Calibration and memory")
         self.setSubTitle("Calibration runs the model on a few prompts to see its activations.")
+        # Next from here starts the long run (minutes to hours): the button says so. A page's own button text
+        # is QWizard's only while the page is shown; the other pages keep "Next >".
+        self.setButtonText(QWizard.WizardButton.NextButton, "Quantize")
+        self.setButtonText(QWizard.WizardButton.CommitButton, "Quantize")  # while a run works it is a commit page
         self.prompt_set = QComboBox()
         for label, value in PROMPT_SETS:
             self.prompt_set.addItem(label, value)

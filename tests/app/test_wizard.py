@@ -466,3 +466,19 @@ def test_output_names_for_sources_without_a_name(tmp_path):
     assert output_stem("/models/.hidden") == "hidden"  # never a hidden file
     assert output_stem("/x/flux1-dev fp16 (Civitai).safetensors") == "flux1-dev_fp16_Civitai"
     assert len(output_stem("/x/" + "a" * 300 + ".safetensors")) == 80
+
+
+def test_the_button_that_starts_the_run_says_quantize(qtbot, window):
+    """On the calibration page "Next >" started the long quantization without saying so."""
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    next_button = wizard.button(QWizard.WizardButton.NextButton)
+    plain = next_button.text()
+    assert plain != "Quantize"
+    wizard.next()  # -> method
+    assert next_button.text() == plain
+    wizard.next()  # -> calibration and memory: Next starts the run
+    assert wizard.currentPage() is wizard.calibration_page and next_button.text() == "Quantize"
+    wizard.back()
+    assert next_button.text() == plain
+    wizard.close()
