@@ -54,3 +54,10 @@ def bind(state: Any, name: str, widget: Any) -> None:
     else:
         raise TypeError(f"cannot bind {type(widget).__name__}")
     _signal(state, name).connect(to_widget)
+
+
+def bind_enabled(state: Any, name: str, widget: Any) -> None:
+    """One way, state -> widget: ``widget`` is enabled while the property ``name`` is true (an action with
+    nothing to act on is greyed rather than answering "nothing to do" once clicked)."""
+    widget.setEnabled(bool(getattr(state, name)))
+    _signal(state, name).connect(lambda v: widget.setEnabled(bool(v)))

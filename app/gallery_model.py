@@ -21,6 +21,7 @@ from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.data_dir import DataDir
 from app.image_files import absolute, move_to_trash, rename_in_trash, restore_from_trash
+from app.observable import Prop
 from app.store import ImageRecord, Store
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
 
@@ -79,6 +80,10 @@ def _placeholder(text: str) -> QImage:
 
 class GalleryModel(QAbstractListModel):
     trash_changed = Signal(int)  # how many deletions (delete actions, of one image or several) can be undone
+    # Whether Empty trash has anything to delete: images Undo can bring back, or files the trash folder holds
+    # without a row (a row lost in a repaired database, a file a partial Empty trash could not delete).
+    has_trash = Prop(False)
+    has_trash_changed = Signal(bool)
 
     def __init__(self, store: Store, data: DataDir, parent: Any = None) -> None:
         super().__init__(parent)
@@ -97,6 +102,7 @@ class GalleryModel(QAbstractListModel):
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
         self._loading = _placeholder("…")
         self._missing = _placeholder("missing")
+        self._trash_changed()
         self.reload()
 
     # ---- Qt model API -------------------------------------------------------------------------------------
@@ -236,7 +242,13 @@ class GalleryModel(QAbstractListModel):
             if not batch:
                 self._undo.pop()
             self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
-            self.trash_changed.emit(len(self._undo))
+            self._trash_changed()
+
+    def _trash_changed(self) -> None:
+        self.trash_changed.emit(len(self._undo))
+        # The folder is looked at only when Undo has nothing: any() stops at the first file it meets.
+        trash = self._data.trash
+        self.has_trash = bool(self._undo) or (trash.is_dir() and any(f.is_file() for f in trash.rglob("*")))
 
     @property
     def undo_count(self) -> int:
@@ -265,7 +277,7 @@ class GalleryModel(QAbstractListModel):
                 self._undo.pop()
             if restored:
                 self.reload()
-            self.trash_changed.emit(len(self._undo))
+            self._trash_changed()
         return True
 
     def _restore(self, record: ImageRecord) -> None:
@@ -307,6 +319,7 @@ class GalleryModel(QAbstractListModel):
             except OSError as exc:
                 if not (f.is_dir() and any(f.iterdir())):  # a folder still holding a file left is no news
                     failures.append((f, exc))
+        self._trash_changed()  # files left behind keep Empty trash enabled: the next one deletes them
         if failures:
             raise TrashPartlyEmptied(count, failures)
         return count

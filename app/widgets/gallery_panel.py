@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bindings import bind_enabled
 from app.controller import AppController
 from app.engine_errors import EngineError
 from app.image_files import read_image_text
@@ -90,6 +91,7 @@ class GalleryPanel(QWidget):
         self.reuse_button.clicked.connect(self.reuse_settings)
         model.trash_changed.connect(lambda n: self.undo_button.setEnabled(n > 0))
         self.undo_button.setEnabled(model.undo_count > 0)  # deletions of an earlier session too
+        bind_enabled(model, "has_trash", self.empty_trash_button)
         QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)
         QShortcut(QKeySequence.StandardKey.Undo, self, controller.undo_delete)
         QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_image)

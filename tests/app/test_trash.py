@@ -255,3 +255,29 @@ def test_an_undo_that_fails_part_way_says_what_came_back_and_the_next_undo_finis
     panel.undo_button.click()
     assert [p for _, p, _ in _shown(window)] == ["owl", "cat", "emu"]
     assert gallery.undo_count == 1 and sorted(data.trash.rglob("*.png")) == [data.trash / "d" / "0.png"]
+
+
+def test_empty_trash_is_enabled_only_while_the_trash_holds_something(qtbot, data_root, monkeypatch):
+    """"Empty trash…" was enabled with nothing in the trash, and then only said "The trash is empty."."""
+    from PySide6.QtWidgets import QMessageBox
+
+    data = resolve_data_dir(data_root)
+    _images(data, ["fox", "owl"])
+    window = open_window(qtbot, data_root)
+    panel = window.gallery_panel
+    assert not panel.empty_trash_button.isEnabled()
+    panel.select_row(0)
+    panel.delete_selected()
+    assert panel.empty_trash_button.isEnabled()
+    panel.undo_button.click()
+    assert not panel.empty_trash_button.isEnabled()  # back in the gallery: nothing left to delete for good
+    panel.select_row(0)
+    panel.delete_selected()
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
+    panel.empty_trash_button.click()
+    assert not panel.empty_trash_button.isEnabled() and not list(data.trash.rglob("*.png"))
+
+    (data.trash / "old").mkdir(parents=True, exist_ok=True)
+    (data.trash / "old" / "lost-row.png").write_bytes(b"x")  # a trashed file whose row a repair lost
+    window = _restart(qtbot, window, data_root)
+    assert window.gallery_panel.empty_trash_button.isEnabled() and window.controller.gallery.undo_count == 0
