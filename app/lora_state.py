@@ -201,6 +201,11 @@ class LoraState(QObject):
             self.add_folder(folder)
 
 
+# Two timings of the same steps differ by a few percent on their own (other programs, CPU clocks, caches): a
+# difference smaller than that is no cost of the LoRAs ("-1.2% time per step" read as LoRAs making it faster).
+COST_NOISE_PCT = 3.0
+
+
 def cost_sentence(settings: dict) -> str:
     """What the engine measured about the LoRAs of one finished image, in words ("" when it used none)."""
     loras = settings.get("lora_list") or []
@@ -210,4 +215,6 @@ def cost_sentence(settings: dict) -> str:
     cost = settings.get("lora_overhead_pct")
     if cost is None:
         return f"Last image used {names}; its cost shows once an image of this size was made without LoRAs."
+    if abs(cost) < COST_NOISE_PCT:
+        return f"Last image used {names}: about the same time per step as the same model and size without LoRAs."
     return f"Last image used {names}: {cost:+.1f}% time per step vs. the same model and size without LoRAs."
