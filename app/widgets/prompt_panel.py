@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -49,6 +50,33 @@ def _png_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
     if not mime.hasUrls():
         return []
     return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile() and u.toLocalFile().lower().endswith(".png")]
+
+
+class ImageLabel(QLabel):
+    """An image scaled to the label's size, aspect ratio kept, again whenever the label is resized (a fixed
+    192 px was cut off in an area of 160, and left room unused in a tall one)."""
+
+    def __init__(self) -> None:
+        super().__init__(alignment=Qt.AlignmentFlag.AlignCenter)
+        self._source = QPixmap()
+        # The layout sizes the label, never the pixmap: a pixmap set at the label's size would otherwise make
+        # that its size hint, and the area could only grow.
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+
+    def set_image(self, image: QImage | None) -> None:
+        self._source = QPixmap() if image is None or image.isNull() else QPixmap.fromImage(image)
+        self._rescale()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._source.isNull():
+            self.clear()
+            return
+        self.setPixmap(self._source.scaled(self.contentsRect().size(), Qt.AspectRatioMode.KeepAspectRatio,
+                                           Qt.TransformationMode.SmoothTransformation))
 
 
 class PromptPanel(QWidget):
@@ -137,7 +165,7 @@ class PromptPanel(QWidget):
         self.progress.setTextVisible(False)
         self.status = QLabel(job.status)
         self.status.setWordWrap(True)
-        self.preview = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.preview = ImageLabel()
         self.preview.setMinimumHeight(160)
         job.status_changed.connect(self.status.setText)
         job.step_changed.connect(self._update_progress)
@@ -184,12 +212,7 @@ class PromptPanel(QWidget):
             self.progress.setValue(0)
 
     def _show_preview(self, image: QImage | None) -> None:
-        if image is None or image.isNull():
-            self.preview.clear()
-            return
-        pixmap = QPixmap.fromImage(image)
-        self.preview.setPixmap(pixmap.scaled(192, 192, Qt.AspectRatioMode.KeepAspectRatio,
-                                             Qt.TransformationMode.SmoothTransformation))
+        self.preview.set_image(image)
 
     # ---- drag and drop of PNGs ----------------------------------------------------------------------------
 
