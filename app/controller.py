@@ -258,6 +258,10 @@ class AppController(QObject):
         moved before it stay in the trash (undoable), and the message says so."""
         try:
             self.gallery.delete(rows)
+            # Said: the images only vanished from the grid, with Undo delete enabled as the sole sign of where.
+            moved = len(set(rows))
+            self.status_message.emit(f"{counted(moved, 'image')} moved to the trash (Undo delete brings "
+                                     f"{'it' if moved == 1 else 'them'} back).")
         except DeleteCutShort as cut:
             log.error("moving images to the trash stopped after %d: %s", cut.moved, cut.cause, exc_info=cut.cause)
             self.error.emit(self._delete_cut_short(cut))

@@ -281,3 +281,17 @@ def test_empty_trash_is_enabled_only_while_the_trash_holds_something(qtbot, data
     (data.trash / "old" / "lost-row.png").write_bytes(b"x")  # a trashed file whose row a repair lost
     window = _restart(qtbot, window, data_root)
     assert window.gallery_panel.empty_trash_button.isEnabled() and window.controller.gallery.undo_count == 0
+
+
+def test_a_delete_says_how_many_images_went_to_the_trash(qtbot, data_root):
+    """A delete gave no sign but Undo becoming enabled."""
+    data = resolve_data_dir(data_root)
+    _images(data, ["fox", "owl", "cat", "emu"])
+    window = open_window(qtbot, data_root)
+    panel = window.gallery_panel
+    panel.select_row(0)
+    panel.delete_selected()
+    assert window.statusBar().currentMessage() == "1 image moved to the trash (Undo delete brings it back)."
+    panel.view.selectAll()
+    panel.delete_selected()
+    assert window.statusBar().currentMessage() == "3 images moved to the trash (Undo delete brings them back)."
