@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QEvent, QObject, QSize, Qt, QTimer, QUrl
@@ -55,6 +56,7 @@ class _DockScroll(QScrollArea):
         super().__init__()
         self.setWidget(panel)
         self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # an empty Tab stop before each panel; its fields are stops
         panel.installEventFilter(self)  # its minimum changes with its content (a LoRA row added, longer text)
 
     def sizeHint(self) -> QSize:
@@ -115,6 +117,7 @@ class MainWindow(QMainWindow):
                                        Qt.DockWidgetArea.RightDockWidgetArea)
         self.lora_dock = self._dock("LoRAs", "loraDock", self.lora_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._actions()
+        self._tab_order()
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
         self.controller.job.status_changed.connect(self.status_label.setText)
@@ -137,6 +140,26 @@ class MainWindow(QMainWindow):
         dock.setWidget(scroll)
         self.addDockWidget(area, dock)
         return dock
+
+    def _tab_order(self) -> None:
+        """Tab goes through the panels as they are laid out: left column (prompt, LoRAs), centre (gallery), right
+        column (models, quantization, history). Qt's own order is the order the widgets were made in, which
+        went from the prompt to the right column and only then to the LoRAs and the gallery."""
+        panels = [self.prompt_panel, self.lora_panel, self.gallery_panel, self.model_panel, self.quantize_panel,
+                  self.history_panel]
+        made: list[QWidget] = []  # every widget of the window, in the focus chain's (creation) order
+        widget = self.nextInFocusChain()
+        while widget is not self and widget not in made:
+            made.append(widget)
+            widget = widget.nextInFocusChain()
+
+        def stops(panel: QWidget) -> list[QWidget]:  # a panel's own order stays (each sets its own if needed)
+            return [w for w in made if panel.isAncestorOf(w) and w.focusProxy() is None
+                    and w.focusPolicy() & Qt.FocusPolicy.TabFocus]
+
+        chain = [w for panel in panels for w in stops(panel)]
+        for first, second in pairwise(chain):
+            QWidget.setTabOrder(first, second)
 
     def _actions(self) -> None:
         generate = QAction("Generate", self)

@@ -5,6 +5,8 @@ Enabled LoRAs go with every generation request; the engine applies them without 
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -46,6 +48,7 @@ class LoraRow(QFrame):
         remove.setToolTip("Remove this LoRA from the list")
         remove.setFixedWidth(28)
         remove.clicked.connect(lambda: state.remove(entry))
+        self.focus_chain = [self.enabled, remove, self.slider, self.triggers]  # Tab follows the layout
         top = QHBoxLayout()
         top.addWidget(self.enabled, 1)
         top.addWidget(remove)
@@ -77,7 +80,7 @@ class LoraPanel(QWidget):
         add.clicked.connect(self._add_files)
         self.add_folder_button = folder = QPushButton("Add folder…")
         folder.clicked.connect(self._add_folder)
-        insert = QPushButton("Insert trigger words")
+        self.insert_button = insert = QPushButton("Insert trigger words")
         insert.setToolTip("Append the enabled LoRAs' trigger words to the prompt")
         insert.clicked.connect(self.insert_triggers)
         buttons = QHBoxLayout()
@@ -88,6 +91,8 @@ class LoraPanel(QWidget):
         inner = QWidget()
         inner.setLayout(self.rows_box)
         scroll = QScrollArea()
+        # Not a Tab stop of its own (it was an empty one between "Add folder…" and the rows): the rows in it are.
+        scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         scroll.setWidgetResizable(True)
         scroll.setWidget(inner)
         self.empty = QLabel("No LoRAs yet: add .safetensors files made for FLUX.1.")
@@ -113,6 +118,11 @@ class LoraPanel(QWidget):
         for i, row in enumerate(self.rows):
             self.rows_box.insertWidget(i, row)
         self.empty.setVisible(not self.rows)
+        # Rows are made after "Insert trigger words", so Tab reached them after it: put them between the add
+        # buttons and it, as they are laid out. (The panel's place among the others is the main window's.)
+        chain = [self.add_folder_button, *(w for row in self.rows for w in row.focus_chain), self.insert_button]
+        for first, second in pairwise(chain):
+            QWidget.setTabOrder(first, second)
 
     def row_for(self, name: str) -> LoraRow:
         return next(r for r in self.rows if r.entry.name == name)

@@ -1,0 +1,47 @@
+"""Tab through the real window: the panels in the order they are laid out, and no empty stops."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QScrollArea
+
+from tests.app.test_lora_panel import _tiny_lora
+
+PANELS = ("prompt_panel", "lora_panel", "gallery_panel", "model_panel", "quantize_panel", "history_panel")
+
+
+def _tab_round(qtbot, window) -> list:
+    """The widgets Tab stops at, from the prompt box round to it again."""
+    start = window.prompt_panel.prompt_edit
+    start.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is start)
+    stops = [start]
+    for _ in range(200):
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+        widget = QApplication.focusWidget()
+        if widget is start:
+            return stops
+        stops.append(widget)
+    raise AssertionError(f"Tab never came back to the prompt: {stops}")
+
+
+def _panel(window, widget) -> str:
+    return next((name for name in PANELS if getattr(window, name).isAncestorOf(widget)), type(widget).__name__)
+
+
+def test_tab_goes_left_column_then_centre_then_right_column(qtbot, window, tmp_path):
+    """Tab went Prompt → Models → Quantization → History → LoRAs → Gallery; in the LoRA panel the rows came
+    after "Insert trigger words"; the LoRA list's scroll area (and each dock's) was an empty stop."""
+    window.activateWindow()
+    qtbot.waitActive(window)
+    window.controller.loras.add_file(_tiny_lora(tmp_path / "added later.safetensors"))  # rows made after start
+    lora = window.lora_panel
+    qtbot.waitUntil(lambda: len(lora.rows) == 2 and all(row.isVisible() for row in lora.rows))
+
+    stops = _tab_round(qtbot, window)
+    panels = [_panel(window, w) for w in stops]
+    assert [p for i, p in enumerate(panels) if i == 0 or panels[i - 1] != p] == list(PANELS), panels
+    assert not [w for w in stops if isinstance(w, QScrollArea)]  # the LoRA list's, the docks': no stops
+    in_lora = [w for w in stops if lora.isAncestorOf(w)]
+    rows = [w for row in lora.rows for w in row.focus_chain]
+    assert in_lora == [lora.add_button, lora.add_folder_button, *rows, lora.insert_button], in_lora
