@@ -127,8 +127,11 @@ def test_ctrl_c_in_a_batch_keeps_the_images_already_made_each_named_by_its_seed(
     every image already made. Without --out they were named nibble-<seed>-<index>.png, not nibble-<seed>.png."""
     args = [sys.executable, str(ROOT / "main.py"), "--data-dir", str(tmp_path / "data"), "generate", "a red circle",
             "--seed", "7", "--width", "64", "--height", "64"]  # fmt: skip
+    # SIGINT's default action back in the child: a shell without job control starts its background jobs (a CI
+    # runner's, say) with SIGINT ignored, which Python then leaves ignored, and the batch would simply finish.
     run = subprocess.Popen([*args, "--batch", "3", "--steps", "100"], cwd=tmp_path, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+                           stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         first = run.stdout.readline()  # printed once the first image is saved; the second one is under way
         run.send_signal(signal.SIGINT)

@@ -45,12 +45,14 @@ def test_a_model_added_again_under_any_spelling_is_selected_not_listed_twice(qtb
     models.mkdir()
     mine = models / "mine.safetensors"
     shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
-    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+    with qtbot.waitSignal(controller.model_added, timeout=60000):
         _pick_in_add_dialog(qtbot, window, monkeypatch, str(mine))
     library_file = window.data.root / "library.json"
     saved, saved_at = library_file.read_bytes(), library_file.stat().st_mtime_ns
     names = [e.name for e in controller.entries]
-    assert names == ["demo", "demo-int4", "mine"] and controller.prompt.model == "demo"
+    assert names == ["demo", "demo-int4", "mine"] and controller.prompt.model == "mine"  # added: selected
+    controller.select_model("demo")
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=WAIT_MS)
 
     link = tmp_path / "link to mine.safetensors"
     link.symlink_to(mine)
