@@ -144,20 +144,24 @@ class MainWindow(QMainWindow):
     def _tab_order(self) -> None:
         """Tab goes through the panels as they are laid out: left column (prompt, LoRAs), centre (gallery), right
         column (models, quantization, history). Qt's own order is the order the widgets were made in, which
-        went from the prompt to the right column and only then to the LoRAs and the gallery."""
-        panels = [self.prompt_panel, self.lora_panel, self.gallery_panel, self.model_panel, self.quantize_panel,
-                  self.history_panel]
-        made: list[QWidget] = []  # every widget of the window, in the focus chain's (creation) order
-        widget = self.nextInFocusChain()
-        while widget is not self and widget not in made:
-            made.append(widget)
-            widget = widget.nextInFocusChain()
+        went from the prompt to the right column and only then to the LoRAs and the gallery.
 
-        def stops(panel: QWidget) -> list[QWidget]:  # a panel's own order stays (each sets its own if needed)
-            return [w for w in made if panel.isAncestorOf(w) and w.focusProxy() is None
-                    and w.focusPolicy() & Qt.FocusPolicy.TabFocus]
-
-        chain = [w for panel in panels for w in stops(panel)]
+        The stops are named, not found by walking the focus chain: that wraps every Qt-made widget (scroll
+        bars, dock buttons) in Python, and PySide later handed out those dead wrappers for new widgets at the
+        same address ("already deleted")."""
+        prompt, lora, gallery = self.prompt_panel, self.lora_panel, self.gallery_panel
+        models, history = self.model_panel, self.history_panel
+        chain: list[QWidget] = [
+            prompt.prompt_edit, prompt.negative_edit, prompt.seed_edit, prompt.seed_random, prompt.seed_lock,
+            prompt.steps_spin, prompt.guidance_spin, prompt.size_preset, prompt.width_spin, prompt.height_spin,
+            prompt.batch_spin, prompt.generate_button, prompt.cancel_button,
+            lora.add_button, lora.add_folder_button, *(w for row in lora.rows for w in row.focus_chain),
+            lora.insert_button,  # the LoRA panel keeps its rows before it as they change
+            gallery.search, gallery.favorites_only, gallery.view, gallery.metadata, *gallery.buttons,
+            models.list, models.add_folder_button, models.add_file_button, models.remove_button,
+            self.quantize_panel.open_button,
+            history.search, history.remove_button, history.clear_button, history.view,
+        ]
         for first, second in pairwise(chain):
             QWidget.setTabOrder(first, second)
 

@@ -100,9 +100,9 @@ class GalleryPanel(QWidget):
         # Two rows: eight buttons in one made the gallery at least 770 px wide, and with the docks beside it the
         # window could not be narrower than 1386 px (wider than a 1366x768 laptop screen).
         buttons = QGridLayout()
-        for i, button in enumerate((self.reuse_button, self.copy_button, self.save_button, self.favorite_button,
-                                    self.folder_button, self.delete_button, self.undo_button,
-                                    self.empty_trash_button)):
+        self.buttons = (self.reuse_button, self.copy_button, self.save_button, self.favorite_button,
+                        self.folder_button, self.delete_button, self.undo_button, self.empty_trash_button)
+        for i, button in enumerate(self.buttons):
             buttons.addWidget(button, i // 4, i % 4)
         side = QWidget()
         side_layout = QVBoxLayout(side)
