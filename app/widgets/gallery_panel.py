@@ -6,7 +6,6 @@ decoded lazily off the GUI thread (``app.thumbnails``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, QSize, Qt, QUrl
@@ -30,7 +29,7 @@ from PySide6.QtWidgets import (
 from app.bindings import bind_enabled
 from app.controller import AppController
 from app.engine_errors import EngineError
-from app.image_files import read_image_text
+from app.image_summary import describe_image
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
 from app.wording import counted
@@ -143,20 +142,7 @@ class GalleryPanel(QWidget):
         self.metadata.setPlainText(self.describe(record) if record else "")
 
     def describe(self, record: ImageRecord) -> str:
-        """Read back from the file itself when it is there: that is what other tools will see too."""
-        path = self.controller.gallery.path_of(record)
-        if record.missing or not path.exists():
-            return f"⚠ File missing: {path}\n\n" + json.dumps(record.settings, indent=2)
-        text = read_image_text(path)
-        lines = [f"File: {path}"]
-        if "parameters" in text:
-            lines += ["", text["parameters"]]
-        elif "prompt" in text or "workflow" in text:
-            lines += ["", "(ComfyUI workflow metadata)"]
-        settings = record.settings
-        if settings:
-            lines += ["", "Settings:"] + [f"  {k}: {v}" for k, v in settings.items()]
-        return "\n".join(lines)
+        return describe_image(self.controller.gallery.path_of(record), record.settings, record.missing)
 
     # ---- actions ------------------------------------------------------------------------------------------
 

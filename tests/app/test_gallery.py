@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from app.data_dir import resolve_data_dir
+from app.image_files import read_image_settings
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app.gui import drop_file, open_window
@@ -73,6 +74,72 @@ def test_reconcile_after_simulated_crash(qtbot, data_root):
     window.gallery_panel.select_row(gallery.row_of(by_prompt["orphan fox"].id))
     window.gallery_panel.reuse_settings()
     assert window.controller.prompt.prompt == "orphan fox"
+
+
+# What the engine writes for an image made with a LoRA (gpu.generation.service), internal keys included.
+ENGINE_SETTINGS = {
+    "prompt": "a lighthouse at dusk", "negative_prompt": "blurry", "seed": 4242, "steps": 4, "guidance": 3.5,
+    "width": 256, "height": 192, "model": "demo", "model_hash": "ff1a01d748", "sampler": "Euler",
+    "precision": "bf16", "execution_path": "PyTorch float32 on CPU", "memory_policy": "cpu",
+    "version": "NibbleStudio-0.1.0", "loras": "monochrome-style: 0123abcd",
+    "lora_list": [{"name": "monochrome-style", "file": "/x/monochrome-style.safetensors", "strength": 0.8,
+                   "hash": "0123abcd", "format": "peft", "rank": 4, "trigger_words": ["mono"]}],
+    "duration_s": 83.4, "created": "2026-01-02T03:04:05+00:00",
+}
+
+
+def test_metadata_pane_is_a_readable_summary(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    path = data.images / "2026-01-02" / "030405-4242-0.png"
+    path.parent.mkdir(parents=True)
+    write_png(path, Image.new("RGB", (16, 16)), ENGINE_SETTINGS)  # imported at start-up, like any PNG of ours
+    window = open_window(qtbot, data_root)
+    window.gallery_panel.select_row(0)
+    text = window.gallery_panel.metadata.toPlainText()
+    from datetime import datetime, timezone
+
+    local = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
+    assert text.splitlines() == [
+        "Prompt: a lighthouse at dusk",
+        "Negative prompt: blurry",
+        "Seed: 4242",
+        "Steps: 4",
+        "Guidance: 3.5",
+        "Size: 256×192",
+        "Model: demo",
+        "LoRAs: monochrome-style (strength 0.80)",
+        "",
+        "How it ran",
+        "Ran on: PyTorch float32 on CPU",
+        "Time taken: 1 min 23 s",
+        f"Created: {local}",
+        "App version: NibbleStudio 0.1.0",
+        "",
+        f"File: {path}",
+    ]
+    # no internal keys, no Python reprs, no second copy of the same facts (the A1111 text)
+    for internal in ("memory_policy", "model_hash", "lora_list", "duration_s", "Settings:", "{", "[", "CFG scale"):
+        assert internal not in text
+    assert window.gallery_panel.metadata.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+    # the file keeps everything: only the pane's wording changed
+    assert read_image_settings(path) == ENGINE_SETTINGS
+
+
+def test_metadata_pane_of_another_programs_image_says_where_its_settings_came_from(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    path = data.images / "other" / "a1111.png"
+    path.parent.mkdir(parents=True)
+    info = PngInfo()
+    info.add_text("parameters", A1111)
+    Image.new("RGB", (16, 16)).save(path, pnginfo=info)
+    window = open_window(qtbot, data_root)
+    window.gallery_panel.select_row(0)
+    lines = window.gallery_panel.metadata.toPlainText().splitlines()
+    assert lines[:7] == ["Prompt: a castle on a hill, dramatic sky", "Negative prompt: blurry, lowres", "Seed: 1234",
+                          "Steps: 7", "Guidance: 5.5", "Size: 320×192", "Model: sdxl"]
+    assert "How it ran" not in lines  # none of it was stored
+    assert lines[-3:] == ['Read from the image\'s A1111 "parameters" text (made with another program).', "",
+                          f"File: {path}"]
 
 
 def test_gallery_search_favorite_delete_undo(qtbot, data_root):

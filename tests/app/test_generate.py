@@ -34,7 +34,9 @@ def test_generate_then_restart(qtbot, data_root, window):
     assert settings["seed"] == window.controller.prompt.seed
     assert progress and max(progress) == 2
     window.gallery_panel.select_row(0)
-    assert "Steps: 2" in window.gallery_panel.metadata.toPlainText()
+    summary = window.gallery_panel.metadata.toPlainText()
+    assert "Steps: 2" in summary and "Ran on: " in summary
+    assert "memory_policy" not in summary and "Settings:" not in summary  # a summary, not the raw dict
     assert window.controller.history.rowCount() == 1
 
     window.controller.prompt.seed_locked = True

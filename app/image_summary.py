@@ -1,0 +1,114 @@
+"""What the gallery's metadata pane says about an image: how it was made, in labelled lines a user can act on.
+
+The settings dict holds everything the engine wrote (``gpu.generation.service``), internal keys included
+(memory_policy, model_hash, lora_list, ...). Shown raw, the pane repeated the A1111 ``parameters`` text as a
+"Settings:" dump with Python reprs; this picks the facts that reproduce the image (prompt → LoRAs), then a short
+"how it ran" part. The PNG and the database keep everything: only the wording is chosen here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.image_files import read_image_settings, read_image_text
+from gpu.version import APP_NAME
+
+
+def describe_image(path: Path, stored: dict[str, Any], missing: bool) -> str:
+    """The pane's text for the image at ``path``: read back from the file when it is there (what other tools see
+    too), else from ``stored`` (its database row's settings), with a warning that the file is missing."""
+    if missing or not path.exists():
+        return "\n".join([f"⚠ File missing: {path}", "", *settings_lines(stored)])
+    settings = read_image_settings(path)
+    if settings is None:  # no metadata, or metadata that could not be read: what the database has
+        settings = stored
+    lines = settings_lines(settings)
+    note = source_note(read_image_text(path))
+    # The path last: the pane is narrow, and a long path first pushed the prompt down by several lines.
+    return "\n".join(lines + (["", note] if note else []) + ["", f"File: {path}"])
+
+
+def source_note(chunks: dict[str, str]) -> str:
+    """Where another program's settings came from, so that fields it did not store are not taken for lost
+    ("" for ours, which are complete)."""
+    if "nibble" in chunks:
+        return ""
+    if "parameters" in chunks:
+        return "Read from the image's A1111 \"parameters\" text (made with another program)."
+    if "prompt" in chunks or "workflow" in chunks:
+        return "Read from the image's ComfyUI workflow, as far as it could be (made with another program)."
+    return ""
+
+
+def settings_lines(settings: dict[str, Any] | None) -> list[str]:
+    """How the image was made, then how it ran; a fact the settings lack is left out rather than shown blank."""
+    s = settings or {}
+    made: list[tuple[str, str]] = [("Prompt", _text(s.get("prompt")))]
+    if _text(s.get("negative_prompt")):
+        made.append(("Negative prompt", _text(s["negative_prompt"])))
+    made += [("Seed", _text(s.get("seed"))), ("Steps", _text(s.get("steps"))),
+             ("Guidance", _text(s.get("guidance"))), ("Size", _size(s)), ("Model", _text(s.get("model"))),
+             ("LoRAs", _loras(s.get("lora_list")))]  # fmt: skip
+    ran = [("Ran on", _text(s.get("execution_path"))), ("Time taken", _duration(s.get("duration_s"))),
+           ("Created", _created(s.get("created"))), ("App version", _version(s.get("version")))]  # fmt: skip
+    lines = [f"{label}: {value}" for label, value in made if value]
+    ran_lines = [f"{label}: {value}" for label, value in ran if value]
+    if not lines and not ran_lines:
+        return ["No generation settings are stored with this image."]
+    return lines + (["", "How it ran", *ran_lines] if ran_lines else [])
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _size(s: dict[str, Any]) -> str:
+    width, height = s.get("width"), s.get("height")
+    return f"{width}×{height}" if width and height else ""  # as the prompt panel's presets write it
+
+
+def _loras(value: Any) -> str:
+    """"name (strength 0.80), …" from the engine's ``lora_list`` (dicts: name, strength, file, hash, ...)."""
+    if not isinstance(value, list):
+        return ""
+    parts = []
+    for lora in value:
+        if not isinstance(lora, dict) or not lora.get("name"):
+            continue
+        strength = lora.get("strength")
+        # two decimals, as the LoRA panel shows a strength
+        parts.append(f"{lora['name']} (strength {strength:.2f})" if isinstance(strength, (int, float))
+                     else str(lora["name"]))
+    return ", ".join(parts)
+
+
+def _duration(value: Any) -> str:
+    if not isinstance(value, (int, float)) or value < 0:
+        return ""
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(round(value), 60)
+    return f"{minutes} min {seconds} s"
+
+
+def _created(value: Any) -> str:
+    """The engine writes UTC with its offset (the worker's fallback is local time without one): shown in the
+    user's local time, to the minute."""
+    if not isinstance(value, str) or not value:
+        return ""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value  # someone else's format: shown as it is
+    if when.tzinfo is not None:
+        when = when.astimezone()
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def _version(value: Any) -> str:
+    """"NibbleStudio 0.1.0" for our "NibbleStudio-0.1.0"; another program's version string as it is."""
+    text = _text(value)
+    prefix = f"{APP_NAME}-"
+    return f"{APP_NAME} {text.removeprefix(prefix)}" if text.startswith(prefix) else text
