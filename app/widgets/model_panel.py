@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
+    QGridLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -79,6 +80,25 @@ def short_path(path: str) -> str:
     return head
 
 
+class WrappedLabel(QLabel):
+    """A word-wrapped label never squeezed below the height its text needs at its width. A plain one's minimum
+    is its height at some other width: in a short dock the layout squeezed the details under the next label
+    ("Size on disk" and "Estimated VRAM" hidden at 1000x700), where the dock should scroll instead."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(text)
+        self.setWordWrap(True)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        return QSize(hint.width(), max(hint.height(), self.heightForWidth(self.width())))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.updateGeometry()  # its minimum height follows its width
+
+
 class ModelPanel(QWidget):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -86,20 +106,16 @@ class ModelPanel(QWidget):
         self.controller = controller
         self.list = QListWidget()
         self.list.itemClicked.connect(self._picked)
-        self.details = QLabel("Starting the engine…")
-        self.details.setWordWrap(True)
+        self.details = WrappedLabel("Starting the engine…")
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # The path alone; the engine's reasons (why no fused kernel runs it, a LoRA's notes) are its tooltip.
         # In the details they ran to five lines, and in a dock of usual height the label was cut off mid-line.
-        self.runs_on = QLabel()
+        self.runs_on = WrappedLabel()
         self.runs_on.setObjectName("runsOn")
-        self.runs_on.setWordWrap(True)
         self.runs_on.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.gpu = QLabel("GPU: detecting…")
-        self.gpu.setWordWrap(True)
-        self.memory = QLabel()  # the memory plan for the selected model on this machine
+        self.gpu = WrappedLabel("GPU: detecting…")
+        self.memory = WrappedLabel()  # the memory plan for the selected model on this machine
         self.memory.setObjectName("memoryPlan")
-        self.memory.setWordWrap(True)
         self.memory.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bind(controller.memory, "text", self.memory)
         # a plan that exceeds the GPU says so in words; the colour makes it hard to miss
@@ -107,13 +123,19 @@ class ModelPanel(QWidget):
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.setToolTip("A diffusers model folder (with model_index.json)")
         self.add_file_button = QPushButton("Add SVDQ file…")
+        self.add_file_button.setToolTip("A 4-bit SVDQuant model file (.svdq or .safetensors), such as the Quantize "
+                                        "wizard makes")
         self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Take the selected model off the list (its file stays where it is)")
         self.add_folder_button.clicked.connect(self._add_folder)
         self.add_file_button.clicked.connect(self._add_file)
         self.remove_button.clicked.connect(self._remove)
-        buttons = QHBoxLayout()
-        for button in (self.add_folder_button, self.add_file_button, self.remove_button):
-            buttons.addWidget(button)
+        # Two rows, the adding ones together and Remove (which acts on the selected model) below: in one row they
+        # were wider than the dock of a window under about 1000 px, and the whole panel scrolled sideways.
+        buttons = QGridLayout()
+        buttons.addWidget(self.add_folder_button, 0, 0)
+        buttons.addWidget(self.add_file_button, 0, 1)
+        buttons.addWidget(self.remove_button, 1, 0)
         layout = QVBoxLayout(self)
         layout.addWidget(self.list, 1)
         layout.addLayout(buttons)

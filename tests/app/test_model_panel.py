@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from PySide6.QtWidgets import QLabel
+from PySide6.QtCore import QPoint, QRect
+from PySide6.QtWidgets import QLabel, QScrollArea
 
 from app.widgets.model_panel import short_path
 
@@ -44,4 +45,22 @@ def test_runs_on_shows_the_path_whole_and_its_reasons_as_tooltip(qtbot, window, 
     path = controller.model_info.execution_path
     assert panel.runs_on.text() == f"Runs on: {short_path(path)}" and panel.runs_on.isVisible()
     assert short_path(path) != path and panel.runs_on.toolTip() == path  # the reasons are still there
+    assert not _cut_off(panel), _cut_off(panel)
+
+
+def test_the_models_dock_does_not_scroll_sideways_at_1000x700(qtbot, window):
+    """Its three buttons in one row were wider than the dock below about 1000 px: the whole panel scrolled
+    sideways, the ends of the details and the memory plan out of view. Nor is a label squeezed under the next
+    one (the details lost "Size on disk" that way): a dock too short scrolls up and down."""
+    window.resize(1000, 700)
+    qtbot.waitUntil(lambda: window.width() == 1000 and window.height() == 700, timeout=5000)
+    qtbot.wait(50)  # the layout settles
+    scroll = window.findChild(QScrollArea, "modelDockScroll")
+    assert scroll.horizontalScrollBar().maximum() == 0
+    panel = window.model_panel
+    for button in (panel.add_folder_button, panel.add_file_button, panel.remove_button):
+        # whole, and its text whole: the labels say what each does
+        where = QRect(button.mapTo(scroll.viewport(), QPoint(0, 0)), button.size())
+        assert button.isVisible() and scroll.viewport().rect().contains(where), button.text()
+        assert button.width() >= button.sizeHint().width(), button.text()
     assert not _cut_off(panel), _cut_off(panel)
