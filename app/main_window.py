@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.app_log import current_log_file, install_exception_hooks, log_startup_facts, start_file_log, stop_file_log
+from app.bindings import bind
 from app.controller import AppController
 from app.data_dir import DataDir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
@@ -118,9 +119,14 @@ class MainWindow(QMainWindow):
         self.lora_dock = self._dock("LoRAs", "loraDock", self.lora_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._actions()
         self._tab_order()
+        # The job's status line is the prompt panel's, beside Generate and Cancel. The status bar's right corner
+        # repeated it ("Done: 2 images" twice); it shows it only while the prompt panel is out of view (closed
+        # from its title bar or the View menu, or a tab behind another dock), so a running job is never silent.
         self.status_label = QLabel()
+        self.status_label.setObjectName("jobStatus")
         self.statusBar().addPermanentWidget(self.status_label)
-        self.controller.job.status_changed.connect(self.status_label.setText)
+        bind(self.controller.job, "status", self.status_label)
+        self.prompt_dock.visibilityChanged.connect(lambda shown: self.status_label.setVisible(not shown))
         report = self.controller.reconcile_report
         if report.imported or report.missing:
             self.statusBar().showMessage(
@@ -128,6 +134,9 @@ class MainWindow(QMainWindow):
                 f"{report.missing} missing file(s) flagged.", 15000)
         self.resize(1280, 800)
         self._restore_layout()
+        # A prompt dock closed in the last session is restored closed: it never becomes visible, so no
+        # visibilityChanged says so.
+        self.status_label.setVisible(not self.prompt_dock.isVisibleTo(self))
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)

@@ -126,3 +126,28 @@ def test_a_batch_cancelled_at_its_second_image_keeps_the_first_and_shows_it(qtbo
     assert read_image_settings(path)["seed"] == record.settings["seed"] == controller.prompt.seed
     shown = controller.job.preview.convertToFormat(QImage.Format.Format_RGBA8888)
     assert shown == QImage(str(path)).convertToFormat(QImage.Format.Format_RGBA8888)
+
+
+def test_the_job_status_shows_once_in_the_status_bar_only_while_the_prompt_panel_is_closed(qtbot, data_root):
+    """The status line was in the prompt panel and again in the status bar's corner ("Done: 1 image" twice).
+    The panel's stays, beside Generate and Cancel; the prompt dock can be closed (its title bar, the View menu),
+    and then the status bar carries the status, so a job is never silent."""
+    window = open_window(qtbot, data_root)
+    corner, panel_status = window.status_label, window.prompt_panel.status
+    _generate(qtbot, window, "a blue circle")
+    assert panel_status.text() == "Done: 1 image" and panel_status.isVisible()
+    assert not corner.isVisible()
+    window.prompt_dock.toggleViewAction().trigger()  # View > Prompt, unchecked
+    qtbot.waitUntil(lambda: corner.isVisible(), timeout=5000)
+    assert corner.text() == "Done: 1 image"
+    window.controller.prompt.prompt = "a blue square"  # generating with the panel closed: Ctrl+Enter
+    with qtbot.waitSignal(window.controller.job_finished, timeout=120000):
+        window.generate_action.trigger()
+    assert corner.text() == window.controller.job.status == "Done: 1 image"
+    # closed when the app quit: restored closed, with the status in the status bar from the start
+    window.close()
+    again = open_window(qtbot, data_root)
+    assert not again.prompt_dock.isVisible() and again.status_label.isVisible()
+    assert again.status_label.text() == again.controller.job.status
+    again.prompt_dock.toggleViewAction().trigger()
+    qtbot.waitUntil(lambda: not again.status_label.isVisible(), timeout=5000)
