@@ -402,6 +402,7 @@ class QuantizeWizard(QWizard):
         self.added_name: str | None = None  # the library's name for the result (not always its file's stem)
         self._adding = False  # the result was handed to the library, whose name for it is still to come
         controller.model_added.connect(self._on_model_added)
+        controller.error.connect(self._on_add_failed)
         self.comparisons: list[Comparison] = []
         self.error_dialog: QMessageBox | None = None
         self.compare_steps: int | None = None  # tests use few steps
@@ -565,12 +566,21 @@ class QuantizeWizard(QWizard):
             self._adding = True
             self.controller.add_model(self.result_path)
             self.result_page.add_button.setEnabled(False)
-            self.result_page.add_button.setText("Added")
+            self.result_page.add_button.setText("Adding…")
 
     def _on_model_added(self, name: str) -> None:
         if self._adding:
             self._adding = False
             self.added_name = name
+            self.result_page.add_button.setText("Added")
+
+    def _on_add_failed(self, _error: EngineError) -> None:
+        """The library refused the result (e.g. the file was moved meanwhile; the main window's dialog says
+        why): the button offers the add again instead of reading "Added" for a model that is not listed."""
+        if self._adding:
+            self._adding = False
+            self.result_page.add_button.setEnabled(True)
+            self.result_page.add_button.setText("Add to library")
 
     def done(self, result: int) -> None:
         # Closed by any route (Cancel, Finish, the window's X): a running job stops at its next check, and the
