@@ -29,7 +29,9 @@ SIZE_PRESETS: list[tuple[str, int, int]] = [
     ("Portrait 512×768", 512, 768),
     ("Landscape 768×512", 768, 512),
     ("Square 768", 768, 768),
-    ("Square 1024 (needs a big GPU)", 1024, 1024),
+    # Short: the size box is as wide as its longest item, and "(needs a big GPU)" made the prompt panel wider than
+    # its dock at 1000x700.
+    ("Square 1024 (big GPU)", 1024, 1024),
 ]
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -79,6 +80,64 @@ class ImageLabel(QLabel):
                                            Qt.TransformationMode.SmoothTransformation))
 
 
+class SeedRow(QWidget):
+    """The seed field with its buttons beside it, or below it when the three do not fit side by side.
+
+    In one row they were wider than the dock at 1000x700: the panel scrolled sideways, Lock out of view. Always
+    two rows would have narrowed the dock at its usual size too (its preferred width came from this row), the
+    prompt's placeholder wrapping and the LoRA panel below scrolling. So the row asks for one row's width and
+    needs only the wider of the field and the buttons, and wraps whenever it is given less than one row."""
+
+    def __init__(self, field: QWidget, buttons: list[QWidget]) -> None:
+        super().__init__()
+        self._field = field
+        self._buttons = QWidget()
+        row = QHBoxLayout(self._buttons)
+        row.setContentsMargins(0, 0, 0, 0)
+        for button in buttons:
+            row.addWidget(button)
+        row.addStretch(1)
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setColumnStretch(0, 1)  # the field takes what room there is: more digits in view
+        self._grid.addWidget(field, 0, 0)
+        self._wrapped: bool | None = None
+        self._arrange(wrapped=False)
+
+    @property
+    def wrapped(self) -> bool:
+        return bool(self._wrapped)
+
+    def _field_minimum(self) -> int:
+        return max(self._field.minimumWidth(), self._field.minimumSizeHint().width())  # its room for a whole seed
+
+    def _one_row_width(self) -> int:
+        return self._field_minimum() + self._grid.horizontalSpacing() + self._buttons.sizeHint().width()
+
+    def _arrange(self, wrapped: bool) -> None:
+        if wrapped == self._wrapped:
+            return
+        self._wrapped = wrapped
+        self._grid.removeWidget(self._buttons)
+        self._grid.addWidget(self._buttons, *((1, 0) if wrapped else (0, 1)))
+
+    def minimumSizeHint(self) -> QSize:
+        # Never one row's width, whichever way it is laid out now: the panel's minimum would then hold the dock
+        # at that width (scrolled sideways), and the row would never be given less, so never wrap.
+        width = max(self._field_minimum(), self._buttons.minimumSizeHint().width())
+        return QSize(width, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        one_row = self._field.sizeHint().width() + self._grid.horizontalSpacing() + self._buttons.sizeHint().width()
+        return QSize(max(hint.width(), one_row), hint.height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        # Its height follows (two rows' minimum): the form makes room, the dock scrolls up and down if it must.
+        self._arrange(wrapped=event.size().width() < self._one_row_width())
+
+
 class PromptPanel(QWidget):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -110,10 +169,7 @@ class PromptPanel(QWidget):
         self.seed_random = QPushButton("Random")
         self.seed_random.setToolTip("New random seed")
         self.seed_random.clicked.connect(self._randomize_seed)
-        seed_row = QHBoxLayout()
-        seed_row.addWidget(self.seed_edit, 1)
-        seed_row.addWidget(self.seed_random)
-        seed_row.addWidget(self.seed_lock)
+        self.seed_row = SeedRow(self.seed_edit, [self.seed_random, self.seed_lock])
 
         self.steps_spin = QSpinBox(minimum=STEPS_MIN, maximum=STEPS_MAX)
         bind(state, "steps", self.steps_spin)
@@ -142,7 +198,7 @@ class PromptPanel(QWidget):
         bind(state, "batch_count", self.batch_spin)
 
         form = QFormLayout()
-        form.addRow("Seed", seed_row)
+        form.addRow("Seed", self.seed_row)
         form.addRow("Steps", self.steps_spin)
         form.addRow("Guidance", self.guidance_spin)
         form.addRow("Size", self.size_preset)
