@@ -516,13 +516,13 @@ class AppController(QObject):
         self._kept.setdefault(job_id, []).append(record)
         self.loras.cost_changed.emit(cost_sentence(saved.settings))
 
-    def _on_finished(self, job_id: int, saved: list[SavedImage]) -> None:
+    def _on_finished(self, job_id: int) -> None:
         records = self._kept.pop(job_id, [])
         if job_id in self._unlisted:
             self._unlisted.discard(job_id)
             self._job_done(job_id, "Images saved, but not added to the gallery")
             return
-        self._job_done(job_id, f"Done: {len(records)} image{'s' if len(records) != 1 else ''}")
+        self._job_done(job_id, f"Done: {counted(len(records), 'image')}")
         self.job_finished.emit(records)
 
     def _on_cancelled(self, job_id: int) -> None:

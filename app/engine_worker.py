@@ -81,7 +81,7 @@ class EngineWorker(QObject):
     started = Signal(int, int)  # job id, image count
     progress = Signal(object)  # JobProgress
     image_saved = Signal(int, object)  # job id, SavedImage: each image of a batch as soon as its PNG is written
-    finished = Signal(int, list)  # job id, list[SavedImage] (all of them, each already sent by image_saved)
+    finished = Signal(int)  # job id: every image of it was sent by image_saved
     cancelled = Signal(int)  # job id
     failed = Signal(int, object)  # job id (0: not a generation job), EngineError
     busy_changed = Signal(bool)
@@ -225,13 +225,12 @@ class EngineWorker(QObject):
                 info = service.load(request.model)  # unloads the previous model first
                 self._loaded = request.model
                 self.model_loaded.emit(info)
-            saved: list[SavedImage] = []
+            index = itertools.count()
 
             def keep(generated: Any) -> None:
                 # Written as each image is done, not after the batch: a cancel, an out-of-memory error or a crash
                 # at image 4 of 4 lost the three already made.
-                saved.append(self._save(generated, len(saved)))
-                self.image_saved.emit(job.id, saved[-1])
+                self.image_saved.emit(job.id, self._save(generated, next(index)))
 
             service.generate(
                 request,
@@ -249,7 +248,7 @@ class EngineWorker(QObject):
                 self._loaded = None
             self.failed.emit(job.id, error)
         else:
-            self.finished.emit(job.id, saved)
+            self.finished.emit(job.id)
             self._describe_after_job(request.model)
 
     def _describe_after_job(self, model: str) -> None:

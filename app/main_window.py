@@ -164,8 +164,7 @@ class MainWindow(QMainWindow):
             prompt.prompt_edit, prompt.negative_edit, prompt.seed_edit, prompt.seed_random, prompt.seed_lock,
             prompt.steps_spin, prompt.guidance_spin, prompt.size_preset, prompt.width_spin, prompt.height_spin,
             prompt.batch_spin, prompt.generate_button, prompt.cancel_button,
-            lora.add_button, lora.add_folder_button, *(w for row in lora.rows for w in row.focus_chain),
-            lora.insert_button,  # the LoRA panel keeps its rows before it as they change
+            *lora.tab_chain(),  # the LoRA panel keeps this order as its rows change
             gallery.search, gallery.favorites_only, gallery.view, gallery.metadata, *gallery.buttons,
             models.list, models.add_folder_button, models.add_file_button, models.remove_button,
             self.quantize_panel.open_button,

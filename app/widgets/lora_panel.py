@@ -120,9 +120,13 @@ class LoraPanel(QWidget):
         self.empty.setVisible(not self.rows)
         # Rows are made after "Insert trigger words", so Tab reached them after it: put them between the add
         # buttons and it, as they are laid out. (The panel's place among the others is the main window's.)
-        chain = [self.add_folder_button, *(w for row in self.rows for w in row.focus_chain), self.insert_button]
-        for first, second in pairwise(chain):
+        for first, second in pairwise(self.tab_chain()):
             QWidget.setTabOrder(first, second)
+
+    def tab_chain(self) -> list[QWidget]:
+        """The panel's Tab stops in layout order: the add buttons, each row's controls, Insert trigger words."""
+        return [self.add_button, self.add_folder_button, *(w for row in self.rows for w in row.focus_chain),
+                self.insert_button]  # fmt: skip
 
     def row_for(self, name: str) -> LoraRow:
         return next(r for r in self.rows if r.entry.name == name)
