@@ -163,9 +163,8 @@ def check_output_path(target: Path | str, windows: bool = os.name == "nt", examp
                           f"choose another name, e.g. my-{target.name}")  # fmt: skip
     if target.is_dir():
         raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / example))
-    parent = target.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    missing = missing_folders(target.parent)
+    parent = missing[-1].parent if missing else target.parent  # the nearest that exists (or the root)
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"cannot write {target}: {parent} is a file, not a folder")
     if parent.exists() and not os.access(parent, os.W_OK):
