@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu.errors import CheckpointError, ModelLoadError, named_few
-from gpu.safetensors_header import PICKLE_SUFFIXES, read_safetensors_header
+from gpu.safetensors_header import PICKLE_PROBLEM, PICKLE_SUFFIXES, read_safetensors_header
 
 # Where the transformer's BFL names may sit in a file, most specific first.
 PREFIXES = ("model.diffusion_model.", "")
@@ -74,8 +74,7 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
-        raise ModelLoadError(f"{path.name}: a pickle file, which is never loaded (it can run code)",
-                             "use the .safetensors version of the model")  # fmt: skip
+        raise ModelLoadError(f"{path.name}: {PICKLE_PROBLEM}", "use the .safetensors version of the model")
     if suffix == ".gguf":
         raise ModelLoadError(f"{path.name}: a GGUF file (already quantized for ComfyUI-GGUF)",
                              "use the 16-bit .safetensors version of the model")  # fmt: skip

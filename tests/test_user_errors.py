@@ -19,6 +19,7 @@ from gpu.generation.request import GenerationRequest
 from gpu.generation.service import GenerationService, InvalidOutput
 from gpu.library import ModelLibrary
 from gpu.quantizer import QuantizeConfig, quantize_model
+from gpu.safetensors_header import PICKLE_PROBLEM
 
 
 # -- the atomic writer ------------------------------------------------------------------------------------------
@@ -515,7 +516,7 @@ def test_a_file_that_cannot_be_quantized_is_named_for_what_it_is(tmp_path, capsy
     pickled.write_bytes(b"\x80\x04\x95 not loaded, only named")
     for source, words in [(lora, "style.safetensors: a LoRA, not a model"),
                           (part, f"{part.name}: a FLUX transformer in diffusers layout"),
-                          (pickled, "model.ckpt: a pickle file, which is never loaded")]:  # fmt: skip
+                          (pickled, f"model.ckpt: {PICKLE_PROBLEM}")]:  # fmt: skip
         assert main(["quantize", str(source), "--out", str(tmp_path / "q.safetensors")]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {words}") and "SVDQ" not in err, err
