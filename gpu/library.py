@@ -6,6 +6,7 @@ only what it knows. Either way the library says so in ``take_notices`` (the CLI 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ class ModelLibrary:
                 "check the file's permissions (the app and the CLI need to read and write it)",
             ) from None
         try:
-            return _parse_library(raw)
+            paths = _parse_library(raw)
         except (ValueError, RecursionError) as err:
             # A damaged library file must not stop the app; keep a copy for the user and start empty.
             aside = move_aside(self.file)
@@ -110,6 +111,34 @@ class ModelLibrary:
                 "list of models you added starts empty; the built-in models are unaffected.",
                 "add your models again (their files were not touched); the kept copy names them"))  # fmt: skip
             return {}
+        return self._renamed_clear_of_builtins(paths)
+
+    def _renamed_clear_of_builtins(self, paths: dict[str, Path]) -> dict[str, Path]:
+        """``paths`` with every user entry named like a built-in model renamed ``<name>-2``, ``-3``, ….
+
+        A later version can ship a built-in under a name the user already gave a model of their own (or the file
+        was edited by hand); the built-in wins that name, and the user's model would otherwise vanish from the
+        list. The new name is saved, so the user is told once."""
+        builtins = builtin_models()
+        clashing = [n for n in paths if n in builtins]
+        if not clashing:
+            return paths
+        renamed: dict[str, Path] = {}
+        for name, path in paths.items():
+            final = name
+            if name in builtins:
+                final = next(f"{name}-{i}" for i in itertools.count(2)
+                             if f"{name}-{i}" not in builtins and f"{name}-{i}" not in paths
+                             and f"{name}-{i}" not in renamed)  # fmt: skip
+                self._notices.append(UserError(
+                    f"Your model {name!r} ({path}) is now listed as {final!r}: this version of Nibble Studio "
+                    f"ships a built-in model of that name.", f"select {final!r} to use your model"))  # fmt: skip
+            renamed[final] = path
+        try:
+            self._save(renamed)
+        except UserError as err:  # a read-only data folder: listed under the new names all the same
+            log.warning("could not save the renamed model library: %s", err)
+        return renamed
 
     def _save(self, paths: dict[str, Path]) -> None:
         self._keep_newer_version()
@@ -137,7 +166,7 @@ class ModelLibrary:
         builtins = builtin_models()
         ordered = sorted(builtins.items(), key=lambda kv: (kv[0] != DEFAULT_MODEL, kv[0]))
         out = [_entry(n, p, True) for n, p in ordered]
-        out += [_entry(n, p, False) for n, p in self._user_paths().items() if n not in builtins]
+        out += [_entry(n, p, False) for n, p in self._user_paths().items()]
         return out
 
     def add(self, path: Path | str, name: str | None = None) -> ModelEntry:
@@ -151,7 +180,7 @@ class ModelLibrary:
         # a trailing slash, relative) is the listed entry, not a second one under "<name>-2". It is returned
         # before the SVDQ full check: that was done when it was added, and reading gigabytes again says nothing.
         listed = [(n, p, True) for n, p in builtins.items()]
-        listed += [(n, p, False) for n, p in paths.items() if n not in builtins]  # as entries() lists them
+        listed += [(n, p, False) for n, p in paths.items()]
         for listed_name, listed_path, builtin in listed:
             if _resolved(listed_path) == path:
                 return ModelEntry(listed_name, listed_path, builtin, facts, already_added=True)
