@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 
 class _DockScroll(QScrollArea):
-    """A dock's panel, scrolled when the dock is smaller than the panel's minimum, filling the dock otherwise.
+    """A dock's panel, scrolled up and down when the dock is shorter than the panel's minimum, filling it otherwise.
 
     Not QScrollArea's widgetResizable: a panel with a word-wrapped label asks for its preferred height there
     (heightForWidth), so the prompt panel scrolled, Generate out of view, in a window it fitted at its minimum.
@@ -58,15 +58,19 @@ class _DockScroll(QScrollArea):
         self.setWidget(panel)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # an empty Tab stop before each panel; its fields are stops
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the dock is never narrower
         panel.installEventFilter(self)  # its minimum changes with its content (a LoRA row added, longer text)
 
     def sizeHint(self) -> QSize:
         return self.widget().sizeHint()
 
     def minimumSizeHint(self) -> QSize:
-        # What the dock cannot show is scrolled to, instead of making the window larger than the screen; a few
-        # lines stay, so a dock is never squeezed to its title bar.
-        return self.widget().minimumSizeHint().boundedTo(QSize(160, 80))
+        # What the dock cannot show below is scrolled to, instead of making the window taller than the screen; a
+        # few lines stay, so a dock is never squeezed to its title bar. Never narrower than the panel (and the
+        # scroll bar beside it): sideways scrolling hid the right end of every row, Lock and the spin boxes'
+        # arrows, in a window under 1000 px. The panels wrap their rows instead, so they need little width.
+        panel = self.widget().minimumSizeHint()
+        return QSize(panel.width() + self.verticalScrollBar().sizeHint().width(), min(panel.height(), 80))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -74,6 +78,7 @@ class _DockScroll(QScrollArea):
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the dock's minimum width is the panel's: the window's minimum follows
             self._fit()
         return super().eventFilter(watched, event)
 

@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QFileDialog,
-    QGridLayout,
     QHBoxLayout,
     QLineEdit,
     QListView,
@@ -32,6 +31,7 @@ from app.engine_errors import EngineError
 from app.image_summary import describe_image
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
+from app.widgets.wrap_grid import WrapGrid
 from app.wording import counted
 
 
@@ -96,13 +96,12 @@ class GalleryPanel(QWidget):
         QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_image)
         QShortcut(QKeySequence.StandardKey.Save, self, self.save_as)
 
-        # Two rows: eight buttons in one made the gallery at least 770 px wide, and with the docks beside it the
-        # window could not be narrower than 1386 px (wider than a 1366x768 laptop screen).
-        buttons = QGridLayout()
+        # Two rows of four: eight buttons in one made the gallery at least 770 px wide, and with the docks beside
+        # it the window could not be narrower than 1386 px (wider than a 1366x768 laptop screen). Four rows of two
+        # in a narrower window: four in a row held the window at 880 px, wider than half such a screen.
         self.buttons = (self.reuse_button, self.copy_button, self.save_button, self.favorite_button,
                         self.folder_button, self.delete_button, self.undo_button, self.empty_trash_button)
-        for i, button in enumerate(self.buttons):
-            buttons.addWidget(button, i // 4, i % 4)
+        self.button_grid = WrapGrid(self.buttons, (4, 2))
         side = QWidget()
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
@@ -118,7 +117,7 @@ class GalleryPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(splitter, 1)
-        layout.addLayout(buttons)
+        layout.addWidget(self.button_grid)
         self._selection_changed()
 
     # ---- selection ----------------------------------------------------------------------------------------

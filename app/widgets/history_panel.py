@@ -6,7 +6,6 @@ from PySide6.QtCore import QModelIndex
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QHBoxLayout,
     QLineEdit,
     QListView,
     QMessageBox,
@@ -16,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import AppController
+from app.widgets.wrap_grid import WrapGrid, button_box
 
 
 class HistoryPanel(QWidget):
@@ -29,10 +29,8 @@ class HistoryPanel(QWidget):
         self.remove_button.clicked.connect(self.remove_selected)
         self.clear_button = QPushButton("Clear")
         self.clear_button.clicked.connect(self._clear)
-        top = QHBoxLayout()
-        top.addWidget(self.search, 1)
-        top.addWidget(self.remove_button)
-        top.addWidget(self.clear_button)
+        # The buttons below the search field in a narrow dock (beside it, the dock scrolled sideways under 1000 px).
+        top = WrapGrid([self.search, button_box([self.remove_button, self.clear_button])], (2, 1), stretch_first=True)
         self.view = QListView()
         self.view.setModel(controller.history)
         self.view.setUniformItemSizes(True)
@@ -40,7 +38,7 @@ class HistoryPanel(QWidget):
         self.view.clicked.connect(self.reuse)
         QShortcut(QKeySequence.StandardKey.Delete, self.view, self.remove_selected)
         layout = QVBoxLayout(self)
-        layout.addLayout(top)
+        layout.addWidget(top)
         layout.addWidget(self.view)
 
     def reuse(self, index: QModelIndex) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -17,13 +18,57 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSlider,
+    QStyle,
+    QStyleOptionButton,
     QVBoxLayout,
     QWidget,
 )  # fmt: skip
 
 from app.lora_state import LoraEntry, LoraState
+from app.widgets.wrap_grid import WrapGrid
 from gpu.lora.metadata import MAX_STRENGTH
+
+
+class NameCheckBox(QCheckBox):
+    """A check box whose text is cut short with "…" where its row is narrower than the name (the whole name is
+    its tooltip's first line): a long LoRA name made the rows, and so the dock, wider than a half-screen window."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._full = text
+        # Shrinkable (a check box is not, by default): its minimum is then minimumSizeHint, not its text's width.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, self.sizePolicy().verticalPolicy())
+
+    def full_text(self) -> str:
+        return self._full
+
+    def _room(self) -> int:
+        """The width its text has: all but the indicator and the gap after it. (pixelMetric with no style option
+        corrupted None's reference count in PySide6 and crashed it.)"""
+        option = QStyleOptionButton()
+        self.initStyleOption(option)
+        contents = self.style().subElementRect(QStyle.SubElement.SE_CheckBoxContents, option, self)
+        return contents.width() - 4  # Fusion's focus frame around the text
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()  # of the text shown now
+        metrics = self.fontMetrics()
+        return QSize(hint.width() + metrics.horizontalAdvance(self._full) - metrics.horizontalAdvance(self.text()),
+                     hint.height())  # fmt: skip
+
+    def minimumSizeHint(self) -> QSize:
+        # From the whole name's hint, whatever is shown now: a minimum that followed the shown text changed with
+        # each resize, which cut the text again, and so on without end.
+        hint = self.sizeHint()
+        metrics = self.fontMetrics()
+        shortest = min(metrics.horizontalAdvance(self._full[:6] + "…"), metrics.horizontalAdvance(self._full))
+        return QSize(hint.width() - metrics.horizontalAdvance(self._full) + shortest, hint.height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self._room()))
 
 
 class LoraRow(QFrame):
@@ -31,9 +76,9 @@ class LoraRow(QFrame):
         super().__init__()
         self.entry = entry
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.enabled = QCheckBox(entry.name)
+        self.enabled = NameCheckBox(entry.name)
         self.enabled.setChecked(entry.enabled)
-        self.enabled.setToolTip(str(entry.path))
+        self.enabled.setToolTip(f"{entry.name}\n{entry.path}")
         self.enabled.toggled.connect(lambda v: state.set_enabled(entry, v))
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(-round(MAX_STRENGTH * 100), round(MAX_STRENGTH * 100))
@@ -57,6 +102,7 @@ class LoraRow(QFrame):
         mid.addWidget(self.slider, 1)
         mid.addWidget(self.value)
         info = QLabel(entry.info)
+        info.setWordWrap(True)  # a long format line wraps rather than widening the row
         info.setStyleSheet("color: gray; font-size: 10px")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
@@ -83,22 +129,22 @@ class LoraPanel(QWidget):
         self.insert_button = insert = QPushButton("Insert trigger words")
         insert.setToolTip("Append the enabled LoRAs' trigger words to the prompt")
         insert.clicked.connect(self.insert_triggers)
-        buttons = QHBoxLayout()
-        for b in (add, folder):
-            buttons.addWidget(b)
+        buttons = WrapGrid([add, folder], (2, 1))  # one below the other in a narrow dock
         self.rows_box = QVBoxLayout()
         self.rows_box.addStretch(1)
         inner = QWidget()
         inner.setLayout(self.rows_box)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         # Not a Tab stop of its own (it was an empty one between "Add folder…" and the rows): the rows in it are.
         scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         scroll.setWidgetResizable(True)
         scroll.setWidget(inner)
+        # The rows shrink with the dock (names cut short, info lines wrapped); they never scroll sideways.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.empty = QLabel("No LoRAs yet: add .safetensors files made for FLUX.1.")
         self.empty.setWordWrap(True)
         lay = QVBoxLayout(self)
-        lay.addLayout(buttons)
+        lay.addWidget(buttons)
         lay.addWidget(self.empty)
         lay.addWidget(scroll, 1)
         self.cost = QLabel("")
@@ -118,6 +164,11 @@ class LoraPanel(QWidget):
         for i, row in enumerate(self.rows):
             self.rows_box.insertWidget(i, row)
         self.empty.setVisible(not self.rows)
+        # A scroll area's minimum is a few pixels whatever its content: at the rows' minimum width, so that the
+        # dock is never narrower than the rows (they were cut off at its right edge).
+        inner = self.scroll.widget()
+        frame = 2 * self.scroll.frameWidth() + self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(inner.layout().minimumSize().width() + frame)
         # Rows are made after "Insert trigger words", so Tab reached them after it: put them between the add
         # buttons and it, as they are laid out. (The panel's place among the others is the main window's.)
         for first, second in pairwise(self.tab_chain()):

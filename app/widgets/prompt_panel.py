@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -44,6 +42,7 @@ from app.generation_state import (
     STEPS_MIN,
 )
 from app.widgets.integer_edit import IntegerEdit
+from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
 
 
 def _png_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
@@ -80,64 +79,6 @@ class ImageLabel(QLabel):
                                            Qt.TransformationMode.SmoothTransformation))
 
 
-class SeedRow(QWidget):
-    """The seed field with its buttons beside it, or below it when the three do not fit side by side.
-
-    In one row they were wider than the dock at 1000x700: the panel scrolled sideways, Lock out of view. Always
-    two rows would have narrowed the dock at its usual size too (its preferred width came from this row), the
-    prompt's placeholder wrapping and the LoRA panel below scrolling. So the row asks for one row's width and
-    needs only the wider of the field and the buttons, and wraps whenever it is given less than one row."""
-
-    def __init__(self, field: QWidget, buttons: list[QWidget]) -> None:
-        super().__init__()
-        self._field = field
-        self._buttons = QWidget()
-        row = QHBoxLayout(self._buttons)
-        row.setContentsMargins(0, 0, 0, 0)
-        for button in buttons:
-            row.addWidget(button)
-        row.addStretch(1)
-        self._grid = QGridLayout(self)
-        self._grid.setContentsMargins(0, 0, 0, 0)
-        self._grid.setColumnStretch(0, 1)  # the field takes what room there is: more digits in view
-        self._grid.addWidget(field, 0, 0)
-        self._wrapped: bool | None = None
-        self._arrange(wrapped=False)
-
-    @property
-    def wrapped(self) -> bool:
-        return bool(self._wrapped)
-
-    def _field_minimum(self) -> int:
-        return max(self._field.minimumWidth(), self._field.minimumSizeHint().width())  # its room for a whole seed
-
-    def _one_row_width(self) -> int:
-        return self._field_minimum() + self._grid.horizontalSpacing() + self._buttons.sizeHint().width()
-
-    def _arrange(self, wrapped: bool) -> None:
-        if wrapped == self._wrapped:
-            return
-        self._wrapped = wrapped
-        self._grid.removeWidget(self._buttons)
-        self._grid.addWidget(self._buttons, *((1, 0) if wrapped else (0, 1)))
-
-    def minimumSizeHint(self) -> QSize:
-        # Never one row's width, whichever way it is laid out now: the panel's minimum would then hold the dock
-        # at that width (scrolled sideways), and the row would never be given less, so never wrap.
-        width = max(self._field_minimum(), self._buttons.minimumSizeHint().width())
-        return QSize(width, super().minimumSizeHint().height())
-
-    def sizeHint(self) -> QSize:
-        hint = super().sizeHint()
-        one_row = self._field.sizeHint().width() + self._grid.horizontalSpacing() + self._buttons.sizeHint().width()
-        return QSize(max(hint.width(), one_row), hint.height())
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        # Its height follows (two rows' minimum): the form makes room, the dock scrolls up and down if it must.
-        self._arrange(wrapped=event.size().width() < self._one_row_width())
-
-
 class PromptPanel(QWidget):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -169,7 +110,11 @@ class PromptPanel(QWidget):
         self.seed_random = QPushButton("Random")
         self.seed_random.setToolTip("New random seed")
         self.seed_random.clicked.connect(self._randomize_seed)
-        self.seed_row = SeedRow(self.seed_edit, [self.seed_random, self.seed_lock])
+        # Random and Lock beside the field, or below it in a narrow dock (in one row they were wider than the dock
+        # at 1000x700). Always below would have narrowed the dock at the usual size too (its preferred width came
+        # from this row), the prompt's placeholder wrapping and the LoRA panel below scrolling.
+        self.seed_row = WrapGrid([self.seed_edit, button_box([self.seed_random, self.seed_lock])], (2, 1),
+                                 stretch_first=True)
 
         self.steps_spin = QSpinBox(minimum=STEPS_MIN, maximum=STEPS_MAX)
         bind(state, "steps", self.steps_spin)
@@ -189,21 +134,23 @@ class PromptPanel(QWidget):
         bind(state, "height", self.height_spin)
         state.width_changed.connect(self._sync_preset)
         state.height_changed.connect(self._sync_preset)
-        size_row = QHBoxLayout()
-        size_row.addWidget(self.width_spin)
-        size_row.addWidget(QLabel("×"))
-        size_row.addWidget(self.height_spin)
+        size_row = QWidget()
+        size_box = QHBoxLayout(size_row)
+        size_box.setContentsMargins(0, 0, 0, 0)
+        size_box.addWidget(self.width_spin)
+        size_box.addWidget(QLabel("×"))
+        size_box.addWidget(self.height_spin)
 
         self.batch_spin = QSpinBox(minimum=BATCH_MIN, maximum=BATCH_MAX)
         bind(state, "batch_count", self.batch_spin)
 
-        form = QFormLayout()
-        form.addRow("Seed", self.seed_row)
-        form.addRow("Steps", self.steps_spin)
-        form.addRow("Guidance", self.guidance_spin)
-        form.addRow("Size", self.size_preset)
-        form.addRow("", size_row)
-        form.addRow("Images", self.batch_spin)
+        # A field wider than the room beside its label goes below it (the size presets, in a half-screen window)
+        # rather than making the panel wider than its dock.
+        form = FormGrid()
+        for label, field in (("Seed", self.seed_row), ("Steps", self.steps_spin), ("Guidance", self.guidance_spin),
+                             ("Size", self.size_preset), ("", size_row), ("Images", self.batch_spin)):
+            form.add_row(label, field)
+        self.form = form
 
         self.generate_button = QPushButton("Generate")
         self.generate_button.setToolTip("Ctrl+Enter")
@@ -234,7 +181,7 @@ class PromptPanel(QWidget):
         layout.addWidget(QLabel("Prompt"))
         layout.addWidget(self.prompt_edit, 2)
         layout.addWidget(self.negative_edit)
-        layout.addLayout(form)
+        layout.addWidget(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)

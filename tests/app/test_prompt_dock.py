@@ -1,11 +1,11 @@
-"""The Prompt dock on the real window: at the usual window sizes it scrolls only up and down, nothing in it cut
-off at its right edge."""
+"""The docks on the real window: at the usual window sizes and small ones (800x600, the window's minimum) they
+scroll only up and down, nothing in them cut off at their right edge."""
 
 from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import QPoint
-from PySide6.QtWidgets import QLabel, QScrollArea, QWidget
+from PySide6.QtWidgets import QLabel, QPushButton, QScrollArea, QWidget
 
 from app.generation_state import RANDOM_SEED_MAX
 
@@ -27,13 +27,18 @@ def _needed_widths(panel) -> dict[QWidget, int]:
     return needed
 
 
-@pytest.mark.parametrize("size", [(1000, 700), (1280, 800), (1400, 860)])
-def test_the_prompt_dock_does_not_scroll_sideways(qtbot, window, size):
-    """At 1000x700 the seed row (field, Random, Lock) and the size presets were wider than the dock: the panel
-    scrolled sideways, the Lock check box and the spin boxes' arrows out of view at its right edge."""
+def _resize(qtbot, window, size: tuple[int, int]) -> None:
     window.resize(*size)
     qtbot.waitUntil(lambda: (window.width(), window.height()) == size, timeout=5000)
-    qtbot.wait(50)  # the layout settles
+    qtbot.wait(50)  # the layout settles (rows wrap, the docks' minimums follow)
+
+
+@pytest.mark.parametrize("size", [(800, 600), (1000, 700), (1280, 800), (1400, 860)])
+def test_the_prompt_dock_does_not_scroll_sideways(qtbot, window, size):
+    """At 1000x700 the seed row (field, Random, Lock) and the size presets were wider than the dock: the panel
+    scrolled sideways, the Lock check box and the spin boxes' arrows out of view at its right edge. At 800x600
+    the form's labels and fields side by side were: the size presets go below their label there."""
+    _resize(qtbot, window, size)
     scroll = window.findChild(QScrollArea, "promptDockScroll")
     assert scroll.horizontalScrollBar().maximum() == 0
     viewport = scroll.viewport()
@@ -49,3 +54,30 @@ def test_the_prompt_dock_does_not_scroll_sideways(qtbot, window, size):
     window.controller.prompt.seed = RANDOM_SEED_MAX
     edit = panel.seed_edit
     assert edit.contentsRect().width() >= edit.fontMetrics().horizontalAdvance(str(RANDOM_SEED_MAX))
+
+
+def _smallest(window) -> tuple[int, int]:
+    hint = window.minimumSizeHint()
+    return hint.width(), hint.height()
+
+
+@pytest.mark.parametrize("size", [(800, 600), _smallest])
+def test_no_dock_scrolls_sideways_in_a_small_window(qtbot, window, size):
+    """Under about 1000 px wide every dock was narrower than its panel and scrolled sideways (the Models, LoRA
+    and history buttons, the LoRA rows cut off). A dock is now never narrower than its panel, and the panels
+    wrap their rows so that the window still fits 800x600; its minimum size is where they are all wrapped."""
+    if callable(size):
+        size = size(window)
+    assert size[0] <= 800 and size[1] <= 600  # a small laptop screen, or half of a 1366x768 one (see below)
+    _resize(qtbot, window, size)
+    for scroll in window.findChildren(QScrollArea):  # the docks', and the LoRA rows' own
+        if scroll.isVisible():
+            assert scroll.horizontalScrollBar().maximum() == 0, scroll.objectName() or type(scroll.parent()).__name__
+            panel = scroll.widget()
+            assert panel.width() <= scroll.viewport().width(), scroll.objectName()
+    # The buttons show their whole text, beside each other where there is room and below each other where not.
+    for button in window.findChildren(QPushButton):
+        if button.isVisible():
+            assert button.width() >= min(button.sizeHint().width(), button.maximumWidth()), button.text()
+    panel = window.gallery_panel
+    assert panel.button_grid.columns == (4 if panel.width() >= panel.button_grid.sizeHint().width() else 2)
