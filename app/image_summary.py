@@ -15,6 +15,8 @@ from typing import Any
 from app.image_files import read_image_settings, read_image_text
 from gpu.version import APP_NAME
 
+NBSP = "\u00a0"  # between a number and its unit: the narrow pane wrapped "Time taken: 0.3" and "s" apart
+
 
 def describe_image(path: Path, stored: dict[str, Any], missing: bool) -> str:
     """The pane's text for the image at ``path``: read back from the file when it is there (what other tools see
@@ -79,7 +81,7 @@ def _loras(value: Any) -> str:
             continue
         strength = lora.get("strength")
         # two decimals, as the LoRA panel shows a strength
-        parts.append(f"{lora['name']} (strength {strength:.2f})" if isinstance(strength, (int, float))
+        parts.append(f"{lora['name']} (strength{NBSP}{strength:.2f})" if isinstance(strength, (int, float))
                      else str(lora["name"]))
     return ", ".join(parts)
 
@@ -88,9 +90,9 @@ def _duration(value: Any) -> str:
     if not isinstance(value, (int, float)) or value < 0:
         return ""
     if value < 60:
-        return f"{value:.1f} s"
+        return f"{value:.1f}{NBSP}s"
     minutes, seconds = divmod(round(value), 60)
-    return f"{minutes} min {seconds} s"
+    return f"{minutes}{NBSP}min {seconds}{NBSP}s"
 
 
 def _created(value: Any) -> str:
@@ -111,4 +113,4 @@ def _version(value: Any) -> str:
     """"NibbleStudio 0.1.0" for our "NibbleStudio-0.1.0"; another program's version string as it is."""
     text = _text(value)
     prefix = f"{APP_NAME}-"
-    return f"{APP_NAME} {text.removeprefix(prefix)}" if text.startswith(prefix) else text
+    return f"{APP_NAME}{NBSP}{text.removeprefix(prefix)}" if text.startswith(prefix) else text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -88,6 +89,35 @@ ENGINE_SETTINGS = {
 }
 
 
+def _no_line_break_between_numbers_and_units(pane) -> None:
+    """However narrow the pane, its lines never break between a number and its unit ("Time taken: 0.3" with
+    "s" alone on the next line), nor between "strength" or the app's name and their number: each line is laid
+    out as the pane lays it out, at every width from the longest such group to the whole line."""
+    from PySide6.QtGui import QTextLayout, QTextOption
+
+    joined = re.compile(r"(?<=\d)\s(?=(s|min)\b)|(?<=strength)\s(?=\d)|(?<=NibbleStudio)\s(?=\d)")
+    option = QTextOption()
+    option.setWrapMode(pane.wordWrapMode())
+    for line in pane.document().toRawText().split("\u2029"):  # the text as shown (toPlainText: no-break spaces too)
+        kept = {m.end() for m in joined.finditer(line)}
+        if not kept:
+            continue
+        layout = QTextLayout(line, pane.font())
+        layout.setTextOption(option)
+        # Widths at which the joined words fit on a line (narrower, the pane breaks anywhere, letters included).
+        groups = [word.replace("\0", " ") for word in joined.sub("\0", line).split() if "\0" in word]
+        metrics = pane.fontMetrics()
+        narrowest = max(metrics.horizontalAdvance(group) for group in groups) + 2
+        for width in range(narrowest, metrics.horizontalAdvance(line) + 10, 2):
+            layout.beginLayout()
+            starts = []
+            while (row := layout.createLine()).isValid():
+                row.setLineWidth(width)
+                starts.append(row.textStart())
+            layout.endLayout()
+            assert not kept & set(starts), (line, width)
+
+
 def test_metadata_pane_is_a_readable_summary(qtbot, data_root):
     data = resolve_data_dir(data_root)
     path = data.images / "2026-01-02" / "030405-4242-0.png"
@@ -117,6 +147,7 @@ def test_metadata_pane_is_a_readable_summary(qtbot, data_root):
         "",
         f"File: {path}",
     ]
+    _no_line_break_between_numbers_and_units(window.gallery_panel.metadata)
     # no internal keys, no Python reprs, no second copy of the same facts (the A1111 text)
     for internal in ("memory_policy", "model_hash", "lora_list", "duration_s", "Settings:", "{", "[", "CFG scale"):
         assert internal not in text
