@@ -48,8 +48,10 @@ def data_dir_arg(text: str) -> Path:
 def choose_data_dir(flag: Path | None) -> str:
     """Makes ``flag`` the engine's and the app's data folder and creates the chosen one (--data-dir, else
     NIBBLE_DATA_DIR) with the engine's own ``user_data_dir``, so the check is the creation every later step
-    relies on. Returns the error line naming the option or variable when the folder cannot be used, else ''.
-    The default per-user folder is left to the commands that need it (inspect and bench never do)."""
+    relies on, and a file made in it (a folder that exists already may not take one: a later step would fail
+    naming some file inside). Returns the error line naming the option or variable when the folder cannot be
+    used, else ''. The default per-user folder is left to the commands that need it (inspect and bench never
+    do)."""
     if flag is not None:
         where, fix = f"--data-dir {flag}", "give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data"
     elif os.environ.get(DATA_DIR_ENV):  # empty means unset, as gpu.paths reads it
@@ -57,11 +59,12 @@ def choose_data_dir(flag: Path | None) -> str:
         where, fix = f"{DATA_DIR_ENV}={flag}", f"set {DATA_DIR_ENV} to a folder you can write to, or unset it"
     else:
         return ""
+    from gpu.atomic import check_folder_writable
     from gpu.paths import user_data_dir
 
     try:
         os.environ[DATA_DIR_ENV] = str(flag.resolve())  # absolute: a later chdir must not move it
-        user_data_dir()
+        check_folder_writable(user_data_dir())
     except RuntimeError:  # Path.resolve on a symbolic link loop (Python < 3.13)
         return f"error: {where}: cannot use it as the data folder: a symbolic link loop ({fix})"
     except OSError as err:

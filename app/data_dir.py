@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpu.atomic import check_folder_writable
 from gpu.paths import DATA_DIR_ENV, user_data_dir
 
 
@@ -34,8 +35,13 @@ class DataDir:
         return self.root / "models"
 
     def create(self) -> DataDir:
-        for folder in (self.root, self.images, self.trash, self.quantized):
-            folder.mkdir(parents=True, exist_ok=True)
+        """Makes the folders (those there already are kept) and checks a file can be made in the root: an
+        existing folder that takes none (read-only) passed mkdir, and a later step failed naming a file inside.
+        ``OSError`` (``filename`` the folder concerned) when it cannot be used."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        check_folder_writable(self.root)
+        for folder in (self.images, self.trash, self.quantized):
+            folder.mkdir(exist_ok=True)
         return self
 
 

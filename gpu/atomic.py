@@ -63,6 +63,19 @@ def missing_folders(folder: Path) -> list[Path]:
     return missing
 
 
+def check_folder_writable(folder: Path) -> None:
+    """Raises ``OSError`` (its ``filename`` ``folder``, its ``strerror`` a phrase such as "no file can be created
+    in it: Permission denied") unless a file can be made in the existing ``folder``. A file is actually created
+    and removed: ``os.access`` answers yes to root whatever the permission bits, and yes for /proc, /sys and some
+    network and read-only mounts, where creating a file then fails."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+    except OSError as err:
+        raise OSError(err.errno, f"no file can be created in it: {err.strerror or err}", str(folder)) from err
+    os.close(fd)
+    os.unlink(probe)
+
+
 def remove_empty_folders(folders: list[Path]) -> None:
     """Removes ``folders`` (deepest first) while they are empty, and stops at the first that is not: one that
     holds a file (written since, or put there by another process) stays, and so do its ancestors."""

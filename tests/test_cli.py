@@ -216,6 +216,15 @@ def test_an_unusable_data_folder_is_named_as_the_data_folder_before_anything_run
         assert main(["--data-dir", "/proc/nibble-data", "inspect", str(missing)]) == 2
         assert capsys.readouterr().err.startswith("error: --data-dir /proc/nibble-data: cannot use it as the data "
                                                   "folder: ")  # fmt: skip
+        # /proc itself exists, so mkdir passed it and the command failed later, naming some file inside; /sys
+        # refuses for another reason (which one depends on how it is mounted). Permission bits would not stop
+        # root: no file can be made in either by anyone.
+        for folder, reason in [("/proc", "No such file or directory"), ("/sys", "")]:
+            assert main(["--data-dir", folder, "inspect", str(missing)]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: --data-dir {folder}: cannot use it as the data folder: no file can be "
+                                  f"created in it: {reason}") and err.count("\n") == 1, err  # fmt: skip
+            assert err.endswith(" (give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data)\n")
     monkeypatch.setenv("NIBBLE_DATA_DIR", str(under_a_file))  # the variable is named when it chose the folder
     assert main(["inspect", str(missing)]) == 2
     assert capsys.readouterr().err.startswith(f"error: NIBBLE_DATA_DIR={under_a_file}: cannot use it as the data "

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
@@ -89,6 +91,25 @@ def test_a_database_that_cannot_be_opened_is_a_clear_error(qtbot, data_root):
     assert run_app(["nibble-studio"], data_root) == 1  # a dialog, then a clean exit: no traceback
     assert len(seen) == 1 and "cannot start" in seen[0] and str(data.database) in seen[0]
     assert (data.database / "keep.txt").read_text() == "not ours to delete"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="Linux: /proc is a folder no one can create files in")
+def test_a_data_folder_that_takes_no_files_is_named_before_the_window_opens(qtbot, tmp_path, monkeypatch):
+    """A data folder that exists but cannot be written passed mkdir; start-up then failed naming some file or
+    folder inside it (/proc/images). /proc stands for a read-only folder here: permission bits do not stop root,
+    and creating a file there fails for every user."""
+    monkeypatch.setenv("NIBBLE_DATA_DIR", "/proc")  # the default folder, as far as the app is concerned
+    with pytest.raises(OSError) as refused:
+        resolve_data_dir()
+    assert (refused.value.filename, refused.value.strerror) == ("/proc", "no file can be created in it: "
+                                                                "No such file or directory")  # fmt: skip
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    assert run_app(["nibble-studio"]) == 1  # a dialog, then a clean exit: no traceback
+    assert len(seen) == 1 and "The data folder /proc " in seen[0] and "no file can be created in it" in seen[0]
+
+    monkeypatch.setenv("NIBBLE_DATA_DIR", str(tmp_path / "data"))  # the check leaves nothing behind
+    assert sorted(p.name for p in resolve_data_dir().root.iterdir()) == ["images", "models", "trash"]
 
 
 def test_corrupt_settings_file_is_kept_before_it_is_replaced(tmp_path):
