@@ -132,6 +132,7 @@ def test_stale_parts_for_other_settings_are_discarded(tmp_path):
         quantize_model(DEMO, out, _cfg(rank=16), events.append, _after_calls(1), library=ModelLibrary(tmp_path),
                        device=CPU)  # fmt: skip
     assert json.loads((parts_dir(out) / "manifest.json").read_text()) == old
+    assert not any("starting over" in e.message for e in events)  # it was said here, the parts kept
     with pytest.raises(Cancelled):
         quantize_model(DEMO, out, _cfg(rank=16), events.append, _once_replaced(out, old["key"]),
                        library=ModelLibrary(tmp_path), device=CPU)  # fmt: skip
@@ -224,7 +225,8 @@ def test_parts_from_other_calibration_inputs_are_not_reused(tmp_path):
 def test_a_run_refused_for_a_damaged_text_encoder_leaves_no_parts_behind(tmp_path):
     """The text encoders are loaded after the parts folder and its manifest were written: a run refused for a
     damaged one left OUT.parts/ holding only manifest.json beside the user's output (and had already deleted a
-    previous run's parts made with other settings). It now leaves nothing, and a previous run's parts as they were."""
+    previous run's parts made with other settings). It now leaves nothing, and a previous run's parts as they were,
+    without saying they were discarded."""
     source = tmp_path / "model"
     shutil.copytree(DEMO, source)
     encoder = source / "text_encoder" / "model.safetensors"
@@ -242,9 +244,12 @@ def test_a_run_refused_for_a_damaged_text_encoder_leaves_no_parts_behind(tmp_pat
     parts_dir(out).mkdir()
     for name, text in previous.items():
         (parts_dir(out) / name).write_text(text)
+    events = []
     with pytest.raises(ModelLoadError, match=damaged):
-        quantize_model(source, out, _cfg(), library=lib, device=CPU)
+        quantize_model(source, out, _cfg(), events.append, library=lib, device=CPU)
     assert {p.name: p.read_text() for p in parts_dir(out).iterdir()} == previous
+    # Nothing was discarded, so nothing says so (the run said "starting over" before loading the encoders).
+    assert not any("starting over" in e.message for e in events)
 
 
 @pytest.mark.parametrize("kind", ["file", "folder"])

@@ -171,10 +171,12 @@ def _quantize_model(
     stale = parts.exists() and (not config.resume or manifest.get("key") != key)
     if parts.exists():
         remove_stale_temps(out_path)  # a kill during the final write left one, as big as the model
+    # Said when the stale parts are removed, below: a run refused or cancelled before that keeps them.
+    starting_over = None
     if stale:
         if config.resume and manifest:
-            emit("stage", f"{parts.name} was made with other settings ({_what_differs(manifest, settings)}): "
-                          "starting over")  # fmt: skip
+            starting_over = (f"{parts.name} was made with other settings ({_what_differs(manifest, settings)}): "
+                             "starting over")  # fmt: skip
         manifest = {}  # other settings, other source, or a fresh start was asked for: the folder goes below
 
     head = load_head(src, device, dtype)
@@ -198,6 +200,8 @@ def _quantize_model(
     # (a damaged text encoder or transformer file) or cancelled while recording leaves no folder behind, and
     # leaves a previous run's parts as they were.
     if stale:
+        if starting_over:
+            emit("stage", starting_over)
         _remove_parts(parts)
     with output_errors(parts):
         parts.mkdir(parents=True, exist_ok=True)
