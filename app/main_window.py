@@ -297,9 +297,9 @@ def run_app(argv: list[str], data_dir: Path | None = None) -> int:
     apply_theme(app)
     try:
         data = resolve_data_dir(data_dir)
-    except OSError as exc:  # the data folder itself cannot be created (read-only place, full disk)
+    except OSError as exc:  # the data folder cannot be created or written (read-only place, full disk)
         log.error("cannot start: %s", exc)
-        show_fatal_error(EngineError("user", f"The data folder {exc.filename or ''} cannot be created: "
+        show_fatal_error(EngineError("user", f"The data folder {exc.filename or ''} cannot be used: "
                                      f"{exc.strerror or exc}.",
                                      "Start Nibble Studio with a writable data folder (--data-dir PATH)."))
         return 1
