@@ -24,8 +24,8 @@ def is_pickle(head: bytes) -> bool:
     return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
-PICKLE_PROBLEM = ("a PyTorch pickle file (.ckpt/.pt/.bin), not safetensors: pickles can run code when they are "
-                  "opened, so they are never loaded")  # fmt: skip
+PICKLE_PROBLEM = (f"a PyTorch pickle file ({'/'.join(PICKLE_SUFFIXES)}), not safetensors: pickles can run code "
+                  "when they are opened, so they are never loaded")  # fmt: skip
 
 
 def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:

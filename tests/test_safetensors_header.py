@@ -41,3 +41,17 @@ def test_every_header_problem_is_named_with_a_hint(tmp_path, case, words):
         read_safetensors_header(path)
     assert str(raised.value).startswith(words), str(raised.value)
     assert raised.value.hint == "copy or download the file again"
+
+
+def test_a_pickle_is_named_with_every_suffix_pickles_are_recognised_by(tmp_path):
+    """The sentence listed .ckpt/.pt/.bin while .pth files are recognised as pickles too."""
+    import pickle
+
+    from gpu.safetensors_header import PICKLE_PROBLEM, PICKLE_SUFFIXES
+
+    path = tmp_path / "weights.pth"
+    path.write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=4))  # a bare pickle, never unpickled by the reader
+    with pytest.raises(CheckpointError) as raised:
+        read_safetensors_header(path)
+    assert str(raised.value) == f"weights.pth: {PICKLE_PROBLEM}"
+    assert all(suffix in PICKLE_PROBLEM for suffix in PICKLE_SUFFIXES)
