@@ -365,6 +365,9 @@ def test_execution_path_names_why_groups_stayed_unmerged():
     assert report["kept_separate"] == 1
     unmerged = "merged branch: ranks 64+40+40: rank 144 > 128"
     assert report["reasons"][unmerged] == 1 and max(report["reasons"].values()) == 2  # the notes on single blocks
-    path = execution_path(SimpleNamespace(pipe=SimpleNamespace(transformer=fused), device=torch.device("cpu"),
-                                          dtype=torch.bfloat16))
-    assert path.endswith(f"(1 of {report['merged'] + 1} Q/K/V groups unmerged: {unmerged})"), path
+    path = execution_path(
+        SimpleNamespace(pipe=SimpleNamespace(transformer=fused), device=torch.device("cpu"), dtype=torch.bfloat16)
+    )
+    note = f"fused FLUX blocks (1 of {report['merged'] + 1} Q/K/V groups unmerged: {unmerged})"
+    assert str(path).endswith(f"; {note}"), path  # the whole text, as the PNG metadata has it
+    assert path.summary == "PyTorch reference on CPU" and path.notes == (note,)  # the note kept out of the summary

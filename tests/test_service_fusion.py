@@ -32,7 +32,9 @@ def test_fused_with_and_without_loras(monkeypatch):
 
     [a] = fused.generate(_request())
     transformer = fused.loaded.pipe.transformer
-    assert is_fused(transformer) and "fused FLUX blocks" in a.settings["execution_path"]
+    assert is_fused(transformer) and "); fused FLUX blocks" in a.settings["execution_path"]
+    info = fused.describe("demo-int4")  # what the Models panel shows: the path alone, its notes in the whole text
+    assert info.execution_summary == "PyTorch reference on CPU" and info.execution_path == a.settings["execution_path"]
     [ref] = plain.generate(_request())
     assert not is_fused(plain.loaded.pipe.transformer) and "fused FLUX blocks" not in ref.settings["execution_path"]
     # the fused blocks keep fp32 between ops where diffusers rounds to bf16 after each: close, not identical

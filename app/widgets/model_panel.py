@@ -37,8 +37,10 @@ def gpu_text(gpu: Any) -> str:
         return "GPU: none detected: models run on the CPU (slow but works)."
     sm = getattr(gpu, "sm", None)
     sm_text = f" (sm_{sm})" if sm else ""
-    return (f"GPU: {gpu.name}{sm_text}, {human_bytes(getattr(gpu, 'free_bytes', None))} free of "
-            f"{human_bytes(getattr(gpu, 'total_bytes', None))}")
+    return (
+        f"GPU: {gpu.name}{sm_text}, {human_bytes(getattr(gpu, 'free_bytes', None))} free of "
+        f"{human_bytes(getattr(gpu, 'total_bytes', None))}"
+    )
 
 
 def info_text(info: Any) -> str:
@@ -51,33 +53,6 @@ def info_text(info: Any) -> str:
         ("Estimated VRAM", human_bytes(getattr(info, "est_vram_bytes", None))),
     ]
     return "\n".join(f"{k}: {v}" for k, v in rows)
-
-
-def _top_level(text: str, start: int = 0) -> list[int]:
-    """Positions in ``text`` from ``start`` that are outside any parentheses."""
-    depth, outside = 0, []
-    for i, char in enumerate(text):
-        depth += char == "("
-        if i >= start and depth == 0:
-            outside.append(i)
-        depth -= char == ")" and depth > 0
-    return outside
-
-
-def short_path(path: str) -> str:
-    """The execution path without its reasons and notes: "PyTorch reference on CPU" of "PyTorch reference on
-    CPU (fused W4A8 FP8 kernels for Hopper (pycuda): device is CPU, …; fused INT4 W4A4 kernels (pycuda): …)".
-
-    The engine's text is "<path> on <device>", then why (in parentheses) or notes (after "; "). Kept: the
-    backend's own name and the GPU's "(sm_NN)", which are the path; cut: the first other parenthesis after the
-    device, and everything from the first "; " outside parentheses."""
-    cut = next((i for i in _top_level(path) if path.startswith("; ", i)), len(path))
-    head = path[:cut]
-    on = max((i for i in _top_level(head) if head.startswith(" on ", i)), default=0)
-    for i in _top_level(head, on):
-        if head.startswith(" (", i) and not head.startswith(" (sm_", i):
-            return head[:i]
-    return head
 
 
 class WrappedLabel(QLabel):
@@ -123,8 +98,9 @@ class ModelPanel(QWidget):
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.setToolTip("A diffusers model folder (with model_index.json)")
         self.add_file_button = QPushButton("Add SVDQ file…")
-        self.add_file_button.setToolTip("A 4-bit SVDQuant model file (.svdq or .safetensors), such as the Quantize "
-                                        "wizard makes")
+        self.add_file_button.setToolTip(
+            "A 4-bit SVDQuant model file (.svdq or .safetensors), such as the Quantize wizard makes"
+        )
         self.remove_button = QPushButton("Remove")
         self.remove_button.setToolTip("Take the selected model off the list (its file stays where it is)")
         self.add_folder_button.clicked.connect(self._add_folder)
@@ -150,10 +126,10 @@ class ModelPanel(QWidget):
 
     def show_info(self, info: Any) -> None:
         self.details.setText(info_text(info))
-        path = str(getattr(info, "execution_path", "?"))
-        short = short_path(path)
-        self.runs_on.setText(f"Runs on: {short}")
-        self.runs_on.setToolTip(path if short != path else "")
+        # The engine gives the path alone and the whole text (with why and its notes): no parsing of its wording.
+        path, summary = info.execution_path, info.execution_summary
+        self.runs_on.setText(f"Runs on: {summary}")
+        self.runs_on.setToolTip(path if summary != path else "")
         self.runs_on.show()
 
     def _details(self, text: str) -> None:
@@ -198,8 +174,9 @@ class ModelPanel(QWidget):
             self.controller.add_model(folder)
 
     def _add_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Add an SVDQ model file", "",
-                                              "SVDQ models (*.svdq *.safetensors);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Add an SVDQ model file", "", "SVDQ models (*.svdq *.safetensors);;All files (*)"
+        )
         if path:
             self.controller.add_model(path)
 

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -18,6 +18,9 @@ from gpu.errors import CheckpointError, ModelLoadError
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import ModelFacts, check_pipeline_complete, inspect_model_path
 from gpu.safetensors_header import read_safetensors_header
+
+if TYPE_CHECKING:
+    from gpu.runtime.dispatch import ExecutionPath
 
 SMALL_MODEL_PARAMS = 50_000_000
 
@@ -171,31 +174,39 @@ def _damaged_safetensors(folder: Path) -> str | None:
     return None
 
 
-def execution_path(loaded: LoadedPipeline) -> str:
-    """What runs the transformer's linears, in words (shown to the user)."""
+def plain_path(dtype: torch.dtype, device: torch.device) -> ExecutionPath:
+    """The path of a model without SVDQ layers: PyTorch in ``dtype`` on ``device``."""
+    from gpu.runtime.dispatch import ExecutionPath, describe_device
+
+    return ExecutionPath(f"PyTorch {str(dtype).removeprefix('torch.')} on {describe_device(device)}")
+
+
+def execution_path(loaded: LoadedPipeline) -> ExecutionPath:
+    """What runs the transformer's linears, in words (shown to the user; ``str()`` of it is the whole text)."""
     from gpu.modules.svdq_linear import SVDQLinear
-    from gpu.runtime.dispatch import choose_path, describe_device, path_notes
+    from gpu.runtime.dispatch import choose_backend, path_notes
 
     layers = [m for m in loaded.pipe.transformer.modules() if isinstance(m, SVDQLinear)]
     # W4A4 layers carry almost all the work; report their path when the model has any.
     layers.sort(key=lambda m: m.spec.act_format is None)
     if not layers:
-        return f"PyTorch {str(loaded.dtype).removeprefix('torch.')} on {describe_device(loaded.device)}"
-    _, why = choose_path(layers[0], loaded.device)
+        return plain_path(loaded.dtype, loaded.device)
+    _, path = choose_backend(layers[0], loaded.device)
     # e.g. a wide LoRA on Hopper: those layers' low-rank up projections run beside the GEMM
     w4a4 = [m for m in layers if m.spec.act_format is not None]
     for note, count in sorted(path_notes(w4a4, loaded.device).items(), key=lambda kv: -kv[1]):
-        why += f"; {count} of {len(w4a4)} W4A4 layers with a {note}"
+        path = path.with_note(f"{count} of {len(w4a4)} W4A4 layers with a {note}")
     from gpu.generation.fusion import is_fused
 
     transformer = loaded.pipe.transformer
     if is_fused(transformer):
-        why += "; fused FLUX blocks" + (" with a CUDA graph per size" if loaded.device.type == "cuda" else "")
+        fused = "fused FLUX blocks" + (" with a CUDA graph per size" if loaded.device.type == "cuda" else "")
         report = getattr(transformer, "fusion_report", None) or {}
         if report.get("kept_separate"):
             # e.g. a LoRA pushed Q/K/V's branch over the kernels' limit: those run as separate GEMMs. The reason
             # named is the commonest among the unmerged groups (merged ones carry notes too).
             reasons = Counter(g["reason"] for g in report["groups"] if not g["fused"] and g["reason"])
             total = report["kept_separate"] + report["merged"]
-            why += f" ({report['kept_separate']} of {total} Q/K/V groups unmerged: {reasons.most_common(1)[0][0]})"
-    return why
+            fused += f" ({report['kept_separate']} of {total} Q/K/V groups unmerged: {reasons.most_common(1)[0][0]})"
+        path = path.with_note(fused)
+    return path

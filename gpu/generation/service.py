@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,6 +25,9 @@ from gpu.generation.request import GeneratedImage, GenerationCancelled, Generati
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import model_hash
 from gpu.version import APP_NAME, __version__
+
+if TYPE_CHECKING:
+    from gpu.runtime.dispatch import ExecutionPath
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,8 @@ class ModelInfo:
     precision: str
     size_bytes: int
     est_vram_bytes: int
-    execution_path: str
+    execution_path: str  # the whole text: the path, why no fused kernel runs it, notes (as in the PNG metadata)
+    execution_summary: str  # the path alone, "<backend> on <device>" (gpu.runtime.dispatch.ExecutionPath)
     defaults: dict[str, Any]
     memory_policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy (a prediction until loaded)
 
@@ -84,7 +88,8 @@ class GenerationService:
             policy = predicted_policy(facts, self.library, self.device)
         return ModelInfo(
             entry.name, entry.path, facts.kind, facts.architecture, facts.precision, facts.size_bytes,
-            estimate_vram(facts.kind, facts.transformer_params, facts.size_bytes), path, dict(facts.defaults), policy,
+            estimate_vram(facts.kind, facts.transformer_params, facts.size_bytes), str(path), path.summary,
+            dict(facts.defaults), policy,
         )  # fmt: skip
 
     def load(self, model: str, base: str | None = None) -> ModelInfo:
@@ -179,7 +184,7 @@ class GenerationService:
             "model_hash": model_hash(entry.path),
             "sampler": SAMPLER_NAME,
             "precision": entry.facts.precision if entry.facts else "",
-            "execution_path": execution_path(loaded),
+            "execution_path": str(execution_path(loaded)),
             "memory_policy": loaded.policy.name if loaded.policy is not None else "",
             "version": f"{APP_NAME}-{__version__}",
         }
@@ -342,13 +347,13 @@ def save_image(result: GeneratedImage, path: Path | str) -> Path:
     return result.path
 
 
-def predicted_path(kind: str, device: torch.device | None) -> str:
-    from gpu.generation.pipeline_loader import default_device, runtime_dtype
-    from gpu.runtime.dispatch import describe_device
+def predicted_path(kind: str, device: torch.device | None) -> ExecutionPath:
+    """The path a model of ``kind`` will take on ``device`` (default: the one it would load on), before loading."""
+    from gpu.generation.pipeline_loader import default_device, plain_path, runtime_dtype
 
     device = device or default_device()
     if kind != "svdq":
-        return f"PyTorch {str(runtime_dtype(device)).removeprefix('torch.')} on {describe_device(device)}"
+        return plain_path(runtime_dtype(device), device)
     from gpu.runtime.dispatch import predicted_backend
 
     return predicted_backend(device)

@@ -7,7 +7,7 @@ can serve a layer on a device (and why not), so the app can show the user the pa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -25,6 +25,23 @@ class Backend:
     note: Callable[[torch.nn.Module], str | None] | None = None
     # layer -> GPU bytes this backend keeps for the layer beside the layer's own buffers (its packed copies)
     held_bytes: Callable[[torch.nn.Module], int] | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionPath:
+    """What runs a model's linears, in words, in parts: ``summary`` is the path itself ("<backend> on <device>"),
+    ``why`` the other backends' refusals and ``notes`` how it runs (a LoRA, fused blocks). The app shows the
+    summary and keeps the rest for a tooltip; ``str()`` is the whole text, as the PNG metadata and CLI print it."""
+
+    summary: str
+    why: str = ""  # why no fused backend serves the layer ("" when one does)
+    notes: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.summary + (f" ({self.why})" if self.why else "") + "".join(f"; {n}" for n in self.notes)
+
+    def with_note(self, note: str) -> ExecutionPath:
+        return replace(self, notes=(*self.notes, note))
 
 
 _BACKENDS: list[Backend] = []
@@ -48,23 +65,29 @@ def register_backend(backend: Backend) -> None:
     _BACKENDS[:] = [b for b in _BACKENDS if b.name != backend.name] + [backend]
 
 
-def choose_path(layer: torch.nn.Module, device: torch.device) -> tuple[Backend | None, str]:
-    """The backend that will run ``layer`` on ``device`` (None = PyTorch reference), and why."""
+def choose_backend(layer: torch.nn.Module, device: torch.device) -> tuple[Backend | None, ExecutionPath]:
+    """The backend that will run ``layer`` on ``device`` (None = PyTorch reference), and that path in words."""
     _load_builtin_backends()
     reasons = []
     for backend in _BACKENDS:
         refusal = backend.refuses(layer, device)
         if refusal is None:
-            return backend, f"{backend.name} on {describe_device(device)}"
+            return backend, ExecutionPath(f"{backend.name} on {describe_device(device)}")
         reasons.append(f"{backend.name}: {refusal}")
     why = "; ".join(reasons) if reasons else "no fused kernel backend is installed"
-    return None, f"PyTorch reference on {describe_device(device)} ({why})"
+    return None, ExecutionPath(f"PyTorch reference on {describe_device(device)}", why)
+
+
+def choose_path(layer: torch.nn.Module, device: torch.device) -> tuple[Backend | None, str]:
+    """``choose_backend`` with the path as one text (a layer's ``last_path``, the benchmarks' reports)."""
+    backend, path = choose_backend(layer, device)
+    return backend, str(path)
 
 
 def _serving(layers: list[torch.nn.Module], device: torch.device) -> Iterator[tuple[torch.nn.Module, Backend]]:
     """(layer, backend) for each of ``layers`` that a fused backend will run on ``device``."""
     for layer in layers:
-        backend, _ = choose_path(layer, device)
+        backend, _ = choose_backend(layer, device)
         if backend is not None:
             yield layer, backend
 
@@ -101,11 +124,11 @@ def run_linear(layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = 
     return backend.run(layer, x, gelu_from)
 
 
-def predicted_backend(device: torch.device) -> str:
+def predicted_backend(device: torch.device) -> ExecutionPath:
     """The path an SVDQ model's W4A4 layers would take on ``device``, before any model is loaded."""
     from gpu.modules.layer_spec import spec_for
     from gpu.modules.svdq_linear import SVDQLinear
 
     with torch.device("meta"):
         probe = SVDQLinear(128, 128, spec_for("svdquant", "int4", 32, "w4a4"))
-    return choose_path(probe, device)[1]
+    return choose_backend(probe, device)[1]
