@@ -8,7 +8,6 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFileDialog,
-    QGridLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -20,6 +19,7 @@ from PySide6.QtWidgets import (
 from app.bindings import bind
 from app.controller import AppController
 from app.engine_worker import EngineStatus
+from app.widgets.wrap_grid import WrapGrid
 
 
 def human_bytes(value: float | None) -> str:
@@ -106,15 +106,12 @@ class ModelPanel(QWidget):
         self.add_folder_button.clicked.connect(self._add_folder)
         self.add_file_button.clicked.connect(self._add_file)
         self.remove_button.clicked.connect(self._remove)
-        # Two rows, the adding ones together and Remove (which acts on the selected model) below: in one row they
-        # were wider than the dock of a window under about 1000 px, and the whole panel scrolled sideways.
-        buttons = QGridLayout()
-        buttons.addWidget(self.add_folder_button, 0, 0)
-        buttons.addWidget(self.add_file_button, 0, 1)
-        buttons.addWidget(self.remove_button, 1, 0)
+        # The adding ones side by side and Remove (which acts on the selected model) below, or all three below
+        # each other in a narrow dock: side by side they set the window's minimum width past a half-screen one.
+        self.button_grid = WrapGrid([self.add_folder_button, self.add_file_button, self.remove_button], (2, 1))
         layout = QVBoxLayout(self)
         layout.addWidget(self.list, 1)
-        layout.addLayout(buttons)
+        layout.addWidget(self.button_grid)
         layout.addWidget(self.details)
         layout.addWidget(self.runs_on)
         layout.addWidget(self.gpu)
