@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFileDialog,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -20,6 +18,7 @@ from app.bindings import bind
 from app.controller import AppController
 from app.engine_worker import EngineStatus
 from app.widgets.wrap_grid import WrapGrid
+from app.widgets.wrapped_label import WrappedLabel
 
 
 def human_bytes(value: float | None) -> str:
@@ -53,25 +52,6 @@ def info_text(info: Any) -> str:
         ("Estimated VRAM", human_bytes(getattr(info, "est_vram_bytes", None))),
     ]
     return "\n".join(f"{k}: {v}" for k, v in rows)
-
-
-class WrappedLabel(QLabel):
-    """A word-wrapped label never squeezed below the height its text needs at its width. A plain one's minimum
-    is its height at some other width: in a short dock the layout squeezed the details under the next label
-    ("Size on disk" and "Estimated VRAM" hidden at 1000x700), where the dock should scroll instead."""
-
-    def __init__(self, text: str = "") -> None:
-        super().__init__(text)
-        self.setWordWrap(True)
-
-    def minimumSizeHint(self) -> QSize:
-        hint = super().minimumSizeHint()
-        return QSize(hint.width(), max(hint.height(), self.heightForWidth(self.width())))
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        if event.size().width() != event.oldSize().width():
-            self.updateGeometry()  # its minimum height follows its width
 
 
 class ModelPanel(QWidget):

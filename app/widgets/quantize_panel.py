@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from app.controller import AppController
-from app.widgets.model_panel import WrappedLabel
+from app.widgets.wrapped_label import WrappedLabel
 
 if TYPE_CHECKING:
     from app.widgets.quantize_wizard import QuantizeWizard
@@ -22,8 +22,9 @@ class QuantizePanel(QWidget):
         # a QThread destroyed while running aborts the whole app at exit, so shutdown() stops them all.
         self._wizards: list[QuantizeWizard] = []
         # Never squeezed below its lines (a plain word-wrapped label lost its first and last lines in a short dock).
-        text = WrappedLabel("Make a 4-bit copy of a model (SVDQuant): about 3.5× smaller, runs on laptop GPUs, "
-                            "almost the same images.")
+        text = WrappedLabel(
+            "Make a 4-bit copy of a model (SVDQuant): about 3.5× smaller, runs on laptop GPUs, almost the same images."
+        )
         self.open_button = QPushButton("Quantize this model…")
         self.open_button.clicked.connect(self.open_wizard)
         layout = QVBoxLayout(self)
