@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from app.image_files import read_image_settings, read_image_text
+from app.wording import NBSP
 from gpu.version import APP_NAME
-
-NBSP = "\u00a0"  # between a number and its unit: the narrow pane wrapped "Time taken: 0.3" and "s" apart
 
 
 def describe_image(path: Path, stored: dict[str, Any], missing: bool) -> str:

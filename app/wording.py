@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+NBSP = "\u00a0"  # between a number and its unit: a narrow label wrapped "Time taken: 0.3" and "s" apart
+
 
 def counted(n: int, noun: str) -> str:
     """``n`` and ``noun``, plural when ``n`` is not 1: "1 file", "3 files", "2 other images"."""

@@ -19,6 +19,7 @@ from app.controller import AppController
 from app.engine_worker import EngineStatus
 from app.widgets.wrap_grid import WrapGrid
 from app.widgets.wrapped_label import WrappedLabel
+from app.wording import NBSP
 
 
 def human_bytes(value: float | None) -> str:
@@ -26,7 +27,7 @@ def human_bytes(value: float | None) -> str:
         return "–"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+            return f"{value:.1f}{NBSP}{unit}" if unit != "B" else f"{int(value)}{NBSP}B"
         value /= 1024
     return "–"
 

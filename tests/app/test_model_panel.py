@@ -51,3 +51,14 @@ def test_the_models_dock_does_not_scroll_sideways_at_1000x700(qtbot, window):
         assert button.isVisible() and scroll.viewport().rect().contains(where), button.text()
         assert button.width() >= button.sizeHint().width(), button.text()
     assert not _cut_off(panel), _cut_off(panel)
+
+
+def test_sizes_in_the_details_keep_their_unit_on_the_same_line(qtbot, window):
+    """"Size on disk: 26.1 MiB" could wrap between "26.1" and "MiB" in a narrow dock: the space is a no-break one."""
+    import re
+
+    controller = window.controller
+    qtbot.waitUntil(lambda: controller.model_info is not None, timeout=60000)
+    text = window.model_panel.details.text()
+    assert re.search(r"Size on disk: \d+\.\d\u00a0MiB", text), text
+    assert not re.search(r"\d [KMGT]?i?B\b", text), text
