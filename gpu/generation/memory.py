@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gpu.generation.prompt_length import t5_encoding
 from gpu.runtime.memory_policy import (
     FLUX_DEV_INT4,
     EncoderSize,
@@ -264,9 +265,9 @@ def _clip_pooled(pipe: Any, prompt: str, device: torch.device) -> torch.Tensor:
 
 
 def _t5_embeds(pipe: Any, prompt: str, max_sequence_length: int, device: torch.device) -> torch.Tensor:
-    """T5 per-token embeddings [1, max_sequence_length, D_t5] (the text encoder's dtype)."""
-    ids = pipe.tokenizer_2([prompt], padding="max_length", max_length=max_sequence_length, truncation=True,
-                           return_tensors="pt").input_ids  # fmt: skip
+    """T5 per-token embeddings [1, max_sequence_length, D_t5] (the text encoder's dtype) of the prompt cut to
+    ``max_sequence_length`` tokens (``gpu.generation.prompt_length`` tells the user what that cut leaves out)."""
+    ids = t5_encoding(pipe.tokenizer_2, prompt, max_sequence_length).input_ids
     return pipe.text_encoder_2(ids.to(device), output_hidden_states=False)[0]
 
 

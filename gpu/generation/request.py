@@ -44,7 +44,9 @@ class ProgressEvent:
 class GeneratedImage:
     """A finished image and everything needed to reproduce it.
 
-    ``settings`` holds the resolved values (model defaults filled in) that went into the PNG metadata."""
+    ``settings`` holds the resolved values (model defaults filled in) that went into the PNG metadata;
+    ``extras`` what the job found beside them: ``"prompt_lengths"``, {'prompt' or 'negative prompt' (when the job
+    used it): ``gpu.generation.prompt_length.PromptLength``}, says which end of a prompt the model did not read."""
 
     image: Any  # PIL.Image.Image
     settings: dict[str, Any]

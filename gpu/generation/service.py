@@ -21,6 +21,7 @@ from gpu.generation.fusion import fuse_if_allowed, fuse_mode, sync_fusion
 from gpu.generation.memory import replan
 from gpu.generation.pipeline_loader import LoadedPipeline, execution_path, load_pipeline
 from gpu.generation.preview import latent_preview
+from gpu.generation.prompt_length import PromptLength, PromptMeter
 from gpu.generation.request import GeneratedImage, GenerationCancelled, GenerationRequest, ProgressEvent
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import model_hash
@@ -59,6 +60,7 @@ class ModelInfo:
     execution_summary: str  # the path alone, "<backend> on <device>" (gpu.runtime.dispatch.ExecutionPath)
     defaults: dict[str, Any]
     memory_policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy (a prediction until loaded)
+    prompt_meter: PromptMeter | None = None  # how much of a prompt the model reads (None: its tokenizer is unreadable)
 
 
 class GenerationService:
@@ -73,6 +75,7 @@ class GenerationService:
         # Measured seconds per denoising step, per (model path, width, height, LoRA set as ((name, rank), ...)):
         # what the LoRA cost report compares against the same model and size without LoRAs.
         self.step_seconds: dict[tuple, list[float]] = {}
+        self._meters: dict[tuple[str, int], PromptMeter] = {}  # per (tokenizer's pipeline folder, token limit)
 
     # -- models ------------------------------------------------------------------------------------
     def describe(self, model: str) -> ModelInfo:
@@ -89,8 +92,32 @@ class GenerationService:
         return ModelInfo(
             entry.name, entry.path, facts.kind, facts.architecture, facts.precision, facts.size_bytes,
             estimate_vram(facts.kind, facts.transformer_params, facts.size_bytes), str(path), path.summary,
-            dict(facts.defaults), policy,
+            dict(facts.defaults), policy, self.prompt_meter(entry),
         )  # fmt: skip
+
+    def prompt_meter(self, entry: ModelEntry) -> PromptMeter | None:
+        """The ``PromptMeter`` of a model (its T5 tokenizer and ``max_sequence_length``; an SVDQ file's tokenizer
+        is its base pipeline's), loaded once per pipeline folder. None when the limit or the tokenizer cannot be
+        read: generating says why. A tokenizer of its own, never the loaded pipeline's: the app measures on its
+        GUI thread while jobs encode here, and one Rust tokenizer used from two threads at once raises."""
+        try:
+            limit = model_sequence_length(entry)
+        except UserError:
+            return None
+        folder = base_folder(entry.facts, self.library)
+        if folder is None:
+            return None
+        key = (str(folder), limit)
+        if key not in self._meters:
+            from gpu.generation.pipeline_loader import quiet_libraries
+
+            quiet_libraries()
+            try:
+                self._meters[key] = PromptMeter.from_pipeline(folder, limit)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                log.warning("cannot read the T5 tokenizer of %s: %s", folder, err)
+                return None
+        return self._meters[key]
 
     def load(self, model: str, base: str | None = None) -> ModelInfo:
         entry = self.library.resolve(model)
@@ -136,19 +163,13 @@ class GenerationService:
             "guidance": pick("guidance", request.guidance, 3.5, float),
             "width": pick("width", request.width, 1024, int),
             "height": pick("height", request.height, 1024, int),
-            "max_sequence_length": pick("max_sequence_length", None, 512, int),
+            "max_sequence_length": model_sequence_length(entry),
         }
         for side in ("width", "height"):
             if s[side] % 16 or not 64 <= s[side] <= MAX_SIDE:
                 raise BadRequestError(
                     f"{side} {s[side]} is not possible: use a multiple of 16 between 64 and {MAX_SIDE}"
                 )
-        if not 1 <= s["max_sequence_length"] <= MAX_SEQUENCE_LENGTH:  # only a model's nibble.json sets it
-            raise BadRequestError(
-                f"max_sequence_length {s['max_sequence_length']} (model {entry.name}) is not possible: "
-                f"use 1 to {MAX_SEQUENCE_LENGTH}",
-                f"correct it in {entry.path / 'nibble.json'}" if entry.path.is_dir() else "",
-            )
         if not 1 <= s["steps"] <= 500:
             raise BadRequestError(f"steps {s['steps']} is not possible: use 1 to 500")
         if not 0 <= s["guidance"] <= 50:
@@ -198,7 +219,7 @@ class GenerationService:
             s = {**settings, **common, "seed": settings["seed"] + i}
             started = time.perf_counter()
             try:
-                image = self._run_one(loaded, s, i, request.batch_count, on_progress, should_cancel)
+                image, lengths = self._run_one(loaded, s, i, request.batch_count, on_progress, should_cancel)
             except torch.OutOfMemoryError:
                 self.unload()
                 raise OutOfMemory(
@@ -213,7 +234,7 @@ class GenerationService:
                 s["lora_overhead_pct"] = cost
             s["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             s.pop("max_sequence_length", None)
-            results.append(GeneratedImage(image, s))
+            results.append(GeneratedImage(image, s, extras={"prompt_lengths": lengths}))
             if on_image is not None:
                 on_image(results[-1])
         return results
@@ -307,7 +328,36 @@ class GenerationService:
             kwargs = with_prompt_embeds(loaded, kwargs)
             with encoders_detached(pipe):
                 out = pipe(**kwargs)
-        return out.images[0]
+        return out.images[0], measure_prompts(pipe, s, "negative_prompt_embeds" in kwargs)
+
+
+def model_sequence_length(entry: ModelEntry) -> int:
+    """The T5 tokens a model reads (``max_sequence_length``: its nibble.json's, else FLUX.1's 512); a value that
+    is no number or out of range raises BadRequestError."""
+    value = (entry.facts.defaults if entry.facts else {}).get("max_sequence_length", MAX_SEQUENCE_LENGTH)
+    try:
+        length = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BadRequestError(f"max_sequence_length {value!r} (model {entry.name}) is not a number") from None
+    if not 1 <= length <= MAX_SEQUENCE_LENGTH:  # only a model's nibble.json sets it
+        raise BadRequestError(
+            f"max_sequence_length {length} (model {entry.name}) is not possible: use 1 to {MAX_SEQUENCE_LENGTH}",
+            f"correct it in {entry.path / 'nibble.json'}" if entry.path.is_dir() else "",
+        )
+    return length
+
+
+def measure_prompts(pipe: Any, settings: dict[str, Any], negative_used: bool) -> dict[str, PromptLength]:
+    """How much of the prompt (and of the negative prompt, when the job used it) the pipeline's T5 tokenizer
+    kept, keyed 'prompt' and 'negative prompt'; {} for a pipeline without one."""
+    tokenizer = getattr(pipe, "tokenizer_2", None)
+    if tokenizer is None:
+        return {}
+    meter = PromptMeter(tokenizer, settings["max_sequence_length"])
+    texts = {"prompt": settings["prompt"]}
+    if negative_used:
+        texts["negative prompt"] = settings["negative_prompt"]
+    return {label: meter(text) for label, text in texts.items()}
 
 
 def check_text(label: str, text: Any) -> None:
@@ -362,17 +412,25 @@ def predicted_path(kind: str, device: torch.device | None) -> ExecutionPath:
 def predicted_policy(facts: Any, library: ModelLibrary, device: torch.device | None) -> Any:
     """The memory policy a model will get when loaded on ``device``, from file headers (no weights read)."""
     from gpu.generation.memory import predicted_sizes
-    from gpu.generation.pipeline_loader import default_device, resolve_base
+    from gpu.generation.pipeline_loader import default_device
     from gpu.runtime.memory_policy import choose_policy, detect_total_vram
 
     total = detect_total_vram(device or default_device())
     if total is None:
         return choose_policy(None)
+    # Without the base, the plan counts FLUX.1's encoders; the base is reported when the model loads.
+    return choose_policy(total, predicted_sizes(facts, base_folder(facts, library)))
+
+
+def base_folder(facts: Any, library: ModelLibrary) -> Path | None:
+    """The pipeline folder that holds a model's text encoders and tokenizers (an SVDQ file's recorded base), or
+    None when it is not found (loading the model says why). ``facts``: ``gpu.model_files.ModelFacts``."""
+    from gpu.generation.pipeline_loader import resolve_base
+
     try:
-        base = resolve_base(facts, library, None) if facts.kind == "svdq" else facts.path
-    except UserError:  # the base is reported when the model loads; plan with FLUX.1's encoders meanwhile
-        base = None
-    return choose_policy(total, predicted_sizes(facts, base))
+        return resolve_base(facts, library, None) if facts.kind == "svdq" else facts.path
+    except UserError:
+        return None
 
 
 def estimate_vram(kind: str, params: int, size_bytes: int) -> int:

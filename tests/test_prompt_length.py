@@ -1,0 +1,80 @@
+"""A prompt longer than the model reads was cut by T5 without a word: the engine now measures it with the
+model's own tokenizer and limit, names the end it ignores, and the CLI says so."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from gpu.generation.memory import _t5_embeds
+from gpu.generation.request import GenerationRequest
+from gpu.generation.service import GenerationService
+from gpu.paths import resources_dir
+
+DEMO = resources_dir() / "models" / "demo"
+LIMIT = json.loads((DEMO / "nibble.json").read_text())["max_sequence_length"]  # 32
+LONG = ("a small red star in the top left on a blue background with a green ring and a yellow square near the "
+        "bottom right corner and a purple triangle in the middle of the picture, drawn large")  # fmt: skip
+LONG_END = "triangle in the middle of the picture, drawn large"  # what of LONG the demo model's 32 tokens miss
+
+
+@pytest.fixture(scope="module")
+def service() -> GenerationService:
+    return GenerationService(device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("model", ["demo", "demo-int4"])
+def test_the_model_description_measures_prompts_with_the_models_tokenizer_and_limit(service, model):
+    """demo-int4 is an SVDQ file: its tokenizer is its base pipeline's (the demo folder)."""
+    meter = service.describe(model).prompt_meter
+    assert meter is not None and meter.limit == LIMIT
+    long = meter(LONG)
+    assert long.over and long.limit == LIMIT and long.tokens == 45 and long.ignored == LONG_END
+    assert long.note("prompt", model) == (f"the prompt is 45 tokens long; model {model} reads the first {LIMIT}, "
+                                          f"so this end of it is ignored: '{LONG_END}'")  # fmt: skip
+    short = meter("a red star")
+    assert (short.tokens, short.over, short.ignored, short.note("prompt", model)) == (4, False, "", "")
+
+
+@pytest.fixture(scope="module")
+def t5() -> SimpleNamespace:
+    """The demo pipeline's T5 tokenizer and encoder, loaded as FluxPipeline loads them (what ``_t5_embeds`` uses)."""
+    from transformers import T5EncoderModel, T5Tokenizer
+
+    return SimpleNamespace(tokenizer_2=T5Tokenizer.from_pretrained(DEMO / "tokenizer_2"),
+                           text_encoder_2=T5EncoderModel.from_pretrained(DEMO / "text_encoder_2").eval())  # fmt: skip
+
+
+def _embeds(pipe: SimpleNamespace, prompt: str) -> torch.Tensor:
+    with torch.inference_mode():
+        return _t5_embeds(pipe, prompt, LIMIT, torch.device("cpu"))
+
+
+def test_what_the_meter_says_is_ignored_is_what_the_text_encoder_never_sees(service, t5):
+    meter = service.describe("demo").prompt_meter
+    fits, over = "red " * (LIMIT - 2) + "blue", "red " * (LIMIT - 1) + "blue"  # with the end token: LIMIT, LIMIT + 1
+    assert (meter(fits).tokens, meter(fits).over) == (LIMIT, False)
+    assert (meter(over).tokens, meter(over).over, meter(over).ignored) == (LIMIT + 1, True, "blue")
+    assert torch.equal(_embeds(t5, over), _embeds(t5, "red " * (LIMIT - 1)))  # "blue" changed nothing
+    assert not torch.equal(_embeds(t5, fits), _embeds(t5, "red " * (LIMIT - 2)))  # here it counts
+    # A real prompt: the encoder reads exactly the text before the ignored end, and all of it.
+    long = meter(LONG)
+    read = LONG[: len(LONG) - len(long.ignored)].rstrip()
+    assert meter(read).tokens == LIMIT and torch.equal(_embeds(t5, LONG), _embeds(t5, read))
+    assert not torch.equal(_embeds(t5, LONG), _embeds(t5, read.rsplit(" ", 1)[0]))
+
+
+def test_the_generated_image_says_which_prompts_were_cut(service):
+    """The negative prompt is measured only when the job used it: the demo model runs true CFG for guidance > 1."""
+    request = GenerationRequest(LONG, negative_prompt=LONG, steps=1, width=64, height=64, guidance=5.0)
+    (image,) = service.generate(request)
+    lengths = image.extras["prompt_lengths"]
+    assert set(lengths) == {"prompt", "negative prompt"}
+    assert all(x.over and x.ignored == LONG_END for x in lengths.values())
+    assert "prompt_lengths" not in image.settings  # nor in the PNG metadata
+    (image,) = service.generate(GenerationRequest("a red star", negative_prompt=LONG, steps=1, width=64, height=64,
+                                                  guidance=1.0))  # fmt: skip
+    assert list(image.extras["prompt_lengths"]) == ["prompt"] and not image.extras["prompt_lengths"]["prompt"].over
