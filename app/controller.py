@@ -24,6 +24,7 @@ from app.history_model import HistoryModel
 from app.image_files import read_image_settings, relative
 from app.lora_state import LoraState, cost_sentence
 from app.memory_state import MemoryState
+from app.prompt_length_state import PromptLengthState
 from app.reconcile import ReconcileReport, reconcile
 from app.settings import Settings
 from app.store import ImageRecord, PromptRecord
@@ -95,6 +96,8 @@ class AppController(QObject):
             self.notices.append(EngineError("notice", text, "Put the file back where it was, then switch it on."))
         self.loras.add_shipped()
         self.memory = MemoryState()
+        self.prompt_length = PromptLengthState()
+        self.prompt.prompt_changed.connect(self._measure_prompt)
         self.entries: list[Any] = []
         self.gpu: Any = None
         self.model_info: Any = None
@@ -479,10 +482,18 @@ class AppController(QObject):
             return
         self.model_info = info
         self.memory.show_policy(getattr(info, "memory_policy", None))
+        self._measure_prompt()
         if getattr(self, "_apply_defaults", False):
             self.prompt.apply_model_defaults(getattr(info, "defaults", {}) or {})
             self._apply_defaults = False
         self.model_info_changed.emit(info)
+
+    def _measure_prompt(self, *_: object) -> None:
+        """The prompt's token count, measured with the selected model's meter (sub-millisecond: on every edit,
+        here on the GUI thread; the engine thread loaded its tokenizer when it described the model)."""
+        meter = getattr(self.model_info, "prompt_meter", None)
+        prompt = self.prompt.prompt
+        self.prompt_length.show(meter(prompt) if meter is not None else None, prompt)
 
     def _on_started(self, job_id: int, count: int) -> None:
         self.job.step = 0

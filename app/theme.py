@@ -6,6 +6,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
+WARNING_COLOR = "#e07b39"  # text that warns (a prompt longer than the model reads); legible on light and dark
+
 
 def _dark_palette() -> QPalette:
     palette = QPalette()

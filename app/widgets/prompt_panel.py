@@ -41,6 +41,7 @@ from app.generation_state import (
     STEPS_MAX,
     STEPS_MIN,
 )
+from app.theme import WARNING_COLOR
 from app.widgets.integer_edit import IntegerEdit
 from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
 
@@ -97,6 +98,12 @@ class PromptPanel(QWidget):
             edit.setTabChangesFocus(True)
         bind(state, "prompt", self.prompt_edit)
         bind(state, "negative_prompt", self.negative_edit)
+        # How many of the model's tokens the prompt takes; past its limit, the end the model ignores (a warning).
+        self.token_count = QLabel(wordWrap=True)
+        self.token_count.setObjectName("tokenCount")
+        bind(controller.prompt_length, "text", self.token_count)
+        controller.prompt_length.over_changed.connect(self._warn_length)
+        self._warn_length(controller.prompt_length.over)
 
         self.seed_edit = IntegerEdit(SEED_MIN, SEED_MAX)  # the engine's full 64-bit range, beyond a QSpinBox
         self.seed_edit.setToolTip(f"{SEED_MIN} to {SEED_MAX}")
@@ -180,6 +187,7 @@ class PromptPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Prompt"))
         layout.addWidget(self.prompt_edit, 2)
+        layout.addWidget(self.token_count)
         layout.addWidget(self.negative_edit)
         layout.addWidget(form)
         layout.addLayout(buttons)
@@ -187,6 +195,9 @@ class PromptPanel(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.preview, 1)
         self._sync_preset()
+
+    def _warn_length(self, over: bool) -> None:
+        self.token_count.setStyleSheet(f"color: {WARNING_COLOR}" if over else "")
 
     def _randomize_seed(self) -> None:
         locked = self.controller.prompt.seed_locked

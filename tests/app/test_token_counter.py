@@ -1,0 +1,27 @@
+"""The token counter under the prompt box: a prompt longer than the model reads lost its end without a word; the
+panel now counts the model's tokens as the user types and, past the limit, warns with the end the model ignores."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, Qt
+
+from app.theme import WARNING_COLOR
+
+
+def test_typing_a_long_prompt_warns_with_the_ignored_end_and_a_short_one_clears_it(qtbot, window):
+    panel = window.prompt_panel
+    counter, edit = panel.token_count, panel.prompt_edit
+    y = {w: w.mapTo(panel, QPoint(0, 0)).y() for w in (edit, counter, panel.negative_edit)}
+    assert y[edit] < y[counter] < y[panel.negative_edit]  # right under the prompt box
+    edit.setFocus()
+    qtbot.keyClicks(edit, "a small red star in the top left on a blue background with a green ring and a yellow "
+                          "square near the bottom right corner and a purple triangle in the middle of the picture, "
+                          "drawn large")  # fmt: skip
+    assert counter.isVisible() and counter.text() == (
+        "45 / 32 tokens: the model ignores the end: 'triangle in the middle of the picture, drawn large'"
+    )
+    assert WARNING_COLOR in counter.styleSheet()
+    qtbot.keyClick(edit, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClicks(edit, "a red star")
+    assert window.controller.prompt.prompt == "a red star"
+    assert counter.text() == "4 / 32 tokens" and WARNING_COLOR not in counter.styleSheet()
