@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-prompts", type=int, default=64, help="number of calibration prompts (default 64)")
     q.add_argument("--calib-steps", type=int, default=None, help="denoising steps per calibration prompt")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--alpha-points", type=int, default=11, metavar="N",
+                   help="smoothing strengths the alpha search tries, evenly over 0..1 (default 11: 0, 0.1, ..., 1; "
+                   "fewer is faster)")  # fmt: skip
     q.add_argument("--overwrite", action="store_true", help="replace OUT when it exists already")
     q.add_argument("--base", help="for a single-file SRC: the diffusers FLUX.1 pipeline (folder or library name) "
                    "whose text encoders, tokenizers and scheduler calibrate it")
@@ -163,7 +166,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     cfg = QuantizeConfig(
         method=args.method, precision=args.precision, rank=args.rank,
         calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
-        shared_smoothing=not args.per_layer_smoothing, base=args.base,
+        alpha_points=args.alpha_points, shared_smoothing=not args.per_layer_smoothing, base=args.base,
     )  # fmt: skip
 
     def show(ev) -> None:

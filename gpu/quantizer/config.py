@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from gpu.modules.layer_spec import METHODS, PRECISIONS
+from gpu.svdquant.smoothing import DEFAULT_ALPHA_POINTS, MAX_ALPHA_POINTS
 
 # Far above any useful calibration (the paper uses 64 prompts); they stop a typo from running for days.
 MAX_CALIB_PROMPTS = 10_000
@@ -21,6 +22,9 @@ class QuantizeConfig:
     timesteps_per_prompt: int = 2  # (prompt, timestep) samples drawn from each trajectory
     seed: int = 0
     refine_iters: int = 2
+    # Smoothing strengths the alpha search tries, evenly spaced over 0..1 (svdquant, smoothquant): fewer points
+    # quantize faster and may pick a slightly worse alpha per layer.
+    alpha_points: int = DEFAULT_ALPHA_POINTS
     max_tokens_per_layer: int = 1024  # calibration tokens kept per layer for the objectives
     # One smoothing vector per group of linears reading the same input (FLUX's Q/K/V), so the fused runtime
     # can merge them into one GEMM; False smooths every layer on its own.
@@ -49,12 +53,20 @@ class QuantizeConfig:
             raise BadRequestError(f"seed {self.seed} is not possible: use 0 to 2^63-1")
         if self.timesteps_per_prompt < 1:
             raise BadRequestError("at least one timestep per prompt is needed")
+        if not 2 <= self.alpha_points <= MAX_ALPHA_POINTS:
+            raise BadRequestError(
+                f"{self.alpha_points} alpha points is not possible: use 2 to {MAX_ALPHA_POINTS}",
+                f"the smoothing search tries that many alphas from 0 to 1; the default {DEFAULT_ALPHA_POINTS} "
+                "tries 0, 0.1, ..., 1",
+            )
 
     def fingerprint(self) -> dict:
         """The settings that change the output (what a resumable parts folder must match)."""
         d = asdict(self)
         for k in ("resume", "gpu_budget_gib", "ram_budget_gib"):
             d.pop(k)
+        if self.alpha_points == DEFAULT_ALPHA_POINTS:  # as parts folders from before the setting recorded it
+            d.pop("alpha_points")
         return d
 
     def to_json(self) -> dict:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -26,6 +26,7 @@ from gpu.modules.layer_spec import spec_for
 from gpu.quantizer.config import QuantizeConfig
 from gpu.svdquant.calibration import LayerCalibration
 from gpu.svdquant.decompose import DecomposeConfig, DecomposedLayer, decompose_group
+from gpu.svdquant.smoothing import alpha_grid
 
 SAMPLE_KEYS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids")
 
@@ -164,7 +165,9 @@ def quantize_layers(
 
     With ``config.shared_smoothing``, the members of each of the adapter's shared-input groups (same role, a
     smoothing method) are decomposed together on the first member's calibration, when the first of them comes
-    up; their metadata names the group (``smooth_group``). Every other layer is a group of one."""
+    up; their metadata names the group (``smooth_group``). Every other layer is a group of one. The alpha search
+    tries ``config.alpha_points`` alphas (``dcfg.alpha_grid`` is replaced by them)."""
+    dcfg = replace(dcfg, alpha_grid=alpha_grid(config.alpha_points))
     groups = adapter.shared_input_groups(targets) if config.shared_smoothing else []
     group_of = {n: g for g in groups for n in g}
     ready: dict[str, tuple[dict[str, torch.Tensor], dict, float | None]] = {}
@@ -241,6 +244,8 @@ def checkpoint_meta(
             "timesteps_per_prompt": config.timesteps_per_prompt,
             "seed": config.seed,
             "tokens_per_layer": config.max_tokens_per_layer,
+            # the alpha search's grid, where the method smooths (searches alpha)
+            "alpha_points": config.alpha_points if spec_for(config.method, "int4", 0, "w4a4").smooth else None,
             "mean_layer_error": sum(errors) / len(errors) if errors else None,
             "max_layer_error": max(errors) if errors else None,
         },

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import torch
 
-DEFAULT_ALPHA_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+DEFAULT_ALPHA_POINTS = 11  # 0, 0.1, ..., 1
+MAX_ALPHA_POINTS = 101  # steps of 0.01; each point costs one more decomposition of every smoothed layer
+
+
+def alpha_grid(points: int) -> tuple[float, ...]:
+    """``points`` (>= 2) migration strengths evenly spaced over [0, 1], both ends included: the candidates
+    the smoothing search scores (its cost grows linearly with them)."""
+    if points < 2:
+        raise ValueError(f"an alpha grid needs at least 2 points (0 and 1), not {points}")
+    return tuple(round(i / (points - 1), 6) for i in range(points))
+
+
+DEFAULT_ALPHA_GRID = alpha_grid(DEFAULT_ALPHA_POINTS)
 
 
 def smoothing_factors(x_absmax: torch.Tensor, w_absmax: torch.Tensor, alpha: float) -> torch.Tensor:
