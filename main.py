@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gpu.generation.request import GeneratedImage
     from gpu.library import ModelLibrary
 
 DATA_DIR_ENV = "NIBBLE_DATA_DIR"  # same variable as gpu.paths, without importing the engine for --help
@@ -211,6 +212,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         s = result.settings
         size = f"{s['width']}x{s['height']}"
         say(f"wrote {out} ({size}, {s['steps']} steps, seed {s['seed']}, {s['duration_s']:.2f} s)")
+        if len(saved) == 1:  # a batch shares its prompts: said once, with the first image
+            tell_prompt_lengths(result)
 
     try:
         results = service.generate(request, on_image=save)
@@ -231,6 +234,16 @@ def tell_library_notices(library: ModelLibrary) -> None:
     without a word."""
     for notice in library.take_notices():
         print(f"note: {notice.text}", file=sys.stderr)
+
+
+def tell_prompt_lengths(result: GeneratedImage) -> None:
+    """A prompt longer than the model reads is cut by the text encoder without a word: said on stderr, quoting
+    the end the model ignored, so the user can shorten it."""
+    for label, length in result.extras.get("prompt_lengths", {}).items():
+        if length.over:
+            line = f"note: {length.note(label, result.settings['model'])}"
+            print(line, file=sys.stderr)
+            log.info("%s", line)
 
 
 def check_png_output(out: Path) -> None:

@@ -262,3 +262,19 @@ def test_self_test_with_a_sub_command_is_a_usage_error(capsys, nothing_else_runs
     assert stop.value.code == 2 and err.startswith("usage: main.py")
     assert "error: --self-test takes no sub-command: run 'main.py --self-test' and 'main.py generate ...'" in err
     assert nothing_else_runs == []
+
+
+def test_a_prompt_longer_than_the_model_reads_is_said_with_the_end_it_ignores(tmp_path, capsys):
+    """The demo model reads 32 T5 tokens: a longer prompt lost its end without a word, the image made anyway."""
+    from main import main
+
+    prompt = ("a small red star in the top left on a blue background with a green ring and a yellow square near the "
+              "bottom right corner and a purple triangle in the middle of the picture, drawn large")  # fmt: skip
+    out = tmp_path / "a.png"
+    code = main(["--data-dir", str(tmp_path / "data"), "generate", prompt, "--out", str(out), "--steps", "1",
+                 "--width", "64", "--height", "64", "--negative", "blurry"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0 and out.is_file() and "note: " not in captured.out
+    assert captured.err == ("note: the prompt is 45 tokens long; model demo reads the first 32, so this end of it is "
+                            "ignored: 'triangle in the middle of the picture, drawn large'\n")  # fmt: skip
+    assert read_png_text(out)["parameters"].startswith(f"{prompt}\nNegative prompt: blurry\nSteps: 1,")
