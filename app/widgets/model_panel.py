@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 from app.bindings import bind
 from app.controller import AppController
 from app.engine_worker import EngineStatus
+from app.theme import WARNING_COLOR
 from app.widgets.wrap_grid import WrapGrid
 from app.widgets.wrapped_label import WrappedLabel
 from app.wording import NBSP
@@ -75,7 +76,9 @@ class ModelPanel(QWidget):
         self.memory.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bind(controller.memory, "text", self.memory)
         # a plan that exceeds the GPU says so in words; the colour makes it hard to miss
-        controller.memory.fits_changed.connect(lambda ok: self.memory.setStyleSheet("" if ok else "color: #e07b39;"))
+        controller.memory.fits_changed.connect(
+            lambda ok: self.memory.setStyleSheet("" if ok else f"color: {WARNING_COLOR};")
+        )
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.setToolTip("A diffusers model folder (with model_index.json)")
         self.add_file_button = QPushButton("Add SVDQ file…")
