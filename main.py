@@ -266,7 +266,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
           f"checksum OK ({meta.sha256[:16]}...)")
     print(f"  quantization: {q.get('method')} {q.get('precision')} rank {q.get('rank')}; storage {meta.dtype}")
     print(f"  calibration:  {c.get('prompts')} prompts x {c.get('steps')} steps, seed {c.get('seed')}, "
-          f"mean layer error {_fmt(c.get('mean_layer_error'))}")
+          f"mean layer error {_fmt(c.get('mean_layer_error'))}"
+          + (f", alpha grid of {c['alpha_points']} points" if c.get("alpha_points") else ""))
     print(f"  base model:   {b.get('name')} ({b.get('path')})")
     print(f"  made by:      {meta.tool}, {meta.created}")
     mib = sum(t.numel() * t.element_size() for t in tensors.values()) / 2**20
@@ -280,7 +281,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print("-" * len(header))
     for name, e in meta.layers.items():
         shape = f"{e.get('out_features')}x{e.get('in_features')}"
-        alpha = "" if e.get("alpha") is None else f"{e['alpha']:.1f}"
+        alpha = "" if e.get("alpha") is None else f"{round(e['alpha'], 3):g}"  # 0.25 from a 5-point grid
         print(f"{name:<52} {e.get('kind', ''):<6} {e['method']:<11} {e['weight_format']:<7} "
               f"{str(e['act_format'] or '16-bit'):<7} {e['rank']:>4} {shape:>13} {alpha:>5} {_fmt(e.get('error')):>9}")
     return 0

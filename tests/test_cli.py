@@ -34,7 +34,8 @@ def test_help_lists_subcommands(tmp_path):
 
 def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path):
     q = tmp_path / "tiny-int4.safetensors"
-    args = ("quantize", str(tiny_flux), "--out", str(q), "--calib-prompts", "4", "--calib-steps", "2")
+    args = ("quantize", str(tiny_flux), "--out", str(q), "--calib-prompts", "4", "--calib-steps", "2",
+            "--alpha-points", "3")  # fmt: skip
     r = _run(*args, data_dir=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "[40/40]" in r.stdout and q.is_file()
@@ -42,11 +43,14 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path):
     r = _run("inspect", str(q), data_dir=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "checksum OK" in r.stdout and "single_transformer_blocks.1.proj_out" in r.stdout
+    assert "alpha grid of 3 points" in r.stdout
+    alphas = {float(line.split()[-2]) for line in r.stdout.splitlines() if line.split()[2:3] == ["svdquant"]}
+    assert alphas <= {0.0, 0.5, 1.0} and alphas, r.stdout  # the grid the file was made with
     qkv = ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"]
     assert read_checkpoint_meta(q).layers[qkv[1]]["smooth_group"] == qkv  # shared smoothing by default
     apart = tmp_path / "tiny-int4-per-layer.safetensors"
     r = _run("quantize", str(tiny_flux), "--out", str(apart), "--calib-prompts", "2", "--calib-steps", "2",
-             "--per-layer-smoothing", data_dir=tmp_path)  # fmt: skip
+             "--per-layer-smoothing", "--alpha-points", "3", data_dir=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert not any("smooth_group" in layer for layer in read_checkpoint_meta(apart).layers.values())
 
