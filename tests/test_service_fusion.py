@@ -13,6 +13,7 @@ from gpu.demo.train_lora import OUT as SHIPPED_LORA
 from gpu.generation.fusion import fuse_mode, is_fused
 from gpu.generation.request import GenerationRequest
 from gpu.generation.service import GenerationService
+from gpu.runtime.dispatch import describe_device
 
 
 def _request(loras=None) -> GenerationRequest:
@@ -34,7 +35,10 @@ def test_fused_with_and_without_loras(monkeypatch):
     transformer = fused.loaded.pipe.transformer
     assert is_fused(transformer) and "); fused FLUX blocks" in a.settings["execution_path"]
     info = fused.describe("demo-int4")  # what the Models panel shows: the path alone, its notes in the whole text
-    assert info.execution_summary == "PyTorch reference on CPU" and info.execution_path == a.settings["execution_path"]
+    assert info.execution_path == a.settings["execution_path"]
+    summary = info.execution_summary  # "PyTorch reference on CPU", or the fused backend on the GPU
+    assert summary.endswith(f" on {describe_device(fused.loaded.device)}") and "fused FLUX blocks" not in summary
+    assert info.execution_path.startswith((f"{summary} (", f"{summary}; fused FLUX blocks"))
     [ref] = plain.generate(_request())
     assert not is_fused(plain.loaded.pipe.transformer) and "fused FLUX blocks" not in ref.settings["execution_path"]
     # the fused blocks keep fp32 between ops where diffusers rounds to bf16 after each: close, not identical
