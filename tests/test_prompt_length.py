@@ -78,3 +78,20 @@ def test_the_generated_image_says_which_prompts_were_cut(service):
     (image,) = service.generate(GenerationRequest("a red star", negative_prompt=LONG, steps=1, width=64, height=64,
                                                   guidance=1.0))  # fmt: skip
     assert list(image.extras["prompt_lengths"]) == ["prompt"] and not image.extras["prompt_lengths"]["prompt"].over
+
+
+def test_a_damaged_tokenizer_leaves_the_model_described_without_a_counter(tmp_path):
+    """tokenizers raises a bare Exception for a damaged tokenizer.json: describe() let it through, so the model
+    could not even be selected; the counter is optional, the description is not."""
+    folder = tmp_path / "demo-copy"
+    folder.mkdir()
+    for part in DEMO.iterdir():
+        if part.name != "tokenizer_2":
+            (folder / part.name).symlink_to(part)
+    (folder / "tokenizer_2").mkdir()
+    for part in (DEMO / "tokenizer_2").iterdir():
+        (folder / "tokenizer_2" / part.name).write_bytes(part.read_bytes())
+    damaged = '{"version": "1.0", "added_tokens": [], "model": {"type": "nonsense"}}'  # parsed by Rust: bare Exception
+    (folder / "tokenizer_2" / "tokenizer.json").write_text(damaged)
+    info = GenerationService(device=torch.device("cpu")).describe(str(folder))
+    assert info.name == "demo-copy" and info.prompt_meter is None

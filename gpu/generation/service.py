@@ -114,7 +114,9 @@ class GenerationService:
             quiet_libraries()
             try:
                 self._meters[key] = PromptMeter.from_pipeline(folder, limit)
-            except (OSError, ValueError, KeyError, TypeError) as err:
+            except Exception as err:  # noqa: BLE001 - tokenizers raises bare Exception; the meter is optional
+                # A damaged tokenizer must not stop the model from being described (and selected): the counter is
+                # left out, and generating names the problem when the pipeline loads.
                 log.warning("cannot read the T5 tokenizer of %s: %s", folder, err)
                 return None
         return self._meters[key]
