@@ -79,6 +79,7 @@ class ModelLibrary:
         self.data_dir = data_dir or user_data_dir()
         self.file = self.data_dir / LIBRARY_FILE
         self._notices: list[UserError] = []
+        self._renames_told: set[tuple[str, Path]] = set()  # said once even when the new names cannot be saved
 
     def take_notices(self) -> list[UserError]:
         """What happened to the user's library file since the last call (kept aside as damaged, or copied aside
@@ -118,7 +119,7 @@ class ModelLibrary:
 
         A later version can ship a built-in under a name the user already gave a model of their own (or the file
         was edited by hand); the built-in wins that name, and the user's model would otherwise vanish from the
-        list. The new name is saved, so the user is told once."""
+        list. The new name is saved; the user is told once (per library object when it cannot be saved)."""
         builtins = builtin_models()
         clashing = [n for n in paths if n in builtins]
         if not clashing:
@@ -130,9 +131,11 @@ class ModelLibrary:
                 final = next(f"{name}-{i}" for i in itertools.count(2)
                              if f"{name}-{i}" not in builtins and f"{name}-{i}" not in paths
                              and f"{name}-{i}" not in renamed)  # fmt: skip
-                self._notices.append(UserError(
-                    f"Your model {name!r} ({path}) is now listed as {final!r}: this version of Nibble Studio "
-                    f"ships a built-in model of that name.", f"select {final!r} to use your model"))  # fmt: skip
+                if (name, path) not in self._renames_told:
+                    self._renames_told.add((name, path))
+                    self._notices.append(UserError(
+                        f"Your model {name!r} ({path}) is now listed as {final!r}: this version of Nibble Studio "
+                        f"ships a built-in model of that name.", f"select {final!r} to use your model"))  # fmt: skip
             renamed[final] = path
         try:
             self._save(renamed)

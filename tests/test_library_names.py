@@ -40,3 +40,22 @@ def test_a_user_model_named_like_a_built_in_is_listed_under_a_new_name_and_told_
     assert again.add(mine).already_added and again.add(mine).name == "demo-int4-2"
     again.remove("demo-int4-2")
     assert [m["name"] for m in json.loads((tmp_path / "library.json").read_text())["models"]] == ["other"]
+
+
+def test_the_rename_is_told_once_even_when_the_library_cannot_be_saved(tmp_path, monkeypatch):
+    """Where the new name cannot be saved, every read renamed the entry again and told it again."""
+    from gpu.errors import OutputError
+
+    mine = tmp_path / "my-int4.safetensors"
+    shutil.copyfile(DEMO_INT4, mine)
+    (tmp_path / "library.json").write_text(json.dumps({"version": 1, "models": [{"name": "demo", "path": str(mine)}]}))
+    library = ModelLibrary(tmp_path)
+
+    def refuse(paths):
+        raise OutputError(f"cannot write {library.file}: Read-only file system")
+
+    monkeypatch.setattr(library, "_save", refuse)
+    assert [e.name for e in library.entries()][-1] == "demo-2"
+    assert library.resolve("demo-2").path == mine and [e.name for e in library.entries()][-1] == "demo-2"
+    (notice,) = library.take_notices()
+    assert "'demo-2'" in str(notice) and library.take_notices() == []
