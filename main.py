@@ -259,15 +259,17 @@ def check_png_output(out: Path) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from gpu.checkpoint.format import load_checkpoint
+    from gpu.svdquant.smoothing import DEFAULT_ALPHA_POINTS
 
     meta, tensors = load_checkpoint(args.file)
     q, c, b = meta.quantization, meta.calibration, meta.base_model
     print(f"{args.file.name}: SVDQ format v{meta.format_version}, {meta.architecture} ({meta.model_class}), "
           f"checksum OK ({meta.sha256[:16]}...)")
     print(f"  quantization: {q.get('method')} {q.get('precision')} rank {q.get('rank')}; storage {meta.dtype}")
+    grid = c.get("alpha_points")  # said when not the default (None: made before the setting, or no smoothing)
     print(f"  calibration:  {c.get('prompts')} prompts x {c.get('steps')} steps, seed {c.get('seed')}, "
           f"mean layer error {_fmt(c.get('mean_layer_error'))}"
-          + (f", alpha grid of {c['alpha_points']} points" if c.get("alpha_points") else ""))
+          + (f", alpha grid of {grid} points" if grid not in (None, DEFAULT_ALPHA_POINTS) else ""))
     print(f"  base model:   {b.get('name')} ({b.get('path')})")
     print(f"  made by:      {meta.tool}, {meta.created}")
     mib = sum(t.numel() * t.element_size() for t in tensors.values()) / 2**20

@@ -44,6 +44,7 @@ from app.generation_state import (
 from app.theme import WARNING_COLOR
 from app.widgets.integer_edit import IntegerEdit
 from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
+from app.widgets.wrapped_label import WrappedLabel
 
 
 def _png_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
@@ -99,7 +100,7 @@ class PromptPanel(QWidget):
         bind(state, "prompt", self.prompt_edit)
         bind(state, "negative_prompt", self.negative_edit)
         # How many of the model's tokens the prompt takes; past its limit, the end the model ignores (a warning).
-        self.token_count = QLabel(wordWrap=True)
+        self.token_count = WrappedLabel()  # up to three lines past the limit: never squeezed in a short dock
         self.token_count.setObjectName("tokenCount")
         bind(controller.prompt_length, "text", self.token_count)
         controller.prompt_length.over_changed.connect(self._warn_length)

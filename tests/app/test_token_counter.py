@@ -21,6 +21,10 @@ def test_typing_a_long_prompt_warns_with_the_ignored_end_and_a_short_one_clears_
         "45 / 32 tokens: the model ignores the end: 'triangle in the middle of the picture, drawn large'"
     )
     assert WARNING_COLOR in counter.styleSheet()
+    window.resize(700, 380)  # a short dock: the warning's lines are all shown (the dock scrolls instead)
+    qtbot.waitUntil(lambda: window.width() == 700 and window.height() == 380, timeout=5000)
+    qtbot.wait(50)  # the layout settles
+    assert counter.height() >= counter.heightForWidth(counter.width()) > counter.fontMetrics().height()
     qtbot.keyClick(edit, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
     qtbot.keyClicks(edit, "a red star")
     assert window.controller.prompt.prompt == "a red star"
