@@ -223,11 +223,11 @@ def test_an_unusable_data_folder_is_named_as_the_data_folder_before_anything_run
         # /proc itself exists, so mkdir passed it and the command failed later, naming some file inside; /sys
         # refuses for another reason (which one depends on how it is mounted). Permission bits would not stop
         # root: no file can be made in either by anyone.
-        for folder, reason in [("/proc", "No such file or directory"), ("/sys", "")]:
+        for folder in ("/proc", "/sys"):  # the system's reason depends on the kernel and how they are mounted
             assert main(["--data-dir", folder, "inspect", str(missing)]) == 2
             err = capsys.readouterr().err
             assert err.startswith(f"error: --data-dir {folder}: cannot use it as the data folder: no file can be "
-                                  f"created in it: {reason}") and err.count("\n") == 1, err  # fmt: skip
+                                  "created in it: ") and err.count("\n") == 1, err  # fmt: skip
             assert err.endswith(" (give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data)\n")
     monkeypatch.setenv("NIBBLE_DATA_DIR", str(under_a_file))  # the variable is named when it chose the folder
     assert main(["inspect", str(missing)]) == 2

@@ -101,8 +101,8 @@ def test_a_data_folder_that_takes_no_files_is_named_before_the_window_opens(qtbo
     monkeypatch.setenv("NIBBLE_DATA_DIR", "/proc")  # the default folder, as far as the app is concerned
     with pytest.raises(OSError) as refused:
         resolve_data_dir()
-    assert (refused.value.filename, refused.value.strerror) == ("/proc", "no file can be created in it: "
-                                                                "No such file or directory")  # fmt: skip
+    assert refused.value.filename == "/proc"  # the system's reason after this depends on the kernel
+    assert refused.value.strerror.startswith("no file can be created in it: ")
     seen: list[str] = []
     accept_dialog_later(seen)
     assert run_app(["nibble-studio"]) == 1  # a dialog, then a clean exit: no traceback
