@@ -131,6 +131,8 @@ def test_alpha_points_default_validation_and_resume_fingerprint():
     # Parts folders written before the setting existed have no alpha_points in their fingerprint: still resumable.
     assert "alpha_points" not in QuantizeConfig().fingerprint()
     assert QuantizeConfig(alpha_points=5).fingerprint()["alpha_points"] == 5
+    # Methods that do not smooth never use it: their finished layers resume whatever the grid.
+    assert QuantizeConfig(method="naive", alpha_points=5).fingerprint() == QuantizeConfig(method="naive").fingerprint()
     QuantizeConfig(alpha_points=2).validate()
     QuantizeConfig(alpha_points=101).validate()
     for bad in (1, 0, 102):

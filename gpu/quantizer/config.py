@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from gpu.modules.layer_spec import METHODS, PRECISIONS
+from gpu.modules.layer_spec import METHODS, PRECISIONS, spec_for
 from gpu.svdquant.smoothing import DEFAULT_ALPHA_POINTS, MAX_ALPHA_POINTS
 
 # Far above any useful calibration (the paper uses 64 prompts); they stop a typo from running for days.
@@ -60,12 +60,19 @@ class QuantizeConfig:
                 "tries 0, 0.1, ..., 1",
             )
 
+    @property
+    def smooths(self) -> bool:
+        """Whether the method searches a smoothing alpha (svdquant, smoothquant): where ``alpha_points`` matters."""
+        return spec_for(self.method, "int4", 0, "w4a4").smooth
+
     def fingerprint(self) -> dict:
         """The settings that change the output (what a resumable parts folder must match)."""
         d = asdict(self)
         for k in ("resume", "gpu_budget_gib", "ram_budget_gib"):
             d.pop(k)
-        if self.alpha_points == DEFAULT_ALPHA_POINTS:  # as parts folders from before the setting recorded it
+        # The default as parts folders from before the setting recorded it (without it); methods that do not
+        # smooth never use it, so their finished layers stay valid whatever it is.
+        if self.alpha_points == DEFAULT_ALPHA_POINTS or not self.smooths:
             d.pop("alpha_points")
         return d
 

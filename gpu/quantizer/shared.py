@@ -245,7 +245,7 @@ def checkpoint_meta(
             "seed": config.seed,
             "tokens_per_layer": config.max_tokens_per_layer,
             # the alpha search's grid, where the method smooths (searches alpha)
-            "alpha_points": config.alpha_points if spec_for(config.method, "int4", 0, "w4a4").smooth else None,
+            "alpha_points": config.alpha_points if config.smooths else None,
             "mean_layer_error": sum(errors) / len(errors) if errors else None,
             "max_layer_error": max(errors) if errors else None,
         },
