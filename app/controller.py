@@ -119,6 +119,7 @@ class AppController(QObject):
         worker.model_added.connect(self._on_model_added)
         worker.already_in_library.connect(self._on_already_in_library)
         worker.model_described.connect(self._on_described)
+        worker.prompt_meter_ready.connect(self._on_prompt_meter)
         worker.model_loaded.connect(self._on_described)
         worker.started.connect(self._on_started)
         worker.progress.connect(self._on_progress)
@@ -480,6 +481,9 @@ class AppController(QObject):
     def _on_described(self, info: Any) -> None:
         if getattr(info, "name", None) != self.prompt.model:
             return
+        previous = self.model_info
+        if getattr(info, "prompt_meter", None) is None and getattr(previous, "path", None) == info.path:
+            info.prompt_meter = previous.prompt_meter  # the same model described again: its meter comes later
         self.model_info = info
         self.memory.show_policy(getattr(info, "memory_policy", None))
         self._measure_prompt()
@@ -488,10 +492,18 @@ class AppController(QObject):
             self._apply_defaults = False
         self.model_info_changed.emit(info)
 
+    def _on_prompt_meter(self, model: str, meter: Any) -> None:
+        """The selected model's prompt meter, loaded after its facts were shown (see EngineWorker.describe)."""
+        info = self.model_info
+        if info is not None and info.name == model == self.prompt.model:
+            info.prompt_meter = meter
+            self._measure_prompt()
+
     def _measure_prompt(self, *_: object) -> None:
         """The prompt's token count, measured with the selected model's meter (sub-millisecond: on every edit,
         here on the GUI thread; the engine thread loaded its tokenizer when it described the model)."""
-        meter = getattr(self.model_info, "prompt_meter", None)
+        info = self.model_info  # the previous model's until the selected one is described: no count meanwhile
+        meter = getattr(info, "prompt_meter", None) if getattr(info, "name", None) == self.prompt.model else None
         prompt = self.prompt.prompt
         self.prompt_length.show(meter(prompt) if meter is not None else None, prompt)
 

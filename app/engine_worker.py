@@ -77,6 +77,7 @@ class EngineWorker(QObject):
     model_added = Signal(str)  # name the library gave a model just added (it may differ from the file's)
     already_in_library = Signal(str)  # name of the listed entry a model added again is (nothing was written)
     model_described = Signal(object)  # ModelInfo
+    prompt_meter_ready = Signal(str, object)  # model as asked for, gpu.generation.prompt_length.PromptMeter | None
     model_loaded = Signal(object)  # ModelInfo
     started = Signal(int, int)  # job id, image count
     progress = Signal(object)  # JobProgress
@@ -145,8 +146,12 @@ class EngineWorker(QObject):
 
     @Slot(str)
     def describe(self, model: str) -> None:
+        """The model's facts, then its prompt meter: the first meter imports transformers and reads a tokenizer
+        (seconds), which must not hold back the Models panel at start-up."""
         try:
-            self.model_described.emit(self._ensure_service().describe(model))
+            service = self._ensure_service()
+            self.model_described.emit(service.describe(model, with_meter=False))
+            self.prompt_meter_ready.emit(model, service.prompt_meter(model))
         except BaseException as exc:
             self._fail(exc)
 

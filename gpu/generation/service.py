@@ -78,8 +78,10 @@ class GenerationService:
         self._meters: dict[tuple[str, int], PromptMeter] = {}  # per (tokenizer's pipeline folder, token limit)
 
     # -- models ------------------------------------------------------------------------------------
-    def describe(self, model: str) -> ModelInfo:
-        """Facts about a model without loading it (execution path is a prediction until loaded)."""
+    def describe(self, model: str, with_meter: bool = True) -> ModelInfo:
+        """Facts about a model without loading it (execution path is a prediction until loaded). ``with_meter``
+        False leaves ``prompt_meter`` None: its first load imports transformers and reads the tokenizer (~3 s on
+        a laptop CPU), which the app does after showing the rest (``prompt_meter``)."""
         entry = self.library.resolve(model)
         facts = entry.facts
         assert facts is not None
@@ -92,14 +94,17 @@ class GenerationService:
         return ModelInfo(
             entry.name, entry.path, facts.kind, facts.architecture, facts.precision, facts.size_bytes,
             estimate_vram(facts.kind, facts.transformer_params, facts.size_bytes), str(path), path.summary,
-            dict(facts.defaults), policy, self.prompt_meter(entry),
+            dict(facts.defaults), policy, self.prompt_meter(entry) if with_meter else None,
         )  # fmt: skip
 
-    def prompt_meter(self, entry: ModelEntry) -> PromptMeter | None:
+    def prompt_meter(self, entry: ModelEntry | str) -> PromptMeter | None:
         """The ``PromptMeter`` of a model (its T5 tokenizer and ``max_sequence_length``; an SVDQ file's tokenizer
         is its base pipeline's), loaded once per pipeline folder. None when the limit or the tokenizer cannot be
         read: generating says why. A tokenizer of its own, never the loaded pipeline's: the app measures on its
-        GUI thread while jobs encode here, and one Rust tokenizer used from two threads at once raises."""
+        GUI thread while jobs encode here, and one Rust tokenizer used from two threads at once raises.
+        ``entry``: a library entry, or a library name or path."""
+        if isinstance(entry, str):
+            entry = self.library.resolve(entry)
         try:
             limit = model_sequence_length(entry)
         except UserError:

@@ -8,7 +8,12 @@ from PySide6.QtCore import QPoint, Qt
 from app.theme import WARNING_COLOR
 
 
+def _meter_loaded(qtbot, window) -> None:
+    qtbot.waitUntil(lambda: getattr(window.controller.model_info, "prompt_meter", None) is not None, timeout=60000)
+
+
 def test_typing_a_long_prompt_warns_with_the_ignored_end_and_a_short_one_clears_it(qtbot, window):
+    _meter_loaded(qtbot, window)
     panel = window.prompt_panel
     counter, edit = panel.token_count, panel.prompt_edit
     y = {w: w.mapTo(panel, QPoint(0, 0)).y() for w in (edit, counter, panel.negative_edit)}
@@ -29,3 +34,20 @@ def test_typing_a_long_prompt_warns_with_the_ignored_end_and_a_short_one_clears_
     qtbot.keyClicks(edit, "a red star")
     assert window.controller.prompt.prompt == "a red star"
     assert counter.text() == "4 / 32 tokens" and WARNING_COLOR not in counter.styleSheet()
+
+
+def test_the_model_is_described_before_its_tokenizer_is_read(qtbot, window):
+    """The meter's first load imports transformers and reads the T5 tokenizer (~3 s on this CPU): describe()
+    did it before the Models panel got the model's facts, so they showed that much later at start-up."""
+    _meter_loaded(qtbot, window)
+    controller = window.controller
+    worker = controller._engine.worker
+    seen: list[tuple[str, object]] = []
+    worker.model_described.connect(lambda info: seen.append(("facts", info.prompt_meter)))
+    worker.prompt_meter_ready.connect(lambda model, meter: seen.append((model, meter)))
+    controller.prompt.prompt = "a red star"
+    assert controller.select_model("demo-int4")
+    qtbot.waitUntil(lambda: len(seen) == 2, timeout=60000)
+    assert seen[0] == ("facts", None) and seen[1][0] == "demo-int4" and seen[1][1].limit == 32
+    assert controller.model_info.name == "demo-int4" and controller.model_info.prompt_meter is seen[1][1]
+    assert window.prompt_panel.token_count.text() == "4 / 32 tokens"
