@@ -97,6 +97,7 @@ class AppController(QObject):
         self.loras.add_shipped()
         self.memory = MemoryState()
         self.prompt_length = PromptLengthState()
+        self._meter: tuple[str, Any] = ("", None)  # (model, its PromptMeter), as the engine sent them last
         self.prompt.prompt_changed.connect(self._measure_prompt)
         self.entries: list[Any] = []
         self.gpu: Any = None
@@ -481,9 +482,6 @@ class AppController(QObject):
     def _on_described(self, info: Any) -> None:
         if getattr(info, "name", None) != self.prompt.model:
             return
-        previous = self.model_info
-        if getattr(info, "prompt_meter", None) is None and getattr(previous, "path", None) == info.path:
-            info.prompt_meter = previous.prompt_meter  # the same model described again: its meter comes later
         self.model_info = info
         self.memory.show_policy(getattr(info, "memory_policy", None))
         self._measure_prompt()
@@ -493,17 +491,21 @@ class AppController(QObject):
         self.model_info_changed.emit(info)
 
     def _on_prompt_meter(self, model: str, meter: Any) -> None:
-        """The selected model's prompt meter, loaded after its facts were shown (see EngineWorker.describe)."""
-        info = self.model_info
-        if info is not None and info.name == model == self.prompt.model:
-            info.prompt_meter = meter
-            self._measure_prompt()
+        """A model's prompt meter, loaded after its facts were shown (see EngineWorker.describe)."""
+        self._meter = (model, meter)
+        self._measure_prompt()
+
+    @property
+    def prompt_meter(self) -> Any:
+        """The selected model's ``gpu.generation.prompt_length.PromptMeter``; None until the engine has loaded it
+        (or when its tokenizer cannot be read). Never another model's: its limit may differ."""
+        model, meter = self._meter
+        return meter if model == self.prompt.model else None
 
     def _measure_prompt(self, *_: object) -> None:
         """The prompt's token count, measured with the selected model's meter (sub-millisecond: on every edit,
-        here on the GUI thread; the engine thread loaded its tokenizer when it described the model)."""
-        info = self.model_info  # the previous model's until the selected one is described: no count meanwhile
-        meter = getattr(info, "prompt_meter", None) if getattr(info, "name", None) == self.prompt.model else None
+        here on the GUI thread; the engine thread loaded its tokenizer)."""
+        meter = self.prompt_meter
         prompt = self.prompt.prompt
         self.prompt_length.show(meter(prompt) if meter is not None else None, prompt)
 

@@ -150,7 +150,7 @@ class EngineWorker(QObject):
         (seconds), which must not hold back the Models panel at start-up."""
         try:
             service = self._ensure_service()
-            self.model_described.emit(service.describe(model, with_meter=False))
+            self.model_described.emit(service.describe(model))
             self.prompt_meter_ready.emit(model, service.prompt_meter(model))
         except BaseException as exc:
             self._fail(exc)

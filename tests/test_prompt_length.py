@@ -29,7 +29,7 @@ def service() -> GenerationService:
 @pytest.mark.parametrize("model", ["demo", "demo-int4"])
 def test_the_model_description_measures_prompts_with_the_models_tokenizer_and_limit(service, model):
     """demo-int4 is an SVDQ file: its tokenizer is its base pipeline's (the demo folder)."""
-    meter = service.describe(model).prompt_meter
+    meter = service.prompt_meter(model)
     assert meter is not None and meter.limit == LIMIT
     long = meter(LONG)
     assert long.over and long.limit == LIMIT and long.tokens == 45 and long.ignored == LONG_END
@@ -54,7 +54,7 @@ def _embeds(pipe: SimpleNamespace, prompt: str) -> torch.Tensor:
 
 
 def test_what_the_meter_says_is_ignored_is_what_the_text_encoder_never_sees(service, t5):
-    meter = service.describe("demo").prompt_meter
+    meter = service.prompt_meter("demo")
     fits, over = "red " * (LIMIT - 2) + "blue", "red " * (LIMIT - 1) + "blue"  # with the end token: LIMIT, LIMIT + 1
     assert (meter(fits).tokens, meter(fits).over) == (LIMIT, False)
     assert (meter(over).tokens, meter(over).over, meter(over).ignored) == (LIMIT + 1, True, "blue")
@@ -93,5 +93,5 @@ def test_a_damaged_tokenizer_leaves_the_model_described_without_a_counter(tmp_pa
         (folder / "tokenizer_2" / part.name).write_bytes(part.read_bytes())
     damaged = '{"version": "1.0", "added_tokens": [], "model": {"type": "nonsense"}}'  # parsed by Rust: bare Exception
     (folder / "tokenizer_2" / "tokenizer.json").write_text(damaged)
-    info = GenerationService(device=torch.device("cpu")).describe(str(folder))
-    assert info.name == "demo-copy" and info.prompt_meter is None
+    service = GenerationService(device=torch.device("cpu"))
+    assert service.describe(str(folder)).name == "demo-copy" and service.prompt_meter(str(folder)) is None

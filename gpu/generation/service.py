@@ -60,7 +60,6 @@ class ModelInfo:
     execution_summary: str  # the path alone, "<backend> on <device>" (gpu.runtime.dispatch.ExecutionPath)
     defaults: dict[str, Any]
     memory_policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy (a prediction until loaded)
-    prompt_meter: PromptMeter | None = None  # how much of a prompt the model reads (None: its tokenizer is unreadable)
 
 
 class GenerationService:
@@ -78,10 +77,9 @@ class GenerationService:
         self._meters: dict[tuple[str, int], PromptMeter] = {}  # per (tokenizer's pipeline folder, token limit)
 
     # -- models ------------------------------------------------------------------------------------
-    def describe(self, model: str, with_meter: bool = True) -> ModelInfo:
-        """Facts about a model without loading it (execution path is a prediction until loaded). ``with_meter``
-        False leaves ``prompt_meter`` None: its first load imports transformers and reads the tokenizer (~3 s on
-        a laptop CPU), which the app does after showing the rest (``prompt_meter``)."""
+    def describe(self, model: str) -> ModelInfo:
+        """Facts about a model without loading it (execution path is a prediction until loaded). Its prompt
+        meter is ``prompt_meter``'s: the first one imports transformers and reads a tokenizer (~3 s here)."""
         entry = self.library.resolve(model)
         facts = entry.facts
         assert facts is not None
@@ -94,7 +92,7 @@ class GenerationService:
         return ModelInfo(
             entry.name, entry.path, facts.kind, facts.architecture, facts.precision, facts.size_bytes,
             estimate_vram(facts.kind, facts.transformer_params, facts.size_bytes), str(path), path.summary,
-            dict(facts.defaults), policy, self.prompt_meter(entry) if with_meter else None,
+            dict(facts.defaults), policy,
         )  # fmt: skip
 
     def prompt_meter(self, entry: ModelEntry | str) -> PromptMeter | None:

@@ -9,7 +9,7 @@ from app.theme import WARNING_COLOR
 
 
 def _meter_loaded(qtbot, window) -> None:
-    qtbot.waitUntil(lambda: getattr(window.controller.model_info, "prompt_meter", None) is not None, timeout=60000)
+    qtbot.waitUntil(lambda: window.controller.prompt_meter is not None, timeout=60000)
 
 
 def test_typing_a_long_prompt_warns_with_the_ignored_end_and_a_short_one_clears_it(qtbot, window):
@@ -43,11 +43,11 @@ def test_the_model_is_described_before_its_tokenizer_is_read(qtbot, window):
     controller = window.controller
     worker = controller._engine.worker
     seen: list[tuple[str, object]] = []
-    worker.model_described.connect(lambda info: seen.append(("facts", info.prompt_meter)))
+    worker.model_described.connect(lambda info: seen.append(("facts", info.name)))
     worker.prompt_meter_ready.connect(lambda model, meter: seen.append((model, meter)))
     controller.prompt.prompt = "a red star"
     assert controller.select_model("demo-int4")
     qtbot.waitUntil(lambda: len(seen) == 2, timeout=60000)
-    assert seen[0] == ("facts", None) and seen[1][0] == "demo-int4" and seen[1][1].limit == 32
-    assert controller.model_info.name == "demo-int4" and controller.model_info.prompt_meter is seen[1][1]
+    assert seen[0] == ("facts", "demo-int4") and seen[1][0] == "demo-int4" and seen[1][1].limit == 32
+    assert controller.model_info.name == "demo-int4" and controller.prompt_meter is seen[1][1]
     assert window.prompt_panel.token_count.text() == "4 / 32 tokens"
