@@ -121,8 +121,7 @@ class ModelLibrary:
         was edited by hand); the built-in wins that name, and the user's model would otherwise vanish from the
         list. The new name is saved; the user is told once (per library object when it cannot be saved)."""
         builtins = builtin_models()
-        clashing = [n for n in paths if n in builtins]
-        if not clashing:
+        if not any(n in builtins for n in paths):
             return paths
         renamed: dict[str, Path] = {}
         for name, path in paths.items():

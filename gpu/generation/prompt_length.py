@@ -73,12 +73,12 @@ class PromptMeter:
         # verbose=False: the whole prompt is counted on purpose; transformers would warn that it is too long.
         whole = self.tokenizer(prompt, verbose=False, return_offsets_mapping=self.tokenizer.is_fast)
         ids = whole["input_ids"]
+        if len(ids) <= self.limit:
+            return PromptLength(len(ids), self.limit)
         read = t5_encoding(self.tokenizer, prompt, self.limit)["input_ids"][0].tolist()
         kept = 0  # the prompt's tokens the encoding keeps: the common start of both (the end token differs)
         while kept < min(len(ids), len(read)) and ids[kept] == read[kept]:
             kept += 1
-        if len(ids) <= self.limit:
-            return PromptLength(len(ids), self.limit)
         offsets = whole.get("offset_mapping")
         if offsets and offsets[kept][1] > offsets[kept][0]:  # the user's own words, not the vocabulary's <unk>
             ignored = prompt[offsets[kept][0] :]
