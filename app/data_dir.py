@@ -35,13 +35,15 @@ class DataDir:
         return self.root / "models"
 
     def create(self) -> DataDir:
-        """Makes the folders (those there already are kept) and checks a file can be made in the root: an
-        existing folder that takes none (read-only) passed mkdir, and a later step failed naming a file inside.
-        ``OSError`` (``filename`` the folder concerned) when it cannot be used."""
+        """Makes the folders (those there already are kept) and checks a file can be made in each: an existing
+        folder that takes none (read-only, or a link to such a place) passed mkdir, and a later step failed
+        naming a file inside (for images/: every generated picture, after the work). ``OSError`` (``filename``
+        the folder concerned) when one cannot be used."""
         self.root.mkdir(parents=True, exist_ok=True)
         check_folder_writable(self.root)
         for folder in (self.images, self.trash, self.quantized):
             folder.mkdir(exist_ok=True)
+            check_folder_writable(folder)
         return self
 
 

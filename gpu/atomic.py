@@ -73,7 +73,13 @@ def check_folder_writable(folder: Path) -> None:
     except OSError as err:
         raise OSError(err.errno, f"no file can be created in it: {err.strerror or err}", str(folder)) from err
     os.close(fd)
-    os.unlink(probe)
+    try:
+        os.unlink(probe)
+    except OSError as err:  # replacing or deleting any file there would fail the same way, later
+        raise OSError(
+            err.errno, f"a file can be created in it but not removed ({Path(probe).name}): {err.strerror or err}",
+            str(folder),
+        ) from err
 
 
 def remove_empty_folders(folders: list[Path]) -> None:

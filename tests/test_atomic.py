@@ -45,3 +45,17 @@ def test_a_created_folder_that_holds_a_file_is_kept(tmp_path: Path) -> None:
 
     atomic_write_bytes(target, b"whole")
     assert target.read_bytes() == b"whole" and sorted(target.parent.iterdir()) == [target]
+
+
+def test_a_folder_where_files_can_be_made_but_not_removed_is_refused_naming_the_folder(tmp_path, monkeypatch):
+    """Some network shares and ACLs let a file be created but not deleted; the check then said nothing useful
+    (a bare error about its own probe file) or, worse, passed on to fail at the first replaced file."""
+
+    def no_delete(path: object) -> None:
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(gpu.atomic.os, "unlink", no_delete)
+    with pytest.raises(OSError) as refused:
+        gpu.atomic.check_folder_writable(tmp_path)
+    assert refused.value.filename == str(tmp_path)
+    assert refused.value.strerror.startswith("a file can be created in it but not removed (.write-test-")

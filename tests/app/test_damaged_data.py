@@ -112,6 +112,19 @@ def test_a_data_folder_that_takes_no_files_is_named_before_the_window_opens(qtbo
     monkeypatch.setenv("NIBBLE_DATA_DIR", str(tmp_path / "data"))  # the check leaves nothing behind
     assert sorted(p.name for p in resolve_data_dir().root.iterdir()) == ["images", "models", "trash"]
 
+    # A writable data folder whose images/ takes no files (here a link to /proc: read-only for root too) started,
+    # and every finished picture then failed to save.
+    images = tmp_path / "data" / "images"
+    images.rmdir()
+    images.symlink_to("/proc")
+    with pytest.raises(OSError) as refused:
+        resolve_data_dir()
+    assert refused.value.filename == str(images)
+    seen.clear()
+    accept_dialog_later(seen)
+    assert run_app(["nibble-studio"]) == 1
+    assert len(seen) == 1 and f"The data folder {images} cannot be used: " in seen[0]
+
 
 def test_corrupt_settings_file_is_kept_before_it_is_replaced(tmp_path):
     path = tmp_path / "settings.json"
