@@ -20,9 +20,10 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.data_dir import DataDir
+from app.history_model import prompt_line, prompt_tooltip
 from app.image_files import absolute, move_to_trash, rename_in_trash, restore_from_trash
 from app.observable import Prop
-from app.store import ImageRecord, Store
+from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
 
 
@@ -96,12 +97,15 @@ class GalleryModel(QAbstractListModel):
         # Deletions stay undoable across restarts: the trash is in the database, the latest deletion last. One
         # entry per delete action, holding every image it moved: one Undo brings back what one Delete removed.
         self._undo: list[list[ImageRecord]] = [
-            batch for batch in ([r for r in b if (data.trash / r.path).is_file()] for b in store.trash_batches())
-            if batch]
+            batch
+            for batch in ([r for r in b if (data.trash / r.path).is_file()] for b in store.trash_batches())
+            if batch
+        ]
         self.thumbnails = ThumbnailCache(parent=self)
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
         self._loading = _placeholder("…")
         self._missing = _placeholder("missing")
+        self._unreadable = _placeholder("unreadable")
         self._trash_changed()
         self.reload()
 
@@ -117,12 +121,16 @@ class GalleryModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DecorationRole:
             if record.missing:
                 return self._missing
-            image = self.thumbnails.get(self.path_of(record))
-            return self._loading if image is None else (image if not image.isNull() else self._missing)
+            path = self.path_of(record)
+            image = self.thumbnails.get(path)
+            if image is None or not image.isNull():
+                return self._loading if image is None else image
+            # A file that is there but cannot be decoded (truncated, not really a PNG) is no missing file.
+            return self._unreadable if path.exists() else self._missing
         if role == Qt.ItemDataRole.ToolTipRole:
-            return record.prompt or "(no prompt)"
+            return prompt_tooltip(record.prompt) or "(no prompt)"
         if role == Qt.ItemDataRole.DisplayRole:
-            return ("★ " if record.favorite else "") + (record.prompt[:40] or "(no prompt)")
+            return ("★ " if record.favorite else "") + (prompt_line(record.prompt, 40) or "(no prompt)")
         if role == Qt.ItemDataRole.SizeHintRole:
             return QSize(THUMB_SIZE + 16, THUMB_SIZE + 36)
         if role == RecordRole:
@@ -168,7 +176,7 @@ class GalleryModel(QAbstractListModel):
     def reload(self) -> None:
         self.beginResetModel()
         self._rows = self._store.images(self._search, self._favorites_only)
-        self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
+        self._index_paths()
         self.endResetModel()
 
     # ---- changes ------------------------------------------------------------------------------------------
@@ -176,12 +184,22 @@ class GalleryModel(QAbstractListModel):
     def add(self, rel_path: str, settings: dict[str, Any]) -> ImageRecord:
         self._clear_trash_name(rel_path)
         record = self._store.add_image(rel_path, settings)
+        self.thumbnails.forget(self.path_of(record))  # a new file under a name seen before: not its thumbnail
+        old = self.row_of(record.id)
+        if old >= 0:  # the row of a missing file of this name now stands for the new one: listed once, on top
+            self.beginRemoveRows(QModelIndex(), old, old)
+            del self._rows[old]
+            self.endRemoveRows()
         if self._matches(record):
             self.beginInsertRows(QModelIndex(), 0, 0)
             self._rows.insert(0, record)
-            self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
             self.endInsertRows()
+        self._index_paths()
         return record
+
+    def _index_paths(self) -> None:
+        """Where each row's file is, for the thumbnail that arrives later."""
+        self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
 
     def _clear_trash_name(self, rel_path: str) -> None:
         """A file in the trash under ``rel_path`` (a deleted image, or one the database no longer knows) is
@@ -201,14 +219,17 @@ class GalleryModel(QAbstractListModel):
     def _matches(self, record: ImageRecord) -> bool:
         if self._favorites_only and not record.favorite:
             return False
-        return self._search.lower() in record.prompt.lower()
+        return search_key(self._search) in search_key(record.prompt)
 
-    def toggle_favorite(self, row: int) -> None:
-        record = self._rows[row]
-        record.favorite = not record.favorite
-        self._store.set_favorite(record.id, record.favorite)
-        index = self.index(row)
-        self.dataChanged.emit(index, index)
+    def set_favorite(self, rows: list[int], favorite: bool) -> None:
+        """Stars (or unstars) the images at ``rows``, in one write. The rows change only once it is saved: a
+        failed write (``sqlite3.Error``) leaves them showing what the database has."""
+        records = [self._rows[row] for row in rows]
+        self._store.set_favorites([record.id for record in records], favorite)
+        for row, record in zip(rows, records, strict=True):
+            record.favorite = favorite
+            index = self.index(row)
+            self.dataChanged.emit(index, index)
 
     def delete(self, rows: list[int]) -> None:
         """Moves files to the trash folder as one deletion: ``undo_delete`` brings all of them back. Stops at
@@ -241,7 +262,7 @@ class GalleryModel(QAbstractListModel):
         finally:
             if not batch:
                 self._undo.pop()
-            self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
+            self._index_paths()
             self._trash_changed()
 
     def _trash_changed(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
@@ -9,6 +10,28 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from app.store import PromptRecord, Store
 
 PromptRole = Qt.ItemDataRole.UserRole + 1
+
+# A 10,000-character prompt made a list entry tens of thousands of pixels wide (the history list scrolled
+# sideways for ever) and a tooltip of one line wider than any screen: lists show a line, tooltips a few lines.
+LINE_CHARS = 200
+TOOLTIP_COLUMNS = 80
+TOOLTIP_CHARS = 1200
+
+
+def prompt_line(text: str, limit: int = LINE_CHARS) -> str:
+    """``text`` on one line (line breaks and runs of spaces one space), cut at ``limit`` characters with "…"."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def prompt_tooltip(text: str) -> str:
+    """``text`` wrapped at ``TOOLTIP_COLUMNS`` (Qt does not wrap a plain-text tooltip) and cut after
+    ``TOOLTIP_CHARS`` characters, saying how much more there is (reusing the prompt gives all of it)."""
+    shown = text if len(text) <= TOOLTIP_CHARS else text[:TOOLTIP_CHARS].rstrip() + "…"
+    lines = [textwrap.fill(part, TOOLTIP_COLUMNS, break_long_words=True) for part in shown.splitlines()]
+    if len(text) > TOOLTIP_CHARS:
+        lines.append(f"(and {len(text) - TOOLTIP_CHARS:,} more characters)")
+    return "\n".join(lines)
 
 
 class HistoryModel(QAbstractListModel):
@@ -27,11 +50,11 @@ class HistoryModel(QAbstractListModel):
             return None
         record = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            text = record.prompt.replace("\n", " ")
+            text = prompt_line(record.prompt)
             return f"{text}   ×{record.uses}" if record.uses > 1 else text
         if role == Qt.ItemDataRole.ToolTipRole:
-            neg = f"\n\nNegative: {record.negative_prompt}" if record.negative_prompt else ""
-            return f"{record.prompt}{neg}\n\nUsed {record.uses}×"
+            neg = f"\n\nNegative prompt:\n{prompt_tooltip(record.negative_prompt)}" if record.negative_prompt else ""
+            return f"{prompt_tooltip(record.prompt)}{neg}\n\nUsed {record.uses}×"
         if role == PromptRole:
             return record
         return None

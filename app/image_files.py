@@ -40,12 +40,15 @@ def images_folder(data: DataDir, when: float | None = None) -> Path:
     except OSError as exc:
         in_the_way = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
         if in_the_way is not None:
-            raise OutputError(f"Images cannot be saved in {folder}: {in_the_way} is a file, not a folder.",
-                              "Move that file out of the way, or start Nibble Studio with another data folder "
-                              "(--data-dir PATH).") from exc
-        raise OutputError(f"Images cannot be saved in {folder}: {exc.strerror or exc}.",
-                          "Check that the folder can be written (not read-only) and its disk is not full, or start "
-                          "Nibble Studio with another data folder (--data-dir PATH).") from exc
+            raise OutputError(
+                f"Images cannot be saved in {folder}: {in_the_way} is a file, not a folder.",
+                "Move that file out of the way, or start Nibble Studio with another data folder (--data-dir PATH).",
+            ) from exc
+        raise OutputError(
+            f"Images cannot be saved in {folder}: {exc.strerror or exc}.",
+            "Check that the folder can be written (not read-only) and its disk is not full, or start "
+            "Nibble Studio with another data folder (--data-dir PATH).",
+        ) from exc
     return folder
 
 
@@ -56,7 +59,17 @@ def free_image_path(data: DataDir, path: Path, first: int = 2) -> Path:
 
 
 def relative(data: DataDir, path: Path) -> str:
-    return Path(path).resolve().relative_to(data.images.resolve()).as_posix()
+    """``path`` relative to the images folder, as stored in the database. Taken as written first: a symbolic
+    link in the folder (to a PNG kept elsewhere) is an entry of the folder under its own name; resolving it
+    first gave a path outside the folder, and the ValueError stopped the start-up."""
+    path = Path(path)
+    try:
+        rel = path.relative_to(data.images)
+        if ".." not in rel.parts:
+            return rel.as_posix()
+    except ValueError:
+        pass  # another spelling of the folder (a link to it, "..", relative): compared resolved
+    return path.parent.resolve().joinpath(path.name).relative_to(data.images.resolve()).as_posix()
 
 
 def absolute(data: DataDir, rel_path: str) -> Path:
@@ -97,6 +110,13 @@ def rename_in_trash(data: DataDir, rel_path: str) -> str:
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_files(folder: Path) -> list[Path]:
+    """The files under ``folder`` named ``*.png`` in any case: a camera's or another program's ``IMG_1.PNG``
+    copied in was never listed (``rglob("*.png")`` matches case for case on Linux). Links to folders are not
+    followed (a link back up the tree would never end)."""
+    return [p for p in folder.rglob("*") if p.suffix.lower() == ".png"] if folder.is_dir() else []
 
 
 def is_png(path: Path) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.data_dir import DataDir
-from app.image_files import is_png, read_image_settings, relative, rename_in_trash, restore_from_trash
+from app.image_files import is_png, png_files, read_image_settings, relative, rename_in_trash, restore_from_trash
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class ReconcileReport:
 
 def _finish_interrupted_moves(store: Store, data: DataDir, on_disk: dict[str, object]) -> int:
     repaired = 0
-    in_trash_folder = {p.relative_to(data.trash).as_posix() for p in data.trash.rglob("*.png") if p.is_file()}
+    in_trash_folder = {p.relative_to(data.trash).as_posix() for p in png_files(data.trash) if p.is_file()}
     for rel, (row_id, _missing, trashed) in store.all_paths().items():
         in_trash = rel in in_trash_folder
         if not trashed and rel not in on_disk and in_trash and is_png(data.trash / rel):
@@ -76,7 +76,7 @@ def _hidden(data: DataDir, path: Path) -> bool:
 
 def reconcile(store: Store, data: DataDir) -> ReconcileReport:
     report = ReconcileReport()
-    on_disk = {relative(data, p): p for p in data.images.rglob("*.png") if not _hidden(data, p) and is_png(p)}
+    on_disk = {relative(data, p): p for p in png_files(data.images) if not _hidden(data, p) and is_png(p)}
     for rel in [rel for rel in on_disk if not _valid_name(rel)]:
         report.unnamed.append(shown_name(on_disk.pop(rel)))
         log.warning("not imported, its name is no valid text: %s", report.unnamed[-1])
@@ -88,8 +88,9 @@ def reconcile(store: Store, data: DataDir) -> ReconcileReport:
         settings = read_image_settings(path) or {}
         store.add_image(rel, settings, created=path.stat().st_mtime)
         report.imported += 1
-    now_missing = [rid for rel, (rid, missing, trashed) in rows.items() if not trashed and not missing
-                   and rel not in on_disk]
+    now_missing = [
+        rid for rel, (rid, missing, trashed) in rows.items() if not trashed and not missing and rel not in on_disk
+    ]
     back = [rid for rel, (rid, missing, trashed) in rows.items() if missing and rel in on_disk]
     if now_missing:
         store.set_missing(now_missing, True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,16 @@ class PromptRecord:
     last_used: float
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def search_key(text: str) -> str:
+    """``text`` as searches compare it: Unicode case folding ("Ä" finds "ä", "STRASSE" finds "straße", which
+    SQLite's LIKE folds for ASCII only), compatibility forms unified (NFKC: a composed and a decomposed "é",
+    full-width letters), and any run of white space one space, none at the ends (a prompt's line break is a space
+    in the history list, where the user reads what to type; a stray space typed or pasted finds nothing)."""
+    return " ".join(unicodedata.normalize("NFKC", str(text)).casefold().split())
+
+
+def _matches_sql(column: str) -> str:
+    return f"instr(search_key({column}), ?) > 0"
 
 
 class Store:
@@ -74,6 +82,7 @@ class Store:
         self.path = Path(path)
         # isolation_level=None: we open transactions explicitly, so each write is one atomic commit.
         self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.create_function("search_key", 1, search_key, deterministic=True)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -116,7 +125,8 @@ class Store:
 
     def add_image(self, rel_path: str, settings: dict[str, Any], created: float | None = None) -> ImageRecord:
         created = time.time() if created is None else created
-        prompt = str(settings.get("prompt", ""))
+        # A PNG from elsewhere may hold "prompt": null; that is no prompt, not the text "None".
+        prompt = "" if settings.get("prompt") is None else str(settings["prompt"])
         with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO images (path, prompt, settings, created) VALUES (?, ?, ?, ?) "
@@ -135,9 +145,9 @@ class Store:
     def images(self, search: str = "", favorites_only: bool = False) -> list[ImageRecord]:
         query = "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE trashed = 0"
         params: list[Any] = []
-        if search:
-            query += " AND prompt LIKE ? ESCAPE '\\'"
-            params.append(_like(search))
+        if key := search_key(search):
+            query += f" AND {_matches_sql('prompt')}"
+            params.append(key)
         if favorites_only:
             query += " AND favorite = 1"
         query += " ORDER BY created DESC, id DESC"
@@ -155,8 +165,11 @@ class Store:
         return {path: (row_id, bool(missing), bool(trashed)) for path, row_id, missing, trashed in rows}
 
     def set_favorite(self, image_id: int, favorite: bool) -> None:
+        self.set_favorites([image_id], favorite)
+
+    def set_favorites(self, ids: Iterable[int], favorite: bool) -> None:
         with self._transaction():
-            self._db.execute("UPDATE images SET favorite = ? WHERE id = ?", (int(favorite), image_id))
+            self._db.executemany("UPDATE images SET favorite = ? WHERE id = ?", [(int(favorite), i) for i in ids])
 
     def set_trashed(self, image_id: int, trashed: bool, path: str | None = None, when: float | None = None) -> None:
         """``path``: the name the file came back under, when another file had taken its old one. ``when``: the
@@ -164,8 +177,10 @@ class Store:
         one Undo bring that action back whole, also after a restart (``trash_batches``)."""
         when = time.time() if when is None else when
         with self._transaction():
-            self._db.execute("UPDATE images SET trashed = ?, trashed_at = ?, path = COALESCE(?, path) WHERE id = ?",
-                             (int(trashed), when if trashed else None, path, image_id))
+            self._db.execute(
+                "UPDATE images SET trashed = ?, trashed_at = ?, path = COALESCE(?, path) WHERE id = ?",
+                (int(trashed), when if trashed else None, path, image_id),
+            )
 
     def next_trash_time(self) -> float:
         """A ``trashed_at`` for a new delete action: now, or just after the latest one in the trash if the clock
@@ -185,8 +200,9 @@ class Store:
         batches: list[list[ImageRecord]] = []
         previous: float | None = None
         for *row, trashed_at in self._db.execute(
-                "SELECT id, path, prompt, settings, created, favorite, missing, trashed_at FROM images "
-                "WHERE trashed = 1 ORDER BY trashed_at IS NOT NULL, trashed_at, id"):
+            "SELECT id, path, prompt, settings, created, favorite, missing, trashed_at FROM images "
+            "WHERE trashed = 1 ORDER BY trashed_at IS NOT NULL, trashed_at, id"
+        ):
             if not batches or trashed_at is None or trashed_at != previous:
                 batches.append([])
             batches[-1].append(self._image(tuple(row)))
@@ -200,9 +216,7 @@ class Store:
 
     def set_missing(self, ids: Iterable[int], missing: bool) -> None:
         with self._transaction():
-            self._db.executemany(
-                "UPDATE images SET missing = ? WHERE id = ?", [(int(missing), i) for i in ids]
-            )
+            self._db.executemany("UPDATE images SET missing = ? WHERE id = ?", [(int(missing), i) for i in ids])
 
     @staticmethod
     def _image(row: tuple) -> ImageRecord:
@@ -216,7 +230,10 @@ class Store:
     # ---- prompt history -----------------------------------------------------------------------------------
 
     def record_prompt(self, prompt: str, negative_prompt: str = "", when: float | None = None) -> None:
-        if not prompt.strip():
+        """Counts a use of the prompt. Spaces and line breaks at its ends are dropped: they change nothing the
+        model sees, and "a cat" and "a cat " were two entries of the history that looked the same."""
+        prompt, negative_prompt = prompt.strip(), negative_prompt.strip()
+        if not prompt:
             return
         when = time.time() if when is None else when
         with self._transaction():
@@ -229,9 +246,9 @@ class Store:
     def prompts(self, search: str = "") -> list[PromptRecord]:
         query = "SELECT id, prompt, negative_prompt, uses, last_used FROM prompts"
         params: list[Any] = []
-        if search:
-            query += " WHERE prompt LIKE ? ESCAPE '\\' OR negative_prompt LIKE ? ESCAPE '\\'"
-            params += [_like(search), _like(search)]
+        if key := search_key(search):
+            query += f" WHERE {_matches_sql('prompt')} OR {_matches_sql('negative_prompt')}"
+            params += [key, key]
         query += " ORDER BY last_used DESC, id DESC"
         return [PromptRecord(*row) for row in self._db.execute(query, params)]
 
@@ -246,7 +263,12 @@ class Store:
                 "INSERT INTO prompts (prompt, negative_prompt, uses, last_used) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (prompt, negative_prompt) DO UPDATE SET uses = uses + excluded.uses, "
                 "last_used = MAX(last_used, excluded.last_used)",
-                [(r.prompt, r.negative_prompt, r.uses, r.last_used) for r in records if r.prompt.strip()])
+                [
+                    (r.prompt.strip(), r.negative_prompt.strip(), r.uses, r.last_used)
+                    for r in records
+                    if r.prompt.strip()
+                ],
+            )
 
     def clear_prompts(self) -> None:
         with self._transaction():

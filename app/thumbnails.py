@@ -6,6 +6,7 @@ not the folder. Decoded thumbnails live in a bounded LRU cache of QImages (QPixm
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from pathlib import Path
 
@@ -14,9 +15,28 @@ from PySide6.QtGui import QImage, QImageReader
 
 THUMB_SIZE = 160
 
+log = logging.getLogger(__name__)
+
 
 class _Emitter(QObject):
     loaded = Signal(str, QImage)
+
+
+def _read_with_pillow(path: str) -> QImage:
+    """The thumbnail decoded by Pillow, for what Qt refuses: its reader will not allocate more than 256 MB, and a
+    16-bit RGBA PNG of 6000x6000 pixels (an upscaler's output) needs 288 MB at full size. Pillow reduces to 8 bits
+    per channel while it decodes. A null QImage when Pillow cannot read it either."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+            rgba = image.convert("RGBA")
+    except Exception as exc:  # any file can be in the folder: "unreadable" is all the view needs to know
+        log.info("no thumbnail for %s: %s", path, exc)
+        return QImage()
+    data = rgba.tobytes()
+    return QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888).copy()
 
 
 class _LoadThumb(QRunnable):
@@ -31,6 +51,8 @@ class _LoadThumb(QRunnable):
         if size.isValid() and max(size.width(), size.height()) > THUMB_SIZE:
             reader.setScaledSize(size.scaled(QSize(THUMB_SIZE, THUMB_SIZE), Qt.AspectRatioMode.KeepAspectRatio))
         image = reader.read()
+        if image.isNull() and size.isValid():  # a header Qt reads, pixels it would not decode (too large)
+            image = _read_with_pillow(self.path)
         self.emitter.loaded.emit(self.path, image)  # a null image marks an unreadable file
 
 
@@ -41,6 +63,9 @@ class ThumbnailCache(QObject):
         super().__init__(parent)
         self._cache: OrderedDict[str, QImage] = OrderedDict()
         self._pending: set[str] = set()
+        # Forgotten while being decoded: the result may be of the file as it was, or null because it was moved
+        # away mid-read (a delete); it must not be kept (a null one showed the image as "missing" after Undo).
+        self._stale: set[str] = set()
         self._capacity = capacity
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
@@ -59,13 +84,19 @@ class ThumbnailCache(QObject):
         return None
 
     def forget(self, path: Path) -> None:
-        self._cache.pop(str(path), None)
+        key = str(path)
+        self._cache.pop(key, None)
+        if key in self._pending:
+            self._stale.add(key)
 
     def _on_loaded(self, path: str, image: QImage) -> None:
         self._pending.discard(path)
-        self._cache[path] = image
-        while len(self._cache) > self._capacity:
-            self._cache.popitem(last=False)
+        if path in self._stale:
+            self._stale.discard(path)  # announced all the same: a row showing it asks again, for the file now
+        else:
+            self._cache[path] = image
+            while len(self._cache) > self._capacity:
+                self._cache.popitem(last=False)
         self.loaded.emit(path)
 
     def wait(self, msecs: int = 5000) -> None:

@@ -6,6 +6,7 @@ decoded lazily off the GUI thread (``app.thumbnails``).
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, QSize, Qt, QUrl
@@ -99,8 +100,16 @@ class GalleryPanel(QWidget):
         # Two rows of four: eight buttons in one made the gallery at least 770 px wide, and with the docks beside
         # it the window could not be narrower than 1386 px (wider than a 1366x768 laptop screen). Four rows of two
         # in a narrower window: four in a row held the window at 880 px, wider than half such a screen.
-        self.buttons = (self.reuse_button, self.copy_button, self.save_button, self.favorite_button,
-                        self.folder_button, self.delete_button, self.undo_button, self.empty_trash_button)
+        self.buttons = (
+            self.reuse_button,
+            self.copy_button,
+            self.save_button,
+            self.favorite_button,
+            self.folder_button,
+            self.delete_button,
+            self.undo_button,
+            self.empty_trash_button,
+        )
         self.button_grid = WrapGrid(self.buttons, (4, 2))
         side = QWidget()
         side_layout = QVBoxLayout(side)
@@ -135,8 +144,14 @@ class GalleryPanel(QWidget):
 
     def _selection_changed(self, *_: QItemSelection) -> None:
         record = self.current()
-        for button in (self.favorite_button, self.delete_button, self.folder_button, self.copy_button,
-                       self.save_button, self.reuse_button):
+        for button in (
+            self.favorite_button,
+            self.delete_button,
+            self.folder_button,
+            self.copy_button,
+            self.save_button,
+            self.reuse_button,
+        ):
             button.setEnabled(record is not None)
         self.metadata.setPlainText(self.describe(record) if record else "")
 
@@ -146,8 +161,25 @@ class GalleryPanel(QWidget):
     # ---- actions ------------------------------------------------------------------------------------------
 
     def toggle_favorite(self) -> None:
-        for row in self.selected_rows():
-            self.controller.gallery.toggle_favorite(row)
+        """Stars the selected images, or unstars them when all are starred already. (Each was toggled on its own:
+        a selection of starred and unstarred ones swapped stars instead of getting them.)"""
+        rows = self.selected_rows()
+        if not rows:
+            return
+        gallery = self.controller.gallery
+        favorite = not all(gallery.record(row).favorite for row in rows)
+        try:
+            gallery.set_favorite(rows, favorite)
+        except sqlite3.Error as exc:
+            self.controller.error.emit(
+                EngineError(
+                    "user",
+                    f"{'Starring' if favorite else 'Unstarring'} {counted(len(rows), 'image')} failed: the "
+                    f"gallery database {self.controller.store.path} could not be changed ({exc}).",
+                    "Nothing was changed. Check that the data folder can be written and its disk is not full, then "
+                    "try again.",
+                )
+            )
 
     def delete_selected(self) -> None:
         rows = self.selected_rows()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -10,12 +10,22 @@ from PySide6.QtWidgets import (
     QListView,
     QMessageBox,
     QPushButton,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
 
 from app.controller import AppController
 from app.widgets.wrap_grid import WrapGrid, button_box
+
+
+class _OneLine(QStyledItemDelegate):
+    """Rows as wide as the list, their text cut with "…" at its edge: sized to their text, a long prompt's row
+    was thousands of pixels wide and the narrow dock scrolled sideways (the tooltip shows more of it)."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        return QSize(0, super().sizeHint(option, index).height())
 
 
 class HistoryPanel(QWidget):
@@ -34,6 +44,7 @@ class HistoryPanel(QWidget):
         self.view = QListView()
         self.view.setModel(controller.history)
         self.view.setUniformItemSizes(True)
+        self.view.setItemDelegate(_OneLine(self.view))
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.clicked.connect(self.reuse)
         QShortcut(QKeySequence.StandardKey.Delete, self.view, self.remove_selected)

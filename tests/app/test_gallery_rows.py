@@ -1,0 +1,89 @@
+"""The gallery's rows against the files: a delete while thumbnails load, a new image under the name of a missing
+one, and favorites (several at once, kept across a restart, a database that refuses the change)."""
+
+from __future__ import annotations
+
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from app.data_dir import resolve_data_dir
+from app.store import Store
+from gpu.generation.png_metadata import write_png
+from tests.app import gui
+from tests.app.gui import open_window
+
+
+def _images(data_root, count: int, size: int = 16) -> None:
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i in range(count):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (size, size), (200, 0, 0)), {"prompt": f"owl {i}"})
+        store.add_image(f"d/{i}.png", {"prompt": f"owl {i}"}, created=float(i))
+    store.close()
+
+
+def test_images_deleted_while_their_thumbnails_load_show_again_after_undo(qtbot, data_root):
+    _images(data_root, 16, size=256)
+    window = open_window(qtbot, data_root)
+    gallery, panel = window.controller.gallery, window.gallery_panel
+    decoration = Qt.ItemDataRole.DecorationRole
+    for row in range(gallery.rowCount()):
+        gallery.data(gallery.index(row), decoration)  # the loads start, as when the grid is painted
+    panel.view.selectAll()
+    panel.delete_selected()  # at once: most files leave while (or before) their thumbnail is decoded
+    gallery.thumbnails.wait()
+    qtbot.wait(20)  # the loads' results arrive
+    panel.undo_button.click()
+    assert gallery.rowCount() == 16
+    # was: the thumbnails read as the files moved away were kept, null: the images showed as "missing"
+    qtbot.waitUntil(lambda: all(gallery.data(gallery.index(r), decoration).pixelColor(80, 80).getRgb()
+                                == (200, 0, 0, 255) for r in range(16)))  # fmt: skip
+
+
+def test_a_new_image_under_the_name_of_a_missing_one_is_listed_once(qtbot, data_root):
+    _images(data_root, 2)
+    data = resolve_data_dir(data_root)
+    (data.images / "d" / "0.png").unlink()  # gone by hand: flagged missing at the start
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    assert [gallery.record(r).missing for r in range(2)] == [False, True]
+    write_png(data.images / "d" / "0.png", Image.new("RGB", (16, 16)), {"prompt": "a new owl"})
+    gallery.add("d/0.png", {"prompt": "a new owl"})  # as a finished job adds its image
+    listed = [(gallery.record(r).path, gallery.record(r).prompt, gallery.record(r).missing)
+              for r in range(gallery.rowCount())]  # fmt: skip
+    assert listed == [("d/0.png", "a new owl", False), ("d/1.png", "owl 1", False)]  # was: d/0.png twice
+    gallery.reload()
+    assert [(gallery.record(r).path, gallery.record(r).prompt) for r in range(gallery.rowCount())] == [
+        (path, prompt) for path, prompt, _missing in listed
+    ]
+
+
+def test_favorites_of_a_mixed_selection_are_all_set_and_kept_across_a_restart(qtbot, data_root):
+    _images(data_root, 3)
+    window = open_window(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    panel.select_row(0)
+    panel.favorite_button.click()
+    panel.view.selectAll()
+    panel.favorite_button.click()  # one starred, two not: all three starred (was: the starred one lost its star)
+    assert [gallery.record(r).favorite for r in range(3)] == [True, True, True]
+    panel.favorite_button.click()  # all starred: all unstarred
+    assert [gallery.record(r).favorite for r in range(3)] == [False, False, False]
+    panel.select_row(2)
+    panel.favorite_button.click()
+    errors = []
+    window.controller.error.connect(errors.append)
+    window.controller.store._db.execute("PRAGMA query_only = ON")  # a database that refuses every change
+    panel.view.selectAll()
+    panel.favorite_button.click()
+    assert [gallery.record(r).favorite for r in range(3)] == [False, False, True]  # as the database has them
+    assert len(errors) == 1 and "Starring 3 images failed" in errors[0].message
+    assert str(window.controller.store.path) in errors[0].message and "readonly" in errors[0].message
+    window.controller.store._db.execute("PRAGMA query_only = OFF")
+    gui.open_windows.remove(window)
+    window.close()
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    assert [gallery.record(r).prompt for r in range(3) if gallery.record(r).favorite] == ["owl 0"]
+    window.gallery_panel.favorites_only.setChecked(True)
+    assert gallery.rowCount() == 1

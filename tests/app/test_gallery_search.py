@@ -1,0 +1,75 @@
+"""Searching the gallery and the prompt history: what a user types finds what they see, whatever its case,
+script or spacing, and SQL's wildcards are plain characters."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from app.data_dir import resolve_data_dir
+from app.store import Store
+from gpu.generation.png_metadata import write_png
+from tests.app.gui import open_window
+
+PROMPTS = ["Äpfel im Baum", "straße bei Nacht", "multi\nline prompt", "100% sure", "a_b", "back\\slash",
+           "it's \"quoted\"", "a fox 🦊 asleep", "ＦＵＬＬ width"]  # fmt: skip
+
+
+def _found(store: Store, search: str) -> tuple[list[str], list[str]]:
+    return [r.prompt for r in store.images(search)], [p.prompt for p in store.prompts(search)]
+
+
+def test_search_folds_case_of_any_script_and_white_space(tmp_path):
+    store = Store(tmp_path / "db.sqlite3")
+    for i, prompt in enumerate(PROMPTS):
+        store.add_image(f"{i}.png", {"prompt": prompt}, created=i)
+        store.record_prompt(prompt, when=i)
+    cases = {
+        "äpfel": "Äpfel im Baum",  # was: nothing (SQLite's LIKE folds ASCII letters only)
+        "ÄPFEL IM": "Äpfel im Baum",
+        "STRASSE": "straße bei Nacht",  # full case folding: ß is ss
+        "multi line": "multi\nline prompt",  # the history list shows the line break as a space
+        "  sure  ": "100% sure",  # stray spaces at the ends
+        "%": "100% sure",
+        "_": "a_b",
+        "\\": "back\\slash",
+        "'s \"q": 'it\'s "quoted"',
+        "🦊": "a fox 🦊 asleep",
+        "full": "ＦＵＬＬ width",
+    }
+    for search, prompt in cases.items():
+        assert _found(store, search) == ([prompt], [prompt]), search
+    assert _found(store, "   ") == _found(store, "")  # only spaces: no filter
+    assert len(store.images("")) == len(PROMPTS)
+
+
+def test_history_keeps_one_entry_for_a_prompt_typed_with_spaces_at_its_ends(tmp_path):
+    store = Store(tmp_path / "db.sqlite3")
+    store.record_prompt("a cat", when=1)
+    store.record_prompt("a cat \n", " blurry", when=2)
+    store.record_prompt("  a cat", "blurry", when=3)
+    assert [(p.prompt, p.negative_prompt, p.uses) for p in store.prompts()] == [
+        ("a cat", "blurry", 2),
+        ("a cat", "", 1),
+    ]
+
+
+def test_a_new_image_shows_under_the_search_that_finds_it_after_a_restart(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    write_png(data.images / "d" / "0.png", Image.new("RGB", (16, 16)), {"prompt": "Ölgemälde eines Hafens"})
+    window = open_window(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    panel.search.setText("ölgemälde ")
+    assert [gallery.record(r).prompt for r in range(gallery.rowCount())] == ["Ölgemälde eines Hafens"]
+    # An image made while the search is on (added to the list, not read back from the database): the same rule.
+    write_png(data.images / "d" / "1.png", Image.new("RGB", (16, 16)), {"prompt": "ÖLGEMÄLDE\neines Schiffs"})
+    gallery.add("d/1.png", {"prompt": "ÖLGEMÄLDE\neines Schiffs"})
+    shown = [gallery.record(r).prompt for r in range(gallery.rowCount())]
+    panel.search.setText(panel.search.text())  # what the database finds for the same search
+    assert (
+        shown
+        == [gallery.record(r).prompt for r in range(gallery.rowCount())]
+        == ["ÖLGEMÄLDE\neines Schiffs", "Ölgemälde eines Hafens"]
+    )
+    window.history_panel.search.setText("HAFEN")
+    window.controller.history.add("ein Hafen bei Nacht", "")
+    assert window.controller.history.rowCount() == 1
