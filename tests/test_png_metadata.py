@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import struct
 import zlib
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from gpu.generation.png_metadata import format_parameters, parse_parameters, read_png_text, read_settings, write_png
+from gpu.generation.png_metadata import (
+    PngSettings,
+    format_parameters,
+    inspect_png,
+    parse_parameters,
+    read_png_text,
+    read_settings,
+    write_png,
+)
 
 SETTINGS = {
     "prompt": "a red circle,\nsecond line",
@@ -30,7 +39,7 @@ def test_a1111_format_puts_steps_first_and_quotes_special_values():
     lines = text.split("\n")
     assert lines[:3] == ["a red circle,", "second line", "Negative prompt: blurry"]
     assert lines[3] == (
-        'Steps: 20, Sampler: Euler, CFG scale: 4.0, Seed: 123, Size: 128x96, Model hash: 0123456789, '
+        "Steps: 20, Sampler: Euler, CFG scale: 4.0, Seed: 123, Size: 128x96, Model hash: 0123456789, "
         'Model: "demo: v1", Version: NibbleStudio-0.1.0'
     )
     assert "Negative prompt" not in format_parameters({**SETTINGS, "negative_prompt": ""})
@@ -105,3 +114,135 @@ def test_hostile_metadata_reads_as_none_or_partial_never_raises(tmp_path):
     info.add_text("prompt", json.dumps(nested_ok))
     Image.new("RGB", (4, 4)).save(tmp_path / "partial.png", pnginfo=info)
     assert read_settings(tmp_path / "partial.png") == {"prompt": "kept"}
+
+
+def _with_chunk(path, kind: bytes, body: bytes, crc: int | None = None, cut: int = 0, after_idat: bool = False):
+    """A real PNG with one hand-made text chunk (a wrong ``crc``, or ``cut`` bytes short: the file ends in it)."""
+    Image.new("RGB", (8, 8), "blue").save(path)
+    data = path.read_bytes()
+    at = data.index(b"IEND") - 4 if after_idat else data.index(b"IDAT") - 4
+    crc = zlib.crc32(kind + body) if crc is None else crc
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+    path.write_bytes(data[:at] + chunk[: len(chunk) - cut] if cut else data[:at] + chunk + data[at:])
+    return path
+
+
+def test_a1111_settings_line_without_steps_or_with_odd_values(tmp_path):
+    """Without Steps the settings line was read as part of the (negative) prompt; numbers that are no numbers
+    were dropped without a word; UTF-8 in a tEXt chunk (some tools write it) came back as mojibake."""
+    p = parse_parameters("a dog\nNegative prompt: bad\nSampler: Euler, CFG scale: 7, Seed: 3, Size: 512 x 768")
+    assert (p["prompt"], p["negative_prompt"], p["seed"], p["width"], p["height"]) == ("a dog", "bad", 3, 512, 768)
+    p = parse_parameters("style: ink, mood: calm, light: soft\nSteps: 4")  # three fields, none known: prompt
+    assert p["prompt"] == "style: ink, mood: calm, light: soft" and p["steps"] == 4
+    forge = "a\r\nb\r\nNegative prompt: Steps: 9, ugly\r\nSteps: 20.0, CFG scale: 1, Distilled CFG Scale: 3.5"
+    p = parse_parameters(forge)
+    assert (p["prompt"], p["negative_prompt"], p["steps"], p["guidance"]) == ("a\nb", "Steps: 9, ugly", 20, 3.5)
+    info = PngInfo()
+    info.add_text("parameters", "x\nSteps: 2.5, CFG scale: high, Seed: 1e400, Size: 512")
+    Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
+    found = inspect_png(tmp_path / "odd.png")
+    assert found.settings == {"prompt": "x", "negative_prompt": ""}
+    assert found.problems == ["its Steps '2.5' is not a whole number", "its Seed '1e400' is not a whole number",
+                              "its CFG scale 'high' is not a number", "its Size '512' is not WIDTHxHEIGHT"]  # fmt: skip
+    utf8 = _with_chunk(tmp_path / "utf8.png", b"tEXt", "parameters\0Café 🐱\nSteps: 3".encode())
+    assert read_settings(utf8)["prompt"] == "Café 🐱"
+    latin1 = _with_chunk(tmp_path / "latin1.png", b"tEXt", "parameters\0Café\nSteps: 3".encode("latin-1"))
+    assert read_settings(latin1)["prompt"] == "Café"
+    odd_model = {**SETTINGS, "model": '"quoted', "sampler": " spaced "}  # came back as 'quoted' and 'spaced'
+    assert parse_parameters(format_parameters(odd_model))["model"] == '"quoted'
+    assert parse_parameters(format_parameters(odd_model))["sampler"] == " spaced "
+
+
+def test_files_without_settings_say_why(tmp_path):
+    """A JPEG named .png, an empty file, a damaged chunk: each its own reason, not "no settings" (or, for a
+    damaged chunk, its partly wrong text taken as settings)."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png", format="JPEG")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "folder.png").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    text = b"parameters\0a cat\nSteps: 20, Seed: 5"
+    bad_crc = _with_chunk(tmp_path / "crc.png", b"tEXt", text.replace(b"cat", b"cut"), crc=zlib.crc32(b"tEXt" + text),
+                          after_idat=True)  # fmt: skip
+    with Image.open(bad_crc) as image:  # a file that image viewers open
+        assert image.size == (8, 8)
+    ztxt = b"parameters\0\0" + zlib.compress(b"a cat\nSteps: 20")
+    _with_chunk(tmp_path / "short.png", b"zTXt", ztxt, cut=10)
+    workflow = PngInfo()
+    workflow.add_text("workflow", json.dumps({"nodes": []}))
+    Image.new("RGB", (8, 8)).save(tmp_path / "workflow.png", pnginfo=workflow)
+    damaged = "its A1111 parameters chunk ('parameters') cannot be read: "
+    expected = {
+        "photo.png": "it is a JPEG image, not a PNG",
+        "empty.png": "the file is empty (0 bytes)",
+        "folder.png": "it is a folder, not an image",
+        "missing.png": "it cannot be read (No such file or directory)",
+        "plain.png": "it carries no generation settings (no A1111, ComfyUI or Nibble Studio text chunk)",
+        "crc.png": f"{damaged}its checksum does not match (the file was changed or damaged)",
+        "short.png": f"{damaged}the file ends inside it (cut short)",
+        "workflow.png": "it holds a ComfyUI workflow but not the 'prompt' graph ComfyUI ran, which is what the "
+        "settings are read from",
+    }
+    for name, why in expected.items():
+        assert inspect_png(tmp_path / name) == PngSettings(None, [why]), name
+        assert read_settings(tmp_path / name) is None
+    # ours damaged, the A1111 text beside it intact: that is used, and the damage said
+    ours = write_png(tmp_path / "ours.png", Image.new("RGB", (8, 8)), SETTINGS)
+    data = bytearray(ours.read_bytes())
+    data[data.index(b'"prompt"') + 2] ^= 1
+    ours.write_bytes(bytes(data))
+    found = inspect_png(ours)
+    assert found.settings == parse_parameters(format_parameters(SETTINGS))
+    assert found.problems == ["its Nibble Studio settings chunk ('nibble') cannot be read: its checksum does not "
+                              "match (the file was changed or damaged)"]  # fmt: skip
+
+
+def _comfy(tmp_path, graph: dict) -> PngSettings:
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    Image.new("RGB", (8, 8)).save(tmp_path / "comfy.png", pnginfo=info)
+    return inspect_png(tmp_path / "comfy.png")
+
+
+def test_comfyui_graphs_followed_through_their_links(tmp_path):
+    """ComfyUI's FLUX graph: seed, steps and sampler on nodes of their own, the prompt from a string node, the
+    guidance on FluxGuidance, the size on EmptySD3LatentImage. Only the prompt's text came out before, and that
+    was the (longer) negative prompt, as the longest text."""
+    flux = {
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": ["30", 0], "clip": ["11", 0]}},
+        "30": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a fox in snow"}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "an unused and much longer text", "clip": ["11", 0]}},
+        "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
+               "sampler": ["16", 0], "sigmas": ["17", 0], "latent_image": ["27", 0]}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "17": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 20, "model": ["12", 0]}},
+        "22": {"class_type": "BasicGuider", "inputs": {"model": ["12", 0], "conditioning": ["26", 0]}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": ["40", 0]}},
+        "40": {"class_type": "Seed (rgthree)", "inputs": {"seed": 2**64 - 1}},  # ComfyUI's range: the app says no
+        "26": {"class_type": "FluxGuidance", "inputs": {"guidance": 3.5, "conditioning": ["6", 0]}},
+        "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 1024, "height": 768, "batch_size": 1}},
+    }  # fmt: skip
+    expected = {"seed": 2**64 - 1, "steps": 20, "guidance": 3.5, "width": 1024, "height": 768,
+                "prompt": "a fox in snow", "sampler": "euler"}  # fmt: skip
+    assert _comfy(tmp_path, flux) == PngSettings(expected)
+    hires = {  # two passes: the first (from the empty latent) made the image's composition
+        "10": {"class_type": "KSampler", "inputs": {"seed": 99, "steps": 30, "cfg": 6.0, "positive": ["6", 0],
+               "negative": ["7", 0], "latent_image": ["11", 0]}},
+        "11": {"class_type": "LatentUpscale", "inputs": {"samples": ["3", 0], "width": 2048, "height": 2048}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 5, "steps": 8, "cfg": 6.0, "sampler_name": "dpmpp_2m",
+              "positive": ["8", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "8": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["6", 0], "conditioning_2": ["7", 0]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "short"}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "a much longer negative prompt"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": ["9", 0], "height": 512}},
+        "9": {"class_type": "PrimitiveInt", "inputs": {"value": 768}},
+    }  # fmt: skip
+    expected = {"seed": 5, "steps": 8, "guidance": 6.0, "prompt": "short", "sampler": "dpmpp_2m", "width": 768,
+                "height": 512, "negative_prompt": "a much longer negative prompt"}  # fmt: skip
+    assert _comfy(tmp_path, hires).settings == expected
+    unknown = {"1": {"class_type": "FooSampler", "inputs": {"magic": 3}}, "2": {"class_type": "Bar", "inputs": {}}}
+    nothing = "its ComfyUI prompt graph chunk ('prompt') holds no settings that can be read"
+    assert _comfy(tmp_path, unknown) == PngSettings(None, [nothing])
+    loops = {"1": {"class_type": "KSampler", "inputs": {"seed": ["2", 0], "positive": ["3", 0], "steps": 4}},
+             "2": {"class_type": "X", "inputs": {"seed": ["2", 0]}},
+             "3": {"class_type": "Y", "inputs": {"conditioning": ["3", 0]}}}  # fmt: skip
+    assert _comfy(tmp_path, loops).settings == {"steps": 4}

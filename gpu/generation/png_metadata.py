@@ -6,8 +6,12 @@ A1111 layout (what civitai, Forge, ComfyUI readers expect)::
     Negative prompt: <negative>            (only when there is one)
     Steps: 20, Sampler: Euler, CFG scale: 4.0, Seed: 1, Size: 128x128, Model hash: 0123456789, Model: demo, ...
 
-``Steps`` comes first; a value containing ``,`` ``:`` or a newline is JSON-quoted. Text chunks are read
-straight from the PNG byte stream (tEXt, zTXt, iTXt): Qt's reader mangles newlines.
+``Steps`` comes first; a value containing ``,`` ``:`` ``"``, a newline or edge spaces is JSON-quoted. Text chunks
+are read straight from the PNG byte stream (tEXt, zTXt, iTXt): Qt's reader mangles newlines.
+
+``inspect_png`` says, besides the settings, why a file has none or what in it could not be read (not a PNG, a
+damaged chunk, a value that is no number): a dropped file is user input, and a silent "no settings" or a
+half-read prompt leaves the user guessing. Range checks belong to the caller, which knows its own limits.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import re
 import struct
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +54,10 @@ def png_name_problem(path: Path | str) -> str:
 
 
 def _quote(value: Any) -> str:
+    # A leading quote or an edge space is quoted too: unquoted, the reader took the quote for its own and
+    # stripped the spaces ('"raw' came back as 'raw').
     text = str(value)
-    return json.dumps(text) if any(c in text for c in ",:\n") else text
+    return json.dumps(text) if any(c in text for c in ',:\n"') or text != text.strip() else text
 
 
 def format_parameters(settings: dict[str, Any]) -> str:
@@ -68,13 +75,31 @@ def format_parameters(settings: dict[str, Any]) -> str:
 
 
 _PARAM_RE = re.compile(r'\s*([\w][\w \-/+]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+# Labels that mark a last line as the settings line when it does not start with Steps (other tools, hand edits).
+_SETTINGS_LABELS = {"Sampler", "CFG scale", "Seed", "Size", "Model hash", "Model"}
+_SIZE_RE = re.compile(r"\s*(\d+)\s*[x×]\s*(\d+)\s*")
+
+
+def _is_settings_line(line: str) -> bool:
+    """A1111 always starts it with Steps; without Steps, it is still the settings line when it holds three fields
+    or more, two of them known ones (the rule A1111's own reader uses, plus the known labels, so that a prompt
+    line such as "style: ink, mood: calm, light: soft" stays prompt). Missed, the line ended up in the prompt."""
+    if re.match(r"\s*Steps:", line):
+        return True
+    found = _PARAM_RE.findall(line)
+    return len(found) >= 3 and len({label.strip() for label, _ in found} & _SETTINGS_LABELS) >= 2
 
 
 def parse_parameters(text: str) -> dict[str, Any]:
     """A1111 ``parameters`` text -> settings dict (unknown fields kept under ``extra``)."""
-    lines = text.strip("\n").split("\n")
+    return _parse_parameters(text)[0]
+
+
+def _parse_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
+    """``parse_parameters`` and, for each field it had to leave out, why (a phrase naming field and value)."""
+    lines = text.replace("\r\n", "\n").strip("\n").split("\n")
     params_line = ""
-    if lines and re.match(r"\s*Steps:", lines[-1]):
+    if lines and _is_settings_line(lines[-1]):
         params_line = lines.pop()
     prompt_lines: list[str] = []
     negative_lines: list[str] = []
@@ -102,73 +127,171 @@ def parse_parameters(text: str) -> dict[str, Any]:
             extra[label.strip()] = value
         else:
             out[key] = value
-    _coerce(out)
+    # Forge writes FLUX's distilled guidance apart, beside a CFG scale of 1: the distilled one is what a FLUX
+    # model takes as its guidance (the same choice as FluxGuidance in a ComfyUI graph).
+    if "Distilled CFG Scale" in extra:
+        out["guidance"] = extra["Distilled CFG Scale"]
+    problems = _coerce(out)
     if extra:
         out["extra"] = extra
-    return out
+    return out, problems
 
 
-def _coerce(out: dict[str, Any]) -> None:
-    for key, kind in (("steps", int), ("seed", int), ("guidance", float)):
+def _whole(text: str) -> int:
+    """An integer written as such, or as a float with nothing after the point ("20.0": some tools write that)."""
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)
+        if not number.is_integer():
+            raise ValueError(text) from None
+        return int(number)
+
+
+def _coerce(out: dict[str, Any]) -> list[str]:
+    """Numbers from their text; a value that is none is left out and named (it was dropped without a word)."""
+    problems = []
+    for key, label, kind, what in (("steps", "Steps", _whole, "a whole number"), ("seed", "Seed", _whole,
+                                   "a whole number"), ("guidance", "CFG scale", float, "a number")):  # fmt: skip
         if key in out:
             try:
-                out[key] = kind(out[key])
-            except (TypeError, ValueError):
-                out.pop(key)
+                out[key] = kind(str(out[key]).strip())
+            except (TypeError, ValueError, OverflowError):
+                problems.append(f"its {label} '{out.pop(key)}' is not {what}")
     size = out.pop("size", None)
-    if isinstance(size, str) and re.fullmatch(r"\d+x\d+", size):
-        w, h = size.split("x")
-        out["width"], out["height"] = int(w), int(h)
+    match = _SIZE_RE.fullmatch(size) if isinstance(size, str) else None
+    if match:
+        out["width"], out["height"] = int(match[1]), int(match[2])
+    elif size is not None:
+        problems.append(f"its Size '{size}' is not WIDTHxHEIGHT")
+    return problems
 
 
-def read_png_text(path: Path | str) -> dict[str, str]:
-    """All text chunks of a PNG (tEXt, zTXt, iTXt) as keyword -> text; {} if not a readable PNG."""
+@dataclass
+class PngSettings:
+    """What a file says about how it was made. ``settings``: None when it holds none that can be used;
+    ``problems``: why not, or what was left out of ``settings``, as phrases about the file ("it is a JPEG image,
+    not a PNG"), for a message that names the file."""
+
+    settings: dict[str, Any] | None
+    problems: list[str] = field(default_factory=list)
+
+
+# The first bytes of image files that are given a .png name by mistake (a renamed download, a "Save as" that
+# kept the name): said as such, rather than "no settings".
+_OTHER_FORMATS = ((b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"BM", "a BMP image"))
+
+
+def _not_png(data: bytes) -> str:
+    """Why ``data`` (the start of a file that is no PNG) is not one."""
+    if not data:
+        return "the file is empty (0 bytes)"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "it is a WebP image, not a PNG"
+    kind = next((name for magic, name in _OTHER_FORMATS if data.startswith(magic)), None)
+    return f"it is {kind}, not a PNG" if kind else "it is not a PNG image"
+
+
+def _decode_text(raw: bytes) -> str:
+    """tEXt/zTXt text: Latin-1 by the PNG standard, but some tools write UTF-8 there; read as Latin-1, their
+    accents and emoji came back as mojibake. Latin-1 text with accents is almost never valid UTF-8."""
     try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return {}
-    if not data.startswith(_PNG_SIGNATURE):
-        return {}
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _text_chunks(data: bytes) -> tuple[dict[str, str], dict[str, str]]:
+    """(keyword -> text, keyword -> why its chunk cannot be read) of the PNG bytes ``data``. A chunk cut short or
+    whose checksum does not match is damaged: its text would be partly wrong, so it is not used."""
     out: dict[str, str] = {}
+    damaged: dict[str, str] = {}
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = data[pos + 4 : pos + 8]
         body = data[pos + 8 : pos + 8 + length]
+        crc = data[pos + 8 + length : pos + 12 + length]
         pos += 12 + length
+        if kind == b"IEND":
+            break
+        if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+            continue
+        key_bytes, _, rest = body.partition(b"\0")
+        key = key_bytes.decode("latin-1")
+        if len(body) < length or len(crc) < 4:
+            damaged[key] = "the file ends inside it (cut short)"
+            continue
+        if struct.unpack(">I", crc)[0] != zlib.crc32(kind + body):
+            damaged[key] = "its checksum does not match (the file was changed or damaged)"
+            continue
         try:
             if kind == b"tEXt":
-                key, _, text = body.partition(b"\0")
-                out[key.decode("latin-1")] = text.decode("latin-1")
+                out[key] = _decode_text(rest)
             elif kind == b"zTXt":
-                key, _, rest = body.partition(b"\0")
-                out[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
-            elif kind == b"iTXt":
-                key, _, rest = body.partition(b"\0")
+                out[key] = _decode_text(zlib.decompress(rest[1:]))
+            else:
                 compressed = rest[0] == 1
                 _lang, _, rest = rest[2:].partition(b"\0")
                 _translated, _, text = rest.partition(b"\0")
-                out[key.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode("utf-8")
-            elif kind == b"IEND":
-                break
+                out[key] = (zlib.decompress(text) if compressed else text).decode("utf-8")
         except (zlib.error, UnicodeDecodeError, IndexError):
-            continue  # one damaged chunk should not hide the others
-    return out
+            damaged[key] = "its text cannot be decoded"  # one damaged chunk should not hide the others
+    return out, damaged
+
+
+def read_png_text(path: Path | str) -> dict[str, str]:
+    """All readable text chunks of a PNG (tEXt, zTXt, iTXt) as keyword -> text; {} if not a readable PNG."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return {}
+    return _text_chunks(data)[0] if data.startswith(_PNG_SIGNATURE) else {}
 
 
 def read_settings(path: Path | str) -> dict[str, Any] | None:
     """Generation settings stored in a PNG: ours (complete), else A1111 ``parameters``, else a best
     effort from a ComfyUI ``prompt`` graph; None when the image carries none."""
-    chunks = read_png_text(path)
-    if NIBBLE_KEY in chunks:
-        settings = _json_or_none(chunks[NIBBLE_KEY])
-        if isinstance(settings, dict):
-            return settings
-    if PARAMETERS_KEY in chunks:
-        return parse_parameters(chunks[PARAMETERS_KEY])
-    if "prompt" in chunks:
-        return _from_comfyui(chunks["prompt"])
-    return None
+    return inspect_png(path).settings
+
+
+# (chunk keyword, what it is, reader) in the order ``inspect_png`` tries them: ours is complete, A1111's text
+# lacks our LoRA list, ComfyUI's graph is a best effort.
+_SOURCES = (
+    (NIBBLE_KEY, "Nibble Studio settings", lambda text: (_json_or_none(text), [])),
+    (PARAMETERS_KEY, "A1111 parameters", _parse_parameters),
+    ("prompt", "ComfyUI prompt graph", lambda text: (_from_comfyui(text), [])),
+)
+
+
+def inspect_png(path: Path | str) -> PngSettings:
+    """``read_settings`` with its reasons: never raises (the file may come from any program, or be none)."""
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        return PngSettings(None, ["it is a folder, not an image"])
+    except OSError as exc:
+        return PngSettings(None, [f"it cannot be read ({exc.strerror or exc})"])
+    if not data.startswith(_PNG_SIGNATURE):
+        return PngSettings(None, [_not_png(data[:16])])
+    chunks, damaged = _text_chunks(data)
+    problems = []
+    for key, what, read in _SOURCES:
+        if key in damaged:
+            problems.append(f"its {what} chunk ('{key}') cannot be read: {damaged[key]}")
+        if key not in chunks:
+            continue
+        settings, left_out = read(chunks[key])
+        if isinstance(settings, dict) and settings:
+            return PngSettings(settings, problems + left_out)
+        problems.append(f"its {what} chunk ('{key}') holds no settings that can be read")
+    if "workflow" in chunks:  # a UI workflow alone lists widget values by position, per node type: not read
+        problems.append(
+            "it holds a ComfyUI workflow but not the 'prompt' graph ComfyUI ran, which is what the "
+            "settings are read from"
+        )
+    return PngSettings(None, problems or ["it carries no generation settings (no A1111, ComfyUI or Nibble Studio "
+                                          "text chunk)"])  # fmt: skip
 
 
 def _json_or_none(text: str) -> Any:
@@ -180,33 +303,109 @@ def _json_or_none(text: str) -> Any:
         return None
 
 
+# ComfyUI graph ("prompt" chunk): node id -> {"class_type", "inputs"}; an input is a literal or a link
+# [node id, output slot] to the node that makes it (a primitive, a string node, a guider, a conditioning step).
+_TEXT_INPUTS = ("text", "t5xxl", "text_g", "clip_l", "text_l", "prompt", "string", "value")
+_CONDITIONING_INPUTS = ("conditioning", "conditioning_to", "conditioning_1", "conditioning_from", "positive")
+_NUMBER_INPUTS = ("value", "int", "float", "number", "seed", "noise_seed")
+_MAX_HOPS = 32  # a graph is untrusted: links may loop
+
+
+def _node_id(value: Any) -> str | None:
+    """The node a link ``[id, slot]`` points to, or None when ``value`` is a literal."""
+    return str(value[0]) if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) else None
+
+
 def _from_comfyui(graph_json: str) -> dict[str, Any] | None:
-    """ComfyUI stores its node graph: take the sampler's settings and the longest positive text."""
+    """ComfyUI's node graph: the settings of the sampler that starts from an empty latent (the first pass of a
+    hires-fix graph), its positive and negative prompts followed through their conditioning nodes (with FLUX's
+    guidance on the way), its seed, steps and sampler also where a SamplerCustomAdvanced takes them from noise,
+    sigmas and sampler nodes. Values given by links (a primitive, a string node) are followed."""
     graph = _json_or_none(graph_json)
     if not isinstance(graph, dict):
         return None
+    nodes = {str(k): v["inputs"] for k, v in graph.items() if isinstance(v, dict) and isinstance(v.get("inputs"), dict)}
+    kinds = {str(k): str(v.get("class_type", "")) for k, v in graph.items() if isinstance(v, dict)}
+
+    def linked(value: Any) -> dict[str, Any]:
+        return nodes.get(_node_id(value) or "", {})
+
+    def literal(value: Any, names: tuple[str, ...], types: tuple[type, ...]) -> Any:
+        for _ in range(_MAX_HOPS):
+            if _node_id(value) is None:
+                break
+            source = linked(value)
+            value = next((source[n] for n in names if n in source), None)
+        return value if isinstance(value, types) and not isinstance(value, bool) else None
+
+    def chain(link: Any) -> list[dict[str, Any]]:
+        """The nodes a conditioning link passes through, back to the one holding the text."""
+        found: list[dict[str, Any]] = []
+        while len(found) < _MAX_HOPS and (inputs := linked(link)):
+            found.append(inputs)
+            if any(literal(inputs.get(n), _TEXT_INPUTS, (str,)) is not None for n in _TEXT_INPUTS):
+                break
+            link = next((inputs[n] for n in _CONDITIONING_INPUTS if n in inputs), None)
+        return found
+
+    def text(link: Any) -> str | None:
+        for inputs in chain(link):
+            for name in _TEXT_INPUTS:
+                found = literal(inputs.get(name), _TEXT_INPUTS, (str,))
+                if found is not None:
+                    return found
+        return None
+
+    def number(inputs: dict[str, Any], name: str, types: tuple[type, ...] = (int, float)) -> Any:
+        return literal(inputs.get(name), (name, *_NUMBER_INPUTS), types)
+
+    def order(node_id: str) -> tuple[int, str]:
+        return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
+
+    samplers = [i for k, i in sorted(nodes.items(), key=lambda kv: order(kv[0])) if "positive" in i or "guider" in i]
+    sampler = next((i for i in samplers if "Empty" in kinds.get(_node_id(i.get("latent_image")) or "", "")),
+                   samplers[0] if samplers else None)  # fmt: skip
     out: dict[str, Any] = {}
-    texts = []
-    for node in graph.values():
-        if not isinstance(node, dict):
-            continue
-        inputs = node.get("inputs")
-        if not isinstance(inputs, dict):
-            inputs = {}
-        kind = str(node.get("class_type", ""))
-        if kind.startswith("KSampler"):
+    if sampler is None:  # no sampler we know: the values by their input names, the longest prompt text
+        for inputs in nodes.values():
             for src, dst in (("seed", "seed"), ("noise_seed", "seed"), ("steps", "steps"), ("cfg", "guidance")):
-                if isinstance(inputs.get(src), (int, float)):
-                    out[dst] = inputs[src]
+                if number(inputs, src) is not None:
+                    out[dst] = number(inputs, src)
             if isinstance(inputs.get("sampler_name"), str):
                 out["sampler"] = inputs["sampler_name"]
-        if "TextEncode" in kind and isinstance(inputs.get("text"), str):
-            texts.append(inputs["text"])
-        if kind == "EmptyLatentImage":
-            if isinstance(inputs.get("width"), int) and isinstance(inputs.get("height"), int):
-                out["width"], out["height"] = inputs["width"], inputs["height"]
-    if texts:
-        out["prompt"] = max(texts, key=len)
+        texts = [t for k in nodes if "TextEncode" in kinds.get(k, "") and (t := text([k, 0]))]
+        if texts:
+            out["prompt"] = max(texts, key=len)
+    else:
+        guider = linked(sampler.get("guider"))
+        parts = {"noise": linked(sampler.get("noise")), "sigmas": linked(sampler.get("sigmas")),
+                 "sampler": linked(sampler.get("sampler"))}  # fmt: skip
+        for dst, sources in (("seed", ((sampler, "seed"), (sampler, "noise_seed"), (parts["noise"], "noise_seed"))),
+                             ("steps", ((sampler, "steps"), (parts["sigmas"], "steps"))),
+                             ("guidance", ((sampler, "cfg"), (guider, "cfg")))):  # fmt: skip
+            value = next((v for inputs, name in sources if (v := number(inputs, name)) is not None), None)
+            if value is not None:
+                out[dst] = value
+        positive = sampler.get("positive", guider.get("positive", guider.get("conditioning")))
+        # FLUX's distilled guidance (FluxGuidance, CLIPTextEncodeFlux) rides on the positive conditioning beside
+        # a cfg of 1: that is the guidance a FLUX model takes.
+        flux = next((v for inputs in chain(positive) if (v := number(inputs, "guidance")) is not None), None)
+        if flux is not None:
+            out["guidance"] = flux
+        for dst, link in (("prompt", positive), ("negative_prompt", sampler.get("negative", guider.get("negative")))):
+            found = text(link)
+            if found is not None:
+                out[dst] = found
+        name = literal(sampler.get("sampler_name", parts["sampler"].get("sampler_name")), ("sampler_name",), (str,))
+        if name is not None:
+            out["sampler"] = name
+    latents = [linked(sampler.get("latent_image"))] if sampler else []
+    latents += [i for k, i in nodes.items() if "Latent" in kinds.get(k, "")]
+    for inputs in latents:
+        width, height = number(inputs, "width", (int,)), number(inputs, "height", (int,))
+        if width is not None and height is not None:
+            out["width"], out["height"] = width, height
+            break
     return out or None
 
 
