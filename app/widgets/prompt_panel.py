@@ -1,11 +1,14 @@
 """Prompt panel: prompt, negative prompt, seed, steps, guidance, size, batch; Generate / Cancel; progress.
 
-Dropping a PNG (ours, A1111 ``parameters`` or ComfyUI) anywhere on the panel restores its settings.
+Dropping a PNG (ours, A1111 ``parameters`` or ComfyUI) anywhere on the panel restores its settings. What could not
+be restored as saved is said, naming the file: the values the form could not take as they were (a seed outside its
+range, a size the model cannot make), the other images of a drop of several.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap, QResizeEvent
@@ -26,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.bindings import bind
 from app.controller import AppController
+from app.engine_errors import EngineError
 from app.generation_state import (
     BATCH_MAX,
     BATCH_MIN,
@@ -40,7 +44,13 @@ from app.generation_state import (
     SIZE_PRESETS,
     STEPS_MAX,
     STEPS_MIN,
+    PromptState,
+    valid_guidance,
+    valid_seed,
+    valid_side,
+    valid_steps,
 )
+from app.image_files import read_image_settings
 from app.theme import WARNING_COLOR
 from app.widgets.integer_edit import IntegerEdit
 from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
@@ -52,6 +62,43 @@ def _png_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
     if not mime.hasUrls():
         return []
     return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile() and u.toLocalFile().lower().endswith(".png")]
+
+
+def _same(raw: Any, value: float) -> bool:
+    try:
+        return float(raw) == value
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _form_changes(settings: dict[str, Any], state: PromptState) -> list[str]:
+    """What of ``settings`` the form did not take as it was, ``state`` being the form after the restore: values
+    outside its limits are clamped and a seed outside them is skipped (``PromptState.apply_settings``); unsaid,
+    the next image silently differed from the dropped one, or its "random" seed -1 was taken for the last one."""
+    notes = []
+    seed = settings.get("seed")
+    if seed not in (None, "") and valid_seed(seed) is None:
+        why = ("is A1111's 'random seed': the seed the image was made with was not saved" if str(seed) == "-1"
+               else f"is not a seed the form takes (a whole number from {SEED_MIN} to {SEED_MAX})")  # fmt: skip
+        notes.append(f"its seed {seed} {why}; the seed stays {state.seed}")
+    for key, parse, low, high in (("steps", valid_steps, STEPS_MIN, STEPS_MAX),
+                                  ("guidance", valid_guidance, GUIDANCE_MIN, GUIDANCE_MAX)):  # fmt: skip
+        raw = settings.get(key)
+        if raw in (None, ""):
+            continue
+        value = parse(raw)
+        if value is None:
+            notes.append(f"its {key} value {raw!r} is not a number; the {key} value stays {getattr(state, key)}")
+        elif not _same(raw, value):
+            notes.append(f"its {key} value {raw} is outside the form's {low} to {high}; set to {value}")
+    raw_size = [settings.get("width"), settings.get("height")]
+    if any(side not in (None, "") for side in raw_size):
+        sides = [valid_side(side) if side not in (None, "") else None for side in raw_size]
+        if any(side not in (None, "") and not _same(side, value) for side, value in zip(raw_size, sides, strict=True)):
+            shown = "x".join("?" if side in (None, "") else str(side) for side in raw_size)
+            notes.append(f"its size {shown} is not one the model can make (sides of {SIDE_MIN} to {SIDE_MAX} px, "
+                         f"multiples of {SIDE_STEP}); the size is {state.width}x{state.height}")  # fmt: skip
+    return notes
 
 
 class ImageLabel(QLabel):
@@ -78,7 +125,7 @@ class ImageLabel(QLabel):
             self.clear()
             return
         self.setPixmap(self._source.scaled(self.contentsRect().size(), Qt.AspectRatioMode.KeepAspectRatio,
-                                           Qt.TransformationMode.SmoothTransformation))
+                                           Qt.TransformationMode.SmoothTransformation))  # fmt: skip
 
 
 class PromptPanel(QWidget):
@@ -122,7 +169,7 @@ class PromptPanel(QWidget):
         # at 1000x700). Always below would have narrowed the dock at the usual size too (its preferred width came
         # from this row), the prompt's placeholder wrapping and the LoRA panel below scrolling.
         self.seed_row = WrapGrid([self.seed_edit, button_box([self.seed_random, self.seed_lock])], (2, 1),
-                                 stretch_first=True)
+                                 stretch_first=True)  # fmt: skip
 
         self.steps_spin = QSpinBox(minimum=STEPS_MIN, maximum=STEPS_MAX)
         bind(state, "steps", self.steps_spin)
@@ -156,7 +203,7 @@ class PromptPanel(QWidget):
         # rather than making the panel wider than its dock.
         form = FormGrid()
         for label, field in (("Seed", self.seed_row), ("Steps", self.steps_spin), ("Guidance", self.guidance_spin),
-                             ("Size", self.size_preset), ("", size_row), ("Images", self.batch_spin)):
+                             ("Size", self.size_preset), ("", size_row), ("Images", self.batch_spin)):  # fmt: skip
             form.add_row(label, field)
         self.form = form
 
@@ -238,5 +285,37 @@ class PromptPanel(QWidget):
     def dropEvent(self, event: QDropEvent) -> None:
         paths = _png_paths(event)
         if paths:
-            self.controller.restore_from_file(paths[0])
             event.acceptProposedAction()
+            self.restore_from_files(paths)
+
+    def restore_from_files(self, paths: list[Path]) -> None:
+        """The settings of the first of ``paths`` that has some (one image's settings fill the form: the others
+        are named as not used, not silently dropped); one message says what was not restored as saved."""
+        without: list[str] = []
+        for index, path in enumerate(paths):
+            settings = read_image_settings(path)
+            if not settings:
+                without.append(path.name)
+                continue
+            if not self.controller.restore_from_file(path):
+                return  # the controller said why
+            notes = _form_changes(settings, self.controller.prompt)
+            unused = [p.name for p in paths[index + 1 :]]
+            if unused:
+                notes.append(f"the other dropped images ({', '.join(unused)}) were not used: the form holds one "
+                             "image's settings")  # fmt: skip
+            if without:
+                notes.append(f"{', '.join(without)}, dropped before it, carry no generation settings")
+            if notes:
+                one_at_a_time = " Drop one image at a time." if len(paths) > 1 else ""
+                self.controller.error.emit(EngineError(
+                    "notice", f"Settings restored from {path.name}, but not all as saved: {'; '.join(notes)}.",
+                    f"Check the prompt panel before you generate.{one_at_a_time}"))  # fmt: skip
+            return
+        if len(paths) == 1:
+            self.controller.restore_from_file(paths[0])  # says the file carries none
+            return
+        self.controller.error.emit(EngineError(
+            "user", f"None of the dropped images carries generation settings: {', '.join(without)}.",
+            "Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, as it was saved: image editors and many "
+            "sites remove the settings from the file."))  # fmt: skip

@@ -1,0 +1,89 @@
+"""Dropping PNGs on the prompt panel: what could not be restored is said, naming the file and why.
+
+A size the model cannot make was clamped, A1111's random seed -1 skipped, steps past the form's limit clamped,
+all without a word; of several dropped images all but the first were ignored silently, even when the first had
+no settings and the second had."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from gpu.generation.png_metadata import write_png
+
+
+def _drop(widget, *paths: Path) -> None:
+    """Drops ``paths`` at once on ``widget``, as a file manager does with a selection."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    widget.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier))  # fmt: skip
+
+
+def _a1111(path: Path, text: str) -> Path:
+    info = PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    return path
+
+
+def test_dropped_files_say_what_was_not_restored(qtbot, tmp_path, window):
+    controller, state = window.controller, window.controller.prompt
+    shown: list = []
+    controller.error.connect(shown.append)
+    state.prompt, state.seed, state.seed_locked, state.width, state.height = "kept", 11, False, 128, 128
+
+    jpeg = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8)).save(jpeg, format="JPEG")
+    (tmp_path / "empty.png").write_bytes(b"")
+    _drop(window.prompt_panel, tmp_path / "empty.png", jpeg)
+    assert [(e.kind, e.message) for e in shown] == [
+        ("user", "None of the dropped images carries generation settings: empty.png, photo.png.")]  # fmt: skip
+    assert "Drop a PNG saved by Nibble Studio" in shown[0].hint and state.prompt == "kept"
+
+    # A1111's "random" seed, a size that is no multiple of 16, steps past the form's limit: said, none copied
+    shown.clear()
+    _drop(window.prompt_panel, _a1111(tmp_path / "odd.png", "a castle\nSteps: 500, Seed: -1, Size: 1000x100000"))
+    assert state.prompt == "a castle" and state.seed == 11 and not state.seed_locked
+    assert (state.steps, state.width, state.height) == (150, 992, 2048)
+    assert [e.kind for e in shown] == ["notice"]
+    assert shown[0].message == (
+        "Settings restored from odd.png, but not all as saved: its seed -1 is A1111's 'random seed': the seed the "
+        "image was made with was not saved; the seed stays 11; its steps value 500 is outside the form's 1 to 150; "
+        "set to 150; its size 1000x100000 is not one the model can make (sides of 64 to 2048 px, multiples of 16); the "
+        "size is 992x2048."
+    )
+
+    # several at once: an empty one, then two usable ones; the first usable is restored, the others named
+    shown.clear()
+    good = _a1111(tmp_path / "good.png", "from good\nSteps: 3, Seed: 42, Size: 256x192")
+    other = _a1111(tmp_path / "other.png", "from other\nSteps: 5")
+    _drop(window.prompt_panel, tmp_path / "empty.png", good, other)
+    assert (state.prompt, state.seed, state.steps, state.width, state.height) == ("from good", 42, 3, 256, 192)
+    assert state.seed_locked
+    assert [e.message for e in shown] == [
+        "Settings restored from good.png, but not all as saved: the other dropped images (other.png) were not "
+        "used: the form holds one image's settings; empty.png, dropped before it, carry no generation settings."
+    ]
+    assert window.error_dialog is not None and "good.png" in window.error_dialog.text()
+
+
+def test_our_png_comes_back_exactly_and_quietly(qtbot, tmp_path, window):
+    """What ``main.py generate`` writes (its settings, as ``save_image`` passes them): every field the form
+    holds comes back as it was, and nothing is said beyond the status line."""
+    settings = {"prompt": 'un café 🐱, "quoted"\nline two: x ', "negative_prompt": "blurry, Steps: 3", "steps": 2,
+                "guidance": 2.5, "seed": 9_000_000_000_000_000_000, "width": 80, "height": 64, "model": "demo",
+                "sampler": "Euler", "version": "NibbleStudio-0.1.0"}  # fmt: skip
+    path = write_png(tmp_path / "nibble-9.png", Image.new("RGB", (80, 64)), settings)
+    shown: list = []
+    window.controller.error.connect(shown.append)
+    _drop(window.prompt_panel, path)
+    state, panel = window.controller.prompt, window.prompt_panel
+    for key in ("prompt", "negative_prompt", "steps", "guidance", "seed", "width", "height", "model"):
+        assert getattr(state, key) == settings[key], key
+    assert panel.prompt_edit.toPlainText() == settings["prompt"] and panel.seed_edit.value() == settings["seed"]
+    assert (panel.width_spin.value(), panel.height_spin.value()) == (80, 64) and shown == []
