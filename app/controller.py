@@ -21,7 +21,7 @@ from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, Save
 from app.gallery_model import DeleteCutShort, GalleryModel, TrashPartlyEmptied, UndoCutShort
 from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel
-from app.image_files import read_image_settings, relative
+from app.image_files import inspect_image_settings, read_image_settings, relative
 from app.lora_state import LoraState, cost_sentence
 from app.memory_state import MemoryState
 from app.prompt_length_state import PromptLengthState
@@ -32,9 +32,13 @@ from app.store_recovery import open_store, salvage
 from app.wording import counted, were
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
-from gpu.generation.png_metadata import png_name_problem
+from gpu.generation.png_metadata import PngSettings, png_name_problem
 from gpu.safetensors_header import PICKLE_SUFFIXES
 from gpu.version import APP_NAME
+
+# What to drop instead of a file with no settings (the app's own dialogs say it the same way).
+DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, as it was saved: image editors and many sites "
+             "remove the settings from the file.")  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -391,15 +395,17 @@ class AppController(QObject):
         self.prompt.prompt = prompt
         self.prompt.negative_prompt = negative_prompt
 
-    def restore_from_file(self, path: Path) -> bool:
-        """Settings from a dropped PNG: ours, A1111 ``parameters`` or ComfyUI."""
-        settings = read_image_settings(Path(path))
-        if not settings:
-            self.error.emit(EngineError("user", f"{Path(path).name} carries no generation settings.",
-                                        "Drop a PNG made by Nibble Studio, A1111/Forge or ComfyUI."))
-            return False
-        self._restore(settings)
-        return True
+    def restore_from_file(self, path: Path) -> PngSettings | None:
+        """Settings from a dropped PNG: ours, A1111 ``parameters`` or ComfyUI. None when it has none (said, with
+        why: "it is a JPEG image, not a PNG"); else what was read, whose ``problems`` name what was left out
+        (a damaged chunk, a value that is no number) for the caller's message."""
+        found = inspect_image_settings(Path(path))
+        if not found.settings:
+            why = "; ".join(found.problems) or "it carries no generation settings"
+            self.error.emit(EngineError("user", f"Nothing was restored from {Path(path).name}: {why}.", DROP_HINT))
+            return None
+        self._restore(found.settings)
+        return found
 
     def _restore(self, settings: dict[str, Any]) -> None:
         applied = self.prompt.apply_settings(settings)

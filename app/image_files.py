@@ -7,11 +7,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.data_dir import DataDir
 from gpu.errors import OutputError
 from gpu.paths import first_free_path
+
+if TYPE_CHECKING:
+    from gpu.generation.png_metadata import PngSettings
 
 log = logging.getLogger(__name__)
 
@@ -130,19 +133,24 @@ def is_png(path: Path) -> bool:
 
 def read_image_settings(path: Path) -> dict[str, Any] | None:
     """Settings stored in a PNG: ours, A1111 ``parameters`` or ComfyUI (best effort). None if there are none.
+    Never raises (``inspect_image_settings``)."""
+    return inspect_image_settings(path).settings
+
+
+def inspect_image_settings(path: Path) -> PngSettings:
+    """``read_image_settings`` with the reasons a file has none, or what was left out of them
+    (``PngSettings.problems``: phrases about the file, for a message that names it).
 
     Never raises: the PNG may come from any program (copied into the images folder, dropped on the panel), and
     start-up reads every one it finds. Metadata that trips the reader counts as none (logged), rather than
     stopping the app from starting at all."""
-    from gpu.generation.png_metadata import read_settings  # pure-Python chunk reader, no torch
+    from gpu.generation.png_metadata import PngSettings, inspect_png  # pure-Python chunk reader, no torch
 
     try:
-        return read_settings(Path(path))
-    except (OSError, ValueError):
-        return None
+        return inspect_png(Path(path))
     except Exception:  # a reader bug on some program's metadata must cost that file its settings, not start-up
         log.warning("the metadata of %s could not be read; taken as none", path, exc_info=True)
-        return None
+        return PngSettings(None, ["its settings could not be read (the log file has the details)"])
 
 
 def read_image_text(path: Path) -> dict[str, str]:

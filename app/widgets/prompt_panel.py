@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.bindings import bind
-from app.controller import AppController
+from app.controller import DROP_HINT, AppController
 from app.engine_errors import EngineError
 from app.generation_state import (
     BATCH_MAX,
@@ -50,7 +50,7 @@ from app.generation_state import (
     valid_side,
     valid_steps,
 )
-from app.image_files import read_image_settings
+from app.image_files import inspect_image_settings
 from app.theme import WARNING_COLOR
 from app.widgets.integer_edit import IntegerEdit
 from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
@@ -293,13 +293,14 @@ class PromptPanel(QWidget):
         are named as not used, not silently dropped); one message says what was not restored as saved."""
         without: list[str] = []
         for index, path in enumerate(paths):
-            settings = read_image_settings(path)
-            if not settings:
-                without.append(path.name)
+            found = inspect_image_settings(path)
+            if not found.settings:
+                without.append(f"{path.name} ({'; '.join(found.problems)})" if found.problems else path.name)
                 continue
-            if not self.controller.restore_from_file(path):
+            restored = self.controller.restore_from_file(path)
+            if restored is None:
                 return  # the controller said why
-            notes = _form_changes(settings, self.controller.prompt)
+            notes = restored.problems + _form_changes(restored.settings or {}, self.controller.prompt)
             unused = [p.name for p in paths[index + 1 :]]
             if unused:
                 notes.append(f"the other dropped images ({', '.join(unused)}) were not used: the form holds one "
@@ -316,6 +317,4 @@ class PromptPanel(QWidget):
             self.controller.restore_from_file(paths[0])  # says the file carries none
             return
         self.controller.error.emit(EngineError(
-            "user", f"None of the dropped images carries generation settings: {', '.join(without)}.",
-            "Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, as it was saved: image editors and many "
-            "sites remove the settings from the file."))  # fmt: skip
+            "user", f"None of the dropped images carries generation settings: {', '.join(without)}.", DROP_HINT))

@@ -48,7 +48,9 @@ def test_drop_our_png_and_a_png_without_metadata(qtbot, tmp_path, window):
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
     drop_file(window.prompt_panel, plain)
-    assert window.error_dialog is not None and "no generation settings" in window.error_dialog.text()
+    assert window.error_dialog is not None
+    assert window.error_dialog.text() == ("Nothing was restored from plain.png: it carries no generation settings "
+                                          "(no A1111, ComfyUI or Nibble Studio text chunk).")  # fmt: skip
 
 
 def test_reconcile_after_simulated_crash(qtbot, data_root):
@@ -379,7 +381,9 @@ def test_a_png_from_another_program_whose_metadata_is_odd_never_stops_the_app(qt
     window.gallery_panel.reuse_settings()  # nothing to reuse, and no exception
     window.controller.prompt.prompt = "kept"
     drop_file(window.prompt_panel, odd)
-    assert window.error_dialog is not None and "no generation settings" in window.error_dialog.text()
+    assert window.error_dialog is not None
+    assert window.error_dialog.text() == ("Nothing was restored from from-another-tool.png: its ComfyUI prompt graph "
+                                          "chunk ('prompt') holds no settings that can be read.")  # fmt: skip
     assert window.controller.prompt.prompt == "kept"
 
 

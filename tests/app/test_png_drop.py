@@ -42,8 +42,13 @@ def test_dropped_files_say_what_was_not_restored(qtbot, tmp_path, window):
     (tmp_path / "empty.png").write_bytes(b"")
     _drop(window.prompt_panel, tmp_path / "empty.png", jpeg)
     assert [(e.kind, e.message) for e in shown] == [
-        ("user", "None of the dropped images carries generation settings: empty.png, photo.png.")]  # fmt: skip
+        ("user", "None of the dropped images carries generation settings: empty.png (the file is empty (0 bytes)), "
+                 "photo.png (it is a JPEG image, not a PNG).")]  # fmt: skip
     assert "Drop a PNG saved by Nibble Studio" in shown[0].hint and state.prompt == "kept"
+    shown.clear()
+    _drop(window.prompt_panel, jpeg)  # one file: why it has none (it said only "carries no generation settings")
+    assert [(e.kind, e.message) for e in shown] == [
+        ("user", "Nothing was restored from photo.png: it is a JPEG image, not a PNG.")]  # fmt: skip
 
     # A1111's "random" seed, a size that is no multiple of 16, steps past the form's limit: said, none copied
     shown.clear()
@@ -67,9 +72,22 @@ def test_dropped_files_say_what_was_not_restored(qtbot, tmp_path, window):
     assert state.seed_locked
     assert [e.message for e in shown] == [
         "Settings restored from good.png, but not all as saved: the other dropped images (other.png) were not "
-        "used: the form holds one image's settings; empty.png, dropped before it, carry no generation settings."
+        "used: the form holds one image's settings; empty.png (the file is empty (0 bytes)), dropped before it, "
+        "carry no generation settings."
     ]
     assert window.error_dialog is not None and "good.png" in window.error_dialog.text()
+
+    # settings read, but a damaged chunk beside them (the LoRAs of our own chunk, say): named with the rest
+    shown.clear()
+    damaged = _a1111(tmp_path / "damaged.png", "a bridge\nSteps: 4, Seed: 5, Size: 128x128")
+    data = bytearray(damaged.read_bytes())
+    end = data.rindex(b"IEND") - 4
+    chunk = b"tEXt" + b"nibble\x00{}"
+    data[end:end] = len(chunk[4:]).to_bytes(4, "big") + chunk + b"\x00\x00\x00\x00"  # a CRC that is wrong
+    damaged.write_bytes(bytes(data))
+    _drop(window.prompt_panel, damaged)
+    assert state.prompt == "a bridge" and [e.kind for e in shown] == ["notice"]
+    assert "damaged.png" in shown[0].message and "'nibble'" in shown[0].message
 
 
 def test_our_png_comes_back_exactly_and_quietly(qtbot, tmp_path, window):
