@@ -8,7 +8,7 @@ import torch
 from lora_files import convert, drop_matching, rename_keys, save_peft_lora, sdxl_like
 
 from gpu.checkpoint.skeleton import load_quantized_transformer
-from gpu.lora import LoraError, manager_for, parse_lora_arg, read_lora
+from gpu.lora import LoraError, manager_for, read_lora, split_lora_arg
 from gpu.modules import SVDQLinear
 
 FORMAT_CASES = ["diffusers", "peft-raw", "kohya-diffusers", "kohya", "bfl", "bfl-down-up"]
@@ -185,11 +185,12 @@ def test_bad_files_fail_clearly_and_leave_the_model_usable(files, q_model, tmp_p
     _run(q_model, [])
 
 
-def test_parse_lora_arg():
-    assert parse_lora_arg("style.safetensors") == ("style.safetensors", 1.0)
-    assert parse_lora_arg("a/b.safetensors:0.6") == ("a/b.safetensors", 0.6)
-    assert parse_lora_arg("C:\\x\\s.safetensors:-1") == ("C:\\x\\s.safetensors", -1.0)
-    assert parse_lora_arg("C:\\x\\s.safetensors") == ("C:\\x\\s.safetensors", 1.0)
+def test_split_lora_arg():
+    """The text of ``--lora`` alone (``parse_lora_arg`` also checks the file: tests/test_lora_inputs.py)."""
+    assert split_lora_arg("style.safetensors") == ("style.safetensors", 1.0)
+    assert split_lora_arg("a/b.safetensors:0.6") == ("a/b.safetensors", 0.6)
+    assert split_lora_arg("C:\\x\\s.safetensors:-1") == ("C:\\x\\s.safetensors", -1.0)
+    assert split_lora_arg("C:\\x\\s.safetensors") == ("C:\\x\\s.safetensors", 1.0)
 
 
 @pytest.mark.parametrize("header", [b"[1,2]", b'{"a.lora_A.weight": 3}', b'{"__metadata__": 5}', b'"x"'])

@@ -9,12 +9,14 @@ See the README's LoRA section."""
 import importlib
 
 # Names resolve on first use (PEP 562), so torch-free parts (``gpu.lora.metadata``) import without torch.
+_MANAGER = (
+    "ActiveLora", "LoraManager", "check_strength", "lora_hashes", "manager_for", "parse_lora_arg", "split_lora_arg",
+)  # fmt: skip
 _WHERE = {
-    **dict.fromkeys(("FORMATS", "LoraError", "LoraFile", "LoraTarget", "read_lora"), "gpu.lora.formats"),
     **dict.fromkeys(
-        ("ActiveLora", "LoraManager", "check_strength", "lora_hashes", "manager_for", "parse_lora_arg"),
-        "gpu.lora.manager",
+        ("FORMATS", "LoraError", "LoraFile", "LoraTarget", "check_lora_file", "read_lora"), "gpu.lora.formats"
     ),
+    **dict.fromkeys(_MANAGER, "gpu.lora.manager"),
 }
 
 
@@ -25,6 +27,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "FORMATS", "ActiveLora", "LoraError", "LoraFile", "LoraManager", "LoraTarget", "check_strength",
-    "lora_hashes", "manager_for", "parse_lora_arg", "read_lora",
+    "FORMATS", "ActiveLora", "LoraError", "LoraFile", "LoraManager", "LoraTarget", "check_lora_file",
+    "check_strength", "lora_hashes", "manager_for", "parse_lora_arg", "read_lora", "split_lora_arg",
 ]  # fmt: skip

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from gpu.lora.formats import LoraError, LoraFile
+from gpu.lora.formats import LoraError, LoraFile, LoraTarget
 from gpu.modules.svdq_linear import SVDQLinear
 
 RANK_MULTIPLE = 16
@@ -73,12 +73,38 @@ def plan(model: nn.Module, loras: list[tuple[LoraFile, float]]) -> dict[str, Mod
                     f"{lora.path.name}: {t.key} has {t.up.shape[0]} outputs but {' + '.join(t.modules)} have "
                     f"{' + '.join(map(str, sizes))}", hint="the LoRA was made for a different FLUX size")
             up = t.up * (strength * t.scale)
+            _check_range(lora, t, strength, up, modules)
             if t.swap_halves:
                 half = up.shape[0] // 2
                 up = torch.cat([up[half:], up[:half]])
             for (name, m), rows in zip(modules, torch.split(up, sizes), strict=True):
                 deltas.setdefault(name, ModuleDelta(m, [])).parts.append((t.down, rows))
     return deltas
+
+
+def _dtype_of(m: nn.Module) -> torch.dtype:
+    """The dtype the LoRA's factors (a low-rank branch) or its product (a merged weight) end up in."""
+    if isinstance(m, SVDQLinear):
+        down = m._buffers.get("lora_down")
+        return down.dtype if down is not None else m.compute_dtype
+    return m.weight.dtype
+
+
+def _check_range(lora: LoraFile, t: LoraTarget, strength: float, up: torch.Tensor,
+                 modules: list[tuple[str, nn.Module]]) -> None:  # fmt: skip
+    """Refuses a target whose change its layers' numbers cannot hold (an absurd alpha, factors near the float
+    range): applied, it made every image NaN, found only at the first step. ``max|A|·max|s·B|·r`` bounds every
+    entry of the change; a quarter of the dtype's range leaves room for the weight it is added to. (A change
+    that fits but still drives the image to NaN/inf is caught at the first step, naming the LoRAs.)"""
+    bound = float(up.abs().max()) * float(t.down.abs().max()) * t.rank
+    for name, m in modules:
+        dtype = _dtype_of(m)
+        if not bound <= torch.finfo(dtype).max / 4:  # also NaN
+            raise LoraError(
+                f"{lora.path.name}: {t.key} at strength {strength:g} (alpha / rank {t.scale:g}) would change "
+                f"{name} by up to {bound:.3g}, more than its {str(dtype).removeprefix('torch.')} numbers can hold",
+                hint="the file's weights or alpha are out of range: use another copy of the LoRA",
+            )
 
 
 def apply_deltas(deltas: dict[str, ModuleDelta]) -> None:

@@ -4,7 +4,8 @@
 every file and every target against the model first (an error leaves the model as it was), then restores the
 originals and applies the new set. Asking for the set already applied does nothing, so the engine can call it
 before every image. Strength 0 means "not applied" (bit-exact no-op). Files are re-read when they change on
-disk (size/mtime)."""
+disk (size/mtime). The same LoRA twice in one set (one path twice, or identical files) is refused: it would
+count double."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from gpu.lora.apply import apply_deltas, plan, restore
-from gpu.lora.formats import LoraError, LoraFile, read_lora
+from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora
 from gpu.lora.metadata import MAX_STRENGTH
 
 _ATTR = "_nibble_lora_manager"
@@ -32,7 +33,7 @@ class ActiveLora:
                 "format": f.format, "rank": f.rank, "trigger_words": list(f.trigger_words)}
 
 
-def parse_lora_arg(text: str) -> tuple[str, float]:
+def split_lora_arg(text: str) -> tuple[str, float]:
     """``FILE[:STRENGTH]`` (CLI) -> (path, strength); a Windows drive colon is not a separator."""
     if not text.strip():
         raise LoraError("--lora needs a file name (FILE or FILE:STRENGTH)")
@@ -43,14 +44,29 @@ def parse_lora_arg(text: str) -> tuple[str, float]:
         except ValueError:
             # A colon can belong to the file name; only when it does not is the text after it a bad strength.
             if not Path(text).exists() and Path(head).is_file():
-                raise LoraError(f"--lora {text}: strength {tail!r} is not a number") from None
+                raise LoraError(
+                    f"--lora {text}: strength {tail!r} is not a number",
+                    hint=f"give a number from -{MAX_STRENGTH:g} to {MAX_STRENGTH:g}, e.g. 0.8",
+                ) from None
     return text, 1.0
 
 
+def parse_lora_arg(text: str) -> tuple[str, float]:
+    """``FILE[:STRENGTH]`` (CLI) -> (path, strength), checked as far as it can be without the model (the
+    strength's range; the file from its header: there, readable, a FLUX.1 LoRA), so that a mistake is said
+    before the model loads, not seconds later."""
+    path, strength = split_lora_arg(text)
+    check_strength(strength, f"--lora {text}")
+    check_lora_file(path)
+    return path, strength
+
+
 def check_strength(strength: float, name: str = "LoRA") -> float:
+    """``strength`` as a float, if the engine applies it (finite, within ±``MAX_STRENGTH``); else ``LoraError``."""
     strength = float(strength)
     if not math.isfinite(strength) or abs(strength) > MAX_STRENGTH:
-        raise LoraError(f"{name}: strength {strength} is not possible: use -{MAX_STRENGTH:g} to {MAX_STRENGTH:g}")
+        raise LoraError(f"{name}: strength {strength:g} is not possible",
+                        hint=f"use a strength from -{MAX_STRENGTH:g} to {MAX_STRENGTH:g}")  # fmt: skip
     return strength
 
 
@@ -66,7 +82,8 @@ class LoraManager:
         try:
             st = p.stat()
         except OSError:
-            raise LoraError(f"LoRA file {p} does not exist") from None
+            check_lora_file(p)  # says what is wrong: gone, unreadable
+            raise
         stamp = (st.st_mtime_ns, st.st_size)
         cached = self._files.get(str(p.resolve()))
         if cached is None or cached[0] != stamp:
@@ -76,12 +93,20 @@ class LoraManager:
 
     def _wanted(self, loras: list[tuple[str | Path, float]] | None) -> tuple[list[ActiveLora], tuple]:
         """The LoRAs to apply (files read and checked, strength 0 ones skipped) and the key of that set."""
-        wanted = []
+        wanted: list[ActiveLora] = []
         for path, strength in loras or []:
             f = self.read(path)
             s = check_strength(strength, f.path.name)
-            if s != 0.0:
-                wanted.append(ActiveLora(f, s))
+            if s == 0.0:
+                continue
+            twin = next((a.file for a in wanted if a.file.sha256 == f.sha256), None)
+            if twin is not None:  # applied twice, it would count double (and be listed twice in the PNG)
+                same = f"{f.path} is asked for twice"
+                if twin.path != f.path:
+                    same = f"{twin.path.name} and {f.path.name} are the same LoRA (identical files)"
+                raise LoraError(same, hint=f"use it once, at the strength you want (-{MAX_STRENGTH:g} to "
+                                f"{MAX_STRENGTH:g})")  # fmt: skip
+            wanted.append(ActiveLora(f, s))
         return wanted, tuple((str(a.file.path), a.file.sha256, a.strength) for a in wanted)
 
     def is_applied(self, loras: list[tuple[str | Path, float]] | None) -> bool:

@@ -1,0 +1,258 @@
+"""LoRA key names: which FLUX.1 module each names, in each format, and what a file's header alone shows about
+it (torch-free: the app checks a file the user picks with this, in milliseconds, before any job needs it).
+
+``check_layout`` reads only the header's key names, shapes and dtypes: a file for another architecture, with
+keys this app does not understand, a missing A or B, inconsistent shapes or integer factors is refused here with
+a ``LoraError`` naming the file and the keys. The values (NaN, alpha) and the fit to a model are checked later
+(``gpu.lora.formats.read_lora``, ``gpu.lora.apply.plan``)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gpu.errors import UserError
+
+FORMATS = ("diffusers", "kohya", "bfl")
+
+
+class LoraError(UserError):
+    """A LoRA file that cannot be used: unreadable, another architecture, unknown keys, wrong shapes."""
+
+
+# -- FLUX.1 module names ---------------------------------------------------------------------------------
+_DOUBLE_LEAVES = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
+    "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
+    "ff_context.net.2", "norm1.linear", "norm1_context.linear",
+)  # fmt: skip
+_SINGLE_LEAVES = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out", "norm.linear")
+_TOP_LEVEL = (
+    "x_embedder", "context_embedder", "proj_out", "norm_out.linear",
+    "time_text_embed.timestep_embedder.linear_1", "time_text_embed.timestep_embedder.linear_2",
+    "time_text_embed.text_embedder.linear_1", "time_text_embed.text_embedder.linear_2",
+    "time_text_embed.guidance_embedder.linear_1", "time_text_embed.guidance_embedder.linear_2",
+)  # fmt: skip
+_DIFFUSERS_RE = re.compile(
+    r"(?:transformer_blocks\.\d+\.(?:" + "|".join(map(re.escape, _DOUBLE_LEAVES)) + r")"
+    r"|single_transformer_blocks\.\d+\.(?:" + "|".join(map(re.escape, _SINGLE_LEAVES)) + r")"
+    r"|" + "|".join(map(re.escape, _TOP_LEVEL)) + r")"
+)
+# kohya-style underscored diffusers names -> dotted: leaves without their dots, longest first
+_UNDERSCORED = sorted(
+    [(leaf.replace(".", "_"), leaf) for leaf in set(_DOUBLE_LEAVES + _SINGLE_LEAVES)], key=lambda p: -len(p[0])
+)
+
+_UNDERSCORED_TOP = {name.replace(".", "_"): name for name in _TOP_LEVEL}
+
+# BFL names -> diffusers module(s) (several = fused output rows) and whether the two output halves swap.
+_BFL_DOUBLE = {
+    "img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
+    "img_attn.proj": ("attn.to_out.0",),
+    "img_mlp.0": ("ff.net.0.proj",),
+    "img_mlp.2": ("ff.net.2",),
+    "img_mod.lin": ("norm1.linear",),
+    "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
+    "txt_attn.proj": ("attn.to_add_out",),
+    "txt_mlp.0": ("ff_context.net.0.proj",),
+    "txt_mlp.2": ("ff_context.net.2",),
+    "txt_mod.lin": ("norm1_context.linear",),
+}
+_BFL_SINGLE = {
+    "linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"),
+    "linear2": ("proj_out",),
+    "modulation.lin": ("norm.linear",),
+}
+_BFL_TOP = {
+    "img_in": "x_embedder",
+    "txt_in": "context_embedder",
+    "time_in.in_layer": "time_text_embed.timestep_embedder.linear_1",
+    "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
+    "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+    "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
+    "guidance_in.in_layer": "time_text_embed.guidance_embedder.linear_1",
+    "guidance_in.out_layer": "time_text_embed.guidance_embedder.linear_2",
+    "final_layer.linear": "proj_out",
+    "final_layer.adaLN_modulation.1": "norm_out.linear",
+}
+# kohya's underscored BFL names -> dotted BFL names
+_KOHYA_DOUBLE = {k.replace(".", "_"): k for k in _BFL_DOUBLE}
+_KOHYA_SINGLE = {k.replace(".", "_"): k for k in _BFL_SINGLE}
+_KOHYA_TOP = {k.replace(".", "_"): k for k in _BFL_TOP}
+
+# Key prefixes that mark a LoRA for another model family (checked when nothing maps to FLUX).
+_OTHER_ARCH = (
+    (re.compile(r"lora_unet_(down|up|mid|input|output|middle)_blocks?_"), "Stable Diffusion 1.x/2.x/SDXL (UNet)"),
+    (re.compile(r"(unet\.|lora_unet_.*_(attn1|attn2)_)"), "Stable Diffusion 1.x/2.x/SDXL (UNet)"),
+    (re.compile(r"(lora_unet_joint_blocks_|(diffusion_model\.)?joint_blocks\.)"), "Stable Diffusion 3"),
+    (re.compile(r"(lora_te\d?_|text_encoder(_2)?\.|lora_te_text_model)"), "a text encoder"),
+)
+
+_SUFFIXES = (
+    (".lora_A.weight", "down"), (".lora_B.weight", "up"), (".lora_down.weight", "down"),
+    (".lora_up.weight", "up"), (".alpha", "alpha"),
+)  # fmt: skip
+
+
+def _split_key(key: str) -> tuple[str, str] | None:
+    for suffix, role in _SUFFIXES:
+        if key.endswith(suffix):
+            return key[: -len(suffix)], role
+    return None
+
+
+def _listing(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" … ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _map_diffusers(base: str) -> tuple[str, tuple[str, ...], bool] | None:
+    for prefix in ("transformer.", "base_model.model.", ""):
+        if base.startswith(prefix) and _DIFFUSERS_RE.fullmatch(base[len(prefix) :]):
+            return "diffusers", (base[len(prefix) :],), False
+    if base.startswith("lora_transformer_") and base[len("lora_transformer_") :] in _UNDERSCORED_TOP:
+        return "diffusers", (_UNDERSCORED_TOP[base[len("lora_transformer_") :]],), False
+    m = re.fullmatch(r"lora_transformer_(single_transformer_blocks|transformer_blocks)_(\d+)_(\w+)", base)
+    if m:
+        block, idx, rest = m.groups()
+        for flat, leaf in _UNDERSCORED:
+            if rest == flat:
+                name = f"{block}.{idx}.{leaf}"
+                if _DIFFUSERS_RE.fullmatch(name):
+                    return "diffusers", (name,), False
+    return None
+
+
+def _map_bfl_name(name: str) -> tuple[tuple[str, ...], bool] | None:
+    m = re.fullmatch(r"double_blocks\.(\d+)\.(.+)", name)
+    if m and m.group(2) in _BFL_DOUBLE:
+        return tuple(f"transformer_blocks.{m.group(1)}.{leaf}" for leaf in _BFL_DOUBLE[m.group(2)]), False
+    m = re.fullmatch(r"single_blocks\.(\d+)\.(.+)", name)
+    if m and m.group(2) in _BFL_SINGLE:
+        return tuple(f"single_transformer_blocks.{m.group(1)}.{leaf}" for leaf in _BFL_SINGLE[m.group(2)]), False
+    if name in _BFL_TOP:
+        return (_BFL_TOP[name],), name == "final_layer.adaLN_modulation.1"
+    return None
+
+
+def _map_bfl(base: str) -> tuple[str, tuple[str, ...], bool] | None:
+    name = base.removeprefix("diffusion_model.").removeprefix("model.diffusion_model.")
+    mapped = _map_bfl_name(name)
+    return ("bfl", *mapped) if mapped else None
+
+
+def _map_kohya(base: str) -> tuple[str, tuple[str, ...], bool] | None:
+    if not base.startswith("lora_unet_"):
+        return None
+    flat = base[len("lora_unet_") :]
+    name = None
+    m = re.fullmatch(r"double_blocks_(\d+)_(\w+)", flat)
+    if m and m.group(2) in _KOHYA_DOUBLE:
+        name = f"double_blocks.{m.group(1)}.{_KOHYA_DOUBLE[m.group(2)]}"
+    m = re.fullmatch(r"single_blocks_(\d+)_(\w+)", flat)
+    if m and m.group(2) in _KOHYA_SINGLE:
+        name = f"single_blocks.{m.group(1)}.{_KOHYA_SINGLE[m.group(2)]}"
+    if flat in _KOHYA_TOP:
+        name = _KOHYA_TOP[flat]
+    mapped = _map_bfl_name(name) if name else None
+    return ("kohya", *mapped) if mapped else None
+
+
+def map_module(base: str) -> tuple[str, tuple[str, ...], bool] | None:
+    """A LoRA module name from a file -> (format, diffusers module names, swap halves), or None."""
+    return _map_kohya(base) or _map_bfl(base) or _map_diffusers(base)
+
+
+# safetensors dtypes a LoRA's factors may have: floating point only (integer factors are a quantized or
+# otherwise different format, whose scales this reader would ignore).
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
+_TEXT_ENCODER = re.compile(r"(lora_te\d?_|text_encoder(_2)?\.|lora_te_text_model)")
+
+
+@dataclass
+class LoraLayout:
+    """What a file's header says: its format and, per LoRA module of the file, its keys and FLUX.1 modules."""
+
+    format: str  # one of FORMATS
+    keys: dict[str, dict[str, str]]  # module base -> role ("down", "up", "alpha") -> the tensor's key
+    modules: dict[str, tuple[tuple[str, ...], bool]]  # module base -> (diffusers modules, swap halves)
+    ranks: dict[str, int]  # module base -> rank
+
+    @property
+    def rank(self) -> int:
+        return max(self.ranks.values(), default=0)
+
+
+def _matrix_shape(shape: list[int]) -> list[int]:
+    """A factor's shape as a matrix: a 1×1 convolution's [out, in, 1, 1] is the linear [out, in]."""
+    return shape[:2] if len(shape) == 4 and shape[2:] == [1, 1] else shape
+
+
+def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
+    """The layout of a LoRA file from its parsed safetensors header (``label``: the file's name, for messages);
+    raises ``LoraError`` for anything the header alone shows to be unusable."""
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    if not entries:
+        raise LoraError(f"{label} holds no tensors", hint="the file is empty of weights: download it again")
+    keys: dict[str, dict[str, str]] = {}
+    unknown: list[str] = []
+    for key in entries:
+        split = _split_key(key)
+        if split is None:
+            unknown.append(key)
+            continue
+        keys.setdefault(split[0], {})[split[1]] = key
+    mapped = {base: map_module(base) for base in keys}
+    unknown += [base for base, m in mapped.items() if m is None]
+    if not any(m is not None for m in mapped.values()):
+        for pattern, family in _OTHER_ARCH:
+            hits = sorted(k for k in entries if pattern.match(k))
+            if hits:
+                raise LoraError(
+                    f"{label} is a LoRA for {family}, not FLUX.1 (keys such as {_listing(hits, 3)})",
+                    hint="use a LoRA trained for FLUX.1",
+                )
+        raise LoraError(
+            f"{label} is not a FLUX.1 LoRA: none of its keys name a FLUX.1 layer "
+            f"(keys such as {_listing(sorted(entries), 3)})",
+            hint="use a LoRA trained for FLUX.1",
+        )
+    text_encoder = sorted(k for k in unknown if _TEXT_ENCODER.match(k))
+    if text_encoder:
+        raise LoraError(f"{label} also changes a text encoder ({len(text_encoder)} key(s) such as "
+                        f"{_listing(text_encoder, 2)}), which this app does not apply",
+                        hint="use a version of the LoRA for the FLUX.1 transformer only")  # fmt: skip
+    if unknown:
+        raise LoraError(
+            f"{label}: {len(unknown)} key(s) are not FLUX.1 LoRA weights this app understands: "
+            f"{_listing(sorted(unknown))}",
+            hint="the file may be for another model, or a LoRA variant (LoKr, LoHa, DoRA) that is not supported",
+        )
+    formats = sorted({m[0] for m in mapped.values() if m})
+    if len(formats) > 1:
+        raise LoraError(f"{label} mixes LoRA key formats ({', '.join(formats)})",
+                        hint="the file was put together wrongly: use the LoRA as its author shared it")  # fmt: skip
+    ranks = {}
+    for base, roles in keys.items():
+        if "down" not in roles or "up" not in roles:
+            missing = "down (A)" if "down" not in roles else "up (B)"
+            raise LoraError(f"{label}: {base} has no {missing} matrix",
+                            hint="the file is incomplete: download it again")  # fmt: skip
+        down, up = (_matrix_shape(entries[roles[r]]["shape"]) for r in ("down", "up"))
+        if len(down) != 2 or len(up) != 2 or down[0] != up[1] or down[0] == 0:
+            raise LoraError(f"{label}: {base} has inconsistent shapes (A {tuple(down)}, B {tuple(up)})",
+                            hint="the file is damaged or no LoRA: download it again")  # fmt: skip
+        for role in ("down", "up"):
+            dtype = entries[roles[role]]["dtype"]
+            if dtype not in FLOAT_DTYPES:
+                raise LoraError(
+                    f"{label}: {roles[role]} holds {dtype} numbers, not floating point",
+                    hint="the file is a quantized or other LoRA variant that is not supported",
+                )
+        if "alpha" in roles and math.prod(entries[roles["alpha"]]["shape"]) != 1:
+            raise LoraError(f"{label}: {base}.alpha is not a scalar", hint="the file is damaged: download it again")
+        ranks[base] = down[0]
+    modules = {base: (m[1], m[2]) for base, m in mapped.items() if m}
+    return LoraLayout(formats[0], keys, modules, ranks)

@@ -1,0 +1,168 @@
+"""Bad and unusual LoRA inputs, as a demanding user gives them: each is refused with a message naming the file and
+the problem, before the model changes (and, on the command line, before the model loads), or applied as the file
+means it; a refusal leaves the model with the LoRAs it had."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from lora_files import sdxl_like
+from safetensors.torch import save_file
+
+from gpu.lora import LoraError, manager_for, parse_lora_arg, read_lora
+from gpu.paths import resources_dir
+
+SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
+PROJ = "lora_unet_double_blocks_0_img_attn_proj"  # the demo model's transformer_blocks.0.attn.to_out.0: 256 -> 256
+
+
+def _kohya(path: Path, down: torch.Tensor | None = None, up: torch.Tensor | None = None,
+           alpha: float | None = 4.0, extra: dict | None = None) -> Path:  # fmt: skip
+    """A one-layer kohya FLUX.1 LoRA (rank 4 on the demo model's first image attention output unless told)."""
+    g = torch.Generator().manual_seed(0)
+    sd = {f"{PROJ}.lora_down.weight": torch.randn(4, 256, generator=g) * 0.1 if down is None else down,
+          f"{PROJ}.lora_up.weight": torch.randn(256, 4, generator=g) * 0.1 if up is None else up}  # fmt: skip
+    if alpha is not None:
+        sd[f"{PROJ}.alpha"] = torch.tensor(alpha)
+    save_file({**sd, **(extra or {})}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The shipped demo model's transformer (16-bit: LoRAs merge into its weights)."""
+    from diffusers import FluxTransformer2DModel
+
+    path = resources_dir() / "models" / "demo"
+    return FluxTransformer2DModel.from_pretrained(path, subfolder="transformer", torch_dtype=torch.float32).eval()
+
+
+def _output(model) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    cfg = model.config
+    inputs = dict(
+        hidden_states=torch.randn(1, 16, cfg.in_channels, generator=g),
+        encoder_hidden_states=torch.randn(1, 8, cfg.joint_attention_dim, generator=g),
+        pooled_projections=torch.randn(1, cfg.pooled_projection_dim, generator=g),
+        timestep=torch.tensor([0.5]), img_ids=torch.zeros(16, 3), txt_ids=torch.zeros(8, 3),
+    )  # fmt: skip
+    with torch.no_grad():
+        return model(**inputs).sample
+
+
+def _refused_and_untouched(model, loras: list, words: str) -> LoraError:
+    """``loras`` (after the shipped LoRA) is refused naming ``words``; the shipped LoRA stays on, as it was."""
+    manager = manager_for(model)
+    manager.set([(SHIPPED, 1.0)])
+    before = _output(model)
+    with pytest.raises(LoraError) as err:
+        manager.set([(SHIPPED, 1.0), *loras])
+    assert words in err.value.text, err.value.text
+    assert torch.equal(_output(model), before)
+    return err.value
+
+
+def test_a_scalar_up_factor_beside_a_convolution_down_is_refused_not_a_traceback(tmp_path):
+    """A [r, K, 1, 1] down factor made the reader flatten the up factor too: a 0-d one raised IndexError."""
+    bad = _kohya(tmp_path / "odd.safetensors", down=torch.randn(4, 256, 1, 1), up=torch.tensor(1.0))
+    with pytest.raises(LoraError, match=r"odd.safetensors: lora_unet_double_blocks_0_img_attn_proj has inconsistent"):
+        read_lora(bad)
+    conv = _kohya(tmp_path / "conv.safetensors", down=torch.randn(4, 256, 1, 1), up=torch.randn(256, 4, 1, 1))
+    assert read_lora(conv).targets[0].down.shape == (4, 256)  # a real 1×1 convolution's LoRA still reads
+
+
+def test_alpha_zero_means_alpha_equals_rank_and_a_broken_alpha_is_refused(tmp_path, demo):
+    """alpha 0 scaled the LoRA to nothing: it was applied, listed in the PNG, and changed no pixel (kohya's trainer
+    reads 0 as "alpha = rank"). A NaN or infinite alpha was taken, and every image came out NaN at step 1."""
+    zero = _kohya(tmp_path / "zero.safetensors", alpha=0.0)
+    same_as_rank = _kohya(tmp_path / "rank.safetensors", alpha=4.0)
+    assert read_lora(zero).targets[0].scale == 1.0
+    manager_for(demo).set([])
+    plain = _output(demo)
+    manager_for(demo).set([(zero, 1.0)])
+    with_zero = _output(demo)
+    manager_for(demo).set([(same_as_rank, 1.0)])
+    assert not torch.equal(with_zero, plain) and torch.equal(with_zero, _output(demo))
+    negative = _kohya(tmp_path / "negative.safetensors", alpha=-4.0)  # applied as the file says: the LoRA inverted
+    manager_for(demo).set([(negative, 1.0)])
+    inverted = _output(demo)
+    manager_for(demo).set([(same_as_rank, -1.0)])
+    assert torch.equal(inverted, _output(demo))
+    for alpha in (float("nan"), float("inf")):
+        broken = _kohya(tmp_path / "broken.safetensors", alpha=alpha)
+        _refused_and_untouched(demo, [(broken, 1.0)], f"broken.safetensors: {PROJ}.alpha is {alpha}")
+    manager_for(demo).set([])
+
+
+def test_integer_factors_are_refused(tmp_path):
+    """int8 or bool "weights" (a quantized variant) were cast to float and applied as if they were a LoRA."""
+    for dtype, name in ((torch.int8, "I8"), (torch.bool, "BOOL")):
+        bad = _kohya(tmp_path / "quantized.safetensors", down=torch.ones(4, 256, dtype=dtype),
+                     up=torch.ones(256, 4, dtype=dtype))  # fmt: skip
+        with pytest.raises(LoraError, match=f"{PROJ}.lora_down.weight holds {name} numbers, not floating point"):
+            read_lora(bad)
+
+
+def test_a_change_too_large_for_the_model_is_refused_before_it_is_applied(tmp_path, demo):
+    """Finite factors whose product overflows (or an alpha near the float range) were merged: every image NaN."""
+    huge = _kohya(tmp_path / "huge.safetensors", down=torch.full((4, 256), 1e20), up=torch.full((256, 4), 1e20))
+    words = f"huge.safetensors: {PROJ} at strength 1 (alpha / rank 1) would change transformer_blocks.0.attn.to_out.0"
+    _refused_and_untouched(demo, [(huge, 1.0)], words)
+    absurd = _kohya(tmp_path / "absurd alpha.safetensors", up=torch.full((256, 4), 10.0), alpha=1e38)
+    _refused_and_untouched(demo, [(absurd, 0.5)], "more than its float32 numbers can hold")
+    manager_for(demo).set([])
+
+
+def test_the_same_lora_twice_is_refused(tmp_path, demo):
+    """Given twice (or as a copy), a LoRA was applied twice, at the sum of its strengths, and listed twice."""
+    _refused_and_untouched(demo, [(str(SHIPPED), -1.0)], f"{SHIPPED} is asked for twice")
+    copy = shutil.copy(SHIPPED, tmp_path / "my copy ✓.safetensors")
+    _refused_and_untouched(demo, [(copy, 0.5)], "monochrome-style.safetensors and my copy ✓.safetensors are the same")
+    manager_for(demo).set([(SHIPPED, 1.0), (copy, 0.0)])  # at strength 0 the copy is not applied: nothing doubles
+    assert [a.file.name for a in manager_for(demo).active] == ["monochrome-style"]
+    manager_for(demo).set([])
+
+
+def test_a_lora_that_also_changes_a_text_encoder_says_so(tmp_path):
+    both = _kohya(tmp_path / "both.safetensors", extra={
+        "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.zeros(4, 768),
+        "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": torch.zeros(3072, 4)})  # fmt: skip
+    with pytest.raises(LoraError, match="both.safetensors also changes a text encoder") as err:
+        read_lora(both)
+    assert "transformer only" in err.value.hint
+
+
+def test_a_file_gone_since_it_was_read_says_what_to_do(tmp_path, demo):
+    """The manager's own check said only "does not exist", without the hint ``read_lora`` gives."""
+    gone = shutil.copy(SHIPPED, tmp_path / "gone.safetensors")
+    manager_for(demo).set([(gone, 1.0)])
+    Path(gone).unlink()
+    err = _refused_and_untouched(demo, [(gone, 1.0)], f"LoRA file {gone} does not exist")
+    assert "switch the LoRA off" in err.hint
+    manager_for(demo).set([])
+
+
+def test_the_command_line_checks_its_loras_before_it_loads_a_model(tmp_path, capsys):
+    """A bad --lora was found only after the model had loaded (seconds later, or minutes for FLUX.1): here the
+    model does not even exist, and the LoRA's problem is what is said."""
+    from main import main
+
+    sdxl = sdxl_like(tmp_path / "sdxl style.safetensors")
+    torch.save({"x": torch.zeros(1)}, tmp_path / "old.ckpt")
+    cases = [
+        (str(sdxl), "sdxl style.safetensors is a LoRA for Stable Diffusion 1.x/2.x/SDXL (UNet), not FLUX.1"),
+        (str(tmp_path / "old.ckpt"), "old.ckpt is not a readable .safetensors LoRA file: a PyTorch pickle"),
+        (str(tmp_path), f"LoRA {tmp_path} is a folder, not a file"),
+        (str(tmp_path / "nope.safetensors:0.5"), f"LoRA file {tmp_path / 'nope.safetensors'} does not exist"),
+        (f"{SHIPPED}:1e6", f"--lora {SHIPPED}:1e6: strength 1e+06 is not possible (use a strength from -2 to 2)"),
+        (f"{SHIPPED}:nan", "strength nan is not possible"),
+    ]
+    for arg, words in cases:
+        argv = ["generate", "x", "--model", str(tmp_path / "no model"), "--out", str(tmp_path / "a.png"), "--lora", arg]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and "Traceback" not in err, (arg, err)
+    assert parse_lora_arg(f"{SHIPPED}:-0.5") == (str(SHIPPED), -0.5)
