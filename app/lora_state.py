@@ -37,8 +37,9 @@ def fit_strength(strength: float) -> float:
 
 def read_header(path: Path) -> tuple[str, str, str]:
     """(trigger words, info line, problem) from the safetensors header alone, read once. ``problem`` is ""
-    when it reads, else why ``path`` is no LoRA file the engine could read (the info line then says it too)."""
-    from gpu.errors import CheckpointError
+    when it reads, else why ``path`` is no LoRA file the engine could apply (the info line then says it too):
+    unreadable, or no FLUX.1 LoRA (another model's, keys not understood), which every job would refuse."""
+    from gpu.errors import UserError
     from gpu.lora.metadata import header_summary
 
     if not path.is_file():
@@ -46,7 +47,7 @@ def read_header(path: Path) -> tuple[str, str, str]:
         return "", problem, problem
     try:
         words, info = header_summary(path)
-    except CheckpointError as err:
+    except UserError as err:
         problem = str(err).removeprefix(f"{path.name}: ")
         return "", problem, problem
     return ", ".join(words), info, ""

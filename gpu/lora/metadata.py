@@ -36,17 +36,18 @@ def trigger_words_from(metadata: dict[str, str]) -> list[str]:
     return []
 
 
+_FORMAT_NAMES = {"diffusers": "diffusers/PEFT", "kohya": "kohya", "bfl": "BFL/ComfyUI"}
+
+
 def header_summary(path: Path) -> tuple[list[str], str]:
     """(trigger words, "format, rank, N tensors") from the header alone (milliseconds: the LoRA panel reads it as
     a file is picked). Raises ``CheckpointError`` naming why it is no readable safetensors file (a pickle,
-    malformed, truncated, or not a file at all)."""
+    malformed, truncated, or not a file at all), ``LoraError`` naming why it is no FLUX.1 LoRA this app applies
+    (another model's, keys not understood, inconsistent shapes): both ``UserError``."""
+    from gpu.lora.keys import check_layout
+
     _, header = read_safetensors_header(path)
-    meta = header.pop("__metadata__", {})
-    ranks = {v["shape"][0] for k, v in header.items()
-             if k.endswith((".lora_A.weight", ".lora_down.weight")) and v["shape"]}  # fmt: skip
-    keys = list(header)
-    fmt = ("kohya" if any(k.startswith("lora_unet_") for k in keys)
-           else "BFL/ComfyUI" if any(k.startswith(("diffusion_model.", "double_blocks.")) for k in keys)
-           else "diffusers/PEFT")  # fmt: skip
-    rank = f"rank {max(ranks)}" if ranks else "no LoRA factors"
-    return trigger_words_from(meta), f"{fmt}, {rank}, {len(keys)} tensors"
+    layout = check_layout(Path(path).name, header)
+    meta = header.get("__metadata__", {})
+    tensors = len(header) - ("__metadata__" in header)
+    return trigger_words_from(meta), f"{_FORMAT_NAMES[layout.format]}, rank {layout.rank}, {tensors} tensors"

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from lora_files import save_peft_lora
+from lora_files import save_peft_lora, sdxl_like
 from PIL import Image
 from PySide6.QtCore import Qt
 
@@ -283,3 +283,64 @@ def test_a_lora_cost_within_timing_noise_is_about_the_same():
             "Last image used style (rank 4): about the same time per step as the same model and size without LoRAs.")
     assert "+12.5% time per step" in cost_sentence({**used, "lora_overhead_pct": 12.5})
     assert "-4.0% time per step" in cost_sentence({**used, "lora_overhead_pct": -4.0})
+
+
+def _fails(qtbot, window) -> str:
+    """The job's error as the user sees it (the dialog's text and hint), the dialog closed."""
+    with qtbot.waitSignal(window.controller.error, timeout=120000):
+        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    text = f"{window.error_dialog.text()} {window.error_dialog.informativeText()}"
+    window.error_dialog.accept()
+    qtbot.waitUntil(lambda: not window.controller.job.busy)
+    return text
+
+
+def test_picking_a_lora_for_another_model_refuses_it_by_name(qtbot, window, tmp_path, monkeypatch):
+    """An SDXL LoRA (or one that also changes a text encoder) was listed, switched on, and every job after failed
+    on it until the user found its row and switched it off."""
+    import torch
+    from PySide6.QtWidgets import QFileDialog
+    from safetensors.torch import save_file
+
+    sdxl = sdxl_like(tmp_path / "sdxl style.safetensors")
+    both = tmp_path / "with clip.safetensors"
+    save_file({"lora_unet_double_blocks_0_img_attn_proj.lora_down.weight": torch.zeros(4, 256),
+               "lora_unet_double_blocks_0_img_attn_proj.lora_up.weight": torch.zeros(256, 4),
+               "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.zeros(4, 768),
+               "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": torch.zeros(3072, 4)}, both)  # fmt: skip
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(sdxl), str(both)], ""))
+    state = window.controller.loras
+    before = [e.name for e in state.entries]
+    qtbot.mouseClick(window.lora_panel.add_button, Qt.MouseButton.LeftButton)
+    assert [e.name for e in state.entries] == before and state.requests() == []
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    text = window.error_dialog.text()
+    assert str(sdxl) in text and "is a LoRA for Stable Diffusion 1.x/2.x/SDXL (UNet), not FLUX.1" in text
+    assert str(both) in text and "also changes a text encoder" in text
+
+
+def test_a_listed_lora_replaced_or_deleted_fails_the_job_by_name_and_leaves_the_model(qtbot, window, tmp_path):
+    """The engine re-reads a LoRA that changed on disk: a file for another model saved over a listed one, or the
+    file deleted, fails the job naming the file (a deleted one with what to do); the model is as it was."""
+    from gpu.paths import resources_dir
+
+    lora = tmp_path / "my style ü.safetensors"
+    shutil.copy(resources_dir() / "loras" / "monochrome-style.safetensors", lora)
+    window.prompt_panel.prompt_edit.setPlainText("a red circle on a blue background")
+    window.controller.prompt.seed_locked = True
+    window.controller.prompt.steps = 4
+    plain = _pixels(window, _generate(qtbot, window)[0])
+    window.controller.loras.add_files([lora])  # switched on
+    styled = _pixels(window, _generate(qtbot, window)[0])
+    assert not np.array_equal(plain, styled)
+
+    sdxl_like(lora)  # another download saved over it
+    text = _fails(qtbot, window)
+    assert "y style ü.safetensors is a LoRA for Stable Diffusion 1.x/2.x/SDXL (UNet), not FLUX.1" in text
+    lora.unlink()
+    text = _fails(qtbot, window)
+    assert f"LoRA file {lora} does not exist" in text and "switch the LoRA off" in text
+
+    window.lora_panel.row_for("my style ü").enabled.setChecked(False)
+    assert np.array_equal(_pixels(window, _generate(qtbot, window)[0]), plain)  # the model is as it was
