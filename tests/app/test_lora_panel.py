@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from lora_files import save_peft_lora, sdxl_like
 from PIL import Image
 from PySide6.QtCore import Qt
@@ -27,8 +28,15 @@ def _pixels(window, record) -> np.ndarray:
         return np.asarray(im.convert("RGB")).copy()
 
 
-def test_lora_panel_applies_and_removes_a_lora(qtbot, window, demo_model, tmp_path):
-    lora = save_peft_lora(demo_model, tmp_path / "style", rank=4, alpha=4.0, seed=3, effect=0.3)
+@pytest.fixture
+def style_lora(demo_model, tmp_path) -> Path:
+    """A PEFT LoRA of the demo model, made before the window opens: importing diffusers' pipelines here while the
+    engine worker imports them on its thread raced (diffusers' lazy module then said it has no FluxPipeline)."""
+    return save_peft_lora(demo_model, tmp_path / "style", rank=4, alpha=4.0, seed=3, effect=0.3)
+
+
+def test_lora_panel_applies_and_removes_a_lora(qtbot, style_lora, window, tmp_path):
+    lora = style_lora
     panel = window.lora_panel
     entry = window.controller.loras.add_file(lora)
     row = panel.row_for(entry.name)
