@@ -186,13 +186,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from gpu.generation.request import GenerationRequest
     from gpu.generation.service import GenerationService, save_image
-    from gpu.lora import parse_lora_arg
+    from gpu.lora import parse_lora_args
     from gpu.paths import first_free_path
 
     request = GenerationRequest(
         prompt=args.prompt, model=args.model, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
         guidance=args.guidance, width=args.width, height=args.height, batch_count=args.batch, base=args.base,
-        loras=[parse_lora_arg(text) for text in args.lora],
+        loras=parse_lora_args(args.lora),
     )  # fmt: skip
     if args.out is not None:
         check_png_output(args.out)  # before the generation, not after it

@@ -166,3 +166,19 @@ def test_the_command_line_checks_its_loras_before_it_loads_a_model(tmp_path, cap
         err = capsys.readouterr().err
         assert err.startswith("error: ") and words in err and "Traceback" not in err, (arg, err)
     assert parse_lora_arg(f"{SHIPPED}:-0.5") == (str(SHIPPED), -0.5)
+
+
+def test_the_command_line_refuses_one_lora_file_given_twice_before_it_loads_a_model(tmp_path, capsys):
+    """``--lora a --lora a`` was refused only once the model had loaded (the manager finds it); the same file
+    under another spelling of its path is found too, and a strength-0 entry (skipped when applied) is no clash."""
+    from main import main
+
+    other_spelling = tmp_path / "link.safetensors"
+    other_spelling.symlink_to(SHIPPED)
+    for second in (f"{SHIPPED}:0.5", str(other_spelling)):
+        argv = ["generate", "x", "--model", str(tmp_path / "no model"), "--lora", str(SHIPPED), "--lora", second]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "is asked for twice" in err and "no model" not in err, err
+    argv = ["generate", "x", "--model", str(tmp_path / "no model"), "--lora", str(SHIPPED), "--lora", f"{SHIPPED}:0"]
+    assert main(argv) == 2 and "no model" in capsys.readouterr().err  # got as far as the model

@@ -10,7 +10,8 @@ import importlib
 
 # Names resolve on first use (PEP 562), so torch-free parts (``gpu.lora.metadata``) import without torch.
 _MANAGER = (
-    "ActiveLora", "LoraManager", "check_strength", "lora_hashes", "manager_for", "parse_lora_arg", "split_lora_arg",
+    "ActiveLora", "LoraManager", "check_strength", "lora_hashes", "manager_for", "parse_lora_arg", "parse_lora_args",
+    "split_lora_arg",
 )  # fmt: skip
 _WHERE = {
     **dict.fromkeys(
@@ -28,5 +29,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "FORMATS", "ActiveLora", "LoraError", "LoraFile", "LoraManager", "LoraTarget", "check_lora_file",
-    "check_strength", "lora_hashes", "manager_for", "parse_lora_arg", "read_lora", "split_lora_arg",
+    "check_strength", "lora_hashes", "manager_for", "parse_lora_arg", "parse_lora_args", "read_lora",
+    "split_lora_arg",
 ]  # fmt: skip

@@ -61,6 +61,31 @@ def parse_lora_arg(text: str) -> tuple[str, float]:
     return path, strength
 
 
+def parse_lora_args(texts: list[str]) -> list[tuple[str, float]]:
+    """The CLI's ``--lora`` values -> [(path, strength)], each checked by ``parse_lora_arg``, and one file given
+    twice refused here too (the manager refuses it, but only once the model has loaded; identical copies under
+    other names are still found there, from their hashes)."""
+    loras = [parse_lora_arg(text) for text in texts]
+    seen: dict[Path, Path] = {}
+    for path, strength in loras:
+        if strength == 0.0:  # skipped when applied, as the manager does
+            continue
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            raise _asked_twice(seen[key], Path(path))
+        seen[key] = Path(path)
+    return loras
+
+
+def _asked_twice(first: Path, second: Path) -> LoraError:
+    """The error for one LoRA asked for twice: one file (``first`` and ``second`` the same path) or two identical
+    files."""
+    same = f"{second} is asked for twice"
+    if first.resolve() != second.resolve():
+        same = f"{first.name} and {second.name} are the same LoRA (identical files)"
+    return LoraError(same, hint=f"use it once, at the strength you want (-{MAX_STRENGTH:g} to {MAX_STRENGTH:g})")
+
+
 def check_strength(strength: float, name: str = "LoRA") -> float:
     """``strength`` as a float, if the engine applies it (finite, within ±``MAX_STRENGTH``); else ``LoraError``."""
     strength = float(strength)
@@ -101,11 +126,7 @@ class LoraManager:
                 continue
             twin = next((a.file for a in wanted if a.file.sha256 == f.sha256), None)
             if twin is not None:  # applied twice, it would count double (and be listed twice in the PNG)
-                same = f"{f.path} is asked for twice"
-                if twin.path != f.path:
-                    same = f"{twin.path.name} and {f.path.name} are the same LoRA (identical files)"
-                raise LoraError(same, hint=f"use it once, at the strength you want (-{MAX_STRENGTH:g} to "
-                                f"{MAX_STRENGTH:g})")  # fmt: skip
+                raise _asked_twice(twin.path, f.path)
             wanted.append(ActiveLora(f, s))
         return wanted, tuple((str(a.file.path), a.file.sha256, a.strength) for a in wanted)
 
