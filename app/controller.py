@@ -379,7 +379,9 @@ class AppController(QObject):
 
     def reuse_settings(self, record: ImageRecord) -> None:
         settings = dict(record.settings) or (read_image_settings(self.gallery.path_of(record)) or {})
-        self._restore(settings)
+        notes = self._restore(settings)
+        if notes:
+            self._say_not_as_saved(Path(record.path).name, notes)
 
     def forget_prompts(self, rows: list[int]) -> None:
         """History rows removed; a database that cannot be written is named (the rows stay)."""
@@ -396,19 +398,46 @@ class AppController(QObject):
         self.prompt.negative_prompt = negative_prompt
 
     def restore_from_file(self, path: Path) -> PngSettings | None:
-        """Settings from a dropped PNG: ours, A1111 ``parameters`` or ComfyUI. None when it has none (said, with
-        why: "it is a JPEG image, not a PNG"); else what was read, whose ``problems`` name what was left out
-        (a damaged chunk, a value that is no number) for the caller's message."""
-        found = inspect_image_settings(Path(path))
-        if not found.settings:
-            why = "; ".join(found.problems) or "it carries no generation settings"
-            self.error.emit(EngineError("user", f"Nothing was restored from {Path(path).name}: {why}.", DROP_HINT))
-            return None
-        self._restore(found.settings)
-        return found
+        """``restore_from_files`` of one file."""
+        return self.restore_from_files([Path(path)])
 
-    def _restore(self, settings: dict[str, Any]) -> None:
-        applied = self.prompt.apply_settings(settings)
+    def restore_from_files(self, paths: list[Path]) -> PngSettings | None:
+        """Settings from dropped PNGs (ours, A1111 ``parameters`` or ComfyUI): those of the first file that has
+        some (one image's settings fill the form: the others are named as not used, not silently dropped); one
+        message says what was not restored as saved, or why none could be ("it is a JPEG image, not a PNG").
+        Returns what was read from the file restored (None: none was)."""
+        without: list[str] = []
+        for index, path in enumerate(paths):
+            found = inspect_image_settings(path)
+            if not found.settings:
+                why = "; ".join(found.problems) or "it carries no generation settings"
+                if len(paths) == 1:
+                    self.error.emit(EngineError("user", f"Nothing was restored from {path.name}: {why}.", DROP_HINT))
+                    return None
+                without.append(f"{path.name} ({why})")
+                continue
+            notes = found.problems + self._restore(found.settings)
+            unused = [p.name for p in paths[index + 1 :]]
+            if unused:
+                notes.append(f"the other dropped images ({', '.join(unused)}) were not used: the form holds one "
+                             "image's settings")  # fmt: skip
+            if without:
+                notes.append(f"{', '.join(without)}, dropped before it, carry no generation settings")
+            if notes:
+                self._say_not_as_saved(path.name, notes, " Drop one image at a time." if len(paths) > 1 else "")
+            return found
+        self.error.emit(EngineError(
+            "user", f"None of the dropped images carries generation settings: {', '.join(without)}.", DROP_HINT))
+        return None
+
+    def _say_not_as_saved(self, name: str, notes: list[str], more_hint: str = "") -> None:
+        self.error.emit(EngineError(
+            "notice", f"Settings restored from {name}, but not all as saved: {'; '.join(notes)}.",
+            f"Check the prompt panel before you generate.{more_hint}"))  # fmt: skip
+
+    def _restore(self, settings: dict[str, Any]) -> list[str]:
+        """Fills the form (and model, LoRAs) from ``settings`` -> what the form did not take as saved."""
+        applied, notes = self.prompt.restore_settings(settings)
         model = settings.get("model")
         entry = self._entry(str(model)) if model else None
         if entry is not None and getattr(entry, "facts", None) is not None:
@@ -425,6 +454,7 @@ class AppController(QObject):
                 self.error.emit(EngineError("notice", text, "Add the LoRA file again in the LoRA panel."))
             applied.append("loras")
         self.settings_restored.emit(applied)
+        return notes
 
     # ---- worker signals ------------------------------------------------------------------------------------
 

@@ -95,6 +95,14 @@ def valid_batch(value: Any) -> int | None:
     return None if n is None else int(round(_clamp(n, BATCH_MIN, BATCH_MAX)))
 
 
+def _same(raw: Any, value: float) -> bool:
+    """Whether the restored ``value`` is the saved ``raw`` one (not clamped or rounded)."""
+    try:
+        return float(raw) == value
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -147,26 +155,55 @@ class PromptState(QObject):
         )
 
     def apply_settings(self, settings: dict[str, Any]) -> list[str]:
-        """Restore from PNG metadata or a gallery entry; returns the names it set. Locks the seed so the
-        user gets the same image back. Never raises: values that are not numbers (or a seed outside
-        ``SEED_MIN..SEED_MAX``) are skipped, others are clamped to the panel's limits."""
+        """Restore from PNG metadata or a gallery entry; returns the names it set (``restore_settings``)."""
+        return self.restore_settings(settings)[0]
+
+    def restore_settings(self, settings: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """Restore from PNG metadata or a gallery entry -> (the names it set, what it did not take as saved, as
+        phrases about the image: "its steps value 500 is outside the form's 1 to 150; set to 150"). Locks the seed
+        so the user gets the same image back. Never raises: values that are not numbers (or a seed outside
+        ``SEED_MIN..SEED_MAX``) are skipped, others are clamped to the panel's limits; unsaid, the next image
+        silently differed from the one restored, or A1111's "random" seed -1 was taken for the last one."""
         if not isinstance(settings, dict):
-            return []
-        applied = []
+            return [], []
+        applied: list[str] = []
         parsers = {"prompt": _text, "negative_prompt": _text, "seed": valid_seed, "steps": valid_steps,
                    "guidance": valid_guidance, "width": valid_side, "height": valid_side}
-        for key, parse in parsers.items():
-            raw = settings.get(key)
-            if raw is None or (isinstance(raw, str) and raw == ""):
-                continue
-            value = parse(raw)
-            if value is None:
-                continue
-            setattr(self, key, value)
-            applied.append(key)
+        raw = {key: settings.get(key) for key in parsers}
+        given = {key: value for key, value in raw.items() if not (value is None or value == "")}
+        taken = {key: parsers[key](value) for key, value in given.items()}
+        for key, value in taken.items():
+            if value is not None:
+                setattr(self, key, value)
+                applied.append(key)
         if "seed" in applied:
             self.seed_locked = True
-        return applied
+        return applied, self._restore_notes(given, taken)
+
+    def _restore_notes(self, given: dict[str, Any], taken: dict[str, Any]) -> list[str]:
+        """``restore_settings``' phrases for the values in ``given`` that were not ``taken`` as they are."""
+        notes = []
+        if "seed" in given and taken["seed"] is None:
+            seed = given["seed"]
+            why = ("is A1111's 'random seed': the seed the image was made with was not saved" if str(seed) == "-1"
+                   else f"is not a seed the form takes (a whole number from {SEED_MIN} to {SEED_MAX})")  # fmt: skip
+            notes.append(f"its seed {seed} {why}; the seed stays {self.seed}")
+        for key, low, high in (("steps", STEPS_MIN, STEPS_MAX), ("guidance", GUIDANCE_MIN, GUIDANCE_MAX)):
+            if key not in given:
+                continue
+            if taken[key] is None:
+                notes.append(f"its {key} value {given[key]!r} is not a number; the {key} value stays "
+                             f"{getattr(self, key)}")  # fmt: skip
+            elif not _same(given[key], taken[key]):
+                inside = taken[key] not in (low, high)  # clamped values land on a limit; others were rounded
+                change = "rounded to" if inside else f"outside the form's {low} to {high}; set to"
+                notes.append(f"its {key} value {given[key]} is {change} {taken[key]}")
+        sides = [key for key in ("width", "height") if key in given]
+        if any(taken[key] is None or not _same(given[key], taken[key]) for key in sides):
+            shown = "x".join(str(given.get(key, "?")) for key in ("width", "height"))
+            notes.append(f"its size {shown} is not one the model can make (sides of {SIDE_MIN} to {SIDE_MAX} px, "
+                         f"multiples of {SIDE_STEP}); the size is {self.width}x{self.height}")  # fmt: skip
+        return notes
 
     def to_last_job(self) -> LastJob:
         return LastJob(model=self.model, prompt=self.prompt, negative_prompt=self.negative_prompt,

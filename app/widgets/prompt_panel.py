@@ -8,7 +8,6 @@ range, a size the model cannot make), the other images of a drop of several.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap, QResizeEvent
@@ -28,8 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.bindings import bind
-from app.controller import DROP_HINT, AppController
-from app.engine_errors import EngineError
+from app.controller import AppController
 from app.generation_state import (
     BATCH_MAX,
     BATCH_MIN,
@@ -44,13 +42,7 @@ from app.generation_state import (
     SIZE_PRESETS,
     STEPS_MAX,
     STEPS_MIN,
-    PromptState,
-    valid_guidance,
-    valid_seed,
-    valid_side,
-    valid_steps,
 )
-from app.image_files import inspect_image_settings
 from app.theme import WARNING_COLOR
 from app.widgets.integer_edit import IntegerEdit
 from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
@@ -62,43 +54,6 @@ def _png_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
     if not mime.hasUrls():
         return []
     return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile() and u.toLocalFile().lower().endswith(".png")]
-
-
-def _same(raw: Any, value: float) -> bool:
-    try:
-        return float(raw) == value
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
-def _form_changes(settings: dict[str, Any], state: PromptState) -> list[str]:
-    """What of ``settings`` the form did not take as it was, ``state`` being the form after the restore: values
-    outside its limits are clamped and a seed outside them is skipped (``PromptState.apply_settings``); unsaid,
-    the next image silently differed from the dropped one, or its "random" seed -1 was taken for the last one."""
-    notes = []
-    seed = settings.get("seed")
-    if seed not in (None, "") and valid_seed(seed) is None:
-        why = ("is A1111's 'random seed': the seed the image was made with was not saved" if str(seed) == "-1"
-               else f"is not a seed the form takes (a whole number from {SEED_MIN} to {SEED_MAX})")  # fmt: skip
-        notes.append(f"its seed {seed} {why}; the seed stays {state.seed}")
-    for key, parse, low, high in (("steps", valid_steps, STEPS_MIN, STEPS_MAX),
-                                  ("guidance", valid_guidance, GUIDANCE_MIN, GUIDANCE_MAX)):  # fmt: skip
-        raw = settings.get(key)
-        if raw in (None, ""):
-            continue
-        value = parse(raw)
-        if value is None:
-            notes.append(f"its {key} value {raw!r} is not a number; the {key} value stays {getattr(state, key)}")
-        elif not _same(raw, value):
-            notes.append(f"its {key} value {raw} is outside the form's {low} to {high}; set to {value}")
-    raw_size = [settings.get("width"), settings.get("height")]
-    if any(side not in (None, "") for side in raw_size):
-        sides = [valid_side(side) if side not in (None, "") else None for side in raw_size]
-        if any(side not in (None, "") and not _same(side, value) for side, value in zip(raw_size, sides, strict=True)):
-            shown = "x".join("?" if side in (None, "") else str(side) for side in raw_size)
-            notes.append(f"its size {shown} is not one the model can make (sides of {SIDE_MIN} to {SIDE_MAX} px, "
-                         f"multiples of {SIDE_STEP}); the size is {state.width}x{state.height}")  # fmt: skip
-    return notes
 
 
 class ImageLabel(QLabel):
@@ -289,32 +244,5 @@ class PromptPanel(QWidget):
             self.restore_from_files(paths)
 
     def restore_from_files(self, paths: list[Path]) -> None:
-        """The settings of the first of ``paths`` that has some (one image's settings fill the form: the others
-        are named as not used, not silently dropped); one message says what was not restored as saved."""
-        without: list[str] = []
-        for index, path in enumerate(paths):
-            found = inspect_image_settings(path)
-            if not found.settings:
-                without.append(f"{path.name} ({'; '.join(found.problems)})" if found.problems else path.name)
-                continue
-            restored = self.controller.restore_from_file(path)
-            if restored is None:
-                return  # the controller said why
-            notes = restored.problems + _form_changes(restored.settings or {}, self.controller.prompt)
-            unused = [p.name for p in paths[index + 1 :]]
-            if unused:
-                notes.append(f"the other dropped images ({', '.join(unused)}) were not used: the form holds one "
-                             "image's settings")  # fmt: skip
-            if without:
-                notes.append(f"{', '.join(without)}, dropped before it, carry no generation settings")
-            if notes:
-                one_at_a_time = " Drop one image at a time." if len(paths) > 1 else ""
-                self.controller.error.emit(EngineError(
-                    "notice", f"Settings restored from {path.name}, but not all as saved: {'; '.join(notes)}.",
-                    f"Check the prompt panel before you generate.{one_at_a_time}"))  # fmt: skip
-            return
-        if len(paths) == 1:
-            self.controller.restore_from_file(paths[0])  # says the file carries none
-            return
-        self.controller.error.emit(EngineError(
-            "user", f"None of the dropped images carries generation settings: {', '.join(without)}.", DROP_HINT))
+        """Dropped PNGs: the controller restores the first with settings and says what it could not."""
+        self.controller.restore_from_files(paths)

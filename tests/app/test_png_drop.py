@@ -105,3 +105,29 @@ def test_our_png_comes_back_exactly_and_quietly(qtbot, tmp_path, window):
         assert getattr(state, key) == settings[key], key
     assert panel.prompt_edit.toPlainText() == settings["prompt"] and panel.seed_edit.value() == settings["seed"]
     assert (panel.width_spin.value(), panel.height_spin.value()) == (80, 64) and shown == []
+
+
+def test_rounded_values_are_said_as_rounded_and_a_reused_gallery_entry_says_what_it_could_not_take(
+    qtbot, tmp_path, window
+):
+    """A value the form rounds (steps 20.5 from a hand-made chunk) was said to be "outside the form's 1 to 150";
+    and reusing a gallery entry whose settings the form cannot take (an older image, a hand-edited database)
+    clamped them without a word, where dropping the same PNG said so."""
+    from app.store import ImageRecord
+
+    controller, state = window.controller, window.controller.prompt
+    shown: list = []
+    controller.error.connect(shown.append)
+    made = write_png(tmp_path / "ours.png", Image.new("RGB", (8, 8)), {"prompt": "a lake", "steps": 20.5})
+    _drop(window.prompt_panel, made)
+    assert state.steps == 20 and [e.kind for e in shown] == ["notice"]
+    assert "its steps value 20.5 is rounded to 20" in shown[0].message
+
+    shown.clear()
+    record = ImageRecord(1, "old/huge.png", "a tower", {"prompt": "a tower", "steps": 999, "width": 130},
+                         0.0, False, False)  # fmt: skip
+    controller.reuse_settings(record)
+    assert state.prompt == "a tower" and state.steps == 150
+    assert [e.kind for e in shown] == ["notice"] and shown[0].message.startswith(
+        "Settings restored from huge.png, but not all as saved: its steps value 999 is outside the form's 1 to "
+        "150; set to 150; its size 130x? is not one the model can make")
