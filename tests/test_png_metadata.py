@@ -246,3 +246,11 @@ def test_comfyui_graphs_followed_through_their_links(tmp_path):
              "2": {"class_type": "X", "inputs": {"seed": ["2", 0]}},
              "3": {"class_type": "Y", "inputs": {"conditioning": ["3", 0]}}}  # fmt: skip
     assert _comfy(tmp_path, loops).settings == {"steps": 4}
+
+
+def test_bad_distilled_cfg_scale_is_named_as_such(tmp_path):
+    """Forge's bad "Distilled CFG Scale" was reported as the CFG scale (which was 1 and fine)."""
+    info = PngInfo()
+    info.add_text("parameters", "a\nSteps: 20, CFG scale: 1, Distilled CFG Scale: strong")
+    Image.new("RGB", (8, 8)).save(tmp_path / "forge.png", pnginfo=info)
+    assert inspect_png(tmp_path / "forge.png").problems == ["its Distilled CFG Scale 'strong' is not a number"]

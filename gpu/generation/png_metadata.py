@@ -129,9 +129,11 @@ def _parse_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
             out[key] = value
     # Forge writes FLUX's distilled guidance apart, beside a CFG scale of 1: the distilled one is what a FLUX
     # model takes as its guidance (the same choice as FluxGuidance in a ComfyUI graph).
+    guidance_label = "CFG scale"
     if "Distilled CFG Scale" in extra:
-        out["guidance"] = extra["Distilled CFG Scale"]
-    problems = _coerce(out)
+        guidance_label = "Distilled CFG Scale"
+        out["guidance"] = extra[guidance_label]
+    problems = _coerce(out, guidance_label)
     if extra:
         out["extra"] = extra
     return out, problems
@@ -148,11 +150,12 @@ def _whole(text: str) -> int:
         return int(number)
 
 
-def _coerce(out: dict[str, Any]) -> list[str]:
-    """Numbers from their text; a value that is none is left out and named (it was dropped without a word)."""
+def _coerce(out: dict[str, Any], guidance_label: str = "CFG scale") -> list[str]:
+    """Numbers from their text; a value that is none is left out and named (it was dropped without a word), by
+    the field it was read from (``guidance_label``: Forge's distilled guidance is no "CFG scale" to the user)."""
     problems = []
     for key, label, kind, what in (("steps", "Steps", _whole, "a whole number"), ("seed", "Seed", _whole,
-                                   "a whole number"), ("guidance", "CFG scale", float, "a number")):  # fmt: skip
+                                   "a whole number"), ("guidance", guidance_label, float, "a number")):  # fmt: skip
         if key in out:
             try:
                 out[key] = kind(str(out[key]).strip())
