@@ -248,6 +248,52 @@ def test_comfyui_graphs_followed_through_their_links(tmp_path):
     assert _comfy(tmp_path, loops).settings == {"steps": 4}
 
 
+def test_comfyui_negative_prompt_stops_at_nodes_that_change_the_conditioning(tmp_path):
+    """FLUX's KSampler graph zeroes its negative out of the positive text: that text came back as the negative
+    prompt. A ControlNetApplyAdvanced hands on both conditionings: its negative output gave the positive text."""
+    flux = {
+        "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 4, "cfg": 1.0, "positive": ["35", 0],
+              "negative": ["33", 0], "latent_image": ["27", 0]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox in snow"}},
+        "33": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}},
+        "35": {"class_type": "FluxGuidance", "inputs": {"guidance": 3.5, "conditioning": ["6", 0]}},
+        "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 512, "height": 512}},
+    }  # fmt: skip
+    found = _comfy(tmp_path, flux).settings
+    assert (found["prompt"], found["negative_prompt"], found["guidance"]) == ("a fox in snow", "", 3.5)
+    controlnet = {
+        "3": {"class_type": "KSampler", "inputs": {"positive": ["9", 0], "negative": ["9", 1]}},
+        "9": {"class_type": "ControlNetApplyAdvanced", "inputs": {"positive": ["6", 0], "negative": ["7", 0]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a castle"}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "fog"}},
+    }  # fmt: skip
+    assert _comfy(tmp_path, controlnet).settings == {"prompt": "a castle", "negative_prompt": "fog"}
+
+
+def test_comfyui_sampler_is_not_a_conditioning_node_and_size_is_an_empty_latents(tmp_path):
+    """An img2img graph: the ControlNet node (numbered first) takes a "positive" too and was taken for the
+    sampler, losing seed, steps and cfg; the size came from the LatentUpscale of a second pass."""
+    img2img = {
+        "2": {"class_type": "ControlNetApplyAdvanced", "inputs": {"positive": ["6", 0], "negative": ["7", 0]}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 12, "cfg": 5.0, "positive": ["2", 0],
+              "negative": ["2", 1], "latent_image": ["4", 0]}},
+        "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["1", 0], "vae": ["8", 0]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a castle"}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "fog"}},
+        "10": {"class_type": "LatentUpscale", "inputs": {"samples": ["3", 0], "width": 2048, "height": 2048}},
+        "11": {"class_type": "KSampler", "inputs": {"seed": 8, "positive": ["6", 0], "latent_image": ["10", 0]}},
+    }  # fmt: skip
+    expected = {"seed": 7, "steps": 12, "guidance": 5.0, "prompt": "a castle", "negative_prompt": "fog"}
+    assert _comfy(tmp_path, img2img).settings == expected
+
+
+def test_comfyui_node_ids_of_any_digits_never_raise(tmp_path):
+    """A node id "²": isdigit() said yes, int() raised, and the file broke inspect_png."""
+    graph = {"²": {"class_type": "KSampler", "inputs": {"steps": 3, "positive": ["1", 0]}},
+             "1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat"}}}  # fmt: skip
+    assert _comfy(tmp_path, graph) == PngSettings({"steps": 3, "prompt": "a cat"})
+
+
 def test_bad_distilled_cfg_scale_is_named_as_such(tmp_path):
     """Forge's bad "Distilled CFG Scale" was reported as the CFG scale (which was 1 and fine)."""
     info = PngInfo()

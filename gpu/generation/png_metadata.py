@@ -309,7 +309,21 @@ def _json_or_none(text: str) -> Any:
 # ComfyUI graph ("prompt" chunk): node id -> {"class_type", "inputs"}; an input is a literal or a link
 # [node id, output slot] to the node that makes it (a primitive, a string node, a guider, a conditioning step).
 _TEXT_INPUTS = ("text", "t5xxl", "text_g", "clip_l", "text_l", "prompt", "string", "value")
-_CONDITIONING_INPUTS = ("conditioning", "conditioning_to", "conditioning_1", "conditioning_from", "positive")
+# Nodes known to hand on the conditioning they are given (with guidance, an area, a mask, a ControlNet added), by
+# the input it comes from. Any other node ends the chain: ConditioningZeroOut makes an empty conditioning of the
+# prompt it is fed (FLUX's negative), and a node we do not know may as well.
+_PASS_THROUGH = {
+    **dict.fromkeys(("FluxGuidance", "ConditioningSetArea", "ConditioningSetAreaPercentage",
+                     "ConditioningSetAreaStrength", "ConditioningSetMask", "ConditioningSetTimestepRange",
+                     "ControlNetApply", "StyleModelApply", "unCLIPConditioning"), "conditioning"),
+    "ConditioningCombine": "conditioning_1", "ConditioningConcat": "conditioning_to",
+    "ConditioningAverage": "conditioning_to",
+}  # fmt: skip
+# Nodes that take and give both a positive and a negative conditioning (outputs 0 and 1): the link's slot says which
+# one it follows; following "positive" for both read the positive prompt as the negative one.
+_PAIRED = ("ControlNetApplyAdvanced", "ControlNetApplySD3", "ControlNetInpaintingAliMamaApply",
+           "InpaintModelConditioning", "InstructPixToPixConditioning")  # fmt: skip
+_ZERO_OUT = "ConditioningZeroOut"  # no prompt at all: the negative of a FLUX graph, fed by the positive text
 _NUMBER_INPUTS = ("value", "int", "float", "number", "seed", "noise_seed")
 _MAX_HOPS = 32  # a graph is untrusted: links may loop
 
@@ -319,11 +333,17 @@ def _node_id(value: Any) -> str | None:
     return str(value[0]) if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) else None
 
 
+def _empty_latent_kind(kind: str) -> bool:
+    """Whether a node of class ``kind`` makes a new, empty latent (EmptyLatentImage, EmptySD3LatentImage...)."""
+    return kind.startswith("Empty") and "Latent" in kind
+
+
 def _from_comfyui(graph_json: str) -> dict[str, Any] | None:
     """ComfyUI's node graph: the settings of the sampler that starts from an empty latent (the first pass of a
-    hires-fix graph), its positive and negative prompts followed through their conditioning nodes (with FLUX's
-    guidance on the way), its seed, steps and sampler also where a SamplerCustomAdvanced takes them from noise,
-    sigmas and sampler nodes. Values given by links (a primitive, a string node) are followed."""
+    hires-fix graph), its positive and negative prompts followed through the conditioning nodes known to pass them
+    on (with FLUX's guidance on the way; a ConditioningZeroOut: no negative prompt), its seed, steps and sampler
+    also where a SamplerCustomAdvanced takes them from noise, sigmas and sampler nodes. Values given by links (a
+    primitive, a string node) are followed."""
     graph = _json_or_none(graph_json)
     if not isinstance(graph, dict):
         return None
@@ -341,18 +361,23 @@ def _from_comfyui(graph_json: str) -> dict[str, Any] | None:
             value = next((source[n] for n in names if n in source), None)
         return value if isinstance(value, types) and not isinstance(value, bool) else None
 
-    def chain(link: Any) -> list[dict[str, Any]]:
-        """The nodes a conditioning link passes through, back to the one holding the text."""
-        found: list[dict[str, Any]] = []
+    def chain(link: Any) -> list[tuple[str, dict[str, Any]]]:
+        """(class type, inputs) of the nodes a conditioning link passes through, up to the first that does not
+        pass it on as it came (the one holding the text, a ConditioningZeroOut, a node we do not know)."""
+        found: list[tuple[str, dict[str, Any]]] = []
         while len(found) < _MAX_HOPS and (inputs := linked(link)):
-            found.append(inputs)
-            if any(literal(inputs.get(n), _TEXT_INPUTS, (str,)) is not None for n in _TEXT_INPUTS):
-                break
-            link = next((inputs[n] for n in _CONDITIONING_INPUTS if n in inputs), None)
+            kind = kinds.get(_node_id(link) or "", "")
+            found.append((kind, inputs))
+            if kind in _PAIRED:
+                link = inputs.get(("positive", "negative")[link[1]]) if link[1] in (0, 1) else None
+            else:
+                link = inputs.get(_PASS_THROUGH.get(kind, ""))
         return found
 
     def text(link: Any) -> str | None:
-        for inputs in chain(link):
+        for kind, inputs in chain(link):
+            if kind == _ZERO_OUT:
+                return ""
             for name in _TEXT_INPUTS:
                 found = literal(inputs.get(name), _TEXT_INPUTS, (str,))
                 if found is not None:
@@ -363,11 +388,21 @@ def _from_comfyui(graph_json: str) -> dict[str, Any] | None:
         return literal(inputs.get(name), (name, *_NUMBER_INPUTS), types)
 
     def order(node_id: str) -> tuple[int, str]:
-        return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
+        # isdigit() alone let "²" through, on which int() raises.
+        return (int(node_id), "") if node_id.isascii() and node_id.isdecimal() else (1 << 62, node_id)
 
-    samplers = [i for k, i in sorted(nodes.items(), key=lambda kv: order(kv[0])) if "positive" in i or "guider" in i]
-    sampler = next((i for i in samplers if "Empty" in kinds.get(_node_id(i.get("latent_image")) or "", "")),
-                   samplers[0] if samplers else None)  # fmt: skip
+    def empty_latent(link: Any) -> bool:
+        # A node making a new latent of the size asked; LatentUpscale's size is that of a later pass.
+        return _empty_latent_kind(kinds.get(_node_id(link) or "", ""))
+
+    def is_sampler(node_id: str, inputs: dict[str, Any]) -> bool:
+        # Conditioning nodes (ControlNetApplyAdvanced, InpaintModelConditioning) and guiders (CFGGuider) take a
+        # "positive" too: taken for the sampler, they hid its seed, steps and cfg.
+        takes = "positive" in inputs or "guider" in inputs
+        return takes and ("latent_image" in inputs or "Sampler" in kinds.get(node_id, ""))
+
+    samplers = [i for k, i in sorted(nodes.items(), key=lambda kv: order(kv[0])) if is_sampler(k, i)]
+    sampler = next((i for i in samplers if empty_latent(i.get("latent_image"))), samplers[0] if samplers else None)
     out: dict[str, Any] = {}
     if sampler is None:  # no sampler we know: the values by their input names, the longest prompt text
         for inputs in nodes.values():
@@ -392,7 +427,7 @@ def _from_comfyui(graph_json: str) -> dict[str, Any] | None:
         positive = sampler.get("positive", guider.get("positive", guider.get("conditioning")))
         # FLUX's distilled guidance (FluxGuidance, CLIPTextEncodeFlux) rides on the positive conditioning beside
         # a cfg of 1: that is the guidance a FLUX model takes.
-        flux = next((v for inputs in chain(positive) if (v := number(inputs, "guidance")) is not None), None)
+        flux = next((v for _, inputs in chain(positive) if (v := number(inputs, "guidance")) is not None), None)
         if flux is not None:
             out["guidance"] = flux
         for dst, link in (("prompt", positive), ("negative_prompt", sampler.get("negative", guider.get("negative")))):
@@ -403,7 +438,7 @@ def _from_comfyui(graph_json: str) -> dict[str, Any] | None:
         if name is not None:
             out["sampler"] = name
     latents = [linked(sampler.get("latent_image"))] if sampler else []
-    latents += [i for k, i in nodes.items() if "Latent" in kinds.get(k, "")]
+    latents += [i for k, i in nodes.items() if _empty_latent_kind(kinds.get(k, ""))]
     for inputs in latents:
         width, height = number(inputs, "width", (int,)), number(inputs, "height", (int,))
         if width is not None and height is not None:
