@@ -170,7 +170,12 @@ class PromptState(QObject):
         parsers = {"prompt": _text, "negative_prompt": _text, "seed": valid_seed, "steps": valid_steps,
                    "guidance": valid_guidance, "width": valid_side, "height": valid_side}
         raw = {key: settings.get(key) for key in parsers}
-        given = {key: value for key, value in raw.items() if not (value is None or value == "")}
+        if raw["prompt"] not in (None, "") and raw["negative_prompt"] is None:
+            raw["negative_prompt"] = ""  # A1111 text leaves out an empty negative prompt: the image had none
+        # An empty negative prompt is a value (the image had none: the form's own must go), an empty other field
+        # is not.
+        given = {key: value for key, value in raw.items()
+                 if value is not None and (value != "" or key == "negative_prompt")}  # fmt: skip
         taken = {key: parsers[key](value) for key, value in given.items()}
         for key, value in taken.items():
             if value is not None:

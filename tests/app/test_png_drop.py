@@ -131,3 +131,17 @@ def test_rounded_values_are_said_as_rounded_and_a_reused_gallery_entry_says_what
     assert [e.kind for e in shown] == ["notice"] and shown[0].message.startswith(
         "Settings restored from huge.png, but not all as saved: its steps value 999 is outside the form's 1 to "
         "150; set to 150; its size 130x? is not one the model can make")
+
+
+def test_an_image_made_without_a_negative_prompt_clears_the_forms(qtbot, tmp_path, window):
+    """The form's negative prompt stayed when the dropped image had none (A1111 text leaves the line out, a
+    ComfyUI FLUX graph zeroes the negative conditioning): the next image then differed from the dropped one."""
+    state = window.controller.prompt
+    state.negative_prompt = "blurry"
+    _drop(window.prompt_panel, _a1111(tmp_path / "plain.png", "a harbour\nSteps: 4, Seed: 3, Size: 128x128"))
+    assert (state.prompt, state.negative_prompt) == ("a harbour", "")
+    state.negative_prompt = "blurry"
+    _drop(window.prompt_panel, _a1111(tmp_path / "neg.png", "a dock\nNegative prompt: fog\nSteps: 4"))
+    assert (state.prompt, state.negative_prompt) == ("a dock", "fog")
+    _drop(window.prompt_panel, _a1111(tmp_path / "no-prompt.png", "Steps: 7, Seed: 3"))  # settings, no prompt
+    assert state.steps == 7 and state.prompt == "a dock"  # an empty prompt does not empty the form's
