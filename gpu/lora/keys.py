@@ -82,12 +82,15 @@ _KOHYA_DOUBLE = {k.replace(".", "_"): k for k in _BFL_DOUBLE}
 _KOHYA_SINGLE = {k.replace(".", "_"): k for k in _BFL_SINGLE}
 _KOHYA_TOP = {k.replace(".", "_"): k for k in _BFL_TOP}
 
+# Key prefixes of a text encoder's LoRA layers: a whole file of them is another family's, some beside FLUX.1
+# layers are a part this app does not apply.
+_TEXT_ENCODER = re.compile(r"(lora_te\d?_|text_encoder(_2)?\.|lora_te_text_model)")
 # Key prefixes that mark a LoRA for another model family (checked when nothing maps to FLUX).
 _OTHER_ARCH = (
     (re.compile(r"lora_unet_(down|up|mid|input|output|middle)_blocks?_"), "Stable Diffusion 1.x/2.x/SDXL (UNet)"),
     (re.compile(r"(unet\.|lora_unet_.*_(attn1|attn2)_)"), "Stable Diffusion 1.x/2.x/SDXL (UNet)"),
     (re.compile(r"(lora_unet_joint_blocks_|(diffusion_model\.)?joint_blocks\.)"), "Stable Diffusion 3"),
-    (re.compile(r"(lora_te\d?_|text_encoder(_2)?\.|lora_te_text_model)"), "a text encoder"),
+    (_TEXT_ENCODER, "a text encoder"),
 )
 
 _SUFFIXES = (
@@ -168,7 +171,6 @@ def map_module(base: str) -> tuple[str, tuple[str, ...], bool] | None:
 # safetensors dtypes a LoRA's factors may have: floating point only (integer factors are a quantized or
 # otherwise different format, whose scales this reader would ignore).
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
-_TEXT_ENCODER = re.compile(r"(lora_te\d?_|text_encoder(_2)?\.|lora_te_text_model)")
 
 
 @dataclass
