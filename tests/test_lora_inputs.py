@@ -4,6 +4,8 @@ means it; a refusal leaves the model with the LoRAs it had."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -65,13 +67,29 @@ def _refused_and_untouched(model, loras: list, words: str) -> LoraError:
     return err.value
 
 
-def test_a_scalar_up_factor_beside_a_convolution_down_is_refused_not_a_traceback(tmp_path):
+def test_a_scalar_up_factor_beside_a_convolution_down_is_refused_not_a_traceback(tmp_path, demo):
     """A [r, K, 1, 1] down factor made the reader flatten the up factor too: a 0-d one raised IndexError."""
     bad = _kohya(tmp_path / "odd.safetensors", down=torch.randn(4, 256, 1, 1), up=torch.tensor(1.0))
-    with pytest.raises(LoraError, match=r"odd.safetensors: lora_unet_double_blocks_0_img_attn_proj has inconsistent"):
-        read_lora(bad)
+    _refused_and_untouched(demo, [(bad, 1.0)], f"odd.safetensors: {PROJ} has inconsistent")
     conv = _kohya(tmp_path / "conv.safetensors", down=torch.randn(4, 256, 1, 1), up=torch.randn(256, 4, 1, 1))
     assert read_lora(conv).targets[0].down.shape == (4, 256)  # a real 1×1 convolution's LoRA still reads
+    manager_for(demo).set([])
+
+
+def test_a_convolution_factor_beside_a_linear_one_applies_as_the_linear_lora(tmp_path, demo):
+    """The reader flattened both factors only when the down one was 4-d, while the header check takes each on
+    its own: a [N, r, 1, 1] up beside a 2-d down reached the merge still 4-d (a torch error, not a LoraError)."""
+    g = torch.Generator().manual_seed(1)
+    down, up = torch.randn(4, 256, generator=g) * 0.1, torch.randn(256, 4, generator=g) * 0.1
+    manager = manager_for(demo)
+    manager.set([(_kohya(tmp_path / "linear.safetensors", down=down, up=up), 1.0)])
+    expected = _output(demo)
+    for name, mixed in (("up", (down, up[:, :, None, None])), ("down", (down[:, :, None, None], up))):
+        lora = _kohya(tmp_path / f"conv {name}.safetensors", *mixed)
+        assert [tuple(t.up.shape) for t in read_lora(lora).targets] == [(256, 4)]
+        manager.set([(lora, 1.0)])
+        assert torch.equal(_output(demo), expected), name
+    manager.set([])
 
 
 def test_alpha_zero_means_alpha_equals_rank_and_a_broken_alpha_is_refused(tmp_path, demo):
@@ -97,13 +115,18 @@ def test_alpha_zero_means_alpha_equals_rank_and_a_broken_alpha_is_refused(tmp_pa
     manager_for(demo).set([])
 
 
-def test_integer_factors_are_refused(tmp_path):
+def test_integer_factors_are_refused(tmp_path, demo):
     """int8 or bool "weights" (a quantized variant) were cast to float and applied as if they were a LoRA."""
     for dtype, name in ((torch.int8, "I8"), (torch.bool, "BOOL")):
-        bad = _kohya(tmp_path / "quantized.safetensors", down=torch.ones(4, 256, dtype=dtype),
+        bad = _kohya(tmp_path / f"quantized {name}.safetensors", down=torch.ones(4, 256, dtype=dtype),
                      up=torch.ones(256, 4, dtype=dtype))  # fmt: skip
-        with pytest.raises(LoraError, match=f"{PROJ}.lora_down.weight holds {name} numbers, not floating point"):
-            read_lora(bad)
+        words = f"quantized {name}.safetensors: {PROJ}.lora_down.weight holds {name} numbers, not floating point"
+        if dtype == torch.bool:
+            with pytest.raises(LoraError, match=words):
+                read_lora(bad)
+        else:  # once through the manager is enough: the refusal comes from the same header check
+            _refused_and_untouched(demo, [(bad, 1.0)], words)
+    manager_for(demo).set([])
 
 
 def test_a_change_too_large_for_the_model_is_refused_before_it_is_applied(tmp_path, demo):
@@ -126,13 +149,17 @@ def test_the_same_lora_twice_is_refused(tmp_path, demo):
     manager_for(demo).set([])
 
 
-def test_a_lora_that_also_changes_a_text_encoder_says_so(tmp_path):
-    both = _kohya(tmp_path / "both.safetensors", extra={
-        "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.zeros(4, 768),
-        "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": torch.zeros(3072, 4)})  # fmt: skip
-    with pytest.raises(LoraError, match="both.safetensors also changes a text encoder") as err:
-        read_lora(both)
-    assert "transformer only" in err.value.hint
+def test_a_lora_that_also_changes_a_text_encoder_says_so(tmp_path, demo):
+    """One text-encoder pattern names a file's text-encoder part and a file that is nothing else."""
+    te = {"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.zeros(4, 768),
+          "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": torch.zeros(3072, 4)}  # fmt: skip
+    both = _kohya(tmp_path / "both.safetensors", extra=te)
+    err = _refused_and_untouched(demo, [(both, 1.0)], "both.safetensors also changes a text encoder")
+    assert "transformer only" in err.hint
+    save_file(te, tmp_path / "clip only.safetensors")
+    with pytest.raises(LoraError, match="clip only.safetensors is a LoRA for a text encoder, not FLUX.1"):
+        read_lora(tmp_path / "clip only.safetensors")
+    manager_for(demo).set([])
 
 
 def test_a_file_gone_since_it_was_read_says_what_to_do(tmp_path, demo):
@@ -142,6 +169,29 @@ def test_a_file_gone_since_it_was_read_says_what_to_do(tmp_path, demo):
     Path(gone).unlink()
     err = _refused_and_untouched(demo, [(gone, 1.0)], f"LoRA file {gone} does not exist")
     assert "switch the LoRA off" in err.hint
+    manager_for(demo).set([])
+
+
+def test_a_lora_file_the_system_will_not_show_is_refused_by_name(tmp_path, demo, monkeypatch):
+    """A folder on the way that may not be searched (EACCES) made the manager's check raise PermissionError, and
+    a file back between the manager's look and its check (a race) re-raised the plain OSError: no LoraError, no
+    name. The operating system's refusals are made here (tests run as root, whom permissions do not stop)."""
+    locked = Path(shutil.copy(SHIPPED, tmp_path / "locked.safetensors"))
+    racy = Path(shutil.copy(SHIPPED, tmp_path / "racy.safetensors"))
+    stat, raced = Path.stat, []
+
+    def refusing_stat(self: Path, **kwargs) -> os.stat_result:
+        if self == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        if self == racy and not raced:  # gone at the first look, back at the next
+            raced.append(self)
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(self))
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", refusing_stat)
+    err = _refused_and_untouched(demo, [(locked, 1.0)], f"LoRA file {locked} cannot be read (Permission denied)")
+    assert "you may read the file and its folders" in err.hint and isinstance(err.__cause__, PermissionError)
+    _refused_and_untouched(demo, [(racy, 1.0)], f"LoRA file {racy} cannot be read (No such file or directory)")
     manager_for(demo).set([])
 
 

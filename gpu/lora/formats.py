@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,15 +110,27 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def unreadable_lora(path: Path, err: OSError) -> LoraError:
+    """The error for a LoRA file the system will not let us look at (``err``), naming the file."""
+    return LoraError(f"LoRA file {path} cannot be read ({err.strerror or err})",
+                     hint="check that you may read the file and its folders, then try again")  # fmt: skip
+
+
 def check_lora_file(path: str | Path) -> tuple[Path, LoraLayout]:
     """(the path, its layout) of a LoRA file, from its header alone (milliseconds, whatever the file's size):
-    raises ``LoraError`` for a missing file, a folder, a pickle, a damaged file, or keys that are no FLUX.1 LoRA
-    this app applies. The command line checks its ``--lora`` files with this before it loads the model."""
+    raises ``LoraError`` for a missing or unreadable file, a folder, a pickle, a damaged file, or keys that are no
+    FLUX.1 LoRA this app applies. The command line checks its ``--lora`` files with this before it loads the model."""
     path = Path(path).expanduser()
     label = path.name
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL byte, which no file name has
+        mode = 0
+    except OSError as err:  # e.g. EACCES on a parent folder, which is_file() raised instead of saying False
+        raise unreadable_lora(path, err) from err
+    if stat.S_ISDIR(mode):
         raise LoraError(f"LoRA {path} is a folder, not a file", "give one of the .safetensors files in it")
-    if not path.is_file():
+    if not stat.S_ISREG(mode):
         raise LoraError(f"LoRA file {path} does not exist",
                         hint="put the file back, or switch the LoRA off or remove it from the list")  # fmt: skip
     try:
@@ -161,8 +174,9 @@ def read_lora(path: str | Path) -> LoraFile:
     for base, (modules, swap) in layout.modules.items():
         roles = layout.keys[base]
         down, up = tensors[roles["down"]], tensors[roles["up"]]
-        if down.dim() == 4:  # a 1×1 convolution's factors (check_layout saw their shapes)
-            down, up = down.flatten(1), up.flatten(1)
+        # A 1×1 convolution's factor [n, r, 1, 1] is the linear [n, r]; each factor on its own, as check_layout
+        # read their shapes (one file may give a convolution's factor beside a linear's).
+        down, up = (t.flatten(1) if t.dim() == 4 else t for t in (down, up))
         rank = layout.ranks[base]
         scale = _scale(label, base, tensors.get(roles.get("alpha", "")), metadata, modules[0], rank)
         if not torch.isfinite(down).all() or not torch.isfinite(up).all():

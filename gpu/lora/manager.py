@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from gpu.lora.apply import apply_deltas, plan, restore
-from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora
+from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora, unreadable_lora
 from gpu.lora.metadata import MAX_STRENGTH
 
 _ATTR = "_nibble_lora_manager"
@@ -29,8 +29,15 @@ class ActiveLora:
 
     def describe(self) -> dict:
         f = self.file
-        return {"name": f.name, "file": str(f.path), "strength": self.strength, "hash": f.short_hash,
-                "format": f.format, "rank": f.rank, "trigger_words": list(f.trigger_words)}
+        return {
+            "name": f.name,
+            "file": str(f.path),
+            "strength": self.strength,
+            "hash": f.short_hash,
+            "format": f.format,
+            "rank": f.rank,
+            "trigger_words": list(f.trigger_words),
+        }
 
 
 def split_lora_arg(text: str) -> tuple[str, float]:
@@ -106,9 +113,9 @@ class LoraManager:
         p = Path(path).expanduser()
         try:
             st = p.stat()
-        except OSError:
-            check_lora_file(p)  # says what is wrong: gone, unreadable
-            raise
+        except OSError as err:
+            check_lora_file(p)  # says what is wrong: gone, a folder, unreadable
+            raise unreadable_lora(p, err) from err  # it is there again (a race): still no stat to go by
         stamp = (st.st_mtime_ns, st.st_size)
         cached = self._files.get(str(p.resolve()))
         if cached is None or cached[0] != stamp:
