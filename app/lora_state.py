@@ -122,22 +122,31 @@ class LoraState(QObject):
         return [LoraSetting(str(e.path), e.enabled, e.strength, e.trigger_words) for e in self.entries]
 
     def restore(self, saved: list[LoraSetting]) -> list[str]:
-        """The list as the last session left it. A file that is gone (moved, a drive not plugged in) keeps its
-        row, switched off, so nothing the user set up is forgotten; returns a sentence for each one that was on."""
+        """The list as the last session left it. A file that is gone (moved, a drive not plugged in) or that is
+        no LoRA a job could use (replaced by another model's, damaged: every job would fail on it while it is on)
+        keeps its row, switched off, so nothing the user set up is forgotten; returns a sentence for each one
+        that was on."""
         notices = []
         for s in saved:
             try:
-                entry = self._add(s.path, s.enabled, s.strength)
+                path = Path(s.path).expanduser().resolve()
+                header = read_header(path)
+                entry = self._add(path, s.enabled, s.strength, header)
             except (OSError, ValueError) as exc:  # e.g. a NUL byte in a hand-edited path: no file can have it
                 notices.append(f"The LoRA list in your settings names a file that cannot exist ({s.path[:80]!r}: "
-                               f"{exc}); it was left out.")
+                               f"{exc}); it was left out.")  # fmt: skip
                 continue
             entry.trigger_words = s.trigger_words
-            if not entry.path.is_file():
+            if header[2]:
                 entry.enabled = False
-                if s.enabled:
+                if not s.enabled:
+                    continue
+                if not entry.path.is_file():
                     notices.append(f"The LoRA file {entry.path} (on in your last session) is missing; it is "
-                                   "switched off.")
+                                   "switched off.")  # fmt: skip
+                else:
+                    notices.append(f"The LoRA file {entry.path} (on in your last session) cannot be used: "
+                                   f"{header[2]}. It is switched off, so jobs run without it.")  # fmt: skip
         return notices
 
     def restore_used(self, used: Any) -> list[str]:
@@ -152,16 +161,19 @@ class LoraState(QObject):
         items = used if isinstance(used, list) else [used]
         for item in items:
             if not isinstance(item, dict):
-                notices.append(f"The image's list of LoRAs holds an entry that names no LoRA ({str(item)[:80]}); "
-                               "it was skipped.")
+                notices.append(
+                    f"The image's list of LoRAs holds an entry that names no LoRA ({str(item)[:80]}); it was skipped."
+                )
                 continue
             try:
                 entry = self._find(Path(str(item.get("file", ""))), str(item.get("name", "")))
             except (OSError, ValueError):  # e.g. a NUL byte in the name: no such file can exist
                 entry = None
             if entry is None:
-                notices.append(f"The image used the LoRA '{item.get('name', '?')}' ({item.get('file', '?')}), "
-                               "which is not here any more; new images are made without it.")
+                notices.append(
+                    f"The image used the LoRA '{item.get('name', '?')}' ({item.get('file', '?')}), "
+                    "which is not here any more; new images are made without it."
+                )
                 continue
             strength = item.get("strength", 1.0)
             try:
@@ -170,8 +182,10 @@ class LoraState(QObject):
                     raise ValueError(strength)
             except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range
                 wanted[id(entry)] = 1.0
-                notices.append(f"The image's strength for the LoRA '{entry.name}' is no number ({str(strength)[:40]}); "
-                               "it is used at 1.0.")
+                notices.append(
+                    f"The image's strength for the LoRA '{entry.name}' is no number ({str(strength)[:40]}); "
+                    "it is used at 1.0."
+                )
         for e in self.entries:
             e.enabled = id(e) in wanted
             if e.enabled:

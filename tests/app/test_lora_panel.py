@@ -143,11 +143,16 @@ def test_a_png_with_a_damaged_lora_list_restores_what_it_can_and_says_what_not(q
 
     controller = window.controller
     shipped = next(e for e in controller.loras.entries if e.name == "monochrome-style")
-    settings = {"prompt": "a restored prompt", "seed": 5, "version": f"{APP_NAME}-0.1.0", "lora_list": [
-        "monochrome-style",  # a bare name, not an entry
-        {"file": "loras/a\x00b.safetensors", "name": "nul"},  # a name no file can have
-        {"file": str(shipped.path), "name": "monochrome-style", "strength": "strong"},
-    ]}
+    settings = {
+        "prompt": "a restored prompt",
+        "seed": 5,
+        "version": f"{APP_NAME}-0.1.0",
+        "lora_list": [
+            "monochrome-style",  # a bare name, not an entry
+            {"file": "loras/a\x00b.safetensors", "name": "nul"},  # a name no file can have
+            {"file": str(shipped.path), "name": "monochrome-style", "strength": "strong"},
+        ],
+    }
     png = tmp_path / "damaged-loras.png"
     write_png(png, Image.new("RGB", (16, 16)), settings)
     shown: list = []
@@ -174,13 +179,19 @@ def _tiny_lora(path: Path, rank: int = 1) -> Path:
     from safetensors.torch import save_file
 
     base = "lora_unet_double_blocks_0_img_attn_proj"
-    save_file({f"{base}.lora_down.weight": torch.zeros(rank, 8), f"{base}.lora_up.weight": torch.zeros(8, rank),
-               f"{base}.alpha": torch.tensor(float(rank))}, path)
+    save_file(
+        {
+            f"{base}.lora_down.weight": torch.zeros(rank, 8),
+            f"{base}.lora_up.weight": torch.zeros(8, rank),
+            f"{base}.alpha": torch.tensor(float(rank)),
+        },
+        path,
+    )
     return path
 
 
 def test_adding_files_that_are_no_lora_refuses_each_by_name(qtbot, window, demo_model, tmp_path, monkeypatch):
-    """"Add LoRA…" listed every picked file, switched on, whatever it was: a pickle .ckpt (its magic bytes read as
+    """ "Add LoRA…" listed every picked file, switched on, whatever it was: a pickle .ckpt (its magic bytes read as
     a header "truncated or not a safetensors file"), an empty or half-downloaded file. No word at the time, and
     every job after failed on it until the user found the row and switched it off."""
     import torch
@@ -237,23 +248,38 @@ def test_a_folder_of_many_loras_is_listed_at_once(qtbot, window, tmp_path, monke
 
 def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data_root, tmp_path):
     """A NUL byte in a LoRA's path stopped the app at start-up (ValueError out of Path.resolve); a strength of
-    NaN came back as 2.0, the maximum, switched on."""
+    NaN came back as 2.0, the maximum, switched on. A file saved as on that is no FLUX.1 LoRA (replaced by an SDXL
+    one since) stayed on, without a word, and every job failed on it."""
     import json
 
     lora = _tiny_lora(tmp_path / "mine.safetensors")
-    (data_root / "settings.json").write_text(json.dumps({"version": 2, "loras": [
-        {"path": "C:/loras/a\x00b.safetensors", "enabled": True},
-        {"path": str(lora), "enabled": True, "strength": float("nan"), "trigger_words": "my words"},
-    ]}))  # json writes NaN as the bare word NaN, which it reads back as a float
+    sdxl = sdxl_like(tmp_path / "sdxl style.safetensors")
+    (data_root / "settings.json").write_text(
+        json.dumps(
+            {
+                "version": 2,
+                "loras": [
+                    {"path": "C:/loras/a\x00b.safetensors", "enabled": True},
+                    {"path": str(lora), "enabled": True, "strength": float("nan"), "trigger_words": "my words"},
+                    {"path": str(sdxl), "enabled": True, "trigger_words": "sdxl words"},
+                ],
+            }
+        )
+    )  # json writes NaN as the bare word NaN, which it reads back as a float
     window = open_window(qtbot, data_root)
     state = window.controller.loras
     assert state.requests() == [(str(lora.resolve()), 1.0)]
     assert window.lora_panel.row_for("mine").slider.value() == 100
     assert window.lora_panel.row_for("mine").triggers.text() == "my words"
     assert window.error_dialog is not None and "a\\x00b.safetensors" in window.error_dialog.text()
+    row = window.lora_panel.row_for("sdxl style")  # listed, switched off, with what is wrong
+    assert not row.enabled.isChecked() and row.triggers.text() == "sdxl words" and "SDXL" in row.entry.info
+    assert (f"The LoRA file {sdxl.resolve()} (on in your last session) cannot be used: sdxl style.safetensors is "
+            "a LoRA for Stable Diffusion 1.x/2.x/SDXL (UNet), not FLUX.1") in window.error_dialog.text()  # fmt: skip
     window.close()
     saved = load_settings(data_root / "settings.json").loras
     assert [(s.path, s.strength) for s in saved if s.enabled] == [(str(lora.resolve()), 1.0)]
+    assert str(sdxl.resolve()) in [s.path for s in saved]  # remembered, off
 
 
 def test_a_folder_that_cannot_be_read_is_said_not_raised(qtbot, window, tmp_path, monkeypatch):
@@ -288,7 +314,8 @@ def test_a_lora_cost_within_timing_noise_is_about_the_same():
     used = {"lora_list": [{"name": "style", "rank": 4}]}
     for noise in (-1.2, 0.0, 2.9):
         assert cost_sentence({**used, "lora_overhead_pct": noise}) == (
-            "Last image used style (rank 4): about the same time per step as the same model and size without LoRAs.")
+            "Last image used style (rank 4): about the same time per step as the same model and size without LoRAs."
+        )
     assert "+12.5% time per step" in cost_sentence({**used, "lora_overhead_pct": 12.5})
     assert "-4.0% time per step" in cost_sentence({**used, "lora_overhead_pct": -4.0})
 
