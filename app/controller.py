@@ -97,7 +97,8 @@ class AppController(QObject):
         self.job = JobState()
         self.loras = LoraState()
         for text in self.loras.restore(settings.loras):
-            self.notices.append(EngineError("notice", text, "Put the file back where it was, then switch it on."))
+            self.notices.append(EngineError("notice", text, "Once a usable FLUX.1 LoRA file is back at that path, "
+                                            "switch it on again; or remove it from the list."))  # fmt: skip
         self.loras.add_shipped()
         self.memory = MemoryState()
         self.prompt_length = PromptLengthState()
