@@ -20,8 +20,15 @@ TOOLTIP_CHARS = 1200
 
 def prompt_line(text: str, limit: int = LINE_CHARS) -> str:
     """``text`` on one line (line breaks and runs of spaces one space), cut at ``limit`` characters with "…"."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+    # Lists ask for the line of each visible row on every paint: only the start of a prompt (which may be 10,000
+    # characters) is joined. The line of a start is the start of the whole line; runs of white space can make
+    # it too short, then a longer start is taken.
+    size = 2 * limit
+    while True:
+        line = " ".join(text[:size].split())
+        if len(line) > limit or size >= len(text):
+            return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+        size *= 4
 
 
 def prompt_tooltip(text: str) -> str:
