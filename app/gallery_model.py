@@ -20,11 +20,13 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.data_dir import DataDir
+from app.engine_errors import EngineError
 from app.history_model import prompt_line, prompt_tooltip
 from app.image_files import absolute, move_to_trash, rename_in_trash, restore_from_trash
 from app.observable import Prop
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
+from app.wording import counted
 
 
 class TrashPartlyEmptied(Exception):
@@ -62,6 +64,23 @@ class UndoCutShort(Exception):
         self.restored = restored
         self.left = left
         self.cause = cause
+
+
+class FavoritesNotSaved(Exception):
+    """Starring (or unstarring) images failed: the gallery database could not be written (``cause``), and no
+    image changed. ``error`` says so to the user, naming the database."""
+
+    def __init__(self, count: int, favorite: bool, database: Path, cause: sqlite3.Error) -> None:
+        super().__init__(
+            f"{'Starring' if favorite else 'Unstarring'} {counted(count, 'image')} failed: the gallery database "
+            f"{database} could not be changed ({cause})."
+        )
+        self.cause = cause
+        self.error = EngineError(
+            "user",
+            str(self),
+            "Nothing was changed. Check that the data folder can be written and its disk is not full, then try again.",
+        )
 
 
 RecordRole = Qt.ItemDataRole.UserRole + 1
@@ -223,9 +242,12 @@ class GalleryModel(QAbstractListModel):
 
     def set_favorite(self, rows: list[int], favorite: bool) -> None:
         """Stars (or unstars) the images at ``rows``, in one write. The rows change only once it is saved: a
-        failed write (``sqlite3.Error``) leaves them showing what the database has."""
+        failed write raises ``FavoritesNotSaved`` and leaves them showing what the database has."""
         records = [self._rows[row] for row in rows]
-        self._store.set_favorites([record.id for record in records], favorite)
+        try:
+            self._store.set_favorites([record.id for record in records], favorite)
+        except sqlite3.Error as exc:
+            raise FavoritesNotSaved(len(records), favorite, self._store.path, exc) from exc
         for row, record in zip(rows, records, strict=True):
             record.favorite = favorite
             index = self.index(row)

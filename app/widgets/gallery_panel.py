@@ -6,7 +6,6 @@ decoded lazily off the GUI thread (``app.thumbnails``).
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, QSize, Qt, QUrl
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
 from app.bindings import bind_enabled
 from app.controller import AppController
 from app.engine_errors import EngineError
+from app.gallery_model import FavoritesNotSaved
 from app.image_summary import describe_image
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
@@ -167,19 +167,10 @@ class GalleryPanel(QWidget):
         if not rows:
             return
         gallery = self.controller.gallery
-        favorite = not all(gallery.record(row).favorite for row in rows)
         try:
-            gallery.set_favorite(rows, favorite)
-        except sqlite3.Error as exc:
-            self.controller.error.emit(
-                EngineError(
-                    "user",
-                    f"{'Starring' if favorite else 'Unstarring'} {counted(len(rows), 'image')} failed: the "
-                    f"gallery database {self.controller.store.path} could not be changed ({exc}).",
-                    "Nothing was changed. Check that the data folder can be written and its disk is not full, then "
-                    "try again.",
-                )
-            )
+            gallery.set_favorite(rows, not all(gallery.record(row).favorite for row in rows))
+        except FavoritesNotSaved as exc:
+            self.controller.error.emit(exc.error)
 
     def delete_selected(self) -> None:
         rows = self.selected_rows()

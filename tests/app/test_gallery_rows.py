@@ -3,10 +3,12 @@ one, and favorites (several at once, kept across a restart, a database that refu
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
 from app.data_dir import resolve_data_dir
+from app.gallery_model import FavoritesNotSaved
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app import gui
@@ -79,6 +81,12 @@ def test_favorites_of_a_mixed_selection_are_all_set_and_kept_across_a_restart(qt
     assert [gallery.record(r).favorite for r in range(3)] == [False, False, True]  # as the database has them
     assert len(errors) == 1 and "Starring 3 images failed" in errors[0].message
     assert str(window.controller.store.path) in errors[0].message and "readonly" in errors[0].message
+    with pytest.raises(FavoritesNotSaved) as failed:  # the model says what failed, the panel only shows it
+        gallery.set_favorite([0], False)
+    assert failed.value.error.message == (f"Unstarring 1 image failed: the gallery database "
+                                          f"{window.controller.store.path} could not be changed (attempt to write "
+                                          "a readonly database).")  # fmt: skip
+    assert gallery.record(0).favorite is False
     window.controller.store._db.execute("PRAGMA query_only = OFF")
     gui.open_windows.remove(window)
     window.close()
