@@ -108,7 +108,10 @@ def salvage(damaged: Path) -> tuple[list[PromptRecord], set[str]]:
                 ("SELECT prompt, negative_prompt, uses, last_used FROM prompts",
                  lambda row: prompts.append(PromptRecord(0, str(row[0]), str(row[1] or ""), int(row[2] or 1),
                                                          float(row[3] or 0)))),
-                ("SELECT path FROM images WHERE favorite = 1", lambda row: favorites.add(str(row[0]))),
+                # Not "WHERE favorite = 1": sqlite3 steps to the next row before it hands one over, and a step
+                # that met a damaged page anywhere after the last favorite dropped that favorite. Unfiltered, the
+                # next row is the one beside it.
+                ("SELECT path, favorite FROM images", lambda row: row[1] and favorites.add(str(row[0]))),
             ):
                 try:
                     for row in db.execute(query):  # rows read before a damaged page are kept
