@@ -32,6 +32,7 @@ from app.gallery_model import FavoritesNotSaved
 from app.image_summary import describe_image
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
+from app.widgets.history_panel import connect_search
 from app.widgets.wrap_grid import WrapGrid
 from app.wording import counted
 
@@ -44,9 +45,9 @@ class GalleryPanel(QWidget):
         model = controller.gallery
 
         self.search = QLineEdit(placeholderText="Search by prompt…", clearButtonEnabled=True)
-        self.search.textChanged.connect(lambda text: model.set_filter(text))
+        self._pending_search = connect_search(self.search, model.set_filter)
         self.favorites_only = QCheckBox("★ only")
-        self.favorites_only.toggled.connect(lambda on: model.set_filter(self.search.text(), on))
+        self.favorites_only.toggled.connect(self._favorites_toggled)
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
         top.addWidget(self.favorites_only)
@@ -159,6 +160,11 @@ class GalleryPanel(QWidget):
         return describe_image(self.controller.gallery.path_of(record), record.settings, record.missing)
 
     # ---- actions ------------------------------------------------------------------------------------------
+
+    def _favorites_toggled(self, on: bool) -> None:
+        # With the text as it is, a search still pending included: that search would only repeat this one.
+        self._pending_search.stop()
+        self.controller.gallery.set_filter(self.search.text(), on)
 
     def toggle_favorite(self) -> None:
         """Stars the selected images, or unstars them when all are starred already. (Each was toggled on its own:

@@ -74,4 +74,5 @@ def test_odd_files_in_the_images_folder(qtbot, data_root, tmp_path):
     assert thumbs["odd/big16.png"].pixelColor(5, 5).getRgb() == (255, 0, 0, 255)
     assert thumbs["odd/link.png"].pixelColor(5, 5).getRgb() == (0, 128, 0, 255)
     window.gallery_panel.search.setText("fox")
+    qtbot.keyClick(window.gallery_panel.search, Qt.Key.Key_Return)
     assert [gallery.record(r).path for r in range(gallery.rowCount())] == ["odd/Äpfel und 🦊 fox.png"]

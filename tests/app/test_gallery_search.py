@@ -4,6 +4,7 @@ script or spacing, and SQL's wildcards are plain characters."""
 from __future__ import annotations
 
 from PIL import Image
+from PySide6.QtCore import Qt
 
 from app.data_dir import resolve_data_dir
 from app.store import Store
@@ -59,17 +60,36 @@ def test_a_new_image_shows_under_the_search_that_finds_it_after_a_restart(qtbot,
     window = open_window(qtbot, data_root)
     panel, gallery = window.gallery_panel, window.controller.gallery
     panel.search.setText("ölgemälde ")
+    qtbot.keyClick(panel.search, Qt.Key.Key_Return)
     assert [gallery.record(r).prompt for r in range(gallery.rowCount())] == ["Ölgemälde eines Hafens"]
     # An image made while the search is on (added to the list, not read back from the database): the same rule.
     write_png(data.images / "d" / "1.png", Image.new("RGB", (16, 16)), {"prompt": "ÖLGEMÄLDE\neines Schiffs"})
     gallery.add("d/1.png", {"prompt": "ÖLGEMÄLDE\neines Schiffs"})
     shown = [gallery.record(r).prompt for r in range(gallery.rowCount())]
-    panel.search.setText(panel.search.text())  # what the database finds for the same search
+    qtbot.keyClick(panel.search, Qt.Key.Key_Return)  # what the database finds for the same search
     assert (
         shown
         == [gallery.record(r).prompt for r in range(gallery.rowCount())]
         == ["ÖLGEMÄLDE\neines Schiffs", "Ölgemälde eines Hafens"]
     )
     window.history_panel.search.setText("HAFEN")
+    qtbot.keyClick(window.history_panel.search, Qt.Key.Key_Return)
     window.controller.history.add("ein Hafen bei Nacht", "")
     assert window.controller.history.rowCount() == 1
+
+
+def test_a_word_typed_into_a_search_field_searches_once_typing_pauses(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    for i, prompt in enumerate(("a harbour at night", "a hare in the snow", "a fox")):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16)), {"prompt": prompt})
+    window = open_window(qtbot, data_root)
+    window.controller.history.add("a harbour at night", "")
+    for field, model in ((window.gallery_panel.search, window.controller.gallery),
+                         (window.history_panel.search, window.controller.history)):  # fmt: skip
+        searches: list[int] = []  # the rows each search found
+        model.modelReset.connect(lambda found=searches, model=model: found.append(model.rowCount()))
+        qtbot.keyClicks(field, "harb")  # was: a search of the whole database per letter
+        assert searches == []
+        qtbot.waitUntil(lambda: searches == [1], timeout=2000)  # noqa: B023 - used in this turn only
+        field.clear()  # emptied: the whole list again, at once
+        assert searches[-1] == model.rowCount() > 0 and len(searches) == 2
