@@ -32,7 +32,7 @@ from app.gallery_model import FavoritesNotSaved
 from app.image_summary import describe_image
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
-from app.widgets.history_panel import connect_search
+from app.widgets.search_field import connect_search
 from app.widgets.wrap_grid import WrapGrid
 from app.wording import counted
 
