@@ -175,6 +175,13 @@ class LoraState(QObject):
                     "which is not here any more; new images are made without it."
                 )
                 continue
+            problem = read_header(entry.path)[2]
+            if problem:  # replaced since by another model's LoRA, or damaged: every job would fail on it
+                notices.append(
+                    f"The image used the LoRA '{entry.name}' ({entry.path}), which cannot be used now: {problem}; "
+                    "new images are made without it."
+                )
+                continue
             strength = item.get("strength", 1.0)
             try:
                 wanted[id(entry)] = float(strength)

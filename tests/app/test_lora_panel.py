@@ -379,3 +379,23 @@ def test_a_listed_lora_replaced_or_deleted_fails_the_job_by_name_and_leaves_the_
 
     window.lora_panel.row_for("my style ü").enabled.setChecked(False)
     assert np.array_equal(_pixels(window, _generate(qtbot, window)[0]), plain)  # the model is as it was
+
+
+def test_reusing_an_image_whose_lora_file_is_no_usable_lora_now_leaves_it_off(qtbot, tmp_path):
+    """"Reuse settings" switched on every listed LoRA the image named, even one replaced since by another model's
+    LoRA (the header check of "Add LoRA…" was not made), and every job after failed on it."""
+    from app.lora_state import LoraState
+    from gpu.paths import resources_dir
+
+    lora = tmp_path / "style.safetensors"
+    shutil.copy(resources_dir() / "loras" / "monochrome-style.safetensors", lora)
+    state = LoraState()
+    entry = state.add_file(lora)
+    used = [{"name": "style", "file": str(lora), "strength": 0.8}]
+    assert state.restore_used(used) == [] and entry.enabled and entry.strength == 0.8
+    entry.enabled = False
+    sdxl_like(lora)  # another download saved over it
+    notices = state.restore_used(used)
+    assert not entry.enabled and len(notices) == 1
+    assert notices[0].startswith(f"The image used the LoRA 'style' ({lora}), which cannot be used now: ")
+    assert "Stable Diffusion" in notices[0] and notices[0].endswith("new images are made without it.")
