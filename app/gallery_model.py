@@ -240,6 +240,11 @@ class GalleryModel(QAbstractListModel):
             return False
         return search_key(self._search) in search_key(record.prompt)
 
+    def toggle_favorites(self, rows: list[int]) -> None:
+        """Stars the images at ``rows``, or unstars them when all are starred already (each toggled on its own,
+        a selection of starred and unstarred ones swapped stars instead of getting them)."""
+        self.set_favorite(rows, not all(self._rows[row].favorite for row in rows))
+
     def set_favorite(self, rows: list[int], favorite: bool) -> None:
         """Stars (or unstars) the images at ``rows``, in one write. The rows change only once it is saved: a
         failed write raises ``FavoritesNotSaved`` and leaves them showing what the database has."""

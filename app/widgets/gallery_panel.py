@@ -167,14 +167,12 @@ class GalleryPanel(QWidget):
         self.controller.gallery.set_filter(self.search.text(), on)
 
     def toggle_favorite(self) -> None:
-        """Stars the selected images, or unstars them when all are starred already. (Each was toggled on its own:
-        a selection of starred and unstarred ones swapped stars instead of getting them.)"""
+        """The selected images' stars (``GalleryModel.toggle_favorites``)."""
         rows = self.selected_rows()
         if not rows:
             return
-        gallery = self.controller.gallery
         try:
-            gallery.set_favorite(rows, not all(gallery.record(row).favorite for row in rows))
+            self.controller.gallery.toggle_favorites(rows)
         except FavoritesNotSaved as exc:
             self.controller.error.emit(exc.error)
 
