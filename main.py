@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpu.quantize_defaults import DEFAULT_ALPHA_POINTS, DEFAULT_CALIB_PROMPTS, DEFAULT_RANK
+
 if TYPE_CHECKING:
     from gpu.generation.request import GeneratedImage
     from gpu.library import ModelLibrary
@@ -106,13 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, type=Path, help="output .safetensors file")
     q.add_argument("--method", default="svdquant", choices=["svdquant", "naive", "smoothquant", "svd", "lorc", "nf4"])
     q.add_argument("--precision", default="int4", choices=["int4", "nvfp4", "fp4", "int8"])
-    q.add_argument("--rank", type=int, default=32, help="rank of the 16-bit low-rank branch (default 32)")
-    q.add_argument("--calib-prompts", type=int, default=64, help="number of calibration prompts (default 64)")
+    q.add_argument("--rank", type=int, default=DEFAULT_RANK,
+                   help=f"rank of the 16-bit low-rank branch (default {DEFAULT_RANK})")
+    q.add_argument("--calib-prompts", type=int, default=DEFAULT_CALIB_PROMPTS,
+                   help=f"number of calibration prompts (default {DEFAULT_CALIB_PROMPTS})")
     q.add_argument("--calib-steps", type=int, default=None, help="denoising steps per calibration prompt")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--alpha-points", type=int, default=11, metavar="N",
-                   help="smoothing strengths the alpha search tries, evenly over 0..1 (default 11: 0, 0.1, ..., 1; "
-                   "fewer is faster)")  # fmt: skip
+    q.add_argument("--alpha-points", type=int, default=DEFAULT_ALPHA_POINTS, metavar="N",
+                   help="smoothing strengths the alpha search tries, evenly over 0..1 "
+                   f"(default {DEFAULT_ALPHA_POINTS}: 0, 0.1, ..., 1; fewer is faster)")  # fmt: skip
     q.add_argument("--overwrite", action="store_true", help="replace OUT when it exists already")
     q.add_argument("--base", help="for a single-file SRC: the diffusers FLUX.1 pipeline (folder or library name) "
                    "whose text encoders, tokenizers and scheduler calibrate it")
@@ -259,7 +263,6 @@ def check_png_output(out: Path) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from gpu.checkpoint.format import load_checkpoint
-    from gpu.svdquant.smoothing import DEFAULT_ALPHA_POINTS
 
     meta, tensors = load_checkpoint(args.file)
     q, c, b = meta.quantization, meta.calibration, meta.base_model

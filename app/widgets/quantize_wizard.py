@@ -40,6 +40,12 @@ from app.widgets.error_dialog import show_error
 from app.wording import sentence
 from gpu.errors import UserError
 from gpu.paths import first_free_path
+from gpu.quantize_defaults import (
+    DEFAULT_CALIB_PROMPTS,
+    DEFAULT_GPU_BUDGET_GIB,
+    DEFAULT_RAM_BUDGET_GIB,
+    DEFAULT_RANK,
+)
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
 METHODS = [
@@ -225,8 +231,10 @@ class MethodPage(QWizardPage):
         self.precision = QComboBox()
         for label, value in PRECISIONS:
             self.precision.addItem(label, value)
-        self.rank = QSpinBox(minimum=0, maximum=256, value=32, singleStep=8)
-        self.rank.setToolTip("Size of the 16-bit low-rank branch that absorbs outliers (32 is the paper's default)")
+        self.rank = QSpinBox(minimum=0, maximum=256, value=DEFAULT_RANK, singleStep=8)
+        self.rank.setToolTip(
+            f"Size of the 16-bit low-rank branch that absorbs outliers ({DEFAULT_RANK} is the paper's default)"
+        )
         self.shared_smoothing = QCheckBox("Smooth Q/K/V together")
         self.shared_smoothing.setChecked(True)
         self.shared_smoothing.setToolTip(
@@ -253,10 +261,10 @@ class CalibrationPage(QWizardPage):
         self.prompt_set = QComboBox()
         for label, value in PROMPT_SETS:
             self.prompt_set.addItem(label, value)
-        self.count = QSpinBox(minimum=1, maximum=512, value=64)
+        self.count = QSpinBox(minimum=1, maximum=512, value=DEFAULT_CALIB_PROMPTS)
         self.steps = QSpinBox(minimum=0, maximum=50, value=0, specialValueText="model default")
-        self.gpu_gib = QDoubleSpinBox(minimum=0.0, maximum=192.0, value=14.0, suffix=" GiB")
-        self.ram_gib = QDoubleSpinBox(minimum=1.0, maximum=1024.0, value=24.0, suffix=" GiB")
+        self.gpu_gib = QDoubleSpinBox(minimum=0.0, maximum=192.0, value=DEFAULT_GPU_BUDGET_GIB, suffix=" GiB")
+        self.ram_gib = QDoubleSpinBox(minimum=1.0, maximum=1024.0, value=DEFAULT_RAM_BUDGET_GIB, suffix=" GiB")
         laptop = QPushButton("16 GB laptop")
         laptop.setToolTip("GPU 14 GiB, RAM 12 GiB: leaves room for the desktop and the browser")
         laptop.clicked.connect(self.laptop_preset)

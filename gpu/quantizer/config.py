@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from gpu.modules.layer_spec import METHODS, PRECISIONS, spec_for
-from gpu.svdquant.smoothing import DEFAULT_ALPHA_POINTS, MAX_ALPHA_POINTS
+from gpu.quantize_defaults import (
+    DEFAULT_ALPHA_POINTS,
+    DEFAULT_CALIB_PROMPTS,
+    DEFAULT_GPU_BUDGET_GIB,
+    DEFAULT_RAM_BUDGET_GIB,
+    DEFAULT_RANK,
+    MAX_ALPHA_POINTS,
+)
 
 # Far above any useful calibration (the paper uses 64 prompts); they stop a typo from running for days.
 MAX_CALIB_PROMPTS = 10_000
@@ -16,8 +23,8 @@ MAX_CALIB_STEPS = 500  # the generation limit of steps
 class QuantizeConfig:
     method: str = "svdquant"  # svdquant | naive | smoothquant | svd | lorc | nf4
     precision: str = "int4"  # int4 | nvfp4 | fp4 | int8
-    rank: int = 32
-    calib_prompts: int = 64  # how many calibration prompts to run
+    rank: int = DEFAULT_RANK
+    calib_prompts: int = DEFAULT_CALIB_PROMPTS  # how many calibration prompts to run
     calib_steps: int | None = None  # steps of each prompt's calibration trajectory (None: min(model default, 8))
     timesteps_per_prompt: int = 2  # (prompt, timestep) samples drawn from each trajectory
     seed: int = 0
@@ -29,8 +36,8 @@ class QuantizeConfig:
     # One smoothing vector per group of linears reading the same input (FLUX's Q/K/V), so the fused runtime
     # can merge them into one GEMM; False smooths every layer on its own.
     shared_smoothing: bool = True
-    gpu_budget_gib: float = 14.0
-    ram_budget_gib: float = 24.0
+    gpu_budget_gib: float = DEFAULT_GPU_BUDGET_GIB
+    ram_budget_gib: float = DEFAULT_RAM_BUDGET_GIB
     resume: bool = True  # continue from finished blocks in OUT.parts/ when the settings match
     base: str | None = None  # diffusers folder/library name with text encoders, for single-file sources
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-DEFAULT_ALPHA_POINTS = 11  # 0, 0.1, ..., 1
-MAX_ALPHA_POINTS = 101  # steps of 0.01; each point costs one more decomposition of every smoothed layer
+from gpu.quantize_defaults import DEFAULT_ALPHA_POINTS
 
 
 def alpha_grid(points: int) -> tuple[float, ...]:
