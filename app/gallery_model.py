@@ -247,7 +247,8 @@ class GalleryModel(QAbstractListModel):
 
     def set_favorite(self, rows: list[int], favorite: bool) -> None:
         """Stars (or unstars) the images at ``rows``, in one write. The rows change only once it is saved: a
-        failed write raises ``FavoritesNotSaved`` and leaves them showing what the database has."""
+        failed write raises ``FavoritesNotSaved`` and leaves them showing what the database has. Unstarred in
+        the "★ only" view, they leave it at once (they stayed until the filter was applied again)."""
         records = [self._rows[row] for row in rows]
         try:
             self._store.set_favorites([record.id for record in records], favorite)
@@ -257,6 +258,12 @@ class GalleryModel(QAbstractListModel):
             record.favorite = favorite
             index = self.index(row)
             self.dataChanged.emit(index, index)
+        for row in sorted({row for row, record in zip(rows, records, strict=True) if not self._matches(record)},
+                          reverse=True):  # fmt: skip
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._rows[row]
+            self.endRemoveRows()
+        self._index_paths()
 
     def delete(self, rows: list[int]) -> None:
         """Moves files to the trash folder as one deletion: ``undo_delete`` brings all of them back. Stops at

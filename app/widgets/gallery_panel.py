@@ -167,14 +167,20 @@ class GalleryPanel(QWidget):
         self.controller.gallery.set_filter(self.search.text(), on)
 
     def toggle_favorite(self) -> None:
-        """The selected images' stars (``GalleryModel.toggle_favorites``)."""
+        """The selected images' stars (``GalleryModel.toggle_favorites``). Unstarred in the "★ only" view, they
+        leave it, and the image that takes the first one's place is selected (left with no selection, the next
+        ★ click or Delete did nothing)."""
         rows = self.selected_rows()
         if not rows:
             return
+        gallery = self.controller.gallery
         try:
-            self.controller.gallery.toggle_favorites(rows)
+            gallery.toggle_favorites(rows)
         except FavoritesNotSaved as exc:
             self.controller.error.emit(exc.error)
+        if not self.selected_rows() and gallery.rowCount():
+            self.select_row(min(rows[0], gallery.rowCount() - 1))
+        self._selection_changed()  # the pane and the buttons follow, also when no image is left
 
     def delete_selected(self) -> None:
         rows = self.selected_rows()

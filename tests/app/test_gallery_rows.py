@@ -95,3 +95,36 @@ def test_favorites_of_a_mixed_selection_are_all_set_and_kept_across_a_restart(qt
     assert [gallery.record(r).prompt for r in range(3) if gallery.record(r).favorite] == ["owl 0"]
     window.gallery_panel.favorites_only.setChecked(True)
     assert gallery.rowCount() == 1
+
+
+def test_unstarred_images_leave_the_star_view_at_once_and_the_next_is_selected(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i, prompt in enumerate(("a cat", "a dog", "a black cat", "a cat asleep")):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16)), {"prompt": prompt})
+        store.add_image(f"d/{i}.png", {"prompt": prompt}, created=float(i))
+    store.set_favorites([2, 3, 4], True)  # all but "a cat"
+    store.close()
+    window = open_window(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+
+    def shown() -> list[str]:
+        return [gallery.record(r).prompt for r in range(gallery.rowCount())]
+
+    panel.search.setText("cat")
+    qtbot.keyClick(panel.search, Qt.Key.Key_Return)
+    panel.favorites_only.setChecked(True)
+    assert shown() == ["a cat asleep", "a black cat"]
+    panel.select_row(0)
+    panel.favorite_button.click()  # was: it stayed, "★"-less, in the "★ only" view until the filter was applied
+    assert shown() == ["a black cat"] == [r.prompt for r in window.controller.store.images("cat", True)]
+    assert panel.current() is not None and panel.current().prompt == "a black cat"  # the next image is selected
+    panel.favorite_button.click()
+    assert shown() == [] and panel.metadata.toPlainText() == "" and not panel.favorite_button.isEnabled()
+    panel.favorites_only.setChecked(False)
+    assert shown() == ["a cat asleep", "a black cat", "a cat"]
+    panel.view.selectAll()
+    panel.favorite_button.click()  # starred under a search: the rows stay those the search finds
+    assert (
+        shown() == ["a cat asleep", "a black cat", "a cat"] == [r.prompt for r in window.controller.store.images("cat")]
+    )
