@@ -171,12 +171,12 @@ class AppController(QObject):
         self._init_engine.emit()
 
     def shutdown(self) -> None:
+        self.gallery.thumbnails.stop()  # first: queued decodes would keep the CPU from the engine's stop
         for job in self._jobs.values():
             job.cancel.set()
         self._engine.stop()
         self.settings.last_job = self.prompt.to_last_job()
         self.settings.loras = self.loras.to_settings()
-        self.gallery.thumbnails.wait(2000)
         self.store.close()
 
     # ---- user actions --------------------------------------------------------------------------------------

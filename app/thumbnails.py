@@ -67,6 +67,7 @@ class ThumbnailCache(QObject):
         # away mid-read (a delete); it must not be kept (a null one showed the image as "missing" after Undo).
         self._stale: set[str] = set()
         self._capacity = capacity
+        self._stopped = False  # quitting: no load starts any more
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._emitter = _Emitter()
@@ -78,7 +79,7 @@ class ThumbnailCache(QObject):
         if image is not None:
             self._cache.move_to_end(key)
             return image
-        if key not in self._pending:
+        if key not in self._pending and not self._stopped:
             self._pending.add(key)
             self._pool.start(_LoadThumb(key, self._emitter))
         return None
@@ -100,4 +101,13 @@ class ThumbnailCache(QObject):
         self.loaded.emit(path)
 
     def wait(self, msecs: int = 5000) -> None:
+        self._pool.waitForDone(msecs)
+
+    def stop(self, msecs: int = 1000) -> None:
+        """On quit: the loads still queued are dropped and none starts after, so that quitting does not wait for
+        a screenful of decodes (it waited up to 2 s). The ones running, at most one per pool thread, are waited
+        for, ``msecs`` at most: a decode cannot be interrupted, and a pool thread still running Python while the
+        interpreter shuts down could crash the exit."""
+        self._stopped = True
+        self._pool.clear()
         self._pool.waitForDone(msecs)

@@ -24,7 +24,7 @@ def _images(data_root, count: int, size: int = 16) -> None:
     store.close()
 
 
-def test_images_deleted_while_their_thumbnails_load_show_again_after_undo(qtbot, data_root):
+def test_thumbnails_loading_while_images_are_deleted_or_the_window_closes(qtbot, data_root, tmp_path):
     _images(data_root, 16, size=256)
     window = open_window(qtbot, data_root)
     gallery, panel = window.controller.gallery, window.gallery_panel
@@ -40,6 +40,25 @@ def test_images_deleted_while_their_thumbnails_load_show_again_after_undo(qtbot,
     # was: the thumbnails read as the files moved away were kept, null: the images showed as "missing"
     qtbot.waitUntil(lambda: all(gallery.data(gallery.index(r), decoration).pixelColor(80, 80).getRgb()
                                 == (200, 0, 0, 255) for r in range(16)))  # fmt: skip
+    # A grid of large images just scrolled to, then the window closed: closing waited for every queued decode
+    # (up to 2 s); now they are dropped, and none starts after.
+    Image.effect_noise((1024, 1024), 60).convert("RGB").save(tmp_path / "big.png", compress_level=1)
+    for i in range(100):  # the same large file under 100 names: 100 decodes of ~20 ms each, cheaply made
+        (tmp_path / f"{i}.png").symlink_to(tmp_path / "big.png")
+    loaded: list[str] = []
+    gallery.thumbnails.loaded.connect(loaded.append)
+    for i in range(100):
+        gallery.thumbnails.get(tmp_path / f"{i}.png")  # as the grid asks while it paints
+    gui.open_windows.remove(window)
+    window.close()
+    gallery.thumbnails.wait()
+    qtbot.wait(20)  # the decodes that did run are announced
+    assert len(loaded) < 20  # was: all 100
+    ran = len(loaded)
+    gallery.thumbnails.get(tmp_path / "big.png")  # a paint after the close starts no decode
+    gallery.thumbnails.wait()
+    qtbot.wait(20)
+    assert len(loaded) == ran
 
 
 def test_a_new_image_under_the_name_of_a_missing_one_is_listed_once(qtbot, data_root):
