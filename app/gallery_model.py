@@ -27,6 +27,7 @@ from app.observable import Prop
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
 from app.wording import counted
+from gpu.errors import named_few
 
 
 class TrashPartlyEmptied(Exception):
@@ -100,6 +101,7 @@ def _placeholder(text: str) -> QImage:
 
 class GalleryModel(QAbstractListModel):
     trash_changed = Signal(int)  # how many deletions (delete actions, of one image or several) can be undone
+    notice = Signal(object)  # an EngineError for the user about what an action did not do as asked
     # Whether Empty trash has anything to delete: images Undo can bring back, or files the trash folder holds
     # without a row (a row lost in a repaired database, a file a partial Empty trash could not delete).
     has_trash = Prop(False)
@@ -318,9 +320,11 @@ class GalleryModel(QAbstractListModel):
             return False
         batch = self._undo[-1]
         restored = 0
+        without_file: list[ImageRecord] = []
         try:
             while batch:
-                self._restore(batch[-1])
+                if not self._restore(batch[-1]):
+                    without_file.append(batch[-1])
                 batch.pop()
                 restored += 1
         except (OSError, sqlite3.Error) as exc:
@@ -333,18 +337,45 @@ class GalleryModel(QAbstractListModel):
             if restored:
                 self.reload()
             self._trash_changed()
+            if without_file:
+                self.notice.emit(self._came_back_without_file(without_file))
         return True
 
-    def _restore(self, record: ImageRecord) -> None:
-        """One image back from the trash, file and row; on an error both are as they were."""
+    def _restore(self, record: ImageRecord) -> bool:
+        """One image back from the trash, file and row; on an error both are as they were. False when its file
+        was no longer in the trash (removed by hand, or by another program): the entry comes back all the same,
+        flagged missing as start-up flags an entry whose file is gone (its settings can still be reused)."""
         in_trash = (self._data.trash / record.path).exists()
         restored = restore_from_trash(self._data, record.path)  # another name if a new file has taken its own
+        lost = not in_trash and not record.missing  # one missing before its delete had no file to lose
         try:
-            self._store.set_trashed(record.id, False, restored)
+            self._store.set_trashed(record.id, False, restored, missing=True if lost else None)
         except BaseException:
             if in_trash:
                 os.replace(absolute(self._data, restored), self._data.trash / record.path)
             raise
+        return not lost
+
+    def _came_back_without_file(self, records: list[ImageRecord]) -> EngineError:
+        # Named as the grid shows them: by their prompt's start (a file name says little), else by file name.
+        names = named_few([f"'{prompt_line(r.prompt, 40)}'" if r.prompt.strip() else Path(r.path).name
+                           for r in records])  # fmt: skip
+        trash = self._data.trash
+        if len(records) == 1:
+            return EngineError(
+                "notice",
+                f"The file of {names} was no longer in the trash folder {trash}; its entry is back in the gallery "
+                "without a picture, marked missing.",
+                f"Its settings can still be reused. Put the file back as {self.path_of(records[0])} and it shows "
+                "again at the next start.",
+            )
+        return EngineError(
+            "notice",
+            f"The files of {len(records)} images ({names}) were no longer in the trash folder {trash}; their "
+            "entries are back in the gallery without a picture, marked missing.",
+            f"Their settings can still be reused. Files put back in {self._data.images} under their old names "
+            "show again at the next start.",
+        )
 
     def trash_size(self) -> tuple[int, int]:
         """(files, bytes) in the trash folder, rows or not (an image whose row was lost in a repaired database

@@ -187,15 +187,25 @@ class Store:
         with self._transaction():
             self._db.executemany("UPDATE images SET favorite = ? WHERE id = ?", [(int(favorite), i) for i in ids])
 
-    def set_trashed(self, image_id: int, trashed: bool, path: str | None = None, when: float | None = None) -> None:
+    def set_trashed(
+        self,
+        image_id: int,
+        trashed: bool,
+        path: str | None = None,
+        when: float | None = None,
+        missing: bool | None = None,
+    ) -> None:
         """``path``: the name the file came back under, when another file had taken its old one. ``when``: the
         time of the delete action (``next_trash_time``), the same for every image it moved, which is what lets
-        one Undo bring that action back whole, also after a restart (``trash_batches``)."""
+        one Undo bring that action back whole, also after a restart (``trash_batches``). ``missing``: set with
+        it, in the same commit (an image brought back whose file was gone from the trash); None keeps it."""
         when = time.time() if when is None else when
+        missing_value = None if missing is None else int(missing)
         with self._transaction():
             self._db.execute(
-                "UPDATE images SET trashed = ?, trashed_at = ?, path = COALESCE(?, path) WHERE id = ?",
-                (int(trashed), when if trashed else None, path, image_id),
+                "UPDATE images SET trashed = ?, trashed_at = ?, path = COALESCE(?, path), "
+                "missing = COALESCE(?, missing) WHERE id = ?",
+                (int(trashed), when if trashed else None, path, missing_value, image_id),
             )
 
     def next_trash_time(self) -> float:

@@ -91,6 +91,7 @@ class GalleryPanel(QWidget):
         self.save_button.clicked.connect(self.save_as)
         self.reuse_button.clicked.connect(self.reuse_settings)
         model.trash_changed.connect(lambda n: self.undo_button.setEnabled(n > 0))
+        model.notice.connect(controller.error.emit)
         self.undo_button.setEnabled(model.undo_count > 0)  # deletions of an earlier session too
         bind_enabled(model, "has_trash", self.empty_trash_button)
         QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)

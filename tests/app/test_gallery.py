@@ -17,7 +17,7 @@ from gpu.generation.png_metadata import write_png
 from tests.app.gui import drop_file, open_window
 
 A1111 = ("a castle on a hill, dramatic sky\nNegative prompt: blurry, lowres\n"
-         "Steps: 7, Sampler: Euler a, CFG scale: 5.5, Seed: 1234, Size: 320x192, Model: sdxl")
+         "Steps: 7, Sampler: Euler a, CFG scale: 5.5, Seed: 1234, Size: 320x192, Model: sdxl")  # fmt: skip
 
 
 def test_drop_a1111_png_restores_settings(qtbot, tmp_path, window):
@@ -39,7 +39,7 @@ def test_drop_a1111_png_restores_settings(qtbot, tmp_path, window):
 def test_drop_our_png_and_a_png_without_metadata(qtbot, tmp_path, window):
     ours = tmp_path / "ours.png"
     settings = {"prompt": "multi\nline prompt", "negative_prompt": "", "seed": 99, "steps": 3, "guidance": 2.0,
-                "width": 144, "height": 160, "model": "demo"}
+                "width": 144, "height": 160, "model": "demo"}  # fmt: skip
     write_png(ours, Image.new("RGB", (16, 16)), settings)
     drop_file(window.prompt_panel, ours)
     state = window.controller.prompt
@@ -88,7 +88,7 @@ ENGINE_SETTINGS = {
     "lora_list": [{"name": "monochrome-style", "file": "/x/monochrome-style.safetensors", "strength": 0.8,
                    "hash": "0123abcd", "format": "peft", "rank": 4, "trigger_words": ["mono"]}],
     "duration_s": 83.4, "created": "2026-01-02T03:04:05+00:00",
-}
+}  # fmt: skip
 
 
 def _no_line_break_between_numbers_and_units(pane) -> None:
@@ -169,10 +169,10 @@ def test_metadata_pane_of_another_programs_image_says_where_its_settings_came_fr
     window.gallery_panel.select_row(0)
     lines = window.gallery_panel.metadata.toPlainText().splitlines()
     assert lines[:7] == ["Prompt: a castle on a hill, dramatic sky", "Negative prompt: blurry, lowres", "Seed: 1234",
-                          "Steps: 7", "Guidance: 5.5", "Size: 320×192", "Model: sdxl"]
+                          "Steps: 7", "Guidance: 5.5", "Size: 320×192", "Model: sdxl"]  # fmt: skip
     assert "How it ran" not in lines  # none of it was stored
     assert lines[-3:] == ['Read from the image\'s A1111 "parameters" text (made with another program).', "",
-                          f"File: {path}"]
+                          f"File: {path}"]  # fmt: skip
 
 
 def test_gallery_search_favorite_delete_undo(qtbot, data_root):
@@ -203,7 +203,23 @@ def test_gallery_search_favorite_delete_undo(qtbot, data_root):
     assert panel.undo_button.isEnabled()
     qtbot.mouseClick(panel.undo_button, Qt.MouseButton.LeftButton)
     assert gallery.rowCount() == 3 and (data.images / deleted.path).exists()
+    # Its file removed from the trash by hand (or by another program) before Undo: the entry comes back marked
+    # missing, and the user is told which (was: back without a word, as if its picture were coming).
+    errors = []
+    window.controller.error.connect(errors.append)
     panel.select_row(0)
+    panel.delete_selected()
+    (data.trash / deleted.path).unlink()
+    panel.undo_button.click()
+    assert gallery.rowCount() == 3 and gallery.record(0).id == deleted.id and gallery.record(0).missing
+    assert window.controller.store.image(deleted.id).missing  # as the next start would find it
+    assert [e.message for e in errors] == [
+        f"The file of '{deleted.prompt}' was no longer in the trash folder {data.trash}; its entry is back in the "
+        "gallery without a picture, marked missing."
+    ]
+    assert str(data.images / deleted.path) in errors[0].hint
+    panel.select_row(0)
+    assert panel.metadata.toPlainText().startswith("⚠ File missing")
     panel.copy_prompt()
     from PySide6.QtGui import QGuiApplication
 
@@ -235,7 +251,7 @@ def test_gallery_stays_fast_with_10000_images(qtbot, data_root):
     store._db.executemany(
         "INSERT INTO images (path, prompt, search_key, settings, created) VALUES (?1, ?2, search_key(?2), ?3, ?4)",
         [(f"bulk/{i}.png", f"prompt number {i}", json.dumps({"prompt": f"prompt number {i}"}), float(i))
-         for i in range(10000)])
+         for i in range(10000)])  # fmt: skip
     store._db.execute("COMMIT")
     store.close()
     (data.images / "bulk").mkdir()
@@ -352,6 +368,7 @@ def test_empty_trash_asks_then_deletes_for_good(qtbot, data_root):
                 QTimer.singleShot(20, click)
                 return
             box.button(button).click()
+
         QTimer.singleShot(20, click)
 
     answer(QMessageBox.StandardButton.Cancel)
