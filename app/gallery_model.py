@@ -22,7 +22,7 @@ from PySide6.QtGui import QColor, QImage, QPainter
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
 from app.history_model import prompt_line, prompt_tooltip
-from app.image_files import absolute, move_to_trash, rename_in_trash, restore_from_trash
+from app.image_files import absolute, file_fingerprint, move_to_trash, rename_in_trash, restore_from_trash
 from app.observable import Prop
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
@@ -204,7 +204,10 @@ class GalleryModel(QAbstractListModel):
 
     def add(self, rel_path: str, settings: dict[str, Any]) -> ImageRecord:
         self._clear_trash_name(rel_path)
-        record = self._store.add_image(rel_path, settings)
+        # Its fingerprint, while the file just written is in the disk cache: renamed by the user later, it is known
+        # by it at the next start (``app.reconcile``).
+        size, sha = file_fingerprint(absolute(self._data, rel_path)) or (None, None)
+        record = self._store.add_image(rel_path, settings, file_size=size, file_sha256=sha)
         self.thumbnails.forget(self.path_of(record))  # a new file under a name seen before: not its thumbnail
         old = self.row_of(record.id)
         if old >= 0:  # the row of a missing file of this name now stands for the new one: listed once, on top

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -160,3 +161,18 @@ def read_image_text(path: Path) -> dict[str, str]:
         return read_png_text(Path(path))
     except (OSError, ValueError):
         return {}
+
+
+def file_fingerprint(path: Path) -> tuple[int, str] | None:
+    """(size, SHA-256 hex) of the file's bytes, or None when it cannot be read: what tells the same picture under
+    another name (renamed or moved by the user) from a different one whose settings and size happen to match."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError:
+        return None
+    return size, digest.hexdigest()

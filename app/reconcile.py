@@ -3,7 +3,12 @@
 A PNG without a row (the app died between writing the file and committing the row, or the user copied it
 in) is imported from its own metadata; a folder or a file without the PNG signature is not an image and is left
 alone (not imported, not touched). A row whose file is gone is kept and flagged ``missing`` so the user
-sees what was lost instead of silently forgetting it; it is un-flagged if the file comes back.
+sees what was lost instead of silently forgetting it; it is un-flagged if the file comes back. A new file that is
+the picture of such a row, renamed or moved inside the images folder by the user, takes that row over (its favorite
+and id kept) instead of being imported as a second entry: the same size and bytes (SHA-256) as the row stored, or,
+for a row stored without a hash (imported ones: hashing a whole folder at every import would slow the start-up), the
+same size and the same non-empty settings text. A file that fits several rows, or a row several files, is imported
+as it is: two different pictures are never merged.
 
 A delete or an undo interrupted between moving the file and committing its row is finished the safe way: an
 image whose row is not in the trash but whose file is comes back into the gallery; a trashed row whose file was
@@ -15,14 +20,28 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.data_dir import DataDir
-from app.image_files import is_png, png_files, read_image_settings, relative, rename_in_trash, restore_from_trash
+from app.image_files import (
+    file_fingerprint,
+    is_png,
+    png_files,
+    read_image_settings,
+    relative,
+    rename_in_trash,
+    restore_from_trash,
+)
 from app.store import Store
 
 log = logging.getLogger(__name__)
+
+# Images imported per commit: one commit (and disk sync) per image made re-importing a large folder slow; a crash
+# loses at most the batch's rows, whose files are imported again at the next start.
+_IMPORT_BATCH = 500
 
 
 @dataclass
@@ -31,6 +50,7 @@ class ReconcileReport:
     missing: int = 0
     found_again: int = 0
     repaired: int = 0  # deletes / undos interrupted half-way, finished
+    moved: int = 0  # missing entries whose picture was found under another name, and took it over
     unnamed: list[str] = field(default_factory=list)  # PNGs not imported: their names are no valid text (shown)
 
 
@@ -52,6 +72,49 @@ def _finish_interrupted_moves(store: Store, data: DataDir, on_disk: dict[str, ob
     return repaired
 
 
+def _same_picture(
+    fingerprint: tuple[int, str], settings: dict[str, Any] | None, row: tuple[dict[str, Any], int | None, str | None]
+) -> bool:
+    """Whether a file (its size and hash, and its settings when read) is the picture of a row (``file_facts``)."""
+    row_settings, size, sha = row
+    if fingerprint[0] != size:
+        return False
+    if sha is not None:
+        return fingerprint[1] == sha
+    return bool(settings) and settings == row_settings  # no settings text: nothing to tell two pictures apart
+
+
+def _take_over_moved(store: Store, new: dict[str, Path], gone: set[int]) -> set[str]:
+    """Gives each row of ``gone`` (not in the trash, its file not found) the file of ``new`` that is its picture,
+    renamed or moved (see the module's text for how that is known); returns the files taken over. Only files of a
+    size some row has are read: a start-up with hundreds of new files and missing rows stays a matter of stats."""
+    facts = store.file_facts(gone)
+    by_size: dict[int, list[int]] = {}
+    for rid, (_settings, size, _sha) in facts.items():
+        if size is not None:
+            by_size.setdefault(size, []).append(rid)
+    found: dict[str, tuple[list[int], tuple[int, str]]] = {}
+    for rel, path in new.items():
+        try:
+            rids = by_size.get(path.stat().st_size)
+        except OSError:
+            continue
+        if not rids or (fingerprint := file_fingerprint(path)) is None:
+            continue
+        settings = read_image_settings(path) if any(facts[rid][2] is None for rid in rids) else None
+        same = [rid for rid in rids if _same_picture(fingerprint, settings, facts[rid])]
+        if same:
+            found[rel] = (same, fingerprint)
+    claims = Counter(rid for rids, _fingerprint in found.values() for rid in rids)
+    moves = [(rids[0], rel, size, sha) for rel, (rids, (size, sha)) in found.items()
+             if len(rids) == 1 and claims[rids[0]] == 1]  # fmt: skip
+    if moves:
+        store.take_over(moves)
+    for rid, rel, _size, _sha in moves:
+        log.info("image %d was renamed or moved to %s: its entry follows it", rid, rel)
+    return {rel for _rid, rel, _size, _sha in moves}
+
+
 def _valid_name(rel: str) -> bool:
     """False for a name that is no valid text: on Linux a file name is any bytes, and one in another encoding
     (an old Latin-1 archive unpacked as is) reaches Python with surrogate escapes, which the database (UTF-8)
@@ -68,6 +131,19 @@ def shown_name(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "replace")
 
 
+def _learn_sizes(store: Store, on_disk: dict[str, Path]) -> None:
+    """Stores the file size of the rows an earlier version added without one (once: a stat each), so that
+    such a picture, renamed later, is still known by its size and settings."""
+    sizes = []
+    for rel, rid in store.unsized().items():
+        try:
+            sizes.append((rid, on_disk[rel].stat().st_size))
+        except (KeyError, OSError):
+            continue
+    if sizes:
+        store.set_file_sizes(sizes)
+
+
 def _hidden(data: DataDir, path: Path) -> bool:
     # Not only hidden files: a write killed before its rename leaves its complete PNG in atomic_path's hidden
     # scratch folder (".<name>.<random>.tmp/new.png"), which is no gallery image.
@@ -82,12 +158,20 @@ def reconcile(store: Store, data: DataDir) -> ReconcileReport:
         log.warning("not imported, its name is no valid text: %s", report.unnamed[-1])
     report.repaired = _finish_interrupted_moves(store, data, on_disk)
     rows = store.all_paths()
-    for rel, path in sorted(on_disk.items()):
-        if rel in rows:
-            continue
-        settings = read_image_settings(path) or {}
-        store.add_image(rel, settings, created=path.stat().st_mtime)
-        report.imported += 1
+    new = {rel: path for rel, path in on_disk.items() if rel not in rows}
+    gone = {rid for rel, (rid, _missing, trashed) in rows.items() if not trashed and rel not in on_disk}
+    moved = _take_over_moved(store, new, gone) if new and gone else set()
+    report.moved = len(moved)
+    imports = []
+    for rel, path in sorted(new.items()):
+        if rel not in moved:
+            stat = path.stat()
+            imports.append((rel, read_image_settings(path) or {}, stat.st_mtime, stat.st_size, None))
+    for start in range(0, len(imports), _IMPORT_BATCH):
+        store.add_images(imports[start : start + _IMPORT_BATCH])
+        report.imported += len(imports[start : start + _IMPORT_BATCH])
+    _learn_sizes(store, on_disk)
+    rows = store.all_paths()  # the rows taken over have their new paths
     now_missing = [
         rid for rel, (rid, missing, trashed) in rows.items() if not trashed and not missing and rel not in on_disk
     ]

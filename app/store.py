@@ -50,6 +50,13 @@ _MIGRATIONS: list[list[str]] = [
         "ALTER TABLE prompts ADD COLUMN search_key TEXT NOT NULL DEFAULT ''",
         "UPDATE prompts SET search_key = prompt_key(prompt, negative_prompt)",
     ],
+    # The file's size and SHA-256 (NULL: not known), by which start-up tells a picture the user renamed or moved
+    # inside the images folder: the missing entry takes the file over (favorite and id kept) instead of a second,
+    # starless entry (``app.reconcile``).
+    [
+        "ALTER TABLE images ADD COLUMN file_size INTEGER",
+        "ALTER TABLE images ADD COLUMN file_sha256 TEXT",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -85,6 +92,15 @@ def search_key(text: str) -> str:
 def _prompt_key(prompt: str, negative_prompt: str) -> str:
     """The stored ``search_key`` of a prompt history entry: of both texts, a search finds either."""
     return f"{search_key(prompt)}\n{search_key(negative_prompt)}"
+
+
+def _settings(text: str) -> dict[str, Any]:
+    """A row's stored settings; {} for text that is no JSON object."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 class Store:
@@ -137,26 +153,41 @@ class Store:
 
     # ---- images -------------------------------------------------------------------------------------------
 
-    def add_image(self, rel_path: str, settings: dict[str, Any], created: float | None = None) -> ImageRecord:
-        created = time.time() if created is None else created
-        # A PNG from elsewhere may hold "prompt": null; that is no prompt, not the text "None".
-        prompt = "" if settings.get("prompt") is None else str(settings["prompt"])
-        with self._transaction():
-            cursor = self._db.execute(
-                "INSERT INTO images (path, prompt, search_key, settings, created) "
-                "VALUES (?1, ?2, search_key(?2), ?3, ?4) "
-                # A row left at this name (its file missing, or gone from the trash) now stands for the new file.
-                "ON CONFLICT (path) DO UPDATE SET missing = 0, trashed = 0, trashed_at = NULL, favorite = 0, "
-                "prompt = excluded.prompt, search_key = excluded.search_key, settings = excluded.settings, "
-                "created = excluded.created",
-                (rel_path, prompt, json.dumps(settings), created),
-            )
-            row_id = cursor.lastrowid
+    def add_image(
+        self,
+        rel_path: str,
+        settings: dict[str, Any],
+        created: float | None = None,
+        file_size: int | None = None,
+        file_sha256: str | None = None,
+    ) -> ImageRecord:
+        """``file_size``, ``file_sha256``: the file's, where known (``app.image_files.file_fingerprint``)."""
+        self.add_images([(rel_path, settings, time.time() if created is None else created, file_size, file_sha256)])
         row = self._db.execute(
             "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE path = ?",
             (rel_path,),
         ).fetchone()
-        return self._image(row) if row else ImageRecord(row_id, rel_path, prompt, settings, created, False, False)
+        return self._image(row)
+
+    def add_images(self, images: Iterable[tuple[str, dict[str, Any], float, int | None, str | None]]) -> None:
+        """Rows of (path, settings, created, file size, file SHA-256), in one commit: importing a folder took a
+        commit, each with its disk sync, per image (minutes for a very large folder after a damaged database).
+        A row left at a path (its file missing, or gone from the trash) now stands for the new file."""
+
+        def prompt(settings: dict[str, Any]) -> str:
+            # A PNG from elsewhere may hold "prompt": null; that is no prompt, not the text "None".
+            return "" if settings.get("prompt") is None else str(settings["prompt"])
+
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO images (path, prompt, search_key, settings, created, file_size, file_sha256) "
+                "VALUES (?1, ?2, search_key(?2), ?3, ?4, ?5, ?6) "
+                "ON CONFLICT (path) DO UPDATE SET missing = 0, trashed = 0, trashed_at = NULL, favorite = 0, "
+                "prompt = excluded.prompt, search_key = excluded.search_key, settings = excluded.settings, "
+                "created = excluded.created, file_size = excluded.file_size, file_sha256 = excluded.file_sha256",
+                [(path, prompt(settings), json.dumps(settings), created, size, sha)
+                 for path, settings, created, size, sha in images],
+            )  # fmt: skip
 
     def images(self, search: str = "", favorites_only: bool = False) -> list[ImageRecord]:
         query = "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE trashed = 0"
@@ -179,6 +210,33 @@ class Store:
         """path -> (id, missing, trashed) for every row, for start-up reconciliation."""
         rows = self._db.execute("SELECT path, id, missing, trashed FROM images")
         return {path: (row_id, bool(missing), bool(trashed)) for path, row_id, missing, trashed in rows}
+
+    def file_facts(self, ids: Iterable[int]) -> dict[int, tuple[dict[str, Any], int | None, str | None]]:
+        """id -> (settings, file size, file SHA-256) of those of the rows ``ids`` whose file size is known (the
+        hash may not be: None)."""
+        wanted = set(ids)
+        rows = self._db.execute(
+            "SELECT id, settings, file_size, file_sha256 FROM images WHERE trashed = 0 AND file_size IS NOT NULL"
+        )
+        return {rid: (_settings(text), size, sha) for rid, text, size, sha in rows if rid in wanted}
+
+    def unsized(self) -> dict[str, int]:
+        """path -> id of the rows in the gallery whose file size is not known (added by an earlier version)."""
+        rows = self._db.execute("SELECT path, id FROM images WHERE file_size IS NULL AND trashed = 0")
+        return dict(rows.fetchall())
+
+    def set_file_sizes(self, sizes: Iterable[tuple[int, int]]) -> None:
+        """(id, size) pairs, in one write."""
+        with self._transaction():
+            self._db.executemany("UPDATE images SET file_size = ? WHERE id = ?", [(s, i) for i, s in sizes])
+
+    def take_over(self, moves: Iterable[tuple[int, str, int, str]]) -> None:
+        """(id, path, file size, file SHA-256): each row (its file missing) now stands for the file at ``path``,
+        the same picture renamed or moved by the user; its favorite, date and id stay. One commit."""
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE images SET path = ?2, missing = 0, file_size = ?3, file_sha256 = ?4 WHERE id = ?1", moves
+            )
 
     def set_favorite(self, image_id: int, favorite: bool) -> None:
         self.set_favorites([image_id], favorite)
@@ -247,11 +305,7 @@ class Store:
     @staticmethod
     def _image(row: tuple) -> ImageRecord:
         row_id, path, prompt, settings, created, favorite, missing = row
-        try:
-            parsed = json.loads(settings)
-        except ValueError:
-            parsed = {}
-        return ImageRecord(row_id, path, prompt, parsed, created, bool(favorite), bool(missing))
+        return ImageRecord(row_id, path, prompt, _settings(settings), created, bool(favorite), bool(missing))
 
     # ---- prompt history -----------------------------------------------------------------------------------
 
