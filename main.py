@@ -191,6 +191,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from gpu.generation.request import GenerationRequest
     from gpu.generation.service import GenerationService, save_image
     from gpu.lora import parse_lora_args
+    from gpu.lora.keys import parts_text
     from gpu.paths import first_free_path
 
     request = GenerationRequest(
@@ -227,7 +228,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if service.loaded is not None and service.loaded.policy is not None:
         say(service.loaded.policy.label)
     for lora in results[0].settings.get("lora_list", []):
-        say(f"lora {lora['name']} ({lora['format']}, rank {lora['rank']}): strength {lora['strength']:g}")
+        changes = parts_text(lora.get("changes", ["transformer"]))
+        say(f"lora {lora['name']} ({lora['format']}, rank {lora['rank']}; changes the {changes}): "
+            f"strength {lora['strength']:g}")  # fmt: skip
     say(f"total {time.perf_counter() - started:.2f} s")
     return 0
 

@@ -17,8 +17,9 @@ TARGETS = [
 ]  # fmt: skip
 
 
-def save_peft_lora(model_dir: Path, out: Path, rank: int = 4, alpha: float = 8.0, seed: int = 0,
-                   effect: float = 0.05) -> Path:
+def save_peft_lora(
+    model_dir: Path, out: Path, rank: int = 4, alpha: float = 8.0, seed: int = 0, effect: float = 0.05
+) -> Path:
     """A random LoRA on every linear of the tiny FLUX at ``model_dir``, through peft and
     ``FluxPipeline.save_lora_weights`` (diffusers format, alpha in the adapter metadata)."""
     from diffusers import FluxPipeline, FluxTransformer2DModel
@@ -36,8 +37,12 @@ def save_peft_lora(model_dir: Path, out: Path, rank: int = 4, alpha: float = 8.0
             elif "lora_B" in name:
                 p.copy_(torch.randn_like(p) * effect / rank**0.5)
     out.mkdir(parents=True, exist_ok=True)
-    FluxPipeline.save_lora_weights(out, transformer_lora_layers=get_peft_model_state_dict(tr),
-                                   transformer_lora_adapter_metadata=cfg.to_dict(), safe_serialization=True)
+    FluxPipeline.save_lora_weights(
+        out,
+        transformer_lora_layers=get_peft_model_state_dict(tr),
+        transformer_lora_adapter_metadata=cfg.to_dict(),
+        safe_serialization=True,
+    )
     return out / "pytorch_lora_weights.safetensors"
 
 
@@ -100,8 +105,15 @@ def bfl_modules(mods: dict, n_double: int, n_single: int) -> dict[str, tuple[tor
     return fused
 
 
-def convert(path: Path, fmt: str, out: Path, n_double: int = 2, n_single: int = 2, metadata: dict | None = None,
-            lora_ab: bool = True) -> Path:
+def convert(
+    path: Path,
+    fmt: str,
+    out: Path,
+    n_double: int = 2,
+    n_single: int = 2,
+    metadata: dict | None = None,
+    lora_ab: bool = True,
+) -> Path:
     """The diffusers file at ``path`` rewritten with ``fmt`` key names ("kohya", "bfl", "kohya-diffusers",
     "peft-raw"); alpha goes into ``.alpha`` tensors (alpha / rank preserved for fused modules)."""
     mods, scale = _diffusers_factors(path)
@@ -150,4 +162,37 @@ def sdxl_like(out: Path) -> Path:
 def drop_matching(path: Path, out: Path, pattern: str) -> Path:
     sd = load_file(path)
     save_file({k: v for k, v in sd.items() if not re.search(pattern, k)}, out)
+    return out
+
+
+# The demo model's text-encoder linears (resources/models/demo: CLIP width 128, MLP 256; T5 d_model 128, d_ff 256).
+DEMO_CLIP_LAYERS = {"encoder.layers.0.self_attn.q_proj": (128, 128), "encoder.layers.1.mlp.fc1": (128, 256)}
+DEMO_T5_LAYERS = {"encoder.block.0.layer.0.SelfAttention.v": (128, 128),
+                  "encoder.block.1.layer.1.DenseReluDense.wi_0": (128, 256)}  # fmt: skip
+DEMO_PROJ = "double_blocks.0.img_attn.proj"  # the demo transformer's transformer_blocks.0.attn.to_out.0: 256 -> 256
+
+
+def text_encoder_lora(out: Path, fmt: str = "kohya", clip: bool = True, t5: bool = True, rank: int = 4,
+                      seed: int = 0, effect: float = 1.0, extra: dict | None = None) -> Path:  # fmt: skip
+    """A FLUX.1 LoRA of the demo model with a transformer layer and CLIP and/or T5 layers, under their real names.
+    ``fmt``: "kohya" (``lora_unet_`` + ``lora_te1_text_model_…`` / ``lora_te2_…``, with alpha) or "diffusers"
+    (``transformer.`` + ``text_encoder.text_model.…`` / ``text_encoder_2.…``, alpha = rank)."""
+    g = torch.Generator().manual_seed(seed)
+    layers = [("transformer", DEMO_PROJ, (256, 256))]
+    layers += [("clip", "text_model." + n, s) for n, s in DEMO_CLIP_LAYERS.items()] if clip else []
+    layers += [("t5", n, s) for n, s in DEMO_T5_LAYERS.items()] if t5 else []
+    kohya = {"transformer": "lora_unet_", "clip": "lora_te1_", "t5": "lora_te2_"}
+    dotted = {"transformer": "transformer.", "clip": "text_encoder.", "t5": "text_encoder_2."}
+    sd = {}
+    for part, name, (k, n) in layers:
+        down = torch.randn(rank, k, generator=g) / k**0.5
+        up = torch.randn(n, rank, generator=g) * effect / rank**0.5
+        if fmt == "kohya":
+            base = kohya[part] + name.replace(".", "_")
+            sd[f"{base}.lora_down.weight"], sd[f"{base}.lora_up.weight"] = down, up
+            sd[f"{base}.alpha"] = torch.tensor(float(rank))
+        else:
+            name = "transformer_blocks.0.attn.to_out.0" if part == "transformer" else name
+            sd[f"{dotted[part]}{name}.lora_A.weight"], sd[f"{dotted[part]}{name}.lora_B.weight"] = down, up
+    save_file({**sd, **(extra or {})}, out)
     return out

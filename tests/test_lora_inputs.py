@@ -149,13 +149,15 @@ def test_the_same_lora_twice_is_refused(tmp_path, demo):
     manager_for(demo).set([])
 
 
-def test_a_lora_that_also_changes_a_text_encoder_says_so(tmp_path, demo):
-    """One text-encoder pattern names a file's text-encoder part and a file that is nothing else."""
+def test_a_text_encoder_part_without_the_encoder_is_refused_and_a_text_encoder_only_file_too(tmp_path, demo):
+    """A transformer alone (no pipeline's encoders handed to its manager) cannot take a file's CLIP part: said by
+    name, the model untouched. A file that is nothing but a text encoder's LoRA is no FLUX.1 LoRA."""
     te = {"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.zeros(4, 768),
           "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": torch.zeros(3072, 4)}  # fmt: skip
     both = _kohya(tmp_path / "both.safetensors", extra=te)
-    err = _refused_and_untouched(demo, [(both, 1.0)], "both.safetensors also changes a text encoder")
-    assert "transformer only" in err.hint
+    err = _refused_and_untouched(demo, [(both, 1.0)], "both.safetensors also changes the CLIP text encoder, which "
+                                 "this model has not (lora_te1_text_model_encoder_layers_0_mlp_fc1)")  # fmt: skip
+    assert "both text encoders" in err.hint
     save_file(te, tmp_path / "clip only.safetensors")
     with pytest.raises(LoraError, match="clip only.safetensors is a LoRA for a text encoder, not FLUX.1"):
         read_lora(tmp_path / "clip only.safetensors")

@@ -64,11 +64,15 @@ def block_list(module: nn.Module) -> nn.ModuleList | None:
 
 
 def encoder_size(module: nn.Module) -> EncoderSize:
-    total = module_bytes(module)
+    """An encoder's bytes; ``total`` with the originals its LoRA'd layers keep for removal (they live where the
+    encoder was when the LoRA merged; only its parameters visit the GPU, so ``streamed`` leaves them out)."""
+    from gpu.lora.apply import held_originals
+
+    total = tensors_bytes([*module.parameters(), *module.buffers(), *held_originals(module)])
     blocks = block_list(module)
     if blocks is None:
-        return EncoderSize(total, total)
-    return EncoderSize(total, total - module_bytes(blocks) + max(module_bytes(b) for b in blocks))
+        return EncoderSize(total, module_bytes(module))
+    return EncoderSize(total, module_bytes(module) - module_bytes(blocks) + max(module_bytes(b) for b in blocks))
 
 
 def transformer_bytes(transformer: nn.Module) -> int:
@@ -309,8 +313,13 @@ def with_prompt_embeds(loaded: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     max_len = int(kwargs.get("max_sequence_length", 512))
     cache: dict = loaded.prompt_cache
 
+    from gpu.lora.manager import encoder_loras
+
+    # An encoding made under other LoRAs on the text encoders is another encoding: the key names them.
+    loras = tuple(encoder_loras(getattr(pipe, n)) for n in TEXT_ENCODERS if getattr(pipe, n, None) is not None)
+
     def embeds(text: str) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (text, max_len)
+        key = (text, max_len, loras)
         if key not in cache:
             if len(cache) >= PROMPT_CACHE_SIZE:
                 cache.pop(next(iter(cache)))

@@ -18,7 +18,7 @@ import torch
 
 from gpu.errors import BadRequestError, UserError
 from gpu.generation.fusion import fuse_if_allowed, fuse_mode, sync_fusion
-from gpu.generation.memory import replan
+from gpu.generation.memory import TEXT_ENCODERS, replan
 from gpu.generation.pipeline_loader import LoadedPipeline, execution_path, load_pipeline
 from gpu.generation.preview import latent_preview
 from gpu.generation.prompt_length import PromptLength, PromptMeter
@@ -254,7 +254,8 @@ class GenerationService:
         return round(100.0 * (seconds_per_step / statistics.median(baseline) - 1.0), 1)
 
     def apply_loras(self, loaded: LoadedPipeline, loras: list[tuple[str, float]] | None) -> list:
-        """Make the loaded transformer carry exactly these LoRAs (``gpu.lora``; a no-op when unchanged, and
+        """Make the loaded transformer (and its text encoders, for files with a CLIP or T5 part) carry exactly
+        these LoRAs (``gpu.lora``; a no-op when unchanged, and
         when none were ever asked for); a bad file raises ``LoraError`` and leaves the model as it was, a set
         that fails half-way (out of memory) leaves it without LoRAs. With or without LoRAs the transformer runs
         fused where ``gpu.generation.fusion`` allows it, else unfused; the memory plan is chosen again whenever
@@ -267,7 +268,8 @@ class GenerationService:
             if wanted or "_nibble_lora_manager" in transformer.__dict__:
                 from gpu.lora import manager_for
 
-                manager = manager_for(transformer)
+                # a file's CLIP/T5 part goes to the pipeline's text encoders (with_prompt_embeds keys its cache on it)
+                manager = manager_for(transformer, {n: getattr(loaded.pipe, n, None) for n in TEXT_ENCODERS})
                 if not manager.is_applied(wanted):  # reads the files: a missing or broken one raises here
                     # LoRAs target the unmerged layer names: split the fused model and apply; the finally merges
                     # again (what fits the kernels' rank limit), also when a LoRA does not fit the model and the

@@ -2,16 +2,16 @@
 
 ``read_lora`` reads and validates a file (diffusers/PEFT, kohya or BFL/ComfyUI keys); ``manager_for(model)``
 gives the model's ``LoraManager``, whose ``set([(path, strength), ...])`` applies exactly that set (appending
-to SVDQuant's low-rank branch, merging into 16-bit layers) and restores the originals bit-exactly.
+to SVDQuant's low-rank branch, merging into 16-bit layers, the text encoders' too for files with a CLIP or T5
+part) and restores the originals bit-exactly.
 See the README's LoRA section."""
-
 
 import importlib
 
 # Names resolve on first use (PEP 562), so torch-free parts (``gpu.lora.metadata``) import without torch.
 _MANAGER = (
-    "ActiveLora", "LoraManager", "check_strength", "lora_hashes", "manager_for", "parse_lora_arg", "parse_lora_args",
-    "split_lora_arg",
+    "ActiveLora", "LoraManager", "check_strength", "encoder_loras", "lora_hashes", "manager_for", "parse_lora_arg",
+    "parse_lora_args", "split_lora_arg",
 )  # fmt: skip
 _WHERE = {
     **dict.fromkeys(
@@ -29,6 +29,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "FORMATS", "ActiveLora", "LoraError", "LoraFile", "LoraManager", "LoraTarget", "check_lora_file",
-    "check_strength", "lora_hashes", "manager_for", "parse_lora_arg", "parse_lora_args", "read_lora",
+    "check_strength", "encoder_loras", "lora_hashes", "manager_for", "parse_lora_arg", "parse_lora_args", "read_lora",
     "split_lora_arg",
 ]  # fmt: skip

@@ -1,4 +1,5 @@
-"""Applying LoRAs to a FLUX transformer (SVDQ-quantized or 16-bit) and removing them bit-exactly.
+"""Applying LoRAs to a FLUX transformer (SVDQ-quantized or 16-bit) and its text encoders, and removing them
+bit-exactly.
 
 A LoRA on a layer W adds ``s · B A x`` (A [r, K], B [N, r], s = strength · alpha / r).
 
@@ -11,7 +12,9 @@ A LoRA on a layer W adds ``s · B A x`` (A [r, K], B [N, r], s = strength · alp
   runs its up projection on cuBLAS beside the GEMM, and ``last_path`` says so. Layers without a
   branch (W4A16 modulation) get one (the reference path adds it to ``xs @ dequant(W)ᵀ``).
 * ``nn.Linear`` layers (embedders, ``norm_out``, ``proj_out`` of a quantized model; every layer of a 16-bit
-  model): merged, ``W' = W + Σ s B A`` computed in fp32, stored in W's dtype.
+  model; the text encoders' layers a LoRA's CLIP or T5 part names): merged, ``W' = W + Σ s B A`` computed in
+  fp32 on the device W is on, stored in W's dtype. A text encoder may move between the CPU and the GPU while the
+  LoRA is on (``gpu.generation.memory``): its originals go back to wherever the layer is by then.
 
 Either way the original tensors are kept (the very same objects) and put back on removal, so removing every
 LoRA restores the model bit for bit; changing the set rebuilds from the originals, never by subtraction.
@@ -24,7 +27,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from gpu.lora.formats import LoraError, LoraFile, LoraTarget
+from gpu.lora.formats import TEXT_ENCODERS, LoraError, LoraFile, LoraTarget
 from gpu.modules.svdq_linear import SVDQLinear
 
 RANK_MULTIPLE = 16
@@ -45,41 +48,84 @@ def round_up(v: int, m: int) -> int:
     return (v + m - 1) // m * m
 
 
-def plan(model: nn.Module, loras: list[tuple[LoraFile, float]]) -> dict[str, ModuleDelta]:
-    """Check every target of every LoRA against ``model`` and gather the per-module factors.
+def plan(model: nn.Module | dict[str, nn.Module], loras: list[tuple[LoraFile, float]]) -> dict[str, ModuleDelta]:
+    """Check every target of every LoRA against the model and gather the per-module factors.
 
-    Touches nothing: a LoRA that does not fit (another FLUX size, missing block) raises ``LoraError`` here,
-    before any layer changes."""
+    ``model``: the transformer, or the pipeline's components by name (``"transformer"``, ``"text_encoder"``,
+    ``"text_encoder_2"``) for LoRAs that also change a text encoder. Touches nothing: a LoRA that does not fit
+    (another FLUX size, missing block, a layer the encoder lacks) raises ``LoraError`` here, before any layer
+    changes. The result is keyed by module name, a text encoder's prefixed with its component's."""
+    models = model if isinstance(model, dict) else {"transformer": model}
+    layers: dict[str, dict[str, tuple[str, nn.Module]]] = {}  # component -> a name a file may give -> module
     deltas: dict[str, ModuleDelta] = {}
     for lora, strength in loras:
         for t in lora.targets:
-            modules = []
-            for name in t.modules:
-                try:
-                    m = model.get_submodule(name)
-                except AttributeError:
-                    raise LoraError(f"{lora.path.name}: {t.key} targets {name}, which this model does not have",
-                                    hint="the LoRA was made for a FLUX model with more blocks") from None
-                if not isinstance(m, nn.Linear | SVDQLinear):
-                    raise LoraError(f"{lora.path.name}: {t.key} targets {name}, a {type(m).__name__}, not a linear")
+            if t.component == "transformer":
+                modules = [(name, _transformer_module(models["transformer"], lora, t, name)) for name in t.modules]
+            else:
+                if t.component not in layers:
+                    layers[t.component] = _encoder_layers(lora, t, models.get(t.component))
+                modules = [_encoder_module(layers[t.component], lora, t, name) for name in t.modules]
+            for name, m in modules:
                 if m.in_features != t.down.shape[1]:
-                    raise LoraError(
-                        f"{lora.path.name}: {t.key} expects {t.down.shape[1]} inputs but {name} has "
-                        f"{m.in_features}", hint="the LoRA was made for a different FLUX size")
-                modules.append((name, m))
+                    raise LoraError(f"{lora.path.name}: {t.key} expects {t.down.shape[1]} inputs but {name} has "
+                                    f"{m.in_features}", hint=_OTHER_SIZE[t.component])  # fmt: skip
             sizes = [m.out_features for _, m in modules]
             if sum(sizes) != t.up.shape[0]:
                 raise LoraError(
                     f"{lora.path.name}: {t.key} has {t.up.shape[0]} outputs but {' + '.join(t.modules)} have "
-                    f"{' + '.join(map(str, sizes))}", hint="the LoRA was made for a different FLUX size")
+                    f"{' + '.join(map(str, sizes))}", hint=_OTHER_SIZE[t.component])  # fmt: skip
             up = t.up * (strength * t.scale)
             _check_range(lora, t, strength, up, modules)
             if t.swap_halves:
                 half = up.shape[0] // 2
                 up = torch.cat([up[half:], up[:half]])
+            prefix = "" if t.component == "transformer" else t.component + "."
             for (name, m), rows in zip(modules, torch.split(up, sizes), strict=True):
-                deltas.setdefault(name, ModuleDelta(m, [])).parts.append((t.down, rows))
+                deltas.setdefault(prefix + name, ModuleDelta(m, [])).parts.append((t.down, rows))
     return deltas
+
+
+_OTHER_SIZE = {
+    "transformer": "the LoRA was made for a different FLUX size",
+    **dict.fromkeys(TEXT_ENCODERS, "the LoRA was made for another model's text encoder"),
+}
+
+
+def _transformer_module(model: nn.Module, lora: LoraFile, t: LoraTarget, name: str) -> nn.Module:
+    try:
+        m = model.get_submodule(name)
+    except AttributeError:
+        raise LoraError(f"{lora.path.name}: {t.key} targets {name}, which this model does not have",
+                        hint="the LoRA was made for a FLUX model with more blocks") from None  # fmt: skip
+    if not isinstance(m, nn.Linear | SVDQLinear):
+        raise LoraError(f"{lora.path.name}: {t.key} targets {name}, a {type(m).__name__}, not a linear")
+    return m
+
+
+def _encoder_layers(lora: LoraFile, t: LoraTarget, encoder: nn.Module | None) -> dict[str, tuple[str, nn.Module]]:
+    """The linears of a text encoder under every name a LoRA file may give them: the module's path, and kohya's
+    with "_" for "."; also under ``text_model.`` where the encoder has no such module (newer transformers dropped
+    that level of CLIPTextModel, which checkpoints and LoRA files still name)."""
+    if encoder is None:
+        raise LoraError(f"{lora.path.name} also changes the {TEXT_ENCODERS[t.component]}, which this model has not "
+                        f"({t.key})", hint="use the LoRA with a FLUX.1 model that has both text encoders")  # fmt: skip
+    linears = [(path, m) for path, m in encoder.named_modules() if isinstance(m, nn.Linear)]
+    nested = any(path.startswith("text_model.") for path, _ in linears)
+    names: dict[str, tuple[str, nn.Module]] = {}
+    for path, m in linears:
+        for name in (path, path if nested else "text_model." + path):
+            names[name] = names[name.replace(".", "_")] = (path, m)
+    return names
+
+
+def _encoder_module(layers: dict[str, tuple[str, nn.Module]], lora: LoraFile, t: LoraTarget,
+                    name: str) -> tuple[str, nn.Module]:  # fmt: skip
+    if name not in layers:
+        raise LoraError(f"{lora.path.name}: {t.key} targets {name}, which the model's "
+                        f"{TEXT_ENCODERS[t.component]} does not have",
+                        hint=_OTHER_SIZE[t.component])  # fmt: skip
+    return layers[name]
 
 
 def _dtype_of(m: nn.Module) -> torch.dtype:
@@ -136,7 +182,10 @@ def restore(model: nn.Module) -> int:
                     m._buffers[name] = base[name]
             m.spec = base["spec"]
         else:
-            m._parameters["weight"] = base["weight"]
+            original, now = base["weight"], m._parameters["weight"]
+            if original.device != now.device:  # the module moved since (text encoders follow the memory plan)
+                original = nn.Parameter(original.to(now.device), requires_grad=original.requires_grad)
+            m._parameters["weight"] = original
     return n
 
 

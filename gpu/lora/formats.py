@@ -12,6 +12,9 @@ Formats (detected from the key names, never from the file name):
 * ``bfl`` (BFL / ComfyUI): ``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight`` / ``lora_B.weight``
   (or ``lora_down``/``lora_up``, optional ``alpha``); q, k, v fused.
 
+Text-encoder parts beside the transformer's (kohya ``lora_te1_``/``lora_te2_``/``lora_te3_``, diffusers
+``text_encoder.``/``text_encoder_2.``) become targets of the CLIP or T5 encoder (``LoraTarget.component``).
+
 Every file becomes a list of ``LoraTarget``: the diffusers module(s) it changes, ``down`` A [r, K],
 ``up`` B [N, r] and ``scale`` = alpha / r. A fused BFL target (``img_attn.qkv``, single blocks' ``linear1``)
 names several diffusers modules whose outputs are B's rows in order; the split sizes are taken from the model
@@ -33,7 +36,7 @@ from pathlib import Path
 import torch
 
 from gpu.errors import CheckpointError
-from gpu.lora.keys import FORMATS, LoraError, LoraLayout, check_layout, map_module  # noqa: F401 - this API's
+from gpu.lora.keys import FORMATS, TEXT_ENCODERS, LoraError, LoraLayout, check_layout, map_module, parts_text  # noqa: F401
 from gpu.lora.metadata import trigger_words_from  # noqa: F401 - part of this module's API
 from gpu.safetensors_header import read_safetensors_header
 
@@ -46,6 +49,7 @@ class LoraTarget:
     up: torch.Tensor  # B: float32 [N, r]
     scale: float  # alpha / r
     swap_halves: bool = False  # BFL final_layer.adaLN_modulation (shift, scale) -> diffusers norm_out (scale, shift)
+    component: str = "transformer"  # the pipeline component it changes ("text_encoder", "text_encoder_2" too)
 
     @property
     def rank(self) -> int:
@@ -71,11 +75,22 @@ class LoraFile:
     def rank(self) -> int:
         return max((t.rank for t in self.targets), default=0)
 
+    @property
+    def components(self) -> list[str]:
+        """The pipeline components the file changes, in the pipeline's order."""
+        present = {t.component for t in self.targets}
+        return [c for c in ("transformer", *TEXT_ENCODERS) if c in present]
 
-def _adapter_config(metadata: dict[str, str]) -> dict | None:
-    """PEFT's LoraConfig as diffusers stores it: ``lora_adapter_metadata`` (keys prefixed ``transformer.``)
-    or ``transformer_lora_adapter_metadata``."""
-    for key, prefix in (("lora_adapter_metadata", "transformer."), ("transformer_lora_adapter_metadata", "")):
+    @property
+    def parts(self) -> str:
+        """What the file changes, in words ("transformer + CLIP text encoder")."""
+        return parts_text(self.components)
+
+
+def _adapter_config(metadata: dict[str, str], component: str) -> dict | None:
+    """PEFT's LoraConfig of ``component`` ("transformer", "text_encoder") as diffusers stores it:
+    ``lora_adapter_metadata`` (keys prefixed ``<component>.``) or ``<component>_lora_adapter_metadata``."""
+    for key, prefix in (("lora_adapter_metadata", f"{component}."), (f"{component}_lora_adapter_metadata", "")):
         raw = metadata.get(key)
         if not raw:
             continue
@@ -88,8 +103,8 @@ def _adapter_config(metadata: dict[str, str]) -> dict | None:
     return None
 
 
-def _adapter_metadata_scale(metadata: dict[str, str], module: str, rank: int) -> float | None:
-    cfg = _adapter_config(metadata)
+def _adapter_metadata_scale(metadata: dict[str, str], component: str, module: str, rank: int) -> float | None:
+    cfg = _adapter_config(metadata, component)
     if not cfg or cfg.get("lora_alpha") is None:
         return None
     try:
@@ -142,12 +157,12 @@ def check_lora_file(path: str | Path) -> tuple[Path, LoraLayout]:
 
 
 def _scale(
-    label: str, base: str, alpha: torch.Tensor | None, metadata: dict[str, str], module: str, rank: int
+    label: str, base: str, alpha: torch.Tensor | None, metadata: dict[str, str], component: str, module: str, rank: int
 ) -> float:
     """alpha / rank. An alpha of 0 means alpha = rank, as kohya's trainer reads it (the LoRA was trained at
     that scale; read as 0, it would silently do nothing); a NaN or infinite one is refused."""
     if alpha is None:
-        return _adapter_metadata_scale(metadata, module, rank) or 1.0
+        return _adapter_metadata_scale(metadata, component, module, rank) or 1.0
     value = float(alpha.float().item())
     if not math.isfinite(value):
         raise LoraError(f"{label}: {base}.alpha is {value}, not a number a LoRA can be scaled by",
@@ -178,11 +193,12 @@ def read_lora(path: str | Path) -> LoraFile:
         # read their shapes (one file may give a convolution's factor beside a linear's).
         down, up = (t.flatten(1) if t.dim() == 4 else t for t in (down, up))
         rank = layout.ranks[base]
-        scale = _scale(label, base, tensors.get(roles.get("alpha", "")), metadata, modules[0], rank)
+        component = layout.components[base]
+        scale = _scale(label, base, tensors.get(roles.get("alpha", "")), metadata, component, modules[0], rank)
         if not torch.isfinite(down).all() or not torch.isfinite(up).all():
             raise LoraError(f"{label}: {base} contains NaN or infinite values",
                             hint="the file is damaged, or its training broke down: use another copy")  # fmt: skip
-        targets.append(LoraTarget(base, modules, down.float(), up.float(), scale, swap))
+        targets.append(LoraTarget(base, modules, down.float(), up.float(), scale, swap, component))
     return LoraFile(
         path=path.resolve(),
         name=path.stem,

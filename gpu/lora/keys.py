@@ -82,9 +82,28 @@ _KOHYA_DOUBLE = {k.replace(".", "_"): k for k in _BFL_DOUBLE}
 _KOHYA_SINGLE = {k.replace(".", "_"): k for k in _BFL_SINGLE}
 _KOHYA_TOP = {k.replace(".", "_"): k for k in _BFL_TOP}
 
-# Key prefixes of a text encoder's LoRA layers: a whole file of them is another family's, some beside FLUX.1
-# layers are a part this app does not apply.
-_TEXT_ENCODER = re.compile(r"(lora_te\d?_|text_encoder(_2)?\.|lora_te_text_model)")
+# Text encoders: the prefixes files give their layers (kohya ``lora_te1_``/``lora_te_`` CLIP-L, ``lora_te2_`` as
+# ComfyUI names FLUX.1's T5 and ``lora_te3_`` as sd-scripts does; diffusers/PEFT ``text_encoder.``/``text_encoder_2.``)
+# -> the pipeline component they change. The layer names are checked here against the linears of CLIP-L and
+# T5-XXL; which module each names is found on the loaded encoder (``gpu.lora.apply``), by walking its modules.
+TEXT_ENCODERS = {"text_encoder": "CLIP text encoder", "text_encoder_2": "T5 text encoder"}
+_TE_PREFIXES = (
+    ("lora_te1_", "text_encoder"), ("lora_te2_", "text_encoder_2"), ("lora_te3_", "text_encoder_2"),
+    ("lora_te_", "text_encoder"), ("text_encoder.", "text_encoder"), ("text_encoder_2.", "text_encoder_2"),
+)  # fmt: skip
+# The linears of each encoder (CLIP's under ``text_model.`` in checkpoints, directly in newer transformers).
+_TE_LAYERS = {
+    "text_encoder": r"(?:text_model\.)?encoder\.layers\.\d+\.(?:self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12])",
+    "text_encoder_2": r"encoder\.block\.\d+\.layer\.\d+\."
+    r"(?:SelfAttention\.(?:q|k|v|o)|DenseReluDense\.(?:wi_0|wi_1|wi|wo))",
+}
+# kohya writes the same names with "_" for "."
+_TE_RE = {
+    (component, dotted): re.compile(pattern if dotted else pattern.replace(r"\.", "_"))
+    for component, pattern in _TE_LAYERS.items()
+    for dotted in (True, False)
+}
+_TEXT_ENCODER = re.compile("|".join(re.escape(prefix) for prefix, _ in _TE_PREFIXES))
 # Key prefixes that mark a LoRA for another model family (checked when nothing maps to FLUX).
 _OTHER_ARCH = (
     (re.compile(r"lora_unet_(down|up|mid|input|output|middle)_blocks?_"), "Stable Diffusion 1.x/2.x/SDXL (UNet)"),
@@ -168,6 +187,22 @@ def map_module(base: str) -> tuple[str, tuple[str, ...], bool] | None:
     return _map_kohya(base) or _map_bfl(base) or _map_diffusers(base)
 
 
+def map_text_encoder(base: str) -> tuple[str, str] | None:
+    """A text encoder's LoRA module name from a file -> (pipeline component, the layer's name as the file gives
+    it: dotted, or kohya's with "_" for "."), or None when it names no linear of that encoder."""
+    for prefix, component in _TE_PREFIXES:
+        if base.startswith(prefix):
+            name = base[len(prefix) :]
+            return (component, name) if _TE_RE[component, prefix.endswith(".")].fullmatch(name) else None
+    return None
+
+
+def parts_text(components: list[str] | tuple[str, ...]) -> str:
+    """What a LoRA changes, in words: "transformer + CLIP text encoder" (components in the pipeline's order)."""
+    names = {"transformer": "transformer", **TEXT_ENCODERS}
+    return " + ".join(names[c] for c in names if c in components)
+
+
 # safetensors dtypes a LoRA's factors may have: floating point only (integer factors are a quantized or
 # otherwise different format, whose scales this reader would ignore).
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
@@ -179,12 +214,20 @@ class LoraLayout:
 
     format: str  # one of FORMATS
     keys: dict[str, dict[str, str]]  # module base -> role ("down", "up", "alpha") -> the tensor's key
-    modules: dict[str, tuple[tuple[str, ...], bool]]  # module base -> (diffusers modules, swap halves)
+    # module base -> (modules, swap halves): the transformer's diffusers module names; for a text encoder's
+    # layer, its name as the file gives it (resolved on the loaded encoder)
+    modules: dict[str, tuple[tuple[str, ...], bool]]
     ranks: dict[str, int]  # module base -> rank
+    components: dict[str, str]  # module base -> the pipeline component it changes ("transformer", TEXT_ENCODERS)
 
     @property
     def rank(self) -> int:
         return max(self.ranks.values(), default=0)
+
+    @property
+    def parts(self) -> str:
+        """What the file changes, in words ("transformer + CLIP text encoder")."""
+        return parts_text(tuple(self.components.values()))
 
 
 def _matrix_shape(shape: list[int]) -> list[int]:
@@ -207,7 +250,8 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
             continue
         keys.setdefault(split[0], {})[split[1]] = key
     mapped = {base: map_module(base) for base in keys}
-    unknown += [base for base, m in mapped.items() if m is None]
+    encoders = {base: map_text_encoder(base) for base, m in mapped.items() if m is None}
+    unknown += [base for base, m in encoders.items() if m is None]
     if not any(m is not None for m in mapped.values()):
         for pattern, family in _OTHER_ARCH:
             hits = sorted(k for k in entries if pattern.match(k))
@@ -223,16 +267,17 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
         )
     text_encoder = sorted(k for k in unknown if _TEXT_ENCODER.match(k))
     if text_encoder:
-        raise LoraError(f"{label} also changes a text encoder ({len(text_encoder)} key(s) such as "
-                        f"{_listing(text_encoder, 2)}), which this app does not apply",
-                        hint="use a version of the LoRA for the FLUX.1 transformer only")  # fmt: skip
+        raise LoraError(f"{label}: {len(text_encoder)} text-encoder key(s) name no layer of FLUX.1's CLIP or T5 "
+                        f"text encoder: {_listing(text_encoder)}",
+                        hint="the file may be for another model's text encoder (SDXL's CLIP-G, SD3): use a LoRA "
+                             "trained for FLUX.1")  # fmt: skip
     if unknown:
         raise LoraError(
             f"{label}: {len(unknown)} key(s) are not FLUX.1 LoRA weights this app understands: "
             f"{_listing(sorted(unknown))}",
             hint="the file may be for another model, or a LoRA variant (LoKr, LoHa, DoRA) that is not supported",
         )
-    formats = sorted({m[0] for m in mapped.values() if m})
+    formats = sorted({m[0] for m in mapped.values() if m})  # the transformer's keys say the format
     if len(formats) > 1:
         raise LoraError(f"{label} mixes LoRA key formats ({', '.join(formats)})",
                         hint="the file was put together wrongly: use the LoRA as its author shared it")  # fmt: skip
@@ -257,4 +302,8 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
             raise LoraError(f"{label}: {base}.alpha is not a scalar", hint="the file is damaged: download it again")
         ranks[base] = down[0]
     modules = {base: (m[1], m[2]) for base, m in mapped.items() if m}
-    return LoraLayout(formats[0], keys, modules, ranks)
+    components = dict.fromkeys(modules, "transformer")
+    for base, m in encoders.items():
+        if m is not None:
+            modules[base], components[base] = ((m[1],), False), m[0]
+    return LoraLayout(formats[0], keys, modules, ranks, components)

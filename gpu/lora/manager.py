@@ -1,7 +1,8 @@
 """Per-model LoRA state: which LoRA files at which strengths are applied right now.
 
-``LoraManager.set([(path, strength), ...])`` makes the model carry exactly that set: it reads and checks
-every file and every target against the model first (an error leaves the model as it was), then restores the
+``LoraManager.set([(path, strength), ...])`` makes the model (and, for files with a CLIP or T5 part, the
+pipeline's text encoders) carry exactly that set: it reads and checks every file and every target against the
+models first (an error leaves the model as it was), then restores the
 originals and applies the new set. Asking for the set already applied does nothing, so the engine can call it
 before every image. Strength 0 means "not applied" (bit-exact no-op). Files are re-read when they change on
 disk (size/mtime). The same LoRA twice in one set (one path twice, or identical files) is refused: it would
@@ -20,6 +21,7 @@ from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora, un
 from gpu.lora.metadata import MAX_STRENGTH
 
 _ATTR = "_nibble_lora_manager"
+_ENCODER_SET_ATTR = "_nibble_lora_set"  # on a text encoder: the LoRAs on it (``encoder_loras``)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class ActiveLora:
             "hash": f.short_hash,
             "format": f.format,
             "rank": f.rank,
+            "changes": f.components,
             "trigger_words": list(f.trigger_words),
         }
 
@@ -103,11 +106,21 @@ def check_strength(strength: float, name: str = "LoRA") -> float:
 
 
 class LoraManager:
-    def __init__(self, model: nn.Module) -> None:
+    """The LoRAs on one transformer and, for files with a CLIP or T5 part, on its pipeline's text encoders."""
+
+    def __init__(self, model: nn.Module, encoders: dict[str, nn.Module | None] | None = None) -> None:
         self.model = model
+        self.encoders: dict[str, nn.Module] = {n: m for n, m in (encoders or {}).items() if m is not None}
         self.active: list[ActiveLora] = []
         self._key: tuple = ()
         self._files: dict[str, tuple[tuple[int, int], LoraFile]] = {}
+
+    def use_encoders(self, encoders: dict[str, nn.Module | None]) -> None:
+        """The text encoders LoRAs' CLIP/T5 parts go to; other ones than before first get their originals back."""
+        encoders = {n: m for n, m in encoders.items() if m is not None}
+        if {n: id(m) for n, m in encoders.items()} != {n: id(m) for n, m in self.encoders.items()}:
+            self.clear()
+            self.encoders = encoders
 
     def read(self, path: str | Path) -> LoraFile:
         p = Path(path).expanduser()
@@ -147,7 +160,8 @@ class LoraManager:
         wanted, key = self._wanted(loras)
         if key == self._key:
             return self.active
-        deltas = plan(self.model, [(a.file, a.strength) for a in wanted])  # raises before anything changes
+        models = {"transformer": self.model, **self.encoders}
+        deltas = plan(models, [(a.file, a.strength) for a in wanted])  # raises before anything changes
         self.clear()
         try:
             apply_deltas(deltas)
@@ -155,19 +169,35 @@ class LoraManager:
             self.clear()
             raise
         self.active, self._key = wanted, key
+        for name, encoder in self.encoders.items():
+            on = tuple((a.file.sha256, a.strength) for a in wanted if name in a.file.components)
+            encoder.__dict__[_ENCODER_SET_ATTR] = on
         return self.active
 
     def clear(self) -> None:
-        restore(self.model)
+        for module in (self.model, *self.encoders.values()):
+            restore(module)
+        for encoder in self.encoders.values():
+            encoder.__dict__.pop(_ENCODER_SET_ATTR, None)
         self.active, self._key = [], ()
 
 
-def manager_for(model: nn.Module) -> LoraManager:
-    """The model's LoRA manager (created on first use, lives as long as the model)."""
+def encoder_loras(encoder: nn.Module) -> tuple:
+    """The LoRAs on a text encoder now, as (file SHA-256, strength) pairs (``()``: none): what an encoding made
+    with it depends on, beside the prompt (``gpu.generation.memory`` keys its prompt cache on it)."""
+    return encoder.__dict__.get(_ENCODER_SET_ATTR, ())
+
+
+def manager_for(model: nn.Module, encoders: dict[str, nn.Module | None] | None = None) -> LoraManager:
+    """The model's LoRA manager (created on first use, lives as long as the model). ``encoders``: the pipeline's
+    text encoders by component name (``text_encoder``, ``text_encoder_2``), which LoRAs' CLIP/T5 parts change;
+    without them a file with such a part is refused."""
     manager = model.__dict__.get(_ATTR)
     if manager is None:
         manager = LoraManager(model)
         model.__dict__[_ATTR] = manager
+    if encoders is not None:
+        manager.use_encoders(encoders)
     return manager
 
 

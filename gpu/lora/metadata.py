@@ -40,14 +40,16 @@ _FORMAT_NAMES = {"diffusers": "diffusers/PEFT", "kohya": "kohya", "bfl": "BFL/Co
 
 
 def header_summary(path: Path) -> tuple[list[str], str]:
-    """(trigger words, "format, rank, N tensors") from the header alone (milliseconds: the LoRA panel reads it as
-    a file is picked). Raises ``CheckpointError`` naming why it is no readable safetensors file (a pickle,
-    malformed, truncated, or not a file at all), ``LoraError`` naming why it is no FLUX.1 LoRA this app applies
-    (another model's, keys not understood, inconsistent shapes): both ``UserError``."""
+    """(trigger words, "format, rank, N tensors; changes the transformer + CLIP text encoder") from the header
+    alone (milliseconds: the LoRA panel reads it as a file is picked). Raises ``CheckpointError`` naming why it is
+    no readable safetensors file (a pickle, malformed, truncated, or not a file at all), ``LoraError`` naming why
+    it is no FLUX.1 LoRA this app applies (another model's, keys not understood, inconsistent shapes): both
+    ``UserError``."""
     from gpu.lora.keys import check_layout
 
     _, header = read_safetensors_header(path)
     layout = check_layout(Path(path).name, header)
     meta = header.get("__metadata__", {})
     tensors = len(header) - ("__metadata__" in header)
-    return trigger_words_from(meta), f"{_FORMAT_NAMES[layout.format]}, rank {layout.rank}, {tensors} tensors"
+    info = f"{_FORMAT_NAMES[layout.format]}, rank {layout.rank}, {tensors} tensors; changes the {layout.parts}"
+    return trigger_words_from(meta), info

@@ -233,7 +233,7 @@ def test_a_folder_of_many_loras_is_listed_at_once(qtbot, window, tmp_path, monke
     qtbot.mouseClick(window.lora_panel.add_folder_button, Qt.MouseButton.LeftButton)
     assert len(rebuilds) == 1
     assert len(window.lora_panel.rows) == 1 + 120  # the shipped example and the folder's
-    assert window.lora_panel.row_for("style 119 ✓").entry.info == "kohya, rank 1, 3 tensors"
+    assert window.lora_panel.row_for("style 119 ✓").entry.info == "kohya, rank 1, 3 tensors; changes the transformer"
     assert window.controller.loras.requests() == []  # a folder's LoRAs come switched off
 
     # a folder of pickle LoRAs only: said, instead of nothing happening
@@ -332,27 +332,34 @@ def _fails(qtbot, window) -> str:
 
 
 def test_picking_a_lora_for_another_model_refuses_it_by_name(qtbot, window, tmp_path, monkeypatch):
-    """An SDXL LoRA (or one that also changes a text encoder) was listed, switched on, and every job after failed
-    on it until the user found its row and switched it off."""
+    """An SDXL LoRA (or one whose text-encoder keys name no layer of FLUX.1's) was listed, switched on, and every
+    job after failed on it until the user found its row and switched it off. A FLUX.1 LoRA with CLIP and T5 parts
+    (refused until the engine applied them) is listed, its row saying what it changes."""
     import torch
+    from lora_files import text_encoder_lora
     from PySide6.QtWidgets import QFileDialog
-    from safetensors.torch import save_file
 
     sdxl = sdxl_like(tmp_path / "sdxl style.safetensors")
-    both = tmp_path / "with clip.safetensors"
-    save_file({"lora_unet_double_blocks_0_img_attn_proj.lora_down.weight": torch.zeros(4, 256),
-               "lora_unet_double_blocks_0_img_attn_proj.lora_up.weight": torch.zeros(256, 4),
-               "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.zeros(4, 768),
-               "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": torch.zeros(3072, 4)}, both)  # fmt: skip
-    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(sdxl), str(both)], ""))
+    g = "lora_te2_text_model_encoder_layers_0_mlp_fc1"  # SDXL's CLIP-G: no layer of FLUX.1's T5
+    odd = text_encoder_lora(
+        tmp_path / "with clip-g.safetensors",
+        extra={f"{g}.lora_down.weight": torch.zeros(4, 8), f"{g}.lora_up.weight": torch.zeros(8, 4)},
+    )
+    both = text_encoder_lora(tmp_path / "with clip.safetensors")
+    picked = [str(sdxl), str(odd), str(both)]
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: (picked, ""))
     state = window.controller.loras
     before = [e.name for e in state.entries]
     qtbot.mouseClick(window.lora_panel.add_button, Qt.MouseButton.LeftButton)
-    assert [e.name for e in state.entries] == before and state.requests() == []
+    assert [e.name for e in state.entries] == [*before, "with clip"] and state.requests() == [(str(both), 1.0)]
+    info = window.lora_panel.row_for("with clip").entry.info
+    assert info == "kohya, rank 4, 15 tensors; changes the transformer + CLIP text encoder + T5 text encoder"
     qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
     text = window.error_dialog.text()
     assert str(sdxl) in text and "is a LoRA for Stable Diffusion 1.x/2.x/SDXL (UNet), not FLUX.1" in text
-    assert str(both) in text and "also changes a text encoder" in text
+    assert f"{odd} is not a LoRA that can be used: 1 text-encoder key(s) name no layer of FLUX.1's CLIP or T5 " \
+           f"text encoder: {g}." in text  # fmt: skip
+    assert str(both) not in text
 
 
 def test_a_listed_lora_replaced_or_deleted_fails_the_job_by_name_and_leaves_the_model(qtbot, window, tmp_path):
@@ -382,7 +389,7 @@ def test_a_listed_lora_replaced_or_deleted_fails_the_job_by_name_and_leaves_the_
 
 
 def test_reusing_an_image_whose_lora_file_is_no_usable_lora_now_leaves_it_off(qtbot, tmp_path):
-    """"Reuse settings" switched on every listed LoRA the image named, even one replaced since by another model's
+    """ "Reuse settings" switched on every listed LoRA the image named, even one replaced since by another model's
     LoRA (the header check of "Add LoRA…" was not made), and every job after failed on it."""
     from app.lora_state import LoraState
     from gpu.paths import resources_dir

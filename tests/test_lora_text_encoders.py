@@ -1,0 +1,149 @@
+"""LoRAs whose files also change a text encoder (kohya ``lora_te1_``/``lora_te2_``, diffusers ``text_encoder.``/
+``text_encoder_2.``): once refused whole, now merged into the demo pipeline's CLIP and T5 encoders with the
+transformer's guarantees (checked first, strength 0 / removal bit-exact, re-applied on a change, untouched when
+asked again), and prompt encodings made under one set are never served under another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lora_files import DEMO_CLIP_LAYERS, DEMO_T5_LAYERS, text_encoder_lora
+from safetensors.torch import load_file
+
+from gpu.generation.memory import TEXT_ENCODERS, with_prompt_embeds
+from gpu.generation.request import GenerationRequest
+from gpu.generation.service import GenerationService
+from gpu.library import ModelLibrary
+from gpu.lora import LoraError, check_lora_file
+
+PROMPT = "a red circle on a blue background"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory) -> GenerationService:
+    """The demo pipeline, loaded once (16-bit encoders: the LoRA's CLIP and T5 parts merge into their weights)."""
+    service = GenerationService(ModelLibrary(tmp_path_factory.mktemp("lib")))
+    service.load("demo")
+    return service
+
+
+@pytest.fixture(scope="module")
+def loras(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("te-loras")
+    return {
+        "kohya": text_encoder_lora(d / "both kohya.safetensors"),
+        "diffusers": text_encoder_lora(d / "both diffusers.safetensors", fmt="diffusers"),
+        "clip": text_encoder_lora(d / "with clip.safetensors", t5=False, seed=1),
+        "transformer": text_encoder_lora(d / "transformer only.safetensors", clip=False, t5=False, seed=1),
+    }
+
+
+def _layers(service: GenerationService) -> dict[str, torch.nn.Linear]:
+    """The encoder linears the test LoRAs name, by "component.path"."""
+    pipe = service.loaded.pipe
+    names = [("text_encoder", n) for n in DEMO_CLIP_LAYERS] + [("text_encoder_2", n) for n in DEMO_T5_LAYERS]
+    return {f"{c}.{n}": getattr(pipe, c).get_submodule(n) for c, n in names}
+
+
+def _encode(service: GenerationService) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T5 embeddings, CLIP pooled) of PROMPT as a job gets them: through the pipeline's prompt cache."""
+    kwargs = with_prompt_embeds(service.loaded, {"prompt": PROMPT, "max_sequence_length": 16})
+    return kwargs["prompt_embeds"], kwargs["pooled_prompt_embeds"]
+
+
+def _expected(path: Path, strength: float, original: torch.Tensor, layer: str) -> torch.Tensor:
+    """W + strength·(alpha/r)·B·A of ``layer`` ("component.path") in fp32, rounded to W's dtype, from the kohya
+    file's tensors (alpha = rank there)."""
+    component, name = layer.split(".", 1)
+    key = {"text_encoder": "lora_te1_text_model_", "text_encoder_2": "lora_te2_"}[component] + name.replace(".", "_")
+    sd = load_file(path)
+    delta = sd[f"{key}.lora_up.weight"].float() @ sd[f"{key}.lora_down.weight"].float()
+    return (original.float() + strength * delta).to(original.dtype)
+
+
+def test_clip_and_t5_parts_merge_restore_bit_exactly_and_reapply(service, loras):
+    """The file was refused whole ("also changes a text encoder, which this app does not apply")."""
+    loaded = service.loaded
+    layers = _layers(service)
+    originals = {name: m.weight for name, m in layers.items()}
+    plain = _encode(service)
+
+    active = service.apply_loras(loaded, [(str(loras["kohya"]), 1.0)])
+    assert active[0].file.components == ["transformer", *TEXT_ENCODERS]
+    for name, m in layers.items():
+        assert torch.equal(m.weight, _expected(loras["kohya"], 1.0, originals[name], name)), name
+    merged = {name: m.weight for name, m in layers.items()}
+    embeds, pooled = _encode(service)  # not the cached encoding of the same prompt without the LoRA
+    assert not torch.equal(pooled, plain[1]) and not torch.equal(embeds, plain[0])
+
+    service.apply_loras(loaded, [(str(loras["kohya"]), 1.0)])  # the same set again touches nothing
+    assert all(m.weight is merged[name] for name, m in layers.items())
+    service.apply_loras(loaded, [(str(loras["diffusers"]), 1.0)])  # the same factors under diffusers' names
+    assert all(torch.equal(m.weight, merged[name]) for name, m in layers.items())
+    service.apply_loras(loaded, [(str(loras["diffusers"]), -0.5)])  # a changed strength re-applies
+    assert not torch.equal(_encode(service)[1], pooled)
+    for name, m in layers.items():
+        assert torch.equal(m.weight, _expected(loras["kohya"], -0.5, originals[name], name)), name
+
+    service.apply_loras(loaded, [(str(loras["diffusers"]), 0.0)])  # strength 0: the originals, the very objects
+    assert all(m.weight is originals[name] for name, m in layers.items())
+    assert all(torch.equal(a, b) for a, b in zip(_encode(service), plain, strict=True))
+    loaded.prompt_cache.clear()  # encoded again by the restored encoders: bit for bit the original encoding
+    assert all(torch.equal(a, b) for a, b in zip(_encode(service), plain, strict=True))
+
+
+def test_a_clip_part_changes_the_image_and_removal_gives_it_back(service, loras):
+    """Same prompt and seed, the same transformer layer: the file with a CLIP part beside it makes another image
+    (the CLIP part is applied); without LoRAs, the original image comes back bit for bit."""
+    request = dict(prompt=PROMPT, model="demo", seed=3, steps=2, width=64, height=64)
+
+    def image(lora: str | None) -> np.ndarray:
+        [made] = service.generate(GenerationRequest(**request, loras=[(str(loras[lora]), 1.0)] if lora else []))
+        assert [d["changes"] for d in made.settings.get("lora_list", [])] == (
+            [] if lora is None else [["transformer", "text_encoder"] if lora == "clip" else ["transformer"]]
+        )
+        return np.asarray(made.image)
+
+    plain = image(None)
+    assert not np.array_equal(image("clip"), image("transformer"))
+    assert np.array_equal(image(None), plain)
+
+
+def test_a_text_encoder_part_that_does_not_fit_is_refused_and_changes_nothing(service, loras, tmp_path):
+    """Every key is checked against the real encoders before any model changes: a layer the demo's CLIP lacks, or
+    one of another width, is refused by name, and the LoRA already on (transformer and encoders) stays as it was."""
+    loaded = service.loaded
+    service.apply_loras(loaded, [(str(loras["kohya"]), 1.0)])
+    before = {name: m.weight for name, m in _layers(service).items()}
+    transformer = {n: p for n, p in loaded.pipe.transformer.named_parameters()}
+    layer5 = "lora_te1_text_model_encoder_layers_5_mlp_fc1"  # a CLIP-L name; the demo's CLIP has 2 layers
+    wide = "lora_te1_text_model_encoder_layers_0_mlp_fc2"  # CLIP-L's 3072 inputs; the demo's fc2 has 256
+    cases = {
+        layer5: ({f"{layer5}.lora_down.weight": torch.zeros(4, 128), f"{layer5}.lora_up.weight": torch.zeros(256, 4)},
+                 f"{layer5} targets text_model_encoder_layers_5_mlp_fc1, which the model's CLIP text encoder does "
+                 "not have"),
+        wide: ({f"{wide}.lora_down.weight": torch.zeros(4, 3072), f"{wide}.lora_up.weight": torch.zeros(128, 4)},
+               f"{wide} expects 3072 inputs but encoder.layers.0.mlp.fc2 has 256"),
+    }  # fmt: skip
+    for i, (extra, words) in enumerate(cases.values()):
+        bad = text_encoder_lora(tmp_path / f"bad {i}.safetensors", t5=False, seed=9, extra=extra)
+        with pytest.raises(LoraError, match=words):
+            service.apply_loras(loaded, [(str(loras["kohya"]), 1.0), (str(bad), 1.0)])
+        assert all(m.weight is before[name] for name, m in _layers(service).items())
+        assert all(p is transformer[n] for n, p in loaded.pipe.transformer.named_parameters())
+    service.apply_loras(loaded, [])
+
+
+def test_the_header_check_accepts_text_encoder_parts_and_names_keys_that_match_nothing(loras, tmp_path):
+    """The torch-free check (the LoRA panel, ``--lora``) took no text-encoder part at all; a key under a text
+    encoder's prefix that names no CLIP or T5 linear (SDXL's CLIP-G, an embedding) is still refused by name."""
+    both = "transformer + CLIP text encoder + T5 text encoder"
+    assert [check_lora_file(loras[n])[1].parts for n in ("kohya", "diffusers")] == [both, both]
+    odd = "lora_te2_encoder_block_0_layer_0_SelfAttention_relative_attention_bias"
+    extra = {f"{odd}.lora_down.weight": torch.zeros(4, 16), f"{odd}.lora_up.weight": torch.zeros(4, 4)}
+    bad = text_encoder_lora(tmp_path / "odd.safetensors", extra=extra)
+    with pytest.raises(LoraError, match=f"odd.safetensors: 1 text-encoder key\\(s\\) name no layer .*: {odd}$"):
+        check_lora_file(bad)
