@@ -23,6 +23,20 @@ class LoraEntry:
     trigger_words: str = ""
     info: str = ""  # format / rank line shown under the name
     extra: dict = field(default_factory=dict)
+    stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file when ``info`` was read; None: not there
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of ``path``, as the engine's LoRA manager tells a changed file; None when it cannot look."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def not_found(path: Path) -> str:
+    return f"file not found: {path}"
 
 
 def fit_strength(strength: float) -> float:
@@ -42,8 +56,13 @@ def read_header(path: Path) -> tuple[str, str, str]:
     from gpu.errors import UserError
     from gpu.lora.metadata import header_summary
 
-    if not path.is_file():
-        problem = f"file not found: {path}"
+    try:
+        found = path.is_file()
+    except OSError as err:  # EACCES on a folder on the way: is_file raises it rather than say False
+        problem = f"the file cannot be read ({err.strerror or err}): check that you may read it and its folders"
+        return "", problem, problem
+    if not found:
+        problem = not_found(path)
         return "", problem, problem
     try:
         words, info = header_summary(path)
@@ -75,8 +94,9 @@ class LoraState(QObject):
         for e in self.entries:
             if e.path == path:
                 return e
+        stamp = file_stamp(path)  # before the header: a change in between is seen at the next look
         words, info, _ = header or read_header(path)
-        entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), words, info)
+        entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), words, info, stamp=stamp)
         self.entries.append(entry)
         return entry
 
@@ -112,8 +132,20 @@ class LoraState(QObject):
         entry.strength = fit_strength(strength)
 
     def requests(self) -> list[tuple[str, float]]:
-        """What a generation request carries: enabled LoRAs with their strengths."""
+        """What a generation request carries: enabled LoRAs with their strengths. The engine re-reads a file
+        that changed on disk for the job; so does this, for the rows' info lines (``refresh``)."""
+        self.refresh()
         return [(str(e.path), e.strength) for e in self.entries if e.enabled]
+
+    def refresh(self) -> bool:
+        """Reads again the header of each listed file whose size or modification time changed since it was read
+        (another LoRA saved over it, deleted): its info line said what the file was. Returns whether any did."""
+        stale = [(e, stamp) for e in self.entries if (stamp := file_stamp(e.path)) != e.stamp]
+        for entry, stamp in stale:
+            entry.stamp, entry.info = stamp, read_header(entry.path)[1]
+        if stale:
+            self.changed.emit()
+        return bool(stale)
 
     def trigger_text(self) -> str:
         return ", ".join(e.trigger_words for e in self.entries if e.enabled and e.trigger_words.strip())
@@ -141,7 +173,7 @@ class LoraState(QObject):
                 entry.enabled = False
                 if not s.enabled:
                     continue
-                if not entry.path.is_file():
+                if header[2] == not_found(path):
                     notices.append(f"The LoRA file {entry.path} (on in your last session) is missing; it is "
                                    "switched off.")  # fmt: skip
                 else:

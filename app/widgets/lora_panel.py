@@ -101,7 +101,7 @@ class LoraRow(QFrame):
         mid.addWidget(QLabel("Strength"))
         mid.addWidget(self.slider, 1)
         mid.addWidget(self.value)
-        info = QLabel(entry.info)
+        self.info = info = QLabel(entry.info)  # format, rank, what the LoRA changes (or what is wrong with it)
         info.setWordWrap(True)  # a long format line wraps rather than widening the row
         info.setStyleSheet("color: gray; font-size: 10px")
         lay = QVBoxLayout(self)

@@ -361,6 +361,12 @@ def test_picking_a_lora_for_another_model_refuses_it_by_name(qtbot, window, tmp_
            f"text encoder: {g}." in text  # fmt: skip
     assert str(both) not in text
 
+    # the file replaced on disk by another usable LoRA: the row said what the old one was until the app restarted
+    window.error_dialog.accept()
+    text_encoder_lora(both, clip=False, t5=False)
+    assert state.requests() == [(str(both), 1.0)]  # what "Generate" sends: the rows are looked at again
+    assert window.lora_panel.row_for("with clip").info.text() == "kohya, rank 4, 3 tensors; changes the transformer"
+
 
 def test_a_listed_lora_replaced_or_deleted_fails_the_job_by_name_and_leaves_the_model(qtbot, window, tmp_path):
     """The engine re-reads a LoRA that changed on disk: a file for another model saved over a listed one, or the
@@ -406,3 +412,30 @@ def test_reusing_an_image_whose_lora_file_is_no_usable_lora_now_leaves_it_off(qt
     assert not entry.enabled and len(notices) == 1
     assert notices[0].startswith(f"The image used the LoRA 'style' ({lora}), which cannot be used now: ")
     assert "Stable Diffusion" in notices[0] and notices[0].endswith("new images are made without it.")
+
+
+def test_a_lora_file_that_may_not_be_read_at_start_up_says_so(qtbot, tmp_path, monkeypatch):
+    """A LoRA on in the last session behind a folder that may not be searched (EACCES) read as "the LoRA list in
+    your settings names a file that cannot exist" and was dropped from the list."""
+    import errno
+    import os
+
+    from app.lora_state import LoraState
+    from app.settings import LoraSetting
+
+    locked = _tiny_lora(tmp_path / "locked.safetensors")
+    stat = Path.stat
+
+    def refusing_stat(self: Path, **kwargs) -> os.stat_result:  # tests run as root, whom chmod does not stop
+        if self == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", refusing_stat)
+    state = LoraState()
+    [notice] = state.restore([LoraSetting(str(locked), True, 0.5, "my words")])
+    assert notice == (f"The LoRA file {locked} (on in your last session) cannot be used: the file cannot be read "
+                      "(Permission denied): check that you may read it and its folders. It is switched off, so jobs "
+                      "run without it.")  # fmt: skip
+    [entry] = state.entries
+    assert entry.path == locked and not entry.enabled and entry.trigger_words == "my words"
