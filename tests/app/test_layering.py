@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # What a widget may import from the engine: errors, paths, constants, the quantizer's settings type.
-WIDGETS_MAY_IMPORT = {"gpu.errors", "gpu.paths", "gpu.lora.metadata", "gpu.quantizer"}
+WIDGETS_MAY_IMPORT = {"gpu.errors", "gpu.paths", "gpu.lora.metadata", "gpu.quantize_defaults", "gpu.quantizer"}
 
 
 def _imports(path: Path) -> set[str]:
