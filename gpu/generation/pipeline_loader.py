@@ -33,7 +33,8 @@ class LoadedPipeline:
     dtype: torch.dtype  # dtype of the 16-bit parts at run time
     base_path: Path  # the diffusers folder that supplied text encoders, VAE and scheduler
     policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy: where the parts live (None: all on ``device``)
-    prompt_cache: dict = field(default_factory=dict)  # (prompt, max length) -> embeddings (gpu.generation.memory)
+    # (prompt, max length, LoRAs on the text encoders) -> embeddings (gpu.generation.memory)
+    prompt_cache: dict = field(default_factory=dict)
 
 
 def default_device() -> torch.device:
