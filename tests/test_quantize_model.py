@@ -97,10 +97,19 @@ def test_quantized_file_generates_through_stock_flux_pipeline(quantized, tiny_fl
     assert s["steps"] == 3 and s["guidance"] == 3.0  # defaults recorded from the base folder's nibble.json
 
 
-def test_progress_events_and_cancel(tiny_flux, tmp_path):
+def test_progress_events_and_cancel(tiny_flux, tmp_path, monkeypatch):
+    import gc
+
     events: list[QuantizeEvent] = []
     cfg = QuantizeConfig(method="naive", calib_prompts=2, calib_steps=1)
+    collections: list[tuple] = []
+    collect = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or collect(*a))
     quantize_model(tiny_flux, tmp_path / "a.safetensors", cfg, on_event=events.append, library=ModelLibrary())
+    monkeypatch.setattr(gc, "collect", collect)
+    # A full collection after each block and after the text encoders took longer than a tiny model's layers: the
+    # CPU run collects only after freeing GC_MIN_BYTES or more (this model's blocks and encoders are far smaller).
+    assert collections == []
     layer_events = [e for e in events if e.kind == "layer"]
     assert [e.index for e in layer_events] == list(range(1, 41))
     assert events[-1].kind == "done"
@@ -149,3 +158,25 @@ def test_alpha_points_from_the_command_line_reach_the_quantizer(tiny_flux, tmp_p
     err = capsys.readouterr().err
     assert err.startswith("error: 1 alpha points is not possible: use 2 to 101 (") and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_the_alpha_search_factorizes_each_candidate_once(monkeypatch):
+    """Each alpha's candidate also refit its low-rank branch once more for a refinement that never came, and the
+    chosen alpha's first candidate was made again before its refinements: a layer took 2 x points + refine + 2
+    factorizations (SVDs, the quantizer's costliest step). Now points + refine: the search's candidate is reused."""
+    from gpu.modules.layer_spec import spec_for
+    from gpu.svdquant import decompose
+    from gpu.svdquant.calibration import LayerCalibration
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(48, 64, generator=g)
+    x = torch.randn(128, 64, generator=g)
+    x[:, :3] *= 20  # outlier channels: the search has something to choose
+    calib = LayerCalibration(x.abs().amax(dim=0), x, x.shape[0])
+    cfg = decompose.DecomposeConfig(alpha_grid=alpha_grid(5), refine_iters=2, dtype=torch.float32)
+    calls: list[int] = []
+    factorize = decompose.low_rank_factors
+    monkeypatch.setattr(decompose, "low_rank_factors", lambda *a, **kw: calls.append(1) or factorize(*a, **kw))
+    layer = decompose.decompose_linear(w, None, spec_for("svdquant", "int4", 8, "w4a4"), calib, cfg)
+    assert len(calls) == 5 + 2
+    assert layer.alpha in alpha_grid(5) and 0 < layer.error < 1

@@ -97,31 +97,49 @@ def _build(
     refine: int,
     x: torch.Tensor | None,
     y_ref: torch.Tensor | None,
+    first: _Candidate | None = None,
 ) -> _Candidate:
+    """The best of ``refine`` + 1 candidates for weight ``w`` smoothed by ``lam``, each one's low-rank branch
+    refit to what quantizing the previous one's residual left out. ``first``: the first of them as an earlier
+    call with the same arguments and ``refine=0`` made it (the alpha search's), so it is not made again."""
     dtype = cfg.dtype
     smooth = lam.to(dtype) if lam is not None else None
     w_hat = w * smooth.float() if smooth is not None else w
-    act_global = _act_global_scale(spec, calib, smooth)
+    if first is None:
+        first = _first_candidate(w_hat, spec, smooth, _act_global_scale(spec, calib, smooth), cfg, x, y_ref)
+    if spec.rank == 0 or spec.method == "lorc" or x is None:
+        return first  # nothing to refine, or no objective to choose a refined candidate by (the first is kept)
+    best = cand = first
+    for _ in range(refine):
+        # Refit the branch to what quantization actually left out of the weight.
+        up, down = low_rank_factors(w_hat - dequantize(cand.qw), spec.rank, cfg.seed)
+        cand = _with_branch(w_hat, up, down, spec, smooth, first.act_global, cfg, x, y_ref)
+        if cand.error < best.error:
+            best = cand
+    return best
+
+
+def _first_candidate(w_hat, spec: LayerSpec, smooth, act_global, cfg: DecomposeConfig, x, y_ref) -> _Candidate:
+    dtype = cfg.dtype
     if spec.rank == 0:
-        return _score(_Candidate(_quantize_weight(w_hat, spec, dtype), smooth, None, None, act_global),
-                      spec, x, y_ref, dtype)
+        return _score(
+            _Candidate(_quantize_weight(w_hat, spec, dtype), smooth, None, None, act_global), spec, x, y_ref, dtype
+        )
     if spec.method == "lorc":
         qw = _quantize_weight(w_hat, spec, dtype)
         up, down = low_rank_factors(w_hat - dequantize(qw), spec.rank, cfg.seed)
         return _score(_Candidate(qw, smooth, down.to(dtype), up.to(dtype), act_global), spec, x, y_ref, dtype)
     up, down = low_rank_factors(w_hat, spec.rank, cfg.seed)
-    best: _Candidate | None = None
-    for _ in range(refine + 1):
-        up16, down16 = up.to(dtype), down.to(dtype)
-        residual = w_hat - up16.float() @ down16.float().T
-        qw = _quantize_weight(residual, spec, dtype)
-        cand = _score(_Candidate(qw, smooth, down16, up16, act_global), spec, x, y_ref, dtype)
-        if best is None or cand.error < best.error:
-            best = cand
-        # Refit the branch to what quantization actually left out of the weight.
-        up, down = low_rank_factors(w_hat - dequantize(qw), spec.rank, cfg.seed)
-    assert best is not None
-    return best
+    return _with_branch(w_hat, up, down, spec, smooth, act_global, cfg, x, y_ref)
+
+
+def _with_branch(w_hat, up, down, spec: LayerSpec, smooth, act_global, cfg: DecomposeConfig, x, y_ref) -> _Candidate:
+    """The candidate with low-rank branch (up, down) in storage precision and the rest of ``w_hat`` quantized."""
+    dtype = cfg.dtype
+    up16, down16 = up.to(dtype), down.to(dtype)
+    residual = w_hat - up16.float() @ down16.float().T
+    qw = _quantize_weight(residual, spec, dtype)
+    return _score(_Candidate(qw, smooth, down16, up16, act_global), spec, x, y_ref, dtype)
 
 
 def _score(c: _Candidate, spec: LayerSpec, x, y_ref, dtype) -> _Candidate:
@@ -187,6 +205,7 @@ def _decompose_members(weights, biases, spec: LayerSpec, calib: LayerCalibration
         raise ValueError(f"method {spec.method} needs calibration activations")
     alpha = None
     lam = None
+    firsts: list[_Candidate | None] = [None] * len(ws)  # the alpha search's candidates for the alpha it chose
     if spec.smooth:
         assert calib is not None
         w_absmax = torch.stack([w.abs().amax(dim=0) for w in ws]).amax(dim=0)
@@ -194,14 +213,15 @@ def _decompose_members(weights, biases, spec: LayerSpec, calib: LayerCalibration
         best = float("inf")
         for a in cfg.alpha_grid:
             lam_a = smoothing_factors(x_absmax, w_absmax, a)
-            errors = [_build(w, spec, lam_a, calib, cfg, 0, x, y).error for w, y in zip(ws, y_refs, strict=True)]
-            mean_error = sum(errors) / len(errors)
+            cands = [_build(w, spec, lam_a, calib, cfg, 0, x, y) for w, y in zip(ws, y_refs, strict=True)]
+            mean_error = sum(c.error for c in cands) / len(cands)
             if mean_error < best:
-                best, alpha = mean_error, a
-        lam = smoothing_factors(x_absmax, w_absmax, alpha)
+                best, alpha, lam, firsts = mean_error, a, lam_a, cands
+        if alpha is None:  # every error NaN: non-finite weights or activations
+            raise ValueError(f"no smoothing strength of {cfg.alpha_grid} gave a finite error")
     out = []
-    for w, b, y_ref in zip(ws, biases, y_refs, strict=True):
-        chosen = _build(w, spec, lam, calib, cfg, cfg.refine_iters, x, y_ref)
+    for w, b, y_ref, first in zip(ws, biases, y_refs, firsts, strict=True):
+        chosen = _build(w, spec, lam, calib, cfg, cfg.refine_iters, x, y_ref, first)
         out.append(DecomposedLayer(spec=spec, tensors=_tensors_of(chosen, b, cfg.dtype), alpha=alpha,
                                    error=None if x is None else chosen.error))  # fmt: skip
     return out
