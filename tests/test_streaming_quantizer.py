@@ -37,8 +37,10 @@ def one_cpu_thread():
 
 
 def _cfg(**kw) -> QuantizeConfig:
+    # Three alphas (0, 0.5, 1), not 11: these tests check resuming, equality and refusals, which any grid shows;
+    # the search over 11 was most of every run's time (the wizard's tests run the default grid).
     return QuantizeConfig(calib_prompts=2, calib_steps=3, timesteps_per_prompt=2, max_tokens_per_layer=256,
-                          refine_iters=1, **kw)  # fmt: skip
+                          refine_iters=1, alpha_points=3, **kw)  # fmt: skip
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -239,8 +241,11 @@ def test_a_run_refused_for_a_damaged_text_encoder_leaves_no_parts_behind(tmp_pat
     assert not out.parent.exists()  # neither a parts folder nor the output's folder made for it
 
     out = tmp_path / "o.safetensors"
-    previous = {"manifest.json": json.dumps({"key": "other settings", "done": {"transformer_blocks.0": {}}}),
-                "samples.safetensors": "a previous run's samples", "block-0000.safetensors": "its first block"}
+    previous = {
+        "manifest.json": json.dumps({"key": "other settings", "done": {"transformer_blocks.0": {}}}),
+        "samples.safetensors": "a previous run's samples",
+        "block-0000.safetensors": "its first block",
+    }
     parts_dir(out).mkdir()
     for name, text in previous.items():
         (parts_dir(out) / name).write_text(text)
@@ -314,7 +319,6 @@ def test_a_single_file_checkpoint_quantizes_to_the_same_model_as_its_pipeline_fo
     quantize command had no --base to name a pipeline that has them."""
     from main import main
 
-
     single = save_bfl_transformer(DEMO, tmp_path / "flux-demo.safetensors")
     out = tmp_path / "q.safetensors"
     args = ["quantize", str(single), "--out", str(out), "--calib-prompts", "2", "--calib-steps", "3", "--rank", "32"]
@@ -355,15 +359,15 @@ def test_an_fp8_single_file_loads_as_its_bf16_values(tmp_path):
         expect = v.to(torch.float8_e4m3fn).to(torch.bfloat16) if v.ndim == 2 else v
         assert block[k].dtype == torch.bfloat16 and torch.equal(block[k], expect), k
     head = load_head(src, CPU, torch.bfloat16).state_dict()
-    assert torch.equal(head["x_embedder.weight"], ref.tensors("x_embedder.")["weight"].to(torch.float8_e4m3fn).to(
-        torch.bfloat16))
+    assert torch.equal(
+        head["x_embedder.weight"], ref.tensors("x_embedder.")["weight"].to(torch.float8_e4m3fn).to(torch.bfloat16)
+    )
 
 
 def test_a_single_file_checkpoint_given_as_a_model_says_to_quantize_it(tmp_path, capsys):
     """It was called "not an SVDQ checkpoint; plain safetensors weights ... are not quantized models", which
     did not say what the file is or what to do with it."""
     from main import main
-
 
     single = save_bfl_transformer(DEMO, tmp_path / "flux1-dev.safetensors")
     for command in (["generate", "a cat", "--model", str(single), "--out", str(tmp_path / "x.png")],
@@ -379,7 +383,6 @@ def test_single_file_problems_are_named_before_any_work(tmp_path):
     from safetensors.torch import load_file, save_file
 
     from gpu.errors import BadRequestError
-
 
     single = save_bfl_transformer(DEMO, tmp_path / "flux-demo.safetensors")
     lib = ModelLibrary(tmp_path / "lib")
