@@ -27,10 +27,13 @@ def tiny_flux(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_flux_int4(tiny_flux, tmp_path_factory) -> Path:
-    """The tiny pipeline quantized with SVDQuant INT4 (rank 32) through the public quantizer."""
+    """The tiny pipeline quantized with SVDQuant INT4 (rank 32) through the public quantizer, with
+    ``QUICK_CALIBRATION``; shared by every test that reads it (copy it before changing it)."""
+    from tiny_flux import QUICK_CALIBRATION
+
     from gpu.library import ModelLibrary
     from gpu.quantizer import QuantizeConfig, quantize_model
 
     out = tmp_path_factory.mktemp("q") / "tiny-int4.safetensors"
     lib = ModelLibrary(tmp_path_factory.mktemp("libdata"))
-    return quantize_model(tiny_flux, out, QuantizeConfig(calib_prompts=8), library=lib)
+    return quantize_model(tiny_flux, out, QuantizeConfig(**QUICK_CALIBRATION), library=lib)

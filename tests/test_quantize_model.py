@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 import torch
+from tiny_flux import QUICK_CALIBRATION
 
 from gpu.checkpoint.skeleton import load_quantized_transformer
 from gpu.generation.request import GenerationRequest
@@ -22,7 +23,7 @@ CASES = [
 # A coarse alpha search (0, 0.5, 1) keeps the module's nine quantizations fast (half the time of the default 11
 # points); the method ordering below holds with it by a wide margin (svdquant INT4 0.0023 vs the closest,
 # smoothquant, 0.0030; with 11 points 0.0022 and 0.0030).
-ALPHA_POINTS = 3
+ALPHA_POINTS = QUICK_CALIBRATION["alpha_points"]
 
 
 def _transformer_inputs(cfg, seed=0):
@@ -38,14 +39,14 @@ def _transformer_inputs(cfg, seed=0):
 
 
 @pytest.fixture(scope="module")
-def quantized(tiny_flux, tmp_path_factory):
+def quantized(tiny_flux, tiny_flux_int4, tmp_path_factory):
     lib = ModelLibrary(tmp_path_factory.mktemp("lib"))
-    out = {}
+    out = {("svdquant", "int4"): tiny_flux_int4}  # the session's, made with the same calibration
     for method, precision in CASES:
-        path = tmp_path_factory.mktemp("q") / f"{method}-{precision}.safetensors"
-        cfg = QuantizeConfig(method=method, precision=precision, calib_prompts=4, calib_steps=2,
-                             alpha_points=ALPHA_POINTS)  # fmt: skip
-        out[(method, precision)] = quantize_model(tiny_flux, path, cfg, library=lib)
+        if (method, precision) not in out:
+            path = tmp_path_factory.mktemp("q") / f"{method}-{precision}.safetensors"
+            cfg = QuantizeConfig(method=method, precision=precision, **QUICK_CALIBRATION)
+            out[(method, precision)] = quantize_model(tiny_flux, path, cfg, library=lib)
     return out
 
 
