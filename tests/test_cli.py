@@ -33,6 +33,8 @@ def test_help_lists_subcommands(tmp_path):
 
 
 def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path):
+    from main import main
+
     q = tmp_path / "tiny-int4.safetensors"
     args = ("quantize", str(tiny_flux), "--out", str(q), "--calib-prompts", "4", "--calib-steps", "2",
             "--alpha-points", "3")  # fmt: skip
@@ -48,10 +50,9 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path):
     assert alphas <= {0.0, 0.5, 1.0} and alphas, r.stdout  # the grid the file was made with
     qkv = ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"]
     assert read_checkpoint_meta(q).layers[qkv[1]]["smooth_group"] == qkv  # shared smoothing by default
-    apart = tmp_path / "tiny-int4-per-layer.safetensors"
-    r = _run("quantize", str(tiny_flux), "--out", str(apart), "--calib-prompts", "2", "--calib-steps", "2",
-             "--per-layer-smoothing", "--alpha-points", "3", data_dir=tmp_path)  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    apart = tmp_path / "tiny-int4-per-layer.safetensors"  # in this process: a second one costs its start-up
+    assert main(["--data-dir", str(tmp_path), "quantize", str(tiny_flux), "--out", str(apart), "--calib-prompts",
+                 "2", "--calib-steps", "2", "--per-layer-smoothing", "--alpha-points", "3"]) == 0  # fmt: skip
     assert not any("smooth_group" in layer for layer in read_checkpoint_meta(apart).layers.values())
 
     png = tmp_path / "out.png"
@@ -109,18 +110,22 @@ def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, tmp_pat
         assert words in lines[0], (args, lines[0])
     assert not (tmp_path / "r.safetensors").exists() and not list(tmp_path.glob("*.parts"))
     r = _run("generate", "x", data_dir=tmp_path / "a-file")
-    assert r.returncode == 2 and r.stderr.startswith(f"error: --data-dir {tmp_path / 'a-file'}: cannot use it as the "
-                                                     "data folder: it is a file, not a folder (give --data-dir ")
+    assert r.returncode == 2 and r.stderr.startswith(
+        f"error: --data-dir {tmp_path / 'a-file'}: cannot use it as the "
+        "data folder: it is a file, not a folder (give --data-dir "
+    )
 
 
-def test_the_default_output_name_never_replaces_an_earlier_image(tiny_flux, tmp_path):
-    args = ("--model", str(tiny_flux), "--seed", "5", "--steps", "1")
-    first = _run("generate", "a red circle", *args, data_dir=tmp_path, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+def test_the_default_output_name_never_replaces_an_earlier_image(tiny_flux, tmp_path, monkeypatch, capsys):
+    from main import main
+
+    monkeypatch.chdir(tmp_path)  # default names are in the current folder; in this process: no start-ups
+    args = ["--model", str(tiny_flux), "--seed", "5", "--steps", "1"]
+    assert main(["--data-dir", str(tmp_path), "generate", "a red circle", *args]) == 0
     kept = (tmp_path / "nibble-5.png").read_bytes()
-    second = _run("generate", "a blue square", *args, data_dir=tmp_path, cwd=tmp_path)
-    assert second.returncode == 0, second.stderr
-    assert "wrote nibble-5-2.png" in second.stdout
+    capsys.readouterr()
+    assert main(["--data-dir", str(tmp_path), "generate", "a blue square", *args]) == 0
+    assert "wrote nibble-5-2.png" in capsys.readouterr().out
     assert (tmp_path / "nibble-5.png").read_bytes() == kept
     assert read_png_text(tmp_path / "nibble-5-2.png")["parameters"].startswith("a blue square")
 
@@ -231,8 +236,10 @@ def test_an_unusable_data_folder_is_named_as_the_data_folder_before_anything_run
             assert err.endswith(" (give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data)\n")
     monkeypatch.setenv("NIBBLE_DATA_DIR", str(under_a_file))  # the variable is named when it chose the folder
     assert main(["inspect", str(missing)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: NIBBLE_DATA_DIR={under_a_file}: cannot use it as the data "
-                                              f"folder: {a_file} is a file, not a folder (set NIBBLE_DATA_DIR to ")
+    assert capsys.readouterr().err.startswith(
+        f"error: NIBBLE_DATA_DIR={under_a_file}: cannot use it as the data "
+        f"folder: {a_file} is a file, not a folder (set NIBBLE_DATA_DIR to "
+    )
     assert nothing_else_runs == [] and not missing.exists()
 
 
