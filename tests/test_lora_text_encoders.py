@@ -6,18 +6,29 @@ asked again), and prompt encodings made under one set are never served under ano
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from lora_files import DEMO_CLIP_LAYERS, DEMO_T5_LAYERS, text_encoder_lora
+from lora_files import DEMO_CLIP_LAYERS, DEMO_T5_LAYERS, rename_keys, text_encoder_lora
 from safetensors.torch import load_file
+from torch import nn
 
-from gpu.generation.memory import TEXT_ENCODERS, with_prompt_embeds
+from gpu.generation.memory import (
+    TEXT_ENCODERS,
+    encoder_size,
+    module_bytes,
+    place_text_encoders,
+    tensors_bytes,
+    with_prompt_embeds,
+)
 from gpu.generation.request import GenerationRequest
 from gpu.generation.service import GenerationService
 from gpu.library import ModelLibrary
-from gpu.lora import LoraError, check_lora_file
+from gpu.lora import LoraError, LoraManager, check_lora_file
+from gpu.lora.apply import held_originals
+from gpu.runtime.memory_policy import ModelSizes, choose_policy
 
 PROMPT = "a red circle on a blue background"
 
@@ -147,3 +158,85 @@ def test_the_header_check_accepts_text_encoder_parts_and_names_keys_that_match_n
     bad = text_encoder_lora(tmp_path / "odd.safetensors", extra=extra)
     with pytest.raises(LoraError, match=f"odd.safetensors: 1 text-encoder key\\(s\\) name no layer .*: {odd}$"):
         check_lora_file(bad)
+
+
+def _demo_sized_transformer() -> nn.Module:
+    """Only the transformer layer the test LoRAs name (``DEMO_PROJ``: 256 -> 256), bf16."""
+    transformer = nn.Module()
+    transformer.transformer_blocks = nn.ModuleList([nn.Module()])
+    transformer.transformer_blocks[0].attn = nn.Module()
+    transformer.transformer_blocks[0].attn.to_out = nn.ModuleList([nn.Linear(256, 256, dtype=torch.bfloat16)])
+    return transformer
+
+
+def _tiny_clip(nested: bool) -> nn.Module:
+    """A CLIPTextModel of the demo's CLIP widths (128, MLP 256, 2 layers): its modules under ``text_model.`` as
+    transformers 4 builds it when ``nested``, else at the top as transformers 5 does."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+                            vocab_size=64, max_position_embeddings=8, bos_token_id=0, eos_token_id=1)  # fmt: skip
+    model = CLIPTextModel(config).to(torch.bfloat16)
+    if not nested:
+        return model
+    outer = nn.Module()
+    outer.text_model = model
+    return outer
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])  # fmt: skip
+def test_text_encoder_originals_stay_in_system_memory_when_the_plan_moves_the_encoder(tmp_path, device):
+    """A CLIP part merged while the encoder was on the GPU kept its originals there; when the memory plan later
+    moved the encoder (``Module.to`` moves parameters only), they stayed behind, counted as the encoder's GPU
+    bytes. They are kept in CPU memory, counted as system memory, and removal puts them back bit for bit on
+    whichever device the encoder is on then. On a CPU-only machine the plan's move goes to "meta" (a device of
+    its own, without values) and back."""
+    lora = text_encoder_lora(tmp_path / "clip.safetensors", t5=False)
+    clip = _tiny_clip(nested=False).to(device)
+    layers = {n: clip.get_submodule(n) for n in DEMO_CLIP_LAYERS}
+    before = {n: m.weight.detach().cpu().clone() for n, m in layers.items()}
+    manager = LoraManager(_demo_sized_transformer().to(device), {"text_encoder": clip})
+    manager.set([(str(lora), 1.0)])
+    assert not any(torch.equal(m.weight.cpu(), before[n]) for n, m in layers.items())
+    assert {t.device.type for t in held_originals(clip)} == {"cpu"}
+
+    away = torch.device("meta" if device == "cpu" else "cpu")
+    place_text_encoders(SimpleNamespace(text_encoder=clip), away, SimpleNamespace(text_encoders="gpu"))
+    assert {p.device for p in clip.parameters()} == {away}
+    assert {t.device.type for t in held_originals(clip)} == {"cpu"}
+    size, held = encoder_size(clip), tensors_bytes(held_originals(clip))
+    assert (size.total, size.in_ram) == (module_bytes(clip), held) and held > 0
+    details = choose_policy(24 * 2**30, ModelSizes(2**30, (size,), 2**20)).details
+    assert (details["text_encoders_gib"], details["text_encoders_in_ram_gib"]) == (size.total / 2**30, held / 2**30)
+
+    if away.type == "meta":  # the plan moving it back: values come from the checkpoint, the LoRA'd from removal
+        clip.to_empty(device="cpu")
+    manager.set([])
+    assert not held_originals(clip)
+    for name, m in layers.items():
+        assert m.weight.device == next(clip.parameters()).device and torch.equal(m.weight.cpu(), before[name]), name
+
+
+@pytest.mark.parametrize("nested", [True, False], ids=["transformers-4-layout", "transformers-5-layout"])
+def test_a_clip_part_applies_named_with_or_without_text_model_on_either_encoder_layout(tmp_path, nested):
+    """transformers 4 nests CLIPTextModel's modules under ``text_model.``; a CLIP part saved without that level
+    (diffusers' and kohya's names from transformers 5) passed the header check, then every job refused it on the
+    nested encoder. Both spellings merge into the same layers, on both layouts."""
+    clip = _tiny_clip(nested)
+    prefix = "text_model." if nested else ""
+    layers = [clip.get_submodule(prefix + n) for n in DEMO_CLIP_LAYERS]
+    before = [m.weight for m in layers]
+    manager = LoraManager(_demo_sized_transformer(), {"text_encoder": clip})
+    merged = None
+    for fmt, old, short in (("diffusers", "text_encoder.text_model.", "text_encoder."),
+                            ("kohya", "lora_te1_text_model_", "lora_te1_")):  # fmt: skip
+        full = text_encoder_lora(tmp_path / f"{fmt}.safetensors", fmt=fmt, t5=False)
+        flat = rename_keys(full, tmp_path / f"{fmt} flat.safetensors", lambda k, o=old, n=short: k.replace(o, n))
+        for path in (full, flat):
+            manager.set([(str(path), 1.0)])
+            assert all(m.weight is not w for m, w in zip(layers, before, strict=True)), path.name
+            merged = merged or [m.weight.clone() for m in layers]
+            assert all(torch.equal(m.weight, w) for m, w in zip(layers, merged, strict=True)), path.name
+    manager.set([])
+    assert all(m.weight is w for m, w in zip(layers, before, strict=True))

@@ -64,15 +64,17 @@ def block_list(module: nn.Module) -> nn.ModuleList | None:
 
 
 def encoder_size(module: nn.Module) -> EncoderSize:
-    """An encoder's bytes; ``total`` with the originals its LoRA'd layers keep for removal (they live where the
-    encoder was when the LoRA merged; only its parameters visit the GPU, so ``streamed`` leaves them out)."""
+    """An encoder's bytes: its parameters and buffers (what goes to the GPU, whole or by block), and in
+    ``in_ram`` the originals its LoRA'd layers keep for removal, which stay in CPU memory wherever the plan puts
+    the encoder (``gpu.lora.apply``)."""
     from gpu.lora.apply import held_originals
 
-    total = tensors_bytes([*module.parameters(), *module.buffers(), *held_originals(module)])
+    total = module_bytes(module)
+    in_ram = tensors_bytes(held_originals(module))
     blocks = block_list(module)
     if blocks is None:
-        return EncoderSize(total, module_bytes(module))
-    return EncoderSize(total, module_bytes(module) - module_bytes(blocks) + max(module_bytes(b) for b in blocks))
+        return EncoderSize(total, total, in_ram)
+    return EncoderSize(total, total - module_bytes(blocks) + max(module_bytes(b) for b in blocks), in_ram)
 
 
 def transformer_bytes(transformer: nn.Module) -> int:

@@ -13,11 +13,14 @@ A LoRA on a layer W adds ``s · B A x`` (A [r, K], B [N, r], s = strength · alp
   branch (W4A16 modulation) get one (the reference path adds it to ``xs @ dequant(W)ᵀ``).
 * ``nn.Linear`` layers (embedders, ``norm_out``, ``proj_out`` of a quantized model; every layer of a 16-bit
   model; the text encoders' layers a LoRA's CLIP or T5 part names): merged, ``W' = W + Σ s B A`` computed in
-  fp32 on the device W is on, stored in W's dtype. A text encoder may move between the CPU and the GPU while the
-  LoRA is on (``gpu.generation.memory``): its originals go back to wherever the layer is by then.
+  fp32 on the device W is on, stored in W's dtype. A text encoder's originals are kept in CPU memory: the memory
+  plan moves the encoder between the CPU and the GPU while the LoRA is on (``Module.to`` moves parameters only,
+  so originals kept on the GPU stayed there, GBs of T5 counted nowhere); removal copies them to wherever the layer
+  is by then.
 
-Either way the original tensors are kept (the very same objects) and put back on removal, so removing every
-LoRA restores the model bit for bit; changing the set rebuilds from the originals, never by subtraction.
+Either way the original tensors are kept and put back on removal (the very same objects, unless a text
+encoder's had to be copied to or from the CPU), so removing every LoRA restores the model bit for bit; changing
+the set rebuilds from the originals, never by subtraction.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ _MEMBER_BASES_ATTR = "_nibble_lora_member_bases"
 
 @dataclass
 class ModuleDelta:
-    """Everything the active LoRAs add to one module: pairs (A [r, K], s·B [n, r]) in float32."""
+    """Everything the active LoRAs add to one module: pairs (A [r, K], s·B [n, r]) in float32. ``in_ram``: a
+    merged layer keeps its original weight in CPU memory (a text encoder's: the memory plan moves the encoder)."""
 
     module: nn.Module
     parts: list[tuple[torch.Tensor, torch.Tensor]]
+    in_ram: bool = False
 
 
 def round_up(v: int, m: int) -> int:
@@ -82,7 +87,8 @@ def plan(model: nn.Module | dict[str, nn.Module], loras: list[tuple[LoraFile, fl
                 up = torch.cat([up[half:], up[:half]])
             prefix = "" if t.component == "transformer" else t.component + "."
             for (name, m), rows in zip(modules, torch.split(up, sizes), strict=True):
-                deltas.setdefault(prefix + name, ModuleDelta(m, [])).parts.append((t.down, rows))
+                delta = deltas.setdefault(prefix + name, ModuleDelta(m, [], in_ram=bool(prefix)))
+                delta.parts.append((t.down, rows))
     return deltas
 
 
@@ -105,17 +111,17 @@ def _transformer_module(model: nn.Module, lora: LoraFile, t: LoraTarget, name: s
 
 def _encoder_layers(lora: LoraFile, t: LoraTarget, encoder: nn.Module | None) -> dict[str, tuple[str, nn.Module]]:
     """The linears of a text encoder under every name a LoRA file may give them: the module's path, and kohya's
-    with "_" for "."; also under ``text_model.`` where the encoder has no such module (newer transformers dropped
-    that level of CLIPTextModel, which checkpoints and LoRA files still name)."""
+    with "_" for "."; each with and without a leading ``text_model.``, whichever way the encoder is built
+    (transformers 4 nests CLIPTextModel's modules under it, 5 does not; files are saved under either)."""
     if encoder is None:
         raise LoraError(f"{lora.path.name} also changes the {TEXT_ENCODERS[t.component]}, which this model has not "
                         f"({t.key})", hint="use the LoRA with a FLUX.1 model that has both text encoders")  # fmt: skip
-    linears = [(path, m) for path, m in encoder.named_modules() if isinstance(m, nn.Linear)]
-    nested = any(path.startswith("text_model.") for path, _ in linears)
     names: dict[str, tuple[str, nn.Module]] = {}
-    for path, m in linears:
-        for name in (path, path if nested else "text_model." + path):
-            names[name] = names[name.replace(".", "_")] = (path, m)
+    for path, m in encoder.named_modules():
+        if isinstance(m, nn.Linear):
+            short = path.removeprefix("text_model.")
+            for name in (short, "text_model." + short):
+                names[name] = names[name.replace(".", "_")] = (path, m)
     return names
 
 
@@ -160,7 +166,7 @@ def apply_deltas(deltas: dict[str, ModuleDelta]) -> None:
         if isinstance(d.module, SVDQLinear):
             _append_to_branch(d.module, d.parts)
         else:
-            _merge(d.module, d.parts)
+            _merge(d.module, d.parts, d.in_ram)
 
 
 def restore(model: nn.Module) -> int:
@@ -183,7 +189,7 @@ def restore(model: nn.Module) -> int:
             m.spec = base["spec"]
         else:
             original, now = base["weight"], m._parameters["weight"]
-            if original.device != now.device:  # the module moved since (text encoders follow the memory plan)
+            if original.device != now.device:  # a text encoder's, kept in CPU memory: the layer's device now
                 original = nn.Parameter(original.to(now.device), requires_grad=original.requires_grad)
             m._parameters["weight"] = original
     return n
@@ -240,10 +246,16 @@ def _append_to_branch(layer: SVDQLinear, parts: list[tuple[torch.Tensor, torch.T
     layer.spec = replace(layer.spec, rank=rank + pad)
 
 
-def _merge(layer: nn.Linear, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+def _merge(layer: nn.Linear, parts: list[tuple[torch.Tensor, torch.Tensor]], in_ram: bool = False) -> None:
+    """``W' = W + Σ s·B·A``: W [N, K] (``layer.weight``, its own dtype: bf16/fp16/fp32, on any device), each part
+    (A [r, K] fp32, s·B [N, r] fp32, on any device); the sum is taken in fp32 on W's device and rounded once to
+    W's dtype. W is kept for ``restore``: as it is, or in CPU memory when ``in_ram`` (a text encoder's layer)."""
     w = layer.weight
     delta = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
     for a, sb in parts:
         delta += sb.to(w.device) @ a.to(w.device)
+    merged = nn.Parameter((w.detach().float() + delta).to(w.dtype), requires_grad=False)
+    if in_ram and w.device.type != "cpu":
+        w = nn.Parameter(w.detach().cpu(), requires_grad=w.requires_grad)
     layer.__dict__[_BASE_ATTR] = {"weight": w}
-    layer._parameters["weight"] = nn.Parameter((w.detach().float() + delta).to(w.dtype), requires_grad=False)
+    layer._parameters["weight"] = merged

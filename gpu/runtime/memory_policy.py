@@ -43,10 +43,12 @@ TEXT_ENCODER_PLACES = ("gpu", "gpu-while-encoding", "cpu")
 @dataclass(frozen=True)
 class EncoderSize:
     """One text encoder in bytes at run time: ``total`` (all weights) and ``streamed`` (the GPU bytes while
-    it runs block by block: everything outside its block list plus its largest block)."""
+    it runs block by block: everything outside its block list plus its largest block); ``in_ram``: system memory
+    it holds beside them wherever it runs, never GPU memory (the originals a LoRA merged into it keeps)."""
 
     total: int
     streamed: int
+    in_ram: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,11 @@ class ModelSizes:
     @property
     def encoders_total(self) -> int:
         return sum(e.total for e in self.text_encoders)
+
+    @property
+    def encoders_in_ram(self) -> int:
+        """System memory the encoders hold beside their weights, wherever the plan puts them."""
+        return sum(e.in_ram for e in self.text_encoders)
 
 
 # FLUX.1-dev with an SVDQuant INT4 rank-32 transformer (bf16 16-bit parts), T5-XXL and CLIP-L in bf16, the
@@ -170,6 +177,7 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
         "transformer_gib": sizes.transformer / GiB,
         "vae_gib": sizes.vae / GiB,
         "text_encoders_gib": sizes.encoders_total / GiB,
+        "text_encoders_in_ram_gib": sizes.encoders_in_ram / GiB,  # LoRA originals: system memory in every plan
         "budget_gib": budget / GiB,
         "denoise_gib": denoise / GiB,
     }
@@ -198,7 +206,7 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
         name, place, stream = "over-budget", "cpu", False
         peak = run_peak(core)
         text = (f"transformer, VAE and working memory need about {_gib(peak)}, more than this GPU has: generation "
-                f"will likely run out of memory (try a 4-bit model or a smaller size); {encoders} run on the CPU")
+                f"will likely run out of memory (try a 4-bit model or a smaller size); {encoders} run on the CPU")  # fmt: skip
     tile = _tile_size(total_vram_bytes, budget, core + denoise + (sizes.encoders_total if place == "gpu" else 0))
     if tile is not None:
         text += f"; VAE decodes images larger than {tile}x{tile} in tiles"
