@@ -32,13 +32,14 @@ from app.store_recovery import open_store, salvage
 from app.wording import counted, were
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
-from gpu.generation.png_metadata import PngSettings, png_name_problem
+from gpu.generation.image_metadata import kind_by_name
+from gpu.generation.png_metadata import ImageSettings, png_name_problem
 from gpu.safetensors_header import PICKLE_SUFFIXES
 from gpu.version import APP_NAME
 
 # What to drop instead of a file with no settings (the app's own dialogs say it the same way).
-DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, as it was saved: image editors and many sites "
-             "remove the settings from the file.")  # fmt: skip
+DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, or a JPEG or WebP saved by A1111/Forge, as "
+             "it was saved: image editors and many sites remove the settings from the file.")  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -398,15 +399,16 @@ class AppController(QObject):
         self.prompt.prompt = prompt
         self.prompt.negative_prompt = negative_prompt
 
-    def restore_from_file(self, path: Path) -> PngSettings | None:
+    def restore_from_file(self, path: Path) -> ImageSettings | None:
         """``restore_from_files`` of one file."""
         return self.restore_from_files([Path(path)])
 
-    def restore_from_files(self, paths: list[Path]) -> PngSettings | None:
-        """Settings from dropped PNGs (ours, A1111 ``parameters`` or ComfyUI): those of the first file that has
-        some (one image's settings fill the form: the others are named as not used, not silently dropped); one
-        message says what was not restored as saved, or why none could be ("it is a JPEG image, not a PNG").
-        Returns what was read from the file restored (None: none was)."""
+    def restore_from_files(self, paths: list[Path]) -> ImageSettings | None:
+        """Settings from dropped files (PNGs: ours, A1111 ``parameters`` or ComfyUI; JPEG and WebP: A1111/Forge
+        EXIF), each read as what its content says it is: those of the first file that has some (one image's
+        settings fill the form: the others are named as not used, not silently dropped); one message says what
+        was not restored as saved, or why none could be ("it is a JPEG image, not a PNG", "it is a text file, not
+        an image"). Returns what was read from the file restored (None: none was)."""
         without: list[str] = []
         for index, path in enumerate(paths):
             found = inspect_image_settings(path)
@@ -427,8 +429,9 @@ class AppController(QObject):
             if notes:
                 self._say_not_as_saved(path.name, notes, " Drop one image at a time." if len(paths) > 1 else "")
             return found
+        dropped = "images" if all(kind_by_name(p) for p in paths) else "files"  # a folder, a text file: no image
         self.error.emit(EngineError(
-            "user", f"None of the dropped images carries generation settings: {', '.join(without)}.", DROP_HINT))
+            "user", f"None of the dropped {dropped} carries generation settings: {', '.join(without)}.", DROP_HINT))
         return None
 
     def _say_not_as_saved(self, name: str, notes: list[str], more_hint: str = "") -> None:

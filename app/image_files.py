@@ -15,7 +15,7 @@ from gpu.errors import OutputError
 from gpu.paths import first_free_path
 
 if TYPE_CHECKING:
-    from gpu.generation.png_metadata import PngSettings
+    from gpu.generation.png_metadata import ImageSettings
 
 log = logging.getLogger(__name__)
 
@@ -133,25 +133,27 @@ def is_png(path: Path) -> bool:
 
 
 def read_image_settings(path: Path) -> dict[str, Any] | None:
-    """Settings stored in a PNG: ours, A1111 ``parameters`` or ComfyUI (best effort). None if there are none.
-    Never raises (``inspect_image_settings``)."""
+    """Settings stored in an image: a PNG's (ours, A1111 ``parameters`` or ComfyUI, best effort), a JPEG's or
+    WebP's (A1111/Forge text in EXIF or XMP). None if there are none. Never raises (``inspect_image_settings``)."""
     return inspect_image_settings(path).settings
 
 
-def inspect_image_settings(path: Path) -> PngSettings:
+def inspect_image_settings(path: Path) -> ImageSettings:
     """``read_image_settings`` with the reasons a file has none, or what was left out of them
-    (``PngSettings.problems``: phrases about the file, for a message that names it).
+    (``ImageSettings.problems``: phrases about the file, for a message that names it). The file's kind is told
+    by its content, not its name; a file that is no image is said to be none.
 
-    Never raises: the PNG may come from any program (copied into the images folder, dropped on the panel), and
+    Never raises: the file may come from any program (copied into the images folder, dropped on the panel), and
     start-up reads every one it finds. Metadata that trips the reader counts as none (logged), rather than
     stopping the app from starting at all."""
-    from gpu.generation.png_metadata import PngSettings, inspect_png  # pure-Python chunk reader, no torch
+    from gpu.generation.image_metadata import inspect_image  # pure-Python metadata readers, no torch
+    from gpu.generation.png_metadata import ImageSettings
 
     try:
-        return inspect_png(Path(path))
+        return inspect_image(Path(path))
     except Exception:  # a reader bug on some program's metadata must cost that file its settings, not start-up
         log.warning("the metadata of %s could not be read; taken as none", path, exc_info=True)
-        return PngSettings(None, ["its settings could not be read (the log file has the details)"])
+        return ImageSettings(None, ["its settings could not be read (the log file has the details)"])
 
 
 def read_image_text(path: Path) -> dict[str, str]:

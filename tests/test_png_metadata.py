@@ -9,13 +9,12 @@ import zlib
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from gpu.generation.image_metadata import inspect_image, read_settings
 from gpu.generation.png_metadata import (
-    PngSettings,
+    ImageSettings,
     format_parameters,
-    inspect_png,
     parse_parameters,
     read_png_text,
-    read_settings,
     write_png,
 )
 
@@ -140,7 +139,7 @@ def test_a1111_settings_line_without_steps_or_with_odd_values(tmp_path):
     info = PngInfo()
     info.add_text("parameters", "x\nSteps: 2.5, CFG scale: high, Seed: 1e400, Size: 512")
     Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
-    found = inspect_png(tmp_path / "odd.png")
+    found = inspect_image(tmp_path / "odd.png")
     assert found.settings == {"prompt": "x", "negative_prompt": ""}
     assert found.problems == ["its Steps '2.5' is not a whole number", "its Seed '1e400' is not a whole number",
                               "its CFG scale 'high' is not a number", "its Size '512' is not WIDTHxHEIGHT"]  # fmt: skip
@@ -183,24 +182,24 @@ def test_files_without_settings_say_why(tmp_path):
         "settings are read from",
     }
     for name, why in expected.items():
-        assert inspect_png(tmp_path / name) == PngSettings(None, [why]), name
+        assert inspect_image(tmp_path / name) == ImageSettings(None, [why]), name
         assert read_settings(tmp_path / name) is None
     # ours damaged, the A1111 text beside it intact: that is used, and the damage said
     ours = write_png(tmp_path / "ours.png", Image.new("RGB", (8, 8)), SETTINGS)
     data = bytearray(ours.read_bytes())
     data[data.index(b'"prompt"') + 2] ^= 1
     ours.write_bytes(bytes(data))
-    found = inspect_png(ours)
+    found = inspect_image(ours)
     assert found.settings == parse_parameters(format_parameters(SETTINGS))
     assert found.problems == ["its Nibble Studio settings chunk ('nibble') cannot be read: its checksum does not "
                               "match (the file was changed or damaged)"]  # fmt: skip
 
 
-def _comfy(tmp_path, graph: dict) -> PngSettings:
+def _comfy(tmp_path, graph: dict) -> ImageSettings:
     info = PngInfo()
     info.add_text("prompt", json.dumps(graph))
     Image.new("RGB", (8, 8)).save(tmp_path / "comfy.png", pnginfo=info)
-    return inspect_png(tmp_path / "comfy.png")
+    return inspect_image(tmp_path / "comfy.png")
 
 
 def test_comfyui_graphs_followed_through_their_links(tmp_path):
@@ -223,7 +222,7 @@ def test_comfyui_graphs_followed_through_their_links(tmp_path):
     }  # fmt: skip
     expected = {"seed": 2**64 - 1, "steps": 20, "guidance": 3.5, "width": 1024, "height": 768,
                 "prompt": "a fox in snow", "sampler": "euler"}  # fmt: skip
-    assert _comfy(tmp_path, flux) == PngSettings(expected)
+    assert _comfy(tmp_path, flux) == ImageSettings(expected)
     hires = {  # two passes: the first (from the empty latent) made the image's composition
         "10": {"class_type": "KSampler", "inputs": {"seed": 99, "steps": 30, "cfg": 6.0, "positive": ["6", 0],
                "negative": ["7", 0], "latent_image": ["11", 0]}},
@@ -241,7 +240,7 @@ def test_comfyui_graphs_followed_through_their_links(tmp_path):
     assert _comfy(tmp_path, hires).settings == expected
     unknown = {"1": {"class_type": "FooSampler", "inputs": {"magic": 3}}, "2": {"class_type": "Bar", "inputs": {}}}
     nothing = "its ComfyUI prompt graph chunk ('prompt') holds no settings that can be read"
-    assert _comfy(tmp_path, unknown) == PngSettings(None, [nothing])
+    assert _comfy(tmp_path, unknown) == ImageSettings(None, [nothing])
     loops = {"1": {"class_type": "KSampler", "inputs": {"seed": ["2", 0], "positive": ["3", 0], "steps": 4}},
              "2": {"class_type": "X", "inputs": {"seed": ["2", 0]}},
              "3": {"class_type": "Y", "inputs": {"conditioning": ["3", 0]}}}  # fmt: skip
@@ -288,10 +287,10 @@ def test_comfyui_sampler_is_not_a_conditioning_node_and_size_is_an_empty_latents
 
 
 def test_comfyui_node_ids_of_any_digits_never_raise(tmp_path):
-    """A node id "²": isdigit() said yes, int() raised, and the file broke inspect_png."""
+    """A node id "²": isdigit() said yes, int() raised, and the file broke inspect_image."""
     graph = {"²": {"class_type": "KSampler", "inputs": {"steps": 3, "positive": ["1", 0]}},
              "1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat"}}}  # fmt: skip
-    assert _comfy(tmp_path, graph) == PngSettings({"steps": 3, "prompt": "a cat"})
+    assert _comfy(tmp_path, graph) == ImageSettings({"steps": 3, "prompt": "a cat"})
 
 
 def test_bad_distilled_cfg_scale_is_named_as_such(tmp_path):
@@ -299,4 +298,4 @@ def test_bad_distilled_cfg_scale_is_named_as_such(tmp_path):
     info = PngInfo()
     info.add_text("parameters", "a\nSteps: 20, CFG scale: 1, Distilled CFG Scale: strong")
     Image.new("RGB", (8, 8)).save(tmp_path / "forge.png", pnginfo=info)
-    assert inspect_png(tmp_path / "forge.png").problems == ["its Distilled CFG Scale 'strong' is not a number"]
+    assert inspect_image(tmp_path / "forge.png").problems == ["its Distilled CFG Scale 'strong' is not a number"]

@@ -1,8 +1,10 @@
 """Prompt panel: prompt, negative prompt, seed, steps, guidance, size, batch; Generate / Cancel; progress.
 
-Dropping a PNG (ours, A1111 ``parameters`` or ComfyUI) anywhere on the panel restores its settings. What could not
-be restored as saved is said, naming the file: the values the form could not take as they were (a seed outside its
-range, a size the model cannot make), the other images of a drop of several.
+Dropping an image anywhere on the panel restores its settings: a PNG (ours, A1111 ``parameters`` or ComfyUI), a JPEG
+or WebP (A1111/Forge EXIF). Any local file or folder is taken, whatever its name: its content says what it is, and
+one that holds no settings is named with why (the drag is not refused without a word). What could not be restored
+as saved is said, naming the file: the values the form could not take as they were (a seed outside its range, a
+size the model cannot make), the other images of a drop of several.
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
 from app.widgets.wrapped_label import WrappedLabel
 
 
-def _png_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
+def _dropped_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
+    """The local files and folders dragged, whatever their names: taken by name (``*.png``), a JPEG from Forge or
+    a PNG saved as ``.jpg`` was refused by the drag without a word, and so was a text file dropped by mistake."""
     mime = event.mimeData()
     if not mime.hasUrls():
         return []
-    return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile() and u.toLocalFile().lower().endswith(".png")]
+    return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
 
 
 class ImageLabel(QLabel):
@@ -95,7 +99,7 @@ class PromptPanel(QWidget):
         self.negative_edit = QPlainTextEdit(placeholderText="Negative prompt (what to avoid)")
         self.negative_edit.setMaximumHeight(60)
         for edit in (self.prompt_edit, self.negative_edit):
-            edit.setAcceptDrops(False)  # a dropped PNG should restore settings, not paste its path
+            edit.setAcceptDrops(False)  # a dropped image should restore settings, not paste its path
             # Tab moves on, as in every other field: a tab character means nothing to the text encoders, and
             # typing it trapped keyboard users in the prompt box.
             edit.setTabChangesFocus(True)
@@ -231,18 +235,18 @@ class PromptPanel(QWidget):
     def _show_preview(self, image: QImage | None) -> None:
         self.preview.set_image(image)
 
-    # ---- drag and drop of PNGs ----------------------------------------------------------------------------
+    # ---- drag and drop of images ----------------------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _png_paths(event):
+        if _dropped_paths(event):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        paths = _png_paths(event)
+        paths = _dropped_paths(event)
         if paths:
             event.acceptProposedAction()
             self.restore_from_files(paths)
 
     def restore_from_files(self, paths: list[Path]) -> None:
-        """Dropped PNGs: the controller restores the first with settings and says what it could not."""
+        """Dropped files: the controller restores the first with settings and says what it could not."""
         self.controller.restore_from_files(paths)

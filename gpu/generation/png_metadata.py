@@ -9,9 +9,10 @@ A1111 layout (what civitai, Forge, ComfyUI readers expect)::
 ``Steps`` comes first; a value containing ``,`` ``:`` ``"``, a newline or edge spaces is JSON-quoted. Text chunks
 are read straight from the PNG byte stream (tEXt, zTXt, iTXt): Qt's reader mangles newlines.
 
-``inspect_png`` says, besides the settings, why a file has none or what in it could not be read (not a PNG, a
-damaged chunk, a value that is no number): a dropped file is user input, and a silent "no settings" or a
-half-read prompt leaves the user guessing. Range checks belong to the caller, which knows its own limits.
+``inspect_png_data`` says, besides the settings, why a PNG has none or what in it could not be read (a damaged
+chunk, a value that is no number): a dropped file is user input, and a silent "no settings" or a half-read prompt
+leaves the user guessing. Range checks belong to the caller, which knows its own limits. Files of any kind (a
+JPEG, a PNG named .jpg, no image at all) are read by ``gpu.generation.image_metadata``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from gpu.atomic import atomic_path
 
 PARAMETERS_KEY = "parameters"
 NIBBLE_KEY = "nibble"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Why a PNG without damage has no settings: none of the chunks the settings are read from is there.
+NO_PNG_SETTINGS = "it carries no generation settings (no A1111, ComfyUI or Nibble Studio text chunk)"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # (settings key, A1111 label) in the order they are written after Steps.
 _A1111_FIELDS = (
@@ -92,10 +95,16 @@ def _is_settings_line(line: str) -> bool:
 
 def parse_parameters(text: str) -> dict[str, Any]:
     """A1111 ``parameters`` text -> settings dict (unknown fields kept under ``extra``)."""
-    return _parse_parameters(text)[0]
+    return read_parameters(text)[0]
 
 
-def _parse_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
+def has_settings_line(text: str) -> bool:
+    """Whether ``text`` ends in an A1111 settings line. Where the text comes from a field any program fills (an
+    EXIF comment, an XMP description), that line is what says it is A1111's: a camera's "Holiday 2024" is none."""
+    return _is_settings_line(text.replace("\r\n", "\n").strip("\n").rpartition("\n")[2])
+
+
+def read_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
     """``parse_parameters`` and, for each field it had to leave out, why (a phrase naming field and value)."""
     lines = text.replace("\r\n", "\n").strip("\n").split("\n")
     params_line = ""
@@ -171,28 +180,13 @@ def _coerce(out: dict[str, Any], guidance_label: str = "CFG scale") -> list[str]
 
 
 @dataclass
-class PngSettings:
+class ImageSettings:
     """What a file says about how it was made. ``settings``: None when it holds none that can be used;
     ``problems``: why not, or what was left out of ``settings``, as phrases about the file ("it is a JPEG image,
     not a PNG"), for a message that names the file."""
 
     settings: dict[str, Any] | None
     problems: list[str] = field(default_factory=list)
-
-
-# The first bytes of image files that are given a .png name by mistake (a renamed download, a "Save as" that
-# kept the name): said as such, rather than "no settings".
-_OTHER_FORMATS = ((b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"BM", "a BMP image"))
-
-
-def _not_png(data: bytes) -> str:
-    """Why ``data`` (the start of a file that is no PNG) is not one."""
-    if not data:
-        return "the file is empty (0 bytes)"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "it is a WebP image, not a PNG"
-    kind = next((name for magic, name in _OTHER_FORMATS if data.startswith(magic)), None)
-    return f"it is {kind}, not a PNG" if kind else "it is not a PNG image"
 
 
 def _decode_text(raw: bytes) -> str:
@@ -209,7 +203,7 @@ def _text_chunks(data: bytes) -> tuple[dict[str, str], dict[str, str]]:
     whose checksum does not match is damaged: its text would be partly wrong, so it is not used."""
     out: dict[str, str] = {}
     damaged: dict[str, str] = {}
-    pos = len(_PNG_SIGNATURE)
+    pos = len(PNG_SIGNATURE)
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = data[pos + 4 : pos + 8]
@@ -249,34 +243,22 @@ def read_png_text(path: Path | str) -> dict[str, str]:
         data = Path(path).read_bytes()
     except OSError:
         return {}
-    return _text_chunks(data)[0] if data.startswith(_PNG_SIGNATURE) else {}
+    return _text_chunks(data)[0] if data.startswith(PNG_SIGNATURE) else {}
 
 
-def read_settings(path: Path | str) -> dict[str, Any] | None:
-    """Generation settings stored in a PNG: ours (complete), else A1111 ``parameters``, else a best
-    effort from a ComfyUI ``prompt`` graph; None when the image carries none."""
-    return inspect_png(path).settings
-
-
-# (chunk keyword, what it is, reader) in the order ``inspect_png`` tries them: ours is complete, A1111's text
+# (chunk keyword, what it is, reader) in the order ``inspect_png_data`` tries them: ours is complete, A1111's text
 # lacks our LoRA list, ComfyUI's graph is a best effort.
 _SOURCES = (
     (NIBBLE_KEY, "Nibble Studio settings", lambda text: (_json_or_none(text), [])),
-    (PARAMETERS_KEY, "A1111 parameters", _parse_parameters),
+    (PARAMETERS_KEY, "A1111 parameters", read_parameters),
     ("prompt", "ComfyUI prompt graph", lambda text: (_from_comfyui(text), [])),
 )
 
 
-def inspect_png(path: Path | str) -> PngSettings:
-    """``read_settings`` with its reasons: never raises (the file may come from any program, or be none)."""
-    try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        return PngSettings(None, ["it is a folder, not an image"])
-    except OSError as exc:
-        return PngSettings(None, [f"it cannot be read ({exc.strerror or exc})"])
-    if not data.startswith(_PNG_SIGNATURE):
-        return PngSettings(None, [_not_png(data[:16])])
+def inspect_png_data(data: bytes) -> ImageSettings:
+    """The settings of the PNG file ``data`` (ours, else A1111 ``parameters``, else a best effort from a ComfyUI
+    ``prompt`` graph) with the reasons it has none or what was left out: never raises (the file may come from
+    any program)."""
     chunks, damaged = _text_chunks(data)
     problems = []
     for key, what, read in _SOURCES:
@@ -286,15 +268,14 @@ def inspect_png(path: Path | str) -> PngSettings:
             continue
         settings, left_out = read(chunks[key])
         if isinstance(settings, dict) and settings:
-            return PngSettings(settings, problems + left_out)
+            return ImageSettings(settings, problems + left_out)
         problems.append(f"its {what} chunk ('{key}') holds no settings that can be read")
     if "workflow" in chunks:  # a UI workflow alone lists widget values by position, per node type: not read
         problems.append(
             "it holds a ComfyUI workflow but not the 'prompt' graph ComfyUI ran, which is what the "
             "settings are read from"
         )
-    return PngSettings(None, problems or ["it carries no generation settings (no A1111, ComfyUI or Nibble Studio "
-                                          "text chunk)"])  # fmt: skip
+    return ImageSettings(None, problems or [NO_PNG_SETTINGS])
 
 
 def _json_or_none(text: str) -> Any:

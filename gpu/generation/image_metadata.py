@@ -1,0 +1,234 @@
+"""Generation settings in a file of any kind: what the file is, told by its first bytes (its name says little: a
+download saved a PNG as ``.jpg``, a site renamed a JPEG ``.png``), then the settings that kind holds: PNG text
+chunks (``png_metadata``), or, in JPEG and WebP images, the A1111 ``parameters`` text that AUTOMATIC1111 and Forge
+write into the EXIF UserComment (some tools copy it into XMP), read with the same parser as the PNG chunk.
+
+``inspect_image`` never raises and always says why a file has no settings, naming its kind ("it is a GIF image",
+"it is a text file, not an image"): whatever is dropped on the app is user input, and silence leaves the user
+guessing. A JPEG or WebP is read as a byte stream, segment by segment, as PNG chunks are: no image is decoded.
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from PIL import Image
+
+from gpu.generation.png_metadata import (
+    NO_PNG_SETTINGS,
+    PNG_SIGNATURE,
+    ImageSettings,
+    has_settings_line,
+    inspect_png_data,
+    read_parameters,
+)
+
+# (first bytes, kind) of the files told apart by their content; WebP is RIFF....WEBP (``file_kind``).
+_MAGIC = ((PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+          (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"))  # fmt: skip
+# The kind a file's name claims, to say "it is a JPEG image, not a PNG" when they differ.
+_NAMED_KINDS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".webp": "WebP",
+                ".gif": "GIF", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}  # fmt: skip
+_EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
+_XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\0"
+# XMP properties that may hold A1111's text: exiftool and image managers copy the EXIF UserComment as
+# exif:UserComment; some WebP writers put the text in a "parameters" property or the description.
+_XMP_NAMES = ("UserComment", "parameters", "description")
+_HEAD = 64  # bytes read to tell a file's kind: enough for a text file's first words too
+
+
+def kind_by_name(path: Path | str) -> str | None:
+    """The image kind ``path``'s name claims ("JPEG" for ``x.jpg``), None when it names none."""
+    return _NAMED_KINDS.get(Path(path).suffix.lower())
+
+
+def file_kind(head: bytes) -> str | None:
+    """The image kind of a file starting with ``head`` ("PNG", "JPEG", "WebP", "GIF"...), None for no image."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+
+
+def read_settings(path: Path | str) -> dict[str, Any] | None:
+    """Generation settings stored in an image (``inspect_image``); None when it carries none."""
+    return inspect_image(path).settings
+
+
+def inspect_image(path: Path | str) -> ImageSettings:
+    """The settings a file carries, with why it has none or what was left out (phrases about the file). Never
+    raises. A file whose name claims another kind and that has no settings is said to be misnamed first: that
+    it was converted (and its settings dropped) or renamed is the likely story."""
+    path = Path(path)
+    if path.is_dir():
+        return ImageSettings(None, ["it is a folder, not an image"])
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD)
+            kind = file_kind(head)
+            read = _READERS.get(kind or "")
+            data = head + f.read() if read else b""  # a 10 GB model file dropped by mistake is not read whole
+    except OSError as exc:
+        return ImageSettings(None, [f"it cannot be read ({exc.strerror or exc})"])
+    if kind is None:
+        return ImageSettings(None, [_not_an_image(head)])
+    named = kind_by_name(path)
+    found = read(data, kind) if read else ImageSettings(None, [_not_read(kind)])
+    if found.settings is None and named not in (None, kind):  # said first; "none in it" then adds nothing
+        plain = (NO_PNG_SETTINGS, _no_exif_settings(kind), _not_read(kind))
+        found.problems = [f"it is a {kind} image, not a {named}"] + [p for p in found.problems if p not in plain]
+    return found
+
+
+def _not_an_image(head: bytes) -> str:
+    """Why a file starting with ``head`` (no image kind known) is not read: what it seems to be instead."""
+    if not head:
+        return "the file is empty (0 bytes)"
+    if len(head) > 8 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 1 << 32:
+        return "it is a safetensors file (a model or LoRA), not an image: models and LoRAs are added in their panels"
+    try:  # the tail may cut a character in two: decoded as far as it goes
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "it is a text file, not an image"
+    return "it is not an image (PNG, JPEG or WebP)"
+
+
+def _not_read(kind: str) -> str:
+    return f"it is a {kind} image: settings are read from PNG, JPEG and WebP images only"
+
+
+def _no_exif_settings(kind: str) -> str:
+    return f"it is a {kind} image without generation settings (no A1111 or Forge text in its EXIF or XMP data)"
+
+
+def _inspect_exif_image(data: bytes, kind: str) -> ImageSettings:
+    """A JPEG or WebP: the first EXIF UserComment or XMP property that holds A1111 text ending in its settings
+    line; each other one found, and damaged EXIF data, is named when none does."""
+    exif, xmp = (_jpeg_segments if kind == "JPEG" else _webp_chunks)(data)
+    problems: list[str] = []
+    texts: list[tuple[str, str]] = []
+    for payload in exif:
+        try:
+            comment = Image.Exif()
+            comment.load(payload)
+            value = comment.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+        except Exception:  # Pillow's TIFF reader raises many kinds on damaged data; one kind of file, one reason
+            problems.append("its EXIF data cannot be read (damaged)")
+            continue
+        if value:
+            texts.append(("EXIF UserComment", _user_comment(value)))
+    for payload in xmp:
+        found = _xmp_texts(payload)
+        if found is None:
+            problems.append("its XMP data cannot be read (damaged)")
+        texts += [("XMP", text) for text in found or []]
+    for where, text in texts:
+        if has_settings_line(text):
+            settings, left_out = read_parameters(text)
+            return ImageSettings(settings, problems + left_out)
+        if text.strip():
+            short = " ".join(text.split())
+            problems.append(f"its {where} '{short[:60]}{'…' if len(short) > 60 else ''}' is no A1111 settings text")
+    return ImageSettings(None, problems or [_no_exif_settings(kind)])
+
+
+def _jpeg_segments(data: bytes) -> tuple[list[bytes], list[bytes]]:
+    """(EXIF payloads, XMP packets) of the JPEG ``data``: its APP1 segments before the image data."""
+    exif: list[bytes] = []
+    xmp: list[bytes] = []
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # a fill byte
+            pos += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: metadata comes before
+            break
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        body = data[pos + 4 : pos + 2 + length]
+        pos += 2 + length
+        if marker == 0xE1 and body.startswith(b"Exif\0\0"):
+            exif.append(body)
+        elif marker == 0xE1 and body.startswith(_XMP_JPEG):
+            xmp.append(body[len(_XMP_JPEG) :])
+    return exif, xmp
+
+
+def _webp_chunks(data: bytes) -> tuple[list[bytes], list[bytes]]:
+    """(EXIF payloads, XMP packets) of the WebP ``data``: its EXIF and XMP RIFF chunks."""
+    exif: list[bytes] = []
+    xmp: list[bytes] = []
+    pos = 12
+    while pos + 8 <= len(data):
+        kind, (size,) = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])
+        body = data[pos + 8 : pos + 8 + size]
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+        if kind == b"EXIF":
+            exif.append(body)
+        elif kind == b"XMP ":
+            xmp.append(body)
+    return exif, xmp
+
+
+# The EXIF UserComment's 8-byte prefix names its character code (EXIF 2.3, table 9).
+_COMMENT_CODES = {b"ASCII\0\0\0": "utf-8", b"JIS\0\0\0\0\0": "shift_jis", b"\0" * 8: "utf-8"}
+
+
+def _user_comment(value: bytes | str) -> str:
+    """The text of an EXIF UserComment. A1111 and Forge write "UNICODE\\0" and UTF-16 big-endian (piexif's
+    way); other tools write it little-endian, as their EXIF's byte order: told by where the zero bytes of
+    Latin text fall."""
+    if isinstance(value, str):  # written as an ASCII field, against the standard: Pillow gives text
+        return value.rstrip("\0")
+    prefix, body = value[:8], value[8:]
+    if prefix == b"UNICODE\0":
+        if body[:2] in (codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE):
+            encoding = "utf-16"
+        else:
+            encoding = "utf-16-be" if body[0::2].count(0) >= body[1::2].count(0) else "utf-16-le"
+        text = body[: len(body) & ~1].decode(encoding, errors="replace")
+    elif prefix in _COMMENT_CODES:
+        text = _decode(body, _COMMENT_CODES[prefix])
+    else:  # no prefix at all (some tools): the whole value is the text
+        text = _decode(value, "utf-8")
+    return text.rstrip("\0")
+
+
+def _decode(raw: bytes, encoding: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _xmp_texts(packet: bytes) -> list[str] | None:
+    """The texts of the XMP properties that may hold A1111's text (``_XMP_NAMES``), in document order; None when
+    the packet is no XML. A document type is refused unread: its entities could expand to gigabytes."""
+    if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:
+        return None
+    try:
+        root = ElementTree.fromstring(packet.strip(b"\0 \t\r\n"))
+    except ElementTree.ParseError:
+        return None
+    texts = []
+    for element in root.iter():
+        if element.tag.rpartition("}")[2] in _XMP_NAMES:
+            texts.append("".join(element.itertext()).strip())
+        texts += [value for name, value in element.attrib.items() if name.rpartition("}")[2] in _XMP_NAMES]
+    return texts
+
+
+_READERS: dict[str, Callable[[bytes, str], ImageSettings]] = {
+    "PNG": lambda data, _kind: inspect_png_data(data),
+    "JPEG": _inspect_exif_image,
+    "WebP": _inspect_exif_image,
+}

@@ -1,0 +1,48 @@
+"""Dropping files other than ``*.png`` on the prompt panel: the drag took only names ending in .png, so a Forge
+JPEG or WebP, a PNG saved as .jpg, a text file or a folder dropped by mistake was refused without a word."""
+
+from __future__ import annotations
+
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent
+
+from gpu.generation.png_metadata import write_png
+from tests.app.test_png_drop import _drop
+from tests.test_image_metadata import TEXT, a1111_image
+
+
+def _drag_accepted(widget, *paths) -> bool:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    event = QDragEnterEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    widget.dragEnterEvent(event)
+    return event.isAccepted()
+
+
+def test_any_dropped_file_restores_its_settings_or_is_named_with_why(qtbot, tmp_path, window):
+    controller, state, panel = window.controller, window.controller.prompt, window.prompt_panel
+    shown: list = []
+    controller.error.connect(shown.append)
+    webp = a1111_image(tmp_path / "forge.webp", b"UNICODE\0" + TEXT.encode("utf-16-be"), "WEBP")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a fox, Steps: 20")
+    (tmp_path / "pictures").mkdir()
+    assert _drag_accepted(panel, webp) and _drag_accepted(panel, notes) and _drag_accepted(panel, tmp_path / "pictures")
+
+    _drop(panel, webp)
+    assert (state.prompt, state.negative_prompt, state.seed, state.width, state.height) == (
+        "a fox in snow, café 🦊", "blurry", 77, 512, 768)  # fmt: skip
+    assert (state.steps, state.guidance) == (24, 6.5) and shown == []
+
+    png = tmp_path / "saved-as.jpg"  # a PNG that a download named .jpg: read as the PNG it is
+    write_png(png, Image.new("RGB", (8, 8)), {"prompt": "a lake", "steps": 5, "seed": 9})
+    _drop(panel, png)
+    assert (state.prompt, state.seed, state.steps) == ("a lake", 9, 5) and shown == []
+
+    _drop(panel, notes, tmp_path / "pictures")
+    assert [(e.kind, e.message) for e in shown] == [
+        ("user", "None of the dropped files carries generation settings: notes.txt (it is a text file, not an "
+                 "image), pictures (it is a folder, not an image).")]  # fmt: skip
+    assert "JPEG or WebP saved by A1111/Forge" in shown[0].hint and state.prompt == "a lake"

@@ -1,0 +1,91 @@
+"""Settings in files of any kind: A1111/Forge JPEG and WebP (EXIF UserComment, XMP), a file's kind told by its
+content rather than its name, and why a file that is no image (or holds no settings) has none.
+
+Only PNGs were read: a Forge JPEG had "no settings", a real PNG named .jpg was never looked at, and a text or
+model file dropped by mistake was "not a PNG image"."""
+
+from __future__ import annotations
+
+import struct
+
+from PIL import Image
+
+from gpu.generation.image_metadata import inspect_image, read_settings
+from gpu.generation.png_metadata import ImageSettings, write_png
+
+TEXT = (
+    "a fox in snow, café 🦊\nNegative prompt: blurry\n"
+    "Steps: 24, Sampler: Euler a, CFG scale: 6.5, Seed: 77, Size: 512x768"
+)
+EXPECTED = {"prompt": "a fox in snow, café 🦊", "negative_prompt": "blurry", "steps": 24, "sampler": "Euler a",
+            "guidance": 6.5, "seed": 77, "width": 512, "height": 768}  # fmt: skip
+XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       '<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/"><exif:UserComment><rdf:Alt>'
+       '<rdf:li xml:lang="x-default">{}</rdf:li></rdf:Alt></exif:UserComment></rdf:Description></rdf:RDF>'
+       "</x:xmpmeta>")  # fmt: skip
+
+
+def a1111_image(path, comment: bytes | None = None, fmt: str = "JPEG", xmp: str | None = None):
+    """An image as A1111/Forge save it: ``comment`` the raw EXIF UserComment (piexif's "UNICODE\\0" and UTF-16
+    big-endian for them); ``xmp`` a text put in an XMP exif:UserComment instead."""
+    exif = Image.Exif()
+    if comment is not None:
+        exif.get_ifd(0x8769)[0x9286] = comment
+    extra = {"xmp": XMP.format(xmp).encode()} if xmp is not None else {}
+    Image.new("RGB", (8, 8), "teal").save(path, format=fmt, exif=exif, **extra)
+    return path
+
+
+def test_a1111_and_forge_jpeg_and_webp_are_read_from_their_exif_or_xmp(tmp_path):
+    unicode_be = b"UNICODE\0" + TEXT.encode("utf-16-be")
+    files = {
+        "forge.jpg": a1111_image(tmp_path / "forge.jpg", unicode_be),
+        "forge.webp": a1111_image(tmp_path / "forge.webp", unicode_be, "WEBP"),
+        "le.jpeg": a1111_image(tmp_path / "le.jpeg", b"UNICODE\0" + TEXT.encode("utf-16-le")),
+        "bom.jpg": a1111_image(tmp_path / "bom.jpg", b"UNICODE\0" + TEXT.encode("utf-16")),
+        "ascii.jpg": a1111_image(tmp_path / "ascii.jpg", b"ASCII\0\0\0" + TEXT.encode()),
+        "xmp.webp": a1111_image(tmp_path / "xmp.webp", fmt="WEBP", xmp=TEXT.replace("\n", "&#10;")),
+        "renamed.png": a1111_image(tmp_path / "renamed.png", unicode_be),  # a JPEG named .png, settings intact
+        "png.jpg": write_png(tmp_path / "png.jpg", Image.new("RGB", (8, 8)), EXPECTED),  # a PNG named .jpg
+    }
+    for name, path in files.items():
+        assert inspect_image(path) == ImageSettings(EXPECTED, []), name
+    # a value the parser leaves out is said, as for a PNG's text chunk
+    odd = a1111_image(tmp_path / "odd.jpg", b"UNICODE\0" + "a fox\nSteps: many, Seed: 3".encode("utf-16-be"))
+    assert inspect_image(odd) == ImageSettings({"prompt": "a fox", "negative_prompt": "", "seed": 3},
+                                               ["its Steps 'many' is not a whole number"])  # fmt: skip
+
+
+def test_a_file_without_settings_says_what_it_is_and_why(tmp_path):
+    """Each file its kind and its reason, never a bare "no settings"; a camera's comment is not taken for a
+    prompt (A1111's settings line is what marks the text as A1111's)."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.jpg")
+    a1111_image(tmp_path / "camera.jpg", b"ASCII\0\0\0Holiday 2024, beach")
+    Image.new("RGB", (8, 8)).save(tmp_path / "anim.gif")
+    Image.new("RGB", (8, 8)).save(tmp_path / "anim.png", format="GIF")
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.jpg", format="PNG")
+    (tmp_path / "notes.txt").write_text("a fox in snow — Steps: 20")
+    header = b'{"__metadata__":{}}'
+    (tmp_path / "style.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    (tmp_path / "folder.jpg").mkdir()
+    (tmp_path / "noise.bin").write_bytes(bytes(range(256)))
+    damaged = bytearray(a1111_image(tmp_path / "damaged.jpg", b"UNICODE\0" + TEXT.encode("utf-16-be")).read_bytes())
+    at = damaged.index(b"Exif\0\0") + 6
+    damaged[at : at + 8] = b"XX\0*\0\0\0\x08"  # no TIFF byte order: the EXIF cannot be read
+    (tmp_path / "damaged.jpg").write_bytes(bytes(damaged))
+    expected = {
+        "photo.jpg": "it is a JPEG image without generation settings (no A1111 or Forge text in its EXIF or XMP data)",
+        "camera.jpg": "its EXIF UserComment 'Holiday 2024, beach' is no A1111 settings text",
+        "anim.gif": "it is a GIF image: settings are read from PNG, JPEG and WebP images only",
+        "anim.png": "it is a GIF image, not a PNG",
+        "plain.jpg": "it is a PNG image, not a JPEG",  # a PNG without settings, named .jpg
+        "notes.txt": "it is a text file, not an image",
+        "style.safetensors": "it is a safetensors file (a model or LoRA), not an image: models and LoRAs are added "
+        "in their panels",
+        "folder.jpg": "it is a folder, not an image",
+        "noise.bin": "it is not an image (PNG, JPEG or WebP)",
+        "damaged.jpg": "its EXIF data cannot be read (damaged)",
+    }
+    for name, why in expected.items():
+        assert inspect_image(tmp_path / name) == ImageSettings(None, [why]), name
+        assert read_settings(tmp_path / name) is None
