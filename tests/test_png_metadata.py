@@ -178,8 +178,8 @@ def test_files_without_settings_say_why(tmp_path):
         "plain.png": "it carries no generation settings (no A1111, ComfyUI or Nibble Studio text chunk)",
         "crc.png": f"{damaged}its checksum does not match (the file was changed or damaged)",
         "short.png": f"{damaged}the file ends inside it (cut short)",
-        "workflow.png": "it holds a ComfyUI workflow but not the 'prompt' graph ComfyUI ran, which is what the "
-        "settings are read from",
+        "workflow.png": "it holds a ComfyUI workflow but not the 'prompt' graph ComfyUI ran, and no settings could "
+        "be read from the workflow's nodes (only ComfyUI's own sampler, prompt and latent nodes are read there)",
     }
     for name, why in expected.items():
         assert inspect_image(tmp_path / name) == ImageSettings(None, [why]), name
@@ -299,3 +299,62 @@ def test_bad_distilled_cfg_scale_is_named_as_such(tmp_path):
     info.add_text("parameters", "a\nSteps: 20, CFG scale: 1, Distilled CFG Scale: strong")
     Image.new("RGB", (8, 8)).save(tmp_path / "forge.png", pnginfo=info)
     assert inspect_image(tmp_path / "forge.png").problems == ["its Distilled CFG Scale 'strong' is not a number"]
+
+
+def _workflow(tmp_path, nodes: list, links: list) -> ImageSettings:
+    """A PNG with only ComfyUI's UI ``workflow`` chunk (no ``prompt`` graph: some savers and editors keep only it);
+    ``links``: [id, from node, from slot, to node, to slot, type] as the editor writes them."""
+    info = PngInfo()
+    info.add_text("workflow", json.dumps({"nodes": nodes, "links": links, "version": 0.4}))
+    Image.new("RGB", (8, 8)).save(tmp_path / "workflow.png", pnginfo=info)
+    return inspect_image(tmp_path / "workflow.png")
+
+
+def _in(name: str, link: int | None, widget: bool = False) -> dict:
+    return {"name": name, "type": "*", "link": link, **({"widget": {"name": name}} if widget else {})}
+
+
+def test_a_comfyui_workflow_alone_is_read_for_its_stock_nodes(tmp_path):
+    """A PNG with only the editor's workflow said "no 'prompt' graph": the widget values of ComfyUI's own sampler,
+    prompt and latent nodes are read by position, links (through reroutes and primitive nodes) followed; values
+    that do not fit a node's known layout, and nodes that did not run (muted), are not read."""
+    text = [{"id": 6, "type": "CLIPTextEncode", "inputs": [_in("clip", 3)], "widgets_values": ["a glass bottle"]},
+            {"id": 7, "type": "CLIPTextEncode", "inputs": [_in("clip", 5)], "widgets_values": ["watermark"]},
+            {"id": 5, "type": "EmptyLatentImage", "widgets_values": [512, 768, 1]},
+            {"id": 4, "type": "CheckpointLoaderSimple", "widgets_values": ["v1-5.safetensors"]}]  # fmt: skip
+    sampler = {"id": 3, "type": "KSampler",
+               "inputs": [_in("model", 1), _in("positive", 4), _in("negative", 6), _in("latent_image", 2)],
+               "widgets_values": [156680208700286, "randomize", 20, 8, "euler", "normal", 1]}  # fmt: skip
+    links = [[1, 4, 0, 3, 0, "MODEL"], [2, 5, 0, 3, 3, "LATENT"], [3, 4, 1, 6, 0, "CLIP"], [4, 6, 0, 3, 1, "COND"],
+             [5, 4, 1, 7, 0, "CLIP"], [6, 7, 0, 3, 2, "COND"]]  # fmt: skip
+    read = {"prompt": "a glass bottle", "negative_prompt": "watermark", "width": 512, "height": 768}
+    found = _workflow(tmp_path, [sampler, *text], links)
+    assert found == ImageSettings({**read, "seed": 156680208700286, "steps": 20, "guidance": 8, "sampler": "euler"})
+    # another layout (a value more or less than ComfyUI's KSampler has): its values are no guess; the texts are read
+    odd = {**sampler, "widgets_values": [156680208700286, 20, 8, "euler", "normal", 1]}
+    assert _workflow(tmp_path, [odd, *text], links) == ImageSettings(read)
+    muted = {**sampler, "id": 9, "mode": 2, "widgets_values": [1, "fixed", 99, 1, "ddim", "normal", 1]}
+    assert _workflow(tmp_path, [muted, sampler, *text], links).settings["steps"] == 20
+
+    # FLUX: SamplerCustomAdvanced fed by noise, guider, sampler and sigmas nodes; the seed from a primitive node
+    # (its RandomNoise widget value is stale), the prompt through a reroute and FluxGuidance
+    flux = [
+        {"id": 13, "type": "SamplerCustomAdvanced", "inputs": [_in("noise", 37), _in("guider", 30),
+         _in("sampler", 19), _in("sigmas", 20), _in("latent_image", 40)], "widgets_values": []},
+        {"id": 25, "type": "RandomNoise", "inputs": [_in("noise_seed", 50, widget=True)],
+         "widgets_values": [42, "fixed"]},
+        {"id": 60, "type": "PrimitiveNode", "widgets_values": [777, "fixed"]},
+        {"id": 22, "type": "BasicGuider", "inputs": [_in("model", 1), _in("conditioning", 42)]},
+        {"id": 26, "type": "FluxGuidance", "inputs": [_in("conditioning", 41)], "widgets_values": [3.5]},
+        {"id": 70, "type": "Reroute", "inputs": [{"name": "", "type": "*", "link": 9}]},
+        {"id": 6, "type": "CLIPTextEncode", "inputs": [_in("clip", 3)], "widgets_values": ["a red fox"]},
+        {"id": 16, "type": "KSamplerSelect", "widgets_values": ["euler"]},
+        {"id": 17, "type": "BasicScheduler", "inputs": [_in("model", 1)], "widgets_values": ["simple", 4, 1]},
+        {"id": 27, "type": "EmptySD3LatentImage", "widgets_values": [1024, 768, 1]},
+    ]  # fmt: skip
+    links = [[37, 25, 0, 13, 0, "NOISE"], [30, 22, 0, 13, 1, "GUIDER"], [19, 16, 0, 13, 2, "SAMPLER"],
+             [20, 17, 0, 13, 3, "SIGMAS"], [40, 27, 0, 13, 4, "LATENT"], [50, 60, 0, 25, 0, "INT"],
+             [42, 26, 0, 22, 1, "COND"], [41, 70, 0, 26, 0, "COND"], [9, 6, 0, 70, 0, "COND"]]  # fmt: skip
+    assert _workflow(tmp_path, flux, links) == ImageSettings(
+        {"seed": 777, "steps": 4, "guidance": 3.5, "prompt": "a red fox", "sampler": "euler", "width": 1024,
+         "height": 768})  # fmt: skip

@@ -247,11 +247,17 @@ def read_png_text(path: Path | str) -> dict[str, str]:
 
 
 # (chunk keyword, what it is, reader) in the order ``inspect_png_data`` tries them: ours is complete, A1111's text
-# lacks our LoRA list, ComfyUI's graph is a best effort.
+# lacks our LoRA list, ComfyUI's graph is a best effort, its editor's workflow (values by position) the last resort.
 _SOURCES = (
     (NIBBLE_KEY, "Nibble Studio settings", lambda text: (_json_or_none(text), [])),
     (PARAMETERS_KEY, "A1111 parameters", read_parameters),
     ("prompt", "ComfyUI prompt graph", lambda text: (_from_comfyui(text), [])),
+    ("workflow", "ComfyUI workflow", lambda text: (_from_comfyui_workflow(text), [])),
+)
+# Why a workflow alone gave nothing: it is what the editor saves, and only the stock nodes' values are read from it.
+_NO_WORKFLOW_SETTINGS = (
+    "it holds a ComfyUI workflow but not the 'prompt' graph ComfyUI ran, and no settings could be read from the "
+    "workflow's nodes (only ComfyUI's own sampler, prompt and latent nodes are read there)"
 )
 
 
@@ -269,12 +275,8 @@ def inspect_png_data(data: bytes) -> ImageSettings:
         settings, left_out = read(chunks[key])
         if isinstance(settings, dict) and settings:
             return ImageSettings(settings, problems + left_out)
-        problems.append(f"its {what} chunk ('{key}') holds no settings that can be read")
-    if "workflow" in chunks:  # a UI workflow alone lists widget values by position, per node type: not read
-        problems.append(
-            "it holds a ComfyUI workflow but not the 'prompt' graph ComfyUI ran, which is what the "
-            "settings are read from"
-        )
+        problems.append(_NO_WORKFLOW_SETTINGS if key == "workflow" else f"its {what} chunk ('{key}') holds no "
+                        "settings that can be read")  # fmt: skip
     return ImageSettings(None, problems or [NO_PNG_SETTINGS])
 
 
@@ -320,14 +322,83 @@ def _empty_latent_kind(kind: str) -> bool:
 
 
 def _from_comfyui(graph_json: str) -> dict[str, Any] | None:
+    """``_from_graph`` of the ComfyUI ``prompt`` graph's JSON text."""
+    graph = _json_or_none(graph_json)
+    return _from_graph(graph) if isinstance(graph, dict) else None
+
+
+# ComfyUI's UI workflow ("workflow" chunk: what the editor saves, beside the graph it ran) keeps each node's widget
+# values as a list by position, its links apart. For ComfyUI's own node types below, the input each position
+# holds (None: the "control after generate" choice the editor keeps after a seed). Another type, or values that do
+# not fit the list (another ComfyUI version's layout), give the node's links but no values: never a guess.
+_WIDGETS = {
+    "KSampler": ("seed", None, "steps", "cfg", "sampler_name", "scheduler", "denoise"),
+    "KSamplerAdvanced": ("add_noise", "noise_seed", None, "steps", "cfg", "sampler_name", "scheduler",
+                         "start_at_step", "end_at_step", "return_with_leftover_noise"),
+    "RandomNoise": ("noise_seed", None), "BasicScheduler": ("scheduler", "steps", "denoise"),
+    "KSamplerSelect": ("sampler_name",), "CFGGuider": ("cfg",), "FluxGuidance": ("guidance",),
+    "CLIPTextEncode": ("text",), "EmptyLatentImage": ("width", "height", "batch_size"),
+    "EmptySD3LatentImage": ("width", "height", "batch_size"),
+}  # fmt: skip
+_CONTROL_CHOICES = ("fixed", "increment", "decrement", "randomize")
+_MODE_ALWAYS = 0  # a node's "mode": muted (2) and bypassed (4) nodes did not run
+
+
+def _from_comfyui_workflow(workflow_json: str) -> dict[str, Any] | None:
+    """``_from_graph`` of a ComfyUI UI workflow, turned into the ``prompt`` graph's shape: the widget values of
+    ComfyUI's own nodes (``_WIDGETS``) by name, a widget fed by a link (a primitive node) as that link, reroute
+    nodes passed through. Values of other nodes are left out, so that what is read is what ComfyUI ran."""
+    workflow = _json_or_none(workflow_json)
+    if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
+        return None
+    nodes = {str(n["id"]): n for n in workflow["nodes"]
+             if isinstance(n, dict) and "id" in n and n.get("mode", _MODE_ALWAYS) == _MODE_ALWAYS}  # fmt: skip
+    links: dict[Any, tuple[str, int]] = {}
+    for link in workflow.get("links") or []:  # [id, from node, from slot, to node, to slot, type]
+        if isinstance(link, list) and len(link) >= 3 and isinstance(link[2], int) and not isinstance(link[2], bool):
+            links[link[0]] = (str(link[1]), link[2])
+
+    def source(link_id: Any) -> list[Any] | None:
+        """The [node id, slot] a link comes from, through reroutes; None when that node did not run."""
+        for _ in range(_MAX_HOPS):
+            node_id, slot = links.get(link_id, ("", 0)) if isinstance(link_id, int) else ("", 0)
+            node = nodes.get(node_id)
+            if node is None or node.get("type") != "Reroute":
+                return [node_id, slot] if node is not None else None
+            link_id = next((i.get("link") for i in node.get("inputs") or [] if isinstance(i, dict)), None)
+        return None
+
+    graph: dict[str, Any] = {}
+    for node_id, node in nodes.items():
+        kind, values = str(node.get("type", "")), node.get("widgets_values")
+        names = _WIDGETS.get(kind, ())
+        inputs: dict[str, Any] = {}
+        if kind == "PrimitiveNode" and isinstance(values, list) and values:  # the editor's value for its link
+            inputs["value"] = values[0]
+        elif isinstance(values, list) and len(values) == len(names):
+            pairs = list(zip(names, values, strict=True))
+            if all(value in _CONTROL_CHOICES for name, value in pairs if name is None):
+                inputs = {name: value for name, value in pairs if name is not None}
+        for slot in node.get("inputs") or []:
+            if not isinstance(slot, dict) or slot.get("link") is None:
+                continue
+            widget = slot.get("widget")  # a widget turned into an input: the link, not the stale value, counts
+            name = widget.get("name") if isinstance(widget, dict) else slot.get("name")
+            linked = source(slot["link"])
+            if isinstance(name, str) and linked is not None:
+                inputs[name] = linked
+            elif isinstance(name, str):  # fed by a node that did not run: its value is unknown
+                inputs.pop(name, None)
+        graph[node_id] = {"class_type": kind, "inputs": inputs}
+    return _from_graph(graph)
+
+
+def _from_graph(graph: dict[Any, Any]) -> dict[str, Any] | None:
     """ComfyUI's node graph: the settings of the sampler that starts from an empty latent (the first pass of a
     hires-fix graph), its positive and negative prompts followed through the conditioning nodes known to pass them
     on (with FLUX's guidance on the way; a ConditioningZeroOut: no negative prompt), its seed, steps and sampler
     also where a SamplerCustomAdvanced takes them from noise, sigmas and sampler nodes. Values given by links (a
     primitive, a string node) are followed."""
-    graph = _json_or_none(graph_json)
-    if not isinstance(graph, dict):
-        return None
     nodes = {str(k): v["inputs"] for k, v in graph.items() if isinstance(v, dict) and isinstance(v.get("inputs"), dict)}
     kinds = {str(k): str(v.get("class_type", "")) for k, v in graph.items() if isinstance(v, dict)}
 
