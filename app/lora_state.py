@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from PySide6.QtCore import QObject, Signal
 
 from app.settings import LoraSetting
+from gpu.lora.metadata import file_stamp
 
 
 @dataclass
@@ -24,19 +25,27 @@ class LoraEntry:
     info: str = ""  # format / rank line shown under the name
     extra: dict = field(default_factory=dict)
     stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file when ``info`` was read; None: not there
+    # the trigger words the header gave when read: while ``trigger_words`` equals them the user has not edited them
+    header_words: str = ""
 
 
-def file_stamp(path: Path) -> tuple[int, int] | None:
-    """(mtime_ns, size) of ``path``, as the engine's LoRA manager tells a changed file; None when it cannot look."""
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """``file_stamp`` (as the engine's LoRA manager tells a changed file), None when it cannot look."""
     try:
-        st = path.stat()
+        return file_stamp(path)
     except (OSError, ValueError):
         return None
-    return st.st_mtime_ns, st.st_size
 
 
-def not_found(path: Path) -> str:
-    return f"file not found: {path}"
+class LoraHeader(NamedTuple):
+    """What ``read_header`` found. ``problem``: "" when the file reads, else why no job could apply it (``info``
+    then says it too); ``kind`` names that case for the code: "missing", "no-access" (no permission on the file
+    or a folder on the way), "unusable" (no readable safetensors file, or no FLUX.1 LoRA)."""
+
+    words: str
+    info: str
+    problem: str = ""
+    kind: Literal["", "missing", "no-access", "unusable"] = ""
 
 
 def fit_strength(strength: float) -> float:
@@ -49,10 +58,10 @@ def fit_strength(strength: float) -> float:
     return max(-MAX_STRENGTH, min(MAX_STRENGTH, value))
 
 
-def read_header(path: Path) -> tuple[str, str, str]:
-    """(trigger words, info line, problem) from the safetensors header alone, read once. ``problem`` is ""
-    when it reads, else why ``path`` is no LoRA file the engine could apply (the info line then says it too):
-    unreadable, or no FLUX.1 LoRA (another model's, keys not understood), which every job would refuse."""
+def read_header(path: Path) -> LoraHeader:
+    """Trigger words, info line and problem from the safetensors header alone, read once: why ``path`` is no LoRA
+    file the engine could apply, if it is none (gone, unreadable, or no FLUX.1 LoRA: another model's, keys not
+    understood), which every job would refuse."""
     from gpu.errors import UserError
     from gpu.lora.metadata import header_summary
 
@@ -60,16 +69,16 @@ def read_header(path: Path) -> tuple[str, str, str]:
         found = path.is_file()
     except OSError as err:  # EACCES on a folder on the way: is_file raises it rather than say False
         problem = f"the file cannot be read ({err.strerror or err}): check that you may read it and its folders"
-        return "", problem, problem
+        return LoraHeader("", problem, problem, "no-access")
     if not found:
-        problem = not_found(path)
-        return "", problem, problem
+        problem = f"file not found: {path}"
+        return LoraHeader("", problem, problem, "missing")
     try:
         words, info = header_summary(path)
     except UserError as err:
         problem = str(err).removeprefix(f"{path.name}: ")
-        return "", problem, problem
-    return ", ".join(words), info, ""
+        return LoraHeader("", problem, problem, "unusable")
+    return LoraHeader(", ".join(words), info)
 
 
 class LoraState(QObject):
@@ -86,7 +95,7 @@ class LoraState(QObject):
         return entry
 
     def _add(self, path: str | Path, enabled: bool, strength: float,
-             header: tuple[str, str, str] | None = None) -> LoraEntry:  # fmt: skip
+             header: LoraHeader | None = None) -> LoraEntry:  # fmt: skip
         """``add_file`` without the signal: each ``changed`` rebuilds the panel's rows, so adding one by one
         made a folder of 150 LoRAs freeze the window for most of a minute (150 rebuilds of up to 150 rows).
         ``header``: ``read_header(path)`` when the caller has read it already."""
@@ -94,9 +103,10 @@ class LoraState(QObject):
         for e in self.entries:
             if e.path == path:
                 return e
-        stamp = file_stamp(path)  # before the header: a change in between is seen at the next look
-        words, info, _ = header or read_header(path)
-        entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), words, info, stamp=stamp)
+        stamp = _stamp(path)  # before the header: a change in between is seen at the next look
+        header = header or read_header(path)
+        entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), header.words, header.info, stamp=stamp,
+                          header_words=header.words)  # fmt: skip
         self.entries.append(entry)
         return entry
 
@@ -108,8 +118,8 @@ class LoraState(QObject):
         for path in paths:
             path = Path(path).expanduser().resolve()
             header = read_header(path)
-            if header[2]:
-                refused.append(f"{path} is not a LoRA that can be used: {header[2]}.")
+            if header.problem:
+                refused.append(f"{path} is not a LoRA that can be used: {header.problem}.")
             else:
                 added.append(self._add(path, enabled, 1.0, header))
         if added:
@@ -138,11 +148,19 @@ class LoraState(QObject):
         return [(str(e.path), e.strength) for e in self.entries if e.enabled]
 
     def refresh(self) -> bool:
-        """Reads again the header of each listed file whose size or modification time changed since it was read
-        (another LoRA saved over it, deleted): its info line said what the file was. Returns whether any did."""
-        stale = [(e, stamp) for e in self.entries if (stamp := file_stamp(e.path)) != e.stamp]
+        """Reads again the header of each enabled file whose size or modification time changed since it was read
+        (another LoRA saved over it, deleted): its info line said what the old file was, and so did its trigger
+        words, which follow the new file unless the user edited them. Enabled rows only: this runs on the Qt
+        thread at each Generate, where a stat of every listed file (150 LoRAs on a network share) stalled the
+        window; a row switched off is looked at once it is on. Returns whether any file changed."""
+        stale = [(e, stamp) for e in self.entries if e.enabled and (stamp := _stamp(e.path)) != e.stamp]
         for entry, stamp in stale:
-            entry.stamp, entry.info = stamp, read_header(entry.path)[1]
+            header = read_header(entry.path)
+            entry.stamp, entry.info = stamp, header.info
+            if not header.problem:  # a file gone for now keeps the words, for when it is back
+                if entry.trigger_words == entry.header_words:
+                    entry.trigger_words = header.words
+                entry.header_words = header.words
         if stale:
             self.changed.emit()
         return bool(stale)
@@ -169,16 +187,16 @@ class LoraState(QObject):
                                f"{exc}); it was left out.")  # fmt: skip
                 continue
             entry.trigger_words = s.trigger_words
-            if header[2]:
+            if header.problem:
                 entry.enabled = False
                 if not s.enabled:
                     continue
-                if header[2] == not_found(path):
+                if header.kind == "missing":
                     notices.append(f"The LoRA file {entry.path} (on in your last session) is missing; it is "
                                    "switched off.")  # fmt: skip
                 else:
                     notices.append(f"The LoRA file {entry.path} (on in your last session) cannot be used: "
-                                   f"{header[2]}. It is switched off, so jobs run without it.")  # fmt: skip
+                                   f"{header.problem}. It is switched off, so jobs run without it.")  # fmt: skip
         return notices
 
     def restore_used(self, used: Any) -> list[str]:
@@ -207,7 +225,7 @@ class LoraState(QObject):
                     "which is not here any more; new images are made without it."
                 )
                 continue
-            problem = read_header(entry.path)[2]
+            problem = read_header(entry.path).problem
             if problem:  # replaced since by another model's LoRA, or damaged: every job would fail on it
                 notices.append(
                     f"The image used the LoRA '{entry.name}' ({entry.path}), which cannot be used now: {problem}; "

@@ -18,7 +18,7 @@ from torch import nn
 
 from gpu.lora.apply import apply_deltas, plan, restore
 from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora, unreadable_lora
-from gpu.lora.metadata import MAX_STRENGTH
+from gpu.lora.metadata import MAX_STRENGTH, file_stamp
 
 _ATTR = "_nibble_lora_manager"
 _ENCODER_SET_ATTR = "_nibble_lora_set"  # on a text encoder: the LoRAs on it (``encoder_loras``)
@@ -125,11 +125,10 @@ class LoraManager:
     def read(self, path: str | Path) -> LoraFile:
         p = Path(path).expanduser()
         try:
-            st = p.stat()
+            stamp = file_stamp(p)
         except OSError as err:
             check_lora_file(p)  # says what is wrong: gone, a folder, unreadable
             raise unreadable_lora(p, err) from err  # it is there again (a race): still no stat to go by
-        stamp = (st.st_mtime_ns, st.st_size)
         cached = self._files.get(str(p.resolve()))
         if cached is None or cached[0] != stamp:
             cached = (stamp, read_lora(p))

@@ -11,6 +11,13 @@ from gpu.safetensors_header import read_safetensors_header
 MAX_STRENGTH = 2.0  # |strength| the engine applies (``check_strength``); here, torch-free, for the app's controls too
 
 
+def file_stamp(path: str | Path) -> tuple[int, int]:
+    """(mtime_ns, size) of ``path``: how the engine's LoRA manager and the LoRA panel tell a file changed on disk
+    (another saved over it) without reading it. Raises ``OSError`` (gone, no access)."""
+    st = Path(path).stat()
+    return st.st_mtime_ns, st.st_size
+
+
 def trigger_words_from(metadata: dict[str, str]) -> list[str]:
     """Trigger words recorded by trainers: modelspec/civitai fields, else kohya's most frequent tags."""
     for key in ("modelspec.trigger_phrase", "trigger_words", "trigger_phrase", "ss_trigger_words", "activation text"):

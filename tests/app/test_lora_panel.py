@@ -173,8 +173,9 @@ def test_a_png_with_a_damaged_lora_list_restores_what_it_can_and_says_what_not(q
     assert any("monochrome-style" in e.message and "no number" in e.message for e in shown)
 
 
-def _tiny_lora(path: Path, rank: int = 1) -> Path:
-    """A small valid kohya-named FLUX.1 LoRA (one layer): enough for the panel, which reads headers only."""
+def _tiny_lora(path: Path, rank: int = 1, words: str = "") -> Path:
+    """A small valid kohya-named FLUX.1 LoRA (one layer): enough for the panel, which reads headers only.
+    ``words``: the trigger words its metadata gives."""
     import torch
     from safetensors.torch import save_file
 
@@ -186,6 +187,7 @@ def _tiny_lora(path: Path, rank: int = 1) -> Path:
             f"{base}.alpha": torch.tensor(float(rank)),
         },
         path,
+        metadata={"trigger_words": words} if words else None,
     )
     return path
 
@@ -439,3 +441,32 @@ def test_a_lora_file_that_may_not_be_read_at_start_up_says_so(qtbot, tmp_path, m
                       "run without it.")  # fmt: skip
     [entry] = state.entries
     assert entry.path == locked and not entry.enabled and entry.trigger_words == "my words"
+
+
+def test_a_replaced_lora_brings_its_trigger_words_and_generate_looks_at_enabled_rows_only(qtbot, window, tmp_path,
+                                                                                           monkeypatch):  # fmt: skip
+    """A listed file replaced by another LoRA got the new info line at Generate but kept the old file's trigger
+    words; they follow the file now, unless the user edited them. And each Generate stat'ed every listed file, on
+    or off, on the Qt thread (150 LoRAs on a network share stalled the window): only the enabled ones now."""
+    state, panel = window.controller.loras, window.lora_panel
+    on, edited, off = (_tiny_lora(tmp_path / f"{n}.safetensors", words="old words") for n in ("on", "edited", "off"))
+    state.add_files([on, edited])
+    state.add_file(off)
+    panel.row_for("edited").triggers.setText("my own words")  # typed by the user
+    for path in (on, edited, off):
+        _tiny_lora(path, rank=2, words="new words")  # another LoRA saved over each (another size)
+
+    looked: list[Path] = []
+    stat = Path.stat
+
+    def recording_stat(self: Path, **kwargs):
+        looked.append(self)
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", recording_stat)
+    assert state.requests() == [(str(on), 1.0), (str(edited), 1.0)]  # what "Generate" sends
+    assert off not in looked
+    assert [panel.row_for(n).triggers.text() for n in ("on", "edited", "off")] == [
+        "new words", "my own words", "old words",
+    ]  # fmt: skip
+    assert [panel.row_for(n).info.text().split(", ")[1] for n in ("on", "edited", "off")] == ["rank 2"] * 2 + ["rank 1"]
