@@ -339,7 +339,9 @@ class AppController(QObject):
         return EngineError(
             "user", f"Only {cut.restored} of the {cut.restored + cut.left} images "
             f"{were(cut.restored)} brought back from the trash. The next could not be: "
-            f"{cut.cause} ({self._trash_where(cut.cause)}). {self._rest(cut.left)} in the trash.",
+            f"{cut.cause} ({self._trash_where(cut.cause)}). {self._rest(cut.left)} in the trash."
+            + (f" {counted(cut.without_file, 'image')} of those brought back had no file left in the trash "
+               "folder: marked missing in the gallery." if cut.without_file else ""),
             "Check that the image is not open in another program and that the data folder can be written, then "
             "click Undo delete again to bring back the rest.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +61,12 @@ class UndoCutShort(Exception):
     back in the gallery; that one and the others not yet tried (``left`` in all) are still in the trash, and
     still the last deletion: the next Undo tries them again."""
 
-    def __init__(self, restored: int, left: int, cause: OSError | sqlite3.Error) -> None:
+    def __init__(self, restored: int, left: int, cause: OSError | sqlite3.Error, without_file: int = 0) -> None:
         super().__init__(f"{restored} image(s) brought back from the trash, then {cause}")
         self.restored = restored
         self.left = left
         self.cause = cause
+        self.without_file = without_file  # of the ``restored``: entries back without a picture (file gone)
 
 
 class FavoritesNotSaved(Exception):
@@ -326,13 +328,13 @@ class GalleryModel(QAbstractListModel):
         without_file: list[ImageRecord] = []
         try:
             while batch:
-                if not self._restore(batch[-1]):
-                    without_file.append(batch[-1])
+                if (entry := self._restore(batch[-1])) is not None:
+                    without_file.append(entry)
                 batch.pop()
                 restored += 1
         except (OSError, sqlite3.Error) as exc:
-            if restored:
-                raise UndoCutShort(restored, len(batch), exc) from exc
+            if restored:  # one message: the cut-short error counts the entries back without their file
+                raise UndoCutShort(restored, len(batch), exc, len(without_file)) from exc
             raise
         finally:
             if not batch:
@@ -340,14 +342,15 @@ class GalleryModel(QAbstractListModel):
             if restored:
                 self.reload()
             self._trash_changed()
-            if without_file:
-                self.notice.emit(self._came_back_without_file(without_file))
+        if without_file:
+            self.notice.emit(self._came_back_without_file(without_file))
         return True
 
-    def _restore(self, record: ImageRecord) -> bool:
-        """One image back from the trash, file and row; on an error both are as they were. False when its file
-        was no longer in the trash (removed by hand, or by another program): the entry comes back all the same,
-        flagged missing as start-up flags an entry whose file is gone (its settings can still be reused)."""
+    def _restore(self, record: ImageRecord) -> ImageRecord | None:
+        """One image back from the trash, file and row; on an error both are as they were. When its file was no
+        longer in the trash (removed by hand, or by another program), the entry comes back all the same, flagged
+        missing as start-up flags an entry whose file is gone (its settings can still be reused), and is returned
+        under the name it came back with (where its file would have to be put back)."""
         in_trash = (self._data.trash / record.path).exists()
         restored = restore_from_trash(self._data, record.path)  # another name if a new file has taken its own
         lost = not in_trash and not record.missing  # one missing before its delete had no file to lose
@@ -357,7 +360,7 @@ class GalleryModel(QAbstractListModel):
             if in_trash:
                 os.replace(absolute(self._data, restored), self._data.trash / record.path)
             raise
-        return not lost
+        return replace(record, path=restored) if lost else None
 
     def _came_back_without_file(self, records: list[ImageRecord]) -> EngineError:
         # Named as the grid shows them: by their prompt's start (a file name says little), else by file name.

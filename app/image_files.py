@@ -90,14 +90,16 @@ def move_to_trash(data: DataDir, rel_path: str) -> None:
 
 def restore_from_trash(data: DataDir, rel_path: str) -> str:
     """Moves the file back and returns its path relative to the images folder: its old one, or a free name if
-    another file has taken that one since (it is never replaced)."""
+    another file has taken that one since (it is never replaced). With no file left in the trash, nothing moves
+    and the name returned is still one no other file holds: an entry given a stranger's name would show that
+    picture as its own once start-up finds the file there."""
     source = data.trash / rel_path
     target = absolute(data, rel_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not source.exists():
-        return rel_path
     if target.exists():
         target = free_image_path(data, target)
+    if not source.exists():
+        return relative(data, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     # One rename, as into the trash. shutil.move falls back to copy-then-delete when the rename fails, and on
     # Windows a file open in another program can be neither renamed nor deleted: the copy stayed behind in the
     # images folder beside the trashed original (a duplicate at the next start, and the undo got another name).

@@ -242,19 +242,46 @@ def test_an_undo_that_fails_part_way_says_what_came_back_and_the_next_undo_finis
     panel.delete_selected()
     held = data.trash / "d" / "2.png"  # cat: emu comes back first (the last moved), then cat fails
     replace = _hold_open(monkeypatch, held)
+    (data.trash / "d" / "3.png").unlink()  # and emu's file was removed from the trash by hand
+    errors = []
+    window.controller.error.connect(errors.append)
     panel.undo_button.click()
     qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
     text = f"{window.error_dialog.text()} {window.error_dialog.informativeText()}"
     assert "Only 1 of the 3 images was brought back from the trash" in text and str(held) in text
     assert "It and 1 other image stay in the trash" in text and "Undo delete again" in text
+    # One message, which also says that the one back came without its file (was: a second dialog for it).
+    assert len(errors) == 1 and "1 image of those brought back had no file left in the trash folder" in text
     window.error_dialog.accept()
-    assert [p for _, p, _ in _shown(window)] == ["emu"]
+    assert [(p, missing) for _, p, missing in _shown(window)] == [("emu", True)]
     assert held.is_file() and gallery.undo_count == 2 and panel.undo_button.isEnabled()
 
     monkeypatch.setattr(os, "replace", replace)  # closed in the other program: the next Undo finishes this one
     panel.undo_button.click()
     assert [p for _, p, _ in _shown(window)] == ["owl", "cat", "emu"]
     assert gallery.undo_count == 1 and sorted(data.trash.rglob("*.png")) == [data.trash / "d" / "0.png"]
+
+
+def test_an_undo_without_its_file_never_takes_the_name_of_a_file_put_there_since(qtbot, data_root):
+    """A deleted image's file is removed from the trash by hand, and another picture is copied into the images
+    folder under its old name. Undo brings the entry back, marked missing, under a free name: given the old one,
+    the next start found a file there and showed the stranger's picture with this entry's prompt and star."""
+    data = resolve_data_dir(data_root)
+    _images(data, ["fox", "owl"])
+    window = open_window(qtbot, data_root)
+    _select(window, ["fox"])
+    window.gallery_panel.delete_selected()
+    (data.trash / "d" / "0.png").unlink()
+    write_png(data.images / "d" / "0.png", Image.new("RGB", (16, 16), (9, 9, 9)), {"prompt": "stranger"})
+    errors = []
+    window.controller.error.connect(errors.append)
+    window.gallery_panel.undo_button.click()
+    [(path, prompt, missing)] = [row for row in _shown(window) if row[1] == "fox"]
+    assert missing and path != "d/0.png" and not (data.images / path).exists()
+    assert str(data.images / path) in errors[0].hint  # where its file would have to be put back
+    window = _restart(qtbot, window, data_root)
+    shown = sorted((p, missing) for _, p, missing in _shown(window))
+    assert shown == [("fox", True), ("owl", False), ("stranger", False)]
 
 
 def test_empty_trash_is_enabled_only_while_the_trash_holds_something(qtbot, data_root, monkeypatch):
