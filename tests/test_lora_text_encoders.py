@@ -70,9 +70,9 @@ def _expected(path: Path, strength: float, original: torch.Tensor, layer: str) -
     file's tensors (alpha = rank there)."""
     component, name = layer.split(".", 1)
     key = {"text_encoder": "lora_te1_text_model_", "text_encoder_2": "lora_te2_"}[component] + name.replace(".", "_")
-    sd = load_file(path)
-    delta = sd[f"{key}.lora_up.weight"].float() @ sd[f"{key}.lora_down.weight"].float()
-    return (original.float() + strength * delta).to(original.dtype)
+    sd = load_file(path, device=str(original.device))  # the merge's fp32 product is taken on the weight's device
+    delta = (strength * sd[f"{key}.lora_up.weight"].float()) @ sd[f"{key}.lora_down.weight"].float()
+    return (original.float() + delta).to(original.dtype)
 
 
 def test_clip_and_t5_parts_merge_restore_bit_exactly_and_reapply(service, loras):
@@ -99,8 +99,11 @@ def test_clip_and_t5_parts_merge_restore_bit_exactly_and_reapply(service, loras)
     for name, m in layers.items():
         assert torch.equal(m.weight, _expected(loras["kohya"], -0.5, originals[name], name)), name
 
-    service.apply_loras(loaded, [(str(loras["diffusers"]), 0.0)])  # strength 0: the originals, the very objects
-    assert all(m.weight is originals[name] for name, m in layers.items())
+    service.apply_loras(loaded, [(str(loras["diffusers"]), 0.0)])  # strength 0: the originals, bit for bit
+    for name, m in layers.items():  # (the very objects where the encoder is in CPU memory, where they were kept)
+        w = originals[name]
+        assert torch.equal(m.weight, w) and m.weight.device == w.device and m.weight.dtype == w.dtype, name
+        assert m.weight is w or w.device.type != "cpu", name
     assert all(torch.equal(a, b) for a, b in zip(_encode(service), plain, strict=True))
     loaded.prompt_cache.clear()  # encoded again by the restored encoders: bit for bit the original encoding
     assert all(torch.equal(a, b) for a, b in zip(_encode(service), plain, strict=True))

@@ -9,6 +9,7 @@ import torch
 from tiny_flux import QUICK_CALIBRATION
 
 from gpu.checkpoint.skeleton import load_quantized_transformer
+from gpu.generation.pipeline_loader import default_device
 from gpu.generation.request import GenerationRequest
 from gpu.generation.service import GenerationService
 from gpu.library import ModelLibrary
@@ -109,8 +110,9 @@ def test_progress_events_and_cancel(tiny_flux, tmp_path, monkeypatch):
     quantize_model(tiny_flux, tmp_path / "a.safetensors", cfg, on_event=events.append, library=ModelLibrary())
     monkeypatch.setattr(gc, "collect", collect)
     # A full collection after each block and after the text encoders took longer than a tiny model's layers: the
-    # CPU run collects only after freeing GC_MIN_BYTES or more (this model's blocks and encoders are far smaller).
-    assert collections == []
+    # CPU run collects only after freeing GC_MIN_BYTES or more (this model's blocks and encoders are far smaller);
+    # on CUDA each release still collects, so that the allocator can hand the freed blocks back.
+    assert bool(collections) == (default_device().type == "cuda")
     layer_events = [e for e in events if e.kind == "layer"]
     assert [e.index for e in layer_events] == list(range(1, 41))
     assert events[-1].kind == "done"
