@@ -206,7 +206,8 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
         name, place, stream = "over-budget", "cpu", False
         peak = run_peak(core)
         text = (f"transformer, VAE and working memory need about {_gib(peak)}, more than this GPU has: generation "
-                f"will likely run out of memory (try a 4-bit model or a smaller size); {encoders} run on the CPU")  # fmt: skip
+                "will likely run out of memory (try a 4-bit model or a smaller size); "
+                f"{encoders} run on the CPU")  # fmt: skip
     tile = _tile_size(total_vram_bytes, budget, core + denoise + (sizes.encoders_total if place == "gpu" else 0))
     if tile is not None:
         text += f"; VAE decodes images larger than {tile}x{tile} in tiles"
