@@ -336,14 +336,14 @@ class AppController(QObject):
     def _undo_cut_short(self, cut: UndoCutShort) -> EngineError:
         # As for a delete cut short: the images already back stay back; the rest stay in the trash, still the
         # last deletion, so the next Undo tries exactly those again.
+        lost = cut.without_file
         return EngineError(
             "user", f"Only {cut.restored} of the {cut.restored + cut.left} images "
             f"{were(cut.restored)} brought back from the trash. The next could not be: "
             f"{cut.cause} ({self._trash_where(cut.cause)}). {self._rest(cut.left)} in the trash."
-            + (f" {counted(cut.without_file, 'image')} of those brought back had no file left in the trash "
-               "folder: marked missing in the gallery." if cut.without_file else ""),
+            + (f" {lost.message}" if lost else ""),
             "Check that the image is not open in another program and that the data folder can be written, then "
-            "click Undo delete again to bring back the rest.")
+            "click Undo delete again to bring back the rest." + (f" {lost.hint}" if lost else ""))
 
     @staticmethod
     def _rest(left: int) -> str:

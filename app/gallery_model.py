@@ -61,12 +61,16 @@ class UndoCutShort(Exception):
     back in the gallery; that one and the others not yet tried (``left`` in all) are still in the trash, and
     still the last deletion: the next Undo tries them again."""
 
-    def __init__(self, restored: int, left: int, cause: OSError | sqlite3.Error, without_file: int = 0) -> None:
+    def __init__(
+        self, restored: int, left: int, cause: OSError | sqlite3.Error, without_file: EngineError | None = None
+    ) -> None:
         super().__init__(f"{restored} image(s) brought back from the trash, then {cause}")
         self.restored = restored
         self.left = left
         self.cause = cause
-        self.without_file = without_file  # of the ``restored``: entries back without a picture (file gone)
+        # Of the ``restored``: the entries back without their picture (file gone from the trash), named with
+        # where to put the files back; said in the same message.
+        self.without_file = without_file
 
 
 class FavoritesNotSaved(Exception):
@@ -334,7 +338,8 @@ class GalleryModel(QAbstractListModel):
                 restored += 1
         except (OSError, sqlite3.Error) as exc:
             if restored:  # one message: the cut-short error counts the entries back without their file
-                raise UndoCutShort(restored, len(batch), exc, len(without_file)) from exc
+                lost = self._came_back_without_file(without_file) if without_file else None
+                raise UndoCutShort(restored, len(batch), exc, lost) from exc
             raise
         finally:
             if not batch:

@@ -251,7 +251,8 @@ def test_an_undo_that_fails_part_way_says_what_came_back_and_the_next_undo_finis
     assert "Only 1 of the 3 images was brought back from the trash" in text and str(held) in text
     assert "It and 1 other image stay in the trash" in text and "Undo delete again" in text
     # One message, which also says that the one back came without its file (was: a second dialog for it).
-    assert len(errors) == 1 and "1 image of those brought back had no file left in the trash folder" in text
+    assert len(errors) == 1 and "The file of 'emu' was no longer in the trash folder" in text
+    assert f"Put the file back as {data.images / 'd' / '3.png'}" in text
     window.error_dialog.accept()
     assert [(p, missing) for _, p, missing in _shown(window)] == [("emu", True)]
     assert held.is_file() and gallery.undo_count == 2 and panel.undo_button.isEnabled()
