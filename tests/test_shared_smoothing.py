@@ -110,3 +110,33 @@ def test_flux_adapter_groups_whole_models_and_single_blocks():
         ["single_transformer_blocks.3.attn.to_q", "single_transformer_blocks.3.attn.to_k",
          "single_transformer_blocks.3.attn.to_v", "single_transformer_blocks.3.proj_mlp"],
     ]  # fmt: skip
+
+
+def test_nan_weights_or_activations_are_refused_naming_the_layers():
+    """A NaN in a member's weight (a damaged file) or in the activations reaching a group ended the alpha search in
+    a bare ValueError/LinAlgError naming no layer; quantize_layers now refuses with a user error naming them."""
+    import pytest
+
+    from gpu.errors import ModelLoadError
+    from gpu.quantizer.config import QuantizeConfig
+    from gpu.quantizer.shared import quantize_layers
+
+    weights, biases, calib = _members()
+    names = ["blocks.0.attn.to_q", "blocks.0.attn.to_k", "blocks.0.attn.to_v"]
+
+    def targets() -> dict[str, tuple[torch.nn.Linear, str]]:
+        out = {}
+        for name, w, b in zip(names, weights, biases, strict=True):
+            linear = torch.nn.Linear(K, w.shape[0])
+            linear.weight.data, linear.bias.data = w.clone(), b.clone()
+            out[name] = (linear, "w4a4")
+        return out
+
+    config = QuantizeConfig(alpha_points=3, shared_smoothing=False)
+    damaged = targets()
+    damaged[names[1]][0].weight.data[3, 7] = float("nan")
+    with pytest.raises(ModelLoadError, match=r"The weights of blocks\.0\.attn\.to_k hold NaN"):
+        list(quantize_layers(damaged, lambda _n: calib, config, CFG, FLUX))
+    calib.x_absmax[5] = float("inf")
+    with pytest.raises(ModelLoadError, match=r"NaN or infinite values .* before blocks\.0\.attn\.to_q"):
+        list(quantize_layers(targets(), lambda _n: calib, config, CFG, FLUX))

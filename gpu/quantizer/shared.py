@@ -21,7 +21,7 @@ from torch import nn
 
 from gpu.adapters.base import ModelAdapter
 from gpu.checkpoint.format import CheckpointMeta
-from gpu.errors import BadRequestError, Cancelled
+from gpu.errors import BadRequestError, Cancelled, ModelLoadError, named_few
 from gpu.modules.layer_spec import spec_for
 from gpu.quantizer.config import QuantizeConfig
 from gpu.svdquant.calibration import LayerCalibration
@@ -179,11 +179,30 @@ def quantize_layers(
                 group = [name]
             mods = [targets[n][0] for n in group]
             calib = calib_of(group[0]) if spec.act_format else None
+            _check_finite(group, mods, calib)
             layers = decompose_group([m.weight for m in mods], [m.bias for m in mods], spec, calib, dcfg)
             for n, m, layer in zip(group, mods, layers, strict=True):
                 tensors, meta, error = _layer_record(n, m, layer)
                 ready[n] = tensors, ({**meta, "smooth_group": list(group)} if len(group) > 1 else meta), error
         yield name, *ready.pop(name)
+
+
+def _check_finite(group: list[str], mods: list[nn.Linear], calib: LayerCalibration | None) -> None:
+    """NaN or infinite weights (a damaged file, a bad conversion), or calibration activations the model already
+    turned into NaN/inf before this layer, would end the alpha search in a traceback naming no layer: refused here,
+    naming it. weight: [N, K] any float dtype; calib.x_absmax: float32 [K]."""
+    bad = [n for n, m in zip(group, mods, strict=True) if not torch.isfinite(m.weight).all()]
+    if bad:
+        raise ModelLoadError(
+            f"The weights of {named_few(bad)} hold NaN or infinite values, so the model cannot be quantized.",
+            "The model file is damaged or was converted wrongly: download or convert it again.",
+        )
+    if calib is not None and not torch.isfinite(calib.x_absmax).all():
+        raise ModelLoadError(
+            f"The model computes NaN or infinite values on the calibration prompts before {named_few(group)}, so "
+            "it cannot be quantized.",
+            "Check that the model generates images as it is; a damaged or wrongly converted file does this.",
+        )
 
 
 def _layer_record(
