@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from PIL import Image
+from PIL.TiffImagePlugin import IFDRational
 
+from gpu.generation import image_metadata
 from gpu.generation.image_metadata import inspect_image, read_settings
 from gpu.generation.png_metadata import ImageSettings, write_png
 
@@ -89,3 +92,25 @@ def test_a_file_without_settings_says_what_it_is_and_why(tmp_path):
     for name, why in expected.items():
         assert inspect_image(tmp_path / name) == ImageSettings(None, [why]), name
         assert read_settings(tmp_path / name) is None
+
+
+@pytest.mark.parametrize("comment", [7, IFDRational(1, 2)], ids=["number", "fraction"])
+def test_an_exif_user_comment_that_is_no_text_is_named_as_damage(tmp_path, comment):
+    """A UserComment stored as a number raised TypeError, as a fraction AttributeError, out of a reader that
+    promises never to raise: the app said only "its settings could not be read"."""
+    path = a1111_image(tmp_path / "odd.jpg", comment)
+    assert inspect_image(path) == ImageSettings(
+        None, ["its EXIF UserComment cannot be read (damaged: it holds a number, not text)"])  # fmt: skip
+
+
+def test_a_reader_fault_is_a_problem_naming_the_files_kind(tmp_path, monkeypatch):
+    """Any other fault of a reader (one not found yet, on some program's metadata) is no exception out of
+    ``inspect_image``: the file's settings are said to be unreadable, naming its kind."""
+
+    def faulty(data: bytes, kind: str) -> ImageSettings:
+        raise KeyError("a fault in the reader")
+
+    monkeypatch.setitem(image_metadata._READERS, "PNG", faulty)
+    path = write_png(tmp_path / "x.png", Image.new("RGB", (8, 8)), EXPECTED)
+    why = "its PNG metadata cannot be read (the log file has the details)"
+    assert inspect_image(path) == ImageSettings(None, [why])

@@ -358,3 +358,25 @@ def test_a_comfyui_workflow_alone_is_read_for_its_stock_nodes(tmp_path):
     assert _workflow(tmp_path, flux, links) == ImageSettings(
         {"seed": 777, "steps": 4, "guidance": 3.5, "prompt": "a red fox", "sampler": "euler", "width": 1024,
          "height": 768})  # fmt: skip
+
+
+# A KSampler whose values are read without links (it takes no "positive", so the values go by their names).
+_LONE_SAMPLER = {"id": 3, "type": "KSampler", "widgets_values": [1, "fixed", 20, 8, "euler", "normal", 1]}
+_LONE_READ = {"seed": 1, "steps": 20, "guidance": 8, "sampler": "euler"}
+
+
+def test_a_workflow_link_whose_id_is_no_number_is_named_as_damage(tmp_path):
+    """A link id that is a list raised "unhashable type" out of a reader that promises never to raise: the app
+    said only "its settings could not be read". The link is left out and named; the rest is read."""
+    found = _workflow(tmp_path, [_LONE_SAMPLER], [[[1], 4, 0, 3, 0, "MODEL"]])
+    assert found == ImageSettings(_LONE_READ, [
+        "its ComfyUI workflow chunk ('workflow') is damaged (a link without a whole-number id)"])  # fmt: skip
+
+
+def test_a_workflow_node_whose_inputs_are_no_list_is_named_as_damage(tmp_path):
+    """A node's "inputs" that is a number raised "'int' object is not iterable"; named now, beside why nothing
+    else could be read."""
+    found = _workflow(tmp_path, [{"id": 7, "type": "KSampler", "inputs": 5}], [])
+    assert found.settings is None and found.problems[0] == (
+        "its ComfyUI workflow chunk ('workflow') is damaged (the inputs of node 7 are not a list)")  # fmt: skip
+    assert "no settings could be read from the workflow's nodes" in found.problems[1]

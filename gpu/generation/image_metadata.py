@@ -11,6 +11,7 @@ guessing. A JPEG or WebP is read as a byte stream, segment by segment, as PNG ch
 from __future__ import annotations
 
 import codecs
+import logging
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,8 @@ _XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\0"
 _XMP_NAMES = ("UserComment", "parameters", "description")
 _HEAD = 64  # bytes read to tell a file's kind: enough for a text file's first words too
 
+log = logging.getLogger(__name__)
+
 
 def kind_by_name(path: Path | str) -> str | None:
     """The image kind ``path``'s name claims ("JPEG" for ``x.jpg``), None when it names none."""
@@ -64,9 +67,9 @@ def inspect_image(path: Path | str) -> ImageSettings:
     raises. A file whose name claims another kind and that has no settings is said to be misnamed first: that
     it was converted (and its settings dropped) or renamed is the likely story."""
     path = Path(path)
-    if path.is_dir():
-        return ImageSettings(None, ["it is a folder, not an image"])
     try:
+        if path.is_dir():  # inside: a name too long for the system raises here, not only at open
+            return ImageSettings(None, ["it is a folder, not an image"])
         with open(path, "rb") as f:
             head = f.read(_HEAD)
             kind = file_kind(head)
@@ -77,7 +80,11 @@ def inspect_image(path: Path | str) -> ImageSettings:
     if kind is None:
         return ImageSettings(None, [_not_an_image(head)])
     named = kind_by_name(path)
-    found = read(data, kind) if read else ImageSettings(None, [_not_read(kind)])
+    try:
+        found = read(data, kind) if read else ImageSettings(None, [_not_read(kind)])
+    except Exception:  # a reader bug on some program's metadata costs that file its settings, never the caller
+        log.warning("the %s metadata of %s could not be read; taken as none", kind, path, exc_info=True)
+        found = ImageSettings(None, [f"its {kind} metadata cannot be read (the log file has the details)"])
     if found.settings is None and named not in (None, kind):  # said first; "none in it" then adds nothing
         plain = (NO_PNG_SETTINGS, _no_exif_settings(kind), _not_read(kind))
         found.problems = [f"it is a {kind} image, not a {named}"] + [p for p in found.problems if p not in plain]
@@ -121,8 +128,11 @@ def _inspect_exif_image(data: bytes, kind: str) -> ImageSettings:
         except Exception:  # Pillow's TIFF reader raises many kinds on damaged data; one kind of file, one reason
             problems.append("its EXIF data cannot be read (damaged)")
             continue
-        if value:
-            texts.append(("EXIF UserComment", _user_comment(value)))
+        if isinstance(value, (bytes, str)):
+            if value:
+                texts.append(("EXIF UserComment", _user_comment(value)))
+        elif value is not None:  # a number or a fraction where the standard has text: no tool writes that
+            problems.append("its EXIF UserComment cannot be read (damaged: it holds a number, not text)")
     for payload in xmp:
         found = _xmp_texts(payload)
         if found is None:

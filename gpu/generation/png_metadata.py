@@ -29,6 +29,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from gpu.atomic import atomic_path
+from gpu.errors import named_few
 
 PARAMETERS_KEY = "parameters"
 NIBBLE_KEY = "nibble"
@@ -252,7 +253,7 @@ _SOURCES = (
     (NIBBLE_KEY, "Nibble Studio settings", lambda text: (_json_or_none(text), [])),
     (PARAMETERS_KEY, "A1111 parameters", read_parameters),
     ("prompt", "ComfyUI prompt graph", lambda text: (_from_comfyui(text), [])),
-    ("workflow", "ComfyUI workflow", lambda text: (_from_comfyui_workflow(text), [])),
+    ("workflow", "ComfyUI workflow", lambda text: _from_comfyui_workflow(text)),
 )
 # Why a workflow alone gave nothing: it is what the editor saves, and only the stock nodes' values are read from it.
 _NO_WORKFLOW_SETTINGS = (
@@ -275,6 +276,7 @@ def inspect_png_data(data: bytes) -> ImageSettings:
         settings, left_out = read(chunks[key])
         if isinstance(settings, dict) and settings:
             return ImageSettings(settings, problems + left_out)
+        problems += left_out  # damage found on the way may be why nothing could be read
         problems.append(_NO_WORKFLOW_SETTINGS if key == "workflow" else f"its {what} chunk ('{key}') holds no "
                         "settings that can be read")  # fmt: skip
     return ImageSettings(None, problems or [NO_PNG_SETTINGS])
@@ -344,19 +346,35 @@ _CONTROL_CHOICES = ("fixed", "increment", "decrement", "randomize")
 _MODE_ALWAYS = 0  # a node's "mode": muted (2) and bypassed (4) nodes did not run
 
 
-def _from_comfyui_workflow(workflow_json: str) -> dict[str, Any] | None:
+def _is_int(value: Any) -> bool:
+    """Whether JSON's ``value`` is a whole number (true and false are ints to Python, not to the file)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _from_comfyui_workflow(workflow_json: str) -> tuple[dict[str, Any] | None, list[str]]:
     """``_from_graph`` of a ComfyUI UI workflow, turned into the ``prompt`` graph's shape: the widget values of
     ComfyUI's own nodes (``_WIDGETS``) by name, a widget fed by a link (a primitive node) as that link, reroute
-    nodes passed through. Values of other nodes are left out, so that what is read is what ComfyUI ran."""
+    nodes passed through. Values of other nodes are left out, so that what is read is what ComfyUI ran. With
+    the settings, the damage met on the way (a link id that is no number, a node's inputs that are no list):
+    those links and inputs are left out, and saying so beats a vague "could not be read" or a half-read graph."""
     workflow = _json_or_none(workflow_json)
     if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
-        return None
+        return None, []
     nodes = {str(n["id"]): n for n in workflow["nodes"]
              if isinstance(n, dict) and "id" in n and n.get("mode", _MODE_ALWAYS) == _MODE_ALWAYS}  # fmt: skip
-    links: dict[Any, tuple[str, int]] = {}
+    bad_inputs = [node_id for node_id, node in nodes.items() if not isinstance(node.get("inputs") or [], list)]
+    links: dict[int, tuple[str, int]] = {}
+    bad_links = 0
     for link in workflow.get("links") or []:  # [id, from node, from slot, to node, to slot, type]
-        if isinstance(link, list) and len(link) >= 3 and isinstance(link[2], int) and not isinstance(link[2], bool):
-            links[link[0]] = (str(link[1]), link[2])
+        if isinstance(link, list) and len(link) >= 3 and _is_int(link[2]):
+            if _is_int(link[0]):
+                links[link[0]] = (str(link[1]), link[2])
+            else:  # a list as id was "unhashable", a float one never matched: neither is any node's link
+                bad_links += 1
+
+    def slots(node: dict[str, Any]) -> list[Any]:
+        inputs = node.get("inputs")
+        return inputs if isinstance(inputs, list) else []
 
     def source(link_id: Any) -> list[Any] | None:
         """The [node id, slot] a link comes from, through reroutes; None when that node did not run."""
@@ -365,7 +383,7 @@ def _from_comfyui_workflow(workflow_json: str) -> dict[str, Any] | None:
             node = nodes.get(node_id)
             if node is None or node.get("type") != "Reroute":
                 return [node_id, slot] if node is not None else None
-            link_id = next((i.get("link") for i in node.get("inputs") or [] if isinstance(i, dict)), None)
+            link_id = next((i.get("link") for i in slots(node) if isinstance(i, dict)), None)
         return None
 
     graph: dict[str, Any] = {}
@@ -379,7 +397,7 @@ def _from_comfyui_workflow(workflow_json: str) -> dict[str, Any] | None:
             pairs = list(zip(names, values, strict=True))
             if all(value in _CONTROL_CHOICES for name, value in pairs if name is None):
                 inputs = {name: value for name, value in pairs if name is not None}
-        for slot in node.get("inputs") or []:
+        for slot in slots(node):
             if not isinstance(slot, dict) or slot.get("link") is None:
                 continue
             widget = slot.get("widget")  # a widget turned into an input: the link, not the stale value, counts
@@ -390,7 +408,13 @@ def _from_comfyui_workflow(workflow_json: str) -> dict[str, Any] | None:
             elif isinstance(name, str):  # fed by a node that did not run: its value is unknown
                 inputs.pop(name, None)
         graph[node_id] = {"class_type": kind, "inputs": inputs}
-    return _from_graph(graph)
+    damage = []
+    if bad_links:
+        damage.append(f"{'a link' if bad_links == 1 else f'{bad_links} links'} without a whole-number id")
+    if bad_inputs:
+        damage.append(f"the inputs of node{'s' * (len(bad_inputs) > 1)} {named_few(bad_inputs)} are not a list")
+    problems = [f"its ComfyUI workflow chunk ('workflow') is damaged ({'; '.join(damage)})"] if damage else []
+    return _from_graph(graph), problems
 
 
 def _from_graph(graph: dict[Any, Any]) -> dict[str, Any] | None:
