@@ -333,7 +333,8 @@ def test_a_comfyui_workflow_alone_is_read_for_its_stock_nodes(tmp_path):
     # another layout (a value more or less than ComfyUI's KSampler has): its values are no guess; the texts are read
     odd = {**sampler, "widgets_values": [156680208700286, 20, 8, "euler", "normal", 1]}
     assert _workflow(tmp_path, [odd, *text], links) == ImageSettings(read)
-    muted = {**sampler, "id": 9, "mode": 2, "widgets_values": [1, "fixed", 99, 1, "ddim", "normal", 1]}
+    # muted, with a lower id: samplers are taken in id order, so read it would win with its 99 steps
+    muted = {**sampler, "id": 2, "mode": 2, "widgets_values": [1, "fixed", 99, 1, "ddim", "normal", 1]}
     assert _workflow(tmp_path, [muted, sampler, *text], links).settings["steps"] == 20
 
     # FLUX: SamplerCustomAdvanced fed by noise, guider, sampler and sigmas nodes; the seed from a primitive node
