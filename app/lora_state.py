@@ -169,13 +169,20 @@ class LoraState(QObject):
         return ", ".join(e.trigger_words for e in self.entries if e.enabled and e.trigger_words.strip())
 
     def to_settings(self) -> list[LoraSetting]:
-        return [LoraSetting(str(e.path), e.enabled, e.strength, e.trigger_words) for e in self.entries]
+        return [LoraSetting(str(e.path), e.enabled, e.strength, e.trigger_words, e.header_words) for e in self.entries]
 
     def restore(self, saved: list[LoraSetting]) -> list[str]:
         """The list as the last session left it. A file that is gone (moved, a drive not plugged in) or that is
         no LoRA a job could use (replaced by another model's, damaged: every job would fail on it while it is on)
         keeps its row, switched off, so nothing the user set up is forgotten; returns a sentence for each one
-        that was on."""
+        that was on.
+
+        Trigger words the user had not edited (equal to the header's words saved with them) follow the file as it
+        is now: one replaced while the app was closed brings its own words, where the old file's looked edited
+        and went into every prompt. A row whose file cannot be read keeps the saved words and header words, so
+        ``refresh`` tells the same apart once the file is back. A settings file saved before the header's words
+        were kept says nothing of them: the saved words are taken as the user's unless the header gives the same
+        (an edit is never lost; a file replaced before that first start keeps its old words until edited)."""
         notices = []
         for s in saved:
             try:
@@ -186,8 +193,10 @@ class LoraState(QObject):
                 notices.append(f"The LoRA list in your settings names a file that cannot exist ({s.path[:80]!r}: "
                                f"{exc}); it was left out.")  # fmt: skip
                 continue
-            entry.trigger_words = s.trigger_words
+            if header.problem or s.trigger_words != s.header_words:
+                entry.trigger_words = s.trigger_words
             if header.problem:
+                entry.header_words = s.header_words or ""
                 entry.enabled = False
                 if not s.enabled:
                     continue

@@ -41,12 +41,15 @@ class LastJob:
 
 @dataclass
 class LoraSetting:
-    """One row of the LoRA panel as the user left it (trigger words included: the user may have edited them)."""
+    """One row of the LoRA panel as the user left it (trigger words included: the user may have edited them).
+    ``header_words``: the words the file's header gave then, so a start-up can tell the user's words from the
+    header's (the file may have been replaced while the app was closed); None in a file saved before it was kept."""
 
     path: str = ""
     enabled: bool = False
     strength: float = 1.0
     trigger_words: str = ""
+    header_words: str | None = None
 
 
 @dataclass
@@ -84,7 +87,10 @@ def _typed(cls: type, data: dict[str, Any]) -> Any:
             values[f.name] = _typed(LastJob, value)
         elif f.name == "loras" and isinstance(value, list):
             values[f.name] = [_typed(LoraSetting, v) for v in value if isinstance(v, dict) and v.get("path")
-                              and isinstance(v["path"], str)]
+                              and isinstance(v["path"], str)]  # fmt: skip
+        elif default is None:  # a text that older files lack (LoraSetting.header_words): None stays "not saved"
+            if isinstance(value, str):
+                values[f.name] = value
         elif isinstance(default, bool):
             if isinstance(value, bool):
                 values[f.name] = value
@@ -107,7 +113,7 @@ def _keep_unreadable(path: Path, reason: BaseException, notices: list[str] | Non
     else:
         log.warning("settings file %s unreadable (%s); kept it as %s and using defaults", path, reason, kept)
         message = (f"Your settings file {path} could not be read ({reason}). It was kept as {kept.name}; "
-                   "the default settings are used.")
+                   "the default settings are used.")  # fmt: skip
     if notices is not None:
         notices.append(message)
     return Settings()
@@ -122,11 +128,12 @@ def _keep_newer(path: Path, raw: bytes, version: int, notices: list[str] | None)
         log.error("settings file %s is from a newer version (%d) and could not be copied: %s", path, version, exc)
         message = (f"Your settings file {path} was written by a newer version of Nibble Studio (settings version "
                    f"{version}) and could not be copied aside ({exc}); this version keeps only what it knows "
-                   "when it saves.")
+                   "when it saves.")  # fmt: skip
     else:
         log.warning("settings file %s is from a newer version (%d); kept a copy as %s", path, version, copy)
         message = (f"Your settings file {path} was written by a newer version of Nibble Studio (settings version "
-                   f"{version}). This version uses what it knows; the file as it was is kept as {copy.name}.")
+                   f"{version}). This version uses what it knows; the file as it was is kept as "
+                   f"{copy.name}.")  # fmt: skip
     if notices is not None:
         notices.append(message)
 

@@ -92,25 +92,35 @@ def entry_hash(path) -> str:
 
 
 def test_the_lora_list_survives_a_restart_and_a_missing_file_keeps_its_row(qtbot, data_root, tmp_path):
+    """Also: trigger words the user did not edit follow a file replaced while the app was closed, or while it was
+    missing. The saved words of the old file came back as if typed (they differed from the new header's), and
+    every Generate put them in the prompt while the info line described the new file."""
     from gpu.paths import resources_dir
 
     lora = tmp_path / "mine.safetensors"
     shutil.copy(resources_dir() / "loras" / "monochrome-style.safetensors", lora)
+    theirs = _tiny_lora(tmp_path / "theirs.safetensors", words="a words")
     window = open_window(qtbot, data_root)
     entry = window.controller.loras.add_file(lora)
+    window.controller.loras.add_file(theirs, enabled=True)
     row = window.lora_panel.row_for("mine")
     row.enabled.setChecked(True)
     row.slider.setValue(-70)
     row.triggers.setText("my own words")
     window.close()
 
+    _tiny_lora(lora, words="b words")  # other LoRAs saved over both while the app was closed
+    _tiny_lora(theirs, words="b words")
     again = open_window(qtbot, data_root)
-    assert again.controller.loras.requests() == [(str(entry.path), -0.7)]
+    assert again.controller.loras.requests() == [(str(entry.path), -0.7), (str(theirs), 1.0)]
     row = again.lora_panel.row_for("mine")
     assert row.enabled.isChecked() and row.slider.value() == -70 and row.triggers.text() == "my own words"
+    assert again.lora_panel.row_for("theirs").triggers.text() == "b words"
+    assert again.controller.loras.trigger_text() == "my own words, b words"
     again.close()
 
     lora.unlink()  # moved away, or on a drive that is not plugged in
+    theirs.unlink()
     third = open_window(qtbot, data_root)
     row = third.lora_panel.row_for("mine")
     assert not row.enabled.isChecked() and row.triggers.text() == "my own words"
@@ -119,6 +129,12 @@ def test_the_lora_list_survives_a_restart_and_a_missing_file_keeps_its_row(qtbot
     assert str(entry.path) in third.error_dialog.text()
     third.error_dialog.accept()
     assert third.controller.loras.requests() == []  # jobs run without it
+    _tiny_lora(lora, words="c words")  # both back, as other LoRAs, and switched on again
+    _tiny_lora(theirs, words="c words")
+    for name in ("mine", "theirs"):
+        third.lora_panel.row_for(name).enabled.setChecked(True)
+    assert len(third.controller.loras.requests()) == 2
+    assert [third.lora_panel.row_for(n).triggers.text() for n in ("mine", "theirs")] == ["my own words", "c words"]
     third.close()
     assert str(entry.path) in [s.path for s in load_settings(data_root / "settings.json").loras]  # remembered
 
@@ -263,7 +279,7 @@ def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data
                 "loras": [
                     {"path": "C:/loras/a\x00b.safetensors", "enabled": True},
                     {"path": str(lora), "enabled": True, "strength": float("nan"), "trigger_words": "my words"},
-                    {"path": str(sdxl), "enabled": True, "trigger_words": "sdxl words"},
+                    {"path": str(sdxl), "enabled": True, "trigger_words": "sdxl words", "header_words": 5},
                 ],
             }
         )
