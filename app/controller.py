@@ -20,7 +20,7 @@ from app.engine_errors import EngineError, database_error
 from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage
 from app.gallery_model import DeleteCutShort, GalleryModel, TrashPartlyEmptied, UndoCutShort
 from app.generation_state import JobState, PromptState
-from app.history_model import HistoryModel
+from app.history_model import HistoryModel, prompt_line
 from app.image_files import inspect_image_settings, read_image_settings, relative
 from app.lora_state import LoraState, cost_sentence
 from app.memory_state import MemoryState
@@ -405,12 +405,20 @@ class AppController(QObject):
         """``restore_from_files`` of one file."""
         return self.restore_from_files([Path(path)])
 
-    def restore_from_files(self, paths: list[Path]) -> ImageSettings | None:
+    def restore_from_files(self, paths: list[Path], web_addresses: list[str] | None = None) -> ImageSettings | None:
         """Settings from dropped files (PNGs: ours, A1111 ``parameters`` or ComfyUI; JPEG and WebP: A1111/Forge
         EXIF), each read as what its content says it is: those of the first file that has some (one image's
         settings fill the form: the others are named as not used, not silently dropped); one message says what
         was not restored as saved, or why none could be ("it is a JPEG image, not a PNG", "it is a text file, not
-        an image"). Returns what was read from the file restored (None: none was)."""
+        an image"). ``web_addresses``: what a drag from a web browser carries instead of a file; with no file,
+        they are named (the image is not on this computer yet). Returns what was read from the file restored
+        (None: none was)."""
+        if not paths and web_addresses:  # a web browser's drag: said, not refused without a word
+            shown = named_few([prompt_line(url, 80) for url in web_addresses])  # a data: address may be megabytes
+            what = ("is a web address: save the image first, then drop the file" if len(web_addresses) == 1 else
+                    "are web addresses: save the images first, then drop the files")  # fmt: skip
+            self.error.emit(EngineError("user", f"Nothing was restored: {shown} {what}.", DROP_HINT))
+            return None
         without: list[str] = []
         for index, path in enumerate(paths):
             found = inspect_image_settings(path)

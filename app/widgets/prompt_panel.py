@@ -2,7 +2,8 @@
 
 Dropping an image anywhere on the panel restores its settings: a PNG (ours, A1111 ``parameters`` or ComfyUI), a JPEG
 or WebP (A1111/Forge EXIF). Any local file or folder is taken, whatever its name: its content says what it is, and
-one that holds no settings is named with why (the drag is not refused without a word). What could not be restored
+one that holds no settings is named with why (the drag is not refused without a word); an image dragged from a web
+browser, which is only its web address, is taken to say that it must be saved first. What could not be restored
 as saved is said, naming the file: the values the form could not take as they were (a seed outside its range, a
 size the model cannot make), the other images of a drop of several.
 """
@@ -51,13 +52,13 @@ from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
 from app.widgets.wrapped_label import WrappedLabel
 
 
-def _dropped_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
-    """The local files and folders dragged, whatever their names: taken by name (``*.png``), a JPEG from Forge or
-    a PNG saved as ``.jpg`` was refused by the drag without a word, and so was a text file dropped by mistake."""
+def _dropped(event: QDragEnterEvent | QDropEvent) -> tuple[list[Path], list[str]]:
+    """(the local files and folders dragged, whatever their names; the web addresses). Taken by name (``*.png``),
+    a JPEG from Forge or a PNG saved as ``.jpg`` was refused by the drag without a word, and so was a text file
+    dropped by mistake; an image dragged from a web browser, which carries its address only, still was."""
     mime = event.mimeData()
-    if not mime.hasUrls():
-        return []
-    return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+    urls = mime.urls() if mime.hasUrls() else []
+    return [Path(u.toLocalFile()) for u in urls if u.isLocalFile()], [u.toString() for u in urls if not u.isLocalFile()]
 
 
 class ImageLabel(QLabel):
@@ -238,15 +239,16 @@ class PromptPanel(QWidget):
     # ---- drag and drop of images ----------------------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _dropped_paths(event):
+        if any(_dropped(event)):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        paths = _dropped_paths(event)
-        if paths:
+        paths, web_addresses = _dropped(event)
+        if paths or web_addresses:
             event.acceptProposedAction()
-            self.restore_from_files(paths)
+            self.restore_from_files(paths, web_addresses)
 
-    def restore_from_files(self, paths: list[Path]) -> None:
-        """Dropped files: the controller restores the first with settings and says what it could not."""
-        self.controller.restore_from_files(paths)
+    def restore_from_files(self, paths: list[Path], web_addresses: list[str] | None = None) -> None:
+        """Dropped files: the controller restores the first with settings and says what it could not (a web
+        address alone: that the image must be saved first)."""
+        self.controller.restore_from_files(paths, web_addresses)

@@ -1,20 +1,27 @@
 """Dropping files other than ``*.png`` on the prompt panel: the drag took only names ending in .png, so a Forge
-JPEG or WebP, a PNG saved as .jpg, a text file or a folder dropped by mistake was refused without a word."""
+JPEG or WebP, a PNG saved as .jpg, a text file or a folder dropped by mistake was refused without a word, and so
+was (until later) an image dragged from a web browser, which carries only its web address."""
 
 from __future__ import annotations
 
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
 from gpu.generation.png_metadata import write_png
 from tests.app.test_png_drop import _drop
 from tests.test_image_metadata import TEXT, a1111_image
 
 
-def _drag_accepted(widget, *paths) -> bool:
+def _mime(*items) -> QMimeData:
+    """A drag of ``items``: local paths, or QUrls as they are (a web browser's drag carries web addresses)."""
     mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    mime.setUrls([item if isinstance(item, QUrl) else QUrl.fromLocalFile(str(item)) for item in items])
+    return mime
+
+
+def _drag_accepted(widget, *items) -> bool:
+    mime = _mime(*items)  # held here: the event does not own it, and a temporary is freed before Qt reads it
     event = QDragEnterEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)  # fmt: skip
     widget.dragEnterEvent(event)
@@ -46,3 +53,14 @@ def test_any_dropped_file_restores_its_settings_or_is_named_with_why(qtbot, tmp_
         ("user", "None of the dropped files carries generation settings: notes.txt (it is a text file, not an "
                  "image), pictures (it is a folder, not an image).")]  # fmt: skip
     assert "JPEG or WebP saved by A1111/Forge" in shown[0].hint and state.prompt == "a lake"
+
+    shown.clear()  # an image dragged from a web browser: its address only, which was refused without a word
+    web = QUrl("https://example.com/images/fox.png")
+    assert _drag_accepted(panel, web)
+    mime = _mime(web)
+    panel.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                               Qt.KeyboardModifier.NoModifier))  # fmt: skip
+    assert [(e.kind, e.message) for e in shown] == [
+        ("user", "Nothing was restored: https://example.com/images/fox.png is a web address: save the image first, "
+                 "then drop the file.")]  # fmt: skip
+    assert state.prompt == "a lake"
