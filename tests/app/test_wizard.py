@@ -87,7 +87,9 @@ def test_cancelling_the_comparison_keeps_the_finished_model_offered(qtbot, windo
     wizard.next()
     wizard.calibration_page.count.setValue(2)
     wizard.calibration_page.steps.setValue(2)
-    wizard._thread.worker.quantized.connect(lambda path: wizard.cancel())
+    # The wizard's own slot, so that the cancel runs on the GUI thread as a click would: a lambda ran it on the
+    # worker's thread, touching the wizard's widgets from there (a segfault in one CI run).
+    wizard._thread.worker.quantized.connect(wizard.cancel)
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
         wizard.next()
     log = wizard.run_page.log.toPlainText()
