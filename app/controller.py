@@ -410,14 +410,16 @@ class AppController(QObject):
         EXIF), each read as what its content says it is: those of the first file that has some (one image's
         settings fill the form: the others are named as not used, not silently dropped); one message says what
         was not restored as saved, or why none could be ("it is a JPEG image, not a PNG", "it is a text file, not
-        an image"). ``web_addresses``: what a drag from a web browser carries instead of a file; with no file,
-        they are named (the image is not on this computer yet). Returns what was read from the file restored
-        (None: none was)."""
-        if not paths and web_addresses:  # a web browser's drag: said, not refused without a word
-            shown = named_few([prompt_line(url, 80) for url in web_addresses])  # a data: address may be megabytes
-            what = ("is a web address: save the image first, then drop the file" if len(web_addresses) == 1 else
-                    "are web addresses: save the images first, then drop the files")  # fmt: skip
-            self.error.emit(EngineError("user", f"Nothing was restored: {shown} {what}.", DROP_HINT))
+        an image"). ``web_addresses``: what a drag from a web browser carries instead of a file (the image is not
+        on this computer yet); named with the other images not used when a file gave settings, or alone when no
+        file was dropped. Returns what was read from the file restored (None: none was)."""
+        web = web_addresses or []
+        shown = named_few([prompt_line(url, 80) for url in web])  # a data: address may be megabytes
+        one = len(web) == 1
+        save = f"save the image{'' if one else 's'} first, then drop the file{'' if one else 's'}"
+        if not paths and web:  # a web browser's drag: said, not refused without a word
+            what = "is a web address" if one else "are web addresses"
+            self.error.emit(EngineError("user", f"Nothing was restored: {shown} {what}: {save}.", DROP_HINT))
             return None
         without: list[str] = []
         for index, path in enumerate(paths):
@@ -436,12 +438,17 @@ class AppController(QObject):
                              "image's settings")  # fmt: skip
             if without:
                 notes.append(f"{', '.join(without)}, dropped before it, carry no generation settings")
+            if web:  # dragged along with the file (a browser's and a file manager's in one drag): not ignored
+                notes.append(f"the dropped web address{'' if one else 'es'} {shown} {were(len(web))} not used "
+                             f"({save})")  # fmt: skip
             if notes:
-                self._say_not_as_saved(path.name, notes, " Drop one image at a time." if len(paths) > 1 else "")
+                several = len(paths) + len(web) > 1
+                self._say_not_as_saved(path.name, notes, " Drop one image at a time." if several else "")
             return found
         dropped = "images" if all(kind_by_name(p) for p in paths) else "files"  # a folder, a text file: no image
         self.error.emit(EngineError(
-            "user", f"None of the dropped {dropped} carries generation settings: {', '.join(without)}.", DROP_HINT))
+            "user", f"None of the dropped {dropped} carries generation settings: {', '.join(without)}.",
+            DROP_HINT))  # fmt: skip
         return None
 
     def _say_not_as_saved(self, name: str, notes: list[str], more_hint: str = "") -> None:

@@ -28,6 +28,13 @@ def _drag_accepted(widget, *items) -> bool:
     return event.isAccepted()
 
 
+def _drop_items(widget, *items) -> None:
+    """``_drop`` of local paths and web addresses (QUrls) in one drag."""
+    mime = _mime(*items)
+    widget.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier))  # fmt: skip
+
+
 def test_any_dropped_file_restores_its_settings_or_is_named_with_why(qtbot, tmp_path, window):
     controller, state, panel = window.controller, window.controller.prompt, window.prompt_panel
     shown: list = []
@@ -57,10 +64,17 @@ def test_any_dropped_file_restores_its_settings_or_is_named_with_why(qtbot, tmp_
     shown.clear()  # an image dragged from a web browser: its address only, which was refused without a word
     web = QUrl("https://example.com/images/fox.png")
     assert _drag_accepted(panel, web)
-    mime = _mime(web)
-    panel.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                               Qt.KeyboardModifier.NoModifier))  # fmt: skip
+    _drop_items(panel, web)
     assert [(e.kind, e.message) for e in shown] == [
         ("user", "Nothing was restored: https://example.com/images/fox.png is a web address: save the image first, "
                  "then drop the file.")]  # fmt: skip
     assert state.prompt == "a lake"
+
+    shown.clear()  # a file and a web address in one drag: the address was ignored without a word
+    long = QUrl("https://example.com/" + "a" * 100 + ".png")  # named cut to a line, as when dropped alone
+    _drop_items(panel, webp, long)
+    assert [(e.kind, e.message) for e in shown] == [
+        ("notice", "Settings restored from forge.webp, but not all as saved: the dropped web address "
+                   f"https://example.com/{'a' * 59}… was not used (save the image first, then drop the "
+                   "file).")]  # fmt: skip
+    assert shown[0].hint.endswith("Drop one image at a time.") and state.prompt == "a fox in snow, café 🦊"
