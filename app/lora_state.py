@@ -4,6 +4,7 @@ checks the weights when it applies them, and reports problems as errors."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
@@ -13,6 +14,8 @@ from PySide6.QtCore import QObject, Signal
 
 from app.settings import LoraSetting
 from gpu.lora.metadata import file_stamp
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,13 +42,14 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 class LoraHeader(NamedTuple):
     """What ``read_header`` found. ``problem``: "" when the file reads, else why no job could apply it (``info``
-    then says it too); ``kind`` names that case for the code: "missing", "no-access" (no permission on the file
-    or a folder on the way), "unusable" (no readable safetensors file, or no FLUX.1 LoRA)."""
+    then says it too); ``kind`` names that case for the code: "missing", "folder" (a folder where the file was),
+    "no-access" (no permission on the file or a folder on the way), "unusable" (no readable safetensors file, or
+    no FLUX.1 LoRA)."""
 
     words: str
     info: str
     problem: str = ""
-    kind: Literal["", "missing", "no-access", "unusable"] = ""
+    kind: Literal["", "missing", "folder", "no-access", "unusable"] = ""
 
 
 def fit_strength(strength: float) -> float:
@@ -61,15 +65,19 @@ def fit_strength(strength: float) -> float:
 def read_header(path: Path) -> LoraHeader:
     """Trigger words, info line and problem from the safetensors header alone, read once: why ``path`` is no LoRA
     file the engine could apply, if it is none (gone, unreadable, or no FLUX.1 LoRA: another model's, keys not
-    understood), which every job would refuse."""
+    understood; a folder now where the file was), which every job would refuse."""
     from gpu.errors import UserError
     from gpu.lora.metadata import header_summary
 
     try:
         found = path.is_file()
+        folder = not found and path.is_dir()
     except OSError as err:  # EACCES on a folder on the way: is_file raises it rather than say False
         problem = f"the file cannot be read ({err.strerror or err}): check that you may read it and its folders"
         return LoraHeader("", problem, problem, "no-access")
+    if folder:  # is_file says False for it too: it was reported as missing while it is right there
+        problem = "it is a folder, not a LoRA file"
+        return LoraHeader("", problem, problem, "folder")
     if not found:
         problem = f"file not found: {path}"
         return LoraHeader("", problem, problem, "missing")
@@ -182,13 +190,21 @@ class LoraState(QObject):
         and went into every prompt. A row whose file cannot be read keeps the saved words and header words, so
         ``refresh`` tells the same apart once the file is back. A settings file saved before the header's words
         were kept says nothing of them: the saved words are taken as the user's unless the header gives the same
-        (an edit is never lost; a file replaced before that first start keeps its old words until edited)."""
+        (an edit is never lost; a file replaced before that first start keeps its old words until edited).
+
+        A path listed twice (a hand-edited file, an older version) keeps its first row: the second overwrote the
+        first's trigger words; it is dropped and logged."""
         notices = []
+        listed = {e.path for e in self.entries}
         for s in saved:
             try:
                 path = Path(s.path).expanduser().resolve()
+                if path in listed:
+                    log.warning("the LoRA list in the settings names %s more than once; its first row is kept", path)
+                    continue
                 header = read_header(path)
                 entry = self._add(path, s.enabled, s.strength, header)
+                listed.add(path)
             except (OSError, ValueError) as exc:  # e.g. a NUL byte in a hand-edited path: no file can have it
                 notices.append(f"The LoRA list in your settings names a file that cannot exist ({s.path[:80]!r}: "
                                f"{exc}); it was left out.")  # fmt: skip
@@ -203,6 +219,9 @@ class LoraState(QObject):
                 if header.kind == "missing":
                     notices.append(f"The LoRA file {entry.path} (on in your last session) is missing; it is "
                                    "switched off.")  # fmt: skip
+                elif header.kind == "folder":
+                    notices.append(f"The LoRA {entry.path} (on in your last session) is a folder now, not a LoRA "
+                                   "file; it is switched off.")  # fmt: skip
                 else:
                     notices.append(f"The LoRA file {entry.path} (on in your last session) cannot be used: "
                                    f"{header.problem}. It is switched off, so jobs run without it.")  # fmt: skip

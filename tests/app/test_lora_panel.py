@@ -264,14 +264,17 @@ def test_a_folder_of_many_loras_is_listed_at_once(qtbot, window, tmp_path, monke
     assert str(pickles) in window.error_dialog.text() and "old style.ckpt" in window.error_dialog.text()
 
 
-def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data_root, tmp_path):
+def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data_root, tmp_path, caplog):
     """A NUL byte in a LoRA's path stopped the app at start-up (ValueError out of Path.resolve); a strength of
     NaN came back as 2.0, the maximum, switched on. A file saved as on that is no FLUX.1 LoRA (replaced by an SDXL
-    one since) stayed on, without a word, and every job failed on it."""
+    one since) stayed on, without a word, and every job failed on it. A path listed twice had its first row's
+    trigger words overwritten by the second's; a folder where the file was was said to be "missing"."""
     import json
 
     lora = _tiny_lora(tmp_path / "mine.safetensors")
     sdxl = sdxl_like(tmp_path / "sdxl style.safetensors")
+    folder = tmp_path / "now a folder.safetensors"
+    folder.mkdir()
     (data_root / "settings.json").write_text(
         json.dumps(
             {
@@ -280,6 +283,8 @@ def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data
                     {"path": "C:/loras/a\x00b.safetensors", "enabled": True},
                     {"path": str(lora), "enabled": True, "strength": float("nan"), "trigger_words": "my words"},
                     {"path": str(sdxl), "enabled": True, "trigger_words": "sdxl words", "header_words": 5},
+                    {"path": str(tmp_path / "." / lora.name), "enabled": False, "trigger_words": "second words"},
+                    {"path": str(folder), "enabled": True},
                 ],
             }
         )
@@ -288,12 +293,16 @@ def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data
     state = window.controller.loras
     assert state.requests() == [(str(lora.resolve()), 1.0)]
     assert window.lora_panel.row_for("mine").slider.value() == 100
-    assert window.lora_panel.row_for("mine").triggers.text() == "my words"
+    assert window.lora_panel.row_for("mine").triggers.text() == "my words"  # the first of its two rows
+    assert f"names {lora.resolve()} more than once" in caplog.text
     assert window.error_dialog is not None and "a\\x00b.safetensors" in window.error_dialog.text()
     row = window.lora_panel.row_for("sdxl style")  # listed, switched off, with what is wrong
     assert not row.enabled.isChecked() and row.triggers.text() == "sdxl words" and "SDXL" in row.entry.info
     assert (f"The LoRA file {sdxl.resolve()} (on in your last session) cannot be used: sdxl style.safetensors is "
             "a LoRA for Stable Diffusion 1.x/2.x/SDXL (UNet), not FLUX.1") in window.error_dialog.text()  # fmt: skip
+    assert (f"The LoRA {folder.resolve()} (on in your last session) is a folder now, not a LoRA file; it is switched "
+            "off.") in window.error_dialog.text()  # fmt: skip
+    assert window.lora_panel.row_for(folder.stem).entry.info == "it is a folder, not a LoRA file"
     window.close()
     saved = load_settings(data_root / "settings.json").loras
     assert [(s.path, s.strength) for s in saved if s.enabled] == [(str(lora.resolve()), 1.0)]
