@@ -384,8 +384,8 @@ class GalleryModel(QAbstractListModel):
             "notice",
             f"The files of {len(records)} images ({names}) were no longer in the trash folder {trash}; their "
             "entries are back in the gallery without a picture, marked missing.",
-            f"Their settings can still be reused. Files put back in {self._data.images} under their old names "
-            "show again at the next start.",
+            "Their settings can still be reused. Files put back as "
+            f"{named_few([str(self.path_of(r)) for r in records])} show again at the next start.",
         )
 
     def trash_size(self) -> tuple[int, int]:

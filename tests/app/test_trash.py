@@ -264,25 +264,30 @@ def test_an_undo_that_fails_part_way_says_what_came_back_and_the_next_undo_finis
 
 
 def test_an_undo_without_its_file_never_takes_the_name_of_a_file_put_there_since(qtbot, data_root):
-    """A deleted image's file is removed from the trash by hand, and another picture is copied into the images
-    folder under its old name. Undo brings the entry back, marked missing, under a free name: given the old one,
-    the next start found a file there and showed the stranger's picture with this entry's prompt and star."""
+    """Two deleted images' files are removed from the trash by hand, and another picture is copied into the images
+    folder under one's old name. Undo brings both entries back, marked missing, the first under a free name: given
+    the old one, the next start found a file there and showed the stranger's picture with this entry's prompt and
+    star. The notice names where each file would have to be put back (it said "under their old names")."""
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl"])
+    _images(data, ["fox", "owl", "emu"])
     window = open_window(qtbot, data_root)
-    _select(window, ["fox"])
+    _select(window, ["fox", "owl"])
     window.gallery_panel.delete_selected()
     (data.trash / "d" / "0.png").unlink()
+    (data.trash / "d" / "1.png").unlink()
     write_png(data.images / "d" / "0.png", Image.new("RGB", (16, 16), (9, 9, 9)), {"prompt": "stranger"})
     errors = []
     window.controller.error.connect(errors.append)
     window.gallery_panel.undo_button.click()
-    [(path, prompt, missing)] = [row for row in _shown(window) if row[1] == "fox"]
-    assert missing and path != "d/0.png" and not (data.images / path).exists()
-    assert str(data.images / path) in errors[0].hint  # where its file would have to be put back
+    back = {prompt: (path, missing) for path, prompt, missing in _shown(window) if prompt in ("fox", "owl")}
+    assert back["owl"] == ("d/1.png", True)
+    fox_path, fox_missing = back["fox"]
+    assert fox_missing and fox_path != "d/0.png" and not (data.images / fox_path).exists()
+    assert [e.kind for e in errors] == ["notice"]
+    assert str(data.images / fox_path) in errors[0].hint and str(data.images / "d" / "1.png") in errors[0].hint
     window = _restart(qtbot, window, data_root)
     shown = sorted((p, missing) for _, p, missing in _shown(window))
-    assert shown == [("fox", True), ("owl", False), ("stranger", False)]
+    assert shown == [("emu", False), ("fox", True), ("owl", True), ("stranger", False)]
 
 
 def test_empty_trash_is_enabled_only_while_the_trash_holds_something(qtbot, data_root, monkeypatch):
