@@ -5,6 +5,8 @@ Torch-free on purpose: ``main.py`` builds its ``--help`` from these without impo
 DEFAULT_RANK = 32  # the paper's rank of the 16-bit low-rank branch
 DEFAULT_CALIB_PROMPTS = 64  # the paper's calibration set size
 DEFAULT_ALPHA_POINTS = 11  # smoothing strengths 0, 0.1, ..., 1
+# The grid of runs from before the setting was recorded (their parts folders lack it): fixed, unlike the default.
+LEGACY_ALPHA_POINTS = 11
 MAX_ALPHA_POINTS = 101  # steps of 0.01; each point costs one more decomposition of every smoothed layer
 # Budgets of a 16 GB laptop GPU with headroom for the desktop, and of a 32 GB laptop's RAM.
 DEFAULT_GPU_BUDGET_GIB = 14.0

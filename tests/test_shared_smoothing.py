@@ -137,6 +137,10 @@ def test_nan_weights_or_activations_are_refused_naming_the_layers():
     damaged[names[1]][0].weight.data[3, 7] = float("nan")
     with pytest.raises(ModelLoadError, match=r"The weights of blocks\.0\.attn\.to_k hold NaN"):
         list(quantize_layers(damaged, lambda _n: calib, config, CFG, FLUX))
+    damaged = targets()  # a NaN bias went into the file without a word
+    damaged[names[2]][0].bias.data[0] = float("nan")
+    with pytest.raises(ModelLoadError, match=r"The weights of blocks\.0\.attn\.to_v hold NaN"):
+        list(quantize_layers(damaged, lambda _n: calib, config, CFG, FLUX))
     calib.x_absmax[5] = float("inf")
     with pytest.raises(ModelLoadError, match=r"NaN or infinite values .* before blocks\.0\.attn\.to_q"):
         list(quantize_layers(targets(), lambda _n: calib, config, CFG, FLUX))

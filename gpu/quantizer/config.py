@@ -11,6 +11,7 @@ from gpu.quantize_defaults import (
     DEFAULT_GPU_BUDGET_GIB,
     DEFAULT_RAM_BUDGET_GIB,
     DEFAULT_RANK,
+    LEGACY_ALPHA_POINTS,
     MAX_ALPHA_POINTS,
 )
 
@@ -77,9 +78,9 @@ class QuantizeConfig:
         d = asdict(self)
         for k in ("resume", "gpu_budget_gib", "ram_budget_gib"):
             d.pop(k)
-        # The default as parts folders from before the setting recorded it (without it); methods that do not
-        # smooth never use it, so their finished layers stay valid whatever it is.
-        if self.alpha_points == DEFAULT_ALPHA_POINTS or not self.smooths:
+        # The grid parts folders from before the setting were made with is recorded as they recorded it (not at
+        # all); methods that do not smooth never use it, so their finished layers stay valid whatever it is.
+        if self.alpha_points == LEGACY_ALPHA_POINTS or not self.smooths:
             d.pop("alpha_points")
         return d
 

@@ -190,8 +190,8 @@ def quantize_layers(
 def _check_finite(group: list[str], mods: list[nn.Linear], calib: LayerCalibration | None) -> None:
     """NaN or infinite weights (a damaged file, a bad conversion), or calibration activations the model already
     turned into NaN/inf before this layer, would end the alpha search in a traceback naming no layer: refused here,
-    naming it. weight: [N, K] any float dtype; calib.x_absmax: float32 [K]."""
-    bad = [n for n, m in zip(group, mods, strict=True) if not torch.isfinite(m.weight).all()]
+    naming it. weight: [N, K], bias: [N] (or None), any float dtype; calib.x_absmax: float32 [K]."""
+    bad = [n for n, m in zip(group, mods, strict=True) if not all(_finite(t) for t in (m.weight, m.bias))]
     if bad:
         raise ModelLoadError(
             f"The weights of {named_few(bad)} hold NaN or infinite values, so the model cannot be quantized.",
@@ -203,6 +203,10 @@ def _check_finite(group: list[str], mods: list[nn.Linear], calib: LayerCalibrati
             "it cannot be quantized.",
             "Check that the model generates images as it is; a damaged or wrongly converted file does this.",
         )
+
+
+def _finite(t: torch.Tensor | None) -> bool:
+    return t is None or bool(torch.isfinite(t).all())
 
 
 def _layer_record(
