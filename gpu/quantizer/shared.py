@@ -201,7 +201,8 @@ def _check_finite(group: list[str], mods: list[nn.Linear], calib: LayerCalibrati
         raise ModelLoadError(
             f"The model computes NaN or infinite values on the calibration prompts before {named_few(group)}, so "
             "it cannot be quantized.",
-            "Check that the model generates images as it is; a damaged or wrongly converted file does this.",
+            "Check that the model generates images as it is: a damaged or wrongly converted file does this, and so "
+            "can float16 on GPUs older than the RTX 30 series (FLUX's activations overflow it).",
         )
 
 
