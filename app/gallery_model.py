@@ -357,7 +357,8 @@ class GalleryModel(QAbstractListModel):
         missing as start-up flags an entry whose file is gone (its settings can still be reused), and is returned
         under the name it came back with (where its file would have to be put back)."""
         in_trash = (self._data.trash / record.path).exists()
-        restored = restore_from_trash(self._data, record.path)  # another name if a new file has taken its own
+        # Another name if a new file has taken its own; never one another row holds (a missing image's).
+        restored = restore_from_trash(self._data, record.path, taken=self._store.has_path)
         lost = not in_trash and not record.missing  # one missing before its delete had no file to lose
         try:
             self._store.set_trashed(record.id, False, restored, missing=True if lost else None)

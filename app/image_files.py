@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,10 +57,15 @@ def images_folder(data: DataDir, when: float | None = None) -> Path:
     return folder
 
 
-def free_image_path(data: DataDir, path: Path, first: int = 2) -> Path:
+def free_image_path(data: DataDir, path: Path, first: int = 2, taken: Callable[[str], bool] | None = None) -> Path:
     """``path`` or ``<stem>-<n>.png`` inside the images folder, such that neither the images folder nor the trash
-    holds that name: an image in the trash keeps its name for undo, so a new image must never take it."""
-    return first_free_path(path, first, lambda c: c.exists() or (data.trash / relative(data, c)).exists())
+    holds that name: an image in the trash keeps its name for undo, so a new image must never take it. ``taken``:
+    names (relative to the images folder) held otherwise, e.g. by gallery rows whose file is missing."""
+    def held(candidate: Path) -> bool:
+        rel = relative(data, candidate)
+        return candidate.exists() or (data.trash / rel).exists() or (taken is not None and taken(rel))
+
+    return first_free_path(path, first, held)
 
 
 def relative(data: DataDir, path: Path) -> str:
@@ -88,7 +94,7 @@ def move_to_trash(data: DataDir, rel_path: str) -> None:
         os.replace(source, target)
 
 
-def restore_from_trash(data: DataDir, rel_path: str) -> str:
+def restore_from_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] | None = None) -> str:
     """Moves the file back and returns its path relative to the images folder: its old one, or a free name if
     another file has taken that one since (it is never replaced). With no file left in the trash, nothing moves
     and the name returned is still one no other file holds: an entry given a stranger's name would show that
@@ -96,7 +102,7 @@ def restore_from_trash(data: DataDir, rel_path: str) -> str:
     source = data.trash / rel_path
     target = absolute(data, rel_path)
     if target.exists():
-        target = free_image_path(data, target)
+        target = free_image_path(data, target, taken=taken)
     if not source.exists():
         return relative(data, target)
     target.parent.mkdir(parents=True, exist_ok=True)

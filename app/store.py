@@ -206,6 +206,10 @@ class Store:
         ).fetchone()
         return self._image(row) if row else None
 
+    def has_path(self, path: str) -> bool:
+        """Whether a row (in the gallery, missing, or in the trash) holds ``path``: paths are unique."""
+        return self._db.execute("SELECT 1 FROM images WHERE path = ?", (path,)).fetchone() is not None
+
     def all_paths(self) -> dict[str, tuple[int, bool, bool]]:
         """path -> (id, missing, trashed) for every row, for start-up reconciliation."""
         rows = self._db.execute("SELECT path, id, missing, trashed FROM images")

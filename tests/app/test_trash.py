@@ -290,6 +290,28 @@ def test_an_undo_without_its_file_never_takes_the_name_of_a_file_put_there_since
     assert shown == [("emu", False), ("fox", True), ("owl", True), ("stranger", False)]
 
 
+def test_an_undo_without_its_file_never_takes_the_name_of_a_missing_entry(qtbot, data_root):
+    """The free name an entry without its file comes back under is also free in the gallery database: one a
+    missing image's row held made that Undo fail on the database's unique paths, every time it was tried."""
+    data = resolve_data_dir(data_root)
+    _images(data, ["fox"])
+    store = Store(data.database)
+    store.add_image("d/0-2.png", {"prompt": "gone"}, created=5.0)  # no file: flagged missing at start-up
+    store.close()
+    window = open_window(qtbot, data_root)
+    _select(window, ["fox"])
+    window.gallery_panel.delete_selected()
+    (data.trash / "d" / "0.png").unlink()
+    write_png(data.images / "d" / "0.png", Image.new("RGB", (16, 16), (9, 9, 9)), {"prompt": "stranger"})
+    errors = []
+    window.controller.error.connect(errors.append)
+    window.gallery_panel.undo_button.click()
+    assert [e.kind for e in errors] == ["notice"], [e.message for e in errors]
+    shown = {prompt: (path, missing) for path, prompt, missing in _shown(window)}
+    assert shown["fox"][1] and shown["fox"][0] not in ("d/0.png", "d/0-2.png")
+    assert shown["gone"] == ("d/0-2.png", True) and window.controller.gallery.undo_count == 0
+
+
 def test_empty_trash_is_enabled_only_while_the_trash_holds_something(qtbot, data_root, monkeypatch):
     """"Empty trash…" was enabled with nothing in the trash, and then only said "The trash is empty."."""
     from PySide6.QtWidgets import QMessageBox
