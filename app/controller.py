@@ -426,7 +426,7 @@ class AppController(QObject):
             found = inspect_image_settings(path)
             if not found.settings:
                 why = "; ".join(found.problems) or "it carries no generation settings"
-                if len(paths) == 1:
+                if len(paths) == 1 and not web:
                     self.error.emit(EngineError("user", f"Nothing was restored from {path.name}: {why}.", DROP_HINT))
                     return None
                 without.append(f"{path.name} ({why})")
@@ -446,6 +446,8 @@ class AppController(QObject):
                 self._say_not_as_saved(path.name, notes, " Drop one image at a time." if several else "")
             return found
         dropped = "images" if all(kind_by_name(p) for p in paths) else "files"  # a folder, a text file: no image
+        if web:  # dragged along with the files: named with them, not ignored
+            without.append(f"{shown} ({'a web address' if one else 'web addresses'}: {save})")
         self.error.emit(EngineError(
             "user", f"None of the dropped {dropped} carries generation settings: {', '.join(without)}.",
             DROP_HINT))  # fmt: skip

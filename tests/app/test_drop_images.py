@@ -78,3 +78,10 @@ def test_any_dropped_file_restores_its_settings_or_is_named_with_why(qtbot, tmp_
                    f"https://example.com/{'a' * 59}… was not used (save the image first, then drop the "
                    "file).")]  # fmt: skip
     assert shown[0].hint.endswith("Drop one image at a time.") and state.prompt == "a fox in snow, café 🦊"
+
+    shown.clear()  # a file without settings and a web address: the address was left out of the message
+    _drop_items(panel, notes, web)
+    assert [(e.kind, e.message) for e in shown] == [
+        ("user", "None of the dropped files carries generation settings: notes.txt (it is a text file, not an "
+                 "image), https://example.com/images/fox.png (a web address: save the image first, then drop the "
+                 "file).")]  # fmt: skip
