@@ -41,10 +41,12 @@ from app.wording import sentence
 from gpu.errors import UserError
 from gpu.paths import first_free_path
 from gpu.quantize_defaults import (
+    DEFAULT_ALPHA_POINTS,
     DEFAULT_CALIB_PROMPTS,
     DEFAULT_GPU_BUDGET_GIB,
     DEFAULT_RAM_BUDGET_GIB,
     DEFAULT_RANK,
+    MAX_ALPHA_POINTS,
 )
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
@@ -235,6 +237,12 @@ class MethodPage(QWizardPage):
         self.rank.setToolTip(
             f"Size of the 16-bit low-rank branch that absorbs outliers ({DEFAULT_RANK} is the paper's default)"
         )
+        self.alpha_points = QSpinBox(minimum=2, maximum=MAX_ALPHA_POINTS, value=DEFAULT_ALPHA_POINTS)
+        self.alpha_points.setToolTip(
+            "How many smoothing strengths (alpha, evenly from 0 to 1) SVDQuant and SmoothQuant try for each layer, "
+            f"keeping the one with the smallest error: {DEFAULT_ALPHA_POINTS} tries 0, 0.1, ..., 1. Fewer quantize "
+            "faster and may pick a slightly worse alpha; more rarely help."
+        )
         self.shared_smoothing = QCheckBox("Smooth Q/K/V together")
         self.shared_smoothing.setChecked(True)
         self.shared_smoothing.setToolTip(
@@ -246,6 +254,7 @@ class MethodPage(QWizardPage):
         form.addRow("Method", self.method)
         form.addRow("Precision", self.precision)
         form.addRow("Low-rank rank", self.rank)
+        form.addRow("Alpha search points", self.alpha_points)
         form.addRow("", self.shared_smoothing)
 
 
@@ -448,6 +457,7 @@ class QuantizeWizard(QWizard):
         return QuantizeConfig(
             method=self.method_page.method.currentData(), precision=self.method_page.precision.currentData(),
             rank=self.method_page.rank.value(), shared_smoothing=self.method_page.shared_smoothing.isChecked(),
+            alpha_points=self.method_page.alpha_points.value(),
             calib_prompts=calib.count.value(),
             calib_steps=calib.steps.value() or None, gpu_budget_gib=calib.gpu_gib.value(),
             ram_budget_gib=calib.ram_gib.value(),

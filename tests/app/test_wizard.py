@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from app.quantize_source import output_stem
 from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.paths import resources_dir
+from gpu.quantize_defaults import DEFAULT_ALPHA_POINTS
 from tests.app.gui import accept_dialog_later
 from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
@@ -31,6 +32,8 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     wizard.next()  # -> method
     wizard.method_page.rank.setValue(8)
     assert wizard.method_page.shared_smoothing.isChecked() and wizard.config().shared_smoothing
+    assert wizard.method_page.alpha_points.value() == DEFAULT_ALPHA_POINTS
+    wizard.method_page.alpha_points.setValue(3)  # the CLI's --alpha-points; the wizard had no such field
     wizard.next()  # -> calibration and memory
     wizard.calibration_page.laptop_preset()
     assert wizard.calibration_page.gpu_gib.value() == 14.0
@@ -39,7 +42,9 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
         wizard.next()  # -> run page: starts quantizing
     assert wizard.result_path, wizard.run_page.log.toPlainText()
-    layers = read_checkpoint_meta(wizard.result_path).layers
+    meta = read_checkpoint_meta(wizard.result_path)
+    assert meta.calibration["alpha_points"] == 3
+    layers = meta.layers
     assert layers["transformer_blocks.0.attn.to_k"]["smooth_group"][0] == "transformer_blocks.0.attn.to_q"
     assert "layer" in wizard.run_page.log.toPlainText().lower() or wizard.run_page.log.blockCount() > 3
     assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
