@@ -1,6 +1,8 @@
-"""Default settings of a quantization run, in one place for the engine, the CLI and the wizard.
+"""Default settings of a quantization run, and which methods use which settings, in one place for the engine, the
+CLI and the wizard.
 
-Torch-free on purpose: ``main.py`` builds its ``--help`` from these without importing the engine."""
+Torch-free on purpose: ``main.py`` builds its ``--help`` from these, and the wizard its fields, without importing
+the engine."""
 
 DEFAULT_RANK = 32  # the paper's rank of the 16-bit low-rank branch
 DEFAULT_CALIB_PROMPTS = 64  # the paper's calibration set size
@@ -11,3 +13,5 @@ MAX_ALPHA_POINTS = 101  # steps of 0.01; each point costs one more decomposition
 # Budgets of a 16 GB laptop GPU with headroom for the desktop, and of a 32 GB laptop's RAM.
 DEFAULT_GPU_BUDGET_GIB = 14.0
 DEFAULT_RAM_BUDGET_GIB = 24.0
+# The methods that smooth (search an alpha per layer): alpha points and shared smoothing matter only for them.
+SMOOTHING_METHODS = ("svdquant", "smoothquant")

@@ -47,6 +47,7 @@ from gpu.quantize_defaults import (
     DEFAULT_RAM_BUDGET_GIB,
     DEFAULT_RANK,
     MAX_ALPHA_POINTS,
+    SMOOTHING_METHODS,
 )
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
@@ -256,6 +257,13 @@ class MethodPage(QWizardPage):
         form.addRow("Low-rank rank", self.rank)
         form.addRow("Alpha search points", self.alpha_points)
         form.addRow("", self.shared_smoothing)
+        self.method.currentIndexChanged.connect(self._method_changed)
+
+    def _method_changed(self) -> None:
+        # The alpha search and the shared smoothing exist only for the methods that smooth: greyed out otherwise.
+        smooths = self.method.currentData() in SMOOTHING_METHODS
+        self.alpha_points.setEnabled(smooths)
+        self.shared_smoothing.setEnabled(smooths)
 
 
 class CalibrationPage(QWizardPage):

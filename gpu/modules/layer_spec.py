@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from gpu.quant import get_format
+from gpu.quantize_defaults import SMOOTHING_METHODS
 
 METHODS = ("svdquant", "naive", "smoothquant", "svd", "lorc", "nf4", "rtn")
 PRECISIONS = ("int4", "nvfp4", "fp4", "int8")
@@ -68,5 +69,5 @@ def spec_for(method: str, precision: str, rank: int, role: str) -> LayerSpec:
     if method == "nf4":
         return LayerSpec("nf4", "nf4", None, 0, False)
     uses_rank = method in ("svdquant", "svd", "lorc")
-    uses_smooth = method in ("svdquant", "smoothquant")
+    uses_smooth = method in SMOOTHING_METHODS
     return LayerSpec(method, precision, precision, rank if uses_rank else 0, uses_smooth)

@@ -34,6 +34,11 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     assert wizard.method_page.shared_smoothing.isChecked() and wizard.config().shared_smoothing
     assert wizard.method_page.alpha_points.value() == DEFAULT_ALPHA_POINTS
     wizard.method_page.alpha_points.setValue(3)  # the CLI's --alpha-points; the wizard had no such field
+    page = wizard.method_page
+    page.method.setCurrentIndex(page.method.findData("naive"))  # no smoothing: nothing to search
+    assert not page.alpha_points.isEnabled() and not page.shared_smoothing.isEnabled()
+    page.method.setCurrentIndex(page.method.findData("svdquant"))
+    assert page.alpha_points.isEnabled() and page.shared_smoothing.isEnabled()
     wizard.next()  # -> calibration and memory
     wizard.calibration_page.laptop_preset()
     assert wizard.calibration_page.gpu_gib.value() == 14.0
