@@ -148,8 +148,7 @@ class AppController(QObject):
                     prompts.append(PromptRecord(0, key[0], key[1], 1, record.created))
             self.store.restore_prompts(prompts)
             favorites = [r.id for r in images if r.path in favorite_paths]
-            for image_id in favorites:
-                self.store.set_favorite(image_id, True)
+            self.store.set_favorites(favorites, True)  # one commit, not one per image
             return len(self.store.prompts()), len(favorites)
         except (sqlite3.Error, OSError):
             log.exception("recovering the history from %s failed", damaged)

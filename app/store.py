@@ -242,9 +242,6 @@ class Store:
                 "UPDATE images SET path = ?2, missing = 0, file_size = ?3, file_sha256 = ?4 WHERE id = ?1", moves
             )
 
-    def set_favorite(self, image_id: int, favorite: bool) -> None:
-        self.set_favorites([image_id], favorite)
-
     def set_favorites(self, ids: Iterable[int], favorite: bool) -> None:
         with self._transaction():
             self._db.executemany("UPDATE images SET favorite = ? WHERE id = ?", [(int(favorite), i) for i in ids])

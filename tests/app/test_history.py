@@ -34,7 +34,7 @@ def test_history_and_favorites_survive_a_damaged_database(qtbot, data_root):
     store = Store(data.database)
     store.record_prompt("never made an image", "", when=1)
     store.record_prompt("a red fox", "blurry", when=2)
-    store.set_favorite(store.add_image("d/0.png", {"prompt": "a red fox", "negative_prompt": "blurry"}, 3).id, True)
+    store.set_favorites([store.add_image("d/0.png", {"prompt": "a red fox", "negative_prompt": "blurry"}, 3).id], True)
     for i in range(400):  # rows in many pages, one of which gets damaged
         store.add_image(f"bulk/{i}.png", {"prompt": "x" * 200}, created=10 + i)
     store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

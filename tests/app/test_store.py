@@ -18,7 +18,7 @@ def test_store_images_and_search(tmp_path):
     assert [r.path for r in store.images("100%")] == ["b.png"]
     assert store.images("_") == store.images("blue_")  # LIKE wildcards are escaped
     rid = store.images("fox")[0].id
-    store.set_favorite(rid, True)
+    store.set_favorites([rid], True)
     assert [r.path for r in store.images(favorites_only=True)] == ["a.png"]
     store.set_trashed(rid, True)
     assert [r.path for r in store.images()] == ["b.png"]
