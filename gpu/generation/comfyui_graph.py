@@ -1,0 +1,239 @@
+"""ComfyUI's settings: read from the node graph it ran (the ``prompt`` chunk of its PNGs) or, as a last resort,
+from the editor's workflow (the ``workflow`` chunk), both as parsed JSON values. Both are another program's data:
+links may loop or point nowhere, values may be of any type; the readers follow what they know, never raise, and
+read nothing rather than guess.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpu.errors import named_few
+
+# ComfyUI graph ("prompt" chunk): node id -> {"class_type", "inputs"}; an input is a literal or a link
+# [node id, output slot] to the node that makes it (a primitive, a string node, a guider, a conditioning step).
+_TEXT_INPUTS = ("text", "t5xxl", "text_g", "clip_l", "text_l", "prompt", "string", "value")
+# Nodes known to hand on the conditioning they are given (with guidance, an area, a mask, a ControlNet added), by
+# the input it comes from. Any other node ends the chain: ConditioningZeroOut makes an empty conditioning of the
+# prompt it is fed (FLUX's negative), and a node we do not know may as well.
+_PASS_THROUGH = {
+    **dict.fromkeys(("FluxGuidance", "ConditioningSetArea", "ConditioningSetAreaPercentage",
+                     "ConditioningSetAreaStrength", "ConditioningSetMask", "ConditioningSetTimestepRange",
+                     "ControlNetApply", "StyleModelApply", "unCLIPConditioning"), "conditioning"),
+    "ConditioningCombine": "conditioning_1", "ConditioningConcat": "conditioning_to",
+    "ConditioningAverage": "conditioning_to",
+}  # fmt: skip
+# Nodes that take and give both a positive and a negative conditioning (outputs 0 and 1): the link's slot says which
+# one it follows; following "positive" for both read the positive prompt as the negative one.
+_PAIRED = ("ControlNetApplyAdvanced", "ControlNetApplySD3", "ControlNetInpaintingAliMamaApply",
+           "InpaintModelConditioning", "InstructPixToPixConditioning")  # fmt: skip
+_ZERO_OUT = "ConditioningZeroOut"  # no prompt at all: the negative of a FLUX graph, fed by the positive text
+_NUMBER_INPUTS = ("value", "int", "float", "number", "seed", "noise_seed")
+_MAX_HOPS = 32  # a graph is untrusted: links may loop
+
+
+def _node_id(value: Any) -> str | None:
+    """The node a link ``[id, slot]`` points to, or None when ``value`` is a literal."""
+    return str(value[0]) if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) else None
+
+
+def _empty_latent_kind(kind: str) -> bool:
+    """Whether a node of class ``kind`` makes a new, empty latent (EmptyLatentImage, EmptySD3LatentImage...)."""
+    return kind.startswith("Empty") and "Latent" in kind
+
+
+# ComfyUI's UI workflow ("workflow" chunk: what the editor saves, beside the graph it ran) keeps each node's widget
+# values as a list by position, its links apart. For ComfyUI's own node types below, the input each position
+# holds (None: the "control after generate" choice the editor keeps after a seed). Another type, or values that do
+# not fit the list (another ComfyUI version's layout), give the node's links but no values: never a guess.
+_WIDGETS = {
+    "KSampler": ("seed", None, "steps", "cfg", "sampler_name", "scheduler", "denoise"),
+    "KSamplerAdvanced": ("add_noise", "noise_seed", None, "steps", "cfg", "sampler_name", "scheduler",
+                         "start_at_step", "end_at_step", "return_with_leftover_noise"),
+    "RandomNoise": ("noise_seed", None), "BasicScheduler": ("scheduler", "steps", "denoise"),
+    "KSamplerSelect": ("sampler_name",), "CFGGuider": ("cfg",), "FluxGuidance": ("guidance",),
+    "CLIPTextEncode": ("text",), "EmptyLatentImage": ("width", "height", "batch_size"),
+    "EmptySD3LatentImage": ("width", "height", "batch_size"),
+}  # fmt: skip
+_CONTROL_CHOICES = ("fixed", "increment", "decrement", "randomize")
+_MODE_ALWAYS = 0  # a node's "mode": muted (2) and bypassed (4) nodes did not run
+
+
+def _is_int(value: Any) -> bool:
+    """Whether JSON's ``value`` is a whole number (true and false are ints to Python, not to the file)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
+    """``graph_settings`` of a ComfyUI UI workflow (its JSON value), turned into the ``prompt`` graph's shape:
+    the widget values of ComfyUI's own nodes (``_WIDGETS``) by name, a widget fed by a link (a primitive node) as
+    that link, reroute nodes passed through. Values of other nodes are left out, so that what is read is what
+    ComfyUI ran. With the settings, the damage met on the way (a link id that is no number, a node's inputs that
+    are no list): those links and inputs are left out, and saying so beats a vague "could not be read" or a
+    half-read graph."""
+    if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
+        return None, []
+    nodes = {str(n["id"]): n for n in workflow["nodes"]
+             if isinstance(n, dict) and "id" in n and n.get("mode", _MODE_ALWAYS) == _MODE_ALWAYS}  # fmt: skip
+    bad_inputs = [node_id for node_id, node in nodes.items() if not isinstance(node.get("inputs") or [], list)]
+    links: dict[int, tuple[str, int]] = {}
+    bad_links = 0
+    for link in workflow.get("links") or []:  # [id, from node, from slot, to node, to slot, type]
+        if isinstance(link, list) and len(link) >= 3 and _is_int(link[2]):
+            if _is_int(link[0]):
+                links[link[0]] = (str(link[1]), link[2])
+            else:  # a list as id was "unhashable", a float one never matched: neither is any node's link
+                bad_links += 1
+
+    def slots(node: dict[str, Any]) -> list[Any]:
+        inputs = node.get("inputs")
+        return inputs if isinstance(inputs, list) else []
+
+    def source(link_id: Any) -> list[Any] | None:
+        """The [node id, slot] a link comes from, through reroutes; None when that node did not run."""
+        for _ in range(_MAX_HOPS):
+            node_id, slot = links.get(link_id, ("", 0)) if isinstance(link_id, int) else ("", 0)
+            node = nodes.get(node_id)
+            if node is None or node.get("type") != "Reroute":
+                return [node_id, slot] if node is not None else None
+            link_id = next((i.get("link") for i in slots(node) if isinstance(i, dict)), None)
+        return None
+
+    graph: dict[str, Any] = {}
+    for node_id, node in nodes.items():
+        kind, values = str(node.get("type", "")), node.get("widgets_values")
+        names = _WIDGETS.get(kind, ())
+        inputs: dict[str, Any] = {}
+        if kind == "PrimitiveNode" and isinstance(values, list) and values:  # the editor's value for its link
+            inputs["value"] = values[0]
+        elif isinstance(values, list) and len(values) == len(names):
+            pairs = list(zip(names, values, strict=True))
+            if all(value in _CONTROL_CHOICES for name, value in pairs if name is None):
+                inputs = {name: value for name, value in pairs if name is not None}
+        for slot in slots(node):
+            if not isinstance(slot, dict) or slot.get("link") is None:
+                continue
+            widget = slot.get("widget")  # a widget turned into an input: the link, not the stale value, counts
+            name = widget.get("name") if isinstance(widget, dict) else slot.get("name")
+            linked = source(slot["link"])
+            if isinstance(name, str) and linked is not None:
+                inputs[name] = linked
+            elif isinstance(name, str):  # fed by a node that did not run: its value is unknown
+                inputs.pop(name, None)
+        graph[node_id] = {"class_type": kind, "inputs": inputs}
+    damage = []
+    if bad_links:
+        damage.append(f"{'a link' if bad_links == 1 else f'{bad_links} links'} without a whole-number id")
+    if bad_inputs:
+        damage.append(f"the inputs of node{'s' * (len(bad_inputs) > 1)} {named_few(bad_inputs)} are not a list")
+    problems = [f"its ComfyUI workflow chunk ('workflow') is damaged ({'; '.join(damage)})"] if damage else []
+    return graph_settings(graph), problems
+
+
+def graph_settings(graph: Any) -> dict[str, Any] | None:
+    """ComfyUI's node graph (the ``prompt`` chunk's JSON value; None read from one that is no object): the
+    settings of the sampler that starts from an empty latent (the first pass of a hires-fix graph), its positive and
+    negative prompts followed through the conditioning nodes known to pass them on (with FLUX's guidance on the
+    way; a ConditioningZeroOut: no negative prompt), its seed, steps and sampler also where a SamplerCustomAdvanced
+    takes them from noise, sigmas and sampler nodes. Values given by links (a primitive, a string node) are
+    followed."""
+    if not isinstance(graph, dict):
+        return None
+    nodes = {str(k): v["inputs"] for k, v in graph.items() if isinstance(v, dict) and isinstance(v.get("inputs"), dict)}
+    kinds = {str(k): str(v.get("class_type", "")) for k, v in graph.items() if isinstance(v, dict)}
+
+    def linked(value: Any) -> dict[str, Any]:
+        return nodes.get(_node_id(value) or "", {})
+
+    def literal(value: Any, names: tuple[str, ...], types: tuple[type, ...]) -> Any:
+        for _ in range(_MAX_HOPS):
+            if _node_id(value) is None:
+                break
+            source = linked(value)
+            value = next((source[n] for n in names if n in source), None)
+        return value if isinstance(value, types) and not isinstance(value, bool) else None
+
+    def chain(link: Any) -> list[tuple[str, dict[str, Any]]]:
+        """(class type, inputs) of the nodes a conditioning link passes through, up to the first that does not
+        pass it on as it came (the one holding the text, a ConditioningZeroOut, a node we do not know)."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        while len(found) < _MAX_HOPS and (inputs := linked(link)):
+            kind = kinds.get(_node_id(link) or "", "")
+            found.append((kind, inputs))
+            if kind in _PAIRED:
+                link = inputs.get(("positive", "negative")[link[1]]) if link[1] in (0, 1) else None
+            else:
+                link = inputs.get(_PASS_THROUGH.get(kind, ""))
+        return found
+
+    def text(link: Any) -> str | None:
+        for kind, inputs in chain(link):
+            if kind == _ZERO_OUT:
+                return ""
+            for name in _TEXT_INPUTS:
+                found = literal(inputs.get(name), _TEXT_INPUTS, (str,))
+                if found is not None:
+                    return found
+        return None
+
+    def number(inputs: dict[str, Any], name: str, types: tuple[type, ...] = (int, float)) -> Any:
+        return literal(inputs.get(name), (name, *_NUMBER_INPUTS), types)
+
+    def order(node_id: str) -> tuple[int, str]:
+        # isdigit() alone let "²" through, on which int() raises.
+        return (int(node_id), "") if node_id.isascii() and node_id.isdecimal() else (1 << 62, node_id)
+
+    def empty_latent(link: Any) -> bool:
+        # A node making a new latent of the size asked; LatentUpscale's size is that of a later pass.
+        return _empty_latent_kind(kinds.get(_node_id(link) or "", ""))
+
+    def is_sampler(node_id: str, inputs: dict[str, Any]) -> bool:
+        # Conditioning nodes (ControlNetApplyAdvanced, InpaintModelConditioning) and guiders (CFGGuider) take a
+        # "positive" too: taken for the sampler, they hid its seed, steps and cfg.
+        takes = "positive" in inputs or "guider" in inputs
+        return takes and ("latent_image" in inputs or "Sampler" in kinds.get(node_id, ""))
+
+    samplers = [i for k, i in sorted(nodes.items(), key=lambda kv: order(kv[0])) if is_sampler(k, i)]
+    sampler = next((i for i in samplers if empty_latent(i.get("latent_image"))), samplers[0] if samplers else None)
+    out: dict[str, Any] = {}
+    if sampler is None:  # no sampler we know: the values by their input names, the longest prompt text
+        for inputs in nodes.values():
+            for src, dst in (("seed", "seed"), ("noise_seed", "seed"), ("steps", "steps"), ("cfg", "guidance")):
+                if number(inputs, src) is not None:
+                    out[dst] = number(inputs, src)
+            if isinstance(inputs.get("sampler_name"), str):
+                out["sampler"] = inputs["sampler_name"]
+        texts = [t for k in nodes if "TextEncode" in kinds.get(k, "") and (t := text([k, 0]))]
+        if texts:
+            out["prompt"] = max(texts, key=len)
+    else:
+        guider = linked(sampler.get("guider"))
+        parts = {"noise": linked(sampler.get("noise")), "sigmas": linked(sampler.get("sigmas")),
+                 "sampler": linked(sampler.get("sampler"))}  # fmt: skip
+        for dst, sources in (("seed", ((sampler, "seed"), (sampler, "noise_seed"), (parts["noise"], "noise_seed"))),
+                             ("steps", ((sampler, "steps"), (parts["sigmas"], "steps"))),
+                             ("guidance", ((sampler, "cfg"), (guider, "cfg")))):  # fmt: skip
+            value = next((v for inputs, name in sources if (v := number(inputs, name)) is not None), None)
+            if value is not None:
+                out[dst] = value
+        positive = sampler.get("positive", guider.get("positive", guider.get("conditioning")))
+        # FLUX's distilled guidance (FluxGuidance, CLIPTextEncodeFlux) rides on the positive conditioning beside
+        # a cfg of 1: that is the guidance a FLUX model takes.
+        flux = next((v for _, inputs in chain(positive) if (v := number(inputs, "guidance")) is not None), None)
+        if flux is not None:
+            out["guidance"] = flux
+        for dst, link in (("prompt", positive), ("negative_prompt", sampler.get("negative", guider.get("negative")))):
+            found = text(link)
+            if found is not None:
+                out[dst] = found
+        name = literal(sampler.get("sampler_name", parts["sampler"].get("sampler_name")), ("sampler_name",), (str,))
+        if name is not None:
+            out["sampler"] = name
+    latents = [linked(sampler.get("latent_image"))] if sampler else []
+    latents += [i for k, i in nodes.items() if _empty_latent_kind(kinds.get(k, ""))]
+    for inputs in latents:
+        width, height = number(inputs, "width", (int,)), number(inputs, "height", (int,))
+        if width is not None and height is not None:
+            out["width"], out["height"] = width, height
+            break
+    return out or None
