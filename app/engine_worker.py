@@ -95,6 +95,8 @@ class EngineWorker(QObject):
         self._loaded: str | None = None
         self._gpu_logged: tuple[Any, ...] | None = None  # the GPU last written to the log (None: not yet)
         self.preview_every = 2
+        # Set once the first start-up ended (ready or failed), read by the Qt thread when the app closes.
+        self.start_up_done = threading.Event()
 
     # ---- engine objects, created lazily on the worker thread ----------------------------------------------
 
@@ -138,6 +140,8 @@ class EngineWorker(QObject):
             self.ready.emit(self._status())
         except BaseException as exc:
             self._fail(exc, "engine start-up failed")
+        finally:
+            self.start_up_done.set()
         self._tell_library_notices()
 
     @Slot()
@@ -309,7 +313,7 @@ class EngineThread:
     def stop(self, current: Job | None = None) -> bool:
         if current is not None:
             current.cancel.set()
-        return stop_thread(self.thread)
+        return stop_thread(self.thread, starting=not self.worker.start_up_done.is_set())
 
 
 def request_with(request: Any, **changes: Any) -> Any:

@@ -18,17 +18,22 @@ from PySide6.QtCore import QThread
 log = logging.getLogger(__name__)
 
 STOP_WAIT_MS = 30_000  # how long closing waits for a worker's current step
+# How long closing waits for a worker still starting (importing torch, reading the model list): it holds nothing
+# of the user's yet, and a window closed right after launch waited seconds for imports it would then discard.
+STARTING_WAIT_MS = 100
 
 _still_running: list[QThread] = []  # referenced here so that nothing destroys them before the exit
 
 
-def stop_thread(thread: QThread) -> bool:
-    """Asks ``thread``'s event loop to quit and waits up to ``STOP_WAIT_MS``; False if it is still running."""
+def stop_thread(thread: QThread, starting: bool = False) -> bool:
+    """Asks ``thread``'s event loop to quit and waits up to ``STOP_WAIT_MS`` (``STARTING_WAIT_MS`` for a worker
+    that is still ``starting``); False if it is still running."""
     thread.quit()
-    if thread.wait(STOP_WAIT_MS):
+    wait_ms = STARTING_WAIT_MS if starting else STOP_WAIT_MS
+    if thread.wait(wait_ms):
         return True
-    log.warning("the %s thread is still busy after %d ms; the app will exit without waiting for it",
-                thread.objectName() or "worker", STOP_WAIT_MS)
+    log.warning("the %s thread is still %s after %d ms; the app will exit without waiting for it",
+                thread.objectName() or "worker", "starting" if starting else "busy", wait_ms)
     _still_running.append(thread)
     return False
 
