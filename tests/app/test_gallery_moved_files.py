@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -66,7 +65,7 @@ def test_a_renamed_or_moved_picture_keeps_its_entry_and_another_never_takes_one(
     assert (again.moved, again.imported, again.missing) == (0, 0, 0) and _entries(store) == after
 
 
-def test_start_up_with_hundreds_of_renamed_and_new_pictures_stays_fast(data_root):
+def test_start_up_with_hundreds_of_renamed_and_new_pictures_commits_in_batches(data_root):
     data = resolve_data_dir(data_root)
     store = Store(data.database)
     source = data_root / "one.png"
@@ -81,9 +80,12 @@ def test_start_up_with_hundreds_of_renamed_and_new_pictures_stays_fast(data_root
     (data.images / "2026-01-01").rename(data.images / "january")  # a day's folder renamed: 300 pictures moved
     for i in range(300):
         shutil.copy(source, data.images / f"new-{i}.png")  # and 300 new ones
-    start = time.perf_counter()
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
     report = reconcile(store, data)
-    took = time.perf_counter() - start
+    store._db.set_trace_callback(None)
     assert (report.moved, report.imported, report.missing) == (300, 300, 0)
-    assert took < 0.6, took  # ~0.16 s; 1.2 s with a commit (and its disk sync) per imported image, as before
+    # One commit, and with it one disk sync, per imported image made this start-up take 1.2 s instead of 0.16 s;
+    # counted rather than timed, so that a slow machine cannot fail it.
+    assert 1 <= statements.count("COMMIT") <= 4, statements.count("COMMIT")
     assert {path: entry[0] for path, entry in _entries(store).items() if path.startswith("january/")} == ids
