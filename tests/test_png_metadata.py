@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from typing import Any
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -301,11 +302,12 @@ def test_bad_distilled_cfg_scale_is_named_as_such(tmp_path):
     assert inspect_image(tmp_path / "forge.png").problems == ["its Distilled CFG Scale 'strong' is not a number"]
 
 
-def _workflow(tmp_path, nodes: list, links: list) -> ImageSettings:
+def _workflow(tmp_path, nodes: list, links: Any, version: float = 0.4) -> ImageSettings:
     """A PNG with only ComfyUI's UI ``workflow`` chunk (no ``prompt`` graph: some savers and editors keep only it);
-    ``links``: [id, from node, from slot, to node, to slot, type] as the editor writes them."""
+    ``links``: [id, from node, from slot, to node, to slot, type] as the editor writes them (schema 0.4), or
+    objects with those fields by name (schema 1)."""
     info = PngInfo()
-    info.add_text("workflow", json.dumps({"nodes": nodes, "links": links, "version": 0.4}))
+    info.add_text("workflow", json.dumps({"nodes": nodes, "links": links, "version": version}))
     Image.new("RGB", (8, 8)).save(tmp_path / "workflow.png", pnginfo=info)
     return inspect_image(tmp_path / "workflow.png")
 
@@ -381,3 +383,40 @@ def test_a_workflow_node_whose_inputs_are_no_list_is_named_as_damage(tmp_path):
     assert found.settings is None and found.problems[0] == (
         "its ComfyUI workflow chunk ('workflow') is damaged (the inputs of node 7 are not a list)")  # fmt: skip
     assert "no settings could be read from the workflow's nodes" in found.problems[1]
+
+
+def _link_object(link: list) -> dict:
+    """A schema-0.4 link list as the object newer ComfyUI front ends write instead."""
+    return dict(zip(("id", "origin_id", "origin_slot", "target_id", "target_slot", "type"), link, strict=True))
+
+
+def test_a_workflow_with_links_as_objects_is_read(tmp_path):
+    """Newer ComfyUI front ends save links as objects ({"id", "origin_id", "origin_slot", ...}; schema version 1,
+    and some 0.4 files): such a workflow read as having no links, and its prompts were lost."""
+    nodes = [
+        {"id": 3, "type": "KSampler", "inputs": [_in("positive", 4), _in("negative", 6), _in("latent_image", 2)],
+         "widgets_values": [5, "fixed", 12, 4.5, "euler", "normal", 1]},
+        {"id": 6, "type": "CLIPTextEncode", "inputs": [_in("text", 8, widget=True)], "widgets_values": ["stale"]},
+        {"id": 9, "type": "PrimitiveNode", "widgets_values": ["a glass bottle"]},
+        {"id": 7, "type": "CLIPTextEncode", "widgets_values": ["watermark"]},
+        {"id": 5, "type": "EmptyLatentImage", "widgets_values": [512, 768, 1]},
+    ]  # fmt: skip
+    links = [[2, 5, 0, 3, 3, "LATENT"], [4, 6, 0, 3, 1, "COND"], [6, 7, 0, 3, 2, "COND"], [8, 9, 0, 6, 0, "STRING"]]
+    expected = ImageSettings({"seed": 5, "steps": 12, "guidance": 4.5, "sampler": "euler", "prompt": "a glass bottle",
+                              "negative_prompt": "watermark", "width": 512, "height": 768})  # fmt: skip
+    for version in (1, 0.4):
+        assert _workflow(tmp_path, nodes, [_link_object(link) for link in links], version) == expected, version
+    hostile = [
+        {"id": 8, "origin_id": [9], "origin_slot": 0},  # the prompt's text: not followed, left out
+        {"id": "9", "origin_id": 6, "origin_slot": 0},  # an id that is no number
+        {"id": 10, "origin_slot": 0}, {"id": 11, "origin_id": 5, "origin_slot": "0"},
+        {"id": 7.5, "origin_id": {}, "origin_slot": None}, {}, 17, "link",
+        None,  # an empty entry: nothing to read, and nothing lost
+    ]  # fmt: skip
+    found = _workflow(tmp_path, nodes, [_link_object(link) for link in links[:3]] + hostile, 1)
+    assert found == ImageSettings({"seed": 5, "steps": 12, "guidance": 4.5, "sampler": "euler", "width": 512,
+                                   "height": 768, "negative_prompt": "watermark"}, [
+        "its ComfyUI workflow chunk ('workflow') is damaged (a link without a whole-number id; 7 links whose "
+        "source node and slot cannot be read)"])  # fmt: skip
+    found = _workflow(tmp_path, nodes, 3, 1)  # no list: read as no links, and named
+    assert found.problems == ["its ComfyUI workflow chunk ('workflow') is damaged (its links are not a list)"]

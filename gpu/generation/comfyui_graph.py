@@ -64,6 +64,18 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _link_source(link: Any) -> tuple[Any, Any, Any]:
+    """(link id, node, output slot) a workflow's link comes from, as written (any JSON value; None where there is
+    none). ComfyUI's editor saved links as lists [id, from node, from slot, to node, to slot, type] (schema 0.4);
+    newer front ends save objects naming those fields (id, origin_id, origin_slot...: schema 1, and 0.4 files of
+    some versions): read as lists only, their workflows had no links, and so no prompts."""
+    if isinstance(link, list) and len(link) >= 3:
+        return link[0], link[1], link[2]
+    if isinstance(link, dict):
+        return link.get("id"), link.get("origin_id"), link.get("origin_slot")
+    return None, None, None
+
+
 def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
     """``graph_settings`` of a ComfyUI UI workflow (its JSON value), turned into the ``prompt`` graph's shape:
     the widget values of ComfyUI's own nodes (``_WIDGETS``) by name, a widget fed by a link (a primitive node) as
@@ -77,13 +89,18 @@ def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
              if isinstance(n, dict) and "id" in n and n.get("mode", _MODE_ALWAYS) == _MODE_ALWAYS}  # fmt: skip
     bad_inputs = [node_id for node_id, node in nodes.items() if not isinstance(node.get("inputs") or [], list)]
     links: dict[int, tuple[str, int]] = {}
-    bad_links = 0
-    for link in workflow.get("links") or []:  # [id, from node, from slot, to node, to slot, type]
-        if isinstance(link, list) and len(link) >= 3 and _is_int(link[2]):
-            if _is_int(link[0]):
-                links[link[0]] = (str(link[1]), link[2])
-            else:  # a list as id was "unhashable", a float one never matched: neither is any node's link
-                bad_links += 1
+    bad_links = bad_sources = 0
+    listed = workflow.get("links")
+    for link in listed if isinstance(listed, list) else []:
+        if link is None:  # an entry left empty: nothing lost
+            continue
+        link_id, node_id, slot = _link_source(link)
+        if not _is_int(slot) or not (_is_int(node_id) or isinstance(node_id, str)):
+            bad_sources += 1
+        elif _is_int(link_id):
+            links[link_id] = (str(node_id), slot)
+        else:  # a list as id was "unhashable", a float one never matched: neither is any node's link
+            bad_links += 1
 
     def slots(node: dict[str, Any]) -> list[Any]:
         inputs = node.get("inputs")
@@ -122,8 +139,12 @@ def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
                 inputs.pop(name, None)
         graph[node_id] = {"class_type": kind, "inputs": inputs}
     damage = []
-    if bad_links:
-        damage.append(f"{'a link' if bad_links == 1 else f'{bad_links} links'} without a whole-number id")
+    for count, why in ((bad_links, "without a whole-number id"), (bad_sources, "whose source node and slot cannot "
+                       "be read")):  # fmt: skip
+        if count:
+            damage.append(f"{'a link' if count == 1 else f'{count} links'} {why}")
+    if listed is not None and not isinstance(listed, list):
+        damage.append("its links are not a list")
     if bad_inputs:
         damage.append(f"the inputs of node{'s' * (len(bad_inputs) > 1)} {named_few(bad_inputs)} are not a list")
     problems = [f"its ComfyUI workflow chunk ('workflow') is damaged ({'; '.join(damage)})"] if damage else []
