@@ -94,7 +94,10 @@ class GalleryPanel(QWidget):
         model.notice.connect(controller.error.emit)
         self.undo_button.setEnabled(model.undo_count > 0)  # deletions of an earlier session too
         bind_enabled(model, "has_trash", self.empty_trash_button)
-        QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)
+        # Only while the grid has the focus: window-wide, it clashed with the history's Delete, and Qt runs
+        # neither of two shortcuts with one key in one window (activatedAmbiguously).
+        delete = QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)
+        delete.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         QShortcut(QKeySequence.StandardKey.Undo, self, controller.undo_delete)
         QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_image)
         QShortcut(QKeySequence.StandardKey.Save, self, self.save_as)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -48,7 +48,9 @@ class HistoryPanel(QWidget):
         self.view.setItemDelegate(_OneLine(self.view))
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.clicked.connect(self.reuse)
-        QShortcut(QKeySequence.StandardKey.Delete, self.view, self.remove_selected)
+        # Only while the list has the focus: window-wide, it clashed with the gallery's Delete (Qt then runs neither).
+        delete = QShortcut(QKeySequence.StandardKey.Delete, self.view, self.remove_selected)
+        delete.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         layout = QVBoxLayout(self)
         layout.addWidget(top)
         layout.addWidget(self.view)
