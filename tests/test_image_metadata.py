@@ -7,6 +7,7 @@ model file dropped by mistake was "not a PNG image"."""
 from __future__ import annotations
 
 import struct
+from typing import BinaryIO
 
 import pytest
 from PIL import Image
@@ -15,6 +16,7 @@ from PIL.TiffImagePlugin import IFDRational
 from gpu.generation import image_metadata
 from gpu.generation.image_metadata import inspect_image, read_settings
 from gpu.generation.png_metadata import ImageSettings, write_png
+from tests.test_png_metadata import CountingFile, sparse_chunk
 
 TEXT = (
     "a fox in snow, café 🦊\nNegative prompt: blurry\n"
@@ -107,10 +109,31 @@ def test_a_reader_fault_is_a_problem_naming_the_files_kind(tmp_path, monkeypatch
     """Any other fault of a reader (one not found yet, on some program's metadata) is no exception out of
     ``inspect_image``: the file's settings are said to be unreadable, naming its kind."""
 
-    def faulty(data: bytes, kind: str) -> ImageSettings:
+    def faulty(f: BinaryIO, kind: str) -> ImageSettings:
         raise KeyError("a fault in the reader")
 
     monkeypatch.setitem(image_metadata._READERS, "PNG", faulty)
     path = write_png(tmp_path / "x.png", Image.new("RGB", (8, 8)), EXPECTED)
     why = "its PNG metadata cannot be read (the log file has the details)"
     assert inspect_image(path) == ImageSettings(None, [why])
+
+
+def test_big_jpeg_and_webp_files_are_read_only_where_their_settings_can_be(tmp_path):
+    """JPEG and WebP files were read whole at drop time, on the window's thread: a JPEG is read up to its image
+    data now, a WebP's chunks walked with seeks past the image data to its EXIF."""
+    comment = b"UNICODE\0" + TEXT.encode("utf-16-be")
+    jpeg = a1111_image(tmp_path / "forge.jpg", comment).read_bytes()
+    with open(tmp_path / "big.jpg", "wb") as f:
+        f.write(jpeg)
+        sparse_chunk(f, b"", 100 << 20)  # a big JPEG's image data: where it is, the metadata is behind
+        f.write(b"\xff\xd9")
+    webp = a1111_image(tmp_path / "forge.webp", comment, "WEBP").read_bytes()
+    assert webp[12:16] == b"VP8X"  # the extended format: VP8X, the image, then EXIF
+    with open(tmp_path / "big.webp", "wb") as f:
+        f.write(webp[:30])
+        sparse_chunk(f, b"ZZZZ" + struct.pack("<I", 100 << 20), 8 + (100 << 20))  # a chunk the reader knows not
+        f.write(webp[30:])
+    for name, kind in (("big.jpg", "JPEG"), ("big.webp", "WebP")):
+        with CountingFile(tmp_path / name) as f:
+            assert image_metadata._READERS[kind](f, kind) == ImageSettings(EXPECTED), name
+            assert f.read_bytes < 4000, name

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import struct
 import zlib
 from typing import Any
@@ -14,6 +16,7 @@ from gpu.generation.image_metadata import inspect_image, read_settings
 from gpu.generation.png_metadata import (
     ImageSettings,
     format_parameters,
+    inspect_png_file,
     parse_parameters,
     read_png_text,
     write_png,
@@ -116,13 +119,19 @@ def test_hostile_metadata_reads_as_none_or_partial_never_raises(tmp_path):
     assert read_settings(tmp_path / "partial.png") == {"prompt": "kept"}
 
 
+def _chunk(kind: bytes, body: bytes, crc: int | None = None) -> bytes:
+    """A PNG chunk of ``body`` (with a wrong ``crc`` when given)."""
+    return (
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) if crc is None else crc)
+    )
+
+
 def _with_chunk(path, kind: bytes, body: bytes, crc: int | None = None, cut: int = 0, after_idat: bool = False):
     """A real PNG with one hand-made text chunk (a wrong ``crc``, or ``cut`` bytes short: the file ends in it)."""
     Image.new("RGB", (8, 8), "blue").save(path)
     data = path.read_bytes()
     at = data.index(b"IEND") - 4 if after_idat else data.index(b"IDAT") - 4
-    crc = zlib.crc32(kind + body) if crc is None else crc
-    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+    chunk = _chunk(kind, body, crc)
     path.write_bytes(data[:at] + chunk[: len(chunk) - cut] if cut else data[:at] + chunk + data[at:])
     return path
 
@@ -420,3 +429,54 @@ def test_a_workflow_with_links_as_objects_is_read(tmp_path):
         "source node and slot cannot be read)"])  # fmt: skip
     found = _workflow(tmp_path, nodes, 3, 1)  # no list: read as no links, and named
     assert found.problems == ["its ComfyUI workflow chunk ('workflow') is damaged (its links are not a list)"]
+
+
+class CountingFile(io.FileIO):
+    """A file that counts the bytes read from it (unbuffered: each read is the reader's own)."""
+
+    read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        self.read_bytes += len(data)
+        return data
+
+
+def sparse_chunk(f, head: bytes, size: int) -> None:
+    """Writes ``head`` and leaves a hole up to ``size`` bytes after it: a big chunk at no cost in time or disk."""
+    f.write(head)
+    f.seek(size - len(head), os.SEEK_CUR)
+
+
+def test_a_big_png_is_read_only_where_its_settings_can_be(tmp_path):
+    """A PNG was read whole at drop time, on the window's thread: a 200 MB render held the window up. Its chunks
+    are walked with seeks now, reading only text chunks, even past a big IDAT; lengths that run past the file's
+    end, or text chunks too big to read, are named."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "small.png")
+    data = (tmp_path / "small.png").read_bytes()
+    start, end = data[: data.index(b"IDAT") - 4], data[data.index(b"IEND") - 4 :]
+    text = _chunk(b"tEXt", b"parameters\0a fox\nSteps: 7")
+    big = 200 << 20
+    with open(tmp_path / "big.png", "wb") as f:  # the settings after the image data, where some tools put them
+        f.write(start)
+        sparse_chunk(f, struct.pack(">I", big) + b"IDAT", 8 + big)
+        f.write(b"\0" * 4 + text + end)
+    with CountingFile(tmp_path / "big.png") as f:
+        assert inspect_png_file(f) == ImageSettings({"prompt": "a fox", "negative_prompt": "", "steps": 7})
+        assert f.read_bytes < 1000
+    assert read_settings(tmp_path / "big.png")["steps"] == 7
+    with open(tmp_path / "cut.png", "wb") as f:  # a download that stopped in the image data
+        f.write(start + struct.pack(">I", big) + b"IDAT" + b"\0" * 100)
+    assert inspect_image(tmp_path / "cut.png") == ImageSettings(None, [
+        "it is cut short (the file ends inside its IDAT chunk), and no generation settings were found before that "
+        "point"])  # fmt: skip
+    with open(tmp_path / "long.png", "wb") as f:  # a text chunk too long to be read into memory
+        f.write(start)
+        sparse_chunk(f, struct.pack(">I", 17 << 20) + b"tEXtparameters\0", 12 + (17 << 20))
+        f.write(end)
+    assert inspect_image(tmp_path / "long.png") == ImageSettings(None, [
+        "its A1111 parameters chunk ('parameters') cannot be read: it is over 16 MB long: not read"])  # fmt: skip
+    bomb = _with_chunk(tmp_path / "bomb.png", b"zTXt", b"parameters\0\0" + zlib.compress(b"\0" * (17 << 20), 9))
+    assert inspect_image(bomb) == ImageSettings(
+        None, ["its A1111 parameters chunk ('parameters') cannot be read: its text is over 16 MB unpacked: not read"]
+    )

@@ -5,27 +5,31 @@ write into the EXIF UserComment (some tools copy it into XMP), read with the sam
 
 ``inspect_image`` never raises and always says why a file has no settings, naming its kind ("it is a GIF image",
 "it is a text file, not an image"): whatever is dropped on the app is user input, and silence leaves the user
-guessing. A JPEG or WebP is read as a byte stream, segment by segment, as PNG chunks are: no image is decoded.
+guessing. A JPEG or WebP is read as a byte stream, segment by segment, as PNG chunks are: no image is decoded, and
+only the parts that may hold settings are read, the image data skipped with seeks (a file is read when dropped, on
+the window's thread: a 200 MB render read whole held it up).
 """
 
 from __future__ import annotations
 
 import codecs
 import logging
+import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
 from PIL import Image
 
 from gpu.generation.png_metadata import (
+    MAX_TEXT_BYTES,
     NO_PNG_SETTINGS,
     PNG_SIGNATURE,
     ImageSettings,
     has_settings_line,
-    inspect_png_data,
+    inspect_png_file,
     read_parameters,
 )
 
@@ -73,22 +77,31 @@ def inspect_image(path: Path | str) -> ImageSettings:
         with open(path, "rb") as f:
             head = f.read(_HEAD)
             kind = file_kind(head)
-            read = _READERS.get(kind or "")
-            data = head + f.read() if read else b""  # a 10 GB model file dropped by mistake is not read whole
+            if kind is None:
+                return ImageSettings(None, [_not_an_image(head)])
+            found = _read(f, kind, path)
     except OSError as exc:
         return ImageSettings(None, [f"it cannot be read ({exc.strerror or exc})"])
-    if kind is None:
-        return ImageSettings(None, [_not_an_image(head)])
     named = kind_by_name(path)
-    try:
-        found = read(data, kind) if read else ImageSettings(None, [_not_read(kind)])
-    except Exception:  # a reader bug on some program's metadata costs that file its settings, never the caller
-        log.warning("the %s metadata of %s could not be read; taken as none", kind, path, exc_info=True)
-        found = ImageSettings(None, [f"its {kind} metadata cannot be read (the log file has the details)"])
     if found.settings is None and named not in (None, kind):  # said first; "none in it" then adds nothing
         plain = (NO_PNG_SETTINGS, _no_exif_settings(kind), _not_read(kind))
         found.problems = [f"it is a {kind} image, not a {named}"] + [p for p in found.problems if p not in plain]
     return found
+
+
+def _read(f: BinaryIO, kind: str, path: Path) -> ImageSettings:
+    """The settings of ``path``, open as ``f``, by the reader of its ``kind``. Readers seek to the parts that may
+    hold settings and read only those: a 200 MB render, read whole at drop time, held up the window."""
+    read = _READERS.get(kind)
+    if read is None:
+        return ImageSettings(None, [_not_read(kind)])
+    try:
+        return read(f, kind)
+    except OSError:
+        raise
+    except Exception:  # a reader bug on some program's metadata costs that file its settings, never the caller
+        log.warning("the %s metadata of %s could not be read; taken as none", kind, path, exc_info=True)
+        return ImageSettings(None, [f"its {kind} metadata cannot be read (the log file has the details)"])
 
 
 def _not_an_image(head: bytes) -> str:
@@ -114,11 +127,10 @@ def _no_exif_settings(kind: str) -> str:
     return f"it is a {kind} image without generation settings (no A1111 or Forge text in its EXIF or XMP data)"
 
 
-def _inspect_exif_image(data: bytes, kind: str) -> ImageSettings:
-    """A JPEG or WebP: the first EXIF UserComment or XMP property that holds A1111 text ending in its settings
+def _inspect_exif_image(f: BinaryIO, kind: str) -> ImageSettings:
+    """A JPEG or WebP file: the first EXIF UserComment or XMP property that holds A1111 text ending in its settings
     line; each other one found, and damaged EXIF data, is named when none does."""
-    exif, xmp = (_jpeg_segments if kind == "JPEG" else _webp_chunks)(data)
-    problems: list[str] = []
+    exif, xmp, problems = (_jpeg_segments if kind == "JPEG" else _webp_chunks)(f)
     texts: list[tuple[str, str]] = []
     for payload in exif:
         try:
@@ -148,45 +160,49 @@ def _inspect_exif_image(data: bytes, kind: str) -> ImageSettings:
     return ImageSettings(None, problems or [_no_exif_settings(kind)])
 
 
-def _jpeg_segments(data: bytes) -> tuple[list[bytes], list[bytes]]:
-    """(EXIF payloads, XMP packets) of the JPEG ``data``: its APP1 segments before the image data."""
+def _jpeg_segments(f: BinaryIO) -> tuple[list[bytes], list[bytes], list[str]]:
+    """(EXIF payloads, XMP packets, damage) of the JPEG file ``f``: its APP1 segments, up to the start of the image
+    data (SOS): what follows is the compressed image, read whole for nothing."""
     exif: list[bytes] = []
     xmp: list[bytes] = []
-    pos = 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:  # a fill byte
-            pos += 1
+    f.seek(2)
+    while len(marker := f.read(2)) == 2 and marker[0] == 0xFF:
+        if marker[1] == 0xFF:  # a fill byte: the marker starts at the next one
+            f.seek(-1, os.SEEK_CUR)
             continue
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
+        if marker[1] in (0x01, 0xD8) or 0xD0 <= marker[1] <= 0xD7:  # markers without a length
             continue
-        if marker in (0xD9, 0xDA):  # end of image, start of scan: metadata comes before
+        if marker[1] in (0xD9, 0xDA) or len(raw := f.read(2)) < 2:  # end of image, start of scan; cut short
             break
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        body = data[pos + 4 : pos + 2 + length]
-        pos += 2 + length
-        if marker == 0xE1 and body.startswith(b"Exif\0\0"):
+        length = struct.unpack(">H", raw)[0] - 2  # a segment is at most 64 KB: read whole when it is one of ours
+        if length < 0:  # damaged: where the next segment starts is unknown
+            break
+        if marker[1] != 0xE1:
+            f.seek(length, os.SEEK_CUR)
+            continue
+        body = f.read(length)
+        if body.startswith(b"Exif\0\0"):
             exif.append(body)
-        elif marker == 0xE1 and body.startswith(_XMP_JPEG):
+        elif body.startswith(_XMP_JPEG):
             xmp.append(body[len(_XMP_JPEG) :])
-    return exif, xmp
+    return exif, xmp, []
 
 
-def _webp_chunks(data: bytes) -> tuple[list[bytes], list[bytes]]:
-    """(EXIF payloads, XMP packets) of the WebP ``data``: its EXIF and XMP RIFF chunks."""
+def _webp_chunks(f: BinaryIO) -> tuple[list[bytes], list[bytes], list[str]]:
+    """(EXIF payloads, XMP packets, damage) of the WebP file ``f``: its EXIF and XMP RIFF chunks, the others
+    (the image data) skipped with a seek."""
     exif: list[bytes] = []
     xmp: list[bytes] = []
-    pos = 12
-    while pos + 8 <= len(data):
-        kind, (size,) = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])
-        body = data[pos + 8 : pos + 8 + size]
-        pos += 8 + size + (size & 1)  # chunks are padded to an even size
-        if kind == b"EXIF":
-            exif.append(body)
-        elif kind == b"XMP ":
-            xmp.append(body)
-    return exif, xmp
+    damage: list[str] = []
+    f.seek(12)
+    while len(head := f.read(8)) == 8:
+        kind, (size,), start = head[:4], struct.unpack("<I", head[4:]), f.tell()
+        if kind in (b"EXIF", b"XMP ") and size > MAX_TEXT_BYTES:
+            damage.append(f"its {kind.decode().strip()} chunk is over {MAX_TEXT_BYTES >> 20} MB long: not read")
+        elif kind in (b"EXIF", b"XMP "):
+            (exif if kind == b"EXIF" else xmp).append(f.read(size))
+        f.seek(start + size + (size & 1))  # chunks are padded to an even size
+    return exif, xmp, damage
 
 
 # The EXIF UserComment's 8-byte prefix names its character code (EXIF 2.3, table 9).
@@ -237,8 +253,8 @@ def _xmp_texts(packet: bytes) -> list[str] | None:
     return texts
 
 
-_READERS: dict[str, Callable[[bytes, str], ImageSettings]] = {
-    "PNG": lambda data, _kind: inspect_png_data(data),
+_READERS: dict[str, Callable[[BinaryIO, str], ImageSettings]] = {
+    "PNG": lambda f, _kind: inspect_png_file(f),
     "JPEG": _inspect_exif_image,
     "WebP": _inspect_exif_image,
 }

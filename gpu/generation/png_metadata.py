@@ -9,7 +9,7 @@ A1111 layout (what civitai, Forge, ComfyUI readers expect)::
 ``Steps`` comes first; a value containing ``,`` ``:`` ``"``, a newline or edge spaces is JSON-quoted. Text chunks
 are read straight from the PNG byte stream (tEXt, zTXt, iTXt): Qt's reader mangles newlines.
 
-``inspect_png_data`` says, besides the settings, why a PNG has none or what in it could not be read (a damaged
+``inspect_png_file`` says, besides the settings, why a PNG has none or what in it could not be read (a damaged
 chunk, a value that is no number): a dropped file is user input, and a silent "no settings" or a half-read prompt
 leaves the user guessing. Range checks belong to the caller, which knows its own limits. Files of any kind (a
 JPEG, a PNG named .jpg, no image at all) are read by ``gpu.generation.image_metadata``; the settings in ComfyUI's
@@ -19,12 +19,13 @@ JPEG, a PNG named .jpg, no image at all) are read by ``gpu.generation.image_meta
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -200,55 +201,102 @@ def _decode_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _text_chunks(data: bytes) -> tuple[dict[str, str], dict[str, str]]:
-    """(keyword -> text, keyword -> why its chunk cannot be read) of the PNG bytes ``data``. A chunk cut short or
-    whose checksum does not match is damaged: its text would be partly wrong, so it is not used."""
-    out: dict[str, str] = {}
-    damaged: dict[str, str] = {}
+# The most text read from one chunk, packed or unpacked: a ComfyUI workflow of hundreds of nodes is a few MB, and a
+# chunk is read whole into memory (a damaged length, or a zTXt packed to unpack to gigabytes, is not).
+MAX_TEXT_BYTES = 16 << 20
+_TEXT_KINDS = (b"tEXt", b"zTXt", b"iTXt")
+_KEYWORD_MAX = 80  # a keyword is 1 to 79 bytes and its zero byte
+
+
+@dataclass
+class _PngText:
+    """What ``_text_chunks`` found: keyword -> text, keyword -> why its chunk cannot be read, and the type of the
+    chunk other than text the file ends inside ("" when none: the file is whole)."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)
+    cut_in: str = ""
+
+
+def _inflate(packed: bytes) -> bytes | None:
+    """The zlib stream ``packed`` unpacked; None when it unpacks to more than ``MAX_TEXT_BYTES``. Raises
+    zlib.error when it is damaged or cut short, as ``zlib.decompress`` did."""
+    inflater = zlib.decompressobj()
+    text = inflater.decompress(packed, MAX_TEXT_BYTES)
+    if inflater.unconsumed_tail:
+        return None
+    if not inflater.eof:
+        raise zlib.error("the packed text is cut short")
+    return text
+
+
+def _chunk_text(kind: bytes, rest: bytes) -> str | None:
+    """The text of a tEXt, zTXt or iTXt chunk, given its body after the keyword; None when it unpacks to more than
+    ``MAX_TEXT_BYTES``."""
+    if kind == b"tEXt":
+        return _decode_text(rest)
+    if kind == b"zTXt":
+        text = _inflate(rest[1:])
+        return None if text is None else _decode_text(text)
+    compressed = rest[0] == 1
+    _lang, _, rest = rest[2:].partition(b"\0")
+    _translated, _, text = rest.partition(b"\0")
+    text = _inflate(text) if compressed else text
+    return None if text is None else text.decode("utf-8")
+
+
+def _text_chunks(f: BinaryIO) -> _PngText:
+    """The text chunks of the PNG file ``f`` (its signature read or not: the chunks start after it). Only text
+    chunks are read: the others (the image data of a 200 MB render among them) are skipped with a seek, and the
+    walk ends at IEND. A chunk cut short or whose checksum does not match is damaged: its text would be partly
+    wrong, so it is not used."""
+    found = _PngText()
+    size = f.seek(0, os.SEEK_END)
     pos = len(PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        crc = data[pos + 8 + length : pos + 12 + length]
+    while pos + 8 <= size:
+        f.seek(pos)
+        head = f.read(8)
+        (length,), kind = struct.unpack(">I", head[:4]), head[4:8]
         pos += 12 + length
         if kind == b"IEND":
             break
-        if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+        if kind not in _TEXT_KINDS:
+            if pos > size:
+                found.cut_in = kind.decode("latin-1")
             continue
+        if pos > size or length > MAX_TEXT_BYTES:
+            key = f.read(min(length, _KEYWORD_MAX)).partition(b"\0")[0].decode("latin-1")
+            found.damaged[key] = ("the file ends inside it (cut short)" if pos > size else
+                                  f"it is over {MAX_TEXT_BYTES >> 20} MB long: not read")  # fmt: skip
+            continue
+        body, crc = f.read(length), f.read(4)
         key_bytes, _, rest = body.partition(b"\0")
         key = key_bytes.decode("latin-1")
-        if len(body) < length or len(crc) < 4:
-            damaged[key] = "the file ends inside it (cut short)"
-            continue
         if struct.unpack(">I", crc)[0] != zlib.crc32(kind + body):
-            damaged[key] = "its checksum does not match (the file was changed or damaged)"
+            found.damaged[key] = "its checksum does not match (the file was changed or damaged)"
             continue
         try:
-            if kind == b"tEXt":
-                out[key] = _decode_text(rest)
-            elif kind == b"zTXt":
-                out[key] = _decode_text(zlib.decompress(rest[1:]))
-            else:
-                compressed = rest[0] == 1
-                _lang, _, rest = rest[2:].partition(b"\0")
-                _translated, _, text = rest.partition(b"\0")
-                out[key] = (zlib.decompress(text) if compressed else text).decode("utf-8")
+            text = _chunk_text(kind, rest)
         except (zlib.error, UnicodeDecodeError, IndexError):
-            damaged[key] = "its text cannot be decoded"  # one damaged chunk should not hide the others
-    return out, damaged
+            found.damaged[key] = "its text cannot be decoded"  # one damaged chunk should not hide the others
+            continue
+        if text is None:
+            found.damaged[key] = f"its text is over {MAX_TEXT_BYTES >> 20} MB unpacked: not read"
+        else:
+            found.texts[key] = text
+    return found
 
 
 def read_png_text(path: Path | str) -> dict[str, str]:
     """All readable text chunks of a PNG (tEXt, zTXt, iTXt) as keyword -> text; {} if not a readable PNG."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            return _text_chunks(f).texts if f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE else {}
     except OSError:
         return {}
-    return _text_chunks(data)[0] if data.startswith(PNG_SIGNATURE) else {}
 
 
-# (chunk keyword, what it is, reader) in the order ``inspect_png_data`` tries them: ours is complete, A1111's text
+# (chunk keyword, what it is, reader) in the order ``inspect_png_file`` tries them: ours is complete, A1111's text
 # lacks our LoRA list, ComfyUI's graph is a best effort, its editor's workflow (values by position) the last resort.
 _SOURCES = (
     (NIBBLE_KEY, "Nibble Studio settings", lambda text: (_json_or_none(text), [])),
@@ -263,23 +311,26 @@ _NO_WORKFLOW_SETTINGS = (
 )
 
 
-def inspect_png_data(data: bytes) -> ImageSettings:
-    """The settings of the PNG file ``data`` (ours, else A1111 ``parameters``, else a best effort from a ComfyUI
-    ``prompt`` graph) with the reasons it has none or what was left out: never raises (the file may come from
-    any program)."""
-    chunks, damaged = _text_chunks(data)
+def inspect_png_file(f: BinaryIO) -> ImageSettings:
+    """The settings of the PNG file ``f`` (ours, else A1111 ``parameters``, else a best effort from a ComfyUI
+    ``prompt`` graph, else its ``workflow``) with the reasons it has none or what was left out: never raises on
+    what the file holds (it may come from any program); only its reading may (OSError)."""
+    found = _text_chunks(f)
     problems = []
     for key, what, read in _SOURCES:
-        if key in damaged:
-            problems.append(f"its {what} chunk ('{key}') cannot be read: {damaged[key]}")
-        if key not in chunks:
+        if key in found.damaged:
+            problems.append(f"its {what} chunk ('{key}') cannot be read: {found.damaged[key]}")
+        if key not in found.texts:
             continue
-        settings, left_out = read(chunks[key])
+        settings, left_out = read(found.texts[key])
         if isinstance(settings, dict) and settings:
             return ImageSettings(settings, problems + left_out)
         problems += left_out  # damage found on the way may be why nothing could be read
         problems.append(_NO_WORKFLOW_SETTINGS if key == "workflow" else f"its {what} chunk ('{key}') holds no "
                         "settings that can be read")  # fmt: skip
+    if found.cut_in:  # the settings may have been in the part that is missing
+        problems.append(f"it is cut short (the file ends inside its {found.cut_in} chunk), and no generation "
+                        "settings were found before that point")  # fmt: skip
     return ImageSettings(None, problems or [NO_PNG_SETTINGS])
 
 
