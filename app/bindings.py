@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QLabel, QLineEdit, QPlainTextEdit, QSpinBox
 
 
@@ -19,6 +20,18 @@ def _is_value_widget(widget: Any) -> bool:
     return all(hasattr(widget, attr) for attr in ("value", "setValue", "valueChanged"))
 
 
+def _replace_text(widget: QPlainTextEdit, text: str) -> None:
+    """``widget``'s whole text replaced as one edit, so Ctrl+Z brings back what was there (a prompt from the
+    history, a dropped image's settings); ``setPlainText`` cleared the undo stack and the user's typing was lost.
+    The cursor ends after the new text, where typing goes on."""
+    cursor = widget.textCursor()
+    cursor.beginEditBlock()
+    cursor.select(QTextCursor.SelectionType.Document)
+    cursor.insertText(text)
+    cursor.endEditBlock()
+    widget.setTextCursor(cursor)
+
+
 def bind(state: Any, name: str, widget: Any) -> None:
     value = getattr(state, name)
     if _is_value_widget(widget):
@@ -29,8 +42,8 @@ def bind(state: Any, name: str, widget: Any) -> None:
         widget.setPlainText(value)
 
         def to_widget(v: str) -> None:
-            if widget.toPlainText() != v:  # setPlainText moves the cursor: only when it really differs
-                widget.setPlainText(v)
+            if widget.toPlainText() != v:  # an edit (one more undo step): only when the text really differs
+                _replace_text(widget, v)
 
         widget.textChanged.connect(lambda: setattr(state, name, widget.toPlainText()))
     elif isinstance(widget, QLineEdit):

@@ -98,7 +98,10 @@ class GalleryPanel(QWidget):
         # neither of two shortcuts with one key in one window (activatedAmbiguously).
         delete = QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)
         delete.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        QShortcut(QKeySequence.StandardKey.Undo, self, controller.undo_delete)
+        # Ctrl+Z undoes a delete only in the gallery: window-wide, it was taken from the history list and the
+        # model panel too, bringing images back when the user meant the prompt they had just replaced.
+        undo = QShortcut(QKeySequence.StandardKey.Undo, self, controller.undo_delete)
+        undo.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_image)
         QShortcut(QKeySequence.StandardKey.Save, self, self.save_as)
 

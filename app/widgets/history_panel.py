@@ -1,4 +1,5 @@
-"""Prompt history list: newest first, de-duplicated with use counts; click to reuse, search, remove, clear."""
+"""Prompt history list: newest first, de-duplicated with use counts; double-click or Enter to reuse (the prompt box's
+Ctrl+Z brings back what it held), search, remove, clear."""
 
 from __future__ import annotations
 
@@ -47,7 +48,12 @@ class HistoryPanel(QWidget):
         self.view.setUniformItemSizes(True)
         self.view.setItemDelegate(_OneLine(self.view))
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.view.clicked.connect(self.reuse)
+        # A click only selects (to remove, or to look): reused on a click, an entry replaced the prompt being
+        # typed. Double-click or Enter puts it in the prompt box, as in file managers and other apps' histories.
+        self.view.doubleClicked.connect(self.reuse)
+        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            enter = QShortcut(QKeySequence(key), self.view, self._reuse_current)
+            enter.setContext(Qt.ShortcutContext.WidgetShortcut)
         # Only while the list has the focus: window-wide, it clashed with the gallery's Delete (Qt then runs neither).
         delete = QShortcut(QKeySequence.StandardKey.Delete, self.view, self.remove_selected)
         delete.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -58,6 +64,11 @@ class HistoryPanel(QWidget):
     def reuse(self, index: QModelIndex) -> None:
         record = self.controller.history.record(index.row())
         self.controller.reuse_prompt(record.prompt, record.negative_prompt)
+
+    def _reuse_current(self) -> None:
+        index = self.view.currentIndex()
+        if index.isValid():
+            self.reuse(index)
 
     def remove_selected(self) -> None:
         rows = sorted({i.row() for i in self.view.selectionModel().selectedIndexes()})

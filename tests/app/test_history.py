@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PIL import Image
+from PySide6.QtCore import Qt
 
 from app.data_dir import resolve_data_dir
 from app.store import Store
@@ -50,3 +51,26 @@ def test_history_and_favorites_survive_a_damaged_database(qtbot, data_root):
         ("never made an image", ""), ("a red fox", "blurry"), ("a blue owl", "")}
     assert [gallery.record(r).path for r in range(gallery.rowCount()) if gallery.record(r).favorite] == ["d/0.png"]
     assert "3 prompt(s) of the history and 1 favorite(s) recovered" in window.notices[0].message
+
+
+def test_a_click_selects_a_history_entry_and_reusing_one_can_be_undone(qtbot, window):
+    history, view, edit = window.controller.history, window.history_panel.view, window.prompt_panel.prompt_edit
+    for prompt in ("a fox", "a cat"):
+        history.add(prompt, "")
+    window.activateWindow()
+    edit.setFocus()
+    qtbot.keyClicks(edit, "a dog in the")
+    # Was: a single click replaced the prompt being typed, and setPlainText left nothing for Ctrl+Z to undo.
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(history.index(1)).center())
+    assert edit.toPlainText() == "a dog in the" and view.currentIndex().row() == 1
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(history.index(1)).center())
+    assert edit.toPlainText() == window.controller.prompt.prompt == "a fox"
+    qtbot.keyClick(view, Qt.Key.Key_Up)
+    qtbot.keyClick(view, Qt.Key.Key_Return)
+    assert window.controller.prompt.prompt == "a cat"
+    assert edit.textCursor().position() == len("a cat")  # typing goes on after the prompt, not before it
+    edit.setFocus()
+    qtbot.keyClick(edit, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert edit.toPlainText() == "a fox"
+    qtbot.keyClick(edit, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert edit.toPlainText() == window.controller.prompt.prompt == "a dog in the"
