@@ -67,6 +67,7 @@ def test_a_file_without_settings_says_what_it_is_and_why(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.jpg")
     a1111_image(tmp_path / "camera.jpg", b"ASCII\0\0\0Holiday 2024, beach")
     Image.new("RGB", (8, 8)).save(tmp_path / "anim.gif")
+    Image.new("RGB", (8, 8)).save(tmp_path / "flat.bmp")
     Image.new("RGB", (8, 8)).save(tmp_path / "anim.png", format="GIF")
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.jpg", format="PNG")
     (tmp_path / "notes.txt").write_text("a fox in snow — Steps: 20")
@@ -79,16 +80,18 @@ def test_a_file_without_settings_says_what_it_is_and_why(tmp_path):
     damaged[at : at + 8] = b"XX\0*\0\0\0\x08"  # no TIFF byte order: the EXIF cannot be read
     (tmp_path / "damaged.jpg").write_bytes(bytes(damaged))
     expected = {
-        "photo.jpg": "it is a JPEG image without generation settings (no A1111 or Forge text in its EXIF or XMP data)",
+        "photo.jpg": "it is a JPEG image without generation settings (no A1111 or Forge text in its EXIF, XMP or "
+        "comments)",
         "camera.jpg": "its EXIF UserComment 'Holiday 2024, beach' is no A1111 settings text",
-        "anim.gif": "it is a GIF image: settings are read from PNG, JPEG and WebP images only",
+        "anim.gif": "it is a GIF image without generation settings (no A1111 or Forge text in its comments)",
+        "flat.bmp": "it is a BMP image: settings are read from PNG, JPEG, WebP and GIF images only",
         "anim.png": "it is a GIF image, not a PNG",
         "plain.jpg": "it is a PNG image, not a JPEG",  # a PNG without settings, named .jpg
         "notes.txt": "it is a text file, not an image",
         "style.safetensors": "it is a safetensors file (a model or LoRA), not an image: models and LoRAs are added "
         "in their panels",
         "folder.jpg": "it is a folder, not an image",
-        "noise.bin": "it is not an image (PNG, JPEG or WebP)",
+        "noise.bin": "it is not an image (PNG, JPEG, WebP or GIF)",
         "damaged.jpg": "its EXIF data cannot be read (damaged)",
     }
     for name, why in expected.items():
@@ -137,3 +140,21 @@ def test_big_jpeg_and_webp_files_are_read_only_where_their_settings_can_be(tmp_p
         with CountingFile(tmp_path / name) as f:
             assert image_metadata._READERS[kind](f, kind) == ImageSettings(EXPECTED), name
             assert f.read_bytes < 4000, name
+
+
+def test_a1111_text_in_a_jpeg_or_gif_comment_is_read(tmp_path):
+    """Some tools write A1111's text into a JPEG comment (COM segment) or a GIF comment extension: such files had
+    no settings. A comment without the settings line is named, not taken for a prompt; a file cut short in its
+    comment is no exception."""
+    frames = [Image.new("P", (8, 8), i) for i in range(2)]  # animated: a loop and a frame delay come first
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], loop=0, duration=50,
+                   comment=TEXT.encode())  # fmt: skip
+    Image.new("RGB", (8, 8)).save(tmp_path / "com.jpg", comment=TEXT.encode())
+    for name in ("anim.gif", "com.jpg"):
+        assert inspect_image(tmp_path / name) == ImageSettings(EXPECTED), name
+    Image.new("RGB", (8, 8)).save(tmp_path / "gimp.gif", comment=b"Created with GIMP")
+    assert inspect_image(tmp_path / "gimp.gif") == ImageSettings(
+        None, ["its GIF comment 'Created with GIMP' is no A1111 settings text"])  # fmt: skip
+    data = (tmp_path / "anim.gif").read_bytes()
+    (tmp_path / "cut.gif").write_bytes(data[: data.index(b"Steps")])
+    assert inspect_image(tmp_path / "cut.gif").settings is None

@@ -1,11 +1,12 @@
 """Generation settings in a file of any kind: what the file is, told by its first bytes (its name says little: a
 download saved a PNG as ``.jpg``, a site renamed a JPEG ``.png``), then the settings that kind holds: PNG text
 chunks (``png_metadata``), or, in JPEG and WebP images, the A1111 ``parameters`` text that AUTOMATIC1111 and Forge
-write into the EXIF UserComment (some tools copy it into XMP), read with the same parser as the PNG chunk.
+write into the EXIF UserComment (some tools copy it into XMP, or a JPEG or GIF comment), read with the same parser
+as the PNG chunk.
 
-``inspect_image`` never raises and always says why a file has no settings, naming its kind ("it is a GIF image",
+``inspect_image`` never raises and always says why a file has no settings, naming its kind ("it is a BMP image",
 "it is a text file, not an image"): whatever is dropped on the app is user input, and silence leaves the user
-guessing. A JPEG or WebP is read as a byte stream, segment by segment, as PNG chunks are: no image is decoded, and
+guessing. A JPEG, WebP or GIF is read as a byte stream, segment by segment, as PNG chunks are: no image is decoded, and
 only the parts that may hold settings are read, the image data skipped with seeks (a file is read when dropped, on
 the window's thread: a 200 MB render read whole held it up).
 """
@@ -17,6 +18,7 @@ import logging
 import os
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 from xml.etree import ElementTree
@@ -84,7 +86,7 @@ def inspect_image(path: Path | str) -> ImageSettings:
         return ImageSettings(None, [f"it cannot be read ({exc.strerror or exc})"])
     named = kind_by_name(path)
     if found.settings is None and named not in (None, kind):  # said first; "none in it" then adds nothing
-        plain = (NO_PNG_SETTINGS, _no_exif_settings(kind), _not_read(kind))
+        plain = (NO_PNG_SETTINGS, _not_read(kind), _no_embedded_settings(kind) if kind in _HOLDERS else "")
         found.problems = [f"it is a {kind} image, not a {named}"] + [p for p in found.problems if p not in plain]
     return found
 
@@ -116,23 +118,36 @@ def _not_an_image(head: bytes) -> str:
         text = ""
     if text and all(c.isprintable() or c in "\t\r\n" for c in text):
         return "it is a text file, not an image"
-    return "it is not an image (PNG, JPEG or WebP)"
+    return "it is not an image (PNG, JPEG, WebP or GIF)"
 
 
 def _not_read(kind: str) -> str:
-    return f"it is a {kind} image: settings are read from PNG, JPEG and WebP images only"
+    return f"it is a {kind} image: settings are read from PNG, JPEG, WebP and GIF images only"
 
 
-def _no_exif_settings(kind: str) -> str:
-    return f"it is a {kind} image without generation settings (no A1111 or Forge text in its EXIF or XMP data)"
+def _no_embedded_settings(kind: str) -> str:
+    return f"it is a {kind} image without generation settings (no A1111 or Forge text in its {_HOLDERS[kind]})"
 
 
-def _inspect_exif_image(f: BinaryIO, kind: str) -> ImageSettings:
-    """A JPEG or WebP file: the first EXIF UserComment or XMP property that holds A1111 text ending in its settings
-    line; each other one found, and damaged EXIF data, is named when none does."""
-    exif, xmp, problems = (_jpeg_segments if kind == "JPEG" else _webp_chunks)(f)
+@dataclass
+class _Embedded:
+    """What a JPEG, WebP or GIF file holds that may be A1111's text, as found (EXIF payloads, XMP packets, comments),
+    and the damage met on the way, as phrases about the file."""
+
+    exif: list[bytes] = field(default_factory=list)
+    xmp: list[bytes] = field(default_factory=list)
+    comments: list[bytes] = field(default_factory=list)
+    damage: list[str] = field(default_factory=list)
+
+
+def _inspect_embedded(f: BinaryIO, kind: str) -> ImageSettings:
+    """A JPEG, WebP or GIF file: the first EXIF UserComment, XMP property or comment that holds A1111 text ending in
+    its settings line (comments last: any program writes there); each other one found, and damaged EXIF data, is
+    named when none does."""
+    found = _WALKERS[kind](f)
+    problems = found.damage
     texts: list[tuple[str, str]] = []
-    for payload in exif:
+    for payload in found.exif:
         try:
             comment = Image.Exif()
             comment.load(payload)
@@ -145,11 +160,12 @@ def _inspect_exif_image(f: BinaryIO, kind: str) -> ImageSettings:
                 texts.append(("EXIF UserComment", _user_comment(value)))
         elif value is not None:  # a number or a fraction where the standard has text: no tool writes that
             problems.append("its EXIF UserComment cannot be read (damaged: it holds a number, not text)")
-    for payload in xmp:
-        found = _xmp_texts(payload)
-        if found is None:
+    for payload in found.xmp:
+        xmp = _xmp_texts(payload)
+        if xmp is None:
             problems.append("its XMP data cannot be read (damaged)")
-        texts += [("XMP", text) for text in found or []]
+        texts += [("XMP", text) for text in xmp or []]
+    texts += [(f"{kind} comment", _decode(comment, "utf-8").rstrip("\0")) for comment in found.comments]
     for where, text in texts:
         if has_settings_line(text):
             settings, left_out = read_parameters(text)
@@ -157,14 +173,13 @@ def _inspect_exif_image(f: BinaryIO, kind: str) -> ImageSettings:
         if text.strip():
             short = " ".join(text.split())
             problems.append(f"its {where} '{short[:60]}{'…' if len(short) > 60 else ''}' is no A1111 settings text")
-    return ImageSettings(None, problems or [_no_exif_settings(kind)])
+    return ImageSettings(None, problems or [_no_embedded_settings(kind)])
 
 
-def _jpeg_segments(f: BinaryIO) -> tuple[list[bytes], list[bytes], list[str]]:
-    """(EXIF payloads, XMP packets, damage) of the JPEG file ``f``: its APP1 segments, up to the start of the image
-    data (SOS): what follows is the compressed image, read whole for nothing."""
-    exif: list[bytes] = []
-    xmp: list[bytes] = []
+def _jpeg_segments(f: BinaryIO) -> _Embedded:
+    """The APP1 (EXIF, XMP) and COM segments of the JPEG file ``f``, up to the start of the image data (SOS): what
+    follows is the compressed image, read whole for nothing (a comment after it is not worth that)."""
+    found = _Embedded()
     f.seek(2)
     while len(marker := f.read(2)) == 2 and marker[0] == 0xFF:
         if marker[1] == 0xFF:  # a fill byte: the marker starts at the next one
@@ -177,32 +192,56 @@ def _jpeg_segments(f: BinaryIO) -> tuple[list[bytes], list[bytes], list[str]]:
         length = struct.unpack(">H", raw)[0] - 2  # a segment is at most 64 KB: read whole when it is one of ours
         if length < 0:  # damaged: where the next segment starts is unknown
             break
-        if marker[1] != 0xE1:
+        if marker[1] not in (0xE1, 0xFE):
             f.seek(length, os.SEEK_CUR)
             continue
         body = f.read(length)
-        if body.startswith(b"Exif\0\0"):
-            exif.append(body)
+        if marker[1] == 0xFE:
+            found.comments.append(body)
+        elif body.startswith(b"Exif\0\0"):
+            found.exif.append(body)
         elif body.startswith(_XMP_JPEG):
-            xmp.append(body[len(_XMP_JPEG) :])
-    return exif, xmp, []
+            found.xmp.append(body[len(_XMP_JPEG) :])
+    return found
 
 
-def _webp_chunks(f: BinaryIO) -> tuple[list[bytes], list[bytes], list[str]]:
-    """(EXIF payloads, XMP packets, damage) of the WebP file ``f``: its EXIF and XMP RIFF chunks, the others
-    (the image data) skipped with a seek."""
-    exif: list[bytes] = []
-    xmp: list[bytes] = []
-    damage: list[str] = []
+def _webp_chunks(f: BinaryIO) -> _Embedded:
+    """The EXIF and XMP RIFF chunks of the WebP file ``f``, the others (the image data) skipped with a seek."""
+    found = _Embedded()
     f.seek(12)
     while len(head := f.read(8)) == 8:
         kind, (size,), start = head[:4], struct.unpack("<I", head[4:]), f.tell()
         if kind in (b"EXIF", b"XMP ") and size > MAX_TEXT_BYTES:
-            damage.append(f"its {kind.decode().strip()} chunk is over {MAX_TEXT_BYTES >> 20} MB long: not read")
+            found.damage.append(f"its {kind.decode().strip()} chunk is over {MAX_TEXT_BYTES >> 20} MB long: not read")
         elif kind in (b"EXIF", b"XMP "):
-            (exif if kind == b"EXIF" else xmp).append(f.read(size))
+            (found.exif if kind == b"EXIF" else found.xmp).append(f.read(size))
         f.seek(start + size + (size & 1))  # chunks are padded to an even size
-    return exif, xmp, damage
+    return found
+
+
+def _gif_blocks(f: BinaryIO) -> _Embedded:
+    """The comment extensions of the GIF file ``f`` before its first image (where Pillow, ImageMagick and gifsicle
+    write them): past it, each of the image's data blocks of 255 bytes at most is a read to skip, as in a JPEG
+    after SOS. An extension's data is a chain of such blocks, ended by an empty one."""
+    found = _Embedded()
+    f.seek(10)  # after the signature, width and height
+    flags = f.read(3)  # whether a colour table follows, and its size; background colour; aspect ratio
+    if len(flags) == 3 and flags[0] & 0x80:
+        f.seek(3 << ((flags[0] & 7) + 1), os.SEEK_CUR)
+    while f.read(1) == b"\x21":  # an extension; an image (0x2C), the end (0x3B) or damage end the walk
+        comment = f.read(1) == b"\xfe"
+        data = bytearray()
+        while (size := f.read(1)) and size[0]:
+            if comment and len(data) + size[0] > MAX_TEXT_BYTES:
+                found.damage.append(f"its comment is over {MAX_TEXT_BYTES >> 20} MB long: not read")
+                comment = False
+            if comment:
+                data += f.read(size[0])
+            else:
+                f.seek(size[0], os.SEEK_CUR)
+        if comment:
+            found.comments.append(bytes(data))
+    return found
 
 
 # The EXIF UserComment's 8-byte prefix names its character code (EXIF 2.3, table 9).
@@ -255,6 +294,8 @@ def _xmp_texts(packet: bytes) -> list[str] | None:
 
 _READERS: dict[str, Callable[[BinaryIO, str], ImageSettings]] = {
     "PNG": lambda f, _kind: inspect_png_file(f),
-    "JPEG": _inspect_exif_image,
-    "WebP": _inspect_exif_image,
+    **dict.fromkeys(("JPEG", "WebP", "GIF"), _inspect_embedded),
 }
+_WALKERS = {"JPEG": _jpeg_segments, "WebP": _webp_chunks, "GIF": _gif_blocks}
+# Where each kind's A1111 text may be (``_no_embedded_settings``).
+_HOLDERS = {"JPEG": "EXIF, XMP or comments", "WebP": "EXIF or XMP data", "GIF": "comments"}
