@@ -112,6 +112,7 @@ class AppController(QObject):
         self._kept: dict[int, list[ImageRecord]] = {}  # per job: its images in the gallery so far
         self._unlisted: set[int] = set()  # jobs with an image the gallery could not take (said once per job)
         self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
+        self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
         self._engine = EngineThread(data)
         worker = self._engine.worker
         worker.preview_every = settings.preview_every
@@ -216,7 +217,9 @@ class AppController(QObject):
                                         "Put the file back where it was, or remove the model from the list."))
             return False
         self.prompt.model = name
-        self._apply_defaults = apply_defaults
+        # The fields as they are now: its defaults come once the engine describes it, after a running job, and
+        # must not undo what the user set meanwhile.
+        self._defaults_since = self.prompt.model_default_fields() if apply_defaults else None
         self._describe.emit(name)
         return True
 
@@ -543,9 +546,9 @@ class AppController(QObject):
         self.model_info = info
         self.memory.show_policy(getattr(info, "memory_policy", None))
         self._measure_prompt()
-        if getattr(self, "_apply_defaults", False):
-            self.prompt.apply_model_defaults(getattr(info, "defaults", {}) or {})
-            self._apply_defaults = False
+        if self._defaults_since is not None:
+            self.prompt.apply_model_defaults(getattr(info, "defaults", {}) or {}, self._defaults_since)
+            self._defaults_since = None
         self.model_info_changed.emit(info)
 
     def _on_prompt_meter(self, model: str, meter: Any) -> None:

@@ -107,6 +107,10 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+# The prompt panel's fields a model's defaults set, and how each is read.
+_DEFAULT_FIELDS = {"width": valid_side, "height": valid_side, "steps": valid_steps, "guidance": valid_guidance}
+
+
 class PromptState(QObject):
     model_changed = Signal(object)
     prompt_changed = Signal(object)
@@ -130,10 +134,17 @@ class PromptState(QObject):
     height = Prop(256)
     batch_count = Prop(1)
 
-    def apply_model_defaults(self, defaults: dict[str, Any]) -> None:
-        """Laptop-friendly defaults that the engine reports for a model (size, steps, guidance)."""
-        for key, parse in (("width", valid_side), ("height", valid_side), ("steps", valid_steps),
-                           ("guidance", valid_guidance)):
+    def model_default_fields(self) -> dict[str, Any]:
+        """The fields a model's defaults set, as they are now (``apply_model_defaults``' ``unchanged_since``)."""
+        return {key: getattr(self, key) for key in _DEFAULT_FIELDS}
+
+    def apply_model_defaults(self, defaults: dict[str, Any], unchanged_since: dict[str, Any] | None = None) -> None:
+        """Laptop-friendly defaults that the engine reports for a model (size, steps, guidance). With
+        ``unchanged_since`` (``model_default_fields()`` when the model was picked), only to the fields still as they
+        were then: the defaults arrive after a running job, and the user's edits made meanwhile are kept."""
+        for key, parse in _DEFAULT_FIELDS.items():
+            if unchanged_since is not None and getattr(self, key) != unchanged_since.get(key):
+                continue
             raw = defaults.get(key)
             value = None if raw is None or (key != "guidance" and not raw) else parse(raw)
             if value is not None:

@@ -66,3 +66,20 @@ def test_sizes_in_the_details_keep_their_unit_on_the_same_line(qtbot, window):
     text = window.model_panel.details.text()
     assert re.search(r"Size on disk: \d+\.\d\u00a0MiB", text), text
     assert not re.search(r"\d [KMGT]?i?B\b", text), text
+
+
+def test_a_model_picked_during_a_job_keeps_the_fields_edited_since(qtbot, window):
+    """The model's defaults arrive after the running job; they went over every field, undoing the steps and
+    guidance the user had set meanwhile. Now only the fields left as they were take them."""
+    controller, state = window.controller, window.controller.prompt
+    state.prompt, state.steps, state.width = "a green square", 40, 192
+    with qtbot.waitSignal(controller.job.step_changed, timeout=120000, check_params_cb=lambda s: s >= 1):
+        controller.generate()
+    assert controller.select_model("demo-int4")
+    window.prompt_panel.steps_spin.setValue(3)
+    window.prompt_panel.guidance_spin.setValue(2.5)
+    controller.cancel()
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo-int4", timeout=60000)
+    defaults = controller.model_info.defaults
+    assert (state.steps, state.guidance) == (3, 2.5)  # was: the model's 16 and 5.0
+    assert state.width == defaults["width"] != 192 and state.height == defaults["height"]  # not edited: the model's
