@@ -71,6 +71,7 @@ def test_a_file_without_settings_says_what_it_is_and_why(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "anim.png", format="GIF")
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.jpg", format="PNG")
     (tmp_path / "notes.txt").write_text("a fox in snow — Steps: 20")
+    (tmp_path / "notes.md").write_text("a fox in snow\nSteps: 20")  # settings are read from .txt files only
     header = b'{"__metadata__":{}}'
     (tmp_path / "style.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
     (tmp_path / "folder.jpg").mkdir()
@@ -87,7 +88,9 @@ def test_a_file_without_settings_says_what_it_is_and_why(tmp_path):
         "flat.bmp": "it is a BMP image: settings are read from PNG, JPEG, WebP and GIF images only",
         "anim.png": "it is a GIF image, not a PNG",
         "plain.jpg": "it is a PNG image, not a JPEG",  # a PNG without settings, named .jpg
-        "notes.txt": "it is a text file, not an image",
+        "notes.txt": "it is a text file without an A1111 settings line (the last line, 'Steps: …', that A1111 and "
+        "Forge write), not an image",
+        "notes.md": "it is a text file, not an image",
         "style.safetensors": "it is a safetensors file (a model or LoRA), not an image: models and LoRAs are added "
         "in their panels",
         "folder.jpg": "it is a folder, not an image",
@@ -158,3 +161,36 @@ def test_a1111_text_in_a_jpeg_or_gif_comment_is_read(tmp_path):
     data = (tmp_path / "anim.gif").read_bytes()
     (tmp_path / "cut.gif").write_bytes(data[: data.index(b"Steps")])
     assert inspect_image(tmp_path / "cut.gif").settings is None
+
+
+def test_a1111_settings_in_a_txt_file_are_read(tmp_path):
+    """A1111 and Forge can write an image's settings as ``<name>.txt`` beside it rather than into it: a .txt file
+    dropped was "a text file, not an image". One that ends in A1111's settings line is read as a PNG's text
+    (Windows tools' byte order mark and line ends, and UTF-16, included); a big or binary one is not read whole."""
+    files = {
+        "forge.txt": TEXT.encode(),
+        "notepad.txt": ("\ufeff" + TEXT.replace("\n", "\r\n") + "\r\n").encode(),
+        "powershell.txt": TEXT.encode("utf-16"),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert inspect_image(tmp_path / name) == ImageSettings(EXPECTED), name
+    (tmp_path / "bmx.txt").write_text("BMX rider\nSteps: 3, Seed: x")  # "BM": a BMP image by its first bytes
+    bmx = ImageSettings(
+        {"prompt": "BMX rider", "negative_prompt": "", "steps": 3}, ["its Seed 'x' is not a whole number"]
+    )
+    assert inspect_image(tmp_path / "bmx.txt") == bmx
+    (tmp_path / "long.txt").write_text("a fox " * 11_000 + "\nSteps: 20")
+    (tmp_path / "binary.txt").write_bytes(b"a fox\n" + bytes(range(256)))
+    (tmp_path / "latin1.txt").write_bytes("café\nSteps: 20".encode("latin-1"))
+    png = write_png(tmp_path / "image.txt", Image.new("RGB", (8, 8)), EXPECTED)  # an image named .txt: read as such
+    unreadable = "it is named .txt but holds no text that can be read (no UTF-8 or UTF-16 text: binary data?)"
+    expected = {
+        "long.txt": "it is a text file of over 64 KB: A1111 settings are read from shorter ones only (A1111 and "
+        "Forge write a few KB)",
+        "binary.txt": unreadable,
+        "latin1.txt": unreadable,
+    }
+    for name, why in expected.items():
+        assert inspect_image(tmp_path / name) == ImageSettings(None, [why]), name
+    assert inspect_image(png) == ImageSettings(EXPECTED)

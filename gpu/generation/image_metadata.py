@@ -2,7 +2,7 @@
 download saved a PNG as ``.jpg``, a site renamed a JPEG ``.png``), then the settings that kind holds: PNG text
 chunks (``png_metadata``), or, in JPEG and WebP images, the A1111 ``parameters`` text that AUTOMATIC1111 and Forge
 write into the EXIF UserComment (some tools copy it into XMP, or a JPEG or GIF comment), read with the same parser
-as the PNG chunk.
+as the PNG chunk; so is a .txt file, where A1111 and Forge can save that text beside the image instead.
 
 ``inspect_image`` never raises and always says why a file has no settings, naming its kind ("it is a BMP image",
 "it is a text file, not an image"): whatever is dropped on the app is user input, and silence leaves the user
@@ -47,6 +47,7 @@ _XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\0"
 # exif:UserComment; some WebP writers put the text in a "parameters" property or the description.
 _XMP_NAMES = ("UserComment", "parameters", "description")
 _HEAD = 64  # bytes read to tell a file's kind: enough for a text file's first words too
+_MAX_TXT = 64 << 10  # the most of a .txt file read for A1111 settings: theirs are a few KB
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ def inspect_image(path: Path | str) -> ImageSettings:
         with open(path, "rb") as f:
             head = f.read(_HEAD)
             kind = file_kind(head)
+            # a prompt starting "BM" ("BMX rider") would be a BMP image by its first bytes
+            if path.suffix.lower() == ".txt" and head and (kind is None or _text_of(head, final=False)):
+                return _inspect_text_file(f)
             if kind is None:
                 return ImageSettings(None, [_not_an_image(head)])
             found = _read(f, kind, path)
@@ -112,13 +116,40 @@ def _not_an_image(head: bytes) -> str:
         return "the file is empty (0 bytes)"
     if len(head) > 8 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 1 << 32:
         return "it is a safetensors file (a model or LoRA), not an image: models and LoRAs are added in their panels"
-    try:  # the tail may cut a character in two: decoded as far as it goes
-        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        text = ""
-    if text and all(c.isprintable() or c in "\t\r\n" for c in text):
+    if _text_of(head, final=False):
         return "it is a text file, not an image"
     return "it is not an image (PNG, JPEG, WebP or GIF)"
+
+
+def _text_of(raw: bytes, final: bool = True) -> str | None:
+    """The text of ``raw`` when it is UTF-8 (or UTF-16 with its byte order mark, as Windows tools write it) holding
+    no control characters but tabs and line ends: None for anything else. ``final``: False for a file's first bytes,
+    whose end may cut a character in two (decoded as far as it goes)."""
+    encoding = "utf-16" if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+    try:
+        text = codecs.getincrementaldecoder(encoding)().decode(raw, final=final)
+    except UnicodeDecodeError:
+        return None
+    return text if text and all(c.isprintable() or c in "\t\r\n" for c in text) else None
+
+
+def _inspect_text_file(f: BinaryIO) -> ImageSettings:
+    """A .txt file: A1111 and Forge write an image's ``parameters`` text beside it, as ``<name>.txt``, when it is
+    not to go into the image. Its settings are read as a PNG's chunk, when it ends in A1111's settings line (any
+    other text file has none). Read only up to ``_MAX_TXT``: a big or binary file named .txt is not read whole."""
+    f.seek(0)
+    raw = f.read(_MAX_TXT + 1)
+    if len(raw) > _MAX_TXT:
+        return ImageSettings(None, [f"it is a text file of over {_MAX_TXT >> 10} KB: A1111 settings are read from "
+                                    "shorter ones only (A1111 and Forge write a few KB)"])  # fmt: skip
+    text = _text_of(raw)
+    if text is None:
+        return ImageSettings(None, ["it is named .txt but holds no text that can be read (no UTF-8 or UTF-16 text: "
+                                    "binary data?)"])  # fmt: skip
+    if not has_settings_line(text):
+        return ImageSettings(None, ["it is a text file without an A1111 settings line (the last line, 'Steps: …', "
+                                    "that A1111 and Forge write), not an image"])  # fmt: skip
+    return ImageSettings(*read_parameters(text))
 
 
 def _not_read(kind: str) -> str:

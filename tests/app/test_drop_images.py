@@ -12,6 +12,9 @@ from gpu.generation.png_metadata import write_png
 from tests.app.test_png_drop import _drop
 from tests.test_image_metadata import TEXT, a1111_image
 
+NO_LINE = ("it is a text file without an A1111 settings line (the last line, 'Steps: …', that A1111 and Forge write), "
+           "not an image")  # fmt: skip
+
 
 def _mime(*items) -> QMimeData:
     """A drag of ``items``: local paths, or QUrls as they are (a web browser's drag carries web addresses)."""
@@ -55,11 +58,16 @@ def test_any_dropped_file_restores_its_settings_or_is_named_with_why(qtbot, tmp_
     _drop(panel, png)
     assert (state.prompt, state.seed, state.steps) == ("a lake", 9, 5) and shown == []
 
+    forge = tmp_path / "00001-77.txt"  # A1111's settings saved beside the image rather than in it
+    forge.write_text(TEXT.replace("a fox in snow", "a pond"))
+    _drop(panel, forge)
+    assert (state.prompt, state.seed, state.steps) == ("a pond, café 🦊", 77, 24) and shown == []
+
     _drop(panel, notes, tmp_path / "pictures")
     assert [(e.kind, e.message) for e in shown] == [
-        ("user", "None of the dropped files carries generation settings: notes.txt (it is a text file, not an "
-                 "image), pictures (it is a folder, not an image).")]  # fmt: skip
-    assert "JPEG or WebP saved by A1111/Forge" in shown[0].hint and state.prompt == "a lake"
+        ("user", f"None of the dropped files carries generation settings: notes.txt ({NO_LINE}), pictures (it is a "
+                 "folder, not an image).")]  # fmt: skip
+    assert "JPEG or WebP saved by A1111/Forge" in shown[0].hint and state.prompt == "a pond, café 🦊"
 
     shown.clear()  # an image dragged from a web browser: its address only, which was refused without a word
     web = QUrl("https://example.com/images/fox.png")
@@ -68,7 +76,7 @@ def test_any_dropped_file_restores_its_settings_or_is_named_with_why(qtbot, tmp_
     assert [(e.kind, e.message) for e in shown] == [
         ("user", "Nothing was restored: https://example.com/images/fox.png is a web address: save the image first, "
                  "then drop the file.")]  # fmt: skip
-    assert state.prompt == "a lake"
+    assert state.prompt == "a pond, café 🦊"
 
     shown.clear()  # a file and a web address in one drag: the address was ignored without a word
     long = QUrl("https://example.com/" + "a" * 100 + ".png")  # named cut to a line, as when dropped alone
@@ -82,6 +90,6 @@ def test_any_dropped_file_restores_its_settings_or_is_named_with_why(qtbot, tmp_
     shown.clear()  # a file without settings and a web address: the address was left out of the message
     _drop_items(panel, notes, web)
     assert [(e.kind, e.message) for e in shown] == [
-        ("user", "None of the dropped files carries generation settings: notes.txt (it is a text file, not an "
-                 "image), https://example.com/images/fox.png (a web address: save the image first, then drop the "
+        ("user", f"None of the dropped files carries generation settings: notes.txt ({NO_LINE}), "
+                 "https://example.com/images/fox.png (a web address: save the image first, then drop the "
                  "file).")]  # fmt: skip
