@@ -201,12 +201,32 @@ class AppController(QObject):
         return job
 
     def cancel(self) -> None:
-        """Takes effect at the next denoising step of the running job; queued jobs never start."""
-        if not self._jobs:
+        """Cancel (Esc): the running job stops at its next denoising step and the jobs queued behind it go on,
+        as in ComfyUI, Forge or Krita's AI plugin (it cancelled the whole queue); ``cancel_all`` stops them too."""
+        running = next(iter(self._jobs.values()), None)  # jobs run in the order they were queued
+        if running is None or running.cancel.is_set():
+            return  # a second Esc while it stops: not a reason to cancel the next job
+        running.cancel.set()
+        waiting = self._waiting()
+        self.job.status = (f"Cancelling…; {self._go_on(waiting)} (Shift+Esc cancels "
+                           f"{'it' if waiting == 1 else 'them'} too)") if waiting else "Cancelling…"  # fmt: skip
+
+    def cancel_all(self) -> None:
+        """Cancel all (Shift+Esc): the running job stops at its next step, and the queued ones never start."""
+        jobs = [job for job in self._jobs.values() if not job.cancel.is_set()]
+        if not jobs:
             return
-        for job in self._jobs.values():
+        for job in jobs:
             job.cancel.set()
-        self.job.status = "Cancelling…"
+        self.job.status = "Cancelling…" if len(self._jobs) == 1 else f"Cancelling all {len(self._jobs)} jobs…"
+
+    def _waiting(self) -> int:
+        """How many jobs wait behind the running one and will still run (not cancelled)."""
+        return sum(not job.cancel.is_set() for job in list(self._jobs.values())[1:])
+
+    @staticmethod
+    def _go_on(waiting: int) -> str:
+        return f"{counted(waiting, 'queued job')} {'goes' if waiting == 1 else 'go'} on"
 
     def select_model(self, name: str, apply_defaults: bool = True) -> bool:
         """Makes ``name`` the model of the next jobs; a library entry whose file is gone is refused with its
@@ -630,4 +650,6 @@ class AppController(QObject):
     def _job_done(self, job_id: int, status: str) -> None:
         self._jobs.pop(job_id, None)
         self.job.busy = bool(self._jobs)
-        self.job.status = status if not self._jobs else f"{status}; {len(self._jobs)} more queued"
+        # Jobs cancelled with it (Cancel all) are not said to go on: they end at once, unrun.
+        waiting = sum(not job.cancel.is_set() for job in self._jobs.values())
+        self.job.status = f"{status}; {self._go_on(waiting)}" if waiting else status

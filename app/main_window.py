@@ -186,13 +186,18 @@ class MainWindow(QMainWindow):
         cancel = QAction("Cancel", self)
         cancel.setShortcut(QKeySequence(Qt.Key.Key_Escape))
         cancel.triggered.connect(self.controller.cancel)
-        self.addActions([generate, cancel])
-        self.generate_action, self.cancel_action = generate, cancel
+        cancel.setStatusTip("Stop the running job at its next step; the queued jobs go on")
+        cancel_all = QAction("Cancel all", self)
+        cancel_all.setShortcut(QKeySequence(Qt.Modifier.SHIFT | Qt.Key.Key_Escape))
+        cancel_all.triggered.connect(self.controller.cancel_all)
+        cancel_all.setStatusTip("Stop the running job and every queued one")
+        self.addActions([generate, cancel, cancel_all])
+        self.generate_action, self.cancel_action, self.cancel_all_action = generate, cancel, cancel_all
         view = self.menuBar().addMenu("&View")
         for dock in (self.prompt_dock, self.model_dock, self.quantize_dock, self.history_dock, self.lora_dock):
             view.addAction(dock.toggleViewAction())
         run = self.menuBar().addMenu("&Generate")
-        run.addActions([generate, cancel])
+        run.addActions([generate, cancel, cancel_all])
         help_menu = self.menuBar().addMenu("&Help")
         self.log_folder_action = help_menu.addAction("Open log folder", self.open_log_folder)
         # The path itself, for a user asked "send us the log" (and why there is none when it could not be opened).

@@ -172,7 +172,8 @@ class PromptPanel(QWidget):
         self.generate_button.setDefault(True)
         self.generate_button.clicked.connect(controller.generate)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Esc: stops at the next step")
+        self.cancel_button.setToolTip("Esc: stops the running job at its next step; the queued jobs go on "
+                                      "(Shift+Esc cancels them too)")
         self.cancel_button.clicked.connect(controller.cancel)
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 2)

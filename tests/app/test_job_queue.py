@@ -1,0 +1,44 @@
+"""A queue of jobs on the real window and engine: Cancel stops the running job only, Cancel all every job."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from app.generation_state import STEPS_MAX
+from tests.app.gui import TEST_STEPS
+
+
+def _queue_behind_a_long_job(qtbot, controller, queued: int) -> list[str]:
+    """A job of many steps, running, and ``queued`` short jobs behind it -> the status lines shown from then on."""
+    statuses: list[str] = []
+    controller.prompt.prompt, controller.prompt.steps = "a green square", STEPS_MAX
+    with qtbot.waitSignal(controller.job.step_changed, timeout=120000, check_params_cb=lambda s: s >= 1):
+        controller.generate()
+    controller.job.status_changed.connect(statuses.append)
+    controller.prompt.steps = TEST_STEPS
+    for _ in range(queued):
+        controller.generate()
+    return statuses
+
+
+def test_cancel_stops_the_running_job_and_the_queue_goes_on(qtbot, window):
+    controller = window.controller
+    statuses = _queue_behind_a_long_job(qtbot, controller, 2)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert controller.job.status == "Cancelling…; 2 queued jobs go on (Shift+Esc cancels them too)"
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
+    # Was: Cancel stopped every queued job too; now the two behind the cancelled one run.
+    assert controller.gallery.rowCount() == 2
+    assert "Cancelled; 2 queued jobs go on" in statuses
+    assert controller.job.status == "Done: 1 image"
+
+
+def test_cancel_all_stops_the_running_job_and_the_queued_ones(qtbot, window):
+    controller = window.controller
+    _queue_behind_a_long_job(qtbot, controller, 2)
+    menu = next(action.menu() for action in window.menuBar().actions() if action.text() == "&Generate")
+    assert window.cancel_all_action in menu.actions()
+    qtbot.keyClick(window, Qt.Key.Key_Escape, Qt.KeyboardModifier.ShiftModifier)
+    assert controller.job.status == "Cancelling all 3 jobs…"
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
+    assert controller.gallery.rowCount() == 0 and controller.job.status == "Cancelled"
