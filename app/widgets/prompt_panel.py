@@ -119,8 +119,12 @@ class PromptPanel(QWidget):
         # showing another number.
         self.seed_edit.setMinimumWidth(self.seed_edit.fontMetrics().horizontalAdvance(str(RANDOM_SEED_MAX)) + 16)
         bind(state, "seed", self.seed_edit)
+        # A seed typed in is one the user wants: locked, as restoring an image's seed locks it (unlocked, the next
+        # job threw it away for a random one). Only the user's typing: setValue from the state is no edit.
+        self.seed_edit.textEdited.connect(lambda _text: setattr(state, "seed_locked", True))
         self.seed_lock = QCheckBox("Lock")
-        self.seed_lock.setToolTip("Locked: every job uses this seed. Unlocked: a new random seed per job.")
+        self.seed_lock.setToolTip("Locked: every job uses this seed (typing a seed locks it). Unlocked: a new "
+                                  "random seed per job.")
         bind(state, "seed_locked", self.seed_lock)
         self.seed_random = QPushButton("Random")
         self.seed_random.setToolTip("New random seed")

@@ -121,3 +121,21 @@ def test_a_hand_edited_settings_file_starts(qtbot, data_root):
     state = window.controller.prompt
     assert state.prompt == "hand edited" and state.seed == 0 == window.prompt_panel.seed_edit.value()
     assert state.guidance == 30.0 == window.prompt_panel.guidance_spin.value()
+
+
+def test_a_typed_seed_is_the_one_the_next_job_uses(qtbot, window):
+    """Typed with Lock unticked, the seed was replaced by a random one at Generate, without a word."""
+    state, panel = window.controller.prompt, window.prompt_panel
+    state.prompt = "a typed seed"
+    assert not state.seed_locked
+    window.activateWindow()
+    panel.seed_edit.setFocus()
+    panel.seed_edit.selectAll()
+    qtbot.keyClicks(panel.seed_edit, str(BIG_SEED + 7))
+    qtbot.keyClick(panel.seed_edit, Qt.Key.Key_Tab)
+    assert panel.seed_lock.isChecked()
+    with qtbot.waitSignal(window.controller.job_finished, timeout=120000) as blocker:
+        qtbot.mouseClick(panel.generate_button, Qt.MouseButton.LeftButton)
+    assert blocker.args[0][0].settings["seed"] == BIG_SEED + 7 == panel.seed_edit.value() == state.seed
+    panel.seed_random.click()  # a new random seed (the lock stays: every job uses that one)
+    assert state.seed != BIG_SEED + 7 and state.seed_locked
