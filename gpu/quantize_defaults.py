@@ -15,3 +15,5 @@ DEFAULT_GPU_BUDGET_GIB = 14.0
 DEFAULT_RAM_BUDGET_GIB = 24.0
 # The methods that smooth (search an alpha per layer): alpha points and shared smoothing matter only for them.
 SMOOTHING_METHODS = ("svdquant", "smoothquant")
+# The methods with a 16-bit low-rank branch: the rank matters only for them.
+RANK_METHODS = ("svdquant", "svd", "lorc")

@@ -47,6 +47,7 @@ from gpu.quantize_defaults import (
     DEFAULT_RAM_BUDGET_GIB,
     DEFAULT_RANK,
     MAX_ALPHA_POINTS,
+    RANK_METHODS,
     SMOOTHING_METHODS,
 )
 
@@ -260,7 +261,9 @@ class MethodPage(QWizardPage):
         self.method.currentIndexChanged.connect(self._method_changed)
 
     def _method_changed(self) -> None:
-        # The alpha search and the shared smoothing exist only for the methods that smooth: greyed out otherwise.
+        # The rank, the alpha search and the shared smoothing exist only for the methods that use them: greyed
+        # out otherwise, where they change nothing.
+        self.rank.setEnabled(self.method.currentData() in RANK_METHODS)
         smooths = self.method.currentData() in SMOOTHING_METHODS
         self.alpha_points.setEnabled(smooths)
         self.shared_smoothing.setEnabled(smooths)

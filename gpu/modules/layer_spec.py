@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from gpu.quant import get_format
-from gpu.quantize_defaults import SMOOTHING_METHODS
+from gpu.quantize_defaults import RANK_METHODS, SMOOTHING_METHODS
 
 METHODS = ("svdquant", "naive", "smoothquant", "svd", "lorc", "nf4", "rtn")
 PRECISIONS = ("int4", "nvfp4", "fp4", "int8")
@@ -68,6 +68,6 @@ def spec_for(method: str, precision: str, rank: int, role: str) -> LayerSpec:
         return LayerSpec("nf4" if method == "nf4" else "rtn", wfmt, None, 0, False)
     if method == "nf4":
         return LayerSpec("nf4", "nf4", None, 0, False)
-    uses_rank = method in ("svdquant", "svd", "lorc")
+    uses_rank = method in RANK_METHODS
     uses_smooth = method in SMOOTHING_METHODS
     return LayerSpec(method, precision, precision, rank if uses_rank else 0, uses_smooth)

@@ -505,3 +505,21 @@ def test_the_button_that_starts_the_run_says_quantize(qtbot, window):
     wizard.back()
     assert next_button.text() == plain
     wizard.close()
+
+
+def test_the_rank_is_greyed_for_methods_without_a_low_rank_branch(qtbot):
+    """Round-to-nearest, SmoothQuant and NF4 ignore the rank (layer_spec gives their layers rank 0), yet the field
+    stayed enabled, as if it changed something."""
+    from app.widgets.quantize_wizard import MethodPage
+    from gpu.modules.layer_spec import spec_for
+
+    page = MethodPage()
+    qtbot.addWidget(page)
+    enabled = {}
+    for index in range(page.method.count()):
+        page.method.setCurrentIndex(index)
+        method = page.method.currentData()
+        enabled[method] = page.rank.isEnabled()
+        assert enabled[method] == (spec_for(method, "int4", 8, "w4a4").rank > 0), method  # as the engine uses it
+    assert enabled == {"svdquant": True, "naive": False, "smoothquant": False, "svd": True, "lorc": True,
+                       "nf4": False}
