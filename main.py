@@ -136,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--negative", default="", help="negative prompt")
     g.add_argument("--base", help="base pipeline folder for an SVDQ file (overrides the recorded one)")
     g.add_argument("--batch", type=int, default=1, help="number of images (seeds S, S+1, ...)")
-    g.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
-                   help="apply a FLUX.1 LoRA (.safetensors), strength -2..2 (default 1); repeatable")
+    g.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH[:TEXT_STRENGTH]]",
+                   help="apply a FLUX.1 LoRA (.safetensors), strength -2..2 (default 1); TEXT_STRENGTH for its "
+                        "CLIP/T5 parts, if it has any (default: STRENGTH); repeatable")
 
     i = sub.add_parser("inspect", help="validate an SVDQ file and print its metadata and layers")
     i.add_argument("file", type=Path)
@@ -192,6 +193,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from gpu.generation.service import GenerationService, save_image
     from gpu.lora import parse_lora_args
     from gpu.lora.keys import parts_text
+    from gpu.lora.metadata import strength_words
     from gpu.paths import first_free_path
 
     request = GenerationRequest(
@@ -230,7 +232,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for lora in results[0].settings.get("lora_list", []):
         changes = parts_text(lora.get("changes", ["transformer"]))
         say(f"lora {lora['name']} ({lora['format']}, rank {lora['rank']}; changes the {changes}): "
-            f"strength {lora['strength']:g}")  # fmt: skip
+            f"{strength_words(lora)}")  # fmt: skip
     say(f"total {time.perf_counter() - started:.2f} s")
     return 0
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from app.image_files import read_image_settings, read_image_text
 from app.wording import NBSP
+from gpu.lora.metadata import strength_words
 from gpu.version import APP_NAME
 
 
@@ -37,7 +38,7 @@ def source_note(chunks: dict[str, str]) -> str:
     if "nibble" in chunks:
         return ""
     if "parameters" in chunks:
-        return "Read from the image's A1111 \"parameters\" text (made with another program)."
+        return 'Read from the image\'s A1111 "parameters" text (made with another program).'
     if "prompt" in chunks or "workflow" in chunks:
         return "Read from the image's ComfyUI workflow, as far as it could be (made with another program)."
     return ""
@@ -71,17 +72,16 @@ def _size(s: dict[str, Any]) -> str:
 
 
 def _loras(value: Any) -> str:
-    """"name (strength 0.80), …" from the engine's ``lora_list`` (dicts: name, strength, file, hash, ...)."""
+    """The line "name (strength 0.80), …" from the engine's ``lora_list`` (dicts: name, strength, file, hash, ...),
+    with ", text 0.50" where an entry's CLIP/T5 parts had a strength of their own."""
     if not isinstance(value, list):
         return ""
     parts = []
     for lora in value:
         if not isinstance(lora, dict) or not lora.get("name"):
             continue
-        strength = lora.get("strength")
-        # two decimals, as the LoRA panel shows a strength
-        parts.append(f"{lora['name']} (strength{NBSP}{strength:.2f})" if isinstance(strength, (int, float))
-                     else str(lora["name"]))
+        words = strength_words(lora, ".2f", NBSP)  # two decimals, as the LoRA panel shows a strength
+        parts.append(f"{lora['name']} ({words})" if words else str(lora["name"]))
     return ", ".join(parts)
 
 
@@ -109,7 +109,7 @@ def _created(value: Any) -> str:
 
 
 def _version(value: Any) -> str:
-    """"NibbleStudio 0.1.0" for our "NibbleStudio-0.1.0"; another program's version string as it is."""
+    """ "NibbleStudio 0.1.0" for our "NibbleStudio-0.1.0"; another program's version string as it is."""
     text = _text(value)
     prefix = f"{APP_NAME}-"
     return f"{APP_NAME}{NBSP}{text.removeprefix(prefix)}" if text.startswith(prefix) else text

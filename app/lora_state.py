@@ -1,6 +1,7 @@
-"""Observable state of the LoRA panel: the LoRA files the user added, each enabled or not, with a strength and
-editable trigger words. Only the header of a file is read here (metadata, key names); the engine reads and
-checks the weights when it applies them, and reports problems as errors."""
+"""Observable state of the LoRA panel: the LoRA files the user added, each enabled or not, with a strength (and,
+for a file with a CLIP or T5 part, a text strength of its own or "the same") and editable trigger words. Only the
+header of a file is read here (metadata, key names); the engine reads and checks the weights when it applies them,
+and reports problems as errors."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any, Literal, NamedTuple
 from PySide6.QtCore import QObject, Signal
 
 from app.settings import LoraSetting
-from gpu.lora.metadata import file_stamp
+from gpu.lora.keys import parts_text
+from gpu.lora.metadata import LoraRequest, file_stamp, strength_words
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,20 @@ class LoraEntry:
     stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file when ``info`` was read; None: not there
     # the trigger words the header gave when read: while ``trigger_words`` equals them the user has not edited them
     header_words: str = ""
+    text_strength: float | None = None  # of the file's CLIP/T5 parts; None: the same as ``strength``
+    text_encoders: tuple[str, ...] = ()  # the text encoders the file changes, by its header (``header_summary``)
+
+    @property
+    def text_parts(self) -> str:
+        """The text encoders the file changes, in words ("CLIP text encoder + T5 text encoder"); "" for none."""
+        return parts_text(self.text_encoders)
+
+    def request(self) -> LoraRequest:
+        """What a generation request carries for it: the text strength only where it has one of its own."""
+        text = self.text_strength
+        if not self.text_encoders or text is None or text == self.strength:
+            return (str(self.path), self.strength)
+        return (str(self.path), self.strength, text)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -50,6 +66,7 @@ class LoraHeader(NamedTuple):
     info: str
     problem: str = ""
     kind: Literal["", "missing", "folder", "no-access", "unusable"] = ""
+    text_encoders: tuple[str, ...] = ()
 
 
 def fit_strength(strength: float) -> float:
@@ -60,6 +77,23 @@ def fit_strength(strength: float) -> float:
     if math.isnan(value):  # a damaged settings.json: min/max would make NaN the limit, 2.0, switched on
         return 1.0
     return max(-MAX_STRENGTH, min(MAX_STRENGTH, value))
+
+
+def fit_text_strength(strength: float | None) -> float | None:
+    """``fit_strength`` for a text strength, where None is "the same as the strength" (and so is NaN: a damaged
+    file says nothing of its own)."""
+    if strength is None or math.isnan(strength):
+        return None
+    return fit_strength(strength)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, None when it is none (a PNG's or hand-edited file's text, a past-float int)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def read_header(path: Path) -> LoraHeader:
@@ -82,11 +116,11 @@ def read_header(path: Path) -> LoraHeader:
         problem = f"file not found: {path}"
         return LoraHeader("", problem, problem, "missing")
     try:
-        words, info = header_summary(path)
+        words, info, encoders = header_summary(path)
     except UserError as err:
         problem = str(err).removeprefix(f"{path.name}: ")
         return LoraHeader("", problem, problem, "unusable")
-    return LoraHeader(", ".join(words), info)
+    return LoraHeader(", ".join(words), info, text_encoders=encoders)
 
 
 class LoraState(QObject):
@@ -114,7 +148,7 @@ class LoraState(QObject):
         stamp = _stamp(path)  # before the header: a change in between is seen at the next look
         header = header or read_header(path)
         entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), header.words, header.info, stamp=stamp,
-                          header_words=header.words)  # fmt: skip
+                          header_words=header.words, text_encoders=header.text_encoders)  # fmt: skip
         self.entries.append(entry)
         return entry
 
@@ -149,11 +183,15 @@ class LoraState(QObject):
     def set_strength(self, entry: LoraEntry, strength: float) -> None:
         entry.strength = fit_strength(strength)
 
-    def requests(self) -> list[tuple[str, float]]:
+    def set_text_strength(self, entry: LoraEntry, strength: float | None) -> None:
+        """The strength of the entry's CLIP/T5 parts; None: the same as its strength, wherever that goes."""
+        entry.text_strength = fit_text_strength(strength)
+
+    def requests(self) -> list[LoraRequest]:
         """What a generation request carries: enabled LoRAs with their strengths. The engine re-reads a file
         that changed on disk for the job; so does this, for the rows' info lines (``refresh``)."""
         self.refresh()
-        return [(str(e.path), e.strength) for e in self.entries if e.enabled]
+        return [e.request() for e in self.entries if e.enabled]
 
     def refresh(self) -> bool:
         """Reads again the header of each enabled file whose size or modification time changed since it was read
@@ -164,7 +202,7 @@ class LoraState(QObject):
         stale = [(e, stamp) for e in self.entries if e.enabled and (stamp := _stamp(e.path)) != e.stamp]
         for entry, stamp in stale:
             header = read_header(entry.path)
-            entry.stamp, entry.info = stamp, header.info
+            entry.stamp, entry.info, entry.text_encoders = stamp, header.info, header.text_encoders
             if not header.problem:  # a file gone for now keeps the words, for when it is back
                 if entry.trigger_words == entry.header_words:
                     entry.trigger_words = header.words
@@ -177,7 +215,8 @@ class LoraState(QObject):
         return ", ".join(e.trigger_words for e in self.entries if e.enabled and e.trigger_words.strip())
 
     def to_settings(self) -> list[LoraSetting]:
-        return [LoraSetting(str(e.path), e.enabled, e.strength, e.trigger_words, e.header_words) for e in self.entries]
+        return [LoraSetting(str(e.path), e.enabled, e.strength, e.trigger_words, e.header_words, e.text_strength)
+                for e in self.entries]  # fmt: skip
 
     def restore(self, saved: list[LoraSetting]) -> list[str]:
         """The list as the last session left it. A file that is gone (moved, a drive not plugged in) or that is
@@ -204,6 +243,7 @@ class LoraState(QObject):
                     continue
                 header = read_header(path)
                 entry = self._add(path, s.enabled, s.strength, header)
+                entry.text_strength = fit_text_strength(s.text_strength)  # kept while the file cannot be read too
                 listed.add(path)
             except (OSError, ValueError) as exc:  # e.g. a NUL byte in a hand-edited path: no file can have it
                 notices.append(f"The LoRA list in your settings names a file that cannot exist ({s.path[:80]!r}: "
@@ -228,14 +268,16 @@ class LoraState(QObject):
         return notices
 
     def restore_used(self, used: Any) -> list[str]:
-        """Switch on exactly the LoRAs an image was made with (``lora_list`` of its settings), at its strengths,
-        and every other one off, so "reuse settings" gives the same image back. A file that moved is found by
-        its name among the listed LoRAs; returns a sentence for each one that cannot be found.
+        """Switch on exactly the LoRAs an image was made with (``lora_list`` of its settings), at its strengths
+        (``text_strength`` where the image has one apart; an entry without it, as every image made before it
+        existed, is "the same"), and every other one off, so "reuse settings" gives the same image back. A file
+        that moved is found by its name among the listed LoRAs; returns a sentence for each one that cannot be
+        found.
 
         ``used`` comes from a PNG (any program can write one, and claim to be us): entries that are no LoRA
         (not a mapping, a name no file can have, a strength that is no number) are said, never raised on."""
         notices = []
-        wanted: dict[int, float] = {}
+        wanted: dict[int, tuple[float, float | None]] = {}
         items = used if isinstance(used, list) else [used]
         for item in items:
             if not isinstance(item, dict):
@@ -260,21 +302,25 @@ class LoraState(QObject):
                     "new images are made without it."
                 )
                 continue
-            strength = item.get("strength", 1.0)
-            try:
-                wanted[id(entry)] = float(strength)
-                if not math.isfinite(wanted[id(entry)]):
-                    raise ValueError(strength)
-            except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range
-                wanted[id(entry)] = 1.0
+            said, text_said = item.get("strength", 1.0), item.get("text_strength")
+            strength, text = _number(said), None if text_said is None else _number(text_said)
+            if strength is None:
+                strength = 1.0
                 notices.append(
-                    f"The image's strength for the LoRA '{entry.name}' is no number ({str(strength)[:40]}); "
+                    f"The image's strength for the LoRA '{entry.name}' is no number ({str(said)[:40]}); "
                     "it is used at 1.0."
                 )
+            if text is None and text_said is not None:
+                notices.append(
+                    f"The image's text strength for the LoRA '{entry.name}' is no number ({str(text_said)[:40]}); "
+                    "its CLIP/T5 parts are used at its strength."
+                )
+            wanted[id(entry)] = (strength, text)
         for e in self.entries:
             e.enabled = id(e) in wanted
             if e.enabled:
-                self.set_strength(e, wanted[id(e)])
+                self.set_strength(e, wanted[id(e)][0])
+                self.set_text_strength(e, wanted[id(e)][1])
         self.changed.emit()
         return notices
 
@@ -311,10 +357,16 @@ def cost_sentence(settings: dict) -> str:
     loras = settings.get("lora_list") or []
     if not loras:
         return ""
-    names = ", ".join(f"{d['name']} (rank {d['rank']})" for d in loras)
+    names = ", ".join(f"{d['name']} (rank {d['rank']}{_apart(d)})" for d in loras)
     cost = settings.get("lora_overhead_pct")
     if cost is None:
         return f"Last image used {names}; its cost shows once an image of this size was made without LoRAs."
     if abs(cost) < COST_NOISE_PCT:
         return f"Last image used {names}: about the same time per step as the same model and size without LoRAs."
     return f"Last image used {names}: {cost:+.1f}% time per step vs. the same model and size without LoRAs."
+
+
+def _apart(lora: dict) -> str:
+    """The words "; strength 0.80, text 0.50" for a ``lora_list`` entry whose CLIP/T5 parts had a strength of
+    their own, "" for one without."""
+    return f"; {strength_words(lora, '.2f')}" if lora.get("text_strength") not in (None, lora.get("strength")) else ""

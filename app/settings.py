@@ -43,13 +43,16 @@ class LastJob:
 class LoraSetting:
     """One row of the LoRA panel as the user left it (trigger words included: the user may have edited them).
     ``header_words``: the words the file's header gave then, so a start-up can tell the user's words from the
-    header's (the file may have been replaced while the app was closed); None in a file saved before it was kept."""
+    header's (the file may have been replaced while the app was closed); None in a file saved before it was kept.
+    ``text_strength``: the strength of the file's CLIP/T5 parts; None: the same as ``strength`` (also in a file
+    saved before it was kept)."""
 
     path: str = ""
     enabled: bool = False
     strength: float = 1.0
     trigger_words: str = ""
     header_words: str | None = None
+    text_strength: float | None = None
 
 
 @dataclass
@@ -88,20 +91,33 @@ def _typed(cls: type, data: dict[str, Any]) -> Any:
         elif f.name == "loras" and isinstance(value, list):
             values[f.name] = [_typed(LoraSetting, v) for v in value if isinstance(v, dict) and v.get("path")
                               and isinstance(v["path"], str)]  # fmt: skip
-        elif default is None:  # a text that older files lack (LoraSetting.header_words): None stays "not saved"
-            if isinstance(value, str):
+        elif default is None:  # a value older files lack (LoraSetting.header_words, text_strength): None stays
+            # "not saved"; the annotation says which type it is (a string, under ``from __future__ import annotations``)
+            if f.type == "float | None":
+                if (number := _float(value)) is not None:
+                    values[f.name] = number
+            elif isinstance(value, str):
                 values[f.name] = value
         elif isinstance(default, bool):
             if isinstance(value, bool):
                 values[f.name] = value
-        elif isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                values[f.name] = float(value)
-            except OverflowError:  # an integer past a float's range in a hand-edited file: the default
-                pass
+        elif isinstance(default, float):
+            if (number := _float(value)) is not None:
+                values[f.name] = number
         elif type(value) is type(default):
             values[f.name] = value
     return cls(**values)
+
+
+def _float(value: Any) -> float | None:
+    """A number of a hand-edited file as a float; None for no number (text, true/false) or an integer past a
+    float's range."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _keep_unreadable(path: Path, reason: BaseException, notices: list[str] | None) -> Settings:

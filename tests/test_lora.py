@@ -3,6 +3,8 @@ bit-exact removal and strength 0, composition, and clear refusals that leave the
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from lora_files import convert, drop_matching, rename_keys, save_peft_lora, sdxl_like
@@ -191,6 +193,23 @@ def test_split_lora_arg():
     assert split_lora_arg("a/b.safetensors:0.6") == ("a/b.safetensors", 0.6)
     assert split_lora_arg("C:\\x\\s.safetensors:-1") == ("C:\\x\\s.safetensors", -1.0)
     assert split_lora_arg("C:\\x\\s.safetensors") == ("C:\\x\\s.safetensors", 1.0)
+
+
+def test_split_lora_arg_takes_a_text_strength_and_names_a_bad_value(tmp_path):
+    """``FILE:STRENGTH:TEXT_STRENGTH`` (ComfyUI's strength_model and strength_clip); a colon of the file's own
+    name or a Windows drive is no separator; after an existing file, what is no number, or one value too many, is
+    named rather than read as part of a file name that does not exist."""
+    assert split_lora_arg("a/b.safetensors:0.6:-0.25") == ("a/b.safetensors", 0.6, -0.25)
+    assert split_lora_arg("C:\\x\\s.safetensors:1:0") == ("C:\\x\\s.safetensors", 1.0, 0.0)
+    odd = tmp_path / "at 10:30.safetensors"
+    odd.write_bytes(b"")
+    assert split_lora_arg(f"{odd}:0.8:0.5") == (str(odd), 0.8, 0.5)
+    assert split_lora_arg(str(odd)) == (str(odd), 1.0)
+    bad = {":abc": "strength 'abc' is not a number", ":0.5:x": "text strength 'x' is not a number",
+           ":y:0.5": "strength 'y' is not a number", ":1:1:1": "3 values follow the file name"}  # fmt: skip
+    for tail, words in bad.items():
+        with pytest.raises(LoraError, match=f"^--lora {re.escape(str(odd) + tail)}: {words}"):
+            split_lora_arg(str(odd) + tail)
 
 
 @pytest.mark.parametrize("header", [b"[1,2]", b'{"a.lora_A.weight": 3}', b'{"__metadata__": 5}', b'"x"'])

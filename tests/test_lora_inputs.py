@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lora_files import sdxl_like
+from lora_files import sdxl_like, text_encoder_lora
 from safetensors.torch import save_file
 
 from gpu.lora import LoraError, manager_for, parse_lora_arg, read_lora
@@ -211,6 +211,8 @@ def test_the_command_line_checks_its_loras_before_it_loads_a_model(tmp_path, cap
         (str(tmp_path / "nope.safetensors:0.5"), f"LoRA file {tmp_path / 'nope.safetensors'} does not exist"),
         (f"{SHIPPED}:1e6", f"--lora {SHIPPED}:1e6: strength 1e+06 is not possible (use a strength from -2 to 2)"),
         (f"{SHIPPED}:nan", "strength nan is not possible"),
+        (f"{SHIPPED}:1:9", f"--lora {SHIPPED}:1:9: text strength 9 is not possible (use a text strength from -2 to 2)"),
+        (f"{SHIPPED}:1:x", f"--lora {SHIPPED}:1:x: text strength 'x' is not a number"),
     ]
     for arg, words in cases:
         argv = ["generate", "x", "--model", str(tmp_path / "no model"), "--out", str(tmp_path / "a.png"), "--lora", arg]
@@ -218,6 +220,11 @@ def test_the_command_line_checks_its_loras_before_it_loads_a_model(tmp_path, cap
         err = capsys.readouterr().err
         assert err.startswith("error: ") and words in err and "Traceback" not in err, (arg, err)
     assert parse_lora_arg(f"{SHIPPED}:-0.5") == (str(SHIPPED), -0.5)
+    # FILE:STRENGTH:TEXT_STRENGTH: the text strength goes with a file that has a CLIP or T5 part, the shipped
+    # LoRA has none (it would change nothing, and the engine leaves it out too)
+    both = text_encoder_lora(tmp_path / "with clip.safetensors")
+    assert parse_lora_arg(f"{both}:0.8:0.25") == (str(both), 0.8, 0.25)
+    assert parse_lora_arg(f"{SHIPPED}:-0.5:0.25") == (str(SHIPPED), -0.5)
 
 
 def test_the_command_line_refuses_one_lora_file_given_twice_before_it_loads_a_model(tmp_path, capsys):

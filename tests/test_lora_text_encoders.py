@@ -26,7 +26,7 @@ from gpu.generation.memory import (
 from gpu.generation.request import GenerationRequest
 from gpu.generation.service import GenerationService
 from gpu.library import ModelLibrary
-from gpu.lora import LoraError, LoraManager, check_lora_file
+from gpu.lora import LoraError, LoraManager, check_lora_file, encoder_loras
 from gpu.lora.apply import held_originals
 from gpu.runtime.memory_policy import ModelSizes, choose_policy
 
@@ -124,6 +124,62 @@ def test_a_clip_part_changes_the_image_and_removal_gives_it_back(service, loras)
     plain = image(None)
     assert not np.array_equal(image("clip"), image("transformer"))
     assert np.array_equal(image(None), plain)
+
+
+def test_a_text_strength_apart_goes_to_the_clip_and_t5_parts_and_zero_skips_one_part(service, loras):
+    """One strength went to every part of a file (transformer, CLIP, T5); ComfyUI's strength_clip and A1111's
+    ``te=`` set the text encoders' apart. (file, strength, text strength): the CLIP/T5 parts merge at the text
+    strength, the transformer's at the strength; 0 for one part leaves that part's layers (and encodings) as they
+    were; None, left out or equal is one set (nothing re-applied); the prompt cache follows the text strength."""
+    loaded = service.loaded
+    layers, kohya = _layers(service), str(loras["kohya"])
+    originals = {name: m.weight for name, m in layers.items()}
+
+    def proj() -> torch.Tensor:  # the transformer layer the file names (demo: 16-bit, merged)
+        return loaded.pipe.transformer.get_submodule("transformer_blocks.0.attn.to_out.0").weight
+
+    def on_encoders() -> list[tuple]:
+        return [encoder_loras(getattr(loaded.pipe, n)) for n in TEXT_ENCODERS]
+
+    plain_proj, plain = proj(), _encode(service)
+    service.apply_loras(loaded, [(kohya, 1.0)])
+    full_proj, full = proj(), _encode(service)
+
+    [active] = service.apply_loras(loaded, [(kohya, 1.0, 0.5)])
+    for name, m in layers.items():
+        assert torch.equal(m.weight, _expected(loras["kohya"], 0.5, originals[name], name)), name
+    assert torch.equal(proj(), full_proj)
+    assert (active.describe()["strength"], active.describe()["text_strength"]) == (1.0, 0.5)
+    assert on_encoders() == [((active.file.sha256, 0.5),)] * 2
+    half = _encode(service)
+    assert not torch.equal(half[1], full[1]) and not torch.equal(half[1], plain[1])
+
+    [active] = service.apply_loras(loaded, [(kohya, 1.0, 0.0)])  # the text part off, the transformer's on
+    assert all(m.weight is originals[name] for name, m in layers.items())
+    assert torch.equal(proj(), full_proj) and on_encoders() == [(), ()]
+    assert all(torch.equal(a, b) for a, b in zip(_encode(service), plain, strict=True))
+    assert (active.describe()["changes"], active.describe()["text_strength"]) == (["transformer"], 0.0)
+
+    [active] = service.apply_loras(loaded, [(kohya, 0.0, 0.5)])  # the transformer's part off, the text part on
+    assert proj() is plain_proj and active.describe()["changes"] == list(TEXT_ENCODERS)
+    assert all(torch.equal(a, b) for a, b in zip(_encode(service), half, strict=True))
+
+    service.apply_loras(loaded, [(kohya, 0.7)])
+    merged = {name: m.weight for name, m in layers.items()}
+    for same in ((kohya, 0.7, None), (kohya, 0.7, 0.7)):  # "the same as strength", however it is said
+        [active] = service.apply_loras(loaded, [same])
+        assert all(m.weight is merged[name] for name, m in layers.items()) and "text_strength" not in active.describe()
+
+    only = str(loras["transformer"])  # no CLIP/T5 part: a text strength changes nothing, not even the key
+    service.apply_loras(loaded, [(only, 1.0)])
+    only_proj = proj()
+    [active] = service.apply_loras(loaded, [(only, 1.0, 0.3)])
+    assert proj() is only_proj and "text_strength" not in active.describe()
+    with pytest.raises(LoraError, match="both kohya.safetensors: text strength 5 is not possible"):
+        service.apply_loras(loaded, [(kohya, 1.0, 5.0)])
+    assert proj() is only_proj
+    service.apply_loras(loaded, [])
+    assert proj() is plain_proj and all(m.weight is originals[name] for name, m in layers.items())
 
 
 def test_a_text_encoder_part_that_does_not_fit_is_refused_and_changes_nothing(service, loras, tmp_path):

@@ -1,4 +1,5 @@
-"""LoRA panel: add LoRA files or folders, enable each, set its strength (-2..2) and trigger words.
+"""LoRA panel: add LoRA files or folders, enable each, set its strength (-2..2) and trigger words; a LoRA whose
+file also changes the CLIP or T5 text encoder gets a "Text" strength for those parts ("same": its strength).
 
 Enabled LoRAs go with every generation request; the engine applies them without reloading the model (see
 ``gpu/lora``). "Insert trigger words" appends the enabled LoRAs' trigger words to the prompt."""
@@ -11,6 +12,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -86,6 +88,7 @@ class LoraRow(QFrame):
         self.value = QLabel(f"{entry.strength:.2f}")
         self.value.setMinimumWidth(36)
         self.slider.valueChanged.connect(self._strength)
+        self.text_row, self.text_value, self.text_same = self._text_strength(state)
         self.triggers = QLineEdit(entry.trigger_words)
         self.triggers.setPlaceholderText("trigger words")
         self.triggers.textChanged.connect(lambda t: setattr(entry, "trigger_words", t))
@@ -93,12 +96,16 @@ class LoraRow(QFrame):
         remove.setToolTip("Remove this LoRA from the list")
         remove.setFixedWidth(28)
         remove.clicked.connect(lambda: state.remove(entry))
-        self.focus_chain = [self.enabled, remove, self.slider, self.triggers]  # Tab follows the layout
+        text_stops = [self.text_value, self.text_same] if entry.text_encoders else []  # hidden ones are no stops
+        self.focus_chain = [self.enabled, remove, self.slider, *text_stops, self.triggers]  # Tab follows the layout
         top = QHBoxLayout()
         top.addWidget(self.enabled, 1)
         top.addWidget(remove)
         mid = QHBoxLayout()
-        mid.addWidget(QLabel("Strength"))
+        self.strength_label = label = QLabel("Strength")
+        if not entry.text_encoders:  # why there is no "Text" strength beside it
+            label.setToolTip('No "Text" strength: this LoRA\'s file has no CLIP or T5 part (or cannot be read now).')
+        mid.addWidget(label)
         mid.addWidget(self.slider, 1)
         mid.addWidget(self.value)
         self.info = info = QLabel(entry.info)  # format, rank, what the LoRA changes (or what is wrong with it)
@@ -108,12 +115,54 @@ class LoraRow(QFrame):
         lay.setContentsMargins(6, 4, 6, 4)
         lay.addLayout(top)
         lay.addLayout(mid)
+        lay.addWidget(self.text_row)
         lay.addWidget(self.triggers)
         lay.addWidget(info)
+
+    def _text_strength(self, state: LoraState) -> tuple[QWidget, QDoubleSpinBox, QCheckBox]:
+        """The "Text" strength of the file's CLIP/T5 parts: a number of its own, or "same" (its strength, which
+        the box then shows). Hidden for a file without such parts, where it would change nothing."""
+        entry = self.entry
+        parts = entry.text_parts
+        value = QDoubleSpinBox()
+        value.setRange(-MAX_STRENGTH, MAX_STRENGTH)
+        value.setSingleStep(0.05)
+        value.setDecimals(2)
+        value.setValue(entry.strength if entry.text_strength is None else entry.text_strength)
+        value.setEnabled(entry.text_strength is not None)
+        value.setToolTip(f"Strength of this LoRA's {parts} part (ComfyUI's strength_clip, A1111's te=)")
+        value.valueChanged.connect(lambda v: state.set_text_strength(entry, v))
+        same = QCheckBox("same")
+        same.setChecked(entry.text_strength is None)
+        same.setToolTip(f"Apply the Strength above to this LoRA's {parts} part too")
+
+        def follow(checked: bool) -> None:
+            state.set_text_strength(entry, None if checked else value.value())
+            value.setEnabled(not checked)
+            if checked:
+                self._show_text_strength()
+
+        same.toggled.connect(follow)
+        row = QWidget()
+        box = QHBoxLayout(row)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(QLabel("Text"))
+        box.addWidget(value, 1)
+        box.addWidget(same)
+        row.setVisible(bool(entry.text_encoders))
+        return row, value, same
+
+    def _show_text_strength(self) -> None:
+        """While "same", the text box shows the strength (without taking it as one of its own)."""
+        self.text_value.blockSignals(True)
+        self.text_value.setValue(self.entry.strength)
+        self.text_value.blockSignals(False)
 
     def _strength(self, v: int) -> None:
         self.entry.strength = v / 100
         self.value.setText(f"{v / 100:.2f}")
+        if self.entry.text_strength is None:
+            self._show_text_strength()
 
 
 class LoraPanel(QWidget):

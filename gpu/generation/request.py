@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpu.lora.metadata import LoraRequest
+
 
 @dataclass
 class GenerationRequest:
@@ -21,7 +23,7 @@ class GenerationRequest:
     height: int | None = None
     batch_count: int = 1
     base: str | None = None  # overrides the base pipeline recorded in an SVDQ file
-    loras: list[tuple[str, float]] = field(default_factory=list)  # (LoRA file, strength in [-2, 2]), applied in order
+    loras: list[LoraRequest] = field(default_factory=list)  # strengths in [-2, 2], applied in order
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,6 +24,7 @@ from gpu.generation.preview import latent_preview
 from gpu.generation.prompt_length import PromptLength, PromptMeter
 from gpu.generation.request import GeneratedImage, GenerationCancelled, GenerationRequest, ProgressEvent
 from gpu.library import ModelEntry, ModelLibrary
+from gpu.lora.metadata import LoraRequest, strength_words
 from gpu.model_files import model_hash
 from gpu.version import APP_NAME, __version__
 
@@ -253,16 +254,16 @@ class GenerationService:
             return None
         return round(100.0 * (seconds_per_step / statistics.median(baseline) - 1.0), 1)
 
-    def apply_loras(self, loaded: LoadedPipeline, loras: list[tuple[str, float]] | None) -> list:
+    def apply_loras(self, loaded: LoadedPipeline, loras: list[LoraRequest] | None) -> list:
         """Make the loaded transformer (and its text encoders, for files with a CLIP or T5 part) carry exactly
-        these LoRAs (``gpu.lora``; a no-op when unchanged, and
-        when none were ever asked for); a bad file raises ``LoraError`` and leaves the model as it was, a set
-        that fails half-way (out of memory) leaves it without LoRAs. With or without LoRAs the transformer runs
-        fused where ``gpu.generation.fusion`` allows it, else unfused; the memory plan is chosen again whenever
-        the LoRAs changed (``memory.replan``)."""
+        these LoRAs, each (file, strength) or (file, strength, strength of its CLIP/T5 parts) (``gpu.lora``; a
+        no-op when unchanged, and when none were ever asked for); a bad file raises ``LoraError`` and leaves the
+        model as it was, a set that fails half-way (out of memory) leaves it without LoRAs. With or without LoRAs
+        the transformer runs fused where ``gpu.generation.fusion`` allows it, else unfused; the memory plan is
+        chosen again whenever the LoRAs changed (``memory.replan``)."""
         transformer = loaded.pipe.transformer
         kind = loaded.entry.facts.kind if loaded.entry.facts else ""
-        wanted = [(str(p), float(s)) for p, s in loras or []]
+        wanted = list(loras or [])
         active, changed = [], False
         try:
             if wanted or "_nibble_lora_manager" in transformer.__dict__:
@@ -385,7 +386,7 @@ def check_text(label: str, text: Any) -> None:
 
 def invalid_output(settings: dict[str, Any], step: int) -> InvalidOutput:
     """The error for NaN/inf latents at ``step``, naming the job's LoRAs, the likeliest cause."""
-    loras = [f"{a['name']} (strength {a['strength']:g})" for a in settings.get("lora_list", [])]
+    loras = [f"{a['name']} ({strength_words(a)})" for a in settings.get("lora_list", [])]
     if loras:
         return InvalidOutput(
             f"the image became invalid (NaN or infinite values) at step {step} with LoRA {', '.join(loras)}",

@@ -1,9 +1,9 @@
 """LoRA adapters for FLUX.1 on SVDQuant 4-bit (and 16-bit) models, without re-quantization.
 
 ``read_lora`` reads and validates a file (diffusers/PEFT, kohya or BFL/ComfyUI keys); ``manager_for(model)``
-gives the model's ``LoraManager``, whose ``set([(path, strength), ...])`` applies exactly that set (appending
-to SVDQuant's low-rank branch, merging into 16-bit layers, the text encoders' too for files with a CLIP or T5
-part) and restores the originals bit-exactly.
+gives the model's ``LoraManager``, whose ``set([(path, strength), (path, strength, text_strength), ...])``
+applies exactly that set (appending to SVDQuant's low-rank branch, merging into 16-bit layers, the text encoders'
+too, at the text strength, for files with a CLIP or T5 part) and restores the originals bit-exactly.
 See the README's LoRA section."""
 
 import importlib

@@ -53,18 +53,24 @@ def round_up(v: int, m: int) -> int:
     return (v + m - 1) // m * m
 
 
-def plan(model: nn.Module | dict[str, nn.Module], loras: list[tuple[LoraFile, float]]) -> dict[str, ModuleDelta]:
+def plan(model: nn.Module | dict[str, nn.Module],
+         loras: list[tuple[LoraFile, float, float]]) -> dict[str, ModuleDelta]:  # fmt: skip
     """Check every target of every LoRA against the model and gather the per-module factors.
 
     ``model``: the transformer, or the pipeline's components by name (``"transformer"``, ``"text_encoder"``,
-    ``"text_encoder_2"``) for LoRAs that also change a text encoder. Touches nothing: a LoRA that does not fit
-    (another FLUX size, missing block, a layer the encoder lacks) raises ``LoraError`` here, before any layer
-    changes. The result is keyed by module name, a text encoder's prefixed with its component's."""
+    ``"text_encoder_2"``) for LoRAs that also change a text encoder. ``loras``: (file, strength of its transformer
+    part, strength of its CLIP/T5 parts); a part at strength 0 is left out (its layers keep their originals).
+    Touches nothing: a LoRA that does not fit (another FLUX size, missing block, a layer the encoder lacks) raises
+    ``LoraError`` here, before any layer changes. The result is keyed by module name, a text encoder's prefixed
+    with its component's."""
     models = model if isinstance(model, dict) else {"transformer": model}
     layers: dict[str, dict[str, tuple[str, nn.Module]]] = {}  # component -> a name a file may give -> module
     deltas: dict[str, ModuleDelta] = {}
-    for lora, strength in loras:
+    for lora, transformer_strength, text_strength in loras:
         for t in lora.targets:
+            strength = transformer_strength if t.component == "transformer" else text_strength
+            if strength == 0.0:
+                continue
             if t.component == "transformer":
                 modules = [(name, _transformer_module(models["transformer"], lora, t, name)) for name in t.modules]
             else:

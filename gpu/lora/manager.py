@@ -1,12 +1,13 @@
 """Per-model LoRA state: which LoRA files at which strengths are applied right now.
 
-``LoraManager.set([(path, strength), ...])`` makes the model (and, for files with a CLIP or T5 part, the
-pipeline's text encoders) carry exactly that set: it reads and checks every file and every target against the
-models first (an error leaves the model as it was), then restores the
-originals and applies the new set. Asking for the set already applied does nothing, so the engine can call it
-before every image. Strength 0 means "not applied" (bit-exact no-op). Files are re-read when they change on
-disk (size/mtime). The same LoRA twice in one set (one path twice, or identical files) is refused: it would
-count double."""
+``LoraManager.set([(path, strength), (path, strength, text_strength), ...])`` makes the model (and, for files
+with a CLIP or T5 part, the pipeline's text encoders) carry exactly that set: it reads and checks every file and
+every target against the models first (an error leaves the model as it was), then restores the
+originals and applies the new set. ``text_strength`` is the strength of a file's CLIP/T5 parts (ComfyUI's
+``strength_clip``, A1111's ``te=``), ``strength`` the transformer's; left out or None, it is ``strength``.
+Asking for the set already applied does nothing, so the engine can call it before every image. Strength 0 means
+"not applied" (bit-exact no-op), for one part or both. Files are re-read when they change on disk (size/mtime).
+The same LoRA twice in one set (one path twice, or identical files) is refused: it would count double."""
 
 from __future__ import annotations
 
@@ -18,73 +19,128 @@ from torch import nn
 
 from gpu.lora.apply import apply_deltas, plan, restore
 from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora, unreadable_lora
-from gpu.lora.metadata import MAX_STRENGTH, file_stamp
+from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, file_stamp
 
 _ATTR = "_nibble_lora_manager"
 _ENCODER_SET_ATTR = "_nibble_lora_set"  # on a text encoder: the LoRAs on it (``encoder_loras``)
 
+_USAGE = "FILE, FILE:STRENGTH or FILE:STRENGTH:TEXT_STRENGTH"
+_VALUE_NAMES = ("strength", "text strength")
+
 
 @dataclass(frozen=True)
 class ActiveLora:
+    """One applied LoRA: ``strength`` on its transformer part, ``text_strength`` on its CLIP/T5 parts (equal to
+    ``strength`` for a file without such parts)."""
+
     file: LoraFile
     strength: float
+    text_strength: float
+
+    @property
+    def changes(self) -> list[str]:
+        """The pipeline components this LoRA changes as applied: a part at strength 0 changes nothing."""
+        return [c for c in self.file.components if (self.strength if c == "transformer" else self.text_strength)]
 
     def describe(self) -> dict:
+        """Its entry of the PNG's ``lora_list``; ``text_strength`` only where it differs from ``strength`` (an
+        entry without it means the same, as every image made before it existed)."""
         f = self.file
+        apart = {"text_strength": self.text_strength} if self.text_strength != self.strength else {}
         return {
             "name": f.name,
             "file": str(f.path),
             "strength": self.strength,
+            **apart,
             "hash": f.short_hash,
             "format": f.format,
             "rank": f.rank,
-            "changes": f.components,
+            "changes": self.changes,
             "trigger_words": list(f.trigger_words),
         }
 
 
-def split_lora_arg(text: str) -> tuple[str, float]:
-    """``FILE[:STRENGTH]`` (CLI) -> (path, strength); a Windows drive colon is not a separator."""
+def _value_colon(text: str) -> int | None:
+    """Where the last colon of ``text`` could end a file name before a value: None when there is none, or when
+    it is a Windows drive's ("C:")."""
+    cut = text.rfind(":")
+    head = text[:cut]
+    return cut if cut > 0 and not (len(head) == 1 and head.isalpha()) else None
+
+
+def split_lora_arg(text: str) -> tuple[str, float] | tuple[str, float, float]:
+    """``FILE[:STRENGTH[:TEXT_STRENGTH]]`` (CLI) -> (path, strength) or (path, strength, text strength); a Windows
+    drive colon is not a separator, nor a colon of the file's own name."""
     if not text.strip():
-        raise LoraError("--lora needs a file name (FILE or FILE:STRENGTH)")
-    head, sep, tail = text.rpartition(":")
-    if sep and head and not (len(head) == 1 and head.isalpha()):
+        raise LoraError(f"--lora needs a file name ({_USAGE})")
+    path, values = text, []
+    while len(values) < 2 and (cut := _value_colon(path)) is not None:
         try:
-            return head, float(tail)
+            values.insert(0, float(path[cut + 1 :]))
         except ValueError:
-            # A colon can belong to the file name; only when it does not is the text after it a bad strength.
-            if not Path(text).exists() and Path(head).is_file():
-                raise LoraError(
-                    f"--lora {text}: strength {tail!r} is not a number",
-                    hint=f"give a number from -{MAX_STRENGTH:g} to {MAX_STRENGTH:g}, e.g. 0.8",
-                ) from None
-    return text, 1.0
+            break
+        path = path[:cut]
+    if not Path(path).exists():
+        _check_values(text)
+    return (path, *values) if values else (text, 1.0)  # type: ignore[return-value]
 
 
-def parse_lora_arg(text: str) -> tuple[str, float]:
-    """``FILE[:STRENGTH]`` (CLI) -> (path, strength), checked as far as it can be without the model (the
-    strength's range; the file from its header: there, readable, a FLUX.1 LoRA), so that a mistake is said
-    before the model loads, not seconds later."""
-    path, strength = split_lora_arg(text)
-    check_strength(strength, f"--lora {text}")
-    check_lora_file(path)
-    return path, strength
+def _check_values(text: str) -> None:
+    """``--lora`` text that names no file as it was split: when it begins with a file's name, what follows it is
+    meant as values: ``LoraError`` naming the one that is no number, or saying there are too many."""
+    head = text
+    while (cut := _value_colon(head)) is not None:
+        head = head[:cut]
+        if not Path(head).is_file():
+            continue
+        values = text[cut + 1 :].split(":")
+        if len(values) > len(_VALUE_NAMES):
+            raise LoraError(f"--lora {text}: {len(values)} values follow the file name, at most 2 can",
+                            hint=f"write {_USAGE}, e.g. {Path(head).name}:0.8:0.5")  # fmt: skip
+        for name, value in zip(_VALUE_NAMES, values, strict=False):
+            try:
+                float(value)
+            except ValueError:
+                hint = f"give a number from -{MAX_STRENGTH:g} to {MAX_STRENGTH:g}, e.g. 0.8"
+                raise LoraError(f"--lora {text}: {name} {value!r} is not a number", hint=hint) from None
+        return
 
 
-def parse_lora_args(texts: list[str]) -> list[tuple[str, float]]:
-    """The CLI's ``--lora`` values -> [(path, strength)], each checked by ``parse_lora_arg``, and one file given
-    twice refused here too (the manager refuses it, but only once the model has loaded; identical copies under
-    other names are still found there, from their hashes)."""
+def parse_lora_arg(text: str) -> tuple[str, float] | tuple[str, float, float]:
+    """``FILE[:STRENGTH[:TEXT_STRENGTH]]`` (CLI) -> (path, strength[, text strength]), checked as far as it can be
+    without the model (the strengths' range; the file from its header: there, readable, a FLUX.1 LoRA), so that a
+    mistake is said before the model loads, not seconds later. The text strength of a file without a CLIP or T5
+    part is left out."""
+    parsed = split_lora_arg(text)
+    for name, value in zip(_VALUE_NAMES, parsed[1:], strict=False):
+        check_strength(value, f"--lora {text}", name)
+    _, layout = check_lora_file(parsed[0])
+    if set(layout.components.values()) == {"transformer"}:  # a text strength changes nothing, as the manager has it
+        return parsed[:2]  # type: ignore[return-value]
+    return parsed
+
+
+def parse_lora_args(texts: list[str]) -> list[tuple[str, float] | tuple[str, float, float]]:
+    """The CLI's ``--lora`` values -> [(path, strength[, text strength])], each checked by ``parse_lora_arg``, and
+    one file given twice refused here too (the manager refuses it, but only once the model has loaded; identical
+    copies under other names are still found there, from their hashes)."""
     loras = [parse_lora_arg(text) for text in texts]
     seen: dict[Path, Path] = {}
-    for path, strength in loras:
-        if strength == 0.0:  # skipped when applied, as the manager does
+    for lora in loras:
+        path, strength, text_strength = _request(lora)
+        if strength == 0.0 and text_strength in (None, 0.0):  # skipped when applied, as the manager does
             continue
         key = Path(path).expanduser().resolve()
         if key in seen:
             raise _asked_twice(seen[key], Path(path))
         seen[key] = Path(path)
     return loras
+
+
+def _request(lora: LoraRequest) -> tuple[str | Path, float, float | None]:
+    """(path, strength, text strength or None) of one requested LoRA, whichever form it was given in."""
+    path, strength, *rest = lora
+    return path, strength, rest[0] if rest else None
 
 
 def _asked_twice(first: Path, second: Path) -> LoraError:
@@ -96,12 +152,13 @@ def _asked_twice(first: Path, second: Path) -> LoraError:
     return LoraError(same, hint=f"use it once, at the strength you want (-{MAX_STRENGTH:g} to {MAX_STRENGTH:g})")
 
 
-def check_strength(strength: float, name: str = "LoRA") -> float:
-    """``strength`` as a float, if the engine applies it (finite, within ±``MAX_STRENGTH``); else ``LoraError``."""
+def check_strength(strength: float, name: str = "LoRA", what: str = "strength") -> float:
+    """``strength`` as a float, if the engine applies it (finite, within ±``MAX_STRENGTH``); else ``LoraError``.
+    ``what``: which one it is, as the message names it ("text strength")."""
     strength = float(strength)
     if not math.isfinite(strength) or abs(strength) > MAX_STRENGTH:
-        raise LoraError(f"{name}: strength {strength:g} is not possible",
-                        hint=f"use a strength from -{MAX_STRENGTH:g} to {MAX_STRENGTH:g}")  # fmt: skip
+        raise LoraError(f"{name}: {what} {strength:g} is not possible",
+                        hint=f"use a {what} from -{MAX_STRENGTH:g} to {MAX_STRENGTH:g}")  # fmt: skip
     return strength
 
 
@@ -135,32 +192,38 @@ class LoraManager:
             self._files[str(p.resolve())] = cached
         return cached[1]
 
-    def _wanted(self, loras: list[tuple[str | Path, float]] | None) -> tuple[list[ActiveLora], tuple]:
-        """The LoRAs to apply (files read and checked, strength 0 ones skipped) and the key of that set."""
+    def _wanted(self, loras: list[LoraRequest] | None) -> tuple[list[ActiveLora], tuple]:
+        """The LoRAs to apply (files read and checked, those at strength 0 in every part skipped) and the key of
+        that set. A file without a CLIP or T5 part gets its strength as text strength: what it is asked for there
+        changes nothing, so neither the key nor the PNG's list names it."""
         wanted: list[ActiveLora] = []
-        for path, strength in loras or []:
+        for lora in loras or []:
+            path, strength, text_strength = _request(lora)
             f = self.read(path)
             s = check_strength(strength, f.path.name)
-            if s == 0.0:
+            ts = s if text_strength is None else check_strength(text_strength, f.path.name, "text strength")
+            if f.components == ["transformer"]:
+                ts = s
+            if s == 0.0 and ts == 0.0:
                 continue
             twin = next((a.file for a in wanted if a.file.sha256 == f.sha256), None)
             if twin is not None:  # applied twice, it would count double (and be listed twice in the PNG)
                 raise _asked_twice(twin.path, f.path)
-            wanted.append(ActiveLora(f, s))
-        return wanted, tuple((str(a.file.path), a.file.sha256, a.strength) for a in wanted)
+            wanted.append(ActiveLora(f, s, ts))
+        return wanted, tuple((str(a.file.path), a.file.sha256, a.strength, a.text_strength) for a in wanted)
 
-    def is_applied(self, loras: list[tuple[str | Path, float]] | None) -> bool:
+    def is_applied(self, loras: list[LoraRequest] | None) -> bool:
         """Whether the model carries exactly these LoRAs already (so ``set`` would change nothing). Reads the
         files: a missing or broken one raises ``LoraError`` here."""
         return self._wanted(loras)[1] == self._key
 
-    def set(self, loras: list[tuple[str | Path, float]] | None) -> list[ActiveLora]:
-        """Apply exactly these LoRAs (strength 0 ones are skipped); returns the applied list."""
+    def set(self, loras: list[LoraRequest] | None) -> list[ActiveLora]:
+        """Apply exactly these LoRAs (parts at strength 0 are skipped); returns the applied list."""
         wanted, key = self._wanted(loras)
         if key == self._key:
             return self.active
         models = {"transformer": self.model, **self.encoders}
-        deltas = plan(models, [(a.file, a.strength) for a in wanted])  # raises before anything changes
+        deltas = plan(models, [(a.file, a.strength, a.text_strength) for a in wanted])  # raises before anything changes
         self.clear()
         try:
             apply_deltas(deltas)
@@ -169,7 +232,7 @@ class LoraManager:
             raise
         self.active, self._key = wanted, key
         for name, encoder in self.encoders.items():
-            on = tuple((a.file.sha256, a.strength) for a in wanted if name in a.file.components)
+            on = tuple((a.file.sha256, a.text_strength) for a in wanted if name in a.changes)
             encoder.__dict__[_ENCODER_SET_ATTR] = on
         return self.active
 
@@ -182,7 +245,7 @@ class LoraManager:
 
 
 def encoder_loras(encoder: nn.Module) -> tuple:
-    """The LoRAs on a text encoder now, as (file SHA-256, strength) pairs (``()``: none): what an encoding made
+    """The LoRAs on a text encoder now, as (file SHA-256, text strength) pairs (``()``: none): what an encoding made
     with it depends on, beside the prompt (``gpu.generation.memory`` keys its prompt cache on it)."""
     return encoder.__dict__.get(_ENCODER_SET_ATTR, ())
 

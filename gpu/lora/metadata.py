@@ -9,6 +9,9 @@ from pathlib import Path
 from gpu.safetensors_header import read_safetensors_header
 
 MAX_STRENGTH = 2.0  # |strength| the engine applies (``check_strength``); here, torch-free, for the app's controls too
+# One LoRA of a generation request: (file, strength) or (file, strength, strength of its CLIP/T5 parts: ComfyUI's
+# strength_clip, A1111's te=); a text strength of None is the strength.
+LoraRequest = tuple[str | Path, float] | tuple[str | Path, float, float | None]
 
 
 def file_stamp(path: str | Path) -> tuple[int, int]:
@@ -46,17 +49,34 @@ def trigger_words_from(metadata: dict[str, str]) -> list[str]:
 _FORMAT_NAMES = {"diffusers": "diffusers/PEFT", "kohya": "kohya", "bfl": "BFL/ComfyUI"}
 
 
-def header_summary(path: Path) -> tuple[list[str], str]:
-    """(trigger words, "format, rank, N tensors; changes the transformer + CLIP text encoder") from the header
+def header_summary(path: Path) -> tuple[list[str], str, tuple[str, ...]]:
+    """(trigger words, "format, rank, N tensors; changes the transformer + CLIP text encoder", the text encoders
+    it changes: ``gpu.lora.keys.TEXT_ENCODERS`` names in the pipeline's order, ``()`` for none) from the header
     alone (milliseconds: the LoRA panel reads it as a file is picked). Raises ``CheckpointError`` naming why it is
     no readable safetensors file (a pickle, malformed, truncated, or not a file at all), ``LoraError`` naming why
     it is no FLUX.1 LoRA this app applies (another model's, keys not understood, inconsistent shapes): both
     ``UserError``."""
-    from gpu.lora.keys import check_layout
+    from gpu.lora.keys import TEXT_ENCODERS, check_layout
 
     _, header = read_safetensors_header(path)
     layout = check_layout(Path(path).name, header)
     meta = header.get("__metadata__", {})
     tensors = len(header) - ("__metadata__" in header)
     info = f"{_FORMAT_NAMES[layout.format]}, rank {layout.rank}, {tensors} tensors; changes the {layout.parts}"
-    return trigger_words_from(meta), info
+    encoders = tuple(c for c in TEXT_ENCODERS if c in layout.components.values())
+    return trigger_words_from(meta), info, encoders
+
+
+def strength_words(lora: dict, number: str = "g", space: str = " ") -> str:
+    """The words "strength 0.8", or "strength 0.8, text 0.5" where a ``lora_list`` entry records the strength of its
+    CLIP/T5 parts apart (``text_strength``); "" when its strength is no number (a PNG any program may write).
+    ``number``: the format of each number; ``space``: between a word and its number (a no-break space in the app)."""
+    strength, text = lora.get("strength"), lora.get("text_strength")
+    if not _is_number(strength):
+        return ""
+    words = f"strength{space}{strength:{number}}"
+    return f"{words}, text{space}{text:{number}}" if _is_number(text) and text != strength else words
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

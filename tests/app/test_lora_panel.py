@@ -495,3 +495,91 @@ def test_a_replaced_lora_brings_its_trigger_words_and_generate_looks_at_enabled_
         "new words", "my own words", "old words",
     ]  # fmt: skip
     assert [panel.row_for(n).info.text().split(", ")[1] for n in ("on", "edited", "off")] == ["rank 2"] * 2 + ["rank 1"]
+
+
+def test_a_lora_with_a_text_part_gets_a_text_strength_of_its_own(qtbot, window, data_root, tmp_path):
+    """One strength went to every part of a LoRA; a style LoRA's CLIP/T5 part often overcooks prompts, and
+    ComfyUI (strength_clip) and A1111 (te=) let users set it apart. The row of a file with such a part has a "Text"
+    field ("same": the strength, until unticked); a file without one has none. The image records both (its PNG, the
+    gallery's summary, the cost line), dropping its PNG brings both back (one made before, without a text
+    strength: "same"), and the settings keep it."""
+    from lora_files import text_encoder_lora
+
+    from app.image_files import read_image_settings
+    from app.image_summary import settings_lines
+    from app.lora_state import LoraState
+    from gpu.generation.png_metadata import write_png
+
+    both = text_encoder_lora(tmp_path / "with clip.safetensors")
+    state, panel, controller = window.controller.loras, window.lora_panel, window.controller
+    state.add_files([both, _tiny_lora(tmp_path / "plain.safetensors")])
+    row = panel.row_for("with clip")
+    assert row.text_row.isVisibleTo(row) and not panel.row_for("plain").text_row.isVisibleTo(row)
+    assert "has no CLIP or T5 part" in panel.row_for("plain").strength_label.toolTip()
+    panel.row_for("plain").enabled.setChecked(False)
+    assert row.text_same.isChecked() and not row.text_value.isEnabled()
+    row.slider.setValue(80)
+    assert row.text_value.value() == 0.8 and state.requests() == [(str(both), 0.8)]  # "same" shows the strength
+    qtbot.mouseClick(row.text_same, Qt.MouseButton.LeftButton)
+    assert row.text_value.isEnabled()
+    row.text_value.setValue(0.3)
+    row.slider.setValue(90)
+    assert row.text_value.value() == 0.3 and state.requests() == [(str(both), 0.9, 0.3)]
+
+    window.prompt_panel.prompt_edit.setPlainText("a red circle on a blue background")
+    controller.prompt.steps, controller.prompt.width, controller.prompt.height = 1, 64, 64
+    made = _generate(qtbot, window)[0]
+    png = controller.gallery.path_of(made)
+    [used] = read_image_settings(png)["lora_list"]
+    assert (used["strength"], used["text_strength"], used["changes"]) == (0.9, 0.3, ["transformer", *TEXT_PARTS])
+    assert "LoRAs: with clip (strength\xa00.90, text\xa00.30)" in settings_lines(made.settings)
+    assert "with clip (rank 4; strength 0.90, text 0.30)" in panel.cost.text()
+
+    qtbot.mouseClick(row.text_same, Qt.MouseButton.LeftButton)  # back to "same", at another strength
+    row.slider.setValue(100)
+    assert state.requests() == [(str(both), 1.0)]
+    drop_file(window.prompt_panel, png)
+    row = panel.row_for("with clip")
+    assert state.requests() == [(str(both), 0.9, 0.3)] and not row.text_same.isChecked()
+    assert row.text_value.value() == 0.3 and row.slider.value() == 90
+    older = {**made.settings, "lora_list": [{k: v for k, v in used.items() if k != "text_strength"}]}
+    write_png(tmp_path / "older.png", Image.new("RGB", (16, 16)), older)
+    drop_file(window.prompt_panel, tmp_path / "older.png")
+    row = panel.row_for("with clip")
+    assert state.requests() == [(str(both), 0.9)] and row.text_same.isChecked() and row.text_value.value() == 0.9
+
+    row.text_same.setChecked(False)
+    row.text_value.setValue(-0.5)
+    window.close()
+    saved = {s.path: s for s in load_settings(data_root / "settings.json").loras}
+    assert saved[str(both)].text_strength == -0.5 and saved[str(tmp_path / "plain.safetensors")].text_strength is None
+    again = LoraState()  # as the next start reads them
+    assert again.restore([saved[str(both)]]) == [] and again.requests() == [(str(both), 0.9, -0.5)]
+
+
+TEXT_PARTS = ("text_encoder", "text_encoder_2")
+
+
+def test_old_and_hand_edited_settings_give_a_text_strength_or_the_same(tmp_path):
+    """A settings file saved before the text strength was kept (no such key) means "the same as the strength"; a
+    damaged value (text, true, NaN) too, and one out of range is brought within -2..2."""
+    import json
+
+    from app.lora_state import LoraState
+
+    both = text_encoder_lora_path(tmp_path)
+    path = tmp_path / "settings.json"
+    rows = [{"path": str(both), "enabled": True, "strength": 0.5}]
+    for value, expected in ((None, None), ("abc", None), (True, None), (float("nan"), None), (7, 2.0), (0, 0.0)):
+        row = dict(rows[0]) if value is None else {**rows[0], "text_strength": value}
+        path.write_text(json.dumps({"version": 2, "loras": [row]}))
+        state = LoraState()
+        assert state.restore(load_settings(path).loras) == []
+        assert state.entries[0].text_strength == expected, value
+        assert state.requests() == [(str(both), 0.5) if expected is None else (str(both), 0.5, expected)], value
+
+
+def text_encoder_lora_path(tmp_path: Path) -> Path:
+    from lora_files import text_encoder_lora
+
+    return text_encoder_lora(tmp_path / "with clip.safetensors")
