@@ -113,6 +113,8 @@ class AppController(QObject):
         self._unlisted: set[int] = set()  # jobs with an image the gallery could not take (said once per job)
         self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
+        self._loaded: str | None = None  # the model the engine holds, as it last said (None: none, or unsure)
+        self._job_line = ""  # the running job's status, before the count of the jobs queued behind it
         self._engine = EngineThread(data)
         worker = self._engine.worker
         worker.preview_every = settings.preview_every
@@ -129,6 +131,7 @@ class AppController(QObject):
         worker.model_described.connect(self._on_described)
         worker.prompt_meter_ready.connect(self._on_prompt_meter)
         worker.model_loaded.connect(self._on_described)
+        worker.model_loaded.connect(self._on_loaded)
         worker.started.connect(self._on_started)
         worker.progress.connect(self._on_progress)
         worker.image_saved.connect(self._on_image_saved)
@@ -196,7 +199,8 @@ class AppController(QObject):
         except sqlite3.Error:  # e.g. a full disk: the job may still work; saving its image says what is wrong
             log.exception("recording the prompt in the history failed")
         self.job.busy = True
-        self.job.status = "Waiting for the engine…" if len(self._jobs) == 1 else f"Queued ({len(self._jobs)})"
+        # Behind a running job: its step and ETA stay, with the queue's length after them.
+        self._show_job("Waiting for the engine…" if len(self._jobs) == 1 else self._job_line)
         self._submit.emit(job)
         return job
 
@@ -207,6 +211,7 @@ class AppController(QObject):
         if running is None or running.cancel.is_set():
             return  # a second Esc while it stops: not a reason to cancel the next job
         running.cancel.set()
+        self._job_line = "Cancelling…"
         waiting = self._waiting()
         self.job.status = (f"Cancelling…; {self._go_on(waiting)} (Shift+Esc cancels "
                            f"{'it' if waiting == 1 else 'them'} too)") if waiting else "Cancelling…"  # fmt: skip
@@ -223,6 +228,13 @@ class AppController(QObject):
     def _waiting(self) -> int:
         """How many jobs wait behind the running one and will still run (not cancelled)."""
         return sum(not job.cancel.is_set() for job in list(self._jobs.values())[1:])
+
+    def _show_job(self, line: str) -> None:
+        """``line`` for the running job, and how many jobs wait behind it: a new Generate replaced the running
+        job's step and ETA with "Queued (2)" until its next step."""
+        self._job_line = line
+        waiting = self._waiting()
+        self.job.status = f"{line}; {waiting} more queued" if waiting else line
 
     @staticmethod
     def _go_on(waiting: int) -> str:
@@ -256,6 +268,8 @@ class AppController(QObject):
     def remove_model(self, name: str) -> None:
         entry = self._entry(name)
         self._removing = (name, getattr(entry, "path", None))  # said once the library confirms it
+        if name == self._loaded:  # the engine unloads it first
+            self._loaded = None
         self._remove_model.emit(name)
 
     def add_loras(self, paths: list[str | Path]) -> None:
@@ -283,6 +297,7 @@ class AppController(QObject):
 
     def unload_model(self) -> None:
         """Frees the generation model's memory (before quantizing, which needs the room)."""
+        self._loaded = None
         self._unload.emit()
 
     def delete_images(self, rows: list[int]) -> None:
@@ -590,9 +605,15 @@ class AppController(QObject):
         prompt = self.prompt.prompt
         self.prompt_length.show(meter(prompt) if meter is not None else None, prompt)
 
+    def _on_loaded(self, info: Any) -> None:
+        self._loaded = getattr(info, "name", None)
+
     def _on_started(self, job_id: int, count: int) -> None:
         self.job.step = 0
-        self.job.status = f"Loading {self._jobs[job_id].request.model}…" if job_id in self._jobs else "Starting…"
+        model = self._jobs[job_id].request.model if job_id in self._jobs else None
+        # Said only when the engine loads it: "Loading demo…" at every job's start, with the model loaded, read
+        # as if each job reloaded it.
+        self._show_job(f"Loading {model}…" if model is not None and model != self._loaded else "Starting…")
 
     def _on_progress(self, progress: JobProgress) -> None:
         if progress.job_id not in self._jobs:
@@ -602,7 +623,7 @@ class AppController(QObject):
         if self._jobs[progress.job_id].cancel.is_set():
             return
         image = f"image {progress.image_index + 1}/{progress.image_count}, " if progress.image_count > 1 else ""
-        self.job.status = f"{image}step {progress.step}/{progress.total_steps}, ETA {_fmt_eta(progress.eta_s)}"
+        self._show_job(f"{image}step {progress.step}/{progress.total_steps}, ETA {_fmt_eta(progress.eta_s)}")
         if progress.preview is not None:
             self.job.set_preview(progress.preview)
 
@@ -644,6 +665,7 @@ class AppController(QObject):
 
     def _on_failed(self, job_id: int, error: EngineError) -> None:
         if job_id:
+            self._loaded = None  # the engine may have dropped it (a broken pipeline is reloaded): unsure now
             self._job_done(job_id, "Failed" + self._kept_sentence(job_id))
         self.error.emit(error)
 
@@ -653,3 +675,4 @@ class AppController(QObject):
         # Jobs cancelled with it (Cancel all) are not said to go on: they end at once, unrun.
         waiting = sum(not job.cancel.is_set() for job in self._jobs.values())
         self.job.status = f"{status}; {self._go_on(waiting)}" if waiting else status
+        self._job_line = "Waiting for the engine…"  # until the next job starts

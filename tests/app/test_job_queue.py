@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import Qt
 
 from app.generation_state import STEPS_MAX
@@ -42,3 +44,20 @@ def test_cancel_all_stops_the_running_job_and_the_queued_ones(qtbot, window):
     assert controller.job.status == "Cancelling all 3 jobs…"
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
     assert controller.gallery.rowCount() == 0 and controller.job.status == "Cancelled"
+
+
+def test_the_status_keeps_the_running_jobs_progress_and_says_loading_only_when_the_model_loads(qtbot, window):
+    controller = window.controller
+    statuses: list[str] = []
+    controller.job.status_changed.connect(statuses.append)
+    _queue_behind_a_long_job(qtbot, controller, 0)
+    assert "Loading demo…" in statuses  # the first job loads the model
+    controller.generate()
+    # Was: "Queued (2)" in place of the running job's step and ETA, until its next step.
+    assert re.fullmatch(rf"step \d+/{STEPS_MAX}, ETA \d+:\d\d; 1 more queued", controller.job.status)
+    statuses.clear()
+    controller.cancel()
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
+    assert controller.job.status == "Done: 1 image"
+    # Was: "Loading demo…" at the start of every job, the model loaded or not.
+    assert "Starting…" in statuses and not [s for s in statuses if s.startswith("Loading")]
