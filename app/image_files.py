@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.data_dir import DataDir
 from gpu.errors import OutputError
+from gpu.generation.png_metadata import PNG_SIGNATURE
 from gpu.paths import first_free_path
 
 if TYPE_CHECKING:
@@ -119,9 +120,6 @@ def rename_in_trash(data: DataDir, rel_path: str) -> str:
     new_rel = relative(data, free_image_path(data, absolute(data, rel_path)))
     os.replace(data.trash / rel_path, data.trash / new_rel)
     return new_rel
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def png_files(folder: Path) -> list[Path]:

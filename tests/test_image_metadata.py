@@ -160,7 +160,8 @@ def test_a1111_text_in_a_jpeg_or_gif_comment_is_read(tmp_path):
         None, ["its GIF comment 'Created with GIMP' is no A1111 settings text"])  # fmt: skip
     data = (tmp_path / "anim.gif").read_bytes()
     (tmp_path / "cut.gif").write_bytes(data[: data.index(b"Steps")])
-    assert inspect_image(tmp_path / "cut.gif").settings is None
+    assert inspect_image(tmp_path / "cut.gif") == ImageSettings(  # read as far as it goes, and no reader fault
+        None, ["its GIF comment 'a fox in snow, café 🦊 Negative prompt: blurry' is no A1111 settings text"])
 
 
 def test_a1111_settings_in_a_txt_file_are_read(tmp_path):
@@ -172,6 +173,10 @@ def test_a1111_settings_in_a_txt_file_are_read(tmp_path):
         "notepad.txt": ("\ufeff" + TEXT.replace("\n", "\r\n") + "\r\n").encode(),
         "powershell.txt": TEXT.encode("utf-16"),
     }
+    words = "a fox,\u3000solo\u00a0\U0001f468\u200d\U0001f469"  # ideographic and no-break spaces, an emoji joiner
+    expected_spaced = {**EXPECTED, "prompt": EXPECTED["prompt"].replace("a fox", words)}
+    (tmp_path / "spaces.txt").write_bytes(TEXT.replace("a fox", words).encode())
+    assert inspect_image(tmp_path / "spaces.txt") == ImageSettings(expected_spaced)  # was "no text that can be read"
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
         assert inspect_image(tmp_path / name) == ImageSettings(EXPECTED), name
@@ -194,3 +199,14 @@ def test_a1111_settings_in_a_txt_file_are_read(tmp_path):
     for name, why in expected.items():
         assert inspect_image(tmp_path / name) == ImageSettings(None, [why]), name
     assert inspect_image(png) == ImageSettings(EXPECTED)
+
+
+def test_a_webp_whose_exif_size_is_damaged_keeps_its_settings(tmp_path):
+    """A WebP whose EXIF chunk claims more bytes than the file has is read as far as it goes (as before the seek
+    walk), not named as an EXIF chunk "over 16 MB long" in a file of a few hundred bytes."""
+    comment = b"UNICODE\0" + TEXT.encode("utf-16-be")
+    data = bytearray(a1111_image(tmp_path / "forge.webp", comment, "WEBP").read_bytes())
+    at = data.index(b"EXIF") + 7  # the top byte of the chunk's size
+    data[at] ^= 0x01
+    (tmp_path / "damaged.webp").write_bytes(bytes(data))
+    assert inspect_image(tmp_path / "damaged.webp") == ImageSettings(EXPECTED)

@@ -9,11 +9,14 @@ import struct
 import zlib
 from typing import Any
 
+import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from gpu.generation import png_metadata
 from gpu.generation.image_metadata import inspect_image, read_settings
 from gpu.generation.png_metadata import (
+    PNG_SIGNATURE,
     ImageSettings,
     format_parameters,
     inspect_png_file,
@@ -480,3 +483,44 @@ def test_a_big_png_is_read_only_where_its_settings_can_be(tmp_path):
     assert inspect_image(bomb) == ImageSettings(
         None, ["its A1111 parameters chunk ('parameters') cannot be read: its text is over 16 MB unpacked: not read"]
     )
+
+
+def _read_syscall_bytes() -> int:
+    """Bytes this process has read through system calls (Linux): what a buffered file object really reads."""
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux's per-process read counter")
+def test_a_png_in_8_kb_image_chunks_is_not_read_whole(tmp_path):
+    """libpng (GIMP, Krita, OpenCV) writes the image data in 8 KB IDAT chunks. Walked through a buffered file, each
+    8-byte chunk header read after a seek refilled the 8 KB buffer: the walk read the whole image data."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "small.png")
+    data = (tmp_path / "small.png").read_bytes()
+    start, end = data[: data.index(b"IDAT") - 4], data[data.index(b"IEND") - 4 :]
+    with open(tmp_path / "gimp.png", "wb") as f:
+        f.write(start)
+        for _ in range(2560):  # 20 MB of image data
+            sparse_chunk(f, struct.pack(">I", 8192) + b"IDAT", 12 + 8192)
+        f.write(_chunk(b"tEXt", b"parameters\0a fox\nSteps: 7") + end)
+    before = _read_syscall_bytes()
+    assert read_settings(tmp_path / "gimp.png")["steps"] == 7
+    assert read_png_text(tmp_path / "gimp.png")["parameters"].startswith("a fox")
+    assert _read_syscall_bytes() - before < 1 << 20  # ~60 KB; ~40 MB through 8 KB buffers
+
+
+def test_a_png_that_shrinks_while_read_is_cut_short_not_an_exception(tmp_path):
+    """Another program rewriting the file in place (``open("wb")`` empties it first) while the gallery reads it:
+    the chunk walk took the file's size once, and a short read then raised struct.error out of read_png_text."""
+    path = write_png(tmp_path / "a.png", Image.new("RGB", (8, 8)), {"prompt": "a fox"})
+
+    class Shrinking(io.FileIO):
+        def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+            at = super().seek(offset, whence)
+            if whence == os.SEEK_END:  # the size is taken: now the other program truncates the file
+                os.truncate(self.name, len(PNG_SIGNATURE) + 10)
+            return at
+
+    with Shrinking(path) as f:
+        f.read(len(PNG_SIGNATURE))
+        assert png_metadata._text_chunks(f).texts == {}

@@ -17,6 +17,7 @@ import codecs
 import logging
 import os
 import struct
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,13 @@ from gpu.generation.png_metadata import (
     MAX_TEXT_BYTES,
     NO_PNG_SETTINGS,
     PNG_SIGNATURE,
+    UNBUFFERED,
     ImageSettings,
+    decode_text,
     has_settings_line,
     inspect_png_file,
     read_parameters,
+    too_long,
 )
 
 # (first bytes, kind) of the files told apart by their content; WebP is RIFF....WEBP (``file_kind``).
@@ -77,7 +81,7 @@ def inspect_image(path: Path | str) -> ImageSettings:
     try:
         if path.is_dir():  # inside: a name too long for the system raises here, not only at open
             return ImageSettings(None, ["it is a folder, not an image"])
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=UNBUFFERED) as f:
             head = f.read(_HEAD)
             kind = file_kind(head)
             # a prompt starting "BM" ("BMX rider") would be a BMP image by its first bytes
@@ -130,7 +134,9 @@ def _text_of(raw: bytes, final: bool = True) -> str | None:
         text = codecs.getincrementaldecoder(encoding)().decode(raw, final=final)
     except UnicodeDecodeError:
         return None
-    return text if text and all(c.isprintable() or c in "\t\r\n" for c in text) else None
+    # Control characters only: str.isprintable() also refused the no-break and ideographic spaces and the emoji
+    # joiner that prompts hold, which restore from a PNG.
+    return text if text and not any(unicodedata.category(c) == "Cc" and c not in "\t\r\n" for c in text) else None
 
 
 def _inspect_text_file(f: BinaryIO) -> ImageSettings:
@@ -196,7 +202,7 @@ def _inspect_embedded(f: BinaryIO, kind: str) -> ImageSettings:
         if xmp is None:
             problems.append("its XMP data cannot be read (damaged)")
         texts += [("XMP", text) for text in xmp or []]
-    texts += [(f"{kind} comment", _decode(comment, "utf-8").rstrip("\0")) for comment in found.comments]
+    texts += [(f"{kind} comment", decode_text(comment, "utf-8").rstrip("\0")) for comment in found.comments]
     for where, text in texts:
         if has_settings_line(text):
             settings, left_out = read_parameters(text)
@@ -239,13 +245,14 @@ def _jpeg_segments(f: BinaryIO) -> _Embedded:
 def _webp_chunks(f: BinaryIO) -> _Embedded:
     """The EXIF and XMP RIFF chunks of the WebP file ``f``, the others (the image data) skipped with a seek."""
     found = _Embedded()
+    file_size = f.seek(0, os.SEEK_END)
     f.seek(12)
     while len(head := f.read(8)) == 8:
         kind, (size,), start = head[:4], struct.unpack("<I", head[4:]), f.tell()
-        if kind in (b"EXIF", b"XMP ") and size > MAX_TEXT_BYTES:
-            found.damage.append(f"its {kind.decode().strip()} chunk is over {MAX_TEXT_BYTES >> 20} MB long: not read")
-        elif kind in (b"EXIF", b"XMP "):
-            (found.exif if kind == b"EXIF" else found.xmp).append(f.read(size))
+        if kind in (b"EXIF", b"XMP ") and size > MAX_TEXT_BYTES and start + size <= file_size:
+            found.damage.append(too_long(f"its {kind.decode().strip()} chunk"))
+        elif kind in (b"EXIF", b"XMP "):  # one cut short (or whose size is damaged) is read as far as it goes
+            (found.exif if kind == b"EXIF" else found.xmp).append(f.read(min(size, MAX_TEXT_BYTES)))
         f.seek(start + size + (size & 1))  # chunks are padded to an even size
     return found
 
@@ -264,7 +271,7 @@ def _gif_blocks(f: BinaryIO) -> _Embedded:
         data = bytearray()
         while (size := f.read(1)) and size[0]:
             if comment and len(data) + size[0] > MAX_TEXT_BYTES:
-                found.damage.append(f"its comment is over {MAX_TEXT_BYTES >> 20} MB long: not read")
+                found.damage.append(too_long("its comment"))
                 comment = False
             if comment:
                 data += f.read(size[0])
@@ -293,17 +300,10 @@ def _user_comment(value: bytes | str) -> str:
             encoding = "utf-16-be" if body[0::2].count(0) >= body[1::2].count(0) else "utf-16-le"
         text = body[: len(body) & ~1].decode(encoding, errors="replace")
     elif prefix in _COMMENT_CODES:
-        text = _decode(body, _COMMENT_CODES[prefix])
+        text = decode_text(body, _COMMENT_CODES[prefix])
     else:  # no prefix at all (some tools): the whole value is the text
-        text = _decode(value, "utf-8")
+        text = decode_text(value, "utf-8")
     return text.rstrip("\0")
-
-
-def _decode(raw: bytes, encoding: str) -> str:
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _xmp_texts(packet: bytes) -> list[str] | None:

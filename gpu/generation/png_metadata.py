@@ -192,20 +192,30 @@ class ImageSettings:
     problems: list[str] = field(default_factory=list)
 
 
-def _decode_text(raw: bytes) -> str:
-    """tEXt/zTXt text: Latin-1 by the PNG standard, but some tools write UTF-8 there; read as Latin-1, their
-    accents and emoji came back as mojibake. Latin-1 text with accents is almost never valid UTF-8."""
+def decode_text(raw: bytes, encoding: str = "utf-8") -> str:
+    """Metadata text in ``encoding``, else Latin-1 (which decodes any bytes). tEXt/zTXt text is Latin-1 by the PNG
+    standard, but some tools write UTF-8 there; read as Latin-1, their accents and emoji came back as mojibake.
+    Latin-1 text with accents is almost never valid UTF-8."""
     try:
-        return raw.decode("utf-8")
+        return raw.decode(encoding)
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def too_long(subject: str) -> str:
+    """Why a piece of metadata over ``MAX_TEXT_BYTES`` is not read, as a phrase about ``subject``."""
+    return f"{subject} is over {MAX_TEXT_BYTES >> 20} MB long: not read"
 
 
 # The most text read from one chunk, packed or unpacked: a ComfyUI workflow of hundreds of nodes is a few MB, and a
 # chunk is read whole into memory (a damaged length, or a zTXt packed to unpack to gigabytes, is not).
 MAX_TEXT_BYTES = 16 << 20
+# Metadata walks open files unbuffered: each 8-byte chunk header read after a seek refilled an 8 KB buffer, so the
+# walk read most of a PNG written in libpng's 8 KB IDAT chunks (GIMP, Krita, OpenCV) whole.
+UNBUFFERED = 0
 _TEXT_KINDS = (b"tEXt", b"zTXt", b"iTXt")
 _KEYWORD_MAX = 80  # a keyword is 1 to 79 bytes and its zero byte
+_CUT_SHORT = "the file ends inside it (cut short)"
 
 
 @dataclass
@@ -234,10 +244,10 @@ def _chunk_text(kind: bytes, rest: bytes) -> str | None:
     """The text of a tEXt, zTXt or iTXt chunk, given its body after the keyword; None when it unpacks to more than
     ``MAX_TEXT_BYTES``."""
     if kind == b"tEXt":
-        return _decode_text(rest)
+        return decode_text(rest)
     if kind == b"zTXt":
         text = _inflate(rest[1:])
-        return None if text is None else _decode_text(text)
+        return None if text is None else decode_text(text)
     compressed = rest[0] == 1
     _lang, _, rest = rest[2:].partition(b"\0")
     _translated, _, text = rest.partition(b"\0")
@@ -256,6 +266,9 @@ def _text_chunks(f: BinaryIO) -> _PngText:
     while pos + 8 <= size:
         f.seek(pos)
         head = f.read(8)
+        if len(head) < 8:  # the file shrank since its size was taken (another program rewriting it)
+            found.cut_in = "last"
+            break
         (length,), kind = struct.unpack(">I", head[:4]), head[4:8]
         pos += 12 + length
         if kind == b"IEND":
@@ -266,12 +279,14 @@ def _text_chunks(f: BinaryIO) -> _PngText:
             continue
         if pos > size or length > MAX_TEXT_BYTES:
             key = f.read(min(length, _KEYWORD_MAX)).partition(b"\0")[0].decode("latin-1")
-            found.damaged[key] = ("the file ends inside it (cut short)" if pos > size else
-                                  f"it is over {MAX_TEXT_BYTES >> 20} MB long: not read")  # fmt: skip
+            found.damaged[key] = _CUT_SHORT if pos > size else too_long("it")
             continue
         body, crc = f.read(length), f.read(4)
         key_bytes, _, rest = body.partition(b"\0")
         key = key_bytes.decode("latin-1")
+        if len(body) < length or len(crc) < 4:  # shrank while read
+            found.damaged[key] = _CUT_SHORT
+            continue
         if struct.unpack(">I", crc)[0] != zlib.crc32(kind + body):
             found.damaged[key] = "its checksum does not match (the file was changed or damaged)"
             continue
@@ -290,7 +305,7 @@ def _text_chunks(f: BinaryIO) -> _PngText:
 def read_png_text(path: Path | str) -> dict[str, str]:
     """All readable text chunks of a PNG (tEXt, zTXt, iTXt) as keyword -> text; {} if not a readable PNG."""
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=UNBUFFERED) as f:
             return _text_chunks(f).texts if f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE else {}
     except OSError:
         return {}
