@@ -23,7 +23,8 @@ TEXT = (
     "Steps: 24, Sampler: Euler a, CFG scale: 6.5, Seed: 77, Size: 512x768"
 )
 EXPECTED = {"prompt": "a fox in snow, café 🦊", "negative_prompt": "blurry", "steps": 24, "sampler": "Euler a",
-            "guidance": 6.5, "seed": 77, "width": 512, "height": 768}  # fmt: skip
+            "guidance": 6.5, "seed": 77, "width": 512, "height": 768, "lora_refs": []}  # fmt: skip
+# (``lora_refs`` []: A1111 text without <lora:…> tags is an image made without LoRAs)
 XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
        '<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/"><exif:UserComment><rdf:Alt>'
        '<rdf:li xml:lang="x-default">{}</rdf:li></rdf:Alt></exif:UserComment></rdf:Description></rdf:RDF>'
@@ -57,7 +58,7 @@ def test_a1111_and_forge_jpeg_and_webp_are_read_from_their_exif_or_xmp(tmp_path)
         assert inspect_image(path) == ImageSettings(EXPECTED, []), name
     # a value the parser leaves out is said, as for a PNG's text chunk
     odd = a1111_image(tmp_path / "odd.jpg", b"UNICODE\0" + "a fox\nSteps: many, Seed: 3".encode("utf-16-be"))
-    assert inspect_image(odd) == ImageSettings({"prompt": "a fox", "negative_prompt": "", "seed": 3},
+    assert inspect_image(odd) == ImageSettings({"prompt": "a fox", "negative_prompt": "", "seed": 3, "lora_refs": []},
                                                ["its Steps 'many' is not a whole number"])  # fmt: skip
 
 
@@ -182,7 +183,8 @@ def test_a1111_settings_in_a_txt_file_are_read(tmp_path):
         assert inspect_image(tmp_path / name) == ImageSettings(EXPECTED), name
     (tmp_path / "bmx.txt").write_text("BMX rider\nSteps: 3, Seed: x")  # "BM": a BMP image by its first bytes
     bmx = ImageSettings(
-        {"prompt": "BMX rider", "negative_prompt": "", "steps": 3}, ["its Seed 'x' is not a whole number"]
+        {"prompt": "BMX rider", "negative_prompt": "", "steps": 3, "lora_refs": []},
+        ["its Seed 'x' is not a whole number"],
     )
     assert inspect_image(tmp_path / "bmx.txt") == bmx
     (tmp_path / "long.txt").write_text("a fox " * 11_000 + "\nSteps: 20")

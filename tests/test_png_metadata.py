@@ -153,7 +153,7 @@ def test_a1111_settings_line_without_steps_or_with_odd_values(tmp_path):
     info.add_text("parameters", "x\nSteps: 2.5, CFG scale: high, Seed: 1e400, Size: 512")
     Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
     found = inspect_image(tmp_path / "odd.png")
-    assert found.settings == {"prompt": "x", "negative_prompt": ""}
+    assert found.settings == {"prompt": "x", "negative_prompt": "", "lora_refs": []}
     assert found.problems == ["its Steps '2.5' is not a whole number", "its Seed '1e400' is not a whole number",
                               "its CFG scale 'high' is not a number", "its Size '512' is not WIDTHxHEIGHT"]  # fmt: skip
     utf8 = _with_chunk(tmp_path / "utf8.png", b"tEXt", "parameters\0Café 🐱\nSteps: 3".encode())
@@ -343,10 +343,12 @@ def test_a_comfyui_workflow_alone_is_read_for_its_stock_nodes(tmp_path):
              [5, 4, 1, 7, 0, "CLIP"], [6, 7, 0, 3, 2, "COND"]]  # fmt: skip
     read = {"prompt": "a glass bottle", "negative_prompt": "watermark", "width": 512, "height": 768}
     found = _workflow(tmp_path, [sampler, *text], links)
-    assert found == ImageSettings({**read, "seed": 156680208700286, "steps": 20, "guidance": 8, "sampler": "euler"})
+    assert found == ImageSettings(  # the model straight from its loader: no LoRAs
+        {**read, "seed": 156680208700286, "steps": 20, "guidance": 8, "sampler": "euler", "lora_refs": []}
+    )
     # another layout (a value more or less than ComfyUI's KSampler has): its values are no guess; the texts are read
     odd = {**sampler, "widgets_values": [156680208700286, 20, 8, "euler", "normal", 1]}
-    assert _workflow(tmp_path, [odd, *text], links) == ImageSettings(read)
+    assert _workflow(tmp_path, [odd, *text], links) == ImageSettings({**read, "lora_refs": []})
     # muted, with a lower id: samplers are taken in id order, so read it would win with its 99 steps
     muted = {**sampler, "id": 2, "mode": 2, "widgets_values": [1, "fixed", 99, 1, "ddim", "normal", 1]}
     assert _workflow(tmp_path, [muted, sampler, *text], links).settings["steps"] == 20
@@ -465,7 +467,9 @@ def test_a_big_png_is_read_only_where_its_settings_can_be(tmp_path):
         sparse_chunk(f, struct.pack(">I", big) + b"IDAT", 8 + big)
         f.write(b"\0" * 4 + text + end)
     with CountingFile(tmp_path / "big.png") as f:
-        assert inspect_png_file(f) == ImageSettings({"prompt": "a fox", "negative_prompt": "", "steps": 7})
+        assert inspect_png_file(f) == ImageSettings(
+            {"prompt": "a fox", "negative_prompt": "", "steps": 7, "lora_refs": []}
+        )
         assert f.read_bytes < 1000
     assert read_settings(tmp_path / "big.png")["steps"] == 7
     with open(tmp_path / "cut.png", "wb") as f:  # a download that stopped in the image data

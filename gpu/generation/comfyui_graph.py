@@ -2,10 +2,16 @@
 from the editor's workflow (the ``workflow`` chunk), both as parsed JSON values. Both are another program's data:
 links may loop or point nowhere, values may be of any type; the readers follow what they know, never raise, and
 read nothing rather than guess.
+
+The LoRAs a graph applied (``LoraLoader``, ``LoraLoaderModelOnly`` on the model's path from its loader to the
+sampler) come out as ``lora_refs``, the shape the A1111 reader gives too (``lora_ref``): present, even empty, only
+where the whole path could be followed, so that an empty list means "made without LoRAs", not "not read".
 """
 
 from __future__ import annotations
 
+import math
+from pathlib import PureWindowsPath
 from typing import Any
 
 from gpu.errors import named_few
@@ -30,6 +36,41 @@ _PAIRED = ("ControlNetApplyAdvanced", "ControlNetApplySD3", "ControlNetInpaintin
 _ZERO_OUT = "ConditioningZeroOut"  # no prompt at all: the negative of a FLUX graph, fed by the positive text
 _NUMBER_INPUTS = ("value", "int", "float", "number", "seed", "noise_seed")
 _MAX_HOPS = 32  # a graph is untrusted: links may loop
+# ComfyUI's own LoRA nodes -> whether they apply the file's CLIP/T5 parts too (strength_clip); the model-only one
+# does not, which is a text strength of 0 here.
+_LORA_NODES = {"LoraLoader": True, "LoraLoaderModelOnly": False}
+# Suffixes of LoRA files (ComfyUI names them with it, A1111 without): cut from a name to give the file's stem; a
+# name such as "style_v1.5" keeps its dot.
+_LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+_MODEL_PATH_HOPS = 64  # LoRA stacks are long, but a graph is untrusted
+
+
+def lora_stem(name: str) -> str:
+    """The file stem a LoRA name stands for: ComfyUI's "flux\\style.safetensors" (a subfolder, Windows' separator
+    or another's) and A1111's "style" both give "style"."""
+    base = PureWindowsPath(name.strip()).name.strip()
+    suffix = next((x for x in _LORA_SUFFIXES if base.lower().endswith(x)), "")
+    return base[: len(base) - len(suffix)].strip()
+
+
+def finite(value: Any) -> float | None:
+    """``value`` (a JSON number or a text) as a finite float; None for anything else: true/false, "strong", a NaN,
+    or 1e309, which JSON and float() read as infinity."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # OverflowError: an integer past a float's range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def lora_ref(name: str, strength: float, text_strength: float | None, digest: str | None = None) -> dict[str, Any]:
+    """One LoRA an image of another program names: ``name`` is the file's stem (``lora_stem``), ``strength`` that of
+    its transformer (UNet) part, ``text_strength`` that of its CLIP/T5 parts (None: the same), ``digest`` the short
+    hash the image gives (A1111's ``Lora hashes``), None when it gives none."""
+    text = None if text_strength == strength else text_strength
+    return {"name": name, "strength": strength, "text_strength": text, "hash": digest}
 
 
 def _node_id(value: Any) -> str | None:
@@ -54,9 +95,12 @@ _WIDGETS = {
     "KSamplerSelect": ("sampler_name",), "CFGGuider": ("cfg",), "FluxGuidance": ("guidance",),
     "CLIPTextEncode": ("text",), "EmptyLatentImage": ("width", "height", "batch_size"),
     "EmptySD3LatentImage": ("width", "height", "batch_size"),
+    "LoraLoader": ("lora_name", "strength_model", "strength_clip"), "LoraLoaderModelOnly": ("lora_name",
+    "strength_model"),
 }  # fmt: skip
 _CONTROL_CHOICES = ("fixed", "increment", "decrement", "randomize")
 _MODE_ALWAYS = 0  # a node's "mode": muted (2) and bypassed (4) nodes did not run
+_MODE_BYPASS = 4  # ComfyUI hands a bypassed node's input of an output's type on as that output
 
 
 def _is_int(value: Any) -> bool:
@@ -87,6 +131,8 @@ def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
         return None, []
     nodes = {str(n["id"]): n for n in workflow["nodes"]
              if isinstance(n, dict) and "id" in n and n.get("mode", _MODE_ALWAYS) == _MODE_ALWAYS}  # fmt: skip
+    bypassed = {str(n["id"]): n for n in workflow["nodes"]
+                if isinstance(n, dict) and "id" in n and n.get("mode") == _MODE_BYPASS}  # fmt: skip
     bad_inputs = [node_id for node_id, node in nodes.items() if not isinstance(node.get("inputs") or [], list)]
     links: dict[int, tuple[str, int]] = {}
     bad_links = bad_sources = 0
@@ -106,11 +152,24 @@ def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
         inputs = node.get("inputs")
         return inputs if isinstance(inputs, list) else []
 
+    def passed_on(node: dict[str, Any], slot: int) -> Any:
+        """The link a bypassed node hands on as its output ``slot``: that of its first input of the output's type
+        (a bypassed LoraLoader gives the model and CLIP it was fed), None when it has none."""
+        outputs = node.get("outputs")
+        output = outputs[slot] if isinstance(outputs, list) and 0 <= slot < len(outputs) else None
+        kind = output.get("type") if isinstance(output, dict) else None
+        return next((i.get("link") for i in slots(node) if isinstance(i, dict) and kind is not None
+                     and i.get("type") == kind and i.get("link") is not None), None)  # fmt: skip
+
     def source(link_id: Any) -> list[Any] | None:
-        """The [node id, slot] a link comes from, through reroutes; None when that node did not run."""
+        """The [node id, slot] a link comes from, through reroutes and bypassed nodes; None when that node did not
+        run (muted, or missing)."""
         for _ in range(_MAX_HOPS):
             node_id, slot = links.get(link_id, ("", 0)) if isinstance(link_id, int) else ("", 0)
             node = nodes.get(node_id)
+            if node_id in bypassed:
+                link_id = passed_on(bypassed[node_id], slot)
+                continue
             if node is None or node.get("type") != "Reroute":
                 return [node_id, slot] if node is not None else None
             link_id = next((i.get("link") for i in slots(node) if isinstance(i, dict)), None)
@@ -148,18 +207,25 @@ def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
     if bad_inputs:
         damage.append(f"the inputs of node{'s' * (len(bad_inputs) > 1)} {named_few(bad_inputs)} are not a list")
     problems = [f"its ComfyUI workflow chunk ('workflow') is damaged ({'; '.join(damage)})"] if damage else []
-    return graph_settings(graph), problems
+    settings, left_out = read_graph(graph)
+    return settings, problems + left_out
 
 
 def graph_settings(graph: Any) -> dict[str, Any] | None:
+    """``read_graph``'s settings alone."""
+    return read_graph(graph)[0]
+
+
+def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
     """ComfyUI's node graph (the ``prompt`` chunk's JSON value; None read from one that is no object): the
     settings of the sampler that starts from an empty latent (the first pass of a hires-fix graph), its positive and
     negative prompts followed through the conditioning nodes known to pass them on (with FLUX's guidance on the
     way; a ConditioningZeroOut: no negative prompt), its seed, steps and sampler also where a SamplerCustomAdvanced
-    takes them from noise, sigmas and sampler nodes. Values given by links (a primitive, a string node) are
-    followed."""
+    takes them from noise, sigmas and sampler nodes, and the LoRAs on its model's path (``lora_refs``). Values
+    given by links (a primitive, a string node) are followed. With the settings, what was left out of them, as
+    phrases about the file (a LoRA node whose strength is no number)."""
     if not isinstance(graph, dict):
-        return None
+        return None, []
     nodes = {str(k): v["inputs"] for k, v in graph.items() if isinstance(v, dict) and isinstance(v.get("inputs"), dict)}
     kinds = {str(k): str(v.get("class_type", "")) for k, v in graph.items() if isinstance(v, dict)}
 
@@ -204,6 +270,51 @@ def graph_settings(graph: Any) -> dict[str, Any] | None:
         # isdigit() alone let "²" through, on which int() raises.
         return (int(node_id), "") if node_id.isascii() and node_id.isdecimal() else (1 << 62, node_id)
 
+    def model_loras(link: Any) -> tuple[list[dict[str, Any]] | None, list[str]]:
+        """The LoRAs on the model's path from ``link`` (the sampler's model) back to the node that loads it, in
+        the order they were applied, and what was left out of them; None for the list where the path cannot be
+        followed to its start (a link to no node, a loop) or a LoRA node not read (a custom node's) is on it:
+        then no LoRAs found does not mean none were used."""
+        refs: list[dict[str, Any]] = []
+        problems: list[str] = []
+        whole = True
+        for _ in range(_MODEL_PATH_HOPS):
+            node_id = _node_id(link)
+            inputs = nodes.get(node_id or "")
+            if inputs is None:
+                return refs[::-1] or None, problems
+            kind = kinds.get(node_id or "", "")
+            if kind in _LORA_NODES:
+                ref, why = lora_node(kind, inputs)
+                refs += [ref] if ref else []
+                problems += [f"its ComfyUI {kind} node {node_id} {why}"] if why else []
+            elif "lora" in kind.lower():
+                whole = False
+                problems.append(f"its ComfyUI graph applies LoRAs with a node this app does not read ({kind}, node "
+                                f"{node_id}): those LoRAs are not restored")  # fmt: skip
+            if "model" not in inputs:  # the node that loads the model: the start of the path
+                return (refs[::-1] if whole or refs else None), problems
+            link = inputs["model"]
+        return refs[::-1] or None, problems
+
+    def lora_node(kind: str, inputs: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        """A LoRA node's ``lora_ref`` (None when it names no file) and what in it could not be read ("")."""
+        name = literal(inputs.get("lora_name"), ("lora_name", *_TEXT_INPUTS), (str,))
+        stem = lora_stem(name) if name is not None else ""
+        if not stem:
+            return None, f"names no LoRA file ({str(inputs.get('lora_name'))[:60]!r}): it was left out"
+        why = []
+        strengths = []
+        for key in ("strength_model", "strength_clip") if _LORA_NODES[kind] else ("strength_model",):
+            raw = inputs.get(key, 1.0)
+            value = finite(literal(raw, (key, *_NUMBER_INPUTS), (int, float)))
+            if value is None:
+                value = strengths[0] if strengths else 1.0
+                why.append(f"has a {key} that is no number ({str(raw)[:40]}): read as {value:g}")
+            strengths.append(value)
+        text = strengths[1] if len(strengths) > 1 else 0.0  # model-only: the file's CLIP/T5 parts are not applied
+        return lora_ref(stem, strengths[0], text), (f"('{stem}') " + " and ".join(why) if why else "")
+
     def empty_latent(link: Any) -> bool:
         # A node making a new latent of the size asked; LatentUpscale's size is that of a later pass.
         return _empty_latent_kind(kinds.get(_node_id(link) or "", ""))
@@ -214,6 +325,7 @@ def graph_settings(graph: Any) -> dict[str, Any] | None:
         takes = "positive" in inputs or "guider" in inputs
         return takes and ("latent_image" in inputs or "Sampler" in kinds.get(node_id, ""))
 
+    problems: list[str] = []
     samplers = [i for k, i in sorted(nodes.items(), key=lambda kv: order(kv[0])) if is_sampler(k, i)]
     sampler = next((i for i in samplers if empty_latent(i.get("latent_image"))), samplers[0] if samplers else None)
     out: dict[str, Any] = {}
@@ -250,6 +362,9 @@ def graph_settings(graph: Any) -> dict[str, Any] | None:
         name = literal(sampler.get("sampler_name", parts["sampler"].get("sampler_name")), ("sampler_name",), (str,))
         if name is not None:
             out["sampler"] = name
+        refs, problems = model_loras(sampler.get("model", guider.get("model")))
+        if refs is not None:
+            out["lora_refs"] = refs
     latents = [linked(sampler.get("latent_image"))] if sampler else []
     latents += [i for k, i in nodes.items() if _empty_latent_kind(kinds.get(k, ""))]
     for inputs in latents:
@@ -257,4 +372,4 @@ def graph_settings(graph: Any) -> dict[str, Any] | None:
         if width is not None and height is not None:
             out["width"], out["height"] = width, height
             break
-    return out or None
+    return out or None, problems

@@ -6,7 +6,9 @@ A1111 layout (what civitai, Forge, ComfyUI readers expect)::
     Negative prompt: <negative>            (only when there is one)
     Steps: 20, Sampler: Euler, CFG scale: 4.0, Seed: 1, Size: 128x128, Model hash: 0123456789, Model: demo, ...
 
-``Steps`` comes first; a value containing ``,`` ``:`` ``"``, a newline or edge spaces is JSON-quoted. Text chunks
+``Steps`` comes first; a value containing ``,`` ``:`` ``"``, a newline or edge spaces is JSON-quoted. The LoRAs of an
+A1111/Forge image are tags in its prompt (``<lora:NAME:TE:UNET>``, ``<lyco:…>``), their short hashes in ``Lora
+hashes``: read as ``lora_refs`` (``comfyui_graph.lora_ref``), the tags cut from the prompt restored. Text chunks
 are read straight from the PNG byte stream (tEXt, zTXt, iTXt): Qt's reader mangles newlines.
 
 ``inspect_png_file`` says, besides the settings, why a PNG has none or what in it could not be read (a damaged
@@ -31,7 +33,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from gpu.atomic import atomic_path
-from gpu.generation.comfyui_graph import graph_settings, workflow_settings
+from gpu.generation.comfyui_graph import finite, lora_ref, lora_stem, read_graph, workflow_settings
 
 PARAMETERS_KEY = "parameters"
 NIBBLE_KEY = "nibble"
@@ -96,6 +98,107 @@ def _is_settings_line(line: str) -> bool:
     return len(found) >= 3 and len({label.strip() for label, _ in found} & _SETTINGS_LABELS) >= 2
 
 
+# A1111/Forge's extra-network tags for LoRAs (and LyCORIS', read the same way): <lora:NAME[:TE[:UNET[:DYN]]]>, each
+# value also as te=, unet=, dyn=; a name has no ':' (A1111 splits there).
+_LORA_TAG_RE = re.compile(r"<(lora|lyco):([^<>\n]*)>", re.IGNORECASE)
+_HASH_RE = re.compile(r"[0-9a-f]{8,64}")
+_CUT = "\0"  # where a tag was, while the commas and spaces around it are put right
+
+
+def _tag_strengths(tag: str, values: list[str]) -> tuple[float, float, list[str]]:
+    """(UNet strength, text-encoder strength, what could not be read) of a tag's values after its name, as
+    A1111 and Forge read them: the first plain value (or te=) is the text encoders' multiplier, 1 when not given;
+    the second (or unet=) the UNet's (the transformer here), the text encoders' when not given."""
+    plain = [v for v in values if "=" not in v]
+    named = {k.strip().lower(): v for k, _, v in (v.partition("=") for v in values if "=" in v)}
+    problems = []
+
+    def read(raw: str | None, default: float, what: str) -> float:
+        if raw is None:
+            return default
+        value = finite(raw.strip())
+        if value is None:
+            problems.append(f"its LoRA tag '{tag[:80]}' has a {what} that is no number ('{raw.strip()[:40]}'): "
+                            f"read as {default:g}")  # fmt: skip
+            return default
+        return value
+
+    text = read(named.get("te", plain[0] if plain else None), 1.0, "strength")
+    unet = read(named.get("unet", plain[1] if len(plain) > 1 else None), text, "UNet strength")
+    return unet, text, problems
+
+
+def _cut_lora_tags(prompt: str) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """(the prompt without its LoRA tags, the LoRAs they name, what could not be read). The tags are no words for
+    the text encoders; their commas and spaces go with them: "a cat, <lora:x:1>, snow" gives "a cat, snow"."""
+    refs, problems = [], []
+
+    def take(match: re.Match[str]) -> str:
+        name, *values = match[2].split(":")
+        stem = lora_stem(name)
+        if not stem:
+            problems.append(f"its LoRA tag '{match[0][:80]}' names no LoRA: it was left out")
+        else:
+            unet, text, why = _tag_strengths(match[0], values)
+            refs.append(lora_ref(stem, unet, text))
+            problems.extend(why)
+        return _CUT
+
+    text = _LORA_TAG_RE.sub(take, prompt)
+    if not refs and not problems:
+        return prompt, [], []
+    return "\n".join(_cut_items(line) if _CUT in line else line for line in text.split("\n")).strip(), refs, problems
+
+
+def _cut_items(line: str) -> str:
+    """A prompt line without the tags marked ``_CUT`` in it, as a list of comma-separated items: an item that was
+    only tags goes with its comma ("a, <t>, b": "a, b"), one that keeps words keeps its commas ("a cat <t>, snow":
+    "a cat, snow"); the spaces a tag leaves are one."""
+    kept = []
+    for item in line.split(","):
+        if _CUT not in item:  # as it was, an empty one after a last comma too
+            kept.append(item)
+            continue
+        words = re.sub(f"[ \t]*{_CUT}(?:[ \t]*{_CUT})*[ \t]*", " ", item).strip()
+        if words:
+            kept.append(item[: len(item) - len(item.lstrip())] + words)
+    return ",".join(kept).strip()
+
+
+def _lora_hashes(value: Any) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """A1111's ``Lora hashes`` value ("name: 0123456789ab, name2: …") as folded name -> (name, hash), and the
+    entries that are no such pair."""
+    found: dict[str, tuple[str, str]] = {}
+    problems = []
+    for part in str(value).split(","):
+        name, colon, digest = part.rpartition(":")
+        name, digest = name.strip(), digest.strip().lower()
+        if not part.strip():
+            continue
+        if not colon or not lora_stem(name) or not _HASH_RE.fullmatch(digest):
+            problems.append(f"its Lora hashes entry '{part.strip()[:60]}' is no 'name: hash' pair: it was left out")
+            continue
+        found[lora_stem(name).casefold()] = (lora_stem(name), digest)
+    return found, problems
+
+
+def _lora_refs(out: dict[str, Any]) -> list[str]:
+    """Puts the LoRAs of A1111 text read into ``out`` as ``lora_refs``: those of the prompt's tags, with the hash
+    ``Lora hashes`` gives for each, then those only ``Lora hashes`` names (their strength is not known: 1, A1111's
+    default). Always a list: stock A1111 and Forge apply LoRAs only through tags, so none means none were used.
+    Returns what could not be read."""
+    out["prompt"], refs, problems = _cut_lora_tags(out["prompt"])
+    hashes, bad = _lora_hashes(out["loras"]) if "loras" in out else ({}, [])
+    for ref in refs:
+        ref["hash"] = hashes.pop(ref["name"].casefold(), (None, None))[1]
+    for name, digest in hashes.values():
+        refs.append(lora_ref(name, 1.0, None, digest))
+        problems.append(f"its Lora hashes name the LoRA '{name}' without a <lora:{name}:…> tag in the prompt: its "
+                        "strength is not known and is read as 1")  # fmt: skip
+    out["lora_refs"] = refs
+    return problems + bad
+
+
 def parse_parameters(text: str) -> dict[str, Any]:
     """A1111 ``parameters`` text -> settings dict (unknown fields kept under ``extra``)."""
     return read_parameters(text)[0]
@@ -145,7 +248,7 @@ def read_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
     if "Distilled CFG Scale" in extra:
         guidance_label = "Distilled CFG Scale"
         out["guidance"] = extra[guidance_label]
-    problems = _coerce(out, guidance_label)
+    problems = _coerce(out, guidance_label) + _lora_refs(out)
     if extra:
         out["extra"] = extra
     return out, problems
@@ -316,7 +419,7 @@ def read_png_text(path: Path | str) -> dict[str, str]:
 _SOURCES = (
     (NIBBLE_KEY, "Nibble Studio settings", lambda text: (_json_or_none(text), [])),
     (PARAMETERS_KEY, "A1111 parameters", read_parameters),
-    ("prompt", "ComfyUI prompt graph", lambda text: (graph_settings(_json_or_none(text)), [])),
+    ("prompt", "ComfyUI prompt graph", lambda text: read_graph(_json_or_none(text))),
     ("workflow", "ComfyUI workflow", lambda text: workflow_settings(_json_or_none(text))),
 )
 # Why a workflow alone gave nothing: it is what the editor saves, and only the stock nodes' values are read from it.
