@@ -509,12 +509,31 @@ class AppController(QObject):
                 f"{'cannot be opened here' if entry is not None else 'is not in your library'}. Its other "
                 f"settings were restored; new images use '{self.prompt.model}'.",
                 "Add that model in the Models panel to get the same image back."))
-        if str(settings.get("version", "")).startswith(APP_NAME):  # ours: no lora_list means made without LoRAs
+        ours, refs = str(settings.get("version", "")).startswith(APP_NAME), settings.get("lora_refs")
+        if ours and ("lora_list" in settings or not isinstance(refs, list)):  # no lora_list: made without LoRAs
             for text in self.loras.restore_used(settings.get("lora_list") or []):
                 self.error.emit(EngineError("notice", text, "Add the LoRA file again in the LoRA panel."))
             applied.append("loras")
+        elif isinstance(refs, list):  # another program's (or ours, its A1111 text alone): LoRAs by name and hash
+            self._restore_refs(refs)
+            applied.append("loras")
+        # else no LoRAs could be read (a ComfyUI graph of custom nodes): the panel stays, none is switched off for it
         self.settings_restored.emit(applied)
         return notes
+
+    def _restore_refs(self, refs: list[Any]) -> None:
+        """The LoRA panel as an image of another program names its LoRAs (``LoraState.restore_refs``): one notice
+        names all those not in the panel, and each value not restored as saved is said."""
+        missing, notices = self.loras.restore_refs(refs)
+        if missing:
+            one = len(missing) == 1
+            self.error.emit(EngineError(
+                "notice", f"The image used {counted(len(missing), 'LoRA')} not in the LoRA panel "
+                f"({named_few([repr(name) for name in missing], 5)}); new images are made without "
+                f"{'it' if one else 'them'}.", f"Add the LoRA file{'' if one else 's'} in the LoRA panel (found by "
+                "file name or content), then drop the image again."))  # fmt: skip
+        for text in notices:
+            self.error.emit(EngineError("notice", text, "Check the LoRA panel before you generate."))
 
     # ---- worker signals ------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.settings import LoraSetting
 from gpu.lora.keys import parts_text
-from gpu.lora.metadata import LoraRequest, file_stamp, strength_words
+from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes, file_stamp, strength_words
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ class LoraEntry:
     header_words: str = ""
     text_strength: float | None = None  # of the file's CLIP/T5 parts; None: the same as ``strength``
     text_encoders: tuple[str, ...] = ()  # the text encoders the file changes, by its header (``header_summary``)
+    # (stamp, ``content_hashes``) once an image's LoRA hash was looked for among the rows: the file is read whole
+    # for them, so once per version of it
+    hashes: tuple[tuple[int, int] | None, tuple[str, ...]] | None = None
 
     @property
     def text_parts(self) -> str:
@@ -71,8 +74,6 @@ class LoraHeader(NamedTuple):
 
 def fit_strength(strength: float) -> float:
     """A strength within what the engine applies (a restored or hand-edited value may lie outside)."""
-    from gpu.lora.metadata import MAX_STRENGTH
-
     value = float(strength)
     if math.isnan(value):  # a damaged settings.json: min/max would make NaN the limit, 2.0, switched on
         return 1.0
@@ -94,6 +95,29 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range
         return None
     return number if math.isfinite(number) else None
+
+
+def _strengths(name: str, item: dict[str, Any], notices: list[str]) -> tuple[float, float | None]:
+    """(strength, text strength: None for "the same") an image gives the LoRA ``name`` in ``item`` (a ``lora_list``
+    or ``lora_refs`` entry: any program may have written it): one that is no number is 1.0 (the strength) or the
+    same (the text strength), one beyond what the engine applies is clamped to it; each said in ``notices``."""
+    said, text_said = item.get("strength", 1.0), item.get("text_strength")
+    strength, text = _number(said), None if text_said is None else _number(text_said)
+    if strength is None:
+        strength = 1.0
+        notices.append(
+            f"The image's strength for the LoRA '{name}' is no number ({str(said)[:40]}); it is used at 1.0."
+        )
+    if text is None and text_said is not None:
+        notices.append(
+            f"The image's text strength for the LoRA '{name}' is no number ({str(text_said)[:40]}); "
+            "its CLIP/T5 parts are used at its strength."
+        )
+    for what, value in (("strength", strength), ("text strength", text)):
+        if value is not None and abs(value) > MAX_STRENGTH:
+            notices.append(f"The image's {what} {value:g} for the LoRA '{name}' is beyond the {-MAX_STRENGTH:g} to "
+                           f"{MAX_STRENGTH:g} this app applies; it is used at {fit_strength(value):g}.")  # fmt: skip
+    return strength, text
 
 
 def read_header(path: Path) -> LoraHeader:
@@ -302,27 +326,75 @@ class LoraState(QObject):
                     "new images are made without it."
                 )
                 continue
-            said, text_said = item.get("strength", 1.0), item.get("text_strength")
-            strength, text = _number(said), None if text_said is None else _number(text_said)
-            if strength is None:
-                strength = 1.0
-                notices.append(
-                    f"The image's strength for the LoRA '{entry.name}' is no number ({str(said)[:40]}); "
-                    "it is used at 1.0."
-                )
-            if text is None and text_said is not None:
-                notices.append(
-                    f"The image's text strength for the LoRA '{entry.name}' is no number ({str(text_said)[:40]}); "
-                    "its CLIP/T5 parts are used at its strength."
-                )
-            wanted[id(entry)] = (strength, text)
+            wanted[id(entry)] = _strengths(entry.name, item, notices)
+        self._switch_to(wanted)
+        return notices
+
+    def restore_refs(self, refs: Any) -> tuple[list[str], list[str]]:
+        """``restore_used`` for an image of another program, whose LoRAs are named by file stem and, where it gives
+        one, a short hash (``lora_refs``: A1111/Forge tags and ``Lora hashes``, ComfyUI LoRA nodes): each is the
+        row whose file has that hash, else the row of that stem (any case); exactly those are switched on, at the
+        image's strengths, every other row off, as for our images. Returns (the names of the LoRAs not in the
+        panel, one sentence for each other thing not restored as saved: a file that cannot be used now, a strength
+        outside the engine's range, clamped to it). ``refs`` comes from a file: anything else in it is said."""
+        notices: list[str] = []
+        missing: list[str] = []
+        wanted: dict[int, tuple[float, float | None]] = {}
+        for ref in refs if isinstance(refs, list) else [refs]:
+            name = str(ref.get("name") or "").strip() if isinstance(ref, dict) else ""
+            if not name:
+                notices.append(f"The image's list of LoRAs holds an entry that names no LoRA ({str(ref)[:80]}); "
+                               "it was skipped.")  # fmt: skip
+                continue
+            digest = ref.get("hash")
+            entry = self._match(name, digest.lower() if isinstance(digest, str) and len(digest) >= 8 else "")
+            if entry is None:
+                missing.append(name)
+                continue
+            problem = read_header(entry.path).problem
+            if problem:  # another model's LoRA, or damaged: every job would fail on it
+                notices.append(f"The image used the LoRA '{name}', here {entry.path}, which cannot be used now: "
+                               f"{problem}; new images are made without it.")  # fmt: skip
+                continue
+            wanted[id(entry)] = _strengths(entry.name, ref, notices)
+        self._switch_to(wanted)
+        return missing, notices
+
+    def _switch_to(self, wanted: dict[int, tuple[float, float | None]]) -> None:
+        """Exactly the entries in ``wanted`` (by id) on, at their (strength, text strength); the others off."""
         for e in self.entries:
             e.enabled = id(e) in wanted
             if e.enabled:
                 self.set_strength(e, wanted[id(e)][0])
                 self.set_text_strength(e, wanted[id(e)][1])
         self.changed.emit()
-        return notices
+
+    def _match(self, name: str, digest: str) -> LoraEntry | None:
+        """The listed file an image's LoRA ``name`` (a file stem) with the short hash ``digest`` ("" for none) stands
+        for: the one whose content has that hash, else the one of that stem in any case (another version of the
+        file, or a hash of a kind not known here). The files of that stem are hashed first, the others only when
+        none of them has it: each hash reads a whole file."""
+        folded = name.casefold()
+        named = [e for e in self.entries if e.path.stem.casefold() == folded and e.path.is_file()]
+        if digest:
+            others = [e for e in self.entries if e not in named and e.path.is_file()]
+            for e in named + others:
+                if any(h.startswith(digest) for h in self._hashes(e)):
+                    return e
+        return named[0] if named else None
+
+    @staticmethod
+    def _hashes(entry: LoraEntry) -> tuple[str, ...]:
+        """``content_hashes`` of the entry's file, kept until the file changes; () when it cannot be read."""
+        from gpu.errors import UserError
+
+        stamp = _stamp(entry.path)
+        if entry.hashes is None or entry.hashes[0] != stamp:
+            try:
+                entry.hashes = (stamp, content_hashes(entry.path))
+            except (OSError, UserError):  # gone, or no safetensors file: found by name, if at all
+                entry.hashes = (stamp, ())
+        return entry.hashes[1]
 
     def _find(self, path: Path, name: str) -> LoraEntry | None:
         """The listed entry for ``path``; else one listed under the same file name; else the file, added."""

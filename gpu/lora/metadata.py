@@ -3,6 +3,7 @@ its window is still opening)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,6 +20,23 @@ def file_stamp(path: str | Path) -> tuple[int, int]:
     (another saved over it) without reading it. Raises ``OSError`` (gone, no access)."""
     st = Path(path).stat()
     return st.st_mtime_ns, st.st_size
+
+
+def content_hashes(path: str | Path) -> tuple[str, ...]:
+    """The hex SHA-256 digests other programs name a LoRA file by, read in one pass: of the whole file (what our
+    ``Lora hashes`` and ``lora_list`` give the first 12 digits of) and of its tensor data after the header (kohya's
+    and A1111/Forge's "addnet" hash, 12 digits in their ``Lora hashes``: it stays when only the metadata is edited),
+    then the ``sshs_model_hash`` its trainer wrote into the metadata, if any. Reads the whole file (a LoRA is tens
+    to hundreds of MB: callers read it only when a hash is asked for). Raises ``OSError`` and ``CheckpointError``."""
+    length, header = read_safetensors_header(path)
+    whole, data = hashlib.sha256(), hashlib.sha256()
+    with open(path, "rb") as f:
+        whole.update(f.read(8 + length))
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            whole.update(chunk)
+            data.update(chunk)
+    kept = header.get("__metadata__", {}).get("sshs_model_hash")
+    return whole.hexdigest(), data.hexdigest(), *([kept.lower()] if isinstance(kept, str) and kept else [])
 
 
 def trigger_words_from(metadata: dict[str, str]) -> list[str]:
