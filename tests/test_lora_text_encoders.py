@@ -162,6 +162,9 @@ def test_a_text_strength_apart_goes_to_the_clip_and_t5_parts_and_zero_skips_one_
 
     [active] = service.apply_loras(loaded, [(kohya, 0.0, 0.5)])  # the transformer's part off, the text part on
     assert proj() is plain_proj and active.describe()["changes"] == list(TEXT_ENCODERS)
+    for name, m in layers.items():  # merged again at 0.5: the weights, not only the cached encoding
+        assert torch.equal(m.weight, _expected(loras["kohya"], 0.5, originals[name], name)), name
+    loaded.prompt_cache.clear()  # else the encoding cached at 0.5 above came back, whatever the encoders held
     assert all(torch.equal(a, b) for a, b in zip(_encode(service), half, strict=True))
 
     service.apply_loras(loaded, [(kohya, 0.7)])
