@@ -64,6 +64,10 @@ class IntegerEdit(QLineEdit):
         """The last complete value typed or set (the text may be half-typed meanwhile)."""
         return self._value
 
+    def value_in(self, text: str) -> int | None:
+        """The value ``text`` stands for, None while it is no whole number in range (empty, "-", half-typed)."""
+        return self._validator.value_of(text)
+
     def setValue(self, value: int) -> None:
         value = min(max(int(value), self.minimum()), self.maximum())
         if self._validator.value_of(self.text()) != value:  # "007" already shows 7: keep the user's text

@@ -120,8 +120,10 @@ class PromptPanel(QWidget):
         self.seed_edit.setMinimumWidth(self.seed_edit.fontMetrics().horizontalAdvance(str(RANDOM_SEED_MAX)) + 16)
         bind(state, "seed", self.seed_edit)
         # A seed typed in is one the user wants: locked, as restoring an image's seed locks it (unlocked, the next
-        # job threw it away for a random one). Only the user's typing: setValue from the state is no edit.
-        self.seed_edit.textEdited.connect(lambda _text: setattr(state, "seed_locked", True))
+        # job threw it away for a random one). Only the user's typing (setValue from the state is no edit), and only
+        # a whole number: a field cleared and left shows the old seed again, which is no seed chosen.
+        self.seed_edit.textEdited.connect(
+            lambda text: self.seed_edit.value_in(text) is not None and setattr(state, "seed_locked", True))
         self.seed_lock = QCheckBox("Lock")
         self.seed_lock.setToolTip("Locked: every job uses this seed (typing a seed locks it). Unlocked: a new "
                                   "random seed per job.")

@@ -131,6 +131,8 @@ def test_a_typed_seed_is_the_one_the_next_job_uses(qtbot, window):
     window.activateWindow()
     panel.seed_edit.setFocus()
     panel.seed_edit.selectAll()
+    qtbot.keyClick(panel.seed_edit, Qt.Key.Key_Delete)  # cleared: no seed chosen, the old one comes back on Tab
+    assert not state.seed_locked
     qtbot.keyClicks(panel.seed_edit, str(BIG_SEED + 7))
     qtbot.keyClick(panel.seed_edit, Qt.Key.Key_Tab)
     assert panel.seed_lock.isChecked()
