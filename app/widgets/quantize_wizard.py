@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
@@ -68,6 +69,13 @@ def free_output_path(folder: Path, stem: str) -> Path:
     user may be using (perhaps in the library), and the quantizer's final rename would replace it silently. A
     name with only a ``.parts`` folder is an interrupted run of that name, which the quantizer resumes."""
     return first_free_path(folder / f"{stem}.safetensors")
+
+
+def output_name(stem: str, config: Any) -> str:
+    """The quantized file's name (no suffix) for ``config`` (a QuantizeConfig): method, precision and, for the
+    methods with a low-rank branch, its rank (a round-to-nearest file named "-r32" had none)."""
+    rank = f"-r{config.rank}" if config.method in RANK_METHODS else ""
+    return f"{stem}-{config.method}-{config.precision}{rank}"
 
 
 def _message_label(color: str) -> QLabel:
@@ -481,8 +489,7 @@ class QuantizeWizard(QWizard):
         config = self.config()
         entry = next((e for e in self.controller.entries if getattr(e, "name", None) == source), None)
         stem = output_stem(source, Path(entry.path) if entry is not None else Path(source))
-        self.out_path = free_output_path(self.controller.data.quantized,
-                                         f"{stem}-{config.method}-{config.precision}-r{config.rank}")
+        self.out_path = free_output_path(self.controller.data.quantized, output_name(stem, config))
         self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps,
                                compare_original=not state.is_file)  # fmt: skip
         # A run after Back: nothing of the earlier run may pass for this one's (a cancelled run would offer

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from PySide6.QtCore import Qt
@@ -510,16 +511,19 @@ def test_the_button_that_starts_the_run_says_quantize(qtbot, window):
 def test_the_rank_is_greyed_for_methods_without_a_low_rank_branch(qtbot):
     """Round-to-nearest, SmoothQuant and NF4 ignore the rank (layer_spec gives their layers rank 0), yet the field
     stayed enabled, as if it changed something."""
-    from app.widgets.quantize_wizard import MethodPage
+    from app.widgets.quantize_wizard import MethodPage, output_name
     from gpu.modules.layer_spec import spec_for
 
     page = MethodPage()
     qtbot.addWidget(page)
     enabled = {}
-    for index in range(page.method.count()):
+    for index in [*range(1, page.method.count()), 0]:  # index 0 last: set first, it emitted no change
         page.method.setCurrentIndex(index)
         method = page.method.currentData()
         enabled[method] = page.rank.isEnabled()
         assert enabled[method] == (spec_for(method, "int4", 8, "w4a4").rank > 0), method  # as the engine uses it
+        # and the file's name says a rank only where there is one ("demo-naive-int4-r32" had none)
+        name = output_name("demo", SimpleNamespace(method=method, precision="int4", rank=32))
+        assert name == f"demo-{method}-int4" + ("-r32" if enabled[method] else ""), name
     assert enabled == {"svdquant": True, "naive": False, "smoothquant": False, "svd": True, "lorc": True,
                        "nf4": False}
