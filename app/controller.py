@@ -207,7 +207,7 @@ class AppController(QObject):
     def cancel(self) -> None:
         """Cancel (Esc): the running job stops at its next denoising step and the jobs queued behind it go on,
         as in ComfyUI, Forge or Krita's AI plugin (it cancelled the whole queue); ``cancel_all`` stops them too."""
-        running = next(iter(self._jobs.values()), None)  # jobs run in the order they were queued
+        running = self._running_job()
         if running is None or running.cancel.is_set():
             return  # a second Esc while it stops: not a reason to cancel the next job
         running.cancel.set()
@@ -225,9 +225,17 @@ class AppController(QObject):
             job.cancel.set()
         self.job.status = "Cancelling…" if len(self._jobs) == 1 else f"Cancelling all {len(self._jobs)} jobs…"
 
+    def _running_job(self) -> Job | None:
+        """The job the engine runs (or starts next). Jobs run in the order they were queued (ids rising), but the
+        first one listed may have ended already, its signal not yet here while the engine runs the next: Esc then
+        hit the ended job, and the next ran on."""
+        ended = self._engine.worker.ended_through
+        return next((job for job in self._jobs.values() if job.id > ended), None)
+
     def _waiting(self) -> int:
         """How many jobs wait behind the running one and will still run (not cancelled)."""
-        return sum(not job.cancel.is_set() for job in list(self._jobs.values())[1:])
+        running = self._running_job()
+        return sum(not job.cancel.is_set() for job in self._jobs.values() if running and job.id > running.id)
 
     def _show_job(self, line: str) -> None:
         """``line`` for the running job, and how many jobs wait behind it: a new Generate replaced the running

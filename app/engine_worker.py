@@ -97,6 +97,9 @@ class EngineWorker(QObject):
         self.preview_every = 2
         # Set once the first start-up ended (ready or failed), read by the Qt thread when the app closes.
         self.start_up_done = threading.Event()
+        # The id of the last generation job this worker ended, read by the Qt thread: its own record of the queue
+        # is told of an end by a queued signal, which arrives after the next job has started.
+        self.ended_through = 0
 
     # ---- engine objects, created lazily on the worker thread ----------------------------------------------
 
@@ -212,6 +215,7 @@ class EngineWorker(QObject):
     @Slot(object)
     def generate(self, job: Job) -> None:
         if job.cancel.is_set():  # cancelled while it waited in the queue
+            self.ended_through = job.id
             self.cancelled.emit(job.id)
             return
         self.busy_changed.emit(True)
@@ -248,6 +252,7 @@ class EngineWorker(QObject):
                 on_image=keep,
             )
         except (GenerationCancelled, Cancelled):
+            self.ended_through = job.id  # each end is recorded before its signal: the Qt thread may read it first
             self.cancelled.emit(job.id)
         except BaseException as exc:
             log.exception("generation failed")
@@ -255,8 +260,10 @@ class EngineWorker(QObject):
             if error.kind == "internal" and self._loaded is not None:
                 # The pipeline may be in a broken state after an unexpected error: reload on the next job.
                 self._loaded = None
+            self.ended_through = job.id
             self.failed.emit(job.id, error)
         else:
+            self.ended_through = job.id
             self.finished.emit(job.id)
             self._describe_after_job(request.model)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from PySide6.QtCore import Qt
 
@@ -61,3 +62,22 @@ def test_the_status_keeps_the_running_jobs_progress_and_says_loading_only_when_t
     assert controller.job.status == "Done: 1 image"
     # Was: "Loading demo…" at the start of every job, the model loaded or not.
     assert "Starting…" in statuses and not [s for s in statuses if s.startswith("Loading")]
+
+
+def test_cancel_stops_the_job_the_engine_runs_when_the_last_ones_end_is_not_yet_told(qtbot, window):
+    """The engine tells the window of a job's end by a queued signal, which arrives after it has started the next
+    job. Esc in between cancelled the job that had ended, and the one running went on to its last step."""
+    controller = window.controller
+    controller.prompt.prompt, controller.prompt.steps = "a short job", 1
+    first = controller.generate()
+    controller.prompt.steps = STEPS_MAX
+    second = controller.generate()
+    worker = controller._engine.worker
+    deadline = time.monotonic() + 120
+    while worker.ended_through < first.id and time.monotonic() < deadline:
+        time.sleep(0.01)  # no events handled: the window has not heard of the first job's end
+    assert worker.ended_through == first.id and first.id in controller._jobs
+    controller.cancel()
+    assert second.cancel.is_set()
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
+    assert controller.gallery.rowCount() == 1 and controller.job.status == "Cancelled"  # the short job's image
