@@ -163,9 +163,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.atomic import check_output_path
     from gpu.errors import BadRequestError
     from gpu.library import ModelLibrary
+    from gpu.output_lock import lock_path
     from gpu.quantizer import QuantizeConfig, quantize_model
+    from gpu.streaming.engine import parts_dir
 
-    check_output_path(args.out, example="out.safetensors")  # before the calibration, not after it
+    # Before the calibration, not after it; the parts folder and lock file beside OUT have longer names.
+    check_output_path(args.out, example="out.safetensors", beside=(parts_dir(args.out), lock_path(args.out)))
     if args.out.suffix != ".safetensors":  # the library, the app and generate --model take no other name
         raise BadRequestError(f"--out {args.out}: models are written as .safetensors files",
                               f"use a name ending in .safetensors, e.g. {args.out.stem}.safetensors")  # fmt: skip
@@ -201,8 +204,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         guidance=args.guidance, width=args.width, height=args.height, batch_count=args.batch, base=args.base,
         loras=parse_lora_args(args.lora),
     )  # fmt: skip
-    if args.out is not None:
-        check_png_output(args.out)  # before the generation, not after it
+    if args.out is not None:  # before the generation, not after it; a batch's last name is the longest
+        check_png_output(args.out, beside=[batch_image_path(args.out, args.batch - 1)] if args.batch > 1 else [])
     service = GenerationService()
     started = time.perf_counter()
 
@@ -212,7 +215,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if args.out is None:  # named by its own seed, which already tells a batch's images apart
             out = first_free_path(Path(f"nibble-{result.settings['seed']}.png"))  # never replaces an earlier one
         elif request.batch_count > 1:
-            out = args.out.with_name(f"{args.out.stem}-{len(saved)}{args.out.suffix}")
+            out = batch_image_path(args.out, len(saved))
         else:
             out = args.out  # one the user gave is replaced
         saved.append(save_image(result, out))
@@ -255,13 +258,19 @@ def tell_prompt_lengths(result: GeneratedImage) -> None:
             log.info("%s", line)
 
 
-def check_png_output(out: Path) -> None:
-    """--out must be a writable file name ending in .png (the image is PNG with its metadata chunks)."""
+def batch_image_path(out: Path, index: int) -> Path:
+    """Where image ``index`` (from 0) of a batch given ``--out OUT.png`` is written: OUT-0.png, OUT-1.png, …"""
+    return out.with_name(f"{out.stem}-{index}{out.suffix}")
+
+
+def check_png_output(out: Path, beside: list[Path] | tuple[Path, ...] = ()) -> None:
+    """--out must be a writable file name ending in .png (the image is PNG with its metadata chunks); ``beside``
+    are the other names the command writes next to it (a batch's)."""
     from gpu.atomic import check_output_path
     from gpu.errors import BadRequestError
     from gpu.generation.png_metadata import png_name_problem
 
-    check_output_path(out)
+    check_output_path(out, beside=beside)
     if problem := png_name_problem(out):
         raise BadRequestError(f"--out {out}: {problem}", f"use a name ending in .png, e.g. {out.stem}.png")
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from gpu.errors import OutputError
@@ -24,9 +25,10 @@ from gpu.errors import OutputError
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yields a temporary path for ``target``; on success it is fsynced and renamed onto ``target``.
 
-    The path lies in a private folder beside ``target`` (``.<name>.<random>.tmp/new<suffix>``), so that a writer's own
-    scratch files land there too: safetensors' ``save_file`` writes ``.tmp<random>`` beside the path it is
-    given, then renames it, and a kill in between would otherwise leave a model-sized file in the user's folder.
+    The path lies in a private folder beside ``target`` (``.<tag>.<random>.tmp/new<suffix>``, ``scratch_prefix``),
+    so that a writer's own scratch files land there too: safetensors' ``save_file`` writes ``.tmp<random>``
+    beside the path it is given, then renames it, and a kill in between would otherwise leave a model-sized file
+    in the user's folder.
     A crash or exception leaves ``target`` untouched (old content or absent) and removes the private folder, and
     the folders this call created for ``target`` while they are empty (a failed first write into a new folder
     tree leaves none behind). OS-level failures (and safetensors' wrapped ones) are raised as ``OutputError``
@@ -36,8 +38,8 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     created = missing_folders(target.parent)
     try:
         with output_errors(target):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_TEMP_SUFFIX, dir=target.parent))
+            make_folders(created)
+            scratch = Path(tempfile.mkdtemp(prefix=scratch_prefix(target), suffix=_TEMP_SUFFIX, dir=target.parent))
             tmp_path = scratch / f"new{target.suffix}"  # short for Windows' 260 characters; PIL reads the suffix
             try:
                 yield tmp_path
@@ -57,10 +59,28 @@ def missing_folders(folder: Path) -> list[Path]:
     """``folder`` and those of its ancestors that do not exist yet, deepest first: what a ``mkdir(parents=True)``
     of it is about to create, for ``remove_empty_folders`` to take back."""
     missing = []
-    while not folder.exists() and folder != folder.parent:
+    while not _exists(folder) and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
     return missing
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False too for a name or path too long to exist (which it raises for)."""
+    try:
+        return path.exists()
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:
+            raise
+        return False
+
+
+def make_folders(missing: list[Path]) -> None:
+    """Creates ``missing`` (``missing_folders``' list, deepest first) from the top down, one level at a time:
+    ``Path.mkdir(parents=True)`` recurses once per level and raised RecursionError under a thousand of them
+    (``--out d/d/…/d/a.png``), after the image was made."""
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
 
 
 def check_folder_writable(folder: Path) -> None:
@@ -93,14 +113,26 @@ def remove_empty_folders(folders: list[Path]) -> None:
 
 
 _TEMP_SUFFIX = ".tmp"
+# atomic_path's scratch folders: "." + 8 hex digits naming the target + "." + mkdtemp's 8 random characters.
+SCRATCH_NAME = re.compile(rf"^\.[0-9a-f]{{8}}\.\w{{8}}{re.escape(_TEMP_SUFFIX)}$")
+
+
+def scratch_prefix(target: Path) -> str:
+    """The start of the names of ``target``'s scratch folders: a tag derived from its name, never the name itself.
+    ``.<name>.<random>.tmp`` was 14 bytes longer than the name, so a name near the system's 255-byte limit, which
+    the target itself may have, failed at the final write, after hours of quantizing."""
+    return "." + hashlib.sha256(os.fsencode(target.name)).hexdigest()[:8] + "."
 
 
 def remove_stale_temps(target: Path | str) -> None:
     """Deletes the temp folders (and, from older versions, temp files) ``atomic_path`` left beside ``target``
     when a write of it was killed (``kill -9``, power loss: no ``finally`` ran). Only for a target whose writer
-    is known to be dead, e.g. a rerun that resumes it; other files beside it are never touched."""
+    is known to be dead, e.g. a rerun that resumes it; other files beside it are never touched (another
+    target's scratch folder has another tag)."""
     target = Path(target)
-    own = re.compile(rf"^\.{re.escape(target.name)}\.\w{{8}}{re.escape(_TEMP_SUFFIX)}$")  # mkdtemp's 8 characters
+    ours = re.escape(scratch_prefix(target))
+    older = re.escape(f".{target.name}.")  # the scratch names of versions before the tag
+    own = re.compile(rf"^({ours}|{older})\w{{8}}{re.escape(_TEMP_SUFFIX)}$")  # mkdtemp's 8 characters
     with output_errors(target):
         for f in target.parent.iterdir() if target.parent.is_dir() else []:
             if not own.match(f.name) or f.is_symlink():
@@ -172,22 +204,67 @@ def windows_device_name(name: str) -> bool:
     return name.split(".")[0].rstrip(" ").upper() in _WINDOWS_DEVICES
 
 
-def check_output_path(target: Path | str, windows: bool = os.name == "nt", example: str = "out.png") -> None:
+def check_output_path(target: Path | str, windows: bool = os.name == "nt", example: str = "out.png",
+                      beside: Iterable[Path] = ()) -> None:  # fmt: skip
     """Raises ``OutputError`` now if ``target`` can clearly not be written: it is a folder, a Windows device
-    name, or its nearest existing ancestor is a file or not writable. For commands that should fail before
-    hours of work. ``example`` is the file name the hint suggests inside a folder given as ``target``."""
+    name, its nearest existing ancestor is a file or not writable, a name in it is longer than the file system
+    allows, or the whole path is. For commands that should fail before hours of work. ``example`` is the file
+    name the hint suggests inside a folder given as ``target``; ``beside`` are files or folders the command
+    keeps next to ``target`` (the quantizer's ``<name>.parts``), whose longer names must fit too."""
     target = Path(target)
     if windows and windows_device_name(target.name):
         raise OutputError(f"{target.name} is a device name on Windows, not a file name",
                           f"choose another name, e.g. my-{target.name}")  # fmt: skip
-    if target.is_dir():
-        raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / example))
     missing = missing_folders(target.parent)
     parent = missing[-1].parent if missing else target.parent  # the nearest that exists (or the root)
+    _check_name_lengths(target, parent, missing, beside)  # first: the system's "File name too long" says less
+    if target.is_dir():
+        raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / example))
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"cannot write {target}: {parent} is a file, not a folder")
     if parent.exists() and not os.access(parent, os.W_OK):
         raise _output_error(target, OSError(errno.EACCES, os.strerror(errno.EACCES)))
+
+
+_NAME_MAX, _PATH_MAX = 255, 4096  # where the system cannot say (Windows): its usual limits
+# Bytes the longest path a write of a file makes is longer than the file's own path: atomic_path's scratch
+# folder and file in the quantizer's parts folder (``OUT.parts/.<8>.<8>.tmp/new.safetensors``), with room.
+_PATH_ROOM = 64
+
+
+def _system_limit(folder: Path, name: str, default: int) -> int:
+    """``os.pathconf(folder, name)``, or ``default`` where the system has no answer."""
+    try:
+        value = os.pathconf(folder, name)
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no answer for this file system
+        return default
+    return value if value > 0 else default  # -1: no limit
+
+
+def _check_name_lengths(target: Path, parent: Path, missing: list[Path], beside: Iterable[Path]) -> None:
+    """OutputError if a name ``target``'s write would create, or its whole path, is longer than the file system
+    at ``parent`` (the nearest existing folder) takes: mkdir and open refuse it only when they are called, and
+    the final write comes after all the work."""
+    limit = _system_limit(parent, "PC_NAME_MAX", _NAME_MAX)
+    own = len(os.fsencode(target.name))
+    longest = max([own, *(len(os.fsencode(p.name)) for p in beside)])
+    if longest > limit:
+        extra = longest - own
+        room = f" (a name can have {limit} bytes there, and the command keeps one {extra} bytes longer beside it)" \
+            if extra else ""  # fmt: skip
+        raise OutputError(f"cannot write {target}: the file name is {own} bytes long, more than the {limit - extra} "
+                          f"that fit in {parent}{room}", "choose a shorter file name")  # fmt: skip
+    for folder in missing:
+        if len(os.fsencode(folder.name)) > limit:
+            raise OutputError(f"cannot write {target}: the folder name {folder.name[:40]}… is "
+                              f"{len(os.fsencode(folder.name))} bytes long, more than the {limit} a name can have",
+                              "choose a shorter folder name")  # fmt: skip
+    path_limit = _system_limit(parent, "PC_PATH_MAX", _PATH_MAX)
+    length = len(os.fsencode(os.path.abspath(target)))
+    if length + _PATH_ROOM > path_limit:
+        raise OutputError(f"cannot write {target}: the path is {length} bytes long, more than the "
+                          f"{path_limit - _PATH_ROOM} the system allows for a file written there",
+                          "choose a shorter name, or a folder with a shorter path")  # fmt: skip
 
 
 _HINTS = {
@@ -196,6 +273,7 @@ _HINTS = {
     errno.EROFS: "choose a folder you can write to",
     errno.EACCES: "choose a folder you can write to",
     errno.EPERM: "choose a folder you can write to",
+    errno.ENAMETOOLONG: "choose a shorter name, or a folder with a shorter path",
 }
 
 

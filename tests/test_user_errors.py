@@ -65,7 +65,7 @@ def test_a_kill_during_a_safetensors_write_leaves_only_what_the_next_run_removes
     import sys
     import time
 
-    from gpu.atomic import remove_stale_temps
+    from gpu.atomic import SCRATCH_NAME, remove_stale_temps
 
     target = tmp_path / "model.safetensors"
     (tmp_path / "notes.txt").write_text("the user's")
@@ -83,7 +83,7 @@ def test_a_kill_during_a_safetensors_write_leaves_only_what_the_next_run_removes
     assert writer.returncode == -signal.SIGKILL, "the writer finished before its temp file was seen"
     assert not target.exists()
     beside = {f.name for f in tmp_path.iterdir()} - {"notes.txt"}
-    assert len(beside) == 1 and re.fullmatch(r"\.model\.safetensors\.\w{8}\.tmp", beside.pop())
+    assert len(beside) == 1 and SCRATCH_NAME.match(beside.pop())
     remove_stale_temps(target)
     assert [f.name for f in tmp_path.iterdir()] == ["notes.txt"]
 

@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from gpu.adapters import adapter_named
-from gpu.atomic import atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
+from gpu.atomic import SCRATCH_NAME, atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
 from gpu.bfl_layout import base_misfit, inspect_single_file
 from gpu.checkpoint.format import file_sha256, load_checkpoint, save_checkpoint
 from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputError, named_few
@@ -434,9 +434,9 @@ def _what_differs(manifest: dict, settings: dict) -> str:
 
 
 # Everything the engine writes into a parts folder, including what a kill leaves: atomic_path's private temp
-# folders (".<name>.<random>.tmp"), and from earlier versions its temp files of that name and safetensors' own
-# ".tmp<6 random>" (save_file's scratch, now inside those folders). Anything else is the user's and must not
-# be deleted with the folder.
+# folders (gpu.atomic.SCRATCH_NAME; ".<name>.<random>.tmp" from earlier versions), from earlier versions its temp
+# files of that name and safetensors' own ".tmp<6 random>" (save_file's scratch, now inside those folders).
+# Anything else is the user's and must not be deleted with the folder.
 _OWN_PARTS_ENTRY = re.compile(r"^(\.?(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors|act\d?)"
                               r"(\.\w+\.tmp)?|\.tmp\w{6})$")  # fmt: skip
 
@@ -449,7 +449,8 @@ def _check_parts_folder(parts: Path) -> None:
                           "move or rename it, or choose another --out")  # fmt: skip
     if parts.is_dir():
         with output_errors(parts):
-            foreign = sorted(p.name for p in parts.iterdir() if not _OWN_PARTS_ENTRY.match(p.name))
+            foreign = sorted(p.name for p in parts.iterdir()
+                             if not (_OWN_PARTS_ENTRY.match(p.name) or SCRATCH_NAME.match(p.name)))  # fmt: skip
         if foreign:
             raise OutputError(f"{parts} holds files the quantizer did not write ({named_few(foreign)}); "
                               "it would delete them with its parts folder",

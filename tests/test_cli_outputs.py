@@ -1,0 +1,140 @@
+"""The CLI's outputs and options are checked before any work: a name or path the file system cannot take, a bench
+folder in the way, an option out of range. Each refusal is one line naming the thing, with a hint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import gpu.errors
+import gpu.generation.service
+import gpu.quantizer
+from gpu.atomic import SCRATCH_NAME, atomic_write_bytes, remove_stale_temps
+
+
+@pytest.fixture
+def no_work(monkeypatch) -> list[str]:
+    """The generator and the quantizer replaced by stand-ins that record being started, then stop the command
+    with a user error ('stand-in started')."""
+    started: list[str] = []
+
+    class NoService:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            started.append("generate")
+            raise gpu.errors.BadRequestError("stand-in started")
+
+    def no_quantize(*args: object, **kwargs: object) -> None:
+        started.append("quantize")
+        raise gpu.errors.BadRequestError("stand-in started")
+
+    monkeypatch.setattr(gpu.generation.service, "GenerationService", NoService)
+    monkeypatch.setattr(gpu.quantizer, "quantize_model", no_quantize)
+    return started
+
+
+def _refused(args: list[str], capsys) -> str:
+    """The one error line ``main.py ARGS`` printed, after checking it exited 2 with nothing else on stderr."""
+    from main import main
+
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), (code, err)
+    return err
+
+
+def test_a_name_near_the_limit_is_written_its_scratch_folder_named_apart(tmp_path):
+    """The scratch folder was ``.<name>.<random>.tmp``, 14 bytes longer than the name: a 243-byte name, which the
+    file system takes, failed at the final write ('File name too long'), after all the work."""
+    target = tmp_path / ("a" * 239 + ".png")
+    atomic_write_bytes(target, b"whole")
+    assert target.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_stale_scratch_folders_of_the_target_go_and_others_stay(tmp_path):
+    """A killed write's scratch folder is removed by the rerun (the quantizer's), old-style ones too; another
+    file's scratch folder in the same folder (another writer's, alive) is not touched."""
+    from gpu.atomic import scratch_prefix
+
+    target, other = tmp_path / "model.safetensors", tmp_path / "other.safetensors"
+    ours, theirs = scratch_prefix(target) + "abcd1234.tmp", scratch_prefix(other) + "abcd1234.tmp"
+    assert SCRATCH_NAME.match(ours) and SCRATCH_NAME.match(theirs) and "model" not in ours
+    for name in (ours, theirs, ".model.safetensors.x1y2z3w4.tmp"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "new.safetensors").write_bytes(b"half")
+    remove_stale_temps(target)
+    assert [p.name for p in tmp_path.iterdir()] == [theirs]
+
+
+def test_a_kill_inside_a_parts_folder_leaves_what_the_quantizer_recognises(tmp_path):
+    """The quantizer deletes its parts folder only when it holds nothing but its own files: a shard write killed
+    there leaves a scratch folder of the new name, which must not be taken for the user's."""
+    from gpu.atomic import scratch_prefix
+    from gpu.streaming.engine import _check_parts_folder
+
+    parts = tmp_path / "o.safetensors.parts"
+    parts.mkdir()
+    (parts / (scratch_prefix(parts / "block-0001.safetensors") + "q1w2e3r4.tmp")).mkdir()
+    _check_parts_folder(parts)  # no OutputError
+    (parts / "notes.txt").write_text("the user's")
+    with pytest.raises(gpu.errors.OutputError, match="notes.txt"):
+        _check_parts_folder(parts)
+
+
+def test_names_longer_than_the_folder_takes_are_refused_before_any_work(tmp_path, capsys, no_work):
+    """A name past the 255-byte limit (or one whose parts folder, or a batch's last image, would be) failed
+    with 'File name too long' only when the result was written: hours into a FLUX quantize."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    png = tmp_path / ("b" * 252 + ".png")  # 256 bytes
+    err = _refused([*data, "generate", "x", "--out", str(png)], capsys)
+    assert err.startswith(f"error: cannot write {png}: the file name is 256 bytes long, more than the 255 that "
+                          f"fit in {tmp_path} (choose a shorter file name)")  # fmt: skip
+    batch = tmp_path / ("c" * 249 + ".png")  # 253 bytes; a batch's 100th image, c…c-99.png, 256
+    from main import main
+
+    main([*data, "generate", "x", "--out", str(batch), "--batch", "10"])  # c…c-9.png: 255 bytes
+    assert no_work == ["generate"] and capsys.readouterr().err == "error: stand-in started\n"
+    no_work.clear()
+    err = _refused([*data, "generate", "x", "--out", str(batch), "--batch", "100"], capsys)
+    assert f"the file name is 253 bytes long, more than the 252 that fit in {tmp_path} (a name can" in err
+    model = tmp_path / ("d" * 238 + ".safetensors")  # 250 bytes: its 256-byte .parts folder cannot be made
+    err = _refused([*data, "quantize", "demo", "--out", str(model)], capsys)
+    assert err.startswith(f"error: cannot write {model}: the file name is 250 bytes long, more than the 249 ")
+    assert err.endswith("(choose a shorter file name)\n")
+    folder = tmp_path / ("e" * 256) / "a.png"
+    err = _refused([*data, "generate", "x", "--out", str(folder)], capsys)
+    assert "the folder name eeee" in err and err.endswith("(choose a shorter folder name)\n")
+    assert no_work == [] and sorted(tmp_path.iterdir()) == [tmp_path / "data"]
+
+
+def test_a_path_too_long_or_too_deep_is_refused_or_written_without_a_traceback(tmp_path, capsys, monkeypatch,
+                                                                                no_work):  # fmt: skip
+    """``--out d/d/…/a.png`` two thousand folders deep ended in a RecursionError traceback after the image was
+    made (pathlib's mkdir recurses once per folder); past the system's path limit it is refused up front, and
+    below it, the folders are made."""
+    monkeypatch.chdir(tmp_path)
+    deep = "d/" * 2100 + "a.png"  # 4205 bytes: past Linux's 4096
+    err = _refused(["--data-dir", str(tmp_path / "data"), "generate", "x", "--out", deep], capsys)
+    assert err.startswith(f"error: cannot write {deep}: the path is ") and "bytes long, more than the " in err
+    assert err.endswith("(choose a shorter name, or a folder with a shorter path)\n")
+    assert no_work == [] and not (tmp_path / "d").exists()
+
+    target = Path("d/" * 1100 + "a.png")  # deeper than Python's recursion limit, shorter than the path limit
+    atomic_write_bytes(target, b"whole")
+    assert target.read_bytes() == b"whole"
+    target.unlink()
+    for folder in target.parents[:-1]:  # shutil.rmtree recurses too
+        folder.rmdir()
+
+
+@pytest.mark.skipif(not hasattr(os, "pathconf"), reason="the limits are asked of the file system (POSIX)")
+def test_the_limits_come_from_the_folders_file_system(tmp_path, monkeypatch):
+    """A file system with shorter names (eCryptfs: 143 bytes) is asked, not assumed to take 255."""
+    import gpu.atomic
+
+    real = os.pathconf
+    monkeypatch.setattr(gpu.atomic.os, "pathconf", lambda p, n: 143 if n == "PC_NAME_MAX" else real(p, n))
+    with pytest.raises(gpu.errors.OutputError, match="the file name is 148 bytes long, more than the 143 that fit"):
+        gpu.atomic.check_output_path(tmp_path / ("f" * 144 + ".png"))
+    gpu.atomic.check_output_path(tmp_path / ("f" * 139 + ".png"))
