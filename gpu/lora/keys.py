@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +196,12 @@ def map_text_encoder(base: str) -> tuple[str, str] | None:
             name = base[len(prefix) :]
             return (component, name) if _TE_RE[component, prefix.endswith(".")].fullmatch(name) else None
     return None
+
+
+def has_text_part(components: Iterable[str]) -> bool:
+    """Whether a LoRA of these components (transformer / text encoder names) changes a text encoder: only then does
+    a text strength of its own mean anything."""
+    return any(c in TEXT_ENCODERS for c in components)
 
 
 def parts_text(components: list[str] | tuple[str, ...]) -> str:

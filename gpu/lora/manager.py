@@ -19,6 +19,7 @@ from torch import nn
 
 from gpu.lora.apply import apply_deltas, plan, restore
 from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora, unreadable_lora
+from gpu.lora.keys import has_text_part
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, file_stamp
 
 _ATTR = "_nibble_lora_manager"
@@ -115,7 +116,7 @@ def parse_lora_arg(text: str) -> tuple[str, float] | tuple[str, float, float]:
     for name, value in zip(_VALUE_NAMES, parsed[1:], strict=False):
         check_strength(value, f"--lora {text}", name)
     _, layout = check_lora_file(parsed[0])
-    if set(layout.components.values()) == {"transformer"}:  # a text strength changes nothing, as the manager has it
+    if not has_text_part(layout.components.values()):  # a text strength changes nothing, as the manager has it
         return parsed[:2]  # type: ignore[return-value]
     return parsed
 
@@ -202,7 +203,7 @@ class LoraManager:
             f = self.read(path)
             s = check_strength(strength, f.path.name)
             ts = s if text_strength is None else check_strength(text_strength, f.path.name, "text strength")
-            if f.components == ["transformer"]:
+            if not has_text_part(f.components):
                 ts = s
             if s == 0.0 and ts == 0.0:
                 continue
