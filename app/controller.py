@@ -38,8 +38,9 @@ from gpu.safetensors_header import PICKLE_SUFFIXES
 from gpu.version import APP_NAME
 
 # What to drop instead of a file with no settings (the app's own dialogs say it the same way).
-DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, or a JPEG or WebP saved by A1111/Forge, as "
-             "it was saved: image editors and many sites remove the settings from the file.")  # fmt: skip
+DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, a JPEG, WebP or GIF saved by A1111/Forge, "
+             "or the .txt file A1111/Forge write beside an image, as it was saved: image editors and many sites "
+             "remove the settings from the file.")  # fmt: skip
 
 log = logging.getLogger(__name__)
 

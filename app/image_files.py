@@ -139,8 +139,9 @@ def is_png(path: Path) -> bool:
 
 
 def read_image_settings(path: Path) -> dict[str, Any] | None:
-    """Settings stored in an image: a PNG's (ours, A1111 ``parameters`` or ComfyUI, best effort), a JPEG's or
-    WebP's (A1111/Forge text in EXIF or XMP). None if there are none. Never raises (``inspect_image_settings``)."""
+    """Settings stored in an image: a PNG's (ours, A1111 ``parameters`` or ComfyUI, best effort), a JPEG's, WebP's
+    or GIF's (A1111/Forge text in EXIF, XMP or a comment), or an A1111 ``.txt`` file's. None if there are none.
+    Never raises (``inspect_image_settings``)."""
     return inspect_image_settings(path).settings
 
 

@@ -67,7 +67,7 @@ def test_any_dropped_file_restores_its_settings_or_is_named_with_why(qtbot, tmp_
     assert [(e.kind, e.message) for e in shown] == [
         ("user", f"None of the dropped files carries generation settings: notes.txt ({NO_LINE}), pictures (it is a "
                  "folder, not an image).")]  # fmt: skip
-    assert "JPEG or WebP saved by A1111/Forge" in shown[0].hint and state.prompt == "a pond, café 🦊"
+    assert "JPEG, WebP or GIF saved by A1111/Forge" in shown[0].hint and state.prompt == "a pond, café 🦊"
 
     shown.clear()  # an image dragged from a web browser: its address only, which was refused without a word
     web = QUrl("https://example.com/images/fox.png")
