@@ -62,7 +62,7 @@ def choose_data_dir(flag: Path | None) -> str:
         where, fix = f"{DATA_DIR_ENV}={flag}", f"set {DATA_DIR_ENV} to a folder you can write to, or unset it"
     else:
         return ""
-    from gpu.atomic import check_folder_writable
+    from gpu.atomic import check_folder_writable, folder_problem
     from gpu.paths import user_data_dir
 
     try:
@@ -71,21 +71,8 @@ def choose_data_dir(flag: Path | None) -> str:
     except RuntimeError:  # Path.resolve on a symbolic link loop (Python < 3.13)
         return f"error: {where}: cannot use it as the data folder: a symbolic link loop ({fix})"
     except OSError as err:
-        return f"error: {where}: cannot use it as the data folder: {data_dir_reason(flag, err)} ({fix})"
+        return f"error: {where}: cannot use it as the data folder: {folder_problem(flag, err)} ({fix})"
     return ""
-
-
-def data_dir_reason(folder: Path, err: OSError) -> str:
-    """Why ``folder`` could not be created, in the user's terms. mkdir's own words mislead in two cases: a file
-    at that name is "File exists", a file in place of a parent folder is "Not a directory" on the folder."""
-    if folder.exists() and not folder.is_dir():
-        return "it is a file, not a folder"
-    if isinstance(err, NotADirectoryError):
-        for parent in folder.absolute().parents:
-            if parent.exists() and not parent.is_dir():
-                return f"{parent} is a file, not a folder"
-    where = f"{err.filename}: " if err.filename and Path(err.filename) != folder.resolve() else ""
-    return f"{where}{err.strerror or err}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,12 +296,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
+    from gpu.atomic import make_output_folder
     from gpu.errors import BadRequestError
 
     if not torch.cuda.is_available() and not (args.what == "flux" and args.tiny):  # else a traceback from torch.cuda
         hint = "run it on a machine with an NVIDIA GPU" + (", or add --tiny to check the plumbing on the CPU"
                                                            if args.what == "flux" else "")  # fmt: skip
         raise BadRequestError(f"bench {args.what} needs a CUDA GPU, and torch sees none", hint)
+    make_output_folder(args.out)  # before the benchmark's imports and its run: they write it at the end
     if args.what == "flux":
         from gpu.bench.flux import run as run_flux
 

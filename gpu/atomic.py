@@ -102,6 +102,34 @@ def check_folder_writable(folder: Path) -> None:
         ) from err
 
 
+def folder_problem(folder: Path, err: OSError) -> str:
+    """Why ``folder`` could not be created or written in, in the user's terms. mkdir's own words mislead in two
+    cases: a file at that name is "File exists", a file in place of a parent folder is "Not a directory" on the
+    folder."""
+    if folder.exists() and not folder.is_dir():
+        return "it is a file, not a folder"
+    if isinstance(err, NotADirectoryError):
+        for parent in folder.absolute().parents:
+            if parent.exists() and not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+    where = f"{err.filename}: " if err.filename and Path(err.filename) != folder.resolve() else ""
+    return f"{where}{err.strerror or err}"
+
+
+def make_output_folder(folder: Path | str) -> Path:
+    """Creates ``folder`` (and its parents) for a command that writes its results into it at the end of a long
+    run (the benchmarks), and checks that a file can be made there: an OutputError naming it, with a hint, comes
+    now rather than after the run."""
+    folder = Path(folder)
+    try:
+        make_folders(missing_folders(folder))
+        check_folder_writable(folder)
+    except OSError as err:
+        raise OutputError(f"cannot write the results into {folder}: {folder_problem(folder, err)}",
+                          "give --out a folder you can write to (a missing one is made)") from None  # fmt: skip
+    return folder
+
+
 def remove_empty_folders(folders: list[Path]) -> None:
     """Removes ``folders`` (deepest first) while they are empty, and stops at the first that is not: one that
     holds a file (written since, or put there by another process) stays, and so do its ancestors."""

@@ -4,6 +4,7 @@ folder in the way, an option out of range. Each refusal is one line naming the t
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,31 @@ def test_the_limits_come_from_the_folders_file_system(tmp_path, monkeypatch):
     with pytest.raises(gpu.errors.OutputError, match="the file name is 148 bytes long, more than the 143 that fit"):
         gpu.atomic.check_output_path(tmp_path / ("f" * 144 + ".png"))
     gpu.atomic.check_output_path(tmp_path / ("f" * 139 + ".png"))
+
+
+def test_a_bench_output_folder_in_the_way_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    """``bench flux --tiny --out FILE`` ran the whole benchmark, then said 'error: FILE: File exists' (exit 2,
+    no hint): the folder was made only to write the results."""
+    import types
+
+    import gpu.bench.flux_pipeline_16gb
+    from gpu.errors import OutputError
+
+    ran: list[Path] = []  # the benchmark module (6 s of imports) replaced by one that records its run
+    stand_in = types.SimpleNamespace(run=lambda out_dir, **kwargs: ran.append(Path(out_dir)) or {})
+    monkeypatch.setitem(sys.modules, "gpu.bench.flux", stand_in)
+    a_file = tmp_path / "results"
+    a_file.write_text("")
+    err = _refused(["bench", "flux", "--tiny", "--out", str(a_file)], capsys)
+    assert err == (f"error: cannot write the results into {a_file}: it is a file, not a folder (give --out a folder "
+                   "you can write to (a missing one is made))\n")  # fmt: skip
+    err = _refused(["bench", "flux", "--tiny", "--out", str(a_file / "run1")], capsys)
+    assert err.startswith(f"error: cannot write the results into {a_file / 'run1'}: {a_file} is a file, not a folder")
+    assert ran == []
+    with pytest.raises(OutputError, match="it is a file, not a folder"):  # the other benchmarks use the same check
+        gpu.bench.flux_pipeline_16gb.main(["--tiny", "--out", str(a_file)])
+
+    from main import main
+
+    assert main(["bench", "flux", "--tiny", "--out", str(tmp_path / "new" / "run1")]) == 0
+    assert ran == [tmp_path / "new" / "run1"] and ran[0].is_dir()

@@ -30,6 +30,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("demo-w4a8"))
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
+    from gpu.atomic import make_output_folder
+
+    make_output_folder(args.out)  # a file in the way is said now, not after the whole run
     from diffusers import FluxPipeline
 
     from gpu.checkpoint.skeleton import load_quantized_transformer

@@ -387,6 +387,9 @@ def run(
     warmup = warmup if warmup is not None else (1 if tiny else 3)
     if not tiny and steps < 10:
         raise SystemExit("error: --steps must be >= 10 for a full-size run")
+    from gpu.atomic import make_output_folder
+
+    make_output_folder(out_dir)  # a file in the way is said now, not after the whole run
     threads = torch.get_num_threads()
     if device.type == "cpu" and tiny:
         # Tiny ops are too short to split across cores; OpenMP spin-waiting then dominates (pipeline_loader).
