@@ -293,12 +293,33 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# The bench options that have a range, as generate's and quantize's ("rank 2000 is not possible: use 0 to 1024"):
+# a steps of 0 ended in a StatisticsError traceback, a negative LoRA rank in a RuntimeError one, after the model
+# was built. Ranks as the quantizer takes them; steps up to generation's limit.
+BENCH_RANGES = {"rank": (0, 1024), "lora_rank": (0, 1024), "iters": (1, 10_000), "steps": (1, 500)}
+FULL_SIZE_MIN_STEPS = 10  # a full-size bench flux times at least this many steps (gpu.bench.flux.run)
+
+
+def check_bench_options(args: argparse.Namespace) -> None:
+    """BadRequestError for the first bench option out of its range, naming the option and its range."""
+    from gpu.errors import BadRequestError
+
+    for name, (low, high) in BENCH_RANGES.items():
+        value, option = getattr(args, name), "--" + name.replace("_", "-")
+        hint = f"or leave {option} out for its default"
+        if name == "steps" and not args.tiny:
+            low, hint = FULL_SIZE_MIN_STEPS, f"a full-size run times at least {FULL_SIZE_MIN_STEPS}; {hint}"
+        if value is not None and not low <= value <= high:
+            raise BadRequestError(f"{option} {value} is not possible: use {low} to {high}", hint)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from gpu.atomic import make_output_folder
     from gpu.errors import BadRequestError
 
+    check_bench_options(args)  # before the GPU check and any model: a typo is said whatever the machine
     if not torch.cuda.is_available() and not (args.what == "flux" and args.tiny):  # else a traceback from torch.cuda
         hint = "run it on a machine with an NVIDIA GPU" + (", or add --tiny to check the plumbing on the CPU"
                                                            if args.what == "flux" else "")  # fmt: skip

@@ -167,3 +167,30 @@ def test_a_bench_output_folder_in_the_way_is_refused_before_the_run(tmp_path, ca
 
     assert main(["bench", "flux", "--tiny", "--out", str(tmp_path / "new" / "run1")]) == 0
     assert ran == [tmp_path / "new" / "run1"] and ran[0].is_dir()
+
+
+def test_bench_options_out_of_range_are_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
+    """``bench flux --tiny --steps 0`` ended in a StatisticsError traceback and ``--lora-rank -5`` in a
+    RuntimeError one, once the model was built; kernels' --iters 0 and --rank 2000 went to the GPU as they were."""
+    import types
+
+    ran: list[str] = []
+    for what in ("flux", "kernels"):
+        stand_in = types.SimpleNamespace(run=lambda out_dir, what=what, **kwargs: ran.append(what) or {})
+        monkeypatch.setitem(sys.modules, f"gpu.bench.{what}", stand_in)
+    out = ["--out", str(tmp_path / "bench")]
+    cases = [
+        (["flux", "--tiny", "--steps", "0"], "--steps 0 is not possible: use 1 to 500 (or leave --steps out for "
+                                             "its default)"),
+        (["flux", "--tiny", "--lora-rank", "-5"], "--lora-rank -5 is not possible: use 0 to 1024 ("),
+        (["flux", "--steps", "5"], "--steps 5 is not possible: use 10 to 500 (a full-size run times at least 10; "),
+        (["kernels", "--iters", "0"], "--iters 0 is not possible: use 1 to 10000 ("),
+        (["kernels", "--rank", "2000"], "--rank 2000 is not possible: use 0 to 1024 ("),
+    ]  # fmt: skip
+    for args, words in cases:
+        err = _refused(["bench", *args, *out], capsys)
+        assert err.startswith(f"error: {words}"), (args, err)
+    assert ran == [] and not (tmp_path / "bench").exists()
+    from main import main
+
+    assert main(["bench", "flux", "--tiny", "--steps", "1", "--lora-rank", "0", *out]) == 0 and ran == ["flux"]
