@@ -48,11 +48,14 @@ def settings_lines(settings: dict[str, Any] | None) -> list[str]:
     """How the image was made, then how it ran; a fact the settings lack is left out rather than shown blank."""
     s = settings or {}
     made: list[tuple[str, str]] = [("Prompt", _text(s.get("prompt")))]
+    loras = s.get("lora_list")
+    if not isinstance(loras, list):  # another program's image: its LoRAs as it names them
+        loras = s.get("lora_refs")
     if _text(s.get("negative_prompt")):
         made.append(("Negative prompt", _text(s["negative_prompt"])))
     made += [("Seed", _text(s.get("seed"))), ("Steps", _text(s.get("steps"))),
              ("Guidance", _text(s.get("guidance"))), ("Size", _size(s)), ("Model", _text(s.get("model"))),
-             ("LoRAs", _loras(s.get("lora_list")))]  # fmt: skip
+             ("LoRAs", _loras(loras))]  # fmt: skip
     ran = [("Ran on", _text(s.get("execution_path"))), ("Time taken", _duration(s.get("duration_s"))),
            ("Created", _created(s.get("created"))), ("App version", _version(s.get("version")))]  # fmt: skip
     lines = [f"{label}: {value}" for label, value in made if value]
@@ -72,8 +75,9 @@ def _size(s: dict[str, Any]) -> str:
 
 
 def _loras(value: Any) -> str:
-    """The line "name (strength 0.80), …" from the engine's ``lora_list`` (dicts: name, strength, file, hash, ...),
-    with ", text 0.50" where an entry's CLIP/T5 parts had a strength of their own."""
+    """The line "name (strength 0.80), …" from the engine's ``lora_list`` (dicts: name, strength, file, hash, ...)
+    or another program's image's ``lora_refs`` (name, strength, text_strength, hash: A1111/Forge tags, ComfyUI LoRA
+    nodes), with ", text 0.50" where an entry's CLIP/T5 parts had a strength of their own."""
     if not isinstance(value, list):
         return ""
     parts = []

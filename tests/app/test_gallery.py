@@ -426,3 +426,16 @@ def test_an_image_whose_name_is_no_valid_text_is_named_and_the_app_starts(qtbot,
     assert "Rename" in window.error_dialog.informativeText()
     window.error_dialog.accept()
     assert os.path.isfile(latin1)  # left as it is
+
+
+def test_metadata_pane_names_the_loras_of_another_programs_image():
+    """An A1111/Forge image's LoRAs (its <lora:…> tags, read as ``lora_refs``) were left out of the pane, which
+    named only ours (``lora_list``): now in the same words, the text strength where it is one of its own."""
+    from app.image_summary import settings_lines
+    from gpu.generation.png_metadata import parse_parameters
+
+    settings = parse_parameters("a cat, <lora:ink_style:0.8>, <lora:detail:0.5:1.5>, <lora:same:0.7:0.7>\n"
+                                'Steps: 2, Seed: 7, Size: 128x128, Lora hashes: "detail: 0123456789ab"')  # fmt: skip
+    assert "LoRAs: ink_style (strength\xa00.80), detail (strength\xa01.50, text\xa00.50), same (strength\xa00.70)" in (
+        settings_lines(settings))  # fmt: skip
+    assert not [line for line in settings_lines(parse_parameters("a cat\nSteps: 2")) if "LoRA" in line]
