@@ -526,14 +526,20 @@ class AppController(QObject):
         elif isinstance(refs, list):  # another program's (or ours, its A1111 text alone): LoRAs by name and hash
             self._restore_refs(refs)
             applied.append("loras")
-        # else no LoRAs could be read (a ComfyUI graph of custom nodes): the panel stays, none is switched off for it
+        else:  # no LoRAs could be read (a ComfyUI graph of custom nodes): the panel stays, none is switched off for it
+            self.loras.cancel_search()  # nor on for an image dropped before
         self.settings_restored.emit(applied)
         return notes
 
     def _restore_refs(self, refs: list[Any]) -> None:
-        """The LoRA panel as an image of another program names its LoRAs (``LoraState.restore_refs``): one notice
-        names all those not in the panel, and each value not restored as saved is said."""
-        missing, notices = self.loras.restore_refs(refs)
+        """The LoRA panel as an image of another program names its LoRAs (``LoraState.restore_refs``): each value
+        not restored as saved is said, and one notice names all those not in the panel once that is known (after
+        the search of the files' contents, when one runs)."""
+        self._say_loras_not_found([], self.loras.restore_refs(refs, self._say_loras_not_found))
+
+    def _say_loras_not_found(self, missing: list[str], notices: list[str]) -> None:
+        """``LoraState.restore_refs``'s settled: the LoRAs of the dropped image that are not in the panel, and what
+        was not restored as saved among those found by their content."""
         if missing:
             one = len(missing) == 1
             self.error.emit(EngineError(

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any, Literal, NamedTuple
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Signal
 
 from app.settings import LoraSetting
 from gpu.lora.keys import parts_text
@@ -147,13 +149,50 @@ def read_header(path: Path) -> LoraHeader:
     return LoraHeader(", ".join(words), info, text_encoders=encoders)
 
 
+# Told once an image's LoRAs are settled (``LoraState.restore_refs``): (the names of those not in the panel, a
+# sentence for each other thing not restored as saved among the LoRAs the search found).
+RefsSettled = Callable[[list[str], list[str]], None]
+
+PanelState = tuple[tuple[int, bool, float, float | None], ...]
+
+
+@dataclass
+class _Ref:
+    """One LoRA of another program's image: its name (a file stem), short hash ("" for none) and ``lora_refs``
+    entry."""
+
+    name: str
+    digest: str
+    item: dict[str, Any]
+
+
+@dataclass
+class _Search:
+    """The search of the listed files' contents for the LoRAs of one dropped image (``LoraState.restore_refs``).
+    ``jobs``: a ref's index -> the rows to hash for it, in order; ``now``: the rows switched on at the drop;
+    ``panel``: the panel right after the drop (``LoraState._panel``), so that a change made meanwhile is seen."""
+
+    refs: list[_Ref]
+    now: dict[int, LoraEntry]
+    jobs: dict[int, list[LoraEntry]]
+    panel: PanelState
+    settled: RefsSettled
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
 class LoraState(QObject):
     changed = Signal()
     cost_changed = Signal(str)  # a sentence about the measured cost of the LoRAs of the last image
+    _searched = Signal(object, object)  # (_Search, {ref index: row found}) from the search's thread, queued here
 
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[LoraEntry] = []
+        self._search: _Search | None = None  # the search for the last dropped image's LoRAs, while it runs
+        self._searched.connect(self._on_searched)
+        app = QCoreApplication.instance()
+        if app is not None:  # a search left running at quit would read files for no one
+            app.aboutToQuit.connect(self.cancel_search)
 
     def add_file(self, path: str | Path, enabled: bool = False, strength: float = 1.0) -> LoraEntry:
         entry = self._add(path, enabled, strength)
@@ -296,10 +335,11 @@ class LoraState(QObject):
         (``text_strength`` where the image has one apart; an entry without it, as every image made before it
         existed, is "the same"), and every other one off, so "reuse settings" gives the same image back. A file
         that moved is found by its name among the listed LoRAs; returns a sentence for each one that cannot be
-        found.
+        found. A search still running for an image dropped before is dropped (``cancel_search``).
 
         ``used`` comes from a PNG (any program can write one, and claim to be us): entries that are no LoRA
         (not a mapping, a name no file can have, a strength that is no number) are said, never raised on."""
+        self.cancel_search()
         notices = []
         wanted: dict[int, tuple[float, float | None]] = {}
         items = used if isinstance(used, list) else [used]
@@ -330,16 +370,25 @@ class LoraState(QObject):
         self._switch_to(wanted)
         return notices
 
-    def restore_refs(self, refs: Any) -> tuple[list[str], list[str]]:
+    def restore_refs(self, refs: Any, settled: RefsSettled) -> list[str]:
         """``restore_used`` for an image of another program, whose LoRAs are named by file stem and, where it gives
-        one, a short hash (``lora_refs``: A1111/Forge tags and ``Lora hashes``, ComfyUI LoRA nodes): each is the
-        row whose file has that hash, else the row of that stem (any case); exactly those are switched on, at the
-        image's strengths, every other row off, as for our images. Returns (the names of the LoRAs not in the
-        panel, one sentence for each other thing not restored as saved: a file that cannot be used now, a strength
-        outside the engine's range, clamped to it). ``refs`` comes from a file: anything else in it is said."""
+        one, a short hash (``lora_refs``: A1111/Forge tags and ``Lora hashes``, ComfyUI LoRA nodes): exactly those
+        rows are switched on, at the image's strengths, every other row off, as for our images. Returns a sentence
+        for each thing not restored as saved (a file that cannot be used now, a strength outside the engine's range,
+        clamped to it; ``refs`` comes from a file: anything else in it is said).
+
+        A LoRA is the row of its stem in any case (A1111 and ComfyUI find LoRAs by name too: a file of that name in
+        another version is still the user's LoRA of that name), switched on at once, no file read. Only a LoRA with
+        a hash and no row of its stem (a renamed file), or several rows of its stem (the one with the hash is
+        preferred; the first is on meanwhile), needs contents: each hash reads a whole file, and 150 LoRAs of
+        100-300 MB hashed on this thread froze the window for minutes. So they are hashed on a thread of their own
+        (kept per file version: the next search is instant), and the rows found are switched on when it ends,
+        unless the panel was changed or another image dropped meanwhile: the late result is dropped then.
+        ``settled`` is called on this thread with the names of the LoRAs not in the panel once they are known:
+        before this returns when no file is read, else when the search ends (not at all when it is dropped)."""
+        self.cancel_search()
         notices: list[str] = []
-        missing: list[str] = []
-        wanted: dict[int, tuple[float, float | None]] = {}
+        refs_read: list[_Ref] = []
         for ref in refs if isinstance(refs, list) else [refs]:
             name = str(ref.get("name") or "").strip() if isinstance(ref, dict) else ""
             if not name:
@@ -347,18 +396,87 @@ class LoraState(QObject):
                                "it was skipped.")  # fmt: skip
                 continue
             digest = ref.get("hash")
-            entry = self._match(name, digest.lower() if isinstance(digest, str) and len(digest) >= 8 else "")
-            if entry is None:
-                missing.append(name)
-                continue
+            refs_read.append(_Ref(name, digest.lower() if isinstance(digest, str) and len(digest) >= 8 else "", ref))
+        now: dict[int, LoraEntry] = {}
+        jobs: dict[int, list[LoraEntry]] = {}
+        for index, ref in enumerate(refs_read):
+            folded = ref.name.casefold()
+            named = [e for e in self.entries if e.path.stem.casefold() == folded and e.path.is_file()]
+            if named:
+                now[index] = named[0]
+            if ref.digest and len(named) != 1:
+                jobs[index] = named or list(self.entries)
+        self._switch_to(self._wanted(refs_read, now, notices))
+        if not jobs:
+            settled([ref.name for index, ref in enumerate(refs_read) if index not in now], [])
+            return notices
+        self._search = search = _Search(refs_read, now, jobs, self._panel(), settled)
+        # A daemon: a quit does not wait for the file it reads (it writes nothing); no QThread Qt could abort on.
+        threading.Thread(target=self._run_search, args=(search,), name="LoRA hashes", daemon=True).start()
+        return notices
+
+    def cancel_search(self) -> None:
+        """Drops the running search (another image dropped, the app quits): it stops after the file it reads, and
+        nothing it found is switched on or said."""
+        if self._search is not None:
+            self._search.cancel.set()
+            self._search = None
+
+    def _run_search(self, search: _Search) -> None:
+        """On the search's thread: for each LoRA of ``search.jobs``, the first of its rows whose file has its hash,
+        handed to the Qt thread (``_searched``) unless the search was cancelled."""
+        found: dict[int, LoraEntry] = {}
+        try:
+            for index, rows in search.jobs.items():
+                for entry in rows:
+                    if search.cancel.is_set():
+                        return
+                    if any(h.startswith(search.refs[index].digest) for h in self._hashes(entry)):
+                        found[index] = entry
+                        break
+        except Exception:  # a LoRA is never left pending for good: what was found until then is used
+            log.exception("looking for an image's LoRAs by their hash failed")
+        if not search.cancel.is_set():
+            try:
+                self._searched.emit(search, found)
+            except RuntimeError:  # this state's Qt object is gone with its window: no one to tell
+                pass
+
+    def _on_searched(self, search: _Search, found: dict[int, LoraEntry]) -> None:
+        """The search's result, on the Qt thread: the rows found switched on with those of the drop, then
+        ``settled``; dropped when another image came since, or the user changed the panel (their choice wins)."""
+        if search is not self._search:
+            return
+        self._search = None
+        if self._panel() != search.panel:
+            log.info("the LoRAs found by content for the dropped image are left off: the LoRA panel changed since")
+            return
+        late = {index: entry for index, entry in found.items() if search.now.get(index) is not entry}
+        notices: list[str] = []
+        if late:
+            self._switch_to(self._wanted(search.refs, search.now | late, notices, said=set(late)))
+        search.settled([ref.name for index, ref in enumerate(search.refs)
+                        if index not in search.now and index not in found], notices)  # fmt: skip
+
+    def _wanted(self, refs: list[_Ref], rows: dict[int, LoraEntry], notices: list[str],
+                said: set[int] | None = None) -> dict[int, tuple[float, float | None]]:  # fmt: skip
+        """``_switch_to``'s argument for ``refs`` matched to ``rows`` (ref index -> row): a row whose file cannot be
+        used now is left off and said in ``notices``, as is a strength outside the engine's range; for the refs in
+        ``said`` only, where given (the others were said at the drop)."""
+        wanted: dict[int, tuple[float, float | None]] = {}
+        for index, entry in rows.items():
+            ref, told = refs[index], notices if said is None or index in said else []
             problem = read_header(entry.path).problem
             if problem:  # another model's LoRA, or damaged: every job would fail on it
-                notices.append(f"The image used the LoRA '{name}', here {entry.path}, which cannot be used now: "
-                               f"{problem}; new images are made without it.")  # fmt: skip
+                told.append(f"The image used the LoRA '{ref.name}', here {entry.path}, which cannot be used now: "
+                            f"{problem}; new images are made without it.")  # fmt: skip
                 continue
-            wanted[id(entry)] = _strengths(entry.name, ref, notices)
-        self._switch_to(wanted)
-        return missing, notices
+            wanted[id(entry)] = _strengths(entry.name, ref.item, told)
+        return wanted
+
+    def _panel(self) -> PanelState:
+        """What the panel sets for jobs (its rows, each on or off, strengths): to tell whether the user changed it."""
+        return tuple((id(e), e.enabled, e.strength, e.text_strength) for e in self.entries)
 
     def _switch_to(self, wanted: dict[int, tuple[float, float | None]]) -> None:
         """Exactly the entries in ``wanted`` (by id) on, at their (strength, text strength); the others off."""
@@ -368,20 +486,6 @@ class LoraState(QObject):
                 self.set_strength(e, wanted[id(e)][0])
                 self.set_text_strength(e, wanted[id(e)][1])
         self.changed.emit()
-
-    def _match(self, name: str, digest: str) -> LoraEntry | None:
-        """The listed file an image's LoRA ``name`` (a file stem) with the short hash ``digest`` ("" for none) stands
-        for: the one whose content has that hash, else the one of that stem in any case (another version of the
-        file, or a hash of a kind not known here). The files of that stem are hashed first, the others only when
-        none of them has it: each hash reads a whole file."""
-        folded = name.casefold()
-        named = [e for e in self.entries if e.path.stem.casefold() == folded and e.path.is_file()]
-        if digest:
-            others = [e for e in self.entries if e not in named and e.path.is_file()]
-            for e in named + others:
-                if any(h.startswith(digest) for h in self._hashes(e)):
-                    return e
-        return named[0] if named else None
 
     @staticmethod
     def _hashes(entry: LoraEntry) -> tuple[str, ...]:

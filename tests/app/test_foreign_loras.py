@@ -1,16 +1,26 @@
 """Dropping an image made by A1111/Forge or ComfyUI brings its LoRAs back in the LoRA panel: only our own images
-did, so the user had to find and switch on each LoRA by hand (and the A1111 tags stayed in the prompt)."""
+did, so the user had to find and switch on each LoRA by hand (and the A1111 tags stayed in the prompt).
+
+A LoRA is the row of its name at once; only one found by its hash alone (a renamed file) is looked for in the
+files' contents, on a thread of its own: hashed on the window's thread, 150 LoRAs of 100-300 MB froze it for
+minutes at the first drop of an image whose LoRA the user did not have, or had in another version."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import struct
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+from PySide6.QtCore import QCoreApplication
 
+import app.lora_state
+from app.lora_state import LoraState
 from tests.app.gui import drop_file
 from tests.app.test_lora_panel import _tiny_lora
 
@@ -28,8 +38,49 @@ def _a1111_hash(path: Path) -> str:
     return hashlib.sha256(data[8 + struct.unpack("<Q", data[:8])[0] :]).hexdigest()[:12]
 
 
-def test_a1111_and_comfyui_images_switch_on_their_loras_and_name_the_missing_ones(qtbot, window, tmp_path):
+class _Hashing:
+    """``content_hashes`` as the LoRA state calls it, noting each file it reads and on which thread; with ``hold``
+    it waits at each file until ``release``, so that a test acts while a search runs."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, hold: bool = False) -> None:
+        self.read: list[str] = []
+        self.threads: set[threading.Thread] = set()
+        self.go, self.reading = threading.Event(), threading.Event()
+        if not hold:
+            self.go.set()
+        real: Callable[[Path], tuple[str, ...]] = app.lora_state.content_hashes
+
+        def hashes(path: Path) -> tuple[str, ...]:
+            self.threads.add(threading.current_thread())
+            self.read.append(Path(path).name)
+            self.reading.set()
+            assert self.go.wait(10)
+            return real(path)
+
+        monkeypatch.setattr(app.lora_state, "content_hashes", hashes)
+
+    def hold(self) -> None:
+        """Holds the next search at the first file it reads, and waits until it is there."""
+        self.go.clear()
+        self.reading.clear()
+
+    def held(self) -> None:
+        """Waits until a held search reads its first file."""
+        assert self.reading.wait(10)
+
+    def release(self) -> None:
+        """Lets the searches go on, waits for them to end, and hands their results to the (Qt) thread."""
+        self.go.set()
+        for thread in self.threads:
+            thread.join(10)
+            assert not thread.is_alive()
+        QCoreApplication.processEvents()
+
+
+def test_a1111_and_comfyui_images_switch_on_their_loras_and_name_the_missing_ones(qtbot, window, tmp_path,
+                                                                                    monkeypatch):  # fmt: skip
     controller, loras = window.controller, window.controller.loras
+    hashing = _Hashing(monkeypatch)
     ink = _tiny_lora(tmp_path / "Ink_Style.safetensors")
     detail = _tiny_lora(tmp_path / "renamed-detail.safetensors", rank=2)  # A1111 named it "detail": by hash only
     controller.add_loras([ink, detail])
@@ -44,6 +95,12 @@ def test_a1111_and_comfyui_images_switch_on_their_loras_and_name_the_missing_one
                  f'Steps: 2, Seed: 7, Size: 128x128, Lora hashes: "detail: {_a1111_hash(detail)}"')  # fmt: skip
     drop_file(window.prompt_panel, a1111)
     assert controller.prompt.prompt == "a cat" and controller.prompt.seed == 7  # the tags are no prompt words
+    # at once: the row of its name, and none of the image's strange ones said yet (the search goes on)
+    assert {e.path.name: (e.strength, e.text_strength) for e in loras.entries if e.enabled} == {
+        "Ink_Style.safetensors": (0.8, None)}  # fmt: skip
+    assert not shipped.enabled and not [e for e in shown if "LoRA" in e.message]
+    qtbot.waitUntil(lambda: rows["renamed-detail.safetensors"].enabled)  # found by its content, off this thread
+    assert threading.main_thread() not in hashing.threads and hashing.threads
     on = {e.path.name: (e.strength, e.text_strength) for e in loras.entries if e.enabled}
     assert on == {"Ink_Style.safetensors": (0.8, None), "renamed-detail.safetensors": (2.0, 0.5)}
     assert not shipped.enabled  # not in the image: off, as for our own images
@@ -52,6 +109,11 @@ def test_a1111_and_comfyui_images_switch_on_their_loras_and_name_the_missing_one
                                             "made without it."]  # fmt: skip
     assert "Add the LoRA file in the LoRA panel" in missing[0].hint
     assert any("strength 3 for the LoRA 'renamed-detail' is beyond the -2 to 2" in e.message for e in shown)
+    read = list(hashing.read)
+    loras.set_enabled(rows["renamed-detail.safetensors"], False)
+    drop_file(window.prompt_panel, a1111)  # again: each file's hashes are kept while it is unchanged
+    qtbot.waitUntil(lambda: rows["renamed-detail.safetensors"].enabled)
+    assert hashing.read == read
 
     shown.clear()
     graph = {
@@ -73,3 +135,77 @@ def test_a1111_and_comfyui_images_switch_on_their_loras_and_name_the_missing_one
     assert on == {"Ink_Style.safetensors": (0.6, 0.3)} and not rows["renamed-detail.safetensors"].enabled
     assert [e.message for e in shown] == ["The image used 2 LoRAs not in the LoRA panel ('missing_one', "
                                           "'not_here_either'); new images are made without them."]  # fmt: skip
+
+
+def _state(tmp_path: Path, *names: str) -> LoraState:
+    """A LoRA panel's state listing a tiny LoRA of each name, each of its own content (rank)."""
+    state = LoraState()
+    state.add_files([_tiny_lora(tmp_path / f"{name}.safetensors", rank=rank) for rank, name in enumerate(names, 1)],
+                    enabled=False)  # fmt: skip
+    return state
+
+
+def test_a_row_of_the_lora_name_is_used_without_reading_any_file(qtbot, tmp_path, monkeypatch):
+    """The image's LoRA in another version (its hash is no row's): the row of its name, any case, is on at once
+    and nothing is read, where every listed file was hashed first (minutes for 150 large LoRAs)."""
+    hashing = _Hashing(monkeypatch)
+    state = _state(tmp_path, "Ink", "a", "b", "c")
+    said: list[tuple[list[str], list[str]]] = []
+    ref = {"name": "ink", "strength": 0.7, "text_strength": None, "hash": "0123456789ab"}
+    assert state.restore_refs([ref, {"name": "gone", "strength": 1.0}], lambda *args: said.append(args)) == []
+    assert [(e.name, e.strength) for e in state.entries if e.enabled] == [("Ink", 0.7)]
+    assert said == [(["gone"], [])]  # settled before it returned: no search
+    assert hashing.read == [] and all(e.hashes is None for e in state.entries)
+
+
+def test_a_late_match_is_dropped_when_the_panel_changed_or_another_image_came(qtbot, tmp_path, monkeypatch):
+    """The search ends after the user switched a row, or after another image was dropped: their choice, or that
+    image's LoRAs, stay as they are, and nothing is said of the old image."""
+    hashing = _Hashing(monkeypatch, hold=True)
+    state = _state(tmp_path, "a", "b", "renamed")
+    a, b, renamed = state.entries
+    said: list[tuple[list[str], list[str]]] = []
+    digest = _a1111_hash(renamed.path)
+    state.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest}], lambda *args: said.append(args))
+    hashing.held()
+    state.set_enabled(a, True)  # as the row's checkbox does, while the search runs
+    hashing.release()
+    assert [e.enabled for e in state.entries] == [True, False, False] and said == []
+
+    hashing.hold()
+    for entry in state.entries:
+        entry.hashes = None  # each file is read again: the search is held at the first
+    state.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest}], lambda *args: said.append(args))
+    hashing.held()
+    state.restore_refs([{"name": "B", "strength": 0.3}], lambda *args: said.append(args))  # the next image
+    hashing.release()
+    assert [(e.name, e.strength) for e in state.entries if e.enabled] == [("b", 0.3)] and said == [([], [])]
+
+    hashing.hold()
+    for entry in state.entries:
+        entry.hashes = None
+    state.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest}], lambda *args: said.append(args))
+    hashing.held()
+    QCoreApplication.instance().aboutToQuit.emit()  # the app quits: the search stops after the file it reads
+    hashing.release()
+    assert hashing.read == ["a.safetensors", "b.safetensors", "renamed.safetensors"] + ["a.safetensors"] * 2
+    assert not renamed.enabled
+    assert said == [([], [])]
+
+
+def test_of_several_rows_of_the_lora_name_the_one_with_its_hash_is_used(qtbot, tmp_path, monkeypatch):
+    """Two versions of one LoRA listed (two folders): the first is on at once, and the one whose content has the
+    image's hash replaces it once the search ends; the files of other names are not read."""
+    hashing = _Hashing(monkeypatch)
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    state = _state(tmp_path, "other")
+    state.add_files([_tiny_lora(tmp_path / "v1" / "ink.safetensors", rank=2),
+                     _tiny_lora(tmp_path / "v2" / "Ink.safetensors", rank=3)], enabled=False)  # fmt: skip
+    other, old, new = state.entries
+    said: list[tuple[list[str], list[str]]] = []
+    state.restore_refs([{"name": "ink", "strength": 0.6, "hash": _a1111_hash(new.path)}], lambda *a: said.append(a))
+    assert [e.enabled for e in state.entries] == [False, True, False] and said == []
+    qtbot.waitUntil(lambda: new.enabled)
+    assert [e.enabled for e in state.entries] == [False, False, True] and new.strength == 0.6 and said == [([], [])]
+    assert sorted(hashing.read) == ["Ink.safetensors", "ink.safetensors"]
