@@ -30,8 +30,9 @@ def bfl_prefix(keys: Iterable[str]) -> str | None:
     return None
 
 
-QUANTIZE_FIRST = ("quantize it first: python main.py quantize FILE --base PIPELINE --out OUT.safetensors, where "
-                  "PIPELINE is a diffusers FLUX.1 folder supplying the text encoders")  # fmt: skip
+QUANTIZE_FIRST = ("quantize it first: the app's Quantize wizard, or python main.py quantize FILE --base "
+                  "PIPELINE --out OUT.safetensors, where PIPELINE is a diffusers FLUX.1 folder supplying the text "
+                  "encoders")  # fmt: skip
 
 
 # The transformer settings a base pipeline's text encoders and latents must agree with (``base_misfit``: the
@@ -138,23 +139,38 @@ def incomplete_transformer(name: str, err: Exception) -> ModelLoadError:
 
 
 _PICK_FLUX = "pick a FLUX.1 transformer: a flux1-dev-style .safetensors file or a ComfyUI FLUX.1 checkpoint"
+# The hint for a model of another kind where a model to generate with is wanted (generate --model, the library).
+PICK_MODEL = ("Nibble Studio runs FLUX.1 models: give a quantized (SVDQ) FLUX.1 .safetensors file, a diffusers "
+              "FLUX.1 pipeline folder or a library model name")  # fmt: skip
 
-# What else a .safetensors file may be, recognised by its tensor names: (test, what it is, what to do instead).
-_OTHER_FILES: list[tuple[Callable[[list[str]], bool], str, str]] = [
+# What else a .safetensors file may be, recognised by its tensor names: (test, what it is, what to do instead;
+# None: the caller's hint for a model of another kind, since what to pick depends on what the file was given for).
+_OTHER_FILES: list[tuple[Callable[[list[str]], bool], str, str | None]] = [
     (lambda keys: any("lora_" in k or ".lora." in k for k in keys), "a LoRA, not a model",
-     "use it in the LoRA panel with a FLUX.1 model"),
+     "add it as a LoRA to a FLUX.1 model instead: --lora FILE, or the LoRA panel"),
     (lambda keys: any(k.startswith("transformer_blocks.") for k in keys),
      "a FLUX transformer in diffusers layout (the transformer/ part of a pipeline folder)",
      "pick the whole pipeline folder (the one with model_index.json) instead"),
     (lambda keys: any(".input_blocks." in k or k.startswith("input_blocks.") for k in keys),
-     "a Stable Diffusion 1.x/2.x or SDXL checkpoint (UNet), not FLUX.1", _PICK_FLUX),
+     "a Stable Diffusion 1.x/2.x or SDXL checkpoint (UNet), not FLUX.1", None),
     (lambda keys: any(".joint_blocks." in k or k.startswith("joint_blocks.") for k in keys),
-     "a Stable Diffusion 3 checkpoint, not FLUX.1", _PICK_FLUX),
+     "a Stable Diffusion 3 checkpoint, not FLUX.1", None),
     (lambda keys: bool(keys) and all(k.startswith(("encoder.", "decoder.", "quant_conv", "post_quant_conv"))
-                                     for k in keys), "a VAE, not a FLUX.1 transformer", _PICK_FLUX),
+                                     for k in keys), "a VAE, not a FLUX.1 transformer", None),
     (lambda keys: any(k.startswith(("encoder.block.", "shared.", "text_model.", "embeddings.", "encoder.layers."))
-                      for k in keys), "a text encoder, not a FLUX.1 transformer", _PICK_FLUX),
+                      for k in keys), "a text encoder, not a FLUX.1 transformer", None),
 ]  # fmt: skip
+
+
+def other_file(keys: Iterable[str], pick: str) -> tuple[str, str] | None:
+    """What a .safetensors file holding no FLUX.1 model is, recognised by its tensor names ``keys`` (a LoRA, an
+    SDXL checkpoint, ...), and what to do instead; ``pick`` is the hint for a model of another kind. None when
+    the names say nothing. The quantizer and the model loader both name files through it."""
+    keys = [k for k in keys if k != "__metadata__"]
+    for test, what, hint in _OTHER_FILES:
+        if test(keys):
+            return what, hint or pick
+    return None
 
 
 def _what_else(keys: list[str], meta: dict[str, str]) -> tuple[str, str]:
@@ -162,8 +178,7 @@ def _what_else(keys: list[str], meta: dict[str, str]) -> tuple[str, str]:
     if SVDQ_METADATA_KEY in meta:
         return ("already a quantized (SVDQ) model",
                 "add it to the library as it is (Models panel); only a 16-bit model can be quantized")  # fmt: skip
-    for test, what, hint in _OTHER_FILES:
-        if test(keys):
-            return what, hint
+    if known := other_file(keys, _PICK_FLUX):
+        return known
     few = named_few(sorted(keys)) if keys else "no tensors"
     return f"not a FLUX.1 checkpoint: no img_in / double_blocks tensors ({few})", _PICK_FLUX

@@ -97,7 +97,7 @@ def test_metadata_describes_every_layer(tiny_flux_int4):
         ("shape", r"has shape \[7\], expected \[64\]"),
         ("truncated", "truncated"),
         ("checksum", "checksum mismatch"),
-        ("not_svdq", "not an SVDQ checkpoint"),
+        ("not_svdq", "not_svdq.safetensors: a LoRA, not a model"),  # named for what it is
         ("garbage", "not a safetensors file, or a damaged.incomplete copy"),
         ("bad_json", "header is not valid JSON"),
     ],

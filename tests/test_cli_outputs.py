@@ -194,3 +194,29 @@ def test_bench_options_out_of_range_are_refused_before_anything_runs(tmp_path, c
     from main import main
 
     assert main(["bench", "flux", "--tiny", "--steps", "1", "--lora-rank", "0", *out]) == 0 and ran == ["flux"]
+
+
+def test_a_file_that_is_no_quantized_model_is_named_for_what_it_is(tmp_path, capsys):
+    """``generate --model`` a LoRA, an SDXL checkpoint or a transformer's diffusers file said only "not an SVDQ
+    checkpoint ...; plain safetensors weights or LoRA files are not quantized models", with no hint, while
+    quantize named each for what it is."""
+    import torch
+    from safetensors.torch import save_file
+
+    def made(name: str, key: str) -> Path:
+        save_file({key: torch.zeros(2, 2)}, str(tmp_path / name))
+        return tmp_path / name
+
+    cases = [
+        (made("style.safetensors", "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"),
+         "a LoRA, not a model (", "--lora FILE"),
+        (made("sdxl.safetensors", "model.diffusion_model.input_blocks.0.0.weight"),
+         "a Stable Diffusion 1.x/2.x or SDXL checkpoint (UNet), not FLUX.1 (", "Nibble Studio runs FLUX.1 models"),
+        (made("diffusion_pytorch_model.safetensors", "transformer_blocks.0.attn.to_q.weight"),
+         "a FLUX transformer in diffusers layout (the transformer/ part of a pipeline folder) (", "model_index.json"),
+        (made("weights.safetensors", "w"), "not an SVDQ checkpoint (no 'svdq' metadata): not a quantized model (",
+         "Nibble Studio runs FLUX.1 models"),
+    ]  # fmt: skip
+    for file, what, hint in cases:
+        err = _refused(["--data-dir", str(tmp_path / "data"), "generate", "x", "--model", str(file)], capsys)
+        assert err.startswith(f"error: {file.name}: {what}") and hint in err, err

@@ -374,8 +374,9 @@ def test_a_single_file_checkpoint_given_as_a_model_says_to_quantize_it(tmp_path,
                     ["inspect", str(single)]):  # fmt: skip
         assert main(command) == 2
         assert capsys.readouterr().err == ("error: flux1-dev.safetensors: a single-file FLUX.1 checkpoint (16-bit or "
-                                           "FP8), not a quantized model (quantize it first: python main.py quantize "
-                                           "FILE --base PIPELINE --out OUT.safetensors, where PIPELINE is a diffusers "
+                                           "FP8), not a quantized model (quantize it first: the app's Quantize "
+                                           "wizard, or python main.py quantize FILE --base PIPELINE --out "
+                                           "OUT.safetensors, where PIPELINE is a diffusers "
                                            "FLUX.1 folder supplying the text encoders)\n")  # fmt: skip
 
 

@@ -30,7 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gpu.atomic import atomic_path
-from gpu.bfl_layout import QUANTIZE_FIRST, bfl_prefix
+from gpu.bfl_layout import PICK_MODEL, QUANTIZE_FIRST, bfl_prefix, other_file
 from gpu.errors import CheckpointError
 from gpu.safetensors_header import read_safetensors_header
 from gpu.version import __version__
@@ -112,11 +112,11 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
     if raw is None and bfl_prefix(header) is not None:
         raise CheckpointError(f"{name}: a single-file FLUX.1 checkpoint (16-bit or FP8), not a quantized model",
                               hint=QUANTIZE_FIRST)  # fmt: skip
+    if raw is None and (known := other_file(header, PICK_MODEL)):  # a LoRA, an SDXL checkpoint, ...
+        raise CheckpointError(f"{name}: {known[0]}", hint=known[1])
     if raw is None:
-        raise CheckpointError(
-            f"{name}: not an SVDQ checkpoint (no '{METADATA_KEY}' metadata); "
-            "plain safetensors weights or LoRA files are not quantized models"
-        )
+        raise CheckpointError(f"{name}: not an SVDQ checkpoint (no '{METADATA_KEY}' metadata): not a quantized model",
+                              hint=PICK_MODEL)  # fmt: skip
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # also nesting past the parser's limit, or an over-long integer
