@@ -220,3 +220,26 @@ def test_a_file_that_is_no_quantized_model_is_named_for_what_it_is(tmp_path, cap
     for file, what, hint in cases:
         err = _refused(["--data-dir", str(tmp_path / "data"), "generate", "x", "--model", str(file)], capsys)
         assert err.startswith(f"error: {file.name}: {what}") and hint in err, err
+
+
+def test_generate_base_takes_a_library_name_as_quantize_base_does(tmp_path, monkeypatch):
+    """``generate --model moved.safetensors --base demo`` said the base was not found: --base took only a folder,
+    while quantize --base takes library names. A --base that is a file was 'not found' too."""
+    import shutil
+
+    from gpu.errors import ModelLoadError
+    from gpu.generation.pipeline_loader import resolve_base
+    from gpu.library import ModelLibrary
+
+    monkeypatch.chdir(tmp_path)  # no folder named "demo" here
+    moved = tmp_path / "moved.safetensors"
+    shutil.copy(Path(__file__).parent.parent / "resources" / "models" / "demo-int4.safetensors", moved)
+    library = ModelLibrary(tmp_path / "lib")
+    facts = library.resolve(str(moved)).facts
+    assert resolve_base(facts, library, "demo") == library.resolve("demo").path
+    with pytest.raises(ModelLoadError, match=r"^--base .*moved.safetensors is a file, not a pipeline folder$") as e:
+        resolve_base(facts, library, str(moved))
+    assert "model_index.json" in e.value.hint
+    with pytest.raises(ModelLoadError, match=r"not found \(tried: library name 'no-such', no-such\)") as e:
+        resolve_base(facts, library, "no-such")
+    assert "or its library name" in e.value.hint

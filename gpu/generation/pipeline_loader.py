@@ -49,11 +49,20 @@ def runtime_dtype(device: torch.device) -> torch.dtype:
 
 
 def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path | None) -> Path:
-    """The base pipeline folder of an SVDQ file: --base, else the recorded relative path, absolute path,
-    or library name, in that order."""
+    """The base pipeline folder of an SVDQ file: --base (a folder or, as quantize --base takes it, a library
+    name), else the recorded relative path, absolute path, or library name, in that order."""
     tried = []
     if override:
         candidates = [Path(override).expanduser()]
+        if candidates[0].is_file():  # "not found" of a file that is there misled
+            raise ModelLoadError(f"--base {override} is a file, not a pipeline folder",
+                                 "give the diffusers FLUX.1 folder, the one with model_index.json, or its "
+                                 "library name")  # fmt: skip
+        if not candidates[0].is_dir():
+            try:
+                candidates = [library.resolve(str(override)).path]
+            except ModelLoadError:
+                tried.append(f"library name {str(override)!r}")
     else:
         base = facts.base
         candidates = []
@@ -77,7 +86,7 @@ def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path 
         tried.append(str(c))
     raise ModelLoadError(
         f"{facts.path.name}: its base pipeline (text encoders, VAE) was not found (tried: {', '.join(tried)})",
-        hint="pass --base FOLDER with the diffusers folder the model was quantized from",
+        hint="pass --base with the diffusers folder the model was quantized from, or its library name",
     )
 
 
