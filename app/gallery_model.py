@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,19 @@ PathRole = Qt.ItemDataRole.UserRole + 2
 Index = QModelIndex | QPersistentModelIndex
 
 
+def _runs(rows: Iterable[int]) -> list[tuple[int, int]]:
+    """``rows`` as (first, last) runs of consecutive rows, the last run first: removed in that order, each run's
+    rows are where they were when listed. One removal per run, not per row: each told the view to lay out again
+    (3.1 s to unstar 500 images in the "★ only" view of 30,000)."""
+    runs: list[tuple[int, int]] = []
+    for row in sorted(set(rows)):
+        if runs and runs[-1][1] == row - 1:
+            runs[-1] = (runs[-1][0], row)
+        else:
+            runs.append((row, row))
+    return runs[::-1]
+
+
 def _placeholder(text: str) -> QImage:
     image = QImage(THUMB_SIZE, THUMB_SIZE, QImage.Format.Format_ARGB32)
     image.fill(QColor(128, 128, 128, 60))
@@ -118,7 +132,9 @@ class GalleryModel(QAbstractListModel):
         self._store = store
         self._data = data
         self._rows: list[ImageRecord] = []
-        self._row_of_path: dict[str, int] = {}
+        # Row of each path (relative, as stored), for the thumbnail that arrives later; None until one arrives after
+        # the rows changed. Rebuilt after every star, delete and add, it took 230 ms of each at 30,000 images.
+        self._row_of_path: dict[str, int] | None = None
         self._search = ""
         self._favorites_only = False
         # Deletions stay undoable across restarts: the trash is in the database, the latest deletion last. One
@@ -203,7 +219,7 @@ class GalleryModel(QAbstractListModel):
     def reload(self) -> None:
         self.beginResetModel()
         self._rows = self._store.images(self._search, self._favorites_only)
-        self._index_paths()
+        self._row_of_path = None
         self.endResetModel()
 
     # ---- changes ------------------------------------------------------------------------------------------
@@ -213,23 +229,26 @@ class GalleryModel(QAbstractListModel):
         # Its fingerprint, while the file just written is in the disk cache: renamed by the user later, it is known
         # by it at the next start (``app.reconcile``).
         size, sha = file_fingerprint(absolute(self._data, rel_path)) or (None, None)
+        replaces = self._store.has_path(rel_path)  # a row (of a missing file) already has the name: looked up then
         record = self._store.add_image(rel_path, settings, file_size=size, file_sha256=sha)
         self.thumbnails.forget(self.path_of(record))  # a new file under a name seen before: not its thumbnail
-        old = self.row_of(record.id)
+        old = self.row_of(record.id) if replaces else -1
         if old >= 0:  # the row of a missing file of this name now stands for the new one: listed once, on top
-            self.beginRemoveRows(QModelIndex(), old, old)
-            del self._rows[old]
-            self.endRemoveRows()
+            self._remove_rows([old])
         if self._matches(record):
             self.beginInsertRows(QModelIndex(), 0, 0)
             self._rows.insert(0, record)
+            self._row_of_path = None
             self.endInsertRows()
-        self._index_paths()
         return record
 
-    def _index_paths(self) -> None:
-        """Where each row's file is, for the thumbnail that arrives later."""
-        self._row_of_path = {str(self.path_of(r)): i for i, r in enumerate(self._rows)}
+    def _remove_rows(self, rows: Iterable[int]) -> None:
+        """Takes ``rows`` out of the grid, a run of consecutive rows at a time."""
+        for first, last in _runs(rows):
+            self.beginRemoveRows(QModelIndex(), first, last)
+            del self._rows[first : last + 1]
+            self._row_of_path = None
+            self.endRemoveRows()
 
     def _clear_trash_name(self, rel_path: str) -> None:
         """A file in the trash under ``rel_path`` (a deleted image, or one the database no longer knows) is
@@ -265,16 +284,11 @@ class GalleryModel(QAbstractListModel):
             self._store.set_favorites([record.id for record in records], favorite)
         except sqlite3.Error as exc:
             raise FavoritesNotSaved(len(records), favorite, self._store.path, exc) from exc
-        for row, record in zip(rows, records, strict=True):
+        for record in records:
             record.favorite = favorite
-            index = self.index(row)
-            self.dataChanged.emit(index, index)
-        for row in sorted({row for row, record in zip(rows, records, strict=True) if not self._matches(record)},
-                          reverse=True):  # fmt: skip
-            self.beginRemoveRows(QModelIndex(), row, row)
-            del self._rows[row]
-            self.endRemoveRows()
-        self._index_paths()
+        for first, last in _runs(rows):
+            self.dataChanged.emit(self.index(first), self.index(last))
+        self._remove_rows(row for row, record in zip(rows, records, strict=True) if not self._matches(record))
 
     def delete(self, rows: list[int]) -> None:
         """Moves files to the trash folder as one deletion: ``undo_delete`` brings all of them back. Stops at
@@ -296,9 +310,7 @@ class GalleryModel(QAbstractListModel):
                     restore_from_trash(self._data, record.path)
                     raise
                 self.thumbnails.forget(self.path_of(record))
-                self.beginRemoveRows(QModelIndex(), row, row)
-                del self._rows[row]
-                self.endRemoveRows()
+                self._remove_rows([row])
                 batch.append(record)
         except (OSError, sqlite3.Error) as exc:
             if batch:
@@ -307,7 +319,6 @@ class GalleryModel(QAbstractListModel):
         finally:
             if not batch:
                 self._undo.pop()
-            self._index_paths()
             self._trash_changed()
 
     def _trash_changed(self) -> None:
@@ -423,7 +434,13 @@ class GalleryModel(QAbstractListModel):
         return count
 
     def _thumbnail_loaded(self, path: str) -> None:
-        row = self._row_of_path.get(path)
+        if self._row_of_path is None:  # keyed by the stored relative path: no Path made per row
+            self._row_of_path = {record.path: row for row, record in enumerate(self._rows)}
+        try:
+            rel = Path(path).relative_to(self._data.images).as_posix()
+        except ValueError:
+            return
+        row = self._row_of_path.get(rel)
         if row is not None:
             index = self.index(row)
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])

@@ -61,6 +61,41 @@ def _paths(gallery: GalleryModel) -> list[str]:
     return [gallery.record(row).path for row in range(gallery.rowCount())]
 
 
+def test_unstarring_many_in_the_star_view_removes_them_a_run_at_a_time(qtbot, data_root):
+    gallery, store, _data = _gallery(qtbot, data_root, favorite=True)
+    gallery.set_filter("", favorites_only=True)
+    signals = _Signals(gallery)
+    changed: list[tuple[int, int]] = []
+    gallery.dataChanged.connect(lambda first, last, *_: changed.append((first.row(), last.row())))
+    gallery.set_favorite([*range(0, 100), *range(200, 250)], False)
+    assert signals.removed == [(200, 249), (0, 99)]  # was: 150 removals, one per row
+    assert changed == [(200, 249), (0, 99)] and gallery.rowCount() == _COUNT - 150
+    assert len(store.images(favorites_only=True)) == _COUNT - 150
+
+
+def test_starring_or_adding_an_image_leaves_the_other_rows_alone(qtbot, data_root, monkeypatch):
+    """Each star, delete and add rebuilt a path -> row index of every row (a Path each); each add also searched
+    the rows for the new image's id."""
+    gallery, _store, data = _gallery(qtbot, data_root)
+    calls: list[str] = []
+    path_of, row_of = gallery.path_of, gallery.row_of
+    monkeypatch.setattr(gallery, "path_of", lambda record: calls.append("path_of") or path_of(record))
+    monkeypatch.setattr(gallery, "row_of", lambda image_id: calls.append("row_of") or row_of(image_id))
+    gallery.set_favorite([5], True)
+    assert calls == []  # was: a path_of per row
+    (data.images / "d" / "new.png").write_bytes(b"png")
+    gallery.add("d/new.png", {"prompt": "a new owl"})
+    assert calls.count("path_of") <= 2 and "row_of" not in calls  # was: a path_of per row, and a row_of
+    assert gallery.record(0).path == "d/new.png"
+
+    # A thumbnail arriving finds its row, by the rows as they are now.
+    updated: list[int] = []
+    gallery.dataChanged.connect(lambda first, _last, *_: updated.append(first.row()))
+    gallery.delete([0, 1])
+    gallery._thumbnail_loaded(str(path_of(gallery.record(7))))
+    assert updated == [7]
+
+
 def test_a_reload_parses_no_settings_until_one_is_read(qtbot, data_root, monkeypatch):
     """Each search, and clearing it, parsed every row's settings JSON into a dict (1.3 s and hundreds of MB at
     30,000 images); the settings are read only for the image the metadata pane or Reuse shows."""
