@@ -479,13 +479,17 @@ class LoraState(QObject):
         return tuple((id(e), e.enabled, e.strength, e.text_strength) for e in self.entries)
 
     def _switch_to(self, wanted: dict[int, tuple[float, float | None]]) -> None:
-        """Exactly the entries in ``wanted`` (by id) on, at their (strength, text strength); the others off."""
+        """Exactly the entries in ``wanted`` (by id) on, at their (strength, text strength); the others off.
+        ``changed`` only when that changed something: reusing one of our images with the panel as it was is
+        common, and each ``changed`` updates every row of the panel."""
+        before = self._panel()
         for e in self.entries:
             e.enabled = id(e) in wanted
             if e.enabled:
                 self.set_strength(e, wanted[id(e)][0])
                 self.set_text_strength(e, wanted[id(e)][1])
-        self.changed.emit()
+        if self._panel() != before:
+            self.changed.emit()
 
     @staticmethod
     def _hashes(entry: LoraEntry) -> tuple[str, ...]:

@@ -89,6 +89,7 @@ class LoraRow(QFrame):
         self.value.setMinimumWidth(36)
         self.slider.valueChanged.connect(self._strength)
         self.text_row, self.text_value, self.text_same = self._text_strength(state)
+        self.text_encoders = entry.text_encoders  # the "Text" field is made for these (``show_entry``)
         self.triggers = QLineEdit(entry.trigger_words)
         self.triggers.setPlaceholderText("trigger words")
         self.triggers.textChanged.connect(lambda t: setattr(entry, "trigger_words", t))
@@ -158,6 +159,30 @@ class LoraRow(QFrame):
         self.text_value.setValue(self.entry.strength)
         self.text_value.blockSignals(False)
 
+    def show_entry(self) -> None:
+        """Shows the entry as it is now (changed by a reused image, or its file by ``LoraState.refresh``), in place:
+        rebuilding every row at each ``changed`` took 0.4 s with 200 LoRAs. Signals are blocked: the widgets
+        follow the entry here, and a slider's step would round its strength, a text box take "same" away."""
+        entry = self.entry
+        text_strength = entry.strength if entry.text_strength is None else entry.text_strength
+        for widget, now, wanted, set_to in (
+            (self.enabled, self.enabled.isChecked(), entry.enabled, self.enabled.setChecked),
+            (self.slider, self.slider.value(), round(entry.strength * 100), self.slider.setValue),
+            (self.text_value, self.text_value.value(), round(text_strength, 2), self.text_value.setValue),
+            (self.text_same, self.text_same.isChecked(), entry.text_strength is None, self.text_same.setChecked),
+        ):
+            if now != wanted:  # only what changed: the rows of 200 LoRAs are looked at for one reused image
+                widget.blockSignals(True)
+                set_to(wanted)
+                widget.blockSignals(False)
+        if self.text_value.isEnabled() != (entry.text_strength is not None):
+            self.text_value.setEnabled(entry.text_strength is not None)
+        for label, text in ((self.value, f"{entry.strength:.2f}"), (self.info, entry.info)):
+            if label.text() != text:
+                label.setText(text)
+        if self.triggers.text() != entry.trigger_words:  # setText moves the cursor of one being typed in
+            self.triggers.setText(entry.trigger_words)
+
     def _strength(self, v: int) -> None:
         self.entry.strength = v / 100
         self.value.setText(f"{v / 100:.2f}")
@@ -202,16 +227,36 @@ class LoraPanel(QWidget):
         lay.addWidget(self.cost)
         lay.addWidget(insert)
         self.rows: list[LoraRow] = []
+        self._tab_chain: list[QWidget] = []
         self.state.changed.connect(self.rebuild)
         self.rebuild()
 
     def rebuild(self) -> None:
-        for row in self.rows:
+        """Rows for the state's entries: a row kept for each entry that had one, shown as the entry is now
+        (``LoraRow.show_entry``); rows made only for entries added, and for those whose file changes other parts
+        now (its "Text" field is made for them); the rows of entries removed deleted. Rebuilding all 200 rows at
+        each ``changed`` (an add, a reused image, a changed file at Generate) took 0.4 s."""
+        kept = {id(row.entry): row for row in self.rows}
+        rows = []
+        for entry in self.state.entries:
+            row = kept.pop(id(entry), None)
+            if row is not None and row.text_encoders != entry.text_encoders:
+                kept[id(entry)] = row  # deleted below, with the rows of entries gone
+                row = None
+            if row is None:
+                row = LoraRow(self.state, entry)
+            else:
+                row.show_entry()
+            rows.append(row)
+        for row in kept.values():
             self.rows_box.removeWidget(row)
             row.deleteLater()
-        self.rows = [LoraRow(self.state, e) for e in self.state.entries]
-        for i, row in enumerate(self.rows):
-            self.rows_box.insertWidget(i, row)
+        for i, row in enumerate(rows):
+            if (at := self.rows_box.indexOf(row)) != i:  # a new row (kept rows keep their order)
+                if at >= 0:
+                    self.rows_box.removeWidget(row)
+                self.rows_box.insertWidget(i, row)
+        self.rows = rows
         self.empty.setVisible(not self.rows)
         # A scroll area's minimum is a few pixels whatever its content: at the rows' minimum width, so that the
         # dock is never narrower than the rows (they were cut off at its right edge).
@@ -220,8 +265,11 @@ class LoraPanel(QWidget):
         self.scroll.setMinimumWidth(inner.layout().minimumSize().width() + frame)
         # Rows are made after "Insert trigger words", so Tab reached them after it: put them between the add
         # buttons and it, as they are laid out. (The panel's place among the others is the main window's.)
-        for first, second in pairwise(self.tab_chain()):
-            QWidget.setTabOrder(first, second)
+        chain = self.tab_chain()
+        if chain != self._tab_chain:  # rows added or removed (setting 1,200 stops anew took tens of ms)
+            self._tab_chain = chain
+            for first, second in pairwise(chain):
+                QWidget.setTabOrder(first, second)
 
     def tab_chain(self) -> list[QWidget]:
         """The panel's Tab stops in layout order: the add buttons, each row's controls, Insert trigger words."""
