@@ -396,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
             code, message = 2, f"error: {err.text}"
         except (Cancelled, KeyboardInterrupt):
             code, message = 130, "error: cancelled"
+        except BrokenPipeError:  # the reader went away (``inspect … | head -1``): not the user's error
+            code, message = SIGPIPE_EXIT, ""
+            silence_stdout()
         except OSError as err:  # a file the command had to read or write, named by the system
             where = f"{err.filename}: " if err.filename else ""
             code, message = 2, f"error: {where}{err.strerror or err}"
@@ -412,6 +415,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.command in LOGGED_COMMANDS:  # not only when start_log returned: a Ctrl-C inside it, once the
             stop_log()  # file was open, left the handler on the root logger of an in-process caller (tests)
+
+
+SIGPIPE_EXIT = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13), as `cat` would be
+
+
+def silence_stdout() -> None:
+    """Points stdout at the null device: Python flushes it at exit, and the broken pipe would raise again there
+    ('Exception ignored ... BrokenPipeError'). The idiom of Python's signal documentation."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a test's capture, or already closed
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def stop_log() -> None:

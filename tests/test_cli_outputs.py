@@ -243,3 +243,19 @@ def test_generate_base_takes_a_library_name_as_quantize_base_does(tmp_path, monk
     with pytest.raises(ModelLoadError, match=r"not found \(tried: library name 'no-such', no-such\)") as e:
         resolve_base(facts, library, "no-such")
     assert "or its library name" in e.value.hint
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(capsys, monkeypatch):
+    """``main.py inspect FILE | head -1`` printed 'error: Broken pipe' (exit 2) once head had its line."""
+    import io
+
+    from main import SIGPIPE_EXIT, main
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    model = Path(__file__).parent.parent / "resources" / "models" / "demo-int4.safetensors"
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["inspect", str(model)]) == SIGPIPE_EXIT == 141
+    assert capsys.readouterr().err == ""
