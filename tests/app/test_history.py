@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PIL import Image
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPersistentModelIndex, Qt
 
 from app.data_dir import resolve_data_dir
 from app.store import Store
@@ -74,3 +74,38 @@ def test_a_click_selects_a_history_entry_and_reusing_one_can_be_undone(qtbot, wi
     assert edit.toPlainText() == "a fox"
     qtbot.keyClick(edit, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert edit.toPlainText() == window.controller.prompt.prompt == "a dog in the"
+
+
+def test_a_prompt_used_again_moves_its_one_entry_without_reloading_the_history(qtbot, tmp_path):
+    """Each Generate reloaded the whole history (70-300 ms with 20,000 prompts) and reset the list, losing its
+    selection. The one entry is moved, or inserted, where a reload would put it; a search keeps its rules."""
+    from app.history_model import HistoryModel
+
+    store = Store(tmp_path / "history.sqlite3")
+    for i, prompt in enumerate(("a fox", "a cat", "an owl")):
+        store.record_prompt(prompt, "", when=i)
+    history = HistoryModel(store)
+    resets: list[None] = []
+    history.modelReset.connect(lambda: resets.append(None))
+    selected = QPersistentModelIndex(history.index(2))  # "a fox"
+
+    def shown() -> list[tuple[str, str, int]]:
+        return [(r.prompt, r.negative_prompt, r.uses) for r in (history.record(i) for i in range(history.rowCount()))]
+
+    def stored(search: str = "") -> list[tuple[str, str, int]]:
+        return [(r.prompt, r.negative_prompt, r.uses) for r in store.prompts(search)]
+
+    history.add("a fox ", "")  # the same entry (spaces at the ends make none)
+    assert shown() == stored() == [("a fox", "", 2), ("an owl", "", 1), ("a cat", "", 1)]
+    assert selected.row() == 0
+    history.add("a dog", "blurry")
+    history.add("a fox", "")
+    history.add("   ", "")  # no entry
+    assert shown() == stored() and shown()[:2] == [("a fox", "", 3), ("a dog", "blurry", 1)]
+    history.set_search("CAT")
+    resets.clear()
+    history.add("a bird", "")  # not found by the search: not shown
+    history.add("a cat in a hat", "")  # found: shown at the top
+    history.add("a dog", "no cats")  # found by its negative prompt; its entry is new
+    history.add("a cat", "")
+    assert shown() == stored("cat") and shown()[0] == ("a cat", "", 2) and resets == []
