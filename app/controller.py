@@ -45,6 +45,13 @@ DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, a JPEG,
 log = logging.getLogger(__name__)
 
 
+def _missing_hint(name: str) -> str:
+    """What to do about a library model whose file is gone. Picking it again after putting the file back is
+    not enough: the list is read at start, when a model is added, and when a job finds a file gone."""
+    return (f"Put the file back where it was and add it again (Add SVDQ file… or Add folder…), or remove '{name}' "
+            "from the Models list.")
+
+
 def _fmt_eta(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 60}:{seconds % 60:02d}"
@@ -113,6 +120,7 @@ class AppController(QObject):
         self._kept: dict[int, list[ImageRecord]] = {}  # per job: its images in the gallery so far
         self._unlisted: set[int] = set()  # jobs with an image the gallery could not take (said once per job)
         self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
+        self._gone: set[str] = set()  # models whose file went missing while the app ran, said so by _on_library
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
         self._loaded: str | None = None  # the model the engine holds, as it last said (None: none, or unsure)
         self._job_line = ""  # the running job's status, before the count of the jobs queued behind it
@@ -255,7 +263,7 @@ class AppController(QObject):
         entry = self._entry(name)
         if entry is not None and getattr(entry, "facts", None) is None:
             self.error.emit(EngineError("user", f"The model '{name}' cannot be used: {entry.problem}.",
-                                        "Put the file back where it was, or remove the model from the list."))
+                                        _missing_hint(name)))
             return False
         self.prompt.model = name
         # The fields as they are now: its defaults come once the engine describes it, after a running job, and
@@ -562,10 +570,7 @@ class AppController(QObject):
             # The last session's model was removed, or its file moved or deleted since: start on one that opens.
             fallback = self._fallback_model()
             if entry is not None and fallback is not None:
-                self.error.emit(EngineError(
-                    "notice", f"The model '{last}' you used last time cannot be opened: {entry.problem}. "
-                    f"'{fallback}' is selected instead.",
-                    f"Put the file back where it was and pick '{last}' again, or remove it from the Models list."))
+                self._say_cannot_open(entry, " you used last time", fallback, "notice")
             self.prompt.model = fallback or last
             apply_defaults = True  # another model: its own size, steps and guidance
         else:
@@ -577,15 +582,28 @@ class AppController(QObject):
         if not self._jobs:
             self.job.status = "Ready"
 
+    def _say_cannot_open(self, entry: Any, when: str, fallback: str | None, kind: str) -> None:
+        """Why the selected model ``entry`` cannot be opened, and the model selected instead; ``when``: " you
+        used last time" for the last session's."""
+        instead = f" '{fallback}' is selected instead." if fallback is not None else ""
+        self.error.emit(EngineError(
+            kind, f"The model '{entry.name}'{when} cannot be opened: {entry.problem}.{instead}",
+            _missing_hint(entry.name)))
+
     def _on_library(self, entries: list[Any]) -> None:
         self.entries = entries
         self.library_changed.emit(entries)
+        # Names said to be gone stay so only while they are: one put back (added again) is said again next time.
+        self._gone &= {e.name for e in entries if getattr(e, "facts", None) is None}
         entry = self._entry(self.prompt.model)
         switched = ""
-        if entry is None or getattr(entry, "facts", None) is None:  # the selected model was just removed
+        if entry is None or getattr(entry, "facts", None) is None:  # the selected model was removed or went missing
             fallback = self._fallback_model()
             if fallback is not None and self.select_model(fallback):
                 switched = f"; '{fallback}' is selected"
+            if entry is not None:  # its file was moved or deleted while the app ran (a job or its facts found it)
+                self._say_cannot_open(entry, "", fallback, "user")
+                self._gone.add(entry.name)
         removing, self._removing = self._removing, None
         if removing is not None and self._entry(removing[0]) is None:
             # Said: with only the list changing, the selection (and with it the prompt panel's steps and size)
@@ -698,10 +716,15 @@ class AppController(QObject):
         return "; kept the image already made" if kept == 1 else f"; kept the {kept} images already made"
 
     def _on_failed(self, job_id: int, error: EngineError) -> None:
+        job = self._jobs.get(job_id)
+        # A job on a model whose file went missing: _on_library said why once, as it fell back; each queued job
+        # on it said the same in a dialog of its own.
+        said = job is not None and job.request.model in self._gone
         if job_id:
             self._loaded = None  # the engine may have dropped it (a broken pipeline is reloaded): unsure now
             self._job_done(job_id, "Failed" + self._kept_sentence(job_id))
-        self.error.emit(error)
+        if not said:
+            self.error.emit(error)
 
     def _job_done(self, job_id: int, status: str) -> None:
         self._jobs.pop(job_id, None)

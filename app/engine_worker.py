@@ -160,7 +160,8 @@ class EngineWorker(QObject):
             self.model_described.emit(service.describe(model))
             self.prompt_meter_ready.emit(model, service.prompt_meter(model))
         except BaseException as exc:
-            self._fail(exc)
+            if not self._gone_from_library(model, exc):  # if it is, the controller says so as it falls back
+                self._fail(exc)
 
     @Slot(str)
     def add_model(self, path: str) -> None:
@@ -199,6 +200,27 @@ class EngineWorker(QObject):
             self._loaded = None
         except BaseException as exc:
             self._fail(exc)
+
+    def _gone_from_library(self, model: str, exc: BaseException) -> bool:
+        """Whether ``exc`` came from ``model`` being a library entry whose file was moved or deleted while the app
+        ran; if so the library, read again, is sent by ``library_changed``: the list read at start-up still had the
+        file, so the entry was shown as usable and picked, and every later job failed on it without a word of why.
+        """
+        from gpu.errors import ModelLoadError
+
+        if self._library is None or not isinstance(exc, (ModelLoadError, FileNotFoundError)):
+            return False
+        try:
+            entries = list(self._library.entries())
+        except Exception:  # noqa: BLE001 - the failure itself is still reported by the caller
+            log.exception("reading the model library again failed")
+            return False
+        entry = next((e for e in entries if e.name == model), None)
+        if entry is None or entry.facts is not None:
+            return False
+        log.warning("the model %s cannot be opened any more: %s", model, entry.problem)
+        self.library_changed.emit(entries)
+        return True
 
     def _fail(self, exc: BaseException, what: str = "engine request failed") -> None:
         """Logs ``exc`` (with its traceback unless it is the user's error: the log file is all a windowed app's
@@ -260,6 +282,8 @@ class EngineWorker(QObject):
             if error.kind == "internal" and self._loaded is not None:
                 # The pipeline may be in a broken state after an unexpected error: reload on the next job.
                 self._loaded = None
+            if self._gone_from_library(request.model, exc):
+                self._loaded = None  # a file put back (and added again) is read anew, not taken for the old one
             self.ended_through = job.id
             self.failed.emit(job.id, error)
         else:

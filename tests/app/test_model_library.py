@@ -77,6 +77,48 @@ def test_a_model_file_deleted_between_sessions(qtbot, data_root, tmp_path):
     assert controller.prompt.prompt == "a blue star"  # the rest of the last session's panel is kept
 
 
+def test_a_model_file_moved_while_the_app_runs(qtbot, window, tmp_path):
+    """The list read at start still had the file: the model was taken as usable, its details stayed on "Reading
+    model…" and every job failed on it. Now the failure reads the list again: it is marked missing, and the
+    app falls back to a model that opens and says so once."""
+    controller, panel = window.controller, window.model_panel
+    errors = []
+    controller.error.connect(errors.append)
+    mine, moved = tmp_path / "mine.safetensors", tmp_path / "moved.safetensors"
+    shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
+    with qtbot.waitSignal(controller.model_added, timeout=60000):
+        controller.add_model(mine)
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
+
+    mine.rename(moved)  # while it is selected
+    controller.prompt.prompt = "a red circle"
+    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+        controller.generate()
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
+    assert controller.job.status == "Failed"
+    assert "(missing)" in _item(window, "mine").text()
+    assert controller.prompt.model == "demo"
+    assert len(errors) == 1  # the job's own "no such file" is not said a second time
+    assert str(mine) in errors[0].message and "'demo' is selected instead" in errors[0].message
+    assert "add it again" in errors[0].hint and "remove 'mine' from the Models list" in errors[0].hint
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
+
+    moved.rename(mine)  # the hint's remedy: put back and added again, it is usable and selected
+    with qtbot.waitSignal(controller.model_added, timeout=60000):
+        controller.add_model(mine)
+    assert controller.prompt.model == "mine" and "(missing)" not in _item(window, "mine").text()
+    controller.select_model("demo")
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
+
+    mine.rename(moved)  # while another model is selected: listed as usable, then picked
+    panel._picked(_item(window, "mine"))
+    assert panel.details.text() == "Reading model…"
+    qtbot.waitUntil(lambda: len(errors) == 2, timeout=60000)
+    assert "(missing)" in _item(window, "mine").text() and str(mine) in errors[1].message
+    assert controller.prompt.model == "demo"
+    qtbot.waitUntil(lambda: "Model: demo" in panel.details.text(), timeout=60000)
+
+
 def test_a_library_file_from_a_newer_version_is_kept_and_the_user_told(qtbot, data_root, tmp_path):
     """library.json in a format this version cannot read (a newer version's, or damaged) was moved aside with a
     log line only: the user's added models vanished from the list without a word."""
