@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -108,6 +109,22 @@ def _runs(rows: Iterable[int]) -> list[tuple[int, int]]:
         else:
             runs.append((row, row))
     return runs[::-1]
+
+
+class _Back(NamedTuple):
+    """An image whose file Undo moved back from the trash, before its row says so."""
+
+    record: ImageRecord  # as it comes back: under the name it got (another if a new file took its own), missing
+    trash_name: str  # its name in the trash
+    in_trash: bool  # whether its file was there (else nothing moved)
+    # Its file was no longer in the trash (removed by hand, or by another program): the entry comes back all the
+    # same, flagged missing as start-up flags an entry whose file is gone (its settings can still be reused).
+    lost: bool
+
+
+def _order(record: ImageRecord) -> tuple[float, int]:
+    """Where a row sorts in the grid (``Store.images``: newest first, the later id first among equal times)."""
+    return -record.created, -record.id
 
 
 def _placeholder(text: str) -> QImage:
@@ -250,6 +267,22 @@ class GalleryModel(QAbstractListModel):
             self._row_of_path = None
             self.endRemoveRows()
 
+    def _insert_rows(self, records: list[ImageRecord]) -> None:
+        """Puts ``records`` in the grid where a reload would list them, a run at a time: Undo reloaded all rows
+        (1 s at 30,000 images, and the grid lost its scroll position and selection)."""
+        records = sorted((r for r in records if self._matches(r)), key=_order)
+        done = 0
+        while done < len(records):
+            at = bisect.bisect_left(self._rows, _order(records[done]), key=_order)
+            end = done + 1  # the next ones go to the same place as long as no listed row sorts between them
+            while end < len(records) and (at == len(self._rows) or _order(records[end]) < _order(self._rows[at])):
+                end += 1
+            self.beginInsertRows(QModelIndex(), at, at + end - done - 1)
+            self._rows[at:at] = records[done:end]
+            self._row_of_path = None
+            self.endInsertRows()
+            done = end
+
     def _clear_trash_name(self, rel_path: str) -> None:
         """A file in the trash under ``rel_path`` (a deleted image, or one the database no longer knows) is
         renamed, not replaced: deleting or adding an image of that name must not destroy it."""
@@ -294,24 +327,28 @@ class GalleryModel(QAbstractListModel):
         """Moves files to the trash folder as one deletion: ``undo_delete`` brings all of them back. Stops at
         the first OSError/sqlite3.Error met: that image and the ones after it stay as they were (file and row).
         Raised as it is when nothing was moved yet, else as ``DeleteCutShort`` saying how many were (so the
-        message can say what did change: those are in the trash, undoable, not "nothing")."""
+        message can say what did change: those are in the trash, undoable, not "nothing").
+
+        The files move first, then every moved image's row says so in one commit (one per image took 4.4 s for
+        500 images): a crash before it leaves files in the trash whose rows do not say so, which start-up moves
+        back (``app.reconcile``), as it did for one image."""
         todo = sorted(set(rows), reverse=True)
         batch: list[ImageRecord] = []
+        moved: list[int] = []
         self._undo.append(batch)  # on the stack from the start, so that _clear_trash_name sees every trashed image
         try:
             when = self._store.next_trash_time()  # the whole action's: grouped again after a restart
-            for row in todo:
-                record = self._rows[row]
-                self._clear_trash_name(record.path)
-                move_to_trash(self._data, record.path)
-                try:
-                    self._store.set_trashed(record.id, True, when=when)
-                except BaseException:  # the row still shows it: put the file back where the row points
-                    restore_from_trash(self._data, record.path)
-                    raise
-                self.thumbnails.forget(self.path_of(record))
-                self._remove_rows([row])
-                batch.append(record)
+            try:
+                for row in todo:
+                    record = self._rows[row]
+                    self._clear_trash_name(record.path)
+                    move_to_trash(self._data, record.path)
+                    moved.append(row)
+            finally:
+                if moved:
+                    self._trash_moved([self._rows[row] for row in moved], when)
+                    batch.extend(self._rows[row] for row in moved)
+                    self._remove_rows(moved)
         except (OSError, sqlite3.Error) as exc:
             if batch:
                 raise DeleteCutShort(len(batch), len(todo) - len(batch), exc) from exc
@@ -320,6 +357,21 @@ class GalleryModel(QAbstractListModel):
             if not batch:
                 self._undo.pop()
             self._trash_changed()
+
+    def _trash_moved(self, records: list[ImageRecord], when: float) -> None:
+        """Marks the rows of files just moved to the trash as trashed, in one commit; when that fails the files
+        go back where the rows point, every one tried (one left in the trash is moved back at the next start)."""
+        try:
+            self._store.set_trashed_many(((r.id, None, None) for r in records), True, when=when)
+        except BaseException:
+            for record in records:
+                try:
+                    restore_from_trash(self._data, record.path)
+                except OSError:
+                    pass  # its row is not trashed: start-up brings the file back (``app.reconcile``)
+            raise
+        for record in records:
+            self.thumbnails.forget(self.path_of(record))
 
     def _trash_changed(self) -> None:
         self.trash_changed.emit(len(self._undo))
@@ -335,49 +387,61 @@ class GalleryModel(QAbstractListModel):
     def undo_delete(self) -> bool:
         """Brings back every image of the last deletion. Stops at the first OSError/sqlite3.Error met: that
         image and the ones not yet tried stay in the trash as the last deletion (the next Undo tries them
-        again). Raised as it is when none came back yet, else as ``UndoCutShort`` saying how many did."""
+        again). Raised as it is when none came back yet, else as ``UndoCutShort`` saying how many did.
+
+        The files move back first, then their rows say so in one commit (one per image, then a reload of every
+        row, took 2.1 s for 500 images of 30,000): a crash before it leaves files back whose rows still say
+        "trashed", which start-up finishes (``app.reconcile``), as it did for one image. The rows that came back
+        are put in the grid where they belong; the others stay as they were (scroll position, selection)."""
         if not self._undo:
             return False
         batch = self._undo[-1]
-        restored = 0
-        without_file: list[ImageRecord] = []
+        back: list[_Back] = []
         try:
-            while batch:
-                if (entry := self._restore(batch[-1])) is not None:
-                    without_file.append(entry)
-                batch.pop()
-                restored += 1
+            try:
+                for record in reversed(batch):
+                    back.append(self._restore(record))
+            finally:
+                if back:
+                    self._untrash(back)
+                    del batch[len(batch) - len(back) :]
         except (OSError, sqlite3.Error) as exc:
-            if restored:  # one message: the cut-short error counts the entries back without their file
-                lost = self._came_back_without_file(without_file) if without_file else None
-                raise UndoCutShort(restored, len(batch), exc, lost) from exc
+            if back:  # one message: the cut-short error counts the entries back without their file
+                lost = [b.record for b in back if b.lost]
+                notice = self._came_back_without_file(lost) if lost else None
+                raise UndoCutShort(len(back), len(batch), exc, notice) from exc
             raise
         finally:
             if not batch:
                 self._undo.pop()
-            if restored:
-                self.reload()
             self._trash_changed()
-        if without_file:
-            self.notice.emit(self._came_back_without_file(without_file))
+        if lost := [b.record for b in back if b.lost]:
+            self.notice.emit(self._came_back_without_file(lost))
         return True
 
-    def _restore(self, record: ImageRecord) -> ImageRecord | None:
-        """One image back from the trash, file and row; on an error both are as they were. When its file was no
-        longer in the trash (removed by hand, or by another program), the entry comes back all the same, flagged
-        missing as start-up flags an entry whose file is gone (its settings can still be reused), and is returned
-        under the name it came back with (where its file would have to be put back)."""
+    def _restore(self, record: ImageRecord) -> _Back:
+        """One image's file back from the trash; its row follows in ``_untrash``."""
         in_trash = (self._data.trash / record.path).exists()
         # Another name if a new file has taken its own; never one another row holds (a missing image's).
         restored = restore_from_trash(self._data, record.path, taken=self._store.has_path)
         lost = not in_trash and not record.missing  # one missing before its delete had no file to lose
+        return _Back(replace(record, path=restored, missing=record.missing or lost), record.path, in_trash, lost)
+
+    def _untrash(self, back: list[tuple[ImageRecord, str, bool]]) -> None:
+        """The rows of the files ``_restore`` brought back, in one commit, then in the grid. When the commit fails
+        the files go back into the trash, every one tried."""
         try:
-            self._store.set_trashed(record.id, False, restored, missing=True if lost else None)
+            self._store.set_trashed_many(((b.record.id, b.record.path, b.lost or None) for b in back), False)
         except BaseException:
-            if in_trash:
-                os.replace(absolute(self._data, restored), self._data.trash / record.path)
+            for b in back:
+                if b.in_trash:
+                    try:
+                        os.replace(self.path_of(b.record), self._data.trash / b.trash_name)
+                    except OSError:
+                        pass  # its row still says "trashed": start-up finishes the undo (``app.reconcile``)
+            back.clear()
             raise
-        return replace(record, path=restored) if lost else None
+        self._insert_rows([b.record for b in back])
 
     def _came_back_without_file(self, records: list[ImageRecord]) -> EngineError:
         # Named as the grid shows them: by their prompt's start (a file name says little), else by file name.

@@ -269,14 +269,21 @@ class Store:
         time of the delete action (``next_trash_time``), the same for every image it moved, which is what lets
         one Undo bring that action back whole, also after a restart (``trash_batches``). ``missing``: set with
         it, in the same commit (an image brought back whose file was gone from the trash); None keeps it."""
+        self.set_trashed_many([(image_id, path, missing)], trashed, when)
+
+    def set_trashed_many(
+        self, images: Iterable[tuple[int, str | None, bool | None]], trashed: bool, when: float | None = None
+    ) -> None:
+        """``set_trashed`` for many images, (id, path, missing) each, in one commit: one per image (each with its
+        disk sync) froze the window 4.4 s for a delete of 500 images and 2.1 s for their Undo."""
         when = time.time() if when is None else when
-        missing_value = None if missing is None else int(missing)
         with self._transaction():
-            self._db.execute(
+            self._db.executemany(
                 "UPDATE images SET trashed = ?, trashed_at = ?, path = COALESCE(?, path), "
                 "missing = COALESCE(?, missing) WHERE id = ?",
-                (int(trashed), when if trashed else None, path, missing_value, image_id),
-            )
+                [(int(trashed), when if trashed else None, path, None if missing is None else int(missing), image_id)
+                 for image_id, path, missing in images],
+            )  # fmt: skip
 
     def next_trash_time(self) -> float:
         """A ``trashed_at`` for a new delete action: now, or just after the latest one in the trash if the clock

@@ -9,7 +9,9 @@ signals, calls) rather than timed, so that a slow machine cannot fail them."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
+import pytest
 from PySide6.QtCore import QModelIndex
 
 import app.store
@@ -59,6 +61,46 @@ def _commits(store: Store) -> list[str]:
 
 def _paths(gallery: GalleryModel) -> list[str]:
     return [gallery.record(row).path for row in range(gallery.rowCount())]
+
+
+def test_a_delete_of_many_and_its_undo_are_one_commit_each_and_move_rows_a_run_at_a_time(qtbot, data_root):
+    gallery, store, data = _gallery(qtbot, data_root)
+    gallery.set_filter("owl")  # Undo puts back only what the search shows, where a reload would list it
+    before = _paths(gallery)
+    signals = _Signals(gallery)
+    rows = [*range(0, 40), 50, *range(60, 100)]  # three runs
+    deleted = {before[row] for row in rows}
+    statements = _commits(store)
+    gallery.delete(rows)
+    # was: a commit (with its disk sync) per image, a removal per row
+    assert statements.count("COMMIT") == 1 and signals.removed == [(60, 99), (50, 50), (0, 39)]
+    assert _paths(gallery) == [path for path in before if path not in deleted]
+    assert all((data.trash / path).is_file() for path in deleted)
+
+    statements.clear()
+    gallery.undo_delete()
+    # was: a commit per image, then a reload of every row (the grid lost its place and selection)
+    assert statements.count("COMMIT") == 1 and signals.resets == 0
+    assert signals.inserted == [(0, 39), (50, 50), (60, 99)]
+    assert _paths(gallery) == before == [r.path for r in store.images("owl")]
+    assert not any((data.trash / path).exists() for path in deleted) and gallery.undo_count == 0
+    store._db.set_trace_callback(None)
+
+
+def test_a_delete_whose_commit_fails_moves_every_file_back(qtbot, data_root, monkeypatch):
+    """The files go first, then one commit for all: when it fails, nothing was deleted, file or row. (A crash
+    before it leaves files in the trash whose rows do not say so, which start-up moves back.)"""
+    gallery, store, data = _gallery(qtbot, data_root)
+    before = _paths(gallery)
+
+    def refused(*_args, **_kwargs) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "set_trashed_many", refused)
+    with pytest.raises(sqlite3.OperationalError):
+        gallery.delete(list(range(10)))
+    assert _paths(gallery) == before and gallery.undo_count == 0
+    assert all((data.images / path).is_file() for path in before) and not list(data.trash.rglob("*.png"))
 
 
 def test_unstarring_many_in_the_star_view_removes_them_a_run_at_a_time(qtbot, data_root):
