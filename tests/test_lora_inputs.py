@@ -170,7 +170,7 @@ def test_a_file_gone_since_it_was_read_says_what_to_do(tmp_path, demo):
     manager_for(demo).set([(gone, 1.0)])
     Path(gone).unlink()
     err = _refused_and_untouched(demo, [(gone, 1.0)], f"LoRA file {gone} does not exist")
-    assert "switch the LoRA off" in err.hint
+    assert "drop its --lora, or switch it off in the LoRA panel" in err.hint  # said to the CLI and the app
     manager_for(demo).set([])
 
 

@@ -624,7 +624,7 @@ def test_a_lora_file_that_went_missing_says_what_to_do(tmp_path):
 
     with pytest.raises(LoraError) as e:
         read_lora(tmp_path / "gone.safetensors")
-    assert "does not exist" in str(e.value) and "switch the LoRA off" in e.value.hint
+    assert "does not exist" in str(e.value) and "switch it off in the LoRA panel" in e.value.hint
 
 
 @pytest.mark.parametrize("content, words", [(b"caf\xe9 au lait\n", "is not UTF-8 text (byte 3)"),

@@ -147,7 +147,8 @@ def check_lora_file(path: str | Path) -> tuple[Path, LoraLayout]:
         raise LoraError(f"LoRA {path} is a folder, not a file", "give one of the .safetensors files in it")
     if not stat.S_ISREG(mode):
         raise LoraError(f"LoRA file {path} does not exist",
-                        hint="put the file back, or switch the LoRA off or remove it from the list")  # fmt: skip
+                        hint="put the file back, or leave the LoRA out: drop its --lora, or switch it off in the "
+                             "LoRA panel")  # fmt: skip
     try:
         _, header = read_safetensors_header(path)  # names a pickle, a truncated or damaged file
     except CheckpointError as err:

@@ -415,7 +415,7 @@ def test_a_listed_lora_replaced_or_deleted_fails_the_job_by_name_and_leaves_the_
     assert "y style ü.safetensors is a LoRA for Stable Diffusion 1.x/2.x/SDXL (UNet), not FLUX.1" in text
     lora.unlink()
     text = _fails(qtbot, window)
-    assert f"LoRA file {lora} does not exist" in text and "switch the LoRA off" in text
+    assert f"LoRA file {lora} does not exist" in text and "switch it off in the LoRA panel" in text
 
     window.lora_panel.row_for("my style ü").enabled.setChecked(False)
     assert np.array_equal(_pixels(window, _generate(qtbot, window)[0]), plain)  # the model is as it was
