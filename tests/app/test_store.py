@@ -4,7 +4,7 @@ import json
 import sqlite3
 
 from app.settings import SETTINGS_VERSION, LastJob, LoraSetting, Settings, load_settings, save_settings
-from app.store import SCHEMA_VERSION, Store
+from app.store import SCHEMA_VERSION, Store, search_key
 
 
 def test_store_images_and_search(tmp_path):
@@ -150,7 +150,6 @@ def test_deletions_stay_apart_in_the_trash_even_on_a_clock_that_has_not_moved(tm
 
 def test_an_older_database_gets_stored_search_keys_and_searches_stay_fast(tmp_path):
     import random
-    import time
 
     from app.store import _MIGRATIONS
 
@@ -176,11 +175,12 @@ def test_an_older_database_gets_stored_search_keys_and_searches_stay_fast(tmp_pa
     store.add_image("new.png", {"prompt": "Ölgemälde"})
     store.record_prompt("x", "ÖLGEMÄLDE")
     assert [len(store.images("ölgemälde")), len(store.prompts("ölgemälde"))] == [1, 1]
-    fastest = float("inf")
-    for _ in range(3):  # was: about 0.4 s (the key computed for every row of every query), now under 0.1 s
-        start = time.perf_counter()
-        for search in ("shot1234", "lighthouse shot77", "nothing like it", "shot9"):
-            store.images(search)
-            store.prompts(search)
-        fastest = min(fastest, time.perf_counter() - start)
-    assert fastest < 0.2
+    # Was: about 0.4 s, the key computed for every row of every query. Counted, not timed (a loaded CI machine
+    # took 0.25 s against a 0.2 s bound): the queries compare the stored keys, computing none per row.
+    calls: list[str] = []
+    store._db.create_function("search_key", 1, lambda text: calls.append(text) or search_key(text))
+    store._db.create_function("prompt_key", 2, lambda p, n: calls.append(p) or f"{search_key(p)}\n{search_key(n)}")
+    for search in ("shot1234", "lighthouse shot77", "nothing like it", "shot9"):
+        store.images(search)
+        store.prompts(search)
+    assert len(calls) <= 8, len(calls)  # at most the search text itself, once per query
