@@ -243,9 +243,13 @@ class MethodPage(QWizardPage):
         self.precision = QComboBox()
         for label, value in PRECISIONS:
             self.precision.addItem(label, value)
-        self.rank = QSpinBox(minimum=0, maximum=256, value=DEFAULT_RANK, singleStep=8)
+        # 0 is a setting of its own (the engine takes it: no branch at all), said in the field, where a bare 0
+        # read as the smallest branch.
+        self.rank = QSpinBox(minimum=0, maximum=256, value=DEFAULT_RANK, singleStep=8,
+                             specialValueText="0 (no low-rank branch)")  # fmt: skip
         self.rank.setToolTip(
-            f"Size of the 16-bit low-rank branch that absorbs outliers ({DEFAULT_RANK} is the paper's default)"
+            f"Size of the 16-bit low-rank branch that absorbs outliers ({DEFAULT_RANK} is the paper's default). "
+            "0 makes no branch (SVDQuant is then smoothing alone)."
         )
         self.alpha_points = QSpinBox(minimum=2, maximum=MAX_ALPHA_POINTS, value=DEFAULT_ALPHA_POINTS)
         self.alpha_points.setToolTip(
@@ -291,7 +295,8 @@ class CalibrationPage(QWizardPage):
             self.prompt_set.addItem(label, value)
         self.count = QSpinBox(minimum=1, maximum=512, value=DEFAULT_CALIB_PROMPTS)
         self.steps = QSpinBox(minimum=0, maximum=50, value=0, specialValueText="model default")
-        self.gpu_gib = QDoubleSpinBox(minimum=0.0, maximum=192.0, value=DEFAULT_GPU_BUDGET_GIB, suffix=" GiB")
+        # Not 0, which read as "no GPU" and was taken silently like any other budget.
+        self.gpu_gib = QDoubleSpinBox(minimum=1.0, maximum=192.0, value=DEFAULT_GPU_BUDGET_GIB, suffix=" GiB")
         self.ram_gib = QDoubleSpinBox(minimum=1.0, maximum=1024.0, value=DEFAULT_RAM_BUDGET_GIB, suffix=" GiB")
         laptop = QPushButton("16 GB laptop")
         laptop.setToolTip("GPU 14 GiB, RAM 12 GiB: leaves room for the desktop and the browser")

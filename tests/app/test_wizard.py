@@ -527,3 +527,19 @@ def test_the_rank_is_greyed_for_methods_without_a_low_rank_branch(qtbot):
         assert name == f"demo-{method}-int4" + ("-r32" if enabled[method] else ""), name
     assert enabled == {"svdquant": True, "naive": False, "smoothquant": False, "svd": True, "lorc": True,
                        "nf4": False}
+
+
+def test_a_rank_of_0_and_the_gpu_budget_say_what_they_are(qtbot):
+    """Rank 0 (an SVDQuant file without its low-rank branch) showed as a bare 0, the smallest rank to the eye; a
+    GPU budget of 0 GiB was taken silently."""
+    from app.widgets.quantize_wizard import CalibrationPage, MethodPage
+
+    method, calibration = MethodPage(), CalibrationPage()
+    qtbot.addWidget(method)
+    qtbot.addWidget(calibration)
+    method.rank.setValue(0)
+    assert method.rank.value() == 0 and method.rank.text() == "0 (no low-rank branch)"
+    method.rank.setValue(8)
+    assert method.rank.text() == "8"
+    calibration.gpu_gib.setValue(0.0)
+    assert calibration.gpu_gib.value() > 0
