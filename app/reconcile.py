@@ -29,9 +29,8 @@ from app.data_dir import DataDir
 from app.image_files import (
     file_fingerprint,
     is_png,
-    png_files,
+    png_paths,
     read_image_settings,
-    relative,
     rename_in_trash,
     restore_from_trash,
 )
@@ -54,15 +53,17 @@ class ReconcileReport:
     unnamed: list[str] = field(default_factory=list)  # PNGs not imported: their names are no valid text (shown)
 
 
-def _finish_interrupted_moves(store: Store, data: DataDir, on_disk: dict[str, object]) -> int:
+def _finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[int, bool, bool]],
+                              on_disk: dict[str, str]) -> int:  # fmt: skip
+    """Finishes the deletes and undos a crash cut short (see the module's text); ``rows``: ``store.all_paths()``."""
     repaired = 0
-    in_trash_folder = {p.relative_to(data.trash).as_posix() for p in png_files(data.trash) if p.is_file()}
-    for rel, (row_id, _missing, trashed) in store.all_paths().items():
+    in_trash_folder = png_paths(data.trash)
+    for rel, (row_id, _missing, trashed) in rows.items():
         in_trash = rel in in_trash_folder
         if not trashed and rel not in on_disk and in_trash and is_png(data.trash / rel):
             # deleted, but the app died before the row said so: the deletion never happened
             rel_back = restore_from_trash(data, rel)
-            on_disk[rel_back] = data.images / rel_back
+            on_disk[rel_back] = os.path.join(data.images, rel_back)
             repaired += 1
         elif trashed and rel in on_disk and not in_trash:  # brought back, but the row was not updated: finish
             store.set_trashed(row_id, False)
@@ -84,7 +85,7 @@ def _same_picture(
     return bool(settings) and settings == row_settings  # no settings text: nothing to tell two pictures apart
 
 
-def _take_over_moved(store: Store, new: dict[str, Path], gone: set[int]) -> set[str]:
+def _take_over_moved(store: Store, new: dict[str, str], gone: set[int]) -> set[str]:
     """Gives each row of ``gone`` (not in the trash, its file not found) the file of ``new`` that is its picture,
     renamed or moved (see the module's text for how that is known); returns the files taken over. Only files of a
     size some row has are read: a start-up with hundreds of new files and missing rows stays a matter of stats."""
@@ -96,12 +97,12 @@ def _take_over_moved(store: Store, new: dict[str, Path], gone: set[int]) -> set[
     found: dict[str, tuple[list[int], tuple[int, str]]] = {}
     for rel, path in new.items():
         try:
-            rids = by_size.get(path.stat().st_size)
+            rids = by_size.get(os.stat(path).st_size)
         except OSError:
             continue
-        if not rids or (fingerprint := file_fingerprint(path)) is None:
+        if not rids or (fingerprint := file_fingerprint(Path(path))) is None:
             continue
-        settings = read_image_settings(path) if any(facts[rid][2] is None for rid in rids) else None
+        settings = read_image_settings(Path(path)) if any(facts[rid][2] is None for rid in rids) else None
         same = [rid for rid in rids if _same_picture(fingerprint, settings, facts[rid])]
         if same:
             found[rel] = (same, fingerprint)
@@ -126,47 +127,46 @@ def _valid_name(rel: str) -> bool:
         return False
 
 
-def shown_name(path: Path) -> str:
+def shown_name(path: str | Path) -> str:
     """``path`` for a message or the log, whatever bytes its name has (undecodable ones shown as "�")."""
     return os.fsencode(path).decode("utf-8", "replace")
 
 
-def _learn_sizes(store: Store, on_disk: dict[str, Path]) -> None:
+def _learn_sizes(store: Store, on_disk: dict[str, str]) -> None:
     """Stores the file size of the rows an earlier version added without one (once: a stat each), so that
     such a picture, renamed later, is still known by its size and settings."""
     sizes = []
     for rel, rid in store.unsized().items():
         try:
-            sizes.append((rid, on_disk[rel].stat().st_size))
+            sizes.append((rid, os.stat(on_disk[rel]).st_size))
         except (KeyError, OSError):
             continue
     if sizes:
         store.set_file_sizes(sizes)
 
 
-def _hidden(data: DataDir, path: Path) -> bool:
-    # Not only hidden files: a write killed before its rename leaves its complete PNG in atomic_path's hidden
-    # scratch folder (".<name>.<random>.tmp/new.png"), which is no gallery image.
-    return any(part.startswith(".") for part in path.relative_to(data.images).parts)
-
-
 def reconcile(store: Store, data: DataDir) -> ReconcileReport:
     report = ReconcileReport()
-    on_disk = {relative(data, p): p for p in png_files(data.images) if not _hidden(data, p) and is_png(p)}
+    rows = store.all_paths()
+    # The PNG signature is read only of files without a row: opening every file (30,000 at every start) took most
+    # of the start-up. A file with a row is its picture, whatever is in it now (the gallery says "unreadable").
+    on_disk = {rel: path for rel, path in png_paths(data.images).items() if rel in rows or is_png(path)}
     for rel in [rel for rel in on_disk if not _valid_name(rel)]:
         report.unnamed.append(shown_name(on_disk.pop(rel)))
         log.warning("not imported, its name is no valid text: %s", report.unnamed[-1])
-    report.repaired = _finish_interrupted_moves(store, data, on_disk)
+    report.repaired = _finish_interrupted_moves(store, data, rows, on_disk)
     rows = store.all_paths()
     new = {rel: path for rel, path in on_disk.items() if rel not in rows}
     gone = {rid for rel, (rid, _missing, trashed) in rows.items() if not trashed and rel not in on_disk}
     moved = _take_over_moved(store, new, gone) if new and gone else set()
     report.moved = len(moved)
+    if len(new) > len(moved):  # a first start with a folder of images reads each: it can take minutes
+        log.info("importing %d new image(s) found in the images folder", len(new) - len(moved))
     imports = []
     for rel, path in sorted(new.items()):
         if rel not in moved:
-            stat = path.stat()
-            imports.append((rel, read_image_settings(path) or {}, stat.st_mtime, stat.st_size, None))
+            stat = os.stat(path)
+            imports.append((rel, read_image_settings(Path(path)) or {}, stat.st_mtime, stat.st_size, None))
     for start in range(0, len(imports), _IMPORT_BATCH):
         store.add_images(imports[start : start + _IMPORT_BATCH])
         report.imported += len(imports[start : start + _IMPORT_BATCH])

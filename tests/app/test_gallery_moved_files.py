@@ -89,3 +89,31 @@ def test_start_up_with_hundreds_of_renamed_and_new_pictures_commits_in_batches(d
     # counted rather than timed, so that a slow machine cannot fail it.
     assert 1 <= statements.count("COMMIT") <= 4, statements.count("COMMIT")
     assert {path: entry[0] for path, entry in _entries(store).items() if path.startswith("january/")} == ids
+
+
+def test_a_start_up_reads_only_the_files_it_has_no_entry_for(data_root, monkeypatch):
+    """Every start opened every PNG of the folder for its signature (with a Path per file made relative again):
+    2.7 s of a 5.3 s start-up at 30,000 unchanged images. Only files without an entry are opened now; a file
+    without the PNG signature is still left alone, hidden scratch folders still skipped, a file gone still missing."""
+    import app.reconcile
+
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    source = data_root / "one.png"
+    write_png(source, Image.new("RGB", (8, 8)), {"prompt": "a fox"})
+    for i in range(5):
+        shutil.copy(source, data.images / f"{i}.PNG")
+    (data.images / "scratch").mkdir()
+    (data.images / "scratch" / "not a picture.png").write_bytes(b"GIF89a")
+    (data.images / ".x.png.tmp").mkdir()
+    shutil.copy(source, data.images / ".x.png.tmp" / "new.png")
+    assert reconcile(store, data).imported == 5
+    opened: list[str] = []
+    real_is_png = app.reconcile.is_png
+    monkeypatch.setattr(app.reconcile, "is_png", lambda path: opened.append(str(path)) or real_is_png(path))
+    write_png(data.images / "scratch" / "new.png", Image.new("RGB", (8, 8)), {"prompt": "an owl"})
+    (data.images / "3.PNG").unlink()
+    report = reconcile(store, data)
+    assert (report.imported, report.missing) == (1, 1)
+    assert sorted(opened) == sorted(str(data.images / "scratch" / n) for n in ("new.png", "not a picture.png"))
+    assert sorted(_entries(store)) == ["0.PNG", "1.PNG", "2.PNG", "3.PNG", "4.PNG", "scratch/new.png"]
