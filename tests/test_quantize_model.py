@@ -126,8 +126,10 @@ def test_progress_events_and_cancel(tiny_flux, tmp_path, monkeypatch):
 def test_quantizing_an_svdq_file_is_refused(quantized, tmp_path):
     from gpu.errors import ModelLoadError
 
-    with pytest.raises(ModelLoadError, match="only a 16-bit diffusers pipeline folder can be quantized"):
+    # Was "only a 16-bit diffusers pipeline folder can be quantized", as of any other file: read as a bug.
+    with pytest.raises(ModelLoadError, match="already a quantized .SVDQ 4-bit. model: it needs no quantizing") as err:
         quantize_model(quantized[("naive", "int4")], tmp_path / "x.safetensors", library=ModelLibrary())
+    assert "--model" in err.value.hint and "Models panel" in err.value.hint
 
 
 def test_alpha_points_default_validation_and_resume_fingerprint():

@@ -330,6 +330,10 @@ def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
         if path.is_file():  # said "not an SVDQ checkpoint" of a LoRA, as if quantizing needed a quantized model
             inspect_single_file(path)  # raises, naming what the file is (a LoRA, a pickle, a damaged file, ...)
         raise
+    if entry.facts is not None and entry.facts.kind == "svdq":  # said of it as of any other file, it read as a bug
+        raise ModelLoadError(f"{entry.name} is already a quantized (SVDQ 4-bit) model: it needs no quantizing",
+                             "generate with it as it is (--model, or pick it in the Models panel); to quantize "
+                             "again with other settings, start from its 16-bit pipeline folder")  # fmt: skip
     if entry.facts is None or entry.facts.kind != "diffusers":
         raise ModelLoadError(f"{entry.name}: only a 16-bit diffusers pipeline folder can be quantized",
                              QUANTIZE_SOURCES)  # fmt: skip
