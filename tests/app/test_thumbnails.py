@@ -1,0 +1,37 @@
+"""The thumbnail queue: the rows on screen now are decoded first, and rows scrolled past do not pile up ahead."""
+
+from __future__ import annotations
+
+import threading
+
+import app.thumbnails
+from app.thumbnails import ThumbnailCache
+
+
+def test_the_latest_asked_are_decoded_first_and_old_requests_are_dropped(qtbot, monkeypatch):
+    """Flinging through 60 pages left the decodes of rows scrolled past queued ahead of the last screen's (first
+    asked, first decoded): it took 280 ms to fill. The newest request goes first now, one asked again moves up,
+    and past ``capacity`` waiting the oldest is dropped; asked again (its row painted again), it is decoded."""
+    release = threading.Event()
+    decoded: list[str] = []
+
+    def decode(path: str):
+        release.wait(5)  # the first holds the pool's one thread while the others are asked for
+        decoded.append(path)
+        return app.thumbnails.QImage(4, 4, app.thumbnails.QImage.Format.Format_RGB32)
+
+    monkeypatch.setattr(app.thumbnails, "_decode", decode)
+    cache = ThumbnailCache(capacity=3)
+    cache._pool.setMaxThreadCount(1)
+    assert cache.get("a") is None
+    qtbot.waitUntil(lambda: not cache._queue.paths)  # "a" taken by the thread
+    for name in ("b", "c", "d", "e", "c"):
+        assert cache.get(name) is None
+    release.set()
+    cache.wait()
+    qtbot.waitUntil(lambda: len(decoded) == 4)
+    assert decoded == ["a", "c", "e", "d"]  # "b" was dropped: 3 newer ones were waiting
+    with qtbot.waitSignal(cache.loaded, check_params_cb=lambda path: path == "b"):
+        assert cache.get("b") is None
+    assert cache.get("b") is not None and decoded[-1] == "b"
+    cache.stop()
