@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.atomic import check_output_path
-    from gpu.errors import BadRequestError
+    from gpu.errors import BadRequestError, Cancelled
     from gpu.library import ModelLibrary
     from gpu.output_lock import lock_path
     from gpu.quantizer import QuantizeConfig, quantize_model
@@ -173,12 +173,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     library = ModelLibrary()
     try:
         quantize_model(args.src, args.out, cfg, on_event=show, library=library, replace=args.overwrite)
+    except (Cancelled, KeyboardInterrupt):
+        if parts_dir(args.out).is_dir():  # hours of work may be in it: say it is there, and how it is used
+            args.cancel_note = (f"the blocks finished so far are kept in {parts_dir(args.out)}: run the same "
+                                "command again to resume")  # fmt: skip
+        raise
     finally:
         tell_library_notices(library)
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from gpu.errors import Cancelled
     from gpu.generation.request import GenerationRequest
     from gpu.generation.service import GenerationService, save_image
     from gpu.lora import parse_lora_args
@@ -214,6 +220,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     try:
         results = service.generate(request, on_image=save)
+    except (Cancelled, KeyboardInterrupt):
+        one = len(saved) == 1
+        args.cancel_note = (f"{', '.join(str(p) for p in saved)} {'was' if one else 'were'} written before it "
+                            f"and {'is' if one else 'are'} kept" if saved else "no image was written")  # fmt: skip
+        raise
     finally:
         tell_library_notices(service.library)
     say(f"model {results[0].settings['model']}: {results[0].settings['execution_path']}")
@@ -394,8 +405,9 @@ def main(argv: list[str] | None = None) -> int:
             code, message = COMMANDS[args.command](args), ""
         except UserError as err:
             code, message = 2, f"error: {err.text}"
-        except (Cancelled, KeyboardInterrupt):
-            code, message = 130, "error: cancelled"
+        except (Cancelled, KeyboardInterrupt):  # what was kept, where a command says (the images, the parts)
+            note = getattr(args, "cancel_note", "")
+            code, message = 130, f"error: cancelled{f'; {note}' if note else ''}"
         except BrokenPipeError:  # the reader went away (``inspect … | head -1``): not the user's error
             code, message = SIGPIPE_EXIT, ""
             silence_stdout()

@@ -32,7 +32,7 @@ def test_help_lists_subcommands(tmp_path):
         assert cmd in out.stdout
 
 
-def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path):
+def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path, capsys):
     from main import main
 
     q = tmp_path / "tiny-int4.safetensors"
@@ -54,6 +54,21 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path):
     assert main(["--data-dir", str(tmp_path), "quantize", str(tiny_flux), "--out", str(apart), "--calib-prompts",
                  "2", "--calib-steps", "2", "--per-layer-smoothing", "--alpha-points", "3"]) == 0  # fmt: skip
     assert not any("smooth_group" in layer for layer in read_checkpoint_meta(apart).layers.values())
+    import main as cli
+
+    def interrupt_at_the_first_layer(text: str) -> None:  # Ctrl-C once the first block's layers run
+        if "[1/" in text:
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut.safetensors"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "say", interrupt_at_the_first_layer)
+        assert main(["--data-dir", str(tmp_path), "quantize", str(tiny_flux), "--out", str(cut), "--calib-prompts",
+                     "2", "--calib-steps", "1", "--alpha-points", "3"]) == 130  # fmt: skip
+    # It said only "error: cancelled", though the finished blocks are kept for the next run to resume.
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cancelled; the blocks finished so far are kept in {cut}.parts: run the same command again to resume")
+    assert Path(f"{cut}.parts").is_dir() and not cut.exists()
 
     png = tmp_path / "out.png"
     r = _run("generate", "a red circle", "--model", str(q), "--out", str(png), "--seed", "5",
@@ -148,7 +163,9 @@ def test_ctrl_c_in_a_batch_keeps_the_images_already_made_each_named_by_its_seed(
     finally:
         run.kill()
     assert first.startswith("wrote nibble-7.png (64x64, 100 steps, seed 7")
-    assert run.returncode == 130 and err.splitlines()[-1] == "error: cancelled"
+    # and it says which were kept (it said only "error: cancelled")
+    assert run.returncode == 130
+    assert err.splitlines()[-1] == "error: cancelled; nibble-7.png was written before it and is kept"
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["nibble-7.png"]
     with Image.open(tmp_path / "nibble-7.png") as im:
         im.verify()
