@@ -100,10 +100,7 @@ def test_clip_and_t5_parts_merge_restore_bit_exactly_and_reapply(service, loras)
         assert torch.equal(m.weight, _expected(loras["kohya"], -0.5, originals[name], name)), name
 
     service.apply_loras(loaded, [(str(loras["diffusers"]), 0.0)])  # strength 0: the originals, bit for bit
-    for name, m in layers.items():  # (the very objects where the encoder is in CPU memory, where they were kept)
-        w = originals[name]
-        assert torch.equal(m.weight, w) and m.weight.device == w.device and m.weight.dtype == w.dtype, name
-        assert m.weight is w or w.device.type != "cpu", name
+    _assert_restored(layers, originals)
     assert all(torch.equal(a, b) for a, b in zip(_encode(service), plain, strict=True))
     loaded.prompt_cache.clear()  # encoded again by the restored encoders: bit for bit the original encoding
     assert all(torch.equal(a, b) for a, b in zip(_encode(service), plain, strict=True))
@@ -124,6 +121,15 @@ def test_a_clip_part_changes_the_image_and_removal_gives_it_back(service, loras)
     plain = image(None)
     assert not np.array_equal(image("clip"), image("transformer"))
     assert np.array_equal(image(None), plain)
+
+
+def _assert_restored(layers: dict, originals: dict) -> None:
+    """The encoders' layers hold their original weights bit for bit, on their device: the very objects where the
+    encoder is in CPU memory (where the originals are kept), copies back on a GPU."""
+    for name, m in layers.items():
+        w = originals[name]
+        assert torch.equal(m.weight, w) and m.weight.device == w.device and m.weight.dtype == w.dtype, name
+        assert m.weight is w or w.device.type != "cpu", name
 
 
 def test_a_text_strength_apart_goes_to_the_clip_and_t5_parts_and_zero_skips_one_part(service, loras):
@@ -155,7 +161,7 @@ def test_a_text_strength_apart_goes_to_the_clip_and_t5_parts_and_zero_skips_one_
     assert not torch.equal(half[1], full[1]) and not torch.equal(half[1], plain[1])
 
     [active] = service.apply_loras(loaded, [(kohya, 1.0, 0.0)])  # the text part off, the transformer's on
-    assert all(m.weight is originals[name] for name, m in layers.items())
+    _assert_restored(layers, originals)
     assert torch.equal(proj(), full_proj) and on_encoders() == [(), ()]
     assert all(torch.equal(a, b) for a, b in zip(_encode(service), plain, strict=True))
     assert (active.describe()["changes"], active.describe()["text_strength"]) == (["transformer"], 0.0)
@@ -182,7 +188,8 @@ def test_a_text_strength_apart_goes_to_the_clip_and_t5_parts_and_zero_skips_one_
         service.apply_loras(loaded, [(kohya, 1.0, 5.0)])
     assert proj() is only_proj
     service.apply_loras(loaded, [])
-    assert proj() is plain_proj and all(m.weight is originals[name] for name, m in layers.items())
+    assert proj() is plain_proj
+    _assert_restored(layers, originals)
 
 
 def test_a_text_encoder_part_that_does_not_fit_is_refused_and_changes_nothing(service, loras, tmp_path):
