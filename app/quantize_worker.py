@@ -17,7 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
-from app.engine_errors import classify
+from app.engine_errors import EngineError, classify, is_disk_full
 from app.engine_worker import pil_to_qimage
 from app.thread_exit import stop_thread
 
@@ -67,7 +67,7 @@ class QuantizeWorker(QObject):
     quantized = Signal(str)  # output path: the model file is complete (the comparison renders follow)
     finished = Signal(str)  # output path
     cancelled = Signal()
-    failed = Signal(object)  # EngineError
+    failed = Signal(object, bool)  # EngineError, whether a setting of the wizard can fix it
     file_checked = Signal(str, str)  # path, what is wrong with it in words ("" when nothing)
 
     @Slot(str)
@@ -100,7 +100,7 @@ class QuantizeWorker(QObject):
             self.cancelled.emit()
         except BaseException as exc:
             log.exception("quantization failed")
-            self.failed.emit(classify(exc))
+            self.failed.emit(*run_error(exc, job.out_path.parent))
         else:
             self.finished.emit(str(out))
 
@@ -116,7 +116,10 @@ class QuantizeWorker(QObject):
                 int(getattr(event, "index", 0) or 0), int(getattr(event, "total", 0) or 0),
                 getattr(event, "eta_s", None)))
 
-        job.out_path.parent.mkdir(parents=True, exist_ok=True)
+        from gpu.atomic import output_errors
+
+        with output_errors(job.out_path.parent):  # a file where the folder goes: named, not a FileExistsError
+            job.out_path.parent.mkdir(parents=True, exist_ok=True)
         return Path(quantize_model(job.source, job.out_path, job.config, on_event=on_event,
                                    should_cancel=job.cancel.is_set))
 
@@ -150,6 +153,23 @@ class QuantizeWorker(QObject):
             results = [Comparison(p, None, pil_to_qimage(b), None, None)
                        for p, b in zip(prompts, quantized, strict=True)]  # fmt: skip
         self.comparisons.emit(results)
+
+
+def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
+    """``exc`` in words for the wizard, and whether one of its settings can fix it. The wizard writes into the
+    app's ``models`` folder, which it has no setting for: the engine's hint for a write error there ("choose
+    another folder", "--out") named a remedy the wizard does not offer."""
+    from gpu.errors import OutputError
+
+    error = classify(exc)
+    full = is_disk_full(exc)
+    if not (full or isinstance(exc, OutputError)):
+        return error, error.kind != "internal"  # an internal error is no setting's doing
+    fix = "free some space on its disk" if full else "make it a folder you can write to, move aside what is in the way"
+    return EngineError("user", error.message,
+                       f"The wizard saves models in the app's models folder, {models}: {fix}, or start Nibble Studio "
+                       "with another data folder (--data-dir FOLDER, or the NIBBLE_DATA_DIR environment variable). "
+                       "Then run again."), False
 
 
 class QuantizeThread:

@@ -360,10 +360,12 @@ class RunPage(QWizardPage):
         self.cancel_button.setEnabled(False)
         self.completeChanged.emit()
 
-    def failed(self, error: EngineError) -> None:
+    def failed(self, error: EngineError, settings_can_fix: bool = True) -> None:
+        """``settings_can_fix``: False for what no page of the wizard changes (the models folder, an internal
+        error), where "Go back to change the settings" sent the user looking for a setting there is not."""
         hint = f" {sentence(error.hint)}" if error.hint else ""
-        self.error.setText(f"The run failed: {sentence(error.message, capital=False)}{hint} "
-                           "Go back to change the settings.")  # fmt: skip
+        back = " Go back to change the settings." if settings_can_fix else ""
+        self.error.setText(f"The run failed: {sentence(error.message, capital=False)}{hint}{back}")
         self.error.show()
 
 
@@ -594,10 +596,10 @@ class QuantizeWizard(QWizard):
         self.run_page.log.appendPlainText("Cancelled. Nothing was added.")
         self.run_page.finish(False)
 
-    def _on_failed(self, error: EngineError) -> None:
+    def _on_failed(self, error: EngineError, settings_can_fix: bool = True) -> None:
         self._set_running(False)
         self.run_page.log.appendPlainText(f"Failed: {error.text}")
-        self.run_page.failed(error)
+        self.run_page.failed(error, settings_can_fix)
         self.run_page.finish(False)
         if self.isVisible():  # a wizard the user closed mid-run: its run was cancelled, no dialog for it now
             self.error_dialog = show_error(self, error)

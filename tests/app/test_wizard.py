@@ -543,3 +543,28 @@ def test_a_rank_of_0_and_the_gpu_budget_say_what_they_are(qtbot):
     assert method.rank.text() == "8"
     calibration.gpu_gib.setValue(0.0)
     assert calibration.gpu_gib.value() > 0
+
+
+def test_a_run_that_cannot_write_into_the_models_folder_names_it_and_the_real_remedy(qtbot, window):
+    """The engine's hint for a write error ("choose another --out", "choose another folder") and the run page's
+    "Go back to change the settings" sent the user to a setting the wizard does not have: it always writes into
+    the app's models folder."""
+    from app.widgets.quantize_wizard import output_name
+
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    wizard.next()
+    wizard.next()
+    models = window.controller.data.quantized
+    in_the_way = models / f"{output_name('demo', wizard.config())}.safetensors.parts"
+    in_the_way.write_text("a file where the run keeps its parts folder")
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=120000):
+        wizard.next()
+    text = wizard.run_page.error.text()
+    assert str(in_the_way) in text and f"the app's models folder, {models}" in text
+    assert "NIBBLE_DATA_DIR" in text and "--out" not in text and "Go back" not in text
+    qtbot.waitUntil(lambda: len(seen) == 1)
+    assert "NIBBLE_DATA_DIR" in seen[0] and "--out" not in seen[0]
+    wizard.close()
