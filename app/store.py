@@ -12,7 +12,7 @@ import sqlite3
 import time
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,11 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 @dataclass(slots=True)
 class ImageRecord:
-    """A gallery row. ``stored_settings`` is the row's settings text as stored, parsed into a dict on first use of
-    ``settings`` (the metadata pane, Reuse): parsing every row's JSON on each reload made a search of 30,000
-    images take 1.3 s and held a dict per row that nothing read (searches compare stored keys, not settings)."""
+    """A gallery row. ``stored_settings`` is the row's settings text as stored (or a dict, for a record made
+    from settings in hand), parsed on first use of ``settings`` (the metadata pane, Reuse): parsing every row's
+    JSON on each reload made a search of 30,000 images take 1.3 s and held a dict per row that nothing read
+    (searches compare stored keys, not settings). The parsed dict is a cache beside it, left out of ``==``:
+    replacing the text by it made two records of one row unequal once one had been read."""
 
     id: int
     path: str
@@ -74,13 +76,15 @@ class ImageRecord:
     created: float
     favorite: bool
     missing: bool
+    _parsed: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def settings(self) -> dict[str, Any]:
         """The generation settings; {} for stored text that is no JSON object."""
-        if isinstance(self.stored_settings, str):
-            self.stored_settings = _settings(self.stored_settings)
-        return self.stored_settings
+        if self._parsed is None:
+            stored = self.stored_settings
+            self._parsed = _settings(stored) if isinstance(stored, str) else stored
+        return self._parsed
 
 
 @dataclass(slots=True)

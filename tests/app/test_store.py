@@ -184,3 +184,17 @@ def test_an_older_database_gets_stored_search_keys_and_searches_stay_fast(tmp_pa
         store.images(search)
         store.prompts(search)
     assert len(calls) <= 8, len(calls)  # at most the search text itself, once per query
+
+
+def test_two_records_of_a_row_are_equal_whether_or_not_their_settings_were_read(tmp_path):
+    """Reading ``settings`` replaced the stored text by its parsed dict, and ``==`` compared the two: a record
+    whose settings the metadata pane had shown no longer equalled the same row read again."""
+    store = Store(tmp_path / "db.sqlite3")
+    record = store.add_image("a.png", {"prompt": "a red fox", "seed": 1}, created=1)
+    assert record.settings == {"prompt": "a red fox", "seed": 1}
+    again = store.image(record.id)
+    assert again == record and record == again
+    assert store.images() == [record] and again.settings == record.settings and again == record
+    store.set_favorites([record.id], True)
+    assert store.image(record.id) != record  # what the row holds still counts
+    store.close()
