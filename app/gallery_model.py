@@ -427,7 +427,7 @@ class GalleryModel(QAbstractListModel):
         lost = not in_trash and not record.missing  # one missing before its delete had no file to lose
         return _Back(replace(record, path=restored, missing=record.missing or lost), record.path, in_trash, lost)
 
-    def _untrash(self, back: list[tuple[ImageRecord, str, bool]]) -> None:
+    def _untrash(self, back: list[_Back]) -> None:
         """The rows of the files ``_restore`` brought back, in one commit, then in the grid. When the commit fails
         the files go back into the trash, every one tried."""
         try:

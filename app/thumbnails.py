@@ -122,6 +122,8 @@ class ThumbnailCache(QObject):
             dropped = [queued.popitem(last=False)[0] for _ in range(len(queued) - self._capacity)]
         self._pending.add(key)
         self._pending.difference_update(dropped)
+        # No decode of theirs will come back: left stale, the next one of the file now was thrown away and redone.
+        self._stale.difference_update(dropped)
         self._pool.start(_LoadThumb(self._queue, self._emitter))
         return None
 

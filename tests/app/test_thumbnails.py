@@ -35,3 +35,32 @@ def test_the_latest_asked_are_decoded_first_and_old_requests_are_dropped(qtbot, 
         assert cache.get("b") is None
     assert cache.get("b") is not None and decoded[-1] == "b"
     cache.stop()
+
+
+def test_a_request_forgotten_then_dropped_is_kept_when_decoded_again(qtbot, monkeypatch):
+    """A file forgotten while queued is marked stale (its decode may be of the file as it was). Dropped past
+    ``capacity`` it was no longer pending but still stale, so its next decode, of the file as it is now, was
+    thrown away and done again."""
+    release = threading.Event()
+    decoded: list[str] = []
+
+    def decode(path: str):
+        release.wait(5)
+        decoded.append(path)
+        return app.thumbnails.QImage(4, 4, app.thumbnails.QImage.Format.Format_RGB32)
+
+    monkeypatch.setattr(app.thumbnails, "_decode", decode)
+    cache = ThumbnailCache(capacity=1)
+    cache._pool.setMaxThreadCount(1)
+    assert cache.get("a") is None
+    qtbot.waitUntil(lambda: not cache._queue.paths)  # "a" holds the pool's one thread
+    assert cache.get("b") is None
+    cache.forget("b")  # queued: any decode of it now may be of the file as it was
+    assert cache.get("c") is None  # "b" dropped: no decode of it will come
+    release.set()
+    cache.wait()
+    with qtbot.waitSignal(cache.loaded, check_params_cb=lambda path: path == "b"):
+        assert cache.get("b") is None
+    assert cache.get("b") is not None  # was: None, the decode thrown away, "b" decoded a second time
+    assert decoded.count("b") == 1
+    cache.stop()
