@@ -8,19 +8,26 @@ import app.thumbnails
 from app.thumbnails import ThumbnailCache
 
 
-def test_the_latest_asked_are_decoded_first_and_old_requests_are_dropped(qtbot, monkeypatch):
-    """Flinging through 60 pages left the decodes of rows scrolled past queued ahead of the last screen's (first
-    asked, first decoded): it took 280 ms to fill. The newest request goes first now, one asked again moves up,
-    and past ``capacity`` waiting the oldest is dropped; asked again (its row painted again), it is decoded."""
+def _held_decodes(monkeypatch) -> tuple[threading.Event, list[str]]:
+    """Decodes that wait for the event (the first holds the pool's one thread while the others are asked for),
+    and the files decoded, in order."""
     release = threading.Event()
     decoded: list[str] = []
 
     def decode(path: str):
-        release.wait(5)  # the first holds the pool's one thread while the others are asked for
+        release.wait(5)
         decoded.append(path)
         return app.thumbnails.QImage(4, 4, app.thumbnails.QImage.Format.Format_RGB32)
 
     monkeypatch.setattr(app.thumbnails, "_decode", decode)
+    return release, decoded
+
+
+def test_the_latest_asked_are_decoded_first_and_old_requests_are_dropped(qtbot, monkeypatch):
+    """Flinging through 60 pages left the decodes of rows scrolled past queued ahead of the last screen's (first
+    asked, first decoded): it took 280 ms to fill. The newest request goes first now, one asked again moves up,
+    and past ``capacity`` waiting the oldest is dropped; asked again (its row painted again), it is decoded."""
+    release, decoded = _held_decodes(monkeypatch)
     cache = ThumbnailCache(capacity=3)
     cache._pool.setMaxThreadCount(1)
     assert cache.get("a") is None
@@ -41,15 +48,7 @@ def test_a_request_forgotten_then_dropped_is_kept_when_decoded_again(qtbot, monk
     """A file forgotten while queued is marked stale (its decode may be of the file as it was). Dropped past
     ``capacity`` it was no longer pending but still stale, so its next decode, of the file as it is now, was
     thrown away and done again."""
-    release = threading.Event()
-    decoded: list[str] = []
-
-    def decode(path: str):
-        release.wait(5)
-        decoded.append(path)
-        return app.thumbnails.QImage(4, 4, app.thumbnails.QImage.Format.Format_RGB32)
-
-    monkeypatch.setattr(app.thumbnails, "_decode", decode)
+    release, decoded = _held_decodes(monkeypatch)
     cache = ThumbnailCache(capacity=1)
     cache._pool.setMaxThreadCount(1)
     assert cache.get("a") is None
