@@ -57,6 +57,38 @@ class DeleteCutShort(Exception):
         self.cause = cause
 
 
+class DeleteNotSaved(sqlite3.Error):
+    """A delete's commit failed (``cause``: a full disk) after its files were moved to the trash, and moving some
+    back failed too: the files of ``left`` (records) stayed in the trash under their rows' own names while the
+    rows, not trashed, show in the gallery without a picture. Nothing is lost: start-up moves such a file back,
+    and deleting such an entry again takes its file as already in the trash. ``error`` says where each file is
+    and how to get it back ("nothing else was changed" would be untrue). A ``sqlite3.Error``, as the failed
+    commit it reports, so that whatever handles that still does."""
+
+    def __init__(
+        self, cause: sqlite3.Error, deleted: int, left: list[ImageRecord], data: DataDir, database: Path
+    ) -> None:
+        trashed = [str(data.trash / r.path) for r in left]
+        super().__init__(f"{cause}; {counted(len(left), 'file')} stayed in the trash: {named_few(trashed)}")
+        self.cause = cause
+        self.left = left
+        one = len(left) == 1
+        self.error = EngineError(
+            "user",
+            f"{counted(deleted, 'image')} could not be moved to the trash: the gallery database {database} could "
+            f"not be updated ({cause}). "
+            + (f"The file {trashed[0]} could not be moved back from the trash either; its entry shows in the "
+               "gallery without a picture." if one else
+               f"{len(left)} of the files could not be moved back from the trash either ({named_few(trashed)}); "
+               "their entries show in the gallery without a picture."),
+            ("Nibble Studio moves it back at its next start, or move it back yourself to "
+             f"{absolute(data, left[0].path)}." if one else
+             f"Nibble Studio moves them back at its next start, or move them back yourself from {data.trash} to "
+             f"the same place under {data.images}.")
+            + " Check that the data folder can be written and its disk is not full before deleting again.",
+        )  # fmt: skip
+
+
 class UndoCutShort(Exception):
     """Undoing a delete of several images stopped at one that could not be brought back (``cause``: open in
     another program on Windows, a read-only folder, a database error). The ``restored`` images before it are
@@ -341,8 +373,9 @@ class GalleryModel(QAbstractListModel):
             try:
                 for row in todo:
                     record = self._rows[row]
-                    self._clear_trash_name(record.path)
-                    move_to_trash(self._data, record.path)
+                    if not self._in_trash_already(record):
+                        self._clear_trash_name(record.path)
+                        move_to_trash(self._data, record.path)
                     moved.append(row)
             finally:
                 if moved:
@@ -358,17 +391,28 @@ class GalleryModel(QAbstractListModel):
                 self._undo.pop()
             self._trash_changed()
 
+    def _in_trash_already(self, record: ImageRecord) -> bool:
+        """Whether the file of ``record`` (a row in the gallery) is in the trash under its name: a delete whose
+        commit failed could not move it back. It is that row's file, as start-up would take it: renamed out of
+        the way as another's, it was left with no row (Undo brought the entry back missing, Empty trash deleted
+        the picture)."""
+        return not self.path_of(record).exists() and (self._data.trash / record.path).is_file()
+
     def _trash_moved(self, records: list[ImageRecord], when: float) -> None:
         """Marks the rows of files just moved to the trash as trashed, in one commit; when that fails the files
-        go back where the rows point, every one tried (one left in the trash is moved back at the next start)."""
+        go back where the rows point, every one tried. One that cannot go back stays in the trash, its row not
+        trashed (start-up moves it back), and a failed database write is raised as ``DeleteNotSaved`` naming it."""
         try:
             self._store.set_trashed_many(((r.id, None, None) for r in records), True, when=when)
-        except BaseException:
+        except BaseException as exc:
+            left: list[ImageRecord] = []
             for record in records:
                 try:
                     restore_from_trash(self._data, record.path)
                 except OSError:
-                    pass  # its row is not trashed: start-up brings the file back (``app.reconcile``)
+                    left.append(record)
+            if left and isinstance(exc, sqlite3.Error):
+                raise DeleteNotSaved(exc, len(records), left, self._data, self._store.path) from exc
             raise
         for record in records:
             self.thumbnails.forget(self.path_of(record))

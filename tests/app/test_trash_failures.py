@@ -1,0 +1,62 @@
+"""The gallery's delete and Undo when a write fails or the app is killed half-way: no picture is lost, and none is
+shown under another image's entry. On the model and the store (no window): each test takes milliseconds."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from PIL import Image
+
+import app.gallery_model
+from app.data_dir import DataDir, resolve_data_dir
+from app.gallery_model import DeleteNotSaved, GalleryModel
+from app.store import Store
+
+
+def _gallery(data_root) -> tuple[GalleryModel, Store, DataDir]:
+    """Five real PNGs, each its own colour, d/0.png (prompt "p0", oldest) to d/4.png ("p4", shown first)."""
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    (data.images / "d").mkdir(parents=True, exist_ok=True)
+    for i in range(5):
+        Image.new("RGB", (4, 4), (i * 50, 0, 0)).save(data.images / "d" / f"{i}.png")
+    store.add_images([(f"d/{i}.png", {"prompt": f"p{i}"}, float(i), None, None) for i in range(5)])
+    return GalleryModel(store, data), store, data
+
+
+def _picture(path) -> tuple[int, int, int]:
+    with Image.open(path) as image:
+        return image.convert("RGB").getpixel((0, 0))
+
+
+def test_a_file_a_failed_delete_could_not_move_back_is_named_and_kept_as_its_entrys(qtbot, data_root, monkeypatch):
+    """The delete's commit fails (a full disk) and the file cannot be moved back either: it stays in the trash
+    under its entry's name, the entry shown. The message said "Nothing else was changed"; deleting the entry
+    again renamed its own file in the trash as another's (4.png -> 4-2.png), leaving the picture without an entry:
+    Undo brought the entry back missing, and Empty trash deleted the picture."""
+    gallery, store, data = _gallery(data_root)
+    assert gallery.record(0).path == "d/4.png"
+
+    def full(*_args, **_kwargs) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def in_use(*_args, **_kwargs) -> str:
+        raise PermissionError(13, "in use by another program")
+
+    with monkeypatch.context() as failing:
+        failing.setattr(store, "set_trashed_many", full)
+        failing.setattr(app.gallery_model, "restore_from_trash", in_use)
+        with pytest.raises(DeleteNotSaved) as raised:
+            gallery.delete([0])
+    error = raised.value.error
+    assert str(data.trash / "d/4.png") in error.message and "Nothing else" not in error.message + error.hint
+    assert str(data.images / "d/4.png") in error.hint  # where to put it back
+    assert gallery.record(0).path == "d/4.png" and (data.trash / "d/4.png").is_file()
+
+    gallery.delete([0])  # the entry, without a picture, deleted again: its file is in the trash already
+    assert sorted(p.name for p in data.trash.rglob("*.png")) == ["4.png"]  # was: 4-2.png
+    assert gallery.undo_delete()
+    record = gallery.record(0)
+    assert (record.path, record.missing) == ("d/4.png", False) and _picture(data.images / "d/4.png") == (200, 0, 0)
+    assert not list(data.trash.rglob("*.png"))
