@@ -464,9 +464,15 @@ class GalleryModel(QAbstractListModel):
         return True
 
     def _restore(self, record: ImageRecord) -> _Back:
-        """One image's file back from the trash; its row follows in ``_untrash``."""
+        """One image's file back from the trash; its row follows in ``_untrash``. When another file has taken
+        its name, it is renamed in the trash first and its row says so in a commit of its own (rare): the file
+        then comes back under the path its row has. Given its new name only by the later commit, a crash
+        before it left the row to be taken out of the trash at start-up at its old path, another's picture,
+        and its own file imported as a second entry."""
         in_trash = (self._data.trash / record.path).exists()
-        # Another name if a new file has taken its own; never one another row holds (a missing image's).
+        if in_trash and self.path_of(record).exists():
+            self._clear_trash_name(record.path)  # ``record`` is on the undo stack: its path follows
+        # With no file in the trash, a name no other row holds (a missing image's) if a new file has its own.
         restored = restore_from_trash(self._data, record.path, taken=self._store.has_path)
         lost = not in_trash and not record.missing  # one missing before its delete had no file to lose
         return _Back(replace(record, path=restored, missing=record.missing or lost), record.path, in_trash, lost)

@@ -3,6 +3,7 @@ shown under another image's entry. On the model and the store (no window): each 
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 import app.gallery_model
 from app.data_dir import DataDir, resolve_data_dir
 from app.gallery_model import DeleteNotSaved, GalleryModel
+from app.reconcile import reconcile
 from app.store import Store
 
 
@@ -60,3 +62,35 @@ def test_a_file_a_failed_delete_could_not_move_back_is_named_and_kept_as_its_ent
     record = gallery.record(0)
     assert (record.path, record.missing) == ("d/4.png", False) and _picture(data.images / "d/4.png") == (200, 0, 0)
     assert not list(data.trash.rglob("*.png"))
+
+
+class _Killed(BaseException):
+    """The app killed: nothing after this point runs."""
+
+
+def test_an_undo_killed_before_its_commit_never_shows_another_file_as_the_image(qtbot, data_root, monkeypatch):
+    """A file copied in under the name of an image in the trash: Undo brings the image back under another name
+    (d/3-2.png), which only the commit after the moves recorded. Killed before it, start-up took the row out of
+    the trash at its old path, showing the other file as the image, and imported its own file as a second entry.
+    The row gets its new name (committed) before its file moves now."""
+    gallery, store, data = _gallery(data_root)
+    gallery.delete([1])  # d/3.png, "p3"
+    shutil.copy(data.images / "d/0.png", data.images / "d/3.png")  # another picture takes its name
+
+    def killed(_back) -> None:
+        raise _Killed  # the files are back, their rows not yet
+
+    monkeypatch.setattr(gallery, "_untrash", killed)
+    with pytest.raises(_Killed):
+        gallery.undo_delete()
+    store.close()
+
+    restarted = Store(data.database)
+    reconcile(restarted, data)  # as the next start does
+    shown = {r.prompt: r.path for r in restarted.images()}
+    assert _picture(data.images / shown["p3"]) == (150, 0, 0)  # its own picture (was: the copy of d/0.png)
+    assert shown["p3"] != "d/3.png" and _picture(data.images / "d/3.png") == (0, 0, 0)
+    assert sorted(shown.values()) == sorted(p.relative_to(data.images).as_posix()
+                                            for p in data.images.rglob("*.png"))  # fmt: skip
+    assert len(shown) == 6 and not list(data.trash.rglob("*.png"))  # the copy imported as its own entry, once
+    restarted.close()
