@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpu.quantize_defaults import DEFAULT_ALPHA_POINTS, DEFAULT_CALIB_PROMPTS, DEFAULT_RANK
+from gpu.quantize_defaults import (
+    DEFAULT_ALPHA_POINTS,
+    DEFAULT_CALIB_PROMPTS,
+    DEFAULT_GPU_BUDGET_GIB,
+    DEFAULT_RAM_BUDGET_GIB,
+    DEFAULT_RANK,
+)
 
 if TYPE_CHECKING:
     from gpu.generation.request import GeneratedImage
@@ -109,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "whose text encoders, tokenizers and scheduler calibrate it")
     q.add_argument("--per-layer-smoothing", action="store_true",
                    help="smooth every linear on its own (default: Q/K/V share one vector, so they run as one GEMM)")
+    q.add_argument("--gpu-budget", type=float, default=DEFAULT_GPU_BUDGET_GIB, metavar="GIB",
+                   help=f"GPU memory the run may use (default {DEFAULT_GPU_BUDGET_GIB:g}; held on CUDA)")
+    q.add_argument("--ram-budget", type=float, default=DEFAULT_RAM_BUDGET_GIB, metavar="GIB",
+                   help=f"host memory for block inputs before they go to disk (default {DEFAULT_RAM_BUDGET_GIB:g})")
 
     g = sub.add_parser("generate", help="generate an image (PNG with A1111-compatible metadata)")
     g.add_argument("prompt")
@@ -163,6 +173,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         method=args.method, precision=args.precision, rank=args.rank,
         calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
         alpha_points=args.alpha_points, shared_smoothing=not args.per_layer_smoothing, base=args.base,
+        gpu_budget_gib=args.gpu_budget, ram_budget_gib=args.ram_budget,
     )  # fmt: skip
 
     def show(ev) -> None:

@@ -117,6 +117,8 @@ def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, tmp_pat
         (("quantize", str(tiny_flux), "--out", str(tmp_path / "a-folder.png")), "is a folder"),
         (("quantize", str(tiny_flux), "--out", str(tmp_path / "r.safetensors"), "--rank", "1000"), "rank 1000"),
         (("quantize", str(tiny_flux), "--out", str(tmp_path / "r.safetensors"), "--calib-steps", "-1"), "steps"),
+        (("quantize", str(tiny_flux), "--out", str(tmp_path / "r.safetensors"), "--gpu-budget", "0"),
+         "GPU memory budget of 0 GiB"),
     ]
     for args, words in cases:
         r = _run(*args, data_dir=tmp_path / "data")

@@ -449,3 +449,21 @@ def _after_calls(n: int):
         return calls[0] > n
 
     return cancel
+
+
+def test_the_gpu_memory_budget_is_checked_and_held_on_cuda(tmp_path):
+    """The GPU memory budget (the wizard's calibration page) was stored and read by nothing: a run used what it
+    wanted. It is refused when not positive and, on CUDA, caps the run's caching allocator, the cap lifted after."""
+    from gpu.errors import BadRequestError
+
+    for gib in (0.0, -1.0, float("nan")):
+        with pytest.raises(BadRequestError, match="GPU memory budget of .* GiB is not possible"):
+            quantize_model(DEMO, tmp_path / "x.safetensors", _cfg(gpu_budget_gib=gib), library=ModelLibrary(tmp_path))
+    if not torch.cuda.is_available():
+        return
+    before = torch.cuda.get_per_process_memory_fraction()
+    tiny = _cfg(gpu_budget_gib=2 / 1024)  # 2 MiB: less than the demo's first block needs
+    with pytest.raises(BadRequestError, match="needs more GPU memory than its budget of 0.00195312 GiB") as err:
+        quantize_model(DEMO, tmp_path / "y.safetensors", tiny, library=ModelLibrary(tmp_path))
+    assert "larger GPU memory budget" in err.value.hint
+    assert torch.cuda.get_per_process_memory_fraction() == before

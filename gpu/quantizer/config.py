@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from gpu.modules.layer_spec import METHODS, PRECISIONS, spec_for
@@ -61,6 +62,9 @@ class QuantizeConfig:
             raise BadRequestError(f"seed {self.seed} is not possible: use 0 to 2^63-1")
         if self.timesteps_per_prompt < 1:
             raise BadRequestError("at least one timestep per prompt is needed")
+        for name, gib in (("GPU", self.gpu_budget_gib), ("RAM", self.ram_budget_gib)):
+            if not (math.isfinite(gib) and gib > 0):
+                raise BadRequestError(f"a {name} memory budget of {gib:g} GiB is not possible: give more than 0 GiB")
         if not 2 <= self.alpha_points <= MAX_ALPHA_POINTS:
             raise BadRequestError(
                 f"{self.alpha_points} alpha points is not possible: use 2 to {MAX_ALPHA_POINTS}",

@@ -20,7 +20,8 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -113,7 +114,10 @@ def quantize_model(
     the same ``out_path`` (another process) is refused while this one works: both would use one parts folder.
     ``replace=False``: an existing ``out_path`` is an OutputError, checked under that lock (a run on the same
     output that finishes just before this one starts is not overwritten)."""
-    with output_lock(out_path, "quantize run"):
+    config = config or QuantizeConfig()
+    config.validate()
+    device = device or default_device()
+    with output_lock(out_path, "quantize run"), gpu_memory_budget(device, config.gpu_budget_gib):
         if not replace and Path(out_path).exists():
             # e.g. a typo naming another model, or the source's own weights: replaced only when asked
             raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
@@ -121,21 +125,43 @@ def quantize_model(
                                samples_override)  # fmt: skip
 
 
+@contextmanager
+def gpu_memory_budget(device: torch.device, budget_gib: float) -> Iterator[None]:
+    """Holds the run's GPU memory to ``budget_gib`` on a CUDA ``device`` (the caching allocator's
+    ``set_per_process_memory_fraction``; a smaller fraction already in force stays, and the one before comes back
+    after): the budget was a setting of the wizard that nothing read. A run that would need more stops with a
+    BadRequestError naming the budget, not an out-of-memory error from deep inside a layer."""
+    if device.type != "cuda":
+        yield
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    total = torch.cuda.get_device_properties(index).total_memory
+    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    before = float(get_fraction(index)) if get_fraction is not None else 1.0
+    torch.cuda.set_per_process_memory_fraction(min(before, budget_gib * 2**30 / total), index)
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        raise BadRequestError(
+            f"the run needs more GPU memory than its budget of {budget_gib:g} GiB",
+            "give it a larger GPU memory budget (the Quantize wizard's calibration page), or close other programs "
+            "that use the GPU") from exc
+    finally:
+        torch.cuda.set_per_process_memory_fraction(before, index)
+
+
 def _quantize_model(
     source: str | Path,
     out_path: Path,
-    config: QuantizeConfig | None,
+    config: QuantizeConfig,
     on_event: Callable[[QuantizeEvent], None] | None,
     should_cancel: Callable[[], bool] | None,
     library: ModelLibrary | None,
-    device: torch.device | None,
+    device: torch.device,
     samples_override: Callable[[WeightSource, QuantizeConfig], list[CalibSample]] | None,
 ) -> Path:
-    config = config or QuantizeConfig()
-    config.validate()
     library = library or ModelLibrary()
     out_path = Path(out_path)
-    device = device or default_device()
     dtype = runtime_dtype(device)
     started = time.perf_counter()
     quiet_libraries()
