@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, database_error
 from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage
-from app.gallery_model import DeleteCutShort, GalleryModel, TrashPartlyEmptied, UndoCutShort
+from app.gallery_model import DeleteCutShort, DeleteNotSaved, GalleryModel, TrashPartlyEmptied, UndoCutShort
 from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel, prompt_line
 from app.image_files import inspect_image_settings, read_image_settings, relative
@@ -330,6 +330,9 @@ class AppController(QObject):
         except DeleteCutShort as cut:
             log.error("moving images to the trash stopped after %d: %s", cut.moved, cut.cause, exc_info=cut.cause)
             self.error.emit(self._delete_cut_short(cut))
+        except DeleteNotSaved as unsaved:  # its own words: files stayed in the trash, "nothing else changed" is untrue
+            log.error("moving images to the trash failed: %s", unsaved, exc_info=unsaved.cause)
+            self.error.emit(unsaved.error)
         except (OSError, sqlite3.Error) as exc:
             log.exception("moving images to the trash failed")
             self.error.emit(self._trash_error("could not be moved to the trash folder", exc))

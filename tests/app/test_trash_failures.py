@@ -32,6 +32,14 @@ def _picture(path) -> tuple[int, int, int]:
         return image.convert("RGB").getpixel((0, 0))
 
 
+def _disk_full(*_args, **_kwargs) -> None:
+    raise sqlite3.OperationalError("database or disk is full")
+
+
+def _in_use(*_args, **_kwargs) -> str:
+    raise PermissionError(13, "in use by another program")
+
+
 def test_a_file_a_failed_delete_could_not_move_back_is_named_and_kept_as_its_entrys(qtbot, data_root, monkeypatch):
     """The delete's commit fails (a full disk) and the file cannot be moved back either: it stays in the trash
     under its entry's name, the entry shown. The message said "Nothing else was changed"; deleting the entry
@@ -40,15 +48,9 @@ def test_a_file_a_failed_delete_could_not_move_back_is_named_and_kept_as_its_ent
     gallery, store, data = _gallery(data_root)
     assert gallery.record(0).path == "d/4.png"
 
-    def full(*_args, **_kwargs) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
-
-    def in_use(*_args, **_kwargs) -> str:
-        raise PermissionError(13, "in use by another program")
-
     with monkeypatch.context() as failing:
-        failing.setattr(store, "set_trashed_many", full)
-        failing.setattr(app.gallery_model, "restore_from_trash", in_use)
+        failing.setattr(store, "set_trashed_many", _disk_full)
+        failing.setattr(app.gallery_model, "restore_from_trash", _in_use)
         with pytest.raises(DeleteNotSaved) as raised:
             gallery.delete([0])
     error = raised.value.error
@@ -94,3 +96,22 @@ def test_an_undo_killed_before_its_commit_never_shows_another_file_as_the_image(
                                             for p in data.images.rglob("*.png"))  # fmt: skip
     assert len(shown) == 6 and not list(data.trash.rglob("*.png"))  # the copy imported as its own entry, once
     restarted.close()
+
+
+def test_the_window_says_which_file_a_failed_delete_left_in_the_trash(window, monkeypatch):
+    """The gallery's own words reach the user: the controller's generic handler said "Nothing else was changed"
+    of a delete that had left a file in the trash."""
+    controller = window.controller
+    data, store = controller.data, controller.store
+    (data.images / "d").mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4)).save(data.images / "d" / "kept.png")
+    store.add_images([("d/kept.png", {"prompt": "kept"}, 1.0, None, None)])
+    controller.gallery.reload()
+    errors = []
+    controller.error.connect(errors.append)
+    with monkeypatch.context() as failing:
+        failing.setattr(store, "set_trashed_many", _disk_full)
+        failing.setattr(app.gallery_model, "restore_from_trash", _in_use)
+        controller.delete_images([0])
+    [error] = errors
+    assert str(data.trash / "d/kept.png") in error.message and "Nothing else" not in error.message + error.hint
