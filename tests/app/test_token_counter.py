@@ -47,7 +47,9 @@ def test_the_model_is_described_before_its_tokenizer_is_read(qtbot, window):
     worker.prompt_meter_ready.connect(lambda model, meter: seen.append((model, meter)))
     controller.prompt.prompt = "a red star"
     assert controller.select_model("demo-int4")
-    qtbot.waitUntil(lambda: len(seen) == 2, timeout=60000)
+    # The lambdas run on the engine's thread (a lambda has no thread of its own to be queued to), so they can see
+    # both signals before the controller, on the window's thread, has taken the second: wait for that too.
+    qtbot.waitUntil(lambda: len(seen) == 2 and controller.prompt_meter is seen[1][1], timeout=60000)
     assert seen[0] == ("facts", "demo-int4") and seen[1][0] == "demo-int4" and seen[1][1].limit == 32
-    assert controller.model_info.name == "demo-int4" and controller.prompt_meter is seen[1][1]
+    assert controller.model_info.name == "demo-int4"
     assert window.prompt_panel.token_count.text() == "4 / 32 tokens"
