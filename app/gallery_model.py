@@ -320,7 +320,7 @@ class GalleryModel(QAbstractListModel):
         renamed, not replaced: deleting or adding an image of that name must not destroy it."""
         if not (self._data.trash / rel_path).exists():
             return
-        new_rel = rename_in_trash(self._data, rel_path)
+        new_rel = rename_in_trash(self._data, rel_path, taken=self._store.has_path)
         for trashed in (record for batch in self._undo for record in batch):
             if trashed.path == rel_path:
                 try:

@@ -114,10 +114,11 @@ def restore_from_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool
     return relative(data, target)
 
 
-def rename_in_trash(data: DataDir, rel_path: str) -> str:
-    """Gives an image in the trash a name that no file in the images folder or the trash has, so that another
-    image can take its old one; returns the new name."""
-    new_rel = relative(data, free_image_path(data, absolute(data, rel_path)))
+def rename_in_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] | None = None) -> str:
+    """Gives an image in the trash a name that no file in the images folder or the trash has, nor any name
+    ``taken`` says is held (gallery rows whose file is missing: the row's new path would break the database's
+    unique paths, and Undo failed on it every time), so that another image can take its old one; returns it."""
+    new_rel = relative(data, free_image_path(data, absolute(data, rel_path), taken=taken))
     os.replace(data.trash / rel_path, data.trash / new_rel)
     return new_rel
 

@@ -69,7 +69,7 @@ def _finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple
             store.set_trashed(row_id, False)
             repaired += 1
         elif trashed and rel in on_disk:  # another image now has the trashed one's name: give the trashed a new one
-            store.set_path(row_id, rename_in_trash(data, rel))
+            store.set_path(row_id, rename_in_trash(data, rel, taken=store.has_path))
     return repaired
 
 

@@ -115,3 +115,18 @@ def test_the_window_says_which_file_a_failed_delete_left_in_the_trash(window, mo
         controller.delete_images([0])
     [error] = errors
     assert str(data.trash / "d/kept.png") in error.message and "Nothing else" not in error.message + error.hint
+
+
+def test_undo_never_renames_into_the_name_of_an_entry_whose_file_is_missing(qtbot, data_root):
+    """Undo of an image whose name another file took renames it in the trash first: the new name was chosen without
+    the rows whose file is missing, so it could be one of theirs (d/3-2.png), the database refused it, and Undo
+    failed every time, the picture left in the trash for Empty trash to delete."""
+    gallery, store, data = _gallery(data_root)
+    store.add_images([("d/3-2.png", {"prompt": "moved away"}, 10.0, None, None)])  # shown as missing
+    gallery.reload()
+    gallery.delete([next(r for r in range(gallery.rowCount()) if gallery.record(r).path == "d/3.png")])
+    shutil.copy(data.images / "d/0.png", data.images / "d/3.png")  # another file takes its name
+    assert gallery.undo_delete()
+    back = {r.prompt: r.path for r in store.images()}
+    assert back["p3"] not in ("d/3.png", "d/3-2.png") and _picture(data.images / back["p3"]) == (150, 0, 0)
+    assert not list(data.trash.rglob("*.png"))
