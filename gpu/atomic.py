@@ -269,24 +269,33 @@ def _system_limit(folder: Path, name: str, default: int) -> int:
     return value if value > 0 else default  # -1: no limit
 
 
+def _name_length(name: str) -> tuple[int, str]:
+    """A name's length as its file system counts it against the limit, with the unit: bytes where the system says
+    its limits (POSIX), UTF-16 units where it cannot (Windows: NTFS takes 255 of those, so a 94-character Japanese
+    name of 274 UTF-8 bytes was refused there, though it fits)."""
+    if hasattr(os, "pathconf"):
+        return len(os.fsencode(name)), "bytes"
+    return len(name.encode("utf-16-le")) // 2, "characters"
+
+
 def _check_name_lengths(target: Path, parent: Path, missing: list[Path], beside: Iterable[Path]) -> None:
     """OutputError if a name ``target``'s write would create, or its whole path, is longer than the file system
     at ``parent`` (the nearest existing folder) takes: mkdir and open refuse it only when they are called, and
     the final write comes after all the work."""
     limit = _system_limit(parent, "PC_NAME_MAX", _NAME_MAX)
-    own = len(os.fsencode(target.name))
-    longest = max([own, *(len(os.fsencode(p.name)) for p in beside)])
+    own, unit = _name_length(target.name)
+    longest = max([own, *(_name_length(p.name)[0] for p in beside)])
     if longest > limit:
         extra = longest - own
-        room = f" (a name can have {limit} bytes there, and the command keeps one {extra} bytes longer beside it)" \
-            if extra else ""  # fmt: skip
-        raise OutputError(f"cannot write {target}: the file name is {own} bytes long, more than the {limit - extra} "
-                          f"that fit in {parent}{room}", "choose a shorter file name")  # fmt: skip
+        room = f" (a name can have {limit} {unit} there, and the command keeps one {extra} {unit} longer beside " \
+            "it)" if extra else ""  # fmt: skip
+        raise OutputError(f"cannot write {target}: the file name is {own} {unit} long, more than the "
+                          f"{limit - extra} that fit in {parent}{room}", "choose a shorter file name")  # fmt: skip
     for folder in missing:
-        if len(os.fsencode(folder.name)) > limit:
-            raise OutputError(f"cannot write {target}: the folder name {folder.name[:40]}… is "
-                              f"{len(os.fsencode(folder.name))} bytes long, more than the {limit} a name can have",
-                              "choose a shorter folder name")  # fmt: skip
+        length = _name_length(folder.name)[0]
+        if length > limit:
+            raise OutputError(f"cannot write {target}: the folder name {folder.name[:40]}… is {length} {unit} long, "
+                              f"more than the {limit} a name can have", "choose a shorter folder name")  # fmt: skip
     path_limit = _system_limit(parent, "PC_PATH_MAX", _PATH_MAX)
     length = len(os.fsencode(os.path.abspath(target)))
     if length + _PATH_ROOM > path_limit:

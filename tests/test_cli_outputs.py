@@ -141,6 +141,17 @@ def test_the_limits_come_from_the_folders_file_system(tmp_path, monkeypatch):
     gpu.atomic.check_output_path(tmp_path / ("f" * 139 + ".png"))
 
 
+def test_where_the_system_cannot_say_names_are_counted_as_windows_counts_them(tmp_path, monkeypatch):
+    """Without pathconf (Windows), names were measured in UTF-8 bytes against 255, and NTFS counts UTF-16 units:
+    a 94-character Japanese name (274 bytes) that NTFS takes was refused, for every write of that name."""
+    import gpu.atomic
+
+    monkeypatch.delattr(gpu.atomic.os, "pathconf", raising=False)
+    assert gpu.atomic._name_length("夜" * 90 + ".png") == (94, "characters")  # (a Linux disk cannot hold it)
+    with pytest.raises(gpu.errors.OutputError, match="the file name is 257 characters long, more than the 255"):
+        gpu.atomic.check_output_path(tmp_path / ("夜" * 253 + ".png"))
+
+
 def test_a_bench_output_folder_in_the_way_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
     """``bench flux --tiny --out FILE`` ran the whole benchmark, then said 'error: FILE: File exists' (exit 2,
     no hint): the folder was made only to write the results."""
