@@ -138,14 +138,17 @@ def gpu_memory_budget(device: torch.device, budget_gib: float) -> Iterator[None]
     total = torch.cuda.get_device_properties(index).total_memory
     get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
     before = float(get_fraction(index)) if get_fraction is not None else 1.0
+    capped = budget_gib * 2**30 / total < before  # else the card (or a cap already in force) is the limit
     torch.cuda.set_per_process_memory_fraction(min(before, budget_gib * 2**30 / total), index)
     try:
         yield
     except torch.OutOfMemoryError as exc:
+        if not capped:  # a larger budget cannot help: the GPU itself is full
+            raise
         raise BadRequestError(
             f"the run needs more GPU memory than its budget of {budget_gib:g} GiB",
-            "give it a larger GPU memory budget (the Quantize wizard's calibration page), or close other programs "
-            "that use the GPU") from exc
+            "give it a larger GPU memory budget (--gpu-budget GIB, or the Quantize wizard's calibration page), or "
+            "close other programs that use the GPU") from exc
     finally:
         torch.cuda.set_per_process_memory_fraction(before, index)
 
