@@ -164,10 +164,12 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
     """``exc`` in words for the wizard, and whether one of its settings can fix it. The wizard writes into the
     app's ``models`` folder, which it has no setting for: the engine's hint for a write error there ("choose
     another folder", "--out") named a remedy the wizard does not offer."""
-    from gpu.errors import OutputError
+    from gpu.errors import OutputBusy, OutputError
 
     error = classify(exc)
     full = is_disk_full(exc)
+    if isinstance(exc, OutputBusy):  # another run (a command-line quantize) writes that file: no folder's fault
+        return EngineError("user", error.message, "Wait for that run to finish, or stop it, then run again."), False
     if not (full or isinstance(exc, OutputError)):
         return error, error.kind != "internal"  # an internal error is no setting's doing
     fix = "free some space on its disk" if full else "make it a folder you can write to, move aside what is in the way"

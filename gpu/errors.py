@@ -39,5 +39,9 @@ class OutputError(UserError):
     the way). The message names the user's path, never a temporary one."""
 
 
+class OutputBusy(OutputError):
+    """The output is being written by another run right now: waiting is the remedy, not another folder."""
+
+
 class Cancelled(Exception):
     """A long operation stopped because its caller asked it to."""

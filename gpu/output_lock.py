@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gpu.atomic import missing_folders, output_errors, remove_empty_folders
-from gpu.errors import OutputError
+from gpu.errors import OutputBusy
 
 _NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}  # flock on a file system without it
 _WINDOWS_LOCK_OFFSET = 1 << 20  # Windows locks bytes, and a locked byte cannot be read: lock one past the pid
@@ -62,7 +62,7 @@ def _acquire(path: Path, target: Path, what: str) -> int:
         if not locked:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise OutputError(f"{target} is being written by another {what} (process {holder})",
+            raise OutputBusy(f"{target} is being written by another {what} (process {holder})",
                               "wait for it to finish, or choose another output file")  # fmt: skip
         try:  # a holder that finished unlinked the file between our open and our lock: lock the new one
             same = os.path.samestat(os.fstat(fd), os.stat(path))

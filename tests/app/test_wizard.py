@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
@@ -568,3 +569,20 @@ def test_a_run_that_cannot_write_into_the_models_folder_names_it_and_the_real_re
     qtbot.waitUntil(lambda: len(seen) == 1)
     assert "NIBBLE_DATA_DIR" in seen[0] and "--out" not in seen[0]
     wizard.close()
+
+
+def test_a_run_refused_because_another_run_writes_its_file_says_to_wait(tmp_path):
+    """Every output error of a wizard run got the models-folder remedy ("move aside what is in the way, or start
+    with another data folder"), also another run's lock on the file (a command-line quantize writing it), where
+    the remedy is to wait."""
+    from app.quantize_worker import run_error
+    from gpu.output_lock import output_lock
+
+    target = tmp_path / "models" / "demo-svdquant-int4-r32.safetensors"
+    target.parent.mkdir()
+    with output_lock(target, "quantize run"):
+        with pytest.raises(Exception) as busy, output_lock(target, "quantize run"):
+            pass
+    error, setting_fixes_it = run_error(busy.value, target.parent)
+    assert "is being written by another quantize run" in error.message and not setting_fixes_it
+    assert error.hint.startswith("Wait for that run to finish") and "data folder" not in error.hint
