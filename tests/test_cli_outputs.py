@@ -202,9 +202,10 @@ def test_bench_options_out_of_range_are_refused_before_anything_runs(tmp_path, c
         err = _refused(["bench", *args, *out], capsys)
         assert err.startswith(f"error: {words}"), (args, err)
     assert ran == [] and not (tmp_path / "bench").exists()
-    from main import main
+    from main import build_parser, check_bench_options, main
 
     assert main(["bench", "flux", "--tiny", "--steps", "1", "--lora-rank", "0", *out]) == 0 and ran == ["flux"]
+    check_bench_options(build_parser().parse_args(["bench", "kernels", "--steps", "5", *out]))  # kernels: no steps
 
 
 def test_a_file_that_is_no_quantized_model_is_named_for_what_it_is(tmp_path, capsys):

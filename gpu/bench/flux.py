@@ -56,6 +56,7 @@ from pathlib import Path
 
 import torch
 
+from gpu.bench import FULL_SIZE_MIN_STEPS
 from gpu.bench.flux_random import (
     FLUX_DEV_CONFIG,
     FLUX_TINY_CONFIG,
@@ -383,10 +384,10 @@ def run(
         device = torch.device("cuda", torch.cuda.current_device())
     if not tiny and device.type != "cuda":
         raise SystemExit("error: bench flux needs a CUDA GPU (use --tiny to check the plumbing on the CPU)")
-    steps = steps if steps is not None else (3 if tiny else 10)
+    steps = steps if steps is not None else (3 if tiny else FULL_SIZE_MIN_STEPS)
     warmup = warmup if warmup is not None else (1 if tiny else 3)
-    if not tiny and steps < 10:
-        raise SystemExit("error: --steps must be >= 10 for a full-size run")
+    if not tiny and steps < FULL_SIZE_MIN_STEPS:
+        raise SystemExit(f"error: --steps must be >= {FULL_SIZE_MIN_STEPS} for a full-size run")
     from gpu.atomic import make_output_folder
 
     make_output_folder(out_dir)  # a file in the way is said now, not after the whole run
