@@ -46,10 +46,10 @@ log = logging.getLogger(__name__)
 
 
 def _missing_hint(name: str) -> str:
-    """What to do about a library model whose file is gone. Picking it again after putting the file back is
-    not enough: the list is read at start, when a model is added, and when a job finds a file gone."""
-    return (f"Put the file back where it was and add it again (Add SVDQ file… or Add folder…), or remove '{name}' "
-            "from the Models list.")
+    """What to do about a library model whose file is gone: picking a "(missing)" entry looks at its file again
+    (a network or removable drive back), so putting the file back and picking it is enough."""
+    return (f"Put the file back where it was (or reconnect its drive) and pick '{name}' again, or remove it from "
+            "the Models list.")
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -73,6 +73,7 @@ class AppController(QObject):
     _describe = Signal(str)
     _add_model = Signal(str)
     _remove_model = Signal(str)
+    _read_library = Signal()
     _unload = Signal()
 
     def __init__(self, data: DataDir, settings: Settings) -> None:
@@ -121,6 +122,7 @@ class AppController(QObject):
         self._unlisted: set[int] = set()  # jobs with an image the gallery could not take (said once per job)
         self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
         self._gone: set[str] = set()  # models whose file went missing while the app ran, said so by _on_library
+        self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
         self._loaded: str | None = None  # the model the engine holds, as it last said (None: none, or unsure)
         self._job_line = ""  # the running job's status, before the count of the jobs queued behind it
@@ -132,6 +134,7 @@ class AppController(QObject):
         self._describe.connect(worker.describe)
         self._add_model.connect(worker.add_model)
         self._remove_model.connect(worker.remove_model)
+        self._read_library.connect(worker.read_library)
         self._unload.connect(worker.unload)
         worker.ready.connect(self._on_ready)
         worker.library_changed.connect(self._on_library)
@@ -262,6 +265,12 @@ class AppController(QObject):
         reason (the current model stays), since every job would fail on it."""
         entry = self._entry(name)
         if entry is not None and getattr(entry, "facts", None) is None:
+            if self._rechecking != name:  # looked at again first: a drive that was away may be back (_on_library)
+                self._rechecking = name
+                self.status_message.emit(f"Looking at the file of '{name}' again…")
+                self._read_library.emit()
+                return False
+            self._rechecking = None
             self.error.emit(EngineError("user", f"The model '{name}' cannot be used: {entry.problem}.",
                                         _missing_hint(name)))
             return False
@@ -271,6 +280,10 @@ class AppController(QObject):
         self._defaults_since = self.prompt.model_default_fields() if apply_defaults else None
         self._describe.emit(name)
         return True
+
+    def is_rechecking(self, name: str) -> bool:
+        """Whether ``name``, picked while missing, has its file looked at again right now (before it is refused)."""
+        return self._rechecking == name
 
     def _entry(self, name: str) -> Any | None:
         return next((e for e in self.entries if getattr(e, "name", None) == name), None)
@@ -596,6 +609,12 @@ class AppController(QObject):
     def _on_library(self, entries: list[Any]) -> None:
         self.entries = entries
         self.library_changed.emit(entries)
+        if self._rechecking is not None and self._entry(self._rechecking) is None:  # removed meanwhile
+            self._rechecking = None
+        if self._rechecking is not None:  # picked while missing: selected if its file opens now, else refused
+            if self.select_model(self._rechecking):
+                self.status_message.emit(f"The model '{self.prompt.model}' opens again; it is selected.")
+                self._rechecking = None
         # Names said to be gone stay so only while they are: one put back (added again) is said again next time.
         self._gone &= {e.name for e in entries if getattr(e, "facts", None) is None}
         entry = self._entry(self.prompt.model)

@@ -196,6 +196,17 @@ class EngineWorker(QObject):
         self._tell_library_notices()
 
     @Slot()
+    def read_library(self) -> None:
+        """The model list read again (each entry's file looked at anew) and sent: a file back on a drive that was
+        away opens again."""
+        try:
+            self._ensure_service()
+            self.library_changed.emit(list(self._library.entries()))
+        except BaseException as exc:
+            self._fail(exc)
+        self._tell_library_notices()
+
+    @Slot()
     def unload(self) -> None:
         try:
             if self._service is not None:

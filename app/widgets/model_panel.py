@@ -122,6 +122,8 @@ class ModelPanel(QWidget):
         self.gpu.setText(gpu_text(status.gpu))
 
     def set_entries(self, entries: list[Any]) -> None:
+        current = self.list.currentItem()
+        highlighted = current.data(Qt.ItemDataRole.UserRole) if current is not None else None
         self.list.clear()
         for entry in entries:
             missing = getattr(entry, "facts", None) is None  # its file was moved or deleted since it was added
@@ -131,6 +133,12 @@ class ModelPanel(QWidget):
             item.setToolTip(getattr(entry, "problem", "") if missing else str(getattr(entry, "path", "")))
             self.list.addItem(item)
         self._mark_current(self.controller.prompt.model)
+        # A missing entry the user highlighted (picked and refused, its file looked at again) stays so: Remove
+        # takes it off.
+        refused = next((e for e in entries if e.name == highlighted and getattr(e, "facts", None) is None), None)
+        if refused is not None and refused.name != self.controller.prompt.model:
+            self._mark_current(refused.name)
+            self._details(self._missing_text(refused.name))
 
     def _mark_current(self, name: str) -> None:
         for row in range(self.list.count()):
@@ -140,13 +148,18 @@ class ModelPanel(QWidget):
         builtin = {e.name for e in self.controller.entries if getattr(e, "builtin", False)}
         self.remove_button.setEnabled(bool(name) and name not in builtin)
 
+    def _missing_text(self, name: str) -> str:
+        return f"{name}: missing. New images use {self.controller.prompt.model}."
+
     def _picked(self, item: QListWidgetItem) -> None:
         name = item.data(Qt.ItemDataRole.UserRole)
         if self.controller.select_model(name):
             self._details("Reading model…")
             return
-        # Refused (its file is gone; the controller says why). It stays highlighted so Remove can take it off.
-        self._details(f"{name}: missing. New images use {self.controller.prompt.model}.")
+        # Refused (its file is gone; the controller says why), or its file being looked at again first (a drive
+        # back: then it is selected). It stays highlighted so Remove can take it off.
+        looking = self.controller.is_rechecking(name)
+        self._details(f"{name}: looking at its file again…" if looking else self._missing_text(name))
         self.remove_button.setEnabled(True)
 
     def _add_folder(self) -> None:

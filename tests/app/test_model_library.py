@@ -66,9 +66,10 @@ def test_a_model_file_deleted_between_sessions(qtbot, data_root, tmp_path):
     assert "(missing)" in item.text()
 
     window.model_panel.list.setCurrentItem(item)
-    window.model_panel._picked(item)  # refused, with the reason; the model in use stays
+    window.model_panel._picked(item)  # looked at again, then refused with the reason; the model in use stays
+    qtbot.waitUntil(lambda: bool(errors), timeout=60000)
     assert controller.prompt.model == "demo"
-    assert errors and str(gone) in errors[-1].message
+    assert str(gone) in errors[-1].message
     assert "missing" in window.model_panel.details.text()
     assert window.model_panel.remove_button.isEnabled()
     with qtbot.waitSignal(controller.library_changed, timeout=60000):
@@ -100,7 +101,7 @@ def test_a_model_file_moved_while_the_app_runs(qtbot, window, tmp_path):
     assert controller.prompt.model == "demo"
     assert len(errors) == 1  # the job's own "no such file" is not said a second time
     assert str(mine) in errors[0].message and "'demo' is selected instead" in errors[0].message
-    assert "add it again" in errors[0].hint and "remove 'mine' from the Models list" in errors[0].hint
+    assert "pick 'mine' again" in errors[0].hint and "remove it from the Models list" in errors[0].hint
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
 
     moved.rename(mine)  # the hint's remedy: put back and added again, it is usable and selected
@@ -117,6 +118,14 @@ def test_a_model_file_moved_while_the_app_runs(qtbot, window, tmp_path):
     assert "(missing)" in _item(window, "mine").text() and str(mine) in errors[1].message
     assert controller.prompt.model == "demo"
     qtbot.waitUntil(lambda: "Model: demo" in panel.details.text(), timeout=60000)
+
+    # The hint's remedy: the file back (a drive reconnected), the "(missing)" entry picked: its file is looked at
+    # again and it is selected (the pick was refused from the list read before, until the model was added again).
+    moved.rename(mine)
+    panel._picked(_item(window, "mine"))
+    qtbot.waitUntil(lambda: controller.prompt.model == "mine", timeout=60000)
+    assert "(missing)" not in _item(window, "mine").text() and len(errors) == 2
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
 
 
 def test_a_library_file_from_a_newer_version_is_kept_and_the_user_told(qtbot, data_root, tmp_path):
