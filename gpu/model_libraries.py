@@ -21,8 +21,6 @@ def load_model_libraries() -> None:
     with _lock:
         if _loaded:
             return
-        import diffusers  # noqa: F401
-        import transformers  # noqa: F401
         from diffusers import AutoencoderKL, FluxPipeline, FluxTransformer2DModel  # noqa: F401
         from transformers import AutoModel, CLIPTextModel, T5EncoderModel  # noqa: F401
 

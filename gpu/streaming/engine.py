@@ -138,8 +138,9 @@ def gpu_memory_budget(device: torch.device, budget_gib: float) -> Iterator[None]
     total = torch.cuda.get_device_properties(index).total_memory
     get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
     before = float(get_fraction(index)) if get_fraction is not None else 1.0
-    capped = budget_gib * 2**30 / total < before  # else the card (or a cap already in force) is the limit
-    torch.cuda.set_per_process_memory_fraction(min(before, budget_gib * 2**30 / total), index)
+    fraction = budget_gib * 2**30 / total
+    capped = fraction < before  # else the card (or a cap already in force) is the limit
+    torch.cuda.set_per_process_memory_fraction(min(before, fraction), index)
     try:
         yield
     except torch.OutOfMemoryError as exc:
