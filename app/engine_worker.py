@@ -105,9 +105,6 @@ class EngineWorker(QObject):
 
     def _ensure_service(self) -> Any:
         if self._service is None:
-            from gpu.model_libraries import load_model_libraries
-
-            load_model_libraries()  # before any other thread's first use of them: see gpu.model_libraries
             from gpu.generation.service import GenerationService
             from gpu.library import ModelLibrary
 

@@ -25,7 +25,14 @@ from PySide6.QtGui import QColor, QImage, QPainter
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
 from app.history_model import prompt_line, prompt_tooltip
-from app.image_files import absolute, file_fingerprint, move_to_trash, rename_in_trash, restore_from_trash
+from app.image_files import (
+    absolute,
+    file_fingerprint,
+    move_to_trash,
+    relative,
+    rename_in_trash,
+    restore_from_trash,
+)
 from app.observable import Prop
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
@@ -551,7 +558,7 @@ class GalleryModel(QAbstractListModel):
         if self._row_of_path is None:  # keyed by the stored relative path: no Path made per row
             self._row_of_path = {record.path: row for row, record in enumerate(self._rows)}
         try:
-            rel = Path(path).relative_to(self._data.images).as_posix()
+            rel = relative(self._data, Path(path))
         except ValueError:
             return
         row = self._row_of_path.get(rel)

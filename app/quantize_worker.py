@@ -76,10 +76,8 @@ class QuantizeWorker(QObject):
         and none it does not know (an incomplete download, a scaled-FP8 file). Header reads only, plus a
         model skeleton on torch's meta device: a second or two, mostly the first import of torch."""
         try:
-            from gpu.model_libraries import load_model_libraries
             from gpu.streaming.source import bfl_file_source
 
-            load_model_libraries()  # the engine thread may be importing them right now: see gpu.model_libraries
             bfl_file_source(Path(path))
         except Exception as exc:  # noqa: BLE001 - any failure is the user's to read, never a crashed thread
             self.file_checked.emit(path, classify(exc).text)
@@ -95,9 +93,6 @@ class QuantizeWorker(QObject):
             self.cancelled.emit()
             return
         try:
-            from gpu.model_libraries import load_model_libraries
-
-            load_model_libraries()
             out = self._quantize(job)
             self.quantized.emit(str(out))
             self._compare(job, out)

@@ -3,8 +3,9 @@
 Both resolve their public names lazily, on first use, and neither does so safely from two threads at once: the
 app's engine thread loading a pipeline while the quantize wizard's thread read a single-file checkpoint failed
 with "cannot import name 'FluxTransformer2DModel' from 'diffusers'" (or transformers' 'AutoModel'), shown to the
-user as an internal error. Each worker thread calls ``load_model_libraries`` before its first use: the first
-call resolves the names the engine uses under one lock, and later lookups find the modules already loaded.
+user as an internal error. The engine's entry points that use them (``GenerationService``, the quantizer's weight
+sources) call ``load_model_libraries`` first, whatever thread they run on: the first call resolves the names the
+engine uses under one lock, and later lookups find the modules already loaded.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ def _link_source(link: Any) -> tuple[Any, Any, Any]:
 
 
 def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
-    """``graph_settings`` of a ComfyUI UI workflow (its JSON value), turned into the ``prompt`` graph's shape:
+    """``read_graph`` of a ComfyUI UI workflow (its JSON value), turned into the ``prompt`` graph's shape:
     the widget values of ComfyUI's own nodes (``_WIDGETS``) by name, a widget fed by a link (a primitive node) as
     that link, reroute nodes passed through. Values of other nodes are left out, so that what is read is what
     ComfyUI ran. With the settings, the damage met on the way (a link id that is no number, a node's inputs that
@@ -209,11 +209,6 @@ def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
     problems = [f"its ComfyUI workflow chunk ('workflow') is damaged ({'; '.join(damage)})"] if damage else []
     settings, left_out = read_graph(graph)
     return settings, problems + left_out
-
-
-def graph_settings(graph: Any) -> dict[str, Any] | None:
-    """``read_graph``'s settings alone."""
-    return read_graph(graph)[0]
 
 
 def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:

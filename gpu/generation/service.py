@@ -26,6 +26,7 @@ from gpu.generation.request import GeneratedImage, GenerationCancelled, Generati
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.lora.metadata import LoraRequest, strength_words
 from gpu.model_files import model_hash
+from gpu.model_libraries import load_model_libraries
 from gpu.version import APP_NAME, __version__
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class GenerationService:
     def __init__(
         self, library: ModelLibrary | None = None, device: torch.device | None = None, fuse: str | None = None
     ) -> None:
+        load_model_libraries()  # before this thread's first use of them, whatever other threads do: see the module
         self.library = library or ModelLibrary()
         self.device = device
         self.fuse = fuse_mode(fuse)  # gpu.generation.fusion: fused FLUX blocks when no LoRA is active

@@ -53,6 +53,9 @@ class WeightSource:
     def __init__(self, files: list[Path], getters: dict[str, Getter], raw_config: dict) -> None:
         self.files = files
         self.getters = getters
+        from gpu.model_libraries import load_model_libraries
+
+        load_model_libraries()  # another thread (the app's engine) may be importing them: see gpu.model_libraries
         from diffusers import FluxTransformer2DModel
 
         with torch.device("meta"):
