@@ -22,6 +22,9 @@ def load_model_libraries() -> None:
     with _lock:
         if _loaded:
             return
+        from gpu.generation.pipeline_loader import quiet_libraries
+
+        quiet_libraries()  # first: resolving the names below prints transformers' advice on stderr otherwise
         from diffusers import AutoencoderKL, FluxPipeline, FluxTransformer2DModel  # noqa: F401
         from transformers import AutoModel, CLIPTextModel, T5EncoderModel  # noqa: F401
 
