@@ -4,17 +4,17 @@ links may loop or point nowhere, values may be of any type; the readers follow w
 read nothing rather than guess.
 
 The LoRAs a graph applied (``LoraLoader``, ``LoraLoaderModelOnly`` on the model's path from its loader to the
-sampler) come out as ``lora_refs``, the shape the A1111 reader gives too (``lora_ref``): present, even empty, only
-where the whole path could be followed, so that an empty list means "made without LoRAs", not "not read".
+sampler) come out as ``lora_refs``, the shape the A1111 reader gives too (``gpu.lora.refs.lora_ref``): present,
+even empty, only where the whole path could be followed, so that an empty list means "made without LoRAs", not
+"not read".
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import PureWindowsPath
 from typing import Any
 
 from gpu.errors import named_few
+from gpu.lora.refs import finite, lora_ref, lora_stem
 
 # ComfyUI graph ("prompt" chunk): node id -> {"class_type", "inputs"}; an input is a literal or a link
 # [node id, output slot] to the node that makes it (a primitive, a string node, a guider, a conditioning step).
@@ -39,38 +39,7 @@ _MAX_HOPS = 32  # a graph is untrusted: links may loop
 # ComfyUI's own LoRA nodes -> whether they apply the file's CLIP/T5 parts too (strength_clip); the model-only one
 # does not, which is a text strength of 0 here.
 _LORA_NODES = {"LoraLoader": True, "LoraLoaderModelOnly": False}
-# Suffixes of LoRA files (ComfyUI names them with it, A1111 without): cut from a name to give the file's stem; a
-# name such as "style_v1.5" keeps its dot.
-_LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 _MODEL_PATH_HOPS = 64  # LoRA stacks are long, but a graph is untrusted
-
-
-def lora_stem(name: str) -> str:
-    """The file stem a LoRA name stands for: ComfyUI's "flux\\style.safetensors" (a subfolder, Windows' separator
-    or another's) and A1111's "style" both give "style"."""
-    base = PureWindowsPath(name.strip()).name.strip()
-    suffix = next((x for x in _LORA_SUFFIXES if base.lower().endswith(x)), "")
-    return base[: len(base) - len(suffix)].strip()
-
-
-def finite(value: Any) -> float | None:
-    """``value`` (a JSON number or a text) as a finite float; None for anything else: true/false, "strong", a NaN,
-    or 1e309, which JSON and float() read as infinity."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):  # OverflowError: an integer past a float's range
-        return None
-    return number if math.isfinite(number) else None
-
-
-def lora_ref(name: str, strength: float, text_strength: float | None, digest: str | None = None) -> dict[str, Any]:
-    """One LoRA an image of another program names: ``name`` is the file's stem (``lora_stem``), ``strength`` that of
-    its transformer (UNet) part, ``text_strength`` that of its CLIP/T5 parts (None: the same), ``digest`` the short
-    hash the image gives (A1111's ``Lora hashes``), None when it gives none."""
-    text = None if text_strength == strength else text_strength
-    return {"name": name, "strength": strength, "text_strength": text, "hash": digest}
 
 
 def _node_id(value: Any) -> str | None:

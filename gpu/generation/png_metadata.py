@@ -8,7 +8,7 @@ A1111 layout (what civitai, Forge, ComfyUI readers expect)::
 
 ``Steps`` comes first; a value containing ``,`` ``:`` ``"``, a newline or edge spaces is JSON-quoted. The LoRAs of an
 A1111/Forge image are tags in its prompt (``<lora:NAME:TE:UNET>``, ``<lyco:…>``), their short hashes in ``Lora
-hashes``: read as ``lora_refs`` (``comfyui_graph.lora_ref``), the tags cut from the prompt restored. Text chunks
+hashes``: read as ``lora_refs`` (``gpu.lora.refs.lora_ref``), the tags cut from the prompt restored. Text chunks
 are read straight from the PNG byte stream (tEXt, zTXt, iTXt): Qt's reader mangles newlines.
 
 ``inspect_png_file`` says, besides the settings, why a PNG has none or what in it could not be read (a damaged
@@ -33,7 +33,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from gpu.atomic import atomic_path
-from gpu.generation.comfyui_graph import finite, lora_ref, lora_stem, read_graph, workflow_settings
+from gpu.generation.comfyui_graph import read_graph, workflow_settings
+from gpu.lora.refs import finite, lora_ref, lora_stem
 
 PARAMETERS_KEY = "parameters"
 NIBBLE_KEY = "nibble"
