@@ -11,13 +11,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from PySide6.QtCore import QCoreApplication, QObject, Signal
 
 from app.settings import LoraSetting
 from gpu.lora.keys import parts_text
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes, file_stamp, strength_words
+from gpu.lora.refs import finite
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,13 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 class LoraHeader(NamedTuple):
     """What ``read_header`` found. ``problem``: "" when the file reads, else why no job could apply it (``info``
-    then says it too); ``kind`` names that case for the code: "missing", "folder" (a folder where the file was),
-    "no-access" (no permission on the file or a folder on the way), "unusable" (no readable safetensors file, or
-    no FLUX.1 LoRA)."""
+    then says it too); ``missing``: that problem is that nothing is there (moved, a drive not plugged in), which a
+    start-up says in words of its own."""
 
     words: str
     info: str
     problem: str = ""
-    kind: Literal["", "missing", "folder", "no-access", "unusable"] = ""
+    missing: bool = False
     text_encoders: tuple[str, ...] = ()
 
 
@@ -90,21 +90,12 @@ def fit_text_strength(strength: float | None) -> float | None:
     return fit_strength(strength)
 
 
-def _number(value: Any) -> float | None:
-    """``value`` as a finite float, None when it is none (a PNG's or hand-edited file's text, a past-float int)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _strengths(name: str, item: dict[str, Any], notices: list[str]) -> tuple[float, float | None]:
     """(strength, text strength: None for "the same") an image gives the LoRA ``name`` in ``item`` (a ``lora_list``
     or ``lora_refs`` entry: any program may have written it): one that is no number is 1.0 (the strength) or the
     same (the text strength), one beyond what the engine applies is clamped to it; each said in ``notices``."""
     said, text_said = item.get("strength", 1.0), item.get("text_strength")
-    strength, text = _number(said), None if text_said is None else _number(text_said)
+    strength, text = finite(said), None if text_said is None else finite(text_said)
     if strength is None:
         strength = 1.0
         notices.append(
@@ -134,18 +125,18 @@ def read_header(path: Path) -> LoraHeader:
         folder = not found and path.is_dir()
     except OSError as err:  # EACCES on a folder on the way: is_file raises it rather than say False
         problem = f"the file cannot be read ({err.strerror or err}): check that you may read it and its folders"
-        return LoraHeader("", problem, problem, "no-access")
+        return LoraHeader("", problem, problem)
     if folder:  # is_file says False for it too: it was reported as missing while it is right there
         problem = "it is a folder, not a LoRA file"
-        return LoraHeader("", problem, problem, "folder")
+        return LoraHeader("", problem, problem)
     if not found:
         problem = f"file not found: {path}"
-        return LoraHeader("", problem, problem, "missing")
+        return LoraHeader("", problem, problem, missing=True)
     try:
         words, info, encoders = header_summary(path)
     except UserError as err:
         problem = str(err).removeprefix(f"{path.name}: ")
-        return LoraHeader("", problem, problem, "unusable")
+        return LoraHeader("", problem, problem)
     return LoraHeader(", ".join(words), info, text_encoders=encoders)
 
 
@@ -158,8 +149,8 @@ PanelState = tuple[tuple[int, bool, float, float | None], ...]
 
 @dataclass
 class _Ref:
-    """One LoRA of another program's image: its name (a file stem), short hash ("" for none) and ``lora_refs``
-    entry."""
+    """One LoRA an image names: its name (a file stem; for one of our images, that of the row found for it), short
+    hash ("" for none) and entry (``lora_refs`` of another program's image, ``lora_list`` of ours)."""
 
     name: str
     digest: str
@@ -319,12 +310,9 @@ class LoraState(QObject):
                 entry.enabled = False
                 if not s.enabled:
                     continue
-                if header.kind == "missing":
+                if header.missing:
                     notices.append(f"The LoRA file {entry.path} (on in your last session) is missing; it is "
                                    "switched off.")  # fmt: skip
-                elif header.kind == "folder":
-                    notices.append(f"The LoRA {entry.path} (on in your last session) is a folder now, not a LoRA "
-                                   "file; it is switched off.")  # fmt: skip
                 else:
                     notices.append(f"The LoRA file {entry.path} (on in your last session) cannot be used: "
                                    f"{header.problem}. It is switched off, so jobs run without it.")  # fmt: skip
@@ -340,10 +328,10 @@ class LoraState(QObject):
         ``used`` comes from a PNG (any program can write one, and claim to be us): entries that are no LoRA
         (not a mapping, a name no file can have, a strength that is no number) are said, never raised on."""
         self.cancel_search()
-        notices = []
-        wanted: dict[int, tuple[float, float | None]] = {}
-        items = used if isinstance(used, list) else [used]
-        for item in items:
+        notices: list[str] = []
+        refs: list[_Ref] = []
+        rows: dict[int, LoraEntry] = {}
+        for item in used if isinstance(used, list) else [used]:
             if not isinstance(item, dict):
                 notices.append(
                     f"The image's list of LoRAs holds an entry that names no LoRA ({str(item)[:80]}); it was skipped."
@@ -359,15 +347,9 @@ class LoraState(QObject):
                     "which is not here any more; new images are made without it."
                 )
                 continue
-            problem = read_header(entry.path).problem
-            if problem:  # replaced since by another model's LoRA, or damaged: every job would fail on it
-                notices.append(
-                    f"The image used the LoRA '{entry.name}' ({entry.path}), which cannot be used now: {problem}; "
-                    "new images are made without it."
-                )
-                continue
-            wanted[id(entry)] = _strengths(entry.name, item, notices)
-        self._switch_to(wanted)
+            rows[len(refs)] = entry
+            refs.append(_Ref(entry.name, "", item))
+        self._switch_to(self._wanted(refs, rows, notices))
         return notices
 
     def restore_refs(self, refs: Any, settled: RefsSettled) -> list[str]:
@@ -467,8 +449,8 @@ class LoraState(QObject):
         for index, entry in rows.items():
             ref, told = refs[index], notices if said is None or index in said else []
             problem = read_header(entry.path).problem
-            if problem:  # another model's LoRA, or damaged: every job would fail on it
-                told.append(f"The image used the LoRA '{ref.name}', here {entry.path}, which cannot be used now: "
+            if problem:  # replaced since by another model's LoRA, or damaged: every job would fail on it
+                told.append(f"The image used the LoRA '{ref.name}' ({entry.path}), which cannot be used now: "
                             f"{problem}; new images are made without it.")  # fmt: skip
                 continue
             wanted[id(entry)] = _strengths(entry.name, ref.item, told)

@@ -300,8 +300,8 @@ def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data
     assert not row.enabled.isChecked() and row.triggers.text() == "sdxl words" and "SDXL" in row.entry.info
     assert (f"The LoRA file {sdxl.resolve()} (on in your last session) cannot be used: sdxl style.safetensors is "
             "a LoRA for Stable Diffusion 1.x/2.x/SDXL (UNet), not FLUX.1") in window.error_dialog.text()  # fmt: skip
-    assert (f"The LoRA {folder.resolve()} (on in your last session) is a folder now, not a LoRA file; it is switched "
-            "off.") in window.error_dialog.text()  # fmt: skip
+    assert (f"The LoRA file {folder.resolve()} (on in your last session) cannot be used: it is a folder, not a LoRA "
+            "file. It is switched off") in window.error_dialog.text()  # fmt: skip
     assert window.lora_panel.row_for(folder.stem).entry.info == "it is a folder, not a LoRA file"
     window.close()
     saved = load_settings(data_root / "settings.json").loras
@@ -439,6 +439,22 @@ def test_reusing_an_image_whose_lora_file_is_no_usable_lora_now_leaves_it_off(qt
     assert not entry.enabled and len(notices) == 1
     assert notices[0].startswith(f"The image used the LoRA 'style' ({lora}), which cannot be used now: ")
     assert "Stable Diffusion" in notices[0] and notices[0].endswith("new images are made without it.")
+
+
+def test_an_image_whose_lora_strengths_are_true_or_false_says_so(qtbot, tmp_path):
+    """An image's ``lora_list`` is any program's JSON: true read as strength 1 and false as text strength 0 (the
+    LoRA's CLIP/T5 parts off), without a word. They are no numbers, as in another program's LoRA tags and nodes."""
+    from app.lora_state import LoraState
+
+    state = LoraState()
+    entry = state.add_file(_tiny_lora(tmp_path / "style.safetensors"))
+    notices = state.restore_used([{"name": "style", "file": str(entry.path), "strength": True, "text_strength": False}])
+    assert notices == [
+        "The image's strength for the LoRA 'style' is no number (True); it is used at 1.0.",
+        "The image's text strength for the LoRA 'style' is no number (False); its CLIP/T5 parts are used at its "
+        "strength.",
+    ]
+    assert entry.enabled and (entry.strength, entry.text_strength) == (1.0, None)
 
 
 def test_a_lora_file_that_may_not_be_read_at_start_up_says_so(qtbot, tmp_path, monkeypatch):
