@@ -47,11 +47,11 @@ class LoraEntry:
         return parts_text(self.text_encoders)
 
     def request(self) -> LoraRequest:
-        """What a generation request carries for it: the text strength only where it has one of its own."""
+        """What a generation request carries for it: the text strength only where it has one of its own. Whether
+        the file has a CLIP/T5 part for it is the engine's to say (its LoRA manager reads the file as it is when
+        the job runs; the header read here may be older)."""
         text = self.text_strength
-        if not self.text_encoders or text is None or text == self.strength:
-            return (str(self.path), self.strength)
-        return (str(self.path), self.strength, text)
+        return (str(self.path), self.strength) if text is None else (str(self.path), self.strength, text)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -220,11 +220,11 @@ def test_the_command_line_checks_its_loras_before_it_loads_a_model(tmp_path, cap
         err = capsys.readouterr().err
         assert err.startswith("error: ") and words in err and "Traceback" not in err, (arg, err)
     assert parse_lora_arg(f"{SHIPPED}:-0.5") == (str(SHIPPED), -0.5)
-    # FILE:STRENGTH:TEXT_STRENGTH: the text strength goes with a file that has a CLIP or T5 part, the shipped
-    # LoRA has none (it would change nothing, and the engine leaves it out too)
+    # FILE:STRENGTH:TEXT_STRENGTH, as given: the manager leaves out the text strength of a file without a CLIP or
+    # T5 part, as the shipped LoRA is (tests/test_lora_text_encoders.py)
     both = text_encoder_lora(tmp_path / "with clip.safetensors")
     assert parse_lora_arg(f"{both}:0.8:0.25") == (str(both), 0.8, 0.25)
-    assert parse_lora_arg(f"{SHIPPED}:-0.5:0.25") == (str(SHIPPED), -0.5)
+    assert parse_lora_arg(f"{SHIPPED}:-0.5:0.25") == (str(SHIPPED), -0.5, 0.25)
 
 
 def test_the_command_line_refuses_one_lora_file_given_twice_before_it_loads_a_model(tmp_path, capsys):

@@ -110,14 +110,12 @@ def _check_values(text: str) -> None:
 def parse_lora_arg(text: str) -> tuple[str, float] | tuple[str, float, float]:
     """``FILE[:STRENGTH[:TEXT_STRENGTH]]`` (CLI) -> (path, strength[, text strength]), checked as far as it can be
     without the model (the strengths' range; the file from its header: there, readable, a FLUX.1 LoRA), so that a
-    mistake is said before the model loads, not seconds later. The text strength of a file without a CLIP or T5
-    part is left out."""
+    mistake is said before the model loads, not seconds later. A text strength is kept as given: the manager
+    applies it where the file has a CLIP or T5 part (``LoraManager._wanted``)."""
     parsed = split_lora_arg(text)
     for name, value in zip(_VALUE_NAMES, parsed[1:], strict=False):
         check_strength(value, f"--lora {text}", name)
-    _, layout = check_lora_file(parsed[0])
-    if not has_text_part(layout.components.values()):  # a text strength changes nothing, as the manager has it
-        return parsed[:2]  # type: ignore[return-value]
+    check_lora_file(parsed[0])
     return parsed
 
 
@@ -196,7 +194,8 @@ class LoraManager:
     def _wanted(self, loras: list[LoraRequest] | None) -> tuple[list[ActiveLora], tuple]:
         """The LoRAs to apply (files read and checked, those at strength 0 in every part skipped) and the key of
         that set. A file without a CLIP or T5 part gets its strength as text strength: what it is asked for there
-        changes nothing, so neither the key nor the PNG's list names it."""
+        changes nothing, so neither the key nor the PNG's list names it. The one place that decides it (the app's
+        panel and ``--lora`` send what they were given): only here is the file read as it is when applied."""
         wanted: list[ActiveLora] = []
         for lora in loras or []:
             path, strength, text_strength = _request(lora)

@@ -629,7 +629,7 @@ def test_a_change_updates_the_rows_in_place_and_reusing_the_same_loras_changes_n
     assert [row.enabled.isChecked() for row in panel.rows] == [False, True, False]
     assert second.slider.value() == 50 and second.value.text() == "0.50"
     assert second.entry.text_strength == 0.25 and not second.text_same.isChecked()  # the widgets set nothing back
-    assert state.requests() == [(str(files[1]), 0.5)]  # no CLIP/T5 part: the text strength is not sent
+    assert state.requests() == [(str(files[1]), 0.5, 0.25)]  # sent as the image gave it: the engine's to drop
     state.restore_used(used)  # the panel is as the image says already
     assert changes == [None]
 
