@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from gpu.adapters import adapter_named
 from gpu.atomic import SCRATCH_NAME, atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
@@ -93,7 +93,9 @@ class ActivationStore:
     def get(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.spill is None:
             return self.mem[i]
-        d = load_file(str(self.spill / f"{i}.safetensors"))
+        # Read into memory, not mapped: Windows refuses to delete a mapped file, so the parts folder's removal at
+        # the end failed after a run that spilled (every run under the 16 GB laptop preset's RAM budget).
+        d = load((self.spill / f"{i}.safetensors").read_bytes())
         return d["h"], d["e"]
 
 
@@ -546,7 +548,7 @@ def _load_samples(path: Path) -> list[CalibSample]:
         out: list[CalibSample] = [{} for _ in range(n)]
         for k in f.keys():
             i, name = k.split(".", 1)
-            out[int(i)][name] = f.get_tensor(k)
+            out[int(i)][name] = f.get_tensor(k).clone()  # not mapped: the parts folder is removed at the end
     return out
 
 
