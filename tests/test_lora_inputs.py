@@ -197,6 +197,19 @@ def test_a_lora_file_the_system_will_not_show_is_refused_by_name(tmp_path, demo,
     manager_for(demo).set([])
 
 
+def test_a_lora_read_keeps_no_mapping_of_its_file(tmp_path):
+    """The manager keeps what it read for the session; an fp32 file's tensors were views of the mapped file (the
+    shipped example is fp32), and Windows refuses to delete or replace a mapped file: the user could not delete
+    or update a LoRA they had tried until the app quit."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("needs /proc/self/maps")
+    path = _kohya(tmp_path / "fp32.safetensors")
+    lora = read_lora(path)
+    assert all(t.down.dtype == torch.float32 for t in lora.targets)
+    assert str(path) not in maps.read_text()
+
+
 def test_the_command_line_checks_its_loras_before_it_loads_a_model(tmp_path, capsys):
     """A bad --lora was found only after the model had loaded (seconds later, or minutes for FLUX.1): here the
     model does not even exist, and the LoRA's problem is what is said."""

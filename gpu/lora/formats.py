@@ -199,7 +199,10 @@ def read_lora(path: str | Path) -> LoraFile:
         if not torch.isfinite(down).all() or not torch.isfinite(up).all():
             raise LoraError(f"{label}: {base} contains NaN or infinite values",
                             hint="the file is damaged, or its training broke down: use another copy")  # fmt: skip
-        targets.append(LoraTarget(base, modules, down.float(), up.float(), scale, swap, component))
+        # Copies even when the file is fp32: the manager keeps them for the session, and views of the mapped file
+        # would keep it mapped, which Windows does not let the user delete or replace.
+        down, up = (t.to(torch.float32, copy=True) for t in (down, up))
+        targets.append(LoraTarget(base, modules, down, up, scale, swap, component))
     return LoraFile(
         path=path.resolve(),
         name=path.stem,
