@@ -245,7 +245,7 @@ def check_output_path(target: Path | str, windows: bool = os.name == "nt", examp
                           f"choose another name, e.g. my-{target.name}")  # fmt: skip
     missing = missing_folders(target.parent)
     parent = missing[-1].parent if missing else target.parent  # the nearest that exists (or the root)
-    _check_name_lengths(target, parent, missing, beside)  # first: the system's "File name too long" says less
+    _check_name_lengths(target, parent, missing, beside, windows)  # first: the system's "File name too long" says less
     if target.is_dir():
         raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / example))
     if parent.exists() and not parent.is_dir():
@@ -278,7 +278,21 @@ def _name_length(name: str) -> tuple[int, str]:
     return len(name.encode("utf-16-le")) // 2, "characters"
 
 
-def _check_name_lengths(target: Path, parent: Path, missing: list[Path], beside: Iterable[Path]) -> None:
+def _windows_path_limit() -> int:
+    """The longest path this process can open on Windows: 259 characters (MAX_PATH less its terminating null)
+    unless long paths are on for it, which needs both the system's setting and the program's manifest, and only
+    ``RtlAreLongPathsEnabled`` knows both (Windows 10 1607 and later)."""
+    try:
+        import ctypes
+
+        enabled = bool(ctypes.WinDLL("ntdll").RtlAreLongPathsEnabled())  # type: ignore[attr-defined]
+    except (AttributeError, OSError):  # older Windows, or not Windows (tests of this branch elsewhere)
+        enabled = False
+    return 32767 if enabled else 259
+
+
+def _check_name_lengths(target: Path, parent: Path, missing: list[Path], beside: Iterable[Path],
+                        windows: bool = os.name == "nt") -> None:  # fmt: skip
     """OutputError if a name ``target``'s write would create, or its whole path, is longer than the file system
     at ``parent`` (the nearest existing folder) takes: mkdir and open refuse it only when they are called, and
     the final write comes after all the work."""
@@ -296,10 +310,13 @@ def _check_name_lengths(target: Path, parent: Path, missing: list[Path], beside:
         if length > limit:
             raise OutputError(f"cannot write {target}: the folder name {folder.name[:40]}… is {length} {unit} long, "
                               f"more than the {limit} a name can have", "choose a shorter folder name")  # fmt: skip
-    path_limit = _system_limit(parent, "PC_PATH_MAX", _PATH_MAX)
-    length = len(os.fsencode(os.path.abspath(target)))
+    full = os.path.abspath(target)
+    if windows:  # no pathconf there; its 4096 default let a 221-character path through to fail after the work
+        path_limit, length, unit = _windows_path_limit(), len(full.encode("utf-16-le")) // 2, "characters"
+    else:
+        path_limit, length, unit = _system_limit(parent, "PC_PATH_MAX", _PATH_MAX), len(os.fsencode(full)), "bytes"
     if length + _PATH_ROOM > path_limit:
-        raise OutputError(f"cannot write {target}: the path is {length} bytes long, more than the "
+        raise OutputError(f"cannot write {target}: the path is {length} {unit} long, more than the "
                           f"{path_limit - _PATH_ROOM} the system allows for a file written there",
                           "choose a shorter name, or a folder with a shorter path")  # fmt: skip
 

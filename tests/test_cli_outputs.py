@@ -152,6 +152,19 @@ def test_where_the_system_cannot_say_names_are_counted_as_windows_counts_them(tm
         gpu.atomic.check_output_path(tmp_path / ("夜" * 253 + ".png"))
 
 
+def test_a_path_longer_than_windows_opens_is_refused_up_front(tmp_path):
+    """Without pathconf the path limit was 4096: on Windows (259 characters unless long paths are on for the
+    program) a 221-character ``quantize --out`` passed the check and failed at its first write under the parts
+    folder, after the calibration."""
+    import gpu.atomic
+
+    room = 259 - gpu.atomic._PATH_ROOM - len(str(tmp_path)) - 1  # characters of a name that just fits
+    with pytest.raises(gpu.errors.OutputError, match=r"the path is \d+ characters long, more than the 195"):
+        gpu.atomic.check_output_path(tmp_path / ("f" * (room - 3) + "é.png"), windows=True)
+    gpu.atomic.check_output_path(tmp_path / ("f" * (room - 4) + ".png"), windows=True)
+    gpu.atomic.check_output_path(tmp_path / ("f" * (room - 3) + "é.png"), windows=False)  # bytes, on Linux
+
+
 def test_a_bench_output_folder_in_the_way_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
     """``bench flux --tiny --out FILE`` ran the whole benchmark, then said 'error: FILE: File exists' (exit 2,
     no hint): the folder was made only to write the results."""
