@@ -29,7 +29,7 @@ def lock_path(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def output_lock(target: Path | str, what: str = "run") -> Iterator[None]:
+def output_lock(target: Path | str, what: str = "run", windows: bool = os.name == "nt") -> Iterator[None]:
     """Holds the lock on ``target`` for the block; ``OutputError`` naming the holder's process if another
     process holds it. ``what`` names the holder in that message ("another quantize run")."""
     target = Path(target)
@@ -45,10 +45,24 @@ def output_lock(target: Path | str, what: str = "run") -> Iterator[None]:
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):  # Windows cannot remove an open file; the next holder reuses it
-            path.unlink()
-        os.close(fd)  # releases the lock
+        _release(fd, path, windows)
         remove_empty_folders(created)  # one holding the output, or parts to resume from, stays
+
+
+def _release(fd: int, path: Path, windows: bool) -> None:
+    """Closes ``fd`` (which releases the lock) and removes the lock file, in the order each system allows."""
+    if windows:
+        # Windows does not remove an open file, so the file closes first; a next holder that opened it in
+        # between keeps it (the unlink fails, harmlessly), as the next holder reuses a killed run's file. It was
+        # unlinked while open: every run left a visible ".<name>.lock" (a dot does not hide it there), and a
+        # refused run the new output folder the docstring promises to remove.
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    else:  # unlinked while held, so a waiting opener finds its file gone (``_acquire``) and makes a new one
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
 
 
 def _acquire(path: Path, target: Path, what: str) -> int:

@@ -501,6 +501,28 @@ def test_a_refused_quantize_run_leaves_no_new_folders_behind(tmp_path, capsys):
     assert out.read_bytes() == b"model" and sorted(out.parent.iterdir()) == [out]
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_the_lock_file_goes_with_its_run_where_an_open_file_cannot_be_removed(tmp_path, monkeypatch):
+    """On Windows the lock file was unlinked while still open, which Windows refuses: every run left a visible
+    '.<name>.lock' and its new output folder. Here an unlink refuses files this process holds open, as there."""
+    import gpu.output_lock
+    from gpu.output_lock import output_lock
+
+    real_unlink = os.unlink
+
+    def windows_unlink(path) -> None:
+        held = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
+        if os.path.realpath(path) in held:
+            raise PermissionError(errno.EACCES, "The process cannot access the file", str(path))
+        real_unlink(path)
+
+    monkeypatch.setattr(gpu.output_lock.os, "unlink", windows_unlink)
+    out = tmp_path / "new" / "out.safetensors"
+    with output_lock(out, "quantize run", windows=True):
+        assert (out.parent / ".out.safetensors.lock").is_file()
+    assert list(tmp_path.iterdir()) == []  # the lock file, then the folder it made
+
+
 def test_a_file_that_cannot_be_quantized_is_named_for_what_it_is(tmp_path, capsys):
     """Without --base, a file that is no FLUX.1 checkpoint was read as a model to generate with: a LoRA was
     'not an SVDQ checkpoint ... not quantized models', as if quantizing needed an already quantized model."""
