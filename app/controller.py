@@ -25,9 +25,9 @@ from app.image_files import inspect_image_settings, read_image_settings, relativ
 from app.lora_state import LoraState, cost_sentence
 from app.memory_state import MemoryState
 from app.prompt_length_state import PromptLengthState
-from app.reconcile import ReconcileReport, reconcile
+from app.reconcile import FolderImport, ReconcileReport, Recovery, check_folder
 from app.settings import Settings
-from app.store import ImageRecord, PromptRecord
+from app.store import ImageRecord
 from app.store_recovery import open_store, salvage
 from app.wording import counted, were
 from gpu.atomic import atomic_write_with
@@ -83,7 +83,8 @@ class AppController(QObject):
         self.notices: list[EngineError] = []  # start-up repairs the window tells the user about
         opened = open_store(data.database)  # raises StoreUnavailable: run_app shows it, the app cannot start
         self.store = opened.store
-        self.reconcile_report = self._reconcile()
+        recovery = None if opened.damaged_copy is None else self._recover(opened.damaged_copy)
+        self.reconcile_report = self._reconcile(recovery)  # its new files are imported once the window is up
         if self.reconcile_report.unnamed:
             unnamed = self.reconcile_report.unnamed
             self.notices.append(EngineError(
@@ -92,16 +93,19 @@ class AppController(QObject):
                 f"({named_few(unnamed)}).", "Rename the files (any name of letters and digits); they are added "
                 "at the next start. They were left as they are."))
         if opened.damaged_copy is not None:
-            prompts, favorites = self._recover(opened.damaged_copy)
+            favorites = len(recovery.favorites) if recovery is not None else 0
             self.notices.append(EngineError(
                 "notice",
                 f"The gallery database was damaged ({opened.damage}). It was kept as {opened.damaged_copy} and "
-                f"a new one was started; {self.reconcile_report.imported} image(s) were re-imported from "
-                f"{data.images}, {prompts} prompt(s) of the history and {favorites} favorite(s) recovered.",
+                f"a new one was started: the images in {data.images} are imported into it again (the status bar "
+                f"says how far), with the {counted(favorites, 'favorite')} and the "
+                f"{counted(len(self.store.prompts()), 'prompt')} of the history read back from the damaged one.",
                 "Prompts that never made an image, and the trash's undo list, may be missing.",
-            ))
+            ))  # fmt: skip
         self.gallery = GalleryModel(self.store, data, self)
+        self.folder_import.imported.connect(self.gallery.add_imported)
         self.history = HistoryModel(self.store, self)
+        self.folder_import.history_changed.connect(self.history.reload)
         self.prompt = PromptState()
         self.prompt.load_last_job(settings.last_job)
         self.job = JobState()
@@ -151,34 +155,33 @@ class AppController(QObject):
         worker.cancelled.connect(self._on_cancelled)
         worker.failed.connect(self._on_failed)
 
-    def _recover(self, damaged: Path) -> tuple[int, int]:
-        """After a damaged database: the history and favorites read back from it where they can be, and the
-        prompts of the re-imported images (their PNGs carry them); returns (prompts, favorites) now known."""
+    def _recover(self, damaged: Path) -> Recovery | None:
+        """After a damaged database: the history read back from it where it can be, at once; the favorites, and
+        the prompts of the images (their PNGs carry them), come back with the images as they are imported again
+        (``FolderImport``). None when nothing could be read."""
         try:
-            prompts, favorite_paths = salvage(damaged)
-            known = {(p.prompt, p.negative_prompt) for p in prompts}
-            images = self.store.images()
-            for record in sorted(images, key=lambda r: r.created):
-                key = (record.prompt, str(record.settings.get("negative_prompt") or ""))
-                if record.prompt.strip() and key not in known:
-                    prompts.append(PromptRecord(0, key[0], key[1], 1, record.created))
+            prompts, favorites = salvage(damaged)
             self.store.restore_prompts(prompts)
-            favorites = [r.id for r in images if r.path in favorite_paths]
-            self.store.set_favorites(favorites, True)  # one commit, not one per image
-            return len(self.store.prompts()), len(favorites)
         except (sqlite3.Error, OSError):
             log.exception("recovering the history from %s failed", damaged)
-            return 0, 0
+            return None
+        return Recovery(favorites, {(p.prompt, p.negative_prompt) for p in prompts})
 
-    def _reconcile(self) -> ReconcileReport:
+    def _reconcile(self, recovery: Recovery | None) -> ReconcileReport:
+        """The images folder checked against the database, before the window shows: a listing and some stats.
+        The new files it holds are imported by ``folder_import`` once the window is up (``MainWindow.start``):
+        read before, a first start with 30,000 of them showed nothing for 90 s, as if hung."""
         try:
-            return reconcile(self.store, self.data)
+            report, new = check_folder(self.store, self.data)
         except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: the app still starts, with what is there
             log.exception("start-up gallery check failed")
             self.notices.append(EngineError("notice", "The gallery could not be checked against the images "
                                             f"folder {self.data.images}: {exc}.",
                                             "Some images may be missing from the gallery until the next start."))
-            return ReconcileReport()
+            report, new = ReconcileReport(), {}
+        self.folder_import = FolderImport(self.store, self.data, new, report, recovery, self)
+        self.folder_import.failed.connect(self.error)
+        return report
 
     # ---- engine life ---------------------------------------------------------------------------------------
 

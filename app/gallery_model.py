@@ -298,6 +298,11 @@ class GalleryModel(QAbstractListModel):
             self.endInsertRows()
         return record
 
+    def add_imported(self, records: list[ImageRecord]) -> None:
+        """Rows the start-up import just committed (``app.reconcile.FolderImport``), put where they belong while the
+        user browses: a reload per batch lost the scroll position and the selection."""
+        self._insert_rows(records)
+
     def _remove_rows(self, rows: Iterable[int]) -> None:
         """Takes ``rows`` out of the grid, a run of consecutive rows at a time."""
         for first, last in _runs(rows):

@@ -40,6 +40,7 @@ from app.widgets.lora_panel import LoraPanel
 from app.widgets.model_panel import ModelPanel
 from app.widgets.prompt_panel import PromptPanel
 from app.widgets.quantize_panel import QuantizePanel
+from app.wording import counted
 from gpu.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -132,16 +133,25 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status_label)
         bind(self.controller.job, "status", self.status_label)
         self.prompt_dock.visibilityChanged.connect(lambda shown: self.status_label.setVisible(not shown))
-        report = self.controller.reconcile_report
-        if report.imported or report.missing:
-            self.statusBar().showMessage(
-                f"Gallery check: {report.imported} image(s) imported from the folder, "
-                f"{report.missing} missing file(s) flagged.", 15000)
+        # The new images of the folder are imported once the window is up (``start``); it says how far, in the
+        # corner: a passing message would be replaced by the next one, as a notice would be by it.
+        self.import_label = QLabel()
+        self.import_label.setObjectName("importStatus")
+        self.statusBar().addPermanentWidget(self.import_label)
+        folder_import = self.controller.folder_import
+        bind(folder_import, "status", self.import_label)
+        self.import_label.setVisible(bool(folder_import.status))
+        folder_import.status_changed.connect(self._show_import_status)
+        if missing := self.controller.reconcile_report.missing:
+            self.statusBar().showMessage(f"Gallery check: {counted(missing, 'missing file')} flagged.", 15000)
         self.resize(1280, 800)
         self._restore_layout()
         # A prompt dock closed in the last session is restored closed: it never becomes visible, so no
         # visibilityChanged says so.
         self.status_label.setVisible(not self.prompt_dock.isVisibleTo(self))
+
+    def _show_import_status(self, text: str) -> None:
+        self.import_label.setVisible(bool(text))
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -224,6 +234,7 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Heavy start-up after the window is visible."""
         self._show_notices()
+        self.controller.folder_import.start()
         self.controller.start_engine()
 
     def _show_notices(self) -> None:
@@ -256,6 +267,7 @@ class MainWindow(QMainWindow):
             return super().closeEvent(event)
         self._closed = True
         self.quantize_panel.shutdown()
+        self.controller.folder_import.stop()  # before the database closes; the rest is imported at the next start
         self.controller.shutdown()
         try:
             self.save_settings()

@@ -14,18 +14,30 @@ A delete or an undo interrupted between moving the file and committing its row i
 image whose row is not in the trash but whose file is comes back into the gallery; a trashed row whose file was
 already moved back is taken out of the trash. A file copied in under the name of an image in the trash is
 imported, and the trashed image is renamed so that both can be seen (never overwritten on undo).
+
+The app checks the folder before its window shows (``check_folder``: a listing and a few stats) and imports the new
+files after (``FolderImport``), newest first, a batch per commit, while the window is in use: a crash or a quit
+part-way leaves files without a row, which the next start imports. ``reconcile`` does both at once.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import sqlite3
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import QObject, QTimer, Signal
+
 from app.data_dir import DataDir
+from app.engine_errors import EngineError
 from app.image_files import (
     file_fingerprint,
     is_png,
@@ -34,13 +46,22 @@ from app.image_files import (
     rename_in_trash,
     restore_from_trash,
 )
-from app.store import Store
+from app.observable import Prop
+from app.store import PromptRecord, Store, prompt_of
+from app.wording import counted, were
+from gpu.generation.png_metadata import PNG_SIGNATURE, UNBUFFERED, inspect_png_file
 
 log = logging.getLogger(__name__)
 
 # Images imported per commit: one commit (and disk sync) per image made re-importing a large folder slow; a crash
 # loses at most the batch's rows, whose files are imported again at the next start.
 _IMPORT_BATCH = 500
+_BATCH_SECONDS = 0.25  # in the app, a batch is committed at least this often (a slow disk: the gallery fills in)
+_STOP_WAIT_S = 1.0  # how long closing waits for the file being read (nothing is written: not longer)
+_DONE_SHOWN_MS = 15_000  # how long "N images imported" stays in the status bar
+
+# (path, settings, created, file size, file SHA-256): a row of ``Store.add_images``.
+ImportRow = tuple[str, dict[str, Any], float, int, None]
 
 
 @dataclass
@@ -145,31 +166,31 @@ def _learn_sizes(store: Store, on_disk: dict[str, str]) -> None:
         store.set_file_sizes(sizes)
 
 
-def reconcile(store: Store, data: DataDir) -> ReconcileReport:
+def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str, str]]:
+    """Everything ``reconcile`` does but importing the new files, which it returns (path relative to the images
+    folder -> path; not yet opened, so some may be no PNG). A matter of listing the folder and of the files a
+    missing entry may have become: the window waits for it, and for no import."""
     report = ReconcileReport()
     rows = store.all_paths()
-    # The PNG signature is read only of files without a row: opening every file (30,000 at every start) took most
-    # of the start-up. A file with a row is its picture, whatever is in it now (the gallery says "unreadable").
-    on_disk = {rel: path for rel, path in png_paths(data.images).items() if rel in rows or is_png(path)}
+    # No file is opened here: opening every file for its signature (30,000 at every start) took most of the
+    # start-up. A file with a row is its picture, whatever is in it now (the gallery says "unreadable"); a new
+    # one is told a PNG or not by its import (``read_new_file``).
+    on_disk = png_paths(data.images)
     for rel in [rel for rel in on_disk if not _valid_name(rel)]:
-        report.unnamed.append(shown_name(on_disk.pop(rel)))
-        log.warning("not imported, its name is no valid text: %s", report.unnamed[-1])
+        path = on_disk.pop(rel)
+        if is_png(path):
+            report.unnamed.append(shown_name(path))
+            log.warning("not imported, its name is no valid text: %s", report.unnamed[-1])
     report.repaired = _finish_interrupted_moves(store, data, rows, on_disk)
     rows = store.all_paths()
     new = {rel: path for rel, path in on_disk.items() if rel not in rows}
     gone = {rid for rel, (rid, _missing, trashed) in rows.items() if not trashed and rel not in on_disk}
     moved = _take_over_moved(store, new, gone) if new and gone else set()
     report.moved = len(moved)
-    if len(new) > len(moved):  # a first start with a folder of images reads each: it can take minutes
-        log.info("importing %d new image(s) found in the images folder", len(new) - len(moved))
-    imports = []
-    for rel, path in sorted(new.items()):
-        if rel not in moved:
-            stat = os.stat(path)
-            imports.append((rel, read_image_settings(Path(path)) or {}, stat.st_mtime, stat.st_size, None))
-    for start in range(0, len(imports), _IMPORT_BATCH):
-        store.add_images(imports[start : start + _IMPORT_BATCH])
-        report.imported += len(imports[start : start + _IMPORT_BATCH])
+    for rel in moved:
+        del new[rel]
+    if new:  # a first start with a folder of images reads each: it can take minutes
+        log.info("importing %d new file(s) found in the images folder", len(new))
     _learn_sizes(store, on_disk)
     rows = store.all_paths()  # the rows taken over have their new paths
     now_missing = [
@@ -182,4 +203,175 @@ def reconcile(store: Store, data: DataDir) -> ReconcileReport:
         store.set_missing(back, False)
     report.missing = len(now_missing)
     report.found_again = len(back)
+    return report, new
+
+
+def read_new_file(rel: str, path: str) -> ImportRow | None:
+    """The row of a file without one, None when it is no PNG (left alone: not imported, not touched) or is gone.
+    One open for its signature, size, date and text chunks, and no pixel decoded: the signature check, a stat and
+    the settings reader each opened it (and made a ``Path`` of it) before, three times the cost of a 30,000-image
+    import."""
+    try:
+        with open(path, "rb", buffering=UNBUFFERED) as f:
+            if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                return None
+            stat = os.fstat(f.fileno())
+            try:
+                settings = inspect_png_file(f).settings
+            except Exception:  # as ``inspect_image_settings``: a reader bug costs the file its settings, not the import
+                log.warning("the metadata of %s could not be read; taken as none", path, exc_info=True)
+                settings = None
+    except OSError:  # a folder named .png, unreadable, or gone since the scan
+        return None
+    return rel, settings or {}, stat.st_mtime, stat.st_size, None
+
+
+def _newest_first(new: dict[str, str]) -> list[tuple[str, str]]:
+    """``new``'s (rel, path) by date, newest first: the gallery lists the newest first, so the import fills it from
+    the top and each batch goes below the last one, instead of pushing what the user looks at down."""
+    dated = []
+    for rel, path in new.items():
+        try:
+            dated.append((os.stat(path).st_mtime, rel, path))
+        except OSError:  # gone since the scan
+            continue
+    dated.sort(reverse=True)
+    return [(rel, path) for _mtime, rel, path in dated]
+
+
+def _import_batches(new: dict[str, str], stop: threading.Event, seconds: float) -> Iterator[list[ImportRow]]:
+    """The rows of ``new``'s PNGs, newest first, ``_IMPORT_BATCH`` at a time, or fewer when reading them took
+    ``seconds`` (a slow disk: the gallery still fills in); stops between two files once ``stop`` is set."""
+    batch: list[ImportRow] = []
+    began = time.monotonic()
+    for rel, path in _newest_first(new):
+        if stop.is_set():
+            return
+        if (row := read_new_file(rel, path)) is not None:
+            batch.append(row)
+        if batch and (len(batch) >= _IMPORT_BATCH or time.monotonic() - began >= seconds):
+            yield batch
+            batch, began = [], time.monotonic()
+    if batch:
+        yield batch
+
+
+def reconcile(store: Store, data: DataDir) -> ReconcileReport:
+    """``check_folder``, then the new files imported before it returns. The app imports them after its window is
+    up instead (``FolderImport``)."""
+    report, new = check_folder(store, data)
+    for rows in _import_batches(new, threading.Event(), math.inf):
+        store.add_images(rows)
+        report.imported += len(rows)
     return report
+
+
+@dataclass
+class Recovery:
+    """What the damaged database's salvage (``app.store_recovery.salvage``) gives the images imported again."""
+
+    favorites: set[str]  # paths of the images starred in it
+    known: set[tuple[str, str]]  # the (prompt, negative prompt) of its history: an image's prompt is added if not
+
+
+class FolderImport(QObject):
+    """Imports the new files ``check_folder`` found while the window is up: a first start with 30,000 images in
+    the folder read them all before the window showed (90 s of nothing on screen, as if hung). A thread reads
+    them (files only); each batch is committed on the Qt thread, the one the Store's connection belongs to, then
+    handed to the gallery (``imported``). ``status`` says how far it is. ``stop`` (closing the window) drops what
+    was read and not committed: every batch is one commit, so nothing is half-recorded, and the files without a row
+    are imported at the next start."""
+
+    status = Prop("")
+    status_changed = Signal(str)
+    running = Prop(False)  # from the start, while files are left to import (also before ``start``)
+    running_changed = Signal(bool)
+    imported = Signal(list)  # list[ImageRecord] of a batch just committed
+    history_changed = Signal()  # at the end, when images gave the history prompts back (after a damaged database)
+    failed = Signal(object)  # EngineError: the database could not take a batch; the import stopped
+    _read = Signal(object, bool)  # (rows of a batch, whether the reading ended) from the thread, queued here
+
+    def __init__(self, store: Store, data: DataDir, new: dict[str, str], report: ReconcileReport,
+                 recovery: Recovery | None = None, parent: QObject | None = None) -> None:  # fmt: skip
+        """``report``: counts the images imported; ``recovery``: after a damaged database."""
+        super().__init__(parent)
+        self._store, self._data, self._new, self.report, self._recovery = store, data, new, report, recovery
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._prompts_added = False
+        self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
+        self._done_shown.timeout.connect(self._clear_status)
+        self._read.connect(self._on_read)
+        self.running = bool(new)
+
+    def start(self) -> None:
+        if not self.running or self._thread is not None:
+            return
+        self.status = f"Importing {counted(len(self._new), 'image')} from the images folder…"
+        # A daemon: a quit does not wait for the file it reads (it writes nothing); no QThread Qt could abort on.
+        self._thread = threading.Thread(target=self._run, name="Image import", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Closing: nothing more is committed (the Store closes next), nor said (the window goes)."""
+        self._stop.set()
+        self._done_shown.stop()
+        if self._thread is not None:
+            self._thread.join(_STOP_WAIT_S)
+
+    def _run(self) -> None:
+        """On the thread: the batches, read and handed to the Qt thread."""
+        try:
+            for rows in _import_batches(self._new, self._stop, _BATCH_SECONDS):
+                self._read.emit(rows, False)
+            self._read.emit([], True)
+        except RuntimeError:  # this object is gone with its window: no one to hand them to
+            pass
+
+    def _on_read(self, rows: list[ImportRow], last: bool) -> None:
+        """On the Qt thread: a batch committed (with its stars and history entries after a damaged database)."""
+        if self._stop.is_set():
+            return
+        try:
+            if rows:
+                favorites, prompts = self._recovered(rows)
+                self._store.add_images(rows, favorites, prompts)
+                self._prompts_added |= bool(prompts)
+                records = self._store.images_at(row[0] for row in rows)
+        except sqlite3.Error as exc:  # e.g. a full disk: the app goes on with what is there
+            log.exception("importing the new images failed")
+            self._stop.set()
+            self.status, self.running = "", False
+            self.failed.emit(EngineError(
+                "notice", f"Not all the new images found in {self._data.images} could be added to the gallery: "
+                f"the gallery database {self._store.path} could not be written ({exc}). "
+                f"{counted(self.report.imported, 'image')} {were(self.report.imported)} added.",
+                "Check that the data folder can be written and its disk is not full; the others are added at the "
+                "next start."))  # fmt: skip
+            return
+        if rows:
+            self.report.imported += len(rows)
+            self.imported.emit(records)
+        if last:
+            self.running = False
+            if self._prompts_added:  # once: a reload of the list at each batch lost its selection each time
+                self.history_changed.emit()
+            self.status = f"{counted(self.report.imported, 'image')} imported from the images folder."
+            self._done_shown.start()
+        else:
+            self.status = (f"Importing {counted(len(self._new), 'image')} from the images folder… "
+                           f"({self.report.imported} done)")  # fmt: skip
+
+    def _clear_status(self) -> None:
+        self.status = ""
+
+    def _recovered(self, rows: list[ImportRow]) -> tuple[set[str], list[PromptRecord]]:
+        """The stars and history entries ``rows`` get back after a damaged database (none otherwise)."""
+        if self._recovery is None:
+            return set(), []
+        prompts = []
+        for _rel, settings, created, _size, _sha in rows:
+            key = (prompt_of(settings), str(settings.get("negative_prompt") or ""))
+            if key[0].strip() and key not in self._recovery.known:
+                prompts.append(PromptRecord(0, key[0], key[1], 1, created))
+        return self._recovery.favorites, prompts

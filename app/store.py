@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,12 @@ def _prompt_key(prompt: str, negative_prompt: str) -> str:
     return f"{search_key(prompt)}\n{search_key(negative_prompt)}"
 
 
+def prompt_of(settings: dict[str, Any]) -> str:
+    """The prompt stored for an image of ``settings``: a PNG from elsewhere may hold "prompt": null, which is no
+    prompt, not the text "None"."""
+    return "" if settings.get("prompt") is None else str(settings["prompt"])
+
+
 def _settings(text: str) -> dict[str, Any]:
     """A row's stored settings; {} for text that is no JSON object."""
     try:
@@ -184,25 +190,31 @@ class Store:
         ).fetchone()
         return self._image(row)
 
-    def add_images(self, images: Iterable[tuple[str, dict[str, Any], float, int | None, str | None]]) -> None:
+    def add_images(
+        self,
+        images: Iterable[tuple[str, dict[str, Any], float, int | None, str | None]],
+        favorites: Container[str] = (),
+        prompts: Iterable[PromptRecord] = (),
+    ) -> None:
         """Rows of (path, settings, created, file size, file SHA-256), in one commit: importing a folder took a
         commit, each with its disk sync, per image (minutes for a very large folder after a damaged database).
-        A row left at a path (its file missing, or gone from the trash) now stands for the new file."""
+        A row left at a path (its file missing, or gone from the trash) now stands for the new file.
 
-        def prompt(settings: dict[str, Any]) -> str:
-            # A PNG from elsewhere may hold "prompt": null; that is no prompt, not the text "None".
-            return "" if settings.get("prompt") is None else str(settings["prompt"])
-
+        ``favorites``: the paths among them that are starred; ``prompts``: merged into the history
+        (``restore_prompts``). Both for a re-import after a damaged database, in the same commit as the rows:
+        an import cut short never leaves an image without the star or the history entry it came back with."""
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO images (path, prompt, search_key, settings, created, file_size, file_sha256) "
-                "VALUES (?1, ?2, search_key(?2), ?3, ?4, ?5, ?6) "
-                "ON CONFLICT (path) DO UPDATE SET missing = 0, trashed = 0, trashed_at = NULL, favorite = 0, "
-                "prompt = excluded.prompt, search_key = excluded.search_key, settings = excluded.settings, "
-                "created = excluded.created, file_size = excluded.file_size, file_sha256 = excluded.file_sha256",
-                [(path, prompt(settings), json.dumps(settings), created, size, sha)
+                "INSERT INTO images (path, prompt, search_key, settings, created, file_size, file_sha256, favorite) "
+                "VALUES (?1, ?2, search_key(?2), ?3, ?4, ?5, ?6, ?7) "
+                "ON CONFLICT (path) DO UPDATE SET missing = 0, trashed = 0, trashed_at = NULL, "
+                "favorite = excluded.favorite, prompt = excluded.prompt, search_key = excluded.search_key, "
+                "settings = excluded.settings, created = excluded.created, file_size = excluded.file_size, "
+                "file_sha256 = excluded.file_sha256",
+                [(path, prompt_of(settings), json.dumps(settings), created, size, sha, int(path in favorites))
                  for path, settings, created, size, sha in images],
             )  # fmt: skip
+            self._merge_prompts(prompts)
 
     def images(self, search: str = "", favorites_only: bool = False) -> list[ImageRecord]:
         query = "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE trashed = 0"
@@ -220,6 +232,17 @@ class Store:
             "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE id = ?", (image_id,)
         ).fetchone()
         return self._image(row) if row else None
+
+    def images_at(self, paths: Iterable[str]) -> list[ImageRecord]:
+        """The rows in the gallery (not in the trash) at ``paths``, in no particular order."""
+        wanted = list(paths)
+        found: list[ImageRecord] = []
+        for start in range(0, len(wanted), 500):  # an older SQLite takes at most 999 parameters a statement
+            chunk = wanted[start : start + 500]
+            found += [self._image(row) for row in self._db.execute(
+                "SELECT id, path, prompt, settings, created, favorite, missing FROM images "
+                f"WHERE trashed = 0 AND path IN ({', '.join('?' * len(chunk))})", chunk)]  # fmt: skip
+        return found
 
     def has_path(self, path: str) -> bool:
         """Whether a row (in the gallery, missing, or in the trash) holds ``path``: paths are unique."""
@@ -363,17 +386,17 @@ class Store:
     def restore_prompts(self, records: Iterable[PromptRecord]) -> None:
         """Adds back prompts (from images re-imported after a damaged database), merging with what is there."""
         with self._transaction():
-            self._db.executemany(
-                "INSERT INTO prompts (prompt, negative_prompt, search_key, uses, last_used) "
-                "VALUES (?1, ?2, prompt_key(?1, ?2), ?3, ?4) "
-                "ON CONFLICT (prompt, negative_prompt) DO UPDATE SET uses = uses + excluded.uses, "
-                "last_used = MAX(last_used, excluded.last_used)",
-                [
-                    (r.prompt.strip(), r.negative_prompt.strip(), r.uses, r.last_used)
-                    for r in records
-                    if r.prompt.strip()
-                ],
-            )
+            self._merge_prompts(records)
+
+    def _merge_prompts(self, records: Iterable[PromptRecord]) -> None:
+        """``restore_prompts`` inside the caller's transaction."""
+        self._db.executemany(
+            "INSERT INTO prompts (prompt, negative_prompt, search_key, uses, last_used) "
+            "VALUES (?1, ?2, prompt_key(?1, ?2), ?3, ?4) "
+            "ON CONFLICT (prompt, negative_prompt) DO UPDATE SET uses = uses + excluded.uses, "
+            "last_used = MAX(last_used, excluded.last_used)",
+            [(r.prompt.strip(), r.negative_prompt.strip(), r.uses, r.last_used) for r in records if r.prompt.strip()],
+        )
 
     def clear_prompts(self) -> None:
         with self._transaction():

@@ -24,6 +24,8 @@ def open_window(qtbot, root: Path):
         window.start()
     # the model's info (and so the model panel) arrives right after the engine is ready
     qtbot.waitUntil(lambda: window.controller.model_info is not None, timeout=60000)
+    # the images found in the folder are imported after the window shows: what a test checks is there by now
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=60000)
     state = window.controller.prompt
     state.steps, state.width, state.height, state.batch_count = TEST_STEPS, TEST_SIZE, TEST_SIZE, 1
     return window

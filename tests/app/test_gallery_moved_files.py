@@ -109,8 +109,8 @@ def test_a_start_up_reads_only_the_files_it_has_no_entry_for(data_root, monkeypa
     shutil.copy(source, data.images / ".x.png.tmp" / "new.png")
     assert reconcile(store, data).imported == 5
     opened: list[str] = []
-    real_is_png = app.reconcile.is_png
-    monkeypatch.setattr(app.reconcile, "is_png", lambda path: opened.append(str(path)) or real_is_png(path))
+    real_read = app.reconcile.read_new_file
+    monkeypatch.setattr(app.reconcile, "read_new_file", lambda rel, path: opened.append(path) or real_read(rel, path))
     write_png(data.images / "scratch" / "new.png", Image.new("RGB", (8, 8)), {"prompt": "an owl"})
     (data.images / "3.PNG").unlink()
     report = reconcile(store, data)

@@ -50,7 +50,7 @@ def test_history_and_favorites_survive_a_damaged_database(qtbot, data_root):
     assert {(history.record(r).prompt, history.record(r).negative_prompt) for r in range(history.rowCount())} == {
         ("never made an image", ""), ("a red fox", "blurry"), ("a blue owl", "")}
     assert [gallery.record(r).path for r in range(gallery.rowCount()) if gallery.record(r).favorite] == ["d/0.png"]
-    assert "3 prompt(s) of the history and 1 favorite(s) recovered" in window.notices[0].message
+    assert "the 1 favorite and the 2 prompts of the history read back" in window.notices[0].message
 
 
 def test_a_click_selects_a_history_entry_and_reusing_one_can_be_undone(qtbot, window):
