@@ -70,7 +70,7 @@ class AppController(QObject):
     # Requests to the engine thread (queued connections; the worker runs them in order).
     _init_engine = Signal()
     _submit = Signal(object)
-    _describe = Signal(str)
+    _describe = Signal(str, int)  # model, the request's number (see _on_describe_failed)
     _add_model = Signal(str)
     _remove_model = Signal(str)
     _read_library = Signal()
@@ -129,6 +129,7 @@ class AppController(QObject):
         self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
         self._loaded: str | None = None  # the model the engine holds, as it last said (None: none, or unsure)
+        self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
         self._job_line = ""  # the running job's status, before the count of the jobs queued behind it
         self._engine = EngineThread(data)
         worker = self._engine.worker
@@ -145,6 +146,7 @@ class AppController(QObject):
         worker.model_added.connect(self._on_model_added)
         worker.already_in_library.connect(self._on_already_in_library)
         worker.model_described.connect(self._on_described)
+        worker.describe_failed.connect(self._on_describe_failed)
         worker.prompt_meter_ready.connect(self._on_prompt_meter)
         worker.model_loaded.connect(self._on_described)
         worker.model_loaded.connect(self._on_loaded)
@@ -281,8 +283,12 @@ class AppController(QObject):
         # The fields as they are now: its defaults come once the engine describes it, after a running job, and
         # must not undo what the user set meanwhile.
         self._defaults_since = self.prompt.model_default_fields() if apply_defaults else None
-        self._describe.emit(name)
+        self._ask_describe(name)
         return True
+
+    def _ask_describe(self, name: str) -> None:
+        self._asked = (self._asked[0] + 1, name)
+        self._describe.emit(name, self._asked[0])
 
     def is_rechecking(self, name: str) -> bool:
         """Whether ``name``, picked while missing, has its file looked at again right now (before it is refused)."""
@@ -662,6 +668,16 @@ class AppController(QObject):
             self.prompt.apply_model_defaults(getattr(info, "defaults", {}) or {}, self._defaults_since)
             self._defaults_since = None
         self.model_info_changed.emit(info)
+
+    def _on_describe_failed(self, asked: int, error: EngineError) -> None:
+        """A describe that failed is said only if it was the last asked and its model is still selected: one on a
+        model left since (a file away for a moment: the fallback said so, and the list read again found it back)
+        or asked again since was shown as a second, generic "no such file" dialog (the engine logged it)."""
+        number, model = self._asked
+        if asked == number and model == self.prompt.model:
+            self.error.emit(error)
+        else:
+            log.info("not shown, asked before the selection changed: %s", error.message)
 
     def _on_prompt_meter(self, model: str, meter: Any) -> None:
         """A model's prompt meter, loaded after its facts were shown (see EngineWorker.describe)."""

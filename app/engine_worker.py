@@ -77,6 +77,7 @@ class EngineWorker(QObject):
     model_added = Signal(str)  # name the library gave a model just added (it may differ from the file's)
     already_in_library = Signal(str)  # name of the listed entry a model added again is (nothing was written)
     model_described = Signal(object)  # ModelInfo
+    describe_failed = Signal(int, object)  # the number the describe was asked with, EngineError
     prompt_meter_ready = Signal(str, object)  # model as asked for, gpu.generation.prompt_length.PromptMeter | None
     model_loaded = Signal(object)  # ModelInfo
     started = Signal(int, int)  # job id, image count
@@ -151,17 +152,18 @@ class EngineWorker(QObject):
     def refresh_status(self) -> None:
         self.initialize()
 
-    @Slot(str)
-    def describe(self, model: str) -> None:
+    @Slot(str, int)
+    def describe(self, model: str, asked: int = 0) -> None:
         """The model's facts, then its prompt meter: the first meter imports transformers and reads a tokenizer
-        (seconds), which must not hold back the Models panel at start-up."""
+        (seconds), which must not hold back the Models panel at start-up. A failure is sent with ``asked``, the
+        request's number: the controller drops one asked for a selection made since (see _on_describe_failed)."""
         try:
             service = self._ensure_service()
             self.model_described.emit(service.describe(model))
             self.prompt_meter_ready.emit(model, service.prompt_meter(model))
         except BaseException as exc:
             if not self._gone_from_library(model, exc):  # if it is, the controller says so as it falls back
-                self._fail(exc)
+                self.describe_failed.emit(asked, self._logged(exc, f"describing the model {model} failed"))
 
     @Slot(str)
     def add_model(self, path: str) -> None:
@@ -234,14 +236,19 @@ class EngineWorker(QObject):
         return True
 
     def _fail(self, exc: BaseException, what: str = "engine request failed") -> None:
-        """Logs ``exc`` (with its traceback unless it is the user's error: the log file is all a windowed app's
-        user can send) and reports it to the GUI as a ``failed`` signal with job id 0."""
+        """``exc`` logged (``_logged``) and reported to the GUI as a ``failed`` signal with job id 0."""
+        self.failed.emit(0, self._logged(exc, what))
+
+    @staticmethod
+    def _logged(exc: BaseException, what: str) -> EngineError:
+        """``exc`` in words, logged with its traceback unless it is the user's error: the log file is all a
+        windowed app's user can send."""
         error = classify(exc)
         if error.kind == "user":  # a wrong file or a missing model: the message says it all
             log.warning("%s: %s", what, error.message)
         else:
             log.error(what, exc_info=exc)
-        self.failed.emit(0, error)
+        return error
 
     # ---- generation ---------------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ a model selected that every job would fail on; it falls back to one that opens a
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 from PySide6.QtCore import Qt
@@ -126,6 +127,48 @@ def test_a_model_file_moved_while_the_app_runs(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: controller.prompt.model == "mine", timeout=60000)
     assert "(missing)" not in _item(window, "mine").text()
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
+
+
+def test_a_describe_that_failed_while_its_file_was_away_for_a_moment_is_said_once(qtbot, window, tmp_path, caplog):
+    """A model whose file went away as it was picked and came back moments later: the pick's describe fell back to
+    'demo' and said why; a second describe of it, asked before, failed while the file was away and read the list
+    again after the file was back, found it usable and let its "model 'mine': ... no such file or folder" through
+    as a second, generic dialog. The engine's slots are run here, on the test thread, to order the steps."""
+    controller, worker = window.controller, window.controller._engine.worker
+    errors = []
+    controller.error.connect(errors.append)
+    asked: list[int] = []
+    controller._describe.connect(lambda _model, number: asked.append(number))
+    mine, moved = tmp_path / "mine.safetensors", tmp_path / "moved.safetensors"
+    shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
+    with qtbot.waitSignal(controller.model_added, timeout=60000):
+        controller.add_model(mine)
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
+    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+        controller._read_library.emit()  # answered after the describes asked before it: the engine is idle now
+
+    mine.rename(moved)
+    worker.describe("mine", asked[-1])  # the pick's: it finds the file gone, and the app falls back to 'demo'
+    assert controller.prompt.model == "demo" and len(errors) == 1 and "'demo' is selected instead" in errors[0].message
+    qtbot.waitUntil(lambda: "Model: demo" in window.model_panel.details.text(), timeout=60000)
+    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+        controller._read_library.emit()
+
+    entries, reads = worker._library.entries, []
+
+    def back_before_the_second_read() -> list:
+        reads.append(mine.exists())
+        if len(reads) == 2:
+            moved.rename(mine)  # the drive is back between the failure and the list read again
+        return entries()
+
+    worker._library.entries = back_before_the_second_read
+    caplog.set_level(logging.INFO, logger="app.controller")
+    worker.describe("mine", asked[-2])  # asked before the fallback's: it fails on the file away for a moment
+    assert reads == [False, False] and mine.exists()
+    assert len(errors) == 1  # was: a second dialog, "model 'mine': ... no such file or folder"
+    assert "not shown, asked before the selection changed" in caplog.text and "'mine'" in caplog.text
+    assert controller.prompt.model == "demo"
 
 
 def test_a_library_file_from_a_newer_version_is_kept_and_the_user_told(qtbot, data_root, tmp_path):

@@ -25,6 +25,7 @@ direct = Qt.ConnectionType.DirectConnection  # no event loop runs here
 quantize.file_checked.connect(lambda path, problem: checked.append(problem), type=direct)
 
 engine.failed.connect(lambda job, error: failures.append(error.text), type=direct)
+engine.describe_failed.connect(lambda asked, error: failures.append(error.text), type=direct)
 # The engine's first work: the model's facts and its prompt meter (a transformers tokenizer)
 go = [threading.Thread(target=engine.describe, args=("demo",)),
       threading.Thread(target=quantize.check_file, args=(sys.argv[2],))]
