@@ -128,7 +128,6 @@ class AppController(QObject):
         self._gone: set[str] = set()  # models whose file went missing while the app ran, said so by _on_library
         self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
-        self._loaded: str | None = None  # the model the engine holds, as it last said (None: none, or unsure)
         self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
         self._job_line = ""  # the running job's status, before the count of the jobs queued behind it
         self._engine = EngineThread(data)
@@ -149,7 +148,6 @@ class AppController(QObject):
         worker.describe_failed.connect(self._on_describe_failed)
         worker.prompt_meter_ready.connect(self._on_prompt_meter)
         worker.model_loaded.connect(self._on_described)
-        worker.model_loaded.connect(self._on_loaded)
         worker.started.connect(self._on_started)
         worker.progress.connect(self._on_progress)
         worker.image_saved.connect(self._on_image_saved)
@@ -307,8 +305,6 @@ class AppController(QObject):
     def remove_model(self, name: str) -> None:
         entry = self._entry(name)
         self._removing = (name, getattr(entry, "path", None))  # said once the library confirms it
-        if name == self._loaded:  # the engine unloads it first
-            self._loaded = None
         self._remove_model.emit(name)
 
     def add_loras(self, paths: list[str | Path]) -> None:
@@ -336,7 +332,6 @@ class AppController(QObject):
 
     def unload_model(self) -> None:
         """Frees the generation model's memory (before quantizing, which needs the room)."""
-        self._loaded = None
         self._unload.emit()
 
     def delete_images(self, rows: list[int]) -> None:
@@ -698,15 +693,12 @@ class AppController(QObject):
         prompt = self.prompt.prompt
         self.prompt_length.show(meter(prompt) if meter is not None else None, prompt)
 
-    def _on_loaded(self, info: Any) -> None:
-        self._loaded = getattr(info, "name", None)
-
-    def _on_started(self, job_id: int, count: int) -> None:
+    def _on_started(self, job_id: int, _count: int, loads: bool) -> None:
         self.job.step = 0
-        model = self._jobs[job_id].request.model if job_id in self._jobs else None
+        job = self._jobs.get(job_id)
         # Said only when the engine loads it: "Loading demo…" at every job's start, with the model loaded, read
         # as if each job reloaded it.
-        self._show_job(f"Loading {model}…" if model is not None and model != self._loaded else "Starting…")
+        self._show_job(f"Loading {job.request.model}…" if job is not None and loads else "Starting…")
 
     def _on_progress(self, progress: JobProgress) -> None:
         if progress.job_id not in self._jobs:
@@ -762,7 +754,6 @@ class AppController(QObject):
         # on it said the same in a dialog of its own.
         said = job is not None and job.request.model in self._gone
         if job_id:
-            self._loaded = None  # the engine may have dropped it (a broken pipeline is reloaded): unsure now
             self._job_done(job_id, "Failed" + self._kept_sentence(job_id))
         if not said:
             self.error.emit(error)

@@ -80,7 +80,7 @@ class EngineWorker(QObject):
     describe_failed = Signal(int, object)  # the number the describe was asked with, EngineError
     prompt_meter_ready = Signal(str, object)  # model as asked for, gpu.generation.prompt_length.PromptMeter | None
     model_loaded = Signal(object)  # ModelInfo
-    started = Signal(int, int)  # job id, image count
+    started = Signal(int, int, bool)  # job id, image count, whether its model is loaded first
     progress = Signal(object)  # JobProgress
     image_saved = Signal(int, object)  # job id, SavedImage: each image of a batch as soon as its PNG is written
     finished = Signal(int)  # job id: every image of it was sent by image_saved
@@ -270,7 +270,7 @@ class EngineWorker(QObject):
         from gpu.generation.request import GenerationCancelled
 
         request = job.request
-        self.started.emit(job.id, request.batch_count)
+        self.started.emit(job.id, request.batch_count, self._loaded != request.model)
         try:
             images_folder(self._data)  # refused now, not after the work, if its images could not be saved
             service = self._ensure_service()

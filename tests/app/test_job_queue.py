@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 
 from PySide6.QtCore import Qt
 
 from app.generation_state import STEPS_MAX
-from tests.app.gui import TEST_STEPS
+from gpu.paths import resources_dir
+from tests.app.gui import TEST_SIZE, TEST_STEPS
 
 
 def _queue_behind_a_long_job(qtbot, controller, queued: int) -> list[str]:
@@ -81,3 +83,24 @@ def test_cancel_stops_the_job_the_engine_runs_when_the_last_ones_end_is_not_yet_
     assert second.cancel.is_set()
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
     assert controller.gallery.rowCount() == 1 and controller.job.status == "Cancelled"  # the short job's image
+
+
+def test_a_model_listed_under_another_name_than_its_files_is_said_to_load_once(qtbot, window, tmp_path):
+    """The window kept its own record of the model the engine held, by the name the engine described the loaded
+    model with (its file's): a model listed under another name ('demo-int4-2', as 'demo-int4' was taken) was said
+    to be loading at every job's start. The engine says whether a job loads its model."""
+    controller = window.controller
+    copy = tmp_path / "demo-int4.safetensors"
+    shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", copy)
+    with qtbot.waitSignal(controller.model_added, timeout=60000) as added:
+        controller.add_model(copy)
+    assert added.args == ["demo-int4-2"]
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo-int4-2", timeout=60000)
+    controller.prompt.steps, controller.prompt.width, controller.prompt.height = TEST_STEPS, TEST_SIZE, TEST_SIZE
+    controller.prompt.prompt = "a red circle"
+    statuses: list[str] = []
+    controller.job.status_changed.connect(statuses.append)
+    for _ in range(2):
+        with qtbot.waitSignal(controller.job_finished, timeout=60000):
+            controller.generate()
+    assert [s for s in statuses if s.startswith(("Loading", "Starting"))] == ["Loading demo-int4-2…", "Starting…"]
