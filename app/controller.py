@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, database_error
-from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage
+from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage, quantize_runs
 from app.gallery_model import DeleteCutShort, DeleteNotSaved, GalleryModel, TrashPartlyEmptied, UndoCutShort
 from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel, prompt_line
@@ -52,6 +52,11 @@ def _missing_hint(name: str) -> str:
             "the Models list.")
 
 
+# A job held back by a quantize run on the GPU (app.engine_worker.QuantizeRuns), which it starts after by itself.
+QUANTIZE_WAIT = ("Waiting for the quantize run to end: the GPU cannot hold both (cancel the run in the Quantize "
+                 "wizard to start now)")  # fmt: skip
+
+
 def _fmt_eta(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 60}:{seconds % 60:02d}"
@@ -75,6 +80,7 @@ class AppController(QObject):
     _remove_model = Signal(str)
     _read_library = Signal()
     _unload = Signal()
+    _start_waiting = Signal()  # jobs held back by a quantize run: a cancelled one ends at once
 
     def __init__(self, data: DataDir, settings: Settings) -> None:
         super().__init__()
@@ -140,6 +146,7 @@ class AppController(QObject):
         self._remove_model.connect(worker.remove_model)
         self._read_library.connect(worker.read_library)
         self._unload.connect(worker.unload)
+        self._start_waiting.connect(worker.start_waiting)
         worker.ready.connect(self._on_ready)
         worker.library_changed.connect(self._on_library)
         worker.model_added.connect(self._on_model_added)
@@ -149,11 +156,13 @@ class AppController(QObject):
         worker.prompt_meter_ready.connect(self._on_prompt_meter)
         worker.model_loaded.connect(self._on_described)
         worker.started.connect(self._on_started)
+        worker.waiting.connect(self._on_waiting)
         worker.progress.connect(self._on_progress)
         worker.image_saved.connect(self._on_image_saved)
         worker.finished.connect(self._on_finished)
         worker.cancelled.connect(self._on_cancelled)
         worker.failed.connect(self._on_failed)
+        quantize_runs.ended.connect(self._on_quantize_runs_ended)
 
     def _recover(self, damaged: Path) -> Recovery | None:
         """After a damaged database: the history read back from it where it can be, at once; the favorites, and
@@ -226,6 +235,7 @@ class AppController(QObject):
         if running is None or running.cancel.is_set():
             return  # a second Esc while it stops: not a reason to cancel the next job
         running.cancel.set()
+        self._start_waiting.emit()  # held back by a quantize run: ends now, not when the run does
         self._job_line = "Cancelling…"
         waiting = self._waiting()
         self.job.status = (f"Cancelling…; {self._go_on(waiting)} (Shift+Esc cancels "
@@ -238,6 +248,7 @@ class AppController(QObject):
             return
         for job in jobs:
             job.cancel.set()
+        self._start_waiting.emit()
         self.job.status = "Cancelling…" if len(self._jobs) == 1 else f"Cancelling all {len(self._jobs)} jobs…"
 
     def _running_job(self) -> Job | None:
@@ -674,6 +685,12 @@ class AppController(QObject):
         else:
             log.info("not shown, asked before the selection changed: %s", error.message)
 
+    def _on_quantize_runs_ended(self) -> None:
+        """The selected model's memory plan, predicted again: one predicted while a quantize run held its GPU
+        budget was planned for that budget."""
+        if self.model_info is not None:
+            self._ask_describe(self.prompt.model)
+
     def _on_prompt_meter(self, model: str, meter: Any) -> None:
         """A model's prompt meter, loaded after its facts were shown (see EngineWorker.describe)."""
         self._meter = (model, meter)
@@ -699,6 +716,11 @@ class AppController(QObject):
         # Said only when the engine loads it: "Loading demo…" at every job's start, with the model loaded, read
         # as if each job reloaded it.
         self._show_job(f"Loading {job.request.model}…" if job is not None and loads else "Starting…")
+
+    def _on_waiting(self, job_id: int) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None and not job.cancel.is_set():  # a cancelled one says "Cancelling…" till it ends
+            self._show_job(QUANTIZE_WAIT)
 
     def _on_progress(self, progress: JobProgress) -> None:
         if progress.job_id not in self._jobs:

@@ -14,11 +14,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 from app.data_dir import DataDir
@@ -71,6 +73,46 @@ def pil_to_qimage(image: Any) -> QImage:
     return QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888).copy()
 
 
+class QuantizeRuns(QObject):
+    """The quantize runs working on a CUDA device in this process (the wizard's, each on its own thread). Their GPU
+    memory budget (``gpu.streaming.engine.gpu_memory_budget``) is process-wide, and a 16 GB card holds a run or a
+    generation model, not both: a job started meanwhile was capped at the run's budget (an out-of-memory error at
+    best) and its pipeline's memory plan was made for that budget until it was loaded again. Jobs wait for the
+    runs instead (``EngineWorker.generate``) and start by themselves when the last one ends."""
+
+    ended = Signal()  # the last run ended (finished, failed or cancelled)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def active(self) -> bool:
+        with self._lock:
+            return self._count > 0
+
+    @contextmanager
+    def holding(self, device: Any) -> Iterator[None]:
+        """A run on ``device`` (a ``torch.device`` or its type, e.g. "cuda") counted while the block runs. A run on
+        the CPU is not: it sets no budget and takes no GPU memory. (Tests on CPU-only machines hold "cuda".)"""
+        if getattr(device, "type", device) != "cuda":
+            yield
+            return
+        with self._lock:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
+                last = self._count == 0
+            if last:
+                self.ended.emit()
+
+
+quantize_runs = QuantizeRuns()  # one per process, as the GPU budget it stands for
+
+
 class EngineWorker(QObject):
     ready = Signal(object)  # EngineStatus
     library_changed = Signal(list)  # list[ModelEntry]
@@ -81,12 +123,14 @@ class EngineWorker(QObject):
     prompt_meter_ready = Signal(str, object)  # model as asked for, gpu.generation.prompt_length.PromptMeter | None
     model_loaded = Signal(object)  # ModelInfo
     started = Signal(int, int, bool)  # job id, image count, whether its model is loaded first
+    waiting = Signal(int)  # job id: it waits for a quantize run on the GPU to end (QuantizeRuns)
     progress = Signal(object)  # JobProgress
     image_saved = Signal(int, object)  # job id, SavedImage: each image of a batch as soon as its PNG is written
     finished = Signal(int)  # job id: every image of it was sent by image_saved
     cancelled = Signal(int)  # job id
     failed = Signal(int, object)  # job id (0: not a generation job), EngineError
     busy_changed = Signal(bool)
+    _start_next = Signal()  # queued to itself: the next job that waited for a quantize run
 
     def __init__(self, data: DataDir) -> None:
         super().__init__()
@@ -101,6 +145,9 @@ class EngineWorker(QObject):
         # The id of the last generation job this worker ended, read by the Qt thread: its own record of the queue
         # is told of an end by a queued signal, which arrives after the next job has started.
         self.ended_through = 0
+        self._waiting: list[Job] = []  # jobs held back by a quantize run on the GPU, in their order
+        quantize_runs.ended.connect(self.start_waiting)
+        self._start_next.connect(self.start_waiting, Qt.ConnectionType.QueuedConnection)
 
     # ---- engine objects, created lazily on the worker thread ----------------------------------------------
 
@@ -254,6 +301,31 @@ class EngineWorker(QObject):
 
     @Slot(object)
     def generate(self, job: Job) -> None:
+        """Runs ``job``, or holds it back while a quantize run works on the GPU (``QuantizeRuns``), and behind the
+        jobs held already: the queue keeps its order."""
+        if self._waiting or (not job.cancel.is_set() and quantize_runs.active()):
+            self._waiting.append(job)
+            self.waiting.emit(job.id)
+            return
+        self._generate(job)
+
+    @Slot()
+    def start_waiting(self) -> None:
+        """The first job held back by a quantize run, once the runs ended or it was cancelled (it ends at once,
+        not when the run does); the next one in a call queued here, so a describe asked meanwhile is answered
+        between jobs as in the queue."""
+        if not self._waiting:
+            return
+        job = self._waiting[0]
+        if not job.cancel.is_set() and quantize_runs.active():
+            self.waiting.emit(job.id)  # still, or again: another run started
+            return
+        del self._waiting[0]
+        self._generate(job)
+        if self._waiting:
+            self._start_next.emit()
+
+    def _generate(self, job: Job) -> None:
         if job.cancel.is_set():  # cancelled while it waited in the queue
             self.ended_through = job.id
             self.cancelled.emit(job.id)

@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 from app.engine_errors import EngineError, classify, is_disk_full
-from app.engine_worker import pil_to_qimage
+from app.engine_worker import pil_to_qimage, quantize_runs
 from app.thread_exit import stop_thread
 
 log = logging.getLogger(__name__)
@@ -87,22 +87,25 @@ class QuantizeWorker(QObject):
     @Slot(object)
     def run(self, job: QuantizeJob) -> None:
         from gpu.errors import Cancelled
+        from gpu.generation.pipeline_loader import default_device
         from gpu.generation.request import GenerationCancelled
 
         if job.cancel.is_set():  # its wizard was closed while the run waited here behind a file check
             self.cancelled.emit()
             return
-        try:
-            out = self._quantize(job)
-            self.quantized.emit(str(out))
-            self._compare(job, out)
-        except (Cancelled, GenerationCancelled):
-            self.cancelled.emit()
-        except BaseException as exc:
-            log.exception("quantization failed")
-            self.failed.emit(*run_error(exc, job.out_path.parent))
-        else:
-            self.finished.emit(str(out))
+        # The device quantize_model and the comparison renders take: on a GPU, generation jobs wait meanwhile.
+        with quantize_runs.holding(default_device()):
+            try:
+                out = self._quantize(job)
+                self.quantized.emit(str(out))
+                self._compare(job, out)
+            except (Cancelled, GenerationCancelled):
+                self.cancelled.emit()
+            except BaseException as exc:
+                log.exception("quantization failed")
+                self.failed.emit(*run_error(exc, job.out_path.parent))
+            else:
+                self.finished.emit(str(out))
 
     def _quantize(self, job: QuantizeJob) -> Path:
         from gpu.quantizer import quantize_model

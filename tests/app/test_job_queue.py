@@ -8,6 +8,8 @@ import time
 
 from PySide6.QtCore import Qt
 
+from app.controller import QUANTIZE_WAIT
+from app.engine_worker import quantize_runs
 from app.generation_state import STEPS_MAX
 from gpu.paths import resources_dir
 from tests.app.gui import TEST_SIZE, TEST_STEPS
@@ -104,3 +106,25 @@ def test_a_model_listed_under_another_name_than_its_files_is_said_to_load_once(q
         with qtbot.waitSignal(controller.job_finished, timeout=60000):
             controller.generate()
     assert [s for s in statuses if s.startswith(("Loading", "Starting"))] == ["Loading demo-int4-2…", "Starting…"]
+
+
+def test_jobs_wait_for_a_quantize_run_on_the_gpu_and_start_by_themselves_when_it_ends(qtbot, window):
+    """The wizard's GPU budget is process-wide: a job started while a run quantized on the GPU was capped with it
+    and planned its pipeline for it. Jobs now wait, saying why; Esc ends the waiting one at once; the rest start
+    when the run ends. The run is held as QuantizeWorker.run holds one on a CUDA device (a CPU run holds none)."""
+    controller = window.controller
+    controller.prompt.prompt = "a red circle"
+    with quantize_runs.holding("cpu"):
+        assert not quantize_runs.active()
+    with quantize_runs.holding("cuda"):
+        first, second = controller.generate(), controller.generate()
+        qtbot.waitUntil(lambda: controller.job.status == f"{QUANTIZE_WAIT}; 1 more queued", timeout=60000)
+        controller.cancel()
+        qtbot.waitUntil(lambda: first.id not in controller._jobs, timeout=60000)
+        qtbot.waitUntil(lambda: controller.job.status == QUANTIZE_WAIT, timeout=60000)
+        assert second.id in controller._jobs and controller.gallery.rowCount() == 0
+        asked: list[str] = []
+        controller._describe.connect(lambda model, _number: asked.append(model))
+    assert asked == ["demo"]  # the model panel's memory plan, predicted again without the run's budget
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
+    assert controller.job.status == "Done: 1 image" and controller.gallery.rowCount() == 1
