@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from types import NoneType, UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from app.atomic import atomic_write_text
 from gpu.damaged_files import copy_aside, move_aside
@@ -78,35 +79,39 @@ def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
 _MIGRATIONS = {1: _migrate_1_to_2}
 
 
+_UNFIT = object()  # what ``_value`` gives for a value that is not of its field's type: the default stays
+
+
 def _typed(cls: type, data: dict[str, Any]) -> Any:
-    defaults = cls()
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        default = getattr(defaults, f.name)
-        value = data[f.name]
-        if f.name == "last_job" and isinstance(value, dict):
-            values[f.name] = _typed(LastJob, value)
-        elif f.name == "loras" and isinstance(value, list):
-            values[f.name] = [_typed(LoraSetting, v) for v in value if isinstance(v, dict) and v.get("path")
-                              and isinstance(v["path"], str)]  # fmt: skip
-        elif default is None:  # a value older files lack (LoraSetting.header_words, text_strength): None stays
-            # "not saved"; the annotation says which type it is (a string, under ``from __future__ import annotations``)
-            if f.type == "float | None":
-                if (number := _float(value)) is not None:
-                    values[f.name] = number
-            elif isinstance(value, str):
-                values[f.name] = value
-        elif isinstance(default, bool):
-            if isinstance(value, bool):
-                values[f.name] = value
-        elif isinstance(default, float):
-            if (number := _float(value)) is not None:
-                values[f.name] = number
-        elif type(value) is type(default):
-            values[f.name] = value
-    return cls(**values)
+    """The dataclass ``cls`` from a JSON object: each field's value read by its declared type (``_value``); a field
+    missing or of another type keeps its default, a key ``cls`` has no field for is dropped."""
+    hints = get_type_hints(cls)  # the types themselves: the annotations are strings (``from __future__``)
+    values = {f.name: _value(hints[f.name], data[f.name]) for f in fields(cls) if f.name in data}
+    return cls(**{name: value for name, value in values.items() if value is not _UNFIT})
+
+
+def _value(kind: Any, value: Any) -> Any:
+    """``value`` of a hand-edited or older file as the type ``kind`` (a settings dataclass, ``list[X]``,
+    ``X | None``, bool, int, float, str), ``_UNFIT`` when it is none: of a list, the items that fit. A type not
+    read here raises ``TypeError``: a field added with one fails the settings' round-trip test, rather than being
+    dropped at every start."""
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (Union, UnionType):
+        if value is None and NoneType in args:
+            return None
+        return next((v for arg in args if arg is not NoneType and (v := _value(arg, value)) is not _UNFIT), _UNFIT)
+    if origin is list:
+        if not isinstance(value, list):
+            return _UNFIT
+        return [v for item in value if (v := _value(args[0], item)) is not _UNFIT]
+    if is_dataclass(kind):
+        return _typed(kind, value) if isinstance(value, dict) else _UNFIT
+    if kind is float:
+        number = _float(value)
+        return _UNFIT if number is None else number
+    if kind in (bool, int, str):
+        return value if type(value) is kind else _UNFIT  # true is no int here, nor 1.0
+    raise TypeError(f"app.settings._value reads no setting of type {kind!r}: add that type there")
 
 
 def _float(value: Any) -> float | None:
@@ -173,7 +178,9 @@ def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
         data = _MIGRATIONS[version](data)
         version += 1
     data["version"] = SETTINGS_VERSION
-    return _typed(Settings, data)
+    settings = _typed(Settings, data)
+    settings.loras = [s for s in settings.loras if s.path]  # a row naming no file is no row of the panel
+    return settings
 
 
 def save_settings(path: Path, settings: Settings) -> None:
