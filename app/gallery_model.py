@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -29,15 +30,19 @@ from app.image_files import (
     absolute,
     file_fingerprint,
     move_to_trash,
+    png_paths,
     relative,
     rename_in_trash,
     restore_from_trash,
 )
 from app.observable import Prop
+from app.reconcile import finish_interrupted_moves
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
 from app.wording import counted
 from gpu.errors import named_few
+
+log = logging.getLogger(__name__)
 
 
 class TrashPartlyEmptied(Exception):
@@ -431,9 +436,30 @@ class GalleryModel(QAbstractListModel):
 
     def _trash_changed(self) -> None:
         self.trash_changed.emit(len(self._undo))
-        # The folder is looked at only when Undo has nothing: any() stops at the first file it meets.
+        # The folder is looked at only when Undo has nothing.
+        self.has_trash = bool(self._undo) or bool(self._trash_files()[0])
+
+    def _trash_files(self) -> tuple[list[Path], list[str]]:
+        """(the files Empty trash deletes: those of images in the trash and those no row has; the paths of entries
+        in the gallery whose file is in the trash). Such a file is the picture of its entry, left there by a delete
+        whose commit failed and that could not move it back (``DeleteNotSaved``): its row is not trashed, Undo
+        cannot bring it back, and deleting it lost a picture the user was told would come back."""
         trash = self._data.trash
-        self.has_trash = bool(self._undo) or (trash.is_dir() and any(f.is_file() for f in trash.rglob("*")))
+        if not trash.is_dir():
+            return [], []
+        files = [f for f in trash.rglob("*") if f.is_file() or f.is_symlink()]
+        if not files:
+            return [], []
+        shown = {rel for rel, (_id, _missing, trashed) in self._store.all_paths().items() if not trashed}
+        deleted: list[Path] = []
+        kept: list[str] = []
+        for f in files:
+            rel = f.relative_to(trash).as_posix()
+            if rel in shown:
+                kept.append(rel)
+            else:
+                deleted.append(f)
+        return deleted, kept
 
     @property
     def undo_count(self) -> int:
@@ -527,26 +553,32 @@ class GalleryModel(QAbstractListModel):
         )
 
     def trash_size(self) -> tuple[int, int]:
-        """(files, bytes) in the trash folder, rows or not (an image whose row was lost in a repaired database
-        is still there)."""
-        files = [f for f in self._data.trash.rglob("*") if f.is_file()] if self._data.trash.is_dir() else []
+        """(files, bytes) that Empty trash deletes (``_trash_files``), rows or not (an image whose row was lost in
+        a repaired database is still there)."""
+        files = [f for f in self._trash_files()[0] if f.is_file()]
         return len(files), sum(f.stat().st_size for f in files)
 
     def empty_trash(self) -> int:
         """Deletes the trash for good: the rows first, so a crash half-way leaves files without rows (still in
         the trash, emptied next time), never rows whose undo finds no file. Returns the files deleted.
 
+        Only the files ``_trash_files`` names are deleted: the picture of an entry in the gallery is moved back
+        first, as start-up does (``finish_interrupted_moves``), or left in the trash when it still cannot be.
+
         A database error raises before anything changed. A file that cannot be deleted (open in another program
         on Windows, read-only) does not stop the others: they are all tried, then ``TrashPartlyEmptied`` names
         the ones left."""
+        if shown := self._trash_files()[1]:
+            self._put_back(shown)
         self._store.forget_trashed()
         self._undo.clear()
         self.trash_changed.emit(0)
         count = 0
         failures: list[tuple[Path, OSError]] = []
+        deleted = set(self._trash_files()[0])
         for f in sorted(self._data.trash.rglob("*"), reverse=True) if self._data.trash.is_dir() else []:
             try:
-                if f.is_file() or f.is_symlink():
+                if f in deleted:
                     f.unlink()
                     count += 1
                 elif f.is_dir():
@@ -558,6 +590,18 @@ class GalleryModel(QAbstractListModel):
         if failures:
             raise TrashPartlyEmptied(count, failures)
         return count
+
+    def _put_back(self, shown: list[str]) -> None:
+        """The files in the trash of the entries ``shown`` in the gallery (their paths) moved back to the images
+        folder, with start-up's repairs; one that still cannot move is logged and stays (``empty_trash`` leaves
+        it)."""
+        try:
+            finish_interrupted_moves(self._store, self._data, self._store.all_paths(), png_paths(self._data.images))
+        except OSError:
+            log.exception("a picture in the trash whose entry is in the gallery could not be moved back; it is kept")
+        for rel in shown:  # shown as missing while the file was away: read again
+            self.thumbnails.forget(absolute(self._data, rel))
+        self.reload()  # an undo a failed commit left half-done is finished by the repair too: its rows come back
 
     def _thumbnail_loaded(self, path: str) -> None:
         if self._row_of_path is None:  # keyed by the stored relative path: no Path made per row

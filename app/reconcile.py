@@ -74,9 +74,11 @@ class ReconcileReport:
     unnamed: list[str] = field(default_factory=list)  # PNGs not imported: their names are no valid text (shown)
 
 
-def _finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[int, bool, bool]],
-                              on_disk: dict[str, str]) -> int:  # fmt: skip
-    """Finishes the deletes and undos a crash cut short (see the module's text); ``rows``: ``store.all_paths()``."""
+def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[int, bool, bool]],
+                             on_disk: dict[str, str]) -> int:  # fmt: skip
+    """Finishes the deletes and undos a crash cut short (see the module's text); ``rows``: ``store.all_paths()``,
+    ``on_disk``: ``png_paths(data.images)``, updated with the files moved back. Also what Empty trash does first
+    (``GalleryModel.empty_trash``): a file a failed delete could not move back is its entry's picture, not trash."""
     repaired = 0
     in_trash_folder = png_paths(data.trash)
     for rel, (row_id, _missing, trashed) in rows.items():
@@ -181,7 +183,7 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
         if is_png(path):
             report.unnamed.append(shown_name(path))
             log.warning("not imported, its name is no valid text: %s", report.unnamed[-1])
-    report.repaired = _finish_interrupted_moves(store, data, rows, on_disk)
+    report.repaired = finish_interrupted_moves(store, data, rows, on_disk)
     rows = store.all_paths()
     new = {rel: path for rel, path in on_disk.items() if rel not in rows}
     gone = {rid for rel, (rid, _missing, trashed) in rows.items() if not trashed and rel not in on_disk}

@@ -130,3 +130,35 @@ def test_undo_never_renames_into_the_name_of_an_entry_whose_file_is_missing(qtbo
     back = {r.prompt: r.path for r in store.images()}
     assert back["p3"] not in ("d/3.png", "d/3-2.png") and _picture(data.images / back["p3"]) == (150, 0, 0)
     assert not list(data.trash.rglob("*.png"))
+
+
+def test_empty_trash_never_deletes_the_picture_a_failed_delete_left_in_the_trash(qtbot, data_root, monkeypatch):
+    """A starred image deleted while the disk is full: the commit fails and so does moving the file back, and the
+    user is told it comes back at the next start. Empty trash, still enabled by another deleted image, deleted
+    every file in the trash folder, that picture too: after a restart its entry was missing for good. Only the
+    files of images in the trash (and files no row has) are deleted now, and the picture is moved back first."""
+    gallery, store, data = _gallery(data_root)
+    gallery.set_favorite([0], True)  # d/4.png, "p4"
+    gallery.delete([1])  # d/3.png, really in the trash: deleted for good below
+    (data.trash / "old").mkdir()
+    (data.trash / "old" / "no-row.png").write_bytes(b"x")  # a file whose row a repaired database lost: deleted
+    with monkeypatch.context() as failing:
+        failing.setattr(store, "set_trashed_many", _disk_full)
+        failing.setattr(app.gallery_model, "restore_from_trash", _in_use)
+        with pytest.raises(DeleteNotSaved):
+            gallery.delete([0])
+    assert (data.trash / "d/4.png").is_file() and gallery.has_trash
+
+    assert gallery.trash_size()[0] == 2  # what the confirmation counts: d/3.png and no-row.png, not d/4.png
+    assert gallery.empty_trash() == 2
+    assert not [p for p in data.trash.rglob("*") if p.is_file()] and not gallery.has_trash
+    record = gallery.record(0)
+    assert (record.path, record.favorite, record.missing) == ("d/4.png", True, False)
+    assert _picture(data.images / "d/4.png") == (200, 0, 0) and not (data.images / "d/3.png").exists()
+    store.close()
+
+    restarted = Store(data.database)
+    reconcile(restarted, data)  # as the next start does: nothing missing, nothing imported again
+    assert {(r.path, r.favorite, r.missing) for r in restarted.images()} == {
+        ("d/4.png", True, False), ("d/2.png", False, False), ("d/1.png", False, False), ("d/0.png", False, False)}
+    restarted.close()
