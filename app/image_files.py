@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +24,13 @@ log = logging.getLogger(__name__)
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
     """``images/YYYY-MM-DD/HHMMSS-<seed>-<index>.png``; a counter keeps names unique within a second. Raises
-    ``OutputError`` naming the folder when it cannot be written (``images_folder``)."""
+    ``OutputError`` naming the folder when it cannot be written (``images_folder``), saying that the picture it
+    was asked for (generated already) was not saved: the job's end alone did not tell it was lost."""
     stamp = time.localtime(time.time() if when is None else when)
-    folder = images_folder(data, when)
+    try:
+        folder = images_folder(data, when)
+    except OutputError as exc:
+        raise type(exc)(f"{exc} The picture just generated was not saved.", exc.hint) from exc
     base = f"{time.strftime('%H%M%S', stamp)}-{seed}-{index}"
     return free_image_path(data, folder / f"{base}.png", first=1)
 
@@ -36,10 +40,13 @@ def images_folder(data: DataDir, when: float | None = None) -> Path:
     engine worker calls it before a job runs: a job whose images cannot be saved is refused at once, in words
     that name the folder, rather than after minutes of generating, as an internal error, its images lost.
 
-    Raises ``OutputError`` (a file in the way, a read-only folder or disk, no space for a file)."""
+    Raises ``OutputError`` (a file in the way, a read-only folder or disk, no space for a file), and
+    ``DataDirMoved`` when the data folder is gone or another (``DataDir.check_in_place``): the old path made again
+    held the new PNGs while their rows went into the moved database."""
     folder = data.images / time.strftime("%Y-%m-%d", time.localtime(time.time() if when is None else when))
+    data.check_in_place()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)  # the root is there (checked): at most images/ is made again
         fd, scratch = tempfile.mkstemp(prefix=".nibble-check-", dir=folder)  # hidden: reconcile skips it
         os.close(fd)
         os.unlink(scratch)
@@ -62,6 +69,7 @@ def free_image_path(data: DataDir, path: Path, first: int = 2, taken: Callable[[
     """``path`` or ``<stem>-<n>.png`` inside the images folder, such that neither the images folder nor the trash
     holds that name: an image in the trash keeps its name for undo, so a new image must never take it. ``taken``:
     names (relative to the images folder) held otherwise, e.g. by gallery rows whose file is missing."""
+
     def held(candidate: Path) -> bool:
         rel = relative(data, candidate)
         return candidate.exists() or (data.trash / rel).exists() or (taken is not None and taken(rel))
@@ -88,6 +96,10 @@ def absolute(data: DataDir, rel_path: str) -> Path:
 
 
 def move_to_trash(data: DataDir, rel_path: str) -> None:
+    """One rename into the trash (``DataDir.trash``: on the images' own disk), so a crash leaves the file in one
+    place or the other, never in both nor half-copied. ``DataDirMoved`` when the data folder moved away: the
+    trash's folders made again at its old path split the data in two."""
+    data.check_in_place()
     source = absolute(data, rel_path)
     target = data.trash / rel_path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +112,7 @@ def restore_from_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool
     another file has taken that one since (it is never replaced). With no file left in the trash, nothing moves
     and the name returned is still one no other file holds: an entry given a stranger's name would show that
     picture as its own once start-up finds the file there."""
+    data.check_in_place()  # as for move_to_trash; and a file not found there was not lost, the folder moved
     source = data.trash / rel_path
     target = absolute(data, rel_path)
     if target.exists():
@@ -131,7 +144,16 @@ def png_paths(folder: Path) -> dict[str, str]:
     which is no gallery image. A link to a file is listed under its own name; links to folders are not followed (a
     link back up the tree would never end), nor are folders that cannot be read. ``os.scandir`` and strings: a
     ``Path`` per file, made again to be made relative, took a second of every start-up at 30,000 images."""
-    found: dict[str, str] = {}
+    return dict(_png_entries(folder))
+
+
+def holds_png(folder: Path) -> bool:
+    """Whether any file ``png_paths`` would list under ``folder`` is a PNG; stops at the first one."""
+    return any(is_png(path) for _rel, path in _png_entries(folder))
+
+
+def _png_entries(folder: Path) -> Iterator[tuple[str, str]]:
+    """``png_paths``' entries one by one, as the folders are listed."""
     folders = [("", os.fspath(folder))]
     while folders:
         prefix, path = folders.pop()
@@ -144,13 +166,14 @@ def png_paths(folder: Path) -> dict[str, str]:
                     try:
                         if entry.is_dir(follow_symlinks=False):
                             folders.append((f"{prefix}{name}/", entry.path))
-                        elif name.lower().endswith(".png") and entry.is_file():  # a link to a folder is not
-                            found[prefix + name] = entry.path
+                            continue
+                        listed = name.lower().endswith(".png") and entry.is_file()  # a link to a folder is not
                     except OSError:  # gone since the listing, or a link that loops
                         continue
+                    if listed:
+                        yield prefix + name, entry.path
         except OSError:  # not there (no trash yet), or not readable
             continue
-    return found
 
 
 def is_png(path: str | Path) -> bool:
