@@ -4,6 +4,11 @@ A damaged file ("not a database", "malformed") is moved aside with its journal f
 fresh database is started; the controller then re-imports the images folder (``app.reconcile``), so the
 gallery comes back from the PNGs' own metadata. A database that cannot be opened or created at all (read-only
 folder, disk I/O error, written by a newer version) raises ``StoreUnavailable``, whose message names the path.
+
+A database missing, or empty (0 bytes: SQLite takes that for a new database, and deletes its journal on opening),
+while the images folder holds PNGs is no first start: its stars and history are gone. It is handled as a damaged
+one (an empty file kept aside, its journal with it), so that the history is rebuilt from the PNGs and the user is
+told; a true first start (no images) stays silent.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.data_dir import DataDir
 from app.engine_errors import StartupRefused
+from app.image_files import holds_png
 from app.store import PromptRecord, Store
 from gpu.damaged_files import move_aside
 
@@ -29,8 +36,14 @@ _DAMAGED_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes; liter
 @dataclass
 class OpenedStore:
     store: Store
-    damaged_copy: Path | None = None  # where a damaged database was kept; None when it opened fine
-    damage: str = ""  # what was wrong with it
+    damaged_copy: Path | None = None  # where a damaged (or empty) database was kept; None when none was
+    damage: str = ""  # what was wrong with it: the store is new and its history must be rebuilt when set
+
+    @property
+    def rebuilt(self) -> bool:
+        """Whether the gallery starts anew though images were made before: damaged, empty or missing. A missing
+        file has no ``damaged_copy``, and its history is rebuilt from the PNGs alone."""
+        return bool(self.damage)
 
 
 class StoreUnavailable(StartupRefused):
@@ -64,24 +77,45 @@ def _unavailable(path: Path, reason: object) -> StoreUnavailable:
     )
 
 
-def open_store(path: Path) -> OpenedStore:
+def _lost(path: Path, images: Path) -> str:
+    """Why the database at ``path`` is a lost one rather than a first start (see the module's text); "" if not."""
+    try:
+        size = path.stat().st_size if path.exists() else None
+    except OSError:
+        return ""  # not readable: opening it says why
+    if size not in (None, 0) or not holds_png(images):
+        return ""
+    if size is None:
+        return f"the file was missing, though the images folder {images} holds images"
+    return "the file was empty, 0 bytes: its stars and prompt history were lost before this start"
+
+
+def open_store(path: Path, images: Path | None = None) -> OpenedStore:
+    """The gallery database at ``path``, repaired or started anew (see the module's text). ``images``: the images
+    folder, by default the one beside it (``DataDir``'s layout)."""
     path = Path(path)
-    try:
-        return OpenedStore(_open_checked(path))
-    except sqlite3.Error as exc:
-        if not is_damaged(exc):
+    damage = _lost(path, DataDir(path.parent).images if images is None else images)
+    why = damage
+    if not damage:
+        try:
+            return OpenedStore(_open_checked(path))
+        except sqlite3.Error as exc:
+            if not is_damaged(exc):
+                raise _unavailable(path, exc) from exc
+            damage, why = str(exc), f"it is damaged ({exc})"
+        except RuntimeError as exc:  # written by a newer version: keep it untouched for that version
+            raise StoreUnavailable(
+                str(exc), "Update Nibble Studio, or start it with another data folder (--data-dir PATH)."
+            ) from exc
+        except OSError as exc:
             raise _unavailable(path, exc) from exc
-        damage = str(exc)
-    except RuntimeError as exc:  # written by a newer version: keep it untouched for that version
-        raise StoreUnavailable(str(exc), "Update Nibble Studio, or start it with another data folder "
-                                         "(--data-dir PATH).") from exc
-    except OSError as exc:
-        raise _unavailable(path, exc) from exc
-    log.error("gallery database %s is damaged (%s): keeping it aside and starting a new one", path, damage)
-    try:
-        kept = move_aside(path, JOURNAL_FILES)
-    except OSError as exc:
-        raise _unavailable(path, f"it is damaged ({damage}) and could not be moved aside ({exc})") from exc
+    log.error("gallery database %s: %s; keeping what is there aside and starting a new one", path, why)
+    kept = None
+    if path.exists():  # a missing one has nothing to keep
+        try:
+            kept = move_aside(path, JOURNAL_FILES)
+        except OSError as exc:
+            raise _unavailable(path, f"{why} and it could not be moved aside ({exc})") from exc
     try:
         store = _open_checked(path)
     except (sqlite3.Error, OSError) as exc:
@@ -105,9 +139,12 @@ def salvage(damaged: Path) -> tuple[list[PromptRecord], set[str]]:
             return prompts, favorites
         try:
             for query, keep in (
-                ("SELECT prompt, negative_prompt, uses, last_used FROM prompts",
-                 lambda row: prompts.append(PromptRecord(0, str(row[0]), str(row[1] or ""), int(row[2] or 1),
-                                                         float(row[3] or 0)))),
+                (
+                    "SELECT prompt, negative_prompt, uses, last_used FROM prompts",
+                    lambda row: prompts.append(
+                        PromptRecord(0, str(row[0]), str(row[1] or ""), int(row[2] or 1), float(row[3] or 0))
+                    ),
+                ),
                 # Not "WHERE favorite = 1": sqlite3 steps to the next row before it hands one over, and a step
                 # that met a damaged page anywhere after the last favorite dropped that favorite. Unfiltered, the
                 # next row is the one beside it.

@@ -1,0 +1,52 @@
+"""A gallery database missing or empty (0 bytes) beside images made before is no first start: SQLite takes an empty
+file for a new database, and the stars and the whole prompt history were gone without a word. It is handled as a
+damaged one: kept aside, the history rebuilt from the PNGs, the user told. A true first start stays silent."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from app.data_dir import DataDir
+from app.store_recovery import open_store
+from gpu.generation.png_metadata import write_png
+from tests.app.gui import open_window
+
+
+def _made_before(images, prompts: list[str]) -> None:
+    for i, prompt in enumerate(prompts):
+        write_png(images / "2026-01-01" / f"12000{i}-{i}-0.png", Image.new("RGB", (8, 8)), {"prompt": prompt})
+
+
+def test_an_empty_database_beside_images_is_kept_and_the_history_rebuilt(qtbot, data_root):
+    data = DataDir(data_root).create()
+    _made_before(data.images, ["a red fox", "a blue owl"])
+    data.database.write_bytes(b"")  # as a sync tool or a failed disk can leave it
+    wal = data.database.with_name(data.database.name + "-wal")
+    wal.write_bytes(b"what the database may still hold")  # SQLite deletes it on opening an empty database
+
+    window = open_window(qtbot, data_root)
+    (kept,) = (p for p in data_root.glob("nibble.sqlite3.damaged-*") if not p.name.endswith("-wal"))
+    assert kept.read_bytes() == b"" and kept.with_name(kept.name + "-wal").read_bytes().startswith(b"what")
+    history = window.controller.history
+    # was: no dialog, and an empty history
+    assert sorted(history.record(r).prompt for r in range(history.rowCount())) == ["a blue owl", "a red fox"]
+    assert window.error_dialog is not None and window.error_dialog.isVisible()
+    assert "0 bytes" in window.error_dialog.text() and kept.name in window.error_dialog.text()
+
+
+def test_a_missing_database_beside_images_is_said_and_a_first_start_is_not(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"not a picture")  # no PNG yet: a file named .png that is none counts for nothing
+    (tmp_path / "b.sqlite3").write_bytes(b"")
+    for name in ("a.sqlite3", "b.sqlite3"):  # missing, empty: a first start, silent
+        opened = open_store(tmp_path / name)
+        assert not opened.rebuilt and opened.damaged_copy is None and opened.damage == ""
+        opened.store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.sqlite3", "b.sqlite3", "images"]
+
+    _made_before(images, ["a red fox"])
+    opened = open_store(tmp_path / "c.sqlite3")
+    # was: taken for a first start, with no word that the stars and history were lost
+    assert opened.rebuilt and opened.damaged_copy is None and f"the images folder {images}" in opened.damage
+    opened.store.close()
