@@ -4,12 +4,13 @@ import of 30,000 before the window showed was 90 s of nothing on screen, as if t
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 
 import pytest
 from PIL import Image
-from PySide6.QtCore import QCoreApplication
+from PySide6.QtCore import QCoreApplication, Qt
 
 import app.reconcile
 from app.data_dir import DataDir, resolve_data_dir
@@ -54,15 +55,21 @@ class _SlowDisk:
 @pytest.fixture
 def disk(data_root, monkeypatch) -> _SlowDisk:
     """A data folder of ``COUNT`` new images, picture ``i`` dated ``i`` (the newest the last), imported ``BATCH`` a
-    commit, on a slow disk that lets the first batch be read."""
-    data = resolve_data_dir(data_root)
-    for i in range(COUNT):
-        path = write_png(data.images / "2026-01-01" / f"{i:02d}.png", Image.new("RGB", (8, 8)), {"prompt": f"p{i}"})
-        os.utime(path, (1000 + i, 1000 + i))
+    commit (never fewer for the time a read took: a test holding the disk decides what a batch holds), on a slow
+    disk that lets the first batch be read."""
+    _pictures(resolve_data_dir(data_root), COUNT)
     monkeypatch.setattr(app.reconcile, "_IMPORT_BATCH", BATCH)
+    monkeypatch.setattr(app.reconcile, "_BATCH_SECONDS", math.inf)
     slow = _SlowDisk()
     monkeypatch.setattr(app.reconcile, "read_new_file", slow.read, raising=False)
     return slow
+
+
+def _pictures(data: DataDir, count: int) -> None:
+    """``count`` new images in the images folder, picture ``i`` of prompt "p{i}" dated ``i`` (the newest the last)."""
+    for i in range(count):
+        path = write_png(data.images / "2026-01-01" / f"{i:02d}.png", Image.new("RGB", (8, 8)), {"prompt": f"p{i}"})
+        os.utime(path, (1000 + i, 1000 + i))
 
 
 def _window(qtbot, data: DataDir) -> MainWindow:
@@ -105,16 +112,16 @@ def test_closing_during_the_import_keeps_whole_batches_and_the_next_start_import
     window = _window(qtbot, data)
     folder_import = window.controller.folder_import
     folder_import.start()
-    qtbot.waitUntil(lambda: window.controller.gallery.rowCount() == BATCH)
     disk.allow(2 * BATCH)
-    disk.wait_held()  # the second batch is handed over, not committed yet
-    disk.allow(COUNT)  # and the thread goes on while the window closes
+    qtbot.waitUntil(lambda: window.controller.gallery.rowCount() == 2 * BATCH)  # two batches committed
+    disk.allow(COUNT)
+    folder_import._thread.join()  # the last one is handed over, not committed yet
     window.close()
-    folder_import._thread.join()
     with qtbot.assertNotEmitted(window.controller.error):  # was: a batch committed into the closed database
         QCoreApplication.processEvents()  # what the thread handed over: dropped
     store = Store(data.database)
-    assert sorted(r.prompt for r in store.images()) == sorted(f"p{i}" for i in range(COUNT - BATCH, COUNT))
+    # both whole batches kept (not only the first), the one not committed not half-recorded
+    assert sorted(r.prompt for r in store.images()) == sorted(f"p{i}" for i in range(COUNT - 2 * BATCH, COUNT))
     store.close()
 
     disk.allow(2 * COUNT)  # as many as both starts read
@@ -122,4 +129,20 @@ def test_closing_during_the_import_keeps_whole_batches_and_the_next_start_import
     again.controller.folder_import.start()
     qtbot.waitUntil(lambda: not again.controller.folder_import.running)
     assert _prompts(again) == [f"p{i}" for i in range(COUNT - 1, -1, -1)]
-    assert again.controller.reconcile_report.imported == COUNT - BATCH
+    assert again.controller.reconcile_report.imported == COUNT - 2 * BATCH
+
+
+def test_a_search_typed_while_the_images_come_in_lists_only_those_it_finds(qtbot, data_root, disk):
+    window = _window(qtbot, resolve_data_dir(data_root))
+    folder_import = window.controller.folder_import
+    search = window.gallery_panel.search
+    search.setText("p2")
+    qtbot.keyClick(search, Qt.Key.Key_Return)
+    folder_import.start()
+    qtbot.waitUntil(lambda: folder_import.report.imported == BATCH)  # p24 … p15
+    assert _prompts(window) == ["p24", "p23", "p22", "p21", "p20"]
+    disk.allow(COUNT)
+    qtbot.waitUntil(lambda: not folder_import.running)
+    assert _prompts(window) == ["p24", "p23", "p22", "p21", "p20", "p2"]
+    search.clear()
+    assert _prompts(window) == [f"p{i}" for i in range(COUNT - 1, -1, -1)]
