@@ -22,9 +22,11 @@ part-way leaves files without a row, which the next start imports. ``reconcile``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -49,6 +51,7 @@ from app.image_files import (
 from app.observable import Prop
 from app.store import PromptRecord, Store, prompt_of
 from app.wording import counted, were
+from gpu.errors import named_few
 from gpu.generation.png_metadata import PNG_SIGNATURE, UNBUFFERED, inspect_png_file
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,11 @@ _IMPORT_BATCH = 500
 _BATCH_SECONDS = 0.25  # in the app, a batch is committed at least this often (a slow disk: the gallery fills in)
 _STOP_WAIT_S = 1.0  # how long closing waits for the file being read (nothing is written: not longer)
 _DONE_SHOWN_MS = 15_000  # how long "N images imported" stays in the status bar
+# Batches read and not yet committed: nothing held the reader back, and all 30,000 rows of a first start could
+# wait in Qt's event queue (memory; all of it dropped at a quit). One committed while the next waits keeps the
+# Qt thread busy and the disk reading.
+_IN_FLIGHT = 2
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 # (path, settings, created, file size, file SHA-256): a row of ``Store.add_images``.
 ImportRow = tuple[str, dict[str, Any], float, int, None]
@@ -208,6 +216,19 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     return report, new
 
 
+def _storable(value: Any) -> Any:
+    """``value`` (read from a PNG's JSON) with each lone surrogate (JSON's "\\ud800", which other programs write)
+    made U+FFFD, the replacement character: the database takes UTF-8 text only, and one such prompt made its whole
+    batch fail, at every start."""
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
+
+
 def read_new_file(rel: str, path: str) -> ImportRow | None:
     """The row of a file without one, None when it is no PNG (left alone: not imported, not touched) or is gone.
     One open for its signature, size, date and text chunks, and no pixel decoded: the signature check, a stat and
@@ -225,7 +246,7 @@ def read_new_file(rel: str, path: str) -> ImportRow | None:
                 settings = None
     except OSError:  # a folder named .png, unreadable, or gone since the scan
         return None
-    return rel, settings or {}, stat.st_mtime, stat.st_size, None
+    return rel, _storable(settings or {}), stat.st_mtime, stat.st_size, None
 
 
 def _newest_first(new: dict[str, str]) -> list[tuple[str, str]]:
@@ -276,13 +297,22 @@ class Recovery:
     known: set[tuple[str, str]]  # the (prompt, negative prompt) of its history: an image's prompt is added if not
 
 
+def _database_unusable(exc: Exception) -> bool:
+    """Whether ``exc`` says the database takes no row now (a full disk, an I/O error, a damaged or closed file),
+    rather than that it refuses one row (text it cannot hold, a value out of range): then recording a batch's images
+    one at a time cannot help."""
+    return isinstance(exc, sqlite3.Error) and not isinstance(
+        exc, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError)
+    )
+
+
 class FolderImport(QObject):
     """Imports the new files ``check_folder`` found while the window is up: a first start with 30,000 images in
     the folder read them all before the window showed (90 s of nothing on screen, as if hung). A thread reads
-    them (files only); each batch is committed on the Qt thread, the one the Store's connection belongs to, then
-    handed to the gallery (``imported``). ``status`` says how far it is. ``stop`` (closing the window) drops what
-    was read and not committed: every batch is one commit, so nothing is half-recorded, and the files without a row
-    are imported at the next start."""
+    them (files only), at most ``_IN_FLIGHT`` batches ahead; each batch is committed on the Qt thread, the one the
+    Store's connection belongs to, then handed to the gallery (``imported``). ``status`` says how far it is.
+    ``stop`` (closing the window) drops what was read and not committed: every batch is one commit, so nothing is
+    half-recorded, and the files without a row are imported at the next start."""
 
     status = Prop("")
     status_changed = Signal(str)
@@ -290,8 +320,11 @@ class FolderImport(QObject):
     running_changed = Signal(bool)
     imported = Signal(list)  # list[ImageRecord] of a batch just committed
     history_changed = Signal()  # at the end, when images gave the history prompts back (after a damaged database)
-    failed = Signal(object)  # EngineError: the database could not take a batch; the import stopped
-    _read = Signal(object, bool)  # (rows of a batch, whether the reading ended) from the thread, queued here
+    # EngineError notices: files the database refused (at the end), or why the import stopped (the database could
+    # not take a batch, the reading broke off)
+    failed = Signal(object)
+    _read = Signal(object)  # the rows of a batch, from the thread, queued here
+    _done = Signal(str)  # from the thread, after its last batch: "" when all was read, else why the reading stopped
 
     def __init__(self, store: Store, data: DataDir, new: dict[str, str], report: ReconcileReport,
                  recovery: Recovery | None = None, parent: QObject | None = None) -> None:  # fmt: skip
@@ -299,11 +332,14 @@ class FolderImport(QObject):
         super().__init__(parent)
         self._store, self._data, self._new, self.report, self._recovery = store, data, new, report, recovery
         self._stop = threading.Event()
+        self._in_flight = threading.Semaphore(_IN_FLIGHT)  # taken by the thread per batch, given back as committed
         self._thread: threading.Thread | None = None
         self._prompts_added = False
+        self._refused: list[str] = []  # the files the database refused (their paths in the images folder)
         self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
         self._done_shown.timeout.connect(self._clear_status)
         self._read.connect(self._on_read)
+        self._done.connect(self._on_done)
         self.running = bool(new)
 
     def start(self) -> None:
@@ -316,53 +352,114 @@ class FolderImport(QObject):
 
     def stop(self) -> None:
         """Closing: nothing more is committed (the Store closes next), nor said (the window goes)."""
-        self._stop.set()
+        self._halt()
         self._done_shown.stop()
         if self._thread is not None:
             self._thread.join(_STOP_WAIT_S)
 
+    def _halt(self) -> None:
+        """Nothing more read nor committed; the thread, if it waits for a batch to be taken, goes on and ends."""
+        self._stop.set()
+        self._in_flight.release()
+
     def _run(self) -> None:
-        """On the thread: the batches, read and handed to the Qt thread."""
+        """On the thread: the batches, read and handed to the Qt thread, then the end, whatever broke the reading
+        off: an error here left the status at "Importing N images…" for good, with nothing said."""
+        why = ""
         try:
             for rows in _import_batches(self._new, self._stop, _BATCH_SECONDS):
-                self._read.emit(rows, False)
-            self._read.emit([], True)
-        except RuntimeError:  # this object is gone with its window: no one to hand them to
-            pass
+                self._in_flight.acquire()  # given back by ``_on_read``, or by ``_halt``
+                if self._stop.is_set():
+                    return
+                self._read.emit(rows)
+        except Exception as exc:
+            if not self._stop.is_set():  # else this object may be gone with its window (RuntimeError): not news
+                log.exception("reading the new files in %s failed: the import stopped", self._data.images)
+                why = str(exc) or type(exc).__name__
+        finally:
+            if not self._stop.is_set():
+                with contextlib.suppress(RuntimeError):  # this object is gone with its window: no one to tell
+                    self._done.emit(why)
 
-    def _on_read(self, rows: list[ImportRow], last: bool) -> None:
+    def _on_read(self, rows: list[ImportRow]) -> None:
         """On the Qt thread: a batch committed (with its stars and history entries after a damaged database)."""
+        self._in_flight.release()
         if self._stop.is_set():
             return
         try:
-            if rows:
-                favorites, prompts = self._recovered(rows)
-                self._store.add_images(rows, favorites, prompts)
-                self._prompts_added |= bool(prompts)
-                records = self._store.images_at(row[0] for row in rows)
+            added = self._commit(rows)
+            records = self._store.images_at(added)
         except sqlite3.Error as exc:  # e.g. a full disk: the app goes on with what is there
             log.exception("importing the new images failed")
-            self._stop.set()
-            self.status, self.running = "", False
-            self.failed.emit(EngineError(
+            self._finish(EngineError(
                 "notice", f"Not all the new images found in {self._data.images} could be added to the gallery: "
                 f"the gallery database {self._store.path} could not be written ({exc}). "
                 f"{counted(self.report.imported, 'image')} {were(self.report.imported)} added.",
                 "Check that the data folder can be written and its disk is not full; the others are added at the "
                 "next start."))  # fmt: skip
             return
-        if rows:
-            self.report.imported += len(rows)
+        self.report.imported += len(added)
+        if records:
             self.imported.emit(records)
-        if last:
-            self.running = False
-            if self._prompts_added:  # once: a reload of the list at each batch lost its selection each time
-                self.history_changed.emit()
+        self.status = (f"Importing {counted(len(self._new), 'image')} from the images folder… "
+                       f"({self.report.imported} done)")  # fmt: skip
+
+    def _commit(self, rows: list[ImportRow]) -> list[str]:
+        """Records ``rows`` in one commit; if the database refuses one of them, one at a time, without those it
+        refuses (named at the end): one such file kept its whole batch out, at every start. Returns the paths
+        recorded; raises when the database takes no row (``_database_unusable``)."""
+        try:
+            favorites, prompts = self._recovered(rows)
+            self._store.add_images(rows, favorites, prompts)
+        except Exception as exc:
+            if _database_unusable(exc):
+                raise
+            if len(rows) > 1:
+                log.warning("a batch of %d new images could not be recorded (%s): recorded one at a time", len(rows),
+                            exc)  # fmt: skip
+                return [path for row in rows for path in self._commit([row])]
+            log.warning("not imported, the database refused %s: %s", os.path.join(self._data.images, rows[0][0]), exc)
+            self._refused.append(rows[0][0])
+            return []
+        self._prompts_added |= bool(prompts)
+        return [row[0] for row in rows]
+
+    def _on_done(self, why: str) -> None:
+        """On the Qt thread: every file read, or the reading broke off (``why``)."""
+        if self._stop.is_set():  # closing, or a batch the database could not take ended it already
+            return
+        if not why:
+            self._finish()
+            return
+        self._finish(EngineError(
+            "notice", f"The import of the new images found in {self._data.images} stopped after "
+            f"{counted(self.report.imported, 'image')} of {len(self._new)} ({why}).",
+            "The others are imported at the next start. If it stops again, the log file says where: please report "
+            "it."))  # fmt: skip
+
+    def _finish(self, problem: EngineError | None = None) -> None:
+        """The end, all imported or not (``problem``, said): the history reloaded once if images gave it prompts
+        back (also when cut short: those committed are in it), the files the database refused named, once."""
+        self._halt()
+        self.running = False
+        if self._prompts_added:  # once: a reload of the list at each batch lost its selection each time
+            self.history_changed.emit()
+        if problem is None and self.report.imported:
             self.status = f"{counted(self.report.imported, 'image')} imported from the images folder."
             self._done_shown.start()
-        else:
-            self.status = (f"Importing {counted(len(self._new), 'image')} from the images folder… "
-                           f"({self.report.imported} done)")  # fmt: skip
+        else:  # nothing imported (a text file named .png), or the notice says how far it went
+            self.status = ""
+        if refused := self._refused:
+            one = len(refused) == 1
+            self.failed.emit(EngineError(
+                "notice", f"{counted(len(refused), 'image')} in {self._data.images} could not be added to the "
+                f"gallery: the gallery database could not record {'its' if one else 'their'} settings "
+                f"({named_few(refused)}). {'The file was' if one else 'The files were'} left unchanged and "
+                f"{'is' if one else 'are'} tried again at the next start.",
+                "The log file says why for each. Saving the picture again with another program, or moving it out of "
+                "the images folder, ends this message."))  # fmt: skip
+        if problem is not None:
+            self.failed.emit(problem)
 
     def _clear_status(self) -> None:
         self.status = ""

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import threading
 
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from PySide6.QtCore import QCoreApplication, Qt
 
 import app.reconcile
 from app.data_dir import DataDir, resolve_data_dir
 from app.main_window import MainWindow
+from app.reconcile import FolderImport, Recovery, check_folder
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app.gui import open_windows
@@ -146,3 +149,123 @@ def test_a_search_typed_while_the_images_come_in_lists_only_those_it_finds(qtbot
     assert _prompts(window) == ["p24", "p23", "p22", "p21", "p20", "p2"]
     search.clear()
     assert _prompts(window) == [f"p{i}" for i in range(COUNT - 1, -1, -1)]
+
+
+class _WatchedSemaphore(threading.Semaphore):
+    """A semaphore that says when a thread has to wait for it."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.waited = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        if super().acquire(blocking=False):
+            return True
+        self.waited.set()
+        return super().acquire(blocking, timeout)
+
+
+def test_the_reading_waits_while_two_batches_wait_to_be_committed_and_closing_ends_it(qtbot, data_root, disk,
+                                                                                       monkeypatch):  # fmt: skip
+    monkeypatch.setattr(app.reconcile, "_IMPORT_BATCH", 5)
+    window = _window(qtbot, resolve_data_dir(data_root))
+    folder_import = window.controller.folder_import
+    folder_import._in_flight = watched = _WatchedSemaphore(app.reconcile._IN_FLIGHT)
+    disk.allow(COUNT)
+    folder_import.start()  # the Qt thread commits nothing meanwhile: its event loop does not run
+    assert watched.waited.wait(30)  # was: all 25 read and queued, however many
+    assert disk.reads == 3 * 5  # two batches handed over, the third read and held back
+    window.close()  # the thread, held, is let go and ends
+    folder_import._thread.join(30)
+    assert not folder_import._thread.is_alive() and disk.reads == 3 * 5
+
+
+def test_a_prompt_with_a_lone_surrogate_is_imported_with_its_batch(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    _pictures(data, 3)
+    info = PngInfo()
+    info.add_itxt("nibble", '{"prompt": "odd \\ud800 text"}')  # as other programs write it: no UTF-8 holds it
+    Image.new("RGB", (8, 8)).save(data.images / "other.png", pnginfo=info)
+    window = _window(qtbot, data)
+    folder_import = window.controller.folder_import
+    folder_import.start()
+    qtbot.waitUntil(lambda: not folder_import.running)  # was: the batch never committed, "0 images imported"
+    assert sorted(_prompts(window)) == ["odd \ufffd text", "p0", "p1", "p2"]
+    assert folder_import.status == "4 images imported from the images folder."
+
+
+def test_an_image_the_database_refuses_is_left_out_and_named_and_the_rest_imported(qtbot, data_root, monkeypatch,
+                                                                                    caplog):  # fmt: skip
+    data = resolve_data_dir(data_root)
+    _pictures(data, 4)
+    read = app.reconcile.read_new_file
+
+    def unstorable(rel: str, path: str):
+        """The row of 01.png with text SQLite cannot hold (any row the database refuses)."""
+        row = read(rel, path)
+        return (rel, {"prompt": "\udc80"}, *row[2:]) if rel.endswith("01.png") else row
+
+    monkeypatch.setattr(app.reconcile, "read_new_file", unstorable)
+    window = _window(qtbot, data)
+    folder_import = window.controller.folder_import
+    with qtbot.waitSignal(window.controller.error) as notice:  # was: nothing said, none imported, at every start
+        folder_import.start()
+    assert _prompts(window) == ["p3", "p2", "p0"] and not folder_import.running
+    assert notice.args[0].kind == "notice"
+    assert notice.args[0].message == (
+        f"1 image in {data.images} could not be added to the gallery: the gallery database could not record its "
+        "settings (2026-01-01/01.png). The file was left unchanged and is tried again at the next start."
+    )
+    assert f"not imported, the database refused {data.images / '2026-01-01' / '01.png'}" in caplog.text
+    assert folder_import.status == "3 images imported from the images folder."
+
+
+def test_an_error_reading_the_files_ends_the_import_with_a_notice(qtbot, data_root, disk, monkeypatch, caplog):
+    def broken(rel: str, path: str):
+        if rel.endswith("12.png"):
+            raise ValueError("a reader bug")
+        return disk.read(rel, path)
+
+    monkeypatch.setattr(app.reconcile, "read_new_file", broken)
+    data = resolve_data_dir(data_root)
+    window = _window(qtbot, data)
+    folder_import = window.controller.folder_import
+    folder_import.start()
+    qtbot.waitUntil(lambda: folder_import.report.imported == BATCH)
+    with qtbot.waitSignal(window.controller.error) as notice:  # was: "Importing 25 images…" for good, nothing said
+        disk.allow(COUNT)
+    assert notice.args[0].message == (f"The import of the new images found in {data.images} stopped after 10 "
+                                      "images of 25 (a reader bug).")  # fmt: skip
+    assert "The others are imported at the next start" in notice.args[0].hint
+    assert not folder_import.running and not window.import_label.isVisible()
+    assert "ValueError: a reader bug" in caplog.text  # with its traceback
+    assert _prompts(window) == [f"p{i}" for i in range(COUNT - 1, COUNT - BATCH - 1, -1)]
+
+
+def test_a_file_named_png_that_is_no_picture_says_nothing(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    (data.images / "notes.png").write_text("a shopping list")
+    window = _window(qtbot, data)
+    folder_import = window.controller.folder_import
+    folder_import.start()
+    qtbot.waitUntil(lambda: not folder_import.running)
+    assert folder_import.status == "" and not window.import_label.isVisible()  # was: "0 images imported …"
+
+
+def test_a_batch_the_database_cannot_take_after_a_damaged_one_still_reloads_the_history(qtbot, data_root, disk):
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    report, new = check_folder(store, data)
+    folder_import = FolderImport(store, data, new, report, Recovery(favorites=set(), known=set()))
+    folder_import.start()
+    qtbot.waitUntil(lambda: report.imported == BATCH)  # its prompts are in the history
+    store._db.execute("PRAGMA busy_timeout = 0")
+    other = sqlite3.connect(data.database)  # another program writing in it: the next commit cannot be made
+    other.execute("BEGIN IMMEDIATE")
+    with qtbot.waitSignals([folder_import.history_changed, folder_import.failed]):  # was: the list never reloaded
+        disk.allow(COUNT)
+    other.rollback()
+    other.close()
+    assert len(store.prompts()) == BATCH and not folder_import.running
+    folder_import.stop()
+    store.close()
