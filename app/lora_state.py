@@ -172,7 +172,10 @@ class _Search:
 
 
 class LoraState(QObject):
-    changed = Signal()
+    changed = Signal()  # the list changed (rows added, removed, or shown anew): the panel updates its rows
+    # One row's own setting changed (on/off, strength, text strength, trigger words), through its widgets or a
+    # reused image: what the settings keep, the rows left as they are (``changed`` would look at every one).
+    edited = Signal()
     cost_changed = Signal(str)  # a sentence about the measured cost of the LoRAs of the last image
     _searched = Signal(object, object)  # (_Search, {ref index: row found}) from the search's thread, queued here
 
@@ -232,14 +235,23 @@ class LoraState(QObject):
         self.changed.emit()
 
     def set_enabled(self, entry: LoraEntry, enabled: bool) -> None:
-        entry.enabled = bool(enabled)
+        self._edit(entry, "enabled", bool(enabled))
 
     def set_strength(self, entry: LoraEntry, strength: float) -> None:
-        entry.strength = fit_strength(strength)
+        self._edit(entry, "strength", fit_strength(strength))
 
     def set_text_strength(self, entry: LoraEntry, strength: float | None) -> None:
         """The strength of the entry's CLIP/T5 parts; None: the same as its strength, wherever that goes."""
-        entry.text_strength = fit_text_strength(strength)
+        self._edit(entry, "text_strength", fit_text_strength(strength))
+
+    def set_trigger_words(self, entry: LoraEntry, words: str) -> None:
+        self._edit(entry, "trigger_words", words)
+
+    def _edit(self, entry: LoraEntry, name: str, value: Any) -> None:
+        """Sets one of the entry's settings; ``edited`` only when it changed (a reused image sets every row)."""
+        if getattr(entry, name) != value:
+            setattr(entry, name, value)
+            self.edited.emit()
 
     def requests(self) -> list[LoraRequest]:
         """What a generation request carries: enabled LoRAs with their strengths. The engine re-reads a file

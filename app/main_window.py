@@ -2,6 +2,10 @@
 
 ``run_app`` is what ``python main.py`` calls. The window is shown before anything heavy happens: torch and
 the engine are imported on the engine thread once the event loop runs (``QTimer.singleShot(0, ...)``).
+
+The settings are saved about a second after they change (``AUTOSAVE_MS``), not only on quit: a crash, a power
+cut or a forced restart lost the session's LoRA list and prompt. A settings file that could not be read at
+start-up (``SettingsUnreadable``) is never written in that session.
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 from itertools import pairwise
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QEvent, QObject, QSize, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence, QResizeEvent
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence, QMoveEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -31,7 +36,7 @@ from app.controller import AppController
 from app.data_dir import DataDir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
 from app.instance_lock import lock_data_dir
-from app.settings import Settings, load_settings, save_settings
+from app.settings import LastJob, Settings, SettingsUnreadable, load_settings, save_settings
 from app.thread_exit import exit_now_if_threads_run
 from app.widgets.error_dialog import show_error, show_error_and_wait, show_fatal_error
 from app.widgets.gallery_panel import GalleryPanel
@@ -44,6 +49,11 @@ from app.wording import counted
 from gpu.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# How long the settings wait after a change before they are saved: a run of keystrokes or a slider's drag is one
+# write, and a crash loses at most this much.
+AUTOSAVE_MS = 1000
+_SAVE_HINT = "Free some disk space, or check that the data folder can be written."  # a settings save that failed
 
 
 class _DockScroll(QScrollArea):
@@ -99,10 +109,24 @@ class MainWindow(QMainWindow):
         self.data = data
         self.log_file = current_log_file()
         settings_notices: list[str] = []
-        self.settings = settings or load_settings(data.settings, settings_notices)
+        refused: list[EngineError] = []
+        # Whether settings.json may be written this session: not when it is there but could not be read (its
+        # content may be the user's whole settings), so neither the autosave nor the quit replaces it.
+        self.settings_writable = True
+        try:
+            self.settings = settings or load_settings(data.settings, settings_notices)
+        except SettingsUnreadable as exc:
+            self.settings, self.settings_writable = Settings(), False
+            refused.append(EngineError("user", str(exc), exc.hint))
         self.controller = AppController(data, self.settings)
         # What start-up repaired (a damaged settings file or database): shown once the window is up.
-        self.notices = [EngineError("notice", text) for text in settings_notices] + self.controller.notices
+        self.notices = refused + [EngineError("notice", text) for text in settings_notices] + self.controller.notices
+        self._closed = False
+        self._autosave_said = False  # a failed autosave was said; again only after one succeeded
+        self._autosave = QTimer(self)
+        self._autosave.setSingleShot(True)
+        self._autosave.setInterval(AUTOSAVE_MS)
+        self._autosave.timeout.connect(self._save_now)
         self.error_dialog: QMessageBox | None = None
         self.controller.error.connect(self.show_error)
         self.controller.settings_restored.connect(self._restored)
@@ -149,6 +173,48 @@ class MainWindow(QMainWindow):
         # A prompt dock closed in the last session is restored closed: it never becomes visible, so no
         # visibilityChanged says so.
         self.status_label.setVisible(not self.prompt_dock.isVisibleTo(self))
+        self._watch_settings()
+
+    def _watch_settings(self) -> None:
+        """Each change of what the settings are made of restarts the autosave: the prompt panel's fields (those
+        ``LastJob`` keeps), the LoRA list and its rows, a job started or ended (a fresh seed), the docks' places."""
+        prompt = self.controller.prompt
+        for name in (f.name for f in fields(LastJob)):
+            getattr(prompt, f"{name}_changed").connect(self.settings_changed)
+        for signal in (self.controller.loras.changed, self.controller.loras.edited, self.controller.job.busy_changed):
+            signal.connect(self.settings_changed)
+        for dock in (self.prompt_dock, self.model_dock, self.quantize_dock, self.history_dock, self.lora_dock):
+            for signal in (dock.dockLocationChanged, dock.topLevelChanged, dock.visibilityChanged):
+                signal.connect(self.settings_changed)
+
+    def settings_changed(self) -> None:
+        """Saves the settings ``AUTOSAVE_MS`` after the last of a run of changes; never after the window closed,
+        nor in a session whose settings file could not be read."""
+        if self.settings_writable and not self._closed:
+            self._autosave.start()
+
+    def _save_now(self) -> None:
+        """The autosave. A failure (a full disk) is logged, and said once until a save succeeds again: a dialog
+        at every pause in typing would be no help. The next change, or the quit, tries again."""
+        if self._closed or not self.settings_writable:
+            return
+        try:
+            self.save_settings()
+        except (OSError, UserError) as exc:
+            if self._autosave_said:
+                log.warning("saving the settings failed again: %s", exc)
+                return
+            log.exception("saving the settings failed")
+            self._autosave_said = True
+            self.show_error(EngineError(
+                "user", f"Your settings could not be saved in {self.data.settings}: {exc}. The changes made to the "
+                "prompt panel, the LoRA list and the window layout since the last save are not kept if Nibble "
+                "Studio is closed by a crash or power cut; it tries again at the next change and on quit.",
+                _SAVE_HINT))  # fmt: skip
+            return
+        if self._autosave_said:
+            log.info("the settings were saved again")
+            self._autosave_said = False
 
     def _show_import_status(self, text: str) -> None:
         self.import_label.setVisible(bool(text))
@@ -255,7 +321,16 @@ class MainWindow(QMainWindow):
     def _restored(self, names: list[str]) -> None:
         self.statusBar().showMessage(f"Restored: {', '.join(names) or 'nothing'}", 8000)
 
+    def moveEvent(self, event: QMoveEvent) -> None:
+        super().moveEvent(event)
+        self.settings_changed()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.settings_changed()
+
     def save_settings(self) -> None:
+        """Writes ``settings.json`` as the window is now (atomically: a crash keeps the last one whole)."""
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()
         self.settings.last_job = self.controller.prompt.to_last_job()
@@ -263,23 +338,25 @@ class MainWindow(QMainWindow):
         save_settings(self.data.settings, self.settings)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if getattr(self, "_closed", False):
+        if self._closed:
             return super().closeEvent(event)
         self._closed = True
+        self._autosave.stop()  # saved below, once
         self.quantize_panel.shutdown()
         self.controller.folder_import.stop()  # before the database closes; the rest is imported at the next start
         self.controller.shutdown()
         try:
-            self.save_settings()
+            if self.settings_writable:
+                self.save_settings()
         except (OSError, UserError) as exc:  # a full disk, a read-only folder, a folder in the way
             # Raised out of closeEvent it was a traceback in the log and nothing on screen, the lock left behind,
             # and the session's prompt and LoRA list silently gone. The last saved settings.json is intact
             # (atomic write); say what was not saved, and why, before the window goes.
             log.exception("saving the settings on quit failed")
             show_error_and_wait(self, EngineError(
-                "user", f"Your settings could not be saved in {self.data.settings}: {exc}. The prompt panel, the "
-                "LoRA list and the window layout of this session are not kept; the next start uses the settings "
-                "saved before.", "Free some disk space, or check that the data folder can be written."),
+                "user", f"Your settings could not be saved in {self.data.settings}: {exc}. The changes to the prompt "
+                "panel, the LoRA list and the window layout since they were last saved are not kept; the next start "
+                "uses the settings saved before.", _SAVE_HINT),
                 self.log_file)
         finally:
             self._lock.unlock()

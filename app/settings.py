@@ -2,13 +2,16 @@
 
 Unknown keys are dropped and wrong types fall back to defaults, so a hand-edited or older file never stops
 the app from starting; a newer version's file is copied aside first (``settings.json.v<N>-<timestamp>``).
-``_MIGRATIONS`` upgrades old versions step by step. A file that cannot be read at all is moved aside
+``_MIGRATIONS`` upgrades old versions step by step. A file whose content cannot be read at all is moved aside
 (``settings.json.damaged-<timestamp>``) before the defaults are used: the next save would otherwise overwrite
-the only copy of the user's settings.
+the only copy of the user's settings. A file the system refuses to read (another program holds it, a failing disk)
+is not damaged: it is left where it is and ``SettingsUnreadable`` is raised, so that nothing writes over it in a
+session that runs on the defaults.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -22,6 +25,12 @@ from gpu.errors import UserError
 
 SETTINGS_VERSION = 2
 log = logging.getLogger(__name__)
+
+
+class SettingsUnreadable(UserError):
+    """``settings.json`` is there but could not be read (``load_settings``): another program has it open (a backup
+    or sync tool on Windows), a failing disk, a folder in its place. Its content may be the user's settings, whole:
+    it is not moved aside, and the session, which runs on the defaults, must not save settings over it."""
 
 
 @dataclass
@@ -126,6 +135,7 @@ def _float(value: Any) -> float | None:
 
 
 def _keep_unreadable(path: Path, reason: BaseException, notices: list[str] | None) -> Settings:
+    """The defaults in place of a file whose content is no settings, moved aside first where it can be."""
     try:
         kept = move_aside(path)
     except OSError as exc:
@@ -160,20 +170,33 @@ def _keep_newer(path: Path, raw: bytes, version: int, notices: list[str] | None)
 
 
 def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
-    """Reads ``settings.json``; a problem worth telling the user about is appended to ``notices``."""
+    """Reads ``settings.json``; a problem worth telling the user about is appended to ``notices``. Raises
+    ``SettingsUnreadable`` when the file is there but cannot be read: the caller runs on the defaults and saves
+    nothing (moved aside, or written over on quit, the user's LoRA list and prompt were gone for good)."""
+    path = Path(path)
     try:
-        raw = Path(path).read_bytes()
-        data = json.loads(raw.decode("utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         return Settings()
-    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, or not UTF-8; RecursionError:
+    except OSError as exc:
+        log.error("settings file %s could not be read: %s", path, exc)
+        raise SettingsUnreadable(
+            f"Your settings file {path} could not be read ({exc.strerror or exc}). Nibble Studio uses the default "
+            "settings for now and saves no settings until it is started again (the prompt panel, the LoRA list and "
+            "the window layout of this session are not kept), so that the file stays as it is.",
+            "If another program has the file open (a backup, sync or antivirus tool, an editor), close it, then "
+            "restart Nibble Studio; otherwise check that the file can be read.",
+        ) from exc
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # ValueError: not JSON, or not UTF-8; RecursionError:
         # arrays nested past the parser's limit (a damaged file is any bytes)
-        return _keep_unreadable(Path(path), exc, notices)
+        return _keep_unreadable(path, exc, notices)
     if not isinstance(data, dict):
-        return _keep_unreadable(Path(path), ValueError("not a JSON object"), notices)
+        return _keep_unreadable(path, ValueError("not a JSON object"), notices)
     version = data.get("version", 1)
     if isinstance(version, int) and not isinstance(version, bool) and version > SETTINGS_VERSION:
-        _keep_newer(Path(path), raw, version, notices)
+        _keep_newer(path, raw, version, notices)
     while isinstance(version, int) and version < SETTINGS_VERSION and version in _MIGRATIONS:
         data = _MIGRATIONS[version](data)
         version += 1
@@ -184,4 +207,9 @@ def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
 
 
 def save_settings(path: Path, settings: Settings) -> None:
+    """Writes ``settings.json`` atomically, into its folder only: a data folder moved or removed while the app ran
+    is not made again at its old path for it (``FileNotFoundError`` naming the folder)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "the data folder is gone (moved, renamed or removed)", str(path.parent))
     atomic_write_text(path, json.dumps(settings.to_json(), indent=2, sort_keys=True))

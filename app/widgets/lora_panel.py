@@ -76,6 +76,7 @@ class NameCheckBox(QCheckBox):
 class LoraRow(QFrame):
     def __init__(self, state: LoraState, entry: LoraEntry) -> None:
         super().__init__()
+        self.state = state
         self.entry = entry
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.enabled = NameCheckBox(entry.name)
@@ -92,7 +93,7 @@ class LoraRow(QFrame):
         self.text_encoders = entry.text_encoders  # the "Text" field is made for these (``show_entry``)
         self.triggers = QLineEdit(entry.trigger_words)
         self.triggers.setPlaceholderText("trigger words")
-        self.triggers.textChanged.connect(lambda t: setattr(entry, "trigger_words", t))
+        self.triggers.textChanged.connect(lambda t: state.set_trigger_words(entry, t))
         remove = QPushButton("✕")
         remove.setToolTip("Remove this LoRA from the list")
         remove.setFixedWidth(28)
@@ -184,7 +185,7 @@ class LoraRow(QFrame):
             self.triggers.setText(entry.trigger_words)
 
     def _strength(self, v: int) -> None:
-        self.entry.strength = v / 100
+        self.state.set_strength(self.entry, v / 100)
         self.value.setText(f"{v / 100:.2f}")
         if self.entry.text_strength is None:
             self._show_text_strength()

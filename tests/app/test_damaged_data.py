@@ -156,7 +156,9 @@ def test_settings_that_cannot_be_saved_on_quit_are_said_and_the_folder_released(
     session's prompt and LoRA list silently not kept), and the data folder's lock never released."""
     window = open_window(qtbot, data_root)
     window.controller.prompt.prompt = "a prompt typed this session"
-    (data_root / "settings.json").mkdir()  # in the way of the save, as a full disk or read-only folder would be
+    path = data_root / "settings.json"
+    path.unlink(missing_ok=True)  # saved soon after the start already
+    path.mkdir()  # in the way of the save, as a full disk or read-only folder would be
     seen: list[str] = []
     accept_dialog_later(seen)
     window.close()

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+import pytest
+
 from app.settings import LastJob, Settings, _typed, load_settings, save_settings
 
 
@@ -57,3 +59,12 @@ def test_settings_of_any_optional_or_list_type_are_read():
     later = _changed(_Later)
     assert later.count is not None and later.on is not None  # the test's own values are set
     assert _typed(_Later, json.loads(json.dumps(asdict(later)))) == later
+
+
+def test_settings_are_not_saved_into_a_data_folder_made_again(tmp_path):
+    """The settings are saved while the app runs: a data folder moved or removed meanwhile was made again at its
+    old path for them (the atomic write makes missing folders), splitting the user's data in two."""
+    gone = tmp_path / "data"
+    with pytest.raises(FileNotFoundError) as refused:
+        save_settings(gone / "settings.json", Settings())
+    assert refused.value.filename == str(gone) and not gone.exists()
