@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ class AppController(QObject):
     _add_model = Signal(str)
     _remove_model = Signal(str)
     _read_library = Signal()
-    _unload = Signal()
+    _unload = Signal(object)  # threading.Event | None, set once the model is unloaded (EngineWorker.unload)
     _start_waiting = Signal()  # jobs held back by a quantize run: a cancelled one ends at once
 
     def __init__(self, data: DataDir, settings: Settings) -> None:
@@ -341,9 +342,11 @@ class AppController(QObject):
             self.error.emit(EngineError("user", f"The folder {folder} holds no .safetensors LoRA files{also}.",
                                         "Pick the folder that holds your FLUX.1 LoRAs (.safetensors)."))
 
-    def unload_model(self) -> None:
-        """Frees the generation model's memory (before quantizing, which needs the room)."""
-        self._unload.emit()
+    def unload_model(self, unloaded: threading.Event | None = None) -> bool:
+        """Frees the generation model's memory for a quantize run, which needs the room: the engine unloads it once
+        the job it runs has ended, then sets ``unloaded``. Returns whether a job runs now (or starts next)."""
+        self._unload.emit(unloaded)
+        return self._running_job() is not None
 
     def delete_images(self, rows: list[int]) -> None:
         """Gallery rows to the trash folder; a file that cannot be moved (open elsewhere, read-only folder, a

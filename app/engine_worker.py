@@ -92,16 +92,17 @@ class QuantizeRuns(QObject):
             return self._count > 0
 
     @contextmanager
-    def holding(self, device: Any) -> Iterator[None]:
-        """A run on ``device`` (a ``torch.device`` or its type, e.g. "cuda") counted while the block runs. A run on
-        the CPU is not: it sets no budget and takes no GPU memory. (Tests on CPU-only machines hold "cuda".)"""
+    def holding(self, device: Any) -> Iterator[bool]:
+        """A run on ``device`` (a ``torch.device`` or its type, e.g. "cuda") counted while the block runs; yields
+        whether it is. A run on the CPU is not: it sets no budget and takes no GPU memory. (Tests on CPU-only
+        machines hold "cuda".)"""
         if getattr(device, "type", device) != "cuda":
-            yield
+            yield False
             return
         with self._lock:
             self._count += 1
         try:
-            yield
+            yield True
         finally:
             with self._lock:
                 self._count -= 1
@@ -252,14 +253,21 @@ class EngineWorker(QObject):
             self._fail(exc)
         self._tell_library_notices()
 
-    @Slot()
-    def unload(self) -> None:
+    @Slot(object)
+    def unload(self, unloaded: threading.Event | None = None) -> None:
+        """The model unloaded, then ``unloaded`` set: a quantize run on the GPU waits for it (``QuantizeWorker.run``).
+        Queued, this runs after the job running when it was asked; the jobs not started by then wait for the run
+        (``QuantizeRuns``), which holds them before asking. Set after a failure too (reported as any): a run
+        waiting for ever would be worse than one short of memory."""
         try:
             if self._service is not None:
                 self._service.unload()
             self._loaded = None
         except BaseException as exc:
             self._fail(exc)
+        finally:
+            if unloaded is not None:
+                unloaded.set()
 
     def _gone_from_library(self, model: str, exc: BaseException) -> bool:
         """Whether ``exc`` came from ``model`` being a library entry whose file was moved or deleted while the app

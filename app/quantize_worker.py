@@ -69,6 +69,15 @@ class QuantizeWorker(QObject):
     cancelled = Signal()
     failed = Signal(object, bool)  # EngineError, whether a setting of the wizard can fix it
     file_checked = Signal(str, str)  # path, what is wrong with it in words ("" when nothing)
+    # A threading.Event the engine sets with its model unloaded, after the job it runs (AppController.unload_model),
+    # and whether the run waits for that: a run on the GPU does (QuantizeRuns), one on the CPU starts at once.
+    unload_asked = Signal(object, bool)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The device a run counts as in QuantizeRuns; None: the one it runs on. Tests on CPU-only machines set
+        # "cuda", as they hold QuantizeRuns with it.
+        self.held_as: str | None = None
 
     @Slot(str)
     def check_file(self, path: str) -> None:
@@ -94,8 +103,14 @@ class QuantizeWorker(QObject):
             self.cancelled.emit()
             return
         # The device quantize_model and the comparison renders take: on a GPU, generation jobs wait meanwhile.
-        with quantize_runs.holding(default_device()):
+        with quantize_runs.holding(self.held_as or default_device()) as on_gpu:
             try:
+                # Asked only now that the jobs not yet started wait for the run: asked before, one could start
+                # loading its model between the engine's unload and the hold.
+                unloaded = threading.Event()
+                self.unload_asked.emit(unloaded, on_gpu)
+                if on_gpu:
+                    self._wait_for(unloaded, job)
                 out = self._quantize(job)
                 self.quantized.emit(str(out))
                 self._compare(job, out)
@@ -106,6 +121,17 @@ class QuantizeWorker(QObject):
                 self.failed.emit(*run_error(exc, job.out_path.parent))
             else:
                 self.finished.emit(str(out))
+
+    @staticmethod
+    def _wait_for(unloaded: threading.Event, job: QuantizeJob) -> None:
+        """Until the engine has ended the job it runs and unloaded its model (the GPU holds a run or a generation
+        model, not both), or the run is cancelled (``Cancelled``): looked at every 0.1 s, as the cancel is an
+        Event of its own (the wizard's Cancel, the app's exit)."""
+        from gpu.errors import Cancelled
+
+        while not unloaded.wait(0.1):
+            if job.cancel.is_set():
+                raise Cancelled("cancelled while waiting for the generation to finish")
 
     def _quantize(self, job: QuantizeJob) -> Path:
         from gpu.quantizer import quantize_model

@@ -6,6 +6,7 @@ images side by side with PSNR/SSIM and adds the new file to the library.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ METHODS = [
     ("Baseline: NF4 weights only", "nf4"),
 ]
 PROMPT_SETS = [("Built-in everyday prompts", "builtin")]
+# A run on the GPU while the engine generates (QuantizeWorker.run waits for it; the GPU holds one or the other).
+GENERATION_WAIT = ("Waiting for the image being generated to finish: the GPU cannot hold it and this run at once. "
+                   "The run starts by itself then; cancel the generation (Esc in the main window) to start now. "
+                   "Images you ask for meanwhile wait for this run.")  # fmt: skip
 
 
 def free_output_path(folder: Path, stem: str) -> Path:
@@ -474,6 +479,7 @@ class QuantizeWizard(QWizard):
         worker.finished.connect(self._on_finished)
         worker.cancelled.connect(self._on_cancelled)
         worker.failed.connect(self._on_failed)
+        worker.unload_asked.connect(self._unload_engine)
         self.resize(760, 600)
 
     def config(self):  # -> gpu.quantizer.QuantizeConfig
@@ -525,11 +531,18 @@ class QuantizeWizard(QWizard):
     def _hand_over(self) -> None:
         assert self.job is not None
         self._waiting = False
-        self.controller.unload_model()  # quantizing needs the memory the generation model holds
         if self.job.config.base:
             self.run_page.log.appendPlainText(
                 f"Text encoders, tokenizers and calibration prompts from {self.job.config.base}")
         self._run.emit(self.job)
+
+    def _unload_engine(self, unloaded: threading.Event, waits: bool) -> None:
+        """The run, started, asks for the memory the generation model holds (``QuantizeWorker.unload_asked``); one
+        on the GPU ``waits`` until the engine has ended the job it runs and unloaded it, which the page says: it
+        started at once, and both worked on the GPU together."""
+        generating = self.controller.unload_model(unloaded)
+        if waits and generating and self.job is not None and not self.job.cancel.is_set():
+            self.run_page.log.appendPlainText(GENERATION_WAIT)
 
     def _set_running(self, running: bool) -> None:
         self.running = running

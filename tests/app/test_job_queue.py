@@ -7,10 +7,12 @@ import shutil
 import time
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from app.controller import QUANTIZE_WAIT
 from app.engine_worker import quantize_runs
 from app.generation_state import STEPS_MAX
+from app.widgets.quantize_wizard import GENERATION_WAIT
 from gpu.paths import resources_dir
 from tests.app.gui import TEST_SIZE, TEST_STEPS
 
@@ -128,3 +130,48 @@ def test_jobs_wait_for_a_quantize_run_on_the_gpu_and_start_by_themselves_when_it
     assert asked == ["demo"]  # the model panel's memory plan, predicted again without the run's budget
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
     assert controller.job.status == "Done: 1 image" and controller.gallery.rowCount() == 1
+
+
+def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_ends(qtbot, window):
+    """The other way round: a run started while a job generated on the GPU began at once (the engine's unload was
+    queued behind the job), and both worked on the GPU. The run now waits for the job to end and the model to be
+    unloaded, saying so; the wizard's Cancel ends it meanwhile; Esc on the job starts it; a job asked for meanwhile
+    waits for the run. The run is counted as on "cuda" (QuantizeWorker.held_as), as on a GPU machine."""
+    controller, engine = window.controller, window.controller._engine.worker
+    _queue_behind_a_long_job(qtbot, controller, 0)
+    (running,) = controller._jobs.values()
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    worker, log = wizard._thread.worker, wizard.run_page.log
+    worker.held_as = "cuda"
+    seen: list[tuple[bool, object]] = []  # at the run's first event, on its thread: the job ended, the model held
+
+    def note(_event) -> None:
+        seen.append((engine.ended_through >= running.id, engine._loaded))
+
+    worker.progress.connect(note, Qt.ConnectionType.DirectConnection)
+    wizard.next()
+    wizard.next()
+    wizard.calibration_page.count.setValue(2)
+    wizard.next()  # the run: it waits
+    qtbot.waitUntil(lambda: GENERATION_WAIT in log.toPlainText(), timeout=60000)
+    with qtbot.waitSignal(wizard.run_ended, timeout=60000):
+        wizard.cancel()
+    assert "Cancelled. Nothing was added." in log.toPlainText() and not quantize_runs.active()
+    assert seen == [] and running.id in controller._jobs and not running.cancel.is_set()  # the job goes on
+
+    wizard.back()
+    wizard.next()  # again: it waits again
+    qtbot.waitUntil(lambda: GENERATION_WAIT in log.toPlainText(), timeout=60000)
+    queued = controller.generate()
+    window.activateWindow()  # Esc in the main window, the wizard open beside it
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)  # the job cancelled: the run starts
+    assert running.cancel.is_set()
+    qtbot.waitUntil(lambda: bool(seen), timeout=60000)
+    assert seen[0] == (True, None)  # was: (False, "demo"), the run quantizing beside the job
+    qtbot.waitUntil(lambda: controller.job.status == QUANTIZE_WAIT, timeout=60000)
+    with qtbot.waitSignal(wizard.run_ended, timeout=60000):
+        wizard.cancel()
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
+    assert controller.job.status == "Done: 1 image" and queued.id not in controller._jobs
