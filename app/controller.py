@@ -136,6 +136,7 @@ class AppController(QObject):
         self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
         self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
+        self._retry = 0  # the number of the describe asked again, its model's file back (see _on_describe_failed)
         self._job_line = ""  # the running job's status, before the count of the jobs queued behind it
         self._engine = EngineThread(data)
         worker = self._engine.worker
@@ -678,15 +679,22 @@ class AppController(QObject):
             self._defaults_since = None
         self.model_info_changed.emit(info)
 
-    def _on_describe_failed(self, asked: int, error: EngineError) -> None:
+    def _on_describe_failed(self, asked: int, error: EngineError, back: bool = False) -> None:
         """A describe that failed is said only if it was the last asked and its model is still selected: one on a
         model left since (a file away for a moment: the fallback said so, and the list read again found it back)
-        or asked again since was shown as a second, generic "no such file" dialog (the engine logged it)."""
+        or asked again since was shown as a second, generic "no such file" dialog (the engine logged it). One of
+        the selected model whose file is ``back`` (the engine's list, read again after the failure, opens it: a
+        network or removable drive away for a moment) is asked once more: the panel stayed on "Reading model…"
+        under a "no such file" dialog for a model that opens. A second failure is said."""
         number, model = self._asked
-        if asked == number and model == self.prompt.model:
-            self.error.emit(error)
-        else:
+        if asked != number or model != self.prompt.model:
             log.info("not shown, asked before the selection changed: %s", error.message)
+        elif back and asked != self._retry:
+            log.info("the file of the model %s is back; describing it again", model)
+            self._ask_describe(model)
+            self._retry = self._asked[0]
+        else:
+            self.error.emit(error)
 
     def _on_quantize_runs_ended(self) -> None:
         """The selected model's memory plan, predicted again: one predicted while a quantize run held its GPU

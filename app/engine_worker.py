@@ -120,7 +120,9 @@ class EngineWorker(QObject):
     model_added = Signal(str)  # name the library gave a model just added (it may differ from the file's)
     already_in_library = Signal(str)  # name of the listed entry a model added again is (nothing was written)
     model_described = Signal(object)  # ModelInfo
-    describe_failed = Signal(int, object)  # the number the describe was asked with, EngineError
+    # The number the describe was asked with, EngineError, whether its model's file is there again (it was missing
+    # for a moment: worth asking once more).
+    describe_failed = Signal(int, object, bool)
     prompt_meter_ready = Signal(str, object)  # model as asked for, gpu.generation.prompt_length.PromptMeter | None
     model_loaded = Signal(object)  # ModelInfo
     started = Signal(int, int, bool)  # job id, image count, whether its model is loaded first
@@ -210,8 +212,10 @@ class EngineWorker(QObject):
             self.model_described.emit(service.describe(model))
             self.prompt_meter_ready.emit(model, service.prompt_meter(model))
         except BaseException as exc:
-            if not self._gone_from_library(model, exc):  # if it is, the controller says so as it falls back
-                self.describe_failed.emit(asked, self._logged(exc, f"describing the model {model} failed"))
+            file = self._file_after(model, exc)
+            if file != "gone":  # if it is, the controller says so as it falls back
+                error = self._logged(exc, f"describing the model {model} failed")
+                self.describe_failed.emit(asked, error, file == "back")
 
     @Slot(str)
     def add_model(self, path: str) -> None:
@@ -269,26 +273,30 @@ class EngineWorker(QObject):
             if unloaded is not None:
                 unloaded.set()
 
-    def _gone_from_library(self, model: str, exc: BaseException) -> bool:
-        """Whether ``exc`` came from ``model`` being a library entry whose file was moved or deleted while the app
-        ran; if so the library, read again, is sent by ``library_changed``: the list read at start-up still had the
-        file, so the entry was shown as usable and picked, and every later job failed on it without a word of why.
+    def _file_after(self, model: str, exc: BaseException) -> str:
+        """What the library, read again, says of ``model``'s file after ``exc``, a missing file's error: "gone" when
+        ``model`` is a library entry whose file was moved or deleted while the app ran (the list, read again, is
+        sent by ``library_changed``: the list read at start-up still had the file, so the entry was shown as usable
+        and picked, and every later job failed on it without a word of why); "back" when it opens again (a network
+        or removable drive away for a moment); "" for any other error, or no answer.
         """
         from gpu.errors import ModelLoadError
 
         if self._library is None or not isinstance(exc, (ModelLoadError, FileNotFoundError)):
-            return False
+            return ""
         try:
             entries = list(self._library.entries())
         except Exception:  # noqa: BLE001 - the failure itself is still reported by the caller
             log.exception("reading the model library again failed")
-            return False
+            return ""
         entry = next((e for e in entries if e.name == model), None)
-        if entry is None or entry.facts is not None:
-            return False
+        if entry is None:
+            return ""
+        if entry.facts is not None:
+            return "back"
         log.warning("the model %s cannot be opened any more: %s", model, entry.problem)
         self.library_changed.emit(entries)
-        return True
+        return "gone"
 
     def _fail(self, exc: BaseException, what: str = "engine request failed") -> None:
         """``exc`` logged (``_logged``) and reported to the GUI as a ``failed`` signal with job id 0."""
@@ -380,7 +388,7 @@ class EngineWorker(QObject):
             if error.kind == "internal" and self._loaded is not None:
                 # The pipeline may be in a broken state after an unexpected error: reload on the next job.
                 self._loaded = None
-            if self._gone_from_library(request.model, exc):
+            if self._file_after(request.model, exc) == "gone":
                 self._loaded = None  # a file put back (and added again) is read anew, not taken for the old one
             self.ended_through = job.id
             self.failed.emit(job.id, error)
