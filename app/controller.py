@@ -29,7 +29,7 @@ from app.prompt_length_state import PromptLengthState
 from app.reconcile import FolderImport, ReconcileReport, Recovery, check_folder
 from app.settings import Settings
 from app.store import ImageRecord
-from app.store_recovery import open_store, salvage
+from app.store_recovery import open_store
 from app.wording import counted, were
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
@@ -88,9 +88,12 @@ class AppController(QObject):
         self.data = data
         self.settings = settings
         self.notices: list[EngineError] = []  # start-up repairs the window tells the user about
-        opened = open_store(data.database)  # raises StoreUnavailable: run_app shows it, the app cannot start
+        # raises StoreUnavailable: run_app shows it, the app cannot start
+        opened = open_store(data.database, data.images)
         self.store = opened.store
-        recovery = None if opened.damaged_copy is None else self._recover(opened.damaged_copy)
+        # A re-import after a lost database, begun now or cut short by a quit or a crash at an earlier start: the
+        # stars and prompts it gives back are in the database until it ends.
+        recovery = self.store.recovery()
         self.reconcile_report = self._reconcile(recovery)  # its new files are imported once the window is up
         if self.reconcile_report.unnamed:
             unnamed = self.reconcile_report.unnamed
@@ -99,7 +102,16 @@ class AppController(QObject):
                 f"{'its name is' if len(unnamed) == 1 else 'their names are'} not valid text "
                 f"({named_few(unnamed)}).", "Rename the files (any name of letters and digits); they are added "
                 "at the next start. They were left as they are."))
-        if opened.damaged_copy is not None:
+        if opened.rebuilt and opened.damaged_copy is None:
+            self.notices.append(EngineError(
+                "notice",
+                f"The gallery database {data.database} was missing, though the images folder {data.images} holds "
+                "pictures. A new one was started: the pictures are imported into it again (the status bar says how "
+                "far), and the prompt history is rebuilt from their settings. Their stars could not be recovered.",
+                f"Star your favorites again; or, if you have a copy of the old database (a backup), quit Nibble "
+                f"Studio and put it in place of {data.database}.",
+            ))  # fmt: skip
+        elif opened.damaged_copy is not None:
             favorites = len(recovery.favorites) if recovery is not None else 0
             self.notices.append(EngineError(
                 "notice",
@@ -166,22 +178,11 @@ class AppController(QObject):
         worker.failed.connect(self._on_failed)
         quantize_runs.ended.connect(self._on_quantize_runs_ended)
 
-    def _recover(self, damaged: Path) -> Recovery | None:
-        """After a damaged database: the history read back from it where it can be, at once; the favorites, and
-        the prompts of the images (their PNGs carry them), come back with the images as they are imported again
-        (``FolderImport``). None when nothing could be read."""
-        try:
-            prompts, favorites = salvage(damaged)
-            self.store.restore_prompts(prompts)
-        except (sqlite3.Error, OSError):
-            log.exception("recovering the history from %s failed", damaged)
-            return None
-        return Recovery(favorites, {(p.prompt, p.negative_prompt) for p in prompts})
-
     def _reconcile(self, recovery: Recovery | None) -> ReconcileReport:
         """The images folder checked against the database, before the window shows: a listing and some stats.
         The new files it holds are imported by ``folder_import`` once the window is up (``MainWindow.start``):
-        read before, a first start with 30,000 of them showed nothing for 90 s, as if hung."""
+        read before, a first start with 30,000 of them showed nothing for 90 s, as if hung. ``recovery``: what
+        they give back after a lost database (``Store.recovery``)."""
         try:
             report, new = check_folder(self.store, self.data)
         except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: the app still starts, with what is there
@@ -190,6 +191,7 @@ class AppController(QObject):
                                             f"folder {self.data.images}: {exc}.",
                                             "Some images may be missing from the gallery until the next start."))
             report, new = ReconcileReport(), {}
+            recovery = None  # nothing imported: it goes on at the next start, which finds the new files
         self.folder_import = FolderImport(self.store, self.data, new, report, recovery, self)
         self.folder_import.failed.connect(self.error)
         return report

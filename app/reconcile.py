@@ -49,7 +49,7 @@ from app.image_files import (
     restore_from_trash,
 )
 from app.observable import Prop
-from app.store import PromptRecord, Store, prompt_of
+from app.store import PromptRecord, Recovery, Store, prompt_of
 from app.wording import counted, were
 from gpu.errors import named_few
 from gpu.generation.png_metadata import PNG_SIGNATURE, UNBUFFERED, inspect_png_file
@@ -289,14 +289,6 @@ def reconcile(store: Store, data: DataDir) -> ReconcileReport:
     return report
 
 
-@dataclass
-class Recovery:
-    """What the damaged database's salvage (``app.store_recovery.salvage``) gives the images imported again."""
-
-    favorites: set[str]  # paths of the images starred in it
-    known: set[tuple[str, str]]  # the (prompt, negative prompt) of its history: an image's prompt is added if not
-
-
 def _database_unusable(exc: Exception) -> bool:
     """Whether ``exc`` says the database takes no row now (a full disk, an I/O error, a damaged or closed file),
     rather than that it refuses one row (text it cannot hold, a value out of range): then recording a batch's images
@@ -328,7 +320,8 @@ class FolderImport(QObject):
 
     def __init__(self, store: Store, data: DataDir, new: dict[str, str], report: ReconcileReport,
                  recovery: Recovery | None = None, parent: QObject | None = None) -> None:  # fmt: skip
-        """``report``: counts the images imported; ``recovery``: after a damaged database."""
+        """``report``: counts the images imported; ``recovery``: after a lost database (``Store.recovery``), which
+        ends once all are imported."""
         super().__init__(parent)
         self._store, self._data, self._new, self.report, self._recovery = store, data, new, report, recovery
         self._stop = threading.Event()
@@ -343,7 +336,10 @@ class FolderImport(QObject):
         self.running = bool(new)
 
     def start(self) -> None:
-        if not self.running or self._thread is not None:
+        if self._thread is not None:
+            return
+        if not self.running:  # nothing left: a recovery's last batch was committed by a start cut short after it
+            self._end_recovery()
             return
         self.status = f"Importing {counted(len(self._new), 'image')} from the images folder…"
         # A daemon: a quit does not wait for the file it reads (it writes nothing); no QThread Qt could abort on.
@@ -442,6 +438,8 @@ class FolderImport(QObject):
         back (also when cut short: those committed are in it), the files the database refused named, once."""
         self._halt()
         self.running = False
+        if problem is None and not self._refused:  # else the next start imports the rest with it
+            self._end_recovery()
         if self._prompts_added:  # once: a reload of the list at each batch lost its selection each time
             self.history_changed.emit()
         if problem is None and self.report.imported:
@@ -464,8 +462,18 @@ class FolderImport(QObject):
     def _clear_status(self) -> None:
         self.status = ""
 
+    def _end_recovery(self) -> None:
+        """Every image of a recovery is back (``Store.end_recovery``); one whose end cannot be written goes on at
+        the next start, with nothing left to import."""
+        if self._recovery is None:
+            return
+        try:
+            self._store.end_recovery()
+        except sqlite3.Error:
+            log.exception("the end of the re-import after a lost database could not be recorded")
+
     def _recovered(self, rows: list[ImportRow]) -> tuple[set[str], list[PromptRecord]]:
-        """The stars and history entries ``rows`` get back after a damaged database (none otherwise)."""
+        """The stars and history entries ``rows`` get back after a lost database (none otherwise)."""
         if self._recovery is None:
             return set(), []
         prompts = []

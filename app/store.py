@@ -57,6 +57,18 @@ _MIGRATIONS: list[list[str]] = [
         "ALTER TABLE images ADD COLUMN file_size INTEGER",
         "ALTER TABLE images ADD COLUMN file_sha256 TEXT",
     ],
+    # A re-import of the images folder after a lost database (``app.store_recovery``), while it is not finished:
+    # the stars and the history read back from the lost one were held in memory only, and a quit or a crash during
+    # the import (which runs while the window is in use) lost them for the images not imported yet, for good.
+    # ``recovery`` holds one row while it runs (also with nothing read back: the pictures' prompts still go to the
+    # history); ``recovered_prompts`` the (prompt, negative prompt) of the history read back: an image of one of
+    # those adds no entry. All three are emptied once the import has ended (``end_recovery``).
+    [
+        "CREATE TABLE recovery (id INTEGER PRIMARY KEY CHECK (id = 1))",
+        "CREATE TABLE recovered_favorites (path TEXT PRIMARY KEY)",
+        "CREATE TABLE recovered_prompts (prompt TEXT NOT NULL, negative_prompt TEXT NOT NULL, "
+        "PRIMARY KEY (prompt, negative_prompt))",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -96,6 +108,18 @@ class PromptRecord:
     last_used: float
 
 
+@dataclass
+class Recovery:
+    """A re-import after a lost database, not finished (``Store.recovery``): what the images imported give back."""
+
+    favorites: set[str]  # paths of the images starred in it
+    known: set[tuple[str, str]]  # the (prompt, negative prompt) of its history: an image's prompt is added if not
+
+
+# What a lost database's salvage (``app.store_recovery.salvage``) read back: its history, its favorites' paths.
+Salvaged = tuple[list[PromptRecord], set[str]]
+
+
 def search_key(text: str) -> str:
     """``text`` as searches compare it: Unicode case folding ("Ä" finds "ä", "STRASSE" finds "straße", which
     SQLite's LIKE folds for ASCII only), compatibility forms unified (NFKC: a composed and a decomposed "é",
@@ -125,7 +149,9 @@ def _settings(text: str) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, recovering: Salvaged | None = None) -> None:
+        """``recovering``: the database replaces a lost one, whose images are imported again; what was read back
+        from it is kept in the same commit as the schema (see ``_migrate``)."""
         self.path = Path(path)
         # isolation_level=None: we open transactions explicitly, so each write is one atomic commit.
         self._db = sqlite3.connect(self.path, isolation_level=None)
@@ -138,7 +164,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            self._migrate(recovering)
         except BaseException:
             self._db.close()  # a damaged file is moved aside next: no handle may stay open on it
             raise
@@ -157,17 +183,44 @@ class Store:
     def schema_version(self) -> int:
         return self._db.execute("PRAGMA user_version").fetchone()[0]
 
-    def _migrate(self) -> None:
+    def _migrate(self, recovering: Salvaged | None) -> None:
+        """Every upgrade in one commit, and a recovery with them: a database started in place of a lost one never
+        exists without the stars and history read back from it (a crash in between lost them, and the next start
+        took it for a healthy one)."""
         version = self.schema_version
         if version > SCHEMA_VERSION:
             raise RuntimeError(
                 f"The gallery database {self.path} was written by a newer Nibble Studio (schema {version})."
             )
-        for index in range(version, SCHEMA_VERSION):
-            with self._transaction():
+        if version == SCHEMA_VERSION and recovering is None:
+            return
+        with self._transaction():
+            for index in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[index]:
                     self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version={index + 1}")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if recovering is not None:
+                prompts, favorites = recovering
+                self._merge_prompts(prompts)
+                self._db.execute("INSERT OR IGNORE INTO recovery (id) VALUES (1)")
+                self._db.executemany("INSERT OR IGNORE INTO recovered_favorites (path) VALUES (?)",
+                                     [(path,) for path in favorites])  # fmt: skip
+                self._db.executemany("INSERT OR IGNORE INTO recovered_prompts (prompt, negative_prompt) VALUES (?, ?)",
+                                     [(p.prompt, p.negative_prompt) for p in prompts])  # fmt: skip
+
+    def recovery(self) -> Recovery | None:
+        """The re-import after a lost database that has not ended (begun at this start, or cut short by a quit or a
+        crash at an earlier one); None when there is none."""
+        if self._db.execute("SELECT 1 FROM recovery").fetchone() is None:
+            return None
+        favorites = {path for (path,) in self._db.execute("SELECT path FROM recovered_favorites")}
+        return Recovery(favorites, set(self._db.execute("SELECT prompt, negative_prompt FROM recovered_prompts")))
+
+    def end_recovery(self) -> None:
+        """The re-import after a lost database has ended: every image is back, with its star and prompt."""
+        with self._transaction():
+            for table in ("recovery", "recovered_favorites", "recovered_prompts"):
+                self._db.execute(f"DELETE FROM {table}")
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

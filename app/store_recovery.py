@@ -2,7 +2,10 @@
 
 A damaged file ("not a database", "malformed") is moved aside with its journal files (``gpu.damaged_files``) and a
 fresh database is started; the controller then re-imports the images folder (``app.reconcile``), so the
-gallery comes back from the PNGs' own metadata. A database that cannot be opened or created at all (read-only
+gallery comes back from the PNGs' own metadata. The history and the stars that can still be read from the damaged
+file (``salvage``) are kept in the new database's first commit (``Store``'s ``recovering``) until that import has
+ended: the import runs while the window is in use, and one cut short by a quit or a crash goes on at the next start
+with them (``Store.recovery``). A database that cannot be opened or created at all (read-only
 folder, disk I/O error, written by a newer version) raises ``StoreUnavailable``, whose message names the path.
 
 A database missing, or empty (0 bytes: SQLite takes that for a new database, and deletes its journal on opening),
@@ -23,7 +26,7 @@ from pathlib import Path
 from app.data_dir import DataDir
 from app.engine_errors import StartupRefused
 from app.image_files import holds_png
-from app.store import PromptRecord, Store
+from app.store import PromptRecord, Salvaged, Store
 from gpu.damaged_files import move_aside
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,8 @@ def is_damaged(exc: BaseException) -> bool:
     return "not a database" in text or "malformed" in text
 
 
-def _open_checked(path: Path) -> Store:
-    store = Store(path)
+def _open_checked(path: Path, recovering: Salvaged | None = None) -> Store:
+    store = Store(path, recovering)
     try:
         store.check()
     except BaseException:
@@ -116,14 +119,31 @@ def open_store(path: Path, images: Path | None = None) -> OpenedStore:
             kept = move_aside(path, JOURNAL_FILES)
         except OSError as exc:
             raise _unavailable(path, f"{why} and it could not be moved aside ({exc})") from exc
+    recovered = _salvaged(kept)
     try:
-        store = _open_checked(path)
+        try:
+            store = _open_checked(path, recovered)
+        except sqlite3.Error:  # what was read back may be what the new database refuses: the images still return
+            if recovered == ([], set()):
+                raise
+            log.exception("the history and favorites read back from %s could not be kept", kept)
+            store = _open_checked(path, ([], set()))
     except (sqlite3.Error, OSError) as exc:
         raise _unavailable(path, exc) from exc
     return OpenedStore(store, kept, damage)
 
 
-def salvage(damaged: Path) -> tuple[list[PromptRecord], set[str]]:
+def _salvaged(kept: Path | None) -> Salvaged:
+    """What ``salvage`` reads back from the copy ``kept`` aside (none: the database was missing)."""
+    try:
+        if kept is not None:
+            return salvage(kept)
+    except OSError:  # e.g. no room for the copy it reads
+        log.exception("reading back the history and favorites from %s failed", kept)
+    return [], set()
+
+
+def salvage(damaged: Path) -> Salvaged:
     """The prompt history and the favorite images' paths that can still be read from a damaged database (often
     all of it: the damage may be in another table). Reads a copy, so the kept file is never changed."""
     prompts: list[PromptRecord] = []

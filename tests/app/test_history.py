@@ -27,6 +27,18 @@ def test_history_entries_can_be_removed_one_by_one(qtbot, data_root):
     assert [history.record(r).prompt for r in range(history.rowCount())] == ["a cat", "a fox"]
 
 
+def damage(store: Store) -> None:
+    """Closes ``store`` damaged in one page, as a failing disk leaves it: what is in the other pages (the history,
+    the favorites' rows) can still be read back."""
+    for i in range(400):  # rows in many pages, one of which gets damaged
+        store.add_image(f"bulk/{i}.png", {"prompt": "x" * 200}, created=10 + i)
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    with open(store.path, "r+b") as f:
+        f.seek(30 * 4096)
+        f.write(b"\xff" * 12)  # an images page's header: "database disk image is malformed"
+
+
 def test_history_and_favorites_survive_a_damaged_database(qtbot, data_root):
     data = resolve_data_dir(data_root)
     write_png(data.images / "d" / "0.png", Image.new("RGB", (16, 16)),
@@ -36,13 +48,7 @@ def test_history_and_favorites_survive_a_damaged_database(qtbot, data_root):
     store.record_prompt("never made an image", "", when=1)
     store.record_prompt("a red fox", "blurry", when=2)
     store.set_favorites([store.add_image("d/0.png", {"prompt": "a red fox", "negative_prompt": "blurry"}, 3).id], True)
-    for i in range(400):  # rows in many pages, one of which gets damaged
-        store.add_image(f"bulk/{i}.png", {"prompt": "x" * 200}, created=10 + i)
-    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    store.close()
-    with open(data.database, "r+b") as f:
-        f.seek(30 * 4096)
-        f.write(b"\xff" * 12)  # an images page's header: "database disk image is malformed"
+    damage(store)
     window = open_window(qtbot, data_root)
     assert window.notices and "damaged" in window.notices[0].message
     history, gallery = window.controller.history, window.controller.gallery

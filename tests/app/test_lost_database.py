@@ -7,9 +7,11 @@ from __future__ import annotations
 from PIL import Image
 
 from app.data_dir import DataDir
+from app.store import Store
 from app.store_recovery import open_store
 from gpu.generation.png_metadata import write_png
 from tests.app.gui import open_window
+from tests.app.test_startup_import import _window
 
 
 def _made_before(images, prompts: list[str]) -> None:
@@ -50,3 +52,24 @@ def test_a_missing_database_beside_images_is_said_and_a_first_start_is_not(tmp_p
     # was: taken for a first start, with no word that the stars and history were lost
     assert opened.rebuilt and opened.damaged_copy is None and f"the images folder {images}" in opened.damage
     opened.store.close()
+
+
+def test_a_database_deleted_beside_starred_images_is_said_and_the_history_rebuilt(qtbot, data_root):
+    data = DataDir(data_root).create()
+    _made_before(data.images, ["a red fox", "a blue owl"])
+    store = Store(data.database)
+    store.record_prompt("never made an image", "")
+    store.set_favorites([store.add_image("2026-01-01/120000-0-0.png", {"prompt": "a red fox"}).id], True)
+    store.close()
+    data.database.unlink()  # by hand, or by a sync tool or cleaner
+
+    window = _window(qtbot, data)
+    window.controller.folder_import.start()
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running)
+    # was: silent, as if a first start
+    (notice,) = window.notices
+    assert f"The gallery database {data.database} was missing" in notice.message
+    assert "history is rebuilt" in notice.message and "stars could not be recovered" in notice.message
+    store = window.controller.store
+    assert sorted(p.prompt for p in store.prompts()) == ["a blue owl", "a red fox"]  # from the pictures
+    assert window.controller.gallery.rowCount() == 2 and store.recovery() is None  # done: nothing left to resume
