@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImageReader
 
 from app.data_dir import resolve_data_dir
+from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app.gui import open_window
 
@@ -31,6 +32,7 @@ def _png16(path: Path, width: int, height: int) -> None:
 
 def test_odd_files_in_the_images_folder(qtbot, data_root, tmp_path):
     data = resolve_data_dir(data_root)
+    Store(data.database).close()  # a gallery that has its database: new pictures in it are imported silently
     odd = data.images / "odd"
     odd.mkdir()
     _png16(odd / "rgba16.png", 40, 30)

@@ -56,6 +56,7 @@ def test_history_keeps_one_entry_for_a_prompt_typed_with_spaces_at_its_ends(tmp_
 
 def test_a_new_image_shows_under_the_search_that_finds_it_after_a_restart(qtbot, data_root):
     data = resolve_data_dir(data_root)
+    Store(data.database).close()  # a gallery that has its database: new pictures in it are imported silently
     write_png(data.images / "d" / "0.png", Image.new("RGB", (16, 16)), {"prompt": "Ölgemälde eines Hafens"})
     window = open_window(qtbot, data_root)
     panel, gallery = window.gallery_panel, window.controller.gallery
