@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from pathlib import Path
 
 from PySide6.QtCore import Qt
 
@@ -130,10 +129,16 @@ def test_a_model_file_moved_while_the_app_runs(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
 
 
-def _mine_added(qtbot, controller, tmp_path) -> tuple[Path, Path, list, list[tuple[str, int]]]:
-    """'mine' (a copy of the shipped demo-int4) added to the library -> its file, a path to move it to, and from
-    then on the errors said and the describes asked of the engine (model, number)."""
-    errors: list = []
+def test_a_describe_that_failed_while_its_file_was_away_for_a_moment(qtbot, window, tmp_path, caplog):
+    """A model whose file went away as it was picked and came back moments later (a network or removable drive).
+    The pick's describe fell back to 'demo' and said why; a second describe of it, asked before, failed while the
+    file was away, read the list again after the file was back, found it usable and let its "model 'mine': ... no
+    such file or folder" through as a second, generic dialog: now it is only logged. The selected model's own
+    describe in that case gave the same dialog and left the Models panel on "Reading model…": now it is asked once
+    more and the panel shows the model; a file away again for that second describe is said, and not asked a third
+    time. The file is moved as the engine reads the list: away for a describe's reading, back for the one after."""
+    controller, worker, panel = window.controller, window.controller._engine.worker, window.model_panel
+    errors = []
     controller.error.connect(errors.append)
     asked: list[tuple[str, int]] = []
     controller._describe.connect(lambda model, number: asked.append((model, number)))
@@ -141,53 +146,9 @@ def _mine_added(qtbot, controller, tmp_path) -> tuple[Path, Path, list, list[tup
     shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
     with qtbot.waitSignal(controller.model_added, timeout=60000):
         controller.add_model(mine)
-    return mine, moved, errors, asked
-
-
-def test_a_describe_that_failed_while_its_file_was_away_for_a_moment_is_said_once(qtbot, window, tmp_path, caplog):
-    """A model whose file went away as it was picked and came back moments later: the pick's describe fell back to
-    'demo' and said why; a second describe of it, asked before, failed while the file was away and read the list
-    again after the file was back, found it usable and let its "model 'mine': ... no such file or folder" through
-    as a second, generic dialog. The engine's slots are run here, on the test thread, to order the steps."""
-    controller, worker = window.controller, window.controller._engine.worker
-    mine, moved, errors, asked = _mine_added(qtbot, controller, tmp_path)
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
     with qtbot.waitSignal(controller.library_changed, timeout=60000):
         controller._read_library.emit()  # answered after the describes asked before it: the engine is idle now
-
-    mine.rename(moved)
-    worker.describe("mine", asked[-1][1])  # the pick's: it finds the file gone, and the app falls back to 'demo'
-    assert controller.prompt.model == "demo" and len(errors) == 1 and "'demo' is selected instead" in errors[0].message
-    qtbot.waitUntil(lambda: "Model: demo" in window.model_panel.details.text(), timeout=60000)
-    with qtbot.waitSignal(controller.library_changed, timeout=60000):
-        controller._read_library.emit()
-
-    entries, reads = worker._library.entries, []
-
-    def back_before_the_second_read() -> list:
-        reads.append(mine.exists())
-        if len(reads) == 2:
-            moved.rename(mine)  # the drive is back between the failure and the list read again
-        return entries()
-
-    worker._library.entries = back_before_the_second_read
-    caplog.set_level(logging.INFO, logger="app.controller")
-    worker.describe("mine", asked[-2][1])  # asked before the fallback's: it fails on the file away for a moment
-    assert reads == [False, False] and mine.exists()
-    assert len(errors) == 1  # was: a second dialog, "model 'mine': ... no such file or folder"
-    assert "not shown, asked before the selection changed" in caplog.text and "'mine'" in caplog.text
-    assert controller.prompt.model == "demo"
-
-
-def test_the_selected_models_describe_that_failed_while_its_file_was_away_is_asked_once_more(qtbot, window,
-                                                                                             tmp_path):
-    """The selected model's describe failed on its file away for a moment (a network or removable drive), and the
-    list read again after the failure found it back: the user got a generic "no such file" dialog and the Models
-    panel stayed on "Reading model…". It is asked once more, and the panel shows the model; a file away again for
-    that second describe is said, as before, and not asked for a third time. The file is moved as the engine reads
-    the list (on its thread): away for each describe's reading, back for the reading after its failure."""
-    controller, worker, panel = window.controller, window.controller._engine.worker, window.model_panel
-    mine, moved, errors, asked = _mine_added(qtbot, controller, tmp_path)
     entries, moves = worker._library.entries, []
 
     def entries_after_a_move() -> list:
@@ -195,17 +156,34 @@ def test_the_selected_models_describe_that_failed_while_its_file_was_away_is_ask
             moves.pop(0)()
         return entries()
 
+    worker._library.entries = entries_after_a_move
+    away, stays, back = (lambda: mine.rename(moved)), (lambda: None), (lambda: moved.rename(mine))
+
+    # The engine's slots run here, on the test thread, to order the steps.
+    moves[:] = [away]
+    worker.describe("mine", asked[-1][1])  # the pick's: it finds the file gone, and the app falls back to 'demo'
+    assert controller.prompt.model == "demo" and len(errors) == 1 and "'demo' is selected instead" in errors[0].message
+    qtbot.waitUntil(lambda: "Model: demo" in panel.details.text(), timeout=60000)
+    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+        controller._read_library.emit()
+    caplog.set_level(logging.INFO, logger="app.controller")
+    moves[:] = [stays, back]
+    worker.describe("mine", asked[-2][1])  # asked before the fallback's: it fails on the file away for a moment
+    assert not moves and mine.exists()
+    assert len(errors) == 1  # was: a second dialog, "model 'mine': ... no such file or folder"
+    assert "not shown, asked before the selection changed" in caplog.text and "'mine'" in caplog.text
+    assert controller.prompt.model == "demo"
+    errors.clear()
+
     def pick_mine_with_its_file(*changes) -> None:
-        """'demo' selected, the engine idle, then 'mine' picked with its file moved as the engine reads the list."""
+        """'demo' selected, the engine idle, then 'mine' picked (its describe on the engine's thread)."""
         controller.select_model("demo")
         with qtbot.waitSignal(controller.library_changed, timeout=60000):
-            controller._read_library.emit()  # answered after the describes asked before it
+            controller._read_library.emit()
         moves[:] = changes
         asked.clear()
         panel._picked(_item(window, "mine"))
 
-    away, back = (lambda: mine.rename(moved)), (lambda: moved.rename(mine))
-    worker._library.entries = entries_after_a_move
     pick_mine_with_its_file(away, back)
     qtbot.waitUntil(lambda: "Model: mine" in panel.details.text(), timeout=60000)
     # Was: a "no such file" dialog, and "Reading model…" in the panel.
