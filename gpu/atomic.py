@@ -285,7 +285,9 @@ def _windows_path_limit() -> int:
     try:
         import ctypes
 
-        enabled = bool(ctypes.WinDLL("ntdll").RtlAreLongPathsEnabled())  # type: ignore[attr-defined]
+        ask = ctypes.WinDLL("ntdll").RtlAreLongPathsEnabled  # type: ignore[attr-defined]
+        ask.restype = ctypes.c_ubyte  # a one-byte BOOLEAN: read as ctypes' default int, its upper bytes are garbage
+        enabled = bool(ask())
     except (AttributeError, OSError):  # older Windows, or not Windows (tests of this branch elsewhere)
         enabled = False
     return 32767 if enabled else 259
