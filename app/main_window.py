@@ -5,7 +5,7 @@ the engine are imported on the engine thread once the event loop runs (``QTimer.
 
 The settings are saved about a second after they change (``AUTOSAVE_MS``), not only on quit: a crash, a power
 cut or a forced restart lost the session's LoRA list and prompt. A settings file that could not be read at
-start-up (``SettingsUnreadable``) is never written in that session.
+start-up, or not kept aside before it would be written over (``SettingsKept``), is never written in that session.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from app.controller import AppController
 from app.data_dir import DataDir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
 from app.instance_lock import lock_data_dir
-from app.settings import LastJob, Settings, SettingsUnreadable, load_settings, save_settings
+from app.settings import LastJob, Settings, SettingsKept, load_settings, save_settings
 from app.thread_exit import exit_now_if_threads_run
 from app.widgets.error_dialog import show_error, show_error_and_wait, show_fatal_error
 from app.widgets.gallery_panel import GalleryPanel
@@ -110,13 +110,14 @@ class MainWindow(QMainWindow):
         self.log_file = current_log_file()
         settings_notices: list[str] = []
         refused: list[EngineError] = []
-        # Whether settings.json may be written this session: not when it is there but could not be read (its
-        # content may be the user's whole settings), so neither the autosave nor the quit replaces it.
+        # Whether settings.json may be written this session: not when it is there but could not be read, nor kept
+        # aside before this version rewrites it (its content may be the user's only copy of their settings), so
+        # neither the autosave, which the window's first resize starts, nor the quit replaces it.
         self.settings_writable = True
         try:
             self.settings = settings or load_settings(data.settings, settings_notices)
-        except SettingsUnreadable as exc:
-            self.settings, self.settings_writable = Settings(), False
+        except SettingsKept as exc:
+            self.settings, self.settings_writable = exc.settings, False
             refused.append(EngineError("user", str(exc), exc.hint))
         self.controller = AppController(data, self.settings)
         # What start-up repaired (a damaged settings file or database): shown once the window is up.

@@ -6,7 +6,8 @@ the app from starting; a newer version's file is copied aside first (``settings.
 (``settings.json.damaged-<timestamp>``) before the defaults are used: the next save would otherwise overwrite
 the only copy of the user's settings. A file the system refuses to read (another program holds it, a failing disk)
 is not damaged: it is left where it is and ``SettingsUnreadable`` is raised, so that nothing writes over it in a
-session that runs on the defaults.
+session that runs on the defaults. ``SettingsKept`` is raised the same way for a damaged file that cannot be moved
+aside, or a newer version's file that cannot be copied: the session must not write over the only copy either.
 """
 
 from __future__ import annotations
@@ -27,10 +28,25 @@ SETTINGS_VERSION = 2
 log = logging.getLogger(__name__)
 
 
-class SettingsUnreadable(UserError):
+class SettingsKept(UserError):
+    """``settings.json`` is left as it is and the session must save no settings over it (``load_settings``): it is
+    the only copy of something this version cannot keep otherwise. ``settings``: what the session runs on (the
+    defaults unless said)."""
+
+    def __init__(self, message: str, hint: str = "", settings: Settings | None = None) -> None:
+        super().__init__(message, hint)
+        self.settings = Settings() if settings is None else settings
+
+
+class SettingsUnreadable(SettingsKept):
     """``settings.json`` is there but could not be read (``load_settings``): another program has it open (a backup
     or sync tool on Windows), a failing disk, a folder in its place. Its content may be the user's settings, whole:
     it is not moved aside, and the session, which runs on the defaults, must not save settings over it."""
+
+
+# What a session that may not write settings.json loses, for the messages that say so.
+_NOT_SAVED = ("saves no settings until it is started again (the prompt panel, the LoRA list and the window layout "
+              "of this session are not kept)")  # fmt: skip
 
 
 @dataclass
@@ -135,44 +151,56 @@ def _float(value: Any) -> float | None:
 
 
 def _keep_unreadable(path: Path, reason: BaseException, notices: list[str] | None) -> Settings:
-    """The defaults in place of a file whose content is no settings, moved aside first where it can be."""
+    """The defaults in place of a file whose content is no settings, moved aside first. Raises ``SettingsKept``
+    when it cannot be moved (an editor or sync tool holds it open on Windows): saved over, it was gone for good
+    a second after the start, before the user had read why."""
     try:
         kept = move_aside(path)
     except OSError as exc:
         log.error("settings file %s unreadable (%s) and could not be moved aside (%s)", path, reason, exc)
-        message = f"Your settings file {path} could not be read ({reason}); using the default settings."
-    else:
-        log.warning("settings file %s unreadable (%s); kept it as %s and using defaults", path, reason, kept)
-        message = (f"Your settings file {path} could not be read ({reason}). It was kept as {kept.name}; "
-                   "the default settings are used.")  # fmt: skip
+        raise SettingsKept(
+            f"Your settings file {path} could not be read ({reason}), and it could not be moved aside to keep it "
+            f"({exc.strerror or exc}). Nibble Studio uses the default settings for now and {_NOT_SAVED}, so that "
+            "the file stays as it is.",
+            "Correct the file, or move it out of the data folder to start over with the default settings, then "
+            "restart Nibble Studio (if another program has the file open, an editor or a sync tool, close it first).",
+        ) from exc
+    log.warning("settings file %s unreadable (%s); kept it as %s and using defaults", path, reason, kept)
     if notices is not None:
-        notices.append(message)
+        notices.append(f"Your settings file {path} could not be read ({reason}). It was kept as {kept.name}; "
+                       "the default settings are used.")  # fmt: skip
     return Settings()
 
 
-def _keep_newer(path: Path, raw: bytes, version: int, notices: list[str] | None) -> None:
-    """A newer version's settings: this one drops what it does not know when it saves on quit, so the file is
-    copied first (the newer version's settings would be lost for good when the user goes back to it)."""
+def _keep_newer(path: Path, raw: bytes, version: int, settings: Settings, notices: list[str] | None) -> None:
+    """A newer version's settings: this one drops what it does not know when it saves, so the file is copied
+    first (the newer version's settings would be lost for good when the user goes back to it). Raises
+    ``SettingsKept`` with ``settings`` (what this version read of it) when the copy cannot be made."""
     try:
         copy = copy_aside(path, raw, f"v{version}")  # the bytes as they were, line endings included
     except (OSError, UserError) as exc:
         log.error("settings file %s is from a newer version (%d) and could not be copied: %s", path, version, exc)
-        message = (f"Your settings file {path} was written by a newer version of Nibble Studio (settings version "
-                   f"{version}) and could not be copied aside ({exc}); this version keeps only what it knows "
-                   "when it saves.")  # fmt: skip
-    else:
-        log.warning("settings file %s is from a newer version (%d); kept a copy as %s", path, version, copy)
-        message = (f"Your settings file {path} was written by a newer version of Nibble Studio (settings version "
-                   f"{version}). This version uses what it knows; the file as it was is kept as "
-                   f"{copy.name}.")  # fmt: skip
+        why = (exc.strerror or exc) if isinstance(exc, OSError) else exc
+        raise SettingsKept(
+            f"Your settings file {path} was written by a newer version of Nibble Studio (settings version "
+            f"{version}), and a copy of it could not be made ({why}). This version uses what it knows of it and "
+            f"{_NOT_SAVED}, so that the newer version's settings are not cut down to what this one knows.",
+            f"Check that the data folder {path.parent} can be written and its disk is not full, then restart "
+            "Nibble Studio; or use the newer version.",
+            settings,
+        ) from exc
+    log.warning("settings file %s is from a newer version (%d); kept a copy as %s", path, version, copy)
     if notices is not None:
-        notices.append(message)
+        notices.append(f"Your settings file {path} was written by a newer version of Nibble Studio (settings "
+                       f"version {version}). This version uses what it knows; the file as it was is kept as "
+                       f"{copy.name}.")  # fmt: skip
 
 
 def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
     """Reads ``settings.json``; a problem worth telling the user about is appended to ``notices``. Raises
-    ``SettingsUnreadable`` when the file is there but cannot be read: the caller runs on the defaults and saves
-    nothing (moved aside, or written over on quit, the user's LoRA list and prompt were gone for good)."""
+    ``SettingsUnreadable`` when the file is there but cannot be read, ``SettingsKept`` when it cannot be kept
+    aside before it would be written over: the caller runs on the exception's ``settings`` and saves nothing
+    (moved aside, or written over, the user's LoRA list and prompt were gone for good)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -182,8 +210,7 @@ def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
         log.error("settings file %s could not be read: %s", path, exc)
         raise SettingsUnreadable(
             f"Your settings file {path} could not be read ({exc.strerror or exc}). Nibble Studio uses the default "
-            "settings for now and saves no settings until it is started again (the prompt panel, the LoRA list and "
-            "the window layout of this session are not kept), so that the file stays as it is.",
+            f"settings for now and {_NOT_SAVED}, so that the file stays as it is.",
             "If another program has the file open (a backup, sync or antivirus tool, an editor), close it, then "
             "restart Nibble Studio; otherwise check that the file can be read.",
         ) from exc
@@ -195,14 +222,15 @@ def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
     if not isinstance(data, dict):
         return _keep_unreadable(path, ValueError("not a JSON object"), notices)
     version = data.get("version", 1)
-    if isinstance(version, int) and not isinstance(version, bool) and version > SETTINGS_VERSION:
-        _keep_newer(path, raw, version, notices)
+    newer = isinstance(version, int) and not isinstance(version, bool) and version > SETTINGS_VERSION
     while isinstance(version, int) and version < SETTINGS_VERSION and version in _MIGRATIONS:
         data = _MIGRATIONS[version](data)
         version += 1
     data["version"] = SETTINGS_VERSION
     settings = _typed(Settings, data)
     settings.loras = [s for s in settings.loras if s.path]  # a row naming no file is no row of the panel
+    if newer:
+        _keep_newer(path, raw, version, settings, notices)
     return settings
 
 

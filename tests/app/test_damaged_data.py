@@ -3,6 +3,7 @@ says so; a database that cannot be opened at all is a clear error naming its pat
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import app.settings
 from app.data_dir import resolve_data_dir
 from app.main_window import MainWindow, run_app
-from app.settings import Settings, load_settings, save_settings
+from app.settings import Settings, SettingsKept, load_settings, save_settings
 from app.store_recovery import StoreUnavailable
 from gpu.damaged_files import move_aside
 from gpu.generation.png_metadata import write_png
@@ -183,6 +185,26 @@ def test_settings_from_a_newer_version_are_copied_before_they_are_rewritten(qtbo
     assert json.loads(copy.read_text()) == newer
     open_window(qtbot, data_root).close()  # a file of this version: no second copy, no notice
     assert len(list(data_root.glob("settings.json.v*"))) == 1
+
+
+def test_a_newer_settings_file_that_cannot_be_copied_is_left_as_it_is(tmp_path, monkeypatch):
+    """A newer version's settings.json whose copy could not be written (a full disk) was only said to be so: the
+    autosave then cut it down to what this version knows, the newer version's settings gone for good. What this
+    version knows of it is used; the session may save none over it (``SettingsKept``, as the window reads it)."""
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"version": 9, "theme": "sepia", "last_job": {"prompt": "a fox"}}))
+    before = path.read_bytes()
+
+    def disk_full(kept: Path, *args: object, **kwargs: object) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device", str(kept))
+
+    monkeypatch.setattr(app.settings, "copy_aside", disk_full)
+    with pytest.raises(SettingsKept) as kept:
+        load_settings(path, [])
+    assert kept.value.settings.last_job.prompt == "a fox"
+    said = kept.value.text
+    assert str(path) in said and "newer version" in said and "No space left" in said and "saves no settings" in said
+    assert str(tmp_path) in kept.value.hint and list(tmp_path.iterdir()) == [path] and path.read_bytes() == before
 
 
 def test_a_settings_file_nested_past_the_parser_limit_is_kept_aside(tmp_path):

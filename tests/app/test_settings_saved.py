@@ -7,6 +7,8 @@ import errno
 import json
 from pathlib import Path
 
+import pytest
+
 import app.settings
 from tests.app.gui import open_window
 
@@ -61,27 +63,38 @@ def test_settings_are_saved_soon_after_a_change_while_the_window_is_open(qtbot, 
     assert not window._autosave.isActive()
 
 
-def test_a_settings_file_that_cannot_be_read_is_never_written_over(qtbot, data_root, monkeypatch):
+@pytest.mark.parametrize("damaged", [False, True], ids=["held-open", "damaged-and-held-open"])
+def test_a_settings_file_that_cannot_be_read_or_kept_is_never_written_over(qtbot, data_root, monkeypatch, damaged):
     """An OSError reading settings.json (another program holding it) moved it aside if it could, else used the
     defaults and the notice said so; either way the quit wrote the defaults plus the session as settings.json,
-    the LoRA list gone. The file stays where it is now, the session saves no settings, and the notice names
+    the LoRA list gone. A damaged file that could not be moved aside (Windows: an editor or sync tool holding it
+    open lets it be read, not renamed) was written over a second after the start, by the autosave the window's
+    first resize starts. The file stays where it is now, the session saves no settings, and the notice names
     the file and what to do."""
     path = data_root / "settings.json"
     saved = {"version": 2, "last_job": {"prompt": "my long careful prompt"},
              "loras": [{"path": str(data_root / "mine.safetensors"), "enabled": False, "strength": 0.65}]}
-    path.write_text(json.dumps(saved))
+    path.write_text(json.dumps(saved) + ("," if damaged else ""))  # damaged: a hand-edit's typo
     before = path.read_bytes()
     read_bytes = Path.read_bytes
+    in_use = "The process cannot access the file because it is being used by another process"
 
     def held_elsewhere(self: Path) -> bytes:  # Windows: a sync tool has the file open without sharing
         if self == path:
-            raise PermissionError(13, "The process cannot access the file because it is being used", str(self))
+            raise PermissionError(errno.EACCES, in_use, str(self))
         return read_bytes(self)
 
-    monkeypatch.setattr(Path, "read_bytes", held_elsewhere)
+    def not_renamable(held: Path, *args: object, **kwargs: object) -> Path:  # Windows: open in an editor
+        raise PermissionError(errno.EACCES, in_use, str(held))
+
+    if damaged:
+        monkeypatch.setattr(app.settings, "move_aside", not_renamable)
+    else:
+        monkeypatch.setattr(Path, "read_bytes", held_elsewhere)
     window = open_window(qtbot, data_root)
     text = window.error_dialog.text() + window.error_dialog.informativeText()
-    assert str(path) in text and "being used" in text and "close it, then restart" in text
+    assert str(path) in text and "being used" in text and "saves no settings" in text
+    assert ("could not be moved aside" in text and "close it first" in text) if damaged else "close it, then" in text
     assert window.controller.prompt.prompt == ""  # the defaults
     window.controller.prompt.prompt = "typed in this session"
     assert not window._autosave.isActive()
