@@ -102,15 +102,8 @@ class AppController(QObject):
                 f"{'its name is' if len(unnamed) == 1 else 'their names are'} not valid text "
                 f"({named_few(unnamed)}).", "Rename the files (any name of letters and digits); they are added "
                 "at the next start. They were left as they are."))
-        if opened.rebuilt and opened.damaged_copy is None:
-            self.notices.append(EngineError(
-                "notice",
-                f"The gallery database {data.database} was missing, though the images folder {data.images} holds "
-                "pictures. A new one was started: the pictures are imported into it again (the status bar says how "
-                "far), and the prompt history is rebuilt from their settings. Their stars could not be recovered.",
-                f"Star your favorites again; or, if you have a copy of the old database (a backup), quit Nibble "
-                f"Studio and put it in place of {data.database}.",
-            ))  # fmt: skip
+        if opened.damaged_copy is None and (opened.rebuilt or opened.journals):
+            self.notices.append(_no_database_notice(data, opened.rebuilt, opened.journals))
         elif opened.damaged_copy is not None:
             favorites = len(recovery.favorites) if recovery is not None else 0
             self.notices.append(EngineError(
@@ -802,3 +795,26 @@ class AppController(QObject):
         waiting = sum(not job.cancel.is_set() for job in self._jobs.values())
         self.job.status = f"{status}; {self._go_on(waiting)}" if waiting else status
         self._job_line = "Waiting for the engine…"  # until the next job starts
+
+
+def _no_database_notice(data: DataDir, pictures: bool, journals: list[Path]) -> EngineError:
+    """What to say of a start with no gallery database though one was used before: ``pictures`` in the images
+    folder (often a gallery copied to a new computer without it: nothing lost, so no alarm), ``journals`` it left,
+    kept aside (``OpenedStore.journals``)."""
+    kept = f"was kept as {' and '.join(p.name for p in journals)}: it may hold the database's latest changes."
+    if pictures:
+        said = (f"No gallery database was found at {data.database}, though {data.images} holds pictures (copied in "
+                "without it, or the database was deleted). They are being added to a new gallery (the status bar "
+                "says how far) and the prompt history is filled from their prompts.")  # fmt: skip
+        if journals:
+            said += f" What the database left beside it {kept}"
+    else:
+        said = (f"No gallery database was found at {data.database}, only what it left beside it (the database was "
+                f"deleted, or lost in a crash). A new gallery was started; what the database left {kept}")  # fmt: skip
+    hint = (f"If you have the {data.database.name} that goes with them (the old computer's data folder, a backup), "
+            f"quit Nibble Studio and put it at {data.database} to get its stars and history back")  # fmt: skip
+    wal = next((p for p in journals if p.name.startswith(f"{data.database.name}-wal.")), None)
+    if wal is not None:
+        hint += (f"; if it is the very file that went missing (from the recycle bin), also rename {wal.name} back to "
+                 f"{data.database.name}-wal beside it")  # fmt: skip
+    return EngineError("notice", said, hint + ".")

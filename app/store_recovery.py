@@ -11,7 +11,9 @@ folder, disk I/O error, written by a newer version) raises ``StoreUnavailable``,
 A database missing, or empty (0 bytes: SQLite takes that for a new database, and deletes its journal on opening),
 while the images folder holds PNGs is no first start: its stars and history are gone. It is handled as a damaged
 one (an empty file kept aside, its journal with it), so that the history is rebuilt from the PNGs and the user is
-told; a true first start (no images) stays silent.
+told; a true first start (no images) stays silent. The journal files a missing database left (its -wal may hold
+every change since its last checkpoint, megabytes of history after a crash) are kept aside too, each under its own
+name: SQLite deletes them when it creates the new database.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import shutil
 import sqlite3
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.data_dir import DataDir
@@ -41,6 +43,7 @@ class OpenedStore:
     store: Store
     damaged_copy: Path | None = None  # where a damaged (or empty) database was kept; None when none was
     damage: str = ""  # what was wrong with it: the store is new and its history must be rebuilt when set
+    journals: list[Path] = field(default_factory=list)  # where a missing database's journal files were kept
 
     @property
     def rebuilt(self) -> bool:
@@ -98,10 +101,11 @@ def open_store(path: Path, images: Path | None = None) -> OpenedStore:
     folder, by default the one beside it (``DataDir``'s layout)."""
     path = Path(path)
     damage = _lost(path, DataDir(path.parent).images if images is None else images)
+    journals = [] if path.exists() else _keep_journals(path)
     why = damage
     if not damage:
         try:
-            return OpenedStore(_open_checked(path))
+            return OpenedStore(_open_checked(path), journals=journals)
         except sqlite3.Error as exc:
             if not is_damaged(exc):
                 raise _unavailable(path, exc) from exc
@@ -114,7 +118,7 @@ def open_store(path: Path, images: Path | None = None) -> OpenedStore:
             raise _unavailable(path, exc) from exc
     log.error("gallery database %s: %s; keeping what is there aside and starting a new one", path, why)
     kept = None
-    if path.exists():  # a missing one has nothing to keep
+    if path.exists():  # a missing one has nothing more to keep
         try:
             kept = move_aside(path, JOURNAL_FILES)
         except OSError as exc:
@@ -130,7 +134,23 @@ def open_store(path: Path, images: Path | None = None) -> OpenedStore:
             store = _open_checked(path, ([], set()))
     except (sqlite3.Error, OSError) as exc:
         raise _unavailable(path, exc) from exc
-    return OpenedStore(store, kept, damage)
+    return OpenedStore(store, kept, damage, journals)
+
+
+def _keep_journals(path: Path) -> list[Path]:
+    """The journal files beside the missing database ``path``, each moved aside (``move_aside``); where they were
+    kept. Raises ``StoreUnavailable`` when one cannot be moved: the new database would delete it."""
+    kept = []
+    for suffix in JOURNAL_FILES:
+        journal = Path(f"{path}{suffix}")
+        if journal.exists():
+            try:
+                kept.append(move_aside(journal))
+            except OSError as exc:
+                raise _unavailable(path, f"the file is missing, and its journal file {journal.name} could not be "
+                                   f"moved aside ({exc})") from exc  # fmt: skip
+            log.warning("gallery database %s missing: kept its journal file %s as %s", path, journal, kept[-1])
+    return kept
 
 
 def _salvaged(kept: Path | None) -> Salvaged:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from app.controller import _no_database_notice
 from app.data_dir import DataDir
 from app.store import Store
 from app.store_recovery import open_store
@@ -46,6 +47,15 @@ def test_a_missing_database_beside_images_is_said_and_a_first_start_is_not(tmp_p
         assert not opened.rebuilt and opened.damaged_copy is None and opened.damage == ""
         opened.store.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.sqlite3", "b.sqlite3", "images"]
+    (tmp_path / "d.sqlite3-wal").write_bytes(b"changes since the last checkpoint")  # its database deleted
+    opened = open_store(tmp_path / "d.sqlite3")
+    opened.store.close()
+    # was: deleted by SQLite as it created the new database
+    (kept,) = opened.journals
+    assert kept.name.startswith("d.sqlite3-wal.damaged-") and kept.read_bytes().startswith(b"changes since")
+    assert not opened.rebuilt and not (tmp_path / "d.sqlite3-wal").exists()
+    said = _no_database_notice(DataDir(tmp_path), False, opened.journals)  # no pictures: what the window says
+    assert "only what it left beside it" in said.message and f"kept as {kept.name}" in said.message
 
     _made_before(images, ["a red fox"])
     opened = open_store(tmp_path / "c.sqlite3")
@@ -55,6 +65,10 @@ def test_a_missing_database_beside_images_is_said_and_a_first_start_is_not(tmp_p
 
 
 def test_a_database_deleted_beside_starred_images_is_said_and_the_history_rebuilt(qtbot, data_root):
+    """A database deleted after a crash, its -wal left beside it (the changes since its last checkpoint, megabytes
+    of history): the -wal was deleted as the new database was created. The notice read as a loss even for a gallery
+    copied to a new computer without its database (nothing lost), and never said that the prompt history was
+    filled from the pictures."""
     data = DataDir(data_root).create()
     _made_before(data.images, ["a red fox", "a blue owl"])
     store = Store(data.database)
@@ -62,14 +76,20 @@ def test_a_database_deleted_beside_starred_images_is_said_and_the_history_rebuil
     store.set_favorites([store.add_image("2026-01-01/120000-0-0.png", {"prompt": "a red fox"}).id], True)
     store.close()
     data.database.unlink()  # by hand, or by a sync tool or cleaner
+    wal = data.database.with_name(data.database.name + "-wal")
+    wal.write_bytes(b"changes since the last checkpoint")
 
     window = _window(qtbot, data)
     window.controller.folder_import.start()
     qtbot.waitUntil(lambda: not window.controller.folder_import.running)
-    # was: silent, as if a first start
-    (notice,) = window.notices
-    assert f"The gallery database {data.database} was missing" in notice.message
-    assert "history is rebuilt" in notice.message and "stars could not be recovered" in notice.message
+    (notice,) = window.notices  # was: silent, as if a first start
+    (kept,) = data_root.glob("nibble.sqlite3-wal.damaged-*")
+    assert kept.read_bytes().startswith(b"changes since")  # the new database has its own -wal
+    assert f"No gallery database was found at {data.database}, though {data.images} holds pictures" in notice.message
+    assert "prompt history is filled from their prompts" in notice.message and kept.name in notice.message
+    assert "could not be recovered" not in notice.message and notice.kind == "notice"
+    assert f"put it at {data.database}" in notice.hint
+    assert f"rename {kept.name} back to nibble.sqlite3-wal" in notice.hint
     store = window.controller.store
     assert sorted(p.prompt for p in store.prompts()) == ["a blue owl", "a red fox"]  # from the pictures
     assert window.controller.gallery.rowCount() == 2 and store.recovery() is None  # done: nothing left to resume
