@@ -2,12 +2,15 @@
 
 Images, the gallery database and settings must stay together in it. A data folder renamed or moved while the app
 runs is not followed: its old path is not made again for the next file (``DataDir.check_in_place``), which put new
-images and settings in a second tree the database, still open in the moved folder, knew nothing of.
+images and settings in a second tree the database, still open in the moved folder, knew nothing of. Nor is an
+images folder that is gone or another (a link to a drive that was unplugged, or unmounted: the empty mount point
+left in its place took the new pictures onto the system disk, hidden once the drive came back).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,10 @@ class DataDir:
     # (st_dev, st_ino) of ``root`` when the app opened it (``create``); None: not checked (a DataDir never created)
     identity: tuple[int, int] | None = field(default=None, compare=False, repr=False)
     trash_folder: Path | None = field(default=None, compare=False, repr=False)  # chosen by ``create``
+    # (st_dev, st_ino) of the images folder when the app opened it, a link to it followed; None: not checked
+    images_identity: tuple[int, int] | None = field(default=None, compare=False, repr=False)
+    # The folders (the days) the images folder held then: what tells it from an empty mount point (``_images_gone``)
+    images_held: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def images(self) -> Path:
@@ -62,10 +69,18 @@ class DataDir:
         remembered (``check_in_place``) and its trash chosen (``IMAGES_TRASH``)."""
         self.root.mkdir(parents=True, exist_ok=True)
         check_folder_writable(self.root)
-        self.images.mkdir(exist_ok=True)
+        try:
+            self.images.mkdir(exist_ok=True)
+        except FileExistsError:  # a link to a folder that is not there: mkdir said "File exists"
+            if os.path.exists(self.images):
+                raise
+            raise OSError(errno.ENOENT, _link_gone(self.images), str(self.images)) from None
         check_folder_writable(self.images)
-        root = os.stat(self.root)
-        data = dataclasses.replace(self, identity=(root.st_dev, root.st_ino), trash_folder=self._trash_for_images())
+        root, images = os.stat(self.root), os.stat(self.images)
+        data = dataclasses.replace(
+            self, identity=(root.st_dev, root.st_ino), trash_folder=self._trash_for_images(),
+            images_identity=(images.st_dev, images.st_ino), images_held=_subfolders(self.images)[0],
+        )  # fmt: skip
         for folder in (data.trash, data.quantized):
             folder.mkdir(exist_ok=True)
             check_folder_writable(folder)
@@ -84,14 +99,14 @@ class DataDir:
 
     def check_in_place(self) -> None:
         """Raises ``DataDirMoved`` when ``root`` is gone, or is no longer the folder the app opened (the old one
-        moved or renamed, another made in its place). Call it before writing a file whose folders would
-        otherwise be made again at the old path; creating the root itself is for start-up (``create``) only."""
-        try:
-            now = os.stat(self.root)
-            same = self.identity is None or (now.st_dev, now.st_ino) == self.identity
-        except FileNotFoundError:
-            same = False
-        if not same:
+        moved or renamed, another made in its place), or when the images folder is gone or another
+        (``_images_gone``). Call it before writing a file whose folders would otherwise be made again at the old
+        path; creating the root itself is for start-up (``create``) only.
+
+        A folder is taken as another only when its identity changed and it no longer holds what it held: a network
+        or FUSE file system mounted again gives the very same folder another device number, and refusing every save
+        of a user whose folder never moved would be worse than the case it guards against."""
+        if not self._root_in_place():
             raise DataDirMoved(
                 f"The data folder {self.root} was moved or removed while Nibble Studio ran, so nothing more is "
                 "saved in it: quit Nibble Studio and start it again (with --data-dir NEW_PATH if the folder was "
@@ -99,6 +114,73 @@ class DataDir:
                 "Its images, gallery database and settings stay together only in one folder: a new one made at "
                 "the old path would split them.",
             )
+        if (gone := self._images_gone()) is not None:
+            raise gone
+
+    def _root_in_place(self) -> bool:
+        """Whether ``root`` is the folder ``create`` opened: the same identity, or another that still holds the
+        gallery database (the same folder, mounted again)."""
+        try:
+            now = os.stat(self.root)
+        except FileNotFoundError:
+            return False
+        return self.identity is None or (now.st_dev, now.st_ino) == self.identity or self.database.is_file()
+
+    def _images_gone(self) -> DataDirMoved | None:
+        """Why no picture may be saved in the images folder now, if so: it is gone (a link to a drive unplugged),
+        or it is another folder, empty or without the day folders it held (the empty mount point of an unmounted
+        drive, where new pictures went onto the system disk). None when it is the folder ``create`` opened."""
+        if self.images_identity is None:
+            return None
+        try:
+            now = os.stat(self.images)
+        except OSError:  # not there, or a link to nothing
+            if os.path.lexists(self.images):
+                return DataDirMoved(
+                    f"The images folder {self.images} cannot be reached: {_link_gone(self.images)}. No picture is "
+                    "saved until it is back.",
+                    "Plug in or mount that drive again (or put the folder back), then try again.",
+                )
+            return DataDirMoved(
+                f"The images folder {self.images} was moved or removed while Nibble Studio ran, so no picture is "
+                "saved in it.",
+                "Put it back, then try again; or quit Nibble Studio and start it again, which makes a new, empty "
+                "images folder.",
+            )
+        if (now.st_dev, now.st_ino) == self.images_identity:
+            return None
+        held, visible = _subfolders(self.images)
+        if visible and self.images_held <= held:
+            return None  # the same folder, mounted again (a network or FUSE drive): its identity changed
+        return DataDirMoved(
+            f"The images folder {self.images} is no longer the folder Nibble Studio opened: it is "
+            + ("empty" if not visible else "missing folders it held")
+            + ", as the folder a drive was mounted on is once the drive is unmounted. No picture is saved there, "
+            "where it would be hidden once the drive is back.",
+            "Mount or plug in that drive again, then try again. If the folder was replaced on purpose, quit Nibble "
+            "Studio and start it again.",
+        )
+
+
+def _subfolders(folder: Path) -> tuple[frozenset[str], bool]:
+    """(the names of the folders ``folder`` holds, whether it holds anything), hidden entries (the trash) left
+    out; nothing when it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            visible = [entry for entry in entries if not entry.name.startswith(".")]
+            return frozenset(e.name for e in visible if e.is_dir(follow_symlinks=False)), bool(visible)
+    except OSError:
+        return frozenset(), False
+
+
+def _link_gone(link: Path) -> str:
+    """Why a link (or Windows junction) ``link`` leads nowhere, as a phrase."""
+    try:
+        where = f" to {os.readlink(link)}"
+    except OSError:
+        where = ""
+    return (f"it is a link{where}, which is not there: the drive it is on may be unplugged or unmounted, or the "
+            "folder moved or removed")  # fmt: skip
 
 
 def resolve_data_dir(explicit: Path | None = None) -> DataDir:

@@ -567,7 +567,9 @@ class GalleryModel(QAbstractListModel):
 
         A database error raises before anything changed. A file that cannot be deleted (open in another program
         on Windows, read-only) does not stop the others: they are all tried, then ``TrashPartlyEmptied`` names
-        the ones left."""
+        the ones left. ``DataDirMoved`` before anything changed when the data folder moved away: the database
+        open in the moved folder would forget its trashed rows while their files, in the moved trash, stayed."""
+        self._data.check_in_place()
         if shown := self._trash_files()[1]:
             self._put_back(shown)
         self._store.forget_trashed()

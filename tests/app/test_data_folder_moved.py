@@ -4,14 +4,18 @@ happened and what to do."""
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
 from app.data_dir import DataDir, DataDirMoved
+from app.gallery_model import GalleryModel
 from app.image_files import images_folder, move_to_trash, new_image_path, restore_from_trash
+from app.store import Store
 from gpu.generation.png_metadata import write_png
 
 
@@ -66,3 +70,74 @@ def test_a_job_after_the_data_folder_was_renamed_is_refused(qtbot, window):
         if not root.exists():
             root.with_name("data-moved").rename(root)  # moved back: the window closes on it (saving its settings)
     assert time.strftime("%Y-%m-%d") not in {p.name for p in controller.data.images.iterdir()}
+
+
+def test_empty_trash_after_the_data_folder_moved_changes_nothing(qtbot, moved):
+    """Empty trash forgot every trashed row of the database open in the moved folder, and left the files of its
+    trash without a row: it is refused as delete and undo are."""
+    data, now = moved
+    store = Store(now.database)
+    store.add_images([("d/x.png", {"prompt": "fox"}, 1.0, None, None)])
+    store.set_trashed_many([(1, None, None)], True, when=1.0)
+    gallery = GalleryModel(store, data)
+    with pytest.raises(DataDirMoved):
+        gallery.empty_trash()
+    assert store.all_paths()["d/x.png"][2] and (now.trash / "d" / "x.png").is_file()  # still undoable there
+    store.close()
+
+
+@pytest.fixture
+def linked(tmp_path) -> tuple[DataDir, Path]:
+    """A data folder whose images/ links to a drive's folder holding a day's folder, as the app opened it."""
+    drive = tmp_path / "drive"
+    (drive / "2026-01-01").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "images").symlink_to(drive, target_is_directory=True)
+    return DataDir(tmp_path / "data").create(), drive
+
+
+def test_no_picture_is_saved_on_the_mount_point_of_an_unmounted_drive(linked):
+    """The drive unmounted: its empty mount point is still there, and new pictures went onto the system disk,
+    hidden once the drive was mounted again. Mounted again, saving works without a restart."""
+    data, drive = linked
+    drive.rename(drive.with_name("mounted"))
+    drive.mkdir()  # the mount point left: another folder, empty
+    with pytest.raises(DataDirMoved) as refused:
+        images_folder(data)
+    assert f"The images folder {data.images} is no longer the folder Nibble Studio opened: it is empty" in str(
+        refused.value)  # fmt: skip
+    assert "Mount or plug in that drive again" in refused.value.hint and list(drive.iterdir()) == []
+    (drive / "2026-01-02").mkdir()  # another folder, lacking the day it held: refused too
+    pytest.raises(DataDirMoved, move_to_trash, data, "2026-01-02/x.png")
+    shutil.rmtree(drive)
+    drive.with_name("mounted").rename(drive)  # mounted again
+    assert images_folder(data).parent == data.images
+
+
+def test_a_drive_mounted_again_under_another_identity_is_no_false_alarm(linked, tmp_path):
+    """A network or FUSE drive mounted again gives the same folder another identity: refusing every save of a
+    user whose folder never moved would be worse than what the check guards against. The data folder likewise,
+    as long as it holds its database."""
+    data, drive = linked
+    shutil.copytree(drive, tmp_path / "copy")
+    shutil.rmtree(drive)
+    (tmp_path / "copy").rename(drive)  # the same folders, another identity
+    assert images_folder(data).is_dir()
+
+    data.database.write_bytes(b"")
+    shutil.copytree(data.root, tmp_path / "data-copy", symlinks=True)
+    shutil.rmtree(data.root)
+    (tmp_path / "data-copy").rename(data.root)
+    data.check_in_place()  # was: DataDirMoved, every save and delete refused until a restart
+
+
+def test_a_link_to_a_folder_that_is_gone_is_said_so(linked):
+    """images/ links to a drive that was unplugged: saving said "…: File exists", and so did start-up."""
+    data, drive = linked
+    drive.rename(drive.with_name("unplugged"))
+    for refused in (pytest.raises(DataDirMoved, images_folder, data),
+                    pytest.raises(OSError, DataDir(data.root).create)):  # fmt: skip
+        assert f"it is a link to {drive}, which is not there: the drive it is on may be unplugged" in str(
+            refused.value)  # fmt: skip
+        assert "File exists" not in str(refused.value)
+    assert not drive.exists()
