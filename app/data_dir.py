@@ -50,6 +50,13 @@ class DataDir:
         return self.trash_folder or self.root / "trash"
 
     @property
+    def other_trash(self) -> Path:
+        """Where the trash is kept when ``trash`` is not (``_trash_for_images``): it was there at an earlier start
+        if images/ has moved to another drive, or back, since; start-up moves what it holds into ``trash``."""
+        beside = self.root / "trash"
+        return self.images / IMAGES_TRASH if self.trash == beside else beside
+
+    @property
     def database(self) -> Path:
         return self.root / "nibble.sqlite3"
 

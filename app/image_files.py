@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.data_dir import DataDir
+from gpu.atomic import atomic_write_with, remove_stale_temps
 from gpu.errors import OutputError
 from gpu.generation.png_metadata import PNG_SIGNATURE
 from gpu.paths import first_free_path
@@ -51,8 +54,7 @@ def images_folder(data: DataDir, when: float | None = None) -> Path:
         os.close(fd)
         os.unlink(scratch)
     except OSError as exc:
-        in_the_way = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-        if in_the_way is not None:
+        if (in_the_way := _file_in_the_way(folder)) is not None:
             raise OutputError(
                 f"Images cannot be saved in {folder}: {in_the_way} is a file, not a folder.",
                 "Move that file out of the way, or start Nibble Studio with another data folder (--data-dir PATH).",
@@ -63,6 +65,12 @@ def images_folder(data: DataDir, when: float | None = None) -> Path:
             "Nibble Studio with another data folder (--data-dir PATH).",
         ) from exc
     return folder
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file, if any, that stands where ``folder`` or one of its parents should be: mkdir's own "File exists"
+    or "Not a directory" does not say which."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
 
 
 def free_image_path(data: DataDir, path: Path, first: int = 2, taken: Callable[[str], bool] | None = None) -> Path:
@@ -134,6 +142,73 @@ def rename_in_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] |
     new_rel = relative(data, free_image_path(data, absolute(data, rel_path), taken=taken))
     os.replace(data.trash / rel_path, data.trash / new_rel)
     return new_rel
+
+
+def gather_trash(data: DataDir) -> tuple[int, list[str], str]:
+    """Moves the files of the trash's other place (``DataDir.other_trash``: the trash of an earlier start, before
+    images/ moved to another drive or back) into ``data.trash``, under the same names, so that Undo, Empty trash
+    and start-up's repairs find them: left there, Undo lost them, Empty trash never freed them, and a file a failed
+    delete left in the trash never came back. Returns (files moved, files left there, why: the first failure).
+
+    One rename where both are on one drive; else a copy, synced and renamed into place whole, then the original
+    removed: a crash at any step leaves each file whole in one place or both, never half-copied in its place, and
+    the next start finishes it (a copy found in place, the same bytes, lets the original go). The first file that
+    cannot be moved, or finds a different file under its name, ends it: it and those after it stay where they are
+    (nothing is deleted), logged, for the caller to say."""
+    old = data.other_trash
+    try:
+        if not old.is_dir() or (data.trash.is_dir() and os.path.samefile(old, data.trash)):
+            return 0, [], ""
+        files = sorted(f for f in old.rglob("*") if f.is_file() or f.is_symlink())
+    except OSError as exc:
+        log.warning("the old trash folder %s could not be read: %s", old, exc)
+        return 0, [str(old)], exc.strerror or str(exc)
+    moved = 0
+    for done, source in enumerate(files):
+        target = data.trash / source.relative_to(old)
+        try:
+            _move_whole(source, target)
+        except (OSError, OutputError) as exc:
+            left = [str(f) for f in files[done:]]
+            why = getattr(exc, "strerror", None) or str(exc)
+            log.warning("%d file(s) of the old trash %s could not be moved into %s (%s at %s): left there",
+                        len(left), old, data.trash, why, source)  # fmt: skip
+            return moved, left, why
+        moved += 1
+    for folder in sorted((f for f in old.rglob("*") if f.is_dir()), reverse=True) + [old]:
+        try:
+            folder.rmdir()  # emptied: an old trash left in place would be taken for the trash again (``create``)
+        except OSError:
+            pass
+    if moved:
+        log.info("%d file(s) of the old trash %s moved into the trash %s", moved, old, data.trash)
+    return moved, [], ""
+
+
+def _move_whole(source: Path, target: Path) -> None:
+    """``source`` to ``target``, never replacing a file there and never leaving half a copy in its place (see
+    ``gather_trash``). A file already at ``target`` with the same bytes is the copy of an earlier start cut short:
+    ``source`` goes; a different one is ``FileExistsError``."""
+    if os.path.lexists(target):
+        if (there := file_fingerprint(target)) is None or there != file_fingerprint(source):
+            raise FileExistsError(errno.EEXIST, "a different file of that name is in the trash already", str(target))
+        os.unlink(source)
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if (in_the_way := _file_in_the_way(target.parent)) is None:
+            raise
+        raise OSError(exc.errno, f"{in_the_way} is a file, not a folder", str(target.parent)) from exc
+    try:
+        os.rename(source, target)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    remove_stale_temps(target)  # the scratch copy of an earlier start that was cut short
+    atomic_write_with(target, lambda scratch: shutil.copy2(source, scratch))  # synced, renamed into place whole
+    os.unlink(source)
 
 
 def png_paths(folder: Path) -> dict[str, str]:

@@ -10,6 +10,10 @@ for a row stored without a hash (imported ones: hashing a whole folder at every 
 same size and the same non-empty settings text. A file that fits several rows, or a row several files, is imported
 as it is: two different pictures are never merged.
 
+The trash is first gathered in one place (``gather_trash``): images/ moved to another drive, or back, since the last
+start puts the trash elsewhere, and the files in the old one would be out of reach of Undo, Empty trash and the
+repairs below.
+
 A delete or an undo interrupted between moving the file and committing its row is finished the safe way: an
 image whose row is not in the trash but whose file is comes back into the gallery; a trashed row whose file was
 already moved back is taken out of the trash. A file copied in under the name of an image in the trash is
@@ -42,6 +46,7 @@ from app.data_dir import DataDir
 from app.engine_errors import EngineError
 from app.image_files import (
     file_fingerprint,
+    gather_trash,
     is_png,
     png_paths,
     read_image_settings,
@@ -80,6 +85,8 @@ class ReconcileReport:
     repaired: int = 0  # deletes / undos interrupted half-way, finished
     moved: int = 0  # missing entries whose picture was found under another name, and took it over
     unnamed: list[str] = field(default_factory=list)  # PNGs not imported: their names are no valid text (shown)
+    # What the check could not do, for the user (said once the window is up: ``FolderImport.start``)
+    notices: list[EngineError] = field(default_factory=list)
 
 
 def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[int, bool, bool]],
@@ -176,11 +183,28 @@ def _learn_sizes(store: Store, on_disk: dict[str, str]) -> None:
         store.set_file_sizes(sizes)
 
 
+def _gather_trash(data: DataDir) -> EngineError | None:
+    """``gather_trash``, and what to tell the user when files of the old trash could not be moved."""
+    _moved, left, why = gather_trash(data)
+    if not left:
+        return None
+    one = len(left) == 1
+    return EngineError(
+        "notice", f"{counted(len(left), 'file')} in the old trash folder {data.other_trash} could not be moved into "
+        f"the trash folder {data.trash} ({why}): Undo delete and Empty trash do not see {'it' if one else 'them'}. "
+        f"{'It was' if one else 'They were'} left where {'it is' if one else 'they are'}, nothing was deleted "
+        f"({named_few(left)}).",
+        f"Check that {data.trash} can be written and its drive has room: Nibble Studio tries again at its next "
+        "start. Or move the files yourself into it, each in the same folder as in the old trash.")  # fmt: skip
+
+
 def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str, str]]:
     """Everything ``reconcile`` does but importing the new files, which it returns (path relative to the images
     folder -> path; not yet opened, so some may be no PNG). A matter of listing the folder and of the files a
     missing entry may have become: the window waits for it, and for no import."""
     report = ReconcileReport()
+    if (trash_left := _gather_trash(data)) is not None:
+        report.notices.append(trash_left)
     rows = store.all_paths()
     # No file is opened here: opening every file for its signature (30,000 at every start) took most of the
     # start-up. A file with a row is its picture, whatever is in it now (the gallery says "unreadable"); a new
@@ -312,8 +336,9 @@ class FolderImport(QObject):
     running_changed = Signal(bool)
     imported = Signal(list)  # list[ImageRecord] of a batch just committed
     history_changed = Signal()  # at the end, when images gave the history prompts back (after a damaged database)
-    # EngineError notices: files the database refused (at the end), or why the import stopped (the database could
-    # not take a batch, the reading broke off)
+    # EngineError notices: what the start-up check could not do (``ReconcileReport.notices``, at ``start``), files
+    # the database refused (at the end), or why the import stopped (the database could not take a batch, the
+    # reading broke off)
     failed = Signal(object)
     _read = Signal(object)  # the rows of a batch, from the thread, queued here
     _done = Signal(str)  # from the thread, after its last batch: "" when all was read, else why the reading stopped
@@ -328,6 +353,7 @@ class FolderImport(QObject):
         self._in_flight = threading.Semaphore(_IN_FLIGHT)  # taken by the thread per batch, given back as committed
         self._thread: threading.Thread | None = None
         self._prompts_added = False
+        self._started = False
         self._refused: list[str] = []  # the files the database refused (their paths in the images folder)
         self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
         self._done_shown.timeout.connect(self._clear_status)
@@ -336,6 +362,10 @@ class FolderImport(QObject):
         self.running = bool(new)
 
     def start(self) -> None:
+        if not self._started:  # the check's notices said once
+            self._started = True
+            for notice in self.report.notices:
+                self.failed.emit(notice)
         if self._thread is not None:
             return
         if not self.running:  # nothing left: a recovery's last batch was committed by a start cut short after it
