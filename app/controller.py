@@ -54,8 +54,8 @@ def _missing_hint(name: str) -> str:
 
 
 # A job held back by a quantize run on the GPU (app.engine_worker.QuantizeRuns), which it starts after by itself.
-QUANTIZE_WAIT = ("Waiting for the quantize run to end: the GPU cannot hold both (cancel the run in the Quantize "
-                 "wizard to start now)")  # fmt: skip
+QUANTIZE_WAIT = ("Waiting for the quantize run to end: the GPU cannot hold the run and the image model at once. "
+                 "Cancel the run in the Quantize wizard to start now, or press Esc to drop this job")  # fmt: skip
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -80,7 +80,8 @@ class AppController(QObject):
     _add_model = Signal(str)
     _remove_model = Signal(str)
     _read_library = Signal()
-    _unload = Signal(object)  # threading.Event | None, set once the model is unloaded (EngineWorker.unload)
+    # threading.Event | None, set once the model is unloaded, and the run's cancel Event (EngineWorker.unload)
+    _unload = Signal(object, object)
     _start_waiting = Signal()  # jobs held back by a quantize run: a cancelled one ends at once
 
     def __init__(self, data: DataDir, settings: Settings) -> None:
@@ -338,11 +339,13 @@ class AppController(QObject):
             self.error.emit(EngineError("user", f"The folder {folder} holds no .safetensors LoRA files{also}.",
                                         "Pick the folder that holds your FLUX.1 LoRAs (.safetensors)."))
 
-    def unload_model(self, unloaded: threading.Event | None = None) -> bool:
+    def unload_model(self, unloaded: threading.Event | None = None, cancel: threading.Event | None = None) -> bool:
         """Frees the generation model's memory for a quantize run, which needs the room: the engine unloads it once
-        the job it runs has ended, then sets ``unloaded``. Returns whether a job runs now (or starts next)."""
-        self._unload.emit(unloaded)
-        return self._running_job() is not None
+        the job it runs has ended (unless the run's ``cancel`` is set by then), then sets ``unloaded``. Returns
+        whether the engine runs a job now: the jobs it holds back for a quantize run, or that a run started since
+        holds back, are not waited for."""
+        self._unload.emit(unloaded, cancel)
+        return self._engine.worker.running != 0
 
     def delete_images(self, rows: list[int]) -> None:
         """Gallery rows to the trash folder; a file that cannot be moved (open elsewhere, read-only folder, a

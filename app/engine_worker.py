@@ -149,6 +149,9 @@ class EngineWorker(QObject):
         # is told of an end by a queued signal, which arrives after the next job has started.
         self.ended_through = 0
         self._waiting: list[Job] = []  # jobs held back by a quantize run on the GPU, in their order
+        # The id of the generation job this worker runs now (0: none), read by the Qt thread: not the jobs held back
+        # by a quantize run, nor those queued, which a run started since holds back too.
+        self.running = 0
         quantize_runs.ended.connect(self.start_waiting)
         self._start_next.connect(self.start_waiting, Qt.ConnectionType.QueuedConnection)
 
@@ -257,16 +260,18 @@ class EngineWorker(QObject):
             self._fail(exc)
         self._tell_library_notices()
 
-    @Slot(object)
-    def unload(self, unloaded: threading.Event | None = None) -> None:
+    @Slot(object, object)
+    def unload(self, unloaded: threading.Event | None = None, cancel: threading.Event | None = None) -> None:
         """The model unloaded, then ``unloaded`` set: a quantize run on the GPU waits for it (``QuantizeWorker.run``).
         Queued, this runs after the job running when it was asked; the jobs not started by then wait for the run
         (``QuantizeRuns``), which holds them before asking. Set after a failure too (reported as any): a run
-        waiting for ever would be worse than one short of memory."""
+        waiting for ever would be worse than one short of memory. The model stays loaded when ``cancel``, the run's,
+        is set by then: a request queued behind a job cannot be withdrawn, and the next job reloaded the model for
+        a run that had ended (a minute for a 12B model)."""
         try:
-            if self._service is not None:
+            if self._service is not None and not (cancel is not None and cancel.is_set()):
                 self._service.unload()
-            self._loaded = None
+                self._loaded = None
         except BaseException as exc:
             self._fail(exc)
         finally:
@@ -347,9 +352,11 @@ class EngineWorker(QObject):
             self.cancelled.emit(job.id)
             return
         self.busy_changed.emit(True)
+        self.running = job.id
         try:
             self._run(job)
         finally:
+            self.running = 0
             self.busy_changed.emit(False)
             self._tell_library_notices()  # a job resolves its model through the library, which may keep it aside
 

@@ -69,9 +69,10 @@ class QuantizeWorker(QObject):
     cancelled = Signal()
     failed = Signal(object, bool)  # EngineError, whether a setting of the wizard can fix it
     file_checked = Signal(str, str)  # path, what is wrong with it in words ("" when nothing)
-    # A threading.Event the engine sets with its model unloaded, after the job it runs (AppController.unload_model),
-    # and whether the run waits for that: a run on the GPU does (QuantizeRuns), one on the CPU starts at once.
-    unload_asked = Signal(object, bool)
+    # A threading.Event the engine sets with its model unloaded, after the job it runs (AppController.unload_model);
+    # whether the run waits for that: a run on the GPU does (QuantizeRuns), one on the CPU starts at once; and the
+    # run's cancel Event: a run cancelled by then no longer needs the room, and the model stays loaded.
+    unload_asked = Signal(object, bool, object)
 
     def __init__(self) -> None:
         super().__init__()
@@ -96,31 +97,55 @@ class QuantizeWorker(QObject):
     @Slot(object)
     def run(self, job: QuantizeJob) -> None:
         from gpu.errors import Cancelled
-        from gpu.generation.pipeline_loader import default_device
         from gpu.generation.request import GenerationCancelled
 
         if job.cancel.is_set():  # its wizard was closed while the run waited here behind a file check
             self.cancelled.emit()
             return
-        # The device quantize_model and the comparison renders take: on a GPU, generation jobs wait meanwhile.
-        with quantize_runs.holding(self.held_as or default_device()) as on_gpu:
-            try:
+        # Every end is sent after the hold is released: a wizard told of it finds the generation jobs free to start.
+        try:
+            # Inside the try: the device is torch's answer, which a broken CUDA install raises; escaping the slot,
+            # it left the wizard "running" for ever, and every wizard opened later waiting for it.
+            device = self.held_as or self._device()
+            self._check_output(job)  # refused now, not after waiting for the generation and unloading its model
+            # The device quantize_model and the comparison renders take: on a GPU, generation jobs wait meanwhile.
+            with quantize_runs.holding(device) as on_gpu:
                 # Asked only now that the jobs not yet started wait for the run: asked before, one could start
                 # loading its model between the engine's unload and the hold.
                 unloaded = threading.Event()
-                self.unload_asked.emit(unloaded, on_gpu)
+                self.unload_asked.emit(unloaded, on_gpu, job.cancel)
                 if on_gpu:
                     self._wait_for(unloaded, job)
                 out = self._quantize(job)
                 self.quantized.emit(str(out))
                 self._compare(job, out)
-            except (Cancelled, GenerationCancelled):
-                self.cancelled.emit()
-            except BaseException as exc:
-                log.exception("quantization failed")
-                self.failed.emit(*run_error(exc, job.out_path.parent))
-            else:
-                self.finished.emit(str(out))
+        except (Cancelled, GenerationCancelled):
+            self.cancelled.emit()
+        except BaseException as exc:
+            log.exception("quantization failed")
+            self.failed.emit(*run_error(exc, job.out_path.parent))
+        else:
+            self.finished.emit(str(out))
+
+    @staticmethod
+    def _device() -> Any:
+        """The ``torch.device`` the engine quantizes on (``default_device``, imported here: it imports torch)."""
+        from gpu.generation.pipeline_loader import default_device
+
+        return default_device()
+
+    @staticmethod
+    def _check_output(job: QuantizeJob) -> None:
+        """The quantizer's quick refusals about the output, taken before the run waits for the generation: its
+        folder cannot be made (a file where it goes, no permission) or another run (a command-line quantize)
+        writes the same file (``OutputBusy``). The lock is let go at once: ``quantize_model`` takes it again."""
+        from gpu.atomic import output_errors
+        from gpu.output_lock import output_lock
+
+        with output_errors(job.out_path.parent):  # a file where the folder goes: named, not a FileExistsError
+            job.out_path.parent.mkdir(parents=True, exist_ok=True)
+        with output_lock(job.out_path, "quantize run"):
+            pass
 
     @staticmethod
     def _wait_for(unloaded: threading.Event, job: QuantizeJob) -> None:
@@ -145,10 +170,6 @@ class QuantizeWorker(QObject):
                 int(getattr(event, "index", 0) or 0), int(getattr(event, "total", 0) or 0),
                 getattr(event, "eta_s", None)))
 
-        from gpu.atomic import output_errors
-
-        with output_errors(job.out_path.parent):  # a file where the folder goes: named, not a FileExistsError
-            job.out_path.parent.mkdir(parents=True, exist_ok=True)
         return Path(quantize_model(job.source, job.out_path, job.config, on_event=on_event,
                                    should_cancel=job.cancel.is_set))
 

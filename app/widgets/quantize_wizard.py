@@ -64,9 +64,10 @@ METHODS = [
 ]
 PROMPT_SETS = [("Built-in everyday prompts", "builtin")]
 # A run on the GPU while the engine generates (QuantizeWorker.run waits for it; the GPU holds one or the other).
-GENERATION_WAIT = ("Waiting for the image being generated to finish: the GPU cannot hold it and this run at once. "
-                   "The run starts by itself then; cancel the generation (Esc in the main window) to start now. "
-                   "Images you ask for meanwhile wait for this run.")  # fmt: skip
+GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch may be several images): the GPU "
+                   "cannot hold its model and this run at once. The run starts by itself then; to start it now, "
+                   "cancel the job with Esc in the main window. Images you ask for meanwhile wait for this "
+                   "run.")  # fmt: skip
 
 
 def free_output_path(folder: Path, stem: str) -> Path:
@@ -536,11 +537,12 @@ class QuantizeWizard(QWizard):
                 f"Text encoders, tokenizers and calibration prompts from {self.job.config.base}")
         self._run.emit(self.job)
 
-    def _unload_engine(self, unloaded: threading.Event, waits: bool) -> None:
+    def _unload_engine(self, unloaded: threading.Event, waits: bool, cancel: threading.Event) -> None:
         """The run, started, asks for the memory the generation model holds (``QuantizeWorker.unload_asked``); one
         on the GPU ``waits`` until the engine has ended the job it runs and unloaded it, which the page says: it
-        started at once, and both worked on the GPU together."""
-        generating = self.controller.unload_model(unloaded)
+        started at once, and both worked on the GPU together. The model stays loaded if the run's ``cancel`` is
+        set before the engine gets to it."""
+        generating = self.controller.unload_model(unloaded, cancel)
         if waits and generating and self.job is not None and not self.job.cancel.is_set():
             self.run_page.log.appendPlainText(GENERATION_WAIT)
 

@@ -125,6 +125,9 @@ def test_jobs_wait_for_a_quantize_run_on_the_gpu_and_start_by_themselves_when_it
         qtbot.waitUntil(lambda: first.id not in controller._jobs, timeout=60000)
         qtbot.waitUntil(lambda: controller.job.status == QUANTIZE_WAIT, timeout=60000)
         assert second.id in controller._jobs and controller.gallery.rowCount() == 0
+        # A run asking for the engine's model now waits for no generation: the held job does not run (was: True,
+        # and the wizard said it waited for the image being generated).
+        assert not controller.unload_model()
         asked: list[str] = []
         controller._describe.connect(lambda model, _number: asked.append(model))
     assert asked == ["demo"]  # the model panel's memory plan, predicted again without the run's budget
@@ -135,8 +138,9 @@ def test_jobs_wait_for_a_quantize_run_on_the_gpu_and_start_by_themselves_when_it
 def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_ends(qtbot, window):
     """The other way round: a run started while a job generated on the GPU began at once (the engine's unload was
     queued behind the job), and both worked on the GPU. The run now waits for the job to end and the model to be
-    unloaded, saying so; the wizard's Cancel ends it meanwhile; Esc on the job starts it; a job asked for meanwhile
-    waits for the run. The run is counted as on "cuda" (QuantizeWorker.held_as), as on a GPU machine."""
+    unloaded, saying so; the wizard's Cancel ends it meanwhile, and the model stays loaded for the next job (its
+    unload, queued behind the job, was done anyway); Esc on the job starts it; a job asked for meanwhile waits for
+    the run. The run is counted as on "cuda" (QuantizeWorker.held_as), as on a GPU machine."""
     controller, engine = window.controller, window.controller._engine.worker
     _queue_behind_a_long_job(qtbot, controller, 0)
     (running,) = controller._jobs.values()
@@ -159,7 +163,16 @@ def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_
         wizard.cancel()
     assert "Cancelled. Nothing was added." in log.toPlainText() and not quantize_runs.active()
     assert seen == [] and running.id in controller._jobs and not running.cancel.is_set()  # the job goes on
+    statuses: list[str] = []
+    controller.job.status_changed.connect(statuses.append)
+    controller.prompt.steps = TEST_STEPS
+    after = controller.generate()
+    controller.cancel()
+    qtbot.waitUntil(lambda: after.id not in controller._jobs, timeout=60000)
+    assert "Starting…" in statuses and "Loading demo…" not in statuses  # was: loaded again
 
+    _queue_behind_a_long_job(qtbot, controller, 0)  # a job running again
+    (running,) = controller._jobs.values()
     wizard.back()
     wizard.next()  # again: it waits again
     qtbot.waitUntil(lambda: GENERATION_WAIT in log.toPlainText(), timeout=60000)

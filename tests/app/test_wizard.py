@@ -546,28 +546,46 @@ def test_a_rank_of_0_and_the_gpu_budget_say_what_they_are(qtbot):
     assert calibration.gpu_gib.value() > 0
 
 
-def test_a_run_that_cannot_write_into_the_models_folder_names_it_and_the_real_remedy(qtbot, window):
+def test_a_run_that_cannot_write_into_the_models_folder_names_it_and_the_real_remedy(qtbot, window, monkeypatch):
     """The engine's hint for a write error ("choose another --out", "choose another folder") and the run page's
     "Go back to change the settings" sent the user to a setting the wizard does not have: it always writes into
-    the app's models folder."""
+    the app's models folder. First, a run whose device lookup fails (a broken CUDA install): the error escaped the
+    worker's slot, the page stayed "running" and every wizard opened later waited for it; it now fails and the
+    next run starts."""
+    import gpu.generation.pipeline_loader
+    import gpu.quantizer  # noqa: F401 - before the patch: the quantizer binds default_device as it imports
     from app.widgets.quantize_wizard import output_name
 
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     wizard.next()
     wizard.next()
+    seen: list[str] = []
+
+    def broken_cuda():
+        raise OSError("Error loading caffe2_nvrtc.dll or one of its dependencies")
+
+    monkeypatch.setattr(gpu.generation.pipeline_loader, "default_device", broken_cuda)
+    accept_dialog_later(seen)
+    with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=60000):
+        wizard.next()
+    monkeypatch.undo()
+    assert not wizard.running and "Failed: " in wizard.run_page.log.toPlainText()
+    qtbot.waitUntil(lambda: len(seen) == 1)
+    assert "caffe2_nvrtc.dll" in seen[0]
+    wizard.back()
+
     models = window.controller.data.quantized
     in_the_way = models / f"{output_name('demo', wizard.config())}.safetensors.parts"
     in_the_way.write_text("a file where the run keeps its parts folder")
-    seen: list[str] = []
     accept_dialog_later(seen)
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=120000):
         wizard.next()
     text = wizard.run_page.error.text()
     assert str(in_the_way) in text and f"the app's models folder, {models}" in text
     assert "NIBBLE_DATA_DIR" in text and "--out" not in text and "Go back" not in text
-    qtbot.waitUntil(lambda: len(seen) == 1)
-    assert "NIBBLE_DATA_DIR" in seen[0] and "--out" not in seen[0]
+    qtbot.waitUntil(lambda: len(seen) == 2)
+    assert "NIBBLE_DATA_DIR" in seen[1] and "--out" not in seen[1]
     wizard.close()
 
 
