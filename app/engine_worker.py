@@ -27,6 +27,7 @@ from app.data_dir import DataDir
 from app.engine_errors import EngineError, classify, is_disk_full
 from app.image_files import images_folder, new_image_path
 from app.thread_exit import stop_thread
+from gpu.library import ModelLibrary
 
 log = logging.getLogger(__name__)
 _job_ids = itertools.count(1)
@@ -114,6 +115,21 @@ class QuantizeRuns(QObject):
 quantize_runs = QuantizeRuns()  # one per process, as the GPU budget it stands for
 
 
+class NotedLibrary(ModelLibrary):
+    """The engine's model library, noting which entries' files were missing at its last reading: a failure on one
+    of them is worth asking again once its file is back (``EngineWorker._file_after``); a failure on a file that was
+    there (a damaged file, an unresolvable base) is not."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.missing: set[str] = set()  # names of the entries whose file was not there at the last reading
+
+    def entries(self) -> list[Any]:
+        entries = super().entries()
+        self.missing = {e.name for e in entries if e.facts is None and not Path(e.path).exists()}
+        return entries
+
+
 class EngineWorker(QObject):
     ready = Signal(object)  # EngineStatus
     library_changed = Signal(list)  # list[ModelEntry]
@@ -160,9 +176,8 @@ class EngineWorker(QObject):
     def _ensure_service(self) -> Any:
         if self._service is None:
             from gpu.generation.service import GenerationService
-            from gpu.library import ModelLibrary
 
-            self._library = ModelLibrary(self._data.root)
+            self._library = NotedLibrary(self._data.root)
             self._service = GenerationService(self._library)
         return self._service
 
@@ -282,13 +297,16 @@ class EngineWorker(QObject):
         """What the library, read again, says of ``model``'s file after ``exc``, a missing file's error: "gone" when
         ``model`` is a library entry whose file was moved or deleted while the app ran (the list, read again, is
         sent by ``library_changed``: the list read at start-up still had the file, so the entry was shown as usable
-        and picked, and every later job failed on it without a word of why); "back" when it opens again (a network
-        or removable drive away for a moment); "" for any other error, or no answer.
+        and picked, and every later job failed on it without a word of why); "back" when it opens again and the
+        failure was its file being away (a ``FileNotFoundError``, or missing at the reading the failure made: a
+        network or removable drive away for a moment), as asking again can then work, where it cannot for another
+        error on a file that was there; "" for any other error, or no answer.
         """
         from gpu.errors import ModelLoadError
 
         if self._library is None or not isinstance(exc, (ModelLoadError, FileNotFoundError)):
             return ""
+        away = isinstance(exc, FileNotFoundError) or model in self._library.missing
         try:
             entries = list(self._library.entries())
         except Exception:  # noqa: BLE001 - the failure itself is still reported by the caller
@@ -298,7 +316,7 @@ class EngineWorker(QObject):
         if entry is None:
             return ""
         if entry.facts is not None:
-            return "back"
+            return "back" if away else ""
         log.warning("the model %s cannot be opened any more: %s", model, entry.problem)
         self.library_changed.emit(entries)
         return "gone"

@@ -136,7 +136,9 @@ def test_a_describe_that_failed_while_its_file_was_away_for_a_moment(qtbot, wind
     such file or folder" through as a second, generic dialog: now it is only logged. The selected model's own
     describe in that case gave the same dialog and left the Models panel on "Reading model…": now it is asked once
     more and the panel shows the model; a file away again for that second describe is said, and not asked a third
-    time. The file is moved as the engine reads the list: away for a describe's reading, back for the one after."""
+    time. A failure on a file that was there (being rewritten: cut short, whole again by the next reading) is said
+    at once, not asked again (was: asked again, as for any failure on a file that opens after it). The file is
+    moved as the engine reads the list: away for a describe's reading, back for the one after."""
     controller, worker, panel = window.controller, window.controller._engine.worker, window.model_panel
     errors = []
     controller.error.connect(errors.append)
@@ -193,6 +195,12 @@ def test_a_describe_that_failed_while_its_file_was_away_for_a_moment(qtbot, wind
     qtbot.waitUntil(lambda: bool(errors), timeout=60000)
     assert not moves and [m for m, _ in asked] == ["mine", "mine"] and "'mine'" in errors[0].message
     assert controller.prompt.model == "mine" and mine.exists()
+
+    errors.clear()
+    whole = mine.read_bytes()
+    pick_mine_with_its_file(lambda: mine.write_bytes(whole[:100]), lambda: mine.write_bytes(whole))
+    qtbot.waitUntil(lambda: bool(errors), timeout=60000)
+    assert not moves and [m for m, _ in asked] == ["mine"] and "'mine'" in errors[0].message
 
 
 def test_a_library_file_from_a_newer_version_is_kept_and_the_user_told(qtbot, data_root, tmp_path):
