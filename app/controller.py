@@ -79,7 +79,7 @@ class AppController(QObject):
     _describe = Signal(str, int)  # model, the request's number (see _on_describe_failed)
     _add_model = Signal(str)
     _remove_model = Signal(str)
-    _read_library = Signal()
+    _read_library = Signal(int)  # the request's number, sent back with the list it read (library_read)
     # threading.Event | None, set once the model is unloaded, and the run's cancel Event (EngineWorker.unload)
     _unload = Signal(object, object)
     _start_waiting = Signal()  # jobs held back by a quantize run: a cancelled one ends at once
@@ -140,6 +140,7 @@ class AppController(QObject):
         self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
         self._gone: set[str] = set()  # models whose file went missing while the app ran, said so by _on_library
         self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
+        self._reads = 0  # the number of the last list read asked for (read_library), the answer _rechecking awaits
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
         self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
         self._retry = 0  # the number of the describe asked again, its model's file back (see _on_describe_failed)
@@ -157,6 +158,7 @@ class AppController(QObject):
         self._start_waiting.connect(worker.start_waiting)
         worker.ready.connect(self._on_ready)
         worker.library_changed.connect(self._on_library)
+        worker.library_read.connect(self._on_library_read)
         worker.model_added.connect(self._on_model_added)
         worker.already_in_library.connect(self._on_already_in_library)
         worker.model_described.connect(self._on_described)
@@ -280,7 +282,8 @@ class AppController(QObject):
             if self._rechecking != name:  # looked at again first: a drive that was away may be back (_on_library)
                 self._rechecking = name
                 self.status_message.emit(f"Looking at the file of '{name}' again…")
-                self._read_library.emit()
+                self._reads += 1
+                self._read_library.emit(self._reads)
                 return False
             self._rechecking = None
             self.error.emit(EngineError("user", f"The model '{name}' cannot be used: {entry.problem}.",
@@ -625,12 +628,18 @@ class AppController(QObject):
             kind, f"The model '{entry.name}'{when} cannot be opened: {entry.problem}.{instead}",
             _missing_hint(entry.name)))
 
-    def _on_library(self, entries: list[Any]) -> None:
+    def _on_library_read(self, asked: int, entries: list[Any]) -> None:
+        """The list read for request ``asked`` (``read_library``): the answer a missing model picked awaits."""
+        self._on_library(entries, answered=asked)
+
+    def _on_library(self, entries: list[Any], answered: int = 0) -> None:
         self.entries = entries
         self.library_changed.emit(entries)
         if self._rechecking is not None and self._entry(self._rechecking) is None:  # removed meanwhile
             self._rechecking = None
-        if self._rechecking is not None:  # picked while missing: selected if its file opens now, else refused
+        # A missing model picked is decided by the list read after the pick, not by one the engine read before it
+        # and sent while the pick was made (a failed describe's): that one refused a file that was back.
+        if self._rechecking is not None and answered == self._reads:  # selected if its file opens now, else refused
             if self.select_model(self._rechecking):
                 self.status_message.emit(f"The model '{self.prompt.model}' opens again; it is selected.")
                 self._rechecking = None

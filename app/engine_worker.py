@@ -133,6 +133,7 @@ class NotedLibrary(ModelLibrary):
 class EngineWorker(QObject):
     ready = Signal(object)  # EngineStatus
     library_changed = Signal(list)  # list[ModelEntry]
+    library_read = Signal(int, list)  # the read_library request's number, list[ModelEntry]
     model_added = Signal(str)  # name the library gave a model just added (it may differ from the file's)
     already_in_library = Signal(str)  # name of the listed entry a model added again is (nothing was written)
     model_described = Signal(object)  # ModelInfo
@@ -264,13 +265,13 @@ class EngineWorker(QObject):
             self._fail(exc)
         self._tell_library_notices()
 
-    @Slot()
-    def read_library(self) -> None:
-        """The model list read again (each entry's file looked at anew) and sent: a file back on a drive that was
-        away opens again."""
+    @Slot(int)
+    def read_library(self, asked: int = 0) -> None:
+        """The model list read again (each entry's file looked at anew) and sent with ``asked``, the request's
+        number, by ``library_read``: a file back on a drive that was away opens again."""
         try:
             self._ensure_service()
-            self.library_changed.emit(list(self._library.entries()))
+            self.library_read.emit(asked, list(self._library.entries()))
         except BaseException as exc:
             self._fail(exc)
         self._tell_library_notices()
