@@ -38,8 +38,8 @@ class DataDir:
     trash_folder: Path | None = field(default=None, compare=False, repr=False)  # chosen by ``create``
     # (st_dev, st_ino) of the images folder when the app opened it, a link to it followed; None: not checked
     images_identity: tuple[int, int] | None = field(default=None, compare=False, repr=False)
-    # The folders (the days) the images folder held then: what tells it from an empty mount point (``_images_gone``)
-    images_held: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    # st_ino of the gallery database when the app opened the folder; None: there was none yet (a first start)
+    database_ino: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def images(self) -> Path:
@@ -86,7 +86,8 @@ class DataDir:
         root, images = os.stat(self.root), os.stat(self.images)
         data = dataclasses.replace(
             self, identity=(root.st_dev, root.st_ino), trash_folder=self._trash_for_images(),
-            images_identity=(images.st_dev, images.st_ino), images_held=_subfolders(self.images)[0],
+            images_identity=(images.st_dev, images.st_ino),
+            database_ino=_inode(self.database),
         )  # fmt: skip
         for folder in (data.trash, data.quantized):
             folder.mkdir(exist_ok=True)
@@ -110,9 +111,12 @@ class DataDir:
         (``_images_gone``). Call it before writing a file whose folders would otherwise be made again at the old
         path; creating the root itself is for start-up (``create``) only.
 
-        A folder is taken as another only when its identity changed and it no longer holds what it held: a network
-        or FUSE file system mounted again gives the very same folder another device number, and refusing every save
-        of a user whose folder never moved would be worse than the case it guards against."""
+        A folder whose identity changed is taken as the same only when its inode number is unchanged and only its
+        device number differs, as a network or FUSE file system mounted again gives it (refusing every save of a
+        user whose folder never moved would be worse than what this guards against); the data folder's database
+        must then be the file the app opened too. A copy (a folder moved to another disk and linked back, or
+        restored from a backup) or an empty mount point gets new inode numbers: the database SQLite still has open
+        is then the deleted one, and every row written to it would be lost."""
         if not self._root_in_place():
             raise DataDirMoved(
                 f"The data folder {self.root} was moved or removed while Nibble Studio ran, so nothing more is "
@@ -125,18 +129,22 @@ class DataDir:
             raise gone
 
     def _root_in_place(self) -> bool:
-        """Whether ``root`` is the folder ``create`` opened: the same identity, or another that still holds the
-        gallery database (the same folder, mounted again)."""
+        """Whether ``root`` is the folder ``create`` opened: the same identity, or the same folder mounted again
+        (``_remounted``) still holding the very database file the app opened."""
         try:
             now = os.stat(self.root)
         except FileNotFoundError:
             return False
-        return self.identity is None or (now.st_dev, now.st_ino) == self.identity or self.database.is_file()
+        if self.identity is None or (now.st_dev, now.st_ino) == self.identity:
+            return True
+        return _remounted(now, self.identity) and (
+            self.database_ino is None or _inode(self.database) == self.database_ino
+        )
 
     def _images_gone(self) -> DataDirMoved | None:
         """Why no picture may be saved in the images folder now, if so: it is gone (a link to a drive unplugged),
-        or it is another folder, empty or without the day folders it held (the empty mount point of an unmounted
-        drive, where new pictures went onto the system disk). None when it is the folder ``create`` opened."""
+        or it is another folder (the empty mount point of an unmounted drive, where new pictures went onto the
+        system disk; a copy). None when it is the folder ``create`` opened, or that folder mounted again."""
         if self.images_identity is None:
             return None
         try:
@@ -154,30 +162,46 @@ class DataDir:
                 "Put it back, then try again; or quit Nibble Studio and start it again, which makes a new, empty "
                 "images folder.",
             )
-        if (now.st_dev, now.st_ino) == self.images_identity:
+        if (now.st_dev, now.st_ino) == self.images_identity or _remounted(now, self.images_identity):
             return None
-        held, visible = _subfolders(self.images)
-        if visible and self.images_held <= held:
-            return None  # the same folder, mounted again (a network or FUSE drive): its identity changed
+        if not _holds_anything(self.images):
+            return DataDirMoved(
+                f"The images folder {self.images} is no longer the folder Nibble Studio opened: it is empty, as the "
+                "folder a drive was mounted on is once the drive is unmounted. No picture is saved there, where it "
+                "would be hidden once the drive is back.",
+                "Mount or plug in that drive again, then try again. If the folder was replaced on purpose, quit "
+                "Nibble Studio and start it again.",
+            )
         return DataDirMoved(
-            f"The images folder {self.images} is no longer the folder Nibble Studio opened: it is "
-            + ("empty" if not visible else "missing folders it held")
-            + ", as the folder a drive was mounted on is once the drive is unmounted. No picture is saved there, "
-            "where it would be hidden once the drive is back.",
-            "Mount or plug in that drive again, then try again. If the folder was replaced on purpose, quit Nibble "
-            "Studio and start it again.",
+            f"The images folder {self.images} is no longer the folder Nibble Studio opened: another folder, or a "
+            "copy of it, has taken its place. No picture is saved there until Nibble Studio is started again on it.",
+            "If the folder was moved or restored on purpose, quit Nibble Studio and start it again; else mount or "
+            "plug in the drive it was on again, then try again.",
         )
 
 
-def _subfolders(folder: Path) -> tuple[frozenset[str], bool]:
-    """(the names of the folders ``folder`` holds, whether it holds anything), hidden entries (the trash) left
-    out; nothing when it cannot be listed."""
+def _remounted(now: os.stat_result, opened: tuple[int, int]) -> bool:
+    """Whether a folder whose identity is now ``now`` and was ``opened`` (st_dev, st_ino) is that folder mounted
+    again: a remount (NFS, SMB, FUSE) keeps inode numbers and may change the device number; a copy or another
+    folder in its place has another inode."""
+    return now.st_ino == opened[1] and now.st_dev != opened[0]
+
+
+def _inode(path: Path) -> int | None:
+    """``path``'s st_ino, None when it cannot be read (not there)."""
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _holds_anything(folder: Path) -> bool:
+    """Whether ``folder`` holds any entry but hidden ones (the trash); False when it cannot be listed."""
     try:
         with os.scandir(folder) as entries:
-            visible = [entry for entry in entries if not entry.name.startswith(".")]
-            return frozenset(e.name for e in visible if e.is_dir(follow_symlinks=False)), bool(visible)
+            return any(not entry.name.startswith(".") for entry in entries)
     except OSError:
-        return frozenset(), False
+        return False
 
 
 def _link_gone(link: Path) -> str:

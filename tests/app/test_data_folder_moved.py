@@ -4,6 +4,7 @@ happened and what to do."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -114,21 +115,62 @@ def test_no_picture_is_saved_on_the_mount_point_of_an_unmounted_drive(linked):
     assert images_folder(data).parent == data.images
 
 
-def test_a_drive_mounted_again_under_another_identity_is_no_false_alarm(linked, tmp_path):
-    """A network or FUSE drive mounted again gives the same folder another identity: refusing every save of a
-    user whose folder never moved would be worse than what the check guards against. The data folder likewise,
-    as long as it holds its database."""
+def remount(monkeypatch, *folders: Path) -> None:
+    """``os.stat`` of each of ``folders`` as once its network drive (NFS, SMB) is mounted again: the same inode
+    number, another device number. Only those paths, as ``DataDir`` names them, are changed."""
+    real_stat = os.stat
+    remounted = {os.fspath(folder) for folder in folders}
+
+    def stat(path, *args, **kwargs):
+        now = real_stat(path, *args, **kwargs)
+        if args or kwargs or not isinstance(path, (str, os.PathLike)) or os.fspath(path) not in remounted:
+            return now
+        return os.stat_result((now.st_mode, now.st_ino, now.st_dev + 1, *tuple(now)[3:10]))
+
+    monkeypatch.setattr(os, "stat", stat)
+
+
+def test_a_drive_mounted_again_is_no_false_alarm(tmp_path, monkeypatch):
+    """A network drive mounted again gives the same folders another device number: refusing every save of a user
+    whose folder never moved would be worse than what the check guards against. An images folder still empty (a
+    new user) was refused for every save until a restart."""
+    (tmp_path / "data").mkdir()
+    Store(tmp_path / "data" / "nibble.sqlite3").close()
+    data = DataDir(tmp_path / "data").create()
+    remount(monkeypatch, data.root, data.images)
+    data.check_in_place()
+    assert images_folder(data).is_dir()  # was: DataDirMoved, "it is empty"
+
+
+def test_a_copy_in_the_folders_place_is_refused(linked, tmp_path, monkeypatch):
+    """The data folder moved to another disk while the app ran (a copy, then the original deleted) and linked
+    back, or restored from a backup: saves went on, their rows into the deleted database SQLite still had open,
+    and the database on disk kept only the rows from before. Holding a database is no proof of being the folder
+    opened: a copy has other inode numbers. The images folder likewise."""
     data, drive = linked
     shutil.copytree(drive, tmp_path / "copy")
     shutil.rmtree(drive)
-    (tmp_path / "copy").rename(drive)  # the same folders, another identity
-    assert images_folder(data).is_dir()
+    (tmp_path / "copy").rename(drive)  # the same folders, copied: another identity
+    with pytest.raises(DataDirMoved) as refused:
+        images_folder(data)
+    assert "another folder, or a copy of it, has taken its place" in str(refused.value)
+    assert "quit Nibble Studio and start it again" in refused.value.hint
 
-    data.database.write_bytes(b"")
+    store = Store(data.database)
+    data = DataDir(data.root).create()  # started again on it: saving works
+    assert images_folder(data).is_dir()
     shutil.copytree(data.root, tmp_path / "data-copy", symlinks=True)
     shutil.rmtree(data.root)
-    (tmp_path / "data-copy").rename(data.root)
-    data.check_in_place()  # was: DataDirMoved, every save and delete refused until a restart
+    (tmp_path / "data-copy").rename(data.root)  # restored from a backup
+    with pytest.raises(DataDirMoved, match="was moved or removed while Nibble Studio ran"):
+        data.check_in_place()  # was: accepted, as it held a nibble.sqlite3
+
+    data = DataDir(data.root).create()
+    remount(monkeypatch, data.root)
+    data.database.rename(tmp_path / "old.sqlite3")
+    shutil.copy(tmp_path / "old.sqlite3", data.database)  # the folder mounted again, its database another file
+    pytest.raises(DataDirMoved, data.check_in_place)
+    store.close()
 
 
 def test_a_link_to_a_folder_that_is_gone_is_said_so(linked):
