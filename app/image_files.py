@@ -10,10 +10,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.data_dir import DataDir
+from app.engine_errors import is_disk_full
 from gpu.atomic import atomic_write_with, remove_stale_temps
 from gpu.errors import OutputError
 from gpu.generation.png_metadata import PNG_SIGNATURE
@@ -75,12 +77,14 @@ def _file_in_the_way(folder: Path) -> Path | None:
 
 def free_image_path(data: DataDir, path: Path, first: int = 2, taken: Callable[[str], bool] | None = None) -> Path:
     """``path`` or ``<stem>-<n>.png`` inside the images folder, such that neither the images folder nor the trash
-    holds that name: an image in the trash keeps its name for undo, so a new image must never take it. ``taken``:
+    holds that name: an image in the trash keeps its name for undo, so a new image must never take it. Nor the old
+    trash (``DataDir.other_trash``), while files that could not be gathered wait there to move in. ``taken``:
     names (relative to the images folder) held otherwise, e.g. by gallery rows whose file is missing."""
 
     def held(candidate: Path) -> bool:
         rel = relative(data, candidate)
-        return candidate.exists() or (data.trash / rel).exists() or (taken is not None and taken(rel))
+        return (candidate.exists() or (data.trash / rel).exists() or (data.other_trash / rel).exists()
+                or (taken is not None and taken(rel)))  # fmt: skip
 
     return first_free_path(path, first, held)
 
@@ -144,54 +148,77 @@ def rename_in_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] |
     return new_rel
 
 
-def gather_trash(data: DataDir) -> tuple[int, list[str], str]:
+@dataclass
+class TrashGathered:
+    """What ``gather_trash`` did: files moved; files left in the old trash because a different file holds their
+    name in the trash (``clashed``: only the user can tell which to keep), and those left for another reason
+    (``left``, ``why``: the first such failure)."""
+
+    moved: int = 0
+    clashed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    why: str = ""
+
+
+class NameTaken(FileExistsError):
+    """A different file already holds the name a file of the old trash would take in the trash."""
+
+
+def gather_trash(data: DataDir) -> TrashGathered:
     """Moves the files of the trash's other place (``DataDir.other_trash``: the trash of an earlier start, before
     images/ moved to another drive or back) into ``data.trash``, under the same names, so that Undo, Empty trash
     and start-up's repairs find them: left there, Undo lost them, Empty trash never freed them, and a file a failed
-    delete left in the trash never came back. Returns (files moved, files left there, why: the first failure).
+    delete left in the trash never came back.
 
     One rename where both are on one drive; else a copy, synced and renamed into place whole, then the original
     removed: a crash at any step leaves each file whole in one place or both, never half-copied in its place, and
-    the next start finishes it (a copy found in place, the same bytes, lets the original go). The first file that
-    cannot be moved, or finds a different file under its name, ends it: it and those after it stay where they are
-    (nothing is deleted), logged, for the caller to say."""
+    the next start finishes it (a copy found in place, the same bytes, lets the original go). A file that cannot be
+    moved, or finds a different file under its name, stays where it is (nothing is deleted), logged, for the caller
+    to say; the others still move (one such file held back every file after it, at every start). A full disk ends
+    it: every file after would fail the same way."""
     old = data.other_trash
     try:
         if not old.is_dir() or (data.trash.is_dir() and os.path.samefile(old, data.trash)):
-            return 0, [], ""
+            return TrashGathered()
         files = sorted(f for f in old.rglob("*") if f.is_file() or f.is_symlink())
     except OSError as exc:
         log.warning("the old trash folder %s could not be read: %s", old, exc)
-        return 0, [str(old)], exc.strerror or str(exc)
-    moved = 0
-    for done, source in enumerate(files):
+        return TrashGathered(left=[str(old)], why=exc.strerror or str(exc))
+    done = TrashGathered()
+    for at, source in enumerate(files):
         target = data.trash / source.relative_to(old)
         try:
             _move_whole(source, target)
+        except NameTaken:
+            done.clashed.append(str(source))
+            log.warning("not moved from the old trash: a different file %s is in the trash already", target)
+            continue
         except (OSError, OutputError) as exc:
-            left = [str(f) for f in files[done:]]
-            why = getattr(exc, "strerror", None) or str(exc)
-            log.warning("%d file(s) of the old trash %s could not be moved into %s (%s at %s): left there",
-                        len(left), old, data.trash, why, source)  # fmt: skip
-            return moved, left, why
-        moved += 1
+            full = is_disk_full(exc)
+            done.left.extend(str(f) for f in (files[at:] if full else [source]))
+            done.why = done.why or getattr(exc, "strerror", None) or str(exc)
+            log.warning("not moved from the old trash %s into %s: %s (%s)", old, data.trash, source, exc)
+            if full:
+                break
+            continue
+        done.moved += 1
     for folder in sorted((f for f in old.rglob("*") if f.is_dir()), reverse=True) + [old]:
         try:
             folder.rmdir()  # emptied: an old trash left in place would be taken for the trash again (``create``)
         except OSError:
             pass
-    if moved:
-        log.info("%d file(s) of the old trash %s moved into the trash %s", moved, old, data.trash)
-    return moved, [], ""
+    if done.moved:
+        log.info("%d file(s) of the old trash %s moved into the trash %s", done.moved, old, data.trash)
+    return done
 
 
 def _move_whole(source: Path, target: Path) -> None:
     """``source`` to ``target``, never replacing a file there and never leaving half a copy in its place (see
     ``gather_trash``). A file already at ``target`` with the same bytes is the copy of an earlier start cut short:
-    ``source`` goes; a different one is ``FileExistsError``."""
+    ``source`` goes; a different one is ``NameTaken``."""
     if os.path.lexists(target):
         if (there := file_fingerprint(target)) is None or there != file_fingerprint(source):
-            raise FileExistsError(errno.EEXIST, "a different file of that name is in the trash already", str(target))
+            raise NameTaken(errno.EEXIST, "a different file of that name is in the trash already", str(target))
         os.unlink(source)
         return
     try:

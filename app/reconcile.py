@@ -183,19 +183,30 @@ def _learn_sizes(store: Store, on_disk: dict[str, str]) -> None:
         store.set_file_sizes(sizes)
 
 
-def _gather_trash(data: DataDir) -> EngineError | None:
-    """``gather_trash``, and what to tell the user when files of the old trash could not be moved."""
-    _moved, left, why = gather_trash(data)
-    if not left:
-        return None
-    one = len(left) == 1
-    return EngineError(
-        "notice", f"{counted(len(left), 'file')} in the old trash folder {data.other_trash} could not be moved into "
-        f"the trash folder {data.trash} ({why}): Undo delete and Empty trash do not see {'it' if one else 'them'}. "
-        f"{'It was' if one else 'They were'} left where {'it is' if one else 'they are'}, nothing was deleted "
-        f"({named_few(left)}).",
-        f"Check that {data.trash} can be written and its drive has room: Nibble Studio tries again at its next "
-        "start. Or move the files yourself into it, each in the same folder as in the old trash.")  # fmt: skip
+def _gather_trash(data: DataDir) -> list[EngineError]:
+    """``gather_trash``, and what to tell the user of the files of the old trash that could not be moved: a name
+    taken by a different file in the trash (only the user can choose which to keep), or a failure to write."""
+    gathered = gather_trash(data)
+    notices = []
+    if clashed := gathered.clashed:
+        one = len(clashed) == 1
+        notices.append(EngineError(
+            "notice", f"{counted(len(clashed), 'file')} in the old trash folder {data.other_trash} "
+            f"{'was' if one else 'were'} not moved into the trash folder {data.trash}: a different file of the same "
+            f"name is already there ({named_few(clashed)}). Undo delete and Empty trash do not see "
+            f"{'it' if one else 'them'}; nothing was deleted.",
+            f"Keep one of {'the two' if one else 'each two'} by hand: delete or rename the file in {data.other_trash}"
+            f" or the one of the same name in {data.trash}."))  # fmt: skip
+    if left := gathered.left:
+        one = len(left) == 1
+        notices.append(EngineError(
+            "notice", f"{counted(len(left), 'file')} in the old trash folder {data.other_trash} could not be moved "
+            f"into the trash folder {data.trash} ({gathered.why}): Undo delete and Empty trash do not see "
+            f"{'it' if one else 'them'}. {'It was' if one else 'They were'} left where {'it is' if one else 'they are'}"
+            f", nothing was deleted ({named_few(left)}).",
+            f"Check that {data.trash} can be written and its drive has room: Nibble Studio tries again at its next "
+            "start. Or move the files yourself into it, each in the same folder as in the old trash."))  # fmt: skip
+    return notices
 
 
 def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str, str]]:
@@ -203,8 +214,7 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     folder -> path; not yet opened, so some may be no PNG). A matter of listing the folder and of the files a
     missing entry may have become: the window waits for it, and for no import."""
     report = ReconcileReport()
-    if (trash_left := _gather_trash(data)) is not None:
-        report.notices.append(trash_left)
+    report.notices.extend(_gather_trash(data))
     rows = store.all_paths()
     # No file is opened here: opening every file for its signature (30,000 at every start) took most of the
     # start-up. A file with a row is its picture, whatever is in it now (the gallery says "unreadable"); a new

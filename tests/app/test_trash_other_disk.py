@@ -15,7 +15,7 @@ from PIL import Image
 
 from app.data_dir import IMAGES_TRASH, DataDir
 from app.gallery_model import GalleryModel
-from app.image_files import gather_trash
+from app.image_files import TrashGathered, gather_trash
 from app.reconcile import check_folder
 from app.store import Store
 from gpu.atomic import scratch_prefix
@@ -118,7 +118,7 @@ def test_a_copy_to_the_other_drive_cut_short_is_finished_at_the_next_start(tmp_p
         scratch = data.trash / "d" / f"{scratch_prefix(data.trash / 'd' / 'half.png')}abcdefgh.tmp"
         scratch.mkdir()
         (scratch / "new.png").write_bytes(b"half")  # a copy cut short
-        assert gather_trash(data) == (2, [], "")
+        assert gather_trash(data) == TrashGathered(moved=2)
         assert sorted(p.relative_to(data.trash).as_posix() for p in data.trash.rglob("*")) == [
             "d", "d/copied.png", "d/half.png"]  # fmt: skip
         assert (data.trash / "d" / "half.png").read_bytes() == b"half.png" * 1000 and not old.exists()
