@@ -149,19 +149,8 @@ class DataDir:
             return None
         try:
             now = os.stat(self.images)
-        except OSError:  # not there, or a link to nothing
-            if os.path.lexists(self.images):
-                return DataDirMoved(
-                    f"The images folder {self.images} cannot be reached: {_link_gone(self.images)}. No picture is "
-                    "saved until it is back.",
-                    "Plug in or mount that drive again (or put the folder back), then try again.",
-                )
-            return DataDirMoved(
-                f"The images folder {self.images} was moved or removed while Nibble Studio ran, so no picture is "
-                "saved in it.",
-                "Put it back, then try again; or quit Nibble Studio and start it again, which makes a new, empty "
-                "images folder.",
-            )
+        except OSError as exc:
+            return _images_unreachable(self.images, exc)
         if (now.st_dev, now.st_ino) == self.images_identity or _remounted(now, self.images_identity):
             return None
         if not _holds_anything(self.images):
@@ -178,6 +167,28 @@ class DataDir:
             "If the folder was moved or restored on purpose, quit Nibble Studio and start it again; else mount or "
             "plug in the drive it was on again, then try again.",
         )
+
+
+def _images_unreachable(images: Path, exc: OSError) -> DataDirMoved:
+    """Why the images folder cannot be used, from the error its ``os.stat`` gave: only "not there" is a folder moved
+    or removed (or a link to one); a dead network mount (ENOTCONN, EIO) or a refusal (EACCES) is said as it is."""
+    if exc.errno != errno.ENOENT:
+        return DataDirMoved(
+            f"The images folder {images} cannot be reached ({exc.strerror or exc}), so no picture is saved in it.",
+            "If it is on a network or external drive, connect or mount that drive again; check that Nibble Studio "
+            "may open the folder. Then try again.",
+        )
+    if os.path.islink(images):
+        return DataDirMoved(
+            f"The images folder {images} cannot be reached: {_link_gone(images)}. No picture is saved until it "
+            "is back.",
+            "Plug in or mount that drive again (or put the folder back), then try again.",
+        )
+    return DataDirMoved(
+        f"The images folder {images} was moved or removed while Nibble Studio ran, so no picture is saved in it.",
+        f"Move it back, or make {images} a link to where it is now, then try again. If it was removed on purpose, "
+        "quit Nibble Studio and start it again: that makes a new, empty images folder.",
+    )
 
 
 def _remounted(now: os.stat_result, opened: tuple[int, int]) -> bool:

@@ -4,6 +4,7 @@ happened and what to do."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -183,3 +184,29 @@ def test_a_link_to_a_folder_that_is_gone_is_said_so(linked):
             refused.value)  # fmt: skip
         assert "File exists" not in str(refused.value)
     assert not drive.exists()
+
+
+def test_an_images_folder_out_of_reach_is_said_as_it_is(tmp_path, monkeypatch):
+    """Every failure to look at images/ was "a link …, which is not there" (images/ no link at all) or "moved or
+    removed": a network drive that stopped answering is neither."""
+    data = DataDir(tmp_path / "data").create()
+    data.images.rename(tmp_path / "pictures")
+    with pytest.raises(DataDirMoved) as refused:
+        images_folder(data)
+    assert f"The images folder {data.images} was moved or removed while Nibble Studio ran" in str(refused.value)
+    assert "which is not there" not in str(refused.value)
+    assert f"make {data.images} a link to where it is now" in refused.value.hint
+    data.images.symlink_to(tmp_path / "pictures", target_is_directory=True)  # as the hint says: saving works
+    assert images_folder(data).is_dir()
+
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if not args and not kwargs and isinstance(path, Path) and path == data.images:
+            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN), str(path))  # a dead network mount
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    message = str(pytest.raises(DataDirMoved, images_folder, data).value)
+    assert f"The images folder {data.images} cannot be reached ({os.strerror(errno.ENOTCONN)})" in message
+    assert "which is not there" not in message and "moved or removed" not in message
