@@ -812,21 +812,28 @@ class AppController(QObject):
 def _no_database_notice(data: DataDir, pictures: bool, journals: list[Path]) -> EngineError:
     """What to say of a start with no gallery database though one was used before: ``pictures`` in the images
     folder (often a gallery copied to a new computer without it: nothing lost, so no alarm), ``journals`` it left,
-    kept aside (``OpenedStore.journals``)."""
-    kept = f"was kept as {' and '.join(p.name for p in journals)}: it may hold the database's latest changes."
+    kept aside (``OpenedStore.journals``). Only a -wal or -journal may hold changes: a -shm is an index SQLite
+    makes again, kept aside with them but never named as data."""
+    name = data.database.name
+    changes = [p.name for p in journals if not p.name.startswith(f"{name}-shm.")]
+    kept = f"was kept aside as {' and '.join(p.name for p in journals)}"
+    if changes:
+        kept += f" ({' and '.join(changes)} may hold the database's latest changes)"
     if pictures:
         said = (f"No gallery database was found at {data.database}, though {data.images} holds pictures (copied in "
                 "without it, or the database was deleted). They are being added to a new gallery (the status bar "
                 "says how far) and the prompt history is filled from their prompts.")  # fmt: skip
         if journals:
-            said += f" What the database left beside it {kept}"
+            said += f" What the database left beside it {kept}."
+        hint = (f"If you have the {name} that goes with them (the old computer's data folder, a backup), quit Nibble "
+                f"Studio and put it at {data.database} to get its stars and history back")  # fmt: skip
     else:
         said = (f"No gallery database was found at {data.database}, only what it left beside it (the database was "
-                f"deleted, or lost in a crash). A new gallery was started; what the database left {kept}")  # fmt: skip
-    hint = (f"If you have the {data.database.name} that goes with them (the old computer's data folder, a backup), "
-            f"quit Nibble Studio and put it at {data.database} to get its stars and history back")  # fmt: skip
-    wal = next((p for p in journals if p.name.startswith(f"{data.database.name}-wal.")), None)
+                f"deleted, or lost in a crash). A new gallery was started; what the database left {kept}.")  # fmt: skip
+        hint = (f"If the deleted {name} can be found (the recycle bin, a backup), quit Nibble Studio and put it at "
+                f"{data.database} to get its stars and prompt history back")  # fmt: skip
+    wal = next((p for p in journals if p.name.startswith(f"{name}-wal.")), None)
     if wal is not None:
         hint += (f"; if it is the very file that went missing (from the recycle bin), also rename {wal.name} back to "
-                 f"{data.database.name}-wal beside it")  # fmt: skip
+                 f"{name}-wal beside it")  # fmt: skip
     return EngineError("notice", said, hint + ".")

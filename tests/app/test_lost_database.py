@@ -47,15 +47,21 @@ def test_a_missing_database_beside_images_is_said_and_a_first_start_is_not(tmp_p
         assert not opened.rebuilt and opened.damaged_copy is None and opened.damage == ""
         opened.store.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.sqlite3", "b.sqlite3", "images"]
-    (tmp_path / "d.sqlite3-wal").write_bytes(b"changes since the last checkpoint")  # its database deleted
-    opened = open_store(tmp_path / "d.sqlite3")
+    (tmp_path / "nibble.sqlite3-wal").write_bytes(b"changes since the last checkpoint")  # its database deleted
+    (tmp_path / "nibble.sqlite3-shm").write_bytes(b"an index SQLite makes again")
+    opened = open_store(tmp_path / "nibble.sqlite3")
     opened.store.close()
     # was: deleted by SQLite as it created the new database
-    (kept,) = opened.journals
-    assert kept.name.startswith("d.sqlite3-wal.damaged-") and kept.read_bytes().startswith(b"changes since")
-    assert not opened.rebuilt and not (tmp_path / "d.sqlite3-wal").exists()
+    kept, shm = sorted(opened.journals, reverse=True)
+    assert kept.name.startswith("nibble.sqlite3-wal.damaged-") and kept.read_bytes().startswith(b"changes since")
+    assert shm.name.startswith("nibble.sqlite3-shm.damaged-")
+    assert not opened.rebuilt and not (tmp_path / "nibble.sqlite3-wal").exists()
     said = _no_database_notice(DataDir(tmp_path), False, opened.journals)  # no pictures: what the window says
-    assert "only what it left beside it" in said.message and f"kept as {kept.name}" in said.message
+    assert "only what it left beside it" in said.message and kept.name in said.message and shm.name in said.message
+    # was: the -shm named as what "may hold the database's latest changes", and a hint for pictures copied in
+    assert f"({kept.name} may hold the database's latest changes)" in said.message
+    assert "old computer" not in said.hint and "If the deleted nibble.sqlite3 can be found" in said.hint
+    assert f"rename {kept.name} back to nibble.sqlite3-wal" in said.hint
 
     _made_before(images, ["a red fox"])
     opened = open_store(tmp_path / "c.sqlite3")
