@@ -189,24 +189,26 @@ def _gather_trash(data: DataDir) -> list[EngineError]:
     gathered = gather_trash(data)
     notices = []
     if clashed := gathered.clashed:
-        one = len(clashed) == 1
-        notices.append(EngineError(
-            "notice", f"{counted(len(clashed), 'file')} in the old trash folder {data.other_trash} "
-            f"{'was' if one else 'were'} not moved into the trash folder {data.trash}: a different file of the same "
-            f"name is already there ({named_few(clashed)}). Undo delete and Empty trash do not see "
-            f"{'it' if one else 'them'}; nothing was deleted.",
-            f"Keep one of {'the two' if one else 'each two'} by hand: delete or rename the file in {data.other_trash}"
-            f" or the one of the same name in {data.trash}."))  # fmt: skip
+        notices.append(_left_in_old_trash(
+            data, clashed, f"{were(len(clashed))} not moved into the trash folder {data.trash}, as a different file "
+            "of the same name is already there",
+            f"Keep one of {'the two' if len(clashed) == 1 else 'each two'} by hand: delete or rename the file in "
+            f"{data.other_trash} or the one of the same name in {data.trash}."))  # fmt: skip
     if left := gathered.left:
-        one = len(left) == 1
-        notices.append(EngineError(
-            "notice", f"{counted(len(left), 'file')} in the old trash folder {data.other_trash} could not be moved "
-            f"into the trash folder {data.trash} ({gathered.why}): Undo delete and Empty trash do not see "
-            f"{'it' if one else 'them'}. {'It was' if one else 'They were'} left where {'it is' if one else 'they are'}"
-            f", nothing was deleted ({named_few(left)}).",
+        notices.append(_left_in_old_trash(
+            data, left, f"could not be moved into the trash folder {data.trash} ({gathered.why})",
             f"Check that {data.trash} can be written and its drive has room: Nibble Studio tries again at its next "
             "start. Or move the files yourself into it, each in the same folder as in the old trash."))  # fmt: skip
     return notices
+
+
+def _left_in_old_trash(data: DataDir, files: list[str], not_moved: str, hint: str) -> EngineError:
+    """The notice for ``files`` left in the old trash, ``not_moved`` saying why."""
+    one = len(files) == 1
+    return EngineError(
+        "notice", f"{counted(len(files), 'file')} in the old trash folder {data.other_trash} {not_moved}: Undo "
+        f"delete and Empty trash do not see {'it' if one else 'them'}. {'It was' if one else 'They were'} left where "
+        f"{'it is' if one else 'they are'}, nothing was deleted ({named_few(files)}).", hint)  # fmt: skip
 
 
 def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str, str]]:

@@ -67,6 +67,7 @@ def test_a_name_taken_in_the_trash_holds_back_no_other_file(tmp_path):
     assert (data.other_trash / "a" / "1.png").read_text() == "old"  # both kept
     assert (data.trash / "a" / "1.png").read_text() == "another"
     [notice] = report.notices
-    assert f"1 file in the old trash folder {data.other_trash} was not moved into the trash folder {data.trash}: " \
-        f"a different file of the same name is already there ({data.other_trash / 'a' / '1.png'})" in notice.message
+    assert f"1 file in the old trash folder {data.other_trash} was not moved into the trash folder {data.trash}, " \
+        "as a different file of the same name is already there: " in notice.message
+    assert f"nothing was deleted ({data.other_trash / 'a' / '1.png'})" in notice.message
     assert "Keep one of the two by hand" in notice.hint and "can be written" not in notice.hint
