@@ -38,8 +38,6 @@ class DataDir:
     trash_folder: Path | None = field(default=None, compare=False, repr=False)  # chosen by ``create``
     # (st_dev, st_ino) of the images folder when the app opened it, a link to it followed; None: not checked
     images_identity: tuple[int, int] | None = field(default=None, compare=False, repr=False)
-    # st_ino of the gallery database when the app opened the folder; None: there was none yet (a first start)
-    database_ino: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def images(self) -> Path:
@@ -87,7 +85,6 @@ class DataDir:
         data = dataclasses.replace(
             self, identity=(root.st_dev, root.st_ino), trash_folder=self._trash_for_images(),
             images_identity=(images.st_dev, images.st_ino),
-            database_ino=_inode(self.database),
         )  # fmt: skip
         for folder in (data.trash, data.quantized):
             folder.mkdir(exist_ok=True)
@@ -111,12 +108,17 @@ class DataDir:
         (``_images_gone``). Call it before writing a file whose folders would otherwise be made again at the old
         path; creating the root itself is for start-up (``create``) only.
 
-        A folder whose identity changed is taken as the same only when its inode number is unchanged and only its
-        device number differs, as a network or FUSE file system mounted again gives it (refusing every save of a
-        user whose folder never moved would be worse than what this guards against); the data folder's database
-        must then be the file the app opened too. A copy (a folder moved to another disk and linked back, or
-        restored from a backup) or an empty mount point gets new inode numbers: the database SQLite still has open
-        is then the deleted one, and every row written to it would be lost."""
+        Refusing every save of a user whose folder never moved (and the picture just made with it) is worse than
+        what this guards against, so each check refuses only what it must:
+        - the data folder whose identity changed is the same only when its inode number is unchanged and only its
+          device number differs (a network drive mounted again): a copy in its place (moved to another disk and
+          linked back, restored from a backup) has another inode, and the database SQLite still has open is then
+          the deleted one, every row written to it lost. Its inode cannot change under the app otherwise: the
+          open database pins the folder in the system's cache;
+        - the images folder is refused only when it is gone or unreachable, or is the empty mount point of an
+          unmounted drive (another device and inode, nothing in it). On the same device a new inode number is no
+          sign of a move: FAT, exFAT and many FUSE file systems give a folder a new one each time it is read back
+          into the cache, and a copy of the folder in its place loses nothing: the pictures go into it."""
         if not self._root_in_place():
             raise DataDirMoved(
                 f"The data folder {self.root} was moved or removed while Nibble Studio ran, so nothing more is "
@@ -135,37 +137,34 @@ class DataDir:
             now = os.stat(self.root)
         except FileNotFoundError:
             return False
+        except OSError as exc:  # a dead network mount (ENOTCONN, EIO): said as it is, not as a raw error
+            raise DataDirMoved(
+                f"The data folder {self.root} cannot be reached ({exc.strerror or exc}), so nothing is saved in it.",
+                "If it is on a network or external drive, connect or mount that drive again, then try again.",
+            ) from None
         if self.identity is None or (now.st_dev, now.st_ino) == self.identity:
             return True
-        return _remounted(now, self.identity) and (
-            self.database_ino is None or _inode(self.database) == self.database_ino
-        )
+        return _remounted(now, self.identity)
 
     def _images_gone(self) -> DataDirMoved | None:
         """Why no picture may be saved in the images folder now, if so: it is gone (a link to a drive unplugged),
-        or it is another folder (the empty mount point of an unmounted drive, where new pictures went onto the
-        system disk; a copy). None when it is the folder ``create`` opened, or that folder mounted again."""
+        or it is the empty mount point of an unmounted drive, where new pictures went onto the system disk, hidden
+        once the drive is back. None otherwise (see ``check_in_place``)."""
         if self.images_identity is None:
             return None
         try:
             now = os.stat(self.images)
         except OSError as exc:
             return _images_unreachable(self.images, exc)
-        if (now.st_dev, now.st_ino) == self.images_identity or _remounted(now, self.images_identity):
+        dev, ino = self.images_identity
+        if now.st_dev == dev or now.st_ino == ino or _holds_anything(self.images):
             return None
-        if not _holds_anything(self.images):
-            return DataDirMoved(
-                f"The images folder {self.images} is no longer the folder Nibble Studio opened: it is empty, as the "
-                "folder a drive was mounted on is once the drive is unmounted. No picture is saved there, where it "
-                "would be hidden once the drive is back.",
-                "Mount or plug in that drive again, then try again. If the folder was replaced on purpose, quit "
-                "Nibble Studio and start it again.",
-            )
         return DataDirMoved(
-            f"The images folder {self.images} is no longer the folder Nibble Studio opened: another folder, or a "
-            "copy of it, has taken its place. No picture is saved there until Nibble Studio is started again on it.",
-            "If the folder was moved or restored on purpose, quit Nibble Studio and start it again; else mount or "
-            "plug in the drive it was on again, then try again.",
+            f"The images folder {self.images} is no longer the folder Nibble Studio opened: it is empty, as the "
+            "folder a drive was mounted on is once the drive is unmounted. No picture is saved there, where it "
+            "would be hidden once the drive is back.",
+            "Mount or plug in that drive again, then try again. If the folder was replaced on purpose, quit "
+            "Nibble Studio and start it again.",
         )
 
 
@@ -178,7 +177,7 @@ def _images_unreachable(images: Path, exc: OSError) -> DataDirMoved:
             "If it is on a network or external drive, connect or mount that drive again; check that Nibble Studio "
             "may open the folder. Then try again.",
         )
-    if os.path.islink(images):
+    if os.path.lexists(images):  # a link (or a Windows junction, which islink does not see) leading nowhere
         return DataDirMoved(
             f"The images folder {images} cannot be reached: {_link_gone(images)}. No picture is saved until it "
             "is back.",
@@ -196,14 +195,6 @@ def _remounted(now: os.stat_result, opened: tuple[int, int]) -> bool:
     again: a remount (NFS, SMB, FUSE) keeps inode numbers and may change the device number; a copy or another
     folder in its place has another inode."""
     return now.st_ino == opened[1] and now.st_dev != opened[0]
-
-
-def _inode(path: Path) -> int | None:
-    """``path``'s st_ino, None when it cannot be read (not there)."""
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
 
 
 def _holds_anything(folder: Path) -> bool:

@@ -98,20 +98,21 @@ def linked(tmp_path) -> tuple[DataDir, Path]:
     return DataDir(tmp_path / "data").create(), drive
 
 
-def test_no_picture_is_saved_on_the_mount_point_of_an_unmounted_drive(linked):
+def test_no_picture_is_saved_on_the_mount_point_of_an_unmounted_drive(linked, monkeypatch):
     """The drive unmounted: its empty mount point is still there, and new pictures went onto the system disk,
     hidden once the drive was mounted again. Mounted again, saving works without a restart."""
     data, drive = linked
     drive.rename(drive.with_name("mounted"))
-    drive.mkdir()  # the mount point left: another folder, empty
-    with pytest.raises(DataDirMoved) as refused:
-        images_folder(data)
-    assert f"The images folder {data.images} is no longer the folder Nibble Studio opened: it is empty" in str(
-        refused.value)  # fmt: skip
-    assert "Mount or plug in that drive again" in refused.value.hint and list(drive.iterdir()) == []
-    (drive / "2026-01-02").mkdir()  # another folder, lacking the day it held: refused too
-    pytest.raises(DataDirMoved, move_to_trash, data, "2026-01-02/x.png")
-    shutil.rmtree(drive)
+    drive.mkdir()  # the mount point left: another folder, empty, on the system disk (another device)
+    with monkeypatch.context() as unmounted:
+        remount(unmounted, data.images)  # another device number; its own, other inode
+        with pytest.raises(DataDirMoved) as refused:
+            images_folder(data)
+        assert f"The images folder {data.images} is no longer the folder Nibble Studio opened: it is empty" in str(
+            refused.value)  # fmt: skip
+        assert "Mount or plug in that drive again" in refused.value.hint and list(drive.iterdir()) == []
+        pytest.raises(DataDirMoved, move_to_trash, data, "2026-01-01/x.png")
+    drive.rmdir()
     drive.with_name("mounted").rename(drive)  # mounted again
     assert images_folder(data).parent == data.images
 
@@ -143,35 +144,42 @@ def test_a_drive_mounted_again_is_no_false_alarm(tmp_path, monkeypatch):
     assert images_folder(data).is_dir()  # was: DataDirMoved, "it is empty"
 
 
-def test_a_copy_in_the_folders_place_is_refused(linked, tmp_path, monkeypatch):
+def test_a_copy_of_the_data_folder_in_its_place_is_refused(linked, tmp_path):
     """The data folder moved to another disk while the app ran (a copy, then the original deleted) and linked
     back, or restored from a backup: saves went on, their rows into the deleted database SQLite still had open,
     and the database on disk kept only the rows from before. Holding a database is no proof of being the folder
-    opened: a copy has other inode numbers. The images folder likewise."""
-    data, drive = linked
-    shutil.copytree(drive, tmp_path / "copy")
-    shutil.rmtree(drive)
-    (tmp_path / "copy").rename(drive)  # the same folders, copied: another identity
-    with pytest.raises(DataDirMoved) as refused:
-        images_folder(data)
-    assert "another folder, or a copy of it, has taken its place" in str(refused.value)
-    assert "quit Nibble Studio and start it again" in refused.value.hint
-
+    opened: a copy has other inode numbers."""
+    data, _drive = linked
     store = Store(data.database)
-    data = DataDir(data.root).create()  # started again on it: saving works
-    assert images_folder(data).is_dir()
     shutil.copytree(data.root, tmp_path / "data-copy", symlinks=True)
     shutil.rmtree(data.root)
     (tmp_path / "data-copy").rename(data.root)  # restored from a backup
     with pytest.raises(DataDirMoved, match="was moved or removed while Nibble Studio ran"):
         data.check_in_place()  # was: accepted, as it held a nibble.sqlite3
-
-    data = DataDir(data.root).create()
-    remount(monkeypatch, data.root)
-    data.database.rename(tmp_path / "old.sqlite3")
-    shutil.copy(tmp_path / "old.sqlite3", data.database)  # the folder mounted again, its database another file
-    pytest.raises(DataDirMoved, data.check_in_place)
     store.close()
+
+
+def test_an_images_folder_with_a_new_inode_on_its_own_drive_is_no_false_alarm(linked, tmp_path, monkeypatch):
+    """FAT, exFAT and many FUSE file systems give a folder a new inode number each time it is read back into the
+    cache: the images folder on such a USB drive was refused as "another folder" for every save, the picture just
+    made lost, though nothing moved. A copy in its place on the same drive takes the pictures as well."""
+    data, drive = linked
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):  # images/ read back with another inode number, on the same device
+        now = real_stat(path, *args, **kwargs)
+        if args or kwargs or not isinstance(path, (str, os.PathLike)) or os.fspath(path) != os.fspath(data.images):
+            return now
+        return os.stat_result((now.st_mode, now.st_ino + 1, *tuple(now)[2:10]))
+
+    (drive / "2026-01-01").rmdir()  # empty too: a new user's
+    monkeypatch.setattr(os, "stat", stat)
+    assert images_folder(data).is_dir()
+    monkeypatch.undo()
+    shutil.copytree(drive, tmp_path / "copy")
+    shutil.rmtree(drive)
+    (tmp_path / "copy").rename(drive)
+    assert images_folder(data).is_dir()
 
 
 def test_a_link_to_a_folder_that_is_gone_is_said_so(linked):
