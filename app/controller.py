@@ -289,6 +289,7 @@ class AppController(QObject):
             self.error.emit(EngineError("user", f"The model '{name}' cannot be used: {entry.problem}.",
                                         _missing_hint(name)))
             return False
+        self._rechecking = None  # another model picked since: the list read for that pick must not undo this one
         self.prompt.model = name
         # The fields as they are now: its defaults come once the engine describes it, after a running job, and
         # must not undo what the user set meanwhile.
@@ -797,6 +798,8 @@ class AppController(QObject):
         said = job is not None and job.request.model in self._gone
         if job_id:
             self._job_done(job_id, "Failed" + self._kept_sentence(job_id))
+        else:  # a request of no job (a list read among them): a missing model picked awaits no answer now
+            self._rechecking = None
         if not said:
             self.error.emit(error)
 

@@ -133,6 +133,19 @@ def test_a_model_file_moved_while_the_app_runs(qtbot, window, tmp_path):
     assert "(missing)" not in _item(window, "mine").text()
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
 
+    # A missing model picked, then another before the engine answered that pick's list read: the answer undid the
+    # later pick (the first model, its file back, replaced it).
+    controller.select_model("demo")
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
+    worker = window.controller._engine.worker
+    worker.library_changed.emit(read_while_away)  # 'mine' listed as missing again (its file is there)
+    panel._picked(_item(window, "mine"))
+    controller.select_model("demo")  # the user changes their mind before the answer
+    with qtbot.waitSignal(worker.library_read, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: "(missing)" not in _item(window, "mine").text(), timeout=60000)
+    assert controller.prompt.model == "demo" and len(errors) == 2
+
 
 def test_a_describe_that_failed_while_its_file_was_away_for_a_moment(qtbot, window, tmp_path, caplog):
     """A model whose file went away as it was picked and came back moments later (a network or removable drive).
