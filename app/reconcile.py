@@ -192,8 +192,9 @@ def _gather_trash(data: DataDir) -> list[EngineError]:
         notices.append(_left_in_old_trash(
             data, clashed, f"{were(len(clashed))} not moved into the trash folder {data.trash}, as a different file "
             "of the same name is already there",
-            f"Keep one of {'the two' if len(clashed) == 1 else 'each two'} by hand: delete or rename the file in "
-            f"{data.other_trash} or the one of the same name in {data.trash}."))  # fmt: skip
+            f"Look at what is left in {data.other_trash}: move a picture still wanted to a folder of your own, "
+            f"delete the rest. Leave {data.trash} as it is: Undo delete brings its files back under their "
+            "names."))  # fmt: skip
     if left := gathered.left:
         notices.append(_left_in_old_trash(
             data, left, f"could not be moved into the trash folder {data.trash} ({gathered.why})",

@@ -70,4 +70,5 @@ def test_a_name_taken_in_the_trash_holds_back_no_other_file(tmp_path):
     assert f"1 file in the old trash folder {data.other_trash} was not moved into the trash folder {data.trash}, " \
         "as a different file of the same name is already there: " in notice.message
     assert f"nothing was deleted ({data.other_trash / 'a' / '1.png'})" in notice.message
-    assert "Keep one of the two by hand" in notice.hint and "can be written" not in notice.hint
+    assert "move a picture still wanted to a folder of your own" in notice.hint and "can be written" not in notice.hint
+    assert "Leave" in notice.hint and "as it is: Undo delete" in notice.hint  # renaming there would break its undo
