@@ -275,7 +275,12 @@ def _name_length(name: str) -> tuple[int, str]:
     name of 274 UTF-8 bytes was refused there, though it fits)."""
     if hasattr(os, "pathconf"):
         return len(os.fsencode(name)), "bytes"
-    return len(name.encode("utf-16-le")) // 2, "characters"
+    return _utf16_units(name), "characters"
+
+
+def _utf16_units(text: str) -> int:
+    """``text``'s length as Windows counts names and paths: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _windows_path_limit() -> int:
@@ -294,7 +299,7 @@ def _windows_path_limit() -> int:
 
 
 def _check_name_lengths(target: Path, parent: Path, missing: list[Path], beside: Iterable[Path],
-                        windows: bool = os.name == "nt") -> None:  # fmt: skip
+                        windows: bool) -> None:  # fmt: skip
     """OutputError if a name ``target``'s write would create, or its whole path, is longer than the file system
     at ``parent`` (the nearest existing folder) takes: mkdir and open refuse it only when they are called, and
     the final write comes after all the work."""
@@ -314,7 +319,7 @@ def _check_name_lengths(target: Path, parent: Path, missing: list[Path], beside:
                               f"more than the {limit} a name can have", "choose a shorter folder name")  # fmt: skip
     full = os.path.abspath(target)
     if windows:  # no pathconf there; its 4096 default let a 221-character path through to fail after the work
-        path_limit, length, unit = _windows_path_limit(), len(full.encode("utf-16-le")) // 2, "characters"
+        path_limit, length, unit = _windows_path_limit(), _utf16_units(full), "characters"
     else:
         path_limit, length, unit = _system_limit(parent, "PC_PATH_MAX", _PATH_MAX), len(os.fsencode(full)), "bytes"
     if length + _PATH_ROOM > path_limit:

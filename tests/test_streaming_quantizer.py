@@ -486,8 +486,12 @@ def test_the_gpu_memory_budget_is_checked_and_held_on_cuda(tmp_path):
     for gib in (0.0, -1.0, float("nan")):
         with pytest.raises(BadRequestError, match="GPU memory budget of .* GiB is not possible"):
             quantize_model(DEMO, tmp_path / "x.safetensors", _cfg(gpu_budget_gib=gib), library=ModelLibrary(tmp_path))
-    if not torch.cuda.is_available():
-        return
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the budget is held on CUDA only")
+def test_a_run_over_its_gpu_memory_budget_stops_and_the_budget_is_lifted(tmp_path):
+    from gpu.errors import BadRequestError
+
     before = torch.cuda.get_per_process_memory_fraction()
     tiny = _cfg(gpu_budget_gib=2 / 1024)  # 2 MiB: less than the demo's first block needs
     with pytest.raises(BadRequestError, match="needs more GPU memory than its budget of 0.00195312 GiB") as err:

@@ -114,10 +114,7 @@ class GenerationService:
         if folder is None:
             return None
         key = (str(folder), limit)
-        if key not in self._meters:
-            from gpu.generation.pipeline_loader import quiet_libraries
-
-            quiet_libraries()
+        if key not in self._meters:  # the libraries are quiet since __init__ (load_model_libraries)
             try:
                 self._meters[key] = PromptMeter.from_pipeline(folder, limit)
             except Exception as err:  # noqa: BLE001 - tokenizers raises bare Exception; the meter is optional

@@ -42,6 +42,7 @@ from torch import nn
 
 from gpu.bfl_layout import bfl_prefix, implied_config, incomplete_transformer, inspect_single_file
 from gpu.errors import CheckpointError, ModelLoadError, named_few
+from gpu.model_libraries import load_model_libraries
 from gpu.safetensors_header import read_safetensors_header
 
 Getter = Callable[[], torch.Tensor]
@@ -53,8 +54,6 @@ class WeightSource:
     def __init__(self, files: list[Path], getters: dict[str, Getter], raw_config: dict) -> None:
         self.files = files
         self.getters = getters
-        from gpu.model_libraries import load_model_libraries
-
         load_model_libraries()  # another thread (the app's engine) may be importing them: see gpu.model_libraries
         from diffusers import FluxTransformer2DModel
 

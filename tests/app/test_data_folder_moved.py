@@ -41,7 +41,8 @@ def test_no_write_makes_the_old_folder_again(moved):
         assert not data.root.exists()  # was: images/YYYY-MM-DD (or trash/d, images/d) made again under it
         assert f"The data folder {data.root} was moved or removed while Nibble Studio ran" in str(refused.value)
         assert "--data-dir" in str(refused.value)
-    assert "The picture just generated was not saved." in str(pytest.raises(DataDirMoved, new_image_path, data, 7, 0))
+    refused = pytest.raises(DataDirMoved, new_image_path, data, 7, 0)
+    assert "The picture just generated was not saved." in str(refused.value)
     assert (now.images / "d" / "x.png").is_file() and (now.trash / "d" / "x.png").is_file()  # nothing moved
 
     data.root.mkdir()  # another folder made at the old path (by another program, or by hand): not the one opened
