@@ -17,7 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.data_dir import DataDir, DataDirMoved
-from app.engine_errors import EngineError, database_error
+from app.engine_errors import EngineError, classify, database_error
 from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage, quantize_runs
 from app.gallery_model import DeleteCutShort, DeleteNotSaved, GalleryModel, TrashPartlyEmptied, UndoCutShort
 from app.generation_state import JobState, PromptState
@@ -448,7 +448,7 @@ class AppController(QObject):
 
     def _trash_error(self, what: str, exc: BaseException) -> EngineError:
         if isinstance(exc, DataDirMoved):  # an OSError too; its words say what to do, which no retry is
-            return EngineError("user", str(exc), exc.hint)
+            return classify(exc)
         return EngineError("user", f"An image {what}: {exc} ({self._trash_where(exc)}).",
                            "Nothing else was changed. Check that the image is not open in another program and "
                            "that the data folder can be written, then try again.")

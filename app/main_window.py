@@ -196,9 +196,8 @@ class MainWindow(QMainWindow):
 
     def _save_now(self) -> None:
         """The autosave. A failure (a full disk) is logged, and said once until a save succeeds again: a dialog
-        at every pause in typing would be no help. The next change, or the quit, tries again."""
-        if self._closed or not self.settings_writable:
-            return
+        at every pause in typing would be no help. The next change, or the quit, tries again. (Never started after
+        the close, nor for settings that may not be written: ``settings_changed``.)"""
         try:
             self.save_settings()
         except (OSError, UserError) as exc:

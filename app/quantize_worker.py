@@ -74,12 +74,6 @@ class QuantizeWorker(QObject):
     # run's cancel Event: a run cancelled by then no longer needs the room, and the model stays loaded.
     unload_asked = Signal(object, bool, object)
 
-    def __init__(self) -> None:
-        super().__init__()
-        # The device a run counts as in QuantizeRuns; None: the one it runs on. Tests on CPU-only machines set
-        # "cuda", as they hold QuantizeRuns with it.
-        self.held_as: str | None = None
-
     @Slot(str)
     def check_file(self, path: str) -> None:
         """The engine's own reading of a single-file checkpoint: every tensor the transformer needs is there
@@ -106,7 +100,7 @@ class QuantizeWorker(QObject):
         try:
             # Inside the try: the device is torch's answer, which a broken CUDA install raises; escaping the slot,
             # it left the wizard "running" for ever, and every wizard opened later waiting for it.
-            device = self.held_as or self._device()
+            device = self._device()
             self._check_output(job)  # refused now, not after waiting for the generation and unloading its model
             # The device quantize_model and the comparison renders take: on a GPU, generation jobs wait meanwhile.
             with quantize_runs.holding(device) as on_gpu:

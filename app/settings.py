@@ -5,9 +5,9 @@ the app from starting; a newer version's file is copied aside first (``settings.
 ``_MIGRATIONS`` upgrades old versions step by step. A file whose content cannot be read at all is moved aside
 (``settings.json.damaged-<timestamp>``) before the defaults are used: the next save would otherwise overwrite
 the only copy of the user's settings. A file the system refuses to read (another program holds it, a failing disk)
-is not damaged: it is left where it is and ``SettingsUnreadable`` is raised, so that nothing writes over it in a
-session that runs on the defaults. ``SettingsKept`` is raised the same way for a damaged file that cannot be moved
-aside, or a newer version's file that cannot be copied: the session must not write over the only copy either.
+is not damaged: it is left where it is and ``SettingsKept`` is raised, so that nothing writes over it in a
+session that runs on the defaults; the same for a damaged file that cannot be moved aside, or a newer version's
+file that cannot be copied: the session must not write over the only copy either.
 """
 
 from __future__ import annotations
@@ -36,12 +36,6 @@ class SettingsKept(UserError):
     def __init__(self, message: str, hint: str = "", settings: Settings | None = None) -> None:
         super().__init__(message, hint)
         self.settings = Settings() if settings is None else settings
-
-
-class SettingsUnreadable(SettingsKept):
-    """``settings.json`` is there but could not be read (``load_settings``): another program has it open (a backup
-    or sync tool on Windows), a failing disk, a folder in its place. Its content may be the user's settings, whole:
-    it is not moved aside, and the session, which runs on the defaults, must not save settings over it."""
 
 
 # What a session that may not write settings.json loses, for the messages that say so.
@@ -198,7 +192,8 @@ def _keep_newer(path: Path, raw: bytes, version: int, settings: Settings, notice
 
 def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
     """Reads ``settings.json``; a problem worth telling the user about is appended to ``notices``. Raises
-    ``SettingsUnreadable`` when the file is there but cannot be read, ``SettingsKept`` when it cannot be kept
+    ``SettingsKept`` when the file is there but cannot be read (another program has it open, a failing disk: its
+    content may be the user's settings, whole, so it is not moved aside), or when it cannot be kept
     aside before it would be written over: the caller runs on the exception's ``settings`` and saves nothing
     (moved aside, or written over, the user's LoRA list and prompt were gone for good)."""
     path = Path(path)
@@ -208,7 +203,7 @@ def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
         return Settings()
     except OSError as exc:
         log.error("settings file %s could not be read: %s", path, exc)
-        raise SettingsUnreadable(
+        raise SettingsKept(
             f"Your settings file {path} could not be read ({exc.strerror or exc}). Nibble Studio uses the default "
             f"settings for now and {_NOT_SAVED}, so that the file stays as it is.",
             "If another program has the file open (a backup, sync or antivirus tool, an editor), close it, then "

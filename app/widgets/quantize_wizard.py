@@ -366,7 +366,7 @@ class RunPage(QWizardPage):
         self.cancel_button.setEnabled(False)
         self.completeChanged.emit()
 
-    def failed(self, error: EngineError, settings_can_fix: bool = True) -> None:
+    def failed(self, error: EngineError, settings_can_fix: bool) -> None:
         """``settings_can_fix``: False for what no page of the wizard changes (the models folder, an internal
         error), where "Go back to change the settings" sent the user looking for a setting there is not."""
         hint = f" {sentence(error.hint)}" if error.hint else ""
@@ -543,7 +543,7 @@ class QuantizeWizard(QWizard):
         started at once, and both worked on the GPU together. The model stays loaded if the run's ``cancel`` is
         set before the engine gets to it."""
         generating = self.controller.unload_model(unloaded, cancel)
-        if waits and generating and self.job is not None and not self.job.cancel.is_set():
+        if waits and generating and not cancel.is_set():
             self.run_page.log.appendPlainText(GENERATION_WAIT)
 
     def _set_running(self, running: bool) -> None:

@@ -135,19 +135,19 @@ def test_jobs_wait_for_a_quantize_run_on_the_gpu_and_start_by_themselves_when_it
     assert controller.job.status == "Done: 1 image" and controller.gallery.rowCount() == 1
 
 
-def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_ends(qtbot, window):
+def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_ends(qtbot, window, monkeypatch):
     """The other way round: a run started while a job generated on the GPU began at once (the engine's unload was
     queued behind the job), and both worked on the GPU. The run now waits for the job to end and the model to be
     unloaded, saying so; the wizard's Cancel ends it meanwhile, and the model stays loaded for the next job (its
     unload, queued behind the job, was done anyway); Esc on the job starts it; a job asked for meanwhile waits for
-    the run. The run is counted as on "cuda" (QuantizeWorker.held_as), as on a GPU machine."""
+    the run. The run is counted as on "cuda" (its device lookup answers so), as on a GPU machine."""
     controller, engine = window.controller, window.controller._engine.worker
     _queue_behind_a_long_job(qtbot, controller, 0)
     (running,) = controller._jobs.values()
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     worker, log = wizard._thread.worker, wizard.run_page.log
-    worker.held_as = "cuda"
+    monkeypatch.setattr(worker, "_device", lambda: "cuda")
     seen: list[tuple[bool, object]] = []  # at the run's first event, on its thread: the job ended, the model held
 
     def note(_event) -> None:
