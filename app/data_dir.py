@@ -83,7 +83,7 @@ class DataDir:
         check_folder_writable(self.images)
         root, images = os.stat(self.root), os.stat(self.images)
         data = dataclasses.replace(
-            self, identity=(root.st_dev, root.st_ino), trash_folder=self._trash_for_images(),
+            self, identity=(root.st_dev, root.st_ino), trash_folder=self._trash_for_images(images.st_dev, root.st_dev),
             images_identity=(images.st_dev, images.st_ino),
         )  # fmt: skip
         for folder in (data.trash, data.quantized):
@@ -91,14 +91,14 @@ class DataDir:
             check_folder_writable(folder)
         return data
 
-    def _trash_for_images(self) -> Path:
+    def _trash_for_images(self, images_dev: int, root_dev: int) -> Path:
         """``trash/`` unless images/ is on another file system (then ``IMAGES_TRASH`` inside it), or was when an
         image last went to the trash: the trash stays where its images are, the images folder moved back too."""
         inside = self.images / IMAGES_TRASH
         if inside.is_dir():
             return inside
         beside = self.root / "trash"
-        if os.stat(self.images).st_dev != os.stat(beside if beside.is_dir() else self.root).st_dev:
+        if images_dev != (os.stat(beside).st_dev if beside.is_dir() else root_dev):
             return inside
         return beside
 

@@ -83,7 +83,6 @@ class DeleteNotSaved(sqlite3.Error):
         trashed = [str(data.trash / r.path) for r in left]
         super().__init__(f"{cause}; {counted(len(left), 'file')} stayed in the trash: {named_few(trashed)}")
         self.cause = cause
-        self.left = left
         one = len(left) == 1
         self.error = EngineError(
             "user",
@@ -570,14 +569,16 @@ class GalleryModel(QAbstractListModel):
         the ones left. ``DataDirMoved`` before anything changed when the data folder moved away: the database
         open in the moved folder would forget its trashed rows while their files, in the moved trash, stayed."""
         self._data.check_in_place()
-        if shown := self._trash_files()[1]:
+        deleted, shown = self._trash_files()
+        if shown:
             self._put_back(shown)
-        self._store.forget_trashed()
+            deleted = self._trash_files()[0]
+        self._store.forget_trashed()  # their files, now rowless, stay among ``deleted``
         self._undo.clear()
         self.trash_changed.emit(0)
         count = 0
         failures: list[tuple[Path, OSError]] = []
-        deleted = set(self._trash_files()[0])
+        deleted = set(deleted)
         for f in sorted(self._data.trash.rglob("*"), reverse=True) if self._data.trash.is_dir() else []:
             try:
                 if f in deleted:

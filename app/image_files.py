@@ -268,12 +268,10 @@ def _png_entries(folder: Path) -> Iterator[tuple[str, str]]:
                     try:
                         if entry.is_dir(follow_symlinks=False):
                             folders.append((f"{prefix}{name}/", entry.path))
-                            continue
-                        listed = name.lower().endswith(".png") and entry.is_file()  # a link to a folder is not
+                        elif name.lower().endswith(".png") and entry.is_file():  # a link to a folder is not
+                            yield prefix + name, entry.path
                     except OSError:  # gone since the listing, or a link that loops
                         continue
-                    if listed:
-                        yield prefix + name, entry.path
         except OSError:  # not there (no trash yet), or not readable
             continue
 

@@ -254,7 +254,7 @@ class Store:
         A row left at a path (its file missing, or gone from the trash) now stands for the new file.
 
         ``favorites``: the paths among them that are starred; ``prompts``: merged into the history
-        (``restore_prompts``). Both for a re-import after a damaged database, in the same commit as the rows:
+        (``_merge_prompts``). Both for a re-import after a damaged database, in the same commit as the rows:
         an import cut short never leaves an image without the star or the history entry it came back with."""
         with self._transaction():
             self._db.executemany(
@@ -436,13 +436,9 @@ class Store:
         with self._transaction():
             self._db.executemany("DELETE FROM prompts WHERE id = ?", [(i,) for i in ids])
 
-    def restore_prompts(self, records: Iterable[PromptRecord]) -> None:
-        """Adds back prompts (from images re-imported after a damaged database), merging with what is there."""
-        with self._transaction():
-            self._merge_prompts(records)
-
     def _merge_prompts(self, records: Iterable[PromptRecord]) -> None:
-        """``restore_prompts`` inside the caller's transaction."""
+        """Adds prompts back (those of images re-imported after a lost database), merging with what is there,
+        inside the caller's transaction."""
         self._db.executemany(
             "INSERT INTO prompts (prompt, negative_prompt, search_key, uses, last_used) "
             "VALUES (?1, ?2, prompt_key(?1, ?2), ?3, ?4) "
