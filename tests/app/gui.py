@@ -12,14 +12,22 @@ open_windows: list = []  # strong references: pytest-qt keeps only weak ones, an
 # before teardown would never run closeEvent (engine thread left running)
 
 
-def open_window(qtbot, root: Path):
-    from app.data_dir import resolve_data_dir
+def window_without_engine(qtbot, data):
+    """The window on the DataDir ``data``, shown as ``run_app`` shows it, the engine not started (``start`` not
+    called: tests of the gallery and its files need none)."""
     from app.main_window import MainWindow
 
-    window = MainWindow(resolve_data_dir(root))
+    window = MainWindow(data)
     qtbot.addWidget(window)
     open_windows.append(window)
     window.show()
+    return window
+
+
+def open_window(qtbot, root: Path):
+    from app.data_dir import resolve_data_dir
+
+    window = window_without_engine(qtbot, resolve_data_dir(root))
     with qtbot.waitSignal(window.controller.engine_ready, timeout=60000):
         window.start()
     # the model's info (and so the model panel) arrives right after the engine is ready

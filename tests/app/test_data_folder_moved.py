@@ -118,9 +118,10 @@ def test_no_picture_is_saved_on_the_mount_point_of_an_unmounted_drive(linked, mo
     assert images_folder(data).parent == data.images
 
 
-def remount(monkeypatch, *folders: Path) -> None:
+def remount(monkeypatch, *folders: Path, field: int = 2) -> None:
     """``os.stat`` of each of ``folders`` as once its network drive (NFS, SMB) is mounted again: the same inode
-    number, another device number. Only those paths, as ``DataDir`` names them, are changed."""
+    number, another device number (``field`` 2, st_dev; 1, st_ino: a new inode on the same device, as FAT gives a
+    folder read back into the cache). Only those paths, as ``DataDir`` names them, are changed."""
     real_stat = os.stat
     remounted = {os.fspath(folder) for folder in folders}
 
@@ -128,7 +129,9 @@ def remount(monkeypatch, *folders: Path) -> None:
         now = real_stat(path, *args, **kwargs)
         if args or kwargs or not isinstance(path, (str, os.PathLike)) or os.fspath(path) not in remounted:
             return now
-        return os.stat_result((now.st_mode, now.st_ino, now.st_dev + 1, *tuple(now)[3:10]))
+        fields = list(now)[:10]
+        fields[field] += 1
+        return os.stat_result(fields)
 
     monkeypatch.setattr(os, "stat", stat)
 
@@ -165,16 +168,8 @@ def test_an_images_folder_with_a_new_inode_on_its_own_drive_is_no_false_alarm(li
     cache: the images folder on such a USB drive was refused as "another folder" for every save, the picture just
     made lost, though nothing moved. A copy in its place on the same drive takes the pictures as well."""
     data, drive = linked
-    real_stat = os.stat
-
-    def stat(path, *args, **kwargs):  # images/ read back with another inode number, on the same device
-        now = real_stat(path, *args, **kwargs)
-        if args or kwargs or not isinstance(path, (str, os.PathLike)) or os.fspath(path) != os.fspath(data.images):
-            return now
-        return os.stat_result((now.st_mode, now.st_ino + 1, *tuple(now)[2:10]))
-
     (drive / "2026-01-01").rmdir()  # empty too: a new user's
-    monkeypatch.setattr(os, "stat", stat)
+    remount(monkeypatch, data.images, field=1)  # images/ read back with another inode number, on the same device
     assert images_folder(data).is_dir()
     monkeypatch.undo()
     shutil.copytree(drive, tmp_path / "copy")

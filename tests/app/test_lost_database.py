@@ -11,8 +11,7 @@ from app.data_dir import DataDir
 from app.store import Store
 from app.store_recovery import open_store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import open_window
-from tests.app.test_startup_import import _window
+from tests.app.gui import open_window, window_without_engine
 
 
 def _made_before(images, prompts: list[str]) -> None:
@@ -85,7 +84,7 @@ def test_a_database_deleted_beside_starred_images_is_said_and_the_history_rebuil
     wal = data.database.with_name(data.database.name + "-wal")
     wal.write_bytes(b"changes since the last checkpoint")
 
-    window = _window(qtbot, data)
+    window = window_without_engine(qtbot, data)
     window.controller.folder_import.start()
     qtbot.waitUntil(lambda: not window.controller.folder_import.running)
     (notice,) = window.notices  # was: silent, as if a first start

@@ -8,9 +8,9 @@ from __future__ import annotations
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from tests.app import test_startup_import
-from tests.app.gui import open_windows
+from tests.app.gui import open_windows, window_without_engine
 from tests.app.test_history import damage
-from tests.app.test_startup_import import BATCH, COUNT, _window
+from tests.app.test_startup_import import BATCH, COUNT
 
 disk = test_startup_import.disk  # its fixture: new pictures on a slow disk, which a test lets read
 STARRED = ("00", "01", f"{COUNT - 1}")  # the oldest two (the last imported) and the newest (the first)
@@ -25,7 +25,7 @@ def test_a_recovery_cut_short_by_a_quit_goes_on_with_its_stars_and_history_at_th
     store.set_favorites(ids, True)
     damage(store)
 
-    window = _window(qtbot, data)
+    window = window_without_engine(qtbot, data)
     assert "damaged" in window.notices[0].message
     window.controller.folder_import.start()
     qtbot.waitUntil(lambda: window.controller.gallery.rowCount() == BATCH)
@@ -33,7 +33,7 @@ def test_a_recovery_cut_short_by_a_quit_goes_on_with_its_stars_and_history_at_th
     open_windows.remove(window)
 
     disk.allow(2 * COUNT)  # as many as both starts read
-    again = _window(qtbot, data)
+    again = window_without_engine(qtbot, data)
     assert not again.notices  # the database opened is a healthy one
     again.controller.folder_import.start()
     qtbot.waitUntil(lambda: not again.controller.folder_import.running)

@@ -20,7 +20,7 @@ from app.main_window import MainWindow
 from app.reconcile import FolderImport, Recovery, check_folder
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import open_windows
+from tests.app.gui import window_without_engine
 
 COUNT, BATCH = 25, 10
 
@@ -75,23 +75,13 @@ def _pictures(data: DataDir, count: int) -> None:
         os.utime(path, (1000 + i, 1000 + i))
 
 
-def _window(qtbot, data: DataDir) -> MainWindow:
-    """The window as ``run_app`` opens it, the import started as ``MainWindow.start`` does (the engine is not
-    started: it is not needed here)."""
-    window = MainWindow(data)
-    qtbot.addWidget(window)
-    open_windows.append(window)
-    window.show()
-    return window
-
-
 def _prompts(window: MainWindow) -> list[str]:
     gallery = window.controller.gallery
     return [gallery.record(r).prompt for r in range(gallery.rowCount())]
 
 
 def test_the_window_opens_before_the_images_are_imported_and_is_usable_while_they_are(qtbot, data_root, disk):
-    window = _window(qtbot, resolve_data_dir(data_root))
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
     controller = window.controller
     # was: every image read and committed before the window was made
     assert controller.store.images() == [] and _prompts(window) == [] and controller.folder_import.running
@@ -112,7 +102,7 @@ def test_the_window_opens_before_the_images_are_imported_and_is_usable_while_the
 
 def test_closing_during_the_import_keeps_whole_batches_and_the_next_start_imports_the_rest(qtbot, data_root, disk):
     data = resolve_data_dir(data_root)
-    window = _window(qtbot, data)
+    window = window_without_engine(qtbot, data)
     folder_import = window.controller.folder_import
     folder_import.start()
     disk.allow(2 * BATCH)
@@ -128,7 +118,7 @@ def test_closing_during_the_import_keeps_whole_batches_and_the_next_start_import
     store.close()
 
     disk.allow(2 * COUNT)  # as many as both starts read
-    again = _window(qtbot, data)  # the next start finishes it, each picture once
+    again = window_without_engine(qtbot, data)  # the next start finishes it, each picture once
     again.controller.folder_import.start()
     qtbot.waitUntil(lambda: not again.controller.folder_import.running)
     assert _prompts(again) == [f"p{i}" for i in range(COUNT - 1, -1, -1)]
@@ -136,7 +126,7 @@ def test_closing_during_the_import_keeps_whole_batches_and_the_next_start_import
 
 
 def test_a_search_typed_while_the_images_come_in_lists_only_those_it_finds(qtbot, data_root, disk):
-    window = _window(qtbot, resolve_data_dir(data_root))
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
     folder_import = window.controller.folder_import
     search = window.gallery_panel.search
     search.setText("p2")
@@ -168,7 +158,7 @@ class _WatchedSemaphore(threading.Semaphore):
 def test_the_reading_waits_while_two_batches_wait_to_be_committed_and_closing_ends_it(qtbot, data_root, disk,
                                                                                        monkeypatch):  # fmt: skip
     monkeypatch.setattr(app.reconcile, "_IMPORT_BATCH", 5)
-    window = _window(qtbot, resolve_data_dir(data_root))
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
     folder_import = window.controller.folder_import
     folder_import._in_flight = watched = _WatchedSemaphore(app.reconcile._IN_FLIGHT)
     disk.allow(COUNT)
@@ -186,7 +176,7 @@ def test_a_prompt_with_a_lone_surrogate_is_imported_with_its_batch(qtbot, data_r
     info = PngInfo()
     info.add_itxt("nibble", '{"prompt": "odd \\ud800 text"}')  # as other programs write it: no UTF-8 holds it
     Image.new("RGB", (8, 8)).save(data.images / "other.png", pnginfo=info)
-    window = _window(qtbot, data)
+    window = window_without_engine(qtbot, data)
     folder_import = window.controller.folder_import
     folder_import.start()
     qtbot.waitUntil(lambda: not folder_import.running)  # was: the batch never committed, "0 images imported"
@@ -206,7 +196,7 @@ def test_an_image_the_database_refuses_is_left_out_and_named_and_the_rest_import
         return (rel, {"prompt": "\udc80"}, *row[2:]) if rel.endswith("01.png") else row
 
     monkeypatch.setattr(app.reconcile, "read_new_file", unstorable)
-    window = _window(qtbot, data)
+    window = window_without_engine(qtbot, data)
     folder_import = window.controller.folder_import
     with qtbot.waitSignal(window.controller.error) as notice:  # was: nothing said, none imported, at every start
         folder_import.start()
@@ -228,7 +218,7 @@ def test_an_error_reading_the_files_ends_the_import_with_a_notice(qtbot, data_ro
 
     monkeypatch.setattr(app.reconcile, "read_new_file", broken)
     data = resolve_data_dir(data_root)
-    window = _window(qtbot, data)
+    window = window_without_engine(qtbot, data)
     folder_import = window.controller.folder_import
     folder_import.start()
     qtbot.waitUntil(lambda: folder_import.report.imported == BATCH)
@@ -245,7 +235,7 @@ def test_an_error_reading_the_files_ends_the_import_with_a_notice(qtbot, data_ro
 def test_a_file_named_png_that_is_no_picture_says_nothing(qtbot, data_root):
     data = resolve_data_dir(data_root)
     (data.images / "notes.png").write_text("a shopping list")
-    window = _window(qtbot, data)
+    window = window_without_engine(qtbot, data)
     folder_import = window.controller.folder_import
     folder_import.start()
     qtbot.waitUntil(lambda: not folder_import.running)

@@ -7,10 +7,9 @@ from __future__ import annotations
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
-from app.main_window import MainWindow
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import open_windows
+from tests.app.gui import window_without_engine
 
 
 def test_a_delete_and_an_undo_after_the_data_folder_was_renamed_say_what_happened(qtbot, data_root):
@@ -20,10 +19,7 @@ def test_a_delete_and_an_undo_after_the_data_folder_was_renamed_say_what_happene
         store.add_image(write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (8, 8)), {"prompt": "fox"})
                         .relative_to(data.images).as_posix(), {"prompt": "fox"})  # fmt: skip
     store.close()
-    window = MainWindow(data)  # the engine is not started: not needed here
-    qtbot.addWidget(window)
-    open_windows.append(window)
-    window.show()
+    window = window_without_engine(qtbot, data)
     controller = window.controller
     errors: list = []
     controller.error.connect(errors.append)
