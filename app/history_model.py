@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bisect
 import textwrap
+import time
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
@@ -48,6 +50,7 @@ class HistoryModel(QAbstractListModel):
         self._store = store
         self._search = ""
         self._rows: list[PromptRecord] = []
+        self._shown: dict[tuple[str, str], PromptRecord] = {}  # the rows by their texts
         self.reload()
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
@@ -77,20 +80,28 @@ class HistoryModel(QAbstractListModel):
     def add(self, prompt: str, negative_prompt: str) -> None:
         """Counts a use (``Store.record_prompt``: the same texts, but for spaces at their ends, are one entry) and
         moves that one entry to its place, the top: reloading all of a 20,000-prompt history at each Generate
-        took 70-300 ms and reset the list (its scroll position and selection)."""
-        self._store.record_prompt(prompt, negative_prompt)
-        prompt, negative_prompt = prompt.strip(), negative_prompt.strip()
-        # Looked up by its text as a search for it would (the entry and the few that contain its text).
-        record = next((r for r in self._store.prompts(prompt)
-                       if r.prompt == prompt and r.negative_prompt == negative_prompt), None)  # fmt: skip
-        if record is None:  # an empty prompt: not recorded
-            return
-        old = next((row for row, r in enumerate(self._rows) if r.id == record.id), None)
-        if old is None and not self._matches(record):
-            return  # a new entry, or one out of the current search, that the search does not find
+        took 70-300 ms and reset the list (its scroll position and selection).
+
+        Nothing here goes through all the entries: an entry shown is found by its texts and its row by its
+        place in the order, and is counted as the store counts it; only a new entry that the search finds is
+        looked up in the store (for its id)."""
+        when = time.time()
+        self._store.record_prompt(prompt, negative_prompt, when)
+        texts = (prompt.strip(), negative_prompt.strip())
+        shown = self._shown.get(texts)
+        if shown is not None:
+            old: int | None = self._row_of(shown)
+            record = replace(shown, uses=shown.uses + 1, last_used=when)
+        else:
+            if not texts[0] or not self._matches(*texts):
+                return  # an empty prompt (not recorded), or one out of the current search
+            # Looked up by its text as a search for it would (the entry and the few that contain its text).
+            found = (r for r in self._store.prompts(texts[0]) if (r.prompt, r.negative_prompt) == texts)
+            record, old = next(found), None
+        self._shown[texts] = record
         rest = self._rows if old is None else self._rows[:old] + self._rows[old + 1 :]
         # where the store's order (newest first, then the latest added) puts it: the top, unless the clock went back
-        new = bisect.bisect_left(rest, (-record.last_used, -record.id), key=lambda r: (-r.last_used, -r.id))
+        new = bisect.bisect_left(rest, _order(record), key=_order)
         if old is None:
             self.beginInsertRows(QModelIndex(), new, new)
             self._rows.insert(new, record)
@@ -104,11 +115,16 @@ class HistoryModel(QAbstractListModel):
             self._rows[old] = record
         self.dataChanged.emit(self.index(new), self.index(new))  # its use count
 
-    def _matches(self, record: PromptRecord) -> bool:
-        """Whether the current search finds ``record``, as ``Store.prompts`` finds entries: its search key in
-        that of the prompt or of the negative prompt."""
+    def _row_of(self, record: PromptRecord) -> int:
+        """The row of ``record``, one of the rows: found by its place in their order (a search of 20,000 rows
+        took a few ms)."""
+        return bisect.bisect_left(self._rows, _order(record), key=_order)
+
+    def _matches(self, prompt: str, negative_prompt: str) -> bool:
+        """Whether the current search finds an entry of these texts, as ``Store.prompts`` finds entries: its
+        search key in that of the prompt or of the negative prompt."""
         key = search_key(self._search)
-        return not key or key in search_key(record.prompt) or key in search_key(record.negative_prompt)
+        return not key or key in search_key(prompt) or key in search_key(negative_prompt)
 
     def remove(self, rows: list[int]) -> None:
         self._store.remove_prompts([self._rows[r].id for r in rows])
@@ -121,4 +137,11 @@ class HistoryModel(QAbstractListModel):
     def reload(self) -> None:
         self.beginResetModel()
         self._rows = self._store.prompts(self._search)
+        self._shown = {(r.prompt, r.negative_prompt): r for r in self._rows}
         self.endResetModel()
+
+
+def _order(record: PromptRecord) -> tuple[float, int]:
+    """Where ``record`` goes in the history's order, as ``Store.prompts`` sorts: newest first, then the latest
+    added."""
+    return -record.last_used, -record.id

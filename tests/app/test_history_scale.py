@@ -1,0 +1,72 @@
+"""A prompt added to a long history costs what it changes, not what the history holds: each Generate adds one, and
+with 20,000 prompts the list laid out every row again (60-90 ms, a hitch at every click). Counted here (calls
+from the list into the model), not timed, so that a slow machine cannot fail it."""
+
+from __future__ import annotations
+
+import sys
+from types import FrameType
+from typing import Any
+
+from PySide6.QtCore import QPersistentModelIndex
+from PySide6.QtWidgets import QApplication
+
+from app.data_dir import resolve_data_dir
+from app.history_model import HistoryModel
+from app.store import PromptRecord, Store
+from tests.app.gui import window_without_engine
+
+_COUNT = 2000
+
+
+def _calls_into(functions: list[Any], action) -> int:
+    """How many times Qt or Python called ``functions`` while ``action`` ran."""
+    codes = {f.__code__ for f in functions}
+    calls = 0
+
+    def count(frame: FrameType, event: str, _: Any) -> None:
+        nonlocal calls
+        calls += event == "call" and frame.f_code in codes
+
+    sys.setprofile(count)
+    try:
+        action()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_adding_a_prompt_to_a_long_history_leaves_the_other_rows_alone(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    store.add_images([], prompts=[PromptRecord(0, f"prompt {i}", "", 1, float(i)) for i in range(_COUNT)])
+    store.close()
+    window = window_without_engine(qtbot, data)
+    history, view = window.controller.history, window.history_panel.view
+    qtbot.waitUntil(lambda: view.viewport().isVisible())
+    view.setCurrentIndex(history.index(5))
+    selected = QPersistentModelIndex(history.index(5))
+    resets: list[None] = []
+    history.modelReset.connect(lambda: resets.append(None))
+
+    def add(prompt: str) -> None:
+        history.add(prompt, "")
+        QApplication.processEvents()  # the list lays its rows out and paints
+
+    # was: 2 calls of rowCount per row of the history (the QListView laid every row out again, asking the model
+    # for each one's index); now the rows painted, whatever the history's length
+    model_methods = [f for f in vars(HistoryModel).values() if hasattr(f, "__code__")]
+    for prompt in ("a new prompt", "prompt 7"):  # a new entry, then one used again (moved to the top)
+        assert _calls_into(model_methods, lambda p=prompt: add(p)) < _COUNT / 10
+    # An entry shown is counted without searching the store for it (a search reads every entry: 5-15 ms with
+    # 20,000 prompts); a new one is looked up there once, for its id.
+    assert _calls_into([Store.prompts], lambda: add("prompt 7")) == 0
+    assert _calls_into([Store.prompts], lambda: add("another new prompt")) == 1
+    assert resets == []
+    shown = [(history.record(r).prompt, history.record(r).uses) for r in range(history.rowCount())]
+    assert shown[:4] == [("another new prompt", 1), ("prompt 7", 3), ("a new prompt", 1), (f"prompt {_COUNT - 1}", 1)]
+    assert shown == [(r.prompt, r.uses) for r in window.controller.store.prompts()]  # as a reload would show it
+    # the selection stays on its entry, below the three at the top now
+    assert selected.row() == view.currentIndex().row() == 8 and history.record(8).prompt == f"prompt {_COUNT - 6}"
+    assert view.visualRect(history.index(0)).height() == view.visualRect(history.index(1)).height() > 0
+    assert view.visualRect(history.index(0)).width() == view.viewport().width()  # rows as wide as the list
