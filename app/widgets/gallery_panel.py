@@ -94,16 +94,18 @@ class GalleryPanel(QWidget):
         model.notice.connect(controller.error.emit)
         self.undo_button.setEnabled(model.undo_count > 0)  # deletions of an earlier session too
         bind_enabled(model, "has_trash", self.empty_trash_button)
-        # Only while the grid has the focus: window-wide, it clashed with the history's Delete, and Qt runs
-        # neither of two shortcuts with one key in one window (activatedAmbiguously).
-        delete = QShortcut(QKeySequence.StandardKey.Delete, self.view, self.delete_selected)
-        delete.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        # Ctrl+Z undoes a delete only in the gallery: window-wide, it was taken from the history list and the
-        # model panel too, bringing images back when the user meant the prompt they had just replaced.
-        undo = QShortcut(QKeySequence.StandardKey.Undo, self, controller.undo_delete)
-        undo.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_image)
-        QShortcut(QKeySequence.StandardKey.Save, self, self.save_as)
+        # The keys act on the gallery's selection only while the focus is in the gallery. Window-wide, Delete
+        # clashed with the history's (Qt runs neither of two shortcuts with one key in one window), Ctrl+Z
+        # brought images back when the user meant the prompt they had just replaced, Ctrl+C in the history or
+        # the LoRA panel copied the gallery's picture, and Ctrl+S in the prompt box saved a picture the user
+        # may not even see. (A text field in the gallery keeps its own Ctrl+Z and Ctrl+C: it takes them first.)
+        # (``context=`` as a keyword, without the slot: PySide6 drops a context given with a slot.)
+        keys = ((QKeySequence.StandardKey.Delete, self.view, self.delete_selected),  # the grid and its viewport
+                (QKeySequence.StandardKey.Copy, self.view, self.copy_image),
+                (QKeySequence.StandardKey.Undo, self, controller.undo_delete),  # anywhere in the gallery
+                (QKeySequence.StandardKey.Save, self, self.save_as))  # fmt: skip
+        for key, widget, slot in keys:
+            QShortcut(key, widget, context=Qt.ShortcutContext.WidgetWithChildrenShortcut).activated.connect(slot)
 
         # Two rows of four: eight buttons in one made the gallery at least 770 px wide, and with the docks beside
         # it the window could not be narrower than 1386 px (wider than a 1366x768 laptop screen). Four rows of two

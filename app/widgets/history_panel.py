@@ -4,7 +4,7 @@ Ctrl+Z brings back what it held), search, remove, clear."""
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -81,12 +81,16 @@ class HistoryPanel(QWidget):
         # A click only selects (to remove, or to look): reused on a click, an entry replaced the prompt being
         # typed. Double-click or Enter puts it in the prompt box, as in file managers and other apps' histories.
         self.view.doubleClicked.connect(self.reuse)
-        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            enter = QShortcut(QKeySequence(key), self.view, self._reuse_current)
-            enter.setContext(Qt.ShortcutContext.WidgetShortcut)
-        # Only while the list has the focus: window-wide, it clashed with the gallery's Delete (Qt then runs neither).
-        delete = QShortcut(QKeySequence.StandardKey.Delete, self.view, self.remove_selected)
-        delete.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        # The keys act only while the list has the focus: window-wide, Delete clashed with the gallery's (Qt then
+        # runs neither). Ctrl+C copies the whole prompts: the list's own Ctrl+C copied the line shown, cut with "…"
+        # and its use count after it. (``context=`` as a keyword, without the slot: PySide6 drops a context given
+        # with a slot.)
+        keys = ((QKeySequence(Qt.Key.Key_Return), self._reuse_current),
+                (QKeySequence(Qt.Key.Key_Enter), self._reuse_current),
+                (QKeySequence(QKeySequence.StandardKey.Delete), self.remove_selected),
+                (QKeySequence(QKeySequence.StandardKey.Copy), self.copy_selected))  # fmt: skip
+        for key, slot in keys:
+            QShortcut(key, self.view, context=Qt.ShortcutContext.WidgetWithChildrenShortcut).activated.connect(slot)
         layout = QVBoxLayout(self)
         layout.addWidget(top)
         layout.addWidget(self.view)
@@ -100,10 +104,18 @@ class HistoryPanel(QWidget):
         if index.isValid():
             self.reuse(index)
 
+    def selected_rows(self) -> list[int]:
+        return sorted({i.row() for i in self.view.selectionModel().selectedIndexes()})
+
     def remove_selected(self) -> None:
-        rows = sorted({i.row() for i in self.view.selectionModel().selectedIndexes()})
-        if rows:
+        if rows := self.selected_rows():
             self.controller.forget_prompts(rows)
+
+    def copy_selected(self) -> None:
+        """The selected entries' prompts, whole, one after the other in the list's order."""
+        if rows := self.selected_rows():
+            history = self.controller.history
+            QGuiApplication.clipboard().setText("\n".join(history.record(row).prompt for row in rows))
 
     def _clear(self) -> None:
         answer = QMessageBox.question(self, "Clear prompt history", "Forget every prompt in the history?")
