@@ -6,6 +6,7 @@ import bisect
 import logging
 import os
 import sqlite3
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +37,7 @@ from app.image_files import (
     restore_from_trash,
 )
 from app.observable import Prop
-from app.reconcile import finish_interrupted_moves
+from app.reconcile import FolderImport, finish_interrupted_moves
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
 from app.wording import counted
@@ -170,6 +171,18 @@ def _order(record: ImageRecord) -> tuple[float, int]:
     return -record.created, -record.id
 
 
+def _spelling(rel_path: str) -> str:
+    """``rel_path`` as a file system that ignores case and Unicode normalization compares it."""
+    return unicodedata.normalize("NFC", rel_path).casefold()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there
+        return False
+
+
 def _placeholder(text: str) -> QImage:
     image = QImage(THUMB_SIZE, THUMB_SIZE, QImage.Format.Format_ARGB32)
     image.fill(QColor(128, 128, 128, 60))
@@ -197,13 +210,10 @@ class GalleryModel(QAbstractListModel):
         self._row_of_path: dict[str, int] | None = None
         self._search = ""
         self._favorites_only = False
-        # Deletions stay undoable across restarts: the trash is in the database, the latest deletion last. One
-        # entry per delete action, holding every image it moved: one Undo brings back what one Delete removed.
-        self._undo: list[list[ImageRecord]] = [
-            batch
-            for batch in ([r for r in b if (data.trash / r.path).is_file()] for b in store.trash_batches())
-            if batch
-        ]
+        self._undo = self._undo_batches()
+        # The old trash of another drive is gathered while the window is up (``wait_for_gather``): Undo and Empty
+        # trash wait for it, as they would act on a trash half there.
+        self._gathering = False
         self.thumbnails = ThumbnailCache(parent=self)
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
         self._loading = _placeholder("…")
@@ -211,6 +221,42 @@ class GalleryModel(QAbstractListModel):
         self._unreadable = _placeholder("unreadable")
         self._trash_changed()
         self.reload()
+
+    def _undo_batches(self) -> list[list[ImageRecord]]:
+        """Deletions stay undoable across restarts: the trash is in the database, the latest deletion last. One
+        entry per delete action, holding every image it moved whose file is in the trash: one Undo brings back
+        what one Delete removed."""
+        trash = self._data.trash
+        batches = ([r for r in b if (trash / r.path).is_file()] for b in self._store.trash_batches())
+        return [batch for batch in batches if batch]
+
+    def wait_for_gather(self, folder_import: FolderImport) -> None:
+        """Undo and Empty trash wait for ``folder_import`` to gather the old trash, if it has one to (they are
+        greyed, and refused with a word if asked for meanwhile); deleting goes on (the gathering never replaces a
+        file in the trash). Then the undo list is read again, its files now in the trash."""
+        if not folder_import.gathering:
+            return
+        self._gathering = True
+        folder_import.trash_gathered.connect(self._trash_gathered)
+        self._trash_changed()
+
+    def _trash_gathered(self, changed: bool, back: list[str]) -> None:
+        self._gathering = False
+        self._undo = self._undo_batches()
+        for rel in back:  # shown as missing while the file was away: read again
+            self.thumbnails.forget(absolute(self._data, rel))
+        if changed:
+            self.reload()
+        self._trash_changed()
+
+    def _refused_while_gathering(self, what: str) -> bool:
+        """Whether ``what`` (Undo delete, Empty trash) must wait for the old trash, said if so."""
+        if self._gathering:
+            self.notice.emit(EngineError(
+                "notice", f"{what} waits until the old trash folder {self._data.other_trash} is moved into the trash "
+                f"folder {self._data.trash}: it is on another drive, and its files are being copied (the status bar "
+                "says how far).", f"Try {what} again once that is done. Deleting images works meanwhile."))  # fmt: skip
+        return self._gathering
 
     # ---- Qt model API -------------------------------------------------------------------------------------
 
@@ -333,12 +379,13 @@ class GalleryModel(QAbstractListModel):
 
     def _clear_trash_name(self, rel_path: str) -> None:
         """A file in the trash under ``rel_path`` (a deleted image, or one the database no longer knows) is
-        renamed, not replaced: deleting or adding an image of that name must not destroy it."""
+        renamed, not replaced: deleting or adding an image of that name must not destroy it. The deleted image
+        whose file it is follows it, also under another spelling of the name (``_owners``)."""
         if not (self._data.trash / rel_path).exists():
             return
+        owners = self._owners(rel_path, [record for batch in self._undo for record in batch])
         new_rel = rename_in_trash(self._data, rel_path, taken=self._store.has_path)
-        for trashed in (record for batch in self._undo for record in batch):
-            if trashed.path == rel_path:
+        for trashed in owners:
                 try:
                     self._store.set_path(trashed.id, new_rel)
                 except BaseException:
@@ -409,10 +456,22 @@ class GalleryModel(QAbstractListModel):
 
     def _in_trash_already(self, record: ImageRecord) -> bool:
         """Whether the file of ``record`` (a row in the gallery) is in the trash under its name: a delete whose
-        commit failed could not move it back. It is that row's file, as start-up would take it: renamed out of
-        the way as another's, it was left with no row (Undo brought the entry back missing, Empty trash deleted
-        the picture)."""
-        return not self.path_of(record).exists() and (self._data.trash / record.path).is_file()
+        commit failed could not move it back. It is that row's file, as start-up would take it, unless an image
+        in the trash has it (``_owners``): renamed out of the way as another's, it was left with no row (Undo
+        brought the entry back missing, Empty trash deleted the picture); taken when it was another's, Undo
+        brought that picture back as this entry's, and the other image without it."""
+        if self.path_of(record).exists() or not (self._data.trash / record.path).is_file():
+            return False
+        return not self._owners(record.path, [r for batch in self._store.trash_batches() for r in batch])
+
+    def _owners(self, rel_path: str, trashed: list[ImageRecord]) -> list[ImageRecord]:
+        """Those of the ``trashed`` images whose file is the one in the trash under ``rel_path``: its own name, or
+        another spelling of it where the file system takes both for one (case on Windows, macOS and a USB
+        drive's exFAT; Unicode normalization on macOS). The database's paths are unique only as written."""
+        key = _spelling(rel_path)
+        trash = self._data.trash
+        return [r for r in trashed if _spelling(r.path) == key and (r.path == rel_path or _same_file(trash / r.path,
+                trash / rel_path))]  # fmt: skip
 
     def _trash_moved(self, records: list[ImageRecord], when: float) -> None:
         """Marks the rows of files just moved to the trash as trashed, in one commit; when that fails the files
@@ -434,9 +493,9 @@ class GalleryModel(QAbstractListModel):
             self.thumbnails.forget(self.path_of(record))
 
     def _trash_changed(self) -> None:
-        self.trash_changed.emit(len(self._undo))
+        self.trash_changed.emit(self.undo_count)
         # The folder is looked at only when Undo has nothing.
-        self.has_trash = bool(self._undo) or bool(self._trash_files()[0])
+        self.has_trash = not self._gathering and (bool(self._undo) or bool(self._trash_files()[0]))
 
     def _trash_files(self) -> tuple[list[Path], list[str]]:
         """(the files Empty trash deletes: those of images in the trash and those no row has; the paths of entries
@@ -462,8 +521,8 @@ class GalleryModel(QAbstractListModel):
 
     @property
     def undo_count(self) -> int:
-        """How many deletions (delete actions) Undo can still bring back."""
-        return len(self._undo)
+        """How many deletions (delete actions) Undo can bring back now (none while the old trash is gathered)."""
+        return 0 if self._gathering else len(self._undo)
 
     def undo_delete(self) -> bool:
         """Brings back every image of the last deletion. Stops at the first OSError/sqlite3.Error met: that
@@ -474,7 +533,7 @@ class GalleryModel(QAbstractListModel):
         row, took 2.1 s for 500 images of 30,000): a crash before it leaves files back whose rows still say
         "trashed", which start-up finishes (``app.reconcile``), as it did for one image. The rows that came back
         are put in the grid where they belong; the others stay as they were (scroll position, selection)."""
-        if not self._undo:
+        if self._refused_while_gathering("Undo delete") or not self._undo:
             return False
         batch = self._undo[-1]
         back: list[_Back] = []
@@ -568,6 +627,8 @@ class GalleryModel(QAbstractListModel):
         on Windows, read-only) does not stop the others: they are all tried, then ``TrashPartlyEmptied`` names
         the ones left. ``DataDirMoved`` before anything changed when the data folder moved away: the database
         open in the moved folder would forget its trashed rows while their files, in the moved trash, stayed."""
+        if self._refused_while_gathering("Empty trash"):
+            return 0
         self._data.check_in_place()
         deleted, shown = self._trash_files()
         if shown:

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.data_dir import DataDir
 from app.engine_errors import is_disk_full
-from gpu.atomic import atomic_write_with, remove_stale_temps
+from gpu.atomic import atomic_write_with, remove_stale_temps, scratch_prefix
 from gpu.errors import OutputError
 from gpu.generation.png_metadata import PNG_SIGNATURE
 from gpu.paths import first_free_path
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from gpu.generation.png_metadata import ImageSettings
 
 log = logging.getLogger(__name__)
+
+# Held while a name in the trash is checked and taken: the old trash of another drive is gathered on a thread while
+# the user deletes images (``gather_trash``), and neither may replace the file the other just put there.
+_TRASH_NAMES = threading.Lock()
 
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
@@ -115,7 +120,12 @@ def move_to_trash(data: DataDir, rel_path: str) -> None:
     source = absolute(data, rel_path)
     target = data.trash / rel_path
     target.parent.mkdir(parents=True, exist_ok=True)
-    if source.exists():
+    with _TRASH_NAMES:
+        if not source.exists():
+            return
+        if os.path.lexists(target):  # gathered from the old trash since the caller cleared the name: kept
+            raise FileExistsError(errno.EEXIST, "a file of that name was just moved into the trash from the old "
+                                  "trash folder; delete the image again", str(target))  # fmt: skip
         os.replace(source, target)
 
 
@@ -139,12 +149,15 @@ def restore_from_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool
     return relative(data, target)
 
 
-def rename_in_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] | None = None) -> str:
+def rename_in_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] | None = None,
+                    trash: Path | None = None) -> str:  # fmt: skip
     """Gives an image in the trash a name that no file in the images folder or the trash has, nor any name
     ``taken`` says is held (gallery rows whose file is missing: the row's new path would break the database's
-    unique paths, and Undo failed on it every time), so that another image can take its old one; returns it."""
+    unique paths, and Undo failed on it every time), so that another image can take its old one; returns it.
+    ``trash``: the folder it is in, when not ``data.trash`` (the old trash, still to be gathered)."""
     new_rel = relative(data, free_image_path(data, absolute(data, rel_path), taken=taken))
-    os.replace(data.trash / rel_path, data.trash / new_rel)
+    trash = trash or data.trash
+    os.replace(trash / rel_path, trash / new_rel)
     return new_rel
 
 
@@ -164,7 +177,17 @@ class NameTaken(FileExistsError):
     """A different file already holds the name a file of the old trash would take in the trash."""
 
 
-def gather_trash(data: DataDir) -> TrashGathered:
+def gathers_across_drives(data: DataDir) -> bool:
+    """Whether ``gather_trash`` has an old trash to gather from another drive: a copy of each file (minutes for
+    gigabytes on a USB drive), which the app does after its window shows. On one drive it is a rename per file."""
+    try:
+        return data.other_trash.is_dir() and os.stat(data.other_trash).st_dev != os.stat(data.trash).st_dev
+    except OSError:  # no trash (yet), or unreadable: gathered at once, where the failure is said
+        return False
+
+
+def gather_trash(data: DataDir, stop: threading.Event | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> TrashGathered:  # fmt: skip
     """Moves the files of the trash's other place (``DataDir.other_trash``: the trash of an earlier start, before
     images/ moved to another drive or back) into ``data.trash``, under the same names, so that Undo, Empty trash
     and start-up's repairs find them: left there, Undo lost them, Empty trash never freed them, and a file a failed
@@ -175,7 +198,11 @@ def gather_trash(data: DataDir) -> TrashGathered:
     the next start finishes it (a copy found in place, the same bytes, lets the original go). A file that cannot be
     moved, or finds a different file under its name, stays where it is (nothing is deleted), logged, for the caller
     to say; the others still move (one such file held back every file after it, at every start). A full disk ends
-    it: every file after would fail the same way."""
+    it: every file after would fail the same way.
+
+    ``stop`` set (the app closing) ends it between two files, the rest left for the next start; ``progress`` is
+    told (files done, files in all) before each file. No file of the trash is ever replaced: the user may delete
+    images meanwhile (``_TRASH_NAMES``)."""
     old = data.other_trash
     try:
         if not old.is_dir() or (data.trash.is_dir() and os.path.samefile(old, data.trash)):
@@ -186,6 +213,10 @@ def gather_trash(data: DataDir) -> TrashGathered:
         return TrashGathered(left=[str(old)], why=exc.strerror or str(exc))
     done = TrashGathered()
     for at, source in enumerate(files):
+        if stop is not None and stop.is_set():
+            break
+        if progress is not None:
+            progress(at, len(files))
         target = data.trash / source.relative_to(old)
         try:
             _move_whole(source, target)
@@ -215,11 +246,11 @@ def gather_trash(data: DataDir) -> TrashGathered:
 def _move_whole(source: Path, target: Path) -> None:
     """``source`` to ``target``, never replacing a file there and never leaving half a copy in its place (see
     ``gather_trash``). A file already at ``target`` with the same bytes is the copy of an earlier start cut short:
-    ``source`` goes; a different one is ``NameTaken``."""
+    ``source`` goes; a different one is ``NameTaken``. Across drives the copy is made under a hidden name beside
+    ``target`` first, and takes its name only if no file has it by then: a delete may have put one there during
+    the copy."""
     if os.path.lexists(target):
-        if (there := file_fingerprint(target)) is None or there != file_fingerprint(source):
-            raise NameTaken(errno.EEXIST, "a different file of that name is in the trash already", str(target))
-        os.unlink(source)
+        _let_go_if_same(source, target)
         return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -228,13 +259,39 @@ def _move_whole(source: Path, target: Path) -> None:
             raise
         raise OSError(exc.errno, f"{in_the_way} is a file, not a folder", str(target.parent)) from exc
     try:
-        os.rename(source, target)
+        _rename_if_free(source, target)
+        return
+    except NameTaken:
+        _let_go_if_same(source, target)
         return
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-    remove_stale_temps(target)  # the scratch copy of an earlier start that was cut short
-    atomic_write_with(target, lambda scratch: shutil.copy2(source, scratch))  # synced, renamed into place whole
+    copy = target.with_name(f"{scratch_prefix(target)}gathered")  # hidden: no listing takes it for a picture
+    for cut_short in (copy, target):  # the scratch copies of an earlier start (of a version that wrote ``target``)
+        remove_stale_temps(cut_short)
+    atomic_write_with(copy, lambda scratch: shutil.copy2(source, scratch))  # synced, renamed into place whole
+    try:
+        _rename_if_free(copy, target)
+    except NameTaken:
+        os.unlink(copy)
+        _let_go_if_same(source, target)
+        return
+    os.unlink(source)
+
+
+def _rename_if_free(source: Path, target: Path) -> None:
+    """One rename of ``source`` to ``target``; ``NameTaken`` when a file has that name (a rename replaces it)."""
+    with _TRASH_NAMES:
+        if os.path.lexists(target):
+            raise NameTaken(errno.EEXIST, "a different file of that name is in the trash already", str(target))
+        os.rename(source, target)
+
+
+def _let_go_if_same(source: Path, target: Path) -> None:
+    """Removes ``source`` when ``target`` holds the same bytes; else ``NameTaken``."""
+    if (there := file_fingerprint(target)) is None or there != file_fingerprint(source):
+        raise NameTaken(errno.EEXIST, "a different file of that name is in the trash already", str(target))
     os.unlink(source)
 
 

@@ -120,8 +120,10 @@ class MainWindow(QMainWindow):
             self.settings, self.settings_writable = exc.settings, False
             refused.append(EngineError("user", str(exc), exc.hint))
         self.controller = AppController(data, self.settings)
-        # What start-up repaired (a damaged settings file or database): shown once the window is up.
-        self.notices = refused + [EngineError("notice", text) for text in settings_notices] + self.controller.notices
+        # What start-up repaired (a damaged settings file or database), and what its check of the images folder
+        # could not do (``ReconcileReport.notices``): shown together once the window is up.
+        self.notices = (refused + [EngineError("notice", text) for text in settings_notices] + self.controller.notices
+                        + self.controller.reconcile_report.notices)  # fmt: skip
         self._closed = False
         self._autosave_said = False  # a failed autosave was said; again only after one succeeded
         self._autosave = QTimer(self)
@@ -167,6 +169,7 @@ class MainWindow(QMainWindow):
         bind(folder_import, "status", self.import_label)
         self.import_label.setVisible(bool(folder_import.status))
         folder_import.status_changed.connect(self._show_import_status)
+        folder_import.notice.connect(self.show_error)  # the old trash of another drive, gathered after start-up
         if missing := self.controller.reconcile_report.missing:
             self.statusBar().showMessage(f"Gallery check: {counted(missing, 'missing file')} flagged.", 15000)
         self.resize(1280, 800)

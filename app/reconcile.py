@@ -12,7 +12,10 @@ as it is: two different pictures are never merged.
 
 The trash is first gathered in one place (``gather_trash``): images/ moved to another drive, or back, since the last
 start puts the trash elsewhere, and the files in the old one would be out of reach of Undo, Empty trash and the
-repairs below.
+repairs below. On one drive that is a rename per file, done before the window shows; from another drive it is a copy
+per file (minutes for gigabytes on a USB drive), done by ``FolderImport`` once the window is up. Meanwhile the old
+trash counts as part of the trash for the repairs below, an entry whose picture waits there is not flagged missing,
+and the repairs are done again for the files gathered (``repair_after_gather``).
 
 A delete or an undo interrupted between moving the file and committing its row is finished the safe way: an
 image whose row is not in the trash but whose file is comes back into the gallery; a trashed row whose file was
@@ -35,7 +38,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +48,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
 from app.image_files import (
+    TrashGathered,
     file_fingerprint,
     gather_trash,
+    gathers_across_drives,
     is_png,
     png_paths,
     read_image_settings,
@@ -85,19 +90,29 @@ class ReconcileReport:
     repaired: int = 0  # deletes / undos interrupted half-way, finished
     moved: int = 0  # missing entries whose picture was found under another name, and took it over
     unnamed: list[str] = field(default_factory=list)  # PNGs not imported: their names are no valid text (shown)
-    # What the check could not do, for the user (said once the window is up: ``FolderImport.start``)
+    # What the check could not do, for the user: the window says it with its other start-up notices
     notices: list[EngineError] = field(default_factory=list)
+    # The old trash is on another drive: ``FolderImport`` gathers it once the window is up (Undo and Empty trash
+    # wait for it)
+    gather_later: bool = False
 
 
 def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[int, bool, bool]],
-                             on_disk: dict[str, str]) -> int:  # fmt: skip
+                             on_disk: dict[str, str], waiting: Container[str] = ()) -> int:  # fmt: skip
     """Finishes the deletes and undos a crash cut short (see the module's text); ``rows``: ``store.all_paths()``,
     ``on_disk``: ``png_paths(data.images)``, updated with the files moved back. Also what Empty trash does first
-    (``GalleryModel.empty_trash``): a file a failed delete could not move back is its entry's picture, not trash."""
+    (``GalleryModel.empty_trash``): a file a failed delete could not move back is its entry's picture, not trash.
+    ``waiting``: the pictures of the old trash, on another drive, not gathered yet: in the trash all the same (a
+    trashed entry's name taken in the images folder is given up there), and a picture to move back is left for
+    ``repair_after_gather`` (a copy across drives)."""
     repaired = 0
     in_trash_folder = png_paths(data.trash)
     for rel, (row_id, _missing, trashed) in rows.items():
         in_trash = rel in in_trash_folder
+        if not in_trash and rel in waiting:
+            if trashed and rel in on_disk:
+                store.set_path(row_id, rename_in_trash(data, rel, taken=store.has_path, trash=data.other_trash))
+            continue
         if not trashed and rel not in on_disk and in_trash and is_png(data.trash / rel):
             # deleted, but the app died before the row said so: the deletion never happened
             rel_back = restore_from_trash(data, rel)
@@ -183,41 +198,70 @@ def _learn_sizes(store: Store, on_disk: dict[str, str]) -> None:
         store.set_file_sizes(sizes)
 
 
-def _gather_trash(data: DataDir) -> list[EngineError]:
-    """``gather_trash``, and what to tell the user of the files of the old trash that could not be moved: a name
+def gather_notice(data: DataDir, gathered: TrashGathered) -> EngineError | None:
+    """What to tell the user of the files of the old trash ``gather_trash`` could not move, in one notice: a name
     taken by a different file in the trash (only the user can choose which to keep), or a failure to write."""
-    gathered = gather_trash(data)
-    notices = []
+    said = []
     if clashed := gathered.clashed:
-        notices.append(_left_in_old_trash(
+        said.append(_left_in_old_trash(
             data, clashed, f"{were(len(clashed))} not moved into the trash folder {data.trash}, as a different file "
             "of the same name is already there",
             f"Look at what is left in {data.other_trash}: move a picture still wanted to a folder of your own, "
             f"delete the rest. Leave {data.trash} as it is: Undo delete brings its files back under their "
             "names."))  # fmt: skip
     if left := gathered.left:
-        notices.append(_left_in_old_trash(
+        said.append(_left_in_old_trash(
             data, left, f"could not be moved into the trash folder {data.trash} ({gathered.why})",
             f"Check that {data.trash} can be written and its drive has room: Nibble Studio tries again at its next "
             "start. Or move the files yourself into it, each in the same folder as in the old trash."))  # fmt: skip
-    return notices
+    if not said:
+        return None
+    return EngineError("notice", " ".join(m for m, _h in said), " ".join(h for _m, h in said))
 
 
-def _left_in_old_trash(data: DataDir, files: list[str], not_moved: str, hint: str) -> EngineError:
-    """The notice for ``files`` left in the old trash, ``not_moved`` saying why."""
+def _left_in_old_trash(data: DataDir, files: list[str], not_moved: str, hint: str) -> tuple[str, str]:
+    """The message and hint for ``files`` left in the old trash, ``not_moved`` saying why."""
     one = len(files) == 1
-    return EngineError(
-        "notice", f"{counted(len(files), 'file')} in the old trash folder {data.other_trash} {not_moved}: Undo "
-        f"delete and Empty trash do not see {'it' if one else 'them'}. {'It was' if one else 'They were'} left where "
-        f"{'it is' if one else 'they are'}, nothing was deleted ({named_few(files)}).", hint)  # fmt: skip
+    return (f"{counted(len(files), 'file')} in the old trash folder {data.other_trash} {not_moved}: Undo delete and "
+            f"Empty trash do not see {'it' if one else 'them'}. {'It was' if one else 'They were'} left where "
+            f"{'it is' if one else 'they are'}, nothing was deleted ({named_few(files)}).", hint)  # fmt: skip
+
+
+def repair_after_gather(store: Store, data: DataDir) -> tuple[bool, list[str]]:
+    """After the old trash of another drive was gathered (``FolderImport``): start-up's repairs done for its files
+    (the picture of an entry in the gallery moved back, a name taken given up) and the entries whose picture did
+    not come back flagged missing. Returns whether any entry changed, and the paths of the pictures moved back."""
+    on_disk = png_paths(data.images)
+    before = set(on_disk)
+    repaired = finish_interrupted_moves(store, data, store.all_paths(), on_disk)
+    missing, found_again = _flag_missing(store, on_disk)
+    return bool(repaired or missing or found_again), [rel for rel in on_disk if rel not in before]
+
+
+def _flag_missing(store: Store, on_disk: dict[str, str], waiting: Container[str] = ()) -> tuple[int, int]:
+    """Flags missing the entries (not in the trash) whose file is not ``on_disk`` nor ``waiting`` in the old trash
+    (``finish_interrupted_moves``), un-flags those whose file is back; returns how many of each."""
+    rows = store.all_paths()
+    now_missing = [rid for rel, (rid, missing, trashed) in rows.items()
+                   if not trashed and not missing and rel not in on_disk and rel not in waiting]  # fmt: skip
+    back = [rid for rel, (rid, missing, trashed) in rows.items() if missing and rel in on_disk]
+    if now_missing:
+        store.set_missing(now_missing, True)
+    if back:
+        store.set_missing(back, False)
+    return len(now_missing), len(back)
 
 
 def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str, str]]:
     """Everything ``reconcile`` does but importing the new files, which it returns (path relative to the images
     folder -> path; not yet opened, so some may be no PNG). A matter of listing the folder and of the files a
     missing entry may have become: the window waits for it, and for no import."""
-    report = ReconcileReport()
-    report.notices.extend(_gather_trash(data))
+    report = ReconcileReport(gather_later=gathers_across_drives(data))
+    waiting: Container[str] = ()
+    if report.gather_later:  # after the window shows
+        waiting = png_paths(data.other_trash)
+    elif (notice := gather_notice(data, gather_trash(data))) is not None:
+        report.notices.append(notice)
     rows = store.all_paths()
     # No file is opened here: opening every file for its signature (30,000 at every start) took most of the
     # start-up. A file with a row is its picture, whatever is in it now (the gallery says "unreadable"); a new
@@ -228,10 +272,11 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
         if is_png(path):
             report.unnamed.append(shown_name(path))
             log.warning("not imported, its name is no valid text: %s", report.unnamed[-1])
-    report.repaired = finish_interrupted_moves(store, data, rows, on_disk)
+    report.repaired = finish_interrupted_moves(store, data, rows, on_disk, waiting)
     rows = store.all_paths()
     new = {rel: path for rel, path in on_disk.items() if rel not in rows}
-    gone = {rid for rel, (rid, _missing, trashed) in rows.items() if not trashed and rel not in on_disk}
+    gone = {rid for rel, (rid, _missing, trashed) in rows.items()
+            if not trashed and rel not in on_disk and rel not in waiting}  # fmt: skip
     moved = _take_over_moved(store, new, gone) if new and gone else set()
     report.moved = len(moved)
     for rel in moved:
@@ -239,17 +284,7 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     if new:  # a first start with a folder of images reads each: it can take minutes
         log.info("importing %d new file(s) found in the images folder", len(new))
     _learn_sizes(store, on_disk)
-    rows = store.all_paths()  # the rows taken over have their new paths
-    now_missing = [
-        rid for rel, (rid, missing, trashed) in rows.items() if not trashed and not missing and rel not in on_disk
-    ]
-    back = [rid for rel, (rid, missing, trashed) in rows.items() if missing and rel in on_disk]
-    if now_missing:
-        store.set_missing(now_missing, True)
-    if back:
-        store.set_missing(back, False)
-    report.missing = len(now_missing)
-    report.found_again = len(back)
+    report.missing, report.found_again = _flag_missing(store, on_disk, waiting)  # the rows taken over: moved
     return report, new
 
 
@@ -317,9 +352,13 @@ def _import_batches(new: dict[str, str], stop: threading.Event, seconds: float) 
 
 
 def reconcile(store: Store, data: DataDir) -> ReconcileReport:
-    """``check_folder``, then the new files imported before it returns. The app imports them after its window is
-    up instead (``FolderImport``)."""
+    """``check_folder``, then the old trash of another drive gathered and the new files imported before it returns.
+    The app does both after its window is up instead (``FolderImport``)."""
     report, new = check_folder(store, data)
+    if report.gather_later:  # no window to show first
+        if (notice := gather_notice(data, gather_trash(data))) is not None:
+            report.notices.append(notice)
+        repair_after_gather(store, data)
     for rows in _import_batches(new, threading.Event(), math.inf):
         store.add_images(rows)
         report.imported += len(rows)
@@ -341,20 +380,32 @@ class FolderImport(QObject):
     them (files only), at most ``_IN_FLIGHT`` batches ahead; each batch is committed on the Qt thread, the one the
     Store's connection belongs to, then handed to the gallery (``imported``). ``status`` says how far it is.
     ``stop`` (closing the window) drops what was read and not committed: every batch is one commit, so nothing is
-    half-recorded, and the files without a row are imported at the next start."""
+    half-recorded, and the files without a row are imported at the next start.
+
+    Before the import, the same thread gathers the old trash of another drive (``ReconcileReport.gather_later``):
+    copied across drives, it held the window back for minutes with nothing on screen. ``gathering`` says it is
+    under way (the gallery's Undo and Empty trash wait for it); closing stops it between two files, the rest
+    gathered at the next start."""
 
     status = Prop("")
     status_changed = Signal(str)
-    running = Prop(False)  # from the start, while files are left to import (also before ``start``)
+    running = Prop(False)  # from the start, while files are left to import or gather (also before ``start``)
     running_changed = Signal(bool)
+    gathering = Prop(False)  # from the start, until the old trash is gathered and the repairs done after it
+    gathering_changed = Signal(bool)
+    # At the end of the gathering: whether entries changed, and the paths of the pictures moved back to the images
+    # folder (``repair_after_gather``)
+    trash_gathered = Signal(bool, list)
     imported = Signal(list)  # list[ImageRecord] of a batch just committed
     history_changed = Signal()  # at the end, when images gave the history prompts back (after a damaged database)
-    # EngineError notices: what the start-up check could not do (``ReconcileReport.notices``, at ``start``), files
-    # the database refused (at the end), or why the import stopped (the database could not take a batch, the
-    # reading broke off)
+    # EngineError notices: files the database refused (at the end), or why the import stopped (the database could
+    # not take a batch, the reading broke off)
     failed = Signal(object)
+    notice = Signal(object)  # EngineError: the files of the old trash that could not be gathered (``gather_notice``)
     _read = Signal(object)  # the rows of a batch, from the thread, queued here
     _done = Signal(str)  # from the thread, after its last batch: "" when all was read, else why the reading stopped
+    _moving = Signal(int, int)  # from the thread: files of the old trash gathered, of how many
+    _gathered = Signal(object)  # from the thread: the old trash gathered (TrashGathered)
 
     def __init__(self, store: Store, data: DataDir, new: dict[str, str], report: ReconcileReport,
                  recovery: Recovery | None = None, parent: QObject | None = None) -> None:  # fmt: skip
@@ -366,25 +417,24 @@ class FolderImport(QObject):
         self._in_flight = threading.Semaphore(_IN_FLIGHT)  # taken by the thread per batch, given back as committed
         self._thread: threading.Thread | None = None
         self._prompts_added = False
-        self._started = False
         self._refused: list[str] = []  # the files the database refused (their paths in the images folder)
         self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
         self._done_shown.timeout.connect(self._clear_status)
         self._read.connect(self._on_read)
         self._done.connect(self._on_done)
-        self.running = bool(new)
+        self._moving.connect(self._on_moving)
+        self._gathered.connect(self._on_gathered)
+        self.gathering = report.gather_later
+        self.running = bool(new) or self.gathering
 
     def start(self) -> None:
-        if not self._started:  # the check's notices said once
-            self._started = True
-            for notice in self.report.notices:
-                self.failed.emit(notice)
         if self._thread is not None:
             return
         if not self.running:  # nothing left: a recovery's last batch was committed by a start cut short after it
             self._end_recovery()
             return
-        self.status = f"Importing {counted(len(self._new), 'image')} from the images folder…"
+        self.status = ("Moving the old trash…" if self.gathering
+                       else f"Importing {counted(len(self._new), 'image')} from the images folder…")  # fmt: skip
         # A daemon: a quit does not wait for the file it reads (it writes nothing); no QThread Qt could abort on.
         self._thread = threading.Thread(target=self._run, name="Image import", daemon=True)
         self._thread.start()
@@ -406,6 +456,11 @@ class FolderImport(QObject):
         off: an error here left the status at "Importing N images…" for good, with nothing said."""
         why = ""
         try:
+            if self.gathering:
+                gathered = gather_trash(self._data, self._stop, self._moving.emit)
+                if self._stop.is_set():
+                    return
+                self._gathered.emit(gathered)
             for rows in _import_batches(self._new, self._stop, _BATCH_SECONDS):
                 self._in_flight.acquire()  # given back by ``_on_read``, or by ``_halt``
                 if self._stop.is_set():
@@ -419,6 +474,27 @@ class FolderImport(QObject):
             if not self._stop.is_set():
                 with contextlib.suppress(RuntimeError):  # this object is gone with its window: no one to tell
                     self._done.emit(why)
+
+    def _on_moving(self, done: int, files: int) -> None:
+        if self.gathering and not self._stop.is_set():
+            self.status = f"Moving the old trash: {done} of {counted(files, 'file')}…"
+
+    def _on_gathered(self, gathered: TrashGathered | None) -> None:
+        """On the Qt thread: the old trash gathered (None: the gathering broke off), start-up's repairs done for its
+        files, the gallery told, and what could not be moved said."""
+        if self._stop.is_set() or not self.gathering:
+            return
+        changed, back = False, []
+        try:
+            changed, back = repair_after_gather(self._store, self._data)
+        except (sqlite3.Error, OSError):  # as at start-up (``AppController``): the next start repairs it
+            log.exception("the repairs after gathering the old trash failed")
+        self.gathering = False
+        self.trash_gathered.emit(changed, back)
+        if self._new:
+            self.status = f"Importing {counted(len(self._new), 'image')} from the images folder…"
+        if gathered is not None and (notice := gather_notice(self._data, gathered)) is not None:
+            self.notice.emit(notice)
 
     def _on_read(self, rows: list[ImportRow]) -> None:
         """On the Qt thread: a batch committed (with its stars and history entries after a damaged database)."""
@@ -467,6 +543,7 @@ class FolderImport(QObject):
         """On the Qt thread: every file read, or the reading broke off (``why``)."""
         if self._stop.is_set():  # closing, or a batch the database could not take ended it already
             return
+        self._on_gathered(None)  # broken off while gathering: Undo and Empty trash must not wait for good
         if not why:
             self._finish()
             return

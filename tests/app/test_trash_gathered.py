@@ -1,48 +1,58 @@
 """The trash of an earlier start (``DataDir.other_trash``) gathered into today's, on one drive: by a rename; when a
-file cannot be moved, it stays where it is, and the user is told once. On the store and the folders (no window)."""
+file cannot be moved, it stays where it is, and the user is told once, with the other start-up notices."""
 
 from __future__ import annotations
 
 from PIL import Image
+from PySide6.QtCore import QCoreApplication
 
 from app.data_dir import IMAGES_TRASH, DataDir
 from app.image_files import free_image_path
-from app.reconcile import FolderImport, check_folder
+from app.reconcile import check_folder
 from app.store import Store
 from gpu.generation.png_metadata import write_png
+from tests.app import gui
+from tests.app.gui import window_without_engine
 
 
-def test_a_trash_that_cannot_be_gathered_is_left_whole_and_said_once(qtbot, tmp_path):
+def test_a_trash_that_cannot_be_gathered_is_left_whole_and_said_with_the_start_up_notices(qtbot, tmp_path):
     """images/ copied back with its .trash beside a data/trash that holds a deleted image: the trash is then
     images/.trash, and the deleted image must follow. A file in the way of its folder there: it stays in
-    data/trash (not deleted), and the start-up notice says so once, naming both folders."""
+    data/trash (not deleted), and one notice says so, naming both folders, in the start-up notices' dialog with
+    the others (was: a dialog of its own after them, sent as a failure of the start-up import)."""
     data = DataDir(tmp_path / "data").create()
     picture = write_png(data.trash / "d" / "1.png", Image.new("RGB", (8, 8)), {"prompt": "fox"}).read_bytes()
     store = Store(data.database)
     store.add_images([("d/1.png", {"prompt": "fox"}, 1.0, None, None)])
     store.set_trashed_many([(1, None, None)], True, when=1.0)
+    store.close()
     (data.images / IMAGES_TRASH).mkdir()
     (data.images / IMAGES_TRASH / "d").write_text("in the way")
+    data.settings.write_text("{ unreadable")  # another start-up notice
     data = DataDir(data.root).create()
     assert data.trash == data.images / IMAGES_TRASH and data.other_trash == data.root / "trash"
 
-    report, new = check_folder(store, data)
+    window = window_without_engine(qtbot, data)
     assert (data.root / "trash" / "d" / "1.png").read_bytes() == picture  # left whole where it was
-    said: list = []
-    folder_import = FolderImport(store, data, new, report)
-    folder_import.failed.connect(said.append)
-    folder_import.start()
-    folder_import.start()
-    assert len(said) == 1 and said[0].kind == "notice"
-    message = said[0].message
+    folder_import = window.controller.folder_import
+    with qtbot.assertNotEmitted(folder_import.failed), qtbot.assertNotEmitted(folder_import.notice):
+        window._show_notices()  # ``start`` without the engine's
+        folder_import.start()
+        QCoreApplication.processEvents()
+    message, hint = window.error_dialog.text(), window.error_dialog.informativeText()
+    assert "Your settings file" in message  # one dialog: the notices of the start-up together
+    assert message.count("in the old trash folder") == 1
     assert f"1 file in the old trash folder {data.root / 'trash'} could not be moved into the trash folder " \
         f"{data.trash}" in message and "nothing was deleted" in message  # fmt: skip
     assert f"({data.trash / 'd'} is a file, not a folder)" in message  # was mkdir's "File exists"
-    assert str(data.root / "trash" / "d" / "1.png") in message and "next start" in said[0].hint
+    assert str(data.root / "trash" / "d" / "1.png") in message and "next start" in hint
     # a new image never takes the name it waits to have back in the trash (Undo would lose it or the new one)
     assert free_image_path(data, data.images / "d" / "1.png") == data.images / "d" / "1-2.png"
+    gui.open_windows.remove(window)
+    window.close()
 
     (data.images / IMAGES_TRASH / "d").unlink()  # out of the way: the next start moves it
+    store = Store(data.database)
     report, _new = check_folder(store, data)
     assert report.notices == [] and (data.trash / "d" / "1.png").read_bytes() == picture
     assert not (data.root / "trash").exists() and store.all_paths()["d/1.png"][2]  # still in the trash

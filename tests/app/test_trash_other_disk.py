@@ -16,7 +16,7 @@ from PIL import Image
 from app.data_dir import IMAGES_TRASH, DataDir
 from app.gallery_model import GalleryModel
 from app.image_files import TrashGathered, gather_trash
-from app.reconcile import check_folder
+from app.reconcile import reconcile
 from app.store import Store
 from gpu.atomic import scratch_prefix
 from gpu.generation.png_metadata import write_png
@@ -85,10 +85,11 @@ def test_the_trash_of_an_earlier_start_is_moved_to_the_images_drive(qtbot, data_
         data = DataDir(data_root).create()
         assert data.trash == data.images / IMAGES_TRASH
         store = Store(data.database)
-        report, _new = check_folder(store, data)
+        report = reconcile(store, data)  # all at once: the app copies after its window shows (FolderImport)
         assert (data.images / "d" / "0.png").is_file()  # was: left in data/trash, its entry without a picture
         assert not (data_root / "trash").exists()  # emptied, then removed: no second trash
-        assert report.repaired == 1 and report.notices == []
+        assert report.gather_later and report.notices == [] and report.missing == 0  # d/0.png waited, not missing
+        assert store.all_paths()["d/0.png"] == (1, False, False)
         gallery = GalleryModel(store, data)
         assert gallery.undo_count == 1 and gallery.trash_size()[0] == 1  # was: 0 and (0, 0)
         assert gallery.undo_delete() and (data.images / "d" / "1.png").is_file()
