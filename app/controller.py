@@ -117,6 +117,7 @@ class AppController(QObject):
             ))  # fmt: skip
         self.gallery = GalleryModel(self.store, data, self)
         self.folder_import.imported.connect(self.gallery.add_imported)
+        self.gallery.wait_for_gather(self.folder_import)
         self.history = HistoryModel(self.store, self)
         self.folder_import.history_changed.connect(self.history.reload)
         self.prompt = PromptState()
