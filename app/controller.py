@@ -11,6 +11,7 @@ import logging
 import shutil
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,8 @@ class AppController(QObject):
     _add_model = Signal(str)
     _remove_model = Signal(str)
     _read_library = Signal(int)  # the request's number, sent back with the list it read (library_read)
-    # threading.Event | None, set once the model is unloaded, and the run's cancel Event (EngineWorker.unload)
+    # threading.Event | None, set once the model is unloaded, and the run's answer to whether it still needs the
+    # room, a Callable[[], bool] | None (EngineWorker.unload)
     _unload = Signal(object, object)
     _start_waiting = Signal()  # jobs held back by a quantize run: a cancelled one ends at once
 
@@ -344,13 +346,10 @@ class AppController(QObject):
             self.error.emit(EngineError("user", f"The folder {folder} holds no .safetensors LoRA files{also}.",
                                         "Pick the folder that holds your FLUX.1 LoRAs (.safetensors)."))
 
-    def unload_model(self, unloaded: threading.Event | None = None, cancel: threading.Event | None = None) -> bool:
+    def unload_model(self, unloaded: threading.Event | None = None, needed: Callable[[], bool] | None = None) -> None:
         """Frees the generation model's memory for a quantize run, which needs the room: the engine unloads it once
-        the job it runs has ended (unless the run's ``cancel`` is set by then), then sets ``unloaded``. Returns
-        whether the engine runs a job now: the jobs it holds back for a quantize run, or that a run started since
-        holds back, are not waited for."""
-        self._unload.emit(unloaded, cancel)
-        return self._engine.worker.running != 0
+        the job it runs has ended (unless the run's ``needed`` says no by then), then sets ``unloaded``."""
+        self._unload.emit(unloaded, needed)
 
     def delete_images(self, rows: list[int]) -> None:
         """Gallery rows to the trash folder; a file that cannot be moved (open elsewhere, read-only folder, a

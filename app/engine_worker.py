@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -74,12 +74,23 @@ def pil_to_qimage(image: Any) -> QImage:
     return QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888).copy()
 
 
+@dataclass(frozen=True)
+class Hold:
+    """What a quantize run learns as it takes its turn (``QuantizeRuns.holding``)."""
+
+    on_gpu: bool  # counted: the jobs not started by then wait for the run
+    behind_job: bool  # a generation job had taken its turn by then: the engine's unload comes after it
+
+
 class QuantizeRuns(QObject):
-    """The quantize runs working on a CUDA device in this process (the wizard's, each on its own thread). Their GPU
-    memory budget (``gpu.streaming.engine.gpu_memory_budget``) is process-wide, and a 16 GB card holds a run or a
-    generation model, not both: a job started meanwhile was capped at the run's budget (an out-of-memory error at
-    best) and its pipeline's memory plan was made for that budget until it was loaded again. Jobs wait for the
-    runs instead (``EngineWorker.generate``) and start by themselves when the last one ends."""
+    """The quantize runs working on a CUDA device in this process (the wizard's, each on its own thread), and the
+    generation jobs they take turns with. Their GPU memory budget (``gpu.streaming.engine.gpu_memory_budget``) is
+    process-wide, and a 16 GB card holds a run or a generation model, not both: a job started meanwhile was capped
+    at the run's budget (an out-of-memory error at best) and its pipeline's memory plan was made for that budget
+    until it was loaded again. Jobs wait for the runs instead (``EngineWorker.generate``) and start by themselves
+    when the last one ends; a run started while a job runs waits for it (``QuantizeWorker.run``). Both turns are
+    taken under one lock, so a run is told exactly whether it is behind a job: the engine's own record of its job,
+    read beside the hold, missed a job that had been let through and was not yet marked running."""
 
     ended = Signal()  # the last run ended (finished, failed or cancelled)
 
@@ -87,29 +98,44 @@ class QuantizeRuns(QObject):
         super().__init__()
         self._lock = threading.Lock()
         self._count = 0
+        self._jobs = 0  # generation jobs that took their turn and have not ended (one per engine; tests open more)
 
     def active(self) -> bool:
         with self._lock:
             return self._count > 0
 
     @contextmanager
-    def holding(self, device: Any) -> Iterator[bool]:
+    def holding(self, device: Any) -> Iterator[Hold]:
         """A run on ``device`` (a ``torch.device`` or its type, e.g. "cuda") counted while the block runs; yields
-        whether it is. A run on the CPU is not: it sets no budget and takes no GPU memory. (Tests on CPU-only
-        machines hold "cuda".)"""
-        if getattr(device, "type", device) != "cuda":
-            yield False
-            return
+        whether it is, and whether a job runs. A run on the CPU is not counted: it sets no budget and takes no GPU
+        memory. (Tests on CPU-only machines hold "cuda".)"""
+        on_gpu = getattr(device, "type", device) == "cuda"
         with self._lock:
-            self._count += 1
+            self._count += on_gpu
+            hold = Hold(on_gpu, self._jobs > 0)
         try:
-            yield True
+            yield hold
         finally:
-            with self._lock:
-                self._count -= 1
-                last = self._count == 0
-            if last:
-                self.ended.emit()
+            if on_gpu:
+                with self._lock:
+                    self._count -= 1
+                    last = self._count == 0
+                if last:
+                    self.ended.emit()
+
+    @contextmanager
+    def generating(self) -> Iterator[bool]:
+        """A generation job's turn: yields False, and counts nothing, while a run on the GPU is counted; else True,
+        and the job is counted as running until the block ends."""
+        with self._lock:
+            free = self._count == 0
+            self._jobs += free
+        try:
+            yield free
+        finally:
+            if free:
+                with self._lock:
+                    self._jobs -= 1
 
 
 quantize_runs = QuantizeRuns()  # one per process, as the GPU budget it stands for
@@ -166,9 +192,6 @@ class EngineWorker(QObject):
         # is told of an end by a queued signal, which arrives after the next job has started.
         self.ended_through = 0
         self._waiting: list[Job] = []  # jobs held back by a quantize run on the GPU, in their order
-        # The id of the generation job this worker runs now (0: none), read by the Qt thread: not the jobs held back
-        # by a quantize run, nor those queued, which a run started since holds back too.
-        self.running = 0
         quantize_runs.ended.connect(self.start_waiting)
         self._start_next.connect(self.start_waiting, Qt.ConnectionType.QueuedConnection)
 
@@ -277,15 +300,15 @@ class EngineWorker(QObject):
         self._tell_library_notices()
 
     @Slot(object, object)
-    def unload(self, unloaded: threading.Event | None = None, cancel: threading.Event | None = None) -> None:
+    def unload(self, unloaded: threading.Event | None = None, needed: Callable[[], bool] | None = None) -> None:
         """The model unloaded, then ``unloaded`` set: a quantize run on the GPU waits for it (``QuantizeWorker.run``).
         Queued, this runs after the job running when it was asked; the jobs not started by then wait for the run
         (``QuantizeRuns``), which holds them before asking. Set after a failure too (reported as any): a run
-        waiting for ever would be worse than one short of memory. The model stays loaded when ``cancel``, the run's,
-        is set by then: a request queued behind a job cannot be withdrawn, and the next job reloaded the model for
-        a run that had ended (a minute for a 12B model)."""
+        waiting for ever would be worse than one short of memory. The model stays loaded when ``needed``, the
+        run's, says no by then (it was cancelled, or it ended): a request queued behind a job cannot be withdrawn,
+        and the next job reloaded the model for a run that had ended (a minute for a 12B model)."""
         try:
-            if self._service is not None and not (cancel is not None and cancel.is_set()):
+            if self._service is not None and (needed is None or needed()):
                 self._service.unload()
                 self._loaded = None
         except BaseException as exc:
@@ -343,11 +366,9 @@ class EngineWorker(QObject):
     def generate(self, job: Job) -> None:
         """Runs ``job``, or holds it back while a quantize run works on the GPU (``QuantizeRuns``), and behind the
         jobs held already: the queue keeps its order."""
-        if self._waiting or (not job.cancel.is_set() and quantize_runs.active()):
+        if self._waiting or not self._generate(job):
             self._waiting.append(job)
             self.waiting.emit(job.id)
-            return
-        self._generate(job)
 
     @Slot()
     def start_waiting(self) -> None:
@@ -356,28 +377,31 @@ class EngineWorker(QObject):
         between jobs as in the queue."""
         if not self._waiting:
             return
-        job = self._waiting[0]
-        if not job.cancel.is_set() and quantize_runs.active():
+        job = self._waiting.pop(0)
+        if not self._generate(job):
+            self._waiting.insert(0, job)
             self.waiting.emit(job.id)  # still, or again: another run started
             return
-        del self._waiting[0]
-        self._generate(job)
         if self._waiting:
             self._start_next.emit()
 
-    def _generate(self, job: Job) -> None:
-        if job.cancel.is_set():  # cancelled while it waited in the queue
+    def _generate(self, job: Job) -> bool:
+        """Runs ``job`` unless a quantize run on the GPU holds it back (False, nothing done); a job cancelled while
+        it waited in the queue ends at once, run or not."""
+        if job.cancel.is_set():
             self.ended_through = job.id
             self.cancelled.emit(job.id)
-            return
-        self.busy_changed.emit(True)
-        self.running = job.id
-        try:
-            self._run(job)
-        finally:
-            self.running = 0
-            self.busy_changed.emit(False)
-            self._tell_library_notices()  # a job resolves its model through the library, which may keep it aside
+            return True
+        with quantize_runs.generating() as turn:
+            if not turn:
+                return False
+            self.busy_changed.emit(True)
+            try:
+                self._run(job)
+            finally:
+                self.busy_changed.emit(False)
+                self._tell_library_notices()  # a job resolves its model through the library, which may keep it aside
+        return True
 
     def _run(self, job: Job) -> None:
         from gpu.errors import Cancelled

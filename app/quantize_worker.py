@@ -41,6 +41,12 @@ class QuantizeJob:
     compare_steps: int | None = None
     compare_original: bool = True  # False: the source cannot be rendered at 16 bits (a single file)
     cancel: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)  # set by the run as it ends, however it ends
+
+    def needs_room(self) -> bool:
+        """Whether the run still needs the memory the generation model holds: not once it was cancelled or ended.
+        Read by the engine when it gets to the unload the run asked for, which waits behind the job it runs."""
+        return not (self.cancel.is_set() or self.ended.is_set())
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,8 @@ class QuantizeWorker(QObject):
     failed = Signal(object, bool)  # EngineError, whether a setting of the wizard can fix it
     file_checked = Signal(str, str)  # path, what is wrong with it in words ("" when nothing)
     # A threading.Event the engine sets with its model unloaded, after the job it runs (AppController.unload_model);
-    # whether the run waits for that: a run on the GPU does (QuantizeRuns), one on the CPU starts at once; and the
-    # run's cancel Event: a run cancelled by then no longer needs the room, and the model stays loaded.
+    # whether the run waits for a job for that (a run on the GPU waits, one on the CPU starts at once); and the
+    # run's QuantizeJob.needs_room: a run cancelled or ended by then no longer needs the room, and the model stays.
     unload_asked = Signal(object, bool, object)
 
     @Slot(str)
@@ -103,16 +109,20 @@ class QuantizeWorker(QObject):
             device = self._device()
             self._check_output(job)  # refused now, not after waiting for the generation and unloading its model
             # The device quantize_model and the comparison renders take: on a GPU, generation jobs wait meanwhile.
-            with quantize_runs.holding(device) as on_gpu:
+            with quantize_runs.holding(device) as hold:
                 # Asked only now that the jobs not yet started wait for the run: asked before, one could start
-                # loading its model between the engine's unload and the hold.
+                # loading its model between the engine's unload and the hold. Asked for a run on the CPU too: there
+                # the model and the run share the RAM, which the run's RAM budget counts on.
                 unloaded = threading.Event()
-                self.unload_asked.emit(unloaded, on_gpu, job.cancel)
-                if on_gpu:
-                    self._wait_for(unloaded, job)
-                out = self._quantize(job)
-                self.quantized.emit(str(out))
-                self._compare(job, out)
+                self.unload_asked.emit(unloaded, hold.on_gpu and hold.behind_job, job.needs_room)
+                try:
+                    if hold.on_gpu:
+                        self._wait_for(unloaded, job)
+                    out = self._quantize(job)
+                    self.quantized.emit(str(out))
+                    self._compare(job, out)
+                finally:
+                    job.ended.set()  # before its end is sent
         except (Cancelled, GenerationCancelled):
             self.cancelled.emit()
         except BaseException as exc:

@@ -7,7 +7,7 @@ images side by side with PSNR/SSIM and adds the new file to the library.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -537,13 +537,13 @@ class QuantizeWizard(QWizard):
                 f"Text encoders, tokenizers and calibration prompts from {self.job.config.base}")
         self._run.emit(self.job)
 
-    def _unload_engine(self, unloaded: threading.Event, waits: bool, cancel: threading.Event) -> None:
+    def _unload_engine(self, unloaded: threading.Event, waits: bool, needed: Callable[[], bool]) -> None:
         """The run, started, asks for the memory the generation model holds (``QuantizeWorker.unload_asked``); one
-        on the GPU ``waits`` until the engine has ended the job it runs and unloaded it, which the page says: it
-        started at once, and both worked on the GPU together. The model stays loaded if the run's ``cancel`` is
-        set before the engine gets to it."""
-        generating = self.controller.unload_model(unloaded, cancel)
-        if waits and generating and not cancel.is_set():
+        on the GPU ``waits`` for the job the engine runs to end and the model to be unloaded, which the page says:
+        it started at once, and both worked on the GPU together. The model stays loaded if the run no longer
+        ``needed`` it by the time the engine gets to it (cancelled or ended)."""
+        self.controller.unload_model(unloaded, needed)
+        if waits and not unloaded.is_set() and needed():
             self.run_page.log.appendPlainText(GENERATION_WAIT)
 
     def _set_running(self, running: bool) -> None:

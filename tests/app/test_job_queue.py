@@ -125,9 +125,10 @@ def test_jobs_wait_for_a_quantize_run_on_the_gpu_and_start_by_themselves_when_it
         qtbot.waitUntil(lambda: first.id not in controller._jobs, timeout=60000)
         qtbot.waitUntil(lambda: controller.job.status == QUANTIZE_WAIT, timeout=60000)
         assert second.id in controller._jobs and controller.gallery.rowCount() == 0
-        # A run asking for the engine's model now waits for no generation: the held job does not run (was: True,
-        # and the wizard said it waited for the image being generated).
-        assert not controller.unload_model()
+        # A run started now waits for no generation: the held job does not run (was: told it did, and the wizard
+        # said it waited for the image being generated).
+        with quantize_runs.holding("cuda") as hold:
+            assert not hold.behind_job
         asked: list[str] = []
         controller._describe.connect(lambda model, _number: asked.append(model))
     assert asked == ["demo"]  # the model panel's memory plan, predicted again without the run's budget
