@@ -369,7 +369,9 @@ def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         from app.main_window import run_app
     except ModuleNotFoundError as err:
-        if err.name and err.name.startswith("app"):
+        # Only the app package itself missing (an engine-only install) means "no GUI here"; another module
+        # whose name begins with "app" (appdirs) missing is a broken install, and its error must be seen.
+        if err.name == "app" or (err.name or "").startswith("app."):
             build_parser().print_help()
             return 0
         raise
