@@ -4,14 +4,18 @@ default encoding (a code page on Windows). Runs anywhere: nvcc is a stand-in scr
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
+from gpu import atomic
 from gpu.kernels import loader
 
 # One kernel family with a UTF-8 comment and a shared header, as a developer on Windows may write them.
@@ -89,3 +93,33 @@ def test_a_failed_build_names_nvccs_message(fake_nvcc, kernel_sources):
     (kernel_sources / "svdq_quant_lora.cu").write_bytes(b"BROKEN\n" + SOURCE)
     with pytest.raises(RuntimeError, match="identifier BROKEN is undefined"):
         loader.compile_cubin("svdq_quant_lora", "86", str(fake_nvcc))
+
+
+def test_a_built_cubin_reaches_the_cache_while_another_program_holds_the_old_one(fake_nvcc, kernel_sources,
+                                                                                 tmp_path, monkeypatch):
+    """Windows: an antivirus scan or another process reading the cached cubin makes the rename fail for a moment
+    (sharing violation); the cache write retries as ``gpu.atomic.replace_file`` does instead of failing the load."""
+    monkeypatch.setenv("NIBBLE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(loader, "find_nvcc", lambda: str(fake_nvcc))
+    monkeypatch.setattr(loader, "prebuilt_dir", lambda: tmp_path / "no-prebuilt")
+    loaded: list[bytes] = []
+    fake_driver = types.SimpleNamespace(Error=Exception, module_from_buffer=lambda data: loaded.append(data) or "m")
+    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", fake_driver)
+    as_on_windows = functools.partial(atomic.replace_file, windows=True, sleep=lambda _: None)
+    monkeypatch.setattr(loader, "replace_file", as_on_windows, raising=False)
+    real_replace, busy = os.replace, [1]
+
+    def held_once(src, dst):
+        if busy:
+            busy.pop()
+            err = PermissionError(13, "The process cannot access the file because it is being used")
+            err.winerror = 32  # ERROR_SHARING_VIOLATION
+            raise err
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", held_once)
+    done = loader._load_module_in_context("svdq_quant_lora", "86")
+    assert done.origin.startswith("built ") and loaded == [b"CUBIN:" + SOURCE] and not busy
+    cached = Path(done.origin.removeprefix("built "))
+    assert cached.read_bytes() == b"CUBIN:" + SOURCE and [p.name for p in cached.parent.iterdir()] == [cached.name]

@@ -32,14 +32,36 @@ NAME = "fused INT4 W4A4 kernels (pycuda)"
 W4A8_NAME = "fused W4A8 FP8 kernels for Hopper (pycuda)"
 MIN_ARCH = (8, 0)
 
-_pycuda_ok: bool | None = None
+_UNTRIED = "untried"
+_pycuda_why: str | None = _UNTRIED  # pycuda_refusal's answer, decided once per process
+
+
+def pycuda_refusal() -> str | None:
+    """None when pycuda's driver module loads and the CUDA driver starts, else why not (for the GUI).
+
+    Tried once per process and remembered. Installed is not enough: a bundled pycuda built against another
+    CUDA driver fails to import ("DLL load failed", "undefined symbol") or to start (cuInit), and every layer
+    must then run the reference path, saying why, instead of failing each generation."""
+    global _pycuda_why
+    if _pycuda_why == _UNTRIED:
+        _pycuda_why = _try_pycuda()
+    return _pycuda_why
+
+
+def _try_pycuda() -> str | None:
+    if importlib.util.find_spec("pycuda") is None:
+        return "pycuda is not installed"
+    try:
+        import pycuda.driver as drv
+
+        drv.init()
+    except Exception as err:  # noqa: BLE001 - whatever a broken install raises, the reference path still runs
+        return f"pycuda cannot be used: {type(err).__name__}: {err}".splitlines()[0][:300]
+    return None
 
 
 def _pycuda_available() -> bool:
-    global _pycuda_ok
-    if _pycuda_ok is None:
-        _pycuda_ok = importlib.util.find_spec("pycuda") is not None
-    return _pycuda_ok
+    return pycuda_refusal() is None
 
 
 def layer_refusal(layer: torch.nn.Module) -> str | None:
@@ -126,8 +148,9 @@ class FusedPath:
     def _device_refusal(self, layer: torch.nn.Module, device: torch.device) -> str | None:
         if device.type != "cuda":
             return f"device is {device.type.upper()}, not a CUDA GPU"
-        if not _pycuda_available():
-            return "pycuda is not installed"
+        why = pycuda_refusal()
+        if why:
+            return why
         major, minor = torch.cuda.get_device_capability(device)
         why = self.arch_refusal(major, minor)
         if why:
@@ -174,14 +197,21 @@ class FusedPath:
 
 
 def _is_load_error(err: Exception) -> bool:
-    """Build / module-load failures (recoverable by falling back), not launch or shape errors."""
-    if isinstance(err, RuntimeError) and "no kernel binary" in str(err):
+    """Build / module-load failures (recoverable by falling back), not launch or shape errors.
+
+    pycuda or the CUDA driver library that cannot be loaded (ImportError, OSError) and a CUDA driver that cannot
+    start (cuInit) are load failures too: decided before asking pycuda's own exception classes, which a broken
+    pycuda cannot provide."""
+    text = str(err)
+    if isinstance(err, ImportError | OSError) or "cuInit failed" in text or "nvcc" in text:
+        return True
+    if isinstance(err, RuntimeError) and "no kernel binary" in text:
         return True
     try:
         import pycuda.driver as drv
-    except ImportError:
+    except Exception:  # noqa: BLE001 - a pycuda that cannot load raised no error of its own classes
         return False
-    return isinstance(err, drv.CompileError | drv.LogicError) or "nvcc" in str(err)
+    return isinstance(err, drv.CompileError | drv.LogicError)
 
 
 def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:

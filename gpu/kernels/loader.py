@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpu.atomic import replace_file
 from gpu.paths import resources_dir, user_cache_dir
 
 KERNEL_FAMILIES = ("svdq_quant_lora", "svdq_w4a4_gemm", "svdq_w4a8_gemm", "svdq_w4a8_wgmma",
@@ -246,6 +247,8 @@ def _load_module_in_context(stem: str, arch: str) -> LoadedModule:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(cubin)
-        tmp.replace(path)  # atomic: concurrent processes never read a half-written cubin
+        # atomic: concurrent processes never read a half-written cubin; retried while Windows' antivirus or
+        # another process reading the old cubin briefly holds it
+        replace_file(tmp, path)
         origin = f"built {path}"
     return LoadedModule(drv.module_from_buffer(cubin), origin)
