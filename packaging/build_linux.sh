@@ -27,8 +27,9 @@ for lib in libxcb-cursor.so.0 libxcb-icccm.so.4 libxcb-keysyms.so.1 libxkbcommon
 done
 
 echo "== 1/4 kernel fatbins (nvcc) -> resources/kernels/"
-if [ "${NIBBLE_SKIP_KERNELS:-0}" = "1" ]; then
-  echo "   skipped (NIBBLE_SKIP_KERNELS=1): the bundle ships no prebuilt kernels"
+export NIBBLE_SKIP_KERNELS="${NIBBLE_SKIP_KERNELS:-0}"  # the spec reads it: kernels all checked, or all left out
+if [ "$NIBBLE_SKIP_KERNELS" = "1" ]; then
+  echo "   skipped (NIBBLE_SKIP_KERNELS=1): the bundle ships no prebuilt kernels (resources/kernels is left out)"
 else
   "$PY" packaging/build_kernels.py --out resources/kernels
 fi

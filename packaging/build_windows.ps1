@@ -22,8 +22,10 @@ if ($LASTEXITCODE -ne 0) { throw "the app's dependencies are not importable by $
 if ($LASTEXITCODE -ne 0) { & $Py -m pip install -q "pyinstaller>=6"; if ($LASTEXITCODE -ne 0) { throw "pip failed" } }
 
 Write-Host "== 1/4 kernel fatbins (nvcc) -> resources\kernels\"
+# The spec reads it: the prebuilt kernels are all checked against kernels_cu\ and shipped, or all left out.
+$env:NIBBLE_SKIP_KERNELS = if ($SkipKernels) { "1" } else { "0" }
 if ($SkipKernels) {
-    Write-Host "   skipped (-SkipKernels): the bundle ships no prebuilt kernels"
+    Write-Host "   skipped (-SkipKernels): the bundle ships no prebuilt kernels (resources\kernels is left out)"
 } else {
     & $Py packaging\build_kernels.py --out resources\kernels
     if ($LASTEXITCODE -ne 0) { throw "kernel build failed (no nvcc? use -SkipKernels)" }

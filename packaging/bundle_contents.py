@@ -4,7 +4,10 @@ Cheap to import (no PyInstaller, no torch): ``tests/test_packaging.py`` checks t
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -12,6 +15,14 @@ APP_TITLE = "Nibble Studio"  # bundle folder, window title, Windows product name
 EXE_NAME = "nibble-studio"  # Linux executable; Windows gets "Nibble Studio.exe" + a console "nibble-studio-cli.exe"
 CLI_EXE_NAME = "nibble-studio-cli"
 
+CONTENTS_DIR = "_internal"  # PyInstaller 6's folder beside the executable, holding everything else
+# Windows' 260-character path limit: unzipped on a OneDrive desktop, C:\Users\Zoë Müller\OneDrive\Desktop\ (37
+# characters) + Explorer's folder named after the zip (32) + "Nibble Studio\" (14) come before every path in the
+# app folder, leaving it 176 (MAX_PATH counts the final NUL): torch's nested license files (181) could not be
+# extracted. 120 keeps room for a longer user name or folder.
+MAX_BUNDLE_PATH = 120
+KERNELS_DIR = "kernels"  # resources/kernels/: the prebuilt fatbins of packaging/build_kernels.py
+SKIP_KERNELS_ENV = "NIBBLE_SKIP_KERNELS"  # "1": a bundle without prebuilt kernels (build_windows.ps1 -SkipKernels)
 # Folders/files of resources/ that are not shipped: README screenshots, half-written model parts, build logs.
 RESOURCE_SKIP_DIRS = {"screenshots"}
 RESOURCE_SKIP_SUFFIXES = {".parts", ".tmp", ".pyc"}
@@ -53,8 +64,51 @@ def version() -> str:
     return re.search(r'__version__ = "([^"]+)"', text).group(1)
 
 
-def resource_files(root: Path | None = None) -> list[Path]:
-    """Every file under resources/ that is shipped, as paths relative to resources/."""
+class BundleError(Exception):
+    """The bundle would ship something that does not work: the build stops, saying what and how to fix it."""
+
+
+def kernels_skipped(environ: Mapping[str, str] = os.environ) -> bool:
+    """The build scripts' choice of a bundle without prebuilt kernels (``NIBBLE_SKIP_KERNELS=1``)."""
+    return environ.get(SKIP_KERNELS_ENV, "0") == "1"
+
+
+def check_kernels(folder: Path) -> None:
+    """Raises ``BundleError`` unless ``folder`` holds a fatbin of every kernel family, each built from the kernel
+    sources as they are now.
+
+    Checked here, at build time, because the bundle has no ``kernels_cu/``: the loader then cannot compare a
+    fatbin's source hash and trusts it, so a stale one would run old device code under new host launch code
+    (wrong images or a CUDA fault), and one family missing makes every fused path refuse."""
+    from gpu.kernels import loader  # the engine's own hash and family list (no torch import)
+
+    problems = []
+    for stem in loader.KERNEL_FAMILIES:
+        fatbin = folder / f"{stem}.fatbin"
+        current = loader.source_hash(stem)
+        if not fatbin.is_file():
+            problems.append(f"{fatbin.name} is missing")
+            continue
+        try:
+            built_from = json.loads(fatbin.with_suffix(".json").read_text(encoding="utf-8")).get("source_hash")
+        except (OSError, ValueError, AttributeError):
+            problems.append(f"{stem}.json (the source hash {fatbin.name} was built from) is missing or unreadable")
+            continue
+        if current is None:
+            problems.append(f"kernels_cu/{stem}.cu, the source of {fatbin.name}, is missing")
+        elif built_from != current:
+            problems.append(f"{fatbin.name} was built from older kernel sources than kernels_cu/ holds now")
+    if problems:
+        raise BundleError(
+            f"The prebuilt kernels in {folder} cannot be shipped: {'; '.join(problems)}. Rebuild them with "
+            f"'python packaging/build_kernels.py --out resources/kernels' (needs nvcc), or build a bundle without "
+            f"prebuilt kernels with {SKIP_KERNELS_ENV}=1 (build_windows.ps1: -SkipKernels)."
+        )
+
+
+def resource_files(root: Path | None = None, kernels: bool = True) -> list[Path]:
+    """Every file under resources/ that is shipped, as paths relative to resources/; with ``kernels`` False,
+    none of the prebuilt kernels (resources/kernels/)."""
     root = root or REPO / "resources"
     out = []
     for path in sorted(root.rglob("*")):
@@ -63,22 +117,59 @@ def resource_files(root: Path | None = None) -> list[Path]:
             continue
         if rel.parts[0] in RESOURCE_SKIP_DIRS or any(Path(p).suffix in RESOURCE_SKIP_SUFFIXES for p in rel.parts):
             continue
+        if not kernels and rel.parts[0] == KERNELS_DIR:
+            continue
         if path.name.startswith("."):
             continue
         out.append(rel)
     return out
 
 
-def resource_datas(root: Path | None = None) -> list[tuple[str, str]]:
-    """PyInstaller ``datas`` entries (source file, destination folder) for the shipped resources."""
+def resource_datas(root: Path | None = None, kernels: bool = True) -> list[tuple[str, str]]:
+    """PyInstaller ``datas`` entries (source file, destination folder) for the shipped resources. With
+    ``kernels``, the prebuilt kernels must be complete and current (``check_kernels``, else ``BundleError``);
+    without, they are left out."""
     root = root or REPO / "resources"
-    return [(str(root / rel), str(Path("resources") / rel.parent)) for rel in resource_files(root)]
+    if kernels:
+        check_kernels(root / KERNELS_DIR)
+    return [(str(root / rel), str(Path("resources") / rel.parent)) for rel in resource_files(root, kernels)]
 
 
 def is_stripped(dest: str) -> bool:
     """True when a collected file (bundle-relative destination) should be dropped."""
     dest = dest.replace("\\", "/")
     return any(re.search(p, dest) for p in STRIP_PATTERNS)
+
+
+# A distribution's third-party license files, nested as deep as its sources were (torch:
+# licenses/third_party/kineto/libkineto/third_party/dynolog/.../LICENSE.txt): folded into one file per distribution.
+LICENSE_FOLD = re.compile(r"^(?P<dist>[^/]+\.dist-info)/licenses/third_party/(?P<rest>.+)$")
+FOLDED_LICENSES = "THIRD_PARTY_LICENSES.txt"
+
+
+def kept_datas(datas: list[tuple[str, str, str]], workdir: Path) -> list[tuple[str, str, str]]:
+    """The PyInstaller ``datas`` (destination, source, type) the bundle keeps: the stripped ones dropped, and each
+    distribution's ``licenses/third_party/`` files replaced by ``licenses/THIRD_PARTY_LICENSES.txt`` (written under
+    ``workdir``), every license under a header naming its original path: the license texts still ship, without
+    paths too long for Windows (``MAX_BUNDLE_PATH``)."""
+    kept, folded = [], {}
+    for entry in datas:
+        dest = entry[0].replace("\\", "/")
+        if is_stripped(dest):
+            continue
+        match = LICENSE_FOLD.match(dest)
+        if match:
+            folded.setdefault(match["dist"], []).append((match["rest"], Path(entry[1])))
+        else:
+            kept.append(entry)
+    for dist, files in sorted(folded.items()):
+        out = workdir / "licenses" / dist / FOLDED_LICENSES
+        out.parent.mkdir(parents=True, exist_ok=True)
+        parts = [f"==== third_party/{rest} ====\n{src.read_text(encoding='utf-8', errors='replace')}\n"
+                 for rest, src in sorted(files)]  # fmt: skip
+        out.write_text("\n".join(parts), encoding="utf-8")
+        kept.append((f"{dist}/licenses/{FOLDED_LICENSES}", str(out), "DATA"))
+    return kept
 
 
 def transformers_filter(name: str) -> bool:

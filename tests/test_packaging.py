@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import json
 import os
 import struct
 import subprocess
@@ -26,7 +27,8 @@ from build_kernels import FATBIN_MAGIC, sass_archs  # noqa: E402
 def test_spec_parses_and_uses_the_contents_module():
     spec = (REPO / "packaging" / "nibble_studio.spec").read_text()
     ast.parse(spec)
-    for needle in ("bundle_contents", "resource_datas", "COLLECT", "console=False", "version_file"):
+    for needle in ("bundle_contents", "resource_datas", "kernels_skipped", "kept_datas", "COLLECT", "console=False",
+                   "version_file"):  # fmt: skip
         assert needle in spec
 
 
@@ -36,8 +38,94 @@ def test_required_resources_are_shipped_and_dev_files_are_not():
     assert not missing, missing
     assert not [p for p in shipped if p.startswith("screenshots/") or ".parts" in p]
     assert any(p.startswith("models/demo/transformer/") for p in shipped)
-    datas = bc.resource_datas()
+    datas = bc.resource_datas(kernels=False)  # the prebuilt kernels' check has tests of its own, below
     assert all(Path(dest).parts[0] == "resources" for _, dest in datas)
+
+
+def _resources_with_kernels(root: Path) -> Path:
+    """A resources tree holding a fatbin and its sidecar for every kernel family, built from today's sources."""
+    from gpu.kernels import loader
+
+    (root / "icons").mkdir(parents=True)
+    (root / "icons" / "nibble-studio.png").write_bytes(b"png")
+    kernels = root / "kernels"
+    kernels.mkdir()
+    for stem in loader.KERNEL_FAMILIES:
+        (kernels / f"{stem}.fatbin").write_bytes(_fake_fatbin([80, 90]))
+        (kernels / f"{stem}.json").write_text(json.dumps({"source_hash": loader.source_hash(stem)}))
+    return root
+
+
+def test_current_prebuilt_kernels_are_shipped(tmp_path):
+    from gpu.kernels import loader
+
+    root = _resources_with_kernels(tmp_path / "resources")
+    shipped = {Path(src).relative_to(root).as_posix() for src, _ in bc.resource_datas(root)}
+    assert {f"kernels/{stem}.fatbin" for stem in loader.KERNEL_FAMILIES} <= shipped
+
+
+def test_a_stale_or_partial_kernel_set_stops_the_build(tmp_path):
+    """In the bundle the loader cannot compare a fatbin with its sources (no kernels_cu/) and trusts it: a stale one
+    must not ship, nor a set with a family missing (every fused path would refuse)."""
+    root = _resources_with_kernels(tmp_path / "resources")
+    sidecar = root / "kernels" / "svdq_w4a4_gemm.json"
+    sidecar.write_text(json.dumps({"source_hash": "0" * 64}))  # built before the last kernel-source edit
+    with pytest.raises(bc.BundleError, match=r"svdq_w4a4_gemm\.fatbin was built from older kernel sources") as info:
+        bc.resource_datas(root)
+    assert "build_kernels.py" in str(info.value) and "NIBBLE_SKIP_KERNELS=1" in str(info.value)
+    sidecar.unlink()
+    with pytest.raises(bc.BundleError, match=r"svdq_w4a4_gemm\.json .* is missing or unreadable"):
+        bc.resource_datas(root)
+    (root / "kernels" / "svdq_w4a4_gemm.fatbin").unlink()
+    (root / "kernels" / "svdq_fused_norm.fatbin").unlink()
+    with pytest.raises(bc.BundleError, match=r"svdq_w4a4_gemm\.fatbin is missing; svdq_fused_norm\.fatbin is missing"):
+        bc.resource_datas(root)
+    with pytest.raises(bc.BundleError, match="svdq_quant_lora.fatbin is missing"):
+        bc.resource_datas(tmp_path / "no-kernels-built")  # nvcc never ran, and the build did not say to skip
+
+
+def test_skipping_kernels_leaves_them_all_out(tmp_path):
+    root = _resources_with_kernels(tmp_path / "resources")
+    (root / "kernels" / "svdq_w4a4_gemm.fatbin").unlink()  # a partial set from an aborted build: not checked
+    shipped = [Path(src).relative_to(root).as_posix() for src, _ in bc.resource_datas(root, kernels=False)]
+    assert shipped == ["icons/nibble-studio.png"]
+    assert bc.kernels_skipped({"NIBBLE_SKIP_KERNELS": "1"})
+    assert not bc.kernels_skipped({}) and not bc.kernels_skipped({"NIBBLE_SKIP_KERNELS": "0"})
+
+
+def _installed_metadata_datas() -> list[tuple[str, str, str]]:
+    """What ``copy_metadata`` gives the spec for the distributions of ``bc.METADATA`` installed here: each one's
+    whole .dist-info folder, under its own name."""
+    from importlib import metadata
+
+    datas = []
+    for name in bc.METADATA:
+        try:
+            folder = Path(metadata.distribution(name)._path)  # the .dist-info folder copy_metadata copies
+        except metadata.PackageNotFoundError:
+            continue
+        if folder.suffix != ".dist-info":  # the editable install of this repository: an .egg-info folder
+            continue
+        datas += [(f"{folder.name}/{p.relative_to(folder).as_posix()}", str(p), "DATA")
+                  for p in folder.rglob("*") if p.is_file()]  # fmt: skip
+    return datas
+
+
+def test_bundle_paths_fit_windows_path_limit_after_unzipping_on_a_onedrive_desktop(tmp_path):
+    """torch's license files nest 171 characters deep; the bundle keeps their texts in one file per distribution."""
+    datas = _installed_metadata_datas()
+    datas += [(f"{dest}/{Path(src).name}", src, "DATA") for src, dest in bc.resource_datas(kernels=False)]
+    kept = bc.kept_datas(datas, tmp_path)
+    lengths = sorted((len(f"{bc.CONTENTS_DIR}/{dest}"), dest) for dest, _, _ in kept)
+    assert lengths[-1][0] <= bc.MAX_BUNDLE_PATH, lengths[-3:]
+    folded = [(dest, src) for dest, src, _ in kept if dest.endswith("/licenses/" + bc.FOLDED_LICENSES)]
+    torch_licenses = [src for dest, src in folded if dest.startswith("torch-")]
+    if not torch_licenses:
+        pytest.skip("this torch ships no third-party license files")
+    text = Path(torch_licenses[0]).read_text(encoding="utf-8")
+    nested = [dest for dest, _, _ in datas if dest.startswith("torch-") and "/licenses/third_party/" in dest]
+    assert text.count("\n==== third_party/") + text.startswith("==== third_party/") == len(nested)
+    assert "LICENSE" in text and "Permission" in text  # the texts themselves, not only their names
 
 
 def test_stripped_and_filters():
