@@ -4,9 +4,12 @@ its window is still opening; checkpoints and model folders are checked with the 
 from __future__ import annotations
 
 import json
+import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gpu.errors import CheckpointError
 
@@ -31,26 +34,41 @@ PICKLE_PROBLEM = (f"a PyTorch pickle file ({'/'.join(PICKLE_SUFFIXES)}), not saf
 def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
     """(header length, parsed header) of any safetensors file, checked to be well-formed and complete (the
     file holds every byte the header describes); plain-words ``CheckpointError`` otherwise."""
+    with open_safetensors(path) as (_, n, header):
+        return n, header
+
+
+@contextmanager
+def open_safetensors(path: Path) -> Iterator[tuple[BinaryIO, int, dict[str, Any]]]:
+    """The file open (at the start of its data section) with its header length and checked header,
+    as ``read_safetensors_header`` checks them. A reader that takes the data from this same handle reads the
+    file whose header was checked, even if another file is renamed over the path meanwhile. An ``OSError``
+    inside the block (the header's read or the caller's) becomes the plain-words ``CheckpointError``."""
     name = Path(path).name
     try:
-        size = Path(path).stat().st_size
         with open(path, "rb") as f:
-            head = f.read(8)
-            if is_pickle(head):
-                raise CheckpointError(f"{name}: {PICKLE_PROBLEM}", hint="use the .safetensors version of the file")
-            if len(head) < 8:
-                raise CheckpointError(f"{name}: not a safetensors file (only {size} bytes)", hint=AGAIN)
-            (n,) = struct.unpack("<Q", head)
-            if n > _MAX_HEADER or 8 + n > size:
-                # What comes first is what the user can act on; the header's length, often an absurd number
-                # read from bytes that are no header at all, only backs it up.
-                raise CheckpointError(
-                    f"{name}: not a safetensors file, or a damaged/incomplete copy (its header claims {n} bytes, "
-                    f"the file has {size})", hint=AGAIN)
-            raw = f.read(n)
+            n, header = _read_header(f, name)
+            yield f, n, header
     except OSError as err:
         raise CheckpointError(f"{name}: cannot read the file ({err.strerror or err})",
                               hint="check that the file exists and that you may read it") from None
+
+
+def _read_header(f: BinaryIO, name: str) -> tuple[int, dict[str, Any]]:
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(8)
+    if is_pickle(head):
+        raise CheckpointError(f"{name}: {PICKLE_PROBLEM}", hint="use the .safetensors version of the file")
+    if len(head) < 8:
+        raise CheckpointError(f"{name}: not a safetensors file (only {size} bytes)", hint=AGAIN)
+    (n,) = struct.unpack("<Q", head)
+    if n > _MAX_HEADER or 8 + n > size:
+        # What comes first is what the user can act on; the header's length, often an absurd number
+        # read from bytes that are no header at all, only backs it up.
+        raise CheckpointError(
+            f"{name}: not a safetensors file, or a damaged/incomplete copy (its header claims {n} bytes, "
+            f"the file has {size})", hint=AGAIN)
+    raw = f.read(n)
     try:
         header = json.loads(raw)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors

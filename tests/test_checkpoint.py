@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -168,3 +170,105 @@ def test_writer_is_atomic_and_leaves_no_temp_files(tiny_flux_int4, tmp_path):
     _rewrite(Path(tiny_flux_int4), out)
     assert [p.name for p in tmp_path.iterdir()] == ["copy.safetensors"]
     assert load_checkpoint(out)[0].sha256 == read_checkpoint_meta(out).sha256
+
+
+def _mapped(path: Path) -> bool:
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("needs /proc/self/maps")
+    return str(path) in maps.read_text()
+
+
+def test_loaded_tensors_are_fresh_memory_not_a_mapping_of_the_file(tiny_flux_int4, tmp_path):
+    """The tensors were views of the memory-mapped file, which a model kept on the CPU held for as long as it
+    was loaded: Windows refuses to delete, replace or rename a mapped file, so the user could not remove or
+    update the model in the library (or in Explorer) until the app quit. Every dtype a checkpoint may hold
+    comes back equal to what was saved, through the uint8 view bf16 and fp8 need."""
+    from gpu.checkpoint.format import save_checkpoint
+
+    saved = {
+        "bf16": torch.randn(3, 5).bfloat16(), "fp8": torch.randn(4, 2).to(torch.float8_e4m3fn),
+        "f32": torch.randn(7), "u8": torch.arange(6, dtype=torch.uint8).reshape(2, 3), "i64": torch.tensor([-2, 9]),
+        "flag": torch.tensor([True, False, True]), "scalar": torch.tensor(2.5), "empty": torch.zeros(0, 4),
+    }  # fmt: skip
+    path = save_checkpoint(tmp_path / "every dtype.safetensors", saved, read_checkpoint_meta(tiny_flux_int4))
+    _, tensors = load_checkpoint(path)
+    assert not _mapped(path)
+    assert tensors.keys() == saved.keys()
+    for key, t in saved.items():
+        as_bytes = tensors[key].reshape(-1).view(torch.uint8)
+        assert tensors[key].shape == t.shape and torch.equal(as_bytes, t.reshape(-1).view(torch.uint8)), key
+    model, _ = load_quantized_transformer(tiny_flux_int4)  # a loaded model, its weights on the CPU
+    assert not _mapped(Path(tiny_flux_int4)) and model.proj_out.bias.device.type == "cpu"
+
+
+def test_a_file_renamed_over_the_path_midway_is_never_mixed_in(tiny_flux_int4, tmp_path, monkeypatch):
+    """A download or a quantize run finishing (its file renamed over the path) after the header was read: the
+    loader read the header from one file and hashed and loaded the data of another, which, replaced between
+    the hash and the load, loaded unchecked. Header, checksum and data now come from the one file opened."""
+    import gpu.checkpoint.format as fmt
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(Path(tiny_flux_int4).read_bytes())
+    newer = _rewrite(Path(tiny_flux_int4), tmp_path / "newer.safetensors",
+                     edit_tensors=lambda t: t.update({"proj_out.bias": t["proj_out.bias"] + 1}))  # fmt: skip
+    original_meta, original = load_checkpoint(path)
+    meta_from_header = fmt._meta_from_header
+
+    def then_replaced(name: str, header: dict) -> fmt.CheckpointMeta:
+        os.replace(newer, path)
+        return meta_from_header(name, header)
+
+    monkeypatch.setattr(fmt, "_meta_from_header", then_replaced)
+    meta, tensors = load_checkpoint(path)
+    monkeypatch.undo()
+    assert not newer.exists()  # it was renamed over the path during the load
+    assert meta.sha256 == original_meta.sha256 != read_checkpoint_meta(path).sha256
+    assert tensors.keys() == original.keys()
+    assert all(torch.equal(tensors[k], original[k]) for k in tensors)
+
+
+def _raw_checkpoint(path: Path, meta: dict, entries: dict, data: bytes) -> Path:
+    """A checkpoint written byte by byte (``entries``: the header's tensors), its checksum that of ``data``."""
+    meta = {**meta, "sha256": hashlib.sha256(data).hexdigest()}
+    header = json.dumps({"__metadata__": {"svdq": json.dumps(meta)}, **entries}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+    return path
+
+
+def test_the_checksum_covers_gaps_between_tensors_and_verify_reads_like_load(tiny_flux_int4, tmp_path):
+    """Every byte after the header is hashed (the digest's definition), bytes between tensors included; a file
+    only checked (``verify_checkpoint``, which keeps no tensor) passes and fails exactly as a load does."""
+    from gpu.checkpoint.format import verify_checkpoint
+
+    meta = json.loads(read_checkpoint_meta(tiny_flux_int4).to_json())
+    entries = {"a": {"dtype": "I32", "shape": [1], "data_offsets": [0, 4]},
+               "b": {"dtype": "I32", "shape": [2], "data_offsets": [8, 16]}}  # fmt: skip
+    data = struct.pack("<i", 7) + b"gap!" + struct.pack("<2i", -1, 5)
+    good = _raw_checkpoint(tmp_path / "gap.safetensors", meta, entries, data)
+    _, tensors = load_checkpoint(good)
+    assert tensors["a"].tolist() == [7] and tensors["b"].tolist() == [-1, 5]
+    assert verify_checkpoint(good).sha256 == hashlib.sha256(data).hexdigest()
+    bad = tmp_path / "gap changed.safetensors"
+    bad.write_bytes(good.read_bytes().replace(b"gap!", b"gap?"))
+    for check in (load_checkpoint, verify_checkpoint):
+        with pytest.raises(CheckpointError, match="gap changed.safetensors: checksum mismatch: .* corrupt"):
+            check(bad)
+
+
+@pytest.mark.parametrize(
+    "entries,message",
+    [
+        ({"a": {"dtype": "I32", "shape": [3], "data_offsets": [0, 8]}},
+         r"tensor a has 8 bytes of data, its shape \[3\] and dtype I32 need 12"),
+        ({"a": {"dtype": "I32", "shape": [2], "data_offsets": [0, 8]},
+          "b": {"dtype": "I32", "shape": [1], "data_offsets": [4, 8]}}, "tensors a and b share bytes"),
+        ({"a": {"dtype": "F4", "shape": [2], "data_offsets": [0, 8]}}, "tensor a has dtype F4, which no SVDQ"),
+    ],
+)  # fmt: skip
+def test_a_header_whose_tensors_do_not_fit_their_bytes_is_named(tiny_flux_int4, tmp_path, entries, message):
+    """Refused before any data is read, with the file's name (safetensors' own error named neither)."""
+    meta = json.loads(read_checkpoint_meta(tiny_flux_int4).to_json())
+    bad = _raw_checkpoint(tmp_path / "odd.safetensors", meta, entries, bytes(8))
+    with pytest.raises(CheckpointError, match=f"odd.safetensors: {message}"):
+        load_checkpoint(bad)

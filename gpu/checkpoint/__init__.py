@@ -6,6 +6,8 @@ from gpu.checkpoint.format import (
     load_checkpoint,
     read_checkpoint_meta,
     save_checkpoint,
+    verify_checkpoint,
 )
 
-__all__ = ["FORMAT_VERSION", "CheckpointMeta", "load_checkpoint", "read_checkpoint_meta", "save_checkpoint"]
+__all__ = ["FORMAT_VERSION", "CheckpointMeta", "load_checkpoint", "read_checkpoint_meta", "save_checkpoint",
+           "verify_checkpoint"]

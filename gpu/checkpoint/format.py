@@ -21,18 +21,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gpu.atomic import atomic_path
 from gpu.bfl_layout import PICK_MODEL, QUANTIZE_FIRST, bfl_prefix, other_file
 from gpu.errors import CheckpointError
-from gpu.safetensors_header import read_safetensors_header
+from gpu.safetensors_header import AGAIN, open_safetensors, read_safetensors_header
 from gpu.version import __version__
 
 FORMAT_NAME = "nibble-svdq"
@@ -180,29 +181,124 @@ def load_checkpoint(
 ) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
     """Validates everything and returns (meta, tensors on CPU).
 
+    The tensors are fresh CPU memory (each of its header's dtype and shape), not views of a memory map: a
+    file kept mapped could not be deleted, replaced or renamed on Windows while its model stays loaded. The
+    data section is read once, in file order, and what is hashed is the tensors' own bytes (and any gap
+    between them), so what loads is exactly what was verified, whatever happens to the file meanwhile.
+    Peak memory: one copy of the data.
+
     ``expected``: name -> (shape, dtype) the model needs (from ``gpu.checkpoint.skeleton``); when given,
     missing/extra tensors and shape/dtype mismatches are reported by name."""
-    path = Path(path)
-    header_len, header = read_safetensors_header(path)
-    meta = _meta_from_header(path.name, header)
-    entries = {k: v for k, v in header.items() if k != "__metadata__"}
-    data_len = max((int(e["data_offsets"][1]) for e in entries.values()), default=0)
-    size = path.stat().st_size
-    if size != 8 + header_len + data_len:
-        raise CheckpointError(
-            f"{path.name}: truncated or padded: the header describes {8 + header_len + data_len} bytes, "
-            f"the file has {size}",
-            hint="copy or download the file again",
-        )
-    if file_sha256(path, 8 + header_len) != meta.sha256:
-        raise CheckpointError(f"{path.name}: checksum mismatch: the tensor data is corrupt")
+    return _read_checked(Path(path), expected, keep=True)
+
+
+def verify_checkpoint(path: Path | str) -> CheckpointMeta:
+    """Every check ``load_checkpoint`` makes (sizes, checksum, tensor layout), with the data read through one
+    reusable buffer of at most 16 MiB and no tensor kept: for callers that only need to know the file is sound."""
+    return _read_checked(Path(path), None, keep=False)[0]
+
+
+def _read_checked(
+    path: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]] | None, keep: bool
+) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
+    # Header, size and data from one open file: one renamed over the path midway is never mixed in.
+    with open_safetensors(path) as (f, header_len, header):
+        meta = _meta_from_header(path.name, header)
+        entries = {k: v for k, v in header.items() if k != "__metadata__"}
+        data_len = max((int(e["data_offsets"][1]) for e in entries.values()), default=0)
+        size = os.fstat(f.fileno()).st_size
+        if size != 8 + header_len + data_len:
+            raise CheckpointError(
+                f"{path.name}: truncated or padded: the header describes {8 + header_len + data_len} bytes, "
+                f"the file has {size}",
+                hint=AGAIN,
+            )
+        layout = _data_layout(path.name, entries)
+        tensors, digest = _read_data(f, path.name, layout, data_len, keep)
+    if digest != meta.sha256:
+        raise CheckpointError(f"{path.name}: checksum mismatch: the tensor data is corrupt", hint=AGAIN)
     if expected is not None:
         _check_tensor_set(path.name, entries, expected)
-    tensors: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        for key in f.keys():
-            tensors[key] = f.get_tensor(key)
     return meta, tensors
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where one tensor's bytes lie in the data section (offsets from its start)."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+def _data_layout(name: str, entries: dict[str, Any]) -> list[_Slot]:
+    """The tensors in file order, each checked to hold exactly the bytes its dtype and shape need and to share
+    none with another (checked before any data is read, as safetensors itself refuses such files)."""
+    slots = []
+    for key, e in entries.items():
+        dtype = _DTYPE_NAMES.get(e["dtype"])
+        if dtype is None:
+            raise CheckpointError(f"{name}: tensor {key} has dtype {e['dtype']}, which no SVDQ checkpoint holds: "
+                                  "the file is corrupt or was not written by Nibble Studio", hint=AGAIN)  # fmt: skip
+        start, end = e["data_offsets"]
+        need = math.prod(e["shape"]) * dtype.itemsize
+        if end - start != need:
+            raise CheckpointError(f"{name}: tensor {key} has {end - start} bytes of data, its shape {e['shape']} "
+                                  f"and dtype {e['dtype']} need {need}: the file is corrupt", hint=AGAIN)  # fmt: skip
+        slots.append(_Slot(key, dtype, tuple(e["shape"]), start, end))
+    slots.sort(key=lambda s: (s.start, s.end))
+    for before, after in zip(slots, slots[1:], strict=False):
+        if after.start < before.end:
+            raise CheckpointError(f"{name}: tensors {before.name} and {after.name} share bytes of the data section: "
+                                  "the file is corrupt", hint=AGAIN)  # fmt: skip
+    return slots
+
+
+_CHUNK = 16 << 20  # bytes per read and per hash update: the most a verify-only read holds at a time
+
+
+def _read_data(
+    f: BinaryIO, name: str, layout: list[_Slot], data_len: int, keep: bool
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Reads the data section (``f`` at its start) once, in file order: each tensor into a fresh CPU tensor of
+    its dtype and shape (``keep``) or through a scratch buffer. Returns (tensors, hex SHA-256 of every byte of
+    the section: the tensors' bytes and any gap between them, the digest's definition since format v1)."""
+    h = hashlib.sha256()
+    tensors: dict[str, torch.Tensor] = {}
+    scratch = memoryview(b"")  # for bytes not kept: gaps, or every tensor when only verifying
+    at = 0
+    for slot in layout:
+        skip = slot.start - at + (0 if keep else slot.end - slot.start)
+        if skip and not scratch:
+            scratch = memoryview(bytearray(min(_CHUNK, data_len)))
+        while skip:
+            step = min(skip, len(scratch))
+            _fill(f, h, scratch[:step], name)
+            skip -= step
+        if keep:
+            t = torch.empty(slot.shape, dtype=slot.dtype)
+            # bf16 and fp8 have no numpy dtype: the tensor's memory is filled through a flat uint8 view of it.
+            _fill(f, h, memoryview(t.view(-1).view(torch.uint8).numpy()), name)
+            tensors[slot.name] = t
+        at = slot.end
+    return tensors, h.hexdigest()
+
+
+def _fill(f: BinaryIO, h: Any, view: memoryview, name: str) -> None:
+    """Fills ``view`` with the next bytes of ``f`` and hashes them as they lie in ``view`` (the memory the caller
+    keeps), so a file rewritten during the read can make the checksum fail but never load unchecked bytes."""
+    for at in range(0, len(view), _CHUNK):
+        part = view[at : at + _CHUNK]
+        got = 0
+        while got < len(part):
+            n = f.readinto(part[got:])
+            if not n:
+                raise CheckpointError(f"{name}: truncated: the file got shorter while it was being read (is "
+                                      "something writing to it?)", hint=AGAIN)  # fmt: skip
+            got += n
+        h.update(part)
 
 
 _DTYPE_NAMES = {
