@@ -18,7 +18,10 @@ if ($LASTEXITCODE -ne 0) { throw "cannot read the version with $Py" }
 
 & $Py -c "import torch, diffusers, transformers, PySide6, appdirs, safetensors"
 if ($LASTEXITCODE -ne 0) { throw "the app's dependencies are not importable by $Py (pip install -e `".[packaging]`")" }
-& $Py -c "import PyInstaller" 2>$null
+# Asked through the exit status alone: with $ErrorActionPreference = "Stop", PowerShell 5.1 turns a native program's
+# redirected stderr ("import PyInstaller"'s traceback, even sent to $null) into a terminating error, and the script
+# stopped instead of installing PyInstaller. find_spec writes nothing to stderr.
+& $Py -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('PyInstaller') is None)"
 if ($LASTEXITCODE -ne 0) { & $Py -m pip install -q "pyinstaller>=6"; if ($LASTEXITCODE -ne 0) { throw "pip failed" } }
 
 Write-Host "== 1/4 kernel fatbins (nvcc) -> resources\kernels\"

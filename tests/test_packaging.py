@@ -227,3 +227,20 @@ def test_built_bundle_self_test(tmp_path):
                           timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "run from    bundle" in proc.stdout
+
+
+def test_windows_build_script_asks_for_pyinstaller_without_redirecting_stderr():
+    """Static check of build_windows.ps1 (no PowerShell here) plus a run of its probe: under
+    ``$ErrorActionPreference = "Stop"``, PowerShell 5.1 turns a native program's redirected stderr into a
+    terminating error, so ``python -c "import PyInstaller" 2>$null`` stopped the build where PyInstaller was missing
+    instead of installing it. The probe answers through its exit status alone."""
+    script = (REPO / "packaging" / "build_windows.ps1").read_text(encoding="utf-8")
+    assert '$ErrorActionPreference = "Stop"' in script
+    native = [line for line in script.splitlines() if line.lstrip().startswith("& ")]
+    assert native and not [line for line in native if "2>" in line], native
+    probe = next(line for line in native if "PyInstaller" in line and " -c " in line)
+    code = probe.split(" -c ", 1)[1].strip().strip('"')
+    present = subprocess.run([sys.executable, "-c", code.replace("'PyInstaller'", "'json'")], capture_output=True)
+    absent = subprocess.run([sys.executable, "-c", code.replace("'PyInstaller'", "'no_such_module_x'")],
+                            capture_output=True)  # fmt: skip
+    assert (present.returncode, present.stderr, absent.returncode, absent.stderr) == (0, b"", 1, b"")
