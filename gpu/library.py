@@ -187,11 +187,11 @@ class ModelLibrary:
             if _resolved(listed_path) == path:
                 return ModelEntry(listed_name, listed_path, builtin, facts, already_added=True)
         if facts.kind == "svdq":
-            from gpu.checkpoint.format import load_checkpoint
+            from gpu.checkpoint.format import verify_checkpoint
             from gpu.errors import CheckpointError
 
             try:
-                load_checkpoint(path)  # full check (sizes, checksum) before it enters the library
+                verify_checkpoint(path)  # full check (sizes, checksum) before it enters the library
             except CheckpointError as err:
                 raise ModelLoadError(str(err), err.hint) from None
         taken = set(paths) | set(builtins)

@@ -272,3 +272,35 @@ def test_a_header_whose_tensors_do_not_fit_their_bytes_is_named(tiny_flux_int4, 
     bad = _raw_checkpoint(tmp_path / "odd.safetensors", meta, entries, bytes(8))
     with pytest.raises(CheckpointError, match=f"odd.safetensors: {message}"):
         load_checkpoint(bad)
+
+
+def test_a_wrong_model_is_named_before_its_data_is_read(tiny_flux_int4, tmp_path):
+    """A file of another model (its tensors not the ones the skeleton needs) was read and hashed whole first:
+    gigabytes for a 12B model before the message; with its data damaged as well, the user was told "corrupt"
+    instead of "the wrong model". The tensor set is checked from the header, before any data."""
+    meta = json.loads(read_checkpoint_meta(tiny_flux_int4).to_json())
+    entries = {"a": {"dtype": "I32", "shape": [1], "data_offsets": [0, 4]}}
+    other = _raw_checkpoint(tmp_path / "other.safetensors", meta, entries, struct.pack("<i", 7))
+    damaged = tmp_path / "other damaged.safetensors"
+    damaged.write_bytes(other.read_bytes()[:-4] + struct.pack("<i", 8))
+    with pytest.raises(CheckpointError, match=r"other damaged.safetensors: missing tensors: b"):
+        load_checkpoint(damaged, {"b": ((1,), torch.int32)})
+
+
+def test_a_load_onto_another_device_hashes_the_bytes_it_places(tiny_flux_int4, tmp_path):
+    """Onto a GPU the file is read through one host staging buffer (the whole file in host memory beside the
+    text encoders swapped a 16 GB laptop): every tensor arrives on the device with its header's dtype and shape,
+    and the checksum is still taken over the bytes placed (the "meta" device stands in for a GPU here;
+    tests/gpu checks the values on a real one)."""
+    meta = json.loads(read_checkpoint_meta(tiny_flux_int4).to_json())
+    entries = {"a": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]},
+               "b": {"dtype": "I32", "shape": [2], "data_offsets": [16, 24]}}  # fmt: skip
+    data = bytes(range(12)) + b"gap!" + struct.pack("<2i", -1, 5)
+    good = _raw_checkpoint(tmp_path / "staged.safetensors", meta, entries, data)
+    _, tensors = load_checkpoint(good, device="meta")
+    assert {k: (t.device.type, t.dtype, tuple(t.shape)) for k, t in tensors.items()} == {
+        "a": ("meta", torch.bfloat16, (2, 3)), "b": ("meta", torch.int32, (2,))}  # fmt: skip
+    bad = tmp_path / "staged damaged.safetensors"
+    bad.write_bytes(good.read_bytes()[:-1] + b"\x01")
+    with pytest.raises(CheckpointError, match="staged damaged.safetensors: checksum mismatch"):
+        load_checkpoint(bad, device="meta")

@@ -177,30 +177,35 @@ def _check_meta_types(name: str, meta: CheckpointMeta) -> None:
 
 
 def load_checkpoint(
-    path: Path | str, expected: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None
+    path: Path | str,
+    expected: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None,
+    device: torch.device | str | None = None,
 ) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
-    """Validates everything and returns (meta, tensors on CPU).
+    """Validates everything and returns (meta, tensors on ``device``, CPU by default).
 
-    The tensors are fresh CPU memory (each of its header's dtype and shape), not views of a memory map: a
-    file kept mapped could not be deleted, replaced or renamed on Windows while its model stays loaded. The
-    data section is read once, in file order, and what is hashed is the tensors' own bytes (and any gap
+    The tensors are fresh memory (each of its header's dtype and shape), not views of a memory map: a file
+    kept mapped could not be deleted, replaced or renamed on Windows while its model stays loaded. The data
+    section is read once, in file order, and what is hashed is the bytes the tensors are made of (and any gap
     between them), so what loads is exactly what was verified, whatever happens to the file meanwhile.
-    Peak memory: one copy of the data.
+    Host memory: one copy of the data on the CPU; on a GPU ``device`` only the largest tensor, as a staging
+    buffer (a 12B model's 6.4 GiB held in private RAM while the text encoders load swapped a 16 GB laptop).
 
     ``expected``: name -> (shape, dtype) the model needs (from ``gpu.checkpoint.skeleton``); when given,
-    missing/extra tensors and shape/dtype mismatches are reported by name."""
-    return _read_checked(Path(path), expected, keep=True)
+    missing/extra tensors and shape/dtype mismatches are reported by name, before any data is read."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return _read_checked(Path(path), expected, keep=device)
 
 
 def verify_checkpoint(path: Path | str) -> CheckpointMeta:
     """Every check ``load_checkpoint`` makes (sizes, checksum, tensor layout), with the data read through one
     reusable buffer of at most 16 MiB and no tensor kept: for callers that only need to know the file is sound."""
-    return _read_checked(Path(path), None, keep=False)[0]
+    return _read_checked(Path(path), None, keep=None)[0]
 
 
 def _read_checked(
-    path: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]] | None, keep: bool
+    path: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]] | None, keep: torch.device | None
 ) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
+    """The checks and the read; ``keep``: where the tensors go (None: none is kept)."""
     # Header, size and data from one open file: one renamed over the path midway is never mixed in.
     with open_safetensors(path) as (f, header_len, header):
         meta = _meta_from_header(path.name, header)
@@ -214,11 +219,11 @@ def _read_checked(
                 hint=AGAIN,
             )
         layout = _data_layout(path.name, entries)
+        if expected is not None:  # a wrong model is named before gigabytes are read
+            _check_tensor_set(path.name, entries, expected)
         tensors, digest = _read_data(f, path.name, layout, data_len, keep)
     if digest != meta.sha256:
         raise CheckpointError(f"{path.name}: checksum mismatch: the tensor data is corrupt", hint=AGAIN)
-    if expected is not None:
-        _check_tensor_set(path.name, entries, expected)
     return meta, tensors
 
 
@@ -260,27 +265,36 @@ _CHUNK = 16 << 20  # bytes per read and per hash update: the most a verify-only 
 
 
 def _read_data(
-    f: BinaryIO, name: str, layout: list[_Slot], data_len: int, keep: bool
+    f: BinaryIO, name: str, layout: list[_Slot], data_len: int, keep: torch.device | None
 ) -> tuple[dict[str, torch.Tensor], str]:
-    """Reads the data section (``f`` at its start) once, in file order: each tensor into a fresh CPU tensor of
-    its dtype and shape (``keep``) or through a scratch buffer. Returns (tensors, hex SHA-256 of every byte of
-    the section: the tensors' bytes and any gap between them, the digest's definition since format v1)."""
+    """Reads the data section (``f`` at its start) once, in file order: each tensor into a fresh tensor of its
+    dtype and shape on ``keep`` (a GPU's through one reused host staging buffer, copied after it was hashed) or,
+    with ``keep`` None, through a scratch buffer. Returns (tensors, hex SHA-256 of every byte of the section: the
+    tensors' bytes and any gap between them, the digest's definition since format v1)."""
     h = hashlib.sha256()
     tensors: dict[str, torch.Tensor] = {}
     scratch = memoryview(b"")  # for bytes not kept: gaps, or every tensor when only verifying
+    staged = keep is not None and keep.type != "cpu"
+    staging = torch.empty(max((s.end - s.start for s in layout), default=0) if staged else 0, dtype=torch.uint8)
     at = 0
     for slot in layout:
-        skip = slot.start - at + (0 if keep else slot.end - slot.start)
+        skip = slot.start - at + (0 if keep is not None else slot.end - slot.start)
         if skip and not scratch:
             scratch = memoryview(bytearray(min(_CHUNK, data_len)))
         while skip:
             step = min(skip, len(scratch))
             _fill(f, h, scratch[:step], name)
             skip -= step
-        if keep:
-            t = torch.empty(slot.shape, dtype=slot.dtype)
-            # bf16 and fp8 have no numpy dtype: the tensor's memory is filled through a flat uint8 view of it.
-            _fill(f, h, memoryview(t.view(-1).view(torch.uint8).numpy()), name)
+        if keep is not None:
+            t = torch.empty(slot.shape, dtype=slot.dtype, device=keep)
+            # bf16 and fp8 have no numpy dtype: memory is filled through a flat uint8 view of it.
+            raw = t.view(-1).view(torch.uint8)
+            if staged:
+                # A synchronous copy from pageable memory: the buffer is free for the next tensor when it returns.
+                _fill(f, h, memoryview(staging[: raw.numel()].numpy()), name)
+                raw.copy_(staging[: raw.numel()])
+            else:
+                _fill(f, h, memoryview(raw.numpy()), name)
             tensors[slot.name] = t
         at = slot.end
     return tensors, h.hexdigest()

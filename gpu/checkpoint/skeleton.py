@@ -46,8 +46,11 @@ def expected_tensors(model: nn.Module) -> dict[str, tuple[tuple[int, ...], torch
     return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
 
 
-def load_quantized_transformer(path, runtime_dtype: torch.dtype | None = None) -> tuple[nn.Module, CheckpointMeta]:
-    """Validate and load an SVDQ file into a ready (CPU) transformer.
+def load_quantized_transformer(
+    path, runtime_dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> tuple[nn.Module, CheckpointMeta]:
+    """Validate and load an SVDQ file into a ready transformer, its weights on ``device`` (CPU by default):
+    read straight onto a GPU, the file never sits whole in host memory (``load_checkpoint``).
 
     ``runtime_dtype``: dtype for the 16-bit layers that were not quantized (e.g. float32 on CPU for
     speed); quantized layers keep their stored scales and factors."""
@@ -61,7 +64,7 @@ def load_quantized_transformer(path, runtime_dtype: torch.dtype | None = None) -
             f"{Path(path).name}: the model_config in its SVDQ metadata does not describe a buildable "
             f"{meta.architecture} model ({err})"
         ) from None
-    _, tensors = load_checkpoint(path, expected_tensors(model))
+    _, tensors = load_checkpoint(path, expected_tensors(model), device=device)
     model.load_state_dict(tensors, strict=True, assign=True)
     _materialize_leftovers(model)
     if runtime_dtype is not None:

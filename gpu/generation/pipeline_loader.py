@@ -150,7 +150,7 @@ def load_pipeline(
         if facts.kind == "svdq":
             from gpu.checkpoint.skeleton import load_quantized_transformer
 
-            transformer, _ = load_quantized_transformer(facts.path, runtime_dtype=dtype)
+            transformer, _ = load_quantized_transformer(facts.path, runtime_dtype=dtype, device=device)
             pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, dtype=dtype)
         else:
             pipe = pipeline_cls.from_pretrained(base_path, dtype=dtype)
