@@ -61,6 +61,15 @@ class PromptList(QTableView):
         if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
             self._fit_rows()
 
+    def moveCursor(
+        self, cursorAction: QAbstractItemView.CursorAction, modifiers: Qt.KeyboardModifier
+    ) -> QModelIndex:
+        """Home and End go to the newest and the oldest entry, as in a list: a table moves them along the row,
+        and in one column they did nothing."""
+        if cursorAction in (QAbstractItemView.CursorAction.MoveHome, QAbstractItemView.CursorAction.MoveEnd):
+            modifiers |= Qt.KeyboardModifier.ControlModifier
+        return super().moveCursor(cursorAction, modifiers)
+
 
 class HistoryPanel(QWidget):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
@@ -76,6 +85,11 @@ class HistoryPanel(QWidget):
         # The buttons below the search field in a narrow dock (beside it, the dock scrolled sideways under 1000 px).
         top = WrapGrid([self.search, button_box([self.remove_button, self.clear_button])], (2, 1), stretch_first=True)
         self.view = PromptList()
+        # Read out as a table of one column otherwise: the name and description say what it holds.
+        self.view.setAccessibleName("Prompt history")
+        self.view.setAccessibleDescription(
+            "Earlier prompts, newest first. Enter or double-click puts one in the prompt box."
+        )
         self.view.setModel(controller.history)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         # A click only selects (to remove, or to look): reused on a click, an entry replaced the prompt being

@@ -82,3 +82,17 @@ def test_ctrl_s_and_ctrl_z_belong_to_the_gallery(qtbot, data_root, monkeypatch):
     assert gallery.rowCount() == 0
     _ctrl(qtbot, panel.view, Qt.Key.Key_Z)
     assert gallery.rowCount() == 1
+
+
+def test_home_and_end_go_to_the_newest_and_oldest_prompt(qtbot, data_root):
+    """The history list became a one-column table (a122e7d): Home and End moved along the row, so they did
+    nothing; in a list they go to the first and the last entry, Shift extending the selection."""
+    window = _window(qtbot, data_root)
+    history = window.history_panel.view
+    history.setFocus()
+    history.setCurrentIndex(window.controller.history.index(0))
+    qtbot.keyClick(history, Qt.Key.Key_End)
+    assert history.currentIndex().row() == window.controller.history.rowCount() - 1
+    qtbot.keyClick(history, Qt.Key.Key_Home, Qt.KeyboardModifier.ShiftModifier)
+    assert history.currentIndex().row() == 0
+    assert len(history.selectionModel().selectedRows()) == window.controller.history.rowCount()
