@@ -66,7 +66,10 @@ def test_fused_paths_refuse_a_pycuda_that_cannot_load_or_start_and_say_why(broke
     for path in (backend.W4A8, backend.INT4):  # decided before the GPU is asked anything (CPU torch here)
         why = path.refuses(layer, gpu)
         assert why is not None and why.startswith("pycuda cannot be used: ") and reason in why, why
-    assert not backend._pycuda_available()
+    from gpu.modules import fused_ops
+
+    # The FLUX block ops (norms, GEMV) said "pycuda is not installed" of an installed, broken one.
+    assert fused_ops._probe(0, "norm") == backend.pycuda_refusal() == why
 
 
 def test_a_load_failure_of_pycuda_itself_falls_back_instead_of_failing_generation(broken_pycuda):

@@ -60,10 +60,6 @@ def _try_pycuda() -> str | None:
     return None
 
 
-def _pycuda_available() -> bool:
-    return pycuda_refusal() is None
-
-
 def layer_refusal(layer: torch.nn.Module) -> str | None:
     """Reasons the kernels cannot serve this layer on any GPU (format, dtype, shape)."""
     spec = getattr(layer, "spec", None)

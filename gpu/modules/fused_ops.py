@@ -193,11 +193,11 @@ def fused_refusal(device: torch.device, family: str = "norm") -> str | None:
 
 
 def _probe(index: int, family: str) -> str | None:
-    from gpu.kernels.backend import _pycuda_available
+    from gpu.kernels.backend import pycuda_refusal
     from gpu.kernels.loader import binary_status
 
-    if not _pycuda_available():
-        return "pycuda is not installed"
+    if (why := pycuda_refusal()) is not None:  # not installed, or installed and broken: it says which
+        return why
     major, minor = torch.cuda.get_device_capability(index)
     if family == "gemv" and major < 8:
         return f"GPU sm_{major}{minor} lacks bf16/fp16 mma.sync m16n8k16 (the W4A16 GEMV needs sm_80 or newer)"
