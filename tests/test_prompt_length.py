@@ -95,3 +95,14 @@ def test_a_damaged_tokenizer_leaves_the_model_described_without_a_counter(tmp_pa
     (folder / "tokenizer_2" / "tokenizer.json").write_text(damaged)
     service = GenerationService(device=torch.device("cpu"))
     assert service.describe(str(folder)).name == "demo-copy" and service.prompt_meter(str(folder)) is None
+
+
+def test_a_very_long_ignored_end_is_quoted_by_its_start_with_the_rest_counted():
+    """A 15,001-token prompt's ignored end was quoted whole: one 65 KB line on the console and in the log."""
+    from gpu.generation.prompt_length import PromptLength
+
+    end = "word " * 12_000 + "last"  # 60,004 characters; the first 80 are 16 words
+    note = PromptLength(15_001, 512, end).note("prompt", "flux-dev")
+    assert note == ("the prompt is 15001 tokens long; model flux-dev reads the first 512, so this end of it is "
+                    f"ignored: '{'word ' * 16}'… (59924 more characters)")  # fmt: skip
+    assert PromptLength(33, 32, "drawn 'large'").note("prompt", "demo").endswith(''': "drawn 'large'"''')  # whole

@@ -45,7 +45,18 @@ class PromptLength:
         if not self.over:
             return ""
         return (f"the {label} is {self.tokens} tokens long; model {model} reads the first {self.limit}, so this "
-                f"end of it is ignored: {self.ignored!r}")  # fmt: skip
+                f"end of it is ignored: {quoted_start(self.ignored)}")  # fmt: skip
+
+
+QUOTED_CHARACTERS = 80  # of an ignored end: a 15,000-token prompt's made one 65 KB line on the console and in the log
+
+
+def quoted_start(text: str, shown: int = QUOTED_CHARACTERS) -> str:
+    """``text`` quoted (``repr``) for a one-line message, cut to its first ``shown`` characters followed by
+    "… (N more characters)" when longer."""
+    if len(text) <= shown:
+        return repr(text)
+    return f"{text[:shown]!r}… ({len(text) - shown} more characters)"
 
 
 class PromptMeter:
