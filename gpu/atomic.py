@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from gpu.errors import OutputError
+from gpu.paths import numbered_paths
 
 
 @contextlib.contextmanager
@@ -34,6 +35,35 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     tree leaves none behind). OS-level failures (and safetensors' wrapped ones) are raised as ``OutputError``
     naming ``target``."""
     target = Path(target)
+    with _scratch_write(target, lambda tmp: replace_file(tmp, target), lambda: _mode_for(target)) as tmp:
+        yield tmp
+
+
+def atomic_write_new(target: Path | str, writer: Callable[[Path], None], first: int = 2,
+                     taken: Callable[[Path], bool] | None = None) -> Path:  # fmt: skip
+    """Calls ``writer(tmp_path)`` and publishes the result, as ``atomic_path`` does, under the first name of
+    ``gpu.paths.numbered_paths(target, first)`` (``target``, ``<stem>-<first>``, …) that no file holds and that is
+    not ``taken`` (names held otherwise, e.g. by the app's trash). Returns the path written.
+
+    The name is claimed by the publishing step itself (``claim_free_name``), never replaced: a file another
+    process puts at a name between a check of it and the write (a second ``main.py generate`` in the same folder)
+    stays, and this one takes the next name."""
+    target = Path(target)
+    published: list[Path] = []
+
+    def publish(tmp: Path) -> None:
+        published.append(claim_free_name(tmp, target, first, taken))
+
+    with _scratch_write(target, publish, lambda: _NEW_FILE_MODE) as tmp:
+        writer(tmp)
+    return published[0]
+
+
+@contextlib.contextmanager
+def _scratch_write(target: Path, publish: Callable[[Path], None], mode: Callable[[], int]) -> Iterator[Path]:
+    """The write both ``atomic_path`` and ``atomic_write_new`` make: a temporary path in a private scratch folder
+    beside ``target``, given ``mode()`` and fsynced once written, handed to ``publish``, then the folder fsynced
+    (the new name is durable too). See ``atomic_path`` for the clean-up on failure and the errors."""
     check_output_path(target)
     created = missing_folders(target.parent)
     try:
@@ -43,16 +73,58 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
             tmp_path = scratch / f"new{target.suffix}"  # short for Windows' 260 characters; PIL reads the suffix
             try:
                 yield tmp_path
-                os.chmod(tmp_path, _mode_for(target))  # as a replaced file had, or as a new one under the umask
+                os.chmod(tmp_path, mode())  # as a replaced file had, or as a new one under the umask
                 with open(tmp_path, "rb+") as f:
                     os.fsync(f.fileno())
-                replace_file(tmp_path, target)
+                publish(tmp_path)
                 _fsync_dir(target.parent)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
     except BaseException:
         remove_empty_folders(created)
         raise
+
+
+def claim_free_name(src: Path, target: Path, first: int = 2, taken: Callable[[Path], bool] | None = None,
+                    windows: bool = os.name == "nt", sleep: Callable[[float], None] = time.sleep) -> Path:  # fmt: skip
+    """Moves the finished file ``src`` (in ``target``'s folder, on its disk) to the first name of
+    ``numbered_paths(target, first)`` that is not ``taken`` and that it can claim, and returns that name. Each
+    claim is one step that fails when the name exists, so a file that arrived there after any check is never
+    replaced: a hard link on POSIX, a rename on Windows (which refuses an existing target; retried while another
+    program briefly holds the file, as ``replace_file`` is). Where the file system has no hard links (FAT and
+    exFAT drives, some network shares), an empty file created exclusively claims the name, then ``src`` replaces
+    it."""
+    for candidate in numbered_paths(target, first):
+        if taken is not None and taken(candidate):
+            continue
+        try:
+            if windows:
+                _retry_while_busy(lambda c=candidate: os.rename(src, c), windows, sleep)
+            else:
+                _link_or_claim(src, candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("numbered_paths has no end")  # for the type checker: the loop returns
+
+
+def _link_or_claim(src: Path, candidate: Path) -> None:
+    """``src`` moved to ``candidate`` on POSIX; FileExistsError, and nothing changed, when ``candidate`` exists."""
+    try:
+        os.link(src, candidate)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (EPERM on FAT, ENOTSUP, EOPNOTSUPP): a real write problem fails below too
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE)
+        os.close(fd)
+        try:
+            os.replace(src, candidate)  # onto the empty file this call just made
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(candidate)
+            raise
+        return
+    os.unlink(src)
 
 
 def missing_folders(folder: Path) -> list[Path]:
@@ -212,9 +284,14 @@ _REPLACE_TRIES = 6  # 0.05 s, 0.1 s, 0.2 s, ... about 1.5 s in all
 def replace_file(src: Path, dst: Path, windows: bool = os.name == "nt", sleep: Callable[[float], None] = time.sleep,
                  ) -> None:  # fmt: skip
     """``os.replace(src, dst)``; on Windows retried a few times while another program briefly holds ``dst``."""
+    _retry_while_busy(lambda: os.replace(src, dst), windows, sleep)
+
+
+def _retry_while_busy(move: Callable[[], None], windows: bool, sleep: Callable[[float], None]) -> None:
+    """Calls ``move``; on Windows again, a few times, while it fails because another program holds a file."""
     for attempt in range(_REPLACE_TRIES):
         try:
-            os.replace(src, dst)
+            move()
             return
         except PermissionError as err:
             busy = windows and getattr(err, "winerror", None) in _BUSY_WINERRORS

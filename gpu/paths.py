@@ -7,9 +7,10 @@ folder named by ``NIBBLE_DATA_DIR`` (tests and portable installs).
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import appdirs
@@ -40,11 +41,17 @@ def user_cache_dir() -> Path:
     return path
 
 
+def numbered_paths(path: Path, first: int = 2) -> Iterator[Path]:
+    """``path``, then ``<stem>-<first>``, ``<stem>-<first + 1>``, … with the same suffix, without end: the names
+    tried, in order, for a file that must not replace one the user already has."""
+    path = Path(path)
+    yield path
+    for n in itertools.count(first):
+        yield path.with_name(f"{path.stem}-{n}{path.suffix}")
+
+
 def first_free_path(path: Path, first: int = 2, taken: Callable[[Path], bool] = Path.exists) -> Path:
-    """``path`` if it is not ``taken`` (default: nothing is there), else ``<stem>-<first>``, ``<stem>-<first + 1>``,
-    … with the same suffix: a name picked for the user never replaces a file they already have."""
-    path, n = Path(path), first
-    candidate = path
-    while taken(candidate):
-        candidate, n = path.with_name(f"{path.stem}-{n}{path.suffix}"), n + 1
-    return candidate
+    """The first of ``numbered_paths(path, first)`` that is not ``taken`` (default: nothing is there): a name
+    picked for the user never replaces a file they already have. Only a suggestion where another process may
+    write into the folder: ``gpu.atomic.atomic_write_new`` claims the name as it writes."""
+    return next(candidate for candidate in numbered_paths(path, first) if not taken(candidate))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import gpu.atomic
-from gpu.atomic import atomic_path, atomic_write_bytes
+from gpu.atomic import atomic_path, atomic_write_bytes, atomic_write_new, claim_free_name
 from gpu.errors import OutputError
 
 
@@ -59,3 +61,74 @@ def test_a_folder_where_files_can_be_made_but_not_removed_is_refused_naming_the_
         gpu.atomic.check_folder_writable(tmp_path)
     assert refused.value.filename == str(tmp_path)
     assert refused.value.strerror.startswith("a file can be created in it but not removed (.write-test-")
+
+
+def _another_writer_first(name: Path, data: bytes = b"another run's image") -> Callable[[Path], None]:
+    """A writer that, before writing its own file, lets another process's file appear at ``name``: between any
+    check of the name and the publish, as a second ``main.py generate`` in the same folder can."""
+
+    def write(tmp: Path) -> None:
+        name.write_bytes(data)
+        tmp.write_bytes(b"ours")
+
+    return write
+
+
+def _no_hard_links(*_args: object, **_kwargs: object) -> None:
+    raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))  # what Linux's vfat and exfat say
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_a_new_file_never_replaces_one_that_arrives_while_it_is_written(tmp_path: Path, monkeypatch,
+                                                                      hard_links: bool) -> None:  # fmt: skip
+    """``os.replace`` published onto whatever arrived at the name since it was found free: one of two runs'
+    images was lost without a word. The name is now claimed by the publishing step; where the file system has no
+    hard links (FAT/exFAT drives, some network shares), by an empty file made exclusively."""
+    if not hard_links:
+        monkeypatch.setattr(gpu.atomic.os, "link", _no_hard_links)
+    target = tmp_path / "nibble-0.png"
+    written = atomic_write_new(target, _another_writer_first(target))
+    assert written == tmp_path / "nibble-0-2.png" and written.read_bytes() == b"ours"
+    assert target.read_bytes() == b"another run's image"
+    assert stat.S_IMODE(written.stat().st_mode) == gpu.atomic._NEW_FILE_MODE  # not the other file's mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nibble-0-2.png", "nibble-0.png"]  # no scratch left
+
+    assert atomic_write_new(tmp_path / "free.png", lambda tmp: tmp.write_bytes(b"x")) == tmp_path / "free.png"
+    taken = atomic_write_new(tmp_path / "free.png", lambda tmp: tmp.write_bytes(b"y"), first=1,
+                             taken=lambda p: p.name == "free-1.png")  # e.g. a name in the app's trash
+    assert taken == tmp_path / "free-2.png" and (tmp_path / "free.png").read_bytes() == b"x"
+
+
+def test_a_failed_claim_leaves_no_empty_file_at_the_name(tmp_path: Path, monkeypatch) -> None:
+    """Without hard links the name is held by an empty file until the image replaces it: a failure then must not
+    leave that empty file behind as if it were an image."""
+    monkeypatch.setattr(gpu.atomic.os, "link", _no_hard_links)
+    monkeypatch.setattr(gpu.atomic.os, "replace", _disk_full)
+    with pytest.raises(OutputError, match="nibble-0.png: No space left on device"):
+        atomic_write_new(tmp_path / "nibble-0.png", lambda tmp: tmp.write_bytes(b"ours"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_on_windows_the_name_is_claimed_by_a_rename_that_refuses_an_existing_file(tmp_path: Path,
+                                                                                 monkeypatch) -> None:  # fmt: skip
+    """Windows' rename fails on an existing name (FileExistsError): the next name is tried. A rename refused
+    while another program (antivirus) briefly holds the new file is tried again, as ``replace_file`` is."""
+    refusals = [PermissionError(errno.EACCES, "in use")]
+    refusals[0].winerror = 32  # type: ignore[attr-defined]  # a sharing violation
+    rename = os.rename
+
+    def windows_rename(src: Path, dst: Path) -> None:
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, "exists", str(dst))
+        if refusals:
+            raise refusals.pop()
+        rename(src, dst)
+
+    (tmp_path / "a.png").write_bytes(b"earlier")
+    src = tmp_path / "new.png"
+    src.write_bytes(b"ours")
+    monkeypatch.setattr(gpu.atomic.os, "rename", windows_rename)
+    slept: list[float] = []
+    claimed = claim_free_name(src, tmp_path / "a.png", windows=True, sleep=slept.append)
+    assert claimed == tmp_path / "a-2.png" and claimed.read_bytes() == b"ours" and len(slept) == 1
+    assert (tmp_path / "a.png").read_bytes() == b"earlier" and not src.exists()
