@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=int)
     g.add_argument("--guidance", type=float)
     g.add_argument("--negative", default="", help="negative prompt")
-    g.add_argument("--base", help="base pipeline folder for an SVDQ file (overrides the recorded one)")
+    g.add_argument("--base", help="for an SVDQ file: the diffusers pipeline (folder or library name) whose text "
+                   "encoders and VAE it runs with (overrides the recorded one)")
     g.add_argument("--batch", type=int, default=1, help="number of images (seeds S, S+1, ...)")
     g.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH[:TEXT_STRENGTH]]",
                    help="apply a FLUX.1 LoRA (.safetensors), strength -2..2 (default 1); TEXT_STRENGTH for its "
@@ -201,7 +202,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from gpu.lora import parse_lora_args
     from gpu.lora.keys import parts_text
     from gpu.lora.metadata import strength_words
-    from gpu.paths import first_free_path
 
     request = GenerationRequest(
         prompt=args.prompt, model=args.model, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
@@ -210,6 +210,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if args.out is not None:  # before the generation, not after it; a batch's last name is the longest
         check_png_output(args.out, beside=[batch_image_path(args.out, args.batch - 1)] if args.batch > 1 else [])
+    else:
+        check_current_folder()
     service = GenerationService()
     started = time.perf_counter()
 
@@ -217,12 +219,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     def save(result) -> None:  # as each image is done: Ctrl-C in a long batch keeps the finished ones
         if args.out is None:  # named by its own seed, which already tells a batch's images apart
-            out = first_free_path(Path(f"nibble-{result.settings['seed']}.png"))  # never replaces an earlier one
-        elif request.batch_count > 1:
-            out = batch_image_path(args.out, len(saved))
-        else:
-            out = args.out  # one the user gave is replaced
-        saved.append(save_image(result, out))
+            out = save_new_image(result)
+        else:  # names the user gave are replaced
+            out = save_image(result, batch_image_path(args.out, len(saved)) if request.batch_count > 1 else args.out)
+        saved.append(out)
         s = result.settings
         size = f"{s['width']}x{s['height']}"
         say(f"wrote {out} ({size}, {s['steps']} steps, seed {s['seed']}, {s['duration_s']:.2f} s)")
@@ -265,6 +265,33 @@ def tell_prompt_lengths(result: GeneratedImage) -> None:
             line = f"note: {length.note(label, result.settings['model'])}"
             print(line, file=sys.stderr)
             log.info("%s", line)
+
+
+def check_current_folder() -> None:
+    """Without --out the images go into the current folder: an OutputError naming it now, before the model loads
+    and the first image is made, if no file can be made there (a file is made and removed to check)."""
+    from gpu.atomic import check_folder_writable, folder_problem
+    from gpu.errors import OutputError
+
+    folder = Path.cwd()
+    try:
+        check_folder_writable(folder)
+    except OSError as err:
+        raise OutputError(f"cannot write the images into the current folder {folder}: "
+                          f"{folder_problem(folder, err)}",
+                          "run the command in a folder you can write to, or give --out a file in one") from None
+
+
+def save_new_image(result: GeneratedImage) -> Path:
+    """Writes ``result`` into the current folder as ``nibble-<seed>.png``, or ``nibble-<seed>-2.png``, … when that
+    is taken, and returns the name used. The name is claimed as the file is published: another run writing into
+    the same folder meanwhile (a batch scripted with ``&``) keeps its image, and this one takes the next name."""
+    from gpu.atomic import atomic_write_new
+    from gpu.generation.png_metadata import write_png
+
+    result.path = atomic_write_new(Path(f"nibble-{result.settings['seed']}.png"),
+                                   lambda tmp: write_png(tmp, result.image, result.settings))  # fmt: skip
+    return result.path
 
 
 def batch_image_path(out: Path, index: int) -> Path:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -284,3 +287,63 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["inspect", str(model)]) == SIGPIPE_EXIT == 141
     assert capsys.readouterr().err == ""
+
+
+class ImagesAtOnce:
+    """The generator replaced: a request's images come at once, 8x8 pixels each, seeds S, S+1, …"""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.library = SimpleNamespace(take_notices=list)
+        self.loaded = None
+
+    def generate(self, request: Any, on_image: Callable[[Any], None]) -> list[Any]:
+        from PIL import Image
+
+        from gpu.generation.request import GeneratedImage
+
+        results = []
+        for i in range(request.batch_count):
+            settings = {"prompt": request.prompt, "seed": request.seed + i, "width": 8, "height": 8, "steps": 1,
+                        "duration_s": 0.0, "model": "stand-in", "execution_path": "none"}  # fmt: skip
+            results.append(GeneratedImage(Image.new("RGB", (8, 8), "red"), settings))
+            on_image(results[-1])
+        return results
+
+
+def test_an_image_another_run_writes_meanwhile_under_the_default_name_is_kept(tmp_path, monkeypatch, capsys):
+    """Two ``generate`` runs without --out in one folder (a batch scripted with ``&``) both found nibble-0.png free
+    and the later write replaced the other's image; both said 'wrote nibble-0.png' and exited 0. The name is now
+    claimed as the file is published, and the line names the one used."""
+    import gpu.generation.png_metadata as png_metadata
+    from gpu.generation.png_metadata import read_png_text
+    from main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gpu.generation.service, "GenerationService", ImagesAtOnce)
+    other, write_png = tmp_path / "nibble-0.png", png_metadata.write_png
+
+    def the_other_run_first(path: Path, *args: Any) -> Path:  # its image lands after this run chose a name
+        if not other.exists():
+            other.write_bytes(b"the other run's image")
+        return write_png(path, *args)
+
+    monkeypatch.setattr(png_metadata, "write_png", the_other_run_first)
+    assert main(["--data-dir", str(tmp_path / "data"), "generate", "a red fox", "--batch", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines[:2]] == ["wrote nibble-0-2.png", "wrote nibble-1.png"]
+    assert other.read_bytes() == b"the other run's image"
+    assert read_png_text(tmp_path / "nibble-0-2.png")["parameters"].startswith("a red fox")
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["nibble-0-2.png", "nibble-0.png", "nibble-1.png"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="Linux: no file can be made in /proc, even by root")
+def test_a_current_folder_that_takes_no_file_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys,
+                                                                              no_work):  # fmt: skip
+    """Without --out the images go into the current folder: one that takes no file was found only when the first
+    image was saved, after the model loaded and the image was made (minutes on FLUX.1), then lost."""
+    monkeypatch.chdir("/proc")
+    err = _refused(["--data-dir", str(tmp_path / "data"), "generate", "a red fox"], capsys)
+    assert err.startswith("error: cannot write the images into the current folder /proc: no file can be created "
+                          "in it: ")  # fmt: skip
+    assert err.endswith(" (run the command in a folder you can write to, or give --out a file in one)\n")
+    assert no_work == []
