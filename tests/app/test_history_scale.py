@@ -4,10 +4,6 @@ from the list into the model), not timed, so that a slow machine cannot fail it.
 
 from __future__ import annotations
 
-import sys
-from types import FrameType
-from typing import Any
-
 from PySide6.QtCore import QPersistentModelIndex
 from PySide6.QtWidgets import QApplication
 
@@ -15,25 +11,9 @@ from app.data_dir import resolve_data_dir
 from app.history_model import HistoryModel
 from app.store import PromptRecord, Store
 from tests.app.gui import window_without_engine
+from tests.app.scale import calls_into, methods
 
 _COUNT = 2000
-
-
-def _calls_into(functions: list[Any], action) -> int:
-    """How many times Qt or Python called ``functions`` while ``action`` ran."""
-    codes = {f.__code__ for f in functions}
-    calls = 0
-
-    def count(frame: FrameType, event: str, _: Any) -> None:
-        nonlocal calls
-        calls += event == "call" and frame.f_code in codes
-
-    sys.setprofile(count)
-    try:
-        action()
-    finally:
-        sys.setprofile(None)
-    return calls
 
 
 def test_adding_a_prompt_to_a_long_history_leaves_the_other_rows_alone(qtbot, data_root):
@@ -55,13 +35,12 @@ def test_adding_a_prompt_to_a_long_history_leaves_the_other_rows_alone(qtbot, da
 
     # was: 2 calls of rowCount per row of the history (the QListView laid every row out again, asking the model
     # for each one's index); now the rows painted, whatever the history's length
-    model_methods = [f for f in vars(HistoryModel).values() if hasattr(f, "__code__")]
     for prompt in ("a new prompt", "prompt 7"):  # a new entry, then one used again (moved to the top)
-        assert _calls_into(model_methods, lambda p=prompt: add(p)) < _COUNT / 10
+        assert calls_into(methods(HistoryModel), lambda p=prompt: add(p)) < _COUNT / 10
     # An entry shown is counted without searching the store for it (a search reads every entry: 5-15 ms with
     # 20,000 prompts); a new one is looked up there once, for its id.
-    assert _calls_into([Store.prompts], lambda: add("prompt 7")) == 0
-    assert _calls_into([Store.prompts], lambda: add("another new prompt")) == 1
+    assert calls_into([Store.prompts], lambda: add("prompt 7")) == 0
+    assert calls_into([Store.prompts], lambda: add("another new prompt")) == 1
     assert resets == []
     shown = [(history.record(r).prompt, history.record(r).uses) for r in range(history.rowCount())]
     assert shown[:4] == [("another new prompt", 1), ("prompt 7", 3), ("a new prompt", 1), (f"prompt {_COUNT - 1}", 1)]
