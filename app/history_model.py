@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import bisect
 import textwrap
-import time
-from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
@@ -82,22 +80,16 @@ class HistoryModel(QAbstractListModel):
         moves that one entry to its place, the top: reloading all of a 20,000-prompt history at each Generate
         took 70-300 ms and reset the list (its scroll position and selection).
 
-        Nothing here goes through all the entries: an entry shown is found by its texts and its row by its
-        place in the order, and is counted as the store counts it; only a new entry that the search finds is
-        looked up in the store (for its id)."""
-        when = time.time()
-        self._store.record_prompt(prompt, negative_prompt, when)
-        texts = (prompt.strip(), negative_prompt.strip())
+        Nothing here goes through all the entries: the store hands back the entry it counted (a new one with its
+        id), an entry shown is found by its texts and its row by its place in the order."""
+        record = self._store.record_prompt(prompt, negative_prompt)
+        if record is None:
+            return  # an empty prompt: not recorded
+        texts = (record.prompt, record.negative_prompt)
         shown = self._shown.get(texts)
-        if shown is not None:
-            old: int | None = self._row_of(shown)
-            record = replace(shown, uses=shown.uses + 1, last_used=when)
-        else:
-            if not texts[0] or not self._matches(*texts):
-                return  # an empty prompt (not recorded), or one out of the current search
-            # Looked up by its text as a search for it would (the entry and the few that contain its text).
-            found = (r for r in self._store.prompts(texts[0]) if (r.prompt, r.negative_prompt) == texts)
-            record, old = next(found), None
+        if shown is None and not self._matches(*texts):
+            return  # one out of the current search
+        old = None if shown is None else self._row_of(shown)
         self._shown[texts] = record
         rest = self._rows if old is None else self._rows[:old] + self._rows[old + 1 :]
         # where the store's order (newest first, then the latest added) puts it: the top, unless the clock went back
