@@ -32,8 +32,10 @@ def _panel(window, widget) -> str:
 def test_tab_goes_left_column_then_centre_then_right_column(qtbot, window, tmp_path):
     """Tab went Prompt → Models → Quantization → History → LoRAs → Gallery; in the LoRA panel the rows came
     after "Insert trigger words"; the LoRA list's scroll area (and each dock's) was an empty stop."""
-    window.activateWindow()
-    qtbot.waitActive(window)
+    # Focus moves only in the active window (Tab goes nowhere in another). pytest-qt's waitActive is a context
+    # manager: it waits when its block ends, so a plain call waited for nothing.
+    with qtbot.waitActive(window):
+        window.activateWindow()
     window.controller.loras.add_file(_tiny_lora(tmp_path / "added later.safetensors"))  # rows made after start
     lora = window.lora_panel
     qtbot.waitUntil(lambda: len(lora.rows) == 2 and all(row.isVisible() for row in lora.rows))
