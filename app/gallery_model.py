@@ -410,17 +410,21 @@ class GalleryModel(QStringListModel):
         """A file in the trash under ``rel_path`` (a deleted image, or one the database no longer knows) is
         renamed, not replaced: deleting or adding an image of that name must not destroy it. The deleted image
         whose file it is follows it, also under another spelling of the name (``_owners``)."""
-        if not (self._data.trash / rel_path).exists():
+        if not os.path.lexists(self._data.trash / rel_path):  # a dangling link there is in the way as well
             return
-        owners = self._owners(rel_path, [record for batch in self._undo for record in batch])
+        # Every trashed image, not only the undo list's: while the old trash of another drive is gathered, an
+        # image whose file has just arrived is not in it yet, and its row kept the old name of a renamed file.
+        owners = self._owners(rel_path, [record for batch in self._store.trash_batches() for record in batch])
         new_rel = rename_in_trash(self._data, rel_path, taken=self._store.has_path)
+        undoable = {record.id: record for batch in self._undo for record in batch}
         for trashed in owners:
             try:
                 self._store.set_path(trashed.id, new_rel)
             except BaseException:
                 os.replace(self._data.trash / new_rel, self._data.trash / rel_path)
                 raise
-            trashed.path = new_rel
+            if (listed := undoable.get(trashed.id)) is not None:
+                listed.path = new_rel
 
     def _matches(self, record: ImageRecord) -> bool:
         if self._favorites_only and not record.favorite:

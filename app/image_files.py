@@ -88,8 +88,9 @@ def free_image_path(data: DataDir, path: Path, first: int = 2, taken: Callable[[
 
     def held(candidate: Path) -> bool:
         rel = relative(data, candidate)
-        return (candidate.exists() or (data.trash / rel).exists() or (data.other_trash / rel).exists()
-                or (taken is not None and taken(rel)))  # fmt: skip
+        # lexists: a dangling link under the name is a file there all the same (the trash refuses to replace it).
+        return (os.path.lexists(candidate) or os.path.lexists(data.trash / rel)
+                or os.path.lexists(data.other_trash / rel) or (taken is not None and taken(rel)))  # fmt: skip
 
     return first_free_path(path, first, held)
 
