@@ -54,7 +54,10 @@ def atomic_write_new(target: Path | str, writer: Callable[[Path], None], first: 
     def publish(tmp: Path) -> None:
         published.append(claim_free_name(tmp, target, first, taken))
 
-    with _scratch_write(target, publish, lambda: _NEW_FILE_MODE) as tmp:
+    # Checked as the output is the first name a file could take: a folder holding a name is skipped like a file
+    # (the check refused "nibble-7.png is a folder" after the image was made).
+    first_file = next(c for c in numbered_paths(target, first) if not c.is_dir())
+    with _scratch_write(first_file, publish, lambda: _NEW_FILE_MODE) as tmp:
         writer(tmp)
     return published[0]
 

@@ -99,6 +99,14 @@ def test_a_new_file_never_replaces_one_that_arrives_while_it_is_written(tmp_path
     assert taken == tmp_path / "free-2.png" and (tmp_path / "free.png").read_bytes() == b"x"
 
 
+def test_a_folder_at_the_name_is_skipped_like_a_file(tmp_path: Path) -> None:
+    """A folder named like the output (``nibble-7.png/``, left from sorting files by hand) was refused as "a
+    folder; give a file name" once the image was made (the CLI had generated it for nothing); it is a name taken."""
+    (tmp_path / "nibble-7.png").mkdir()
+    written = atomic_write_new(tmp_path / "nibble-7.png", lambda tmp: tmp.write_bytes(b"ours"))
+    assert written == tmp_path / "nibble-7-2.png" and written.read_bytes() == b"ours"
+
+
 def test_a_failed_claim_leaves_no_empty_file_at_the_name(tmp_path: Path, monkeypatch) -> None:
     """Without hard links the name is held by an empty file until the image replaces it: a failure then must not
     leave that empty file behind as if it were an image."""
