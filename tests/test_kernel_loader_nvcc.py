@@ -123,3 +123,25 @@ def test_a_built_cubin_reaches_the_cache_while_another_program_holds_the_old_one
     assert done.origin.startswith("built ") and loaded == [b"CUBIN:" + SOURCE] and not busy
     cached = Path(done.origin.removeprefix("built "))
     assert cached.read_bytes() == b"CUBIN:" + SOURCE and [p.name for p in cached.parent.iterdir()] == [cached.name]
+
+
+def test_a_kernel_that_cannot_be_cached_still_loads(fake_nvcc, kernel_sources, tmp_path, monkeypatch):
+    """The cache only saves the next build. A full disk or a read-only cache folder raised an OSError, which the
+    backend takes for a kernel that cannot load: every layer ran the slow reference path for the session though
+    the cubin was built and in memory. It loads from memory, nothing half-written is left in the cache."""
+    monkeypatch.setenv("NIBBLE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(loader, "find_nvcc", lambda: str(fake_nvcc))
+    monkeypatch.setattr(loader, "prebuilt_dir", lambda: tmp_path / "no-prebuilt")
+    loaded: list[bytes] = []
+    fake_driver = types.SimpleNamespace(Error=Exception, module_from_buffer=lambda data: loaded.append(data) or "m")
+    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", fake_driver)
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loader, "replace_file", disk_full, raising=False)
+    done = loader._load_module_in_context("svdq_quant_lora", "86")
+    assert done.origin == "built (not cached)" and loaded == [b"CUBIN:" + SOURCE]
+    cache = loader.cache_path("svdq_quant_lora", "86", str(fake_nvcc))
+    assert not cache.exists() and list(cache.parent.iterdir()) == []

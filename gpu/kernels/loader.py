@@ -14,8 +14,10 @@ primary context, the one PyTorch uses, so pointers from torch tensors are valid 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -27,6 +29,8 @@ from pathlib import Path
 
 from gpu.atomic import replace_file
 from gpu.paths import resources_dir, user_cache_dir
+
+log = logging.getLogger(__name__)
 
 KERNEL_FAMILIES = ("svdq_quant_lora", "svdq_w4a4_gemm", "svdq_w4a8_gemm", "svdq_w4a8_wgmma",
                    "svdq_fused_norm", "svdq_w4a16_gemv")  # the last two: gpu/modules/fused_ops.py
@@ -244,11 +248,24 @@ def _load_module_in_context(stem: str, arch: str) -> LoadedModule:
         cubin = path.read_bytes()
     else:
         cubin = compile_cubin(stem, arch, nvcc)
+        origin = f"built {path}" if _write_cache(path, cubin) else "built (not cached)"
+    return LoadedModule(drv.module_from_buffer(cubin), origin)
+
+
+def _write_cache(path: Path, cubin: bytes) -> bool:
+    """Keeps a built cubin for the next start; whether it was kept. The cache only saves the next build: a full
+    disk, a read-only folder or a file held longer than the retries leave the kernels running from memory this
+    session (an OSError here was taken for a kernel that cannot load, every layer then on the slow path)."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(cubin)
         # atomic: concurrent processes never read a half-written cubin; retried while Windows' antivirus or
         # another process reading the old cubin briefly holds it
         replace_file(tmp, path)
-        origin = f"built {path}"
-    return LoadedModule(drv.module_from_buffer(cubin), origin)
+        return True
+    except OSError as err:
+        log.warning("the built kernel %s could not be cached (%s); it runs from memory this session", path.name, err)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        return False
