@@ -308,6 +308,23 @@ class GalleryModel(QStringListModel):
         flags = QAbstractListModel.flags(self, index)
         return flags | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else flags
 
+    # A string list's own ways to change its strings or their order, closed: ``_rows`` would not follow, and
+    # the rows shown (and a Delete) would then be other images'. Rows change through this class's methods only.
+    def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: ARG002
+        return False
+
+    def setItemData(self, index: Index, roles: dict[int, Any]) -> bool:  # noqa: ARG002
+        return False
+
+    def moveRows(self, parent: Index, row: int, count: int, child: Index, to: int) -> bool:  # noqa: ARG002
+        return False
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        pass  # newest first, always
+
+    def itemData(self, index: Index) -> dict[int, Any]:
+        return QAbstractListModel.itemData(self, index)  # from ``data``, not the placeholder strings
+
     def supportedDragActions(self) -> Qt.DropAction:
         # Copied out only, as any list model: a string list offers Move too, and a drop that a file manager took
         # as a move had the grid remove the dragged rows (their images not deleted, nor their entries).

@@ -66,3 +66,29 @@ def test_adding_deleting_and_undoing_in_a_large_gallery_leaves_the_other_rows_al
     panel.select_row(6)
     qtbot.keyClick(view, Qt.Key.Key_Right)
     assert view.currentIndex().row() == 7 and panel.current() == gallery.record(7)
+
+
+def test_the_string_list_underneath_cannot_be_edited_or_reordered(qtbot, tmp_path):
+    """The gallery model keeps one placeholder string per row so that Qt counts its rows in C++; a string list's
+    own edit, move and sort calls changed those strings or their order without ``_rows`` following: after a sort,
+    the selection pointed at other images (and a Delete would have trashed them)."""
+    from PIL import Image
+
+    from app.data_dir import DataDir
+    from gpu.generation.png_metadata import write_png
+
+    data = DataDir(tmp_path / "data").create()
+    store = Store(data.database)
+    for i in range(3):
+        write_png(data.images / f"{i}.png", Image.new("RGB", (8, 8)), {"prompt": f"cat {i}"})
+    store.add_images([(f"{i}.png", {"prompt": f"cat {i}"}, float(i), None, None) for i in range(3)])
+    gallery = GalleryModel(store, data)
+    before = [gallery.record(r).path for r in range(3)]
+    first = QPersistentModelIndex(gallery.index(0))
+    assert not gallery.setData(gallery.index(0), "zzz")
+    assert not gallery.setItemData(gallery.index(0), {Qt.ItemDataRole.EditRole: "zzz"})
+    assert not gallery.moveRows(gallery.index(0).parent(), 0, 1, gallery.index(0).parent(), 3)
+    gallery.sort(0, Qt.SortOrder.DescendingOrder)
+    assert first.row() == 0 and [gallery.record(r).path for r in range(3)] == before
+    assert gallery.itemData(gallery.index(0))[Qt.ItemDataRole.DisplayRole] == gallery.data(gallery.index(0))
+    store.close()
