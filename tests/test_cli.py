@@ -46,6 +46,10 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     assert "checksum OK" in r.stdout and "single_transformer_blocks.1.proj_out" in r.stdout
     assert "alpha grid of 3 points" in r.stdout
+    from safetensors import safe_open
+
+    with safe_open(str(q), "pt") as f:  # counted from the header now: the file is only verified, not loaded
+        assert f"tensors:      {len(f.keys())}, " in r.stdout
     alphas = {float(line.split()[-2]) for line in r.stdout.splitlines() if line.split()[2:3] == ["svdquant"]}
     assert alphas <= {0.0, 0.5, 1.0} and alphas, r.stdout  # the grid the file was made with
     qkv = ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"]
