@@ -58,6 +58,20 @@ def kernel_sources(tmp_path: Path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def built_here(fake_nvcc, kernel_sources, tmp_path, monkeypatch) -> list[bytes]:
+    """No prebuilt kernels, the stand-in nvcc, a user cache under ``tmp_path`` and a stand-in pycuda driver: the
+    list returned receives each cubin the driver is asked to load."""
+    monkeypatch.setenv("NIBBLE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(loader, "find_nvcc", lambda: str(fake_nvcc))
+    monkeypatch.setattr(loader, "prebuilt_dir", lambda: tmp_path / "no-prebuilt")
+    loaded: list[bytes] = []
+    fake_driver = types.SimpleNamespace(Error=Exception, module_from_buffer=lambda data: loaded.append(data) or "m")
+    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", fake_driver)
+    return loaded
+
+
+@pytest.fixture
 def windows_default_encoding(monkeypatch):
     """Text opened without an encoding decodes as cp1252, as under a Western Windows locale."""
     real = io.text_encoding
@@ -95,17 +109,11 @@ def test_a_failed_build_names_nvccs_message(fake_nvcc, kernel_sources):
         loader.compile_cubin("svdq_quant_lora", "86", str(fake_nvcc))
 
 
-def test_a_built_cubin_reaches_the_cache_while_another_program_holds_the_old_one(fake_nvcc, kernel_sources,
-                                                                                 tmp_path, monkeypatch):
+def test_a_built_cubin_reaches_the_cache_while_another_program_holds_the_old_one(built_here, tmp_path,
+                                                                                 monkeypatch):
     """Windows: an antivirus scan or another process reading the cached cubin makes the rename fail for a moment
     (sharing violation); the cache write retries as ``gpu.atomic.replace_file`` does instead of failing the load."""
-    monkeypatch.setenv("NIBBLE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(loader, "find_nvcc", lambda: str(fake_nvcc))
-    monkeypatch.setattr(loader, "prebuilt_dir", lambda: tmp_path / "no-prebuilt")
-    loaded: list[bytes] = []
-    fake_driver = types.SimpleNamespace(Error=Exception, module_from_buffer=lambda data: loaded.append(data) or "m")
-    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
-    monkeypatch.setitem(sys.modules, "pycuda.driver", fake_driver)
+    loaded = built_here
     as_on_windows = functools.partial(atomic.replace_file, windows=True, sleep=lambda _: None)
     monkeypatch.setattr(loader, "replace_file", as_on_windows, raising=False)
     real_replace, busy = os.replace, [1]
@@ -125,17 +133,11 @@ def test_a_built_cubin_reaches_the_cache_while_another_program_holds_the_old_one
     assert cached.read_bytes() == b"CUBIN:" + SOURCE and [p.name for p in cached.parent.iterdir()] == [cached.name]
 
 
-def test_a_kernel_that_cannot_be_cached_still_loads(fake_nvcc, kernel_sources, tmp_path, monkeypatch):
+def test_a_kernel_that_cannot_be_cached_still_loads(built_here, fake_nvcc, monkeypatch):
     """The cache only saves the next build. A full disk or a read-only cache folder raised an OSError, which the
     backend takes for a kernel that cannot load: every layer ran the slow reference path for the session though
     the cubin was built and in memory. It loads from memory, nothing half-written is left in the cache."""
-    monkeypatch.setenv("NIBBLE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(loader, "find_nvcc", lambda: str(fake_nvcc))
-    monkeypatch.setattr(loader, "prebuilt_dir", lambda: tmp_path / "no-prebuilt")
-    loaded: list[bytes] = []
-    fake_driver = types.SimpleNamespace(Error=Exception, module_from_buffer=lambda data: loaded.append(data) or "m")
-    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
-    monkeypatch.setitem(sys.modules, "pycuda.driver", fake_driver)
+    loaded = built_here
 
     def disk_full(src, dst):
         raise OSError(28, "No space left on device")
