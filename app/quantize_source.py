@@ -23,6 +23,7 @@ from app.observable import Prop
 from gpu.bfl_layout import SingleFileFacts, base_misfit, inspect_single_file
 from gpu.errors import ModelLoadError, UserError
 from gpu.model_files import check_pipeline_complete, pipeline_defaults, transformer_config
+from gpu.safetensors_header import checked_weight_files
 
 # An output name is a file name in the models folder: long names break Windows' 260-character paths.
 _MAX_STEM = 80
@@ -68,7 +69,8 @@ def _variant(guidance_embeds: bool) -> str:
 
 def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     """The transformer config of the diffusers FLUX.1 pipeline at ``folder``; ModelLoadError in plain words
-    when it is none (torch-free: ``inspect_model_path`` would import torch through the adapters)."""
+    when it is none, or when a transformer weight file is missing or damaged (headers and sizes only; torch-free:
+    ``inspect_model_path`` would import torch through the adapters)."""
     if not (folder / "model_index.json").is_file():
         raise ModelLoadError(f"{folder}: not a diffusers pipeline folder (no model_index.json)",
                              "pick the folder that holds model_index.json, transformer/, text_encoder/, …")  # fmt: skip
@@ -77,6 +79,7 @@ def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     if cfg.get("_class_name") != "FluxTransformer2DModel":
         raise ModelLoadError(f"{folder.name or folder}: a {cfg.get('_class_name', 'unknown')} pipeline, not FLUX.1",
                              "only FLUX.1 models can be quantized")  # fmt: skip
+    checked_weight_files(folder / "transformer", folder.name or str(folder))
     return cfg
 
 

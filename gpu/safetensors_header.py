@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gpu.errors import CheckpointError
+from gpu.errors import CheckpointError, ModelLoadError, named_few
 
 _MAX_HEADER = 256 << 20
 AGAIN = "copy or download the file again"  # what fixes a damaged or incomplete copy (every header problem here)
+MODEL_AGAIN = "copy or download the model again"  # the same for a file inside a model folder
 
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")  # what torch.save files are usually named
@@ -82,6 +83,40 @@ def _read_header(f: BinaryIO, name: str) -> tuple[int, dict[str, Any]]:
             hint=AGAIN,
         )
     return n, header
+
+
+def checked_weight_files(folder: Path, model: str) -> list[Path]:
+    """The ``.safetensors`` files of a model folder's component (``folder`` = e.g. ``transformer/``), in name
+    order, each one's header and size checked as ``read_safetensors_header`` checks them, and every shard that a
+    ``*.safetensors.index.json`` there lists present. Headers and sizes only: torch-free and cheap enough for the
+    GUI thread (a truncated or deleted file passed the quantize wizard's source page, and the run failed at once).
+    ``ModelLoadError`` naming ``model`` and the missing or damaged file otherwise, with a hint to copy or download
+    the model again."""
+    where = f"{model}: {folder.name}/"
+    try:
+        files = sorted(folder.glob("*.safetensors"))
+        indexes = sorted(folder.glob("*.safetensors.index.json"))
+    except OSError as err:
+        raise ModelLoadError(f"{where} cannot be read ({err.strerror or err})", MODEL_AGAIN) from None
+    if not files:
+        raise ModelLoadError(f"{where} holds no .safetensors weights ({folder})", MODEL_AGAIN)
+    for index in indexes:
+        try:
+            weight_map = json.loads(index.read_bytes()).get("weight_map")
+            listed = sorted(set(weight_map.values()))
+        except (OSError, ValueError, AttributeError, TypeError):  # unreadable, not JSON, or no weight_map table
+            raise ModelLoadError(f"{where}{index.name} is damaged: it does not list the weight files",
+                                 MODEL_AGAIN) from None  # fmt: skip
+        missing = [name for name in listed if not (folder / str(name)).is_file()]
+        if missing:
+            raise ModelLoadError(f"{where} lacks {named_few([str(m) for m in missing])}, which {index.name} lists",
+                                 MODEL_AGAIN)  # fmt: skip
+    for f in files:
+        try:
+            read_safetensors_header(f)
+        except CheckpointError as err:
+            raise ModelLoadError(f"{where}{err}", MODEL_AGAIN) from None
+    return files
 
 
 def _check_entries(name: str, header: dict[str, Any]) -> int:

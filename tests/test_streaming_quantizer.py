@@ -17,7 +17,7 @@ from gpu.errors import Cancelled, ModelLoadError
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, quantize_model, quantize_model_in_memory
-from gpu.streaming.engine import parts_dir
+from gpu.streaming.engine import parts_dir, parts_made_with
 from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 DEMO = resources_dir() / "models" / "demo"
@@ -112,11 +112,51 @@ def mapped_at_removal(monkeypatch) -> list[str]:
     return seen
 
 
-def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, tmp_path, mapped_at_removal):
+def _scratch(parts: Path) -> list[str]:
+    """The spilled block inputs (``act``, ``act0``, ``act1``) in the parts folder."""
+    return sorted(p.name for p in parts.iterdir() if p.name.startswith("act")) if parts.is_dir() else []
+
+
+def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, tmp_path, monkeypatch,
+                                                                     mapped_at_removal):  # fmt: skip
+    """The spilled block inputs (several GiB at FLUX size) stayed in the parts folder until after the final
+    write, which most needs the space, and forever after a cancelled or failed run, though resume never reads
+    them. They now go after the last block and at once on a cancel, the finished blocks kept for the resume."""
+    import gpu.streaming.engine as engine
+
     out = tmp_path / "spilled.safetensors"
-    quantize_model(DEMO, out, _cfg(ram_budget_gib=1e-6), library=ModelLibrary(tmp_path), device=CPU)
+    parts = parts_dir(out)
+    lib = ModelLibrary(tmp_path / "lib")
+    spilled: list[str] = []  # seen in the parts folder while the run works
+
+    def put(store, i, h, e, original=engine.ActivationStore.put) -> None:
+        original(store, i, h, e)
+        if store.spill is None:  # the calibration trajectories' own store, in RAM
+            return
+        spilled.append(store.spill.name)
+        assert len(_scratch(parts)) <= 2  # the inputs being read and the outputs being written, no third set
+
+    monkeypatch.setattr(engine.ActivationStore, "put", put)
+    manifest = _partial_with(out, 2, lib, _cfg(ram_budget_gib=1e-6))  # cancelled before its third block
+    assert {"act", "act0", "act1"} <= set(spilled) and _scratch(parts) == []
+    assert parts_made_with(parts, _cfg()) is True and parts_made_with(parts, _cfg(rank=8)) is False
+    assert len(manifest["done"]) == 2  # what resume needs stays
+    (parts / "act1").mkdir()  # as a killed run leaves it
+    (parts / "act1" / "0.safetensors").write_bytes(b"x" * 1000)
+    at_final_write: list[list[str]] = []
+    save_checkpoint = engine.save_checkpoint
+
+    def looking_first(path, tensors, meta) -> None:
+        at_final_write.append(_scratch(parts))
+        save_checkpoint(path, tensors, meta)
+
+    monkeypatch.setattr(engine, "save_checkpoint", looking_first)
+    events = []
+    quantize_model(DEMO, out, _cfg(ram_budget_gib=1e-6), events.append, library=lib, device=CPU)
+    assert any("resuming: 2/6" in e.message for e in events)
+    assert at_final_write == [[]]
     _same(out, streamed)
-    assert not parts_dir(out).exists() and mapped_at_removal == []
+    assert not parts.exists() and mapped_at_removal == []
 
 
 def test_cancel_then_resume_gives_identical_output(streamed, tmp_path, mapped_at_removal):
@@ -174,8 +214,43 @@ def test_stale_parts_for_other_settings_are_discarded(tmp_path):
     ]
 
 
+def test_a_discarded_parts_folder_is_named_by_the_settings_in_force(tmp_path):
+    """A folder made with the default alpha grid (11, left out of the resume key so that folders from before the
+    setting stay resumable) was said to be made with "alpha_points None -> 5". The values in force are named,
+    and such a folder still counts as made with the default."""
+    from gpu.streaming.engine import ENGINE_VERSION, MANIFEST, _what_differs
+
+    def manifest(config: QuantizeConfig) -> dict:
+        return {"done": {}, "settings": {"engine": ENGINE_VERSION, "quantization": config.fingerprint()}}
+
+    default, five = QuantizeConfig(), QuantizeConfig(alpha_points=5)
+    assert "alpha_points" not in default.fingerprint()  # what folders from before the setting hold
+    assert _what_differs(manifest(default), manifest(five)["settings"]) == "alpha points 11 -> 5"
+    assert _what_differs(manifest(five), manifest(default)["settings"]) == "alpha points 5 -> 11"
+    naive = QuantizeConfig(method="naive", alpha_points=5)  # no alpha grid: the method change says it all
+    assert _what_differs(manifest(naive), manifest(five)["settings"]) == "method naive -> svdquant"
+    assert _what_differs(manifest(QuantizeConfig(calib_prompts=8)), manifest(default)["settings"]) == (
+        "calib prompts 8 -> 64")  # fmt: skip
+    parts = tmp_path / "o.safetensors.parts"
+    assert parts_made_with(parts, default) is None  # no folder
+    parts.mkdir()
+    (parts / MANIFEST).write_text(json.dumps(manifest(default)))
+    assert parts_made_with(parts, default) is True
+    assert parts_made_with(parts, QuantizeConfig(alpha_points=11)) is True
+    assert parts_made_with(parts, five) is False
+    (parts / MANIFEST).write_text(json.dumps({"done": {}}))  # a quantizer version that kept no settings
+    assert parts_made_with(parts, default) is False
+    (parts / MANIFEST).write_bytes(b"\xff{")
+    assert parts_made_with(parts, default) is None
+
+
 def _partial(out: Path, blocks: int, lib: ModelLibrary, source: Path = DEMO) -> dict:
     """A run stopped (as by a kill) once the samples and ``blocks`` blocks are finished -> its manifest."""
+    return _partial_with(out, blocks, lib, _cfg(), source)
+
+
+def _partial_with(out: Path, blocks: int, lib: ModelLibrary, config: QuantizeConfig, source: Path = DEMO) -> dict:
+    """``_partial`` with ``config``."""
     manifest = parts_dir(out) / "manifest.json"
 
     def stop() -> bool:
@@ -183,7 +258,7 @@ def _partial(out: Path, blocks: int, lib: ModelLibrary, source: Path = DEMO) -> 
             json.loads(manifest.read_text()).get("done", {})) >= blocks  # fmt: skip
 
     with pytest.raises(Cancelled):
-        quantize_model(source, out, _cfg(), should_cancel=stop, library=lib, device=CPU)
+        quantize_model(source, out, config, should_cancel=stop, library=lib, device=CPU)
     return json.loads(manifest.read_text())
 
 
@@ -434,6 +509,26 @@ def test_single_file_problems_are_named_before_any_work(tmp_path):
     save_file({**partial, "double_blocks.0.img_attn.qkv.scale_weight": torch.ones(1)}, str(single))  # scaled FP8
     with pytest.raises(ModelLoadError, match="tensors a FLUX.1 transformer does not have: double_blocks.0.img_attn"):
         quantize_model(single, out, _cfg(base=str(DEMO)), library=lib, device=CPU)
+    assert not out.exists() and not parts_dir(out).exists()
+
+
+def test_a_pipeline_folder_with_damaged_weights_is_named_with_what_to_do(tmp_path):
+    """A pipeline folder whose transformer weights were deleted said "transformer/ holds no .safetensors weights"
+    and nothing more; a truncated one, or a shard gone, is named the same way, before any work."""
+    source = tmp_path / "model"
+    shutil.copytree(DEMO, source)
+    weights = source / "transformer" / "diffusion_pytorch_model.safetensors"
+    out = tmp_path / "q.safetensors"
+    lib = ModelLibrary(tmp_path / "lib")
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size - 1)
+    with pytest.raises(ModelLoadError, match="model: transformer/diffusion_pytorch_model.safetensors: truncated") as e:
+        quantize_model(source, out, _cfg(), library=lib, device=CPU)
+    assert e.value.hint == "copy or download the model again"
+    weights.unlink()
+    with pytest.raises(ModelLoadError, match="model: transformer/ holds no .safetensors weights") as e:
+        quantize_model(source, out, _cfg(), library=lib, device=CPU)
+    assert e.value.hint == "copy or download the model again"
     assert not out.exists() and not parts_dir(out).exists()
 
 

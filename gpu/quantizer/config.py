@@ -14,6 +14,7 @@ from gpu.quantize_defaults import (
     DEFAULT_RANK,
     LEGACY_ALPHA_POINTS,
     MAX_ALPHA_POINTS,
+    SMOOTHING_METHODS,
 )
 
 # Far above any useful calibration (the paper uses 64 prompts); they stop a typo from running for days.
@@ -90,6 +91,17 @@ class QuantizeConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def effective_fingerprint(fingerprint: dict) -> dict:
+    """``fingerprint`` (``QuantizeConfig.fingerprint()``, or one a parts folder's manifest keeps) with the values
+    it leaves out for compatibility put back: a smoothing method's ``alpha_points`` is absent when it is
+    ``LEGACY_ALPHA_POINTS``, and a message comparing two fingerprints said "alpha_points None -> 5" of a run made
+    with the default 11. Methods that do not smooth have no alpha grid, so none is put in for them."""
+    out = dict(fingerprint)
+    if out.get("method") in SMOOTHING_METHODS:
+        out.setdefault("alpha_points", LEGACY_ALPHA_POINTS)
+    return out
 
 
 @dataclass

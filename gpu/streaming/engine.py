@@ -38,7 +38,7 @@ from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS, transformer_config
 from gpu.output_lock import output_lock
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
-from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
+from gpu.quantizer.config import QuantizeConfig, QuantizeEvent, effective_fingerprint
 from gpu.quantizer.in_memory import base_record, make_samples
 from gpu.quantizer.shared import (
     CalibSample,
@@ -48,6 +48,7 @@ from gpu.quantizer.shared import (
     layer_message,
     quantize_layers,
 )  # fmt: skip
+from gpu.safetensors_header import checked_weight_files
 from gpu.streaming.source import (
     WeightSource,
     bfl_file_source,
@@ -68,6 +69,24 @@ ENGINE_VERSION = 2  # bump when the shard layout, manifest or sample recipe chan
 
 def parts_dir(out_path: Path) -> Path:
     return out_path.with_name(out_path.name + ".parts")
+
+
+def parts_made_with(parts_folder: Path, config: QuantizeConfig) -> bool | None:
+    """Whether the resumable parts folder ``parts_folder`` (``parts_dir(out)``) was made with ``config``'s
+    quantization settings (method, precision, rank, alpha grid, calibration counts, seed, ...), i.e. whether a
+    run with ``config`` would keep its finished blocks rather than discard them; None when there is no such
+    folder or its manifest is unreadable. A folder of another version of the quantizer is False. The run
+    itself also compares the source's weight files, the calibration prompts and the text encoders, so True
+    does not promise that it resumes."""
+    manifest = _read_manifest(parts_folder)
+    if not manifest:
+        return None
+    settings = manifest.get("settings")
+    if not isinstance(settings, dict) or settings.get("engine") != ENGINE_VERSION:
+        return False
+    old = settings.get("quantization")
+    new = json.loads(json.dumps(config.fingerprint(), default=str))  # as the manifest keeps it
+    return isinstance(old, dict) and effective_fingerprint(old) == effective_fingerprint(new)
 
 
 class ActivationStore:
@@ -97,6 +116,23 @@ class ActivationStore:
         # the end failed after a run that spilled (every run under the 16 GB laptop preset's RAM budget).
         d = load((self.spill / f"{i}.safetensors").read_bytes())
         return d["h"], d["e"]
+
+    def discard(self) -> None:
+        """Frees what the store holds (its spill folder too) once no block reads it any more."""
+        self.mem.clear()
+        if self.spill is not None:
+            _remove_scratch(self.spill)
+
+
+# The spilled block inputs under a parts folder: the preamble's outputs, then each block's (alternating). Nothing
+# resumes from them (a resumed run propagates again through its finished blocks), so they go when no block needs
+# them any more: at FLUX size they are GiBs that the final write needs, and a cancelled or failed run kept them.
+SCRATCH_FOLDERS = ("act", "act0", "act1")
+
+
+def _remove_scratch(folder: Path) -> None:
+    # Never fails a run: a folder that cannot go now (a virus scanner holding a file) goes with the parts at the end.
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def quantize_model(
@@ -247,6 +283,8 @@ def _quantize_model(
         # The count goes in with the digest, in one manifest write: a kill in between cannot lose it.
         manifest["samples"] = {"sha256": digest, "prompts": prompts_n}
     _write_manifest(parts, manifest)
+    for folder in SCRATCH_FOLDERS:  # a killed run's spilled inputs: space this run's own may need
+        _remove_scratch(parts / folder)
     for name, problem in _damaged_shards(parts, manifest["done"]).items():
         emit("stage", f"{problem}: redoing {name}")
         del manifest["done"][name]
@@ -262,64 +300,72 @@ def _quantize_model(
     emit("stage", f"{len(samples)} samples, {len(blocks)} blocks, {total_layers} layers"
                   f"{' (activations spilled to disk)' if spill else ''}")  # fmt: skip
 
-    store, extras = _preamble(head, samples, device, ActivationStore(spill))
-    dcfg = DecomposeConfig(refine_iters=config.refine_iters, seed=config.seed, dtype=storage_dtype)
-    offset = 0
-    run_t0, run_layers = time.perf_counter(), 0
-    for bi, (kind, index) in enumerate(blocks):
-        check_cancel()
-        name = f"{kind}.{index}"
-        block = load_block(src, kind, index, device, dtype)
-        prefixed = _prefixed(block, kind, index)
-        targets = adapter.quantizable_linears(prefixed)
-        finished = name in manifest["done"]
-        collectors = None
-        handles = []
-        if not finished:
-            linears = {n: m for n, (m, _r) in targets.items()}
-            collectors = make_collectors(linears, config.seed, config.max_tokens_per_layer, offset)
-            handles = hooked(linears, collectors)
-        nxt = ActivationStore(spill.with_name(f"act{bi % 2}") if spill else None)
-        try:
-            for i in range(len(samples)):
-                h, e = store.get(i)
-                temb, rot = extras[i]
-                with torch.inference_mode():
-                    e2, h2 = block(hidden_states=h.to(device), encoder_hidden_states=e.to(device), temb=temb,
-                                   image_rotary_emb=rot)  # fmt: skip
-                nxt.put(i, h2, e2)
-        finally:
-            for hd in handles:
-                hd.remove()
-        if not finished:
-            assert collectors is not None
-            shard: dict[str, torch.Tensor] = {}
-            results = {n: c.result for n, c in collectors.items()}
-            layers = quantize_layers(targets, lambda n, r=results: r[n](), config, dcfg, adapter)
-            for j, (lname, lt, meta, error) in enumerate(layers):
-                check_cancel()
-                shard.update(lt)
-                manifest["layers"][lname] = meta
-                run_layers += 1
-                per_layer = (time.perf_counter() - run_t0) / run_layers
-                emit("layer", f"block {bi + 1}/{len(blocks)} {layer_message(lname, meta)}", index=offset + j + 1,
-                     total=total_layers, layer=lname, error=error,
-                     eta_s=per_layer * (total_layers - offset - j - 1))  # fmt: skip
-            quantized = set(targets)
-            for k, t in prefixed.state_dict().items():
-                if k.rsplit(".", 1)[0] not in quantized:
-                    shard[k] = t.to(storage_dtype).cpu() if t.is_floating_point() else t.cpu()
-            shard_name = f"block-{bi:04d}.safetensors"
-            with atomic_path(parts / shard_name) as tmp:
-                save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp))
-                digest = file_sha256(tmp)  # checked on resume: a damaged shard is redone, never assembled
-            manifest["done"][name] = {"file": shard_name, "sha256": digest}
-            _write_manifest(parts, manifest)  # the block counts as done only once its shard is on disk
-        offset += len(targets)
-        store = nxt
-        freed = _module_bytes(block)
-        del block, prefixed, targets, collectors
-        _release(freed, device)
+    try:
+        store, extras = _preamble(head, samples, device, ActivationStore(spill))
+        dcfg = DecomposeConfig(refine_iters=config.refine_iters, seed=config.seed, dtype=storage_dtype)
+        offset = 0
+        run_t0, run_layers = time.perf_counter(), 0
+        for bi, (kind, index) in enumerate(blocks):
+            check_cancel()
+            name = f"{kind}.{index}"
+            block = load_block(src, kind, index, device, dtype)
+            prefixed = _prefixed(block, kind, index)
+            targets = adapter.quantizable_linears(prefixed)
+            finished = name in manifest["done"]
+            collectors = None
+            handles = []
+            if not finished:
+                linears = {n: m for n, (m, _r) in targets.items()}
+                collectors = make_collectors(linears, config.seed, config.max_tokens_per_layer, offset)
+                handles = hooked(linears, collectors)
+            # The last block's outputs feed no block: spilled, they were a whole set of inputs written for nothing.
+            keep = bi + 1 < len(blocks)
+            nxt = ActivationStore(spill.with_name(f"act{bi % 2}") if spill and keep else None)
+            try:
+                for i in range(len(samples)):
+                    h, e = store.get(i)
+                    temb, rot = extras[i]
+                    with torch.inference_mode():
+                        e2, h2 = block(hidden_states=h.to(device), encoder_hidden_states=e.to(device), temb=temb,
+                                       image_rotary_emb=rot)  # fmt: skip
+                    if keep:
+                        nxt.put(i, h2, e2)
+            finally:
+                for hd in handles:
+                    hd.remove()
+            store.discard()  # this block's inputs, read by no other block: before the quantization, which may take long
+            if not finished:
+                assert collectors is not None
+                shard: dict[str, torch.Tensor] = {}
+                results = {n: c.result for n, c in collectors.items()}
+                layers = quantize_layers(targets, lambda n, r=results: r[n](), config, dcfg, adapter)
+                for j, (lname, lt, meta, error) in enumerate(layers):
+                    check_cancel()
+                    shard.update(lt)
+                    manifest["layers"][lname] = meta
+                    run_layers += 1
+                    per_layer = (time.perf_counter() - run_t0) / run_layers
+                    emit("layer", f"block {bi + 1}/{len(blocks)} {layer_message(lname, meta)}", index=offset + j + 1,
+                         total=total_layers, layer=lname, error=error,
+                         eta_s=per_layer * (total_layers - offset - j - 1))  # fmt: skip
+                quantized = set(targets)
+                for k, t in prefixed.state_dict().items():
+                    if k.rsplit(".", 1)[0] not in quantized:
+                        shard[k] = t.to(storage_dtype).cpu() if t.is_floating_point() else t.cpu()
+                shard_name = f"block-{bi:04d}.safetensors"
+                with atomic_path(parts / shard_name) as tmp:
+                    save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp))
+                    digest = file_sha256(tmp)  # checked on resume: a damaged shard is redone, never assembled
+                manifest["done"][name] = {"file": shard_name, "sha256": digest}
+                _write_manifest(parts, manifest)  # the block counts as done only once its shard is on disk
+            offset += len(targets)
+            store = nxt
+            freed = _module_bytes(block)
+            del block, prefixed, targets, collectors
+            _release(freed, device)
+    finally:  # after the last block, and at once on a cancel or failure (resume never reads them)
+        for folder in SCRATCH_FOLDERS:
+            _remove_scratch(parts / folder)
 
     check_cancel()
     tensors: dict[str, torch.Tensor] = {}
@@ -356,6 +402,9 @@ def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
         src = bfl_file_source(path)
         base = _base_for_single_file(path, src, library, config.base) if config.base else None
         return src, base, path.stem, torch.bfloat16
+    if path.is_dir() and (path / "transformer").is_dir():
+        # Before the library's own look at the folder, which names a deleted weight file without saying what to do
+        checked_weight_files(path / "transformer", path.resolve().name)
     try:
         entry: ModelEntry = library.resolve(str(source))
     except ModelLoadError:
@@ -458,12 +507,16 @@ def _what_differs(manifest: dict, settings: dict) -> str:
     named = []
     for k, new in settings.items():
         was = old.get(k)
+        if k == "quantization" and isinstance(was, dict):  # the values in force, not those left out: "alpha points
+            was, new = effective_fingerprint(was), effective_fingerprint(new)  # 11 -> 5", never "None -> 5"
         if was == new:
             continue
         if isinstance(new, dict) and isinstance(was, dict):  # name the fields: "rank 8 -> 16"
             prefix = "calibration " if k == "calibration" else ""
-            named += [f"{prefix}{f} {was.get(f)} -> {new.get(f)}" for f in sorted(set(new) | set(was))
-                      if was.get(f) != new.get(f)]  # fmt: skip
+            # A field only one side has (the alpha grid of a method that smooths) goes with a change named already
+            # (the method).
+            named += [f"{prefix}{f.replace('_', ' ')} {was[f]} -> {new[f]}" for f in sorted(set(new) & set(was))
+                      if was[f] != new[f]]  # fmt: skip
         else:
             named.append(_SETTING_LABELS.get(k, k))
     return ", ".join(named) or "unknown settings"

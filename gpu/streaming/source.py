@@ -43,7 +43,7 @@ from torch import nn
 from gpu.bfl_layout import bfl_prefix, implied_config, incomplete_transformer, inspect_single_file
 from gpu.errors import CheckpointError, ModelLoadError, named_few
 from gpu.model_libraries import load_model_libraries
-from gpu.safetensors_header import read_safetensors_header
+from gpu.safetensors_header import checked_weight_files, read_safetensors_header
 
 Getter = Callable[[], torch.Tensor]
 
@@ -93,9 +93,11 @@ def _file_getter(path: Path, key: str, transform: Callable[[torch.Tensor], torch
 
 
 def diffusers_folder_source(folder: Path) -> WeightSource:
+    """The transformer of the diffusers pipeline at ``folder``; ModelLoadError naming a missing or damaged weight
+    file (it may have changed since the library listed the folder)."""
     tdir = folder / "transformer"
     raw = json.loads((tdir / "config.json").read_bytes())  # UTF-8 whatever the system encoding
-    files = sorted(tdir.glob("*.safetensors"))
+    files = checked_weight_files(tdir, folder.resolve().name)
     getters: dict[str, Getter] = {}
     for f in files:
         with safe_open(str(f), framework="pt", device="cpu") as h:
