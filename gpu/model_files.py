@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu.errors import ModelLoadError
+from gpu.safetensors_header import checked_weight_files
 
 # Generation defaults when a model ships no nibble.json (FLUX.1-dev's recommended settings).
 FALLBACK_DEFAULTS = {"width": 1024, "height": 1024, "steps": 28, "guidance": 3.5, "max_sequence_length": 512}
@@ -54,9 +55,9 @@ def _inspect_folder(path: Path) -> ModelFacts:
         adapter = adapter_for_config(str(cfg.get("_class_name")))
     except ValueError as err:
         raise ModelLoadError(f"{path.name}: {err}") from None
-    weights = sorted((path / "transformer").glob("*.safetensors"))
-    if not weights:
-        raise ModelLoadError(f"{path.name}: transformer/ holds no .safetensors weights")
+    # Headers, sizes and an index's shards checked: a damaged or deleted weight file is named with a hint here,
+    # before a generation or a quantize run fails on it.
+    weights = checked_weight_files(path / "transformer", path.name)
     dtype, params = _safetensors_summary(weights, f"{path.name}: transformer/")
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     check_defaults_readable(path, f"model {path.name}")
