@@ -216,9 +216,14 @@ class AppController(QObject):
         if not self.prompt.prompt.strip():
             self.error.emit(EngineError("user", "Type a prompt first.", "Describe the image you want to see."))
             return None
+        loras = self.loras.requests()  # each enabled file read again if it changed: a job on a gone one would fail
+        unusable = self.loras.unusable()
+        if unusable:  # said now, once per click, rather than by each queued job failing at its LoRA step
+            self.error.emit(_unusable_loras(unusable))
+            return None
         self.prompt.next_seed()
         request = self.prompt.build_request()
-        request.loras = self.loras.requests()
+        request.loras = loras
         job = Job(request)
         self._jobs[job.id] = job
         try:
@@ -810,6 +815,23 @@ class AppController(QObject):
         waiting = sum(not job.cancel.is_set() for job in self._jobs.values())
         self.job.status = f"{status}; {self._go_on(waiting)}" if waiting else status
         self._job_line = "Waiting for the engine…"  # until the next job starts
+
+
+def _unusable_loras(entries: list[Any]) -> EngineError:
+    """Why Generate queued no job: the LoRA rows ``entries`` (``LoraEntry``), switched on, whose files no job
+    could apply (``LoraState.unusable``), each named with its problem."""
+    one = len(entries) == 1
+    said = [f"{e.path} is missing" if e.missing else f"{e.path}{' cannot be used' if one else ''}: {e.problem}"
+            for e in entries]  # fmt: skip
+    message = (f"The LoRA file {said[0]}. It is switched on, so no image was made." if one else
+               f"{len(entries)} LoRA files that are switched on cannot be used, so no image was made: "
+               f"{'; '.join(said)}.")  # fmt: skip
+    them, file = ("it", "the file") if one else ("them", "the files")
+    back = (f"put {file} back (or reconnect {'its' if one else 'their'} drive)" if all(e.missing for e in entries)
+            else "put a usable FLUX.1 LoRA back at that path" if one
+            else "put usable FLUX.1 LoRAs back at those paths")  # fmt: skip
+    return EngineError("user", message, f"Switch {them} off or remove {them} in the LoRA panel, or {back}, then "
+                       "click Generate again.")  # fmt: skip
 
 
 def _no_database_notice(data: DataDir, pictures: bool, journals: list[Path]) -> EngineError:

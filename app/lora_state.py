@@ -40,6 +40,10 @@ class LoraEntry:
     # (stamp, ``content_hashes``) once an image's LoRA hash was looked for among the rows: the file is read whole
     # for them, so once per version of it
     hashes: tuple[tuple[int, int] | None, tuple[str, ...]] | None = None
+    # why no job could apply the file as it was last read (``LoraHeader.problem``; "" when it reads), and whether
+    # that is because nothing is there
+    problem: str = ""
+    missing: bool = False
 
     @property
     def text_parts(self) -> str:
@@ -205,7 +209,8 @@ class LoraState(QObject):
         stamp = _stamp(path)  # before the header: a change in between is seen at the next look
         header = header or read_header(path)
         entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), header.words, header.info, stamp=stamp,
-                          header_words=header.words, text_encoders=header.text_encoders)  # fmt: skip
+                          header_words=header.words, text_encoders=header.text_encoders, problem=header.problem,
+                          missing=header.missing)  # fmt: skip
         self.entries.append(entry)
         return entry
 
@@ -259,6 +264,11 @@ class LoraState(QObject):
         self.refresh()
         return [e.request() for e in self.entries if e.enabled]
 
+    def unusable(self) -> list[LoraEntry]:
+        """The enabled rows whose file no job could apply as it was read last (``requests`` reads a changed one
+        again): gone, unreadable, or no FLUX.1 LoRA now."""
+        return [e for e in self.entries if e.enabled and e.problem]
+
     def refresh(self) -> bool:
         """Reads again the header of each enabled file whose size or modification time changed since it was read
         (another LoRA saved over it, deleted): its info line said what the old file was, and so did its trigger
@@ -269,6 +279,7 @@ class LoraState(QObject):
         for entry, stamp in stale:
             header = read_header(entry.path)
             entry.stamp, entry.info, entry.text_encoders = stamp, header.info, header.text_encoders
+            entry.problem, entry.missing = header.problem, header.missing
             if not header.problem:  # a file gone for now keeps the words, for when it is back
                 if entry.trigger_words == entry.header_words:
                     entry.trigger_words = header.words

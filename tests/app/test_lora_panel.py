@@ -347,14 +347,19 @@ def test_a_lora_cost_within_timing_noise_is_about_the_same():
     assert "-4.0% time per step" in cost_sentence({**used, "lora_overhead_pct": -4.0})
 
 
-def _fails(qtbot, window) -> str:
-    """The job's error as the user sees it (the dialog's text and hint), the dialog closed."""
-    with qtbot.waitSignal(window.controller.error, timeout=120000):
+def _refused(qtbot, window) -> str:
+    """Generate clicked three times: the error as the user sees it (the dialog's text and hint), said at the
+    click, once per click, with no job queued; the dialog closed."""
+    controller, seen = window.controller, []
+    controller.error.connect(seen.append)
+    for _ in range(3):
         qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
-    text = f"{window.error_dialog.text()} {window.error_dialog.informativeText()}"
-    window.error_dialog.accept()
-    qtbot.waitUntil(lambda: not window.controller.job.busy)
+        assert not controller.job.busy and len(seen) == 1  # was: a job queued, failing later in a dialog of its own
+        qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+        text = f"{window.error_dialog.text()} {window.error_dialog.informativeText()}"
+        window.error_dialog.accept()
+        seen.clear()
+    controller.error.disconnect(seen.append)
     return text
 
 
@@ -395,9 +400,11 @@ def test_picking_a_lora_for_another_model_refuses_it_by_name(qtbot, window, tmp_
     assert window.lora_panel.row_for("with clip").info.text() == "kohya, rank 4, 3 tensors; changes the transformer"
 
 
-def test_a_listed_lora_replaced_or_deleted_fails_the_job_by_name_and_leaves_the_model(qtbot, window, tmp_path):
-    """The engine re-reads a LoRA that changed on disk: a file for another model saved over a listed one, or the
-    file deleted, fails the job naming the file (a deleted one with what to do); the model is as it was."""
+def test_a_listed_lora_replaced_or_deleted_is_refused_at_generate_by_name_and_leaves_the_model(qtbot, window,
+                                                                                               tmp_path):  # fmt: skip
+    """A LoRA switched on that changed on disk (a file for another model saved over a listed one, or the file
+    deleted) is refused when Generate is clicked, naming the file and what to do, and no job is queued: each
+    click queued a job that failed at its LoRA step, one dialog per job. The model is as it was."""
     from gpu.paths import resources_dir
 
     lora = tmp_path / "my style ü.safetensors"
@@ -411,11 +418,13 @@ def test_a_listed_lora_replaced_or_deleted_fails_the_job_by_name_and_leaves_the_
     assert not np.array_equal(plain, styled)
 
     sdxl_like(lora)  # another download saved over it
-    text = _fails(qtbot, window)
-    assert "y style ü.safetensors is a LoRA for Stable Diffusion 1.x/2.x/SDXL (UNet), not FLUX.1" in text
+    text = _refused(qtbot, window)
+    assert text.startswith(f"The LoRA file {lora} cannot be used: ") and "not FLUX.1" in text
+    assert "Switch it off or remove it in the LoRA panel, or put a usable FLUX.1 LoRA back at that path, then" in text
     lora.unlink()
-    text = _fails(qtbot, window)
-    assert f"LoRA file {lora} does not exist" in text and "switch it off in the LoRA panel" in text
+    assert _refused(qtbot, window) == (
+        f"The LoRA file {lora} is missing. It is switched on, so no image was made. Switch it off or remove it in "
+        "the LoRA panel, or put the file back (or reconnect its drive), then click Generate again.")
 
     window.lora_panel.row_for("my style ü").enabled.setChecked(False)
     assert np.array_equal(_pixels(window, _generate(qtbot, window)[0]), plain)  # the model is as it was
