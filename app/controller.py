@@ -124,6 +124,10 @@ class AppController(QObject):
         self.folder_import.history_changed.connect(self.history.reload)
         self.prompt = PromptState()
         self.prompt.load_last_job(settings.last_job)
+        # A first launch (no size saved by a last session) takes the model's own defaults once the engine is
+        # ready. Decided now, before anything saves: the window's first resize starts the autosave, which wrote
+        # the panel's placeholder size into ``settings.last_job`` before a slow engine start was ready.
+        self._first_launch = not settings.last_job.width
         self.job = JobState()
         self.loras = LoraState()
         for text in self.loras.restore(settings.loras):
@@ -222,6 +226,9 @@ class AppController(QObject):
             self.error.emit(_unusable_loras(unusable))
             return None
         self.prompt.next_seed()
+        self.prompt.snap_size()  # a side typed off the grid and not yet left: the field shows what runs
+        # The job runs with the panel as it is now: a model's defaults still to come must not change it after.
+        self._defaults_since = None
         request = self.prompt.build_request()
         request.loras = loras
         job = Job(request)
@@ -299,9 +306,16 @@ class AppController(QObject):
             return False
         self._rechecking = None  # another model picked since: the list read for that pick must not undo this one
         self.prompt.model = name
-        # The fields as they are now: its defaults come once the engine describes it, after a running job, and
-        # must not undo what the user set meanwhile.
-        self._defaults_since = self.prompt.model_default_fields() if apply_defaults else None
+        defaults = getattr(getattr(entry, "facts", None), "defaults", None)
+        self._defaults_since = None
+        if apply_defaults and defaults is not None:
+            # Its facts are in the library's list: its defaults now, so a Generate clicked before the engine has
+            # described it (after a running job) runs with them, and the panel shows what ran.
+            self.prompt.apply_model_defaults(defaults)
+        elif apply_defaults:
+            # Not known here: they come once the engine describes it, and must not undo what the user set
+            # meanwhile (nor what a job queued meanwhile ran with: ``generate`` drops them).
+            self._defaults_since = self.prompt.model_default_fields()
         self._ask_describe(name)
         return True
 
@@ -618,9 +632,11 @@ class AppController(QObject):
             self.prompt.model = fallback or last
             apply_defaults = True  # another model: its own size, steps and guidance
         else:
-            # A first launch (no size saved from a last session) takes the model's own defaults (native size,
-            # steps, guidance); later launches keep what the user left in the prompt panel.
-            apply_defaults = not self.settings.last_job.width
+            # A first launch takes the model's own defaults (native size, steps, guidance); later launches keep
+            # what the user left in the prompt panel, and so does a first one whose job, queued before the engine
+            # was ready, runs with the panel as it is (the panel shows what ran).
+            apply_defaults = self._first_launch and not self._jobs
+        self._first_launch = False  # said once: a later ready (the engine started again) keeps the user's fields
         self.library_changed.emit(self.entries)
         self.select_model(self.prompt.model, apply_defaults=apply_defaults)
         if not self._jobs:

@@ -36,7 +36,10 @@ SIZE_PRESETS: list[tuple[str, int, int]] = [
 
 
 def snap16(value: int) -> int:
-    return max(SIDE_STEP, int(round(value / SIDE_STEP)) * SIDE_STEP)
+    """``value`` on the latent grid: the nearest multiple of ``SIDE_STEP``, a half step rounding up (100 -> 96,
+    72 -> 80), never below one step. The one rule of the size fields and of the request: Python's ``round`` took a
+    half step to the even multiple (72 -> 64 but 88 -> 96), so the image made was not the size shown."""
+    return max(SIDE_STEP, (int(value) + SIDE_STEP // 2) // SIDE_STEP * SIDE_STEP)
 
 
 # ---- values from outside (PNG metadata, settings.json): parsed without raising, then fitted to the limits ----
@@ -155,6 +158,11 @@ class PromptState(QObject):
         if not self.seed_locked:
             self.seed = random.randint(SEED_MIN, RANDOM_SEED_MAX)
         return self.seed
+
+    def snap_size(self) -> None:
+        """The size put on the grid the model needs (``snap16``) in the panel itself: a side typed and not yet
+        left (Ctrl+Enter in the field), or set in code, ran snapped while the field still showed it as typed."""
+        self.width, self.height = snap16(self.width), snap16(self.height)
 
     def build_request(self) -> Any:
         from gpu.generation.request import GenerationRequest

@@ -45,6 +45,7 @@ from app.generation_state import (
     SIZE_PRESETS,
     STEPS_MAX,
     STEPS_MIN,
+    snap16,
 )
 from app.theme import WARNING_COLOR
 from app.widgets.integer_edit import IntegerEdit
@@ -86,6 +87,23 @@ class ImageLabel(QLabel):
             return
         self.setPixmap(self._source.scaled(self.contentsRect().size(), Qt.AspectRatioMode.KeepAspectRatio,
                                            Qt.TransformationMode.SmoothTransformation))  # fmt: skip
+
+
+class SideSpinBox(QSpinBox):
+    """A size field on the latent grid (multiples of ``SIDE_STEP``): a side typed off it snaps when editing
+    finishes (``snap16``, as the request does), and the arrows go from one multiple to the next. Unsnapped, 100
+    stayed on screen while a 96 px image was made, and the arrows went 100 -> 116, off the grid for good."""
+
+    def __init__(self) -> None:
+        super().__init__(minimum=SIDE_MIN, maximum=SIDE_MAX, singleStep=SIDE_STEP, suffix=" px")
+        self.editingFinished.connect(lambda: self.setValue(snap16(self.value())))
+
+    def stepBy(self, steps: int) -> None:
+        self.interpretText()  # what is typed so far is where a step starts
+        value = self.value()
+        # From the multiple behind it in the step's direction: from 100, up is 112 and down is 96.
+        behind = value // SIDE_STEP if steps > 0 else -(-value // SIDE_STEP)
+        self.setValue((behind + steps) * SIDE_STEP)
 
 
 class PromptPanel(QWidget):
@@ -147,10 +165,7 @@ class PromptPanel(QWidget):
         for label, w, h in SIZE_PRESETS:
             self.size_preset.addItem(label, (w, h))
         self.size_preset.activated.connect(self._apply_preset)
-        self.width_spin = QSpinBox(minimum=SIDE_MIN, maximum=SIDE_MAX, singleStep=SIDE_STEP, suffix=" px")
-        self.height_spin = QSpinBox(minimum=SIDE_MIN, maximum=SIDE_MAX, singleStep=SIDE_STEP, suffix=" px")
-        for spin in (self.width_spin, self.height_spin):
-            spin.setStepType(QSpinBox.StepType.DefaultStepType)
+        self.width_spin, self.height_spin = SideSpinBox(), SideSpinBox()
         bind(state, "width", self.width_spin)
         bind(state, "height", self.height_spin)
         state.width_changed.connect(self._sync_preset)

@@ -54,13 +54,13 @@ def test_dropped_files_say_what_was_not_restored(qtbot, tmp_path, window):
     shown.clear()
     _drop(window.prompt_panel, _a1111(tmp_path / "odd.png", "a castle\nSteps: 500, Seed: -1, Size: 1000x100000"))
     assert state.prompt == "a castle" and state.seed == 11 and not state.seed_locked
-    assert (state.steps, state.width, state.height) == (150, 992, 2048)
+    assert (state.steps, state.width, state.height) == (150, 1008, 2048)  # 1000: half a step, up
     assert [e.kind for e in shown] == ["notice"]
     assert shown[0].message == (
         "Settings restored from odd.png, but not all as saved: its seed -1 is A1111's 'random seed': the seed the "
         "image was made with was not saved; the seed stays 11; its steps value 500 is outside the form's 1 to 150; "
         "set to 150; its size 1000x100000 is not one the model can make (sides of 64 to 2048 px, multiples of 16); the "
-        "size is 992x2048."
+        "size is 1008x2048."
     )
 
     # several at once: an empty one, then two usable ones; the first usable is restored, the others named

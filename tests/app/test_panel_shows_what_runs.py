@@ -1,0 +1,116 @@
+"""The prompt panel shows what a job runs with: the size it makes (on the latent grid), the model's defaults when
+a model is picked and Generate is clicked at once, and, at a first launch, the model's defaults though the
+settings were saved before the engine was ready (or the values a job queued meanwhile used)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.data_dir import resolve_data_dir
+from app.generation_state import PromptState, snap16
+from tests.app.gui import window_without_engine
+
+
+@pytest.fixture
+def held_start(monkeypatch) -> threading.Event:
+    """The engine's start held, its service made, until the event is set: a slow start (in the packaged app
+    torch takes seconds to import), during which the window is up and the user may act."""
+    import gpu.system_info
+
+    go = threading.Event()
+    detect = gpu.system_info.detect_gpu
+
+    def held():  # on the engine thread, inside its start-up
+        assert go.wait(60)
+        return detect()
+
+    monkeypatch.setattr(gpu.system_info, "detect_gpu", held)
+    yield go
+    go.set()  # before the window closes (its engine thread must not be held then)
+
+
+def _defaults(model) -> tuple[int, int, int, float]:
+    d = json.loads((model / "nibble.json").read_text())
+    return d["width"], d["height"], d["steps"], d["guidance"]
+
+
+def _panel(state: PromptState) -> tuple[int, int, int, float]:
+    return state.width, state.height, state.steps, state.guidance
+
+
+def test_a_side_off_the_grid_rounds_half_up_and_the_size_fields_snap_and_step_on_it(qtbot, data_root):
+    """100 x 72 made a 96 x 64 image (round half to even) while the fields kept 100 x 72, and the arrows went
+    100 -> 116. Now a side typed snaps (half up) when the field is left, and the arrows step from multiple to
+    multiple."""
+    assert [snap16(v) for v in (72, 88, 100, 104, 8)] == [80, 96, 96, 112, 16]
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    state, spin = window.controller.prompt, window.prompt_panel.width_spin
+    spin.setFocus()
+    for typed, keys, shown in (("100", [Qt.Key.Key_Up], 112), ("100", [Qt.Key.Key_Down], 96),
+                               ("72", [Qt.Key.Key_Return], 80), ("104", [Qt.Key.Key_Up, Qt.Key.Key_Up], 128)):
+        spin.selectAll()
+        qtbot.keyClicks(spin, typed)
+        for key in keys:
+            qtbot.keyClick(spin, key)
+        assert (spin.value(), state.width) == (shown, shown), typed
+    spin.setValue(96)
+    qtbot.keyClick(spin, Qt.Key.Key_Up)
+    assert spin.value() == 112
+
+
+def test_a_first_launch_takes_the_models_defaults_though_the_settings_were_saved_before_the_engine_was_ready(
+        qtbot, data_root, demo_model, held_start):  # fmt: skip
+    """The window's first resize starts the settings' autosave, which wrote the panel's placeholder size into the
+    settings before a slow engine start was ready; the launch then counted as a later one, and the model's
+    defaults never reached the panel."""
+    data = resolve_data_dir(data_root)
+    window = window_without_engine(qtbot, data)
+    window.start()
+    qtbot.waitUntil(data.settings.is_file, timeout=10000)  # the autosave, the engine still held
+    held_start.set()
+    qtbot.waitUntil(lambda: window.controller.model_info is not None, timeout=60000)
+    assert _panel(window.controller.prompt) == _defaults(demo_model)
+
+
+def test_a_job_queued_before_the_engine_is_ready_is_what_the_panel_shows_after(qtbot, data_root, held_start):
+    """A first launch's Generate clicked while the engine starts ran with the panel's values, then the model's
+    defaults went over them: the panel no longer showed what ran. A side off the grid (set while the field had
+    the focus, Ctrl+Enter) ran snapped while the field showed it as typed."""
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    controller, state = window.controller, window.controller.prompt
+    window.start()
+    state.prompt, state.width = "a red circle", 100
+    job = controller.generate()
+    controller.cancel_all()  # it need not run: what it asked for is what counts
+    request = job.request
+    assert (request.width, state.width, window.prompt_panel.width_spin.value()) == (96, 96, 96)
+    held_start.set()
+    qtbot.waitUntil(lambda: controller.model_info is not None and not controller.job.busy, timeout=60000)
+    assert _panel(state) == (request.width, request.height, request.steps, request.guidance)
+
+
+def test_a_model_picked_then_generate_at_once_runs_with_its_defaults(qtbot, window, demo_model, tmp_path):
+    """The new model's defaults came with its description, after the click: the job ran with the old model's
+    size, steps and guidance, then the panel showed the new model's. The library knows them at the pick."""
+    other = tmp_path / "other"
+    shutil.copytree(demo_model, other)
+    (other / "nibble.json").write_text(json.dumps({"width": 192, "height": 160, "steps": 7, "guidance": 2.0}))
+    controller, state = window.controller, window.controller.prompt
+    with qtbot.waitSignal(controller.model_added, timeout=60000):
+        controller.add_model(other)
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "other", timeout=60000)
+    assert _panel(state) == (192, 160, 7, 2.0)
+    state.prompt = "a red circle"
+    assert controller.select_model("demo")
+    job = controller.generate()  # before the engine has described it
+    controller.cancel_all()
+    request = job.request
+    assert (request.width, request.height, request.steps, request.guidance) == _defaults(demo_model)
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo" and not controller.job.busy,
+                    timeout=60000)  # fmt: skip
+    assert _panel(state) == _defaults(demo_model)
