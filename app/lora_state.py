@@ -274,8 +274,12 @@ class LoraState(QObject):
         (another LoRA saved over it, deleted): its info line said what the old file was, and so did its trigger
         words, which follow the new file unless the user edited them. Enabled rows only: this runs on the Qt
         thread at each Generate, where a stat of every listed file (150 LoRAs on a network share) stalled the
-        window; a row switched off is looked at once it is on. Returns whether any file changed."""
-        stale = [(e, stamp) for e in self.entries if e.enabled and (stamp := _stamp(e.path)) != e.stamp]
+        window; a row switched off is looked at once it is on. A row whose file was there but could not be read
+        or used is read again whatever its stamp: a file held for a moment by another program (a sharing
+        violation, a OneDrive placeholder offline) or given read permission keeps its size and time, and stayed
+        refused until removed and added again. Returns whether any file changed."""
+        stale = [(e, stamp) for e in self.entries
+                 if e.enabled and ((stamp := _stamp(e.path)) != e.stamp or (e.problem and not e.missing))]  # fmt: skip
         for entry, stamp in stale:
             header = read_header(entry.path)
             entry.stamp, entry.info, entry.text_encoders = stamp, header.info, header.text_encoders

@@ -1,0 +1,34 @@
+"""A LoRA whose file could not be read at one Generate (held by another program for a moment, a OneDrive
+placeholder while offline, no read permission yet) is read again at the next: its size and time do not change,
+and it stayed refused until removed and added again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.lora_state import LoraState
+from gpu.errors import UserError
+from gpu.paths import resources_dir
+
+
+def test_a_lora_unreadable_once_is_read_again_at_the_next_generate(qtbot, tmp_path, monkeypatch):
+    import gpu.lora.metadata
+
+    shipped = sorted((resources_dir() / "loras").glob("*.safetensors"))[0]
+    lora = tmp_path / shipped.name
+    lora.write_bytes(shipped.read_bytes())
+    state = LoraState()
+    entry = state.add_file(lora, enabled=True)
+    assert not state.unusable()
+    real = gpu.lora.metadata.header_summary
+
+    def held(path: Path):
+        raise UserError(f"{Path(path).name}: the file cannot be read (it is being used by another process)")
+
+    monkeypatch.setattr(gpu.lora.metadata, "header_summary", held)
+    entry.stamp = None  # as if changed since read: the next Generate reads it, and it is held then
+    state.refresh()
+    assert state.unusable() == [entry]
+    monkeypatch.setattr(gpu.lora.metadata, "header_summary", real)  # let go; its size and time are the same
+    state.refresh()
+    assert state.unusable() == []  # was: still refused, "cannot be read"
