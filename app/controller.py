@@ -128,6 +128,9 @@ class AppController(QObject):
         # ready. Decided now, before anything saves: the window's first resize starts the autosave, which wrote
         # the panel's placeholder size into ``settings.last_job`` before a slow engine start was ready.
         self._first_launch = not settings.last_job.width
+        # The panel's fields then, so that the defaults go only to those the user leaves alone until the engine
+        # is ready (a size typed, or an image's settings reused, meanwhile were overwritten).
+        self._launch_fields = self.prompt.model_default_fields()
         self.job = JobState()
         self.loras = LoraState()
         for text in self.loras.restore(settings.loras):
@@ -289,9 +292,12 @@ class AppController(QObject):
     def _go_on(waiting: int) -> str:
         return f"{counted(waiting, 'queued job')} {'goes' if waiting == 1 else 'go'} on"
 
-    def select_model(self, name: str, apply_defaults: bool = True) -> bool:
+    def select_model(self, name: str, apply_defaults: bool = True, unchanged_since: dict[str, Any] | None = None
+                     ) -> bool:  # fmt: skip
         """Makes ``name`` the model of the next jobs; a library entry whose file is gone is refused with its
-        reason (the current model stays), since every job would fail on it."""
+        reason (the current model stays), since every job would fail on it. ``unchanged_since``: the fields as
+        they were when the choice was made (``PromptState.model_default_fields``); the defaults go only to those
+        still as they were (all of them when None)."""
         entry = self._entry(name)
         if entry is not None and getattr(entry, "facts", None) is None:
             if self._rechecking != name:  # looked at again first: a drive that was away may be back (_on_library)
@@ -311,17 +317,22 @@ class AppController(QObject):
         if apply_defaults and defaults is not None:
             # Its facts are in the library's list: its defaults now, so a Generate clicked before the engine has
             # described it (after a running job) runs with them, and the panel shows what ran.
-            self.prompt.apply_model_defaults(defaults)
+            self.prompt.apply_model_defaults(defaults, unchanged_since)
         elif apply_defaults:
             # Not known here: they come once the engine describes it, and must not undo what the user set
             # meanwhile (nor what a job queued meanwhile ran with: ``generate`` drops them).
-            self._defaults_since = self.prompt.model_default_fields()
+            self._defaults_since = unchanged_since or self.prompt.model_default_fields()
         self._ask_describe(name)
         return True
 
     def _ask_describe(self, name: str) -> None:
         self._asked = (self._asked[0] + 1, name)
         self._describe.emit(name, self._asked[0])
+
+    def is_current(self, name: str) -> bool:
+        """Whether ``name`` is the model of the next jobs and its file is usable: picked again, nothing changes."""
+        entry = self._entry(name)
+        return name == self.prompt.model and entry is not None and getattr(entry, "facts", None) is not None
 
     def is_rechecking(self, name: str) -> bool:
         """Whether ``name``, picked while missing, has its file looked at again right now (before it is refused)."""
@@ -636,9 +647,10 @@ class AppController(QObject):
             # what the user left in the prompt panel, and so does a first one whose job, queued before the engine
             # was ready, runs with the panel as it is (the panel shows what ran).
             apply_defaults = self._first_launch and not self._jobs
+        since = self._launch_fields if self._first_launch else None
         self._first_launch = False  # said once: a later ready (the engine started again) keeps the user's fields
         self.library_changed.emit(self.entries)
-        self.select_model(self.prompt.model, apply_defaults=apply_defaults)
+        self.select_model(self.prompt.model, apply_defaults=apply_defaults, unchanged_since=since)
         if not self._jobs:
             self.job.status = "Ready"
 

@@ -153,6 +153,8 @@ class ModelPanel(QWidget):
 
     def _picked(self, item: QListWidgetItem) -> None:
         name = item.data(Qt.ItemDataRole.UserRole)
+        if self.controller.is_current(name):  # clicked again (to read its details): it reset size, steps, guidance
+            return
         if self.controller.select_model(name):
             self._details("Reading model…")
             return

@@ -114,3 +114,28 @@ def test_a_model_picked_then_generate_at_once_runs_with_its_defaults(qtbot, wind
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo" and not controller.job.busy,
                     timeout=60000)  # fmt: skip
     assert _panel(state) == _defaults(demo_model)
+
+
+def test_a_first_launch_keeps_what_the_user_set_while_the_engine_started(qtbot, data_root, demo_model, held_start):
+    """The model's defaults go to the fields left as they were: a size typed (or an image's settings reused)
+    while the engine started was overwritten by them when it was ready."""
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    state = window.controller.prompt
+    window.start()
+    state.width, state.steps = 512, 30
+    held_start.set()
+    qtbot.waitUntil(lambda: window.controller.model_info is not None, timeout=60000)
+    _, height, _, guidance = _defaults(demo_model)
+    assert _panel(state) == (512, height, 30, guidance)
+
+
+def test_clicking_the_selected_model_again_keeps_the_panel(qtbot, window):
+    """Clicked in the list again (to read its details), the selected model's defaults went over the size, steps
+    and guidance the user had set."""
+    state, panel = window.controller.prompt, window.model_panel
+    qtbot.waitUntil(lambda: window.controller.model_info is not None, timeout=60000)
+    state.width, state.steps = 512, 30
+    item = next(panel.list.item(i) for i in range(panel.list.count())
+                if panel.list.item(i).data(Qt.ItemDataRole.UserRole) == state.model)  # fmt: skip
+    panel.list.itemClicked.emit(item)
+    assert (state.width, state.steps) == (512, 30)
