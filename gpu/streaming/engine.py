@@ -239,6 +239,8 @@ def _quantize_model(
     stale = parts.exists() and (not config.resume or manifest.get("key") != key)
     if parts.exists():
         remove_stale_temps(out_path)  # a kill during the final write left one, as big as the model
+        for folder in SCRATCH_FOLDERS:  # a killed run's spilled inputs (GiBs): before recording samples needs room
+            _remove_scratch(parts / folder)
     # Said when the stale parts are removed, below: a run refused or cancelled before that keeps them.
     starting_over = None
     if stale:
@@ -283,8 +285,6 @@ def _quantize_model(
         # The count goes in with the digest, in one manifest write: a kill in between cannot lose it.
         manifest["samples"] = {"sha256": digest, "prompts": prompts_n}
     _write_manifest(parts, manifest)
-    for folder in SCRATCH_FOLDERS:  # a killed run's spilled inputs: space this run's own may need
-        _remove_scratch(parts / folder)
     for name, problem in _damaged_shards(parts, manifest["done"]).items():
         emit("stage", f"{problem}: redoing {name}")
         del manifest["done"][name]
