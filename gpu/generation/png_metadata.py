@@ -34,6 +34,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from gpu.atomic import atomic_path
 from gpu.generation.comfyui_graph import read_graph, workflow_settings
+from gpu.lora.metadata import a1111_tags
 from gpu.lora.refs import finite, lora_ref, lora_stem
 
 PARAMETERS_KEY = "parameters"
@@ -71,8 +72,11 @@ def _quote(value: Any) -> str:
 
 def format_parameters(settings: dict[str, Any]) -> str:
     """Settings dict (prompt, negative_prompt, steps, sampler, guidance, seed, width, height, model_hash,
-    model, version, ...) -> A1111 ``parameters`` text."""
-    lines = [str(settings.get("prompt", ""))]
+    model, version, ...) -> A1111 ``parameters`` text. The LoRAs of ``lora_list`` are tags at the prompt's end, as
+    A1111/Forge write and read them (``_cut_lora_tags`` takes them out again); our own chunk keeps the prompt as
+    it was given."""
+    prompt, tags = str(settings.get("prompt", "")), a1111_tags(settings.get("lora_list"))
+    lines = [f"{prompt}, {tags}" if prompt and tags else prompt or tags]
     if settings.get("negative_prompt"):
         lines.append(f"Negative prompt: {settings['negative_prompt']}")
     values = dict(settings)

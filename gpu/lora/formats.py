@@ -25,7 +25,6 @@ NaN/inf values once read, with a ``LoraError`` naming the keys: nothing is silen
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -37,7 +36,7 @@ import torch
 
 from gpu.errors import CheckpointError
 from gpu.lora.keys import FORMATS, TEXT_ENCODERS, LoraError, LoraLayout, check_layout, map_module, parts_text  # noqa: F401
-from gpu.lora.metadata import trigger_words_from  # noqa: F401 - part of this module's API
+from gpu.lora.metadata import read_hashed, trigger_words_from
 from gpu.safetensors_header import read_safetensors_header
 
 
@@ -62,14 +61,21 @@ class LoraFile:
     name: str  # file stem, as A1111 names LoRAs
     format: str  # one of FORMATS
     targets: list[LoraTarget]
-    sha256: str
+    sha256: str  # of the whole file: two files are the same LoRA when it is the same
+    data_sha256: str = ""  # of its tensor data after the header: the AutoV3 / "addnet" hash (``autov3``)
     metadata: dict[str, str] = field(default_factory=dict)
     trigger_words: list[str] = field(default_factory=list)
 
     @property
     def short_hash(self) -> str:
-        """First 12 hex digits of the file's SHA-256 (what A1111 writes under ``Lora hashes``)."""
+        """First 12 hex digits of the file's SHA-256 (the ``hash`` of our ``lora_list``)."""
         return self.sha256[:12]
+
+    @property
+    def autov3(self) -> str:
+        """First 12 hex digits of the SHA-256 of the tensor data after the header: what A1111/Forge write under
+        ``Lora hashes`` and Civitai calls AutoV3 (it stays when only the metadata is edited)."""
+        return self.data_sha256[:12]
 
     @property
     def rank(self) -> int:
@@ -117,14 +123,6 @@ def _adapter_metadata_scale(metadata: dict[str, str], component: str, module: st
         return None
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def unreadable_lora(path: Path, err: OSError) -> LoraError:
     """The error for a LoRA file the system will not let us look at (``err``), naming the file."""
     return LoraError(f"LoRA file {path} cannot be read ({err.strerror or err})",
@@ -152,9 +150,14 @@ def check_lora_file(path: str | Path) -> tuple[Path, LoraLayout]:
     try:
         _, header = read_safetensors_header(path)  # names a pickle, a truncated or damaged file
     except CheckpointError as err:
-        raise LoraError(f"{label} is not a readable .safetensors LoRA file: {str(err).removeprefix(label + ': ')}",
-                        hint=err.hint) from None  # fmt: skip
+        raise _unreadable_data(label, err) from None
     return path, check_layout(label, header)
+
+
+def _unreadable_data(label: str, err: CheckpointError) -> LoraError:
+    """The error for a file ``label`` whose safetensors header or data cannot be read (``err`` says why)."""
+    why = str(err).removeprefix(label + ": ")
+    return LoraError(f"{label} is not a readable .safetensors LoRA file: {why}", hint=err.hint)
 
 
 def _scale(
@@ -171,20 +174,42 @@ def _scale(
     return value / rank if value != 0.0 else 1.0
 
 
-def read_lora(path: str | Path) -> LoraFile:
-    """Read and validate a FLUX.1 LoRA file (any supported format); raises ``LoraError``."""
-    from safetensors import SafetensorError, safe_open
+# safetensors dtype names -> torch dtypes: the factors' (``FLOAT_DTYPES``), and what an alpha may be besides.
+_TORCH_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64, "I32": torch.int32,
+    "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
 
-    path, layout = check_lora_file(path)
+
+def _tensor(label: str, key: str, entry: dict, raw: bytearray) -> torch.Tensor:
+    """The tensor ``key`` of the file (``entry``: its header entry) from its bytes ``raw``: float32 [shape], or an
+    alpha's own dtype; factors are converted here, as each is read (a file's fp32 copy is twice a bf16 file: it
+    is never held beside all of the file's own bytes). A copy of the bytes, never a view of a mapped file."""
+    dtype = _TORCH_DTYPES.get(entry["dtype"])
+    shape = tuple(entry["shape"])
+    if dtype is None or len(raw) != math.prod(shape) * dtype.itemsize:
+        what = f"dtype {entry['dtype']}" if dtype is None else f"{len(raw)} bytes for shape {list(shape)}"
+        raise LoraError(f"{label}: tensor {key} has {what}: the file is damaged", hint="download the file again")
+    t = torch.frombuffer(raw, dtype=dtype).reshape(shape) if raw else torch.zeros(shape, dtype=dtype)
+    # An alpha is read as it is; an fp32 factor is ``raw`` itself, a buffer of its own that nothing else holds.
+    return t if not t.is_floating_point() or t.numel() == 1 else t.float()
+
+
+def read_lora(path: str | Path) -> LoraFile:
+    """Read and validate a FLUX.1 LoRA file (any supported format); raises ``LoraError``. The file is read once,
+    start to end (``read_hashed``): each tensor converted to float32 as it is read, both hashes taken on the way."""
+    path, _ = check_lora_file(path)  # names a missing file, a folder, a pickle, another model's LoRA
     label = path.name
+    tensors: dict[str, torch.Tensor] = {}
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as err:
-        why = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        raise LoraError(f"{label} is not a readable .safetensors LoRA file ({why})",
-                        hint="copy or download the file again") from None  # fmt: skip
+        header, whole, data = read_hashed(
+            path, lambda key, entry, raw: tensors.__setitem__(key, _tensor(label, key, entry, raw))
+        )
+    except CheckpointError as err:  # e.g. cut short since its header was checked
+        raise _unreadable_data(label, err) from None
+    metadata = dict(header.get("__metadata__", {}))
+    layout = check_layout(label, header)  # of the header read with the data: a file replaced meanwhile is not mixed
 
     targets = []
     for base, (modules, swap) in layout.modules.items():
@@ -199,16 +224,14 @@ def read_lora(path: str | Path) -> LoraFile:
         if not torch.isfinite(down).all() or not torch.isfinite(up).all():
             raise LoraError(f"{label}: {base} contains NaN or infinite values",
                             hint="the file is damaged, or its training broke down: use another copy")  # fmt: skip
-        # Copies even when the file is fp32: the manager keeps them for the session, and views of the mapped file
-        # would keep it mapped, which Windows does not let the user delete or replace.
-        down, up = (t.to(torch.float32, copy=True) for t in (down, up))
         targets.append(LoraTarget(base, modules, down, up, scale, swap, component))
     return LoraFile(
         path=path.resolve(),
         name=path.stem,
         format=layout.format,
         targets=targets,
-        sha256=file_sha256(path),
+        sha256=whole,
+        data_sha256=data,
         metadata=metadata,
         trigger_words=trigger_words_from(metadata),
     )

@@ -50,7 +50,7 @@ class ActiveLora:
         apart = {"text_strength": self.text_strength} if self.text_strength != self.strength else {}
         return {
             "name": f.name,
-            "file": str(f.path),
+            "file": f.path.name,  # the name only: a PNG is shared, and a full path names the user's folders
             "strength": self.strength,
             **apart,
             "hash": f.short_hash,
@@ -169,7 +169,10 @@ class LoraManager:
         self.encoders: dict[str, nn.Module] = {n: m for n, m in (encoders or {}).items() if m is not None}
         self.active: list[ActiveLora] = []
         self._key: tuple = ()
+        # Files read, by resolved path, kept while they are in the active set or the one being asked for: a file is
+        # tens to hundreds of MB as float32, and every file tried in a session was kept until the app quit.
         self._files: dict[str, tuple[tuple[int, int], LoraFile]] = {}
+        self._asked: list[LoraFile] = []  # the files of the set asked for last (``_wanted``)
 
     def use_encoders(self, encoders: dict[str, nn.Module | None]) -> None:
         """The text encoders LoRAs' CLIP/T5 parts go to; other ones than before first get their originals back."""
@@ -197,9 +200,11 @@ class LoraManager:
         changes nothing, so neither the key nor the PNG's list names it. The one place that decides it (the app's
         panel and ``--lora`` send what they were given): only here is the file read as it is when applied."""
         wanted: list[ActiveLora] = []
+        asked: list[LoraFile] = []
         for lora in loras or []:
             path, strength, text_strength = _request(lora)
             f = self.read(path)
+            asked.append(f)
             s = check_strength(strength, f.path.name)
             ts = s if text_strength is None else check_strength(text_strength, f.path.name, "text strength")
             if not has_text_part(f.components):
@@ -210,7 +215,16 @@ class LoraManager:
             if twin is not None:  # applied twice, it would count double (and be listed twice in the PNG)
                 raise _asked_twice(twin.path, f.path)
             wanted.append(ActiveLora(f, s, ts))
+        self._asked = asked
+        self._keep_only(asked + [a.file for a in self.active])
         return wanted, tuple((str(a.file.path), a.file.sha256, a.strength, a.text_strength) for a in wanted)
+
+    def _keep_only(self, files: list[LoraFile]) -> None:
+        """Forget the files read but not in ``files`` (the set asked for, at strength 0 too, and the one applied:
+        the engine asks before every image); one asked for again later is read again."""
+        keep = {str(f.path) for f in files}
+        for path in [p for p in self._files if p not in keep]:
+            del self._files[path]
 
     def is_applied(self, loras: list[LoraRequest] | None) -> bool:
         """Whether the model carries exactly these LoRAs already (so ``set`` would change nothing). Reads the
@@ -231,6 +245,7 @@ class LoraManager:
             self.clear()
             raise
         self.active, self._key = wanted, key
+        self._keep_only(self._asked)  # the set applied before is off the model: its files go too
         for name, encoder in self.encoders.items():
             on = tuple((a.file.sha256, a.text_strength) for a in wanted if name in a.changes)
             encoder.__dict__[_ENCODER_SET_ATTR] = on
@@ -264,5 +279,6 @@ def manager_for(model: nn.Module, encoders: dict[str, nn.Module | None] | None =
 
 
 def lora_hashes(active: list[ActiveLora]) -> str:
-    """A1111's ``Lora hashes`` value: ``name: hash, name2: hash2``."""
-    return ", ".join(f"{a.file.name}: {a.file.short_hash}" for a in active)
+    """A1111's ``Lora hashes`` value: ``name: hash, name2: hash2``, each hash the AutoV3 one A1111/Forge and Civitai
+    give (the first 12 hex digits of the SHA-256 of the file's tensor data)."""
+    return ", ".join(f"{a.file.name}: {a.file.autov3}" for a in active)

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from gpu.safetensors_header import read_safetensors_header
+from gpu.errors import CheckpointError
+from gpu.lora.refs import finite
+from gpu.safetensors_header import AGAIN, open_safetensors, read_safetensors_header
 
 MAX_STRENGTH = 2.0  # |strength| the engine applies (``check_strength``); here, torch-free, for the app's controls too
 # One LoRA of a generation request: (file, strength) or (file, strength, strength of its CLIP/T5 parts: ComfyUI's
@@ -22,21 +26,80 @@ def file_stamp(path: str | Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
-def content_hashes(path: str | Path) -> tuple[str, ...]:
-    """The hex SHA-256 digests other programs name a LoRA file by, read in one pass: of the whole file (what our
-    ``Lora hashes`` and ``lora_list`` give the first 12 digits of) and of its tensor data after the header (kohya's
-    and A1111/Forge's "addnet" hash, 12 digits in their ``Lora hashes``: it stays when only the metadata is edited),
-    then the ``sshs_model_hash`` its trainer wrote into the metadata, if any. Reads the whole file (a LoRA is tens
-    to hundreds of MB: callers read it only when a hash is asked for). Raises ``OSError`` and ``CheckpointError``."""
-    length, header = read_safetensors_header(path)
+_CHUNK = 16 << 20  # bytes per read and hash update: the most held at once for data that is not kept
+
+# A tensor's bytes as the file holds them: (its key, its header entry, its bytes) -> None.
+TensorSink = Callable[[str, dict[str, Any], bytearray], None]
+
+
+def read_hashed(path: str | Path, take: TensorSink | None = None) -> tuple[dict[str, Any], str, str]:
+    """Reads a safetensors file once, start to end: (its checked header, the hex SHA-256 of the whole file, that of
+    its data after the header). ``take`` gets each tensor's bytes in file order, one fresh buffer per tensor (the
+    caller converts and drops it: no more than one tensor's raw bytes is held here); without it, nothing is kept.
+    The data hash is kohya's and A1111/Forge's "addnet" hash, Civitai's AutoV3 (``Lora hashes`` gives its first
+    12 digits): it stays when only the metadata is edited. Plain reads, never a mapping of the file (Windows does
+    not let the user delete or replace a mapped file). Raises ``CheckpointError`` (damaged, cut short, unreadable)."""
     whole, data = hashlib.sha256(), hashlib.sha256()
-    with open(path, "rb") as f:
-        whole.update(f.read(8 + length))
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+    name = Path(path).name
+    with open_safetensors(Path(path)) as (f, _, header):
+        start = f.tell()
+        f.seek(0)
+        whole.update(f.read(start))
+        slots = sorted(
+            (e["data_offsets"][0], e["data_offsets"][1], k) for k, e in header.items() if k != "__metadata__"
+        )
+        scratch = bytearray(0)
+        at = 0
+
+        def fill(view: memoryview) -> None:
+            for i in range(0, len(view), _CHUNK):
+                part = view[i : i + _CHUNK]
+                got = 0
+                while got < len(part):
+                    n = f.readinto(part[got:])
+                    if not n:
+                        raise CheckpointError(f"{name}: truncated: the file got shorter while it was being read",
+                                              hint=AGAIN)  # fmt: skip
+                    got += n
+                whole.update(part)
+                data.update(part)
+
+        def skip(count: int) -> None:
+            nonlocal scratch
+            if count > len(scratch):
+                scratch = bytearray(min(max(count, 1 << 16), _CHUNK))
+            while count > 0:
+                step = min(count, len(scratch))
+                fill(memoryview(scratch)[:step])
+                count -= step
+
+        for begin, end, key in slots:
+            if begin < at:
+                raise CheckpointError(f"{name}: tensor {key} shares bytes of the data section with another: the "
+                                      "file is corrupt", hint=AGAIN)  # fmt: skip
+            skip(begin - at)
+            if take is None:
+                skip(end - begin)
+            else:
+                raw = bytearray(end - begin)
+                fill(memoryview(raw))
+                take(key, header[key], raw)
+            at = end
+        for chunk in iter(lambda: f.read(1 << 20), b""):  # bytes past the last tensor: A1111 hashes to the end
             whole.update(chunk)
             data.update(chunk)
+    return header, whole.hexdigest(), data.hexdigest()
+
+
+def content_hashes(path: str | Path) -> tuple[str, ...]:
+    """The hex SHA-256 digests other programs name a LoRA file by, read in one pass: of the whole file (what
+    ``lora_list`` gives the first 12 digits of) and of its tensor data after the header (kohya's and
+    A1111/Forge's "addnet" hash, Civitai's AutoV3, 12 digits in their ``Lora hashes`` and ours), then the
+    ``sshs_model_hash`` its trainer wrote into the metadata, if any. Reads the whole file (a LoRA is tens to
+    hundreds of MB: callers read it only when a hash is asked for). Raises ``OSError`` and ``CheckpointError``."""
+    header, whole, data = read_hashed(path)
     kept = header.get("__metadata__", {}).get("sshs_model_hash")
-    return whole.hexdigest(), data.hexdigest(), *([kept.lower()] if isinstance(kept, str) and kept else [])
+    return whole, data, *([kept.lower()] if isinstance(kept, str) and kept else [])
 
 
 def trigger_words_from(metadata: dict[str, str]) -> list[str]:
@@ -94,6 +157,29 @@ def strength_words(lora: dict, number: str = "g", space: str = " ") -> str:
         return ""
     words = f"strength{space}{strength:{number}}"
     return f"{words}, text{space}{text:{number}}" if _is_number(text) and text != strength else words
+
+
+def a1111_tags(loras: Any) -> str:
+    """A1111/Forge's prompt tags for the LoRAs of a ``lora_list``: ``<lora:NAME:STRENGTH>``, or
+    ``<lora:NAME:TEXT_STRENGTH:STRENGTH>`` where the CLIP/T5 parts had a strength apart (A1111 reads the first value
+    as the text encoders' and the second as the UNet's), joined by ", "; "" for none. Their "send to txt2img" runs
+    the LoRAs only through such tags, and ``Lora hashes`` alone gives no strength. A name A1111 could not read back
+    in a tag (with ':', '<', '>' or a line break) is left out, as is an entry that is no LoRA (a PNG any program
+    may have written is saved again)."""
+    tags = []
+    for lora in loras if isinstance(loras, list) else []:
+        if not isinstance(lora, dict):
+            continue
+        name = lora.get("name")
+        # Numbers only, finite and within a float's range (an integer of 400 digits is a JSON number too).
+        strength, text = (
+            finite(v) if _is_number(v) else None for v in (lora.get("strength"), lora.get("text_strength"))
+        )
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in ":<>\n\r") or strength is None:
+            continue
+        values = f"{text:g}:{strength:g}" if text is not None and text != strength else f"{strength:g}"
+        tags.append(f"<lora:{name}:{values}>")
+    return ", ".join(tags)
 
 
 def _is_number(value: object) -> bool:
