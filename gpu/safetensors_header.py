@@ -58,12 +58,15 @@ def open_safetensors(path: Path) -> Iterator[tuple[BinaryIO, int, dict[str, Any]
 def _read_header(f: BinaryIO, name: str) -> tuple[int, dict[str, Any]]:
     size = os.fstat(f.fileno()).st_size
     head = f.read(8)
-    if is_pickle(head):
+    n = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+    plausible = n is not None and n <= _MAX_HEADER and 8 + n <= size
+    # Only bytes that are no header length can be a pickle's start: a safetensors file whose header is 640, 896,
+    # 1152 or 1408 bytes long (+ k * 64 KiB) begins with the same two bytes as a pickle, and was refused as one.
+    if not plausible and is_pickle(head):
         raise CheckpointError(f"{name}: {PICKLE_PROBLEM}", hint="use the .safetensors version of the file")
-    if len(head) < 8:
+    if n is None:
         raise CheckpointError(f"{name}: not a safetensors file (only {size} bytes)", hint=AGAIN)
-    (n,) = struct.unpack("<Q", head)
-    if n > _MAX_HEADER or 8 + n > size:
+    if not plausible:
         # What comes first is what the user can act on; the header's length, often an absurd number
         # read from bytes that are no header at all, only backs it up.
         raise CheckpointError(

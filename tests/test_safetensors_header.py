@@ -56,3 +56,15 @@ def test_a_pickle_is_named_with_every_suffix_pickles_are_recognised_by(tmp_path)
     assert str(raised.value) == f"weights.pth: {PICKLE_PROBLEM}"
     assert PICKLE_PROBLEM.startswith("a PyTorch pickle file (.ckpt/.pt/.pth/.bin), not safetensors: ")  # the wording
     assert ".pth" in PICKLE_SUFFIXES
+
+
+@pytest.mark.parametrize("header_len", [0x0280, 0x0380, 0x0480, 0x0580])
+def test_a_header_whose_length_begins_like_a_pickle_is_read(tmp_path, header_len):
+    """A header 640, 896, 1152 or 1408 bytes long starts the file with 80 02..05, a pickle's first two bytes: such
+    a LoRA or model (its metadata happening to have that length) was refused as "a PyTorch pickle file"."""
+    entries = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    raw = json.dumps(entries).encode()
+    raw += b" " * (header_len - len(raw))  # safetensors pads its header with spaces
+    path = tmp_path / "lora.safetensors"
+    path.write_bytes(struct.pack("<Q", header_len) + raw + struct.pack("<2f", 1.0, 2.0))
+    assert read_safetensors_header(path) == (header_len, entries)
