@@ -32,6 +32,26 @@ PICKLE_PROBLEM = (f"a PyTorch pickle file ({'/'.join(PICKLE_SUFFIXES)}), not saf
                   "when they are opened, so they are never loaded")  # fmt: skip
 
 
+READ_CHUNK = 16 << 20  # bytes per read and per hash update: the most held at a time for data that is not kept
+
+
+def fill_hashed(f: BinaryIO, view: memoryview, name: str, *hashes: Any) -> None:
+    """Fills ``view`` with the next bytes of ``f`` (file ``name``) and updates each of ``hashes`` with them as they
+    lie in ``view`` (the memory the caller keeps), so a file rewritten during the read can make a checksum fail
+    but never hand over unchecked bytes. ``CheckpointError`` when the file ends first."""
+    for at in range(0, len(view), READ_CHUNK):
+        part = view[at : at + READ_CHUNK]
+        got = 0
+        while got < len(part):
+            n = f.readinto(part[got:])
+            if not n:
+                raise CheckpointError(f"{name}: truncated: the file got shorter while it was being read (is "
+                                      "something writing to it?)", hint=AGAIN)  # fmt: skip
+            got += n
+        for h in hashes:
+            h.update(part)
+
+
 def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
     """(header length, parsed header) of any safetensors file, checked to be well-formed and complete (the
     file holds every byte the header describes); plain-words ``CheckpointError`` otherwise."""

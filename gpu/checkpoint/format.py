@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from gpu.atomic import atomic_path
 from gpu.bfl_layout import PICK_MODEL, QUANTIZE_FIRST, bfl_prefix, other_file
 from gpu.errors import CheckpointError
-from gpu.safetensors_header import AGAIN, open_safetensors, read_safetensors_header
+from gpu.safetensors_header import AGAIN, READ_CHUNK, fill_hashed, open_safetensors, read_safetensors_header
 from gpu.version import __version__
 
 FORMAT_NAME = "nibble-svdq"
@@ -261,7 +261,6 @@ def _data_layout(name: str, entries: dict[str, Any]) -> list[_Slot]:
     return slots
 
 
-_CHUNK = 16 << 20  # bytes per read and per hash update: the most a verify-only read holds at a time
 
 
 def _read_data(
@@ -280,10 +279,10 @@ def _read_data(
     for slot in layout:
         skip = slot.start - at + (0 if keep is not None else slot.end - slot.start)
         if skip and not scratch:
-            scratch = memoryview(bytearray(min(_CHUNK, data_len)))
+            scratch = memoryview(bytearray(min(READ_CHUNK, data_len)))
         while skip:
             step = min(skip, len(scratch))
-            _fill(f, h, scratch[:step], name)
+            fill_hashed(f, scratch[:step], name, h)
             skip -= step
         if keep is not None:
             t = torch.empty(slot.shape, dtype=slot.dtype, device=keep)
@@ -291,28 +290,14 @@ def _read_data(
             raw = t.view(-1).view(torch.uint8)
             if staged:
                 # A synchronous copy from pageable memory: the buffer is free for the next tensor when it returns.
-                _fill(f, h, memoryview(staging[: raw.numel()].numpy()), name)
+                fill_hashed(f, memoryview(staging[: raw.numel()].numpy()), name, h)
                 raw.copy_(staging[: raw.numel()])
             else:
-                _fill(f, h, memoryview(raw.numpy()), name)
+                fill_hashed(f, memoryview(raw.numpy()), name, h)
             tensors[slot.name] = t
         at = slot.end
     return tensors, h.hexdigest()
 
-
-def _fill(f: BinaryIO, h: Any, view: memoryview, name: str) -> None:
-    """Fills ``view`` with the next bytes of ``f`` and hashes them as they lie in ``view`` (the memory the caller
-    keeps), so a file rewritten during the read can make the checksum fail but never load unchecked bytes."""
-    for at in range(0, len(view), _CHUNK):
-        part = view[at : at + _CHUNK]
-        got = 0
-        while got < len(part):
-            n = f.readinto(part[got:])
-            if not n:
-                raise CheckpointError(f"{name}: truncated: the file got shorter while it was being read (is "
-                                      "something writing to it?)", hint=AGAIN)  # fmt: skip
-            got += n
-        h.update(part)
 
 
 _DTYPE_NAMES = {

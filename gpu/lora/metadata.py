@@ -11,7 +11,7 @@ from typing import Any
 
 from gpu.errors import CheckpointError
 from gpu.lora.refs import finite
-from gpu.safetensors_header import AGAIN, open_safetensors, read_safetensors_header
+from gpu.safetensors_header import AGAIN, READ_CHUNK, fill_hashed, open_safetensors, read_safetensors_header
 
 MAX_STRENGTH = 2.0  # |strength| the engine applies (``check_strength``); here, torch-free, for the app's controls too
 # One LoRA of a generation request: (file, strength) or (file, strength, strength of its CLIP/T5 parts: ComfyUI's
@@ -26,7 +26,6 @@ def file_stamp(path: str | Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
-_CHUNK = 16 << 20  # bytes per read and hash update: the most held at once for data that is not kept
 
 # A tensor's bytes as the file holds them: (its key, its header entry, its bytes) -> None.
 TensorSink = Callable[[str, dict[str, Any], bytearray], None]
@@ -52,22 +51,12 @@ def read_hashed(path: str | Path, take: TensorSink | None = None) -> tuple[dict[
         at = 0
 
         def fill(view: memoryview) -> None:
-            for i in range(0, len(view), _CHUNK):
-                part = view[i : i + _CHUNK]
-                got = 0
-                while got < len(part):
-                    n = f.readinto(part[got:])
-                    if not n:
-                        raise CheckpointError(f"{name}: truncated: the file got shorter while it was being read",
-                                              hint=AGAIN)  # fmt: skip
-                    got += n
-                whole.update(part)
-                data.update(part)
+            fill_hashed(f, view, name, whole, data)
 
         def skip(count: int) -> None:
             nonlocal scratch
             if count > len(scratch):
-                scratch = bytearray(min(max(count, 1 << 16), _CHUNK))
+                scratch = bytearray(min(max(count, 1 << 16), READ_CHUNK))
             while count > 0:
                 step = min(count, len(scratch))
                 fill(memoryview(scratch)[:step])
