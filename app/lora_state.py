@@ -514,8 +514,10 @@ class LoraState(QObject):
         return entry.hashes[1]
 
     def _find(self, path: Path, name: str) -> LoraEntry | None:
-        """The listed entry for ``path``; else one listed under the same file name; else the file, added."""
-        resolved = path.expanduser().resolve() if str(path) else path
+        """The listed entry for ``path``; else one listed under the same file name; else the file, added. A bare
+        file name (what images record since they no longer carry the folder) is looked up by name only: resolved,
+        it named a file in whatever folder the app was started from, which was then added."""
+        resolved = path.expanduser().resolve() if path.expanduser().is_absolute() else None
         for e in self.entries:
             if e.path == resolved:
                 return e if e.path.is_file() else None
@@ -525,7 +527,7 @@ class LoraState(QObject):
         for e in self.entries:
             if e.path.name == file_name and e.path.is_file():
                 return e
-        return self.add_file(resolved) if str(path) and resolved.is_file() else None
+        return self.add_file(resolved) if resolved is not None and resolved.is_file() else None
 
     def add_shipped(self) -> None:
         """The example LoRAs in resources/loras (off until the user enables them)."""

@@ -32,3 +32,15 @@ def test_a_lora_unreadable_once_is_read_again_at_the_next_generate(qtbot, tmp_pa
     monkeypatch.setattr(gpu.lora.metadata, "header_summary", real)  # let go; its size and time are the same
     state.refresh()
     assert state.unusable() == []  # was: still refused, "cannot be read"
+
+
+def test_a_lora_named_by_file_name_only_is_never_taken_from_the_current_folder(qtbot, tmp_path, monkeypatch):
+    """Images record a LoRA's file name only (no folder). Reused, that name was resolved against the folder the
+    app was started from, and a file of that name there was added to the panel: only listed rows are matched."""
+    shipped = sorted((resources_dir() / "loras").glob("*.safetensors"))[0]
+    (tmp_path / shipped.name).write_bytes(shipped.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    state = LoraState()
+    assert state._find(Path(shipped.name), shipped.stem) is None and state.entries == []
+    listed = state.add_file(resources_dir() / "loras" / shipped.name)
+    assert state._find(Path(shipped.name), shipped.stem) is listed
