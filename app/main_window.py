@@ -131,6 +131,7 @@ class MainWindow(QMainWindow):
         self._autosave.setInterval(AUTOSAVE_MS)
         self._autosave.timeout.connect(self._save_now)
         self.error_dialog: QMessageBox | None = None
+        self._shown_error: tuple[str, str] | None = None  # the words of ``error_dialog``
         self.controller.error.connect(self.show_error)
         self.controller.settings_restored.connect(self._restored)
         self.controller.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
@@ -318,7 +319,13 @@ class MainWindow(QMainWindow):
     def show_error(self, error: EngineError) -> None:
         """The dialog, and the same words in the log (a user's report then has what they saw, in order)."""
         level = logging.INFO if error.kind == "notice" else logging.WARNING
+        shown = self.error_dialog
+        if shown is not None and shown.isVisible() and self._shown_error == (error.message, error.hint):
+            # The same words again (each queued job failing on one LoRA): one dialog, not one stacked per job.
+            log.log(level, "not shown again, its dialog still open (%s): %s", error.kind, error.message)
+            return
         log.log(level, "shown to the user (%s): %s %s", error.kind, error.message, error.hint)
+        self._shown_error = (error.message, error.hint)
         self.error_dialog = show_error(self, error, self.log_file)
 
     def _restored(self, names: list[str]) -> None:

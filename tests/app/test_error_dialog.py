@@ -42,3 +42,25 @@ def test_a_broken_model_file_is_named_in_sentences_with_what_to_try(qtbot, windo
     assert text.endswith("."), text
     assert window.error_dialog.informativeText() == "Copy or download the file again."
     window.error_dialog.accept()
+
+
+def test_the_same_error_again_while_its_dialog_is_open_opens_no_second_one(qtbot, data_root):
+    """Each job queued behind a LoRA that fails when applied failed the same way: one dialog stacked per job,
+    each to be dismissed. The same words while their dialog is still open are logged, not shown again; other
+    words, or the same after the dialog was closed, are shown."""
+    from app.data_dir import resolve_data_dir
+    from tests.app.gui import window_without_engine
+
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    failed = EngineError("user", "style.safetensors expects 3072 inputs", "use a LoRA made for this model")
+    window.show_error(failed)
+    first = window.error_dialog
+    window.show_error(EngineError("user", failed.message, failed.hint))
+    assert window.error_dialog is first and first.isVisible()
+    window.show_error(EngineError("user", "another problem"))
+    assert window.error_dialog is not first
+    window.error_dialog.accept()
+    first.accept()
+    window.show_error(failed)
+    assert window.error_dialog is not first and window.error_dialog.isVisible()
+    window.error_dialog.accept()
