@@ -350,6 +350,10 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._closed:
             return super().closeEvent(event)
+        wizard = self.quantize_panel.wizard  # a wizard closed earlier was asked then, or had nothing running
+        if wizard is not None and not wizard.confirm_stop():
+            event.ignore()  # "No": the quantize run goes on, and the app with it
+            return
         self._closed = True
         self._autosave.stop()  # saved below, once
         self.quantize_panel.shutdown()

@@ -71,6 +71,9 @@ class QuantizeWorker(QObject):
     progress = Signal(object)  # QuantizeProgress
     comparisons = Signal(list)  # list[Comparison]
     quantized = Signal(str)  # output path: the model file is complete (the comparison renders follow)
+    # The comparison could not be rendered (e.g. the 16-bit model does not fit in a 16 GB GPU): a warning, as the
+    # model file is complete; ``finished`` follows.
+    compare_failed = Signal(object)  # EngineError
     finished = Signal(str)  # output path
     cancelled = Signal()
     failed = Signal(object, bool)  # EngineError, whether a setting of the wizard can fix it
@@ -120,7 +123,7 @@ class QuantizeWorker(QObject):
                         self._wait_for(unloaded, job)
                     out = self._quantize(job)
                     self.quantized.emit(str(out))
-                    self._compare(job, out)
+                    self._compare_or_warn(job, out)
                 finally:
                     job.ended.set()  # before its end is sent
         except (Cancelled, GenerationCancelled):
@@ -177,6 +180,21 @@ class QuantizeWorker(QObject):
         return Path(quantize_model(job.source, job.out_path, job.config, on_event=on_event,
                                    should_cancel=job.cancel.is_set))
 
+    def _compare_or_warn(self, job: QuantizeJob, out: Path) -> None:
+        """The comparison renders, whose failure is no failure of the run: the model file is written and valid,
+        and reported as failed the wizard greyed Next, so the model could not be added, and its hint sent the
+        user to quantize again into a ``-2`` file. A cancel still ends the run as cancelled."""
+        from gpu.errors import Cancelled
+        from gpu.generation.request import GenerationCancelled
+
+        try:
+            self._compare(job, out)
+        except (Cancelled, GenerationCancelled):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the 16-bit model out of memory, a missing base file, ...
+            log.exception("the comparison renders failed; the quantized model %s is complete", out)
+            self.compare_failed.emit(classify(exc))
+
     def _compare(self, job: QuantizeJob, out: Path) -> None:
         from app.image_metrics import psnr_ssim
         from gpu.generation.request import GenerationRequest
@@ -187,18 +205,20 @@ class QuantizeWorker(QObject):
         models = (job.source, str(out)) if job.compare_original else (str(out),)
         total = len(models) * len(prompts)
         rendered: dict[str, list[Any]] = {}
-        for pass_index, model in enumerate(models):
-            self.progress.emit(QuantizeProgress("stage", f"Rendering comparison images with {Path(model).name}",
-                                                pass_index * len(prompts), total, None))
-            service.load(model)
-            rendered[model] = []
-            for i, prompt in enumerate(prompts):
-                request = GenerationRequest(prompt=prompt, model=model, seed=1000 + i, steps=job.compare_steps)
-                images = service.generate(request, should_cancel=job.cancel.is_set)
-                rendered[model].append(images[0].image)
-                self.progress.emit(QuantizeProgress("compare", f"{Path(model).name}: {prompt}",
-                                                    pass_index * len(prompts) + i + 1, total, None))
-        service.unload()
+        try:
+            for pass_index, model in enumerate(models):
+                self.progress.emit(QuantizeProgress("stage", f"Rendering comparison images with {Path(model).name}",
+                                                    pass_index * len(prompts), total, None))
+                service.load(model)
+                rendered[model] = []
+                for i, prompt in enumerate(prompts):
+                    request = GenerationRequest(prompt=prompt, model=model, seed=1000 + i, steps=job.compare_steps)
+                    images = service.generate(request, should_cancel=job.cancel.is_set)
+                    rendered[model].append(images[0].image)
+                    self.progress.emit(QuantizeProgress("compare", f"{Path(model).name}: {prompt}",
+                                                        pass_index * len(prompts) + i + 1, total, None))
+        finally:  # a render that failed (out of memory) or was cancelled frees the model's memory as well
+            service.unload()
         quantized = rendered[str(out)]
         if job.compare_original:
             results = [Comparison(p, pil_to_qimage(a), pil_to_qimage(b), *psnr_ssim(a, b))
@@ -213,14 +233,17 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
     """``exc`` in words for the wizard, and whether one of its settings can fix it. The wizard writes into the
     app's ``models`` folder, which it has no setting for: the engine's hint for a write error there ("choose
     another folder", "--out") named a remedy the wizard does not offer."""
-    from gpu.errors import OutputBusy, OutputError
+    from gpu.errors import CheckpointError, ModelLoadError, OutputBusy, OutputError
 
     error = classify(exc)
     full = is_disk_full(exc)
     if isinstance(exc, OutputBusy):  # another run (a command-line quantize) writes that file: no folder's fault
         return EngineError("user", error.message, "Wait for that run to finish, or stop it, then run again."), False
     if not (full or isinstance(exc, OutputError)):
-        return error, error.kind != "internal"  # an internal error is no setting's doing
+        # Neither an internal error nor a damaged or missing model file (the engine's hint says what to do about
+        # the file) is any setting's doing: "Go back to change the settings" sent the user looking for one.
+        unfixable = isinstance(exc, (ModelLoadError, CheckpointError, FileNotFoundError))
+        return error, error.kind != "internal" and not unfixable
     fix = "free some space on its disk" if full else "make it a folder you can write to, move aside what is in the way"
     return EngineError("user", error.message,
                        f"The wizard saves models in the app's models folder, {models}: {fix}, or start Nibble Studio "

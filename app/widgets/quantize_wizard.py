@@ -6,6 +6,7 @@ images side by side with PSNR/SSIM and adds the new file to the library.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,7 +40,7 @@ from app.engine_errors import EngineError, classify
 from app.quantize_source import QuantizeSource, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread
 from app.widgets.error_dialog import show_error
-from app.wording import sentence
+from app.wording import counted, sentence
 from gpu.errors import UserError
 from gpu.paths import first_free_path
 from gpu.quantize_defaults import (
@@ -52,6 +53,7 @@ from gpu.quantize_defaults import (
     RANK_METHODS,
     SMOOTHING_METHODS,
 )
+from gpu.system_info import installed_ram_bytes
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
 METHODS = [
@@ -70,11 +72,48 @@ GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch ma
                    "run.")  # fmt: skip
 
 
-def free_output_path(folder: Path, stem: str) -> Path:
+# The engine's layer events say which block they belong to ("block 3/19 …"); the total is named nowhere else.
+_BLOCK_OF = re.compile(r"^block \d+/(\d+) ")
+# The share of the installed RAM the RAM budget defaults to: the rest is the desktop's, the app's and the
+# generation model's (the engine keeps the activations in RAM when they fit the budget, else spills them to disk).
+RAM_SHARE = 0.75
+
+
+def free_output_path(folder: Path, stem: str, config: Any = None, notes: list[str] | None = None) -> Path:
     """``<stem>.safetensors`` in ``folder``, else ``<stem>-2.safetensors``, …: a file already there is a model the
     user may be using (perhaps in the library), and the quantizer's final rename would replace it silently. A
-    name with only a ``.parts`` folder is an interrupted run of that name, which the quantizer resumes."""
-    return first_free_path(folder / f"{stem}.safetensors")
+    name with only a ``.parts`` folder is an interrupted run of that name, which the quantizer resumes, unless
+    that folder was made with settings other than ``config``'s (a QuantizeConfig): the engine would then delete
+    its blocks (hours of work) to start over, so the name counts as taken, and ``notes`` gets why, for the log."""
+    from gpu.streaming.engine import parts_dir, parts_made_with
+
+    def taken(path: Path) -> bool:
+        if path.exists():
+            return True
+        if config is None or parts_made_with(parts_dir(path), config) is not False:
+            return False  # no parts folder, or one this run resumes
+        if notes is not None:
+            notes.append(f"{parts_dir(path).name} holds the blocks of an earlier run made with other settings. They "
+                         f"stay in {folder} and resume when you run with that run's settings; this run writes a "
+                         "name of its own.")  # fmt: skip
+        return True
+
+    return first_free_path(folder / f"{stem}.safetensors", taken=taken)
+
+
+def finished_blocks(out_path: Path) -> int:
+    """How many blocks of the run writing ``out_path`` are finished and kept in its parts folder (its manifest)."""
+    from gpu.streaming.engine import _read_manifest, parts_dir
+
+    return len(_read_manifest(parts_dir(out_path)).get("done", {}))
+
+
+def default_ram_budget_gib(installed: int | None) -> float:
+    """The RAM budget's default: the engine's, but at most ``RAM_SHARE`` of the ``installed`` RAM (bytes; None:
+    unknown). 24 GiB on a 16 GB laptop kept the activations in RAM: the machine swapped, or the app was killed."""
+    if not installed:
+        return DEFAULT_RAM_BUDGET_GIB
+    return max(1.0, min(DEFAULT_RAM_BUDGET_GIB, round(installed * RAM_SHARE / 2**30, 1)))
 
 
 def output_name(stem: str, config: Any) -> str:
@@ -303,7 +342,12 @@ class CalibrationPage(QWizardPage):
         self.steps = QSpinBox(minimum=0, maximum=50, value=0, specialValueText="model default")
         # Not 0, which read as "no GPU" and was taken silently like any other budget.
         self.gpu_gib = QDoubleSpinBox(minimum=1.0, maximum=192.0, value=DEFAULT_GPU_BUDGET_GIB, suffix=" GiB")
-        self.ram_gib = QDoubleSpinBox(minimum=1.0, maximum=1024.0, value=DEFAULT_RAM_BUDGET_GIB, suffix=" GiB")
+        self.installed_ram = installed_ram_bytes()
+        self.ram_gib = QDoubleSpinBox(minimum=1.0, maximum=1024.0, value=default_ram_budget_gib(self.installed_ram),
+                                      suffix=" GiB")  # fmt: skip
+        self.ram_warning = _warning_label()
+        self.ram_warning.hide()
+        self.ram_gib.valueChanged.connect(self._check_ram)
         laptop = QPushButton("16 GB laptop")
         laptop.setToolTip("GPU 14 GiB, RAM 12 GiB: leaves room for the desktop and the browser")
         laptop.clicked.connect(self.laptop_preset)
@@ -313,7 +357,19 @@ class CalibrationPage(QWizardPage):
         form.addRow("Steps per prompt", self.steps)
         form.addRow("GPU memory budget", self.gpu_gib)
         form.addRow("RAM budget", self.ram_gib)
+        form.addRow("", self.ram_warning)
         form.addRow("", laptop)
+
+    def _check_ram(self) -> None:
+        """Warns (a warning: the machine's swap may hold it) when the budget is over the RAM this machine has."""
+        installed = self.installed_ram
+        over = bool(installed) and self.ram_gib.value() * 2**30 > installed
+        self.ram_warning.setVisible(over)
+        if over:
+            self.ram_warning.setText(
+                f"This computer has {installed / 2**30:.1f} GiB of RAM, less than this budget: the activations kept "
+                "in RAM would not fit, and the computer would swap or the app be closed. Set the budget to at most "
+                f"{default_ram_budget_gib(installed):g} GiB (the activations that do not fit go to disk).")  # fmt: skip
 
     def laptop_preset(self) -> None:
         self.gpu_gib.setValue(14.0)
@@ -353,6 +409,9 @@ class RunPage(QWizardPage):
         return self.ok
 
     def on_progress(self, event: QuantizeProgress) -> None:
+        block = _BLOCK_OF.match(event.message) if event.kind == "layer" else None
+        if block:
+            self.wiz.blocks_total = int(block.group(1))
         if event.total:
             self.bar.setRange(0, event.total)
             self.bar.setValue(event.index)
@@ -364,6 +423,7 @@ class RunPage(QWizardPage):
     def finish(self, ok: bool) -> None:
         self.ok = ok
         self.cancel_button.setEnabled(False)
+        self.eta.setText("")  # "About 0 min 5 s left" stayed after a cancel or a failure
         self.completeChanged.emit()
 
     def failed(self, error: EngineError, settings_can_fix: bool) -> None:
@@ -454,6 +514,8 @@ class QuantizeWizard(QWizard):
         controller.error.connect(self._on_add_failed)
         self.comparisons: list[Comparison] = []
         self.error_dialog: QMessageBox | None = None
+        self.stop_dialog: QMessageBox | None = None  # "Stop quantizing?", while it shows
+        self.blocks_total: int | None = None  # the run's block count, from its first layer event
         self.compare_steps: int | None = None  # tests use few steps
         self.running = False  # a job is on the worker thread, or waiting for an earlier wizard's to stop
         self._waiting = False  # ... waiting, not yet handed to the worker
@@ -477,6 +539,7 @@ class QuantizeWizard(QWizard):
         worker.progress.connect(self.run_page.on_progress)
         worker.comparisons.connect(self._on_comparisons)
         worker.quantized.connect(self._on_quantized)
+        worker.compare_failed.connect(self._on_compare_failed)
         worker.finished.connect(self._on_finished)
         worker.cancelled.connect(self._on_cancelled)
         worker.failed.connect(self._on_failed)
@@ -503,14 +566,18 @@ class QuantizeWizard(QWizard):
         config = self.config()
         entry = next((e for e in self.controller.entries if getattr(e, "name", None) == source), None)
         stem = output_stem(source, Path(entry.path) if entry is not None else Path(source))
-        self.out_path = free_output_path(self.controller.data.quantized, output_name(stem, config))
+        notes: list[str] = []
+        self.out_path = free_output_path(self.controller.data.quantized, output_name(stem, config), config, notes)
         self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps,
                                compare_original=not state.is_file)  # fmt: skip
         # A run after Back: nothing of the earlier run may pass for this one's (a cancelled run would offer
         # the earlier model as "complete", and the result page would show both runs' images).
         self.result_path = None
         self.comparisons = []
+        self.blocks_total = None
         self.result_page.clear()
+        for note in notes:
+            self.run_page.log.appendPlainText(note)
         self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")
         try:
             state.recheck_file()
@@ -572,6 +639,39 @@ class QuantizeWizard(QWizard):
                 "a fine-tune started from), so its images would not show what quantizing changed. The images are "
                 "the quantized model's own, on the comparison prompts.")  # fmt: skip
 
+    def kept_note(self) -> str:
+        """What a stopped run leaves for the next one, in words (after "Stop quantizing?", and in the log)."""
+        if self.out_path is None:
+            return "Nothing is finished yet, so nothing is kept."
+        from gpu.streaming.engine import parts_dir
+
+        parts = parts_dir(self.out_path)
+        done = finished_blocks(self.out_path)
+        if done:
+            of = f"{done} of {self.blocks_total}" if self.blocks_total else counted(done, "block")
+            return (f"The finished blocks ({of}) are kept in {parts}, and a run with the same settings resumes "
+                    "from them.")  # fmt: skip
+        if parts.is_dir():
+            return (f"The calibration samples recorded so far are kept in {parts}, and a run with the same "
+                    "settings resumes from them.")  # fmt: skip
+        return "Nothing is finished yet, so nothing is kept."
+
+    def confirm_stop(self) -> bool:
+        """Whether the running run may stop: asked ("Stop quantizing?") when a close (Esc, the window's X, the main
+        window's) would end a run that works, which went silently with hours of work. True when nothing runs,
+        the run is already stopping, or it only waits for an earlier wizard's run (nothing of it is done)."""
+        if self.job is None or not self.running or self.job.cancel.is_set() or self._waiting:
+            return True
+        box = QMessageBox(QMessageBox.Icon.Question, "Stop quantizing?", f"Stop quantizing? {self.kept_note()}",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)  # fmt: skip
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        self.stop_dialog = box
+        try:
+            box.exec()
+            return box.clickedButton() is box.button(QMessageBox.StandardButton.Yes)
+        finally:
+            self.stop_dialog = None
+
     def cancel(self) -> None:
         if self.job is None or not self.running:
             return  # nothing is running: a finished or failed run's page keeps its words
@@ -591,6 +691,18 @@ class QuantizeWizard(QWizard):
         self.result_path = path  # from here on the model is the user's, whatever happens to the comparison
         self.run_page.log.appendPlainText(f"Saved {path}; rendering the comparison images…")
 
+    def _on_compare_failed(self, error: EngineError) -> None:
+        """The model is complete; only its comparison images could not be made (``finished`` follows)."""
+        # The engine's hint is for a generation job (a smaller size, fewer images), none of which the wizard has.
+        why = sentence(error.message, capital=False)
+        if error.kind == "oom":
+            why += " The comparison runs the 16-bit model too, which needs about 3.5 times the 4-bit model's memory."
+        self.run_page.log.appendPlainText(
+            f"Warning: the comparison images could not be rendered: {why} The model is complete "
+            f"({self.result_path}); the next page adds it to the library.")  # fmt: skip
+        self.result_page.summary.setText(f"Saved to {self.result_path}. No comparison images: {why} The model "
+                                         "itself is complete and can be added to the library.")  # fmt: skip
+
     def _on_finished(self, path: str) -> None:
         self.result_path = path
         self._set_running(False)
@@ -608,7 +720,7 @@ class QuantizeWizard(QWizard):
             self.result_page.summary.setText(f"Saved to {self.result_path}. The comparison was cancelled.")
             self.run_page.finish(True)
             return
-        self.run_page.log.appendPlainText("Cancelled. Nothing was added.")
+        self.run_page.log.appendPlainText(f"Cancelled. Nothing was added. {self.kept_note()}")
         self.run_page.finish(False)
 
     def _on_failed(self, error: EngineError, settings_can_fix: bool = True) -> None:
@@ -641,9 +753,15 @@ class QuantizeWizard(QWizard):
             self.result_page.add_button.setText("Add to library")
 
     def done(self, result: int) -> None:
-        # Closed by any route (Cancel, Finish, the window's X): a running job stops at its next check, and the
-        # thread ends once idle instead of waiting for the app's exit.
+        # Closed by any route (Cancel, Finish, the window's X, Esc): a running job stops at its next check once the
+        # user says so, and the thread ends once idle instead of waiting for the app's exit.
+        if not self.confirm_stop():
+            return  # the run goes on, and the wizard stays open with it
         self.cancel()
+        if self.result_path and self.added_name is None and not self._adding:
+            # A finished model goes into the library however the wizard is closed: left out, it sat unlisted in
+            # the app's hidden models folder (the library's Remove takes it off the list, if unwanted).
+            self.add_to_library()
         if self.running:
             # Its thread quits once the run has ended: a thread told to quit drops the calls queued to it, and the
             # run may still be queued there behind the check of a picked file; it would then never run nor end,

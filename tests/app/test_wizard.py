@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWizard
+from PySide6.QtWidgets import QMessageBox, QWizard
 from safetensors.torch import load_file, save_file
 
 from app.quantize_source import output_stem
@@ -19,6 +19,7 @@ from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.paths import resources_dir
 from gpu.quantize_defaults import DEFAULT_ALPHA_POINTS
 from tests.app.gui import accept_dialog_later
+from tests.app.test_wizard_run_ends import answer_stop
 from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 RESOURCES = resources_dir() / "models"
@@ -125,7 +126,7 @@ def test_cancelling_the_comparison_keeps_the_finished_model_offered(qtbot, windo
     wizard.close()
 
 
-def test_closed_wizards_threads_stop_with_the_app(qtbot, window):
+def test_closed_wizards_threads_stop_with_the_app(qtbot, window, monkeypatch):
     """Cancel a run by closing the wizard, open a new one, quit: no quantize thread may outlive the window (a
     QThread destroyed while running aborts the app on exit)."""
     panel = window.quantize_panel
@@ -135,6 +136,7 @@ def test_closed_wizards_threads_stop_with_the_app(qtbot, window):
     first.next()
     first.calibration_page.count.setValue(64)
     first.next()  # starts quantizing
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, [])
     first.close()  # the dialog's X: cancels the run
     panel.open_wizard()
     second = panel.wizard
@@ -192,7 +194,7 @@ def test_no_back_while_a_run_works_and_running_again_after_a_cancel(qtbot, windo
     wizard.close()
 
 
-def test_a_wizard_closed_mid_run_and_opened_again_runs_after_the_old_run_stops(qtbot, window):
+def test_a_wizard_closed_mid_run_and_opened_again_runs_after_the_old_run_stops(qtbot, window, monkeypatch):
     """Closing the wizard cancels its run, but the run stops only at its next check (a layer of a big model
     takes seconds); a run in the wizard opened again wrote the same output and was refused by the engine's
     lock, held by that stopping run of our own process."""
@@ -213,6 +215,7 @@ def test_a_wizard_closed_mid_run_and_opened_again_runs_after_the_old_run_stops(q
 
     first._thread.worker.progress.connect(slow_step, Qt.ConnectionType.DirectConnection)
     stopping.set()
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, [])
     first.close()  # the dialog's X: cancels the run
     panel.open_wizard()
     second = panel.wizard
@@ -257,6 +260,7 @@ def test_a_wizard_closed_while_its_run_waits_behind_a_file_check_still_ends_it(q
     first.next()
     first.next()  # the run, queued behind the check
     assert first.running and first.currentPage() is first.run_page
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, [])
     first.close()
     qtbot.waitUntil(lambda: not first.running, timeout=60000)
     assert "Cancelled. Nothing was added." in first.run_page.log.toPlainText()

@@ -1,0 +1,166 @@
+"""How a quantize run of the wizard ends: a comparison that fails after the model was written, a close while the
+run works (asked first), a cancel (what is kept, and where), the finished model on Finish, the next run's name."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+import torch
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox, QWizard
+
+from app.quantize_worker import run_error
+from app.widgets.quantize_wizard import free_output_path
+from gpu.checkpoint.format import read_checkpoint_meta
+from gpu.errors import BadRequestError, ModelLoadError
+from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
+from gpu.streaming.engine import parts_dir
+
+
+def answer_stop(monkeypatch, answer: QMessageBox.StandardButton, seen: list[str]) -> None:
+    """Answers every "Stop quantizing?" with ``answer`` (the real box, its button clicked), noting its text."""
+
+    def exec_(box: QMessageBox) -> int:
+        seen.append(box.text())
+        box.button(answer).click()
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", exec_)
+
+
+def _small_run(wizard, alpha_points: int = 3) -> None:
+    """To the calibration page with the settings of a run of seconds on the demo model."""
+    wizard.compare_steps = 2
+    wizard.next()
+    wizard.method_page.rank.setValue(8)
+    wizard.method_page.alpha_points.setValue(alpha_points)
+    wizard.next()
+    wizard.calibration_page.count.setValue(2)
+    wizard.calibration_page.steps.setValue(2)
+
+
+def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, window, monkeypatch):
+    """The comparison renders the 16-bit model, which a 16 GB laptop's GPU may not hold: its out-of-memory error
+    was the run's failure, though the model file was written; Next was greyed, the model could not be added, and
+    the page said to go back and quantize again. Then: Finish adds the model (closing left it unlisted)."""
+    from gpu.generation.service import GenerationService
+
+    def out_of_memory(*_args, **_kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(GenerationService, "generate", out_of_memory)
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    _small_run(wizard)
+    with qtbot.waitSignal(wizard.run_ended, timeout=600000):
+        wizard.next()
+    log = wizard.run_page.log.toPlainText()
+    assert "Failed" not in log and not wizard.run_page.error.isVisible(), log
+    assert "Warning: the comparison images could not be rendered: The GPU ran out of memory" in log
+    assert wizard.error_dialog is None and read_checkpoint_meta(wizard.result_path).layers  # complete and valid
+    assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+    wizard.next()  # -> result page
+    summary = wizard.result_page.summary.text()
+    assert summary.startswith(f"Saved to {wizard.result_path}. No comparison images: The GPU ran out of memory")
+    with qtbot.waitSignal(window.controller.model_added, timeout=60000):
+        wizard.button(QWizard.WizardButton.FinishButton).click()  # "Add to library" not pressed
+    assert not wizard.isVisible() and wizard.added_name in [e.name for e in window.controller.entries]
+
+
+def test_closing_a_running_wizard_asks_and_a_cancel_says_what_is_kept(qtbot, window, monkeypatch):
+    """Esc, the wizard's X and the main window's close cancelled a run without a word (hours of work on a 12B
+    model); the log's "Cancelled. Nothing was added." did not say the finished blocks are kept, nor where; the ETA
+    stayed. Then a run with other settings took the same name, and the engine deleted those blocks to start over."""
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    _small_run(wizard)
+    second_block, release = threading.Event(), threading.Event()
+
+    def hold_in_second_block(event) -> None:  # on the worker thread: the run stays "working" while the test asks
+        if event.kind == "layer" and event.message.startswith("block 2/"):
+            second_block.set()
+            release.wait(60)
+
+    wizard._thread.worker.progress.connect(hold_in_second_block, Qt.ConnectionType.DirectConnection)
+    wizard.next()  # starts quantizing
+    try:
+        _stop_asked(qtbot, monkeypatch, window, wizard, second_block, release)
+    finally:  # a failed assert leaves no run blocked, nor a "Stop quantizing?" that the window's close would show
+        release.set()
+        if wizard.job is not None:
+            wizard.job.cancel.set()
+
+
+def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Event,
+                release: threading.Event) -> None:  # fmt: skip
+    """The rest of the test above, with the run held in its second block until ``release``."""
+    log = wizard.run_page.log
+    # The event's queued copy reaches the page after the held one: the log has it, and the ETA, once it arrived.
+    qtbot.waitUntil(lambda: second_block.is_set() and "block 2/" in log.toPlainText(), timeout=120000)
+    assert wizard.run_page.eta.text() != ""
+    parts = parts_dir(wizard.out_path)
+    total = int(re.search(r"^block 2/(\d+) ", log.toPlainText(), re.M).group(1))
+    kept = f"The finished blocks (1 of {total}) are kept in {parts}, and a run with the same settings resumes"
+
+    seen: list[str] = []
+    answer_stop(monkeypatch, QMessageBox.StandardButton.No, seen)
+    wizard.close()  # the X
+    qtbot.keyClick(wizard, Qt.Key.Key_Escape)
+    window.close()  # the main window's X
+    assert len(seen) == 3 and all(text.startswith(f"Stop quantizing? {kept}") for text in seen), seen
+    assert wizard.isVisible() and window.isVisible() and wizard.running and not wizard.job.cancel.is_set()
+
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, seen)
+    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+        wizard.close()
+        release.set()
+    assert not wizard.isVisible() and len(seen) == 4
+    assert f"Cancelled. Nothing was added. {kept}" in wizard.run_page.log.toPlainText()
+    assert wizard.run_page.eta.text() == ""
+    stopped = wizard.config()
+    assert isinstance(stopped, QuantizeConfig)
+
+    # The same settings resume into that name; other ones (another alpha grid) take a name of their own.
+    window.quantize_panel.open_wizard()
+    other = window.quantize_panel.wizard
+    _small_run(other, alpha_points=5)
+    with qtbot.waitSignal(other.run_ended, timeout=120000):
+        other.next()  # starts quantizing
+        other.cancel()
+    assert other.out_path == wizard.out_path.with_name(wizard.out_path.stem + "-2.safetensors")
+    other_log = other.run_page.log.toPlainText()
+    assert f"{parts.name} holds the blocks of an earlier run made with other settings. They stay in " \
+           f"{parts.parent} and resume when you run with that run's settings" in other_log  # fmt: skip
+    assert free_output_path(parts.parent, wizard.out_path.stem, stopped) == wizard.out_path
+    assert (parts / "manifest.json").is_file()  # the earlier blocks are still there
+
+
+def test_errors_no_setting_fixes_do_not_send_the_user_back_to_the_settings(tmp_path):
+    """A damaged or missing model file ended with "Go back to change the settings."."""
+    assert not run_error(ModelLoadError("flux.safetensors: cannot read the file", "download it again"), tmp_path)[1]
+    assert not run_error(FileNotFoundError(2, "No such file", "ae.safetensors"), tmp_path)[1]
+    assert run_error(BadRequestError("rank 512 is larger than the layer", "use a smaller rank"), tmp_path)[1]
+
+
+def test_the_ram_budget_fits_the_machine(qtbot, monkeypatch):
+    """The RAM budget defaulted to 24 GiB whatever the machine had: on a 16 GB laptop the activations were kept in
+    RAM, and the machine swapped or the app was killed. A budget above the installed RAM is warned about."""
+    import app.widgets.quantize_wizard as wizard_module
+    from gpu.quantize_defaults import DEFAULT_RAM_BUDGET_GIB
+
+    monkeypatch.setattr(wizard_module, "installed_ram_bytes", lambda: 16 * 10**9)  # a "16 GB" laptop
+    page = wizard_module.CalibrationPage()
+    qtbot.addWidget(page)
+    assert page.ram_gib.value() == pytest.approx(0.75 * 16 * 10**9 / 2**30, abs=0.05)
+    assert page.ram_warning.isHidden()
+    page.ram_gib.setValue(24.0)
+    assert not page.ram_warning.isHidden()
+    assert page.ram_warning.text().startswith("This computer has 14.9 GiB of RAM, less than this budget")
+    page.laptop_preset()
+    assert page.ram_warning.isHidden()
+    monkeypatch.setattr(wizard_module, "installed_ram_bytes", lambda: None)  # unknown: the engine's default
+    unknown = wizard_module.CalibrationPage()
+    qtbot.addWidget(unknown)
+    assert unknown.ram_gib.value() == DEFAULT_RAM_BUDGET_GIB and unknown.ram_warning.isHidden()
