@@ -103,9 +103,9 @@ def free_output_path(folder: Path, stem: str, config: Any = None, notes: list[st
 
 def finished_blocks(out_path: Path) -> int:
     """How many blocks of the run writing ``out_path`` are finished and kept in its parts folder (its manifest)."""
-    from gpu.streaming.engine import _read_manifest, parts_dir
+    from gpu.streaming.engine import blocks_kept, parts_dir
 
-    return len(_read_manifest(parts_dir(out_path)).get("done", {}))
+    return blocks_kept(parts_dir(out_path))
 
 
 def default_ram_budget_gib(installed: int | None) -> float:

@@ -89,6 +89,12 @@ def parts_made_with(parts_folder: Path, config: QuantizeConfig) -> bool | None:
     return isinstance(old, dict) and effective_fingerprint(old) == effective_fingerprint(new)
 
 
+def blocks_kept(parts_folder: Path) -> int:
+    """How many finished blocks the parts folder ``parts_folder`` (``parts_dir(out)``) keeps for a resume, as its
+    manifest says (0 without a readable one)."""
+    return len(_read_manifest(parts_folder).get("done", {}))
+
+
 class ActivationStore:
     """Per-sample block inputs: (hidden [1, S_img, D], encoder [1, S_txt, D]) in runtime dtype.
 
