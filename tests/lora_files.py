@@ -1,4 +1,4 @@
-"""LoRA files for tests: saved by peft + diffusers' own savers, then converted to kohya / BFL key names."""
+"""LoRA files for tests: saved by peft + diffusers' own savers, then converted to kohya / BFL / XLabs key names."""
 
 from __future__ import annotations
 
@@ -78,6 +78,12 @@ _TOP = {
 }  # fmt: skip
 
 
+def _fuse(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors (A [r, K], B [N_i, r]) of modules with one input -> one LoRA whose output rows are theirs in order:
+    A [sum r, K] stacked, B block-diagonal [sum N_i, sum r] (its rank is the sum)."""
+    return torch.cat([a for a, _ in parts]), torch.block_diag(*[b for _, b in parts])
+
+
 def bfl_modules(mods: dict, n_double: int, n_single: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
     """diffusers factors -> BFL names: q/k/v (and single blocks' mlp) fused as [A_q; A_k; ...] and block-diagonal
     B, so the fused LoRA's rank is the sum; returns name -> (A, B, rank multiplier)."""
@@ -96,8 +102,7 @@ def bfl_modules(mods: dict, n_double: int, n_single: int) -> dict[str, tuple[tor
         if not parts:
             continue
         assert len(parts) == len(names), names
-        a = torch.cat([p[0] for p in parts])
-        b = torch.block_diag(*[p[1] for p in parts])
+        a, b = _fuse(parts)
         if bfl == "final_layer.adaLN_modulation.1":  # diffusers (scale, shift) -> BFL (shift, scale)
             half = b.shape[0] // 2
             b = torch.cat([b[half:], b[:half]])
@@ -143,9 +148,47 @@ def convert(
     return out
 
 
+# XLabs-AI (x-flux) processor LoRAs -> the diffusers modules each adds to, fused by output rows.
+XLABS_DOUBLE = {"qkv_lora1": ["attn.to_q", "attn.to_k", "attn.to_v"], "proj_lora1": ["attn.to_out.0"],
+                "qkv_lora2": ["attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"],
+                "proj_lora2": ["attn.to_add_out"]}  # fmt: skip
+XLABS_SINGLE = {"qkv_lora": ["attn.to_q", "attn.to_k", "attn.to_v"], "proj_lora": ["proj_out"]}
+
+
+def xlabs_modules(n_double: int = 2, n_single: int = 2) -> list[str]:
+    """The diffusers modules an XLabs file of the tiny FLUX (``to_xlabs``) changes."""
+    double = [f"transformer_blocks.{i}.{leaf}" for i in range(n_double) for ls in XLABS_DOUBLE.values() for leaf in ls]
+    single = [f"single_transformer_blocks.{i}.{leaf}" for i in range(n_single) for ls in XLABS_SINGLE.values()
+              for leaf in ls]  # fmt: skip
+    return double + single
+
+
+def to_xlabs(path: Path, out: Path, n_double: int = 2, n_single: int = 2) -> Path:
+    """The diffusers file at ``path``'s LoRAs of the layers XLabs' processors change (blocks' q, k, v and attention
+    outputs, single blocks' q, k, v and ``proj_out``) under XLabs-AI key names
+    (``double_blocks.0.processor.qkv_lora1.down.weight`` / ``.up.weight``): q, k, v fused as ``bfl_modules`` does;
+    XLabs files have no alpha (scale 1), so alpha / rank is multiplied into B. Same effect on those layers."""
+    mods, scale = _diffusers_factors(path)
+    sd = {}
+    for kind, n, block, table in (("double", n_double, "transformer_blocks", XLABS_DOUBLE),
+                                  ("single", n_single, "single_transformer_blocks", XLABS_SINGLE)):  # fmt: skip
+        for i in range(n):
+            for name, leaves in table.items():
+                a, b = _fuse([mods[f"{block}.{i}.{leaf}"] for leaf in leaves])
+                base = f"{kind}_blocks.{i}.processor.{name}"
+                sd[f"{base}.down.weight"], sd[f"{base}.up.weight"] = a.contiguous(), (b * scale).contiguous()
+    save_file(sd, out)
+    return out
+
+
 def rename_keys(path: Path, out: Path, fn) -> Path:
+    """The file at ``path`` with each key ``k`` renamed ``fn(k)``, its header metadata kept."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
     sd = load_file(path)
-    save_file({fn(k): v for k, v in sd.items()}, out)
+    save_file({fn(k): v for k, v in sd.items()}, out, metadata=metadata)
     return out
 
 

@@ -7,7 +7,17 @@ import re
 
 import pytest
 import torch
-from lora_files import convert, drop_matching, rename_keys, save_peft_lora, sdxl_like
+from lora_files import (
+    XLABS_DOUBLE,
+    XLABS_SINGLE,
+    convert,
+    drop_matching,
+    rename_keys,
+    save_peft_lora,
+    sdxl_like,
+    to_xlabs,
+    xlabs_modules,
+)
 
 from gpu.checkpoint.skeleton import load_quantized_transformer
 from gpu.lora import LoraError, manager_for, read_lora, split_lora_arg
@@ -123,6 +133,76 @@ def test_4bit_model_with_lora_matches_16bit_with_lora(case, files, q_model, refe
     assert all(m.lora_down.shape[1] % 16 == 0 and m.spec.rank == m.lora_down.shape[1] for m in w4a4)
     assert w4a4[0].lora_down.shape[1] == 32 + 16  # rank 32 + 4 (or 12 fused) padded to 16
     _run(q_model, [])
+
+
+@pytest.fixture(scope="module")
+def xlabs(tiny_flux, tmp_path_factory):
+    """A PEFT LoRA's attention layers as an XLabs-AI file (``to_xlabs``), and the same layers' LoRAs as a raw PEFT
+    file: strong, as attention-only LoRAs change the tiny model's output less (by ~3e-3 at LoRA a's size)."""
+    d = tmp_path_factory.mktemp("xlabs")
+    peft = save_peft_lora(tiny_flux, d / "peft", seed=3, effect=1.0)
+    layers = "|".join(map(re.escape, xlabs_modules()))
+    raw = convert(peft, "peft-raw", d / "raw.safetensors")  # alpha as tensors: kept where keys are dropped
+    return to_xlabs(peft, d / "xlabs.safetensors"), drop_matching(raw, d / "same.safetensors",
+                                                                  rf"^base_model\.model\.(?!(?:{layers})\.)")
+
+
+@pytest.fixture(scope="module")
+def xlabs_reference(pipe16, xlabs, reference):
+    """The 16-bit model's output with the XLabs file through diffusers' own XLabs reader (after ``reference``,
+    which leaves the pipeline without LoRAs)."""
+    tr = pipe16.transformer
+    with torch.no_grad():
+        pipe16.load_lora_weights(str(xlabs[0]), adapter_name="xlabs")
+        y = tr(**_inputs(tr.config)).sample
+    pipe16.unload_lora_weights()
+    return y
+
+
+def test_xlabs_file_is_the_peft_lora_on_its_layers(xlabs):
+    """Each XLabs processor LoRA lands on the diffusers modules it adds to (a single block's qkv on q, k, v only,
+    not proj_mlp), with the merged update scale * B @ A of the PEFT LoRA it was made from."""
+    lora, same = read_lora(xlabs[0]), read_lora(xlabs[1])
+    assert lora.format == "bfl" and len(lora.targets) == 2 * len(XLABS_DOUBLE) + 2 * len(XLABS_SINGLE)
+    peft = {t.modules[0]: t for t in same.targets}
+    assert sorted(m for t in lora.targets for m in t.modules) == sorted(xlabs_modules()) == sorted(peft)
+    for t in lora.targets:
+        assert t.scale == 1.0  # no alpha: x-flux and diffusers apply B @ A as it is
+        rows = torch.split(t.up, [peft[m].up.shape[0] for m in t.modules])
+        for m, up in zip(t.modules, rows, strict=True):
+            want = peft[m].scale * peft[m].up @ peft[m].down
+            torch.testing.assert_close(t.scale * up @ t.down, want, rtol=1e-6, atol=1e-7, msg=m)
+
+
+def test_xlabs_lora_matches_diffusers_loader(xlabs, f_model, q_model, reference, xlabs_reference):
+    """An XLabs-AI file (refused before as "not a FLUX.1 LoRA") on the 16-bit model against diffusers' own XLabs
+    reader; on the 4-bit model, as the same layers' PEFT LoRA, and within the other formats' tolerance of 16 bits
+    (a strong attention LoRA: its 4-bit error is ~4x the model's, the same for both files)."""
+    assert _rel(_run(f_model, [(xlabs[0], 1.0)]), xlabs_reference) < 1e-5
+    _run(f_model, [])
+    base_err = _rel(_run(q_model, []), reference["base"])
+    y = _run(q_model, [(xlabs[0], 1.0)])
+    assert _rel(y, _run(q_model, [(xlabs[1], 1.0)])) < 1e-6
+    err, effect = _rel(y, xlabs_reference), _rel(xlabs_reference, reference["base"])
+    print(f"xlabs: 4-bit+LoRA vs 16-bit+LoRA {err:.2e} (4-bit vs 16-bit {base_err:.2e}, LoRA effect {effect:.2e})")
+    assert effect > 0.1 and err < max(1.5 * base_err, 0.02), (err, base_err, effect)
+    _run(q_model, [])
+
+
+def test_peft_adapter_name_is_left_out(files, tmp_path):
+    """A PEFT state dict saved with its adapter's name (``lora_A.default.weight``) reads as the same file without it;
+    one with two adapters' names is refused, naming them."""
+    named = rename_keys(files["diffusers"], tmp_path / "named.safetensors",
+                        lambda k: re.sub(r"\.lora_([AB])\.weight$", r".lora_\1.default.weight", k))  # fmt: skip
+    plain, lora = read_lora(files["diffusers"]), read_lora(named)
+    assert lora.format == "diffusers" and len(lora.targets) == len(plain.targets)
+    for a, b in zip(plain.targets, lora.targets, strict=True):
+        assert (a.key, a.modules, a.scale) == (b.key, b.modules, b.scale)  # scale 2: alpha from the metadata
+        assert torch.equal(a.down, b.down) and torch.equal(a.up, b.up)
+    two = rename_keys(named, tmp_path / "two.safetensors",
+                      lambda k: k.replace("blocks.1.attn.to_q.lora_A.default", "blocks.1.attn.to_q.lora_A.other"))
+    with pytest.raises(LoraError, match=r"holds 2 PEFT adapters \(default, other\)"):
+        read_lora(two)
 
 
 def test_strength_zero_and_removal_are_bit_exact(files, q_model):

@@ -78,6 +78,14 @@ _BFL_TOP = {
     "final_layer.linear": "proj_out",
     "final_layer.adaLN_modulation.1": "norm_out.linear",
 }
+# XLabs-AI (x-flux) attention-processor LoRAs -> the BFL layer whose output each adds to, and how many of that
+# layer's diffusers modules it covers from the first (None: all): "1" is the image stream, "2" the text stream;
+# a single block's qkv LoRA adds to the q, k, v rows of ``linear1`` only, not to its MLP rows.
+_XLABS_DOUBLE = {
+    "qkv_lora1": ("img_attn.qkv", None), "proj_lora1": ("img_attn.proj", None),
+    "qkv_lora2": ("txt_attn.qkv", None), "proj_lora2": ("txt_attn.proj", None),
+}  # fmt: skip
+_XLABS_SINGLE = {"qkv_lora": ("linear1", 3), "proj_lora": ("linear2", None)}
 # kohya's underscored BFL names -> dotted BFL names
 _KOHYA_DOUBLE = {k.replace(".", "_"): k for k in _BFL_DOUBLE}
 _KOHYA_SINGLE = {k.replace(".", "_"): k for k in _BFL_SINGLE}
@@ -117,11 +125,35 @@ _SUFFIXES = (
     (".lora_A.weight", "down"), (".lora_B.weight", "up"), (".lora_down.weight", "down"),
     (".lora_up.weight", "up"), (".alpha", "alpha"),
 )  # fmt: skip
+# XLabs' factors (``double_blocks.0.processor.qkv_lora1.down.weight``): read only under a processor's name, so that
+# another model's ``….down.weight`` is named whole among the keys not understood.
+_XLABS_SUFFIXES = ((".down.weight", "down"), (".up.weight", "up"))
+# A PEFT state dict saved with its adapter's name: ``….lora_A.default.weight`` (group 2: the adapter's name).
+_ADAPTER_KEY = re.compile(r"(.+\.lora_[AB])\.([^.]+)(\.weight)")
 
 
-def _split_key(key: str) -> tuple[str, str] | None:
+def _adapter_name(label: str, keys: Iterable[str]) -> str | None:
+    """The adapter name a PEFT state dict gives every factor (``lora_A.<name>.weight``), or None when its keys name
+    none; a file of several adapters is refused (which one is the LoRA?)."""
+    names = sorted({m.group(2) for key in keys if (m := _ADAPTER_KEY.fullmatch(key))})
+    if len(names) > 1:
+        raise LoraError(f"{label} holds {len(names)} PEFT adapters ({_listing(names, 4)}), not one LoRA",
+                        hint="save each adapter to a file of its own (diffusers' save_lora_weights, or PEFT's "
+                             "get_peft_model_state_dict with its adapter_name)")  # fmt: skip
+    return names[0] if names else None
+
+
+def _split_key(key: str, adapter: str | None = None) -> tuple[str, str] | None:
+    """A tensor's key -> (its module's name in the file, role "down"/"up"/"alpha"), or None for no LoRA factor;
+    ``adapter``: the PEFT adapter name the file's factors carry, left out of the module's name."""
+    m = _ADAPTER_KEY.fullmatch(key) if adapter else None
+    if m and m.group(2) == adapter:
+        key = m.group(1) + m.group(3)
     for suffix, role in _SUFFIXES:
         if key.endswith(suffix):
+            return key[: -len(suffix)], role
+    for suffix, role in _XLABS_SUFFIXES:
+        if key.endswith(suffix) and ".processor." in key:
             return key[: -len(suffix)], role
     return None
 
@@ -160,9 +192,22 @@ def _map_bfl_name(name: str) -> tuple[tuple[str, ...], bool] | None:
     return None
 
 
+def _map_xlabs_name(name: str) -> tuple[tuple[str, ...], bool] | None:
+    """An XLabs processor's LoRA (``double_blocks.0.processor.qkv_lora1``) -> the diffusers modules of the BFL layer
+    it adds to (through ``_map_bfl_name``: a fused qkv is split by output rows as BFL's is)."""
+    m = re.fullmatch(r"(double|single)_blocks\.(\d+)\.processor\.(\w+)", name)
+    table = (_XLABS_DOUBLE if m.group(1) == "double" else _XLABS_SINGLE) if m else {}
+    if not m or m.group(3) not in table:
+        return None
+    layer, count = table[m.group(3)]
+    mapped = _map_bfl_name(f"{m.group(1)}_blocks.{m.group(2)}.{layer}")
+    return (mapped[0][:count], mapped[1]) if mapped else None
+
+
 def _map_bfl(base: str) -> tuple[str, tuple[str, ...], bool] | None:
+    """BFL/ComfyUI names, and XLabs' processor names over BFL's blocks (reported as "bfl" too)."""
     name = base.removeprefix("diffusion_model.").removeprefix("model.diffusion_model.")
-    mapped = _map_bfl_name(name)
+    mapped = _map_bfl_name(name) or _map_xlabs_name(name)
     return ("bfl", *mapped) if mapped else None
 
 
@@ -250,8 +295,9 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
         raise LoraError(f"{label} holds no tensors", hint="the file is empty of weights: download it again")
     keys: dict[str, dict[str, str]] = {}
     unknown: list[str] = []
+    adapter = _adapter_name(label, entries)
     for key in entries:
-        split = _split_key(key)
+        split = _split_key(key, adapter)
         if split is None:
             unknown.append(key)
             continue
