@@ -37,23 +37,21 @@ from PySide6.QtWidgets import (
 from app.bindings import bind
 from app.controller import AppController
 from app.engine_errors import EngineError, classify
+from app.quantize_outputs import default_ram_budget_gib, free_output_path, installed_ram_bytes, kept_for_resume
 from app.quantize_source import QuantizeSource, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread
 from app.widgets.error_dialog import show_error
 from app.wording import counted, sentence
 from gpu.errors import UserError
-from gpu.paths import first_free_path
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
     DEFAULT_CALIB_PROMPTS,
     DEFAULT_GPU_BUDGET_GIB,
-    DEFAULT_RAM_BUDGET_GIB,
     DEFAULT_RANK,
     MAX_ALPHA_POINTS,
     RANK_METHODS,
     SMOOTHING_METHODS,
 )
-from gpu.system_info import installed_ram_bytes
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
 METHODS = [
@@ -74,48 +72,6 @@ GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch ma
 
 # The engine's layer events say which block they belong to ("block 3/19 …"); the total is named nowhere else.
 _BLOCK_OF = re.compile(r"^block \d+/(\d+) ")
-# The share of the installed RAM the RAM budget defaults to: the rest is the desktop's, the app's and the
-# generation model's (the engine keeps the activations in RAM when they fit the budget, else spills them to disk).
-RAM_SHARE = 0.75
-
-
-def free_output_path(folder: Path, stem: str, config: Any = None, notes: list[str] | None = None) -> Path:
-    """``<stem>.safetensors`` in ``folder``, else ``<stem>-2.safetensors``, …: a file already there is a model the
-    user may be using (perhaps in the library), and the quantizer's final rename would replace it silently. A
-    name with only a ``.parts`` folder is an interrupted run of that name, which the quantizer resumes, unless
-    that folder was made with settings other than ``config``'s (a QuantizeConfig): the engine would then delete
-    its blocks (hours of work) to start over, so the name counts as taken, and ``notes`` gets why, for the log."""
-    from gpu.streaming.engine import parts_dir, parts_made_with
-
-    def taken(path: Path) -> bool:
-        if path.exists():
-            return True
-        if config is None or parts_made_with(parts_dir(path), config) is not False:
-            return False  # no parts folder, or one this run resumes
-        if notes is not None:
-            notes.append(f"{parts_dir(path).name} holds the blocks of an earlier run made with other settings. They "
-                         f"stay in {folder} and resume when you run with that run's settings; this run writes a "
-                         "name of its own.")  # fmt: skip
-        return True
-
-    return first_free_path(folder / f"{stem}.safetensors", taken=taken)
-
-
-def finished_blocks(out_path: Path) -> int:
-    """How many blocks of the run writing ``out_path`` are finished and kept in its parts folder (its manifest)."""
-    from gpu.streaming.engine import blocks_kept, parts_dir
-
-    return blocks_kept(parts_dir(out_path))
-
-
-def default_ram_budget_gib(installed: int | None) -> float:
-    """The RAM budget's default: the engine's, but at most ``RAM_SHARE`` of the ``installed`` RAM (bytes; None:
-    unknown). 24 GiB on a 16 GB laptop kept the activations in RAM: the machine swapped, or the app was killed."""
-    if not installed:
-        return DEFAULT_RAM_BUDGET_GIB
-    return max(1.0, min(DEFAULT_RAM_BUDGET_GIB, round(installed * RAM_SHARE / 2**30, 1)))
-
-
 def output_name(stem: str, config: Any) -> str:
     """The quantized file's name (no suffix) for ``config`` (a QuantizeConfig): method, precision and, for the
     methods with a low-rank branch, its rank (a round-to-nearest file named "-r32" had none)."""
@@ -571,7 +527,9 @@ class QuantizeWizard(QWizard):
         self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps,
                                compare_original=not state.is_file)  # fmt: skip
         # A run after Back: nothing of the earlier run may pass for this one's (a cancelled run would offer
-        # the earlier model as "complete", and the result page would show both runs' images).
+        # the earlier model as "complete", and the result page would show both runs' images). The earlier
+        # model goes into the library first: forgotten here, it stayed unlisted in the hidden models folder.
+        self.keep_result()
         self.result_path = None
         self.comparisons = []
         self.blocks_total = None
@@ -641,12 +599,12 @@ class QuantizeWizard(QWizard):
 
     def kept_note(self) -> str:
         """What a stopped run leaves for the next one, in words (after "Stop quantizing?", and in the log)."""
+        if self.result_path:  # written: the parts folder is gone, and stopping skips only the comparison
+            return (f"The model is complete ({Path(self.result_path).name}) and goes into the library; stopping skips "
+                    "only the comparison images.")  # fmt: skip
         if self.out_path is None:
             return "Nothing is finished yet, so nothing is kept."
-        from gpu.streaming.engine import parts_dir
-
-        parts = parts_dir(self.out_path)
-        done = finished_blocks(self.out_path)
+        parts, done = kept_for_resume(self.out_path)
         if done:
             of = f"{done} of {self.blocks_total}" if self.blocks_total else counted(done, "block")
             return (f"The finished blocks ({of}) are kept in {parts}, and a run with the same settings resumes "
@@ -758,10 +716,7 @@ class QuantizeWizard(QWizard):
         if not self.confirm_stop():
             return  # the run goes on, and the wizard stays open with it
         self.cancel()
-        if self.result_path and self.added_name is None and not self._adding:
-            # A finished model goes into the library however the wizard is closed: left out, it sat unlisted in
-            # the app's hidden models folder (the library's Remove takes it off the list, if unwanted).
-            self.add_to_library()
+        self.keep_result()
         if self.running:
             # Its thread quits once the run has ended: a thread told to quit drops the calls queued to it, and the
             # run may still be queued there behind the check of a picked file; it would then never run nor end,
@@ -771,5 +726,13 @@ class QuantizeWizard(QWizard):
             self._thread.thread.quit()
         super().done(result)
 
+    def keep_result(self) -> None:
+        """A finished model goes into the library however the wizard is left (closed, Back and another run, the
+        app quitting): left out, it sat unlisted in the app's hidden models folder (the library's Remove takes it
+        off the list, if unwanted)."""
+        if self.result_path and self.added_name is None and not self._adding:
+            self.add_to_library()
+
     def shutdown(self) -> None:
+        self.keep_result()  # queued to the engine before it stops: it handles what was asked before its quit
         self._thread.stop(self.job)

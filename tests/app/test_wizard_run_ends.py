@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWizard
 
 from app.quantize_worker import run_error
-from app.widgets.quantize_wizard import free_output_path
+from app.quantize_outputs import free_output_path
 from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.errors import BadRequestError, ModelLoadError
 from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
