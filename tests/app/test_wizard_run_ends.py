@@ -11,8 +11,8 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWizard
 
-from app.quantize_worker import run_error
 from app.quantize_outputs import free_output_path
+from app.quantize_worker import run_error
 from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.errors import BadRequestError, ModelLoadError
 from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
@@ -164,3 +164,21 @@ def test_the_ram_budget_fits_the_machine(qtbot, monkeypatch):
     unknown = wizard_module.CalibrationPage()
     qtbot.addWidget(unknown)
     assert unknown.ram_gib.value() == DEFAULT_RAM_BUDGET_GIB and unknown.ram_warning.isHidden()
+
+
+def test_a_finished_model_left_unadded_goes_into_the_library_when_the_app_quits(qtbot, window, tmp_path):
+    """The result page's model was added only by its button or by closing the wizard: Back and another run, or
+    the app quitting, left it unlisted in the hidden models folder. Any way the wizard is left, it is added (the
+    add is queued to the engine before the engine stops, which handles what it was asked before its quit)."""
+    from gpu.paths import resources_dir
+
+    model = window.controller.data.quantized / "finished.safetensors"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes((resources_dir() / "models" / "demo-int4.safetensors").read_bytes())
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    wizard.result_path = str(model)  # as a run that finished leaves it on the result page
+    assert "The model is complete (finished.safetensors)" in wizard.kept_note()
+    with qtbot.waitSignal(window.controller.model_added, timeout=60000) as added:
+        window.quantize_panel.shutdown()
+    assert added.args == ["finished"]
