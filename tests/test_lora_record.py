@@ -96,3 +96,17 @@ def test_the_manager_forgets_the_files_of_a_set_no_longer_asked_for(tmp_path):
     assert first() is None
     kept = manager.read(b)
     assert manager.is_applied([(b, 0.0)]) and manager.read(b) is kept  # at strength 0 too: not read again
+
+
+def test_lora_hashes_never_name_a_lora_that_was_not_used():
+    """A LoRA named "a,b" or "x:y" split the ``Lora hashes`` value: read back, it named LoRAs "b" and "y" (applied
+    at strength 1 where the panel had rows of those names). The names lose ':' and ',' as in A1111."""
+    from types import SimpleNamespace
+
+    from gpu.generation.png_metadata import _lora_hashes
+    from gpu.lora.manager import lora_hashes
+
+    used = [SimpleNamespace(file=SimpleNamespace(name=n, autov3=h))
+            for n, h in (("a,b", "0123456789ab"), ("x:y", "ba9876543210"))]  # fmt: skip
+    found, problems = _lora_hashes(lora_hashes(used))
+    assert sorted(found) == ["ab", "xy"] and problems == []

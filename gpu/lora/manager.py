@@ -280,5 +280,6 @@ def manager_for(model: nn.Module, encoders: dict[str, nn.Module | None] | None =
 
 def lora_hashes(active: list[ActiveLora]) -> str:
     """A1111's ``Lora hashes`` value: ``name: hash, name2: hash2``, each hash the AutoV3 one A1111/Forge and Civitai
-    give (the first 12 hex digits of the SHA-256 of the file's tensor data)."""
-    return ", ".join(f"{a.file.name}: {a.file.autov3}" for a in active)
+    give (the first 12 hex digits of the SHA-256 of the file's tensor data). ':' and ',' are taken out of the
+    names, as A1111 does: they split the value, and a reader found LoRAs there that were never used."""
+    return ", ".join(f"{a.file.name.replace(':', '').replace(',', '')}: {a.file.autov3}" for a in active)
