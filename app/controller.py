@@ -145,6 +145,7 @@ class AppController(QObject):
         self.gpu: Any = None
         self.model_info: Any = None
         self._jobs: dict[int, Job] = {}
+        self._at_last_step: dict[int, bool] = {}  # per job: its last image's denoising is done (decode and save left)
         self._kept: dict[int, list[ImageRecord]] = {}  # per job: its images in the gallery so far
         self._unlisted: set[int] = set()  # jobs with an image the gallery could not take (said once per job)
         self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
@@ -254,10 +255,13 @@ class AppController(QObject):
             return  # a second Esc while it stops: not a reason to cancel the next job
         running.cancel.set()
         self._start_waiting.emit()  # held back by a quantize run: ends now, not when the run does
-        self._job_line = "Cancelling…"
+        # After the last image's last step the engine only decodes and saves: Esc then said "Cancelling…" and
+        # the image came all the same ("Done"), the key seemingly ignored.
+        last = self._at_last_step.get(running.id, False)
+        self._job_line = "Too late to cancel: the image is being finished" if last else "Cancelling…"
         waiting = self._waiting()
-        self.job.status = (f"Cancelling…; {self._go_on(waiting)} (Shift+Esc cancels "
-                           f"{'it' if waiting == 1 else 'them'} too)") if waiting else "Cancelling…"  # fmt: skip
+        self.job.status = (f"{self._job_line}; {self._go_on(waiting)} (Shift+Esc cancels "
+                           f"{'it' if waiting == 1 else 'them'} too)") if waiting else self._job_line  # fmt: skip
 
     def cancel_all(self) -> None:
         """Cancel all (Shift+Esc): the running job stops at its next step, and the queued ones never start."""
@@ -779,6 +783,8 @@ class AppController(QObject):
     def _on_progress(self, progress: JobProgress) -> None:
         if progress.job_id not in self._jobs:
             return
+        self._at_last_step[progress.job_id] = (progress.image_index + 1 == progress.image_count
+                                               and progress.step == progress.total_steps)  # fmt: skip
         self.job.total_steps = progress.total_steps
         self.job.step = progress.step
         if self._jobs[progress.job_id].cancel.is_set():
@@ -838,6 +844,7 @@ class AppController(QObject):
 
     def _job_done(self, job_id: int, status: str) -> None:
         self._jobs.pop(job_id, None)
+        self._at_last_step.pop(job_id, None)
         self.job.busy = bool(self._jobs)
         # Jobs cancelled with it (Cancel all) are not said to go on: they end at once, unrun.
         waiting = sum(not job.cancel.is_set() for job in self._jobs.values())

@@ -139,3 +139,21 @@ def test_clicking_the_selected_model_again_keeps_the_panel(qtbot, window):
                 if panel.list.item(i).data(Qt.ItemDataRole.UserRole) == state.model)  # fmt: skip
     panel.list.itemClicked.emit(item)
     assert (state.width, state.steps) == (512, 30)
+
+
+def test_esc_after_the_last_step_says_it_is_too_late(qtbot, data_root):
+    """The engine checks for a cancel at each denoising step: after the last image's last step it only decodes
+    and saves, and Esc then said "Cancelling…" while the image came all the same ("Done"). Before that step it
+    still cancels."""
+    from app.engine_worker import Job, JobProgress
+
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    controller = window.controller
+    controller.prompt.prompt = "a red circle"
+    for step, said in ((15, "Cancelling…"), (16, "Too late to cancel: the image is being finished")):
+        job = Job(controller.prompt.build_request())  # as queued, not handed to the (unstarted) engine
+        controller._jobs[job.id] = job
+        controller._on_progress(JobProgress(job.id, 0, 1, step, 16, 1.0, 0.1, None))
+        controller.cancel()
+        assert controller.job.status == said
+        controller._job_done(job.id, "Cancelled")
