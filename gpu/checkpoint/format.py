@@ -243,7 +243,7 @@ def _data_layout(name: str, entries: dict[str, Any]) -> list[_Slot]:
     none with another (checked before any data is read, as safetensors itself refuses such files)."""
     slots = []
     for key, e in entries.items():
-        dtype = _DTYPE_NAMES.get(e["dtype"])
+        dtype = TORCH_DTYPES.get(e["dtype"])
         if dtype is None:
             raise CheckpointError(f"{name}: tensor {key} has dtype {e['dtype']}, which no SVDQ checkpoint holds: "
                                   "the file is corrupt or was not written by Nibble Studio", hint=AGAIN)  # fmt: skip
@@ -259,8 +259,6 @@ def _data_layout(name: str, entries: dict[str, Any]) -> list[_Slot]:
             raise CheckpointError(f"{name}: tensors {before.name} and {after.name} share bytes of the data section: "
                                   "the file is corrupt", hint=AGAIN)  # fmt: skip
     return slots
-
-
 
 
 def _read_data(
@@ -299,8 +297,8 @@ def _read_data(
     return tensors, h.hexdigest()
 
 
-
-_DTYPE_NAMES = {
+# safetensors dtype names -> torch dtypes (the SVDQ reader's, and the LoRA reader's)
+TORCH_DTYPES = {
     "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
     "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32,
     "F64": torch.float64, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
@@ -320,7 +318,7 @@ def _check_tensor_set(
         got_shape = tuple(entries[key]["shape"])
         if got_shape != tuple(shape):
             raise CheckpointError(f"{name}: tensor {key} has shape {list(got_shape)}, expected {list(shape)}")
-        got_dtype = _DTYPE_NAMES.get(entries[key]["dtype"])
+        got_dtype = TORCH_DTYPES.get(entries[key]["dtype"])
         if dtype.is_floating_point != (got_dtype is not None and got_dtype.is_floating_point) or (
             not dtype.is_floating_point and got_dtype != dtype
         ):

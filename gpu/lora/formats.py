@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from gpu.checkpoint.format import TORCH_DTYPES
 from gpu.errors import CheckpointError
 from gpu.lora.keys import FORMATS, TEXT_ENCODERS, LoraError, LoraLayout, check_layout, map_module, parts_text  # noqa: F401
 from gpu.lora.metadata import read_hashed, trigger_words_from
@@ -179,19 +180,11 @@ def _scale(
     return value / rank if value != 0.0 else 1.0
 
 
-# safetensors dtype names -> torch dtypes: the factors' (``FLOAT_DTYPES``), and what an alpha may be besides.
-_TORCH_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64, "I32": torch.int32,
-    "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
-}  # fmt: skip
-
-
 def _tensor(label: str, key: str, entry: dict, raw: bytearray) -> torch.Tensor:
     """The tensor ``key`` of the file (``entry``: its header entry) from its bytes ``raw``: float32 [shape], or an
     alpha's own dtype; factors are converted here, as each is read (a file's fp32 copy is twice a bf16 file: it
     is never held beside all of the file's own bytes). A copy of the bytes, never a view of a mapped file."""
-    dtype = _TORCH_DTYPES.get(entry["dtype"])
+    dtype = TORCH_DTYPES.get(entry["dtype"])
     shape = tuple(entry["shape"])
     if dtype is None or len(raw) != math.prod(shape) * dtype.itemsize:
         what = f"dtype {entry['dtype']}" if dtype is None else f"{len(raw)} bytes for shape {list(shape)}"
