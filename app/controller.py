@@ -127,10 +127,10 @@ class AppController(QObject):
         # A first launch (no size saved by a last session) takes the model's own defaults once the engine is
         # ready. Decided now, before anything saves: the window's first resize starts the autosave, which wrote
         # the panel's placeholder size into ``settings.last_job`` before a slow engine start was ready.
-        self._first_launch = not settings.last_job.width
-        # The panel's fields then, so that the defaults go only to those the user leaves alone until the engine
-        # is ready (a size typed, or an image's settings reused, meanwhile were overwritten).
-        self._launch_fields = self.prompt.model_default_fields()
+        # Kept as the panel's fields then, so that the defaults go only to those the user leaves alone until the
+        # engine is ready (a size typed, or an image's settings reused, meanwhile were overwritten); None: a later
+        # launch.
+        self._launch_fields = None if settings.last_job.width else self.prompt.model_default_fields()
         self.job = JobState()
         self.loras = LoraState()
         for text in self.loras.restore(settings.loras):
@@ -145,7 +145,7 @@ class AppController(QObject):
         self.gpu: Any = None
         self.model_info: Any = None
         self._jobs: dict[int, Job] = {}
-        self._at_last_step: dict[int, bool] = {}  # per job: its last image's denoising is done (decode and save left)
+        self._finishing = 0  # the job whose last image's denoising is done (decode and save left), 0 for none
         self._kept: dict[int, list[ImageRecord]] = {}  # per job: its images in the gallery so far
         self._unlisted: set[int] = set()  # jobs with an image the gallery could not take (said once per job)
         self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
@@ -257,7 +257,7 @@ class AppController(QObject):
         self._start_waiting.emit()  # held back by a quantize run: ends now, not when the run does
         # After the last image's last step the engine only decodes and saves: Esc then said "Cancelling…" and
         # the image came all the same ("Done"), the key seemingly ignored.
-        last = self._at_last_step.get(running.id, False)
+        last = self._finishing == running.id
         self._job_line = "Too late to cancel: the image is being finished" if last else "Cancelling…"
         waiting = self._waiting()
         self.job.status = (f"{self._job_line}; {self._go_on(waiting)} (Shift+Esc cancels "
@@ -650,9 +650,8 @@ class AppController(QObject):
             # A first launch takes the model's own defaults (native size, steps, guidance); later launches keep
             # what the user left in the prompt panel, and so does a first one whose job, queued before the engine
             # was ready, runs with the panel as it is (the panel shows what ran).
-            apply_defaults = self._first_launch and not self._jobs
-        since = self._launch_fields if self._first_launch else None
-        self._first_launch = False  # said once: a later ready (the engine started again) keeps the user's fields
+            apply_defaults = self._launch_fields is not None and not self._jobs
+        since, self._launch_fields = self._launch_fields, None  # once: a later ready keeps the user's fields
         self.library_changed.emit(self.entries)
         self.select_model(self.prompt.model, apply_defaults=apply_defaults, unchanged_since=since)
         if not self._jobs:
@@ -783,8 +782,8 @@ class AppController(QObject):
     def _on_progress(self, progress: JobProgress) -> None:
         if progress.job_id not in self._jobs:
             return
-        self._at_last_step[progress.job_id] = (progress.image_index + 1 == progress.image_count
-                                               and progress.step == progress.total_steps)  # fmt: skip
+        at_end = progress.image_index + 1 == progress.image_count and progress.step == progress.total_steps
+        self._finishing = progress.job_id if at_end else 0
         self.job.total_steps = progress.total_steps
         self.job.step = progress.step
         if self._jobs[progress.job_id].cancel.is_set():
@@ -844,7 +843,6 @@ class AppController(QObject):
 
     def _job_done(self, job_id: int, status: str) -> None:
         self._jobs.pop(job_id, None)
-        self._at_last_step.pop(job_id, None)
         self.job.busy = bool(self._jobs)
         # Jobs cancelled with it (Cancel all) are not said to go on: they end at once, unrun.
         waiting = sum(not job.cancel.is_set() for job in self._jobs.values())

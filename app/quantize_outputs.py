@@ -18,7 +18,7 @@ __all__ = ["RAM_SHARE", "default_ram_budget_gib", "free_output_path", "installed
 RAM_SHARE = 0.75
 
 
-def free_output_path(folder: Path, stem: str, config: Any = None, notes: list[str] | None = None) -> Path:
+def free_output_path(folder: Path, stem: str, config: Any, notes: list[str] | None = None) -> Path:
     """``<stem>.safetensors`` in ``folder``, else ``<stem>-2.safetensors``, …: a file already there is a model the
     user may be using (perhaps in the library), and the quantizer's final rename would replace it silently. A
     name with only a ``.parts`` folder is an interrupted run of that name, which the quantizer resumes, unless
@@ -29,7 +29,7 @@ def free_output_path(folder: Path, stem: str, config: Any = None, notes: list[st
     def taken(path: Path) -> bool:
         if path.exists():
             return True
-        if config is None or parts_made_with(parts_dir(path), config) is not False:
+        if parts_made_with(parts_dir(path), config) is not False:
             return False  # no parts folder, or one this run resumes
         if notes is not None:
             notes.append(f"{parts_dir(path).name} holds the blocks of an earlier run made with other settings. They "

@@ -470,7 +470,6 @@ class QuantizeWizard(QWizard):
         controller.error.connect(self._on_add_failed)
         self.comparisons: list[Comparison] = []
         self.error_dialog: QMessageBox | None = None
-        self.stop_dialog: QMessageBox | None = None  # "Stop quantizing?", while it shows
         self.blocks_total: int | None = None  # the run's block count, from its first layer event
         self.compare_steps: int | None = None  # tests use few steps
         self.running = False  # a job is on the worker thread, or waiting for an earlier wizard's to stop
@@ -623,12 +622,8 @@ class QuantizeWizard(QWizard):
         box = QMessageBox(QMessageBox.Icon.Question, "Stop quantizing?", f"Stop quantizing? {self.kept_note()}",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)  # fmt: skip
         box.setDefaultButton(QMessageBox.StandardButton.No)
-        self.stop_dialog = box
-        try:
-            box.exec()
-            return box.clickedButton() is box.button(QMessageBox.StandardButton.Yes)
-        finally:
-            self.stop_dialog = None
+        box.exec()
+        return box.clickedButton() is box.button(QMessageBox.StandardButton.Yes)
 
     def cancel(self) -> None:
         if self.job is None or not self.running:

@@ -154,6 +154,7 @@ def test_the_ram_budget_fits_the_machine(qtbot, monkeypatch):
     page = wizard_module.CalibrationPage()
     qtbot.addWidget(page)
     assert page.ram_gib.value() == pytest.approx(0.75 * 16 * 10**9 / 2**30, abs=0.05)
+    page.ram_gib.setValue(14.0)  # within the RAM: no warning (it is checked at each change)
     assert page.ram_warning.isHidden()
     page.ram_gib.setValue(24.0)
     assert not page.ram_warning.isHidden()
@@ -163,7 +164,9 @@ def test_the_ram_budget_fits_the_machine(qtbot, monkeypatch):
     monkeypatch.setattr(wizard_module, "installed_ram_bytes", lambda: None)  # unknown: the engine's default
     unknown = wizard_module.CalibrationPage()
     qtbot.addWidget(unknown)
-    assert unknown.ram_gib.value() == DEFAULT_RAM_BUDGET_GIB and unknown.ram_warning.isHidden()
+    assert unknown.ram_gib.value() == DEFAULT_RAM_BUDGET_GIB
+    unknown.ram_gib.setValue(64.0)
+    assert unknown.ram_warning.isHidden()  # the RAM unknown: nothing to warn about
 
 
 def test_a_finished_model_left_unadded_goes_into_the_library_when_the_app_quits(qtbot, window, tmp_path):
