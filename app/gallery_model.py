@@ -429,9 +429,7 @@ class GalleryModel(QStringListModel):
         whose file it is follows it, also under another spelling of the name (``_owners``)."""
         if not os.path.lexists(self._data.trash / rel_path):  # a dangling link there is in the way as well
             return
-        # Every trashed image, not only the undo list's: while the old trash of another drive is gathered, an
-        # image whose file has just arrived is not in it yet, and its row kept the old name of a renamed file.
-        owners = self._owners(rel_path, [record for batch in self._store.trash_batches() for record in batch])
+        owners = self._owners(rel_path)
         new_rel = rename_in_trash(self._data, rel_path, taken=self._store.has_path)
         undoable = {record.id: record for batch in self._undo for record in batch}
         for trashed in owners:
@@ -512,14 +510,16 @@ class GalleryModel(QStringListModel):
         brought that picture back as this entry's, and the other image without it."""
         if self.path_of(record).exists() or not (self._data.trash / record.path).is_file():
             return False
-        return not self._owners(record.path, [r for batch in self._store.trash_batches() for r in batch])
+        return not self._owners(record.path)
 
-    def _owners(self, rel_path: str, trashed: list[ImageRecord]) -> list[ImageRecord]:
-        """Those of the ``trashed`` images whose file is the one in the trash under ``rel_path``: its own name, or
-        another spelling of it where the file system takes both for one (case on Windows, macOS and a USB
+    def _owners(self, rel_path: str) -> list[ImageRecord]:
+        """Those of the images in the trash (every trashed row, not only the undo list's, which files still being
+        gathered from an old trash have not joined) whose file is the one in the trash under ``rel_path``: its own
+        name, or another spelling of it where the file system takes both for one (case on Windows, macOS and a USB
         drive's exFAT; Unicode normalization on macOS). The database's paths are unique only as written."""
         key = _spelling(rel_path)
         trash = self._data.trash
+        trashed = (r for batch in self._store.trash_batches() for r in batch)
         return [r for r in trashed if _spelling(r.path) == key and (r.path == rel_path or _same_file(trash / r.path,
                 trash / rel_path))]  # fmt: skip
 

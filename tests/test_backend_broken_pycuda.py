@@ -39,8 +39,7 @@ def broken_pycuda(tmp_path: Path, monkeypatch):
     before = {name: mod for name, mod in sys.modules.items() if name == "pycuda" or name.startswith("pycuda.")}
     for name in before:
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setattr(backend, "_pycuda_why", getattr(backend, "_UNTRIED", None), raising=False)
-    monkeypatch.setattr(backend, "_pycuda_ok", None, raising=False)  # the cache before pycuda_refusal
+    monkeypatch.setattr(backend, "_pycuda_why", backend._UNTRIED)
     monkeypatch.syspath_prepend(str(tmp_path))
 
     def install(driver_code: str) -> None:

@@ -48,7 +48,6 @@ from gpu.quantizer.shared import (
     layer_message,
     quantize_layers,
 )  # fmt: skip
-from gpu.safetensors_header import checked_weight_files
 from gpu.streaming.source import (
     WeightSource,
     bfl_file_source,
@@ -408,9 +407,6 @@ def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
         src = bfl_file_source(path)
         base = _base_for_single_file(path, src, library, config.base) if config.base else None
         return src, base, path.stem, torch.bfloat16
-    if path.is_dir() and (path / "transformer").is_dir():
-        # Before the library's own look at the folder, which names a deleted weight file without saying what to do
-        checked_weight_files(path / "transformer", path.resolve().name)
     try:
         entry: ModelEntry = library.resolve(str(source))
     except ModelLoadError:
