@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -50,6 +50,59 @@ def fill_hashed(f: BinaryIO, view: memoryview, name: str, *hashes: Any) -> None:
             got += n
         for h in hashes:
             h.update(part)
+
+
+# Fills memory of the caller's (``view``) with the next ``len(view)`` bytes of a tensor, hashed as ``fill_hashed``.
+TensorReader = Callable[[memoryview], None]
+# What ``read_data_hashed`` does with each tensor: (its key, its header entry, a reader of its bytes) -> None.
+TensorSink = Callable[[str, dict[str, Any], TensorReader], None]
+
+_MIN_SCRATCH = 64 << 10  # the smallest scratch buffer for bytes not kept: a few small gaps need no 16 MiB
+
+
+def read_data_hashed(f: BinaryIO, name: str, header: dict[str, Any], sink: TensorSink | None, *hashes: Any) -> None:
+    """Reads the data section of the safetensors file ``f`` (file ``name``, open at the section's start with its
+    checked ``header``, as ``open_safetensors`` gives them) once, in file order, up to the last tensor's end, and
+    updates each of ``hashes`` with every byte of it: the tensors' and any gap between them. ``sink`` is called
+    for each tensor and reads as much of its bytes as it keeps through the reader it is given, into its own memory
+    (a fresh buffer, a tensor's, a staging buffer), so that what is hashed is the bytes the caller keeps; what it
+    leaves unread (all, without ``sink``) passes through one scratch buffer of at most ``READ_CHUNK`` bytes.
+    ``CheckpointError`` when two tensors share bytes or the file ends first."""
+    # Ties (empty tensors) stay in the header's order: the order a caller's tensors are made in.
+    slots = sorted(
+        (((e["data_offsets"][0], e["data_offsets"][1]), k) for k, e in header.items() if k != "__metadata__"),
+        key=lambda slot: slot[0],
+    )
+    scratch = memoryview(bytearray(0))
+    key, left = "", 0  # the tensor being read, and how many of its bytes are not read yet
+
+    def skip(count: int) -> None:
+        nonlocal scratch
+        if count > len(scratch):
+            scratch = memoryview(bytearray(min(max(count, _MIN_SCRATCH), READ_CHUNK)))
+        while count > 0:
+            step = min(count, len(scratch))
+            fill_hashed(f, scratch[:step], name, *hashes)
+            count -= step
+
+    def read(view: memoryview) -> None:
+        nonlocal left
+        if len(view) > left:
+            raise ValueError(f"{name}: {len(view)} bytes asked of tensor {key}, which has {left} more")
+        fill_hashed(f, view, name, *hashes)
+        left -= len(view)
+
+    at = 0
+    for (begin, end), key in slots:
+        if begin < at:
+            raise CheckpointError(f"{name}: tensor {key} shares bytes of the data section with another: the file is "
+                                  "corrupt", hint=AGAIN)  # fmt: skip
+        skip(begin - at)
+        left = end - begin
+        if sink is not None:
+            sink(key, header[key], read)
+        skip(left)
+        at = end
 
 
 def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:

@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from gpu.atomic import atomic_path
 from gpu.bfl_layout import PICK_MODEL, QUANTIZE_FIRST, bfl_prefix, other_file
 from gpu.errors import CheckpointError
-from gpu.safetensors_header import AGAIN, READ_CHUNK, fill_hashed, open_safetensors, read_safetensors_header
+from gpu.safetensors_header import AGAIN, TensorReader, open_safetensors, read_data_hashed, read_safetensors_header
 from gpu.version import __version__
 
 FORMAT_NAME = "nibble-svdq"
@@ -221,7 +221,7 @@ def _read_checked(
         layout = _data_layout(path.name, entries)
         if expected is not None:  # a wrong model is named before gigabytes are read
             _check_tensor_set(path.name, entries, expected)
-        tensors, digest = _read_data(f, path.name, layout, data_len, keep)
+        tensors, digest = _read_data(f, path.name, header, layout, keep)
     if digest != meta.sha256:
         raise CheckpointError(f"{path.name}: checksum mismatch: the tensor data is corrupt", hint=AGAIN)
     return meta, tensors
@@ -262,38 +262,33 @@ def _data_layout(name: str, entries: dict[str, Any]) -> list[_Slot]:
 
 
 def _read_data(
-    f: BinaryIO, name: str, layout: list[_Slot], data_len: int, keep: torch.device | None
+    f: BinaryIO, name: str, header: dict[str, Any], layout: list[_Slot], keep: torch.device | None
 ) -> tuple[dict[str, torch.Tensor], str]:
-    """Reads the data section (``f`` at its start) once, in file order: each tensor into a fresh tensor of its
-    dtype and shape on ``keep`` (a GPU's through one reused host staging buffer, copied after it was hashed) or,
-    with ``keep`` None, through a scratch buffer. Returns (tensors, hex SHA-256 of every byte of the section: the
-    tensors' bytes and any gap between them, the digest's definition since format v1)."""
+    """Reads the data section (``f`` at its start, ``header`` its checked header, ``layout`` its tensors) once, in
+    file order (``read_data_hashed``): each tensor into a fresh tensor of its dtype and shape on ``keep`` (a GPU's
+    through one reused host staging buffer, copied after it was hashed) or, with ``keep`` None, through a scratch
+    buffer. Returns (tensors, hex SHA-256 of every byte of the section: the tensors' bytes and any gap between
+    them, the digest's definition since format v1)."""
     h = hashlib.sha256()
     tensors: dict[str, torch.Tensor] = {}
-    scratch = memoryview(b"")  # for bytes not kept: gaps, or every tensor when only verifying
+    slots = {slot.name: slot for slot in layout}
     staged = keep is not None and keep.type != "cpu"
     staging = torch.empty(max((s.end - s.start for s in layout), default=0) if staged else 0, dtype=torch.uint8)
-    at = 0
-    for slot in layout:
-        skip = slot.start - at + (0 if keep is not None else slot.end - slot.start)
-        if skip and not scratch:
-            scratch = memoryview(bytearray(min(READ_CHUNK, data_len)))
-        while skip:
-            step = min(skip, len(scratch))
-            fill_hashed(f, scratch[:step], name, h)
-            skip -= step
-        if keep is not None:
-            t = torch.empty(slot.shape, dtype=slot.dtype, device=keep)
-            # bf16 and fp8 have no numpy dtype: memory is filled through a flat uint8 view of it.
-            raw = t.view(-1).view(torch.uint8)
-            if staged:
-                # A synchronous copy from pageable memory: the buffer is free for the next tensor when it returns.
-                fill_hashed(f, memoryview(staging[: raw.numel()].numpy()), name, h)
-                raw.copy_(staging[: raw.numel()])
-            else:
-                fill_hashed(f, memoryview(raw.numpy()), name, h)
-            tensors[slot.name] = t
-        at = slot.end
+
+    def into_tensor(key: str, _: dict[str, Any], read: TensorReader) -> None:
+        slot = slots[key]
+        t = torch.empty(slot.shape, dtype=slot.dtype, device=keep)
+        # bf16 and fp8 have no numpy dtype: memory is filled through a flat uint8 view of it.
+        raw = t.view(-1).view(torch.uint8)
+        if staged:
+            # A synchronous copy from pageable memory: the buffer is free for the next tensor when it returns.
+            read(memoryview(staging[: raw.numel()].numpy()))
+            raw.copy_(staging[: raw.numel()])
+        else:
+            read(memoryview(raw.numpy()))
+        tensors[key] = t
+
+    read_data_hashed(f, name, header, into_tensor if keep is not None else None, h)
     return tensors, h.hexdigest()
 
 

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpu.errors import CheckpointError
 from gpu.lora.refs import finite
-from gpu.safetensors_header import AGAIN, READ_CHUNK, fill_hashed, open_safetensors, read_safetensors_header
+from gpu.safetensors_header import TensorReader, TensorSink, open_safetensors, read_data_hashed, read_safetensors_header
 
 MAX_STRENGTH = 2.0  # |strength| the engine applies (``check_strength``); here, torch-free, for the app's controls too
 # One LoRA of a generation request: (file, strength) or (file, strength, strength of its CLIP/T5 parts: ComfyUI's
@@ -26,12 +25,11 @@ def file_stamp(path: str | Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
-
 # A tensor's bytes as the file holds them: (its key, its header entry, its bytes) -> None.
-TensorSink = Callable[[str, dict[str, Any], bytearray], None]
+TensorTaker = Callable[[str, dict[str, Any], bytearray], None]
 
 
-def read_hashed(path: str | Path, take: TensorSink | None = None) -> tuple[dict[str, Any], str, str]:
+def read_hashed(path: str | Path, take: TensorTaker | None = None) -> tuple[dict[str, Any], str, str]:
     """Reads a safetensors file once, start to end: (its checked header, the hex SHA-256 of the whole file, that of
     its data after the header). ``take`` gets each tensor's bytes in file order, one fresh buffer per tensor (the
     caller converts and drops it: no more than one tensor's raw bytes is held here); without it, nothing is kept.
@@ -39,45 +37,26 @@ def read_hashed(path: str | Path, take: TensorSink | None = None) -> tuple[dict[
     12 digits): it stays when only the metadata is edited. Plain reads, never a mapping of the file (Windows does
     not let the user delete or replace a mapped file). Raises ``CheckpointError`` (damaged, cut short, unreadable)."""
     whole, data = hashlib.sha256(), hashlib.sha256()
-    name = Path(path).name
     with open_safetensors(Path(path)) as (f, _, header):
         start = f.tell()
         f.seek(0)
         whole.update(f.read(start))
-        slots = sorted(
-            (e["data_offsets"][0], e["data_offsets"][1], k) for k, e in header.items() if k != "__metadata__"
-        )
-        scratch = bytearray(0)
-        at = 0
-
-        def fill(view: memoryview) -> None:
-            fill_hashed(f, view, name, whole, data)
-
-        def skip(count: int) -> None:
-            nonlocal scratch
-            if count > len(scratch):
-                scratch = bytearray(min(max(count, 1 << 16), READ_CHUNK))
-            while count > 0:
-                step = min(count, len(scratch))
-                fill(memoryview(scratch)[:step])
-                count -= step
-
-        for begin, end, key in slots:
-            if begin < at:
-                raise CheckpointError(f"{name}: tensor {key} shares bytes of the data section with another: the "
-                                      "file is corrupt", hint=AGAIN)  # fmt: skip
-            skip(begin - at)
-            if take is None:
-                skip(end - begin)
-            else:
-                raw = bytearray(end - begin)
-                fill(memoryview(raw))
-                take(key, header[key], raw)
-            at = end
+        read_data_hashed(f, Path(path).name, header, None if take is None else _into_fresh_buffers(take), whole, data)
         for chunk in iter(lambda: f.read(1 << 20), b""):  # bytes past the last tensor: A1111 hashes to the end
             whole.update(chunk)
             data.update(chunk)
     return header, whole.hexdigest(), data.hexdigest()
+
+
+def _into_fresh_buffers(take: TensorTaker) -> TensorSink:
+    """The sink that reads each tensor whole into a buffer of its own and hands it to ``take``."""
+
+    def sink(key: str, entry: dict[str, Any], read: TensorReader) -> None:
+        raw = bytearray(entry["data_offsets"][1] - entry["data_offsets"][0])
+        read(memoryview(raw))
+        take(key, entry, raw)
+
+    return sink
 
 
 def content_hashes(path: str | Path) -> tuple[str, ...]:
@@ -116,7 +95,7 @@ def trigger_words_from(metadata: dict[str, str]) -> list[str]:
     return []
 
 
-_FORMAT_NAMES = {"diffusers": "diffusers/PEFT", "kohya": "kohya", "bfl": "BFL/ComfyUI"}
+_FORMAT_NAMES = {"diffusers": "diffusers/PEFT", "kohya": "kohya", "bfl": "BFL/ComfyUI", "xlabs": "XLabs"}
 
 
 def header_summary(path: Path) -> tuple[list[str], str, tuple[str, ...]]:
