@@ -163,7 +163,7 @@ def test_xlabs_file_is_the_peft_lora_on_its_layers(xlabs):
     """Each XLabs processor LoRA lands on the diffusers modules it adds to (a single block's qkv on q, k, v only,
     not proj_mlp), with the merged update scale * B @ A of the PEFT LoRA it was made from."""
     lora, same = read_lora(xlabs[0]), read_lora(xlabs[1])
-    assert lora.format == "bfl" and len(lora.targets) == 2 * len(XLABS_DOUBLE) + 2 * len(XLABS_SINGLE)
+    assert lora.format == "xlabs" and len(lora.targets) == 2 * len(XLABS_DOUBLE) + 2 * len(XLABS_SINGLE)
     peft = {t.modules[0]: t for t in same.targets}
     assert sorted(m for t in lora.targets for m in t.modules) == sorted(xlabs_modules()) == sorted(peft)
     for t in lora.targets:

@@ -6,16 +6,18 @@ Formats (detected from the key names, never from the file name):
   ``lora_B.weight`` over diffusers module names (q, k, v split); also raw PEFT ``base_model.model.<module>``
   and kohya-style underscored diffusers names (``lora_transformer_single_transformer_blocks_0_attn_to_q``);
   a PEFT state dict saved with its one adapter's name (``lora_A.default.weight``) is read without the name.
-  Alpha: a ``.alpha`` tensor when present, else ``transformer_lora_adapter_metadata`` (r, lora_alpha) in the
-  header, else alpha = rank. An alpha of 0 is alpha = rank, as kohya's trainer reads it; NaN/inf is refused.
+  Alpha: a ``.alpha`` tensor when present, else ``transformer_lora_adapter_metadata`` (r, lora_alpha; scale
+  alpha / sqrt(r) where it says ``use_rslora``) in the header, else alpha = rank. An alpha of 0 is alpha = rank,
+  as kohya's trainer reads it; NaN/inf is refused.
 * ``kohya`` (sd-scripts, ai-toolkit's ComfyUI export): ``lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight``
   / ``lora_up.weight`` / ``alpha`` over BFL module names with ``_`` for ``.``; q, k, v fused.
 * ``bfl`` (BFL / ComfyUI): ``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight`` / ``lora_B.weight``
-  (or ``lora_down``/``lora_up``, optional ``alpha``); q, k, v fused. XLabs-AI's (x-flux) attention-processor
-  LoRAs are read as BFL too: ``double_blocks.0.processor.qkv_lora1.down.weight`` / ``up.weight`` (``…lora1`` the
-  image stream's ``img_attn.qkv`` / ``proj``, ``…lora2`` the text stream's), ``single_blocks.0.processor.qkv_lora``
+  (or ``lora_down``/``lora_up``, optional ``alpha``); q, k, v fused.
+* ``xlabs`` (XLabs-AI's x-flux attention-processor LoRAs, over BFL's blocks):
+  ``double_blocks.0.processor.qkv_lora1.down.weight`` / ``up.weight`` (``…lora1`` the image stream's
+  ``img_attn.qkv`` / ``proj``, ``…lora2`` the text stream's), ``single_blocks.0.processor.qkv_lora``
   (``linear1``'s q, k, v rows) and ``proj_lora`` (``linear2``); they have no alpha: scale 1, as x-flux and
-  diffusers apply them.
+  diffusers apply them. (Beside BFL's own names in one file, the file is ``bfl``, as it always was.)
 
 Text-encoder parts beside the transformer's (kohya ``lora_te1_``/``lora_te2_``/``lora_te3_``, diffusers
 ``text_encoder.``/``text_encoder_2.``) become targets of the CLIP or T5 encoder (``LoraTarget.component``).
@@ -116,6 +118,9 @@ def _adapter_config(metadata: dict[str, str], component: str) -> dict | None:
 
 
 def _adapter_metadata_scale(metadata: dict[str, str], component: str, module: str, rank: int) -> float | None:
+    """PEFT's scale of ``module`` from the adapter's LoraConfig in the metadata: lora_alpha (or its alpha_pattern
+    entry) / r, or / sqrt(r) for an rsLoRA adapter (``use_rslora``), as PEFT trained it and diffusers' loader
+    applies it (read as / r, a rank-64 rsLoRA came out at 1/8 of its strength). None when there is no alpha."""
     cfg = _adapter_config(metadata, component)
     if not cfg or cfg.get("lora_alpha") is None:
         return None
@@ -124,7 +129,7 @@ def _adapter_metadata_scale(metadata: dict[str, str], component: str, module: st
         for pattern, value in (cfg.get("alpha_pattern") or {}).items():
             if module == pattern or module.endswith("." + pattern) or re.fullmatch(pattern, module):
                 alpha = float(value)
-        return alpha / rank
+        return alpha / (math.sqrt(rank) if cfg.get("use_rslora") is True else rank)
     except (ValueError, TypeError, AttributeError, re.error):
         return None
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from gpu.errors import UserError
 
-FORMATS = ("diffusers", "kohya", "bfl")
+FORMATS = ("diffusers", "kohya", "bfl", "xlabs")
 
 
 class LoraError(UserError):
@@ -205,10 +205,12 @@ def _map_xlabs_name(name: str) -> tuple[tuple[str, ...], bool] | None:
 
 
 def _map_bfl(base: str) -> tuple[str, tuple[str, ...], bool] | None:
-    """BFL/ComfyUI names, and XLabs' processor names over BFL's blocks (reported as "bfl" too)."""
+    """BFL/ComfyUI names ("bfl"), and XLabs' processor names over BFL's blocks ("xlabs")."""
     name = base.removeprefix("diffusion_model.").removeprefix("model.diffusion_model.")
-    mapped = _map_bfl_name(name) or _map_xlabs_name(name)
-    return ("bfl", *mapped) if mapped else None
+    if mapped := _map_bfl_name(name):
+        return "bfl", *mapped
+    mapped = _map_xlabs_name(name)
+    return ("xlabs", *mapped) if mapped else None
 
 
 def _map_kohya(base: str) -> tuple[str, tuple[str, ...], bool] | None:
@@ -331,6 +333,8 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
             hint="the file may be for another model, or a LoRA variant (LoKr, LoHa, DoRA) that is not supported",
         )
     formats = sorted({m[0] for m in mapped.values() if m})  # the transformer's keys say the format
+    if formats == ["bfl", "xlabs"]:  # XLabs' processors beside BFL's own names: one set of blocks, read as ever
+        formats = ["bfl"]
     if len(formats) > 1:
         raise LoraError(f"{label} mixes LoRA key formats ({', '.join(formats)})",
                         hint="the file was put together wrongly: use the LoRA as its author shared it")  # fmt: skip
