@@ -312,11 +312,10 @@ def check_png_output(out: Path, beside: list[Path] | tuple[Path, ...] = ()) -> N
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from gpu.checkpoint.format import verify_checkpoint
-    from gpu.safetensors_header import read_safetensors_header
+    from gpu.checkpoint.format import inspect_checkpoint
 
-    meta = verify_checkpoint(args.file)  # read through a small buffer: a 12B model's file is not held in memory
-    entries = [e for key, e in read_safetensors_header(args.file)[1].items() if key != "__metadata__"]
+    # Read through a small buffer (a 12B model's file is not held in memory); the header once, checked and printed.
+    meta, entries = inspect_checkpoint(args.file)
     q, c, b = meta.quantization, meta.calibration, meta.base_model
     print(f"{args.file.name}: SVDQ format v{meta.format_version}, {meta.architecture} ({meta.model_class}), "
           f"checksum OK ({meta.sha256[:16]}...)")
@@ -327,7 +326,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
           + (f", alpha grid of {grid} points" if grid not in (None, DEFAULT_ALPHA_POINTS) else ""))
     print(f"  base model:   {b.get('name')} ({b.get('path')})")
     print(f"  made by:      {meta.tool}, {meta.created}")
-    mib = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in entries) / 2**20
+    mib = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in entries.values()) / 2**20
     print(f"  tensors:      {len(entries)}, {mib:.1f} MiB")
     print()
     header = (

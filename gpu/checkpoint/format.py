@@ -193,19 +193,28 @@ def load_checkpoint(
     ``expected``: name -> (shape, dtype) the model needs (from ``gpu.checkpoint.skeleton``); when given,
     missing/extra tensors and shape/dtype mismatches are reported by name, before any data is read."""
     device = torch.device(device) if device is not None else torch.device("cpu")
-    return _read_checked(Path(path), expected, keep=device)
+    meta, _, tensors = _read_checked(Path(path), expected, keep=device)
+    return meta, tensors
 
 
 def verify_checkpoint(path: Path | str) -> CheckpointMeta:
     """Every check ``load_checkpoint`` makes (sizes, checksum, tensor layout), with the data read through one
     reusable buffer of at most 16 MiB and no tensor kept: for callers that only need to know the file is sound."""
-    return _read_checked(Path(path), None, keep=None)[0]
+    return inspect_checkpoint(path)[0]
+
+
+def inspect_checkpoint(path: Path | str) -> tuple[CheckpointMeta, dict[str, dict[str, Any]]]:
+    """``verify_checkpoint``'s checks, and (meta, each tensor's header entry: name -> its ``dtype``, ``shape``
+    and ``data_offsets``) from the one header they read: what ``main.py inspect`` prints."""
+    meta, entries, _ = _read_checked(Path(path), None, keep=None)
+    return meta, entries
 
 
 def _read_checked(
     path: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]] | None, keep: torch.device | None
-) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
-    """The checks and the read; ``keep``: where the tensors go (None: none is kept)."""
+) -> tuple[CheckpointMeta, dict[str, dict[str, Any]], dict[str, torch.Tensor]]:
+    """The checks and the read: (meta, the tensors' header entries, the tensors); ``keep``: where the tensors go
+    (None: none is kept)."""
     # Header, size and data from one open file: one renamed over the path midway is never mixed in.
     with open_safetensors(path) as (f, header_len, header):
         meta = _meta_from_header(path.name, header)
@@ -224,7 +233,7 @@ def _read_checked(
         tensors, digest = _read_data(f, path.name, header, layout, keep)
     if digest != meta.sha256:
         raise CheckpointError(f"{path.name}: checksum mismatch: the tensor data is corrupt", hint=AGAIN)
-    return meta, tensors
+    return meta, entries, tensors
 
 
 @dataclass(frozen=True)
