@@ -270,16 +270,10 @@ def tell_prompt_lengths(result: GeneratedImage) -> None:
 def check_current_folder() -> None:
     """Without --out the images go into the current folder: an OutputError naming it now, before the model loads
     and the first image is made, if no file can be made there (a file is made and removed to check)."""
-    from gpu.atomic import check_folder_writable, folder_problem
-    from gpu.errors import OutputError
+    from gpu.atomic import make_output_folder
 
-    folder = Path.cwd()
-    try:
-        check_folder_writable(folder)
-    except OSError as err:
-        raise OutputError(f"cannot write the images into the current folder {folder}: "
-                          f"{folder_problem(folder, err)}",
-                          "run the command in a folder you can write to, or give --out a file in one") from None
+    make_output_folder(Path.cwd(), "the images into the current folder",
+                       "run the command in a folder you can write to, or give --out a file in one")  # fmt: skip
 
 
 def save_new_image(result: GeneratedImage) -> Path:

@@ -191,17 +191,17 @@ def folder_problem(folder: Path, err: OSError) -> str:
     return f"{where}{err.strerror or err}"
 
 
-def make_output_folder(folder: Path | str) -> Path:
+def make_output_folder(folder: Path | str, what: str = "the results into",
+                       hint: str = "give --out a folder you can write to (a missing one is made)") -> Path:  # fmt: skip
     """Creates ``folder`` (and its parents) for a command that writes its results into it at the end of a long
-    run (the benchmarks), and checks that a file can be made there: an OutputError naming it, with a hint, comes
-    now rather than after the run."""
+    run (the benchmarks, the images of ``main.py generate``), and checks that a file can be made there: an
+    OutputError "cannot write <what> <folder>: <why>", with ``hint``, comes now rather than after the run."""
     folder = Path(folder)
     try:
         make_folders(missing_folders(folder))
         check_folder_writable(folder)
     except OSError as err:
-        raise OutputError(f"cannot write the results into {folder}: {folder_problem(folder, err)}",
-                          "give --out a folder you can write to (a missing one is made)") from None  # fmt: skip
+        raise OutputError(f"cannot write {what} {folder}: {folder_problem(folder, err)}", hint) from None
     return folder
 
 
