@@ -39,7 +39,7 @@ def broken_pycuda(tmp_path: Path, monkeypatch):
     before = {name: mod for name, mod in sys.modules.items() if name == "pycuda" or name.startswith("pycuda.")}
     for name in before:
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setattr(backend, "_pycuda_why", backend._UNTRIED)
+    backend.pycuda_refusal.cache_clear()
     monkeypatch.syspath_prepend(str(tmp_path))
 
     def install(driver_code: str) -> None:
@@ -51,6 +51,7 @@ def broken_pycuda(tmp_path: Path, monkeypatch):
     for name in [n for n in sys.modules if n == "pycuda" or n.startswith("pycuda.")]:
         del sys.modules[name]
     sys.modules.update(before)
+    backend.pycuda_refusal.cache_clear()  # the broken one's answer is not kept for the tests after
 
 
 def _w4a4_layer() -> SVDQLinear:

@@ -32,23 +32,15 @@ NAME = "fused INT4 W4A4 kernels (pycuda)"
 W4A8_NAME = "fused W4A8 FP8 kernels for Hopper (pycuda)"
 MIN_ARCH = (8, 0)
 
-_UNTRIED = "untried"
-_pycuda_why: str | None = _UNTRIED  # pycuda_refusal's answer, decided once per process
 
-
+@functools.cache
 def pycuda_refusal() -> str | None:
     """None when pycuda's driver module loads and the CUDA driver starts, else why not (for the GUI).
 
-    Tried once per process and remembered. Installed is not enough: a bundled pycuda built against another
-    CUDA driver fails to import ("DLL load failed", "undefined symbol") or to start (cuInit), and every layer
-    must then run the reference path, saying why, instead of failing each generation."""
-    global _pycuda_why
-    if _pycuda_why == _UNTRIED:
-        _pycuda_why = _try_pycuda()
-    return _pycuda_why
-
-
-def _try_pycuda() -> str | None:
+    Tried once per process and remembered (``pycuda_refusal.cache_clear()`` forgets it). Installed is not enough:
+    a bundled pycuda built against another CUDA driver fails to import ("DLL load failed", "undefined symbol") or
+    to start (cuInit), and every layer must then run the reference path, saying why, instead of failing each
+    generation."""
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed"
     try:
