@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, QSize, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QKeySequence, QShortcut
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -33,6 +33,7 @@ from app.image_summary import describe_image
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
 from app.widgets.search_field import connect_search
+from app.widgets.shortcuts import local_shortcuts
 from app.widgets.wrap_grid import WrapGrid
 from app.wording import counted
 
@@ -99,13 +100,10 @@ class GalleryPanel(QWidget):
         # brought images back when the user meant the prompt they had just replaced, Ctrl+C in the history or
         # the LoRA panel copied the gallery's picture, and Ctrl+S in the prompt box saved a picture the user
         # may not even see. (A text field in the gallery keeps its own Ctrl+Z and Ctrl+C: it takes them first.)
-        # (``context=`` as a keyword, without the slot: PySide6 drops a context given with a slot.)
-        keys = ((QKeySequence.StandardKey.Delete, self.view, self.delete_selected),  # the grid and its viewport
-                (QKeySequence.StandardKey.Copy, self.view, self.copy_image),
-                (QKeySequence.StandardKey.Undo, self, controller.undo_delete),  # anywhere in the gallery
-                (QKeySequence.StandardKey.Save, self, self.save_as))  # fmt: skip
-        for key, widget, slot in keys:
-            QShortcut(key, widget, context=Qt.ShortcutContext.WidgetWithChildrenShortcut).activated.connect(slot)
+        local_shortcuts(self.view, ((QKeySequence.StandardKey.Delete, self.delete_selected),  # the grid, its viewport
+                                    (QKeySequence.StandardKey.Copy, self.copy_image)))  # fmt: skip
+        local_shortcuts(self, ((QKeySequence.StandardKey.Undo, controller.undo_delete),  # anywhere in the gallery
+                               (QKeySequence.StandardKey.Save, self.save_as)))  # fmt: skip
 
         # Two rows of four: eight buttons in one made the gallery at least 770 px wide, and with the docks beside
         # it the window could not be narrower than 1386 px (wider than a 1366x768 laptop screen). Four rows of two

@@ -4,7 +4,7 @@ Ctrl+Z brings back what it held), search, remove, clear."""
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt
-from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from app.controller import AppController
 from app.widgets.search_field import connect_search
+from app.widgets.shortcuts import local_shortcuts
 from app.widgets.wrap_grid import WrapGrid, button_box
 
 
@@ -97,14 +98,11 @@ class HistoryPanel(QWidget):
         self.view.doubleClicked.connect(self.reuse)
         # The keys act only while the list has the focus: window-wide, Delete clashed with the gallery's (Qt then
         # runs neither). Ctrl+C copies the whole prompts: the list's own Ctrl+C copied the line shown, cut with "…"
-        # and its use count after it. (``context=`` as a keyword, without the slot: PySide6 drops a context given
-        # with a slot.)
-        keys = ((QKeySequence(Qt.Key.Key_Return), self._reuse_current),
-                (QKeySequence(Qt.Key.Key_Enter), self._reuse_current),
-                (QKeySequence(QKeySequence.StandardKey.Delete), self.remove_selected),
-                (QKeySequence(QKeySequence.StandardKey.Copy), self.copy_selected))  # fmt: skip
-        for key, slot in keys:
-            QShortcut(key, self.view, context=Qt.ShortcutContext.WidgetWithChildrenShortcut).activated.connect(slot)
+        # and its use count after it.
+        local_shortcuts(self.view, ((QKeySequence(Qt.Key.Key_Return), self._reuse_current),
+                                    (QKeySequence(Qt.Key.Key_Enter), self._reuse_current),
+                                    (QKeySequence(QKeySequence.StandardKey.Delete), self.remove_selected),
+                                    (QKeySequence(QKeySequence.StandardKey.Copy), self.copy_selected)))  # fmt: skip
         layout = QVBoxLayout(self)
         layout.addWidget(top)
         layout.addWidget(self.view)
