@@ -39,9 +39,11 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         yield tmp
 
 
-def atomic_write_new(target: Path | str, writer: Callable[[Path], None]) -> Path:
+def atomic_write_new(target: Path | str, writer: Callable[[Path], None], first: int = 2,
+                     taken: Callable[[Path], bool] | None = None) -> Path:  # fmt: skip
     """Calls ``writer(tmp_path)`` and publishes the result, as ``atomic_path`` does, under the first name of
-    ``gpu.paths.numbered_paths(target)`` (``target``, ``<stem>-2``, …) that no file holds. Returns the path written.
+    ``gpu.paths.numbered_paths(target, first)`` (``target``, ``<stem>-<first>``, …) that no file holds and that is
+    not ``taken`` (names held otherwise, e.g. by the app's trash). Returns the path written.
 
     The name is claimed by the publishing step itself (``claim_free_name``), never replaced: a file another
     process puts at a name between a check of it and the write (a second ``main.py generate`` in the same folder)
@@ -50,11 +52,11 @@ def atomic_write_new(target: Path | str, writer: Callable[[Path], None]) -> Path
     published: list[Path] = []
 
     def publish(tmp: Path) -> None:
-        published.append(claim_free_name(tmp, target))
+        published.append(claim_free_name(tmp, target, first, taken))
 
     # Checked as the output is the first name a file could take: a folder holding a name is skipped like a file
     # (the check refused "nibble-7.png is a folder" after the image was made).
-    first_file = next(c for c in numbered_paths(target) if not c.is_dir())
+    first_file = next(c for c in numbered_paths(target, first) if not c.is_dir())
     with _scratch_write(first_file, publish, lambda: _NEW_FILE_MODE) as tmp:
         writer(tmp)
     return published[0]
@@ -86,15 +88,18 @@ def _scratch_write(target: Path, publish: Callable[[Path], None], mode: Callable
         raise
 
 
-def claim_free_name(src: Path, target: Path, windows: bool = os.name == "nt",
-                    sleep: Callable[[float], None] = time.sleep) -> Path:  # fmt: skip
+def claim_free_name(src: Path, target: Path, first: int = 2, taken: Callable[[Path], bool] | None = None,
+                    windows: bool = os.name == "nt", sleep: Callable[[float], None] = time.sleep) -> Path:  # fmt: skip
     """Moves the finished file ``src`` (in ``target``'s folder, on its disk) to the first name of
-    ``numbered_paths(target)`` that it can claim, and returns that name. Each claim is one step that fails when
-    the name exists, so a file that arrived there after any check is never replaced: a hard link on POSIX, a
-    rename on Windows (which refuses an existing target; retried while another program briefly holds the file, as
-    ``replace_file`` is). Where the file system has no hard links (FAT and exFAT drives, some network shares), an
-    empty file created exclusively claims the name, then ``src`` replaces it."""
-    for candidate in numbered_paths(target):
+    ``numbered_paths(target, first)`` that is not ``taken`` and that it can claim, and returns that name. Each
+    claim is one step that fails when the name exists, so a file that arrived there after any check is never
+    replaced: a hard link on POSIX, a rename on Windows (which refuses an existing target; retried while another
+    program briefly holds the file, as ``replace_file`` is). Where the file system has no hard links (FAT and
+    exFAT drives, some network shares), an empty file created exclusively claims the name, then ``src`` replaces
+    it."""
+    for candidate in numbered_paths(target, first):
+        if taken is not None and taken(candidate):
+            continue
         try:
             if windows:
                 _retry_while_busy(lambda c=candidate: os.rename(src, c), windows, sleep)
