@@ -36,16 +36,19 @@ import json
 import math
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import torch
 
 from gpu.checkpoint.format import TORCH_DTYPES
 from gpu.errors import CheckpointError
 from gpu.lora.keys import FORMATS, TEXT_ENCODERS, LoraError, LoraLayout, check_layout, map_module, parts_text  # noqa: F401
-from gpu.lora.metadata import read_hashed, trigger_words_from
-from gpu.safetensors_header import read_safetensors_header
+from gpu.lora.metadata import read_opened, trigger_words_from
+from gpu.safetensors_header import open_safetensors
 
 
 @dataclass
@@ -144,6 +147,15 @@ def check_lora_file(path: str | Path) -> tuple[Path, LoraLayout]:
     """(the path, its layout) of a LoRA file, from its header alone (milliseconds, whatever the file's size):
     raises ``LoraError`` for a missing or unreadable file, a folder, a pickle, a damaged file, or keys that are no
     FLUX.1 LoRA this app applies. The command line checks its ``--lora`` files with this before it loads the model."""
+    with _open_lora(path) as (path, _, _, layout):
+        return path, layout
+
+
+@contextmanager
+def _open_lora(path: str | Path) -> Iterator[tuple[Path, BinaryIO, dict[str, Any], LoraLayout]]:
+    """(the path, the file open at its data section, its checked header, its layout) of a LoRA file, as
+    ``check_lora_file`` checks it; a ``CheckpointError`` inside the block (the data cut short since the header was
+    read) is the same ``LoraError`` as a damaged header's."""
     path = Path(path).expanduser()
     label = path.name
     try:
@@ -159,10 +171,10 @@ def check_lora_file(path: str | Path) -> tuple[Path, LoraLayout]:
                         hint="put the file back, or leave the LoRA out: drop its --lora, or switch it off in the "
                              "LoRA panel")  # fmt: skip
     try:
-        _, header = read_safetensors_header(path)  # names a pickle, a truncated or damaged file
+        with open_safetensors(path) as (f, _, header):  # names a pickle, a truncated or damaged file
+            yield path, f, header, check_layout(label, header)
     except CheckpointError as err:
         raise _unreadable_data(label, err) from None
-    return path, check_layout(label, header)
 
 
 def _unreadable_data(label: str, err: CheckpointError) -> LoraError:
@@ -201,18 +213,16 @@ def _tensor(label: str, key: str, entry: dict, raw: bytearray) -> torch.Tensor:
 
 def read_lora(path: str | Path) -> LoraFile:
     """Read and validate a FLUX.1 LoRA file (any supported format); raises ``LoraError``. The file is read once,
-    start to end (``read_hashed``): each tensor converted to float32 as it is read, both hashes taken on the way."""
-    path, _ = check_lora_file(path)  # names a missing file, a folder, a pickle, another model's LoRA
-    label = path.name
+    start to end (``read_opened``): each tensor converted to float32 as it is read, both hashes taken on the way."""
     tensors: dict[str, torch.Tensor] = {}
-    try:
-        header, whole, data = read_hashed(
-            path, lambda key, entry, raw: tensors.__setitem__(key, _tensor(label, key, entry, raw))
+    # A missing file, a folder, a pickle or another model's LoRA is named before any data is read; the layout and
+    # the data come from one open file, so a file replaced meanwhile is never mixed in.
+    with _open_lora(path) as (path, f, header, layout):
+        label = path.name
+        whole, data = read_opened(
+            f, label, header, lambda key, entry, raw: tensors.__setitem__(key, _tensor(label, key, entry, raw))
         )
-    except CheckpointError as err:  # e.g. cut short since its header was checked
-        raise _unreadable_data(label, err) from None
     metadata = dict(header.get("__metadata__", {}))
-    layout = check_layout(label, header)  # of the header read with the data: a file replaced meanwhile is not mixed
 
     targets = []
     for base, (modules, swap) in layout.modules.items():

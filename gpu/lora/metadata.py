@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gpu.lora.refs import finite
 from gpu.safetensors_header import TensorReader, TensorSink, open_safetensors, read_data_hashed, read_safetensors_header
@@ -31,21 +31,30 @@ TensorTaker = Callable[[str, dict[str, Any], bytearray], None]
 
 def read_hashed(path: str | Path, take: TensorTaker | None = None) -> tuple[dict[str, Any], str, str]:
     """Reads a safetensors file once, start to end: (its checked header, the hex SHA-256 of the whole file, that of
-    its data after the header). ``take`` gets each tensor's bytes in file order, one fresh buffer per tensor (the
-    caller converts and drops it: no more than one tensor's raw bytes is held here); without it, nothing is kept.
-    The data hash is kohya's and A1111/Forge's "addnet" hash, Civitai's AutoV3 (``Lora hashes`` gives its first
-    12 digits): it stays when only the metadata is edited. Plain reads, never a mapping of the file (Windows does
-    not let the user delete or replace a mapped file). Raises ``CheckpointError`` (damaged, cut short, unreadable)."""
-    whole, data = hashlib.sha256(), hashlib.sha256()
+    its data after the header), as ``read_opened`` reads them. Raises ``CheckpointError`` (damaged, cut short,
+    unreadable)."""
     with open_safetensors(Path(path)) as (f, _, header):
-        start = f.tell()
-        f.seek(0)
-        whole.update(f.read(start))
-        read_data_hashed(f, Path(path).name, header, None if take is None else _into_fresh_buffers(take), whole, data)
-        for chunk in iter(lambda: f.read(1 << 20), b""):  # bytes past the last tensor: A1111 hashes to the end
-            whole.update(chunk)
-            data.update(chunk)
-    return header, whole.hexdigest(), data.hexdigest()
+        whole, data = read_opened(f, Path(path).name, header, take)
+    return header, whole, data
+
+
+def read_opened(f: BinaryIO, name: str, header: dict[str, Any], take: TensorTaker | None = None) -> tuple[str, str]:
+    """(the hex SHA-256 of the whole file, that of its data after the header) of the safetensors file ``f`` (file
+    ``name``, open at its data section with its checked ``header``, as ``open_safetensors`` gives them), read once
+    to its end. ``take`` gets each tensor's bytes in file order, one fresh buffer per tensor (the caller converts
+    and drops it: no more than one tensor's raw bytes is held here); without it, nothing is kept. The data hash is
+    kohya's and A1111/Forge's "addnet" hash, Civitai's AutoV3 (``Lora hashes`` gives its first 12 digits): it stays
+    when only the metadata is edited. Plain reads, never a mapping of the file (Windows does not let the user
+    delete or replace a mapped file). Raises ``CheckpointError`` (cut short)."""
+    whole, data = hashlib.sha256(), hashlib.sha256()
+    start = f.tell()
+    f.seek(0)
+    whole.update(f.read(start))
+    read_data_hashed(f, name, header, None if take is None else _into_fresh_buffers(take), whole, data)
+    for chunk in iter(lambda: f.read(1 << 20), b""):  # bytes past the last tensor: A1111 hashes to the end
+        whole.update(chunk)
+        data.update(chunk)
+    return whole.hexdigest(), data.hexdigest()
 
 
 def _into_fresh_buffers(take: TensorTaker) -> TensorSink:
