@@ -156,6 +156,11 @@ class AppController(QObject):
         self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
         self._retry = 0  # the number of the describe asked again, its model's file back (see _on_describe_failed)
         self._job_line = ""  # the running job's status, before the count of the jobs queued behind it
+        self._image_seconds: list[float] = []  # how long each finished image of the running job took to denoise
+        # The jobs the last Cancel all stopped that have not ended, and what the first of them to end kept ("; kept
+        # the 2 images already made"): said again as the others end, unrun, after it ("" when it kept none)
+        self._stopped_together: set[int] = set()
+        self._cancel_kept = ""
         self._engine = EngineThread(data)
         worker = self._engine.worker
         worker.preview_every = settings.preview_every
@@ -270,6 +275,7 @@ class AppController(QObject):
             return
         for job in jobs:
             job.cancel.set()
+        self._stopped_together, self._cancel_kept = set(self._jobs), ""
         self._start_waiting.emit()
         self.job.status = "Cancelling…" if len(self._jobs) == 1 else f"Cancelling all {len(self._jobs)} jobs…"
 
@@ -769,6 +775,7 @@ class AppController(QObject):
 
     def _on_started(self, job_id: int, _count: int, loads: bool) -> None:
         self.job.step = 0
+        self._image_seconds = []
         job = self._jobs.get(job_id)
         # Said only when the engine loads it: "Loading demo…" at every job's start, with the model loaded, read
         # as if each job reloaded it.
@@ -782,16 +789,32 @@ class AppController(QObject):
     def _on_progress(self, progress: JobProgress) -> None:
         if progress.job_id not in self._jobs:
             return
-        at_end = progress.image_index + 1 == progress.image_count and progress.step == progress.total_steps
+        image_done = progress.step == progress.total_steps
+        at_end = progress.image_index + 1 == progress.image_count and image_done
         self._finishing = progress.job_id if at_end else 0
-        self.job.total_steps = progress.total_steps
-        self.job.step = progress.step
+        # The bar runs over the whole batch: it went back to its start at each image.
+        self.job.total_steps = progress.total_steps * progress.image_count
+        self.job.step = progress.image_index * progress.total_steps + progress.step
+        eta = self._batch_eta(progress)
+        if image_done:
+            self._image_seconds.append(progress.elapsed_s)
         if self._jobs[progress.job_id].cancel.is_set():
             return
         image = f"image {progress.image_index + 1}/{progress.image_count}, " if progress.image_count > 1 else ""
-        self._show_job(f"{image}step {progress.step}/{progress.total_steps}, ETA {_fmt_eta(progress.eta_s)}")
+        self._show_job(f"{image}step {progress.step}/{progress.total_steps}, ETA {_fmt_eta(eta)}")
         if progress.preview is not None:
             self.job.set_preview(progress.preview)
+
+    def _batch_eta(self, progress: JobProgress) -> float:
+        """Seconds left in the whole job: the engine's for the current image, and the images after it at the mean
+        time the finished ones took (the current one's projected time while none has finished). The current
+        image's alone said 0:12 left at the first of 4 images, for a job with a minute to go."""
+        left = progress.image_count - progress.image_index - 1
+        if not left:
+            return progress.eta_s
+        finished = self._image_seconds
+        per_image = sum(finished) / len(finished) if finished else progress.elapsed_s + progress.eta_s
+        return progress.eta_s + left * per_image
 
     def _on_image_saved(self, job_id: int, saved: SavedImage) -> None:
         """One image of a job is on disk: into the gallery now, so a batch stopped later keeps it in view."""
@@ -819,7 +842,12 @@ class AppController(QObject):
         self.job_finished.emit(records)
 
     def _on_cancelled(self, job_id: int) -> None:
-        self._job_done(job_id, "Cancelled" + self._kept_sentence(job_id))
+        kept = self._kept_sentence(job_id)
+        if job_id in self._stopped_together:
+            # The jobs Cancel all stopped unrun end after the one it stopped running: the images that one made are
+            # still said to be kept, as after Esc (a bare "Cancelled" took their place).
+            kept = self._cancel_kept = kept or self._cancel_kept
+        self._job_done(job_id, "Cancelled" + kept)
 
     def _kept_sentence(self, job_id: int) -> str:
         """'; kept the 2 images already made' for a batch cut short after some of its images ('' if none)."""
@@ -848,6 +876,7 @@ class AppController(QObject):
         waiting = sum(not job.cancel.is_set() for job in self._jobs.values())
         self.job.status = f"{status}; {self._go_on(waiting)}" if waiting else status
         self._job_line = "Waiting for the engine…"  # until the next job starts
+        self._stopped_together.discard(job_id)
 
 
 def _unusable_loras(entries: list[Any]) -> EngineError:

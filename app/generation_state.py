@@ -255,7 +255,8 @@ class PromptState(QObject):
 
 
 class JobState(QObject):
-    """What the progress area shows: busy flag, step counter, ETA, the latest preview, a status line."""
+    """What the progress area shows: busy flag, step counter, ETA, the latest preview, a status line. ``step`` and
+    ``total_steps`` count the whole job's steps, every image of a batch (the bar restarted at each image)."""
 
     busy_changed = Signal(object)
     step_changed = Signal(object)
