@@ -25,7 +25,7 @@ from PySide6.QtGui import QImage
 
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, classify, is_disk_full
-from app.image_files import images_folder, new_image_path
+from app.image_files import images_folder, new_image_path, save_new_image
 from app.thread_exit import stop_thread
 from gpu.library import ModelLibrary
 
@@ -466,14 +466,15 @@ class EngineWorker(QObject):
                                        event.total_steps, event.elapsed_s, event.eta_s, preview))
 
     def _save(self, generated: Any, index: int) -> SavedImage:
-        """The PNG is written (atomically) here, before the GUI thread commits its database row."""
+        """The PNG is written (atomically, under a name no other file has: ``save_new_image``) here, before the GUI
+        thread commits its database row under the name written."""
         from gpu.generation.png_metadata import write_png
 
         settings = dict(generated.settings)
         settings.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
         path = new_image_path(self._data, int(settings.get("seed", 0)), index)
         try:
-            written = write_png(path, generated.image, settings)
+            written = save_new_image(self._data, path, lambda tmp: write_png(tmp, generated.image, settings))
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
@@ -484,7 +485,7 @@ class EngineWorker(QObject):
         except Exception:  # only the progress area's picture: the PNG is saved
             log.exception("showing the finished image failed")
             image = None
-        return SavedImage(Path(written or path), settings, image)
+        return SavedImage(written, settings, image)
 
 
 class EngineThread:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.data_dir import DataDir
 from app.engine_errors import is_disk_full
-from gpu.atomic import atomic_write_with, remove_stale_temps, scratch_prefix
+from gpu.atomic import atomic_write_new, atomic_write_with, remove_stale_temps, scratch_prefix
 from gpu.errors import OutputError
 from gpu.generation.png_metadata import PNG_SIGNATURE
 from gpu.paths import first_free_path
@@ -33,16 +33,26 @@ _TRASH_NAMES = threading.Lock()
 
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
-    """``images/YYYY-MM-DD/HHMMSS-<seed>-<index>.png``; a counter keeps names unique within a second. Raises
-    ``OutputError`` naming the folder when it cannot be written (``images_folder``), saying that the picture it
-    was asked for (generated already) was not saved: the job's end alone did not tell it was lost."""
+    """``images/YYYY-MM-DD/HHMMSS-<seed>-<index>.png``, the name a new image is offered first (``save_new_image``
+    takes it or the next free one). Raises ``OutputError`` naming the folder when it cannot be written
+    (``images_folder``), saying that the picture it was asked for (generated already) was not saved: the job's end
+    alone did not tell it was lost."""
     stamp = time.localtime(time.time() if when is None else when)
     try:
         folder = images_folder(data, when)
     except OutputError as exc:
         raise type(exc)(f"{exc} The picture just generated was not saved.", exc.hint) from exc
-    base = f"{time.strftime('%H%M%S', stamp)}-{seed}-{index}"
-    return free_image_path(data, folder / f"{base}.png", first=1)
+    return folder / f"{time.strftime('%H%M%S', stamp)}-{seed}-{index}.png"
+
+
+def save_new_image(data: DataDir, path: Path, write: Callable[[Path], None]) -> Path:
+    """A new image written by ``write(tmp)`` (a temporary path) and published at ``path`` (``new_image_path``), or
+    at the first of ``<stem>-1.png``, ``<stem>-2.png``, … that no file holds and the trash does not keep for undo
+    (``free_image_path``); returns the path written. The name is claimed by the publishing step itself
+    (``gpu.atomic.atomic_write_new``, as ``main.py generate`` saves): a file another program writes at a name after
+    it was looked at stays, and the image takes the next name. Chosen first, then published with a replace, the
+    image lost such a file."""
+    return atomic_write_new(path, write, first=1, taken=lambda candidate: _held(data, candidate))
 
 
 def images_folder(data: DataDir, when: float | None = None) -> Path:
@@ -85,14 +95,15 @@ def free_image_path(data: DataDir, path: Path, first: int = 2, taken: Callable[[
     holds that name: an image in the trash keeps its name for undo, so a new image must never take it. Nor the old
     trash (``DataDir.other_trash``), while files that could not be gathered wait there to move in. ``taken``:
     names (relative to the images folder) held otherwise, e.g. by gallery rows whose file is missing."""
+    return first_free_path(path, first, lambda candidate: _held(data, candidate, taken))
 
-    def held(candidate: Path) -> bool:
-        rel = relative(data, candidate)
-        # lexists: a dangling link under the name is a file there all the same (the trash refuses to replace it).
-        return (os.path.lexists(candidate) or os.path.lexists(data.trash / rel)
-                or os.path.lexists(data.other_trash / rel) or (taken is not None and taken(rel)))  # fmt: skip
 
-    return first_free_path(path, first, held)
+def _held(data: DataDir, candidate: Path, taken: Callable[[str], bool] | None = None) -> bool:
+    """Whether a new image may not take the name ``candidate`` (see ``free_image_path``)."""
+    rel = relative(data, candidate)
+    # lexists: a dangling link under the name is a file there all the same (the trash refuses to replace it).
+    return (os.path.lexists(candidate) or os.path.lexists(data.trash / rel)
+            or os.path.lexists(data.other_trash / rel) or (taken is not None and taken(rel)))  # fmt: skip
 
 
 def relative(data: DataDir, path: Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
-from app.image_files import new_image_path
+from app.image_files import new_image_path, save_new_image
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app import gui
@@ -84,9 +84,13 @@ def test_an_image_in_the_trash_is_never_replaced_by_one_of_the_same_name(qtbot, 
     # A new image may not take the trashed one's name (same second, seed and index)...
     when = (data.images / "d").stat().st_mtime
     name = new_image_path(data, 5, 0, when)
-    (data.trash / name.relative_to(data.images)).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(data.trash / "d" / "0.png", data.trash / name.relative_to(data.images))
-    assert new_image_path(data, 5, 0, when).name == name.stem + "-1.png"
+    trashed = data.trash / name.relative_to(data.images)
+    trashed.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(data.trash / "d" / "0.png", trashed)
+    written = save_new_image(data, name, lambda tmp: write_png(tmp, Image.new("RGB", (16, 16)), {"prompt": "new"}))
+    assert written.name == name.stem + "-1.png" and not name.exists()
+    assert trashed.read_bytes() == (data.trash / "d" / "0.png").read_bytes()
+    written.unlink()  # not an image of this test's gallery
     # ... and a file the user copies in under that name is not overwritten by undo (it was: the copy was lost).
     write_png(data.images / "d" / "0.png", Image.new("RGB", (16, 16), "blue"), {"prompt": "new blue"})
     panel.undo_button.click()
