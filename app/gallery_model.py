@@ -229,7 +229,7 @@ class GalleryModel(QStringListModel):
         self._undo = self._undo_batches()
         # The old trash of another drive is gathered while the window is up (``wait_for_gather``): Undo and Empty
         # trash wait for it, as they would act on a trash half there.
-        self._gathering = False
+        self._gather: FolderImport | None = None
         self.thumbnails = ThumbnailCache(parent=self)
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
         self._loading = _placeholder("…")
@@ -252,17 +252,19 @@ class GalleryModel(QStringListModel):
         file in the trash). Then the undo list is read again, its files now in the trash."""
         if not folder_import.gathering:
             return
-        self._gathering = True
+        self._gather = folder_import
         folder_import.trash_gathered.connect(self._trash_gathered)
         self._trash_changed()
 
+    @property
+    def _gathering(self) -> bool:
+        """Whether the old trash is still being gathered (``wait_for_gather``)."""
+        return self._gather is not None and self._gather.gathering
+
     def _trash_gathered(self, changed: bool, back: list[str]) -> None:
-        self._gathering = False
         self._undo = self._undo_batches()
-        for rel in back:  # shown as missing while the file was away: read again
-            self.thumbnails.forget(absolute(self._data, rel))
         if changed:
-            self.reload()
+            self._files_back(back)
         self._trash_changed()
 
     def _refused_while_gathering(self, what: str) -> bool:
@@ -365,6 +367,22 @@ class GalleryModel(QStringListModel):
     def reload(self) -> None:
         self._incoming = self._store.images(self._search, self._favorites_only)
         self.setStringList([""] * len(self._incoming))
+
+    def _refresh(self, redraw: Iterable[str] = ()) -> None:
+        """The rows brought up to what the store holds now, in place: those gone removed, new ones inserted where
+        they sort, changed ones (and those of the paths ``redraw``, whose file changed) drawn again. A repair that
+        reloaded them all reset the grid: the image the user had selected was no longer selected."""
+        fresh = {record.id: record for record in self._store.images(self._search, self._favorites_only)}
+        self._remove_rows(row for row, record in enumerate(self._rows)
+                          if record.id not in fresh or _order(fresh[record.id]) != _order(record))  # fmt: skip
+        redraw = set(redraw)
+        for row, record in enumerate(self._rows):
+            now = fresh.pop(record.id)
+            if now != record or now.path in redraw:
+                self._rows[row] = now
+                self._row_of_path = None
+                self.dataChanged.emit(self.index(row), self.index(row))
+        self._insert_rows(list(fresh.values()))
 
     def _rows_reset(self) -> None:
         self._rows, self._incoming = self._incoming, []
@@ -713,9 +731,15 @@ class GalleryModel(QStringListModel):
             finish_interrupted_moves(self._store, self._data, self._store.all_paths(), png_paths(self._data.images))
         except OSError:
             log.exception("a picture in the trash whose entry is in the gallery could not be moved back; it is kept")
-        for rel in shown:  # shown as missing while the file was away: read again
+        # An undo a failed commit left half-done is finished by the repair too: its rows come back.
+        self._files_back(shown)
+
+    def _files_back(self, paths: list[str]) -> None:
+        """After a repair put pictures back in the images folder (``paths``: theirs) and changed entries: their
+        thumbnails read again (shown as missing while the file was away), the rows as the store has them now."""
+        for rel in paths:
             self.thumbnails.forget(absolute(self._data, rel))
-        self.reload()  # an undo a failed commit left half-done is finished by the repair too: its rows come back
+        self._refresh(paths)
 
     def _thumbnail_loaded(self, path: str) -> None:
         if self._row_of_path is None:  # keyed by the stored relative path: no Path made per row

@@ -261,9 +261,6 @@ def _move_whole(source: Path, target: Path) -> None:
     ``source`` goes; a different one is ``NameTaken``. Across drives the copy is made under a hidden name beside
     ``target`` first, and takes its name only if no file has it by then: a delete may have put one there during
     the copy."""
-    if os.path.lexists(target):
-        _let_go_if_same(source, target)
-        return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -15,7 +15,7 @@ start puts the trash elsewhere, and the files in the old one would be out of rea
 repairs below. On one drive that is a rename per file, done before the window shows; from another drive it is a copy
 per file (minutes for gigabytes on a USB drive), done by ``FolderImport`` once the window is up. Meanwhile the old
 trash counts as part of the trash for the repairs below, an entry whose picture waits there is not flagged missing,
-and the repairs are done again for the files gathered (``repair_after_gather``).
+and the repairs are done again for the files gathered (``repair_after_gather``, on folders listed by that thread).
 
 A delete or an undo interrupted between moving the file and committing its row is finished the safe way: an
 image whose row is not in the trash but whose file is comes back into the gallery; a trashed row whose file was
@@ -98,15 +98,19 @@ class ReconcileReport:
 
 
 def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[int, bool, bool]],
-                             on_disk: dict[str, str], waiting: Container[str] = ()) -> int:  # fmt: skip
+                             on_disk: dict[str, str], waiting: Container[str] = (),
+                             in_trash_folder: dict[str, str] | None = None) -> int:  # fmt: skip
     """Finishes the deletes and undos a crash cut short (see the module's text); ``rows``: ``store.all_paths()``,
     ``on_disk``: ``png_paths(data.images)``, updated with the files moved back. Also what Empty trash does first
     (``GalleryModel.empty_trash``): a file a failed delete could not move back is its entry's picture, not trash.
     ``waiting``: the pictures of the old trash, on another drive, not gathered yet: in the trash all the same (a
     trashed entry's name taken in the images folder is given up there), and a picture to move back is left for
-    ``repair_after_gather`` (a copy across drives)."""
+    ``repair_after_gather`` (a copy across drives). ``in_trash_folder``: ``png_paths(data.trash)``, when listed
+    already. Listings may be older than the last image deleted (``repair_after_gather``): the files a change rests on
+    are looked at again."""
     repaired = 0
-    in_trash_folder = png_paths(data.trash)
+    if in_trash_folder is None:
+        in_trash_folder = png_paths(data.trash)
     for rel, (row_id, _missing, trashed) in rows.items():
         in_trash = rel in in_trash_folder
         if not in_trash and rel in waiting:
@@ -118,12 +122,19 @@ def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[
             rel_back = restore_from_trash(data, rel)
             on_disk[rel_back] = os.path.join(data.images, rel_back)
             repaired += 1
-        elif trashed and rel in on_disk and not in_trash:  # brought back, but the row was not updated: finish
+        elif not trashed or rel not in on_disk or not _is_file_now(data.images, rel):
+            continue  # nothing to finish, or deleted since the listing: its file is in the trash now
+        elif not in_trash:  # brought back, but the row was not updated: finish
             store.set_trashed(row_id, False)
             repaired += 1
-        elif trashed and rel in on_disk:  # another image now has the trashed one's name: give the trashed a new one
+        else:  # another image now has the trashed one's name: give the trashed a new one
             store.set_path(row_id, rename_in_trash(data, rel, taken=store.has_path))
     return repaired
+
+
+def _is_file_now(folder: Path, rel: str) -> bool:
+    """Whether ``rel`` is a file under ``folder`` now, as ``png_paths`` lists one (a link to a file counts)."""
+    return os.path.isfile(os.path.join(folder, rel))
 
 
 def _same_picture(
@@ -227,24 +238,45 @@ def _left_in_old_trash(data: DataDir, files: list[str], not_moved: str, hint: st
             f"{'it is' if one else 'they are'}, nothing was deleted ({named_few(files)}).", hint)  # fmt: skip
 
 
-def repair_after_gather(store: Store, data: DataDir) -> tuple[bool, list[str]]:
+@dataclass(frozen=True)
+class Listed:
+    """The images folder and the trash as ``png_paths`` lists them, for ``repair_after_gather``."""
+
+    images: dict[str, str]
+    trash: dict[str, str]
+
+
+def list_folders(data: DataDir) -> Listed:
+    """The listings ``repair_after_gather`` works on, made on the gathering's thread: on the Qt thread they held
+    the window for seconds at 30,000 images."""
+    return Listed(png_paths(data.images), png_paths(data.trash))
+
+
+def repair_after_gather(store: Store, data: DataDir, listed: Listed) -> tuple[bool, list[str]]:
     """After the old trash of another drive was gathered (``FolderImport``): start-up's repairs done for its files
     (the picture of an entry in the gallery moved back, a name taken given up) and the entries whose picture did
-    not come back flagged missing. Returns whether any entry changed, and the paths of the pictures moved back."""
-    on_disk = png_paths(data.images)
+    not come back flagged missing. Returns whether any entry changed, and the paths of the pictures moved back.
+    ``listed``: ``list_folders`` after the gathering. The user may have deleted images since, and the engine saved
+    new ones: the files a change rests on are looked at again, else an image saved since would be flagged missing
+    and one deleted since brought back."""
+    on_disk = dict(listed.images)
     before = set(on_disk)
-    repaired = finish_interrupted_moves(store, data, store.all_paths(), on_disk)
-    missing, found_again = _flag_missing(store, on_disk)
+    repaired = finish_interrupted_moves(store, data, store.all_paths(), on_disk, in_trash_folder=listed.trash)
+    missing, found_again = _flag_missing(store, data, on_disk)
     return bool(repaired or missing or found_again), [rel for rel in on_disk if rel not in before]
 
 
-def _flag_missing(store: Store, on_disk: dict[str, str], waiting: Container[str] = ()) -> tuple[int, int]:
+def _flag_missing(store: Store, data: DataDir, on_disk: dict[str, str], waiting: Container[str] = ()
+                  ) -> tuple[int, int]:  # fmt: skip
     """Flags missing the entries (not in the trash) whose file is not ``on_disk`` nor ``waiting`` in the old trash
-    (``finish_interrupted_moves``), un-flags those whose file is back; returns how many of each."""
+    (``finish_interrupted_moves``), un-flags those whose file is back; returns how many of each. Each is looked at
+    again first: ``on_disk`` may be older than the last image saved or deleted (``repair_after_gather``)."""
     rows = store.all_paths()
     now_missing = [rid for rel, (rid, missing, trashed) in rows.items()
-                   if not trashed and not missing and rel not in on_disk and rel not in waiting]  # fmt: skip
-    back = [rid for rel, (rid, missing, trashed) in rows.items() if missing and rel in on_disk]
+                   if not trashed and not missing and rel not in on_disk and rel not in waiting
+                   and not _is_file_now(data.images, rel)]  # fmt: skip
+    back = [rid for rel, (rid, missing, trashed) in rows.items()
+            if missing and rel in on_disk and _is_file_now(data.images, rel)]  # fmt: skip
     if now_missing:
         store.set_missing(now_missing, True)
     if back:
@@ -284,7 +316,7 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     if new:  # a first start with a folder of images reads each: it can take minutes
         log.info("importing %d new file(s) found in the images folder", len(new))
     _learn_sizes(store, on_disk)
-    report.missing, report.found_again = _flag_missing(store, on_disk, waiting)  # the rows taken over: moved
+    report.missing, report.found_again = _flag_missing(store, data, on_disk, waiting)  # the rows taken over: moved
     return report, new
 
 
@@ -358,7 +390,7 @@ def reconcile(store: Store, data: DataDir) -> ReconcileReport:
     if report.gather_later:  # no window to show first
         if (notice := gather_notice(data, gather_trash(data))) is not None:
             report.notices.append(notice)
-        repair_after_gather(store, data)
+        repair_after_gather(store, data, list_folders(data))
     for rows in _import_batches(new, threading.Event(), math.inf):
         store.add_images(rows)
         report.imported += len(rows)
@@ -384,15 +416,14 @@ class FolderImport(QObject):
 
     Before the import, the same thread gathers the old trash of another drive (``ReconcileReport.gather_later``):
     copied across drives, it held the window back for minutes with nothing on screen. ``gathering`` says it is
-    under way (the gallery's Undo and Empty trash wait for it); closing stops it between two files, the rest
-    gathered at the next start."""
+    under way, from the start until the old trash is gathered and the repairs done after it (the gallery's Undo and
+    Empty trash wait for it: ``GalleryModel.wait_for_gather``); closing stops it between two files, the rest
+    gathered at the next start. The same thread lists the folders for those repairs (``list_folders``)."""
 
     status = Prop("")
     status_changed = Signal(str)
     running = Prop(False)  # from the start, while files are left to import or gather (also before ``start``)
     running_changed = Signal(bool)
-    gathering = Prop(False)  # from the start, until the old trash is gathered and the repairs done after it
-    gathering_changed = Signal(bool)
     # At the end of the gathering: whether entries changed, and the paths of the pictures moved back to the images
     # folder (``repair_after_gather``)
     trash_gathered = Signal(bool, list)
@@ -405,7 +436,7 @@ class FolderImport(QObject):
     _read = Signal(object)  # the rows of a batch, from the thread, queued here
     _done = Signal(str)  # from the thread, after its last batch: "" when all was read, else why the reading stopped
     _moving = Signal(int, int)  # from the thread: files of the old trash gathered, of how many
-    _gathered = Signal(object)  # from the thread: the old trash gathered (TrashGathered)
+    _gathered = Signal(object, object)  # from the thread: the old trash gathered (TrashGathered), Listed after it
 
     def __init__(self, store: Store, data: DataDir, new: dict[str, str], report: ReconcileReport,
                  recovery: Recovery | None = None, parent: QObject | None = None) -> None:  # fmt: skip
@@ -424,7 +455,7 @@ class FolderImport(QObject):
         self._done.connect(self._on_done)
         self._moving.connect(self._on_moving)
         self._gathered.connect(self._on_gathered)
-        self.gathering = report.gather_later
+        self.gathering: bool = report.gather_later
         self.running = bool(new) or self.gathering
 
     def start(self) -> None:
@@ -457,10 +488,9 @@ class FolderImport(QObject):
         why = ""
         try:
             if self.gathering:
-                gathered = gather_trash(self._data, self._stop, self._moving.emit)
+                self._gather()
                 if self._stop.is_set():
                     return
-                self._gathered.emit(gathered)
             for rows in _import_batches(self._new, self._stop, _BATCH_SECONDS):
                 self._in_flight.acquire()  # given back by ``_on_read``, or by ``_halt``
                 if self._stop.is_set():
@@ -475,18 +505,30 @@ class FolderImport(QObject):
                 with contextlib.suppress(RuntimeError):  # this object is gone with its window: no one to tell
                     self._done.emit(why)
 
+    def _gather(self) -> None:
+        """On the thread: the old trash gathered, then the folders listed for the repairs after it, which the Qt
+        thread makes (the Store's connection is its own), also when the gathering broke off."""
+        gathered = None
+        try:
+            gathered = gather_trash(self._data, self._stop, self._moving.emit)
+        finally:
+            if not self._stop.is_set():
+                self._gathered.emit(gathered, list_folders(self._data))
+
     def _on_moving(self, done: int, files: int) -> None:
         if self.gathering and not self._stop.is_set():
             self.status = f"Moving the old trash: {done} of {counted(files, 'file')}…"
 
-    def _on_gathered(self, gathered: TrashGathered | None) -> None:
+    def _on_gathered(self, gathered: TrashGathered | None, listed: Listed | None) -> None:
         """On the Qt thread: the old trash gathered (None: the gathering broke off), start-up's repairs done for its
-        files, the gallery told, and what could not be moved said."""
+        files on the folders as ``listed`` after it (None: not listed, left to the next start), the gallery told,
+        and what could not be moved said."""
         if self._stop.is_set() or not self.gathering:
             return
         changed, back = False, []
         try:
-            changed, back = repair_after_gather(self._store, self._data)
+            if listed is not None:
+                changed, back = repair_after_gather(self._store, self._data, listed)
         except (sqlite3.Error, OSError):  # as at start-up (``AppController``): the next start repairs it
             log.exception("the repairs after gathering the old trash failed")
         self.gathering = False
@@ -543,7 +585,7 @@ class FolderImport(QObject):
         """On the Qt thread: every file read, or the reading broke off (``why``)."""
         if self._stop.is_set():  # closing, or a batch the database could not take ended it already
             return
-        self._on_gathered(None)  # broken off while gathering: Undo and Empty trash must not wait for good
+        self._on_gathered(None, None)  # broken off while gathering: Undo and Empty trash must not wait for good
         if not why:
             self._finish()
             return

@@ -127,3 +127,50 @@ def test_a_close_during_the_copy_stops_between_two_files_and_the_next_start_goes
     qtbot.waitUntil(lambda: not again.controller.folder_import.running)
     assert (data.trash / "d" / "1.png").is_file() and (data.images / "d" / "3.png").is_file()
     assert again.controller.gallery.undo_count == 1
+
+
+def test_the_repairs_after_the_copy_list_no_folder_on_the_qt_thread_and_keep_the_selection(qtbot, moved,
+                                                                                           monkeypatch):  # fmt: skip
+    """The repairs after the copy listed images/ and the trash on the Qt thread (seconds at 30,000 images, the
+    window frozen), then reloaded the gallery: the image the user had selected meanwhile was no longer selected."""
+    import app.reconcile
+
+    data, slow = moved
+    window = window_without_engine(qtbot, data)
+    controller, gallery, panel = window.controller, window.controller.gallery, window.gallery_panel
+    listed_by: list[str] = []
+    list_folder = app.reconcile.png_paths
+    monkeypatch.setattr(app.reconcile, "png_paths",
+                        lambda folder: listed_by.append(threading.current_thread().name) or list_folder(folder))
+    controller.folder_import.start()
+    assert slow.held.wait(30)
+    panel.select_row(gallery.row_of(1))  # d/0.png
+    slow.go.set()
+    qtbot.waitUntil(lambda: not controller.folder_import.running)
+    assert (data.images / "d" / "3.png").is_file()  # moved back by the repairs: the gallery changed
+    assert listed_by and threading.main_thread().name not in listed_by, listed_by
+    assert [gallery.record(row).id for row in panel.selected_rows()] == [1]  # was: [], the selection reset
+
+
+def test_the_repairs_after_the_copy_leave_alone_images_deleted_or_saved_after_the_listing(tmp_path):
+    """The folders are listed on the copy's thread, and the repairs made on the Qt thread after: an image deleted
+    in between was listed in images/ and not in the trash (taken for a delete undone by a crash: brought back, its
+    file in the trash), and an image saved in between was not listed (flagged missing)."""
+    from app.image_files import move_to_trash
+    from app.reconcile import list_folders, repair_after_gather
+
+    data = DataDir(tmp_path / "data").create()
+    store = Store(data.database)
+    for i in range(2):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (8, 8), (i, 0, 0)), {"prompt": f"p{i}"})
+        store.add_image(f"d/{i}.png", {"prompt": f"p{i}"}, created=float(i))
+    listed = list_folders(data)
+    move_to_trash(data, "d/0.png")  # deleted, as the gallery does: the file moves, then its row says so
+    store.set_trashed_many([(1, None, None)], True, when=1.0)
+    write_png(data.images / "d" / "2.png", Image.new("RGB", (8, 8)), {"prompt": "p2"})  # a new image is saved
+    store.add_image("d/2.png", {"prompt": "p2"}, created=2.0)
+    assert repair_after_gather(store, data, listed) == (False, [])
+    assert store.all_paths() == {"d/0.png": (1, False, True), "d/1.png": (2, False, False),
+                                 "d/2.png": (3, False, False)}  # fmt: skip
+    assert (data.trash / "d" / "0.png").is_file() and not (data.images / "d" / "0.png").exists()
+    store.close()
