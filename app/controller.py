@@ -36,7 +36,6 @@ from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
 from gpu.generation.image_metadata import kind_by_name
 from gpu.generation.png_metadata import ImageSettings, png_name_problem
-from gpu.safetensors_header import PICKLE_SUFFIXES
 from gpu.version import APP_NAME
 
 # What to drop instead of a file with no settings (the app's own dialogs say it the same way).
@@ -133,6 +132,7 @@ class AppController(QObject):
         self._launch_fields = None if settings.last_job.width else self.prompt.model_default_fields()
         self.job = JobState()
         self.loras = LoraState()
+        self.loras.notice.connect(self.error.emit)  # what is wrong with a folder of LoRAs, once it is read
         for text in self.loras.restore(settings.loras):
             self.notices.append(EngineError("notice", text, "Once a usable FLUX.1 LoRA file is back at that path, "
                                             "switch it on again; or remove it from the list."))  # fmt: skip
@@ -216,6 +216,7 @@ class AppController(QObject):
 
     def shutdown(self) -> None:
         self.gallery.thumbnails.stop()  # first: queued decodes would keep the CPU from the engine's stop
+        self.loras.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
         for job in self._jobs.values():
             job.cancel.set()
         self._engine.stop()
@@ -372,19 +373,9 @@ class AppController(QObject):
                                         "The LoRA list is otherwise unchanged."))
 
     def add_lora_folder(self, folder: str | Path) -> None:
-        """Every .safetensors file of ``folder`` (switched off); a folder with none says so instead of nothing."""
-        if not self.loras.add_folder(folder):
-            try:  # glob finds nothing in a folder that cannot be listed: say that, not "no LoRA files"
-                pickles = [p.name for p in Path(folder).expanduser().iterdir()
-                           if p.suffix.lower() in PICKLE_SUFFIXES] if Path(folder).is_dir() else []
-            except OSError as exc:
-                self.error.emit(EngineError("user", f"The folder {folder} cannot be read ({exc.strerror or exc}).",
-                                            "Check that you may open it, or pick another folder of LoRAs."))
-                return
-            also = (f" ({named_few(pickles)} {'is a pickle file' if len(pickles) == 1 else 'are pickle files'}, "
-                    "which are not used: they can run code when opened)") if pickles else ""
-            self.error.emit(EngineError("user", f"The folder {folder} holds no .safetensors LoRA files{also}.",
-                                        "Pick the folder that holds your FLUX.1 LoRAs (.safetensors)."))
+        """Every LoRA file of ``folder`` and its subfolders (switched off), read on a thread of its own while the
+        window is in use (``LoraState.scan_folder``); what is wrong with the folder is said when it ends."""
+        self.loras.scan_folder(folder)
 
     def unload_model(self, unloaded: threading.Event | None = None, needed: Callable[[], bool] | None = None) -> None:
         """Frees the generation model's memory for a quantize run, which needs the room: the engine unloads it once

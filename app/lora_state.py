@@ -5,6 +5,7 @@ and reports problems as errors."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -13,14 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any, NamedTuple
 
-from PySide6.QtCore import QCoreApplication, QObject, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal, SignalInstance
 
+from app.engine_errors import EngineError
+from app.observable import Prop
 from app.settings import LoraSetting
+from app.wording import counted, were
+from gpu.errors import named_few
+from gpu.lora.folder import MAX_DEPTH, FolderListing, list_lora_files
 from gpu.lora.keys import parts_text
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes, file_stamp, strength_words
 from gpu.lora.refs import finite
 
 log = logging.getLogger(__name__)
+
+_DONE_SHOWN_MS = 15_000  # how long the words of a folder's reading that ended stay on the panel
 
 
 @dataclass
@@ -144,6 +152,34 @@ def read_header(path: Path) -> LoraHeader:
     return LoraHeader(", ".join(words), info, text_encoders=encoders)
 
 
+class _FileRead(NamedTuple):
+    """A file's stamp (``_stamp``) and its header (``read_header``), taken in that order: a change in between is
+    seen at the next look (``LoraState.refresh``), never taken for the version read."""
+
+    stamp: tuple[int, int] | None
+    header: LoraHeader
+
+
+def _read_file(path: Path) -> _FileRead:
+    """``path``'s stamp, then its header (``_FileRead``)."""
+    return _FileRead(_stamp(path), read_header(path))
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` resolved, as rows keep their paths; as it is when it cannot be (a link to itself)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a link loop, before Python 3.13
+        return path
+
+
+def _tell(signal: SignalInstance, *args: Any) -> None:
+    """Emits ``signal`` from a worker thread (queued to the Qt thread); the state's Qt object may be gone with its
+    window by then: there is no one to tell."""
+    with contextlib.suppress(RuntimeError):
+        signal.emit(*args)
+
+
 # Told once an image's LoRAs are settled (``LoraState.restore_refs``): (the names of those not in the panel, a
 # sentence for each other thing not restored as saved among the LoRAs the search found).
 RefsSettled = Callable[[list[str], list[str]], None]
@@ -175,6 +211,82 @@ class _Search:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass
+class _Scan:
+    """A folder's LoRA files being read on a thread of their own (``LoraState.scan_folder``). The thread fills in
+    ``listing``, then ``reads`` (each file's resolved path and ``_FileRead``), or ``error`` (the folder cannot be
+    listed) or ``broke`` (why the reading broke off), before it hands the scan to the Qt thread."""
+
+    folder: Path
+    cancel: threading.Event = field(default_factory=threading.Event)
+    listing: FolderListing | None = None
+    reads: list[tuple[Path, _FileRead]] = field(default_factory=list)
+    error: OSError | None = None
+    broke: str = ""
+
+
+def _nothing_added(scan: _Scan) -> EngineError:
+    """Why a scanned folder gave no row: it cannot be listed, its reading broke off at once, or it holds no LoRA
+    file (its pickle files named: a folder of them only added nothing, without a word)."""
+    folder, listing = scan.folder, scan.listing or FolderListing()
+    if scan.error is not None:
+        return EngineError("user", f"The folder {folder} cannot be read ({scan.error.strerror or scan.error}).",
+                           "Check that you may open it, or pick another folder of LoRAs.")  # fmt: skip
+    if scan.broke:
+        return EngineError("internal", f"Reading the LoRAs of {folder} broke off ({scan.broke}); none was added.",
+                           "Add the folder again; the log file has the details.")  # fmt: skip
+    pickles = [p.name for p in listing.pickles]
+    also = (f" ({named_few(pickles)} {'is a pickle file' if len(pickles) == 1 else 'are pickle files'}, "
+            "which are not used: they can run code when opened)") if pickles else ""  # fmt: skip
+    unread = [str(p) for p in listing.unreadable]
+    if unread:  # the LoRAs may be in those
+        also += f"; {counted(len(unread), 'subfolder')} could not be read: {named_few(unread)}"
+    hint = "Pick the folder that holds your FLUX.1 LoRAs (.safetensors)"
+    return EngineError("user", f"The folder {folder} and its subfolders hold no .safetensors LoRA files{also}.",
+                       f"{hint}{', and check that you may open those subfolders' if unread else ''}.")  # fmt: skip
+
+
+def _scan_summary(folder: Path, added: list[LoraEntry], listed: int) -> str:
+    """The panel's words once a scanned folder's rows are added: how many, how many of them cannot be used, and
+    how many of its files were listed already."""
+    unusable = sum(1 for e in added if e.problem)
+    return " ".join([
+        f"Added {counted(len(added), 'LoRA')} from {folder}.",
+        *([f"{unusable} cannot be used: {'its row says' if unusable == 1 else 'their rows say'} why."] if unusable
+          else []),
+        *([f"{listed} {were(listed)} listed already."] if listed else []),
+    ])  # fmt: skip
+
+
+def _scan_trouble(scan: _Scan) -> EngineError | None:
+    """What a scan that added rows could not look into (subfolders that cannot be listed, or too deep), or why
+    it broke off: None when it read everything."""
+    listing = scan.listing or FolderListing()
+    parts = []
+    if scan.broke:
+        parts.append(f"Reading the LoRAs of {scan.folder} broke off ({scan.broke}); the {len(scan.reads)} read "
+                     "until then were added.")  # fmt: skip
+    if listing.unreadable:
+        names = [str(p) for p in listing.unreadable]
+        parts.append(
+            f"{counted(len(names), 'subfolder')} of {scan.folder} could not be read, so no LoRA in "
+            f"{'it' if len(names) == 1 else 'them'} was added: {named_few(names)}."
+        )
+    if listing.too_deep:
+        names = [str(p) for p in listing.too_deep]
+        parts.append(
+            f"Subfolders more than {MAX_DEPTH} levels below {scan.folder} were not looked into: {named_few(names)}."
+        )
+    if not parts:
+        return None
+    return EngineError(
+        "user",
+        "\n\n".join(parts),
+        "Check that you may open those folders, or pick the folder of "
+        "LoRAs itself (or one below it), then add it again: the LoRAs listed already stay.",
+    )
+
+
 class LoraState(QObject):
     changed = Signal()  # the list changed (rows added, removed, or shown anew): the panel updates its rows
     # One row's own setting changed (on/off, strength, text strength, trigger words), through its widgets or a
@@ -182,32 +294,49 @@ class LoraState(QObject):
     edited = Signal()
     cost_changed = Signal(str)  # a sentence about the measured cost of the LoRAs of the last image
     _searched = Signal(object, object)  # (_Search, {ref index: row found}) from the search's thread, queued here
+    # A folder being read (``scan_folder``): what the panel says of it ("Reading LoRAs… 340/2000", then how it
+    # ended, for a while), and whether it runs (the panel's Cancel shows then)
+    scan_status = Prop("")
+    scan_status_changed = Signal(str)
+    scanning = Prop(False)
+    scanning_changed = Signal(bool)
+    notice = Signal(object)  # EngineError: what is wrong with a folder read, said once its reading ends
+    _scan_progress = Signal(object, int, int)  # (_Scan, files read, files found) from the scan's thread
+    _scanned = Signal(object)  # _Scan, from its thread once it ended (not when cancelled)
 
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[LoraEntry] = []
         self._search: _Search | None = None  # the search for the last dropped image's LoRAs, while it runs
         self._searched.connect(self._on_searched)
+        self._scan: _Scan | None = None  # the folder being read, while it runs
+        self._scan_progress.connect(self._on_scan_progress)
+        self._scanned.connect(self._on_scanned)
+        self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
+        self._done_shown.timeout.connect(lambda: setattr(self, "scan_status", ""))
         app = QCoreApplication.instance()
-        if app is not None:  # a search left running at quit would read files for no one
+        if app is not None:  # a search or scan left running at quit would read files for no one
             app.aboutToQuit.connect(self.cancel_search)
+            app.aboutToQuit.connect(self.cancel_scan)
 
     def add_file(self, path: str | Path, enabled: bool = False, strength: float = 1.0) -> LoraEntry:
         entry = self._add(path, enabled, strength)
         self.changed.emit()
         return entry
 
-    def _add(self, path: str | Path, enabled: bool, strength: float,
-             header: LoraHeader | None = None) -> LoraEntry:  # fmt: skip
+    def _add(self, path: str | Path, enabled: bool, strength: float, read: _FileRead | None = None) -> LoraEntry:
         """``add_file`` without the signal: each ``changed`` rebuilds the panel's rows, so adding one by one
         made a folder of 150 LoRAs freeze the window for most of a minute (150 rebuilds of up to 150 rows).
-        ``header``: ``read_header(path)`` when the caller has read it already."""
+        ``read``: ``_read_file(path)`` when the caller has read it already."""
         path = Path(path).expanduser().resolve()
         for e in self.entries:
             if e.path == path:
                 return e
-        stamp = _stamp(path)  # before the header: a change in between is seen at the next look
-        header = header or read_header(path)
+        return self._append(path, enabled, strength, read or _read_file(path))
+
+    def _append(self, path: Path, enabled: bool, strength: float, read: _FileRead) -> LoraEntry:
+        """A row for ``path`` (resolved, not listed yet), as ``read``."""
+        stamp, header = read
         entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), header.words, header.info, stamp=stamp,
                           header_words=header.words, text_encoders=header.text_encoders, problem=header.problem,
                           missing=header.missing)  # fmt: skip
@@ -217,23 +346,114 @@ class LoraState(QObject):
     def add_files(self, paths: list[str | Path], enabled: bool = True) -> tuple[list[LoraEntry], list[str]]:
         """Files the user picked: each readable one added (switched on), the panel rebuilt once. A file that is
         no readable LoRA (a pickle, empty, truncated, not safetensors) is not added, since every job would fail
-        on it while it is on; returns (added, a sentence naming each refused file and why)."""
+        on it while it is on; returns (added, a sentence naming each refused file and why). The name's suffix is
+        not asked for: the header says what the file is (``.SafeTensors`` is one too)."""
         added, refused = [], []
         for path in paths:
             path = Path(path).expanduser().resolve()
-            header = read_header(path)
-            if header.problem:
-                refused.append(f"{path} is not a LoRA that can be used: {header.problem}.")
+            read = _read_file(path)
+            if read.header.problem:
+                refused.append(f"{path} is not a LoRA that can be used: {read.header.problem}.")
             else:
-                added.append(self._add(path, enabled, 1.0, header))
+                added.append(self._add(path, enabled, 1.0, read))
         if added:
             self.changed.emit()
         return added, refused
 
     def add_folder(self, folder: str | Path) -> list[LoraEntry]:
-        added = [self._add(p, False, 1.0) for p in sorted(Path(folder).expanduser().glob("*.safetensors"))]
+        """The LoRA files of ``folder`` and its subfolders (``list_lora_files``), switched off, read here, on this
+        thread: for the few files the app ships. A folder the user picks is read on a thread of its own
+        (``scan_folder``): 2,000 files took 8 s, the window frozen. Raises ``OSError`` when it cannot be listed."""
+        added = [self._add(p, False, 1.0) for p in list_lora_files(Path(folder).expanduser()).files]
         self.changed.emit()
         return added
+
+    def scan_folder(self, folder: str | Path) -> bool:
+        """Adds the LoRA files of ``folder`` and its subfolders, switched off, as ``add_folder`` does, but lists
+        the folder and reads each file's header on a thread of its own, the window in use meanwhile:
+        ``scan_status`` says how far it is ("Reading LoRAs… 340/2000"), ``cancel_scan`` stops it with nothing
+        added, and the rows are added at its end, all at once (one rebuild of the panel). What is wrong with the
+        folder (it cannot be read, it holds no LoRA file, subfolders that could not be read) is said through
+        ``notice`` at the end. One folder at a time: while one is read, another is refused, and said (False)."""
+        folder = Path(folder).expanduser()
+        if self._scan is not None:
+            self.notice.emit(
+                EngineError(
+                    "user",
+                    f"The LoRAs of {self._scan.folder} are still being read, so {folder} was not added.",
+                    "Wait until the LoRA panel says they were added (or cancel that), then add the folder again.",
+                )
+            )
+            return False
+        self._scan = scan = _Scan(folder)
+        self._done_shown.stop()
+        self.scanning = True
+        self.scan_status = f"Looking for LoRAs in {folder}…"
+        # A daemon, as the hash search: a quit does not wait for the header it reads (it writes nothing).
+        threading.Thread(target=self._run_scan, args=(scan,), name="LoRA folder", daemon=True).start()
+        return True
+
+    def cancel_scan(self) -> None:
+        """Stops the folder being read (the user's Cancel, the window closing): it stops after the file it reads,
+        and none of its rows are added."""
+        scan, self._scan = self._scan, None
+        if scan is None:
+            return
+        scan.cancel.set()
+        self.scanning = False
+        self._show_done(f"Cancelled: no LoRAs of {scan.folder} were added.")
+
+    def _run_scan(self, scan: _Scan) -> None:
+        """On the scan's thread: the folder listed, then each file's stamp and header read, how far it is and the
+        end handed to the Qt thread (``_on_scan_progress``, ``_on_scanned``), unless cancelled. Whatever breaks the
+        reading off ends it: an error here left "Reading LoRAs…" on the panel for good."""
+        try:
+            scan.listing = listing = list_lora_files(scan.folder, scan.cancel.is_set)
+            for path in listing.files:
+                if scan.cancel.is_set():
+                    return
+                _tell(self._scan_progress, scan, len(scan.reads), len(listing.files))
+                scan.reads.append((_resolved(path), _read_file(path)))
+        except OSError as exc:  # the folder itself cannot be listed (its files' errors are in their headers)
+            scan.error = exc
+        except Exception as exc:
+            log.exception("reading the LoRAs of %s failed", scan.folder)
+            scan.broke = str(exc) or type(exc).__name__
+        if not scan.cancel.is_set():
+            _tell(self._scanned, scan)
+
+    def _on_scan_progress(self, scan: _Scan, done: int, total: int) -> None:
+        """How far the scan is, unless it was cancelled (another may run since)."""
+        if scan is self._scan:
+            self.scan_status = f"Reading LoRAs… {done}/{total}"
+
+    def _on_scanned(self, scan: _Scan) -> None:
+        """On the Qt thread, the scan ended: its rows added (one ``changed``), what went wrong said (``notice``)."""
+        if scan is not self._scan:  # cancelled meanwhile: the user's word wins over a scan ending at that moment
+            return
+        self._scan = None
+        if not scan.reads:
+            self.scanning = False
+            self._show_done("")
+            self.notice.emit(_nothing_added(scan))
+            return
+        listed = {e.path for e in self.entries}  # looked up in a set: 2,000 rows' paths in turn took a second
+        added = []
+        for path, read in scan.reads:
+            if path not in listed:
+                listed.add(path)
+                added.append(self._append(path, False, 1.0, read))
+        self.changed.emit()
+        self.scanning = False  # with the rows there
+        self._show_done(_scan_summary(scan.folder, added, len(scan.reads) - len(added)))
+        if (trouble := _scan_trouble(scan)) is not None:
+            self.notice.emit(trouble)
+
+    def _show_done(self, text: str) -> None:
+        """A scan's last words on the panel, for a while (an old scan's result stays no news for good)."""
+        self.scan_status = text
+        if text:
+            self._done_shown.start()
 
     def remove(self, entry: LoraEntry) -> None:
         self.entries = [e for e in self.entries if e is not entry]
@@ -322,8 +542,9 @@ class LoraState(QObject):
                 if path in listed:
                     log.warning("the LoRA list in the settings names %s more than once; its first row is kept", path)
                     continue
-                header = read_header(path)
-                entry = self._add(path, s.enabled, s.strength, header)
+                read = _read_file(path)
+                header = read.header
+                entry = self._add(path, s.enabled, s.strength, read)
                 entry.text_strength = fit_text_strength(s.text_strength)  # kept while the file cannot be read too
                 listed.add(path)
             except (OSError, ValueError) as exc:  # e.g. a NUL byte in a hand-edited path: no file can have it
@@ -446,10 +667,7 @@ class LoraState(QObject):
         except Exception:  # a LoRA is never left pending for good: what was found until then is used
             log.exception("looking for an image's LoRAs by their hash failed")
         if not search.cancel.is_set():
-            try:
-                self._searched.emit(search, found)
-            except RuntimeError:  # this state's Qt object is gone with its window: no one to tell
-                pass
+            _tell(self._searched, search, found)
 
     def _on_searched(self, search: _Search, found: dict[int, LoraEntry]) -> None:
         """The search's result, on the Qt thread: the rows found switched on with those of the drop, then
@@ -534,8 +752,11 @@ class LoraState(QObject):
         from gpu.paths import resources_dir
 
         folder = resources_dir() / "loras"
-        if folder.is_dir():
-            self.add_folder(folder)
+        try:
+            if folder.is_dir():
+                self.add_folder(folder)
+        except OSError:  # the app runs without its examples (a damaged install): said in the log, not a crash
+            log.exception("the example LoRAs in %s cannot be listed", folder)
 
 
 # Two timings of the same steps differ by a few percent on their own (other programs, CPU clocks, caches): a

@@ -15,6 +15,19 @@ from safetensors.torch import save_file
 from gpu.lora.folder import MAX_DEPTH, is_lora_name, list_lora_files
 
 
+def refuse_to_list(monkeypatch, folder: Path) -> None:
+    """Listing ``folder`` is refused from now on (EACCES), as for another user's folder: tests run as root, whom
+    chmod does not stop."""
+    scandir = os.scandir
+
+    def refused(path):
+        if path == folder:  # a Path, as the app lists; never a descriptor (shutil.rmtree lists folders by one)
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+
+
 def _touch(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")  # names only: the listing reads no header
@@ -65,18 +78,11 @@ def test_depth_is_capped_and_an_unreadable_subfolder_is_noted(tmp_path, monkeypa
     _touch(deep / "too deep.safetensors")
     locked = root / "locked"
     locked.mkdir()
-    scandir = os.scandir
-
-    def refused(path):  # tests run as root, whom chmod does not stop
-        if Path(path) == locked:
-            raise PermissionError(13, "Permission denied", str(path))
-        return scandir(path)
-
-    monkeypatch.setattr(os, "scandir", refused)
+    refuse_to_list(monkeypatch, locked)
     listing = list_lora_files(root)
     assert listing.files == [at_cap]
     assert listing.too_deep == [deep] and listing.unreadable == [locked]
-    monkeypatch.setattr(os, "scandir", lambda path: refused(locked))
+    refuse_to_list(monkeypatch, root)
     with pytest.raises(PermissionError):  # the folder itself: the caller says it
         list_lora_files(root)
 

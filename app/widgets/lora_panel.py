@@ -1,11 +1,14 @@
 """LoRA panel: add LoRA files or folders, enable each, set its strength (-2..2) and trigger words; a LoRA whose
 file also changes the CLIP or T5 text encoder gets a "Text" strength for those parts ("same": its strength).
+A folder (with its subfolders) is read on a thread of its own: a line under the buttons says how far it is, with
+a Cancel, and its rows come when it ends.
 
 Enabled LoRAs go with every generation request; the engine applies them without reloading the model (see
 ``gpu/lora``). "Insert trigger words" appends the enabled LoRAs' trigger words to the prompt."""
 
 from __future__ import annotations
 
+import sys
 from itertools import pairwise
 
 from PySide6.QtCore import QSize, Qt
@@ -28,9 +31,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )  # fmt: skip
 
+from app.bindings import bind
 from app.lora_state import LoraEntry, LoraState
 from app.widgets.wrap_grid import WrapGrid
 from gpu.lora.metadata import MAX_STRENGTH
+
+
+def lora_file_filter() -> str:
+    """The "Add LoRA…" dialog's name filters: LoRA files, ``.safetensors`` in any case, then all files. Qt's own
+    dialog matches without case, but GTK's (and the desktop portal's) match a pattern as written: "*.safetensors"
+    hid ``Style.SafeTensors`` on Linux. So there each letter is a class of both cases; Windows' and macOS' dialogs
+    match without case, and would read such a class as letters."""
+    if sys.platform in ("win32", "darwin"):
+        pattern = "*.safetensors"
+    else:
+        pattern = "*." + "".join(f"[{c}{c.upper()}]" for c in "safetensors")
+    return f"LoRA files ({pattern});;All files (*)"
 
 
 class NameCheckBox(QCheckBox):
@@ -205,6 +221,7 @@ class LoraPanel(QWidget):
         insert.setToolTip("Append the enabled LoRAs' trigger words to the prompt")
         insert.clicked.connect(self.insert_triggers)
         buttons = WrapGrid([add, folder], (2, 1))  # one below the other in a narrow dock
+        scan = self._scan_row()
         self.rows_box = QVBoxLayout()
         self.rows_box.addStretch(1)
         inner = QWidget()
@@ -220,6 +237,7 @@ class LoraPanel(QWidget):
         self.empty.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.addWidget(buttons)
+        lay.addWidget(scan)
         lay.addWidget(self.empty)
         lay.addWidget(scroll, 1)
         self.cost = QLabel("")
@@ -231,6 +249,32 @@ class LoraPanel(QWidget):
         self._tab_chain: list[QWidget] = []
         self.state.changed.connect(self.rebuild)
         self.rebuild()
+
+    def _scan_row(self) -> QWidget:
+        """How far the folder being read is ("Reading LoRAs… 340/2000") with its Cancel, then how it ended, for a
+        while; hidden when there is nothing to say. "Add folder…" waits meanwhile: one folder at a time."""
+        self.scan_label = label = QLabel()
+        label.setWordWrap(True)
+        self.cancel_scan_button = cancel = QPushButton("Cancel")
+        cancel.setToolTip("Stop reading the folder; none of its LoRAs are added")
+        cancel.clicked.connect(self.state.cancel_scan)
+        row = QWidget()
+        box = QHBoxLayout(row)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(label, 1)
+        box.addWidget(cancel)
+        bind(self.state, "scan_status", label)
+        self.state.scan_status_changed.connect(lambda text: row.setVisible(bool(text)))
+        self.state.scanning_changed.connect(self._show_scanning)
+        row.setVisible(bool(self.state.scan_status))
+        self._show_scanning(self.state.scanning)
+        return row
+
+    def _show_scanning(self, scanning: bool) -> None:
+        self.cancel_scan_button.setVisible(scanning)
+        self.add_folder_button.setEnabled(not scanning)
+        self.add_folder_button.setToolTip("A folder of LoRAs is being read: wait for it, or cancel it" if scanning
+                                          else "Add the LoRA files of a folder and its subfolders")  # fmt: skip
 
     def rebuild(self) -> None:
         """Rows for the state's entries: a row kept for each entry that had one, shown as the entry is now
@@ -273,9 +317,10 @@ class LoraPanel(QWidget):
                 QWidget.setTabOrder(first, second)
 
     def tab_chain(self) -> list[QWidget]:
-        """The panel's Tab stops in layout order: the add buttons, each row's controls, Insert trigger words."""
-        return [self.add_button, self.add_folder_button, *(w for row in self.rows for w in row.focus_chain),
-                self.insert_button]  # fmt: skip
+        """The panel's Tab stops in layout order: the add buttons, the Cancel of a folder being read (a stop only
+        while it shows), each row's controls, Insert trigger words."""
+        return [self.add_button, self.add_folder_button, self.cancel_scan_button,
+                *(w for row in self.rows for w in row.focus_chain), self.insert_button]  # fmt: skip
 
     def row_for(self, name: str) -> LoraRow:
         return next(r for r in self.rows if r.entry.name == name)
@@ -287,7 +332,8 @@ class LoraPanel(QWidget):
             prompt.prompt = f"{prompt.prompt.rstrip()}, {words}" if prompt.prompt.strip() else words
 
     def _add_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Add LoRA files", "", "LoRA (*.safetensors)")
+        files, _ = QFileDialog.getOpenFileNames(self, "Add LoRA files", "", lora_file_filter(),
+                                                options=QFileDialog.Option.HideNameFilterDetails)  # fmt: skip
         if files:
             self.controller.add_loras(files)
 

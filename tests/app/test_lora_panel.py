@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from app.settings import load_settings
 from gpu.generation.png_metadata import parse_parameters, read_png_text
 from tests.app.gui import drop_file, open_window
+from tests.test_lora_folder import refuse_to_list
 
 
 def _generate(qtbot, window) -> list:
@@ -251,7 +252,8 @@ def test_a_folder_of_many_loras_is_listed_at_once(qtbot, window, tmp_path, monke
     rebuilds: list[None] = []
     window.controller.loras.changed.connect(lambda: rebuilds.append(None))
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    qtbot.mouseClick(window.lora_panel.add_folder_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(window.controller.loras.scanning_changed, check_params_cb=lambda on: not on, timeout=60000):
+        qtbot.mouseClick(window.lora_panel.add_folder_button, Qt.MouseButton.LeftButton)
     assert len(rebuilds) == 1
     assert len(window.lora_panel.rows) == 1 + 120  # the shipped example and the folder's
     assert window.lora_panel.row_for("style 119 ✓").entry.info == "kohya, rank 1, 3 tensors; changes the transformer"
@@ -320,14 +322,7 @@ def test_a_folder_that_cannot_be_read_is_said_not_raised(qtbot, window, tmp_path
 
     locked = tmp_path / "locked"
     locked.mkdir()
-    iterdir = Path.iterdir
-
-    def refused(self):  # tests run as root, whom chmod does not stop
-        if self == locked:
-            raise PermissionError(13, "Permission denied", str(self))
-        return iterdir(self)
-
-    monkeypatch.setattr(Path, "iterdir", refused)
+    refuse_to_list(monkeypatch, locked)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(locked))
     before = list(window.controller.loras.entries)
     qtbot.mouseClick(window.lora_panel.add_folder_button, Qt.MouseButton.LeftButton)
