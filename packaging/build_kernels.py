@@ -64,16 +64,19 @@ def sass_archs(fatbin: Path) -> list[str]:
 
 def build_one(stem: str, out: Path, archs: tuple[str, ...], optional: tuple[str, ...]) -> tuple[str, str]:
     started = time.perf_counter()
+    built = archs + optional
     try:
-        path = loader.build_fatbin(stem, out, archs + optional)
+        path = loader.build_fatbin(stem, out, built)
         note = ""
     except subprocess.CalledProcessError:
         if not optional:
             raise
-        path = loader.build_fatbin(stem, out, archs)
+        built = archs
+        path = loader.build_fatbin(stem, out, built)
         note = f" (sm_{'/'.join(optional)} does not compile for this family: left out)"
     sidecar = path.with_suffix(".json")
     meta = json.loads(sidecar.read_text())
+    meta["archs"] = list(loader.fatbin_archs(stem, built))  # what nvcc built: ["90a"] for the wgmma family
     meta["nvcc"] = loader.nvcc_version(loader.find_nvcc())
     sidecar.write_text(json.dumps(meta, indent=1))
     size = path.stat().st_size / 2**20

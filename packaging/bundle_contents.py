@@ -75,11 +75,15 @@ def kernels_skipped(environ: Mapping[str, str] = os.environ) -> bool:
 
 def check_kernels(folder: Path) -> None:
     """Raises ``BundleError`` unless ``folder`` holds a fatbin of every kernel family, each built from the kernel
-    sources as they are now.
+    sources as they are now, with SASS for every packaged architecture.
 
     Checked here, at build time, because the bundle has no ``kernels_cu/``: the loader then cannot compare a
     fatbin's source hash and trusts it, so a stale one would run old device code under new host launch code
-    (wrong images or a CUDA fault), and one family missing makes every fused path refuse."""
+    (wrong images or a CUDA fault), and one family missing makes every fused path refuse. A fatbin built for
+    fewer architectures (``build_kernels.py --archs 90``) cannot be loaded on the others' GPUs (no PTX to fall
+    back on), where the bundle has no nvcc to build it."""
+    from build_kernels import sass_archs  # beside this file: whoever imports bundle_contents has packaging/ on sys.path
+
     from gpu.kernels import loader  # the engine's own hash and family list (no torch import)
 
     problems = []
@@ -98,6 +102,10 @@ def check_kernels(folder: Path) -> None:
             problems.append(f"kernels_cu/{stem}.cu, the source of {fatbin.name}, is missing")
         elif built_from != current:
             problems.append(f"{fatbin.name} was built from older kernel sources than kernels_cu/ holds now")
+        found = sass_archs(fatbin)
+        lacking = [a for a in loader.fatbin_archs(stem, loader.PACKAGED_ARCHS) if f"sm_{a.rstrip('a')}" not in found]
+        if lacking:
+            problems.append(f"{fatbin.name} has no SASS for sm_{', sm_'.join(lacking)}")
     if problems:
         raise BundleError(
             f"The prebuilt kernels in {folder} cannot be shipped: {'; '.join(problems)}. Rebuild them with "
@@ -138,7 +146,21 @@ def resource_datas(root: Path | None = None, kernels: bool = True) -> list[tuple
 def is_stripped(dest: str) -> bool:
     """True when a collected file (bundle-relative destination) should be dropped."""
     dest = dest.replace("\\", "/")
-    return any(re.search(p, dest) for p in STRIP_PATTERNS)
+    return any(re.search(p, dest) for p in STRIP_PATTERNS) or is_unused_diffusers_source(dest)
+
+
+def is_unused_diffusers_source(dest: str) -> bool:
+    """A source copy (``diffusers/...py``) of a diffusers module the app never runs (``diffusers_filter``).
+
+    diffusers is collected "pyz+py" (the spec): every module compiled into the archive and its source beside it.
+    The other families' pipelines are in the archive all the same (the packages' ``__init__`` import them for type
+    checkers, and PyInstaller follows that), so only their sources go: 15 MiB, and the bundle's longest paths
+    (``diffusers/pipelines/deprecated/stable_diffusion_attend_and_excite/...``: 122 characters, past
+    ``MAX_BUNDLE_PATH``). transformers' sources all stay: it lists its model folders' files when imported (without
+    ``transformers/models/encoder_decoder/`` diffusers' LoRA loading failed to import)."""
+    if not (dest.startswith("diffusers/") and dest.endswith(".py")):
+        return False
+    return not diffusers_filter(dest[: -len(".py")].replace("/", ".").removesuffix(".__init__"))
 
 
 # A distribution's third-party license files, nested as deep as its sources were (torch:

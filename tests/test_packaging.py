@@ -51,7 +51,8 @@ def _resources_with_kernels(root: Path) -> Path:
     kernels = root / "kernels"
     kernels.mkdir()
     for stem in loader.KERNEL_FAMILIES:
-        (kernels / f"{stem}.fatbin").write_bytes(_fake_fatbin([80, 90]))
+        archs = [int(a.rstrip("a")) for a in loader.fatbin_archs(stem, loader.PACKAGED_ARCHS)]
+        (kernels / f"{stem}.fatbin").write_bytes(_fake_fatbin(archs))
         (kernels / f"{stem}.json").write_text(json.dumps({"source_hash": loader.source_hash(stem)}))
     return root
 
@@ -84,6 +85,43 @@ def test_a_stale_or_partial_kernel_set_stops_the_build(tmp_path):
         bc.resource_datas(tmp_path / "no-kernels-built")  # nvcc never ran, and the build did not say to skip
 
 
+def test_a_fatbin_without_sass_for_a_packaged_arch_stops_the_build(tmp_path):
+    """Built for fewer architectures (``build_kernels.py --archs 90``), a fatbin passes the source-hash check, but
+    cannot be loaded on the other GPUs (SASS only, no PTX), where the bundle has no nvcc to build it."""
+    root = _resources_with_kernels(tmp_path / "resources")
+    (root / "kernels" / "svdq_w4a4_gemm.fatbin").write_bytes(_fake_fatbin([90]))
+    (root / "kernels" / "svdq_w4a8_wgmma.fatbin").write_bytes(_fake_fatbin([80]))
+    with pytest.raises(bc.BundleError) as info:
+        bc.resource_datas(root)
+    assert "svdq_w4a4_gemm.fatbin has no SASS for sm_75, sm_80, sm_86, sm_89; " in str(info.value)
+    assert "svdq_w4a8_wgmma.fatbin has no SASS for sm_90a" in str(info.value)
+
+
+def test_build_kernels_records_the_archs_each_fatbin_was_built_for(tmp_path, monkeypatch):
+    """The sidecar said sm_75..120 for the wgmma family, whose fatbin holds sm_90a alone: the archs passed, not the
+    ones nvcc built."""
+    import build_kernels
+
+    from gpu.kernels import loader
+
+    def fake_build(stem, out_dir, archs):  # as loader.build_fatbin writes them
+        if "120" in archs and stem == "svdq_w4a8_gemm":
+            raise subprocess.CalledProcessError(1, "nvcc")
+        (out_dir / f"{stem}.fatbin").write_bytes(b"")
+        (out_dir / f"{stem}.json").write_text(json.dumps({"source_hash": "h", "archs": list(archs)}))
+        return out_dir / f"{stem}.fatbin"
+
+    monkeypatch.setattr(loader, "build_fatbin", fake_build)
+    monkeypatch.setattr(loader, "find_nvcc", lambda: "nvcc")
+    monkeypatch.setattr(loader, "nvcc_version", lambda nvcc: "Build cuda_13.0")
+    recorded = {}
+    for stem in ("svdq_w4a8_wgmma", "svdq_w4a4_gemm", "svdq_w4a8_gemm"):
+        build_kernels.build_one(stem, tmp_path, ("75", "80", "86", "89", "90"), ("120",))
+        recorded[stem] = json.loads((tmp_path / f"{stem}.json").read_text())["archs"]
+    assert recorded == {"svdq_w4a8_wgmma": ["90a"], "svdq_w4a4_gemm": ["75", "80", "86", "89", "90", "120"],
+                        "svdq_w4a8_gemm": ["75", "80", "86", "89", "90"]}  # fmt: skip
+
+
 def test_skipping_kernels_leaves_them_all_out(tmp_path):
     root = _resources_with_kernels(tmp_path / "resources")
     (root / "kernels" / "svdq_w4a4_gemm.fatbin").unlink()  # a partial set from an aborted build: not checked
@@ -91,6 +129,20 @@ def test_skipping_kernels_leaves_them_all_out(tmp_path):
     assert shipped == ["icons/nibble-studio.png"]
     assert bc.kernels_skipped({"NIBBLE_SKIP_KERNELS": "1"})
     assert not bc.kernels_skipped({}) and not bc.kernels_skipped({"NIBBLE_SKIP_KERNELS": "0"})
+
+
+def test_no_shipped_resource_is_a_pickle():
+    """The engine reads safetensors only (pickles can run code when opened): nothing it would load is shipped as
+    one, whatever its name."""
+    from gpu.safetensors_header import is_pickle
+
+    root = REPO / "resources"
+    pickles = []
+    for rel in bc.resource_files(root):
+        with open(root / rel, "rb") as f:
+            if is_pickle(f.read(8)) or rel.suffix in (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt"):
+                pickles.append(rel.as_posix())
+    assert not pickles
 
 
 def _installed_metadata_datas() -> list[tuple[str, str, str]]:
@@ -111,9 +163,26 @@ def _installed_metadata_datas() -> list[tuple[str, str, str]]:
     return datas
 
 
+def _installed_source_datas() -> list[tuple[str, str, str]]:
+    """The source copies PyInstaller puts beside the compiled modules of the packages collected "pyz+py" (torch's
+    and transformers' hooks ask for it, the spec for diffusers): every .py file of those packages installed here,
+    more than the analysis collects."""
+    import importlib.util
+
+    datas = []
+    for package in ("torch", "transformers", "diffusers"):
+        spec = importlib.util.find_spec(package)  # finds the folder without importing the package
+        for folder in spec.submodule_search_locations if spec else ():
+            root = Path(folder)
+            datas += [(f"{package}/{p.relative_to(root).as_posix()}", str(p), "DATA") for p in root.rglob("*.py")]
+    return datas
+
+
 def test_bundle_paths_fit_windows_path_limit_after_unzipping_on_a_onedrive_desktop(tmp_path):
-    """torch's license files nest 171 characters deep; the bundle keeps their texts in one file per distribution."""
-    datas = _installed_metadata_datas()
+    """torch's license files nest 171 characters deep; the bundle keeps their texts in one file per distribution.
+    diffusers' deprecated pipelines' sources went 122 deep (the real bundle, 2026-11-23): the sources of pipelines
+    the app never runs are left out."""
+    datas = _installed_metadata_datas() + _installed_source_datas()
     datas += [(f"{dest}/{Path(src).name}", src, "DATA") for src, dest in bc.resource_datas(kernels=False)]
     kept = bc.kept_datas(datas, tmp_path)
     lengths = sorted((len(f"{bc.CONTENTS_DIR}/{dest}"), dest) for dest, _, _ in kept)
@@ -137,6 +206,14 @@ def test_stripped_and_filters():
     assert bc.transformers_filter("transformers.models.clip.modeling_clip")
     assert not bc.transformers_filter("transformers.models.bert")
     assert bc.diffusers_filter("diffusers.pipelines.flux.pipeline_flux")
+    # diffusers' sources (collected "pyz+py") of pipelines the app never runs are left out; transformers' all stay
+    assert bc.is_stripped("diffusers/pipelines/deprecated/stable_diffusion_attend_and_excite/__init__.py")
+    assert bc.is_stripped("diffusers\\pipelines\\stable_diffusion\\pipeline_stable_diffusion.py")
+    assert bc.is_stripped("diffusers/commands/env.py")
+    for kept in ("diffusers/pipelines/flux/pipeline_flux.py", "diffusers/pipelines/__init__.py",
+                 "diffusers/pipelines/pipeline_utils.py", "diffusers/models/transformers/transformer_flux.py",
+                 "diffusers/utils/model_card_template.md", "transformers/models/bert/modeling_bert.py"):  # fmt: skip
+        assert not bc.is_stripped(kept), kept
     assert not bc.diffusers_filter("diffusers.pipelines.stable_diffusion")
     assert "scipy" in bc.EXCLUDES and "torch" not in bc.EXCLUDES
 
