@@ -67,6 +67,19 @@ check_bundled_xcb() {
   return $rc
 }
 
+# check_bundle_paths FOLDER LIMIT: no path inside the app folder FOLDER is longer than LIMIT characters
+# (bundle_contents.MAX_BUNDLE_PATH: the Windows bundle holds the same Python packages, and Windows' path limit is
+# near once its zip is unpacked on a OneDrive desktop). tests/test_packaging.py checks the files it can foresee;
+# this sees what PyInstaller really collected.
+check_bundle_paths() {
+  local long
+  long="$(cd "$1" && find . -mindepth 1 | cut -c3- | awk -v max="$2" 'length($0) > max {print length($0) ": " $0}' \
+    | sort -rn | head -5)"
+  [ -z "$long" ] || { echo "error: paths in the bundle longer than $2 characters, too long for Windows once the" \
+    "zip is unpacked on a OneDrive desktop (leave them out in packaging/bundle_contents.py):" >&2
+                      echo "$long" >&2; return 1; }
+}
+
 main() {
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -96,6 +109,8 @@ rm -rf "dist/$APP"
   packaging/nibble_studio.spec
 
 check_bundled_xcb "dist/$APP"
+check_bundle_paths "dist/$APP" "$("$PY" -c "import sys; sys.path[:0] = ['packaging']; import bundle_contents as b
+print(b.MAX_BUNDLE_PATH)")"
 
 echo "== 3/4 desktop entry, icon, tar.gz"
 cp packaging/nibble-studio.desktop resources/icons/nibble-studio.png packaging/install-desktop-entry.sh "dist/$APP/"

@@ -101,3 +101,19 @@ def test_the_bundle_check_fails_without_a_bundled_x_library_or_the_plugin(tmp_pa
     assert no_plugin.returncode != 0 and "libqxcb.so" in no_plugin.stderr
     allowed = _bash(tmp_path, f'check_bundled_xcb "{tmp_path / "empty"}"', ldd=RESOLVED, NIBBLE_ALLOW_MISSING_X="1")
     assert allowed.returncode == 0 and allowed.stderr.startswith("warning: ")
+
+
+def test_a_path_in_the_bundle_longer_than_the_limit_stops_the_build(tmp_path):
+    """diffusers' deprecated pipelines' sources went 122 characters deep in the real bundle (2026-11-23), past
+    bundle_contents.MAX_BUNDLE_PATH, while the test of the foreseeable files passed."""
+    bundle = tmp_path / "Nibble Studio"
+    at_limit = bundle / "_internal" / ("a" * 40) / ("b" * 40) / ("c" * 28)  # 10 + 41 + 41 + 28 = 120 characters
+    at_limit.parent.mkdir(parents=True)
+    at_limit.write_bytes(b"")
+    assert _bash(tmp_path, f'check_bundle_paths "{bundle}" 120').returncode == 0
+    (at_limit.parent / ("d" * 29)).write_bytes(b"")
+    (at_limit.parent / ("e" * 30)).write_bytes(b"")
+    long = _bash(tmp_path, f'check_bundle_paths "{bundle}" 120')
+    assert long.returncode != 0 and long.stderr.startswith("error: paths in the bundle longer than 120 characters")
+    folder = f"_internal/{'a' * 40}/{'b' * 40}"
+    assert f"\n122: {folder}/{'e' * 30}\n121: {folder}/{'d' * 29}\n" in long.stderr  # the longest first
