@@ -22,7 +22,13 @@ from app.engine_errors import classify
 from app.observable import Prop
 from gpu.bfl_layout import SingleFileFacts, base_misfit, inspect_single_file
 from gpu.errors import ModelLoadError, UserError
-from gpu.model_files import check_pipeline_complete, pipeline_defaults, transformer_config
+from gpu.model_files import (
+    check_not_prequantized,
+    check_pipeline_complete,
+    check_text_to_image_pipeline,
+    pipeline_defaults,
+    transformer_config,
+)
 from gpu.safetensors_header import checked_weight_files
 
 # An output name is a file name in the models folder: long names break Windows' 260-character paths.
@@ -74,7 +80,9 @@ def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     if not (folder / "model_index.json").is_file():
         raise ModelLoadError(f"{folder}: not a diffusers pipeline folder (no model_index.json)",
                              "pick the folder that holds model_index.json, transformer/, text_encoder/, …")  # fmt: skip
+    check_text_to_image_pipeline(folder)  # an SDXL or FLUX.1 Fill folder is named as the library names it
     check_pipeline_complete(folder, f"model {folder.name or folder}")
+    check_not_prequantized(folder)
     cfg = transformer_config(folder)
     if cfg.get("_class_name") != "FluxTransformer2DModel":
         raise ModelLoadError(f"{folder.name or folder}: a {cfg.get('_class_name', 'unknown')} pipeline, not FLUX.1",

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 LIBRARY_FILE = "library.json"
 LIBRARY_VERSION = 1
 DEFAULT_MODEL = "demo"
+HF_REPO_PREFIX = "models--"  # a Hugging Face cache's folder of a repository: models--<org>--<name>
 
 
 @dataclass
@@ -174,17 +175,18 @@ class ModelLibrary:
     def add(self, path: Path | str, name: str | None = None) -> ModelEntry:
         """Validate ``path`` and add it; raises UserError with a plain reason when it is no usable model. A path
         listed already (built-in or added) gives its entry with ``already_added`` set, the file left as it is."""
-        path = Path(path).expanduser().resolve()
+        path = _model_path(path)
         facts = inspect_model_path(path)
         paths = self._user_paths()
         builtins = builtin_models()
-        # The resolved path is a model's identity: the same file or folder picked again (through a symlink, with
-        # a trailing slash, relative) is the listed entry, not a second one under "<name>-2". It is returned
-        # before the SVDQ full check: that was done when it was added, and reading gigabytes again says nothing.
+        # The resolved file is a model's identity: the same file or folder picked again (through a symlink or a
+        # hard link, with a trailing slash, relative) is the listed entry, not a second one under "<name>-2". It
+        # is returned before the SVDQ full check: that was done when it was added, and reading gigabytes again
+        # says nothing.
         listed = [(n, p, True) for n, p in builtins.items()]
         listed += [(n, p, False) for n, p in paths.items()]
         for listed_name, listed_path, builtin in listed:
-            if _resolved(listed_path) == path:
+            if _same_file(listed_path, path):
                 return ModelEntry(listed_name, listed_path, builtin, facts, already_added=True)
         if facts.kind == "svdq":
             from gpu.checkpoint.format import verify_checkpoint
@@ -195,13 +197,27 @@ class ModelLibrary:
             except CheckpointError as err:
                 raise ModelLoadError(str(err), err.hint) from None
         taken = set(paths) | set(builtins)
-        base = name or (path.stem if path.is_file() else path.name)
+        base = name or model_name(path)
         final, i = base, 2
         while final in taken and paths.get(final) != path:
             final, i = f"{base}-{i}", i + 1
         paths[final] = path
         self._save(paths)
+        self._tell_same_content(final, facts, [(n, p) for n, p, builtin in listed if not builtin])
         return ModelEntry(final, path, False, facts)
+
+    def _tell_same_content(self, name: str, facts: ModelFacts, listed: list[tuple[str, Path]]) -> None:
+        """A notice when the SVDQ file just listed as ``name`` holds the same data as one the user listed before
+        (a copy at another path, listed as "m-2" without a word; a copy of a built-in model is the user's own to
+        change). The checksums are the ones the files' headers record, so no file is hashed for it."""
+        if not facts.checksum:
+            return
+        for other, other_path in listed:
+            if _recorded_checksum(other_path) == facts.checksum:
+                self._notices.append(UserError(
+                    f"{name!r} ({facts.path}) has the same content as {other!r} ({other_path}): the same model is "
+                    f"listed twice", f"remove {name!r} from the library if you want it listed once"))  # fmt: skip
+                return
 
     def remove(self, name: str) -> None:
         paths = self._user_paths()
@@ -220,13 +236,75 @@ class ModelLibrary:
                 if entry.facts is None:
                     raise ModelLoadError(f"model {key!r}: {entry.problem}")
                 return entry
-        path = Path(key).expanduser()
-        if path.exists():
-            path = path.resolve()  # "." names no folder in a message; its absolute path does
-            facts = inspect_model_path(path)
-            return ModelEntry(path.stem if path.is_file() else path.name, path, False, facts)
+        if Path(key).expanduser().exists():
+            path = _model_path(key)  # "." names no folder in a message; its absolute path does
+            return ModelEntry(model_name(path), path, False, inspect_model_path(path))
         names = ", ".join(e.name for e in self.entries()) or "none"
         raise ModelLoadError(f"no model named {key!r} and no such file or folder (library: {names})")
+
+
+def _model_path(path: Path | str) -> Path:
+    """The path a model given as ``path`` is read and listed under: absolute, its folders resolved, its own name
+    kept (a Hugging Face cache file is a link named ``flux-int4.safetensors`` to a blob named by its hash, and
+    what a file is goes by its name); a Hugging Face cache folder (``models--org--name``) becomes its snapshot."""
+    path = Path(path).expanduser()
+    path = _resolved(path) if path.name in ("", ".", "..") else _resolved(path.parent) / path.name
+    return hf_snapshot(path) or path
+
+
+def hf_snapshot(folder: Path) -> Path | None:
+    """The snapshot a Hugging Face cache folder ``models--org--name`` holds the files of: the revision its
+    ``refs/main`` names, else the newest; None for any other path (the cache folder itself holds no model, and
+    was "not a diffusers pipeline folder")."""
+    snapshots = folder / "snapshots"
+    if not folder.name.startswith(HF_REPO_PREFIX) or not snapshots.is_dir():
+        return None
+    try:
+        main = (folder / "refs" / "main").read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):
+        main = ""
+    if main and (snapshots / main).is_dir():
+        return snapshots / main
+    try:
+        found = [d for d in snapshots.iterdir() if d.is_dir()]
+        return max(found, key=lambda d: d.stat().st_mtime, default=None)
+    except OSError:
+        return None
+
+
+def model_name(path: Path) -> str:
+    """The name a model at ``path`` gets in the library: a file's stem, a folder's name, and for a Hugging Face
+    cache snapshot (``models--org--name/snapshots/<commit>``), named after a commit, the repository's name."""
+    if path.is_file():
+        return path.stem
+    repo = path.parent.parent.name
+    if path.parent.name == "snapshots" and repo.startswith(HF_REPO_PREFIX):
+        return repo.split("--", 2)[-1] or path.name
+    return path.name
+
+
+def _same_file(listed: Path, path: Path) -> bool:
+    """Whether the listed ``listed`` and ``path`` are one file or folder: the same once resolved (symlinks, a
+    relative path), or the same inode (a hard link, which resolving does not join)."""
+    if _resolved(listed) == _resolved(path):
+        return True
+    try:
+        a, b = listed.stat(), path.stat()
+    except (OSError, ValueError):  # a listed file that is gone (or a path the system cannot stat)
+        return False
+    return a.st_ino != 0 and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)  # 0: a file system without inodes
+
+
+def _recorded_checksum(path: Path) -> str:
+    """The data checksum the SVDQ file at ``path`` records in its header; "" for a folder or any other file."""
+    from gpu.checkpoint.format import read_checkpoint_meta
+
+    if not path.is_file():
+        return ""
+    try:
+        return read_checkpoint_meta(path).sha256
+    except (UserError, OSError):
+        return ""
 
 
 def _resolved(path: Path) -> Path:

@@ -9,7 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from gpu.errors import ModelLoadError
+from gpu.bfl_layout import PICK_MODEL, check_safetensors_name
+from gpu.errors import ModelLoadError, named_few
 from gpu.safetensors_header import checked_weight_files
 
 # Generation defaults when a model ships no nibble.json (FLUX.1-dev's recommended settings).
@@ -28,6 +29,7 @@ class ModelFacts:
     transformer_params: int
     defaults: dict[str, Any] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)  # SVDQ only: recorded base pipeline
+    checksum: str = ""  # SVDQ only: the SHA-256 of the data section its header records (not computed here)
 
 
 def inspect_model_path(path: Path | str) -> ModelFacts:
@@ -37,20 +39,21 @@ def inspect_model_path(path: Path | str) -> ModelFacts:
         raise ModelLoadError(f"{path}: no such file or folder")
     if path.is_dir():
         return _inspect_folder(path)
-    if path.suffix != ".safetensors":
-        raise ModelLoadError(f"{path.name}: not a model (expected a diffusers folder or an SVDQ .safetensors file)")
+    check_safetensors_name(path, PICK_MODEL)  # a pickle, a GGUF file, ... named as the quantize wizard names them
     return _inspect_svdq(path)
 
 
 def _inspect_folder(path: Path) -> ModelFacts:
     from gpu.adapters import adapter_for_config
 
-    index = path / "model_index.json"
-    config = path / "transformer" / "config.json"
-    if not index.is_file() or not config.is_file():
-        raise ModelLoadError(f"{path}: not a diffusers pipeline folder (model_index.json or transformer/ missing)")
+    if not (path / "model_index.json").is_file():
+        raise ModelLoadError(f"{path}: not a diffusers pipeline folder (no model_index.json)", _pick_in(path))
+    check_text_to_image_pipeline(path)  # before transformer/: an SDXL folder has none, and was "not a pipeline"
+    if not (path / "transformer" / "config.json").is_file():
+        raise ModelLoadError(f"{path}: not a diffusers pipeline folder (no transformer/config.json)", _pick_in(path))
     cfg = transformer_config(path)
     check_pipeline_complete(path, f"model {path.name}")
+    check_not_prequantized(path)
     try:
         adapter = adapter_for_config(str(cfg.get("_class_name")))
     except ValueError as err:
@@ -63,6 +66,77 @@ def _inspect_folder(path: Path) -> ModelFacts:
     check_defaults_readable(path, f"model {path.name}")
     defaults = pipeline_defaults(path)
     return ModelFacts(path, "diffusers", adapter.architecture, adapter.diffusers_class, dtype, size, params, defaults)
+
+
+def _pick_in(folder: Path) -> str:
+    """What to pick instead of ``folder``, which is no pipeline: the model files in it (a ComfyUI or Hugging Face
+    folder of single files), else the pipeline's own folder."""
+    try:
+        files = sorted(f.name for f in folder.glob("*.safetensors"))
+    except OSError:
+        files = []
+    if files:
+        return f"it holds {named_few(files)}: add a model file itself (Add SVDQ file…, or give the file to --model)"
+    return "pick the folder that holds model_index.json, transformer/, text_encoder/, …"
+
+
+# The pipeline the app runs (``gpu.adapters``' pipeline_class), and the input channels of its transformer (16
+# latent channels in 2x2 patches). FLUX.1 Fill/Canny/Depth (FluxFillPipeline, FluxControlPipeline) load as a
+# FluxPipeline too, with a transformer taking 384 or 128 channels, and generating then died at step 1.
+TEXT_TO_IMAGE_PIPELINE = "FluxPipeline"
+FLUX_IN_CHANNELS = 64
+_IMAGE_INPUT = ("it needs an input image (FLUX.1 Fill, Canny, Depth, Kontext, Redux), which Nibble Studio does not "
+                "offer")  # fmt: skip
+_PICK_TEXT_TO_IMAGE = "add a text-to-image FLUX.1 pipeline (FLUX.1-dev or FLUX.1-schnell) or an SVDQ file made from one"
+
+
+def _model_index(folder: Path) -> dict[str, Any]:
+    """``folder``'s model_index.json ({} when unreadable or no object: ``check_pipeline_complete`` says so)."""
+    try:
+        index = json.loads((folder / "model_index.json").read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
+def check_text_to_image_pipeline(folder: Path) -> None:
+    """ModelLoadError when the diffusers pipeline at ``folder`` is not one the app can run: another pipeline
+    (an SDXL folder was "not a diffusers pipeline folder"), or a FLUX.1 one that needs an input image (its class,
+    or its transformer's input channels, say so). Torch-free: reads model_index.json and transformer/config.json."""
+    name = folder.name or str(folder)
+    cls = _model_index(folder).get("_class_name")
+    if isinstance(cls, str) and cls != TEXT_TO_IMAGE_PIPELINE:
+        what = _IMAGE_INPUT if cls.startswith("Flux") else "Nibble Studio runs FLUX.1 pipelines"
+        raise ModelLoadError(f"{name}: a {cls} folder; {what}", _PICK_TEXT_TO_IMAGE)
+    try:
+        cfg = transformer_config(folder)
+    except ModelLoadError:
+        return  # no transformer/config.json, or an unreadable one: the callers name it
+    channels = cfg.get("in_channels", FLUX_IN_CHANNELS)
+    if cfg.get("_class_name") == "FluxTransformer2DModel" and channels != FLUX_IN_CHANNELS:
+        raise ModelLoadError(f"{name}: its transformer takes {channels} input channels, not the {FLUX_IN_CHANNELS} "
+                             f"of text-to-image FLUX.1; {_IMAGE_INPUT}", _PICK_TEXT_TO_IMAGE)  # fmt: skip
+
+
+def check_not_prequantized(folder: Path) -> None:
+    """ModelLoadError when a component of the pipeline at ``folder`` was saved quantized by another library (a
+    ``quantization_config`` in its config.json, e.g. HF's diffusers/FLUX.1-dev-bnb-4bit): it was listed as
+    bf16, and generating failed with "PackageNotFoundError: bitsandbytes"."""
+    for component in sorted(k for k in _model_index(folder) if not k.startswith("_")):
+        try:
+            cfg = json.loads((folder / component / "config.json").read_bytes())
+        except (OSError, ValueError, RecursionError):
+            continue  # no config.json (a tokenizer, the scheduler), or an unreadable one, which loading names
+        quant = cfg.get("quantization_config") if isinstance(cfg, dict) else None
+        if not isinstance(quant, dict):
+            continue
+        method = str(quant.get("quant_method", "another library"))
+        bits = " 4-bit" if quant.get("load_in_4bit") else " 8-bit" if quant.get("load_in_8bit") else ""
+        raise ModelLoadError(
+            f"{folder.name or folder}: its {component} is saved quantized ({method}{bits}); Nibble Studio reads "
+            "16-bit weights only, and quantizes them itself",
+            "add the 16-bit FLUX.1 pipeline instead (e.g. FLUX.1-dev), and quantize it with the Quantize wizard "
+            "(or python main.py quantize) to run it in 4 bits")  # fmt: skip
 
 
 def check_pipeline_complete(folder: Path, label: str, skip: tuple[str, ...] = ()) -> None:
@@ -106,6 +180,7 @@ def _inspect_svdq(path: Path) -> ModelFacts:
     return ModelFacts(
         path, "svdq", meta.architecture, meta.model_class, precision, path.stat().st_size, params,
         defaults=dict(meta.base_model.get("defaults") or FALLBACK_DEFAULTS), base=dict(meta.base_model),
+        checksum=meta.sha256,
     )  # fmt: skip
 
 
@@ -190,9 +265,11 @@ def _safetensors_summary(files: list[Path], where: str = "") -> tuple[str, int]:
 def model_hash(path: Path | str) -> str:
     """First 10 hex digits of the SHA-256 of the model's weights (A1111's ``Model hash``).
 
-    For a pipeline folder the transformer's safetensors files are hashed in name order."""
+    For a pipeline folder the transformer's weight files that load (``checked_weight_files``) are hashed in name
+    order."""
     path = Path(path)
-    files = sorted((path / "transformer").glob("*.safetensors")) if path.is_dir() else [path]
+    # What loads, not every file there: a .fp16 variant beside the weights changed the hash
+    files = checked_weight_files(path / "transformer", path.name) if path.is_dir() else [path]
     stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     return _hash_files(stamp)
 

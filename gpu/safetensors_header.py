@@ -161,32 +161,61 @@ def _read_header(f: BinaryIO, name: str) -> tuple[int, dict[str, Any]]:
     return n, header
 
 
+# What ``from_pretrained`` loads from a component folder when no variant is asked for, first found first:
+# diffusers (transformer/, vae/) looks for the sharded index before the single file, transformers (text encoders)
+# for the single file first. A variant (``diffusion_pytorch_model.fp16.safetensors``) loads only when asked for.
+LOADED_WEIGHTS = ("diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.safetensors",
+                  "model.safetensors", "model.safetensors.index.json")  # fmt: skip
+
+
+def loaded_weight_files(folder: Path) -> list[Path]:
+    """The ``.safetensors`` files of a model folder's component (``folder`` = e.g. ``transformer/``) that
+    diffusers' or transformers' ``from_pretrained`` loads, in name order: the shards a ``LOADED_WEIGHTS`` index
+    lists, or that single file; [] when there is neither. Never a variant or any other file lying beside them: a
+    ``.fp16`` copy beside the main file counted every parameter twice (the estimated VRAM, the memory plan, the
+    model hash). ``ValueError`` for an index that lists no weight files (unreadable, not JSON, no weight_map);
+    ``OSError`` when the folder cannot be read. Shards are not checked to exist (``checked_weight_files``
+    does)."""
+    for name in LOADED_WEIGHTS:
+        found = folder / name
+        if not found.is_file():
+            continue
+        if not name.endswith(".index.json"):
+            return [found]
+        try:
+            weight_map = json.loads(found.read_bytes()).get("weight_map")
+            return [folder / str(shard) for shard in sorted(set(weight_map.values()))]
+        except (OSError, ValueError, AttributeError, TypeError):  # unreadable, not JSON, or no weight_map table
+            raise ValueError(f"{name} is damaged: it does not list the weight files") from None
+    return []
+
+
 def checked_weight_files(folder: Path, model: str) -> list[Path]:
-    """The ``.safetensors`` files of a model folder's component (``folder`` = e.g. ``transformer/``), in name
-    order, each one's header and size checked as ``read_safetensors_header`` checks them, and every shard that a
-    ``*.safetensors.index.json`` there lists present. Headers and sizes only: torch-free and cheap enough for the
-    GUI thread (a truncated or deleted file passed the quantize wizard's source page, and the run failed at once).
-    ``ModelLoadError`` naming ``model`` and the missing or damaged file otherwise, with a hint to copy or download
-    the model again."""
+    """The weight files of a model folder's component (``folder`` = e.g. ``transformer/``) that loading it reads
+    (``loaded_weight_files``), each one present and its header and size checked as ``read_safetensors_header``
+    checks them. Headers and sizes only: torch-free and cheap enough for the GUI thread (a truncated or deleted
+    file passed the quantize wizard's source page, and the run failed at once). ``ModelLoadError`` naming
+    ``model`` and the missing or damaged file otherwise, with a hint to copy or download the model again."""
     where = f"{model}: {folder.name}/"
     try:
-        files = sorted(folder.glob("*.safetensors"))
-        indexes = sorted(folder.glob("*.safetensors.index.json"))
+        files = loaded_weight_files(folder)
+        others = sorted(f.name for f in folder.glob("*.safetensors"))
     except OSError as err:
         raise ModelLoadError(f"{where} cannot be read ({err.strerror or err})", MODEL_AGAIN) from None
+    except ValueError as err:
+        raise ModelLoadError(f"{where}{err}", MODEL_AGAIN) from None
+    if not files and others:  # e.g. only diffusion_pytorch_model.fp16.safetensors, which loads only when asked for
+        raise ModelLoadError(
+            f"{where} holds no {LOADED_WEIGHTS[1]} (nor its sharded index), the weights that load; only "
+            f"{named_few(others)}",
+            f"{MODEL_AGAIN}; a variant such as .fp16 loads only when asked for: renamed to {LOADED_WEIGHTS[1]} "
+            "it is the model's weights")  # fmt: skip
     if not files:
         raise ModelLoadError(f"{where} holds no .safetensors weights ({folder})", MODEL_AGAIN)
-    for index in indexes:
-        try:
-            weight_map = json.loads(index.read_bytes()).get("weight_map")
-            listed = sorted(set(weight_map.values()))
-        except (OSError, ValueError, AttributeError, TypeError):  # unreadable, not JSON, or no weight_map table
-            raise ModelLoadError(f"{where}{index.name} is damaged: it does not list the weight files",
-                                 MODEL_AGAIN) from None  # fmt: skip
-        missing = [name for name in listed if not (folder / str(name)).is_file()]
-        if missing:
-            raise ModelLoadError(f"{where} lacks {named_few([str(m) for m in missing])}, which {index.name} lists",
-                                 MODEL_AGAIN)  # fmt: skip
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        index = next(name for name in LOADED_WEIGHTS if (folder / name).is_file())
+        raise ModelLoadError(f"{where} lacks {named_few(missing)}, which {index} lists", MODEL_AGAIN)
     for f in files:
         try:
             read_safetensors_header(f)

@@ -83,7 +83,7 @@ class ModelPanel(QWidget):
         self.add_folder_button.setToolTip("A diffusers model folder (with model_index.json)")
         self.add_file_button = QPushButton("Add SVDQ file…")
         self.add_file_button.setToolTip(
-            "A 4-bit SVDQuant model file (.svdq or .safetensors), such as the Quantize wizard makes"
+            "A 4-bit SVDQuant model file (.safetensors), such as the Quantize wizard makes"
         )
         self.remove_button = QPushButton("Remove")
         self.remove_button.setToolTip("Take the selected model off the list (its file stays where it is)")
@@ -171,7 +171,7 @@ class ModelPanel(QWidget):
 
     def _add_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Add an SVDQ model file", "", "SVDQ models (*.svdq *.safetensors);;All files (*)"
+            self, "Add an SVDQ model file", "", "SVDQ models (*.safetensors);;All files (*)"
         )
         if path:
             self.controller.add_model(path)

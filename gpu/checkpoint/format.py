@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import save_file
 
 from gpu.atomic import atomic_path
-from gpu.bfl_layout import PICK_MODEL, QUANTIZE_FIRST, bfl_prefix, other_file
+from gpu.bfl_layout import PICK_MODEL, QUANTIZE_FIRST, bfl_prefix, foreign_quantized, other_file
 from gpu.errors import CheckpointError
 from gpu.safetensors_header import AGAIN, TensorReader, open_safetensors, read_data_hashed, read_safetensors_header
 from gpu.version import __version__
@@ -110,14 +110,8 @@ def read_checkpoint_meta(path: Path | str) -> CheckpointMeta:
 
 def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
     raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
-    if raw is None and bfl_prefix(header) is not None:
-        raise CheckpointError(f"{name}: a single-file FLUX.1 checkpoint (16-bit or FP8), not a quantized model",
-                              hint=QUANTIZE_FIRST)  # fmt: skip
-    if raw is None and (known := other_file(header, PICK_MODEL)):  # a LoRA, an SDXL checkpoint, ...
-        raise CheckpointError(f"{name}: {known[0]}", hint=known[1])
     if raw is None:
-        raise CheckpointError(f"{name}: not an SVDQ checkpoint (no '{METADATA_KEY}' metadata): not a quantized model",
-                              hint=PICK_MODEL)  # fmt: skip
+        raise _not_svdq(name, header)
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # also nesting past the parser's limit, or an over-long integer
@@ -149,6 +143,20 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
         raise CheckpointError(f"{name}: incomplete SVDQ metadata ({err})") from None
     _check_meta_types(name, meta)
     return meta
+
+
+def _not_svdq(name: str, header: dict[str, Any]) -> CheckpointError:
+    """The error for a .safetensors file without SVDQ metadata, saying what it is instead."""
+    # Another tool's 4-bit file first: a Forge NF4 file has every BFL name of a 16-bit checkpoint.
+    if known := foreign_quantized(header):
+        return CheckpointError(f"{name}: {known[0]}", hint=known[1])
+    if bfl_prefix(header) is not None:
+        return CheckpointError(f"{name}: a single-file FLUX.1 checkpoint (16-bit or FP8), not a quantized model",
+                               hint=QUANTIZE_FIRST)  # fmt: skip
+    if known := other_file(header, PICK_MODEL):  # a LoRA, an SDXL checkpoint, ...
+        return CheckpointError(f"{name}: {known[0]}", hint=known[1])
+    return CheckpointError(f"{name}: not an SVDQ checkpoint (no '{METADATA_KEY}' metadata): not a quantized model",
+                           hint=PICK_MODEL)  # fmt: skip
 
 
 _STORAGE_DTYPES = ("float16", "bfloat16", "float32")

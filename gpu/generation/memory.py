@@ -127,8 +127,14 @@ _BLOCK_KEY = re.compile(r"^(.*\.(?:block|layers|blocks))\.(\d+)\.")
 
 def folder_sizes(folder: Path) -> tuple[int, int]:
     """(bytes at 16 bits, streamed bytes at 16 bits) of a component folder, from safetensors headers only."""
+    from gpu.safetensors_header import loaded_weight_files
+
     total, blocks = 0, {}
-    for f in sorted(folder.glob("*.safetensors")):
+    try:
+        files = [f for f in loaded_weight_files(folder) if f.is_file()]  # not a .fp16 variant beside them too
+    except (OSError, ValueError):  # an unreadable folder or a damaged index: loading the pipeline names it
+        files = []
+    for f in files:
         for key, entry in _header(f).items():
             if key == "__metadata__":
                 continue
