@@ -408,11 +408,12 @@ class EngineWorker(QObject):
         from gpu.generation.request import GenerationCancelled
 
         request = job.request
-        self.started.emit(job.id, request.batch_count, self._loaded != request.model)
+        loading = self._needs_load(request.model)
+        self.started.emit(job.id, request.batch_count, loading)
         try:
             images_folder(self._data)  # refused now, not after the work, if its images could not be saved
             service = self._ensure_service()
-            if self._loaded != request.model:
+            if loading:
                 info = service.load(request.model)  # unloads the previous model first
                 self._loaded = request.model
                 self.model_loaded.emit(info)
@@ -439,13 +440,24 @@ class EngineWorker(QObject):
                 # The pipeline may be in a broken state after an unexpected error: reload on the next job.
                 self._loaded = None
             if self._file_after(request.model, exc) == "gone":
-                self._loaded = None  # a file put back (and added again) is read anew, not taken for the old one
+                self._loaded = None  # the panel is told of the model loaded again when its file is back
             self.ended_through = job.id
             self.failed.emit(job.id, error)
         else:
             self.ended_through = job.id
             self.finished.emit(job.id)
             self._describe_after_job(request.model)
+
+    def _needs_load(self, model: str) -> bool:
+        """Whether a job on ``model`` loads it first: another model is loaded, or its files changed since it was
+        (rewritten, replaced, put back: the service loads it again, and the panel is told). True when that cannot
+        be told (the service not started yet, the model unreadable): the load then says why."""
+        if self._loaded != model or self._service is None:
+            return True
+        try:
+            return not self._service.is_loaded(model)
+        except Exception:  # noqa: BLE001 - loading it reports the problem
+            return True
 
     def _describe_after_job(self, model: str) -> None:
         """The model's facts as the job left them: its LoRAs can change the execution path and the memory plan."""

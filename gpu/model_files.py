@@ -270,14 +270,15 @@ def model_hash(path: Path | str) -> str:
     path = Path(path)
     # What loads, not every file there: a .fp16 variant beside the weights changed the hash
     files = checked_weight_files(path / "transformer", path.name) if path.is_dir() else [path]
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    # the inode too: another file copied over it with the same size and time (cp -p, rsync -a) is hashed anew
+    stamp = tuple((str(f), st.st_size, st.st_mtime_ns, st.st_ino) for f in files for st in [f.stat()])
     return _hash_files(stamp)
 
 
 @lru_cache(maxsize=64)
-def _hash_files(stamp: tuple[tuple[str, int, int], ...]) -> str:
+def _hash_files(stamp: tuple[tuple[str, int, int, int], ...]) -> str:
     h = hashlib.sha256()
-    for name, _, _ in stamp:
+    for name, *_ in stamp:
         with open(name, "rb") as f:
             while chunk := f.read(16 << 20):
                 h.update(chunk)

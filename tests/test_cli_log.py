@@ -39,7 +39,8 @@ def test_generate_and_quantize_write_the_log_file_and_print_what_they_printed(tm
              data_dir=data)  # fmt: skip
     assert r.returncode == 0 and r.stderr == ""
     printed = r.stdout.splitlines()
-    assert printed[0].startswith(f"wrote {png} (64x64, 1 steps") and printed[-1].startswith("total ")
+    assert printed[0].startswith("Memory plan: ")  # said before the model loads
+    assert printed[1].startswith(f"wrote {png} (64x64, 1 steps") and printed[-1].startswith("total ")
     text = _log(data)
     assert re.search(rf"INFO cli {_pid(text)} \[MainThread\] nibble\.cli: Nibble Studio \S+ command line", text)
     assert f"command: main.py --data-dir {data} generate 'a red star' --steps 1" in text

@@ -296,6 +296,9 @@ class ImagesAtOnce:
         self.library = SimpleNamespace(take_notices=list)
         self.loaded = None
 
+    def describe(self, model: str, base: str | None = None) -> Any:  # the memory plan said before loading
+        return SimpleNamespace(memory_policy=SimpleNamespace(label="Memory plan: none"))
+
     def generate(self, request: Any, on_image: Callable[[Any], None]) -> list[Any]:
         from PIL import Image
 
@@ -330,7 +333,8 @@ def test_an_image_another_run_writes_meanwhile_under_the_default_name_is_kept(tm
     monkeypatch.setattr(png_metadata, "write_png", the_other_run_first)
     assert main(["--data-dir", str(tmp_path / "data"), "generate", "a red fox", "--batch", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(" (")[0] for line in lines[:2]] == ["wrote nibble-0-2.png", "wrote nibble-1.png"]
+    assert [line.split(" (")[0] for line in lines[:3]] == ["Memory plan: none", "wrote nibble-0-2.png",
+                                                           "wrote nibble-1.png"]  # fmt: skip
     assert other.read_bytes() == b"the other run's image"
     assert read_png_text(tmp_path / "nibble-0-2.png")["parameters"].startswith("a red fox")
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["nibble-0-2.png", "nibble-0.png", "nibble-1.png"]

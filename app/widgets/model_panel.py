@@ -51,9 +51,18 @@ def info_text(info: Any) -> str:
         ("Architecture", getattr(info, "architecture", "?")),
         ("Precision", getattr(info, "precision", "?")),
         ("Size on disk", human_bytes(getattr(info, "size_bytes", None))),
-        ("Estimated VRAM", human_bytes(getattr(info, "est_vram_bytes", None))),
+        memory_row(info),
     ]
     return "\n".join(f"{k}: {v}" for k, v in rows)
+
+
+def memory_row(info: Any) -> tuple[str, str]:
+    """What the model needs, as the memory plan below it says (one source: its peak): GPU memory, or without a GPU
+    the system memory it runs in (a VRAM figure there would be no one's need)."""
+    ram = getattr(info, "est_ram_bytes", None)
+    if getattr(info, "est_vram_bytes", None) is None and ram:
+        return "Estimated RAM", f"{human_bytes(ram)} (no GPU: VRAM n/a)"
+    return "Estimated VRAM", human_bytes(getattr(info, "est_vram_bytes", None))
 
 
 class ModelPanel(QWidget):

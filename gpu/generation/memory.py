@@ -26,6 +26,7 @@ from torch import nn
 from gpu.generation.prompt_length import t5_encoding
 from gpu.runtime.memory_policy import (
     FLUX_DEV_INT4,
+    REFERENCE_SIZE,
     EncoderSize,
     MemoryPolicy,
     ModelSizes,
@@ -100,13 +101,24 @@ def transformer_run_bytes(transformer: nn.Module, device: torch.device) -> int:
     return transformer_bytes(transformer) + kernel_copies_bytes(transformer, device)
 
 
+def weight_bits(formats: Iterable[str]) -> int:
+    """The widest of the quantized weight ``formats`` (``gpu.quant`` names) in bits; 16 when there are none."""
+    from gpu.quant import get_format
+
+    return max((get_format(f).bits for f in formats), default=16)
+
+
 def pipeline_sizes(pipe: Any, device: torch.device) -> ModelSizes:
     """Run-time bytes of a loaded pipeline's parts (as loaded: dtype already the run-time one; the transformer
     with its LoRAs and the kernels' copies)."""
+    from gpu.modules.svdq_linear import SVDQLinear
+
     encoders = tuple(encoder_size(getattr(pipe, n)) for n in TEXT_ENCODERS if getattr(pipe, n, None) is not None)
+    formats = [m.spec.weight_format for m in pipe.transformer.modules() if isinstance(m, SVDQLinear)]
     return ModelSizes(
-        transformer=transformer_run_bytes(pipe.transformer, device), text_encoders=encoders, vae=module_bytes(pipe.vae)
-    )
+        transformer=transformer_run_bytes(pipe.transformer, device), text_encoders=encoders,
+        vae=module_bytes(pipe.vae), weight_bits=weight_bits(formats),
+    )  # fmt: skip
 
 
 def _header(path: Path) -> dict[str, Any]:
@@ -125,8 +137,9 @@ def _numel(entry: dict[str, Any]) -> int:
 _BLOCK_KEY = re.compile(r"^(.*\.(?:block|layers|blocks))\.(\d+)\.")
 
 
-def folder_sizes(folder: Path) -> tuple[int, int]:
-    """(bytes at 16 bits, streamed bytes at 16 bits) of a component folder, from safetensors headers only."""
+def folder_sizes(folder: Path, value_bytes: int = 2) -> tuple[int, int]:
+    """(bytes, streamed bytes) of a component folder at ``value_bytes`` a value (the run-time dtype's: 2 on a
+    GPU, 4 on the CPU), from safetensors headers only."""
     from gpu.safetensors_header import loaded_weight_files
 
     total, blocks = 0, {}
@@ -138,7 +151,7 @@ def folder_sizes(folder: Path) -> tuple[int, int]:
         for key, entry in _header(f).items():
             if key == "__metadata__":
                 continue
-            nbytes = 2 * _numel(entry)  # 16-bit on the GPU whatever the file stores
+            nbytes = value_bytes * _numel(entry)  # the run-time dtype whatever the file stores
             total += nbytes
             if m := _BLOCK_KEY.match(key):
                 blocks[m.groups()] = blocks.get(m.groups(), 0) + nbytes
@@ -146,21 +159,57 @@ def folder_sizes(folder: Path) -> tuple[int, int]:
     return total, streamed
 
 
-def predicted_sizes(facts: Any, base_path: Path | None) -> ModelSizes:
-    """Sizes of a model that is not loaded, from file headers (FLUX.1-dev's encoders/VAE when the base
-    pipeline is unknown). ``facts``: ``gpu.model_files.ModelFacts``."""
-    transformer = facts.size_bytes if facts.kind == "svdq" else 2 * facts.transformer_params
+_FLOAT_DTYPES = ("BF16", "F16", "F32", "F64")  # safetensors dtypes the loaders cast to the run-time dtype
+
+
+def svdq_sizes(path: Path, value_bytes: int = 2) -> tuple[int, int]:
+    """(run-time bytes, ``weight_bits``) of an SVDQ file's transformer, from its header: the quantized layers'
+    buffers as stored (no path unpacks them), every other floating-point tensor at ``value_bytes`` a value (the
+    run-time dtype ``gpu.checkpoint.skeleton.cast_unquantized`` gives it: 4 on the CPU)."""
+    from gpu.checkpoint.format import read_checkpoint_meta
+
+    layers = read_checkpoint_meta(path).layers  # validated: every spec's formats are known
+    header = _header(path)
+    total = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        stored = entry["data_offsets"][1] - entry["data_offsets"][0]
+        cast = entry["dtype"] in _FLOAT_DTYPES and key.rpartition(".")[0] not in layers
+        total += value_bytes * _numel(entry) if cast else stored
+    return total, weight_bits(layer["weight_format"] for layer in layers.values())
+
+
+def predicted_sizes(facts: Any, base_path: Path | None, value_bytes: int = 2) -> ModelSizes:
+    """Sizes of a model that is not loaded at ``value_bytes`` a 16-bit value (the run-time dtype's: 2 on a GPU, 4
+    on the CPU), from file headers (FLUX.1-dev's encoders/VAE when the base pipeline is unknown). ``facts``:
+    ``gpu.model_files.ModelFacts``."""
+    if facts.kind == "svdq":
+        transformer, bits = svdq_sizes(facts.path, value_bytes)
+    else:
+        transformer, bits = value_bytes * facts.transformer_params, 16
+    scale = value_bytes // 2  # FLUX_DEV_INT4 counts 16-bit encoders and VAE
+    flux_vae = FLUX_DEV_INT4.vae * scale
     if base_path is None or not (base_path / "model_index.json").is_file():
-        return ModelSizes(transformer, FLUX_DEV_INT4.text_encoders, FLUX_DEV_INT4.vae)
-    encoders = tuple(EncoderSize(*folder_sizes(base_path / n)) for n in TEXT_ENCODERS if (base_path / n).is_dir())
-    vae = folder_sizes(base_path / "vae")[0] if (base_path / "vae").is_dir() else FLUX_DEV_INT4.vae
-    return ModelSizes(transformer, encoders, vae)
+        encoders = tuple(EncoderSize(e.total * scale, e.streamed * scale) for e in FLUX_DEV_INT4.text_encoders)
+        return ModelSizes(transformer, encoders, flux_vae, bits)
+    encoders = tuple(EncoderSize(*folder_sizes(base_path / n, value_bytes)) for n in TEXT_ENCODERS
+                     if (base_path / n).is_dir())  # fmt: skip
+    vae = folder_sizes(base_path / "vae", value_bytes)[0] if (base_path / "vae").is_dir() else flux_vae
+    return ModelSizes(transformer, encoders, vae, bits)
 
 
-def policy_for_pipeline(pipe: Any, device: torch.device) -> MemoryPolicy:
-    """The policy for a loaded (still CPU-resident) pipeline on ``device``."""
+def policy_for_pipeline(
+    pipe: Any, device: torch.device, image_size: tuple[int, int] = REFERENCE_SIZE
+) -> MemoryPolicy:
+    """The policy for a loaded (still CPU-resident) pipeline on ``device``; on the CPU weighed against the RAM
+    for images of ``image_size`` (the model's own)."""
     total = detect_total_vram(device)
-    return choose_policy(total, pipeline_sizes(pipe, device) if total is not None else None)
+    if total is not None:
+        return choose_policy(total, pipeline_sizes(pipe, device))
+    from gpu.system_info import installed_ram_bytes
+
+    return choose_policy(None, pipeline_sizes(pipe, device), installed_ram_bytes(), image_size)
 
 
 # -- placement --------------------------------------------------------------------------------------------

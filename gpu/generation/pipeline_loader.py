@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +16,8 @@ import torch
 from safetensors import SafetensorError
 
 from gpu.adapters import adapter_named
-from gpu.errors import CheckpointError, ModelLoadError
+from gpu.bfl_layout import BASE_MUST_MATCH, base_misfit
+from gpu.errors import CheckpointError, ModelLoadError, UserError
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import ModelFacts, check_pipeline_complete, inspect_model_path
 from gpu.safetensors_header import read_safetensors_header
@@ -35,6 +38,7 @@ class LoadedPipeline:
     policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy: where the parts live (None: all on ``device``)
     # (prompt, max length, LoRAs on the text encoders) -> embeddings (gpu.generation.memory)
     prompt_cache: dict = field(default_factory=dict)
+    model_hash: str = ""  # the images' "Model hash" of the weights loaded (set by the service as it loads them)
 
 
 def default_device() -> torch.device:
@@ -48,9 +52,22 @@ def runtime_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
 
 
+def default_size(facts: ModelFacts) -> tuple[int, int]:
+    """(width, height) a model makes by default (its nibble.json's; FLUX.1's 1024x1024 where that is no number:
+    generating says what is wrong with it)."""
+    try:
+        return int(facts.defaults.get("width", 1024)), int(facts.defaults.get("height", 1024))
+    except (TypeError, ValueError, OverflowError):
+        return 1024, 1024
+
+
 def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path | None) -> Path:
     """The base pipeline folder of an SVDQ file: --base (a folder or, as quantize --base takes it, a library
-    name), else the recorded relative path, absolute path, or library name, in that order."""
+    name), else the recorded absolute path, library name, or relative path, the first that fits the model
+    (``base_misfit``: a base whose text encoders or VAE give other widths would fail mid-generation).
+
+    The absolute path first: it is the pipeline the file was made with. The relative one last: it finds a base
+    copied along with the file to another machine, but beside a moved file it may be some other folder."""
     tried = []
     if override:
         candidates = [Path(override).expanduser()]
@@ -66,11 +83,6 @@ def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path 
     else:
         base = facts.base
         candidates = []
-        if base.get("relative_path"):
-            # A file quantized on Windows records "..\models\flux"; on Linux a backslash is no separator, so
-            # the base copied along with it was not found there. Windows takes either separator.
-            relative = str(base["relative_path"]).replace("\\", "/")
-            candidates.append((facts.path.parent / relative).resolve())
         if base.get("path"):
             candidates.append(Path(base["path"]))
         if base.get("name"):
@@ -78,16 +90,92 @@ def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path 
                 candidates.append(library.resolve(base["name"]).path)
             except ModelLoadError:
                 tried.append(f"library name {base['name']!r}")
+        if base.get("relative_path"):
+            # A file quantized on Windows records "..\models\flux"; on Linux a backslash is no separator, so
+            # the base copied along with it was not found there. Windows takes either separator.
+            relative = str(base["relative_path"]).replace("\\", "/")
+            candidates.append((facts.path.parent / relative).resolve())
     for c in candidates:
         if (c / "model_index.json").is_file():
             # the transformer is the SVDQ file itself; the rest (encoders, tokenizers, VAE) must be there
             check_pipeline_complete(c, f"{facts.path.name}: its base pipeline {c}", skip=("transformer",))
-            return c
+            misfit = model_base_misfit(facts.path, c)
+            if not misfit:
+                return c
+            if override:
+                raise ModelLoadError(
+                    f"--base {override}: the pipeline {c} does not fit {facts.path.name} ({', '.join(misfit)}: "
+                    "the model's setting vs what the base's text encoders and VAE give)",
+                    "give the diffusers FLUX.1 pipeline the model was quantized from: its folder or library name",
+                )
+            tried.append(f"{c}, which does not fit ({', '.join(misfit)})")
+            continue
         tried.append(str(c))
     raise ModelLoadError(
         f"{facts.path.name}: its base pipeline (text encoders, VAE) was not found (tried: {', '.join(tried)})",
         hint="pass --base with the diffusers folder the model was quantized from, or its library name",
     )
+
+
+def model_base_misfit(svdq_file: Path, folder: Path) -> list[str]:
+    """``base_misfit`` (the wizard's and the quantizer's check) of an SVDQ file's transformer config against the
+    pipeline ``folder``: against its transformer's config, as the wizard checks, and against what its text
+    encoders and VAE give (``encoder_widths``: a base whose encoders were swapped keeps its transformer's config).
+    Empty when it fits or cannot be told."""
+    from gpu.checkpoint.format import read_checkpoint_meta
+
+    try:
+        config = read_checkpoint_meta(svdq_file).model_config
+    except (UserError, OSError):  # loading the file names what is wrong with it
+        return []
+    if any(k not in config for k in BASE_MUST_MATCH):
+        return []
+    found: list[str] = []
+    for supplied in (_component_config(folder, "transformer"), encoder_widths(folder)):
+        found += [m for m in base_misfit(config, {**config, **supplied}) if m not in found]
+    return found
+
+
+def _component_config(folder: Path, component: str) -> dict[str, Any]:
+    """``folder/component/config.json`` ({} when missing, unreadable or no object)."""
+    try:
+        value = json.loads((folder / component / "config.json").read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def encoder_widths(folder: Path) -> dict[str, Any]:
+    """What the text encoders and VAE of the pipeline ``folder`` give a FLUX transformer, in its config's terms
+    (``BASE_MUST_MATCH``), from their config.json files: T5's width as joint_attention_dim, CLIP's as
+    pooled_projection_dim, the VAE's latent channels in the 2x2 patches FluxPipeline packs as in_channels. A value
+    that cannot be read is left out."""
+    latent_channels = _component_config(folder, "vae").get("latent_channels")
+    found = {
+        "joint_attention_dim": _component_config(folder, "text_encoder_2").get("d_model"),
+        "pooled_projection_dim": _component_config(folder, "text_encoder").get("hidden_size"),
+        "in_channels": 4 * latent_channels if isinstance(latent_channels, int) else None,
+    }
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def weights_identity(path: Path) -> tuple[tuple[str, int, int, int, int], ...]:
+    """Who a model's weights are, cheaply (no reading): (name, size, mtime_ns, device, inode or file id) of an SVDQ
+    file, or of the files in a pipeline folder's transformer/. Rewriting, replacing or copying over any of them
+    changes it, so a loaded pipeline that no longer matches its files is known. A file gone is left out (loading
+    then names it)."""
+    try:
+        files = sorted((path / "transformer").iterdir()) if path.is_dir() else [path]
+    except OSError:
+        return ()
+    identity = []
+    for f in files:
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue
+        identity.append((str(f), st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+    return tuple(identity)
 
 
 def quiet_libraries() -> None:
@@ -161,8 +249,8 @@ def load_pipeline(
         from gpu.kernels.repack import enable_canonical_offload
 
         enable_canonical_offload(pipe.transformer)
-    # Chosen from the detected VRAM and the loaded parts' sizes, before anything moves to the GPU.
-    policy = policy_for_pipeline(pipe, device)
+    # Chosen from the detected VRAM (or RAM) and the loaded parts' sizes, before anything moves to the GPU.
+    policy = policy_for_pipeline(pipe, device, default_size(facts))
     place_pipeline(pipe, device, policy)
     pipe.set_progress_bar_config(disable=True)
     if device.type == "cpu" and facts.transformer_params < SMALL_MODEL_PARAMS:

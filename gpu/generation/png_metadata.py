@@ -466,8 +466,33 @@ def _json_or_none(text: str) -> Any:
         return None
 
 
+# A lone surrogate: what Python makes of a byte that is not UTF-8 in a file name (U+DC80-U+DCFF, "surrogateescape"),
+# or of one a Windows name holds. No PNG text chunk can hold it: UTF-8 refuses it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escaped(char: re.Match[str]) -> str:
+    code = ord(char.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def encodable(value: Any) -> Any:
+    """``value`` (settings: dicts, lists, text) with every lone surrogate in its text written as its escape, the
+    byte a name held as ``\\xe9`` (as ``ls`` shows it): a model file named ``mod\\xe9le.safetensors`` on Linux
+    (Latin-1, not UTF-8) made writing the PNG fail after the job had run, and the image was lost."""
+    if isinstance(value, str):
+        return _SURROGATE.sub(_escaped, value)
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encodable(v) for v in value]
+    return value
+
+
 def write_png(path: Path | str, image: Image.Image, settings: dict[str, Any]) -> Path:
-    """Writes ``image`` with both metadata chunks, atomically (temp file, fsync, rename)."""
+    """Writes ``image`` with both metadata chunks, atomically (temp file, fsync, rename). Text that UTF-8 cannot
+    hold is escaped (``encodable``): the image is saved whatever its settings name."""
+    settings = encodable(settings)
     info = PngInfo()
     info.add_text(PARAMETERS_KEY, format_parameters(settings))
     info.add_itxt(NIBBLE_KEY, json.dumps(settings, sort_keys=True, default=str))

@@ -5,6 +5,7 @@ callbacks: ``on_progress`` after each denoising step, ``should_cancel`` polled a
 
 from __future__ import annotations
 
+import gc
 import logging
 import statistics
 import time
@@ -16,10 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gpu.errors import BadRequestError, UserError
+from gpu.errors import BadRequestError, ModelLoadError, UserError
 from gpu.generation.fusion import fuse_if_allowed, fuse_mode, sync_fusion
 from gpu.generation.memory import TEXT_ENCODERS, replan
-from gpu.generation.pipeline_loader import LoadedPipeline, execution_path, load_pipeline
+from gpu.generation.pipeline_loader import (
+    LoadedPipeline,
+    default_device,
+    default_size,
+    execution_path,
+    load_pipeline,
+    weights_identity,
+)
+from gpu.generation.png_metadata import encodable
 from gpu.generation.preview import latent_preview
 from gpu.generation.prompt_length import PromptLength, PromptMeter
 from gpu.generation.request import GeneratedImage, GenerationCancelled, GenerationRequest, ProgressEvent
@@ -38,10 +47,13 @@ SAMPLER_NAME = "Euler"  # FlowMatchEulerDiscreteScheduler, what FLUX pipelines s
 PREVIEW_EVERY = 4
 MAX_SIDE = 2048
 MAX_SEQUENCE_LENGTH = 512  # FluxPipeline refuses more T5 tokens
+# Loading reads the weights, then hashes them for the images' "Model hash"; a file rewritten meanwhile (a quantize
+# run writing it) is loaded again, at most this many times in all.
+LOAD_TRIES = 3
 
 
 class OutOfMemory(UserError):
-    """The GPU ran out of memory for this job."""
+    """The GPU ran out of memory for this job, or for loading its model."""
 
 
 class InvalidOutput(UserError):
@@ -57,11 +69,12 @@ class ModelInfo:
     architecture: str
     precision: str
     size_bytes: int
-    est_vram_bytes: int
+    est_vram_bytes: int | None  # the memory plan's GPU peak (``memory_policy``); None without a GPU
     execution_path: str  # the whole text: the path, why no fused kernel runs it, notes (as in the PNG metadata)
     execution_summary: str  # the path alone, "<backend> on <device>" (gpu.runtime.dispatch.ExecutionPath)
     defaults: dict[str, Any]
     memory_policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy (a prediction until loaded)
+    est_ram_bytes: int | None = None  # without a GPU: the system memory the plan needs (None: unknown, or a GPU)
 
 
 class GenerationService:
@@ -73,30 +86,43 @@ class GenerationService:
         self.device = device
         self.fuse = fuse_mode(fuse)  # gpu.generation.fusion: fused FLUX blocks when no LoRA is active
         self.loaded: LoadedPipeline | None = None
-        self._loaded_key: tuple[str, str | None] | None = None
+        self._loaded_key: tuple | None = None  # load_key of the loaded pipeline, as its files were when read
         # Measured seconds per denoising step, per (model path, width, height, LoRA set as ((name, rank), ...)):
         # what the LoRA cost report compares against the same model and size without LoRAs.
         self.step_seconds: dict[tuple, list[float]] = {}
         self._meters: dict[tuple[str, int], PromptMeter] = {}  # per (tokenizer's pipeline folder, token limit)
 
     # -- models ------------------------------------------------------------------------------------
-    def describe(self, model: str) -> ModelInfo:
-        """Facts about a model without loading it (execution path is a prediction until loaded). Its prompt
-        meter is ``prompt_meter``'s: the first one imports transformers and reads a tokenizer (~3 s here)."""
+    def describe(self, model: str, base: str | None = None) -> ModelInfo:
+        """Facts about a model without loading it (execution path and memory plan are predictions until loaded;
+        ``base``: an SVDQ file's base pipeline, as ``generate --base`` names it). Its prompt meter is
+        ``prompt_meter``'s: the first one imports transformers and reads a tokenizer (~3 s here)."""
         entry = self.library.resolve(model)
         facts = entry.facts
         assert facts is not None
-        if self.loaded is not None and self.loaded.entry.path == entry.path:
+        if self._loaded_is(entry):
             path = execution_path(self.loaded)
             policy = self.loaded.policy
         else:
-            path = predicted_path(facts.kind, self.device)
-            policy = predicted_policy(facts, self.library, self.device)
+            path = predicted_path(facts, self.device)
+            policy = predicted_policy(facts, self.library, self.device, base)
+        on_gpu = policy is not None and policy.device == "cuda"
+        need = policy.peak_estimate_bytes if policy is not None else None
         return ModelInfo(
             entry.name, entry.path, facts.kind, facts.architecture, facts.precision, facts.size_bytes,
-            estimate_vram(facts.kind, facts.transformer_params, facts.size_bytes), str(path), path.summary,
-            dict(facts.defaults), policy,
+            need if on_gpu else None, str(path), path.summary, dict(facts.defaults), policy,
+            None if on_gpu else need,
         )  # fmt: skip
+
+    def _loaded_is(self, entry: ModelEntry) -> bool:
+        """Whether the loaded pipeline is ``entry``'s, read from its files as they are now (with whatever base)."""
+        key = self._loaded_key
+        return self.loaded is not None and key is not None and key[0] == str(entry.path) \
+            and key[2] == weights_identity(entry.path)  # fmt: skip
+
+    def is_loaded(self, model: str, base: str | None = None) -> bool:
+        """Whether ``load(model, base)`` would find the model loaded already (its files unchanged since)."""
+        return self._loaded_key == load_key(self.library.resolve(model), base)
 
     def prompt_meter(self, entry: ModelEntry | str) -> PromptMeter | None:
         """The ``PromptMeter`` of a model (its T5 tokenizer and ``max_sequence_length``; an SVDQ file's tokenizer
@@ -125,13 +151,41 @@ class GenerationService:
         return self._meters[key]
 
     def load(self, model: str, base: str | None = None) -> ModelInfo:
+        """The model loaded (``base``: an SVDQ file's base pipeline), unless it is already, from its files as
+        they are now: a file rewritten or replaced since it was loaded (``quantize --overwrite`` while the app
+        runs) is loaded again, and its "Model hash" hashed again."""
         entry = self.library.resolve(model)
-        key = (str(entry.path), base)
-        if self._loaded_key != key:
+        if self._loaded_key != load_key(entry, base):
             self.unload()
-            self.loaded = load_pipeline(entry, self.library, self.device, base)
-            self._loaded_key = key
+            self.loaded, self._loaded_key = self._load_anew(entry, base)
         return self.describe(str(entry.path))
+
+    def _load_anew(self, entry: ModelEntry, base: str | None) -> tuple[LoadedPipeline, tuple]:
+        """(the pipeline, its ``load_key``): loaded and its weights hashed with the files unchanged throughout, so
+        the hash the images carry is of the weights that made them."""
+        for _ in range(LOAD_TRIES):
+            key = load_key(entry, base)
+            loaded = self._read_pipeline(entry, base)
+            loaded.model_hash = model_hash(entry.path)
+            if load_key(entry, base) == key:
+                return loaded, key
+            log.warning("%s changed while it was loaded: loading it again", entry.path)
+            del loaded  # part old, part new, maybe: its memory is needed for the next try
+        raise ModelLoadError(f"{entry.name}: its weights kept changing while they were read ({entry.path})",
+                             "wait until the program writing them (a quantize run?) is done, then try again")
+
+    def _read_pipeline(self, entry: ModelEntry, base: str | None) -> LoadedPipeline:
+        """``load_pipeline``, with running out of memory while placing the model said in numbers (OutOfMemory)."""
+        try:
+            return load_pipeline(entry, self.library, self.device, base)
+        except torch.OutOfMemoryError:
+            pass  # raised below, outside this handler: its traceback holds on to the parts placed so far
+        gc.collect()  # the parts placed on the GPU before it ran out, held in reference cycles of the loaders
+        device = self.device or default_device()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        need = predicted_policy(entry.facts, self.library, device, base).peak_estimate_bytes
+        raise load_out_of_memory(entry.name, need, device, model_weight_bits(entry.facts))
 
     def unload(self) -> None:
         if self.loaded is not None:
@@ -207,7 +261,7 @@ class GenerationService:
         loras = self.apply_loras(loaded, request.loras)
         common = {
             "model": entry.name,
-            "model_hash": model_hash(entry.path),
+            "model_hash": loaded.model_hash,  # of the weights loaded, hashed as they were read
             "sampler": SAMPLER_NAME,
             "precision": entry.facts.precision if entry.facts else "",
             "execution_path": str(execution_path(loaded)),
@@ -219,6 +273,8 @@ class GenerationService:
 
             common["loras"] = lora_hashes(loras)  # A1111 "Lora hashes"
             common["lora_list"] = [a.describe() for a in loras]
+        # A file name that is not UTF-8 (Linux) is text no PNG chunk or database takes: escaped, so the image is saved
+        common = encodable(common)
         results = []
         for i in range(request.batch_count):
             s = {**settings, **common, "seed": settings["seed"] + i}
@@ -404,43 +460,77 @@ def save_image(result: GeneratedImage, path: Path | str) -> Path:
     return result.path
 
 
-def predicted_path(kind: str, device: torch.device | None) -> ExecutionPath:
-    """The path a model of ``kind`` will take on ``device`` (default: the one it would load on), before loading."""
-    from gpu.generation.pipeline_loader import default_device, plain_path, runtime_dtype
+def predicted_path(facts: Any, device: torch.device | None) -> ExecutionPath:
+    """The path a model will take on ``device`` (default: the one it would load on), before loading: for an SVDQ
+    file, that of a layer of the kind its metadata lists (no tensor data read). ``facts``: ``ModelFacts``."""
+    from gpu.generation.pipeline_loader import plain_path, runtime_dtype
 
     device = device or default_device()
-    if kind != "svdq":
+    if facts.kind != "svdq":
         return plain_path(runtime_dtype(device), device)
+    from gpu.checkpoint.format import read_checkpoint_meta
     from gpu.runtime.dispatch import predicted_backend
 
-    return predicted_backend(device)
+    meta = read_checkpoint_meta(facts.path)
+    return predicted_backend(device, meta.layers, meta.torch_dtype)
 
 
-def predicted_policy(facts: Any, library: ModelLibrary, device: torch.device | None) -> Any:
-    """The memory policy a model will get when loaded on ``device``, from file headers (no weights read)."""
+def predicted_policy(facts: Any, library: ModelLibrary, device: torch.device | None, base: str | None = None) -> Any:
+    """The memory policy a model will get when loaded on ``device``, from file headers (no weights read): on a
+    GPU weighed against its memory, on the CPU against the RAM, at the run-time dtype there (32 bits on the CPU)
+    and the model's own image size."""
     from gpu.generation.memory import predicted_sizes
-    from gpu.generation.pipeline_loader import default_device
+    from gpu.generation.pipeline_loader import runtime_dtype
     from gpu.runtime.memory_policy import choose_policy, detect_total_vram
 
-    total = detect_total_vram(device or default_device())
-    if total is None:
-        return choose_policy(None)
+    device = device or default_device()
+    total = detect_total_vram(device)
     # Without the base, the plan counts FLUX.1's encoders; the base is reported when the model loads.
-    return choose_policy(total, predicted_sizes(facts, base_folder(facts, library)))
+    sizes = predicted_sizes(facts, base_folder(facts, library, base), runtime_dtype(device).itemsize)
+    if total is not None:
+        return choose_policy(total, sizes)
+    from gpu.system_info import installed_ram_bytes
+
+    return choose_policy(None, sizes, installed_ram_bytes(), default_size(facts))
 
 
-def base_folder(facts: Any, library: ModelLibrary) -> Path | None:
-    """The pipeline folder that holds a model's text encoders and tokenizers (an SVDQ file's recorded base), or
-    None when it is not found (loading the model says why). ``facts``: ``gpu.model_files.ModelFacts``."""
+def model_weight_bits(facts: Any) -> int:
+    """The bits of a model's quantized transformer weights (``gpu.generation.memory.weight_bits``; 16: none)."""
+    from gpu.generation.memory import svdq_sizes
+
+    return svdq_sizes(facts.path)[1] if facts.kind == "svdq" else 16
+
+
+def load_key(entry: ModelEntry, base: str | None) -> tuple:
+    """What makes a loaded pipeline the one to use for ``entry`` with ``base``: its path, the base asked for and
+    the identity of its weight files now (``weights_identity``: changed by a rewrite, replacement, copy over)."""
+    return (str(entry.path), base, weights_identity(entry.path))
+
+
+def load_out_of_memory(name: str, need: int | None, device: torch.device, bits: int) -> OutOfMemory:
+    """The error for model ``name`` (``bits``: its weights', ``model_weight_bits``) running out of memory while it
+    was placed on ``device``: what the plan says it needs against what is free there, and what to do."""
+    from gpu.runtime.memory_policy import gib
+
+    needs = f"{name} needs about {gib(need)}" if need else f"{name} needs more memory than is free"
+    smaller = [] if bits <= 4 else ["use a 4-bit version of it (Quantize this model, or main.py quantize)"]
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        return OutOfMemory(f"{needs} on the GPU; this GPU has {gib(free)} free of {gib(total)}",
+                           "; ".join([*smaller, "close other programs that use the GPU"]))  # fmt: skip
+    from gpu.system_info import installed_ram_bytes
+
+    ram = installed_ram_bytes()
+    has = f"this machine has {gib(ram)} of RAM" if ram else "this machine's RAM could not be read"
+    return OutOfMemory(f"{needs} of system memory; {has}", "; ".join([*smaller, "close other programs"]))
+
+
+def base_folder(facts: Any, library: ModelLibrary, base: str | None = None) -> Path | None:
+    """The pipeline folder that holds a model's text encoders and tokenizers (an SVDQ file's base: ``base``, else
+    the recorded one), or None when it is not found (loading the model says why). ``facts``: ``ModelFacts``."""
     from gpu.generation.pipeline_loader import resolve_base
 
     try:
-        return resolve_base(facts, library, None) if facts.kind == "svdq" else facts.path
+        return resolve_base(facts, library, base) if facts.kind == "svdq" else facts.path
     except UserError:
         return None
-
-
-def estimate_vram(kind: str, params: int, size_bytes: int) -> int:
-    """Rough GPU memory for the transformer at 1024²: weights plus ~30% activations and workspace."""
-    weight_bytes = size_bytes if kind == "svdq" else params * 2
-    return int(weight_bytes * 1.3)

@@ -124,11 +124,25 @@ def run_linear(layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = 
     return backend.run(layer, x, gelu_from)
 
 
-def predicted_backend(device: torch.device) -> ExecutionPath:
-    """The path an SVDQ model's W4A4 layers would take on ``device``, before any model is loaded."""
-    from gpu.modules.layer_spec import spec_for
+def predicted_backend(
+    device: torch.device, layers: dict[str, dict] | None = None, dtype: torch.dtype = torch.bfloat16
+) -> ExecutionPath:
+    """The path an SVDQ model's main layers would take on ``device``, before the model is loaded: a layer of the
+    kind ``layers`` (an SVDQ file's layer metadata, name -> spec and in/out features) holds probed on the meta
+    device, as ``execution_path`` reports a loaded model by its first layer with quantized activations (W4A4,
+    W8A8), else its first layer; ``dtype``: the file's (its quantized layers keep it). Without ``layers``: an INT4
+    W4A4 rank-32 layer."""
+    from gpu.modules.layer_spec import LayerSpec, spec_for
     from gpu.modules.svdq_linear import SVDQLinear
 
+    spec, shape = spec_for("svdquant", "int4", 32, "w4a4"), (128, 128)
+    if layers:
+        # min is stable: the first layer with quantized activations, as execution_path's stable sort picks
+        entry = min(layers.values(), key=lambda layer: layer.get("act_format") is None)
+        try:
+            spec, shape = LayerSpec.from_json(entry), (int(entry["in_features"]), int(entry["out_features"]))
+        except (KeyError, TypeError, ValueError):  # a damaged entry: the kind alone, loading names the damage
+            spec = LayerSpec.from_json(entry)
     with torch.device("meta"):
-        probe = SVDQLinear(128, 128, spec_for("svdquant", "int4", 32, "w4a4"))
+        probe = SVDQLinear(*shape, spec, dtype=dtype)
     return choose_backend(probe, device)[1]

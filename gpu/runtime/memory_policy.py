@@ -5,7 +5,8 @@ A FLUX.1 pipeline is three very different weights: the transformer (runs every s
 decode). On a GPU that holds everything, everything stays resident. On a 16 GB laptop the 4-bit transformer
 stays on the GPU while the text encoders only *visit* it to encode the prompt (one at a time, and one block
 at a time when a whole encoder does not fit next to the transformer), and the VAE decodes large images in
-tiles. Without a CUDA GPU there is one policy: everything on the CPU.
+tiles. Without a CUDA GPU there is one policy: everything on the CPU, in system memory at 32 bits, weighed
+against the RAM the machine has (a full-size 16-bit FLUX.1-dev needs far more than a laptop holds).
 
 This module is pure arithmetic on byte counts (no diffusers, no Qt) so the choice is unit-testable for any
 GPU size; ``gpu.generation.memory`` applies a policy to a loaded pipeline.
@@ -35,7 +36,8 @@ ENCODE_WORKSPACE_BYTES = GiB // 4
 LAPTOP_16GB_BYTES = 16 * GiB + GiB // 2
 MAX_SIDE = 2048  # the largest image side the service accepts
 TILE_SIDES = (1536, 1024, 768, 512)  # VAE tile sides tried, largest first
-REFERENCE_PIXELS = 1024 * 1024  # the size policies are planned for (FLUX.1's native resolution)
+REFERENCE_SIZE = (1024, 1024)  # the size GPU policies are planned for (FLUX.1's native resolution)
+REFERENCE_PIXELS = REFERENCE_SIZE[0] * REFERENCE_SIZE[1]
 
 TEXT_ENCODER_PLACES = ("gpu", "gpu-while-encoding", "cpu")
 
@@ -59,6 +61,9 @@ class ModelSizes:
     transformer: int
     text_encoders: tuple[EncoderSize, ...]
     vae: int
+    # bits of the transformer's quantized weights (its widest format: 4 for an INT4/NVFP4/FP4/NF4 SVDQ file, 8 for
+    # INT8); 16 when it is not quantized. A plan that does not fit advises a 4-bit model only to the others.
+    weight_bits: int = 16
 
     @property
     def core(self) -> int:
@@ -82,6 +87,7 @@ FLUX_DEV_INT4 = ModelSizes(
     text_encoders=(EncoderSize(246_121_576, 76_012_648 + 14_175_744),  # CLIP-L
                    EncoderSize(9_524_621_312, 263_200_768 + 385_896_448)),  # T5-XXL
     vae=167_639_366,
+    weight_bits=4,
 )  # fmt: skip
 
 
@@ -100,8 +106,11 @@ class MemoryPolicy:
                            None: never tiled
     total_vram_bytes:      the GPU memory the policy was planned for (None on CPU)
     budget_bytes:          the part of it the plan may fill (total minus a reserve)
-    peak_estimate_bytes:   the plan's estimated GPU peak at 1024x1024
-    fits:                  False when even the smallest plan exceeds the budget (the user is warned)
+    peak_estimate_bytes:   the plan's estimated GPU peak at 1024x1024; on the CPU, the system memory the
+                           pipeline needs at the model's own image size (None: not estimated)
+    total_ram_bytes:       on the CPU, the RAM the machine lets the app use (None: unknown, or a GPU plan)
+    fits:                  False when even the smallest plan exceeds the budget, or on the CPU the RAM (the
+                           user is warned; nothing is refused)
     """
 
     name: str
@@ -113,6 +122,7 @@ class MemoryPolicy:
     total_vram_bytes: int | None = None
     budget_bytes: int | None = None
     peak_estimate_bytes: int | None = None
+    total_ram_bytes: int | None = None
     fits: bool = True
     details: dict[str, float] = field(default_factory=dict, compare=False)
 
@@ -132,17 +142,21 @@ class MemoryPolicy:
         return f"Memory plan: {self.description}"
 
 
-CPU_POLICY = MemoryPolicy(
-    name="cpu",
-    description="No CUDA GPU: the whole pipeline (text encoders, transformer, VAE) runs on the CPU in system "
-    "memory. Slow but works.",
-    device="cpu",
-    text_encoders="cpu",
-)
+_CPU_TEXT = "No CUDA GPU: the whole pipeline (text encoders, transformer, VAE) runs on the CPU in system memory"
+CPU_POLICY = MemoryPolicy(name="cpu", description=f"{_CPU_TEXT}. Slow but works.", device="cpu", text_encoders="cpu")
+# Working memory on the CPU per output pixel: the GPU's measured denoising or decoding memory, whichever is larger
+# (on the CPU nothing keeps the denoising memory through the decode), at 32 bits instead of 16.
+CPU_WORK_BYTES_PER_PIXEL = 2 * max(DENOISE_BYTES_PER_PIXEL, DECODE_BYTES_PER_PIXEL)
 
 
-def _gib(n: int) -> str:
+def gib(n: int) -> str:
+    """``n`` bytes in words: "7.9 GiB"."""
     return f"{n / GiB:.1f} GiB"
+
+
+def _amount(n: int) -> str:
+    """``gib``, or MiB below 1 GiB (the demo model's 50 MiB of weights are no "0.0 GiB")."""
+    return gib(n) if n >= GiB else f"{n / 2**20:.0f} MiB"
 
 
 def decode_bytes(side: int) -> int:
@@ -150,16 +164,50 @@ def decode_bytes(side: int) -> int:
     return DECODE_BYTES_PER_PIXEL * side * side
 
 
-def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None) -> MemoryPolicy:
-    """The memory policy for a GPU of ``total_vram_bytes`` (None: no CUDA GPU) and a pipeline of ``sizes``
-    (default: FLUX.1-dev with an INT4 transformer).
+def cpu_policy(
+    sizes: ModelSizes | None, ram_bytes: int | None, image_size: tuple[int, int] = REFERENCE_SIZE
+) -> MemoryPolicy:
+    """The CPU plan for a pipeline of ``sizes`` (bytes at the CPU's run-time dtype, 32 bits) making images of
+    ``image_size`` (width, height) on a machine with ``ram_bytes`` of RAM: what it needs, and a warning when that
+    is more than the machine has. ``CPU_POLICY`` (no numbers) when the sizes are unknown."""
+    if sizes is None:
+        return CPU_POLICY
+    weights = sizes.core + sizes.encoders_total + sizes.encoders_in_ram
+    width, height = image_size
+    need = weights + CPU_WORK_BYTES_PER_PIXEL * width * height
+    parts = f"{_amount(weights)} of 32-bit weights and working memory for {width}x{height} images"
+    fits = ram_bytes is None or need <= ram_bytes
+    if ram_bytes is None:
+        text = f"{_CPU_TEXT}: about {_amount(need)} ({parts}); this machine's RAM is unknown. Slow but works"
+    elif fits:
+        text = f"{_CPU_TEXT}: about {_amount(need)} of this machine's {gib(ram_bytes)} ({parts}). Slow but works"
+    else:
+        # the weights dominate: a smaller image saves little, a 4-bit transformer a lot (unless it is one)
+        advice = "" if sizes.weight_bits <= 4 else "a 4-bit (SVDQ) model of it, "
+        text = (f"{_CPU_TEXT} and needs about {gib(need)} ({parts}), more than this machine's "
+                f"{gib(ram_bytes)} of RAM: it will likely swap or be stopped by the system (try {advice}close "
+                "other programs, or use a computer with more RAM or a CUDA GPU)")  # fmt: skip
+    details = {"weights_gib": weights / GiB, "work_gib": (need - weights) / GiB}
+    return MemoryPolicy(name="cpu", description=f"{text}.", device="cpu", text_encoders="cpu",
+                        peak_estimate_bytes=need, total_ram_bytes=ram_bytes, fits=fits, details=details)  # fmt: skip
+
+
+def choose_policy(
+    total_vram_bytes: int | None,
+    sizes: ModelSizes | None = None,
+    ram_bytes: int | None = None,
+    image_size: tuple[int, int] = REFERENCE_SIZE,
+) -> MemoryPolicy:
+    """The memory policy for a GPU of ``total_vram_bytes`` and a pipeline of ``sizes`` (default: FLUX.1-dev with an
+    INT4 transformer). Without a CUDA GPU (None) it is ``cpu_policy(sizes, ram_bytes, image_size)``: ``sizes`` are
+    then at the CPU's run-time dtype, and no sizes give ``CPU_POLICY``.
 
     The plans, tried in order until one fits the budget (total minus ``RESERVE_BYTES``) at 1024x1024:
     everything resident; text encoders visiting the GPU whole; visiting block by block; encoding on the
     CPU. The transformer and the VAE stay on the GPU in all of them (moving a 6 GiB transformer every image
     would cost more than the encoders' move)."""
     if total_vram_bytes is None:
-        return CPU_POLICY
+        return cpu_policy(sizes, ram_bytes, image_size)
     sizes = sizes or FLUX_DEV_INT4
     budget = total_vram_bytes - RESERVE_BYTES
     core = sizes.core
@@ -181,15 +229,15 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
         "budget_gib": budget / GiB,
         "denoise_gib": denoise / GiB,
     }
-    encoders = f"text encoders ({_gib(sizes.encoders_total)})"
-    kept = f"transformer ({_gib(sizes.transformer)}) and VAE stay on the GPU"
+    encoders = f"text encoders ({gib(sizes.encoders_total)})"
+    kept = f"transformer ({gib(sizes.transformer)}) and VAE stay on the GPU"
     resident_peak = core + sizes.encoders_total + denoise + decode_bytes(1024)
     # Residency must leave room for an untiled decode at 1024x1024: saving the encoders' move (about a second
     # per prompt) is not worth tiling every native-size image.
     if resident_peak <= budget:
         name, place, stream = "gpu-resident", "gpu", False
         peak = resident_peak
-        text = f"everything stays on the GPU ({_gib(core + sizes.encoders_total)} of weights)"
+        text = f"everything stays on the GPU ({gib(core + sizes.encoders_total)} of weights)"
     elif core + biggest_whole + ENCODE_WORKSPACE_BYTES <= budget and run_peak(core) <= budget:
         name, place, stream = "encode-then-offload", "gpu-while-encoding", False
         peak = max(core + biggest_whole + ENCODE_WORKSPACE_BYTES, run_peak(core))
@@ -205,15 +253,18 @@ def choose_policy(total_vram_bytes: int | None, sizes: ModelSizes | None = None)
     else:
         name, place, stream = "over-budget", "cpu", False
         peak = run_peak(core)
-        text = (f"transformer, VAE and working memory need about {_gib(peak)}, more than this GPU has: generation "
-                "will likely run out of memory (try a 4-bit model or a smaller size); "
-                f"{encoders} run on the CPU")  # fmt: skip
+        # The budget, not the card, is what the peak is weighed against: say both, or "more than this GPU has"
+        # next to "7.9 GiB of 8.0 GiB" reads as a contradiction.
+        advice = "a smaller size" if sizes.weight_bits <= 4 else "a 4-bit model or a smaller size"
+        text = (f"transformer, VAE and working memory need about {gib(peak)}, more than the {gib(budget)} this "
+                f"plan may use of this GPU's {gib(total_vram_bytes)}: generation will likely run out of memory (try "
+                f"{advice}, or close other programs that use the GPU); {encoders} run on the CPU")  # fmt: skip
     tile = _tile_size(total_vram_bytes, budget, core + denoise + (sizes.encoders_total if place == "gpu" else 0))
     if tile is not None:
         text += f"; VAE decodes images larger than {tile}x{tile} in tiles"
     text = text[0].upper() + text[1:]
     return MemoryPolicy(
-        name=name, description=f"{text}. Planned peak {_gib(peak)} of {_gib(total_vram_bytes)}.",
+        name=name, description=f"{text}. Planned peak {gib(peak)} of {gib(total_vram_bytes)}.",
         device="cuda", text_encoders=place, stream_encoder_blocks=stream, vae_tile_size=tile,
         total_vram_bytes=total_vram_bytes, budget_bytes=budget, peak_estimate_bytes=peak, fits=name != "over-budget",
         details=details,

@@ -1,0 +1,93 @@
+"""An SVDQ file's base pipeline must fit it (``base_misfit``, the wizard's check: its text encoders' widths and
+latent channels), and the recorded base is looked for in the order that finds the pipeline the file was made with:
+absolute path, library name, then the path relative to the file.
+
+``generate --base`` took any folder with a model_index.json and died mid-generation ("mat1 and mat2 shapes cannot
+be multiplied"); and the relative path came first, so a file moved next to some other FLUX.1 folder ran with that
+folder's encoders without a word."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+from flux_dev_sized import flux_dev_sized
+
+from gpu.errors import ModelLoadError
+from gpu.generation.pipeline_loader import resolve_base
+from gpu.library import ModelLibrary
+from gpu.paths import resources_dir
+
+MODELS = resources_dir() / "models"
+
+
+def with_recorded_base(out: Path, base: dict[str, str]) -> Path:
+    """demo-int4 at ``out``, its recorded base pipeline replaced by ``base`` (the header alone changes: the data
+    section and its checksum stay valid)."""
+    raw = (MODELS / "demo-int4.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    meta = json.loads(header["__metadata__"]["svdq"])
+    meta["base_model"] = {**meta["base_model"], **base}
+    header["__metadata__"]["svdq"] = json.dumps(meta)
+    packed = json.dumps(header).encode()
+    packed += b" " * (-len(packed) % 8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(struct.pack("<Q", len(packed)) + packed + raw[8 + n :])
+    return out
+
+
+def misfit_base(folder: Path) -> Path:
+    """The demo pipeline with a T5 twice as wide (256): complete and loadable, but its prompt embeddings do not fit
+    the demo transformer's 128-wide text input."""
+    from safetensors.torch import save_file
+    from transformers import T5Config, T5EncoderModel
+
+    shutil.copytree(MODELS / "demo", folder)
+    config = json.loads((folder / "text_encoder_2" / "config.json").read_text())
+    config["d_model"] = 256
+    t5 = T5Config(**{k: v for k, v in config.items() if not k.startswith("_")})
+    weights = T5EncoderModel(t5).state_dict()
+    del weights["encoder.embed_tokens.weight"]  # tied to "shared": saved once
+    save_file({k: v.contiguous() for k, v in weights.items()}, folder / "text_encoder_2" / "model.safetensors")
+    t5.save_pretrained(folder / "text_encoder_2")
+    return folder
+
+
+def test_generate_with_a_base_that_does_not_fit_is_one_error_line(tmp_path, capsys):
+    from main import main
+
+    base, out = misfit_base(tmp_path / "misfit"), tmp_path / "x.png"
+    code = main(["--data-dir", str(tmp_path / "data"), "generate", "a red star", "--model", "demo-int4", "--base",
+                 str(base), "--steps", "1", "--width", "64", "--height", "64", "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert err.startswith(f"error: --base {base}: the pipeline {base} does not fit demo-int4.safetensors "
+                          "(joint_attention_dim 128 vs 256"), err  # fmt: skip
+    assert "Traceback" not in err and "the model was quantized from" in err
+
+
+def test_the_recorded_absolute_path_comes_before_a_folder_beside_the_file(tmp_path):
+    original = shutil.copytree(MODELS / "demo", tmp_path / "original")
+    beside = shutil.copytree(MODELS / "demo", tmp_path / "moved" / "FLUX.1-dev")
+    recorded = {"path": str(original), "name": "no-such-name", "relative_path": "FLUX.1-dev"}
+    model = with_recorded_base(tmp_path / "moved" / "flux-int4.safetensors", recorded)
+    library = ModelLibrary(tmp_path / "data")
+    facts = library.resolve(str(model)).facts
+    assert resolve_base(facts, library, None) == original
+    shutil.rmtree(original)  # copied to another machine with its base beside it: found there
+    assert resolve_base(facts, library, None) == beside
+
+
+def test_a_folder_beside_the_file_that_does_not_fit_is_not_taken_for_its_base(tmp_path):
+    beside = flux_dev_sized(tmp_path / "moved" / "FLUX.1-dev")  # a full-size FLUX.1-dev; the file is the demo's
+    recorded = {"path": "/mnt/usb/FLUX.1-dev", "name": "my-flux-dev", "relative_path": "FLUX.1-dev"}
+    model = with_recorded_base(tmp_path / "moved" / "flux-dev-int4.safetensors", recorded)
+    library = ModelLibrary(tmp_path / "data")
+    with pytest.raises(ModelLoadError) as raised:
+        resolve_base(library.resolve(str(model)).facts, library, None)
+    assert f"{beside}, which does not fit (joint_attention_dim 128 vs 4096" in str(raised.value)
+    assert "pass --base" in raised.value.hint

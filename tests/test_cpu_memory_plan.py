@@ -1,0 +1,66 @@
+"""Without a CUDA GPU the whole pipeline runs in system memory at 32 bits: the memory plan weighs it against the
+RAM the machine has, and says in numbers when it does not fit (a full-size FLUX.1-dev needed 85 GiB there, T5-XXL
+alone 17.7 GiB), where it said "Slow but works" for any model. It warns; nothing is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from flux_dev_sized import FLUX_DEV_PARAMS, flux_dev_sized
+
+from gpu.generation.memory import pipeline_sizes, predicted_sizes
+from gpu.generation.pipeline_loader import load_pipeline
+from gpu.generation.service import GenerationService
+from gpu.library import ModelLibrary
+from gpu.runtime.memory_policy import GiB, choose_policy
+
+
+@pytest.fixture
+def ram_32gib(monkeypatch) -> int:
+    import gpu.system_info
+
+    monkeypatch.setattr(gpu.system_info, "installed_ram_bytes", lambda *args, **kwargs: 32 * GiB)
+    return 32 * GiB
+
+
+def test_a_flux_dev_pipeline_on_a_32_gib_cpu_machine_is_warned_with_numbers(tmp_path, ram_32gib):
+    from gpu.runtime.memory_policy import CPU_WORK_BYTES_PER_PIXEL
+
+    model = flux_dev_sized(tmp_path / "FLUX.1-dev")
+    info = GenerationService(ModelLibrary(tmp_path / "data"), device=torch.device("cpu")).describe(str(model))
+    policy = info.memory_policy
+    weights = 4 * sum(FLUX_DEV_PARAMS.values())  # 32 bits on the CPU
+    need = weights + CPU_WORK_BYTES_PER_PIXEL * 1024 * 1024
+    assert (policy.name, policy.fits, policy.peak_estimate_bytes, policy.total_ram_bytes) == ("cpu", False, need,
+                                                                                             ram_32gib)  # fmt: skip
+    text = policy.description
+    assert text.startswith("No CUDA GPU: the whole pipeline (text encoders, transformer, VAE) runs on the CPU")
+    assert f"needs about {need / GiB:.1f} GiB ({weights / GiB:.1f} GiB of 32-bit weights" in text, text
+    assert "more than this machine's 32.0 GiB of RAM" in text and "a 4-bit (SVDQ) model of it" in text, text
+    # the Models panel's estimate is this need, not a GPU figure
+    assert (info.est_ram_bytes, info.est_vram_bytes) == (need, None)
+
+
+def test_a_model_that_fits_says_what_it_takes_of_the_ram(tmp_path, ram_32gib):
+    info = GenerationService(ModelLibrary(tmp_path), device=torch.device("cpu")).describe("demo-int4")
+    policy = info.memory_policy
+    assert policy.fits and policy.peak_estimate_bytes == info.est_ram_bytes < GiB
+    assert "of this machine's 32.0 GiB" in policy.description and "128x128 images" in policy.description
+    assert policy.description.endswith("Slow but works.")
+    unknown = choose_policy(None, predicted_sizes(ModelLibrary(tmp_path).resolve("demo").facts, None, 4), None)
+    assert unknown.fits and "this machine's RAM is unknown" in unknown.description
+
+
+def test_the_cpu_sizes_from_headers_are_those_of_the_loaded_pipeline(tmp_path):
+    """At 32 bits: an SVDQ file's quantized layers stay as stored, its other weights are cast (the estimate read
+    only its header)."""
+    library = ModelLibrary(tmp_path)
+    base = library.resolve("demo").path
+    for name in ("demo-int4", "demo"):
+        entry = library.resolve(name)
+        predicted = predicted_sizes(entry.facts, base, value_bytes=4)
+        loaded = pipeline_sizes(load_pipeline(entry, library, torch.device("cpu")).pipe, torch.device("cpu"))
+        assert (predicted.transformer, predicted.vae, predicted.weight_bits) == (
+            loaded.transformer, loaded.vae, loaded.weight_bits,
+        ), name  # fmt: skip
+    assert predicted_sizes(library.resolve("demo-int4").facts, base, 4).weight_bits == 4

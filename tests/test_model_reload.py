@@ -1,0 +1,102 @@
+"""A model whose files change on disk while it is loaded (``quantize --overwrite`` to the same file while the app
+runs, a copy put over it) is loaded again: images are made with the weights on disk, and their "Model hash" is of
+the weights that made them. The service kept a loaded pipeline by (path, base) alone and went on with the old
+weights, while the PNG named the new file's hash."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+import gpu.generation.service as service_module
+from gpu.generation.request import GenerationRequest
+from gpu.generation.service import GenerationService
+from gpu.library import ModelLibrary
+from gpu.model_files import model_hash
+from gpu.paths import resources_dir
+
+MODELS = resources_dir() / "models"
+
+
+def _request(model: str) -> GenerationRequest:
+    return GenerationRequest("a red star", model=model, seed=1, steps=2, width=64, height=64)
+
+
+def _pixels(result) -> np.ndarray:
+    return np.asarray(result.image)
+
+
+def test_weights_rewritten_in_place_are_loaded_again_and_the_image_names_them(tmp_path):
+    folder = tmp_path / "mymodel"
+    shutil.copytree(MODELS / "demo", folder)
+    library = ModelLibrary(tmp_path / "data")
+    library.add(folder)
+    service = GenerationService(library, device=torch.device("cpu"))
+    before = service.generate(_request("mymodel"))[0]
+
+    weights = next((folder / "transformer").glob("*.safetensors"))
+    tensors = {k: v * 1.5 if v.is_floating_point() else v for k, v in load_file(weights).items()}
+    save_file(tensors, weights)  # in place: same name, same size; a new modification time
+
+    after = service.generate(_request("mymodel"))[0]
+    fresh = GenerationService(ModelLibrary(tmp_path / "data"), device=torch.device("cpu")).generate(
+        _request("mymodel")
+    )[0]
+    assert np.array_equal(_pixels(after), _pixels(fresh))  # the new weights made it
+    assert not np.array_equal(_pixels(after), _pixels(before))
+    assert after.settings["model_hash"] == fresh.settings["model_hash"] == model_hash(folder)
+    assert after.settings["model_hash"] != before.settings["model_hash"]
+
+
+def test_a_file_copied_over_with_the_same_size_and_time_is_another_file(tmp_path):
+    """``cp -p`` or ``rsync -a`` over the model keep its size and time: the inode tells the new file."""
+    model = tmp_path / "mine.safetensors"
+    shutil.copy(MODELS / "demo-int4.safetensors", model)
+    service = GenerationService(ModelLibrary(tmp_path / "data"), device=torch.device("cpu"))
+    service.load(str(model))
+    first = service.loaded
+    assert service.is_loaded(str(model))
+    service.load(str(model))
+    assert service.loaded is first  # unchanged files: nothing is read again
+
+    replacement = tmp_path / "incoming.safetensors"
+    shutil.copy2(model, replacement)  # another file, and its size and modification time are the model's
+    os.utime(replacement, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns))
+    os.replace(replacement, model)
+    assert not service.is_loaded(str(model))
+    service.load(str(model))
+    assert service.loaded is not first and service.is_loaded(str(model))
+
+
+def test_a_file_changed_while_it_loads_is_loaded_again(tmp_path, monkeypatch):
+    """Written to while it was read: what was read may be part old, part new, and its hash may be of neither. The
+    load starts over until the files stayed as they were from reading to hashing."""
+    model = tmp_path / "mine.safetensors"
+    shutil.copy(MODELS / "demo-int4.safetensors", model)
+    hashed = []
+
+    def written_meanwhile(path):
+        if not hashed:  # another program touches it between the weights being read and hashed
+            os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 1_000_000))
+        hashed.append(path)
+        return model_hash(path)
+
+    monkeypatch.setattr(service_module, "model_hash", written_meanwhile)
+    service = GenerationService(ModelLibrary(tmp_path / "data"), device=torch.device("cpu"))
+    service.load(str(model))
+    assert len(hashed) == 2 and service.is_loaded(str(model))
+    assert service.loaded.model_hash == model_hash(model)
+
+
+def test_the_model_hash_of_another_file_of_the_same_size_and_time_is_its_own(tmp_path):
+    model, incoming = tmp_path / "mine.safetensors", tmp_path / "incoming.safetensors"
+    model.write_bytes(b"old weights")
+    before = model_hash(model)
+    incoming.write_bytes(b"new weights")
+    os.utime(incoming, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns))
+    os.replace(incoming, model)
+    assert model_hash(model) != before
