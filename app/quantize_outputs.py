@@ -1,51 +1,141 @@
 """Where the quantize wizard's runs write and what they keep: output names that never replace a model nor discard
-an earlier run's finished blocks, what a stopped run keeps for a resume, and the RAM budget's default for this
-machine. App-side (the wizard's widgets do not call the engine)."""
+an earlier run's finished blocks, what a stopped run keeps for a resume, the unfinished runs in the models folder
+(listed, and deleted when asked), and the RAM budget's default for this machine. App-side (the wizard's widgets
+do not call the engine); every decision about a parts folder is the engine's own (``gpu.streaming.engine``)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
+from gpu.errors import OutputBusy, UserError
 from gpu.paths import first_free_path
 from gpu.quantize_defaults import DEFAULT_RAM_BUDGET_GIB
 from gpu.system_info import installed_ram_bytes
 
-__all__ = ["RAM_SHARE", "default_ram_budget_gib", "free_output_path", "installed_ram_bytes", "kept_for_resume"]
+if TYPE_CHECKING:
+    from gpu.streaming.engine import ResumeKey, UnfinishedRun
+
+# The wizard's widgets may not import gpu.system_info (tests/app/test_layering.py): they take it from here.
+__all__ = [
+    "RAM_SHARE",
+    "default_ram_budget_gib",
+    "delete_unfinished_run",
+    "free_output_path",
+    "installed_ram_bytes",
+    "kept_for_resume",
+    "running_output",
+    "unfinished_runs",
+]
 
 # The share of the installed RAM the RAM budget defaults to: the rest is the desktop's, the app's and the
 # generation model's (the engine keeps the activations in RAM when they fit the budget, else spills them to disk).
 RAM_SHARE = 0.75
 
+# The outputs of this process's quantize runs, from the moment the wizard hands a run to its worker: the engine
+# locks an output only once the run starts, after the wait for a generation job to end.
+_running: set[Path] = set()
+_running_lock = threading.Lock()
 
-def free_output_path(folder: Path, stem: str, config: Any, notes: list[str] | None = None) -> Path:
+
+@contextmanager
+def running_output(out_path: Path) -> Iterator[None]:
+    """Marks ``out_path`` as the output of a run of this process for the block (its parts are not deleted
+    meanwhile). Waits for a deletion in progress: the run then starts without those parts."""
+    with _running_lock:
+        _running.add(out_path)
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running.discard(out_path)
+
+
+def _engine() -> ModuleType:
+    """``gpu.streaming.engine``, imported when first needed (it imports torch), after ``gpu.quantizer``: imported
+    first, it is a circular import (that package imports it)."""
+    import gpu.quantizer  # noqa: F401
+    import gpu.streaming.engine
+
+    return gpu.streaming.engine
+
+
+def resume_key(source: str, config: Any) -> ResumeKey | None:
+    """The engine's resume key of a run of ``config`` (a QuantizeConfig) on ``source``; None when the source cannot
+    be read now (the run itself then refuses it, in the engine's words)."""
+    try:
+        return _engine().resume_key(source, config)
+    except (UserError, OSError, ValueError):
+        return None
+
+
+def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: list[str] | None = None) -> Path:
     """``<stem>.safetensors`` in ``folder``, else ``<stem>-2.safetensors``, …: a file already there is a model the
     user may be using (perhaps in the library), and the quantizer's final rename would replace it silently. A
-    name with only a ``.parts`` folder is an interrupted run of that name, which the quantizer resumes, unless
-    that folder was made with settings other than ``config``'s (a QuantizeConfig): the engine would then delete
-    its blocks (hours of work) to start over, so the name counts as taken, and ``notes`` gets why, for the log."""
-    from gpu.streaming.engine import parts_dir, parts_made_with
+    name with only a ``.parts`` folder is an interrupted run of that name, free only when the engine would resume
+    from it (``resumes_from``: same settings, same source files, same calibration inputs, same quantizer
+    version): else the engine would delete its blocks (hours of work) to start over, so the name counts as taken,
+    and ``notes`` gets why, for the log."""
+    engine = _engine()
+    key = resume_key(source, config)
 
     def taken(path: Path) -> bool:
         if path.exists():
             return True
-        if parts_made_with(parts_dir(path), config) is not False:
+        if engine.resumes_from(engine.parts_dir(path), key) is not False:
             return False  # no parts folder, or one this run resumes
         if notes is not None:
-            notes.append(f"{parts_dir(path).name} holds the blocks of an earlier run made with other settings. They "
-                         f"stay in {folder} and resume when you run with that run's settings; this run writes a "
-                         "name of its own.")  # fmt: skip
+            notes.append(_taken_note(engine.parts_dir(path), key))
         return True
 
     return first_free_path(folder / f"{stem}.safetensors", taken=taken)
 
 
+def _taken_note(parts: Path, key: ResumeKey | None) -> str:
+    """Why the run does not write into the name of ``parts``'s run, in words."""
+    engine = _engine()
+    own = "this run writes a name of its own."
+    delete = "Unfinished runs… on the calibration page lists it, to delete."
+    in_the_way = engine.parts_in_the_way(parts)
+    if in_the_way:
+        return f"{in_the_way}: {own}"
+    if key is None:
+        return f"{parts.name} holds an earlier run's work, kept in {parts.parent}; {own}"
+    if engine.made_by_another_version(parts):
+        return (f"{parts.name} holds the blocks of a run of another version of the quantizer, which this version "
+                f"cannot resume. It stays in {parts.parent}; {own} {delete}")  # fmt: skip
+    differs = engine.differs_from(parts, key)
+    return (f"{parts.name} holds the blocks of an earlier run made with other settings. They stay in {parts.parent} "
+            f"and resume when you run with that run's settings (it differs: {differs}); {own} {delete}")  # fmt: skip
+
+
 def kept_for_resume(out_path: Path) -> tuple[Path, int]:
     """The parts folder of the run writing ``out_path``, and how many finished blocks it keeps (its manifest)."""
-    from gpu.streaming.engine import blocks_kept, parts_dir
+    engine = _engine()
+    parts = engine.parts_dir(out_path)
+    return parts, engine.blocks_kept(parts)
 
-    parts = parts_dir(out_path)
-    return parts, blocks_kept(parts)
+
+def unfinished_runs(folder: Path, source: str | None = None, config: Any = None) -> list[UnfinishedRun]:
+    """The unfinished runs (parts folders) in ``folder``, newest first, each saying whether a run of ``config`` on
+    ``source`` resumes from it (never, without them)."""
+    key = resume_key(source, config) if source and config is not None else None
+    return _engine().unfinished_runs(folder, key)
+
+
+def delete_unfinished_run(run: UnfinishedRun) -> None:
+    """Deletes ``run``'s parts folder (the engine's ``delete_unfinished_run``: never a model file, nor the folder
+    of a run working in another process). ``OutputBusy`` as well while a run of this process has it as its output,
+    even one still waiting to start (it would resume from it)."""
+    with _running_lock:
+        if run.output in _running:
+            raise OutputBusy(f"{run.parts.name} is not deleted: a quantize run of this window writes {run.output.name}",
+                             "wait for that run to end, or cancel it")  # fmt: skip
+        _engine().delete_unfinished_run(run.parts)
 
 
 def default_ram_budget_gib(installed: int | None) -> float:

@@ -19,6 +19,7 @@ from PySide6.QtGui import QImage
 
 from app.engine_errors import EngineError, classify, is_disk_full
 from app.engine_worker import pil_to_qimage, quantize_runs
+from app.quantize_outputs import running_output
 from app.thread_exit import stop_thread
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class QuantizeProgress:
     index: int
     total: int
     eta_s: float | None
+    block: int = 0  # a layer's transformer block, 1-based, of ``blocks`` (0: not a layer of the quantizer)
+    blocks: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,8 @@ class QuantizeWorker(QObject):
             device = self._device()
             self._check_output(job)  # refused now, not after waiting for the generation and unloading its model
             # The device quantize_model and the comparison renders take: on a GPU, generation jobs wait meanwhile.
-            with quantize_runs.holding(device) as hold:
+            # Its parts are not deleted meanwhile (the wizard's Unfinished runs…), from before the engine locks them.
+            with running_output(job.out_path), quantize_runs.holding(device) as hold:
                 # Asked only now that the jobs not yet started wait for the run: asked before, one could start
                 # loading its model between the engine's unload and the hold. Asked for a run on the CPU too: there
                 # the model and the run share the RAM, which the run's RAM budget counts on.
@@ -175,7 +179,8 @@ class QuantizeWorker(QObject):
             self.progress.emit(QuantizeProgress(
                 str(getattr(event, "kind", "stage")), message,
                 int(getattr(event, "index", 0) or 0), int(getattr(event, "total", 0) or 0),
-                getattr(event, "eta_s", None)))
+                getattr(event, "eta_s", None), int(getattr(event, "block", 0) or 0),
+                int(getattr(event, "blocks", 0) or 0)))
 
         return Path(quantize_model(job.source, job.out_path, job.config, on_event=on_event,
                                    should_cancel=job.cancel.is_set))

@@ -17,7 +17,7 @@ from gpu.errors import Cancelled, ModelLoadError
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, quantize_model, quantize_model_in_memory
-from gpu.streaming.engine import parts_dir, parts_made_with
+from gpu.streaming.engine import parts_dir, resume_key, resumes_from
 from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 DEMO = resources_dir() / "models" / "demo"
@@ -128,6 +128,7 @@ def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, t
     parts = parts_dir(out)
     lib = ModelLibrary(tmp_path / "lib")
     spilled: list[str] = []  # seen in the parts folder while the run works
+    spill_peak = [0]  # the most bytes of spilled inputs on disk at once
 
     def put(store, i, h, e, original=engine.ActivationStore.put) -> None:
         original(store, i, h, e)
@@ -135,12 +136,18 @@ def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, t
             return
         spilled.append(store.spill.name)
         assert len(_scratch(parts)) <= 2  # the inputs being read and the outputs being written, no third set
+        on_disk = sum(f.stat().st_size for name in _scratch(parts) for f in (parts / name).iterdir())
+        spill_peak[0] = max(spill_peak[0], on_disk)
 
     monkeypatch.setattr(engine.ActivationStore, "put", put)
+    needs = _disk_space_asked(monkeypatch)
     manifest = _partial_with(out, 2, lib, _cfg(ram_budget_gib=1e-6))  # cancelled before its third block
     assert {"act", "act0", "act1"} <= set(spilled) and _scratch(parts) == []
-    assert parts_made_with(parts, _cfg()) is True and parts_made_with(parts, _cfg(rank=8)) is False
+    assert resumes_from(parts, resume_key(DEMO, _cfg(), lib, CPU)) is True
+    assert resumes_from(parts, resume_key(DEMO, _cfg(rank=8), lib, CPU)) is False
     assert len(manifest["done"]) == 2  # what resume needs stays
+    samples_size = (parts / "samples.safetensors").stat().st_size
+    kept_size = sum((parts / f"block-000{i}.safetensors").stat().st_size for i in (0, 1))
     (parts / "act1").mkdir()  # as a killed run leaves it
     (parts / "act1" / "0.safetensors").write_bytes(b"x" * 1000)
     at_final_write: list[list[str]] = []
@@ -160,6 +167,25 @@ def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, t
     assert at_start == [[]] and at_final_write == [[]]
     _same(out, streamed)
     assert not parts.exists() and mapped_at_removal == []
+    # The disk space each run was checked for (before it wrote anything) was what it then wrote, or a little more:
+    # the model file, the samples, the two sets of spilled inputs at their peak; the resumed run, less its 2 blocks.
+    fresh, resumed = needs
+    size = out.stat().st_size
+    assert size <= fresh.model <= 1.05 * size and resumed.model == fresh.model
+    assert samples_size <= fresh.samples <= 1.05 * samples_size and resumed.samples == 0
+    assert spill_peak[0] <= fresh.spill == resumed.spill <= 1.05 * spill_peak[0]
+    assert fresh.blocks < fresh.model and kept_size <= fresh.blocks - resumed.blocks <= 1.05 * kept_size
+
+
+def _disk_space_asked(monkeypatch) -> list:
+    """The ``SpaceNeeded`` each run checks the free disk space for (the real check still made)."""
+    import gpu.streaming.engine as engine
+
+    needs = []
+    check = engine.check_free_space
+    monkeypatch.setattr(engine, "check_free_space",
+                        lambda folder, need, freed=0: needs.append(need) or check(folder, need, freed))  # fmt: skip
+    return needs
 
 
 def test_cancel_then_resume_gives_identical_output(streamed, tmp_path, mapped_at_removal):
@@ -187,7 +213,10 @@ def test_cancel_then_resume_gives_identical_output(streamed, tmp_path, mapped_at
     events = []
     quantize_model(DEMO, out, _cfg(), events.append, library=ModelLibrary(tmp_path), device=CPU)
     assert any("resuming" in e.message for e in events)
-    assert [e.layer for e in events if e.kind == "layer"][0] not in blocks_done  # finished blocks are skipped
+    layers = [e for e in events if e.kind == "layer"]
+    assert layers[0].layer not in blocks_done  # finished blocks are skipped
+    # Each layer says its block and the block count as fields (the wizard read them from the message's text).
+    assert layers[0].block > 1 and all(e.blocks == 6 and e.message.startswith(f"block {e.block}/6 ") for e in layers)
     _same(out, streamed)
     assert not parts.exists() and mapped_at_removal == []  # the resumed run read its samples from the parts
 
@@ -217,11 +246,11 @@ def test_stale_parts_for_other_settings_are_discarded(tmp_path):
     ]
 
 
-def test_a_discarded_parts_folder_is_named_by_the_settings_in_force(tmp_path):
+def test_a_discarded_parts_folder_is_named_by_the_settings_in_force():
     """A folder made with the default alpha grid (11, left out of the resume key so that folders from before the
     setting stay resumable) was said to be made with "alpha_points None -> 5". The values in force are named,
     and such a folder still counts as made with the default."""
-    from gpu.streaming.engine import ENGINE_VERSION, MANIFEST, _what_differs
+    from gpu.streaming.engine import ENGINE_VERSION, _what_differs
 
     def manifest(config: QuantizeConfig) -> dict:
         return {"done": {}, "settings": {"engine": ENGINE_VERSION, "quantization": config.fingerprint()}}
@@ -234,17 +263,7 @@ def test_a_discarded_parts_folder_is_named_by_the_settings_in_force(tmp_path):
     assert _what_differs(manifest(naive), manifest(five)["settings"]) == "method naive -> svdquant"
     assert _what_differs(manifest(QuantizeConfig(calib_prompts=8)), manifest(default)["settings"]) == (
         "calib prompts 8 -> 64")  # fmt: skip
-    parts = tmp_path / "o.safetensors.parts"
-    assert parts_made_with(parts, default) is None  # no folder
-    parts.mkdir()
-    (parts / MANIFEST).write_text(json.dumps(manifest(default)))
-    assert parts_made_with(parts, default) is True
-    assert parts_made_with(parts, QuantizeConfig(alpha_points=11)) is True
-    assert parts_made_with(parts, five) is False
-    (parts / MANIFEST).write_text(json.dumps({"done": {}}))  # a quantizer version that kept no settings
-    assert parts_made_with(parts, default) is False
-    (parts / MANIFEST).write_bytes(b"\xff{")
-    assert parts_made_with(parts, default) is None
+    assert QuantizeConfig(alpha_points=11).fingerprint() == default.fingerprint()  # the same key: resumed
 
 
 def _partial(out: Path, blocks: int, lib: ModelLibrary, source: Path = DEMO) -> dict:
@@ -596,3 +615,128 @@ def test_a_run_over_its_gpu_memory_budget_stops_and_the_budget_is_lifted(tmp_pat
         quantize_model(DEMO, tmp_path / "y.safetensors", tiny, library=ModelLibrary(tmp_path))
     assert "larger GPU memory budget" in err.value.hint
     assert torch.cuda.get_per_process_memory_fraction() == before
+
+
+def test_unfinished_runs_are_listed_with_whether_a_run_resumes_them_and_deleted_only_when_idle(tmp_path):
+    """The app asked whether a parts folder was made with the same quantization settings only, while the run also
+    compares the source's files, the calibration inputs and the quantizer's version: after the source was moved
+    or its files touched, the wizard reused the name and the run deleted the finished blocks to start over. Both
+    now ask the engine's one decision (``resumes_from``). The unfinished runs are listed (size, date, blocks,
+    whether a run resumes them) and deleted on request, never while a run holds them nor with a file of the
+    user's in them, and never the model file of that name."""
+    import os
+
+    from gpu.errors import OutputBusy, OutputError
+    from gpu.output_lock import output_lock
+    from gpu.streaming.engine import delete_unfinished_run, differs_from, unfinished_runs
+
+    source = tmp_path / "model"
+    shutil.copytree(DEMO, source)
+    models = tmp_path / "models"
+    out = models / "m.safetensors"
+    lib = ModelLibrary(tmp_path / "lib")
+    _partial(out, 1, lib, source)
+    parts = parts_dir(out)
+    key = resume_key(source, _cfg(), lib, CPU)
+    [run] = unfinished_runs(models, key)
+    assert (run.parts, run.output, run.blocks_done, run.resumes, run.differs) == (parts, out, 1, True, "")
+    assert run.size_bytes == sum(f.stat().st_size for f in parts.rglob("*") if f.is_file())
+    assert run.modified == max(f.stat().st_mtime for f in (parts, *parts.iterdir()))
+    assert unfinished_runs(models)[0].resumes is None  # no run to compare with
+    weights = source / "transformer" / "diffusion_pytorch_model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # copied again, touched
+    touched = resume_key(source, _cfg(), lib, CPU)
+    assert resumes_from(parts, touched) is False
+    assert differs_from(parts, touched) == "other source weights (another model, or its files changed since)"
+    assert unfinished_runs(models, touched)[0].differs == differs_from(parts, touched)
+
+    out.write_bytes(b"a finished model of that name")
+    with output_lock(out, "quantize run"), pytest.raises(OutputBusy, match="^m.safetensors.parts is not deleted: "):
+        delete_unfinished_run(parts)  # a run works on it (its lock, held in this process or another)
+    (parts / "notes.txt").write_text("the user's")
+    assert unfinished_runs(models, key) == []
+    with pytest.raises(OutputError, match="holds files the quantizer did not write \\(notes.txt\\): not deleted"):
+        delete_unfinished_run(parts)
+    (parts / "notes.txt").unlink()
+    delete_unfinished_run(parts)
+    assert sorted(p.name for p in models.iterdir()) == ["m.safetensors"] and out.read_bytes().startswith(b"a finished")
+    with pytest.raises(OutputError, match="is not the folder of an unfinished quantize run"):
+        delete_unfinished_run(out)
+
+
+def test_a_run_without_the_disk_space_it_needs_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """A run wrote GiBs of samples and blocks and failed at its end, with a full disk. It now estimates what it
+    still writes (``gpu.streaming.disk_space``) and is refused before the text encoders load, naming the folder,
+    the GiB it needs and the GiB free; from the command line too."""
+    from gpu.streaming.disk_space import DiskSpaceError, gib
+    from main import main
+
+    needs = _disk_space_asked(monkeypatch)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=2**20))
+    out = tmp_path / "new" / "o.safetensors"
+    events = []
+    with pytest.raises(DiskSpaceError) as refused:
+        quantize_model(DEMO, out, _cfg(), events.append, library=ModelLibrary(tmp_path / "lib"), device=CPU)
+    [need] = needs
+    assert str(refused.value) == (
+        f"not enough free disk space in {out.parent}: the run needs about {gib(need.total)} there (a "
+        f"{gib(need.model)} model file, written while the {gib(need.blocks)} of blocks still to quantize are kept "
+        "beside it), and 0.00 GiB is free")  # fmt: skip
+    assert need.total > 2**20 and events == []  # nothing recorded
+    assert not out.parent.exists()  # the folder made for the output's lock is gone with it
+    assert main(["quantize", "demo", "--out", str(out), "--calib-prompts", "1", "--rank", "8"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: not enough free disk space in {out.parent}: the run needs")
+
+
+def test_a_disk_that_fills_up_mid_run_is_said_and_the_finished_blocks_stay(tmp_path, monkeypatch):
+    """A disk that filled up while a block or the model file was written ended with "cannot write
+    …/block-0002.safetensors: No space left on device", which the wizard took for a folder it cannot write to
+    ("make it a folder you can write to") when safetensors raised it, its OS error being only in its text. It is
+    said as a full disk, naming the folder and what is kept; the finished blocks stay, and the next run resumes."""
+    import errno
+    import os
+    import re
+
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from gpu.atomic import scratch_prefix
+    from gpu.streaming.disk_space import DiskSpaceError
+    from gpu.streaming.engine import _damaged_shards, _read_manifest
+
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    lib = ModelLibrary(tmp_path / "lib")
+    serialize = safetensors.torch.serialize_file  # the write itself; the engine and its atomic writes run as ever
+    full: dict = {}
+
+    def serialize_file(tensors, filename, *args, **kwargs):
+        if Path(filename).parent.name.startswith(scratch_prefix(full["target"])):
+            raise full["error"]
+        return serialize(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "serialize_file", serialize_file)
+    full.update(target=parts / "block-0002.safetensors", error=OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(DiskSpaceError) as failed:
+        quantize_model(DEMO, out, _cfg(), library=lib, device=CPU)
+    message = str(failed.value)
+    assert message.startswith(f"the disk holding {tmp_path} is full (") and message.endswith(
+        f"free there): cannot write {parts / 'block-0002.safetensors'}: No space left on device; the 2 finished "
+        f"blocks are kept in {parts}, and a run with the same settings resumes from them")  # fmt: skip
+    assert isinstance(failed.value.__cause__, OSError) and failed.value.__cause__.errno == errno.ENOSPC
+    manifest = _read_manifest(parts)
+    assert len(manifest["done"]) == 2 and _damaged_shards(parts, manifest["done"]) == {}
+    assert sorted(p.name for p in parts.iterdir()) == ["block-0000.safetensors", "block-0001.safetensors",
+                                                       "manifest.json", "samples.safetensors"]  # fmt: skip
+
+    # The model file's write, as safetensors reports a full disk: the OS error only in its text.
+    code = 112 if os.name == "nt" else errno.ENOSPC  # Windows' ERROR_DISK_FULL
+    full.update(target=out, error=SafetensorError(f"Error while serializing: I/O error: No space left on device "
+                                                  f"(os error {code})"))  # fmt: skip
+    events = []
+    with pytest.raises(DiskSpaceError, match=f"the 6 finished blocks are kept in {re.escape(str(parts))}, and"):
+        quantize_model(DEMO, out, _cfg(), events.append, library=lib, device=CPU)
+    assert any("resuming: 2/6" in e.message for e in events)
+    assert [p.name for p in tmp_path.iterdir()] == [parts.name]  # no model, no temp folder beside it
+    assert len(_read_manifest(parts)["done"]) == 6

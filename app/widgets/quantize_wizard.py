@@ -6,8 +6,8 @@ images side by side with PSNR/SSIM and adds the new file to the library.
 
 from __future__ import annotations
 
-import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,11 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -28,6 +31,8 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
     QWizard,
@@ -37,10 +42,18 @@ from PySide6.QtWidgets import (
 from app.bindings import bind
 from app.controller import AppController
 from app.engine_errors import EngineError, classify
-from app.quantize_outputs import default_ram_budget_gib, free_output_path, installed_ram_bytes, kept_for_resume
+from app.quantize_outputs import (
+    default_ram_budget_gib,
+    delete_unfinished_run,
+    free_output_path,
+    installed_ram_bytes,
+    kept_for_resume,
+    unfinished_runs,
+)
 from app.quantize_source import QuantizeSource, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread
 from app.widgets.error_dialog import show_error
+from app.widgets.model_panel import human_bytes
 from app.wording import counted, sentence
 from gpu.errors import UserError
 from gpu.quantize_defaults import (
@@ -70,8 +83,6 @@ GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch ma
                    "run.")  # fmt: skip
 
 
-# The engine's layer events say which block they belong to ("block 3/19 …"); the total is named nowhere else.
-_BLOCK_OF = re.compile(r"^block \d+/(\d+) ")
 def output_name(stem: str, config: Any) -> str:
     """The quantized file's name (no suffix) for ``config`` (a QuantizeConfig): method, precision and, for the
     methods with a low-rank branch, its rank (a round-to-nearest file named "-r32" had none)."""
@@ -315,6 +326,14 @@ class CalibrationPage(QWizardPage):
         form.addRow("RAM budget", self.ram_gib)
         form.addRow("", self.ram_warning)
         form.addRow("", laptop)
+        # The parts folders of runs that did not finish, GiBs each: the wizard lists them, and deletes one when asked.
+        self.unfinished = QLabel("")
+        self.unfinished.setWordWrap(True)
+        self.unfinished_button = QPushButton("Unfinished runs…")
+        row = QHBoxLayout()
+        row.addWidget(self.unfinished, 1)
+        row.addWidget(self.unfinished_button)
+        form.addRow("Unfinished runs", row)
 
     def _check_ram(self) -> None:
         """Warns (a warning: the machine's swap may hold it) when the budget is over the RAM this machine has."""
@@ -365,9 +384,8 @@ class RunPage(QWizardPage):
         return self.ok
 
     def on_progress(self, event: QuantizeProgress) -> None:
-        block = _BLOCK_OF.match(event.message) if event.kind == "layer" else None
-        if block:
-            self.wiz.blocks_total = int(block.group(1))
+        if event.blocks:
+            self.wiz.blocks_total = event.blocks
         if event.total:
             self.bar.setRange(0, event.total)
             self.bar.setValue(event.index)
@@ -448,6 +466,80 @@ class ResultPage(QWizardPage):
             self.summary.setText(f"Saved to {self.wiz.out_path}. {self.wiz.no_original_reason()}")
 
 
+class UnfinishedRunsDialog(QDialog):
+    """The unfinished runs in the models folder (their ``.parts`` folders: finished blocks and samples, GiBs each):
+    name, size, when last written, finished blocks, and whether the wizard's settings resume it. Delete… asks
+    first, naming the run and its size."""
+
+    COLUMNS = ("Model file", "Size", "Last written", "Finished blocks", "With these settings")
+
+    def __init__(self, wizard: QuantizeWizard) -> None:
+        super().__init__(wizard)
+        self.setWindowTitle("Unfinished runs")
+        self.wiz = wizard
+        self.runs: list[Any] = []  # gpu.streaming.engine.UnfinishedRun, as the table shows them
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        why = QLabel(f"Runs that were stopped or failed keep their finished work in {wizard.models_folder()}, so that "
+                     "a run with the same settings resumes from it. Delete the ones you will not resume.")
+        why.setWordWrap(True)
+        self.delete_button = QPushButton("Delete…")
+        self.delete_button.clicked.connect(self.delete_selected)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.addButton(self.delete_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(why)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(buttons)
+        self.resize(760, 320)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.runs = self.wiz.unfinished_runs(with_settings=True)
+        self.table.setRowCount(len(self.runs))
+        for row, run in enumerate(self.runs):
+            resumes = ("resumes" if run.resumes else "–" if run.resumes is None else
+                       f"starts over ({run.differs})")  # fmt: skip
+            cells = (run.output.name, human_bytes(run.size_bytes),
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(run.modified)), str(run.blocks_done), resumes)
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(str(run.parts) if col == 0 else text)
+                self.table.setItem(row, col, item)
+        self.table.resizeColumnsToContents()
+        self._selection_changed()
+
+    def _selection_changed(self) -> None:
+        self.delete_button.setEnabled(bool(self.table.selectionModel().selectedRows()))
+
+    def delete_selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return
+        run = self.runs[rows[0].row()]
+        blocks = f", with its {counted(run.blocks_done, 'finished block')}," if run.blocks_done else ""
+        box = QMessageBox(QMessageBox.Icon.Question, "Delete unfinished run?",
+                          f"Delete the unfinished run {run.output.name} ({human_bytes(run.size_bytes)})? Its folder "
+                          f"{run.parts}{blocks} is deleted, and no run can resume from it afterwards.",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)  # fmt: skip
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.exec()
+        if box.clickedButton() is not box.button(QMessageBox.StandardButton.Yes):
+            return
+        try:
+            delete_unfinished_run(run)
+        except UserError as err:
+            self.wiz.error_dialog = show_error(self, classify(err))
+        self.refresh()
+        self.wiz.show_unfinished_summary()
+
+
 class QuantizeWizard(QWizard):
     _run = Signal(object)  # queued to the worker thread
     run_ended = Signal()  # the run (or the wait for an earlier wizard's) is over: finished, cancelled or failed
@@ -490,6 +582,9 @@ class QuantizeWizard(QWizard):
         self.result_page = ResultPage(self)
         for page in (self.source_page, self.method_page, self.calibration_page, self.run_page, self.result_page):
             self.addPage(page)
+        self.calibration_page.unfinished_button.clicked.connect(self.show_unfinished_runs)
+        self.currentIdChanged.connect(self._page_shown)
+        self.unfinished_dialog: UnfinishedRunsDialog | None = None
         self._run.connect(worker.run)
         worker.progress.connect(self.run_page.on_progress)
         worker.comparisons.connect(self._on_comparisons)
@@ -515,6 +610,33 @@ class QuantizeWizard(QWizard):
             base=self.source_state.base if self.source_state.is_file else None,
         )
 
+    def models_folder(self) -> Path:
+        """Where the wizard's runs write (the app's models folder)."""
+        return self.controller.data.quantized
+
+    def unfinished_runs(self, with_settings: bool = False) -> list[Any]:
+        """The unfinished runs in the models folder; ``with_settings``: each says whether the settings chosen in the
+        wizard resume it (which reads the source's files)."""
+        if not with_settings:
+            return unfinished_runs(self.models_folder())
+        return unfinished_runs(self.models_folder(), self.source_state.source, self.config())
+
+    def show_unfinished_summary(self) -> None:
+        runs = self.unfinished_runs()
+        size = human_bytes(sum(run.size_bytes for run in runs))
+        self.calibration_page.unfinished.setText(
+            f"{counted(len(runs), 'unfinished run')} in the models folder ({size})." if runs else
+            "None in the models folder.")  # fmt: skip
+        self.calibration_page.unfinished_button.setEnabled(bool(runs))
+
+    def show_unfinished_runs(self) -> None:
+        self.unfinished_dialog = UnfinishedRunsDialog(self)
+        self.unfinished_dialog.open()
+
+    def _page_shown(self, _page_id: int) -> None:
+        if self.currentPage() is self.calibration_page:
+            self.show_unfinished_summary()
+
     def start(self) -> None:
         state = self.source_state
         source = state.source
@@ -522,7 +644,7 @@ class QuantizeWizard(QWizard):
         entry = next((e for e in self.controller.entries if getattr(e, "name", None) == source), None)
         stem = output_stem(source, Path(entry.path) if entry is not None else Path(source))
         notes: list[str] = []
-        self.out_path = free_output_path(self.controller.data.quantized, output_name(stem, config), config, notes)
+        self.out_path = free_output_path(self.models_folder(), output_name(stem, config), source, config, notes)
         self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps,
                                compare_original=not state.is_file)  # fmt: skip
         # A run after Back: nothing of the earlier run may pass for this one's (a cancelled run would offer

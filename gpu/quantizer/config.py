@@ -107,7 +107,8 @@ def effective_fingerprint(fingerprint: dict) -> dict:
 @dataclass
 class QuantizeEvent:
     """kind: "stage" (a phase starts), "layer" (one layer done; ``error`` = its relative output error),
-    "done". ``index``/``total`` count layers (or prompts during calibration)."""
+    "done". ``index``/``total`` count layers (or prompts during calibration); a layer's ``block`` of ``blocks``
+    is the transformer block it belongs to (1-based; 0 on other events)."""
 
     kind: str
     message: str
@@ -117,3 +118,5 @@ class QuantizeEvent:
     error: float | None = None
     elapsed_s: float = 0.0
     eta_s: float | None = None
+    block: int = 0
+    blocks: int = 0

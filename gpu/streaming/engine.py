@@ -22,6 +22,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ from gpu.adapters import adapter_named
 from gpu.atomic import SCRATCH_NAME, atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
 from gpu.bfl_layout import base_misfit, inspect_single_file
 from gpu.checkpoint.format import file_sha256, save_checkpoint, verify_checkpoint
-from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputError, named_few
+from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputBusy, OutputError, named_few
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS, transformer_config
@@ -48,6 +49,15 @@ from gpu.quantizer.shared import (
     layer_message,
     quantize_layers,
 )  # fmt: skip
+from gpu.streaming.disk_space import (
+    HEADER_PER_TENSOR,
+    SpaceNeeded,
+    block_bytes,
+    check_free_space,
+    disk_full_said,
+    folder_usage,
+    head_bytes,
+)  # fmt: skip
 from gpu.streaming.source import (
     WeightSource,
     bfl_file_source,
@@ -61,31 +71,151 @@ from gpu.svdquant.decompose import DecomposeConfig
 from gpu.version import __version__
 
 MANIFEST = "manifest.json"
+PARTS_SUFFIX = ".parts"  # OUT.safetensors -> OUT.safetensors.parts/, the unfinished run's folder
 SAMPLES = "samples.safetensors"
 ENGINE_VERSION = 2  # bump when the shard layout, manifest or sample recipe changes: old parts folders are discarded
 # 2: per-file SHA-256 of the shards and samples in the manifest; the full settings kept for naming a mismatch
 
 
 def parts_dir(out_path: Path) -> Path:
-    return out_path.with_name(out_path.name + ".parts")
+    return out_path.with_name(out_path.name + PARTS_SUFFIX)
 
 
-def parts_made_with(parts_folder: Path, config: QuantizeConfig) -> bool | None:
-    """Whether the resumable parts folder ``parts_folder`` (``parts_dir(out)``) was made with ``config``'s
-    quantization settings (method, precision, rank, alpha grid, calibration counts, seed, ...), i.e. whether a
-    run with ``config`` would keep its finished blocks rather than discard them; None when there is no such
-    folder or its manifest is unreadable. A folder of another version of the quantizer is False. The run
-    itself also compares the source's weight files, the calibration prompts and the text encoders, so True
-    does not promise that it resumes."""
-    manifest = _read_manifest(parts_folder)
-    if not manifest:
+@dataclass(frozen=True)
+class ResumeKey:
+    """What a run's parts folder must have been made with for the run to resume from it (``resume_key``):
+    ``settings`` (kept in the manifest, to name a difference), their hash ``key``, and whether the run resumes
+    at all (``QuantizeConfig.resume``)."""
+
+    settings: dict
+    key: str
+    resume: bool = True
+
+
+def resume_key(source: str | Path, config: QuantizeConfig, library: ModelLibrary | None = None,
+               device: torch.device | None = None) -> ResumeKey:  # fmt: skip
+    """The resume key a run of ``config`` on ``source`` has: the one ``quantize_model`` computes (same function,
+    same reads: the source's weight files, its calibration prompts, text encoders and defaults; no tensor is
+    loaded). Raises the ``UserError`` the run would raise before any work (a damaged source, a rank too large)."""
+    config.validate()
+    device = device or default_device()
+    return _run_inputs(source, config, library or ModelLibrary(), runtime_dtype(device), False).key
+
+
+def resumes_from(parts_folder: Path, key: ResumeKey | None) -> bool | None:
+    """What a run whose resume key is ``key`` does with the parts folder ``parts_folder`` (``parts_dir(out)``):
+    None when there is none, True when it resumes from it (keeps its finished blocks), False when it would
+    discard it to start over or refuse it (a file, a link, a folder holding files the engine did not write).
+    ``key`` None (unknown: the source could not be read) is False for any folder. The run's own decision
+    (``_resumes``), so that an output name is offered as free exactly when the run loses nothing there."""
+    if not (parts_folder.exists() or parts_folder.is_symlink()):
         return None
-    settings = manifest.get("settings")
-    if not isinstance(settings, dict) or settings.get("engine") != ENGINE_VERSION:
+    if key is None:
         return False
-    old = settings.get("quantization")
-    new = json.loads(json.dumps(config.fingerprint(), default=str))  # as the manifest keeps it
-    return isinstance(old, dict) and effective_fingerprint(old) == effective_fingerprint(new)
+    if parts_in_the_way(parts_folder):
+        return False
+    return _resumes(_read_manifest(parts_folder), key)
+
+
+def parts_in_the_way(parts_folder: Path) -> str:
+    """Why a run refuses ``parts_folder`` (a file or link of that name, a folder holding files the engine does not
+    write there), in the words it refuses it with; "" when it does not."""
+    try:
+        _check_parts_folder(parts_folder)
+    except OutputError as err:
+        return str(err)
+    return ""
+
+
+def differs_from(parts_folder: Path, key: ResumeKey) -> str:
+    """What differs between the settings ``parts_folder`` was made with and ``key``'s, in words ("rank 8 -> 16",
+    "another version of the quantizer"): what the run says when it discards the folder."""
+    return _what_differs(_read_manifest(parts_folder), key.settings)
+
+
+def made_by_another_version(parts_folder: Path) -> bool:
+    """Whether ``parts_folder`` was made by another version of the quantizer (or keeps no readable settings): no
+    run of this version resumes from it, whatever its settings."""
+    return _another_version(_read_manifest(parts_folder))
+
+
+def _another_version(manifest: dict) -> bool:
+    settings = manifest.get("settings")
+    return not isinstance(settings, dict) or settings.get("engine") != ENGINE_VERSION
+
+
+def _resumes(manifest: dict, key: ResumeKey) -> bool:
+    """Whether a run with ``key`` keeps the finished work a parts folder's ``manifest`` records."""
+    return key.resume and manifest.get("key") == key.key
+
+
+@dataclass(frozen=True)
+class UnfinishedRun:
+    """The parts folder of a run that did not finish (stopped, failed or killed), as ``unfinished_runs`` lists it."""
+
+    parts: Path
+    size_bytes: int  # its files, spilled block inputs included
+    modified: float  # when it was last written, in seconds since the epoch
+    blocks_done: int  # the finished blocks its manifest records
+    resumes: bool | None  # whether a run with the resume key ``unfinished_runs`` was given resumes from it
+    differs: str  # else what differs, in words ("rank 8 -> 16"); "" when it resumes or without a key
+
+    @property
+    def output(self) -> Path:
+        """The model file the run writes."""
+        return self.parts.with_name(self.parts.name[: -len(PARTS_SUFFIX)])
+
+
+def unfinished_runs(folder: Path, key: ResumeKey | None = None) -> list[UnfinishedRun]:
+    """The parts folders in ``folder`` (``<name>.safetensors.parts``), the newest first, each with whether a run
+    with ``key`` resumes from it (``resumes_from``; None without a key). What is no folder of the engine's (a file
+    or link of that name, a folder holding the user's files) is not listed: ``delete_unfinished_run`` refuses it."""
+    runs = []
+    for parts in sorted(folder.glob(f"*.safetensors{PARTS_SUFFIX}")):
+        try:
+            if parts.is_symlink() or not parts.is_dir() or _foreign_entries(parts):
+                continue
+        except OutputError:  # unreadable
+            continue
+        size, modified = folder_usage(parts)
+        resumes = None if key is None else resumes_from(parts, key) is True
+        differs = differs_from(parts, key) if key is not None and not resumes else ""
+        runs.append(UnfinishedRun(parts, size, modified, blocks_kept(parts), resumes, differs))
+    return sorted(runs, key=lambda run: run.modified, reverse=True)
+
+
+def delete_unfinished_run(parts: Path) -> None:
+    """Deletes the parts folder ``parts`` (``parts_dir(out)``) of a run that does not work now; the model file
+    ``out`` (a finished model of that name) is never touched. ``OutputBusy`` while a run, in this process or
+    another, holds ``out``'s lock (``quantize_model``); ``OutputError`` for what is no parts folder of the
+    engine's: a file or link of that name, a folder holding files the engine does not write there."""
+    if not parts.name.endswith(f".safetensors{PARTS_SUFFIX}"):
+        raise OutputError(f"{parts} is not the folder of an unfinished quantize run: not deleted")
+    try:
+        with output_lock(parts.with_name(parts.name[: -len(PARTS_SUFFIX)]), "quantize run"):
+            if not (parts.exists() or parts.is_symlink()):
+                return  # deleted meanwhile (another window, the run it belonged to finished)
+            if parts.is_symlink() or not parts.is_dir():
+                raise OutputError(f"{parts} is not a folder of the quantizer's: not deleted")
+            foreign = _foreign_entries(parts)
+            if foreign:
+                raise OutputError(f"{parts} holds files the quantizer did not write ({named_few(foreign)}): not "
+                                  "deleted", "move them elsewhere first")  # fmt: skip
+            _remove_parts(parts)
+    except OutputBusy as busy:
+        raise OutputBusy(f"{parts.name} is not deleted: {busy}", "wait for that run to end, or stop it") from None
+
+
+def _kept_words(parts: Path) -> str:
+    """What a run that stopped keeps in ``parts`` for the next one, as the end of a sentence ("" when nothing)."""
+    done = blocks_kept(parts)
+    if done:
+        what = "the finished block is" if done == 1 else f"the {done} finished blocks are"
+    elif (parts / SAMPLES).is_file():
+        what = "the calibration samples are"
+    else:
+        return ""
+    return f"; {what} kept in {parts}, and a run with the same settings resumes from them"
 
 
 def blocks_kept(parts_folder: Path) -> int:
@@ -160,11 +290,14 @@ def quantize_model(
     config = config or QuantizeConfig()
     config.validate()
     device = device or default_device()
-    with output_lock(out_path, "quantize run"), gpu_memory_budget(device, config.gpu_budget_gib):
-        if not replace and Path(out_path).exists():
+    out_path = Path(out_path)
+    # A full disk is said as such wherever the run writes, with what it keeps for the next one.
+    with (output_lock(out_path, "quantize run"), gpu_memory_budget(device, config.gpu_budget_gib),
+          disk_full_said(out_path.parent, lambda: _kept_words(parts_dir(out_path)))):  # fmt: skip
+        if not replace and out_path.exists():
             # e.g. a typo naming another model, or the source's own weights: replaced only when asked
             raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
-        return _quantize_model(source, Path(out_path), config, on_event, should_cancel, library, device,
+        return _quantize_model(source, out_path, config, on_event, should_cancel, library, device,
                                samples_override)  # fmt: skip
 
 
@@ -221,27 +354,15 @@ def _quantize_model(
         if should_cancel is not None and should_cancel():
             raise Cancelled()
 
-    src, base_entry, entry_for_record, storage_dtype = _open_source(source, library, config)
-    if base_entry is None and samples_override is None:
-        raise BadRequestError(f"{Path(str(source)).name} is a single-file checkpoint: it has no text encoders to "
-                              "calibrate with", "add --base PIPELINE, a diffusers FLUX.1 folder or library "
-                              "model whose text encoders and tokenizers to use, e.g. FLUX.1-dev")  # fmt: skip
+    run = _run_inputs(source, config, library, dtype, samples_override is not None)
+    src, base_entry, storage_dtype, defaults, steps, prompts = (run.src, run.base_entry, run.storage_dtype,
+                                                                 run.defaults, run.steps, run.prompts)  # fmt: skip
     adapter = adapter_named("flux")
-    for kind in ("transformer_blocks", "single_transformer_blocks"):  # before any calibration or file
-        check_rank_fits(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)), config)
-    defaults = dict(base_entry.facts.defaults) if base_entry is not None else dict(FALLBACK_DEFAULTS)
-    steps = calibration_steps(config.calib_steps, defaults)
-    prompts: list[str] = []
-    if samples_override is None:
-        assert base_entry is not None
-        prompts = calibration_prompts(base_entry.path, defaults, config.calib_prompts)
-    settings = _resume_settings(src, config, dtype, storage_dtype, prompts, steps, defaults, base_entry,
-                                samples_override is not None)  # fmt: skip
-    key = _settings_key(settings)
+    settings = run.key.settings
     parts = parts_dir(out_path)
     _check_parts_folder(parts)  # before deleting anything in it: it may be a file or a folder of the user's
     manifest = _read_manifest(parts)
-    stale = parts.exists() and (not config.resume or manifest.get("key") != key)
+    stale = parts.exists() and not _resumes(manifest, run.key)
     if parts.exists():
         remove_stale_temps(out_path)  # a kill during the final write left one, as big as the model
         for folder in SCRATCH_FOLDERS:  # a killed run's spilled inputs (GiBs): before recording samples needs room
@@ -258,6 +379,8 @@ def _quantize_model(
     blocks = [("transformer_blocks", i) for i in range(src.n_double)]
     blocks += [("single_transformer_blocks", i) for i in range(src.n_single)]
     samples = _verified_samples(parts, manifest)
+    need = _space_needed(run, config, head, blocks, manifest, samples, samples_override is not None, dtype)
+    check_free_space(out_path.parent, need, folder_usage(parts)[0] if stale else 0)
     recorded = samples is None
     if samples is not None:
         prompts_n = int(manifest["samples"]["prompts"])
@@ -281,7 +404,7 @@ def _quantize_model(
     with output_errors(parts):
         parts.mkdir(parents=True, exist_ok=True)
     if not manifest:
-        manifest = {"key": key, "engine": ENGINE_VERSION, "tool": __version__, "settings": settings, "done": {},
+        manifest = {"key": run.key.key, "engine": ENGINE_VERSION, "tool": __version__, "settings": settings, "done": {},
                     "layers": {}}  # fmt: skip
     if recorded:
         digest = _save_samples(parts / SAMPLES, samples)
@@ -300,8 +423,8 @@ def _quantize_model(
     counts = {kind: len(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)))
               for kind in {k for k, _ in blocks}}  # fmt: skip
     total_layers = sum(counts[k] for k, _ in blocks)
-    per_sample = _activation_bytes(samples[0], src.config, dtype) if samples else 0
-    spill = parts / "act" if 2 * per_sample * len(samples) > config.ram_budget_gib * 2**30 / 2 else None
+    per_sample = _activation_bytes(_tokens(samples[0]), src.config, dtype) if samples else 0
+    spill = parts / "act" if _spills(per_sample, len(samples), config) else None
     emit("stage", f"{len(samples)} samples, {len(blocks)} blocks, {total_layers} layers"
                   f"{' (activations spilled to disk)' if spill else ''}")  # fmt: skip
 
@@ -351,7 +474,7 @@ def _quantize_model(
                     run_layers += 1
                     per_layer = (time.perf_counter() - run_t0) / run_layers
                     emit("layer", f"block {bi + 1}/{len(blocks)} {layer_message(lname, meta)}", index=offset + j + 1,
-                         total=total_layers, layer=lname, error=error,
+                         total=total_layers, layer=lname, error=error, block=bi + 1, blocks=len(blocks),
                          eta_s=per_layer * (total_layers - offset - j - 1))  # fmt: skip
                 quantized = set(targets)
                 for k, t in prefixed.state_dict().items():
@@ -382,8 +505,8 @@ def _quantize_model(
                 tensors[k] = f.get_tensor(k)
     layer_meta = {n: manifest["layers"][n] for n in sorted(manifest["layers"])}
     record = base_record(base_entry, out_path, defaults) if base_entry is not None else {}
-    if entry_for_record is not None and base_entry is None:
-        record = {"name": entry_for_record, "defaults": defaults}
+    if run.entry_for_record is not None and base_entry is None:
+        record = {"name": run.entry_for_record, "defaults": defaults}
     meta = checkpoint_meta(adapter.architecture, adapter.diffusers_class, src.config, storage_dtype, layer_meta,
                            config, prompts_n, len(samples), steps, record)  # fmt: skip
     emit("stage", f"writing {out_path.name}")
@@ -396,6 +519,45 @@ def _quantize_model(
     size_mib = out_path.stat().st_size / 2**20
     emit("done", f"wrote {out_path} ({size_mib:.1f} MiB)", index=total_layers, total=total_layers)
     return out_path
+
+
+@dataclass(frozen=True)
+class _RunInputs:
+    """What a run reads before any work: the weight source, the pipeline that calibrates it (None: a single file
+    with samples supplied), the name to record, the storage dtype, the calibration's defaults, steps and prompts,
+    and the resume key all of them make."""
+
+    src: WeightSource
+    base_entry: ModelEntry | None
+    entry_for_record: str | None
+    storage_dtype: torch.dtype
+    defaults: dict
+    steps: int
+    prompts: list[str]
+    key: ResumeKey
+
+
+def _run_inputs(source: str | Path, config: QuantizeConfig, library: ModelLibrary, dtype: torch.dtype,
+                samples_supplied: bool) -> _RunInputs:  # fmt: skip
+    """Opens ``source`` and reads what the run is made from; the refusals that need no work come from here."""
+    src, base_entry, entry_for_record, storage_dtype = _open_source(source, library, config)
+    if base_entry is None and not samples_supplied:
+        raise BadRequestError(f"{Path(str(source)).name} is a single-file checkpoint: it has no text encoders to "
+                              "calibrate with", "add --base PIPELINE, a diffusers FLUX.1 folder or library "
+                              "model whose text encoders and tokenizers to use, e.g. FLUX.1-dev")  # fmt: skip
+    adapter = adapter_named("flux")
+    for kind in ("transformer_blocks", "single_transformer_blocks"):  # before any calibration or file
+        check_rank_fits(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)), config)
+    defaults = dict(base_entry.facts.defaults) if base_entry is not None else dict(FALLBACK_DEFAULTS)
+    steps = calibration_steps(config.calib_steps, defaults)
+    prompts: list[str] = []
+    if not samples_supplied:
+        assert base_entry is not None
+        prompts = calibration_prompts(base_entry.path, defaults, config.calib_prompts)
+    settings = _resume_settings(src, config, dtype, storage_dtype, prompts, steps, defaults, base_entry,
+                                samples_supplied)  # fmt: skip
+    return _RunInputs(src, base_entry, entry_for_record, storage_dtype, defaults, steps, prompts,
+                      ResumeKey(settings, _settings_key(settings), config.resume))  # fmt: skip
 
 
 def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
@@ -503,9 +665,9 @@ def _settings_key(settings: dict) -> str:
 
 def _what_differs(manifest: dict, settings: dict) -> str:
     """Names what differs between the manifest's settings and ``settings`` (e.g. "rank 8 -> 16")."""
-    old = manifest.get("settings")
-    if not isinstance(old, dict) or old.get("engine") != settings["engine"]:
+    if _another_version(manifest):
         return _SETTING_LABELS["engine"]
+    old = manifest["settings"]
     named = []
     for k, new in settings.items():
         was = old.get(k)
@@ -532,6 +694,13 @@ _OWN_PARTS_ENTRY = re.compile(r"^(\.?(manifest\.json|samples\.safetensors|block-
                               r"(\.\w+\.tmp)?|\.tmp\w{6})$")  # fmt: skip
 
 
+def _foreign_entries(parts: Path) -> list[str]:
+    """The names in the folder ``parts`` that the engine does not write there (the user's files)."""
+    with output_errors(parts):
+        return sorted(p.name for p in parts.iterdir()
+                      if not (_OWN_PARTS_ENTRY.match(p.name) or SCRATCH_NAME.match(p.name)))  # fmt: skip
+
+
 def _check_parts_folder(parts: Path) -> None:
     """OutputError unless ``parts`` is absent or a folder holding only what the engine writes there: it is
     deleted wholesale when the settings differ, and at the end."""
@@ -539,9 +708,7 @@ def _check_parts_folder(parts: Path) -> None:
         raise OutputError(f"{parts} is in the way: the quantizer keeps its resumable parts in a folder of that name",
                           "move or rename it, or choose another --out")  # fmt: skip
     if parts.is_dir():
-        with output_errors(parts):
-            foreign = sorted(p.name for p in parts.iterdir()
-                             if not (_OWN_PARTS_ENTRY.match(p.name) or SCRATCH_NAME.match(p.name)))  # fmt: skip
+        foreign = _foreign_entries(parts)
         if foreign:
             raise OutputError(f"{parts} holds files the quantizer did not write ({named_few(foreign)}); "
                               "it would delete them with its parts folder",
@@ -607,10 +774,61 @@ def _load_samples(path: Path) -> list[CalibSample]:
     return out
 
 
-def _activation_bytes(sample: CalibSample, config: dict, dtype: torch.dtype) -> int:
+def _tokens(sample: CalibSample) -> int:
+    """The tokens a block sees for ``sample``: image and text."""
+    return sample["hidden_states"].shape[1] + sample["encoder_hidden_states"].shape[1]
+
+
+def _activation_bytes(tokens: int, config: dict, dtype: torch.dtype) -> int:
+    """Bytes of one sample's block inputs (or outputs): ``tokens`` x the model's width in ``dtype``."""
     dim = config["num_attention_heads"] * config["attention_head_dim"]
-    tokens = sample["hidden_states"].shape[1] + sample["encoder_hidden_states"].shape[1]
     return tokens * dim * torch.empty((), dtype=dtype).element_size()
+
+
+def _spills(per_sample: int, count: int, config: QuantizeConfig) -> bool:
+    """Whether the block inputs go to disk: a block's inputs and outputs together (2 x ``count`` samples of
+    ``per_sample`` bytes) would take more than half the RAM budget."""
+    return 2 * per_sample * count > config.ram_budget_gib * 2**30 / 2
+
+
+def _space_needed(run: _RunInputs, config: QuantizeConfig, head: torch.nn.Module, blocks: list[tuple[str, int]],
+                  manifest: dict, samples: list[CalibSample] | None, samples_supplied: bool,
+                  dtype: torch.dtype) -> SpaceNeeded:  # fmt: skip
+    """What the run still writes beside its output (``gpu.streaming.disk_space``): the model file, the blocks that
+    ``manifest`` does not record as finished, the samples when they are still to be recorded (``samples`` None),
+    and the block inputs if they spill. Samples a caller supplies (benchmarks) are not known yet: not counted."""
+    adapter = adapter_named("flux")
+    per_kind = {}
+    for kind in {k for k, _ in blocks}:
+        block = _prefixed(block_module(run.src.config, kind), kind)
+        per_kind[kind] = block_bytes(block, adapter.quantizable_linears(block), config, run.storage_dtype)
+    model = head_bytes(head, run.storage_dtype) + sum(per_kind[k] for k, _ in blocks)
+    todo = sum(per_kind[k] for k, i in blocks if f"{k}.{i}" not in manifest.get("done", {}))
+    recording = 0
+    if samples is not None:
+        count, tokens = len(samples), _tokens(samples[0]) if samples else 0
+    elif samples_supplied:
+        count, tokens = 0, 0
+    else:
+        count, tokens, recording = _samples_to_record(run, config, dtype)
+    per_sample = _activation_bytes(tokens, run.src.config, dtype)
+    # Two sets of inputs at a time, one file of two tensors per sample in each.
+    spill = 2 * count * (per_sample + 2 * HEADER_PER_TENSOR) if _spills(per_sample, count, config) else 0
+    return SpaceNeeded(model, todo, recording, spill)
+
+
+def _samples_to_record(run: _RunInputs, config: QuantizeConfig, dtype: torch.dtype) -> tuple[int, int, int]:
+    """-> (how many samples the calibration records, tokens per sample, bytes of their file), from the settings
+    (``gpu.quantizer.shared.denoise_and_record``: each prompt's chosen steps, both branches under true CFG;
+    FLUX packs 2 x 2 latent pixels of an 8x-downscaled image into one token)."""
+    cfg = run.src.config
+    kw = calibration_kwargs(run.defaults, bool(cfg["guidance_embeds"]))
+    count = len(run.prompts) * min(config.timesteps_per_prompt, run.steps) * (2 if kw["true_cfg"] else 1)
+    image, text = (kw["height"] // 16) * (kw["width"] // 16), kw["max_sequence_length"]
+    # hidden_states, encoder_hidden_states, their position ids (3 each), pooled projections, timestep, guidance
+    values = image * (cfg["in_channels"] + 3) + text * (cfg["joint_attention_dim"] + 3) + cfg["pooled_projection_dim"]
+    per_sample = (values + 2) * torch.empty((), dtype=dtype).element_size() + 7 * HEADER_PER_TENSOR
+    return count, image + text, count * per_sample
 
 
 def _preamble(head, samples: list[CalibSample], device, store: ActivationStore):

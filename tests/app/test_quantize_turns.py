@@ -3,31 +3,34 @@ leaves of the generation model, and what a run is told of the job it waits behin
 
 from __future__ import annotations
 
+import shutil
+
 from app.data_dir import resolve_data_dir
 from app.engine_worker import EngineWorker, Job, quantize_runs
-from app.widgets.quantize_wizard import output_name
 from gpu.generation.request import GenerationRequest
 from tests.app.gui import accept_dialog_later
 from tests.app.test_job_queue import _queue_behind_a_long_job
 
 
-def test_a_cpu_run_that_fails_while_a_job_runs_leaves_its_model_loaded(qtbot, window):
+def test_a_cpu_run_that_fails_while_a_job_runs_leaves_its_model_loaded(qtbot, window, monkeypatch):
     """A run asks the engine to unload the generation model, and the request waits behind the running job. A run
-    that failed meanwhile (here its output cannot be written) had the model unloaded anyway, after the job: the
-    next Generate loaded it again for nothing (a minute for a 12B model)."""
+    that failed meanwhile (here its disk has no room for the model it would write) had the model unloaded anyway,
+    after the job: the next Generate loaded it again for nothing (a minute for a 12B model)."""
     controller = window.controller
     _queue_behind_a_long_job(qtbot, controller, 0)  # the model loaded, a job running
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     wizard.next()
     wizard.next()
-    models = controller.data.quantized
-    (models / f"{output_name('demo', wizard.config())}.safetensors.parts").write_text("in the way")
+    usage = shutil.disk_usage(controller.data.quantized.parent)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=0))  # the operating system's answer
     accept_dialog_later(seen := [])
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=60000):
         wizard.next()  # a run on the CPU: it asks for the unload and starts at once
-    assert "Failed: " in wizard.run_page.log.toPlainText() and controller.job.busy
+    log = wizard.run_page.log.toPlainText()
+    assert f"Failed: not enough free disk space in {wizard.out_path.parent}" in log and controller.job.busy
     qtbot.waitUntil(lambda: len(seen) == 1)
+    assert "free some space on its disk" in seen[0]  # the wizard's remedy for a full disk, not a folder's
     wizard.close()
     statuses: list[str] = []
     controller.job.status_changed.connect(statuses.append)

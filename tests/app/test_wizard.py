@@ -559,6 +559,7 @@ def test_a_run_that_cannot_write_into_the_models_folder_names_it_and_the_real_re
     import gpu.generation.pipeline_loader
     import gpu.quantizer  # noqa: F401 - before the patch: the quantizer binds default_device as it imports
     from app.widgets.quantize_wizard import output_name
+    from gpu.output_lock import lock_path
 
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
@@ -580,13 +581,14 @@ def test_a_run_that_cannot_write_into_the_models_folder_names_it_and_the_real_re
     wizard.back()
 
     models = window.controller.data.quantized
-    in_the_way = models / f"{output_name('demo', wizard.config())}.safetensors.parts"
-    in_the_way.write_text("a file where the run keeps its parts folder")
+    out = models / f"{output_name('demo', wizard.config())}.safetensors"
+    # A folder where the run keeps its lock file (a file or folder at OUT.parts only makes it take another name).
+    lock_path(out).mkdir(parents=True)
     accept_dialog_later(seen)
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=120000):
         wizard.next()
     text = wizard.run_page.error.text()
-    assert str(in_the_way) in text and f"the app's models folder, {models}" in text
+    assert f"cannot write {out}" in text and f"the app's models folder, {models}" in text
     assert "NIBBLE_DATA_DIR" in text and "--out" not in text and "Go back" not in text
     qtbot.waitUntil(lambda: len(seen) == 2)
     assert "NIBBLE_DATA_DIR" in seen[1] and "--out" not in seen[1]

@@ -133,7 +133,7 @@ def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Even
     other_log = other.run_page.log.toPlainText()
     assert f"{parts.name} holds the blocks of an earlier run made with other settings. They stay in " \
            f"{parts.parent} and resume when you run with that run's settings" in other_log  # fmt: skip
-    assert free_output_path(parts.parent, wizard.out_path.stem, stopped) == wizard.out_path
+    assert free_output_path(parts.parent, wizard.out_path.stem, wizard.job.source, stopped) == wizard.out_path
     assert (parts / "manifest.json").is_file()  # the earlier blocks are still there
 
 

@@ -1,0 +1,81 @@
+"""The wizard's list of unfinished runs in the models folder (their ``.parts`` folders, GiBs each, which nothing
+showed nor deleted): what each is, whether the chosen settings resume it, and its deletion, asked first."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from PySide6.QtWidgets import QMessageBox
+
+from app.widgets.model_panel import human_bytes
+from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
+from gpu.streaming.engine import parts_dir, resume_key
+
+
+def _parts(out, manifest: dict, block_bytes: int, modified: float):
+    """A stopped run's parts folder for ``out``: its manifest and one finished block."""
+    parts = parts_dir(out)
+    parts.mkdir(parents=True)
+    (parts / "manifest.json").write_text(json.dumps(manifest))
+    (parts / "block-0000.safetensors").write_bytes(b"x" * block_bytes)
+    for path in (parts / "manifest.json", parts / "block-0000.safetensors", parts):
+        os.utime(path, (modified, modified))
+    return parts
+
+
+def test_unfinished_runs_are_listed_and_one_is_deleted_when_confirmed(qtbot, window, monkeypatch):
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    models = window.controller.data.quantized
+    config = wizard.config()
+    assert isinstance(config, QuantizeConfig)
+    key = resume_key("demo", config)
+    done = {"transformer_blocks.0": {"file": "block-0000.safetensors", "sha256": "0" * 64}}
+    this = _parts(models / "demo-svdquant-int4-r32.safetensors", {"key": key.key, "settings": key.settings,
+                                                                  "done": done}, 3000, time.time() - 60)  # fmt: skip
+    old = _parts(models / "old.safetensors", {"key": "an older quantizer's", "done": done}, 5000, time.time() - 3600)
+    wizard.next()
+    wizard.next()  # the calibration page, where the run starts
+    page = wizard.calibration_page
+    sizes = {p: sum(f.stat().st_size for f in p.iterdir()) for p in (this, old)}
+    assert page.unfinished.text() == f"2 unfinished runs in the models folder ({human_bytes(sum(sizes.values()))})."
+    page.unfinished_button.click()
+    dialog = wizard.unfinished_dialog
+    assert dialog is not None and dialog.isVisible()
+    table = dialog.table
+    rows = [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
+    day = time.strftime("%Y-%m-%d", time.localtime(time.time() - 60))
+    assert [row[:2] + row[3:] for row in rows] == [
+        ["demo-svdquant-int4-r32.safetensors", human_bytes(sizes[this]), "1", "resumes"],  # the newest first
+        ["old.safetensors", human_bytes(sizes[old]), "1", "starts over (another version of the quantizer)"],
+    ]
+    assert rows[0][2].startswith(day) and not dialog.delete_button.isEnabled()  # nothing selected yet
+
+    asked: list[str] = []
+
+    def answer(button: QMessageBox.StandardButton):
+        def exec_(box: QMessageBox) -> int:
+            asked.append(box.text())
+            box.button(button).click()
+            return 0
+
+        monkeypatch.setattr(QMessageBox, "exec", exec_)
+
+    table.selectRow(1)
+    answer(QMessageBox.StandardButton.No)
+    dialog.delete_button.click()
+    assert asked == [f"Delete the unfinished run old.safetensors ({human_bytes(sizes[old])})? Its folder {old}, with "
+                     "its 1 finished block, is deleted, and no run can resume from it afterwards."]  # fmt: skip
+    assert old.is_dir() and table.rowCount() == 2
+    answer(QMessageBox.StandardButton.Yes)
+    dialog.delete_button.click()
+    assert not old.exists() and this.is_dir() and (models / "old.safetensors").exists() is False
+    assert table.rowCount() == 1 and table.item(0, 0).text() == "demo-svdquant-int4-r32.safetensors"
+    assert page.unfinished.text() == f"1 unfinished run in the models folder ({human_bytes(sizes[this])})."
+    table.selectRow(0)
+    dialog.delete_button.click()
+    assert not this.exists() and table.rowCount() == 0
+    assert page.unfinished.text() == "None in the models folder." and not page.unfinished_button.isEnabled()
+    dialog.close()
