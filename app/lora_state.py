@@ -77,13 +77,22 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 class LoraHeader(NamedTuple):
     """What ``read_header`` found. ``problem``: "" when the file reads, else why no job could apply it (``info``
     then says it too); ``missing``: that problem is that nothing is there (moved, a drive not plugged in), which a
-    start-up says in words of its own."""
+    start-up says in words of its own; ``kind``: what the file is, where it is no usable FLUX.1 LoRA, by which
+    a folder's reading counts the files it skips (``UNREADABLE``, ``NOT_LORA``, ``UNUSABLE``, or the family of
+    the other model a LoRA is for)."""
 
     words: str
     info: str
     problem: str = ""
     missing: bool = False
     text_encoders: tuple[str, ...] = ()
+    kind: str = ""
+
+
+# What a file that is no usable FLUX.1 LoRA is (``LoraHeader.kind``), beside another model's LoRA
+UNREADABLE = "unreadable"  # cannot be read, or no safetensors file (damaged, a pickle, a folder, gone)
+NOT_LORA = "not a LoRA"  # safetensors without LoRA weights: a checkpoint, a VAE, an embedding
+UNUSABLE = "unusable"  # a LoRA this app cannot apply (keys not understood, a variant, wrong shapes)
 
 
 def fit_strength(strength: float) -> float:
@@ -137,19 +146,30 @@ def read_header(path: Path) -> LoraHeader:
         folder = not found and path.is_dir()
     except OSError as err:  # EACCES on a folder on the way: is_file raises it rather than say False
         problem = f"the file cannot be read ({err.strerror or err}): check that you may read it and its folders"
-        return LoraHeader("", problem, problem)
+        return LoraHeader("", problem, problem, kind=UNREADABLE)
     if folder:  # is_file says False for it too: it was reported as missing while it is right there
         problem = "it is a folder, not a LoRA file"
-        return LoraHeader("", problem, problem)
+        return LoraHeader("", problem, problem, kind=UNREADABLE)
     if not found:
         problem = f"file not found: {path}"
-        return LoraHeader("", problem, problem, missing=True)
+        return LoraHeader("", problem, problem, missing=True, kind=UNREADABLE)
     try:
         words, info, encoders = header_summary(path)
     except UserError as err:
         problem = str(err).removeprefix(f"{path.name}: ")
-        return LoraHeader("", problem, problem)
+        return LoraHeader("", problem, problem, kind=_kind(err))
     return LoraHeader(", ".join(words), info, text_encoders=encoders)
+
+
+def _kind(err: Exception) -> str:
+    """``LoraHeader.kind`` of a file ``header_summary`` refused with ``err``."""
+    from gpu.lora.keys import LoraError
+
+    if not isinstance(err, LoraError):  # CheckpointError: no safetensors file (a pickle, truncated, corrupt)
+        return UNREADABLE
+    if err.family:
+        return err.family
+    return UNUSABLE if err.weights else NOT_LORA
 
 
 class _FileRead(NamedTuple):
@@ -226,8 +246,9 @@ class _Scan:
 
 
 def _nothing_added(scan: _Scan) -> EngineError:
-    """Why a scanned folder gave no row: it cannot be listed, its reading broke off at once, or it holds no LoRA
-    file (its pickle files named: a folder of them only added nothing, without a word)."""
+    """Why a scanned folder gave no row: it cannot be listed, its reading broke off at once, it holds no LoRA
+    file (its pickle files named: a folder of them only added nothing, without a word), or none that is a usable
+    FLUX.1 LoRA (what its files are, counted by kind)."""
     folder, listing = scan.folder, scan.listing or FolderListing()
     if scan.error is not None:
         return EngineError("user", f"The folder {folder} cannot be read ({scan.error.strerror or scan.error}).",
@@ -235,27 +256,92 @@ def _nothing_added(scan: _Scan) -> EngineError:
     if scan.broke:
         return EngineError("internal", f"Reading the LoRAs of {folder} broke off ({scan.broke}); none was added.",
                            "Add the folder again; the log file has the details.")  # fmt: skip
+    unread = [str(p) for p in listing.unreadable]
+    unread_words = f"; {counted(len(unread), 'subfolder')} could not be read: {named_few(unread)}" if unread else ""
+    if scan.reads:  # files, none of them a usable FLUX.1 LoRA
+        return EngineError(
+            "user",
+            f"The folder {folder} and its subfolders hold no FLUX.1 LoRA: of their "
+            f"{counted(len(scan.reads), '.safetensors file')}, {_skipped_words(skipped_files(scan.reads))}"
+            f"{unread_words}.",
+            'Pick the folder that holds your FLUX.1 LoRAs ("Skipped files…" in the LoRA panel names each file and '
+            "why).",
+        )
     pickles = [p.name for p in listing.pickles]
     also = (f" ({named_few(pickles)} {'is a pickle file' if len(pickles) == 1 else 'are pickle files'}, "
             "which are not used: they can run code when opened)") if pickles else ""  # fmt: skip
-    unread = [str(p) for p in listing.unreadable]
-    if unread:  # the LoRAs may be in those
-        also += f"; {counted(len(unread), 'subfolder')} could not be read: {named_few(unread)}"
+    also += unread_words  # the LoRAs may be in those
     hint = "Pick the folder that holds your FLUX.1 LoRAs (.safetensors)"
     return EngineError("user", f"The folder {folder} and its subfolders hold no .safetensors LoRA files{also}.",
                        f"{hint}{', and check that you may open those subfolders' if unread else ''}.")  # fmt: skip
 
 
-def _scan_summary(folder: Path, added: list[LoraEntry], listed: int) -> str:
-    """The panel's words once a scanned folder's rows are added: how many, how many of them cannot be used, and
-    how many of its files were listed already."""
-    unusable = sum(1 for e in added if e.problem)
+class Skipped(NamedTuple):
+    """A file of a folder that is no usable FLUX.1 LoRA, so no row was made for it: its ``LoraHeader.kind`` and
+    ``problem``."""
+
+    path: Path
+    kind: str
+    problem: str
+
+
+def skipped_files(reads: list[tuple[Path, _FileRead]]) -> tuple[Skipped, ...]:
+    """The files of ``reads`` (a folder's, as read) that are no usable FLUX.1 LoRA."""
+    return tuple(Skipped(path, read.header.kind or UNUSABLE, read.header.problem)
+                 for path, read in reads if read.header.problem)  # fmt: skip
+
+
+def _kind_words(kind: str, n: int) -> str:
+    """``n`` files of one ``LoraHeader.kind``: "290 LoRAs for Stable Diffusion 1.x/2.x/SDXL", "1 file that is no
+    LoRA (a checkpoint, a VAE…)"."""
+    one = n == 1
+    if kind == UNREADABLE:
+        return f"{counted(n, 'file')} that cannot be read or {'is' if one else 'are'} damaged"
+    if kind == NOT_LORA:
+        examples = "a checkpoint, a VAE" if one else "checkpoints, VAEs"
+        return f"{counted(n, 'file')} that {'is' if one else 'are'} no LoRA ({examples}…)"
+    if kind == UNUSABLE:
+        return f"{counted(n, 'LoRA')} this app cannot apply"
+    return f"{counted(n, 'LoRA')} for {kind.split(' (')[0]}"  # another model's: its family, less "(UNet)"
+
+
+def _by_kind(skipped: tuple[Skipped, ...]) -> dict[str, list[Skipped]]:
+    """``skipped`` by kind, the kind of the most files first."""
+    kinds: dict[str, list[Skipped]] = {}
+    for file in skipped:
+        kinds.setdefault(file.kind, []).append(file)
+    return dict(sorted(kinds.items(), key=lambda item: -len(item[1])))
+
+
+def _skipped_words(skipped: tuple[Skipped, ...]) -> str:
+    """ "290 LoRAs for Stable Diffusion 1.x/2.x/SDXL, 20 files that are no LoRA (checkpoints, VAEs…)"."""
+    return ", ".join(_kind_words(kind, len(files)) for kind, files in _by_kind(skipped).items())
+
+
+def _scan_summary(folder: Path, added: int, listed: int, skipped: tuple[Skipped, ...]) -> str:
+    """The panel's words once a scanned folder's rows are added: how many FLUX.1 LoRAs, how many of its files
+    were listed already, and how many it skipped, by kind."""
     return " ".join([
-        f"Added {counted(len(added), 'LoRA')} from {folder}.",
-        *([f"{unusable} cannot be used: {'its row says' if unusable == 1 else 'their rows say'} why."] if unusable
-          else []),
+        f"Added {counted(added, 'FLUX.1 LoRA')} from {folder}.",
         *([f"{listed} {were(listed)} listed already."] if listed else []),
+        *([f"Skipped {counted(len(skipped), 'file')}: {_skipped_words(skipped)}."] if skipped else []),
     ])  # fmt: skip
+
+
+def skipped_details(folder: Path, skipped: tuple[Skipped, ...]) -> str:
+    """Each skipped file of ``folder`` (its path below it) and why, under its kind: what "Skipped files…" shows,
+    and the log keeps."""
+
+    def below(path: Path) -> str:
+        try:
+            return str(path.relative_to(folder))
+        except ValueError:  # resolved through a link to outside the folder
+            return str(path)
+
+    return "\n\n".join(
+        f"{_kind_words(kind, len(files))}:\n" + "\n".join(f"  {below(f.path)}: {f.problem}" for f in files)
+        for kind, files in _by_kind(skipped).items()
+    )
 
 
 def _scan_trouble(scan: _Scan) -> EngineError | None:
@@ -264,8 +350,8 @@ def _scan_trouble(scan: _Scan) -> EngineError | None:
     listing = scan.listing or FolderListing()
     parts = []
     if scan.broke:
-        parts.append(f"Reading the LoRAs of {scan.folder} broke off ({scan.broke}); the {len(scan.reads)} read "
-                     "until then were added.")  # fmt: skip
+        parts.append(f"Reading the LoRAs of {scan.folder} broke off ({scan.broke}); the FLUX.1 LoRAs of the "
+                     f"{len(scan.reads)} files read until then were added.")  # fmt: skip
     if listing.unreadable:
         names = [str(p) for p in listing.unreadable]
         parts.append(
@@ -291,7 +377,7 @@ class LoraState(QObject):
     changed = Signal()  # the list changed (rows added, removed, or shown anew): the panel updates its rows
     # One row's own setting changed (on/off, strength, text strength, trigger words), through its widgets or a
     # reused image: what the settings keep, the rows left as they are (``changed`` would look at every one).
-    edited = Signal()
+    edited = Signal(object)  # the LoraEntry
     cost_changed = Signal(str)  # a sentence about the measured cost of the LoRAs of the last image
     _searched = Signal(object, object)  # (_Search, {ref index: row found}) from the search's thread, queued here
     # A folder being read (``scan_folder``): what the panel says of it ("Reading LoRAs… 340/2000", then how it
@@ -300,6 +386,9 @@ class LoraState(QObject):
     scan_status_changed = Signal(str)
     scanning = Prop(False)
     scanning_changed = Signal(bool)
+    # The files the last folder read skipped (``Skipped``: no usable FLUX.1 LoRA), while its words show
+    scan_skipped = Prop(())
+    scan_skipped_changed = Signal(object)
     notice = Signal(object)  # EngineError: what is wrong with a folder read, said once its reading ends
     _scan_progress = Signal(object, int, int)  # (_Scan, files read, files found) from the scan's thread
     _scanned = Signal(object)  # _Scan, from its thread once it ended (not when cancelled)
@@ -310,10 +399,11 @@ class LoraState(QObject):
         self._search: _Search | None = None  # the search for the last dropped image's LoRAs, while it runs
         self._searched.connect(self._on_searched)
         self._scan: _Scan | None = None  # the folder being read, while it runs
+        self._skipped_from = Path()  # the folder of ``scan_skipped``
         self._scan_progress.connect(self._on_scan_progress)
         self._scanned.connect(self._on_scanned)
         self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
-        self._done_shown.timeout.connect(lambda: setattr(self, "scan_status", ""))
+        self._done_shown.timeout.connect(self._forget_scan)
         app = QCoreApplication.instance()
         if app is not None:  # a search or scan left running at quit would read files for no one
             app.aboutToQuit.connect(self.cancel_search)
@@ -361,10 +451,15 @@ class LoraState(QObject):
         return added, refused
 
     def add_folder(self, folder: str | Path) -> list[LoraEntry]:
-        """The LoRA files of ``folder`` and its subfolders (``list_lora_files``), switched off, read here, on this
-        thread: for the few files the app ships. A folder the user picks is read on a thread of its own
-        (``scan_folder``): 2,000 files took 8 s, the window frozen. Raises ``OSError`` when it cannot be listed."""
-        added = [self._add(p, False, 1.0) for p in list_lora_files(Path(folder).expanduser()).files]
+        """The FLUX.1 LoRAs of ``folder`` and its subfolders (``list_lora_files``), switched off, read here, on
+        this thread: for the few files the app ships. A folder the user picks is read on a thread of its own
+        (``scan_folder``): 2,000 files took 8 s, the window frozen. Files that are no usable FLUX.1 LoRA are
+        skipped, and logged. Raises ``OSError`` when it cannot be listed."""
+        folder = Path(folder).expanduser()
+        reads = [(_resolved(p), _read_file(p)) for p in list_lora_files(folder).files]
+        added = [self._add(p, False, 1.0, read) for p, read in reads if not read.header.problem]
+        if skipped := skipped_files(reads):
+            log.info("LoRA files of %s skipped:\n%s", folder, skipped_details(_resolved(folder), skipped))
         self.changed.emit()
         return added
 
@@ -387,6 +482,7 @@ class LoraState(QObject):
             return False
         self._scan = scan = _Scan(folder)
         self._done_shown.stop()
+        self.scan_skipped = ()
         self.scanning = True
         self.scan_status = f"Looking for LoRAs in {folder}…"
         # A daemon, as the hash search: a quit does not wait for the header it reads (it writes nothing).
@@ -428,7 +524,10 @@ class LoraState(QObject):
             self.scan_status = f"Reading LoRAs… {done}/{total}"
 
     def _on_scanned(self, scan: _Scan) -> None:
-        """On the Qt thread, the scan ended: its rows added (one ``changed``), what went wrong said (``notice``)."""
+        """On the Qt thread, the scan ended: rows added for its FLUX.1 LoRAs (one ``changed``), the other files
+        skipped (a ComfyUI or Forge folder holds SDXL and SD 1.5 LoRAs and checkpoints beside them: hundreds of
+        rows that said why they could not be used) and counted by kind in its words, which stay until
+        "Skipped files…" was looked at; what went wrong said (``notice``)."""
         if scan is not self._scan:  # cancelled meanwhile: the user's word wins over a scan ending at that moment
             return
         self._scan = None
@@ -437,23 +536,46 @@ class LoraState(QObject):
             self._show_done("")
             self.notice.emit(_nothing_added(scan))
             return
+        skipped = skipped_files(scan.reads)
+        usable = [(path, read) for path, read in scan.reads if not read.header.problem]
         listed = {e.path for e in self.entries}  # looked up in a set: 2,000 rows' paths in turn took a second
         added = []
-        for path, read in scan.reads:
+        for path, read in usable:
             if path not in listed:
                 listed.add(path)
                 added.append(self._append(path, False, 1.0, read))
-        self.changed.emit()
+        if added:
+            self.changed.emit()
         self.scanning = False  # with the rows there
-        self._show_done(_scan_summary(scan.folder, added, len(scan.reads) - len(added)))
-        if (trouble := _scan_trouble(scan)) is not None:
+        self._skipped_from = _resolved(scan.folder)
+        self.scan_skipped = skipped
+        if skipped:
+            log.info("LoRA files of %s skipped:\n%s", scan.folder, self.skipped_text())
+        self._show_done(_scan_summary(scan.folder, len(added), len(usable) - len(added), skipped), keep=bool(skipped))
+        if not usable:
+            self.notice.emit(_nothing_added(scan))
+        elif (trouble := _scan_trouble(scan)) is not None:
             self.notice.emit(trouble)
 
-    def _show_done(self, text: str) -> None:
-        """A scan's last words on the panel, for a while (an old scan's result stays no news for good)."""
+    def _show_done(self, text: str, keep: bool = False) -> None:
+        """A scan's last words on the panel, for a while (an old scan's result stays no news for good); until
+        ``skipped_seen`` where ``keep``."""
         self.scan_status = text
-        if text:
+        if text and not keep:
             self._done_shown.start()
+
+    def skipped_text(self) -> str:
+        """The files the last folder read skipped, each with why, by kind (``skipped_details``)."""
+        return skipped_details(self._skipped_from, self.scan_skipped)
+
+    def skipped_seen(self) -> None:
+        """The user looked at the skipped files: the scan's words go after a while, as those of any scan."""
+        if self._scan is None:
+            self._done_shown.start()
+
+    def _forget_scan(self) -> None:
+        self.scan_status = ""
+        self.scan_skipped = ()
 
     def remove(self, entry: LoraEntry) -> None:
         self.entries = [e for e in self.entries if e is not entry]
@@ -476,7 +598,7 @@ class LoraState(QObject):
         """Sets one of the entry's settings; ``edited`` only when it changed (a reused image sets every row)."""
         if getattr(entry, name) != value:
             setattr(entry, name, value)
-            self.edited.emit()
+            self.edited.emit(entry)
 
     def requests(self) -> list[LoraRequest]:
         """What a generation request carries: enabled LoRAs with their strengths. The engine re-reads a file

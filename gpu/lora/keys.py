@@ -20,7 +20,14 @@ FORMATS = ("diffusers", "kohya", "bfl", "xlabs")
 
 
 class LoraError(UserError):
-    """A LoRA file that cannot be used: unreadable, another architecture, unknown keys, wrong shapes."""
+    """A LoRA file that cannot be used: unreadable, another architecture, unknown keys, wrong shapes. ``family``:
+    the model family a LoRA for another model was made for ("" when it is none); ``weights``: False for a file
+    without LoRA weights at all (a checkpoint, a VAE). A folder of LoRAs counts the files it skips by them."""
+
+    def __init__(self, message: str, hint: str = "", family: str = "", weights: bool = True) -> None:
+        super().__init__(message, hint)
+        self.family = family
+        self.weights = weights
 
 
 # -- FLUX.1 module names ---------------------------------------------------------------------------------
@@ -294,7 +301,9 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
     raises ``LoraError`` for anything the header alone shows to be unusable."""
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
     if not entries:
-        raise LoraError(f"{label} holds no tensors", hint="the file is empty of weights: download it again")
+        raise LoraError(
+            f"{label} holds no tensors", hint="the file is empty of weights: download it again", weights=False
+        )
     keys: dict[str, dict[str, str]] = {}
     unknown: list[str] = []
     adapter = _adapter_name(label, entries)
@@ -314,11 +323,13 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
                 raise LoraError(
                     f"{label} is a LoRA for {family}, not FLUX.1 (keys such as {_listing(hits, 3)})",
                     hint="use a LoRA trained for FLUX.1",
+                    family=family,
                 )
         raise LoraError(
             f"{label} is not a FLUX.1 LoRA: none of its keys name a FLUX.1 layer "
             f"(keys such as {_listing(sorted(entries), 3)})",
             hint="use a LoRA trained for FLUX.1",
+            weights=bool(keys),  # no key with a LoRA factor's name: a model's weights (a checkpoint, a VAE)
         )
     text_encoder = sorted(k for k in unknown if _TEXT_ENCODER.match(k))
     if text_encoder:

@@ -89,10 +89,10 @@ def test_a_folder_is_read_off_the_qt_thread_with_its_subfolders(qtbot, bare_wind
     held_reads.set()
     qtbot.waitUntil(lambda: not state.scanning, timeout=30000)
     assert threading.main_thread() not in held_reads.threads
-    assert [row.entry.name for row in panel.rows] == ["monochrome-style", "top", "Style Upper", "deep"]
-    assert [row.entry.enabled for row in panel.rows[1:]] == [False] * 3  # a folder's LoRAs come switched off
+    assert [e.name for e in state.entries] == ["monochrome-style", "top", "Style Upper", "deep"]
+    assert [e.enabled for e in state.entries[1:]] == [False] * 3  # a folder's LoRAs come switched off
     assert panel.row_for("deep").entry.info == "kohya, rank 1, 3 tensors; changes the transformer"
-    assert panel.scan_label.text() == f"Added 3 LoRAs from {folder}."
+    assert panel.scan_label.text() == f"Added 3 FLUX.1 LoRAs from {folder}."
     assert not panel.cancel_scan_button.isVisible() and panel.add_folder_button.isEnabled()
     assert len(shown) == 1  # nothing wrong with the folder: no dialog
 

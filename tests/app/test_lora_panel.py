@@ -143,16 +143,21 @@ def test_the_lora_list_survives_a_restart_and_a_missing_file_keeps_its_row(qtbot
     assert str(entry.path) in [s.path for s in load_settings(data_root / "settings.json").loras]  # remembered
 
 
-def test_a_lora_file_with_a_malformed_header_is_listed_not_raised(qtbot, window, tmp_path):
+def test_a_lora_file_with_a_malformed_header_is_skipped_not_raised(qtbot, window, tmp_path, caplog):
+    """A folder's files that are no usable FLUX.1 LoRA are skipped (a folder the user picks says so on the
+    panel: ``test_lora_skipped_files``), each logged with why."""
     folder = tmp_path / "loras"
     folder.mkdir()
     header = b'{"a.lora_A.weight": 3}'  # JSON, but not a tensor table
     (folder / "odd.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
     (folder / "list.safetensors").write_bytes((5).to_bytes(8, "little") + b"[1,2]")
-    added = window.controller.loras.add_folder(folder)
-    assert [e.name for e in added] == ["list", "odd"]
-    assert added[0].info == "the header is not a JSON object: the file is corrupt"
-    assert added[1].info == "the header's entry for tensor 'a.lora_A.weight' is malformed: the file is corrupt"
+    _tiny_lora(folder / "good.safetensors")
+    with caplog.at_level("INFO", logger="app.lora_state"):
+        added = window.controller.loras.add_folder(folder)
+    assert [e.name for e in added] == ["good"]
+    assert "list.safetensors: the header is not a JSON object: the file is corrupt" in caplog.text
+    assert "odd.safetensors: the header's entry for tensor 'a.lora_A.weight' is malformed: the file is corrupt" \
+        in caplog.text  # fmt: skip
 
 
 def test_a_png_with_a_damaged_lora_list_restores_what_it_can_and_says_what_not(qtbot, window, tmp_path):
@@ -255,7 +260,7 @@ def test_a_folder_of_many_loras_is_listed_at_once(qtbot, window, tmp_path, monke
     with qtbot.waitSignal(window.controller.loras.scanning_changed, check_params_cb=lambda on: not on, timeout=60000):
         qtbot.mouseClick(window.lora_panel.add_folder_button, Qt.MouseButton.LeftButton)
     assert len(rebuilds) == 1
-    assert len(window.lora_panel.rows) == 1 + 120  # the shipped example and the folder's
+    assert window.lora_panel.view.model().rowCount() == 1 + 120  # the shipped example and the folder's
     assert window.lora_panel.row_for("style 119 ✓").entry.info == "kohya, rank 1, 3 tensors; changes the transformer"
     assert window.controller.loras.requests() == []  # a folder's LoRAs come switched off
 
@@ -622,6 +627,9 @@ def test_a_change_updates_the_rows_in_place_and_reusing_the_same_loras_changes_n
     state.add_files(files[:2])
     panel = LoraPanel(SimpleNamespace(loras=state, prompt=None))
     qtbot.addWidget(panel)
+    panel.resize(400, 900)  # room for every row: the list makes controls for the rows in sight only
+    panel.show()
+    qtbot.waitExposed(panel)
     first, second = panel.rows
     state.add_file(files[2])
     assert panel.rows[:2] == [first, second] and len(panel.rows) == 3
@@ -643,5 +651,7 @@ def test_a_change_updates_the_rows_in_place_and_reusing_the_same_loras_changes_n
     _tiny_lora(files[1], rank=2, words="new words")  # another LoRA saved over the enabled one
     assert state.refresh() and panel.rows == [first, second, third]
     assert second.info.text().split(", ")[1] == "rank 2" and second.triggers.text() == "new words"
+    state.set_strength(third.entry, 0.3)  # not through its slider: the row shows it all the same
+    assert third.slider.value() == 30 and third.value.text() == "0.30"
     state.remove(first.entry)
-    assert panel.rows == [second, third] and panel.rows_box.indexOf(second) == 0
+    assert panel.rows == [second, third] and second.geometry().top() < third.geometry().top()

@@ -1,0 +1,208 @@
+"""One LoRA's controls in the LoRA panel: on/off with its name, remove, strength slider, the "Text" strength of a
+file with a CLIP or T5 part, trigger words, and the info line (format, rank, what it changes, or what is wrong
+with it). The panel's list makes one only for each row in sight (``app/widgets/lora_list.py``)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QPalette, QResizeEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QStyle,
+    QStyleOptionButton,
+    QVBoxLayout,
+    QWidget,
+)  # fmt: skip
+
+from app.lora_state import LoraEntry, LoraState
+from gpu.lora.metadata import MAX_STRENGTH
+
+
+class NameCheckBox(QCheckBox):
+    """A check box whose text is cut short with "…" where its row is narrower than the name (the whole name is
+    its tooltip's first line): a long LoRA name made the rows, and so the dock, wider than a half-screen window."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._full = text
+        # Shrinkable (a check box is not, by default): its minimum is then minimumSizeHint, not its text's width.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, self.sizePolicy().verticalPolicy())
+        self.setAccessibleName(text)  # the whole name, not the one cut short
+
+    def full_text(self) -> str:
+        return self._full
+
+    def _room(self) -> int:
+        """The width its text has: all but the indicator and the gap after it. (pixelMetric with no style option
+        corrupted None's reference count in PySide6 and crashed it.)"""
+        option = QStyleOptionButton()
+        self.initStyleOption(option)
+        contents = self.style().subElementRect(QStyle.SubElement.SE_CheckBoxContents, option, self)
+        return contents.width() - 4  # Fusion's focus frame around the text
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()  # of the text shown now
+        metrics = self.fontMetrics()
+        return QSize(hint.width() + metrics.horizontalAdvance(self._full) - metrics.horizontalAdvance(self.text()),
+                     hint.height())  # fmt: skip
+
+    def minimumSizeHint(self) -> QSize:
+        # From the whole name's hint, whatever is shown now: a minimum that followed the shown text changed with
+        # each resize, which cut the text again, and so on without end.
+        hint = self.sizeHint()
+        metrics = self.fontMetrics()
+        shortest = min(metrics.horizontalAdvance(self._full[:6] + "…"), metrics.horizontalAdvance(self._full))
+        return QSize(hint.width() - metrics.horizontalAdvance(self._full) + shortest, hint.height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self._room()))
+
+
+class LoraRow(QFrame):
+    """The controls of one entry, bound to the state: each edit goes to ``state`` at once, and ``show_entry``
+    shows the entry as it is now. Each control's accessible name says whose it is ("Strength of ink style"): a
+    screen reader read every row's slider as the same "slider"."""
+
+    def __init__(self, state: LoraState, entry: LoraEntry, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.entry = entry
+        name = entry.name
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAutoFillBackground(True)  # over the list's own painting
+        self.setBackgroundRole(QPalette.ColorRole.Window)
+        self.enabled = NameCheckBox(name)
+        self.enabled.setChecked(entry.enabled)
+        self.enabled.setToolTip(f"{name}\n{entry.path}")
+        self.enabled.toggled.connect(lambda v: state.set_enabled(entry, v))
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(-round(MAX_STRENGTH * 100), round(MAX_STRENGTH * 100))
+        self.slider.setValue(round(entry.strength * 100))
+        self.slider.setAccessibleName(f"Strength of {name}")
+        self.value = QLabel(f"{entry.strength:.2f}")
+        self.value.setMinimumWidth(36)
+        self.slider.valueChanged.connect(self._strength)
+        self.text_row, self.text_value, self.text_same = self._text_strength(state)
+        self.text_encoders = entry.text_encoders  # the "Text" field is made for these (``show_entry``)
+        self.triggers = QLineEdit(entry.trigger_words)
+        self.triggers.setPlaceholderText("trigger words")
+        self.triggers.setAccessibleName(f"Trigger words of {name}")
+        self.triggers.textChanged.connect(lambda t: state.set_trigger_words(entry, t))
+        self.remove_button = remove = QPushButton("✕")
+        remove.setToolTip("Remove this LoRA from the list")
+        remove.setAccessibleName(f"Remove {name}")
+        remove.setFixedWidth(28)
+        remove.clicked.connect(lambda: state.remove(entry))
+        text_stops = [self.text_value, self.text_same] if entry.text_encoders else []  # hidden ones are no stops
+        self.focus_chain = [self.enabled, remove, self.slider, *text_stops, self.triggers]  # Tab follows the layout
+        top = QHBoxLayout()
+        top.addWidget(self.enabled, 1)
+        top.addWidget(remove)
+        mid = QHBoxLayout()
+        self.strength_label = label = QLabel("Strength")
+        if not entry.text_encoders:  # why there is no "Text" strength beside it
+            label.setToolTip('No "Text" strength: this LoRA\'s file has no CLIP or T5 part (or cannot be read now).')
+        mid.addWidget(label)
+        mid.addWidget(self.slider, 1)
+        mid.addWidget(self.value)
+        self.info = info = QLabel(entry.info)  # format, rank, what the LoRA changes (or what is wrong with it)
+        info.setWordWrap(True)  # a long format line wraps rather than widening the row
+        _small_grey(info)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.addLayout(top)
+        lay.addLayout(mid)
+        lay.addWidget(self.text_row)
+        lay.addWidget(self.triggers)
+        lay.addWidget(info)
+
+    def _text_strength(self, state: LoraState) -> tuple[QWidget, QDoubleSpinBox, QCheckBox]:
+        """The "Text" strength of the file's CLIP/T5 parts: a number of its own, or "same" (its strength, which
+        the box then shows). Hidden for a file without such parts, where it would change nothing."""
+        entry = self.entry
+        parts = entry.text_parts
+        value = QDoubleSpinBox()
+        value.setRange(-MAX_STRENGTH, MAX_STRENGTH)
+        value.setSingleStep(0.05)
+        value.setDecimals(2)
+        value.setValue(entry.strength if entry.text_strength is None else entry.text_strength)
+        value.setEnabled(entry.text_strength is not None)
+        value.setToolTip(f"Strength of this LoRA's {parts} part (ComfyUI's strength_clip, A1111's te=)")
+        value.setAccessibleName(f"Text strength of {entry.name}")
+        value.valueChanged.connect(lambda v: state.set_text_strength(entry, v))
+        same = QCheckBox("same")
+        same.setChecked(entry.text_strength is None)
+        same.setToolTip(f"Apply the Strength above to this LoRA's {parts} part too")
+        same.setAccessibleName(f"Text strength of {entry.name} the same as its strength")
+
+        def follow(checked: bool) -> None:
+            state.set_text_strength(entry, None if checked else value.value())
+            value.setEnabled(not checked)
+            if checked:
+                self._show_text_strength()
+
+        same.toggled.connect(follow)
+        row = QWidget()
+        box = QHBoxLayout(row)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(QLabel("Text"))
+        box.addWidget(value, 1)
+        box.addWidget(same)
+        row.setVisible(bool(entry.text_encoders))
+        return row, value, same
+
+    def _show_text_strength(self) -> None:
+        """While "same", the text box shows the strength (without taking it as one of its own)."""
+        self.text_value.blockSignals(True)
+        self.text_value.setValue(self.entry.strength)
+        self.text_value.blockSignals(False)
+
+    def show_entry(self) -> None:
+        """Shows the entry as it is now (changed by a reused image, or its file by ``LoraState.refresh``), in place.
+        Signals are blocked: the widgets follow the entry here, and a slider's step would round its strength, a
+        text box take "same" away."""
+        entry = self.entry
+        text_strength = entry.strength if entry.text_strength is None else entry.text_strength
+        for widget, now, wanted, set_to in (
+            (self.enabled, self.enabled.isChecked(), entry.enabled, self.enabled.setChecked),
+            (self.slider, self.slider.value(), round(entry.strength * 100), self.slider.setValue),
+            (self.text_value, self.text_value.value(), round(text_strength, 2), self.text_value.setValue),
+            (self.text_same, self.text_same.isChecked(), entry.text_strength is None, self.text_same.setChecked),
+        ):
+            if now != wanted:  # only what changed
+                widget.blockSignals(True)
+                set_to(wanted)
+                widget.blockSignals(False)
+        if self.text_value.isEnabled() != (entry.text_strength is not None):
+            self.text_value.setEnabled(entry.text_strength is not None)
+        for label, text in ((self.value, f"{entry.strength:.2f}"), (self.info, entry.info)):
+            if label.text() != text:
+                label.setText(text)
+        if self.triggers.text() != entry.trigger_words:  # setText moves the cursor of one being typed in
+            self.triggers.setText(entry.trigger_words)
+
+    def _strength(self, v: int) -> None:
+        self.state.set_strength(self.entry, v / 100)
+        self.value.setText(f"{v / 100:.2f}")
+        if self.entry.text_strength is None:
+            self._show_text_strength()
+
+
+def _small_grey(label: QLabel) -> None:
+    """The info line's look: small, grey. A font and a palette rather than a style sheet, which made each row's
+    label a styled widget of its own (slower to make as rows scroll into sight)."""
+    font = label.font()
+    font.setPixelSize(10)
+    label.setFont(font)
+    palette = label.palette()
+    palette.setColor(QPalette.ColorRole.WindowText, Qt.GlobalColor.gray)
+    label.setPalette(palette)
