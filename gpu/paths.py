@@ -55,3 +55,14 @@ def first_free_path(path: Path, first: int = 2, taken: Callable[[Path], bool] = 
     picked for the user never replaces a file they already have. Only a suggestion where another process may
     write into the folder: ``gpu.atomic.atomic_write_new`` claims the name as it writes."""
     return next(candidate for candidate in numbered_paths(path, first) if not taken(candidate))
+
+
+def file_identity(path: str | os.PathLike[str], st: os.stat_result | None = None) -> tuple[int, int] | str:
+    """What tells the file or folder at ``path`` from every other, however it is reached (a link to it, a hard
+    link, a relative path): its (device, inode) from ``st`` (its ``os.stat``, through links; taken here when not
+    given), else its resolved path. Python documents ``st_ino`` as unique only when it is not 0, and some Windows
+    network and FUSE drives report 0 for every file: keyed on it, all their folders were one. Raises ``OSError``
+    when ``path`` cannot be looked at."""
+    st = os.stat(path) if st is None else st
+    return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
+

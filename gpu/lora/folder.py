@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpu.paths import file_identity
 from gpu.safetensors_header import PICKLE_SUFFIXES
 
 LORA_SUFFIX = ".safetensors"
@@ -44,7 +45,7 @@ def list_lora_files(folder: str | Path, stop: Callable[[], bool] = lambda: False
     cannot be listed (gone, no permission, not a folder)."""
     root = Path(folder)
     found = FolderListing()
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[int, int] | str] = set()
     pending = [(root, 0)]
     while pending and not stop():
         where, depth = pending.pop()
@@ -68,13 +69,15 @@ def list_lora_files(folder: str | Path, stop: Callable[[], bool] = lambda: False
     return found
 
 
-def _listing(where: Path, seen: set[tuple[int, int]]) -> list[os.DirEntry[str]]:
+def _listing(where: Path, seen: set[tuple[int, int] | str]) -> list[os.DirEntry[str]]:
     """The visible entries of the folder ``where`` by name (case-blind, as file managers sort); none when it was
     listed already (by another path: a link to it, or to a folder above it). Raises ``OSError``."""
-    st = os.stat(where)  # through links: the folder itself, which any path to it shares
-    if (st.st_dev, st.st_ino) in seen:
+    # Through links: the folder itself, which any path to it shares. Not its inode alone: a drive that says 0 for
+    # every folder had all its subfolders skipped as listed already.
+    key = file_identity(where)
+    if key in seen:
         return []
-    seen.add((st.st_dev, st.st_ino))
+    seen.add(key)
     with os.scandir(where) as it:
         entries = [e for e in it if not _hidden(e)]
     return sorted(entries, key=lambda e: (e.name.casefold(), e.name))
