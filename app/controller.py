@@ -176,6 +176,7 @@ class AppController(QObject):
         worker.library_changed.connect(self._on_library)
         worker.library_read.connect(self._on_library_read)
         worker.model_added.connect(self._on_model_added)
+        worker.models_found.connect(self._on_models_found)
         worker.already_in_library.connect(self._on_already_in_library)
         worker.model_described.connect(self._on_described)
         worker.describe_failed.connect(self._on_describe_failed)
@@ -357,6 +358,7 @@ class AppController(QObject):
         return next((e.name for e in self.entries if getattr(e, "facts", None) is not None), None)
 
     def add_model(self, path: str | Path) -> None:
+        self._engine.add_model(str(path))  # owed until the engine takes it up: added at quit if it never did
         self._add_model.emit(str(path))
 
     def remove_model(self, name: str) -> None:
@@ -701,6 +703,12 @@ class AppController(QObject):
         self.model_added.emit(name)
         if self.select_model(name):
             self.status_message.emit(f"The model '{name}' was added to the library; it is selected.")
+
+    def _on_models_found(self, names: list[str]) -> None:
+        """Models found unlisted in the models folder at start-up (an add lost to a quit, a crash or a kill),
+        added by the engine: said, as the list grew by itself. Not selected: the user picked no model."""
+        self.status_message.emit(f"Added {counted(len(names), 'quantized model')} found in the models folder: "
+                                 f"{named_few(names)}.")
 
     def _on_already_in_library(self, name: str) -> None:
         """A model added again (the same file or folder, however its path was spelled): the library keeps one

@@ -27,6 +27,7 @@ from app.data_dir import DataDir
 from app.engine_errors import EngineError, classify, is_disk_full
 from app.image_files import images_folder, new_image_path, save_new_image
 from app.thread_exit import stop_thread
+from gpu.errors import UserError
 from gpu.library import ModelLibrary
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,58 @@ class QuantizeRuns(QObject):
 
 quantize_runs = QuantizeRuns()  # one per process, as the GPU budget it stands for
 
+# Held by every write of the model library (add, remove, the start-up's search of the models folder): at quit the
+# GUI thread adds the models the engine never got to (``EngineThread.stop``), and the engine thread may still be
+# in a step then.
+library_writes = threading.Lock()
+
+
+class PendingAdds:
+    """The models (paths) the GUI thread asked the engine to add that it has not taken up yet. A thread told to
+    quit drops the calls still queued to it, so an add asked for just before the app quit (the wizard's finished
+    model, kept at shutdown; one queued behind a generation job, which the quit cancels) never ran, and the user's
+    quantized model sat unlisted in the models folder. ``EngineThread.stop`` adds those left here."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paths: list[str] = []
+
+    def put(self, path: str) -> None:
+        with self._lock:
+            self._paths.append(path)
+
+    def discard(self, path: str) -> None:
+        """``path`` taken up by the engine (once, for each time it was asked)."""
+        with self._lock:
+            if path in self._paths:
+                self._paths.remove(path)
+
+    def take_all(self) -> list[str]:
+        with self._lock:
+            paths, self._paths = self._paths, []
+        return paths
+
+
+def add_models_now(data: DataDir, paths: list[str]) -> list[str]:
+    """Adds ``paths`` to the model library of ``data`` on the calling thread (the quitting GUI thread, after the
+    engine's stop); returns the names they are listed under. Nothing can be shown any more, so a model the
+    library refuses is logged: its file stays, and the next start's search of the models folder says why again
+    (for a model there). Quick for a model the quantizer has just written: its checksum is not read again."""
+    names = []
+    for path in paths:
+        try:
+            with library_writes:
+                entry = ModelLibrary(data.root).add(Path(path))
+        except UserError as err:  # the file moved or damaged since: the library's own words
+            log.warning("adding %s to the model library at quit failed: %s", path, err)
+            continue
+        except Exception:  # noqa: BLE001 - the app is quitting: logged, the next model is still added
+            log.exception("adding %s to the model library at quit failed", path)
+            continue
+        log.info("added %s to the model library at quit, as %r", path, entry.name)
+        names.append(entry.name)
+    return names
+
 
 class NotedLibrary(ModelLibrary):
     """The engine's model library, noting which entries' files were missing at its last reading: a failure on one
@@ -161,6 +214,7 @@ class EngineWorker(QObject):
     library_changed = Signal(list)  # list[ModelEntry]
     library_read = Signal(int, list)  # the read_library request's number, list[ModelEntry]
     model_added = Signal(str)  # name the library gave a model just added (it may differ from the file's)
+    models_found = Signal(list)  # names of the models found unlisted in the models folder at start-up, added
     already_in_library = Signal(str)  # name of the listed entry a model added again is (nothing was written)
     model_described = Signal(object)  # ModelInfo
     # The number the describe was asked with, EngineError, whether its model's file is there again (it was missing
@@ -192,6 +246,8 @@ class EngineWorker(QObject):
         # is told of an end by a queued signal, which arrives after the next job has started.
         self.ended_through = 0
         self._waiting: list[Job] = []  # jobs held back by a quantize run on the GPU, in their order
+        self.pending_adds = PendingAdds()  # put by the GUI thread before it queues add_model
+        self._found_checked = False  # the models folder was searched for unlisted models (once per start)
         quantize_runs.ended.connect(self.start_waiting)
         self._start_next.connect(self.start_waiting, Qt.ConnectionType.QueuedConnection)
 
@@ -231,13 +287,36 @@ class EngineWorker(QObject):
 
     @Slot()
     def initialize(self) -> None:
+        status = None
         try:
             self._ensure_service()
-            self.ready.emit(self._status())
+            status = self._status()
+            self.ready.emit(status)
         except BaseException as exc:
             self._fail(exc, "engine start-up failed")
         finally:
             self.start_up_done.set()
+        self._tell_library_notices()
+        if status is not None:
+            self._add_found_models([Path(e.path) for e in status.entries])
+
+    def _add_found_models(self, listed: list[Path]) -> None:
+        """Once per start, after the list was sent: the finished SVDQ models in the app's models folder that the
+        library neither lists (``listed``) nor left out on purpose are added (``gpu.library_found``), and the
+        controller is told by ``models_found``. An add lost to a crash, a kill or a quit is made good here."""
+        if self._found_checked:
+            return
+        self._found_checked = True
+        from gpu.library_found import add_found_models
+
+        try:
+            with library_writes:
+                added = add_found_models(self._library, self._data.quantized, listed)
+            if added:
+                self.library_changed.emit(list(self._library.entries()))
+                self.models_found.emit([e.name for e in added])
+        except BaseException as exc:
+            self._fail(exc, "adding the models found in the models folder failed")
         self._tell_library_notices()
 
     @Slot()
@@ -261,9 +340,11 @@ class EngineWorker(QObject):
 
     @Slot(str)
     def add_model(self, path: str) -> None:
+        self.pending_adds.discard(path)
         try:
             self._ensure_service()
-            entry = self._library.add(Path(path))
+            with library_writes:
+                entry = self._library.add(Path(path))
             # Also when it was listed already: a file put back since the list was read is no longer "(missing)"
             # there, and the controller then selects it rather than refusing it as gone.
             self.library_changed.emit(list(self._library.entries()))
@@ -282,7 +363,8 @@ class EngineWorker(QObject):
             if self._loaded == name:
                 self._service.unload()
                 self._loaded = None
-            self._library.remove(name)
+            with library_writes:
+                self._library.remove(name)
             self.library_changed.emit(list(self._library.entries()))
         except BaseException as exc:
             self._fail(exc)
@@ -504,16 +586,27 @@ class EngineThread:
     """Owns the QThread and the worker; ``stop()`` waits for the current step so nothing is half-written."""
 
     def __init__(self, data: DataDir) -> None:
+        self._data = data
         self.thread = QThread()
         self.thread.setObjectName("engine")
         self.worker = EngineWorker(data)
         self.worker.moveToThread(self.thread)
         self.thread.start()
 
+    def add_model(self, path: str) -> None:
+        """Notes ``path`` as an add the engine owes (``PendingAdds``); the caller queues the call itself."""
+        self.worker.pending_adds.put(path)
+
     def stop(self, current: Job | None = None) -> bool:
+        """Stops the thread (``stop_thread``), then adds here the models it was asked to add and never got to:
+        the calls still queued to it are dropped with its event loop, and the model is the user's."""
         if current is not None:
             current.cancel.set()
-        return stop_thread(self.thread, starting=not self.worker.start_up_done.is_set())
+        stopped = stop_thread(self.thread, starting=not self.worker.start_up_done.is_set())
+        left = self.worker.pending_adds.take_all()
+        if left:
+            add_models_now(self._data, left)
+        return stopped
 
 
 def request_with(request: Any, **changes: Any) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 from gpu.atomic import atomic_write_bytes
 from gpu.damaged_files import copy_aside, move_aside
 from gpu.errors import ModelLoadError, UserError
+from gpu.library_found import REMOVED, unlisted_field
 from gpu.model_files import ModelFacts, inspect_model_path
 from gpu.paths import resources_dir, user_data_dir
 
@@ -143,9 +144,13 @@ class ModelLibrary:
             log.warning("could not save the renamed model library: %s", err)
         return renamed
 
-    def _save(self, paths: dict[str, Path]) -> None:
+    def _save(self, paths: dict[str, Path], leave_out: dict[Path, str] | None = None) -> None:
+        """Writes ``paths``; ``leave_out``: files to record as left off the list on purpose (path -> why), which
+        the start-up's search of the models folder then does not add again (``gpu.library_found``)."""
         self._keep_newer_version()
-        data = {"version": LIBRARY_VERSION, "models": [{"name": n, "path": str(p)} for n, p in paths.items()]}
+        data: dict[str, object] = {"version": LIBRARY_VERSION,
+                                   "models": [{"name": n, "path": str(p)} for n, p in paths.items()]}
+        data.update(unlisted_field(self.file, paths.values(), leave_out or {}))
         atomic_write_bytes(self.file, json.dumps(data, indent=2).encode())
 
     def _keep_newer_version(self) -> None:
@@ -189,11 +194,13 @@ class ModelLibrary:
             if _same_file(listed_path, path):
                 return ModelEntry(listed_name, listed_path, builtin, facts, already_added=True)
         if facts.kind == "svdq":
-            from gpu.checkpoint.format import verify_checkpoint
+            from gpu.checkpoint.verified import verify_checkpoint_once
             from gpu.errors import CheckpointError
 
             try:
-                verify_checkpoint(path)  # full check (sizes, checksum) before it enters the library
+                # Full check (sizes, checksum) before it enters the library; not again for a file this process
+                # verified unchanged (the quantizer's output, just written and verified)
+                verify_checkpoint_once(path)
             except CheckpointError as err:
                 raise ModelLoadError(str(err), err.hint) from None
         taken = set(paths) | set(builtins)
@@ -223,8 +230,15 @@ class ModelLibrary:
         paths = self._user_paths()
         if name not in paths:
             raise UserError(f"{name!r} is not a user-added model (built-in models cannot be removed)")
-        del paths[name]
-        self._save(paths)
+        # Its file stays: remembered as removed, so that one in the app's models folder is not found and added
+        # again at the next start (gpu.library_found)
+        removed = paths.pop(name)
+        self._save(paths, {removed: REMOVED})
+
+    def leave_out(self, path: Path, why: str) -> None:
+        """Records the file at ``path`` as left off the list on purpose (``gpu.library_found``: e.g. found
+        damaged), so that the start-up's search of the models folder passes over it while it is unchanged."""
+        self._save(self._user_paths(), {path: why})
 
     def resolve(self, name_or_path: str | Path) -> ModelEntry:
         """A library name, or a path to a folder/SVDQ file, -> ModelEntry (raises ModelLoadError)."""

@@ -851,5 +851,7 @@ class QuantizeWizard(QWizard):
             self.add_to_library()
 
     def shutdown(self) -> None:
-        self.keep_result()  # queued to the engine before it stops: it handles what was asked before its quit
+        # Asked of the engine before it stops; an add it never gets to (a job running, the quit queued ahead of it)
+        # is made by its stop (app.engine_worker.PendingAdds), and a kill is made good by the next start
+        self.keep_result()
         self._thread.stop(self.job)

@@ -32,7 +32,8 @@ from safetensors.torch import load, save_file
 from gpu.adapters import adapter_named
 from gpu.atomic import SCRATCH_NAME, atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
 from gpu.bfl_layout import base_misfit, inspect_single_file
-from gpu.checkpoint.format import file_sha256, save_checkpoint, verify_checkpoint
+from gpu.checkpoint.format import file_sha256, save_checkpoint
+from gpu.checkpoint.verified import verify_checkpoint_once
 from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputBusy, OutputError, named_few
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
@@ -514,7 +515,9 @@ def _quantize_model(
     freed = sum(t.nbytes for t in tensors.values())
     del tensors
     _release(freed, torch.device("cpu"))
-    verify_checkpoint(out_path)  # size and checksum, before the parts are thrown away; no tensor kept
+    # Size and checksum, before the parts are thrown away; no tensor kept. Remembered: the library's add of this
+    # file (unchanged) does not read its gigabytes again
+    verify_checkpoint_once(out_path)
     _remove_parts(parts)
     size_mib = out_path.stat().st_size / 2**20
     emit("done", f"wrote {out_path} ({size_mib:.1f} MiB)", index=total_layers, total=total_layers)

@@ -1,0 +1,166 @@
+"""Finished quantized models in the app's models folder that the library does not list, added at start-up; and the
+files the library leaves off its list on purpose, so that none of those comes back.
+
+The quantize wizard writes its models into the app's models folder and then asks the engine to add them. An add
+that never ran (the app quit before the engine got to it, a crash, a kill) left the user's multi-GiB model unlisted
+in a folder the app does not show. Start-up therefore adds every finished SVDQ file found there that the library
+neither lists nor leaves out on purpose. Unfinished work is never added: a run's ``*.parts`` folder and the
+atomic writes' scratch folders and temp files (hidden names) are no ``*.safetensors`` files, a file that is no
+SVDQ model (a LoRA put there by hand) is passed over, and a file whose sizes or checksum are wrong is left out.
+
+Left out on purpose, in ``library.json`` under ``unlisted`` (path, size, modification time and why): a model the
+user removed (Remove keeps its file, so the next start would add it again) and a file found damaged (not read
+again at every start). A record holds only while that very file is there: one whose file is gone or changed (a
+new run wrote that name again) is forgotten at the next save, and so is one whose path is listed again (the
+user added it back). An older version of this format ignores the key, and drops it when it saves."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpu.errors import CheckpointError, UserError
+
+if TYPE_CHECKING:
+    from gpu.library import ModelEntry, ModelLibrary
+
+log = logging.getLogger(__name__)
+
+UNLISTED_KEY = "unlisted"
+REMOVED = "removed"  # the user took it off the list
+DAMAGED = "damaged"  # found here with wrong sizes or checksum
+MODEL_SUFFIX = ".safetensors"
+
+
+def _resolved(path: Path) -> str:
+    try:
+        return str(Path(path).expanduser().resolve())
+    except (OSError, RuntimeError):  # a symlink loop: as it is
+        return str(path)
+
+
+def _record(path: Path, why: str) -> dict[str, Any] | None:
+    """The record that leaves the file at ``path`` out, as it is now; None when it is not there (nothing to leave
+    out: a file written there later is another)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "why": why}
+
+
+def _still_that_file(record: Mapping[str, Any]) -> bool:
+    """Whether the file a record was made for is still at its path, unchanged (size and modification time)."""
+    try:
+        st = os.stat(record["path"])
+    except (OSError, ValueError):  # gone, or a path the system refuses (a NUL from a hand edit)
+        return False
+    return st.st_size == record["size"] and st.st_mtime_ns == record["mtime_ns"]
+
+
+def _records(library_file: Path) -> list[dict[str, Any]]:
+    """The well-formed records in ``library_file`` (none when it is missing or unreadable: the library itself
+    says what is wrong with it)."""
+    try:
+        data = json.loads(library_file.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return []
+    records = data.get(UNLISTED_KEY) if isinstance(data, dict) else None
+    if not isinstance(records, list):
+        return []
+    return [{k: r[k] for k in ("path", "size", "mtime_ns", "why")} for r in records if _well_formed(r)]
+
+
+def _well_formed(record: object) -> bool:
+    """Whether ``record`` is one ``_record`` wrote (a hand-edited file may hold anything)."""
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+        return False
+    numbers = [record.get("size"), record.get("mtime_ns")]
+    return isinstance(record.get("why"), str) and all(type(n) is int for n in numbers)  # a bool is no size
+
+
+def unlisted_field(library_file: Path, listed: Iterable[Path], leave_out: Mapping[Path, str]) -> dict[str, Any]:
+    """The ``unlisted`` part of the library file about to be written: the records ``library_file`` holds now
+    whose file is still there unchanged and not ``listed`` again, and one per path of ``leave_out`` (path -> why).
+    Empty when there are none, so that a library with nothing left out is written as before."""
+    listed_now = {_resolved(p) for p in listed}
+    new = [r for p, why in leave_out.items() if (r := _record(Path(p), why)) is not None]
+    new_paths = {_resolved(Path(r["path"])) for r in new}
+    kept = [r for r in _records(library_file)
+            if _resolved(Path(r["path"])) not in listed_now | new_paths and _still_that_file(r)]  # fmt: skip
+    records = kept + [r for r in new if _resolved(Path(r["path"])) not in listed_now]
+    return {UNLISTED_KEY: records} if records else {}
+
+
+def left_out(library_file: Path, path: Path) -> str:
+    """Why the library leaves the file at ``path`` out on purpose (``REMOVED``, ``DAMAGED``), "" when it does
+    not: no record for it, or one for another file once at that path."""
+    key = _resolved(path)
+    for r in _records(library_file):
+        if _resolved(Path(r["path"])) == key and _still_that_file(r):
+            return r["why"]
+    return ""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file, through any path to it (resolved links, or one inode: a hard link)."""
+    if _resolved(a) == _resolved(b):
+        return True
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, ValueError):
+        return False
+    return sa.st_ino != 0 and (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def found_models(folder: Path, listed: Iterable[Path], library_file: Path) -> list[Path]:
+    """The files directly in ``folder`` that may be finished SVDQ models the library lacks, by name order:
+    ``*.safetensors`` files of no hidden name (scratch and temp files are hidden; parts folders are folders) that
+    are not ``listed`` nor left out on purpose in ``library_file``. Read only by name and stat: whether each is
+    an SVDQ model, whole, is ``add_found_models``'s to find out."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:  # no models folder (yet), or one that cannot be read: nothing found
+        return []
+    listed = list(listed)
+    found = []
+    for name in names:
+        path = Path(folder) / name
+        if name.startswith(".") or not name.endswith(MODEL_SUFFIX) or not path.is_file():
+            continue
+        if any(_same_file(path, p) for p in listed) or left_out(library_file, path):
+            continue
+        found.append(path)
+    return found
+
+
+def add_found_models(library: ModelLibrary, folder: Path, listed: Iterable[Path]) -> list[ModelEntry]:
+    """Adds the finished SVDQ models ``found_models`` finds in ``folder`` (the app's models folder) to
+    ``library``, each after its full check (sizes and checksum: a file cut short or damaged is recorded as left
+    out, never added); returns the entries added. A file that is no SVDQ model is passed over; one that cannot
+    be read now is tried again at the next start."""
+    from gpu.checkpoint.verified import verify_checkpoint_once
+    from gpu.model_files import inspect_model_path
+
+    added: list[ModelEntry] = []
+    for path in found_models(folder, listed, library.file):
+        try:
+            if inspect_model_path(path).kind != "svdq":
+                continue
+            verify_checkpoint_once(path)  # remembered: the add below does not read the file again
+        except CheckpointError as err:
+            log.warning("not adding %s, found in the models folder: %s", path, err)
+            library.leave_out(path, DAMAGED)
+            continue
+        except (UserError, OSError) as err:  # no model (another kind of file), or unreadable now
+            log.info("not adding %s, found in the models folder: %s", path, err)
+            continue
+        entry = library.add(path)
+        if not entry.already_added:
+            log.info("added %s, found in the models folder, as %r", path, entry.name)
+            added.append(entry)
+    return added

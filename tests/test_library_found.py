@@ -1,0 +1,130 @@
+"""The library's side of the models folder's search (``gpu.library_found``) and of a checksum verified once
+(``gpu.checkpoint.verified``): what is found, what a removal leaves out and for how long, and that a file the
+quantizer has just verified is added without reading it again, but only while it is that very file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import gpu.checkpoint.format as checkpoint_format
+from gpu.checkpoint.verified import forget_verified, verify_checkpoint_once
+from gpu.errors import ModelLoadError
+from gpu.library import ModelLibrary
+from gpu.library_found import add_found_models, found_models
+from gpu.paths import resources_dir
+
+DEMO_INT4 = resources_dir() / "models" / "demo-int4.safetensors"
+
+
+@pytest.fixture(autouse=True)
+def _no_verification_remembered():
+    forget_verified()
+    yield
+    forget_verified()
+
+
+def _copy(folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(DEMO_INT4, folder / name))
+
+
+def _count_full_reads(monkeypatch) -> list[Path]:
+    """The files ``verify_checkpoint`` reads whole from now on."""
+    reads: list[Path] = []
+    verify = checkpoint_format.verify_checkpoint
+
+    def counted(path):
+        reads.append(Path(path))
+        return verify(path)
+
+    monkeypatch.setattr(checkpoint_format, "verify_checkpoint", counted)
+    return reads
+
+
+def test_a_file_just_verified_is_added_without_reading_it_again_but_only_while_unchanged(tmp_path, monkeypatch):
+    reads = _count_full_reads(monkeypatch)
+    model = _copy(tmp_path / "models", "flux-int4.safetensors")
+    verify_checkpoint_once(model)  # as the quantizer checks its output
+    library = ModelLibrary(tmp_path / "data")
+    assert library.add(model).name == "flux-int4"
+    assert reads == [model]  # the add took the quantizer's verification
+
+    # The same bytes' size and times, one byte changed: a write changes the file's change time, which no tool
+    # sets back, so the changed file is read whole again and refused.
+    changed = _copy(tmp_path / "models", "changed-int4.safetensors")
+    verify_checkpoint_once(changed)
+    st = os.stat(changed)
+    data = bytearray(changed.read_bytes())
+    data[-100] ^= 0xFF
+    with changed.open("r+b") as f:
+        f.write(data)
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(changed).st_size == st.st_size and os.stat(changed).st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(ModelLoadError, match="checksum mismatch"):
+        library.add(changed)
+    assert reads == [model, changed, changed]
+
+    # Another file renamed over a verified one's path is another file: read whole as well
+    replaced = _copy(tmp_path / "models", "replaced-int4.safetensors")
+    verify_checkpoint_once(replaced)
+    os.replace(_copy(tmp_path / "other", "new.safetensors"), replaced)
+    library.add(replaced)
+    assert reads == [model, changed, changed, replaced, replaced]
+
+
+def test_found_models_are_whole_unlisted_svdq_files_not_left_out(tmp_path):
+    models = tmp_path / "models"
+    listed = _copy(models, "listed-int4.safetensors")
+    found = _copy(models, "found-int4.safetensors")
+    _copy(models / "run-int4.safetensors.parts", "block-0000.safetensors")  # a stopped run's blocks
+    _copy(models / ".run-int4.safetensors.x1y2.tmp", "new.safetensors")  # a write cut short
+    _copy(models, ".hidden-int4.safetensors")
+    (models / "notes.txt").write_text("no model")
+    library = ModelLibrary(tmp_path / "data")
+    library.add(listed)
+    assert found_models(models, [e.path for e in library.entries()], library.file) == [found]
+    assert found_models(tmp_path / "no-such-folder", [], library.file) == []
+
+
+def test_a_removal_leaves_the_file_out_until_it_is_another_file_or_added_again(tmp_path):
+    models = tmp_path / "models"
+    model = _copy(models, "flux-int4.safetensors")
+    library = ModelLibrary(tmp_path / "data")
+    library.add(model)
+    library.remove("flux-int4")
+    assert found_models(models, [], library.file) == []
+    library.add(_copy(models, "other-int4.safetensors"))  # the removal survives other changes to the list
+    assert found_models(models, [e.path for e in library.entries()], library.file) == []
+    assert [e.name for e in add_found_models(library, models, [e.path for e in library.entries()])] == []
+
+    library.add(model)  # added again by the user: no longer left out
+    assert "unlisted" not in json.loads(library.file.read_text())
+    library.remove("flux-int4")
+    listed = [e.path for e in library.entries()]
+    assert found_models(models, listed, library.file) == []
+    # A new run that writes the same name after the file was deleted wrote another model: found
+    model.unlink()
+    shutil.copyfile(DEMO_INT4, model)
+    os.utime(model, ns=(1, 1))
+    assert found_models(models, listed, library.file) == [model]
+
+
+def test_a_damaged_file_found_is_left_out_and_not_read_again(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    damaged = _copy(models, "damaged-int4.safetensors")
+    data = bytearray(damaged.read_bytes())
+    data[-100] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    library = ModelLibrary(tmp_path / "data")
+    reads = _count_full_reads(monkeypatch)
+    assert add_found_models(library, models, []) == []
+    assert add_found_models(library, models, []) == []
+    assert reads == [damaged]  # once: then left out, as damaged
+    records = json.loads(library.file.read_text())["unlisted"]
+    assert [(r["path"], r["why"]) for r in records] == [(str(damaged), "damaged")]
+    assert [e.name for e in library.entries() if not e.builtin] == []
