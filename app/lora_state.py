@@ -25,6 +25,7 @@ from gpu.lora.folder import MAX_DEPTH, FolderListing, list_lora_files
 from gpu.lora.keys import parts_text
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes, file_stamp, strength_words
 from gpu.lora.refs import finite
+from gpu.paths import named_path
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ class LoraEntry:
     # that is because nothing is there
     problem: str = ""
     missing: bool = False
+    # The file ``path`` is (resolved), by which a file is listed once however it was picked. ``path`` keeps the
+    # name it was picked by: a Hugging Face cache's snapshots/<rev>/style.safetensors is a link to a blob named by
+    # its hash, and resolved, it named the row, and the LoRA in the PNGs, by that hash.
+    resolved: Path | None = field(default=None, compare=False)
 
     @property
     def text_parts(self) -> str:
@@ -174,15 +179,17 @@ def _kind(err: Exception) -> str:
 
 class _FileRead(NamedTuple):
     """A file's stamp (``_stamp``) and its header (``read_header``), taken in that order: a change in between is
-    seen at the next look (``LoraState.refresh``), never taken for the version read."""
+    seen at the next look (``LoraState.refresh``), never taken for the version read; and the file it is (its path
+    resolved: ``LoraEntry.resolved``)."""
 
     stamp: tuple[int, int] | None
     header: LoraHeader
+    resolved: Path
 
 
 def _read_file(path: Path) -> _FileRead:
-    """``path``'s stamp, then its header (``_FileRead``)."""
-    return _FileRead(_stamp(path), read_header(path))
+    """``path``'s stamp, then its header, and the path resolved (``_FileRead``)."""
+    return _FileRead(_stamp(path), read_header(path), _resolved(path))
 
 
 def _resolved(path: Path) -> Path:
@@ -234,7 +241,7 @@ class _Search:
 @dataclass
 class _Scan:
     """A folder's LoRA files being read on a thread of their own (``LoraState.scan_folder``). The thread fills in
-    ``listing``, then ``reads`` (each file's resolved path and ``_FileRead``), or ``error`` (the folder cannot be
+    ``listing``, then ``reads`` (each file's ``named_path`` and ``_FileRead``), or ``error`` (the folder cannot be
     listed) or ``broke`` (why the reading broke off), before it hands the scan to the Qt thread."""
 
     folder: Path
@@ -417,19 +424,22 @@ class LoraState(QObject):
     def _add(self, path: str | Path, enabled: bool, strength: float, read: _FileRead | None = None) -> LoraEntry:
         """``add_file`` without the signal: each ``changed`` rebuilds the panel's rows, so adding one by one
         made a folder of 150 LoRAs freeze the window for most of a minute (150 rebuilds of up to 150 rows).
-        ``read``: ``_read_file(path)`` when the caller has read it already."""
-        path = Path(path).expanduser().resolve()
+        ``read``: ``_read_file(path)`` when the caller has read it already. A file listed already (by any path to
+        it: a link, a relative path) is that row."""
+        path = named_path(path)
+        resolved = _resolved(path) if read is None else read.resolved
         for e in self.entries:
-            if e.path == path:
+            if e.resolved == resolved:
                 return e
         return self._append(path, enabled, strength, read or _read_file(path))
 
     def _append(self, path: Path, enabled: bool, strength: float, read: _FileRead) -> LoraEntry:
-        """A row for ``path`` (resolved, not listed yet), as ``read``."""
-        stamp, header = read
+        """A row for ``path`` (``named_path``, its file not listed yet), as ``read``, named by the name it was
+        picked by."""
+        stamp, header, resolved = read
         entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), header.words, header.info, stamp=stamp,
                           header_words=header.words, text_encoders=header.text_encoders, problem=header.problem,
-                          missing=header.missing)  # fmt: skip
+                          missing=header.missing, resolved=resolved)  # fmt: skip
         self.entries.append(entry)
         return entry
 
@@ -440,7 +450,7 @@ class LoraState(QObject):
         not asked for: the header says what the file is (``.SafeTensors`` is one too)."""
         added, refused = [], []
         for path in paths:
-            path = Path(path).expanduser().resolve()
+            path = named_path(path)
             read = _read_file(path)
             if read.header.problem:
                 refused.append(f"{path} is not a LoRA that can be used: {read.header.problem}.")
@@ -456,7 +466,7 @@ class LoraState(QObject):
         (``scan_folder``): 2,000 files took 8 s, the window frozen. Files that are no usable FLUX.1 LoRA are
         skipped, and logged. Raises ``OSError`` when it cannot be listed."""
         folder = Path(folder).expanduser()
-        reads = [(_resolved(p), _read_file(p)) for p in list_lora_files(folder).files]
+        reads = [(named_path(p), _read_file(p)) for p in list_lora_files(folder).files]
         added = [self._add(p, False, 1.0, read) for p, read in reads if not read.header.problem]
         if skipped := skipped_files(reads):
             log.info("LoRA files of %s skipped:\n%s", folder, skipped_details(_resolved(folder), skipped))
@@ -509,7 +519,7 @@ class LoraState(QObject):
                 if scan.cancel.is_set():
                     return
                 _tell(self._scan_progress, scan, len(scan.reads), len(listing.files))
-                scan.reads.append((_resolved(path), _read_file(path)))
+                scan.reads.append((named_path(path), _read_file(path)))
         except OSError as exc:  # the folder itself cannot be listed (its files' errors are in their headers)
             scan.error = exc
         except Exception as exc:
@@ -538,11 +548,11 @@ class LoraState(QObject):
             return
         skipped = skipped_files(scan.reads)
         usable = [(path, read) for path, read in scan.reads if not read.header.problem]
-        listed = {e.path for e in self.entries}  # looked up in a set: 2,000 rows' paths in turn took a second
+        listed = {e.resolved for e in self.entries}  # looked up in a set: 2,000 rows' in turn took a second
         added = []
         for path, read in usable:
-            if path not in listed:
-                listed.add(path)
+            if read.resolved not in listed:
+                listed.add(read.resolved)
                 added.append(self._append(path, False, 1.0, read))
         if added:
             self.changed.emit()
@@ -657,18 +667,18 @@ class LoraState(QObject):
         A path listed twice (a hand-edited file, an older version) keeps its first row: the second overwrote the
         first's trigger words; it is dropped and logged."""
         notices = []
-        listed = {e.path for e in self.entries}
+        listed = {e.resolved for e in self.entries}
         for s in saved:
             try:
-                path = Path(s.path).expanduser().resolve()
-                if path in listed:
+                path = named_path(s.path)
+                read = _read_file(path)
+                if read.resolved in listed:
                     log.warning("the LoRA list in the settings names %s more than once; its first row is kept", path)
                     continue
-                read = _read_file(path)
                 header = read.header
                 entry = self._add(path, s.enabled, s.strength, read)
                 entry.text_strength = fit_text_strength(s.text_strength)  # kept while the file cannot be read too
-                listed.add(path)
+                listed.add(read.resolved)
             except (OSError, ValueError) as exc:  # e.g. a NUL byte in a hand-edited path: no file can have it
                 notices.append(f"The LoRA list in your settings names a file that cannot exist ({s.path[:80]!r}: "
                                f"{exc}); it was left out.")  # fmt: skip
@@ -857,9 +867,10 @@ class LoraState(QObject):
         """The listed entry for ``path``; else one listed under the same file name; else the file, added. A bare
         file name (what images record since they no longer carry the folder) is looked up by name only: resolved,
         it named a file in whatever folder the app was started from, which was then added."""
-        resolved = path.expanduser().resolve() if path.expanduser().is_absolute() else None
+        given = path.expanduser() if path.expanduser().is_absolute() else None
+        resolved = _resolved(given) if given is not None else None
         for e in self.entries:
-            if e.path == resolved:
+            if resolved is not None and e.resolved == resolved:
                 return e if e.path.is_file() else None
         # An image made on Windows names "C:\loras\x.safetensors", whose name on Linux would be all of it;
         # PureWindowsPath splits at either separator.
@@ -867,7 +878,7 @@ class LoraState(QObject):
         for e in self.entries:
             if e.path.name == file_name and e.path.is_file():
                 return e
-        return self.add_file(resolved) if resolved is not None and resolved.is_file() else None
+        return self.add_file(given) if given is not None and given.is_file() else None
 
     def add_shipped(self) -> None:
         """The example LoRAs in resources/loras (off until the user enables them)."""

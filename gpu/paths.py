@@ -66,3 +66,20 @@ def file_identity(path: str | os.PathLike[str], st: os.stat_result | None = None
     st = os.stat(path) if st is None else st
     return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
 
+
+def named_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` absolute, its folders resolved and its own name kept, as a file picked through a link is read and
+    named: a Hugging Face cache's ``snapshots/<rev>/style.safetensors`` links to a blob named by its hash, and the
+    file is ``style`` to the user. What it is (``file_identity``, a resolved path) tells it apart."""
+    path = Path(path).expanduser()
+    if path.name in ("", ".", ".."):
+        return _resolved(path)
+    return _resolved(path.parent) / path.name
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` resolved; absolute only where it cannot be (a loop of links)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a link loop, before Python 3.13
+        return path.absolute()

@@ -48,6 +48,7 @@ from gpu.checkpoint.format import TORCH_DTYPES
 from gpu.errors import CheckpointError
 from gpu.lora.keys import FORMATS, TEXT_ENCODERS, LoraError, LoraLayout, check_layout, map_module, parts_text  # noqa: F401
 from gpu.lora.metadata import read_opened, trigger_words_from
+from gpu.paths import named_path
 from gpu.safetensors_header import open_safetensors
 
 
@@ -239,7 +240,9 @@ def read_lora(path: str | Path) -> LoraFile:
                             hint="the file is damaged, or its training broke down: use another copy")  # fmt: skip
         targets.append(LoraTarget(base, modules, down, up, scale, swap, component))
     return LoraFile(
-        path=path.resolve(),
+        # The name it was given by, not its link's target: a Hugging Face cache's style.safetensors is a link to a
+        # blob named by its hash, which the PNG's lora_list then named as the file (``ActiveLora.describe``)
+        path=named_path(path),
         name=path.stem,
         format=layout.format,
         targets=targets,

@@ -222,7 +222,7 @@ class LoraManager:
     def _keep_only(self, files: list[LoraFile]) -> None:
         """Forget the files read but not in ``files`` (the set asked for, at strength 0 too, and the one applied:
         the engine asks before every image); one asked for again later is read again."""
-        keep = {str(f.path) for f in files}
+        keep = {str(f.path.resolve()) for f in files}  # as ``read`` keys them: a file's path keeps its link's name
         for path in [p for p in self._files if p not in keep]:
             del self._files[path]
 
