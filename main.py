@@ -285,10 +285,12 @@ def save_new_image(result: GeneratedImage) -> Path:
     is taken, and returns the name used. The name is claimed as the file is published: another run writing into
     the same folder meanwhile (a batch scripted with ``&``) keeps its image, and this one takes the next name."""
     from gpu.atomic import atomic_write_new
-    from gpu.generation.png_metadata import write_png
+    from gpu.generation.png_metadata import encode_png
 
+    # A plain write into atomic_write_new's scratch file (write_png, atomic itself, wrote into a scratch folder of
+    # its own, fsynced twice, and its errors named its temporary file, not the image)
     result.path = atomic_write_new(Path(f"nibble-{result.settings['seed']}.png"),
-                                   lambda tmp: write_png(tmp, result.image, result.settings))  # fmt: skip
+                                   lambda tmp: encode_png(tmp, result.image, result.settings))  # fmt: skip
     return result.path
 
 

@@ -562,13 +562,15 @@ class EngineWorker(QObject):
     def _save(self, generated: Any, index: int) -> SavedImage:
         """The PNG is written (atomically, under a name no other file has: ``save_new_image``) here, before the GUI
         thread commits its database row under the name written."""
-        from gpu.generation.png_metadata import write_png
+        from gpu.generation.png_metadata import encode_png
 
         settings = dict(generated.settings)
         settings.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
         path = new_image_path(self._data, int(settings.get("seed", 0)), index)
         try:
-            written = save_new_image(self._data, path, lambda tmp: write_png(tmp, generated.image, settings))
+            # A plain write into the scratch file, which save_new_image makes durable and publishes; its errors
+            # name the image (write_png there wrote into a scratch folder of its own, and named its temp file)
+            written = save_new_image(self._data, path, lambda tmp: encode_png(tmp, generated.image, settings))
         except Exception as exc:
             if not is_disk_full(exc):
                 raise

@@ -46,7 +46,8 @@ def new_image_path(data: DataDir, seed: int, index: int, when: float | None = No
 
 
 def save_new_image(data: DataDir, path: Path, write: Callable[[Path], None]) -> Path:
-    """A new image written by ``write(tmp)`` (a temporary path) and published at ``path`` (``new_image_path``), or
+    """A new image written by ``write(tmp)`` (a temporary path, written plainly: ``encode_png``; this call fsyncs
+    it, and its errors name ``path``, never the temporary file) and published at ``path`` (``new_image_path``), or
     at the first of ``<stem>-1.png``, ``<stem>-2.png``, … that no file holds and the trash does not keep for undo
     (``free_image_path``); returns the path written. The name is claimed by the publishing step itself
     (``gpu.atomic.atomic_write_new``, as ``main.py generate`` saves): a file another program writes at a name after

@@ -490,12 +490,21 @@ def encodable(value: Any) -> Any:
 
 
 def write_png(path: Path | str, image: Image.Image, settings: dict[str, Any]) -> Path:
-    """Writes ``image`` with both metadata chunks, atomically (temp file, fsync, rename). Text that UTF-8 cannot
-    hold is escaped (``encodable``): the image is saved whatever its settings name."""
+    """Writes ``image`` with both metadata chunks (``encode_png``), atomically (temp file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        encode_png(tmp, image, settings)
+    return Path(path)
+
+
+def encode_png(target: Path | str | BinaryIO, image: Image.Image, settings: dict[str, Any]) -> None:
+    """Writes ``image`` as a PNG with both metadata chunks to ``target`` (a path, or a binary file open for
+    writing), as it is: not atomically. For the scratch file of a write that makes it durable and publishes it
+    itself (``gpu.atomic.atomic_write_new``, which names the image in its errors): ``write_png`` there made a
+    scratch folder inside the scratch folder, fsynced the image twice, and a failed write named its hidden
+    temporary file. Text that UTF-8 cannot hold is escaped (``encodable``): the image is saved whatever its
+    settings name."""
     settings = encodable(settings)
     info = PngInfo()
     info.add_text(PARAMETERS_KEY, format_parameters(settings))
     info.add_itxt(NIBBLE_KEY, json.dumps(settings, sort_keys=True, default=str))
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info)
-    return Path(path)
+    image.save(target, format="PNG", pnginfo=info)

@@ -1,0 +1,77 @@
+"""An image that cannot be saved (a drive failing, unplugged): the error named a hidden temporary file
+(``…/.deecbc02.euge_oy7.tmp/new.png: Input/output error``) instead of the image, because the exclusive publish
+(``gpu.atomic.atomic_write_new``) was handed ``write_png``, atomic itself, which wrote into a scratch folder inside
+the first one; every image was also fsynced twice. The app's save (``EngineWorker._save``) and ``main.py
+generate``'s (``main.save_new_image``) write the PNG plainly into the publish's scratch file (``encode_png``)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+import main
+from app.data_dir import DataDir
+from app.engine_errors import classify
+from app.engine_worker import EngineWorker
+from gpu.errors import OutputError
+from gpu.generation.request import GeneratedImage
+
+SETTINGS = {"seed": 7, "prompt": "a red square"}
+
+
+class _FailingDrive:
+    """Stands in for the generated PIL image on a drive that fails every write (EIO)."""
+
+    def save(self, fp, **_kwargs) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+def _app_save(folder: Path, image) -> Path:
+    worker = EngineWorker(DataDir(folder / "data").create())
+    return worker._save(SimpleNamespace(image=image, settings=dict(SETTINGS)), 0).path
+
+
+def _cli_save(folder: Path, image) -> Path:
+    os.chdir(folder)  # generate without --out saves into the current folder (the test's own: monkeypatch.chdir)
+    return main.save_new_image(GeneratedImage(image, dict(SETTINGS)))
+
+
+# (saver, the image's path as the error names it, relative to the test's folder)
+SAVERS = [(_app_save, r"data/images/\d{4}-\d\d-\d\d/\d{6}-7-0\.png"), (_cli_save, r"nibble-7\.png")]
+
+
+@pytest.mark.parametrize(("save", "name"), SAVERS, ids=["app", "cli"])
+def test_an_image_that_cannot_be_written_is_named_in_the_error(qapp, tmp_path, monkeypatch, save, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError) as raised:
+        save(tmp_path, _FailingDrive())
+    where = str(raised.value).removeprefix("cannot write ").removesuffix(f": {os.strerror(errno.EIO)}")
+    where = where.removeprefix(f"{tmp_path}{os.sep}")
+    assert re.fullmatch(name, where), str(raised.value)  # was: …/.deecbc02.euge_oy7.tmp/new.png
+    assert where in classify(raised.value).message  # as the user is told it
+    assert [p for p in tmp_path.rglob("*") if p.is_file() or p.suffix == ".tmp"] == []  # no temp file or folder
+
+
+@pytest.mark.parametrize("save", [s for s, _ in SAVERS], ids=["app", "cli"])
+def test_an_image_is_fsynced_once(qapp, tmp_path, monkeypatch, save):
+    monkeypatch.chdir(tmp_path)
+    synced: list[int] = []
+    fsync = os.fsync
+
+    def counted(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # a file's data, not a folder's entries
+            synced.append(fd)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    written = save(tmp_path, Image.new("RGB", (8, 8), (200, 0, 0)))
+    assert len(synced) == 1  # was: 2, write_png's own atomic write inside the publish's
+    with Image.open(written) as saved:
+        assert saved.size == (8, 8) and "nibble" in saved.text
