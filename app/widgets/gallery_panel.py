@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelection, QSize, Qt, QUrl
+from PySide6.QtCore import QItemSelection, QModelIndex, QSize, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -67,6 +67,7 @@ class GalleryPanel(QWidget):
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setModel(model)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        model.dataChanged.connect(self._rows_changed)
         self.view.doubleClicked.connect(lambda _: self.reuse_settings())
         self.view.setDragEnabled(True)  # out only: to a file manager, a browser, an image editor
         self.view.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
@@ -162,6 +163,17 @@ class GalleryPanel(QWidget):
         ):
             button.setEnabled(record is not None)
         self.metadata.setPlainText(self.describe(record) if record else "")
+
+    def _rows_changed(self, top: QModelIndex, bottom: QModelIndex, roles: list[int] | None = None) -> None:
+        """The pane follows the selected image's entry when it changes in place: a repair put its file back (the
+        old trash gathered from another drive; ``GalleryModel._refresh`` keeps the selection, so no
+        ``selectionChanged`` came) and the pane still said "⚠ File missing". A thumbnail decoded (the decoration
+        alone) changes nothing the pane says: not rewritten, its scrolling kept."""
+        if roles and all(role == Qt.ItemDataRole.DecorationRole for role in roles):
+            return
+        rows = self.selected_rows()
+        if rows and top.row() <= rows[0] <= bottom.row():  # the row the pane describes (``current``)
+            self._selection_changed()
 
     def describe(self, record: ImageRecord) -> str:
         return describe_image(self.controller.gallery.path_of(record), record.settings, record.missing)

@@ -174,3 +174,21 @@ def test_the_repairs_after_the_copy_leave_alone_images_deleted_or_saved_after_th
                                  "d/2.png": (3, False, False)}  # fmt: skip
     assert (data.trash / "d" / "0.png").is_file() and not (data.images / "d" / "0.png").exists()
     store.close()
+
+
+def test_the_pane_of_the_selected_image_says_its_file_is_back(qtbot, moved):
+    """The picture of a selected entry came back with the gathering, its row brought up to date in place: the pane
+    was written only when the selection changed, and still said "⚠ File missing" of a picture that was back."""
+    data, slow = moved
+    window = window_without_engine(qtbot, data)
+    controller, gallery, panel = window.controller, window.controller.gallery, window.gallery_panel
+    controller.folder_import.start()
+    assert slow.held.wait(30)
+    panel.select_row(gallery.row_of(3))  # d/3.png, its picture in the old trash, on its way back
+    picture = data.images / "d" / "3.png"
+    assert panel.metadata.toPlainText().startswith(f"⚠ File missing: {picture}")
+    slow.go.set()
+    qtbot.waitUntil(lambda: not controller.folder_import.running)
+    assert picture.is_file() and [gallery.record(row).id for row in panel.selected_rows()] == [3]
+    said = panel.metadata.toPlainText()
+    assert "File missing" not in said and said.endswith(f"File: {picture}")  # was: still "⚠ File missing: …"
