@@ -26,10 +26,10 @@ from gpu.model_files import (
     check_not_prequantized,
     check_pipeline_complete,
     check_text_to_image_pipeline,
+    check_weight_components,
     pipeline_defaults,
     transformer_config,
 )
-from gpu.safetensors_header import checked_weight_files
 
 # An output name is a file name in the models folder: long names break Windows' 260-character paths.
 _MAX_STEM = 80
@@ -75,7 +75,7 @@ def _variant(guidance_embeds: bool) -> str:
 
 def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     """The transformer config of the diffusers FLUX.1 pipeline at ``folder``; ModelLoadError in plain words
-    when it is none, or when a transformer weight file is missing or damaged (headers and sizes only; torch-free:
+    when it is none, or when a weight file is missing, damaged or a pickle (headers and sizes only; torch-free:
     ``inspect_model_path`` would import torch through the adapters)."""
     if not (folder / "model_index.json").is_file():
         raise ModelLoadError(f"{folder}: not a diffusers pipeline folder (no model_index.json)",
@@ -87,7 +87,9 @@ def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     if cfg.get("_class_name") != "FluxTransformer2DModel":
         raise ModelLoadError(f"{folder.name or folder}: a {cfg.get('_class_name', 'unknown')} pipeline, not FLUX.1",
                              "only FLUX.1 models can be quantized")  # fmt: skip
-    checked_weight_files(folder / "transformer", folder.name or str(folder))
+    # every component's weights, not the transformer's alone: a text encoder of only pytorch_model.bin (a pickle,
+    # which the engine never loads) is named here, not when the run loads the pipeline
+    check_weight_components(folder, folder.name or str(folder))
     return cfg
 
 

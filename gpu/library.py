@@ -10,14 +10,14 @@ import itertools
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from gpu.atomic import atomic_write_bytes
 from gpu.damaged_files import copy_aside, move_aside
 from gpu.errors import ModelLoadError, UserError
 from gpu.library_found import REMOVED, unlisted_field
 from gpu.model_files import ModelFacts, inspect_model_path
-from gpu.paths import resources_dir, user_data_dir
+from gpu.paths import named_path, resources_dir, user_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -174,22 +174,23 @@ class ModelLibrary:
         builtins = builtin_models()
         ordered = sorted(builtins.items(), key=lambda kv: (kv[0] != DEFAULT_MODEL, kv[0]))
         out = [_entry(n, p, True) for n, p in ordered]
-        out += [_entry(n, p, False) for n, p in self._user_paths().items()]
+        out += [_entry(n, current_path(p), False) for n, p in self._user_paths().items()]
         return out
 
     def add(self, path: Path | str, name: str | None = None) -> ModelEntry:
         """Validate ``path`` and add it; raises UserError with a plain reason when it is no usable model. A path
         listed already (built-in or added) gives its entry with ``already_added`` set, the file left as it is."""
-        path = _model_path(path)
-        facts = inspect_model_path(path)
+        picked = named_path(path)  # a HF cache file links to a blob named by its hash
+        path = current_path(picked)
+        facts = _inspect(path)
         paths = self._user_paths()
         builtins = builtin_models()
         # The resolved file is a model's identity: the same file or folder picked again (through a symlink or a
-        # hard link, with a trailing slash, relative) is the listed entry, not a second one under "<name>-2". It
-        # is returned before the SVDQ full check: that was done when it was added, and reading gigabytes again
-        # says nothing.
+        # hard link, with a trailing slash, relative; another snapshot of the same Hugging Face repository) is the
+        # listed entry, not a second one under "<name>-2". It is returned before the SVDQ full check: that was
+        # done when it was added, and reading gigabytes again says nothing.
         listed = [(n, p, True) for n, p in builtins.items()]
-        listed += [(n, p, False) for n, p in paths.items()]
+        listed += [(n, current_path(p), False) for n, p in paths.items()]
         for listed_name, listed_path, builtin in listed:
             if _same_file(listed_path, path):
                 return ModelEntry(listed_name, listed_path, builtin, facts, already_added=True)
@@ -205,10 +206,11 @@ class ModelLibrary:
                 raise ModelLoadError(str(err), err.hint) from None
         taken = set(paths) | set(builtins)
         base = name or model_name(path)
+        stored = _stored_path(picked)
         final, i = base, 2
-        while final in taken and paths.get(final) != path:
+        while final in taken and paths.get(final) != stored:
             final, i = f"{base}-{i}", i + 1
-        paths[final] = path
+        paths[final] = stored
         self._save(paths)
         self._tell_same_content(final, facts, [(n, p) for n, p, builtin in listed if not builtin])
         return ModelEntry(final, path, False, facts)
@@ -251,25 +253,16 @@ class ModelLibrary:
                     raise ModelLoadError(f"model {key!r}: {entry.problem}")
                 return entry
         if Path(key).expanduser().exists():
-            path = _model_path(key)  # "." names no folder in a message; its absolute path does
-            return ModelEntry(model_name(path), path, False, inspect_model_path(path))
+            path = current_path(named_path(key))  # "." names no folder in a message; its absolute path does
+            return ModelEntry(model_name(path), path, False, _inspect(path))
         names = ", ".join(e.name for e in self.entries()) or "none"
         raise ModelLoadError(f"no model named {key!r} and no such file or folder (library: {names})")
 
 
-def _model_path(path: Path | str) -> Path:
-    """The path a model given as ``path`` is read and listed under: absolute, its folders resolved, its own name
-    kept (a Hugging Face cache file is a link named ``flux-int4.safetensors`` to a blob named by its hash, and
-    what a file is goes by its name); a Hugging Face cache folder (``models--org--name``) becomes its snapshot."""
-    path = Path(path).expanduser()
-    path = _resolved(path) if path.name in ("", ".", "..") else _resolved(path.parent) / path.name
-    return hf_snapshot(path) or path
-
-
 def hf_snapshot(folder: Path) -> Path | None:
     """The snapshot a Hugging Face cache folder ``models--org--name`` holds the files of: the revision its
-    ``refs/main`` names, else the newest; None for any other path (the cache folder itself holds no model, and
-    was "not a diffusers pipeline folder")."""
+    ``refs/main`` names, else the newest; None for any other path, and for one that holds no snapshot (the cache
+    folder itself holds no model, and was "not a diffusers pipeline folder")."""
     snapshots = folder / "snapshots"
     if not folder.name.startswith(HF_REPO_PREFIX) or not snapshots.is_dir():
         return None
@@ -286,6 +279,49 @@ def hf_snapshot(folder: Path) -> Path | None:
         return None
 
 
+def hf_repository(path: Path) -> tuple[Path, PurePath] | None:
+    """(the repository folder ``models--org--name``, the place inside a snapshot) of ``path`` in a Hugging Face
+    cache: the repository folder itself or a snapshot folder (inside: "."), or a file or folder in a snapshot
+    (``snapshots/<commit>/flux-int4.safetensors``: "flux-int4.safetensors"); None for any other path."""
+    if path.name.startswith(HF_REPO_PREFIX) and (path / "snapshots").is_dir():
+        return path, PurePath()
+    for snapshot in (path, *path.parents):
+        if snapshot.parent.name == "snapshots" and snapshot.parent.parent.name.startswith(HF_REPO_PREFIX):
+            return snapshot.parent.parent, PurePath(path.relative_to(snapshot))
+    return None
+
+
+def current_path(path: Path) -> Path:
+    """Where the model listed as ``path`` is read now: in a Hugging Face cache, the same place in the repository's
+    current snapshot (``hf_snapshot``), whichever snapshot it was picked in. A library entry stands for the
+    repository, not one revision of it: a new revision downloaded was listed a second time ("<name>-2"), and the
+    first entry went "missing" once its old revision was deleted. ``path`` itself for any other path, and where
+    the current snapshot lacks what ``path`` names while ``path`` is still there."""
+    found = hf_repository(path)
+    snapshot = hf_snapshot(found[0]) if found else None
+    if found is None or snapshot is None:
+        return path
+    now = snapshot / found[1]
+    return now if now.exists() or not path.exists() else path
+
+
+def _stored_path(picked: Path) -> Path:
+    """What library.json records for a model picked as ``picked``: a Hugging Face snapshot folder as its
+    repository folder, which ``current_path`` reads as its current snapshot; any other path as it is."""
+    found = hf_repository(picked)
+    return found[0] if found and found[1] == PurePath() else picked
+
+
+def _inspect(path: Path) -> ModelFacts:
+    """``inspect_model_path`` of a model at ``path`` (as ``current_path`` gives it), a Hugging Face repository
+    folder whose every snapshot was deleted named as such (it was "not a diffusers pipeline folder")."""
+    if path.name.startswith(HF_REPO_PREFIX) and (path / "snapshots").is_dir() and hf_snapshot(path) is None:
+        raise ModelLoadError(f"{path}: this Hugging Face cache folder holds no downloaded revision of the model "
+                             "(snapshots/ is empty)",
+                             "download the model again, or remove it from the library")  # fmt: skip
+    return inspect_model_path(path)
+
+
 def model_name(path: Path) -> str:
     """The name a model at ``path`` gets in the library: a file's stem, a folder's name, and for a Hugging Face
     cache snapshot (``models--org--name/snapshots/<commit>``), named after a commit, the repository's name."""
@@ -300,7 +336,7 @@ def model_name(path: Path) -> str:
 def _same_file(listed: Path, path: Path) -> bool:
     """Whether the listed ``listed`` and ``path`` are one file or folder: the same once resolved (symlinks, a
     relative path), or the same inode (a hard link, which resolving does not join)."""
-    if _resolved(listed) == _resolved(path):
+    if resolved_path(listed) == resolved_path(path):
         return True
     try:
         a, b = listed.stat(), path.stat()
@@ -321,7 +357,7 @@ def _recorded_checksum(path: Path) -> str:
         return ""
 
 
-def _resolved(path: Path) -> Path:
+def resolved_path(path: Path) -> Path:
     """``path`` resolved; as it is when it cannot be (a symlink loop in a hand-edited library.json)."""
     try:
         return path.expanduser().resolve()
@@ -331,6 +367,6 @@ def _resolved(path: Path) -> Path:
 
 def _entry(name: str, path: Path, builtin: bool) -> ModelEntry:
     try:
-        return ModelEntry(name, path, builtin, inspect_model_path(path))
+        return ModelEntry(name, path, builtin, _inspect(path))
     except UserError as err:
         return ModelEntry(name, path, builtin, None, str(err))

@@ -39,8 +39,34 @@ def inspect_model_path(path: Path | str) -> ModelFacts:
         raise ModelLoadError(f"{path}: no such file or folder")
     if path.is_dir():
         return _inspect_folder(path)
-    check_safetensors_name(path, PICK_MODEL)  # a pickle, a GGUF file, ... named as the quantize wizard names them
+    check_model_file_name(path)
     return _inspect_svdq(path)
+
+
+def check_model_file_name(path: Path) -> None:
+    """``check_safetensors_name`` of a model file picked as ``path`` (a pickle, a GGUF file, ... named as the
+    quantize wizard names them), passed when either the name it was picked by or the name of the file it
+    resolves to is a .safetensors name: a Hugging Face cache link is named for the model and points to a blob
+    named by its hash, while a link of the user's (``current -> pack/q.safetensors``) or a Windows short name
+    (``FLUX-I~1.SAF``) names the file only once resolved. When neither passes, what the picked name is said,
+    unless only the resolved name is something known (a link to a pickle)."""
+    try:
+        check_safetensors_name(path, PICK_MODEL)
+        return
+    except ModelLoadError as picked:
+        refusal = picked
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a link loop: nothing else to go by
+        raise refusal from None
+    if real.name == path.name:
+        raise refusal
+    try:
+        check_safetensors_name(real, PICK_MODEL)
+    except ModelLoadError as resolved:
+        # PICK_MODEL is the hint for a name of no known kind ("current"): the resolved name's refusal (a pickle, a
+        # GGUF file) says more then
+        raise (resolved if refusal.hint == PICK_MODEL else refusal) from None
 
 
 def _inspect_folder(path: Path) -> ModelFacts:
@@ -54,6 +80,9 @@ def _inspect_folder(path: Path) -> ModelFacts:
     cfg = transformer_config(path)
     check_pipeline_complete(path, f"model {path.name}")
     check_not_prequantized(path)
+    # The text encoders' and the VAE's files too: a text_encoder/ of only pytorch_model.bin was listed, and
+    # from_pretrained loaded the pickle.
+    check_weight_components(path, path.name, skip=("transformer",))
     try:
         adapter = adapter_for_config(str(cfg.get("_class_name")))
     except ValueError as err:
@@ -80,34 +109,71 @@ def _pick_in(folder: Path) -> str:
     return "pick the folder that holds model_index.json, transformer/, text_encoder/, …"
 
 
+def read_model_index(folder: Path, label: str) -> dict[str, Any]:
+    """``folder``'s model_index.json, the pipeline's description; ModelLoadError starting with ``label`` when it
+    cannot be read, is no JSON (nested past the parser's limit included) or no object."""
+    try:
+        index = json.loads((folder / "model_index.json").read_bytes())
+    except (OSError, ValueError, RecursionError) as err:
+        raise ModelLoadError(f"{label}: model_index.json is unreadable ({err})") from None
+    if not isinstance(index, dict):
+        raise ModelLoadError(f"{label}: model_index.json is not a pipeline description")
+    return index
+
+
+def _model_index(folder: Path) -> dict[str, Any]:
+    """``read_model_index``, {} where it fails: for the checks made before ``check_pipeline_complete``, which
+    says what is wrong with it."""
+    try:
+        return read_model_index(folder, str(folder))
+    except ModelLoadError:
+        return {}
+
+
+def _components(index: dict[str, Any]) -> list[str]:
+    """The components a pipeline's model_index.json lists, in its order: not "_class_name" and the like, nor an
+    optional component left out ([null, null])."""
+    return [k for k, spec in index.items() if not k.startswith("_") and isinstance(spec, list) and None not in spec]
+
+
 # The pipeline the app runs (``gpu.adapters``' pipeline_class), and the input channels of its transformer (16
 # latent channels in 2x2 patches). FLUX.1 Fill/Canny/Depth (FluxFillPipeline, FluxControlPipeline) load as a
 # FluxPipeline too, with a transformer taking 384 or 128 channels, and generating then died at step 1.
 TEXT_TO_IMAGE_PIPELINE = "FluxPipeline"
 FLUX_IN_CHANNELS = 64
+# FluxPipeline's components (its __init__'s parameters), the optional ones last. A folder saved by another FLUX.1
+# pipeline class with these components and a 64-channel transformer (FluxImg2ImgPipeline, FluxInpaintPipeline: the
+# same weights, saved from another pipeline) loads as a FluxPipeline and generates from text alone.
+FLUX_COMPONENTS = ("scheduler", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "transformer",
+                   "image_encoder", "feature_extractor")  # fmt: skip
+FLUX_OPTIONAL = ("image_encoder", "feature_extractor")
+# Words in the class names of the FLUX.1 pipelines whose model needs an input image: Kontext's transformer takes
+# 64 channels as text-to-image FLUX.1's does (the image's tokens come beside the latents), so only its name tells.
+_IMAGE_INPUT_CLASSES = ("Fill", "Control", "Kontext", "Redux")
 _IMAGE_INPUT = ("it needs an input image (FLUX.1 Fill, Canny, Depth, Kontext, Redux), which Nibble Studio does not "
                 "offer")  # fmt: skip
 _PICK_TEXT_TO_IMAGE = "add a text-to-image FLUX.1 pipeline (FLUX.1-dev or FLUX.1-schnell) or an SVDQ file made from one"
 
 
-def _model_index(folder: Path) -> dict[str, Any]:
-    """``folder``'s model_index.json ({} when unreadable or no object: ``check_pipeline_complete`` says so)."""
-    try:
-        index = json.loads((folder / "model_index.json").read_bytes())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return index if isinstance(index, dict) else {}
-
-
 def check_text_to_image_pipeline(folder: Path) -> None:
     """ModelLoadError when the diffusers pipeline at ``folder`` is not one the app can run: another pipeline
-    (an SDXL folder was "not a diffusers pipeline folder"), or a FLUX.1 one that needs an input image (its class,
-    or its transformer's input channels, say so). Torch-free: reads model_index.json and transformer/config.json."""
+    (an SDXL folder was "not a diffusers pipeline folder"), a FLUX.1 one that needs an input image (its class,
+    or its transformer's input channels, say so), or a FLUX.1 class whose components are not FluxPipeline's.
+    Torch-free: reads model_index.json and transformer/config.json."""
     name = folder.name or str(folder)
-    cls = _model_index(folder).get("_class_name")
+    index = _model_index(folder)
+    cls = index.get("_class_name")
     if isinstance(cls, str) and cls != TEXT_TO_IMAGE_PIPELINE:
-        what = _IMAGE_INPUT if cls.startswith("Flux") else "Nibble Studio runs FLUX.1 pipelines"
-        raise ModelLoadError(f"{name}: a {cls} folder; {what}", _PICK_TEXT_TO_IMAGE)
+        if not cls.startswith("Flux"):
+            raise ModelLoadError(f"{name}: a {cls} folder; Nibble Studio runs FLUX.1 pipelines", _PICK_TEXT_TO_IMAGE)
+        if any(word in cls for word in _IMAGE_INPUT_CLASSES):
+            raise ModelLoadError(f"{name}: a {cls} folder; {_IMAGE_INPUT}", _PICK_TEXT_TO_IMAGE)
+        components = _components(index)
+        required = [c for c in FLUX_COMPONENTS if c not in FLUX_OPTIONAL]
+        odd = [c for c in components if c not in FLUX_COMPONENTS] + [f"no {c}" for c in required if c not in components]
+        if odd:  # e.g. a ControlNet's controlnet/: what it needs is not FluxPipeline's, nor what the app gives it
+            raise ModelLoadError(f"{name}: a {cls} folder, whose components are not a text-to-image FLUX.1 "
+                                 f"pipeline's ({named_few(odd)})", _PICK_TEXT_TO_IMAGE)  # fmt: skip
     try:
         cfg = transformer_config(folder)
     except ModelLoadError:
@@ -143,15 +209,8 @@ def check_pipeline_complete(folder: Path, label: str, skip: tuple[str, ...] = ()
     """Raises ModelLoadError naming the first component of ``model_index.json`` whose folder is missing or
     empty. Without this check diffusers says only "no file named config.json", and a missing tokenizer
     folder is not even an error: transformers then builds a default tokenizer and the images silently change."""
-    try:
-        index = json.loads((folder / "model_index.json").read_bytes())
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"{label}: model_index.json is unreadable ({err})") from None
-    if not isinstance(index, dict):
-        raise ModelLoadError(f"{label}: model_index.json is not a pipeline description")
-    for component, spec in index.items():
-        # "_class_name" etc. are not components; [null, null] marks an optional component left out.
-        if component.startswith("_") or component in skip or not isinstance(spec, list) or None in spec:
+    for component in _components(read_model_index(folder, label)):
+        if component in skip:
             continue
         where = folder / component
         if not where.is_dir():
@@ -164,6 +223,18 @@ def check_pipeline_complete(folder: Path, label: str, skip: tuple[str, ...] = ()
             f"{label} is incomplete: folder {component}/ {problem} ({where})",
             "copy or download the whole model folder again",
         )
+
+
+def check_weight_components(folder: Path, model: str, skip: tuple[str, ...] = ()) -> None:
+    """``checked_weight_files`` of every component of the pipeline at ``folder`` that has weights (a config.json:
+    the transformer, the text encoders, the VAE; not the tokenizers or the scheduler), but those in ``skip``:
+    ModelLoadError naming ``model`` and the component whose weights are missing, damaged, a variant only, or
+    PyTorch pickles only (from_pretrained loads safetensors only here, and such a folder then failed to load, or
+    before that, loaded the pickle). Headers only; an unreadable model_index.json is left to
+    ``check_pipeline_complete``."""
+    for component in _components(_model_index(folder)):
+        if component not in skip and (folder / component / "config.json").is_file():
+            checked_weight_files(folder / component, model)
 
 
 def _inspect_svdq(path: Path) -> ModelFacts:

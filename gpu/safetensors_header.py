@@ -173,21 +173,35 @@ def loaded_weight_files(folder: Path) -> list[Path]:
     diffusers' or transformers' ``from_pretrained`` loads, in name order: the shards a ``LOADED_WEIGHTS`` index
     lists, or that single file; [] when there is neither. Never a variant or any other file lying beside them: a
     ``.fp16`` copy beside the main file counted every parameter twice (the estimated VRAM, the memory plan, the
-    model hash). ``ValueError`` for an index that lists no weight files (unreadable, not JSON, no weight_map);
-    ``OSError`` when the folder cannot be read. Shards are not checked to exist (``checked_weight_files``
-    does)."""
+    model hash). ``ValueError`` for an index that lists no weight files (unreadable, not JSON, no weight_map, an
+    empty one); ``OSError`` when the folder cannot be read. Shards are not checked to exist
+    (``checked_weight_files`` does)."""
+    return _loaded_weights(folder)[1]
+
+
+def _loaded_weights(folder: Path) -> tuple[str | None, list[Path]]:
+    """(the name of the index that lists them, None for a single file or none, ``loaded_weight_files``): the
+    index is named from this one look, so a file removed meanwhile cannot leave the caller without it."""
     for name in LOADED_WEIGHTS:
         found = folder / name
         if not found.is_file():
             continue
         if not name.endswith(".index.json"):
-            return [found]
+            return None, [found]
         try:
             weight_map = json.loads(found.read_bytes()).get("weight_map")
-            return [folder / str(shard) for shard in sorted(set(weight_map.values()))]
+            shards = sorted({str(shard) for shard in weight_map.values()})
         except (OSError, ValueError, AttributeError, TypeError):  # unreadable, not JSON, or no weight_map table
             raise ValueError(f"{name} is damaged: it does not list the weight files") from None
-    return []
+        if not shards:  # from_pretrained would load nothing from it: every weight left unset
+            raise ValueError(f"{name} lists no weight files (its weight_map is empty)")
+        return name, [folder / shard for shard in shards]
+    return None, []
+
+
+def _pickles_in(folder: Path) -> list[str]:
+    """The names of the PyTorch pickle files (``PICKLE_SUFFIXES``, e.g. ``pytorch_model.bin``) in ``folder``."""
+    return sorted(f.name for f in folder.iterdir() if f.suffix.lower() in PICKLE_SUFFIXES and f.is_file())
 
 
 def checked_weight_files(folder: Path, model: str) -> list[Path]:
@@ -195,11 +209,14 @@ def checked_weight_files(folder: Path, model: str) -> list[Path]:
     (``loaded_weight_files``), each one present and its header and size checked as ``read_safetensors_header``
     checks them. Headers and sizes only: torch-free and cheap enough for the GUI thread (a truncated or deleted
     file passed the quantize wizard's source page, and the run failed at once). ``ModelLoadError`` naming
-    ``model`` and the missing or damaged file otherwise, with a hint to copy or download the model again."""
+    ``model`` and the missing or damaged file otherwise, with a hint to copy or download the model again; a
+    component whose weights are only PyTorch pickles is named as such (the app loads safetensors only, and
+    from_pretrained would have loaded the pickle)."""
     where = f"{model}: {folder.name}/"
     try:
-        files = loaded_weight_files(folder)
+        index, files = _loaded_weights(folder)
         others = sorted(f.name for f in folder.glob("*.safetensors"))
+        pickles = [] if files or others else _pickles_in(folder)
     except OSError as err:
         raise ModelLoadError(f"{where} cannot be read ({err.strerror or err})", MODEL_AGAIN) from None
     except ValueError as err:
@@ -210,12 +227,16 @@ def checked_weight_files(folder: Path, model: str) -> list[Path]:
             f"{named_few(others)}",
             f"{MODEL_AGAIN}; a variant such as .fp16 loads only when asked for: renamed to {LOADED_WEIGHTS[1]} "
             "it is the model's weights")  # fmt: skip
+    if pickles:
+        what = "a PyTorch pickle" if len(pickles) == 1 else "PyTorch pickles"
+        raise ModelLoadError(f"{where} holds only {named_few(pickles)}, {what}, which Nibble Studio never loads",
+                             "get the .safetensors version of this model")  # fmt: skip
     if not files:
         raise ModelLoadError(f"{where} holds no .safetensors weights ({folder})", MODEL_AGAIN)
     missing = [f.name for f in files if not f.is_file()]
     if missing:
-        index = next(name for name in LOADED_WEIGHTS if (folder / name).is_file())
-        raise ModelLoadError(f"{where} lacks {named_few(missing)}, which {index} lists", MODEL_AGAIN)
+        listed = f", which {index} lists" if index else ""  # a single file is missing only when removed just now
+        raise ModelLoadError(f"{where} lacks {named_few(missing)}{listed}", MODEL_AGAIN)
     for f in files:
         try:
             read_safetensors_header(f)

@@ -95,10 +95,12 @@ def test_an_svdq_file_made_on_windows_finds_its_base_beside_it(tmp_path):
 
     from gpu.generation.pipeline_loader import resolve_base
     from gpu.library import ModelLibrary
+    from tests.header_files import header_only
 
     base = tmp_path / "models" / "flux base"
     (base / "vae").mkdir(parents=True)
     (base / "vae" / "config.json").write_text("{}", encoding="utf-8")
+    header_only(base / "vae" / "diffusion_pytorch_model.safetensors", {"w": ("F32", (1,))})  # its weights are checked
     (base / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline", "vae": ["diffusers", "X"]}),
                                            encoding="utf-8")
     svdq = tmp_path / "quantized" / "flux-int4.safetensors"

@@ -47,12 +47,12 @@ def main() -> None:
     dev, dt = torch.device(args.device), torch.bfloat16
     prompts, seeds = heldout_set(args.n)
     judge = load_judge(DEFAULT_JUDGE, dev)
-    base = FluxPipeline.from_pretrained(args.model, dtype=dt).to(dev)
+    base = FluxPipeline.from_pretrained(args.model, dtype=dt, use_safetensors=True).to(dev)
     base.set_progress_bar_config(disable=True)
     with torch.no_grad():
         ref_images = pipeline_generate_fn(base, model_dir=args.model)(prompts, seeds)
     transformer, _ = load_quantized_transformer(args.svdq, runtime_dtype=dt)
-    pipe = FluxPipeline.from_pretrained(args.model, transformer=transformer, dtype=dt).to(dev)
+    pipe = FluxPipeline.from_pretrained(args.model, transformer=transformer, dtype=dt, use_safetensors=True).to(dev)
     pipe.set_progress_bar_config(disable=True)
     layers = [m for m in pipe.transformer.modules() if isinstance(m, SVDQLinear)]
     ref_scores = judge_images(judge, ref_images, prompts)

@@ -139,7 +139,9 @@ def main() -> None:
     args = ap.parse_args()
     from diffusers import FluxPipeline
 
-    pipe = FluxPipeline.from_pretrained(args.model, torch_dtype=getattr(torch, args.dtype)).to(args.device)
+    pipe = FluxPipeline.from_pretrained(args.model, torch_dtype=getattr(torch, args.dtype), use_safetensors=True).to(
+        args.device
+    )
     pipe.set_progress_bar_config(disable=True)
     prompts, seeds = heldout_set(args.n)
     res = evaluate(

@@ -141,7 +141,7 @@ def main() -> None:
 
     # Reload exactly as users will, then pick the default guidance on the held-out set.
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    pipe = FluxPipeline.from_pretrained(out, torch_dtype=dtype).to(device)
+    pipe = FluxPipeline.from_pretrained(out, torch_dtype=dtype, use_safetensors=True).to(device)
     pipe.set_progress_bar_config(disable=True)
     prompts, seeds = heldout_set(args.eval_n)
     sweep = {}

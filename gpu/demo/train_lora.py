@@ -54,7 +54,7 @@ def train(steps: int, batch: int, rank: int, seed: int, pool: int, lr: float, de
     from peft import LoraConfig
 
     torch.manual_seed(seed)
-    pipe = FluxPipeline.from_pretrained(DEMO, torch_dtype=torch.float32)
+    pipe = FluxPipeline.from_pretrained(DEMO, torch_dtype=torch.float32, use_safetensors=True)
     tr, vae = pipe.transformer, pipe.vae
     text = TextConditioner(pipe.text_encoder, pipe.text_encoder_2, pipe.tokenizer, pipe.tokenizer_2).eval()
     rng = random.Random(seed)

@@ -18,8 +18,8 @@ from safetensors import SafetensorError
 from gpu.adapters import adapter_named
 from gpu.bfl_layout import BASE_MUST_MATCH, base_misfit
 from gpu.errors import CheckpointError, ModelLoadError, UserError
-from gpu.library import ModelEntry, ModelLibrary
-from gpu.model_files import ModelFacts, check_pipeline_complete, inspect_model_path
+from gpu.library import ModelEntry, ModelLibrary, resolved_path
+from gpu.model_files import ModelFacts, check_pipeline_complete, check_weight_components, inspect_model_path
 from gpu.safetensors_header import read_safetensors_header
 
 if TYPE_CHECKING:
@@ -94,11 +94,18 @@ def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path 
             # A file quantized on Windows records "..\models\flux"; on Linux a backslash is no separator, so
             # the base copied along with it was not found there. Windows takes either separator.
             relative = str(base["relative_path"]).replace("\\", "/")
-            candidates.append((facts.path.parent / relative).resolve())
+            # The quantizer records it from the real file; the model may be read through a link elsewhere
+            # (facts.path is the path it was picked by), whose folder may hold a base of its own: both are tried,
+            # the real file's first, as the path was meant.
+            for beside in (resolved_path(facts.path).parent, facts.path.parent):
+                if (found := resolved_path(beside / relative)) not in candidates:
+                    candidates.append(found)
     for c in candidates:
         if (c / "model_index.json").is_file():
             # the transformer is the SVDQ file itself; the rest (encoders, tokenizers, VAE) must be there
-            check_pipeline_complete(c, f"{facts.path.name}: its base pipeline {c}", skip=("transformer",))
+            label = f"{facts.path.name}: its base pipeline {c}"
+            check_pipeline_complete(c, label, skip=("transformer",))
+            check_weight_components(c, label, skip=("transformer",))  # safetensors only: never a pickle
             misfit = model_base_misfit(facts.path, c)
             if not misfit:
                 return c
@@ -239,9 +246,10 @@ def load_pipeline(
             from gpu.checkpoint.skeleton import load_quantized_transformer
 
             transformer, _ = load_quantized_transformer(facts.path, runtime_dtype=dtype, device=device)
-            pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, dtype=dtype)
+            # use_safetensors: a text encoder or VAE of only pytorch_model.bin is refused, never unpickled
+            pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, dtype=dtype, use_safetensors=True)
         else:
-            pipe = pipeline_cls.from_pretrained(base_path, dtype=dtype)
+            pipe = pipeline_cls.from_pretrained(base_path, dtype=dtype, use_safetensors=True)
     check_weights_present(pipe, entry.name)
     from gpu.generation.memory import place_pipeline, policy_for_pipeline
 

@@ -895,7 +895,8 @@ def _record_samples(src, head, blocks, entry: ModelEntry, prompts: list[str], de
     pipeline_cls = getattr(importlib.import_module("diffusers"), adapter.pipeline_class)
     emit("stage", "loading text encoders")
     with load_errors(entry.name, entry.path):  # a damaged text encoder: named, not a traceback
-        pipe = pipeline_cls.from_pretrained(entry.path, transformer=None, vae=None, dtype=dtype).to(device)
+        pipe = pipeline_cls.from_pretrained(entry.path, transformer=None, vae=None, dtype=dtype,
+                                            use_safetensors=True).to(device)  # never a pickle  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     try:
         samples = make_samples(pipe, prompts, steps, defaults, config, dtype, bool(src.config["guidance_embeds"]),

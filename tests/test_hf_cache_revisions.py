@@ -1,0 +1,63 @@
+"""A model added from a Hugging Face cache is its repository, not one revision of it. The repository folder
+(``models--org--name``) was pinned to the snapshot it named when added: the next revision, added again, became a
+second entry "<name>-2", and once the old revision was deleted (``huggingface-cli delete-cache``) the first entry
+was "missing" although the cache held the model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from test_library_paths import COMMIT, DEMO_INT4, _cached, _demo_files
+
+from gpu.library import ModelLibrary
+
+NEWER = "f" * 40
+
+
+def _user_entries(library: ModelLibrary) -> list:
+    return [e for e in library.entries() if not e.builtin]
+
+
+def test_a_new_revision_of_a_cached_pipeline_is_the_same_entry_and_the_old_one_may_go(tmp_path):
+    root = _cached(tmp_path / "hub", "org/FLUX.1-tiny", _demo_files())
+    library = ModelLibrary(tmp_path / "data")
+    assert library.add(root).path == root / "snapshots" / COMMIT
+    _cached(tmp_path / "hub", "org/FLUX.1-tiny", _demo_files(), commit=NEWER)  # refs/main names the new one
+    again = library.add(root)  # was: listed again as "FLUX.1-tiny-2"
+    assert (again.name, again.already_added, again.path) == ("FLUX.1-tiny", True, root / "snapshots" / NEWER)
+    assert library.add(root / "snapshots" / COMMIT).already_added  # the old snapshot, picked itself: the same
+    shutil.rmtree(root / "snapshots" / COMMIT)  # the old revision deleted
+    (entry,) = _user_entries(library)
+    assert (entry.name, entry.kind, entry.path) == ("FLUX.1-tiny", "diffusers", root / "snapshots" / NEWER)  # was:
+    # "missing"
+    assert library.resolve("FLUX.1-tiny").path == root / "snapshots" / NEWER
+
+
+def test_an_entry_that_names_a_deleted_snapshot_reads_the_current_one(tmp_path):
+    """A library.json written by the version that stored snapshot paths, and a file picked inside a snapshot."""
+    root = _cached(tmp_path / "hub", "org/FLUX.1-tiny", _demo_files())
+    svdq = _cached(tmp_path / "hub", "someone/flux-svdq", {"flux-int4.safetensors": DEMO_INT4})
+    library = ModelLibrary(tmp_path / "data")
+    library.add(svdq / "snapshots" / COMMIT / "flux-int4.safetensors")
+    listed = json.loads(library.file.read_text())
+    listed["models"].append({"name": "FLUX.1-tiny", "path": str(root / "snapshots" / COMMIT)})
+    library.file.write_text(json.dumps(listed))
+    _cached(tmp_path / "hub", "org/FLUX.1-tiny", _demo_files(), commit=NEWER)
+    _cached(tmp_path / "hub", "someone/flux-svdq", {"flux-int4.safetensors": DEMO_INT4}, commit=NEWER)
+    for repo in (root, svdq):
+        shutil.rmtree(repo / "snapshots" / COMMIT)
+    paths = {e.name: (e.kind, e.path) for e in _user_entries(library)}
+    assert paths == {"flux-int4": ("svdq", svdq / "snapshots" / NEWER / "flux-int4.safetensors"),
+                     "FLUX.1-tiny": ("diffusers", root / "snapshots" / NEWER)}  # fmt: skip
+
+
+def test_a_repository_whose_every_revision_was_deleted_is_named(tmp_path):
+    root = _cached(tmp_path / "hub", "org/FLUX.1-tiny", _demo_files())
+    library = ModelLibrary(tmp_path / "data")
+    library.add(root)
+    shutil.rmtree(root / "snapshots" / COMMIT)
+    (entry,) = _user_entries(library)
+    assert entry.kind == "missing"
+    assert entry.problem.startswith(f"{root}: this Hugging Face cache folder holds no downloaded revision of the "
+                                    "model")  # fmt: skip
