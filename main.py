@@ -167,7 +167,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     # Before the calibration, not after it; the parts folder and lock file beside OUT have longer names.
     check_output_path(args.out, example="out.safetensors", beside=(parts_dir(args.out), lock_path(args.out)))
-    if args.out.suffix != ".safetensors":  # the library, the app and generate --model take no other name
+    # A model is a .safetensors file: what the library and generate --model read a model file by (in any case, and
+    # a link's target's name counts too), written in lower case, as the app's own models are named
+    if args.out.suffix != ".safetensors":
         raise BadRequestError(f"--out {args.out}: models are written as .safetensors files",
                               f"use a name ending in .safetensors, e.g. {args.out.stem}.safetensors")  # fmt: skip
     cfg = QuantizeConfig(

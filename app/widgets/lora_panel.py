@@ -12,7 +12,6 @@ Enabled LoRAs go with every generation request; the engine applies them without 
 
 from __future__ import annotations
 
-import sys
 from itertools import pairwise
 
 from PySide6.QtCore import Qt
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 )  # fmt: skip
 
 from app.lora_state import LoraState
+from app.widgets.file_filters import safetensors_filter
 from app.widgets.lora_list import LoraList
 from app.widgets.lora_row import LoraRow
 from app.widgets.wrap_grid import WrapGrid
@@ -35,18 +35,6 @@ from app.widgets.wrap_grid import WrapGrid
 # A place in the panel's Tab order: ("button", index in ``_before`` or -1 for Insert trigger words), or ("row",
 # row, index in its ``focus_chain``: -1 for the last).
 Stop = tuple[str, int] | tuple[str, int, int]
-
-
-def lora_file_filter() -> str:
-    """The "Add LoRA…" dialog's name filters: LoRA files, ``.safetensors`` in any case, then all files. Qt's own
-    dialog matches without case, but GTK's (and the desktop portal's) match a pattern as written: "*.safetensors"
-    hid ``Style.SafeTensors`` on Linux. So there each letter is a class of both cases; Windows' and macOS' dialogs
-    match without case, and would read such a class as letters."""
-    if sys.platform in ("win32", "darwin"):
-        pattern = "*.safetensors"
-    else:
-        pattern = "*." + "".join(f"[{c}{c.upper()}]" for c in "safetensors")
-    return f"LoRA files ({pattern});;All files (*)"
 
 
 class LoraPanel(QWidget):
@@ -239,7 +227,7 @@ class LoraPanel(QWidget):
             prompt.prompt = f"{prompt.prompt.rstrip()}, {words}" if prompt.prompt.strip() else words
 
     def _add_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Add LoRA files", "", lora_file_filter(),
+        files, _ = QFileDialog.getOpenFileNames(self, "Add LoRA files", "", safetensors_filter("LoRA files"),
                                                 options=QFileDialog.Option.HideNameFilterDetails)  # fmt: skip
         if files:
             self.controller.add_loras(files)

@@ -18,6 +18,7 @@ from app.bindings import bind
 from app.controller import AppController
 from app.engine_worker import EngineStatus
 from app.theme import WARNING_COLOR
+from app.widgets.file_filters import safetensors_filter
 from app.widgets.wrap_grid import WrapGrid
 from app.widgets.wrapped_label import WrappedLabel
 from app.wording import NBSP
@@ -179,9 +180,8 @@ class ModelPanel(QWidget):
             self.controller.add_model(folder)
 
     def _add_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Add an SVDQ model file", "", "SVDQ models (*.safetensors);;All files (*)"
-        )
+        # .safetensors in any case: GTK's dialog hid MINE.SAFETENSORS, which the library takes
+        path, _ = QFileDialog.getOpenFileName(self, "Add an SVDQ model file", "", safetensors_filter("SVDQ models"))
         if path:
             self.controller.add_model(path)
 

@@ -29,12 +29,12 @@ def file_stamp(path: str | Path) -> tuple[int, int]:
 TensorTaker = Callable[[str, dict[str, Any], bytearray], None]
 
 
-def read_hashed(path: str | Path, take: TensorTaker | None = None) -> tuple[dict[str, Any], str, str]:
+def read_hashed(path: str | Path) -> tuple[dict[str, Any], str, str]:
     """Reads a safetensors file once, start to end: (its checked header, the hex SHA-256 of the whole file, that of
-    its data after the header), as ``read_opened`` reads them. Raises ``CheckpointError`` (damaged, cut short,
-    unreadable)."""
+    its data after the header), as ``read_opened`` reads them, keeping no tensor. Raises ``CheckpointError``
+    (damaged, cut short, unreadable)."""
     with open_safetensors(Path(path)) as (f, _, header):
-        whole, data = read_opened(f, Path(path).name, header, take)
+        whole, data = read_opened(f, Path(path).name, header)
     return header, whole, data
 
 
