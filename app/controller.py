@@ -156,11 +156,13 @@ class AppController(QObject):
         self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
         self._retry = 0  # the number of the describe asked again, its model's file back (see _on_describe_failed)
         self._job_line = ""  # the running job's status, before the count of the jobs queued behind it
-        self._image_seconds: list[float] = []  # how long each finished image of the running job took to denoise
-        # The jobs the last Cancel all stopped that have not ended, and what the first of them to end kept ("; kept
-        # the 2 images already made"): said again as the others end, unrun, after it ("" when it kept none)
+        # How long each finished image of the running job took, end to end (denoised, decoded and saved)
+        self._image_seconds: list[float] = []
+        # The jobs the last Cancel all stopped that have not ended, and what the first of them to end said ("Done: 2
+        # images; the queued job was cancelled", "Cancelled; kept the image already made"): said again as the
+        # others end, unrun, after it ("" until it ended)
         self._stopped_together: set[int] = set()
-        self._cancel_kept = ""
+        self._together_said = ""
         self._engine = EngineThread(data)
         worker = self._engine.worker
         worker.preview_every = settings.preview_every
@@ -271,15 +273,21 @@ class AppController(QObject):
                            f"{'it' if waiting == 1 else 'them'} too)") if waiting else self._job_line  # fmt: skip
 
     def cancel_all(self) -> None:
-        """Cancel all (Shift+Esc): the running job stops at its next step, and the queued ones never start."""
+        """Cancel all (Shift+Esc): the running job stops at its next step, and the queued ones never start. After
+        the running job's last step, it is finished all the same, and said so, as after Esc."""
         jobs = [job for job in self._jobs.values() if not job.cancel.is_set()]
         if not jobs:
             return
         for job in jobs:
             job.cancel.set()
-        self._stopped_together, self._cancel_kept = set(self._jobs), ""
+        self._stopped_together, self._together_said = set(self._jobs), ""
         self._start_waiting.emit()
-        self.job.status = "Cancelling…" if len(self._jobs) == 1 else f"Cancelling all {len(self._jobs)} jobs…"
+        queued = len(self._jobs) - 1
+        if self._finishing in self._jobs:  # the first one: decoding and saving its last image, or ended already
+            self.job.status = "Too late to cancel: the image is being finished" + (
+                f"; {_the_queued(queued)} {'is' if queued == 1 else 'are'} cancelled" if queued else "")  # fmt: skip
+        else:
+            self.job.status = "Cancelling…" if not queued else f"Cancelling all {len(self._jobs)} jobs…"
 
     def _running_job(self) -> Job | None:
         """The job the engine runs (or starts next). Jobs run in the order they were queued (ids rising), but the
@@ -841,12 +849,7 @@ class AppController(QObject):
         self.job_finished.emit(records)
 
     def _on_cancelled(self, job_id: int) -> None:
-        kept = self._kept_sentence(job_id)
-        if job_id in self._stopped_together:
-            # The jobs Cancel all stopped unrun end after the one it stopped running: the images that one made are
-            # still said to be kept, as after Esc (a bare "Cancelled" took their place).
-            kept = self._cancel_kept = kept or self._cancel_kept
-        self._job_done(job_id, "Cancelled" + kept)
+        self._job_done(job_id, "Cancelled" + self._kept_sentence(job_id), cancelled=True)
 
     def _kept_sentence(self, job_id: int) -> str:
         """'; kept the 2 images already made' for a batch cut short after some of its images ('' if none)."""
@@ -868,14 +871,36 @@ class AppController(QObject):
         if not said:
             self.error.emit(error)
 
-    def _job_done(self, job_id: int, status: str) -> None:
+    def _job_done(self, job_id: int, status: str, cancelled: bool = False) -> None:
+        """Job ``job_id`` ended, as ``status`` says (``cancelled``: by a cancel)."""
+        status = self._said_together(job_id, status, cancelled)
         self._jobs.pop(job_id, None)
         self.job.busy = bool(self._jobs)
         # Jobs cancelled with it (Cancel all) are not said to go on: they end at once, unrun.
         waiting = sum(not job.cancel.is_set() for job in self._jobs.values())
         self.job.status = f"{status}; {self._go_on(waiting)}" if waiting else status
         self._job_line = "Waiting for the engine…"  # until the next job starts
+
+    def _said_together(self, job_id: int, status: str, cancelled: bool) -> str:
+        """What a job the last Cancel all stopped says as it ends (``status``, ``cancelled``: its own end). The
+        jobs it stopped unrun end after the one that ran, each with a bare "Cancelled" that took the place of how
+        that one ended: the images it kept, that it was done (past its last step) or failed. The first of them to
+        end says how it ended, and that the queued ones were cancelled (unless it was cancelled itself: its
+        "Cancelled" says it); the others say the same."""
+        if job_id not in self._stopped_together:
+            return status
         self._stopped_together.discard(job_id)
+        if not self._together_said:
+            queued = len(self._stopped_together)
+            if queued and not cancelled:
+                status += f"; {_the_queued(queued)} {'was' if queued == 1 else 'were'} cancelled"
+            self._together_said = status
+        return self._together_said
+
+
+def _the_queued(n: int) -> str:
+    """'the queued job', 'the 2 queued jobs'."""
+    return "the queued job" if n == 1 else f"the {n} queued jobs"
 
 
 def _unusable_loras(entries: list[Any]) -> EngineError:
