@@ -803,8 +803,6 @@ class AppController(QObject):
         self.job.total_steps = progress.total_steps * progress.image_count
         self.job.step = progress.image_index * progress.total_steps + progress.step
         eta = self._batch_eta(progress)
-        if image_done:
-            self._image_seconds.append(progress.elapsed_s)
         if self._jobs[progress.job_id].cancel.is_set():
             return
         image = f"image {progress.image_index + 1}/{progress.image_count}, " if progress.image_count > 1 else ""
@@ -814,8 +812,9 @@ class AppController(QObject):
 
     def _batch_eta(self, progress: JobProgress) -> float:
         """Seconds left in the whole job: the engine's for the current image, and the images after it at the mean
-        time the finished ones took (the current one's projected time while none has finished). The current
-        image's alone said 0:12 left at the first of 4 images, for a job with a minute to go."""
+        time the finished ones took end to end, decoded and saved too (the current one's projected denoising while
+        none has finished). The current image's alone said 0:12 left at the first of 4 images, for a job with a
+        minute to go; the denoising alone left out each image's decoding and saving."""
         left = progress.image_count - progress.image_index - 1
         if not left:
             return progress.eta_s
@@ -827,6 +826,8 @@ class AppController(QObject):
         """One image of a job is on disk: into the gallery now, so a batch stopped later keeps it in view."""
         if saved.image is not None:
             self.job.set_preview(saved.image)  # the finished picture, not the last step's rough preview
+        if saved.seconds is not None:  # for the ETA of the images left (_batch_eta)
+            self._image_seconds.append(saved.seconds)
         if job_id in self._unlisted:
             return
         try:

@@ -58,6 +58,9 @@ class SavedImage:
     path: Path
     settings: dict[str, Any]
     image: QImage | None = field(default=None, compare=False)  # the finished image, for the progress area
+    # Seconds the image took end to end: denoised, decoded (the engine's duration_s) and saved; None when the
+    # engine did not say. A batch's ETA counts the images left at it (denoising alone left the rest out).
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -567,6 +570,7 @@ class EngineWorker(QObject):
         settings = dict(generated.settings)
         settings.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
         path = new_image_path(self._data, int(settings.get("seed", 0)), index)
+        started = time.perf_counter()
         try:
             # A plain write into the scratch file, which save_new_image makes durable and publishes; its errors
             # name the image (write_png there wrote into a scratch folder of its own, and named its temp file)
@@ -576,12 +580,14 @@ class EngineWorker(QObject):
                 raise
             # Said plainly, naming the PNG the user expects (a failed write names no file, or the temp file).
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        made = settings.get("duration_s")
+        seconds = made + time.perf_counter() - started if isinstance(made, (int, float)) else None
         try:
             image = pil_to_qimage(generated.image)
         except Exception:  # only the progress area's picture: the PNG is saved
             log.exception("showing the finished image failed")
             image = None
-        return SavedImage(written, settings, image)
+        return SavedImage(written, settings, image, seconds)
 
 
 class EngineThread:

@@ -4,11 +4,14 @@ image; and Cancel all (Shift+Esc) after some of its images were saved says they 
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
+from PIL import Image
 from PySide6.QtCore import Qt
 
-from app.data_dir import resolve_data_dir
-from app.engine_worker import Job, JobProgress
+from app.data_dir import DataDir, resolve_data_dir
+from app.engine_worker import EngineWorker, Job, JobProgress, SavedImage
+from gpu.generation.png_metadata import write_png
 from tests.app.gui import window_without_engine
 
 
@@ -25,13 +28,25 @@ def test_the_bar_and_the_eta_are_the_whole_batchs(qtbot, data_root):
     controller._on_progress(JobProgress(job.id, 0, 4, 4, 16, 4.0, 12.0, None))
     assert controller.job.status == "image 1/4, step 4/16, ETA 1:00"  # was: ETA 0:12
     assert (bar.value(), bar.maximum()) == (4, 64)  # was: (4, 16)
-    controller._on_progress(JobProgress(job.id, 0, 4, 16, 16, 20.0, 0.0, None))  # image 1 took 20 s
-    assert controller.job.status == "image 1/4, step 16/16, ETA 1:00"
+    controller._on_progress(JobProgress(job.id, 0, 4, 16, 16, 16.0, 0.0, None))  # denoised in 16 s
+    assert controller.job.status == "image 1/4, step 16/16, ETA 0:48"
+    settings = {"prompt": "a red circle", "seed": 1}
+    path = write_png(controller.data.images / "d" / "1.png", Image.new("RGB", (8, 8)), settings)
+    controller._on_image_saved(job.id, SavedImage(path, settings, seconds=20.0))  # decoded and saved: 20 s in all
     controller._on_progress(JobProgress(job.id, 1, 4, 3, 16, 3.0, 13.0, None))
-    # the images left are counted at the time image 1 took, the current one as the engine says
-    assert controller.job.status == "image 2/4, step 3/16, ETA 0:53"
+    # the images left are counted at the time image 1 took end to end, the current one as the engine says
+    assert controller.job.status == "image 2/4, step 3/16, ETA 0:53"  # was: 0:45, its denoising alone
     assert (bar.value(), bar.maximum()) == (19, 64)  # was: (3, 16), the bar back near its start
     controller._job_done(job.id, "Cancelled")
+
+
+def test_a_saved_image_says_how_long_it_took_end_to_end(qapp, tmp_path):
+    """The engine's time for an image (denoised and decoded: ``duration_s``), and its saving, go with it to the
+    ETA: the denoising alone (the steps' ``elapsed_s``) left the rest out of the time each image left takes."""
+    worker = EngineWorker(DataDir(tmp_path / "data").create())
+    saved = worker._save(SimpleNamespace(image=Image.new("RGB", (8, 8)), settings={"seed": 3, "duration_s": 12.5}), 0)
+    assert saved.seconds is not None and saved.seconds >= 12.5  # its saving on top
+    assert worker._save(SimpleNamespace(image=Image.new("RGB", (8, 8)), settings={"seed": 3}), 1).seconds is None
 
 
 def test_cancel_all_after_a_batch_saved_an_image_says_it_is_kept(qtbot, window):
