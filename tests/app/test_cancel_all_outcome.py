@@ -15,16 +15,23 @@ from gpu.generation.png_metadata import write_png
 from tests.app.gui import window_without_engine
 
 
-def _queue(controller, *batch_counts: int) -> list[Job]:
-    """Jobs as Generate queues them (not handed to the engine, which is not started)."""
+def _batch_running(qtbot, tmp_path, queued: int) -> tuple:
+    """(window, data folder, a batch of 2 images running with its first saved, the ``queued`` jobs behind it),
+    queued as Generate queues them (not handed to the engine, which is not started)."""
+    data = DataDir(tmp_path / "data").create()
+    window = window_without_engine(qtbot, data)
+    controller = window.controller
+    controller.prompt.prompt = "a red circle"
     jobs = []
-    for count in batch_counts:
-        controller.prompt.prompt, controller.prompt.batch_count = "a red circle", count
+    for count in (2, *[1] * queued):
+        controller.prompt.batch_count = count
         job = Job(controller.prompt.build_request())
         controller._jobs[job.id] = job
         jobs.append(job)
     controller.job.busy = True
-    return jobs
+    controller._on_started(jobs[0].id, 2, False)
+    _saved(controller, data, jobs[0], 0)
+    return window, data, jobs[0], jobs[1:]
 
 
 def _saved(controller, data: DataDir, job: Job, index: int) -> None:
@@ -35,12 +42,8 @@ def _saved(controller, data: DataDir, job: Job, index: int) -> None:
 
 
 def test_cancel_all_past_the_last_step_keeps_done_with_the_queued_jobs_cancelled(qtbot, tmp_path):
-    data = DataDir(tmp_path / "data").create()
-    window = window_without_engine(qtbot, data)
+    window, data, batch, queued = _batch_running(qtbot, tmp_path, 2)
     controller = window.controller
-    batch, *queued = _queue(controller, 2, 1, 1)
-    controller._on_started(batch.id, 2, False)
-    _saved(controller, data, batch, 0)
     controller._on_progress(JobProgress(batch.id, 1, 2, 4, 4, 4.0, 0.0, None))  # its last step: decoding, saving
     window.cancel_all_action.trigger()  # Shift+Esc
     # as Esc says then (was: "Cancelling all 3 jobs…", and the image came all the same)
@@ -56,12 +59,8 @@ def test_cancel_all_past_the_last_step_keeps_done_with_the_queued_jobs_cancelled
 
 
 def test_cancel_all_when_the_running_job_fails_keeps_failed(qtbot, tmp_path):
-    data = DataDir(tmp_path / "data").create()
-    window = window_without_engine(qtbot, data)
+    window, _data, batch, [queued] = _batch_running(qtbot, tmp_path, 1)
     controller = window.controller
-    batch, queued = _queue(controller, 2, 1)
-    controller._on_started(batch.id, 2, False)
-    _saved(controller, data, batch, 0)
     controller._on_progress(JobProgress(batch.id, 1, 2, 2, 4, 2.0, 2.0, None))
     controller.cancel_all()
     assert controller.job.status == "Cancelling all 2 jobs…"
@@ -73,12 +72,8 @@ def test_cancel_all_when_the_running_job_fails_keeps_failed(qtbot, tmp_path):
 
 
 def test_cancel_all_of_a_cancelled_batch_still_says_what_it_kept(qtbot, tmp_path):
-    data = DataDir(tmp_path / "data").create()
-    window = window_without_engine(qtbot, data)
+    window, _data, batch, [queued] = _batch_running(qtbot, tmp_path, 1)
     controller = window.controller
-    batch, queued = _queue(controller, 2, 1)
-    controller._on_started(batch.id, 2, False)
-    _saved(controller, data, batch, 0)
     controller.cancel_all()
     controller._on_cancelled(batch.id)
     controller._on_cancelled(queued.id)
