@@ -47,17 +47,13 @@ class LoraListModel(QAbstractListModel):
             return Qt.CheckState.Checked if entry.enabled else Qt.CheckState.Unchecked
         return None
 
-    def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
-        """The on/off check, as views set it (the rows' editors set the state directly)."""
-        if not index.isValid() or role != Qt.ItemDataRole.CheckStateRole:
-            return False
-        self.state.set_enabled(self._rows[index.row()], Qt.CheckState(value) == Qt.CheckState.Checked)
-        return True
-
     def flags(self, index: Index) -> Qt.ItemFlag:
+        # Not ItemIsUserCheckable: each row's own check box switches it. With the flag, the view's delegate
+        # switched the view's current row (set by a click on a row's label) at a Space no control took, a row
+        # perhaps out of sight, which the next image then used. The check state is still the row's data.
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEditable
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsEditable
 
     def entry(self, row: int) -> LoraEntry:
         return self._rows[row]

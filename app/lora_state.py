@@ -172,9 +172,9 @@ def _kind(err: Exception) -> str:
 
     if not isinstance(err, LoraError):  # CheckpointError: no safetensors file (a pickle, truncated, corrupt)
         return UNREADABLE
-    if err.family:
-        return err.family
-    return UNUSABLE if err.weights else NOT_LORA
+    if not err.weights:  # a model's weights, whatever family its keys suggest, are no LoRA
+        return NOT_LORA
+    return err.family or UNUSABLE
 
 
 class _FileRead(NamedTuple):

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, QPoint, QSize, Qt, Signal
-from PySide6.QtGui import QPainter, QPalette, QResizeEvent
+from PySide6.QtGui import QKeyEvent, QPainter, QPalette, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QApplication,
     QListView,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -109,7 +108,7 @@ class LoraList(QListView):
         self._open: list[QPersistentModelIndex] = []  # rows with controls, the last wanted last
         self._syncing = False
         self._shapes: dict[int, tuple[bool, str]] = {}  # id(entry) -> what its height was measured for
-        self._focus_at: tuple[int, int] | None = None  # (row, control) the focus was in, while its row goes
+        self._focus_at: tuple[int, str] | None = None  # (row, ``LoraRow.STOPS`` role) of the focus, while its row goes
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
@@ -122,6 +121,15 @@ class LoraList(QListView):
         model.dataChanged.connect(self._data_changed)
         model.rowsRemoved.connect(self._rows_removed)
         self.verticalScrollBar().valueChanged.connect(lambda _value: self.sync_editors())
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Keys are the rows' controls' alone. One a control does not take (Space or a letter on a slider, Down in
+        the trigger words, End on a check box) came on to the list, which moved its current row, scrolling the
+        row being edited away, searched the rows' names for the letter, or switched the current row on at Space."""
+        event.ignore()  # on to the panel around the list, as any key a widget does not take
+
+    def keyboardSearch(self, search: str) -> None:
+        """No search by typing (see ``keyPressEvent``): the letters typed belong to a row's control."""
 
     def row_height(self, entry: LoraEntry, width: int) -> int:
         self._shapes[id(entry)] = (bool(entry.text_encoders), entry.info)
@@ -218,8 +226,11 @@ class LoraList(QListView):
         return self.indexWidget(self.model_.index(row))
 
     def focus_stop(self) -> tuple[int, int] | None:
-        """(row, control of its ``focus_chain``) the keyboard focus is in, None when in no row."""
-        focused = QApplication.focusWidget()
+        """(row, control of its ``focus_chain``) the keyboard focus is in, None when in no row. The window's focus,
+        kept while another window is active (the user switched to a browser for trigger words, or to "Skipped
+        files…"): the application's is then none or elsewhere, and scrolling dropped the row being typed in, its
+        text kept but the focus back at the prompt when the window came back."""
+        focused = self.window().focusWidget()
         if focused is None or not self.isAncestorOf(focused):
             return None
         for index in self._open:
@@ -245,9 +256,14 @@ class LoraList(QListView):
 
     def rowsAboutToBeRemoved(self, parent: QModelIndex, start: int, end: int) -> None:
         # The focus in a row that goes (its ✕ clicked, or pressed with Space) goes to the same control of the row
-        # that takes its place, not wherever Qt's chain of widgets led.
+        # that takes its place, not wherever Qt's chain of widgets led: the same kind of control, as rows differ
+        # (one with a "Text" strength has two stops more, the first greyed while "same").
         at = self.focus_stop()
-        self._focus_at = (start, at[1]) if at is not None and start <= at[0] <= end else None
+        if at is not None and start <= at[0] <= end:
+            editor = self.indexWidget(self.model_.index(at[0]))
+            self._focus_at = (start, editor.stop_role(editor.focus_chain[at[1]]))
+        else:
+            self._focus_at = None
         super().rowsAboutToBeRemoved(parent, start, end)
 
     def _rows_removed(self) -> None:
@@ -258,5 +274,4 @@ class LoraList(QListView):
         if not count:
             self.emptied.emit()
             return
-        stops = self.editor(min(at[0], count - 1)).focus_chain
-        stops[min(at[1], len(stops) - 1)].setFocus(Qt.FocusReason.OtherFocusReason)
+        self.editor(min(at[0], count - 1)).stop_near(at[1]).setFocus(Qt.FocusReason.OtherFocusReason)

@@ -114,23 +114,33 @@ class LoraPanel(QWidget):
         self.skipped_button.setVisible(bool(skipped))
 
     def _show_scanning(self, scanning: bool) -> None:
-        self.cancel_scan_button.setVisible(scanning)
-        self.add_folder_button.setEnabled(not scanning)
+        # Cancel there before "Add folder…" greys, and the other way round at the end: the focus on the one that
+        # goes moves to the other (``_focus_off_gone``). Cancel's row too (the state says the scan's words next).
+        if scanning:
+            self.scan_row.setVisible(True)
+            self.cancel_scan_button.setVisible(True)
+            self.add_folder_button.setEnabled(False)
+        else:
+            self.add_folder_button.setEnabled(True)
+            self.cancel_scan_button.setVisible(False)
         self.add_folder_button.setToolTip("A folder of LoRAs is being read: wait for it, or cancel it" if scanning
                                           else "Add the FLUX.1 LoRAs of a folder and its subfolders")  # fmt: skip
 
     def show_skipped(self) -> None:
         """The files the last folder read skipped, by kind, each with why (a dialog of its own, the window in use
-        meanwhile)."""
-        if self.skipped_dialog is not None:
-            self.skipped_dialog.close()
-        close = QMessageBox.StandardButton.Close
-        self.skipped_dialog = box = QMessageBox(QMessageBox.Icon.Information, "Skipped files", self.state.scan_status,
-                                                close, self)  # fmt: skip
-        box.setInformativeText("These files were not added to the LoRA list. The details name each one and why.")
+        meanwhile). One dialog, shown again with the last folder's files: a new one each time hid the one before,
+        which stayed, with its list of files, as long as the panel."""
+        box = self.skipped_dialog
+        if box is None:
+            close = QMessageBox.StandardButton.Close
+            self.skipped_dialog = box = QMessageBox(QMessageBox.Icon.Information, "Skipped files", "", close, self)
+            box.setInformativeText("These files were not added to the LoRA list. The details name each one and why.")
+            box.setModal(False)
+        box.setText(self.state.scan_status)
         box.setDetailedText(self.state.skipped_text())
-        box.setModal(False)
         box.show()
+        box.raise_()
+        box.activateWindow()
         self.state.skipped_seen()
 
     def _show_empty(self) -> None:
@@ -169,14 +179,33 @@ class LoraPanel(QWidget):
     def focusNextPrevChild(self, next: bool) -> bool:  # noqa: A002 (Qt's name)
         """Tab and Shift+Tab from a stop of the panel go to the next one in its order, through every row in turn,
         scrolling it into sight (the rows out of sight have no controls for Qt's own order to go to); past the
-        first or last stop, on to the panels around it."""
-        at = self._stop_of(QApplication.focusWidget())
+        first or last stop, on to the panels around it. Qt asks this too, not for Tab, for a place for the focus
+        of a widget being hidden or greyed: see ``_focus_off_gone``."""
+        focused = QApplication.focusWidget()
+        if focused is not None and not (focused.isVisible() and focused.isEnabled()):
+            return self._focus_off_gone(focused, next)
+        at = self._stop_of(focused)
         while at is not None:
             at = self._step(at, 1 if next else -1)
             widget = None if at is None else self._widget(at)
             if widget is not None and widget.isEnabled() and widget.isVisibleTo(self):
                 reason = Qt.FocusReason.TabFocusReason if next else Qt.FocusReason.BacktabFocusReason
                 widget.setFocus(reason)
+                return True
+        return super().focusNextPrevChild(next)
+
+    def _focus_off_gone(self, focused: QWidget, next: bool) -> bool:  # noqa: A002 (Qt's name)
+        """The focus of a button of the panel's top being hidden or greyed goes to the next one there that shows,
+        else the one before: from "Add folder…" to the Cancel of the folder it reads, from Cancel as the reading
+        ends or "Skipped files…" as its words go to "Add folder…". The panel's order went on to row 0, scrolling
+        the list to the top of a user looking further down it. Others as Qt does."""
+        buttons = self._before()
+        if focused not in buttons:
+            return super().focusNextPrevChild(next)
+        at = buttons.index(focused)
+        for button in [*buttons[at + 1 :], *reversed(buttons[:at])]:
+            if button.isEnabled() and button.isVisibleTo(self):
+                button.setFocus(Qt.FocusReason.OtherFocusReason)
                 return True
         return super().focusNextPrevChild(next)
 

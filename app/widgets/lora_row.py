@@ -5,7 +5,7 @@ with it). The panel's list makes one only for each row in sight (``app/widgets/l
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QPalette, QResizeEvent
+from PySide6.QtGui import QPalette, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -67,10 +67,39 @@ class NameCheckBox(QCheckBox):
         self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self._room()))
 
 
+class WheelWhenFocused:
+    """A mix-in for a value control in a scrolled list: the mouse wheel changes its value only while it has the
+    keyboard focus (clicked, or Tabbed to), and scrolls the list otherwise. Wheeling down the LoRA list changed
+    the strength of each slider that came under the pointer. Not a wheel-focus stop either (a spin box is by
+    default: the wheel over it took the focus and then its value)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # type: ignore[attr-defined]
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        if self.hasFocus():  # type: ignore[attr-defined]
+            super().wheelEvent(event)  # type: ignore[misc]
+        else:
+            event.ignore()  # on to the list, which scrolls
+
+
+class StrengthSlider(WheelWhenFocused, QSlider):
+    """A row's strength slider (see ``WheelWhenFocused``)."""
+
+
+class StrengthBox(WheelWhenFocused, QDoubleSpinBox):
+    """A row's "Text" strength (see ``WheelWhenFocused``)."""
+
+
 class LoraRow(QFrame):
     """The controls of one entry, bound to the state: each edit goes to ``state`` at once, and ``show_entry``
     shows the entry as it is now. Each control's accessible name says whose it is ("Strength of ink style"): a
     screen reader read every row's slider as the same "slider"."""
+
+    # The attributes of its Tab stops, in the order Tab goes; the "Text" two only for a file with a CLIP/T5 part.
+    STOPS = ("enabled", "remove_button", "slider", "text_value", "text_same", "triggers")
+    _TEXT_STOPS = ("text_value", "text_same")
 
     def __init__(self, state: LoraState, entry: LoraEntry, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -84,7 +113,7 @@ class LoraRow(QFrame):
         self.enabled.setChecked(entry.enabled)
         self.enabled.setToolTip(f"{name}\n{entry.path}")
         self.enabled.toggled.connect(lambda v: state.set_enabled(entry, v))
-        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider = StrengthSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(-round(MAX_STRENGTH * 100), round(MAX_STRENGTH * 100))
         self.slider.setValue(round(entry.strength * 100))
         self.slider.setAccessibleName(f"Strength of {name}")
@@ -102,8 +131,7 @@ class LoraRow(QFrame):
         remove.setAccessibleName(f"Remove {name}")
         remove.setFixedWidth(28)
         remove.clicked.connect(lambda: state.remove(entry))
-        text_stops = [self.text_value, self.text_same] if entry.text_encoders else []  # hidden ones are no stops
-        self.focus_chain = [self.enabled, remove, self.slider, *text_stops, self.triggers]  # Tab follows the layout
+        self.focus_chain = [getattr(self, stop) for stop in self._stops()]  # Tab follows the layout
         top = QHBoxLayout()
         top.addWidget(self.enabled, 1)
         top.addWidget(remove)
@@ -125,12 +153,33 @@ class LoraRow(QFrame):
         lay.addWidget(self.triggers)
         lay.addWidget(info)
 
+    def _stops(self) -> tuple[str, ...]:
+        """``STOPS`` this row has (hidden controls are no stops)."""
+        return tuple(s for s in self.STOPS if self.entry.text_encoders or s not in self._TEXT_STOPS)
+
+    def stop_role(self, widget: QWidget) -> str:
+        """The ``STOPS`` attribute of the control of ``focus_chain`` that is or holds ``widget`` (the first one,
+        for none)."""
+        stops = self._stops()
+        return next((s for s, w in zip(stops, self.focus_chain, strict=True) if w is widget or w.isAncestorOf(widget)),
+                    stops[0])  # fmt: skip
+
+    def stop_near(self, role: str) -> QWidget:
+        """The control of ``role`` (a ``STOPS`` attribute) where this row has it and it takes the focus; else the
+        next such one in Tab order, or the one before past the last: the focus in a removed row goes to the same
+        kind of control of the row taking its place (by place in the chain, the trigger words of a row without a
+        "Text" strength went to the greyed "Text" strength of one with it, which took no focus)."""
+        at = self.STOPS.index(role)
+        stops = {s: w for s, w in zip(self._stops(), self.focus_chain, strict=True) if w.isEnabled()}
+        order = [*self.STOPS[at:], *reversed(self.STOPS[:at])]
+        return next((stops[s] for s in order if s in stops), self.enabled)
+
     def _text_strength(self, state: LoraState) -> tuple[QWidget, QDoubleSpinBox, QCheckBox]:
         """The "Text" strength of the file's CLIP/T5 parts: a number of its own, or "same" (its strength, which
         the box then shows). Hidden for a file without such parts, where it would change nothing."""
         entry = self.entry
         parts = entry.text_parts
-        value = QDoubleSpinBox()
+        value = StrengthBox()
         value.setRange(-MAX_STRENGTH, MAX_STRENGTH)
         value.setSingleStep(0.05)
         value.setDecimals(2)
@@ -151,7 +200,10 @@ class LoraRow(QFrame):
                 self._show_text_strength()
 
         same.toggled.connect(follow)
-        row = QWidget()
+        # A child of the row from the start: one without a parent that was shown was a window of its own, for a
+        # moment (until the row's layout took it), made as a row with a "Text" strength scrolled into sight; it
+        # flashed and took the activation, and with it the focus from the row being typed in.
+        row = QWidget(self)
         box = QHBoxLayout(row)
         box.setContentsMargins(0, 0, 0, 0)
         box.addWidget(QLabel("Text"))

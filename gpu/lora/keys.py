@@ -317,7 +317,10 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
     encoders = {base: map_text_encoder(base) for base, m in mapped.items() if m is None}
     unknown += [base for base, m in encoders.items() if m is None]
     if not any(m is not None for m in mapped.values()):
-        for pattern, family in _OTHER_ARCH:
+        # Another family's LoRA only where the file holds LoRA factors: a whole model's keys match these
+        # prefixes too (an SD3 transformer's ``joint_blocks.``, a pipeline file's ``text_encoder.``), and a
+        # folder's skipped files counted such models as LoRAs for SD3 or for a text encoder.
+        for pattern, family in _OTHER_ARCH if keys else ():
             hits = sorted(k for k in entries if pattern.match(k))
             if hits:
                 raise LoraError(
