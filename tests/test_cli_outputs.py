@@ -323,14 +323,14 @@ def test_an_image_another_run_writes_meanwhile_under_the_default_name_is_kept(tm
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(gpu.generation.service, "GenerationService", ImagesAtOnce)
-    other, write_png = tmp_path / "nibble-0.png", png_metadata.write_png
+    other, encode_png = tmp_path / "nibble-0.png", png_metadata.encode_png
 
-    def the_other_run_first(path: Path, *args: Any) -> Path:  # its image lands after this run chose a name
+    def the_other_run_first(target: Path, *args: Any) -> None:  # its image lands after this run chose a name
         if not other.exists():
             other.write_bytes(b"the other run's image")
-        return write_png(path, *args)
+        encode_png(target, *args)
 
-    monkeypatch.setattr(png_metadata, "write_png", the_other_run_first)
+    monkeypatch.setattr(png_metadata, "encode_png", the_other_run_first)
     assert main(["--data-dir", str(tmp_path / "data"), "generate", "a red fox", "--batch", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" (")[0] for line in lines[:3]] == ["Memory plan: none", "wrote nibble-0-2.png",
