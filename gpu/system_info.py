@@ -4,10 +4,10 @@ of it as the app may use)."""
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 
 @dataclass
@@ -28,16 +28,13 @@ def detect_gpu() -> GpuInfo | None:
     return GpuInfo(torch.cuda.get_device_name(0), major * 10 + minor, total, free)
 
 
-# The memory limit of the container (or systemd slice) the app runs in: cgroup v2, then v1.
-CGROUP_MEMORY_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
-
-
-def installed_ram_bytes(cgroup_limits: Sequence[Path] = CGROUP_MEMORY_LIMITS) -> int | None:
+def installed_ram_bytes(root: Path = Path("/")) -> int | None:
     """The RAM this machine lets the app use, in bytes; None when it cannot be read. No new dependency: ``sysconf``
-    on POSIX (Linux, macOS), ``GlobalMemoryStatusEx`` on Windows; on Linux at most the memory limit of the
-    container the app runs in (``cgroup_limits``), which kills the app when it is exceeded however much RAM the
-    host has. For defaults such as the quantizer's RAM budget, which must not be more than the machine holds (it
-    would swap, or the system would kill the process)."""
+    on POSIX (Linux, macOS), ``GlobalMemoryStatusEx`` on Windows; on Linux at most the memory limit of the cgroup
+    the app runs in (``cgroup_memory_limit``: a container's, a systemd slice's), which kills the app when it is
+    exceeded however much RAM the host has. For defaults such as the quantizer's RAM budget, which must not be
+    more than the machine holds (it would swap, or the system would kill the process). ``root``: where the file
+    system's root is (tests give a tree of their own)."""
     if sys.platform == "win32":
         return _windows_ram_bytes()
     try:
@@ -47,21 +44,112 @@ def installed_ram_bytes(cgroup_limits: Sequence[Path] = CGROUP_MEMORY_LIMITS) ->
     installed = pages * page_size if pages > 0 and page_size > 0 else None
     if not sys.platform.startswith("linux"):
         return installed
-    limits = [limit for path in cgroup_limits if (limit := _cgroup_limit(path)) is not None]
-    return min([installed, *limits] if installed else limits, default=None)
+    limit = cgroup_memory_limit(root)
+    return min((n for n in (installed, limit) if n is not None), default=None)
 
 
 # cgroup v1 says "no limit" with the largest page-aligned signed 64-bit value (9223372036854771712), v2 with "max".
 _NO_CGROUP_LIMIT = 2**62
 
 
-def _cgroup_limit(path: Path) -> int | None:
+def cgroup_memory_limit(root: Path = Path("/")) -> int | None:
+    """The memory limit of the cgroup this process runs in, in bytes; None when none is set or it cannot be read.
+    The process's own group (``/proc/self/cgroup``), under the mount of its hierarchy (``/proc/self/mountinfo``:
+    ``/sys/fs/cgroup``, or ``/sys/fs/cgroup/unified`` beside v1's controllers), not the hierarchy's top, which
+    holds no limit of a systemd slice or of a container that shares the host's cgroup namespace:
+
+    * cgroup v2 (the ``0::<path>`` line): the smallest ``memory.max`` from that group up to the mount's root, as
+      every ancestor's limit holds it too;
+    * cgroup v1 (the line of the ``memory`` controller): the group's ``memory.stat`` ``hierarchical_memory_limit``
+      (the kernel's smallest along its ancestors), else the group's ``memory.limit_in_bytes``, else the mount
+      root's.
+
+    Both on a hybrid layout: the smaller. ``root``: where the file system's root is (tests give a fake tree)."""
+    proc = root / "proc" / "self"
+    try:
+        groups = (proc / "cgroup").read_text().splitlines()
+        mounts = (proc / "mountinfo").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):  # no /proc (another OS, a sandbox): no limit known
+        return None
+    v2 = v1 = None  # the process's group in each hierarchy
+    for line in groups:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        if fields[0] == "0" and fields[1] == "":
+            v2 = fields[2]
+        elif "memory" in fields[1].split(","):
+            v1 = fields[2]
+    limits = []
+    if v2 is not None and (mount := _cgroup_mount(mounts, "cgroup2", root)) is not None:
+        group, top = _group_folder(mount, v2)
+        along = [group, *group.parents[: len(group.parents) - len(top.parents)]]  # the group, up to the mount's root
+        limits += [limit for folder in along if (limit := _limit_in(folder / "memory.max")) is not None]
+    if v1 is not None and (mount := _cgroup_mount(mounts, "cgroup", root)) is not None:
+        group, top = _group_folder(mount, v1)
+        limit = _hierarchical_limit(group / "memory.stat")
+        for folder in (group, top):
+            limit = limit if limit is not None else _limit_in(folder / "memory.limit_in_bytes")
+        limits += [limit] if limit is not None else []
+    return min(limits, default=None)
+
+
+def _cgroup_mount(mountinfo: list[str], fstype: str, root: Path) -> tuple[str, Path] | None:
+    """(the hierarchy's path mounted there, the mount point under ``root``) of the first ``fstype`` mount in
+    ``mountinfo``'s lines ("cgroup2"; "cgroup": the one of the ``memory`` controller), None when there is none.
+    A line: id, parent, dev, root, mount point, options, optional fields, "-", type, source, super options."""
+    for line in mountinfo:
+        fields = line.split()
+        if "-" not in fields[5:]:
+            continue
+        tail = fields[fields.index("-", 5) + 1:]
+        if not tail or tail[0] != fstype or (fstype == "cgroup" and "memory" not in tail[-1].split(",")):
+            continue
+        return _unescaped(fields[3]), root / _unescaped(fields[4]).lstrip("/")
+    return None
+
+
+def _unescaped(field: str) -> str:
+    """A mountinfo path field as it is: the kernel writes a space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _group_folder(mount: tuple[str, Path], group: str) -> tuple[Path, Path]:
+    """(the folder of the cgroup ``group``, the mount point) in the hierarchy ``mount`` shows: the mount shows the
+    hierarchy from its own root (``/`` in a container's cgroup namespace, ``/docker/<id>`` without one). A group
+    outside what the mount shows is read at the mount point."""
+    shown, point = mount
+    try:
+        inside = PurePosixPath(group).relative_to(shown)
+    except ValueError:
+        return point, point
+    if ".." in inside.parts:
+        return point, point
+    return point.joinpath(*inside.parts), point
+
+
+def _limit_in(path: Path) -> int | None:
     """The memory limit ``path`` (a cgroup's ``memory.max`` or ``memory.limit_in_bytes``) sets, in bytes; None
-    when it sets none or cannot be read (no cgroup file system, another layout)."""
+    when it sets none or cannot be read."""
     try:
         text = path.read_text().strip()
     except (OSError, UnicodeDecodeError):
         return None
+    return _limit(text)
+
+
+def _hierarchical_limit(path: Path) -> int | None:
+    """``hierarchical_memory_limit`` of a cgroup v1 ``memory.stat`` file, in bytes; None when it sets none or cannot
+    be read."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return next((_limit(line.split()[1]) for line in lines
+                 if line.startswith("hierarchical_memory_limit ") and len(line.split()) == 2), None)  # fmt: skip
+
+
+def _limit(text: str) -> int | None:
     if not text.isdigit():  # "max", or anything unexpected
         return None
     limit = int(text)

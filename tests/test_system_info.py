@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from gpu.system_info import installed_ram_bytes
+from gpu.system_info import cgroup_memory_limit, installed_ram_bytes
 
 MEMINFO = Path("/proc/meminfo")
 
 
 @pytest.mark.skipif(not MEMINFO.is_file(), reason="Linux's /proc/meminfo gives the figure to compare with")
-def test_installed_ram_is_the_kernels_memtotal():
+def test_installed_ram_is_the_kernels_memtotal(tmp_path):
     line = next(line for line in MEMINFO.read_text().splitlines() if line.startswith("MemTotal:"))
-    assert installed_ram_bytes(cgroup_limits=()) == int(line.split()[1]) * 1024  # the host's, no container limit
+    assert installed_ram_bytes(root=tmp_path) == int(line.split()[1]) * 1024  # the host's: no cgroup there
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "sysconf"), reason="POSIX: Windows asks GlobalMemoryStatusEx")
@@ -29,25 +29,77 @@ def test_ram_a_platform_does_not_give_is_unknown(monkeypatch):
     assert installed_ram_bytes() is None
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not MEMINFO.is_file(), reason="cgroups are Linux's")
-@pytest.mark.parametrize("v2, v1, limited", [
-    ("max\n", None, False),  # cgroup v2, no limit
-    ("2147483648\n", None, True),  # cgroup v2: 2 GiB
-    (None, "9223372036854771712\n", False),  # cgroup v1, no limit (its largest page-aligned value)
-    (None, "2147483648\n", True),  # cgroup v1: 2 GiB
-    ("max\n", "2147483648\n", True),  # a v1 limit under an unlimited v2 root (hybrid layouts)
-    ("", "garbage", False),  # unreadable: the host's RAM
+GIB = 2**30
+NO_LIMIT_V1 = "9223372036854771712"  # cgroup v1's "no limit": its largest page-aligned value
+V2_MOUNT = "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate"
+HYBRID_MOUNTS = (  # systemd's hybrid layout: the v1 controllers, and v2 (no controllers) under unified/
+    "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+    "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+    "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n")
+
+
+def _tree(root: Path, cgroup: str, mountinfo: str, files: dict[str, str]) -> Path:
+    """A fake file system at ``root``: the process's ``/proc/self/cgroup`` and ``mountinfo``, and ``files`` (path
+    from the root -> text)."""
+    for path, text in {"proc/self/cgroup": cgroup, "proc/self/mountinfo": mountinfo, **files}.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("cgroup, mountinfo, files, limit", [
+    # A container in its own cgroup namespace: its group is the mount's root.
+    ("0::/\n", V2_MOUNT, {"sys/fs/cgroup/memory.max": f"{2 * GIB}\n"}, 2 * GIB),
+    ("0::/\n", V2_MOUNT, {"sys/fs/cgroup/memory.max": "max\n"}, None),
+    # A systemd slice: the limit is the slice's, two levels above the process's scope; the top holds none.
+    ("0::/user.slice/user-1000.slice/session-3.scope\n", V2_MOUNT,
+     {"sys/fs/cgroup/user.slice/user-1000.slice/memory.max": f"{4 * GIB}\n",
+      "sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope/memory.max": "max\n",
+      "sys/fs/cgroup/user.slice/memory.max": f"{8 * GIB}\n"}, 4 * GIB),
+    # A container sharing the host's namespace: its path from the hierarchy's root, under /sys/fs/cgroup.
+    ("0::/system.slice/docker-ab12.scope\n", V2_MOUNT,
+     {"sys/fs/cgroup/system.slice/docker-ab12.scope/memory.max": f"{3 * GIB}\n"}, 3 * GIB),
+    # Hybrid: the v2 group under unified/, the v1 memory group under memory/; the smaller limit holds.
+    ("4:memory:/process_api/d954\n0::/process_api/d954\n", HYBRID_MOUNTS,
+     {"sys/fs/cgroup/memory/process_api/d954/memory.stat": f"cache 0\nhierarchical_memory_limit {5 * GIB}\n",
+      "sys/fs/cgroup/unified/process_api/memory.max": f"{6 * GIB}\n"}, 5 * GIB),
+    # v1: the group's own limit without a memory.stat, then the mount root's.
+    ("4:memory:/process_api/d954\n0::/\n", HYBRID_MOUNTS,
+     {"sys/fs/cgroup/memory/process_api/d954/memory.limit_in_bytes": f"{2 * GIB}\n",
+      "sys/fs/cgroup/memory/memory.limit_in_bytes": f"{7 * GIB}\n"}, 2 * GIB),
+    ("4:memory:/process_api/d954\n0::/\n", HYBRID_MOUNTS,
+     {"sys/fs/cgroup/memory/memory.limit_in_bytes": f"{7 * GIB}\n"}, 7 * GIB),
+    ("4:memory:/process_api/d954\n", HYBRID_MOUNTS,
+     {"sys/fs/cgroup/memory/process_api/d954/memory.stat": f"hierarchical_memory_limit {NO_LIMIT_V1}\n",
+      "sys/fs/cgroup/memory/memory.limit_in_bytes": f"{NO_LIMIT_V1}\n"}, None),
+    # v1 without a cgroup namespace (Docker's cgroupfs driver): the mount shows /docker/<id> at memory/.
+    ("9:cpu:/docker/ab12\n4:memory:/docker/ab12\n",
+     "35 31 0:32 /docker/ab12 /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n",
+     {"sys/fs/cgroup/memory/memory.stat": f"hierarchical_memory_limit {3 * GIB}\n"}, 3 * GIB),
+    # A mount point with a space, as mountinfo escapes it.
+    ("0::/\n", "30 23 0:26 / /mnt/c\\040g rw - cgroup2 cgroup2 rw\n", {"mnt/c g/memory.max": f"{GIB}\n"}, GIB),
+    ("0::/\n", "garbage\n", {"sys/fs/cgroup/memory.max": f"{GIB}\n"}, None),  # no cgroup mount found
 ])  # fmt: skip
-def test_a_containers_memory_limit_is_the_ram_there_is(tmp_path, v2, v1, limited):
-    """In a container (Docker, a CI runner, a systemd slice) the RAM budget defaulted to 3/4 of the host's RAM:
-    over the container's limit, the run was killed. The cgroup limit, when there is one, is the RAM there is."""
-    files = []
-    for name, text in (("memory.max", v2), ("memory.limit_in_bytes", v1)):
-        files.append(tmp_path / name)
-        if text is not None:
-            files[-1].write_text(text)
-    host = installed_ram_bytes(cgroup_limits=())
-    assert host is not None and host > 2 * 2**30
-    assert installed_ram_bytes(cgroup_limits=files) == (2 * 2**30 if limited else host)
-    (tmp_path / "memory.max").write_text(str(4 * host))  # a limit above the host's RAM: the host's
-    assert installed_ram_bytes(cgroup_limits=files[:1]) == host
+def test_the_memory_limit_is_the_processs_own_cgroups(tmp_path, cgroup, mountinfo, files, limit):
+    """Only the top of the hierarchy was read (/sys/fs/cgroup/memory.max, memory/memory.limit_in_bytes), which
+    holds no limit of a systemd slice, of a container sharing the host's cgroup namespace nor of a hybrid layout's
+    v2 part (under unified/). The process's own group is found from /proc/self/cgroup and the mounts, and every
+    limit above it counts."""
+    assert cgroup_memory_limit(_tree(tmp_path, cgroup, mountinfo, files)) == limit
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not MEMINFO.is_file(), reason="cgroups are Linux's")
+def test_a_containers_memory_limit_is_the_ram_there_is(tmp_path):
+    """In a container (Docker, a CI runner) the RAM budget defaulted to 3/4 of the host's RAM: over the container's
+    limit, the run was killed. The cgroup limit, when there is one, is the RAM there is; a limit above the host's
+    RAM, or none that can be read, leaves the host's."""
+    host = installed_ram_bytes(root=tmp_path / "nothing")
+    assert host is not None and host > 2 * GIB
+    limit = tmp_path / "sys" / "fs" / "cgroup" / "memory.max"
+    _tree(tmp_path, "0::/\n", V2_MOUNT, {str(limit.relative_to(tmp_path)): f"{2 * GIB}\n"})
+    assert installed_ram_bytes(root=tmp_path) == 2 * GIB
+    limit.write_text(f"{4 * host}\n")
+    assert installed_ram_bytes(root=tmp_path) == host
+    (tmp_path / "proc" / "self" / "cgroup").unlink()  # unreadable: the host's
+    limit.write_text(f"{GIB}\n")
+    assert installed_ram_bytes(root=tmp_path) == host
