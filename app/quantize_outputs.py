@@ -5,6 +5,8 @@ do not call the engine); every decision about a parts folder is the engine's own
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,8 @@ from gpu.system_info import installed_ram_bytes
 
 if TYPE_CHECKING:
     from gpu.streaming.engine import ResumeKey, UnfinishedRun
+
+log = logging.getLogger(__name__)
 
 # The wizard's widgets may not import gpu.system_info (tests/app/test_layering.py): they take it from here.
 __all__ = [
@@ -65,34 +69,65 @@ def _engine() -> ModuleType:
 
 
 def resume_key(source: str, config: Any) -> ResumeKey | None:
-    """The engine's resume key of a run of ``config`` (a QuantizeConfig) on ``source``; None when the source cannot
-    be read now (the run itself then refuses it, in the engine's words)."""
+    """The engine's resume key of a run of ``config`` (a QuantizeConfig) on ``source``; None when it cannot be
+    known now: the source cannot be read, or reading it fails in any way (a config file holding ``"num_layers":
+    "2"`` raised a TypeError on the GUI thread as the wizard started its run). The run itself then refuses the
+    source, in the engine's words, or fails with its real error."""
     try:
         return _engine().resume_key(source, config)
-    except (UserError, OSError, ValueError):
+    except UserError:
+        return None
+    except Exception:  # noqa: BLE001 - never the GUI thread's end: the run reports it
+        log.warning("the resume key of %s could not be computed", source, exc_info=True)
         return None
 
 
 def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: list[str] | None = None) -> Path:
-    """``<stem>.safetensors`` in ``folder``, else ``<stem>-2.safetensors``, …: a file already there is a model the
-    user may be using (perhaps in the library), and the quantizer's final rename would replace it silently. A
-    name with only a ``.parts`` folder is an interrupted run of that name, free only when the engine would resume
-    from it (``resumes_from``: same settings, same source files, same calibration inputs, same quantizer
-    version): else the engine would delete its blocks (hours of work) to start over, so the name counts as taken,
-    and ``notes`` gets why, for the log."""
+    """The name a run of ``config`` on ``source`` writes in ``folder``: an interrupted run's name it resumes
+    (``<stem>.safetensors`` or ``<stem>-N.safetensors`` whose ``.parts`` folder the engine would resume from:
+    same settings, same source files, same calibration inputs, same quantizer version), else the first free one
+    of ``<stem>.safetensors``, ``<stem>-2.safetensors``, …. A file already there is a model the user may be using
+    (perhaps in the library), and the quantizer's final rename would replace it silently. A name with only a
+    ``.parts`` folder the run would not resume from is taken too: the engine would delete its blocks (hours of
+    work) to start over; ``notes`` gets why, for the log. Only a folder whose deletion loses nothing (no readable
+    manifest, no block or samples file: ``discards_nothing``) leaves its name free."""
     engine = _engine()
     key = resume_key(source, config)
+    resumed = _resumed_name(folder, stem, key)
+    if resumed is not None:
+        return resumed
 
     def taken(path: Path) -> bool:
         if path.exists():
             return True
-        if engine.resumes_from(engine.parts_dir(path), key) is not False:
-            return False  # no parts folder, or one this run resumes
+        parts = engine.parts_dir(path)
+        if engine.resumes_from(parts, key) is not False or engine.discards_nothing(parts):
+            return False  # no parts folder, one this run resumes, or one holding nothing to lose
         if notes is not None:
-            notes.append(_taken_note(engine.parts_dir(path), key))
+            notes.append(_taken_note(parts, key))
         return True
 
     return first_free_path(folder / f"{stem}.safetensors", taken=taken)
+
+
+def _resumed_name(folder: Path, stem: str, key: ResumeKey | None) -> Path | None:
+    """``<stem>.safetensors`` or ``<stem>-N.safetensors`` in ``folder`` (the lowest N first) whose run a run with
+    ``key`` resumes (its parts folder, and no model file of that name); None when there is none. The first free
+    name was taken before: once the plain name's stopped run was deleted (Unfinished runs…), a run with the
+    settings of the stopped run in the ``-2`` name started over in the plain one, and that run was never resumed."""
+    if key is None:
+        return None
+    engine = _engine()
+    name = re.compile(rf"{re.escape(stem)}(?:-([1-9]\d*))?\.safetensors{re.escape(engine.PARTS_SUFFIX)}")
+    try:
+        found = [(int(m.group(1) or 1), entry) for entry in folder.iterdir() if (m := name.fullmatch(entry.name))]
+    except OSError:  # no models folder yet, or unreadable: nothing to resume
+        return None
+    for _n, parts in sorted(found):
+        out = parts.with_name(parts.name[: -len(engine.PARTS_SUFFIX)])
+        if not (out.exists() or out.is_symlink()) and engine.resumes_from(parts, key) is True:
+            return out
+    return None
 
 
 def _taken_note(parts: Path, key: ResumeKey | None) -> str:
@@ -105,6 +140,9 @@ def _taken_note(parts: Path, key: ResumeKey | None) -> str:
         return f"{in_the_way}: {own}"
     if key is None:
         return f"{parts.name} holds an earlier run's work, kept in {parts.parent}; {own}"
+    if not engine.has_manifest(parts):
+        return (f"{parts.name} has {engine.NO_MANIFEST}, but holds files of an earlier run. It stays in "
+                f"{parts.parent}; {own} {delete}")  # fmt: skip
     if engine.made_by_another_version(parts):
         return (f"{parts.name} holds the blocks of a run of another version of the quantizer, which this version "
                 f"cannot resume. It stays in {parts.parent}; {own} {delete}")  # fmt: skip

@@ -147,16 +147,20 @@ class QuantizeWorker(QObject):
 
     @staticmethod
     def _check_output(job: QuantizeJob) -> None:
-        """The quantizer's quick refusals about the output, taken before the run waits for the generation: its
-        folder cannot be made (a file where it goes, no permission) or another run (a command-line quantize)
-        writes the same file (``OutputBusy``). The lock is let go at once: ``quantize_model`` takes it again."""
+        """The quantizer's quick refusals about the output, taken before the run waits for the generation and has
+        its model unloaded: its folder cannot be made (a file where it goes, no permission), another run (a
+        command-line quantize) writes the same file (``OutputBusy``), or its disk lacks the space the run needs
+        (the engine's own estimate, ``check_disk_space``: headers and meta-device skeletons, about a second; the
+        run checks again). The lock is let go at once: ``quantize_model`` takes it again."""
+        import gpu.quantizer  # noqa: F401 - before the engine, which imported first is a circular import
         from gpu.atomic import output_errors
         from gpu.output_lock import output_lock
+        from gpu.streaming.engine import check_disk_space
 
         with output_errors(job.out_path.parent):  # a file where the folder goes: named, not a FileExistsError
             job.out_path.parent.mkdir(parents=True, exist_ok=True)
         with output_lock(job.out_path, "quantize run"):
-            pass
+            check_disk_space(job.source, job.out_path, job.config)
 
     @staticmethod
     def _wait_for(unloaded: threading.Event, job: QuantizeJob) -> None:

@@ -155,6 +155,20 @@ def test_alpha_points_default_validation_and_resume_fingerprint():
         assert "0, 0.1, ..., 1" in err.value.hint
 
 
+@pytest.mark.parametrize("method", ["svdquant", "naive", "smoothquant", "svd", "lorc", "nf4"])
+def test_a_setting_the_method_does_not_use_does_not_change_the_resume_key(method):
+    """The rank of a method without a low-rank branch and the shared smoothing of one that does not smooth are
+    greyed out in the wizard, yet changed the resume key: a stopped naive run given another rank (the wizard's
+    greyed value, the command line's default) started over. Only what the method uses counts; and the base
+    pipeline as it is spelled, never (its files and prompts count)."""
+    base = QuantizeConfig(method=method)
+    uses = {"rank": method in ("svdquant", "svd", "lorc"), "shared_smoothing": method in ("svdquant", "smoothquant"),
+            "precision": method != "nf4", "base": False}  # fmt: skip
+    for field, other in (("rank", 8), ("shared_smoothing", False), ("precision", "nvfp4"), ("base", "FLUX.1-dev")):
+        changed = QuantizeConfig(method=method, **{field: other})
+        assert (changed.fingerprint() != base.fingerprint()) == uses[field], field
+
+
 def test_alpha_points_from_the_command_line_reach_the_quantizer(tiny_flux, tmp_path, capsys):
     from main import main
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from gpu.errors import Cancelled, ModelLoadError
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, quantize_model, quantize_model_in_memory
-from gpu.streaming.engine import parts_dir, resume_key, resumes_from
+from gpu.streaming.engine import ENGINE_VERSION, ResumeKey, _settings_key, parts_dir, resume_key, resumes_from
 from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 DEMO = resources_dir() / "models" / "demo"
@@ -150,6 +151,11 @@ def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, t
     kept_size = sum((parts / f"block-000{i}.safetensors").stat().st_size for i in (0, 1))
     (parts / "act1").mkdir()  # as a killed run leaves it
     (parts / "act1" / "0.safetensors").write_bytes(b"x" * 1000)
+    # A link of a scratch folder's name stayed (rmtree refuses links), and the run spilled into where it leads.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("the user's")
+    (parts / "act").symlink_to(elsewhere, target_is_directory=True)
     at_final_write: list[list[str]] = []
     save_checkpoint = engine.save_checkpoint
 
@@ -165,6 +171,7 @@ def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, t
     quantize_model(DEMO, out, _cfg(ram_budget_gib=1e-6), events.append, library=lib, device=CPU)
     assert any("resuming: 2/6" in e.message for e in events)
     assert at_start == [[]] and at_final_write == [[]]
+    assert [p.name for p in elsewhere.iterdir()] == ["notes.txt"]
     _same(out, streamed)
     assert not parts.exists() and mapped_at_removal == []
     # The disk space each run was checked for (before it wrote anything) was what it then wrote, or a little more:
@@ -246,24 +253,158 @@ def test_stale_parts_for_other_settings_are_discarded(tmp_path):
     ]
 
 
-def test_a_discarded_parts_folder_is_named_by_the_settings_in_force():
+def _key(config: QuantizeConfig) -> ResumeKey:
+    """The resume key of a run of ``config`` on no source in particular (settings only): for folder decisions."""
+    settings = {"engine": ENGINE_VERSION, "quantization": config.fingerprint()}
+    return ResumeKey(settings, _settings_key(settings))
+
+
+def _folder(parts: Path, settings: dict, done: dict | None = None) -> Path:
+    """A parts folder whose manifest keeps ``settings`` under their key (as the engine writes it)."""
+    parts.mkdir(parents=True)
+    manifest = {"key": _settings_key(settings), "settings": settings, "done": done or {}}
+    (parts / "manifest.json").write_text(json.dumps(manifest))
+    return parts
+
+
+def test_a_discarded_parts_folder_is_named_by_the_settings_in_force(tmp_path):
     """A folder made with the default alpha grid (11, left out of the resume key so that folders from before the
     setting stay resumable) was said to be made with "alpha_points None -> 5". The values in force are named,
     and such a folder still counts as made with the default."""
-    from gpu.streaming.engine import ENGINE_VERSION, _what_differs
+    from gpu.streaming.engine import _what_differs, differs_from, made_by_another_version
 
     def manifest(config: QuantizeConfig) -> dict:
-        return {"done": {}, "settings": {"engine": ENGINE_VERSION, "quantization": config.fingerprint()}}
+        return {"done": {}, "settings": _key(config).settings}
 
     default, five = QuantizeConfig(), QuantizeConfig(alpha_points=5)
     assert "alpha_points" not in default.fingerprint()  # what folders from before the setting hold
-    assert _what_differs(manifest(default), manifest(five)["settings"]) == "alpha points 11 -> 5"
-    assert _what_differs(manifest(five), manifest(default)["settings"]) == "alpha points 5 -> 11"
+    assert _what_differs(manifest(default), _key(five)) == "alpha points 11 -> 5"
+    assert _what_differs(manifest(five), _key(default)) == "alpha points 5 -> 11"
     naive = QuantizeConfig(method="naive", alpha_points=5)  # no alpha grid: the method change says it all
-    assert _what_differs(manifest(naive), manifest(five)["settings"]) == "method naive -> svdquant"
-    assert _what_differs(manifest(QuantizeConfig(calib_prompts=8)), manifest(default)["settings"]) == (
-        "calib prompts 8 -> 64")  # fmt: skip
-    assert QuantizeConfig(alpha_points=11).fingerprint() == default.fingerprint()  # the same key: resumed
+    assert _what_differs(manifest(naive), _key(five)) == "method naive -> svdquant"
+    assert _what_differs(manifest(QuantizeConfig(calib_prompts=8)), _key(default)) == "calib prompts 8 -> 64"
+    # A folder of the version before the setting (its whole config, no alpha_points) resumes for an explicit 11.
+    before = {k: v for k, v in asdict(default).items()
+              if k not in ("alpha_points", "resume", "gpu_budget_gib", "ram_budget_gib")}  # fmt: skip
+    parts = _folder(tmp_path / "o.safetensors.parts", {"engine": ENGINE_VERSION, "quantization": before})
+    assert resumes_from(parts, _key(QuantizeConfig(alpha_points=11))) is True
+    assert resumes_from(parts, _key(five)) is False and differs_from(parts, _key(five)) == "alpha points 11 -> 5"
+    # A manifest with no settings is another version's; one that cannot be read resumes nothing, and says so.
+    (parts / "manifest.json").write_text(json.dumps({"key": "an older quantizer's", "done": {}}))
+    assert resumes_from(parts, _key(default)) is False and made_by_another_version(parts)
+    assert differs_from(parts, _key(default)) == "another version of the quantizer"
+    (parts / "manifest.json").write_bytes(b"\xff{")
+    assert resumes_from(parts, _key(default)) is False and not made_by_another_version(parts)
+    assert differs_from(parts, _key(default)) == "no readable manifest (nothing to resume)"
+
+
+def test_a_folder_without_a_readable_manifest_is_named_so_and_deleted_only_with_nothing_in_it(tmp_path):
+    """A parts folder without a (readable) manifest was said to be "another version of the quantizer". It is said
+    as what it is; it resumes nothing, and a run may discard it unasked only when that loses nothing: a deletion
+    cut short (the manifest goes first) leaves block files, which are listed, to delete."""
+    from gpu.streaming.engine import differs_from, discards_nothing, made_by_another_version, unfinished_runs
+
+    key = _key(QuantizeConfig())
+    parts = tmp_path / "o.safetensors.parts"
+    (parts / "act0").mkdir(parents=True)  # what a killed run leaves: spilled inputs, a temp file
+    (parts / "act0" / "0.safetensors").write_bytes(b"x")
+    (parts / ".tmpAb12Cd").write_bytes(b"x")
+    assert resumes_from(parts, key) is False and discards_nothing(parts)
+    (parts / "block-0003.safetensors").write_bytes(b"a finished block")
+    assert resumes_from(parts, key) is False and not discards_nothing(parts) and not made_by_another_version(parts)
+    assert differs_from(parts, key) == "no readable manifest (nothing to resume)"
+    [run] = unfinished_runs(tmp_path, key)
+    assert (run.resumes, run.differs, run.blocks_done) == (False, "no readable manifest (nothing to resume)", 0)
+    assert not discards_nothing(_folder(tmp_path / "p.safetensors.parts", {}))  # a manifest: never unasked
+    events = []  # a run given that output (the command line) starts over, saying why
+    with pytest.raises(Cancelled):
+        quantize_model(DEMO, tmp_path / "o.safetensors", _cfg(), events.append, (parts / "manifest.json").is_file,
+                       library=ModelLibrary(tmp_path / "lib"), device=CPU)  # fmt: skip
+    assert "o.safetensors.parts has no readable manifest (nothing to resume): starting over" in [
+        e.message for e in events]  # fmt: skip
+
+
+def test_a_file_managers_own_files_neither_hide_a_run_nor_keep_it_from_resuming(tmp_path):
+    """Finder's .DS_Store, Explorer's Thumbs.db and desktop.ini in a parts folder (opened to see what takes the
+    space) counted as the user's files: the run was left out of "Unfinished runs…" and refused to resume ("holds
+    files the quantizer did not write"). They are no one's files: ignored, and deleted with the folder."""
+    from gpu.streaming.engine import delete_unfinished_run, parts_in_the_way, unfinished_runs
+
+    key = _key(QuantizeConfig())
+    parts = _folder(tmp_path / "o.safetensors.parts", key.settings)
+    for junk in (".DS_Store", "Thumbs.db", "desktop.ini", "THUMBS.DB"):
+        (parts / junk).write_bytes(b"a file manager's")
+    assert parts_in_the_way(parts) == "" and resumes_from(parts, key) is True
+    assert [(run.parts, run.resumes) for run in unfinished_runs(tmp_path, key)] == [(parts, True)]
+    delete_unfinished_run(parts)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_resume_key_holds_what_the_blocks_are_made_of_not_how_it_is_named(tmp_path):
+    """The key held the base pipeline as it was spelled (the wizard gives its library name, the command line a
+    path, perhaps with a trailing / or through a link) and the source's files by their absolute path: the same run
+    given another way, or its source moved to another drive, started over, deleting the finished blocks. The base
+    counts by its files and prompts, the source by its files' paths inside it, sizes and times."""
+    import os
+
+    lib = ModelLibrary(tmp_path / "lib")
+    (tmp_path / "disk1").mkdir()
+    single = save_bfl_transformer(DEMO, tmp_path / "disk1" / "flux-demo.safetensors")
+    os.symlink(DEMO, tmp_path / "demo-link")
+    bases = ("demo", str(DEMO), f"{DEMO}/", str(tmp_path / "demo-link"))
+    [key] = {resume_key(single, _cfg(base=base), lib, CPU).key for base in bases}
+    moved = tmp_path / "disk2" / single.name
+    moved.parent.mkdir()
+    shutil.copy2(single, moved)  # a copy keeping its times: the same file on another drive
+    assert resume_key(moved, _cfg(base="demo"), lib, CPU).key == key
+    shutil.copytree(DEMO, tmp_path / "disk1" / "demo")
+    shutil.copytree(DEMO, tmp_path / "disk2" / "demo")
+    assert resume_key(tmp_path / "disk1" / "demo", _cfg(), lib, CPU).key == resume_key(
+        tmp_path / "disk2" / "demo", _cfg(), lib, CPU).key  # fmt: skip
+    os.utime(moved, ns=(moved.stat().st_atime_ns, moved.stat().st_mtime_ns + 10**9))  # written again since
+    assert resume_key(moved, _cfg(base="demo"), lib, CPU).key != key
+
+
+def _as_the_earlier_version_wrote(settings: dict, config: QuantizeConfig, files: list[Path]) -> dict:
+    """``settings`` (a manifest's) as the version before the key's change wrote them for the same run: every
+    quantization field but the budgets (the alpha grid left out at 11 or for a method that does not smooth), and
+    the weight files by their resolved paths."""
+    quantization = {k: v for k, v in asdict(config).items() if k not in ("resume", "gpu_budget_gib", "ram_budget_gib")}
+    if config.alpha_points == 11 or config.method not in ("svdquant", "smoothquant"):
+        del quantization["alpha_points"]
+    source = [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    return {**settings, "quantization": quantization, "source": source}
+
+
+def test_parts_folders_of_the_earlier_key_still_resume_and_are_recorded_in_the_new_one(tmp_path):
+    """The key's change must not throw finished blocks away: a folder the earlier version made (the base as the
+    wizard spelled it, the source's absolute path) resumes, here with the base given by its path and the source
+    since moved to another folder, and the run records it under the new key."""
+    lib = ModelLibrary(tmp_path / "lib")
+    (tmp_path / "disk1").mkdir()
+    single = save_bfl_transformer(DEMO, tmp_path / "disk1" / "flux-demo.safetensors")
+    out = tmp_path / "models" / "o.safetensors"
+    parts = parts_dir(out)
+    manifest = _partial_with(out, 2, lib, _cfg(base="demo"), single)
+    earlier = _as_the_earlier_version_wrote(manifest["settings"], _cfg(base="demo"), [single])
+    (parts / "manifest.json").write_text(json.dumps({**manifest, "key": _settings_key(earlier), "settings": earlier}))
+    moved = tmp_path / "disk2" / single.name
+    moved.parent.mkdir()
+    shutil.copy2(single, moved)
+    single.unlink()
+    config = _cfg(base=f"{DEMO}/")
+    key = resume_key(moved, config, lib, CPU)
+    assert resumes_from(parts, key) is True
+    events = []
+
+    def three_done() -> bool:
+        return len(json.loads((parts / "manifest.json").read_text())["done"]) >= 3
+
+    with pytest.raises(Cancelled):
+        quantize_model(moved, out, config, events.append, three_done, library=lib, device=CPU)
+    assert "resuming: 2/6 blocks already done" in [e.message for e in events]
+    after = json.loads((parts / "manifest.json").read_text())
+    assert (after["key"], after["settings"], len(after["done"])) == (key.key, key.settings, 3)
 
 
 def _partial(out: Path, blocks: int, lib: ModelLibrary, source: Path = DEMO) -> dict:
@@ -680,10 +821,11 @@ def test_a_run_without_the_disk_space_it_needs_is_refused_before_any_work(tmp_pa
         quantize_model(DEMO, out, _cfg(), events.append, library=ModelLibrary(tmp_path / "lib"), device=CPU)
     [need] = needs
     assert str(refused.value) == (
-        f"not enough free disk space in {out.parent}: the run needs about {gib(need.total)} there (a "
-        f"{gib(need.model)} model file, written while the {gib(need.blocks)} of blocks still to quantize are kept "
-        "beside it), and 0.00 GiB is free")  # fmt: skip
-    assert need.total > 2**20 and events == []  # nothing recorded
+        f"not enough free disk space in {out.parent}: the run needs about {gib(need.total)} there ("
+        f"{gib(need.samples)} of calibration samples + {gib(need.blocks)} of blocks still to quantize + a "
+        f"{gib(need.model)} model file; the samples and blocks stay until the model file is written), and 0.00 GiB "
+        "is free")  # fmt: skip
+    assert need.total > 2**20 and need.samples and need.spill == 0 and events == []  # nothing recorded
     assert not out.parent.exists()  # the folder made for the output's lock is gone with it
     assert main(["quantize", "demo", "--out", str(out), "--calib-prompts", "1", "--rank", "8"]) == 2
     assert capsys.readouterr().err.startswith(f"error: not enough free disk space in {out.parent}: the run needs")

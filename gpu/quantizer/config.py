@@ -14,6 +14,7 @@ from gpu.quantize_defaults import (
     DEFAULT_RANK,
     LEGACY_ALPHA_POINTS,
     MAX_ALPHA_POINTS,
+    RANK_METHODS,
     SMOOTHING_METHODS,
 )
 
@@ -79,18 +80,43 @@ class QuantizeConfig:
         return spec_for(self.method, "int4", 0, "w4a4").smooth
 
     def fingerprint(self) -> dict:
-        """The settings that change the output (what a resumable parts folder must match)."""
+        """The settings that change the output (what a resumable parts folder must match): ``output_fields``."""
         d = asdict(self)
         for k in ("resume", "gpu_budget_gib", "ram_budget_gib"):
             d.pop(k)
-        # The grid parts folders from before the setting were made with is recorded as they recorded it (not at
-        # all); methods that do not smooth never use it, so their finished layers stay valid whatever it is.
-        if self.alpha_points == LEGACY_ALPHA_POINTS or not self.smooths:
-            d.pop("alpha_points")
-        return d
+        return output_fields(d)
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def output_fields(settings: dict) -> dict:
+    """Of a run's quantization ``settings`` (``QuantizeConfig``'s fields, or a fingerprint a parts folder's
+    manifest keeps, which earlier versions wrote whole), those its finished blocks depend on. Left out:
+
+    * ``base``, the pipeline a single file is calibrated with, as it was spelled: a library name (the wizard), a
+      path (the command line), with a trailing ``/`` or through a link each gave another key, and a run started
+      over for it. What the base gives the blocks is in the key already, by content: its calibration prompts,
+      defaults, text encoder, tokenizer and scheduler files (``gpu.streaming.engine``);
+    * a field the method does not use, which the wizard greys out: the rank but for the low-rank methods, the
+      shared smoothing and the alpha grid but for the smoothing methods, the precision for NF4 (its own format);
+    * a smoothing method's ``alpha_points`` at ``LEGACY_ALPHA_POINTS``, as folders from before the setting
+      recorded it (not at all).
+
+    Applied again to its own result it changes nothing, so a manifest's fingerprint of any version can be put in
+    these terms and compared."""
+    d = dict(settings)
+    d.pop("base", None)
+    method = d.get("method")
+    if method not in RANK_METHODS:
+        d.pop("rank", None)
+    if method not in SMOOTHING_METHODS:
+        d.pop("shared_smoothing", None)
+    if method not in SMOOTHING_METHODS or d.get("alpha_points") == LEGACY_ALPHA_POINTS:
+        d.pop("alpha_points", None)
+    if method == "nf4":
+        d.pop("precision", None)
+    return d
 
 
 def effective_fingerprint(fingerprint: dict) -> dict:

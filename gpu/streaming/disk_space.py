@@ -96,20 +96,37 @@ def folder_usage(folder: Path) -> tuple[int, float]:
     return total, newest
 
 
-def check_free_space(folder: Path, need: SpaceNeeded, freed: int = 0) -> None:
-    """``DiskSpaceError`` naming ``folder``, the GiB needed and the GiB free when the run's ``need`` exceeds the
-    free space of ``folder``'s disk plus ``freed`` (what the run deletes before it writes: an earlier run's parts
-    made with other settings)."""
-    free = shutil.disk_usage(folder).free + freed
-    if need.total <= free:
+# What a run deletes before it writes, said with the space that frees (``check_free_space``).
+STALE_PARTS = "deleting the old unfinished run, made with other settings"
+
+
+def check_free_space(folder: Path, need: SpaceNeeded, freed: int = 0, freed_by: str = STALE_PARTS) -> None:
+    """``DiskSpaceError`` naming ``folder``, the GiB needed (and what they are, as they add up) and the GiB free
+    when the run's ``need`` exceeds the free space of ``folder``'s disk plus ``freed``: what the run deletes before
+    it writes (``freed_by``, in words: an earlier run's parts made with other settings). The free space is said as
+    the disk has it (what ``df`` says), what the deletion frees apart."""
+    free = shutil.disk_usage(folder).free
+    if need.total <= free + freed:
         return
-    spilled = f", {gib(need.spill)} of block inputs spilled to disk under the RAM budget" if need.spill else ""
     raise DiskSpaceError(
-        f"not enough free disk space in {folder}: the run needs about {gib(need.total)} there (a {gib(need.model)} "
-        f"model file, written while the {gib(need.blocks)} of blocks still to quantize are kept beside it{spilled}), "
-        f"and {gib(free)} is free",
+        f"not enough free disk space in {folder}: the run needs about {gib(need.total)} there ({_counted(need)}), "
+        f"and {gib(free)} is free{f' (+{gib(freed)} freed by {freed_by})' if freed else ''}",
         "free some space on that disk, or choose another folder (--out)",
     ) from OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _counted(need: SpaceNeeded) -> str:
+    """``need.total`` as it is counted, in words: samples + blocks + the larger of the spill and the model file."""
+    terms = [f"{gib(need.samples)} of calibration samples"] if need.samples else []
+    terms += [f"{gib(need.blocks)} of blocks still to quantize"] if need.blocks else []
+    spilled = f"{gib(need.spill)} of block inputs spilled to disk under the RAM budget"
+    if need.spill > need.model:
+        terms.append(f"{spilled}, deleted before the {gib(need.model)} model file is written")
+    else:
+        terms.append(f"a {gib(need.model)} model file" + (f", written once the {spilled} are deleted" if need.spill
+                                                           else ""))  # fmt: skip
+    kept = " and ".join(what for what, n in (("samples", need.samples), ("blocks", need.blocks)) if n)
+    return " + ".join(terms) + (f"; the {kept} stay until the model file is written" if kept else "")
 
 
 @contextmanager

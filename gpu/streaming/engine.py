@@ -21,9 +21,9 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 
 import torch
 from safetensors import safe_open
@@ -34,13 +34,13 @@ from gpu.atomic import SCRATCH_NAME, atomic_path, atomic_write_bytes, output_err
 from gpu.bfl_layout import base_misfit, inspect_single_file
 from gpu.checkpoint.format import file_sha256, save_checkpoint
 from gpu.checkpoint.verified import verify_checkpoint_once
-from gpu.errors import BadRequestError, Cancelled, ModelLoadError, OutputBusy, OutputError, named_few
+from gpu.errors import BadRequestError, Cancelled, CheckpointError, ModelLoadError, OutputBusy, OutputError, named_few
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS, transformer_config
 from gpu.output_lock import output_lock
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
-from gpu.quantizer.config import QuantizeConfig, QuantizeEvent, effective_fingerprint
+from gpu.quantizer.config import QuantizeConfig, QuantizeEvent, effective_fingerprint, output_fields
 from gpu.quantizer.in_memory import base_record, make_samples
 from gpu.quantizer.shared import (
     CalibSample,
@@ -50,6 +50,7 @@ from gpu.quantizer.shared import (
     layer_message,
     quantize_layers,
 )  # fmt: skip
+from gpu.safetensors_header import read_safetensors_header
 from gpu.streaming.disk_space import (
     HEADER_PER_TENSOR,
     SpaceNeeded,
@@ -64,6 +65,7 @@ from gpu.streaming.source import (
     bfl_file_source,
     block_module,
     diffusers_folder_source,
+    head_module,
     is_bfl_file,
     load_block,
     load_head,
@@ -91,6 +93,8 @@ class ResumeKey:
     settings: dict
     key: str
     resume: bool = True
+    # The source's weight files, resolved: what parts folders of earlier versions recorded (``_in_current_terms``).
+    weight_files: tuple[str, ...] = ()
 
 
 def resume_key(source: str | Path, config: QuantizeConfig, library: ModelLibrary | None = None,
@@ -106,7 +110,8 @@ def resume_key(source: str | Path, config: QuantizeConfig, library: ModelLibrary
 def resumes_from(parts_folder: Path, key: ResumeKey | None) -> bool | None:
     """What a run whose resume key is ``key`` does with the parts folder ``parts_folder`` (``parts_dir(out)``):
     None when there is none, True when it resumes from it (keeps its finished blocks), False when it would
-    discard it to start over or refuse it (a file, a link, a folder holding files the engine did not write).
+    discard it to start over (``discards_nothing`` says whether anything is lost then) or refuse it (a file, a
+    link, a folder holding files the engine did not write).
     ``key`` None (unknown: the source could not be read) is False for any folder. The run's own decision
     (``_resumes``), so that an output name is offered as free exactly when the run loses nothing there."""
     if not (parts_folder.exists() or parts_folder.is_symlink()):
@@ -130,24 +135,81 @@ def parts_in_the_way(parts_folder: Path) -> str:
 
 def differs_from(parts_folder: Path, key: ResumeKey) -> str:
     """What differs between the settings ``parts_folder`` was made with and ``key``'s, in words ("rank 8 -> 16",
-    "another version of the quantizer"): what the run says when it discards the folder."""
-    return _what_differs(_read_manifest(parts_folder), key.settings)
+    "another version of the quantizer", "no readable manifest (nothing to resume)"): what the run says when it
+    discards the folder."""
+    return _what_differs(_read_manifest(parts_folder), key)
 
 
 def made_by_another_version(parts_folder: Path) -> bool:
-    """Whether ``parts_folder`` was made by another version of the quantizer (or keeps no readable settings): no
-    run of this version resumes from it, whatever its settings."""
+    """Whether ``parts_folder`` was made by another version of the quantizer (its manifest keeps no settings, or
+    another version's): no run of this version resumes from it, whatever its settings. False for a folder without
+    a readable manifest (``has_manifest``), which no version could resume."""
     return _another_version(_read_manifest(parts_folder))
+
+
+def has_manifest(parts_folder: Path) -> bool:
+    """Whether ``parts_folder`` keeps a readable manifest: without one nothing in it can be resumed (a folder
+    being deleted, whose manifest goes first; a damaged or unreadable one)."""
+    return bool(_read_manifest(parts_folder))
+
+
+def discards_nothing(parts_folder: Path) -> bool:
+    """Whether a run that discards ``parts_folder`` (``resumes_from`` False) loses nothing with it: it has no
+    readable manifest and holds no block or samples file, only what a killed run leaves (temporary files, spilled
+    block inputs), or nothing. Block files without their manifest (a deletion cut short, a damaged manifest) are
+    not the run's to delete unasked: the wizard lists the folder, to delete."""
+    if parts_folder.is_symlink() or not parts_folder.is_dir() or has_manifest(parts_folder):
+        return False
+    try:
+        return not any(_KEPT_FILE.match(p.name) for p in parts_folder.iterdir())
+    except OSError:
+        return False
 
 
 def _another_version(manifest: dict) -> bool:
     settings = manifest.get("settings")
-    return not isinstance(settings, dict) or settings.get("engine") != ENGINE_VERSION
+    return bool(manifest) and (not isinstance(settings, dict) or settings.get("engine") != ENGINE_VERSION)
 
 
 def _resumes(manifest: dict, key: ResumeKey) -> bool:
-    """Whether a run with ``key`` keeps the finished work a parts folder's ``manifest`` records."""
-    return key.resume and manifest.get("key") == key.key
+    """Whether a run with ``key`` keeps the finished work a parts folder's ``manifest`` records: its key is
+    ``key``'s, or the settings it keeps are ``key``'s once put in this version's terms (``_in_current_terms``)."""
+    if not key.resume:
+        return False
+    if manifest.get("key") == key.key:
+        return True
+    current = _in_current_terms(manifest, key)
+    return current is not None and _settings_key(current) == key.key
+
+
+def _in_current_terms(manifest: dict, key: ResumeKey) -> dict | None:
+    """The settings a parts folder's ``manifest`` keeps, written as this version writes them for the run of
+    ``key``; None when it keeps none, or settings that are not what its key hashes (never trusted then).
+    Earlier versions of this engine (the same ``ENGINE_VERSION``: the same blocks) kept every quantization field
+    (the base as spelled, a rank the method does not use: ``output_fields`` drops them) and each weight file by its
+    resolved path: a file counts as the same when its size and modification time are, and its old path is the one
+    the file resolves to now (the folder not moved) or ends with its path inside the source (moved). Their folders
+    stay resumable; the run that resumes one writes its manifest in these terms."""
+    settings = manifest.get("settings")
+    if not isinstance(settings, dict) or _settings_key(settings) != manifest.get("key"):
+        return None
+    out = dict(settings)
+    if isinstance(out.get("quantization"), dict):
+        out["quantization"] = output_fields(out["quantization"])
+    now, was = key.settings.get("source"), out.get("source")
+    if isinstance(now, list) and isinstance(was, list) and len(was) == len(now) == len(key.weight_files):
+        out["source"] = [new if _same_file(old, new, resolved) else old
+                         for old, new, resolved in zip(was, now, key.weight_files, strict=True)]  # fmt: skip
+    return out
+
+
+def _same_file(old: object, new: list, resolved: str) -> bool:
+    """Whether a weight file an earlier manifest records as ``old`` ([resolved path, size, mtime]) is the file now
+    recorded as ``new`` ([path inside the source, size, mtime]) that resolves to ``resolved``."""
+    if not (isinstance(old, list) and len(old) == 3 and isinstance(old[0], str)) or old[1:] != new[1:]:
+        return False
+    inside = PurePosixPath(new[0]).parts
+    return old[0] == resolved or PurePath(old[0]).parts[-len(inside):] == inside
 
 
 @dataclass(frozen=True)
@@ -234,7 +296,13 @@ class ActivationStore:
         self.spill = spill
         self.mem: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         if spill is not None:
-            spill.mkdir(parents=True, exist_ok=True)
+            if spill.is_symlink() or (spill.exists() and not spill.is_dir()):
+                _remove_scratch(spill)  # a link of that name: the spill went wherever it leads (GiBs)
+                if spill.is_symlink() or spill.exists():
+                    raise OutputError(f"{spill} is in the way: the quantizer spills block inputs into a folder of "
+                                      "that name", "remove it, then run again")  # fmt: skip
+            with output_errors(spill):  # a folder left over (not removed, being held) is written over
+                spill.mkdir(parents=True, exist_ok=True)
 
     def put(self, i: int, h: torch.Tensor, e: torch.Tensor) -> None:
         h, e = h.detach().cpu(), e.detach().cpu()
@@ -267,7 +335,13 @@ SCRATCH_FOLDERS = ("act", "act0", "act1")
 
 
 def _remove_scratch(folder: Path) -> None:
+    """Removes a scratch folder of spilled block inputs (``SCRATCH_FOLDERS``); a link or file of that name goes as
+    such (rmtree refuses a link, and a spilling run wrote into the link's target: ``ActivationStore`` refuses one)."""
     # Never fails a run: a folder that cannot go now (a virus scanner holding a file) goes with the parts at the end.
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        with suppress(OSError):
+            folder.unlink()
+        return
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -372,15 +446,19 @@ def _quantize_model(
     starting_over = None
     if stale:
         if config.resume and manifest:
-            starting_over = (f"{parts.name} was made with other settings ({_what_differs(manifest, settings)}): "
+            starting_over = (f"{parts.name} was made with other settings ({_what_differs(manifest, run.key)}): "
                              "starting over")  # fmt: skip
+        elif config.resume and not discards_nothing(parts):  # blocks left without their manifest: said as they go
+            starting_over = f"{parts.name} has {NO_MANIFEST}: starting over"
         manifest = {}  # other settings, other source, or a fresh start was asked for: the folder goes below
+    elif manifest:  # resumed: a folder of an earlier version is recorded in this version's terms from now on
+        manifest["key"], manifest["settings"] = run.key.key, settings
 
     head = load_head(src, device, dtype)
-    blocks = [("transformer_blocks", i) for i in range(src.n_double)]
-    blocks += [("single_transformer_blocks", i) for i in range(src.n_single)]
+    blocks = _blocks(src)
     samples = _verified_samples(parts, manifest)
-    need = _space_needed(run, config, head, blocks, manifest, samples, samples_override is not None, dtype)
+    kept = (len(samples), _tokens(samples[0]) if samples else 0) if samples is not None else None
+    need = _space_needed(run, config, blocks, manifest, kept, samples_override is not None, dtype)
     check_free_space(out_path.parent, need, folder_usage(parts)[0] if stale else 0)
     recorded = samples is None
     if samples is not None:
@@ -524,6 +602,51 @@ def _quantize_model(
     return out_path
 
 
+def check_disk_space(source: str | Path, out_path: Path | str, config: QuantizeConfig,
+                     library: ModelLibrary | None = None, device: torch.device | None = None) -> None:  # fmt: skip
+    """The run's own check of the disk space it needs (``DiskSpaceError``), made before the run, cheaply: before
+    the app has its generation model unloaded for a run refused at once. The same estimate from the same reads
+    as ``resume_key`` (headers, meta-device skeletons); samples a parts folder keeps are counted from their file's
+    header, neither read nor hashed (damaged, they are recorded again, which the run's own check counts). Raises
+    what the run raises before any work as well (an unreadable source, a parts folder in the way)."""
+    config.validate()
+    dtype = runtime_dtype(device or default_device())
+    run = _run_inputs(source, config, library or ModelLibrary(), dtype, False)
+    out_path = Path(out_path)
+    parts = parts_dir(out_path)
+    _check_parts_folder(parts)
+    manifest = _read_manifest(parts)
+    if parts.exists() and not _resumes(manifest, run.key):
+        need = _space_needed(run, config, _blocks(run.src), {}, None, False, dtype)
+        check_free_space(out_path.parent, need, folder_usage(parts)[0])
+        return
+    need = _space_needed(run, config, _blocks(run.src), manifest, _kept_samples(parts, manifest), False, dtype)
+    # A killed run's spilled inputs, which the run deletes before its check.
+    scratch = sum(folder_usage(parts / folder)[0] for folder in SCRATCH_FOLDERS if not (parts / folder).is_symlink())
+    check_free_space(out_path.parent, need, scratch, "deleting the block inputs a stopped run spilled to disk")
+
+
+def _blocks(src: WeightSource) -> list[tuple[str, int]]:
+    """The transformer's blocks in the order they run: (kind, index)."""
+    return [("transformer_blocks", i) for i in range(src.n_double)] + [
+        ("single_transformer_blocks", i) for i in range(src.n_single)]  # fmt: skip
+
+
+def _kept_samples(parts: Path, manifest: dict) -> tuple[int, int] | None:
+    """(how many samples, tokens per sample) of the samples file ``manifest`` records, read from its header only;
+    None when there is none to keep (the run records them)."""
+    path = parts / SAMPLES
+    if not isinstance(manifest.get("samples"), dict) or not path.is_file():
+        return None
+    try:
+        _n, header = read_safetensors_header(path)
+        count = int(header["__metadata__"]["count"])
+        tokens = header["0.hidden_states"]["shape"][1] + header["0.encoder_hidden_states"]["shape"][1] if count else 0
+    except (CheckpointError, KeyError, IndexError, TypeError, ValueError):  # not the engine's samples: recorded again
+        return None
+    return count, int(tokens)
+
+
 @dataclass(frozen=True)
 class _RunInputs:
     """What a run reads before any work: the weight source, the pipeline that calibrates it (None: a single file
@@ -559,8 +682,8 @@ def _run_inputs(source: str | Path, config: QuantizeConfig, library: ModelLibrar
         prompts = calibration_prompts(base_entry.path, defaults, config.calib_prompts)
     settings = _resume_settings(src, config, dtype, storage_dtype, prompts, steps, defaults, base_entry,
                                 samples_supplied)  # fmt: skip
-    return _RunInputs(src, base_entry, entry_for_record, storage_dtype, defaults, steps, prompts,
-                      ResumeKey(settings, _settings_key(settings), config.resume))  # fmt: skip
+    key = ResumeKey(settings, _settings_key(settings), config.resume, tuple(src.resolved_files()))
+    return _RunInputs(src, base_entry, entry_for_record, storage_dtype, defaults, steps, prompts, key)
 
 
 def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
@@ -621,6 +744,9 @@ def _prefixed(block: torch.nn.Module, kind: str, index: int = 0) -> torch.nn.Mod
 # What the calibration samples are made of besides the transformer (relative to the pipeline folder).
 _CALIBRATION_FILES = ("model_index.json", "scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
 
+# What a parts folder without a readable manifest is said to be (``_read_manifest``): nothing in it resumes.
+NO_MANIFEST = "no readable manifest (nothing to resume)"
+
 # How each resume setting is named when a parts folder was made with another value.
 _SETTING_LABELS = {
     "engine": "another version of the quantizer",
@@ -666,11 +792,16 @@ def _settings_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-def _what_differs(manifest: dict, settings: dict) -> str:
-    """Names what differs between the manifest's settings and ``settings`` (e.g. "rank 8 -> 16")."""
+def _what_differs(manifest: dict, key: ResumeKey) -> str:
+    """Names what differs between the manifest's settings and ``key``'s (e.g. "rank 8 -> 16"), those of an earlier
+    version put in this version's terms first (``_in_current_terms``): else every folder of theirs differed in
+    its "source weights", which were recorded by another path."""
+    if not manifest:
+        return NO_MANIFEST
     if _another_version(manifest):
         return _SETTING_LABELS["engine"]
-    old = manifest["settings"]
+    settings = key.settings
+    old = _in_current_terms(manifest, key) or manifest["settings"]
     named = []
     for k, new in settings.items():
         was = old.get(k)
@@ -697,11 +828,22 @@ _OWN_PARTS_ENTRY = re.compile(r"^(\.?(manifest\.json|samples\.safetensors|block-
                               r"(\.\w+\.tmp)?|\.tmp\w{6})$")  # fmt: skip
 
 
+# The files a finished block or the samples are kept in: what a run discarding the folder would lose.
+_KEPT_FILE = re.compile(r"^(samples\.safetensors|block-\d{4}\.safetensors)$")
+
+# What a file manager writes into any folder it shows (macOS Finder, Windows Explorer), compared in lower case as
+# Windows names are: no file of the user's, so it neither hides the run nor keeps it from resuming, and goes with
+# the folder.
+OS_JUNK = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
+
+
 def _foreign_entries(parts: Path) -> list[str]:
-    """The names in the folder ``parts`` that the engine does not write there (the user's files)."""
+    """The names in the folder ``parts`` that the engine does not write there (the user's files), but for a file
+    manager's own (``OS_JUNK``)."""
     with output_errors(parts):
         return sorted(p.name for p in parts.iterdir()
-                      if not (_OWN_PARTS_ENTRY.match(p.name) or SCRATCH_NAME.match(p.name)))  # fmt: skip
+                      if not (_OWN_PARTS_ENTRY.match(p.name) or SCRATCH_NAME.match(p.name)
+                              or p.name.lower() in OS_JUNK))  # fmt: skip
 
 
 def _check_parts_folder(parts: Path) -> None:
@@ -794,22 +936,23 @@ def _spills(per_sample: int, count: int, config: QuantizeConfig) -> bool:
     return 2 * per_sample * count > config.ram_budget_gib * 2**30 / 2
 
 
-def _space_needed(run: _RunInputs, config: QuantizeConfig, head: torch.nn.Module, blocks: list[tuple[str, int]],
-                  manifest: dict, samples: list[CalibSample] | None, samples_supplied: bool,
+def _space_needed(run: _RunInputs, config: QuantizeConfig, blocks: list[tuple[str, int]], manifest: dict,
+                  samples: tuple[int, int] | None, samples_supplied: bool,
                   dtype: torch.dtype) -> SpaceNeeded:  # fmt: skip
     """What the run still writes beside its output (``gpu.streaming.disk_space``): the model file, the blocks that
-    ``manifest`` does not record as finished, the samples when they are still to be recorded (``samples`` None),
-    and the block inputs if they spill. Samples a caller supplies (benchmarks) are not known yet: not counted."""
+    ``manifest`` does not record as finished, the samples when they are still to be recorded (``samples``, the
+    (count, tokens per sample) of those kept, None), and the block inputs if they spill. Samples a caller supplies
+    (benchmarks) are not known yet: not counted. Sizes only: the head and blocks are meta-device skeletons."""
     adapter = adapter_named("flux")
     per_kind = {}
     for kind in {k for k, _ in blocks}:
         block = _prefixed(block_module(run.src.config, kind), kind)
         per_kind[kind] = block_bytes(block, adapter.quantizable_linears(block), config, run.storage_dtype)
-    model = head_bytes(head, run.storage_dtype) + sum(per_kind[k] for k, _ in blocks)
+    model = head_bytes(head_module(run.src), run.storage_dtype) + sum(per_kind[k] for k, _ in blocks)
     todo = sum(per_kind[k] for k, i in blocks if f"{k}.{i}" not in manifest.get("done", {}))
     recording = 0
     if samples is not None:
-        count, tokens = len(samples), _tokens(samples[0]) if samples else 0
+        count, tokens = samples
     elif samples_supplied:
         count, tokens = 0, 0
     else:

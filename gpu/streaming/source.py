@@ -51,8 +51,10 @@ Getter = Callable[[], torch.Tensor]
 class WeightSource:
     """name (diffusers) -> lazy getter; ``config``: the FluxTransformer2DModel config (all init args)."""
 
-    def __init__(self, files: list[Path], getters: dict[str, Getter], raw_config: dict) -> None:
+    def __init__(self, files: list[Path], getters: dict[str, Getter], raw_config: dict, root: Path | None = None
+                 ) -> None:  # fmt: skip
         self.files = files
+        self.root = root  # the diffusers folder ``files`` lie in; None: a single file
         self.getters = getters
         load_model_libraries()  # another thread (the app's engine) may be importing them: see gpu.model_libraries
         from diffusers import FluxTransformer2DModel
@@ -70,8 +72,25 @@ class WeightSource:
         self.n_single = int(self.config["num_single_layers"])
 
     def identity(self) -> list:
-        """What the resume key hashes: every weight file's path, size and modification time."""
-        return [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files]
+        """What the resume key hashes of the weights: every weight file's path inside the source (from the pipeline
+        folder, ``transformer/...``; a single file's name, as its links lead to it), size and modification time.
+        Not where the source lies: moved to another drive or mount point (or copied keeping its times, as
+        ``cp -p`` and ``shutil.copy2`` do), its files are the same, and a run resumes from their finished blocks
+        (it started over, saying "other source weights", when the key held the absolute paths)."""
+        return [(self._inside(f), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files]
+
+    def _inside(self, file: Path) -> str:
+        if self.root is None:
+            return file.resolve().name
+        try:
+            return file.relative_to(self.root).as_posix()
+        except ValueError:  # an index naming a shard outside the folder ("../x"): where it is, then
+            return str(file.resolve())
+
+    def resolved_files(self) -> list[str]:
+        """The weight files' resolved paths: what the resume key of earlier versions (parts folders made before
+        ``identity`` took the paths inside the source) hashed."""
+        return [str(f.resolve()) for f in self.files]
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
         """Every tensor whose name starts with ``prefix`` (prefix removed), read now from the mapped file."""
@@ -103,7 +122,7 @@ def diffusers_folder_source(folder: Path) -> WeightSource:
         with safe_open(str(f), framework="pt", device="cpu") as h:
             for k in h.keys():
                 getters[k] = _file_getter(f, k)
-    return WeightSource(files, getters, raw)
+    return WeightSource(files, getters, raw, folder)
 
 
 def is_bfl_file(path: Path) -> bool:
@@ -224,12 +243,17 @@ def load_block(source: WeightSource, kind: str, index: int, device: torch.device
     return block.eval()
 
 
-def load_head(source: WeightSource, device: torch.device, dtype: torch.dtype) -> nn.Module:
-    """The transformer without blocks (embedders, pos_embed, norm_out, proj_out), weights loaded."""
+def head_module(source: WeightSource) -> nn.Module:
+    """The transformer without blocks (embedders, pos_embed, norm_out, proj_out) on the meta device: its sizes."""
     from diffusers import FluxTransformer2DModel
 
     with torch.device("meta"):
-        head = FluxTransformer2DModel.from_config({**source.config, "num_layers": 0, "num_single_layers": 0})
+        return FluxTransformer2DModel.from_config({**source.config, "num_layers": 0, "num_single_layers": 0})
+
+
+def load_head(source: WeightSource, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """The transformer without blocks (embedders, pos_embed, norm_out, proj_out), weights loaded."""
+    head = head_module(source)
     state = {k: v.to(device=device, dtype=dtype) for k, v in source.head_tensors().items()}
     head.load_state_dict(state, strict=True, assign=True)
     return head.eval()

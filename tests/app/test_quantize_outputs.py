@@ -11,11 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.quantize_outputs import delete_unfinished_run, free_output_path, running_output, unfinished_runs
+from app.quantize_outputs import (
+    delete_unfinished_run,
+    free_output_path,
+    resume_key,
+    running_output,
+    unfinished_runs,
+)
 from gpu.errors import Cancelled, OutputBusy
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, quantize_model  # before gpu.streaming.engine (circular otherwise)
-from gpu.streaming.engine import parts_dir
+from gpu.streaming.engine import UnfinishedRun, parts_dir
 
 DEMO = resources_dir() / "models" / "demo"
 
@@ -55,6 +61,17 @@ def _blocks_done(out: Path) -> int:
         return 0
 
 
+def _not_offered(models: Path, stem: str, why: str) -> UnfinishedRun:
+    """Checks that a demo run is not offered ``stem``'s name, whose parts folder it would not resume, and that the log
+    says ``why`` -> that folder's run, as listed (the only one in ``models``)."""
+    notes: list[str] = []
+    assert free_output_path(models, stem, "demo", _cfg(), notes) == models / f"{stem}-2.safetensors"
+    assert notes == [f"{stem}.safetensors.parts {why} It stays in {models}; this run writes a name of its own. "
+                     "Unfinished runs… on the calibration page lists it, to delete."]  # fmt: skip
+    [run] = unfinished_runs(models, "demo", _cfg())
+    return run
+
+
 def test_a_run_of_another_version_is_listed_and_deleted_and_its_name_is_free_again(data_root, tmp_path):
     """A parts folder of another version of the quantizer took its name for ever (no run of this version resumes
     it) and stayed, GiBs, in the hidden models folder. It is listed, and deleted when asked, but never while a run
@@ -65,12 +82,8 @@ def test_a_run_of_another_version_is_listed_and_deleted_and_its_name_is_free_aga
     parts.mkdir(parents=True)
     (parts / "manifest.json").write_text(json.dumps({"key": "old", "done": {"transformer_blocks.0": {}}}))
     (parts / "block-0000.safetensors").write_bytes(b"x" * 4096)
-    notes: list[str] = []
-    assert free_output_path(models, "demo-x", "demo", _cfg(), notes) == models / "demo-x-2.safetensors"
-    assert notes == [f"demo-x.safetensors.parts holds the blocks of a run of another version of the quantizer, which "
-                     f"this version cannot resume. It stays in {models}; this run writes a name of its own. "
-                     "Unfinished runs… on the calibration page lists it, to delete."]  # fmt: skip
-    [run] = unfinished_runs(models, "demo", _cfg())
+    run = _not_offered(models, "demo-x", "holds the blocks of a run of another version of the quantizer, which this "
+                       "version cannot resume.")  # fmt: skip
     assert (run.output, run.blocks_done, run.resumes) == (out, 1, False)
     assert run.differs == "another version of the quantizer"
     assert run.size_bytes == 4096 + (parts / "manifest.json").stat().st_size
@@ -80,6 +93,61 @@ def test_a_run_of_another_version_is_listed_and_deleted_and_its_name_is_free_aga
     delete_unfinished_run(run)
     assert not parts.exists() and unfinished_runs(models) == []
     assert free_output_path(models, "demo-x", "demo", _cfg()) == out
+
+
+def _resumable(parts: Path, key) -> Path:
+    """A stopped run's parts folder that a run with resume key ``key`` resumes (its manifest, no block yet)."""
+    parts.mkdir(parents=True)
+    (parts / "manifest.json").write_text(json.dumps({"key": key.key, "settings": key.settings, "done": {}}))
+    return parts
+
+
+def test_the_name_of_a_stopped_run_the_settings_resume_is_taken_before_a_free_one(data_root, tmp_path):
+    """The first free name was taken, though a stopped run of the same settings waited in a numbered name (the
+    plain name's run deleted since, or a model written there): the run started over in the free name, and the
+    stopped run's blocks were never resumed. The name whose run resumes comes first; a model file of that name is
+    never replaced."""
+    models = tmp_path / "models"
+    key = resume_key("demo", _cfg())
+    assert key is not None
+    _resumable(models / "m-3.safetensors.parts", key)
+    assert free_output_path(models, "m", "demo", _cfg()) == models / "m-3.safetensors"
+    _resumable(models / "m-2.safetensors.parts", key)
+    (models / "m-2.safetensors").write_bytes(b"a model of that name")
+    assert free_output_path(models, "m", "demo", _cfg()) == models / "m-3.safetensors"
+    other = _cfg()
+    other.seed = 1  # other settings: neither run resumes, and the first free name is taken
+    assert free_output_path(models, "m", "demo", other) == models / "m.safetensors"
+    assert free_output_path(models, "other", "demo", _cfg()) == models / "other.safetensors"
+
+
+def test_a_parts_folder_without_a_manifest_leaves_its_name_free_only_when_it_holds_nothing(data_root, tmp_path):
+    """A parts folder without a (readable) manifest was "a run of another version of the quantizer", its name
+    taken. It resumes nothing: its name is free when the run, discarding it, loses nothing (what a killed run
+    leaves); a deletion cut short (the manifest goes first) left finished blocks, which are not the run's to delete
+    unasked: the name stays taken, and the folder is listed, to delete."""
+    from gpu.streaming.engine import NO_MANIFEST
+
+    models = tmp_path / "models"
+    parts = models / "m.safetensors.parts"
+    parts.mkdir(parents=True)
+    (parts / ".tmpAb12Cd").write_bytes(b"half a file")
+    assert free_output_path(models, "m", "demo", _cfg()) == models / "m.safetensors"
+    (parts / "block-0004.safetensors").write_bytes(b"x" * 100)
+    run = _not_offered(models, "m", f"has {NO_MANIFEST}, but holds files of an earlier run.")
+    assert (run.output, run.resumes, run.differs) == (models / "m.safetensors", False, NO_MANIFEST)
+
+
+def test_a_source_that_fails_to_read_in_any_way_leaves_the_error_to_the_run(data_root, tmp_path):
+    """A source whose transformer config holds "num_layers": "2" raised a TypeError on the GUI thread as the wizard
+    started its run (only the user's errors were caught). The resume key is then unknown, and the run reports the
+    error."""
+    source = tmp_path / "model"
+    shutil.copytree(DEMO, source)
+    config = source / "transformer" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "num_layers": "2"}))
+    assert resume_key(str(source), _cfg()) is None
+    assert free_output_path(tmp_path / "models", "m", str(source), _cfg()) == tmp_path / "models" / "m.safetensors"
 
 
 def test_a_full_disk_the_engine_reports_is_said_as_one(tmp_path):

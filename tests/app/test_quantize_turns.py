@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 
+from PySide6.QtCore import Qt
+
 from app.data_dir import resolve_data_dir
 from app.engine_worker import EngineWorker, Job, quantize_runs
 from gpu.generation.request import GenerationRequest
@@ -14,8 +16,8 @@ from tests.app.test_job_queue import _queue_behind_a_long_job
 
 def test_a_cpu_run_that_fails_while_a_job_runs_leaves_its_model_loaded(qtbot, window, monkeypatch):
     """A run asks the engine to unload the generation model, and the request waits behind the running job. A run
-    that failed meanwhile (here its disk has no room for the model it would write) had the model unloaded anyway,
-    after the job: the next Generate loaded it again for nothing (a minute for a 12B model)."""
+    that failed meanwhile (here its disk filled up after the run's first look, which found room) had the model
+    unloaded anyway, after the job: the next Generate loaded it again for nothing (a minute for a 12B model)."""
     controller = window.controller
     _queue_behind_a_long_job(qtbot, controller, 0)  # the model loaded, a job running
     window.quantize_panel.open_wizard()
@@ -23,7 +25,9 @@ def test_a_cpu_run_that_fails_while_a_job_runs_leaves_its_model_loaded(qtbot, wi
     wizard.next()
     wizard.next()
     usage = shutil.disk_usage(controller.data.quantized.parent)
-    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=0))  # the operating system's answer
+    asked: list[object] = []  # the disk has room until the run has asked for the unload (the operating system's)
+    wizard._thread.worker.unload_asked.connect(lambda *args: asked.append(args), Qt.ConnectionType.DirectConnection)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=0) if asked else usage)
     accept_dialog_later(seen := [])
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=60000):
         wizard.next()  # a run on the CPU: it asks for the unload and starts at once
@@ -39,6 +43,28 @@ def test_a_cpu_run_that_fails_while_a_job_runs_leaves_its_model_loaded(qtbot, wi
     with qtbot.waitSignal(controller.job_finished, timeout=60000):
         controller.generate()
     assert "Starting…" in statuses and "Loading demo…" not in statuses  # was: loaded again
+
+
+def test_a_run_without_the_disk_space_it_needs_is_refused_before_the_generation_model_is_unloaded(
+        qtbot, window, monkeypatch):  # fmt: skip
+    """The disk space check was the run's, made after the run had asked for the generation model's unload (and,
+    on a GPU, waited for the job before it): refused at once, it had cost the model, loaded again at the next
+    Generate. It is one of the quick refusals now, made before the run asks for anything."""
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    asked: list[object] = []
+    wizard._thread.worker.unload_asked.connect(lambda *args: asked.append(args), Qt.ConnectionType.DirectConnection)
+    wizard.next()
+    wizard.next()
+    usage = shutil.disk_usage(window.controller.data.quantized.parent)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=2**20))
+    accept_dialog_later(seen := [])
+    with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=60000):
+        wizard.next()
+    assert f"Failed: not enough free disk space in {wizard.out_path.parent}" in wizard.run_page.log.toPlainText()
+    assert asked == []  # was: the unload asked for, before the refusal
+    qtbot.waitUntil(lambda: len(seen) == 1)
+    wizard.close()
 
 
 def test_a_run_taking_the_gpu_as_a_job_starts_is_told_it_waits_behind_that_job(qapp, data_root):

@@ -46,12 +46,14 @@ def test_unfinished_runs_are_listed_and_one_is_deleted_when_confirmed(qtbot, win
     assert dialog is not None and dialog.isVisible()
     table = dialog.table
     rows = [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
-    day = time.strftime("%Y-%m-%d", time.localtime(time.time() - 60))
+    # The folder's own date (its files' and its own), in the table's format: a date taken from the clock again
+    # differed from it around midnight.
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(this.stat().st_mtime))
     assert [row[:2] + row[3:] for row in rows] == [
         ["demo-svdquant-int4-r32.safetensors", human_bytes(sizes[this]), "1", "resumes"],  # the newest first
         ["old.safetensors", human_bytes(sizes[old]), "1", "starts over (another version of the quantizer)"],
     ]
-    assert rows[0][2].startswith(day) and not dialog.delete_button.isEnabled()  # nothing selected yet
+    assert rows[0][2] == when and not dialog.delete_button.isEnabled()  # nothing selected yet
 
     asked: list[str] = []
 
