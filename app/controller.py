@@ -35,7 +35,7 @@ from app.wording import counted, were
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
 from gpu.generation.image_metadata import kind_by_name
-from gpu.generation.png_metadata import ImageSettings, png_name_problem
+from gpu.generation.png_metadata import ImageSettings, encodable, png_name_problem
 from gpu.version import APP_NAME
 
 # What to drop instead of a file with no settings (the app's own dialogs say it the same way).
@@ -359,7 +359,10 @@ class AppController(QObject):
         return self._rechecking == name
 
     def _entry(self, name: str) -> Any | None:
-        return next((e for e in self.entries if getattr(e, "name", None) == name), None)
+        """The library entry named ``name``, or whose name is ``name`` once escaped as images record names that are
+        not UTF-8 (``encodable``: the byte 0xe9 of a Latin-1 file name as the text ``\\xe9``)."""
+        exact = next((e for e in self.entries if getattr(e, "name", None) == name), None)
+        return exact or next((e for e in self.entries if encodable(str(getattr(e, "name", ""))) == name), None)
 
     def _fallback_model(self) -> str | None:
         """The first model that can be opened (built-in first, as the library lists them)."""
@@ -598,7 +601,7 @@ class AppController(QObject):
         model = settings.get("model")
         entry = self._entry(str(model)) if model else None
         if entry is not None and getattr(entry, "facts", None) is not None:
-            self.select_model(str(model), apply_defaults=False)
+            self.select_model(entry.name, apply_defaults=False)  # its name, not the image's escaped one
             applied.append("model")
         elif model:  # the same settings on another model give another image: say so rather than let it pass
             self.error.emit(EngineError(

@@ -21,6 +21,7 @@ from app.observable import Prop
 from app.settings import LoraSetting
 from app.wording import counted, were
 from gpu.errors import named_few
+from gpu.generation.png_metadata import encodable
 from gpu.lora.folder import MAX_DEPTH, FolderListing, list_lora_files
 from gpu.lora.keys import parts_text
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes, file_stamp, strength_words
@@ -873,10 +874,11 @@ class LoraState(QObject):
             if resolved is not None and e.resolved == resolved:
                 return e if e.path.is_file() else None
         # An image made on Windows names "C:\loras\x.safetensors", whose name on Linux would be all of it;
-        # PureWindowsPath splits at either separator.
-        file_name = PureWindowsPath(str(path)).name
+        # PureWindowsPath splits at either separator. A Linux name that is not UTF-8 is in the image escaped
+        # ("styl\xe9.safetensors", ``encodable``), whose backslash is no separator.
+        file_names = {PureWindowsPath(str(path)).name, path.name}
         for e in self.entries:
-            if e.path.name == file_name and e.path.is_file():
+            if {e.path.name, encodable(e.path.name)} & file_names and e.path.is_file():
                 return e
         return self.add_file(given) if given is not None and given.is_file() else None
 

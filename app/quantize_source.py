@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.engine_errors import classify
 from app.observable import Prop
-from gpu.bfl_layout import SingleFileFacts, base_misfit, inspect_single_file
+from gpu.bfl_layout import SingleFileFacts, inspect_single_file, pipeline_misfit
 from gpu.errors import ModelLoadError, UserError
 from gpu.model_files import (
     check_not_prequantized,
@@ -214,12 +214,12 @@ class QuantizeSource(QObject):
         return next((folder for _, v, folder in self.bases if v == value), None)
 
     def _fit(self, value: str) -> list[str] | None:
-        """What the base at ``value`` lacks for the file (empty: it fits); None when its config is unreadable."""
+        """What the base at ``value`` lacks for the file (empty: it fits; ``pipeline_misfit``, the quantizer's and
+        generation's check); None when none of its config files can be read."""
         folder = self._base_folder(value)
-        cfg = _transformer_config(folder) if folder is not None else None
-        if cfg is None or self.facts is None:
+        if folder is None or self.facts is None:
             return None
-        return base_misfit(self.facts.config, cfg)
+        return pipeline_misfit(self.facts.config, folder)
 
     def _preselected_base(self) -> str:
         """The library pipeline most likely to be the file's own: one that fits, with the same guidance
@@ -255,7 +255,8 @@ class QuantizeSource(QObject):
             return
         misfit = self._fit(self.base)
         if misfit is None:
-            self.base_problem = f"{self.base}: its transformer/config.json is missing or unreadable"
+            self.base_problem = (f"{self.base}: the config.json files of its text encoders, VAE and transformer are "
+                                 "missing or unreadable")  # fmt: skip
         elif misfit:
             self.base_problem = (f"{name} does not fit {Path(self.base).name or self.base}: {', '.join(misfit)}. "
                                  "Choose the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip

@@ -244,11 +244,14 @@ class ModelLibrary:
 
     def resolve(self, name_or_path: str | Path) -> ModelEntry:
         """A library name, or a path to a folder/SVDQ file, -> ModelEntry (raises ModelLoadError)."""
+        from gpu.generation.png_metadata import encodable
+
         key = str(name_or_path)
         if not key.strip():
             raise ModelLoadError("no model given (the name is empty)", "give a library name, a folder or an SVDQ file")
         for entry in self.entries():
-            if entry.name == key:
+            # an image names a model whose file name is not UTF-8 as its PNG holds it: escaped ("mod\\xe9le")
+            if entry.name == key or encodable(entry.name) == key:
                 if entry.facts is None:
                     raise ModelLoadError(f"model {key!r}: {entry.problem}")
                 return entry

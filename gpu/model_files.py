@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from functools import lru_cache
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -337,19 +339,104 @@ def model_hash(path: Path | str) -> str:
     """First 10 hex digits of the SHA-256 of the model's weights (A1111's ``Model hash``).
 
     For a pipeline folder the transformer's weight files that load (``checked_weight_files``) are hashed in name
-    order."""
+    order. Hashed once while the files stay the same (``same_files``: a file system that numbers its inodes anew,
+    a USB drive's exFAT, hashes nothing again; another file copied over with the same size and time does)."""
     path = Path(path)
     # What loads, not every file there: a .fp16 variant beside the weights changed the hash
     files = checked_weight_files(path / "transformer", path.name) if path.is_dir() else [path]
-    # the inode too: another file copied over it with the same size and time (cp -p, rsync -a) is hashed anew
-    stamp = tuple((str(f), st.st_size, st.st_mtime_ns, st.st_ino) for f in files for st in [f.stat()])
-    return _hash_files(stamp)
+    stamp = files_stamp(files)
+    known = _HASHES.get(stamp.files)
+    if known is not None and same_files(known[0], stamp):
+        # the inodes as they are numbered now: their contents are not read again while the numbers stay
+        _HASHES[stamp.files] = (replace(stamp, heads=known[0].heads), known[1])
+        return known[1]
+    stamp = with_heads(stamp)  # before the hashing: what a later look compares with is what was hashed
+    digest = _hash_files(files)
+    _HASHES.pop(stamp.files, None)
+    _HASHES[stamp.files] = (stamp, digest)
+    while len(_HASHES) > _HASHES_KEPT:
+        _HASHES.pop(next(iter(_HASHES)))  # the oldest
+    return digest
 
 
-@lru_cache(maxsize=64)
-def _hash_files(stamp: tuple[tuple[str, int, int, int], ...]) -> str:
+@dataclass(frozen=True)
+class FilesStamp:
+    """Who a set of files is without reading them (``files_stamp``), and the look at their contents that tells a
+    renumbered inode from another file (``with_heads``, ``same_files``).
+
+    ``files``: (path, size, mtime_ns) of each; ``nodes``: their (st_dev, st_ino), which vfat/exFAT (USB drives),
+    cifs with noserverino, sshfs and autofs hand out anew when a file is looked at again, so a changed one is no
+    proof of another file; ``heads``: each one's ``head_digest`` (None: not read)."""
+
+    files: tuple[tuple[str, int, int], ...]
+    nodes: tuple[tuple[int, int], ...]
+    heads: tuple[str, ...] | None = None
+
+
+def files_stamp(files: Iterable[Path]) -> FilesStamp:
+    """The ``FilesStamp`` of ``files`` from their ``stat`` alone; a file gone is left out (what reads it names
+    it)."""
+    stats = []
+    for f in files:
+        try:
+            stats.append((str(f), f.stat()))
+        except OSError:
+            continue
+    return FilesStamp(tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats),
+                      tuple((st.st_dev, st.st_ino) for _, st in stats))  # fmt: skip
+
+
+def with_heads(stamp: FilesStamp) -> FilesStamp:
+    """``stamp`` with its files' ``head_digest``s read."""
+    return replace(stamp, heads=tuple(head_digest(Path(name)) for name, *_ in stamp.files))
+
+
+def same_files(recorded: FilesStamp, now: FilesStamp) -> bool:
+    """Whether the files ``now`` stamps are those ``recorded`` stamped: the same paths, sizes and times, and the
+    same inodes, or else the same ``head_digest``s (read now; ``recorded`` needs its ``heads``).
+
+    A changed inode alone is no other file: on a USB drive's exFAT it would cost a reload and a re-hash of gigabytes
+    at every job. An SVDQ file's header records the SHA-256 of its data, so another SVDQ model copied over with the
+    same size and time (``cp -p``) has another header and is told apart. A diffusers weight file's header holds only
+    names, shapes and offsets: other data under the same header, copied over with the same size and the very same
+    modification time, is taken for the same file (no file system tells that copy from a renumbered inode without
+    reading the data)."""
+    if recorded.files != now.files:
+        return False
+    if recorded.nodes == now.nodes:
+        return True
+    heads = recorded.heads
+    return heads is not None and all(heads) and with_heads(now).heads == heads
+
+
+_MAX_HEAD = 256 << 20  # gpu.safetensors_header's limit on a header's length
+_SMALL_FILE = 1 << 20  # a file that is no safetensors file (config.json) is read whole up to this
+
+
+def head_digest(path: Path) -> str:
+    """The SHA-256 of a safetensors file's header (its length and JSON: for an SVDQ file the data's recorded
+    checksum with it), or of the first MiB of any other file (a config.json is read whole); "" when it cannot be
+    read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+            size = os.fstat(f.fileno()).st_size
+            if n is not None and n <= _MAX_HEAD and 8 + n <= size:
+                return hashlib.sha256(head + f.read(n)).hexdigest()
+            return hashlib.sha256(head + f.read(_SMALL_FILE)).hexdigest()
+    except OSError:
+        return ""
+
+
+# (path, size, mtime_ns) of the files hashed -> (their stamp with heads, the hash): model_hash's cache
+_HASHES: dict[tuple[tuple[str, int, int], ...], tuple[FilesStamp, str]] = {}
+_HASHES_KEPT = 64
+
+
+def _hash_files(files: list[Path]) -> str:
     h = hashlib.sha256()
-    for name, *_ in stamp:
+    for name in files:
         with open(name, "rb") as f:
             while chunk := f.read(16 << 20):
                 h.update(chunk)

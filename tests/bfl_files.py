@@ -59,8 +59,13 @@ def save_bfl_transformer(pipeline_dir: Path, out: Path, prefix: str = "", extra:
 
 def pipeline_copy(pipeline_dir: Path, out: Path, **transformer_config) -> Path:
     """A copy of the diffusers pipeline at ``pipeline_dir`` at ``out``, its transformer config changed by
-    ``transformer_config`` (a base pipeline that does not fit a file, or of the other FLUX.1 variant)."""
+    ``transformer_config`` (a base pipeline that does not fit a file, or of the other FLUX.1 variant). A
+    ``joint_attention_dim`` is the T5 text encoder's width too (its config's d_model): what a base supplies is checked
+    on its encoders, never on its transformer, which no base lends."""
     shutil.copytree(pipeline_dir, out)
     config = out / "transformer" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_bytes()), **transformer_config}))
+    if "joint_attention_dim" in transformer_config:
+        t5 = out / "text_encoder_2" / "config.json"
+        t5.write_text(json.dumps({**json.loads(t5.read_bytes()), "d_model": transformer_config["joint_attention_dim"]}))
     return out

@@ -83,3 +83,26 @@ def t5_shard_tensors() -> dict[str, tuple[str, tuple[int, ...]]]:
     return {"encoder.block.23.layer.0.SelfAttention.k.weight": ("F16", (4, 4)),
             "encoder.block.23.layer.1.DenseReluDense.wo.weight": ("F16", (4, 4)),
             "encoder.final_layer_norm.weight": ("F16", (4,))}  # fmt: skip
+
+
+def another_svdq_model(source: Path, out: Path) -> Path:
+    """An SVDQ file at ``out`` of the same size as ``source``'s but other weights: a byte of its first 16-bit tensor
+    that is not a quantized layer's changed, and the data checksum its header records with it (64 hex digits, as
+    long as before: the header keeps its length). What ``cp -p`` of another model of the same size puts in place."""
+    import hashlib
+
+    raw = bytearray(source.read_bytes())
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    layers = json.loads(header["__metadata__"]["svdq"])["layers"]
+    key = next(k for k, e in header.items() if k != "__metadata__" and e["dtype"] == "BF16"
+               and k.rpartition(".")[0] not in layers)  # fmt: skip
+    at = 8 + n + header[key]["data_offsets"][0]
+    raw[at] ^= 0x01  # the lowest bit of a bf16 value's mantissa: another finite number
+    old = json.loads(header["__metadata__"]["svdq"])["sha256"].encode()
+    new = hashlib.sha256(raw[8 + n :]).hexdigest().encode()
+    head = bytes(raw[8 : 8 + n])
+    assert head.count(old) == 1
+    raw[8 : 8 + n] = head.replace(old, new)
+    out.write_bytes(raw)
+    return out

@@ -3,7 +3,6 @@ quantize wizard calls it on the GUI thread, so it must not import torch)."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -13,11 +12,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gpu.bfl_layout import base_misfit, inspect_single_file
+from gpu.bfl_layout import inspect_single_file, pipeline_misfit
 from gpu.errors import ModelLoadError
 from gpu.paths import resources_dir
 from gpu.safetensors_header import PICKLE_PROBLEM
-from tests.bfl_files import save_bfl_transformer
+from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 DEMO = resources_dir() / "models" / "demo"
 
@@ -31,9 +30,9 @@ def test_flux_single_files_are_described_in_both_layouts(tmp_path):
                                           "guidance_embeds": False, "num_layers": 2, "num_single_layers": 4}
     assert bfl.params == comfy.params and bfl.dtype == "BF16"
     assert "ComfyUI" in comfy.summary and "2 double and 4 single blocks" in bfl.summary
-    demo_cfg = json.loads((DEMO / "transformer" / "config.json").read_bytes())
-    assert base_misfit(bfl.config, demo_cfg) == []
-    assert base_misfit(bfl.config, {**demo_cfg, "joint_attention_dim": 4096}) == ["joint_attention_dim 128 vs 4096"]
+    assert pipeline_misfit(bfl.config, DEMO) == []
+    wide = pipeline_copy(DEMO, tmp_path / "wide", joint_attention_dim=4096)
+    assert pipeline_misfit(bfl.config, wide) == ["joint_attention_dim 128 vs 4096 (text_encoder_2's d_model)"]
 
 
 @pytest.mark.parametrize(("name", "tensors", "says"), [

@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import torch
+from header_files import another_svdq_model
 from safetensors.torch import load_file, save_file
 
 import gpu.generation.service as service_module
@@ -53,7 +54,8 @@ def test_weights_rewritten_in_place_are_loaded_again_and_the_image_names_them(tm
 
 
 def test_a_file_copied_over_with_the_same_size_and_time_is_another_file(tmp_path):
-    """``cp -p`` or ``rsync -a`` over the model keep its size and time: the inode tells the new file."""
+    """``cp -p`` or ``rsync -a`` over the model keep its size and time: the inode, and then its header (the data
+    checksum it records), tell the new file."""
     model = tmp_path / "mine.safetensors"
     shutil.copy(MODELS / "demo-int4.safetensors", model)
     service = GenerationService(ModelLibrary(tmp_path / "data"), device=torch.device("cpu"))
@@ -63,8 +65,9 @@ def test_a_file_copied_over_with_the_same_size_and_time_is_another_file(tmp_path
     service.load(str(model))
     assert service.loaded is first  # unchanged files: nothing is read again
 
-    replacement = tmp_path / "incoming.safetensors"
-    shutil.copy2(model, replacement)  # another file, and its size and modification time are the model's
+    # another model, and its size and modification time are the model's
+    replacement = another_svdq_model(model, tmp_path / "incoming.safetensors")
+    assert replacement.stat().st_size == model.stat().st_size
     os.utime(replacement, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns))
     os.replace(replacement, model)
     assert not service.is_loaded(str(model))

@@ -12,10 +12,8 @@ tensors were never replaced, so there is no copy back (9 GiB of T5-XXL each way 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
-import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gpu.errors import CheckpointError
 from gpu.generation.prompt_length import t5_encoding
 from gpu.runtime.memory_policy import (
     FLUX_DEV_INT4,
@@ -111,20 +110,26 @@ def weight_bits(formats: Iterable[str]) -> int:
 def pipeline_sizes(pipe: Any, device: torch.device) -> ModelSizes:
     """Run-time bytes of a loaded pipeline's parts (as loaded: dtype already the run-time one; the transformer
     with its LoRAs and the kernels' copies)."""
-    from gpu.modules.svdq_linear import SVDQLinear
-
     encoders = tuple(encoder_size(getattr(pipe, n)) for n in TEXT_ENCODERS if getattr(pipe, n, None) is not None)
-    formats = [m.spec.weight_format for m in pipe.transformer.modules() if isinstance(m, SVDQLinear)]
     return ModelSizes(
         transformer=transformer_run_bytes(pipe.transformer, device), text_encoders=encoders,
-        vae=module_bytes(pipe.vae), weight_bits=weight_bits(formats),
+        vae=module_bytes(pipe.vae), weight_bits=transformer_weight_bits(pipe.transformer),
     )  # fmt: skip
 
 
+def transformer_weight_bits(transformer: nn.Module) -> int:
+    """``weight_bits`` of a loaded transformer's SVDQ layers (16: it has none)."""
+    from gpu.modules.svdq_linear import SVDQLinear
+
+    return weight_bits(m.spec.weight_format for m in transformer.modules() if isinstance(m, SVDQLinear))
+
+
 def _header(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(n))
+    """The checked header of the safetensors file at ``path`` (``pipeline_loader.safetensors_header``: read once in
+    a describe or job); ``CheckpointError`` when it is damaged."""
+    from gpu.generation.pipeline_loader import safetensors_header
+
+    return safetensors_header(path)
 
 
 def _numel(entry: dict[str, Any]) -> int:
@@ -139,7 +144,8 @@ _BLOCK_KEY = re.compile(r"^(.*\.(?:block|layers|blocks))\.(\d+)\.")
 
 def folder_sizes(folder: Path, value_bytes: int = 2) -> tuple[int, int]:
     """(bytes, streamed bytes) of a component folder at ``value_bytes`` a value (the run-time dtype's: 2 on a
-    GPU, 4 on the CPU), from safetensors headers only."""
+    GPU, 4 on the CPU), from safetensors headers only. A file that cannot be read is left out: a plan never fails
+    on it (loading the pipeline names the damage, in its words)."""
     from gpu.safetensors_header import loaded_weight_files
 
     total, blocks = 0, {}
@@ -148,7 +154,11 @@ def folder_sizes(folder: Path, value_bytes: int = 2) -> tuple[int, int]:
     except (OSError, ValueError):  # an unreadable folder or a damaged index: loading the pipeline names it
         files = []
     for f in files:
-        for key, entry in _header(f).items():
+        try:
+            header = _header(f)
+        except CheckpointError:  # damaged (or gone) since the model was checked
+            continue
+        for key, entry in header.items():
             if key == "__metadata__":
                 continue
             nbytes = value_bytes * _numel(entry)  # the run-time dtype whatever the file stores
@@ -165,13 +175,13 @@ _FLOAT_DTYPES = ("BF16", "F16", "F32", "F64")  # safetensors dtypes the loaders 
 def svdq_sizes(path: Path, value_bytes: int = 2) -> tuple[int, int]:
     """(run-time bytes, ``weight_bits``) of an SVDQ file's transformer, from its header: the quantized layers'
     buffers as stored (no path unpacks them), every other floating-point tensor at ``value_bytes`` a value (the
-    run-time dtype ``gpu.checkpoint.skeleton.cast_unquantized`` gives it: 4 on the CPU)."""
-    from gpu.checkpoint.format import read_checkpoint_meta
+    run-time dtype ``gpu.checkpoint.skeleton.cast_unquantized`` gives it: 4 on the CPU). ``CheckpointError`` when
+    the file cannot be read."""
+    from gpu.generation.pipeline_loader import checkpoint_meta
 
-    layers = read_checkpoint_meta(path).layers  # validated: every spec's formats are known
-    header = _header(path)
+    layers = checkpoint_meta(path).layers  # validated: every spec's formats are known
     total = 0
-    for key, entry in header.items():
+    for key, entry in _header(path).items():
         if key == "__metadata__":
             continue
         stored = entry["data_offsets"][1] - entry["data_offsets"][0]
@@ -183,9 +193,13 @@ def svdq_sizes(path: Path, value_bytes: int = 2) -> tuple[int, int]:
 def predicted_sizes(facts: Any, base_path: Path | None, value_bytes: int = 2) -> ModelSizes:
     """Sizes of a model that is not loaded at ``value_bytes`` a 16-bit value (the run-time dtype's: 2 on a GPU, 4
     on the CPU), from file headers (FLUX.1-dev's encoders/VAE when the base pipeline is unknown). ``facts``:
-    ``gpu.model_files.ModelFacts``."""
+    ``gpu.model_files.ModelFacts``. Never fails on a file that cannot be read: an SVDQ file counts as its size on
+    disk, another file is left out (loading names what is wrong with it)."""
     if facts.kind == "svdq":
-        transformer, bits = svdq_sizes(facts.path, value_bytes)
+        try:
+            transformer, bits = svdq_sizes(facts.path, value_bytes)
+        except CheckpointError:  # damaged since it was listed: its size on disk; 4 bits, what SVDQ files mostly are
+            transformer, bits = facts.size_bytes, 4
     else:
         transformer, bits = value_bytes * facts.transformer_params, 16
     scale = value_bytes // 2  # FLUX_DEV_INT4 counts 16-bit encoders and VAE
@@ -202,11 +216,11 @@ def predicted_sizes(facts: Any, base_path: Path | None, value_bytes: int = 2) ->
 def policy_for_pipeline(
     pipe: Any, device: torch.device, image_size: tuple[int, int] = REFERENCE_SIZE
 ) -> MemoryPolicy:
-    """The policy for a loaded (still CPU-resident) pipeline on ``device``; on the CPU weighed against the RAM
-    for images of ``image_size`` (the model's own)."""
+    """The policy for a loaded (still CPU-resident) pipeline on ``device``, for images of ``image_size`` (the
+    model's own): on a GPU weighed against its memory, on the CPU against the RAM."""
     total = detect_total_vram(device)
     if total is not None:
-        return choose_policy(total, pipeline_sizes(pipe, device))
+        return choose_policy(total, pipeline_sizes(pipe, device), image_size=image_size)
     from gpu.system_info import installed_ram_bytes
 
     return choose_policy(None, pipeline_sizes(pipe, device), installed_ram_bytes(), image_size)
@@ -240,7 +254,11 @@ def replan(loaded: Any) -> bool:
     old = loaded.policy
     if old is None or old.device != "cuda":  # the CPU plan has no sizes to weigh
         return False
-    loaded.policy = policy = policy_for_pipeline(loaded.pipe, loaded.device)
+    from gpu.generation.pipeline_loader import default_size
+
+    facts = loaded.entry.facts
+    size = default_size(facts) if facts is not None else REFERENCE_SIZE
+    loaded.policy = policy = policy_for_pipeline(loaded.pipe, loaded.device, size)
     if policy.text_encoders != old.text_encoders:
         place_text_encoders(loaded.pipe, loaded.device, policy)
     if _placement(policy) == _placement(old):

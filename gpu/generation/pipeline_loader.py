@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,12 +15,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors import SafetensorError
 
+import gpu.paths
 from gpu.adapters import adapter_named
-from gpu.bfl_layout import BASE_MUST_MATCH, base_misfit
+from gpu.bfl_layout import BASE_MUST_MATCH, pipeline_misfit
 from gpu.errors import CheckpointError, ModelLoadError, UserError
 from gpu.library import ModelEntry, ModelLibrary, resolved_path
-from gpu.model_files import ModelFacts, check_pipeline_complete, check_weight_components, inspect_model_path
-from gpu.safetensors_header import read_safetensors_header
+from gpu.model_files import (
+    FilesStamp,
+    ModelFacts,
+    check_pipeline_complete,
+    check_weight_components,
+    files_stamp,
+    inspect_model_path,
+)
+from gpu.safetensors_header import loaded_weight_files, read_safetensors_header
 
 if TYPE_CHECKING:
     from gpu.runtime.dispatch import ExecutionPath
@@ -64,42 +72,17 @@ def default_size(facts: ModelFacts) -> tuple[int, int]:
 def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path | None) -> Path:
     """The base pipeline folder of an SVDQ file: --base (a folder or, as quantize --base takes it, a library
     name), else the recorded absolute path, library name, or relative path, the first that fits the model
-    (``base_misfit``: a base whose text encoders or VAE give other widths would fail mid-generation).
+    (``pipeline_misfit``: a base whose text encoders or VAE give other widths would fail mid-generation).
 
     The absolute path first: it is the pipeline the file was made with. The relative one last: it finds a base
-    copied along with the file to another machine, but beside a moved file it may be some other folder."""
-    tried = []
-    if override:
-        candidates = [Path(override).expanduser()]
-        if candidates[0].is_file():  # "not found" of a file that is there misled
-            raise ModelLoadError(f"--base {override} is a file, not a pipeline folder",
-                                 "give the diffusers FLUX.1 folder, the one with model_index.json, or its "
-                                 "library name")  # fmt: skip
-        if not candidates[0].is_dir():
-            try:
-                candidates = [library.resolve(str(override)).path]
-            except ModelLoadError:
-                tried.append(f"library name {str(override)!r}")
-    else:
-        base = facts.base
-        candidates = []
-        if base.get("path"):
-            candidates.append(Path(base["path"]))
-        if base.get("name"):
-            try:
-                candidates.append(library.resolve(base["name"]).path)
-            except ModelLoadError:
-                tried.append(f"library name {base['name']!r}")
-        if base.get("relative_path"):
-            # A file quantized on Windows records "..\models\flux"; on Linux a backslash is no separator, so
-            # the base copied along with it was not found there. Windows takes either separator.
-            relative = str(base["relative_path"]).replace("\\", "/")
-            # The quantizer records it from the real file; the model may be read through a link elsewhere
-            # (facts.path is the path it was picked by), whose folder may hold a base of its own: both are tried,
-            # the real file's first, as the path was meant.
-            for beside in (resolved_path(facts.path).parent, facts.path.parent):
-                if (found := resolved_path(beside / relative)) not in candidates:
-                    candidates.append(found)
+    copied along with the file to another machine, but beside a moved file it may be some other folder. A built-in
+    model (under ``resources_dir()``) is the exception: its relative path first, the base shipped beside it, since
+    the absolute path it records is the build machine's checkout, which another checkout (or a bundle checked on
+    that machine) would otherwise use. Candidates are looked at lazily: the library (every model inspected) is
+    asked for the recorded name only when the absolute path did not do."""
+    tried: list[str] = []
+    misfits = False
+    candidates = _override_bases(override, library, tried) if override else _recorded_bases(facts, library, tried)
     for c in candidates:
         if (c / "model_index.json").is_file():
             # the transformer is the SVDQ file itself; the rest (encoders, tokenizers, VAE) must be there
@@ -112,77 +95,159 @@ def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path 
             if override:
                 raise ModelLoadError(
                     f"--base {override}: the pipeline {c} does not fit {facts.path.name} ({', '.join(misfit)}: "
-                    "the model's setting vs what the base's text encoders and VAE give)",
+                    "the model's setting vs what the base gives)",
                     "give the diffusers FLUX.1 pipeline the model was quantized from: its folder or library name",
                 )
             tried.append(f"{c}, which does not fit ({', '.join(misfit)})")
+            misfits = True
             continue
         tried.append(str(c))
-    raise ModelLoadError(
-        f"{facts.path.name}: its base pipeline (text encoders, VAE) was not found (tried: {', '.join(tried)})",
+    # a base that is there but does not fit is no base "not found": the user would look for a missing folder
+    problem = "does not fit it" if misfits else "was not found"
+    raise NoBase(
+        f"{facts.path.name}: its base pipeline (text encoders, VAE) {problem} (tried: {', '.join(tried)})",
         hint="pass --base with the diffusers folder the model was quantized from, or its library name",
+        problem=problem,
     )
 
 
-def model_base_misfit(svdq_file: Path, folder: Path) -> list[str]:
-    """``base_misfit`` (the wizard's and the quantizer's check) of an SVDQ file's transformer config against the
-    pipeline ``folder``: against its transformer's config, as the wizard checks, and against what its text
-    encoders and VAE give (``encoder_widths``: a base whose encoders were swapped keeps its transformer's config).
-    Empty when it fits or cannot be told."""
-    from gpu.checkpoint.format import read_checkpoint_meta
+class NoBase(ModelLoadError):
+    """No base pipeline of an SVDQ file was found (``problem``: "was not found"), or none that fits it ("does not
+    fit it")."""
 
+    def __init__(self, message: str, hint: str = "", problem: str = "was not found") -> None:
+        super().__init__(message, hint)
+        self.problem = problem
+
+
+def _override_bases(override: str | Path, library: ModelLibrary, tried: list[str]) -> Iterator[Path]:
+    """The folder ``--base`` names: a folder, else a library name (one not found noted in ``tried``, and the path
+    tried all the same, to be named as not found)."""
+    given = Path(override).expanduser()
+    if given.is_file():  # "not found" of a file that is there misled
+        raise ModelLoadError(f"--base {override} is a file, not a pipeline folder",
+                             "give the diffusers FLUX.1 folder, the one with model_index.json, or its "
+                             "library name")  # fmt: skip
+    if given.is_dir():
+        yield given
+        return
     try:
-        config = read_checkpoint_meta(svdq_file).model_config
+        found = library.resolve(str(override)).path
+    except ModelLoadError:
+        tried.append(f"library name {str(override)!r}")
+        found = given  # and named as the folder it is not
+    yield found
+
+
+def _recorded_bases(facts: ModelFacts, library: ModelLibrary, tried: list[str]) -> Iterator[Path]:
+    """The base folders an SVDQ file records, in ``resolve_base``'s order, each once; a library name not found is
+    noted in ``tried``."""
+    base = facts.base
+
+    def absolute() -> Iterator[Path]:
+        if base.get("path"):
+            yield Path(base["path"])
+
+    def by_name() -> Iterator[Path]:
+        if base.get("name"):
+            try:
+                yield library.resolve(base["name"]).path
+            except ModelLoadError:
+                tried.append(f"library name {base['name']!r}")
+
+    def relative() -> Iterator[Path]:
+        if base.get("relative_path"):
+            # A file quantized on Windows records "..\models\flux"; on Linux a backslash is no separator, so
+            # the base copied along with it was not found there. Windows takes either separator.
+            relative = str(base["relative_path"]).replace("\\", "/")
+            # The quantizer records it from the real file; the model may be read through a link elsewhere
+            # (facts.path is the path it was picked by), whose folder may hold a base of its own: both are tried,
+            # the real file's first, as the path was meant.
+            for beside in (resolved_path(facts.path).parent, facts.path.parent):
+                yield resolved_path(beside / relative)
+
+    built_in = resolved_path(facts.path).is_relative_to(resolved_path(gpu.paths.resources_dir()))
+    seen: list[Path] = []
+    for source in (relative, absolute, by_name) if built_in else (absolute, by_name, relative):
+        for c in source():
+            if c not in seen:
+                seen.append(c)
+                yield c
+
+
+def model_base_misfit(svdq_file: Path, folder: Path) -> list[str]:
+    """``pipeline_misfit`` (the wizard's and the quantizer's check) of an SVDQ file's transformer config against
+    the pipeline ``folder``: what its text encoders and VAE give, its transformer's config only for what they do not
+    (an SVDQ file never runs its base's transformer). Empty when it fits or cannot be told."""
+    try:
+        config = checkpoint_meta(svdq_file).model_config
     except (UserError, OSError):  # loading the file names what is wrong with it
         return []
     if any(k not in config for k in BASE_MUST_MATCH):
         return []
-    found: list[str] = []
-    for supplied in (_component_config(folder, "transformer"), encoder_widths(folder)):
-        found += [m for m in base_misfit(config, {**config, **supplied}) if m not in found]
-    return found
+    return pipeline_misfit(config, folder) or []
 
 
-def _component_config(folder: Path, component: str) -> dict[str, Any]:
-    """``folder/component/config.json`` ({} when missing, unreadable or no object)."""
+def weight_files(path: Path) -> list[Path]:
+    """The files whose bytes are a model's transformer: an SVDQ file, or the weight files of a pipeline folder's
+    transformer/ that load (``loaded_weight_files``, those ``model_hash`` hashes: not a README, a variant or a
+    download in progress beside them) and its config.json. [] when they cannot be listed (loading names why)."""
+    if not path.is_dir():
+        return [path]
     try:
-        value = json.loads((folder / component / "config.json").read_bytes())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
+        return [*loaded_weight_files(path / "transformer"), path / "transformer" / "config.json"]
+    except (OSError, ValueError):
+        return []
 
 
-def encoder_widths(folder: Path) -> dict[str, Any]:
-    """What the text encoders and VAE of the pipeline ``folder`` give a FLUX transformer, in its config's terms
-    (``BASE_MUST_MATCH``), from their config.json files: T5's width as joint_attention_dim, CLIP's as
-    pooled_projection_dim, the VAE's latent channels in the 2x2 patches FluxPipeline packs as in_channels. A value
-    that cannot be read is left out."""
-    latent_channels = _component_config(folder, "vae").get("latent_channels")
-    found = {
-        "joint_attention_dim": _component_config(folder, "text_encoder_2").get("d_model"),
-        "pooled_projection_dim": _component_config(folder, "text_encoder").get("hidden_size"),
-        "in_channels": 4 * latent_channels if isinstance(latent_channels, int) else None,
-    }
-    return {k: v for k, v in found.items() if v is not None}
+def weights_stamp(path: Path) -> FilesStamp:
+    """Who a model's weights are, cheaply (``files_stamp`` of ``weight_files``: no reading): rewriting,
+    replacing or copying over any of them changes it (``same_files``), so a loaded pipeline that no longer matches
+    its files is known."""
+    return files_stamp(weight_files(path))
 
 
-def weights_identity(path: Path) -> tuple[tuple[str, int, int, int, int], ...]:
-    """Who a model's weights are, cheaply (no reading): (name, size, mtime_ns, device, inode or file id) of an SVDQ
-    file, or of the files in a pipeline folder's transformer/. Rewriting, replacing or copying over any of them
-    changes it, so a loaded pipeline that no longer matches its files is known. A file gone is left out (loading
-    then names it)."""
+# One describe or job reads each SVDQ file's metadata and each header once (``one_read_each``): path -> (size,
+# mtime_ns, what was read), per kind of read. None outside such a call: nothing is kept from one call to the next.
+_READS: ContextVar[dict[tuple[str, str], tuple[int, int, Any]] | None] = ContextVar("reads", default=None)
+
+
+@contextlib.contextmanager
+def one_read_each() -> Iterator[None]:
+    """Within the block, ``checkpoint_meta`` and ``safetensors_header`` read each file once while its size and
+    time stay the same (describing an SVDQ model read its metadata five times)."""
+    token = _READS.set({}) if _READS.get() is None else None
     try:
-        files = sorted((path / "transformer").iterdir()) if path.is_dir() else [path]
+        yield
+    finally:
+        if token is not None:
+            _READS.reset(token)
+
+
+def _read_once(kind: str, path: Path, read: Callable[[Path], Any]) -> Any:
+    reads = _READS.get()
+    try:
+        st = os.stat(path)
     except OSError:
-        return ()
-    identity = []
-    for f in files:
-        try:
-            st = os.stat(f)
-        except OSError:
-            continue
-        identity.append((str(f), st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
-    return tuple(identity)
+        reads = None  # the read says what is wrong, in its words
+    if reads is None:
+        return read(path)
+    key, stamp = (kind, str(path)), (st.st_size, st.st_mtime_ns)
+    if key not in reads or reads[key][:2] != stamp:
+        reads[key] = (*stamp, read(path))
+    return reads[key][2]
+
+
+def checkpoint_meta(path: Path) -> Any:
+    """``gpu.checkpoint.format.read_checkpoint_meta``, once per file in a ``one_read_each`` block."""
+    from gpu.checkpoint.format import read_checkpoint_meta
+
+    return _read_once("meta", Path(path), read_checkpoint_meta)
+
+
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """``read_safetensors_header``'s checked header, once per file in a ``one_read_each`` block."""
+    return _read_once("header", Path(path), lambda p: read_safetensors_header(p)[1])
 
 
 def quiet_libraries() -> None:

@@ -10,7 +10,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,14 +19,16 @@ import torch
 
 from gpu.errors import BadRequestError, ModelLoadError, UserError
 from gpu.generation.fusion import fuse_if_allowed, fuse_mode, sync_fusion
-from gpu.generation.memory import TEXT_ENCODERS, replan
+from gpu.generation.memory import TEXT_ENCODERS, replan, transformer_weight_bits
 from gpu.generation.pipeline_loader import (
     LoadedPipeline,
+    NoBase,
     default_device,
     default_size,
     execution_path,
     load_pipeline,
-    weights_identity,
+    one_read_each,
+    weights_stamp,
 )
 from gpu.generation.png_metadata import encodable
 from gpu.generation.preview import latent_preview
@@ -34,8 +36,9 @@ from gpu.generation.prompt_length import PromptLength, PromptMeter
 from gpu.generation.request import GeneratedImage, GenerationCancelled, GenerationRequest, ProgressEvent
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.lora.metadata import LoraRequest, strength_words
-from gpu.model_files import model_hash
+from gpu.model_files import FilesStamp, model_hash, same_files, with_heads
 from gpu.model_libraries import load_model_libraries
+from gpu.runtime.memory_policy import MemoryPolicy, ModelSizes, try_instead
 from gpu.version import APP_NAME, __version__
 
 if TYPE_CHECKING:
@@ -86,7 +89,10 @@ class GenerationService:
         self.device = device
         self.fuse = fuse_mode(fuse)  # gpu.generation.fusion: fused FLUX blocks when no LoRA is active
         self.loaded: LoadedPipeline | None = None
-        self._loaded_key: tuple | None = None  # load_key of the loaded pipeline, as its files were when read
+        # (model path, base asked for, its weights' FilesStamp as they were read, heads included) of the loaded
+        # pipeline, and the model names and paths it was asked for by (``is_loaded``)
+        self._loaded_key: tuple[str, str | None, FilesStamp] | None = None
+        self._loaded_as: set[str] = set()
         # Measured seconds per denoising step, per (model path, width, height, LoRA set as ((name, rank), ...)):
         # what the LoRA cost report compares against the same model and size without LoRAs.
         self.step_seconds: dict[tuple, list[float]] = {}
@@ -100,12 +106,14 @@ class GenerationService:
         entry = self.library.resolve(model)
         facts = entry.facts
         assert facts is not None
-        if self._loaded_is(entry):
+        if self._holds(entry, base, any_base=True):
+            assert self.loaded is not None
             path = execution_path(self.loaded)
             policy = self.loaded.policy
         else:
-            path = predicted_path(facts, self.device)
-            policy = predicted_policy(facts, self.library, self.device, base)
+            with one_read_each():  # the SVDQ file's metadata was read five times here
+                path = predicted_path(facts, self.device)
+                policy = predicted_policy(facts, self.library, self.device, base)
         on_gpu = policy is not None and policy.device == "cuda"
         need = policy.peak_estimate_bytes if policy is not None else None
         return ModelInfo(
@@ -114,15 +122,31 @@ class GenerationService:
             None if on_gpu else need,
         )  # fmt: skip
 
-    def _loaded_is(self, entry: ModelEntry) -> bool:
-        """Whether the loaded pipeline is ``entry``'s, read from its files as they are now (with whatever base)."""
+    def _holds(self, entry: ModelEntry, base: str | None, any_base: bool = False) -> bool:
+        """Whether the loaded pipeline is ``entry``'s with ``base`` (``any_base``: with whatever base), read from its
+        files as they are now (``same_files``: rewritten, replaced or copied over is another model)."""
         key = self._loaded_key
-        return self.loaded is not None and key is not None and key[0] == str(entry.path) \
-            and key[2] == weights_identity(entry.path)  # fmt: skip
+        if self.loaded is None or key is None or key[0] != str(entry.path) or not (any_base or key[1] == base):
+            return False
+        now = weights_stamp(entry.path)
+        if not same_files(key[2], now):
+            return False
+        if now.nodes != key[2].nodes:  # inodes numbered anew, the same contents: not read again while they stay
+            self._loaded_key = (key[0], key[1], FilesStamp(now.files, now.nodes, key[2].heads))
+        return True
 
     def is_loaded(self, model: str, base: str | None = None) -> bool:
-        """Whether ``load(model, base)`` would find the model loaded already (its files unchanged since)."""
-        return self._loaded_key == load_key(self.library.resolve(model), base)
+        """Whether ``load(model, base)`` would find the model loaded already (its files unchanged since).
+
+        Asked before every job (the app says "Loading" when not): a model asked for by the name or path it was
+        loaded by has its files looked at, not every model of the library inspected to find it again. A library
+        name given to another file since (removed, and another added under it) is loaded by the job all the same,
+        which resolves it."""
+        loaded = self.loaded
+        if loaded is None:
+            return False
+        entry = loaded.entry if model in self._loaded_as else self.library.resolve(model)
+        return self._holds(entry, base)
 
     def prompt_meter(self, entry: ModelEntry | str) -> PromptMeter | None:
         """The ``PromptMeter`` of a model (its T5 tokenizer and ``max_sequence_length``; an SVDQ file's tokenizer
@@ -155,22 +179,29 @@ class GenerationService:
         they are now: a file rewritten or replaced since it was loaded (``quantize --overwrite`` while the app
         runs) is loaded again, and its "Model hash" hashed again."""
         entry = self.library.resolve(model)
-        if self._loaded_key != load_key(entry, base):
-            self.unload()
-            self.loaded, self._loaded_key = self._load_anew(entry, base)
+        self._ensure_loaded(entry, base, model)
         return self.describe(str(entry.path))
 
+    def _ensure_loaded(self, entry: ModelEntry, base: str | None, asked: str) -> None:
+        """``entry`` loaded with ``base``, unless it is already with its files unchanged; ``asked``: the name or
+        path it was asked for by (``is_loaded``)."""
+        if not self._holds(entry, base):
+            self.unload()
+            self.loaded, self._loaded_key = self._load_anew(entry, base)
+        self._loaded_as.add(asked)
+
     def _load_anew(self, entry: ModelEntry, base: str | None) -> tuple[LoadedPipeline, tuple]:
-        """(the pipeline, its ``load_key``): loaded and its weights hashed with the files unchanged throughout, so
-        the hash the images carry is of the weights that made them."""
+        """(the pipeline, its key as ``_loaded_key`` holds it): loaded and its weights hashed with the files unchanged
+        throughout, so the hash the images carry is of the weights that made them."""
         for _ in range(LOAD_TRIES):
-            key = load_key(entry, base)
+            stamp = with_heads(weights_stamp(entry.path))  # their heads: what tells renumbered inodes later
             loaded = self._read_pipeline(entry, base)
             loaded.model_hash = model_hash(entry.path)
-            if load_key(entry, base) == key:
-                return loaded, key
+            if same_files(stamp, weights_stamp(entry.path)):
+                return loaded, (str(entry.path), base, stamp)
             log.warning("%s changed while it was loaded: loading it again", entry.path)
             del loaded  # part old, part new, maybe: its memory is needed for the next try
+            gc.collect()  # diffusers' hooks and the transformer hold each other: only a collection frees them
         raise ModelLoadError(f"{entry.name}: its weights kept changing while they were read ({entry.path})",
                              "wait until the program writing them (a quantize run?) is done, then try again")
 
@@ -184,13 +215,19 @@ class GenerationService:
         device = self.device or default_device()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        need = predicted_policy(entry.facts, self.library, device, base).peak_estimate_bytes
-        raise load_out_of_memory(entry.name, need, device, model_weight_bits(entry.facts))
+        with one_read_each():
+            sizes, policy = predicted_plan(entry.facts, self.library, device, base)
+        raise load_out_of_memory(entry.name, policy.peak_estimate_bytes, device, sizes.weight_bits)
 
     def unload(self) -> None:
+        """Drops the loaded pipeline and frees its memory now, before whatever comes next is loaded."""
         if self.loaded is not None:
             self.loaded = None
             self._loaded_key = None
+            self._loaded_as.clear()
+            # diffusers' HookRegistry and the transformer hold each other: dropped, the pipeline is freed only by a
+            # collection, and a model loaded meanwhile ran out of memory (34 GiB asked with 50 GiB free)
+            gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
@@ -255,7 +292,7 @@ class GenerationService:
         line saves it then: a batch stopped by Ctrl-C or a later error keeps the images already made)."""
         entry = self.library.resolve(request.model)
         settings = self.resolve_settings(request, entry)
-        self.load(str(entry.path), request.base)
+        self._ensure_loaded(entry, request.base, request.model)  # not load(): it resolves and describes again
         loaded = self.loaded
         assert loaded is not None
         loras = self.apply_loras(loaded, request.loras)
@@ -279,14 +316,17 @@ class GenerationService:
         for i in range(request.batch_count):
             s = {**settings, **common, "seed": settings["seed"] + i}
             started = time.perf_counter()
+            ran_out = False
             try:
                 image, lengths = self._run_one(loaded, s, i, request.batch_count, on_progress, should_cancel)
             except torch.OutOfMemoryError:
+                ran_out = True  # said below, outside this handler: its traceback holds the pipeline's frames
+            if ran_out:
+                bits = transformer_weight_bits(loaded.pipe.transformer)
+                del loaded  # unload frees the pipeline only when nothing here holds it
                 self.unload()
-                raise OutOfMemory(
-                    f"the GPU ran out of memory at {s['width']}x{s['height']}",
-                    hint="try a smaller size, a 4-bit model, or close other GPU programs",
-                ) from None
+                raise OutOfMemory(f"the GPU ran out of memory at {s['width']}x{s['height']}",
+                                  hint=f"try {try_instead(bits)}, or close other programs that use the GPU")
             s["duration_s"] = round(time.perf_counter() - started, 3)
             lora_set = tuple((a.file.name, a.file.rank) for a in loras)
             where = (str(entry.path), s["width"], s["height"])
@@ -468,47 +508,55 @@ def predicted_path(facts: Any, device: torch.device | None) -> ExecutionPath:
     device = device or default_device()
     if facts.kind != "svdq":
         return plain_path(runtime_dtype(device), device)
-    from gpu.checkpoint.format import read_checkpoint_meta
+    from gpu.generation.pipeline_loader import checkpoint_meta
     from gpu.runtime.dispatch import predicted_backend
 
-    meta = read_checkpoint_meta(facts.path)
+    meta = checkpoint_meta(facts.path)
     return predicted_backend(device, meta.layers, meta.torch_dtype)
 
 
 def predicted_policy(facts: Any, library: ModelLibrary, device: torch.device | None, base: str | None = None) -> Any:
-    """The memory policy a model will get when loaded on ``device``, from file headers (no weights read): on a
-    GPU weighed against its memory, on the CPU against the RAM, at the run-time dtype there (32 bits on the CPU)
-    and the model's own image size."""
+    """The memory policy a model will get when loaded on ``device`` (``predicted_plan``'s)."""
+    return predicted_plan(facts, library, device, base)[1]
+
+
+def predicted_plan(
+    facts: Any, library: ModelLibrary, device: torch.device | None, base: str | None = None
+) -> tuple[ModelSizes, MemoryPolicy]:
+    """(the sizes, the memory policy) a model will get when loaded on ``device``, from file headers (no weights
+    read): on a GPU weighed against its memory, on the CPU against the RAM, at the run-time dtype there (32 bits on
+    the CPU), for the model's own image size. Never raises over a file that cannot be read: what cannot be read is
+    left out, and loading names it. An SVDQ file whose base pipeline cannot be used is planned with FLUX.1-dev's
+    text encoders and VAE, and the plan says so."""
     from gpu.generation.memory import predicted_sizes
-    from gpu.generation.pipeline_loader import runtime_dtype
+    from gpu.generation.pipeline_loader import resolve_base, runtime_dtype
     from gpu.runtime.memory_policy import choose_policy, detect_total_vram
 
     device = device or default_device()
     total = detect_total_vram(device)
-    # Without the base, the plan counts FLUX.1's encoders; the base is reported when the model loads.
-    sizes = predicted_sizes(facts, base_folder(facts, library, base), runtime_dtype(device).itemsize)
-    if total is not None:
-        return choose_policy(total, sizes)
-    from gpu.system_info import installed_ram_bytes
+    folder, missing = facts.path, ""
+    if facts.kind == "svdq":
+        try:
+            folder = resolve_base(facts, library, base)
+        except NoBase as err:
+            folder, missing = None, err.problem
+        except UserError:  # incomplete or damaged: loading says what is wrong with it
+            folder, missing = None, "cannot be used"
+    sizes = predicted_sizes(facts, folder, runtime_dtype(device).itemsize)
+    if total is None:
+        from gpu.system_info import installed_ram_bytes
 
-    return choose_policy(None, sizes, installed_ram_bytes(), default_size(facts))
-
-
-def model_weight_bits(facts: Any) -> int:
-    """The bits of a model's quantized transformer weights (``gpu.generation.memory.weight_bits``; 16: none)."""
-    from gpu.generation.memory import svdq_sizes
-
-    return svdq_sizes(facts.path)[1] if facts.kind == "svdq" else 16
-
-
-def load_key(entry: ModelEntry, base: str | None) -> tuple:
-    """What makes a loaded pipeline the one to use for ``entry`` with ``base``: its path, the base asked for and
-    the identity of its weight files now (``weights_identity``: changed by a rewrite, replacement, copy over)."""
-    return (str(entry.path), base, weights_identity(entry.path))
+        policy = choose_policy(None, sizes, installed_ram_bytes(), default_size(facts))
+    else:
+        policy = choose_policy(total, sizes, image_size=default_size(facts))
+    if missing:  # FLUX.1-dev's encoder sizes are no numbers of this model's: said as a stand-in
+        policy = replace(policy, description=f"{policy.description} Its base pipeline (text encoders, VAE) "
+                         f"{missing}: FLUX.1-dev's are counted in their place.")  # fmt: skip
+    return sizes, policy
 
 
 def load_out_of_memory(name: str, need: int | None, device: torch.device, bits: int) -> OutOfMemory:
-    """The error for model ``name`` (``bits``: its weights', ``model_weight_bits``) running out of memory while it
+    """The error for model ``name`` (``bits``: its weights', ``ModelSizes.weight_bits``) running out of memory while it
     was placed on ``device``: what the plan says it needs against what is free there, and what to do."""
     from gpu.runtime.memory_policy import gib
 

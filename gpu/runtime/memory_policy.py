@@ -36,8 +36,7 @@ ENCODE_WORKSPACE_BYTES = GiB // 4
 LAPTOP_16GB_BYTES = 16 * GiB + GiB // 2
 MAX_SIDE = 2048  # the largest image side the service accepts
 TILE_SIDES = (1536, 1024, 768, 512)  # VAE tile sides tried, largest first
-REFERENCE_SIZE = (1024, 1024)  # the size GPU policies are planned for (FLUX.1's native resolution)
-REFERENCE_PIXELS = REFERENCE_SIZE[0] * REFERENCE_SIZE[1]
+REFERENCE_SIZE = (1024, 1024)  # the image size plans are made for when not told the model's (FLUX.1's native one)
 
 TEXT_ENCODER_PLACES = ("gpu", "gpu-while-encoding", "cpu")
 
@@ -106,8 +105,8 @@ class MemoryPolicy:
                            None: never tiled
     total_vram_bytes:      the GPU memory the policy was planned for (None on CPU)
     budget_bytes:          the part of it the plan may fill (total minus a reserve)
-    peak_estimate_bytes:   the plan's estimated GPU peak at 1024x1024; on the CPU, the system memory the
-                           pipeline needs at the model's own image size (None: not estimated)
+    peak_estimate_bytes:   the plan's estimated GPU peak, or on the CPU the system memory the pipeline needs, at
+                           the model's own image size (None: not estimated)
     total_ram_bytes:       on the CPU, the RAM the machine lets the app use (None: unknown, or a GPU plan)
     fits:                  False when even the smallest plan exceeds the budget, or on the CPU the RAM (the
                            user is warned; nothing is refused)
@@ -154,14 +153,29 @@ def gib(n: int) -> str:
     return f"{n / GiB:.1f} GiB"
 
 
-def _amount(n: int) -> str:
-    """``gib``, or MiB below 1 GiB (the demo model's 50 MiB of weights are no "0.0 GiB")."""
+def amount(n: int) -> str:
+    """``gib``, or MiB below 1 GiB (the demo model's 50 MiB of weights are no "0.0 GiB"): every size a plan says."""
     return gib(n) if n >= GiB else f"{n / 2**20:.0f} MiB"
+
+
+def try_instead(weight_bits: int) -> str:
+    """What to try when a model does not fit the GPU (the plan's warning, a job that ran out of memory): a
+    smaller size, and a 4-bit model only to a model whose weights (``ModelSizes.weight_bits``) are not 4-bit."""
+    return "a smaller size" if weight_bits <= 4 else "a 4-bit model or a smaller size"
 
 
 def decode_bytes(side: int) -> int:
     """Estimated untiled VAE decode activations for a square image of ``side`` pixels."""
     return DECODE_BYTES_PER_PIXEL * side * side
+
+
+def _decode_at(image_size: tuple[int, int], tile: int | None) -> int:
+    """Estimated VAE decode activations for an image of ``image_size`` (width, height), in tiles of ``tile``
+    pixels a side where a side is larger (None: untiled)."""
+    width, height = image_size
+    if tile is not None:
+        width, height = min(width, tile), min(height, tile)
+    return DECODE_BYTES_PER_PIXEL * width * height
 
 
 def cpu_policy(
@@ -175,17 +189,17 @@ def cpu_policy(
     weights = sizes.core + sizes.encoders_total + sizes.encoders_in_ram
     width, height = image_size
     need = weights + CPU_WORK_BYTES_PER_PIXEL * width * height
-    parts = f"{_amount(weights)} of 32-bit weights and working memory for {width}x{height} images"
+    parts = f"{amount(weights)} of 32-bit weights and working memory for {width}x{height} images"
     fits = ram_bytes is None or need <= ram_bytes
     if ram_bytes is None:
-        text = f"{_CPU_TEXT}: about {_amount(need)} ({parts}); this machine's RAM is unknown. Slow but works"
+        text = f"{_CPU_TEXT}: about {amount(need)} ({parts}); this machine's RAM is unknown. Slow but works"
     elif fits:
-        text = f"{_CPU_TEXT}: about {_amount(need)} of this machine's {gib(ram_bytes)} ({parts}). Slow but works"
+        text = f"{_CPU_TEXT}: about {amount(need)} of this machine's {amount(ram_bytes)} ({parts}). Slow but works"
     else:
         # the weights dominate: a smaller image saves little, a 4-bit transformer a lot (unless it is one)
         advice = "" if sizes.weight_bits <= 4 else "a 4-bit (SVDQ) model of it, "
-        text = (f"{_CPU_TEXT} and needs about {gib(need)} ({parts}), more than this machine's "
-                f"{gib(ram_bytes)} of RAM: it will likely swap or be stopped by the system (try {advice}close "
+        text = (f"{_CPU_TEXT} and needs about {amount(need)} ({parts}), more than this machine's "
+                f"{amount(ram_bytes)} of RAM: it will likely swap or be stopped by the system (try {advice}close "
                 "other programs, or use a computer with more RAM or a CUDA GPU)")  # fmt: skip
     details = {"weights_gib": weights / GiB, "work_gib": (need - weights) / GiB}
     return MemoryPolicy(name="cpu", description=f"{text}.", device="cpu", text_encoders="cpu",
@@ -199,10 +213,11 @@ def choose_policy(
     image_size: tuple[int, int] = REFERENCE_SIZE,
 ) -> MemoryPolicy:
     """The memory policy for a GPU of ``total_vram_bytes`` and a pipeline of ``sizes`` (default: FLUX.1-dev with an
-    INT4 transformer). Without a CUDA GPU (None) it is ``cpu_policy(sizes, ram_bytes, image_size)``: ``sizes`` are
-    then at the CPU's run-time dtype, and no sizes give ``CPU_POLICY``.
+    INT4 transformer) making images of ``image_size`` (width, height: the model's own, so the demo's 128x128 is not
+    planned a 1024x1024 decode). Without a CUDA GPU (None) it is ``cpu_policy(sizes, ram_bytes, image_size)``:
+    ``sizes`` are then at the CPU's run-time dtype, and no sizes give ``CPU_POLICY``.
 
-    The plans, tried in order until one fits the budget (total minus ``RESERVE_BYTES``) at 1024x1024:
+    The plans, tried in order until one fits the budget (total minus ``RESERVE_BYTES``) at ``image_size``:
     everything resident; text encoders visiting the GPU whole; visiting block by block; encoding on the
     CPU. The transformer and the VAE stay on the GPU in all of them (moving a 6 GiB transformer every image
     would cost more than the encoders' move)."""
@@ -211,15 +226,15 @@ def choose_policy(
     sizes = sizes or FLUX_DEV_INT4
     budget = total_vram_bytes - RESERVE_BYTES
     core = sizes.core
-    denoise = DENOISE_BYTES_PER_PIXEL * REFERENCE_PIXELS
+    denoise = DENOISE_BYTES_PER_PIXEL * image_size[0] * image_size[1]
     biggest_whole = max((e.total for e in sizes.text_encoders), default=0)
     biggest_streamed = max((e.streamed for e in sizes.text_encoders), default=0)
 
     def run_peak(resident: int) -> int:
-        """GPU peak while decoding at 1024x1024 (tiled where the plan tiles) next to the denoising memory that the
-        transformer's CUDA graph keeps."""
+        """GPU peak while decoding at ``image_size`` (tiled where the plan tiles) next to the denoising memory that
+        the transformer's CUDA graph keeps."""
         tile = _tile_size(total_vram_bytes, budget, resident + denoise)
-        return resident + denoise + decode_bytes(min(1024, tile or 1024))
+        return resident + denoise + _decode_at(image_size, tile)
 
     details = {
         "transformer_gib": sizes.transformer / GiB,
@@ -229,15 +244,15 @@ def choose_policy(
         "budget_gib": budget / GiB,
         "denoise_gib": denoise / GiB,
     }
-    encoders = f"text encoders ({gib(sizes.encoders_total)})"
-    kept = f"transformer ({gib(sizes.transformer)}) and VAE stay on the GPU"
-    resident_peak = core + sizes.encoders_total + denoise + decode_bytes(1024)
-    # Residency must leave room for an untiled decode at 1024x1024: saving the encoders' move (about a second
-    # per prompt) is not worth tiling every native-size image.
+    encoders = f"text encoders ({amount(sizes.encoders_total)})"
+    kept = f"transformer ({amount(sizes.transformer)}) and VAE stay on the GPU"
+    resident_peak = core + sizes.encoders_total + denoise + _decode_at(image_size, None)
+    # Residency must leave room for an untiled decode at the model's size: saving the encoders' move (about a
+    # second per prompt) is not worth tiling every native-size image.
     if resident_peak <= budget:
         name, place, stream = "gpu-resident", "gpu", False
         peak = resident_peak
-        text = f"everything stays on the GPU ({gib(core + sizes.encoders_total)} of weights)"
+        text = f"everything stays on the GPU ({amount(core + sizes.encoders_total)} of weights)"
     elif core + biggest_whole + ENCODE_WORKSPACE_BYTES <= budget and run_peak(core) <= budget:
         name, place, stream = "encode-then-offload", "gpu-while-encoding", False
         peak = max(core + biggest_whole + ENCODE_WORKSPACE_BYTES, run_peak(core))
@@ -255,16 +270,16 @@ def choose_policy(
         peak = run_peak(core)
         # The budget, not the card, is what the peak is weighed against: say both, or "more than this GPU has"
         # next to "7.9 GiB of 8.0 GiB" reads as a contradiction.
-        advice = "a smaller size" if sizes.weight_bits <= 4 else "a 4-bit model or a smaller size"
-        text = (f"transformer, VAE and working memory need about {gib(peak)}, more than the {gib(budget)} this "
-                f"plan may use of this GPU's {gib(total_vram_bytes)}: generation will likely run out of memory (try "
-                f"{advice}, or close other programs that use the GPU); {encoders} run on the CPU")  # fmt: skip
+        text = (f"transformer, VAE and working memory need about {amount(peak)}, more than the {amount(budget)} "
+                f"this plan may use of this GPU's {amount(total_vram_bytes)}: generation will likely run out of memory "
+                f"(try {try_instead(sizes.weight_bits)}, or close other programs that use the GPU); {encoders} run on "
+                "the CPU")  # fmt: skip
     tile = _tile_size(total_vram_bytes, budget, core + denoise + (sizes.encoders_total if place == "gpu" else 0))
     if tile is not None:
         text += f"; VAE decodes images larger than {tile}x{tile} in tiles"
     text = text[0].upper() + text[1:]
     return MemoryPolicy(
-        name=name, description=f"{text}. Planned peak {gib(peak)} of {gib(total_vram_bytes)}.",
+        name=name, description=f"{text}. Planned peak {amount(peak)} of {amount(total_vram_bytes)}.",
         device="cuda", text_encoders=place, stream_encoder_blocks=stream, vae_tile_size=tile,
         total_vram_bytes=total_vram_bytes, budget_bytes=budget, peak_estimate_bytes=peak, fits=name != "over-budget",
         details=details,

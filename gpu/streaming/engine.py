@@ -31,13 +31,13 @@ from safetensors.torch import load, save_file
 
 from gpu.adapters import adapter_named
 from gpu.atomic import SCRATCH_NAME, atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
-from gpu.bfl_layout import base_misfit, inspect_single_file
+from gpu.bfl_layout import inspect_single_file, pipeline_misfit
 from gpu.checkpoint.format import file_sha256, save_checkpoint
 from gpu.checkpoint.verified import verify_checkpoint_once
 from gpu.errors import BadRequestError, Cancelled, CheckpointError, ModelLoadError, OutputBusy, OutputError, named_few
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
-from gpu.model_files import FALLBACK_DEFAULTS, transformer_config
+from gpu.model_files import FALLBACK_DEFAULTS
 from gpu.output_lock import output_lock
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
 from gpu.quantizer.config import QuantizeConfig, QuantizeEvent, effective_fingerprint, output_fields
@@ -725,7 +725,8 @@ def _base_for_single_file(path: Path, src: WeightSource, library: ModelLibrary, 
         raise ModelLoadError(f"base pipeline {base}: not a diffusers pipeline folder",
                              "give the folder of a FLUX.1 pipeline (with text_encoder, text_encoder_2, tokenizers "
                              "and scheduler)")  # fmt: skip
-    differs = base_misfit(src.config, transformer_config(entry.path))
+    # what its text encoders and VAE give (calibration runs them, never its transformer): generation's check too
+    differs = pipeline_misfit(src.config, entry.path) or []
     if differs:
         raise ModelLoadError(f"{path.name} does not fit the base pipeline {entry.name}: {', '.join(differs)}",
                              "give the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip
