@@ -364,12 +364,14 @@ class FilesStamp:
     """Who a set of files is without reading them (``files_stamp``), and the look at their contents that tells a
     renumbered inode from another file (``with_heads``, ``same_files``).
 
-    ``files``: (path, size, mtime_ns) of each; ``nodes``: their (st_dev, st_ino), which vfat/exFAT (USB drives),
-    cifs with noserverino, sshfs and autofs hand out anew when a file is looked at again, so a changed one is no
-    proof of another file; ``heads``: each one's ``head_digest`` (None: not read)."""
+    ``files``: (path, size, mtime_ns) of each; ``nodes``: their (st_dev, st_ino, st_ctime_ns): vfat/exFAT (USB
+    drives), cifs with noserverino, sshfs and autofs hand out inodes anew when a file is looked at again, so a
+    changed one is no proof of another file; the change time is there because ``cp -p`` over the file rewrites the
+    same inode with the same size and modification time (only ctime, which no program can set back, moves);
+    ``heads``: each one's ``head_digest`` (None: not read)."""
 
     files: tuple[tuple[str, int, int], ...]
-    nodes: tuple[tuple[int, int], ...]
+    nodes: tuple[tuple[int, int, int], ...]
     heads: tuple[str, ...] | None = None
 
 
@@ -383,7 +385,7 @@ def files_stamp(files: Iterable[Path]) -> FilesStamp:
         except OSError:
             continue
     return FilesStamp(tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats),
-                      tuple((st.st_dev, st.st_ino) for _, st in stats))  # fmt: skip
+                      tuple((st.st_dev, st.st_ino, st.st_ctime_ns) for _, st in stats))  # fmt: skip
 
 
 def with_heads(stamp: FilesStamp) -> FilesStamp:
@@ -393,11 +395,12 @@ def with_heads(stamp: FilesStamp) -> FilesStamp:
 
 def same_files(recorded: FilesStamp, now: FilesStamp) -> bool:
     """Whether the files ``now`` stamps are those ``recorded`` stamped: the same paths, sizes and times, and the
-    same inodes, or else the same ``head_digest``s (read now; ``recorded`` needs its ``heads``).
+    same inodes and change times, or else the same ``head_digest``s (read now; ``recorded`` needs its ``heads``).
 
     A changed inode alone is no other file: on a USB drive's exFAT it would cost a reload and a re-hash of gigabytes
     at every job. An SVDQ file's header records the SHA-256 of its data, so another SVDQ model copied over with the
-    same size and time (``cp -p``) has another header and is told apart. A diffusers weight file's header holds only
+    same size and time (``cp -p``: same inode, new change time; or a rename over it: new inode) has another header
+    and is told apart. A diffusers weight file's header holds only
     names, shapes and offsets: other data under the same header, copied over with the same size and the very same
     modification time, is taken for the same file (no file system tells that copy from a renumbered inode without
     reading the data)."""

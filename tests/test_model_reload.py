@@ -9,6 +9,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import torch
 from header_files import another_svdq_model
 from safetensors.torch import load_file, save_file
@@ -53,9 +54,11 @@ def test_weights_rewritten_in_place_are_loaded_again_and_the_image_names_them(tm
     assert after.settings["model_hash"] != before.settings["model_hash"]
 
 
-def test_a_file_copied_over_with_the_same_size_and_time_is_another_file(tmp_path):
-    """``cp -p`` or ``rsync -a`` over the model keep its size and time: the inode, and then its header (the data
-    checksum it records), tell the new file."""
+@pytest.mark.parametrize("how", ["cp -p", "rsync -a"])
+def test_a_file_copied_over_with_the_same_size_and_time_is_another_file(tmp_path, how):
+    """``cp -p`` over the model rewrites its inode with the same size and time (only the change time moves);
+    ``rsync -a`` renames a new inode over it: the change time or the inode, then its header (the data checksum it
+    records), tell the new file."""
     model = tmp_path / "mine.safetensors"
     shutil.copy(MODELS / "demo-int4.safetensors", model)
     service = GenerationService(ModelLibrary(tmp_path / "data"), device=torch.device("cpu"))
@@ -68,9 +71,16 @@ def test_a_file_copied_over_with_the_same_size_and_time_is_another_file(tmp_path
     # another model, and its size and modification time are the model's
     replacement = another_svdq_model(model, tmp_path / "incoming.safetensors")
     assert replacement.stat().st_size == model.stat().st_size
-    os.utime(replacement, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns))
-    os.replace(replacement, model)
-    assert not service.is_loaded(str(model))
+    times = (model.stat().st_atime_ns, model.stat().st_mtime_ns)
+    inode = model.stat().st_ino
+    if how == "cp -p":
+        shutil.copyfile(replacement, model)  # into the same inode, as cp does
+        os.utime(model, ns=times)
+        assert model.stat().st_ino == inode
+    else:
+        os.utime(replacement, ns=times)
+        os.replace(replacement, model)
+    assert not service.is_loaded(str(model))  # was: loaded (cp -p), the old weights used for the new file's images
     service.load(str(model))
     assert service.loaded is not first and service.is_loaded(str(model))
 
