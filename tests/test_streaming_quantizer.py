@@ -363,6 +363,15 @@ def test_the_resume_key_holds_what_the_blocks_are_made_of_not_how_it_is_named(tm
         tmp_path / "disk2" / "demo", _cfg(), lib, CPU).key  # fmt: skip
     os.utime(moved, ns=(moved.stat().st_atime_ns, moved.stat().st_mtime_ns + 10**9))  # written again since
     assert resume_key(moved, _cfg(base="demo"), lib, CPU).key != key
+    # another model of the same name, size and time (a fine-tune in the same dtype, unpacked keeping its times):
+    # other blocks, so no resume (the key was the same when it held names, sizes and times only)
+    other = tmp_path / "disk3" / single.name
+    other.parent.mkdir()
+    data = bytearray(single.read_bytes())
+    data[-100] ^= 0xFF
+    other.write_bytes(bytes(data))
+    os.utime(other, ns=(single.stat().st_atime_ns, single.stat().st_mtime_ns))
+    assert resume_key(other, _cfg(base="demo"), lib, CPU).key != key
 
 
 def _as_the_earlier_version_wrote(settings: dict, config: QuantizeConfig, files: list[Path]) -> dict:

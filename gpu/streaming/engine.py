@@ -205,8 +205,8 @@ def _in_current_terms(manifest: dict, key: ResumeKey) -> dict | None:
 
 def _same_file(old: object, new: list, resolved: str) -> bool:
     """Whether a weight file an earlier manifest records as ``old`` ([resolved path, size, mtime]) is the file now
-    recorded as ``new`` ([path inside the source, size, mtime]) that resolves to ``resolved``."""
-    if not (isinstance(old, list) and len(old) == 3 and isinstance(old[0], str)) or old[1:] != new[1:]:
+    recorded as ``new`` ([path inside the source, size, mtime, sampled digest]) that resolves to ``resolved``."""
+    if not (isinstance(old, list) and len(old) == 3 and isinstance(old[0], str)) or old[1:] != new[1:3]:
         return False
     inside = PurePosixPath(new[0]).parts
     return old[0] == resolved or PurePath(old[0]).parts[-len(inside):] == inside

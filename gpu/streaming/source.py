@@ -31,6 +31,7 @@ BFL -> diffusers mapping (D = hidden size, M = MLP width; ``w``/``b`` = weight/b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -73,11 +74,13 @@ class WeightSource:
 
     def identity(self) -> list:
         """What the resume key hashes of the weights: every weight file's path inside the source (from the pipeline
-        folder, ``transformer/...``; a single file's name, as its links lead to it), size and modification time.
-        Not where the source lies: moved to another drive or mount point (or copied keeping its times, as
-        ``cp -p`` and ``shutil.copy2`` do), its files are the same, and a run resumes from their finished blocks
-        (it started over, saying "other source weights", when the key held the absolute paths)."""
-        return [(self._inside(f), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files]
+        folder, ``transformer/...``; a single file's name, as its links lead to it), size, modification time and
+        ``sampled_digest``. Not where the source lies: moved to another drive or mount point (or copied keeping its
+        times, as ``cp -p`` and ``shutil.copy2`` do), its files are the same, and a run resumes from their finished
+        blocks (it started over, saying "other source weights", when the key held the absolute paths). The digest
+        is there because name, size and time are not enough without the path: two fine-tunes of one model in one
+        dtype have the same size, and unpacked archives or downloads keeping the server's time can share the time."""
+        return [(self._inside(f), f.stat().st_size, f.stat().st_mtime_ns, sampled_digest(f)) for f in self.files]
 
     def _inside(self, file: Path) -> str:
         if self.root is None:
@@ -260,3 +263,19 @@ def load_head(source: WeightSource, device: torch.device, dtype: torch.dtype) ->
 
 
 BLOCK_RE = re.compile(r"(transformer_blocks|single_transformer_blocks)\.(\d+)\.")
+
+
+_SAMPLE = 1 << 20  # bytes read at each of a file's start, middle and end
+
+
+def sampled_digest(path: Path) -> str:
+    """The SHA-256 of a file's first, middle and last MiB (the first holds a safetensors header): milliseconds for
+    a 24 GB file, and two models of the same size and layout differ in their weights there."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        for start in sorted({0, max(0, size // 2 - _SAMPLE // 2), max(0, size - _SAMPLE)}):
+            f.seek(start)
+            digest.update(f.read(_SAMPLE))
+    return digest.hexdigest()
+
