@@ -65,6 +65,14 @@ def cgroup_memory_limit(root: Path = Path("/")) -> int | None:
       root's.
 
     Both on a hybrid layout: the smaller. ``root``: where the file system's root is (tests give a fake tree)."""
+    try:
+        return _own_group_limit(root)
+    except (OSError, ValueError):  # what no kernel writes (a NUL in a mount point, odd digits): no limit known
+        return None
+
+
+def _own_group_limit(root: Path) -> int | None:
+    """``cgroup_memory_limit``'s reading, which may raise on files no kernel writes."""
     proc = root / "proc" / "self"
     try:
         groups = (proc / "cgroup").read_text().splitlines()
@@ -150,7 +158,7 @@ def _hierarchical_limit(path: Path) -> int | None:
 
 
 def _limit(text: str) -> int | None:
-    if not text.isdigit():  # "max", or anything unexpected
+    if not (text.isascii() and text.isdigit()):  # "max", or anything unexpected ("²" is a digit to isdigit)
         return None
     limit = int(text)
     return limit if 0 < limit < _NO_CGROUP_LIMIT else None

@@ -79,6 +79,9 @@ def _tree(root: Path, cgroup: str, mountinfo: str, files: dict[str, str]) -> Pat
     # A mount point with a space, as mountinfo escapes it.
     ("0::/\n", "30 23 0:26 / /mnt/c\\040g rw - cgroup2 cgroup2 rw\n", {"mnt/c g/memory.max": f"{GIB}\n"}, GIB),
     ("0::/\n", "garbage\n", {"sys/fs/cgroup/memory.max": f"{GIB}\n"}, None),  # no cgroup mount found
+    # What no kernel writes is no limit, not a ValueError at the wizard's start: a Unicode digit, a NUL.
+    ("0::/\n", V2_MOUNT, {"sys/fs/cgroup/memory.max": "\u00b2\n"}, None),
+    ("0::/\n", "30 23 0:26 / /mnt/c\\000g rw - cgroup2 cgroup2 rw\n", {}, None),
 ])  # fmt: skip
 def test_the_memory_limit_is_the_processs_own_cgroups(tmp_path, cgroup, mountinfo, files, limit):
     """Only the top of the hierarchy was read (/sys/fs/cgroup/memory.max, memory/memory.limit_in_bytes), which
