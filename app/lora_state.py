@@ -27,6 +27,7 @@ from gpu.lora.keys import parts_text
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes, file_stamp, strength_words
 from gpu.lora.refs import finite
 from gpu.paths import named_path
+from gpu.paths import resolved as resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -190,15 +191,7 @@ class _FileRead(NamedTuple):
 
 def _read_file(path: Path) -> _FileRead:
     """``path``'s stamp, then its header, and the path resolved (``_FileRead``)."""
-    return _FileRead(_stamp(path), read_header(path), _resolved(path))
-
-
-def _resolved(path: Path) -> Path:
-    """``path`` resolved, as rows keep their paths; as it is when it cannot be (a link to itself)."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # RuntimeError: a link loop, before Python 3.13
-        return path
+    return _FileRead(_stamp(path), read_header(path), resolve_path(path))
 
 
 def _tell(signal: SignalInstance, *args: Any) -> None:
@@ -428,7 +421,7 @@ class LoraState(QObject):
         ``read``: ``_read_file(path)`` when the caller has read it already. A file listed already (by any path to
         it: a link, a relative path) is that row."""
         path = named_path(path)
-        resolved = _resolved(path) if read is None else read.resolved
+        resolved = resolve_path(path) if read is None else read.resolved
         for e in self.entries:
             if e.resolved == resolved:
                 return e
@@ -470,7 +463,7 @@ class LoraState(QObject):
         reads = [(named_path(p), _read_file(p)) for p in list_lora_files(folder).files]
         added = [self._add(p, False, 1.0, read) for p, read in reads if not read.header.problem]
         if skipped := skipped_files(reads):
-            log.info("LoRA files of %s skipped:\n%s", folder, skipped_details(_resolved(folder), skipped))
+            log.info("LoRA files of %s skipped:\n%s", folder, skipped_details(resolve_path(folder), skipped))
         self.changed.emit()
         return added
 
@@ -558,7 +551,7 @@ class LoraState(QObject):
         if added:
             self.changed.emit()
         self.scanning = False  # with the rows there
-        self._skipped_from = _resolved(scan.folder)
+        self._skipped_from = resolve_path(scan.folder)
         self.scan_skipped = skipped
         if skipped:
             log.info("LoRA files of %s skipped:\n%s", scan.folder, self.skipped_text())
@@ -869,7 +862,7 @@ class LoraState(QObject):
         file name (what images record since they no longer carry the folder) is looked up by name only: resolved,
         it named a file in whatever folder the app was started from, which was then added."""
         given = path.expanduser() if path.expanduser().is_absolute() else None
-        resolved = _resolved(given) if given is not None else None
+        resolved = resolve_path(given) if given is not None else None
         for e in self.entries:
             if resolved is not None and e.resolved == resolved:
                 return e if e.path.is_file() else None

@@ -17,7 +17,7 @@ from gpu.damaged_files import copy_aside, move_aside
 from gpu.errors import ModelLoadError, UserError
 from gpu.library_found import REMOVED, unlisted_field
 from gpu.model_files import ModelFacts, inspect_model_path
-from gpu.paths import named_path, resources_dir, user_data_dir
+from gpu.paths import named_path, resources_dir, same_file, user_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class ModelLibrary:
         listed = [(n, p, True) for n, p in builtins.items()]
         listed += [(n, current_path(p), False) for n, p in paths.items()]
         for listed_name, listed_path, builtin in listed:
-            if _same_file(listed_path, path):
+            if same_file(listed_path, path):
                 return ModelEntry(listed_name, listed_path, builtin, facts, already_added=True)
         if facts.kind == "svdq":
             from gpu.checkpoint.verified import verify_checkpoint_once
@@ -336,18 +336,6 @@ def model_name(path: Path) -> str:
     return path.name
 
 
-def _same_file(listed: Path, path: Path) -> bool:
-    """Whether the listed ``listed`` and ``path`` are one file or folder: the same once resolved (symlinks, a
-    relative path), or the same inode (a hard link, which resolving does not join)."""
-    if resolved_path(listed) == resolved_path(path):
-        return True
-    try:
-        a, b = listed.stat(), path.stat()
-    except (OSError, ValueError):  # a listed file that is gone (or a path the system cannot stat)
-        return False
-    return a.st_ino != 0 and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)  # 0: a file system without inodes
-
-
 def _recorded_checksum(path: Path) -> str:
     """The data checksum the SVDQ file at ``path`` records in its header; "" for a folder or any other file."""
     from gpu.checkpoint.format import read_checkpoint_meta
@@ -358,14 +346,6 @@ def _recorded_checksum(path: Path) -> str:
         return read_checkpoint_meta(path).sha256
     except (UserError, OSError):
         return ""
-
-
-def resolved_path(path: Path) -> Path:
-    """``path`` resolved; as it is when it cannot be (a symlink loop in a hand-edited library.json)."""
-    try:
-        return path.expanduser().resolve()
-    except (OSError, RuntimeError):
-        return path
 
 
 def _entry(name: str, path: Path, builtin: bool) -> ModelEntry:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu.errors import CheckpointError, UserError
+from gpu.paths import resolved, same_file
+from gpu.safetensors_header import is_safetensors_name
 
 if TYPE_CHECKING:
     from gpu.library import ModelEntry, ModelLibrary
@@ -33,14 +35,6 @@ log = logging.getLogger(__name__)
 UNLISTED_KEY = "unlisted"
 REMOVED = "removed"  # the user took it off the list
 DAMAGED = "damaged"  # found here with wrong sizes or checksum
-MODEL_SUFFIX = ".safetensors"
-
-
-def _resolved(path: Path) -> str:
-    try:
-        return str(Path(path).expanduser().resolve())
-    except (OSError, RuntimeError):  # a symlink loop: as it is
-        return str(path)
 
 
 def _record(path: Path, why: str) -> dict[str, Any] | None:
@@ -87,34 +81,23 @@ def unlisted_field(library_file: Path, listed: Iterable[Path], leave_out: Mappin
     """The ``unlisted`` part of the library file about to be written: the records ``library_file`` holds now
     whose file is still there unchanged and not ``listed`` again, and one per path of ``leave_out`` (path -> why).
     Empty when there are none, so that a library with nothing left out is written as before."""
-    listed_now = {_resolved(p) for p in listed}
+    listed_now = {str(resolved(p)) for p in listed}
     new = [r for p, why in leave_out.items() if (r := _record(Path(p), why)) is not None]
-    new_paths = {_resolved(Path(r["path"])) for r in new}
+    new_paths = {str(resolved(Path(r["path"]))) for r in new}
     kept = [r for r in _records(library_file)
-            if _resolved(Path(r["path"])) not in listed_now | new_paths and _still_that_file(r)]  # fmt: skip
-    records = kept + [r for r in new if _resolved(Path(r["path"])) not in listed_now]
+            if str(resolved(Path(r["path"]))) not in listed_now | new_paths and _still_that_file(r)]  # fmt: skip
+    records = kept + [r for r in new if str(resolved(Path(r["path"]))) not in listed_now]
     return {UNLISTED_KEY: records} if records else {}
 
 
 def left_out(library_file: Path, path: Path) -> str:
     """Why the library leaves the file at ``path`` out on purpose (``REMOVED``, ``DAMAGED``), "" when it does
     not: no record for it, or one for another file once at that path."""
-    key = _resolved(path)
+    key = str(resolved(path))
     for r in _records(library_file):
-        if _resolved(Path(r["path"])) == key and _still_that_file(r):
+        if str(resolved(Path(r["path"]))) == key and _still_that_file(r):
             return r["why"]
     return ""
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """One file, through any path to it (resolved links, or one inode: a hard link)."""
-    if _resolved(a) == _resolved(b):
-        return True
-    try:
-        sa, sb = os.stat(a), os.stat(b)
-    except (OSError, ValueError):
-        return False
-    return sa.st_ino != 0 and (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def found_models(folder: Path, listed: Iterable[Path], library_file: Path) -> list[Path]:
@@ -130,9 +113,9 @@ def found_models(folder: Path, listed: Iterable[Path], library_file: Path) -> li
     found = []
     for name in names:
         path = Path(folder) / name
-        if name.startswith(".") or not name.endswith(MODEL_SUFFIX) or not path.is_file():
+        if name.startswith(".") or not is_safetensors_name(name) or not path.is_file():
             continue
-        if any(_same_file(path, p) for p in listed) or left_out(library_file, path):
+        if any(same_file(path, p) for p in listed) or left_out(library_file, path):
             continue
         found.append(path)
     return found

@@ -73,13 +73,27 @@ def named_path(path: str | os.PathLike[str]) -> Path:
     file is ``style`` to the user. What it is (``file_identity``, a resolved path) tells it apart."""
     path = Path(path).expanduser()
     if path.name in ("", ".", ".."):
-        return _resolved(path)
-    return _resolved(path.parent) / path.name
+        return resolved(path)
+    return resolved(path.parent) / path.name
 
 
-def _resolved(path: Path) -> Path:
-    """``path`` resolved; absolute only where it cannot be (a loop of links)."""
+def resolved(path: str | os.PathLike[str]) -> Path:
+    """``path`` (``~`` expanded) resolved; absolute only where it cannot be (a loop of links, a hand-edited
+    library.json)."""
+    path = Path(path).expanduser()
     try:
         return path.resolve()
     except (OSError, RuntimeError):  # RuntimeError: a link loop, before Python 3.13
         return path.absolute()
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` are one file or folder: the same once resolved (links, a relative path), or the same
+    inode (a hard link, which resolving does not join; inode 0: a file system without inodes)."""
+    if resolved(a) == resolved(b):
+        return True
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, ValueError):  # one that is gone (or a path the system cannot stat)
+        return False
+    return sa.st_ino != 0 and (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)

@@ -14,6 +14,8 @@ import os
 import threading
 from pathlib import Path
 
+from gpu.paths import resolved
+
 # resolved path -> the identity the file had, unchanged, all through its verification
 _verified: dict[str, tuple[int, ...]] = {}
 _lock = threading.Lock()  # the quantizer's thread records, the engine's (or the quitting GUI) thread reads
@@ -30,13 +32,6 @@ def _identity(path: Path) -> tuple[int, ...] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _key(path: Path) -> str:
-    try:
-        return str(Path(path).resolve())
-    except (OSError, RuntimeError):
-        return str(Path(path).absolute())
-
-
 def verify_checkpoint_once(path: Path | str) -> None:
     """``gpu.checkpoint.format.verify_checkpoint(path)`` (raises ``CheckpointError``), skipped when this process
     verified the very same file, unchanged since; a verification during which the file did not change is
@@ -44,7 +39,7 @@ def verify_checkpoint_once(path: Path | str) -> None:
     from gpu.checkpoint.format import verify_checkpoint
 
     path = Path(path)
-    key = _key(path)
+    key = str(resolved(path))
     before = _identity(path)
     with _lock:
         if before is not None and _verified.get(key) == before:

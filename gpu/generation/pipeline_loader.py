@@ -19,7 +19,7 @@ import gpu.paths
 from gpu.adapters import adapter_named
 from gpu.bfl_layout import BASE_MUST_MATCH, pipeline_misfit
 from gpu.errors import CheckpointError, ModelLoadError, UserError
-from gpu.library import ModelEntry, ModelLibrary, resolved_path
+from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import (
     FilesStamp,
     ModelFacts,
@@ -163,10 +163,10 @@ def _recorded_bases(facts: ModelFacts, library: ModelLibrary, tried: list[str]) 
             # The quantizer records it from the real file; the model may be read through a link elsewhere
             # (facts.path is the path it was picked by), whose folder may hold a base of its own: both are tried,
             # the real file's first, as the path was meant.
-            for beside in (resolved_path(facts.path).parent, facts.path.parent):
-                yield resolved_path(beside / relative)
+            for beside in (gpu.paths.resolved(facts.path).parent, facts.path.parent):
+                yield gpu.paths.resolved(beside / relative)
 
-    built_in = resolved_path(facts.path).is_relative_to(resolved_path(gpu.paths.resources_dir()))
+    built_in = gpu.paths.resolved(facts.path).is_relative_to(gpu.paths.resolved(gpu.paths.resources_dir()))
     seen: list[Path] = []
     for source in (relative, absolute, by_name) if built_in else (absolute, by_name, relative):
         for c in source():
