@@ -13,6 +13,12 @@ from typing import Any, BinaryIO
 
 from gpu.errors import CheckpointError, ModelLoadError, named_few
 
+
+def is_safetensors_name(name: str | os.PathLike[str]) -> bool:
+    """Whether a file of this name is a safetensors file by its name: ``.safetensors``, whatever its case (Windows
+    users save ``MODEL.SAFETENSORS``)."""
+    return os.fspath(name).lower().endswith(".safetensors")
+
 _MAX_HEADER = 256 << 20
 AGAIN = "copy or download the file again"  # what fixes a damaged or incomplete copy (every header problem here)
 MODEL_AGAIN = "copy or download the model again"  # the same for a file inside a model folder

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpu.paths import file_identity
-from gpu.safetensors_header import PICKLE_SUFFIXES
+from gpu.safetensors_header import PICKLE_SUFFIXES, is_safetensors_name
 
-LORA_SUFFIX = ".safetensors"
 # Levels of subfolders looked into below the folder picked: ComfyUI's deepest usual one is loras/flux/style/artist
 # (3); a folder much deeper is more likely a whole disk's tree picked by mistake than LoRAs.
 MAX_DEPTH = 8
@@ -21,7 +20,7 @@ MAX_DEPTH = 8
 
 def is_lora_name(name: str | os.PathLike[str]) -> bool:
     """Whether a file of this name is a LoRA file by its name: ``.safetensors``, whatever its case."""
-    return os.fspath(name).lower().endswith(LORA_SUFFIX)
+    return is_safetensors_name(name)
 
 
 @dataclass

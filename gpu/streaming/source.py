@@ -80,7 +80,8 @@ class WeightSource:
         blocks (it started over, saying "other source weights", when the key held the absolute paths). The digest
         is there because name, size and time are not enough without the path: two fine-tunes of one model in one
         dtype have the same size, and unpacked archives or downloads keeping the server's time can share the time."""
-        return [(self._inside(f), f.stat().st_size, f.stat().st_mtime_ns, sampled_digest(f)) for f in self.files]
+        stats = [(f, f.stat()) for f in self.files]  # one look at each: size and time of one moment
+        return [(self._inside(f), st.st_size, st.st_mtime_ns, sampled_digest(f)) for f, st in stats]
 
     def _inside(self, file: Path) -> str:
         if self.root is None:
