@@ -45,6 +45,9 @@ DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, a JPEG,
 
 log = logging.getLogger(__name__)
 
+# Esc once the last step is done: the engine only decodes and saves then, and the image comes anyway.
+TOO_LATE = "Too late to cancel: the image is being finished"
+
 
 def _missing_hint(name: str) -> str:
     """What to do about a library model whose file is gone: picking a "(missing)" entry looks at its file again
@@ -267,7 +270,7 @@ class AppController(QObject):
         # After the last image's last step the engine only decodes and saves: Esc then said "Cancelling…" and
         # the image came all the same ("Done"), the key seemingly ignored.
         last = self._finishing == running.id
-        self._job_line = "Too late to cancel: the image is being finished" if last else "Cancelling…"
+        self._job_line = TOO_LATE if last else "Cancelling…"
         waiting = self._waiting()
         self.job.status = (f"{self._job_line}; {self._go_on(waiting)} (Shift+Esc cancels "
                            f"{'it' if waiting == 1 else 'them'} too)") if waiting else self._job_line  # fmt: skip
@@ -284,7 +287,7 @@ class AppController(QObject):
         self._start_waiting.emit()
         queued = len(self._jobs) - 1
         if self._finishing in self._jobs:  # the first one: decoding and saving its last image, or ended already
-            self.job.status = "Too late to cancel: the image is being finished" + (
+            self.job.status = TOO_LATE + (
                 f"; {_the_queued(queued)} {'is' if queued == 1 else 'are'} cancelled" if queued else "")  # fmt: skip
         else:
             self.job.status = "Cancelling…" if not queued else f"Cancelling all {len(self._jobs)} jobs…"
@@ -897,7 +900,7 @@ class AppController(QObject):
         if not self._together_said:
             queued = len(self._stopped_together)
             if queued and not cancelled:
-                status += f"; {_the_queued(queued)} {'was' if queued == 1 else 'were'} cancelled"
+                status += f"; {_the_queued(queued)} {were(queued)} cancelled"
             self._together_said = status
         return self._together_said
 
