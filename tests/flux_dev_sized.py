@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 from pathlib import Path
+
+from header_files import header_only
 
 from gpu.paths import resources_dir
 
@@ -26,11 +27,7 @@ WEIGHT_FILES = {"transformer": "diffusion_pytorch_model.safetensors", "vae": "di
 
 def sparse_safetensors(path: Path, numel: int) -> None:
     """A bf16 .safetensors file of one ``numel`` tensor whose data is a hole: its real size on disk is its header."""
-    header = json.dumps({"weight": {"dtype": "BF16", "shape": [numel], "data_offsets": [0, 2 * numel]}}).encode()
-    header += b" " * (-len(header) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header)
-        f.truncate(8 + len(header) + 2 * numel)
+    header_only(path, {"weight": ("BF16", (numel,))})
 
 
 def flux_dev_sized(folder: Path) -> Path:
