@@ -44,13 +44,27 @@ EXCLUDES = [
     "torch.utils.tensorboard", "tests",
     # pulled in through optional imports of transformers/huggingface_hub; the app never downloads anything
     "botocore", "boto3", "s3transfer", "hf_xet", "libcst", "cryptography", "OpenSSL",
+    # a test tool, reached through torch.testing._internal and pydantic.v1's plugin; nothing imports it at run time
+    "hypothesis", "_hypothesis_globals", "_hypothesis_ftz_detector",
 ]  # fmt: skip
-# Bundle paths (forward slashes) dropped after analysis: headers, static libraries, CMake files.
+# Distributions of EXCLUDES whose .dist-info folders PyInstaller copies all the same: the transformers hook copies
+# every installed distribution its dependency table names (scipy, libcst), and PyInstaller's own scan copies what a
+# collected module asks importlib.metadata about (torch.testing._internal.hypothesis_utils: hypothesis). Their code
+# is not in the bundle, and transformers asks find_spec before it reads a version, so the folders only mislead.
+UNSHIPPED_METADATA = ("hypothesis", "scipy", "libcst")
+# Bundle paths (forward slashes) dropped after analysis: headers, static libraries, CMake files, test programs,
+# the metadata of UNSHIPPED_METADATA and a stray CUDA runtime.
 STRIP_PATTERNS = [r"^torch/include/", r"^torch/share/", r"\.a$", r"\.lib$", r"\.h$", r"\.hpp$", r"\.cuh$",
                   r"^torch/test/", r"/tests?/.*\.py$",
                   # torch's C++ test programs and test-only libraries (50 MiB); torch_shm_manager is needed
                   r"^torch/bin/(?!torch_shm_manager)", r"^torch/lib/lib\w*test\w*\.(so|dll)$",
-                  r"^torch/lib/(lib)?(backend_with_compiler|aoti_custom_ops)\.(so|dll)$"]  # fmt: skip
+                  r"^torch/lib/(lib)?(backend_with_compiler|aoti_custom_ops)\.(so|dll)$",
+                  rf"^({'|'.join(UNSHIPPED_METADATA)})-[^/]+\.dist-info/",
+                  # The unversioned development link of the build machine's CUDA toolkit, found through a
+                  # ctypes.CDLL("libcudart.so") in a deprecated transformers function that falls back to
+                  # torch.version.cuda when it is missing. Libraries link the versioned name (libcudart.so.12), and
+                  # CUDA torch's own runtime lies under nvidia/cuda_runtime/lib/: neither is matched.
+                  r"^libcudart\.so$"]  # fmt: skip
 # transformers ships hundreds of model families; FLUX needs CLIP and T5 text encoders (+ auto classes).
 TRANSFORMERS_MODELS = {"auto", "clip", "t5"}
 # Distributions whose metadata (importlib.metadata.version) the libraries check at import time.

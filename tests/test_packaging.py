@@ -218,6 +218,34 @@ def test_stripped_and_filters():
     assert "scipy" in bc.EXCLUDES and "torch" not in bc.EXCLUDES
 
 
+def test_metadata_of_left_out_distributions_and_the_stray_cudart_are_dropped(tmp_path):
+    """The 2026-11-23 bundle held the .dist-info folders of hypothesis, scipy and libcst (code not shipped; copied by
+    the transformers hook and PyInstaller's metadata scan) and the build machine's toolkit ``libcudart.so`` (a
+    ctypes.CDLL in a deprecated transformers function). The metadata the libraries read, and CUDA torch's own
+    versioned runtime (a GPU build), stay."""
+    from importlib import metadata
+
+    left_out = ("hypothesis", "scipy", "libcst")
+    stray = [(f"{folder}/{name}", __file__, "DATA") for folder in ("hypothesis-6.155.2.dist-info",
+             "scipy-1.17.1.dist-info", "libcst-1.0.1.dist-info") for name in ("METADATA", "RECORD")]  # fmt: skip
+    for name in left_out:  # the installed ones too, as the hook copies them
+        try:
+            folder = Path(metadata.distribution(name)._path)
+        except metadata.PackageNotFoundError:
+            continue
+        stray += [(f"{folder.name}/{p.relative_to(folder).as_posix()}", str(p), "DATA") for p in folder.rglob("*")
+                  if p.is_file() and "third_party" not in p.parts]  # fmt: skip
+    needed = _installed_metadata_datas()
+    kept = {dest for dest, _, _ in bc.kept_datas(stray + needed, tmp_path)}
+    assert not kept & {dest for dest, _, _ in stray}
+    assert {dest for dest, _, _ in needed if "/licenses/third_party/" not in dest} <= kept
+    assert bc.is_stripped("libcudart.so")
+    for binary in ("nvidia/cuda_runtime/lib/libcudart.so.12", "libcudart.so.12", "torch/lib/libtorch_cuda.so",
+                   "numpy.libs/libscipy_openblas64_-32a4b2a6.so", "cudart64_12.dll"):  # fmt: skip
+        assert not bc.is_stripped(binary), binary
+    assert set(left_out) <= set(bc.UNSHIPPED_METADATA) <= set(bc.EXCLUDES)  # only metadata of code left out
+
+
 def test_windows_version_info_is_a_valid_expression():
     text = bc.windows_version_info()
     assert "{VERSION" not in text
