@@ -171,11 +171,24 @@ class ModelLibrary:
 
     def entries(self) -> list[ModelEntry]:
         """Built-in models first (demo first), then the user's, in the order they were added."""
-        builtins = builtin_models()
-        ordered = sorted(builtins.items(), key=lambda kv: (kv[0] != DEFAULT_MODEL, kv[0]))
-        out = [_entry(n, p, True) for n, p in ordered]
-        out += [_entry(n, current_path(p), False) for n, p in self._user_paths().items()]
-        return out
+        return [_entry(name, path, builtin) for name, path, builtin in self._listed()]
+
+    def _listed(self) -> list[tuple[str, Path, bool]]:
+        """(name, path read now, built-in) of each model in ``entries``' order, none inspected."""
+        ordered = sorted(builtin_models().items(), key=lambda kv: (kv[0] != DEFAULT_MODEL, kv[0]))
+        return [(n, p, True) for n, p in ordered] + [(n, current_path(p), False) for n, p in self._user_paths().items()]
+
+    def path_of(self, name_or_path: str | Path) -> Path:
+        """The path ``resolve`` would give ``name_or_path`` now, without inspecting any model (a header read per
+        model of the library): what the library names it by now, as library.json says it at this moment (edited
+        by hand, or another model added under the name since), else the path it is."""
+        from gpu.generation.png_metadata import encodable
+
+        key = str(name_or_path)
+        for name, path, _builtin in self._listed():
+            if name == key or encodable(name) == key:
+                return path
+        return current_path(named_path(key))
 
     def add(self, path: Path | str, name: str | None = None) -> ModelEntry:
         """Validate ``path`` and add it; raises UserError with a plain reason when it is no usable model. A path

@@ -113,3 +113,24 @@ def test_the_model_hash_of_another_file_of_the_same_size_and_time_is_its_own(tmp
     os.utime(incoming, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns))
     os.replace(incoming, model)
     assert model_hash(model) != before
+
+
+def test_a_library_name_given_to_another_file_outside_the_app_is_not_loaded(tmp_path):
+    """library.json edited while the app runs (or the name removed and another file added under it by the CLI):
+    ``is_loaded`` answered from the file loaded under the name before, while the job resolved the name and loaded
+    the new file, so the app said nothing ("Loading…" skipped) while a model of gigabytes loaded."""
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    shutil.copy(MODELS / "demo-int4.safetensors", first)
+    shutil.copy(MODELS / "demo-int4.safetensors", second)
+    data = tmp_path / "data"
+    ModelLibrary(data).add(first, name="mine")
+    service = GenerationService(ModelLibrary(data), device=torch.device("cpu"))
+    service.load("mine")
+    assert service.is_loaded("mine")
+
+    elsewhere = ModelLibrary(data)  # another process: the CLI, or the file edited by hand
+    elsewhere.remove("mine")
+    elsewhere.add(second, name="mine")
+    assert not service.is_loaded("mine")  # was: loaded (the first file, unchanged)
+    service.load("mine")
+    assert service.loaded.entry.path == second and service.is_loaded("mine")

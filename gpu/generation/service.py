@@ -90,9 +90,8 @@ class GenerationService:
         self.fuse = fuse_mode(fuse)  # gpu.generation.fusion: fused FLUX blocks when no LoRA is active
         self.loaded: LoadedPipeline | None = None
         # (model path, base asked for, its weights' FilesStamp as they were read, heads included) of the loaded
-        # pipeline, and the model names and paths it was asked for by (``is_loaded``)
+        # pipeline: what a job's load and ``is_loaded`` hold the model asked for to
         self._loaded_key: tuple[str, str | None, FilesStamp] | None = None
-        self._loaded_as: set[str] = set()
         # Measured seconds per denoising step, per (model path, width, height, LoRA set as ((name, rank), ...)):
         # what the LoRA cost report compares against the same model and size without LoRAs.
         self.step_seconds: dict[tuple, list[float]] = {}
@@ -106,7 +105,7 @@ class GenerationService:
         entry = self.library.resolve(model)
         facts = entry.facts
         assert facts is not None
-        if self._holds(entry, base, any_base=True):
+        if self._holds(entry.path, base, any_base=True):
             assert self.loaded is not None
             path = execution_path(self.loaded)
             policy = self.loaded.policy
@@ -122,13 +121,14 @@ class GenerationService:
             None if on_gpu else need,
         )  # fmt: skip
 
-    def _holds(self, entry: ModelEntry, base: str | None, any_base: bool = False) -> bool:
-        """Whether the loaded pipeline is ``entry``'s with ``base`` (``any_base``: with whatever base), read from its
-        files as they are now (``same_files``: rewritten, replaced or copied over is another model)."""
+    def _holds(self, path: Path, base: str | None, any_base: bool = False) -> bool:
+        """Whether the loaded pipeline is the model at ``path``'s with ``base`` (``any_base``: with whatever base),
+        read from its files as they are now (``same_files``: rewritten, replaced or copied over is another
+        model)."""
         key = self._loaded_key
-        if self.loaded is None or key is None or key[0] != str(entry.path) or not (any_base or key[1] == base):
+        if self.loaded is None or key is None or key[0] != str(path) or not (any_base or key[1] == base):
             return False
-        now = weights_stamp(entry.path)
+        now = weights_stamp(path)
         if not same_files(key[2], now):
             return False
         if now.nodes != key[2].nodes:  # inodes numbered anew, the same contents: not read again while they stay
@@ -138,15 +138,14 @@ class GenerationService:
     def is_loaded(self, model: str, base: str | None = None) -> bool:
         """Whether ``load(model, base)`` would find the model loaded already (its files unchanged since).
 
-        Asked before every job (the app says "Loading" when not): a model asked for by the name or path it was
-        loaded by has its files looked at, not every model of the library inspected to find it again. A library
-        name given to another file since (removed, and another added under it) is loaded by the job all the same,
-        which resolves it."""
-        loaded = self.loaded
-        if loaded is None:
+        Asked before every job (the app says "Loading" when not): the name is looked up as the job's ``resolve``
+        looks it up, without every model of the library inspected (a header read each), and the path it names
+        now is held to the load's key (path, base, ``FilesStamp``) as the job's ``_ensure_loaded`` holds it. A
+        library name given to another file since (library.json edited, or removed and another added under it)
+        answered from the file loaded under it before: the job loaded the new one with no "Loading" said."""
+        if self.loaded is None:
             return False
-        entry = loaded.entry if model in self._loaded_as else self.library.resolve(model)
-        return self._holds(entry, base)
+        return self._holds(self.library.path_of(model), base)
 
     def prompt_meter(self, entry: ModelEntry | str) -> PromptMeter | None:
         """The ``PromptMeter`` of a model (its T5 tokenizer and ``max_sequence_length``; an SVDQ file's tokenizer
@@ -179,16 +178,14 @@ class GenerationService:
         they are now: a file rewritten or replaced since it was loaded (``quantize --overwrite`` while the app
         runs) is loaded again, and its "Model hash" hashed again."""
         entry = self.library.resolve(model)
-        self._ensure_loaded(entry, base, model)
+        self._ensure_loaded(entry, base)
         return self.describe(str(entry.path))
 
-    def _ensure_loaded(self, entry: ModelEntry, base: str | None, asked: str) -> None:
-        """``entry`` loaded with ``base``, unless it is already with its files unchanged; ``asked``: the name or
-        path it was asked for by (``is_loaded``)."""
-        if not self._holds(entry, base):
+    def _ensure_loaded(self, entry: ModelEntry, base: str | None) -> None:
+        """``entry`` loaded with ``base``, unless it is already with its files unchanged."""
+        if not self._holds(entry.path, base):
             self.unload()
             self.loaded, self._loaded_key = self._load_anew(entry, base)
-        self._loaded_as.add(asked)
 
     def _load_anew(self, entry: ModelEntry, base: str | None) -> tuple[LoadedPipeline, tuple]:
         """(the pipeline, its key as ``_loaded_key`` holds it): loaded and its weights hashed with the files unchanged
@@ -224,7 +221,6 @@ class GenerationService:
         if self.loaded is not None:
             self.loaded = None
             self._loaded_key = None
-            self._loaded_as.clear()
             # diffusers' HookRegistry and the transformer hold each other: dropped, the pipeline is freed only by a
             # collection, and a model loaded meanwhile ran out of memory (34 GiB asked with 50 GiB free)
             gc.collect()
@@ -292,7 +288,7 @@ class GenerationService:
         line saves it then: a batch stopped by Ctrl-C or a later error keeps the images already made)."""
         entry = self.library.resolve(request.model)
         settings = self.resolve_settings(request, entry)
-        self._ensure_loaded(entry, request.base, request.model)  # not load(): it resolves and describes again
+        self._ensure_loaded(entry, request.base)  # not load(): it resolves and describes again
         loaded = self.loaded
         assert loaded is not None
         loras = self.apply_loras(loaded, request.loras)
