@@ -193,9 +193,14 @@ class LoraList(QListView):
     def _sync(self, wanted: list[int]) -> bool:
         model, changed = self.model_, False
         rows = {p.row(): p for p in self._open if p.isValid()}
+        focus, refocus = self.focus_stop(), None
         for row, index in list(rows.items()):
             editor = self.indexWidget(index)
             if editor is None or editor.text_encoders != model.entry(row).text_encoders:
+                if editor is not None and focus is not None and focus[0] == row:
+                    # Its file gained or lost a CLIP/T5 part: the focus stays on the same control of the new row,
+                    # not wherever Qt's chain of widgets leads from the one closed.
+                    refocus = (row, editor.stop_role(editor.focus_chain[focus[1]]))
                 self.closePersistentEditor(index)
                 del rows[row]
                 changed = True
@@ -211,6 +216,8 @@ class LoraList(QListView):
         for index in order[:spare]:
             self.closePersistentEditor(index)
         self._open = order[spare:]
+        if refocus is not None:
+            self.indexWidget(model.index(refocus[0])).stop_near(refocus[1]).setFocus(Qt.FocusReason.OtherFocusReason)
         return changed or spare > 0
 
     def editors(self) -> list[LoraRow]:

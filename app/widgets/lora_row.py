@@ -154,8 +154,9 @@ class LoraRow(QFrame):
         lay.addWidget(info)
 
     def _stops(self) -> tuple[str, ...]:
-        """``STOPS`` this row has (hidden controls are no stops)."""
-        return tuple(s for s in self.STOPS if self.entry.text_encoders or s not in self._TEXT_STOPS)
+        """``STOPS`` this row has (hidden controls are no stops): as it was made, also once its file gained or lost
+        a CLIP/T5 part (the row made anew then asks this one where its focus was)."""
+        return tuple(s for s in self.STOPS if self.text_encoders or s not in self._TEXT_STOPS)
 
     def stop_role(self, widget: QWidget) -> str:
         """The ``STOPS`` attribute of the control of ``focus_chain`` that is or holds ``widget`` (the first one,

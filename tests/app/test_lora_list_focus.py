@@ -123,3 +123,23 @@ def test_the_focus_on_a_button_that_hides_stays_by_it_and_the_list_where_it_is(q
     assert panel.view.rows_in_sight() == in_sight
     held_reads.set()
     thread.join(30)
+
+
+@pytest.mark.parametrize("text_part", [True, False], ids=["gained", "lost"])
+def test_the_focus_in_a_row_rebuilt_for_a_text_part_stays_on_its_control(qtbot, bare_window, tmp_path,  # noqa: F811
+                                                                         text_part):  # fmt: skip
+    """A row's file gained (or lost) a CLIP/T5 part: its row is made anew with (or without) a "Text" strength, and
+    the focus in it went wherever Qt's chain of widgets led from the row closed."""
+    panel, state = bare_window.lora_panel, bare_window.controller.loras
+    lora = flux_lora(tmp_path / "a.safetensors", text_part=not text_part)
+    state.add_files([lora, flux_lora(tmp_path / "b.safetensors")], enabled=True)  # read again at each job
+    with qtbot.waitActive(bare_window):
+        bare_window.activateWindow()
+    old = panel.row_for("a")
+    index = panel.view.model_.index(state.entries.index(old.entry))
+    _focus(qtbot, old.triggers)
+    flux_lora(lora, text_part=text_part)  # rewritten by the program that trains it
+    state.refresh()  # as before a job
+    qtbot.waitUntil(lambda: panel.view.indexWidget(index) not in (None, old))  # made anew as the list lays out
+    assert panel.row_for("a").text_encoders == (("text_encoder",) if text_part else ())
+    assert QApplication.focusWidget() is panel.row_for("a").triggers
