@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gpu.bfl_layout import SVDQ_METADATA_KEY, bfl_prefix, foreign_quantized, other_file
 from gpu.errors import UserError
 
 FORMATS = ("diffusers", "kohya", "bfl", "xlabs")
@@ -296,6 +297,32 @@ def _matrix_shape(shape: list[int]) -> list[int]:
     return shape[:2] if len(shape) == 4 and shape[2:] == [1, 1] else shape
 
 
+# A diffusers pipeline's parts saved in one file, each under its folder's name
+_PIPELINE_PARTS = ("transformer.", "text_encoder.", "text_encoder_2.", "text_encoder_3.", "vae.", "unet.")
+
+
+def _model_file(label: str, header: dict[str, Any]) -> str | None:
+    """Why the file of ``header`` (no LoRA factor among its keys) is a model, not a LoRA, as the model library and
+    the quantizer recognise one (``gpu.bfl_layout``): said by what it is and where it goes, rather than "none of
+    its keys name a FLUX.1 layer". None when its keys say nothing of a model."""
+    meta = header.get("__metadata__")
+    keys = [k for k in header if k != "__metadata__"]
+    if isinstance(meta, dict) and SVDQ_METADATA_KEY in meta:
+        return f"{label} is a quantized FLUX.1 model (SVDQ), not a LoRA: add it under Models"
+    if known := foreign_quantized(header):
+        return f"{label} is a model, not a LoRA: {known[0]}"
+    if bfl_prefix(keys) is not None:
+        return (f"{label} is a FLUX.1 model (a single-file checkpoint), not a LoRA: quantize it with the Quantize "
+                "wizard (Single file…) to add it under Models")  # fmt: skip
+    known = other_file(keys, "")
+    if known is not None and "LoRA" not in known[0]:
+        return f"{label} is a model, not a LoRA: {known[0]}"
+    parts = sorted({k.split(".", 1)[0] for k in keys if k.startswith(_PIPELINE_PARTS)})
+    if parts:
+        return f"{label} is a model, not a LoRA: a pipeline's weights in one file ({', '.join(parts)})"
+    return None
+
+
 def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
     """The layout of a LoRA file from its parsed safetensors header (``label``: the file's name, for messages);
     raises ``LoraError`` for anything the header alone shows to be unusable."""
@@ -328,6 +355,8 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
                     hint="use a LoRA trained for FLUX.1",
                     family=family,
                 )
+        if not keys and (model := _model_file(label, header)) is not None:
+            raise LoraError(model, hint="use a LoRA trained for FLUX.1", weights=False)
         raise LoraError(
             f"{label} is not a FLUX.1 LoRA: none of its keys name a FLUX.1 layer "
             f"(keys such as {_listing(sorted(entries), 3)})",

@@ -56,7 +56,7 @@ def test_a_folder_adds_its_flux_loras_and_counts_the_files_it_skips(qtbot, bare_
     assert details.startswith("3 LoRAs for Stable Diffusion 1.x/2.x/SDXL:\n  sdxl/anime.safetensors: anime.safetensors "
                               "is a LoRA for Stable Diffusion 1.x/2.x/SDXL (UNet), not FLUX.1")  # fmt: skip
     assert "\n\n1 file that is no LoRA (a checkpoint, a VAE…):\n  checkpoints/flux1-dev.safetensors: " \
-           "flux1-dev.safetensors is not a FLUX.1 LoRA: none of its keys name a FLUX.1 layer" in details  # fmt: skip
+           "flux1-dev.safetensors is a FLUX.1 model (a single-file checkpoint), not a LoRA" in details  # fmt: skip
     assert "half.safetensors: not a safetensors file (only 2 bytes)" in details
     assert "sdxl/pixel art.safetensors" in caplog.text and "checkpoints/flux1-dev.safetensors" in caplog.text
     dialog.close()

@@ -5,7 +5,7 @@ time made another, the last one hidden but kept as long as the panel."""
 
 from __future__ import annotations
 
-from header_files import header_only
+from header_files import bfl_tensors, header_only
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
@@ -36,7 +36,7 @@ def test_whole_models_are_counted_as_no_lora_whatever_their_keys_look_like(qtbot
         "for Stable Diffusion 3."
     )
     details = panel.state.skipped_text()
-    assert "sd3 transformer.safetensors is not a FLUX.1 LoRA: none of its keys name a FLUX.1 layer" in details
+    assert "sd3 transformer.safetensors is a model, not a LoRA: a Stable Diffusion 3 checkpoint" in details
     assert "sd3 style.safetensors is a LoRA for Stable Diffusion 3, not FLUX.1" in details
 
 
@@ -61,3 +61,29 @@ def test_skipped_files_opened_again_is_the_same_dialog(qtbot, bare_window, tmp_p
     assert panel.skipped_dialog.isVisible()
     assert panel.skipped_dialog.text() == panel.scan_label.text()
     assert "cut.safetensors" in panel.skipped_dialog.detailedText()
+
+
+def test_add_lora_on_a_model_file_says_it_is_a_model_and_where_it_goes(tmp_path):
+    """"Add LoRA…" on a whole model said only "none of its keys name a FLUX.1 layer", not that it is a model."""
+    from app.lora_state import LoraState
+    from gpu.paths import resources_dir
+
+    sd3 = header_only(tmp_path / "sd3 medium.safetensors", {
+        "model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": ("F16", (96, 32)),
+        "first_stage_model.decoder.conv_in.weight": ("F16", (8, 4, 3, 3))})  # fmt: skip
+    flux = header_only(tmp_path / "flux1-dev.safetensors", bfl_tensors())
+    pipeline = header_only(tmp_path / "pipeline.safetensors", {
+        "transformer.transformer_blocks.0.attn.to_q.weight": ("F16", (32, 32)),
+        "text_encoder.text_model.encoder.layers.0.mlp.fc1.weight": ("F16", (64, 16)),
+        "vae.decoder.conv_in.weight": ("F16", (8, 4, 3, 3))})  # fmt: skip
+    svdq = resources_dir() / "models" / "demo-int4.safetensors"
+    state = LoraState()
+    added, refused = state.add_files([sd3, flux, pipeline, svdq])
+    assert added == [] and len(refused) == 4
+    assert "sd3 medium.safetensors is a model, not a LoRA: a Stable Diffusion 3 checkpoint" in refused[0]
+    assert ("flux1-dev.safetensors is a FLUX.1 model (a single-file checkpoint), not a LoRA: quantize it with the "
+            "Quantize wizard") in refused[1]  # fmt: skip
+    assert "pipeline.safetensors is a model, not a LoRA: a pipeline's weights in one file (text_encoder, " \
+           "transformer, vae)" in refused[2]  # fmt: skip
+    assert "demo-int4.safetensors is a quantized FLUX.1 model (SVDQ), not a LoRA: add it under Models" in refused[3]
+    assert not any("none of its keys" in r for r in refused)
