@@ -96,8 +96,8 @@ __device__ __forceinline__ float gelu_tanh(float x) {
   return __fdividef(x, 1.f + __expf(-2.f * u));
 }
 
-// D = A(16x64 s4, row) * B(64x8 s4, col) + D, s32 accumulators. sm_80+ only: Turing (sm_75) has
-// just m8n8k32 for 4-bit, and the dispatcher refuses sm_75, so the body there is a trap.
+// D = A(16x64 s4, row) * B(64x8 s4, col) + D, s32 accumulators. sm_80+ only (Turing's form is below); on
+// sm_75 the body is a trap and launch code picks the m8n8k32 entry points there.
 __device__ __forceinline__ void mma_s4_16x8x64(int (&d)[4], const uint4& a, const uint2& b) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile(
@@ -108,6 +108,30 @@ __device__ __forceinline__ void mma_s4_16x8x64(int (&d)[4], const uint4& a, cons
 #else
   __trap();
 #endif
+}
+
+// D = A(8x32 s4, row) * B(32x8 s4, col) + D: the only 4-bit MMA shape of Turing (sm_75). Lane (gid, tig)
+// holds A row gid, k 8 tig .. 8 tig + 7 (one word), B k 8 tig .. +7 of column gid, D row gid, columns
+// 2 tig, 2 tig + 1.
+__device__ __forceinline__ void mma_s4_8x8x32(int& d0, int& d1, uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+  asm volatile("mma.sync.aligned.m8n8k32.row.col.s32.s4.s4.s32 {%0, %1}, {%2}, {%3}, {%0, %1};\n"
+               : "+r"(d0), "+r"(d1)
+               : "r"(a), "r"(b));
+#else
+  __trap();
+#endif
+}
+
+// mma_s4_16x8x64 from the same fragment registers as four m8n8k32 (any arch from sm_75): the m16n8k64 A
+// fragment's words are (row gid, k 0-31), (row gid + 8, k 0-31), (row gid, k 32-63), (row gid + 8, k 32-63),
+// each laid out as one m8n8k32 A word, and B's are (k 0-31), (k 32-63); D rows gid / gid + 8 are the two
+// m8n8 halves. Integer sums are exact, so D is bit-identical to the m16n8k64 instruction's.
+__device__ __forceinline__ void mma_s4_16x8x64_by_8x8x32(int (&d)[4], const uint4& a, const uint2& b) {
+  mma_s4_8x8x32(d[0], d[1], a.x, b.x);
+  mma_s4_8x8x32(d[0], d[1], a.z, b.y);
+  mma_s4_8x8x32(d[2], d[3], a.y, b.x);
+  mma_s4_8x8x32(d[2], d[3], a.w, b.y);
 }
 
 // Low-rank up projection of one staged chunk of ranks into a warp's m16n8 accumulator fragments:

@@ -32,7 +32,11 @@
 // scales ([32, K/64], K <= 16384) are staged in shared memory with one coalesced pass.
 // svdq_w4a16_gemv_grouped_*: the same per-block work for many layers (same x, same K) in one grid, from a
 // table of per-layer addresses (see w4a16_gemv_grouped_body).
-// sm_80+ (bf16 mma.sync); on older architectures the body is a trap and the dispatcher refuses them.
+// sm_80+ (bf16/fp16 mma.sync m16n8k16). The `_k8` entry points (fp16 only) are the same kernel for Turing
+// (sm_75), which has fp16 m16n8k8 but neither bf16 MMA nor m16n8k16: each m16n8k16 runs as two m16n8k8 on the
+// same registers (A words 0-1 and B word 0 hold k 0-7 of the fragment, words 2-3 and 1 k 8-15), chained on
+// the group's fresh fp32 accumulators. The products are exact in fp32, but the tensor core's addition order
+// within a group may differ between the two forms, so they agree within fp32 rounding, not bit for bit.
 #include "svdq_common.cuh"
 
 namespace {
@@ -67,44 +71,58 @@ using svdq_gemv::Dequant;
 // Nibbles i and i + 4 of `biased` (= word ^ 0x88888888) as exact 16-bit code values, low half first.
 template <typename T> __device__ __forceinline__ uint32_t code_pair(uint32_t biased, int i) {
   const uint32_t v = ((biased >> (4 * i)) & 0x000F000Fu) | Dequant<T>::kMagic;
-  uint32_t r;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  // v * 1 - bias (exact): packed fma, since sm_80 has no bf16x2 sub (sm_90 does).
+  uint32_t r = v;
+  // v * 1 - bias (exact): packed fma, since sm_80 has no bf16x2 sub (sm_90 does); f16x2 fma exists from sm_53.
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(v), "r"(Dequant<T>::kOne), "r"(Dequant<T>::kNegBias));
+#endif
   } else {
     asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(v), "r"(Dequant<T>::kOne), "r"(Dequant<T>::kNegBias));
   }
-#else
-  r = v;
-#endif
   return r;
 }
 
-// D = A(16x16, row) * B(16x8, col) + C, fp32 accumulators.
-template <typename T>
+// D = A(16x16, row) * B(16x8, col) + C, fp32 accumulators; K8: as two fp16 m16n8k8 (Turing, see the header).
+template <typename T, bool K8>
 __device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+  if constexpr (K8) {
+    static_assert(std::is_same_v<T, __half>, "Turing has no bf16 MMA");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
     asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
+        : "r"(a[0]), "r"(a[1]), "r"(b0));
     asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
+        : "r"(a[2]), "r"(a[3]), "r"(b1));
 #else
-  __trap();
+    __trap();
 #endif
+  } else {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+          "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    } else {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+          "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+#else
+    __trap();
+#endif
+  }
 }
 
 // The 32 output channels from n0 of one layer.
-template <typename T>
+template <typename T, bool K8>
 __device__ void w4a16_gemv_body(const T* __restrict__ x, const uint8_t* __restrict__ qweight,
                                 const T* __restrict__ wscales, const T* __restrict__ bias, T* __restrict__ y,
                                 int M, int N, int K, int n0) {
@@ -178,7 +196,7 @@ __device__ void w4a16_gemv_body(const T* __restrict__ x, const uint8_t* __restri
           // A registers: (row gid, pos 2tig..), (row gid+8, pos 2tig..), (row gid, pos +8), (row gid+8, pos +8)
           const uint32_t a[4] = {code_pair<T>(b00, i), code_pair<T>(b10, i), code_pair<T>(b01, i),
                                  code_pair<T>(b11, i)};
-          mma_16x8x16<T>(d, a, xb[0][i], xb[1][i]);
+          mma_16x8x16<T, K8>(d, a, xb[0][i], xb[1][i]);
         }
         // d: (channel gid, rows 2tig, 2tig+1), (channel gid + 8, rows 2tig, 2tig+1)
         const float s_lo = svdq::to_f32(s_scale[16 * t + gid][g]);
@@ -219,14 +237,14 @@ static_assert(GV_THREADS == GV_CHANNELS * GV_MAX_ROWS, "the epilogue maps one th
 // launch per layer (14-28 MB) spends much of its time ramping up and draining.
 constexpr int GV_TABLE = 6;
 
-template <typename T>
+template <typename T, bool K8>
 __device__ void w4a16_gemv_grouped_body(const T* __restrict__ x, T* __restrict__ y,
                                         const long long* __restrict__ table, int L, int M, int K) {
   int l = 0;  // the layer owning this block: the last one whose first block is <= blockIdx.x
   while (l + 1 < L && table[(l + 1) * GV_TABLE + 5] <= blockIdx.x) ++l;
   const long long* t = table + l * GV_TABLE;
   const int N = static_cast<int>(t[3]);
-  w4a16_gemv_body<T>(x, reinterpret_cast<const uint8_t*>(t[0]), reinterpret_cast<const T*>(t[1]),
+  w4a16_gemv_body<T, K8>(x, reinterpret_cast<const uint8_t*>(t[0]), reinterpret_cast<const T*>(t[1]),
                      reinterpret_cast<const T*>(t[2]), y + static_cast<size_t>(M) * t[4], M, N, K,
                      (blockIdx.x - static_cast<int>(t[5])) * GV_CHANNELS);
 }
@@ -235,15 +253,18 @@ __device__ void w4a16_gemv_grouped_body(const T* __restrict__ x, T* __restrict__
 
 // grid: ceil(N / 32), block: 256. M <= 8, K % 64 == 0, K <= 16384; x 16-byte and qweight 8-byte aligned.
 // Grouped: grid = the table's total block count, block 256; the same conditions for every layer.
-#define SVDQ_GEMV(SUFFIX, T)                                                                             \
-  extern "C" __global__ void __launch_bounds__(GV_THREADS)                                             \
+// _k8_fp16: the Turing form (sm_75+), fp16 only. MIN_BLOCKS 1 for it: ptxas's default register target spilled
+// its grouped entry on sm_90 (where it only runs in tests); the sm_80+ entries keep the bounds they were measured with.
+#define SVDQ_GEMV(SUFFIX, T, K8, ...)                                                                    \
+  extern "C" __global__ void __launch_bounds__(__VA_ARGS__)                                            \
       svdq_w4a16_gemv_##SUFFIX(const T* x, const uint8_t* qweight, const T* wscales, const T* bias, T* y, \
                                int M, int N, int K) {                                                    \
-    w4a16_gemv_body<T>(x, qweight, wscales, bias, y, M, N, K, blockIdx.x * GV_CHANNELS);                \
+    w4a16_gemv_body<T, K8>(x, qweight, wscales, bias, y, M, N, K, blockIdx.x * GV_CHANNELS);            \
   }                                                                                                      \
-  extern "C" __global__ void __launch_bounds__(GV_THREADS)                                             \
+  extern "C" __global__ void __launch_bounds__(__VA_ARGS__)                                            \
       svdq_w4a16_gemv_grouped_##SUFFIX(const T* x, T* y, const long long* table, int L, int M, int K) {   \
-    w4a16_gemv_grouped_body<T>(x, y, table, L, M, K);                                                    \
+    w4a16_gemv_grouped_body<T, K8>(x, y, table, L, M, K);                                                \
   }
-SVDQ_GEMV(bf16, __nv_bfloat16)
-SVDQ_GEMV(fp16, __half)
+SVDQ_GEMV(bf16, __nv_bfloat16, false, GV_THREADS)
+SVDQ_GEMV(fp16, __half, false, GV_THREADS)
+SVDQ_GEMV(k8_fp16, __half, true, GV_THREADS, 1)

@@ -5,7 +5,9 @@
 // (paper section 4.3: "Up Projection" fused with "4-Bit Compute", so the output is written once).
 //
 // Tiling: 128 threads = 4 warps in a 2x2 grid over a 64x64 output tile; each warp owns 32x32 =
-// 2 (m16) x 4 (n8) mma.sync.m16n8k64.s4 tiles. The K loop walks one quantization group (64) per step:
+// 2 (m16) x 4 (n8) mma.sync.m16n8k64.s4 tiles (sm_80+). The `_k32` entry points are the same kernel for
+// Turing (sm_75), whose only 4-bit MMA is m8n8k32: each m16n8k64 runs as four m8n8k32 on the same fragment
+// registers (svdq::mma_s4_16x8x64_by_8x8x32), with the same integer sums, so their outputs are bit-identical. The K loop walks one quantization group (64) per step:
 // 8 integer MMAs into fresh s32 registers, then each group's exact integer sum is scaled by sa*sw and
 // added to the fp32 accumulators, as acc = acc + float(dot) * (sa * sw) with separate IEEE-rounded
 // ops, the reference's exact order, so the integer part matches it bit for bit. No fp16/bf16 partials.
@@ -37,7 +39,7 @@ constexpr int WM_TILES = 2, WN_TILES = 4;  // per warp: 2 x m16, 4 x n8
 constexpr int RCHUNK = 32;                 // ranks staged per epilogue step
 
 
-template <typename T>
+template <typename T, bool M8N8K32>
 __device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ ascale,
                           const uint2* __restrict__ wgt, const T* __restrict__ wscale,
                           const float* __restrict__ lact, const T* __restrict__ lora_up,
@@ -85,7 +87,11 @@ __device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ a
 #pragma unroll
       for (int j = 0; j < WN_TILES; ++j) {
         int d[4] = {0, 0, 0, 0};
-        svdq::mma_s4_16x8x64(d, a[i], b[j]);
+        if constexpr (M8N8K32) {
+          svdq::mma_s4_16x8x64_by_8x8x32(d, a[i], b[j]);
+        } else {
+          svdq::mma_s4_16x8x64(d, a[i], b[j]);
+        }
         // c0,c1: row gid, channels 2*tig, 2*tig+1; c2,c3: row gid+8 (m16n8 accumulator layout).
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
@@ -129,19 +135,16 @@ __device__ void gemm_body(const uint4* __restrict__ act, const T* __restrict__ a
 }  // namespace
 
 // grid: (N_pad / 64, M_pad / 64), block: 128. N must be even (pairs are stored); K % 64 == 0.
-extern "C" __global__ void __launch_bounds__(THREADS_B)
-svdq_w4a4_gemm_bf16(const uint4* act, const __nv_bfloat16* ascale, const uint2* wgt,
-                    const __nv_bfloat16* wscale, const float* lact, const __nv_bfloat16* lora_up,
-                    const int* lr_window, const __nv_bfloat16* bias, __nv_bfloat16* out, int M, int N, int K,
-                    int rank, int M_pad, int N_pad, int gelu_from) {
-  gemm_body<__nv_bfloat16>(act, ascale, wgt, wscale, lact, lora_up, lr_window, bias, out, M, N, K, rank, M_pad,
-                           N_pad, gelu_from);
-}
-
-extern "C" __global__ void __launch_bounds__(THREADS_B)
-svdq_w4a4_gemm_fp16(const uint4* act, const __half* ascale, const uint2* wgt, const __half* wscale,
-                    const float* lact, const __half* lora_up, const int* lr_window, const __half* bias,
-                    __half* out, int M, int N, int K, int rank, int M_pad, int N_pad, int gelu_from) {
-  gemm_body<__half>(act, ascale, wgt, wscale, lact, lora_up, lr_window, bias, out, M, N, K, rank, M_pad, N_pad,
-                    gelu_from);
-}
+// svdq_w4a4_gemm_{bf16,fp16}: m16n8k64 (sm_80+); svdq_w4a4_gemm_k32_{bf16,fp16}: m8n8k32 (sm_75+).
+#define SVDQ_W4A4_GEMM(NAME, T, M8N8K32)                                                                     \
+  extern "C" __global__ void __launch_bounds__(THREADS_B)                                                 \
+      NAME(const uint4* act, const T* ascale, const uint2* wgt, const T* wscale, const float* lact,       \
+           const T* lora_up, const int* lr_window, const T* bias, T* out, int M, int N, int K, int rank,   \
+           int M_pad, int N_pad, int gelu_from) {                                                         \
+    gemm_body<T, M8N8K32>(act, ascale, wgt, wscale, lact, lora_up, lr_window, bias, out, M, N, K, rank,  \
+                          M_pad, N_pad, gelu_from);                                                       \
+  }
+SVDQ_W4A4_GEMM(svdq_w4a4_gemm_bf16, __nv_bfloat16, false)
+SVDQ_W4A4_GEMM(svdq_w4a4_gemm_fp16, __half, false)
+SVDQ_W4A4_GEMM(svdq_w4a4_gemm_k32_bf16, __nv_bfloat16, true)
+SVDQ_W4A4_GEMM(svdq_w4a4_gemm_k32_fp16, __half, true)

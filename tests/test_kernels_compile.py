@@ -19,16 +19,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels_cu"
 ARCHS = ("75", "80", "86", "89", "90")
-# Entry points expected in every arch's report (sm_75 gets the GEMMs as trap stubs; dispatch refuses it).
+# Entry points expected in every arch's report (each arch compiles every form; a form whose MMA the arch lacks,
+# e.g. m16n8k64 on sm_75, is a trap stub there that launch code never picks: gpu/kernels/mma_forms.py).
 ENTRIES = {
     "svdq_quant_lora.cu": ("svdq_quant_lora_int4_bf16", "svdq_quant_lora_int4_fp16",
                            "svdq_quant_lora_int8_bf16", "svdq_quant_lora_int8_fp16"),
-    "svdq_w4a4_gemm.cu": ("svdq_w4a4_gemm_bf16", "svdq_w4a4_gemm_fp16"),
+    "svdq_w4a4_gemm.cu": ("svdq_w4a4_gemm_bf16", "svdq_w4a4_gemm_fp16", "svdq_w4a4_gemm_k32_bf16",
+                          "svdq_w4a4_gemm_k32_fp16"),
     "svdq_w4a8_gemm.cu": ("svdq_w4a8_gemm_bf16", "svdq_w4a8_gemm_fp16"),
     "svdq_fused_norm.cu": ("svdq_layernorm_modulate_bf16", "svdq_layernorm_modulate_fp16",
                            "svdq_gate_residual_bf16", "svdq_gate_residual_fp16",
                            "svdq_qk_norm_rope_bf16", "svdq_qk_norm_rope_fp16"),
-    "svdq_w4a16_gemv.cu": ("svdq_w4a16_gemv_bf16", "svdq_w4a16_gemv_fp16"),
+    "svdq_w4a16_gemv.cu": ("svdq_w4a16_gemv_bf16", "svdq_w4a16_gemv_fp16", "svdq_w4a16_gemv_grouped_bf16",
+                           "svdq_w4a16_gemv_grouped_fp16", "svdq_w4a16_gemv_k8_fp16",
+                           "svdq_w4a16_gemv_grouped_k8_fp16"),
     "svdq_w4a8_wgmma.cu": ("svdq_w4a8f_gemm_bf16", "svdq_w4a8f_gemm_fp16", "svdq_w4a8f_gemm_xs_bf16",
                            "svdq_w4a8f_gemm_xs_fp16", "svdq_w4a8f_gemm_wide_bf16", "svdq_w4a8f_gemm_wide_fp16",
                            "svdq_w4a8f_gemm_wide_xs_bf16", "svdq_w4a8f_gemm_wide_xs_fp16", "svdq_w4a8f_quant_bf16",
@@ -109,6 +113,13 @@ def test_compile_all_archs_no_local_memory(tmp_path):
                 bad = local_memory_problems(props)
                 if bad:
                     failures.append(f"{cu.name}: {entry} sm_{arch}: {', '.join(bad)}")
+    # every kernel the launch code names (gpu.kernels.launch._KERNELS, + a dtype suffix) was compiled
+    from gpu.kernels.launch import _KERNELS
+
+    compiled = {entry for cu, proc in results for entry, _ in parse_ptxas(proc.stdout + proc.stderr)}
+    for family, kernel, _ in _KERNELS.values():
+        if not {f"{kernel}_bf16", f"{kernel}_fp16"} & compiled:
+            failures.append(f"{family}.cu: launch code names {kernel}_*, which no compiled entry point is")
     assert not failures, "\n".join(failures)
 
 

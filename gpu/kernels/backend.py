@@ -6,8 +6,8 @@ Two backends serve the same INT4 W4A4 checkpoint layers, asked in this order:
   E4M3 subnormals in registers (exact), on wgmma; numerics ``SVDQLinear.forward_reference(x,
   act_format="fp8_e4m3_row")``. (The older INT8-g64 ``mma.sync`` W4A8 kernels stay in ``gpu.kernels.launch``
   as the measured alternative of ``main.py bench kernels``; dispatch does not use them.)
-- "fused INT4 W4A4 kernels": sm_80+ (``mma.sync.m16n8k64`` s4; Turing has only m8n8k32, see
-  kernels_cu/DESIGN.md).
+- "fused INT4 W4A4 kernels": sm_75+ (``mma.sync.m16n8k64`` s4 on sm_80+; on Turing, which has only m8n8k32,
+  the same kernel issues four m8n8k32 per m16n8k64, bit-identical: ``gpu.kernels.mma_forms``).
 
 Importing this module must work without pycuda, without CUDA and without nvcc: every check that needs
 them runs inside ``refuses`` and turns a failure into a reason the GUI can show.
@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from gpu.kernels import mma_forms
 from gpu.kernels.rank_limits import ANY_WINDOW, INT4_LIMITS, W4A8F_LIMITS, RankLimits, low_rank_refusal
 from gpu.kernels.repack import PackedW4A8F
 from gpu.modules.reference import gelu_columns_
@@ -30,7 +31,7 @@ from gpu.runtime.dispatch import Backend, register_backend
 
 NAME = "fused INT4 W4A4 kernels (pycuda)"
 W4A8_NAME = "fused W4A8 FP8 kernels for Hopper (pycuda)"
-MIN_ARCH = (8, 0)
+MIN_ARCH = mma_forms.TURING
 
 
 @functools.cache
@@ -94,7 +95,7 @@ def _int4_shape_refusal(layer: torch.nn.Module) -> str | None:
 
 def _int4_arch_refusal(major: int, minor: int) -> str | None:
     if (major, minor) < MIN_ARCH:
-        return f"GPU sm_{major}{minor} lacks m16n8k64 s4 MMA (needs sm_80 or newer)"
+        return f"GPU sm_{major}{minor} lacks 4-bit tensor-core MMA (needs sm_75 or newer)"
     return None
 
 
@@ -244,7 +245,8 @@ GEMV_NAME = "fused W4A16 GEMV (pycuda)"
 
 
 def _gemv_refuses(layer: torch.nn.Module, device: torch.device) -> str | None:
-    """The adaLN modulation layers (W4A16 INT4, no smoothing, no low rank) on the GEMV kernel (sm_80+)."""
+    """The adaLN modulation layers (W4A16 INT4, no smoothing, no low rank) on the GEMV kernel (sm_75+; fp16 only
+    on Turing)."""
     from gpu.modules.fused_ops import fused_refusal, gemv_layer_refusal
 
     why = gemv_layer_refusal(layer)
@@ -252,7 +254,7 @@ def _gemv_refuses(layer: torch.nn.Module, device: torch.device) -> str | None:
         return why
     if device.type != "cuda":
         return f"device is {device.type.upper()}, not a CUDA GPU"
-    return fused_refusal(device, "gemv")
+    return fused_refusal(device, "gemv") or mma_forms.gemv_dtype_refusal(device, layer.compute_dtype)
 
 
 def _gemv_run(layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = None) -> torch.Tensor:

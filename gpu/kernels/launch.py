@@ -1,7 +1,9 @@
 """All host-side launch code of the fused kernels: shape checks, buffers, grids, streams.
 
 Three paths share the loader, the weight canonical form and the streams:
-- INT4 W4A4 (sm_80+): Kernel A ``svdq_quant_lora_int4_*`` then Kernel B ``svdq_w4a4_gemm_*``;
+- INT4 W4A4 (sm_75+): Kernel A ``svdq_quant_lora_int4_*`` then Kernel B ``svdq_w4a4_gemm_*`` (on Turing,
+  sm_75, its ``svdq_w4a4_gemm_k32_*`` form: the same kernel on m8n8k32 MMAs, bit-identical; see
+  ``gpu.kernels.mma_forms``);
 - Hopper W4A8 (sm_90, which has no 4-bit tensor cores): the K-split INT8 prologue
   ``svdq_w4a8_prologue_*`` (or Kernel A at QMAX = 127, ``svdq_quant_lora_int8_*``; same codes, latency
   bound) then ``svdq_w4a8_gemm_*``, which widens the checkpoint's unchanged int4 codes to s8 in registers.
@@ -28,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from gpu.kernels import context
+from gpu.kernels import context, mma_forms
 from gpu.kernels.loader import load_module
 from gpu.kernels.rank_limits import MAX_TOTAL_RANK, W4A8F_LIMITS, W4A8F_MAX_WINDOW, W4A8F_NARROW_WINDOW
 from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
@@ -86,6 +88,7 @@ def gelu_from_arg(gelu_from: int | None, n: int) -> int:
 _KERNELS = {
     "quant_int4": ("svdq_quant_lora", "svdq_quant_lora_int4", "PPPPPPiiii"),
     "gemm_w4a4": ("svdq_w4a4_gemm", "svdq_w4a4_gemm", "PPPPPPPPPiiiiiii"),
+    "gemm_w4a4_k32": ("svdq_w4a4_gemm", "svdq_w4a4_gemm_k32", "PPPPPPPPPiiiiiii"),  # Turing's m8n8k32 form
     "quant_int8": ("svdq_quant_lora", "svdq_quant_lora_int8", "PPPPPPiiii"),
     "prologue_int8": ("svdq_w4a8_gemm", "svdq_w4a8_prologue", "PPPPPPiiii"),
     "gemm_w4a8": ("svdq_w4a8_gemm", "svdq_w4a8_gemm", "PPPPPPPPiiiiiiii"),
@@ -102,6 +105,9 @@ _KERNELS = {
     "qk_norm_rope": ("svdq_fused_norm", "svdq_qk_norm_rope", "PPPPPPPPPPPiiiqiqif"),
     "w4a16_gemv": ("svdq_w4a16_gemv", "svdq_w4a16_gemv", "PPPPPiii"),
     "w4a16_gemv_grouped": ("svdq_w4a16_gemv", "svdq_w4a16_gemv_grouped", "PPPiii"),
+    # Turing's fp16 m16n8k8 form (there is no bf16 one)
+    "w4a16_gemv_k8": ("svdq_w4a16_gemv", "svdq_w4a16_gemv_k8", "PPPPPiii"),
+    "w4a16_gemv_grouped_k8": ("svdq_w4a16_gemv", "svdq_w4a16_gemv_grouped_k8", "PPPiii"),
 }
 _fns: dict[tuple[str, int, torch.dtype], object] = {}
 
@@ -290,8 +296,9 @@ def w4a4_gemm(
         return out
     device, n, k, rank = out.device, w.n, w.k, w.rank
     grid = (w.n_pad // _GEMM_BN, qa.m_pad // _GEMM_BM, 1)
+    name = "gemm_w4a4_k32" if mma_forms.uses_turing_mma(device) else "gemm_w4a4"
     with _on_kernel_stream(device) as stream:
-        _function("gemm_w4a4", device, out_dtype).prepared_async_call(
+        _function(name, device, out_dtype).prepared_async_call(
             grid, (_GEMM_THREADS, 1, 1), stream,
             qa.act.data_ptr(), qa.ascale.data_ptr(), w.wgt.data_ptr(), w.wscale.data_ptr(),
             qa.lact.data_ptr(), _ptr(w.lora_up if rank else None), _ptr(w.lr_window if rank else None),
@@ -707,6 +714,16 @@ def qk_norm_rope(
     return heads_first
 
 
+def _gemv_kernel(name: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The GEMV entry ``name`` or its Turing form on ``device`` (fp16 only: the dispatcher keeps bf16 layers there
+    on the reference, ``mma_forms.gemv_dtype_refusal``)."""
+    if not mma_forms.uses_turing_mma(device):
+        return name
+    if why := mma_forms.gemv_dtype_refusal(device, dtype):
+        raise ValueError(why)
+    return f"{name}_k8"
+
+
 def _check_gemv_weights(
     qweight: torch.Tensor, wscales: torch.Tensor, bias: torch.Tensor | None, k: int, dtype: torch.dtype,
     device: torch.device, tag: str = "",
@@ -745,7 +762,7 @@ def w4a16_gemv(
     if m * n == 0:
         return out
     with _on_kernel_stream(x.device) as stream:
-        _function("w4a16_gemv", x.device, x.dtype).prepared_async_call(
+        _function(_gemv_kernel("w4a16_gemv", x.device, x.dtype), x.device, x.dtype).prepared_async_call(
             (-(-n // _GEMV_CHANNELS), 1, 1), (_GEMV_THREADS, 1, 1), stream,
             x.data_ptr(), qweight.data_ptr(), wscales.data_ptr(), _ptr(bias), out.data_ptr(), m, n, k,
         )  # fmt: skip
@@ -800,7 +817,7 @@ def w4a16_gemv_grouped(x: torch.Tensor, group: GemvGroup) -> list[torch.Tensor]:
     flat = torch.empty(m * sum(group.ns), dtype=x.dtype, device=x.device)
     if m:
         with _on_kernel_stream(x.device) as stream:
-            _function("w4a16_gemv_grouped", x.device, x.dtype).prepared_async_call(
+            _function(_gemv_kernel("w4a16_gemv_grouped", x.device, x.dtype), x.device, x.dtype).prepared_async_call(
                 (group.blocks, 1, 1), (_GEMV_THREADS, 1, 1), stream,
                 x.data_ptr(), flat.data_ptr(), group.table.data_ptr(), len(group.ns), m, group.k,
             )  # fmt: skip

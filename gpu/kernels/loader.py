@@ -38,7 +38,7 @@ KERNEL_FAMILIES = ("svdq_quant_lora", "svdq_w4a4_gemm", "svdq_w4a8_gemm", "svdq_
 ARCH_SPECIFIC = {"svdq_w4a8_wgmma": ("90", "90a")}
 # nvcc options for every build: -lineinfo keeps sanitizer reports readable at no run-time cost.
 NVCC_OPTIONS = ("-O3", "-std=c++17", "-lineinfo")
-# Architectures the packaging step builds fatbins for (sm_75 only runs the prologue; see DESIGN.md).
+# Architectures the packaging step builds fatbins for (sm_75 runs the Turing forms: gpu/kernels/mma_forms.py).
 PACKAGED_ARCHS = ("75", "80", "86", "89", "90")
 # subprocess.CREATE_NO_WINDOW, spelled out: the subprocess module defines it on Windows only.
 CREATE_NO_WINDOW = 0x08000000

@@ -7,7 +7,7 @@ projection. Both GEMM families multiply, per channel tile, only the rank columns
 *window*, ``gpu.kernels.repack.rank_windows``), so what bounds a merged layer is its widest window, not its
 summed rank:
 
-* INT4 W4A4 (sm_80-sm_89): the prologue computes the down projection 128 rank columns per block (grid.y walks
+* INT4 W4A4 (sm_75-sm_89): the prologue computes the down projection 128 rank columns per block (grid.y walks
   more), and the GEMM's epilogue walks a window of any width in 32-column chunks. Only the total is bounded.
 * Hopper FP8 (sm_90): the GEMM stages a tile's whole window in shared memory beside its stage ring, so it fuses
   a window of at most 240 columns (``kernels_cu/svdq_w4a8_wgmma.cu``, MAX_WINDOW). A layer with a wider window

@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gpu.kernels import mma_forms
 from gpu.kernels.launch import GEMV_MAX_ROWS  # rows the W4A16 GEMV kernel serves (mma n8 tile)
 from gpu.kernels.launch import QK_HEAD_DIM as HEAD_DIM  # the fused qk_norm_rope kernel's head dimension
 
@@ -199,8 +200,8 @@ def _probe(index: int, family: str) -> str | None:
     if (why := pycuda_refusal()) is not None:  # not installed, or installed and broken: it says which
         return why
     major, minor = torch.cuda.get_device_capability(index)
-    if family == "gemv" and major < 8:
-        return f"GPU sm_{major}{minor} lacks bf16/fp16 mma.sync m16n8k16 (the W4A16 GEMV needs sm_80 or newer)"
+    if family == "gemv" and (major, minor) < mma_forms.TURING:
+        return f"GPU sm_{major}{minor} lacks fp16 mma.sync (the W4A16 GEMV needs sm_75 or newer)"
     return binary_status(f"{major}{minor}")
 
 
@@ -393,6 +394,7 @@ def _rows(x: torch.Tensor) -> int:
 def _gemv_refusal(x: torch.Tensor, layer: torch.nn.Module) -> str | None:
     """None when the GEMV kernel can compute ``layer(x)``, else why not."""
     why = fused_refusal(x.device, "gemv") or gemv_layer_refusal(layer)
+    why = why or mma_forms.gemv_dtype_refusal(x.device, layer.compute_dtype)
     rows = _rows(x)
     if why is None and x.dtype != layer.compute_dtype:
         why = f"input dtype {x.dtype} differs from the layer's {layer.compute_dtype}"

@@ -14,8 +14,8 @@ def gpu_skip_reason() -> str | None:
         return "no CUDA GPU"
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed"
-    if torch.cuda.get_device_capability() < (8, 0):
-        return "GPU older than sm_80 (no m16n8k64 s4 MMA)"
+    if torch.cuda.get_device_capability() < (7, 5):
+        return "GPU older than sm_75 (no 4-bit tensor-core MMA)"
     return None
 
 

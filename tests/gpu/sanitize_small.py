@@ -1,6 +1,6 @@
 """Small-shape runs of every kernel family (INT4 W4A4; on Hopper the INT8 W4A8 and the FP8 wgmma paths with
-both prologues; the FLUX block kernels and the W4A16 GEMV), for compute-sanitizer (memcheck / racecheck /
-initcheck / synccheck)."""
+both prologues; the FLUX block kernels and the W4A16 GEMV; the Turing forms of the INT4 GEMM and the GEMV), for
+compute-sanitizer (memcheck / racecheck / initcheck / synccheck)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kernel_cases import random_layer, random_x  # noqa: E402
 
-from gpu.kernels import launch  # noqa: E402
+from gpu.kernels import launch, mma_forms  # noqa: E402
 from gpu.kernels.launch import quantize_act_int8, svdq_linear_forward, svdq_linear_forward_w4a8, w4a8_gemm  # noqa: E402
 from gpu.kernels.repack import packed_for, packed_w4a8f_for  # noqa: E402
 
@@ -73,5 +73,13 @@ for dtype in (torch.bfloat16, torch.float16):
     for m in (1, 3, 8):
         launch.w4a16_gemv(torch.randn(m, k, dtype=dtype, device="cuda"), qweight, wscales,
                           torch.randn(n, dtype=dtype, device="cuda"))
+# Turing's forms (m8n8k32 GEMM, fp16 m16n8k8 GEMV), on this GPU
+mma_forms.uses_turing_mma = lambda device: True
+for m, k, n, rank, dtype in [(7, 192, 136, 32, torch.float16), (70, 320, 200, 128, torch.bfloat16)]:
+    layer = random_layer(k, n, rank, dtype, gen)
+    svdq_linear_forward(random_x(m, k, dtype, gen), packed_for(layer), gelu_from=n // 2)
+for m in (1, 8):
+    x = torch.randn(m, qweight.shape[1] * 2, dtype=torch.float16, device="cuda")
+    launch.w4a16_gemv(x, qweight, wscales.half(), None)
 torch.cuda.synchronize()
 print("sanitize_small: ok")

@@ -234,3 +234,25 @@ def test_memory_plan_counts_what_the_packings_keep_beside_the_layer(k, n, rank, 
     assert held_bytes_w4a4(layer) == _bytes_beside(repack_layer(layer, cpu), layer, offloaded)
     if rank:  # the FP8 path keeps L1 / lambda beside L1: the plan must not see only the layer's buffers
         assert held_bytes_w4a8f(layer) >= k * rank * 2
+
+
+def test_turing_gets_the_int4_kernels_in_their_m8n8k32_form(monkeypatch):
+    """sm_75 (Turing) has 4-bit tensor cores as m8n8k32 only: the INT4 path serves it through the ``_k32`` GEMM and
+    the fp16-only ``_k8`` GEMV; older GPUs are refused, newer ones keep the native entry points."""
+    from gpu.kernels import launch, mma_forms
+
+    assert backend._int4_arch_refusal(7, 5) is None and backend._int4_arch_refusal(8, 6) is None
+    assert backend._int4_arch_refusal(7, 0) == "GPU sm_70 lacks 4-bit tensor-core MMA (needs sm_75 or newer)"
+    capability = [(7, 5)]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability[0])
+    gpu = torch.device("cuda", 0)
+    assert mma_forms.uses_turing_mma(gpu)
+    assert launch._gemv_kernel("w4a16_gemv_grouped", gpu, torch.float16) == "w4a16_gemv_grouped_k8"
+    why = mma_forms.gemv_dtype_refusal(gpu, torch.bfloat16)
+    assert why == "GPU sm_75 has no bf16 MMA (the W4A16 GEMV takes fp16 there; layer is torch.bfloat16)"
+    with pytest.raises(ValueError, match="no bf16 MMA"):
+        launch._gemv_kernel("w4a16_gemv", gpu, torch.bfloat16)
+    assert mma_forms.gemv_dtype_refusal(gpu, torch.float16) is None
+    capability[0] = (8, 6)
+    assert not mma_forms.uses_turing_mma(gpu) and mma_forms.gemv_dtype_refusal(gpu, torch.bfloat16) is None
+    assert launch._gemv_kernel("w4a16_gemv", gpu, torch.bfloat16) == "w4a16_gemv"
