@@ -45,24 +45,20 @@ def say(text: str) -> None:
     log.info("%s", text)
 
 
-def data_dir_arg(text: str) -> Path:
-    """The value of --data-dir. An empty one (``--data-dir "$UNSET"``) is refused: ``Path("")`` is the current
-    folder, so user data would land wherever the command happened to run."""
-    if not text:
-        raise argparse.ArgumentTypeError("the folder name is empty (give a folder, e.g. --data-dir ~/nibble-data, "
-                                          "or leave --data-dir out for the default one)")  # fmt: skip
-    return Path(text)
-
-
-def choose_data_dir(flag: Path | None) -> str:
+def choose_data_dir(flag: str | None) -> str:
     """Makes ``flag`` the engine's and the app's data folder and creates the chosen one (--data-dir, else
     NIBBLE_DATA_DIR) with the engine's own ``user_data_dir``, so the check is the creation every later step
     relies on, and a file made in it (a folder that exists already may not take one: a later step would fail
     naming some file inside). Returns the error line naming the option or variable when the folder cannot be
     used, else ''. The default per-user folder is left to the commands that need it (inspect and bench never
-    do)."""
+    do). An empty --data-dir (``--data-dir "$UNSET"``) is refused: ``Path("")`` is the current folder, so user
+    data would land wherever the command happened to run."""
+    if flag == "":  # said here, not by argparse: its usage line before the error was the CLI's only two-line error
+        return ('error: --data-dir "": the folder name is empty (give a folder, e.g. --data-dir ~/nibble-data, '
+                "or leave --data-dir out for the default one)")  # fmt: skip
     if flag is not None:
         where, fix = f"--data-dir {flag}", "give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data"
+        flag = Path(flag)
     elif os.environ.get(DATA_DIR_ENV):  # empty means unset, as gpu.paths reads it
         flag = Path(os.environ[DATA_DIR_ENV])
         where, fix = f"{DATA_DIR_ENV}={flag}", f"set {DATA_DIR_ENV} to a folder you can write to, or unset it"
@@ -87,10 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Nibble Studio: 4-bit SVDQuant diffusion models on laptop GPUs. "
         "Without a sub-command the desktop app opens.",
     )
-    p.add_argument(
-        "--data-dir", type=data_dir_arg,
-        help=f"folder for user data (default: per-user app data; env {DATA_DIR_ENV})",
-    )  # fmt: skip
+    p.add_argument("--data-dir", help=f"folder for user data (default: per-user app data; env {DATA_DIR_ENV})")
     p.add_argument("--self-test", action="store_true",
                    help="generate one image offscreen with the default model, check it, print the report; exit 0/1")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -405,7 +398,7 @@ def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
             build_parser().print_help()
             return 0
         raise
-    return run_app(argv, args.data_dir)
+    return run_app(argv, Path(args.data_dir) if args.data_dir is not None else None)
 
 
 COMMANDS = {"quantize": cmd_quantize, "generate": cmd_generate, "inspect": cmd_inspect, "bench": cmd_bench}
@@ -431,8 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--self-test takes no sub-command: run 'main.py --self-test' and "
                      f"'main.py {args.command} ...' separately")  # fmt: skip
     if problem := choose_data_dir(args.data_dir):
-        # A windowed executable has no console to print to: the app's own start-up dialog names the folder.
-        if sys.stderr is not None or args.command is not None or args.self_test:
+        # A windowed executable has no console to print to: the app's own start-up dialog names the folder. An
+        # empty name is no folder it could name (it would be the current one): refused all the same.
+        if sys.stderr is not None or args.command is not None or args.self_test or args.data_dir == "":
             print(problem, file=sys.stderr)
             return 2
     if args.self_test:
