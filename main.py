@@ -3,7 +3,7 @@
     python main.py quantize SRC --out OUT.safetensors [--method ...] [--precision ...] [--rank 32] [--overwrite]
                                                   [--base PIPELINE]   (SRC a single-file checkpoint)
     python main.py generate "PROMPT" [--model NAME_OR_PATH] [--out FILE.png] [--seed S] ...
-    python main.py inspect FILE.safetensors
+    python main.py inspect FILE.safetensors|NAME
     python main.py bench kernels [--out DIR]          (on a CUDA GPU)
     python main.py bench flux [--out DIR] [--tiny]    (on a CUDA GPU; --tiny runs anywhere)
 """
@@ -30,7 +30,7 @@ from gpu.quantize_defaults import (
 
 if TYPE_CHECKING:
     from gpu.generation.request import GeneratedImage
-    from gpu.library import ModelLibrary
+    from gpu.library import ModelEntry, ModelLibrary
 
 DATA_DIR_ENV = "NIBBLE_DATA_DIR"  # same variable as gpu.paths, without importing the engine for --help
 LOGGED_COMMANDS = ("generate", "quantize")  # the ones that do real work: logged for problem reports
@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "CLIP/T5 parts, if it has any (default: STRENGTH); repeatable")
 
     i = sub.add_parser("inspect", help="validate an SVDQ file and print its metadata and layers")
-    i.add_argument("file", type=Path)
+    i.add_argument("model", metavar="FILE_OR_NAME", help="SVDQ .safetensors file, or its library name (as "
+                   "generate --model takes it)")
 
     b = sub.add_parser("bench", help="GPU benchmarks (kernels: fused SVDQ linear vs cuBLAS at FLUX shapes; "
                        "flux: full FLUX.1-dev transformer step, BF16 eager/compiled and FP8 rowwise compiled vs ours)")
@@ -308,18 +309,28 @@ def check_png_output(out: Path, beside: list[Path] | tuple[Path, ...] = ()) -> N
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from gpu.checkpoint.format import inspect_checkpoint
+    from gpu.errors import ModelLoadError
+    from gpu.library import ModelLibrary
 
+    library = ModelLibrary()
+    try:
+        entry = library.resolve(args.model)  # a library name or a path, as generate --model takes it
+    finally:
+        tell_library_notices(library)
+    if entry.kind != "svdq":  # the only other kind the library takes
+        raise ModelLoadError(f"{args.model}: {entry.path} is a diffusers pipeline folder, not an SVDQ file",
+                             "inspect reads the .safetensors files that quantize writes")  # fmt: skip
     # Read through a small buffer (a 12B model's file is not held in memory); the header once, checked and printed.
-    meta, entries = inspect_checkpoint(args.file)
-    q, c, b = meta.quantization, meta.calibration, meta.base_model
-    print(f"{args.file.name}: SVDQ format v{meta.format_version}, {meta.architecture} ({meta.model_class}), "
+    meta, entries = inspect_checkpoint(entry.path)
+    q, c = meta.quantization, meta.calibration
+    print(f"{entry.path.name}: SVDQ format v{meta.format_version}, {meta.architecture} ({meta.model_class}), "
           f"checksum OK ({meta.sha256[:16]}...)")
     print(f"  quantization: {q.get('method')} {q.get('precision')} rank {q.get('rank')}; storage {meta.dtype}")
     grid = c.get("alpha_points")  # said when not the default (None: made before the setting, or no smoothing)
     print(f"  calibration:  {c.get('prompts')} prompts x {c.get('steps')} steps, seed {c.get('seed')}, "
           f"mean layer error {_fmt(c.get('mean_layer_error'))}"
           + (f", alpha grid of {grid} points" if grid not in (None, DEFAULT_ALPHA_POINTS) else ""))
-    print(f"  base model:   {b.get('name')} ({b.get('path')})")
+    print(f"  base model:   {base_model_words(entry, library)}")
     print(f"  made by:      {meta.tool}, {meta.created}")
     mib = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in entries.values()) / 2**20
     print(f"  tensors:      {len(entries)}, {mib:.1f} MiB")
@@ -336,6 +347,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"{name:<52} {e.get('kind', ''):<6} {e['method']:<11} {e['weight_format']:<7} "
               f"{str(e['act_format'] or '16-bit'):<7} {e['rank']:>4} {shape:>13} {alpha:>5} {_fmt(e.get('error')):>9}")
     return 0
+
+
+def base_model_words(entry: ModelEntry, library: ModelLibrary) -> str:
+    """The base pipeline an SVDQ model runs with on this machine, as generate finds it (``resolve_base``), and the
+    absolute path the file records where that is not it: a file made elsewhere (the shipped demo-int4: the build
+    machine's checkout) records a path that may not exist here, and printed alone it read as the base in use."""
+    from gpu.errors import UserError
+    from gpu.generation.pipeline_loader import resolve_base
+    from gpu.paths import same_file
+
+    recorded = entry.facts.base
+    name, path = recorded.get("name") or "unnamed", recorded.get("path")
+    try:
+        used = resolve_base(entry.facts, library, None)
+    except UserError as err:  # no base here (or none that fits): said, while the file itself is inspected
+        return f"{name}, none usable on this machine: {err.text}"
+    if not path or same_file(path, used):
+        return f"{name}, {used}"
+    where = "which does not exist here" if not Path(path).exists() else "not the one used"
+    return f"{name}, {used} (the file records {path}, {where})"
 
 
 # The bench options that have a range, as generate's and quantize's ("rank 2000 is not possible: use 0 to 1024"):

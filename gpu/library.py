@@ -272,7 +272,9 @@ class ModelLibrary:
             path = current_path(named_path(key))  # "." names no folder in a message; its absolute path does
             return ModelEntry(model_name(path), path, False, _inspect(path))
         names = ", ".join(e.name for e in self.entries()) or "none"
-        raise ModelLoadError(f"no model named {key!r} and no such file or folder (library: {names})")
+        # where the path was looked for: a relative one is read from the current folder, which the name alone hid
+        raise ModelLoadError(f"no model named {key!r} in the library ({names}) and no file or folder "
+                             f"{Path(key).expanduser().absolute()}")  # fmt: skip
 
 
 def hf_snapshot(folder: Path) -> Path | None:

@@ -17,6 +17,10 @@ from app import app_log
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# what every command says of a model name that is no library entry and no path (run from ROOT)
+NO_SUCH_MODEL = ("no model named 'no-such-model' in the library (demo, demo-int4) and no file or folder "
+                 f"{ROOT / 'no-such-model'}")
+
 
 @pytest.fixture(autouse=True)
 def _no_log_file_left():
@@ -54,7 +58,7 @@ def test_generate_and_quantize_write_the_log_file_and_print_what_they_printed(tm
     r = _run("quantize", "no-such-model", "--out", str(tmp_path / "q.safetensors"), data_dir=data)
     lines = r.stderr.splitlines()
     assert r.returncode == 2 and r.stdout == ""
-    assert lines[-1] == "error: no model named 'no-such-model' and no such file or folder (library: demo, demo-int4)"
+    assert lines[-1] == f"error: {NO_SUCH_MODEL}"
     assert [line for line in lines if "library" in line and not line.startswith("error:")] == [lines[0]]
     assert lines[0].startswith(f"note: Your model library {data / 'library.json'} could not be read"), lines
     assert not any("Logging error" in line or "nibble.cli" in line for line in lines)
@@ -80,7 +84,7 @@ def test_a_log_file_that_cannot_be_opened_changes_nothing_on_the_console(tmp_pat
     (data / "logs").write_text("a file where the logs folder goes")
     r = _run("quantize", "no-such-model", "--out", str(tmp_path / "q.safetensors"), data_dir=data)
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr == "error: no model named 'no-such-model' and no such file or folder (library: demo, demo-int4)\n"
+    assert r.stderr == f"error: {NO_SUCH_MODEL}\n"
 
 
 def test_app_and_command_line_lines_are_told_apart(tmp_path):
@@ -139,7 +143,7 @@ def test_a_full_disk_under_the_log_file_changes_nothing_on_the_console(tmp_path)
     (data / "logs" / "nibble.log").symlink_to("/dev/full")  # every write: ENOSPC
     r = _run("quantize", "no-such-model", "--out", str(tmp_path / "q.safetensors"), data_dir=data)
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr == "error: no model named 'no-such-model' and no such file or folder (library: demo, demo-int4)\n"
+    assert r.stderr == f"error: {NO_SUCH_MODEL}\n"
 
 
 def test_a_log_file_that_could_not_be_written_is_tried_again(tmp_path, capsys):

@@ -1,0 +1,69 @@
+"""``main.py inspect`` takes what ``generate --model`` takes (a library name or a path, through the library's own
+``resolve``), and says which base pipeline the model runs with here.
+
+``inspect demo-int4`` failed with "cannot read the file" while ``generate --model demo-int4`` took the name, and the
+shipped demo-int4's base line printed the build machine's checkout as if it were the base."""
+
+from __future__ import annotations
+
+import shutil
+
+import gpu.library
+import gpu.paths
+from gpu.library import ModelLibrary
+from gpu.paths import resources_dir
+from main import main
+from tests.test_base_fit import with_recorded_base
+
+MODELS = resources_dir() / "models"
+
+
+def _base_line(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("  base model:"))
+
+
+def test_inspect_takes_a_library_name_as_generate_does(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["--data-dir", str(data), "inspect", "demo-int4"]) == 0  # a built-in model
+    out = capsys.readouterr().out
+    assert out.startswith("demo-int4.safetensors: SVDQ format v1, flux") and "checksum OK" in out
+    assert _base_line(out) == f"  base model:   demo, {MODELS / 'demo'}"  # the base is where the file records it
+
+    mine = shutil.copy(MODELS / "demo-int4.safetensors", tmp_path / "q.safetensors")
+    ModelLibrary(data).add(mine, name="my-int4")  # a user's library entry
+    assert main(["--data-dir", str(data), "inspect", "my-int4"]) == 0
+    assert capsys.readouterr().out.startswith("q.safetensors: SVDQ format v1")
+
+
+def test_a_name_that_is_nothing_is_one_line_saying_where_it_was_looked_for(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    assert main(["--data-dir", str(data), "inspect", "demo-int5"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: no model named 'demo-int5' in the library (demo, demo-int4) and no file or folder "
+                   f"{tmp_path / 'demo-int5'}\n")  # fmt: skip
+    assert main(["--data-dir", str(data), "inspect", "demo"]) == 2  # a library name, but no SVDQ file
+    err = capsys.readouterr().err
+    assert err == (f"error: demo: {MODELS / 'demo'} is a diffusers pipeline folder, not an SVDQ file (inspect reads "
+                   "the .safetensors files that quantize writes)\n")  # fmt: skip
+
+
+def test_the_base_shown_is_the_one_used_here_not_the_build_machines(tmp_path, capsys, monkeypatch):
+    """The shipped demo-int4 records the absolute path of the checkout it was built in; here the base beside it is
+    used (``resolve_base``), and the recorded path is said not to exist."""
+    build_machine = tmp_path / "build-machine" / "resources" / "models" / "demo"  # never made: another machine's
+    checkout = tmp_path / "checkout" / "resources"
+    shipped = shutil.copytree(MODELS / "demo", checkout / "models" / "demo")
+    model = with_recorded_base(checkout / "models" / "demo-int4.safetensors", {"path": str(build_machine),
+                                                                                "relative_path": "demo"})  # fmt: skip
+    for module in (gpu.paths, gpu.library):  # this checkout's resources are those of another
+        monkeypatch.setattr(module, "resources_dir", lambda: checkout)
+    assert main(["--data-dir", str(tmp_path / "data"), "inspect", str(model)]) == 0
+    line = _base_line(capsys.readouterr().out)
+    assert line == f"  base model:   demo, {shipped} (the file records {build_machine}, which does not exist here)"
+
+    shutil.rmtree(shipped)  # no base at all: said, and the file is inspected all the same
+    assert main(["--data-dir", str(tmp_path / "data"), "inspect", str(model)]) == 0
+    line = _base_line(capsys.readouterr().out)
+    assert line.startswith("  base model:   demo, none usable on this machine: demo-int4.safetensors: its base "
+                           "pipeline (text encoders, VAE) was not found (tried: ")  # fmt: skip
