@@ -374,6 +374,68 @@ def test_the_resume_key_holds_what_the_blocks_are_made_of_not_how_it_is_named(tm
     assert resume_key(other, _cfg(base="demo"), lib, CPU).key != key
 
 
+def _set_mtimes(root: Path, when_ns: Callable[[Path], int]) -> None:
+    """Gives ``root`` (a file, or every file under a folder) the modification times ``when_ns`` says."""
+    import os
+
+    for f in [root] if root.is_file() else [f for f in root.rglob("*") if f.is_file()]:
+        os.utime(f, ns=(f.stat().st_atime_ns, when_ns(f)))
+
+
+FINE_NS = 1_763_000_001_234_567_891  # a time as a file system with ns times gives it as a file is written
+STEP = 2 * 10**9  # FAT's and exFAT's 2 s
+
+
+def test_a_source_copied_onto_a_file_system_with_coarser_times_still_resumes(tmp_path):
+    """The key compared the source's times to the nanosecond: copied keeping its times (cp -p, rsync -t, Explorer)
+    onto exFAT or FAT (2 s) or a network share (1 s), a source read as another, and the run started over,
+    discarding hours of blocks. Its time may now differ by that much; a file changed since still does not resume,
+    be it in its sampled MiBs (the digest) or outside them, written again later (the time)."""
+    from gpu.streaming.engine import differs_from
+    from gpu.streaming.source import sampled_digest
+
+    lib = ModelLibrary(tmp_path / "lib")
+    (tmp_path / "disk1").mkdir()
+    single = save_bfl_transformer(DEMO, tmp_path / "disk1" / "flux-demo.safetensors")
+    folder = tmp_path / "disk1" / "demo"
+    shutil.copytree(DEMO, folder)
+    for source in (single, folder):
+        _set_mtimes(source, lambda _f: FINE_NS)
+    config = {single: _cfg(base="demo"), folder: _cfg()}
+    for source in (single, folder):
+        key = resume_key(source, config[source], lib, CPU)
+        parts = _folder(tmp_path / "models" / f"{source.stem}.safetensors.parts", key.settings)
+        # rounded up to 2 s (Windows on FAT), down to 2 s (Linux on FAT), down to 1 s (a share)
+        for rounded in (lambda t: -(-t // STEP) * STEP, lambda t: t // STEP * STEP, lambda t: t // 10**9 * 10**9):
+            copy = tmp_path / "usb" / source.name
+            shutil.rmtree(copy.parent, ignore_errors=True)
+            copy.parent.mkdir()
+            (shutil.copytree if source.is_dir() else shutil.copy2)(source, copy)
+            _set_mtimes(copy, lambda f, r=rounded: r(f.stat().st_mtime_ns))
+            moved = resume_key(copy, config[source], lib, CPU)
+            assert moved.key != key.key and resumes_from(parts, moved) is True, source.name
+
+    parts = parts_dir(tmp_path / "models" / single.name)
+    data = bytearray(single.read_bytes())
+    assert len(data) > 8 * 2**20  # room outside the first, middle and last MiB that the digest reads
+    other = tmp_path / "disk2" / single.name
+    other.parent.mkdir()
+    # bytes changed outside the sampled MiBs (a merge that changed some layers), written later: the time tells
+    changed = bytearray(data)
+    changed[3 * 2**20] ^= 0xFF
+    other.write_bytes(bytes(changed))
+    assert sampled_digest(other) == sampled_digest(single)
+    _set_mtimes(other, lambda _f: FINE_NS + 60 * 10**9)
+    assert resumes_from(parts, resume_key(other, config[single], lib, CPU)) is False
+    assert differs_from(parts, resume_key(other, config[single], lib, CPU)).startswith("other source weights")
+    # bytes changed where the digest reads, the time within the step: the digest tells
+    changed = bytearray(data)
+    changed[-100] ^= 0xFF
+    other.write_bytes(bytes(changed))
+    _set_mtimes(other, lambda _f: FINE_NS)
+    assert resumes_from(parts, resume_key(other, config[single], lib, CPU)) is False
+
+
 def _as_the_earlier_version_wrote(settings: dict, config: QuantizeConfig, files: list[Path]) -> dict:
     """``settings`` (a manifest's) as the version before the key's change wrote them for the same run: every
     quantization field but the budgets (the alpha grid left out at 11 or for a method that does not smooth), and
@@ -392,6 +454,7 @@ def test_parts_folders_of_the_earlier_key_still_resume_and_are_recorded_in_the_n
     lib = ModelLibrary(tmp_path / "lib")
     (tmp_path / "disk1").mkdir()
     single = save_bfl_transformer(DEMO, tmp_path / "disk1" / "flux-demo.safetensors")
+    _set_mtimes(single, lambda _f: FINE_NS)  # a time the file system gave it: it proves the file (see below)
     out = tmp_path / "models" / "o.safetensors"
     parts = parts_dir(out)
     manifest = _partial_with(out, 2, lib, _cfg(base="demo"), single)
@@ -414,6 +477,31 @@ def test_parts_folders_of_the_earlier_key_still_resume_and_are_recorded_in_the_n
     assert "resuming: 2/6 blocks already done" in [e.message for e in events]
     after = json.loads((parts / "manifest.json").read_text())
     assert (after["key"], after["settings"], len(after["done"])) == (key.key, key.settings, 3)
+
+
+def test_a_parts_folder_of_the_earlier_key_resumes_only_where_its_time_proves_the_file(tmp_path):
+    """The earlier key kept no digest: a folder it made was taken up by the file that ends in the same name and has
+    the same size and time, which another model can have (two fine-tunes in one dtype, unpacked from archives
+    or downloaded keeping whole-second times): the run resumed from the other model's blocks. Only a time to the
+    nanosecond, which no other file has but as a copy of this one, proves the file now."""
+    lib = ModelLibrary(tmp_path / "lib")
+    (tmp_path / "disk1").mkdir()
+    single = save_bfl_transformer(DEMO, tmp_path / "disk1" / "flux-demo.safetensors")
+    config = _cfg(base="demo")
+    other = tmp_path / "disk2" / single.name  # another model: the same name and size
+    other.parent.mkdir()
+    data = bytearray(single.read_bytes())
+    data[-100] ^= 0xFF
+    other.write_bytes(bytes(data))
+    whole_second = FINE_NS // 10**9 * 10**9
+    cases = ((whole_second, other, False), (whole_second, single, False), (FINE_NS, single, True))
+    for i, (when, source, resumes) in enumerate(cases):
+        _set_mtimes(single, lambda _f, t=when: t)
+        _set_mtimes(other, lambda _f, t=when: t)
+        key = resume_key(single, config, lib, CPU)
+        earlier = _as_the_earlier_version_wrote(key.settings, config, [single])
+        parts = _folder(tmp_path / "models" / f"{i}.safetensors.parts", earlier)
+        assert resumes_from(parts, resume_key(source, config, lib, CPU)) is resumes, (when, source)
 
 
 def _partial(out: Path, blocks: int, lib: ModelLibrary, source: Path = DEMO) -> dict:
@@ -794,7 +882,8 @@ def test_unfinished_runs_are_listed_with_whether_a_run_resumes_them_and_deleted_
     assert run.modified == max(f.stat().st_mtime for f in (parts, *parts.iterdir()))
     assert unfinished_runs(models)[0].resumes is None  # no run to compare with
     weights = source / "transformer" / "diffusion_pytorch_model.safetensors"
-    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # copied again, touched
+    # written again a minute later (within 2 s it counts as the same file: ``MTIME_STEP_NS``)
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 60 * 10**9))
     touched = resume_key(source, _cfg(), lib, CPU)
     assert resumes_from(parts, touched) is False
     assert differs_from(parts, touched) == "other source weights (another model, or its files changed since)"

@@ -187,9 +187,9 @@ def _in_current_terms(manifest: dict, key: ResumeKey) -> dict | None:
     ``key``; None when it keeps none, or settings that are not what its key hashes (never trusted then).
     Earlier versions of this engine (the same ``ENGINE_VERSION``: the same blocks) kept every quantization field
     (the base as spelled, a rank the method does not use: ``output_fields`` drops them) and each weight file by its
-    resolved path: a file counts as the same when its size and modification time are, and its old path is the one
-    the file resolves to now (the folder not moved) or ends with its path inside the source (moved). Their folders
-    stay resumable; the run that resumes one writes its manifest in these terms."""
+    resolved path, without a digest: a file counts as the same where its time proves it (``_same_file``). Those
+    folders stay resumable; the run that resumes one writes its manifest in these terms. A file whose time a coarser
+    file system rounded (a copy onto exFAT) is the same file too (``_same_file``, ``_same_calibration_file``)."""
     settings = manifest.get("settings")
     if not isinstance(settings, dict) or _settings_key(settings) != manifest.get("key"):
         return None
@@ -200,16 +200,56 @@ def _in_current_terms(manifest: dict, key: ResumeKey) -> dict | None:
     if isinstance(now, list) and isinstance(was, list) and len(was) == len(now) == len(key.weight_files):
         out["source"] = [new if _same_file(old, new, resolved) else old
                          for old, new, resolved in zip(was, now, key.weight_files, strict=True)]  # fmt: skip
+    now, was = key.settings.get("calibration files"), out.get("calibration files")
+    if isinstance(now, list) and isinstance(was, list) and len(was) == len(now):
+        out["calibration files"] = [new if _same_calibration_file(old, new) else old
+                                    for old, new in zip(was, now, strict=True)]  # fmt: skip
     return out
 
 
+# How far apart two readings of one file's modification time may be and still be the same file: a copy keeping its
+# times (cp -p, rsync -t, Explorer) onto a file system that keeps them coarser reads them rounded, down or up, to
+# its step: FAT's 2 s, exFAT's 10 ms or 2 s, 1 s on some network shares. Compared to the nanosecond, such a copy
+# started over, discarding hours of finished blocks.
+MTIME_STEP_NS = 2 * 10**9
+
+
+def _near(old: object, new: int) -> bool:
+    """Whether the recorded modification time ``old`` (ns) is ``new`` as a coarser file system may keep it."""
+    return isinstance(old, int) and not isinstance(old, bool) and abs(old - new) <= MTIME_STEP_NS
+
+
 def _same_file(old: object, new: list, resolved: str) -> bool:
-    """Whether a weight file an earlier manifest records as ``old`` ([resolved path, size, mtime]) is the file now
-    recorded as ``new`` ([path inside the source, size, mtime, sampled digest]) that resolves to ``resolved``."""
+    """Whether a weight file a manifest records as ``old`` is the file now recorded as ``new`` ([path inside the
+    source, size, mtime, sampled digest]) that resolves to ``resolved``.
+
+    Recorded by this version (the same four fields): the same path, size and sampled digest, and a time within
+    ``MTIME_STEP_NS``. The time is what tells a file rewritten since as another of the same size whose changes lie
+    outside the sampled MiBs (a merge or fine-tune that changed some layers): written later, its time is far off.
+
+    Recorded by an earlier version ([resolved path, size, mtime], no digest): its old path is the one the file
+    resolves to now (not moved) or ends with its path inside the source (moved), and size and time are the same,
+    the time to the nanosecond and not a whole second. Only such a time proves the file is the one the blocks were
+    made from: the file system gave it as the file was written, and another file has it only as a copy of this one
+    keeping its times. Whole seconds are what archives, downloads keeping the server's time and coarse file systems
+    give, and another model of the same size can have the same (it resumed from the other model's blocks); such a
+    folder is not resumed. The run that resumes one records it in this version's terms, digest included."""
+    if isinstance(old, list) and len(old) == 4:
+        return old[0] == new[0] and old[1] == new[1] and old[3] == new[3] and _near(old[2], new[2])
     if not (isinstance(old, list) and len(old) == 3 and isinstance(old[0], str)) or old[1:] != new[1:3]:
+        return False
+    if new[2] % 10**9 == 0:  # a whole second: proves nothing
         return False
     inside = PurePosixPath(new[0]).parts
     return old[0] == resolved or PurePath(old[0]).parts[-len(inside):] == inside
+
+
+def _same_calibration_file(old: object, new: list) -> bool:
+    """Whether a text encoder, tokenizer or scheduler file a manifest records as ``old`` is the one now recorded as
+    ``new`` ([path inside the pipeline, size, mtime]): the same path and size, the time within ``MTIME_STEP_NS``
+    (the pipeline copied onto a file system that keeps times coarser: a diffusers source holds these files too)."""
+    return (isinstance(old, list) and len(old) == 3 and old[:2] == new[:2]
+            and _near(old[2], new[2]))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,9 @@ class WeightSource:
         times, as ``cp -p`` and ``shutil.copy2`` do), its files are the same, and a run resumes from their finished
         blocks (it started over, saying "other source weights", when the key held the absolute paths). The digest
         is there because name, size and time are not enough without the path: two fine-tunes of one model in one
-        dtype have the same size, and unpacked archives or downloads keeping the server's time can share the time."""
+        dtype have the same size, and unpacked archives or downloads keeping the server's time can share the time.
+        A copy onto a file system that keeps times coarser (FAT, exFAT) reads its times rounded: the engine takes a
+        time within 2 s as the same (``gpu.streaming.engine._same_file``)."""
         stats = [(f, f.stat()) for f in self.files]  # one look at each: size and time of one moment
         return [(self._inside(f), st.st_size, st.st_mtime_ns, sampled_digest(f)) for f, st in stats]
 
