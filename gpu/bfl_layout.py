@@ -89,10 +89,7 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
     scaled-FP8 extras) is the engine's own check (``gpu.streaming.source.bfl_file_source``, which reads the
     file through these facts)."""
     path = Path(path)
-    check_safetensors_name(path)
-    if path.suffix != ".safetensors":  # the quantizer recognises single files by this exact suffix
-        raise ModelLoadError(f"{path.name}: the name must end in .safetensors, in lower case",
-                             f"rename it to {path.stem}.safetensors")  # fmt: skip
+    check_safetensors_name(path)  # in any case, as the library takes it: Windows users save MODEL.SAFETENSORS
     try:
         _, header = read_safetensors_header(path)
     except CheckpointError as err:

@@ -793,23 +793,37 @@ def test_a_pipeline_folder_with_damaged_weights_is_named_with_what_to_do(tmp_pat
 
 
 def test_a_damaged_single_file_given_with_a_base_is_named_for_what_is_wrong(tmp_path, capsys):
-    """A truncated download of a FLUX.1 checkpoint, or one named .SAFETENSORS, was called "not a single-file
-    FLUX.1 checkpoint (no img_in / double_blocks tensors)": it has both, and the hint sent the user elsewhere."""
+    """A truncated download of a FLUX.1 checkpoint was called "not a single-file FLUX.1 checkpoint (no img_in /
+    double_blocks tensors)": it has both, and the hint sent the user elsewhere."""
     from main import main
 
     single = save_bfl_transformer(DEMO, tmp_path / "flux1-dev.safetensors")
     whole = single.read_bytes()
     single.write_bytes(whole[: len(whole) // 2])
-    upper = tmp_path / "FLUX.SAFETENSORS"
-    upper.write_bytes(whole)
     out = tmp_path / "q.safetensors"
-    for source, said in ((single, "flux1-dev.safetensors: truncated: the header describes"),
-                         (upper, "FLUX.SAFETENSORS: the name must end in .safetensors, in lower case "
-                                 "(rename it to FLUX.safetensors)")):  # fmt: skip
-        assert main(["quantize", str(source), "--base", "demo", "--out", str(out)]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith(f"error: {said}") and "no img_in" not in err
+    assert main(["quantize", str(single), "--base", "demo", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: flux1-dev.safetensors: truncated: the header describes") and "no img_in" not in err
     assert not out.exists() and not parts_dir(out).exists()
+
+
+def test_a_single_file_named_in_upper_case_is_a_source_as_in_the_library(tmp_path):
+    """A source file had to be named .safetensors in lower case ("rename it"), where the library takes any case
+    (``is_safetensors_name``): MODEL.SAFETENSORS, as Windows users save it, is read like its lower-case copy, with
+    or without --base (without, the run asks for one)."""
+    from gpu.errors import BadRequestError
+    from gpu.streaming.source import is_bfl_file
+
+    lib = ModelLibrary(tmp_path / "lib")
+    lower = save_bfl_transformer(DEMO, tmp_path / "flux1-dev.safetensors")
+    upper = tmp_path / "FLUX.SAFETENSORS"
+    shutil.copy2(lower, upper)
+    assert is_bfl_file(upper)
+    [(_, *as_lower)], [(_, *as_upper)] = (resume_key(f, _cfg(base="demo"), lib, CPU).settings["source"]
+                                          for f in (lower, upper))  # fmt: skip
+    assert as_upper == as_lower  # size, time, digest
+    with pytest.raises(BadRequestError, match="FLUX.SAFETENSORS is a single-file checkpoint"):
+        resume_key(upper, _cfg(), lib, CPU)
 
 
 def _once_replaced(out: Path, old_key: str) -> Callable[[], bool]:

@@ -53,6 +53,7 @@ from app.quantize_outputs import (
 from app.quantize_source import QuantizeSource, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread
 from app.widgets.error_dialog import show_error
+from app.widgets.file_filters import safetensors_filter
 from app.widgets.model_panel import human_bytes
 from app.wording import counted, sentence
 from gpu.errors import UserError
@@ -215,7 +216,7 @@ class SourcePage(QWizardPage):
 
     def _browse_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "A single-file FLUX.1 checkpoint", "",
-                                              "Safetensors files (*.safetensors);;All files (*)")  # fmt: skip
+                                              safetensors_filter("Safetensors files"))  # fmt: skip
         if path:
             self.use_path(path)
 

@@ -44,7 +44,7 @@ from torch import nn
 from gpu.bfl_layout import bfl_prefix, implied_config, incomplete_transformer, inspect_single_file
 from gpu.errors import CheckpointError, ModelLoadError, named_few
 from gpu.model_libraries import load_model_libraries
-from gpu.safetensors_header import checked_weight_files, read_safetensors_header
+from gpu.safetensors_header import checked_weight_files, is_safetensors_name, read_safetensors_header
 
 Getter = Callable[[], torch.Tensor]
 
@@ -132,8 +132,9 @@ def diffusers_folder_source(folder: Path) -> WeightSource:
 
 
 def is_bfl_file(path: Path) -> bool:
-    """``path`` is a ``.safetensors`` file holding a BFL-layout FLUX transformer (``gpu.bfl_layout``)."""
-    if path.suffix != ".safetensors" or not path.is_file():
+    """``path`` is a ``.safetensors`` file (in any case, as the library takes it) holding a BFL-layout FLUX
+    transformer (``gpu.bfl_layout``)."""
+    if not is_safetensors_name(path) or not path.is_file():
         return False
     try:
         _, header = read_safetensors_header(path)
