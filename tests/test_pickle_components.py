@@ -98,3 +98,24 @@ def test_a_listed_pipeline_whose_encoder_became_a_pickle_is_not_unpickled(tmp_pa
     with pytest.raises(ModelLoadError, match=r"^FLUX.1-model: cannot load the pipeline \(.*model.safetensors"):
         load_pipeline(entry, library, torch.device("cpu"))  # was: unpickled pytorch_model.bin
     assert no_unpickling == []
+
+
+def test_the_quantizer_never_unpickles_a_text_encoder_swapped_for_a_pickle(tmp_path, no_unpickling):
+    """The streaming quantizer loads the calibrating text encoders with ``use_safetensors=True``: without it,
+    ``from_pretrained`` takes a component's pytorch_model.bin when no safetensors file is there. A pipeline checked
+    when the run began, whose encoder is then a pickle only (swapped as the encoders load), is refused by name."""
+    from gpu.library import ModelLibrary
+    from gpu.quantizer import QuantizeConfig, quantize_model
+
+    folder = shutil.copytree(DEMO, tmp_path / "FLUX.1-model")
+
+    def swap(event) -> None:
+        if event.message == "loading text encoders":
+            shutil.rmtree(folder)
+            _with_pickled_encoder(folder)
+
+    out = tmp_path / "out.safetensors"
+    config = QuantizeConfig(calib_prompts=1, calib_steps=1, timesteps_per_prompt=1)
+    with pytest.raises(ModelLoadError, match=r"^FLUX.1-model: cannot load the pipeline \(.*model.safetensors"):
+        quantize_model(folder, out, config, swap, library=ModelLibrary(tmp_path / "data"), device=torch.device("cpu"))
+    assert no_unpickling == [] and not out.exists()
