@@ -766,6 +766,10 @@ class QuantizeWizard(QWizard):
     def _on_quantized(self, path: str) -> None:
         self.result_path = path  # from here on the model is the user's, whatever happens to the comparison
         self.run_page.log.appendPlainText(f"Saved {path}; rendering the comparison images…")
+        if not self.isVisible():
+            # Closed while the model was being written (past the run's last cancel check): its close kept no
+            # result yet, so the model waited for the app's quit or next start to be listed. Added now, as at a close.
+            self.keep_result()
 
     def _on_compare_failed(self, error: EngineError) -> None:
         """The model is complete; only its comparison images could not be made (``finished`` follows)."""

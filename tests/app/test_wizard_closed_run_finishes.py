@@ -1,0 +1,42 @@
+"""A quantize run whose wizard was closed while it wrote the model file (past its last cancel check) finishes the
+file; the close had nothing to add yet, and the model was listed only at the app's quit or its next start. It is
+added as soon as it is written, as a close adds a finished model."""
+
+from __future__ import annotations
+
+import threading
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from tests.app.test_wizard_run_ends import _small_run, answer_stop
+
+
+def test_a_model_written_after_its_wizard_was_closed_is_added_at_once(qtbot, window, monkeypatch):
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    _small_run(wizard, alpha_points=2)
+    wizard.calibration_page.count.setValue(1)
+    wizard.calibration_page.steps.setValue(1)
+    writing, release = threading.Event(), threading.Event()
+
+    def hold_while_writing(event) -> None:  # on the worker thread: the run is past its last cancel check
+        if event.kind == "stage" and event.message.startswith("writing "):
+            writing.set()
+            release.wait(60)
+
+    wizard._thread.worker.progress.connect(hold_while_writing, Qt.ConnectionType.DirectConnection)
+    wizard.next()  # starts quantizing
+    try:
+        qtbot.waitUntil(writing.is_set, timeout=300000)
+        seen: list[str] = []
+        answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, seen)
+        wizard.close()
+        assert len(seen) == 1 and not wizard.isVisible() and wizard.job.cancel.is_set()
+        with qtbot.waitSignal(window.controller.model_added, timeout=120000) as added:
+            release.set()
+    finally:
+        release.set()
+    name = wizard.out_path.stem
+    assert added.args == [name] and name in [e.name for e in window.controller.entries]
+    qtbot.waitUntil(lambda: not wizard.running, timeout=60000)
