@@ -43,7 +43,8 @@ def test_a_name_whose_run_would_start_over_is_not_offered(data_root, tmp_path):
         quantize_model(source, out, _cfg(), should_cancel=lambda: _blocks_done(out) >= 1, device=torch.device("cpu"))
     assert free_output_path(models, "m", str(source), _cfg()) == out  # the same run: it resumes
     weights = source / "transformer" / "diffusion_pytorch_model.safetensors"
-    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    # written again a minute later (within 2 s it counts as the same file, as a copy onto FAT or exFAT keeps it)
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 60 * 10**9))
     notes: list[str] = []
     assert free_output_path(models, "m", str(source), _cfg(), notes) == models / "m-2.safetensors"
     assert notes == [f"m.safetensors.parts holds the blocks of an earlier run made with other settings. They stay in "
