@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 from app.bindings import bind
 from app.controller import AppController
 from app.engine_errors import EngineError, classify
+from app.quantize_lookups import Lookup, QuantizeLookups
 from app.quantize_outputs import (
     default_ram_budget_gib,
     delete_unfinished_run,
@@ -331,10 +332,18 @@ class CalibrationPage(QWizardPage):
         self.unfinished = QLabel("")
         self.unfinished.setWordWrap(True)
         self.unfinished_button = QPushButton("Unfinished runs…")
+        self.deleting = False  # an unfinished run is being deleted: Quantize waits for it
         row = QHBoxLayout()
         row.addWidget(self.unfinished, 1)
         row.addWidget(self.unfinished_button)
         form.addRow("Unfinished runs", row)
+
+    def isComplete(self) -> bool:
+        return not self.deleting
+
+    def validatePage(self) -> bool:
+        # A run started meanwhile could take the name of the folder being deleted, whose lock the deletion holds.
+        return not self.deleting  # QWizard.next() asks only this, not isComplete (which greys the button)
 
     def _check_ram(self) -> None:
         """Warns (a warning: the machine's swap may hold it) when the budget is over the RAM this machine has."""
@@ -489,6 +498,10 @@ class UnfinishedRunsDialog(QDialog):
         why = QLabel(f"Runs that were stopped or failed keep their finished work in {wizard.models_folder()}, so that "
                      "a run with the same settings resumes from it. Delete the ones you will not resume.")
         why.setWordWrap(True)
+        self.status = QLabel("")  # what is under way: the runs being read, one being deleted
+        self.status.setWordWrap(True)
+        self._listing: Lookup | None = None  # the runs being read, while it runs (an older one's end is dropped)
+        wizard.lookups.ended.connect(self._on_listed)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.clicked.connect(self.delete_selected)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -497,12 +510,35 @@ class UnfinishedRunsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(why)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.status)
         layout.addWidget(buttons)
         self.resize(760, 320)
         self.refresh()
 
     def refresh(self) -> None:
-        self.runs = self.wiz.unfinished_runs(with_settings=True)
+        """Reads the unfinished runs again, on a thread (with the settings, the source is read and hashed); the
+        table shows them once read (``_on_listed``)."""
+        self._listing = self.wiz.list_unfinished_runs(with_settings=True)
+        self._show_status()
+
+    def _show_status(self) -> None:
+        deleting = self.wiz.deleting_run if self.wiz.deleting is not None else None
+        self.status.setText(f"Deleting {deleting.parts}…" if deleting is not None else
+                            "Reading the unfinished runs…" if self._listing is not None else "")  # fmt: skip
+        self._selection_changed()
+
+    def _on_listed(self, lookup: Lookup) -> None:
+        if lookup is not self._listing:  # another dialog's, or read again since
+            return
+        self._listing = None
+        if lookup.error is not None:
+            self.runs = []
+            self.wiz.error_dialog = show_error(self, classify(lookup.error))
+        else:
+            self.runs = lookup.result
+        self._fill()
+
+    def _fill(self) -> None:
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
             resumes = ("resumes" if run.resumes else "–" if run.resumes is None else
@@ -514,10 +550,11 @@ class UnfinishedRunsDialog(QDialog):
                 item.setToolTip(str(run.parts) if col == 0 else text)
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
-        self._selection_changed()
+        self._show_status()
 
     def _selection_changed(self) -> None:
-        self.delete_button.setEnabled(bool(self.table.selectionModel().selectedRows()))
+        idle = self._listing is None and self.wiz.deleting is None
+        self.delete_button.setEnabled(idle and bool(self.table.selectionModel().selectedRows()))
 
     def delete_selected(self) -> None:
         rows = self.table.selectionModel().selectedRows()
@@ -533,12 +570,8 @@ class UnfinishedRunsDialog(QDialog):
         box.exec()
         if box.clickedButton() is not box.button(QMessageBox.StandardButton.Yes):
             return
-        try:
-            delete_unfinished_run(run)
-        except UserError as err:
-            self.wiz.error_dialog = show_error(self, classify(err))
-        self.refresh()
-        self.wiz.show_unfinished_summary()
+        self.wiz.delete_run(run)  # on a thread (GiBs); the list is read again once it is done
+        self._show_status()
 
 
 class QuantizeWizard(QWizard):
@@ -568,6 +601,14 @@ class QuantizeWizard(QWizard):
         self.running = False  # a job is on the worker thread, or waiting for an earlier wizard's to stop
         self._waiting = False  # ... waiting, not yet handed to the worker
         self._earlier = list(earlier)
+        # The models folder is looked at on threads (``QuantizeLookups``): the output name of a run (``_naming``),
+        # the calibration page's count of unfinished runs (``_summary``), the deletion of one (``deleting``).
+        self.lookups = QuantizeLookups(self)
+        self.lookups.ended.connect(self._on_lookup_ended)
+        self._naming: Lookup | None = None
+        self._summary: Lookup | None = None
+        self.deleting: Lookup | None = None
+        self.deleting_run: Any = None  # the UnfinishedRun ``deleting`` deletes
         for wizard in self._earlier:
             wizard.run_ended.connect(self._start_when_free)
         # The worker thread first: the source page asks it to check a picked file as soon as it exists.
@@ -615,20 +656,65 @@ class QuantizeWizard(QWizard):
         """Where the wizard's runs write (the app's models folder)."""
         return self.controller.data.quantized
 
-    def unfinished_runs(self, with_settings: bool = False) -> list[Any]:
-        """The unfinished runs in the models folder; ``with_settings``: each says whether the settings chosen in the
-        wizard resume it (which reads the source's files)."""
+    def list_unfinished_runs(self, with_settings: bool = False) -> Lookup:
+        """Lists the unfinished runs in the models folder on a thread (``lookups``; its result: the runs);
+        ``with_settings``: each says whether the settings chosen now resume it (which reads the source's files)."""
+        folder = self.models_folder()
         if not with_settings:
-            return unfinished_runs(self.models_folder())
-        return unfinished_runs(self.models_folder(), self.source_state.source, self.config())
+            return self.lookups.start("listing the unfinished runs", lambda: unfinished_runs(folder))
+        source, config = self.source_state.source, self.config()  # as they are now, read on this thread
+        return self.lookups.start("listing the unfinished runs", lambda: unfinished_runs(folder, source, config))
 
     def show_unfinished_summary(self) -> None:
-        runs = self.unfinished_runs()
+        """The calibration page's count of unfinished runs, read anew (on a thread: each folder is walked)."""
+        self._summary = self.list_unfinished_runs()
+        if self.deleting is None:
+            self.calibration_page.unfinished.setText("Looking for unfinished runs in the models folder…")
+        self.calibration_page.unfinished_button.setEnabled(False)
+
+    def _show_summary(self, lookup: Lookup) -> None:
+        page = self.calibration_page
+        runs = lookup.result or []
         size = human_bytes(sum(run.size_bytes for run in runs))
-        self.calibration_page.unfinished.setText(
+        page.unfinished.setText(
+            f"The models folder could not be read: {lookup.error}" if lookup.error is not None else
             f"{counted(len(runs), 'unfinished run')} in the models folder ({size})." if runs else
             "None in the models folder.")  # fmt: skip
-        self.calibration_page.unfinished_button.setEnabled(bool(runs))
+        page.unfinished_button.setEnabled(bool(runs))
+
+    def delete_run(self, run: Any) -> None:
+        """Deletes the unfinished ``run``'s parts folder on a thread (GiBs); meanwhile Quantize waits, and the
+        page and the Unfinished runs dialog say so."""
+        self.deleting_run = run
+        self.deleting = self.lookups.start(f"deleting {run.parts}", lambda: delete_unfinished_run(run))
+        page = self.calibration_page
+        page.unfinished.setText(f"Deleting the unfinished run {run.output.name}…")
+        page.deleting = True
+        page.completeChanged.emit()
+
+    def _deleted(self, lookup: Lookup) -> None:
+        self.calibration_page.deleting = False
+        self.calibration_page.completeChanged.emit()
+        dialog = self.unfinished_dialog
+        shown = dialog is not None and dialog.isVisible()
+        if lookup.error is not None:
+            self.error_dialog = show_error(dialog if shown else self, classify(lookup.error))
+        if shown:
+            dialog.refresh()
+        self.show_unfinished_summary()
+
+    def _on_lookup_ended(self, lookup: Lookup) -> None:
+        """A lookup of the wizard's ended: used while it is the one asked for last (the dialog takes its own)."""
+        if lookup is self._summary:
+            self._summary = None
+            if self.deleting is None:  # else the page says the deletion, and lists again after it
+                self._show_summary(lookup)
+        elif lookup is self.deleting:
+            self.deleting = None
+            self._deleted(lookup)
+        elif lookup is self._naming:
+            self._naming = None
+            self._named(lookup)
 
     def show_unfinished_runs(self) -> None:
         self.unfinished_dialog = UnfinishedRunsDialog(self)
@@ -643,28 +729,42 @@ class QuantizeWizard(QWizard):
         source = state.source
         config = self.config()
         entry = next((e for e in self.controller.entries if getattr(e, "name", None) == source), None)
-        stem = output_stem(source, Path(entry.path) if entry is not None else Path(source))
-        notes: list[str] = []
-        self.out_path = free_output_path(self.models_folder(), output_name(stem, config), source, config, notes)
-        self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps,
-                               compare_original=not state.is_file)  # fmt: skip
+        stem = output_name(output_stem(source, Path(entry.path) if entry is not None else Path(source)), config)
         # A run after Back: nothing of the earlier run may pass for this one's (a cancelled run would offer
         # the earlier model as "complete", and the result page would show both runs' images). The earlier
         # model goes into the library first: forgotten here, it stayed unlisted in the hidden models folder.
         self.keep_result()
+        self.job, self.out_path = None, None
         self.result_path = None
         self.comparisons = []
         self.blocks_total = None
         self.result_page.clear()
-        for note in notes:
-            self.run_page.log.appendPlainText(note)
-        self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")
         try:
             state.recheck_file()
         except UserError as err:
             self._on_failed(classify(err))
             return
         self._set_running(True)
+        self.run_page.log.appendPlainText(f"Quantizing {source}: choosing the output's name…")
+        folder = self.models_folder()
+
+        def name() -> tuple[Path, list[str], str, Any]:  # reads and hashes the source's files: on a thread
+            notes: list[str] = []
+            return free_output_path(folder, stem, source, config, notes), notes, source, config
+
+        self._naming = self.lookups.start("choosing the output's name", name)
+
+    def _named(self, lookup: Lookup) -> None:
+        """The run's output is named (``start``): the run goes to the worker, or waits for an earlier wizard's."""
+        if lookup.error is not None:  # the models folder cannot be listed (a name is taken only when it can)
+            self._on_failed(classify(lookup.error), settings_can_fix=False)
+            return
+        self.out_path, notes, source, config = lookup.result
+        self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps,
+                               compare_original=not self.source_state.is_file)  # fmt: skip
+        for note in notes:
+            self.run_page.log.appendPlainText(note)
+        self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")
         if any(w.running for w in self._earlier):
             self._waiting = True
             self.run_page.log.appendPlainText("Waiting for the quantize run of the wizard you closed to stop…")
@@ -749,6 +849,11 @@ class QuantizeWizard(QWizard):
         return box.clickedButton() is box.button(QMessageBox.StandardButton.Yes)
 
     def cancel(self) -> None:
+        if self._naming is not None:  # its name still being chosen: it is dropped, and nothing was started
+            self._naming = None
+            self.run_page.cancel_button.setEnabled(False)
+            self._on_cancelled()
+            return
         if self.job is None or not self.running:
             return  # nothing is running: a finished or failed run's page keeps its words
         self.job.cancel.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 from PySide6.QtWidgets import QMessageBox
@@ -40,11 +41,13 @@ def test_unfinished_runs_are_listed_and_one_is_deleted_when_confirmed(qtbot, win
     wizard.next()  # the calibration page, where the run starts
     page = wizard.calibration_page
     sizes = {p: sum(f.stat().st_size for f in p.iterdir()) for p in (this, old)}
-    assert page.unfinished.text() == f"2 unfinished runs in the models folder ({human_bytes(sum(sizes.values()))})."
+    said = f"2 unfinished runs in the models folder ({human_bytes(sum(sizes.values()))})."
+    qtbot.waitUntil(lambda: page.unfinished.text() == said)  # listed on a thread
     page.unfinished_button.click()
     dialog = wizard.unfinished_dialog
     assert dialog is not None and dialog.isVisible()
     table = dialog.table
+    qtbot.waitUntil(lambda: table.rowCount() == 2 and dialog.status.text() == "")
     rows = [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
     # The folder's own date (its files' and its own), in the table's format: a date taken from the clock again
     # differed from it around midnight.
@@ -73,11 +76,80 @@ def test_unfinished_runs_are_listed_and_one_is_deleted_when_confirmed(qtbot, win
     assert old.is_dir() and table.rowCount() == 2
     answer(QMessageBox.StandardButton.Yes)
     dialog.delete_button.click()
+    said = f"1 unfinished run in the models folder ({human_bytes(sizes[this])})."
+    qtbot.waitUntil(lambda: table.rowCount() == 1 and page.unfinished.text() == said)  # deleted, then listed again
     assert not old.exists() and this.is_dir()
-    assert table.rowCount() == 1 and table.item(0, 0).text() == "demo-svdquant-int4-r32.safetensors"
-    assert page.unfinished.text() == f"1 unfinished run in the models folder ({human_bytes(sizes[this])})."
+    assert table.item(0, 0).text() == "demo-svdquant-int4-r32.safetensors"
     table.selectRow(0)
     dialog.delete_button.click()
-    assert not this.exists() and table.rowCount() == 0
-    assert page.unfinished.text() == "None in the models folder." and not page.unfinished_button.isEnabled()
+    qtbot.waitUntil(lambda: page.unfinished.text() == "None in the models folder." and table.rowCount() == 0)
+    assert not this.exists() and not page.unfinished_button.isEnabled()
     dialog.close()
+
+
+def test_the_models_folder_is_read_and_written_off_the_qt_thread(qtbot, window, monkeypatch):
+    """The output's name (``resume_key`` reads and hashes MiBs of a multi-GiB source), the unfinished runs' listing
+    and the deletion of one (GiBs) ran on the Qt thread: the wizard froze meanwhile. They run on threads, here held
+    until released: meanwhile the page or dialog says what is under way, Delete and Quantize wait, and a run
+    cancelled while its name is chosen starts nothing once the name comes."""
+    from PySide6.QtWidgets import QWizard
+
+    import gpu.streaming.engine as engine
+
+    on_qt_thread: list[str] = []
+    release = threading.Event()
+
+    def held(name: str, real):
+        def call(*args, **kwargs):
+            if threading.current_thread() is threading.main_thread():
+                on_qt_thread.append(name)
+            else:
+                release.wait(60)
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in ("resume_key", "unfinished_runs", "delete_unfinished_run"):
+        monkeypatch.setattr(engine, name, held(name, getattr(engine, name)))
+
+    def released(until) -> None:
+        release.set()
+        qtbot.waitUntil(until)
+        release.clear()
+
+    models = window.controller.data.quantized
+    done = {"transformer_blocks.0": {"file": "block-0000.safetensors", "sha256": "0" * 64}}
+    old = _parts(models / "old.safetensors", {"key": "an older quantizer's", "done": done}, 5000, time.time())
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    quantize = wizard.button(QWizard.WizardButton.NextButton)
+    wizard.next()
+    wizard.next()  # the calibration page: its count of unfinished runs
+    page = wizard.calibration_page
+    assert page.unfinished.text() == "Looking for unfinished runs in the models folder…"
+    assert not page.unfinished_button.isEnabled()
+    released(lambda: page.unfinished.text().startswith("1 unfinished run in the models folder"))
+    page.unfinished_button.click()
+    dialog = wizard.unfinished_dialog
+    assert dialog.status.text() == "Reading the unfinished runs…" and dialog.table.rowCount() == 0
+    released(lambda: dialog.table.rowCount() == 1 and dialog.status.text() == "")
+
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
+    dialog.table.selectRow(0)
+    dialog.delete_button.click()
+    assert dialog.status.text() == f"Deleting {old}…" and not dialog.delete_button.isEnabled()
+    assert page.unfinished.text() == "Deleting the unfinished run old.safetensors…" and not quantize.isEnabled()
+    wizard.next()  # refused while it deletes (a run could take that name)
+    assert wizard.currentPage() is page and old.is_dir()
+    released(lambda: dialog.table.rowCount() == 0 and page.unfinished.text() == "None in the models folder.")
+    assert not old.exists() and quantize.isEnabled()
+    dialog.close()
+
+    wizard.next()  # the run, its output still to be named
+    log = wizard.run_page.log
+    assert wizard.running and wizard.job is None and "choosing the output's name…" in log.toPlainText()
+    wizard.cancel()
+    assert not wizard.running and "Cancelled. Nothing was added." in log.toPlainText()
+    released(lambda: not wizard.lookups.busy)
+    assert wizard.job is None and wizard.out_path is None and "→" not in log.toPlainText()
+    assert list(models.iterdir()) == [] and on_qt_thread == []

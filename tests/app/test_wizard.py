@@ -258,7 +258,8 @@ def test_a_wizard_closed_while_its_run_waits_behind_a_file_check_still_ends_it(q
     first.source_page.source.setCurrentIndex(first.source_page.source.findData("demo"))  # then a library model
     first.next()
     first.next()
-    first.next()  # the run, queued behind the check
+    first.next()  # the run, queued behind the check once named
+    qtbot.waitUntil(lambda: first.job is not None)
     assert first.running and first.currentPage() is first.run_page
     answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, [])
     first.close()
@@ -277,6 +278,7 @@ def test_wizard_never_replaces_an_existing_model(qtbot, window):
     wizard.next()
     wizard.next()
     wizard.next()  # starts quantizing
+    qtbot.waitUntil(lambda: wizard.out_path is not None)  # named on a thread
     assert wizard.out_path == existing.with_name("demo-svdquant-int4-r32-2.safetensors")
     wizard.cancel()
     qtbot.waitUntil(lambda: "Cancelled" in wizard.run_page.log.toPlainText(), timeout=120000)

@@ -128,6 +128,7 @@ def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Even
     _small_run(other, alpha_points=5)
     with qtbot.waitSignal(other.run_ended, timeout=120000):
         other.next()  # starts quantizing
+        qtbot.waitUntil(lambda: other.job is not None)  # once named (on a thread)
         other.cancel()
     assert other.out_path == wizard.out_path.with_name(wizard.out_path.stem + "-2.safetensors")
     other_log = other.run_page.log.toPlainText()
