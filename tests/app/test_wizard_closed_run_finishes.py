@@ -4,12 +4,9 @@ added as soon as it is written, as a close adds a finished model."""
 
 from __future__ import annotations
 
-import threading
-
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from tests.app.test_wizard_run_ends import _small_run, answer_stop
+from tests.app.test_wizard_run_ends import _small_run, answer_stop, hold_run_at
 
 
 def test_a_model_written_after_its_wizard_was_closed_is_added_at_once(qtbot, window, monkeypatch):
@@ -18,14 +15,7 @@ def test_a_model_written_after_its_wizard_was_closed_is_added_at_once(qtbot, win
     _small_run(wizard, alpha_points=2)
     wizard.calibration_page.count.setValue(1)
     wizard.calibration_page.steps.setValue(1)
-    writing, release = threading.Event(), threading.Event()
-
-    def hold_while_writing(event) -> None:  # on the worker thread: the run is past its last cancel check
-        if event.kind == "stage" and event.message.startswith("writing "):
-            writing.set()
-            release.wait(60)
-
-    wizard._thread.worker.progress.connect(hold_while_writing, Qt.ConnectionType.DirectConnection)
+    writing, release = hold_run_at(wizard, "stage", "writing ")  # past the run's last cancel check
     wizard.next()  # starts quantizing
     try:
         qtbot.waitUntil(writing.is_set, timeout=300000)

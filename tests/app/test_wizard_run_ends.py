@@ -30,6 +30,20 @@ def answer_stop(monkeypatch, answer: QMessageBox.StandardButton, seen: list[str]
     monkeypatch.setattr(QMessageBox, "exec", exec_)
 
 
+def hold_run_at(wizard, kind: str, message: str) -> tuple[threading.Event, threading.Event]:
+    """Holds the wizard's run at its first event of ``kind`` whose message starts with ``message`` (on the worker
+    thread: the run stays where it is while the test acts) -> (reached there, release it)."""
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(event) -> None:
+        if event.kind == kind and event.message.startswith(message) and not reached.is_set():
+            reached.set()
+            release.wait(60)
+
+    wizard._thread.worker.progress.connect(hold, Qt.ConnectionType.DirectConnection)
+    return reached, release
+
+
 def _small_run(wizard, alpha_points: int = 3) -> None:
     """To the calibration page with the settings of a run of seconds on the demo model."""
     wizard.compare_steps = 2
@@ -76,14 +90,7 @@ def test_closing_a_running_wizard_asks_and_a_cancel_says_what_is_kept(qtbot, win
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     _small_run(wizard)
-    second_block, release = threading.Event(), threading.Event()
-
-    def hold_in_second_block(event) -> None:  # on the worker thread: the run stays "working" while the test asks
-        if event.kind == "layer" and event.message.startswith("block 2/"):
-            second_block.set()
-            release.wait(60)
-
-    wizard._thread.worker.progress.connect(hold_in_second_block, Qt.ConnectionType.DirectConnection)
+    second_block, release = hold_run_at(wizard, "layer", "block 2/")
     wizard.next()  # starts quantizing
     try:
         _stop_asked(qtbot, monkeypatch, window, wizard, second_block, release)
