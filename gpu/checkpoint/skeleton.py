@@ -53,7 +53,8 @@ def load_quantized_transformer(
     read straight onto a GPU, the file never sits whole in host memory (``load_checkpoint``).
 
     ``runtime_dtype``: dtype for the 16-bit layers that were not quantized (e.g. float32 on CPU for
-    speed); quantized layers keep their stored scales and factors."""
+    speed); quantized layers keep their stored scales and factors, except that a bf16 file on an fp16 run time
+    (GPUs without bf16: Turing) gets them in fp16, so the fused kernels serve them (``cast_quantized_16bit``)."""
     from gpu.checkpoint.format import read_checkpoint_meta
 
     meta = read_checkpoint_meta(path)
@@ -69,6 +70,7 @@ def load_quantized_transformer(
     _materialize_leftovers(model)
     if runtime_dtype is not None:
         cast_unquantized(model, runtime_dtype)
+        cast_quantized_16bit(model, quantized_layer_dtype(meta.torch_dtype, runtime_dtype))
     model.eval()
     return model, meta
 
@@ -84,6 +86,36 @@ def cast_unquantized(model: nn.Module, dtype: torch.dtype) -> None:
         for name, b in list(module.named_buffers(recurse=False)):
             if b is not None and b.is_floating_point():
                 module.register_buffer(name, b.to(dtype), persistent=name not in module._non_persistent_buffers_set)
+
+
+def quantized_layer_dtype(stored: torch.dtype, runtime: torch.dtype) -> torch.dtype:
+    """The 16-bit type an SVDQ file's quantized layers compute in: their stored one, except fp16 for a bf16 file
+    on an fp16 run time. GPUs without bf16 MMA (Turing) run fp16, and the kernels take one 16-bit type for the
+    activations and the layer's scales and factors; bf16 -> fp16 is exact for every value in fp16's normal range
+    (2^-14 .. 65504: fp16 has the wider significand). fp16 -> bf16 would round each value, so an fp16 file stays
+    fp16 (its layers then run the reference on a bf16 run time, which says so)."""
+    return torch.float16 if stored == torch.bfloat16 and runtime == torch.float16 else stored
+
+
+def cast_quantized_16bit(model: nn.Module, dtype: torch.dtype) -> list[str]:
+    """Give every ``SVDQLinear`` of ``model`` whose 16-bit type is another one ``dtype``: its scales, smoothing,
+    low-rank factors and bias (T [..]) are converted, and ``compute_dtype`` follows. A layer with a value outside
+    ``dtype``'s finite range keeps its type (it runs the reference path, which says why). Returns those layers'
+    names."""
+    kept = []
+    for name, layer in model.named_modules():
+        if not isinstance(layer, SVDQLinear) or layer.compute_dtype == dtype:
+            continue
+        old = layer.compute_dtype
+        tensors = {n: t for n, t in layer.named_buffers(recurse=False) if t is not None and t.dtype == old}
+        converted = {n: t.to(dtype) for n, t in tensors.items()}
+        if any(bool(torch.isinf(c).any()) and not bool(torch.isinf(tensors[n]).any()) for n, c in converted.items()):
+            kept.append(name)
+            continue
+        for n, c in converted.items():
+            setattr(layer, n, c)
+        layer.compute_dtype = dtype
+    return kept
 
 
 def _materialize_leftovers(model: nn.Module) -> None:

@@ -504,11 +504,12 @@ def predicted_path(facts: Any, device: torch.device | None) -> ExecutionPath:
     device = device or default_device()
     if facts.kind != "svdq":
         return plain_path(runtime_dtype(device), device)
+    from gpu.checkpoint.skeleton import quantized_layer_dtype
     from gpu.generation.pipeline_loader import checkpoint_meta
     from gpu.runtime.dispatch import predicted_backend
 
     meta = checkpoint_meta(facts.path)
-    return predicted_backend(device, meta.layers, meta.torch_dtype)
+    return predicted_backend(device, meta.layers, quantized_layer_dtype(meta.torch_dtype, runtime_dtype(device)))
 
 
 def predicted_policy(facts: Any, library: ModelLibrary, device: torch.device | None, base: str | None = None) -> Any:

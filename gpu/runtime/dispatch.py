@@ -130,7 +130,8 @@ def predicted_backend(
     """The path an SVDQ model's main layers would take on ``device``, before the model is loaded: a layer of the
     kind ``layers`` (an SVDQ file's layer metadata, name -> spec and in/out features) holds probed on the meta
     device, as ``execution_path`` reports a loaded model by its first layer with quantized activations (W4A4,
-    W8A8), else its first layer; ``dtype``: the file's (its quantized layers keep it). Without ``layers``: an INT4
+    W8A8), else its first layer; ``dtype``: the one its quantized layers will have when loaded
+    (``gpu.checkpoint.skeleton.quantized_layer_dtype``). Without ``layers``: an INT4
     W4A4 rank-32 layer."""
     from gpu.modules.layer_spec import LayerSpec, spec_for
     from gpu.modules.svdq_linear import SVDQLinear
