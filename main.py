@@ -311,8 +311,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from gpu.checkpoint.format import inspect_checkpoint
     from gpu.errors import ModelLoadError
     from gpu.library import ModelLibrary
+    from gpu.paths import user_data_path
 
-    library = ModelLibrary()
+    library = ModelLibrary(user_data_path())  # read only: a missing data folder is an empty library, not made
     try:
         entry = library.resolve(args.model)  # a library name or a path, as generate --model takes it
     finally:

@@ -27,9 +27,16 @@ def resources_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "resources"
 
 
-def user_data_dir() -> Path:
+def user_data_path() -> Path:
+    """The per-user data folder (``NIBBLE_DATA_DIR`` or the platform's), which may not exist yet: for what only reads
+    it (``inspect`` looking up a library name), so that reading never creates it or fails where it cannot be made."""
     override = os.environ.get(DATA_DIR_ENV)
-    path = Path(override) if override else Path(appdirs.user_data_dir(APP_NAME, appauthor=False))
+    return Path(override) if override else Path(appdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def user_data_dir() -> Path:
+    """``user_data_path``, made if missing."""
+    path = user_data_path()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
