@@ -31,6 +31,7 @@ from app.reconcile import FolderImport, ReconcileReport, Recovery, check_folder
 from app.settings import Settings
 from app.store import ImageRecord
 from app.store_recovery import open_store
+from app.trash_listing import TrashListing
 from app.wording import counted, were
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
@@ -221,7 +222,7 @@ class AppController(QObject):
         self._init_engine.emit()
 
     def shutdown(self) -> None:
-        self.gallery.thumbnails.stop()  # first: queued decodes would keep the CPU from the engine's stop
+        self.gallery.stop()  # first: queued decodes would keep the CPU from the engine's stop
         self.loras.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
         for job in self._jobs.values():
             job.cancel.set()
@@ -430,11 +431,12 @@ class AppController(QObject):
             log.exception("restoring an image from the trash failed")
             self.error.emit(self._trash_error("could not be brought back from the trash folder", exc))
 
-    def empty_trash(self) -> int:
-        """Deletes the images in the trash for good (after the panel has asked); returns the files deleted. An
-        error names the trash; files left after a partial failure are named with what did change."""
+    def empty_trash(self, listing: TrashListing) -> int:
+        """Deletes the images in the trash as ``listing`` found it for good (after the panel has asked); returns
+        the files deleted. An error names the trash; files left after a partial failure are named with what did
+        change."""
         try:
-            return self.gallery.empty_trash()
+            return self.gallery.empty_trash(listing)
         except TrashPartlyEmptied as partly:
             for path, exc in partly.failures:
                 log.error("emptying the trash: %s could not be deleted: %s", path, exc)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import os
 import sqlite3
+import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,15 +34,15 @@ from app.image_files import (
     absolute,
     file_fingerprint,
     move_to_trash,
-    png_paths,
     relative,
     rename_in_trash,
     restore_from_trash,
 )
 from app.observable import Prop
-from app.reconcile import FolderImport, finish_interrupted_moves
+from app.reconcile import FolderImport, finish_interrupted_moves, list_folders
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
+from app.trash_listing import TrashListing, list_trash
 from app.wording import counted
 from gpu.errors import named_few
 
@@ -167,6 +169,14 @@ class _Back(NamedTuple):
     lost: bool
 
 
+class _Look(NamedTuple):
+    """A listing of the trash under way (``GalleryModel._look_at_trash``): the trash version it began at, and
+    what Empty trash asked for is told of it when it ends (None: only ``has_trash`` waits for it)."""
+
+    version: int
+    then: Callable[[TrashListing], object] | None
+
+
 def _order(record: ImageRecord) -> tuple[float, int]:
     """Where a row sorts in the grid (``Store.images``: newest first, the later id first among equal times)."""
     return -record.created, -record.id
@@ -206,10 +216,12 @@ class GalleryModel(QStringListModel):
 
     trash_changed = Signal(int)  # how many deletions (delete actions, of one image or several) can be undone
     notice = Signal(object)  # an EngineError for the user about what an action did not do as asked
-    # Whether Empty trash has anything to delete: images Undo can bring back, or files the trash folder holds
-    # without a row (a row lost in a repaired database, a file a partial Empty trash could not delete).
+    # Whether Empty trash can be asked for: it has anything to delete (images Undo can bring back, or files the
+    # trash folder holds without a row: a row lost in a repaired database, a file a partial Empty trash could not
+    # delete), and no Empty trash asked for is listing the trash (``list_trash_to_empty``).
     has_trash = Prop(False)
     has_trash_changed = Signal(bool)
+    _listed = Signal(object, object)  # (_Look, TrashListing | None: the listing failed) from the listing's thread
 
     def __init__(self, store: Store, data: DataDir, parent: Any = None) -> None:
         super().__init__(parent)
@@ -230,6 +242,13 @@ class GalleryModel(QStringListModel):
         # The old trash of another drive is gathered while the window is up (``wait_for_gather``): Undo and Empty
         # trash wait for it, as they would act on a trash half there.
         self._gather: FolderImport | None = None
+        # The trash folder is listed on a thread (``_look_at_trash``): ``_trash_version`` counts the changes to the
+        # trash (a delete, an undo, Empty trash, the old trash gathered), so that a listing made before one is
+        # not used; ``_look``: the listing under way (the latest asked for), None when none is.
+        self._trash_version = 0
+        self._look: _Look | None = None
+        self._stopped = False
+        self._listed.connect(self._on_listed)
         self.thumbnails = ThumbnailCache(parent=self)
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
         self._loading = _placeholder("…")
@@ -561,31 +580,97 @@ class GalleryModel(QStringListModel):
             self.thumbnails.forget(self.path_of(record))
 
     def _trash_changed(self) -> None:
+        self._trash_version += 1
         self.trash_changed.emit(self.undo_count)
-        # The folder is looked at only when Undo has nothing.
-        self.has_trash = not self._gathering and (bool(self._undo) or bool(self._trash_files()[0]))
+        emptying = self._look is not None and self._look.then is not None
+        if self._gathering or (self._undo and not emptying):
+            self._look = None  # a listing for ``has_trash`` alone tells nothing more now
+            self.has_trash = not self._gathering
+        elif not self._undo:  # the folder is looked at only when Undo has nothing, on a thread: it may hold
+            self._look_at_trash(None)  # tens of thousands of files
+        # else Empty trash's listing under way is listed again as it ends (``_on_listed``)
 
-    def _trash_files(self) -> tuple[list[Path], list[str]]:
-        """(the files Empty trash deletes: those of images in the trash and those no row has; the paths of entries
-        in the gallery whose file is in the trash). Such a file is the picture of its entry, left there by a delete
-        whose commit failed and that could not move it back (``DeleteNotSaved``): its row is not trashed, Undo
-        cannot bring it back, and deleting it lost a picture the user was told would come back."""
-        trash = self._data.trash
-        if not trash.is_dir():
-            return [], []
-        files = [f for f in trash.rglob("*") if f.is_file() or f.is_symlink()]
-        if not files:
-            return [], []
-        shown = {rel for rel, (_id, _missing, trashed) in self._store.all_paths().items() if not trashed}
-        deleted: list[Path] = []
-        kept: list[str] = []
-        for f in files:
-            rel = f.relative_to(trash).as_posix()
-            if rel in shown:
-                kept.append(rel)
+    def stop(self) -> None:
+        """Closing: thumbnails still queued dropped (``ThumbnailCache.stop``), and a listing of the trash under way
+        not used (the database closes next); none starts after."""
+        self.thumbnails.stop()
+        self._stopped = True
+        self._look = None
+
+    @property
+    def listing_trash(self) -> bool:
+        """Whether the trash is being listed (``has_trash`` is set again, and Empty trash told, when it ends)."""
+        return self._look is not None
+
+    def list_trash_to_empty(self, then: Callable[[TrashListing], object]) -> None:
+        """Empty trash asked for: the trash is listed on a thread (Empty trash greyed meanwhile), then ``then`` is
+        given what it holds (``TrashListing.size``: what the confirmation counts), for ``empty_trash``. A delete
+        or an undo meanwhile has it listed again."""
+        if not self._refused_while_gathering("Empty trash"):
+            self._look_at_trash(then)
+
+    def _look_at_trash(self, then: Callable[[TrashListing], object] | None) -> None:
+        """The trash listed on a thread (``list_trash``), for ``has_trash`` and, with ``then``, for Empty trash (as
+        for an Empty trash already waiting for a listing this one replaces)."""
+        if self._stopped:
+            return
+        look = _Look(self._trash_version, then or (self._look.then if self._look is not None else None))
+        self._look = look
+        if look.then is not None:
+            self.has_trash = False  # greyed until the listing ends: a second click would list it twice
+        self._start_listing(look, None)
+
+    def _start_listing(self, look: _Look, listing: TrashListing | None) -> None:
+        # A daemon, as the image import's thread (``FolderImport``): a quit does not wait for a folder it lists
+        # (it writes nothing).
+        threading.Thread(target=self._list, args=(look, listing), name="Trash listing", daemon=True).start()
+
+    def _list(self, look: _Look, listing: TrashListing | None) -> None:
+        """On the listing's thread: the trash listed (``listing`` None), else the pictures of the images folder and
+        the trash for moving ``listing.shown`` back; handed to the Qt thread (``_on_listed``), also when it
+        failed (None)."""
+        try:
+            if listing is None:
+                listing = list_trash(self._data.trash)
             else:
-                deleted.append(f)
-        return deleted, kept
+                listing.pictures = list_folders(self._data)
+        except Exception:  # the trash is left as the gallery has it; what asked for it is told
+            log.exception("listing the trash folder %s failed", self._data.trash)
+            listing = None
+        with contextlib.suppress(RuntimeError):  # this model is gone with its window: no one to tell
+            self._listed.emit(look, listing)
+
+    def _on_listed(self, look: _Look, listing: TrashListing | None) -> None:
+        """On the Qt thread: a listing, used only while it is the latest asked for and the trash has not changed
+        since it began (else the trash is listed again). Which of its files are the pictures of entries in the
+        gallery is asked of the database here (its connection is this thread's); Empty trash then has the
+        folders listed for moving them back before it is told (``list_trash_to_empty``'s ``then``)."""
+        if look is not self._look:
+            return
+        if listing is not None and look.version != self._trash_version:
+            self._look_at_trash(look.then)
+            return
+        if listing is not None and listing.files and listing.pictures is None:
+            # Such a file was left there by a delete whose commit failed and that could not move it back
+            # (``DeleteNotSaved``): its row is not trashed, Undo cannot bring it back, and deleting it lost a
+            # picture the user was told would come back.
+            rows = self._store.all_paths()
+            listing.shown = frozenset(rel for rel in listing.files if rel in rows and not rows[rel][2])
+            if look.then is not None and listing.shown:
+                self._start_listing(look, listing)
+                return
+        self._look = None
+        deletes = listing is None or bool(listing.deleted)  # unknown: left for Empty trash to find out
+        self.has_trash = not self._gathering and (bool(self._undo) or deletes)
+        if look.then is None:
+            return
+        if listing is None:
+            self.notice.emit(EngineError("user", f"The trash folder {self._data.trash} could not be read, so it "
+                                         "was not emptied.", "Check that it can be opened, then try again; the "
+                                         "log file has the details."))  # fmt: skip
+            return
+        listing.version = look.version
+        look.then(listing)
 
     @property
     def undo_count(self) -> int:
@@ -678,17 +763,13 @@ class GalleryModel(QStringListModel):
             f"{named_few([str(self.path_of(r)) for r in records])} show again at the next start.",
         )
 
-    def trash_size(self) -> tuple[int, int]:
-        """(files, bytes) that Empty trash deletes (``_trash_files``), rows or not (an image whose row was lost in
-        a repaired database is still there)."""
-        files = [f for f in self._trash_files()[0] if f.is_file()]
-        return len(files), sum(f.stat().st_size for f in files)
+    def empty_trash(self, listing: TrashListing) -> int:
+        """Deletes the trash as ``listing`` (``list_trash_to_empty``) found it for good: the rows first, so a
+        crash half-way leaves files without rows (still in the trash, emptied next time), never rows whose undo
+        finds no file. Returns the files deleted. A listing older than a change to the trash since (a delete, an
+        undo) deletes nothing, and says so.
 
-    def empty_trash(self) -> int:
-        """Deletes the trash for good: the rows first, so a crash half-way leaves files without rows (still in
-        the trash, emptied next time), never rows whose undo finds no file. Returns the files deleted.
-
-        Only the files ``_trash_files`` names are deleted: the picture of an entry in the gallery is moved back
+        Only the listing's ``deleted`` files are deleted: the picture of an entry in the gallery is moved back
         first, as start-up does (``finish_interrupted_moves``), or left in the trash when it still cannot be.
 
         A database error raises before anything changed. A file that cannot be deleted (open in another program
@@ -697,42 +778,53 @@ class GalleryModel(QStringListModel):
         open in the moved folder would forget its trashed rows while their files, in the moved trash, stayed."""
         if self._refused_while_gathering("Empty trash"):
             return 0
+        if listing.version != self._trash_version:
+            self.notice.emit(EngineError("notice", "Nothing was deleted: the trash changed while Empty trash asked "
+                                         "(an image was deleted or brought back meanwhile).",
+                                         "Empty the trash again."))  # fmt: skip
+            return 0
         self._data.check_in_place()
-        deleted, shown = self._trash_files()
-        if shown:
-            self._put_back(shown)
-            deleted = self._trash_files()[0]
+        if listing.shown:
+            self._put_back(listing)
         self._store.forget_trashed()  # their files, now rowless, stay among ``deleted``
         self._undo.clear()
         self.trash_changed.emit(0)
         count = 0
         failures: list[tuple[Path, OSError]] = []
-        deleted = set(deleted)
-        for f in sorted(self._data.trash.rglob("*"), reverse=True) if self._data.trash.is_dir() else []:
+        for f in listing.deleted:
             try:
-                if f in deleted:
-                    f.unlink()
-                    count += 1
-                elif f.is_dir():
-                    f.rmdir()
+                f.unlink()
+                count += 1
+            except FileNotFoundError:  # renamed in the trash by the move back (its name taken): deleted next time
+                pass
             except OSError as exc:
-                if not (f.is_dir() and any(f.iterdir())):  # a folder still holding a file left is no news
-                    failures.append((f, exc))
-        self._trash_changed()  # files left behind keep Empty trash enabled: the next one deletes them
+                failures.append((f, exc))
+        for folder in listing.folders:
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if not (folder.is_dir() and any(folder.iterdir())):  # a folder still holding a file left is no news
+                    failures.append((folder, exc))
+        self.has_trash = bool(failures)  # files left keep Empty trash enabled (the next one deletes them), as
+        self._trash_changed()  # the listing this starts says again
         if failures:
             raise TrashPartlyEmptied(count, failures)
         return count
 
-    def _put_back(self, shown: list[str]) -> None:
-        """The files in the trash of the entries ``shown`` in the gallery (their paths) moved back to the images
-        folder, with start-up's repairs; one that still cannot move is logged and stays (``empty_trash`` leaves
-        it)."""
+    def _put_back(self, listing: TrashListing) -> None:
+        """The files in the trash of the entries ``listing.shown`` in the gallery moved back to the images folder,
+        with start-up's repairs on the folders as ``listing.pictures`` lists them; one that still cannot move is
+        logged and stays (``empty_trash`` leaves it)."""
+        assert listing.pictures is not None
         try:
-            finish_interrupted_moves(self._store, self._data, self._store.all_paths(), png_paths(self._data.images))
+            finish_interrupted_moves(self._store, self._data, self._store.all_paths(), dict(listing.pictures.images),
+                                     in_trash_folder=listing.pictures.trash)  # fmt: skip
         except OSError:
             log.exception("a picture in the trash whose entry is in the gallery could not be moved back; it is kept")
         # An undo a failed commit left half-done is finished by the repair too: its rows come back.
-        self._files_back(shown)
+        self._files_back(list(listing.shown))
 
     def _files_back(self, paths: list[str]) -> None:
         """After a repair put pictures back in the images folder (``paths``: theirs) and changed entries: their

@@ -32,6 +32,7 @@ from app.gallery_model import FavoritesNotSaved
 from app.image_summary import describe_image
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
+from app.trash_listing import TrashListing
 from app.widgets.search_field import connect_search
 from app.widgets.shortcuts import local_shortcuts
 from app.widgets.wrap_grid import WrapGrid
@@ -218,7 +219,11 @@ class GalleryPanel(QWidget):
             QGuiApplication.clipboard().setText(record.prompt)
 
     def empty_trash(self) -> None:
-        files, size = self.controller.gallery.trash_size()
+        """Empty trash clicked: the trash is listed on a thread, then ``_confirm_empty_trash`` asks."""
+        self.controller.gallery.list_trash_to_empty(self._confirm_empty_trash)
+
+    def _confirm_empty_trash(self, listing: TrashListing) -> None:
+        files, size = listing.size
         if not files:
             self.controller.error.emit(EngineError("notice", "The trash is empty."))
             return
@@ -230,7 +235,7 @@ class GalleryPanel(QWidget):
         self.trash_dialog = box  # tests answer it
         box.exec()
         if box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes:
-            self.controller.empty_trash()
+            self.controller.empty_trash(listing)
 
     def copy_image(self) -> None:
         """Ctrl+C: the selected image's pixels, for pasting into an image editor or a chat. (The files, with their

@@ -64,3 +64,16 @@ def drop_file(widget, path: Path) -> None:
     mime.setUrls([QUrl.fromLocalFile(str(path))])
     widget.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                                 Qt.KeyboardModifier.NoModifier))
+
+
+def trash_listing(qtbot, gallery):
+    """What Empty trash finds in the trash (``TrashListing``), listed on its thread as "Empty trash…" lists it."""
+    listed: list = []
+    gallery.list_trash_to_empty(listed.append)
+    qtbot.waitUntil(lambda: bool(listed), timeout=30000)
+    return listed[0]
+
+
+def trash_settled(qtbot, gallery) -> None:
+    """Waits until the gallery's listing of the trash (after a delete, an undo, Empty trash) has ended."""
+    qtbot.waitUntil(lambda: not gallery.listing_trash, timeout=30000)

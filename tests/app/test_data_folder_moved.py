@@ -19,6 +19,7 @@ from app.gallery_model import GalleryModel
 from app.image_files import images_folder, move_to_trash, new_image_path, restore_from_trash
 from app.store import Store
 from gpu.generation.png_metadata import write_png
+from tests.app.gui import trash_listing
 
 
 @pytest.fixture
@@ -83,8 +84,9 @@ def test_empty_trash_after_the_data_folder_moved_changes_nothing(qtbot, moved):
     store.add_images([("d/x.png", {"prompt": "fox"}, 1.0, None, None)])
     store.set_trashed_many([(1, None, None)], True, when=1.0)
     gallery = GalleryModel(store, data)
+    listing = trash_listing(qtbot, gallery)
     with pytest.raises(DataDirMoved):
-        gallery.empty_trash()
+        gallery.empty_trash(listing)
     assert store.all_paths()["d/x.png"][2] and (now.trash / "d" / "x.png").is_file()  # still undoable there
     store.close()
 

@@ -14,7 +14,7 @@ from app.data_dir import resolve_data_dir
 from app.image_files import read_image_settings
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import drop_file, open_window
+from tests.app.gui import drop_file, open_window, trash_listing
 
 A1111 = ("a castle on a hill, dramatic sky\nNegative prompt: blurry, lowres\n"
          "Steps: 7, Sampler: Euler a, CFG scale: 5.5, Seed: 1234, Size: 320x192, Model: sdxl")  # fmt: skip
@@ -359,7 +359,7 @@ def test_empty_trash_asks_then_deletes_for_good(qtbot, data_root):
     panel.view.selectAll()
     panel.select_row(0)
     panel.delete_selected()
-    assert gallery.rowCount() == 2 and gallery.trash_size()[0] == 2
+    assert gallery.rowCount() == 2 and trash_listing(qtbot, gallery).size[0] == 2
 
     def answer(button):
         def click() -> None:
@@ -371,13 +371,18 @@ def test_empty_trash_asks_then_deletes_for_good(qtbot, data_root):
 
         QTimer.singleShot(20, click)
 
+    def answered() -> bool:  # the trash is listed on a thread, then the confirmation asks
+        return getattr(panel, "trash_dialog", None) is not None and not panel.trash_dialog.isVisible()
+
     answer(QMessageBox.StandardButton.Cancel)
     panel.empty_trash_button.click()
-    assert gallery.trash_size()[0] == 2 and panel.undo_button.isEnabled()  # Cancel keeps everything
+    qtbot.waitUntil(answered)
+    assert trash_listing(qtbot, gallery).size[0] == 2 and panel.undo_button.isEnabled()  # Cancel keeps everything
     panel.trash_dialog = None
     answer(QMessageBox.StandardButton.Yes)
     panel.empty_trash_button.click()
-    assert gallery.trash_size() == (0, 0) and not panel.undo_button.isEnabled()
+    qtbot.waitUntil(answered)
+    assert trash_listing(qtbot, gallery).size == (0, 0) and not panel.undo_button.isEnabled()
     assert gallery.rowCount() == 2 and all(gallery.path_of(gallery.record(r)).is_file() for r in range(2))
     window.close()
     again = open_window(qtbot, data_root)  # the rows are gone too: nothing to undo, nothing flagged missing

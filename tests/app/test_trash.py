@@ -14,7 +14,7 @@ from app.image_files import new_image_path, save_new_image
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app import gui
-from tests.app.gui import open_window
+from tests.app.gui import open_window, trash_listing, trash_settled
 
 
 def _images(data, prompts: list[str]) -> None:
@@ -117,7 +117,7 @@ def test_empty_trash_that_cannot_delete_a_file_says_what_did_change(qtbot, data_
     panel, gallery, controller = window.gallery_panel, window.controller.gallery, window.controller
     panel.view.selectAll()
     panel.delete_selected()
-    assert gallery.trash_size()[0] == 3 and gallery.undo_count == 1  # one deletion, of three images
+    assert trash_listing(qtbot, gallery).size[0] == 3 and gallery.undo_count == 1  # one deletion, of three images
     stuck = data.trash / "d" / "1.png"
     unlink = Path.unlink
 
@@ -127,7 +127,7 @@ def test_empty_trash_that_cannot_delete_a_file_says_what_did_change(qtbot, data_
         unlink(self, missing_ok)
 
     monkeypatch.setattr(Path, "unlink", open_elsewhere)
-    assert controller.empty_trash() == 2  # the others are deleted all the same
+    assert controller.empty_trash(trash_listing(qtbot, gallery)) == 2  # the others are deleted all the same
     qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
     text = f"{window.error_dialog.text()} {window.error_dialog.informativeText()}"
     assert "Nothing else was changed" not in text  # was said, though rows and two files were already gone
@@ -138,7 +138,7 @@ def test_empty_trash_that_cannot_delete_a_file_says_what_did_change(qtbot, data_
     window.error_dialog.accept()
 
     monkeypatch.setattr(Path, "unlink", unlink)  # closed in the other program: the next Empty trash finishes
-    assert controller.empty_trash() == 1 and gallery.trash_size() == (0, 0)
+    assert controller.empty_trash(trash_listing(qtbot, gallery)) == 1 and trash_listing(qtbot, gallery).size == (0, 0)
     assert [p for _, p, _ in _shown(window)] == []
 
 
@@ -329,16 +329,20 @@ def test_empty_trash_is_enabled_only_while_the_trash_holds_something(qtbot, data
     panel.delete_selected()
     assert panel.empty_trash_button.isEnabled()
     panel.undo_button.click()
+    trash_settled(qtbot, window.controller.gallery)  # the trash looked at, for files without a row
     assert not panel.empty_trash_button.isEnabled()  # back in the gallery: nothing left to delete for good
     panel.select_row(0)
     panel.delete_selected()
     monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
-    panel.empty_trash_button.click()
-    assert not panel.empty_trash_button.isEnabled() and not list(data.trash.rglob("*.png"))
+    panel.empty_trash_button.click()  # the trash is listed, then the confirmation asks
+    qtbot.waitUntil(lambda: not list(data.trash.rglob("*.png")))
+    trash_settled(qtbot, window.controller.gallery)
+    assert not panel.empty_trash_button.isEnabled()
 
     (data.trash / "old").mkdir(parents=True, exist_ok=True)
     (data.trash / "old" / "lost-row.png").write_bytes(b"x")  # a trashed file whose row a repair lost
     window = _restart(qtbot, window, data_root)
+    trash_settled(qtbot, window.controller.gallery)
     assert window.gallery_panel.empty_trash_button.isEnabled() and window.controller.gallery.undo_count == 0
 
 

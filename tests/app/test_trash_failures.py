@@ -14,6 +14,7 @@ from app.data_dir import DataDir, resolve_data_dir
 from app.gallery_model import DeleteNotSaved, GalleryModel
 from app.reconcile import reconcile
 from app.store import Store
+from tests.app.gui import trash_listing, trash_settled
 
 
 def _gallery(data_root) -> tuple[GalleryModel, Store, DataDir]:
@@ -149,8 +150,10 @@ def test_empty_trash_never_deletes_the_picture_a_failed_delete_left_in_the_trash
             gallery.delete([0])
     assert (data.trash / "d/4.png").is_file() and gallery.has_trash
 
-    assert gallery.trash_size()[0] == 2  # what the confirmation counts: d/3.png and no-row.png, not d/4.png
-    assert gallery.empty_trash() == 2
+    listing = trash_listing(qtbot, gallery)
+    assert listing.size[0] == 2  # what the confirmation counts: d/3.png and no-row.png, not d/4.png
+    assert gallery.empty_trash(listing) == 2
+    trash_settled(qtbot, gallery)
     assert not [p for p in data.trash.rglob("*") if p.is_file()] and not gallery.has_trash
     record = gallery.record(0)
     assert (record.path, record.favorite, record.missing) == ("d/4.png", True, False)

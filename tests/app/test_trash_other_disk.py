@@ -21,7 +21,7 @@ from app.store import Store
 from gpu.atomic import scratch_prefix
 from gpu.generation.png_metadata import write_png
 from tests.app import gui
-from tests.app.gui import open_window
+from tests.app.gui import open_window, trash_listing
 
 OTHER_DISK = Path("/dev/shm")  # tmpfs: another file system than the tests' temporary folder
 
@@ -91,7 +91,7 @@ def test_the_trash_of_an_earlier_start_is_moved_to_the_images_drive(qtbot, data_
         assert report.gather_later and report.notices == [] and report.missing == 0  # d/0.png waited, not missing
         assert store.all_paths()["d/0.png"] == (1, False, False)
         gallery = GalleryModel(store, data)
-        assert gallery.undo_count == 1 and gallery.trash_size()[0] == 1  # was: 0 and (0, 0)
+        assert gallery.undo_count == 1 and trash_listing(qtbot, gallery).size[0] == 1  # was: 0 and (0, 0)
         assert gallery.undo_delete() and (data.images / "d" / "1.png").is_file()
         assert sorted(r.path for r in store.images()) == ["d/0.png", "d/1.png"]
         store.close()

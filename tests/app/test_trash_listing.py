@@ -1,0 +1,69 @@
+"""The trash is listed off the Qt thread: "Empty trash…" listed the images folder (30,000 pictures) and the trash
+on the Qt thread, and so did the gallery, for whether Empty trash has anything to delete, after each undo that
+left the undo list empty: the window froze meanwhile."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from PySide6.QtWidgets import QMessageBox
+
+from app.data_dir import resolve_data_dir
+from tests.app.gui import trash_settled, window_without_engine
+from tests.app.test_trash import _images
+
+
+def _listings_on_the_gui_thread(monkeypatch, data) -> list[str]:
+    """The folders under the images folder or the trash that ``os.scandir`` lists on the GUI thread from now on
+    (``pathlib``'s ``rglob`` and ``png_paths`` both list through it)."""
+    listed: list[str] = []
+    real = os.scandir
+    watched = (str(data.images), str(data.trash))
+
+    def scandir(path="."):
+        if threading.current_thread() is threading.main_thread() and str(path).startswith(watched):
+            listed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    return listed
+
+
+def test_empty_trash_and_undo_list_no_folder_on_the_gui_thread(qtbot, data_root, monkeypatch):
+    data = resolve_data_dir(data_root)
+    _images(data, ["fox", "owl", "cat"])
+    window = window_without_engine(qtbot, data)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    trash_settled(qtbot, gallery)
+    listed = _listings_on_the_gui_thread(monkeypatch, data)
+
+    panel.select_row(0)
+    panel.delete_selected()
+    panel.undo_button.click()  # the undo list empty: the trash is looked at for files without a row
+    trash_settled(qtbot, gallery)
+    assert not panel.empty_trash_button.isEnabled()
+    assert listed == []
+
+    panel.select_row(0)
+    panel.delete_selected()  # "cat" (d/2.png): deleted for good below
+    # A delete whose commit failed and whose file could not be moved back left the picture of "owl" in the trash:
+    # Empty trash moves it back, listing the images folder for that
+    (data.trash / "d").mkdir(parents=True, exist_ok=True)
+    os.replace(data.images / "d/1.png", data.trash / "d/1.png")
+    asked: list[str] = []
+
+    def yes(box: QMessageBox) -> None:
+        asked.append(box.text())
+        box.button(QMessageBox.StandardButton.Yes).click()
+
+    monkeypatch.setattr(QMessageBox, "exec", yes)
+    panel.empty_trash_button.click()
+    assert not panel.empty_trash_button.isEnabled()  # greyed while the trash is listed
+    qtbot.waitUntil(lambda: bool(asked), timeout=30000)
+    trash_settled(qtbot, gallery)
+    assert asked == ["Delete the 1 file in the trash (0.0 MiB) for good?"]
+    assert listed == []
+    assert not [p for p in data.trash.rglob("*") if p.is_file()] and (data.images / "d/1.png").is_file()
+    assert sorted(gallery.record(r).prompt for r in range(gallery.rowCount())) == ["fox", "owl"]
+    assert not panel.empty_trash_button.isEnabled()
