@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runs import run_each
 from PIL import Image
 
 from gpu.checkpoint.format import read_checkpoint_meta
@@ -42,16 +43,17 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     assert "[40/40]" in r.stdout and q.is_file()
 
-    r = _run("inspect", str(q), data_dir=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert "checksum OK" in r.stdout and "single_transformer_blocks.1.proj_out" in r.stdout
-    assert "alpha grid of 3 points" in r.stdout
+    # inspect and generate in this process (the quantize above ran as a real one): a process each cost its start-up
+    assert main(["--data-dir", str(tmp_path), "inspect", str(q)]) == 0
+    printed = capsys.readouterr().out
+    assert "checksum OK" in printed and "single_transformer_blocks.1.proj_out" in printed
+    assert "alpha grid of 3 points" in printed
     from safetensors import safe_open
 
     with safe_open(str(q), "pt") as f:  # counted from the header now: the file is only verified, not loaded
-        assert f"tensors:      {len(f.keys())}, " in r.stdout
-    alphas = {float(line.split()[-2]) for line in r.stdout.splitlines() if line.split()[2:3] == ["svdquant"]}
-    assert alphas <= {0.0, 0.5, 1.0} and alphas, r.stdout  # the grid the file was made with
+        assert f"tensors:      {len(f.keys())}, " in printed
+    alphas = {float(line.split()[-2]) for line in printed.splitlines() if line.split()[2:3] == ["svdquant"]}
+    assert alphas <= {0.0, 0.5, 1.0} and alphas, printed  # the grid the file was made with
     qkv = ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"]
     assert read_checkpoint_meta(q).layers[qkv[1]]["smooth_group"] == qkv  # shared smoothing by default
     apart = tmp_path / "tiny-int4-per-layer.safetensors"  # in this process: a second one costs its start-up
@@ -75,9 +77,9 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path, capsys):
     assert Path(f"{cut}.parts").is_dir() and not cut.exists()
 
     png = tmp_path / "out.png"
-    r = _run("generate", "a red circle", "--model", str(q), "--out", str(png), "--seed", "5",
-             "--negative", "blurry, dark", data_dir=tmp_path)  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    assert main(["--data-dir", str(tmp_path), "generate", "a red circle", "--model", str(q), "--out", str(png),
+                 "--seed", "5", "--negative", "blurry, dark"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
     with Image.open(png) as im:
         im.verify()
     chunks = read_png_text(png)
@@ -89,7 +91,7 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path, capsys):
     assert parsed["model_hash"] == hashlib.sha256(q.read_bytes()).hexdigest()[:10]
     assert parsed["model"] == "tiny-int4"
     assert '"seed": 5' in chunks["nibble"]
-    assert "Memory plan: " in r.stdout and '"memory_policy": ' in chunks["nibble"]
+    assert "Memory plan: " in printed and '"memory_policy": ' in chunks["nibble"]
 
 
 def test_user_errors_are_one_line_without_traceback(tiny_flux, tmp_path):
@@ -102,13 +104,17 @@ def test_user_errors_are_one_line_without_traceback(tiny_flux, tmp_path):
         ("generate", "x", "--model", str(corrupt)),
         ("quantize", str(corrupt), "--out", str(tmp_path / "o.safetensors")),
     ]
-    for args in cases:
-        r = _run(*args, data_dir=tmp_path)
+    # One as a real run, where the engine's libraries are loaded before the error; the others one after another in
+    # one process, each with its own exit code and stderr (cli_runs): a process each cost its start-up.
+    runs = [_run(*cases[3], data_dir=tmp_path)]
+    runs += run_each([["--data-dir", str(tmp_path), *args] for args in cases[:3] + cases[4:]],
+                     scratch=tmp_path / "runs")  # fmt: skip
+    for args, r in zip(cases[3:4] + cases[:3] + cases[4:], runs, strict=True):
         assert r.returncode == 2, (args, r.stderr)
         lines = [line for line in r.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, r.stderr)
         assert "Traceback" not in r.stderr
-    assert "multiple of 16" in _run(*cases[2], data_dir=tmp_path).stderr
+    assert "multiple of 16" in runs[3].stderr  # cases[2]
 
 
 def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, tmp_path):
@@ -124,8 +130,10 @@ def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, tmp_pat
         (("quantize", str(tiny_flux), "--out", str(tmp_path / "r.safetensors"), "--gpu-budget", "0"),
          "GPU memory budget of 0 GiB"),
     ]
-    for args, words in cases:
-        r = _run(*args, data_dir=tmp_path / "data")
+    # one after another in one process, each with its own exit code and stderr (cli_runs); the last check below
+    # is a real run
+    runs = run_each([["--data-dir", str(tmp_path / "data"), *args] for args, _ in cases], scratch=tmp_path / "runs")
+    for (args, words), r in zip(cases, runs, strict=True):
         lines = [line for line in r.stderr.splitlines() if line.strip()]
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, r.stderr)
         assert words in lines[0], (args, lines[0])
@@ -152,7 +160,7 @@ def test_the_default_output_name_never_replaces_an_earlier_image(tiny_flux, tmp_
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
-def test_ctrl_c_in_a_batch_keeps_the_images_already_made_each_named_by_its_seed(tmp_path):
+def test_ctrl_c_in_a_batch_keeps_the_images_already_made_each_named_by_its_seed(tmp_path, monkeypatch, capsys):
     """A batch's images were all kept in memory and saved at the end: Ctrl-C (or a failure) at the last one lost
     every image already made. Without --out they were named nibble-<seed>-<index>.png, not nibble-<seed>.png."""
     args = [sys.executable, str(ROOT / "main.py"), "--data-dir", str(tmp_path / "data"), "generate", "a red circle",
@@ -177,10 +185,11 @@ def test_ctrl_c_in_a_batch_keeps_the_images_already_made_each_named_by_its_seed(
     with Image.open(tmp_path / "nibble-7.png") as im:
         im.verify()
 
-    r = subprocess.run([*args, "--batch", "2", "--steps", "1"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=600)  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    wrote = [line.split(" (")[0] for line in r.stdout.splitlines()[1:3]]  # after the memory plan
+    from main import main
+
+    monkeypatch.chdir(tmp_path)  # the names taken next: in this process (a second one cost its start-up)
+    assert main([*args[2:], "--batch", "2", "--steps", "1"]) == 0
+    wrote = [line.split(" (")[0] for line in capsys.readouterr().out.splitlines()[1:3]]  # after the memory plan
     assert wrote == ["wrote nibble-7-2.png", "wrote nibble-8.png"]
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["nibble-7-2.png", "nibble-7.png", "nibble-8.png"]
 
