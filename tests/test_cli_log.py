@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runs import run_each
 
 from app import app_log
 
@@ -37,7 +38,7 @@ def _log(data_dir: Path) -> str:
     return app_log.log_file_path(data_dir).read_text(encoding="utf-8")
 
 
-def test_generate_and_quantize_write_the_log_file_and_print_what_they_printed(tmp_path):
+def test_generate_and_quantize_write_the_log_file_and_print_what_they_printed(tmp_path, capsys):
     data, png = tmp_path / "data", tmp_path / "star.png"
     r = _run("generate", "a red star", "--steps", "1", "--width", "64", "--height", "64", "--out", str(png),
              data_dir=data)  # fmt: skip
@@ -68,8 +69,10 @@ def test_generate_and_quantize_write_the_log_file_and_print_what_they_printed(tm
     assert re.search(ended + " 'no-such-model'", text)
     assert len(set(re.findall(r" cli (\d+) ", text))) == 2  # two runs, told apart by their process ids
 
-    r = _run("inspect", str(tmp_path / "missing.safetensors"), data_dir=data)  # reads only: not logged
-    assert r.returncode == 2 and _log(data) == text
+    from main import main  # in this process: a third one cost its start-up
+
+    assert main(["--data-dir", str(data), "inspect", str(tmp_path / "missing.safetensors")]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err and _log(data) == text  # reads only: not logged
 
 
 def _pid(text: str) -> str:
@@ -78,11 +81,30 @@ def _pid(text: str) -> str:
     return match.group(1)
 
 
-def test_a_log_file_that_cannot_be_opened_changes_nothing_on_the_console(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "logs").write_text("a file where the logs folder goes")
-    r = _run("quantize", "no-such-model", "--out", str(tmp_path / "q.safetensors"), data_dir=data)
+FULL_DISK = Path("/dev/full")  # a device that is always full
+
+
+@pytest.fixture(scope="module")
+def broken_log_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """``quantize no-such-model`` where the log file cannot be opened, and where the disk under it is full (where
+    /dev/full exists): one process for both (cli_runs), each with its own exit code and output; the full disk's
+    last, so what Python prints at exit (logging closes its files then) is said in its output."""
+    root = tmp_path_factory.mktemp("broken-log")
+    unopenable, full = root / "unopenable", root / "full"
+    unopenable.mkdir()
+    (unopenable / "logs").write_text("a file where the logs folder goes")
+    folders = {"unopenable": unopenable}
+    if FULL_DISK.exists():
+        (full / "logs").mkdir(parents=True)
+        (full / "logs" / "nibble.log").symlink_to(FULL_DISK)  # every write: ENOSPC
+        folders["full"] = full
+    runs = run_each([["--data-dir", str(data), "quantize", "no-such-model", "--out", str(root / "q.safetensors")]
+                     for data in folders.values()], scratch=root / "runs")  # fmt: skip
+    return dict(zip(folders, runs, strict=True))
+
+
+def test_a_log_file_that_cannot_be_opened_changes_nothing_on_the_console(broken_log_runs):
+    r = broken_log_runs["unopenable"]
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == f"error: {NO_SUCH_MODEL}\n"
 
@@ -134,14 +156,11 @@ def test_a_rotation_another_process_prevents_is_put_off(tmp_path, capsys, monkey
     assert "line 4" in path.read_text() and sorted(p.name for p in path.parent.iterdir()) == ["nibble.log"]
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device that is always full")
-def test_a_full_disk_under_the_log_file_changes_nothing_on_the_console(tmp_path):
+@pytest.mark.skipif(not FULL_DISK.exists(), reason="needs /dev/full, a device that is always full")
+def test_a_full_disk_under_the_log_file_changes_nothing_on_the_console(broken_log_runs):
     """Lines that no longer fit on the disk made logging print '--- Logging error ---' and a traceback for each,
     and closing the file at the end raised: the command's one-line error became a traceback and exit 1."""
-    data = tmp_path / "data"
-    (data / "logs").mkdir(parents=True)
-    (data / "logs" / "nibble.log").symlink_to("/dev/full")  # every write: ENOSPC
-    r = _run("quantize", "no-such-model", "--out", str(tmp_path / "q.safetensors"), data_dir=data)
+    r = broken_log_runs["full"]
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == f"error: {NO_SUCH_MODEL}\n"
 
