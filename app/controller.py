@@ -75,13 +75,17 @@ class AppController(QObject):
     job_finished = Signal(list)  # list[ImageRecord]
     settings_restored = Signal(list)  # names of the restored fields
     model_added = Signal(str)  # the library's name for a model the user added (or had added already)
+    # An add's end: the number add_model returned for it, and the library's name for the model (str) or the
+    # EngineError why it was refused. The wizard knows its own add by it: the first add or error to arrive was
+    # taken as its own (one the user made meanwhile, "Type a prompt first.").
+    add_ended = Signal(int, object)
     status_message = Signal(str)  # a passing word for the status bar: worth saying, not worth a dialog
 
     # Requests to the engine thread (queued connections; the worker runs them in order).
     _init_engine = Signal()
     _submit = Signal(object)
     _describe = Signal(str, int)  # model, the request's number (see _on_describe_failed)
-    _add_model = Signal(str)
+    _add_model = Signal(str, int)  # path, the add's number (add_ended)
     _remove_model = Signal(str)
     _read_library = Signal(int)  # the request's number, sent back with the list it read (library_read)
     # threading.Event | None, set once the model is unloaded, and the run's answer to whether it still needs the
@@ -156,6 +160,8 @@ class AppController(QObject):
         self._gone: set[str] = set()  # models whose file went missing while the app ran, said so by _on_library
         self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
         self._reads = 0  # the number of the last list read asked for (read_library), the answer _rechecking awaits
+        self._adds = 0  # the number of the last add asked for (add_model)
+        self._unselected_adds: set[int] = set()  # adds whose model is not to be selected (add_model's select)
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
         self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
         self._retry = 0  # the number of the describe asked again, its model's file back (see _on_describe_failed)
@@ -182,6 +188,7 @@ class AppController(QObject):
         worker.library_changed.connect(self._on_library)
         worker.library_read.connect(self._on_library_read)
         worker.model_added.connect(self._on_model_added)
+        worker.add_failed.connect(self._on_add_failed)
         worker.models_found.connect(self._on_models_found)
         worker.already_in_library.connect(self._on_already_in_library)
         worker.model_described.connect(self._on_described)
@@ -372,9 +379,17 @@ class AppController(QObject):
         """The first model that can be opened (built-in first, as the library lists them)."""
         return next((e.name for e in self.entries if getattr(e, "facts", None) is not None), None)
 
-    def add_model(self, path: str | Path) -> None:
+    def add_model(self, path: str | Path, select: bool = True) -> int:
+        """Adds the model at ``path`` to the library; returns the add's number, which ``add_ended`` gives back.
+        ``select``: the model added is selected (its defaults applied), as the user asked for it just now. Not for
+        an add the user did not ask for at that moment (a quantize run that finished after its wizard was closed):
+        the model and settings the user works with stay, and the status bar says the model was added."""
+        self._adds += 1
+        if not select:
+            self._unselected_adds.add(self._adds)
         self._engine.add_model(str(path))  # owed until the engine takes it up: added at quit if it never did
-        self._add_model.emit(str(path))
+        self._add_model.emit(str(path), self._adds)
+        return self._adds
 
     def remove_model(self, name: str) -> None:
         entry = self._entry(name)
@@ -714,11 +729,24 @@ class AppController(QObject):
             kept = f" ({path} itself is not deleted)" if path and Path(path).exists() else ""
             self.status_message.emit(f"The model '{name}' was removed from the library{kept}{switched}.")
 
-    def _on_model_added(self, name: str) -> None:
-        """A model just added is what the user wants to use next: selected (its defaults applied), and said."""
+    def _on_model_added(self, name: str, request: int) -> None:
+        """A model just added is what the user wants to use next: selected (its defaults applied), and said. One
+        added unasked (``add_model``'s ``select``) is only said, as the models found at start-up are."""
         self.model_added.emit(name)
-        if self.select_model(name):
+        self.add_ended.emit(request, name)
+        if request in self._unselected_adds:
+            self._unselected_adds.discard(request)
+            self.status_message.emit(f"The model '{name}' was added to the library; '{self.prompt.model}' stays "
+                                     "selected.")  # fmt: skip
+        elif self.select_model(name):
             self.status_message.emit(f"The model '{name}' was added to the library; it is selected.")
+
+    def _on_add_failed(self, request: int, error: EngineError) -> None:
+        """The library refused the model of add ``request``: its asker is told (``add_ended``), the user by the
+        dialog every failed request shows."""
+        self._unselected_adds.discard(request)
+        self.add_ended.emit(request, error)
+        self._on_failed(0, error)
 
     def _on_models_found(self, names: list[str]) -> None:
         """Models found unlisted in the models folder at start-up (an add lost to a quit, a crash or a kill),
@@ -726,10 +754,15 @@ class AppController(QObject):
         self.status_message.emit(f"Added {counted(len(names), 'quantized model')} found in the models folder: "
                                  f"{named_few(names)}.")
 
-    def _on_already_in_library(self, name: str) -> None:
+    def _on_already_in_library(self, name: str, request: int) -> None:
         """A model added again (the same file or folder, however its path was spelled): the library keeps one
-        entry, so the user, who would otherwise see nothing happen, gets it selected and told why."""
+        entry, so the user, who would otherwise see nothing happen, gets it selected and told why (an add not to
+        select, ``add_model``, leaves the selection as it is)."""
         self.model_added.emit(name)
+        self.add_ended.emit(request, name)
+        if request in self._unselected_adds:
+            self._unselected_adds.discard(request)
+            return
         # The model in use already: selecting it again would reset the prompt panel to the model's defaults.
         if name != self.prompt.model and not self.select_model(name):
             return  # refused (its file cannot be opened): select_model said why

@@ -216,9 +216,12 @@ class EngineWorker(QObject):
     ready = Signal(object)  # EngineStatus
     library_changed = Signal(list)  # list[ModelEntry]
     library_read = Signal(int, list)  # the read_library request's number, list[ModelEntry]
-    model_added = Signal(str)  # name the library gave a model just added (it may differ from the file's)
+    # An add's end, each with the number the add was asked with (``add_model``): the caller knows its own add's
+    # from another's (one the user made meanwhile) and from any other request's failure.
+    model_added = Signal(str, int)  # name the library gave a model just added (it may differ from the file's)
     models_found = Signal(list)  # names of the models found unlisted in the models folder at start-up, added
-    already_in_library = Signal(str)  # name of the listed entry a model added again is (nothing was written)
+    already_in_library = Signal(str, int)  # name of the listed entry a model added again is (nothing was written)
+    add_failed = Signal(int, object)  # EngineError: the library refused the model
     model_described = Signal(object)  # ModelInfo
     # The number the describe was asked with, EngineError, whether its model's file is there again (it was missing
     # for a moment: worth asking once more).
@@ -341,8 +344,10 @@ class EngineWorker(QObject):
                 error = self._logged(exc, f"describing the model {model} failed")
                 self.describe_failed.emit(asked, error, file == "back")
 
-    @Slot(str)
-    def add_model(self, path: str) -> None:
+    @Slot(str, int)
+    def add_model(self, path: str, request: int = 0) -> None:
+        """Adds the model at ``path`` to the library; its end (``model_added``, ``already_in_library`` or
+        ``add_failed``) carries ``request``, the caller's number for this add."""
         self.pending_adds.discard(path)
         try:
             self._ensure_service()
@@ -352,11 +357,11 @@ class EngineWorker(QObject):
             # there, and the controller then selects it rather than refusing it as gone.
             self.library_changed.emit(list(self._library.entries()))
             if entry.already_added:
-                self.already_in_library.emit(entry.name)
+                self.already_in_library.emit(entry.name, request)
             else:
-                self.model_added.emit(entry.name)
+                self.model_added.emit(entry.name, request)
         except BaseException as exc:
-            self._fail(exc)
+            self.add_failed.emit(request, self._logged(exc, f"adding the model {path} failed"))
         self._tell_library_notices()
 
     @Slot(str)

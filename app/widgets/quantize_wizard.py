@@ -591,9 +591,10 @@ class QuantizeWizard(QWizard):
         self.out_path: Path | None = None
         self.result_path: str | None = None
         self.added_name: str | None = None  # the library's name for the result (not always its file's stem)
-        self._adding = False  # the result was handed to the library, whose name for it is still to come
-        controller.model_added.connect(self._on_model_added)
-        controller.error.connect(self._on_add_failed)
+        # The number of the add that handed the result to the library (AppController.add_model), until it ends:
+        # only that add's end is this wizard's (not another add's, nor any error, which the controller sends too).
+        self._adding: int | None = None
+        controller.add_ended.connect(self._on_add_ended)
         self.comparisons: list[Comparison] = []
         self.error_dialog: QMessageBox | None = None
         self.blocks_total: int | None = None  # the run's block count, from its first layer event
@@ -873,7 +874,8 @@ class QuantizeWizard(QWizard):
         self.run_page.log.appendPlainText(f"Saved {path}; rendering the comparison images…")
         if not self.isVisible():
             # Closed while the model was being written (past the run's last cancel check): its close kept no
-            # result yet, so the model waited for the app's quit or next start to be listed. Added now, as at a close.
+            # result yet, so the model waited for the app's quit or next start to be listed. Added now, as at a close,
+            # but not selected (add_to_library): the user may be at work on another model since.
             self.keep_result()
 
     def _on_compare_failed(self, error: EngineError) -> None:
@@ -917,23 +919,26 @@ class QuantizeWizard(QWizard):
             self.error_dialog = show_error(self, error)
 
     def add_to_library(self) -> None:
+        """Hands the result to the library. From the open wizard (Add, Finish, a close) the model is selected, as
+        the user is there to use it; from a closed one (its run finished after the close) it is only added, and
+        the status bar says so: minutes later, selecting it changed the model and the settings the user had set
+        meanwhile, and their next Generate ran the new model."""
         if self.result_path:
-            self._adding = True
-            self.controller.add_model(self.result_path)
+            self._adding = self.controller.add_model(self.result_path, select=self.isVisible())
             self.result_page.add_button.setEnabled(False)
             self.result_page.add_button.setText("Adding…")
 
-    def _on_model_added(self, name: str) -> None:
-        if self._adding:
-            self._adding = False
-            self.added_name = name
+    def _on_add_ended(self, request: int, outcome: str | EngineError) -> None:
+        """An add ended (``AppController.add_ended``): this wizard's own (``_adding``) gives the library's name for
+        the result, or the library refused it (e.g. the file was moved meanwhile; the main window's dialog says
+        why), and the button offers the add again instead of reading "Added" for a model that is not listed."""
+        if request != self._adding:
+            return  # another add's (the Models panel's, another wizard's)
+        self._adding = None
+        if isinstance(outcome, str):
+            self.added_name = outcome
             self.result_page.add_button.setText("Added")
-
-    def _on_add_failed(self, _error: EngineError) -> None:
-        """The library refused the result (e.g. the file was moved meanwhile; the main window's dialog says
-        why): the button offers the add again instead of reading "Added" for a model that is not listed."""
-        if self._adding:
-            self._adding = False
+        else:
             self.result_page.add_button.setEnabled(True)
             self.result_page.add_button.setText("Add to library")
 
@@ -957,7 +962,7 @@ class QuantizeWizard(QWizard):
         """A finished model goes into the library however the wizard is left (closed, Back and another run, the
         app quitting): left out, it sat unlisted in the app's hidden models folder (the library's Remove takes it
         off the list, if unwanted)."""
-        if self.result_path and self.added_name is None and not self._adding:
+        if self.result_path and self.added_name is None and self._adding is None:
             self.add_to_library()
 
     def shutdown(self) -> None:

@@ -1,6 +1,8 @@
 """A quantize run whose wizard was closed while it wrote the model file (past its last cancel check) finishes the
 file; the close had nothing to add yet, and the model was listed only at the app's quit or its next start. It is
-added as soon as it is written, as a close adds a finished model."""
+added as soon as it is written, as a close adds a finished model, but not selected: minutes after the close, the
+user works with another model and settings of their own, which selecting it replaced (their next Generate ran the
+new model, with its steps)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from PySide6.QtWidgets import QMessageBox
 from tests.app.test_wizard_run_ends import _small_run, answer_stop, hold_run_at
 
 
-def test_a_model_written_after_its_wizard_was_closed_is_added_at_once(qtbot, window, monkeypatch):
+def test_a_model_written_after_its_wizard_was_closed_is_added_at_once_not_selected(qtbot, window, monkeypatch):
+    controller = window.controller
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     _small_run(wizard, alpha_points=2)
@@ -17,16 +20,23 @@ def test_a_model_written_after_its_wizard_was_closed_is_added_at_once(qtbot, win
     wizard.calibration_page.steps.setValue(1)
     writing, release = hold_run_at(wizard, "stage", "writing ")  # past the run's last cancel check
     wizard.next()  # starts quantizing
+    said: list[str] = []
+    controller.status_message.connect(said.append)
     try:
         qtbot.waitUntil(writing.is_set, timeout=300000)
         seen: list[str] = []
         answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, seen)
         wizard.close()
         assert len(seen) == 1 and not wizard.isVisible() and wizard.job.cancel.is_set()
-        with qtbot.waitSignal(window.controller.model_added, timeout=120000) as added:
+        model = controller.prompt.model
+        controller.prompt.steps = 7  # the user's own, set after the close
+        with qtbot.waitSignal(controller.model_added, timeout=120000) as added:
             release.set()
     finally:
         release.set()
     name = wizard.out_path.stem
-    assert added.args == [name] and name in [e.name for e in window.controller.entries]
+    assert added.args == [name] and name in [e.name for e in controller.entries] and wizard.added_name == name
+    qtbot.waitUntil(lambda: any(f"'{name}' was added" in line for line in said), timeout=60000)
+    assert f"The model '{name}' was added to the library; '{model}' stays selected." in said, said
+    assert controller.prompt.model == model and controller.prompt.steps == 7
     qtbot.waitUntil(lambda: not wizard.running, timeout=60000)
