@@ -143,6 +143,9 @@ def _taken_note(parts: Path, key: ResumeKey | None) -> str:
     if not engine.has_manifest(parts):
         return (f"{parts.name} has {engine.NO_MANIFEST}, but holds files of an earlier run. It stays in "
                 f"{parts.parent}; {own} {delete}")  # fmt: skip
+    if engine.unproven(parts, key):  # "resume when you run with that run's settings" is untrue of it
+        return (f"{parts.name} holds the blocks of an earlier run, which no run resumes: {engine.UNPROVEN}. They "
+                f"stay in {parts.parent}; {own} {delete}")  # fmt: skip
     if engine.made_by_another_version(parts):
         return (f"{parts.name} holds the blocks of a run of another version of the quantizer, which this version "
                 f"cannot resume. It stays in {parts.parent}; {own} {delete}")  # fmt: skip

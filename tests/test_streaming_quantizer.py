@@ -504,6 +504,36 @@ def test_a_parts_folder_of_the_earlier_key_resumes_only_where_its_time_proves_th
         assert resumes_from(parts, resume_key(source, config, lib, CPU)) is resumes, (when, source)
 
 
+def test_a_parts_folder_of_the_earlier_key_its_time_cannot_prove_is_kept_not_deleted(tmp_path):
+    """Such a folder (above) whose source has whole-second times (wget -N, curl -R, an unzip) was deleted by a run
+    with the same --out, as made from "other source weights (another model, or its files changed since)": nothing
+    had changed, it only could not be proven. It is kept, with the run refused saying so and how to start over
+    (never resumed: another model's blocks mixed into this one's is the worst outcome); a folder that differs in
+    what can be seen is discarded as before."""
+    from gpu.errors import OutputError
+    from gpu.streaming.engine import UNPROVEN, differs_from, unproven
+
+    lib = ModelLibrary(tmp_path / "lib")
+    (tmp_path / "disk1").mkdir()
+    single = save_bfl_transformer(DEMO, tmp_path / "disk1" / "flux-demo.safetensors")
+    _set_mtimes(single, lambda _f: FINE_NS // 10**9 * 10**9)  # the very file the blocks were made from
+    config = _cfg(base="demo")
+    key = resume_key(single, config, lib, CPU)
+    out = tmp_path / "models" / "flux-demo.safetensors"
+    earlier = _as_the_earlier_version_wrote(key.settings, config, [single])
+    parts = _folder(parts_dir(out), earlier, done={"transformer_blocks.0": "0" * 64})
+    (parts / "block-0000.safetensors").write_bytes(b"hours of work")
+    kept = sorted((p.name, p.read_bytes()) for p in parts.iterdir())
+    assert resumes_from(parts, key) is False and unproven(parts, key) and differs_from(parts, key) == UNPROVEN
+    with pytest.raises(OutputError) as refused:
+        quantize_model(single, out, config, library=lib, device=CPU)
+    assert str(refused.value) == f"{parts} is kept and not resumed: {UNPROVEN}"
+    assert refused.value.hint.startswith("to start over with this --out, delete that folder; or choose another")
+    assert sorted((p.name, p.read_bytes()) for p in parts.iterdir()) == kept and not out.exists()
+    ranked = resume_key(single, _cfg(base="demo", rank=16), lib, CPU)  # other settings: seen to differ
+    assert not unproven(parts, ranked) and differs_from(parts, ranked) == "rank 32 -> 16"
+
+
 def _partial(out: Path, blocks: int, lib: ModelLibrary, source: Path = DEMO) -> dict:
     """A run stopped (as by a kill) once the samples and ``blocks`` blocks are finished -> its manifest."""
     return _partial_with(out, blocks, lib, _cfg(), source)

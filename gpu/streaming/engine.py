@@ -140,6 +140,13 @@ def differs_from(parts_folder: Path, key: ResumeKey) -> str:
     return _what_differs(_read_manifest(parts_folder), key)
 
 
+def unproven(parts_folder: Path, key: ResumeKey) -> bool:
+    """Whether ``parts_folder`` is an earlier version's whose source files cannot be proven to be ``key``'s: a run
+    with ``key`` would resume from it but for their whole-second times (``_unproven``). No run resumes from it, and
+    none deletes it unasked: it may well be this source's blocks (hours of work)."""
+    return _unproven(_read_manifest(parts_folder), key)
+
+
 def made_by_another_version(parts_folder: Path) -> bool:
     """Whether ``parts_folder`` was made by another version of the quantizer (its manifest keeps no settings, or
     another version's): no run of this version resumes from it, whatever its settings. False for a folder without
@@ -182,14 +189,25 @@ def _resumes(manifest: dict, key: ResumeKey) -> bool:
     return current is not None and _settings_key(current) == key.key
 
 
-def _in_current_terms(manifest: dict, key: ResumeKey) -> dict | None:
+def _unproven(manifest: dict, key: ResumeKey) -> bool:
+    """Whether a parts folder's ``manifest`` is one a run with ``key`` does not resume only because the source's
+    files cannot be proven the same (``_same_file``: an earlier version's record, whole-second times), all else
+    being ``key``'s: such a folder is this source's as likely as another model's of the same name and size."""
+    if not key.resume or _resumes(manifest, key):
+        return False
+    current = _in_current_terms(manifest, key, whole_seconds=True)
+    return current is not None and _settings_key(current) == key.key
+
+
+def _in_current_terms(manifest: dict, key: ResumeKey, whole_seconds: bool = False) -> dict | None:
     """The settings a parts folder's ``manifest`` keeps, written as this version writes them for the run of
     ``key``; None when it keeps none, or settings that are not what its key hashes (never trusted then).
     Earlier versions of this engine (the same ``ENGINE_VERSION``: the same blocks) kept every quantization field
     (the base as spelled, a rank the method does not use: ``output_fields`` drops them) and each weight file by its
     resolved path, without a digest: a file counts as the same where its time proves it (``_same_file``). Those
     folders stay resumable; the run that resumes one writes its manifest in these terms. A file whose time a coarser
-    file system rounded (a copy onto exFAT) is the same file too (``_same_file``, ``_same_calibration_file``)."""
+    file system rounded (a copy onto exFAT) is the same file too (``_same_file``, ``_same_calibration_file``).
+    ``whole_seconds``: an earlier version's record counts whole-second times too (``_unproven`` asks)."""
     settings = manifest.get("settings")
     if not isinstance(settings, dict) or _settings_key(settings) != manifest.get("key"):
         return None
@@ -198,7 +216,7 @@ def _in_current_terms(manifest: dict, key: ResumeKey) -> dict | None:
         out["quantization"] = output_fields(out["quantization"])
     now, was = key.settings.get("source"), out.get("source")
     if isinstance(now, list) and isinstance(was, list) and len(was) == len(now) == len(key.weight_files):
-        out["source"] = [new if _same_file(old, new, resolved) else old
+        out["source"] = [new if _same_file(old, new, resolved, whole_seconds) else old
                          for old, new, resolved in zip(was, now, key.weight_files, strict=True)]  # fmt: skip
     now, was = key.settings.get("calibration files"), out.get("calibration files")
     if isinstance(now, list) and isinstance(was, list) and len(was) == len(now):
@@ -219,7 +237,7 @@ def _near(old: object, new: int) -> bool:
     return isinstance(old, int) and not isinstance(old, bool) and abs(old - new) <= MTIME_STEP_NS
 
 
-def _same_file(old: object, new: list, resolved: str) -> bool:
+def _same_file(old: object, new: list, resolved: str, whole_seconds: bool = False) -> bool:
     """Whether a weight file a manifest records as ``old`` is the file now recorded as ``new`` ([path inside the
     source, size, mtime, sampled digest]) that resolves to ``resolved``.
 
@@ -233,12 +251,13 @@ def _same_file(old: object, new: list, resolved: str) -> bool:
     made from: the file system gave it as the file was written, and another file has it only as a copy of this one
     keeping its times. Whole seconds are what archives, downloads keeping the server's time and coarse file systems
     give, and another model of the same size can have the same (it resumed from the other model's blocks); such a
-    folder is not resumed. The run that resumes one records it in this version's terms, digest included."""
+    folder is not resumed (``whole_seconds`` True: taken as the same, to tell such a folder, ``_unproven``, from
+    another model's). The run that resumes one records it in this version's terms, digest included."""
     if isinstance(old, list) and len(old) == 4:
         return old[0] == new[0] and old[1] == new[1] and old[3] == new[3] and _near(old[2], new[2])
     if not (isinstance(old, list) and len(old) == 3 and isinstance(old[0], str)) or old[1:] != new[1:3]:
         return False
-    if new[2] % 10**9 == 0:  # a whole second: proves nothing
+    if new[2] % 10**9 == 0 and not whole_seconds:  # a whole second: proves nothing
         return False
     inside = PurePosixPath(new[0]).parts
     return old[0] == resolved or PurePath(old[0]).parts[-len(inside):] == inside
@@ -477,6 +496,12 @@ def _quantize_model(
     parts = parts_dir(out_path)
     _check_parts_folder(parts)  # before deleting anything in it: it may be a file or a folder of the user's
     manifest = _read_manifest(parts)
+    if parts.exists() and _unproven(manifest, run.key):
+        # Not resumed (another model's blocks mixed into this one's is the worst outcome), and not deleted either:
+        # nothing was seen to differ, and it is as likely this source's finished work. The user decides.
+        raise OutputError(f"{parts} is kept and not resumed: {UNPROVEN}",
+                          "to start over with this --out, delete that folder; or choose another --out, and delete "
+                          "the folder once it is of no use")  # fmt: skip
     stale = parts.exists() and not _resumes(manifest, run.key)
     if parts.exists():
         remove_stale_temps(out_path)  # a kill during the final write left one, as big as the model
@@ -731,7 +756,7 @@ def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
     path = Path(str(source)).expanduser()
     if path.is_file() and (is_bfl_file(path) or config.base):
         # With a base, any file is meant as a single-file checkpoint: one that is none (a truncated download, a
-        # LoRA, an upper-case .SAFETENSORS) is named for what it is.
+        # LoRA, a pickled .ckpt) is named for what it is.
         src = bfl_file_source(path)
         base = _base_for_single_file(path, src, library, config.base) if config.base else None
         return src, base, path.stem, torch.bfloat16
@@ -788,6 +813,12 @@ _CALIBRATION_FILES = ("model_index.json", "scheduler", "text_encoder", "text_enc
 # What a parts folder without a readable manifest is said to be (``_read_manifest``): nothing in it resumes.
 NO_MANIFEST = "no readable manifest (nothing to resume)"
 
+# What an earlier version's parts folder is said to be when only its record of the source's files, whole-second
+# times without a digest, keeps it from resuming (``_unproven``): nothing differs that can be seen.
+UNPROVEN = ("the source's files cannot be proven to be the ones its blocks were made from (an earlier version of "
+            "the quantizer recorded them by name, size and time, and their times are whole seconds, which another "
+            "model's files can have too)")  # fmt: skip
+
 # How each resume setting is named when a parts folder was made with another value.
 _SETTING_LABELS = {
     "engine": "another version of the quantizer",
@@ -841,8 +872,12 @@ def _what_differs(manifest: dict, key: ResumeKey) -> str:
         return NO_MANIFEST
     if _another_version(manifest):
         return _SETTING_LABELS["engine"]
+    if _unproven(manifest, key):
+        return UNPROVEN
     settings = key.settings
-    old = _in_current_terms(manifest, key) or manifest["settings"]
+    # Whole-second times taken as the same: an unproven source (``_unproven``) is not seen to differ, and was
+    # named "other source weights (another model, or its files changed since)" beside the setting that does.
+    old = _in_current_terms(manifest, key, whole_seconds=True) or manifest["settings"]
     named = []
     for k, new in settings.items():
         was = old.get(k)

@@ -55,6 +55,31 @@ def test_a_name_whose_run_would_start_over_is_not_offered(data_root, tmp_path):
     assert run.output == out and run.blocks_done == 1 and run.resumes is False
 
 
+def test_an_earlier_versions_run_its_times_cannot_prove_is_said_to_resume_never(data_root, tmp_path):
+    """A parts folder of the key before the digest, whose source has whole-second times, resumes no run (its files
+    cannot be proven the ones its blocks were made from), though nothing differs that can be seen: the log said it
+    differs in "other source weights (another model, or its files changed since)" and resumes with that run's
+    settings, neither of which is true of the very same files."""
+    from gpu.streaming.engine import UNPROVEN
+    from tests.test_streaming_quantizer import _as_the_earlier_version_wrote, _folder
+
+    source = tmp_path / "model"
+    shutil.copytree(DEMO, source)
+    for f in (f for f in source.rglob("*") if f.is_file()):  # as unpacked from an archive
+        os.utime(f, ns=(f.stat().st_atime_ns, 1_763_000_001 * 10**9))
+    models = tmp_path / "models"
+    key = resume_key(str(source), _cfg())
+    earlier = _as_the_earlier_version_wrote(key.settings, _cfg(), [Path(f) for f in key.weight_files])
+    _folder(parts_dir(models / "m.safetensors"), earlier, done={"transformer_blocks.0": "0" * 64})
+    notes: list[str] = []
+    assert free_output_path(models, "m", str(source), _cfg(), notes) == models / "m-2.safetensors"
+    assert notes == [f"m.safetensors.parts holds the blocks of an earlier run, which no run resumes: {UNPROVEN}. "
+                     f"They stay in {models}; this run writes a name of its own. Unfinished runs… on the "
+                     "calibration page lists it, to delete."]  # fmt: skip
+    [run] = unfinished_runs(models, str(source), _cfg())
+    assert run.resumes is False and run.differs == UNPROVEN
+
+
 def _blocks_done(out: Path) -> int:
     try:
         return len(json.loads((parts_dir(out) / "manifest.json").read_bytes())["done"])
