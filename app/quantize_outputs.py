@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -43,15 +43,25 @@ RAM_SHARE = 0.75
 # The outputs of this process's quantize runs, from the moment the wizard hands a run to its worker: the engine
 # locks an output only once the run starts, after the wait for a generation job to end.
 _running: set[Path] = set()
-_running_lock = threading.Lock()
+_running_lock = threading.Lock()  # held by a deletion for all of it (GiBs: it may take a while)
+_deleting: Path | None = None  # the parts folder being deleted (``delete_unfinished_run``), while it is
 
 
 @contextmanager
-def running_output(out_path: Path) -> Iterator[None]:
+def running_output(out_path: Path, on_wait: Callable[[Path], None] | None = None) -> Iterator[None]:
     """Marks ``out_path`` as the output of a run of this process for the block (its parts are not deleted
-    meanwhile). Waits for a deletion in progress: the run then starts without those parts."""
-    with _running_lock:
+    meanwhile). Waits for a deletion in progress, which ``on_wait`` is told of first (the parts folder being
+    deleted): the run then starts without those parts. One started from another wizard than the deletion (the
+    one asked for it closed since) knew nothing of it, and stood silent meanwhile."""
+    if not _running_lock.acquire(blocking=False):
+        deleting = _deleting  # None: only another run's moment in the lock, no wait worth a word
+        if deleting is not None and on_wait is not None:
+            on_wait(deleting)
+        _running_lock.acquire()
+    try:
         _running.add(out_path)
+    finally:
+        _running_lock.release()
     try:
         yield
     finally:
@@ -172,11 +182,16 @@ def delete_unfinished_run(run: UnfinishedRun) -> None:
     """Deletes ``run``'s parts folder (the engine's ``delete_unfinished_run``: never a model file, nor the folder
     of a run working in another process). ``OutputBusy`` as well while a run of this process has it as its output,
     even one still waiting to start (it would resume from it)."""
+    global _deleting
     with _running_lock:
         if run.output in _running:
             raise OutputBusy(f"{run.parts.name} is not deleted: a quantize run of this window writes {run.output.name}",
                              "wait for that run to end, or cancel it")  # fmt: skip
-        _engine().delete_unfinished_run(run.parts)
+        _deleting = run.parts
+        try:
+            _engine().delete_unfinished_run(run.parts)
+        finally:
+            _deleting = None
 
 
 def default_ram_budget_gib(installed: int | None) -> float:

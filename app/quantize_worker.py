@@ -116,7 +116,7 @@ class QuantizeWorker(QObject):
             self._check_output(job)  # refused now, not after waiting for the generation and unloading its model
             # The device quantize_model and the comparison renders take: on a GPU, generation jobs wait meanwhile.
             # Its parts are not deleted meanwhile (the wizard's Unfinished runs…), from before the engine locks them.
-            with running_output(job.out_path), quantize_runs.holding(device) as hold:
+            with running_output(job.out_path, self._waiting_for_deletion), quantize_runs.holding(device) as hold:
                 # Asked only now that the jobs not yet started wait for the run: asked before, one could start
                 # loading its model between the engine's unload and the hold. Asked for a run on the CPU too: there
                 # the model and the run share the RAM, which the run's RAM budget counts on.
@@ -137,6 +137,13 @@ class QuantizeWorker(QObject):
             self.failed.emit(*run_error(exc, job.out_path.parent))
         else:
             self.finished.emit(str(out))
+
+    def _waiting_for_deletion(self, parts: Path) -> None:
+        """The run waits for the deletion of an unfinished run's folder (GiBs) to end, one a wizard closed since
+        may have started: said in the wizard's log and the app's, where the run stood silent meanwhile."""
+        message = f"Waiting for the deletion of the unfinished run {parts.name} to end…"
+        log.info("%s", message)
+        self.progress.emit(QuantizeProgress("stage", message, 0, 0, None))
 
     @staticmethod
     def _device() -> Any:

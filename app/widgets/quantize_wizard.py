@@ -6,6 +6,7 @@ images side by side with PSNR/SSIM and adds the new file to the library.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -67,6 +68,8 @@ from gpu.quantize_defaults import (
     RANK_METHODS,
     SMOOTHING_METHODS,
 )
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
 METHODS = [
@@ -527,6 +530,13 @@ class UnfinishedRunsDialog(QDialog):
                             "Reading the unfinished runs…" if self._listing is not None else "")  # fmt: skip
         self._selection_changed()
 
+    def done(self, result: int) -> None:
+        # Closed: a listing still under way is dropped, and none reaches it any more (each opening makes a new
+        # dialog; a closed one went on taking its late listing, and popped a failed one's error over nothing).
+        self.wiz.lookups.ended.disconnect(self._on_listed)
+        self._listing = None
+        super().done(result)
+
     def _on_listed(self, lookup: Lookup) -> None:
         if lookup is not self._listing:  # another dialog's, or read again since
             return
@@ -696,6 +706,13 @@ class QuantizeWizard(QWizard):
     def _deleted(self, lookup: Lookup) -> None:
         self.calibration_page.deleting = False
         self.calibration_page.completeChanged.emit()
+        if not self.isVisible():
+            # The wizard was closed meanwhile: nothing of it is shown again (an error box popped up over no window,
+            # minutes later). A next wizard lists the folder again, should it still be there.
+            if lookup.error is not None:
+                log.warning("deleting the unfinished run %s failed after its wizard was closed: %s",
+                            self.deleting_run.parts, lookup.error)  # fmt: skip
+            return
         dialog = self.unfinished_dialog
         shown = dialog is not None and dialog.isVisible()
         if lookup.error is not None:

@@ -153,3 +153,65 @@ def test_the_models_folder_is_read_and_written_off_the_qt_thread(qtbot, window, 
     released(lambda: not wizard.lookups.busy)
     assert wizard.job is None and wizard.out_path is None and "→" not in log.toPlainText()
     assert list(models.iterdir()) == [] and on_qt_thread == []
+
+
+def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_waits_for_a_deletion(
+        qtbot, window, monkeypatch, caplog):  # fmt: skip
+    """A closed Unfinished runs dialog (each opening makes a new one) went on taking its late listing, and a closed
+    wizard its deletion's end: a failed one popped an error box over no window. A run of a wizard opened after the
+    one that started a deletion (closed since) knew nothing of it, and stood silent until the deletion (GiBs) was
+    done: it says it waits for it."""
+    import gpu.streaming.engine as engine
+    from tests.app.test_wizard_run_ends import _small_run
+
+    listing, deleting = threading.Event(), threading.Event()  # held on their threads until set
+
+    def held(until: threading.Event, real):
+        def call(*args, **kwargs):
+            until.wait(60)
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(engine, "unfinished_runs", held(listing, engine.unfinished_runs))
+    monkeypatch.setattr(engine, "delete_unfinished_run", held(deleting, engine.delete_unfinished_run))
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
+    done = {"transformer_blocks.0": {"file": "block-0000.safetensors", "sha256": "0" * 64}}
+    old = _parts(window.controller.data.quantized / "old.safetensors", {"key": "k", "done": done}, 5000, time.time())
+    window.quantize_panel.open_wizard()
+    first = window.quantize_panel.wizard
+    first.next()
+    first.next()  # the calibration page, its count of unfinished runs
+    page = first.calibration_page
+    listing.set()
+    qtbot.waitUntil(lambda: page.unfinished.text().startswith("1 unfinished run in the models folder"))
+    listing.clear()
+    page.unfinished_button.click()
+    closed = first.unfinished_dialog
+    closed.close()  # its listing still under way
+    page.unfinished_button.click()
+    dialog = first.unfinished_dialog
+    listing.set()
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1 and not first.lookups.busy)
+    assert closed.table.rowCount() == 0 and closed.status.text() == "Reading the unfinished runs…"
+
+    dialog.table.selectRow(0)
+    dialog.delete_button.click()  # held: its deletion ends after the wizard is closed
+    (old / "notes.txt").write_text("mine")  # which makes it fail: the user's file is not deleted with the folder
+    first.close()
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    assert wizard is not first
+    _small_run(wizard, alpha_points=2)
+    wizard.next()  # Quantize
+    log = wizard.run_page.log
+    try:
+        qtbot.waitUntil(lambda: f"Waiting for the deletion of the unfinished run {old.name} to end…" in
+                        log.toPlainText(), timeout=60000)  # fmt: skip
+        wizard.cancel()
+    finally:
+        deleting.set()
+    qtbot.waitUntil(lambda: not first.lookups.busy and not wizard.running, timeout=60000)
+    assert first.error_dialog is None and "Cancelled. Nothing was added." in log.toPlainText()
+    assert f"deleting the unfinished run {old} failed after its wizard was closed" in caplog.text
+    assert old.is_dir() and (old / "notes.txt").is_file()
