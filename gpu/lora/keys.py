@@ -297,6 +297,11 @@ def _matrix_shape(shape: list[int]) -> list[int]:
     return shape[:2] if len(shape) == 4 and shape[2:] == [1, 1] else shape
 
 
+# Tensors of LoRA variants (LyCORIS LoKr, LoHa and full diffs, OFT/BOFT, DoRA's magnitudes): an adapter's keys under
+# a model's module names (``transformer.….lokr_w1``), which the pipeline-part prefixes below would take for a model.
+_VARIANT_TENSOR = re.compile(
+    r"\.(lokr_\w+|hada_\w+|oft_\w+|boft_\w+|diff|diff_b|dora_scale|lora_magnitude_vector)(\.|$)"
+)
 # A diffusers pipeline's parts saved in one file, each under its folder's name
 _PIPELINE_PARTS = ("transformer.", "text_encoder.", "text_encoder_2.", "text_encoder_3.", "vae.", "unet.")
 
@@ -355,6 +360,13 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
                     hint="use a LoRA trained for FLUX.1",
                     family=family,
                 )
+        variant = sorted(k for k in entries if _VARIANT_TENSOR.search(k))
+        if not keys and variant:
+            raise LoraError(
+                f"{label} is a LoRA variant (LoKr, LoHa, OFT, DoRA or a full diff) that is not supported "
+                f"(keys such as {_listing(variant, 3)})",
+                hint="use a plain LoRA (lora_A/lora_B or lora_down/lora_up factors) trained for FLUX.1",
+            )
         if not keys and (model := _model_file(label, header)) is not None:
             raise LoraError(model, hint="use a LoRA trained for FLUX.1", weights=False)
         raise LoraError(
