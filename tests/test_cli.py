@@ -101,20 +101,20 @@ def test_user_errors_are_one_line_without_traceback(tiny_flux, tmp_path):
         ("inspect", str(corrupt)),
         ("generate", "x", "--model", "no-such-model"),
         ("generate", "x", "--model", str(tiny_flux), "--width", "100"),
-        ("generate", "x", "--model", str(corrupt)),
         ("quantize", str(corrupt), "--out", str(tmp_path / "o.safetensors")),
+        ("generate", "x", "--model", str(corrupt)),
     ]
-    # One as a real run, where the engine's libraries are loaded before the error; the others one after another in
-    # one process, each with its own exit code and stderr (cli_runs): a process each cost its start-up.
-    runs = [_run(*cases[3], data_dir=tmp_path)]
-    runs += run_each([["--data-dir", str(tmp_path), *args] for args in cases[:3] + cases[4:]],
-                     scratch=tmp_path / "runs")  # fmt: skip
-    for args, r in zip(cases[3:4] + cases[:3] + cases[4:], runs, strict=True):
+    # The first as a real run; the others one after another in one process, each with its own exit code and
+    # stderr (cli_runs; a process each cost its start-up), the one on a corrupt model last: what Python prints at
+    # exit, once the engine's libraries were loaded, lands in its stderr.
+    runs = [_run(*cases[0], data_dir=tmp_path)]
+    runs += run_each([["--data-dir", str(tmp_path), *args] for args in cases[1:]], scratch=tmp_path / "runs")
+    for args, r in zip(cases, runs, strict=True):
         assert r.returncode == 2, (args, r.stderr)
         lines = [line for line in r.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, r.stderr)
         assert "Traceback" not in r.stderr
-    assert "multiple of 16" in runs[3].stderr  # cases[2]
+    assert "multiple of 16" in runs[2].stderr
 
 
 def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, tmp_path):
