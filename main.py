@@ -319,7 +319,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     finally:
         tell_library_notices(library)
     if entry.kind != "svdq":  # the only other kind the library takes
-        raise ModelLoadError(f"{args.model}: {entry.path} is a diffusers pipeline folder, not an SVDQ file",
+        raise ModelLoadError(f"{entry.path} is a diffusers pipeline folder, not an SVDQ file",
                              "inspect reads the .safetensors files that quantize writes")  # fmt: skip
     # Read through a small buffer (a 12B model's file is not held in memory); the header once, checked and printed.
     meta, entries = inspect_checkpoint(entry.path)

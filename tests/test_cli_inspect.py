@@ -48,7 +48,7 @@ def test_a_name_that_is_nothing_is_one_line_saying_where_it_was_looked_for(tmp_p
                    f"{tmp_path / 'demo-int5'}\n")  # fmt: skip
     assert main(["--data-dir", str(data), "inspect", "demo"]) == 2  # a library name, but no SVDQ file
     err = capsys.readouterr().err
-    assert err == (f"error: demo: {MODELS / 'demo'} is a diffusers pipeline folder, not an SVDQ file (inspect reads "
+    assert err == (f"error: {MODELS / 'demo'} is a diffusers pipeline folder, not an SVDQ file (inspect reads "
                    "the .safetensors files that quantize writes)\n")  # fmt: skip
 
 

@@ -12,8 +12,8 @@ of their own dtype: an fp16 pipeline draws its initial noise in fp16, so its ima
 - ``turing``: what an sm_75 GPU runs: the fp16 run time (the file's bf16 scales and factors loaded in fp16,
   ``skeleton.quantized_layer_dtype``), the fused FLUX blocks, the W4A4 layers on the INT4 kernels' m8n8k32 form
   and the adaLN layers on the GEMV's fp16 m16n8k8 form (``mma_forms.uses_turing_mma`` answers yes, and the Hopper
-  W4A8 backend is refused as it is on sm_75). The layers' ``last_path`` counts are recorded, so a layer that fell
-  back to the reference shows.
+  W4A8 backend is refused as it is on sm_75). Batches of 8 images, as the GEMV takes at most 8 rows. The layers'
+  ``last_path`` counts are recorded, so a layer that fell back to the reference shows.
 This checks Turing's fragment mapping, fp16 numerics and dispatch end to end, not Turing's speed.
 """
 
@@ -63,7 +63,7 @@ def main() -> None:
 
     def run(pipe: FluxPipeline) -> tuple[list, dict]:
         with torch.no_grad():
-            images = pipeline_generate_fn(pipe, model_dir=args.model)(prompts, seeds)
+            images = pipeline_generate_fn(pipe, batch=8, model_dir=args.model)(prompts, seeds)
         return images, accuracy(judge_images(judge, images, prompts))
 
     def psnr_vs(images: list, reference: list) -> float:
@@ -97,7 +97,8 @@ def main() -> None:
     (args.out / "demo_turing.json").write_text(json.dumps(results, indent=1, default=str))
     for k in ("bf16", "fp16", "w4a4_fp16", "turing"):
         r = results[k]
-        print(f"{k}: attribute_accuracy={r['attribute_accuracy']:.4f} psnr_vs_fp16={r.get('psnr_vs_fp16_mean', 0):.2f}")
+        print(f"{k}: attribute_accuracy={r['attribute_accuracy']:.4f} "
+              f"psnr_vs_fp16={r.get('psnr_vs_fp16_mean', float('nan')):.2f}")
     for path, count in paths.items():
         print(f"  {count} x {path}")
 

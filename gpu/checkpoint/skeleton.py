@@ -92,16 +92,18 @@ def quantized_layer_dtype(stored: torch.dtype, runtime: torch.dtype) -> torch.dt
     """The 16-bit type an SVDQ file's quantized layers compute in: their stored one, except fp16 for a bf16 file
     on an fp16 run time. GPUs without bf16 MMA (Turing) run fp16, and the kernels take one 16-bit type for the
     activations and the layer's scales and factors; bf16 -> fp16 is exact for every value in fp16's normal range
-    (2^-14 .. 65504: fp16 has the wider significand). fp16 -> bf16 would round each value, so an fp16 file stays
-    fp16 (its layers then run the reference on a bf16 run time, which says so)."""
+    (2^-14 .. 65504: fp16 has the wider significand), and rounds smaller ones (``cast_quantized_16bit`` says which
+    layers it keeps as they are). fp16 -> bf16 would round every value, so an fp16 file stays fp16 (its layers then
+    run the reference on a bf16 run time, which says so)."""
     return torch.float16 if stored == torch.bfloat16 and runtime == torch.float16 else stored
 
 
 def cast_quantized_16bit(model: nn.Module, dtype: torch.dtype) -> list[str]:
-    """Give every ``SVDQLinear`` of ``model`` whose 16-bit type is another one ``dtype``: its scales, smoothing,
-    low-rank factors and bias (T [..]) are converted, and ``compute_dtype`` follows. A layer with a value outside
-    ``dtype``'s finite range keeps its type (it runs the reference path, which says why). Returns those layers'
-    names."""
+    """Give every ``SVDQLinear`` of ``model`` whose 16-bit type is another one ``dtype``: every buffer of its old
+    16-bit type (group scales, smoothing, low-rank factors, bias) is converted, and ``compute_dtype`` follows. Values
+    below ``dtype``'s normal range are rounded (tiny low-rank or bias terms: negligible), but a layer keeps its type
+    (and runs the reference path, which says why) where a value would overflow, or a nonzero smoothing factor or
+    group scale would become 0 (a division by it, or a group lost). Returns the layers kept."""
     kept = []
     for name, layer in model.named_modules():
         if not isinstance(layer, SVDQLinear) or layer.compute_dtype == dtype:
@@ -109,13 +111,21 @@ def cast_quantized_16bit(model: nn.Module, dtype: torch.dtype) -> list[str]:
         old = layer.compute_dtype
         tensors = {n: t for n, t in layer.named_buffers(recurse=False) if t is not None and t.dtype == old}
         converted = {n: t.to(dtype) for n, t in tensors.items()}
-        if any(bool(torch.isinf(c).any()) and not bool(torch.isinf(tensors[n]).any()) for n, c in converted.items()):
+        if any(_lost(n, tensors[n], c) for n, c in converted.items()):
             kept.append(name)
             continue
         for n, c in converted.items():
             setattr(layer, n, c)
         layer.compute_dtype = dtype
     return kept
+
+
+def _lost(name: str, old: torch.Tensor, new: torch.Tensor) -> bool:
+    """Whether converting buffer ``name`` from ``old`` to ``new`` (same shape, another 16-bit type) broke a value the
+    layer cannot do without: a finite one overflowed, or a nonzero smoothing factor / group scale became 0."""
+    if bool((torch.isinf(new) & ~torch.isinf(old)).any()):
+        return True
+    return name in ("smooth", "wscales") and bool(((new == 0) & (old != 0)).any())
 
 
 def _materialize_leftovers(model: nn.Module) -> None:

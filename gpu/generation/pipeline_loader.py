@@ -54,10 +54,13 @@ def default_device() -> torch.device:
 
 
 def runtime_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs that have it (sm_80+), fp16 on older ones; fp32 on CPU, where 16-bit math is slow."""
+    """bf16 on GPUs that have it (sm_80+), fp16 on older ones, whose MMAs take their Turing forms (one boundary:
+    ``gpu.kernels.mma_forms``); fp32 on CPU, where 16-bit math is slow."""
     if device.type != "cuda":
         return torch.float32
-    return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+    from gpu.kernels import mma_forms
+
+    return torch.float16 if mma_forms.uses_turing_mma(device) else torch.bfloat16
 
 
 def default_size(facts: ModelFacts) -> tuple[int, int]:

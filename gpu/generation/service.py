@@ -140,9 +140,9 @@ class GenerationService:
 
         Asked before every job (the app says "Loading" when not): the name is looked up as the job's ``resolve``
         looks it up, without every model of the library inspected (a header read each), and the path it names
-        now is held to the load's key (path, base, ``FilesStamp``) as the job's ``_ensure_loaded`` holds it. A
-        library name given to another file since (library.json edited, or removed and another added under it)
-        answered from the file loaded under it before: the job loaded the new one with no "Loading" said."""
+        now is held to the load's key (path, base, ``FilesStamp``) as the job's ``_ensure_loaded`` holds it, so a
+        library name given to another file since (library.json edited, or removed and another added under it) is
+        not answered from the file loaded under it before."""
         if self.loaded is None:
             return False
         return self._holds(self.library.path_of(model), base)

@@ -201,7 +201,7 @@ def _probe(index: int, family: str) -> str | None:
         return why
     major, minor = torch.cuda.get_device_capability(index)
     if family == "gemv" and (major, minor) < mma_forms.TURING:
-        return f"GPU sm_{major}{minor} lacks fp16 mma.sync (the W4A16 GEMV needs sm_75 or newer)"
+        return f"GPU sm_{major}{minor} lacks fp16 mma.sync m16n8k8 (the W4A16 GEMV needs sm_75 or newer)"
     return binary_status(f"{major}{minor}")
 
 
