@@ -5,9 +5,10 @@
 // (paper section 4.3: "Up Projection" fused with "4-Bit Compute", so the output is written once).
 //
 // Tiling: 128 threads = 4 warps in a 2x2 grid over a 64x64 output tile; each warp owns 32x32 =
-// 2 (m16) x 4 (n8) mma.sync.m16n8k64.s4 tiles (sm_80+). The `_k32` entry points are the same kernel for
-// Turing (sm_75), whose only 4-bit MMA is m8n8k32: each m16n8k64 runs as four m8n8k32 on the same fragment
-// registers (svdq::mma_s4_16x8x64_by_8x8x32), with the same integer sums, so their outputs are bit-identical. The K loop walks one quantization group (64) per step:
+// 2 (m16) x 4 (n8) mma.sync.m16n8k64.s4 tiles (sm_80+). The `_k32` entry points are the same kernel
+// for Turing (sm_75), whose only 4-bit MMA is m8n8k32: each m16n8k64 runs as four m8n8k32 on the same
+// fragment registers (svdq::mma_s4_16x8x64_by_8x8x32), with the same integer sums, so their outputs are
+// bit-identical. The K loop walks one quantization group (64) per step:
 // 8 integer MMAs into fresh s32 registers, then each group's exact integer sum is scaled by sa*sw and
 // added to the fp32 accumulators, as acc = acc + float(dot) * (sa * sw) with separate IEEE-rounded
 // ops, the reference's exact order, so the integer part matches it bit for bit. No fp16/bf16 partials.

@@ -34,7 +34,11 @@ FP = torch.float16
 
 @pytest.fixture
 def turing(monkeypatch):
-    """Call ``turing(True)`` to run the Turing forms on this GPU, ``turing(False)`` for the native ones."""
+    """Call ``turing(True)`` to run the Turing forms on this GPU, ``turing(False)`` for the native ones. Each test
+    starts with launch code's function cache empty, so ``launch_functions`` shows what that test launched."""
+    from gpu.kernels import launch
+
+    monkeypatch.setattr(launch, "_fns", {})
 
     def use(on: bool) -> None:
         monkeypatch.setattr(mma_forms, "uses_turing_mma", lambda device: on)
@@ -47,7 +51,8 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 
 def launch_functions() -> dict:
-    """The kernels launch code has prepared so far: (name in launch._KERNELS, device index, dtype) -> function."""
+    """The kernels launch code has prepared in this test (the ``turing`` fixture empties the cache): (name in
+    launch._KERNELS, device index, dtype) -> function."""
     from gpu.kernels import launch
 
     return launch._fns
