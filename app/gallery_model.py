@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import bisect
-import contextlib
 import logging
 import os
 import sqlite3
-import threading
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -27,6 +25,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPainter
 
+from app.background import Lookup, Lookups
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
 from app.history_model import prompt_line, prompt_tooltip
@@ -221,7 +220,6 @@ class GalleryModel(QStringListModel):
     # delete), and no Empty trash asked for is listing the trash (``list_trash_to_empty``).
     has_trash = Prop(False)
     has_trash_changed = Signal(bool)
-    _listed = Signal(object, object)  # (_Look, TrashListing | None: the listing failed) from the listing's thread
 
     def __init__(self, store: Store, data: DataDir, parent: Any = None) -> None:
         super().__init__(parent)
@@ -248,7 +246,8 @@ class GalleryModel(QStringListModel):
         self._trash_version = 0
         self._look: _Look | None = None
         self._stopped = False
-        self._listed.connect(self._on_listed)
+        self._lookups = Lookups("Gallery", self)
+        self._lookups.ended.connect(self._on_listed)
         self.thumbnails = ThumbnailCache(parent=self)
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
         self._loading = _placeholder("…")
@@ -621,11 +620,10 @@ class GalleryModel(QStringListModel):
         self._start_listing(look, None)
 
     def _start_listing(self, look: _Look, listing: TrashListing | None) -> None:
-        # A daemon, as the image import's thread (``FolderImport``): a quit does not wait for a folder it lists
-        # (it writes nothing).
-        threading.Thread(target=self._list, args=(look, listing), name="Trash listing", daemon=True).start()
+        # On a daemon thread (``Lookups``): a quit does not wait for a folder it lists (it writes nothing).
+        self._lookups.start("listing the trash", lambda: (look, self._list(listing)))
 
-    def _list(self, look: _Look, listing: TrashListing | None) -> None:
+    def _list(self, listing: TrashListing | None) -> TrashListing | None:
         """On the listing's thread: the trash listed (``listing`` None), else the pictures of the images folder and
         the trash for moving ``listing.shown`` back; handed to the Qt thread (``_on_listed``), also when it
         failed (None)."""
@@ -637,14 +635,16 @@ class GalleryModel(QStringListModel):
         except Exception:  # the trash is left as the gallery has it; what asked for it is told
             log.exception("listing the trash folder %s failed", self._data.trash)
             listing = None
-        with contextlib.suppress(RuntimeError):  # this model is gone with its window: no one to tell
-            self._listed.emit(look, listing)
+        return listing
 
-    def _on_listed(self, look: _Look, listing: TrashListing | None) -> None:
+    def _on_listed(self, lookup: Lookup) -> None:
         """On the Qt thread: a listing, used only while it is the latest asked for and the trash has not changed
         since it began (else the trash is listed again). Which of its files are the pictures of entries in the
         gallery is asked of the database here (its connection is this thread's); Empty trash then has the
         folders listed for moving them back before it is told (``list_trash_to_empty``'s ``then``)."""
+        look: _Look
+        listing: TrashListing | None
+        look, listing = lookup.result  # ``_list`` raises nothing: a failed listing is None
         if look is not self._look:
             return
         if listing is not None and look.version != self._trash_version:

@@ -40,10 +40,10 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
+from app.background import Lookup, Lookups
 from app.bindings import bind
 from app.controller import AppController
 from app.engine_errors import EngineError, classify
-from app.quantize_lookups import Lookup, QuantizeLookups
 from app.quantize_outputs import (
     default_ram_budget_gib,
     delete_unfinished_run,
@@ -612,9 +612,9 @@ class QuantizeWizard(QWizard):
         self.running = False  # a job is on the worker thread, or waiting for an earlier wizard's to stop
         self._waiting = False  # ... waiting, not yet handed to the worker
         self._earlier = list(earlier)
-        # The models folder is looked at on threads (``QuantizeLookups``): the output name of a run (``_naming``),
+        # The models folder is looked at on threads (``Lookups``): the output name of a run (``_naming``),
         # the calibration page's count of unfinished runs (``_summary``), the deletion of one (``deleting``).
-        self.lookups = QuantizeLookups(self)
+        self.lookups = Lookups("Quantize", self)
         self.lookups.ended.connect(self._on_lookup_ended)
         self._naming: Lookup | None = None
         self._summary: Lookup | None = None
