@@ -736,8 +736,9 @@ class AppController(QObject):
         self.add_ended.emit(request, name)
         if request in self._unselected_adds:
             self._unselected_adds.discard(request)
-            self.status_message.emit(f"The model '{name}' was added to the library; '{self.prompt.model}' stays "
-                                     "selected.")  # fmt: skip
+            # With no model selected (none opens), there is none to name as staying selected.
+            kept = f"; '{self.prompt.model}' stays selected" if self.prompt.model else ""
+            self.status_message.emit(f"The model '{name}' was added to the library{kept}.")
         elif self.select_model(name):
             self.status_message.emit(f"The model '{name}' was added to the library; it is selected.")
 

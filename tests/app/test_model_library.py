@@ -234,3 +234,19 @@ def test_a_library_file_from_a_newer_version_is_kept_and_the_user_told(qtbot, da
     assert str(data_root / "library.json") in text and kept.name in text and "newer version" in text
     assert [e.name for e in window.controller.entries] == ["demo", "demo-int4"]
     assert window.controller.model_info.name == "demo"  # the app works on
+
+
+
+def test_a_model_added_unselected_while_no_model_is_selected_is_only_said_added(qtbot, window, tmp_path):
+    """A model added without being selected (a quantize run that finished after its wizard was closed) says the
+    model that stays selected; with none selected, the status bar read "...; '' stays selected."."""
+    controller = window.controller
+    mine = tmp_path / "mine.safetensors"
+    shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
+    # No model selected as the add ends (a library in which none opens): emptied by the first listener of the
+    # add's end, which the controller tells before it says the add.
+    controller.add_ended.connect(lambda _asked, _name: setattr(controller.prompt, "model", ""))
+    with qtbot.waitSignal(controller.add_ended, timeout=60000) as ended:
+        asked = controller.add_model(mine, select=False)
+    assert ended.args == [asked, "mine"] and controller.prompt.model == ""
+    assert window.statusBar().currentMessage() == "The model 'mine' was added to the library."
