@@ -766,9 +766,12 @@ class QuantizeWizard(QWizard):
         self.run_page.log.appendPlainText(f"Quantizing {source}: choosing the output's name…")
         folder = self.models_folder()
 
-        def name() -> tuple[Path, list[str], str, Any]:  # reads and hashes the source's files: on a thread
+        # As the run was started: the source page may change while the name is chosen (``_named``).
+        compare_original = not state.is_file
+
+        def name() -> tuple[Path, list[str], str, Any, bool]:  # reads and hashes the source's files: on a thread
             notes: list[str] = []
-            return free_output_path(folder, stem, source, config, notes), notes, source, config
+            return free_output_path(folder, stem, source, config, notes), notes, source, config, compare_original
 
         self._naming = self.lookups.start("choosing the output's name", name)
 
@@ -777,9 +780,9 @@ class QuantizeWizard(QWizard):
         if lookup.error is not None:  # the models folder cannot be listed (a name is taken only when it can)
             self._on_failed(classify(lookup.error), settings_can_fix=False)
             return
-        self.out_path, notes, source, config = lookup.result
+        self.out_path, notes, source, config, compare_original = lookup.result
         self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps,
-                               compare_original=not self.source_state.is_file)  # fmt: skip
+                               compare_original=compare_original)  # fmt: skip
         for note in notes:
             self.run_page.log.appendPlainText(note)
         self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")

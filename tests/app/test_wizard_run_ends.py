@@ -15,6 +15,7 @@ from app.quantize_outputs import free_output_path
 from app.quantize_worker import run_error
 from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.errors import BadRequestError, ModelLoadError
+from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
 from gpu.streaming.engine import parts_dir
 
@@ -193,3 +194,34 @@ def test_a_finished_model_left_unadded_goes_into_the_library_when_the_app_quits(
     with qtbot.waitSignal(window.controller.model_added, timeout=60000) as added:
         window.quantize_panel.shutdown()
     assert added.args == ["finished"]
+
+
+def test_a_run_renders_its_source_at_16_bits_as_the_source_was_when_it_started(qtbot, window, monkeypatch):
+    """Whether the run compares with its source rendered at 16 bits (a pipeline: yes; a single file: no) was read
+    when its output's name came back from its thread: a source picked on the source page meanwhile decided it."""
+    import gpu.streaming.engine as engine
+
+    release = threading.Event()
+    real = engine.resume_key
+
+    def held(*args, **kwargs):  # the output's name is chosen on a thread: held there until the source changed
+        if threading.current_thread() is not threading.main_thread():
+            release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "resume_key", held)
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    _small_run(wizard)
+    try:
+        wizard.next()  # Quantize the demo pipeline: its output being named
+        assert wizard.running and wizard.job is None
+        wizard.source_state.choose(str(resources_dir() / "models" / "demo-int4.safetensors"))  # a single file
+        assert wizard.source_state.is_file
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: wizard.job is not None, timeout=60000)
+    job = wizard.job
+    wizard.cancel()  # before the assertions: a window closed on a running wizard asks first, in a modal box
+    qtbot.waitUntil(lambda: not wizard.running, timeout=120000)
+    assert job.source == "demo" and job.compare_original
