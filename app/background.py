@@ -17,8 +17,6 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from app.observable import Prop
-
 log = logging.getLogger(__name__)
 
 
@@ -34,10 +32,8 @@ class Lookup:
 
 
 class Lookups(QObject):
-    """Runs lookups on threads (``start``); ``busy`` while any runs, ``ended`` with each once done (Qt thread)."""
+    """Runs lookups on threads (``start``); ``ended`` with each once done, on the Qt thread."""
 
-    busy = Prop(False)
-    busy_changed = Signal(bool)
     ended = Signal(object)  # Lookup, on the Qt thread
     _done = Signal(object)  # Lookup, from its thread
 
@@ -45,14 +41,11 @@ class Lookups(QObject):
         """``name``: whose lookups, for the threads' names (``"Quantize: naming the output"``)."""
         super().__init__(parent)
         self._name = name
-        self._running: set[Lookup] = set()
-        self._done.connect(self._on_done)
+        self._done.connect(self.ended)  # queued: from the lookup's thread to this object's
 
     def start(self, what: str, work: Callable[[], Any]) -> Lookup:
         """Runs ``work`` on a thread of its own; returns its ``Lookup``, which ``ended`` hands back."""
         lookup = Lookup(what)
-        self._running.add(lookup)
-        self.busy = True
         # A daemon, as the LoRA folder scan: a quit does not wait for a folder it lists or deletes (a deletion cut
         # short leaves a parts folder without its manifest, which resumes nothing and is listed, to delete).
         threading.Thread(target=self._run, args=(lookup, work), name=f"{self._name}: {what}", daemon=True).start()
@@ -66,8 +59,3 @@ class Lookups(QObject):
             lookup.error = exc
         with contextlib.suppress(RuntimeError):  # this object is gone with its owner: no one to tell
             self._done.emit(lookup)
-
-    def _on_done(self, lookup: Lookup) -> None:
-        self._running.discard(lookup)
-        self.busy = bool(self._running)
-        self.ended.emit(lookup)

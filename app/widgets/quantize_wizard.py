@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,16 @@ from gpu.quantize_defaults import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """The deletion of an unfinished run under way (``QuantizeWizard.deleting``): what the page, the Unfinished
+    runs dialog and Quantize (which waits) go by."""
+
+    run: Any  # the UnfinishedRun deleted
+    lookup: Lookup  # its thread's, whose end is the deletion's
+
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
 METHODS = [
@@ -335,18 +346,21 @@ class CalibrationPage(QWizardPage):
         self.unfinished = QLabel("")
         self.unfinished.setWordWrap(True)
         self.unfinished_button = QPushButton("Unfinished runs…")
-        self.deleting = False  # an unfinished run is being deleted: Quantize waits for it
         row = QHBoxLayout()
         row.addWidget(self.unfinished, 1)
         row.addWidget(self.unfinished_button)
         form.addRow("Unfinished runs", row)
 
+    def _deleting(self) -> bool:
+        """Whether the wizard is deleting an unfinished run (``QuantizeWizard.deleting``): Quantize waits for it."""
+        return getattr(self.wizard(), "deleting", None) is not None
+
     def isComplete(self) -> bool:
-        return not self.deleting
+        return not self._deleting()
 
     def validatePage(self) -> bool:
         # A run started meanwhile could take the name of the folder being deleted, whose lock the deletion holds.
-        return not self.deleting  # QWizard.next() asks only this, not isComplete (which greys the button)
+        return not self._deleting()  # QWizard.next() asks only this, not isComplete (which greys the button)
 
     def _check_ram(self) -> None:
         """Warns (a warning: the machine's swap may hold it) when the budget is over the RAM this machine has."""
@@ -525,8 +539,8 @@ class UnfinishedRunsDialog(QDialog):
         self._show_status()
 
     def _show_status(self) -> None:
-        deleting = self.wiz.deleting_run if self.wiz.deleting is not None else None
-        self.status.setText(f"Deleting {deleting.parts}…" if deleting is not None else
+        deleting = self.wiz.deleting
+        self.status.setText(f"Deleting {deleting.run.parts}…" if deleting is not None else
                             "Reading the unfinished runs…" if self._listing is not None else "")  # fmt: skip
         self._selection_changed()
 
@@ -618,8 +632,7 @@ class QuantizeWizard(QWizard):
         self.lookups.ended.connect(self._on_lookup_ended)
         self._naming: Lookup | None = None
         self._summary: Lookup | None = None
-        self.deleting: Lookup | None = None
-        self.deleting_run: Any = None  # the UnfinishedRun ``deleting`` deletes
+        self.deleting: Deletion | None = None
         for wizard in self._earlier:
             wizard.run_ended.connect(self._start_when_free)
         # The worker thread first: the source page asks it to check a picked file as soon as it exists.
@@ -671,10 +684,9 @@ class QuantizeWizard(QWizard):
         """Lists the unfinished runs in the models folder on a thread (``lookups``; its result: the runs);
         ``with_settings``: each says whether the settings chosen now resume it (which reads the source's files)."""
         folder = self.models_folder()
-        if not with_settings:
-            return self.lookups.start("listing the unfinished runs", lambda: unfinished_runs(folder))
-        source, config = self.source_state.source, self.config()  # as they are now, read on this thread
-        return self.lookups.start("listing the unfinished runs", lambda: unfinished_runs(folder, source, config))
+        # The source and settings as they are now, read on this thread (none: each run's resumes is None).
+        settings = (self.source_state.source, self.config()) if with_settings else ()
+        return self.lookups.start("listing the unfinished runs", lambda: unfinished_runs(folder, *settings))
 
     def show_unfinished_summary(self) -> None:
         """The calibration page's count of unfinished runs, read anew (on a thread: each folder is walked)."""
@@ -696,22 +708,19 @@ class QuantizeWizard(QWizard):
     def delete_run(self, run: Any) -> None:
         """Deletes the unfinished ``run``'s parts folder on a thread (GiBs); meanwhile Quantize waits, and the
         page and the Unfinished runs dialog say so."""
-        self.deleting_run = run
-        self.deleting = self.lookups.start(f"deleting {run.parts}", lambda: delete_unfinished_run(run))
+        self.deleting = Deletion(run, self.lookups.start(f"deleting {run.parts}", lambda: delete_unfinished_run(run)))
         page = self.calibration_page
         page.unfinished.setText(f"Deleting the unfinished run {run.output.name}…")
-        page.deleting = True
         page.completeChanged.emit()
 
-    def _deleted(self, lookup: Lookup) -> None:
-        self.calibration_page.deleting = False
+    def _deleted(self, lookup: Lookup, run: Any) -> None:
         self.calibration_page.completeChanged.emit()
         if not self.isVisible():
             # The wizard was closed meanwhile: nothing of it is shown again (an error box popped up over no window,
             # minutes later). A next wizard lists the folder again, should it still be there.
             if lookup.error is not None:
                 log.warning("deleting the unfinished run %s failed after its wizard was closed: %s",
-                            self.deleting_run.parts, lookup.error)  # fmt: skip
+                            run.parts, lookup.error)  # fmt: skip
             return
         dialog = self.unfinished_dialog
         shown = dialog is not None and dialog.isVisible()
@@ -727,9 +736,10 @@ class QuantizeWizard(QWizard):
             self._summary = None
             if self.deleting is None:  # else the page says the deletion, and lists again after it
                 self._show_summary(lookup)
-        elif lookup is self.deleting:
+        elif self.deleting is not None and lookup is self.deleting.lookup:
+            run = self.deleting.run
             self.deleting = None
-            self._deleted(lookup)
+            self._deleted(lookup, run)
         elif lookup is self._naming:
             self._naming = None
             self._named(lookup)

@@ -150,7 +150,8 @@ def test_the_models_folder_is_read_and_written_off_the_qt_thread(qtbot, window, 
     assert wizard.running and wizard.job is None and "choosing the output's name…" in log.toPlainText()
     wizard.cancel()
     assert not wizard.running and "Cancelled. Nothing was added." in log.toPlainText()
-    released(lambda: not wizard.lookups.busy)
+    with qtbot.waitSignal(wizard.lookups.ended, timeout=60000):  # the name comes, and is dropped
+        release.set()
     assert wizard.job is None and wizard.out_path is None and "→" not in log.toPlainText()
     assert list(models.iterdir()) == [] and on_qt_thread == []
 
@@ -191,8 +192,10 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
     closed.close()  # its listing still under way
     page.unfinished_button.click()
     dialog = first.unfinished_dialog
+    ended: list = []
+    first.lookups.ended.connect(ended.append)
     listing.set()
-    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1 and not first.lookups.busy)
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1 and len(ended) == 2)  # the closed dialog's listing too
     assert closed.table.rowCount() == 0 and closed.status.text() == "Reading the unfinished runs…"
 
     dialog.table.selectRow(0)
@@ -211,7 +214,7 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
         wizard.cancel()
     finally:
         deleting.set()
-    qtbot.waitUntil(lambda: not first.lookups.busy and not wizard.running, timeout=60000)
+    qtbot.waitUntil(lambda: first.deleting is None and not wizard.running, timeout=60000)
     assert first.error_dialog is None and "Cancelled. Nothing was added." in log.toPlainText()
     assert f"deleting the unfinished run {old} failed after its wizard was closed" in caplog.text
     assert old.is_dir() and (old / "notes.txt").is_file()
