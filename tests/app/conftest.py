@@ -14,7 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 
 from gpu.paths import resources_dir  # noqa: E402
-from tests.app.gui import open_window, open_windows  # noqa: E402
+from tests.app.gui import open_window, open_windows, window_without_engine  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +46,11 @@ def _close_windows():
 @pytest.fixture
 def window(qtbot, data_root):
     return open_window(qtbot, data_root)
+
+
+@pytest.fixture
+def bare_window(qtbot, data_root):
+    """The window without its engine (``window_without_engine``): the LoRA panel reads headers only."""
+    from app.data_dir import resolve_data_dir
+
+    return window_without_engine(qtbot, resolve_data_dir(data_root))

@@ -77,3 +77,89 @@ def trash_listing(qtbot, gallery):
 def trash_settled(qtbot, gallery) -> None:
     """Waits until the gallery's listing of the trash (after a delete, an undo, Empty trash) has ended."""
     qtbot.waitUntil(lambda: not gallery.listing_trash, timeout=30000)
+
+
+def gallery_images(data, prompts: list[str]) -> None:
+    """Images in the data folder ``data`` (a ``DataDir``), one per prompt (d/0.png, d/1.png, ...), each in the
+    database, the later the newer."""
+    from PIL import Image
+
+    from app.store import Store
+    from gpu.generation.png_metadata import write_png
+
+    store = Store(data.database)
+    for i, prompt in enumerate(prompts):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16), (i, 0, 0)), {"prompt": prompt})
+        store.add_image(f"d/{i}.png", {"prompt": prompt}, created=float(i))
+    store.close()
+
+
+def shown_by_file_dialogs(name: str, patterns: list[str]) -> bool:
+    """Whether every dialog offering ``patterns`` lists ``name``: GTK's (and the portal's) match a pattern as
+    written, Qt's own dialog through its wildcards."""
+    import fnmatch
+
+    from PySide6.QtCore import QRegularExpression
+
+    as_written = any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    wildcards = [QRegularExpression(QRegularExpression.wildcardToRegularExpression(p)) for p in patterns]
+    return as_written and any(w.match(name).hasMatch() for w in wildcards)
+
+
+def held(real, until, on_qt_thread: list[str] | None = None):
+    """``real``, held on a thread of its own until the ``threading.Event`` ``until`` is set; a call on the Qt
+    thread (where it froze the window) is not held, and noted in ``on_qt_thread``."""
+    import threading
+
+    def call(*args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            if on_qt_thread is not None:
+                on_qt_thread.append(real.__name__)
+        else:
+            until.wait(60)
+        return real(*args, **kwargs)
+
+    return call
+
+
+def answer_stop(monkeypatch, answer, seen: list[str]) -> None:
+    """Answers every "Stop quantizing?" with ``answer`` (a ``QMessageBox.StandardButton``: the real box, its
+    button clicked), noting its text."""
+    from PySide6.QtWidgets import QMessageBox
+
+    def exec_(box: QMessageBox) -> int:
+        seen.append(box.text())
+        box.button(answer).click()
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", exec_)
+
+
+def hold_run_at(wizard, kind: str, message: str):
+    """Holds the wizard's run at its first event of ``kind`` whose message starts with ``message`` (on the worker
+    thread: the run stays where it is while the test acts) -> (reached there, release it): two
+    ``threading.Event``."""
+    import threading
+
+    from PySide6.QtCore import Qt
+
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(event) -> None:
+        if event.kind == kind and event.message.startswith(message) and not reached.is_set():
+            reached.set()
+            release.wait(60)
+
+    wizard._thread.worker.progress.connect(hold, Qt.ConnectionType.DirectConnection)
+    return reached, release
+
+
+def small_run(wizard, alpha_points: int = 3) -> None:
+    """To the calibration page with the settings of a run of seconds on the demo model."""
+    wizard.compare_steps = 2
+    wizard.next()
+    wizard.method_page.rank.setValue(8)
+    wizard.method_page.alpha_points.setValue(alpha_points)
+    wizard.next()
+    wizard.calibration_page.count.setValue(2)
+    wizard.calibration_page.steps.setValue(2)

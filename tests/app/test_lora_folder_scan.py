@@ -16,16 +16,7 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QRegularExpression, Qt
 from PySide6.QtWidgets import QFileDialog
 
-from tests.app.gui import window_without_engine
 from tests.app.test_lora_panel import _tiny_lora
-
-
-@pytest.fixture
-def bare_window(qtbot, data_root):
-    """The window without its engine: the LoRA panel reads headers only."""
-    from app.data_dir import resolve_data_dir
-
-    return window_without_engine(qtbot, resolve_data_dir(data_root))
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QApplication, QFileDialog
 
 from app.widgets.lora_list import SPARE_EDITORS
 from app.widgets.lora_row import LoraRow
-from tests.app.test_lora_folder_scan import bare_window  # noqa: F401 (a fixture)
 
 _KOHYA = "lora_unet_double_blocks_0_img_attn_proj"
 _CLIP = "lora_te1_text_model_encoder_layers_0_mlp_fc1"

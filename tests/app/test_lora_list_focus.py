@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QVBoxLayout, QWidget
 
-from tests.app.test_lora_folder_scan import _comfy_folder, _scan_thread, bare_window, held_reads  # noqa: F401
+from tests.app.test_lora_folder_scan import _comfy_folder, _scan_thread, held_reads  # noqa: F401
 from tests.app.test_lora_list import flux_lora
 from tests.app.test_lora_list_keys import _focus, _listed
 

@@ -11,7 +11,6 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 
-from tests.app.test_lora_folder_scan import bare_window  # noqa: F401 (a fixture)
 from tests.app.test_lora_list import flux_lora
 
 

@@ -10,7 +10,6 @@ from header_files import bfl_tensors, header_only
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
-from tests.app.test_lora_folder_scan import bare_window  # noqa: F401 (a fixture)
 from tests.app.test_lora_list import flux_lora
 
 _SDXL = "lora_unet_down_blocks_0_attentions_0_proj_in"

@@ -11,7 +11,6 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.lora_state import NOT_LORA, _kind
 from gpu.lora.keys import LoraError
-from tests.app.test_lora_folder_scan import bare_window  # noqa: F401 (a fixture)
 from tests.app.test_lora_list import flux_lora
 from tests.app.test_lora_skipped_files import _read_folder
 

@@ -4,18 +4,10 @@ LoRA panel's filter (``app.widgets.file_filters``), which matches any case in ev
 
 from __future__ import annotations
 
-import fnmatch
-
-from PySide6.QtCore import QRegularExpression, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
-
-def _shown(name: str, patterns: list[str]) -> bool:
-    """Whether every dialog offering ``patterns`` lists ``name``: GTK's (and the portal's) match a pattern as
-    written, Qt's own dialog through its wildcards."""
-    as_written = any(fnmatch.fnmatchcase(name, p) for p in patterns)
-    wildcards = [QRegularExpression(QRegularExpression.wildcardToRegularExpression(p)) for p in patterns]
-    return as_written and any(w.match(name).hasMatch() for w in wildcards)
+from tests.app.gui import shown_by_file_dialogs as _shown
 
 
 def test_the_add_file_dialog_shows_safetensors_files_in_any_case(qtbot, window, monkeypatch):

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QMessageBox
 from app.widgets.model_panel import human_bytes
 from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
 from gpu.streaming.engine import parts_dir, resume_key
+from tests.app.gui import held, small_run
 
 
 def _parts(out, manifest: dict, block_bytes: int, modified: float):
@@ -99,18 +100,8 @@ def test_the_models_folder_is_read_and_written_off_the_qt_thread(qtbot, window, 
     on_qt_thread: list[str] = []
     release = threading.Event()
 
-    def held(name: str, real):
-        def call(*args, **kwargs):
-            if threading.current_thread() is threading.main_thread():
-                on_qt_thread.append(name)
-            else:
-                release.wait(60)
-            return real(*args, **kwargs)
-
-        return call
-
     for name in ("resume_key", "unfinished_runs", "delete_unfinished_run"):
-        monkeypatch.setattr(engine, name, held(name, getattr(engine, name)))
+        monkeypatch.setattr(engine, name, held(getattr(engine, name), release, on_qt_thread))
 
     def released(until) -> None:
         release.set()
@@ -163,19 +154,9 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
     one that started a deletion (closed since) knew nothing of it, and stood silent until the deletion (GiBs) was
     done: it says it waits for it."""
     import gpu.streaming.engine as engine
-    from tests.app.test_wizard_run_ends import _small_run
-
     listing, deleting = threading.Event(), threading.Event()  # held on their threads until set
-
-    def held(until: threading.Event, real):
-        def call(*args, **kwargs):
-            until.wait(60)
-            return real(*args, **kwargs)
-
-        return call
-
-    monkeypatch.setattr(engine, "unfinished_runs", held(listing, engine.unfinished_runs))
-    monkeypatch.setattr(engine, "delete_unfinished_run", held(deleting, engine.delete_unfinished_run))
+    monkeypatch.setattr(engine, "unfinished_runs", held(engine.unfinished_runs, listing))
+    monkeypatch.setattr(engine, "delete_unfinished_run", held(engine.delete_unfinished_run, deleting))
     monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
     done = {"transformer_blocks.0": {"file": "block-0000.safetensors", "sha256": "0" * 64}}
     old = _parts(window.controller.data.quantized / "old.safetensors", {"key": "k", "done": done}, 5000, time.time())
@@ -205,7 +186,7 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     assert wizard is not first
-    _small_run(wizard, alpha_points=2)
+    small_run(wizard, alpha_points=2)
     wizard.next()  # Quantize
     log = wizard.run_page.log
     try:

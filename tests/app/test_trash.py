@@ -14,15 +14,7 @@ from app.image_files import new_image_path, save_new_image
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app import gui
-from tests.app.gui import open_window, trash_listing, trash_settled
-
-
-def _images(data, prompts: list[str]) -> None:
-    store = Store(data.database)
-    for i, prompt in enumerate(prompts):
-        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16), (i, 0, 0)), {"prompt": prompt})
-        store.add_image(f"d/{i}.png", {"prompt": prompt}, created=float(i))
-    store.close()
+from tests.app.gui import gallery_images, open_window, trash_listing, trash_settled
 
 
 def _restart(qtbot, window, root):
@@ -38,7 +30,7 @@ def _shown(window) -> list[tuple[str, str, bool]]:
 
 def test_deletions_stay_undoable_after_a_restart(qtbot, data_root):
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl", "cat"])
+    gallery_images(data, ["fox", "owl", "cat"])
     window = open_window(qtbot, data_root)
     panel, gallery = window.gallery_panel, window.controller.gallery
     for prompt in ("owl", "fox"):  # two deletions: owl first, then fox
@@ -57,7 +49,7 @@ def test_deletions_stay_undoable_after_a_restart(qtbot, data_root):
 
 def test_a_delete_or_undo_cut_short_by_a_crash_is_finished_at_the_next_start(qtbot, data_root):
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl"])
+    gallery_images(data, ["fox", "owl"])
     window = open_window(qtbot, data_root)
     window.gallery_panel.select_row(0)
     window.gallery_panel.delete_selected()  # "owl" (d/1.png) to the trash, committed
@@ -76,7 +68,7 @@ def test_a_delete_or_undo_cut_short_by_a_crash_is_finished_at_the_next_start(qtb
 
 def test_an_image_in_the_trash_is_never_replaced_by_one_of_the_same_name(qtbot, data_root):
     data = resolve_data_dir(data_root)
-    _images(data, ["old fox"])
+    gallery_images(data, ["old fox"])
     window = open_window(qtbot, data_root)
     panel = window.gallery_panel
     panel.select_row(0)
@@ -112,7 +104,7 @@ def test_an_image_in_the_trash_is_never_replaced_by_one_of_the_same_name(qtbot, 
 
 def test_empty_trash_that_cannot_delete_a_file_says_what_did_change(qtbot, data_root, monkeypatch):
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl", "cat"])
+    gallery_images(data, ["fox", "owl", "cat"])
     window = open_window(qtbot, data_root)
     panel, gallery, controller = window.gallery_panel, window.controller.gallery, window.controller
     panel.view.selectAll()
@@ -160,7 +152,7 @@ def test_deleting_several_images_that_fails_part_way_says_what_did_change(qtbot,
     rename). The two moved before it are in the trash, so "Nothing else was changed" was false: the message
     says how many were moved and that Undo brings them back, and one Undo restores exactly those."""
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl", "cat", "emu"])  # shown newest first: emu, cat, owl, fox; moved bottom up
+    gallery_images(data, ["fox", "owl", "cat", "emu"])  # shown newest first: emu, cat, owl, fox; moved bottom up
     window = open_window(qtbot, data_root)
     panel, gallery = window.gallery_panel, window.controller.gallery
     held = data.images / "d" / "2.png"  # "cat": fox and owl go first, emu is not tried
@@ -202,7 +194,7 @@ def test_one_undo_brings_back_the_whole_last_delete_also_after_a_restart(qtbot, 
     """Undo brought back one image per click, so after deleting three at once the user had to click three
     times, and a single click left the gallery in a state that no action of theirs had made."""
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl", "cat", "emu", "yak"])
+    gallery_images(data, ["fox", "owl", "cat", "emu", "yak"])
     window = open_window(qtbot, data_root)
     panel = window.gallery_panel
     _select(window, ["owl"])
@@ -237,7 +229,7 @@ def test_an_undo_that_fails_part_way_says_what_came_back_and_the_next_undo_finis
     refuses the rename). The one before it is back; the message says so and names the file; the next Undo
     brings back exactly the two left, and nothing of an earlier deletion."""
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl", "cat", "emu"])
+    gallery_images(data, ["fox", "owl", "cat", "emu"])
     window = open_window(qtbot, data_root)
     panel, gallery = window.gallery_panel, window.controller.gallery
     _select(window, ["fox"])
@@ -273,7 +265,7 @@ def test_an_undo_without_its_file_never_takes_the_name_of_a_file_put_there_since
     the old one, the next start found a file there and showed the stranger's picture with this entry's prompt and
     star. The notice names where each file would have to be put back (it said "under their old names")."""
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl", "emu"])
+    gallery_images(data, ["fox", "owl", "emu"])
     window = open_window(qtbot, data_root)
     _select(window, ["fox", "owl"])
     window.gallery_panel.delete_selected()
@@ -298,7 +290,7 @@ def test_an_undo_without_its_file_never_takes_the_name_of_a_missing_entry(qtbot,
     """The free name an entry without its file comes back under is also free in the gallery database: one a
     missing image's row held made that Undo fail on the database's unique paths, every time it was tried."""
     data = resolve_data_dir(data_root)
-    _images(data, ["fox"])
+    gallery_images(data, ["fox"])
     store = Store(data.database)
     store.add_image("d/0-2.png", {"prompt": "gone"}, created=5.0)  # no file: flagged missing at start-up
     store.close()
@@ -321,7 +313,7 @@ def test_empty_trash_is_enabled_only_while_the_trash_holds_something(qtbot, data
     from PySide6.QtWidgets import QMessageBox
 
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl"])
+    gallery_images(data, ["fox", "owl"])
     window = open_window(qtbot, data_root)
     panel = window.gallery_panel
     assert not panel.empty_trash_button.isEnabled()
@@ -349,7 +341,7 @@ def test_empty_trash_is_enabled_only_while_the_trash_holds_something(qtbot, data
 def test_a_delete_says_how_many_images_went_to_the_trash(qtbot, data_root):
     """A delete gave no sign but Undo becoming enabled."""
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl", "cat", "emu"])
+    gallery_images(data, ["fox", "owl", "cat", "emu"])
     window = open_window(qtbot, data_root)
     panel = window.gallery_panel
     panel.select_row(0)

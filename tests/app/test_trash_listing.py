@@ -10,8 +10,7 @@ import threading
 from PySide6.QtWidgets import QMessageBox
 
 from app.data_dir import resolve_data_dir
-from tests.app.gui import trash_settled, window_without_engine
-from tests.app.test_trash import _images
+from tests.app.gui import gallery_images, trash_settled, window_without_engine
 
 
 def _listings_on_the_gui_thread(monkeypatch, data) -> list[str]:
@@ -32,7 +31,7 @@ def _listings_on_the_gui_thread(monkeypatch, data) -> list[str]:
 
 def test_empty_trash_and_undo_list_no_folder_on_the_gui_thread(qtbot, data_root, monkeypatch):
     data = resolve_data_dir(data_root)
-    _images(data, ["fox", "owl", "cat"])
+    gallery_images(data, ["fox", "owl", "cat"])
     window = window_without_engine(qtbot, data)
     panel, gallery = window.gallery_panel, window.controller.gallery
     trash_settled(qtbot, gallery)

@@ -19,8 +19,7 @@ from app.quantize_source import output_stem
 from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.paths import resources_dir
 from gpu.quantize_defaults import DEFAULT_ALPHA_POINTS
-from tests.app.gui import accept_dialog_later
-from tests.app.test_wizard_run_ends import answer_stop
+from tests.app.gui import accept_dialog_later, answer_stop
 from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 RESOURCES = resources_dir() / "models"

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QMessageBox
 
-from tests.app.test_wizard_run_ends import _small_run, answer_stop, hold_run_at
+from tests.app.gui import answer_stop, hold_run_at, small_run
 
 
 def test_a_model_written_after_its_wizard_was_closed_is_added_at_once_not_selected(qtbot, window, monkeypatch):
     controller = window.controller
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
-    _small_run(wizard, alpha_points=2)
+    small_run(wizard, alpha_points=2)
     wizard.calibration_page.count.setValue(1)
     wizard.calibration_page.steps.setValue(1)
     writing, release = hold_run_at(wizard, "stage", "writing ")  # past the run's last cancel check

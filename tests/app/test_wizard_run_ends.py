@@ -18,42 +18,7 @@ from gpu.errors import BadRequestError, ModelLoadError
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
 from gpu.streaming.engine import parts_dir
-
-
-def answer_stop(monkeypatch, answer: QMessageBox.StandardButton, seen: list[str]) -> None:
-    """Answers every "Stop quantizing?" with ``answer`` (the real box, its button clicked), noting its text."""
-
-    def exec_(box: QMessageBox) -> int:
-        seen.append(box.text())
-        box.button(answer).click()
-        return 0
-
-    monkeypatch.setattr(QMessageBox, "exec", exec_)
-
-
-def hold_run_at(wizard, kind: str, message: str) -> tuple[threading.Event, threading.Event]:
-    """Holds the wizard's run at its first event of ``kind`` whose message starts with ``message`` (on the worker
-    thread: the run stays where it is while the test acts) -> (reached there, release it)."""
-    reached, release = threading.Event(), threading.Event()
-
-    def hold(event) -> None:
-        if event.kind == kind and event.message.startswith(message) and not reached.is_set():
-            reached.set()
-            release.wait(60)
-
-    wizard._thread.worker.progress.connect(hold, Qt.ConnectionType.DirectConnection)
-    return reached, release
-
-
-def _small_run(wizard, alpha_points: int = 3) -> None:
-    """To the calibration page with the settings of a run of seconds on the demo model."""
-    wizard.compare_steps = 2
-    wizard.next()
-    wizard.method_page.rank.setValue(8)
-    wizard.method_page.alpha_points.setValue(alpha_points)
-    wizard.next()
-    wizard.calibration_page.count.setValue(2)
-    wizard.calibration_page.steps.setValue(2)
+from tests.app.gui import answer_stop, held, hold_run_at, small_run
 
 
 def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, window, monkeypatch):
@@ -68,7 +33,7 @@ def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, windo
     monkeypatch.setattr(GenerationService, "generate", out_of_memory)
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
-    _small_run(wizard)
+    small_run(wizard)
     with qtbot.waitSignal(wizard.run_ended, timeout=600000):
         wizard.next()
     log = wizard.run_page.log.toPlainText()
@@ -90,7 +55,7 @@ def test_closing_a_running_wizard_asks_and_a_cancel_says_what_is_kept(qtbot, win
     stayed. Then a run with other settings took the same name, and the engine deleted those blocks to start over."""
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
-    _small_run(wizard)
+    small_run(wizard)
     second_block, release = hold_run_at(wizard, "layer", "block 2/")
     wizard.next()  # starts quantizing
     try:
@@ -133,7 +98,7 @@ def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Even
     # The same settings resume into that name; other ones (another alpha grid) take a name of their own.
     window.quantize_panel.open_wizard()
     other = window.quantize_panel.wizard
-    _small_run(other, alpha_points=5)
+    small_run(other, alpha_points=5)
     with qtbot.waitSignal(other.run_ended, timeout=120000):
         other.next()  # starts quantizing
         qtbot.waitUntil(lambda: other.job is not None)  # once named (on a thread)
@@ -201,18 +166,11 @@ def test_a_run_renders_its_source_at_16_bits_as_the_source_was_when_it_started(q
     when its output's name came back from its thread: a source picked on the source page meanwhile decided it."""
     import gpu.streaming.engine as engine
 
-    release = threading.Event()
-    real = engine.resume_key
-
-    def held(*args, **kwargs):  # the output's name is chosen on a thread: held there until the source changed
-        if threading.current_thread() is not threading.main_thread():
-            release.wait(60)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "resume_key", held)
+    release = threading.Event()  # the output's name is chosen on a thread: held there until the source changed
+    monkeypatch.setattr(engine, "resume_key", held(engine.resume_key, release))
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
-    _small_run(wizard)
+    small_run(wizard)
     try:
         wizard.next()  # Quantize the demo pipeline: its output being named
         assert wizard.running and wizard.job is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QFileDialog, QWizard
 
 from gpu.paths import resources_dir
-from tests.app.test_model_file_filter import _shown
+from tests.app.gui import shown_by_file_dialogs as _shown
 from tests.bfl_files import save_bfl_transformer
 
 
