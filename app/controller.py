@@ -74,7 +74,6 @@ class AppController(QObject):
     model_info_changed = Signal(object)  # ModelInfo
     job_finished = Signal(list)  # list[ImageRecord]
     settings_restored = Signal(list)  # names of the restored fields
-    model_added = Signal(str)  # the library's name for a model the user added (or had added already)
     # An add's end: the number add_model returned for it, and the library's name for the model (str) or the
     # EngineError why it was refused. The wizard knows its own add by it: the first add or error to arrive was
     # taken as its own (one the user made meanwhile, "Type a prompt first.").
@@ -732,7 +731,6 @@ class AppController(QObject):
     def _on_model_added(self, name: str, request: int) -> None:
         """A model just added is what the user wants to use next: selected (its defaults applied), and said. One
         added unasked (``add_model``'s ``select``) is only said, as the models found at start-up are."""
-        self.model_added.emit(name)
         self.add_ended.emit(request, name)
         if request in self._unselected_adds:
             self._unselected_adds.discard(request)
@@ -759,7 +757,6 @@ class AppController(QObject):
         """A model added again (the same file or folder, however its path was spelled): the library keeps one
         entry, so the user, who would otherwise see nothing happen, gets it selected and told why (an add not to
         select, ``add_model``, leaves the selection as it is)."""
-        self.model_added.emit(name)
         self.add_ended.emit(request, name)
         if request in self._unselected_adds:
             self._unselected_adds.discard(request)

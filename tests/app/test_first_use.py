@@ -72,7 +72,7 @@ def test_quantize_this_model_starts_on_the_selected_model(qtbot, window, tmp_pat
     controller = window.controller
     mine = tmp_path / "my-flux"
     shutil.copytree(resources_dir() / "models" / "demo", mine)
-    with qtbot.waitSignal(controller.model_added, timeout=60000):
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
         controller.add_model(mine)
     assert controller.prompt.model == "my-flux"
     window.quantize_panel.open_wizard()

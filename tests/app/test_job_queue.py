@@ -96,9 +96,9 @@ def test_a_model_listed_under_another_name_than_its_files_is_said_to_load_once(q
     controller = window.controller
     copy = tmp_path / "demo-int4.safetensors"
     shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", copy)
-    with qtbot.waitSignal(controller.model_added, timeout=60000) as added:
-        controller.add_model(copy)
-    assert added.args == ["demo-int4-2"]
+    with qtbot.waitSignal(controller.add_ended, timeout=60000) as added:
+        asked = controller.add_model(copy)
+    assert added.args == [asked, "demo-int4-2"]
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo-int4-2", timeout=60000)
     controller.prompt.steps, controller.prompt.width, controller.prompt.height = TEST_STEPS, TEST_SIZE, TEST_SIZE
     controller.prompt.prompt = "a red circle"

@@ -26,7 +26,7 @@ def test_removing_the_selected_model_falls_back_and_generation_works(qtbot, wind
     shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
     said: list[str] = []
     controller.status_message.connect(said.append)
-    with qtbot.waitSignal(controller.model_added, timeout=60000):
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
         controller.add_model(mine)
     # A model just added is the one in use next: it was only listed, and nothing said so.
     assert controller.prompt.model == "mine"
@@ -88,7 +88,7 @@ def test_a_model_file_moved_while_the_app_runs(qtbot, window, tmp_path):
     controller.error.connect(errors.append)
     mine, moved = tmp_path / "mine.safetensors", tmp_path / "moved.safetensors"
     shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
-    with qtbot.waitSignal(controller.model_added, timeout=60000):
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
         controller.add_model(mine)
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
 
@@ -106,7 +106,7 @@ def test_a_model_file_moved_while_the_app_runs(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
 
     moved.rename(mine)  # the hint's remedy: put back and added again, it is usable and selected
-    with qtbot.waitSignal(controller.model_added, timeout=60000):
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
         controller.add_model(mine)
     assert controller.prompt.model == "mine" and "(missing)" not in _item(window, "mine").text()
     controller.select_model("demo")
@@ -164,7 +164,7 @@ def test_a_describe_that_failed_while_its_file_was_away_for_a_moment(qtbot, wind
     controller._describe.connect(lambda model, number: asked.append((model, number)))
     mine, moved = tmp_path / "mine.safetensors", tmp_path / "moved.safetensors"
     shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
-    with qtbot.waitSignal(controller.model_added, timeout=60000):
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
         controller.add_model(mine)
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
     with qtbot.waitSignal(controller.library_changed, timeout=60000):
@@ -234,7 +234,6 @@ def test_a_library_file_from_a_newer_version_is_kept_and_the_user_told(qtbot, da
     assert str(data_root / "library.json") in text and kept.name in text and "newer version" in text
     assert [e.name for e in window.controller.entries] == ["demo", "demo-int4"]
     assert window.controller.model_info.name == "demo"  # the app works on
-
 
 
 def test_a_model_added_unselected_while_no_model_is_selected_is_only_said_added(qtbot, window, tmp_path):

@@ -45,7 +45,7 @@ def test_a_model_added_again_under_any_spelling_is_selected_not_listed_twice(qtb
     models.mkdir()
     mine = models / "mine.safetensors"
     shutil.copy(resources_dir() / "models" / "demo-int4.safetensors", mine)
-    with qtbot.waitSignal(controller.model_added, timeout=60000):
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
         _pick_in_add_dialog(qtbot, window, monkeypatch, str(mine))
     library_file = window.data.root / "library.json"
     saved, saved_at = library_file.read_bytes(), library_file.stat().st_mtime_ns

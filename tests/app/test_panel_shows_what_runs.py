@@ -101,7 +101,7 @@ def test_a_model_picked_then_generate_at_once_runs_with_its_defaults(qtbot, wind
     shutil.copytree(demo_model, other)
     (other / "nibble.json").write_text(json.dumps({"width": 192, "height": 160, "steps": 7, "guidance": 2.0}))
     controller, state = window.controller, window.controller.prompt
-    with qtbot.waitSignal(controller.model_added, timeout=60000):
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
         controller.add_model(other)
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "other", timeout=60000)
     assert _panel(state) == (192, 160, 7, 2.0)

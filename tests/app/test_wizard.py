@@ -59,7 +59,7 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     wizard.next()  # -> result page
     assert len(wizard.comparisons) == 4
     assert all(c.psnr > 0 for c in wizard.comparisons)
-    with qtbot.waitSignal(window.controller.model_added, timeout=60000):
+    with qtbot.waitSignal(window.controller.add_ended, timeout=60000):
         wizard.result_page.add_button.click()
     names = [e.name for e in window.controller.entries]
     assert wizard.added_name in names
@@ -127,7 +127,8 @@ def test_cancelling_the_comparison_keeps_the_finished_model_offered(qtbot, windo
     shutil.copy(RESOURCES / "demo-int4.safetensors", tmp_path / "mine.safetensors")
     controller.add_model(tmp_path / "mine.safetensors")
     controller.prompt.prompt = ""
-    with qtbot.waitSignal(controller.model_added, timeout=60000, check_params_cb=lambda name: name == result.stem):
+    with qtbot.waitSignal(controller.add_ended, timeout=60000,
+                          check_params_cb=lambda _asked, name: name == result.stem):
         button.click()
         controller.generate()  # "Type a prompt first.", before either add has ended (they end on this thread)
     window.error_dialog.accept()
@@ -347,7 +348,7 @@ def test_a_single_file_quantizes_with_its_base_and_generates(qtbot, window, tmp_
     assert "No comparison with the 16-bit model: my-finetune.safetensors is a single-file checkpoint" in summary
     headers = [wizard.result_page.grid.itemAtPosition(0, c) for c in range(4)]
     assert [h.widget().text() for h in headers if h] == ["<b>Prompt</b>", "<b>Quantized</b>"]
-    with qtbot.waitSignal(window.controller.model_added, timeout=60000):
+    with qtbot.waitSignal(window.controller.add_ended, timeout=60000):
         wizard.result_page.add_button.click()
     assert wizard.added_name == "my-finetune-svdquant-int4-r8"
     assert wizard.added_name in [e.name for e in window.controller.entries]
