@@ -178,20 +178,13 @@ class ModelLibrary:
         ordered = sorted(builtin_models().items(), key=lambda kv: (kv[0] != DEFAULT_MODEL, kv[0]))
         return [(n, p, True) for n, p in ordered] + [(n, current_path(p), False) for n, p in self._user_paths().items()]
 
-    def _named(self, key: str) -> tuple[str, Path, bool] | None:
-        """The first model of ``_listed`` that ``key`` names, none inspected. An image names a model whose file name
-        is not UTF-8 as its PNG holds it: escaped ("mod\\xe9le")."""
-        from gpu.generation.png_metadata import encodable
-
-        return next(((n, p, b) for n, p, b in self._listed() if n == key or encodable(n) == key), None)
-
     def path_of(self, name_or_path: str | Path) -> Path:
         """The path ``resolve`` would give ``name_or_path`` now, without inspecting any model (a header read per
         model of the library): what the library names it by now, as library.json says it at this moment (edited
         by hand, or another model added under the name since), else the path it is."""
         key = str(name_or_path)
-        named = self._named(key)
-        return named[1] if named is not None else current_path(named_path(key))
+        named = next((path for name, path, _builtin in self._listed() if named_by(name, key)), None)
+        return named if named is not None else current_path(named_path(key))
 
     def add(self, path: Path | str, name: str | None = None) -> ModelEntry:
         """Validate ``path`` and add it; raises UserError with a plain reason when it is no usable model. A path
@@ -259,23 +252,30 @@ class ModelLibrary:
         self._save(self._user_paths(), {path: why})
 
     def resolve(self, name_or_path: str | Path) -> ModelEntry:
-        """A library name, or a path to a folder/SVDQ file, -> ModelEntry (raises ModelLoadError). Only the model
-        named is inspected."""
+        """A library name, or a path to a folder/SVDQ file, -> ModelEntry (raises ModelLoadError)."""
         key = str(name_or_path)
         if not key.strip():
             raise ModelLoadError("no model given (the name is empty)", "give a library name, a folder or an SVDQ file")
-        if (named := self._named(key)) is not None:
-            entry = _entry(*named)
-            if entry.facts is None:
-                raise ModelLoadError(f"model {key!r}: {entry.problem}")
-            return entry
+        for entry in self.entries():
+            if named_by(entry.name, key):
+                if entry.facts is None:
+                    raise ModelLoadError(f"model {key!r}: {entry.problem}")
+                return entry
         if Path(key).expanduser().exists():
             path = current_path(named_path(key))  # "." names no folder in a message; its absolute path does
             return ModelEntry(model_name(path), path, False, _inspect(path))
-        names = ", ".join(name for name, _path, _builtin in self._listed()) or "none"
+        listed = ", ".join(e.name for e in self.entries()) or "none"
         # where the path was looked for: a relative one is read from the current folder, which the name alone hid
-        raise ModelLoadError(f"no model named {key!r} in the library ({names}) and no file or folder "
+        raise ModelLoadError(f"no model named {key!r} in the library ({listed}) and no file or folder "
                              f"{Path(key).expanduser().absolute()}")  # fmt: skip
+
+
+def named_by(name: str, key: str) -> bool:
+    """Whether ``key`` names the library model ``name``: as it is, or escaped as an image's PNG holds a name that is
+    not UTF-8 ("mod\\xe9le")."""
+    from gpu.generation.png_metadata import encodable
+
+    return name == key or encodable(name) == key
 
 
 def hf_snapshot(folder: Path) -> Path | None:
