@@ -66,3 +66,28 @@ def test_empty_trash_and_undo_list_no_folder_on_the_gui_thread(qtbot, data_root,
     assert not [p for p in data.trash.rglob("*") if p.is_file()] and (data.images / "d/1.png").is_file()
     assert sorted(gallery.record(r).prompt for r in range(gallery.rowCount())) == ["fox", "owl"]
     assert not panel.empty_trash_button.isEnabled()
+
+
+def test_a_listing_older_than_an_undo_deletes_nothing(qtbot, data_root, monkeypatch):
+    """Empty trash lists the trash, then asks; an image brought back meanwhile (undo) would be among the files the
+    listing names: the listing is refused as out of date, nothing is deleted, and the user is told."""
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox", "owl", "cat"])
+    window = window_without_engine(qtbot, data)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    trash_settled(qtbot, gallery)
+    for _ in range(2):  # "cat", then "owl" (the newest first)
+        panel.select_row(0)
+        panel.delete_selected()
+    trash_settled(qtbot, gallery)
+    listings: list = []
+    gallery.list_trash_to_empty(listings.append)
+    qtbot.waitUntil(lambda: bool(listings), timeout=30000)
+    assert len(listings[0].deleted) == 2
+    panel.undo_button.click()  # "owl" back in the gallery, its picture back in images/
+    notices: list = []
+    gallery.notice.connect(notices.append)
+    assert gallery.empty_trash(listings[0]) == 0
+    assert len(notices) == 1 and notices[0].message.startswith("Nothing was deleted: the trash changed")
+    assert (data.images / "d/1.png").is_file() and (data.trash / "d/2.png").is_file()
+    assert sorted(gallery.record(r).prompt for r in range(gallery.rowCount())) == ["fox", "owl"]
