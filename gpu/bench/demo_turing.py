@@ -19,23 +19,15 @@ This checks Turing's fragment mapping, fp16 numerics and dispatch end to end, no
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
-import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from gpu.bench.demo_w4a8 import demo_arguments, mean_psnr
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=str(REPO / "resources" / "models" / "demo"))
-    ap.add_argument("--svdq", default=str(REPO / "resources" / "models" / "demo-int4.safetensors"))
-    ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--out", type=Path, default=Path("demo-turing"))
-    args = ap.parse_args()
+    args = demo_arguments(64, "demo-turing").parse_args()
     from gpu.atomic import make_output_folder
 
     make_output_folder(args.out)
@@ -46,7 +38,6 @@ def main() -> None:
     from gpu.demo.judge import accuracy, judge_images, load_judge
     from gpu.generation.pipeline_loader import quiet_libraries
     from gpu.kernels import backend, mma_forms
-    from gpu.metrics import psnr
     from gpu.models.flux_fused import fuse_flux_transformer
     from gpu.modules.svdq_linear import SVDQLinear
 
@@ -66,9 +57,6 @@ def main() -> None:
             images = pipeline_generate_fn(pipe, batch=8, model_dir=args.model)(prompts, seeds)
         return images, accuracy(judge_images(judge, images, prompts))
 
-    def psnr_vs(images: list, reference: list) -> float:
-        return float(np.mean([psnr(a, b) for a, b in zip(images, reference, strict=True)]))
-
     results: dict = {"gpu": torch.cuda.get_device_name(), "n": args.n}
     _, results["bf16"] = run(pipeline(torch.bfloat16))
     ref_images, results["fp16"] = run(pipeline(torch.float16))
@@ -78,7 +66,7 @@ def main() -> None:
         if isinstance(layer, SVDQLinear):
             layer.forward = layer.forward_reference  # instance attribute shadows SVDQLinear.forward
     images, results["w4a4_fp16"] = run(pipeline(torch.float16, transformer))
-    results["w4a4_fp16"]["psnr_vs_fp16_mean"] = psnr_vs(images, ref_images)
+    results["w4a4_fp16"]["psnr_vs_fp16_mean"] = mean_psnr(images, ref_images)
 
     mma_forms.uses_turing_mma = lambda device: True
     backend.W4A8.arch_refusal = lambda major, minor: "GPU sm_75 has 4-bit tensor cores (simulated Turing)"
@@ -86,7 +74,7 @@ def main() -> None:
     pipe = pipeline(torch.float16, transformer)
     fuse_flux_transformer(pipe.transformer)
     images, turing = run(pipe)
-    turing["psnr_vs_fp16_mean"] = psnr_vs(images, ref_images)
+    turing["psnr_vs_fp16_mean"] = mean_psnr(images, ref_images)
     paths: dict[str, int] = {}
     for m in pipe.transformer.modules():
         if isinstance(m, SVDQLinear):

@@ -22,12 +22,26 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 
 
-def main() -> None:
+def demo_arguments(n: int, out: str) -> argparse.ArgumentParser:
+    """The options the demo-model benches share: the 16-bit pipeline, its SVDQ file, the held-out prompts, the
+    results folder (``n``, ``out``: their defaults)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(REPO / "resources" / "models" / "demo"))
     ap.add_argument("--svdq", default=str(REPO / "resources" / "models" / "demo-int4.safetensors"))
-    ap.add_argument("--n", type=int, default=128)
-    ap.add_argument("--out", type=Path, default=Path("demo-w4a8"))
+    ap.add_argument("--n", type=int, default=n)
+    ap.add_argument("--out", type=Path, default=Path(out))
+    return ap
+
+
+def mean_psnr(images: list, reference: list) -> float:
+    """Mean PSNR (dB) of ``images`` against ``reference``, image by image (PIL images of one size)."""
+    from gpu.metrics import psnr
+
+    return float(np.mean([psnr(a, b) for a, b in zip(images, reference, strict=True)]))
+
+
+def main() -> None:
+    ap = demo_arguments(128, "demo-w4a8")
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
     from gpu.atomic import make_output_folder
@@ -40,7 +54,6 @@ def main() -> None:
     from gpu.demo.judge import accuracy, judge_images, load_judge
     from gpu.demo.paired import attribute_flags, paired_comparison
     from gpu.generation.pipeline_loader import quiet_libraries
-    from gpu.metrics import psnr
     from gpu.modules.svdq_linear import SVDQLinear
 
     quiet_libraries()
@@ -73,7 +86,7 @@ def main() -> None:
             images = pipeline_generate_fn(pipe, model_dir=args.model)(prompts, seeds)
         scores = judge_images(judge, images, prompts)
         res, flags[mode] = accuracy(scores), attribute_flags(scores)
-        res["psnr_vs_bf16_mean"] = float(np.mean([psnr(a, b) for a, b in zip(images, ref_images, strict=True)]))
+        res["psnr_vs_bf16_mean"] = mean_psnr(images, ref_images)
         running = [m for m in pipe.transformer.modules() if isinstance(m, SVDQLinear)]  # merged ones after fusing
         w4a4_layers = [m for m in running if m.spec.act_format == "int4"]
         if mode != "w4a4":  # what served the W4A4 layers (W4A16 layers always run the reference)
