@@ -5,7 +5,6 @@ and reports problems as errors."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -14,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any, NamedTuple
 
-from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal, SignalInstance
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
+from app.background import start_thread, to_qt_thread
 from app.engine_errors import EngineError
 from app.observable import Prop
 from app.settings import LoraSetting
@@ -192,13 +192,6 @@ class _FileRead(NamedTuple):
 def _read_file(path: Path) -> _FileRead:
     """``path``'s stamp, then its header, and the path resolved (``_FileRead``)."""
     return _FileRead(_stamp(path), read_header(path), resolve_path(path))
-
-
-def _tell(signal: SignalInstance, *args: Any) -> None:
-    """Emits ``signal`` from a worker thread (queued to the Qt thread); the state's Qt object may be gone with its
-    window by then: there is no one to tell."""
-    with contextlib.suppress(RuntimeError):
-        signal.emit(*args)
 
 
 # Told once an image's LoRAs are settled (``LoraState.restore_refs``): (the names of those not in the panel, a
@@ -380,7 +373,6 @@ class LoraState(QObject):
     # reused image: what the settings keep, the rows left as they are (``changed`` would look at every one).
     edited = Signal(object)  # the LoraEntry
     cost_changed = Signal(str)  # a sentence about the measured cost of the LoRAs of the last image
-    _searched = Signal(object, object)  # (_Search, {ref index: row found}) from the search's thread, queued here
     # A folder being read (``scan_folder``): what the panel says of it ("Reading LoRAs… 340/2000", then how it
     # ended, for a while), and whether it runs (the panel's Cancel shows then)
     scan_status = Prop("")
@@ -391,18 +383,13 @@ class LoraState(QObject):
     scan_skipped = Prop(())
     scan_skipped_changed = Signal(object)
     notice = Signal(object)  # EngineError: what is wrong with a folder read, said once its reading ends
-    _scan_progress = Signal(object, int, int)  # (_Scan, files read, files found) from the scan's thread
-    _scanned = Signal(object)  # _Scan, from its thread once it ended (not when cancelled)
 
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[LoraEntry] = []
         self._search: _Search | None = None  # the search for the last dropped image's LoRAs, while it runs
-        self._searched.connect(self._on_searched)
         self._scan: _Scan | None = None  # the folder being read, while it runs
         self._skipped_from = Path()  # the folder of ``scan_skipped``
-        self._scan_progress.connect(self._on_scan_progress)
-        self._scanned.connect(self._on_scanned)
         self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
         self._done_shown.timeout.connect(self._forget_scan)
         app = QCoreApplication.instance()
@@ -490,7 +477,7 @@ class LoraState(QObject):
         self.scanning = True
         self.scan_status = f"Looking for LoRAs in {folder}…"
         # A daemon, as the hash search: a quit does not wait for the header it reads (it writes nothing).
-        threading.Thread(target=self._run_scan, args=(scan,), name="LoRA folder", daemon=True).start()
+        start_thread("LoRA folder", self._run_scan, scan)
         return True
 
     def cancel_scan(self) -> None:
@@ -512,7 +499,7 @@ class LoraState(QObject):
             for path in listing.files:
                 if scan.cancel.is_set():
                     return
-                _tell(self._scan_progress, scan, len(scan.reads), len(listing.files))
+                to_qt_thread(self._on_scan_progress, scan, len(scan.reads), len(listing.files))
                 scan.reads.append((named_path(path), _read_file(path)))
         except OSError as exc:  # the folder itself cannot be listed (its files' errors are in their headers)
             scan.error = exc
@@ -520,7 +507,7 @@ class LoraState(QObject):
             log.exception("reading the LoRAs of %s failed", scan.folder)
             scan.broke = str(exc) or type(exc).__name__
         if not scan.cancel.is_set():
-            _tell(self._scanned, scan)
+            to_qt_thread(self._on_scanned, scan)
 
     def _on_scan_progress(self, scan: _Scan, done: int, total: int) -> None:
         """How far the scan is, unless it was cancelled (another may run since)."""
@@ -768,7 +755,7 @@ class LoraState(QObject):
             return notices
         self._search = search = _Search(refs_read, now, jobs, self._panel(), settled)
         # A daemon: a quit does not wait for the file it reads (it writes nothing); no QThread Qt could abort on.
-        threading.Thread(target=self._run_search, args=(search,), name="LoRA hashes", daemon=True).start()
+        start_thread("LoRA hashes", self._run_search, search)
         return notices
 
     def cancel_search(self) -> None:
@@ -780,7 +767,7 @@ class LoraState(QObject):
 
     def _run_search(self, search: _Search) -> None:
         """On the search's thread: for each LoRA of ``search.jobs``, the first of its rows whose file has its hash,
-        handed to the Qt thread (``_searched``) unless the search was cancelled."""
+        handed to the Qt thread (``_on_searched``) unless the search was cancelled."""
         found: dict[int, LoraEntry] = {}
         try:
             for index, rows in search.jobs.items():
@@ -793,7 +780,7 @@ class LoraState(QObject):
         except Exception:  # a LoRA is never left pending for good: what was found until then is used
             log.exception("looking for an image's LoRAs by their hash failed")
         if not search.cancel.is_set():
-            _tell(self._searched, search, found)
+            to_qt_thread(self._on_searched, search, found)
 
     def _on_searched(self, search: _Search, found: dict[int, LoraEntry]) -> None:
         """The search's result, on the Qt thread: the rows found switched on with those of the drop, then

@@ -29,7 +29,7 @@ part-way leaves files without a row, which the next start imports. ``reconcile``
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import math
 import os
@@ -45,6 +45,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.background import start_thread, to_qt_thread
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
 from app.image_files import (
@@ -433,10 +434,6 @@ class FolderImport(QObject):
     # not take a batch, the reading broke off)
     failed = Signal(object)
     notice = Signal(object)  # EngineError: the files of the old trash that could not be gathered (``gather_notice``)
-    _read = Signal(object)  # the rows of a batch, from the thread, queued here
-    _done = Signal(str)  # from the thread, after its last batch: "" when all was read, else why the reading stopped
-    _moving = Signal(int, int)  # from the thread: files of the old trash gathered, of how many
-    _gathered = Signal(object, object)  # from the thread: the old trash gathered (TrashGathered), Listed after it
 
     def __init__(self, store: Store, data: DataDir, new: dict[str, str], report: ReconcileReport,
                  recovery: Recovery | None = None, parent: QObject | None = None) -> None:  # fmt: skip
@@ -451,10 +448,6 @@ class FolderImport(QObject):
         self._refused: list[str] = []  # the files the database refused (their paths in the images folder)
         self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
         self._done_shown.timeout.connect(self._clear_status)
-        self._read.connect(self._on_read)
-        self._done.connect(self._on_done)
-        self._moving.connect(self._on_moving)
-        self._gathered.connect(self._on_gathered)
         self.gathering: bool = report.gather_later
         self.running = bool(new) or self.gathering
 
@@ -467,8 +460,7 @@ class FolderImport(QObject):
         self.status = ("Moving the old trash…" if self.gathering
                        else f"Importing {counted(len(self._new), 'image')} from the images folder…")  # fmt: skip
         # A daemon: a quit does not wait for the file it reads (it writes nothing); no QThread Qt could abort on.
-        self._thread = threading.Thread(target=self._run, name="Image import", daemon=True)
-        self._thread.start()
+        self._thread = start_thread("Image import", self._run)
 
     def stop(self) -> None:
         """Closing: nothing more is committed (the Store closes next), nor said (the window goes)."""
@@ -495,25 +487,24 @@ class FolderImport(QObject):
                 self._in_flight.acquire()  # given back by ``_on_read``, or by ``_halt``
                 if self._stop.is_set():
                     return
-                self._read.emit(rows)
+                to_qt_thread(self._on_read, rows)
         except Exception as exc:
-            if not self._stop.is_set():  # else this object may be gone with its window (RuntimeError): not news
+            if not self._stop.is_set():  # else the window is closing: not news
                 log.exception("reading the new files in %s failed: the import stopped", self._data.images)
                 why = str(exc) or type(exc).__name__
         finally:
             if not self._stop.is_set():
-                with contextlib.suppress(RuntimeError):  # this object is gone with its window: no one to tell
-                    self._done.emit(why)
+                to_qt_thread(self._on_done, why)
 
     def _gather(self) -> None:
         """On the thread: the old trash gathered, then the folders listed for the repairs after it, which the Qt
         thread makes (the Store's connection is its own), also when the gathering broke off."""
         gathered = None
         try:
-            gathered = gather_trash(self._data, self._stop, self._moving.emit)
+            gathered = gather_trash(self._data, self._stop, functools.partial(to_qt_thread, self._on_moving))
         finally:
             if not self._stop.is_set():
-                self._gathered.emit(gathered, list_folders(self._data))
+                to_qt_thread(self._on_gathered, gathered, list_folders(self._data))
 
     def _on_moving(self, done: int, files: int) -> None:
         if self.gathering and not self._stop.is_set():
