@@ -280,6 +280,33 @@ def test_gemv_layer_refusals():
     assert fused_ops.gemv_layer_refusal(torch.nn.Linear(4, 4)) == "not an SVDQLinear layer"
 
 
+def test_the_gemv_op_and_its_backend_give_one_reason(monkeypatch):
+    """The dispatcher's GEMV backend and ``w4a16_gemv`` ask one rule (``gemv_refusal``): a layer the GEMV can
+    never serve is refused for that, first, by both (the op said "device is CPU" of a LoRA'd layer that the
+    backend refused for its low-rank branch); on a Turing GPU whose kernels load, both keep a bf16 layer off the
+    fp16-only form and take an fp16 one."""
+    from gpu.kernels import backend
+
+    gen = torch.Generator().manual_seed(8)
+    cpu = torch.device("cpu")
+    lora = random_w4a16_layer(128, 64, torch.bfloat16, gen)
+    lora.register_buffer("lora_down", torch.zeros(128, 16, dtype=torch.bfloat16))  # what a LoRA adds
+    lora.register_buffer("lora_up", torch.zeros(64, 16, dtype=torch.bfloat16))
+    why = backend._gemv_refuses(lora, cpu)
+    assert why == fused_ops.gemv_refusal(lora, cpu) and "low-rank" in why
+    fused_ops.w4a16_gemv(torch.randn(2, 128, generator=gen).to(torch.bfloat16), lora)
+    assert lora.last_path == f"PyTorch reference ({why})"
+
+    turing = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setitem(fused_ops._refusals, (0, "gemv"), None)  # pycuda and the kernel binary are there
+    bf16 = random_w4a16_layer(128, 64, torch.bfloat16, gen)
+    fp16 = random_w4a16_layer(128, 64, torch.float16, gen)
+    no_bf16 = "GPU sm_75 has no bf16 MMA (the W4A16 GEMV takes fp16 there; layer is torch.bfloat16)"
+    assert backend._gemv_refuses(bf16, turing) == fused_ops.gemv_refusal(bf16, turing) == no_bf16
+    assert backend._gemv_refuses(fp16, turing) is None and fused_ops.gemv_refusal(fp16, turing) is None
+
+
 # -- dispatch ---------------------------------------------------------------------------------------------
 
 

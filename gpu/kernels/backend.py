@@ -246,15 +246,11 @@ GEMV_NAME = "fused W4A16 GEMV (pycuda)"
 
 def _gemv_refuses(layer: torch.nn.Module, device: torch.device) -> str | None:
     """The adaLN modulation layers (W4A16 INT4, no smoothing, no low rank) on the GEMV kernel (sm_75+; fp16 only
-    on Turing)."""
-    from gpu.modules.fused_ops import fused_refusal, gemv_layer_refusal
+    on Turing): ``fused_ops.gemv_refusal``, imported when asked, as launch is (importing the backend loads
+    neither)."""
+    from gpu.modules.fused_ops import gemv_refusal
 
-    why = gemv_layer_refusal(layer)
-    if why:
-        return why
-    if device.type != "cuda":
-        return f"device is {device.type.upper()}, not a CUDA GPU"
-    return fused_refusal(device, "gemv") or mma_forms.gemv_dtype_refusal(device, layer.compute_dtype)
+    return gemv_refusal(layer, device)
 
 
 def _gemv_run(layer: torch.nn.Module, x: torch.Tensor, gelu_from: int | None = None) -> torch.Tensor:

@@ -715,13 +715,12 @@ def qk_norm_rope(
 
 
 def _gemv_kernel(name: str, device: torch.device, dtype: torch.dtype) -> str:
-    """The GEMV entry ``name`` or its Turing form on ``device`` (fp16 only: the dispatcher keeps bf16 layers there
-    on the reference, ``mma_forms.gemv_dtype_refusal``)."""
-    if not mma_forms.uses_turing_mma(device):
-        return name
+    """The GEMV entry ``name`` or its Turing form on ``device``. ValueError, in the dispatcher's words, for a dtype
+    that form has no MMA for (``mma_forms.gemv_dtype_refusal``: the dispatcher keeps such layers on the
+    reference, so only a direct launch gets here)."""
     if why := mma_forms.gemv_dtype_refusal(device, dtype):
         raise ValueError(why)
-    return f"{name}_k8"
+    return f"{name}_k8" if mma_forms.uses_turing_mma(device) else name
 
 
 def _check_gemv_weights(

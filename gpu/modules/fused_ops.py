@@ -386,15 +386,24 @@ def gemv_layer_refusal(layer: torch.nn.Module) -> str | None:
     return None
 
 
+def gemv_refusal(layer: torch.nn.Module, device: torch.device) -> str | None:
+    """None when the W4A16 GEMV kernel can serve ``layer`` on ``device``, else why not, first reason first: the
+    layer (``gemv_layer_refusal``), the device (GPU, pycuda, sm_75+, kernel binary: ``fused_refusal``), then
+    the layer's dtype on that GPU (Turing's form is fp16 only: ``mma_forms.gemv_dtype_refusal``). The one
+    answer the dispatcher's GEMV backend gives and ``w4a16_gemv`` acts on, so the two never disagree."""
+    return (gemv_layer_refusal(layer) or fused_refusal(device, "gemv")
+            or mma_forms.gemv_dtype_refusal(device, layer.compute_dtype))  # fmt: skip
+
+
 def _rows(x: torch.Tensor) -> int:
     """Rows of x [..., K] (0 for an empty x)."""
     return x.numel() // max(x.shape[-1], 1)
 
 
 def _gemv_refusal(x: torch.Tensor, layer: torch.nn.Module) -> str | None:
-    """None when the GEMV kernel can compute ``layer(x)``, else why not."""
-    why = fused_refusal(x.device, "gemv") or gemv_layer_refusal(layer)
-    why = why or mma_forms.gemv_dtype_refusal(x.device, layer.compute_dtype)
+    """None when the GEMV kernel can compute ``layer(x)``, else why not: ``gemv_refusal``, then what this input
+    adds (its dtype, its rows)."""
+    why = gemv_refusal(layer, x.device)
     rows = _rows(x)
     if why is None and x.dtype != layer.compute_dtype:
         why = f"input dtype {x.dtype} differs from the layer's {layer.compute_dtype}"
