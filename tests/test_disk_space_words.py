@@ -35,3 +35,14 @@ def test_the_refusal_says_the_free_space_there_is_and_adds_up_what_is_needed(tmp
         check_free_space(tmp_path, need, freed)
     assert str(refused.value) == f"not enough free disk space in {tmp_path}: {words}"
     check_free_space(tmp_path, need, need.total - GIB)  # what the deletion frees makes room: no refusal
+
+
+def test_sizes_below_a_gib_are_said_in_mib(tmp_path, monkeypatch):
+    """A tiny model's run said "0.29 GiB" and a nearly full disk "0.00 GiB is free" (free, yet not enough): sizes
+    below 1 GiB are said in MiB, as the memory plans say them (one formatter, ``memory_policy.amount``)."""
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=2**20))
+    with pytest.raises(DiskSpaceError) as refused:
+        check_free_space(tmp_path, SpaceNeeded(model=300 * 2**20, blocks=0, samples=0, spill=0))
+    assert str(refused.value) == (f"not enough free disk space in {tmp_path}: the run needs about 300 MiB there "
+                                  "(a 300 MiB model file), and 1 MiB is free")  # fmt: skip

@@ -17,7 +17,7 @@ from diffusers import FluxTransformer2DModel
 from app.engine_errors import classify
 from gpu.generation.service import GenerationService, OutOfMemory
 from gpu.library import ModelLibrary
-from gpu.runtime.memory_policy import GiB
+from gpu.runtime.memory_policy import GiB, amount
 
 
 @pytest.fixture
@@ -40,11 +40,13 @@ def placed(monkeypatch) -> list[weakref.ref]:
 
 def test_out_of_memory_while_loading_is_a_user_error_in_numbers_and_frees_what_was_placed(tmp_path, placed):
     service = GenerationService(ModelLibrary(tmp_path), device=torch.device("cpu"))
-    need = service.describe("demo-int4").memory_policy.peak_estimate_bytes
+    plan = service.describe("demo-int4").memory_policy
+    need = plan.peak_estimate_bytes
     with pytest.raises(OutOfMemory) as raised:
         service.load("demo-int4")
     message = str(raised.value)
-    assert message.startswith(f"demo-int4 needs about {need / GiB:.1f} GiB"), message
+    assert f"about {amount(need)} " in plan.description  # the error says the need as the plan said it
+    assert message.startswith(f"demo-int4 needs about {amount(need)} of system memory"), message
     assert "this machine has" in message and raised.value.hint  # here the CPU's RAM; on a GPU its free memory
     assert service.loaded is None
     gc.collect()
@@ -77,3 +79,12 @@ def test_on_a_gpu_the_error_names_its_free_memory_and_advises_4_bits_only_to_oth
     quantized = load_out_of_memory("flux-dev-int4", int(7.9 * GiB), cuda, 4)
     assert str(quantized).startswith("flux-dev-int4 needs about 7.9 GiB on the GPU; this GPU has 3.0 GiB free")
     assert "4-bit" not in quantized.hint and "close other programs that use the GPU" in quantized.hint
+
+
+def test_a_need_below_a_gib_is_said_in_mib_as_the_plan_says_it():
+    """The error said sizes in GiB to one decimal where the plan says MiB below 1 GiB: the demo model's plan said
+    "about 102 MiB" and its error "needs about 0.1 GiB"; a need under 52 MiB was "about 0.0 GiB"."""
+    from gpu.generation.service import load_out_of_memory
+
+    small = load_out_of_memory("demo-int4", 40 * 2**20, torch.device("cpu"), 4)
+    assert str(small).startswith("demo-int4 needs about 40 MiB of system memory; this machine has "), str(small)

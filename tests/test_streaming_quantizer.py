@@ -951,7 +951,8 @@ def test_a_run_without_the_disk_space_it_needs_is_refused_before_any_work(tmp_pa
     """A run wrote GiBs of samples and blocks and failed at its end, with a full disk. It now estimates what it
     still writes (``gpu.streaming.disk_space``) and is refused before the text encoders load, naming the folder,
     the GiB it needs and the GiB free; from the command line too."""
-    from gpu.streaming.disk_space import DiskSpaceError, gib
+    from gpu.runtime.memory_policy import amount
+    from gpu.streaming.disk_space import DiskSpaceError
     from main import main
 
     needs = _disk_space_asked(monkeypatch)
@@ -963,9 +964,9 @@ def test_a_run_without_the_disk_space_it_needs_is_refused_before_any_work(tmp_pa
         quantize_model(DEMO, out, _cfg(), events.append, library=ModelLibrary(tmp_path / "lib"), device=CPU)
     [need] = needs
     assert str(refused.value) == (
-        f"not enough free disk space in {out.parent}: the run needs about {gib(need.total)} there ("
-        f"{gib(need.samples)} of calibration samples + {gib(need.blocks)} of blocks still to quantize + a "
-        f"{gib(need.model)} model file; the samples and blocks stay until the model file is written), and 0.00 GiB "
+        f"not enough free disk space in {out.parent}: the run needs about {amount(need.total)} there ("
+        f"{amount(need.samples)} of calibration samples + {amount(need.blocks)} of blocks still to quantize + a "
+        f"{amount(need.model)} model file; the samples and blocks stay until the model file is written), and 1 MiB "
         "is free")  # fmt: skip
     assert need.total > 2**20 and need.samples and need.spill == 0 and events == []  # nothing recorded
     assert not out.parent.exists()  # the folder made for the output's lock is gone with it

@@ -555,18 +555,18 @@ def predicted_plan(
 def load_out_of_memory(name: str, need: int | None, device: torch.device, bits: int) -> OutOfMemory:
     """The error for model ``name`` (``bits``: its weights', ``ModelSizes.weight_bits``) running out of memory while it
     was placed on ``device``: what the plan says it needs against what is free there, and what to do."""
-    from gpu.runtime.memory_policy import gib
+    from gpu.runtime.memory_policy import amount
 
-    needs = f"{name} needs about {gib(need)}" if need else f"{name} needs more memory than is free"
+    needs = f"{name} needs about {amount(need)}" if need else f"{name} needs more memory than is free"
     smaller = [] if bits <= 4 else ["use a 4-bit version of it (Quantize this model, or main.py quantize)"]
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
-        return OutOfMemory(f"{needs} on the GPU; this GPU has {gib(free)} free of {gib(total)}",
+        return OutOfMemory(f"{needs} on the GPU; this GPU has {amount(free)} free of {amount(total)}",
                            "; ".join([*smaller, "close other programs that use the GPU"]))  # fmt: skip
     from gpu.system_info import installed_ram_bytes
 
     ram = installed_ram_bytes()
-    has = f"this machine has {gib(ram)} of RAM" if ram else "this machine's RAM could not be read"
+    has = f"this machine has {amount(ram)} of RAM" if ram else "this machine's RAM could not be read"
     return OutOfMemory(f"{needs} of system memory; {has}", "; ".join([*smaller, "close other programs"]))
 
 

@@ -148,14 +148,10 @@ CPU_POLICY = MemoryPolicy(name="cpu", description=f"{_CPU_TEXT}. Slow but works.
 CPU_WORK_BYTES_PER_PIXEL = 2 * max(DENOISE_BYTES_PER_PIXEL, DECODE_BYTES_PER_PIXEL)
 
 
-def gib(n: int) -> str:
-    """``n`` bytes in words: "7.9 GiB"."""
-    return f"{n / GiB:.1f} GiB"
-
-
 def amount(n: int) -> str:
-    """``gib``, or MiB below 1 GiB (the demo model's 50 MiB of weights are no "0.0 GiB"): every size a plan says."""
-    return gib(n) if n >= GiB else f"{n / 2**20:.0f} MiB"
+    """``n`` bytes in words, "7.9 GiB", or MiB below 1 GiB (the demo model's 50 MiB of weights are no "0.0 GiB"):
+    every size the engine says (memory plans, out-of-memory errors, disk space for a quantize run)."""
+    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / 2**20:.0f} MiB"
 
 
 def try_instead(weight_bits: int) -> str:

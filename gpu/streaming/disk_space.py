@@ -23,6 +23,7 @@ from gpu.atomic import _os_error_of
 from gpu.checkpoint.skeleton import replace_linears
 from gpu.errors import OutputError
 from gpu.modules.layer_spec import spec_for
+from gpu.runtime.memory_policy import amount
 
 if TYPE_CHECKING:  # imported, gpu.quantizer's package would import the engine, which imports this module
     from gpu.quantizer.config import QuantizeConfig
@@ -53,11 +54,6 @@ class SpaceNeeded:
 class DiskSpaceError(OutputError):
     """Not enough free disk space for a run, found before it starts, or a disk that filled up while it wrote.
     Raised from an ENOSPC ``OSError``, so that callers telling a full disk by its errno (the app) tell this one."""
-
-
-def gib(n: int) -> str:
-    """``n`` bytes in GiB, with a second decimal below 1 GiB (a small model's 0.02 GiB read as 0.0)."""
-    return f"{n / 2**30:.{1 if n >= 2**30 else 2}f} GiB"
 
 
 def block_bytes(block: nn.Module, targets: dict[str, tuple[nn.Linear, str]], config: QuantizeConfig,
@@ -109,22 +105,22 @@ def check_free_space(folder: Path, need: SpaceNeeded, freed: int = 0, freed_by: 
     if need.total <= free + freed:
         return
     raise DiskSpaceError(
-        f"not enough free disk space in {folder}: the run needs about {gib(need.total)} there ({_counted(need)}), "
-        f"and {gib(free)} is free{f' (+{gib(freed)} freed by {freed_by})' if freed else ''}",
+        f"not enough free disk space in {folder}: the run needs about {amount(need.total)} there ({_counted(need)}), "
+        f"and {amount(free)} is free{f' (+{amount(freed)} freed by {freed_by})' if freed else ''}",
         "free some space on that disk, or choose another folder (--out)",
     ) from OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def _counted(need: SpaceNeeded) -> str:
     """``need.total`` as it is counted, in words: samples + blocks + the larger of the spill and the model file."""
-    terms = [f"{gib(need.samples)} of calibration samples"] if need.samples else []
-    terms += [f"{gib(need.blocks)} of blocks still to quantize"] if need.blocks else []
-    spilled = f"{gib(need.spill)} of block inputs spilled to disk under the RAM budget"
+    terms = [f"{amount(need.samples)} of calibration samples"] if need.samples else []
+    terms += [f"{amount(need.blocks)} of blocks still to quantize"] if need.blocks else []
+    spilled = f"{amount(need.spill)} of block inputs spilled to disk under the RAM budget"
     if need.spill > need.model:
-        terms.append(f"{spilled}, deleted before the {gib(need.model)} model file is written")
+        terms.append(f"{spilled}, deleted before the {amount(need.model)} model file is written")
     else:
-        terms.append(f"a {gib(need.model)} model file" + (f", written once the {spilled} are deleted" if need.spill
-                                                           else ""))  # fmt: skip
+        terms.append(f"a {amount(need.model)} model file" + (f", written once the {spilled} are deleted" if need.spill
+                                                              else ""))  # fmt: skip
     kept = " and ".join(what for what, n in (("samples", need.samples), ("blocks", need.blocks)) if n)
     return " + ".join(terms) + (f"; the {kept} stay until the model file is written" if kept else "")
 
@@ -145,7 +141,7 @@ def disk_full_said(folder: Path, kept: Callable[[], str]) -> Iterator[None]:
         if os_err is None or os_err.errno not in _FULL:
             raise
         try:
-            free = f" ({gib(shutil.disk_usage(folder).free)} free there)"
+            free = f" ({amount(shutil.disk_usage(folder).free)} free there)"
         except OSError:
             free = ""
         words = str(exc) if isinstance(exc, OutputError) else f"cannot write in {folder}: {os_err.strerror}"
