@@ -150,16 +150,18 @@ def _taken_note(parts: Path, key: ResumeKey | None) -> str:
         return f"{in_the_way}: {own}"
     if key is None:
         return f"{parts.name} holds an earlier run's work, kept in {parts.parent}; {own}"
-    if not engine.has_manifest(parts):
+    # The engine's one reading of the manifest, and its words: none, an unproven source, another version, or the
+    # settings that differ (as the run says them when it discards the folder).
+    differs = engine.differs_from(parts, key)
+    if differs == engine.NO_MANIFEST:
         return (f"{parts.name} has {engine.NO_MANIFEST}, but holds files of an earlier run. It stays in "
                 f"{parts.parent}; {own} {delete}")  # fmt: skip
-    if engine.unproven(parts, key):  # "resume when you run with that run's settings" is untrue of it
+    if differs == engine.UNPROVEN:  # "resume when you run with that run's settings" is untrue of it
         return (f"{parts.name} holds the blocks of an earlier run, which no run resumes: {engine.UNPROVEN}. They "
                 f"stay in {parts.parent}; {own} {delete}")  # fmt: skip
-    if engine.made_by_another_version(parts):
+    if differs == engine.ANOTHER_VERSION:
         return (f"{parts.name} holds the blocks of a run of another version of the quantizer, which this version "
                 f"cannot resume. It stays in {parts.parent}; {own} {delete}")  # fmt: skip
-    differs = engine.differs_from(parts, key)
     return (f"{parts.name} holds the blocks of an earlier run made with other settings. They stay in {parts.parent} "
             f"and resume when you run with that run's settings (it differs: {differs}); {own} {delete}")  # fmt: skip
 

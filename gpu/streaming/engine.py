@@ -134,9 +134,9 @@ def parts_in_the_way(parts_folder: Path) -> str:
 
 
 def differs_from(parts_folder: Path, key: ResumeKey) -> str:
-    """What differs between the settings ``parts_folder`` was made with and ``key``'s, in words ("rank 8 -> 16",
-    "another version of the quantizer", "no readable manifest (nothing to resume)"): what the run says when it
-    discards the folder."""
+    """What differs between the settings ``parts_folder`` was made with and ``key``'s, in words ("rank 8 -> 16"):
+    what the run says when it discards the folder. Exactly ``NO_MANIFEST``, ``ANOTHER_VERSION`` or ``UNPROVEN`` for
+    a folder that no run of these settings resumes for that reason (one reading of the manifest answers which)."""
     return _what_differs(_read_manifest(parts_folder), key)
 
 
@@ -819,9 +819,13 @@ UNPROVEN = ("the source's files cannot be proven to be the ones its blocks were 
             "the quantizer recorded them by name, size and time, and their times are whole seconds, which another "
             "model's files can have too)")  # fmt: skip
 
+# What a parts folder made by another version of the quantizer is said to be (``_another_version``): no run of this
+# version resumes from it, whatever its settings.
+ANOTHER_VERSION = "another version of the quantizer"
+
 # How each resume setting is named when a parts folder was made with another value.
 _SETTING_LABELS = {
-    "engine": "another version of the quantizer",
+    "engine": ANOTHER_VERSION,
     "source": "other source weights (another model, or its files changed since)",
     "calibration prompts": "other calibration prompts",
     "calibration files": "other text encoders, tokenizers or scheduler (or their files changed since)",
@@ -871,7 +875,7 @@ def _what_differs(manifest: dict, key: ResumeKey) -> str:
     if not manifest:
         return NO_MANIFEST
     if _another_version(manifest):
-        return _SETTING_LABELS["engine"]
+        return ANOTHER_VERSION
     if _unproven(manifest, key):
         return UNPROVEN
     settings = key.settings
