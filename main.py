@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoothing strengths the alpha search tries, evenly over 0..1 "
                    f"(default {DEFAULT_ALPHA_POINTS}: 0, 0.1, ..., 1; fewer is faster)")  # fmt: skip
     q.add_argument("--overwrite", action="store_true", help="replace OUT when it exists already")
+    q.add_argument("--no-resume", action="store_true",
+                   help="start over instead of resuming: the parts folder OUT.parts that an unfinished run left (its "
+                   "finished blocks) is deleted once this run has recorded its calibration samples, and replaced by "
+                   "this run's; nothing else is deleted (an existing OUT still needs --overwrite)")  # fmt: skip
     q.add_argument("--base", help="for a single-file SRC: the diffusers FLUX.1 pipeline (folder or library name) "
                    "whose text encoders, tokenizers and scheduler calibrate it")
     q.add_argument("--per-layer-smoothing", action="store_true",
@@ -157,7 +161,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.library import ModelLibrary
     from gpu.output_lock import lock_path
     from gpu.quantizer import QuantizeConfig, quantize_model
-    from gpu.streaming.engine import parts_dir
+    from gpu.streaming.engine import MANIFEST, parts_dir
 
     # Before the calibration, not after it; the parts folder and lock file beside OUT have longer names.
     check_output_path(args.out, example="out.safetensors", beside=(parts_dir(args.out), lock_path(args.out)))
@@ -170,7 +174,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         method=args.method, precision=args.precision, rank=args.rank,
         calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
         alpha_points=args.alpha_points, shared_smoothing=not args.per_layer_smoothing, base=args.base,
-        gpu_budget_gib=args.gpu_budget, ram_budget_gib=args.ram_budget,
+        gpu_budget_gib=args.gpu_budget, ram_budget_gib=args.ram_budget, resume=not args.no_resume,
     )  # fmt: skip
 
     def show(ev) -> None:
@@ -178,13 +182,28 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         prefix = f"[{ev.index}/{ev.total}] " if ev.kind == "layer" else ""
         say(f"{ev.elapsed_s:7.1f}s {prefix}{ev.message}{eta}")
 
+    def manifest() -> bytes | None:
+        try:
+            return (parts_dir(args.out) / MANIFEST).read_bytes()
+        except OSError:
+            return None
+
+    # --no-resume replaces the earlier run's parts only once its samples are recorded: stopped before, they are
+    # as they were, and "run again without --no-resume to resume" would resume the very blocks it was to discard.
+    earlier = (parts_dir(args.out).is_dir(), manifest()) if args.no_resume else None
     library = ModelLibrary()
     try:
         quantize_model(args.src, args.out, cfg, on_event=show, library=library, replace=args.overwrite)
     except (Cancelled, KeyboardInterrupt):
-        if parts_dir(args.out).is_dir():  # hours of work may be in it: say it is there, and how it is used
-            args.cancel_note = (f"the blocks finished so far are kept in {parts_dir(args.out)}: run the same "
-                                "command again to resume")  # fmt: skip
+        parts = parts_dir(args.out)
+        if parts.is_dir() and earlier == (True, manifest()):
+            args.cancel_note = (f"{parts} is left as it was: this run stopped before it started over; run the same "
+                                "command again to start over")  # fmt: skip
+        elif parts.is_dir():  # hours of work may be in it: say it is there, and how it is used
+            # The same command with --no-resume starts over again, deleting them.
+            again = " without --no-resume" if args.no_resume else ""
+            args.cancel_note = (f"the blocks finished so far are kept in {parts}: run the same command again{again} "
+                                "to resume")  # fmt: skip
         raise
     finally:
         tell_library_notices(library)

@@ -253,6 +253,50 @@ def test_stale_parts_for_other_settings_are_discarded(tmp_path):
     ]
 
 
+def test_a_run_asked_to_start_over_says_what_it_deletes_and_deletes_it_only_once_its_samples_exist(tmp_path):
+    """``QuantizeConfig.resume`` False (``main.py quantize --no-resume``) deleted the parts folder of the same output
+    without a word, the finished blocks a run with these settings resumes from included. It says at once what goes
+    and when: the folder goes as any stale one does, once the run has its samples (stopped before, it is as it
+    was), and the run then starts over, resuming nothing."""
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    lib = ModelLibrary(tmp_path / "lib")
+    old = _partial(out, 1, lib)
+    manifest = parts / "manifest.json"
+    assert len(old["done"]) == 1
+    told = (f"starting over, as asked: {parts} is deleted once the calibration samples are recorded, and with it the "
+            "finished block a run with these settings resumes from; a run stopped before then leaves it as it is")
+    events = []
+    with pytest.raises(Cancelled):  # stopped while recording its samples
+        quantize_model(DEMO, out, _cfg(resume=False), events.append, _after_calls(1), library=lib, device=CPU)
+    assert [e.message for e in events if "as asked" in e.message] == [told]
+    assert json.loads(manifest.read_text()) == old  # as it was: a run of these settings still resumes from it
+
+    events = []
+    with pytest.raises(Cancelled):  # stopped once it has put its own parts in place
+        quantize_model(DEMO, out, _cfg(resume=False), events.append, lambda: not json.loads(manifest.read_text())[
+            "done"], library=lib, device=CPU)  # fmt: skip
+    said = [e.message for e in events]
+    assert said[said.index(told) + 1:].count("deleting o.safetensors.parts: starting over, as asked") == 1
+    assert not any("resuming" in m for m in said)
+    new = json.loads(manifest.read_text())
+    assert new["key"] == old["key"] and new["done"] == {} and new["samples"] == old["samples"]  # recorded again
+
+    from gpu.streaming.engine import _asked_to_start_over  # what the other folders are said to hold
+
+    done = {"transformer_blocks.0": {"file": "block-0000.safetensors", "sha256": "0" * 64}}
+    ranked = _folder(tmp_path / "r.safetensors.parts", _key(QuantizeConfig(rank=8)).settings, done)
+    assert _asked_to_start_over(ranked, json.loads((ranked / "manifest.json").read_text()), _key(QuantizeConfig())) \
+        .endswith("and with it the finished block of an earlier run, which this run would not resume (rank 8 -> 32); "
+                  "a run stopped before then leaves it as it is")  # fmt: skip
+    (ranked / "manifest.json").unlink()  # blocks without their manifest (a deletion cut short)
+    (ranked / "block-0000.safetensors").write_bytes(b"a finished block")
+    assert "and with it what an earlier run left there (no readable manifest (nothing to resume));" in \
+        _asked_to_start_over(ranked, {}, _key(QuantizeConfig()))  # fmt: skip
+    (ranked / "block-0000.safetensors").unlink()  # nothing to lose: nothing said (as a run unasked says nothing)
+    assert _asked_to_start_over(ranked, {}, _key(QuantizeConfig())) == ""
+
+
 def _key(config: QuantizeConfig) -> ResumeKey:
     """The resume key of a run of ``config`` on no source in particular (settings only): for folder decisions."""
     settings = {"engine": ENGINE_VERSION, "quantization": config.fingerprint()}
@@ -528,7 +572,8 @@ def test_a_parts_folder_of_the_earlier_key_its_time_cannot_prove_is_kept_not_del
     with pytest.raises(OutputError) as refused:
         quantize_model(single, out, config, library=lib, device=CPU)
     assert str(refused.value) == f"{parts} is kept and not resumed: {UNPROVEN}"
-    assert refused.value.hint.startswith("to start over with this --out, delete that folder; or choose another")
+    assert refused.value.hint.startswith("to start over with this --out, add --no-resume (which deletes that folder) "
+                                         "or delete it yourself; or choose another")  # fmt: skip
     assert sorted((p.name, p.read_bytes()) for p in parts.iterdir()) == kept and not out.exists()
     ranked = resume_key(single, _cfg(base="demo", rank=16), lib, CPU)  # other settings: seen to differ
     assert not unproven(parts, ranked) and differs_from(parts, ranked) == "rank 32 -> 16"

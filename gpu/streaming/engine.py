@@ -22,7 +22,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath, PurePosixPath
 
 import torch
@@ -328,8 +328,10 @@ def delete_unfinished_run(parts: Path) -> None:
         raise OutputBusy(f"{parts.name} is not deleted: {busy}", "wait for that run to end, or stop it") from None
 
 
-def _kept_words(parts: Path) -> str:
-    """What a run that stopped keeps in ``parts`` for the next one, as the end of a sentence ("" when nothing)."""
+def _kept_words(parts: Path, resume: bool = True) -> str:
+    """What a run that stopped keeps in ``parts`` for the next one, as the end of a sentence ("" when nothing).
+    ``resume`` False: the run was asked to start over (``QuantizeConfig.resume``), and the same command again would
+    start over again, deleting them: said."""
     done = blocks_kept(parts)
     if done:
         what = "the finished block is" if done == 1 else f"the {done} finished blocks are"
@@ -337,7 +339,29 @@ def _kept_words(parts: Path) -> str:
         what = "the calibration samples are"
     else:
         return ""
-    return f"; {what} kept in {parts}, and a run with the same settings resumes from them"
+    again = "" if resume else " (without --no-resume, which deletes them to start over)"
+    return f"; {what} kept in {parts}, and a run with the same settings resumes from them{again}"
+
+
+def _asked_to_start_over(parts: Path, manifest: dict, key: ResumeKey) -> str:
+    """What a run asked to start over (``QuantizeConfig.resume`` False: ``main.py quantize --no-resume``) says as it
+    begins of the parts folder ``parts`` it discards (``manifest``: its manifest; ``key``: the run's resume key);
+    "" when that loses nothing (``discards_nothing``). The folder goes only once the run has recorded its samples,
+    as any stale one does, so a run refused or stopped before then leaves it as it was; said at once, not minutes
+    into the calibration, with the finished work it held and whether the run would have resumed from it."""
+    if discards_nothing(parts):
+        return ""
+    unasked = replace(key, resume=True)  # what the run would have made of the folder, had it not been asked
+    done = len(manifest.get("done", {}))
+    work = ("the finished block" if done == 1 else f"the {done} finished blocks") if done else "the calibration samples"
+    if not manifest:
+        lost = f"what an earlier run left there ({NO_MANIFEST})"
+    elif _resumes(manifest, unasked):
+        lost = f"{work} a run with these settings resumes from"
+    else:
+        lost = f"{work} of an earlier run, which this run would not resume ({_what_differs(manifest, unasked)})"
+    return (f"starting over, as asked: {parts} is deleted once the calibration samples are recorded, and with it "
+            f"{lost}; a run stopped before then leaves it as it is")  # fmt: skip
 
 
 def blocks_kept(parts_folder: Path) -> int:
@@ -427,7 +451,7 @@ def quantize_model(
     out_path = Path(out_path)
     # A full disk is said as such wherever the run writes, with what it keeps for the next one.
     with (output_lock(out_path, "quantize run"), gpu_memory_budget(device, config.gpu_budget_gib),
-          disk_full_said(out_path.parent, lambda: _kept_words(parts_dir(out_path)))):  # fmt: skip
+          disk_full_said(out_path.parent, lambda: _kept_words(parts_dir(out_path), config.resume))):  # fmt: skip
         if not replace and out_path.exists():
             # e.g. a typo naming another model, or the source's own weights: replaced only when asked
             raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
@@ -500,8 +524,8 @@ def _quantize_model(
         # Not resumed (another model's blocks mixed into this one's is the worst outcome), and not deleted either:
         # nothing was seen to differ, and it is as likely this source's finished work. The user decides.
         raise OutputError(f"{parts} is kept and not resumed: {UNPROVEN}",
-                          "to start over with this --out, delete that folder; or choose another --out, and delete "
-                          "the folder once it is of no use")  # fmt: skip
+                          "to start over with this --out, add --no-resume (which deletes that folder) or delete it "
+                          "yourself; or choose another --out, and delete the folder once it is of no use")  # fmt: skip
     stale = parts.exists() and not _resumes(manifest, run.key)
     if parts.exists():
         remove_stale_temps(out_path)  # a kill during the final write left one, as big as the model
@@ -510,10 +534,15 @@ def _quantize_model(
     # Said when the stale parts are removed, below: a run refused or cancelled before that keeps them.
     starting_over = None
     if stale:
-        if config.resume and manifest:
+        if not config.resume:  # a fresh run asked for (--no-resume): what goes, and when, said at once
+            asked = _asked_to_start_over(parts, manifest, run.key)
+            if asked:
+                emit("stage", asked)
+                starting_over = f"deleting {parts.name}: starting over, as asked"
+        elif manifest:
             starting_over = (f"{parts.name} was made with other settings ({_what_differs(manifest, run.key)}): "
                              "starting over")  # fmt: skip
-        elif config.resume and not discards_nothing(parts):  # blocks left without their manifest: said as they go
+        elif not discards_nothing(parts):  # blocks left without their manifest: said as they go
             starting_over = f"{parts.name} has {NO_MANIFEST}: starting over"
         manifest = {}  # other settings, other source, or a fresh start was asked for: the folder goes below
     elif manifest:  # resumed: a folder of an earlier version is recorded in this version's terms from now on

@@ -1,0 +1,61 @@
+"""``main.py quantize --no-resume``: a fresh run on an output whose unfinished run would otherwise be resumed (the
+CLI had no way to ask for one). In this process: the runs are stopped by a Ctrl-C at a chosen line, which only a
+``say`` patched here can give (``tests/cli_runs.py`` runs command lines in a process of their own)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import main as cli
+from gpu.quantizer import QuantizeConfig  # noqa: F401 - before the engine, which imported first is circular
+from gpu.streaming.engine import parts_dir
+
+
+def _quantize(tiny_flux: Path, out: Path, data: Path, stop_at: str, *flags: str) -> tuple[int, list[str]]:
+    """``main.py quantize`` of ``tiny_flux`` into ``out`` with ``flags``, Ctrl-C'd at the first line printed that
+    holds ``stop_at`` -> (exit code, the lines printed before it)."""
+    printed: list[str] = []
+
+    def say(text: str) -> None:
+        if stop_at in text:
+            raise KeyboardInterrupt
+        printed.append(text)
+
+    args = ["--data-dir", str(data), "quantize", str(tiny_flux), "--out", str(out), "--calib-prompts", "2",
+            "--calib-steps", "1", "--alpha-points", "3", *flags]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "say", say)
+        return cli.main(args), printed
+
+
+def test_no_resume_starts_over_and_says_what_it_deletes_and_when(tiny_flux, tmp_path, capsys):
+    out, data = tmp_path / "cut.safetensors", tmp_path / "data"
+    parts = parts_dir(out)
+    manifest = parts / "manifest.json"
+    code, _ = _quantize(tiny_flux, out, data, "block 2/")  # the first block finished, then Ctrl-C
+    assert code == 130 and len(json.loads(manifest.read_text())["done"]) == 1
+    kept = manifest.read_bytes()
+    capsys.readouterr()
+
+    # Stopped before it has its samples: the folder is as it was, and the note does not send the user to resume
+    # from the blocks they asked to discard.
+    told = (f"starting over, as asked: {parts} is deleted once the calibration samples are recorded, and with it the "
+            "finished block a run with these settings resumes from; a run stopped before then leaves it as it is")
+    code, printed = _quantize(tiny_flux, out, data, told, "--no-resume")
+    assert code == 130 and manifest.read_bytes() == kept
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cancelled; {parts} is left as it was: this run stopped before it started over; run the same "
+        "command again to start over")  # fmt: skip
+
+    code, printed = _quantize(tiny_flux, out, data, "[1/", "--no-resume")  # the first block's first layer
+    assert code == 130 and any(line.endswith(told) for line in printed)
+    assert any(line.endswith("deleting cut.safetensors.parts: starting over, as asked") for line in printed)
+    assert not any("resuming" in line for line in printed)
+    assert json.loads(manifest.read_text())["done"] == {} and not out.exists()
+    # The same command again would start over again: the note says how to resume this run's work instead.
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cancelled; the blocks finished so far are kept in {parts}: run the same command again without "
+        "--no-resume to resume")  # fmt: skip
