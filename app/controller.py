@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Signal
 from app.data_dir import DataDir, DataDirMoved
 from app.engine_errors import EngineError, classify, database_error
 from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage, quantize_runs
-from app.gallery_model import DeleteCutShort, DeleteNotSaved, GalleryModel, TrashPartlyEmptied, UndoCutShort
+from app.gallery_model import DeleteCutShort, DeleteNotSaved, GalleryModel, UndoCutShort
 from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel, prompt_line
 from app.image_files import inspect_image_settings, read_image_settings, relative
@@ -31,7 +31,7 @@ from app.reconcile import FolderImport, ReconcileReport, Recovery, check_folder
 from app.settings import Settings
 from app.store import ImageRecord
 from app.store_recovery import open_store
-from app.trash_listing import TrashListing
+from app.trash_listing import TrashEmptied, TrashListing
 from app.wording import counted, were
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
@@ -126,6 +126,8 @@ class AppController(QObject):
         self.gallery = GalleryModel(self.store, data, self)
         self.folder_import.imported.connect(self.gallery.add_imported)
         self.gallery.wait_for_gather(self.folder_import)
+        self.gallery.emptying_progress.connect(self._emptying_progress)
+        self.gallery.trash_emptied.connect(self._trash_emptied)
         self.history = HistoryModel(self.store, self)
         self.folder_import.history_changed.connect(self.history.reload)
         self.prompt = PromptState()
@@ -418,7 +420,8 @@ class AppController(QObject):
         file where the trash's folder goes) is reported with both paths, and it and the rest are kept. Images
         moved before it stay in the trash (undoable), and the message says so."""
         try:
-            self.gallery.delete(rows)
+            if not self.gallery.delete(rows):  # refused while the trash is emptied, and said
+                return
             # Said: the images only vanished from the grid, with Undo delete enabled as the sole sign of where.
             moved = len(set(rows))
             self.status_message.emit(f"{counted(moved, 'image')} moved to the trash (Undo delete brings "
@@ -445,23 +448,32 @@ class AppController(QObject):
             log.exception("restoring an image from the trash failed")
             self.error.emit(self._trash_error("could not be brought back from the trash folder", exc))
 
-    def empty_trash(self, listing: TrashListing) -> int:
-        """Deletes the images in the trash as ``listing`` found it for good (after the panel has asked); returns
-        the files deleted. An error names the trash; files left after a partial failure are named with what did
-        change."""
+    def empty_trash(self, listing: TrashListing) -> bool:
+        """Deletes the images in the trash as ``listing`` found it for good (after the panel has asked), the files
+        on a thread (``GalleryModel.empty_trash``); returns whether it began. The status bar says how far it got,
+        then what was deleted (``_trash_emptied``). An error before anything changed names the trash."""
         try:
             return self.gallery.empty_trash(listing)
-        except TrashPartlyEmptied as partly:
-            for path, exc in partly.failures:
-                log.error("emptying the trash: %s could not be deleted: %s", path, exc)
-            self.error.emit(self._trash_partly_emptied(partly))
-            return partly.deleted
         except (OSError, sqlite3.Error) as exc:
             log.exception("emptying the trash failed")
             self.error.emit(self._trash_error("could not be deleted from the trash", exc))
-            return 0
+            return False
 
-    def _trash_partly_emptied(self, partly: TrashPartlyEmptied) -> EngineError:
+    def _emptying_progress(self, deleted: int, total: int) -> None:
+        self.status_message.emit(f"Emptying the trash: {deleted} of {counted(total, 'file')} deleted…")
+
+    def _trash_emptied(self, emptied: TrashEmptied) -> None:
+        """Empty trash's deletion ended: what it deleted, in the status bar; files left after a partial failure
+        are named, with what did change."""
+        for path, exc in emptied.failures:
+            log.error("emptying the trash: %s could not be deleted: %s", path, exc)
+        if emptied.failures:
+            self.error.emit(self._trash_partly_emptied(emptied))
+        else:
+            self.status_message.emit(f"The trash was emptied: {counted(emptied.deleted, 'file')} deleted "
+                                     f"({emptied.freed / 2**20:.1f} MiB).")
+
+    def _trash_partly_emptied(self, partly: TrashEmptied) -> EngineError:
         # Not "nothing else was changed": the trash list (and with it Undo) is already gone and the other files
         # are deleted; what is left is deleted by the next Empty trash.
         left = len(partly.failures)

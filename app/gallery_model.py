@@ -6,9 +6,10 @@ import bisect
 import logging
 import os
 import sqlite3
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,7 +26,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPainter
 
-from app.background import Lookup, Lookups
+from app.background import Lookup, Lookups, to_qt_thread
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
 from app.history_model import prompt_line, prompt_tooltip
@@ -41,22 +42,11 @@ from app.observable import Prop
 from app.reconcile import FolderImport, finish_interrupted_moves, list_folders
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
-from app.trash_listing import TrashListing, list_trash
+from app.trash_listing import TrashEmptied, TrashListing, delete_listed, list_trash
 from app.wording import counted
 from gpu.errors import named_few
 
 log = logging.getLogger(__name__)
-
-
-class TrashPartlyEmptied(Exception):
-    """Empty trash went through, except for ``failures`` (files, with why) that could not be deleted. By then
-    every trashed row was forgotten (no Undo) and ``deleted`` files were gone; the files left stay in the trash
-    folder and are deleted the next time the trash is emptied."""
-
-    def __init__(self, deleted: int, failures: list[tuple[Path, OSError]]) -> None:
-        super().__init__(f"{len(failures)} file(s) in the trash could not be deleted; {deleted} were")
-        self.deleted = deleted
-        self.failures = failures
 
 
 class DeleteCutShort(Exception):
@@ -168,6 +158,16 @@ class _Back(NamedTuple):
     lost: bool
 
 
+@dataclass(eq=False)
+class _Emptying:
+    """Empty trash deleting the files of its listing on its thread (``GalleryModel.empty_trash``): ``total``
+    files to delete, ``deleted`` so far as last told; ``stop`` set when the app closes."""
+
+    total: int
+    stop: threading.Event
+    deleted: int = 0
+
+
 class _Look(NamedTuple):
     """A listing of the trash under way (``GalleryModel._look_at_trash``): the trash version it began at, and
     what Empty trash asked for is told of it when it ends (None: only ``has_trash`` waits for it)."""
@@ -217,9 +217,15 @@ class GalleryModel(QStringListModel):
     notice = Signal(object)  # an EngineError for the user about what an action did not do as asked
     # Whether Empty trash can be asked for: it has anything to delete (images Undo can bring back, or files the
     # trash folder holds without a row: a row lost in a repaired database, a file a partial Empty trash could not
-    # delete), and no Empty trash asked for is listing the trash (``list_trash_to_empty``).
+    # delete), and no Empty trash asked for is listing the trash (``list_trash_to_empty``) or deleting it.
     has_trash = Prop(False)
     has_trash_changed = Signal(bool)
+    # Whether Empty trash is deleting files on its thread (``empty_trash``): deleting images, Undo and another
+    # Empty trash are refused meanwhile (greyed, and said if asked for all the same).
+    emptying = Prop(False)
+    emptying_changed = Signal(bool)
+    emptying_progress = Signal(int, int)  # while ``emptying``: files deleted so far, files to delete
+    trash_emptied = Signal(object)  # TrashEmptied, once Empty trash's deletion ended (not when the app closed)
 
     def __init__(self, store: Store, data: DataDir, parent: Any = None) -> None:
         super().__init__(parent)
@@ -248,6 +254,10 @@ class GalleryModel(QStringListModel):
         self._stopped = False
         self._lookups = Lookups("Gallery", self)
         self._lookups.ended.connect(self._on_listed)
+        # Empty trash's deletion under way (``empty_trash``), on a thread of its own (``_deleting``).
+        self._emptying: _Emptying | None = None
+        self._deleting = Lookups("Gallery", self)
+        self._deleting.ended.connect(self._on_emptied)
         self.thumbnails = ThumbnailCache(parent=self)
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
         self._loading = _placeholder("…")
@@ -284,6 +294,24 @@ class GalleryModel(QStringListModel):
         if changed:
             self._files_back(back)
         self._trash_changed()
+
+    def _refused(self, what: str) -> bool:
+        """Whether ``what`` (Undo delete, Empty trash) is refused now, said if so: while Empty trash deletes, or
+        the old trash is gathered."""
+        return self._refused_while_emptying(what) or self._refused_while_gathering(what)
+
+    def _refused_while_emptying(self, what: str) -> bool:
+        """Whether ``what`` (Delete, Undo delete, Empty trash) is refused while Empty trash deletes files, said if
+        so: a delete or an undo moves files into, or out of, the folder being emptied, under names the deletion may
+        be about to reach (the picture of an image just deleted would be deleted for good, not undoable). Refused,
+        not queued: run later, it would act on a selection the user has since left, images vanishing unasked."""
+        if (emptying := self._emptying) is None:
+            return False
+        self.notice.emit(EngineError(
+            "notice", f"{what} cannot be done while the trash is being emptied ({emptying.deleted} of "
+            f"{counted(emptying.total, 'file')} deleted so far).",
+            f"Try {what} again once the status bar says the trash was emptied; nothing was changed."))  # fmt: skip
+        return True
 
     def _refused_while_gathering(self, what: str) -> bool:
         """Whether ``what`` (Undo delete, Empty trash) must wait for the old trash, said if so."""
@@ -502,15 +530,18 @@ class GalleryModel(QStringListModel):
             self.dataChanged.emit(self.index(first), self.index(last))
         self._remove_rows(row for row, record in zip(rows, records, strict=True) if not self._matches(record))
 
-    def delete(self, rows: list[int]) -> None:
+    def delete(self, rows: list[int]) -> bool:
         """Moves files to the trash folder as one deletion: ``undo_delete`` brings all of them back. Stops at
         the first OSError/sqlite3.Error met: that image and the ones after it stay as they were (file and row).
         Raised as it is when nothing was moved yet, else as ``DeleteCutShort`` saying how many were (so the
-        message can say what did change: those are in the trash, undoable, not "nothing").
+        message can say what did change: those are in the trash, undoable, not "nothing"). Returns False when
+        refused, said (while Empty trash deletes: ``_refused``).
 
         The files move first, then every moved image's row says so in one commit (one per image took 4.4 s for
         500 images): a crash before it leaves files in the trash whose rows do not say so, which start-up moves
         back (``app.reconcile``), as it did for one image."""
+        if self._refused_while_emptying("Delete"):  # deleting goes on while the old trash is gathered
+            return False
         todo = sorted(set(rows), reverse=True)
         batch: list[ImageRecord] = []
         moved: list[int] = []
@@ -537,6 +568,7 @@ class GalleryModel(QStringListModel):
             if not batch:
                 self._undo.pop()
             self._trash_changed()
+        return True
 
     def _in_trash_already(self, record: ImageRecord) -> bool:
         """Whether the file of ``record`` (a row in the gallery) is in the trash under its name: a delete whose
@@ -581,8 +613,13 @@ class GalleryModel(QStringListModel):
     def _trash_changed(self) -> None:
         self._trash_version += 1
         self.trash_changed.emit(self.undo_count)
-        emptying = self._look is not None and self._look.then is not None
-        if self._gathering or (self._undo and not emptying):
+        if self._emptying is not None:  # greyed until it ended, which looks at the trash again (``_on_emptied``)
+            self.has_trash = False
+            if self._look is not None:  # one under way is out of date: what Empty trash asked for waits
+                self._look = _Look(self._trash_version, self._look.then) if self._look.then is not None else None
+            return
+        asked = self._look is not None and self._look.then is not None  # by Empty trash
+        if self._gathering or (self._undo and not asked):
             self._look = None  # a listing for ``has_trash`` alone tells nothing more now
             self.has_trash = not self._gathering
         elif not self._undo:  # the folder is looked at only when Undo has nothing, on a thread: it may hold
@@ -590,34 +627,42 @@ class GalleryModel(QStringListModel):
         # else Empty trash's listing under way is listed again as it ends (``_on_listed``)
 
     def stop(self) -> None:
-        """Closing: thumbnails still queued dropped (``ThumbnailCache.stop``), and a listing of the trash under way
-        not used (the database closes next); none starts after."""
+        """Closing: thumbnails still queued dropped (``ThumbnailCache.stop``), a listing of the trash under way
+        not used (the database closes next), and Empty trash's deletion stopped before its next file (the rows
+        were forgotten first: the files left stay in the trash, without a row, for the next Empty trash); none
+        starts after."""
         self.thumbnails.stop()
         self._stopped = True
         self._look = None
+        if self._emptying is not None:
+            self._emptying.stop.set()
 
     @property
     def listing_trash(self) -> bool:
-        """Whether the trash is being listed (``has_trash`` is set again, and Empty trash told, when it ends)."""
-        return self._look is not None
+        """Whether the trash is being listed, or emptied (``has_trash`` is set again, and Empty trash told, when the
+        listing ends, which follows the deletion)."""
+        return self._look is not None or self._emptying is not None
 
     def list_trash_to_empty(self, then: Callable[[TrashListing], object]) -> None:
         """Empty trash asked for: the trash is listed on a thread (Empty trash greyed meanwhile), then ``then`` is
         given what it holds (``TrashListing.size``: what the confirmation counts), for ``empty_trash``. A delete
-        or an undo meanwhile has it listed again."""
+        or an undo meanwhile has it listed again; asked for while Empty trash is deleting, it is listed once that
+        ended (listed meanwhile, it would count files about to go)."""
         if not self._refused_while_gathering("Empty trash"):
             self._look_at_trash(then)
 
     def _look_at_trash(self, then: Callable[[TrashListing], object] | None) -> None:
         """The trash listed on a thread (``list_trash``), for ``has_trash`` and, with ``then``, for Empty trash (as
-        for an Empty trash already waiting for a listing this one replaces)."""
+        for an Empty trash already waiting for a listing this one replaces). While Empty trash deletes, only
+        noted: ``_on_emptied`` lists it then."""
         if self._stopped:
             return
         look = _Look(self._trash_version, then or (self._look.then if self._look is not None else None))
         self._look = look
         if look.then is not None:
             self.has_trash = False  # greyed until the listing ends: a second click would list it twice
-        self._start_listing(look, None)
+        if self._emptying is None:
+            self._start_listing(look, None)
 
     def _start_listing(self, look: _Look, listing: TrashListing | None) -> None:
         # On a daemon thread (``Lookups``): a quit does not wait for a folder it lists (it writes nothing).
@@ -674,8 +719,9 @@ class GalleryModel(QStringListModel):
 
     @property
     def undo_count(self) -> int:
-        """How many deletions (delete actions) Undo can bring back now (none while the old trash is gathered)."""
-        return 0 if self._gathering else len(self._undo)
+        """How many deletions (delete actions) Undo can bring back now (none while the old trash is gathered, nor
+        while Empty trash deletes)."""
+        return 0 if self._gathering or self._emptying is not None else len(self._undo)
 
     def undo_delete(self) -> bool:
         """Brings back every image of the last deletion. Stops at the first OSError/sqlite3.Error met: that
@@ -686,7 +732,7 @@ class GalleryModel(QStringListModel):
         row, took 2.1 s for 500 images of 30,000): a crash before it leaves files back whose rows still say
         "trashed", which start-up finishes (``app.reconcile``), as it did for one image. The rows that came back
         are put in the grid where they belong; the others stay as they were (scroll position, selection)."""
-        if self._refused_while_gathering("Undo delete") or not self._undo:
+        if self._refused("Undo delete") or not self._undo:
             return False
         batch = self._undo[-1]
         back: list[_Back] = []
@@ -763,55 +809,67 @@ class GalleryModel(QStringListModel):
             f"{named_few([str(self.path_of(r)) for r in records])} show again at the next start.",
         )
 
-    def empty_trash(self, listing: TrashListing) -> int:
-        """Deletes the trash as ``listing`` (``list_trash_to_empty``) found it for good: the rows first, so a
-        crash half-way leaves files without rows (still in the trash, emptied next time), never rows whose undo
-        finds no file. Returns the files deleted. A listing older than a change to the trash since (a delete, an
-        undo) deletes nothing, and says so.
+    def empty_trash(self, listing: TrashListing) -> bool:
+        """Deletes the trash as ``listing`` (``list_trash_to_empty``) found it for good; returns whether it began.
+        The rows first, here: a crash or a quit half-way leaves files without rows (still in the trash, emptied
+        next time), never rows whose undo finds no file. Then the files, on a thread of their own (``emptying``;
+        tens of thousands froze the window), told as they go (``emptying_progress``) and when done
+        (``trash_emptied``). A listing older than a change to the trash since (a delete, an undo) deletes nothing,
+        and says so; so does one asked for while the trash is being emptied already.
 
         Only the listing's ``deleted`` files are deleted: the picture of an entry in the gallery is moved back
         first, as start-up does (``finish_interrupted_moves``), or left in the trash when it still cannot be.
 
         A database error raises before anything changed. A file that cannot be deleted (open in another program
-        on Windows, read-only) does not stop the others: they are all tried, then ``TrashPartlyEmptied`` names
-        the ones left. ``DataDirMoved`` before anything changed when the data folder moved away: the database
-        open in the moved folder would forget its trashed rows while their files, in the moved trash, stayed."""
-        if self._refused_while_gathering("Empty trash"):
-            return 0
+        on Windows, read-only) does not stop the others: they are all tried, then ``TrashEmptied.failures``
+        names the ones left. ``DataDirMoved`` before anything changed when the data folder moved away: the
+        database open in the moved folder would forget its trashed rows while their files, in the moved trash,
+        stayed."""
+        if self._refused("Empty trash"):
+            return False
         if listing.version != self._trash_version:
             self.notice.emit(EngineError("notice", "Nothing was deleted: the trash changed while Empty trash asked "
                                          "(an image was deleted or brought back meanwhile).",
                                          "Empty the trash again."))  # fmt: skip
-            return 0
+            return False
         self._data.check_in_place()
         if listing.shown:
             self._put_back(listing)
         self._store.forget_trashed()  # their files, now rowless, stay among ``deleted``
         self._undo.clear()
-        self.trash_changed.emit(0)
-        count = 0
-        failures: list[tuple[Path, OSError]] = []
-        for f in listing.deleted:
-            try:
-                f.unlink()
-                count += 1
-            except FileNotFoundError:  # renamed in the trash by the move back (its name taken): deleted next time
-                pass
-            except OSError as exc:
-                failures.append((f, exc))
-        for folder in listing.folders:
-            try:
-                folder.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                if not (folder.is_dir() and any(folder.iterdir())):  # a folder still holding a file left is no news
-                    failures.append((folder, exc))
-        self.has_trash = bool(failures)  # files left keep Empty trash enabled (the next one deletes them), as
-        self._trash_changed()  # the listing this starts says again
-        if failures:
-            raise TrashPartlyEmptied(count, failures)
-        return count
+        emptying = _Emptying(len(listing.deleted), threading.Event())
+        self._emptying = emptying
+        self.emptying = True
+        self._trash_changed()  # Undo and Empty trash greyed; a listing under way is out of date
+        self.emptying_progress.emit(0, emptying.total)
+
+        def told(deleted: int) -> None:  # on the deletion's thread
+            to_qt_thread(self._deleted_so_far, deleted)
+
+        # On a daemon thread: a quit does not wait for it (``stop`` ends it early; the rows are forgotten already).
+        self._deleting.start("emptying the trash", lambda: delete_listed(listing, emptying.stop, told))
+        return True
+
+    def _deleted_so_far(self, deleted: int) -> None:
+        """On the Qt thread: how far Empty trash's deletion got, told on (``emptying_progress``)."""
+        if (emptying := self._emptying) is not None:
+            emptying.deleted = deleted
+            self.emptying_progress.emit(deleted, emptying.total)
+
+    def _on_emptied(self, lookup: Lookup) -> None:
+        """On the Qt thread: Empty trash's deletion ended. Delete, Undo and Empty trash are enabled again, the
+        trash is looked at again (files left keep Empty trash enabled: the next one deletes them), and what was
+        deleted is told (``trash_emptied``); nothing of it once the app is closing."""
+        if self._stopped or self._emptying is None:
+            return
+        emptied: TrashEmptied = lookup.result
+        if lookup.error is not None:  # ``delete_listed`` lets none out: a fault, logged (``Lookups``), and said
+            emptied = TrashEmptied(failures=[(self._data.trash, OSError(f"stopped by an error: {lookup.error}"))])
+        self._emptying = None
+        self.emptying = False
+        self.has_trash = bool(emptied.failures)  # as the listing this starts says again
+        self._trash_changed()
+        self.trash_emptied.emit(emptied)
 
     def _put_back(self, listing: TrashListing) -> None:
         """The files in the trash of the entries ``listing.shown`` in the gallery moved back to the images folder,

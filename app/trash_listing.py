@@ -1,10 +1,14 @@
 """What the gallery's trash folder holds, listed on a thread (``GalleryModel``'s Empty trash and its "anything in
-the trash?"): with tens of thousands of images, listing the trash and the images folder on the Qt thread froze
-the window. Only files are looked at here; the database, the Qt thread's own, is asked on that thread."""
+the trash?"), and Empty trash's deletion of it, on a thread too (``delete_listed``): with tens of thousands of
+images, listing the trash and the images folder, or deleting the files, on the Qt thread froze the window. Only
+files are looked at here; the database, the Qt thread's own, is asked and changed on that thread."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,3 +62,62 @@ def list_trash(trash: Path) -> TrashListing:
             listing.folders.append(path)
     listing.folders.sort(reverse=True)  # a folder after those under it
     return listing
+
+
+# How often, at most, the deletion tells how far it got (``delete_listed``'s ``told``): each is a call on the Qt
+# thread and a status bar update, not one per file of tens of thousands.
+PROGRESS_EVERY_S = 0.25
+
+
+@dataclass
+class TrashEmptied:
+    """What Empty trash's deletion did (``delete_listed``): ``deleted`` files (``freed`` bytes of them, as the
+    confirmation counted them), and ``failures``, the files and folders that could not be deleted, with why (they
+    stay in the trash folder, deleted the next time it is emptied)."""
+
+    deleted: int = 0
+    freed: int = 0
+    failures: list[tuple[Path, OSError]] = field(default_factory=list)
+
+
+def delete_listed(listing: TrashListing, stop: threading.Event, told: Callable[[int], object]) -> TrashEmptied:
+    """On Empty trash's thread: the listing's ``deleted`` files deleted, then its folders that are empty by then.
+    A file that cannot be deleted (open in another program on Windows, read-only) does not stop the others; one
+    already gone (renamed in the trash by the move back of a picture, its name taken) is no failure. Stops before
+    the next file once ``stop`` is set (the app closes: the files not tried stay in the trash, for the next Empty
+    trash). ``told(deleted so far)`` every ``PROGRESS_EVERY_S``."""
+    emptied = TrashEmptied()
+    last = time.monotonic()
+    for rel, path in listing.files.items():
+        if rel in listing.shown:
+            continue
+        if stop.is_set():
+            return emptied
+        try:
+            path.unlink()
+            emptied.deleted += 1
+            emptied.freed += listing.sizes.get(rel, 0)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            emptied.failures.append((path, exc))
+        if time.monotonic() - last >= PROGRESS_EVERY_S:
+            last = time.monotonic()
+            told(emptied.deleted)
+    for folder in listing.folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if not _holds_files(folder):  # a folder still holding a file left is no news
+                emptied.failures.append((folder, exc))
+    return emptied
+
+
+def _holds_files(folder: Path) -> bool:
+    """Whether ``folder`` is a folder with anything in it (False when it cannot be read: its failure is said)."""
+    try:
+        return folder.is_dir() and any(folder.iterdir())
+    except OSError:
+        return False

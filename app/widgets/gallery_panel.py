@@ -97,6 +97,7 @@ class GalleryPanel(QWidget):
         model.notice.connect(controller.error.emit)
         self.undo_button.setEnabled(model.undo_count > 0)  # deletions of an earlier session too
         bind_enabled(model, "has_trash", self.empty_trash_button)
+        model.emptying_changed.connect(self._delete_enabled)  # greyed while Empty trash deletes
         # The keys act on the gallery's selection only while the focus is in the gallery. Window-wide, Delete
         # clashed with the history's (Qt runs neither of two shortcuts with one key in one window), Ctrl+Z
         # brought images back when the user meant the prompt they had just replaced, Ctrl+C in the history or
@@ -156,14 +157,18 @@ class GalleryPanel(QWidget):
         record = self.current()
         for button in (
             self.favorite_button,
-            self.delete_button,
             self.folder_button,
             self.copy_button,
             self.save_button,
             self.reuse_button,
         ):
             button.setEnabled(record is not None)
+        self._delete_enabled()
         self.metadata.setPlainText(self.describe(record) if record else "")
+
+    def _delete_enabled(self, *_: bool) -> None:
+        """Delete: for a selection, and not while Empty trash deletes (``GalleryModel.emptying``: refused)."""
+        self.delete_button.setEnabled(bool(self.selected_rows()) and not self.controller.gallery.emptying)
 
     def _rows_changed(self, top: QModelIndex, bottom: QModelIndex, roles: list[int] | None = None) -> None:
         """The pane follows the selected image's entry when it changes in place: a repair put its file back (the
