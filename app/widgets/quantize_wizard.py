@@ -130,6 +130,19 @@ def _select(combo: QComboBox, value: str) -> None:
     combo.blockSignals(False)
 
 
+def not_deleted(run: Any, error: EngineError) -> EngineError:
+    """What the main window says when the deletion of the unfinished ``run`` (an ``UnfinishedRun``), asked for in
+    a wizard closed since, failed with ``error``: which run and folder, that it is still there and how big, the
+    engine's reason and remedy, and how to delete it once that is done. Minutes later, with the wizard gone, the
+    engine's words alone named neither what had been asked nor where to ask again."""
+    remedy = f"{sentence(error.hint)[:-1]}, then delete" if error.hint else "Delete"  # the cause first, if any
+    hint = (f"{remedy} it again with Unfinished runs… on the calibration page of Quantize this model…, or delete the "
+            "folder yourself.")  # fmt: skip
+    return EngineError(error.kind, f"The unfinished quantize run {run.output.name} was not deleted: "
+                                   f"{sentence(error.message, capital=False)} Its folder {run.parts} "
+                                   f"({human_bytes(run.size_bytes)}) is still there.", hint)  # fmt: skip
+
+
 class SourcePage(QWizardPage):
     """A library pipeline, a pipeline folder, or a single .safetensors file with its base pipeline; the checks
     and the choice itself live in ``QuantizeSource``."""
@@ -716,11 +729,13 @@ class QuantizeWizard(QWizard):
     def _deleted(self, lookup: Lookup, run: Any) -> None:
         self.calibration_page.completeChanged.emit()
         if not self.isVisible():
-            # The wizard was closed meanwhile: nothing of it is shown again (an error box popped up over no window,
-            # minutes later). A next wizard lists the folder again, should it still be there.
+            # The wizard was closed meanwhile: none of its boxes pops up again (one did, over no window, minutes
+            # later). A failure goes to the main window's error dialog instead (``AppController.error``, as other
+            # background failures do): only logged, it left the user believing the GiBs freed.
             if lookup.error is not None:
                 log.warning("deleting the unfinished run %s failed after its wizard was closed: %s",
                             run.parts, lookup.error)  # fmt: skip
+                self.controller.error.emit(not_deleted(run, classify(lookup.error)))
             return
         dialog = self.unfinished_dialog
         shown = dialog is not None and dialog.isVisible()

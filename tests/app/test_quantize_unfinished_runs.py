@@ -152,7 +152,8 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
     """A closed Unfinished runs dialog (each opening makes a new one) went on taking its late listing, and a closed
     wizard its deletion's end: a failed one popped an error box over no window. A run of a wizard opened after the
     one that started a deletion (closed since) knew nothing of it, and stood silent until the deletion (GiBs) was
-    done: it says it waits for it."""
+    done: it says it waits for it. The failure of that deletion was then only logged, the user never told that the
+    GiBs were still there: the main window's error dialog says it, with the folder and what to do."""
     import gpu.streaming.engine as engine
     listing, deleting = threading.Event(), threading.Event()  # held on their threads until set
     monkeypatch.setattr(engine, "unfinished_runs", held(engine.unfinished_runs, listing))
@@ -180,6 +181,7 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
     assert closed.table.rowCount() == 0 and closed.status.text() == "Reading the unfinished runs…"
 
     dialog.table.selectRow(0)
+    size = human_bytes(dialog.runs[0].size_bytes)
     dialog.delete_button.click()  # held: its deletion ends after the wizard is closed
     (old / "notes.txt").write_text("mine")  # which makes it fail: the user's file is not deleted with the folder
     first.close()
@@ -199,3 +201,10 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
     assert first.error_dialog is None and "Cancelled. Nothing was added." in log.toPlainText()
     assert f"deleting the unfinished run {old} failed after its wizard was closed" in caplog.text
     assert old.is_dir() and (old / "notes.txt").is_file()
+    box = window.error_dialog  # the main window's, over the window the user is at
+    assert box is not None and box.isVisible() and box.parent() is window
+    assert box.text() == (f"The unfinished quantize run old.safetensors was not deleted: {old} holds files the "
+                          f"quantizer did not write (notes.txt): not deleted. Its folder {old} ({size}) is still "
+                          "there.")  # fmt: skip
+    assert box.informativeText() == ("Move them elsewhere first, then delete it again with Unfinished runs… on the "
+                                     "calibration page of Quantize this model…, or delete the folder yourself.")
