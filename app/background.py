@@ -20,6 +20,7 @@ cancelled meanwhile: dropped)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections.abc import Callable
@@ -27,20 +28,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QCoreApplication, QObject, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
 
 log = logging.getLogger(__name__)
 
 
 class _Relay(QObject):
-    """Calls handed over by threads, made on the Qt thread. One per process, never deleted: an emit on it never
-    meets an object being destroyed."""
+    """Calls handed over by threads, made on the Qt thread. One per process, kept until the process ends: an emit
+    on it never meets an object being destroyed (and none is made once the exit began: ``_closing``)."""
 
     call = Signal(object)  # list [callable or None, args], from any thread
 
     def __init__(self) -> None:
         super().__init__()
-        self.call.connect(self._call)  # queued: emitted on other threads, this object is the Qt thread's
+        # Queued also when emitted on the Qt thread: a call is never made in the middle of its caller.
+        self.call.connect(self._call, Qt.ConnectionType.QueuedConnection)
 
     @staticmethod
     def _call(handed: list[Any]) -> None:
@@ -56,17 +58,39 @@ class _Relay(QObject):
 
 
 _relay: _Relay | None = None
+_relay_lock = threading.Lock()  # the relay's making, and each hand-over against the exit's start
+_closing = False  # the process exits: PySide deletes every QObject Python owns, the relay too
+_kept: list[list[Any]] = []  # hand-overs after that: never freed on their thread, never emitted
 
 
 def _the_relay() -> _Relay:
     """The relay, made on first use (``start_thread`` is called on the Qt thread) and moved there else."""
     global _relay
-    if _relay is None:
-        _relay = _Relay()
-        app = QCoreApplication.instance()
-        if app is not None and _relay.thread() is not app.thread():
-            _relay.moveToThread(app.thread())
-    return _relay
+    with _relay_lock:
+        if _relay is None:
+            _relay = _Relay()
+            app = QCoreApplication.instance()
+            if app is not None and _relay.thread() is not app.thread():
+                _relay.moveToThread(app.thread())
+        return _relay
+
+
+def _hand_over(handed: list[Any]) -> None:
+    """``handed`` to the relay, or kept for good once the exit began: an emit on the relay PySide is deleting at
+    exit (it lets the GIL go meanwhile) crashed the process."""
+    relay = _the_relay()
+    with _relay_lock:
+        if _closing:
+            _kept.append(handed)
+        else:
+            relay.call.emit(handed)
+
+
+@atexit.register  # after PySide's own exit handler is registered (imported above): so run before it
+def _close() -> None:
+    global _closing
+    with _relay_lock:
+        _closing = True
 
 
 def start_thread(name: str, run: Callable[..., object], *args: Any) -> threading.Thread:
@@ -74,27 +98,34 @@ def start_thread(name: str, run: Callable[..., object], *args: Any) -> threading
     ``args``) is let go of on the Qt thread after it ended, so that it may hold Qt objects (the thread's last
     reference to one destroyed it on the wrong thread). An exception ``run`` lets out is logged."""
     handed: list[Any] = [run, args]
-    relay = _the_relay()
-    thread = threading.Thread(target=_thread_main, args=(relay, handed), name=name, daemon=True)
+    _the_relay()  # made here, on the Qt thread
+    thread = threading.Thread(target=_thread_main, args=(handed,), name=name, daemon=True)
     thread.start()
     return thread
 
 
-def _thread_main(relay: _Relay, handed: list[Any]) -> None:
-    run, args = handed
+def _thread_main(handed: list[Any]) -> None:
+    try:
+        _run_logged(*handed)
+    finally:
+        handed[0] = None  # nothing to call: the relay only lets go of the arguments, on the Qt thread
+        _hand_over(handed)
+
+
+def _run_logged(run: Callable[..., object], args: tuple[Any, ...]) -> None:
+    """``run(*args)``; an exception it lets out is logged and let go of here, its traceback's frames with it (while
+    ``handed`` still holds what they hold)."""
     try:
         run(*args)
-    except Exception:  # noqa: BLE001 - freed here, while ``handed`` still holds what its traceback's frames hold
+    except Exception:  # noqa: BLE001 - the thread's end is handed over all the same
         log.exception("%s failed", threading.current_thread().name)
-    del run, args
-    handed[0] = None  # nothing to call: the relay only lets go of the arguments, on the Qt thread
-    relay.call.emit(handed)
 
 
 def to_qt_thread(function: Callable[..., object], *args: Any) -> None:
-    """From a thread of ``start_thread``'s: ``function(*args)`` called on the Qt thread, unless ``function`` is a
-    bound method of a QObject that is gone by then. The relay keeps the call order of one thread's calls."""
-    _the_relay().call.emit([function, args])
+    """From a thread of ``start_thread``'s (whose arguments keep alive what ``function`` and ``args`` hold, so that
+    this thread never lets go of the last reference): ``function(*args)`` called on the Qt thread, unless
+    ``function`` is a bound method of a QObject that is gone by then. One thread's calls keep their order."""
+    _hand_over([function, args])
 
 
 @dataclass(eq=False)
@@ -136,5 +167,7 @@ def _run_lookup(lookup: Lookup, work: Callable[[], Any], end: Callable[[Lookup],
         lookup.result = work()
     except Exception as exc:  # noqa: BLE001 - handed to the caller, which says it: the end is never lost
         log.info("%s failed", lookup.what, exc_info=True)
-        lookup.error = exc
+        # Without its traceback: its frames hold this lookup, its work and its end (a reference cycle, which a
+        # garbage collection on any thread would free, a Qt object with it)
+        lookup.error = exc.with_traceback(None)
     to_qt_thread(end, lookup)

@@ -502,7 +502,7 @@ class LoraState(QObject):
                 to_qt_thread(self._on_scan_progress, scan, len(scan.reads), len(listing.files))
                 scan.reads.append((named_path(path), _read_file(path)))
         except OSError as exc:  # the folder itself cannot be listed (its files' errors are in their headers)
-            scan.error = exc
+            scan.error = exc.with_traceback(None)  # its frames hold the scan and this state: a reference cycle
         except Exception as exc:
             log.exception("reading the LoRAs of %s failed", scan.folder)
             scan.broke = str(exc) or type(exc).__name__

@@ -97,7 +97,9 @@ class ThumbnailCache(QObject):
         self._stopped = False  # quitting: no load starts any more
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
-        self._emitter = _Emitter()
+        # A child made after the pool: destroyed after it (the pool waits for its decodes), on the Qt thread; the
+        # decodes hold it, and a pool thread that let go of it last destroyed it there.
+        self._emitter = _Emitter(self)
         self._emitter.loaded.connect(self._on_loaded)
 
     def get(self, path: Path) -> QImage | None:

@@ -93,3 +93,42 @@ def test_a_call_handed_to_the_qt_thread_reaches_a_live_object_in_order_and_never
     qtbot.waitUntil(lambda: live.calls == [0, 1, 2, 3, 4], timeout=int(_WAIT_S * 1000))
     assert done.is_set()
     assert not shiboken6.isValid(gone)  # and its calls were dropped, not raised nor crashed on
+
+
+def test_a_failed_lookup_leaves_no_reference_cycle_that_a_collection_on_another_thread_would_free(qtbot):
+    # Its error kept its traceback, whose frames held the lookup, the work and the Lookups: a cycle, which the next
+    # collection freed on whatever thread ran it (the engine's collect on a model load).
+    ended: list[Exception | None] = []
+    gc.collect()
+    gc.disable()  # no automatic collection on this thread meanwhile, which would hide the cycle
+    try:
+        lookups = Lookups("Test")
+        threads = _destroyed_on(lookups)
+        lookups.ended.connect(lambda lookup: ended.append(lookup.error))
+        lookups.start("failing", lambda: 1 / 0)
+        qtbot.waitUntil(lambda: bool(ended), timeout=int(_WAIT_S * 1000))
+        assert isinstance(ended[0], ZeroDivisionError)  # the error itself is handed over
+        ended.clear()  # the test's own hold on the error
+        del lookups
+        collector = threading.Thread(target=gc.collect, name="Collector")
+        collector.start()
+        collector.join(_WAIT_S)
+        qtbot.waitUntil(lambda: bool(threads), timeout=int(_WAIT_S * 1000))
+        assert threads == [threading.main_thread()]
+    finally:
+        gc.enable()
+
+
+def test_once_the_exit_began_a_hand_over_is_kept_not_emitted_on_the_relay_pyside_deletes(qtbot, monkeypatch):
+    # At exit PySide deletes every QObject Python owns, the relay too, letting the GIL go meanwhile: a daemon
+    # thread's emit on it then crashed the process.
+    import app.background as background
+
+    told: list[int] = []
+    kept: list[list] = []
+    monkeypatch.setattr(background, "_kept", kept)
+    monkeypatch.setattr(background, "_closing", True)
+    start_thread("Test", lambda: to_qt_thread(told.append, 1)).join(_WAIT_S)
+    qtbot.wait(50)
+    assert told == []
+    assert [handed[1] for handed in kept] == [(1,), ()]  # the call's and the thread's end, both held for good
