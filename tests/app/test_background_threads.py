@@ -11,6 +11,7 @@ from pathlib import Path
 
 import shiboken6
 from PySide6.QtCore import QObject
+from PySide6.QtGui import QImage
 
 import app.lora_state
 from app.background import Lookups, start_thread, to_qt_thread
@@ -132,3 +133,31 @@ def test_once_the_exit_began_a_hand_over_is_kept_not_emitted_on_the_relay_pyside
     qtbot.wait(50)
     assert told == []
     assert [handed[1] for handed in kept] == [(1,), ()]  # the call's and the thread's end, both held for good
+
+
+def test_a_thumbnail_decode_still_running_when_the_gallery_stops_never_destroys_its_emitter_on_the_pool_thread(
+    qtbot, monkeypatch, tmp_path
+):
+    # GalleryModel.stop waits 1 s for the decodes; one of a huge PNG takes longer, and its task held the emitter.
+    import app.thumbnails as thumbnails
+
+    started, gate = threading.Event(), threading.Event()
+
+    def slow_decode(path: str) -> QImage:
+        started.set()
+        gate.wait(_WAIT_S)
+        return QImage()
+
+    monkeypatch.setattr(thumbnails, "_decode", slow_decode)
+    cache = thumbnails.ThumbnailCache()
+    threads = _destroyed_on(cache._emitter)
+    assert cache.get(tmp_path / "huge.png") is None
+    assert started.wait(_WAIT_S)
+    cache.stop(msecs=0)  # given up on: the decode runs on
+    releaser = threading.Timer(0.2, gate.set)  # while the cache below is destroyed, which waits for its decode
+    releaser.start()
+    del cache
+    gc.collect()
+    releaser.join(_WAIT_S)
+    qtbot.waitUntil(lambda: bool(threads), timeout=int(_WAIT_S * 1000))
+    assert threads == [threading.main_thread()]
