@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpu.paths import DATA_DIR_ENV, data_dir_override, user_data_dir  # torch-free, as gpu.quantize_defaults
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
     DEFAULT_CALIB_PROMPTS,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from gpu.generation.request import GeneratedImage
     from gpu.library import ModelEntry, ModelLibrary
 
-DATA_DIR_ENV = "NIBBLE_DATA_DIR"  # same variable as gpu.paths, without importing the engine for --help
 LOGGED_COMMANDS = ("generate", "quantize")  # the ones that do real work: logged for problem reports
 CLI_LOGGER = "nibble.cli"  # app.app_log.CLI_LOGGER, without importing it for --help
 
@@ -45,35 +45,36 @@ def say(text: str) -> None:
     log.info("%s", text)
 
 
+# An empty --data-dir (``--data-dir "$UNSET"``): ``Path("")`` is the current folder, so user data would land
+# wherever the command happened to run. Said by ``main``, not by argparse: its usage line before the error was the
+# CLI's only two-line error.
+EMPTY_DATA_DIR = ('error: --data-dir "": the folder name is empty (give a folder, e.g. --data-dir ~/nibble-data, '
+                  "or leave --data-dir out for the default one)")  # fmt: skip
+
+
 def choose_data_dir(flag: str | None) -> str:
     """Makes ``flag`` the engine's and the app's data folder and creates the chosen one (--data-dir, else
     NIBBLE_DATA_DIR) with the engine's own ``user_data_dir``, so the check is the creation every later step
     relies on, and a file made in it (a folder that exists already may not take one: a later step would fail
     naming some file inside). Returns the error line naming the option or variable when the folder cannot be
     used, else ''. The default per-user folder is left to the commands that need it (inspect and bench never
-    do). An empty --data-dir (``--data-dir "$UNSET"``) is refused: ``Path("")`` is the current folder, so user
-    data would land wherever the command happened to run."""
-    if flag == "":  # said here, not by argparse: its usage line before the error was the CLI's only two-line error
-        return ('error: --data-dir "": the folder name is empty (give a folder, e.g. --data-dir ~/nibble-data, '
-                "or leave --data-dir out for the default one)")  # fmt: skip
+    do). ``flag`` is never "" (``main`` refuses it first: ``EMPTY_DATA_DIR``)."""
     if flag is not None:
+        folder = Path(flag)
         where, fix = f"--data-dir {flag}", "give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data"
-        flag = Path(flag)
-    elif os.environ.get(DATA_DIR_ENV):  # empty means unset, as gpu.paths reads it
-        flag = Path(os.environ[DATA_DIR_ENV])
-        where, fix = f"{DATA_DIR_ENV}={flag}", f"set {DATA_DIR_ENV} to a folder you can write to, or unset it"
+    elif (folder := data_dir_override()) is not None:  # an empty variable is unset, as the engine reads it
+        where, fix = f"{DATA_DIR_ENV}={folder}", f"set {DATA_DIR_ENV} to a folder you can write to, or unset it"
     else:
         return ""
     from gpu.atomic import check_folder_writable, folder_problem
-    from gpu.paths import user_data_dir
 
     try:
-        os.environ[DATA_DIR_ENV] = str(flag.resolve())  # absolute: a later chdir must not move it
+        os.environ[DATA_DIR_ENV] = str(folder.resolve())  # absolute: a later chdir must not move it
         check_folder_writable(user_data_dir())
     except RuntimeError:  # Path.resolve on a symbolic link loop (Python < 3.13)
         return f"error: {where}: cannot use it as the data folder: a symbolic link loop ({fix})"
     except OSError as err:
-        return f"error: {where}: cannot use it as the data folder: {folder_problem(flag, err)} ({fix})"
+        return f"error: {where}: cannot use it as the data folder: {folder_problem(folder, err)} ({fix})"
     return ""
 
 
@@ -474,10 +475,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_test and args.command is not None:  # else the sub-command was dropped without a word
         parser.error(f"--self-test takes no sub-command: run 'main.py --self-test' and "
                      f"'main.py {args.command} ...' separately")  # fmt: skip
+    if args.data_dir == "":  # no folder the app's start-up dialog could name either: refused in every mode
+        print(EMPTY_DATA_DIR, file=sys.stderr)
+        return 2
     if problem := choose_data_dir(args.data_dir):
-        # A windowed executable has no console to print to: the app's own start-up dialog names the folder. An
-        # empty name is no folder it could name (it would be the current one): refused all the same.
-        if sys.stderr is not None or args.command is not None or args.self_test or args.data_dir == "":
+        # A windowed executable has no console to print to: the app's own start-up dialog names the folder.
+        if sys.stderr is not None or args.command is not None or args.self_test:
             print(problem, file=sys.stderr)
             return 2
     if args.self_test:

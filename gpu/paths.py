@@ -27,11 +27,18 @@ def resources_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "resources"
 
 
+def data_dir_override() -> Path | None:
+    """The folder ``NIBBLE_DATA_DIR`` names; None when it is unset or empty (an empty one counts as unset: ``Path("")``
+    is the current folder, and user data would land wherever a command happened to run)."""
+    override = os.environ.get(DATA_DIR_ENV)
+    return Path(override) if override else None
+
+
 def user_data_path() -> Path:
     """The per-user data folder (``NIBBLE_DATA_DIR`` or the platform's), which may not exist yet: for what only reads
     it (``inspect`` looking up a library name), so that reading never creates it or fails where it cannot be made."""
-    override = os.environ.get(DATA_DIR_ENV)
-    return Path(override) if override else Path(appdirs.user_data_dir(APP_NAME, appauthor=False))
+    override = data_dir_override()
+    return override if override is not None else Path(appdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
 def user_data_dir() -> Path:
@@ -42,8 +49,8 @@ def user_data_dir() -> Path:
 
 
 def user_cache_dir() -> Path:
-    override = os.environ.get(DATA_DIR_ENV)
-    path = Path(override) / "cache" if override else Path(appdirs.user_cache_dir(APP_NAME, appauthor=False))
+    override = data_dir_override()
+    path = override / "cache" if override is not None else Path(appdirs.user_cache_dir(APP_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

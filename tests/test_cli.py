@@ -301,6 +301,29 @@ def test_an_empty_data_dir_is_refused_not_read_as_the_current_folder(capsys, mon
     assert nothing_else_runs == []
 
 
+def test_an_empty_data_dir_variable_is_unset_for_the_command_line_and_the_engine(tmp_path, monkeypatch,
+                                                                                  nothing_else_runs):  # fmt: skip
+    """``NIBBLE_DATA_DIR=""`` is no folder (``Path("")`` would be the current one): the command line leaves the
+    default folder to the engine, and the engine reads the platform's folders, data and cache alike
+    (``gpu.paths.data_dir_override``, the one reading of the variable)."""
+    import appdirs
+
+    import gpu.paths
+    from main import main
+
+    monkeypatch.setenv("NIBBLE_DATA_DIR", "")
+    monkeypatch.setattr(appdirs, "user_data_dir", lambda *a, **k: str(tmp_path / "platform-data"))
+    monkeypatch.setattr(appdirs, "user_cache_dir", lambda *a, **k: str(tmp_path / "platform-cache"))
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0 and nothing_else_runs == ["gui"]
+    assert os.environ["NIBBLE_DATA_DIR"] == "" and sorted(p.name for p in tmp_path.iterdir()) == []
+    assert gpu.paths.data_dir_override() is None
+    assert gpu.paths.user_data_path() == tmp_path / "platform-data"
+    assert gpu.paths.user_cache_dir() == tmp_path / "platform-cache"
+    monkeypatch.setenv("NIBBLE_DATA_DIR", "data")
+    assert gpu.paths.data_dir_override() == Path("data") and gpu.paths.user_cache_dir() == Path("data", "cache")
+
+
 def test_self_test_with_a_sub_command_is_a_usage_error(capsys, nothing_else_runs):
     """--self-test ran the self test and dropped the sub-command without a word."""
     from main import main
