@@ -8,6 +8,10 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported when a function needs it: the RAM and cgroup readers need no torch
+    import torch
 
 
 @dataclass
@@ -26,6 +30,14 @@ def detect_gpu() -> GpuInfo | None:
     major, minor = torch.cuda.get_device_capability(0)
     free, total = torch.cuda.mem_get_info(0)
     return GpuInfo(torch.cuda.get_device_name(0), major * 10 + minor, total, free)
+
+
+def cuda_index(device: torch.device) -> int:
+    """The ordinal of the CUDA ``device``: its index, or for a bare "cuda" the current device's (where torch runs
+    it). What per-GPU state (kernel caches, refusals, memory limits) is keyed on, so "cuda" and "cuda:0" share it."""
+    import torch
+
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 def installed_ram_bytes(root: Path = Path("/")) -> int | None:

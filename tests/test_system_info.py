@@ -106,3 +106,15 @@ def test_a_containers_memory_limit_is_the_ram_there_is(tmp_path):
     (tmp_path / "proc" / "self" / "cgroup").unlink()  # unreadable: the host's
     limit.write_text(f"{GIB}\n")
     assert installed_ram_bytes(root=tmp_path) == host
+
+
+def test_a_bare_cuda_device_is_the_current_one(monkeypatch):
+    """Per-GPU state (kernel caches, refusals, memory limits) is keyed on the device's ordinal: "cuda:3" is 3, and a
+    bare "cuda" the device torch runs it on, so that "cuda" and "cuda:<current>" share one entry."""
+    import torch
+
+    from gpu.system_info import cuda_index
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    assert cuda_index(torch.device("cuda", 3)) == 3 and cuda_index(torch.device("cuda", 0)) == 0
+    assert cuda_index(torch.device("cuda")) == 2

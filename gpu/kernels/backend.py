@@ -28,6 +28,7 @@ from gpu.kernels.rank_limits import ANY_WINDOW, INT4_LIMITS, W4A8F_LIMITS, RankL
 from gpu.kernels.repack import PackedW4A8F
 from gpu.modules.reference import gelu_columns_
 from gpu.runtime.dispatch import Backend, register_backend
+from gpu.system_info import cuda_index
 
 NAME = "fused INT4 W4A4 kernels (pycuda)"
 W4A8_NAME = "fused W4A8 FP8 kernels for Hopper (pycuda)"
@@ -144,7 +145,7 @@ class FusedPath:
         why = self.arch_refusal(major, minor)
         if why:
             return why
-        idx = device.index if device.index is not None else torch.cuda.current_device()
+        idx = cuda_index(device)
         if (idx, layer.compute_dtype) in self.load_errors:
             return self.load_errors[(idx, layer.compute_dtype)]
         from gpu.kernels.loader import binary_status
@@ -174,7 +175,7 @@ class FusedPath:
         except Exception as err:  # noqa: BLE001 - a build/load failure must not kill generation
             if not _is_load_error(err):
                 raise
-            idx = x.device.index if x.device.index is not None else torch.cuda.current_device()
+            idx = cuda_index(x.device)
             reason = f"kernel load failed: {err}".splitlines()[0][:300]
             self.load_errors[(idx, layer.compute_dtype)] = reason
             layer.last_path = f"{self.label} ({reason})"

@@ -35,6 +35,7 @@ from gpu.kernels.loader import load_module
 from gpu.kernels.rank_limits import MAX_TOTAL_RANK, W4A8F_LIMITS, W4A8F_MAX_WINDOW, W4A8F_NARROW_WINDOW
 from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
 from gpu.modules.reference import check_gelu_from, gelu_columns_
+from gpu.system_info import cuda_index
 
 MAX_RANK = 128  # the INT8 W4A8 prologues (kernel A with qmax 127, the K-split one) hold the branch on chip
 _RANK_CHUNK = 128  # INT4 kernel A: rank columns per block; grid.y walks wider branches
@@ -67,7 +68,7 @@ _sm_counts: dict[int, int] = {}
 
 
 def _sm_count(device: torch.device) -> int:
-    idx = device.index if device.index is not None else torch.cuda.current_device()
+    idx = cuda_index(device)
     if idx not in _sm_counts:
         _sm_counts[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
     return _sm_counts[idx]
@@ -114,7 +115,7 @@ _fns: dict[tuple[str, int, torch.dtype], object] = {}
 
 def _function(name: str, device: torch.device, dtype: torch.dtype):
     """The prepared pycuda function ``name`` (a key of _KERNELS) for ``device`` and 16-bit ``dtype``."""
-    idx = device.index if device.index is not None else torch.cuda.current_device()
+    idx = cuda_index(device)
     key = (name, idx, dtype)
     if key not in _fns:
         family, kernel, signature = _KERNELS[name]
@@ -128,7 +129,7 @@ def _function(name: str, device: torch.device, dtype: torch.dtype):
 @contextlib.contextmanager
 def launch_stream(device: torch.device) -> Iterator[None]:
     """Run torch on the package's pycuda stream for the block: kernels then launch with no fork/join."""
-    idx = device.index if device.index is not None else torch.cuda.current_device()
+    idx = cuda_index(device)
     with torch.cuda.stream(context.torch_stream_for_kernels(idx)):
         yield
 
@@ -137,7 +138,7 @@ def side_stream(device: torch.device) -> torch.cuda.Stream:
     """A second stream for work that may overlap the current stream's (callers order it with
     ``wait_stream``): the package's lane-1 pycuda stream, so that kernels launched while it is current run on
     it directly instead of joining lane 0's queue; a plain torch stream when pycuda is not installed."""
-    idx = device.index if device.index is not None else torch.cuda.current_device()
+    idx = cuda_index(device)
     if idx not in _side:
         try:
             _side[idx] = context.torch_stream_for_kernels(idx, lane=1)
@@ -152,7 +153,7 @@ _side: dict[int, torch.cuda.Stream] = {}
 @contextlib.contextmanager
 def _on_kernel_stream(device: torch.device) -> Iterator[object]:
     """Yields the pycuda stream to launch on, ordered after and before torch's current stream."""
-    idx = device.index if device.index is not None else torch.cuda.current_device()
+    idx = cuda_index(device)
     pstream = context.pycuda_stream(idx)
     current = torch.cuda.current_stream(device)
     own = pstream if current.cuda_stream == pstream.handle else context.package_stream(idx, current.cuda_stream)
@@ -472,7 +473,7 @@ def w4a8f_gemm(
     # tile's stages while the consumers finish the current one.
     n_tiles = tiles * (qa.m_pad // _W4A8F_TILE)
     with _on_kernel_stream(device) as stream:
-        key = (device.index if device.index is not None else torch.cuda.current_device(), out_dtype, name)
+        key = (cuda_index(device), out_dtype, name)
         if key not in _smem_opt_in:  # more than 48 KiB of dynamic shared memory needs an opt-in
             import pycuda.driver as drv
 

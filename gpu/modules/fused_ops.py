@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from gpu.kernels import mma_forms
 from gpu.kernels.launch import GEMV_MAX_ROWS  # rows the W4A16 GEMV kernel serves (mma n8 tile)
 from gpu.kernels.launch import QK_HEAD_DIM as HEAD_DIM  # the fused qk_norm_rope kernel's head dimension
+from gpu.system_info import cuda_index
 
 FP16_MAX = 65504.0  # largest finite fp16: gate_residual saturates fp16 results here (FLUX's clip)
 
@@ -186,7 +187,7 @@ def fused_refusal(device: torch.device, family: str = "norm") -> str | None:
     ``gpu.kernels.loader``), then a dict lookup; a later build/load failure replaces the answer."""
     if device.type != "cuda":
         return f"device is {device.type.upper()}, not a CUDA GPU"
-    key = (device.index if device.index is not None else torch.cuda.current_device(), family)
+    key = (cuda_index(device), family)
     why = _refusals.get(key, _UNKNOWN)
     if why is _UNKNOWN:
         why = _refusals[key] = _probe(*key)
@@ -222,7 +223,7 @@ def _kernel_or_reference(device: torch.device, family: str, kernel, reference):
 
             if not _is_load_error(err):
                 raise
-            index = device.index if device.index is not None else torch.cuda.current_device()
+            index = cuda_index(device)
             _refusals[(index, family)] = f"kernel load failed: {err}".splitlines()[0][:300]
     return reference()
 

@@ -303,12 +303,14 @@ def detect_total_vram(device: object | None = None) -> int | None:
     plans like a 16 GB one (what gpu.bench.flux_pipeline_16gb relies on)."""
     import torch
 
+    from gpu.system_info import cuda_index
+
     if not torch.cuda.is_available():
         return None
     device = torch.device(device) if device is not None else torch.device("cuda", torch.cuda.current_device())
     if device.type != "cuda":
         return None
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index = cuda_index(device)
     total = int(torch.cuda.get_device_properties(index).total_memory)
     get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
     if get_fraction is not None:

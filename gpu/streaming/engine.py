@@ -71,6 +71,7 @@ from gpu.streaming.source import (
     load_head,
 )  # fmt: skip
 from gpu.svdquant.decompose import DecomposeConfig
+from gpu.system_info import cuda_index
 from gpu.version import __version__
 
 MANIFEST = "manifest.json"
@@ -468,7 +469,7 @@ def gpu_memory_budget(device: torch.device, budget_gib: float) -> Iterator[None]
     if device.type != "cuda":
         yield
         return
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index = cuda_index(device)
     total = torch.cuda.get_device_properties(index).total_memory
     get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
     before = float(get_fraction(index)) if get_fraction is not None else 1.0
