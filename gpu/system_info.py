@@ -40,6 +40,21 @@ def cuda_index(device: torch.device) -> int:
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
+def memory_fraction(index: int) -> float:
+    """The share of CUDA device ``index``'s memory this process's caching allocator may use
+    (``torch.cuda.set_per_process_memory_fraction``), 1.0 where torch cannot say: a build without the getter, or
+    one that has no allocator state yet to read it from (the whole card, as without a cap)."""
+    import torch
+
+    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    if get_fraction is None:
+        return 1.0
+    try:
+        return min(1.0, float(get_fraction(index)))
+    except (RuntimeError, TypeError):
+        return 1.0
+
+
 def installed_ram_bytes(root: Path = Path("/")) -> int | None:
     """The RAM this machine lets the app use, in bytes; None when it cannot be read. No new dependency: ``sysconf``
     on POSIX (Linux, macOS), ``GlobalMemoryStatusEx`` on Windows; on Linux at most the memory limit of the cgroup

@@ -118,3 +118,37 @@ def test_a_bare_cuda_device_is_the_current_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
     assert cuda_index(torch.device("cuda", 3)) == 3 and cuda_index(torch.device("cuda", 0)) == 0
     assert cuda_index(torch.device("cuda")) == 2
+
+
+def test_the_plan_and_the_quantizer_read_the_memory_cap_in_force_alike(monkeypatch):
+    """The memory plan (``detect_total_vram``) and the quantizer's GPU budget (``gpu_memory_budget``) both read the
+    caching allocator's cap in force (``memory_fraction``). Where torch cannot tell it (no allocator state yet),
+    the plan counted the whole card and the quantizer's run failed on that RuntimeError before its first block."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import gpu.quantizer  # noqa: F401 - before the engine (that package imports it)
+    from gpu.runtime.memory_policy import detect_total_vram
+    from gpu.streaming.engine import gpu_memory_budget
+
+    fractions = {0: 0.5}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=16 * 2**30))
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda index=None: fractions[index])
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
+                        lambda fraction, index=None: fractions.__setitem__(index, fraction))  # fmt: skip
+    cuda = torch.device("cuda", 0)
+    assert detect_total_vram(cuda) == 8 * 2**30
+    with gpu_memory_budget(cuda, 4.0):
+        assert fractions[0] == 0.25 and detect_total_vram(cuda) == 4 * 2**30
+    assert fractions[0] == 0.5  # the cap before comes back
+
+    def cannot_say(index=None):
+        raise RuntimeError("no allocator state yet")
+
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", cannot_say)
+    assert detect_total_vram(cuda) == 16 * 2**30
+    with gpu_memory_budget(cuda, 4.0):
+        assert fractions[0] == 0.25
+    assert fractions[0] == 1.0  # no cap known before: none after

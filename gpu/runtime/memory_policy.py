@@ -303,7 +303,7 @@ def detect_total_vram(device: object | None = None) -> int | None:
     plans like a 16 GB one (what gpu.bench.flux_pipeline_16gb relies on)."""
     import torch
 
-    from gpu.system_info import cuda_index
+    from gpu.system_info import cuda_index, memory_fraction
 
     if not torch.cuda.is_available():
         return None
@@ -311,11 +311,4 @@ def detect_total_vram(device: object | None = None) -> int | None:
     if device.type != "cuda":
         return None
     index = cuda_index(device)
-    total = int(torch.cuda.get_device_properties(index).total_memory)
-    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
-    if get_fraction is not None:
-        try:
-            total = int(total * min(1.0, float(get_fraction(index))))
-        except (RuntimeError, TypeError):  # no allocator state yet on some builds: the whole card
-            pass
-    return total
+    return int(torch.cuda.get_device_properties(index).total_memory * memory_fraction(index))

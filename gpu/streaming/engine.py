@@ -71,7 +71,7 @@ from gpu.streaming.source import (
     load_head,
 )  # fmt: skip
 from gpu.svdquant.decompose import DecomposeConfig
-from gpu.system_info import cuda_index
+from gpu.system_info import cuda_index, memory_fraction
 from gpu.version import __version__
 
 MANIFEST = "manifest.json"
@@ -471,8 +471,7 @@ def gpu_memory_budget(device: torch.device, budget_gib: float) -> Iterator[None]
         return
     index = cuda_index(device)
     total = torch.cuda.get_device_properties(index).total_memory
-    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
-    before = float(get_fraction(index)) if get_fraction is not None else 1.0
+    before = memory_fraction(index)
     fraction = budget_gib * 2**30 / total
     capped = fraction < before  # else the card (or a cap already in force) is the limit
     torch.cuda.set_per_process_memory_fraction(min(before, fraction), index)
