@@ -50,8 +50,28 @@ def pycuda_refusal() -> str | None:
 
         drv.init()
     except Exception as err:  # noqa: BLE001 - whatever a broken install raises, the reference path still runs
-        return f"pycuda cannot be used: {type(err).__name__}: {err}".splitlines()[0][:300]
+        return _one_line(f"pycuda cannot be used: {type(err).__name__}: {err}")
     return None
+
+
+def gpu_refusal(device: torch.device, arch_refusal: Callable[[int, int], str | None]) -> str | None:
+    """Why a family of fused kernels cannot run on ``device``, whatever the layer, first reason first: it is no CUDA
+    GPU, pycuda cannot be used (``pycuda_refusal``), or ``arch_refusal`` (major, minor) turns its architecture
+    down; None past those. What is asked after (a load failure, the kernel binary) is the caller's."""
+    if device.type != "cuda":
+        return f"device is {device.type.upper()}, not a CUDA GPU"
+    return pycuda_refusal() or arch_refusal(*torch.cuda.get_device_capability(device))
+
+
+def load_failure(err: Exception) -> str:
+    """A kernel build or load failure (``_is_load_error``) as the reason remembered for it and shown."""
+    return _one_line(f"kernel load failed: {err}")
+
+
+def _one_line(reason: str) -> str:
+    """``reason`` as the GUI shows it: its first line, at most 300 characters (a compiler's or loader's message can
+    run to pages)."""
+    return reason.splitlines()[0][:300]
 
 
 def layer_refusal(layer: torch.nn.Module) -> str | None:
@@ -136,13 +156,7 @@ class FusedPath:
         return layer_refusal(layer) or self._device_refusal(layer, device)
 
     def _device_refusal(self, layer: torch.nn.Module, device: torch.device) -> str | None:
-        if device.type != "cuda":
-            return f"device is {device.type.upper()}, not a CUDA GPU"
-        why = pycuda_refusal()
-        if why:
-            return why
-        major, minor = torch.cuda.get_device_capability(device)
-        why = self.arch_refusal(major, minor)
+        why = gpu_refusal(device, self.arch_refusal)
         if why:
             return why
         idx = cuda_index(device)
@@ -150,6 +164,7 @@ class FusedPath:
             return self.load_errors[(idx, layer.compute_dtype)]
         from gpu.kernels.loader import binary_status
 
+        major, minor = torch.cuda.get_device_capability(device)
         return binary_status(f"{major}{minor}")
 
     def held_bytes(self, layer: torch.nn.Module) -> int:
@@ -176,7 +191,7 @@ class FusedPath:
             if not _is_load_error(err):
                 raise
             idx = cuda_index(x.device)
-            reason = f"kernel load failed: {err}".splitlines()[0][:300]
+            reason = load_failure(err)
             self.load_errors[(idx, layer.compute_dtype)] = reason
             layer.last_path = f"{self.label} ({reason})"
             return gelu_columns_(layer.forward_reference(x, act_format=self.act_format), gelu_from)

@@ -185,8 +185,10 @@ def fused_refusal(device: torch.device, family: str = "norm") -> str | None:
 
     Decided once per device (pycuda present, architecture, kernel binaries obtainable through
     ``gpu.kernels.loader``), then a dict lookup; a later build/load failure replaces the answer."""
-    if device.type != "cuda":
-        return f"device is {device.type.upper()}, not a CUDA GPU"
+    if device.type != "cuda":  # nothing to decide once: said as the backends say it
+        from gpu.kernels.backend import gpu_refusal
+
+        return gpu_refusal(device, _ARCH_REFUSALS[family])
     key = (cuda_index(device), family)
     why = _refusals.get(key, _UNKNOWN)
     if why is _UNKNOWN:
@@ -194,15 +196,26 @@ def fused_refusal(device: torch.device, family: str = "norm") -> str | None:
     return why
 
 
+def _gemv_arch_refusal(major: int, minor: int) -> str | None:
+    if (major, minor) < mma_forms.TURING:
+        return f"GPU sm_{major}{minor} lacks fp16 mma.sync m16n8k8 (the W4A16 GEMV needs sm_75 or newer)"
+    return None
+
+
+# The GPUs each family's kernels are built for: the norm kernels need no tensor cores, the GEMV fp16 MMA.
+_ARCH_REFUSALS = {"norm": lambda major, minor: None, "gemv": _gemv_arch_refusal}
+
+
 def _probe(index: int, family: str) -> str | None:
-    from gpu.kernels.backend import pycuda_refusal
+    """``fused_refusal`` for CUDA device ``index``: the backends' ``gpu_refusal`` (pycuda, not installed or
+    broken, then the architecture), then the kernel binary."""
+    from gpu.kernels.backend import gpu_refusal
     from gpu.kernels.loader import binary_status
 
-    if (why := pycuda_refusal()) is not None:  # not installed, or installed and broken: it says which
+    device = torch.device("cuda", index)
+    if (why := gpu_refusal(device, _ARCH_REFUSALS[family])) is not None:
         return why
     major, minor = torch.cuda.get_device_capability(index)
-    if family == "gemv" and (major, minor) < mma_forms.TURING:
-        return f"GPU sm_{major}{minor} lacks fp16 mma.sync m16n8k8 (the W4A16 GEMV needs sm_75 or newer)"
     return binary_status(f"{major}{minor}")
 
 
@@ -219,12 +232,11 @@ def _kernel_or_reference(device: torch.device, family: str, kernel, reference):
         try:
             return kernel()
         except Exception as err:  # noqa: BLE001 - only build/load failures are recovered, others re-raised
-            from gpu.kernels.backend import _is_load_error
+            from gpu.kernels.backend import _is_load_error, load_failure
 
             if not _is_load_error(err):
                 raise
-            index = cuda_index(device)
-            _refusals[(index, family)] = f"kernel load failed: {err}".splitlines()[0][:300]
+            _refusals[(cuda_index(device), family)] = load_failure(err)
     return reference()
 
 
