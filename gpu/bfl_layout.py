@@ -9,14 +9,13 @@ encoders' tensors (which the quantizer ignores)."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpu.errors import CheckpointError, ModelLoadError, named_few
-from gpu.safetensors_header import PICKLE_PROBLEM, PICKLE_SUFFIXES, read_safetensors_header
+from gpu.safetensors_header import PICKLE_PROBLEM, PICKLE_SUFFIXES, element_counts, read_safetensors_header
 
 # Where the transformer's BFL names may sit in a file, most specific first.
 PREFIXES = ("model.diffusion_model.", "")
@@ -107,7 +106,7 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
     shapes = {k[len(prefix):]: list(v["shape"]) for k, v in header.items()
               if k != "__metadata__" and k.startswith(prefix)}  # fmt: skip
     config = implied_config(path.name, shapes)
-    counts = _dtype_counts(header, prefix)
+    counts = element_counts(header, prefix)
     dtype = max(counts, key=lambda d: counts[d]) if counts else "?"
     return SingleFileFacts(path, "comfyui" if prefix else "bfl", config, sum(counts.values()), dtype, prefix, shapes)
 
@@ -225,21 +224,12 @@ def foreign_quantized(header: dict[str, Any]) -> tuple[str, str] | None:
                 FROM_16_BIT)  # fmt: skip
     if _is_nunchaku(keys):
         return NUNCHAKU, FROM_16_BIT
-    counts = _dtype_counts(header, prefix) if prefix is not None else {}
+    counts = element_counts(header, prefix) if prefix is not None else {}
     dtype = max(counts, key=lambda d: counts[d]) if counts else None
     if dtype in _PACKED_DTYPES:
         return (f"a FLUX.1 file of packed quantized weights ({dtype} tensors, made by another tool); "
                 "Nibble Studio cannot read them", FROM_16_BIT)  # fmt: skip
     return None
-
-
-def _dtype_counts(header: dict[str, Any], prefix: str) -> dict[str, int]:
-    """dtype -> element count of the tensors under ``prefix`` (the transformer's, not a ComfyUI file's VAE)."""
-    counts: dict[str, int] = {}
-    for key, entry in header.items():
-        if key != "__metadata__" and key.startswith(prefix):
-            counts[entry["dtype"]] = counts.get(entry["dtype"], 0) + math.prod(entry["shape"])
-    return counts
 
 
 # What else a .safetensors file may be, recognised by its tensor names: (test, what it is, what to do instead;

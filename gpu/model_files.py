@@ -313,26 +313,19 @@ def _safetensors_summary(files: list[Path], where: str = "") -> tuple[str, int]:
     """(dominant float dtype label, parameter count) from safetensors headers only; a damaged or truncated
     file is a ModelLoadError whose message starts with ``where`` (the model and folder it is in)."""
     from gpu.errors import CheckpointError
-    from gpu.safetensors_header import read_safetensors_header
+    from gpu.safetensors_header import element_counts, read_safetensors_header
 
     counts: dict[str, int] = {}
-    total = 0
     for f in files:
         try:
             _, header = read_safetensors_header(f)
         except CheckpointError as err:
             raise ModelLoadError(f"{where}{err}", err.hint) from None
-        for key, entry in header.items():
-            if key == "__metadata__":
-                continue
-            numel = 1
-            for d in entry["shape"]:
-                numel *= d
-            total += numel
-            counts[entry["dtype"]] = counts.get(entry["dtype"], 0) + numel
+        for dtype, n in element_counts(header).items():
+            counts[dtype] = counts.get(dtype, 0) + n
     floats = {k: v for k, v in counts.items() if k in _DTYPE_LABEL}
     dominant = max(floats, key=floats.get) if floats else "?"
-    return _DTYPE_LABEL.get(dominant, dominant.lower()), total
+    return _DTYPE_LABEL.get(dominant, dominant.lower()), sum(counts.values())
 
 
 def model_hash(path: Path | str) -> str:

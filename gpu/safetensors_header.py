@@ -4,6 +4,7 @@ its window is still opening; checkpoints and model folders are checked with the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -116,6 +117,16 @@ def read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
     file holds every byte the header describes); plain-words ``CheckpointError`` otherwise."""
     with open_safetensors(path) as (_, n, header):
         return n, header
+
+
+def element_counts(header: dict[str, Any], prefix: str = "") -> dict[str, int]:
+    """dtype (safetensors' name, "BF16") -> how many elements the tensors of ``header`` (``read_safetensors_header``'s)
+    whose names start with ``prefix`` hold, from their shapes alone."""
+    counts: dict[str, int] = {}
+    for key, entry in header.items():
+        if key != "__metadata__" and key.startswith(prefix):
+            counts[entry["dtype"]] = counts.get(entry["dtype"], 0) + math.prod(entry["shape"])
+    return counts
 
 
 @contextmanager

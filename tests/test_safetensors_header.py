@@ -68,3 +68,20 @@ def test_a_header_whose_length_begins_like_a_pickle_is_read(tmp_path, header_len
     path = tmp_path / "lora.safetensors"
     path.write_bytes(struct.pack("<Q", header_len) + raw + struct.pack("<2f", 1.0, 2.0))
     assert read_safetensors_header(path) == (header_len, entries)
+
+
+def test_element_counts_per_dtype_from_the_shapes_under_a_prefix():
+    """What the model panel's dtype and parameter count, and the single-file inspection's, are made from: elements
+    per dtype of the tensors whose names start with the prefix (all of them by default), the metadata left out."""
+    from gpu.safetensors_header import element_counts
+
+    header = {
+        "__metadata__": {"format": "pt"},
+        "model.diffusion_model.a.weight": {"dtype": "BF16", "shape": [3, 4], "data_offsets": [0, 24]},
+        "model.diffusion_model.b.bias": {"dtype": "F32", "shape": [5], "data_offsets": [24, 44]},
+        "model.diffusion_model.scale": {"dtype": "BF16", "shape": [], "data_offsets": [44, 46]},
+        "vae.decoder.weight": {"dtype": "F16", "shape": [2, 2, 3], "data_offsets": [46, 70]},
+    }
+    assert element_counts(header) == {"BF16": 13, "F32": 5, "F16": 12}
+    assert element_counts(header, "model.diffusion_model.") == {"BF16": 13, "F32": 5}
+    assert element_counts(header, "text_encoder.") == {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -132,13 +133,6 @@ def _header(path: Path) -> dict[str, Any]:
     return safetensors_header(path)
 
 
-def _numel(entry: dict[str, Any]) -> int:
-    n = 1
-    for d in entry["shape"]:
-        n *= d
-    return n
-
-
 _BLOCK_KEY = re.compile(r"^(.*\.(?:block|layers|blocks))\.(\d+)\.")
 
 
@@ -161,7 +155,7 @@ def folder_sizes(folder: Path, value_bytes: int = 2) -> tuple[int, int]:
         for key, entry in header.items():
             if key == "__metadata__":
                 continue
-            nbytes = value_bytes * _numel(entry)  # the run-time dtype whatever the file stores
+            nbytes = value_bytes * math.prod(entry["shape"])  # the run-time dtype whatever the file stores
             total += nbytes
             if m := _BLOCK_KEY.match(key):
                 blocks[m.groups()] = blocks.get(m.groups(), 0) + nbytes
@@ -186,7 +180,7 @@ def svdq_sizes(path: Path, value_bytes: int = 2) -> tuple[int, int]:
             continue
         stored = entry["data_offsets"][1] - entry["data_offsets"][0]
         cast = entry["dtype"] in _FLOAT_DTYPES and key.rpartition(".")[0] not in layers
-        total += value_bytes * _numel(entry) if cast else stored
+        total += value_bytes * math.prod(entry["shape"]) if cast else stored
     return total, weight_bits(layer["weight_format"] for layer in layers.values())
 
 
