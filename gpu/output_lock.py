@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from gpu.atomic import missing_folders, output_errors, remove_empty_folders
+from gpu.atomic import make_folders, missing_folders, output_errors, remove_empty_folders
 from gpu.errors import OutputBusy
 
 _NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}  # flock on a file system without it
@@ -37,7 +37,7 @@ def output_lock(target: Path | str, what: str = "run", windows: bool = os.name =
     created = missing_folders(target.parent)
     try:
         with output_errors(target):
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(created)  # as atomic writes make them: pathlib's mkdir(parents=True) recurses per level
             fd = _acquire(path, target, what)
     except BaseException:
         remove_empty_folders(created)
