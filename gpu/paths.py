@@ -43,16 +43,24 @@ def user_data_path() -> Path:
 
 def user_data_dir() -> Path:
     """``user_data_path``, made if missing."""
-    path = user_data_path()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _made(user_data_path())
 
 
 def user_cache_dir() -> Path:
     override = data_dir_override()
     path = override / "cache" if override is not None else Path(appdirs.user_cache_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _made(path)
+
+
+def _made(folder: Path) -> Path:
+    """``folder``, made with its missing parents as every output folder is (``gpu.atomic.make_folders``: one level
+    at a time; pathlib's ``mkdir(parents=True)`` recurses once per level, and a data folder a thousand deep was
+    refused as "a symbolic link loop"). ``FileExistsError`` where a file has its name, as ``mkdir`` raises."""
+    from gpu.atomic import make_folders, missing_folders  # that module imports this one
+
+    make_folders(missing_folders(folder.parent))
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def numbered_paths(path: Path, first: int = 2) -> Iterator[Path]:
