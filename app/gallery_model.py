@@ -295,23 +295,24 @@ class GalleryModel(QStringListModel):
             self._files_back(back)
         self._trash_changed()
 
-    def _refused(self, what: str) -> bool:
-        """Whether ``what`` (Undo delete, Empty trash) is refused now, said if so: while Empty trash deletes, or
-        the old trash is gathered."""
-        return self._refused_while_emptying(what) or self._refused_while_gathering(what)
-
     def _refused_while_emptying(self, what: str) -> bool:
-        """Whether ``what`` (Delete, Undo delete, Empty trash) is refused while Empty trash deletes files, said if
-        so: a delete or an undo moves files into, or out of, the folder being emptied, under names the deletion may
-        be about to reach (the picture of an image just deleted would be deleted for good, not undoable). Refused,
-        not queued: run later, it would act on a selection the user has since left, images vanishing unasked."""
+        """Whether ``what`` (Delete, Empty trash) is refused while Empty trash deletes files, said if so: a delete
+        moves files into the folder being emptied, under names the deletion may be about to reach (the picture of
+        an image just deleted would be deleted for good, not undoable). Refused, not queued: run later, it would act
+        on a selection the user has since left, images vanishing unasked. (Undo has nothing to bring back then:
+        ``_undo_while_emptying``.)"""
         if (emptying := self._emptying) is None:
             return False
+        # "Once Empty trash has ended", not "once the status bar says the trash was emptied": a partial failure
+        # ends with a message instead, and the status bar's words go after seconds.
         self.notice.emit(EngineError(
-            "notice", f"{what} cannot be done while the trash is being emptied ({emptying.deleted} of "
-            f"{counted(emptying.total, 'file')} deleted so far).",
-            f"Try {what} again once the status bar says the trash was emptied; nothing was changed."))  # fmt: skip
+            "notice", f"{what} cannot be done while the trash is being emptied ({self._so_far(emptying)}).",
+            f"Try {what} again once Empty trash has ended; nothing was changed."))  # fmt: skip
         return True
+
+    @staticmethod
+    def _so_far(emptying: _Emptying) -> str:
+        return f"{emptying.deleted} of {counted(emptying.total, 'file')} deleted so far"
 
     def _refused_while_gathering(self, what: str) -> bool:
         """Whether ``what`` (Undo delete, Empty trash) must wait for the old trash, said if so."""
@@ -732,7 +733,10 @@ class GalleryModel(QStringListModel):
         row, took 2.1 s for 500 images of 30,000): a crash before it leaves files back whose rows still say
         "trashed", which start-up finishes (``app.reconcile``), as it did for one image. The rows that came back
         are put in the grid where they belong; the others stay as they were (scroll position, selection)."""
-        if self._refused("Undo delete") or not self._undo:
+        if self._emptying is not None:
+            self._undo_while_emptying(self._emptying)
+            return False
+        if self._refused_while_gathering("Undo delete") or not self._undo:
             return False
         batch = self._undo[-1]
         back: list[_Back] = []
@@ -757,6 +761,15 @@ class GalleryModel(QStringListModel):
         if lost := [b.record for b in back if b.lost]:
             self.notice.emit(self._came_back_without_file(lost))
         return True
+
+    def _undo_while_emptying(self, emptying: _Emptying) -> None:
+        """Undo asked for while Empty trash deletes: said as it is. The undo list went with the rows Empty trash
+        forgot, and Delete is refused meanwhile, so nothing can be brought back, then or after (it said "try again
+        once the trash was emptied", and then did nothing)."""
+        self.notice.emit(EngineError(
+            "notice", "Undo delete cannot bring back the images in the trash: Empty trash is deleting them for good "
+            f"({self._so_far(emptying)}).", "Nothing was changed; once Empty trash has begun, its images cannot "
+            "be brought back."))  # fmt: skip
 
     def _restore(self, record: ImageRecord) -> _Back:
         """One image's file back from the trash; its row follows in ``_untrash``. When another file has taken
@@ -825,7 +838,7 @@ class GalleryModel(QStringListModel):
         names the ones left. ``DataDirMoved`` before anything changed when the data folder moved away: the
         database open in the moved folder would forget its trashed rows while their files, in the moved trash,
         stayed."""
-        if self._refused("Empty trash"):
+        if self._refused_while_emptying("Empty trash") or self._refused_while_gathering("Empty trash"):
             return False
         if listing.version != self._trash_version:
             self.notice.emit(EngineError("notice", "Nothing was deleted: the trash changed while Empty trash asked "
