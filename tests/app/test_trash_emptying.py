@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
+import app.trash_listing
 from app.data_dir import DataDir, resolve_data_dir
 from tests.app import gui
 from tests.app.gui import gallery_images, trash_listing, trash_settled, window_without_engine
@@ -48,6 +49,23 @@ def held(monkeypatch) -> _Held:
     monkeypatch.setattr(Path, "unlink", held_unlink)
     monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
     return hold
+
+
+@pytest.fixture
+def stepped(monkeypatch) -> threading.Semaphore:
+    """``Path.unlink`` of a file in a trash folder, on a thread other than the GUI's, waits for a ``release`` of
+    the semaphore returned (one per file); Empty trash's confirmation is answered Yes."""
+    steps = threading.Semaphore(0)
+    unlink = Path.unlink
+
+    def stepped_unlink(self: Path, missing_ok: bool = False) -> None:
+        if "trash" in self.parts and threading.current_thread() is not threading.main_thread():
+            steps.acquire(timeout=60)  # bounded: a failed test must not leave the thread waiting for ever
+        unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", stepped_unlink)
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
+    return steps
 
 
 def _three_in_the_trash(qtbot, data_root) -> tuple[DataDir, MainWindow]:
@@ -137,3 +155,29 @@ def test_closing_the_window_while_the_trash_is_emptied_leaves_the_rest_for_the_n
     assert ended.args[0].deleted == 2 and _trash_files(data) == []
     assert [gallery.record(r).prompt for r in range(gallery.rowCount())] == ["emu"]
     assert (data.images / "d" / "3.png").is_file() and held.on_gui_thread == []
+
+
+def test_the_status_bar_says_how_far_the_deletion_got(qtbot, data_root, stepped, monkeypatch):
+    """Told after each file here (``PROGRESS_EVERY_S`` 0), each file let go one at a time: the status bar and a
+    refusal count the files deleted so far, not the 0 of the start."""
+    monkeypatch.setattr(app.trash_listing, "PROGRESS_EVERY_S", 0.0)
+    data, window = _three_in_the_trash(qtbot, data_root)
+    panel, gallery, controller = window.gallery_panel, window.controller.gallery, window.controller
+    status = window.statusBar().currentMessage
+    panel.empty_trash_button.click()  # listed on a thread, then confirmed (Yes)
+    qtbot.waitUntil(lambda: gallery.emptying, timeout=30000)
+    assert status() == "Emptying the trash: 0 of 3 files deleted…"
+    for deleted in (1, 2):
+        stepped.release()
+        said = f"Emptying the trash: {deleted} of 3 files deleted…"
+        qtbot.waitUntil(lambda said=said: status() == said, timeout=30000)
+        assert len(_trash_files(data)) == 3 - deleted
+    notices: list = []
+    controller.error.connect(notices.append)
+    panel.select_row(0)
+    panel.delete_selected()
+    assert [n.message for n in notices] == ["Delete cannot be done while the trash is being emptied (2 of 3 files "
+                                            "deleted so far)."]  # fmt: skip
+    with qtbot.waitSignal(gallery.trash_emptied, timeout=30000) as ended:
+        stepped.release()
+    assert ended.args[0].deleted == 3 and status() == "The trash was emptied: 3 files deleted (0.0 MiB)."
