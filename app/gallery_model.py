@@ -850,7 +850,7 @@ class GalleryModel(QStringListModel):
             self._put_back(listing)
         self._store.forget_trashed()  # their files, now rowless, stay among ``deleted``
         self._undo.clear()
-        emptying = _Emptying(len(listing.deleted), threading.Event())
+        emptying = _Emptying(listing.size[0], threading.Event())  # counted as the confirmation counted them
         self._emptying = emptying
         self.emptying = True
         self._trash_changed()  # Undo and Empty trash greyed; a listing under way is out of date

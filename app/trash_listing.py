@@ -40,9 +40,12 @@ class TrashListing:
 
     @property
     def size(self) -> tuple[int, int]:
-        """(files, bytes) Empty trash deletes, as its confirmation counts them (a broken link left out)."""
-        sizes = [self.sizes[rel] for rel in self.files if rel not in self.shown and rel in self.sizes]
-        return len(sizes), sum(sizes)
+        """(files, bytes) Empty trash deletes, as its confirmation counts them: every file of ``deleted``, a broken
+        link too (no bytes), as its progress and its end count them (``delete_listed``); left out, the three said
+        "Delete the 3 files", "0 of 4 files deleted" and "4 files deleted", and a trash holding only a broken link
+        was "empty" while Empty trash stayed enabled."""
+        deleted = [rel for rel in self.files if rel not in self.shown]
+        return len(deleted), sum(self.sizes.get(rel, 0) for rel in deleted)
 
 
 def list_trash(trash: Path) -> TrashListing:
