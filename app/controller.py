@@ -463,15 +463,45 @@ class AppController(QObject):
         self.status_message.emit(f"Emptying the trash: {deleted} of {counted(total, 'file')} deleted…")
 
     def _trash_emptied(self, emptied: TrashEmptied) -> None:
-        """Empty trash's deletion ended: what it deleted, in the status bar; files left after a partial failure
-        are named, with what did change."""
+        """Empty trash's deletion ended: what it deleted, in the status bar; what kept it from deleting them all
+        (the data folder moved away, an error that stopped it, files that could not be deleted) is said instead,
+        with what did change."""
         for path, exc in emptied.failures:
             log.error("emptying the trash: %s could not be deleted: %s", path, exc)
-        if emptied.failures:
+        if emptied.error is not None:
+            log.error("emptying the trash stopped after %d files: %r", emptied.deleted, emptied.error)
+        if emptied.moved is not None:
+            self.error.emit(self._trash_emptied_elsewhere(emptied, emptied.moved))
+        elif emptied.error is not None:
+            self.error.emit(self._trash_emptying_stopped(emptied, emptied.error))
+        elif emptied.failures:
             self.error.emit(self._trash_partly_emptied(emptied))
         else:
+            gone = f"; {counted(emptied.gone, 'file')} {were(emptied.gone)} gone already" if emptied.gone else ""
             self.status_message.emit(f"The trash was emptied: {counted(emptied.deleted, 'file')} deleted "
-                                     f"({emptied.freed / 2**20:.1f} MiB).")
+                                     f"({emptied.freed / 2**20:.1f} MiB){gone}.")
+
+    def _trash_emptied_elsewhere(self, emptied: TrashEmptied, moved: OSError) -> EngineError:
+        # Not "emptied: 0 files deleted": the files not found at the old path went with the folder, still in its
+        # trash (their rows forgotten already, in the database that moved with them: a listing there finds them).
+        said = classify(moved)
+        return EngineError(
+            "user", f"The trash was not emptied: {counted(emptied.gone, 'file')} {were(emptied.gone)} no longer in "
+            f"the trash folder {self.data.trash} ({counted(emptied.deleted, 'file')} {were(emptied.deleted)} "
+            f"deleted). {said.message}",
+            "If the folder was moved, its trash still holds them, no longer in the gallery: Empty trash deletes "
+            f"them once Nibble Studio runs on that folder. {said.hint}")
+
+    def _trash_emptying_stopped(self, emptied: TrashEmptied, error: Exception) -> EngineError:
+        # The counts are how far the deletion got (it said "0 files were deleted", naming the trash folder as the
+        # file that could not be).
+        failed = f" {counted(len(emptied.failures), 'file')} could not be deleted." if emptied.failures else ""
+        return EngineError(
+            "user", f"Empty trash stopped by an error after {counted(emptied.deleted, 'file')} "
+            f"{were(emptied.deleted)} deleted ({error}).{failed} The images in the trash can no longer be brought "
+            "back with Undo.",
+            f"The files left stay in the trash folder {self.data.trash} and are deleted the next time you empty the "
+            "trash; if it stops again, the log file has the details.")
 
     def _trash_partly_emptied(self, partly: TrashEmptied) -> EngineError:
         # Not "nothing else was changed": the trash list (and with it Undo) is already gone and the other files

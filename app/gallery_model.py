@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,7 +27,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.background import Lookup, Lookups, to_qt_thread
-from app.data_dir import DataDir
+from app.data_dir import DataDir, DataDirMoved
 from app.engine_errors import EngineError
 from app.history_model import prompt_line, prompt_tooltip
 from app.image_files import (
@@ -161,11 +161,13 @@ class _Back(NamedTuple):
 @dataclass(eq=False)
 class _Emptying:
     """Empty trash deleting the files of its listing on its thread (``GalleryModel.empty_trash``): ``total``
-    files to delete, ``deleted`` so far as last told; ``stop`` set when the app closes."""
+    files to delete, ``deleted`` so far as last told; ``stop`` set when the app closes; ``emptied``, what the
+    thread did, counted as it goes (read once it ended: what it reached also when an error stopped it)."""
 
     total: int
     stop: threading.Event
     deleted: int = 0
+    emptied: TrashEmptied = field(default_factory=TrashEmptied)
 
 
 class _Look(NamedTuple):
@@ -860,7 +862,8 @@ class GalleryModel(QStringListModel):
             to_qt_thread(self._deleted_so_far, deleted)
 
         # On a daemon thread: a quit does not wait for it (``stop`` ends it early; the rows are forgotten already).
-        self._deleting.start("emptying the trash", lambda: delete_listed(listing, emptying.stop, told))
+        self._deleting.start("emptying the trash",
+                             lambda: delete_listed(listing, emptying.stop, told, emptying.emptied))  # fmt: skip
         return True
 
     def _deleted_so_far(self, deleted: int) -> None:
@@ -872,15 +875,26 @@ class GalleryModel(QStringListModel):
     def _on_emptied(self, lookup: Lookup) -> None:
         """On the Qt thread: Empty trash's deletion ended. Delete, Undo and Empty trash are enabled again, the
         trash is looked at again (files left keep Empty trash enabled: the next one deletes them), and what was
-        deleted is told (``trash_emptied``); nothing of it once the app is closing."""
-        if self._stopped or self._emptying is None:
+        deleted is told (``trash_emptied``); nothing of it once the app is closing.
+
+        Files found gone are checked for a data folder moved away meanwhile (``TrashEmptied.moved``): deleting
+        at its old path found every file gone, and the end said "emptied: 0 files deleted" of files all still in
+        the moved trash."""
+        if self._stopped or (emptying := self._emptying) is None:
             return
-        emptied: TrashEmptied = lookup.result
-        if lookup.error is not None:  # ``delete_listed`` lets none out: a fault, logged (``Lookups``), and said
-            emptied = TrashEmptied(failures=[(self._data.trash, OSError(f"stopped by an error: {lookup.error}"))])
+        emptied = emptying.emptied  # as far as the thread got, also when an error stopped it
+        # ``delete_listed`` lets no file's OSError out: an error is a fault, logged (``Lookups``) and said with the
+        # counts the thread reached (said as a failure of the trash folder, it was "0 files were deleted").
+        emptied.error = lookup.error
+        if emptied.gone:
+            try:
+                self._data.check_in_place()
+            except DataDirMoved as exc:
+                emptied.moved = exc
         self._emptying = None
         self.emptying = False
-        self.has_trash = bool(emptied.failures)  # as the listing this starts says again
+        # As the listing this starts says again (none is found at the old path of a data folder moved away).
+        self.has_trash = bool(emptied.failures) or emptied.error is not None
         self._trash_changed()
         self.trash_emptied.emit(emptied)
 

@@ -76,20 +76,31 @@ PROGRESS_EVERY_S = 0.25
 class TrashEmptied:
     """What Empty trash's deletion did (``delete_listed``): ``deleted`` files (``freed`` bytes of them, as the
     confirmation counted them), and ``failures``, the files and folders that could not be deleted, with why (they
-    stay in the trash folder, deleted the next time it is emptied)."""
+    stay in the trash folder, deleted the next time it is emptied).
+
+    ``gone``: files no longer there when their turn came. No failure when a move back of a picture renamed them in
+    the trash, but all of them go this way when the data folder is moved away meanwhile: the end checks it then
+    (``GalleryModel._on_emptied``) and sets ``moved``, rather than say "emptied" of files all still in the moved
+    trash. ``error``: what stopped the deletion before its end (a fault, not an ``OSError`` of one file); the
+    counts are those it reached, the files not tried stay in the trash."""
 
     deleted: int = 0
     freed: int = 0
     failures: list[tuple[Path, OSError]] = field(default_factory=list)
+    gone: int = 0
+    error: Exception | None = None
+    moved: OSError | None = None  # a ``DataDirMoved``: why the files ``gone`` were not there
 
 
-def delete_listed(listing: TrashListing, stop: threading.Event, told: Callable[[int], object]) -> TrashEmptied:
-    """On Empty trash's thread: the listing's ``deleted`` files deleted, then its folders that are empty by then.
-    A file that cannot be deleted (open in another program on Windows, read-only) does not stop the others; one
-    already gone (renamed in the trash by the move back of a picture, its name taken) is no failure. Stops before
-    the next file once ``stop`` is set (the app closes: the files not tried stay in the trash, for the next Empty
-    trash). ``told(deleted so far)`` every ``PROGRESS_EVERY_S``."""
-    emptied = TrashEmptied()
+def delete_listed(
+    listing: TrashListing, stop: threading.Event, told: Callable[[int], object], emptied: TrashEmptied
+) -> TrashEmptied:
+    """On Empty trash's thread: the listing's ``deleted`` files deleted, then its folders that are empty by then;
+    counted in ``emptied`` (returned) as it goes, the caller's: it knows how far the deletion got also when an
+    error stopped it (an exception leaves no result to read). A file that cannot be deleted (open in another program
+    on Windows, read-only) does not stop the others; one already gone is counted apart (``TrashEmptied.gone``).
+    Stops before the next file once ``stop`` is set (the app closes: the files not tried stay in the trash, for the
+    next Empty trash). ``told(deleted so far)`` every ``PROGRESS_EVERY_S``."""
     last = time.monotonic()
     for rel, path in listing.files.items():
         if rel in listing.shown:
@@ -101,7 +112,7 @@ def delete_listed(listing: TrashListing, stop: threading.Event, told: Callable[[
             emptied.deleted += 1
             emptied.freed += listing.sizes.get(rel, 0)
         except FileNotFoundError:
-            pass
+            emptied.gone += 1
         except OSError as exc:
             emptied.failures.append((path, exc))
         if time.monotonic() - last >= PROGRESS_EVERY_S:

@@ -1,16 +1,75 @@
-"""One count of the files Empty trash deletes, from the confirmation to the end, a broken link in the trash
-included."""
+"""How Empty trash's deletion, on its thread, ends when it does not delete every file it listed, and what it says:
+an error that stops it part-way, the data folder moved away meanwhile, a thread that cannot start. And one count
+of the files from the confirmation to the end, a broken link in the trash included."""
 
 from __future__ import annotations
+
+import threading
+from pathlib import Path
 
 from PySide6.QtWidgets import QMessageBox
 
 from app.data_dir import resolve_data_dir
 from tests.app import test_trash_emptying as emptying
-from tests.app.gui import gallery_images, trash_settled, window_without_engine
-from tests.app.test_trash_emptying import _start_emptying, _three_in_the_trash
+from tests.app.gui import gallery_images, trash_listing, trash_settled, window_without_engine
+from tests.app.test_trash_emptying import _start_emptying, _three_in_the_trash, _trash_files
 
 held = emptying.held  # the fixture: the first file's deletion held until ``go``
+
+
+def test_an_error_that_stops_the_deletion_says_how_far_it_got(qtbot, data_root, monkeypatch):
+    data, window = _three_in_the_trash(qtbot, data_root)
+    panel, gallery, controller = window.gallery_panel, window.controller.gallery, window.controller
+    errors: list = []
+    controller.error.connect(errors.append)
+    unlink = Path.unlink
+    deleted: list[Path] = []
+
+    def third_faults(self: Path, missing_ok: bool = False) -> None:  # not an OSError: no failure of one file
+        if "trash" in self.parts and threading.current_thread() is not threading.main_thread():
+            if len(deleted) == 2:
+                raise RuntimeError("boom")
+            deleted.append(self)
+        unlink(self, missing_ok)
+
+    with monkeypatch.context() as faulty:
+        faulty.setattr(Path, "unlink", third_faults)
+        with qtbot.waitSignal(gallery.trash_emptied, timeout=30000) as ended:
+            assert controller.empty_trash(trash_listing(qtbot, gallery))
+    # was: "The trash was only partly emptied: <trash folder> could not be deleted (stopped by an error: boom).
+    # 0 files were deleted, ..."
+    assert errors[-1].message == ("Empty trash stopped by an error after 2 files were deleted (boom). The images "
+                                  "in the trash can no longer be brought back with Undo.")  # fmt: skip
+    assert ended.args[0].deleted == 2 and len(_trash_files(data)) == 1 and not gallery.emptying
+    trash_settled(qtbot, gallery)
+    assert panel.empty_trash_button.isEnabled()  # the file left: the next Empty trash deletes it
+    with qtbot.waitSignal(gallery.trash_emptied, timeout=30000) as ended:
+        assert controller.empty_trash(trash_listing(qtbot, gallery))
+    assert ended.args[0].deleted == 1 and _trash_files(data) == []
+
+
+def test_the_data_folder_moved_away_meanwhile_is_said_not_the_trash_emptied(qtbot, data_root, held, tmp_path):
+    data, window = _three_in_the_trash(qtbot, data_root)
+    gallery = window.controller.gallery
+    errors: list = []
+    window.controller.error.connect(errors.append)
+    _start_emptying(qtbot, window, held)
+    moved = tmp_path / "moved-away"
+    data.root.rename(moved)
+    try:
+        with qtbot.waitSignal(gallery.trash_emptied, timeout=30000):
+            held.go.set()
+        trash_settled(qtbot, gallery)
+        status = window.statusBar().currentMessage()
+    finally:
+        moved.rename(data.root)  # the window closes on it (saving its settings)
+    # was: "The trash was emptied: 0 files deleted (0.0 MiB)." while all three were in the moved trash
+    assert not status.startswith("The trash was emptied") and len(errors) == 1
+    assert errors[0].message.startswith(f"The trash was not emptied: 3 files were no longer in the trash folder "
+                                        f"{data.trash} (0 files were deleted). The data folder {data.root} was "
+                                        "moved or removed while Nibble Studio ran")  # fmt: skip
+    assert errors[0].hint.startswith("If the folder was moved, its trash still holds them")
+    assert len(_trash_files(data)) == 3
 
 
 def test_a_broken_link_in_the_trash_is_counted_alike_from_the_question_to_the_end(qtbot, data_root, held):
@@ -46,4 +105,3 @@ def test_a_trash_holding_only_a_broken_link_is_not_called_empty(qtbot, data_root
     assert ended.args[0].deleted == 1 and not (data.trash / "dangling.png").is_symlink()
     trash_settled(qtbot, gallery)
     assert not panel.empty_trash_button.isEnabled()
-
