@@ -458,6 +458,14 @@ class AppController(QObject):
             log.exception("emptying the trash failed")
             self.error.emit(self._trash_error("could not be deleted from the trash", exc))
             return False
+        except RuntimeError as exc:  # its thread could not start: the rows are forgotten, not "nothing changed"
+            log.exception("emptying the trash could not start its thread")
+            self.error.emit(EngineError(
+                "user", f"Empty trash could not start deleting the files ({exc}). The images in the trash can no "
+                "longer be brought back with Undo; their files are still in the trash folder "
+                f"{self.data.trash}.", "Close some programs (or restart Nibble Studio), then empty the trash "
+                "again: it deletes them then."))  # fmt: skip
+            return False
 
     def _emptying_progress(self, deleted: int, total: int) -> None:
         self.status_message.emit(f"Emptying the trash: {deleted} of {counted(total, 'file')} deleted…")

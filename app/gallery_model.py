@@ -839,7 +839,8 @@ class GalleryModel(QStringListModel):
         on Windows, read-only) does not stop the others: they are all tried, then ``TrashEmptied.failures``
         names the ones left. ``DataDirMoved`` before anything changed when the data folder moved away: the
         database open in the moved folder would forget its trashed rows while their files, in the moved trash,
-        stayed."""
+        stayed. A thread that cannot start raises its ``RuntimeError`` after the rows were forgotten: their files
+        stay in the trash, for the next Empty trash."""
         if self._refused_while_emptying("Empty trash") or self._refused_while_gathering("Empty trash"):
             return False
         if listing.version != self._trash_version:
@@ -853,17 +854,23 @@ class GalleryModel(QStringListModel):
         self._store.forget_trashed()  # their files, now rowless, stay among ``deleted``
         self._undo.clear()
         emptying = _Emptying(listing.size[0], threading.Event())  # counted as the confirmation counted them
-        self._emptying = emptying
-        self.emptying = True
-        self._trash_changed()  # Undo and Empty trash greyed; a listing under way is out of date
-        self.emptying_progress.emit(0, emptying.total)
 
         def told(deleted: int) -> None:  # on the deletion's thread
             to_qt_thread(self._deleted_so_far, deleted)
 
         # On a daemon thread: a quit does not wait for it (``stop`` ends it early; the rows are forgotten already).
-        self._deleting.start("emptying the trash",
-                             lambda: delete_listed(listing, emptying.stop, told, emptying.emptied))  # fmt: skip
+        # ``_emptying`` is set only once it started (set before, a failed start left Delete, Undo and Empty trash
+        # greyed for the session); its progress and its end come through the event loop, so after that.
+        try:
+            self._deleting.start("emptying the trash",
+                                 lambda: delete_listed(listing, emptying.stop, told, emptying.emptied))  # fmt: skip
+        except BaseException:  # no thread could start (RuntimeError: the system's limit): the rows are forgotten,
+            self._trash_changed()  # their files wait in the trash for the next Empty trash, which this lists
+            raise
+        self._emptying = emptying
+        self.emptying = True
+        self._trash_changed()  # Undo and Empty trash greyed; a listing under way is out of date
+        self.emptying_progress.emit(0, emptying.total)
         return True
 
     def _deleted_so_far(self, deleted: int) -> None:

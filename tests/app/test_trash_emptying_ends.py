@@ -72,6 +72,31 @@ def test_the_data_folder_moved_away_meanwhile_is_said_not_the_trash_emptied(qtbo
     assert len(_trash_files(data)) == 3
 
 
+def test_a_deletion_thread_that_cannot_start_leaves_delete_undo_and_empty_trash_usable(qtbot, data_root,
+                                                                                        monkeypatch):  # fmt: skip
+    data, window = _three_in_the_trash(qtbot, data_root)
+    panel, gallery, controller = window.gallery_panel, window.controller.gallery, window.controller
+    errors: list = []
+    controller.error.connect(errors.append)
+    listing = trash_listing(qtbot, gallery)
+
+    def no_thread(what: str, work: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as failing:
+        failing.setattr(gallery._deleting, "start", no_thread)
+        assert not controller.empty_trash(listing)  # was: the RuntimeError let out, and emptying left set
+    assert errors[-1].message.startswith("Empty trash could not start deleting the files (can't start new thread).")
+    assert not gallery.emptying and len(_trash_files(data)) == 3
+    trash_settled(qtbot, gallery)
+    panel.select_row(0)
+    assert panel.delete_button.isEnabled() and panel.empty_trash_button.isEnabled()  # the rowless files left
+    assert gallery.undo_count == 0  # the rows were forgotten before the thread was asked for
+    with qtbot.waitSignal(gallery.trash_emptied, timeout=30000) as ended:
+        assert controller.empty_trash(trash_listing(qtbot, gallery))
+    assert ended.args[0].deleted == 3 and _trash_files(data) == []
+
+
 def test_a_broken_link_in_the_trash_is_counted_alike_from_the_question_to_the_end(qtbot, data_root, held):
     data, window = _three_in_the_trash(qtbot, data_root)
     gallery = window.controller.gallery
