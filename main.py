@@ -162,7 +162,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.library import ModelLibrary
     from gpu.output_lock import lock_path
     from gpu.quantizer import QuantizeConfig, quantize_model
-    from gpu.streaming.engine import MANIFEST, parts_dir
+    from gpu.streaming.engine import has_manifest, parts_dir
 
     # Before the calibration, not after it; the parts folder and lock file beside OUT have longer names.
     check_output_path(args.out, example="out.safetensors", beside=(parts_dir(args.out), lock_path(args.out)))
@@ -178,29 +178,33 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         gpu_budget_gib=args.gpu_budget, ram_budget_gib=args.ram_budget, resume=not args.no_resume,
     )  # fmt: skip
 
+    replacing = False  # whether the run began deleting an earlier run's parts folder, as the engine said
+
     def show(ev) -> None:
+        nonlocal replacing
         eta = f" (ETA {ev.eta_s:.0f} s)" if ev.eta_s is not None and ev.kind == "layer" else ""
         prefix = f"[{ev.index}/{ev.total}] " if ev.kind == "layer" else ""
-        say(f"{ev.elapsed_s:7.1f}s {prefix}{ev.message}{eta}")
+        if ev.message:
+            say(f"{ev.elapsed_s:7.1f}s {prefix}{ev.message}{eta}")
+        # Only once said: the deletion begins as the event returns, so a Ctrl-C while it is said stops before it
+        replacing = replacing or ev.replacing_parts
 
-    def manifest() -> bytes | None:
-        try:
-            return (parts_dir(args.out) / MANIFEST).read_bytes()
-        except OSError:
-            return None
-
-    # --no-resume replaces the earlier run's parts only once its samples are recorded: stopped before, they are
-    # as they were, and "run again without --no-resume to resume" would resume the very blocks it was to discard.
-    earlier = (parts_dir(args.out).is_dir(), manifest()) if args.no_resume else None
+    # With --no-resume an earlier run's parts folder goes only once this run's samples are recorded: stopped before,
+    # it is as it was, and "run again without --no-resume to resume" would resume the very blocks it was to discard.
+    earlier = args.no_resume and parts_dir(args.out).is_dir()
     library = ModelLibrary()
     try:
         quantize_model(args.src, args.out, cfg, on_event=show, library=library, replace=args.overwrite)
     except (Cancelled, KeyboardInterrupt):
         parts = parts_dir(args.out)
-        if parts.is_dir() and earlier == (True, manifest()):
+        kept = has_manifest(parts)  # once replacing, the run's own: the earlier run's manifest is deleted first
+        if replacing and not kept and parts.is_dir():
+            args.cancel_note = (f"{parts} was being replaced when this run stopped: nothing in it resumes; run the "
+                                "same command again to start over")  # fmt: skip
+        elif earlier and not replacing and parts.is_dir():
             args.cancel_note = (f"{parts} is left as it was: this run stopped before it started over; run the same "
                                 "command again to start over")  # fmt: skip
-        elif parts.is_dir():  # hours of work may be in it: say it is there, and how it is used
+        elif kept:  # hours of work may be in it: say it is there, and how it is used
             # The same command with --no-resume starts over again, deleting them.
             again = " without --no-resume" if args.no_resume else ""
             args.cancel_note = (f"the blocks finished so far are kept in {parts}: run the same command again{again} "

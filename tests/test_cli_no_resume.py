@@ -59,3 +59,65 @@ def test_no_resume_starts_over_and_says_what_it_deletes_and_when(tiny_flux, tmp_
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"error: cancelled; the blocks finished so far are kept in {parts}: run the same command again without "
         "--no-resume to resume")  # fmt: skip
+
+
+def test_a_run_stopped_while_it_replaces_the_folder_says_nothing_in_it_resumes(tiny_flux, tmp_path, capsys):
+    """The note was chosen by the manifest's bytes: stopped while the old folder was deleted (its manifest goes
+    first) or before the new manifest was written, the bytes differed, and it said "the blocks finished so far are
+    kept …: run the same command again without --no-resume to resume", where nothing resumes. The engine says
+    when the deletion begins (``QuantizeEvent.replacing_parts``), and the note says what the folder is then."""
+    import shutil
+
+    import gpu.streaming.engine as engine
+    from gpu.streaming.engine import blocks_kept, has_manifest
+
+    out, data = tmp_path / "cut.safetensors", tmp_path / "data"
+    parts = parts_dir(out)
+    code, _ = _quantize(tiny_flux, out, data, "block 2/")  # the first block finished, then Ctrl-C
+    assert code == 130 and blocks_kept(parts) == 1
+    capsys.readouterr()
+    being_replaced = (f"error: cancelled; {parts} was being replaced when this run stopped: nothing in it resumes; "
+                      "run the same command again to start over")  # fmt: skip
+
+    rmtree = shutil.rmtree
+
+    def cut_short(path, *args, **kwargs) -> None:  # Ctrl-C part-way through the deletion: the samples gone, a block not
+        if Path(path) == parts:
+            (parts / "samples.safetensors").unlink()
+            raise KeyboardInterrupt
+        rmtree(path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine.shutil, "rmtree", cut_short)
+        code, printed = _quantize(tiny_flux, out, data, "never printed", "--no-resume")
+    assert code == 130 and printed[-1].endswith("deleting cut.safetensors.parts: starting over, as asked")
+    assert capsys.readouterr().err.splitlines()[-1] == being_replaced
+    assert sorted(p.name for p in parts.iterdir()) == ["block-0000.safetensors"] and not has_manifest(parts)
+
+    def stopped(*_args) -> None:  # the old folder deleted, the new samples written, its manifest not yet
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "_write_manifest", stopped)
+        code, printed = _quantize(tiny_flux, out, data, "never printed", "--no-resume")
+    assert code == 130 and "as asked" in printed[0] and "what an earlier run left there" in printed[0]
+    assert capsys.readouterr().err.splitlines()[-1] == being_replaced
+    assert sorted(p.name for p in parts.iterdir()) == ["samples.safetensors"] and not has_manifest(parts)
+
+
+def test_a_folder_replaced_by_one_of_the_same_bytes_is_not_said_to_be_left_as_it_was(tiny_flux, tmp_path, capsys):
+    """A folder holding only the samples, replaced by a run asked to start over with the same settings, has the
+    same manifest bytes again (the same samples, the same digest): the note said it was "left as it was: this run
+    stopped before it started over", though it was deleted and recorded anew."""
+    out, data = tmp_path / "cut.safetensors", tmp_path / "data"
+    parts = parts_dir(out)
+    code, _ = _quantize(tiny_flux, out, data, "[1/")  # the samples recorded, no block finished
+    assert code == 130 and json.loads((parts / "manifest.json").read_text())["done"] == {}
+    capsys.readouterr()
+
+    code, printed = _quantize(tiny_flux, out, data, "[1/", "--no-resume")
+    assert code == 130 and any(line.endswith("deleting cut.safetensors.parts: starting over, as asked")
+                               for line in printed)  # fmt: skip
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cancelled; the blocks finished so far are kept in {parts}: run the same command again without "
+        "--no-resume to resume")  # fmt: skip

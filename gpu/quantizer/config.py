@@ -134,7 +134,12 @@ def effective_fingerprint(fingerprint: dict) -> dict:
 class QuantizeEvent:
     """kind: "stage" (a phase starts), "layer" (one layer done; ``error`` = its relative output error),
     "done". ``index``/``total`` count layers (or prompts during calibration); a layer's ``block`` of ``blocks``
-    is the transformer block it belongs to (1-based; 0 on other events)."""
+    is the transformer block it belongs to (1-based; 0 on other events). ``replacing_parts``: True on the one
+    event said just before the run deletes an earlier run's parts folder it does not resume (``OUT.parts``: other
+    settings, or ``QuantizeConfig.resume`` False), its message possibly "" (nothing said of a folder that holds no
+    finished work). Once it has been said, nothing of that earlier run in the folder resumes, and a manifest found
+    there is the run's own; a caller telling where a stopped run left the folder reads this, not the folder's
+    bytes, which the new run can write again as they were."""
 
     kind: str
     message: str
@@ -146,3 +151,4 @@ class QuantizeEvent:
     eta_s: float | None = None
     block: int = 0
     blocks: int = 0
+    replacing_parts: bool = False

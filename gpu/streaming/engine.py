@@ -571,8 +571,8 @@ def _quantize_model(
     # (a damaged text encoder or transformer file) or cancelled while recording leaves no folder behind, and
     # leaves a previous run's parts as they were.
     if stale:
-        if starting_over:
-            emit("stage", starting_over)
+        # Said before the first file goes, so that a caller knows from then on nothing of that run resumes
+        emit("stage", starting_over or "", replacing_parts=True)
         _remove_parts(parts)
     with output_errors(parts):
         parts.mkdir(parents=True, exist_ok=True)
