@@ -1070,3 +1070,30 @@ def test_a_disk_that_fills_up_mid_run_is_said_and_the_finished_blocks_stay(tmp_p
     assert any("resuming: 2/6" in e.message for e in events)
     assert [p.name for p in tmp_path.iterdir()] == [parts.name]  # no model, no temp folder beside it
     assert len(_read_manifest(parts)["done"]) == 6
+
+
+@pytest.mark.parametrize("config", [_cfg(resume=False), _cfg(rank=16)], ids=["asked to start over", "other settings"])
+def test_a_file_put_in_the_parts_folder_while_the_samples_are_recorded_stops_the_run_kept(tmp_path, config):
+    """The parts folder was checked for the user's files as the run began, and deleted, to be replaced, minutes
+    later once the samples were recorded: a file saved there meanwhile went with it. It is checked again just
+    before, and the run stops, naming the file, with nothing deleted."""
+    from gpu.errors import OutputError
+
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    lib = ModelLibrary(tmp_path / "lib")
+    old = _partial_with(out, 1, lib, _cfg(rank=8))
+    before = sorted(p.name for p in parts.iterdir())
+
+    def save_a_note() -> bool:  # asked while the samples are recorded, after the run's first check
+        (parts / "notes.txt").write_text("the user's")
+        return False
+
+    events = []
+    with pytest.raises(OutputError, match=r"holds files the quantizer did not write \(notes.txt\); it would delete "):
+        quantize_model(DEMO, out, config, events.append, save_a_note, library=lib, device=CPU)
+    assert (parts / "notes.txt").read_text() == "the user's"
+    assert sorted(p.name for p in parts.iterdir()) == sorted([*before, "notes.txt"])
+    assert json.loads((parts / "manifest.json").read_text()) == old  # as it was: nothing deleted
+    assert not any(e.replacing_parts for e in events)  # nor said to go
+

@@ -571,6 +571,8 @@ def _quantize_model(
     # (a damaged text encoder or transformer file) or cancelled while recording leaves no folder behind, and
     # leaves a previous run's parts as they were.
     if stale:
+        # Checked again: the recording took minutes, and a file the user put in the folder meanwhile went with it
+        _check_parts_folder(parts)
         # Said before the first file goes, so that a caller knows from then on nothing of that run resumes
         emit("stage", starting_over or "", replacing_parts=True)
         _remove_parts(parts)
