@@ -191,7 +191,7 @@ def _disk_space_asked(monkeypatch) -> list:
     needs = []
     check = engine.check_free_space
     monkeypatch.setattr(engine, "check_free_space",
-                        lambda folder, need, freed=0: needs.append(need) or check(folder, need, freed))  # fmt: skip
+                        lambda folder, need, *freed: needs.append(need) or check(folder, need, *freed))  # fmt: skip
     return needs
 
 
@@ -1096,4 +1096,28 @@ def test_a_file_put_in_the_parts_folder_while_the_samples_are_recorded_stops_the
     assert sorted(p.name for p in parts.iterdir()) == sorted([*before, "notes.txt"])
     assert json.loads((parts / "manifest.json").read_text()) == old  # as it was: nothing deleted
     assert not any(e.replacing_parts for e in events)  # nor said to go
+
+
+@pytest.mark.parametrize(("config", "why"), [
+    (_cfg(resume=False), "deleting the old unfinished run, as asked (--no-resume)"),
+    (_cfg(rank=16), "deleting the old unfinished run, made with other settings"),
+])  # fmt: skip
+def test_the_space_a_refused_run_would_free_is_said_with_why_it_deletes_the_old_run(tmp_path, monkeypatch, config,
+                                                                                    why):  # fmt: skip
+    """A run asked to start over (--no-resume) on a folder of its own settings was refused with "+2 MiB freed by
+    deleting the old unfinished run, made with other settings": the one reason a run had to delete it before."""
+    from gpu.runtime.memory_policy import amount
+    from gpu.streaming.disk_space import DiskSpaceError, folder_usage
+    from gpu.streaming.engine import check_disk_space
+
+    out = tmp_path / "o.safetensors"
+    lib = ModelLibrary(tmp_path / "lib")
+    _partial(out, 1, lib)
+    freed = amount(folder_usage(parts_dir(out))[0])
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=0))
+    for check in (quantize_model, check_disk_space):  # the run's own check, and the wizard's before it
+        with pytest.raises(DiskSpaceError) as refused:
+            check(DEMO, out, config, library=lib, device=CPU)
+        assert str(refused.value).endswith(f"and 0 MiB is free (+{freed} freed by {why})")
 

@@ -53,6 +53,7 @@ from gpu.quantizer.shared import (
 from gpu.safetensors_header import read_safetensors_header
 from gpu.streaming.disk_space import (
     HEADER_PER_TENSOR,
+    STALE_PARTS,
     SpaceNeeded,
     block_bytes,
     check_free_space,
@@ -329,6 +330,17 @@ def delete_unfinished_run(parts: Path) -> None:
         raise OutputBusy(f"{parts.name} is not deleted: {busy}", "wait for that run to end, or stop it") from None
 
 
+def _deleted_for(manifest: dict, key: ResumeKey) -> str:
+    """Why a run with the resume key ``key`` deletes the parts folder it does not resume (``manifest``: that
+    folder's), in the words a disk space refusal counts the space it frees with (``check_free_space``): a run asked
+    to start over said the blocks it deletes were "made with other settings", though they were made with its own."""
+    if not key.resume:
+        return "deleting the old unfinished run, as asked (--no-resume)"
+    if not manifest:
+        return f"deleting the old unfinished run's folder, which has {NO_MANIFEST}"
+    return STALE_PARTS
+
+
 def _kept_words(parts: Path, resume: bool = True) -> str:
     """What a run that stopped keeps in ``parts`` for the next one, as the end of a sentence ("" when nothing).
     ``resume`` False: the run was asked to start over (``QuantizeConfig.resume``), and the same command again would
@@ -532,8 +544,9 @@ def _quantize_model(
         for folder in SCRATCH_FOLDERS:  # a killed run's spilled inputs (GiBs): before recording samples needs room
             _remove_scratch(parts / folder)
     # Said when the stale parts are removed, below: a run refused or cancelled before that keeps them.
-    starting_over = None
+    starting_over, deleted_for = None, ""
     if stale:
+        deleted_for = _deleted_for(manifest, run.key)
         if not config.resume:  # a fresh run asked for (--no-resume): what goes, and when, said at once
             asked = _asked_to_start_over(parts, manifest, run.key)
             if asked:
@@ -553,7 +566,7 @@ def _quantize_model(
     samples = _verified_samples(parts, manifest)
     kept = (len(samples), _tokens(samples[0]) if samples else 0) if samples is not None else None
     need = _space_needed(run, config, blocks, manifest, kept, samples_override is not None, dtype)
-    check_free_space(out_path.parent, need, folder_usage(parts)[0] if stale else 0)
+    check_free_space(out_path.parent, need, folder_usage(parts)[0] if stale else 0, deleted_for)
     recorded = samples is None
     if samples is not None:
         prompts_n = int(manifest["samples"]["prompts"])
@@ -714,7 +727,7 @@ def check_disk_space(source: str | Path, out_path: Path | str, config: QuantizeC
     manifest = _read_manifest(parts)
     if parts.exists() and not _resumes(manifest, run.key):
         need = _space_needed(run, config, _blocks(run.src), {}, None, False, dtype)
-        check_free_space(out_path.parent, need, folder_usage(parts)[0])
+        check_free_space(out_path.parent, need, folder_usage(parts)[0], _deleted_for(manifest, run.key))
         return
     need = _space_needed(run, config, _blocks(run.src), manifest, _kept_samples(parts, manifest), False, dtype)
     # A killed run's spilled inputs, which the run deletes before its check.
