@@ -46,3 +46,26 @@ def test_sizes_below_a_gib_are_said_in_mib(tmp_path, monkeypatch):
         check_free_space(tmp_path, SpaceNeeded(model=300 * 2**20, blocks=0, samples=0, spill=0))
     assert str(refused.value) == (f"not enough free disk space in {tmp_path}: the run needs about 300 MiB there "
                                   "(a 300 MiB model file), and 1 MiB is free")  # fmt: skip
+
+
+@pytest.mark.parametrize(("kept", "resume", "hint"), [
+    ("", True, "free some space on that disk, then run again"),
+    ("", False, "free some space on that disk, then run again"),
+    ("; the finished block is kept in P", True,
+     "free some space on that disk, then run again: the run resumes from what is kept"),
+    ("; the finished block is kept in P", False,
+     "free some space on that disk, then run the same command again without --no-resume: it resumes from what is "
+     "kept"),
+])  # fmt: skip
+def test_a_full_disk_sends_the_user_to_resume_only_from_what_is_kept_and_as_it_resumes(tmp_path, kept, resume, hint):
+    """The hint said "run again: the run resumes from what is kept" with nothing kept, and to a run asked to start
+    over (--no-resume), whose same command starts over again."""
+    import errno
+
+    from gpu.streaming.disk_space import disk_full_said
+
+    said = disk_full_said(tmp_path, lambda: kept) if resume else disk_full_said(tmp_path, lambda: kept, resume=False)
+    with pytest.raises(DiskSpaceError) as full, said:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(full.value).endswith(f"cannot write in {tmp_path}: No space left on device{kept}")
+    assert full.value.hint == hint

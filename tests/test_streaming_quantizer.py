@@ -1121,3 +1121,44 @@ def test_the_space_a_refused_run_would_free_is_said_with_why_it_deletes_the_old_
             check(DEMO, out, config, library=lib, device=CPU)
         assert str(refused.value).endswith(f"and 0 MiB is free (+{freed} freed by {why})")
 
+
+def test_a_disk_that_fills_up_in_a_run_asked_to_start_over_sends_the_user_to_resume_without_the_option(tmp_path,
+                                                                                                       monkeypatch):
+    """A run asked to start over (--no-resume) whose disk filled up said that a run "resumes from them (without
+    --no-resume, which deletes them to start over)", while its hint said "run again: the run resumes from what is
+    kept", which the same command does not; one finished block was said as "the finished block is kept ... resumes
+    from them". Message and hint now agree; and samples no manifest records are not said to be kept."""
+    import errno
+
+    import safetensors.torch
+
+    from gpu.atomic import scratch_prefix
+    from gpu.streaming.disk_space import DiskSpaceError
+    from gpu.streaming.engine import _kept_words
+
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    lib = ModelLibrary(tmp_path / "lib")
+    _partial(out, 1, lib)
+    serialize = safetensors.torch.serialize_file
+
+    def serialize_file(tensors, filename, *args, **kwargs):  # the second block of the new run: the disk is full
+        if Path(filename).parent.name.startswith(scratch_prefix(parts / "block-0001.safetensors")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return serialize(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "serialize_file", serialize_file)
+    events = []
+    with pytest.raises(DiskSpaceError) as failed:
+        quantize_model(DEMO, out, _cfg(resume=False), events.append, library=lib, device=CPU)
+    assert str(failed.value).endswith(
+        f"; the finished block is kept in {parts}, and a run with the same settings resumes from it, unless it is "
+        "given --no-resume again")  # fmt: skip
+    assert failed.value.hint == ("free some space on that disk, then run the same command again without --no-resume: "
+                                 "it resumes from what is kept")  # fmt: skip
+    assert sum(e.replacing_parts for e in events) == 1  # the old folder was replaced by the new run's
+
+    (parts / "manifest.json").unlink()  # samples written, their manifest not (the disk was full): no run finds them
+    for name in ("block-0000.safetensors", "block-0001.safetensors"):
+        (parts / name).unlink(missing_ok=True)
+    assert (parts / "samples.safetensors").is_file() and _kept_words(parts) == ""

@@ -126,11 +126,14 @@ def _counted(need: SpaceNeeded) -> str:
 
 
 @contextmanager
-def disk_full_said(folder: Path, kept: Callable[[], str]) -> Iterator[None]:
+def disk_full_said(folder: Path, kept: Callable[[], str], resume: bool = True) -> Iterator[None]:
     """A write in the block that fails for a full disk becomes a ``DiskSpaceError`` saying so, naming ``folder``
-    (the output's) and, in ``kept()``'s words, what the run keeps for the next one to resume from; other errors
-    pass as they are. A write raised by safetensors carries its OS error only in its text, which callers telling
-    a full disk by its errno did not see: the wizard told the user to make the folder writable."""
+    (the output's) and, in ``kept()``'s words, what the run keeps for the next one to resume from ("" when
+    nothing); other errors pass as they are. Its hint agrees: it sends the user to resume only from what is kept,
+    and, ``resume`` False (``QuantizeConfig.resume``: the run was asked to start over), with the command without
+    --no-resume, since the same command starts over again. A write raised by safetensors carries its OS error only
+    in its text, which callers telling a full disk by its errno did not see: the wizard told the user to make the
+    folder writable."""
     try:
         yield
     except DiskSpaceError:
@@ -145,6 +148,12 @@ def disk_full_said(folder: Path, kept: Callable[[], str]) -> Iterator[None]:
         except OSError:
             free = ""
         words = str(exc) if isinstance(exc, OutputError) else f"cannot write in {folder}: {os_err.strerror}"
-        raise DiskSpaceError(f"the disk holding {folder} is full{free}: {words}{kept()}",
-                             "free some space on that disk, then run again: the run resumes from what is "
-                             "kept") from os_err  # fmt: skip
+        what = kept()
+        if not what:
+            again = "run again"
+        elif resume:
+            again = "run again: the run resumes from what is kept"
+        else:
+            again = "run the same command again without --no-resume: it resumes from what is kept"
+        raise DiskSpaceError(f"the disk holding {folder} is full{free}: {words}{what}",
+                             f"free some space on that disk, then {again}") from os_err  # fmt: skip

@@ -342,18 +342,20 @@ def _deleted_for(manifest: dict, key: ResumeKey) -> str:
 
 
 def _kept_words(parts: Path, resume: bool = True) -> str:
-    """What a run that stopped keeps in ``parts`` for the next one, as the end of a sentence ("" when nothing).
-    ``resume`` False: the run was asked to start over (``QuantizeConfig.resume``), and the same command again would
-    start over again, deleting them: said."""
-    done = blocks_kept(parts)
+    """What a run that stopped keeps in ``parts`` for the next one, as the end of a sentence ("" when nothing: the
+    hint of ``disk_full_said`` then does not send the user to resume). ``resume`` False: the run was asked to start
+    over (``QuantizeConfig.resume``), and the same command again would start over again instead of resuming: said."""
+    manifest = _read_manifest(parts)
+    done = len(manifest.get("done", {}))
     if done:
-        what = "the finished block is" if done == 1 else f"the {done} finished blocks are"
-    elif (parts / SAMPLES).is_file():
-        what = "the calibration samples are"
+        what, them = ("the finished block is", "it") if done == 1 else (f"the {done} finished blocks are", "them")
+    elif isinstance(manifest.get("samples"), dict) and (parts / SAMPLES).is_file():
+        # Only as the manifest records them: samples written before a manifest write the disk refused resume nowhere
+        what, them = "the calibration samples are", "them"
     else:
         return ""
-    again = "" if resume else " (without --no-resume, which deletes them to start over)"
-    return f"; {what} kept in {parts}, and a run with the same settings resumes from them{again}"
+    again = "" if resume else ", unless it is given --no-resume again"
+    return f"; {what} kept in {parts}, and a run with the same settings resumes from {them}{again}"
 
 
 def _asked_to_start_over(parts: Path, manifest: dict, key: ResumeKey) -> str:
@@ -464,7 +466,8 @@ def quantize_model(
     out_path = Path(out_path)
     # A full disk is said as such wherever the run writes, with what it keeps for the next one.
     with (output_lock(out_path, "quantize run"), gpu_memory_budget(device, config.gpu_budget_gib),
-          disk_full_said(out_path.parent, lambda: _kept_words(parts_dir(out_path), config.resume))):  # fmt: skip
+          disk_full_said(out_path.parent, lambda: _kept_words(parts_dir(out_path), config.resume),
+                         config.resume)):  # fmt: skip
         if not replace and out_path.exists():
             # e.g. a typo naming another model, or the source's own weights: replaced only when asked
             raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
