@@ -135,7 +135,7 @@ class Lookup:
 
     what: str  # in words, for the log: "naming the output", "listing the unfinished runs", ...
     result: Any = None
-    error: Exception | None = None
+    error: BaseException | None = None
 
 
 class Lookups(QObject):
@@ -165,8 +165,8 @@ def _run_lookup(lookup: Lookup, work: Callable[[], Any], end: Callable[[Lookup],
     """On the lookup's thread: ``work``'s result or error into ``lookup``, handed to the Qt thread (``end``)."""
     try:
         lookup.result = work()
-    except Exception as exc:  # noqa: BLE001 - handed to the caller, which says it: the end is never lost
-        log.info("%s failed", lookup.what, exc_info=True)
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller, which says it: the end is never lost (a
+        log.info("%s failed", lookup.what, exc_info=True)  # SystemExit too: what waits for it stayed greyed for good)
         # Without its traceback: its frames hold this lookup, its work and its end (a reference cycle, which a
         # garbage collection on any thread would free, a Qt object with it)
         lookup.error = exc.with_traceback(None)

@@ -161,3 +161,18 @@ def test_a_thumbnail_decode_still_running_when_the_gallery_stops_never_destroys_
     releaser.join(_WAIT_S)
     qtbot.waitUntil(lambda: bool(threads), timeout=int(_WAIT_S * 1000))
     assert threads == [threading.main_thread()]
+
+
+def test_a_lookup_ended_by_any_exception_is_handed_back_with_it(qtbot):
+    # Only Exception was caught: a SystemExit raised by a lookup's work skipped its end, and what waited for it
+    # (Empty trash's buttons) stayed greyed for the session.
+    lookups = Lookups("Test")
+    ended: list[BaseException | None] = []
+    lookups.ended.connect(lambda lookup: ended.append(lookup.error))
+
+    def leave() -> None:
+        raise SystemExit(3)
+
+    lookups.start("leaving", leave)
+    qtbot.waitUntil(lambda: bool(ended), timeout=int(_WAIT_S * 1000))
+    assert isinstance(ended[0], SystemExit) and ended[0].code == 3
