@@ -318,6 +318,22 @@ def test_cpu_path_and_constants():
     assert launch.LN_MAX_C == launch.GEMV_MAX_K == 16384  # the limits fused_ops checks before dispatching
 
 
+def test_a_family_without_an_architecture_check_is_refused_by_none(monkeypatch):
+    """The families' architecture checks, gathered in one table, were looked up by key: a family other than "norm"
+    and "gemv" raised KeyError, even on the CPU, which is "not a CUDA GPU" whatever the family. Such a family is
+    again turned down by no architecture (here a Pascal GPU, sm_61, which the GEMV's fp16 MMA needs more than)."""
+    from gpu.kernels import backend, loader
+
+    assert fused_ops.fused_refusal(torch.device("cpu"), "other") == "device is CPU, not a CUDA GPU"
+    monkeypatch.setattr(fused_ops, "_refusals", {})
+    monkeypatch.setattr(backend, "pycuda_refusal", lambda: None)  # pycuda and the kernel binary are there
+    monkeypatch.setattr(loader, "binary_status", lambda arch: None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 1))
+    pascal = torch.device("cuda", 0)
+    assert fused_ops.fused_refusal(pascal, "other") is None and fused_ops.fused_refusal(pascal, "norm") is None
+    assert fused_ops.fused_refusal(pascal, "gemv").startswith("GPU sm_61 lacks fp16 mma.sync m16n8k8")
+
+
 def test_launch_checks_shapes_before_touching_a_gpu():
     from gpu.kernels import launch
 

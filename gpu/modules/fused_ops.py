@@ -32,6 +32,8 @@ the reference from then on (``fused_path`` says which path runs and why).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -188,7 +190,7 @@ def fused_refusal(device: torch.device, family: str = "norm") -> str | None:
     if device.type != "cuda":  # nothing to decide once: said as the backends say it
         from gpu.kernels.backend import gpu_refusal
 
-        return gpu_refusal(device, _ARCH_REFUSALS[family])
+        return gpu_refusal(device, _arch_refusal(family))
     key = (cuda_index(device), family)
     why = _refusals.get(key, _UNKNOWN)
     if why is _UNKNOWN:
@@ -202,8 +204,19 @@ def _gemv_arch_refusal(major: int, minor: int) -> str | None:
     return None
 
 
+def _any_arch(major: int, minor: int) -> None:
+    return None
+
+
 # The GPUs each family's kernels are built for: the norm kernels need no tensor cores, the GEMV fp16 MMA.
-_ARCH_REFUSALS = {"norm": lambda major, minor: None, "gemv": _gemv_arch_refusal}
+_ARCH_REFUSALS: dict[str, Callable[[int, int], str | None]] = {"norm": _any_arch, "gemv": _gemv_arch_refusal}
+
+
+def _arch_refusal(family: str) -> Callable[[int, int], str | None]:
+    """``family``'s architecture check. A family without one (other than "norm" and "gemv") is turned down by no
+    architecture, as before the checks were gathered here: looked up by key, it raised KeyError, even on the CPU,
+    whose answer ("not a CUDA GPU") needs no family."""
+    return _ARCH_REFUSALS.get(family, _any_arch)
 
 
 def _probe(index: int, family: str) -> str | None:
@@ -213,7 +226,7 @@ def _probe(index: int, family: str) -> str | None:
     from gpu.kernels.loader import binary_status
 
     device = torch.device("cuda", index)
-    if (why := gpu_refusal(device, _ARCH_REFUSALS[family])) is not None:
+    if (why := gpu_refusal(device, _arch_refusal(family))) is not None:
         return why
     major, minor = torch.cuda.get_device_capability(index)
     return binary_status(f"{major}{minor}")
