@@ -34,9 +34,12 @@ def detect_gpu() -> GpuInfo | None:
 
 def cuda_index(device: torch.device) -> int:
     """The ordinal of the CUDA ``device``: its index, or for a bare "cuda" the current device's (where torch runs
-    it). What per-GPU state (kernel caches, refusals, memory limits) is keyed on, so "cuda" and "cuda:0" share it."""
+    it). What per-GPU state (kernel caches, refusals, memory limits) is keyed on, so "cuda" and "cuda:0" share it.
+    ``TypeError`` for anything but a ``torch.device``: a string "cuda:1" answered its bound ``str.index`` method."""
     import torch
 
+    if not isinstance(device, torch.device):
+        raise TypeError(f"cuda_index takes a torch.device, not {type(device).__name__} {device!r}")
     return device.index if device.index is not None else torch.cuda.current_device()
 
 

@@ -120,6 +120,18 @@ def test_a_bare_cuda_device_is_the_current_one(monkeypatch):
     assert cuda_index(torch.device("cuda")) == 2
 
 
+def test_a_device_given_as_a_string_is_refused(monkeypatch):
+    """``cuda_index("cuda:1")`` returned the string's ``index`` method (a str has one), and per-GPU state was keyed on
+    it: a torch.device only."""
+    import torch
+
+    from gpu.system_info import cuda_index
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    with pytest.raises(TypeError, match="cuda_index takes a torch.device, not str 'cuda:1'"):
+        cuda_index("cuda:1")  # type: ignore[arg-type]
+
+
 def test_the_plan_and_the_quantizer_read_the_memory_cap_in_force_alike(monkeypatch):
     """The memory plan (``detect_total_vram``) and the quantizer's GPU budget (``gpu_memory_budget``) both read the
     caching allocator's cap in force (``memory_fraction``). Where torch cannot tell it (no allocator state yet),
