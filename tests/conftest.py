@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,25 @@ def isolated_data_dir(tmp_path_factory, monkeypatch):
     data = tmp_path_factory.mktemp("data")
     monkeypatch.setenv("NIBBLE_DATA_DIR", str(data))
     return data
+
+
+@pytest.fixture
+def deep_path(tmp_path, monkeypatch) -> Iterator[Callable[[int, str], Path]]:
+    """``deep_path(levels, name)``: the path ``d/d/…/<name>`` (``levels`` folders ``d``) relative to ``tmp_path``,
+    made the current folder, for a test of folders deeper than Python's recursion limit. The test is skipped where
+    the file system's path limit cannot hold it (macOS: 1024 bytes). Its tree ``tmp_path/d`` is removed afterwards,
+    passed or failed, one level at a time: pytest's clean-up (``shutil.rmtree``, recursive on Python 3.11) cannot
+    remove it, and a tree left by a failed test broke later runs."""
+    from deep_trees import deep_path_room, remove_tree
+
+    def deep(levels: int, name: str) -> Path:
+        if (why := deep_path_room(tmp_path, levels, name)) is not None:
+            pytest.skip(why)
+        return Path("d/" * levels + name)
+
+    monkeypatch.chdir(tmp_path)
+    yield deep
+    remove_tree(tmp_path / "d")
 
 
 @pytest.fixture(scope="session")

@@ -277,22 +277,17 @@ def test_an_unusable_data_folder_is_named_as_the_data_folder_before_anything_run
     assert nothing_else_runs == [] and not missing.exists()
 
 
-def test_a_data_folder_deeper_than_pythons_recursion_limit_is_made(tmp_path, monkeypatch, nothing_else_runs):
+def test_a_data_folder_deeper_than_pythons_recursion_limit_is_made(tmp_path, deep_path, nothing_else_runs):
     """pathlib's mkdir(parents=True) recurses once per folder: a --data-dir 1100 folders deep (within the system's
     path limit) was refused as "a symbolic link loop" (its RecursionError taken for one). The engine makes its data
     and cache folders as it makes every output folder, one level at a time."""
     import gpu.paths
     from main import main
 
-    monkeypatch.chdir(tmp_path)
-    deep = "d/" * 1100 + "data"
+    deep = str(deep_path(1100, "data"))  # removed by the fixture: shutil.rmtree, which removes tmp_path, recurses
     assert main(["--data-dir", deep]) == 0 and nothing_else_runs == ["gui"]
     assert (tmp_path / deep).is_dir() and gpu.paths.user_cache_dir() == (tmp_path / deep / "cache").resolve()
     assert gpu.paths.user_cache_dir().is_dir()
-    folder = tmp_path / deep / "cache"
-    while folder != tmp_path:  # shutil.rmtree, which removes tmp_path, recurses too
-        folder.rmdir()
-        folder = folder.parent
 
 
 def test_a_windowed_app_without_a_console_leaves_the_data_folder_to_its_dialog(tmp_path, monkeypatch,

@@ -480,14 +480,13 @@ def test_a_file_system_without_locks_does_not_block_writing(tmp_path, monkeypatc
             pass
 
 
-def test_the_output_lock_makes_folders_deeper_than_pythons_recursion_limit(tmp_path, monkeypatch):
+def test_the_output_lock_makes_folders_deeper_than_pythons_recursion_limit(tmp_path, deep_path):
     """The lock made OUT's folders with pathlib's mkdir(parents=True), which recurses once per folder: a quantize
     run whose --out was 1100 folders deep (within the system's path limit) ended in a RecursionError traceback. It
     makes them as atomic writes do (``gpu.atomic.make_folders``), and takes them back when it ends."""
     from gpu.output_lock import lock_path, output_lock
 
-    monkeypatch.chdir(tmp_path)
-    target = Path("d/" * 1100 + "model.safetensors")
+    target = deep_path(1100, "model.safetensors")  # a tree the lock leaves is removed by the fixture
     with output_lock(target, "quantize run"):
         assert lock_path(target).is_file()
     assert sorted(tmp_path.iterdir()) == []  # the folders it made, and its lock file, are gone
