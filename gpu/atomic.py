@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from gpu.errors import OutputError
-from gpu.paths import numbered_paths
+from gpu.paths import numbered_paths, resolved
 
 
 @contextlib.contextmanager
@@ -155,7 +155,18 @@ def make_folders(missing: list[Path]) -> None:
     ``Path.mkdir(parents=True)`` recurses once per level and raised RecursionError under a thousand of them
     (``--out d/d/…/d/a.png``), after the image was made."""
     for folder in reversed(missing):
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+        except FileExistsError as exists:
+            # A link at that name that leads nowhere: ``missing_folders`` took it for missing (``exists()`` is
+            # False through it), and mkdir says "File exists". A loop of links is said as the system says it,
+            # "Too many levels of symbolic links", as mkdir(parents=True) said it before.
+            try:
+                os.stat(folder)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise OSError(err.errno, err.strerror, str(folder)) from None
+            raise exists
 
 
 def check_folder_writable(folder: Path) -> None:
@@ -180,15 +191,16 @@ def check_folder_writable(folder: Path) -> None:
 def folder_problem(folder: Path, err: OSError) -> str:
     """Why ``folder`` could not be created or written in, in the user's terms. mkdir's own words mislead in two
     cases: a file at that name is "File exists", a file in place of a parent folder is "Not a directory" on the
-    folder."""
+    folder; and "Too many levels of symbolic links" is said as the loop of links it is."""
     if folder.exists() and not folder.is_dir():
         return "it is a file, not a folder"
     if isinstance(err, NotADirectoryError):
         for parent in folder.absolute().parents:
             if parent.exists() and not parent.is_dir():
                 return f"{parent} is a file, not a folder"
-    where = f"{err.filename}: " if err.filename and Path(err.filename) != folder.resolve() else ""
-    return f"{where}{err.strerror or err}"
+    # resolved(), not Path.resolve(): that raises RuntimeError on a link loop (Python < 3.13)
+    where = f"{err.filename}: " if err.filename and resolved(err.filename) != resolved(folder) else ""
+    return f"{where}{'a symbolic link loop' if err.errno == errno.ELOOP else err.strerror or err}"
 
 
 def make_output_folder(folder: Path | str, what: str = "the results into",

@@ -55,11 +55,12 @@ def user_cache_dir() -> Path:
 def _made(folder: Path) -> Path:
     """``folder``, made with its missing parents as every output folder is (``gpu.atomic.make_folders``: one level
     at a time; pathlib's ``mkdir(parents=True)`` recurses once per level, and a data folder a thousand deep was
-    refused as "a symbolic link loop"). ``FileExistsError`` where a file has its name, as ``mkdir`` raises."""
+    refused as "a symbolic link loop"). ``FileExistsError`` where a file has its name, as ``mkdir`` raises; an
+    ``OSError`` "Too many levels of symbolic links" where a link loop is in the way (``make_folders``' own words)."""
     from gpu.atomic import make_folders, missing_folders  # that module imports this one
 
-    make_folders(missing_folders(folder.parent))
-    folder.mkdir(exist_ok=True)
+    # ``folder`` is made even where it exists, so that a file at its name is refused (missing_folders counts it)
+    make_folders([folder, *missing_folders(folder.parent)])
     return folder
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -140,3 +141,36 @@ def test_on_windows_the_name_is_claimed_by_a_rename_that_refuses_an_existing_fil
     claimed = claim_free_name(src, tmp_path / "a.png", windows=True, sleep=slept.append)
     assert claimed == tmp_path / "a-2.png" and claimed.read_bytes() == b"ours" and len(slept) == 1
     assert (tmp_path / "a.png").read_bytes() == b"earlier" and not src.exists()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows, whose loops say other words")
+def test_a_loop_of_links_above_a_folder_to_make_is_said_as_one(tmp_path: Path, monkeypatch) -> None:
+    """``missing_folders`` takes a link that leads nowhere for a missing folder, and mkdir then says "File exists":
+    an output or data folder under a loop of links was refused with that, where mkdir(parents=True) had said "Too
+    many levels of symbolic links" (on Python 3.13, whose Path.resolve no longer raises on a loop, the data
+    folder's check came to it too)."""
+    import gpu.paths
+    from gpu.output_lock import output_lock
+
+    loop = tmp_path / "loop"
+    os.symlink("loop", loop)
+    target = loop / "sub" / "m.safetensors"
+    looping = os.strerror(errno.ELOOP)  # "Too many levels of symbolic links"
+    with pytest.raises(OutputError, match=f"^{re.escape(f'cannot write {target}: {looping}')}$"):
+        with output_lock(target, "quantize run"):
+            pass
+    image = loop / "a.png"
+    with pytest.raises(OutputError, match=f"^{re.escape(f'cannot write {image}: {looping}')}$"):
+        atomic_write_bytes(image, b"x")
+    with pytest.raises(OSError) as raised:
+        gpu.atomic.make_folders(gpu.atomic.missing_folders(loop / "sub"))
+    assert raised.value.errno == errno.ELOOP and raised.value.filename == str(loop)
+    assert gpu.atomic.folder_problem(loop / "sub", raised.value) == f"{loop}: a symbolic link loop"
+    for data in (loop / "data", loop):  # the data folder under the loop, and the loop itself
+        monkeypatch.setenv("NIBBLE_DATA_DIR", str(data))
+        with pytest.raises(OSError) as raised:
+            gpu.paths.user_data_dir()
+        assert raised.value.errno == errno.ELOOP
+        assert gpu.atomic.folder_problem(data, raised.value).endswith("a symbolic link loop")
+    assert sorted(tmp_path.iterdir()) == [loop]
+
