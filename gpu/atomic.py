@@ -219,12 +219,15 @@ def make_output_folder(folder: Path | str, what: str = "the results into",
 
 def remove_empty_folders(folders: list[Path]) -> None:
     """Removes ``folders`` (deepest first) while they are empty, and stops at the first that is not: one that
-    holds a file (written since, or put there by another process) stays, and so do its ancestors."""
+    holds a file (written since, or put there by another process) stays, and so do its ancestors. One that is not
+    there is passed over: ``make_folders`` stopped below the ones it made (a name too long, a full disk), and
+    stopping there left those (``a/b`` of ``a/b/<300 characters>/c``)."""
     for folder in folders:
         try:
             folder.rmdir()
         except OSError:
-            return
+            if os.path.lexists(folder):  # False too where it cannot be looked at (a name too long to exist)
+                return
 
 
 _TEMP_SUFFIX = ".tmp"

@@ -174,3 +174,21 @@ def test_a_loop_of_links_above_a_folder_to_make_is_said_as_one(tmp_path: Path, m
         assert gpu.atomic.folder_problem(data, raised.value).endswith("a symbolic link loop")
     assert sorted(tmp_path.iterdir()) == [loop]
 
+
+def test_the_folders_made_above_one_that_could_not_be_made_are_taken_back(tmp_path: Path) -> None:
+    """``remove_empty_folders`` stopped at the first folder of its list that was never made: a lock on
+    a/b/<300 characters>/c/m.safetensors (a name too long to make) left a and a/b behind. One that is not there
+    is passed over; one that holds a file still stops it, and its ancestors stay."""
+    from gpu.output_lock import output_lock
+
+    target = tmp_path / "a" / "b" / ("x" * 300) / "c" / "m.safetensors"
+    with pytest.raises(OutputError, match=f"^{re.escape(f'cannot write {target}: ')}"):
+        with output_lock(target, "quantize run"):
+            pass
+    assert sorted(tmp_path.iterdir()) == []
+
+    made = gpu.atomic.missing_folders(tmp_path / "p" / "q" / "never" / "r")
+    gpu.atomic.make_folders(made[2:])  # p and p/q: the two deeper ones were never made
+    (tmp_path / "p" / "kept").write_bytes(b"mine")
+    gpu.atomic.remove_empty_folders(made)
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "p", tmp_path / "p" / "kept"]
