@@ -158,16 +158,24 @@ class QuantizeWorker(QObject):
         its model unloaded: its folder cannot be made (a file where it goes, no permission), another run (a
         command-line quantize) writes the same file (``OutputBusy``), or its disk lacks the space the run needs
         (the engine's own estimate, ``check_disk_space``: headers and meta-device skeletons, about a second; the
-        run checks again). The lock is let go at once: ``quantize_model`` takes it again."""
+        run checks again). The lock is let go at once: ``quantize_model`` takes it again, and makes the folders
+        again, which are taken back here whatever the answer (a refused run, or one cancelled while it waits for the
+        generation, leaves none)."""
         import gpu.quantizer  # noqa: F401 - before the engine, which imported first is a circular import
-        from gpu.atomic import output_errors
+        from gpu.atomic import make_output_folder, missing_folders, remove_empty_folders
         from gpu.output_lock import output_lock
         from gpu.streaming.engine import check_disk_space
 
-        with output_errors(job.out_path.parent):  # a file where the folder goes: named, not a FileExistsError
-            job.out_path.parent.mkdir(parents=True, exist_ok=True)
-        with output_lock(job.out_path, "quantize run"):
-            check_disk_space(job.source, job.out_path, job.config)
+        folder = job.out_path.parent
+        made = missing_folders(folder)
+        try:
+            # The engine's folder-making (one level at a time: pathlib's mkdir(parents=True) recursed once per
+            # level, a RecursionError the wizard's error path missed); a file in the way is said as one.
+            make_output_folder(folder, "the model into")
+            with output_lock(job.out_path, "quantize run"):
+                check_disk_space(job.source, job.out_path, job.config)
+        finally:
+            remove_empty_folders(made)
 
     @staticmethod
     def _wait_for(unloaded: threading.Event, job: QuantizeJob) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -191,3 +192,37 @@ def test_a_full_disk_the_engine_reports_is_said_as_one(tmp_path):
     error, settings_can_fix = run_error(failed.value, tmp_path)
     assert error.message.startswith(f"the disk holding {tmp_path} is full") and not settings_can_fix
     assert "free some space on its disk" in error.hint
+
+
+def test_the_wizards_output_checks_take_back_the_folders_they_made(tmp_path, monkeypatch):
+    """The wizard's quick refusals made the output's folder with mkdir(parents=True), kept however they ended: a run
+    refused for its disk space left a models folder the user had not had. They are made as the engine makes every
+    output folder (``gpu.atomic.make_output_folder``) and taken back; a file in the way is said as one."""
+    from app.quantize_worker import QuantizeJob, QuantizeWorker
+    from gpu.errors import OutputError
+    from gpu.streaming.disk_space import DiskSpaceError
+
+    models = tmp_path / "new" / "models"
+    job = QuantizeJob(str(DEMO), models / "m.safetensors", _cfg())
+    usage = shutil.disk_usage(tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=2**20))
+        with pytest.raises(DiskSpaceError, match=f"^not enough free disk space in {re.escape(str(models))}: "):
+            QuantizeWorker._check_output(job)
+    assert sorted(tmp_path.iterdir()) == []  # was: new/models, made for the refused run
+    QuantizeWorker._check_output(job)  # passed: the run's own lock makes the folders again
+    assert sorted(tmp_path.iterdir()) == []
+
+    (tmp_path / "new").write_bytes(b"")  # was: "cannot write …/new/models: File exists"
+    with pytest.raises(OutputError, match="^cannot write the model into .*: .*new is a file, not a folder$"):
+        QuantizeWorker._check_output(job)
+
+
+def test_a_wizard_output_deeper_than_pythons_recursion_limit_is_checked(deep_path):
+    """pathlib's mkdir(parents=True) recurses once per folder: a models folder 1100 deep (a --data-dir that deep)
+    raised RecursionError in the wizard's checks, no OSError, which its error path takes for an internal error."""
+    from app.quantize_worker import QuantizeJob, QuantizeWorker
+
+    out = deep_path(1100, "m.safetensors")
+    QuantizeWorker._check_output(QuantizeJob(str(DEMO), out, _cfg()))
+    assert not Path("d").exists()  # made for the checks, and taken back
