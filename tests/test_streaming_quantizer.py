@@ -103,13 +103,13 @@ def mapped_at_removal(monkeypatch) -> list[str]:
     if not maps.exists():
         pytest.skip("needs /proc/self/maps")
     seen: list[str] = []
-    remove = engine._remove_parts
+    remove = engine._remove_finished_parts
 
-    def looking_first(parts: Path) -> None:
+    def looking_first(parts: Path, out: Path) -> str:
         seen.extend(line.split()[-1] for line in maps.read_text().splitlines() if str(parts) in line)
-        remove(parts)
+        return remove(parts, out)
 
-    monkeypatch.setattr(engine, "_remove_parts", looking_first)
+    monkeypatch.setattr(engine, "_remove_finished_parts", looking_first)
     return seen
 
 
@@ -1162,3 +1162,56 @@ def test_a_disk_that_fills_up_in_a_run_asked_to_start_over_sends_the_user_to_res
     for name in ("block-0000.safetensors", "block-0001.safetensors"):
         (parts / name).unlink(missing_ok=True)
     assert (parts / "samples.safetensors").is_file() and _kept_words(parts) == ""
+
+
+def test_a_file_put_in_the_parts_folder_during_the_run_stays_when_the_run_finishes(tmp_path):
+    """A finished run deleted its parts folder wholesale, checked for the user's files only as the run began: a
+    file saved there during the run (hours long for a big model) was deleted with it. Only what the engine wrote
+    goes (a file manager's own files too); the folder stays with the user's files, said, and the run finishes."""
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+
+    def save_notes() -> bool:  # asked between layers: the user saves files in the folder the run works in
+        if parts.is_dir() and not (parts / "notes.txt").exists():
+            (parts / "notes.txt").write_text("the user's")
+            (parts / "mine").mkdir()
+            (parts / "mine" / "block-0000.safetensors").write_text("the user's too, whatever its name")
+            (parts / ".DS_Store").write_bytes(b"Finder's")
+        return False
+
+    events = []
+    assert quantize_model(DEMO, out, _cfg(), events.append, save_notes, library=ModelLibrary(tmp_path / "lib"),
+                          device=CPU) == out  # fmt: skip
+    load_checkpoint(out)  # the model is complete: checksum verified
+    assert sorted(p.name for p in parts.iterdir()) == ["mine", "notes.txt"]  # the blocks, samples, manifest: gone
+    assert (parts / "notes.txt").read_text() == "the user's"
+    assert (parts / "mine" / "block-0000.safetensors").read_text() == "the user's too, whatever its name"
+    assert events[-1].kind == "done" and events[-2].message == (
+        f"{parts} is kept: it holds files the quantizer did not write (mine, notes.txt), which are not deleted; its "
+        "own files there are. Move them elsewhere: a run into o.safetensors refuses the folder while they are in it")
+
+
+def test_a_finished_run_whose_parts_folder_cannot_be_deleted_still_finishes(tmp_path, monkeypatch):
+    """The parts folder's deletion, after the model was written and verified, failed the run (an OutputError) when
+    a file in it could not be deleted (another program holding it open on Windows): the complete model was
+    reported as a failed run. It is said, and the run finishes."""
+    import errno
+    import os
+
+    out = tmp_path / "o.safetensors"
+    unlink = os.unlink
+
+    def held_open(path, *args, **kwargs) -> None:
+        if os.path.basename(os.fsdecode(path)) == "block-0001.safetensors" and out.exists():
+            raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", held_open)
+    events = []
+    assert quantize_model(DEMO, out, _cfg(), events.append, library=ModelLibrary(tmp_path / "lib"), device=CPU) == out
+    load_checkpoint(out)
+    parts = parts_dir(out)
+    assert "manifest.json" not in {p.name for p in parts.iterdir()}  # first: never taken as resumable
+    assert events[-1].kind == "done" and events[-2].message == (
+        f"{parts} could not be deleted ({parts / 'block-0001.safetensors'}: Permission denied); o.safetensors is "
+        "complete, and the folder is of no use now: delete it yourself")

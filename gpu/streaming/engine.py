@@ -8,8 +8,9 @@
    to ``OUT.parts/block-XXXX.safetensors`` (atomic) and recorded in ``manifest.json``; the block's 16-bit
    outputs become the next block's inputs (CPU, or disk above the RAM budget).
 4. The SVDQ file is assembled from the shards, written atomically with its checksum, verified, and the parts
-   folder removed. A rerun with the same source and settings skips finished blocks (it re-propagates
-   through them, forward only); different settings discard the folder.
+   folder removed: what the engine wrote in it, then the folder unless a file of the user's is in it. A rerun
+   with the same source and settings skips finished blocks (it re-propagates through them, forward only);
+   different settings discard the folder.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from safetensors import safe_open
 from safetensors.torch import load, save_file
 
 from gpu.adapters import adapter_named
-from gpu.atomic import SCRATCH_NAME, atomic_path, atomic_write_bytes, output_errors, remove_stale_temps
+from gpu.atomic import (
+    SCRATCH_NAME,
+    atomic_path,
+    atomic_write_bytes,
+    folder_problem,
+    output_errors,
+    remove_stale_temps,
+)  # fmt: skip
 from gpu.bfl_layout import inspect_single_file, pipeline_misfit
 from gpu.checkpoint.format import file_sha256, save_checkpoint
 from gpu.checkpoint.verified import verify_checkpoint_once
@@ -708,7 +716,9 @@ def _quantize_model(
     # Size and checksum, before the parts are thrown away; no tensor kept. Remembered: the library's add of this
     # file (unchanged) does not read its gigabytes again
     verify_checkpoint_once(out_path)
-    _remove_parts(parts)
+    left = _remove_finished_parts(parts, out_path)
+    if left:
+        emit("stage", left)
     size_mib = out_path.stat().st_size / 2**20
     emit("done", f"wrote {out_path} ({size_mib:.1f} MiB)", index=total_layers, total=total_layers)
     return out_path
@@ -964,18 +974,23 @@ _KEPT_FILE = re.compile(r"^(samples\.safetensors|block-\d{4}\.safetensors)$")
 OS_JUNK = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
 
+def _goes_with_the_folder(name: str) -> bool:
+    """Whether an entry of a parts folder named ``name`` is the engine's (``_OWN_PARTS_ENTRY``, ``SCRATCH_NAME``)
+    or a file manager's (``OS_JUNK``): no file of the user's."""
+    return bool(_OWN_PARTS_ENTRY.match(name) or SCRATCH_NAME.match(name)) or name.lower() in OS_JUNK
+
+
 def _foreign_entries(parts: Path) -> list[str]:
     """The names in the folder ``parts`` that the engine does not write there (the user's files), but for a file
     manager's own (``OS_JUNK``)."""
     with output_errors(parts):
-        return sorted(p.name for p in parts.iterdir()
-                      if not (_OWN_PARTS_ENTRY.match(p.name) or SCRATCH_NAME.match(p.name)
-                              or p.name.lower() in OS_JUNK))  # fmt: skip
+        return sorted(p.name for p in parts.iterdir() if not _goes_with_the_folder(p.name))
 
 
 def _check_parts_folder(parts: Path) -> None:
     """OutputError unless ``parts`` is absent or a folder holding only what the engine writes there: it is
-    deleted wholesale when the settings differ, and at the end."""
+    deleted wholesale when the settings differ (checked again just before). At the end only the engine's own
+    files go (``_remove_finished_parts``)."""
     if parts.is_symlink() or (parts.exists() and not parts.is_dir()):
         raise OutputError(f"{parts} is in the way: the quantizer keeps its resumable parts in a folder of that name",
                           "move or rename it, or choose another --out")  # fmt: skip
@@ -991,6 +1006,42 @@ def _remove_parts(parts: Path) -> None:
     with output_errors(parts):
         (parts / MANIFEST).unlink(missing_ok=True)  # first: a half-removed folder is never taken as resumable
         shutil.rmtree(parts)
+
+
+def _remove_finished_parts(parts: Path, out_path: Path) -> str:
+    """Deletes the parts folder ``parts`` of a run whose model ``out_path`` is written and verified -> "" once it is
+    gone, else what stays and why, in words (said, never raised: the model is complete and the run has finished).
+
+    Only what the engine writes there goes, one entry at a time, the manifest first (a folder half deleted is never
+    taken as resumable), then the folder if it is empty: a file the user saved in it during the run, hours long for
+    a big model, was deleted with it, the folder having been checked only as the run began. Such files stay, with
+    the folder; a run on this output refuses that folder until they are moved (``_check_parts_folder``)."""
+    own_gone = False
+    try:
+        (parts / MANIFEST).unlink(missing_ok=True)
+        for entry in parts.iterdir():
+            if not _goes_with_the_folder(entry.name):
+                continue
+            if entry.is_dir() and not entry.is_symlink():  # scratch folders: spilled inputs, atomic writes' temps
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+        own_gone = True
+        parts.rmdir()  # refused while a file of the user's is in it, one saved a moment ago too
+        return ""
+    except OSError as err:
+        why = folder_problem(parts, err)
+    try:
+        foreign = _foreign_entries(parts)
+    except OutputError:
+        foreign = []
+    if not foreign:
+        return (f"{parts} could not be deleted ({why}); {out_path.name} is complete, and the folder is of no use "
+                "now: delete it yourself")  # fmt: skip
+    own = "its own files there are" if own_gone else f"nor could all of its own files there be ({why})"
+    return (f"{parts} is kept: it holds files the quantizer did not write ({named_few(foreign)}), which are not "
+            f"deleted; {own}. Move them elsewhere: a run into {out_path.name} refuses the folder while they are "
+            "in it")  # fmt: skip
 
 
 def _damaged_shards(parts: Path, done: dict) -> dict[str, str]:
