@@ -17,6 +17,7 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ from gpu.quantize_defaults import (
 if TYPE_CHECKING:
     from gpu.generation.request import GeneratedImage
     from gpu.library import ModelEntry, ModelLibrary
+    from gpu.quantizer.config import PartsToReplace
 
 LOGGED_COMMANDS = ("generate", "quantize")  # the ones that do real work: logged for problem reports
 CLI_LOGGER = "nibble.cli"  # app.app_log.CLI_LOGGER, without importing it for --help
@@ -156,13 +158,83 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@dataclass
+class QuantizeTold:
+    """What a quantize run's engine said of the output's parts folder, as far as it got (``QuantizeEvent``)."""
+
+    anything: bool = False  # any event: the run has looked at the folder and decided what it does with it
+    to_replace: PartsToReplace | None = None  # an earlier run's folder it replaces once its samples are recorded
+    replacing: bool = False  # it began deleting that folder: nothing of that run in it resumes from then on
+
+
+# The quantize options that set a QuantizeConfig field, for saying how to resume a parts folder made with other
+# settings (``PartsToReplace.resume_with``): field -> option, its value after it.
+_QUANTIZE_OPTIONS = {"method": "--method", "precision": "--precision", "rank": "--rank",
+                     "calib_prompts": "--calib-prompts", "calib_steps": "--calib-steps", "seed": "--seed",
+                     "alpha_points": "--alpha-points"}  # fmt: skip
+
+
+def _resume_options(resume_with: dict[str, object], no_resume: bool) -> str | None:
+    """How the command is to be given ``resume_with``'s settings, in words ("with --rank 8 and without --no-resume");
+    None when one of them has no option (only a caller of the engine sets it)."""
+    said = []
+    for name, value in resume_with.items():
+        if name == "shared_smoothing":
+            said.append("without --per-layer-smoothing" if value else "with --per-layer-smoothing")
+        elif name == "calib_steps" and value is None:  # the model's default
+            said.append("without --calib-steps")
+        elif name in _QUANTIZE_OPTIONS:
+            said.append(f"with {_QUANTIZE_OPTIONS[name]} {value}")
+        else:
+            return None
+    if no_resume:  # it starts over again, whatever its settings
+        said.append("without --no-resume")
+    return " and ".join(said)
+
+
+def quantize_cancel_note(parts: Path, told: QuantizeTold, no_resume: bool) -> str:
+    """Where a stopped quantize run left the parts folder ``parts``, and how the next run uses it, as the engine
+    said it (``told``), not by the folder's bytes (a run replacing it may write them again as they were); "" when it
+    holds nothing to say. A run that began on a folder made with other settings, and was stopped before it replaced
+    it, said "the blocks finished so far are kept …: run the same command again to resume", which deletes them."""
+    from gpu.streaming.engine import NO_MANIFEST, work_kept
+
+    kept = work_kept(parts)  # once replacing, the run's own: the earlier run's manifest is deleted first
+    plan = told.to_replace
+    if told.replacing and not kept and parts.is_dir():
+        return (f"{parts} was being replaced when this run stopped: nothing in it resumes; run the same command "
+                "again to start over")  # fmt: skip
+    if plan is not None and not told.replacing and parts.is_dir():
+        if no_resume:
+            note = (f"{parts} is left as it was: this run stopped before it started over; run the same command again "
+                    "to start over")  # fmt: skip
+        else:
+            why = plan.differs if plan.differs == NO_MANIFEST else f"made with other settings: {plan.differs}"
+            note = (f"{parts} is left as it was: this run stopped before it replaced it; run the same command again "
+                    f"to replace it ({why})")  # fmt: skip
+        options = _resume_options(plan.resume_with, no_resume) if plan.resume_with is not None else None
+        if options:
+            return f"{note}, or {options} to resume it"
+        return note if plan.differs == NO_MANIFEST else f"{note}; no options of this command resume it"
+    if not kept:
+        return ""
+    if not told.anything:  # whether this run would have resumed from it is not known yet
+        return (f"this run stopped before it read {parts}, which is left as it was: the same command again resumes "
+                "from it if it was made with the same settings, and says as it starts if not")  # fmt: skip
+    # Hours of work may be in it: say it is there, and how it is used. The same command with --no-resume starts over
+    # again, deleting it.
+    again = " without --no-resume" if no_resume else ""
+    are = "is" if kept == "1 finished block" else "are"  # without its samples (a manifest write the disk refused)
+    return f"{kept} {are} kept in {parts}: run the same command again{again} to resume"
+
+
 def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.atomic import check_output_path
     from gpu.errors import BadRequestError, Cancelled
     from gpu.library import ModelLibrary
     from gpu.output_lock import lock_path
     from gpu.quantizer import QuantizeConfig, quantize_model
-    from gpu.streaming.engine import has_manifest, parts_dir
+    from gpu.streaming.engine import parts_dir
 
     # Before the calibration, not after it; the parts folder and lock file beside OUT have longer names.
     check_output_path(args.out, example="out.safetensors", beside=(parts_dir(args.out), lock_path(args.out)))
@@ -178,37 +250,23 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         gpu_budget_gib=args.gpu_budget, ram_budget_gib=args.ram_budget, resume=not args.no_resume,
     )  # fmt: skip
 
-    replacing = False  # whether the run began deleting an earlier run's parts folder, as the engine said
+    told = QuantizeTold()
 
     def show(ev) -> None:
-        nonlocal replacing
         eta = f" (ETA {ev.eta_s:.0f} s)" if ev.eta_s is not None and ev.kind == "layer" else ""
         prefix = f"[{ev.index}/{ev.total}] " if ev.kind == "layer" else ""
+        # Before it is said: the engine has decided, and deletes nothing until a later event
+        told.anything, told.to_replace = True, told.to_replace or ev.to_replace
         if ev.message:
             say(f"{ev.elapsed_s:7.1f}s {prefix}{ev.message}{eta}")
         # Only once said: the deletion begins as the event returns, so a Ctrl-C while it is said stops before it
-        replacing = replacing or ev.replacing_parts
+        told.replacing = told.replacing or ev.replacing_parts
 
-    # With --no-resume an earlier run's parts folder goes only once this run's samples are recorded: stopped before,
-    # it is as it was, and "run again without --no-resume to resume" would resume the very blocks it was to discard.
-    earlier = args.no_resume and parts_dir(args.out).is_dir()
     library = ModelLibrary()
     try:
         quantize_model(args.src, args.out, cfg, on_event=show, library=library, replace=args.overwrite)
     except (Cancelled, KeyboardInterrupt):
-        parts = parts_dir(args.out)
-        kept = has_manifest(parts)  # once replacing, the run's own: the earlier run's manifest is deleted first
-        if replacing and not kept and parts.is_dir():
-            args.cancel_note = (f"{parts} was being replaced when this run stopped: nothing in it resumes; run the "
-                                "same command again to start over")  # fmt: skip
-        elif earlier and not replacing and parts.is_dir():
-            args.cancel_note = (f"{parts} is left as it was: this run stopped before it started over; run the same "
-                                "command again to start over")  # fmt: skip
-        elif kept:  # hours of work may be in it: say it is there, and how it is used
-            # The same command with --no-resume starts over again, deleting them.
-            again = " without --no-resume" if args.no_resume else ""
-            args.cancel_note = (f"the blocks finished so far are kept in {parts}: run the same command again{again} "
-                                "to resume")  # fmt: skip
+        args.cancel_note = quantize_cancel_note(parts_dir(args.out), told, args.no_resume)
         raise
     finally:
         tell_library_notices(library)

@@ -71,9 +71,10 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path, capsys):
         patch.setattr(cli, "say", interrupt_at_the_first_layer)
         assert main(["--data-dir", str(tmp_path), "quantize", str(tiny_flux), "--out", str(cut), "--calib-prompts",
                      "2", "--calib-steps", "1", "--alpha-points", "3"]) == 130  # fmt: skip
-    # It said only "error: cancelled", though the finished blocks are kept for the next run to resume.
+    # It said only "error: cancelled", though the samples are kept for the next run to resume; then "the blocks
+    # finished so far are kept", stopped before any block was finished.
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"error: cancelled; the blocks finished so far are kept in {cut}.parts: run the same command again to resume")
+        f"error: cancelled; the calibration samples are kept in {cut}.parts: run the same command again to resume")
     assert Path(f"{cut}.parts").is_dir() and not cut.exists()
 
     png = tmp_path / "out.png"

@@ -48,7 +48,7 @@ def test_no_resume_starts_over_and_says_what_it_deletes_and_when(tiny_flux, tmp_
     assert code == 130 and manifest.read_bytes() == kept
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"error: cancelled; {parts} is left as it was: this run stopped before it started over; run the same "
-        "command again to start over")  # fmt: skip
+        "command again to start over, or without --no-resume to resume it")  # fmt: skip
 
     code, printed = _quantize(tiny_flux, out, data, "[1/", "--no-resume")  # the first block's first layer
     assert code == 130 and any(line.endswith(told) for line in printed)
@@ -57,7 +57,7 @@ def test_no_resume_starts_over_and_says_what_it_deletes_and_when(tiny_flux, tmp_
     assert json.loads(manifest.read_text())["done"] == {} and not out.exists()
     # The same command again would start over again: the note says how to resume this run's work instead.
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"error: cancelled; the blocks finished so far are kept in {parts}: run the same command again without "
+        f"error: cancelled; the calibration samples are kept in {parts}: run the same command again without "
         "--no-resume to resume")  # fmt: skip
 
 
@@ -119,5 +119,67 @@ def test_a_folder_replaced_by_one_of_the_same_bytes_is_not_said_to_be_left_as_it
     assert code == 130 and any(line.endswith("deleting cut.safetensors.parts: starting over, as asked")
                                for line in printed)  # fmt: skip
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"error: cancelled; the blocks finished so far are kept in {parts}: run the same command again without "
+        f"error: cancelled; the calibration samples are kept in {parts}: run the same command again without "
         "--no-resume to resume")  # fmt: skip
+
+
+def test_a_run_stopped_before_it_replaced_a_folder_of_other_settings_says_how_to_resume_it(tiny_flux, tmp_path,
+                                                                                           capsys):  # fmt: skip
+    """A run without --no-resume on a parts folder made with other settings replaces it once its samples are
+    recorded. It said nothing of it until then, and stopped during the calibration its note said "the blocks
+    finished so far are kept …: run the same command again to resume", which deletes them. The run says so as it
+    begins, and the note says the folder is as it was, that the same command replaces it, and which options resume
+    it instead (those do); once replaced, what the new run keeps."""
+    out, data = tmp_path / "cut.safetensors", tmp_path / "data"
+    parts = parts_dir(out)
+    manifest = parts / "manifest.json"
+    code, _ = _quantize(tiny_flux, out, data, "block 2/", "--rank", "8")  # the first block finished, then Ctrl-C
+    kept = manifest.read_bytes()
+    assert code == 130 and len(json.loads(kept)["done"]) == 1
+    capsys.readouterr()
+
+    code, printed = _quantize(tiny_flux, out, data, "loading text encoders")  # Ctrl-C as the calibration begins
+    assert code == 130 and manifest.read_bytes() == kept
+    assert [line.split("s ", 1)[1] for line in printed] == [
+        f"{parts} was made with other settings (rank 8 -> 32): it is deleted once the calibration samples are "
+        "recorded, and with it the finished block; a run stopped before then leaves it as it is"]  # fmt: skip
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cancelled; {parts} is left as it was: this run stopped before it replaced it; run the same command "
+        "again to replace it (made with other settings: rank 8 -> 32), or with --rank 8 to resume it")  # fmt: skip
+
+    code, printed = _quantize(tiny_flux, out, data, "block 2/", "--rank", "8")  # as the note says: resumed
+    assert code == 130 and any("resuming: 1/" in line for line in printed)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cancelled; the calibration samples and 1 finished block are kept in {parts}: run the same command "
+        "again to resume")  # fmt: skip
+
+    code, printed = _quantize(tiny_flux, out, data, "[1/")  # replaced: the new run's samples are kept
+    assert code == 130 and any(line.endswith("cut.safetensors.parts was made with other settings (rank 8 -> 32): "
+                                             "starting over") for line in printed)  # fmt: skip
+    assert json.loads(manifest.read_text())["done"] == {}
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cancelled; the calibration samples are kept in {parts}: run the same command again to resume")
+
+
+def test_a_run_stopped_before_it_read_the_parts_folder_does_not_say_the_same_command_resumes_it(tiny_flux, tmp_path,
+                                                                                                capsys):  # fmt: skip
+    """Stopped before the engine has looked at the folder (before its first event), the run cannot know whether the
+    same command resumes from it or replaces it: the note said it resumes."""
+    import gpu.streaming.engine as engine
+
+    out, data = tmp_path / "cut.safetensors", tmp_path / "data"
+    parts = parts_dir(out)
+    parts.mkdir()
+    (parts / "samples.safetensors").write_bytes(b"samples of some settings")
+    (parts / "manifest.json").write_text(json.dumps({"key": "some settings", "done": {}, "samples": {}}))
+
+    def stopped(*_args) -> None:  # Ctrl-C while the source is read
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "_run_inputs", stopped)
+        code, printed = _quantize(tiny_flux, out, data, "never printed")
+    assert code == 130 and printed == []
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cancelled; this run stopped before it read {parts}, which is left as it was: the same command again "
+        "resumes from it if it was made with the same settings, and says as it starts if not")  # fmt: skip

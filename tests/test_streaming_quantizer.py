@@ -1215,3 +1215,56 @@ def test_a_finished_run_whose_parts_folder_cannot_be_deleted_still_finishes(tmp_
     assert events[-1].kind == "done" and events[-2].message == (
         f"{parts} could not be deleted ({parts / 'block-0001.safetensors'}: Permission denied); o.safetensors is "
         "complete, and the folder is of no use now: delete it yourself")
+
+
+def test_a_run_on_a_folder_of_other_settings_says_as_it_begins_that_it_replaces_it_and_what_resumes_it(tmp_path):
+    """A run on an output whose parts folder was made with other settings said nothing of it until, minutes of
+    calibration later, it deleted it: stopped before, its caller said the blocks were kept for the same command to
+    resume, which deletes them. It is said as the run's first event, with what differs and the settings a run on
+    this source resumes the folder with (the very ones: such a run resumes it), or None where none do."""
+    from dataclasses import replace
+
+    from gpu.quantizer.config import PartsToReplace
+    from gpu.streaming.engine import ANOTHER_VERSION, NO_MANIFEST
+
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    lib = ModelLibrary(tmp_path / "lib")
+    old = _partial_with(out, 1, lib, _cfg(rank=8, seed=3))
+    events = []
+    with pytest.raises(Cancelled):  # stopped while it records its samples
+        quantize_model(DEMO, out, _cfg(rank=16), events.append, _after_calls(1), library=lib, device=CPU)
+    first = events[0]
+    assert first.to_replace == PartsToReplace("rank 8 -> 16, seed 3 -> 0", {"rank": 8, "seed": 3})
+    assert first.message == (f"{parts} was made with other settings (rank 8 -> 16, seed 3 -> 0): it is deleted once "
+                             "the calibration samples are recorded, and with it the finished block; a run stopped "
+                             "before then leaves it as it is")  # fmt: skip
+    assert [e for e in events if e.to_replace] == [first] and not any(e.replacing_parts for e in events)
+    assert json.loads((parts / "manifest.json").read_text()) == old
+
+    events = []
+    with pytest.raises(Cancelled):  # with the settings named: resumed, nothing replaced
+        quantize_model(DEMO, out, replace(_cfg(rank=16), **first.to_replace.resume_with), events.append,
+                       lambda: any("resuming" in e.message for e in events), library=lib, device=CPU)  # fmt: skip
+    assert "resuming: 1/6 blocks already done" in [e.message for e in events]
+    assert not any(e.to_replace or e.replacing_parts for e in events)
+
+    asked = []  # asked to start over: the settings it was made with, the run's own rank aside
+    with pytest.raises(Cancelled):
+        quantize_model(DEMO, out, _cfg(rank=8, resume=False), asked.append, _after_calls(1), library=lib,
+                       device=CPU)  # fmt: skip
+    assert asked[0].to_replace == PartsToReplace("seed 3 -> 0", {"seed": 3})
+    asked = []
+    with pytest.raises(Cancelled):
+        quantize_model(DEMO, out, _cfg(rank=8, seed=3, resume=False), asked.append, _after_calls(1), library=lib,
+                       device=CPU)  # fmt: skip
+    assert asked[0].to_replace == PartsToReplace("", {})  # its own settings: resumed without being asked
+
+    manifest = json.loads((parts / "manifest.json").read_text())
+    older = {"key": "an older quantizer's", "done": manifest["done"]}  # no settings kept
+    for written, differs in (older, ANOTHER_VERSION), (b"\xff{", NO_MANIFEST):
+        (parts / "manifest.json").write_bytes(written if isinstance(written, bytes) else json.dumps(written).encode())
+        events = []
+        with pytest.raises(Cancelled):  # no settings of this version's resume it
+            quantize_model(DEMO, out, _cfg(rank=8, seed=3), events.append, _after_calls(1), library=lib, device=CPU)
+        assert events[0].to_replace == PartsToReplace(differs, None)

@@ -130,6 +130,22 @@ def effective_fingerprint(fingerprint: dict) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class PartsToReplace:
+    """An earlier run's parts folder (``OUT.parts``) that a run replaces once its calibration samples are recorded,
+    as the run says it when it begins (``QuantizeEvent.to_replace``): until then the folder is as it was, and a
+    caller telling where a stopped run left it can say how its work is resumed instead of replaced."""
+
+    # What differs from the run's settings, in the words a run says it with ("rank 8 -> 16", the engine's
+    # NO_MANIFEST or ANOTHER_VERSION); "" when it was made with the run's own (asked to start over).
+    differs: str
+    # The ``QuantizeConfig`` fields, by name, with the values a run on the same source needs to resume the folder
+    # instead: those it was made with, where they differ from the run's ({} when the run's own settings resume it,
+    # were it not asked to start over). None when no settings do (nothing to resume, another version's folder,
+    # other source weights or text encoders): the engine's own resume decision, made for those settings.
+    resume_with: dict[str, object] | None
+
+
 @dataclass
 class QuantizeEvent:
     """kind: "stage" (a phase starts), "layer" (one layer done; ``error`` = its relative output error),
@@ -139,7 +155,9 @@ class QuantizeEvent:
     settings, or ``QuantizeConfig.resume`` False), its message possibly "" (nothing said of a folder that holds no
     finished work). Once it has been said, nothing of that earlier run in the folder resumes, and a manifest found
     there is the run's own; a caller telling where a stopped run left the folder reads this, not the folder's
-    bytes, which the new run can write again as they were."""
+    bytes, which the new run can write again as they were. ``to_replace``: on the run's first event, said as it
+    begins when it will replace an earlier run's parts folder once its samples are recorded (``PartsToReplace``);
+    a run that has said no event yet has not decided what it does with the folder."""
 
     kind: str
     message: str
@@ -152,3 +170,4 @@ class QuantizeEvent:
     block: int = 0
     blocks: int = 0
     replacing_parts: bool = False
+    to_replace: PartsToReplace | None = None

@@ -10,7 +10,7 @@
 4. The SVDQ file is assembled from the shards, written atomically with its checksum, verified, and the parts
    folder removed: what the engine wrote in it, then the folder unless a file of the user's is in it. A rerun
    with the same source and settings skips finished blocks (it re-propagates through them, forward only);
-   different settings discard the folder.
+   different settings discard the folder, said as the run begins, once the new samples are recorded.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path, PurePath, PurePosixPath
 
 import torch
@@ -42,13 +42,22 @@ from gpu.atomic import (
 from gpu.bfl_layout import inspect_single_file, pipeline_misfit
 from gpu.checkpoint.format import file_sha256, save_checkpoint
 from gpu.checkpoint.verified import verify_checkpoint_once
-from gpu.errors import BadRequestError, Cancelled, CheckpointError, ModelLoadError, OutputBusy, OutputError, named_few
+from gpu.errors import (
+    BadRequestError,
+    Cancelled,
+    CheckpointError,
+    ModelLoadError,
+    OutputBusy,
+    OutputError,
+    UserError,
+    named_few,
+)  # fmt: skip
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS
 from gpu.output_lock import output_lock
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
-from gpu.quantizer.config import QuantizeConfig, QuantizeEvent, effective_fingerprint, output_fields
+from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent, effective_fingerprint, output_fields
 from gpu.quantizer.in_memory import base_record, make_samples
 from gpu.quantizer.shared import (
     CalibSample,
@@ -357,8 +366,7 @@ def _kept_words(parts: Path, resume: bool = True) -> str:
     done = len(manifest.get("done", {}))
     if done:
         what, them = ("the finished block is", "it") if done == 1 else (f"the {done} finished blocks are", "them")
-    elif isinstance(manifest.get("samples"), dict) and (parts / SAMPLES).is_file():
-        # Only as the manifest records them: samples written before a manifest write the disk refused resume nowhere
+    elif _samples_kept(parts, manifest):
         what, them = "the calibration samples are", "them"
     else:
         return ""
@@ -375,16 +383,59 @@ def _asked_to_start_over(parts: Path, manifest: dict, key: ResumeKey) -> str:
     if discards_nothing(parts):
         return ""
     unasked = replace(key, resume=True)  # what the run would have made of the folder, had it not been asked
-    done = len(manifest.get("done", {}))
-    work = ("the finished block" if done == 1 else f"the {done} finished blocks") if done else "the calibration samples"
+    work = _work_words(manifest)
     if not manifest:
         lost = f"what an earlier run left there ({NO_MANIFEST})"
     elif _resumes(manifest, unasked):
         lost = f"{work} a run with these settings resumes from"
     else:
         lost = f"{work} of an earlier run, which this run would not resume ({_what_differs(manifest, unasked)})"
-    return (f"starting over, as asked: {parts} is deleted once the calibration samples are recorded, and with it "
-            f"{lost}; a run stopped before then leaves it as it is")  # fmt: skip
+    return f"starting over, as asked: {parts} {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
+
+
+def _to_replace_unasked(parts: Path, manifest: dict, key: ResumeKey) -> str:
+    """What a run not asked to start over says as it begins of the parts folder ``parts`` it does not resume
+    (``manifest``: its manifest; ``key``: the run's resume key), which it replaces once its samples are recorded;
+    "" when that loses nothing (``discards_nothing``). Said only as the deletion began, a run stopped in the minutes
+    of calibration before had said nothing of it, and its caller said the blocks were kept for the same command to
+    resume, which deletes them."""
+    if discards_nothing(parts):
+        return ""
+    if not manifest:
+        lost = "what an earlier run left there"
+        return f"{parts} has {NO_MANIFEST}: it {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
+    lost = _work_words(manifest)
+    return (f"{parts} was made with other settings ({_what_differs(manifest, key)}): it "
+            f"{_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}")  # fmt: skip
+
+
+# When a run deletes the parts folder it replaces, and what a run stopped before then leaves: said as it begins.
+_DELETED_ONCE_SAMPLES_EXIST = ("is deleted once the calibration samples are recorded, and with it {lost}; a run "
+                               "stopped before then leaves it as it is")  # fmt: skip
+
+
+def _work_words(manifest: dict) -> str:
+    """The finished work a parts folder's ``manifest`` records, in words: its blocks, else its samples."""
+    done = len(manifest.get("done", {}))
+    return ("the finished block" if done == 1 else f"the {done} finished blocks") if done else "the calibration samples"
+
+
+def work_kept(parts_folder: Path) -> str:
+    """What the parts folder ``parts_folder`` keeps for a run that resumes from it, as its manifest records it, in
+    words ("the calibration samples and 2 finished blocks"); "" when nothing (no readable manifest). A run stopped
+    once its samples were recorded but before its first block was finished was said to keep "the blocks finished so
+    far", of which there were none."""
+    manifest = _read_manifest(parts_folder)
+    done = len(manifest.get("done", {}))
+    blocks = f"{done} finished block{'' if done == 1 else 's'}" if done else ""
+    samples = "the calibration samples" if _samples_kept(parts_folder, manifest) else ""
+    return " and ".join(w for w in (samples, blocks) if w)
+
+
+def _samples_kept(parts: Path, manifest: dict) -> bool:
+    """Whether the parts folder ``parts`` keeps samples its ``manifest`` records: samples written before a manifest
+    write the disk refused are recorded again by the next run, not resumed from."""
+    return isinstance(manifest.get("samples"), dict) and (parts / SAMPLES).is_file()
 
 
 def blocks_kept(parts_folder: Path) -> int:
@@ -558,10 +609,17 @@ def _quantize_model(
     starting_over, deleted_for = None, ""
     if stale:
         deleted_for = _deleted_for(manifest, run.key)
-        if not config.resume:  # a fresh run asked for (--no-resume): what goes, and when, said at once
-            asked = _asked_to_start_over(parts, manifest, run.key)
-            if asked:
-                emit("stage", asked)
+        # What goes, and when, said at once as the run's first event: a run stopped before the samples are recorded
+        # leaves the folder as it was, and its caller can say so, and how to resume it instead (the same command,
+        # run again, replaces it too).
+        told = (_asked_to_start_over if not config.resume else _to_replace_unasked)(parts, manifest, run.key)
+        if told:
+            unasked = replace(run.key, resume=True)
+            differs = "" if _resumes(manifest, unasked) else _what_differs(manifest, unasked)
+            resume_with = _resumed_with(manifest, run, config, dtype, samples_override is not None)
+            emit("stage", told, to_replace=PartsToReplace(differs, resume_with))
+        if not config.resume:  # a fresh run asked for (--no-resume)
+            if told:
                 starting_over = f"deleting {parts.name}: starting over, as asked"
         elif manifest:
             starting_over = (f"{parts.name} was made with other settings ({_what_differs(manifest, run.key)}): "
@@ -797,6 +855,15 @@ def _run_inputs(source: str | Path, config: QuantizeConfig, library: ModelLibrar
     for kind in ("transformer_blocks", "single_transformer_blocks"):  # before any calibration or file
         check_rank_fits(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)), config)
     defaults = dict(base_entry.facts.defaults) if base_entry is not None else dict(FALLBACK_DEFAULTS)
+    steps, prompts, key = _keyed(src, base_entry, storage_dtype, defaults, config, dtype, samples_supplied)
+    return _RunInputs(src, base_entry, entry_for_record, storage_dtype, defaults, steps, prompts, key)
+
+
+def _keyed(src: WeightSource, base_entry: ModelEntry | None, storage_dtype: torch.dtype, defaults: dict,
+           config: QuantizeConfig, dtype: torch.dtype,
+           samples_supplied: bool) -> tuple[int, list[str], ResumeKey]:  # fmt: skip
+    """-> (calibration steps, calibration prompts, resume key) of a run of ``config`` on the opened source ``src``:
+    also asked for other settings than the run's (``_resumed_with``), without opening the source again."""
     steps = calibration_steps(config.calib_steps, defaults)
     prompts: list[str] = []
     if not samples_supplied:
@@ -804,8 +871,37 @@ def _run_inputs(source: str | Path, config: QuantizeConfig, library: ModelLibrar
         prompts = calibration_prompts(base_entry.path, defaults, config.calib_prompts)
     settings = _resume_settings(src, config, dtype, storage_dtype, prompts, steps, defaults, base_entry,
                                 samples_supplied)  # fmt: skip
-    key = ResumeKey(settings, _settings_key(settings), config.resume, tuple(src.resolved_files()))
-    return _RunInputs(src, base_entry, entry_for_record, storage_dtype, defaults, steps, prompts, key)
+    return steps, prompts, ResumeKey(settings, _settings_key(settings), config.resume, tuple(src.resolved_files()))
+
+
+def _resumed_with(manifest: dict, run: _RunInputs, config: QuantizeConfig, dtype: torch.dtype,
+                  samples_supplied: bool) -> dict[str, object] | None:  # fmt: skip
+    """The settings with which a run on ``run``'s source resumes the parts folder of ``manifest``, which the run of
+    ``config`` replaces (``PartsToReplace.resume_with``): the ``QuantizeConfig`` fields the folder keeps that differ
+    from ``config``'s ({}: none, the run was asked to start over); None when no settings resume it. Taken from the
+    folder's manifest, and proven by the engine's own decision (``_resumes``) for a run made with them, so that a
+    folder differing in anything else (the source's files, the text encoders, the version) is never said to resume."""
+    unasked = replace(run.key, resume=True)
+    if _resumes(manifest, unasked):
+        return {}
+    current = _in_current_terms(manifest, unasked)
+    made_with = current.get("quantization") if current is not None else None
+    if not isinstance(made_with, dict):
+        return None
+    made_with = effective_fingerprint(made_with)  # the alpha grid an earlier folder leaves out, put back
+    if not set(made_with) <= {f.name for f in fields(QuantizeConfig)}:  # another version's fields
+        return None
+    ours = replace(config, resume=True)
+    try:
+        candidate = replace(ours, **made_with)
+        candidate.validate()
+        key = _keyed(run.src, run.base_entry, run.storage_dtype, run.defaults, candidate, dtype, samples_supplied)[2]
+    except (UserError, TypeError, ValueError):  # settings no run can have (a manifest edited by hand)
+        return None
+    if not _resumes(manifest, key):
+        return None
+    now = asdict(ours)
+    return {name: value for name, value in asdict(candidate).items() if now[name] != value}
 
 
 def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
