@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Signal
 from app.data_dir import DataDir, DataDirMoved
 from app.engine_errors import EngineError, classify, database_error
 from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage, quantize_runs
-from app.gallery_model import DeleteCutShort, DeleteNotSaved, GalleryModel, UndoCutShort
+from app.gallery_model import DeleteCutShort, DeleteNotSaved, EmptyingNotStarted, GalleryModel, UndoCutShort
 from app.generation_state import JobState, PromptState
 from app.history_model import HistoryModel, prompt_line
 from app.image_files import inspect_image_settings, read_image_settings, relative
@@ -458,8 +458,8 @@ class AppController(QObject):
             log.exception("emptying the trash failed")
             self.error.emit(self._trash_error("could not be deleted from the trash", exc))
             return False
-        except RuntimeError as exc:  # its thread could not start: the rows are forgotten, not "nothing changed"
-            log.exception("emptying the trash could not start its thread")
+        except EmptyingNotStarted as exc:  # the rows are forgotten: not "nothing changed"
+            log.error("emptying the trash could not start its thread", exc_info=exc.cause)
             self.error.emit(EngineError(
                 "user", f"Empty trash could not start deleting the files ({exc}). The images in the trash can no "
                 "longer be brought back with Undo; their files are still in the trash folder "

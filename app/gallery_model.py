@@ -111,6 +111,17 @@ class UndoCutShort(Exception):
         self.without_file = without_file
 
 
+class EmptyingNotStarted(Exception):
+    """Empty trash forgot the trashed rows but its deletion's thread could not start (``cause``: the system's
+    limit on threads): their files are still in the trash, for the next Empty trash. Its own type: the caller's
+    ``except RuntimeError`` also took any other RuntimeError (a RecursionError, a deleted Qt object) raised
+    before anything changed for this one, and said the rows were forgotten."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class FavoritesNotSaved(Exception):
     """Starring (or unstarring) images failed: the gallery database could not be written (``cause``), and no
     image changed. ``error`` says so to the user, naming the database."""
@@ -839,8 +850,8 @@ class GalleryModel(QStringListModel):
         on Windows, read-only) does not stop the others: they are all tried, then ``TrashEmptied.failures``
         names the ones left. ``DataDirMoved`` before anything changed when the data folder moved away: the
         database open in the moved folder would forget its trashed rows while their files, in the moved trash,
-        stayed. A thread that cannot start raises its ``RuntimeError`` after the rows were forgotten: their files
-        stay in the trash, for the next Empty trash."""
+        stayed. A thread that cannot start raises ``EmptyingNotStarted`` after the rows were forgotten: their
+        files stay in the trash, for the next Empty trash."""
         if self._refused_while_emptying("Empty trash") or self._refused_while_gathering("Empty trash"):
             return False
         if listing.version != self._trash_version:
@@ -864,9 +875,9 @@ class GalleryModel(QStringListModel):
         try:
             self._deleting.start("emptying the trash",
                                  lambda: delete_listed(listing, emptying.stop, told, emptying.emptied))  # fmt: skip
-        except BaseException:  # no thread could start (RuntimeError: the system's limit): the rows are forgotten,
-            self._trash_changed()  # their files wait in the trash for the next Empty trash, which this lists
-            raise
+        except RuntimeError as exc:  # no thread could start (the system's limit): the rows are forgotten, their
+            self._trash_changed()  # files wait in the trash for the next Empty trash, which this lists
+            raise EmptyingNotStarted(exc) from exc
         self._emptying = emptying
         self.emptying = True
         self._trash_changed()  # Undo and Empty trash greyed; a listing under way is out of date

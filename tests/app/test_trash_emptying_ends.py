@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from app.data_dir import resolve_data_dir
@@ -95,6 +96,25 @@ def test_a_deletion_thread_that_cannot_start_leaves_delete_undo_and_empty_trash_
     with qtbot.waitSignal(gallery.trash_emptied, timeout=30000) as ended:
         assert controller.empty_trash(trash_listing(qtbot, gallery))
     assert ended.args[0].deleted == 3 and _trash_files(data) == []
+
+
+def test_another_runtime_error_is_not_said_as_a_thread_that_could_not_start(qtbot, data_root, monkeypatch):
+    # Any RuntimeError (a RecursionError, a deleted Qt object) was taken for a thread that could not start, and the
+    # user told the images could no longer be brought back, while nothing had changed.
+    data, window = _three_in_the_trash(qtbot, data_root)
+    gallery, controller = window.controller.gallery, window.controller
+    errors: list = []
+    controller.error.connect(errors.append)
+    listing = trash_listing(qtbot, gallery)
+    undo_before = gallery.undo_count
+
+    def broken(self) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(type(gallery._data), "check_in_place", broken)
+    with pytest.raises(RecursionError):
+        controller.empty_trash(listing)
+    assert errors == [] and gallery.undo_count == undo_before > 0 and len(_trash_files(data)) == 3
 
 
 def test_a_broken_link_in_the_trash_is_counted_alike_from_the_question_to_the_end(qtbot, data_root, held):
