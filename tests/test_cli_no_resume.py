@@ -11,7 +11,8 @@ import pytest
 
 import main as cli
 from gpu.quantizer import QuantizeConfig  # noqa: F401 - before the engine, which imported first is circular
-from gpu.streaming.engine import parts_dir
+from gpu.quantizer.config import PartsToReplace
+from gpu.streaming.engine import ANOTHER_VERSION, parts_dir
 
 
 def _quantize(tiny_flux: Path, out: Path, data: Path, stop_at: str, *flags: str) -> tuple[int, list[str]]:
@@ -66,8 +67,6 @@ def test_a_run_stopped_while_it_replaces_the_folder_says_nothing_in_it_resumes(t
     first) or before the new manifest was written, the bytes differed, and it said "the blocks finished so far are
     kept …: run the same command again without --no-resume to resume", where nothing resumes. The engine says
     when the deletion begins (``QuantizeEvent.replacing_parts``), and the note says what the folder is then."""
-    import shutil
-
     import gpu.streaming.engine as engine
     from gpu.streaming.engine import blocks_kept, has_manifest
 
@@ -79,16 +78,17 @@ def test_a_run_stopped_while_it_replaces_the_folder_says_nothing_in_it_resumes(t
     being_replaced = (f"error: cancelled; {parts} was being replaced when this run stopped: nothing in it resumes; "
                       "run the same command again to start over")  # fmt: skip
 
-    rmtree = shutil.rmtree
+    delete = engine._delete_parts
 
-    def cut_short(path, *args, **kwargs) -> None:  # Ctrl-C part-way through the deletion: the samples gone, a block not
-        if Path(path) == parts:
+    def cut_short(folder: Path) -> None:  # Ctrl-C part-way through the deletion: the samples gone, a block not
+        if folder == parts:
+            (parts / "manifest.json").unlink()  # first, as the deletion does
             (parts / "samples.safetensors").unlink()
             raise KeyboardInterrupt
-        rmtree(path, *args, **kwargs)
+        delete(folder)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine.shutil, "rmtree", cut_short)
+        patch.setattr(engine, "_delete_parts", cut_short)
         code, printed = _quantize(tiny_flux, out, data, "never printed", "--no-resume")
     assert code == 130 and printed[-1].endswith("deleting cut.safetensors.parts: starting over, as asked")
     assert capsys.readouterr().err.splitlines()[-1] == being_replaced
@@ -161,10 +161,16 @@ def test_a_run_stopped_before_it_replaced_a_folder_of_other_settings_says_how_to
         f"error: cancelled; the calibration samples are kept in {parts}: run the same command again to resume")
 
 
-def test_a_run_stopped_before_it_read_the_parts_folder_does_not_say_the_same_command_resumes_it(tiny_flux, tmp_path,
-                                                                                                capsys):  # fmt: skip
+@pytest.mark.parametrize(("flags", "note"), [
+    ((), "the same command again resumes from it if it was made with the same settings, and says as it starts if not"),
+    (("--no-resume",), "the same command again starts over; without --no-resume it resumes from it if it was made "
+                       "with these settings"),
+])  # fmt: skip
+def test_a_run_stopped_before_it_read_the_parts_folder_does_not_say_what_the_same_command_does_not(
+        tiny_flux, tmp_path, capsys, flags, note):  # fmt: skip
     """Stopped before the engine has looked at the folder (before its first event), the run cannot know whether the
-    same command resumes from it or replaces it: the note said it resumes."""
+    same command resumes from it or replaces it: the note said it resumes. With --no-resume it said so too, where the
+    same command deletes it to start over."""
     import gpu.streaming.engine as engine
 
     out, data = tmp_path / "cut.safetensors", tmp_path / "data"
@@ -178,8 +184,25 @@ def test_a_run_stopped_before_it_read_the_parts_folder_does_not_say_the_same_com
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(engine, "_run_inputs", stopped)
-        code, printed = _quantize(tiny_flux, out, data, "never printed")
+        code, printed = _quantize(tiny_flux, out, data, "never printed", *flags)
     assert code == 130 and printed == []
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"error: cancelled; this run stopped before it read {parts}, which is left as it was: the same command again "
-        "resumes from it if it was made with the same settings, and says as it starts if not")  # fmt: skip
+        f"error: cancelled; this run stopped before it read {parts}, which is left as it was: {note}")
+
+
+@pytest.mark.parametrize(("plan", "note"), [
+    (("other text encoders, tokenizers or scheduler (or their files changed since)", {"rank": 8}, True),
+     "made with other settings: other text encoders, tokenizers or scheduler (or their files changed since)), or "
+     "with --base naming the pipeline it was made with and with --rank 8 to resume it"),
+    ((ANOTHER_VERSION, None),
+     "made by another version of Nibble Studio's quantizer); no setting of this command resumes it"),
+])  # fmt: skip
+def test_a_folder_of_another_base_or_version_is_said_as_such(tmp_path, plan, note):
+    """A single file's folder made with another --base was said to be resumed by "no options of this command",
+    which that --base does; a folder of another version was "made with other settings: another version of the
+    quantizer"."""
+    parts = parts_dir(tmp_path / "cut.safetensors")
+    parts.mkdir()
+    assert cli.quantize_cancel_note(parts, cli.QuantizeTold(True, PartsToReplace(*plan)), False) == (
+        f"{parts} is left as it was: this run stopped before it replaced it; run the same command again to replace "
+        f"it ({note}")  # fmt: skip

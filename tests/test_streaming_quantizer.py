@@ -1052,8 +1052,8 @@ def test_a_disk_that_fills_up_mid_run_is_said_and_the_finished_blocks_stay(tmp_p
         quantize_model(DEMO, out, _cfg(), library=lib, device=CPU)
     message = str(failed.value)
     assert message.startswith(f"the disk holding {tmp_path} is full (") and message.endswith(
-        f"free there): cannot write {parts / 'block-0002.safetensors'}: No space left on device; the 2 finished "
-        f"blocks are kept in {parts}, and a run with the same settings resumes from them")  # fmt: skip
+        f"free there): cannot write {parts / 'block-0002.safetensors'}: No space left on device; the calibration "
+        f"samples and 2 finished blocks are kept in {parts}, and a run with the same settings resumes from them")
     assert isinstance(failed.value.__cause__, OSError) and failed.value.__cause__.errno == errno.ENOSPC
     manifest = _read_manifest(parts)
     assert len(manifest["done"]) == 2 and _damaged_shards(parts, manifest["done"]) == {}
@@ -1065,7 +1065,7 @@ def test_a_disk_that_fills_up_mid_run_is_said_and_the_finished_blocks_stay(tmp_p
     full.update(target=out, error=SafetensorError(f"Error while serializing: I/O error: No space left on device "
                                                   f"(os error {code})"))  # fmt: skip
     events = []
-    with pytest.raises(DiskSpaceError, match=f"the 6 finished blocks are kept in {re.escape(str(parts))}, and"):
+    with pytest.raises(DiskSpaceError, match=f"samples and 6 finished blocks are kept in {re.escape(str(parts))}, and"):
         quantize_model(DEMO, out, _cfg(), events.append, library=lib, device=CPU)
     assert any("resuming: 2/6" in e.message for e in events)
     assert [p.name for p in tmp_path.iterdir()] == [parts.name]  # no model, no temp folder beside it
@@ -1152,8 +1152,8 @@ def test_a_disk_that_fills_up_in_a_run_asked_to_start_over_sends_the_user_to_res
     with pytest.raises(DiskSpaceError) as failed:
         quantize_model(DEMO, out, _cfg(resume=False), events.append, library=lib, device=CPU)
     assert str(failed.value).endswith(
-        f"; the finished block is kept in {parts}, and a run with the same settings resumes from it, unless it is "
-        "given --no-resume again")  # fmt: skip
+        f"; the calibration samples and 1 finished block are kept in {parts}, and a run with the same settings "
+        "resumes from them, unless it is given --no-resume again")  # fmt: skip
     assert failed.value.hint == ("free some space on that disk, then run the same command again without --no-resume: "
                                  "it resumes from what is kept")  # fmt: skip
     assert sum(e.replacing_parts for e in events) == 1  # the old folder was replaced by the new run's
@@ -1268,3 +1268,141 @@ def test_a_run_on_a_folder_of_other_settings_says_as_it_begins_that_it_replaces_
         with pytest.raises(Cancelled):  # no settings of this version's resume it
             quantize_model(DEMO, out, _cfg(rank=8, seed=3), events.append, _after_calls(1), library=lib, device=CPU)
         assert events[0].to_replace == PartsToReplace(differs, None)
+
+
+def _engine_files(parts: Path) -> dict[str, bytes]:
+    """A parts folder of another output, as the engine writes it (hand-made: only the names matter here)."""
+    parts.mkdir()
+    files = {"manifest.json": b'{"done": {}}', "samples.safetensors": b"samples", "block-0000.safetensors": b"block"}
+    for name, data in files.items():
+        (parts / name).write_bytes(data)
+    (parts / "act0").mkdir()
+    (parts / "act0" / "0.safetensors").write_bytes(b"spilled")
+    return files
+
+
+def test_a_parts_folder_replaced_by_a_link_during_the_run_is_not_deleted_through_it(tmp_path):
+    """The end of a run deleted the engine's names through a parts folder replaced by a symbolic link meanwhile:
+    the manifest, samples, blocks and spilled inputs of another output's parts folder, the link's target. The
+    folder is looked at with lstat first, by the rule of the run's first check: a link or a file is not deleted,
+    and said."""
+    from gpu.streaming.engine import _remove_finished_parts
+
+    other = parts_dir(tmp_path / "other.safetensors")
+    files = _engine_files(other)
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    parts.symlink_to(other, target_is_directory=True)
+    assert _remove_finished_parts(parts, out) == (f"{parts} is not deleted: it is a symbolic link now, not the "
+                                                  "quantizer's folder; o.safetensors is complete")  # fmt: skip
+    assert {name: (other / name).read_bytes() for name in files} == files
+    assert (other / "act0" / "0.safetensors").read_bytes() == b"spilled" and parts.is_symlink()
+    parts.unlink()
+    parts.write_bytes(b"the user's")
+    assert _remove_finished_parts(parts, out).startswith(f"{parts} is not deleted: it is a file now")
+    assert parts.read_bytes() == b"the user's"
+
+
+def test_only_the_names_the_engine_writes_go_with_the_parts_folder_and_one_gone_already_is_done(tmp_path):
+    """The engine's names were matched with "$", which matches before a trailing newline too ("manifest.json\\n",
+    a name a user's file can have), and "act\\d?" took a user's folder "act7" for spilled inputs: both were
+    deleted. A parts folder deleted meanwhile was said to be one that "could not be deleted (No such file or
+    directory) … delete it yourself"."""
+    from gpu.atomic import scratch_prefix
+    from gpu.streaming.engine import _remove_finished_parts
+
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    _engine_files(parts)
+    (parts / "act").mkdir()
+    (parts / ".tmpab12cd").write_bytes(b"safetensors' scratch")
+    (parts / f"{scratch_prefix(parts / 'block-0001.safetensors')}abcd1234.tmp").mkdir()  # an atomic write's
+    (parts / "act7").mkdir()
+    (parts / "act7" / "notes.txt").write_text("the user's")
+    (parts / "manifest.json\n").write_text("the user's too")
+    assert _remove_finished_parts(parts, out) == (
+        f"{parts} is kept: it holds files the quantizer did not write (act7, manifest.json\n), which are not deleted; "
+        "its own files there are. Move them elsewhere: a run into o.safetensors refuses the folder while they are "
+        "in it")  # fmt: skip
+    assert sorted(p.name for p in parts.iterdir()) == ["act7", "manifest.json\n"]
+    assert (parts / "act7" / "notes.txt").read_text() == "the user's"
+    shutil.rmtree(parts)
+    assert _remove_finished_parts(parts, out) == ""  # what was asked is done
+
+
+def test_delete_unfinished_run_keeps_a_file_saved_after_it_looked(tmp_path, monkeypatch):
+    """``delete_unfinished_run`` looked for the user's files, then deleted the folder wholesale: a file saved in
+    between went with it. Only the engine's files go, then the folder if empty: such a file stays, said."""
+    import gpu.streaming.engine as engine
+    from gpu.errors import OutputError
+
+    parts = parts_dir(tmp_path / "o.safetensors")
+    _engine_files(parts)
+    look = engine._foreign_entries
+
+    def saved_after_the_look(folder: Path) -> list[str]:
+        seen = look(folder)
+        (folder / "notes.txt").write_text("the user's")
+        monkeypatch.setattr(engine, "_foreign_entries", look)
+        return seen
+
+    monkeypatch.setattr(engine, "_foreign_entries", saved_after_the_look)
+    with pytest.raises(OutputError) as kept:
+        engine.delete_unfinished_run(parts)
+    assert str(kept.value) == (f"{parts} is kept: it holds files the quantizer did not write (notes.txt), which are "
+                               "not deleted; its own files there are")  # fmt: skip
+    assert [p.name for p in parts.iterdir()] == ["notes.txt"] and (parts / "notes.txt").read_text() == "the user's"
+
+
+def test_a_file_saved_as_the_run_says_it_replaces_the_folder_is_kept(tmp_path):
+    """A run replacing a folder made with other settings checked it for the user's files, said that it deletes it
+    (an event: its callback runs the caller's code), then deleted it wholesale: a file saved meanwhile went with
+    it. Only the engine's files go; the file stays, with the folder, said, and the run goes on beside it."""
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    lib = ModelLibrary(tmp_path / "lib")
+    old = _partial_with(out, 1, lib, _cfg(rank=8))
+    events = []
+
+    def on_event(event) -> None:
+        events.append(event)
+        if event.replacing_parts:
+            (parts / "notes.txt").write_text("the user's")
+
+    with pytest.raises(Cancelled):
+        quantize_model(DEMO, out, _cfg(), on_event, _once_replaced(out, old["key"]), library=lib, device=CPU)
+    assert (parts / "notes.txt").read_text() == "the user's"
+    assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "notes.txt", "samples.safetensors"]
+    said = [e.message for e in events]
+    assert said[said.index(next(e.message for e in events if e.replacing_parts)) + 1] == (
+        f"{parts} is kept: it holds files the quantizer did not write (notes.txt), which are not deleted; its own "
+        "files there are. Move them elsewhere: a run into o.safetensors refuses the folder while they are in it")
+
+
+def test_a_single_file_calibrated_with_another_base_is_said_to_resume_with_that_base(tmp_path):
+    """A single file's parts folder made with another --base (other text encoders, tokenizers or scheduler) was
+    said to be resumed by no settings ("no options of this command resume it"), yet the command with the --base it
+    was made with resumes it. The engine says so (``PartsToReplace.other_base``); the base is not recorded by name."""
+    import os
+    from dataclasses import replace
+
+    from gpu.quantizer.config import PartsToReplace
+
+    single = save_bfl_transformer(DEMO, tmp_path / "flux-demo.safetensors")
+    other = pipeline_copy(DEMO, tmp_path / "other-base")
+    tokenizer = next(p for p in sorted((other / "tokenizer").iterdir()) if p.is_file())
+    os.utime(tokenizer, ns=(tokenizer.stat().st_atime_ns, tokenizer.stat().st_mtime_ns + 60 * 10**9))
+    out = tmp_path / "o.safetensors"
+    lib = ModelLibrary(tmp_path / "lib")
+    _partial_with(out, 1, lib, _cfg(base=str(DEMO), rank=8), single)
+    events = []
+    config = _cfg(base=str(other), rank=16)
+    with pytest.raises(Cancelled):
+        quantize_model(single, out, config, events.append, _after_calls(1), library=lib, device=CPU)
+    assert events[0].to_replace == PartsToReplace(
+        "rank 8 -> 16, other text encoders, tokenizers or scheduler (or their files changed since)", {"rank": 8}, True)
+    events = []
+    with pytest.raises(Cancelled):  # as said: with that base and those settings, resumed
+        quantize_model(single, out, replace(config, base=str(DEMO), rank=8), events.append,
+                       lambda: any("resuming" in e.message for e in events), library=lib, device=CPU)  # fmt: skip
+    assert "resuming: 1/6 blocks already done" in [e.message for e in events]

@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -187,7 +188,7 @@ def discards_nothing(parts_folder: Path) -> bool:
     if parts_folder.is_symlink() or not parts_folder.is_dir() or has_manifest(parts_folder):
         return False
     try:
-        return not any(_KEPT_FILE.match(p.name) for p in parts_folder.iterdir())
+        return not any(_KEPT_FILE.fullmatch(p.name) for p in parts_folder.iterdir())
     except OSError:
         return False
 
@@ -336,13 +337,16 @@ def delete_unfinished_run(parts: Path) -> None:
         with output_lock(parts.with_name(parts.name[: -len(PARTS_SUFFIX)]), "quantize run"):
             if not (parts.exists() or parts.is_symlink()):
                 return  # deleted meanwhile (another window, the run it belonged to finished)
-            if parts.is_symlink() or not parts.is_dir():
+            if _not_a_folder(parts):
                 raise OutputError(f"{parts} is not a folder of the quantizer's: not deleted")
             foreign = _foreign_entries(parts)
             if foreign:
                 raise OutputError(f"{parts} holds files the quantizer did not write ({named_few(foreign)}): not "
                                   "deleted", "move them elsewhere first")  # fmt: skip
-            _remove_parts(parts)
+            left = _delete_parts(parts)  # a file saved since that look stays, with the folder
+            if left is not None:
+                hint = "" if left.not_a_folder else "delete it yourself" if not left.foreign else "move them elsewhere"
+                raise OutputError(left.words(), hint)
     except OutputBusy as busy:
         raise OutputBusy(f"{parts.name} is not deleted: {busy}", "wait for that run to end, or stop it") from None
 
@@ -362,16 +366,12 @@ def _kept_words(parts: Path, resume: bool = True) -> str:
     """What a run that stopped keeps in ``parts`` for the next one, as the end of a sentence ("" when nothing: the
     hint of ``disk_full_said`` then does not send the user to resume). ``resume`` False: the run was asked to start
     over (``QuantizeConfig.resume``), and the same command again would start over again instead of resuming: said."""
-    manifest = _read_manifest(parts)
-    done = len(manifest.get("done", {}))
-    if done:
-        what, them = ("the finished block is", "it") if done == 1 else (f"the {done} finished blocks are", "them")
-    elif _samples_kept(parts, manifest):
-        what, them = "the calibration samples are", "them"
-    else:
+    kept = kept_in(parts)
+    if not kept:
         return ""
+    them = "it" if kept.startswith("1 finished block ") else "them"
     again = "" if resume else ", unless it is given --no-resume again"
-    return f"; {what} kept in {parts}, and a run with the same settings resumes from {them}{again}"
+    return f"; {kept}, and a run with the same settings resumes from {them}{again}"
 
 
 def _asked_to_start_over(parts: Path, manifest: dict, key: ResumeKey) -> str:
@@ -405,8 +405,7 @@ def _to_replace_unasked(parts: Path, manifest: dict, key: ResumeKey) -> str:
         lost = "what an earlier run left there"
         return f"{parts} has {NO_MANIFEST}: it {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
     lost = _work_words(manifest)
-    return (f"{parts} was made with other settings ({_what_differs(manifest, key)}): it "
-            f"{_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}")  # fmt: skip
+    return f"{parts} was {_made_with(_what_differs(manifest, key))}: it {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
 
 
 # When a run deletes the parts folder it replaces, and what a run stopped before then leaves: said as it begins.
@@ -430,6 +429,16 @@ def work_kept(parts_folder: Path) -> str:
     blocks = f"{done} finished block{'' if done == 1 else 's'}" if done else ""
     samples = "the calibration samples" if _samples_kept(parts_folder, manifest) else ""
     return " and ".join(w for w in (samples, blocks) if w)
+
+
+def kept_in(parts_folder: Path) -> str:
+    """``work_kept`` as a clause: "the calibration samples and 2 finished blocks are kept in P"; "" when nothing.
+    The one wording of what a stopped run keeps, for the engine's messages and its callers' notes alike."""
+    kept = work_kept(parts_folder)
+    if not kept:
+        return ""
+    are = "is" if kept == "1 finished block" else "are"  # without its samples (a manifest write the disk refused)
+    return f"{kept} {are} kept in {parts_folder}"
 
 
 def _samples_kept(parts: Path, manifest: dict) -> bool:
@@ -616,14 +625,13 @@ def _quantize_model(
         if told:
             unasked = replace(run.key, resume=True)
             differs = "" if _resumes(manifest, unasked) else _what_differs(manifest, unasked)
-            resume_with = _resumed_with(manifest, run, config, dtype, samples_override is not None)
-            emit("stage", told, to_replace=PartsToReplace(differs, resume_with))
+            resume_with, other_base = _resumed_with(manifest, run, config, dtype, samples_override is not None)
+            emit("stage", told, to_replace=PartsToReplace(differs, resume_with, other_base))
         if not config.resume:  # a fresh run asked for (--no-resume)
             if told:
                 starting_over = f"deleting {parts.name}: starting over, as asked"
         elif manifest:
-            starting_over = (f"{parts.name} was made with other settings ({_what_differs(manifest, run.key)}): "
-                             "starting over")  # fmt: skip
+            starting_over = f"{parts.name} was {_made_with(_what_differs(manifest, run.key))}: starting over"
         elif not discards_nothing(parts):  # blocks left without their manifest: said as they go
             starting_over = f"{parts.name} has {NO_MANIFEST}: starting over"
         manifest = {}  # other settings, other source, or a fresh start was asked for: the folder goes below
@@ -657,7 +665,12 @@ def _quantize_model(
         _check_parts_folder(parts)
         # Said before the first file goes, so that a caller knows from then on nothing of that run resumes
         emit("stage", starting_over or "", replacing_parts=True)
-        _remove_parts(parts)
+        left = _delete_parts(parts)  # the event's callback ran caller code: a file saved meanwhile stays
+        if left is not None and not left.foreign:  # a link put there, an entry that cannot go: not written through
+            raise OutputError(left.words(), "move or rename it, or choose another --out")
+        if left is not None:  # the run writes its parts beside them, and deletes only its own at the end
+            emit("stage", f"{left.words()}. Move them elsewhere: a run into {out_path.name} refuses the folder while "
+                          "they are in it")  # fmt: skip
     with output_errors(parts):
         parts.mkdir(parents=True, exist_ok=True)
     if not manifest:
@@ -875,33 +888,52 @@ def _keyed(src: WeightSource, base_entry: ModelEntry | None, storage_dtype: torc
 
 
 def _resumed_with(manifest: dict, run: _RunInputs, config: QuantizeConfig, dtype: torch.dtype,
-                  samples_supplied: bool) -> dict[str, object] | None:  # fmt: skip
+                  samples_supplied: bool) -> tuple[dict[str, object] | None, bool]:  # fmt: skip
     """The settings with which a run on ``run``'s source resumes the parts folder of ``manifest``, which the run of
     ``config`` replaces (``PartsToReplace.resume_with``): the ``QuantizeConfig`` fields the folder keeps that differ
     from ``config``'s ({}: none, the run was asked to start over); None when no settings resume it. Taken from the
     folder's manifest, and proven by the engine's own decision (``_resumes``) for a run made with them, so that a
-    folder differing in anything else (the source's files, the text encoders, the version) is never said to resume."""
+    folder differing in anything else (the source's files, the version) is never said to resume. With it, whether
+    that run needs the base pipeline the folder was made with (``PartsToReplace.other_base``): a single file's text
+    encoders are its base's, which the manifest keeps by content, not by name."""
     unasked = replace(run.key, resume=True)
     if _resumes(manifest, unasked):
-        return {}
+        return {}, False
     current = _in_current_terms(manifest, unasked)
     made_with = current.get("quantization") if current is not None else None
     if not isinstance(made_with, dict):
-        return None
+        return None, False
     made_with = effective_fingerprint(made_with)  # the alpha grid an earlier folder leaves out, put back
     if not set(made_with) <= {f.name for f in fields(QuantizeConfig)}:  # another version's fields
-        return None
+        return None, False
     ours = replace(config, resume=True)
     try:
         candidate = replace(ours, **made_with)
         candidate.validate()
         key = _keyed(run.src, run.base_entry, run.storage_dtype, run.defaults, candidate, dtype, samples_supplied)[2]
     except (UserError, TypeError, ValueError):  # settings no run can have (a manifest edited by hand)
-        return None
+        return None, False
+    other_base = False
     if not _resumes(manifest, key):
-        return None
+        # A single file calibrated with another --base: only what that base gives differs (its prompts, defaults,
+        # text encoder, tokenizer and scheduler files), and the same command with that --base resumes the folder.
+        other_base = bool(config.base) and _resumes(manifest, _with_calibration_of(manifest, key))
+        if not other_base:
+            return None, False
     now = asdict(ours)
-    return {name: value for name, value in asdict(candidate).items() if now[name] != value}
+    return {name: value for name, value in asdict(candidate).items() if now[name] != value}, other_base
+
+
+# What a single file's base pipeline gives a run's resume settings (``_resume_settings``): all of its calibration.
+_FROM_THE_BASE = ("calibration prompts", "calibration", "calibration files")
+
+
+def _with_calibration_of(manifest: dict, key: ResumeKey) -> ResumeKey:
+    """``key`` with what a base pipeline gives it (``_FROM_THE_BASE``) as the parts folder's ``manifest`` keeps it:
+    the key of a run on the same source whose --base is the pipeline the folder was made with."""
+    current = _in_current_terms(manifest, key) or {}
+    settings = {**key.settings, **{name: current[name] for name in _FROM_THE_BASE if name in current}}
+    return replace(key, settings=settings, key=_settings_key(settings))
 
 
 def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
@@ -975,6 +1007,16 @@ UNPROVEN = ("the source's files cannot be proven to be the ones its blocks were 
 # What a parts folder made by another version of the quantizer is said to be (``_another_version``): no run of this
 # version resumes from it, whatever its settings.
 ANOTHER_VERSION = "another version of the quantizer"
+
+
+# How such a folder was made, in words: not with "other settings (another version of the quantizer)".
+BY_ANOTHER_VERSION = "made by another version of Nibble Studio's quantizer"
+
+
+def _made_with(differs: str) -> str:
+    """How a parts folder whose settings differ from a run's in ``differs`` (``_what_differs``) was made, in words:
+    "made with other settings (rank 8 -> 16)", or ``BY_ANOTHER_VERSION``."""
+    return BY_ANOTHER_VERSION if differs == ANOTHER_VERSION else f"made with other settings ({differs})"
 
 # How each resume setting is named when a parts folder was made with another value.
 _SETTING_LABELS = {
@@ -1053,16 +1095,17 @@ def _what_differs(manifest: dict, key: ResumeKey) -> str:
     return ", ".join(named) or "unknown settings"
 
 
-# Everything the engine writes into a parts folder, including what a kill leaves: atomic_path's private temp
-# folders (gpu.atomic.SCRATCH_NAME; ".<name>.<random>.tmp" from earlier versions), from earlier versions its temp
-# files of that name and safetensors' own ".tmp<6 random>" (save_file's scratch, now inside those folders).
-# Anything else is the user's and must not be deleted with the folder.
-_OWN_PARTS_ENTRY = re.compile(r"^(\.?(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors|act\d?)"
-                              r"(\.\w+\.tmp)?|\.tmp\w{6})$")  # fmt: skip
+# Every file the engine writes into a parts folder, including what a kill leaves: from earlier versions atomic
+# writes' temp files (".<name>.<random>.tmp") and safetensors' own ".tmp<6 random>" (save_file's scratch, now
+# inside atomic_path's private folders, gpu.atomic.SCRATCH_NAME). Besides these, its folders are ``SCRATCH_FOLDERS``
+# by their exact names. Anything else is the user's (an "act7" folder too) and is never deleted. Matched whole
+# (``fullmatch``): "$" also matches before a trailing newline, and "manifest.json\n" is a name a user's file can have.
+_OWN_PARTS_FILE = re.compile(r"\.?(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors)(\.\w+\.tmp)?"
+                             r"|\.tmp\w{6}")  # fmt: skip
 
 
 # The files a finished block or the samples are kept in: what a run discarding the folder would lose.
-_KEPT_FILE = re.compile(r"^(samples\.safetensors|block-\d{4}\.safetensors)$")
+_KEPT_FILE = re.compile(r"samples\.safetensors|block-\d{4}\.safetensors")
 
 # What a file manager writes into any folder it shows (macOS Finder, Windows Explorer), compared in lower case as
 # Windows names are: no file of the user's, so it neither hides the run nor keeps it from resuming, and goes with
@@ -1071,9 +1114,10 @@ OS_JUNK = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
 
 def _goes_with_the_folder(name: str) -> bool:
-    """Whether an entry of a parts folder named ``name`` is the engine's (``_OWN_PARTS_ENTRY``, ``SCRATCH_NAME``)
-    or a file manager's (``OS_JUNK``): no file of the user's."""
-    return bool(_OWN_PARTS_ENTRY.match(name) or SCRATCH_NAME.match(name)) or name.lower() in OS_JUNK
+    """Whether an entry of a parts folder named ``name`` is the engine's (``_OWN_PARTS_FILE``, ``SCRATCH_FOLDERS``,
+    ``SCRATCH_NAME``) or a file manager's (``OS_JUNK``): no file of the user's."""
+    own = _OWN_PARTS_FILE.fullmatch(name) or name in SCRATCH_FOLDERS or SCRATCH_NAME.fullmatch(name)
+    return bool(own) or name.lower() in OS_JUNK
 
 
 def _foreign_entries(parts: Path) -> list[str]:
@@ -1083,11 +1127,25 @@ def _foreign_entries(parts: Path) -> list[str]:
         return sorted(p.name for p in parts.iterdir() if not _goes_with_the_folder(p.name))
 
 
+def _not_a_folder(parts: Path) -> str:
+    """What is at ``parts`` where it is no folder of its own, by ``lstat``: "a symbolic link" (to a folder too: what
+    is deleted through it is another folder's, another output's parts), or "a file"; "" for a folder, or nothing.
+    The one rule of the run's first check, its check again before it replaces the folder, and every deletion."""
+    try:
+        mode = parts.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "" if stat.S_ISDIR(mode) else "a file"
+
+
 def _check_parts_folder(parts: Path) -> None:
-    """OutputError unless ``parts`` is absent or a folder holding only what the engine writes there: it is
-    deleted wholesale when the settings differ (checked again just before). At the end only the engine's own
-    files go (``_remove_finished_parts``)."""
-    if parts.is_symlink() or (parts.exists() and not parts.is_dir()):
+    """OutputError unless ``parts`` is absent or a folder holding only what the engine writes there: the run
+    deletes what the engine wrote there (``_delete_parts``) when the settings differ (checked again just before)."""
+    with output_errors(parts):
+        in_the_way = _not_a_folder(parts)
+    if in_the_way:
         raise OutputError(f"{parts} is in the way: the quantizer keeps its resumable parts in a folder of that name",
                           "move or rename it, or choose another --out")  # fmt: skip
     if parts.is_dir():
@@ -1098,24 +1156,43 @@ def _check_parts_folder(parts: Path) -> None:
                               "move them elsewhere, or choose another --out")  # fmt: skip
 
 
-def _remove_parts(parts: Path) -> None:
-    with output_errors(parts):
-        (parts / MANIFEST).unlink(missing_ok=True)  # first: a half-removed folder is never taken as resumable
-        shutil.rmtree(parts)
+@dataclass(frozen=True)
+class _PartsLeft:
+    """What stays of a parts folder ``_delete_parts`` was asked to delete, and why (``words``)."""
+
+    parts: Path
+    not_a_folder: str = ""  # what is there instead ("a symbolic link", "a file"): nothing was deleted
+    foreign: tuple[str, ...] = ()  # the user's files in it, which are never deleted
+    why: str = ""  # why an entry of the engine's, or the folder, could not be deleted
+
+    def words(self) -> str:
+        if self.not_a_folder:
+            return f"{self.parts} is not deleted: it is {self.not_a_folder} now, not the quantizer's folder"
+        if self.foreign:
+            own = f"nor could all of its own files there be ({self.why})" if self.why else "its own files there are"
+            return (f"{self.parts} is kept: it holds files the quantizer did not write "
+                    f"({named_few(list(self.foreign))}), which are not deleted; {own}")  # fmt: skip
+        return f"{self.parts} could not be deleted ({self.why})"
 
 
-def _remove_finished_parts(parts: Path, out_path: Path) -> str:
-    """Deletes the parts folder ``parts`` of a run whose model ``out_path`` is written and verified -> "" once it is
-    gone, else what stays and why, in words (said, never raised: the model is complete and the run has finished).
+def _delete_parts(parts: Path) -> _PartsLeft | None:
+    """Deletes the parts folder ``parts`` as far as it is the engine's -> None once it is gone (or was gone already:
+    what was asked), else what stays and why. The one deletion of a finished run, of a run replacing a folder made
+    with other settings, and of ``delete_unfinished_run``; it raises only where ``parts`` cannot be looked at.
 
     Only what the engine writes there goes, one entry at a time, the manifest first (a folder half deleted is never
-    taken as resumable), then the folder if it is empty: a file the user saved in it during the run, hours long for
-    a big model, was deleted with it, the folder having been checked only as the run began. Such files stay, with
-    the folder; a run on this output refuses that folder until they are moved (``_check_parts_folder``)."""
+    taken as resumable), then the folder, only if it is empty. Each caller checked the folder before (as the run
+    began, before the event that says the folder goes, under the output's lock), but caller code ran in between (a
+    run of hours, the event's callback): rmtree deleted a file the user saved meanwhile, and a folder replaced by a
+    symbolic link meanwhile had the files of the engine's names deleted in the link's target, another output's
+    parts. Such a folder is not touched, and such files stay, with the folder."""
+    not_a_folder = _not_a_folder(parts)
+    if not_a_folder:
+        return _PartsLeft(parts, not_a_folder=not_a_folder)
     own_gone = False
     try:
         (parts / MANIFEST).unlink(missing_ok=True)
-        for entry in parts.iterdir():
+        for entry in sorted(parts.iterdir()):
             if not _goes_with_the_folder(entry.name):
                 continue
             if entry.is_dir() and not entry.is_symlink():  # scratch folders: spilled inputs, atomic writes' temps
@@ -1124,20 +1201,32 @@ def _remove_finished_parts(parts: Path, out_path: Path) -> str:
                 entry.unlink(missing_ok=True)
         own_gone = True
         parts.rmdir()  # refused while a file of the user's is in it, one saved a moment ago too
-        return ""
+        return None
     except OSError as err:
+        if not (parts.exists() or parts.is_symlink()):  # deleted meanwhile (another window): what was asked
+            return None
         why = folder_problem(parts, err)
     try:
-        foreign = _foreign_entries(parts)
+        foreign = tuple(_foreign_entries(parts))
     except OutputError:
-        foreign = []
-    if not foreign:
-        return (f"{parts} could not be deleted ({why}); {out_path.name} is complete, and the folder is of no use "
-                "now: delete it yourself")  # fmt: skip
-    own = "its own files there are" if own_gone else f"nor could all of its own files there be ({why})"
-    return (f"{parts} is kept: it holds files the quantizer did not write ({named_few(foreign)}), which are not "
-            f"deleted; {own}. Move them elsewhere: a run into {out_path.name} refuses the folder while they are "
-            "in it")  # fmt: skip
+        foreign = ()
+    return _PartsLeft(parts, foreign=foreign, why="" if own_gone and foreign else why)
+
+
+def _remove_finished_parts(parts: Path, out_path: Path) -> str:
+    """Deletes the parts folder ``parts`` of a run whose model ``out_path`` is written and verified -> "" once it is
+    gone, else what stays and why, in words (said, never raised: the model is complete and the run has finished).
+    A file the user saved in it during the run, hours long for a big model, stays with the folder; a run on this
+    output refuses that folder until they are moved (``_check_parts_folder``)."""
+    left = _delete_parts(parts)
+    if left is None:
+        return ""
+    if left.not_a_folder:
+        return f"{left.words()}; {out_path.name} is complete"
+    if left.foreign:
+        return (f"{left.words()}. Move them elsewhere: a run into {out_path.name} refuses the folder while they are "
+                "in it")  # fmt: skip
+    return f"{left.words()}; {out_path.name} is complete, and the folder is of no use now: delete it yourself"
 
 
 def _damaged_shards(parts: Path, done: dict) -> dict[str, str]:
