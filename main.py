@@ -174,10 +174,11 @@ _QUANTIZE_OPTIONS = {"method": "--method", "precision": "--precision", "rank": "
                      "alpha_points": "--alpha-points"}  # fmt: skip
 
 
-def _resume_options(resume_with: dict[str, object], no_resume: bool) -> str | None:
+def _resume_options(resume_with: dict[str, object], no_resume: bool, other_base: bool = False) -> str | None:
     """How the command is to be given ``resume_with``'s settings, in words ("with --rank 8 and without --no-resume");
-    None when one of them has no option (only a caller of the engine sets it)."""
-    said = []
+    None when one of them has no option (only a caller of the engine sets it). ``other_base``: the folder was
+    calibrated with another --base (``PartsToReplace.other_base``), which the folder does not record by name."""
+    said = ["with --base naming the pipeline it was made with"] if other_base else []
     for name, value in resume_with.items():
         if name == "shared_smoothing":
             said.append("without --per-layer-smoothing" if value else "with --per-layer-smoothing")
@@ -197,9 +198,9 @@ def quantize_cancel_note(parts: Path, told: QuantizeTold, no_resume: bool) -> st
     said it (``told``), not by the folder's bytes (a run replacing it may write them again as they were); "" when it
     holds nothing to say. A run that began on a folder made with other settings, and was stopped before it replaced
     it, said "the blocks finished so far are kept …: run the same command again to resume", which deletes them."""
-    from gpu.streaming.engine import NO_MANIFEST, work_kept
+    from gpu.streaming.engine import ANOTHER_VERSION, BY_ANOTHER_VERSION, NO_MANIFEST, kept_in
 
-    kept = work_kept(parts)  # once replacing, the run's own: the earlier run's manifest is deleted first
+    kept = kept_in(parts)  # once replacing, the run's own: the earlier run's manifest is deleted first
     plan = told.to_replace
     if told.replacing and not kept and parts.is_dir():
         return (f"{parts} was being replaced when this run stopped: nothing in it resumes; run the same command "
@@ -209,23 +210,28 @@ def quantize_cancel_note(parts: Path, told: QuantizeTold, no_resume: bool) -> st
             note = (f"{parts} is left as it was: this run stopped before it started over; run the same command again "
                     "to start over")  # fmt: skip
         else:
-            why = plan.differs if plan.differs == NO_MANIFEST else f"made with other settings: {plan.differs}"
+            why = {NO_MANIFEST: NO_MANIFEST, ANOTHER_VERSION: BY_ANOTHER_VERSION}.get(
+                plan.differs, f"made with other settings: {plan.differs}")
             note = (f"{parts} is left as it was: this run stopped before it replaced it; run the same command again "
                     f"to replace it ({why})")  # fmt: skip
-        options = _resume_options(plan.resume_with, no_resume) if plan.resume_with is not None else None
+        options = None
+        if plan.resume_with is not None:
+            options = _resume_options(plan.resume_with, no_resume, plan.other_base)
         if options:
             return f"{note}, or {options} to resume it"
-        return note if plan.differs == NO_MANIFEST else f"{note}; no options of this command resume it"
+        return note if plan.differs == NO_MANIFEST else f"{note}; no setting of this command resumes it"
     if not kept:
         return ""
     if not told.anything:  # whether this run would have resumed from it is not known yet
+        if no_resume:  # it starts over, whatever the folder was made with
+            return (f"this run stopped before it read {parts}, which is left as it was: the same command again starts "
+                    "over; without --no-resume it resumes from it if it was made with these settings")  # fmt: skip
         return (f"this run stopped before it read {parts}, which is left as it was: the same command again resumes "
                 "from it if it was made with the same settings, and says as it starts if not")  # fmt: skip
     # Hours of work may be in it: say it is there, and how it is used. The same command with --no-resume starts over
     # again, deleting it.
     again = " without --no-resume" if no_resume else ""
-    are = "is" if kept == "1 finished block" else "are"  # without its samples (a manifest write the disk refused)
-    return f"{kept} {are} kept in {parts}: run the same command again{again} to resume"
+    return f"{kept}: run the same command again{again} to resume"
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:

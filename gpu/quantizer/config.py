@@ -142,8 +142,13 @@ class PartsToReplace:
     # The ``QuantizeConfig`` fields, by name, with the values a run on the same source needs to resume the folder
     # instead: those it was made with, where they differ from the run's ({} when the run's own settings resume it,
     # were it not asked to start over). None when no settings do (nothing to resume, another version's folder,
-    # other source weights or text encoders): the engine's own resume decision, made for those settings.
+    # other source weights, a pipeline's own text encoders changed): the engine's own resume decision, made for
+    # those settings.
     resume_with: dict[str, object] | None
+    # Whether that run needs, besides ``resume_with``, the base pipeline the folder was made with (a single file's
+    # ``QuantizeConfig.base``): the folder's calibration (text encoders, tokenizers, scheduler, prompts, defaults)
+    # is another base's, which its manifest keeps by content, not by name.
+    other_base: bool = False
 
 
 @dataclass
