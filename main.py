@@ -198,7 +198,8 @@ def quantize_cancel_note(parts: Path, told: QuantizeTold, no_resume: bool) -> st
     said it (``told``), not by the folder's bytes (a run replacing it may write them again as they were); "" when it
     holds nothing to say. A run that began on a folder made with other settings, and was stopped before it replaced
     it, said "the blocks finished so far are kept …: run the same command again to resume", which deletes them."""
-    from gpu.streaming.engine import ANOTHER_VERSION, BY_ANOTHER_VERSION, NO_MANIFEST, kept_in
+    from gpu.streaming.parts_folder import kept_in
+    from gpu.streaming.resume import ANOTHER_VERSION, BY_ANOTHER_VERSION, NO_MANIFEST
 
     kept = kept_in(parts)  # once replacing, the run's own: the earlier run's manifest is deleted first
     plan = told.to_replace
@@ -240,7 +241,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.library import ModelLibrary
     from gpu.output_lock import lock_path
     from gpu.quantizer import QuantizeConfig, quantize_model
-    from gpu.streaming.engine import parts_dir
+    from gpu.streaming.parts_folder import parts_dir
 
     # Before the calibration, not after it; the parts folder and lock file beside OUT have longer names.
     check_output_path(args.out, example="out.safetensors", beside=(parts_dir(args.out), lock_path(args.out)))

@@ -1,7 +1,8 @@
 """Where the quantize wizard's runs write and what they keep: output names that never replace a model nor discard
 an earlier run's finished blocks, what a stopped run keeps for a resume, the unfinished runs in the models folder
 (listed, and deleted when asked), and the RAM budget's default for this machine. App-side (the wizard's widgets
-do not call the engine); every decision about a parts folder is the engine's own (``gpu.streaming.engine``)."""
+do not call the engine); every decision about a parts folder is the engine's own (``gpu.streaming.resume``,
+``gpu.streaming.parts_folder``, ``gpu.streaming.unfinished``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from gpu.quantize_defaults import DEFAULT_RAM_BUDGET_GIB
 from gpu.system_info import installed_ram_bytes
 
 if TYPE_CHECKING:
-    from gpu.streaming.engine import ResumeKey, UnfinishedRun
+    from gpu.streaming.resume import ResumeKey
+    from gpu.streaming.unfinished import UnfinishedRun
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +71,19 @@ def running_output(out_path: Path, on_wait: Callable[[Path], None] | None = None
             _running.discard(out_path)
 
 
-def _engine() -> ModuleType:
-    """``gpu.streaming.engine``, imported when first needed (it imports torch), after ``gpu.quantizer``: imported
-    first, it is a circular import (that package imports it)."""
+def _streaming() -> ModuleType:
+    """``gpu.streaming``, its modules used here imported when first needed (the engine imports torch), after
+    ``gpu.quantizer``: imported first, the engine is a circular import (that package imports it), and so are the
+    resume decision and the unfinished runs (they import ``gpu.quantizer.config``). The modules: ``engine`` (the
+    run's ``resume_key``), ``parts_folder`` (the folder and what it keeps), ``resume`` (whether a run resumes from
+    it) and ``unfinished`` (the unfinished runs, listed and deleted)."""
     import gpu.quantizer  # noqa: F401
     import gpu.streaming.engine
+    import gpu.streaming.parts_folder
+    import gpu.streaming.resume
+    import gpu.streaming.unfinished
 
-    return gpu.streaming.engine
+    return gpu.streaming
 
 
 def resume_key(source: str, config: Any) -> ResumeKey | None:
@@ -84,7 +92,7 @@ def resume_key(source: str, config: Any) -> ResumeKey | None:
     "2"`` raised a TypeError on the GUI thread as the wizard started its run). The run itself then refuses the
     source, in the engine's words, or fails with its real error."""
     try:
-        return _engine().resume_key(source, config)
+        return _streaming().engine.resume_key(source, config)
     except UserError:
         return None
     except Exception:  # noqa: BLE001 - never the GUI thread's end: the run reports it
@@ -101,7 +109,7 @@ def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: l
     ``.parts`` folder the run would not resume from is taken too: the engine would delete its blocks (hours of
     work) to start over; ``notes`` gets why, for the log. Only a folder whose deletion loses nothing (no readable
     manifest, no block or samples file: ``discards_nothing``) leaves its name free."""
-    engine = _engine()
+    streaming = _streaming()
     key = resume_key(source, config)
     resumed = _resumed_name(folder, stem, key)
     if resumed is not None:
@@ -110,8 +118,8 @@ def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: l
     def taken(path: Path) -> bool:
         if path.exists():
             return True
-        parts = engine.parts_dir(path)
-        if engine.resumes_from(parts, key) is not False or engine.discards_nothing(parts):
+        parts = streaming.parts_folder.parts_dir(path)
+        if streaming.resume.resumes_from(parts, key) is not False or streaming.parts_folder.discards_nothing(parts):
             return False  # no parts folder, one this run resumes, or one holding nothing to lose
         if notes is not None:
             notes.append(_taken_note(parts, key))
@@ -127,39 +135,41 @@ def _resumed_name(folder: Path, stem: str, key: ResumeKey | None) -> Path | None
     settings of the stopped run in the ``-2`` name started over in the plain one, and that run was never resumed."""
     if key is None:
         return None
-    engine = _engine()
-    name = re.compile(rf"{re.escape(stem)}(?:-([1-9]\d*))?\.safetensors{re.escape(engine.PARTS_SUFFIX)}")
+    streaming = _streaming()
+    suffix = streaming.parts_folder.PARTS_SUFFIX
+    name = re.compile(rf"{re.escape(stem)}(?:-([1-9]\d*))?\.safetensors{re.escape(suffix)}")
     try:
         found = [(int(m.group(1) or 1), entry) for entry in folder.iterdir() if (m := name.fullmatch(entry.name))]
     except OSError:  # no models folder yet, or unreadable: nothing to resume
         return None
     for _n, parts in sorted(found):
-        out = parts.with_name(parts.name[: -len(engine.PARTS_SUFFIX)])
-        if not (out.exists() or out.is_symlink()) and engine.resumes_from(parts, key) is True:
+        out = parts.with_name(parts.name[: -len(suffix)])
+        if not (out.exists() or out.is_symlink()) and streaming.resume.resumes_from(parts, key) is True:
             return out
     return None
 
 
 def _taken_note(parts: Path, key: ResumeKey | None) -> str:
     """Why the run does not write into the name of ``parts``'s run, in words."""
-    engine = _engine()
+    streaming = _streaming()
+    resume = streaming.resume
     own = "this run writes a name of its own."
     delete = "Unfinished runs… on the calibration page lists it, to delete."
-    in_the_way = engine.parts_in_the_way(parts)
+    in_the_way = streaming.parts_folder.parts_in_the_way(parts)
     if in_the_way:
         return f"{in_the_way}: {own}"
     if key is None:
         return f"{parts.name} holds an earlier run's work, kept in {parts.parent}; {own}"
     # The engine's one reading of the manifest, and its words: none, an unproven source, another version, or the
     # settings that differ (as the run says them when it discards the folder).
-    differs = engine.differs_from(parts, key)
-    if differs == engine.NO_MANIFEST:
-        return (f"{parts.name} has {engine.NO_MANIFEST}, but holds files of an earlier run. It stays in "
+    differs = resume.differs_from(parts, key)
+    if differs == resume.NO_MANIFEST:
+        return (f"{parts.name} has {resume.NO_MANIFEST}, but holds files of an earlier run. It stays in "
                 f"{parts.parent}; {own} {delete}")  # fmt: skip
-    if differs == engine.UNPROVEN:  # "resume when you run with that run's settings" is untrue of it
-        return (f"{parts.name} holds the blocks of an earlier run, which no run resumes: {engine.UNPROVEN}. They "
+    if differs == resume.UNPROVEN:  # "resume when you run with that run's settings" is untrue of it
+        return (f"{parts.name} holds the blocks of an earlier run, which no run resumes: {resume.UNPROVEN}. They "
                 f"stay in {parts.parent}; {own} {delete}")  # fmt: skip
-    if differs == engine.ANOTHER_VERSION:
+    if differs == resume.ANOTHER_VERSION:
         return (f"{parts.name} holds the blocks of a run of another version of the quantizer, which this version "
                 f"cannot resume. It stays in {parts.parent}; {own} {delete}")  # fmt: skip
     return (f"{parts.name} holds the blocks of an earlier run made with other settings. They stay in {parts.parent} "
@@ -168,16 +178,16 @@ def _taken_note(parts: Path, key: ResumeKey | None) -> str:
 
 def kept_for_resume(out_path: Path) -> tuple[Path, int]:
     """The parts folder of the run writing ``out_path``, and how many finished blocks it keeps (its manifest)."""
-    engine = _engine()
-    parts = engine.parts_dir(out_path)
-    return parts, engine.blocks_kept(parts)
+    folder = _streaming().parts_folder
+    parts = folder.parts_dir(out_path)
+    return parts, folder.blocks_kept(parts)
 
 
 def unfinished_runs(folder: Path, source: str | None = None, config: Any = None) -> list[UnfinishedRun]:
     """The unfinished runs (parts folders) in ``folder``, newest first, each saying whether a run of ``config`` on
     ``source`` resumes from it (never, without them)."""
     key = resume_key(source, config) if source and config is not None else None
-    return _engine().unfinished_runs(folder, key)
+    return _streaming().unfinished.unfinished_runs(folder, key)
 
 
 def delete_unfinished_run(run: UnfinishedRun) -> None:
@@ -191,7 +201,7 @@ def delete_unfinished_run(run: UnfinishedRun) -> None:
                              "wait for that run to end, or cancel it")  # fmt: skip
         _deleting = run.parts
         try:
-            _engine().delete_unfinished_run(run.parts)
+            _streaming().unfinished.delete_unfinished_run(run.parts)
         finally:
             _deleting = None
 

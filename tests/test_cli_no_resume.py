@@ -12,7 +12,8 @@ import pytest
 import main as cli
 from gpu.quantizer import QuantizeConfig  # noqa: F401 - before the engine, which imported first is circular
 from gpu.quantizer.config import PartsToReplace
-from gpu.streaming.engine import ANOTHER_VERSION, parts_dir
+from gpu.streaming.parts_folder import parts_dir
+from gpu.streaming.resume import ANOTHER_VERSION
 
 
 def _quantize(tiny_flux: Path, out: Path, data: Path, stop_at: str, *flags: str) -> tuple[int, list[str]]:
@@ -68,7 +69,7 @@ def test_a_run_stopped_while_it_replaces_the_folder_says_nothing_in_it_resumes(t
     kept …: run the same command again without --no-resume to resume", where nothing resumes. The engine says
     when the deletion begins (``QuantizeEvent.replacing_parts``), and the note says what the folder is then."""
     import gpu.streaming.engine as engine
-    from gpu.streaming.engine import blocks_kept, has_manifest
+    from gpu.streaming.parts_folder import blocks_kept, has_manifest
 
     out, data = tmp_path / "cut.safetensors", tmp_path / "data"
     parts = parts_dir(out)
@@ -78,7 +79,7 @@ def test_a_run_stopped_while_it_replaces_the_folder_says_nothing_in_it_resumes(t
     being_replaced = (f"error: cancelled; {parts} was being replaced when this run stopped: nothing in it resumes; "
                       "run the same command again to start over")  # fmt: skip
 
-    delete = engine._delete_parts
+    delete = engine.delete_parts
 
     def cut_short(folder: Path) -> None:  # Ctrl-C part-way through the deletion: the samples gone, a block not
         if folder == parts:
@@ -88,7 +89,7 @@ def test_a_run_stopped_while_it_replaces_the_folder_says_nothing_in_it_resumes(t
         delete(folder)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine, "_delete_parts", cut_short)
+        patch.setattr(engine, "delete_parts", cut_short)
         code, printed = _quantize(tiny_flux, out, data, "never printed", "--no-resume")
     assert code == 130 and printed[-1].endswith("deleting cut.safetensors.parts: starting over, as asked")
     assert capsys.readouterr().err.splitlines()[-1] == being_replaced
@@ -98,7 +99,7 @@ def test_a_run_stopped_while_it_replaces_the_folder_says_nothing_in_it_resumes(t
         raise KeyboardInterrupt
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine, "_write_manifest", stopped)
+        patch.setattr(engine, "write_manifest", stopped)
         code, printed = _quantize(tiny_flux, out, data, "never printed", "--no-resume")
     assert code == 130 and "as asked" in printed[0] and "what an earlier run left there" in printed[0]
     assert capsys.readouterr().err.splitlines()[-1] == being_replaced

@@ -75,15 +75,15 @@ def test_a_kill_inside_a_parts_folder_leaves_what_the_quantizer_recognises(tmp_p
     """The quantizer deletes its parts folder only when it holds nothing but its own files: a shard write killed
     there leaves a scratch folder of the new name, which must not be taken for the user's."""
     from gpu.atomic import scratch_prefix
-    from gpu.streaming.engine import _check_parts_folder
+    from gpu.streaming.parts_folder import check_parts_folder
 
     parts = tmp_path / "o.safetensors.parts"
     parts.mkdir()
     (parts / (scratch_prefix(parts / "block-0001.safetensors") + "q1w2e3r4.tmp")).mkdir()
-    _check_parts_folder(parts)  # no OutputError
+    check_parts_folder(parts)  # no OutputError
     (parts / "notes.txt").write_text("the user's")
     with pytest.raises(gpu.errors.OutputError, match="notes.txt"):
-        _check_parts_folder(parts)
+        check_parts_folder(parts)
 
 
 def test_names_longer_than_the_folder_takes_are_refused_before_any_work(tmp_path, capsys, no_work):

@@ -18,7 +18,9 @@ from gpu.errors import Cancelled, ModelLoadError
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, quantize_model, quantize_model_in_memory
-from gpu.streaming.engine import ENGINE_VERSION, ResumeKey, _settings_key, parts_dir, resume_key, resumes_from
+from gpu.streaming.engine import resume_key
+from gpu.streaming.parts_folder import ENGINE_VERSION, parts_dir
+from gpu.streaming.resume import ResumeKey, resumes_from, settings_key
 from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 DEMO = resources_dir() / "models" / "demo"
@@ -103,13 +105,13 @@ def mapped_at_removal(monkeypatch) -> list[str]:
     if not maps.exists():
         pytest.skip("needs /proc/self/maps")
     seen: list[str] = []
-    remove = engine._remove_finished_parts
+    remove = engine.remove_finished_parts
 
     def looking_first(parts: Path, out: Path) -> str:
         seen.extend(line.split()[-1] for line in maps.read_text().splitlines() if str(parts) in line)
         return remove(parts, out)
 
-    monkeypatch.setattr(engine, "_remove_finished_parts", looking_first)
+    monkeypatch.setattr(engine, "remove_finished_parts", looking_first)
     return seen
 
 
@@ -300,13 +302,13 @@ def test_a_run_asked_to_start_over_says_what_it_deletes_and_deletes_it_only_once
 def _key(config: QuantizeConfig) -> ResumeKey:
     """The resume key of a run of ``config`` on no source in particular (settings only): for folder decisions."""
     settings = {"engine": ENGINE_VERSION, "quantization": config.fingerprint()}
-    return ResumeKey(settings, _settings_key(settings))
+    return ResumeKey(settings, settings_key(settings))
 
 
 def _folder(parts: Path, settings: dict, done: dict | None = None) -> Path:
     """A parts folder whose manifest keeps ``settings`` under their key (as the engine writes it)."""
     parts.mkdir(parents=True)
-    manifest = {"key": _settings_key(settings), "settings": settings, "done": done or {}}
+    manifest = {"key": settings_key(settings), "settings": settings, "done": done or {}}
     (parts / "manifest.json").write_text(json.dumps(manifest))
     return parts
 
@@ -315,18 +317,18 @@ def test_a_discarded_parts_folder_is_named_by_the_settings_in_force(tmp_path):
     """A folder made with the default alpha grid (11, left out of the resume key so that folders from before the
     setting stay resumable) was said to be made with "alpha_points None -> 5". The values in force are named,
     and such a folder still counts as made with the default."""
-    from gpu.streaming.engine import _what_differs, differs_from, made_by_another_version
+    from gpu.streaming.resume import differs_from, made_by_another_version, what_differs
 
     def manifest(config: QuantizeConfig) -> dict:
         return {"done": {}, "settings": _key(config).settings}
 
     default, five = QuantizeConfig(), QuantizeConfig(alpha_points=5)
     assert "alpha_points" not in default.fingerprint()  # what folders from before the setting hold
-    assert _what_differs(manifest(default), _key(five)) == "alpha points 11 -> 5"
-    assert _what_differs(manifest(five), _key(default)) == "alpha points 5 -> 11"
+    assert what_differs(manifest(default), _key(five)) == "alpha points 11 -> 5"
+    assert what_differs(manifest(five), _key(default)) == "alpha points 5 -> 11"
     naive = QuantizeConfig(method="naive", alpha_points=5)  # no alpha grid: the method change says it all
-    assert _what_differs(manifest(naive), _key(five)) == "method naive -> svdquant"
-    assert _what_differs(manifest(QuantizeConfig(calib_prompts=8)), _key(default)) == "calib prompts 8 -> 64"
+    assert what_differs(manifest(naive), _key(five)) == "method naive -> svdquant"
+    assert what_differs(manifest(QuantizeConfig(calib_prompts=8)), _key(default)) == "calib prompts 8 -> 64"
     # A folder of the version before the setting (its whole config, no alpha_points) resumes for an explicit 11.
     before = {k: v for k, v in asdict(default).items()
               if k not in ("alpha_points", "resume", "gpu_budget_gib", "ram_budget_gib")}  # fmt: skip
@@ -346,7 +348,9 @@ def test_a_folder_without_a_readable_manifest_is_named_so_and_deleted_only_with_
     """A parts folder without a (readable) manifest was said to be "another version of the quantizer". It is said
     as what it is; it resumes nothing, and a run may discard it unasked only when that loses nothing: a deletion
     cut short (the manifest goes first) leaves block files, which are listed, to delete."""
-    from gpu.streaming.engine import differs_from, discards_nothing, made_by_another_version, unfinished_runs
+    from gpu.streaming.parts_folder import discards_nothing
+    from gpu.streaming.resume import differs_from, made_by_another_version
+    from gpu.streaming.unfinished import unfinished_runs
 
     key = _key(QuantizeConfig())
     parts = tmp_path / "o.safetensors.parts"
@@ -372,7 +376,8 @@ def test_a_file_managers_own_files_neither_hide_a_run_nor_keep_it_from_resuming(
     """Finder's .DS_Store, Explorer's Thumbs.db and desktop.ini in a parts folder (opened to see what takes the
     space) counted as the user's files: the run was left out of "Unfinished runs…" and refused to resume ("holds
     files the quantizer did not write"). They are no one's files: ignored, and deleted with the folder."""
-    from gpu.streaming.engine import delete_unfinished_run, parts_in_the_way, unfinished_runs
+    from gpu.streaming.parts_folder import parts_in_the_way
+    from gpu.streaming.unfinished import delete_unfinished_run, unfinished_runs
 
     key = _key(QuantizeConfig())
     parts = _folder(tmp_path / "o.safetensors.parts", key.settings)
@@ -435,7 +440,7 @@ def test_a_source_copied_onto_a_file_system_with_coarser_times_still_resumes(tmp
     onto exFAT or FAT (2 s) or a network share (1 s), a source read as another, and the run started over,
     discarding hours of blocks. Its time may now differ by that much; a file changed since still does not resume,
     be it in its sampled MiBs (the digest) or outside them, written again later (the time)."""
-    from gpu.streaming.engine import differs_from
+    from gpu.streaming.resume import differs_from
     from gpu.streaming.source import sampled_digest
 
     lib = ModelLibrary(tmp_path / "lib")
@@ -503,7 +508,7 @@ def test_parts_folders_of_the_earlier_key_still_resume_and_are_recorded_in_the_n
     parts = parts_dir(out)
     manifest = _partial_with(out, 2, lib, _cfg(base="demo"), single)
     earlier = _as_the_earlier_version_wrote(manifest["settings"], _cfg(base="demo"), [single])
-    (parts / "manifest.json").write_text(json.dumps({**manifest, "key": _settings_key(earlier), "settings": earlier}))
+    (parts / "manifest.json").write_text(json.dumps({**manifest, "key": settings_key(earlier), "settings": earlier}))
     moved = tmp_path / "disk2" / single.name
     moved.parent.mkdir()
     shutil.copy2(single, moved)
@@ -555,7 +560,7 @@ def test_a_parts_folder_of_the_earlier_key_its_time_cannot_prove_is_kept_not_del
     (never resumed: another model's blocks mixed into this one's is the worst outcome); a folder that differs in
     what can be seen is discarded as before."""
     from gpu.errors import OutputError
-    from gpu.streaming.engine import UNPROVEN, differs_from, unproven
+    from gpu.streaming.resume import UNPROVEN, differs_from, unproven
 
     lib = ModelLibrary(tmp_path / "lib")
     (tmp_path / "disk1").mkdir()
@@ -955,7 +960,8 @@ def test_unfinished_runs_are_listed_with_whether_a_run_resumes_them_and_deleted_
 
     from gpu.errors import OutputBusy, OutputError
     from gpu.output_lock import output_lock
-    from gpu.streaming.engine import delete_unfinished_run, differs_from, unfinished_runs
+    from gpu.streaming.resume import differs_from
+    from gpu.streaming.unfinished import delete_unfinished_run, unfinished_runs
 
     source = tmp_path / "model"
     shutil.copytree(DEMO, source)
@@ -1033,7 +1039,8 @@ def test_a_disk_that_fills_up_mid_run_is_said_and_the_finished_blocks_stay(tmp_p
 
     from gpu.atomic import scratch_prefix
     from gpu.streaming.disk_space import DiskSpaceError
-    from gpu.streaming.engine import _damaged_shards, _read_manifest
+    from gpu.streaming.engine import _damaged_shards
+    from gpu.streaming.parts_folder import read_manifest
 
     out = tmp_path / "o.safetensors"
     parts = parts_dir(out)
@@ -1055,7 +1062,7 @@ def test_a_disk_that_fills_up_mid_run_is_said_and_the_finished_blocks_stay(tmp_p
         f"free there): cannot write {parts / 'block-0002.safetensors'}: No space left on device; the calibration "
         f"samples and 2 finished blocks are kept in {parts}, and a run with the same settings resumes from them")
     assert isinstance(failed.value.__cause__, OSError) and failed.value.__cause__.errno == errno.ENOSPC
-    manifest = _read_manifest(parts)
+    manifest = read_manifest(parts)
     assert len(manifest["done"]) == 2 and _damaged_shards(parts, manifest["done"]) == {}
     assert sorted(p.name for p in parts.iterdir()) == ["block-0000.safetensors", "block-0001.safetensors",
                                                        "manifest.json", "samples.safetensors"]  # fmt: skip
@@ -1069,7 +1076,7 @@ def test_a_disk_that_fills_up_mid_run_is_said_and_the_finished_blocks_stay(tmp_p
         quantize_model(DEMO, out, _cfg(), events.append, library=lib, device=CPU)
     assert any("resuming: 2/6" in e.message for e in events)
     assert [p.name for p in tmp_path.iterdir()] == [parts.name]  # no model, no temp folder beside it
-    assert len(_read_manifest(parts)["done"]) == 6
+    assert len(read_manifest(parts)["done"]) == 6
 
 
 @pytest.mark.parametrize("config", [_cfg(resume=False), _cfg(rank=16)], ids=["asked to start over", "other settings"])
@@ -1134,7 +1141,7 @@ def test_a_disk_that_fills_up_in_a_run_asked_to_start_over_sends_the_user_to_res
 
     from gpu.atomic import scratch_prefix
     from gpu.streaming.disk_space import DiskSpaceError
-    from gpu.streaming.engine import _kept_words
+    from gpu.streaming.parts_folder import kept_words
 
     out = tmp_path / "o.safetensors"
     parts = parts_dir(out)
@@ -1161,7 +1168,7 @@ def test_a_disk_that_fills_up_in_a_run_asked_to_start_over_sends_the_user_to_res
     (parts / "manifest.json").unlink()  # samples written, their manifest not (the disk was full): no run finds them
     for name in ("block-0000.safetensors", "block-0001.safetensors"):
         (parts / name).unlink(missing_ok=True)
-    assert (parts / "samples.safetensors").is_file() and _kept_words(parts) == ""
+    assert (parts / "samples.safetensors").is_file() and kept_words(parts) == ""
 
 
 def test_a_file_put_in_the_parts_folder_during_the_run_stays_when_the_run_finishes(tmp_path):
@@ -1225,7 +1232,7 @@ def test_a_run_on_a_folder_of_other_settings_says_as_it_begins_that_it_replaces_
     from dataclasses import replace
 
     from gpu.quantizer.config import PartsToReplace
-    from gpu.streaming.engine import ANOTHER_VERSION, NO_MANIFEST
+    from gpu.streaming.resume import ANOTHER_VERSION, NO_MANIFEST
 
     out = tmp_path / "o.safetensors"
     parts = parts_dir(out)
@@ -1286,20 +1293,20 @@ def test_a_parts_folder_replaced_by_a_link_during_the_run_is_not_deleted_through
     the manifest, samples, blocks and spilled inputs of another output's parts folder, the link's target. The
     folder is looked at with lstat first, by the rule of the run's first check: a link or a file is not deleted,
     and said."""
-    from gpu.streaming.engine import _remove_finished_parts
+    from gpu.streaming.parts_folder import remove_finished_parts
 
     other = parts_dir(tmp_path / "other.safetensors")
     files = _engine_files(other)
     out = tmp_path / "o.safetensors"
     parts = parts_dir(out)
     parts.symlink_to(other, target_is_directory=True)
-    assert _remove_finished_parts(parts, out) == (f"{parts} is not deleted: it is a symbolic link now, not the "
+    assert remove_finished_parts(parts, out) == (f"{parts} is not deleted: it is a symbolic link now, not the "
                                                   "quantizer's folder; o.safetensors is complete")  # fmt: skip
     assert {name: (other / name).read_bytes() for name in files} == files
     assert (other / "act0" / "0.safetensors").read_bytes() == b"spilled" and parts.is_symlink()
     parts.unlink()
     parts.write_bytes(b"the user's")
-    assert _remove_finished_parts(parts, out).startswith(f"{parts} is not deleted: it is a file now")
+    assert remove_finished_parts(parts, out).startswith(f"{parts} is not deleted: it is a file now")
     assert parts.read_bytes() == b"the user's"
 
 
@@ -1309,7 +1316,7 @@ def test_only_the_names_the_engine_writes_go_with_the_parts_folder_and_one_gone_
     deleted. A parts folder deleted meanwhile was said to be one that "could not be deleted (No such file or
     directory) … delete it yourself"."""
     from gpu.atomic import scratch_prefix
-    from gpu.streaming.engine import _remove_finished_parts
+    from gpu.streaming.parts_folder import remove_finished_parts
 
     out = tmp_path / "o.safetensors"
     parts = parts_dir(out)
@@ -1320,35 +1327,35 @@ def test_only_the_names_the_engine_writes_go_with_the_parts_folder_and_one_gone_
     (parts / "act7").mkdir()
     (parts / "act7" / "notes.txt").write_text("the user's")
     (parts / "manifest.json\n").write_text("the user's too")
-    assert _remove_finished_parts(parts, out) == (
+    assert remove_finished_parts(parts, out) == (
         f"{parts} is kept: it holds files the quantizer did not write (act7, manifest.json\n), which are not deleted; "
         "its own files there are. Move them elsewhere: a run into o.safetensors refuses the folder while they are "
         "in it")  # fmt: skip
     assert sorted(p.name for p in parts.iterdir()) == ["act7", "manifest.json\n"]
     assert (parts / "act7" / "notes.txt").read_text() == "the user's"
     shutil.rmtree(parts)
-    assert _remove_finished_parts(parts, out) == ""  # what was asked is done
+    assert remove_finished_parts(parts, out) == ""  # what was asked is done
 
 
 def test_delete_unfinished_run_keeps_a_file_saved_after_it_looked(tmp_path, monkeypatch):
     """``delete_unfinished_run`` looked for the user's files, then deleted the folder wholesale: a file saved in
     between went with it. Only the engine's files go, then the folder if empty: such a file stays, said."""
-    import gpu.streaming.engine as engine
+    import gpu.streaming.unfinished as unfinished
     from gpu.errors import OutputError
 
     parts = parts_dir(tmp_path / "o.safetensors")
     _engine_files(parts)
-    look = engine._foreign_entries
+    look = unfinished.foreign_entries
 
     def saved_after_the_look(folder: Path) -> list[str]:
         seen = look(folder)
         (folder / "notes.txt").write_text("the user's")
-        monkeypatch.setattr(engine, "_foreign_entries", look)
+        monkeypatch.setattr(unfinished, "foreign_entries", look)
         return seen
 
-    monkeypatch.setattr(engine, "_foreign_entries", saved_after_the_look)
+    monkeypatch.setattr(unfinished, "foreign_entries", saved_after_the_look)
     with pytest.raises(OutputError) as kept:
-        engine.delete_unfinished_run(parts)
+        unfinished.delete_unfinished_run(parts)
     assert str(kept.value) == (f"{parts} is kept: it holds files the quantizer did not write (notes.txt), which are "
                                "not deleted; its own files there are")  # fmt: skip
     assert [p.name for p in parts.iterdir()] == ["notes.txt"] and (parts / "notes.txt").read_text() == "the user's"

@@ -517,7 +517,7 @@ class UnfinishedRunsDialog(QDialog):
         super().__init__(wizard)
         self.setWindowTitle("Unfinished runs")
         self.wiz = wizard
-        self.runs: list[Any] = []  # gpu.streaming.engine.UnfinishedRun, as the table shows them
+        self.runs: list[Any] = []  # gpu.streaming.unfinished.UnfinishedRun, as the table shows them
         self.table = QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)

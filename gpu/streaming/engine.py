@@ -11,35 +11,31 @@
    folder removed: what the engine wrote in it, then the folder unless a file of the user's is in it. A rerun
    with the same source and settings skips finished blocks (it re-propagates through them, forward only);
    different settings discard the folder, said as the run begins, once the new samples are recorded.
+
+This module holds the run: its inputs and resume key (``resume_key``), its disk space check, the calibration
+samples (recorded, saved, verified), the streamed forward and the block loop, and what the run says of the folder
+it discards. The parts folder itself (manifest, own files, deletion, what it keeps) is ``gpu.streaming.parts_folder``,
+whether a run resumes from it ``gpu.streaming.resume``, the unfinished runs in a folder ``gpu.streaming.unfinished``.
 """
 
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import re
 import shutil
-import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path, PurePath, PurePosixPath
+from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load, save_file
 
 from gpu.adapters import adapter_named
-from gpu.atomic import (
-    SCRATCH_NAME,
-    atomic_path,
-    atomic_write_bytes,
-    folder_problem,
-    output_errors,
-    remove_stale_temps,
-)  # fmt: skip
+from gpu.atomic import atomic_path, output_errors, remove_stale_temps
 from gpu.bfl_layout import inspect_single_file, pipeline_misfit
 from gpu.checkpoint.format import file_sha256, save_checkpoint
 from gpu.checkpoint.verified import verify_checkpoint_once
@@ -48,17 +44,15 @@ from gpu.errors import (
     Cancelled,
     CheckpointError,
     ModelLoadError,
-    OutputBusy,
     OutputError,
     UserError,
-    named_few,
 )  # fmt: skip
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS
 from gpu.output_lock import output_lock
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
-from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent, effective_fingerprint, output_fields
+from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent, effective_fingerprint
 from gpu.quantizer.in_memory import base_record, make_samples
 from gpu.quantizer.shared import (
     CalibSample,
@@ -79,6 +73,31 @@ from gpu.streaming.disk_space import (
     folder_usage,
     head_bytes,
 )  # fmt: skip
+from gpu.streaming.parts_folder import (
+    ENGINE_VERSION,
+    SAMPLES,
+    SCRATCH_FOLDERS,
+    check_parts_folder,
+    delete_parts,
+    discards_nothing,
+    kept_words,
+    parts_dir,
+    read_manifest,
+    remove_finished_parts,
+    work_words,
+    write_manifest,
+)  # fmt: skip
+from gpu.streaming.resume import (
+    NO_MANIFEST,
+    UNPROVEN,
+    ResumeKey,
+    how_made,
+    in_current_terms,
+    resumes,
+    settings_key,
+    source_unproven,
+    what_differs,
+)  # fmt: skip
 from gpu.streaming.source import (
     WeightSource,
     bfl_file_source,
@@ -93,29 +112,6 @@ from gpu.svdquant.decompose import DecomposeConfig
 from gpu.system_info import cuda_index, memory_fraction
 from gpu.version import __version__
 
-MANIFEST = "manifest.json"
-PARTS_SUFFIX = ".parts"  # OUT.safetensors -> OUT.safetensors.parts/, the unfinished run's folder
-SAMPLES = "samples.safetensors"
-ENGINE_VERSION = 2  # bump when the shard layout, manifest or sample recipe changes: old parts folders are discarded
-# 2: per-file SHA-256 of the shards and samples in the manifest; the full settings kept for naming a mismatch
-
-
-def parts_dir(out_path: Path) -> Path:
-    return out_path.with_name(out_path.name + PARTS_SUFFIX)
-
-
-@dataclass(frozen=True)
-class ResumeKey:
-    """What a run's parts folder must have been made with for the run to resume from it (``resume_key``):
-    ``settings`` (kept in the manifest, to name a difference), their hash ``key``, and whether the run resumes
-    at all (``QuantizeConfig.resume``)."""
-
-    settings: dict
-    key: str
-    resume: bool = True
-    # The source's weight files, resolved: what parts folders of earlier versions recorded (``_in_current_terms``).
-    weight_files: tuple[str, ...] = ()
-
 
 def resume_key(source: str | Path, config: QuantizeConfig, library: ModelLibrary | None = None,
                device: torch.device | None = None) -> ResumeKey:  # fmt: skip
@@ -125,230 +121,6 @@ def resume_key(source: str | Path, config: QuantizeConfig, library: ModelLibrary
     config.validate()
     device = device or default_device()
     return _run_inputs(source, config, library or ModelLibrary(), runtime_dtype(device), False).key
-
-
-def resumes_from(parts_folder: Path, key: ResumeKey | None) -> bool | None:
-    """What a run whose resume key is ``key`` does with the parts folder ``parts_folder`` (``parts_dir(out)``):
-    None when there is none, True when it resumes from it (keeps its finished blocks), False when it would
-    discard it to start over (``discards_nothing`` says whether anything is lost then) or refuse it (a file, a
-    link, a folder holding files the engine did not write).
-    ``key`` None (unknown: the source could not be read) is False for any folder. The run's own decision
-    (``_resumes``), so that an output name is offered as free exactly when the run loses nothing there."""
-    if not (parts_folder.exists() or parts_folder.is_symlink()):
-        return None
-    if key is None:
-        return False
-    if parts_in_the_way(parts_folder):
-        return False
-    return _resumes(_read_manifest(parts_folder), key)
-
-
-def parts_in_the_way(parts_folder: Path) -> str:
-    """Why a run refuses ``parts_folder`` (a file or link of that name, a folder holding files the engine does not
-    write there), in the words it refuses it with; "" when it does not."""
-    try:
-        _check_parts_folder(parts_folder)
-    except OutputError as err:
-        return str(err)
-    return ""
-
-
-def differs_from(parts_folder: Path, key: ResumeKey) -> str:
-    """What differs between the settings ``parts_folder`` was made with and ``key``'s, in words ("rank 8 -> 16"):
-    what the run says when it discards the folder. Exactly ``NO_MANIFEST``, ``ANOTHER_VERSION`` or ``UNPROVEN`` for
-    a folder that no run of these settings resumes for that reason (one reading of the manifest answers which)."""
-    return _what_differs(_read_manifest(parts_folder), key)
-
-
-def unproven(parts_folder: Path, key: ResumeKey) -> bool:
-    """Whether ``parts_folder`` is an earlier version's whose source files cannot be proven to be ``key``'s: a run
-    with ``key`` would resume from it but for their whole-second times (``_unproven``). No run resumes from it, and
-    none deletes it unasked: it may well be this source's blocks (hours of work)."""
-    return _unproven(_read_manifest(parts_folder), key)
-
-
-def made_by_another_version(parts_folder: Path) -> bool:
-    """Whether ``parts_folder`` was made by another version of the quantizer (its manifest keeps no settings, or
-    another version's): no run of this version resumes from it, whatever its settings. False for a folder without
-    a readable manifest (``has_manifest``), which no version could resume."""
-    return _another_version(_read_manifest(parts_folder))
-
-
-def has_manifest(parts_folder: Path) -> bool:
-    """Whether ``parts_folder`` keeps a readable manifest: without one nothing in it can be resumed (a folder
-    being deleted, whose manifest goes first; a damaged or unreadable one)."""
-    return bool(_read_manifest(parts_folder))
-
-
-def discards_nothing(parts_folder: Path) -> bool:
-    """Whether a run that discards ``parts_folder`` (``resumes_from`` False) loses nothing with it: it has no
-    readable manifest and holds no block or samples file, only what a killed run leaves (temporary files, spilled
-    block inputs), or nothing. Block files without their manifest (a deletion cut short, a damaged manifest) are
-    not the run's to delete unasked: the wizard lists the folder, to delete."""
-    if parts_folder.is_symlink() or not parts_folder.is_dir() or has_manifest(parts_folder):
-        return False
-    try:
-        return not any(_KEPT_FILE.fullmatch(p.name) for p in parts_folder.iterdir())
-    except OSError:
-        return False
-
-
-def _another_version(manifest: dict) -> bool:
-    settings = manifest.get("settings")
-    return bool(manifest) and (not isinstance(settings, dict) or settings.get("engine") != ENGINE_VERSION)
-
-
-def _resumes(manifest: dict, key: ResumeKey) -> bool:
-    """Whether a run with ``key`` keeps the finished work a parts folder's ``manifest`` records: its key is
-    ``key``'s, or the settings it keeps are ``key``'s once put in this version's terms (``_in_current_terms``)."""
-    if not key.resume:
-        return False
-    if manifest.get("key") == key.key:
-        return True
-    current = _in_current_terms(manifest, key)
-    return current is not None and _settings_key(current) == key.key
-
-
-def _unproven(manifest: dict, key: ResumeKey) -> bool:
-    """Whether a parts folder's ``manifest`` is one a run with ``key`` does not resume only because the source's
-    files cannot be proven the same (``_same_file``: an earlier version's record, whole-second times), all else
-    being ``key``'s: such a folder is this source's as likely as another model's of the same name and size."""
-    if not key.resume or _resumes(manifest, key):
-        return False
-    current = _in_current_terms(manifest, key, whole_seconds=True)
-    return current is not None and _settings_key(current) == key.key
-
-
-def _in_current_terms(manifest: dict, key: ResumeKey, whole_seconds: bool = False) -> dict | None:
-    """The settings a parts folder's ``manifest`` keeps, written as this version writes them for the run of
-    ``key``; None when it keeps none, or settings that are not what its key hashes (never trusted then).
-    Earlier versions of this engine (the same ``ENGINE_VERSION``: the same blocks) kept every quantization field
-    (the base as spelled, a rank the method does not use: ``output_fields`` drops them) and each weight file by its
-    resolved path, without a digest: a file counts as the same where its time proves it (``_same_file``). Those
-    folders stay resumable; the run that resumes one writes its manifest in these terms. A file whose time a coarser
-    file system rounded (a copy onto exFAT) is the same file too (``_same_file``, ``_same_calibration_file``).
-    ``whole_seconds``: an earlier version's record counts whole-second times too (``_unproven`` asks)."""
-    settings = manifest.get("settings")
-    if not isinstance(settings, dict) or _settings_key(settings) != manifest.get("key"):
-        return None
-    out = dict(settings)
-    if isinstance(out.get("quantization"), dict):
-        out["quantization"] = output_fields(out["quantization"])
-    now, was = key.settings.get("source"), out.get("source")
-    if isinstance(now, list) and isinstance(was, list) and len(was) == len(now) == len(key.weight_files):
-        out["source"] = [new if _same_file(old, new, resolved, whole_seconds) else old
-                         for old, new, resolved in zip(was, now, key.weight_files, strict=True)]  # fmt: skip
-    now, was = key.settings.get("calibration files"), out.get("calibration files")
-    if isinstance(now, list) and isinstance(was, list) and len(was) == len(now):
-        out["calibration files"] = [new if _same_calibration_file(old, new) else old
-                                    for old, new in zip(was, now, strict=True)]  # fmt: skip
-    return out
-
-
-# How far apart two readings of one file's modification time may be and still be the same file: a copy keeping its
-# times (cp -p, rsync -t, Explorer) onto a file system that keeps them coarser reads them rounded, down or up, to
-# its step: FAT's 2 s, exFAT's 10 ms or 2 s, 1 s on some network shares. Compared to the nanosecond, such a copy
-# started over, discarding hours of finished blocks.
-MTIME_STEP_NS = 2 * 10**9
-
-
-def _near(old: object, new: int) -> bool:
-    """Whether the recorded modification time ``old`` (ns) is ``new`` as a coarser file system may keep it."""
-    return isinstance(old, int) and not isinstance(old, bool) and abs(old - new) <= MTIME_STEP_NS
-
-
-def _same_file(old: object, new: list, resolved: str, whole_seconds: bool = False) -> bool:
-    """Whether a weight file a manifest records as ``old`` is the file now recorded as ``new`` ([path inside the
-    source, size, mtime, sampled digest]) that resolves to ``resolved``.
-
-    Recorded by this version (the same four fields): the same path, size and sampled digest, and a time within
-    ``MTIME_STEP_NS``. The time is what tells a file rewritten since as another of the same size whose changes lie
-    outside the sampled MiBs (a merge or fine-tune that changed some layers): written later, its time is far off.
-
-    Recorded by an earlier version ([resolved path, size, mtime], no digest): its old path is the one the file
-    resolves to now (not moved) or ends with its path inside the source (moved), and size and time are the same,
-    the time to the nanosecond and not a whole second. Only such a time proves the file is the one the blocks were
-    made from: the file system gave it as the file was written, and another file has it only as a copy of this one
-    keeping its times. Whole seconds are what archives, downloads keeping the server's time and coarse file systems
-    give, and another model of the same size can have the same (it resumed from the other model's blocks); such a
-    folder is not resumed (``whole_seconds`` True: taken as the same, to tell such a folder, ``_unproven``, from
-    another model's). The run that resumes one records it in this version's terms, digest included."""
-    if isinstance(old, list) and len(old) == 4:
-        return old[0] == new[0] and old[1] == new[1] and old[3] == new[3] and _near(old[2], new[2])
-    if not (isinstance(old, list) and len(old) == 3 and isinstance(old[0], str)) or old[1:] != new[1:3]:
-        return False
-    if new[2] % 10**9 == 0 and not whole_seconds:  # a whole second: proves nothing
-        return False
-    inside = PurePosixPath(new[0]).parts
-    return old[0] == resolved or PurePath(old[0]).parts[-len(inside):] == inside
-
-
-def _same_calibration_file(old: object, new: list) -> bool:
-    """Whether a text encoder, tokenizer or scheduler file a manifest records as ``old`` is the one now recorded as
-    ``new`` ([path inside the pipeline, size, mtime]): the same path and size, the time within ``MTIME_STEP_NS``
-    (the pipeline copied onto a file system that keeps times coarser: a diffusers source holds these files too)."""
-    return (isinstance(old, list) and len(old) == 3 and old[:2] == new[:2]
-            and _near(old[2], new[2]))  # fmt: skip
-
-
-@dataclass(frozen=True)
-class UnfinishedRun:
-    """The parts folder of a run that did not finish (stopped, failed or killed), as ``unfinished_runs`` lists it."""
-
-    parts: Path
-    size_bytes: int  # its files, spilled block inputs included
-    modified: float  # when it was last written, in seconds since the epoch
-    blocks_done: int  # the finished blocks its manifest records
-    resumes: bool | None  # whether a run with the resume key ``unfinished_runs`` was given resumes from it
-    differs: str  # else what differs, in words ("rank 8 -> 16"); "" when it resumes or without a key
-
-    @property
-    def output(self) -> Path:
-        """The model file the run writes."""
-        return self.parts.with_name(self.parts.name[: -len(PARTS_SUFFIX)])
-
-
-def unfinished_runs(folder: Path, key: ResumeKey | None = None) -> list[UnfinishedRun]:
-    """The parts folders in ``folder`` (``<name>.safetensors.parts``), the newest first, each with whether a run
-    with ``key`` resumes from it (``resumes_from``; None without a key). What is no folder of the engine's (a file
-    or link of that name, a folder holding the user's files) is not listed: ``delete_unfinished_run`` refuses it."""
-    runs = []
-    for parts in sorted(folder.glob(f"*.safetensors{PARTS_SUFFIX}")):
-        try:
-            if parts.is_symlink() or not parts.is_dir() or _foreign_entries(parts):
-                continue
-        except OutputError:  # unreadable
-            continue
-        size, modified = folder_usage(parts)
-        resumes = None if key is None else resumes_from(parts, key) is True
-        differs = differs_from(parts, key) if key is not None and not resumes else ""
-        runs.append(UnfinishedRun(parts, size, modified, blocks_kept(parts), resumes, differs))
-    return sorted(runs, key=lambda run: run.modified, reverse=True)
-
-
-def delete_unfinished_run(parts: Path) -> None:
-    """Deletes the parts folder ``parts`` (``parts_dir(out)``) of a run that does not work now; the model file
-    ``out`` (a finished model of that name) is never touched. ``OutputBusy`` while a run, in this process or
-    another, holds ``out``'s lock (``quantize_model``); ``OutputError`` for what is no parts folder of the
-    engine's: a file or link of that name, a folder holding files the engine does not write there."""
-    if not parts.name.endswith(f".safetensors{PARTS_SUFFIX}"):
-        raise OutputError(f"{parts} is not the folder of an unfinished quantize run: not deleted")
-    try:
-        with output_lock(parts.with_name(parts.name[: -len(PARTS_SUFFIX)]), "quantize run"):
-            if not (parts.exists() or parts.is_symlink()):
-                return  # deleted meanwhile (another window, the run it belonged to finished)
-            if _not_a_folder(parts):
-                raise OutputError(f"{parts} is not a folder of the quantizer's: not deleted")
-            foreign = _foreign_entries(parts)
-            if foreign:
-                raise OutputError(f"{parts} holds files the quantizer did not write ({named_few(foreign)}): not "
-                                  "deleted", "move them elsewhere first")  # fmt: skip
-            left = _delete_parts(parts)  # a file saved since that look stays, with the folder
-            if left is not None:
-                hint = "" if left.not_a_folder else "delete it yourself" if not left.foreign else "move them elsewhere"
-                raise OutputError(left.words(), hint)
-    except OutputBusy as busy:
-        raise OutputBusy(f"{parts.name} is not deleted: {busy}", "wait for that run to end, or stop it") from None
 
 
 def _deleted_for(manifest: dict, key: ResumeKey) -> str:
@@ -362,18 +134,6 @@ def _deleted_for(manifest: dict, key: ResumeKey) -> str:
     return STALE_PARTS
 
 
-def _kept_words(parts: Path, resume: bool = True) -> str:
-    """What a run that stopped keeps in ``parts`` for the next one, as the end of a sentence ("" when nothing: the
-    hint of ``disk_full_said`` then does not send the user to resume). ``resume`` False: the run was asked to start
-    over (``QuantizeConfig.resume``), and the same command again would start over again instead of resuming: said."""
-    kept = kept_in(parts)
-    if not kept:
-        return ""
-    them = "it" if kept.startswith("1 finished block ") else "them"
-    again = "" if resume else ", unless it is given --no-resume again"
-    return f"; {kept}, and a run with the same settings resumes from {them}{again}"
-
-
 def _asked_to_start_over(parts: Path, manifest: dict, key: ResumeKey) -> str:
     """What a run asked to start over (``QuantizeConfig.resume`` False: ``main.py quantize --no-resume``) says as it
     begins of the parts folder ``parts`` it discards (``manifest``: its manifest; ``key``: the run's resume key);
@@ -383,13 +143,13 @@ def _asked_to_start_over(parts: Path, manifest: dict, key: ResumeKey) -> str:
     if discards_nothing(parts):
         return ""
     unasked = replace(key, resume=True)  # what the run would have made of the folder, had it not been asked
-    work = _work_words(manifest)
+    work = work_words(manifest)
     if not manifest:
         lost = f"what an earlier run left there ({NO_MANIFEST})"
-    elif _resumes(manifest, unasked):
+    elif resumes(manifest, unasked):
         lost = f"{work} a run with these settings resumes from"
     else:
-        lost = f"{work} of an earlier run, which this run would not resume ({_what_differs(manifest, unasked)})"
+        lost = f"{work} of an earlier run, which this run would not resume ({what_differs(manifest, unasked)})"
     return f"starting over, as asked: {parts} {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
 
 
@@ -404,53 +164,13 @@ def _to_replace_unasked(parts: Path, manifest: dict, key: ResumeKey) -> str:
     if not manifest:
         lost = "what an earlier run left there"
         return f"{parts} has {NO_MANIFEST}: it {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
-    lost = _work_words(manifest)
-    return f"{parts} was {_made_with(_what_differs(manifest, key))}: it {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
+    lost = work_words(manifest)
+    return f"{parts} was {how_made(what_differs(manifest, key))}: it {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
 
 
 # When a run deletes the parts folder it replaces, and what a run stopped before then leaves: said as it begins.
 _DELETED_ONCE_SAMPLES_EXIST = ("is deleted once the calibration samples are recorded, and with it {lost}; a run "
                                "stopped before then leaves it as it is")  # fmt: skip
-
-
-def _work_words(manifest: dict) -> str:
-    """The finished work a parts folder's ``manifest`` records, in words: its blocks, else its samples."""
-    done = len(manifest.get("done", {}))
-    return ("the finished block" if done == 1 else f"the {done} finished blocks") if done else "the calibration samples"
-
-
-def work_kept(parts_folder: Path) -> str:
-    """What the parts folder ``parts_folder`` keeps for a run that resumes from it, as its manifest records it, in
-    words ("the calibration samples and 2 finished blocks"); "" when nothing (no readable manifest). A run stopped
-    once its samples were recorded but before its first block was finished was said to keep "the blocks finished so
-    far", of which there were none."""
-    manifest = _read_manifest(parts_folder)
-    done = len(manifest.get("done", {}))
-    blocks = f"{done} finished block{'' if done == 1 else 's'}" if done else ""
-    samples = "the calibration samples" if _samples_kept(parts_folder, manifest) else ""
-    return " and ".join(w for w in (samples, blocks) if w)
-
-
-def kept_in(parts_folder: Path) -> str:
-    """``work_kept`` as a clause: "the calibration samples and 2 finished blocks are kept in P"; "" when nothing.
-    The one wording of what a stopped run keeps, for the engine's messages and its callers' notes alike."""
-    kept = work_kept(parts_folder)
-    if not kept:
-        return ""
-    are = "is" if kept == "1 finished block" else "are"  # without its samples (a manifest write the disk refused)
-    return f"{kept} {are} kept in {parts_folder}"
-
-
-def _samples_kept(parts: Path, manifest: dict) -> bool:
-    """Whether the parts folder ``parts`` keeps samples its ``manifest`` records: samples written before a manifest
-    write the disk refused are recorded again by the next run, not resumed from."""
-    return isinstance(manifest.get("samples"), dict) and (parts / SAMPLES).is_file()
-
-
-def blocks_kept(parts_folder: Path) -> int:
-    """How many finished blocks the parts folder ``parts_folder`` (``parts_dir(out)``) keeps for a resume, as its
-    manifest says (0 without a readable one)."""
-    return len(_read_manifest(parts_folder).get("done", {}))
 
 
 class ActivationStore:
@@ -494,12 +214,6 @@ class ActivationStore:
             _remove_scratch(self.spill)
 
 
-# The spilled block inputs under a parts folder: the preamble's outputs, then each block's (alternating). Nothing
-# resumes from them (a resumed run propagates again through its finished blocks), so they go when no block needs
-# them any more: at FLUX size they are GiBs that the final write needs, and a cancelled or failed run kept them.
-SCRATCH_FOLDERS = ("act", "act0", "act1")
-
-
 def _remove_scratch(folder: Path) -> None:
     """Removes a scratch folder of spilled block inputs (``SCRATCH_FOLDERS``); a link or file of that name goes as
     such (rmtree refuses a link, and a spilling run wrote into the link's target: ``ActivationStore`` refuses one)."""
@@ -534,7 +248,7 @@ def quantize_model(
     out_path = Path(out_path)
     # A full disk is said as such wherever the run writes, with what it keeps for the next one.
     with (output_lock(out_path, "quantize run"), gpu_memory_budget(device, config.gpu_budget_gib),
-          disk_full_said(out_path.parent, lambda: _kept_words(parts_dir(out_path), config.resume),
+          disk_full_said(out_path.parent, lambda: kept_words(parts_dir(out_path), config.resume),
                          config.resume)):  # fmt: skip
         if not replace and out_path.exists():
             # e.g. a typo naming another model, or the source's own weights: replaced only when asked
@@ -601,15 +315,15 @@ def _quantize_model(
     adapter = adapter_named("flux")
     settings = run.key.settings
     parts = parts_dir(out_path)
-    _check_parts_folder(parts)  # before deleting anything in it: it may be a file or a folder of the user's
-    manifest = _read_manifest(parts)
-    if parts.exists() and _unproven(manifest, run.key):
+    check_parts_folder(parts)  # before deleting anything in it: it may be a file or a folder of the user's
+    manifest = read_manifest(parts)
+    if parts.exists() and source_unproven(manifest, run.key):
         # Not resumed (another model's blocks mixed into this one's is the worst outcome), and not deleted either:
         # nothing was seen to differ, and it is as likely this source's finished work. The user decides.
         raise OutputError(f"{parts} is kept and not resumed: {UNPROVEN}",
                           "to start over with this --out, add --no-resume (which deletes that folder) or delete it "
                           "yourself; or choose another --out, and delete the folder once it is of no use")  # fmt: skip
-    stale = parts.exists() and not _resumes(manifest, run.key)
+    stale = parts.exists() and not resumes(manifest, run.key)
     if parts.exists():
         remove_stale_temps(out_path)  # a kill during the final write left one, as big as the model
         for folder in SCRATCH_FOLDERS:  # a killed run's spilled inputs (GiBs): before recording samples needs room
@@ -624,14 +338,14 @@ def _quantize_model(
         told = (_asked_to_start_over if not config.resume else _to_replace_unasked)(parts, manifest, run.key)
         if told:
             unasked = replace(run.key, resume=True)
-            differs = "" if _resumes(manifest, unasked) else _what_differs(manifest, unasked)
+            differs = "" if resumes(manifest, unasked) else what_differs(manifest, unasked)
             resume_with, other_base = _resumed_with(manifest, run, config, dtype, samples_override is not None)
             emit("stage", told, to_replace=PartsToReplace(differs, resume_with, other_base))
         if not config.resume:  # a fresh run asked for (--no-resume)
             if told:
                 starting_over = f"deleting {parts.name}: starting over, as asked"
         elif manifest:
-            starting_over = f"{parts.name} was {_made_with(_what_differs(manifest, run.key))}: starting over"
+            starting_over = f"{parts.name} was {how_made(what_differs(manifest, run.key))}: starting over"
         elif not discards_nothing(parts):  # blocks left without their manifest: said as they go
             starting_over = f"{parts.name} has {NO_MANIFEST}: starting over"
         manifest = {}  # other settings, other source, or a fresh start was asked for: the folder goes below
@@ -662,10 +376,10 @@ def _quantize_model(
     # leaves a previous run's parts as they were.
     if stale:
         # Checked again: the recording took minutes, and a file the user put in the folder meanwhile went with it
-        _check_parts_folder(parts)
+        check_parts_folder(parts)
         # Said before the first file goes, so that a caller knows from then on nothing of that run resumes
         emit("stage", starting_over or "", replacing_parts=True)
-        left = _delete_parts(parts)  # the event's callback ran caller code: a file saved meanwhile stays
+        left = delete_parts(parts)  # the event's callback ran caller code: a file saved meanwhile stays
         if left is not None and not left.foreign:  # a link put there, an entry that cannot go: not written through
             raise OutputError(left.words(), "move or rename it, or choose another --out")
         if left is not None:  # the run writes its parts beside them, and deletes only its own at the end
@@ -682,7 +396,7 @@ def _quantize_model(
             manifest["done"], manifest["layers"] = {}, {}  # blocks made from other samples are not this model's
         # The count goes in with the digest, in one manifest write: a kill in between cannot lose it.
         manifest["samples"] = {"sha256": digest, "prompts": prompts_n}
-    _write_manifest(parts, manifest)
+    write_manifest(parts, manifest)
     for name, problem in _damaged_shards(parts, manifest["done"]).items():
         emit("stage", f"{problem}: redoing {name}")
         del manifest["done"][name]
@@ -755,7 +469,7 @@ def _quantize_model(
                     save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp))
                     digest = file_sha256(tmp)  # checked on resume: a damaged shard is redone, never assembled
                 manifest["done"][name] = {"file": shard_name, "sha256": digest}
-                _write_manifest(parts, manifest)  # the block counts as done only once its shard is on disk
+                write_manifest(parts, manifest)  # the block counts as done only once its shard is on disk
             offset += len(targets)
             store = nxt
             freed = _module_bytes(block)
@@ -787,7 +501,7 @@ def _quantize_model(
     # Size and checksum, before the parts are thrown away; no tensor kept. Remembered: the library's add of this
     # file (unchanged) does not read its gigabytes again
     verify_checkpoint_once(out_path)
-    left = _remove_finished_parts(parts, out_path)
+    left = remove_finished_parts(parts, out_path)
     if left:
         emit("stage", left)
     size_mib = out_path.stat().st_size / 2**20
@@ -807,9 +521,9 @@ def check_disk_space(source: str | Path, out_path: Path | str, config: QuantizeC
     run = _run_inputs(source, config, library or ModelLibrary(), dtype, False)
     out_path = Path(out_path)
     parts = parts_dir(out_path)
-    _check_parts_folder(parts)
-    manifest = _read_manifest(parts)
-    if parts.exists() and not _resumes(manifest, run.key):
+    check_parts_folder(parts)
+    manifest = read_manifest(parts)
+    if parts.exists() and not resumes(manifest, run.key):
         need = _space_needed(run, config, _blocks(run.src), {}, None, False, dtype)
         check_free_space(out_path.parent, need, folder_usage(parts)[0], _deleted_for(manifest, run.key))
         return
@@ -884,7 +598,7 @@ def _keyed(src: WeightSource, base_entry: ModelEntry | None, storage_dtype: torc
         prompts = calibration_prompts(base_entry.path, defaults, config.calib_prompts)
     settings = _resume_settings(src, config, dtype, storage_dtype, prompts, steps, defaults, base_entry,
                                 samples_supplied)  # fmt: skip
-    return steps, prompts, ResumeKey(settings, _settings_key(settings), config.resume, tuple(src.resolved_files()))
+    return steps, prompts, ResumeKey(settings, settings_key(settings), config.resume, tuple(src.resolved_files()))
 
 
 def _resumed_with(manifest: dict, run: _RunInputs, config: QuantizeConfig, dtype: torch.dtype,
@@ -892,14 +606,14 @@ def _resumed_with(manifest: dict, run: _RunInputs, config: QuantizeConfig, dtype
     """The settings with which a run on ``run``'s source resumes the parts folder of ``manifest``, which the run of
     ``config`` replaces (``PartsToReplace.resume_with``): the ``QuantizeConfig`` fields the folder keeps that differ
     from ``config``'s ({}: none, the run was asked to start over); None when no settings resume it. Taken from the
-    folder's manifest, and proven by the engine's own decision (``_resumes``) for a run made with them, so that a
+    folder's manifest, and proven by the engine's own decision (``resumes``) for a run made with them, so that a
     folder differing in anything else (the source's files, the version) is never said to resume. With it, whether
     that run needs the base pipeline the folder was made with (``PartsToReplace.other_base``): a single file's text
     encoders are its base's, which the manifest keeps by content, not by name."""
     unasked = replace(run.key, resume=True)
-    if _resumes(manifest, unasked):
+    if resumes(manifest, unasked):
         return {}, False
-    current = _in_current_terms(manifest, unasked)
+    current = in_current_terms(manifest, unasked)
     made_with = current.get("quantization") if current is not None else None
     if not isinstance(made_with, dict):
         return None, False
@@ -914,10 +628,10 @@ def _resumed_with(manifest: dict, run: _RunInputs, config: QuantizeConfig, dtype
     except (UserError, TypeError, ValueError):  # settings no run can have (a manifest edited by hand)
         return None, False
     other_base = False
-    if not _resumes(manifest, key):
+    if not resumes(manifest, key):
         # A single file calibrated with another --base: only what that base gives differs (its prompts, defaults,
         # text encoder, tokenizer and scheduler files), and the same command with that --base resumes the folder.
-        other_base = bool(config.base) and _resumes(manifest, _with_calibration_of(manifest, key))
+        other_base = bool(config.base) and resumes(manifest, _with_calibration_of(manifest, key))
         if not other_base:
             return None, False
     now = asdict(ours)
@@ -931,9 +645,9 @@ _FROM_THE_BASE = ("calibration prompts", "calibration", "calibration files")
 def _with_calibration_of(manifest: dict, key: ResumeKey) -> ResumeKey:
     """``key`` with what a base pipeline gives it (``_FROM_THE_BASE``) as the parts folder's ``manifest`` keeps it:
     the key of a run on the same source whose --base is the pipeline the folder was made with."""
-    current = _in_current_terms(manifest, key) or {}
+    current = in_current_terms(manifest, key) or {}
     settings = {**key.settings, **{name: current[name] for name in _FROM_THE_BASE if name in current}}
-    return replace(key, settings=settings, key=_settings_key(settings))
+    return replace(key, settings=settings, key=settings_key(settings))
 
 
 def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
@@ -995,38 +709,6 @@ def _prefixed(block: torch.nn.Module, kind: str, index: int = 0) -> torch.nn.Mod
 # What the calibration samples are made of besides the transformer (relative to the pipeline folder).
 _CALIBRATION_FILES = ("model_index.json", "scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
 
-# What a parts folder without a readable manifest is said to be (``_read_manifest``): nothing in it resumes.
-NO_MANIFEST = "no readable manifest (nothing to resume)"
-
-# What an earlier version's parts folder is said to be when only its record of the source's files, whole-second
-# times without a digest, keeps it from resuming (``_unproven``): nothing differs that can be seen.
-UNPROVEN = ("the source's files cannot be proven to be the ones its blocks were made from (an earlier version of "
-            "the quantizer recorded them by name, size and time, and their times are whole seconds, which another "
-            "model's files can have too)")  # fmt: skip
-
-# What a parts folder made by another version of the quantizer is said to be (``_another_version``): no run of this
-# version resumes from it, whatever its settings.
-ANOTHER_VERSION = "another version of the quantizer"
-
-
-# How such a folder was made, in words: not with "other settings (another version of the quantizer)".
-BY_ANOTHER_VERSION = "made by another version of Nibble Studio's quantizer"
-
-
-def _made_with(differs: str) -> str:
-    """How a parts folder whose settings differ from a run's in ``differs`` (``_what_differs``) was made, in words:
-    "made with other settings (rank 8 -> 16)", or ``BY_ANOTHER_VERSION``."""
-    return BY_ANOTHER_VERSION if differs == ANOTHER_VERSION else f"made with other settings ({differs})"
-
-# How each resume setting is named when a parts folder was made with another value.
-_SETTING_LABELS = {
-    "engine": ANOTHER_VERSION,
-    "source": "other source weights (another model, or its files changed since)",
-    "calibration prompts": "other calibration prompts",
-    "calibration files": "other text encoders, tokenizers or scheduler (or their files changed since)",
-    "samples": "other calibration samples",
-}
-
 
 def _resume_settings(src: WeightSource, config: QuantizeConfig, dtype: torch.dtype, storage: torch.dtype,
                      prompts: list[str], steps: int, defaults: dict, base_entry: ModelEntry | None,
@@ -1059,176 +741,6 @@ def _calibration_files(folder: Path) -> list:
     return out
 
 
-def _settings_key(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-
-
-def _what_differs(manifest: dict, key: ResumeKey) -> str:
-    """Names what differs between the manifest's settings and ``key``'s (e.g. "rank 8 -> 16"), those of an earlier
-    version put in this version's terms first (``_in_current_terms``): else every folder of theirs differed in
-    its "source weights", which were recorded by another path."""
-    if not manifest:
-        return NO_MANIFEST
-    if _another_version(manifest):
-        return ANOTHER_VERSION
-    if _unproven(manifest, key):
-        return UNPROVEN
-    settings = key.settings
-    # Whole-second times taken as the same: an unproven source (``_unproven``) is not seen to differ, and was
-    # named "other source weights (another model, or its files changed since)" beside the setting that does.
-    old = _in_current_terms(manifest, key, whole_seconds=True) or manifest["settings"]
-    named = []
-    for k, new in settings.items():
-        was = old.get(k)
-        if k == "quantization" and isinstance(was, dict):  # the values in force, not those left out: "alpha points
-            was, new = effective_fingerprint(was), effective_fingerprint(new)  # 11 -> 5", never "None -> 5"
-        if was == new:
-            continue
-        if isinstance(new, dict) and isinstance(was, dict):  # name the fields: "rank 8 -> 16"
-            prefix = "calibration " if k == "calibration" else ""
-            # A field only one side has (the alpha grid of a method that smooths) goes with a change named already
-            # (the method).
-            named += [f"{prefix}{f.replace('_', ' ')} {was[f]} -> {new[f]}" for f in sorted(set(new) & set(was))
-                      if was[f] != new[f]]  # fmt: skip
-        else:
-            named.append(_SETTING_LABELS.get(k, k))
-    return ", ".join(named) or "unknown settings"
-
-
-# Every file the engine writes into a parts folder, including what a kill leaves: from earlier versions atomic
-# writes' temp files (".<name>.<random>.tmp") and safetensors' own ".tmp<6 random>" (save_file's scratch, now
-# inside atomic_path's private folders, gpu.atomic.SCRATCH_NAME). Besides these, its folders are ``SCRATCH_FOLDERS``
-# by their exact names. Anything else is the user's (an "act7" folder too) and is never deleted. Matched whole
-# (``fullmatch``): "$" also matches before a trailing newline, and "manifest.json\n" is a name a user's file can have.
-_OWN_PARTS_FILE = re.compile(r"\.?(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors)(\.\w+\.tmp)?"
-                             r"|\.tmp\w{6}")  # fmt: skip
-
-
-# The files a finished block or the samples are kept in: what a run discarding the folder would lose.
-_KEPT_FILE = re.compile(r"samples\.safetensors|block-\d{4}\.safetensors")
-
-# What a file manager writes into any folder it shows (macOS Finder, Windows Explorer), compared in lower case as
-# Windows names are: no file of the user's, so it neither hides the run nor keeps it from resuming, and goes with
-# the folder.
-OS_JUNK = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
-
-
-def _goes_with_the_folder(name: str) -> bool:
-    """Whether an entry of a parts folder named ``name`` is the engine's (``_OWN_PARTS_FILE``, ``SCRATCH_FOLDERS``,
-    ``SCRATCH_NAME``) or a file manager's (``OS_JUNK``): no file of the user's."""
-    own = _OWN_PARTS_FILE.fullmatch(name) or name in SCRATCH_FOLDERS or SCRATCH_NAME.fullmatch(name)
-    return bool(own) or name.lower() in OS_JUNK
-
-
-def _foreign_entries(parts: Path) -> list[str]:
-    """The names in the folder ``parts`` that the engine does not write there (the user's files), but for a file
-    manager's own (``OS_JUNK``)."""
-    with output_errors(parts):
-        return sorted(p.name for p in parts.iterdir() if not _goes_with_the_folder(p.name))
-
-
-def _not_a_folder(parts: Path) -> str:
-    """What is at ``parts`` where it is no folder of its own, by ``lstat``: "a symbolic link" (to a folder too: what
-    is deleted through it is another folder's, another output's parts), or "a file"; "" for a folder, or nothing.
-    The one rule of the run's first check, its check again before it replaces the folder, and every deletion."""
-    try:
-        mode = parts.lstat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return ""
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    return "" if stat.S_ISDIR(mode) else "a file"
-
-
-def _check_parts_folder(parts: Path) -> None:
-    """OutputError unless ``parts`` is absent or a folder holding only what the engine writes there: the run
-    deletes what the engine wrote there (``_delete_parts``) when the settings differ (checked again just before)."""
-    with output_errors(parts):
-        in_the_way = _not_a_folder(parts)
-    if in_the_way:
-        raise OutputError(f"{parts} is in the way: the quantizer keeps its resumable parts in a folder of that name",
-                          "move or rename it, or choose another --out")  # fmt: skip
-    if parts.is_dir():
-        foreign = _foreign_entries(parts)
-        if foreign:
-            raise OutputError(f"{parts} holds files the quantizer did not write ({named_few(foreign)}); "
-                              "it would delete them with its parts folder",
-                              "move them elsewhere, or choose another --out")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _PartsLeft:
-    """What stays of a parts folder ``_delete_parts`` was asked to delete, and why (``words``)."""
-
-    parts: Path
-    not_a_folder: str = ""  # what is there instead ("a symbolic link", "a file"): nothing was deleted
-    foreign: tuple[str, ...] = ()  # the user's files in it, which are never deleted
-    why: str = ""  # why an entry of the engine's, or the folder, could not be deleted
-
-    def words(self) -> str:
-        if self.not_a_folder:
-            return f"{self.parts} is not deleted: it is {self.not_a_folder} now, not the quantizer's folder"
-        if self.foreign:
-            own = f"nor could all of its own files there be ({self.why})" if self.why else "its own files there are"
-            return (f"{self.parts} is kept: it holds files the quantizer did not write "
-                    f"({named_few(list(self.foreign))}), which are not deleted; {own}")  # fmt: skip
-        return f"{self.parts} could not be deleted ({self.why})"
-
-
-def _delete_parts(parts: Path) -> _PartsLeft | None:
-    """Deletes the parts folder ``parts`` as far as it is the engine's -> None once it is gone (or was gone already:
-    what was asked), else what stays and why. The one deletion of a finished run, of a run replacing a folder made
-    with other settings, and of ``delete_unfinished_run``; it raises only where ``parts`` cannot be looked at.
-
-    Only what the engine writes there goes, one entry at a time, the manifest first (a folder half deleted is never
-    taken as resumable), then the folder, only if it is empty. Each caller checked the folder before (as the run
-    began, before the event that says the folder goes, under the output's lock), but caller code ran in between (a
-    run of hours, the event's callback): rmtree deleted a file the user saved meanwhile, and a folder replaced by a
-    symbolic link meanwhile had the files of the engine's names deleted in the link's target, another output's
-    parts. Such a folder is not touched, and such files stay, with the folder."""
-    not_a_folder = _not_a_folder(parts)
-    if not_a_folder:
-        return _PartsLeft(parts, not_a_folder=not_a_folder)
-    own_gone = False
-    try:
-        (parts / MANIFEST).unlink(missing_ok=True)
-        for entry in sorted(parts.iterdir()):
-            if not _goes_with_the_folder(entry.name):
-                continue
-            if entry.is_dir() and not entry.is_symlink():  # scratch folders: spilled inputs, atomic writes' temps
-                shutil.rmtree(entry)
-            else:
-                entry.unlink(missing_ok=True)
-        own_gone = True
-        parts.rmdir()  # refused while a file of the user's is in it, one saved a moment ago too
-        return None
-    except OSError as err:
-        if not (parts.exists() or parts.is_symlink()):  # deleted meanwhile (another window): what was asked
-            return None
-        why = folder_problem(parts, err)
-    try:
-        foreign = tuple(_foreign_entries(parts))
-    except OutputError:
-        foreign = ()
-    return _PartsLeft(parts, foreign=foreign, why="" if own_gone and foreign else why)
-
-
-def _remove_finished_parts(parts: Path, out_path: Path) -> str:
-    """Deletes the parts folder ``parts`` of a run whose model ``out_path`` is written and verified -> "" once it is
-    gone, else what stays and why, in words (said, never raised: the model is complete and the run has finished).
-    A file the user saved in it during the run, hours long for a big model, stays with the folder; a run on this
-    output refuses that folder until they are moved (``_check_parts_folder``)."""
-    left = _delete_parts(parts)
-    if left is None:
-        return ""
-    if left.not_a_folder:
-        return f"{left.words()}; {out_path.name} is complete"
-    if left.foreign:
-        return (f"{left.words()}. Move them elsewhere: a run into {out_path.name} refuses the folder while they are "
-                "in it")  # fmt: skip
-    return f"{left.words()}; {out_path.name} is complete, and the folder is of no use now: delete it yourself"
-
-
 def _damaged_shards(parts: Path, done: dict) -> dict[str, str]:
     """Finished blocks whose shard is missing, damaged or unrecorded -> what is wrong (they are redone)."""
     bad = {}
@@ -1250,18 +762,6 @@ def _verified_samples(parts: Path, manifest: dict) -> list[CalibSample] | None:
     if not isinstance(rec, dict) or not path.is_file() or file_sha256(path) != rec.get("sha256"):
         return None
     return _load_samples(path)
-
-
-def _read_manifest(parts: Path) -> dict:
-    try:
-        manifest = json.loads((parts / MANIFEST).read_bytes())
-    except (OSError, ValueError):  # absent, unreadable, not UTF-8 or not JSON: nothing to resume
-        return {}
-    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("done"), dict) else {}
-
-
-def _write_manifest(parts: Path, manifest: dict) -> None:
-    atomic_write_bytes(parts / MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
 def _save_samples(path: Path, samples: list[CalibSample]) -> str:

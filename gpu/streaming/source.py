@@ -81,7 +81,7 @@ class WeightSource:
         is there because name, size and time are not enough without the path: two fine-tunes of one model in one
         dtype have the same size, and unpacked archives or downloads keeping the server's time can share the time.
         A copy onto a file system that keeps times coarser (FAT, exFAT) reads its times rounded: the engine takes a
-        time within 2 s as the same (``gpu.streaming.engine._same_file``)."""
+        time within 2 s as the same (``gpu.streaming.resume._same_file``)."""
         stats = [(f, f.stat()) for f in self.files]  # one look at each: size and time of one moment
         return [(self._inside(f), st.st_size, st.st_mtime_ns, sampled_digest(f)) for f, st in stats]
 

@@ -1,5 +1,5 @@
 """The wizard's output names and unfinished runs (``app.quantize_outputs``), decided by the engine's own resume
-decision (``gpu.streaming.engine.resumes_from``), and what the wizard says of a full disk."""
+decision (``gpu.streaming.resume.resumes_from``), and what the wizard says of a full disk."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from app.quantize_outputs import (
 from gpu.errors import Cancelled, OutputBusy
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, quantize_model  # before gpu.streaming.engine (circular otherwise)
-from gpu.streaming.engine import UnfinishedRun, parts_dir
+from gpu.streaming.parts_folder import parts_dir
+from gpu.streaming.unfinished import UnfinishedRun
 
 DEMO = resources_dir() / "models" / "demo"
 
@@ -61,7 +62,7 @@ def test_an_earlier_versions_run_its_times_cannot_prove_is_said_to_resume_never(
     cannot be proven the ones its blocks were made from), though nothing differs that can be seen: the log said it
     differs in "other source weights (another model, or its files changed since)" and resumes with that run's
     settings, neither of which is true of the very same files."""
-    from gpu.streaming.engine import UNPROVEN
+    from gpu.streaming.resume import UNPROVEN
     from tests.test_streaming_quantizer import _as_the_earlier_version_wrote, _folder
 
     source = tmp_path / "model"
@@ -153,7 +154,7 @@ def test_a_parts_folder_without_a_manifest_leaves_its_name_free_only_when_it_hol
     taken. It resumes nothing: its name is free when the run, discarding it, loses nothing (what a killed run
     leaves); a deletion cut short (the manifest goes first) left finished blocks, which are not the run's to delete
     unasked: the name stays taken, and the folder is listed, to delete."""
-    from gpu.streaming.engine import NO_MANIFEST
+    from gpu.streaming.resume import NO_MANIFEST
 
     models = tmp_path / "models"
     parts = models / "m.safetensors.parts"

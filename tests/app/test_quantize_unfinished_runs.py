@@ -12,7 +12,8 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.widgets.model_panel import human_bytes
 from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
-from gpu.streaming.engine import parts_dir, resume_key
+from gpu.streaming.engine import resume_key
+from gpu.streaming.parts_folder import parts_dir
 from tests.app.gui import held, small_run
 
 
@@ -96,12 +97,14 @@ def test_the_models_folder_is_read_and_written_off_the_qt_thread(qtbot, window, 
     from PySide6.QtWidgets import QWizard
 
     import gpu.streaming.engine as engine
+    import gpu.streaming.unfinished as unfinished
 
     on_qt_thread: list[str] = []
     release = threading.Event()
 
-    for name in ("resume_key", "unfinished_runs", "delete_unfinished_run"):
-        monkeypatch.setattr(engine, name, held(getattr(engine, name), release, on_qt_thread))
+    for module, name in ((engine, "resume_key"), (unfinished, "unfinished_runs"),
+                         (unfinished, "delete_unfinished_run")):  # fmt: skip
+        monkeypatch.setattr(module, name, held(getattr(module, name), release, on_qt_thread))
 
     def released(until) -> None:
         release.set()
@@ -154,10 +157,10 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
     one that started a deletion (closed since) knew nothing of it, and stood silent until the deletion (GiBs) was
     done: it says it waits for it. The failure of that deletion was then only logged, the user never told that the
     GiBs were still there: the main window's error dialog says it, with the folder and what to do."""
-    import gpu.streaming.engine as engine
+    import gpu.streaming.unfinished as unfinished
     listing, deleting = threading.Event(), threading.Event()  # held on their threads until set
-    monkeypatch.setattr(engine, "unfinished_runs", held(engine.unfinished_runs, listing))
-    monkeypatch.setattr(engine, "delete_unfinished_run", held(engine.delete_unfinished_run, deleting))
+    monkeypatch.setattr(unfinished, "unfinished_runs", held(unfinished.unfinished_runs, listing))
+    monkeypatch.setattr(unfinished, "delete_unfinished_run", held(unfinished.delete_unfinished_run, deleting))
     monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
     done = {"transformer_blocks.0": {"file": "block-0000.safetensors", "sha256": "0" * 64}}
     old = _parts(window.controller.data.quantized / "old.safetensors", {"key": "k", "done": done}, 5000, time.time())

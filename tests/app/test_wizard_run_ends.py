@@ -17,7 +17,7 @@ from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.errors import BadRequestError, ModelLoadError
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
-from gpu.streaming.engine import parts_dir
+from gpu.streaming.parts_folder import parts_dir
 from tests.app.gui import answer_stop, held, hold_run_at, small_run
 
 

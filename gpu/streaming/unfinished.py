@@ -1,0 +1,74 @@
+"""The unfinished quantize runs in a folder (their parts folders, ``gpu.streaming.parts_folder``): listed, each with
+its size, date, finished blocks and whether a run resumes from it (``gpu.streaming.resume``), and deleted on request
+under the output's lock (the Quantize wizard's Unfinished runs…)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpu.errors import OutputBusy, OutputError, named_few
+from gpu.output_lock import output_lock
+from gpu.streaming.disk_space import folder_usage
+from gpu.streaming.parts_folder import PARTS_SUFFIX, blocks_kept, delete_parts, foreign_entries, not_a_folder
+from gpu.streaming.resume import ResumeKey, differs_from, resumes_from
+
+
+@dataclass(frozen=True)
+class UnfinishedRun:
+    """The parts folder of a run that did not finish (stopped, failed or killed), as ``unfinished_runs`` lists it."""
+
+    parts: Path
+    size_bytes: int  # its files, spilled block inputs included
+    modified: float  # when it was last written, in seconds since the epoch
+    blocks_done: int  # the finished blocks its manifest records
+    resumes: bool | None  # whether a run with the resume key ``unfinished_runs`` was given resumes from it
+    differs: str  # else what differs, in words ("rank 8 -> 16"); "" when it resumes or without a key
+
+    @property
+    def output(self) -> Path:
+        """The model file the run writes."""
+        return self.parts.with_name(self.parts.name[: -len(PARTS_SUFFIX)])
+
+
+def unfinished_runs(folder: Path, key: ResumeKey | None = None) -> list[UnfinishedRun]:
+    """The parts folders in ``folder`` (``<name>.safetensors.parts``), the newest first, each with whether a run
+    with ``key`` resumes from it (``resumes_from``; None without a key). What is no folder of the engine's (a file
+    or link of that name, a folder holding the user's files) is not listed: ``delete_unfinished_run`` refuses it."""
+    runs = []
+    for parts in sorted(folder.glob(f"*.safetensors{PARTS_SUFFIX}")):
+        try:
+            if parts.is_symlink() or not parts.is_dir() or foreign_entries(parts):
+                continue
+        except OutputError:  # unreadable
+            continue
+        size, modified = folder_usage(parts)
+        resumes = None if key is None else resumes_from(parts, key) is True
+        differs = differs_from(parts, key) if key is not None and not resumes else ""
+        runs.append(UnfinishedRun(parts, size, modified, blocks_kept(parts), resumes, differs))
+    return sorted(runs, key=lambda run: run.modified, reverse=True)
+
+
+def delete_unfinished_run(parts: Path) -> None:
+    """Deletes the parts folder ``parts`` (``parts_dir(out)``) of a run that does not work now; the model file
+    ``out`` (a finished model of that name) is never touched. ``OutputBusy`` while a run, in this process or
+    another, holds ``out``'s lock (``quantize_model``); ``OutputError`` for what is no parts folder of the
+    engine's: a file or link of that name, a folder holding files the engine does not write there."""
+    if not parts.name.endswith(f".safetensors{PARTS_SUFFIX}"):
+        raise OutputError(f"{parts} is not the folder of an unfinished quantize run: not deleted")
+    try:
+        with output_lock(parts.with_name(parts.name[: -len(PARTS_SUFFIX)]), "quantize run"):
+            if not (parts.exists() or parts.is_symlink()):
+                return  # deleted meanwhile (another window, the run it belonged to finished)
+            if not_a_folder(parts):
+                raise OutputError(f"{parts} is not a folder of the quantizer's: not deleted")
+            foreign = foreign_entries(parts)
+            if foreign:
+                raise OutputError(f"{parts} holds files the quantizer did not write ({named_few(foreign)}): not "
+                                  "deleted", "move them elsewhere first")  # fmt: skip
+            left = delete_parts(parts)  # a file saved since that look stays, with the folder
+            if left is not None:
+                hint = "" if left.not_a_folder else "delete it yourself" if not left.foreign else "move them elsewhere"
+                raise OutputError(left.words(), hint)
+    except OutputBusy as busy:
+        raise OutputBusy(f"{parts.name} is not deleted: {busy}", "wait for that run to end, or stop it") from None
