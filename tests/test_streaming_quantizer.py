@@ -1413,3 +1413,33 @@ def test_a_single_file_calibrated_with_another_base_is_said_to_resume_with_that_
         quantize_model(single, out, replace(config, base=str(DEMO), rank=8), events.append,
                        lambda: any("resuming" in e.message for e in events), library=lib, device=CPU)  # fmt: skip
     assert "resuming: 1/6 blocks already done" in [e.message for e in events]
+
+
+@pytest.mark.parametrize("tag, deleted", [(0xA0000003, False), (0x9000601A, True)], ids=["junction", "onedrive"])
+def test_a_parts_folder_that_is_a_windows_junction_is_not_deleted_through_it(tmp_path, monkeypatch, tag, deleted):
+    """A Windows junction is a folder to lstat (not S_ISLNK): the end of a run deleted the engine's names in its
+    target, another output's parts. A junction's reparse tag says it; a OneDrive folder's (files on demand, another
+    tag) is the user's own folder, deleted as any. Simulated here: lstat reports the tag Windows gives."""
+    from types import SimpleNamespace
+
+    from gpu.streaming.parts_folder import remove_finished_parts
+
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    files = _engine_files(parts)
+    real_lstat = Path.lstat
+
+    def lstat(path: Path):
+        status = real_lstat(path)
+        if path == parts:
+            return SimpleNamespace(st_mode=status.st_mode, st_reparse_tag=tag)
+        return status
+
+    monkeypatch.setattr(Path, "lstat", lstat)
+    said = remove_finished_parts(parts, out)
+    if deleted:
+        assert said == "" and not parts.exists()
+    else:
+        assert said == (f"{parts} is not deleted: it is a junction (a link to another folder) now, not the "
+                        "quantizer's folder; o.safetensors is complete")  # fmt: skip
+        assert {name: (parts / name).read_bytes() for name in files} == files

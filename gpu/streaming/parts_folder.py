@@ -82,12 +82,19 @@ def not_a_folder(parts: Path) -> str:
     is deleted through it is another folder's, another output's parts), or "a file"; "" for a folder, or nothing.
     The one rule of the run's first check, its check again before it replaces the folder, and every deletion."""
     try:
-        mode = parts.lstat().st_mode
+        status = parts.lstat()
     except (FileNotFoundError, NotADirectoryError):
         return ""
-    if stat.S_ISLNK(mode):
+    if stat.S_ISLNK(status.st_mode):
         return "a symbolic link"
-    return "" if stat.S_ISDIR(mode) else "a file"
+    # A Windows junction is a folder to lstat, and what is deleted through it is its target's. Only this tag: a
+    # OneDrive folder (files on demand) is a reparse point too, and is the user's own folder.
+    if getattr(status, "st_reparse_tag", 0) == _JUNCTION_TAG:
+        return "a junction (a link to another folder)"
+    return "" if stat.S_ISDIR(status.st_mode) else "a file"
+
+
+_JUNCTION_TAG = getattr(stat, "IO_REPARSE_TAG_MOUNT_POINT", 0xA0000003)  # the constant is Windows-only in stat
 
 
 def check_parts_folder(parts: Path) -> None:
