@@ -1443,3 +1443,26 @@ def test_a_parts_folder_that_is_a_windows_junction_is_not_deleted_through_it(tmp
         assert said == (f"{parts} is not deleted: it is a junction (a link to another folder) now, not the "
                         "quantizer's folder; o.safetensors is complete")  # fmt: skip
         assert {name: (parts / name).read_bytes() for name in files} == files
+
+
+def test_a_windows_junction_is_neither_listed_nor_taken_as_losing_nothing(tmp_path, monkeypatch):
+    """The unfinished runs and ``discards_nothing`` told a link by ``is_symlink``, which a Windows junction is not:
+    listed, its Delete was refused (``not_a_folder``); the one rule is now theirs too. Simulated as above."""
+    from types import SimpleNamespace
+
+    from gpu.streaming.parts_folder import discards_nothing
+    from gpu.streaming.unfinished import unfinished_runs
+
+    out = tmp_path / "o.safetensors"
+    parts = parts_dir(out)
+    parts.mkdir()
+    (parts / "act0").mkdir()  # only what a killed run leaves: a plain folder of it loses nothing
+    assert discards_nothing(parts) and [run.parts for run in unfinished_runs(tmp_path)] == [parts]
+    real_lstat = Path.lstat
+
+    def lstat(path: Path):
+        status = real_lstat(path)
+        return SimpleNamespace(st_mode=status.st_mode, st_reparse_tag=0xA0000003) if path == parts else status
+
+    monkeypatch.setattr(Path, "lstat", lstat)
+    assert not discards_nothing(parts) and unfinished_runs(tmp_path) == []

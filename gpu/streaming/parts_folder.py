@@ -207,7 +207,7 @@ def discards_nothing(parts_folder: Path) -> bool:
     readable manifest and holds no block or samples file, only what a killed run leaves (temporary files, spilled
     block inputs), or nothing. Block files without their manifest (a deletion cut short, a damaged manifest) are
     not the run's to delete unasked: the wizard lists the folder, to delete."""
-    if parts_folder.is_symlink() or not parts_folder.is_dir() or has_manifest(parts_folder):
+    if not_a_folder(parts_folder) or not parts_folder.is_dir() or has_manifest(parts_folder):
         return False
     try:
         return not any(_KEPT_FILE.fullmatch(p.name) for p in parts_folder.iterdir())

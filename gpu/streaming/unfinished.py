@@ -38,7 +38,7 @@ def unfinished_runs(folder: Path, key: ResumeKey | None = None) -> list[Unfinish
     runs = []
     for parts in sorted(folder.glob(f"*.safetensors{PARTS_SUFFIX}")):
         try:
-            if parts.is_symlink() or not parts.is_dir() or foreign_entries(parts):
+            if not_a_folder(parts) or not parts.is_dir() or foreign_entries(parts):
                 continue
         except OutputError:  # unreadable
             continue
