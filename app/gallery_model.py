@@ -549,7 +549,7 @@ class GalleryModel(QStringListModel):
         the first OSError/sqlite3.Error met: that image and the ones after it stay as they were (file and row).
         Raised as it is when nothing was moved yet, else as ``DeleteCutShort`` saying how many were (so the
         message can say what did change: those are in the trash, undoable, not "nothing"). Returns False when
-        refused, said (while Empty trash deletes: ``_refused``).
+        refused, said (while Empty trash deletes: ``_refused_while_emptying``).
 
         The files move first, then every moved image's row says so in one commit (one per image took 4.4 s for
         500 images): a crash before it leaves files in the trash whose rows do not say so, which start-up moves
