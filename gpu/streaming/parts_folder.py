@@ -63,18 +63,31 @@ _KEPT_FILE = re.compile(r"samples\.safetensors|block-\d{4}\.safetensors")
 OS_JUNK = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
 
-def _goes_with_the_folder(name: str) -> bool:
-    """Whether an entry of a parts folder named ``name`` is the engine's (``_OWN_PARTS_FILE``, ``SCRATCH_FOLDERS``,
-    ``SCRATCH_NAME``) or a file manager's (``OS_JUNK``): no file of the user's."""
-    own = _OWN_PARTS_FILE.fullmatch(name) or name in SCRATCH_FOLDERS or SCRATCH_NAME.fullmatch(name)
-    return bool(own) or name.lower() in OS_JUNK
+def _goes_with_the_folder(entry: Path) -> bool:
+    """Whether the entry ``entry`` of a parts folder is the engine's or a file manager's, no file of the user's: by
+    its name a scratch folder (``SCRATCH_FOLDERS``, ``SCRATCH_NAME``; a link or file in its way goes as such, never
+    followed), or a plain file of a name the engine (``_OWN_PARTS_FILE``) or a file manager (``OS_JUNK``) writes.
+    Neither writes a folder, a link or a junction of such a name: one is the user's (a folder named
+    "block-0001.safetensors" was deleted with everything in it), never deleted, and refuses the run up front."""
+    name = entry.name
+    if name in SCRATCH_FOLDERS or SCRATCH_NAME.fullmatch(name):
+        return True
+    return bool(_OWN_PARTS_FILE.fullmatch(name) or name.lower() in OS_JUNK) and _plain_file(entry)
+
+
+def _plain_file(entry: Path) -> bool:
+    """Whether ``entry`` is a plain file by ``lstat`` (no folder, link or junction), or gone: nothing there then."""
+    try:
+        return stat.S_ISREG(entry.lstat().st_mode)
+    except FileNotFoundError:
+        return True
 
 
 def foreign_entries(parts: Path) -> list[str]:
-    """The names in the folder ``parts`` that the engine does not write there (the user's files), but for a file
-    manager's own (``OS_JUNK``)."""
+    """The names in the folder ``parts`` of what the engine does not write there (the user's files and folders),
+    but for a file manager's own (``OS_JUNK``)."""
     with output_errors(parts):
-        return sorted(p.name for p in parts.iterdir() if not _goes_with_the_folder(p.name))
+        return sorted(p.name for p in parts.iterdir() if not _goes_with_the_folder(p))
 
 
 def not_a_folder(parts: Path) -> str:
@@ -148,14 +161,11 @@ def delete_parts(parts: Path) -> PartsLeft | None:
         return PartsLeft(parts, not_a_folder=instead)
     own_gone = False
     try:
-        (parts / MANIFEST).unlink(missing_ok=True)
+        if _goes_with_the_folder(parts / MANIFEST):
+            (parts / MANIFEST).unlink(missing_ok=True)
         for entry in sorted(parts.iterdir()):
-            if not _goes_with_the_folder(entry.name):
-                continue
-            if entry.is_dir() and not entry.is_symlink():  # scratch folders: spilled inputs, atomic writes' temps
-                shutil.rmtree(entry)
-            else:
-                entry.unlink(missing_ok=True)
+            if _goes_with_the_folder(entry):
+                _delete_entry(entry)
         own_gone = True
         parts.rmdir()  # refused while a file of the user's is in it, one saved a moment ago too
         return None
@@ -168,6 +178,16 @@ def delete_parts(parts: Path) -> PartsLeft | None:
     except OutputError:
         foreign = ()
     return PartsLeft(parts, foreign=foreign, why="" if own_gone and foreign else why)
+
+
+def _delete_entry(entry: Path) -> None:
+    """Deletes an entry of the engine's in a parts folder: a scratch folder (spilled inputs, atomic writes' temps)
+    with what it holds; a file, or a link or junction in a scratch folder's way, as itself (never what it leads to,
+    ``not_a_folder``'s rule)."""
+    if not_a_folder(entry) or not entry.is_dir():
+        entry.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(entry)
 
 
 def remove_finished_parts(parts: Path, out_path: Path) -> str:
@@ -204,13 +224,13 @@ def has_manifest(parts_folder: Path) -> bool:
 
 def discards_nothing(parts_folder: Path) -> bool:
     """Whether a run that discards ``parts_folder`` (``resumes_from`` False) loses nothing with it: it has no
-    readable manifest and holds no block or samples file, only what a killed run leaves (temporary files, spilled
-    block inputs), or nothing. Block files without their manifest (a deletion cut short, a damaged manifest) are
-    not the run's to delete unasked: the wizard lists the folder, to delete."""
+    readable manifest and holds no block or samples file, nor anything of the user's, only what a killed run leaves
+    (temporary files, spilled block inputs), or nothing. Block files without their manifest (a deletion cut short, a
+    damaged manifest) are not the run's to delete unasked: the wizard lists the folder, to delete."""
     if not_a_folder(parts_folder) or not parts_folder.is_dir() or has_manifest(parts_folder):
         return False
-    try:
-        return not any(_KEPT_FILE.fullmatch(p.name) for p in parts_folder.iterdir())
+    try:  # with a file of the user's in it, a run refuses it (``check_parts_folder``): it was offered as free
+        return all(_goes_with_the_folder(p) and not _KEPT_FILE.fullmatch(p.name) for p in parts_folder.iterdir())
     except OSError:
         return False
 

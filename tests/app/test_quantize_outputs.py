@@ -227,3 +227,17 @@ def test_a_wizard_output_deeper_than_pythons_recursion_limit_is_checked(deep_pat
     out = deep_path(1100, "m.safetensors")
     QuantizeWorker._check_output(QuantizeJob(str(DEMO), out, _cfg()))
     assert not Path("d").exists()  # made for the checks, and taken back
+
+
+def test_a_parts_folder_holding_the_users_files_takes_its_name(data_root, tmp_path):
+    """A parts folder without a manifest whose only file was the user's was taken to lose nothing when discarded
+    (``discards_nothing``): the wizard offered its name, and the run then refused the folder, a failed run. The
+    wizard writes a name of its own beside it, and says why."""
+    models = tmp_path / "models"
+    parts = models / "m.safetensors.parts"
+    parts.mkdir(parents=True)
+    (parts / "notes.txt").write_text("the user's")
+    notes: list[str] = []
+    assert free_output_path(models, "m", "demo", _cfg(), notes) == models / "m-2.safetensors"
+    assert notes == [f"{parts} holds files the quantizer did not write (notes.txt); it would delete them with its "
+                     "parts folder: this run writes a name of its own."]  # fmt: skip

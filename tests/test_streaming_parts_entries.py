@@ -1,0 +1,69 @@
+"""What in a quantize run's parts folder (``OUT.safetensors.parts``) is the engine's, to delete with it, and what is
+the user's, never deleted (``gpu.streaming.parts_folder``): told by name and by what the entry is, not by name only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import gpu.quantizer  # noqa: F401 - before gpu.streaming's modules, which imported first are a circular import
+from gpu.errors import OutputError
+from gpu.streaming.parts_folder import (
+    PartsLeft,
+    check_parts_folder,
+    delete_parts,
+    discards_nothing,
+    foreign_entries,
+    parts_dir,
+)  # fmt: skip
+from gpu.streaming.unfinished import unfinished_runs
+
+PHOTO = b"the user's photo"
+
+
+def _users_folder(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "photo.png").write_bytes(PHOTO)
+    return folder
+
+
+def test_a_folder_or_link_named_as_an_engine_file_is_the_users(tmp_path):
+    """A folder of the user's named as a file the engine writes ("block-0001.safetensors/", "manifest.json/", or a
+    file manager's "Thumbs.db/") went with the parts folder, everything in it deleted (``shutil.rmtree``), and no
+    run refused the folder up front. The engine writes no folder nor link of such a name: one is the user's, named
+    as such, and stays. Its scratch folders go, and a link in their way as a link, not what it leads to."""
+    parts = parts_dir(tmp_path / "o.safetensors")
+    parts.mkdir()
+    (parts / "samples.safetensors").write_bytes(b"samples")
+    (parts / "block-0000.safetensors").write_bytes(b"block")
+    _users_folder(parts / "act0")  # spilled block inputs, by the engine's own folder name
+    elsewhere = _users_folder(tmp_path / "elsewhere")
+    (parts / "act").symlink_to(elsewhere, target_is_directory=True)
+    for name in ("block-0001.safetensors", "manifest.json", "Thumbs.db"):
+        _users_folder(parts / name)
+    (parts / "block-0002.safetensors").symlink_to(elsewhere / "photo.png")
+    users = ["Thumbs.db", "block-0001.safetensors", "block-0002.safetensors", "manifest.json"]
+
+    assert foreign_entries(parts) == users
+    with pytest.raises(OutputError) as refused:  # a run refuses the folder before it deletes anything in it
+        check_parts_folder(parts)
+    assert str(refused.value).startswith(f"{parts} holds files the quantizer did not write (Thumbs.db, "
+                                         "block-0001.safetensors, block-0002.safetensors and 1 more)")  # fmt: skip
+    assert not discards_nothing(parts) and unfinished_runs(tmp_path) == []
+
+    assert delete_parts(parts) == PartsLeft(parts, foreign=tuple(users))
+    assert sorted(p.name for p in parts.iterdir()) == users
+    assert all((parts / name / "photo.png").read_bytes() == PHOTO for name in users if name != "block-0002.safetensors")
+    assert (parts / "block-0002.safetensors").is_symlink() and (elsewhere / "photo.png").read_bytes() == PHOTO
+
+
+def test_a_parts_folder_holding_a_file_of_the_users_is_not_said_to_lose_nothing(tmp_path):
+    """``discards_nothing`` was True of a folder without a manifest whose only file was the user's: the wizard
+    offered its name as free, and the run then refused the folder ("holds files the quantizer did not write")."""
+    parts = parts_dir(tmp_path / "o.safetensors")
+    parts.mkdir()
+    (parts / ".tmpAb12Cd").write_bytes(b"half a file")  # what a killed run leaves: nothing lost
+    assert discards_nothing(parts)
+    (parts / "notes.txt").write_text("the user's")
+    assert not discards_nothing(parts)
