@@ -37,3 +37,16 @@ def test_the_estimated_vram_is_the_plans_peak(tmp_path, monkeypatch):
         info = service.describe(name)
         assert info.memory_policy.device == "cuda"
         assert info.est_vram_bytes == info.memory_policy.peak_estimate_bytes and info.est_ram_bytes is None, name
+
+
+def test_a_size_just_under_a_gib_is_never_1024_mib():
+    """Rounded to whole MiB, 2**30 - 2**19 bytes read "1024 MiB": sizes the rounding takes to 1024 MiB are said in
+    GiB, like the GiB they round to, and every size just below stays in MiB."""
+    from gpu.runtime.memory_policy import amount
+
+    mib = 2**20
+    assert amount(GiB - mib // 2) == "1.0 GiB"  # 1023.5 MiB: rounds to 1024
+    assert amount(GiB - mib // 2 - 1) == "1023 MiB"
+    assert amount(GiB - 1) == "1.0 GiB" and amount(GiB) == "1.0 GiB"
+    assert amount(50 * mib) == "50 MiB" and amount(int(7.94 * GiB)) == "7.9 GiB"
+    assert all("1024 MiB" not in amount(n) for n in range(GiB - mib, GiB + mib, 4096))

@@ -150,8 +150,10 @@ CPU_WORK_BYTES_PER_PIXEL = 2 * max(DENOISE_BYTES_PER_PIXEL, DECODE_BYTES_PER_PIX
 
 def amount(n: int) -> str:
     """``n`` bytes in words, "7.9 GiB", or MiB below 1 GiB (the demo model's 50 MiB of weights are no "0.0 GiB"):
-    every size the engine says (memory plans, out-of-memory errors, disk space for a quantize run)."""
-    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / 2**20:.0f} MiB"
+    every size the engine says (memory plans, out-of-memory errors, disk space for a quantize run). A size that
+    rounds to 1024 MiB is said in GiB: 2**30 - 2**19 bytes read "1024 MiB"."""
+    mib = n / 2**20
+    return f"{mib:.0f} MiB" if round(mib) < 1024 else f"{n / GiB:.1f} GiB"
 
 
 def try_instead(weight_bits: int) -> str:
