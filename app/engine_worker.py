@@ -615,7 +615,7 @@ class EngineThread:
         the calls still queued to it are dropped with its event loop, and the model is the user's."""
         if current is not None:
             current.cancel.set()
-        stopped = stop_thread(self.thread, starting=not self.worker.start_up_done.is_set())
+        stopped = stop_thread(self.thread, self.worker, starting=not self.worker.start_up_done.is_set())
         left = self.worker.pending_adds.take_all()
         if left:
             add_models_now(self._data, left)

@@ -286,4 +286,4 @@ class QuantizeThread:
     def stop(self, job: QuantizeJob | None = None) -> None:
         if job is not None:
             job.cancel.set()
-        stop_thread(self.thread)
+        stop_thread(self.thread, self.worker)

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from PySide6.QtCore import QThread
+from PySide6.QtCore import QObject, QThread
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +23,16 @@ STOP_WAIT_MS = 30_000  # how long closing waits for a worker's current step
 STARTING_WAIT_MS = 100
 
 _still_running: list[QThread] = []  # referenced here so that nothing destroys them before the exit
+# The workers of those threads, inside a slot when they were given up on: referenced here for the same reason. Left
+# to their owners (a window closed, a wizard let go of), a worker's wrapper lived only as long as its slot ran (the
+# call holds it) and was let go of by its own thread when the slot returned, which destroyed it off the Qt thread.
+_busy_workers: list[QObject] = []
 
 
-def stop_thread(thread: QThread, starting: bool = False) -> bool:
+def stop_thread(thread: QThread, worker: QObject, starting: bool = False) -> bool:
     """Asks ``thread``'s event loop to quit and waits up to ``STOP_WAIT_MS`` (``STARTING_WAIT_MS`` for a worker
-    that is still ``starting``); False if it is still running."""
+    that is still ``starting``); False if it is still running, its ``worker`` (the object moved to it, whose slot
+    still runs there) then kept with it until the process exits."""
     thread.quit()
     wait_ms = STARTING_WAIT_MS if starting else STOP_WAIT_MS
     if thread.wait(wait_ms):
@@ -35,6 +40,7 @@ def stop_thread(thread: QThread, starting: bool = False) -> bool:
     log.warning("the %s thread is still %s after %d ms; the app will exit without waiting for it",
                 thread.objectName() or "worker", "starting" if starting else "busy", wait_ms)
     _still_running.append(thread)
+    _busy_workers.append(worker)
     return False
 
 

@@ -58,10 +58,10 @@ def test_a_model_kept_at_quit_behind_a_running_job_is_in_the_library(qtbot, data
     quit_asked, in_step = threading.Event(), threading.Event()
     stop_thread = engine_worker.stop_thread
 
-    def stop(thread, starting: bool = False) -> bool:
+    def stop(thread, worker, starting: bool = False) -> bool:
         thread.quit()
         quit_asked.set()
-        return stop_thread(thread, starting)
+        return stop_thread(thread, worker, starting)
 
     def step(_progress) -> None:  # on the engine's thread (direct), inside the job
         in_step.set()
