@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -264,10 +265,24 @@ class ModelLibrary:
         if Path(key).expanduser().exists():
             path = current_path(named_path(key))  # "." names no folder in a message; its absolute path does
             return ModelEntry(model_name(path), path, False, _inspect(path))
+        raise ModelLoadError(self._not_found(key))
+
+    def _not_found(self, key: str) -> str:
+        """What ``resolve`` says of ``key``, neither a library name nor a file or folder: a name as a name, with the
+        names there are; a path (``given_as_path``) as the absolute one it was looked for at, a relative one being
+        read from the current folder, which the name alone hid. Both once said both: "no model named '/m/x' … and
+        no file or folder /m/x" repeated the path, and the windowed app has no current folder a user knows of."""
+        if given_as_path(key):
+            return f"no file or folder {Path(key).expanduser().absolute()} (and no library model of that name)"
         listed = ", ".join(e.name for e in self.entries()) or "none"
-        # where the path was looked for: a relative one is read from the current folder, which the name alone hid
-        raise ModelLoadError(f"no model named {key!r} in the library ({listed}) and no file or folder "
-                             f"{Path(key).expanduser().absolute()}")  # fmt: skip
+        return f"no model named {key!r} in the library ({listed})"
+
+
+def given_as_path(key: str) -> bool:
+    """Whether ``key`` (a model asked for by name or path) reads as a path: it holds a folder separator, begins with
+    ``~``, or names a .safetensors file (``inspect model.safetensors``). A library name does none of these."""
+    separators = {os.sep, os.altsep} - {None}  # "/" is one on Windows too
+    return any(sep in key for sep in separators) or key.startswith("~") or key.lower().endswith(".safetensors")
 
 
 def named_by(name: str, key: str) -> bool:

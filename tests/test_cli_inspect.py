@@ -40,12 +40,16 @@ def test_inspect_takes_a_library_name_as_generate_does(tmp_path, capsys):
 
 
 def test_a_name_that_is_nothing_is_one_line_saying_where_it_was_looked_for(tmp_path, capsys, monkeypatch):
+    """A name is looked for in the library, a file name or path (a relative one from the current folder) on disk."""
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "data"
     assert main(["--data-dir", str(data), "inspect", "demo-int5"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: no model named 'demo-int5' in the library (demo, demo-int4) and no file or folder "
-                   f"{tmp_path / 'demo-int5'}\n")  # fmt: skip
+    assert err == "error: no model named 'demo-int5' in the library (demo, demo-int4)\n"
+    assert main(["--data-dir", str(data), "inspect", "demo-int5.safetensors"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: no file or folder {tmp_path / 'demo-int5.safetensors'} (and no library model of that "
+                   "name)\n")  # fmt: skip
     assert main(["--data-dir", str(data), "inspect", "demo"]) == 2  # a library name, but no SVDQ file
     err = capsys.readouterr().err
     assert err == (f"error: {MODELS / 'demo'} is a diffusers pipeline folder, not an SVDQ file (inspect reads "

@@ -18,9 +18,8 @@ from app import app_log
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# what every command says of a model name that is no library entry and no path (run from ROOT)
-NO_SUCH_MODEL = ("no model named 'no-such-model' in the library (demo, demo-int4) and no file or folder "
-                 f"{ROOT / 'no-such-model'}")
+# what every command says of a model name that is no library entry and no path
+NO_SUCH_MODEL = "no model named 'no-such-model' in the library (demo, demo-int4)"
 
 
 @pytest.fixture(autouse=True)

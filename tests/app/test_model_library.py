@@ -249,3 +249,23 @@ def test_a_model_added_unselected_while_no_model_is_selected_is_only_said_added(
         asked = controller.add_model(mine, select=False)
     assert ended.args == [asked, "mine"] and controller.prompt.model == ""
     assert window.statusBar().currentMessage() == "The model 'mine' was added to the library."
+
+
+def test_a_model_that_is_nowhere_is_said_without_the_apps_current_folder(qtbot, data_root, tmp_path):
+    """A job's model that is neither a library name nor a file (its entry removed, an image's settings reused
+    from another machine) said "no model named 'x' … and no file or folder <the app's current folder>/x", a
+    folder the windowed app's user never chose; a path given as one was said twice."""
+    from app.data_dir import resolve_data_dir
+    from app.engine_worker import EngineWorker, Job
+    from gpu.generation.request import GenerationRequest
+
+    worker = EngineWorker(resolve_data_dir(data_root))
+    failed: list = []
+    worker.failed.connect(lambda _job_id, error: failed.append(error))
+    gone = tmp_path / "elsewhere" / "gone.safetensors"
+    for model in ("no-such-model", str(gone)):
+        worker.generate(Job(GenerationRequest(prompt="a red circle", model=model)))
+    assert [(e.kind, e.message) for e in failed] == [
+        ("user", "no model named 'no-such-model' in the library (demo, demo-int4)"),
+        ("user", f"no file or folder {gone} (and no library model of that name)"),
+    ]
