@@ -12,7 +12,7 @@ The threads are daemons, which a quit does not wait for. Two rules keep them fro
   the window had closed). ``start_thread`` hands what the thread was given back to the Qt thread to let go of.
 - A thread never emits on an object that the Qt thread may be destroying: it hands its calls to one relay that
   lives as long as the process (``to_qt_thread``), which calls them on the Qt thread only while their object
-  lives.
+  lives. A call that raises is reported there, keeping none of its arguments (``_report``).
 
 ``Lookups`` runs a single call on such a thread and hands its result back (``ended``): the caller keeps the
 ``Lookup`` it started and takes an end only while it is that one (one asked for since, or what asked for it
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sys
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,14 +49,40 @@ class _Relay(QObject):
     @staticmethod
     def _call(handed: list[Any]) -> None:
         """On the Qt thread: ``handed[0](*handed[1])`` unless its QObject is gone (or it is None: only let go of);
-        then let go of both here."""
-        function, args = handed
-        owner = getattr(function, "__self__", None)
+        then let go of both here. An exception it raises is reported here (``_report``), not let out to PySide.
+
+        No local name holds the call or its arguments: when it raises, this frame outlives it (the frames of the
+        traceback link back to it), holding its locals, and ``handed`` is emptied by then."""
         try:
-            if function is not None and (not isinstance(owner, QObject) or shiboken6.isValid(owner)):
-                function(*args)
+            if _callable(handed[0]):
+                handed[0](*handed[1])
+        except Exception as exc:  # noqa: BLE001 - reported, and the relay serves every thread on
+            _report(exc)
         finally:
             handed.clear()
+
+
+def _callable(function: Callable[..., object] | None) -> bool:
+    """Whether ``function`` is to be called: not None, nor a bound method of a QObject that is gone."""
+    owner = getattr(function, "__self__", None)
+    return function is not None and (not isinstance(owner, QObject) or shiboken6.isValid(owner))
+
+
+def _report(exc: Exception) -> None:
+    """``exc``, raised by a call made on the Qt thread, reported as an uncaught error is (``sys.excepthook``: the
+    app's log, ``app.app_log``), then its frames' locals let go of here (``traceback.clear_frames``), those of the
+    errors it was raised from too. Let out of the slot, PySide reported it the same way but left it in
+    ``sys.last_traceback``, whose frames held the call's arguments (the gallery, a lookup's QObjects) until the next
+    uncaught error replaced it: let go of then, on whatever thread that error was on."""
+    try:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    finally:
+        seen: set[int] = set()
+        chained: BaseException | None = exc
+        while chained is not None and id(chained) not in seen:
+            seen.add(id(chained))
+            traceback.clear_frames(chained.__traceback__)  # the frame still running (``_call``'s) is left as is
+            chained = chained.__cause__ or chained.__context__
 
 
 _relay: _Relay | None = None

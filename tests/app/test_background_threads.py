@@ -5,6 +5,7 @@ fault (CI, 2026-11-23: a trash listing held the gallery, whose window had closed
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import weakref
 from pathlib import Path
@@ -176,3 +177,28 @@ def test_a_lookup_ended_by_any_exception_is_handed_back_with_it(qtbot):
     lookups.start("leaving", leave)
     qtbot.waitUntil(lambda: bool(ended), timeout=int(_WAIT_S * 1000))
     assert isinstance(ended[0], SystemExit) and ended[0].code == 3
+
+
+class _Failing(QObject):
+    def fail(self, held: QObject) -> None:
+        raise ValueError(f"could not use {held.objectName()}")
+
+
+def test_a_call_handed_to_the_qt_thread_that_raises_is_reported_and_keeps_none_of_its_arguments(qtbot):
+    # Let out to PySide, the error was reported (sys.excepthook: the app's log) and kept in sys.last_traceback,
+    # whose frames held the call's arguments until the next uncaught error, on any thread, let go of them there.
+    failing = _Failing()
+    held, gate = QObject(), threading.Event()
+    held.setObjectName("the gallery")
+    threads = _destroyed_on(held)
+
+    def run(held: QObject) -> None:
+        gate.wait(_WAIT_S)
+        to_qt_thread(failing.fail, held)
+
+    with qtbot.captureExceptions() as reported:  # what sys.excepthook was given, in the test's stead
+        start_thread("Test", run, held)
+        del held
+        _dropped_on_the_qt_thread(qtbot, threads, gate)  # was: kept by sys.last_traceback, never let go of
+    assert [str(error) for _, error, _ in reported] == ["could not use the gallery"]
+    assert "could not use" not in str(getattr(sys, "last_value", ""))
