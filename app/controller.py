@@ -474,8 +474,10 @@ class AppController(QObject):
         """Empty trash's deletion ended: what it deleted, in the status bar; what kept it from deleting them all
         (the data folder moved away, an error that stopped it, files that could not be deleted) is said instead,
         with what did change."""
-        for path, exc in emptied.failures:
-            log.error("emptying the trash: %s could not be deleted: %s", path, exc)
+        if emptied.failures:  # one line: one per file, tens of thousands of them froze the window while logged
+            log.error("emptying the trash: %s could not be deleted (%s); the first: %s",
+                      counted(len(emptied.failures), "file"), named_few([str(p) for p, _ in emptied.failures], 5),
+                      emptied.failures[0][1])
         if emptied.error is not None:
             log.error("emptying the trash stopped after %d files: %r", emptied.deleted, emptied.error)
         if emptied.moved is not None:

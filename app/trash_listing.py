@@ -114,7 +114,7 @@ def delete_listed(
         except FileNotFoundError:
             emptied.gone += 1
         except OSError as exc:
-            emptied.failures.append((path, exc))
+            emptied.failures.append((path, _without_frames(exc)))
         if time.monotonic() - last >= PROGRESS_EVERY_S:
             last = time.monotonic()
             told(emptied.deleted)
@@ -125,8 +125,15 @@ def delete_listed(
             pass
         except OSError as exc:
             if not _holds_files(folder):  # a folder still holding a file left is no news
-                emptied.failures.append((folder, exc))
+                emptied.failures.append((folder, _without_frames(exc)))
     return emptied
+
+
+def _without_frames(exc: OSError) -> OSError:
+    """``exc`` without its traceback, kept in ``TrashEmptied.failures``: its frame, this deletion's, holds the
+    ``emptied`` it is kept in (a reference cycle, which a garbage collection on any thread would free) and
+    ``told``, the gallery's (a Qt object freed with it)."""
+    return exc.with_traceback(None)
 
 
 def _holds_files(folder: Path) -> bool:
