@@ -70,11 +70,11 @@ def choose_data_dir(flag: str | None) -> str:
         return ""
     from gpu.atomic import check_folder_writable, folder_problem
 
+    # absolute, as a later chdir must not move it; its links not followed (Path.resolve made the target of one that
+    # leads nowhere, where the link may be to an unplugged drive): making it refuses such a link, and a loop
+    os.environ[DATA_DIR_ENV] = str(folder.absolute())
     try:
-        os.environ[DATA_DIR_ENV] = str(folder.resolve())  # absolute: a later chdir must not move it
         check_folder_writable(user_data_dir())
-    except RuntimeError:  # Path.resolve on a symbolic link loop (Python < 3.13)
-        return f"error: {where}: cannot use it as the data folder: a symbolic link loop ({fix})"
     except OSError as err:
         return f"error: {where}: cannot use it as the data folder: {folder_problem(folder, err)} ({fix})"
     return ""

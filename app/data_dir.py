@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpu.atomic import check_folder_writable
+from gpu.atomic import check_folder_writable, link_to_nothing
 from gpu.errors import OutputError
 from gpu.paths import DATA_DIR_ENV, user_data_dir
 
@@ -207,17 +207,12 @@ def _holds_anything(folder: Path) -> bool:
 
 
 def _link_gone(link: Path) -> str:
-    """Why a link (or Windows junction) ``link`` leads nowhere, as a phrase."""
-    try:
-        where = f" to {os.readlink(link)}"
-    except OSError:
-        where = ""
-    return (f"it is a link{where}, which is not there: the drive it is on may be unplugged or unmounted, or the "
-            "folder moved or removed")  # fmt: skip
+    """Why a link (or Windows junction) ``link`` leads nowhere, as a phrase: "it is a link to …"."""
+    return f"it is {link_to_nothing(link)}"
 
 
 def resolve_data_dir(explicit: Path | None = None) -> DataDir:
     """An explicit folder wins; it is also exported so the engine (model library) agrees on the location."""
-    if explicit is not None:
-        os.environ[DATA_DIR_ENV] = str(Path(explicit).resolve())
+    if explicit is not None:  # absolute, its links not followed: one that leads nowhere is refused, not its target made
+        os.environ[DATA_DIR_ENV] = str(Path(explicit).absolute())
     return DataDir(user_data_dir().resolve()).create()

@@ -153,20 +153,51 @@ def _exists(path: Path) -> bool:
 def make_folders(missing: list[Path]) -> None:
     """Creates ``missing`` (``missing_folders``' list, deepest first) from the top down, one level at a time:
     ``Path.mkdir(parents=True)`` recurses once per level and raised RecursionError under a thousand of them
-    (``--out d/d/…/d/a.png``), after the image was made."""
+    (``--out d/d/…/d/a.png``), after the image was made. A link in the way is said as what it is
+    (``broken_link``), not as mkdir's "File exists"."""
     for folder in reversed(missing):
         try:
             folder.mkdir(exist_ok=True)
         except FileExistsError as exists:
-            # A link at that name that leads nowhere: ``missing_folders`` took it for missing (``exists()`` is
-            # False through it), and mkdir says "File exists". A loop of links is said as the system says it,
-            # "Too many levels of symbolic links", as mkdir(parents=True) said it before.
-            try:
-                os.stat(folder)
-            except OSError as err:
-                if err.errno == errno.ELOOP:
-                    raise OSError(err.errno, err.strerror, str(folder)) from None
-            raise exists
+            raise broken_link(folder) or exists from None
+
+
+class LinkLeadsNowhere(FileNotFoundError):
+    """A folder to make or to use is a link (a symbolic link, a Windows junction) whose target is not there: mkdir
+    says "File exists" at its name, and following it would make its target, on the system disk where the link
+    led to an unmounted drive. ``strerror`` names the link and its target; ``filename`` is the link."""
+
+    hint = "plug in or mount the drive the link leads to, or make the folder it names, or choose another folder"
+
+    def __init__(self, link: Path) -> None:
+        super().__init__(errno.ENOENT, f"{link} is {link_to_nothing(link)}", str(link))
+
+
+def link_to_nothing(link: Path) -> str:
+    """Why the link (or Windows junction) ``link`` leads nowhere, as a phrase: "a link to <target>, which is not
+    there: …"."""
+    try:
+        where = f" to {os.readlink(link)}"
+    except OSError:
+        where = ""
+    return (f"a link{where}, which is not there: the drive it is on may be unplugged or unmounted, or the folder "
+            "moved or removed")  # fmt: skip
+
+
+def broken_link(folder: Path) -> OSError | None:
+    """Why ``folder``, which ``missing_folders`` takes for missing, cannot be made though something has its name:
+    a link that leads nowhere (``LinkLeadsNowhere``), or a loop of links, said as the system says it ("Too many
+    levels of symbolic links") as mkdir(parents=True) said it; None for anything else."""
+    if not os.path.lexists(folder):
+        return None
+    try:
+        os.stat(folder)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return OSError(err.errno, err.strerror, str(folder))
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            return LinkLeadsNowhere(folder)
+    return None
 
 
 def check_folder_writable(folder: Path) -> None:
@@ -191,7 +222,10 @@ def check_folder_writable(folder: Path) -> None:
 def folder_problem(folder: Path, err: OSError) -> str:
     """Why ``folder`` could not be created or written in, in the user's terms. mkdir's own words mislead in two
     cases: a file at that name is "File exists", a file in place of a parent folder is "Not a directory" on the
-    folder; and "Too many levels of symbolic links" is said as the loop of links it is."""
+    folder; and "Too many levels of symbolic links" is said as the loop of links it is. A link that leads nowhere
+    is said by ``LinkLeadsNowhere``'s own words, which name it."""
+    if isinstance(err, LinkLeadsNowhere):
+        return err.strerror
     if folder.exists() and not folder.is_dir():
         return "it is a file, not a folder"
     if isinstance(err, NotADirectoryError):
@@ -339,6 +373,8 @@ def check_output_path(target: Path | str, windows: bool = os.name == "nt", examp
         raise OutputError(f"{target.name} is a device name on Windows, not a file name",
                           f"choose another name, e.g. my-{target.name}")  # fmt: skip
     missing = missing_folders(target.parent)
+    if (in_the_way := next(filter(None, map(broken_link, missing)), None)) is not None:
+        raise _output_error(target, in_the_way)
     parent = missing[-1].parent if missing else target.parent  # the nearest that exists (or the root)
     _check_name_lengths(target, parent, missing, beside, windows)  # first: the system's "File name too long" says less
     if target.is_dir():
@@ -438,7 +474,8 @@ def _output_error(target: Path, err: OSError) -> OutputError:
         return OutputError(f"cannot write {target}: the file is open in another program",
                            "close the program that has it open, then try again")  # fmt: skip
     reason = err.strerror or str(err)
-    return OutputError(f"cannot write {target}: {reason}", _HINTS.get(err.errno or 0, ""))
+    hint = err.hint if isinstance(err, LinkLeadsNowhere) else _HINTS.get(err.errno or 0, "")
+    return OutputError(f"cannot write {target}: {reason}", hint)
 
 
 def _os_error_of(exc: BaseException, windows: bool = os.name == "nt") -> OSError | None:

@@ -55,8 +55,8 @@ def user_cache_dir() -> Path:
 def _made(folder: Path) -> Path:
     """``folder``, made with its missing parents as every output folder is (``gpu.atomic.make_folders``: one level
     at a time; pathlib's ``mkdir(parents=True)`` recurses once per level, and a data folder a thousand deep was
-    refused as "a symbolic link loop"). ``FileExistsError`` where a file has its name, as ``mkdir`` raises; an
-    ``OSError`` "Too many levels of symbolic links" where a link loop is in the way (``make_folders``' own words)."""
+    refused as "a symbolic link loop"). ``FileExistsError`` where a file has its name, as ``mkdir`` raises; where a
+    link that leads nowhere or a loop of links is in the way, ``make_folders``' own words (``broken_link``)."""
     from gpu.atomic import make_folders, missing_folders  # that module imports this one
 
     # ``folder`` is made even where it exists, so that a file at its name is refused (missing_folders counts it)

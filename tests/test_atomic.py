@@ -175,6 +175,37 @@ def test_a_loop_of_links_above_a_folder_to_make_is_said_as_one(tmp_path: Path, m
     assert sorted(tmp_path.iterdir()) == [loop]
 
 
+@pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
+def test_a_link_that_leads_nowhere_above_a_folder_to_make_is_named_with_its_target(tmp_path: Path,
+                                                                                 monkeypatch) -> None:  # fmt: skip
+    """A link to a folder that is not there (an unplugged drive) above an output or data folder was refused as
+    "File exists", after the work for an output. It is named, with its target, before anything is written, and
+    its target is never made."""
+    import gpu.paths
+    from gpu.output_lock import output_lock
+
+    link, gone = tmp_path / "drive", tmp_path / "unplugged"
+    os.symlink(gone, link)
+    why = f"{link} is a link to {gone}, which is not there: the drive it is on may be unplugged or unmounted"
+    target = link / "sub" / "m.safetensors"
+    for refused in (pytest.raises(OutputError, gpu.atomic.check_output_path, target),
+                    pytest.raises(OutputError, atomic_write_bytes, target, b"x")):  # fmt: skip
+        assert str(refused.value).startswith(f"cannot write {target}: {why}"), refused.value
+        assert refused.value.hint.startswith("plug in or mount the drive the link leads to")
+    with pytest.raises(OutputError, match=f"^{re.escape(f'cannot write {target}: {why}')}"):
+        with output_lock(target, "quantize run"):
+            pass
+    with pytest.raises(FileNotFoundError) as raised:
+        gpu.atomic.make_folders(gpu.atomic.missing_folders(link / "sub"))
+    assert raised.value.filename == str(link) and raised.value.strerror.startswith(why)
+    assert gpu.atomic.folder_problem(link / "sub", raised.value) == raised.value.strerror
+    for data in (link / "data", link):  # the data folder under the link, and the link itself
+        monkeypatch.setenv("NIBBLE_DATA_DIR", str(data))
+        with pytest.raises(FileNotFoundError, match=re.escape(why)):
+            gpu.paths.user_data_dir()
+    assert sorted(tmp_path.iterdir()) == [link]  # nothing made, the link's target least of all
+
+
 def test_the_folders_made_above_one_that_could_not_be_made_are_taken_back(tmp_path: Path) -> None:
     """``remove_empty_folders`` stopped at the first folder of its list that was never made: a lock on
     a/b/<300 characters>/c/m.safetensors (a name too long to make) left a and a/b behind. One that is not there

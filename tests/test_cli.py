@@ -278,6 +278,31 @@ def test_an_unusable_data_folder_is_named_as_the_data_folder_before_anything_run
     assert nothing_else_runs == [] and not missing.exists()
 
 
+@pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
+def test_a_link_that_leads_nowhere_is_named_not_followed(tmp_path, capsys, monkeypatch, nothing_else_runs):
+    """A --data-dir or NIBBLE_DATA_DIR under a link to a folder that is not there (an unplugged drive) was
+    resolved through it, and the link's target made (on the system disk, where the drive was not mounted); an
+    --out under one was refused as "File exists" after the image was made. Both name the link and its target."""
+    from main import main
+
+    link, gone = tmp_path / "drive", tmp_path / "unplugged"
+    link.symlink_to(gone)
+    why = f"{link} is a link to {gone}, which is not there: the drive it is on may be unplugged or unmounted"
+    for data in (link / "data", link):
+        assert main(["--data-dir", str(data)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --data-dir {data}: cannot use it as the data folder: {why}"), err
+    monkeypatch.setenv("NIBBLE_DATA_DIR", str(link / "data"))
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith(f"error: NIBBLE_DATA_DIR={link / 'data'}: cannot use it as the "
+                                              f"data folder: {why}")  # fmt: skip
+    out = link / "images" / "a.png"
+    assert main(["--data-dir", str(tmp_path / "data"), "generate", "x", "--out", str(out), "--steps", "1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: cannot write {out}: {why}") and captured.out == "", captured
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "drive"] and nothing_else_runs == []
+
+
 def test_a_data_folder_deeper_than_pythons_recursion_limit_is_made(tmp_path, deep_path, nothing_else_runs):
     """pathlib's mkdir(parents=True) recurses once per folder: a --data-dir 1100 folders deep (within the system's
     path limit) was refused as "a symbolic link loop" (its RecursionError taken for one). The engine makes its data
