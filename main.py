@@ -174,11 +174,11 @@ _QUANTIZE_OPTIONS = {"method": "--method", "precision": "--precision", "rank": "
                      "alpha_points": "--alpha-points"}  # fmt: skip
 
 
-def _resume_options(resume_with: dict[str, object], no_resume: bool, other_base: bool = False) -> str | None:
+def _resume_options(resume_with: dict[str, object], no_resume: bool, other_base: str = "") -> str | None:
     """How the command is to be given ``resume_with``'s settings, in words ("with --rank 8 and without --no-resume");
-    None when one of them has no option (only a caller of the engine sets it). ``other_base``: the folder was
-    calibrated with another --base (``PartsToReplace.other_base``), which the folder does not record by name."""
-    said = ["with --base naming the pipeline it was made with"] if other_base else []
+    None when one of them has no option (only a caller of the engine sets it). ``other_base``: the pipeline the
+    folder was calibrated with, another than the run's --base (``PartsToReplace.other_base``)."""
+    said = [f"with --base naming the pipeline it was made with ({other_base})"] if other_base else []
     for name, value in resume_with.items():
         if name == "shared_smoothing":
             said.append("without --per-layer-smoothing" if value else "with --per-layer-smoothing")

@@ -192,9 +192,9 @@ def test_a_run_stopped_before_it_read_the_parts_folder_does_not_say_what_the_sam
 
 
 @pytest.mark.parametrize(("plan", "note"), [
-    (("other text encoders, tokenizers or scheduler (or their files changed since)", {"rank": 8}, True),
+    (("other text encoders, tokenizers or scheduler (or their files changed since)", {"rank": 8}, "/m/FLUX.1-dev"),
      "made with other settings: other text encoders, tokenizers or scheduler (or their files changed since)), or "
-     "with --base naming the pipeline it was made with and with --rank 8 to resume it"),
+     "with --base naming the pipeline it was made with (/m/FLUX.1-dev) and with --rank 8 to resume it"),
     ((ANOTHER_VERSION, None),
      "made by another version of Nibble Studio's quantizer); no setting of this command resumes it"),
 ])  # fmt: skip

@@ -1386,19 +1386,29 @@ def test_a_file_saved_as_the_run_says_it_replaces_the_folder_is_kept(tmp_path):
         "files there are. Move them elsewhere: a run into o.safetensors refuses the folder while they are in it")
 
 
+def _touched(pipeline: Path) -> None:
+    """Writes a file of ``pipeline``'s tokenizer again, as far as its time tells: a minute later."""
+    import os
+
+    tokenizer = next(p for p in sorted((pipeline / "tokenizer").iterdir()) if p.is_file())
+    os.utime(tokenizer, ns=(tokenizer.stat().st_atime_ns, tokenizer.stat().st_mtime_ns + 60 * 10**9))
+
+
+OTHER_CALIBRATION = "other text encoders, tokenizers or scheduler (or their files changed since)"
+
+
 def test_a_single_file_calibrated_with_another_base_is_said_to_resume_with_that_base(tmp_path):
     """A single file's parts folder made with another --base (other text encoders, tokenizers or scheduler) was
     said to be resumed by no settings ("no options of this command resume it"), yet the command with the --base it
-    was made with resumes it. The engine says so (``PartsToReplace.other_base``); the base is not recorded by name."""
-    import os
+    was made with resumes it. The engine says so, naming that base, which the folder records
+    (``PartsToReplace.other_base``)."""
     from dataclasses import replace
 
     from gpu.quantizer.config import PartsToReplace
 
     single = save_bfl_transformer(DEMO, tmp_path / "flux-demo.safetensors")
     other = pipeline_copy(DEMO, tmp_path / "other-base")
-    tokenizer = next(p for p in sorted((other / "tokenizer").iterdir()) if p.is_file())
-    os.utime(tokenizer, ns=(tokenizer.stat().st_atime_ns, tokenizer.stat().st_mtime_ns + 60 * 10**9))
+    _touched(other)
     out = tmp_path / "o.safetensors"
     lib = ModelLibrary(tmp_path / "lib")
     _partial_with(out, 1, lib, _cfg(base=str(DEMO), rank=8), single)
@@ -1406,13 +1416,34 @@ def test_a_single_file_calibrated_with_another_base_is_said_to_resume_with_that_
     config = _cfg(base=str(other), rank=16)
     with pytest.raises(Cancelled):
         quantize_model(single, out, config, events.append, _after_calls(1), library=lib, device=CPU)
-    assert events[0].to_replace == PartsToReplace(
-        "rank 8 -> 16, other text encoders, tokenizers or scheduler (or their files changed since)", {"rank": 8}, True)
+    assert events[0].to_replace == PartsToReplace(f"rank 8 -> 16, {OTHER_CALIBRATION}", {"rank": 8}, str(DEMO))
     events = []
     with pytest.raises(Cancelled):  # as said: with that base and those settings, resumed
         quantize_model(single, out, replace(config, base=str(DEMO), rank=8), events.append,
                        lambda: any("resuming" in e.message for e in events), library=lib, device=CPU)  # fmt: skip
     assert "resuming: 1/6 blocks already done" in [e.message for e in events]
+
+
+def test_a_single_file_whose_own_base_changed_since_is_said_to_resume_with_no_base(tmp_path):
+    """A single file's parts folder made with the run's own --base, whose tokenizer was written again since, was
+    said to resume "with --base naming the pipeline it was made with": that is the run's base, and no --base
+    resumes the folder. Nor does one the folder does not record (made before the base was recorded)."""
+    from gpu.quantizer.config import PartsToReplace
+
+    single = save_bfl_transformer(DEMO, tmp_path / "flux-demo.safetensors")
+    base = pipeline_copy(DEMO, tmp_path / "base")
+    out = tmp_path / "o.safetensors"
+    lib = ModelLibrary(tmp_path / "lib")
+    made = resume_key(single, _cfg(base=str(base), rank=8), lib, CPU)
+    parts = _folder(parts_dir(out), made.settings, {"transformer_blocks.0": {}})
+    manifest = json.loads((parts / "manifest.json").read_text())
+    (parts / "manifest.json").write_text(json.dumps({**manifest, "base pipeline": str(base)}))
+    _touched(base)
+    events = []
+    with pytest.raises(Cancelled):
+        quantize_model(single, out, _cfg(base=str(base), rank=16), events.append, _after_calls(0), library=lib,
+                       device=CPU)  # fmt: skip
+    assert events[0].to_replace == PartsToReplace(f"rank 8 -> 16, {OTHER_CALIBRATION}", None)
 
 
 @pytest.mark.parametrize("tag, deleted", [(0xA0000003, False), (0x9000601A, True)], ids=["junction", "onedrive"])

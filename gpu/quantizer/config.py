@@ -145,10 +145,10 @@ class PartsToReplace:
     # other source weights, a pipeline's own text encoders changed): the engine's own resume decision, made for
     # those settings.
     resume_with: dict[str, object] | None
-    # Whether that run needs, besides ``resume_with``, the base pipeline the folder was made with (a single file's
-    # ``QuantizeConfig.base``): the folder's calibration (text encoders, tokenizers, scheduler, prompts, defaults)
-    # is another base's, which its manifest keeps by content, not by name.
-    other_base: bool = False
+    # The base pipeline (its folder) that run needs as its ``QuantizeConfig.base`` besides ``resume_with``, where a
+    # single file's folder was calibrated with another one than the run's: the one the folder records, proven by
+    # the engine's own resume decision for a run with it; "" when none (the run's own base resumes it, or none does).
+    other_base: str = ""
 
 
 @dataclass

@@ -339,7 +339,8 @@ def _quantize_model(
         if told:
             unasked = replace(run.key, resume=True)
             differs = "" if resumes(manifest, unasked) else what_differs(manifest, unasked)
-            resume_with, other_base = _resumed_with(manifest, run, config, dtype, samples_override is not None)
+            resume_with, other_base = _resumed_with(manifest, run, config, dtype, library,
+                                                    samples_override is not None)  # fmt: skip
             emit("stage", told, to_replace=PartsToReplace(differs, resume_with, other_base))
         if not config.resume:  # a fresh run asked for (--no-resume)
             if told:
@@ -351,6 +352,7 @@ def _quantize_model(
         manifest = {}  # other settings, other source, or a fresh start was asked for: the folder goes below
     elif manifest:  # resumed: a folder of an earlier version is recorded in this version's terms from now on
         manifest["key"], manifest["settings"] = run.key.key, settings
+        manifest.update(_base_record(run, config))  # the base that resumed it, which resumes it again
 
     head = load_head(src, device, dtype)
     blocks = _blocks(src)
@@ -389,7 +391,7 @@ def _quantize_model(
         parts.mkdir(parents=True, exist_ok=True)
     if not manifest:
         manifest = {"key": run.key.key, "engine": ENGINE_VERSION, "tool": __version__, "settings": settings, "done": {},
-                    "layers": {}}  # fmt: skip
+                    "layers": {}, **_base_record(run, config)}  # fmt: skip
     if recorded:
         digest = _save_samples(parts / SAMPLES, samples)
         if manifest.get("samples", {}).get("sha256") != digest:
@@ -602,52 +604,68 @@ def _keyed(src: WeightSource, base_entry: ModelEntry | None, storage_dtype: torc
 
 
 def _resumed_with(manifest: dict, run: _RunInputs, config: QuantizeConfig, dtype: torch.dtype,
-                  samples_supplied: bool) -> tuple[dict[str, object] | None, bool]:  # fmt: skip
+                  library: ModelLibrary, samples_supplied: bool) -> tuple[dict[str, object] | None, str]:  # fmt: skip
     """The settings with which a run on ``run``'s source resumes the parts folder of ``manifest``, which the run of
     ``config`` replaces (``PartsToReplace.resume_with``): the ``QuantizeConfig`` fields the folder keeps that differ
     from ``config``'s ({}: none, the run was asked to start over); None when no settings resume it. Taken from the
     folder's manifest, and proven by the engine's own decision (``resumes``) for a run made with them, so that a
-    folder differing in anything else (the source's files, the version) is never said to resume. With it, whether
-    that run needs the base pipeline the folder was made with (``PartsToReplace.other_base``): a single file's text
-    encoders are its base's, which the manifest keeps by content, not by name."""
+    folder differing in anything else (the source's files, the version) is never said to resume. With it, the base
+    pipeline that run needs instead of ``config.base`` (``PartsToReplace.other_base``; "" when none), proven the
+    same way (``_base_resuming``)."""
     unasked = replace(run.key, resume=True)
     if resumes(manifest, unasked):
-        return {}, False
+        return {}, ""
     current = in_current_terms(manifest, unasked)
     made_with = current.get("quantization") if current is not None else None
     if not isinstance(made_with, dict):
-        return None, False
+        return None, ""
     made_with = effective_fingerprint(made_with)  # the alpha grid an earlier folder leaves out, put back
     if not set(made_with) <= {f.name for f in fields(QuantizeConfig)}:  # another version's fields
-        return None, False
+        return None, ""
     ours = replace(config, resume=True)
     try:
         candidate = replace(ours, **made_with)
         candidate.validate()
         key = _keyed(run.src, run.base_entry, run.storage_dtype, run.defaults, candidate, dtype, samples_supplied)[2]
     except (UserError, TypeError, ValueError):  # settings no run can have (a manifest edited by hand)
-        return None, False
-    other_base = False
+        return None, ""
+    other_base = ""
     if not resumes(manifest, key):
-        # A single file calibrated with another --base: only what that base gives differs (its prompts, defaults,
-        # text encoder, tokenizer and scheduler files), and the same command with that --base resumes the folder.
-        other_base = bool(config.base) and resumes(manifest, _with_calibration_of(manifest, key))
+        other_base = _base_resuming(manifest, run, candidate, dtype, library)
         if not other_base:
-            return None, False
+            return None, ""
     now = asdict(ours)
     return {name: value for name, value in asdict(candidate).items() if now[name] != value}, other_base
 
 
-# What a single file's base pipeline gives a run's resume settings (``_resume_settings``): all of its calibration.
-_FROM_THE_BASE = ("calibration prompts", "calibration", "calibration files")
+# Where a single file's parts folder records the base pipeline it was calibrated with (its folder), beside the
+# resume settings, which keep that base's calibration by content only (a base's name says nothing of its files).
+BASE_RECORD = "base pipeline"
 
 
-def _with_calibration_of(manifest: dict, key: ResumeKey) -> ResumeKey:
-    """``key`` with what a base pipeline gives it (``_FROM_THE_BASE``) as the parts folder's ``manifest`` keeps it:
-    the key of a run on the same source whose --base is the pipeline the folder was made with."""
-    current = in_current_terms(manifest, key) or {}
-    settings = {**key.settings, **{name: current[name] for name in _FROM_THE_BASE if name in current}}
-    return replace(key, settings=settings, key=settings_key(settings))
+def _base_record(run: _RunInputs, config: QuantizeConfig) -> dict[str, str]:
+    """What a single file's parts folder records of the base pipeline that calibrates it (``BASE_RECORD``)."""
+    return {BASE_RECORD: str(run.base_entry.path)} if config.base and run.base_entry is not None else {}
+
+
+def _base_resuming(manifest: dict, run: _RunInputs, config: QuantizeConfig, dtype: torch.dtype,
+                   library: ModelLibrary) -> str:  # fmt: skip
+    """The base pipeline (a folder) with which, as --base, a run of ``config`` on ``run``'s single file resumes the
+    parts folder of ``manifest``: the one the folder records it was made with (``BASE_RECORD``), where a run with it
+    resumes the folder (the engine's own decision, with the key that run has); "" where none does: the folder records
+    none (made before it was recorded), or its base is the run's own, or one changed since (its text encoders,
+    tokenizers, scheduler or prompts), moved or gone. Said before, "--base naming the pipeline it was made with"
+    was said of a folder whose base was the run's own, changed since, which no --base resumes."""
+    base = manifest.get(BASE_RECORD)
+    if not config.base or not isinstance(base, str) or not base:
+        return ""
+    try:
+        entry = _base_for_single_file(run.src.files[0], run.src, library, base)
+        key = _keyed(run.src, entry, run.storage_dtype, dict(entry.facts.defaults), replace(config, base=base), dtype,
+                     False)[2]  # fmt: skip
+    except (UserError, OSError):  # gone, no pipeline now, one that does not fit the file: no run resumes with it
+        return ""
+    return base if resumes(manifest, key) else ""
 
 
 def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
