@@ -28,7 +28,7 @@ from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.background import Lookup, Lookups, to_qt_thread
 from app.data_dir import DataDir, DataDirMoved
-from app.engine_errors import EngineError
+from app.engine_errors import EngineError, classify
 from app.history_model import prompt_line, prompt_tooltip
 from app.image_files import (
     absolute,
@@ -682,34 +682,45 @@ class GalleryModel(QStringListModel):
         # On a daemon thread (``Lookups``): a quit does not wait for a folder it lists (it writes nothing).
         self._lookups.start("listing the trash", lambda: (look, self._list(listing)))
 
-    def _list(self, listing: TrashListing | None) -> TrashListing | None:
+    def _list(self, listing: TrashListing | None) -> TrashListing | Exception:
         """On the listing's thread: the trash listed (``listing`` None), else the pictures of the images folder and
-        the trash for moving ``listing.shown`` back; handed to the Qt thread (``_on_listed``), also when it
-        failed (None)."""
+        the trash for moving ``listing.shown`` back; handed to the Qt thread (``_on_listed``), also when it failed
+        (why, without its traceback, whose frame holds this gallery). ``DataDirMoved`` when the data folder moved
+        away before or during the listing: nothing was found at its old path, the trash's files went with it."""
         try:
             if listing is None:
                 listing = list_trash(self._data.trash)
             else:
                 listing.pictures = list_folders(self._data)
-        except Exception:  # the trash is left as the gallery has it; what asked for it is told
+            self._data.check_in_place()
+        except DataDirMoved as exc:  # said as a delete or an undo says it, which no retry helps
+            return exc.with_traceback(None)
+        except Exception as exc:  # the trash is left as the gallery has it; what asked for it is told
             log.exception("listing the trash folder %s failed", self._data.trash)
-            listing = None
+            return exc.with_traceback(None)
         return listing
 
     def _on_listed(self, lookup: Lookup) -> None:
         """On the Qt thread: a listing, used only while it is the latest asked for and the trash has not changed
         since it began (else the trash is listed again). Which of its files are the pictures of entries in the
         gallery is asked of the database here (its connection is this thread's); Empty trash then has the
-        folders listed for moving them back before it is told (``list_trash_to_empty``'s ``then``)."""
+        folders listed for moving them back before it is told (``list_trash_to_empty``'s ``then``). A listing that
+        failed (the data folder moved away too) leaves Empty trash enabled, and says why to Empty trash."""
         look: _Look
-        listing: TrashListing | None
-        look, listing = lookup.result  # ``_list`` raises nothing: a failed listing is None
+        listing: TrashListing | Exception
+        look, listing = lookup.result  # ``_list`` raises nothing: a failed listing is why it failed
         if look is not self._look:
             return
-        if listing is not None and look.version != self._trash_version:
+        if isinstance(listing, Exception):
+            self._look = None
+            self.has_trash = not self._gathering  # unknown (no file at the old path of a moved data folder)
+            if look.then is not None:
+                self.notice.emit(self._not_listed(listing))
+            return
+        if look.version != self._trash_version:
             self._look_at_trash(look.then)
             return
-        if listing is not None and listing.files and listing.pictures is None:
+        if listing.files and listing.pictures is None:
             # Such a file was left there by a delete whose commit failed and that could not move it back
             # (``DeleteNotSaved``): its row is not trashed, Undo cannot bring it back, and deleting it lost a
             # picture the user was told would come back.
@@ -719,17 +730,17 @@ class GalleryModel(QStringListModel):
                 self._start_listing(look, listing)
                 return
         self._look = None
-        deletes = listing is None or bool(listing.deleted)  # unknown: left for Empty trash to find out
-        self.has_trash = not self._gathering and (bool(self._undo) or deletes)
-        if look.then is None:
-            return
-        if listing is None:
-            self.notice.emit(EngineError("user", f"The trash folder {self._data.trash} could not be read, so it "
-                                         "was not emptied.", "Check that it can be opened, then try again; the "
-                                         "log file has the details."))  # fmt: skip
-            return
-        listing.version = look.version
-        look.then(listing)
+        self.has_trash = not self._gathering and (bool(self._undo) or bool(listing.deleted))
+        if look.then is not None:
+            listing.version = look.version
+            look.then(listing)
+
+    def _not_listed(self, why: Exception) -> EngineError:
+        """What Empty trash says when the trash could not be listed for it (``why``)."""
+        if isinstance(why, DataDirMoved):
+            return classify(why)
+        return EngineError("user", f"The trash folder {self._data.trash} could not be read, so it was not emptied.",
+                           "Check that it can be opened, then try again; the log file has the details.")
 
     @property
     def undo_count(self) -> int:
@@ -911,8 +922,8 @@ class GalleryModel(QStringListModel):
                 emptied.moved = exc
         self._emptying = None
         self.emptying = False
-        # As the listing this starts says again (none is found at the old path of a data folder moved away).
-        self.has_trash = bool(emptied.failures) or emptied.error is not None
+        # As the listing this starts says again (which tells a data folder moved away: not an empty trash).
+        self.has_trash = bool(emptied.failures) or emptied.error is not None or emptied.moved is not None
         self._trash_changed()
         self.trash_emptied.emit(emptied)
 

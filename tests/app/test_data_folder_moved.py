@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,8 @@ from app.data_dir import DataDir, DataDirMoved
 from app.gallery_model import GalleryModel
 from app.image_files import images_folder, move_to_trash, new_image_path, restore_from_trash
 from app.store import Store
+from app.trash_listing import list_trash
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import trash_listing
 
 
 @pytest.fixture
@@ -78,13 +79,21 @@ def test_a_job_after_the_data_folder_was_renamed_is_refused(qtbot, window):
 
 def test_empty_trash_after_the_data_folder_moved_changes_nothing(qtbot, moved):
     """Empty trash forgot every trashed row of the database open in the moved folder, and left the files of its
-    trash without a row: it is refused as delete and undo are."""
+    trash without a row: it is refused as delete and undo are, from its listing on (which found nothing at the old
+    path, and said "The trash is empty."), and so is a deletion given a listing made before the move."""
     data, now = moved
     store = Store(now.database)
     store.add_images([("d/x.png", {"prompt": "fox"}, 1.0, None, None)])
     store.set_trashed_many([(1, None, None)], True, when=1.0)
     gallery = GalleryModel(store, data)
-    listing = trash_listing(qtbot, gallery)
+    notices: list = []
+    listed: list = []
+    gallery.notice.connect(notices.append)
+    gallery.list_trash_to_empty(listed.append)
+    qtbot.waitUntil(lambda: not gallery.listing_trash, timeout=30000)
+    assert listed == [] and gallery.has_trash  # nothing to confirm, and not called empty
+    assert [n.message.startswith(f"The data folder {data.root} was moved or removed") for n in notices] == [True]
+    listing = replace(list_trash(now.trash), version=gallery._trash_version)  # as listed before the move
     with pytest.raises(DataDirMoved):
         gallery.empty_trash(listing)
     assert store.all_paths()["d/x.png"][2] and (now.trash / "d" / "x.png").is_file()  # still undoable there

@@ -73,6 +73,35 @@ def test_the_data_folder_moved_away_meanwhile_is_said_not_the_trash_emptied(qtbo
     assert len(_trash_files(data)) == 3
 
 
+def test_after_the_data_folder_moved_away_empty_trash_stays_usable_and_says_why(qtbot, data_root, held, tmp_path):
+    # The end looked at the trash at the old path, found nothing there, and greyed Empty trash as for an empty trash;
+    # asked for, Empty trash said "The trash is empty.", the files all still in the moved folder's trash.
+    data, window = _three_in_the_trash(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    errors: list = []
+    window.controller.error.connect(errors.append)
+    _start_emptying(qtbot, window, held)
+    moved = tmp_path / "moved-away"
+    data.root.rename(moved)
+    try:
+        with qtbot.waitSignal(gallery.trash_emptied, timeout=30000):
+            held.go.set()
+        trash_settled(qtbot, gallery)
+        assert panel.empty_trash_button.isEnabled()  # was: greyed
+        errors.clear()  # what the end said (the test above)
+        panel.empty_trash_button.click()
+        trash_settled(qtbot, gallery)
+        assert panel.empty_trash_button.isEnabled()
+    finally:
+        moved.rename(data.root)
+    assert [error.message for error in errors] == [  # as a delete or an undo says it; was: "The trash is empty."
+        f"The data folder {data.root} was moved or removed while Nibble Studio ran, so nothing more is saved in it: "
+        "quit Nibble Studio and start it again (with --data-dir NEW_PATH if the folder was moved)."]
+    with qtbot.waitSignal(gallery.trash_emptied, timeout=30000) as ended:  # the folder back: emptied as asked
+        panel.empty_trash_button.click()
+    assert ended.args[0].deleted == 3 and _trash_files(data) == []
+
+
 def test_a_deletion_thread_that_cannot_start_leaves_delete_undo_and_empty_trash_usable(qtbot, data_root,
                                                                                         monkeypatch):  # fmt: skip
     data, window = _three_in_the_trash(qtbot, data_root)
