@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpu.paths import DATA_DIR_ENV, data_dir_override, user_data_dir  # torch-free, as gpu.quantize_defaults
+from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir  # torch-free, as the next
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
     DEFAULT_CALIB_PROMPTS,
@@ -47,26 +47,33 @@ def say(text: str) -> None:
     log.info("%s", text)
 
 
-# An empty --data-dir (``--data-dir "$UNSET"``): ``Path("")`` is the current folder, so user data would land
-# wherever the command happened to run. Said by ``main``, not by argparse: its usage line before the error was the
-# CLI's only two-line error.
-EMPTY_DATA_DIR = ('error: --data-dir "": the folder name is empty (give a folder, e.g. --data-dir ~/nibble-data, '
-                  "or leave --data-dir out for the default one)")  # fmt: skip
+def blank_data_dir(flag: str) -> tuple[str, str] | None:
+    """What is wrong with the --data-dir ``flag``, and what to do, when it names no folder (``named_data_dir``):
+    empty (``--data-dir "$UNSET"``), where ``Path("")`` is the current folder and user data would land wherever the
+    command happened to run, or only spaces, a folder named with them there. None when it names one. Said by
+    ``main``, not by argparse: its usage line before the error was the CLI's only two-line error."""
+    if named_data_dir(flag) is not None:
+        return None
+    return (f'--data-dir "{flag}": the folder name is {"only spaces" if flag else "empty"}',
+            "give a folder, e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one")
 
 
 def choose_data_dir(flag: str | None) -> str:
     """Makes ``flag`` the engine's and the app's data folder and creates the chosen one (--data-dir, else
-    NIBBLE_DATA_DIR) with the engine's own ``user_data_dir``, so the check is the creation every later step
-    relies on, and a file made in it (a folder that exists already may not take one: a later step would fail
-    naming some file inside). Returns the error line naming the option or variable when the folder cannot be
-    used, else ''. The default per-user folder is left to the commands that need it (inspect and bench never
-    do). ``flag`` is never "" (``main`` refuses it first: ``EMPTY_DATA_DIR``)."""
+    NIBBLE_DATA_DIR, both read by ``named_data_dir``: ``~`` expanded) with the engine's own ``user_data_dir``, so
+    the check is the creation every later step relies on, and a file made in it (a folder that exists already may
+    not take one: a later step would fail naming some file inside). Returns the error line naming the option or
+    variable when the folder cannot be used, else ''. The default per-user folder is left to the commands that
+    need it (inspect and bench never do). ``flag`` names a folder (``main`` refuses a blank one first:
+    ``blank_data_dir``)."""
     if flag is not None:
-        folder = Path(flag)
+        folder = named_data_dir(flag)
         where, fix = f"--data-dir {flag}", "give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data"
-    elif (folder := data_dir_override()) is not None:  # an empty variable is unset, as the engine reads it
-        where, fix = f"{DATA_DIR_ENV}={folder}", f"set {DATA_DIR_ENV} to a folder you can write to, or unset it"
-    else:
+    else:  # an empty variable, or one of spaces, is unset, as the engine reads it
+        folder = data_dir_override()
+        where = f"{DATA_DIR_ENV}={os.environ.get(DATA_DIR_ENV)}"
+        fix = f"set {DATA_DIR_ENV} to a folder you can write to, or unset it"
+    if folder is None:
         return ""
     from gpu.atomic import check_folder_writable, folder_problem
 
@@ -544,8 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_test and args.command is not None:  # else the sub-command was dropped without a word
         parser.error(f"--self-test takes no sub-command: run 'main.py --self-test' and "
                      f"'main.py {args.command} ...' separately")  # fmt: skip
-    if args.data_dir == "":  # no folder the app's start-up dialog could name either: refused in every mode
-        print(EMPTY_DATA_DIR, file=sys.stderr)
+    if args.data_dir is not None and (blank := blank_data_dir(args.data_dir)) is not None:
+        # no folder the app's start-up dialog could name either: refused in every mode
+        print(f"error: {blank[0]} ({blank[1]})", file=sys.stderr)
         return 2
     if problem := choose_data_dir(args.data_dir):
         # A windowed executable has no console to print to: the app's own start-up dialog names the folder.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gpu.atomic import check_folder_writable, link_to_nothing
 from gpu.errors import OutputError
-from gpu.paths import DATA_DIR_ENV, user_data_dir
+from gpu.paths import DATA_DIR_ENV, named_data_dir, user_data_dir
 
 # The trash when images/ is on another disk than the data folder (a link or junction to a bigger one): a file moves
 # to the trash and back by one rename (crash-safe, see ``app.image_files``), and no rename crosses disks. Hidden, so
@@ -212,7 +212,13 @@ def _link_gone(link: Path) -> str:
 
 
 def resolve_data_dir(explicit: Path | None = None) -> DataDir:
-    """An explicit folder wins; it is also exported so the engine (model library) agrees on the location."""
-    if explicit is not None:  # absolute, its links not followed: one that leads nowhere is refused, not its target made
-        os.environ[DATA_DIR_ENV] = str(Path(explicit).absolute())
+    """An explicit folder wins (``~`` expanded: ``named_data_dir``); it is also exported so the engine (model
+    library) agrees on the location. ``OSError`` when the folder cannot be used (``DataDir.create``), or when
+    ``explicit`` names none (only spaces)."""
+    if explicit is not None:
+        folder = named_data_dir(explicit)
+        if folder is None:
+            raise OSError(errno.EINVAL, "the folder name is only spaces", str(explicit))
+        # absolute, its links not followed: one that leads nowhere is refused, not its target made
+        os.environ[DATA_DIR_ENV] = str(folder.absolute())
     return DataDir(user_data_dir().resolve()).create()

@@ -28,10 +28,19 @@ def resources_dir() -> Path:
 
 
 def data_dir_override() -> Path | None:
-    """The folder ``NIBBLE_DATA_DIR`` names; None when it is unset or empty (an empty one counts as unset: ``Path("")``
-    is the current folder, and user data would land wherever a command happened to run)."""
+    """The folder ``NIBBLE_DATA_DIR`` names (``named_data_dir``); None when it is unset, empty or only spaces (such
+    a one counts as unset)."""
     override = os.environ.get(DATA_DIR_ENV)
-    return Path(override) if override else None
+    return named_data_dir(override) if override is not None else None
+
+
+def named_data_dir(name: str | os.PathLike[str]) -> Path | None:
+    """The data folder ``name`` (``--data-dir``'s or ``NIBBLE_DATA_DIR``'s value) names, ``~`` expanded: a desktop
+    shortcut or a .desktop file sets it with no shell to expand it, and a folder named "~" was made in the current
+    one. None when ``name`` is empty or only spaces, which name no folder: ``Path("")`` is the current folder, so
+    user data would land wherever a command happened to run, and "  " made a folder named with spaces there."""
+    text = os.fspath(name)
+    return Path(os.path.expanduser(text)) if text.strip() else None
 
 
 def user_data_path() -> Path:

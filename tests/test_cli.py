@@ -363,6 +363,44 @@ def test_an_empty_data_dir_variable_is_unset_for_the_command_line_and_the_engine
     assert gpu.paths.data_dir_override() == Path("data") and gpu.paths.user_cache_dir() == Path("data", "cache")
 
 
+def test_a_data_folder_name_of_spaces_is_no_folder_and_tilde_is_the_home_folder(tmp_path, capsys, monkeypatch,
+                                                                                nothing_else_runs):  # fmt: skip
+    """``--data-dir "  "`` and ``NIBBLE_DATA_DIR="  "`` made a folder named with spaces in the current one, and a
+    "~" no shell expanded (a desktop shortcut, a .desktop file) a folder named "~". A blank --data-dir is refused as
+    an empty one is, a blank variable is unset as an empty one is, and "~" is the home folder, for the command
+    line, the engine and the app alike (``gpu.paths.named_data_dir``)."""
+    import appdirs
+
+    import gpu.paths
+    from app.data_dir import resolve_data_dir
+    from main import main
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    for variable in ("HOME", "USERPROFILE"):  # the latter on Windows
+        monkeypatch.setenv(variable, str(home))
+    monkeypatch.setattr(appdirs, "user_data_dir", lambda *a, **k: str(tmp_path / "platform-data"))
+    monkeypatch.setattr(appdirs, "user_cache_dir", lambda *a, **k: str(tmp_path / "platform-cache"))
+    for args in (["inspect", "missing.safetensors"], []):  # [] is the desktop app
+        assert main(["--data-dir", "  ", *args]) == 2, args
+        assert capsys.readouterr().err == ('error: --data-dir "  ": the folder name is only spaces (give a folder, '
+                                           "e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default "
+                                           "one)\n")  # fmt: skip
+    monkeypatch.setenv("NIBBLE_DATA_DIR", "  ")
+    assert main([]) == 0 and gpu.paths.data_dir_override() is None
+    assert gpu.paths.user_data_path() == tmp_path / "platform-data"
+    assert gpu.paths.user_cache_dir() == tmp_path / "platform-cache"
+    assert list(cwd.iterdir()) == [] and nothing_else_runs == ["gui"]
+
+    assert main(["--data-dir", "~/by-flag"]) == 0 and (home / "by-flag").is_dir()
+    monkeypatch.setenv("NIBBLE_DATA_DIR", "~/by-variable")
+    assert gpu.paths.user_cache_dir() == home / "by-variable" / "cache"
+    assert main([]) == 0 and (home / "by-variable").is_dir()
+    assert resolve_data_dir(Path("~/by-app")).root == (home / "by-app").resolve()
+    assert list(cwd.iterdir()) == [] and nothing_else_runs == ["gui", "gui", "gui"]
+
+
 def test_self_test_with_a_sub_command_is_a_usage_error(capsys, nothing_else_runs):
     """--self-test ran the self test and dropped the sub-command without a word."""
     from main import main
