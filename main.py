@@ -58,6 +58,24 @@ def blank_data_dir(flag: str) -> tuple[str, str] | None:
             "give a folder, e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one")
 
 
+def windowed_app(args: argparse.Namespace) -> bool:
+    """Whether this run opens the app in a windowed executable (PyInstaller ``--windowed``): it has no console,
+    ``sys.stderr`` is None, and a line printed there is seen by no one."""
+    return sys.stderr is None and args.command is None and not args.self_test
+
+
+def refuse_blank_data_dir(args: argparse.Namespace, argv: list[str], what: str, fix: str) -> int:
+    """Refuses a --data-dir that names no folder (``blank_data_dir``'s ``what`` and ``fix``), in every mode: exit
+    2, said on the console, or in a dialog by a windowed app (printed, it was seen by no one)."""
+    if windowed_app(args):
+        from app.main_window import show_start_refused
+
+        show_start_refused(argv, what, fix)
+    else:
+        print(f"error: {what} ({fix})", file=sys.stderr)
+    return 2
+
+
 def choose_data_dir(flag: str | None) -> str:
     """Makes ``flag`` the engine's and the app's data folder and creates the chosen one (--data-dir, else
     NIBBLE_DATA_DIR, both read by ``named_data_dir``: ``~`` expanded) with the engine's own ``user_data_dir``, so
@@ -552,12 +570,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--self-test takes no sub-command: run 'main.py --self-test' and "
                      f"'main.py {args.command} ...' separately")  # fmt: skip
     if args.data_dir is not None and (blank := blank_data_dir(args.data_dir)) is not None:
-        # no folder the app's start-up dialog could name either: refused in every mode
-        print(f"error: {blank[0]} ({blank[1]})", file=sys.stderr)
-        return 2
+        return refuse_blank_data_dir(args, argv, *blank)  # no folder the app's own start-up dialog could name
     if problem := choose_data_dir(args.data_dir):
-        # A windowed executable has no console to print to: the app's own start-up dialog names the folder.
-        if sys.stderr is not None or args.command is not None or args.self_test:
+        # The app's own start-up dialog names the folder in a windowed executable, which has no console.
+        if not windowed_app(args):
             print(problem, file=sys.stderr)
             return 2
     if args.self_test:

@@ -385,6 +385,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _application(argv: list[str]) -> QApplication:
+    """The app's QApplication (made if there is none yet), named, with its icon and theme: for its first dialog too."""
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName("Nibble Studio")
+    from gpu.paths import resources_dir
+
+    app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "nibble-studio.png")))
+    from app.theme import apply_theme
+
+    apply_theme(app)
+    return app
+
+
+def show_start_refused(argv: list[str], message: str, hint: str) -> None:
+    """Says in a dialog why the app does not start, where the command line refused what it was given before the app
+    could begin (a --data-dir that names no folder): the windowed executable has no console to say it on."""
+    _application(argv)
+    show_fatal_error(EngineError("user", message, hint))
+
+
 def run_app(argv: list[str], data_dir: Path | None = None) -> int:
     """The desktop app; returns its exit code. Logs go to stderr when there is one (not in the windowed
     executable) and to the data folder's log file (``app.app_log``) when it can be opened."""
@@ -395,14 +415,7 @@ def run_app(argv: list[str], data_dir: Path | None = None) -> int:
     install_exception_hooks()
     if data_dir is None:
         data_dir = parse_args(argv).data_dir
-    app = QApplication.instance() or QApplication(argv)
-    app.setApplicationName("Nibble Studio")
-    from gpu.paths import resources_dir
-
-    app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "nibble-studio.png")))
-    from app.theme import apply_theme
-
-    apply_theme(app)
+    app = _application(argv)
     try:
         data = resolve_data_dir(data_dir)
     except OSError as exc:  # the data folder cannot be created or written (read-only place, full disk)

@@ -6,8 +6,10 @@ opens, and nothing is made where the user did not mean."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
+from PySide6.QtWidgets import QApplication
 
 from app.main_window import run_app
 from tests.app.gui import accept_dialog_later
@@ -24,3 +26,21 @@ def test_a_data_folder_under_a_link_that_leads_nowhere_is_named_and_its_target_n
     assert run_app(["nibble-studio"], link / "data") == 1  # a dialog, then a clean exit: no traceback
     assert len(seen) == 1 and f"{link} is a link to {gone}, which is not there" in seen[0], seen
     assert sorted(tmp_path.iterdir()) == [link]
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_windowed_app_given_a_data_dir_that_names_no_folder_says_so_in_a_dialog(qtbot, tmp_path, monkeypatch,
+                                                                                   blank):  # fmt: skip
+    """The windowed executable (no console: ``sys.stderr`` is None) started with ``--data-dir ""`` exited 2 and
+    printed its reason to no one; nothing showed. It says it in a dialog, and still opens no window."""
+    from main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stderr", None)
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    assert main(["--data-dir", blank]) == 2
+    name = "only spaces" if blank else "empty"
+    assert seen == [f'Nibble Studio cannot start\n--data-dir "{blank}": the folder name is {name}.\nGive a folder, '
+                    "e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one."]  # fmt: skip
+    assert [w for w in QApplication.topLevelWidgets() if w.isVisible()] == [] and list(tmp_path.iterdir()) == []
