@@ -17,7 +17,6 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +32,7 @@ from gpu.quantize_defaults import (
 if TYPE_CHECKING:
     from gpu.generation.request import GeneratedImage
     from gpu.library import ModelEntry, ModelLibrary
-    from gpu.quantizer.config import PartsToReplace
+    from gpu.streaming.stopped import QuantizeTold
 
 LOGGED_COMMANDS = ("generate", "quantize")  # the ones that do real work: logged for problem reports
 CLI_LOGGER = "nibble.cli"  # app.app_log.CLI_LOGGER, without importing it for --help
@@ -183,15 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@dataclass
-class QuantizeTold:
-    """What a quantize run's engine said of the output's parts folder, as far as it got (``QuantizeEvent``)."""
-
-    anything: bool = False  # any event: the run has looked at the folder and decided what it does with it
-    to_replace: PartsToReplace | None = None  # an earlier run's folder it replaces once its samples are recorded
-    replacing: bool = False  # it began deleting that folder: nothing of that run in it resumes from then on
-
-
 # The quantize options that set a QuantizeConfig field, for saying how to resume a parts folder made with other
 # settings (``PartsToReplace.resume_with``): field -> option, its value after it.
 _QUANTIZE_OPTIONS = {"method": "--method", "precision": "--precision", "rank": "--rank",
@@ -199,65 +189,25 @@ _QUANTIZE_OPTIONS = {"method": "--method", "precision": "--precision", "rank": "
                      "alpha_points": "--alpha-points"}  # fmt: skip
 
 
-def _resume_options(resume_with: dict[str, object], no_resume: bool, other_base: str = "") -> str | None:
-    """How the command is to be given ``resume_with``'s settings, in words ("with --rank 8 and without --no-resume");
-    None when one of them has no option (only a caller of the engine sets it). ``other_base``: the pipeline the
-    folder was calibrated with, another than the run's --base (``PartsToReplace.other_base``)."""
-    said = [f"with --base naming the pipeline it was made with ({other_base})"] if other_base else []
-    for name, value in resume_with.items():
-        if name == "shared_smoothing":
-            said.append("without --per-layer-smoothing" if value else "with --per-layer-smoothing")
-        elif name == "calib_steps" and value is None:  # the model's default
-            said.append("without --calib-steps")
-        elif name in _QUANTIZE_OPTIONS:
-            said.append(f"with {_QUANTIZE_OPTIONS[name]} {value}")
-        else:
-            return None
-    if no_resume:  # it starts over again, whatever its settings
-        said.append("without --no-resume")
-    return " and ".join(said)
+def _resume_option(name: str, value: object) -> str | None:
+    """How the command is given the setting ``name`` of ``value`` (a ``QuantizeConfig`` field, or "base": the
+    pipeline the folder was calibrated with, another than the run's --base, ``PartsToReplace.other_base``), in words
+    ("with --rank 8"); None when it has no option (only a caller of the engine sets it)."""
+    if name == "base":
+        return f"with --base naming the pipeline it was made with ({value})"
+    if name == "shared_smoothing":
+        return "without --per-layer-smoothing" if value else "with --per-layer-smoothing"
+    if name == "calib_steps" and value is None:  # the model's default
+        return "without --calib-steps"
+    return f"with {_QUANTIZE_OPTIONS[name]} {value}" if name in _QUANTIZE_OPTIONS else None
 
 
 def quantize_cancel_note(parts: Path, told: QuantizeTold, no_resume: bool) -> str:
-    """Where a stopped quantize run left the parts folder ``parts``, and how the next run uses it, as the engine
-    said it (``told``), not by the folder's bytes (a run replacing it may write them again as they were); "" when it
-    holds nothing to say. A run that began on a folder made with other settings, and was stopped before it replaced
-    it, said "the blocks finished so far are kept …: run the same command again to resume", which deletes them."""
-    from gpu.streaming.parts_folder import kept_in
-    from gpu.streaming.resume import ANOTHER_VERSION, BY_ANOTHER_VERSION, NO_MANIFEST
+    """Where a stopped quantize run left the parts folder ``parts``, and how the same command uses it, as the engine
+    said it (``told``): ``gpu.streaming.stopped.stopped_note`` in the command's words; "" when there is nothing."""
+    from gpu.streaming.stopped import RunAgain, stopped_note
 
-    kept = kept_in(parts)  # once replacing, the run's own: the earlier run's manifest is deleted first
-    plan = told.to_replace
-    if told.replacing and not kept and parts.is_dir():
-        return (f"{parts} was being replaced when this run stopped: nothing in it resumes; run the same command "
-                "again to start over")  # fmt: skip
-    if plan is not None and not told.replacing and parts.is_dir():
-        if no_resume:
-            note = (f"{parts} is left as it was: this run stopped before it started over; run the same command again "
-                    "to start over")  # fmt: skip
-        else:
-            why = {NO_MANIFEST: NO_MANIFEST, ANOTHER_VERSION: BY_ANOTHER_VERSION}.get(
-                plan.differs, f"made with other settings: {plan.differs}")
-            note = (f"{parts} is left as it was: this run stopped before it replaced it; run the same command again "
-                    f"to replace it ({why})")  # fmt: skip
-        options = None
-        if plan.resume_with is not None:
-            options = _resume_options(plan.resume_with, no_resume, plan.other_base)
-        if options:
-            return f"{note}, or {options} to resume it"
-        return note if plan.differs == NO_MANIFEST else f"{note}; no setting of this command resumes it"
-    if not kept:
-        return ""
-    if not told.anything:  # whether this run would have resumed from it is not known yet
-        if no_resume:  # it starts over, whatever the folder was made with
-            return (f"this run stopped before it read {parts}, which is left as it was: the same command again starts "
-                    "over; without --no-resume it resumes from it if it was made with these settings")  # fmt: skip
-        return (f"this run stopped before it read {parts}, which is left as it was: the same command again resumes "
-                "from it if it was made with the same settings, and says as it starts if not")  # fmt: skip
-    # Hours of work may be in it: say it is there, and how it is used. The same command with --no-resume starts over
-    # again, deleting it.
-    again = " without --no-resume" if no_resume else ""
-    return f"{kept}: run the same command again{again} to resume"
+    return stopped_note(parts, told, RunAgain("run the same command again", _resume_option, no_resume=no_resume))
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -267,6 +217,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.output_lock import lock_path
     from gpu.quantizer import QuantizeConfig, quantize_model
     from gpu.streaming.parts_folder import parts_dir
+    from gpu.streaming.stopped import QuantizeTold
 
     # Before the calibration, not after it; the parts folder and lock file beside OUT have longer names.
     check_output_path(args.out, example="out.safetensors", beside=(parts_dir(args.out), lock_path(args.out)))
@@ -287,12 +238,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     def show(ev) -> None:
         eta = f" (ETA {ev.eta_s:.0f} s)" if ev.eta_s is not None and ev.kind == "layer" else ""
         prefix = f"[{ev.index}/{ev.total}] " if ev.kind == "layer" else ""
-        # Before it is said: the engine has decided, and deletes nothing until a later event
-        told.anything, told.to_replace = True, told.to_replace or ev.to_replace
+        told.heard(ev)
         if ev.message:
             say(f"{ev.elapsed_s:7.1f}s {prefix}{ev.message}{eta}")
-        # Only once said: the deletion begins as the event returns, so a Ctrl-C while it is said stops before it
-        told.replacing = told.replacing or ev.replacing_parts
+        told.passed(ev)  # only once said: a Ctrl-C while it is said stops before the deletion it announces
 
     library = ModelLibrary()
     try:

@@ -33,8 +33,8 @@ __all__ = [
     "delete_unfinished_run",
     "free_output_path",
     "installed_ram_bytes",
-    "kept_for_resume",
     "running_output",
+    "stopped_note",
     "unfinished_runs",
 ]
 
@@ -76,11 +76,12 @@ def _streaming() -> ModuleType:
     ``gpu.quantizer``: imported first, the engine is a circular import (that package imports it), and so are the
     resume decision and the unfinished runs (they import ``gpu.quantizer.config``). The modules: ``engine`` (the
     run's ``resume_key``), ``parts_folder`` (the folder and what it keeps), ``resume`` (whether a run resumes from
-    it) and ``unfinished`` (the unfinished runs, listed and deleted)."""
+    it), ``unfinished`` (the unfinished runs, listed and deleted) and ``stopped`` (what a stopped run left)."""
     import gpu.quantizer  # noqa: F401
     import gpu.streaming.engine
     import gpu.streaming.parts_folder
     import gpu.streaming.resume
+    import gpu.streaming.stopped
     import gpu.streaming.unfinished
 
     return gpu.streaming
@@ -176,11 +177,40 @@ def _taken_note(parts: Path, key: ResumeKey | None) -> str:
             f"and resume when you run with that run's settings (it differs: {differs}); {own} {delete}")  # fmt: skip
 
 
-def kept_for_resume(out_path: Path) -> tuple[Path, int]:
-    """The parts folder of the run writing ``out_path``, and how many finished blocks it keeps (its manifest)."""
-    folder = _streaming().parts_folder
-    parts = folder.parts_dir(out_path)
-    return parts, folder.blocks_kept(parts)
+def new_told() -> Any:
+    """A ``QuantizeTold`` (``gpu.streaming.stopped``): what the engine says of a run's parts folder, as it goes."""
+    return _streaming().stopped.QuantizeTold()
+
+
+def stopped_note(out_path: Path, told: Any) -> str:
+    """Where the wizard's run into ``out_path``, stopped (cancelled, failed) or about to be, left its parts folder,
+    and how a run of the wizard uses it, as the engine said it (``told``: a ``QuantizeTold``); "" when there is
+    nothing to say. The command line's Ctrl-C note (``gpu.streaming.stopped.stopped_note``) in the wizard's words:
+    it said the blocks of an earlier run of other settings, which this run was to replace, were resumed by "a run
+    with the same settings", which writes a name of its own beside them (``free_output_path``)."""
+    streaming = _streaming()
+    again = streaming.stopped.RunAgain("run again with the same settings", _wizard_setting, changed="run again with ",
+                                       replaces=False, command="the wizard")  # fmt: skip
+    return streaming.stopped.stopped_note(streaming.parts_folder.parts_dir(out_path), told, again)
+
+
+# How the wizard's pages name a setting (a ``QuantizeConfig`` field, or "base": ``PartsToReplace.other_base``),
+# its value in the words. The others resume no folder of the wizard's: the method, precision and rank name the
+# file a run writes (``output_name``), so a run with other ones writes another and never looks at this folder;
+# the seed and the tokens per layer are no setting of the wizard.
+_WIZARD_SETTINGS = {"alpha_points": "{} alpha search points", "calib_prompts": "{} prompts",
+                    "calib_steps": "{} steps per prompt", "base": "the base pipeline {}"}  # fmt: skip
+
+
+def _wizard_setting(name: str, value: object) -> str | None:
+    """How the wizard is given the setting ``name`` of ``value``, in words ("5 alpha search points"); None when it
+    has none."""
+    if name == "shared_smoothing":
+        return f"Smooth Q/K/V together {'checked' if value else 'unchecked'}"
+    if name == "calib_steps" and value is None:
+        return "the model's default steps per prompt"
+    words = _WIZARD_SETTINGS.get(name)
+    return words.format(value) if words is not None else None
 
 
 def unfinished_runs(folder: Path, source: str | None = None, config: Any = None) -> list[UnfinishedRun]:

@@ -19,7 +19,7 @@ from PySide6.QtGui import QImage
 
 from app.engine_errors import EngineError, classify, is_disk_full
 from app.engine_worker import pil_to_qimage, quantize_runs
-from app.quantize_outputs import running_output
+from app.quantize_outputs import new_told, running_output
 from app.thread_exit import stop_thread
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ class QuantizeJob:
     compare_original: bool = True  # False: the source cannot be rendered at 16 bits (a single file)
     cancel: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)  # set by the run as it ends, however it ends
+    # What the engine said of the output's parts folder, as far as the run got (a gpu.streaming.stopped.QuantizeTold,
+    # written by the run's thread): what a stopped run left there, for the wizard to say (``stopped_note``).
+    told: Any = field(default_factory=new_told)
 
     def needs_room(self) -> bool:
         """Whether the run still needs the memory the generation model holds: not once it was cancelled or ended.
@@ -192,6 +195,8 @@ class QuantizeWorker(QObject):
         from gpu.quantizer import quantize_model
 
         def on_event(event: Any) -> None:
+            job.told.heard(event)
+            job.told.passed(event)  # nothing here stops the run between the two, as a Ctrl-C may the command's
             message = str(getattr(event, "message", "") or "")
             if getattr(event, "kind", "") == "layer" and getattr(event, "error", None) is not None:
                 message = f"{message or event.layer}: relative error {event.error:.4f}"

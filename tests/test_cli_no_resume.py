@@ -14,6 +14,7 @@ from gpu.quantizer import QuantizeConfig  # noqa: F401 - before the engine, whic
 from gpu.quantizer.config import PartsToReplace
 from gpu.streaming.parts_folder import parts_dir
 from gpu.streaming.resume import ANOTHER_VERSION
+from gpu.streaming.stopped import QuantizeTold
 
 
 def _quantize(tiny_flux: Path, out: Path, data: Path, stop_at: str, *flags: str) -> tuple[int, list[str]]:
@@ -145,8 +146,8 @@ def test_a_run_stopped_before_it_replaced_a_folder_of_other_settings_says_how_to
         f"{parts} was made with other settings (rank 8 -> 32): it is deleted once the calibration samples are "
         "recorded, and with it the finished block; a run stopped before then leaves it as it is"]  # fmt: skip
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"error: cancelled; {parts} is left as it was: this run stopped before it replaced it; run the same command "
-        "again to replace it (made with other settings: rank 8 -> 32), or with --rank 8 to resume it")  # fmt: skip
+        f"error: cancelled; {parts} is left as it was: this run stopped before it replaced it (made with other "
+        "settings: rank 8 -> 32); run the same command again to replace it, or with --rank 8 to resume it")  # fmt: skip
 
     code, printed = _quantize(tiny_flux, out, data, "block 2/", "--rank", "8")  # as the note says: resumed
     assert code == 130 and any("resuming: 1/" in line for line in printed)
@@ -163,9 +164,9 @@ def test_a_run_stopped_before_it_replaced_a_folder_of_other_settings_says_how_to
 
 
 @pytest.mark.parametrize(("flags", "note"), [
-    ((), "the same command again resumes from it if it was made with the same settings, and says as it starts if not"),
-    (("--no-resume",), "the same command again starts over; without --no-resume it resumes from it if it was made "
-                       "with these settings"),
+    ((), "run the same command again to resume from it if it was made with these settings"),
+    (("--no-resume",), "run the same command again to start over, or without --no-resume to resume from it if it "
+                       "was made with these settings"),
 ])  # fmt: skip
 def test_a_run_stopped_before_it_read_the_parts_folder_does_not_say_what_the_same_command_does_not(
         tiny_flux, tmp_path, capsys, flags, note):  # fmt: skip
@@ -193,10 +194,12 @@ def test_a_run_stopped_before_it_read_the_parts_folder_does_not_say_what_the_sam
 
 @pytest.mark.parametrize(("plan", "note"), [
     (("other text encoders, tokenizers or scheduler (or their files changed since)", {"rank": 8}, "/m/FLUX.1-dev"),
-     "made with other settings: other text encoders, tokenizers or scheduler (or their files changed since)), or "
-     "with --base naming the pipeline it was made with (/m/FLUX.1-dev) and with --rank 8 to resume it"),
+     "made with other settings: other text encoders, tokenizers or scheduler (or their files changed since)); run "
+     "the same command again to replace it, or with --base naming the pipeline it was made with (/m/FLUX.1-dev) and "
+     "with --rank 8 to resume it"),
     ((ANOTHER_VERSION, None),
-     "made by another version of Nibble Studio's quantizer); no setting of this command resumes it"),
+     "made by another version of Nibble Studio's quantizer); run the same command again to replace it; no setting of "
+     "this command resumes it"),
 ])  # fmt: skip
 def test_a_folder_of_another_base_or_version_is_said_as_such(tmp_path, plan, note):
     """A single file's folder made with another --base was said to be resumed by "no options of this command",
@@ -204,6 +207,5 @@ def test_a_folder_of_another_base_or_version_is_said_as_such(tmp_path, plan, not
     quantizer"."""
     parts = parts_dir(tmp_path / "cut.safetensors")
     parts.mkdir()
-    assert cli.quantize_cancel_note(parts, cli.QuantizeTold(True, PartsToReplace(*plan)), False) == (
-        f"{parts} is left as it was: this run stopped before it replaced it; run the same command again to replace "
-        f"it ({note}")  # fmt: skip
+    assert cli.quantize_cancel_note(parts, QuantizeTold(True, PartsToReplace(*plan)), False) == (
+        f"{parts} is left as it was: this run stopped before it replaced it ({note}")

@@ -50,7 +50,7 @@ from app.quantize_outputs import (
     delete_unfinished_run,
     free_output_path,
     installed_ram_bytes,
-    kept_for_resume,
+    stopped_note,
     unfinished_runs,
 )
 from app.quantize_source import QuantizeSource, output_stem
@@ -404,10 +404,15 @@ class RunPage(QWizardPage):
         self.cancel_button.clicked.connect(wizard.cancel)
         self.error = _problem_label()  # the engine's own words for a failed run, on the page, not only in a dialog
         self.error.hide()
+        # What a run that ended unfinished left in its parts folder, on the page: said only in the log, among
+        # hundreds of lines, the user's files kept there went unseen.
+        self.note = _message_label("palette(text)")
+        self.note.hide()
         layout = QVBoxLayout(self)
         layout.addWidget(self.bar)
         layout.addWidget(self.eta)
         layout.addWidget(self.error)
+        layout.addWidget(self.note)
         layout.addWidget(self.log, 1)
         layout.addWidget(self.cancel_button)
         self.ok = False
@@ -415,6 +420,7 @@ class RunPage(QWizardPage):
     def initializePage(self) -> None:
         self.ok = False
         self.error.hide()
+        self.note.hide()
         self.cancel_button.setEnabled(True)
         self.log.clear()
         self.bar.setRange(0, 0)
@@ -424,8 +430,6 @@ class RunPage(QWizardPage):
         return self.ok
 
     def on_progress(self, event: QuantizeProgress) -> None:
-        if event.blocks:
-            self.wiz.blocks_total = event.blocks
         if event.total:
             self.bar.setRange(0, event.total)
             self.bar.setValue(event.index)
@@ -448,6 +452,11 @@ class RunPage(QWizardPage):
         self.error.setText(f"The run failed: {sentence(error.message, capital=False)}{hint}{back}")
         self.error.show()
 
+    def left(self, note: str) -> None:
+        """Shows ``note``, what a run that ended unfinished left for the next one (``QuantizeWizard.left_note``)."""
+        self.note.setText(note)
+        self.note.setVisible(bool(note))
+
 
 class ResultPage(QWizardPage):
     def __init__(self, wizard: QuantizeWizard) -> None:
@@ -456,11 +465,14 @@ class ResultPage(QWizardPage):
         self.wiz = wizard
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
+        self.parts_left = _warning_label()  # the run's parts folder, kept with the user's files in it (the engine's)
+        self.parts_left.hide()
         self.grid = QGridLayout()
         self.add_button = QPushButton("Add to library")
         self.add_button.clicked.connect(wizard.add_to_library)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
+        layout.addWidget(self.parts_left)
         holder = QWidget()
         holder.setLayout(self.grid)
         layout.addWidget(holder, 1)
@@ -474,6 +486,8 @@ class ResultPage(QWizardPage):
             if item is not None and item.widget() is not None:
                 item.widget().deleteLater()
         self.summary.setText("")
+        self.parts_left.setText("")
+        self.parts_left.hide()
         self.add_button.setEnabled(True)
         self.add_button.setText("Add to library")
 
@@ -634,7 +648,6 @@ class QuantizeWizard(QWizard):
         controller.add_ended.connect(self._on_add_ended)
         self.comparisons: list[Comparison] = []
         self.error_dialog: QMessageBox | None = None
-        self.blocks_total: int | None = None  # the run's block count, from its first layer event
         self.compare_steps: int | None = None  # tests use few steps
         self.running = False  # a job is on the worker thread, or waiting for an earlier wizard's to stop
         self._waiting = False  # ... waiting, not yet handed to the worker
@@ -780,7 +793,6 @@ class QuantizeWizard(QWizard):
         self.job, self.out_path = None, None
         self.result_path = None
         self.comparisons = []
-        self.blocks_total = None
         self.result_page.clear()
         try:
             state.recheck_file()
@@ -866,21 +878,22 @@ class QuantizeWizard(QWizard):
                 "the quantized model's own, on the comparison prompts.")  # fmt: skip
 
     def kept_note(self) -> str:
-        """What a stopped run leaves for the next one, in words (after "Stop quantizing?", and in the log)."""
+        """What a stopped run leaves for the next one, in words (after "Stop quantizing?", and in the log): the
+        command line's Ctrl-C note, in the wizard's words (``stopped_note``), from what the engine said of the
+        parts folder. It said the finished blocks of an earlier run of other settings, which the run was to
+        replace, were resumed by "a run with the same settings", which writes a name of its own beside them."""
         if self.result_path:  # written: the parts folder is gone, and stopping skips only the comparison
             return (f"The model is complete ({Path(self.result_path).name}) and goes into the library; stopping skips "
                     "only the comparison images.")  # fmt: skip
-        if self.out_path is None:
-            return "Nothing is finished yet, so nothing is kept."
-        parts, done = kept_for_resume(self.out_path)
-        if done:
-            of = f"{done} of {self.blocks_total}" if self.blocks_total else counted(done, "block")
-            return (f"The finished blocks ({of}) are kept in {parts}, and a run with the same settings resumes "
-                    "from them.")  # fmt: skip
-        if parts.is_dir():
-            return (f"The calibration samples recorded so far are kept in {parts}, and a run with the same "
-                    "settings resumes from them.")  # fmt: skip
-        return "Nothing is finished yet, so nothing is kept."
+        note = stopped_note(self.out_path, self.job.told) if self.job is not None and self.out_path else ""
+        return sentence(note) if note else "Nothing is finished yet, so nothing is kept."
+
+    def left_note(self) -> str:
+        """What the run page says once a run ended unfinished: what it keeps (``kept_note``), and what stays of a
+        parts folder it deleted, in the engine's words (a file of the user's in it: "… is kept: it holds files the
+        quantizer did not write …"), which reached only the log."""
+        left = self.job.told.parts_left if self.job is not None else ""
+        return " ".join(w for w in (self.kept_note(), sentence(left)) if w)
 
     def confirm_stop(self) -> bool:
         """Whether the running run may stop: asked ("Stop quantizing?") when a close (Esc, the window's X, the main
@@ -917,6 +930,9 @@ class QuantizeWizard(QWizard):
     def _on_quantized(self, path: str) -> None:
         self.result_path = path  # from here on the model is the user's, whatever happens to the comparison
         self.run_page.log.appendPlainText(f"Saved {path}; rendering the comparison images…")
+        left = self.job.told.parts_left if self.job is not None else ""
+        self.result_page.parts_left.setText(sentence(left))  # its parts folder, kept with the user's files in it
+        self.result_page.parts_left.setVisible(bool(left))
         if not self.isVisible():
             # Closed while the model was being written (past the run's last cancel check): its close kept no
             # result yet, so the model waited for the app's quit or next start to be listed. Added now, as at a close,
@@ -952,13 +968,19 @@ class QuantizeWizard(QWizard):
             self.result_page.summary.setText(f"Saved to {self.result_path}. The comparison was cancelled.")
             self.run_page.finish(True)
             return
-        self.run_page.log.appendPlainText(f"Cancelled. Nothing was added. {self.kept_note()}")
+        note = self.left_note()
+        self.run_page.log.appendPlainText(f"Cancelled. Nothing was added. {note}")
+        self.run_page.left(note)
         self.run_page.finish(False)
 
     def _on_failed(self, error: EngineError, settings_can_fix: bool = True) -> None:
         self._set_running(False)
         self.run_page.log.appendPlainText(f"Failed: {error.text}")
         self.run_page.failed(error, settings_can_fix)
+        if self.job is not None and self.job.told.anything:  # refused before, the error says all there is
+            note = self.left_note()
+            self.run_page.log.appendPlainText(note)
+            self.run_page.left(note)
         self.run_page.finish(False)
         if self.isVisible():  # a wizard the user closed mid-run: its run was cancelled, no dialog for it now
             self.error_dialog = show_error(self, error)

@@ -162,7 +162,9 @@ class QuantizeEvent:
     there is the run's own; a caller telling where a stopped run left the folder reads this, not the folder's
     bytes, which the new run can write again as they were. ``to_replace``: on the run's first event, said as it
     begins when it will replace an earlier run's parts folder once its samples are recorded (``PartsToReplace``);
-    a run that has said no event yet has not decided what it does with the folder."""
+    a run that has said no event yet has not decided what it does with the folder. ``parts_left``: True on an event
+    whose message says what stays of a parts folder the run deleted, and why (``PartsLeft``: files of the user's in
+    it, which stay with the folder; what could not be deleted), for a caller to show where its user sees it."""
 
     kind: str
     message: str
@@ -176,3 +178,4 @@ class QuantizeEvent:
     blocks: int = 0
     replacing_parts: bool = False
     to_replace: PartsToReplace | None = None
+    parts_left: bool = False

@@ -386,7 +386,7 @@ def _quantize_model(
             raise OutputError(left.words(), "move or rename it, or choose another --out")
         if left is not None:  # the run writes its parts beside them, and deletes only its own at the end
             emit("stage", f"{left.words()}. Move them elsewhere: a run into {out_path.name} refuses the folder while "
-                          "they are in it")  # fmt: skip
+                          "they are in it", parts_left=True)  # fmt: skip
     with output_errors(parts):
         parts.mkdir(parents=True, exist_ok=True)
     if not manifest:
@@ -505,7 +505,7 @@ def _quantize_model(
     verify_checkpoint_once(out_path)
     left = remove_finished_parts(parts, out_path)
     if left:
-        emit("stage", left)
+        emit("stage", left, parts_left=True)
     size_mib = out_path.stat().st_size / 2**20
     emit("done", f"wrote {out_path} ({size_mib:.1f} MiB)", index=total_layers, total=total_layers)
     return out_path

@@ -3,7 +3,6 @@ run works (asked first), a cancel (what is kept, and where), the finished model 
 
 from __future__ import annotations
 
-import re
 import threading
 
 import pytest
@@ -24,7 +23,9 @@ from tests.app.gui import answer_stop, held, hold_run_at, small_run
 def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, window, monkeypatch):
     """The comparison renders the 16-bit model, which a 16 GB laptop's GPU may not hold: its out-of-memory error
     was the run's failure, though the model file was written; Next was greyed, the model could not be added, and
-    the page said to go back and quantize again. Then: Finish adds the model (closing left it unlisted)."""
+    the page said to go back and quantize again. Then: Finish adds the model (closing left it unlisted). A file the
+    user saved in the parts folder during the run stays, with the folder: the engine's words for it reached only
+    the run page's log, and the result page says them."""
     from gpu.generation.service import GenerationService
 
     def out_of_memory(*_args, **_kwargs):
@@ -34,8 +35,15 @@ def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, windo
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     small_run(wizard)
+    second_block, release = hold_run_at(wizard, "layer", "block 2/")
     with qtbot.waitSignal(wizard.run_ended, timeout=600000):
         wizard.next()
+        try:
+            qtbot.waitUntil(second_block.is_set, timeout=120000)
+            parts = parts_dir(wizard.out_path)
+            (parts / "notes.txt").write_text("the user's")
+        finally:
+            release.set()
     log = wizard.run_page.log.toPlainText()
     assert "Failed" not in log and not wizard.run_page.error.isVisible(), log
     assert "Warning: the comparison images could not be rendered: The GPU ran out of memory" in log
@@ -44,6 +52,11 @@ def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, windo
     wizard.next()  # -> result page
     summary = wizard.result_page.summary.text()
     assert summary.startswith(f"Saved to {wizard.result_path}. No comparison images: The GPU ran out of memory")
+    assert wizard.result_page.parts_left.text() == (
+        f"{parts} is kept: it holds files the quantizer did not write (notes.txt), which are not deleted; its own "
+        f"files there are. Move them elsewhere: a run into {wizard.out_path.name} refuses the folder while they are "
+        "in it.")  # fmt: skip
+    assert wizard.result_page.parts_left.isVisible()
     with qtbot.waitSignal(window.controller.add_ended, timeout=60000):
         wizard.button(QWizard.WizardButton.FinishButton).click()  # "Add to library" not pressed
     assert not wizard.isVisible() and wizard.added_name in [e.name for e in window.controller.entries]
@@ -74,8 +87,8 @@ def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Even
     qtbot.waitUntil(lambda: second_block.is_set() and "block 2/" in log.toPlainText(), timeout=120000)
     assert wizard.run_page.eta.text() != ""
     parts = parts_dir(wizard.out_path)
-    total = int(re.search(r"^block 2/(\d+) ", log.toPlainText(), re.M).group(1))
-    kept = f"The finished blocks (1 of {total}) are kept in {parts}, and a run with the same settings resumes"
+    kept = (f"The calibration samples and 1 finished block are kept in {parts}: run again with the same settings to "
+            "resume.")  # fmt: skip
 
     seen: list[str] = []
     answer_stop(monkeypatch, QMessageBox.StandardButton.No, seen)

@@ -1,0 +1,68 @@
+"""What the Quantize wizard says of a run's parts folder where the user sees it, as the engine said it (the command
+line's Ctrl-C note, ``gpu.streaming.stopped``): an earlier run's folder the run was to replace, left as it was when
+stopped before then, and the user's files kept in a folder the run replaced."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from app.quantize_outputs import resume_key
+from app.quantize_worker import QuantizeWorker
+from gpu.streaming.parts_folder import parts_dir
+from tests.app.gui import hold_run_at, small_run
+
+
+def test_a_run_on_an_earlier_runs_folder_says_what_it_left_there_on_the_run_page(qtbot, window, monkeypatch):
+    """A run that began on an earlier run's folder of other settings (written at its name after the wizard chose
+    it: another wizard's run, or the command line's) and was cancelled before it replaced it said "The finished
+    blocks … are kept …, and a run with the same settings resumes from them": a run with its settings replaces
+    them, and the wizard's writes a name of its own. It says what the engine said: left as it was, and the settings
+    that resume it. A file the user saved in the folder as the run replaced it stays, with the folder; the engine
+    said so ("… is kept: it holds files the quantizer did not write …") in the log only."""
+    check, folders = QuantizeWorker._check_output, []
+
+    def written_meanwhile(job) -> None:  # the folder of a run with 5 alpha search points, one block finished
+        key = resume_key(job.source, replace(job.config, alpha_points=5))
+        parts = parts_dir(job.out_path)
+        parts.mkdir(parents=True)
+        manifest = {"key": key.key, "settings": key.settings, "done": {"transformer_blocks.0": {}}}
+        (parts / "manifest.json").write_text(json.dumps(manifest))
+        folders.append(parts)
+        check(job)
+
+    monkeypatch.setattr(QuantizeWorker, "_check_output", staticmethod(written_meanwhile))
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    small_run(wizard)
+    page = wizard.run_page
+    first, release = hold_run_at(wizard, "stage", str(wizard.models_folder()))  # its first word: what it replaces
+    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+        wizard.next()  # starts quantizing
+        qtbot.waitUntil(first.is_set, timeout=60000)
+        wizard.cancel()
+        release.set()
+    [parts] = folders
+    note = (f"{parts} is left as it was: this run stopped before it replaced it (made with other settings: alpha "
+            "points 5 -> 3); run again with 5 alpha search points to resume it.")  # fmt: skip
+    assert f"Cancelled. Nothing was added. {note}" in page.log.toPlainText()
+    assert page.note.text() == note and not page.note.isHidden()
+    assert json.loads((parts / "manifest.json").read_text())["done"] == {"transformer_blocks.0": {}}
+
+    wizard.back()  # and again: that name is taken (``free_output_path``), and such a folder written at the next
+    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+        wizard.next()
+        qtbot.waitUntil(lambda: len(folders) == 2, timeout=60000)
+        parts = folders[1]
+        replacing, release = hold_run_at(wizard, "stage", f"{parts.name} was made with other settings")
+        qtbot.waitUntil(replacing.is_set, timeout=60000)
+        (parts / "notes.txt").write_text("the user's")  # saved as the run starts deleting the folder
+        kept, release_kept = hold_run_at(wizard, "stage", f"{parts} is kept")
+        release.set()
+        qtbot.waitUntil(kept.is_set, timeout=60000)
+        wizard.cancel()
+        release_kept.set()
+    said = (f"The calibration samples are kept in {parts}: run again with the same settings to resume. {parts} is "
+            "kept: it holds files the quantizer did not write (notes.txt), which are not deleted; its own files there "
+            f"are. Move them elsewhere: a run into {wizard.out_path.name} refuses the folder while they are in it.")
+    assert page.note.text() == said and (parts / "notes.txt").read_text() == "the user's"
