@@ -11,6 +11,7 @@ import sys
 import pytest
 from PySide6.QtWidgets import QApplication
 
+from app.data_dir import resolve_data_dir
 from app.main_window import run_app
 from tests.app.gui import accept_dialog_later
 
@@ -21,10 +22,13 @@ def test_a_data_folder_under_a_link_that_leads_nowhere_is_named_and_its_target_n
     where the link led to a drive that was not mounted."""
     link, gone = tmp_path / "drive", tmp_path / "unplugged"
     link.symlink_to(gone)
+    why = f"{link} is a link to {gone}, which is not there"
+    with pytest.raises(OSError, match=why):  # first: where it is not refused, run_app opens the window and waits
+        resolve_data_dir(link / "data")
     seen: list[str] = []
     accept_dialog_later(seen)
     assert run_app(["nibble-studio"], link / "data") == 1  # a dialog, then a clean exit: no traceback
-    assert len(seen) == 1 and f"{link} is a link to {gone}, which is not there" in seen[0], seen
+    assert len(seen) == 1 and why in seen[0], seen
     assert sorted(tmp_path.iterdir()) == [link]
 
 
