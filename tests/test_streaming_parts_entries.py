@@ -67,3 +67,27 @@ def test_a_parts_folder_holding_a_file_of_the_users_is_not_said_to_lose_nothing(
     assert discards_nothing(parts)
     (parts / "notes.txt").write_text("the user's")
     assert not discards_nothing(parts)
+
+
+def test_a_junction_in_a_scratch_folders_way_is_not_spilled_into(tmp_path, monkeypatch):
+    """A Windows junction named as a scratch folder ("act") is a folder to ``is_symlink`` and ``is_dir``: the block
+    inputs were spilled through it into its target (GiBs in another folder, its files of those names replaced).
+    Told by ``not_a_folder``'s rule, it goes as a link does, or the run stops naming it. Simulated: lstat reports
+    the reparse tag Windows gives (a junction that cannot be unlinked here, as one held open)."""
+    from types import SimpleNamespace
+
+    import gpu.streaming.engine as engine
+
+    parts = parts_dir(tmp_path / "o.safetensors")
+    parts.mkdir()
+    spill = _users_folder(parts / "act")
+    real_lstat = Path.lstat
+
+    def lstat(path: Path):
+        status = real_lstat(path)
+        return SimpleNamespace(st_mode=status.st_mode, st_reparse_tag=0xA0000003) if path == spill else status
+
+    monkeypatch.setattr(Path, "lstat", lstat)
+    with pytest.raises(OutputError, match="is in the way: the quantizer spills block inputs into a folder"):
+        engine.ActivationStore(spill)
+    assert [p.name for p in spill.iterdir()] == ["photo.png"] and (spill / "photo.png").read_bytes() == PHOTO

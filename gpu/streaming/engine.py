@@ -81,6 +81,7 @@ from gpu.streaming.parts_folder import (
     delete_parts,
     discards_nothing,
     kept_words,
+    not_a_folder,
     parts_dir,
     read_manifest,
     remove_finished_parts,
@@ -182,8 +183,8 @@ class ActivationStore:
         self.spill = spill
         self.mem: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         if spill is not None:
-            if spill.is_symlink() or (spill.exists() and not spill.is_dir()):
-                _remove_scratch(spill)  # a link of that name: the spill went wherever it leads (GiBs)
+            if not_a_folder(spill):
+                _remove_scratch(spill)  # a link or junction of that name: the spill went wherever it leads (GiBs)
                 if spill.is_symlink() or spill.exists():
                     raise OutputError(f"{spill} is in the way: the quantizer spills block inputs into a folder of "
                                       "that name", "remove it, then run again")  # fmt: skip
@@ -215,10 +216,11 @@ class ActivationStore:
 
 
 def _remove_scratch(folder: Path) -> None:
-    """Removes a scratch folder of spilled block inputs (``SCRATCH_FOLDERS``); a link or file of that name goes as
-    such (rmtree refuses a link, and a spilling run wrote into the link's target: ``ActivationStore`` refuses one)."""
+    """Removes a scratch folder of spilled block inputs (``SCRATCH_FOLDERS``); a link, junction or file of that name
+    goes as such (``not_a_folder``'s rule: rmtree refuses a link or junction, and a spilling run wrote into its
+    target, which ``is_symlink`` does not tell of a junction: ``ActivationStore`` refuses one)."""
     # Never fails a run: a folder that cannot go now (a virus scanner holding a file) goes with the parts at the end.
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+    if not_a_folder(folder):
         with suppress(OSError):
             folder.unlink()
         return
@@ -531,7 +533,7 @@ def check_disk_space(source: str | Path, out_path: Path | str, config: QuantizeC
         return
     need = _space_needed(run, config, _blocks(run.src), manifest, _kept_samples(parts, manifest), False, dtype)
     # A killed run's spilled inputs, which the run deletes before its check.
-    scratch = sum(folder_usage(parts / folder)[0] for folder in SCRATCH_FOLDERS if not (parts / folder).is_symlink())
+    scratch = sum(folder_usage(parts / folder)[0] for folder in SCRATCH_FOLDERS if not not_a_folder(parts / folder))
     check_free_space(out_path.parent, need, scratch, "deleting the block inputs a stopped run spilled to disk")
 
 
