@@ -21,12 +21,14 @@ cancelled meanwhile: dropped)."""
 from __future__ import annotations
 
 import atexit
+import contextlib
+import inspect
 import logging
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import shiboken6
@@ -70,19 +72,51 @@ def _callable(function: Callable[..., object] | None) -> bool:
 
 def _report(exc: Exception) -> None:
     """``exc``, raised by a call made on the Qt thread, reported as an uncaught error is (``sys.excepthook``: the
-    app's log, ``app.app_log``), then its frames' locals let go of here (``traceback.clear_frames``), those of the
-    errors it was raised from too. Let out of the slot, PySide reported it the same way but left it in
+    app's log, ``app.app_log``), then its frames' locals let go of here (``_clear_frames``), those of every error it
+    was raised from or while handling too. Let out of the slot, PySide reported it the same way but left it in
     ``sys.last_traceback``, whose frames held the call's arguments (the gallery, a lookup's QObjects) until the next
     uncaught error replaced it: let go of then, on whatever thread that error was on."""
     try:
         sys.excepthook(type(exc), exc, exc.__traceback__)
     finally:
-        seen: set[int] = set()
-        chained: BaseException | None = exc
-        while chained is not None and id(chained) not in seen:
-            seen.add(id(chained))
-            traceback.clear_frames(chained.__traceback__)  # the frame still running (``_call``'s) is left as is
-            chained = chained.__cause__ or chained.__context__
+        for error in _chained(exc):
+            _clear_frames(error.__traceback__)
+
+
+def _chained(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every error chained to it, each once: its ``__cause__`` (``raise ... from``) and its
+    ``__context__`` (the error being handled when it was raised), both, an exception group's errors too. Following
+    only ``__cause__ or __context__`` skipped the error handled when one was raised ``from`` another, whose frames
+    kept their locals."""
+    found: list[BaseException] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        found.append(error)
+        pending += [error.__cause__, error.__context__]
+        if isinstance(grouped := getattr(error, "exceptions", None), tuple):  # an exception group (3.11)
+            pending += [each for each in grouped if isinstance(each, BaseException)]
+    return found
+
+
+# A frame of a generator or coroutine is left as it is: ``frame.clear()`` on one that is suspended closes it (its
+# ``close``), and an error its code raised and handed on (a generator yielding the errors it caught) may reach a
+# report here while other code still runs it. One that ended holds no locals any more.
+_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _clear_frames(tb: TracebackType | None) -> None:
+    """The locals of the frames of ``tb`` let go of (``traceback.clear_frames``), but for those still running (the
+    relay's own) and those of generators and coroutines (``_SUSPENDABLE``)."""
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_flags & _SUSPENDABLE:
+            with contextlib.suppress(RuntimeError):  # still running
+                tb.tb_frame.clear()
+        tb = tb.tb_next
 
 
 _relay: _Relay | None = None

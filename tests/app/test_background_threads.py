@@ -10,6 +10,7 @@ import threading
 import weakref
 from pathlib import Path
 
+import pytest
 import shiboken6
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QImage
@@ -183,10 +184,23 @@ class _Failing(QObject):
     def fail(self, held: QObject) -> None:
         raise ValueError(f"could not use {held.objectName()}")
 
+    def fail_while_handling(self, held: QObject) -> None:
+        try:
+            _look_up(held)
+        except KeyError:  # the error handled (``__context__``), beside the one it is raised from (``__cause__``)
+            raise ValueError(f"could not use {held.objectName()}") from OSError("the cause")
 
-def test_a_call_handed_to_the_qt_thread_that_raises_is_reported_and_keeps_none_of_its_arguments(qtbot):
+
+def _look_up(held: QObject) -> None:
+    raise KeyError(held.objectName())  # this frame, in the handled error's traceback only, holds ``held``
+
+
+@pytest.mark.parametrize("call", ["fail", "fail_while_handling"])
+def test_a_call_handed_to_the_qt_thread_that_raises_is_reported_and_keeps_none_of_its_arguments(qtbot, call):
     # Let out to PySide, the error was reported (sys.excepthook: the app's log) and kept in sys.last_traceback,
     # whose frames held the call's arguments until the next uncaught error, on any thread, let go of them there.
+    # Raised ``from`` another while handling a third, the handled one's frames were not let go of (only
+    # ``__cause__ or __context__`` was followed).
     failing = _Failing()
     held, gate = QObject(), threading.Event()
     held.setObjectName("the gallery")
@@ -194,7 +208,7 @@ def test_a_call_handed_to_the_qt_thread_that_raises_is_reported_and_keeps_none_o
 
     def run(held: QObject) -> None:
         gate.wait(_WAIT_S)
-        to_qt_thread(failing.fail, held)
+        to_qt_thread(getattr(failing, call), held)
 
     with qtbot.captureExceptions() as reported:  # what sys.excepthook was given, in the test's stead
         start_thread("Test", run, held)
@@ -202,3 +216,26 @@ def test_a_call_handed_to_the_qt_thread_that_raises_is_reported_and_keeps_none_o
         _dropped_on_the_qt_thread(qtbot, threads, gate)  # was: kept by sys.last_traceback, never let go of
     assert [str(error) for _, error, _ in reported] == ["could not use the gallery"]
     assert "could not use" not in str(getattr(sys, "last_value", ""))
+
+
+def test_the_report_of_a_failing_call_leaves_a_generator_its_error_came_from_running(qtbot):
+    # Each frame of a reported error's tracebacks was cleared, and clearing the frame of a suspended generator
+    # closes it: a generator still used by other code, whose error the failing call was raised from, was ended.
+    def attempts():
+        while True:
+            try:
+                raise TimeoutError("try again")
+            except TimeoutError as error:
+                yield error
+
+    tries = attempts()
+    last = next(tries)
+
+    def give_up() -> None:
+        raise RuntimeError("gave up") from last
+
+    with qtbot.captureExceptions() as reported:
+        start_thread("Test", lambda: to_qt_thread(give_up))
+        qtbot.waitUntil(lambda: bool(reported), timeout=int(_WAIT_S * 1000))
+    assert [str(error) for _, error, _ in reported] == ["gave up"]
+    assert str(next(tries)) == "try again"  # was: StopIteration, the generator closed
