@@ -686,7 +686,9 @@ class GalleryModel(QStringListModel):
         """On the listing's thread: the trash listed (``listing`` None), else the pictures of the images folder and
         the trash for moving ``listing.shown`` back; handed to the Qt thread (``_on_listed``), also when it failed
         (why, without its traceback, whose frame holds this gallery). ``DataDirMoved`` when the data folder moved
-        away before or during the listing: nothing was found at its old path, the trash's files went with it."""
+        away before or during the listing: nothing was found at its old path, the trash's files went with it; a
+        listing that failed is checked for it too (a folder of the trash gone with it while it was walked: it was
+        said as a trash that could not be read, to try again)."""
         try:
             if listing is None:
                 listing = list_trash(self._data.trash)
@@ -696,9 +698,21 @@ class GalleryModel(QStringListModel):
         except DataDirMoved as exc:  # said as a delete or an undo says it, which no retry helps
             return exc.with_traceback(None)
         except Exception as exc:  # the trash is left as the gallery has it; what asked for it is told
+            if (moved := self._moved_away()) is not None:
+                return moved
             log.exception("listing the trash folder %s failed", self._data.trash)
             return exc.with_traceback(None)
         return listing
+
+    def _moved_away(self) -> DataDirMoved | None:
+        """On the listing's thread: ``check_in_place``'s ``DataDirMoved``, without its traceback nor the error being
+        handled meanwhile (their frames hold this gallery); None while the data folder is in place."""
+        try:
+            self._data.check_in_place()
+        except DataDirMoved as exc:
+            exc.__context__ = None
+            return exc.with_traceback(None)
+        return None
 
     def _on_listed(self, lookup: Lookup) -> None:
         """On the Qt thread: a listing, used only while it is the latest asked for and the trash has not changed

@@ -100,6 +100,42 @@ def test_empty_trash_after_the_data_folder_moved_changes_nothing(qtbot, moved):
     store.close()
 
 
+@pytest.mark.parametrize("said", [None, errno.EIO], ids=["gone", "drive-gone"])
+def test_the_data_folder_moved_while_the_trash_is_listed_is_said_as_moved(qtbot, tmp_path, monkeypatch, caplog,
+                                                                          said):  # fmt: skip
+    """Moved while the listing walked the trash: a folder of the trash gone with it (None: the system's own
+    FileNotFoundError), or a network drive gone away (EIO), failed the listing, said as a trash folder that could
+    not be read ("try again"), with a traceback logged, not as the move no retry helps."""
+    data = DataDir(tmp_path / "nibble").create()
+    for sub in ("a", "b"):
+        write_png(data.trash / sub / "x.png", Image.new("RGB", (8, 8)), {"prompt": "fox"})
+    store = Store(data.database)
+    gallery = GalleryModel(store, data)
+    qtbot.waitUntil(lambda: not gallery.listing_trash, timeout=30000)
+    scandir = os.scandir
+
+    def moved_meanwhile(path="."):
+        if str(path).startswith(f"{data.trash}{os.sep}") and data.root.exists():  # a folder in the trash
+            data.root.rename(tmp_path / "moved-away")  # the user moves the data folder now
+            if said is not None:
+                raise OSError(said, os.strerror(said), str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", moved_meanwhile)
+    notices: list = []
+    listed: list = []
+    gallery.notice.connect(notices.append)
+    gallery.list_trash_to_empty(listed.append)
+    qtbot.waitUntil(lambda: not gallery.listing_trash, timeout=30000)
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert not data.root.exists() and listed == [] and gallery.has_trash  # moved meanwhile; not called empty
+    assert [n.message for n in notices] == [  # was: "The trash folder … could not be read, so it was not emptied."
+        f"The data folder {data.root} was moved or removed while Nibble Studio ran, so nothing more is saved in it: "
+        "quit Nibble Studio and start it again (with --data-dir NEW_PATH if the folder was moved)."]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # was: the listing's traceback
+    store.close()
+
+
 @pytest.fixture
 def linked(tmp_path) -> tuple[DataDir, Path]:
     """A data folder whose images/ links to a drive's folder holding a day's folder, as the app opened it."""
