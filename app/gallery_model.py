@@ -753,8 +753,11 @@ class GalleryModel(QStringListModel):
         """What Empty trash says when the trash could not be listed for it (``why``)."""
         if isinstance(why, DataDirMoved):
             return classify(why)
-        return EngineError("user", f"The trash folder {self._data.trash} could not be read, so it was not emptied.",
-                           "Check that it can be opened, then try again; the log file has the details.")
+        where = getattr(why, "filename", None)  # the folder of it that could not be read (``list_trash``)
+        said = getattr(why, "strerror", None) or why
+        said = f"{where}: {said}" if where and Path(where) != self._data.trash else said
+        return EngineError("user", f"The trash folder {self._data.trash} could not be read ({said}), so it was not "
+                           "emptied.", "Check that it can be opened, then try again; the log file has the details.")
 
     @property
     def undo_count(self) -> int:

@@ -49,20 +49,32 @@ class TrashListing:
 
 
 def list_trash(trash: Path) -> TrashListing:
-    """The files and folders under ``trash`` (none when it is no folder); a link is a file, never followed into."""
+    """The files and folders under ``trash`` (none when it is no folder); a link is a file, never followed into. A
+    folder that cannot be read raises its ``OSError`` (``filename``: that folder): ``Path.rglob`` skipped it, and a
+    trash whose files could not be read was listed as empty ("The trash is empty." while they stayed). A folder
+    gone meanwhile holds nothing to list (the data folder moved away: the caller checks that)."""
     listing = TrashListing()
     if not trash.is_dir():
         return listing
-    for path in trash.rglob("*"):
-        if path.is_file() or path.is_symlink():
-            rel = path.relative_to(trash).as_posix()
-            listing.files[rel] = path
-            try:
-                listing.sizes[rel] = os.stat(path).st_size  # a link to a file counts as the file
-            except OSError:  # a broken link, or gone since the listing: nothing to count
-                pass
-        elif path.is_dir():
-            listing.folders.append(path)
+    folders = [("", trash)]
+    while folders:
+        prefix, folder = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                found = list(entries)
+        except FileNotFoundError:
+            continue
+        for entry in found:
+            rel, path = prefix + entry.name, folder / entry.name
+            if entry.is_dir(follow_symlinks=False):
+                listing.folders.append(path)
+                folders.append((f"{rel}/", path))
+            elif entry.is_file() or entry.is_symlink():
+                listing.files[rel] = path
+                try:
+                    listing.sizes[rel] = entry.stat().st_size  # a link to a file counts as the file
+                except OSError:  # a broken link, or gone since the listing: nothing to count
+                    pass
     listing.folders.sort(reverse=True)  # a folder after those under it
     return listing
 
