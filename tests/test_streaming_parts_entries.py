@@ -91,3 +91,28 @@ def test_a_junction_in_a_scratch_folders_way_is_not_spilled_into(tmp_path, monke
     with pytest.raises(OutputError, match="is in the way: the quantizer spills block inputs into a folder"):
         engine.ActivationStore(spill)
     assert [p.name for p in spill.iterdir()] == ["photo.png"] and (spill / "photo.png").read_bytes() == PHOTO
+
+
+def test_an_older_builds_scratch_folder_goes_with_the_parts_folder(tmp_path):
+    """Older builds' atomic writes left, killed mid-write, a scratch FOLDER ".<name>.<random>.tmp/" in the parts
+    folder (holding the file being written and safetensors' own scratch), and before that a temp file of that name.
+    Counted as the user's since engine files count only as plain files, it refused the whole parts folder (hours of
+    blocks no longer resumed), the Unfinished runs hid it, and a deletion kept it for good. It is the engine's, as
+    a scratch folder of today's name is: it goes with what it holds, a link of that name as a link."""
+    parts = parts_dir(tmp_path / "o.safetensors")
+    parts.mkdir()
+    (parts / "manifest.json").write_text('{"done": {}}')
+    (parts / "block-0000.safetensors").write_bytes(b"block")
+    old = parts / ".block-0001.safetensors.ab12cd34.tmp"
+    old.mkdir()
+    (old / "block-0001.safetensors").write_bytes(b"half a block")
+    (old / ".tmpAb12Cd").write_bytes(b"safetensors' scratch")
+    (parts / ".samples.safetensors.x1y2z3w4.tmp").write_bytes(b"half the samples")  # the oldest builds' temp file
+    elsewhere = _users_folder(tmp_path / "elsewhere")
+    (parts / ".manifest.json.q9r8s7t6.tmp").symlink_to(elsewhere, target_is_directory=True)
+
+    assert foreign_entries(parts) == []
+    check_parts_folder(parts)  # resumed, not refused
+    assert [run.parts for run in unfinished_runs(tmp_path)] == [parts]
+    assert delete_parts(parts) is None and not parts.exists()
+    assert (elsewhere / "photo.png").read_bytes() == PHOTO  # the link went, not what it leads to

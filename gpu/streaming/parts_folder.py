@@ -45,13 +45,20 @@ def write_manifest(parts: Path, manifest: dict) -> None:
 SCRATCH_FOLDERS = ("act", "act0", "act1")
 
 
-# Every file the engine writes into a parts folder, including what a kill leaves: from earlier versions atomic
-# writes' temp files (".<name>.<random>.tmp") and safetensors' own ".tmp<6 random>" (save_file's scratch, now
-# inside atomic_path's private folders, gpu.atomic.SCRATCH_NAME). Besides these, its folders are ``SCRATCH_FOLDERS``
-# by their exact names. Anything else is the user's (an "act7" folder too) and is never deleted. Matched whole
-# (``fullmatch``): "$" also matches before a trailing newline, and "manifest.json\n" is a name a user's file can have.
-_OWN_PARTS_FILE = re.compile(r"\.?(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors)(\.\w+\.tmp)?"
-                             r"|\.tmp\w{6}")  # fmt: skip
+# Every file the engine writes into a parts folder, each a plain file only: its own, and safetensors' ".tmp<6
+# random>" (save_file's scratch beside the path it is given, which a kill left in the parts folder while atomic
+# writes wrote their temp file there; now inside atomic_path's private folders, gpu.atomic.SCRATCH_NAME). Besides
+# these, its scratch folders: ``SCRATCH_FOLDERS`` by their exact names, ``SCRATCH_NAME`` and ``_OLD_SCRATCH``.
+# Anything else is the user's (an "act7" folder too) and is never deleted. Matched whole (``fullmatch``): "$" also
+# matches before a trailing newline, and "manifest.json\n" is a name a user's file can have.
+_OWN_PARTS_FILE = re.compile(r"manifest\.json|samples\.safetensors|block-\d{4}\.safetensors|\.tmp\w{6}")
+
+# What older builds' atomic writes left in a parts folder when killed, named ".<name>.<random>.tmp" (their mkstemp's
+# and mkdtemp's prefix ".<name>."): first a temp file, then a scratch FOLDER holding the file being written and
+# safetensors' scratch (until it was named ``SCRATCH_NAME``'s way). Either is the engine's, as a ``SCRATCH_NAME``
+# folder is: a folder of that name goes with what it holds, a file, link or junction as itself. Counted as the
+# user's (a plain file only, as the final names are), such a folder refused the whole parts folder: hours of blocks.
+_OLD_SCRATCH = re.compile(r"\.(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors)\.\w+\.tmp")
 
 
 # The files a finished block or the samples are kept in: what a run discarding the folder would lose.
@@ -65,12 +72,12 @@ OS_JUNK = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
 def _goes_with_the_folder(entry: Path) -> bool:
     """Whether the entry ``entry`` of a parts folder is the engine's or a file manager's, no file of the user's: by
-    its name a scratch folder (``SCRATCH_FOLDERS``, ``SCRATCH_NAME``; a link or file in its way goes as such, never
-    followed), or a plain file of a name the engine (``_OWN_PARTS_FILE``) or a file manager (``OS_JUNK``) writes.
-    Neither writes a folder, a link or a junction of such a name: one is the user's (a folder named
-    "block-0001.safetensors" was deleted with everything in it), never deleted, and refuses the run up front."""
+    its name a scratch folder (``SCRATCH_FOLDERS``, ``SCRATCH_NAME``, ``_OLD_SCRATCH``; a link or file in its way
+    goes as such, never followed), or a plain file of a name the engine (``_OWN_PARTS_FILE``) or a file manager
+    (``OS_JUNK``) writes. Neither writes a folder, a link or a junction of such a name: one is the user's (a folder
+    named "block-0001.safetensors" was deleted with everything in it), never deleted, and refuses the run up front."""
     name = entry.name
-    if name in SCRATCH_FOLDERS or SCRATCH_NAME.fullmatch(name):
+    if name in SCRATCH_FOLDERS or SCRATCH_NAME.fullmatch(name) or _OLD_SCRATCH.fullmatch(name):
         return True
     return bool(_OWN_PARTS_FILE.fullmatch(name) or name.lower() in OS_JUNK) and _plain_file(entry)
 
