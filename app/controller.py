@@ -31,7 +31,7 @@ from app.reconcile import FolderImport, ReconcileReport, Recovery, check_folder
 from app.settings import Settings
 from app.store import ImageRecord
 from app.store_recovery import open_store
-from app.trash_listing import TrashEmptied, TrashListing
+from app.trash_listing import FailureKind, TrashEmptied, TrashListing
 from app.wording import counted, were
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
@@ -474,10 +474,8 @@ class AppController(QObject):
         """Empty trash's deletion ended: what it deleted, in the status bar; what kept it from deleting them all
         (the data folder moved away, an error that stopped it, files that could not be deleted) is said instead,
         with what did change."""
-        if emptied.failures:  # one line: one per file, tens of thousands of them froze the window while logged
-            log.error("emptying the trash: %s could not be deleted (%s); the first: %s",
-                      counted(len(emptied.failures), "file"), named_few([str(p) for p, _ in emptied.failures], 5),
-                      emptied.failures[0][1])
+        if emptied.failures:
+            _log_failures(emptied)
         if emptied.error is not None:
             log.error("emptying the trash stopped after %d files: %r", emptied.deleted, emptied.error)
         if emptied.moved is not None:
@@ -505,7 +503,7 @@ class AppController(QObject):
     def _trash_emptying_stopped(self, emptied: TrashEmptied, error: Exception) -> EngineError:
         # The counts are how far the deletion got (it said "0 files were deleted", naming the trash folder as the
         # file that could not be).
-        failed = f" {counted(len(emptied.failures), 'file')} could not be deleted." if emptied.failures else ""
+        failed = f" {_failed(emptied)} could not be deleted." if emptied.failures else ""
         return EngineError(
             "user", f"Empty trash stopped by an error after {counted(emptied.deleted, 'file')} "
             f"{were(emptied.deleted)} deleted ({error}).{failed} The images in the trash can no longer be brought "
@@ -516,12 +514,17 @@ class AppController(QObject):
     def _trash_partly_emptied(self, partly: TrashEmptied) -> EngineError:
         # Not "nothing else was changed": the trash list (and with it Undo) is already gone and the other files
         # are deleted; what is left is deleted by the next Empty trash.
-        left = len(partly.failures)
         path, exc = partly.failures[0]
+        kinds = partly.failure_kinds()
+        folders = len(partly.failed_folders) - (path in partly.failed_folders)
+        others = _entries(len(partly.failures) - 1 - folders, folders, "other ")
         reason = exc.strerror or str(exc)
-        others = f" and {counted(left - 1, 'other file')}" if left > 1 else ""
+        elsewhy = len(partly.failures) - next(kind.count for kind in kinds if kind.first[0] is path)
+        if elsewhy:  # said with the first one's reason only, other reasons were said nowhere
+            reason += f"; {elsewhy} of them for other reasons, named in the log file"
         return EngineError(
-            "user", f"The trash was only partly emptied: {path}{others} could not be deleted ({reason}). "
+            "user", f"The trash was only partly emptied: {path}{' and ' + others if others else ''} could not be "
+            f"deleted ({reason}). "
             f"{counted(partly.deleted, 'file')} {were(partly.deleted)} "
             "deleted, and the images in the trash can no longer be brought back with Undo.",
             f"The files left stay in the trash folder {self.data.trash} and are deleted the next time you empty the "
@@ -988,6 +991,44 @@ class AppController(QObject):
                 status += f"; {_the_queued(queued)} {were(queued)} cancelled"
             self._together_said = status
         return self._together_said
+
+
+# How many reasons why Empty trash could not delete files are logged one by one (the others in one line).
+_REASONS_LOGGED = 5
+
+
+def _log_failures(emptied: TrashEmptied) -> None:
+    """The files and folders Empty trash could not delete, logged in a few lines however many there are (a line
+    per file, tens of thousands of them logged on the Qt thread, froze the window): how many for each reason,
+    the first few named, the most frequent ``_REASONS_LOGGED`` reasons one a line, then how many for the others."""
+    kinds = emptied.failure_kinds()
+    if len(kinds) == 1:
+        log.error("emptying the trash: %s could not be deleted: %s", _failed(emptied), _logged(kinds[0]))
+        return
+    log.error("emptying the trash: %s could not be deleted, for %d reasons:", _failed(emptied), len(kinds))
+    for kind in kinds[:_REASONS_LOGGED]:
+        log.error("emptying the trash: %s: %s", _entries(kind.files, kind.folders), _logged(kind))
+    if rest := kinds[_REASONS_LOGGED:]:
+        log.error("emptying the trash: and %s for %d other reasons, the first: %s",
+                  _entries(sum(kind.files for kind in rest), sum(kind.folders for kind in rest)), len(rest),
+                  _logged(rest[0]))  # fmt: skip
+
+
+def _logged(kind: FailureKind) -> str:
+    """A reason and the first few of its files: "[Errno 13] Permission denied (/t/a.png, /t/b.png and 7 more)"."""
+    more = f" and {kind.count - len(kind.first)} more" if kind.count > len(kind.first) else ""
+    return f"{kind.reason} ({', '.join(str(path) for path in kind.first)}{more})"
+
+
+def _failed(emptied: TrashEmptied) -> str:
+    """How many files and folders Empty trash could not delete, in words ("3 files and 1 folder")."""
+    folders = len(emptied.failed_folders)
+    return _entries(len(emptied.failures) - folders, folders)
+
+
+def _entries(files: int, folders: int, other: str = "") -> str:
+    """"3 files", "1 folder", "3 files and 1 folder" ("" for none; ``other``: "2 other files")."""
+    return " and ".join(counted(n, other + noun) for n, noun in ((files, "file"), (folders, "folder")) if n)
 
 
 def _the_queued(n: int) -> str:

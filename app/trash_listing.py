@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from app.reconcile import Listed
 
@@ -99,9 +100,50 @@ class TrashEmptied:
     deleted: int = 0
     freed: int = 0
     failures: list[tuple[Path, OSError]] = field(default_factory=list)
+    failed_folders: set[Path] = field(default_factory=set)  # those of ``failures`` that are folders
     gone: int = 0
     error: Exception | None = None
     moved: OSError | None = None  # a ``DataDirMoved``: why the files ``gone`` were not there
+
+    def failure_kinds(self) -> list[FailureKind]:
+        """``failures`` by kind (the same error number and words), the most first; in one pass, for tens of
+        thousands of them, each kind naming only its first few."""
+        kinds: dict[tuple[int | None, str], FailureKind] = {}
+        for path, exc in self.failures:
+            kind = kinds.setdefault(_kind_of(exc), FailureKind(_reason(exc)))
+            if path in self.failed_folders:
+                kind.folders += 1
+            else:
+                kind.files += 1
+            if len(kind.first) < FailureKind.NAMED:
+                kind.first.append(path)
+        return sorted(kinds.values(), key=lambda kind: -kind.count)  # stable: of as many, the first met first
+
+
+@dataclass
+class FailureKind:
+    """Files and folders Empty trash could not delete for one reason (``TrashEmptied.failure_kinds``): ``reason``,
+    the error without a path ("[Errno 13] Permission denied"); ``first``, the first ``NAMED`` of them."""
+
+    NAMED: ClassVar[int] = 3
+
+    reason: str
+    files: int = 0
+    folders: int = 0
+    first: list[Path] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return self.files + self.folders
+
+
+def _kind_of(exc: OSError) -> tuple[int | None, str]:
+    return exc.errno, exc.strerror or str(exc)
+
+
+def _reason(exc: OSError) -> str:
+    """``exc`` without the path it names: its error number and words."""
+    return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno is not None and exc.strerror else str(exc)
 
 
 def delete_listed(
@@ -138,6 +180,7 @@ def delete_listed(
         except OSError as exc:
             if not _holds_files(folder):  # a folder still holding a file left is no news
                 emptied.failures.append((folder, _without_frames(exc)))
+                emptied.failed_folders.add(folder)
     return emptied
 
 
