@@ -116,3 +116,17 @@ def test_an_older_builds_scratch_folder_goes_with_the_parts_folder(tmp_path):
     assert [run.parts for run in unfinished_runs(tmp_path)] == [parts]
     assert delete_parts(parts) is None and not parts.exists()
     assert (elsewhere / "photo.png").read_bytes() == PHOTO  # the link went, not what it leads to
+
+
+def test_a_spill_folder_left_over_is_emptied_before_it_is_spilled_into(tmp_path):
+    """``ActivationStore`` removes what is at its spill folder's name by the one rule of the parts folder's deletion
+    (``delete_entry``: a link or junction as itself, a folder with what it holds) instead of telling a link first
+    and removing it by a rule of its own: a folder a failed removal left (a file held then) is cleared of what can
+    go before it is spilled into, not written over among its stale files."""
+    import gpu.streaming.engine as engine
+
+    spill = parts_dir(tmp_path / "o.safetensors") / "act0"
+    spill.mkdir(parents=True)
+    (spill / "7.safetensors").write_bytes(b"a stale block input")
+    store = engine.ActivationStore(spill)
+    assert spill.is_dir() and list(spill.iterdir()) == [] and store.spill == spill

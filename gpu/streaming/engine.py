@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import json
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -78,6 +77,7 @@ from gpu.streaming.parts_folder import (
     SAMPLES,
     SCRATCH_FOLDERS,
     check_parts_folder,
+    delete_entry,
     delete_parts,
     discards_nothing,
     kept_words,
@@ -183,11 +183,10 @@ class ActivationStore:
         self.spill = spill
         self.mem: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         if spill is not None:
+            _remove_scratch(spill)  # a link or junction of that name too: the spill went wherever it leads (GiBs)
             if not_a_folder(spill):
-                _remove_scratch(spill)  # a link or junction of that name: the spill went wherever it leads (GiBs)
-                if spill.is_symlink() or spill.exists():
-                    raise OutputError(f"{spill} is in the way: the quantizer spills block inputs into a folder of "
-                                      "that name", "remove it, then run again")  # fmt: skip
+                raise OutputError(f"{spill} is in the way: the quantizer spills block inputs into a folder of that "
+                                  "name", "remove it, then run again")  # fmt: skip
             with output_errors(spill):  # a folder left over (not removed, being held) is written over
                 spill.mkdir(parents=True, exist_ok=True)
 
@@ -217,14 +216,11 @@ class ActivationStore:
 
 def _remove_scratch(folder: Path) -> None:
     """Removes a scratch folder of spilled block inputs (``SCRATCH_FOLDERS``); a link, junction or file of that name
-    goes as such (``not_a_folder``'s rule: rmtree refuses a link or junction, and a spilling run wrote into its
-    target, which ``is_symlink`` does not tell of a junction: ``ActivationStore`` refuses one)."""
+    goes as such (``delete_entry``, ``not_a_folder``'s rule: rmtree refuses a link or junction, and a spilling run
+    wrote into its target, which ``is_symlink`` does not tell of a junction: ``ActivationStore`` refuses one)."""
     # Never fails a run: a folder that cannot go now (a virus scanner holding a file) goes with the parts at the end.
-    if not_a_folder(folder):
-        with suppress(OSError):
-            folder.unlink()
-        return
-    shutil.rmtree(folder, ignore_errors=True)
+    with suppress(OSError):
+        delete_entry(folder, ignore_errors=True)
 
 
 def quantize_model(

@@ -172,7 +172,7 @@ def delete_parts(parts: Path) -> PartsLeft | None:
             (parts / MANIFEST).unlink(missing_ok=True)
         for entry in sorted(parts.iterdir()):
             if _goes_with_the_folder(entry):
-                _delete_entry(entry)
+                delete_entry(entry)
         own_gone = True
         parts.rmdir()  # refused while a file of the user's is in it, one saved a moment ago too
         return None
@@ -187,14 +187,15 @@ def delete_parts(parts: Path) -> PartsLeft | None:
     return PartsLeft(parts, foreign=foreign, why="" if own_gone and foreign else why)
 
 
-def _delete_entry(entry: Path) -> None:
-    """Deletes an entry of the engine's in a parts folder: a scratch folder (spilled inputs, atomic writes' temps)
-    with what it holds; a file, or a link or junction in a scratch folder's way, as itself (never what it leads to,
-    ``not_a_folder``'s rule)."""
+def delete_entry(entry: Path, ignore_errors: bool = False) -> None:
+    """Deletes an entry of the engine's in a parts folder, if there: a scratch folder (spilled inputs, atomic writes'
+    temps) with what it holds; a file, or a link or junction in a scratch folder's way, as itself (never what it
+    leads to, ``not_a_folder``'s rule). The one rule of ``delete_parts`` and of the run's own scratch removal.
+    ``ignore_errors``: a folder's files that cannot go are skipped, the others deleted (``shutil.rmtree``'s)."""
     if not_a_folder(entry) or not entry.is_dir():
         entry.unlink(missing_ok=True)
     else:
-        shutil.rmtree(entry)
+        shutil.rmtree(entry, ignore_errors=ignore_errors)
 
 
 def remove_finished_parts(parts: Path, out_path: Path) -> str:
