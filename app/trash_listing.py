@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from app.reconcile import Listed
+from gpu.paths import is_junction
 
 
 @dataclass
@@ -69,7 +70,8 @@ def list_trash(trash: Path) -> TrashListing:
             rel, path = prefix + entry.name, folder / entry.name
             if entry.is_dir(follow_symlinks=False):
                 listing.folders.append(path)
-                folders.append((f"{rel}/", path))
+                if not is_junction(path):  # deleted as itself (rmdir), never what its target holds
+                    folders.append((f"{rel}/", path))
             elif entry.is_file() or entry.is_symlink():
                 listing.files[rel] = path
                 try:

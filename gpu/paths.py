@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,20 @@ import appdirs
 from gpu.version import APP_NAME
 
 DATA_DIR_ENV = "NIBBLE_DATA_DIR"
+
+# The reparse tag of a Windows junction (a mount point), which ``lstat`` calls a folder, not a link (``S_ISLNK``):
+# what is deleted through it is its target's. The constant is Windows-only in ``stat``.
+JUNCTION_TAG = getattr(stat, "IO_REPARSE_TAG_MOUNT_POINT", 0xA0000003)
+
+
+def is_junction(path: Path) -> bool:
+    """Whether ``path`` is a Windows junction, by its reparse tag only: a OneDrive folder (files on demand) is a
+    reparse point too, and is the user's own folder. Never one off Windows (no ``st_reparse_tag``), nor where
+    nothing is at ``path`` (gone meanwhile: what lists it next says so)."""
+    try:
+        return getattr(path.lstat(), "st_reparse_tag", 0) == JUNCTION_TAG
+    except OSError:
+        return False
 
 
 def resources_dir() -> Path:

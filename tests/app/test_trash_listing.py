@@ -91,3 +91,34 @@ def test_a_listing_older_than_an_undo_deletes_nothing(qtbot, data_root, monkeypa
     assert len(notices) == 1 and notices[0].message.startswith("Nothing was deleted: the trash changed")
     assert (data.images / "d/1.png").is_file() and (data.trash / "d/2.png").is_file()
     assert sorted(gallery.record(r).prompt for r in range(gallery.rowCount())) == ["fox", "owl"]
+
+
+def test_a_junction_in_the_trash_is_listed_as_itself_never_what_its_target_holds(tmp_path, monkeypatch):
+    """A Windows junction is a folder to ``DirEntry.is_dir`` and ``lstat`` (not a link): the listing walked into it,
+    and Empty trash deleted the files of its target, a folder of the user's elsewhere. It is listed as a folder to
+    remove (``rmdir`` removes a junction itself), not walked into. Simulated here: lstat reports the tag Windows
+    gives a junction at that folder; a OneDrive folder's tag (files on demand) is an ordinary folder, walked."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from app.trash_listing import TrashEmptied, delete_listed, list_trash
+
+    trash = tmp_path / "trash"
+    (trash / "junction").mkdir(parents=True)
+    (trash / "junction" / "elsewhere.png").write_bytes(b"the user's")
+    (trash / "onedrive").mkdir()
+    (trash / "onedrive" / "in-trash.png").write_bytes(b"deleted")
+    tags = {trash / "junction": 0xA0000003, trash / "onedrive": 0x9000601A}
+    real_lstat = Path.lstat
+
+    def lstat(path: Path):
+        status = real_lstat(path)
+        return SimpleNamespace(st_mode=status.st_mode, st_reparse_tag=tags[path]) if path in tags else status
+
+    monkeypatch.setattr(Path, "lstat", lstat)
+    listing = list_trash(trash)
+    assert set(listing.files) == {"onedrive/in-trash.png"}
+    assert set(listing.folders) == {trash / "junction", trash / "onedrive"}
+    delete_listed(listing, threading.Event(), lambda _: None, TrashEmptied())
+    assert (trash / "junction" / "elsewhere.png").read_bytes() == b"the user's"
+    assert not (trash / "onedrive").exists()
