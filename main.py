@@ -207,7 +207,9 @@ def quantize_cancel_note(parts: Path, told: QuantizeTold, no_resume: bool) -> st
     said it (``told``): ``gpu.streaming.stopped.stopped_note`` in the command's words; "" when there is nothing."""
     from gpu.streaming.stopped import RunAgain, stopped_note
 
-    return stopped_note(parts, told, RunAgain("run the same command again", _resume_option, no_resume=no_resume))
+    again = RunAgain("run the same command again", _resume_option, changed="", replaces=True, command="this command",
+                     to_resume="without --no-resume" if no_resume else "")  # fmt: skip
+    return stopped_note(parts, told, again)
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:

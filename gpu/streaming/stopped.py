@@ -40,16 +40,20 @@ class QuantizeTold:
 
 @dataclass(frozen=True)
 class RunAgain:
-    """How a caller's user runs a quantize run again, in the words ``stopped_note`` ends its sentences with."""
+    """How a caller's user runs a quantize run again, in the caller's words, which ``stopped_note`` ends its
+    sentences with: this module names no option of any caller's (the command line's, the wizard's), and gives no
+    caller another's words by default."""
 
-    same: str  # the same run again, as an order: "run the same command again"
+    same: str  # the same run again, as an order: "run the same command again", "run again with the same settings"
     # One ``QuantizeConfig`` field (or "base": ``PartsToReplace.other_base``) and its value -> how a run is given it,
-    # joined by " and ": "with --rank 8", "rank 8"; None where no run of this caller can be given it.
+    # joined by " and ": "with --rank 8", "5 alpha search points"; None where no run of this caller can be given it.
     setting: Callable[[str, object], str | None]
-    changed: str = ""  # what comes before those settings: "" after "run the same command again to replace it, or"
-    replaces: bool = True  # the same run again replaces a folder it does not resume (False: it writes another name)
-    no_resume: bool = False  # the run was asked to start over (--no-resume): so is the same run again
-    command: str = "this command"  # in "no setting of this command resumes it"
+    changed: str  # what comes before those settings: "" after "run the same command again to replace it, or"
+    replaces: bool  # the same run again replaces a folder it does not resume (False: it writes another name)
+    command: str  # who has no setting that resumes a folder: "this command" in "no setting of this command resumes it"
+    # How the same run is told to resume instead ("without --no-resume") where this run was asked to start over, as
+    # the same run again is then; "" where it was not (a caller that cannot ask it never sets this).
+    to_resume: str = ""
 
 
 def stopped_note(parts: Path, told: QuantizeTold, again: RunAgain) -> str:
@@ -66,20 +70,20 @@ def stopped_note(parts: Path, told: QuantizeTold, again: RunAgain) -> str:
     if not kept:
         return ""
     if not told.anything:  # whether this run would have resumed from it is not known yet
-        if again.no_resume:  # it starts over, whatever the folder was made with
+        if again.to_resume:  # asked to start over, it starts over again, whatever the folder was made with
             return (f"this run stopped before it read {parts}, which is left as it was: {again.same} to start over, "
-                    "or without --no-resume to resume from it if it was made with these settings")  # fmt: skip
+                    f"or {again.to_resume} to resume from it if it was made with these settings")  # fmt: skip
         return (f"this run stopped before it read {parts}, which is left as it was: {again.same} to resume from it "
                 "if it was made with these settings")  # fmt: skip
     # Hours of work may be in it: say it is there, and how it is used. The same run asked to start over again
     # would delete it.
-    return f"{kept}: {again.same}{' without --no-resume' if again.no_resume else ''} to resume"
+    return f"{kept}: {again.same}{f' {again.to_resume}' if again.to_resume else ''} to resume"
 
 
 def _left_as_it_was(parts: Path, plan: PartsToReplace, again: RunAgain) -> str:
     """What ``stopped_note`` says of the folder ``parts`` of an earlier run that this run, stopped before then,
     was to replace (``plan``): left as it was, what the same run again does with it, and what resumes it instead."""
-    if again.no_resume:
+    if again.to_resume:
         note = f"{parts} is left as it was: this run stopped before it started over"
         clauses = [f"{again.same} to start over"]
     else:
@@ -108,6 +112,6 @@ def _resume_options(plan: PartsToReplace, again: RunAgain) -> str | None:
         if words is None:
             return None
         said.append(words)
-    if again.no_resume:  # it starts over again, whatever its settings
-        said.append("without --no-resume")
+    if again.to_resume:  # it starts over again, whatever its settings
+        said.append(again.to_resume)
     return f"{again.changed}{' and '.join(said)}" if said else None
