@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir  # torch-free, as the next
+from gpu.paths import (  # torch-free, as the next
+    DATA_DIR_ENV,
+    absolute_folder,
+    data_dir_override,
+    named_data_dir,
+    user_data_dir,
+)
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
     DEFAULT_CALIB_PROMPTS,
@@ -94,9 +100,9 @@ def choose_data_dir(flag: str | None) -> str:
         return ""
     from gpu.atomic import check_folder_writable, folder_problem
 
-    # absolute, as a later chdir must not move it; its links not followed (Path.resolve made the target of one that
-    # leads nowhere, where the link may be to an unplugged drive): making it refuses such a link, and a loop
-    os.environ[DATA_DIR_ENV] = str(folder.absolute())
+    # absolute, as a later chdir must not move it; a link that leads nowhere not followed (its target was made, on
+    # the system disk where it led to an unplugged drive): making the folder refuses it, and a loop
+    os.environ[DATA_DIR_ENV] = str(absolute_folder(folder))
     try:
         check_folder_writable(user_data_dir())
     except OSError as err:

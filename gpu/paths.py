@@ -134,6 +134,34 @@ def resolved(path: str | os.PathLike[str]) -> Path:
         return path.absolute()
 
 
+def absolute_folder(path: str | os.PathLike[str]) -> Path:
+    """``path`` (a folder to use, made if missing: the data folder) absolute, as ``Path.resolve`` makes it, less
+    what it did wrong there: the part that exists is resolved (its links followed), and the part that does not is
+    joined on with its ``..`` and ``.`` taken out by name. ``Path.resolve`` followed a link that leads nowhere (an
+    unplugged drive) and the link's target was made, on the system disk; ``Path.absolute`` kept ``..``, so
+    ``typo/../data`` made a stray ``typo`` beside ``data``, and a Windows ``C:data`` stayed relative (Python < 3.12).
+    A link that leads nowhere, or a loop of links, counts as missing: it is kept, never followed, and making the
+    folder refuses it (``gpu.atomic.make_folders``). A later ``os.chdir`` does not move the result."""
+    path = Path(path)
+    # the anchor made absolute as the system does: "C:" is the current folder of drive C, "\\" the current drive's root
+    start = Path(os.path.abspath(path.anchor or os.curdir))
+    once = _resolve_existing(start, path.parts[1:] if path.anchor else path.parts)
+    # again: a ".." taken out of the missing part may lead back into folders that exist (missing/../link/x)
+    return _resolve_existing(Path(once.anchor), once.parts[1:])
+
+
+def _resolve_existing(start: Path, parts: tuple[str, ...]) -> Path:
+    """``start`` (absolute) joined with ``parts``: the longest leading part that exists resolved, the rest joined by
+    name (``..`` going up one name, ``.`` dropped)."""
+    head, rest = start, list(parts)
+    while rest and os.path.exists(head / rest[0]):  # False for a link that leads nowhere, a loop, an unreadable one
+        head = head / rest.pop(0)
+    folder = head.resolve()
+    for part in rest:
+        folder = folder.parent if part == ".." else folder if part == "." else folder / part
+    return folder
+
+
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Whether ``a`` and ``b`` are one file or folder: the same once resolved (links, a relative path), or the same
     inode (a hard link, which resolving does not join; inode 0: a file system without inodes)."""

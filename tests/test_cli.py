@@ -303,6 +303,53 @@ def test_a_link_that_leads_nowhere_is_named_not_followed(tmp_path, capsys, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "drive"] and nothing_else_runs == []
 
 
+def test_a_data_folder_through_a_missing_folder_and_dot_dot_makes_no_stray_folder(tmp_path, capsys, monkeypatch,
+                                                                                    nothing_else_runs):  # fmt: skip
+    """``--data-dir typo/../data`` (or NIBBLE_DATA_DIR) over a ``typo`` that is not there made ``typo`` beside
+    ``data``: the data folder was made absolute with its ``..`` kept. The part that is missing is joined by name,
+    for the command line and the app alike (``gpu.paths.absolute_folder``)."""
+    from app.data_dir import resolve_data_dir
+    from main import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--data-dir", "typo/../by-flag"]) == 0
+    assert os.environ["NIBBLE_DATA_DIR"] == str(tmp_path.resolve() / "by-flag")
+    monkeypatch.setenv("NIBBLE_DATA_DIR", "typo/./../by-variable")
+    assert main([]) == 0 and os.environ["NIBBLE_DATA_DIR"] == str(tmp_path.resolve() / "by-variable")
+    assert resolve_data_dir(Path("typo/../by-app")).root == tmp_path.resolve() / "by-app"
+    monkeypatch.setenv("NIBBLE_DATA_DIR", "typo/../by-app-variable")
+    assert resolve_data_dir().root == tmp_path.resolve() / "by-app-variable"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["by-app", "by-app-variable", "by-flag", "by-variable"]
+    assert nothing_else_runs == ["gui", "gui"] and capsys.readouterr().err == ""
+
+
+def test_absolute_folder_resolves_what_exists_and_joins_the_rest_by_name(tmp_path, monkeypatch):
+    """``gpu.paths.absolute_folder``: absolute (a Windows ``C:data`` stayed relative with ``Path.absolute`` before
+    Python 3.12), so a later chdir does not move it; a link that exists followed as ``Path.resolve`` follows it, one
+    that leads nowhere kept and its target never made; ``..`` after a missing folder taken out by name, and after an
+    existing link the link's target's parent, as the system goes up."""
+    from gpu.paths import absolute_folder
+
+    tmp_path = tmp_path.resolve()
+    real = tmp_path / "real"
+    (real / "inside").mkdir(parents=True)
+    monkeypatch.chdir(real / "inside")
+    here = absolute_folder("new")
+    monkeypatch.chdir(tmp_path)
+    assert here.is_absolute() and here == real / "inside" / "new"
+    assert absolute_folder("missing/../new") == tmp_path / "new"
+    assert absolute_folder(".") == tmp_path and absolute_folder("real/inside/..") == real
+    if os.name == "nt":
+        return  # links need a privilege there
+    (tmp_path / "link").symlink_to(real / "inside")
+    (tmp_path / "drive").symlink_to(tmp_path / "unplugged")
+    assert absolute_folder("link/data") == real / "inside" / "data"
+    assert absolute_folder("link/../data") == real / "data"  # the system's "..": the target's parent
+    assert absolute_folder("missing/../link/data") == real / "inside" / "data"  # back into what exists: resolved
+    assert absolute_folder("drive/data") == tmp_path / "drive" / "data"  # kept, not tmp_path/unplugged/data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drive", "link", "real"]
+
+
 def test_a_data_folder_deeper_than_pythons_recursion_limit_is_made(tmp_path, deep_path, nothing_else_runs):
     """pathlib's mkdir(parents=True) recurses once per folder: a --data-dir 1100 folders deep (within the system's
     path limit) was refused as "a symbolic link loop" (its RecursionError taken for one). The engine makes its data
