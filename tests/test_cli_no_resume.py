@@ -209,3 +209,27 @@ def test_a_folder_of_another_base_or_version_is_said_as_such(tmp_path, plan, not
     parts.mkdir()
     assert cli.quantize_cancel_note(parts, QuantizeTold(True, PartsToReplace(*plan)), False) == (
         f"{parts} is left as it was: this run stopped before it replaced it ({note}")
+
+
+@pytest.mark.parametrize(("told", "no_resume", "note"), [
+    (QuantizeTold(True), False, "the calibration samples and 1 finished block are kept in {parts}: move notes.txt "
+                                "elsewhere, then run the same command again to resume"),
+    (QuantizeTold(True), True, "the calibration samples and 1 finished block are kept in {parts}: move notes.txt "
+                               "elsewhere, then run the same command again without --no-resume to resume"),
+    (QuantizeTold(True, PartsToReplace("rank 8 -> 32", {"rank": 8})), False,
+     "{parts} is left as it was: this run stopped before it replaced it (made with other settings: rank 8 -> 32); "
+     "move notes.txt elsewhere, then run the same command again to replace it, or with --rank 8 to resume it"),
+])  # fmt: skip
+def test_a_folder_holding_a_file_of_the_users_is_said_to_need_it_moved_first(tmp_path, told, no_resume, note):
+    """A stopped run whose parts folder holds a file of the user's (saved there during the run, kept by the
+    replacement's deletion) said "run the same command again to resume", which refuses the folder ("holds files the
+    quantizer did not write (notes.txt)"). It says to move the file out first."""
+    from gpu.streaming.parts_folder import parts_in_the_way
+
+    parts = parts_dir(tmp_path / "cut.safetensors")
+    parts.mkdir()
+    (parts / "samples.safetensors").write_bytes(b"samples")
+    (parts / "manifest.json").write_text(json.dumps({"done": {"transformer_blocks.0": {}}, "samples": {}}))
+    (parts / "notes.txt").write_text("the user's")
+    assert "holds files the quantizer did not write (notes.txt)" in parts_in_the_way(parts)  # as the next run says
+    assert cli.quantize_cancel_note(parts, told, no_resume) == note.format(parts=parts)

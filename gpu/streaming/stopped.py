@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpu.errors import OutputError, named_few
 from gpu.quantizer.config import PartsToReplace, QuantizeEvent
-from gpu.streaming.parts_folder import kept_in
+from gpu.streaming.parts_folder import foreign_entries, kept_in, not_a_folder
 from gpu.streaming.resume import ANOTHER_VERSION, BY_ANOTHER_VERSION, NO_MANIFEST
 
 
@@ -60,29 +61,47 @@ def stopped_note(parts: Path, told: QuantizeTold, again: RunAgain) -> str:
     """Where a stopped quantize run left the parts folder ``parts``, and how the next run uses it, as the engine
     said it (``told``); "" when it holds nothing to say. A run that began on a folder made with other settings, and
     was stopped before it replaced it, said "the blocks finished so far are kept …: run the same command again to
-    resume", which deletes them; the wizard said the same, whatever the engine had said."""
+    resume", which deletes them; the wizard said the same, whatever the engine had said. A folder holding files of
+    the user's, which the next run refuses ("holds files the quantizer did not write"), is said to need them moved
+    out first: "run … again to resume" alone sent the user to that refusal."""
     kept = kept_in(parts)  # once replacing, the run's own: the earlier run's manifest is deleted first
     plan = told.to_replace
+    first = _move_out_first(parts)
     if told.replacing and not kept and parts.is_dir():
-        return f"{parts} was being replaced when this run stopped: nothing in it resumes; {again.same} to start over"
+        return (f"{parts} was being replaced when this run stopped: nothing in it resumes; {first}{again.same} to "
+                "start over")  # fmt: skip
     if plan is not None and not told.replacing and parts.is_dir():
-        return _left_as_it_was(parts, plan, again)
+        return _left_as_it_was(parts, plan, again, first)
     if not kept:
         return ""
     if not told.anything:  # whether this run would have resumed from it is not known yet
+        read = f"this run stopped before it read {parts}, which is left as it was"
         if again.to_resume:  # asked to start over, it starts over again, whatever the folder was made with
-            return (f"this run stopped before it read {parts}, which is left as it was: {again.same} to start over, "
-                    f"or {again.to_resume} to resume from it if it was made with these settings")  # fmt: skip
-        return (f"this run stopped before it read {parts}, which is left as it was: {again.same} to resume from it "
-                "if it was made with these settings")  # fmt: skip
+            return (f"{read}: {first}{again.same} to start over, or {again.to_resume} to resume from it if it was made "
+                    "with these settings")  # fmt: skip
+        return f"{read}: {first}{again.same} to resume from it if it was made with these settings"
     # Hours of work may be in it: say it is there, and how it is used. The same run asked to start over again
     # would delete it.
-    return f"{kept}: {again.same}{f' {again.to_resume}' if again.to_resume else ''} to resume"
+    return f"{kept}: {first}{again.same}{f' {again.to_resume}' if again.to_resume else ''} to resume"
 
 
-def _left_as_it_was(parts: Path, plan: PartsToReplace, again: RunAgain) -> str:
+def _move_out_first(parts: Path) -> str:
+    """What comes first, as an order ending in "then ", where the folder ``parts`` holds files the quantizer did
+    not write, which a run refuses the folder for (``check_parts_folder``): "move notes.txt elsewhere, then "; ""
+    where it holds none (or cannot be read: the run's own refusal then says why)."""
+    if not_a_folder(parts) or not parts.is_dir():
+        return ""
+    try:
+        foreign = foreign_entries(parts)
+    except OutputError:
+        return ""
+    return f"move {named_few(foreign)} elsewhere, then " if foreign else ""
+
+
+def _left_as_it_was(parts: Path, plan: PartsToReplace, again: RunAgain, first: str) -> str:
     """What ``stopped_note`` says of the folder ``parts`` of an earlier run that this run, stopped before then,
-    was to replace (``plan``): left as it was, what the same run again does with it, and what resumes it instead."""
+    was to replace (``plan``): left as it was, what the same run again does with it, and what resumes it instead,
+    after ``first`` (``_move_out_first``)."""
     if again.to_resume:
         note = f"{parts} is left as it was: this run stopped before it started over"
         clauses = [f"{again.same} to start over"]
@@ -94,7 +113,7 @@ def _left_as_it_was(parts: Path, plan: PartsToReplace, again: RunAgain) -> str:
     options = _resume_options(plan, again)
     if options:
         clauses.append(f"{options} to resume it")
-    said = ", or ".join(clauses)
+    said = f"{first}{', or '.join(clauses)}" if clauses else ""
     if not options and plan.differs != NO_MANIFEST:
         said = "; ".join(c for c in (said, f"no setting of {again.command} resumes it") if c)
     return f"{note}; {said}" if said else note

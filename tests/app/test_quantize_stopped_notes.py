@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from app.quantize_outputs import resume_key
+from app.quantize_outputs import resume_key, stopped_note
 from app.quantize_worker import QuantizeWorker
 from gpu.streaming.parts_folder import parts_dir
 from tests.app.gui import hold_run_at, small_run
@@ -62,7 +62,28 @@ def test_a_run_on_an_earlier_runs_folder_says_what_it_left_there_on_the_run_page
         qtbot.waitUntil(kept.is_set, timeout=60000)
         wizard.cancel()
         release_kept.set()
-    said = (f"The calibration samples are kept in {parts}: run again with the same settings to resume. {parts} is "
-            "kept: it holds files the quantizer did not write (notes.txt), which are not deleted; its own files there "
-            f"are. Move them elsewhere: a run into {wizard.out_path.name} refuses the folder while they are in it.")
+    # Not "run again with the same settings to resume" alone: a run refuses the folder while notes.txt is in it.
+    said = (f"The calibration samples are kept in {parts}: move notes.txt elsewhere, then run again with the same "
+            f"settings to resume. {parts} is kept: it holds files the quantizer did not write (notes.txt), which are "
+            f"not deleted; its own files there are. Move them elsewhere: a run into {wizard.out_path.name} refuses the "
+            "folder while they are in it.")  # fmt: skip
     assert page.note.text() == said and (parts / "notes.txt").read_text() == "the user's"
+
+
+def test_a_folder_left_as_it_was_holding_a_file_of_the_users_is_said_to_need_it_moved_first(tmp_path):
+    """A run that failed at the check just before it replaced an earlier run's folder (a file of the user's saved
+    there meanwhile) was told "run again with 5 alpha search points to resume it": that run refuses the folder
+    while the file is in it ("holds files the quantizer did not write (notes.txt)"). It says to move it out first."""
+    import gpu.quantizer  # noqa: F401 - before gpu.streaming's modules, which imported first are a circular import
+    from gpu.quantizer.config import PartsToReplace
+    from gpu.streaming.stopped import QuantizeTold
+
+    out = tmp_path / "m.safetensors"
+    parts = parts_dir(out)
+    parts.mkdir()
+    (parts / "manifest.json").write_text(json.dumps({"done": {"transformer_blocks.0": {}}}))
+    (parts / "notes.txt").write_text("the user's")
+    told = QuantizeTold(True, PartsToReplace("alpha points 5 -> 3", {"alpha_points": 5}))
+    assert stopped_note(out, told) == (
+        f"{parts} is left as it was: this run stopped before it replaced it (made with other settings: alpha points "
+        "5 -> 3); move notes.txt elsewhere, then run again with 5 alpha search points to resume it")  # fmt: skip
