@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpu.atomic import check_folder_writable, link_to_nothing
+from gpu.atomic import check_folder_writable, link_to_nothing, make_folders
 from gpu.errors import OutputError
 from gpu.paths import DATA_DIR_ENV, absolute_folder, data_dir_override, named_data_dir, user_data_dir
 
@@ -74,12 +74,7 @@ class DataDir:
         remembered (``check_in_place``) and its trash chosen (``IMAGES_TRASH``)."""
         self.root.mkdir(parents=True, exist_ok=True)
         check_folder_writable(self.root)
-        try:
-            self.images.mkdir(exist_ok=True)
-        except FileExistsError:  # a link to a folder that is not there: mkdir said "File exists"
-            if os.path.exists(self.images):
-                raise
-            raise OSError(errno.ENOENT, _link_gone(self.images), str(self.images)) from None
+        make_folders([self.images])  # a link there leading nowhere (or a loop) is named as one, not "File exists"
         check_folder_writable(self.images)
         root, images = os.stat(self.root), os.stat(self.images)
         data = dataclasses.replace(

@@ -5,6 +5,7 @@ opens, and nothing is made where the user did not mean."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.data_dir import resolve_data_dir
 from app.main_window import run_app
+from gpu.atomic import LinkLeadsNowhere
 from tests.app.gui import accept_dialog_later
 
 
@@ -48,3 +50,24 @@ def test_a_windowed_app_given_a_data_dir_that_names_no_folder_says_so_in_a_dialo
     assert seen == [f'Nibble Studio cannot start\n--data-dir "{blank}": the folder name is {name}.\nGive a folder, '
                     "e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one."]  # fmt: skip
     assert [w for w in QApplication.topLevelWidgets() if w.isVisible()] == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
+def test_an_images_folder_that_is_a_link_loop_or_leads_nowhere_is_said_as_such_by_the_one_rule(tmp_path):
+    """``DataDir.create`` had a check of its own for images/ beside ``gpu.atomic.broken_link``: a loop of links
+    there was said as "a link to …, which is not there". It makes images/ as every folder is made
+    (``make_folders``): a loop said as one, a link that leads nowhere named with its target and the hint."""
+    from app.data_dir import DataDir
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "images").symlink_to(root / "images")
+    with pytest.raises(OSError) as loop:
+        DataDir(root).create()
+    assert loop.value.errno == errno.ELOOP and "not there" not in str(loop.value), loop.value
+    (root / "images").unlink()
+    (root / "images").symlink_to(tmp_path / "unplugged")
+    with pytest.raises(LinkLeadsNowhere) as gone:
+        DataDir(root).create()
+    assert gone.value.strerror.startswith(f"{root / 'images'} is a link to {tmp_path / 'unplugged'}, which is not")
+    assert sorted(tmp_path.iterdir()) == [root] and sorted(root.iterdir()) == [root / "images"]

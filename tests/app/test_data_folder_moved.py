@@ -226,13 +226,13 @@ def test_an_images_folder_with_a_new_inode_on_its_own_drive_is_no_false_alarm(li
 
 
 def test_a_link_to_a_folder_that_is_gone_is_said_so(linked):
-    """images/ links to a drive that was unplugged: saving said "…: File exists", and so did start-up."""
+    """images/ links to a drive that was unplugged: saving said "…: File exists", and so did start-up (which names
+    images/ as the link, ``gpu.atomic.LinkLeadsNowhere``: tests/app/test_data_dir_start.py)."""
     data, drive = linked
     drive.rename(drive.with_name("unplugged"))
     for refused in (pytest.raises(DataDirMoved, images_folder, data),
                     pytest.raises(OSError, DataDir(data.root).create)):  # fmt: skip
-        assert f"it is a link to {drive}, which is not there: the drive it is on may be unplugged" in str(
-            refused.value)  # fmt: skip
+        assert f"a link to {drive}, which is not there: the drive it is on may be unplugged" in str(refused.value)
         assert "File exists" not in str(refused.value)
     assert not drive.exists()
 
