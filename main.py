@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from gpu.paths import (  # torch-free, as the next
     DATA_DIR_ENV,
     absolute_folder,
+    blank_data_dir,
     data_dir_override,
     named_data_dir,
     user_data_dir,
@@ -50,17 +51,6 @@ def say(text: str) -> None:
     """A line for the console that a problem report needs too: printed, and written to the log file."""
     print(text, flush=True)
     log.info("%s", text)
-
-
-def blank_data_dir(flag: str) -> tuple[str, str] | None:
-    """What is wrong with the --data-dir ``flag``, and what to do, when it names no folder (``named_data_dir``):
-    empty (``--data-dir "$UNSET"``), where ``Path("")`` is the current folder and user data would land wherever the
-    command happened to run, or only spaces, a folder named with them there. None when it names one. Said by
-    ``main``, not by argparse: its usage line before the error was the CLI's only two-line error."""
-    if named_data_dir(flag) is not None:
-        return None
-    return (f'--data-dir "{flag}": the folder name is {"only spaces" if flag else "empty"}',
-            "give a folder, e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one")
 
 
 def windowed_app(args: argparse.Namespace) -> bool:

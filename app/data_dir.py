@@ -206,7 +206,7 @@ def _link_gone(link: Path) -> str:
     return f"it is {link_to_nothing(link)}"
 
 
-def resolve_data_dir(explicit: Path | None = None) -> DataDir:
+def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> DataDir:
     """An explicit folder wins (``~`` expanded: ``named_data_dir``), else ``NIBBLE_DATA_DIR``'s; it is exported
     absolute (``absolute_folder``) so the engine (model library) agrees on the location, and a later chdir does not
     move it. ``OSError`` when the folder cannot be used (``DataDir.create``), or when ``explicit`` names none (only

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import fields
 from itertools import pairwise
@@ -47,6 +48,7 @@ from app.widgets.prompt_panel import PromptPanel
 from app.widgets.quantize_panel import QuantizePanel
 from app.wording import counted
 from gpu.errors import UserError
+from gpu.paths import blank_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +381,8 @@ class MainWindow(QMainWindow):
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="nibble-studio")
-    parser.add_argument("--data-dir", type=Path, default=None,
+    # a str, read by run_app as main.py reads it (gpu.paths.named_data_dir): Path("") is the current folder
+    parser.add_argument("--data-dir", default=None,
                         help="keep gallery, history and settings here (default: your user data folder)")
     args, _ = parser.parse_known_args(argv[1:])  # Qt options (-platform, -style) pass through
     return args
@@ -405,9 +408,11 @@ def show_start_refused(argv: list[str], message: str, hint: str) -> None:
     show_fatal_error(EngineError("user", message, hint))
 
 
-def run_app(argv: list[str], data_dir: Path | None = None) -> int:
+def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None) -> int:
     """The desktop app; returns its exit code. Logs go to stderr when there is one (not in the windowed
-    executable) and to the data folder's log file (``app.app_log``) when it can be opened."""
+    executable) and to the data folder's log file (``app.app_log``) when it can be opened. ``data_dir`` (else
+    ``--data-dir`` in ``argv``) is read as main.py reads it (``gpu.paths.named_data_dir``): a blank one is refused in
+    a dialog (exit 2), not taken for the current folder."""
     if sys.stderr is not None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     else:
@@ -415,6 +420,9 @@ def run_app(argv: list[str], data_dir: Path | None = None) -> int:
     install_exception_hooks()
     if data_dir is None:
         data_dir = parse_args(argv).data_dir
+    if data_dir is not None and (blank := blank_data_dir(os.fspath(data_dir))) is not None:
+        show_start_refused(argv, *blank)
+        return 2
     app = _application(argv)
     try:
         data = resolve_data_dir(data_dir)

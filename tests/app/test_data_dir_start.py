@@ -71,3 +71,21 @@ def test_an_images_folder_that_is_a_link_loop_or_leads_nowhere_is_said_as_such_b
         DataDir(root).create()
     assert gone.value.strerror.startswith(f"{root / 'images'} is a link to {tmp_path / 'unplugged'}, which is not")
     assert sorted(tmp_path.iterdir()) == [root] and sorted(root.iterdir()) == [root / "images"]
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_the_app_started_on_its_own_refuses_a_data_dir_that_names_no_folder(qtbot, tmp_path, monkeypatch, blank):
+    """``python -m app.main_window --data-dir ""`` read the flag as a Path: "" was the current folder, and user
+    data was made wherever the app was started. It is read as main.py reads it, and refused in the same words."""
+    from app.main_window import parse_args
+
+    monkeypatch.chdir(tmp_path)
+    # first: where it is not refused, run_app makes the data folder here, opens the window and waits
+    assert parse_args(["nibble-studio", "--data-dir", blank]).data_dir == blank
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    assert run_app(["nibble-studio", "--data-dir", blank]) == 2
+    name = "only spaces" if blank else "empty"
+    assert seen == [f'Nibble Studio cannot start\n--data-dir "{blank}": the folder name is {name}.\nGive a folder, '
+                    "e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one."]  # fmt: skip
+    assert [w for w in QApplication.topLevelWidgets() if w.isVisible()] == [] and list(tmp_path.iterdir()) == []
