@@ -182,16 +182,17 @@ def new_told() -> Any:
     return _streaming().stopped.QuantizeTold()
 
 
-def stopped_note(out_path: Path, told: Any) -> str:
-    """Where the wizard's run into ``out_path``, stopped (cancelled, failed) or about to be, left its parts folder,
-    and how a run of the wizard uses it, as the engine said it (``told``: a ``QuantizeTold``); "" when there is
-    nothing to say. The command line's Ctrl-C note (``gpu.streaming.stopped.stopped_note``) in the wizard's words:
-    it said the blocks of an earlier run of other settings, which this run was to replace, were resumed by "a run
-    with the same settings", which writes a name of its own beside them (``free_output_path``)."""
+def stopped_note(out_path: Path, told: Any, if_stopped_now: bool = False) -> str:
+    """Where the wizard's run into ``out_path``, stopped (cancelled, failed), left its parts folder, or would if
+    stopped now (``if_stopped_now``: asked "Stop quantizing?" while it works), and how a run of the wizard uses it,
+    as the engine said it (``told``: a ``QuantizeTold``); "" when there is nothing to say. The command line's Ctrl-C
+    note (``gpu.streaming.stopped.stopped_note``) in the wizard's words: it said the blocks of an earlier run of
+    other settings, which this run was to replace, were resumed by "a run with the same settings", which writes a
+    name of its own beside them (``free_output_path``). The wizard never asks a run to start over (``to_resume``)."""
     streaming = _streaming()
     again = streaming.stopped.RunAgain("run again with the same settings", _wizard_setting, changed="run again with ",
                                        replaces=False, command="the wizard")  # fmt: skip
-    return streaming.stopped.stopped_note(streaming.parts_folder.parts_dir(out_path), told, again)
+    return streaming.stopped.stopped_note(streaming.parts_folder.parts_dir(out_path), told, again, if_stopped_now)
 
 
 # How the wizard's pages name a setting (a ``QuantizeConfig`` field, or "base": ``PartsToReplace.other_base``),

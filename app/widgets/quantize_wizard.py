@@ -877,15 +877,19 @@ class QuantizeWizard(QWizard):
                 "a fine-tune started from), so its images would not show what quantizing changed. The images are "
                 "the quantized model's own, on the comparison prompts.")  # fmt: skip
 
-    def kept_note(self) -> str:
-        """What a stopped run leaves for the next one, in words (after "Stop quantizing?", and in the log): the
-        command line's Ctrl-C note, in the wizard's words (``stopped_note``), from what the engine said of the
-        parts folder. It said the finished blocks of an earlier run of other settings, which the run was to
-        replace, were resumed by "a run with the same settings", which writes a name of its own beside them."""
+    def kept_note(self, if_stopped_now: bool = False) -> str:
+        """What a stopped run leaves for the next one, in words (in the log and on the run page; after "Stop
+        quantizing?" with ``if_stopped_now``, what stopping the run that still works would leave): the command
+        line's Ctrl-C note, in the wizard's words (``stopped_note``), from what the engine said of the parts folder.
+        It said the finished blocks of an earlier run of other settings, which the run was to replace, were resumed
+        by "a run with the same settings", which writes a name of its own beside them."""
         if self.result_path:  # written: the parts folder is gone, and stopping skips only the comparison
             return (f"The model is complete ({Path(self.result_path).name}) and goes into the library; stopping skips "
                     "only the comparison images.")  # fmt: skip
-        note = stopped_note(self.out_path, self.job.told) if self.job is not None and self.out_path else ""
+        if self.job is None or not self.out_path:
+            note = ""
+        else:
+            note = stopped_note(self.out_path, self.job.told, if_stopped_now)
         return sentence(note) if note else "Nothing is finished yet, so nothing is kept."
 
     def left_note(self) -> str:
@@ -901,7 +905,9 @@ class QuantizeWizard(QWizard):
         the run is already stopping, or it only waits for an earlier wizard's run (nothing of it is done)."""
         if self.job is None or not self.running or self.job.cancel.is_set() or self._waiting:
             return True
-        box = QMessageBox(QMessageBox.Icon.Question, "Stop quantizing?", f"Stop quantizing? {self.kept_note()}",
+        # Asked while the run works, which a No lets go on: what stopping it now would leave, not "this run stopped".
+        box = QMessageBox(QMessageBox.Icon.Question, "Stop quantizing?",
+                          f"Stop quantizing? {self.kept_note(if_stopped_now=True)}",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)  # fmt: skip
         box.setDefaultButton(QMessageBox.StandardButton.No)
         box.exec()

@@ -57,25 +57,30 @@ class RunAgain:
     to_resume: str = ""
 
 
-def stopped_note(parts: Path, told: QuantizeTold, again: RunAgain) -> str:
+def stopped_note(parts: Path, told: QuantizeTold, again: RunAgain, if_stopped_now: bool = False) -> str:
     """Where a stopped quantize run left the parts folder ``parts``, and how the next run uses it, as the engine
     said it (``told``); "" when it holds nothing to say. A run that began on a folder made with other settings, and
     was stopped before it replaced it, said "the blocks finished so far are kept …: run the same command again to
     resume", which deletes them; the wizard said the same, whatever the engine had said. A folder holding files of
     the user's, which the next run refuses ("holds files the quantizer did not write"), is said to need them moved
-    out first: "run … again to resume" alone sent the user to that refusal."""
+    out first: "run … again to resume" alone sent the user to that refusal.
+
+    ``if_stopped_now``: the run still works, and its user is asked whether to stop it ("Stop quantizing?"): said as
+    what stopping it now would leave, not as what "this run stopped" left (a No lets the run go on)."""
     kept = kept_in(parts)  # once replacing, the run's own: the earlier run's manifest is deleted first
     plan = told.to_replace
     first = _move_out_first(parts)
     if told.replacing and not kept and parts.is_dir():
-        return (f"{parts} was being replaced when this run stopped: nothing in it resumes; {first}{again.same} to "
-                "start over")  # fmt: skip
+        being = (f"{parts} is being replaced: nothing in it resumes if this run stops now" if if_stopped_now
+                 else f"{parts} was being replaced when this run stopped: nothing in it resumes")  # fmt: skip
+        return f"{being}; {first}{again.same} to start over"
     if plan is not None and not told.replacing and parts.is_dir():
-        return _left_as_it_was(parts, plan, again, first)
+        return _left_as_it_was(parts, plan, again, first, if_stopped_now)
     if not kept:
         return ""
     if not told.anything:  # whether this run would have resumed from it is not known yet
-        read = f"this run stopped before it read {parts}, which is left as it was"
+        read = (f"{parts} is left as it was if this run stops now, before it reads it" if if_stopped_now
+                else f"this run stopped before it read {parts}, which is left as it was")  # fmt: skip
         if again.to_resume:  # asked to start over, it starts over again, whatever the folder was made with
             return (f"{read}: {first}{again.same} to start over, or {again.to_resume} to resume from it if it was made "
                     "with these settings")  # fmt: skip
@@ -98,17 +103,19 @@ def _move_out_first(parts: Path) -> str:
     return f"move {named_few(foreign)} elsewhere, then " if foreign else ""
 
 
-def _left_as_it_was(parts: Path, plan: PartsToReplace, again: RunAgain, first: str) -> str:
-    """What ``stopped_note`` says of the folder ``parts`` of an earlier run that this run, stopped before then,
-    was to replace (``plan``): left as it was, what the same run again does with it, and what resumes it instead,
-    after ``first`` (``_move_out_first``)."""
+def _left_as_it_was(parts: Path, plan: PartsToReplace, again: RunAgain, first: str, if_stopped_now: bool) -> str:
+    """What ``stopped_note`` says of the folder ``parts`` of an earlier run that this run, stopped before then (or
+    ``if_stopped_now``), was to replace (``plan``): left as it was, what the same run again does with it, and what
+    resumes it instead, after ``first`` (``_move_out_first``)."""
     if again.to_resume:
-        note = f"{parts} is left as it was: this run stopped before it started over"
+        note = (f"{parts} is left as it was if this run stops now, before it starts over" if if_stopped_now
+                else f"{parts} is left as it was: this run stopped before it started over")  # fmt: skip
         clauses = [f"{again.same} to start over"]
     else:
         why = {NO_MANIFEST: NO_MANIFEST, ANOTHER_VERSION: BY_ANOTHER_VERSION}.get(
             plan.differs, f"made with other settings: {plan.differs}")  # fmt: skip
-        note = f"{parts} is left as it was: this run stopped before it replaced it ({why})"
+        note = (f"{parts} is left as it was if this run stops now, before it replaces it ({why})" if if_stopped_now
+                else f"{parts} is left as it was: this run stopped before it replaced it ({why})")  # fmt: skip
         clauses = [f"{again.same} to replace it"] if again.replaces else []
     options = _resume_options(plan, again)
     if options:

@@ -7,10 +7,17 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
+
+import gpu.quantizer  # noqa: F401 - before gpu.streaming's modules, which imported first are a circular import
 from app.quantize_outputs import resume_key, stopped_note
 from app.quantize_worker import QuantizeWorker
+from gpu.quantizer.config import PartsToReplace
 from gpu.streaming.parts_folder import parts_dir
-from tests.app.gui import hold_run_at, small_run
+from gpu.streaming.stopped import QuantizeTold
+from tests.app.gui import answer_stop, hold_run_at, small_run
+
+PLAN = PartsToReplace("alpha points 5 -> 3", {"alpha_points": 5})  # an earlier run's folder, of 5 alpha points
 
 
 def test_a_run_on_an_earlier_runs_folder_says_what_it_left_there_on_the_run_page(qtbot, window, monkeypatch):
@@ -74,16 +81,47 @@ def test_a_folder_left_as_it_was_holding_a_file_of_the_users_is_said_to_need_it_
     """A run that failed at the check just before it replaced an earlier run's folder (a file of the user's saved
     there meanwhile) was told "run again with 5 alpha search points to resume it": that run refuses the folder
     while the file is in it ("holds files the quantizer did not write (notes.txt)"). It says to move it out first."""
-    import gpu.quantizer  # noqa: F401 - before gpu.streaming's modules, which imported first are a circular import
-    from gpu.quantizer.config import PartsToReplace
-    from gpu.streaming.stopped import QuantizeTold
-
     out = tmp_path / "m.safetensors"
     parts = parts_dir(out)
     parts.mkdir()
     (parts / "manifest.json").write_text(json.dumps({"done": {"transformer_blocks.0": {}}}))
     (parts / "notes.txt").write_text("the user's")
-    told = QuantizeTold(True, PartsToReplace("alpha points 5 -> 3", {"alpha_points": 5}))
-    assert stopped_note(out, told) == (
+    assert stopped_note(out, QuantizeTold(True, PLAN)) == (
         f"{parts} is left as it was: this run stopped before it replaced it (made with other settings: alpha points "
         "5 -> 3); move notes.txt elsewhere, then run again with 5 alpha search points to resume it")  # fmt: skip
+
+
+@pytest.mark.parametrize(("plan", "replacing", "asked"), [
+    (PLAN, False, "{parts} is left as it was if this run stops now, before it replaces it (made with other settings: "
+                  "alpha points 5 -> 3); run again with 5 alpha search points to resume it."),
+    (PLAN, True, "{parts} is being replaced: nothing in it resumes if this run stops now; run again with the same "
+                 "settings to start over."),
+    (None, False, "{parts} is left as it was if this run stops now, before it reads it: run again with the same "
+                  "settings to resume from it if it was made with these settings."),
+], ids=["left as it was", "being replaced", "not read yet"])  # fmt: skip
+def test_stop_quantizing_says_what_stopping_now_would_leave(qtbot, bare_window, monkeypatch, tmp_path, plan,
+                                                            replacing, asked):  # fmt: skip
+    """"Stop quantizing?" is asked while the run works, and a No lets it go on; it said what the run "stopped"
+    before ("this run stopped before it replaced it", "was being replaced when this run stopped"), the words of the
+    note after a stop. It says what stopping it now would leave."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.quantize_worker import QuantizeJob
+
+    bare_window.quantize_panel.open_wizard()
+    wizard = bare_window.quantize_panel.wizard
+    out = tmp_path / "m.safetensors"
+    parts = parts_dir(out)
+    parts.mkdir()
+    if not replacing:  # the earlier run's manifest is the first thing a replacement deletes
+        (parts / "manifest.json").write_text(json.dumps({"done": {"transformer_blocks.0": {}}}))
+    told = QuantizeTold(plan is not None, plan, replacing)
+    wizard.job, wizard.out_path = QuantizeJob("demo", out, None, told=told), out
+    wizard.running = True  # as the worker's run works
+    seen: list[str] = []
+    answer_stop(monkeypatch, QMessageBox.StandardButton.No, seen)
+    try:
+        assert not wizard.confirm_stop()
+    finally:
+        wizard.running = False
+    assert seen == [f"Stop quantizing? {asked.format(parts=parts)}"]
