@@ -47,8 +47,9 @@ from app.widgets.model_panel import ModelPanel
 from app.widgets.prompt_panel import PromptPanel
 from app.widgets.quantize_panel import QuantizePanel
 from app.wording import counted
+from gpu.atomic import LinkLeadsNowhere, folder_problem
 from gpu.errors import UserError
-from gpu.paths import blank_data_dir
+from gpu.paths import blank_data_dir, user_data_path
 
 log = logging.getLogger(__name__)
 
@@ -408,6 +409,16 @@ def show_start_refused(argv: list[str], message: str, hint: str) -> None:
     show_fatal_error(EngineError("user", message, hint))
 
 
+def _data_folder_refused(exc: OSError) -> EngineError:
+    """Why the data folder ``resolve_data_dir`` refused with ``exc`` cannot be used, naming the folder asked for
+    (the one it exported, absolute; else the default): ``exc.filename`` may be a folder above it (a link that leads
+    nowhere) or inside it, which ``folder_problem`` names in its place. A link's own hint where one leads nowhere."""
+    folder = user_data_path()
+    hint = exc.hint if isinstance(exc, LinkLeadsNowhere) else "start Nibble Studio with a writable data folder " \
+        "(--data-dir PATH)"  # fmt: skip
+    return EngineError("user", f"The data folder {folder} cannot be used: {folder_problem(folder, exc)}", hint)
+
+
 def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None) -> int:
     """The desktop app; returns its exit code. Logs go to stderr when there is one (not in the windowed
     executable) and to the data folder's log file (``app.app_log``) when it can be opened. ``data_dir`` (else
@@ -428,9 +439,7 @@ def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None) -> 
         data = resolve_data_dir(data_dir)
     except OSError as exc:  # the data folder cannot be created or written (read-only place, full disk)
         log.error("cannot start: %s", exc)
-        show_fatal_error(EngineError("user", f"The data folder {exc.filename or ''} cannot be used: "
-                                     f"{exc.strerror or exc}.",
-                                     "Start Nibble Studio with a writable data folder (--data-dir PATH)."))
+        show_fatal_error(_data_folder_refused(exc))
         return 1
     start_file_log(data.root)  # before the lock: a second instance's "already running" is logged too
     log_startup_facts(data.root)

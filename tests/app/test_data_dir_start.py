@@ -30,7 +30,11 @@ def test_a_data_folder_under_a_link_that_leads_nowhere_is_named_and_its_target_n
     seen: list[str] = []
     accept_dialog_later(seen)
     assert run_app(["nibble-studio"], link / "data") == 1  # a dialog, then a clean exit: no traceback
-    assert len(seen) == 1 and why in seen[0], seen
+    # The data folder asked for is named, then the link (it named the link as the data folder, and said it twice),
+    # with the link's own hint (it was "use a writable data folder", the drive not mentioned)
+    assert seen == [f"Nibble Studio cannot start\nThe data folder {link / 'data'} cannot be used: {why}: the drive it "
+                    "is on may be unplugged or unmounted, or the folder moved or removed.\nPlug in or mount the drive "
+                    "the link leads to, or make the folder it names, or choose another folder."], seen  # fmt: skip
     assert sorted(tmp_path.iterdir()) == [link]
 
 
@@ -53,7 +57,7 @@ def test_a_windowed_app_given_a_data_dir_that_names_no_folder_says_so_in_a_dialo
 
 
 @pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
-def test_an_images_folder_that_is_a_link_loop_or_leads_nowhere_is_said_as_such_by_the_one_rule(tmp_path):
+def test_an_images_folder_that_is_a_link_loop_or_leads_nowhere_is_said_as_such_by_the_one_rule(qtbot, tmp_path):
     """``DataDir.create`` had a check of its own for images/ beside ``gpu.atomic.broken_link``: a loop of links
     there was said as "a link to …, which is not there". It makes images/ as every folder is made
     (``make_folders``): a loop said as one, a link that leads nowhere named with its target and the hint."""
@@ -70,6 +74,11 @@ def test_an_images_folder_that_is_a_link_loop_or_leads_nowhere_is_said_as_such_b
     with pytest.raises(LinkLeadsNowhere) as gone:
         DataDir(root).create()
     assert gone.value.strerror.startswith(f"{root / 'images'} is a link to {tmp_path / 'unplugged'}, which is not")
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    assert run_app(["nibble-studio"], root) == 1  # the data folder named, then images/ as the link
+    assert len(seen) == 1 and f"The data folder {root} cannot be used: {gone.value.strerror}." in seen[0], seen
+    assert "\nPlug in or mount the drive the link leads to" in seen[0], seen
     assert sorted(tmp_path.iterdir()) == [root] and sorted(root.iterdir()) == [root / "images"]
 
 
