@@ -175,13 +175,27 @@ class LinkLeadsNowhere(FileNotFoundError):
 
 def link_to_nothing(link: Path) -> str:
     """Why the link (or Windows junction) ``link`` leads nowhere, as a phrase: "a link to <target>, which is not
-    there: …"."""
-    try:
-        where = f" to {os.readlink(link)}"
-    except OSError:
-        where = ""
+    there: …". A relative target is shown joined onto the link's folder ("../elsewhere/gone" said nothing of where
+    that is), and where the target is a link too, where the chain ends: "a link to <target>, which leads on to
+    <end>, which is not there"."""
+    hops: list[str] = []
+    here = os.fspath(link)
+    while len(hops) < _MAX_HOPS:  # a loop is said as one (broken_link), not here; bounded all the same
+        try:
+            target = os.readlink(here)
+        except OSError:  # not a link (the end of the chain), or not one this system reads
+            break
+        # the folder that holds the link exists, and is where the system starts a relative target from
+        here = os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(here)), target))
+        hops.append(here)
+    where = f" to {hops[0]}" if hops else ""
+    if len(hops) > 1:
+        where += f", which leads on to {hops[-1]}"
     return (f"a link{where}, which is not there: the drive it is on may be unplugged or unmounted, or the folder "
             "moved or removed")  # fmt: skip
+
+
+_MAX_HOPS = 40  # as many links as Linux follows in one path
 
 
 def broken_link(folder: Path) -> OSError | None:

@@ -206,6 +206,27 @@ def test_a_link_that_leads_nowhere_above_a_folder_to_make_is_named_with_its_targ
     assert sorted(tmp_path.iterdir()) == [link]  # nothing made, the link's target least of all
 
 
+@pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
+def test_a_chain_of_links_and_a_relative_link_that_lead_nowhere_say_where(tmp_path: Path) -> None:
+    """A link to a link that leads nowhere was said as "first is a link to second, which is not there", second
+    being there (a link); a relative target raw ("a link to ../elsewhere/gone"), which said nothing of where. The
+    target is joined onto the link's folder, and a chain is followed to where it ends."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "second").symlink_to(home / "unplugged")
+    (home / "first").symlink_to("second")
+    (home / "rel").symlink_to("../elsewhere/gone")
+    said = {}
+    for top in ("first", "rel"):
+        with pytest.raises(OutputError) as refused:
+            gpu.atomic.check_output_path(home / top / "sub" / "a.png")
+        said[top] = str(refused.value).split(": the drive")[0]
+    assert said == {"first": f"cannot write {home / 'first/sub/a.png'}: {home / 'first'} is a link to "
+                             f"{home / 'second'}, which leads on to {home / 'unplugged'}, which is not there",
+                    "rel": f"cannot write {home / 'rel/sub/a.png'}: {home / 'rel'} is a link to "
+                           f"{tmp_path / 'elsewhere' / 'gone'}, which is not there"}  # fmt: skip
+
+
 def test_the_folders_made_above_one_that_could_not_be_made_are_taken_back(tmp_path: Path) -> None:
     """``remove_empty_folders`` stopped at the first folder of its list that was never made: a lock on
     a/b/<300 characters>/c/m.safetensors (a name too long to make) left a and a/b behind. One that is not there
