@@ -1427,7 +1427,7 @@ def test_a_single_file_calibrated_with_another_base_is_said_to_resume_with_that_
 def test_a_single_file_whose_own_base_changed_since_is_said_to_resume_with_no_base(tmp_path):
     """A single file's parts folder made with the run's own --base, whose tokenizer was written again since, was
     said to resume "with --base naming the pipeline it was made with": that is the run's base, and no --base
-    resumes the folder. Nor does one the folder does not record (made before the base was recorded)."""
+    resumes the folder. (A folder that records no base: the test below.)"""
     from gpu.quantizer.config import PartsToReplace
 
     single = save_bfl_transformer(DEMO, tmp_path / "flux-demo.safetensors")
@@ -1444,6 +1444,32 @@ def test_a_single_file_whose_own_base_changed_since_is_said_to_resume_with_no_ba
         quantize_model(single, out, _cfg(base=str(base), rank=16), events.append, _after_calls(0), library=lib,
                        device=CPU)  # fmt: skip
     assert events[0].to_replace == PartsToReplace(f"rank 8 -> 16, {OTHER_CALIBRATION}", None)
+
+
+@pytest.mark.parametrize("recorded", [False, True], ids=["made before the record", "recorded"])
+def test_a_single_file_whose_folder_records_no_base_is_said_to_resume_with_no_base(tmp_path, recorded):
+    """A single file's parts folder made with another --base before folders recorded their base pipeline names no
+    base that resumes it: the engine cannot prove one does, and says no setting resumes it (``other_base`` "", no
+    ``resume_with``), where the same folder recording that base names it."""
+    from gpu.quantizer.config import PartsToReplace
+
+    single = save_bfl_transformer(DEMO, tmp_path / "flux-demo.safetensors")
+    base, other = pipeline_copy(DEMO, tmp_path / "base"), pipeline_copy(DEMO, tmp_path / "other-base")
+    _touched(other)  # another calibration than the run's base
+    out = tmp_path / "o.safetensors"
+    lib = ModelLibrary(tmp_path / "lib")
+    made = resume_key(single, _cfg(base=str(other), rank=8), lib, CPU)
+    parts = _folder(parts_dir(out), made.settings, {"transformer_blocks.0": {}})
+    if recorded:
+        manifest = json.loads((parts / "manifest.json").read_text())
+        (parts / "manifest.json").write_text(json.dumps({**manifest, "base pipeline": str(other)}))
+    events = []
+    with pytest.raises(Cancelled):
+        quantize_model(single, out, _cfg(base=str(base), rank=16), events.append, _after_calls(0), library=lib,
+                       device=CPU)  # fmt: skip
+    differs = f"rank 8 -> 16, {OTHER_CALIBRATION}"
+    assert events[0].to_replace == (PartsToReplace(differs, {"rank": 8}, str(other)) if recorded
+                                    else PartsToReplace(differs, None))  # fmt: skip
 
 
 @pytest.mark.parametrize("tag, deleted", [(0xA0000003, False), (0x9000601A, True)], ids=["junction", "onedrive"])
