@@ -164,13 +164,21 @@ def absolute_folder(path: str | os.PathLike[str]) -> Path:
 
 def _resolve_existing(start: Path, parts: tuple[str, ...]) -> Path:
     """``start`` (absolute) joined with ``parts``: the longest leading part that exists resolved, the rest joined by
-    name (``..`` going up one name, ``.`` dropped)."""
+    name (``..`` going up one name, ``.`` dropped), but for a ``..`` after something that is there: up from a link's
+    target as the system goes, and kept as written after a link that leads nowhere, a loop or a file, which the
+    system goes through or refuses (taken out by name, ``drive/../x`` put the data folder beside the unplugged
+    drive's link, on the system disk)."""
     head, rest = start, list(parts)
     while rest and os.path.exists(head / rest[0]):  # False for a link that leads nowhere, a loop, an unreadable one
         head = head / rest.pop(0)
     folder = head.resolve()
-    for part in rest:
-        folder = folder.parent if part == ".." else folder if part == "." else folder / part
+    for index, part in enumerate(rest):
+        if part == "..":
+            if os.path.lexists(folder) and not os.path.isdir(folder):
+                return folder.joinpath(*rest[index:])
+            folder = folder.resolve().parent if os.path.exists(folder) else folder.parent
+        elif part != ".":
+            folder = folder / part
     return folder
 
 

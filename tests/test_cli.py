@@ -347,7 +347,12 @@ def test_absolute_folder_resolves_what_exists_and_joins_the_rest_by_name(tmp_pat
     assert absolute_folder("link/../data") == real / "data"  # the system's "..": the target's parent
     assert absolute_folder("missing/../link/data") == real / "inside" / "data"  # back into what exists: resolved
     assert absolute_folder("drive/data") == tmp_path / "drive" / "data"  # kept, not tmp_path/unplugged/data
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["drive", "link", "real"]
+    # up from a link that leads nowhere, or a file: kept as written, for making the folder to refuse, never by name
+    assert absolute_folder("drive/../data") == tmp_path / "drive" / ".." / "data"
+    (tmp_path / "afile").write_bytes(b"")
+    assert absolute_folder("afile/../data") == tmp_path / "afile" / ".." / "data"
+    assert absolute_folder("missing/../link/../data") == real / "data"  # up from the link's target in the tail too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "drive", "link", "real"]
 
 
 def test_a_data_folder_deeper_than_pythons_recursion_limit_is_made(tmp_path, deep_path, nothing_else_runs):
