@@ -118,6 +118,22 @@ def test_an_older_builds_scratch_folder_goes_with_the_parts_folder(tmp_path):
     assert (elsewhere / "photo.png").read_bytes() == PHOTO  # the link went, not what it leads to
 
 
+def test_a_folder_named_almost_as_an_older_builds_scratch_is_the_users(tmp_path):
+    """Older builds' scratch names end in tempfile's 8 random characters; a folder whose name only looks like one
+    (".manifest.json.my-backup.tmp/") is the user's: it refuses the run, and a deletion keeps it with what it holds
+    (taken for a scratch folder, it was deleted whole)."""
+    parts = parts_dir(tmp_path / "o.safetensors")
+    parts.mkdir()
+    (parts / "manifest.json").write_text('{"done": {}}')
+    backup = parts / ".manifest.json.my_backup_of_settings.tmp"
+    backup.mkdir()
+    (backup / "precious.txt").write_bytes(PHOTO)
+    assert foreign_entries(parts) == [backup.name]
+    left = delete_parts(parts)
+    assert left is not None and left.foreign == (backup.name,)
+    assert (backup / "precious.txt").read_bytes() == PHOTO
+
+
 def test_a_spill_folder_left_over_is_emptied_before_it_is_spilled_into(tmp_path):
     """``ActivationStore`` removes what is at its spill folder's name by the one rule of the parts folder's deletion
     (``delete_entry``: a link or junction as itself, a folder with what it holds) instead of telling a link first

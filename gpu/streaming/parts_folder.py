@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gpu.atomic import SCRATCH_NAME, atomic_write_bytes, folder_problem, output_errors
 from gpu.errors import OutputError, named_few
+from gpu.paths import JUNCTION_TAG
 
 MANIFEST = "manifest.json"
 PARTS_SUFFIX = ".parts"  # OUT.safetensors -> OUT.safetensors.parts/, the unfinished run's folder
@@ -58,7 +59,9 @@ _OWN_PARTS_FILE = re.compile(r"manifest\.json|samples\.safetensors|block-\d{4}\.
 # safetensors' scratch (until it was named ``SCRATCH_NAME``'s way). Either is the engine's, as a ``SCRATCH_NAME``
 # folder is: a folder of that name goes with what it holds, a file, link or junction as itself. Counted as the
 # user's (a plain file only, as the final names are), such a folder refused the whole parts folder: hours of blocks.
-_OLD_SCRATCH = re.compile(r"\.(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors)\.\w+\.tmp")
+# Only their exact 8 random characters (tempfile's, as ``gpu.atomic.remove_stale_temps`` matches them): the folder goes
+# with all it holds, and ".manifest.json.my-backup.tmp/" is a folder of the user's.
+_OLD_SCRATCH = re.compile(r"\.(manifest\.json|samples\.safetensors|block-\d{4}\.safetensors)\.[a-z0-9_]{8}\.tmp")
 
 
 # The files a finished block or the samples are kept in: what a run discarding the folder would lose.
@@ -107,14 +110,10 @@ def not_a_folder(parts: Path) -> str:
         return ""
     if stat.S_ISLNK(status.st_mode):
         return "a symbolic link"
-    # A Windows junction is a folder to lstat, and what is deleted through it is its target's. Only this tag: a
-    # OneDrive folder (files on demand) is a reparse point too, and is the user's own folder.
-    if getattr(status, "st_reparse_tag", 0) == _JUNCTION_TAG:
+    # A Windows junction is a folder to lstat, and what is deleted through it is its target's (gpu.paths.JUNCTION_TAG)
+    if getattr(status, "st_reparse_tag", 0) == JUNCTION_TAG:
         return "a junction (a link to another folder)"
     return "" if stat.S_ISDIR(status.st_mode) else "a file"
-
-
-_JUNCTION_TAG = getattr(stat, "IO_REPARSE_TAG_MOUNT_POINT", 0xA0000003)  # the constant is Windows-only in stat
 
 
 def check_parts_folder(parts: Path) -> None:
