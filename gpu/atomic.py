@@ -246,6 +246,9 @@ def folder_problem(folder: Path, err: OSError) -> str:
         for parent in folder.absolute().parents:
             if parent.exists() and not parent.is_dir():
                 return f"{parent} is a file, not a folder"
+    named = Path(err.filename) if isinstance(err, FileExistsError) and err.filename else None
+    if named is not None and named.exists() and not named.is_dir():  # a folder to make inside it (the data's images/)
+        return f"{named} is a file, not a folder"
     # resolved(), not Path.resolve(): that raises RuntimeError on a link loop (Python < 3.13)
     where = f"{err.filename}: " if err.filename and resolved(err.filename) != resolved(folder) else ""
     return f"{where}{'a symbolic link loop' if err.errno == errno.ELOOP else err.strerror or err}"

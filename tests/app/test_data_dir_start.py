@@ -98,3 +98,16 @@ def test_the_app_started_on_its_own_refuses_a_data_dir_that_names_no_folder(qtbo
     assert seen == [f'Nibble Studio cannot start\n--data-dir "{blank}": the folder name is {name}.\nGive a folder, '
                     "e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one."]  # fmt: skip
     assert [w for w in QApplication.topLevelWidgets() if w.isVisible()] == [] and list(tmp_path.iterdir()) == []
+
+
+def test_an_images_file_in_the_data_folder_is_said_as_a_file_where_a_folder_goes(qtbot, tmp_path):
+    """A file named images in the data folder was said "The data folder R cannot be used: R/images: File exists",
+    mkdir's words; it is said as the file it is, in place of the folder the app keeps its pictures in."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "images").write_bytes(b"not a folder")
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    assert run_app(["nibble-studio"], root) == 1
+    assert len(seen) == 1 and f"cannot be used: {root / 'images'} is a file, not a folder." in seen[0], seen
+    assert (root / "images").read_bytes() == b"not a folder"
