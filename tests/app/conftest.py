@@ -39,10 +39,12 @@ def data_root(tmp_path, monkeypatch, demo_model) -> Path:
 def pytest_runtest_teardown(item, nextitem):
     """After the last GUI test, what they left is collected again as anything else (see ``_close_windows``): the
     tests after them run as they would without the GUI tests' freezing."""
-    yield
-    if nextitem is None or HERE not in nextitem.path.parents:
-        gc.unfreeze()
-        gc.collect()
+    try:
+        return (yield)
+    finally:  # a failed teardown too
+        if nextitem is None or HERE not in nextitem.path.parents:
+            gc.unfreeze()
+            gc.collect()
 
 
 @pytest.fixture(autouse=True)
