@@ -37,32 +37,63 @@ def _log(data_dir: Path) -> str:
     return app_log.log_file_path(data_dir).read_text(encoding="utf-8")
 
 
-def test_generate_and_quantize_write_the_log_file_and_print_what_they_printed(tmp_path, capsys):
-    data, png = tmp_path / "data", tmp_path / "star.png"
-    r = _run("generate", "a red star", "--steps", "1", "--width", "64", "--height", "64", "--out", str(png),
-             data_dir=data)  # fmt: skip
+FULL_DISK = Path("/dev/full")  # a device that is always full
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess | Path]:
+    """The command-line runs the tests below check, in two processes (a process each cost its start-up):
+
+    - "generate": a real one in the data folder "data"; then, its library.json damaged, one after another in one
+      process (cli_runs: each with its own exit code and output), ``quantize no-such-model``:
+    - "unopenable": where the log file cannot be opened, first, as in a process of its own,
+    - "damaged library": in "data" (a second process there: its log lines are told apart by the process id),
+    - "full": where the disk under the log file is full (where /dev/full exists); last, so what Python prints at
+      exit (logging closes its files then) is said in its output."""
+    root = tmp_path_factory.mktemp("cli-log")
+    data, unopenable, full = root / "data", root / "unopenable", root / "full"
+    found: dict[str, subprocess.CompletedProcess | Path] = {"root": root, "data": data}
+    found["generate"] = _run("generate", "a red star", "--steps", "1", "--width", "64", "--height", "64", "--out",
+                             str(root / "star.png"), data_dir=data)  # fmt: skip
+    (data / "library.json").write_text("{damaged")
+    unopenable.mkdir()
+    (unopenable / "logs").write_text("a file where the logs folder goes")
+    folders = {"unopenable": unopenable, "damaged library": data}
+    if FULL_DISK.exists():
+        (full / "logs").mkdir(parents=True)
+        (full / "logs" / "nibble.log").symlink_to(FULL_DISK)  # every write: ENOSPC
+        folders["full"] = full
+    rest = run_each([["--data-dir", str(folder), "quantize", "no-such-model", "--out", str(root / "q.safetensors")]
+                     for folder in folders.values()], scratch=root / "runs")  # fmt: skip
+    found.update(zip(folders, rest, strict=True))
+    return found
+
+
+def test_generate_and_quantize_write_the_log_file_and_print_what_they_printed(runs, capsys):
+    data, png, r = runs["data"], runs["root"] / "star.png", runs["generate"]
     assert r.returncode == 0 and r.stderr == ""
     printed = r.stdout.splitlines()
     assert printed[0].startswith("Memory plan: ")  # said before the model loads
     assert printed[1].startswith(f"wrote {png} (64x64, 1 steps") and printed[-1].startswith("total ")
-    text = _log(data)
-    assert re.search(rf"INFO cli {_pid(text)} \[MainThread\] nibble\.cli: Nibble Studio \S+ command line", text)
-    assert f"command: main.py --data-dir {data} generate 'a red star' --steps 1" in text
+    text = _log(data)  # the quantize run's lines too: the generate run's are those of its process, the first one
+    generate_pid = _pid(text)
+    generated = "".join(line for line in text.splitlines(keepends=True) if f" cli {generate_pid} " in line)
+    assert re.search(rf"INFO cli {generate_pid} \[MainThread\] nibble\.cli: Nibble Studio \S+ command line",
+                     generated)  # fmt: skip
+    assert f"command: main.py --data-dir {data} generate 'a red star' --steps 1" in generated
     for line in printed:  # what the console showed, for the report
-        assert f"nibble.cli: {line}\n" in text
-    assert "generate ended: exit 0 after" in text
+        assert f"nibble.cli: {line}\n" in generated
+    assert "generate ended: exit 0 after" in generated
 
     # a user error: the same one line on the console as ever, in the log as an error; a damaged library file is
     # said once, as a note (the engine's own log line about it goes to the file only)
-    (data / "library.json").write_text("{damaged")
-    r = _run("quantize", "no-such-model", "--out", str(tmp_path / "q.safetensors"), data_dir=data)
+    r = runs["damaged library"]
     lines = r.stderr.splitlines()
     assert r.returncode == 2 and r.stdout == ""
     assert lines[-1] == f"error: {NO_SUCH_MODEL}"
     assert [line for line in lines if "library" in line and not line.startswith("error:")] == [lines[0]]
     assert lines[0].startswith(f"note: Your model library {data / 'library.json'} could not be read"), lines
     assert not any("Logging error" in line or "nibble.cli" in line for line in lines)
-    text = _log(data)
     assert re.search(r"INFO cli \d+ \[MainThread\] gpu\.library: model library .* is damaged", text)
     ended = r"ERROR cli \d+ \[MainThread\] nibble\.cli: quantize ended: exit 2 after [\d.]+ s; error: no model named"
     assert re.search(ended + " 'no-such-model'", text)
@@ -70,7 +101,7 @@ def test_generate_and_quantize_write_the_log_file_and_print_what_they_printed(tm
 
     from main import main  # in this process: a third one cost its start-up
 
-    assert main(["--data-dir", str(data), "inspect", str(tmp_path / "missing.safetensors")]) == 2
+    assert main(["--data-dir", str(data), "inspect", str(runs["root"] / "missing.safetensors")]) == 2
     assert "missing.safetensors" in capsys.readouterr().err and _log(data) == text  # reads only: not logged
 
 
@@ -80,30 +111,8 @@ def _pid(text: str) -> str:
     return match.group(1)
 
 
-FULL_DISK = Path("/dev/full")  # a device that is always full
-
-
-@pytest.fixture(scope="module")
-def broken_log_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
-    """``quantize no-such-model`` where the log file cannot be opened, and where the disk under it is full (where
-    /dev/full exists): one process for both (cli_runs), each with its own exit code and output; the full disk's
-    last, so what Python prints at exit (logging closes its files then) is said in its output."""
-    root = tmp_path_factory.mktemp("broken-log")
-    unopenable, full = root / "unopenable", root / "full"
-    unopenable.mkdir()
-    (unopenable / "logs").write_text("a file where the logs folder goes")
-    folders = {"unopenable": unopenable}
-    if FULL_DISK.exists():
-        (full / "logs").mkdir(parents=True)
-        (full / "logs" / "nibble.log").symlink_to(FULL_DISK)  # every write: ENOSPC
-        folders["full"] = full
-    runs = run_each([["--data-dir", str(data), "quantize", "no-such-model", "--out", str(root / "q.safetensors")]
-                     for data in folders.values()], scratch=root / "runs")  # fmt: skip
-    return dict(zip(folders, runs, strict=True))
-
-
-def test_a_log_file_that_cannot_be_opened_changes_nothing_on_the_console(broken_log_runs):
-    r = broken_log_runs["unopenable"]
+def test_a_log_file_that_cannot_be_opened_changes_nothing_on_the_console(runs):
+    r = runs["unopenable"]
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == f"error: {NO_SUCH_MODEL}\n"
 
@@ -156,10 +165,10 @@ def test_a_rotation_another_process_prevents_is_put_off(tmp_path, capsys, monkey
 
 
 @pytest.mark.skipif(not FULL_DISK.exists(), reason="needs /dev/full, a device that is always full")
-def test_a_full_disk_under_the_log_file_changes_nothing_on_the_console(broken_log_runs):
+def test_a_full_disk_under_the_log_file_changes_nothing_on_the_console(runs):
     """Lines that no longer fit on the disk made logging print '--- Logging error ---' and a traceback for each,
     and closing the file at the end raised: the command's one-line error became a traceback and exit 1."""
-    r = broken_log_runs["full"]
+    r = runs["full"]
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == f"error: {NO_SUCH_MODEL}\n"
 
