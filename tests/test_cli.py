@@ -95,21 +95,54 @@ def test_quantize_then_generate_writes_a_valid_png(tiny_flux, tmp_path, capsys):
     assert "Memory plan: " in printed and '"memory_policy": ' in chunks["nibble"]
 
 
-def test_user_errors_are_one_line_without_traceback(tiny_flux, tmp_path):
-    corrupt = tmp_path / "broken.safetensors"
-    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
-    cases = [
+def _user_error_cases(folder: Path, tiny_flux: Path) -> list[tuple[str, ...]]:
+    corrupt = folder / "broken.safetensors"
+    return [
         ("inspect", str(corrupt)),
         ("generate", "x", "--model", "no-such-model"),
         ("generate", "x", "--model", str(tiny_flux), "--width", "100"),
-        ("quantize", str(corrupt), "--out", str(tmp_path / "o.safetensors")),
+        ("quantize", str(corrupt), "--out", str(folder / "o.safetensors")),
         ("generate", "x", "--model", str(corrupt)),
     ]
-    # The first as a real run; the others one after another in one process, each with its own exit code and
-    # stderr (cli_runs; a process each cost its start-up), the one on a corrupt model last: what Python prints at
-    # exit, once the engine's libraries were loaded, lands in its stderr.
-    runs = [_run(*cases[0], data_dir=tmp_path)]
-    runs += run_each([["--data-dir", str(tmp_path), *args] for args in cases[1:]], scratch=tmp_path / "runs")
+
+
+def _output_cases(folder: Path, tiny_flux: Path) -> list[tuple[tuple[str, ...], str]]:
+    return [
+        (("generate", "x", "--model", str(tiny_flux), "--out", str(folder / "a-folder.png")), "is a folder"),
+        (("generate", "x", "--model", str(tiny_flux), "--out", str(folder / "x.jpg")), "only .png keeps"),
+        (("generate", "x", "--model", str(tiny_flux), "--seed", str(2**63 - 1), "--batch", "2"), "runs past"),
+        (("quantize", str(tiny_flux), "--out", str(folder / "a-folder.png")), "is a folder"),
+        (("quantize", str(tiny_flux), "--out", str(folder / "r.safetensors"), "--rank", "1000"), "rank 1000"),
+        (("quantize", str(tiny_flux), "--out", str(folder / "r.safetensors"), "--calib-steps", "-1"), "steps"),
+        (("quantize", str(tiny_flux), "--out", str(folder / "r.safetensors"), "--gpu-budget", "0"),
+         "GPU memory budget of 0 GiB"),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_line_errors(tiny_flux, tmp_path_factory) -> dict[str, Path | list[subprocess.CompletedProcess]]:
+    """The command lines of the two tests below, but for their real runs, one after another in ONE process, each
+    with its own exit code and stderr (cli_runs; a process each cost its start-up): the output and setting problems
+    first (data folder "outputs/data"), then the user errors but the first (data folder "errors"), the one on a
+    corrupt model last: what Python prints at exit, once the engine's libraries were loaded, lands in its stderr."""
+    root = tmp_path_factory.mktemp("one-line-errors")
+    errors, outputs = root / "errors", root / "outputs"
+    errors.mkdir()
+    (errors / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
+    (outputs / "a-folder.png").mkdir(parents=True)
+    (outputs / "a-file").write_text("")
+    argvs = [["--data-dir", str(outputs / "data"), *args] for args, _ in _output_cases(outputs, tiny_flux)]
+    argvs += [["--data-dir", str(errors), *args] for args in _user_error_cases(errors, tiny_flux)[1:]]
+    runs = run_each(argvs, scratch=root / "runs")
+    split = len(_output_cases(outputs, tiny_flux))
+    return {"errors": errors, "outputs": outputs, "error runs": runs[split:], "output runs": runs[:split]}
+
+
+def test_user_errors_are_one_line_without_traceback(tiny_flux, one_line_errors):
+    folder = one_line_errors["errors"]
+    cases = _user_error_cases(folder, tiny_flux)
+    # The first as a real run; the others in the fixture's one process
+    runs = [_run(*cases[0], data_dir=folder), *one_line_errors["error runs"]]
     for args, r in zip(cases, runs, strict=True):
         assert r.returncode == 2, (args, r.stderr)
         lines = [line for line in r.stderr.splitlines() if line.strip()]
@@ -118,30 +151,18 @@ def test_user_errors_are_one_line_without_traceback(tiny_flux, tmp_path):
     assert "multiple of 16" in runs[2].stderr
 
 
-def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, tmp_path):
-    (tmp_path / "a-folder.png").mkdir()
-    (tmp_path / "a-file").write_text("")
-    cases = [
-        (("generate", "x", "--model", str(tiny_flux), "--out", str(tmp_path / "a-folder.png")), "is a folder"),
-        (("generate", "x", "--model", str(tiny_flux), "--out", str(tmp_path / "x.jpg")), "only .png keeps"),
-        (("generate", "x", "--model", str(tiny_flux), "--seed", str(2**63 - 1), "--batch", "2"), "runs past"),
-        (("quantize", str(tiny_flux), "--out", str(tmp_path / "a-folder.png")), "is a folder"),
-        (("quantize", str(tiny_flux), "--out", str(tmp_path / "r.safetensors"), "--rank", "1000"), "rank 1000"),
-        (("quantize", str(tiny_flux), "--out", str(tmp_path / "r.safetensors"), "--calib-steps", "-1"), "steps"),
-        (("quantize", str(tiny_flux), "--out", str(tmp_path / "r.safetensors"), "--gpu-budget", "0"),
-         "GPU memory budget of 0 GiB"),
-    ]
-    # one after another in one process, each with its own exit code and stderr (cli_runs); the last check below
-    # is a real run
-    runs = run_each([["--data-dir", str(tmp_path / "data"), *args] for args, _ in cases], scratch=tmp_path / "runs")
-    for (args, words), r in zip(cases, runs, strict=True):
+def test_output_and_setting_problems_fail_first_with_one_line(tiny_flux, one_line_errors):
+    folder = one_line_errors["outputs"]
+    cases = _output_cases(folder, tiny_flux)
+    # in the fixture's one process; the last check below is a real run
+    for (args, words), r in zip(cases, one_line_errors["output runs"], strict=True):
         lines = [line for line in r.stderr.splitlines() if line.strip()]
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, r.stderr)
         assert words in lines[0], (args, lines[0])
-    assert not (tmp_path / "r.safetensors").exists() and not list(tmp_path.glob("*.parts"))
-    r = _run("generate", "x", data_dir=tmp_path / "a-file")
+    assert not (folder / "r.safetensors").exists() and not list(folder.glob("*.parts"))
+    r = _run("generate", "x", data_dir=folder / "a-file")
     assert r.returncode == 2 and r.stderr.startswith(
-        f"error: --data-dir {tmp_path / 'a-file'}: cannot use it as the "
+        f"error: --data-dir {folder / 'a-file'}: cannot use it as the "
         "data folder: it is a file, not a folder (give --data-dir "
     )
 
