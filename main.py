@@ -199,8 +199,9 @@ def _resume_option(name: str, value: object) -> str | None:
 
 
 def quantize_cancel_note(parts: Path, told: QuantizeTold, no_resume: bool) -> str:
-    """Where a stopped quantize run left the parts folder ``parts``, and how the same command uses it, as the engine
-    said it (``told``): ``gpu.streaming.stopped.stopped_note`` in the command's words; "" when there is nothing."""
+    """Where a stopped quantize run (cancelled, or failed) left the parts folder ``parts``, and how the same command
+    uses it, as the engine said it (``told``): ``gpu.streaming.stopped.stopped_note`` in the command's words; "" when
+    there is nothing."""
     from gpu.streaming.stopped import RunAgain, stopped_note
 
     again = RunAgain("run the same command again", _resume_option, changed="", replaces=True, command="this command",
@@ -246,6 +247,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         quantize_model(args.src, args.out, cfg, on_event=show, library=library, replace=args.overwrite)
     except (Cancelled, KeyboardInterrupt):
         args.cancel_note = quantize_cancel_note(parts_dir(args.out), told, args.no_resume)
+        raise
+    except BaseException:
+        # A run that fails after writing parts (a shard gone, a disk full) keeps them as a Ctrl-C does: said in the
+        # same words, as the wizard says them. Only once the engine looked at the folder: a run refused before (its
+        # source, its settings, another run on OUT) has its error say all there is, and the folder is not its own.
+        if told.anything:
+            args.failed_note = quantize_cancel_note(parts_dir(args.out), told, args.no_resume)
         raise
     finally:
         tell_library_notices(library)
@@ -537,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
             logged = args.command in LOGGED_COMMANDS and start_log(argv)
             code, message = COMMANDS[args.command](args), ""
         except UserError as err:
-            code, message = 2, f"error: {err.text}"
+            code, message = 2, with_failed_note(f"error: {err.text}", args)
         except (Cancelled, KeyboardInterrupt):  # what was kept, where a command says (the images, the parts)
             note = getattr(args, "cancel_note", "")
             code, message = 130, f"error: cancelled{f'; {note}' if note else ''}"
@@ -546,10 +554,13 @@ def main(argv: list[str] | None = None) -> int:
             silence_stdout()
         except OSError as err:  # a file the command had to read or write, named by the system
             where = f"{err.filename}: " if err.filename else ""
-            code, message = 2, f"error: {where}{err.strerror or err}"
+            code, message = 2, with_failed_note(f"error: {where}{err.strerror or err}", args)
         except BaseException:
             if logged:  # a bug: its traceback in the file; Python prints it on the console as it always did
                 log.exception("%s crashed after %.1f s", args.command, time.perf_counter() - started)
+            # Before the traceback Python prints as the exception leaves: what the run kept is not lost with it
+            if note := getattr(args, "failed_note", ""):
+                print(note, file=sys.stderr)
             raise
         if message:
             print(message, file=sys.stderr)
@@ -560,6 +571,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.command in LOGGED_COMMANDS:  # not only when start_log returned: a Ctrl-C inside it, once the
             stop_log()  # file was open, left the handler on the root logger of an in-process caller (tests)
+
+
+def with_failed_note(message: str, args: argparse.Namespace) -> str:
+    """``message`` (the error's line) and, on a line of its own, what a command that failed kept for the next run
+    (``failed_note``: a quantize run's parts), as the wizard says it after a failure's message."""
+    note = getattr(args, "failed_note", "")
+    return f"{message}\n{note}" if note else message
 
 
 SIGPIPE_EXIT = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13), as `cat` would be

@@ -1,0 +1,73 @@
+"""A command-line quantize run that fails after writing parts (a source file gone or damaged mid-run) says what it
+kept for the next run, in the words of its Ctrl-C note and of the wizard's note after a failure
+(``gpu.streaming.stopped.stopped_note``): it said only the error, and the user did not know hours of blocks were
+kept, nor that the same command resumes them.
+
+The runs are ``main.main`` in this process (a process each cost its start-up), as test_cli's Ctrl-C run is; the
+failure is a real one, the source's transformer file removed or overwritten once the first block is under way
+(the first layer's line is printed), so the next block's read fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import main as cli
+
+RUN = ("--calib-prompts", "2", "--calib-steps", "1", "--alpha-points", "3")
+
+
+def _source_copy(tiny_flux: Path, folder: Path) -> tuple[Path, Path]:
+    """A copy of the tiny pipeline (the shared one is never changed), and its transformer's weight file."""
+    source = folder / "source"
+    shutil.copytree(tiny_flux, source)
+    (weights,) = (source / "transformer").glob("*.safetensors")
+    return source, weights
+
+
+def _at_the_first_layer(monkeypatch: pytest.MonkeyPatch, damage: Callable[[], None]) -> None:
+    """``damage`` runs once the run prints its first layer's line: block 0 is loaded, block 1 not yet."""
+    said = cli.say
+
+    def say(text: str) -> None:
+        said(text)
+        if "[1/" in text:
+            damage()
+
+    monkeypatch.setattr(cli, "say", say)
+
+
+def test_a_run_failing_on_a_missing_source_file_says_what_it_kept(tiny_flux, tmp_path, monkeypatch, capsys):
+    source, weights = _source_copy(tiny_flux, tmp_path)
+    out = tmp_path / "cut.safetensors"
+    _at_the_first_layer(monkeypatch, weights.unlink)  # an unplugged drive, a file deleted meanwhile
+    assert cli.main(["--data-dir", str(tmp_path / "data"), "quantize", str(source), "--out", str(out), *RUN]) == 2
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        f"error: No such file or directory: {weights}",
+        f"the calibration samples and 1 finished block are kept in {out}.parts: run the same command again to "
+        "resume"]  # fmt: skip
+    assert (Path(f"{out}.parts") / "block-0000.safetensors").is_file() and not out.exists()
+
+
+def test_a_run_crashing_on_a_damaged_source_file_says_what_it_kept(tiny_flux, tmp_path, monkeypatch, capsys):
+    source, weights = _source_copy(tiny_flux, tmp_path)
+    out = tmp_path / "crash.safetensors"
+
+    def damage() -> None:  # replaced whole, as a copy would: a file mapped by a reader is never cut short
+        broken = weights.with_name("broken")
+        broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
+        os.replace(broken, weights)
+
+    _at_the_first_layer(monkeypatch, damage)
+    # No user error: the engine reads the source's header only as the run starts, and Python prints this traceback
+    with pytest.raises(Exception, match="header"):
+        cli.main(["--data-dir", str(tmp_path / "data"), "quantize", str(source), "--out", str(out), "--no-resume",
+                  *RUN])  # fmt: skip
+    # --no-resume given: the same command starts over again, and is said how to resume instead
+    assert capsys.readouterr().err.splitlines()[-1:] == [
+        f"the calibration samples and 1 finished block are kept in {out}.parts: run the same command again without "
+        "--no-resume to resume"]  # fmt: skip
