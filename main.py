@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 from gpu.paths import (  # torch-free, as the next
     DATA_DIR_ENV,
-    absolute_folder,
     blank_data_dir,
     data_dir_override,
     named_data_dir,
@@ -73,12 +72,12 @@ def refuse_blank_data_dir(args: argparse.Namespace, argv: list[str], what: str, 
 
 def choose_data_dir(flag: str | None) -> str:
     """Makes ``flag`` the engine's and the app's data folder and creates the chosen one (--data-dir, else
-    NIBBLE_DATA_DIR, both read by ``named_data_dir``: ``~`` expanded) with the engine's own ``user_data_dir``, so
-    the check is the creation every later step relies on, and a file made in it (a folder that exists already may
-    not take one: a later step would fail naming some file inside). Returns the error line naming the option or
-    variable when the folder cannot be used, else ''. The default per-user folder is left to the commands that
-    need it (inspect and bench never do). ``flag`` names a folder (``main`` refuses a blank one first:
-    ``blank_data_dir``)."""
+    NIBBLE_DATA_DIR, both read by ``named_data_dir``: ``~`` expanded, absolute) with the engine's own
+    ``user_data_dir``, so the check is the creation every later step relies on, and a file made in it (a folder that
+    exists already may not take one: a later step would fail naming some file inside). Returns the error line
+    naming the option or variable when the folder cannot be used, else ''. The default per-user folder is left to
+    the commands that need it (inspect and bench never do). ``flag`` names a folder (``main`` refuses a blank one
+    first: ``blank_data_dir``)."""
     if flag is not None:
         folder = named_data_dir(flag)
         where, fix = f"--data-dir {flag}", "give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data"
@@ -90,9 +89,8 @@ def choose_data_dir(flag: str | None) -> str:
         return ""
     from gpu.atomic import check_folder_writable, folder_problem
 
-    # absolute, as a later chdir must not move it; a link that leads nowhere not followed (its target was made, on
-    # the system disk where it led to an unplugged drive): making the folder refuses it, and a loop
-    os.environ[DATA_DIR_ENV] = str(absolute_folder(folder))
+    # exported absolute (``named_data_dir``), as a later chdir must not move it
+    os.environ[DATA_DIR_ENV] = str(folder)
     try:
         check_folder_writable(user_data_dir())
     except OSError as err:

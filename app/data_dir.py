@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gpu.atomic import check_folder_writable, link_to_nothing, make_folders
 from gpu.errors import OutputError
-from gpu.paths import DATA_DIR_ENV, absolute_folder, data_dir_override, named_data_dir, user_data_dir
+from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir
 
 # The trash when images/ is on another disk than the data folder (a link or junction to a bigger one): a file moves
 # to the trash and back by one rename (crash-safe, see ``app.image_files``), and no rename crosses disks. Hidden, so
@@ -207,13 +207,13 @@ def _link_gone(link: Path) -> str:
 
 
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> DataDir:
-    """An explicit folder wins (``~`` expanded: ``named_data_dir``), else ``NIBBLE_DATA_DIR``'s; it is exported
-    absolute (``absolute_folder``) so the engine (model library) agrees on the location, and a later chdir does not
+    """An explicit folder wins, else ``NIBBLE_DATA_DIR``'s, both read by ``named_data_dir`` (``~`` expanded,
+    absolute); it is exported so the engine (model library) agrees on the location, and a later chdir does not
     move it. ``OSError`` when the folder cannot be used (``DataDir.create``), or when ``explicit`` names none (only
     spaces)."""
     folder = named_data_dir(explicit) if explicit is not None else data_dir_override()
     if explicit is not None and folder is None:
         raise OSError(errno.EINVAL, "the folder name is only spaces", str(explicit))
     if folder is not None:  # a link that leads nowhere is refused (user_data_dir makes it), not its target made
-        os.environ[DATA_DIR_ENV] = str(absolute_folder(folder))
+        os.environ[DATA_DIR_ENV] = str(folder)
     return DataDir(user_data_dir().resolve()).create()

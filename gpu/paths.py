@@ -43,19 +43,22 @@ def resources_dir() -> Path:
 
 
 def data_dir_override() -> Path | None:
-    """The folder ``NIBBLE_DATA_DIR`` names (``named_data_dir``); None when it is unset, empty or only spaces (such
-    a one counts as unset)."""
+    """The folder ``NIBBLE_DATA_DIR`` names (``named_data_dir``: absolute, as the command line and the app export
+    it); None when it is unset, empty or only spaces (such a one counts as unset)."""
     override = os.environ.get(DATA_DIR_ENV)
     return named_data_dir(override) if override is not None else None
 
 
 def named_data_dir(name: str | os.PathLike[str]) -> Path | None:
-    """The data folder ``name`` (``--data-dir``'s or ``NIBBLE_DATA_DIR``'s value) names, ``~`` expanded: a desktop
-    shortcut or a .desktop file sets it with no shell to expand it, and a folder named "~" was made in the current
-    one. None when ``name`` is empty or only spaces, which name no folder: ``Path("")`` is the current folder, so
-    user data would land wherever a command happened to run, and "  " made a folder named with spaces there."""
+    """The data folder ``name`` (``--data-dir``'s or ``NIBBLE_DATA_DIR``'s value) names, ``~`` expanded, absolute as
+    ``absolute_folder`` makes it: the one reading of the name for the command line, the app and the engine alike.
+    ``~``: a desktop shortcut or a .desktop file sets it with no shell to expand it, and a folder named "~" was made
+    in the current one. Absolute: the engine read directly (a script, the self test) kept ``typo/../data`` as
+    written, and making it made a stray ``typo``. None when ``name`` is empty or only spaces, which name no folder:
+    ``Path("")`` is the current folder, so user data would land wherever a command happened to run, and "  " made
+    a folder named with spaces there."""
     text = os.fspath(name)
-    return Path(os.path.expanduser(text)) if text.strip() else None
+    return absolute_folder(os.path.expanduser(text)) if text.strip() else None
 
 
 def blank_data_dir(flag: str) -> tuple[str, str] | None:

@@ -431,7 +431,8 @@ def test_an_empty_data_dir_variable_is_unset_for_the_command_line_and_the_engine
     assert gpu.paths.user_data_path() == tmp_path / "platform-data"
     assert gpu.paths.user_cache_dir() == tmp_path / "platform-cache"
     monkeypatch.setenv("NIBBLE_DATA_DIR", "data")
-    assert gpu.paths.data_dir_override() == Path("data") and gpu.paths.user_cache_dir() == Path("data", "cache")
+    data = tmp_path.resolve() / "data"  # absolute, as the command line and the app export it
+    assert gpu.paths.data_dir_override() == data and gpu.paths.user_cache_dir() == data / "cache"
 
 
 def test_a_data_folder_name_of_spaces_is_no_folder_and_tilde_is_the_home_folder(tmp_path, capsys, monkeypatch,
