@@ -49,7 +49,8 @@ from app.widgets.quantize_panel import QuantizePanel
 from app.wording import counted
 from gpu.atomic import LinkLeadsNowhere, folder_problem
 from gpu.errors import UserError
-from gpu.paths import blank_data_dir, user_data_path
+from gpu.paths import user_data_path
+from main import blank_data_dir  # --data-dir's words, with the command line that owns the flag
 
 log = logging.getLogger(__name__)
 
