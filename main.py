@@ -504,7 +504,9 @@ def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
             build_parser().print_help()
             return 0
         raise
-    return run_app(argv, Path(args.data_dir) if args.data_dir is not None else None)
+    # the flag as given, which run_app reads as main reads it (``named_data_dir``): Path() took "./~" for "~", and
+    # the app then opened the home folder while the engine had the folder named "~" in the current one
+    return run_app(argv, args.data_dir)
 
 
 COMMANDS = {"quantize": cmd_quantize, "generate": cmd_generate, "inspect": cmd_inspect, "bench": cmd_bench}
