@@ -46,10 +46,26 @@ def say(text: str) -> None:
     log.info("%s", text)
 
 
+def no_terminal() -> bool:
+    """Whether no one reads stderr as this run starts: there is none (a windowed Windows executable), or it is no
+    terminal (a .desktop file, a file manager's double click or the Dock on Linux and macOS send it to a log file,
+    a journal or nowhere)."""
+    try:
+        return sys.stderr is None or not sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a stand-in stream without isatty, or one already closed
+        return True
+
+
 def windowed_app(args: argparse.Namespace) -> bool:
-    """Whether this run opens the app in a windowed executable (PyInstaller ``--windowed``): it has no console,
-    ``sys.stderr`` is None, and a line printed there is seen by no one."""
-    return sys.stderr is None and args.command is None and not args.self_test
+    """Whether this run opens the app with no terminal to say why it cannot start (``no_terminal``): only a dialog
+    is seen there. A user who double-clicked the app saw nothing at all when the line went to stderr alone."""
+    return args.command is None and not args.self_test and no_terminal()
+
+
+def print_error(line: str) -> None:
+    """``line`` on stderr, where there is one (a windowed Windows executable has none: ``sys.stderr`` is None)."""
+    if sys.stderr is not None:
+        print(line, file=sys.stderr)
 
 
 def blank_data_dir(flag: str) -> tuple[str, str] | None:
@@ -67,13 +83,12 @@ def blank_data_dir(flag: str) -> tuple[str, str] | None:
 
 def refuse_blank_data_dir(args: argparse.Namespace, argv: list[str], what: str, fix: str) -> int:
     """Refuses a --data-dir that names no folder (``blank_data_dir``'s ``what`` and ``fix``), in every mode: exit
-    2, said on the console, or in a dialog by a windowed app (printed, it was seen by no one)."""
+    2, said on stderr, and in a dialog too by an app started with no terminal (``windowed_app``)."""
+    print_error(f"error: {what} ({fix})")
     if windowed_app(args):
         from app.main_window import show_start_refused
 
         show_start_refused(argv, what, fix)
-    else:
-        print(f"error: {what} ({fix})", file=sys.stderr)
     return 2
 
 
@@ -534,10 +549,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is not None and (blank := blank_data_dir(args.data_dir)) is not None:
         return refuse_blank_data_dir(args, argv, *blank)  # no folder the app's own start-up dialog could name
     if problem := choose_data_dir(args.data_dir):
-        # The app's own start-up dialog names the folder in a windowed executable, which has no console.
+        print_error(problem)
         if not windowed_app(args):
-            print(problem, file=sys.stderr)
             return 2
+        # with no terminal, the app's own start-up dialog names the folder and why (the line is seen by no one)
     if args.self_test:
         from gpu.self_test import main as self_test
 

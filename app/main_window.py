@@ -405,7 +405,7 @@ def _application(argv: list[str]) -> QApplication:
 
 def show_start_refused(argv: list[str], message: str, hint: str) -> None:
     """Says in a dialog why the app does not start, where the command line refused what it was given before the app
-    could begin (a --data-dir that names no folder): the windowed executable has no console to say it on."""
+    could begin (a --data-dir that names no folder) and no terminal shows what it printed (``main.windowed_app``)."""
     _application(argv)
     show_fatal_error(EngineError("user", message, hint))
 
@@ -433,6 +433,7 @@ def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None) -> 
     if data_dir is None:
         data_dir = parse_args(argv).data_dir
     if data_dir is not None and (blank := blank_data_dir(os.fspath(data_dir))) is not None:
+        log.error("cannot start: %s (%s)", *blank)
         show_start_refused(argv, *blank)
         return 2
     app = _application(argv)

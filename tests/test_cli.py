@@ -261,8 +261,18 @@ def nothing_else_runs(monkeypatch) -> list[str]:
     return started
 
 
+@pytest.fixture
+def on_a_terminal(monkeypatch) -> None:
+    """Run as from a terminal, which shows stderr (pytest's capture is no terminal): the desktop app started with
+    none says why it cannot start in a dialog as well (``main.windowed_app``: tests/app/test_data_dir_start*.py)."""
+    import main
+
+    monkeypatch.setattr(main, "no_terminal", lambda: False)
+
+
 def test_an_unusable_data_folder_is_named_as_the_data_folder_before_anything_runs(tmp_path, capsys, monkeypatch,
-                                                                                  nothing_else_runs):  # fmt: skip
+                                                                                  nothing_else_runs,
+                                                                                  on_a_terminal):  # fmt: skip
     """The system's words alone ('/x/a-file/data: Not a directory') did not say that the data folder was the
     problem, and the app, the self test or the command started first."""
     from main import main
@@ -300,7 +310,8 @@ def test_an_unusable_data_folder_is_named_as_the_data_folder_before_anything_run
 
 
 @pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
-def test_a_link_that_leads_nowhere_is_named_not_followed(tmp_path, capsys, monkeypatch, nothing_else_runs):
+def test_a_link_that_leads_nowhere_is_named_not_followed(tmp_path, capsys, monkeypatch, nothing_else_runs,
+                                                         on_a_terminal):  # fmt: skip
     """A --data-dir or NIBBLE_DATA_DIR under a link to a folder that is not there (an unplugged drive) was
     resolved through it, and the link's target made (on the system disk, where the drive was not mounted); an
     --out under one was refused as "File exists" after the image was made. Both name the link and its target."""
@@ -398,7 +409,7 @@ def test_a_windowed_app_without_a_console_leaves_the_data_folder_to_its_dialog(t
     assert main(["--data-dir", str(tmp_path / "a-file" / "data")]) == 0 and nothing_else_runs == ["gui"]
 
 
-def test_an_empty_data_dir_is_refused_not_read_as_the_current_folder(capsys, nothing_else_runs):
+def test_an_empty_data_dir_is_refused_not_read_as_the_current_folder(capsys, nothing_else_runs, on_a_terminal):
     """One line like every other bad value (argparse printed its usage line before it). A windowed app refuses it
     too, in a dialog (tests/app/test_data_dir_start.py): an empty name is no folder its own dialog could name."""
     from main import main
@@ -436,7 +447,8 @@ def test_an_empty_data_dir_variable_is_unset_for_the_command_line_and_the_engine
 
 
 def test_a_data_folder_name_of_spaces_is_no_folder_and_tilde_is_the_home_folder(tmp_path, capsys, monkeypatch,
-                                                                                nothing_else_runs):  # fmt: skip
+                                                                                nothing_else_runs,
+                                                                                on_a_terminal):  # fmt: skip
     """``--data-dir "  "`` and ``NIBBLE_DATA_DIR="  "`` made a folder named with spaces in the current one, and a
     "~" no shell expanded (a desktop shortcut, a .desktop file) a folder named "~". A blank --data-dir is refused as
     an empty one is, a blank variable is unset as an empty one is, and "~" is the home folder, for the command

@@ -11,9 +11,45 @@ from PySide6.QtWidgets import QApplication
 
 from tests.app.gui import accept_dialog_later
 
+FIX = "give a folder, e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one"
+
 
 def _no_window_shown() -> bool:
     return [w for w in QApplication.topLevelWidgets() if w.isVisible()] == []
+
+
+def test_a_blank_data_dir_with_no_terminal_is_said_in_a_dialog_and_on_stderr(qtbot, tmp_path, monkeypatch, capsys):
+    """Only a Windows executable without a console (``sys.stderr`` None) showed the dialog: started from a .desktop
+    file, the app printed its reason to a stderr no one reads and exited, and the user saw nothing happen."""
+    from main import main
+
+    monkeypatch.chdir(tmp_path)
+    assert not sys.stderr.isatty()  # pytest's capture: a stderr that is no terminal, as a .desktop launch has
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    assert main(["--data-dir", ""]) == 2
+    assert seen == [f'Nibble Studio cannot start\n--data-dir "": the folder name is empty.\n{FIX.capitalize()}.']
+    assert capsys.readouterr().err == f'error: --data-dir "": the folder name is empty ({FIX})\n'  # for a log too
+    assert _no_window_shown() and list(tmp_path.iterdir()) == []
+
+
+def test_an_unusable_data_folder_with_no_terminal_is_named_in_the_apps_dialog_and_on_stderr(qtbot, tmp_path,
+                                                                                          capsys):  # fmt: skip
+    """The command line printed "cannot use it as the data folder" to a stderr no one reads and exited 2 before
+    the app could say it; with no terminal the app starts and its start-up dialog names the folder and why."""
+    from main import main
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    data = a_file / "data"
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    assert main(["--data-dir", str(data)]) == 1  # the app's refusal, after its dialog
+    assert seen == [f"Nibble Studio cannot start\nThe data folder {data} cannot be used: {a_file} is a file, not a "
+                    "folder.\nStart Nibble Studio with a writable data folder (--data-dir PATH)."], seen  # fmt: skip
+    assert capsys.readouterr().err.startswith(f"error: --data-dir {data}: cannot use it as the data folder: {a_file} "
+                                              "is a file, not a folder (give --data-dir a folder")  # fmt: skip
+    assert _no_window_shown()
 
 
 def test_the_app_opens_the_data_folder_the_command_line_chose_not_the_flag_made_a_path(qtbot, tmp_path,
