@@ -264,6 +264,9 @@ class GalleryModel(QStringListModel):
         # not used; ``_look``: the listing under way (the latest asked for), None when none is.
         self._trash_version = 0
         self._look: _Look | None = None
+        # Why the trash could not be listed, as logged this session (``_log_not_listed``): it is listed again after
+        # every undo and Empty trash, and a folder that stays unreadable logged its whole traceback each time.
+        self._not_listed_logged: set[str] = set()
         self._stopped = False
         self._lookups = Lookups("Gallery", self)
         self._lookups.ended.connect(self._on_listed)
@@ -700,7 +703,8 @@ class GalleryModel(QStringListModel):
         except Exception as exc:  # the trash is left as the gallery has it; what asked for it is told
             if (moved := self._moved_away()) is not None:
                 return moved
-            log.exception("listing the trash folder %s failed", self._data.trash)
+            if not isinstance(exc, OSError):  # a fault: its traceback, here only (the Qt thread gets none)
+                log.exception("listing the trash folder %s failed", self._data.trash)
             return exc.with_traceback(None)
         return listing
 
@@ -727,6 +731,7 @@ class GalleryModel(QStringListModel):
             return
         if isinstance(listing, Exception):
             self._look = None
+            self._log_not_listed(listing)
             self.has_trash = not self._gathering  # unknown (no file at the old path of a moved data folder)
             if look.then is not None:
                 self.notice.emit(self._not_listed(listing))
@@ -753,11 +758,29 @@ class GalleryModel(QStringListModel):
         """What Empty trash says when the trash could not be listed for it (``why``)."""
         if isinstance(why, DataDirMoved):
             return classify(why)
-        where = getattr(why, "filename", None)  # the folder of it that could not be read (``list_trash``)
-        said = getattr(why, "strerror", None) or why
-        said = f"{where}: {said}" if where and Path(where) != self._data.trash else said
-        return EngineError("user", f"The trash folder {self._data.trash} could not be read ({said}), so it was not "
-                           "emptied.", "Check that it can be opened, then try again; the log file has the details.")
+        # the log has no more than this of an OSError (``_log_not_listed``), but a fault's traceback
+        details = "" if isinstance(why, OSError) else "; the log file has the details"
+        return EngineError("user", f"The trash folder {self._data.trash} could not be read "
+                           f"({self._unreadable_because(why)}), so it was not emptied.",
+                           f"Check that it can be opened, then try again{details}.")  # fmt: skip
+
+    def _unreadable_because(self, why: Exception) -> str:
+        """Why the trash could not be listed (``why``), in a few words: the folder of it that could not be read
+        (``list_trash``'s ``filename``; not named when it is the trash itself), and the system's reason."""
+        where = getattr(why, "filename", None)
+        said = getattr(why, "strerror", None) or str(why)
+        return f"{where}: {said}" if where and Path(where) != self._data.trash else said
+
+    def _log_not_listed(self, why: Exception) -> None:
+        """Logs a listing of the trash that failed with an ``OSError`` (a fault logged its traceback on its thread;
+        a data folder moved away is said where it matters) as one line naming the trash folder and why, once per
+        reason this session: the folder is listed again after every undo and Empty trash."""
+        if isinstance(why, DataDirMoved) or not isinstance(why, OSError):
+            return
+        because = self._unreadable_because(why)
+        if because not in self._not_listed_logged:
+            self._not_listed_logged.add(because)
+            log.warning("the trash folder %s cannot be read (%s)", self._data.trash, because)
 
     @property
     def undo_count(self) -> int:

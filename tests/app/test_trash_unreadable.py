@@ -7,6 +7,8 @@ folder as the system refuses it to another user."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -15,16 +17,17 @@ import pytest
 
 from app.data_dir import resolve_data_dir
 from app.trash_listing import list_trash
-from tests.app.gui import trash_settled, window_without_engine
+from tests.app.gui import gallery_images, trash_settled, window_without_engine
 
 
-def _refused(monkeypatch, folder: Path) -> None:
-    """``os.scandir`` refuses ``folder`` from now on, as for a folder the user may not read."""
+def _refused(monkeypatch, folder: Path, code: int = errno.EACCES) -> None:
+    """``os.scandir`` refuses ``folder`` from now on with the error ``code``, as for a folder the user may not read
+    (EACCES: a ``PermissionError``), or one on a failing drive (EIO)."""
     scandir = os.scandir
 
     def refusing(path="."):
         if not isinstance(path, int) and Path(path) == folder:  # (shutil.rmtree lists by file descriptor)
-            raise PermissionError(13, "Permission denied", str(path))
+            raise OSError(code, os.strerror(code), str(path))
         return scandir(path)
 
     monkeypatch.setattr(os, "scandir", refusing)
@@ -76,3 +79,37 @@ def test_empty_trash_of_a_trash_that_cannot_be_read_says_which_folder_not_that_i
     assert [error.message for error in errors] == [  # was: "The trash is empty."
         f"The trash folder {data.trash} could not be read ({left}: Permission denied), so it was not emptied."]
     assert panel.empty_trash_button.isEnabled() and (left / "0.png").is_file()
+
+
+def test_a_trash_that_stays_unreadable_is_logged_once_per_reason_in_one_line(qtbot, data_root, monkeypatch, caplog):
+    """The trash is listed again on a thread after each undo that leaves nothing to undo (and at start, and after
+    Empty trash): a folder of it that stayed unreadable logged the listing's whole traceback every time. One line
+    names the trash folder and why, once per reason this session; Empty trash still says it cannot be read."""
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a red fox"])
+    left = data.trash / "left"
+    left.mkdir(parents=True)
+    (left / "0.png").write_bytes(b"png")
+    _refused(monkeypatch, left)
+    caplog.set_level(logging.INFO, logger="app.gallery_model")
+    window = window_without_engine(qtbot, data)
+    gallery = window.controller.gallery
+    trash_settled(qtbot, gallery)  # the listing at start
+
+    def delete_and_undo() -> None:  # the undo empties Undo's list: the trash is listed again, in the background
+        assert gallery.delete([0])
+        trash_settled(qtbot, gallery)
+        assert gallery.undo_delete() and gallery.rowCount() == 1
+        trash_settled(qtbot, gallery)
+
+    delete_and_undo()
+    delete_and_undo()
+    _refused(monkeypatch, left, errno.EIO)  # another reason: said once more
+    delete_and_undo()
+    delete_and_undo()
+    logged = [(r.levelno, r.getMessage(), r.exc_info) for r in caplog.records if "trash folder" in r.getMessage()]
+    assert logged == [  # was: its traceback at each of the five listings
+        (logging.WARNING, f"the trash folder {data.trash} cannot be read ({left}: Permission denied)", None),
+        (logging.WARNING, f"the trash folder {data.trash} cannot be read ({left}: Input/output error)", None),
+    ], logged
+    assert window.gallery_panel.empty_trash_button.isEnabled()  # not greyed as an empty trash is
