@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.data_dir import blank_data_dir  # torch- and Qt-free: the --data-dir flag's words
 from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir  # torch-free, as the next
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
@@ -66,19 +67,6 @@ def print_error(line: str) -> None:
     """``line`` on stderr, where there is one (a windowed Windows executable has none: ``sys.stderr`` is None)."""
     if sys.stderr is not None:
         print(line, file=sys.stderr)
-
-
-def blank_data_dir(flag: str) -> tuple[str, str] | None:
-    """What is wrong with the --data-dir ``flag``, and what to do, when it names no folder (``named_data_dir``):
-    empty (``--data-dir "$UNSET"``), where ``Path("")`` is the current folder and user data would land wherever the
-    command happened to run, or only spaces, a folder named with them there. None when it names one. For the
-    command line (``main``) and the app started on its own (``app.main_window.run_app``) alike: the flag's words
-    belong with the flag, not in the engine; said by them, not by argparse, whose usage line before the error was
-    the CLI's only two-line error."""
-    if named_data_dir(flag) is not None:
-        return None
-    return (f'--data-dir "{flag}": the folder name is {"only spaces" if flag else "empty"}',
-            "give a folder, e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one")
 
 
 def refuse_blank_data_dir(args: argparse.Namespace, argv: list[str], what: str, fix: str) -> int:

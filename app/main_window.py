@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from app.app_log import current_log_file, install_exception_hooks, log_startup_facts, start_file_log, stop_file_log
 from app.bindings import bind
 from app.controller import AppController
-from app.data_dir import DataDir, resolve_data_dir
+from app.data_dir import DataDir, blank_data_dir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
 from app.instance_lock import lock_data_dir
 from app.settings import LastJob, Settings, SettingsKept, load_settings, save_settings
@@ -50,7 +50,6 @@ from app.wording import counted
 from gpu.atomic import LinkLeadsNowhere, folder_problem
 from gpu.errors import UserError
 from gpu.paths import user_data_path
-from main import blank_data_dir  # --data-dir's words, with the command line that owns the flag
 
 log = logging.getLogger(__name__)
 
