@@ -7,18 +7,26 @@ no stale lock, only the small file, which the next holder reuses and removes.
 
 The lock file needs the output's folder, so a missing one is created; the folders this lock created are removed
 again on release when they are still empty (a run refused for its source or its settings wrote nothing, and
-must not leave a new empty folder tree behind)."""
+must not leave a new empty folder tree behind).
+
+A run's output is chosen by name before the run starts (the Quantize wizard's first free name): ``claim_first_free``
+takes the lock of the name it chooses in the same step, and hands it over (``OutputClaim``) for the run to hold
+until it ends (``output_lock(target, claim=...)``). Chosen first and locked only by the run, two choosers (two
+wizards, or a wizard and a ``main.py quantize`` run still recording its samples) took one free name, and two runs
+one output and parts folder."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from gpu.atomic import make_folders, missing_folders, output_errors, remove_empty_folders
 from gpu.errors import OutputBusy
+from gpu.paths import numbered_paths
 
 _NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}  # flock on a file system without it
 _WINDOWS_LOCK_OFFSET = 1 << 20  # Windows locks bytes, and a locked byte cannot be read: lock one past the pid
@@ -28,25 +36,92 @@ def lock_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.lock")
 
 
-@contextlib.contextmanager
-def output_lock(target: Path | str, what: str = "run", windows: bool = os.name == "nt") -> Iterator[None]:
-    """Holds the lock on ``target`` for the block; ``OutputError`` naming the holder's process if another
-    process holds it. ``what`` names the holder in that message ("another quantize run")."""
+class OutputClaim:
+    """The lock on the output ``target`` (``output_lock``'s), held from ``claim_output`` until ``release``: by a
+    run's chooser of its name first, then by the run (``output_lock(target, claim=...)``). A claim no one releases
+    is let go of when it is garbage collected, or as the process exits (a wizard dropped while it chose a name)."""
+
+    def __init__(self, target: Path, fd: int, created: list[Path], windows: bool) -> None:
+        self.target = target
+        self._let_go = weakref.finalize(self, _let_go, fd, lock_path(target), created, windows)
+
+    @property
+    def held(self) -> bool:
+        return self._let_go.alive
+
+    def release(self) -> None:
+        """Lets the lock go (once: a second call does nothing); the folders the claim made go too, while empty."""
+        self._let_go()
+
+    def __enter__(self) -> OutputClaim:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
+def claim_output(target: Path | str, what: str = "run", windows: bool = os.name == "nt") -> OutputClaim:
+    """Takes the lock on ``target`` and returns it held (``OutputClaim``); ``OutputBusy`` naming the holder's
+    process where another holds it, in this process too (another run, or another chooser's claim). ``what`` names
+    the holder in that message ("another quantize run")."""
     target = Path(target)
-    path = lock_path(target)
     created = missing_folders(target.parent)
     try:
         with output_errors(target):
             make_folders(created)  # as atomic writes make them: pathlib's mkdir(parents=True) recurses per level
-            fd = _acquire(path, target, what)
+            fd = _acquire(lock_path(target), target, what)
     except BaseException:
         remove_empty_folders(created)
         raise
-    try:
+    return OutputClaim(target, fd, created, windows)
+
+
+def claim_first(candidates: Iterable[Path], taken: Callable[[Path], bool], what: str = "run") -> OutputClaim | None:
+    """The claim (``claim_output``) of the first of ``candidates`` that is not ``taken`` and that no one else
+    holds; None when there is none. ``taken`` is asked again once the name is held: a run that held it until just
+    before wrote its model or its parts there, and a chooser that looked before that would take that run's name."""
+    for candidate in candidates:
+        if taken(candidate):
+            continue
+        try:
+            claim = claim_output(candidate, what)
+        except OutputBusy:  # a run works on it, or another chooser chose it: its run may not have started yet
+            continue
+        if not taken(candidate):
+            return claim
+        claim.release()
+    return None
+
+
+def claim_first_free(path: Path, taken: Callable[[Path], bool], what: str = "run") -> OutputClaim:
+    """``claim_first`` of ``path``, ``<stem>-2``, ``<stem>-3``, … (``numbered_paths``): a new output's name, held
+    for its run from the moment it is chosen."""
+    claim = claim_first(numbered_paths(path), taken, what)
+    assert claim is not None  # numbered_paths has no end
+    return claim
+
+
+@contextlib.contextmanager
+def output_lock(target: Path | str, what: str = "run", windows: bool = os.name == "nt",
+                claim: OutputClaim | None = None) -> Iterator[None]:  # fmt: skip
+    """Holds the lock on ``target`` for the block; ``OutputError`` naming the holder's process if another
+    process holds it. ``what`` names the holder in that message ("another quantize run"). ``claim``: the lock
+    the caller holds already (its chooser's, ``claim_first_free``), which the block uses and leaves held; taken
+    again, it was refused as another's."""
+    if claim is not None:
+        if not claim.held or claim.target != Path(target):
+            raise ValueError(f"the claim of {claim.target} ({'held' if claim.held else 'released'}) is no lock "
+                             f"on {target}")  # fmt: skip
         yield
-    finally:
-        _release(fd, path, windows)
-        remove_empty_folders(created)  # one holding the output, or parts to resume from, stays
+        return
+    with claim_output(target, what, windows):
+        yield
+
+
+def _let_go(fd: int, path: Path, created: list[Path], windows: bool) -> None:
+    """Releases a claim (``OutputClaim.release``): its lock, then the folders it made while they are empty."""
+    _release(fd, path, windows)
+    remove_empty_folders(created)  # one holding the output, or parts to resume from, stays
 
 
 def _release(fd: int, path: Path, windows: bool) -> None:

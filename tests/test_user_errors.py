@@ -434,9 +434,9 @@ def test_quantize_checks_for_an_existing_file_under_the_output_lock(tmp_path, ca
     real_lock = engine.output_lock
 
     @contextlib.contextmanager
-    def other_run_finishes_first(target, what):
+    def other_run_finishes_first(target, what, **kw):
         out.write_bytes(b"the other run's model")  # it wrote its file and let go of the lock just now
-        with real_lock(target, what):
+        with real_lock(target, what, **kw):
             yield
 
     monkeypatch.setattr(engine, "output_lock", other_run_finishes_first)

@@ -49,7 +49,7 @@ from gpu.errors import (
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS
-from gpu.output_lock import output_lock
+from gpu.output_lock import OutputClaim, output_lock
 from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
 from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent, effective_fingerprint
 from gpu.quantizer.in_memory import base_record, make_samples
@@ -233,11 +233,14 @@ def quantize_model(
     device: torch.device | None = None,
     samples_override: Callable[[WeightSource, QuantizeConfig], list[CalibSample]] | None = None,
     replace: bool = True,
+    claim: OutputClaim | None = None,
 ) -> Path:
     """Quantize ``source`` (library name, diffusers folder, or single-file BFL ``.safetensors``) into the SVDQ
     file ``out_path``, one block at a time, resumably. ``samples_override`` (benchmarks without text
     encoders) supplies the calibration samples instead of the text encoders + trajectories. A second run on
-    the same ``out_path`` (another process) is refused while this one works: both would use one parts folder.
+    the same ``out_path`` (another process, or another claim in this one) is refused while this one works: both
+    would use one parts folder. ``claim``: the lock on ``out_path`` its caller took as it chose the name
+    (``gpu.output_lock.claim_first_free``), which the run holds, and leaves held for the caller to release.
     ``replace=False``: an existing ``out_path`` is an OutputError, checked under that lock (a run on the same
     output that finishes just before this one starts is not overwritten)."""
     config = config or QuantizeConfig()
@@ -245,7 +248,7 @@ def quantize_model(
     device = device or default_device()
     out_path = Path(out_path)
     # A full disk is said as such wherever the run writes, with what it keeps for the next one.
-    with (output_lock(out_path, "quantize run"), gpu_memory_budget(device, config.gpu_budget_gib),
+    with (output_lock(out_path, "quantize run", claim=claim), gpu_memory_budget(device, config.gpu_budget_gib),
           disk_full_said(out_path.parent, lambda: kept_words(parts_dir(out_path), config.resume),
                          config.resume)):  # fmt: skip
         if not replace and out_path.exists():
