@@ -14,7 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 
 from gpu.paths import resources_dir  # noqa: E402
-from tests.app.gui import open_window, open_windows, window_without_engine  # noqa: E402
+from tests.app.gui import open_window, open_windows, stop_dialog_pollers, window_without_engine  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -60,6 +60,7 @@ def _close_windows():
     # at each test's end and at each of the engine's own collections (about half of the GUI tests' time), while
     # finding only what the test just made.
     gc.freeze()
+    stop_dialog_pollers()  # after the windows closed: a test may wait for a dialog their closing shows
 
 
 @pytest.fixture

@@ -39,12 +39,27 @@ def open_window(qtbot, root: Path):
     return window
 
 
+# Bumped at each GUI test's end (``stop_dialog_pollers``): a poller whose dialog never showed (a failing test) stops
+# there, where it used to poll on and accept the next test's dialog, which then failed for no fault of its own.
+_poller_generation = [0]
+
+
+def stop_dialog_pollers() -> None:
+    """Ends every ``accept_dialog_later`` still waiting (called when a GUI test ends)."""
+    _poller_generation[0] += 1
+
+
 def accept_dialog_later(seen: list[str]) -> None:
-    """Accepts the next message box once it shows (a modal one blocks the caller), noting its text."""
+    """Accepts the next message box once it shows (a modal one blocks the caller), noting its text; gives up when
+    the test ends (``stop_dialog_pollers``)."""
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
+    generation = _poller_generation[0]
+
     def check() -> None:
+        if generation != _poller_generation[0]:
+            return
         box = next((w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()), None)
         if box is None:
             QTimer.singleShot(50, check)
