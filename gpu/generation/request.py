@@ -15,7 +15,7 @@ class GenerationRequest:
 
     prompt: str
     model: str = "demo"  # library name, diffusers folder or SVDQ file
-    negative_prompt: str = ""
+    negative_prompt: str = ""  # only white space is none (service.used_negative_prompt)
     seed: int = 0
     steps: int | None = None
     guidance: float | None = None

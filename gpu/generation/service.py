@@ -249,7 +249,7 @@ class GenerationService:
             check_text(label, text)
         s = {
             "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
+            "negative_prompt": used_negative_prompt(request.negative_prompt),
             "seed": pick("seed", request.seed, 0, int),
             "steps": pick("steps", request.steps, 28, int),
             "guidance": pick("guidance", request.guidance, 3.5, float),
@@ -473,6 +473,15 @@ def check_text(label: str, text: Any) -> None:
             f"the {label} is not valid text: {what} at character {err.start + 1} is not UTF-8",
             "set the terminal to UTF-8, or retype the text",
         ) from None
+
+
+def used_negative_prompt(negative_prompt: str) -> str:
+    """The negative prompt as the job uses it: one that is only white space (a stray newline left in the box, the
+    CLI's ``--negative " "``) is none. Kept, it ran true CFG on guidance-distilled models (a second transformer
+    pass per step, another image) and went into the PNG, while the app's history stores it stripped to "", so the
+    image made again from there differed; the rule here is the one the engine, the metadata and the history share.
+    Text with words in it is kept as given: its spaces are the user's."""
+    return negative_prompt if negative_prompt.strip() else ""
 
 
 def invalid_output(settings: dict[str, Any], step: int) -> InvalidOutput:
