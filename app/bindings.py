@@ -36,8 +36,21 @@ def bind(state: Any, name: str, widget: Any) -> None:
     value = getattr(state, name)
     if _is_value_widget(widget):
         widget.setValue(value)
-        to_widget = widget.setValue
-        widget.valueChanged.connect(lambda v: setattr(state, name, v))
+        shown: list[Any] = []  # the state's value while it is being shown (set in code: restored, a default)
+
+        def to_widget(v: Any) -> None:
+            if widget.value() == v:  # the user's own edit coming back: setValue rewrote the text being typed
+                return  # ("4" became "4.00" with the cursor after the 4, and "4.75" could not be typed)
+            shown.append(v)
+            try:
+                widget.setValue(v)
+            finally:
+                shown.pop()
+
+        # Only the user's edits go to the state: the widget's answer to a value set in code is that value as the
+        # widget rounds it (a spin box's decimals), and written back it replaced the value restored from an image
+        # without a word. The state's own parsers (``app.generation_state``) fit values to what the widgets show.
+        widget.valueChanged.connect(lambda v: shown or setattr(state, name, v))
     elif isinstance(widget, QPlainTextEdit):
         widget.setPlainText(value)
 

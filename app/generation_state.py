@@ -12,13 +12,16 @@ from PySide6.QtGui import QImage
 
 from app.observable import Prop
 from app.settings import LastJob
+from gpu.generation.request import GUIDANCE_MAX, GUIDANCE_MIN
 
 # The prompt panel's limits, defined once: the widgets take their ranges from here and the state never holds a
 # value outside them (a value the widget cannot show would silently differ from what the next job uses).
 SEED_MIN, SEED_MAX = 0, 2**63 - 1  # what the engine (and the CLI) accepts
 RANDOM_SEED_MAX = 2**31 - 1  # fresh random seeds stay short enough to read and retype
 STEPS_MIN, STEPS_MAX = 1, 150
-GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 30.0
+# Guidance: the engine's range, shown to two decimals (A1111's and ComfyUI's CFG steps, FLUX's 3.25); one decimal
+# turned a restored 3.25 into 3.3 and the next image differed.
+GUIDANCE_DECIMALS = 2
 SIDE_MIN, SIDE_MAX, SIDE_STEP = 64, 2048, 16  # sides are multiples of 16: the latent patch grid needs it
 BATCH_MIN, BATCH_MAX = 1, 16
 
@@ -84,8 +87,10 @@ def valid_steps(value: Any) -> int | None:
 
 
 def valid_guidance(value: Any) -> float | None:
+    """Clamped, and rounded to what the field shows: the state holds what the next job uses, and a value with
+    more decimals (3.125) is then said as rounded (``_restore_notes``) rather than shown as one and used as another."""
     n = _number(value)
-    return None if n is None else float(_clamp(n, GUIDANCE_MIN, GUIDANCE_MAX))
+    return None if n is None else round(float(_clamp(n, GUIDANCE_MIN, GUIDANCE_MAX)), GUIDANCE_DECIMALS)
 
 
 def valid_side(value: Any) -> int | None:

@@ -34,6 +34,7 @@ from app.controller import AppController
 from app.generation_state import (
     BATCH_MAX,
     BATCH_MIN,
+    GUIDANCE_DECIMALS,
     GUIDANCE_MAX,
     GUIDANCE_MIN,
     RANDOM_SEED_MAX,
@@ -157,7 +158,8 @@ class PromptPanel(QWidget):
 
         self.steps_spin = QSpinBox(minimum=STEPS_MIN, maximum=STEPS_MAX)
         bind(state, "steps", self.steps_spin)
-        self.guidance_spin = QDoubleSpinBox(minimum=GUIDANCE_MIN, maximum=GUIDANCE_MAX, singleStep=0.5, decimals=1)
+        self.guidance_spin = QDoubleSpinBox(decimals=GUIDANCE_DECIMALS, minimum=GUIDANCE_MIN, maximum=GUIDANCE_MAX,
+                                            singleStep=0.1)  # fmt: skip
         bind(state, "guidance", self.guidance_spin)
 
         self.size_preset = QComboBox()

@@ -8,6 +8,9 @@ from typing import Any
 
 from gpu.lora.metadata import LoraRequest
 
+# The guidance a job takes, any float between (the CLI's --guidance, the app's field, restored images): one definition
+GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 50.0
+
 
 @dataclass
 class GenerationRequest:

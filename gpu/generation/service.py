@@ -33,7 +33,14 @@ from gpu.generation.pipeline_loader import (
 from gpu.generation.png_metadata import encodable
 from gpu.generation.preview import latent_preview
 from gpu.generation.prompt_length import PromptLength, PromptMeter
-from gpu.generation.request import GeneratedImage, GenerationCancelled, GenerationRequest, ProgressEvent
+from gpu.generation.request import (
+    GUIDANCE_MAX,
+    GUIDANCE_MIN,
+    GeneratedImage,
+    GenerationCancelled,
+    GenerationRequest,
+    ProgressEvent,
+)
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.lora.metadata import LoraRequest, strength_words
 from gpu.model_files import FilesStamp, model_hash, same_files, with_heads
@@ -264,8 +271,8 @@ class GenerationService:
                 )
         if not 1 <= s["steps"] <= 500:
             raise BadRequestError(f"steps {s['steps']} is not possible: use 1 to 500")
-        if not 0 <= s["guidance"] <= 50:
-            raise BadRequestError(f"guidance {s['guidance']} is not possible: use 0 to 50")
+        if not GUIDANCE_MIN <= s["guidance"] <= GUIDANCE_MAX:  # NaN too
+            raise BadRequestError(f"guidance {s['guidance']} is not possible: use {GUIDANCE_MIN:g} to {GUIDANCE_MAX:g}")
         if not 1 <= request.batch_count <= 100:
             raise BadRequestError(f"batch count {request.batch_count} is not possible: use 1 to 100")
         if not 0 <= s["seed"] < 2**63:

@@ -15,7 +15,7 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QFocusEvent
 from PySide6.QtWidgets import QApplication
 
-from app.generation_state import SEED_MAX, PromptState
+from app.generation_state import GUIDANCE_MAX, SEED_MAX, PromptState
 from app.settings import LastJob
 from app.widgets.integer_edit import IntegerEdit
 from gpu.generation.png_metadata import NIBBLE_KEY, write_png
@@ -39,9 +39,9 @@ def test_restored_numbers_are_fitted_to_the_panel(qapp):
     state.apply_settings({"seed": 7.0, "height": 7, "width": 99999, "steps": 1000, "guidance": -3})
     assert (state.seed, state.height, state.width, state.steps, state.guidance) == (7, 64, 2048, 150, 0.0)
     state.apply_settings({"steps": 0, "guidance": 1e300, "width": "210", "height": 2**80})
-    assert (state.steps, state.guidance, state.width, state.height) == (1, 30.0, 208, 2048)
+    assert (state.steps, state.guidance, state.width, state.height) == (1, GUIDANCE_MAX, 208, 2048)
     state.apply_settings({"steps": "many", "guidance": float("inf"), "width": None, "height": [3]})
-    assert (state.steps, state.guidance, state.width, state.height) == (1, 30.0, 208, 2048)  # all skipped
+    assert (state.steps, state.guidance, state.width, state.height) == (1, GUIDANCE_MAX, 208, 2048)  # all skipped
     assert state.apply_settings("not a dict") == []  # type: ignore[arg-type]
 
 
@@ -49,7 +49,7 @@ def test_last_job_values_outside_the_panel_are_dropped_or_clamped(qapp):
     state = PromptState()
     state.load_last_job(LastJob(seed=2**70, steps=9999, guidance=1e300, width=7, height=5000, batch_count=99))
     assert (state.seed, state.steps, state.guidance, state.width, state.height, state.batch_count) == (
-        0, 150, 30.0, 64, 2048, 16)
+        0, 150, GUIDANCE_MAX, 64, 2048, 16)
     state.load_last_job(LastJob(seed=BIG_SEED, batch_count=-3, steps=0, width=0))
     assert (state.seed, state.batch_count, state.steps, state.width) == (BIG_SEED, 1, 150, 64)  # 0: kept
 
@@ -120,7 +120,7 @@ def test_a_hand_edited_settings_file_starts(qtbot, data_root):
     window = open_window(qtbot, data_root)  # open_window then sets the test size/steps/batch itself
     state = window.controller.prompt
     assert state.prompt == "hand edited" and state.seed == 0 == window.prompt_panel.seed_edit.value()
-    assert state.guidance == 30.0 == window.prompt_panel.guidance_spin.value()
+    assert state.guidance == GUIDANCE_MAX == window.prompt_panel.guidance_spin.value()
 
 
 def test_a_typed_seed_is_the_one_the_next_job_uses(qtbot, window):
