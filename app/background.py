@@ -1,5 +1,5 @@
 """Work on threads of their own whose ends come back on the Qt thread: slow looks at folders (and deletions of
-them) for the quantize wizard (a run's output name: ``free_output_path`` reads and hashes MiBs of a multi-GiB
+them) for the quantize wizard (a run's output name: ``claim_output_path`` reads and hashes MiBs of a multi-GiB
 source, 0.1-0.4 s for a FLUX-size one; the unfinished runs; the deletion of one, GiBs), the gallery's trash listing
 (tens of thousands of files), the LoRA panel's folder scan and hash search, the import of new images. On the Qt
 thread they froze the window meanwhile.

@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from gpu.errors import OutputBusy, UserError
-from gpu.paths import first_free_path
+from gpu.output_lock import OutputClaim, claim_first, claim_first_free
 from gpu.quantize_defaults import DEFAULT_RAM_BUDGET_GIB
 from gpu.system_info import installed_ram_bytes
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # The wizard's widgets may not import gpu.system_info (tests/app/test_layering.py): they take it from here.
 __all__ = [
     "RAM_SHARE",
+    "claim_output_path",
     "default_ram_budget_gib",
     "delete_unfinished_run",
     "free_output_path",
@@ -42,8 +43,9 @@ __all__ = [
 # generation model's (the engine keeps the activations in RAM when they fit the budget, else spills them to disk).
 RAM_SHARE = 0.75
 
-# The outputs of this process's quantize runs, from the moment the wizard hands a run to its worker: the engine
-# locks an output only once the run starts, after the wait for a generation job to end.
+# The outputs of this process's quantize runs, from the moment the wizard hands a run to its worker. Their names are
+# locked from the choice on (``claim_output_path``), which refuses a deletion as another run's; this set lets the
+# refusal name the run as this window's.
 _running: set[Path] = set()
 _running_lock = threading.Lock()  # held by a deletion for all of it (GiBs: it may take a while)
 _deleting: Path | None = None  # the parts folder being deleted (``delete_unfinished_run``), while it is
@@ -101,18 +103,22 @@ def resume_key(source: str, config: Any) -> ResumeKey | None:
         return None
 
 
-def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: list[str] | None = None) -> Path:
-    """The name a run of ``config`` on ``source`` writes in ``folder``: an interrupted run's name it resumes
-    (``<stem>.safetensors`` or ``<stem>-N.safetensors`` whose ``.parts`` folder the engine would resume from:
-    same settings, same source files, same calibration inputs, same quantizer version), else the first free one
-    of ``<stem>.safetensors``, ``<stem>-2.safetensors``, …. A file already there is a model the user may be using
-    (perhaps in the library), and the quantizer's final rename would replace it silently. A name with only a
+def claim_output_path(folder: Path, stem: str, source: str, config: Any,
+                      notes: list[str] | None = None) -> OutputClaim:  # fmt: skip
+    """The name a run of ``config`` on ``source`` writes in ``folder``, claimed for that run (the engine's lock on
+    it, ``gpu.output_lock.claim_first``, which the run holds and its caller releases): an interrupted run's name it
+    resumes (``<stem>.safetensors`` or ``<stem>-N.safetensors`` whose ``.parts`` folder the engine would resume
+    from: same settings, same source files, same calibration inputs, same quantizer version), else the first free
+    one of ``<stem>.safetensors``, ``<stem>-2.safetensors``, …. A file already there is a model the user may be
+    using (perhaps in the library), and the quantizer's final rename would replace it silently. A name with only a
     ``.parts`` folder the run would not resume from is taken too: the engine would delete its blocks (hours of
     work) to start over; ``notes`` gets why, for the log. Only a folder whose deletion loses nothing (no readable
-    manifest, no block or samples file: ``discards_nothing``) leaves its name free."""
+    manifest, no block or samples file: ``discards_nothing``) leaves its name free. A name claimed by another run
+    (another wizard's, waiting to start or working, or a ``main.py quantize`` run) is skipped, a resumable one too:
+    chosen unclaimed, two wizards took one name before either run made its parts folder, and wrote one output."""
     streaming = _streaming()
     key = resume_key(source, config)
-    resumed = _resumed_name(folder, stem, key)
+    resumed = _claim_resumed_name(folder, stem, key)
     if resumed is not None:
         return resumed
 
@@ -126,14 +132,22 @@ def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: l
             notes.append(_taken_note(parts, key))
         return True
 
-    return first_free_path(folder / f"{stem}.safetensors", taken=taken)
+    return claim_first_free(folder / f"{stem}.safetensors", taken, "quantize run")
 
 
-def _resumed_name(folder: Path, stem: str, key: ResumeKey | None) -> Path | None:
-    """``<stem>.safetensors`` or ``<stem>-N.safetensors`` in ``folder`` (the lowest N first) whose run a run with
-    ``key`` resumes (its parts folder, and no model file of that name); None when there is none. The first free
-    name was taken before: once the plain name's stopped run was deleted (Unfinished runs…), a run with the
-    settings of the stopped run in the ``-2`` name started over in the plain one, and that run was never resumed."""
+def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: list[str] | None = None) -> Path:
+    """The name ``claim_output_path`` claims now, let go of at once: what a run would write, for a look; a run's
+    own name is its claim's, which another chooser may take once let go of."""
+    with claim_output_path(folder, stem, source, config, notes) as claim:
+        return claim.target
+
+
+def _claim_resumed_name(folder: Path, stem: str, key: ResumeKey | None) -> OutputClaim | None:
+    """The claim of ``<stem>.safetensors`` or ``<stem>-N.safetensors`` in ``folder`` (the lowest N first) whose run
+    a run with ``key`` resumes (its parts folder, and no model file of that name), and that no other run claims;
+    None when there is none. The first free name was taken before: once the plain name's stopped run was deleted
+    (Unfinished runs…), a run with the settings of the stopped run in the ``-2`` name started over in the plain
+    one, and that run was never resumed."""
     if key is None:
         return None
     streaming = _streaming()
@@ -143,11 +157,13 @@ def _resumed_name(folder: Path, stem: str, key: ResumeKey | None) -> Path | None
         found = [(int(m.group(1) or 1), entry) for entry in folder.iterdir() if (m := name.fullmatch(entry.name))]
     except OSError:  # no models folder yet, or unreadable: nothing to resume
         return None
-    for _n, parts in sorted(found):
-        out = parts.with_name(parts.name[: -len(suffix)])
-        if not (out.exists() or out.is_symlink()) and streaming.resume.resumes_from(parts, key) is True:
-            return out
-    return None
+
+    def not_resumed(out: Path) -> bool:
+        parts = streaming.parts_folder.parts_dir(out)
+        return out.exists() or out.is_symlink() or streaming.resume.resumes_from(parts, key) is not True
+
+    outs = (parts.with_name(parts.name[: -len(suffix)]) for _n, parts in sorted(found))
+    return claim_first(outs, not_resumed, "quantize run")
 
 
 def _taken_note(parts: Path, key: ResumeKey | None) -> str:

@@ -46,6 +46,9 @@ class QuantizeJob:
     # What the engine said of the output's parts folder, as far as the run got (a gpu.streaming.stopped.QuantizeTold,
     # written by the run's thread): what a stopped run left there, for the wizard to say (``stopped_note``).
     told: Any = field(default_factory=new_told)
+    # The engine's lock on ``out_path`` (a gpu.output_lock.OutputClaim), taken as the wizard chose the name
+    # (``claim_output_path``) and held until the run ends, when the worker releases it; None: taken by the run.
+    claim: Any = None
 
     def needs_room(self) -> bool:
         """Whether the run still needs the memory the generation model holds: not once it was cancelled or ended.
@@ -105,12 +108,21 @@ class QuantizeWorker(QObject):
 
     @Slot(object)
     def run(self, job: QuantizeJob) -> None:
+        try:
+            end, args = self._run_to_end(job)
+        finally:
+            # Before its end is sent: the wizard told of it may choose the name again at once (a run after Back)
+            if job.claim is not None:
+                job.claim.release()
+        end.emit(*args)
+
+    def _run_to_end(self, job: QuantizeJob) -> tuple[Any, tuple]:
+        """Runs ``job`` -> the signal that says how it ended, and its arguments, for ``run`` to send."""
         from gpu.errors import Cancelled
         from gpu.generation.request import GenerationCancelled
 
         if job.cancel.is_set():  # its wizard was closed while the run waited here behind a file check
-            self.cancelled.emit()
-            return
+            return self.cancelled, ()
         # Every end is sent after the hold is released: a wizard told of it finds the generation jobs free to start.
         try:
             # Inside the try: the device is torch's answer, which a broken CUDA install raises; escaping the slot,
@@ -134,12 +146,11 @@ class QuantizeWorker(QObject):
                 finally:
                     job.ended.set()  # before its end is sent
         except (Cancelled, GenerationCancelled):
-            self.cancelled.emit()
+            return self.cancelled, ()
         except BaseException as exc:
             log.exception("quantization failed")
-            self.failed.emit(*run_error(exc, job.out_path.parent))
-        else:
-            self.finished.emit(str(out))
+            return self.failed, run_error(exc, job.out_path.parent)
+        return self.finished, (str(out),)
 
     def _waiting_for_deletion(self, parts: Path) -> None:
         """The run waits for the deletion of an unfinished run's folder (GiBs) to end, one a wizard closed since
@@ -175,7 +186,7 @@ class QuantizeWorker(QObject):
             # The engine's folder-making (one level at a time: pathlib's mkdir(parents=True) recursed once per
             # level, a RecursionError the wizard's error path missed); a file in the way is said as one.
             make_output_folder(folder, "the model into")
-            with output_lock(job.out_path, "quantize run"):
+            with output_lock(job.out_path, "quantize run", claim=job.claim):
                 check_disk_space(job.source, job.out_path, job.config)
         finally:
             remove_empty_folders(made)
@@ -207,7 +218,7 @@ class QuantizeWorker(QObject):
                 int(getattr(event, "blocks", 0) or 0)))
 
         return Path(quantize_model(job.source, job.out_path, job.config, on_event=on_event,
-                                   should_cancel=job.cancel.is_set))
+                                   should_cancel=job.cancel.is_set, claim=job.claim))
 
     def _compare_or_warn(self, job: QuantizeJob, out: Path) -> None:
         """The comparison renders, whose failure is no failure of the run: the model file is written and valid,

@@ -46,15 +46,15 @@ from app.bindings import bind
 from app.controller import AppController
 from app.engine_errors import EngineError, classify
 from app.quantize_outputs import (
+    claim_output_path,
     default_ram_budget_gib,
     delete_unfinished_run,
-    free_output_path,
     installed_ram_bytes,
     stopped_note,
     unfinished_runs,
 )
 from app.quantize_source import QuantizeSource, output_stem
-from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread
+from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread, run_error
 from app.widgets.error_dialog import show_error
 from app.widgets.file_filters import safetensors_filter
 from app.widgets.model_panel import human_bytes
@@ -80,6 +80,17 @@ class Deletion:
 
     run: Any  # the UnfinishedRun deleted
     lookup: Lookup  # its thread's, whose end is the deletion's
+
+
+@dataclass(frozen=True)
+class Named:
+    """A run's output name, chosen on a thread (``QuantizeWizard.start``), with what it was chosen for."""
+
+    claim: Any  # the engine's lock on the name (gpu.output_lock.OutputClaim): the run's from the choice on
+    notes: list[str]  # why names before it were not taken, for the log
+    source: str
+    config: Any
+    compare_original: bool
 
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
@@ -771,6 +782,8 @@ class QuantizeWizard(QWizard):
         elif lookup is self._naming:
             self._naming = None
             self._named(lookup)
+        elif isinstance(lookup.result, Named):  # a naming cancelled while it ran: its name is free again
+            lookup.result.claim.release()
 
     def show_unfinished_runs(self) -> None:
         self.unfinished_dialog = UnfinishedRunsDialog(self)
@@ -806,21 +819,26 @@ class QuantizeWizard(QWizard):
         # As the run was started: the source page may change while the name is chosen (``_named``).
         compare_original = not state.is_file
 
-        def name() -> tuple[Path, list[str], str, Any, bool]:  # reads and hashes the source's files: on a thread
+        def name() -> Named:  # reads and hashes the source's files: on a thread
             notes: list[str] = []
-            return free_output_path(folder, stem, source, config, notes), notes, source, config, compare_original
+            return Named(claim_output_path(folder, stem, source, config, notes), notes, source, config,
+                         compare_original)  # fmt: skip
 
         self._naming = self.lookups.start("choosing the output's name", name)
 
     def _named(self, lookup: Lookup) -> None:
         """The run's output is named (``start``): the run goes to the worker, or waits for an earlier wizard's."""
         if lookup.error is not None:  # the models folder cannot be listed (a name is taken only when it can)
-            self._on_failed(classify(lookup.error), settings_can_fix=False)
+            # or the chosen name's lock not taken there (its lock file's place is a folder): said as the run's
+            # write errors are, with the remedy the wizard has (no --out, no other folder)
+            self._on_failed(run_error(lookup.error, self.models_folder())[0], settings_can_fix=False)
             return
-        self.out_path, notes, source, config, compare_original = lookup.result
-        self.job = QuantizeJob(source, self.out_path, config, compare_steps=self.compare_steps,
-                               compare_original=compare_original)  # fmt: skip
-        for note in notes:
+        named: Named = lookup.result
+        self.out_path, source = named.claim.target, named.source
+        # The claim goes with the job: the worker releases it as the run ends, ``cancel`` if it never starts
+        self.job = QuantizeJob(source, self.out_path, named.config, compare_steps=self.compare_steps,
+                               compare_original=named.compare_original, claim=named.claim)  # fmt: skip
+        for note in named.notes:
             self.run_page.log.appendPlainText(note)
         self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")
         if any(w.running for w in self._earlier):
@@ -923,8 +941,10 @@ class QuantizeWizard(QWizard):
             return  # nothing is running: a finished or failed run's page keeps its words
         self.job.cancel.set()
         self.run_page.cancel_button.setEnabled(False)  # pressed: the run stops at its next check
-        if self._waiting:  # never handed to the worker: nothing to stop there
+        if self._waiting:  # never handed to the worker: nothing to stop there, and its name is free again
             self._waiting = False
+            if self.job.claim is not None:
+                self.job.claim.release()
             self._on_cancelled()
             return
         self.run_page.log.appendPlainText("Cancelling…")

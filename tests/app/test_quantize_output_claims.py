@@ -1,0 +1,68 @@
+"""The wizard's output name is claimed as it is chosen (``app.quantize_outputs.claim_output_path``, the engine's
+``gpu.output_lock.claim_first``) and held by its run until the run ends: two wizards, or a wizard and a
+``main.py quantize`` run still recording its samples (no parts folder yet), chose one free name, and both runs
+wrote one output and one parts folder. Each case is two claims in this process, one after the other (a lock per
+open file: they exclude each other as two processes' do): no thread, no timing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from app.quantize_outputs import claim_output_path, free_output_path, resume_key
+from app.quantize_worker import QuantizeJob, QuantizeWorker
+from gpu.output_lock import output_lock
+from gpu.paths import resources_dir
+from gpu.quantizer import QuantizeConfig
+
+DEMO = resources_dir() / "models" / "demo"
+
+
+def _cfg() -> QuantizeConfig:
+    return QuantizeConfig(calib_prompts=2, calib_steps=2, max_tokens_per_layer=256, refine_iters=1, alpha_points=3,
+                          rank=8)  # fmt: skip
+
+
+def test_a_name_a_command_line_run_holds_is_not_offered(data_root, tmp_path):
+    """A ``main.py quantize --out models/m.safetensors`` run holds its output's lock from its start, and makes its
+    parts folder only once its samples are recorded (minutes): the wizard offered that name meanwhile, and its run
+    was refused, or, the other run finished first, replaced its model."""
+    models = tmp_path / "models"
+    with output_lock(models / "m.safetensors", "quantize run"):
+        assert free_output_path(models, "m", "demo", _cfg()) == models / "m-2.safetensors"
+    assert free_output_path(models, "m", "demo", _cfg()) == models / "m.safetensors"
+
+
+def test_two_wizards_choosing_at_once_get_a_name_each(data_root, tmp_path):
+    """The second wizard's choice comes while the first's run has not started yet (it waits for a generation job,
+    or for a closed wizard's run to stop): a free name, and a stopped run's name both would resume, go to one."""
+    models = tmp_path / "models"
+    with claim_output_path(models, "m", "demo", _cfg()) as first:
+        with claim_output_path(models, "m", "demo", _cfg()) as second:
+            assert (first.target, second.target) == (models / "m.safetensors", models / "m-2.safetensors")
+    key = resume_key("demo", _cfg())
+    assert key is not None
+    parts = models / "m-3.safetensors.parts"  # a stopped run both resume: it is one run's to resume
+    parts.mkdir(parents=True)
+    (parts / "manifest.json").write_text(json.dumps({"key": key.key, "settings": key.settings, "done": {}}))
+    with claim_output_path(models, "m", "demo", _cfg()) as first:
+        with claim_output_path(models, "m", "demo", _cfg()) as second:
+            assert (first.target, second.target) == (models / "m-3.safetensors", models / "m.safetensors")
+    assert free_output_path(models, "m", "demo", _cfg()) == models / "m-3.safetensors"  # let go of: resumed again
+
+
+def test_the_run_works_under_its_wizards_claim_and_lets_it_go_before_it_says_it_ended(data_root, tmp_path, qapp):
+    """The worker's checks take the lock the wizard holds (taken again, it was refused as another run's), and the
+    claim is let go of before the end is sent: the wizard told of it may choose the name again at once."""
+    models = tmp_path / "models"
+    claim = claim_output_path(models, "m", str(DEMO), _cfg())
+    job = QuantizeJob(str(DEMO), claim.target, _cfg(), claim=claim)
+    QuantizeWorker._check_output(job)
+    assert claim.held
+    worker = QuantizeWorker()
+    held_at_the_end: list[bool] = []
+    worker.cancelled.connect(lambda: held_at_the_end.append(claim.held))
+    job.cancel.set()  # its wizard closed while the run waited behind a file check
+    worker.run(job)
+    assert held_at_the_end == [False]
+    assert free_output_path(models, "m", str(DEMO), _cfg()) == Path(claim.target)
