@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
 
 from app.data_dir import DataDir, DataDirMoved
 from app.engine_errors import EngineError, classify, database_error
@@ -174,6 +174,7 @@ class AppController(QObject):
         # others end, unrun, after it ("" until it ended)
         self._stopped_together: set[int] = set()
         self._together_said = ""
+        self._shut_down = False  # the store is closed (``shutdown``): what the engine still sends is not written
         self._engine = EngineThread(data)
         worker = self._engine.worker
         worker.preview_every = settings.preview_every
@@ -230,13 +231,21 @@ class AppController(QObject):
         self._init_engine.emit()
 
     def shutdown(self) -> None:
+        """The window closes: the engine stopped, what it finished committed, the store closed."""
         self.gallery.stop()  # first: queued decodes would keep the CPU from the engine's stop
         self.loras.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
+        self.loras.cancel_search()  # an image's LoRAs looked for by hash: nothing switched on, nor said
         for job in self._jobs.values():
             job.cancel.set()
         self._engine.stop()
+        # What the engine sent while this thread waited for its stop (an image finished past its last step: decoded
+        # and saved, its ``image_saved`` and ``finished`` queued here) is delivered now, while the store is open:
+        # delivered after the close, its row was written to a closed database, and the error's dialog, parented
+        # to the hidden window, kept the process running after the window had gone.
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.MetaCall)
         self.settings.last_job = self.prompt.to_last_job()
         self.settings.loras = self.loras.to_settings()
+        self._shut_down = True
         self.store.close()
 
     # ---- user actions --------------------------------------------------------------------------------------
@@ -923,6 +932,10 @@ class AppController(QObject):
         if saved.seconds is not None:  # for the ETA of the images left (_batch_eta)
             self._image_seconds.append(saved.seconds)
         if job_id in self._unlisted:
+            return
+        if self._shut_down:  # an engine busy past the stop's wait: the next start's check imports the file
+            log.info("%s was saved after the database was closed; it is added to the gallery at the next start",
+                     saved.path)
             return
         try:
             record = self.gallery.add(relative(self.data, saved.path), saved.settings)

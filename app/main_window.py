@@ -320,8 +320,13 @@ class MainWindow(QMainWindow):
                                     " ".join(n.hint for n in self.notices if n.hint)))
 
     def show_error(self, error: EngineError) -> None:
-        """The dialog, and the same words in the log (a user's report then has what they saw, in order)."""
+        """The dialog, and the same words in the log (a user's report then has what they saw, in order). Once the
+        window is closed, the log alone: a dialog parented to the hidden window kept the app running, unseen and
+        with its data folder unlocked, since its closing is not the last window's."""
         level = logging.INFO if error.kind == "notice" else logging.WARNING
+        if self._closed:
+            log.log(level, "not shown, the window is closed (%s): %s %s", error.kind, error.message, error.hint)
+            return
         shown = self.error_dialog
         if shown is not None and shown.isVisible() and self._shown_error == (error.message, error.hint):
             # The same words again (each queued job failing on one LoRA): one dialog, not one stacked per job.
