@@ -7,9 +7,11 @@ import hashlib
 import logging
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from app.data_dir import DataDir
 from app.engine_errors import is_disk_full
-from gpu.atomic import atomic_write_new, atomic_write_with, remove_stale_temps, scratch_prefix
+from gpu.atomic import (
+    SCRATCH_NAME,
+    atomic_write_new,
+    atomic_write_with,
+    publish_left_behind,
+    remove_stale_temps,
+    scratch_prefix,
+)
 from gpu.errors import OutputError
 from gpu.generation.png_metadata import PNG_SIGNATURE
 from gpu.paths import first_free_path
@@ -310,9 +319,10 @@ def png_paths(folder: Path) -> dict[str, str]:
     in too), by their path relative to ``folder`` as the database stores it ("2026-01-01/x.png"), each with its
     path. Hidden names are left out, with all under a hidden folder: not only hidden files, a write killed before
     its rename leaves its complete PNG in ``atomic_path``'s hidden scratch folder (".<name>.<random>.tmp/new.png"),
-    which is no gallery image. A link to a file is listed under its own name; links to folders are not followed (a
-    link back up the tree would never end), nor are folders that cannot be read. ``os.scandir`` and strings: a
-    ``Path`` per file, made again to be made relative, took a second of every start-up at 30,000 images."""
+    which is no gallery image until start-up has published it (``recover_cut_short_saves``). A link to a file is
+    listed under its own name; links to folders are not followed (a link back up the tree would never end), nor are
+    folders that cannot be read. ``os.scandir`` and strings: a ``Path`` per file, made again to be made relative,
+    took a second of every start-up at 30,000 images."""
     return dict(_png_entries(folder))
 
 
@@ -323,21 +333,31 @@ def holds_png(folder: Path) -> bool:
 
 def _png_entries(folder: Path) -> Iterator[tuple[str, str]]:
     """``png_paths``' entries one by one, as the folders are listed."""
+    for prefix, entry in _listed(folder):
+        name = entry.name
+        try:
+            # is_file: a link to a file is listed, a link to a folder is not
+            if not name.startswith(".") and name.lower().endswith(".png") and entry.is_file():
+                yield prefix + name, entry.path
+        except OSError:  # gone since the listing, or a link that loops
+            continue
+
+
+def _listed(folder: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(path of its folder relative to ``folder``, ending in "/" or "", entry) for every entry of ``folder`` and of
+    the folders under it that are not hidden, hidden entries included; links to folders are not followed, and
+    folders that cannot be read are passed over."""
     folders = [("", os.fspath(folder))]
     while folders:
         prefix, path = folders.pop()
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
-                    name = entry.name
-                    if name.startswith("."):
-                        continue
+                    yield prefix, entry
                     try:
-                        if entry.is_dir(follow_symlinks=False):
-                            folders.append((f"{prefix}{name}/", entry.path))
-                        elif name.lower().endswith(".png") and entry.is_file():  # a link to a folder is not
-                            yield prefix + name, entry.path
-                    except OSError:  # gone since the listing, or a link that loops
+                        if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                            folders.append((f"{prefix}{entry.name}/", entry.path))
+                    except OSError:  # gone since the listing
                         continue
         except OSError:  # not there (no trash yet), or not readable
             continue
@@ -350,6 +370,128 @@ def is_png(path: str | Path) -> bool:
             return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
     except OSError:  # a folder, unreadable, or gone since the scan
         return False
+
+
+def png_problem(path: str | Path) -> str:
+    """Why the file at ``path`` is not a whole PNG, "" when it is: the signature, then chunk after chunk, each whole
+    and its checksum (CRC) matching, IHDR first, image data (IDAT), IEND last and nothing after it. What tells a
+    picture whose write ended from one a kill cut short (or a power loss left with blocks of zeros): the signature
+    alone passes a file cut anywhere after its first 8 bytes."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                return "it does not start as a PNG does"
+            kinds: set[bytes] = set()
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return "it ends before its last chunk (IEND): cut short"
+                length, kind = struct.unpack(">I4s", head)
+                if not kind.isalpha() or length >= 2**31:  # the PNG standard's limits: no chunk of this file
+                    return f"it holds no PNG chunk at byte {f.tell() - 8}: damaged"
+                if not kinds and kind != b"IHDR":
+                    return "its first chunk is not IHDR: damaged"
+                name = kind.decode("ascii")
+                crc, left = zlib.crc32(kind), length
+                while left:
+                    block = f.read(min(left, 1 << 20))
+                    if not block:
+                        return f"it ends inside its {name} chunk: cut short"
+                    crc, left = zlib.crc32(block, crc), left - len(block)
+                stored = f.read(4)
+                if len(stored) < 4:
+                    return f"it ends inside its {name} chunk: cut short"
+                if struct.unpack(">I", stored)[0] != crc:
+                    return f"the checksum of its {name} chunk does not match: damaged"
+                kinds.add(kind)
+                if kind == b"IEND":
+                    break
+            if b"IDAT" not in kinds:
+                return "it holds no image data (IDAT chunk)"
+            return "it goes on after its last chunk (IEND)" if f.read(1) else ""
+    except OSError as exc:
+        return f"it cannot be read: {exc.strerror or exc}"
+
+
+@dataclass
+class CutShortSaves:
+    """What ``recover_cut_short_saves`` did, as paths relative to the images folder (the trash's alike): whole
+    pictures ``published`` in the images folder, unfinished files moved to the trash (``trashed``), and the scratch
+    folders ``left`` as they were (``why``: the first failure)."""
+
+    published: list[str] = field(default_factory=list)
+    trashed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    why: str = ""
+
+
+def recover_cut_short_saves(data: DataDir) -> CutShortSaves:
+    """The saves a kill cut short (``kill -9``, a power loss, the app's own exit while an image was written),
+    finished: such a save leaves its file in a hidden scratch folder (``gpu.atomic.SCRATCH_NAME``) beside the name it
+    was to take, a complete PNG when the kill came between its sync and its publishing link, and neither the gallery
+    (hidden names are passed over) nor anything else ever took it out. Each file in one, anywhere in the images folder
+    outside hidden folders (the trash's own scratch copies are ``gather_trash``'s): a whole PNG (``png_problem``) is
+    published under a free name, ``HHMMSS-<seed>-recovered.png`` in the folder of the save, which the start-up import
+    then takes into the gallery; any other file but an empty one goes to the trash (as ``HHMMSS-cut-short.png``),
+    where the user can still open it and Empty trash deletes it: nothing that holds part of a picture is deleted
+    unseen. The scratch folder is then removed. A folder that cannot be finished stays as it is, for the next start.
+
+    Only while no writer can be at work in the folder: at start-up, under the data folder's instance lock (a live
+    save's scratch folder would be taken from under it)."""
+    done = CutShortSaves()
+    for scratch in [Path(entry.path) for _prefix, entry in _listed(data.images) if _is_scratch(entry)]:
+        try:
+            _finish_scratch(data, scratch, done)
+        except OSError as exc:
+            done.left.append(relative(data, scratch))
+            done.why = done.why or exc.strerror or str(exc)
+            log.warning("the unfinished save in %s could not be recovered: %s", scratch, exc)
+    return done
+
+
+def _is_scratch(entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` is a scratch folder of ``gpu.atomic``'s writes (a link of that name is not: never followed)."""
+    try:
+        return bool(SCRATCH_NAME.match(entry.name)) and entry.is_dir(follow_symlinks=False)
+    except OSError:  # gone since the listing
+        return False
+
+
+def _finish_scratch(data: DataDir, scratch: Path, done: CutShortSaves) -> None:
+    """``recover_cut_short_saves`` for one scratch folder."""
+    folder = scratch.parent  # the folder the save was for
+    for where, subfolders, files in os.walk(scratch, topdown=False):  # links are not followed
+        for name in files + [d for d in subfolders if os.path.islink(os.path.join(where, d))]:
+            path = Path(where, name)
+            if path.is_symlink() or path.stat().st_size == 0:  # nothing of a picture in it
+                path.unlink()
+                continue
+            problem = png_problem(path)
+            stamp = time.strftime("%H%M%S", time.localtime(path.stat().st_mtime))
+            if not problem:
+                seed = (read_image_settings(path) or {}).get("seed")
+                named = f"-{seed}" if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else ""
+                target = folder / f"{stamp}{named}-recovered.png"
+                published = publish_left_behind(path, target, first=1, taken=lambda c: _held(data, c))
+                done.published.append(relative(data, published))
+                log.info("a save cut short was found whole in %s and published as %s", scratch, published)
+            else:
+                done.trashed.append(_trash_cut_short(data, path, folder / f"{stamp}-cut-short{path.suffix or '.png'}"))
+                log.info("a save cut short in %s left an unfinished file (%s): moved to the trash as %s", scratch,
+                         problem, data.trash / done.trashed[-1])  # fmt: skip
+        os.rmdir(where)
+
+
+def _trash_cut_short(data: DataDir, path: Path, wanted: Path) -> str:
+    """Moves the unfinished file ``path`` into the trash, under ``wanted``'s name (relative to the images folder)
+    or the next that neither the images folder nor the trash holds, and returns that name. One rename: the trash is
+    on the images' disk (``DataDir.create``)."""
+    with _TRASH_NAMES:
+        rel = relative(data, free_image_path(data, wanted, first=1))
+        target = data.trash / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, target)  # free_image_path looked at the trash under the lock: nothing is replaced
+    return rel
 
 
 def read_image_settings(path: Path) -> dict[str, Any] | None:

@@ -22,6 +22,10 @@ image whose row is not in the trash but whose file is comes back into the galler
 already moved back is taken out of the trash. A file copied in under the name of an image in the trash is
 imported, and the trashed image is renamed so that both can be seen (never overwritten on undo).
 
+A save cut short by a kill leaves its file in a hidden scratch folder of the write, where no listing sees it: start-up
+publishes a whole picture found there, to be imported with the other new files, and moves an unfinished one to the
+trash, saying so (``recover_cut_short_saves``, ``cut_short_notice``).
+
 The app checks the folder before its window shows (``check_folder``: a listing and a few stats) and imports the new
 files after (``FolderImport``), newest first, a batch per commit, while the window is in use: a crash or a quit
 part-way leaves files without a row, which the next start imports. ``reconcile`` does both at once.
@@ -49,6 +53,7 @@ from app.background import start_thread, to_qt_thread
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
 from app.image_files import (
+    CutShortSaves,
     TrashGathered,
     file_fingerprint,
     gather_trash,
@@ -56,6 +61,7 @@ from app.image_files import (
     is_png,
     png_paths,
     read_image_settings,
+    recover_cut_short_saves,
     rename_in_trash,
     restore_from_trash,
 )
@@ -231,6 +237,34 @@ def gather_notice(data: DataDir, gathered: TrashGathered) -> EngineError | None:
     return EngineError("notice", " ".join(m for m, _h in said), " ".join(h for _m, h in said))
 
 
+def cut_short_notice(data: DataDir, found: CutShortSaves) -> EngineError | None:
+    """What to tell the user of the saves a kill cut short that start-up found (``recover_cut_short_saves``), in one
+    notice; None when there were none. The pictures come into the gallery under names they did not have, the
+    unfinished files go to the trash: neither without a word."""
+    said, hints = [], []
+    if published := found.published:
+        said.append(f"{counted(len(published), 'image')} whose saving was cut short (Nibble Studio was stopped while "
+                    f"writing {_it(published)}) {were(len(published))} found whole and added to the gallery "
+                    f"({named_few(published)}).")  # fmt: skip
+    if trashed := found.trashed:
+        said.append(f"{counted(len(trashed), 'image')} whose saving was cut short {were(len(trashed))} left "
+                    f"unfinished and {were(len(trashed))} moved to the trash folder {data.trash} "
+                    f"({named_few(trashed)}).")  # fmt: skip
+        hints.append(f"Empty trash deletes {_it(trashed)}; to keep what {_it(trashed)} "
+                     f"{'holds' if len(trashed) == 1 else 'hold'}, copy {_it(trashed)} out of the trash folder first.")
+    if left := found.left:
+        said.append(f"{counted(len(left), 'unfinished save')} in the images folder could not be finished "
+                    f"({found.why}): left where {'it is' if len(left) == 1 else 'they are'}, nothing deleted "
+                    f"({named_few(left)}).")  # fmt: skip
+        hints.append(f"Check that {data.images} and {data.trash} can be written: Nibble Studio tries again at its "
+                     "next start.")  # fmt: skip
+    return EngineError("notice", " ".join(said), " ".join(hints)) if said else None
+
+
+def _it(things: list[str]) -> str:
+    return "it" if len(things) == 1 else "them"
+
+
 def _left_in_old_trash(data: DataDir, files: list[str], not_moved: str, hint: str) -> tuple[str, str]:
     """The message and hint for ``files`` left in the old trash, ``not_moved`` saying why."""
     one = len(files) == 1
@@ -288,12 +322,17 @@ def _flag_missing(store: Store, data: DataDir, on_disk: dict[str, str], waiting:
 def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str, str]]:
     """Everything ``reconcile`` does but importing the new files, which it returns (path relative to the images
     folder -> path; not yet opened, so some may be no PNG). A matter of listing the folder and of the files a
-    missing entry may have become: the window waits for it, and for no import."""
+    missing entry may have become: the window waits for it, and for no import. Only with the data folder locked
+    (``app.instance_lock``, which ``MainWindow`` takes first): the saves a kill cut short are finished here
+    (``recover_cut_short_saves``), and no save may be under way."""
     report = ReconcileReport(gather_later=gathers_across_drives(data))
     waiting: Container[str] = ()
     if report.gather_later:  # after the window shows
         waiting = png_paths(data.other_trash)
     elif (notice := gather_notice(data, gather_trash(data))) is not None:
+        report.notices.append(notice)
+    # before the listing: the pictures published here are imported with the other new files
+    if (notice := cut_short_notice(data, recover_cut_short_saves(data))) is not None:
         report.notices.append(notice)
     rows = store.all_paths()
     # No file is opened here: opening every file for its signature (30,000 at every start) took most of the

@@ -76,9 +76,7 @@ def _scratch_write(target: Path, publish: Callable[[Path], None], mode: Callable
             tmp_path = scratch / f"new{target.suffix}"  # short for Windows' 260 characters; PIL reads the suffix
             try:
                 yield tmp_path
-                os.chmod(tmp_path, mode())  # as a replaced file had, or as a new one under the umask
-                with open(tmp_path, "rb+") as f:
-                    os.fsync(f.fileno())
+                _make_durable(tmp_path, mode())  # as a replaced file had, or as a new one under the umask
                 publish(tmp_path)
                 _fsync_dir(target.parent)
             finally:
@@ -86,6 +84,25 @@ def _scratch_write(target: Path, publish: Callable[[Path], None], mode: Callable
     except BaseException:
         remove_empty_folders(created)
         raise
+
+
+def _make_durable(path: Path, mode: int) -> None:
+    """``path`` given ``mode`` and its bytes synced to the disk: the step before a scratch file is published."""
+    os.chmod(path, mode)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def publish_left_behind(src: Path, target: Path, first: int = 2, taken: Callable[[Path], bool] | None = None) -> Path:
+    """Publishes ``src``, a whole file that a write killed before its publishing step left in its scratch folder
+    (a ``SCRATCH_NAME`` folder), as ``atomic_write_new`` would have: given a new file's mode, synced (the kill may
+    have come before the sync), claimed under the first free name of ``numbered_paths(target, first)`` that is not
+    ``taken`` (``claim_free_name``: never over a file), the folder synced. Returns the name taken. Only for a caller
+    that knows the writer is dead (the app's start-up, under its instance lock) and has checked ``src`` is whole."""
+    _make_durable(src, _NEW_FILE_MODE)
+    published = claim_free_name(src, target, first, taken)
+    _fsync_dir(target.parent)
+    return published
 
 
 def claim_free_name(src: Path, target: Path, first: int = 2, taken: Callable[[Path], bool] | None = None,

@@ -1,0 +1,135 @@
+"""A save cut short by a kill (``kill -9``, a power loss, the app's own exit while it wrote an image) left its file
+in the hidden scratch folder of the write (``images/DAY/.xxxxxxxx.yyyyyyyy.tmp/new.png``), and nothing ever took it
+out: a complete picture hidden for good, unseen by the gallery. Start-up now finishes such saves: a whole PNG is
+published and imported, an unfinished file goes to the trash, and the user is told."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from app.data_dir import resolve_data_dir
+from app.image_files import png_problem
+from app.instance_lock import AlreadyRunning
+from app.main_window import MainWindow
+from gpu.atomic import SCRATCH_NAME
+from gpu.generation.png_metadata import write_png
+from tests.app import gui
+from tests.app.gui import open_window
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A process that saves an image into the data folder as the app's engine worker does (``save_new_image``) and is
+# killed on the way: no ``finally`` runs, as under ``kill -9``. The bytes the save writes go to EXPECTED first.
+_KILLED_SAVE = r"""
+import os, sys
+from pathlib import Path
+from PIL import Image
+import gpu.atomic
+from app.data_dir import DataDir
+from app.image_files import new_image_path, save_new_image
+from gpu.generation.png_metadata import encode_png
+
+root, how, expected = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+data = DataDir(root).create()
+image = Image.effect_noise((96, 96), 40).convert("RGB")
+encode_png(expected, image, {"prompt": f"made, then killed {how}", "seed": 77})
+if how == "before publishing":  # between the sync of the whole file and the link that gives it its name
+    gpu.atomic.claim_free_name = lambda *args, **kwargs: os._exit(0)
+    write = lambda tmp: encode_png(tmp, image, {"prompt": f"made, then killed {how}", "seed": 77})
+else:  # half-way through writing it
+    def write(tmp):
+        whole = expected.read_bytes()
+        with open(tmp, "wb") as f:
+            f.write(whole[: len(whole) // 2])
+            f.flush()
+        os._exit(0)
+save_new_image(data, new_image_path(data, 77, 0), write)
+sys.exit("the save was not cut short")
+"""
+
+
+def _killed_saves(root: Path, out: Path, *hows: str) -> dict[str, Path]:
+    """Runs a killed save per ``hows`` at once; returns each one's file as the kill left it, in its scratch folder."""
+    before = set(_scratch_files(root))
+    runs = [subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(root), how, str(out / f"{how}.png")], cwd=ROOT)
+            for how in hows]  # fmt: skip
+    assert [run.wait(60) for run in runs] == [0] * len(hows)
+    left = {path: path.read_bytes() for path in set(_scratch_files(root)) - before}
+    expected = {how: (out / f"{how}.png").read_bytes() for how in hows}
+    found = {how: next(p for p, b in left.items() if b == (e if how == "before publishing" else e[: len(e) // 2]))
+             for how, e in expected.items()}  # fmt: skip
+    assert len(found) == len(left) == len(hows)
+    return found
+
+
+def _scratch_files(root: Path) -> list[Path]:
+    return [p for folder in (root / "images").rglob("*") if SCRATCH_NAME.match(folder.name) for p in folder.iterdir()]
+
+
+def _stamp(path: Path) -> str:
+    return time.strftime("%H%M%S", time.localtime(path.stat().st_mtime))
+
+
+def test_saves_cut_short_are_finished_at_the_next_start(qtbot, data_root, tmp_path):
+    data = resolve_data_dir(data_root)
+    left = _killed_saves(data_root, tmp_path, "before publishing", "while writing")
+    whole, cut = left["before publishing"], left["while writing"]
+    day = whole.parent.parent
+    published = day / f"{_stamp(whole)}-77-recovered.png"
+    trashed = data.trash / day.relative_to(data.images) / f"{_stamp(cut)}-cut-short.png"
+    cut_bytes = cut.read_bytes()
+
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    records = [gallery.record(r) for r in range(gallery.rowCount())]
+    assert [(r.prompt, r.path) for r in records] == [
+        ("made, then killed before publishing", published.relative_to(data.images).as_posix())]
+    assert published.read_bytes() == (tmp_path / "before publishing.png").read_bytes()
+    assert trashed.read_bytes() == cut_bytes  # nothing of the unfinished picture deleted unseen
+    assert _scratch_files(data_root) == [] and not [p for p in day.iterdir() if p.name.startswith(".")]
+    notice = next(n for n in window.notices if "cut short" in n.message)
+    assert published.name in notice.message and trashed.name in notice.message and str(data.trash) in notice.message
+    assert "Empty trash deletes it" in notice.hint
+
+    # A save under way belongs to the app that holds the data folder: a second one on it touches nothing.
+    (later,) = _killed_saves(data_root, tmp_path, "before publishing").values()
+    with pytest.raises(AlreadyRunning):
+        MainWindow(data)
+    assert later.is_file()
+    gui.open_windows.remove(window)
+    window.close()
+
+    again = gui.window_without_engine(qtbot, resolve_data_dir(data_root))  # the next start: the later one only
+    again.controller.folder_import.start()
+    qtbot.waitUntil(lambda: not again.controller.folder_import.running)
+    assert _scratch_files(data_root) == [] and again.controller.gallery.rowCount() == 2
+    notice = next(n for n in again.notices if "cut short" in n.message)
+    assert notice.message.startswith("1 image whose saving was cut short") and trashed.name not in notice.message
+
+
+def test_a_whole_png_is_told_from_a_cut_or_damaged_one(tmp_path):
+    whole = write_png(tmp_path / "whole.png", Image.effect_noise((64, 64), 40), {"prompt": "a cat"}).read_bytes()
+    idat = whole.index(b"IDAT")
+
+    def problem(data: bytes) -> str:
+        (tmp_path / "x.png").write_bytes(data)
+        return png_problem(tmp_path / "x.png")
+
+    assert problem(whole) == ""
+    assert problem(whole[:-12]) == "it ends before its last chunk (IEND): cut short"  # all but IEND
+    assert problem(whole[: idat + 20]) == "it ends inside its IDAT chunk: cut short"
+    assert problem(whole[:idat] + b"IDAT" + bytes(len(whole) - idat - 4)) == (
+        "the checksum of its IDAT chunk does not match: damaged")  # blocks of zeros, as a power loss leaves
+    flipped = bytearray(whole)
+    flipped[idat + 10] ^= 1
+    assert problem(bytes(flipped)) == "the checksum of its IDAT chunk does not match: damaged"
+    assert problem(whole + b"\0") == "it goes on after its last chunk (IEND)"
+    assert problem(whole[:6]) == "it does not start as a PNG does"
+    assert problem(b"") == "it does not start as a PNG does"
+    assert png_problem(tmp_path / "none.png").startswith("it cannot be read: ")
