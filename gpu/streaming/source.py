@@ -38,13 +38,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from gpu.bfl_layout import bfl_prefix, implied_config, incomplete_transformer, inspect_single_file
 from gpu.errors import CheckpointError, ModelLoadError, named_few
 from gpu.model_libraries import load_model_libraries
-from gpu.safetensors_header import checked_weight_files, is_safetensors_name, read_safetensors_header
+from gpu.safetensors_header import (
+    MODEL_AGAIN,
+    checked_weight_files,
+    is_safetensors_name,
+    read_safetensors_header,
+)
 
 Getter = Callable[[], torch.Tensor]
 
@@ -108,11 +113,27 @@ class WeightSource:
                                                                               "single_transformer_blocks."))}
 
 
+def _first_line(err: BaseException) -> str:
+    """The reason ``err`` gives, without the path an OSError repeats after it."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.split(": ")[0]
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 def _file_getter(path: Path, key: str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Getter:
+    """Reads ``key`` of ``path`` when called, hours after the run checked the file: ModelLoadError naming the file
+    when it has gone or changed since (a drive unplugged, a copy or download over it): the raw OSError or safetensors
+    error named no model, and a damaged header crashed the run with a traceback."""
+
     def get() -> torch.Tensor:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            t = f.get_slice(key)[:] if transform is None else transform(f.get_tensor(key))
-        return t
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                return f.get_slice(key)[:] if transform is None else transform(f.get_tensor(key))
+        except (OSError, SafetensorError) as err:
+            what = (f"{path} is gone since the run started" if not path.exists() else
+                    f"{path} can no longer be read ({_first_line(err)}): it changed since the run started, or "
+                    "its disk fails")  # fmt: skip
+            raise ModelLoadError(what, f"put the model's files back as they were, or {MODEL_AGAIN}") from None
 
     return get
 
