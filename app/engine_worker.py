@@ -500,6 +500,7 @@ class EngineWorker(QObject):
         request = job.request
         loading = self._needs_load(request.model)
         self.started.emit(job.id, request.batch_count, loading)
+        broken = False  # the job failed in a way the pipeline may not have survived
         try:
             images_folder(self._data)  # refused now, not after the work, if its images could not be saved
             service = self._ensure_service()
@@ -527,8 +528,10 @@ class EngineWorker(QObject):
             log.exception("generation failed")
             error = classify(exc)
             if error.kind == "internal" and self._loaded is not None:
-                # The pipeline may be in a broken state after an unexpected error: reload on the next job.
+                # The pipeline may be in a broken state after an unexpected error: reload on the next job. Dropped
+                # (below), not only marked: the service's load kept a pipeline whose files were unchanged.
                 self._loaded = None
+                broken = True
             if self._file_after(request.model, exc) == "gone":
                 self._loaded = None  # the panel is told of the model loaded again when its file is back
             self.ended_through = job.id
@@ -537,6 +540,15 @@ class EngineWorker(QObject):
             self.ended_through = job.id
             self.finished.emit(job.id)
             self._describe_after_job(request.model)
+        if broken:  # out of the handler: the traceback it held kept the pipeline's memory
+            self._drop_pipeline()
+
+    def _drop_pipeline(self) -> None:
+        """The loaded pipeline dropped and its memory freed, after a failure it may not have survived intact."""
+        try:
+            self._service.unload()
+        except Exception:  # noqa: BLE001 - the job's own failure is what is reported; the next load tries again
+            log.exception("unloading the model after a failed job failed")
 
     def _needs_load(self, model: str) -> bool:
         """Whether a job on ``model`` loads it first: another model is loaded, or its files changed since it was
