@@ -269,8 +269,11 @@ class AppController(QObject):
         self._jobs[job.id] = job
         try:
             self.history.add(self.prompt.prompt, self.prompt.negative_prompt)
-        except sqlite3.Error:  # e.g. a full disk: the job may still work; saving its image says what is wrong
+        except sqlite3.Error as exc:  # e.g. a full disk: the job may still work, and runs; said in passing
             log.exception("recording the prompt in the history failed")
+            self.status_message.emit(f"The prompt was not added to the prompt history: {self.store.path} could not "
+                                     f"be written ({exc}). The image is made all the same; check that the data "
+                                     "folder can be written and its disk is not full.")  # fmt: skip
         self.job.busy = True
         # Behind a running job: its step and ETA stay, with the queue's length after them.
         self._show_job("Waiting for the engine…" if len(self._jobs) == 1 else self._job_line)
@@ -609,10 +612,20 @@ class AppController(QObject):
 
     def forget_prompts(self, rows: list[int]) -> None:
         """History rows removed; a database that cannot be written is named (the rows stay)."""
+        self._change_history(lambda: self.history.remove(rows), "removing prompts from the history failed")
+
+    def clear_history(self) -> None:
+        """Every prompt of the history forgotten (Clear, after the panel has asked); as ``forget_prompts``, a
+        database that cannot be written is named and the prompts stay."""
+        self._change_history(self.history.clear, "clearing the history failed")
+
+    def _change_history(self, change: Callable[[], None], what: str) -> None:
+        """``change`` made to the history; a database that refuses it is logged (``what``) and said: it was raised
+        out of the panel's slot, in the log only, the user seeing nothing happen."""
         try:
-            self.history.remove(rows)
+            change()
         except sqlite3.Error as exc:
-            log.exception("removing prompts from the history failed")
+            log.exception(what)
             self.error.emit(EngineError("user", f"The prompt history in {self.store.path} could not be "
                                         f"changed: {exc}.", "Check that the data folder can be written and its "
                                         "disk is not full, then try again."))

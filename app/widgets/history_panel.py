@@ -132,4 +132,4 @@ class HistoryPanel(QWidget):
     def _clear(self) -> None:
         answer = QMessageBox.question(self, "Clear prompt history", "Forget every prompt in the history?")
         if answer == QMessageBox.StandardButton.Yes:
-            self.controller.history.clear()
+            self.controller.clear_history()  # which says why, if the database refuses it
