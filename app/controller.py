@@ -27,7 +27,7 @@ from app.image_files import inspect_image_settings, read_image_settings, relativ
 from app.lora_state import LoraState, cost_sentence
 from app.memory_state import MemoryState
 from app.prompt_length_state import PromptLengthState
-from app.reconcile import FolderImport, ReconcileReport, Recovery, check_folder
+from app.reconcile import FolderImport, ReconcileReport, Recovery, _storable, check_folder
 from app.settings import Settings
 from app.store import ImageRecord
 from app.store_recovery import open_store
@@ -149,6 +149,7 @@ class AppController(QObject):
         self.memory = MemoryState()
         self.prompt_length = PromptLengthState()
         self._meter: tuple[str, Any] = ("", None)  # (model, its PromptMeter), as the engine sent them last
+        self._unmeasured: Any = None  # the last meter that failed on a prompt (logged once: _measure_prompt)
         self.prompt.prompt_changed.connect(self._measure_prompt)
         self.entries: list[Any] = []
         self.gpu: Any = None
@@ -693,7 +694,9 @@ class AppController(QObject):
 
     def _restore(self, settings: dict[str, Any]) -> list[str]:
         """Fills the form (and model, LoRAs) from ``settings`` -> what the form did not take as saved."""
-        applied, notes = self.prompt.restore_settings(settings)
+        settings, notes = _valid_texts(settings)
+        applied, form_notes = self.prompt.restore_settings(settings)
+        notes += form_notes
         model = settings.get("model")
         entry = self._entry(str(model)) if model else None
         if entry is not None and getattr(entry, "facts", None) is not None:
@@ -894,7 +897,16 @@ class AppController(QObject):
         here on the GUI thread; the engine thread loaded its tokenizer)."""
         meter = self.prompt_meter
         prompt = self.prompt.prompt
-        self.prompt_length.show(meter(prompt) if meter is not None else None, prompt)
+        try:
+            length = meter(prompt) if meter is not None else None
+        except Exception as exc:  # noqa: BLE001 - tokenizers raise bare Exception (TypeError for a lone surrogate)
+            # Raised out of the prompt's signal it broke the edit that emitted it; the count is unknown instead,
+            # and generating says what is wrong with the text. Logged once per meter: this runs at every keystroke.
+            if self._unmeasured is not meter:
+                log.warning("the prompt's tokens could not be counted: %s", exc)
+                self._unmeasured = meter
+            length = None
+        self.prompt_length.show(length, prompt)
 
     def _on_started(self, job_id: int, _count: int, loads: bool) -> None:
         self.job.step = 0
@@ -1055,6 +1067,20 @@ def _failed(emptied: TrashEmptied) -> str:
 def _entries(files: int, folders: int, other: str = "") -> str:
     """"3 files", "1 folder", "3 files and 1 folder" ("" for none; ``other``: "2 other files")."""
     return " and ".join(counted(n, other + noun) for n, noun in ((files, "file"), (folders, "folder")) if n)
+
+
+def _valid_texts(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``settings`` with each lone surrogate in its prompts (JSON's "\\ud83d", half an emoji, which other programs
+    write) made U+FFFD, as the gallery stores them (``app.reconcile._storable``), and a note for each prompt that
+    held one. Kept, the prompt box dropped the character unsaid, the token counter raised, and the job failed."""
+    notes = []
+    for key, name in (("prompt", "prompt"), ("negative_prompt", "negative prompt")):
+        text = settings.get(key)
+        if isinstance(text, str) and (valid := _storable(text)) != text:
+            settings = {**settings, key: valid}
+            notes.append(f"its {name} held characters that are not valid text (halves of an emoji, as some "
+                         "programs write them); each is shown as \ufffd")  # fmt: skip
+    return settings, notes
 
 
 def _the_queued(n: int) -> str:
