@@ -57,10 +57,31 @@ def no_terminal() -> bool:
         return True
 
 
+# Qt platforms that draw nowhere anyone looks: a window there is never seen, and a dialog waits for a click forever
+UNSEEN_QT_PLATFORMS = ("offscreen", "minimal")
+
+
+def gui_can_be_seen() -> bool:
+    """Whether a window this run opens would be on a screen someone looks at. On Windows and macOS there is one (a
+    desktop session); elsewhere only where a display server is named (``DISPLAY`` for X11, ``WAYLAND_DISPLAY``): an
+    ssh session, cron, CI or a systemd service has neither, and Qt, unable to open its platform there, aborts the
+    process (SIGABRT) after the error line. Never under ``QT_QPA_PLATFORM`` offscreen or minimal, whatever the
+    system: such a dialog is drawn nowhere and waits for a click that never comes."""
+    # the first platform Qt tries ("offscreen;xcb" tries offscreen first), without its options ("offscreen:size=…")
+    chosen = os.environ.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip().lower()
+    if chosen in UNSEEN_QT_PLATFORMS:
+        return False
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def windowed_app(args: argparse.Namespace) -> bool:
-    """Whether this run opens the app with no terminal to say why it cannot start (``no_terminal``): only a dialog
-    is seen there. A user who double-clicked the app saw nothing at all when the line went to stderr alone."""
-    return args.command is None and not args.self_test and no_terminal()
+    """Whether this run opens the app with no terminal to say why it cannot start (``no_terminal``), where a
+    dialog can be seen (``gui_can_be_seen``): a user who double-clicked the app saw nothing at all when the line
+    went to stderr alone. A run with no display (ssh with stderr redirected, cron, CI) prints the line and exits 2,
+    as a terminal's does: its dialog would abort the process or wait unseen."""
+    return args.command is None and not args.self_test and no_terminal() and gui_can_be_seen()
 
 
 def print_error(line: str) -> None:

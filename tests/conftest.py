@@ -20,6 +20,15 @@ def isolated_data_dir(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def a_gui_can_be_seen(monkeypatch) -> None:
+    """Runs as on a desktop, where a dialog is on a screen someone looks at (``main.gui_can_be_seen``): GUI tests run
+    offscreen, where the start-up's dialog is left out (it would wait unseen), yet a test accepts it as it shows."""
+    import main
+
+    monkeypatch.setattr(main, "gui_can_be_seen", lambda: True)
+
+
+@pytest.fixture
 def deep_path(tmp_path, monkeypatch) -> Iterator[Callable[[int, str], Path]]:
     """``deep_path(levels, name)``: the path ``d/d/…/<name>`` (``levels`` folders ``d``) relative to ``tmp_path``,
     made the current folder, for a test of folders deeper than Python's recursion limit. The test is skipped where

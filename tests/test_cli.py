@@ -401,7 +401,8 @@ def test_a_data_folder_deeper_than_pythons_recursion_limit_is_made(tmp_path, dee
 
 
 def test_a_windowed_app_without_a_console_leaves_the_data_folder_to_its_dialog(tmp_path, monkeypatch,
-                                                                                nothing_else_runs):  # fmt: skip
+                                                                                nothing_else_runs,
+                                                                                a_gui_can_be_seen):  # fmt: skip
     from main import main
 
     (tmp_path / "a-file").write_text("")

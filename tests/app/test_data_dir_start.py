@@ -40,7 +40,8 @@ def test_a_data_folder_under_a_link_that_leads_nowhere_is_named_and_its_target_n
 
 @pytest.mark.parametrize("blank", ["", "  "])
 def test_a_windowed_app_given_a_data_dir_that_names_no_folder_says_so_in_a_dialog(qtbot, tmp_path, monkeypatch,
-                                                                                   blank):  # fmt: skip
+                                                                                   blank,
+                                                                                   a_gui_can_be_seen):  # fmt: skip
     """The windowed executable (no console: ``sys.stderr`` is None) started with ``--data-dir ""`` exited 2 and
     printed its reason to no one; nothing showed. It says it in a dialog, and still opens no window."""
     from main import main

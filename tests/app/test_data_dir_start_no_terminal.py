@@ -18,7 +18,8 @@ def _no_window_shown() -> bool:
     return [w for w in QApplication.topLevelWidgets() if w.isVisible()] == []
 
 
-def test_a_blank_data_dir_with_no_terminal_is_said_in_a_dialog_and_on_stderr(qtbot, tmp_path, monkeypatch, capsys):
+def test_a_blank_data_dir_with_no_terminal_is_said_in_a_dialog_and_on_stderr(qtbot, tmp_path, monkeypatch, capsys,
+                                                                             a_gui_can_be_seen):  # fmt: skip
     """Only a Windows executable without a console (``sys.stderr`` None) showed the dialog: started from a .desktop
     file, the app printed its reason to a stderr no one reads and exited, and the user saw nothing happen."""
     from main import main
@@ -33,8 +34,8 @@ def test_a_blank_data_dir_with_no_terminal_is_said_in_a_dialog_and_on_stderr(qtb
     assert _no_window_shown() and list(tmp_path.iterdir()) == []
 
 
-def test_an_unusable_data_folder_with_no_terminal_is_named_in_the_apps_dialog_and_on_stderr(qtbot, tmp_path,
-                                                                                          capsys):  # fmt: skip
+def test_an_unusable_data_folder_with_no_terminal_is_named_in_the_apps_dialog_and_on_stderr(
+        qtbot, tmp_path, capsys, a_gui_can_be_seen):  # fmt: skip
     """The command line printed "cannot use it as the data folder" to a stderr no one reads and exited 2 before
     the app could say it; with no terminal the app starts and its start-up dialog names the folder and why."""
     from main import main
@@ -53,7 +54,8 @@ def test_an_unusable_data_folder_with_no_terminal_is_named_in_the_apps_dialog_an
 
 
 def test_the_app_opens_the_data_folder_the_command_line_chose_not_the_flag_made_a_path(qtbot, tmp_path,
-                                                                                     monkeypatch):  # fmt: skip
+                                                                                     monkeypatch,
+                                                                                     a_gui_can_be_seen):  # fmt: skip
     """``main.py`` handed the flag to the app as ``Path(flag)``, which drops a leading "./": ``--data-dir ./~``,
     the folder named "~" in the current one for the command line and the engine, was "~" for the app, which took
     the home folder (and exported it to the engine in place of the first). Here both are files, so the app's
@@ -74,3 +76,20 @@ def test_the_app_opens_the_data_folder_the_command_line_chose_not_the_flag_made_
     folder = cwd.resolve() / "~"
     assert len(seen) == 1 and f"The data folder {folder} cannot be used: it is a file, not a folder." in seen[0], seen
     assert _no_window_shown()
+
+
+def test_an_offscreen_start_with_no_terminal_prints_and_exits_without_a_dialog(qtbot, tmp_path, monkeypatch,
+                                                                             capsys):  # fmt: skip
+    """Qt's offscreen platform (CI, a headless test run) draws the refusal dialog nowhere: it waited for a click no
+    one could give, with stderr (pytest's capture, no terminal) read all along. The line is said and the run exits 2,
+    as from a terminal, even where a display is named."""
+    from main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.setenv("DISPLAY", ":0")
+    seen: list[str] = []
+    accept_dialog_later(seen)  # on the old code the dialog showed: accepted here, so that the test fails, not hangs
+    assert main(["--data-dir", ""]) == 2
+    assert capsys.readouterr().err == f'error: --data-dir "": the folder name is empty ({FIX})\n'
+    assert seen == [] and _no_window_shown() and list(tmp_path.iterdir()) == []

@@ -1,0 +1,72 @@
+"""``main.py`` started with no terminal and no display to show a window on: ssh with stderr redirected, cron, CI,
+a systemd service. Why it cannot start is printed and it exits 2, as from a terminal: a dialog there made Qt abort
+the process (no platform plugin could open, SIGABRT, exit 134) after the line, or waited, unseen, for a click.
+
+``main.gui_can_be_seen`` decides it; the dialog itself, where one can be seen, is tested in
+tests/app/test_data_dir_start_no_terminal.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import main
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADLESS = {"DISPLAY": None, "WAYLAND_DISPLAY": None, "QT_QPA_PLATFORM": None}
+
+
+@pytest.mark.parametrize(("system", "env", "seen"), [
+    ("linux", {"DISPLAY": ":0"}, True),
+    ("linux", {"WAYLAND_DISPLAY": "wayland-0"}, True),
+    ("linux", {"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb"}, True),
+    ("linux", {}, False),  # ssh, cron, CI, systemd
+    ("linux", {"DISPLAY": ""}, False),
+    ("linux", {"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"}, False),
+    ("linux", {"DISPLAY": ":0", "QT_QPA_PLATFORM": "minimal"}, False),
+    ("linux", {"DISPLAY": ":0", "QT_QPA_PLATFORM": "Offscreen:size=800x600"}, False),  # with options
+    ("linux", {"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen;xcb"}, False),  # the first one Qt tries
+    ("win32", {}, True),  # the windowed executable, on a desktop
+    ("darwin", {}, True),
+    ("win32", {"QT_QPA_PLATFORM": "offscreen"}, False),
+])  # fmt: skip
+def test_a_gui_is_seen_on_a_desktop_or_a_named_display_never_offscreen(monkeypatch, system, env, seen):
+    for name, value in {**HEADLESS, **env}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "platform", system)
+    assert main.gui_can_be_seen() is seen
+
+
+def _started_headless(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``main.py argv`` run as cron or ssh run it: no display named, no Qt platform chosen, stderr a pipe."""
+    env = {k: v for k, v in os.environ.items() if k not in HEADLESS}
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *argv], cwd=tmp_path, env=env, text=True,
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=120)  # a guard against a hang only
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="a desktop session there can always show a dialog")
+def test_a_blank_data_dir_without_a_display_is_printed_and_exits_2(tmp_path):
+    """Exit 134 (SIGABRT: Qt could not open the xcb platform for the dialog) after the line, since cc53673."""
+    run = _started_headless(tmp_path, "--data-dir", "")
+    assert (run.returncode, run.stderr) == (2, 'error: --data-dir "": the folder name is empty (give a folder, e.g. '
+                                               '--data-dir ~/nibble-data, or leave --data-dir out for the default '
+                                               'one)\n')  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="a desktop session there can always show a dialog")
+def test_an_unusable_data_folder_without_a_display_is_printed_and_exits_2(tmp_path):
+    """The app was started for its own start-up dialog, and Qt aborted the process (exit 134)."""
+    (tmp_path / "a-file").write_text("")
+    run = _started_headless(tmp_path, "--data-dir", str(tmp_path / "a-file" / "x"))
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith(f"error: --data-dir {tmp_path / 'a-file' / 'x'}: cannot use it as the data folder: "
+                                 f"{tmp_path / 'a-file'} is a file, not a folder"), run.stderr  # fmt: skip
+    assert run.stderr.count("\n") == 1  # the one line: no Qt complaint, no abort
