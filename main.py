@@ -113,8 +113,9 @@ def choose_data_dir(flag: str | None) -> str:
         folder = named_data_dir(flag)
         where, fix = f"--data-dir {flag}", "give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data"
     else:  # an empty variable, or one of spaces, is unset, as the engine reads it
-        folder = data_dir_override()
+        # named as the user set it: reading it makes the variable absolute (``data_dir_override``)
         where = f"{DATA_DIR_ENV}={os.environ.get(DATA_DIR_ENV)}"
+        folder = data_dir_override()
         fix = f"set {DATA_DIR_ENV} to a folder you can write to, or unset it"
     if folder is None:
         return ""

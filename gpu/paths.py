@@ -44,9 +44,18 @@ def resources_dir() -> Path:
 
 def data_dir_override() -> Path | None:
     """The folder ``NIBBLE_DATA_DIR`` names (``named_data_dir``: absolute, as the command line and the app export
-    it); None when it is unset, empty or only spaces (such a one counts as unset)."""
+    it); None when it is unset, empty or only spaces (such a one counts as unset). The first read writes the folder
+    back into the variable, as ``main.py`` and the app export it: a relative name read directly by the engine (a
+    script, the self test) was made absolute against the current folder of each read, so a ``chdir`` between two
+    reads moved the data folder (``a/data``, then ``b/data``). Pinned, every later read and every child process
+    agree with the first."""
     override = os.environ.get(DATA_DIR_ENV)
-    return named_data_dir(override) if override is not None else None
+    if override is None:
+        return None
+    folder = named_data_dir(override)
+    if folder is not None and str(folder) != override:
+        os.environ[DATA_DIR_ENV] = str(folder)
+    return folder
 
 
 def named_data_dir(name: str | os.PathLike[str]) -> Path | None:
