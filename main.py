@@ -278,11 +278,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     except (Cancelled, KeyboardInterrupt):
         args.cancel_note = quantize_cancel_note(parts_dir(args.out), told, args.no_resume)
         raise
-    except BaseException:
+    except BaseException as exc:
         # A run that fails after writing parts (a shard gone, a disk full) keeps them as a Ctrl-C does: said in the
         # same words, as the wizard says them. Only once the engine looked at the folder: a run refused before (its
-        # source, its settings, another run on OUT) has its error say all there is, and the folder is not its own.
-        if told.anything:
+        # source, its settings, another run on OUT) has its error say all there is, and the folder is not its own;
+        # and only where the error has not said it already (a full disk: ``DiskSpaceError.kept_said``).
+        if told.anything and not getattr(exc, "kept_said", False):
             args.failed_note = quantize_cancel_note(parts_dir(args.out), told, args.no_resume)
         raise
     finally:

@@ -74,3 +74,33 @@ def test_a_run_crashing_on_a_damaged_source_file_says_what_it_kept(tiny_flux, tm
         "download the model again)",
         f"the calibration samples and 1 finished block are kept in {out}.parts: run the same command again without "
         "--no-resume to resume"]  # fmt: skip
+
+
+def test_a_run_failing_on_a_full_disk_says_what_it_kept_once(tiny_flux, tmp_path, monkeypatch, capsys):
+    """The disk's error says what the run kept (``gpu.streaming.disk_space.disk_full_said``), and the failure's note
+    said it again on the next line: the same blocks twice, with two ways to resume. Said once, by the error."""
+    import errno
+
+    import safetensors.torch
+
+    from gpu.atomic import scratch_prefix
+
+    source, _weights = _source_copy(tiny_flux, tmp_path)
+    out = tmp_path / "full.safetensors"
+    parts = Path(f"{out}.parts")
+    serialize = safetensors.torch.serialize_file  # the write itself; the engine's atomic writes run as ever
+
+    def serialize_file(tensors, filename, *args, **kwargs):  # the second block's file: the disk is full
+        if Path(filename).parent.name.startswith(scratch_prefix(parts / "block-0001.safetensors")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return serialize(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "serialize_file", serialize_file)
+    assert cli.main(["--data-dir", str(tmp_path / "data"), "quantize", str(source), "--out", str(out), *RUN]) == 2
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert last.startswith(f"error: the disk holding {tmp_path} is full (") and last.endswith(
+        f"; the calibration samples and 1 finished block are kept in {parts}, and a run with the same settings "
+        "resumes from them (free some space on that disk, then run again: the run resumes from what is kept)"), err
+    assert err.count(f"kept in {parts}") == 1, err  # no note after it saying the same
+    assert (parts / "block-0000.safetensors").is_file() and not out.exists()

@@ -69,3 +69,4 @@ def test_a_full_disk_sends_the_user_to_resume_only_from_what_is_kept_and_as_it_r
         raise OSError(errno.ENOSPC, "No space left on device")
     assert str(full.value).endswith(f"cannot write in {tmp_path}: No space left on device{kept}")
     assert full.value.hint == hint
+    assert full.value.kept_said is bool(kept)  # a caller's own note of what is kept would say it again

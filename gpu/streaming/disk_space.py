@@ -53,7 +53,15 @@ class SpaceNeeded:
 
 class DiskSpaceError(OutputError):
     """Not enough free disk space for a run, found before it starts, or a disk that filled up while it wrote.
-    Raised from an ENOSPC ``OSError``, so that callers telling a full disk by its errno (the app) tell this one."""
+    Raised from an ENOSPC ``OSError``, so that callers telling a full disk by its errno (the app) tell this one.
+
+    ``kept_said``: the message already says what the run keeps for the next one (``disk_full_said``), so a caller
+    that adds its own note of the parts folder after a failure (the command line, the wizard) leaves it out: the
+    same blocks were said twice, one line after the other."""
+
+    def __init__(self, message: str, hint: str = "", *, kept_said: bool = False) -> None:
+        super().__init__(message, hint)
+        self.kept_said = kept_said
 
 
 def block_bytes(block: nn.Module, targets: dict[str, tuple[nn.Linear, str]], config: QuantizeConfig,
@@ -156,4 +164,5 @@ def disk_full_said(folder: Path, kept: Callable[[], str], resume: bool = True) -
         else:
             again = "run the same command again without --no-resume: it resumes from what is kept"
         raise DiskSpaceError(f"the disk holding {folder} is full{free}: {words}{what}",
-                             f"free some space on that disk, then {again}") from os_err  # fmt: skip
+                             f"free some space on that disk, then {again}",
+                             kept_said=bool(what)) from os_err  # fmt: skip
