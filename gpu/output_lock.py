@@ -13,13 +13,18 @@ A run's output is chosen by name before the run starts (the Quantize wizard's fi
 takes the lock of the name it chooses in the same step, and hands it over (``OutputClaim``) for the run to hold
 until it ends (``output_lock(target, claim=...)``). Chosen first and locked only by the run, two choosers (two
 wizards, or a wizard and a ``main.py quantize`` run still recording its samples) took one free name, and two runs
-one output and parts folder."""
+one output and parts folder.
+
+Claims inside one process exclude each other whatever the file system (``_claimed``): where it has no locks
+(some network mounts, where the lock runs unguarded), two wizards of one app could otherwise claim one name, and
+one's release remove the other's lock file. Between processes such a file system guards nothing."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -30,10 +35,24 @@ from gpu.paths import numbered_paths
 
 _NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}  # flock on a file system without it
 _WINDOWS_LOCK_OFFSET = 1 << 20  # Windows locks bytes, and a locked byte cannot be read: lock one past the pid
+# Names claim_first gives up after, all busy: a drive whose locks always refuse (or a bug) would make a chooser
+# walk numbered names without end, with a lock file for each (tens of thousands a second).
+MAX_BUSY_NAMES = 100
+
+# The lock files this process's claims hold (``_claim_key``), from before their lock is taken until after it is let
+# go of. Reentrant: a claim let go of by the garbage collector (``OutputClaim``'s finalizer) may run on a thread
+# that holds it already, inside ``claim_output``.
+_claimed: set[str] = set()
+_claimed_lock = threading.RLock()
 
 
 def lock_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.lock")
+
+
+def _claim_key(target: Path) -> str:
+    """``target``'s lock file as ``_claimed`` holds it: one spelling per file (a relative path, Windows' case)."""
+    return os.path.normcase(os.path.abspath(lock_path(target)))
 
 
 class OutputClaim:
@@ -43,14 +62,15 @@ class OutputClaim:
 
     def __init__(self, target: Path, fd: int, created: list[Path], windows: bool) -> None:
         self.target = target
-        self._let_go = weakref.finalize(self, _let_go, fd, lock_path(target), created, windows)
+        self._let_go = weakref.finalize(self, _let_go, fd, lock_path(target), created, windows, _claim_key(target))
 
     @property
     def held(self) -> bool:
         return self._let_go.alive
 
     def release(self) -> None:
-        """Lets the lock go (once: a second call does nothing); the folders the claim made go too, while empty."""
+        """Lets the lock go (once: a second call does nothing); the folders the claim made go too, while empty.
+        Raises what closing the lock file raised (EIO on a network mount); the claim is let go of all the same."""
         self._let_go()
 
     def __enter__(self) -> OutputClaim:
@@ -65,13 +85,20 @@ def claim_output(target: Path | str, what: str = "run", windows: bool = os.name 
     process where another holds it, in this process too (another run, or another chooser's claim). ``what`` names
     the holder in that message ("another quantize run")."""
     target = Path(target)
-    created = missing_folders(target.parent)
+    key = _claim_key(target)
+    with _claimed_lock:
+        if key in _claimed:  # another claim of this process: refused here, as the lock may not refuse it
+            raise _busy(target, what, str(os.getpid()))
+        _claimed.add(key)
+    created: list[Path] = []
     try:
+        created = missing_folders(target.parent)
         with output_errors(target):
             make_folders(created)  # as atomic writes make them: pathlib's mkdir(parents=True) recurses per level
-            fd = _acquire(lock_path(target), target, what)
+            fd = _acquire(lock_path(target), target, what, windows)
     except BaseException:
         remove_empty_folders(created)
+        _unclaim(key)
         raise
     return OutputClaim(target, fd, created, windows)
 
@@ -79,18 +106,45 @@ def claim_output(target: Path | str, what: str = "run", windows: bool = os.name 
 def claim_first(candidates: Iterable[Path], taken: Callable[[Path], bool], what: str = "run") -> OutputClaim | None:
     """The claim (``claim_output``) of the first of ``candidates`` that is not ``taken`` and that no one else
     holds; None when there is none. ``taken`` is asked again once the name is held: a run that held it until just
-    before wrote its model or its parts there, and a chooser that looked before that would take that run's name."""
+    before wrote its model or its parts there, and a chooser that looked before that would take that run's name.
+    After ``MAX_BUSY_NAMES`` names others hold, the last one's ``OutputBusy`` is raised (a drive whose locks always
+    refuse), and the lock files and folders made for them are removed."""
+    busy = 0
+    made: list[Path] = []  # lock files, then folders, that the refused claims left behind
     for candidate in candidates:
         if taken(candidate):
             continue
+        lock = lock_path(candidate)
+        new = [lock] * (not os.path.lexists(lock)) + missing_folders(candidate.parent)
         try:
             claim = claim_output(candidate, what)
         except OutputBusy:  # a run works on it, or another chooser chose it: its run may not have started yet
+            busy += 1
+            made += [path for path in new if path not in made]
+            if busy >= MAX_BUSY_NAMES:
+                _remove_made(made)
+                raise
             continue
-        if not taken(candidate):
+        try:
+            free = not taken(candidate)
+        except BaseException:  # e.g. PermissionError from a look at the name: the claim must not outlive the choice
+            claim.release()
+            raise
+        if free:
             return claim
         claim.release()
     return None
+
+
+def _remove_made(made: list[Path]) -> None:
+    """Removes the lock files ``claim_first`` made for names it did not take (none was there before it tried
+    them), then the folders it made, while empty. Only once it gave up, as on a drive whose locks refuse every
+    name: a real holder made its own file, and only one that made it between the look and the refusal loses it."""
+    for path in made:
+        if path.name.endswith(".lock"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    remove_empty_folders(sorted({p for p in made if not p.name.endswith(".lock")}, key=lambda p: -len(p.parts)))
 
 
 def claim_first_free(path: Path, taken: Callable[[Path], bool], what: str = "run") -> OutputClaim:
@@ -118,10 +172,24 @@ def output_lock(target: Path | str, what: str = "run", windows: bool = os.name =
         yield
 
 
-def _let_go(fd: int, path: Path, created: list[Path], windows: bool) -> None:
-    """Releases a claim (``OutputClaim.release``): its lock, then the folders it made while they are empty."""
-    _release(fd, path, windows)
-    remove_empty_folders(created)  # one holding the output, or parts to resume from, stays
+def _let_go(fd: int, path: Path, created: list[Path], windows: bool, key: str) -> None:
+    """Releases a claim (``OutputClaim.release``): its lock, then the folders it made while they are empty; the
+    process's other claims may take the name once the lock is let go of, even where closing it failed."""
+    try:
+        _release(fd, path, windows)
+        remove_empty_folders(created)  # one holding the output, or parts to resume from, stays
+    finally:
+        _unclaim(key)
+
+
+def _unclaim(key: str) -> None:
+    with _claimed_lock:
+        _claimed.discard(key)
+
+
+def _busy(target: Path, what: str, holder: str) -> OutputBusy:
+    return OutputBusy(f"{target} is being written by another {what} (process {holder})",
+                      "wait for it to finish, or choose another output file")  # fmt: skip
 
 
 def _release(fd: int, path: Path, windows: bool) -> None:
@@ -130,7 +198,10 @@ def _release(fd: int, path: Path, windows: bool) -> None:
         # Windows does not remove an open file, so the file closes first; a next holder that opened it in
         # between keeps it (the unlink fails, harmlessly), as the next holder reuses a killed run's file. It was
         # unlinked while open: every run left a visible ".<name>.lock" (a dot does not hide it there), and a
-        # refused run the new output folder the docstring promises to remove.
+        # refused run the new output folder the docstring promises to remove. Unlocked first: Windows lets a
+        # closed file's locks go only "when the system gets to it", and a claim taken again at once (Back, then
+        # Quantize) would find its own old lock.
+        _unlock(fd)
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(path)
@@ -140,7 +211,7 @@ def _release(fd: int, path: Path, windows: bool) -> None:
         os.close(fd)
 
 
-def _acquire(path: Path, target: Path, what: str) -> int:
+def _acquire(path: Path, target: Path, what: str, windows: bool) -> int:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -149,18 +220,33 @@ def _acquire(path: Path, target: Path, what: str) -> int:
             os.close(fd)
             raise
         if not locked:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise OutputBusy(f"{target} is being written by another {what} (process {holder})",
-                              "wait for it to finish, or choose another output file")  # fmt: skip
+            try:  # the holder's pid, to name it: a failed read only leaves it unnamed
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            except OSError:
+                holder = "unknown"
+            finally:
+                os.close(fd)
+            raise _busy(target, what, holder)
         try:  # a holder that finished unlinked the file between our open and our lock: lock the new one
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:
             same = False
+        except BaseException:  # the file at ``path`` may be another's: ours is let go of, none removed
+            _unlock(fd)
+            os.close(fd)
+            raise
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            except BaseException:
+                # The pid not written (a full disk): the lock is let go of with its file, as a release does; kept
+                # open, it stayed held until the app quit, and the next claim found it "busy (process unknown)".
+                with contextlib.suppress(OSError):
+                    _release(fd, path, windows)
+                raise
             return fd
+        _unlock(fd)
         os.close(fd)
 
 
@@ -171,11 +257,22 @@ if os.name == "nt":
         os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
         try:
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EDEADLOCK):  # the byte is locked: another holder
+                return False
+            return True  # a drive without byte-range locks (as POSIX's ENOLCK): the run goes on unguarded
         finally:
             os.lseek(fd, 0, os.SEEK_SET)
         return True
+
+    def _unlock(fd: int) -> None:
+        """Lets ``_try_lock``'s byte go (nothing where it runs unguarded); never raises: the close comes next."""
+        with contextlib.suppress(OSError):
+            os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+            try:
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+            finally:
+                os.lseek(fd, 0, os.SEEK_SET)
 
 else:
     import fcntl
@@ -191,3 +288,7 @@ else:
             return True  # a file system without locks (some network mounts): the run goes on unguarded
         return True
 
+    def _unlock(fd: int) -> None:
+        """Lets ``_try_lock``'s lock go (nothing where it runs unguarded): closing the file would too."""
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)

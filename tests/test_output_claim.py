@@ -7,14 +7,17 @@ is two claims in this process, one after the other: no thread, no timing."""
 
 from __future__ import annotations
 
+import errno
+import itertools
 import os
 import re
 from pathlib import Path
 
 import pytest
 
-from gpu.errors import OutputBusy
-from gpu.output_lock import claim_first_free, claim_output, lock_path, output_lock
+from gpu.errors import OutputBusy, OutputError
+from gpu.output_lock import MAX_BUSY_NAMES, claim_first, claim_first_free, claim_output, lock_path, output_lock
+from gpu.paths import numbered_paths
 from gpu.quantizer import QuantizeConfig, quantize_model
 
 
@@ -77,4 +80,102 @@ def test_a_run_holds_its_chooser_s_claim_and_a_run_without_it_is_refused_first(t
                                                                           claim=claim):  # fmt: skip
             pass
     with pytest.raises(ValueError, match=r"\(released\) is no lock on"), output_lock(out, claim=claim):
+        pass
+
+
+def test_a_claim_whose_pid_could_not_be_written_lets_its_lock_go(tmp_path, monkeypatch):
+    """The pid is written once the lock is taken: a full disk there kept the lock file open and locked until the
+    app quit, and the next claim of the name was refused as "another quantize run (process unknown)" (a chooser
+    went on to ``-2``)."""
+    out = tmp_path / "models" / "m.safetensors"
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        if lock_path(out).exists() and os.path.samestat(os.fstat(fd), os.stat(lock_path(out))):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OutputError, match=re.escape(os.strerror(errno.ENOSPC))):
+        claim_output(out, "quantize run")
+    monkeypatch.setattr(os, "write", real_write)
+    with claim_first_free(out, Path.exists, "quantize run") as again:
+        assert again.target == out
+    assert not (tmp_path / "models").exists()  # no lock file is left, nor the folder made for it
+
+
+def test_locks_that_refuse_every_name_end_the_choice(tmp_path, monkeypatch):
+    """A drive whose locks refuse every name (Windows answered any error of its byte locks as "locked") made the
+    chooser walk numbered names without end, a lock file made for each. It gives up after ``MAX_BUSY_NAMES`` names
+    with the last refusal, and takes back the lock files and folders it made for them."""
+    import gpu.output_lock
+
+    monkeypatch.setattr(gpu.output_lock, "_try_lock", lambda fd: False)
+    out = tmp_path / "models" / "m.safetensors"
+    names = list(itertools.islice(numbered_paths(out), 3 * MAX_BUSY_NAMES))  # finite: the old chooser's end
+    with pytest.raises(OutputBusy, match=f"^{re.escape(str(names[MAX_BUSY_NAMES - 1]))} is being written"):
+        claim_first(names, Path.exists, "quantize run")
+    assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_claims_of_one_process_exclude_each_other_on_a_file_system_without_locks(tmp_path, monkeypatch):
+    """Where flock answers ENOLCK (some network mounts) the lock runs unguarded: two claims of one app both got
+    the same name, and one's release removed the other's lock file. Claims of one process exclude each other
+    whatever the file system."""
+    import fcntl
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "m.safetensors"
+    with claim_first_free(out, Path.exists, "quantize run") as first:
+        with pytest.raises(OutputBusy, match=_busy(out)):
+            claim_output(out, "quantize run")
+        second = claim_first_free(out, Path.exists, "quantize run")
+        assert second.target == tmp_path / "m-2.safetensors"
+    assert first.target == out and lock_path(second.target).is_file()  # the first's release left it
+    second.release()
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_claim_whose_name_cannot_be_looked_at_again_is_let_go_of(tmp_path):
+    """``taken`` is asked again once the name is held; one that raised there (a name that cannot be looked at)
+    left the claim held until the garbage collector let it go."""
+    out = tmp_path / "m.safetensors"
+    asked: list[Path] = []
+
+    def taken(path: Path) -> bool:
+        asked.append(path)
+        if len(asked) == 2:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return False
+
+    with pytest.raises(PermissionError) as refused:  # kept, as the wizard keeps its naming's error
+        claim_first_free(out, taken, "quantize run")
+    assert isinstance(refused.value, PermissionError) and not lock_path(out).exists()
+    with claim_output(out, "quantize run"):  # not refused as held
+        pass
+
+
+def test_a_claim_whose_lock_file_did_not_close_is_let_go_of_all_the_same(tmp_path, monkeypatch):
+    """Closing the lock file may fail (EIO on a network mount): the release says so, and the name is free for
+    the process's next claim (the file is closed all the same)."""
+    import gpu.output_lock
+
+    out = tmp_path / "m.safetensors"
+    claim = claim_output(out, "quantize run")
+    real_close = os.close
+
+    def failing_close(fd: int) -> None:
+        real_close(fd)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(gpu.output_lock.os, "close", failing_close)
+    with pytest.raises(OSError):
+        claim.release()
+    monkeypatch.setattr(gpu.output_lock.os, "close", real_close)
+    assert not claim.held
+    with claim_output(out, "quantize run"):
         pass
