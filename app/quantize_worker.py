@@ -33,6 +33,18 @@ COMPARE_PROMPTS = [
 ]
 
 
+def release_claim(claim: Any) -> None:
+    """Lets a run's output claim (a gpu.output_lock.OutputClaim, or None) go; a failure is logged, not raised: the
+    claim is let go of all the same (closing its lock file failed, EIO on a network mount), and raised, it kept
+    the run's end (or the wizard's cancel) from being said, and the wizard stayed "running" for ever."""
+    if claim is None:
+        return
+    try:
+        claim.release()
+    except Exception:  # noqa: BLE001 - the run's end must still be said
+        log.exception("letting go of the lock on %s failed", getattr(claim, "target", "the output"))
+
+
 @dataclass
 class QuantizeJob:
     source: str  # library name or path
@@ -110,11 +122,14 @@ class QuantizeWorker(QObject):
     def run(self, job: QuantizeJob) -> None:
         try:
             end, args = self._run_to_end(job)
-        finally:
+        except BaseException as exc:  # it says every end itself: one escaping it must still reach the wizard
+            log.exception("quantization failed")
+            end, args = self.failed, run_error(exc, job.out_path.parent)
+        try:
             # Before its end is sent: the wizard told of it may choose the name again at once (a run after Back)
-            if job.claim is not None:
-                job.claim.release()
-        end.emit(*args)
+            release_claim(job.claim)
+        finally:  # unsent, the wizard stayed "running" for ever, and the wizards opened after it waited for it
+            end.emit(*args)
 
     def _run_to_end(self, job: QuantizeJob) -> tuple[Any, tuple]:
         """Runs ``job`` -> the signal that says how it ended, and its arguments, for ``run`` to send."""

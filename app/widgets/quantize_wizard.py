@@ -54,7 +54,7 @@ from app.quantize_outputs import (
     unfinished_runs,
 )
 from app.quantize_source import QuantizeSource, output_stem
-from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread, run_error
+from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread, release_claim, run_error
 from app.widgets.error_dialog import show_error
 from app.widgets.file_filters import safetensors_filter
 from app.widgets.model_panel import human_bytes
@@ -783,7 +783,7 @@ class QuantizeWizard(QWizard):
             self._naming = None
             self._named(lookup)
         elif isinstance(lookup.result, Named):  # a naming cancelled while it ran: its name is free again
-            lookup.result.claim.release()
+            release_claim(lookup.result.claim)
 
     def show_unfinished_runs(self) -> None:
         self.unfinished_dialog = UnfinishedRunsDialog(self)
@@ -943,8 +943,7 @@ class QuantizeWizard(QWizard):
         self.run_page.cancel_button.setEnabled(False)  # pressed: the run stops at its next check
         if self._waiting:  # never handed to the worker: nothing to stop there, and its name is free again
             self._waiting = False
-            if self.job.claim is not None:
-                self.job.claim.release()
+            release_claim(self.job.claim)
             self._on_cancelled()
             return
         self.run_page.log.appendPlainText("Cancelling…")

@@ -6,7 +6,9 @@ open file: they exclude each other as two processes' do): no thread, no timing."
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 from app.quantize_outputs import claim_output_path, free_output_path, resume_key
@@ -66,3 +68,22 @@ def test_the_run_works_under_its_wizards_claim_and_lets_it_go_before_it_says_it_
     worker.run(job)
     assert held_at_the_end == [False]
     assert free_output_path(models, "m", str(DEMO), _cfg()) == Path(claim.target)
+
+
+def test_a_run_whose_claim_fails_to_let_go_still_says_it_ended(data_root, tmp_path, qapp):
+    """Letting go of the claim may fail (closing its lock file: EIO on a network mount): raised out of the worker's
+    slot, the run's end was never sent, and its wizard stayed "running" (a wizard opened next waited for ever)."""
+
+    class Unclosable:
+        target = tmp_path / "m.safetensors"
+
+        def release(self) -> None:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    job = QuantizeJob("demo", Unclosable.target, _cfg(), claim=Unclosable())
+    worker = QuantizeWorker()
+    ended: list[str] = []
+    worker.cancelled.connect(lambda: ended.append("cancelled"))
+    job.cancel.set()
+    worker.run(job)
+    assert ended == ["cancelled"]
