@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # Held while a name in the trash is checked and taken: the old trash of another drive is gathered on a thread while
 # the user deletes images (``gather_trash``), and neither may replace the file the other just put there.
 _TRASH_NAMES = threading.Lock()
+# How long a scratch folder of an image save stays another program's save under way (``recover_cut_short_saves``).
+LIVE_SAVE_SECONDS = 600
 
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
@@ -436,17 +438,32 @@ def recover_cut_short_saves(data: DataDir) -> CutShortSaves:
     where the user can still open it and Empty trash deletes it: nothing that holds part of a picture is deleted
     unseen. The scratch folder is then removed. A folder that cannot be finished stays as it is, for the next start.
 
-    Only while no writer can be at work in the folder: at start-up, under the data folder's instance lock (a live
-    save's scratch folder would be taken from under it)."""
+    Only while no writer of this app can be at work in the folder: at start-up, under the data folder's instance
+    lock. A ``main.py generate`` run saving into the images folder holds no such lock: a scratch folder changed in
+    the last ``LIVE_SAVE_SECONDS`` may be its save under way (taking it failed that run, and trashed a picture half
+    written), so it is left for a later start; a save takes seconds, a kill leaves its folder as it was."""
     done = CutShortSaves()
+    now = time.time()
     for scratch in [Path(entry.path) for _prefix, entry in _listed(data.images) if _is_scratch(entry)]:
         try:
+            if _last_change(scratch) > now - LIVE_SAVE_SECONDS:
+                log.info("%s may be a save under way (changed in the last minutes): left for a later start", scratch)
+                continue
             _finish_scratch(data, scratch, done)
         except OSError as exc:
             done.left.append(relative(data, scratch))
             done.why = done.why or exc.strerror or str(exc)
             log.warning("the unfinished save in %s could not be recovered: %s", scratch, exc)
     return done
+
+
+def _last_change(scratch: Path) -> float:
+    """The newest modification time of the scratch folder and what it holds (a writer adds its file to the folder,
+    then writes the file)."""
+    times = [scratch.lstat().st_mtime]
+    for where, subfolders, files in os.walk(scratch):
+        times += [os.lstat(os.path.join(where, name)).st_mtime for name in files + subfolders]
+    return max(times)
 
 
 def _is_scratch(entry: os.DirEntry[str]) -> bool:
@@ -464,6 +481,11 @@ def _finish_scratch(data: DataDir, scratch: Path, done: CutShortSaves) -> None:
         for name in files + [d for d in subfolders if os.path.islink(os.path.join(where, d))]:
             path = Path(where, name)
             if path.is_symlink() or path.stat().st_size == 0:  # nothing of a picture in it
+                path.unlink()
+                continue
+            if os.name != "nt" and path.stat().st_nlink > 1:
+                # The kill came between the publishing link and the unlink (``gpu.atomic._link_or_claim``): the
+                # picture has its name already, and publishing this second link made it twice in the gallery.
                 path.unlink()
                 continue
             problem = png_problem(path)

@@ -5,6 +5,7 @@ published and imported, an unfinished file goes to the trash, and the user is to
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
-from app.image_files import png_problem
+from app.image_files import LIVE_SAVE_SECONDS, png_problem
 from app.instance_lock import AlreadyRunning
 from app.main_window import MainWindow
 from gpu.atomic import SCRATCH_NAME
@@ -42,6 +43,10 @@ encode_png(expected, image, {"prompt": f"made, then killed {how}", "seed": 77})
 if how == "before publishing":  # between the sync of the whole file and the link that gives it its name
     gpu.atomic.claim_free_name = lambda *args, **kwargs: os._exit(0)
     write = lambda tmp: encode_png(tmp, image, {"prompt": f"made, then killed {how}", "seed": 77})
+elif how == "after publishing":  # between the publishing link and the unlink of the scratch name (POSIX)
+    unlink = os.unlink
+    os.unlink = lambda path, *a, **k: os._exit(0) if str(path).endswith("new.png") else unlink(path, *a, **k)
+    write = lambda tmp: encode_png(tmp, image, {"prompt": f"made, then killed {how}", "seed": 77})
 else:  # half-way through writing it
     def write(tmp):
         whole = expected.read_bytes()
@@ -54,17 +59,23 @@ sys.exit("the save was not cut short")
 """
 
 
-def _killed_saves(root: Path, out: Path, *hows: str) -> dict[str, Path]:
-    """Runs a killed save per ``hows`` at once; returns each one's file as the kill left it, in its scratch folder."""
+def _killed_saves(root: Path, out: Path, *hows: str, age: float = 3600) -> dict[str, Path]:
+    """Runs a killed save per ``hows`` at once; returns each one's file as the kill left it, in its scratch folder,
+    dated ``age`` seconds back with its folder (a kill of an earlier session; a save of the last minutes may be one
+    under way, ``LIVE_SAVE_SECONDS``)."""
     before = set(_scratch_files(root))
     runs = [subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(root), how, str(out / f"{how}.png")], cwd=ROOT)
             for how in hows]  # fmt: skip
     assert [run.wait(60) for run in runs] == [0] * len(hows)
     left = {path: path.read_bytes() for path in set(_scratch_files(root)) - before}
     expected = {how: (out / f"{how}.png").read_bytes() for how in hows}
-    found = {how: next(p for p, b in left.items() if b == (e if how == "before publishing" else e[: len(e) // 2]))
+    found = {how: next(p for p, b in left.items() if b == (e if how != "while writing" else e[: len(e) // 2]))
              for how, e in expected.items()}  # fmt: skip
     assert len(found) == len(left) == len(hows)
+    then = time.time() - age
+    for path in found.values():
+        for dated in (path, path.parent):
+            os.utime(dated, (then, then))
     return found
 
 
@@ -133,3 +144,23 @@ def test_a_whole_png_is_told_from_a_cut_or_damaged_one(tmp_path):
     assert problem(whole[:6]) == "it does not start as a PNG does"
     assert problem(b"") == "it does not start as a PNG does"
     assert png_problem(tmp_path / "none.png").startswith("it cannot be read: ")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX publishes by a hard link, then unlinks the scratch name")
+def test_a_save_killed_after_its_publishing_link_is_in_the_gallery_once(qtbot, data_root, tmp_path):
+    (scratch,) = _killed_saves(data_root, tmp_path, "after publishing").values()
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    paths = [gallery.record(r).path for r in range(gallery.rowCount())]
+    assert len(paths) == 1 and paths[0].endswith("-77-0.png"), paths  # its own name, not a "-recovered" twin
+    assert _scratch_files(data_root) == [] and not scratch.parent.exists()
+    assert not [n for n in window.notices if "cut short" in n.message]
+
+
+def test_a_save_of_the_last_minutes_is_left_to_its_writer(qtbot, data_root, tmp_path):
+    # main.py generate saving into the images folder holds no instance lock: its save under way is not taken
+    (fresh,) = _killed_saves(data_root, tmp_path, "while writing", age=LIVE_SAVE_SECONDS / 2).values()
+    half = fresh.read_bytes()
+    window = open_window(qtbot, data_root)
+    assert fresh.read_bytes() == half and window.controller.gallery.rowCount() == 0
+    assert not [n for n in window.notices if "cut short" in n.message]
