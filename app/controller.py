@@ -27,7 +27,7 @@ from app.image_files import inspect_image_settings, read_image_settings, relativ
 from app.lora_state import LoraState, cost_sentence
 from app.memory_state import MemoryState
 from app.prompt_length_state import PromptLengthState
-from app.reconcile import FolderImport, ReconcileReport, Recovery, _storable, check_folder
+from app.reconcile import FolderImport, ReconcileReport, Recovery, check_folder, storable
 from app.settings import Settings
 from app.store import ImageRecord
 from app.store_recovery import open_store
@@ -1071,12 +1071,12 @@ def _entries(files: int, folders: int, other: str = "") -> str:
 
 def _valid_texts(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """``settings`` with each lone surrogate in its prompts (JSON's "\\ud83d", half an emoji, which other programs
-    write) made U+FFFD, as the gallery stores them (``app.reconcile._storable``), and a note for each prompt that
+    write) made U+FFFD, as the gallery stores them (``app.reconcile.storable``), and a note for each prompt that
     held one. Kept, the prompt box dropped the character unsaid, the token counter raised, and the job failed."""
     notes = []
     for key, name in (("prompt", "prompt"), ("negative_prompt", "negative prompt")):
         text = settings.get(key)
-        if isinstance(text, str) and (valid := _storable(text)) != text:
+        if isinstance(text, str) and (valid := storable(text)) != text:
             settings = {**settings, key: valid}
             notes.append(f"its {name} held characters that are not valid text (halves of an emoji, as some "
                          "programs write them); each is shown as \ufffd")  # fmt: skip

@@ -360,16 +360,16 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     return report, new
 
 
-def _storable(value: Any) -> Any:
+def storable(value: Any) -> Any:
     """``value`` (read from a PNG's JSON) with each lone surrogate (JSON's "\\ud800", which other programs write)
     made U+FFFD, the replacement character: the database takes UTF-8 text only, and one such prompt made its whole
     batch fail, at every start."""
     if isinstance(value, str):
         return _SURROGATES.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {_storable(key): _storable(item) for key, item in value.items()}
+        return {storable(key): storable(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_storable(item) for item in value]
+        return [storable(item) for item in value]
     return value
 
 
@@ -390,7 +390,7 @@ def read_new_file(rel: str, path: str) -> ImportRow | None:
                 settings = None
     except OSError:  # a folder named .png, unreadable, or gone since the scan
         return None
-    return rel, _storable(settings or {}), stat.st_mtime, stat.st_size, None
+    return rel, storable(settings or {}), stat.st_mtime, stat.st_size, None
 
 
 def _newest_first(new: dict[str, str]) -> list[tuple[str, str]]:
