@@ -486,8 +486,8 @@ def used_negative_prompt(negative_prompt: str) -> str:
     """The negative prompt as the job uses it: one that is only white space (a stray newline left in the box, the
     CLI's ``--negative " "``) is none. Kept, it ran true CFG on guidance-distilled models (a second transformer
     pass per step, another image) and went into the PNG, while the app's history stores it stripped to "", so the
-    image made again from there differed; the rule here is the one the engine, the metadata and the history share.
-    Text with words in it is kept as given: its spaces are the user's."""
+    image made again from there differed; for a blank one the engine, the metadata and the history now agree.
+    Text with words in it is kept as given (its spaces are the user's), though the history stores it stripped."""
     return negative_prompt if negative_prompt.strip() else ""
 
 
