@@ -114,8 +114,10 @@ def claim_output_path(folder: Path, stem: str, source: str, config: Any,
     ``.parts`` folder the run would not resume from is taken too: the engine would delete its blocks (hours of
     work) to start over; ``notes`` gets why, for the log. Only a folder whose deletion loses nothing (no readable
     manifest, no block or samples file: ``discards_nothing``) leaves its name free. A name claimed by another run
-    (another wizard's, waiting to start or working, or a ``main.py quantize`` run) is skipped, a resumable one too:
-    chosen unclaimed, two wizards took one name before either run made its parts folder, and wrote one output."""
+    (another app's wizard, or a ``main.py quantize`` run, working or about to) is skipped, a resumable one too:
+    chosen unclaimed, two wizards took one name before either run made its parts folder, and wrote one output. A
+    wizard of this app waits for the run of the one it replaced to stop before it calls this (that run's name is
+    the one it resumes)."""
     streaming = _streaming()
     key = resume_key(source, config)
     resumed = _claim_resumed_name(folder, stem, key)

@@ -6,6 +6,7 @@ images side by side with PSNR/SSIM and adds the new file to the library.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -668,6 +669,7 @@ class QuantizeWizard(QWizard):
         self.lookups = Lookups("Quantize", self)
         self.lookups.ended.connect(self._on_lookup_ended)
         self._naming: Lookup | None = None
+        self._name: Callable[[], None] | None = None  # the naming of a run that waits for an earlier wizard's
         self._summary: Lookup | None = None
         self.deleting: Deletion | None = None
         for wizard in self._earlier:
@@ -813,7 +815,6 @@ class QuantizeWizard(QWizard):
             self._on_failed(classify(err))
             return
         self._set_running(True)
-        self.run_page.log.appendPlainText(f"Quantizing {source}: choosing the output's name…")
         folder = self.models_folder()
 
         # As the run was started: the source page may change while the name is chosen (``_named``).
@@ -824,6 +825,19 @@ class QuantizeWizard(QWizard):
             return Named(claim_output_path(folder, stem, source, config, notes), notes, source, config,
                          compare_original)  # fmt: skip
 
+        self._name = functools.partial(self._choose_name, source, name)
+        if any(w.running for w in self._earlier):
+            # Named once that run stopped: it holds its name until then, and a run this one would resume (the
+            # closed run's, reopened to go on with it) is skipped while held; named now, this run started over
+            # under the next free name, its parts folder unsaid.
+            self._waiting = True
+            self.run_page.log.appendPlainText("Waiting for the quantize run of the wizard you closed to stop…")
+            return
+        self._start_when_free()
+
+    def _choose_name(self, source: str, name: Callable[[], Named]) -> None:
+        """Chooses and claims the run's output name on a thread (``name``); ``_named`` takes it from there."""
+        self.run_page.log.appendPlainText(f"Quantizing {source}: choosing the output's name…")
         self._naming = self.lookups.start("choosing the output's name", name)
 
     def _named(self, lookup: Lookup) -> None:
@@ -848,9 +862,15 @@ class QuantizeWizard(QWizard):
         self._hand_over()
 
     def _start_when_free(self) -> None:
-        if not self._waiting or any(w.running for w in self._earlier):
-            return  # cancelled while waiting, already started, or another earlier run still stopping
-        self._hand_over()
+        """Names the run ``start`` began, or hands the named one over, once no earlier wizard's run is running."""
+        if any(w.running for w in self._earlier):
+            return  # another earlier run still stopping
+        if self._name is not None:
+            name, self._name = self._name, None
+            self._waiting = False
+            name()
+        elif self._waiting:  # not cancelled while waiting, nor started already
+            self._hand_over()
 
     def _hand_over(self) -> None:
         assert self.job is not None
@@ -932,8 +952,9 @@ class QuantizeWizard(QWizard):
         return box.clickedButton() is box.button(QMessageBox.StandardButton.Yes)
 
     def cancel(self) -> None:
-        if self._naming is not None:  # its name still being chosen: it is dropped, and nothing was started
-            self._naming = None
+        if self._naming is not None or self._name is not None:  # not named yet: dropped, nothing was started
+            self._naming = self._name = None
+            self._waiting = False
             self.run_page.cancel_button.setEnabled(False)
             self._on_cancelled()
             return

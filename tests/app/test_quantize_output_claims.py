@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from app.quantize_outputs import claim_output_path, free_output_path, resume_key
-from app.quantize_worker import QuantizeJob, QuantizeWorker
+from app.quantize_worker import QuantizeJob, QuantizeWorker, release_claim
 from gpu.output_lock import output_lock
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig
@@ -35,9 +35,11 @@ def test_a_name_a_command_line_run_holds_is_not_offered(data_root, tmp_path):
     assert free_output_path(models, "m", "demo", _cfg()) == models / "m.safetensors"
 
 
-def test_two_wizards_choosing_at_once_get_a_name_each(data_root, tmp_path):
-    """The second wizard's choice comes while the first's run has not started yet (it waits for a generation job,
-    or for a closed wizard's run to stop): a free name, and a stopped run's name both would resume, go to one."""
+def test_two_choosers_at_once_get_a_name_each(data_root, tmp_path):
+    """A chooser's claim is skipped by the next chooser who does not wait for its run: another app's wizard, or a
+    ``main.py quantize`` run, whose run may work for hours (one wizard of this app waits for the run of the one it
+    replaced instead: ``test_a_wizard_opened_again_resumes_...``). A free name, and a stopped run's name both
+    would resume, go to one."""
     models = tmp_path / "models"
     with claim_output_path(models, "m", "demo", _cfg()) as first:
         with claim_output_path(models, "m", "demo", _cfg()) as second:
@@ -87,3 +89,64 @@ def test_a_run_whose_claim_fails_to_let_go_still_says_it_ended(data_root, tmp_pa
     job.cancel.set()
     worker.run(job)
     assert ended == ["cancelled"]
+
+
+def test_a_wizard_opened_again_resumes_the_run_of_the_one_closed_once_that_run_stopped(qtbot, bare_window,
+                                                                                       monkeypatch):  # fmt: skip
+    """A run closed with its wizard holds its name until it stops; the wizard opened to go on with it chose its
+    name at once, skipped the stopping run's name as another's, and, once that run stopped, started over under
+    the next free one, its parts folder unsaid. It chooses once the closed wizard's run stopped, and resumes it."""
+    panel = bare_window.quantize_panel
+    panel.open_wizard()
+    first = panel.wizard
+    first.running = True  # its run is stopping: it holds its name, the one the next wizard resumes
+    first.close()
+    panel.open_wizard()
+    second = panel.wizard
+    assert second is not first
+    second.source_page.use_path(str(DEMO))
+    second.next()
+    second.next()
+    out = second.models_folder() / "demo-svdquant-int4-r32.safetensors"  # the default settings' name
+    key = resume_key(str(DEMO), second.config())
+    assert key is not None
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True)
+    (parts / "manifest.json").write_text(json.dumps({"key": key.key, "settings": key.settings, "done": {}}))
+    stopping = claim_output_path(out.parent, "demo-svdquant-int4-r32", str(DEMO), second.config())
+    assert stopping.target == out
+    handed: list[QuantizeJob] = []
+    monkeypatch.setattr(second, "_hand_over", lambda: handed.append(second.job))
+    second.next()  # Quantize
+    qtbot.waitUntil(lambda: second._naming is None)  # not named yet (named at once, it took the next free name)
+    assert "Waiting for the quantize run of the wizard you closed to stop" in second.run_page.log.toPlainText()
+    stopping.release()  # the closed wizard's run stopped: its worker let go of its name, then said so
+    first._set_running(False)
+    qtbot.waitUntil(lambda: bool(handed))
+    try:
+        assert second.out_path == out and handed[0].claim.target == out
+    finally:
+        release_claim(handed[0].claim)
+        second._set_running(False)
+
+
+def test_a_run_cancelled_while_it_waits_to_be_named_is_never_named(qtbot, bare_window):
+    """Cancelled (or its wizard closed) while it waits for the closed wizard's run, before its name is chosen: it
+    ends at once, and that run's end names nothing."""
+    panel = bare_window.quantize_panel
+    panel.open_wizard()
+    first = panel.wizard
+    first.running = True
+    first.close()
+    panel.open_wizard()
+    second = panel.wizard
+    second.source_page.use_path(str(DEMO))
+    second.next()
+    second.next()
+    second.next()  # Quantize: waits, unnamed
+    assert second.running and second._naming is None and second.job is None
+    second.cancel()
+    assert not second.running and "Cancelled. Nothing was added." in second.run_page.log.toPlainText()
+    first._set_running(False)
+    assert second._naming is None and second.job is None and not second.running
+    assert "choosing the output's name" not in second.run_page.log.toPlainText()
