@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QLabel, QLineEdit, QPlainTextEdit, QSpinBox
+
+log = logging.getLogger(__name__)
 
 
 def _signal(state: Any, name: str) -> Any:
@@ -46,6 +49,8 @@ def bind(state: Any, name: str, widget: Any) -> None:
                 widget.setValue(v)
             finally:
                 shown.pop()
+            if widget.value() != v:  # the job would use v while the form shows another: a parser was bypassed
+                log.warning("%s = %r is shown as %r (outside what the widget holds)", name, v, widget.value())
 
         # Only the user's edits go to the state: the widget's answer to a value set in code is that value as the
         # widget rounds it (a spin box's decimals), and written back it replaced the value restored from an image
