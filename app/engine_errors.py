@@ -15,6 +15,7 @@ class EngineError:
     kind: str  # "user" | "oom" | "internal" | "notice" (not an error: something the app repaired)
     message: str
     hint: str = ""
+    kept_said: bool = False  # the message says what a stopped quantize run keeps (a full disk): no note after it
 
     @property
     def text(self) -> str:
@@ -93,7 +94,7 @@ def classify(exc: BaseException) -> EngineError:
         free_memory()
         return EngineError("oom", str(exc), exc.hint)
     if isinstance(exc, UserError):
-        return EngineError("user", str(exc), exc.hint)
+        return EngineError("user", str(exc), exc.hint, kept_said=getattr(exc, "kept_said", False))
     if _is_oom(exc):
         free_memory()
         return EngineError(

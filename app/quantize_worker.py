@@ -303,7 +303,7 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
     return EngineError("user", error.message,
                        f"The wizard saves models in the app's models folder, {models}: {fix}, or start Nibble Studio "
                        "with another data folder (--data-dir FOLDER, or the NIBBLE_DATA_DIR environment variable). "
-                       "Then run again."), False
+                       "Then run again.", kept_said=error.kept_said), False
 
 
 class QuantizeThread:

@@ -1023,7 +1023,8 @@ class QuantizeWizard(QWizard):
         self._set_running(False)
         self.run_page.log.appendPlainText(f"Failed: {error.text}")
         self.run_page.failed(error, settings_can_fix)
-        if self.job is not None and self.job.told.anything:  # refused before, the error says all there is
+        # Refused before the run looked at its folder, the error says all there is; a full disk's says what is kept
+        if self.job is not None and self.job.told.anything and not error.kept_said:
             note = self.left_note()
             self.run_page.log.appendPlainText(note)
             self.run_page.left(note)

@@ -4,18 +4,22 @@ stopped before then, and the user's files kept in a folder the run replaced."""
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+import safetensors.torch
 
 import gpu.quantizer  # noqa: F401 - before gpu.streaming's modules, which imported first are a circular import
 from app.quantize_outputs import resume_key, stopped_note
 from app.quantize_worker import QuantizeWorker
+from gpu.atomic import scratch_prefix
 from gpu.quantizer.config import PartsToReplace
 from gpu.streaming.parts_folder import parts_dir
 from gpu.streaming.stopped import QuantizeTold
-from tests.app.gui import answer_stop, hold_run_at, small_run
+from tests.app.gui import accept_dialog_later, answer_stop, hold_run_at, small_run
 
 PLAN = PartsToReplace("alpha points 5 -> 3", {"alpha_points": 5})  # an earlier run's folder, of 5 alpha points
 
@@ -125,3 +129,31 @@ def test_stop_quantizing_says_what_stopping_now_would_leave(qtbot, bare_window, 
     finally:
         wizard.running = False
     assert seen == [f"Stop quantizing? {asked.format(parts=parts)}"]
+
+
+def test_a_full_disk_says_what_is_kept_once(qtbot, window, monkeypatch):
+    """The engine's full-disk error says what the run keeps for the next one (``DiskSpaceError.kept_said``); the
+    wizard then added its own note saying the same parts again, in the log and under the error."""
+    serialize = safetensors.torch.serialize_file
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    small_run(wizard)
+
+    def serialize_file(tensors, filename, *args, **kwargs):  # the second block's file: the disk is full
+        parts = parts_dir(wizard.job.out_path)
+        if Path(filename).parent.name.startswith(scratch_prefix(parts / "block-0001.safetensors")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return serialize(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "serialize_file", serialize_file)
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+        wizard.next()  # starts quantizing
+    parts = parts_dir(wizard.job.out_path)
+    log = wizard.run_page.log.toPlainText()
+    assert "is full" in log and log.count(f"kept in {parts}") == 1, log
+    assert (parts / "block-0000.safetensors").is_file()
+    assert wizard.run_page.note.isHidden() or f"kept in {parts}" not in wizard.run_page.note.text()
+    qtbot.waitUntil(lambda: len(seen) == 1)
+    wizard.close()
