@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _TRASH_NAMES = threading.Lock()
 # How long a scratch folder of an image save stays another program's save under way (``recover_cut_short_saves``).
 LIVE_SAVE_SECONDS = 600
+_CLOCK_SLACK_SECONDS = 60  # a save's file times may run a little ahead of this clock (a network share's server)
 
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
@@ -446,15 +447,26 @@ def recover_cut_short_saves(data: DataDir) -> CutShortSaves:
     now = time.time()
     for scratch in [Path(entry.path) for _prefix, entry in _listed(data.images) if _is_scratch(entry)]:
         try:
-            if _last_change(scratch) > now - LIVE_SAVE_SECONDS:
+            # A live save writes with this clock: a folder dated ahead of it (written while the clock was wrong) is
+            # an old one, which left alone would stay hidden, unsaid, until the clock caught up.
+            if now - LIVE_SAVE_SECONDS < _last_change(scratch) <= now + _CLOCK_SLACK_SECONDS:
                 log.info("%s may be a save under way (changed in the last minutes): left for a later start", scratch)
                 continue
             _finish_scratch(data, scratch, done)
+        except FileNotFoundError as exc:
+            if os.path.lexists(scratch):
+                _not_finished(data, scratch, exc, done)
+            # else gone meanwhile: a save under way that finished (published, its scratch folder removed)
         except OSError as exc:
-            done.left.append(relative(data, scratch))
-            done.why = done.why or exc.strerror or str(exc)
-            log.warning("the unfinished save in %s could not be recovered: %s", scratch, exc)
+            _not_finished(data, scratch, exc, done)
     return done
+
+
+def _not_finished(data: DataDir, scratch: Path, exc: OSError, done: CutShortSaves) -> None:
+    """Notes ``scratch``, which could not be finished, for the start-up notice."""
+    done.left.append(relative(data, scratch))
+    done.why = done.why or exc.strerror or str(exc)
+    log.warning("the unfinished save in %s could not be recovered: %s", scratch, exc)
 
 
 def _last_change(scratch: Path) -> float:

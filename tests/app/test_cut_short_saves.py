@@ -164,3 +164,27 @@ def test_a_save_of_the_last_minutes_is_left_to_its_writer(qtbot, data_root, tmp_
     window = open_window(qtbot, data_root)
     assert fresh.read_bytes() == half and window.controller.gallery.rowCount() == 0
     assert not [n for n in window.notices if "cut short" in n.message]
+
+
+def test_a_save_dated_ahead_of_the_clock_is_finished_and_one_that_finishes_meanwhile_is_not_said(
+        data_root, tmp_path, monkeypatch):  # fmt: skip
+    """A scratch folder written while the clock ran hours ahead counted as a save under way until the clock caught
+    up (hidden, unsaid); a save under way that finished between the listing and the look at its folder was said as
+    one that "could not be finished"."""
+    import app.image_files as image_files
+
+    data = resolve_data_dir(data_root)
+    (ahead,) = _killed_saves(data_root, tmp_path, "before publishing", age=-3 * 3600).values()
+    (finishing,) = _killed_saves(data_root, tmp_path, "while writing").values()
+    last_change = image_files._last_change
+
+    def finished_meanwhile(scratch: Path) -> float:  # the live save published and removed its folder just now
+        if scratch == finishing.parent:
+            finishing.unlink()
+            scratch.rmdir()
+        return last_change(scratch)
+
+    monkeypatch.setattr(image_files, "_last_change", finished_meanwhile)
+    done = image_files.recover_cut_short_saves(data)
+    assert len(done.published) == 1 and done.published[0].endswith("-77-recovered.png"), done
+    assert (done.trashed, done.left) == ([], []) and not ahead.parent.exists()
