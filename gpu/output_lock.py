@@ -60,9 +60,11 @@ class OutputClaim:
     run's chooser of its name first, then by the run (``output_lock(target, claim=...)``). A claim no one releases
     is let go of when it is garbage collected, or as the process exits (a wizard dropped while it chose a name)."""
 
-    def __init__(self, target: Path, fd: int, created: list[Path], windows: bool) -> None:
+    def __init__(self, target: Path, fd: int, created: list[Path], windows: bool, key: str) -> None:
         self.target = target
-        self._let_go = weakref.finalize(self, _let_go, fd, lock_path(target), created, windows, _claim_key(target))
+        # ``key`` as the claim entered it in ``_claimed``: worked out again, a relative target after a chdir would
+        # name another entry, and this one would refuse every later claim of the name in this process
+        self._let_go = weakref.finalize(self, _let_go, fd, lock_path(target), created, windows, key)
 
     @property
     def held(self) -> bool:
@@ -100,7 +102,7 @@ def claim_output(target: Path | str, what: str = "run", windows: bool = os.name 
         remove_empty_folders(created)
         _unclaim(key)
         raise
-    return OutputClaim(target, fd, created, windows)
+    return OutputClaim(target, fd, created, windows, key)
 
 
 def claim_first(candidates: Iterable[Path], taken: Callable[[Path], bool], what: str = "run") -> OutputClaim | None:

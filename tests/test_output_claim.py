@@ -179,3 +179,28 @@ def test_a_claim_whose_lock_file_did_not_close_is_let_go_of_all_the_same(tmp_pat
     assert not claim.held
     with claim_output(out, "quantize run"):
         pass
+
+
+def test_a_claim_of_a_relative_name_through_a_chdir_frees_the_name_on_release(tmp_path, monkeypatch):
+    """The claim worked out its entry in the process's set twice: as it entered it, and again once its lock was
+    taken; another thread's chdir in between (the lock's file opened meanwhile) made the release discard another
+    entry, and every later claim of the name in this process was refused as held by this very process."""
+    import gpu.output_lock as output_lock
+
+    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
+    first.mkdir()
+    elsewhere.mkdir()
+    acquire = output_lock._acquire
+
+    def acquire_then_chdir(*args, **kwargs):  # another thread of the process changes folder meanwhile
+        fd = acquire(*args, **kwargs)
+        os.chdir(elsewhere)
+        return fd
+
+    monkeypatch.chdir(first)
+    monkeypatch.setattr(output_lock, "_acquire", acquire_then_chdir)
+    claim = claim_output(Path("m.safetensors"), "quantize run")
+    monkeypatch.setattr(output_lock, "_acquire", acquire)
+    os.chdir(first)
+    claim.release()
+    claim_output(Path("m.safetensors"), "quantize run").release()  # refused as "process <this pid>" before
