@@ -59,6 +59,7 @@ def no_terminal() -> bool:
 
 # Qt platforms that draw nowhere anyone looks: a window there is never seen, and a dialog waits for a click forever
 UNSEEN_QT_PLATFORMS = ("offscreen", "minimal")
+SCREEN_QT_PLATFORMS = ("eglfs", "linuxfb", "vnc", "vkkhrdisplay")  # a screen (or a viewer) of their own, no server
 
 
 def gui_can_be_seen() -> bool:
@@ -71,9 +72,18 @@ def gui_can_be_seen() -> bool:
     chosen = os.environ.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip().lower()
     if chosen in UNSEEN_QT_PLATFORMS:
         return False
-    if sys.platform in ("win32", "darwin"):
+    if sys.platform in ("win32", "darwin") or chosen in SCREEN_QT_PLATFORMS:
         return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    x11 = bool(os.environ.get("DISPLAY"))
+    # Qt's Wayland client takes "wayland-0" when WAYLAND_DISPLAY is unset; XWayland alone gives DISPLAY
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) or bool(runtime and os.path.exists(os.path.join(runtime,
+                                                                                                       "wayland-0")))
+    if chosen == "xcb":  # named: only X11 will do, a Wayland session without XWayland aborts
+        return x11
+    if chosen.startswith("wayland"):
+        return wayland
+    return x11 or wayland
 
 
 def windowed_app(args: argparse.Namespace) -> bool:

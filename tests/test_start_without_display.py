@@ -17,7 +17,7 @@ import pytest
 import main
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADLESS = {"DISPLAY": None, "WAYLAND_DISPLAY": None, "QT_QPA_PLATFORM": None}
+HEADLESS = {"DISPLAY": None, "WAYLAND_DISPLAY": None, "QT_QPA_PLATFORM": None, "XDG_RUNTIME_DIR": None}
 
 
 @pytest.mark.parametrize(("system", "env", "seen"), [
@@ -33,13 +33,24 @@ HEADLESS = {"DISPLAY": None, "WAYLAND_DISPLAY": None, "QT_QPA_PLATFORM": None}
     ("win32", {}, True),  # the windowed executable, on a desktop
     ("darwin", {}, True),
     ("win32", {"QT_QPA_PLATFORM": "offscreen"}, False),
+    ("linux", {"WAYLAND_DISPLAY": "wayland-0", "QT_QPA_PLATFORM": "xcb"}, False),  # X11 named, no XWayland
+    ("linux", {"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland"}, False),  # Wayland named, an X server only
+    ("linux", {"XDG_RUNTIME_DIR": "<with wayland-0>", "QT_QPA_PLATFORM": "wayland"}, True),  # its default socket
+    ("linux", {"XDG_RUNTIME_DIR": "<with wayland-0>"}, True),
+    ("linux", {"XDG_RUNTIME_DIR": "<empty>"}, False),
+    ("linux", {"QT_QPA_PLATFORM": "eglfs"}, True),  # a screen of its own, no display server
+    ("linux", {"QT_QPA_PLATFORM": "linuxfb"}, True),
 ])  # fmt: skip
-def test_a_gui_is_seen_on_a_desktop_or_a_named_display_never_offscreen(monkeypatch, system, env, seen):
+def test_a_gui_is_seen_on_a_desktop_or_a_named_display_never_offscreen(monkeypatch, tmp_path, system, env, seen):
+    (tmp_path / "wayland-runtime").mkdir()
+    (tmp_path / "wayland-runtime" / "wayland-0").touch()  # a compositor's default socket (a file will do here)
+    (tmp_path / "empty-runtime").mkdir()
+    folders = {"<with wayland-0>": str(tmp_path / "wayland-runtime"), "<empty>": str(tmp_path / "empty-runtime")}
     for name, value in {**HEADLESS, **env}.items():
         if value is None:
             monkeypatch.delenv(name, raising=False)
         else:
-            monkeypatch.setenv(name, value)
+            monkeypatch.setenv(name, folders.get(value, value))
     monkeypatch.setattr(sys, "platform", system)
     assert main.gui_can_be_seen() is seen
 
