@@ -640,6 +640,8 @@ class UnfinishedRunsDialog(QDialog):
 class QuantizeWizard(QWizard):
     _run = Signal(object)  # queued to the worker thread
     run_ended = Signal()  # the run (or the wait for an earlier wizard's) is over: finished, cancelled or failed
+    # A naming dropped by a cancel (``_dropped``) let go of the name it claimed: later wizards' runs wait for it
+    naming_let_go = Signal()
 
     def __init__(self, controller: AppController, parent: QWidget | None = None,
                  earlier: Sequence[QuantizeWizard] = ()) -> None:  # fmt: skip
@@ -670,10 +672,16 @@ class QuantizeWizard(QWizard):
         self.lookups.ended.connect(self._on_lookup_ended)
         self._naming: Lookup | None = None
         self._name: Callable[[], None] | None = None  # the naming of a run that waits for an earlier wizard's
+        # A naming cancelled while it ran: its thread goes on (it cannot be stopped inside a read of the source)
+        # and claims a name, which this wizard lets go of once the naming ends. Until then that name (the one a
+        # run of these settings resumes) is held, and a run named meanwhile skips it and starts over under the
+        # next one: this wizard's next run and later wizards' wait for it (``_name_held``).
+        self._dropped: Lookup | None = None
         self._summary: Lookup | None = None
         self.deleting: Deletion | None = None
         for wizard in self._earlier:
             wizard.run_ended.connect(self._start_when_free)
+            wizard.naming_let_go.connect(self._start_when_free)
         # The worker thread first: the source page asks it to check a picked file as soon as it exists.
         self._thread = QuantizeThread()
         worker = self._thread.worker
@@ -784,8 +792,12 @@ class QuantizeWizard(QWizard):
         elif lookup is self._naming:
             self._naming = None
             self._named(lookup)
-        elif isinstance(lookup.result, Named):  # a naming cancelled while it ran: its name is free again
-            release_claim(lookup.result.claim)
+        elif lookup is self._dropped:  # a naming cancelled while it ran: its name is free again
+            self._dropped = None
+            if isinstance(lookup.result, Named):
+                release_claim(lookup.result.claim)
+            self.naming_let_go.emit()  # later wizards' runs that wait for it
+            self._start_when_free()  # this wizard's next run, if one waits for it
 
     def show_unfinished_runs(self) -> None:
         self.unfinished_dialog = UnfinishedRunsDialog(self)
@@ -826,14 +838,25 @@ class QuantizeWizard(QWizard):
                          compare_original)  # fmt: skip
 
         self._name = functools.partial(self._choose_name, source, name)
-        if any(w.running for w in self._earlier):
+        if self._name_held():
             # Named once that run stopped: it holds its name until then, and a run this one would resume (the
             # closed run's, reopened to go on with it) is skipped while held; named now, this run started over
             # under the next free name, its parts folder unsaid.
             self._waiting = True
-            self.run_page.log.appendPlainText("Waiting for the quantize run of the wizard you closed to stop…")
+            self.run_page.log.appendPlainText(
+                "Waiting for the quantize run of the wizard you closed to stop…" if self._earlier_name_held() else
+                "Waiting for the cancelled run to finish choosing its output's name…")  # fmt: skip
             return
         self._start_when_free()
+
+    def _earlier_name_held(self) -> bool:
+        """Whether an earlier wizard's run is running, or a naming it dropped still holds its name."""
+        return any(w.running or w._dropped is not None for w in self._earlier)
+
+    def _name_held(self) -> bool:
+        """Whether a name this wizard's run may take (or resume) is held by a run or a dropped naming that ends
+        soon: an earlier wizard's (``_earlier_name_held``), or this wizard's own cancelled naming (``_dropped``)."""
+        return self._dropped is not None or self._earlier_name_held()
 
     def _choose_name(self, source: str, name: Callable[[], Named]) -> None:
         """Chooses and claims the run's output name on a thread (``name``); ``_named`` takes it from there."""
@@ -862,9 +885,10 @@ class QuantizeWizard(QWizard):
         self._hand_over()
 
     def _start_when_free(self) -> None:
-        """Names the run ``start`` began, or hands the named one over, once no earlier wizard's run is running."""
-        if any(w.running for w in self._earlier):
-            return  # another earlier run still stopping
+        """Names the run ``start`` began, or hands the named one over, once no earlier wizard's run is running
+        and no dropped naming holds a name (``_name_held``)."""
+        if self._name_held():
+            return  # another earlier run still stopping, or a dropped naming still holding its name
         if self._name is not None:
             name, self._name = self._name, None
             self._waiting = False
@@ -953,6 +977,10 @@ class QuantizeWizard(QWizard):
 
     def cancel(self) -> None:
         if self._naming is not None or self._name is not None:  # not named yet: dropped, nothing was started
+            # Said cancelled at once, but a naming under way still claims a name: held until it ended (``_dropped``)
+            if self._naming is not None:
+                assert self._dropped is None  # a run is named only once the earlier dropped naming ended
+                self._dropped = self._naming
             self._naming = self._name = None
             self._waiting = False
             self.run_page.cancel_button.setEnabled(False)
