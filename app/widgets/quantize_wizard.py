@@ -954,12 +954,13 @@ class QuantizeWizard(QWizard):
             note = stopped_note(self.out_path, self.job.told, if_stopped_now)
         return sentence(note) if note else "Nothing is finished yet, so nothing is kept."
 
-    def left_note(self) -> str:
-        """What the run page says once a run ended unfinished: what it keeps (``kept_note``), and what stays of a
-        parts folder it deleted, in the engine's words (a file of the user's in it: "… is kept: it holds files the
-        quantizer did not write …"), which reached only the log."""
+    def left_note(self, kept: bool = True) -> str:
+        """What the run page says once a run ended unfinished: what it keeps (``kept_note``; not with ``kept``
+        False, where the error said it: a full disk), and what stays of a parts folder it deleted, in the engine's
+        words (a file of the user's in it: "… is kept: it holds files the quantizer did not write …"), which reached
+        only the log."""
         left = self.job.told.parts_left if self.job is not None else ""
-        return " ".join(w for w in (self.kept_note(), sentence(left)) if w)
+        return " ".join(w for w in (self.kept_note() if kept else "", sentence(left)) if w)
 
     def confirm_stop(self) -> bool:
         """Whether the running run may stop: asked ("Stop quantizing?") when a close (Esc, the window's X, the main
@@ -1052,9 +1053,10 @@ class QuantizeWizard(QWizard):
         self.run_page.log.appendPlainText(f"Failed: {error.text}")
         self.run_page.failed(error, settings_can_fix)
         # Refused before the run looked at its folder, the error says all there is; a full disk's says what is kept
-        if self.job is not None and self.job.told.anything and not error.kept_said:
-            note = self.left_note()
-            self.run_page.log.appendPlainText(note)
+        if self.job is not None and self.job.told.anything:
+            note = self.left_note(kept=not error.kept_said)
+            if note:
+                self.run_page.log.appendPlainText(note)
             self.run_page.left(note)
         self.run_page.finish(False)
         if self.isVisible():  # a wizard the user closed mid-run: its run was cancelled, no dialog for it now

@@ -157,3 +157,48 @@ def test_a_full_disk_says_what_is_kept_once(qtbot, window, monkeypatch):
     assert wizard.run_page.note.isHidden() or f"kept in {parts}" not in wizard.run_page.note.text()
     qtbot.waitUntil(lambda: len(seen) == 1)
     wizard.close()
+
+
+def test_a_full_disk_after_a_replaced_folder_kept_the_users_file_still_says_so(qtbot, window, monkeypatch):
+    """The full disk's error says what the run keeps, so the wizard's kept note is left out; what stays of the
+    earlier run's folder it replaced (a file of the user's, which the next run refuses) is not in that error and
+    is still said: the wizard dropped its whole note."""
+    check, folders = QuantizeWorker._check_output, []
+
+    def written_meanwhile(job) -> None:  # an earlier run's folder of 5 alpha points at the chosen name
+        key = resume_key(job.source, replace(job.config, alpha_points=5))
+        parts = parts_dir(job.out_path)
+        parts.mkdir(parents=True)
+        manifest = {"key": key.key, "settings": key.settings, "done": {"transformer_blocks.0": {}}}
+        (parts / "manifest.json").write_text(json.dumps(manifest))
+        folders.append(parts)
+        check(job)
+
+    serialize = safetensors.torch.serialize_file
+
+    def serialize_file(tensors, filename, *args, **kwargs):  # the second block's file: the disk is full
+        if folders and Path(filename).parent.name.startswith(scratch_prefix(folders[0] / "block-0001.safetensors")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return serialize(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(QuantizeWorker, "_check_output", staticmethod(written_meanwhile))
+    monkeypatch.setattr(safetensors.torch, "serialize_file", serialize_file)
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    small_run(wizard)
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+        wizard.next()
+        qtbot.waitUntil(lambda: len(folders) == 1, timeout=60000)
+        replacing, release = hold_run_at(wizard, "stage", f"{folders[0].name} was made with other settings")
+        qtbot.waitUntil(replacing.is_set, timeout=60000)
+        (folders[0] / "notes.txt").write_text("the user's")  # saved as the run starts deleting the folder
+        release.set()
+    [parts] = folders
+    log = wizard.run_page.log.toPlainText()
+    assert "is full" in log and log.count(f"kept in {parts}") == 1, log
+    assert f"{parts} is kept: it holds files the quantizer did not write (notes.txt)" in wizard.run_page.note.text()
+    assert (parts / "notes.txt").read_text() == "the user's"
+    qtbot.waitUntil(lambda: len(seen) == 1)
+    wizard.close()
