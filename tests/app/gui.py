@@ -178,3 +178,25 @@ def small_run(wizard, alpha_points: int = 3) -> None:
     wizard.next()
     wizard.calibration_page.count.setValue(2)
     wizard.calibration_page.steps.setValue(2)
+
+
+def demo_run_to_resume(wizard) -> Path:
+    """Takes the Quantize ``wizard`` to its calibration page with the demo model and its default settings, and
+    makes the parts folder of an unfinished run of those settings (which a run resumes); returns that run's output,
+    the name a run of them takes."""
+    import json
+
+    from app.quantize_outputs import resume_key
+    from gpu.paths import resources_dir
+
+    demo = resources_dir() / "models" / "demo"
+    wizard.source_page.use_path(str(demo))
+    wizard.next()
+    wizard.next()
+    out = wizard.models_folder() / "demo-svdquant-int4-r32.safetensors"  # the default settings' name
+    key = resume_key(str(demo), wizard.config())
+    assert key is not None
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    (parts / "manifest.json").write_text(json.dumps({"key": key.key, "settings": key.settings, "done": {}}))
+    return out

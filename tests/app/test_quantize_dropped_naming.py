@@ -8,7 +8,6 @@ The first naming is held on its thread until the test lets it go (``gate``); the
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +16,10 @@ from typing import Any
 import pytest
 
 import app.widgets.quantize_wizard as qw
-from app.quantize_outputs import claim_output_path, resume_key
+from app.quantize_outputs import claim_output_path
 from app.quantize_worker import QuantizeJob, release_claim
 from gpu.paths import resources_dir
+from tests.app.gui import demo_run_to_resume
 
 DEMO = resources_dir() / "models" / "demo"
 
@@ -49,21 +49,6 @@ def naming(monkeypatch) -> Iterator[HeldNaming]:
     held.gate.set()  # a naming still held (a failed assert) returns, its thread with it
 
 
-def _to_calibration(wizard: qw.QuantizeWizard) -> Path:
-    """Takes ``wizard`` to its calibration page with the demo model, and makes the parts folder of an unfinished
-    run of its settings (which a run resumes); returns that run's output, the name a run takes."""
-    wizard.source_page.use_path(str(DEMO))
-    wizard.next()
-    wizard.next()
-    out = wizard.models_folder() / "demo-svdquant-int4-r32.safetensors"  # the default settings' name
-    key = resume_key(str(DEMO), wizard.config())
-    assert key is not None
-    parts = out.with_name(out.name + ".parts")
-    parts.mkdir(parents=True, exist_ok=True)
-    (parts / "manifest.json").write_text(json.dumps({"key": key.key, "settings": key.settings, "done": {}}))
-    return out
-
-
 def _quantize_again(qtbot, wizard: qw.QuantizeWizard, naming: HeldNaming, monkeypatch) -> QuantizeJob:
     """Presses Quantize on ``wizard`` while the first naming still holds its name, then lets that naming end;
     returns the job the run is handed to the worker with (not run: ``_hand_over`` only keeps it)."""
@@ -77,21 +62,28 @@ def _quantize_again(qtbot, wizard: qw.QuantizeWizard, naming: HeldNaming, monkey
     return handed[0]
 
 
+def _naming_held(qtbot, panel, naming: HeldNaming) -> tuple[qw.QuantizeWizard, Path]:
+    """A new wizard of ``panel`` whose run (the demo model, a run of its settings to resume) is being named, its
+    naming held with the resumable name claimed; returns the wizard and that name."""
+    panel.open_wizard()
+    wizard = panel.wizard
+    out = demo_run_to_resume(wizard)
+    wizard.next()  # Quantize: its naming claims the resumable name, and is held
+    qtbot.waitUntil(lambda: naming.claimed == [out])
+    return wizard, out
+
+
 def test_a_wizard_opened_after_one_closed_while_naming_resumes_the_name(qtbot, bare_window, naming, monkeypatch):
     """The wizard closed while its run is named says it ended at once; the one opened next waits for that naming
     ("the wizard you closed"), then resumes the name (the old code named at once: m-2)."""
     panel = bare_window.quantize_panel
-    panel.open_wizard()
-    first = panel.wizard
-    out = _to_calibration(first)
-    first.next()  # Quantize: its naming claims the resumable name, and is held
-    qtbot.waitUntil(lambda: naming.claimed == [out])
+    first, out = _naming_held(qtbot, panel, naming)
     first.close()  # its run cancelled while it is named
     assert not first.running and "Cancelled. Nothing was added." in first.run_page.log.toPlainText()
     panel.open_wizard()
     second = panel.wizard
     assert second is not first
-    _to_calibration(second)
+    demo_run_to_resume(second)
     job = _quantize_again(qtbot, second, naming, monkeypatch)
     try:
         assert (second.out_path, job.claim.target) == (out, out)  # the old code: the next name, m-2
@@ -105,12 +97,7 @@ def test_a_wizard_opened_after_one_closed_while_naming_resumes_the_name(qtbot, b
 def test_a_run_after_cancel_while_naming_then_back_resumes_the_name(qtbot, bare_window, naming, monkeypatch):
     """Cancel while the run is named, Back, Quantize: the new run waits for the cancelled one's naming, then
     resumes the name (the old code named at once: m-2)."""
-    panel = bare_window.quantize_panel
-    panel.open_wizard()
-    wizard = panel.wizard
-    out = _to_calibration(wizard)
-    wizard.next()  # Quantize: its naming claims the resumable name, and is held
-    qtbot.waitUntil(lambda: naming.claimed == [out])
+    wizard, out = _naming_held(qtbot, bare_window.quantize_panel, naming)
     wizard.cancel()
     # Said at once, and Back is free: only the next run waits for the naming
     assert not wizard.running and "Cancelled. Nothing was added." in wizard.run_page.log.toPlainText()
@@ -131,11 +118,7 @@ def test_a_run_cancelled_while_it_waits_for_a_dropped_naming_is_never_named(qtbo
     """Cancelled again while it waits for the dropped naming: that naming's end lets go of its name and names
     nothing; the app's shutdown does not wait for a naming still held (it may read a huge source)."""
     panel = bare_window.quantize_panel
-    panel.open_wizard()
-    wizard = panel.wizard
-    out = _to_calibration(wizard)
-    wizard.next()
-    qtbot.waitUntil(lambda: naming.claimed == [out])
+    wizard, out = _naming_held(qtbot, panel, naming)
     wizard.cancel()
     wizard.back()
     wizard.next()  # waits for the dropped naming

@@ -16,6 +16,7 @@ from app.quantize_worker import QuantizeJob, QuantizeWorker, release_claim
 from gpu.output_lock import output_lock
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig
+from tests.app.gui import demo_run_to_resume
 
 DEMO = resources_dir() / "models" / "demo"
 
@@ -104,15 +105,7 @@ def test_a_wizard_opened_again_resumes_the_run_of_the_one_closed_once_that_run_s
     panel.open_wizard()
     second = panel.wizard
     assert second is not first
-    second.source_page.use_path(str(DEMO))
-    second.next()
-    second.next()
-    out = second.models_folder() / "demo-svdquant-int4-r32.safetensors"  # the default settings' name
-    key = resume_key(str(DEMO), second.config())
-    assert key is not None
-    parts = out.with_name(out.name + ".parts")
-    parts.mkdir(parents=True)
-    (parts / "manifest.json").write_text(json.dumps({"key": key.key, "settings": key.settings, "done": {}}))
+    out = demo_run_to_resume(second)
     stopping = claim_output_path(out.parent, "demo-svdquant-int4-r32", str(DEMO), second.config())
     assert stopping.target == out
     handed: list[QuantizeJob] = []

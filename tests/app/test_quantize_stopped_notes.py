@@ -24,16 +24,13 @@ from tests.app.gui import accept_dialog_later, answer_stop, hold_run_at, small_r
 PLAN = PartsToReplace("alpha points 5 -> 3", {"alpha_points": 5})  # an earlier run's folder, of 5 alpha points
 
 
-def test_a_run_on_an_earlier_runs_folder_says_what_it_left_there_on_the_run_page(qtbot, window, monkeypatch):
-    """A run that began on an earlier run's folder of other settings (written at its name after the wizard chose
-    it: another wizard's run, or the command line's) and was cancelled before it replaced it said "The finished
-    blocks … are kept …, and a run with the same settings resumes from them": a run with its settings replaces
-    them, and the wizard's writes a name of its own. It says what the engine said: left as it was, and the settings
-    that resume it. A file the user saved in the folder as the run replaced it stays, with the folder; the engine
-    said so ("… is kept: it holds files the quantizer did not write …") in the log only."""
-    check, folders = QuantizeWorker._check_output, []
+def _earlier_run_written_at_the_name(folders: list[Path]) -> staticmethod:
+    """``QuantizeWorker._check_output`` that first writes, at the name the wizard chose, the parts folder of an
+    earlier run of 5 alpha search points with one block finished (another wizard's run, or the command line's,
+    written after the choice), and notes it in ``folders``."""
+    check = QuantizeWorker._check_output
 
-    def written_meanwhile(job) -> None:  # the folder of a run with 5 alpha search points, one block finished
+    def written_meanwhile(job) -> None:
         key = resume_key(job.source, replace(job.config, alpha_points=5))
         parts = parts_dir(job.out_path)
         parts.mkdir(parents=True)
@@ -42,7 +39,18 @@ def test_a_run_on_an_earlier_runs_folder_says_what_it_left_there_on_the_run_page
         folders.append(parts)
         check(job)
 
-    monkeypatch.setattr(QuantizeWorker, "_check_output", staticmethod(written_meanwhile))
+    return staticmethod(written_meanwhile)
+
+
+def test_a_run_on_an_earlier_runs_folder_says_what_it_left_there_on_the_run_page(qtbot, window, monkeypatch):
+    """A run that began on an earlier run's folder of other settings (written at its name after the wizard chose
+    it: another wizard's run, or the command line's) and was cancelled before it replaced it said "The finished
+    blocks … are kept …, and a run with the same settings resumes from them": a run with its settings replaces
+    them, and the wizard's writes a name of its own. It says what the engine said: left as it was, and the settings
+    that resume it. A file the user saved in the folder as the run replaced it stays, with the folder; the engine
+    said so ("… is kept: it holds files the quantizer did not write …") in the log only."""
+    folders: list[Path] = []
+    monkeypatch.setattr(QuantizeWorker, "_check_output", _earlier_run_written_at_the_name(folders))
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     small_run(wizard)
@@ -163,17 +171,7 @@ def test_a_full_disk_after_a_replaced_folder_kept_the_users_file_still_says_so(q
     """The full disk's error says what the run keeps, so the wizard's kept note is left out; what stays of the
     earlier run's folder it replaced (a file of the user's, which the next run refuses) is not in that error and
     is still said: the wizard dropped its whole note."""
-    check, folders = QuantizeWorker._check_output, []
-
-    def written_meanwhile(job) -> None:  # an earlier run's folder of 5 alpha points at the chosen name
-        key = resume_key(job.source, replace(job.config, alpha_points=5))
-        parts = parts_dir(job.out_path)
-        parts.mkdir(parents=True)
-        manifest = {"key": key.key, "settings": key.settings, "done": {"transformer_blocks.0": {}}}
-        (parts / "manifest.json").write_text(json.dumps(manifest))
-        folders.append(parts)
-        check(job)
-
+    folders: list[Path] = []
     serialize = safetensors.torch.serialize_file
 
     def serialize_file(tensors, filename, *args, **kwargs):  # the second block's file: the disk is full
@@ -181,7 +179,7 @@ def test_a_full_disk_after_a_replaced_folder_kept_the_users_file_still_says_so(q
             raise OSError(errno.ENOSPC, "No space left on device")
         return serialize(tensors, filename, *args, **kwargs)
 
-    monkeypatch.setattr(QuantizeWorker, "_check_output", staticmethod(written_meanwhile))
+    monkeypatch.setattr(QuantizeWorker, "_check_output", _earlier_run_written_at_the_name(folders))
     monkeypatch.setattr(safetensors.torch, "serialize_file", serialize_file)
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
