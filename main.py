@@ -59,7 +59,6 @@ def no_terminal() -> bool:
 
 # Qt platforms that draw nowhere anyone looks: a window there is never seen, and a dialog waits for a click forever
 UNSEEN_QT_PLATFORMS = ("offscreen", "minimal")
-SCREEN_QT_PLATFORMS = ("eglfs", "linuxfb", "vnc", "vkkhrdisplay")  # a screen (or a viewer) of their own, no server
 
 
 def gui_can_be_seen() -> bool:
@@ -72,18 +71,21 @@ def gui_can_be_seen() -> bool:
     chosen = os.environ.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip().lower()
     if chosen in UNSEEN_QT_PLATFORMS:
         return False
-    if sys.platform in ("win32", "darwin") or chosen in SCREEN_QT_PLATFORMS:
+    if sys.platform in ("win32", "darwin"):
         return True
     x11 = bool(os.environ.get("DISPLAY"))
-    # Qt's Wayland client takes "wayland-0" when WAYLAND_DISPLAY is unset; XWayland alone gives DISPLAY
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) or bool(runtime and os.path.exists(os.path.join(runtime,
-                                                                                                       "wayland-0")))
     if chosen == "xcb":  # named: only X11 will do, a Wayland session without XWayland aborts
         return x11
+    # Qt's Wayland client takes the socket "wayland-0" when WAYLAND_DISPLAY is unset, but Qt picks that client
+    # only when it is named or the session is a Wayland one: over ssh the user's socket is there, and xcb aborts
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    socket = bool(runtime and os.path.exists(os.path.join(runtime, "wayland-0")))
+    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) or (socket and (
+        chosen.startswith("wayland") or os.environ.get("XDG_SESSION_TYPE") == "wayland"))  # fmt: skip
     if chosen.startswith("wayland"):
         return wayland
-    return x11 or wayland
+    # Other platforms named (eglfs, linuxfb, vnc) may have no device here either: no dialog, the line is printed
+    return not chosen and (x11 or wayland)
 
 
 def windowed_app(args: argparse.Namespace) -> bool:
