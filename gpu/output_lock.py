@@ -86,7 +86,9 @@ def claim_output(target: Path | str, what: str = "run", windows: bool = os.name 
     """Takes the lock on ``target`` and returns it held (``OutputClaim``); ``OutputBusy`` naming the holder's
     process where another holds it, in this process too (another run, or another chooser's claim). ``what`` names
     the holder in that message ("another quantize run")."""
-    target = Path(target)
+    # Absolute once: the claim's entry, lock file and folders are let go of later, maybe after a chdir (another
+    # thread's), and relative they named another folder's lock, which the release then removed while it was held
+    target = Path(os.path.abspath(target))
     key = _claim_key(target)
     with _claimed_lock:
         if key in _claimed:  # another claim of this process: refused here, as the lock may not refuse it
@@ -165,7 +167,7 @@ def output_lock(target: Path | str, what: str = "run", windows: bool = os.name =
     the caller holds already (its chooser's, ``claim_first_free``), which the block uses and leaves held; taken
     again, it was refused as another's."""
     if claim is not None:
-        if not claim.held or claim.target != Path(target):
+        if not claim.held or claim.target != Path(os.path.abspath(target)):
             raise ValueError(f"the claim of {claim.target} ({'held' if claim.held else 'released'}) is no lock "
                              f"on {target}")  # fmt: skip
         yield

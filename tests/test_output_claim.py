@@ -204,3 +204,20 @@ def test_a_claim_of_a_relative_name_through_a_chdir_frees_the_name_on_release(tm
     os.chdir(first)
     claim.release()
     claim_output(Path("m.safetensors"), "quantize run").release()  # refused as "process <this pid>" before
+
+
+def test_a_claim_of_a_relative_name_lets_go_of_its_own_lock_after_a_chdir(tmp_path, monkeypatch):
+    """A claim kept its lock file's and folders' relative paths: released after a chdir, it removed the lock file
+    another claim held in the new current folder (and its folder), and left its own behind."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    mine = claim_output(Path("out/m.safetensors"), "quantize run")
+    monkeypatch.chdir(second)
+    other = claim_output(Path("out/m.safetensors"), "quantize run")
+    mine.release()
+    assert lock_path(second / "out" / "m.safetensors").is_file() and other.held
+    assert not (first / "out").exists()  # its lock file gone, and the folder it made
+    other.release()
+    assert not (second / "out").exists()
