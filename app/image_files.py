@@ -453,10 +453,10 @@ def recover_cut_short_saves(data: DataDir) -> CutShortSaves:
                 log.info("%s may be a save under way (changed in the last minutes): left for a later start", scratch)
                 continue
             _finish_scratch(data, scratch, done)
-        except FileNotFoundError as exc:
-            if os.path.lexists(scratch):
-                _not_finished(data, scratch, exc, done)
-            # else gone meanwhile: a save under way that finished (published, its scratch folder removed)
+        except FileNotFoundError:
+            # Something in it went meanwhile: a save under way that finished (published, its file unlinked, its
+            # folder removed); what a dead writer left changes no more. Looked at again at the next start.
+            log.info("%s changed while it was looked at: a save under way, left for a later start", scratch)
         except OSError as exc:
             _not_finished(data, scratch, exc, done)
     return done

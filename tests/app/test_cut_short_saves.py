@@ -175,16 +175,25 @@ def test_a_save_dated_ahead_of_the_clock_is_finished_and_one_that_finishes_meanw
 
     data = resolve_data_dir(data_root)
     (ahead,) = _killed_saves(data_root, tmp_path, "before publishing", age=-3 * 3600).values()
-    (finishing,) = _killed_saves(data_root, tmp_path, "while writing").values()
-    last_change = image_files._last_change
+    finishing = [*_killed_saves(data_root, tmp_path, "while writing").values(),
+                 *_killed_saves(data_root, tmp_path, "while writing").values()]  # fmt: skip
+    last_change, lstat = image_files._last_change, os.lstat
 
-    def finished_meanwhile(scratch: Path) -> float:  # the live save published and removed its folder just now
-        if scratch == finishing.parent:
-            finishing.unlink()
+    def finished_meanwhile(scratch: Path) -> float:  # a live save published its file just now, removing its folder
+        if scratch == finishing[0].parent:
+            finishing[0].unlink()
             scratch.rmdir()
         return last_change(scratch)
 
+    def unlinked_as_looked_at(path, *args, **kwargs):  # listed in its folder, unlinked before its own look
+        if Path(path) == finishing[1]:
+            finishing[1].unlink()
+        return lstat(path, *args, **kwargs)
+
     monkeypatch.setattr(image_files, "_last_change", finished_meanwhile)
+    monkeypatch.setattr(os, "lstat", unlinked_as_looked_at)
     done = image_files.recover_cut_short_saves(data)
+    monkeypatch.setattr(os, "lstat", lstat)
     assert len(done.published) == 1 and done.published[0].endswith("-77-recovered.png"), done
     assert (done.trashed, done.left) == ([], []) and not ahead.parent.exists()
+    assert finishing[1].parent.is_dir()  # left for a later start, unsaid
