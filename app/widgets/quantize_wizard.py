@@ -1054,10 +1054,12 @@ class QuantizeWizard(QWizard):
         self.run_page.failed(error, settings_can_fix)
         # Refused before the run looked at its folder, the error says all there is; a full disk's says what is kept
         if self.job is not None and self.job.told.anything:
-            note = self.left_note(kept=not error.kept_said)
-            if note:
-                self.run_page.log.appendPlainText(note)
-            self.run_page.left(note)
+            # The log has the engine's words of what stays of a replaced folder already: only the kept note goes
+            # there; under the error, the whole note
+            kept = "" if error.kept_said else self.kept_note()
+            if kept:
+                self.run_page.log.appendPlainText(kept)
+            self.run_page.left(self.left_note(kept=not error.kept_said))
         self.run_page.finish(False)
         if self.isVisible():  # a wizard the user closed mid-run: its run was cancelled, no dialog for it now
             self.error_dialog = show_error(self, error)
