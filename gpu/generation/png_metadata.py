@@ -410,6 +410,47 @@ def _text_chunks(f: BinaryIO) -> _PngText:
     return found
 
 
+def png_problem(path: str | Path) -> str:
+    """Why the file at ``path`` is not a whole PNG, "" when it is: the signature, then chunk after chunk, each whole
+    and its checksum (CRC) matching, IHDR first, image data (IDAT), IEND last and nothing after it. What tells a
+    picture whose write ended from one a kill cut short (or a power loss left with blocks of zeros): the signature
+    alone passes a file cut anywhere after its first 8 bytes."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                return "it does not start as a PNG does"
+            kinds: set[bytes] = set()
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return "it ends before its last chunk (IEND): cut short"
+                length, kind = struct.unpack(">I4s", head)
+                if not kind.isalpha() or length >= 2**31:  # the PNG standard's limits: no chunk of this file
+                    return f"it holds no PNG chunk at byte {f.tell() - 8}: damaged"
+                if not kinds and kind != b"IHDR":
+                    return "its first chunk is not IHDR: damaged"
+                name = kind.decode("ascii")
+                crc, left = zlib.crc32(kind), length
+                while left:
+                    block = f.read(min(left, 1 << 20))
+                    if not block:
+                        return f"it ends inside its {name} chunk: cut short"
+                    crc, left = zlib.crc32(block, crc), left - len(block)
+                stored = f.read(4)
+                if len(stored) < 4:
+                    return f"it ends inside its {name} chunk: cut short"
+                if struct.unpack(">I", stored)[0] != crc:
+                    return f"the checksum of its {name} chunk does not match: damaged"
+                kinds.add(kind)
+                if kind == b"IEND":
+                    break
+            if b"IDAT" not in kinds:
+                return "it holds no image data (IDAT chunk)"
+            return "it goes on after its last chunk (IEND)" if f.read(1) else ""
+    except OSError as exc:
+        return f"it cannot be read: {exc.strerror or exc}"
+
+
 def read_png_text(path: Path | str) -> dict[str, str]:
     """All readable text chunks of a PNG (tEXt, zTXt, iTXt) as keyword -> text; {} if not a readable PNG."""
     try:

@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
-from app.image_files import LIVE_SAVE_SECONDS, png_problem
+from app.image_files import LIVE_SAVE_SECONDS
 from app.instance_lock import AlreadyRunning
 from app.main_window import MainWindow
 from gpu.atomic import SCRATCH_NAME
-from gpu.generation.png_metadata import write_png
+from gpu.generation.png_metadata import png_problem, write_png
 from tests.app import gui
 from tests.app.gui import open_window
 
