@@ -232,8 +232,9 @@ class QuantizeWorker(QObject):
                 getattr(event, "eta_s", None), int(getattr(event, "block", 0) or 0),
                 int(getattr(event, "blocks", 0) or 0)))
 
+        # replace=False: the name was free when claimed, so a file there now is one the user put there meanwhile
         return Path(quantize_model(job.source, job.out_path, job.config, on_event=on_event,
-                                   should_cancel=job.cancel.is_set, claim=job.claim))
+                                   should_cancel=job.cancel.is_set, claim=job.claim, replace=False))
 
     def _compare_or_warn(self, job: QuantizeJob, out: Path) -> None:
         """The comparison renders, whose failure is no failure of the run: the model file is written and valid,
@@ -288,12 +289,14 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
     """``exc`` in words for the wizard, and whether one of its settings can fix it. The wizard writes into the
     app's ``models`` folder, which it has no setting for: the engine's hint for a write error there ("choose
     another folder", "--out") named a remedy the wizard does not offer."""
-    from gpu.errors import CheckpointError, ModelLoadError, OutputBusy, OutputError
+    from gpu.errors import CheckpointError, ModelLoadError, OutputAppeared, OutputBusy, OutputError
 
     error = classify(exc)
     full = is_disk_full(exc)
     if isinstance(exc, OutputBusy):  # another run (a command-line quantize) writes that file: no folder's fault
         return EngineError("user", error.message, "Wait for that run to finish, or stop it, then run again."), False
+    if isinstance(exc, OutputAppeared):  # the engine's hint is the remedy: move that file, run again to resume
+        return error, False
     if not (full or isinstance(exc, OutputError)):
         # Neither an internal error nor a damaged or missing model file (the engine's hint says what to do about
         # the file) is any setting's doing: "Go back to change the settings" sent the user looking for one.

@@ -18,13 +18,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from gpu.errors import OutputError
+from gpu.errors import OutputAppeared, OutputError
 from gpu.paths import numbered_paths, resolved
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path | str) -> Iterator[Path]:
+def atomic_path(target: Path | str, replace: bool = True) -> Iterator[Path]:
     """Yields a temporary path for ``target``; on success it is fsynced and renamed onto ``target``.
+    ``replace=False``: published only where no file is, in one step that fails if one is (``claim_name``), so a file
+    put at ``target`` while the caller wrote is kept; ``OutputAppeared`` then, the scratch file removed.
 
     The path lies in a private folder beside ``target`` (``.<tag>.<random>.tmp/new<suffix>``, ``scratch_prefix``),
     so that a writer's own scratch files land there too: safetensors' ``save_file`` writes ``.tmp<random>``
@@ -35,7 +37,18 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     tree leaves none behind). OS-level failures (and safetensors' wrapped ones) are raised as ``OutputError``
     naming ``target``."""
     target = Path(target)
-    with _scratch_write(target, lambda tmp: replace_file(tmp, target), lambda: _mode_for(target)) as tmp:
+
+    def publish(tmp: Path) -> None:
+        if replace:
+            replace_file(tmp, target)
+            return
+        try:
+            claim_name(tmp, target)
+        except FileExistsError:
+            raise OutputAppeared(f"{target} appeared while it was being written, and is kept",
+                                 "move it elsewhere, then try again") from None
+
+    with _scratch_write(target, publish, lambda: _mode_for(target)) as tmp:
         yield tmp
 
 
@@ -118,14 +131,21 @@ def claim_free_name(src: Path, target: Path, first: int = 2, taken: Callable[[Pa
         if taken is not None and taken(candidate):
             continue
         try:
-            if windows:
-                _retry_while_busy(lambda c=candidate: os.rename(src, c), windows, sleep)
-            else:
-                _link_or_claim(src, candidate)
+            claim_name(src, candidate, windows, sleep)
         except FileExistsError:
             continue
         return candidate
     raise AssertionError("numbered_paths has no end")  # for the type checker: the loop returns
+
+
+def claim_name(src: Path, target: Path, windows: bool = os.name == "nt",
+               sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+    """Moves the finished file ``src`` (on ``target``'s disk) to ``target`` in one step that fails with
+    ``FileExistsError``, nothing changed, when a file is there (``claim_free_name``'s step for one name)."""
+    if windows:
+        _retry_while_busy(lambda: os.rename(src, target), windows, sleep)
+    else:
+        _link_or_claim(src, target)
 
 
 def _link_or_claim(src: Path, candidate: Path) -> None:

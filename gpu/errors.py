@@ -43,5 +43,10 @@ class OutputBusy(OutputError):
     """The output is being written by another run right now: waiting is the remedy, not another folder."""
 
 
+class OutputAppeared(OutputError):
+    """A file was put at the output's name while it was being written, by someone else: it is kept, and the output
+    is not written over it (a write asked not to replace, e.g. ``gpu.atomic.atomic_path(replace=False)``)."""
+
+
 class Cancelled(Exception):
     """A long operation stopped because its caller asked it to."""

@@ -66,12 +66,14 @@ class CheckpointMeta:
         return getattr(torch, self.dtype)
 
 
-def save_checkpoint(path: Path | str, tensors: dict[str, torch.Tensor], meta: CheckpointMeta) -> Path:
-    """Writes ``tensors`` (name -> CPU tensor) with ``meta`` atomically; fills ``meta.sha256``."""
+def save_checkpoint(path: Path | str, tensors: dict[str, torch.Tensor], meta: CheckpointMeta,
+                    replace: bool = True) -> Path:  # fmt: skip
+    """Writes ``tensors`` (name -> CPU tensor) with ``meta`` atomically; fills ``meta.sha256``. ``replace=False``:
+    a file at ``path`` as it is published stays, and ``OutputAppeared`` is raised (``atomic_path``)."""
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta.sha256 = _PLACEHOLDER
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace=replace) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: meta.to_json()})
         header_len, _ = read_safetensors_header(tmp)
         digest = file_sha256(tmp, 8 + header_len)

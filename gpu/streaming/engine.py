@@ -43,6 +43,7 @@ from gpu.errors import (
     Cancelled,
     CheckpointError,
     ModelLoadError,
+    OutputAppeared,
     OutputError,
     UserError,
 )  # fmt: skip
@@ -242,7 +243,8 @@ def quantize_model(
     would use one parts folder. ``claim``: the lock on ``out_path`` its caller took as it chose the name
     (``gpu.output_lock.claim_first_free``), which the run holds, and leaves held for the caller to release.
     ``replace=False``: an existing ``out_path`` is an OutputError, checked under that lock (a run on the same
-    output that finishes just before this one starts is not overwritten)."""
+    output that finishes just before this one starts is not overwritten), and a file put there while the run works
+    is kept too: ``OutputAppeared`` at the end, the finished blocks kept for a run that resumes once it is moved."""
     config = config or QuantizeConfig()
     config.validate()
     device = device or default_device()
@@ -255,7 +257,7 @@ def quantize_model(
             # e.g. a typo naming another model, or the source's own weights: replaced only when asked
             raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
         return _quantize_model(source, out_path, config, on_event, should_cancel, library, device,
-                               samples_override)  # fmt: skip
+                               samples_override, replace)  # fmt: skip
 
 
 @contextmanager
@@ -295,6 +297,7 @@ def _quantize_model(
     library: ModelLibrary | None,
     device: torch.device,
     samples_override: Callable[[WeightSource, QuantizeConfig], list[CalibSample]] | None,
+    replace: bool,
 ) -> Path:
     library = library or ModelLibrary()
     out_path = Path(out_path)
@@ -497,7 +500,14 @@ def _quantize_model(
     meta = checkpoint_meta(adapter.architecture, adapter.diffusers_class, src.config, storage_dtype, layer_meta,
                            config, prompts_n, len(samples), steps, record)  # fmt: skip
     emit("stage", f"writing {out_path.name}")
-    save_checkpoint(out_path, tensors, meta)
+    try:
+        save_checkpoint(out_path, tensors, meta, replace=replace)
+    except OutputAppeared:
+        # Hours of work are in the parts folder, which stays: resuming only writes the model file again
+        raise OutputAppeared(f"{out_path} appeared while this run worked, and is kept: the quantized model was not "
+                             "written over it",
+                             f"move that file elsewhere, then run again: the run resumes from the finished blocks in "
+                             f"{parts} and only writes the model file") from None  # fmt: skip
     freed = sum(t.nbytes for t in tensors.values())
     del tensors
     _release(freed, torch.device("cpu"))

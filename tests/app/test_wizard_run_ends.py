@@ -124,6 +124,35 @@ def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Even
     assert (parts / "manifest.json").is_file()  # the earlier blocks are still there
 
 
+def test_a_file_the_user_puts_at_the_runs_output_meanwhile_is_kept_and_the_run_says_how_to_finish(qtbot, window):
+    """The wizard's run replaced whatever was at its output name as it ended: a model the user copied into the
+    models folder under that name during a run of hours was gone. Now it stays, and the run says how to finish."""
+    from tests.app.gui import accept_dialog_later
+
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    small_run(wizard)
+    second_block, release = hold_run_at(wizard, "layer", "block 2/")
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    with qtbot.waitSignal(wizard.run_ended, timeout=600000):
+        wizard.next()
+        try:
+            qtbot.waitUntil(second_block.is_set, timeout=120000)
+            out = wizard.out_path
+            out.write_bytes(b"the user's own model")
+        finally:
+            release.set()
+    assert out.read_bytes() == b"the user's own model"
+    text = wizard.run_page.error.text()
+    assert f"{out} appeared while this run worked, and is kept: the quantized model was not written over it" in text
+    assert f"Move that file elsewhere, then run again: the run resumes from the finished blocks in {parts_dir(out)}" \
+        in text and "NIBBLE_DATA_DIR" not in text and "Go back" not in text  # fmt: skip
+    assert (parts_dir(out) / "manifest.json").is_file()
+    qtbot.waitUntil(lambda: len(seen) == 1)
+    wizard.close()
+
+
 def test_errors_no_setting_fixes_do_not_send_the_user_back_to_the_settings(tmp_path):
     """A damaged or missing model file ended with "Go back to change the settings."."""
     assert not run_error(ModelLoadError("flux.safetensors: cannot read the file", "download it again"), tmp_path)[1]
