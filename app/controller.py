@@ -710,7 +710,8 @@ class AppController(QObject):
                 "Add that model in the Models panel to get the same image back."))
         ours, refs = str(settings.get("version", "")).startswith(APP_NAME), settings.get("lora_refs")
         if ours and ("lora_list" in settings or not isinstance(refs, list)):  # no lora_list: made without LoRAs
-            for text in self.loras.restore_used(settings.get("lora_list") or []):
+            # several rows of a file name: the one with the image's hash is looked for (as for refs), said when found
+            for text in self.loras.restore_used(settings.get("lora_list") or [], self._say_loras_not_found):
                 self.error.emit(EngineError("notice", text, "Add the LoRA file again in the LoRA panel."))
             applied.append("loras")
         elif isinstance(refs, list):  # another program's (or ours, its A1111 text alone): LoRAs by name and hash
@@ -728,8 +729,8 @@ class AppController(QObject):
         self._say_loras_not_found([], self.loras.restore_refs(refs, self._say_loras_not_found))
 
     def _say_loras_not_found(self, missing: list[str], notices: list[str]) -> None:
-        """``LoraState.restore_refs``'s settled: the LoRAs of the dropped image that are not in the panel, and what
-        was not restored as saved among those found by their content."""
+        """``LoraState.restore_refs``'s and ``restore_used``'s settled: the LoRAs of the dropped image that are not
+        in the panel, and what was not restored as saved among those found by their content."""
         if missing:
             one = len(missing) == 1
             self.error.emit(EngineError(

@@ -194,9 +194,20 @@ def _read_file(path: Path) -> _FileRead:
     return _FileRead(_stamp(path), read_header(path), resolve_path(path))
 
 
-# Told once an image's LoRAs are settled (``LoraState.restore_refs``): (the names of those not in the panel, a
-# sentence for each other thing not restored as saved among the LoRAs the search found).
+def _digest(item: dict[str, Any]) -> str:
+    """The short hash an image's LoRA entry gives (``hash``), lower case; "" for none (or one too short to tell
+    files apart: any program may have written it)."""
+    digest = item.get("hash")
+    return digest.lower() if isinstance(digest, str) and len(digest) >= 8 else ""
+
+
+# Told once an image's LoRAs are settled (``LoraState.restore_refs``, ``restore_used``): (the names of those not in
+# the panel, a sentence for each other thing not restored as saved among the LoRAs the search found).
 RefsSettled = Callable[[list[str], list[str]], None]
+
+
+def _told_nothing(missing: list[str], notices: list[str]) -> None:
+    """The ``RefsSettled`` of a caller of ``restore_used`` that gives none: what a search found is not said."""
 
 PanelState = tuple[tuple[int, bool, float, float | None], ...]
 
@@ -213,9 +224,10 @@ class _Ref:
 
 @dataclass
 class _Search:
-    """The search of the listed files' contents for the LoRAs of one dropped image (``LoraState.restore_refs``).
-    ``jobs``: a ref's index -> the rows to hash for it, in order; ``now``: the rows switched on at the drop;
-    ``panel``: the panel right after the drop (``LoraState._panel``), so that a change made meanwhile is seen."""
+    """The search of the listed files' contents for the LoRAs of one dropped image (``LoraState.restore_refs``,
+    ``restore_used``). ``jobs``: a ref's index -> the rows to hash for it, in order; ``now``: the rows switched on
+    at the drop; ``panel``: the panel right after the drop (``LoraState._panel``), so that a change made meanwhile
+    is seen."""
 
     refs: list[_Ref]
     now: dict[int, LoraEntry]
@@ -679,19 +691,27 @@ class LoraState(QObject):
                                    f"{header.problem}. It is switched off, so jobs run without it.")  # fmt: skip
         return notices
 
-    def restore_used(self, used: Any) -> list[str]:
+    def restore_used(self, used: Any, settled: RefsSettled | None = None) -> list[str]:
         """Switch on exactly the LoRAs an image was made with (``lora_list`` of its settings), at its strengths
         (``text_strength`` where the image has one apart; an entry without it, as every image made before it
         existed, is "the same"), and every other one off, so "reuse settings" gives the same image back. A file
         that moved is found by its name among the listed LoRAs; returns a sentence for each one that cannot be
         found. A search still running for an image dropped before is dropped (``cancel_search``).
 
+        Several usable rows of the image's file name (diffusers and PEFT name every LoRA
+        pytorch_lora_weights.safetensors; two versions kept in two folders) are told apart by the hash the image
+        recorded, as ``restore_refs`` does: the first is on at once, the one whose file has the hash replaces it
+        when the search of their contents ends, on a thread of its own, unless the panel was changed or another
+        image came meanwhile; ``settled`` (``restore_refs``'s) is told then, or before this returns when no file
+        is read. A row at the image's very path is the LoRA, with no search.
+
         ``used`` comes from a PNG (any program can write one, and claim to be us): entries that are no LoRA
         (not a mapping, a name no file can have, a strength that is no number) are said, never raised on."""
         self.cancel_search()
         notices: list[str] = []
         refs: list[_Ref] = []
-        rows: dict[int, LoraEntry] = {}
+        now: dict[int, LoraEntry] = {}
+        jobs: dict[int, list[LoraEntry]] = {}
         for item in used if isinstance(used, list) else [used]:
             if not isinstance(item, dict):
                 notices.append(
@@ -699,19 +719,21 @@ class LoraState(QObject):
                 )
                 continue
             try:
-                entry = self._find(Path(str(item.get("file", ""))), str(item.get("name", "")))
+                rows = self._find(Path(str(item.get("file", ""))))
             except (OSError, ValueError):  # e.g. a NUL byte in the name: no such file can exist
-                entry = None
-            if entry is None:
+                rows = []
+            if not rows:
                 notices.append(
                     f"The image used the LoRA '{item.get('name', '?')}' ({item.get('file', '?')}), "
                     "which is not here any more; new images are made without it."
                 )
                 continue
-            rows[len(refs)] = entry
-            refs.append(_Ref(entry.name, "", item))
-        self._switch_to(self._wanted(refs, rows, notices))
-        return notices
+            ref = _Ref(rows[0].name, _digest(item), item)
+            if ref.digest and len(rows) > 1:
+                jobs[len(refs)] = rows
+            now[len(refs)] = rows[0]
+            refs.append(ref)
+        return self._switch_then_search(refs, now, jobs, notices, settled or _told_nothing)
 
     def restore_refs(self, refs: Any, settled: RefsSettled) -> list[str]:
         """``restore_used`` for an image of another program, whose LoRAs are named by file stem and, where it gives
@@ -738,8 +760,7 @@ class LoraState(QObject):
                 notices.append(f"The image's list of LoRAs holds an entry that names no LoRA ({str(ref)[:80]}); "
                                "it was skipped.")  # fmt: skip
                 continue
-            digest = ref.get("hash")
-            refs_read.append(_Ref(name, digest.lower() if isinstance(digest, str) and len(digest) >= 8 else "", ref))
+            refs_read.append(_Ref(name, _digest(ref), ref))
         now: dict[int, LoraEntry] = {}
         jobs: dict[int, list[LoraEntry]] = {}
         for index, ref in enumerate(refs_read):
@@ -749,11 +770,19 @@ class LoraState(QObject):
                 now[index] = named[0]
             if ref.digest and len(named) != 1:
                 jobs[index] = named or list(self.entries)
-        self._switch_to(self._wanted(refs_read, now, notices))
+        return self._switch_then_search(refs_read, now, jobs, notices, settled)
+
+    def _switch_then_search(self, refs: list[_Ref], now: dict[int, LoraEntry], jobs: dict[int, list[LoraEntry]],
+                            notices: list[str], settled: RefsSettled) -> list[str]:  # fmt: skip
+        """The rows of ``now`` (ref index -> row) switched on at the image's strengths, every other off, what was
+        not restored as saved added to ``notices`` (returned); then the rows of ``jobs`` (ref index -> the rows to
+        hash for it) searched for the refs' hashes on a thread of their own (``_run_search``), or, with nothing to
+        search, ``settled`` told at once of the refs without a row."""
+        self._switch_to(self._wanted(refs, now, notices))
         if not jobs:
-            settled([ref.name for index, ref in enumerate(refs_read) if index not in now], [])
+            settled([ref.name for index, ref in enumerate(refs) if index not in now], [])
             return notices
-        self._search = search = _Search(refs_read, now, jobs, self._panel(), settled)
+        self._search = search = _Search(refs, now, jobs, self._panel(), settled)
         # A daemon: a quit does not wait for the file it reads (it writes nothing); no QThread Qt could abort on.
         start_thread("LoRA hashes", self._run_search, search)
         return notices
@@ -844,23 +873,24 @@ class LoraState(QObject):
                 entry.hashes = (stamp, ())
         return entry.hashes[1]
 
-    def _find(self, path: Path, name: str) -> LoraEntry | None:
-        """The listed entry for ``path``; else one listed under the same file name; else the file, added. A bare
-        file name (what images record since they no longer carry the folder) is looked up by name only: resolved,
-        it named a file in whatever folder the app was started from, which was then added."""
+    def _find(self, path: Path) -> list[LoraEntry]:
+        """The rows an image's LoRA file ``path`` may be: the listed one at that path; else those listed under the
+        same file name whose file is there, in the panel's order; else the file, added; [] for none. A bare file
+        name (what images record since they no longer carry the folder) is looked up by name only: resolved, it
+        named a file in whatever folder the app was started from, which was then added."""
         given = path.expanduser() if path.expanduser().is_absolute() else None
         resolved = resolve_path(given) if given is not None else None
         for e in self.entries:
             if resolved is not None and e.resolved == resolved:
-                return e if e.path.is_file() else None
+                return [e] if e.path.is_file() else []
         # An image made on Windows names "C:\loras\x.safetensors", whose name on Linux would be all of it;
         # PureWindowsPath splits at either separator. A Linux name that is not UTF-8 is in the image escaped
         # ("styl\xe9.safetensors", ``encodable``), whose backslash is no separator.
         file_names = {PureWindowsPath(str(path)).name, path.name}
-        for e in self.entries:
-            if {e.path.name, encodable(e.path.name)} & file_names and e.path.is_file():
-                return e
-        return self.add_file(given) if given is not None and given.is_file() else None
+        named = [e for e in self.entries if {e.path.name, encodable(e.path.name)} & file_names and e.path.is_file()]
+        if named:
+            return named
+        return [self.add_file(given)] if given is not None and given.is_file() else []
 
     def add_shipped(self) -> None:
         """The example LoRAs in resources/loras (off until the user enables them)."""
