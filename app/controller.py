@@ -145,7 +145,7 @@ class AppController(QObject):
         for text in self.loras.restore(settings.loras):
             self.notices.append(EngineError("notice", text, "Once a usable FLUX.1 LoRA file is back at that path, "
                                             "switch it on again; or remove it from the list."))  # fmt: skip
-        self.loras.add_shipped()
+        self.loras.add_shipped(settings.removed_examples)
         self.memory = MemoryState()
         self.prompt_length = PromptLengthState()
         self._meter: tuple[str, Any] = ("", None)  # (model, its PromptMeter), as the engine sent them last
@@ -245,7 +245,7 @@ class AppController(QObject):
         # to the hidden window, kept the process running after the window had gone.
         QCoreApplication.sendPostedEvents(None, QEvent.Type.MetaCall)
         self.settings.last_job = self.prompt.to_last_job()
-        self.settings.loras = self.loras.to_settings()
+        self.loras.save_to(self.settings)
         self._shut_down = True
         self.store.close()
 

@@ -18,7 +18,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 from app.background import start_thread, to_qt_thread
 from app.engine_errors import EngineError
 from app.observable import Prop
-from app.settings import LoraSetting
+from app.settings import LoraSetting, Settings
 from app.wording import counted, were
 from gpu.errors import named_few
 from gpu.generation.png_metadata import encodable
@@ -26,7 +26,7 @@ from gpu.lora.folder import MAX_DEPTH, FolderListing, list_lora_files
 from gpu.lora.keys import parts_text
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes, file_stamp, strength_words
 from gpu.lora.refs import finite
-from gpu.paths import named_path
+from gpu.paths import named_path, resources_dir
 from gpu.paths import resolved as resolve_path
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,20 @@ class _FileRead(NamedTuple):
 def _read_file(path: Path) -> _FileRead:
     """``path``'s stamp, then its header, and the path resolved (``_FileRead``)."""
     return _FileRead(_stamp(path), read_header(path), resolve_path(path))
+
+
+def _examples() -> Path:
+    """The folder of the example LoRAs the app ships."""
+    return resources_dir() / "loras"
+
+
+def _example_name(path: Path) -> str | None:
+    """The path below resources/loras of an example LoRA the app ships ("monochrome-style.safetensors"), by which
+    ``removed_examples`` keeps it (a bundle's resources may lie elsewhere at each start); None for another file."""
+    try:
+        return resolve_path(path).relative_to(resolve_path(_examples())).as_posix()
+    except ValueError:
+        return None
 
 
 def _digest(item: dict[str, Any]) -> str:
@@ -399,6 +413,7 @@ class LoraState(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[LoraEntry] = []
+        self.removed_examples: list[str] = []  # ``Settings.removed_examples``: from ``add_shipped``, and ``remove``
         self._search: _Search | None = None  # the search for the last dropped image's LoRAs, while it runs
         self._scan: _Scan | None = None  # the folder being read, while it runs
         self._skipped_from = Path()  # the folder of ``scan_skipped``
@@ -453,13 +468,13 @@ class LoraState(QObject):
             self.changed.emit()
         return added, refused
 
-    def add_folder(self, folder: str | Path) -> list[LoraEntry]:
-        """The FLUX.1 LoRAs of ``folder`` and its subfolders (``list_lora_files``), switched off, read here, on
-        this thread: for the few files the app ships. A folder the user picks is read on a thread of its own
-        (``scan_folder``): 2,000 files took 8 s, the window frozen. Files that are no usable FLUX.1 LoRA are
-        skipped, and logged. Raises ``OSError`` when it cannot be listed."""
+    def add_folder(self, folder: str | Path, leave_out: Callable[[Path], bool] = lambda path: False) -> list[LoraEntry]:
+        """The FLUX.1 LoRAs of ``folder`` and its subfolders (``list_lora_files``), but those ``leave_out`` says
+        of, switched off, read here, on this thread: for the few files the app ships. A folder the user picks is
+        read on a thread of its own (``scan_folder``): 2,000 files took 8 s, the window frozen. Files that are no
+        usable FLUX.1 LoRA are skipped, and logged. Raises ``OSError`` when it cannot be listed."""
         folder = Path(folder).expanduser()
-        reads = [(named_path(p), _read_file(p)) for p in list_lora_files(folder).files]
+        reads = [(named_path(p), _read_file(p)) for p in list_lora_files(folder).files if not leave_out(p)]
         added = [self._add(p, False, 1.0, read) for p, read in reads if not read.header.problem]
         if skipped := skipped_files(reads):
             log.info("LoRA files of %s skipped:\n%s", folder, skipped_details(resolve_path(folder), skipped))
@@ -581,7 +596,11 @@ class LoraState(QObject):
         self.scan_skipped = ()
 
     def remove(self, entry: LoraEntry) -> None:
+        """Takes the row out of the panel; an example LoRA's stays out at the next starts (``removed_examples``)."""
         self.entries = [e for e in self.entries if e is not entry]
+        example = _example_name(entry.resolved or entry.path)
+        if example is not None and example not in self.removed_examples:
+            self.removed_examples.append(example)
         self.changed.emit()
 
     def set_enabled(self, entry: LoraEntry, enabled: bool) -> None:
@@ -643,6 +662,11 @@ class LoraState(QObject):
     def to_settings(self) -> list[LoraSetting]:
         return [LoraSetting(str(e.path), e.enabled, e.strength, e.trigger_words, e.header_words, e.text_strength)
                 for e in self.entries]  # fmt: skip
+
+    def save_to(self, settings: Settings) -> None:
+        """What ``settings`` keeps of the panel: its rows (``to_settings``) and the examples removed from it."""
+        settings.loras = self.to_settings()
+        settings.removed_examples = list(self.removed_examples)
 
     def restore(self, saved: list[LoraSetting]) -> list[str]:
         """The list as the last session left it. A file that is gone (moved, a drive not plugged in) or that is
@@ -892,14 +916,14 @@ class LoraState(QObject):
             return named
         return [self.add_file(given)] if given is not None and given.is_file() else []
 
-    def add_shipped(self) -> None:
-        """The example LoRAs in resources/loras (off until the user enables them)."""
-        from gpu.paths import resources_dir
-
-        folder = resources_dir() / "loras"
+    def add_shipped(self, removed: list[str]) -> None:
+        """The example LoRAs in resources/loras (off until the user enables them), but those the user removed from
+        the panel (``removed``: ``Settings.removed_examples``), which stay removed."""
+        self.removed_examples = list(removed)
+        folder = _examples()
         try:
             if folder.is_dir():
-                self.add_folder(folder)
+                self.add_folder(folder, leave_out=lambda path: _example_name(path) in self.removed_examples)
         except OSError:  # the app runs without its examples (a damaged install): said in the log, not a crash
             log.exception("the example LoRAs in %s cannot be listed", folder)
 

@@ -352,7 +352,7 @@ class MainWindow(QMainWindow):
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()
         self.settings.last_job = self.controller.prompt.to_last_job()
-        self.settings.loras = self.controller.loras.to_settings()
+        self.controller.loras.save_to(self.settings)
         save_settings(self.data.settings, self.settings)
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -83,6 +83,9 @@ class Settings:
     last_job: LastJob = field(default_factory=LastJob)
     preview_every: int = 2  # a latent preview every N steps
     loras: list[LoraSetting] = field(default_factory=list)
+    # The example LoRAs (resources/loras, by their path below it) the user removed from the panel: not added again
+    # at the next starts. A file saved before it was kept has none: every example is added, as then.
+    removed_examples: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
