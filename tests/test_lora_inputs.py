@@ -149,6 +149,33 @@ def test_the_same_lora_twice_is_refused(tmp_path, demo):
     manager_for(demo).set([])
 
 
+def _with_metadata(path: Path, **changed: str) -> Path:
+    """A copy of the shipped LoRA at ``path``, its tensors' bytes as they are, metadata entries ``changed``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(SHIPPED, "pt") as f:
+        metadata = f.metadata()
+    save_file(load_file(SHIPPED), path, metadata={**metadata, **changed})
+    assert read_lora(path).data_sha256 == read_lora(SHIPPED).data_sha256 != read_lora(path).sha256
+    return path
+
+
+def test_a_copy_whose_metadata_alone_was_edited_is_the_same_lora(tmp_path, demo):
+    """The check compared whole files: a copy whose trigger words were edited was applied beside the original, at
+    twice the strength. The same weights with another PEFT lora_alpha in the metadata are another LoRA, though."""
+    edited = _with_metadata(tmp_path / "my words.safetensors", **{"modelspec.trigger_phrase": "grey, sketch"})
+    _refused_and_untouched(demo, [(edited, 0.5)], "monochrome-style.safetensors and my words.safetensors are the "
+                           "same LoRA (the same weights; only their metadata differs)")  # fmt: skip
+    alpha = '"transformer.lora_alpha": '
+    config = read_lora(SHIPPED).metadata["lora_adapter_metadata"].replace(alpha + "8", alpha + "16")
+    stronger = _with_metadata(tmp_path / "alpha 16.safetensors", lora_adapter_metadata=config)
+    assert [t.scale for t in read_lora(stronger).targets][:1] == [2.0]
+    manager_for(demo).set([(SHIPPED, 1.0), (stronger, 0.5)])
+    assert [a.file.name for a in manager_for(demo).active] == ["monochrome-style", "alpha 16"]
+    manager_for(demo).set([])
+
+
 def test_a_text_encoder_part_without_the_encoder_is_refused_and_a_text_encoder_only_file_too(tmp_path, demo):
     """A transformer alone (no pipeline's encoders handed to its manager) cannot take a file's CLIP part: said by
     name, the model untouched. A file that is nothing but a text encoder's LoRA is no FLUX.1 LoRA."""

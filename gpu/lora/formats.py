@@ -73,7 +73,7 @@ class LoraFile:
     name: str  # file stem, as A1111 names LoRAs
     format: str  # one of FORMATS
     targets: list[LoraTarget]
-    sha256: str  # of the whole file: two files are the same LoRA when it is the same
+    sha256: str  # of the whole file (``short_hash``); files that differ in it may be the same LoRA (``same_change``)
     data_sha256: str = ""  # of its tensor data after the header: the AutoV3 / "addnet" hash (``autov3``)
     metadata: dict[str, str] = field(default_factory=dict)
     trigger_words: list[str] = field(default_factory=list)
@@ -92,6 +92,25 @@ class LoraFile:
     @property
     def rank(self) -> int:
         return max((t.rank for t in self.targets), default=0)
+
+    def same_change(self, other: LoraFile) -> bool:
+        """Whether ``other`` changes the model as this file does at one strength, so that applying both counts it
+        twice: the same tensor data (``data_sha256``: a copy, or one whose metadata alone was edited, its trigger
+        words or title, is the same LoRA) read into the same targets (layers, scales: a diffusers/PEFT file's alpha
+        may be in its metadata, and the same data with another ``lora_alpha`` is another LoRA). The tensors of two
+        files are compared only when their data hashes are the same."""
+        if self.sha256 == other.sha256:
+            return True
+        if self.data_sha256 != other.data_sha256 or len(self.targets) != len(other.targets):
+            return False
+        theirs = {(t.component, t.modules): t for t in other.targets}
+        for mine in self.targets:
+            twin = theirs.get((mine.component, mine.modules))
+            if twin is None or (mine.scale, mine.swap_halves) != (twin.scale, twin.swap_halves):
+                return False
+            if not (torch.equal(mine.down, twin.down) and torch.equal(mine.up, twin.up)):
+                return False
+        return True
 
     @property
     def components(self) -> list[str]:

@@ -7,7 +7,8 @@ originals and applies the new set. ``text_strength`` is the strength of a file's
 ``strength_clip``, A1111's ``te=``), ``strength`` the transformer's; left out or None, it is ``strength``.
 Asking for the set already applied does nothing, so the engine can call it before every image. Strength 0 means
 "not applied" (bit-exact no-op), for one part or both. Files are re-read when they change on disk (size/mtime).
-The same LoRA twice in one set (one path twice, or identical files) is refused: it would count double."""
+The same LoRA twice in one set (one path twice, or files of the same weights: a copy, or one whose metadata alone
+was edited, ``LoraFile.same_change``) is refused: it would count double."""
 
 from __future__ import annotations
 
@@ -121,8 +122,8 @@ def parse_lora_arg(text: str) -> tuple[str, float] | tuple[str, float, float]:
 
 def parse_lora_args(texts: list[str]) -> list[tuple[str, float] | tuple[str, float, float]]:
     """The CLI's ``--lora`` values -> [(path, strength[, text strength])], each checked by ``parse_lora_arg``, and
-    one file given twice refused here too (the manager refuses it, but only once the model has loaded; identical
-    copies under other names are still found there, from their hashes)."""
+    one file given twice refused here too (the manager refuses it, but only once the model has loaded; copies
+    under other names, identical or with only their metadata edited, are still found there, from their contents)."""
     loras = [parse_lora_arg(text) for text in texts]
     seen: dict[Path, Path] = {}
     for lora in loras:
@@ -142,12 +143,13 @@ def _request(lora: LoraRequest) -> tuple[str | Path, float, float | None]:
     return path, strength, rest[0] if rest else None
 
 
-def _asked_twice(first: Path, second: Path) -> LoraError:
-    """The error for one LoRA asked for twice: one file (``first`` and ``second`` the same path) or two identical
-    files."""
+def _asked_twice(first: Path, second: Path, identical: bool = True) -> LoraError:
+    """The error for one LoRA asked for twice: one file (``first`` and ``second`` the same path), or two files of
+    the same weights, ``identical`` or with other metadata (``LoraFile.same_change``)."""
     same = f"{second} is asked for twice"
     if first.resolve() != second.resolve():
-        same = f"{first.name} and {second.name} are the same LoRA (identical files)"
+        how = "identical files" if identical else "the same weights; only their metadata differs"
+        same = f"{first.name} and {second.name} are the same LoRA ({how})"
     return LoraError(same, hint=f"use it once, at the strength you want (-{MAX_STRENGTH:g} to {MAX_STRENGTH:g})")
 
 
@@ -211,9 +213,9 @@ class LoraManager:
                 ts = s
             if s == 0.0 and ts == 0.0:
                 continue
-            twin = next((a.file for a in wanted if a.file.sha256 == f.sha256), None)
+            twin = next((a.file for a in wanted if a.file.same_change(f)), None)
             if twin is not None:  # applied twice, it would count double (and be listed twice in the PNG)
-                raise _asked_twice(twin.path, f.path)
+                raise _asked_twice(twin.path, f.path, twin.sha256 == f.sha256)
             wanted.append(ActiveLora(f, s, ts))
         self._asked = asked
         self._keep_only(asked + [a.file for a in self.active])
