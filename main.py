@@ -316,8 +316,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         guidance=args.guidance, width=args.width, height=args.height, batch_count=args.batch, base=args.base,
         loras=parse_lora_args(args.lora),
     )  # fmt: skip
-    if args.out is not None:  # before the generation, not after it; a batch's last name is the longest
-        check_png_output(args.out, beside=[batch_image_path(args.out, args.batch - 1)] if args.batch > 1 else [])
+    if args.out is not None:  # before the generation, not after it
+        check_png_output(args.out, [batch_image_path(args.out, i) for i in range(args.batch)] if args.batch > 1 else [])
     else:
         check_current_folder()
     service = GenerationService()
@@ -407,14 +407,18 @@ def batch_image_path(out: Path, index: int) -> Path:
     return out.with_name(f"{out.stem}-{index}{out.suffix}")
 
 
-def check_png_output(out: Path, beside: list[Path] | tuple[Path, ...] = ()) -> None:
-    """--out must be a writable file name ending in .png (the image is PNG with its metadata chunks); ``beside``
-    are the other names the command writes next to it (a batch's)."""
+def check_png_output(out: Path, batch: list[Path] | tuple[Path, ...] = ()) -> None:
+    """--out must be a writable file name ending in .png (the image is PNG with its metadata chunks); ``batch``:
+    the names a batch writes instead of ``out`` itself (``batch_image_path``), each checked (a folder at the
+    second one stopped the batch after its first image; one at ``out``, never written then, refused it)."""
     from gpu.atomic import check_output_path
     from gpu.errors import BadRequestError
     from gpu.generation.png_metadata import png_name_problem
 
-    check_output_path(out, beside=beside)
+    if not batch:
+        check_output_path(out)
+    for name in batch:  # the first with the last (the longest name) beside it: the limit said for the shortest
+        check_output_path(name, beside=batch[-1:] if name == batch[0] else ())
     if problem := png_name_problem(out):
         raise BadRequestError(f"--out {out}: {problem}", f"use a name ending in .png, e.g. {out.stem}.png")
 

@@ -493,8 +493,9 @@ def _check_name_lengths(target: Path, parent: Path, missing: list[Path], beside:
     longest = max([own, *(_name_length(p.name)[0] for p in beside)])
     if longest > limit:
         extra = longest - own
-        room = f" (a name can have {limit} {unit} there, and the command keeps one {extra} {unit} longer beside " \
-            "it)" if extra else ""  # fmt: skip
+        longer = f"{extra} {unit[:-1] if extra == 1 else unit}"  # "1 byte", "3 bytes", "1 character"
+        room = f" (a name can have {limit} {unit} there, and the command keeps one {longer} longer beside it)" \
+            if extra else ""  # fmt: skip
         raise OutputError(f"cannot write {target}: the file name is {own} {unit} long, more than the "
                           f"{limit - extra} that fit in {parent}{room}", "choose a shorter file name")  # fmt: skip
     for folder in missing:

@@ -101,7 +101,9 @@ def test_names_longer_than_the_folder_takes_are_refused_before_any_work(tmp_path
     assert no_work == ["generate"] and capsys.readouterr().err == "error: stand-in started\n"
     no_work.clear()
     err = _refused([*data, "generate", "x", "--out", str(batch), "--batch", "100"], capsys)
-    assert f"the file name is 253 bytes long, more than the 252 that fit in {tmp_path} (a name can" in err
+    assert err.startswith(f"error: cannot write {tmp_path / ('c' * 249 + '-0.png')}: the file name is 255 bytes long, "
+                          f"more than the 254 that fit in {tmp_path} (a name can have 255 bytes there, and the "
+                          "command keeps one 1 byte longer beside it)")  # fmt: skip
     model = tmp_path / ("d" * 238 + ".safetensors")  # 250 bytes: its 256-byte .parts folder cannot be made
     err = _refused([*data, "quantize", "demo", "--out", str(model)], capsys)
     assert err.startswith(f"error: cannot write {model}: the file name is 250 bytes long, more than the 249 ")
@@ -110,6 +112,21 @@ def test_names_longer_than_the_folder_takes_are_refused_before_any_work(tmp_path
     err = _refused([*data, "generate", "x", "--out", str(folder)], capsys)
     assert "the folder name eeee" in err and err.endswith("(choose a shorter folder name)\n")
     assert no_work == [] and sorted(tmp_path.iterdir()) == [tmp_path / "data"]
+
+
+def test_a_batch_checks_the_names_it_writes_before_any_work(tmp_path, capsys, no_work):
+    """A batch given --out c.png writes c-0.png, c-1.png, …: a folder at c-1.png stopped it after its first image
+    (that image's work lost, the others never made), and a folder at c.png, never written, refused it."""
+    from main import main
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    (tmp_path / "c-1.png").mkdir()
+    err = _refused([*data, "generate", "x", "--out", str(tmp_path / "c.png"), "--batch", "3"], capsys)
+    assert err.startswith(f"error: {tmp_path / 'c-1.png'} is a folder; give a file name")
+    assert no_work == [] and not (tmp_path / "c-0.png").exists()
+    (tmp_path / "d.png").mkdir()
+    main([*data, "generate", "x", "--out", str(tmp_path / "d.png"), "--batch", "2"])
+    assert no_work == ["generate"] and capsys.readouterr().err == "error: stand-in started\n"
 
 
 def test_a_path_too_long_is_refused_without_a_traceback(tmp_path, capsys, monkeypatch, no_work):
