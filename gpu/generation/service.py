@@ -308,6 +308,8 @@ class GenerationService:
             "memory_policy": loaded.policy.name if loaded.policy is not None else "",
             "version": f"{APP_NAME}-{__version__}",
         }
+        if entry.kind == "svdq":  # its text encoders, VAE and scheduler: another base gives another image
+            common["base"] = loaded.base_path.name  # the folder's name only, as for LoRAs: a PNG is shared
         if loras:
             from gpu.lora import lora_hashes
 
