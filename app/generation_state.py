@@ -13,6 +13,7 @@ from PySide6.QtGui import QImage
 from app.observable import Prop
 from app.settings import LastJob
 from gpu.generation.request import GUIDANCE_MAX, GUIDANCE_MIN
+from gpu.version import APP_NAME
 
 # The prompt panel's limits, defined once: the widgets take their ranges from here and the state never holds a
 # value outside them (a value the widget cannot show would silently differ from what the next job uses).
@@ -196,10 +197,13 @@ class PromptState(QObject):
         raw = {key: settings.get(key) for key in parsers}
         if raw["prompt"] not in (None, "") and raw["negative_prompt"] is None:
             raw["negative_prompt"] = ""  # A1111 text leaves out an empty negative prompt: the image had none
-        # An empty negative prompt is a value (the image had none: the form's own must go), an empty other field
-        # is not.
+        # An empty negative prompt is a value (the image had none: the form's own must go), and so is an empty prompt
+        # in our own settings, which always hold it (kept, the next image, its seed locked, silently differed); an
+        # empty other field is not (A1111 text of a settings line alone has no prompt).
+        texts = ("prompt", "negative_prompt") if str(settings.get("version", "")).startswith(APP_NAME) \
+            else ("negative_prompt",)  # fmt: skip
         given = {key: value for key, value in raw.items()
-                 if value is not None and (value != "" or key == "negative_prompt")}  # fmt: skip
+                 if value is not None and (value != "" or key in texts)}  # fmt: skip
         taken = {key: parsers[key](value) for key, value in given.items()}
         for key, value in taken.items():
             if value is not None:
@@ -212,6 +216,8 @@ class PromptState(QObject):
     def _restore_notes(self, given: dict[str, Any], taken: dict[str, Any]) -> list[str]:
         """``restore_settings``' phrases for the values in ``given`` that were not ``taken`` as they are."""
         notes = []
+        if "prompt" in given and not str(taken["prompt"]).strip():
+            notes.append("its prompt is empty, and the app makes no image without one: type a prompt to generate")
         if "seed" in given and taken["seed"] is None:
             seed = given["seed"]
             why = ("is A1111's 'random seed': the seed the image was made with was not saved" if str(seed) == "-1"

@@ -14,6 +14,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from gpu.generation.png_metadata import write_png
+from gpu.version import APP_NAME
 
 
 def _drop(widget, *paths: Path) -> None:
@@ -145,3 +146,19 @@ def test_an_image_made_without_a_negative_prompt_clears_the_forms(qtbot, tmp_pat
     assert (state.prompt, state.negative_prompt) == ("a dock", "fog")
     _drop(window.prompt_panel, _a1111(tmp_path / "no-prompt.png", "Steps: 7, Seed: 3"))  # settings, no prompt
     assert state.steps == 7 and state.prompt == "a dock"  # an empty prompt does not empty the form's
+
+
+def test_an_image_made_with_an_empty_prompt_clears_the_prompt_and_says_so(qtbot, tmp_path, window):
+    """``main.py generate ""`` makes an image; restored, its empty prompt was taken as "not given": the prompt
+    typed before stayed, the seed was locked, and the next image silently differed."""
+    controller, state = window.controller, window.controller.prompt
+    shown: list = []
+    controller.error.connect(shown.append)
+    state.prompt = "an old prompt"
+    ours = {"prompt": "", "negative_prompt": "", "seed": 5, "steps": 2, "version": f"{APP_NAME}-0.1.0"}
+    made = write_png(tmp_path / "empty-prompt.png", Image.new("RGB", (8, 8)), ours)
+    _drop(window.prompt_panel, made)
+    assert state.prompt == "" and state.seed == 5 and state.seed_locked
+    assert [(e.kind, e.message) for e in shown] == [
+        ("notice", "Settings restored from empty-prompt.png, but not all as saved: its prompt is empty, and the app "
+                   "makes no image without one: type a prompt to generate.")]  # fmt: skip
