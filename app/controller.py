@@ -32,7 +32,7 @@ from app.settings import Settings
 from app.store import ImageRecord
 from app.store_recovery import open_store
 from app.trash_listing import FailureKind, TrashEmptied, TrashListing
-from app.wording import counted, were
+from app.wording import counted, sentence, were
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
 from gpu.generation.image_metadata import kind_by_name
@@ -50,11 +50,17 @@ log = logging.getLogger(__name__)
 TOO_LATE = "Too late to cancel: the image is being finished"
 
 
-def _missing_hint(name: str) -> str:
-    """What to do about a library model whose file is gone: picking a "(missing)" entry looks at its file again
-    (a network or removable drive back), so putting the file back and picking it is enough."""
-    return (f"Put the file back where it was (or reconnect its drive) and pick '{name}' again, or remove it from "
-            "the Models list.")
+def _unusable_hint(entry: Any) -> str:
+    """What to do about the library model ``entry`` that cannot be used. Its file gone: picking a "(missing)" entry
+    looks at its file again (a network or removable drive back), so putting the file back and picking it is
+    enough. Its file there but unusable (a newer format, a damaged copy, unreadable): the engine's remedy."""
+    name = entry.name
+    if getattr(entry, "missing", True):
+        return (f"Put the file back where it was (or reconnect its drive) and pick '{name}' again, or remove it from "
+                "the Models list.")
+    remedy = getattr(entry, "hint", "")
+    return sentence(f"{remedy}; or remove '{name}' from the Models list" if remedy else
+                    f"Remove '{name}' from the Models list, or add the model again")
 
 
 # A job held back by a quantize run on the GPU (app.engine_worker.QuantizeRuns), which it starts after by itself.
@@ -353,7 +359,7 @@ class AppController(QObject):
                 return False
             self._rechecking = None
             self.error.emit(EngineError("user", f"The model '{name}' cannot be used: {entry.problem}.",
-                                        _missing_hint(name)))
+                                        _unusable_hint(entry)))
             return False
         self._rechecking = None  # another model picked since: the list read for that pick must not undo this one
         self.prompt.model = name
@@ -773,7 +779,7 @@ class AppController(QObject):
         instead = f" '{fallback}' is selected instead." if fallback is not None else ""
         self.error.emit(EngineError(
             kind, f"The model '{entry.name}'{when} cannot be opened: {entry.problem}.{instead}",
-            _missing_hint(entry.name)))
+            _unusable_hint(entry)))
 
     def _on_library_read(self, asked: int, entries: list[Any]) -> None:
         """The list read for request ``asked`` (``read_library``): the answer a missing model picked awaits."""

@@ -208,7 +208,7 @@ class NotedLibrary(ModelLibrary):
 
     def entries(self) -> list[Any]:
         entries = super().entries()
-        self.missing = {e.name for e in entries if e.facts is None and not Path(e.path).exists()}
+        self.missing = {e.name for e in entries if e.missing}
         return entries
 
 

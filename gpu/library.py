@@ -17,7 +17,7 @@ from gpu.atomic import atomic_write_bytes
 from gpu.damaged_files import copy_aside, move_aside
 from gpu.errors import ModelLoadError, UserError
 from gpu.library_found import REMOVED, unlisted_field
-from gpu.model_files import ModelFacts, inspect_model_path
+from gpu.model_files import ModelFacts, inspect_model_path, model_path_there, unreadable_model
 from gpu.paths import named_path, resources_dir, same_file, user_data_dir
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,20 @@ class ModelEntry:
     path: Path
     builtin: bool
     facts: ModelFacts | None = None  # None when the entry's file is missing or unreadable
-    problem: str = ""
+    problem: str = ""  # why it cannot be used (facts None)
+    hint: str = ""  # what to do about ``problem`` ("update Nibble Studio, or re-quantize…"), as the engine says it
+    missing: bool = False  # nothing is at its path (moved, deleted, its drive away), not merely unusable
     already_added: bool = False  # add() found this file or folder listed already: nothing was written
 
     @property
     def kind(self) -> str:
         return self.facts.kind if self.facts else "missing"
+
+    @property
+    def problem_text(self) -> str:
+        """``problem`` and ``hint`` on one line, as the command line prints an error: "what is wrong (what to
+        try)"; "" for a usable entry."""
+        return UserError(self.problem, self.hint).text if self.problem else ""
 
 
 def builtin_models() -> dict[str, Path]:
@@ -260,11 +268,12 @@ class ModelLibrary:
         for entry in self.entries():
             if named_by(entry.name, key):
                 if entry.facts is None:
-                    raise ModelLoadError(f"model {key!r}: {entry.problem}")
+                    raise ModelLoadError(f"model {key!r}: {entry.problem}", entry.hint)
                 return entry
-        if Path(key).expanduser().exists():
+        if model_path_there(Path(key).expanduser()):
             path = current_path(named_path(key))  # "." names no folder in a message; its absolute path does
-            return ModelEntry(model_name(path), path, False, _inspect(path))
+            facts = _inspect(path)  # before model_name, which looks at the path too: this names what is wrong
+            return ModelEntry(model_name(path), path, False, facts)
         raise ModelLoadError(self._not_found(key))
 
     def _not_found(self, key: str) -> str:
@@ -329,14 +338,18 @@ def current_path(path: Path) -> Path:
     """Where the model listed as ``path`` is read now: in a Hugging Face cache, the same place in the repository's
     current snapshot (``hf_snapshot``), whichever snapshot it was picked in. A library entry stands for the
     repository, not one revision of it: a new revision downloaded was listed a second time ("<name>-2"), and the
-    first entry went "missing" once its old revision was deleted. ``path`` itself for any other path, and where
-    the current snapshot lacks what ``path`` names while ``path`` is still there."""
-    found = hf_repository(path)
-    snapshot = hf_snapshot(found[0]) if found else None
-    if found is None or snapshot is None:
+    first entry went "missing" once its old revision was deleted. ``path`` itself for any other path, where the
+    current snapshot lacks what ``path`` names while ``path`` is still there, and where the cache cannot be looked
+    at (Permission denied, a stale NFS handle: what reads ``path`` names that)."""
+    try:
+        found = hf_repository(path)
+        snapshot = hf_snapshot(found[0]) if found else None
+        if found is None or snapshot is None:
+            return path
+        now = snapshot / found[1]
+        return now if now.exists() or not path.exists() else path
+    except OSError:
         return path
-    now = snapshot / found[1]
-    return now if now.exists() or not path.exists() else path
 
 
 def _stored_path(picked: Path) -> Path:
@@ -371,16 +384,28 @@ def _recorded_checksum(path: Path) -> str:
     """The data checksum the SVDQ file at ``path`` records in its header; "" for a folder or any other file."""
     from gpu.checkpoint.format import read_checkpoint_meta
 
-    if not path.is_file():
-        return ""
     try:
-        return read_checkpoint_meta(path).sha256
-    except (UserError, OSError):
+        return read_checkpoint_meta(path).sha256 if path.is_file() else ""
+    except (UserError, OSError):  # OSError: a path the system will not look at (is_file raises then)
         return ""
 
 
 def _entry(name: str, path: Path, builtin: bool) -> ModelEntry:
+    """The library's entry for the model ``name`` at ``path``: its facts, or why it cannot be used and what to do,
+    its problem alone: one model that cannot be read (a folder the user may not enter, a stale NFS handle, an I/O
+    error) stopped the whole list, and with it the app's start and every command."""
     try:
         return ModelEntry(name, path, builtin, _inspect(path))
     except UserError as err:
-        return ModelEntry(name, path, builtin, None, str(err))
+        return ModelEntry(name, path, builtin, None, str(err), err.hint, _nothing_at(path))
+    except OSError as err:  # deeper than the path itself (a component folder, a file of it), which _inspect names
+        unreadable = unreadable_model(Path(err.filename) if err.filename else path, err)
+        return ModelEntry(name, path, builtin, None, str(unreadable), unreadable.hint)
+
+
+def _nothing_at(path: Path) -> bool:
+    """Whether nothing is at ``path`` (moved, deleted, its drive away), not merely unusable or unreadable."""
+    try:
+        return not model_path_there(path)
+    except UserError:
+        return False

@@ -37,12 +37,31 @@ class ModelFacts:
 def inspect_model_path(path: Path | str) -> ModelFacts:
     """Classify ``path`` as a diffusers pipeline folder or an SVDQ file; raises ModelLoadError otherwise."""
     path = Path(path).expanduser()
-    if not path.exists():
+    if not model_path_there(path):
         raise ModelLoadError(f"{path}: no such file or folder")
     if path.is_dir():
         return _inspect_folder(path)
     check_model_file_name(path)
     return _inspect_svdq(path)
+
+
+READ_MODEL_HINT = "check that you may read the file and the folders it is in, and that its drive is connected"
+
+
+def unreadable_model(path: Path, err: OSError) -> ModelLoadError:
+    """The error for a model file or folder the system will not let us look at (``err``: Permission denied, a
+    stale NFS handle, an I/O error, a name too long), naming it."""
+    return ModelLoadError(f"{path}: cannot be read: {err.strerror or err}", READ_MODEL_HINT)
+
+
+def model_path_there(path: Path) -> bool:
+    """Whether a file or folder is at ``path`` (False: nothing is, as for ``Path.exists``); ``unreadable_model``
+    when the system will not say: ``Path.exists`` raises then (Python 3.11), and one library model in a folder
+    the user may not enter stopped the whole list."""
+    try:
+        return path.exists()
+    except OSError as err:
+        raise unreadable_model(path, err) from None
 
 
 def check_model_file_name(path: Path) -> None:

@@ -70,6 +70,13 @@ def memory_row(info: Any) -> tuple[str, str]:
     return "Estimated VRAM", human_bytes(getattr(info, "est_vram_bytes", None))
 
 
+def unusable_word(entry: Any) -> str:
+    """What the list says of a library entry that cannot be used: "missing" only when nothing is at its path (put
+    back, it works again); "cannot be used" for a file there that is not usable (a newer format, a damaged copy,
+    one that cannot be read), where putting it back is no remedy."""
+    return "missing" if getattr(entry, "missing", True) else "cannot be used"
+
+
 class ModelPanel(QWidget):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -140,19 +147,19 @@ class ModelPanel(QWidget):
         highlighted = current.data(Qt.ItemDataRole.UserRole) if current is not None else None
         self.list.clear()
         for entry in entries:
-            missing = getattr(entry, "facts", None) is None  # its file was moved or deleted since it was added
+            unusable = getattr(entry, "facts", None) is None  # its file moved, deleted or changed since it was added
             label = entry.name + ("  (built-in)" if getattr(entry, "builtin", False) else "")
-            item = QListWidgetItem(label + ("  (missing)" if missing else ""))
+            item = QListWidgetItem(label + (f"  ({unusable_word(entry)})" if unusable else ""))
             item.setData(Qt.ItemDataRole.UserRole, entry.name)
-            item.setToolTip(getattr(entry, "problem", "") if missing else str(getattr(entry, "path", "")))
+            item.setToolTip(getattr(entry, "problem_text", "") if unusable else str(getattr(entry, "path", "")))
             self.list.addItem(item)
         self._mark_current(self.controller.prompt.model)
-        # A missing entry the user highlighted (picked and refused, its file looked at again) stays so: Remove
+        # An unusable entry the user highlighted (picked and refused, its file looked at again) stays so: Remove
         # takes it off.
         refused = next((e for e in entries if e.name == highlighted and getattr(e, "facts", None) is None), None)
         if refused is not None and refused.name != self.controller.prompt.model:
             self._mark_current(refused.name)
-            self._details(self._missing_text(refused.name))
+            self._details(self._unusable_text(refused.name))
 
     def _mark_current(self, name: str) -> None:
         for row in range(self.list.count()):
@@ -162,8 +169,10 @@ class ModelPanel(QWidget):
         builtin = {e.name for e in self.controller.entries if getattr(e, "builtin", False)}
         self.remove_button.setEnabled(bool(name) and name not in builtin)
 
-    def _missing_text(self, name: str) -> str:
-        return f"{name}: missing. New images use {self.controller.prompt.model}."
+    def _unusable_text(self, name: str) -> str:
+        entry = next((e for e in self.controller.entries if e.name == name), None)
+        return f"{name}: {unusable_word(entry)}. New images use {self.controller.prompt.model}."
+
 
     def _picked(self, item: QListWidgetItem) -> None:
         name = item.data(Qt.ItemDataRole.UserRole)
@@ -175,7 +184,7 @@ class ModelPanel(QWidget):
         # Refused (its file is gone; the controller says why), or its file being looked at again first (a drive
         # back: then it is selected). It stays highlighted so Remove can take it off.
         looking = self.controller.is_rechecking(name)
-        self._details(f"{name}: looking at its file again…" if looking else self._missing_text(name))
+        self._details(f"{name}: looking at its file again…" if looking else self._unusable_text(name))
         self.remove_button.setEnabled(True)
 
     def _add_folder(self) -> None:

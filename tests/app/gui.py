@@ -200,3 +200,26 @@ def demo_run_to_resume(wizard) -> Path:
     parts.mkdir(parents=True, exist_ok=True)
     (parts / "manifest.json").write_text(json.dumps({"key": key.key, "settings": key.settings, "done": {}}))
     return out
+
+
+def added_copy(qtbot, controller, path: Path) -> str:
+    """The shipped demo INT4 model copied to ``path`` and added to the library (selected, as a model the user adds);
+    returns the name the library gave it."""
+    import shutil
+
+    from gpu.paths import resources_dir
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(resources_dir() / "models" / "demo-int4.safetensors", path)
+    with qtbot.waitSignal(controller.add_ended, timeout=60000) as ended:
+        controller.add_model(path)
+    return ended.args[1]
+
+
+def generate_one(qtbot, controller):
+    """One image of "a red circle" at the tests' size and steps on the selected model; its ``SavedImage``."""
+    controller.prompt.prompt = "a red circle"
+    controller.prompt.steps, controller.prompt.width, controller.prompt.height = TEST_STEPS, TEST_SIZE, TEST_SIZE
+    with qtbot.waitSignal(controller.job_finished, timeout=120000) as done:
+        controller.generate()
+    return done.args[0][0]
