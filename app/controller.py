@@ -37,6 +37,7 @@ from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
 from gpu.generation.image_metadata import kind_by_name
 from gpu.generation.png_metadata import ImageSettings, encodable, png_name_problem
+from gpu.model_files import known_model_hash
 from gpu.version import APP_NAME
 
 # What to drop instead of a file with no settings (the app's own dialogs say it the same way).
@@ -704,7 +705,9 @@ class AppController(QObject):
         applied, form_notes = self.prompt.restore_settings(settings)
         notes += form_notes
         model = settings.get("model")
-        entry = self._entry(str(model)) if model else None
+        entry, note = self._image_model(str(model), str(settings.get("model_hash") or "")) if model else (None, "")
+        if note:
+            notes.append(note)
         if entry is not None and getattr(entry, "facts", None) is not None:
             self.select_model(entry.name, apply_defaults=False)  # its name, not the image's escaped one
             applied.append("model")
@@ -727,6 +730,31 @@ class AppController(QObject):
             self.loras.cancel_search()  # nor on for an image dropped before
         self.settings_restored.emit(applied)
         return notes
+
+    def _image_model(self, model: str, recorded: str) -> tuple[Any | None, str]:
+        """(the library entry to restore for an image made with the model ``model`` whose weights hashed to
+        ``recorded`` (its "Model hash"; "" when none is recorded), a note when it is not the file the image was made
+        with). A name alone picked another file the library gives that name now (one removed and another added
+        under its name; an image made from a path, named by the file's stem). Only hashes known without reading
+        the files are compared (``known_model_hash``: models this session loaded): hashing gigabytes here would
+        freeze the window. The entry of that name when its hash is the image's, or not known and no other's is;
+        else the usable entry whose known hash is the image's; else the entry of that name, said to be another
+        file."""
+        entry = self._entry(model)
+        if not recorded:
+            return entry, ""
+        usable = [e for e in self.entries if getattr(e, "facts", None) is not None]
+        hashes = {e.name: known_model_hash(e.path) for e in usable}  # "" when not known
+        same = [e for e in usable if hashes[e.name].lower() == recorded.lower()]
+        if any(e is entry for e in same):
+            return entry, ""
+        if same:
+            return same[0], (f"the model: the image's '{model}' is '{same[0].name}' here (the file with its model "
+                             f"hash, {recorded}), which is selected")  # fmt: skip
+        if entry is not None and hashes.get(entry.name):
+            return entry, (f"the model: '{entry.name}' here is not the file the image was made with (its model hash "
+                           f"is {hashes[entry.name]}, the image's {recorded}): new images may differ")  # fmt: skip
+        return entry, ""
 
     def _restore_refs(self, refs: list[Any]) -> None:
         """The LoRA panel as an image of another program names its LoRAs (``LoraState.restore_refs``): each value

@@ -265,15 +265,21 @@ class ModelLibrary:
         key = str(name_or_path)
         if not key.strip():
             raise ModelLoadError("no model given (the name is empty)", "give a library name, a folder or an SVDQ file")
-        for entry in self.entries():
+        entries = self.entries()
+        for entry in entries:
             if named_by(entry.name, key):
                 if entry.facts is None:
                     raise ModelLoadError(f"model {key!r}: {entry.problem}", entry.hint)
                 return entry
         if model_path_there(Path(key).expanduser()):
             path = current_path(named_path(key))  # "." names no folder in a message; its absolute path does
+            # A listed file given by its path goes by its library name: the image records that name, and restoring
+            # it by the file's stem picked another file the library lists under it ("flux-int4" beside "flux-int4-2")
+            listed = next((e for e in entries if same_file(e.path, path)), None)
+            if listed is not None and listed.facts is not None:
+                return listed
             facts = _inspect(path)  # before model_name, which looks at the path too: this names what is wrong
-            return ModelEntry(model_name(path), path, False, facts)
+            return ModelEntry(listed.name if listed is not None else model_name(path), path, False, facts)
         raise ModelLoadError(self._not_found(key))
 
     def _not_found(self, key: str) -> str:

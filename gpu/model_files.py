@@ -353,15 +353,10 @@ def model_hash(path: Path | str) -> str:
     For a pipeline folder the transformer's weight files that load (``checked_weight_files``) are hashed in name
     order. Hashed once while the files stay the same (``same_files``: a file system that numbers its inodes anew,
     a USB drive's exFAT, hashes nothing again; another file copied over with the same size and time does)."""
-    path = Path(path)
-    # What loads, not every file there: a .fp16 variant beside the weights changed the hash
-    files = checked_weight_files(path / "transformer", path.name) if path.is_dir() else [path]
-    stamp = files_stamp(files)
-    known = _HASHES.get(stamp.files)
-    if known is not None and same_files(known[0], stamp):
-        # the inodes as they are numbered now: their contents are not read again while the numbers stay
-        _HASHES[stamp.files] = (replace(stamp, heads=known[0].heads), known[1])
-        return known[1]
+    files = _hashed_files(Path(path))
+    stamp, digest = _known_hash(files, keep=True)
+    if digest:
+        return digest
     stamp = with_heads(stamp)  # before the hashing: what a later look compares with is what was hashed
     digest = _hash_files(files)
     _HASHES.pop(stamp.files, None)
@@ -369,6 +364,41 @@ def model_hash(path: Path | str) -> str:
     while len(_HASHES) > _HASHES_KEPT:
         _HASHES.pop(next(iter(_HASHES)))  # the oldest
     return digest
+
+
+def known_model_hash(path: Path | str) -> str:
+    """``model_hash`` of the model at ``path`` when this process hashed it and its files are the same since; ""
+    otherwise. Nothing is hashed (at most the files' headers read): for the app's window thread, which must not
+    read gigabytes (restoring an image's model checks the file is the one the image was made with)."""
+    path = Path(path)
+    where = str(path)
+    # A model never hashed here is not looked at on disk: a folder's headers are read only for one that was
+    hashed = {name for files in list(_HASHES) for name, *_ in files}  # list(): the engine's thread may add one
+    if not any(name == where or name.startswith(where + os.sep) for name in hashed):
+        return ""
+    try:
+        return _known_hash(_hashed_files(path), keep=False)[1]
+    except (ModelLoadError, OSError):
+        return ""
+
+
+def _hashed_files(path: Path) -> list[Path]:
+    """The files ``model_hash`` hashes for the model at ``path``: what loads, not every file there (a .fp16
+    variant beside the weights changed the hash)."""
+    return checked_weight_files(path / "transformer", path.name) if path.is_dir() else [path]
+
+
+def _known_hash(files: list[Path], keep: bool) -> tuple[FilesStamp, str]:
+    """(the ``files_stamp`` of ``files``, their hash when ``model_hash``'s cache holds it for the files as they are
+    now, else ""). ``keep``: the cache notes the inodes as they are numbered now, so that their contents are not
+    read again while the numbers stay."""
+    stamp = files_stamp(files)
+    known = _HASHES.get(stamp.files)
+    if known is None or not same_files(known[0], stamp):
+        return stamp, ""
+    if keep:
+        _HASHES[stamp.files] = (replace(stamp, heads=known[0].heads), known[1])
+    return stamp, known[1]
 
 
 @dataclass(frozen=True)

@@ -93,3 +93,18 @@ def test_a_model_file_there_but_unusable_keeps_the_engines_remedy(tmp_path, caps
     assert not cut.missing  # "(missing)" and "put it back" would be wrong: it is there
     assert entries["gone"].missing and "no such file or folder" in entries["gone"].problem
 
+
+def test_a_listed_file_given_by_its_path_goes_by_its_library_name(tmp_path):
+    """generate --model /…/schnell/flux-int4.safetensors recorded the file's stem, "flux-int4", although the library
+    lists that name for another file (dev/flux-int4.safetensors): restoring the image picked the other model."""
+    dev, schnell = tmp_path / "dev" / "flux-int4.safetensors", tmp_path / "schnell" / "flux-int4.safetensors"
+    for path in (dev, schnell):
+        path.parent.mkdir()
+        shutil.copyfile(DEMO_INT4, path)
+    library = ModelLibrary(tmp_path / "data")
+    assert [library.add(dev).name, library.add(schnell).name] == ["flux-int4", "flux-int4-2"]
+    assert library.resolve(str(schnell)).name == "flux-int4-2"
+    assert library.resolve(str(dev)).name == "flux-int4"
+    unlisted = tmp_path / "flux-int4.safetensors"
+    shutil.copyfile(DEMO_INT4, unlisted)
+    assert library.resolve(str(unlisted)).name == "flux-int4"  # a file not listed goes by its stem, as before

@@ -1,0 +1,86 @@
+"""An image's model restored as the file it was made with, not only by its name: the library may give that name to
+another file now (the models removed and added again in another order, two files of one name in two folders). The
+name alone picked the other file without a word, and new images came out of another model. Hashes are compared
+only where they are known without reading the files (models this session used): hashing gigabytes on the window's
+thread would freeze it."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+from gpu.paths import resources_dir
+from tests.app.gui import generate_one
+
+DEMO_INT4 = resources_dir() / "models" / "demo-int4.safetensors"
+
+
+def _other_file(path) -> None:
+    """The demo INT4 model at ``path`` with one more header entry: the same weights, another file (another hash)."""
+    raw = DEMO_INT4.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    header["__metadata__"]["comment"] = "another build"
+    new = json.dumps(header).encode()
+    new += b" " * (-len(new) % 8)
+    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
+
+
+def _made_with(qtbot, controller, name: str):
+    controller.select_model(name)
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == name, timeout=60000)
+    return generate_one(qtbot, controller)
+
+
+def _add(qtbot, controller, path) -> str:
+    with qtbot.waitSignal(controller.add_ended, timeout=60000) as ended:
+        controller.add_model(path)
+    return ended.args[1]
+
+
+def test_an_images_model_is_restored_by_its_hash_where_the_name_is_another_files(qtbot, window, tmp_path):
+    controller = window.controller
+    notices = []
+    controller.error.connect(notices.append)
+    dev, schnell = tmp_path / "dev" / "flux-int4.safetensors", tmp_path / "schnell" / "flux-int4.safetensors"
+    dev.parent.mkdir()
+    schnell.parent.mkdir()
+    dev.write_bytes(DEMO_INT4.read_bytes())
+    _other_file(schnell)
+    assert [_add(qtbot, controller, dev), _add(qtbot, controller, schnell)] == ["flux-int4", "flux-int4-2"]
+    made = _made_with(qtbot, controller, "flux-int4")  # the dev file
+    other = _made_with(qtbot, controller, "flux-int4-2")
+    assert made.settings["model_hash"] != other.settings["model_hash"]
+    said = len(notices)
+    controller.restore_from_file(controller.data.images / made.path)  # its name's file has its hash: as saved
+    assert controller.prompt.model == "flux-int4" and notices[said:] == []
+
+    # Removed and added again in the other order: "flux-int4" is the schnell file now
+    for name in ("flux-int4", "flux-int4-2"):
+        with qtbot.waitSignal(controller.library_changed, timeout=60000):
+            controller.remove_model(name)
+    assert [_add(qtbot, controller, schnell), _add(qtbot, controller, dev)] == ["flux-int4", "flux-int4-2"]
+    controller.select_model("demo")
+    said = len(notices)
+    controller.restore_from_file(controller.data.images / made.path)
+    assert controller.prompt.model == "flux-int4-2"  # the dev file, the one the image was made with
+    (notice,) = notices[said:]
+    assert "the image's 'flux-int4' is 'flux-int4-2' here" in notice.message
+    assert made.settings["model_hash"] in notice.message
+
+    # The file it was made with is no longer listed: the name's file is selected, and said to be another one
+    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+        controller.remove_model("flux-int4-2")
+    controller.select_model("demo")
+    said = len(notices)
+    controller.restore_from_file(controller.data.images / made.path)
+    assert controller.prompt.model == "flux-int4"
+    (notice,) = notices[said:]
+    assert "'flux-int4' here is not the file the image was made with" in notice.message
+    assert made.settings["model_hash"] in notice.message and other.settings["model_hash"] in notice.message
+
+    said = len(notices)
+    controller.restore_from_file(controller.data.images / other.path)  # made with the schnell file, 'flux-int4-2' then
+    assert controller.prompt.model == "flux-int4"
+    (notice,) = notices[said:]
+    assert "the image's 'flux-int4-2' is 'flux-int4' here" in notice.message
