@@ -83,7 +83,12 @@ class ModelPanel(QWidget):
         self.setObjectName("modelPanel")
         self.controller = controller
         self.list = QListWidget()
-        self.list.itemClicked.connect(self._picked)
+        # The highlighted row is the model of the next jobs, however it was reached: a click, the arrow keys (they
+        # moved the highlight alone, and jobs ran on another model than the one shown), Enter or a double click.
+        self._marking = False  # the list itself is being set (``set_entries``, ``_mark_current``): no pick
+        self.list.currentItemChanged.connect(self._moved)
+        self.list.itemClicked.connect(self._picked)  # the highlighted row clicked again: its file looked at again
+        self.list.itemActivated.connect(self._picked)
         self.details = WrappedLabel("Starting the engine…")
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # The path alone; the engine's reasons (why no fused kernel runs it, a LoRA's notes) are its tooltip.
@@ -145,6 +150,7 @@ class ModelPanel(QWidget):
     def set_entries(self, entries: list[Any]) -> None:
         current = self.list.currentItem()
         highlighted = current.data(Qt.ItemDataRole.UserRole) if current is not None else None
+        self._marking = True
         self.list.clear()
         for entry in entries:
             unusable = getattr(entry, "facts", None) is None  # its file moved, deleted or changed since it was added
@@ -153,6 +159,7 @@ class ModelPanel(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, entry.name)
             item.setToolTip(getattr(entry, "problem_text", "") if unusable else str(getattr(entry, "path", "")))
             self.list.addItem(item)
+        self._marking = False
         self._mark_current(self.controller.prompt.model)
         # An unusable entry the user highlighted (picked and refused, its file looked at again) stays so: Remove
         # takes it off.
@@ -165,7 +172,9 @@ class ModelPanel(QWidget):
         for row in range(self.list.count()):
             item = self.list.item(row)
             if item.data(Qt.ItemDataRole.UserRole) == name:
+                self._marking = True
                 self.list.setCurrentItem(item)
+                self._marking = False
         builtin = {e.name for e in self.controller.entries if getattr(e, "builtin", False)}
         self.remove_button.setEnabled(bool(name) and name not in builtin)
 
@@ -173,10 +182,17 @@ class ModelPanel(QWidget):
         entry = next((e for e in self.controller.entries if e.name == name), None)
         return f"{name}: {unusable_word(entry)}. New images use {self.controller.prompt.model}."
 
+    def _moved(self, item: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
+        """The user moved the highlight (the arrow keys, a click, typing a name): that model is picked."""
+        if item is not None and not self._marking:
+            self._picked(item)
+
 
     def _picked(self, item: QListWidgetItem) -> None:
         name = item.data(Qt.ItemDataRole.UserRole)
-        if self.controller.is_current(name):  # clicked again (to read its details): it reset size, steps, guidance
+        # Picked again (the release of the press that highlighted it, Enter, a double click): reading it again reset
+        # size, steps and guidance, and a second pick of a model whose file is being looked at refused it at once
+        if self.controller.is_current(name) or self.controller.is_rechecking(name):
             return
         if self.controller.select_model(name):
             self._details("Reading model…")
