@@ -159,6 +159,8 @@ class AppController(QObject):
         self._unmeasured: Any = None  # the last meter that failed on a prompt (logged once: _measure_prompt)
         self.prompt.prompt_changed.connect(self._measure_prompt)
         self.entries: list[Any] = []
+        self._library_known = False  # the entries are the library's: the engine was ready once (``_on_ready``)
+        self._model_to_restore: tuple[str, str] | None = None  # (model, model hash) of an image restored before
         self.gpu: Any = None
         self.model_info: Any = None
         self._jobs: dict[int, Job] = {}
@@ -704,19 +706,14 @@ class AppController(QObject):
         settings, notes = _valid_texts(settings)
         applied, form_notes = self.prompt.restore_settings(settings)
         notes += form_notes
+        if self._launch_fields is not None:  # a first launch's model defaults, still to come, skip what it set
+            for key in applied:
+                self._launch_fields.pop(key, None)
         model = settings.get("model")
-        entry, note = self._image_model(str(model), str(settings.get("model_hash") or "")) if model else (None, "")
-        if note:
-            notes.append(note)
-        if entry is not None and getattr(entry, "facts", None) is not None:
-            self.select_model(entry.name, apply_defaults=False)  # its name, not the image's escaped one
-            applied.append("model")
-        elif model:  # the same settings on another model give another image: say so rather than let it pass
-            self.error.emit(EngineError(
-                "notice", f"The image was made with the model '{model}', which "
-                f"{'cannot be opened here' if entry is not None else 'is not in your library'}. Its other "
-                f"settings were restored; new images use '{self.prompt.model}'.",
-                "Add that model in the Models panel to get the same image back."))
+        if model and self._library_known:
+            applied += self._restore_model(str(model), str(settings.get("model_hash") or ""), notes)
+        elif model:  # the library is listed once the engine is ready: every model was "not in your library"
+            self._model_to_restore = (str(model), str(settings.get("model_hash") or ""))
         ours, refs = str(settings.get("version", "")).startswith(APP_NAME), settings.get("lora_refs")
         if ours and ("lora_list" in settings or not isinstance(refs, list)):  # no lora_list: made without LoRAs
             # several rows of a file name: the one with the image's hash is looked for (as for refs), said when found
@@ -730,6 +727,24 @@ class AppController(QObject):
             self.loras.cancel_search()  # nor on for an image dropped before
         self.settings_restored.emit(applied)
         return notes
+
+    def _restore_model(self, model: str, recorded: str, notes: list[str]) -> list[str]:
+        """Selects the library's model for an image made with ``model`` whose weights hashed to ``recorded``
+        (``_image_model``), with a note in ``notes`` when it is not that file; says so when there is none that
+        opens. -> ["model"] when one was selected, else []."""
+        entry, note = self._image_model(model, recorded)
+        if note:
+            notes.append(note)
+        if entry is not None and getattr(entry, "facts", None) is not None:
+            self.select_model(entry.name, apply_defaults=False)  # its name, not the image's escaped one
+            return ["model"]
+        # the same settings on another model give another image: say so rather than let it pass
+        self.error.emit(EngineError(
+            "notice", f"The image was made with the model '{model}', which "
+            f"{'cannot be opened here' if entry is not None else 'is not in your library'}. Its other "
+            f"settings were restored; new images use '{self.prompt.model}'.",
+            "Add that model in the Models panel to get the same image back."))
+        return []
 
     def _image_model(self, model: str, recorded: str) -> tuple[Any | None, str]:
         """(the library entry to restore for an image made with the model ``model`` whose weights hashed to
@@ -781,6 +796,15 @@ class AppController(QObject):
         self.gpu = status.gpu
         self.engine_ready.emit(status)
         self.entries = status.entries
+        self._library_known = True
+        if self._model_to_restore is not None:  # an image restored while the engine started: its model now
+            (model, recorded), self._model_to_restore = self._model_to_restore, None
+            notes: list[str] = []
+            if self._restore_model(model, recorded, notes) and not self._jobs:
+                self._launch_fields = None  # the image's model, with the image's settings: no defaults
+            for note in notes:
+                self.error.emit(EngineError("notice", f"The restored image's settings, {note}.",
+                                            "Check the Models panel before you generate."))  # fmt: skip
         last = self.prompt.model
         entry = self._entry(last)
         if entry is None or getattr(entry, "facts", None) is None:

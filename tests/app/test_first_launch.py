@@ -31,3 +31,31 @@ def test_first_launch_uses_model_defaults_then_remembers_user_values(qtbot, data
     again = _launch(qtbot, data_root)
     assert (again.controller.prompt.width, again.controller.prompt.steps) == (192, 7)
     again.close()
+
+
+def test_an_image_restored_while_the_engine_starts_gets_its_model_and_keeps_its_settings(qtbot, data_root, tmp_path):
+    """Reuse and drops work while the engine starts (seconds, on a real model). The library was not listed yet:
+    every model was "not in your library" (said falsely, the model never switched), and then a first launch's
+    model defaults overwrote the restored values that happened to equal the panel's placeholders."""
+    from PIL import Image
+
+    from gpu.generation.png_metadata import write_png
+    from gpu.version import APP_NAME
+
+    window = MainWindow(resolve_data_dir(data_root))
+    qtbot.addWidget(window)
+    window.show()
+    controller, state = window.controller, window.controller.prompt
+    shown: list = []
+    controller.error.connect(shown.append)
+    placeholders = state.model_default_fields()
+    made = {"prompt": "a red star", "negative_prompt": "", "seed": 77, "model": "demo-int4",
+            "version": f"{APP_NAME}-0.1.0", **placeholders}  # fmt: skip
+    controller.restore_from_file(write_png(tmp_path / "made.png", Image.new("RGB", (16, 16)), made))
+    with qtbot.waitSignal(controller.engine_ready, timeout=60000):
+        window.start()
+    qtbot.waitUntil(lambda: controller.model_info is not None, timeout=60000)
+    assert state.model == "demo-int4" and (state.prompt, state.seed) == ("a red star", 77)
+    assert state.model_default_fields() == placeholders
+    assert [e.message for e in shown if e.kind != "notice" or "not in your library" in e.message] == []
+    window.close()
