@@ -305,7 +305,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from gpu.errors import Cancelled
-    from gpu.generation.request import GenerationRequest
+    from gpu.generation.request import GenerationRequest, check_batch_count
     from gpu.generation.service import GenerationService, save_image
     from gpu.lora import parse_lora_args
     from gpu.lora.keys import parts_text
@@ -317,6 +317,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         loras=parse_lora_args(args.lora),
     )  # fmt: skip
     if args.out is not None:  # before the generation, not after it
+        check_batch_count(args.batch)  # before a name for each image: --batch 20000000 took half an hour to refuse
         check_png_output(args.out, [batch_image_path(args.out, i) for i in range(args.batch)] if args.batch > 1 else [])
     else:
         check_current_folder()

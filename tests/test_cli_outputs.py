@@ -127,6 +127,15 @@ def test_a_batch_checks_the_names_it_writes_before_any_work(tmp_path, capsys, no
     (tmp_path / "d.png").mkdir()
     main([*data, "generate", "x", "--out", str(tmp_path / "d.png"), "--batch", "2"])
     assert no_work == ["generate"] and capsys.readouterr().err == "error: stand-in started\n"
+    no_work.clear()
+    # A typo'd count is refused before a name is made for each of its images (2e7 of them: half an hour)
+    named = []
+    with pytest.MonkeyPatch.context() as patch:
+        import main as cli
+
+        patch.setattr(cli, "batch_image_path", lambda out, i: named.append(i) or out)
+        err = _refused([*data, "generate", "x", "--out", str(tmp_path / "e.png"), "--batch", "20000000"], capsys)
+    assert err == "error: batch count 20000000 is not possible: use 1 to 100\n" and named == [] and no_work == []
 
 
 def test_a_path_too_long_is_refused_without_a_traceback(tmp_path, capsys, monkeypatch, no_work):

@@ -6,10 +6,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpu.errors import BadRequestError
 from gpu.lora.metadata import LoraRequest
 
 # The guidance a job takes, any float between (the CLI's --guidance, the app's field, restored images): one definition
 GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 50.0
+BATCH_COUNT_MAX = 100  # images one job makes (the app's field offers fewer)
+
+
+def check_batch_count(count: int) -> None:
+    """BadRequestError unless a job can make ``count`` images (1 to ``BATCH_COUNT_MAX``)."""
+    if not 1 <= count <= BATCH_COUNT_MAX:
+        raise BadRequestError(f"batch count {count} is not possible: use 1 to {BATCH_COUNT_MAX}")
 
 
 @dataclass

@@ -40,6 +40,7 @@ from gpu.generation.request import (
     GenerationCancelled,
     GenerationRequest,
     ProgressEvent,
+    check_batch_count,
 )
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.lora.metadata import LoraRequest, strength_words
@@ -273,8 +274,7 @@ class GenerationService:
             raise BadRequestError(f"steps {s['steps']} is not possible: use 1 to 500")
         if not GUIDANCE_MIN <= s["guidance"] <= GUIDANCE_MAX:  # NaN too
             raise BadRequestError(f"guidance {s['guidance']} is not possible: use {GUIDANCE_MIN:g} to {GUIDANCE_MAX:g}")
-        if not 1 <= request.batch_count <= 100:
-            raise BadRequestError(f"batch count {request.batch_count} is not possible: use 1 to 100")
+        check_batch_count(request.batch_count)
         if not 0 <= s["seed"] < 2**63:
             raise BadRequestError(f"seed {s['seed']} is not possible: use 0 to 2^63-1")
         if s["seed"] + request.batch_count > 2**63:  # a batch uses seeds S, S+1, ...
