@@ -10,8 +10,9 @@ from gpu.generation.service import GenerationService
 from gpu.paths import resources_dir
 
 
-def test_the_base_pipeline_of_an_svdq_image_is_recorded_by_its_folder_name(tmp_path):
-    base = tmp_path / "my-base"
+def test_the_base_pipeline_of_an_svdq_image_is_recorded_by_its_name(tmp_path):
+    # where most FLUX.1 bases are: a Hugging Face cache snapshot, its folder named after a commit
+    base = tmp_path / "models--someone--my-base" / "snapshots" / "0ef5fff789c832c5c7f4e127f94c8b54bbcced44"
     shutil.copytree(resources_dir() / "models" / "demo", base)
     service = GenerationService()
     small = {"steps": 1, "width": 64, "height": 64}

@@ -42,7 +42,7 @@ from gpu.generation.request import (
     ProgressEvent,
     check_batch_count,
 )
-from gpu.library import ModelEntry, ModelLibrary
+from gpu.library import ModelEntry, ModelLibrary, model_name
 from gpu.lora.metadata import LoraRequest, strength_words
 from gpu.model_files import FilesStamp, model_hash, same_files, with_heads
 from gpu.model_libraries import load_model_libraries
@@ -309,7 +309,8 @@ class GenerationService:
             "version": f"{APP_NAME}-{__version__}",
         }
         if entry.kind == "svdq":  # its text encoders, VAE and scheduler: another base gives another image
-            common["base"] = loaded.base_path.name  # the folder's name only, as for LoRAs: a PNG is shared
+            # its name only, as for LoRAs (a PNG is shared): a Hugging Face cache snapshot's is its repository's
+            common["base"] = model_name(loaded.base_path)
         if loras:
             from gpu.lora import lora_hashes
 
