@@ -13,7 +13,6 @@ from PySide6.QtGui import QImage
 from app.observable import Prop
 from app.settings import LastJob
 from gpu.generation.request import GUIDANCE_MAX, GUIDANCE_MIN
-from gpu.version import APP_NAME
 
 # The prompt panel's limits, defined once: the widgets take their ranges from here and the state never holds a
 # value outside them (a value the widget cannot show would silently differ from what the next job uses).
@@ -198,12 +197,10 @@ class PromptState(QObject):
         if raw["prompt"] not in (None, "") and raw["negative_prompt"] is None:
             raw["negative_prompt"] = ""  # A1111 text leaves out an empty negative prompt: the image had none
         # An empty negative prompt is a value (the image had none: the form's own must go), and so is an empty prompt
-        # in our own settings, which always hold it (kept, the next image, its seed locked, silently differed); an
-        # empty other field is not (A1111 text of a settings line alone has no prompt).
-        texts = ("prompt", "negative_prompt") if str(settings.get("version", "")).startswith(APP_NAME) \
-            else ("negative_prompt",)  # fmt: skip
+        # (ours, a ComfyUI graph's text: kept, the next image, its seed locked, silently differed; A1111 text gives
+        # none, as a settings line alone cannot tell "empty" from "not said"); an empty other field is not.
         given = {key: value for key, value in raw.items()
-                 if value is not None and (value != "" or key in texts)}  # fmt: skip
+                 if value is not None and (value != "" or key in ("prompt", "negative_prompt"))}  # fmt: skip
         taken = {key: parsers[key](value) for key, value in given.items()}
         for key, value in taken.items():
             if value is not None:

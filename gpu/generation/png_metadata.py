@@ -254,6 +254,8 @@ def read_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
         guidance_label = "Distilled CFG Scale"
         out["guidance"] = extra[guidance_label]
     problems = _coerce(out, guidance_label) + _lora_refs(out)
+    if not out["prompt"]:  # a settings line alone, or an empty prompt: the text cannot tell them apart
+        del out["prompt"]
     if extra:
         out["extra"] = extra
     return out, problems

@@ -162,3 +162,19 @@ def test_an_image_made_with_an_empty_prompt_clears_the_prompt_and_says_so(qtbot,
     assert [(e.kind, e.message) for e in shown] == [
         ("notice", "Settings restored from empty-prompt.png, but not all as saved: its prompt is empty, and the app "
                    "makes no image without one: type a prompt to generate.")]  # fmt: skip
+
+    # A ComfyUI graph holds its (empty) text too; A1111 text of a settings line alone cannot tell: the prompt stays
+    import json
+
+    shown.clear()
+    state.prompt = "an old prompt"
+    graph = {"3": {"class_type": "KSampler", "inputs": {"seed": 9, "steps": 4, "cfg": 1.0, "positive": ["6", 0]}},
+             "6": {"class_type": "CLIPTextEncode", "inputs": {"text": ""}}}  # fmt: skip
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    Image.new("RGB", (8, 8)).save(tmp_path / "comfy.png", pnginfo=info)
+    _drop(window.prompt_panel, tmp_path / "comfy.png")
+    assert state.prompt == "" and state.seed == 9 and "its prompt is empty" in shown[0].message
+    state.prompt = "an old prompt"
+    _drop(window.prompt_panel, _a1111(tmp_path / "line.png", "Steps: 3, Seed: 4"))
+    assert state.prompt == "an old prompt" and state.seed == 4
