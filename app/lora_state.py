@@ -848,6 +848,11 @@ class LoraState(QObject):
         notices: list[str] = []
         if late:
             self._switch_to(self._wanted(search.refs, search.now | late, notices, said=set(late)))
+        for index in search.jobs.keys() & search.now.keys() - found.keys():  # several rows of its name, none its own
+            ref = search.refs[index]
+            notices.append(f"The image used the LoRA '{ref.name}' with the hash {ref.digest}, which none of the LoRA "
+                           f"files of that name listed here has: {search.now[index].path} is on instead, and new "
+                           "images may differ.")  # fmt: skip
         search.settled([ref.name for index, ref in enumerate(search.refs)
                         if index not in search.now and index not in found], notices)  # fmt: skip
 

@@ -82,3 +82,20 @@ def test_reusing_an_image_made_with_the_second_version_brings_that_version_back(
     qtbot.waitUntil(lambda: second.enabled and not first.enabled)
     assert controller.loras.requests() == [(str(v2), 0.8)]
     assert window.error_dialog is None or not window.error_dialog.isVisible()
+
+
+def test_several_rows_of_the_images_file_name_none_with_its_hash_are_said(qtbot, tmp_path):
+    """A third version, not listed: the first row stayed on, and nothing was said."""
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    state = LoraState()
+    state.add_files([_tiny_lora(tmp_path / "v1" / "style.safetensors", 2),
+                     _tiny_lora(tmp_path / "v2" / "style.safetensors", 3)], enabled=False)  # fmt: skip
+    said: list[tuple[list[str], list[str]]] = []
+    used = {"name": "style", "file": "style.safetensors", "strength": 0.8, "hash": "0123456789ab"}
+    assert state.restore_used([used], lambda *a: said.append(a)) == []
+    qtbot.waitUntil(lambda: bool(said))
+    assert [e.enabled for e in state.entries] == [True, False]
+    assert said == [([], [f"The image used the LoRA 'style' with the hash 0123456789ab, which none of the LoRA files "
+                          f"of that name listed here has: {state.entries[0].path} is on instead, and new images may "
+                          "differ."])]  # fmt: skip
