@@ -161,9 +161,9 @@ def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, t
     at_final_write: list[list[str]] = []
     save_checkpoint = engine.save_checkpoint
 
-    def looking_first(path, tensors, meta) -> None:
+    def looking_first(path, tensors, meta, **kw) -> None:
         at_final_write.append(_scratch(parts))
-        save_checkpoint(path, tensors, meta)
+        save_checkpoint(path, tensors, meta, **kw)
 
     monkeypatch.setattr(engine, "save_checkpoint", looking_first)
     at_start: list[list[str]] = []  # before the samples are read or recorded again, which need the room

@@ -257,7 +257,7 @@ def quantize_model(
             # e.g. a typo naming another model, or the source's own weights: replaced only when asked
             raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
         return _quantize_model(source, out_path, config, on_event, should_cancel, library, device,
-                               samples_override, replace)  # fmt: skip
+                               samples_override, replace_output=replace)  # fmt: skip
 
 
 @contextmanager
@@ -297,7 +297,7 @@ def _quantize_model(
     library: ModelLibrary | None,
     device: torch.device,
     samples_override: Callable[[WeightSource, QuantizeConfig], list[CalibSample]] | None,
-    replace: bool,
+    replace_output: bool,  # not ``replace``: that is dataclasses.replace here
 ) -> Path:
     library = library or ModelLibrary()
     out_path = Path(out_path)
@@ -501,7 +501,7 @@ def _quantize_model(
                            config, prompts_n, len(samples), steps, record)  # fmt: skip
     emit("stage", f"writing {out_path.name}")
     try:
-        save_checkpoint(out_path, tensors, meta, replace=replace)
+        save_checkpoint(out_path, tensors, meta, replace=replace_output)
     except OutputAppeared:
         # Hours of work are in the parts folder, which stays: resuming only writes the model file again
         raise OutputAppeared(f"{out_path} appeared while this run worked, and is kept: the quantized model was not "
