@@ -43,13 +43,6 @@ def _is_oom(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
-def _is_engine_oom(exc: BaseException) -> bool:
-    """The engine's own out-of-memory error (``gpu.generation.service.OutOfMemory``: a job's, or its model's
-    loading, in numbers), looked up without importing the engine: an error from it means it is imported."""
-    service = sys.modules.get("gpu.generation.service")
-    return service is not None and isinstance(exc, service.OutOfMemory)
-
-
 def is_disk_full(exc: BaseException) -> bool:
     """No space left: an OS write error (ENOSPC, or the user's disk quota) or SQLite's SQLITE_FULL, raised as
     is or as the cause of another error (the engine wraps failed writes in its own ``OutputError``)."""
@@ -88,9 +81,11 @@ def free_memory() -> None:
 
 
 def classify(exc: BaseException) -> EngineError:
-    from gpu.errors import UserError
+    from gpu.errors import OutOfMemory, UserError
 
-    if _is_engine_oom(exc):  # its message says what the model needs and the GPU has; what is kept is freed
+    # The engine's own out-of-memory error (a job's, its model's loading, a quantize run's): its message says which
+    # memory ran out and what for; what the failed work kept is freed
+    if isinstance(exc, OutOfMemory):
         free_memory()
         return EngineError("oom", str(exc), exc.hint)
     if isinstance(exc, UserError):

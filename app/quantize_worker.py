@@ -289,9 +289,26 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
     """``exc`` in words for the wizard, and whether one of its settings can fix it. The wizard writes into the
     app's ``models`` folder, which it has no setting for: the engine's hint for a write error there ("choose
     another folder", "--out") named a remedy the wizard does not offer."""
-    from gpu.errors import CheckpointError, ModelLoadError, OutputAppeared, OutputBusy, OutputError
+    from gpu.errors import (
+        CheckpointError,
+        ModelLoadError,
+        OutOfMemory,
+        OutputAppeared,
+        OutputBusy,
+        OutputError,
+        QuantizeOutOfMemory,
+    )  # fmt: skip
 
     error = classify(exc)
+    if error.kind == "oom" and not isinstance(exc, OutOfMemory):
+        # Out of memory outside the run itself (the run says its own, ``out_of_memory_said``): in a quantize run's
+        # words too, not a generation job's (a smaller image size, fewer images per batch)
+        from gpu.streaming.engine import RunStage, quantize_out_of_memory
+
+        exc = quantize_out_of_memory(exc, RunStage("preparing the run")) or exc
+        error = classify(exc)
+    if isinstance(exc, QuantizeOutOfMemory):  # the RAM budget is the one setting of the wizard's that can help
+        return error, exc.ram_budget_helps
     full = is_disk_full(exc)
     if isinstance(exc, OutputBusy):  # another run (a command-line quantize) writes that file: no folder's fault
         return EngineError("user", error.message, "Wait for that run to finish, or stop it, then run again."), False

@@ -48,5 +48,19 @@ class OutputAppeared(OutputError):
     is not written over it (a write asked not to replace, e.g. ``gpu.atomic.atomic_path(replace=False)``)."""
 
 
+class OutOfMemory(UserError):
+    """The GPU or the computer's RAM ran out of memory for a job, its model's loading, or a quantize run: the message
+    says which memory, and what for."""
+
+
+class QuantizeOutOfMemory(OutOfMemory):
+    """A quantize run ran out of GPU memory or RAM (``gpu.streaming.engine.out_of_memory_said``).
+    ``ram_budget_helps``: a smaller RAM budget is a remedy (the block inputs it keeps in RAM then go to disk)."""
+
+    def __init__(self, message: str, hint: str = "", ram_budget_helps: bool = False) -> None:
+        super().__init__(message, hint)
+        self.ram_budget_helps = ram_budget_helps
+
+
 class Cancelled(Exception):
     """A long operation stopped because its caller asked it to."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gpu.errors import BadRequestError, ModelLoadError, UserError
+from gpu.errors import BadRequestError, ModelLoadError, OutOfMemory, UserError
 from gpu.generation.fusion import fuse_if_allowed, fuse_mode, sync_fusion
 from gpu.generation.memory import TEXT_ENCODERS, replan, transformer_weight_bits
 from gpu.generation.pipeline_loader import (
@@ -61,10 +61,6 @@ MAX_SEQUENCE_LENGTH = 512  # FluxPipeline refuses more T5 tokens
 # Loading reads the weights, then hashes them for the images' "Model hash"; a file rewritten meanwhile (a quantize
 # run writing it) is loaded again, at most this many times in all.
 LOAD_TRIES = 3
-
-
-class OutOfMemory(UserError):
-    """The GPU ran out of memory for this job, or for loading its model."""
 
 
 class InvalidOutput(UserError):

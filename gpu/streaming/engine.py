@@ -45,6 +45,7 @@ from gpu.errors import (
     ModelLoadError,
     OutputAppeared,
     OutputError,
+    QuantizeOutOfMemory,
     UserError,
 )  # fmt: skip
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
@@ -62,6 +63,7 @@ from gpu.quantizer.shared import (
     layer_message,
     quantize_layers,
 )  # fmt: skip
+from gpu.runtime.memory_policy import amount
 from gpu.safetensors_header import read_safetensors_header
 from gpu.streaming.disk_space import (
     HEADER_PER_TENSOR,
@@ -111,7 +113,7 @@ from gpu.streaming.source import (
     load_head,
 )  # fmt: skip
 from gpu.svdquant.decompose import DecomposeConfig
-from gpu.system_info import cuda_index, memory_fraction
+from gpu.system_info import cuda_index, installed_ram_bytes, memory_fraction
 from gpu.version import __version__
 
 
@@ -249,15 +251,80 @@ def quantize_model(
     config.validate()
     device = device or default_device()
     out_path = Path(out_path)
-    # A full disk is said as such wherever the run writes, with what it keeps for the next one.
-    with (output_lock(out_path, "quantize run", claim=claim), gpu_memory_budget(device, config.gpu_budget_gib),
+    stage = RunStage()
+    # A full disk is said as such wherever the run writes, with what it keeps for the next one; running out of
+    # memory as what ran out and while doing what (the budget's own words where the budget was the limit).
+    with (output_lock(out_path, "quantize run", claim=claim), out_of_memory_said(stage),
+          gpu_memory_budget(device, config.gpu_budget_gib),
           disk_full_said(out_path.parent, lambda: kept_words(parts_dir(out_path), config.resume),
                          config.resume)):  # fmt: skip
         if not replace and out_path.exists():
             # e.g. a typo naming another model, or the source's own weights: replaced only when asked
             raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
         return _quantize_model(source, out_path, config, on_event, should_cancel, library, device,
-                               samples_override, replace_output=replace)  # fmt: skip
+                               samples_override, replace, stage)  # fmt: skip
+
+
+@dataclass
+class RunStage:
+    """What a quantize run is doing now, for an out-of-memory error to say (``out_of_memory_said``)."""
+
+    doing: str = "reading the model"  # "while <doing>"
+    # Whether a smaller RAM budget makes this step keep less in RAM: the block inputs, which then go to disk
+    ram_budget_helps: bool = False
+
+
+def _ram_ran_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is the computer running out of RAM: Python's MemoryError, or torch's CPU allocator failing
+    (a RuntimeError: "DefaultCPUAllocator: can't allocate memory", "... not enough memory" on Windows)."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "DefaultCPUAllocator" in str(exc))
+
+
+def quantize_out_of_memory(exc: BaseException, stage: RunStage) -> QuantizeOutOfMemory | None:
+    """``exc``, the GPU (``torch.OutOfMemoryError``) or the RAM (``_ram_ran_out``) running out during a quantize run
+    at ``stage``, in words for quantizing: which memory, while doing what, how much there is, and the remedies a run
+    has. Said as a job's, it sent the user to a smaller image size and fewer images per batch. None for any other
+    error."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        total = _gpu_total()
+        has = f" (it has {amount(total)})" if total else ""
+        return QuantizeOutOfMemory(f"the GPU ran out of memory while {stage.doing}{has}",
+                                   "close other programs that use the GPU, then run again; if none does, this GPU is "
+                                   "too small for that step of quantizing this model")  # fmt: skip
+    if not _ram_ran_out(exc):
+        return None
+    ram = installed_ram_bytes()
+    has = f" (this computer has {amount(ram)})" if ram else ""
+    if stage.ram_budget_helps:
+        hint = ("give the run a smaller RAM budget, so that the block inputs it keeps go to disk instead, or close "
+                "other programs; then run again")  # fmt: skip
+    else:
+        hint = ("close other programs, then run again; if that does not help, this computer has too little RAM for "
+                "that step of quantizing this model")  # fmt: skip
+    return QuantizeOutOfMemory(f"the computer ran out of memory (RAM) while {stage.doing}{has}", hint,
+                               ram_budget_helps=stage.ram_budget_helps)  # fmt: skip
+
+
+def _gpu_total() -> int | None:
+    """The current CUDA device's memory in bytes; None where torch cannot say."""
+    try:
+        return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+    except (RuntimeError, AssertionError, AttributeError):  # no CUDA here (a CPU build, a broken driver)
+        return None
+
+
+@contextmanager
+def out_of_memory_said(stage: RunStage) -> Iterator[None]:
+    """A quantize run's running out of GPU memory or RAM becomes a ``QuantizeOutOfMemory`` naming ``stage``
+    (``quantize_out_of_memory``); other errors pass as they are. It passed as torch's error: a traceback from the
+    command line, and a job's advice in the wizard."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        said = quantize_out_of_memory(exc, stage)
+        if said is None:
+            raise
+        raise said from exc
 
 
 @contextmanager
@@ -298,6 +365,7 @@ def _quantize_model(
     device: torch.device,
     samples_override: Callable[[WeightSource, QuantizeConfig], list[CalibSample]] | None,
     replace_output: bool,  # not ``replace``: that is dataclasses.replace here
+    stage: RunStage,
 ) -> Path:
     library = library or ModelLibrary()
     out_path = Path(out_path)
@@ -358,8 +426,10 @@ def _quantize_model(
         manifest["key"], manifest["settings"] = run.key.key, settings
         manifest.update(_base_record(run, config))  # the base that resumed it, which resumes it again
 
+    stage.doing = "loading the model's first layers"
     head = load_head(src, device, dtype)
     blocks = _blocks(src)
+    stage.doing = "reading the saved calibration samples"
     samples = _verified_samples(parts, manifest)
     kept = (len(samples), _tokens(samples[0]) if samples else 0) if samples is not None else None
     need = _space_needed(run, config, blocks, manifest, kept, samples_override is not None, dtype)
@@ -372,11 +442,12 @@ def _quantize_model(
             emit("stage", f"{SAMPLES} is missing or damaged: recording the calibration samples again")
         prompts_n = len(prompts)
         if samples_override is not None:
+            stage.doing = "recording the calibration samples"
             samples = samples_override(src, config)
         else:
             assert base_entry is not None
             samples = _record_samples(src, head, blocks, base_entry, prompts, defaults, steps, config, device,
-                                      dtype, should_cancel, emit)  # fmt: skip
+                                      dtype, should_cancel, emit, stage)  # fmt: skip
     # The parts folder is made (and a stale one replaced) only now that the samples exist: a run refused before
     # (a damaged text encoder or transformer file) or cancelled while recording leaves no folder behind, and
     # leaves a previous run's parts as they were.
@@ -426,6 +497,8 @@ def _quantize_model(
         for bi, (kind, index) in enumerate(blocks):
             check_cancel()
             name = f"{kind}.{index}"
+            stage.doing = f"{'running' if name in manifest['done'] else 'quantizing'} block {bi + 1} of {len(blocks)}"
+            stage.ram_budget_helps = spill is None  # what it keeps of the block inputs, under a smaller budget
             block = load_block(src, kind, index, device, dtype)
             prefixed = _prefixed(block, kind, index)
             targets = adapter.quantizable_linears(prefixed)
@@ -486,6 +559,7 @@ def _quantize_model(
             _remove_scratch(parts / folder)
 
     check_cancel()
+    stage.doing, stage.ram_budget_helps = f"putting {out_path.name} together from the finished blocks", False
     tensors: dict[str, torch.Tensor] = {}
     for k, t in head.state_dict().items():
         tensors[k] = t.to(storage_dtype).cpu() if t.is_floating_point() else t.cpu()
@@ -922,21 +996,29 @@ def streamed_forward(src: WeightSource, head, blocks, device, dtype) -> Callable
 
 
 def _record_samples(src, head, blocks, entry: ModelEntry, prompts: list[str], defaults, steps, config, device,
-                    dtype, should_cancel, emit) -> list[CalibSample]:  # fmt: skip
-    """Text encoders (then freed) + streamed trajectories -> samples."""
+                    dtype, should_cancel, emit, stage: RunStage) -> list[CalibSample]:  # fmt: skip
+    """Text encoders (then freed) + streamed trajectories -> samples. ``stage`` follows the steps (loading the
+    text encoders, encoding, recording), for an out-of-memory error to name the one that ran out."""
     import importlib
 
     adapter = adapter_named(entry.facts.architecture)
     pipeline_cls = getattr(importlib.import_module("diffusers"), adapter.pipeline_class)
     emit("stage", "loading text encoders")
+    stage.doing = "loading the text encoders"
     with load_errors(entry.name, entry.path):  # a damaged text encoder: named, not a traceback
         pipe = pipeline_cls.from_pretrained(entry.path, transformer=None, vae=None, dtype=dtype,
                                             use_safetensors=True).to(device)  # never a pickle  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     try:
+        stage.doing = "encoding the calibration prompts"
+        forward = streamed_forward(src, head, blocks, device, dtype)
+
+        def recording(inputs: list[CalibSample]) -> list[torch.Tensor]:  # the prompts are encoded by the first call
+            stage.doing = "recording the calibration samples"
+            return forward(inputs)
+
         samples = make_samples(pipe, prompts, steps, defaults, config, dtype, bool(src.config["guidance_embeds"]),
-                               int(src.config["in_channels"]), streamed_forward(src, head, blocks, device, dtype),
-                               should_cancel, emit)  # fmt: skip
+                               int(src.config["in_channels"]), recording, should_cancel, emit)  # fmt: skip
     finally:
         freed = sum(_module_bytes(getattr(pipe, n, None)) for n in ("text_encoder", "text_encoder_2"))
         del pipe

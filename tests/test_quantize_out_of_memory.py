@@ -1,0 +1,101 @@
+"""A quantize run that runs out of GPU memory or RAM says so in a quantize run's words: which memory, while doing
+what, and the remedies a run has. It passed as torch's error: a traceback from ``main.py quantize``, and in the
+wizard a generation job's advice (a smaller image size, fewer images per batch, a 4-bit model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import gpu.quantizer.in_memory as in_memory
+import gpu.streaming.engine as engine
+from gpu.errors import UserError
+from gpu.library import ModelLibrary
+from gpu.paths import resources_dir
+from gpu.quantizer import QuantizeConfig, quantize_model
+
+DEMO = resources_dir() / "models" / "demo"
+CPU = torch.device("cpu")
+# What CUDA raises when T5-XXL does not fit an 8 GB card, the default budget of 14 GiB being no cap there
+CUDA_OOM = ("CUDA out of memory. Tried to allocate 64.00 MiB. GPU 0 has a total capacity of 7.63 GiB of which "
+            "20.00 MiB is free.")  # fmt: skip
+GENERATION_WORDS = ("generating", "smaller size", "images per batch", "4-bit model")
+
+
+def _cfg() -> QuantizeConfig:
+    return QuantizeConfig(calib_prompts=2, calib_steps=2, max_tokens_per_layer=64, refine_iters=1, alpha_points=2)
+
+
+def _gpu_oom(*_a, **_k):
+    raise torch.OutOfMemoryError(CUDA_OOM)
+
+
+def test_the_gpu_running_out_while_encoding_is_said_for_quantizing(tmp_path, monkeypatch):
+    monkeypatch.setattr(in_memory, "encode_prompts", _gpu_oom)
+    with pytest.raises(UserError) as raised:
+        quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
+    err = raised.value
+    assert str(err).startswith("the GPU ran out of memory while encoding the calibration prompts")
+    assert "close other programs that use the GPU" in err.hint and "too small" in err.hint
+    assert err.ram_budget_helps is False  # no setting of a run helps: the GPU itself is full
+    assert not any(w in err.text for w in GENERATION_WORDS)
+    assert isinstance(err.__cause__, torch.OutOfMemoryError)  # kept for the log
+
+
+def test_the_ram_running_out_among_the_block_inputs_names_the_ram_budget(tmp_path, monkeypatch):
+    def no_ram(*_a, **_k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 4503599627370496 bytes. Error code 12")  # fmt: skip
+
+    monkeypatch.setattr(engine, "quantize_layers", no_ram)
+    with pytest.raises(UserError) as raised:
+        quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
+    err = raised.value
+    assert str(err).startswith("the computer ran out of memory (RAM) while quantizing block 1 of 6")
+    assert "smaller RAM budget" in err.hint and err.ram_budget_helps is True
+    assert not any(w in err.text for w in GENERATION_WORDS)
+
+
+def test_the_ram_running_out_where_the_budget_does_not_count_says_no_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "save_checkpoint", lambda *_a, **_k: (_ for _ in ()).throw(MemoryError()))
+    with pytest.raises(UserError) as raised:
+        quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
+    err = raised.value
+    assert str(err).startswith("the computer ran out of memory (RAM) while putting m.safetensors together")
+    assert "budget" not in err.hint and err.ram_budget_helps is False
+
+
+def test_other_runtime_errors_pass_as_they_are(tmp_path, monkeypatch):
+    def bug(*_a, **_k):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(in_memory, "encode_prompts", bug)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
+
+
+def test_the_command_line_says_it_in_one_line_without_a_traceback(tmp_path, monkeypatch, capsys):
+    import main
+
+    monkeypatch.setenv("NIBBLE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(in_memory, "encode_prompts", _gpu_oom)
+    out = tmp_path / "m.safetensors"
+    code = main.main(["quantize", str(DEMO), "--out", str(out), "--calib-prompts", "2", "--calib-steps", "2",
+                      "--alpha-points", "2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: the GPU ran out of memory while encoding the calibration prompts" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("exc", [MemoryError(), torch.OutOfMemoryError(CUDA_OOM)])
+def test_the_wizard_says_memory_outside_the_run_in_a_quantize_runs_words(exc):
+    import gpu.quantizer  # noqa: F401 - before the engine, which imported first is a circular import
+    from app.quantize_worker import run_error
+
+    error, settings_can_fix = run_error(exc, Path("/tmp/m"))
+    assert error.kind == "oom" and not settings_can_fix
+    assert "ran out of memory" in error.message
+    assert not any(w in error.text for w in GENERATION_WORDS)
