@@ -31,6 +31,8 @@ from gpu.quantizer.shared import (
 )  # fmt: skip
 from gpu.svdquant.decompose import DecomposeConfig
 
+ENCODING_LINES = 10  # at most about this many "encoded i/N prompts" lines: hundreds of prompts gave one each
+
 
 def quantize_model_in_memory(
     source: str | Path,
@@ -120,8 +122,14 @@ def make_samples(pipe, prompts, steps, defaults, config: QuantizeConfig, dtype, 
     ``pipe`` needs its text encoders, scheduler and ``prepare_latents``; its transformer is not used
     (``transformer_fn`` runs it), so the streaming engine passes a pipeline loaded without one."""
     kw = calibration_kwargs(defaults, guidance_embeds)
-    emit("stage", f"encoding {len(prompts)} prompts")
-    embeds = encode_prompts(pipe, prompts, kw["max_sequence_length"], kw["true_cfg"])
+    emit("stage", f"encoding {len(prompts)} prompts", total=len(prompts))
+    every = max(1, len(prompts) // ENCODING_LINES)
+
+    def encoded(done: int, total: int) -> None:  # the bar moves with each prompt; a line now and then, not each
+        emit("stage", f"encoded {done}/{total} prompts" if done % every == 0 or done == total else "", index=done,
+             total=total)  # fmt: skip
+
+    embeds = encode_prompts(pipe, prompts, kw["max_sequence_length"], kw["true_cfg"], should_cancel, encoded)
     return record_trajectories(embeds, pipe, steps, config, kw, dtype, guidance_embeds, in_channels, transformer_fn,
                                should_cancel, emit)  # fmt: skip
 

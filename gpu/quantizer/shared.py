@@ -49,8 +49,13 @@ CalibSample = dict[str, torch.Tensor]
 TransformerFn = Callable[[list[CalibSample]], list[torch.Tensor]]  # inputs -> velocity [1, S_img, C] each
 
 
-def encode_prompts(pipe, prompts: Sequence[str], max_sequence_length: int, true_cfg: bool) -> list[PromptEmbeds]:
-    """Runs the pipeline's text encoders prompt by prompt (batch 1, like the samples) -> CPU embeddings."""
+def encode_prompts(pipe, prompts: Sequence[str], max_sequence_length: int, true_cfg: bool,
+                   should_cancel: Callable[[], bool] | None = None,
+                   on_prompt: Callable[[int, int], None] | None = None) -> list[PromptEmbeds]:  # fmt: skip
+    """Runs the pipeline's text encoders prompt by prompt (batch 1, like the samples) -> CPU embeddings.
+
+    ``should_cancel`` is asked before each prompt (``Cancelled``): with T5-XXL on a small GPU the prompts take
+    minutes, and a cancel waited for all of them. ``on_prompt(done, total)`` after each."""
     out: list[PromptEmbeds] = []
     negative: PromptEmbeds | None = None
     device = pipe._execution_device
@@ -59,10 +64,14 @@ def encode_prompts(pipe, prompts: Sequence[str], max_sequence_length: int, true_
             pe, pooled, ids = pipe.encode_prompt(prompt="", prompt_2=None, device=device,
                                                  max_sequence_length=max_sequence_length)
             negative = PromptEmbeds(pe.cpu(), pooled.cpu(), ids.cpu())
-        for p in prompts:
+        for i, p in enumerate(prompts):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled()
             pe, pooled, ids = pipe.encode_prompt(prompt=p, prompt_2=None, device=device,
                                                  max_sequence_length=max_sequence_length)
             out.append(PromptEmbeds(pe.cpu(), pooled.cpu(), ids.cpu(), negative))
+            if on_prompt is not None:
+                on_prompt(i + 1, len(prompts))
     return out
 
 

@@ -1010,6 +1010,8 @@ def _record_samples(src, head, blocks, entry: ModelEntry, prompts: list[str], de
                                             use_safetensors=True).to(device)  # never a pickle  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     try:
+        if should_cancel is not None and should_cancel():  # loading them took a while: a cancel since stops here
+            raise Cancelled()
         stage.doing = "encoding the calibration prompts"
         forward = streamed_forward(src, head, blocks, device, dtype)
 
