@@ -162,8 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--rank", type=int, default=DEFAULT_RANK,
                    help=f"rank of the 16-bit low-rank branch (default {DEFAULT_RANK})")
     q.add_argument("--calib-prompts", type=int, default=DEFAULT_CALIB_PROMPTS,
-                   help=f"number of calibration prompts (default {DEFAULT_CALIB_PROMPTS})")
-    q.add_argument("--calib-steps", type=int, default=None, help="denoising steps per calibration prompt")
+                   help=f"number of calibration prompts (default {DEFAULT_CALIB_PROMPTS}): the first N of the "
+                        "model's own set (nibble.json's calibration_prompts), else of the built-in one; asking for "
+                        "more uses them all, and the run says so")  # fmt: skip
+    q.add_argument("--calib-steps", type=int, default=None,
+                   help="denoising steps per calibration prompt (default: the model's own steps, at most 8)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--alpha-points", type=int, default=DEFAULT_ALPHA_POINTS, metavar="N",
                    help="smoothing strengths the alpha search tries, evenly over 0..1 "

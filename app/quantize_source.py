@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from PySide6.QtCore import QObject, Signal
 from app.engine_errors import classify
 from app.observable import Prop
 from gpu.bfl_layout import SingleFileFacts, inspect_single_file, pipeline_misfit
+from gpu.calibration_set import BUILT_IN_PROMPTS, OWN_PROMPTS, available_prompts, calibration_steps, prompts_file
 from gpu.errors import ModelLoadError, UserError
 from gpu.model_files import (
     check_not_prequantized,
@@ -93,6 +95,31 @@ def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     return cfg
 
 
+@dataclass(frozen=True)
+class CalibrationSet:
+    """What a run of the chosen source calibrates with (the engine's own reading, ``gpu.calibration_set``): whose
+    prompts, how many there are (a run asking for more uses them all), and the steps of each trajectory by default
+    (the model's own, at most ``MAX_DEFAULT_CALIB_STEPS``)."""
+
+    prompts: str  # whose: OWN_PROMPTS or BUILT_IN_PROMPTS
+    available: int
+    default_steps: int
+    model_steps: int
+
+
+def calibration_set(folder: Path) -> CalibrationSet | None:
+    """The ``CalibrationSet`` of the pipeline ``folder`` (a source's, or a single file's base); None when its prompts
+    file cannot be read (the run says why)."""
+    defaults = pipeline_defaults(folder)
+    try:
+        available = len(available_prompts(folder, defaults))
+    except UserError:
+        return None
+    own = prompts_file(folder, defaults)[1]
+    return CalibrationSet(OWN_PROMPTS if own else BUILT_IN_PROMPTS, available, calibration_steps(None, defaults),
+                          int(defaults.get("steps", 28)))  # fmt: skip
+
+
 class QuantizeSource(QObject):
     """What the source page shows and whether the wizard may go on (``ready``)."""
 
@@ -106,6 +133,7 @@ class QuantizeSource(QObject):
     base_warning_changed = Signal(str)
     checking_changed = Signal(bool)
     ready_changed = Signal(bool)
+    calibration_changed = Signal(object)
     check_requested = Signal(str)  # a single file's path, for the engine's own tensor-by-tensor check
     bases_changed = Signal()
 
@@ -119,6 +147,7 @@ class QuantizeSource(QObject):
     base_warning = Prop("")  # what a base that fits costs (made for the other of dev/schnell); never blocks
     checking = Prop(False)  # the engine's check of a single file is under way
     ready = Prop(False)
+    calibration = Prop(None)  # CalibrationSet of the source (a single file's: its base's); None while not known
 
     def __init__(self, entries: list[Any]) -> None:
         super().__init__()
@@ -130,6 +159,8 @@ class QuantizeSource(QObject):
         self.facts: SingleFileFacts | None = None
         for name in ("source", "base", "problem", "base_problem", "checking", "needs_base"):
             getattr(self, f"{name}_changed").connect(self._update_ready)
+        for name in ("source", "base", "problem", "base_problem"):
+            getattr(self, f"{name}_changed").connect(self._update_calibration)
 
     # -- the source ------------------------------------------------------------------------------------------
     def choose(self, value: str) -> None:
@@ -287,6 +318,12 @@ class QuantizeSource(QObject):
                 f"with: it still quantizes, but the 4-bit copy may stay less close to the original, and it starts "
                 f"with these settings in the app. Choose a {_variant(file_guided)} pipeline as the base if you "
                 "have one")  # fmt: skip
+
+    def _update_calibration(self, *_: Any) -> None:
+        """The calibration set a run of the source as chosen uses, read from the pipeline that supplies it."""
+        folder = self._base_folder(self.base) if self.is_file else self._folders.get(self.source, Path(self.source))
+        usable = self.source and folder is not None and not self.problem and not self.base_problem
+        self.calibration = calibration_set(folder) if usable else None
 
     def _update_ready(self, *_: Any) -> None:
         self.ready = bool(self.source) and not self.problem and not self.base_problem and not self.checking \

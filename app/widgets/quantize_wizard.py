@@ -54,12 +54,13 @@ from app.quantize_outputs import (
     stopped_note,
     unfinished_runs,
 )
-from app.quantize_source import QuantizeSource, output_stem
+from app.quantize_source import CalibrationSet, QuantizeSource, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread, release_claim, run_error
 from app.widgets.error_dialog import show_error
 from app.widgets.file_filters import safetensors_filter
 from app.widgets.model_panel import human_bytes
 from app.wording import counted, sentence
+from gpu.calibration_set import MAX_DEFAULT_CALIB_STEPS
 from gpu.errors import UserError
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
@@ -103,7 +104,8 @@ METHODS = [
     ("Baseline: LoRC", "lorc"),
     ("Baseline: NF4 weights only", "nf4"),
 ]
-PROMPT_SETS = [("Built-in everyday prompts", "builtin")]
+# The wizard's most prompts (a run takes minutes per 100 with FLUX); fewer where the chosen source's set has fewer
+MAX_PROMPTS = 512
 # A run on the GPU while the engine generates (QuantizeWorker.run waits for it; the GPU holds one or the other).
 GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch may be several images): the GPU "
                    "cannot hold its model and this run at once. The run starts by itself then; to start it now, "
@@ -343,11 +345,15 @@ class CalibrationPage(QWizardPage):
         # is QWizard's only while the page is shown; the other pages keep "Next >".
         self.setButtonText(QWizard.WizardButton.NextButton, "Quantize")
         self.setButtonText(QWizard.WizardButton.CommitButton, "Quantize")  # while a run works it is a commit page
-        self.prompt_set = QComboBox()
-        for label, value in PROMPT_SETS:
-            self.prompt_set.addItem(label, value)
-        self.count = QSpinBox(minimum=1, maximum=512, value=DEFAULT_CALIB_PROMPTS)
-        self.steps = QSpinBox(minimum=0, maximum=50, value=0, specialValueText="model default")
+        # Whose prompts a run of the chosen source calibrates with, and how many there are (``show_calibration``):
+        # a "Built-in everyday prompts" choice that did nothing stood here, and the demo model used its own.
+        self.prompt_set = QLabel("")
+        self.prompt_set.setWordWrap(True)
+        self.count = QSpinBox(minimum=1, maximum=MAX_PROMPTS, value=DEFAULT_CALIB_PROMPTS)
+        self._wanted = DEFAULT_CALIB_PROMPTS  # the count asked for, kept while a smaller set caps the field
+        self.count.valueChanged.connect(self._count_changed)
+        self.steps = QSpinBox(minimum=0, maximum=50, value=0)
+        self.show_calibration(None)
         # Not 0, which read as "no GPU" and was taken silently like any other budget.
         self.gpu_gib = QDoubleSpinBox(minimum=1.0, maximum=192.0, value=DEFAULT_GPU_BUDGET_GIB, suffix=" GiB")
         self.installed_ram = installed_ram_bytes()
@@ -375,6 +381,28 @@ class CalibrationPage(QWizardPage):
         row.addWidget(self.unfinished, 1)
         row.addWidget(self.unfinished_button)
         form.addRow("Unfinished runs", row)
+
+    def show_calibration(self, calibration: CalibrationSet | None) -> None:
+        """Shows what a run of the chosen source calibrates with (``QuantizeSource.calibration``; None: not known
+        yet): whose prompts and how many, the Prompts field capped to them (a run asking for more used fewer, said
+        nowhere), and the steps a run takes by default (the model's, at most 8: the field said "model default")."""
+        if calibration is None:
+            self.prompt_set.setText("The chosen model's own calibration prompts, else the built-in everyday prompts")
+            available, steps, own = MAX_PROMPTS, f"at most {MAX_DEFAULT_CALIB_STEPS}", "steps"
+        else:
+            self.prompt_set.setText(f"{sentence(calibration.prompts)[:-1]} ({calibration.available})")
+            available, steps = min(calibration.available, MAX_PROMPTS), str(calibration.default_steps)
+            own = f"{calibration.model_steps} steps"
+        self.steps.setSpecialValueText(f"default ({steps})")
+        self.steps.setToolTip(f"By default the model's own {own}, at most {MAX_DEFAULT_CALIB_STEPS}: the calibration "
+                              "samples need the timesteps covered, not finished images.")  # fmt: skip
+        wanted = self._wanted
+        self.count.setMaximum(available)
+        self.count.setValue(min(wanted, available))
+        self._wanted = wanted  # capped by this set, not asked for: a source with more prompts gets it back
+
+    def _count_changed(self, value: int) -> None:
+        self._wanted = value
 
     def _deleting(self) -> bool:
         """Whether the wizard is deleting an unfinished run (``QuantizeWizard.deleting``): Quantize waits for it."""
@@ -691,6 +719,8 @@ class QuantizeWizard(QWizard):
         self.source_page = SourcePage(controller, self.source_state)
         self.method_page = MethodPage()
         self.calibration_page = CalibrationPage()
+        self.source_state.calibration_changed.connect(self.calibration_page.show_calibration)
+        self.calibration_page.show_calibration(self.source_state.calibration)
         self.run_page = RunPage(self)
         self.result_page = ResultPage(self)
         for page in (self.source_page, self.method_page, self.calibration_page, self.run_page, self.result_page):

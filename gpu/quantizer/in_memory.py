@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 
 from gpu.adapters import adapter_named
+from gpu.calibration_set import calibration_prompts, calibration_steps
 from gpu.checkpoint.format import save_checkpoint
 from gpu.errors import Cancelled, ModelLoadError
 from gpu.generation.pipeline_loader import load_pipeline
 from gpu.library import ModelEntry, ModelLibrary, builtin_models
-from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, collect_calibration
+from gpu.quantizer.calibrate import collect_calibration
 from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
 from gpu.quantizer.shared import (
     calibration_kwargs,

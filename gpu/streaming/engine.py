@@ -36,6 +36,7 @@ from safetensors.torch import load, save_file
 from gpu.adapters import adapter_named
 from gpu.atomic import atomic_path, output_errors, remove_stale_temps
 from gpu.bfl_layout import inspect_single_file, pipeline_misfit
+from gpu.calibration_set import calibration_prompts, calibration_steps, prompts_cut, prompts_file
 from gpu.checkpoint.format import file_sha256, save_checkpoint
 from gpu.checkpoint.verified import verify_checkpoint_once
 from gpu.errors import (
@@ -52,7 +53,7 @@ from gpu.generation.pipeline_loader import default_device, load_errors, quiet_li
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS
 from gpu.output_lock import OutputClaim, output_lock
-from gpu.quantizer.calibrate import calibration_prompts, calibration_steps, hooked, make_collectors
+from gpu.quantizer.calibrate import hooked, make_collectors
 from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent, effective_fingerprint
 from gpu.quantizer.in_memory import base_record, make_samples
 from gpu.quantizer.shared import (
@@ -97,6 +98,7 @@ from gpu.streaming.resume import (
     ResumeKey,
     how_made,
     in_current_terms,
+    prompts_in_use,
     resumes,
     settings_key,
     source_unproven,
@@ -440,6 +442,8 @@ def _quantize_model(
     else:
         if manifest.get("done"):
             emit("stage", f"{SAMPLES} is missing or damaged: recording the calibration samples again")
+        if run.prompts_note:  # said where the samples are recorded: they are made of those prompts
+            emit("stage", run.prompts_note)
         prompts_n = len(prompts)
         if samples_override is not None:
             stage.doing = "recording the calibration samples"
@@ -655,6 +659,8 @@ class _RunInputs:
     steps: int
     prompts: list[str]
     key: ResumeKey
+    # What the run says of prompts asked for beyond those its set holds (``prompts_cut``); "" when it has them all
+    prompts_note: str = ""
 
 
 def _run_inputs(source: str | Path, config: QuantizeConfig, library: ModelLibrary, dtype: torch.dtype,
@@ -670,7 +676,10 @@ def _run_inputs(source: str | Path, config: QuantizeConfig, library: ModelLibrar
         check_rank_fits(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)), config)
     defaults = dict(base_entry.facts.defaults) if base_entry is not None else dict(FALLBACK_DEFAULTS)
     steps, prompts, key = _keyed(src, base_entry, storage_dtype, defaults, config, dtype, samples_supplied)
-    return _RunInputs(src, base_entry, entry_for_record, storage_dtype, defaults, steps, prompts, key)
+    note = ""
+    if base_entry is not None and not samples_supplied and len(prompts) < config.calib_prompts:
+        note = prompts_cut(config.calib_prompts, len(prompts), prompts_file(base_entry.path, defaults)[1])
+    return _RunInputs(src, base_entry, entry_for_record, storage_dtype, defaults, steps, prompts, key, note)
 
 
 def _keyed(src: WeightSource, base_entry: ModelEntry | None, storage_dtype: torch.dtype, defaults: dict,
@@ -832,7 +841,8 @@ def _resume_settings(src: WeightSource, config: QuantizeConfig, dtype: torch.dty
         settings["calibration"] = {"steps": steps,
                                    **calibration_kwargs(defaults, bool(src.config["guidance_embeds"]))}  # fmt: skip
         settings["calibration files"] = _calibration_files(base_entry.path) if base_entry is not None else []
-    return json.loads(json.dumps(settings, default=str))  # as it reads back from the manifest (tuples: lists)
+    # as it reads back from the manifest (tuples: lists); prompts asked for beyond the set are not counted
+    return prompts_in_use(json.loads(json.dumps(settings, default=str)))
 
 
 def _calibration_files(folder: Path) -> list:

@@ -107,6 +107,7 @@ def in_current_terms(manifest: dict, key: ResumeKey, whole_seconds: bool = False
     out = dict(settings)
     if isinstance(out.get("quantization"), dict):
         out["quantization"] = output_fields(out["quantization"])
+    out = prompts_in_use(out)
     now, was = key.settings.get("source"), out.get("source")
     if isinstance(now, list) and isinstance(was, list) and len(was) == len(now) == len(key.weight_files):
         out["source"] = [new if _same_file(old, new, resolved, whole_seconds) else old
@@ -116,6 +117,22 @@ def in_current_terms(manifest: dict, key: ResumeKey, whole_seconds: bool = False
         out["calibration files"] = [new if _same_calibration_file(old, new) else old
                                     for old, new in zip(was, now, strict=True)]  # fmt: skip
     return out
+
+
+def prompts_in_use(settings: dict) -> dict:
+    """A run's resume ``settings`` with the quantization's ``calib_prompts`` the number of prompts the run calibrates
+    with (its "calibration prompts"), where it asked for more than its set holds: it uses them all, as a run asking
+    for exactly that many does, and makes the same blocks. Each number asked for beyond the set gave another key:
+    a run of 512 prompts of the 145 built in (the wizard's field allowed 512) resumed from no other, nor from one
+    asking for 145. Earlier folders' settings, which keep the number asked for, read the same (``in_current_terms``).
+    Settings without the prompts (samples supplied by the caller) are as they are."""
+    prompts, quantization = settings.get("calibration prompts"), settings.get("quantization")
+    if not (isinstance(prompts, list) and isinstance(quantization, dict)):
+        return settings
+    asked = quantization.get("calib_prompts")
+    if not isinstance(asked, int) or asked <= len(prompts):
+        return settings
+    return {**settings, "quantization": {**quantization, "calib_prompts": len(prompts)}}
 
 
 # How far apart two readings of one file's modification time may be and still be the same file: a copy keeping its

@@ -26,3 +26,35 @@ def test_the_encoding_moves_the_bar_and_a_cancel_stops_it(qtbot, window, monkeyp
     assert "encoded 4/40 prompts" in log and "encoded 8/40" not in log  # stopped at the next prompt
     assert "recording calibration samples" not in log and "Cancelled." in log
     wizard.close()
+
+
+def test_the_calibration_page_shows_the_prompts_and_steps_a_run_uses(qtbot, window, tmp_path):
+    """The page offered "Built-in everyday prompts", which did nothing (the demo model calibrates on its own 256),
+    a Prompts field up to 512 whatever the set held (a run used fewer, said nowhere), and "model default" steps
+    that were at most 8 of them. It shows the source's own set and its size, caps the field to it (the count asked
+    for comes back with a source that has more), and the default steps in numbers."""
+    import json
+    import shutil
+
+    from gpu.paths import resources_dir
+
+    demo = resources_dir() / "models" / "demo"
+    plain = tmp_path / "plain"  # the demo without a set of its own: the built-in prompts
+    shutil.copytree(demo, plain)
+    defaults = json.loads((plain / "nibble.json").read_text())
+    del defaults["calibration_prompts"]
+    (plain / "nibble.json").write_text(json.dumps({**defaults, "steps": 4}))
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    page = wizard.calibration_page
+    assert page.prompt_set.text() == "The model's own calibration prompts (256)"
+    assert page.count.maximum() == 256 and page.steps.specialValueText() == "default (8)"
+    assert "model's own 16 steps, at most 8" in page.steps.toolTip()
+    page.count.setValue(200)
+    wizard.source_page.use_path(str(plain))
+    assert page.prompt_set.text() == "The built-in everyday prompts (145)"
+    assert page.count.maximum() == 145 and page.count.value() == 145 == wizard.config().calib_prompts
+    assert page.steps.specialValueText() == "default (4)"  # the model's own 4, under 8
+    wizard.source_page.use_path(str(demo))
+    assert page.count.value() == 200  # asked for, and the demo's set has them
+    wizard.close()
