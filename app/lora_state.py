@@ -849,10 +849,12 @@ class LoraState(QObject):
         if late:
             self._switch_to(self._wanted(search.refs, search.now | late, notices, said=set(late)))
         for index in search.jobs.keys() & search.now.keys() - found.keys():  # several rows of its name, none its own
-            ref = search.refs[index]
+            ref, row = search.refs[index], search.now[index]
+            # the row switched on at the drop, unless it could not be used (said then): then none of them is on
+            instead = f"{row.path} is on instead, and new images may differ" if row.enabled else \
+                "none of them is on"  # fmt: skip
             notices.append(f"The image used the LoRA '{ref.name}' with the hash {ref.digest}, which none of the LoRA "
-                           f"files of that name listed here has: {search.now[index].path} is on instead, and new "
-                           "images may differ.")  # fmt: skip
+                           f"files of that name listed here has: {instead}.")  # fmt: skip
         search.settled([ref.name for index, ref in enumerate(search.refs)
                         if index not in search.now and index not in found], notices)  # fmt: skip
 

@@ -99,3 +99,10 @@ def test_several_rows_of_the_images_file_name_none_with_its_hash_are_said(qtbot,
     assert said == [([], [f"The image used the LoRA 'style' with the hash 0123456789ab, which none of the LoRA files "
                           f"of that name listed here has: {state.entries[0].path} is on instead, and new images may "
                           "differ."])]  # fmt: skip
+    # The first row damaged since it was listed: left off at the drop (said then), so none is on, and said so
+    said.clear()
+    state.entries[0].path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    at_drop = state.restore_used([used], lambda *a: said.append(a))
+    qtbot.waitUntil(lambda: bool(said))
+    assert [e.enabled for e in state.entries] == [False, False] and "cannot be used now" in at_drop[0]
+    assert said[0][1][0].endswith("which none of the LoRA files of that name listed here has: none of them is on.")

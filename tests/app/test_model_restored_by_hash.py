@@ -15,12 +15,13 @@ from tests.app.gui import generate_one
 DEMO_INT4 = resources_dir() / "models" / "demo-int4.safetensors"
 
 
-def _other_file(path) -> None:
-    """The demo INT4 model at ``path`` with one more header entry: the same weights, another file (another hash)."""
+def _other_file(path, comment: str) -> None:
+    """The demo INT4 model at ``path`` with one more header entry, ``comment``: the same weights, another file
+    (another hash, also than demo-int4's, which an earlier test of the process may have hashed)."""
     raw = DEMO_INT4.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + n])
-    header["__metadata__"]["comment"] = "another build"
+    header["__metadata__"]["comment"] = comment
     new = json.dumps(header).encode()
     new += b" " * (-len(new) % 8)
     path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
@@ -45,8 +46,8 @@ def test_an_images_model_is_restored_by_its_hash_where_the_name_is_another_files
     dev, schnell = tmp_path / "dev" / "flux-int4.safetensors", tmp_path / "schnell" / "flux-int4.safetensors"
     dev.parent.mkdir()
     schnell.parent.mkdir()
-    dev.write_bytes(DEMO_INT4.read_bytes())
-    _other_file(schnell)
+    _other_file(dev, "dev build")
+    _other_file(schnell, "schnell build")
     assert [_add(qtbot, controller, dev), _add(qtbot, controller, schnell)] == ["flux-int4", "flux-int4-2"]
     made = _made_with(qtbot, controller, "flux-int4")  # the dev file
     other = _made_with(qtbot, controller, "flux-int4-2")
