@@ -282,6 +282,18 @@ def test_comfyui_negative_prompt_stops_at_nodes_that_change_the_conditioning(tmp
     assert _comfy(tmp_path, controlnet).settings == {"prompt": "a castle", "negative_prompt": "fog"}
 
 
+def test_comfyui_prompt_is_the_text_input_that_holds_one(tmp_path):
+    """CLIPTextEncodeFlux takes clip_l and t5xxl; one may be left empty: its first text input, an empty one, was the
+    prompt (and a restore cleared the form's). Empty only where every text input of the node is."""
+    for inputs, prompt in (({"clip_l": "a red fox in snow", "t5xxl": ""}, "a red fox in snow"),
+                           ({"clip_l": "", "t5xxl": ""}, ""), ({"clip_l": "a fox", "t5xxl": "a red fox"}, "a red fox")):
+        graph = {
+            "3": {"class_type": "KSampler", "inputs": {"seed": 1, "positive": ["6", 0]}},
+            "6": {"class_type": "CLIPTextEncodeFlux", "inputs": {**inputs, "guidance": 3.5}},
+        }  # fmt: skip
+        assert _comfy(tmp_path, graph).settings["prompt"] == prompt, inputs
+
+
 def test_comfyui_sampler_is_not_a_conditioning_node_and_size_is_an_empty_latents(tmp_path):
     """An img2img graph: the ControlNet node (numbered first) takes a "positive" too and was taken for the
     sampler, losing seed, steps and cfg; the size came from the LatentUpscale of a second pass."""

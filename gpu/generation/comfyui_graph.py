@@ -221,10 +221,11 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
         for kind, inputs in chain(link):
             if kind == _ZERO_OUT:
                 return ""
-            for name in _TEXT_INPUTS:
-                found = literal(inputs.get(name), _TEXT_INPUTS, (str,))
-                if found is not None:
-                    return found
+            # The first text input that holds one (CLIPTextEncodeFlux's t5xxl may be left empty beside its clip_l);
+            # "" only where every text input of the node is empty
+            texts = [t for name in _TEXT_INPUTS if (t := literal(inputs.get(name), _TEXT_INPUTS, (str,))) is not None]
+            if texts:
+                return next((t for t in texts if t), "")
         return None
 
     def number(inputs: dict[str, Any], name: str, types: tuple[type, ...] = (int, float)) -> Any:
