@@ -275,6 +275,11 @@ class AppController(QObject):
         self._defaults_since = None
         request = self.prompt.build_request()
         request.loras = loras
+        if self._model_to_restore is not None:  # the job's model is the panel's; the image's comes once it is known
+            self.error.emit(EngineError(
+                "notice", f"This job runs on '{request.model}': the model of the image you restored, "
+                f"'{self._model_to_restore[0]}', is selected once the engine has started.",
+                "Generate again once it is selected to get the image back."))  # fmt: skip
         job = Job(request)
         self._jobs[job.id] = job
         try:

@@ -52,9 +52,14 @@ def test_an_image_restored_while_the_engine_starts_gets_its_model_and_keeps_its_
     made = {"prompt": "a red star", "negative_prompt": "", "seed": 77, "model": "demo-int4",
             "version": f"{APP_NAME}-0.1.0", **placeholders}  # fmt: skip
     controller.restore_from_file(write_png(tmp_path / "made.png", Image.new("RGB", (16, 16)), made))
+    job = controller.generate()  # runs on the panel's model, as the image's is not known yet: said
+    assert job is not None and job.request.model == "demo"
+    assert [e.message for e in shown] == ["This job runs on 'demo': the model of the image you restored, "
+                                          "'demo-int4', is selected once the engine has started."]  # fmt: skip
+    shown.clear()
     with qtbot.waitSignal(controller.engine_ready, timeout=60000):
         window.start()
-    qtbot.waitUntil(lambda: controller.model_info is not None, timeout=60000)
+    qtbot.waitUntil(lambda: controller.model_info is not None and not controller._jobs, timeout=120000)
     assert state.model == "demo-int4" and (state.prompt, state.seed) == ("a red star", 77)
     assert state.model_default_fields() == placeholders
     assert [e.message for e in shown if e.kind != "notice" or "not in your library" in e.message] == []
