@@ -397,6 +397,12 @@ class AppController(QObject):
         """Whether ``name``, picked while missing, has its file looked at again right now (before it is refused)."""
         return self._rechecking == name
 
+    def drop_recheck(self) -> None:
+        """The user went on to the current model, or past a missing one: the list read for the re-check of an unusable
+        model picked before decides nothing (it selected that model, or refused it with a dialog, after the user
+        had left it)."""
+        self._rechecking = None
+
     def _entry(self, name: str) -> Any | None:
         """The library entry named ``name``, or whose name is ``name`` once escaped as images record names that are
         not UTF-8 (``encodable``: the byte 0xe9 of a Latin-1 file name as the text ``\\xe9``)."""

@@ -86,6 +86,7 @@ class ModelPanel(QWidget):
         # The highlighted row is the model of the next jobs, however it was reached: a click, the arrow keys (they
         # moved the highlight alone, and jobs ran on another model than the one shown), Enter or a double click.
         self._marking = False  # the list itself is being set (``set_entries``, ``_mark_current``): no pick
+        self._rows: list[tuple[str, str, str]] = []  # (text, model name, tooltip) of the rows shown
         self.list.currentItemChanged.connect(self._moved)
         self.list.itemClicked.connect(self._picked)  # the highlighted row clicked again: its file looked at again
         self.list.itemActivated.connect(self._picked)
@@ -150,16 +151,22 @@ class ModelPanel(QWidget):
     def set_entries(self, entries: list[Any]) -> None:
         current = self.list.currentItem()
         highlighted = current.data(Qt.ItemDataRole.UserRole) if current is not None else None
-        self._marking = True
-        self.list.clear()
+        rows = []
         for entry in entries:
             unusable = getattr(entry, "facts", None) is None  # its file moved, deleted or changed since it was added
             label = entry.name + ("  (built-in)" if getattr(entry, "builtin", False) else "")
-            item = QListWidgetItem(label + (f"  ({unusable_word(entry)})" if unusable else ""))
-            item.setData(Qt.ItemDataRole.UserRole, entry.name)
-            item.setToolTip(getattr(entry, "problem_text", "") if unusable else str(getattr(entry, "path", "")))
-            self.list.addItem(item)
-        self._marking = False
+            tip = getattr(entry, "problem_text", "") if unusable else str(getattr(entry, "path", ""))
+            rows.append((label + (f"  ({unusable_word(entry)})" if unusable else ""), entry.name, tip))
+        if rows != self._rows:  # the same list again (each answer of the engine sends it) keeps its rows: a row
+            self._rows = rows  # pressed and not yet released was replaced, and the click was lost
+            self._marking = True
+            self.list.clear()
+            for text, name, tip in rows:
+                item = QListWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, name)
+                item.setToolTip(tip)
+                self.list.addItem(item)
+            self._marking = False
         self._mark_current(self.controller.prompt.model)
         # An unusable entry the user highlighted (picked and refused, its file looked at again) stays so: Remove
         # takes it off.
@@ -180,19 +187,32 @@ class ModelPanel(QWidget):
 
     def _unusable_text(self, name: str) -> str:
         entry = next((e for e in self.controller.entries if e.name == name), None)
-        return f"{name}: {unusable_word(entry)}. New images use {self.controller.prompt.model}."
+        return f"{name}: {unusable_word(entry)}. New images use {self.controller.prompt.model}. Press Enter to look " \
+            "at its file again."  # fmt: skip
 
     def _moved(self, item: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
-        """The user moved the highlight (the arrow keys, a click, typing a name): that model is picked."""
-        if item is not None and not self._marking:
-            self._picked(item)
-
+        """The user moved the highlight (the arrow keys, a click, typing a name): that model is picked, if it can be
+        used. One that cannot is only shown: its file is looked at again (and refused with a dialog) on Enter, a
+        click or a double click, not as the keys pass over it, where the dialog took the next key press."""
+        if item is None or self._marking:
+            return
+        name = item.data(Qt.ItemDataRole.UserRole)
+        entry = next((e for e in self.controller.entries if e.name == name), None)
+        if entry is not None and getattr(entry, "facts", None) is None:
+            self.controller.drop_recheck()
+            self._details(self._unusable_text(name))
+            self.remove_button.setEnabled(True)
+            return
+        self._picked(item)
 
     def _picked(self, item: QListWidgetItem) -> None:
         name = item.data(Qt.ItemDataRole.UserRole)
         # Picked again (the release of the press that highlighted it, Enter, a double click): reading it again reset
         # size, steps and guidance, and a second pick of a model whose file is being looked at refused it at once
-        if self.controller.is_current(name) or self.controller.is_rechecking(name):
+        if self.controller.is_current(name):
+            self.controller.drop_recheck()  # back to the model in use: a re-check of one passed decides nothing
+            return
+        if self.controller.is_rechecking(name):
             return
         if self.controller.select_model(name):
             self._details("Reading model…")

@@ -81,7 +81,7 @@ def test_a_model_file_there_but_unusable_is_not_said_missing(qtbot, window, tmp_
     _click(qtbot, window, "mine")  # picked again: looked at again, and refused
     qtbot.waitUntil(lambda: len(errors) == 2, timeout=60000)
     assert errors[-1].hint == errors[0].hint
-    assert panel.details.text() == "mine: cannot be used. New images use demo."
+    assert panel.details.text() == "mine: cannot be used. New images use demo. Press Enter to look at its file again."
 
     mine.unlink()  # gone: that one is missing, and put back is the remedy
     controller.select_model("demo")
@@ -89,4 +89,4 @@ def test_a_model_file_there_but_unusable_is_not_said_missing(qtbot, window, tmp_
     qtbot.waitUntil(lambda: len(errors) == 3, timeout=60000)
     assert errors[-1].hint.startswith("Put the file back where it was")
     assert _item(window, "mine").text() == "mine  (missing)"
-    assert panel.details.text() == "mine: missing. New images use demo."
+    assert panel.details.text() == "mine: missing. New images use demo. Press Enter to look at its file again."
