@@ -268,8 +268,11 @@ class ModelLibrary:
         entries = self.entries()
         for entry in entries:
             if named_by(entry.name, key):
-                if entry.facts is None:
-                    raise ModelLoadError(f"model {key!r}: {entry.problem}", entry.hint)
+                if entry.facts is None:  # a listed file gone: put back, or taken off the list (no hint of its own)
+                    back = f"put the file back where it was (or connect its drive), or remove {entry.name!r} in " \
+                        "the app's Models panel"  # fmt: skip
+                    hint = entry.hint or (back if entry.missing else "")
+                    raise ModelLoadError(f"model {key!r}: {entry.problem}", hint)
                 return entry
         if model_path_there(Path(key).expanduser()):
             path = current_path(named_path(key))  # "." names no folder in a message; its absolute path does

@@ -92,6 +92,9 @@ def test_a_model_file_there_but_unusable_keeps_the_engines_remedy(tmp_path, caps
     assert cut.facts is None and cut.hint == refused.value.hint  # kept with the entry, for the app
     assert not cut.missing  # "(missing)" and "put it back" would be wrong: it is there
     assert entries["gone"].missing and "no such file or folder" in entries["gone"].problem
+    assert main(["--data-dir", str(data), "inspect", "gone"]) == 2  # gone: what to do is said too (it was not)
+    assert capsys.readouterr().err.endswith("no such file or folder (put the file back where it was (or connect its "
+                                            "drive), or remove 'gone' in the app's Models panel)\n")  # fmt: skip
 
 
 def test_a_listed_file_given_by_its_path_goes_by_its_library_name(tmp_path):
