@@ -98,7 +98,9 @@ def classify(exc: BaseException) -> EngineError:
             "Try a smaller size (for example 512×512), fewer images per batch, or a 4-bit model; "
             "close other programs that use the GPU.",
         )
-    if isinstance(exc, MemoryError):
+    from gpu.out_of_memory import ram_ran_out
+
+    if ram_ran_out(exc):  # MemoryError, or torch's CPU allocator (a RuntimeError that names no "out of memory")
         free_memory()
         return EngineError("oom", "The computer ran out of memory (RAM).",
                            "Close other programs, pick a smaller size or a 4-bit model.")

@@ -301,7 +301,7 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
 
     error = classify(exc)
     if error.kind == "oom" and not isinstance(exc, OutOfMemory):
-        # Out of memory outside the run itself (the run says its own, ``out_of_memory_said``): in a quantize run's
+        # Out of memory outside the run itself (the run says its own, ``quantize_out_of_memory``): in a quantize run's
         # words too, not a generation job's (a smaller image size, fewer images per batch)
         from gpu.streaming.engine import RunStage, quantize_out_of_memory
 

@@ -4,6 +4,8 @@ wizard a generation job's advice (a smaller image size, fewer images per batch, 
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import pytest
@@ -33,15 +35,57 @@ def _gpu_oom(*_a, **_k):
 
 
 def test_the_gpu_running_out_while_encoding_is_said_for_quantizing(tmp_path, monkeypatch):
-    monkeypatch.setattr(in_memory, "encode_prompts", _gpu_oom)
-    with pytest.raises(UserError) as raised:
-        quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
+    encoders: list[weakref.ref] = []
+
+    def gpu_oom_holding_the_encoders(pipe, *_a, **_k):
+        encoders.append(weakref.ref(pipe.text_encoder_2))
+        raise torch.OutOfMemoryError(CUDA_OOM)
+
+    monkeypatch.setattr(in_memory, "encode_prompts", gpu_oom_holding_the_encoders)
+    gc.collect()
+    gc.disable()  # what the failed run held is let go of as the error is said, not at some later collection
+    try:
+        with pytest.raises(UserError) as raised:
+            quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
+        assert encoders[0]() is None  # the error's traceback held the run's frames: T5-XXL stayed on the GPU
+    finally:
+        gc.enable()
     err = raised.value
     assert str(err).startswith("the GPU ran out of memory while encoding the calibration prompts")
     assert "close other programs that use the GPU" in err.hint and "too small" in err.hint
     assert err.ram_budget_helps is False  # no setting of a run helps: the GPU itself is full
     assert not any(w in err.text for w in GENERATION_WORDS)
-    assert isinstance(err.__cause__, torch.OutOfMemoryError)  # kept for the log
+
+
+def test_cuda_itself_out_of_memory_and_the_ram_while_loading_or_first_inputs_are_said(tmp_path, monkeypatch):
+    """A CUDA library's workspace not had ("CUDA error: out of memory", a plain RuntimeError); torch's CPU
+    allocator failing while the text encoders load (said as a damaged model); the RAM running out as the first
+    block's inputs are computed (said as the step before, without the RAM budget that helps)."""
+    import diffusers
+
+    def cuda_error(*_a, **_k):
+        raise RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported")
+
+    monkeypatch.setattr(engine, "quantize_layers", cuda_error)
+    with pytest.raises(UserError, match="the GPU ran out of memory while quantizing block 1 of 6"):
+        quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
+    monkeypatch.undo()
+
+    monkeypatch.setattr(engine, "_preamble", lambda *_a, **_k: _no_ram())
+    with pytest.raises(UserError) as raised:
+        quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
+    assert str(raised.value).startswith("the computer ran out of memory (RAM) while computing the first block's "
+                                        "inputs") and raised.value.ram_budget_helps is True  # fmt: skip
+    monkeypatch.undo()
+
+    monkeypatch.setattr(diffusers.FluxPipeline, "from_pretrained", classmethod(lambda *_a, **_k: _no_ram()))
+    with pytest.raises(UserError, match=r"the computer ran out of memory \(RAM\) while loading the text encoders"):
+        quantize_model(DEMO, tmp_path / "n.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
+
+
+def _no_ram():
+    raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 9524000000 bytes. Error code 12 (Cannot allocate memory)")  # fmt: skip
 
 
 def test_the_ram_running_out_among_the_block_inputs_names_the_ram_budget(tmp_path, monkeypatch):

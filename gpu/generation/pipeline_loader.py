@@ -28,6 +28,7 @@ from gpu.model_files import (
     files_stamp,
     inspect_model_path,
 )
+from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.safetensors_header import loaded_weight_files, read_safetensors_header
 
 if TYPE_CHECKING:
@@ -291,6 +292,8 @@ def load_errors(name: str, folder: Path) -> Iterator[None]:
         raise ModelLoadError(f"{name}: cannot load the pipeline ({_damaged_safetensors(Path(folder)) or err})",
                              "copy or download the model again") from None  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        if gpu_ran_out(err) or ram_ran_out(err):  # no damage: said as the memory it is by the caller
+            raise
         # RuntimeError: e.g. a config.json that does not match its weights ("Cannot copy out of meta tensor").
         raise ModelLoadError(f"{name}: cannot load the pipeline ({err})") from None
 

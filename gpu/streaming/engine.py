@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +53,7 @@ from gpu.errors import (
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS
+from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.output_lock import OutputClaim, output_lock
 from gpu.quantizer.calibrate import hooked, make_collectors
 from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent, effective_fingerprint
@@ -117,6 +119,8 @@ from gpu.streaming.source import (
 from gpu.svdquant.decompose import DecomposeConfig
 from gpu.system_info import cuda_index, installed_ram_bytes, memory_fraction
 from gpu.version import __version__
+
+log = logging.getLogger(__name__)
 
 
 def resume_key(source: str | Path, config: QuantizeConfig, library: ModelLibrary | None = None,
@@ -254,46 +258,51 @@ def quantize_model(
     device = device or default_device()
     out_path = Path(out_path)
     stage = RunStage()
-    # A full disk is said as such wherever the run writes, with what it keeps for the next one; running out of
-    # memory as what ran out and while doing what (the budget's own words where the budget was the limit).
-    with (output_lock(out_path, "quantize run", claim=claim), out_of_memory_said(stage),
-          gpu_memory_budget(device, config.gpu_budget_gib),
-          disk_full_said(out_path.parent, lambda: kept_words(parts_dir(out_path), config.resume),
-                         config.resume)):  # fmt: skip
-        if not replace and out_path.exists():
-            # e.g. a typo naming another model, or the source's own weights: replaced only when asked
-            raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
-        return _quantize_model(source, out_path, config, on_event, should_cancel, library, device,
-                               samples_override, replace, stage)  # fmt: skip
+    said: QuantizeOutOfMemory | None = None
+    try:
+        # A full disk is said as such wherever the run writes, with what it keeps for the next one.
+        with (output_lock(out_path, "quantize run", claim=claim), gpu_memory_budget(device, config.gpu_budget_gib),
+              disk_full_said(out_path.parent, lambda: kept_words(parts_dir(out_path), config.resume),
+                             config.resume)):  # fmt: skip
+            if not replace and out_path.exists():
+                # e.g. a typo naming another model, or the source's own weights: replaced only when asked
+                raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
+            return _quantize_model(source, out_path, config, on_event, should_cancel, library, device,
+                                   samples_override, replace, stage)  # fmt: skip
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        # Running out of memory said as what ran out and while doing what (``quantize_out_of_memory``; the budget's
+        # own words where the budget was the limit, from ``gpu_memory_budget``). It passed as torch's error: a
+        # traceback from the command line, and a job's advice in the wizard.
+        said = quantize_out_of_memory(exc, stage)
+        if said is None:
+            raise
+        log.warning("quantize run out of memory: %s", str(exc))  # the text: a record holding exc held its frames
+    # Raised here, outside the handler and not from it: the error's traceback holds the failed run's frames (its text
+    # encoders, a block and its inputs), which kept them alive, on the GPU too, while the caller freed memory.
+    raise said
 
 
 @dataclass
 class RunStage:
-    """What a quantize run is doing now, for an out-of-memory error to say (``out_of_memory_said``)."""
+    """What a quantize run is doing now, for an out-of-memory error to say (``quantize_out_of_memory``)."""
 
     doing: str = "reading the model"  # "while <doing>"
     # Whether a smaller RAM budget makes this step keep less in RAM: the block inputs, which then go to disk
     ram_budget_helps: bool = False
 
 
-def _ram_ran_out(exc: BaseException) -> bool:
-    """Whether ``exc`` is the computer running out of RAM: Python's MemoryError, or torch's CPU allocator failing
-    (a RuntimeError: "DefaultCPUAllocator: can't allocate memory", "... not enough memory" on Windows)."""
-    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "DefaultCPUAllocator" in str(exc))
-
-
 def quantize_out_of_memory(exc: BaseException, stage: RunStage) -> QuantizeOutOfMemory | None:
-    """``exc``, the GPU (``torch.OutOfMemoryError``) or the RAM (``_ram_ran_out``) running out during a quantize run
+    """``exc``, the GPU (``gpu_ran_out``) or the RAM (``ram_ran_out``) running out during a quantize run
     at ``stage``, in words for quantizing: which memory, while doing what, how much there is, and the remedies a run
     has. Said as a job's, it sent the user to a smaller image size and fewer images per batch. None for any other
     error."""
-    if isinstance(exc, torch.OutOfMemoryError):
+    if gpu_ran_out(exc):
         total = _gpu_total()
         has = f" (it has {amount(total)})" if total else ""
         return QuantizeOutOfMemory(f"the GPU ran out of memory while {stage.doing}{has}",
                                    "close other programs that use the GPU, then run again; if none does, this GPU is "
                                    "too small for that step of quantizing this model")  # fmt: skip
-    if not _ram_ran_out(exc):
+    if not ram_ran_out(exc):
         return None
     ram = installed_ram_bytes()
     has = f" (this computer has {amount(ram)})" if ram else ""
@@ -313,20 +322,6 @@ def _gpu_total() -> int | None:
         return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
     except (RuntimeError, AssertionError, AttributeError):  # no CUDA here (a CPU build, a broken driver)
         return None
-
-
-@contextmanager
-def out_of_memory_said(stage: RunStage) -> Iterator[None]:
-    """A quantize run's running out of GPU memory or RAM becomes a ``QuantizeOutOfMemory`` naming ``stage``
-    (``quantize_out_of_memory``); other errors pass as they are. It passed as torch's error: a traceback from the
-    command line, and a job's advice in the wizard."""
-    try:
-        yield
-    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-        said = quantize_out_of_memory(exc, stage)
-        if said is None:
-            raise
-        raise said from exc
 
 
 @contextmanager
@@ -494,6 +489,8 @@ def _quantize_model(
                   f"{' (activations spilled to disk)' if spill else ''}")  # fmt: skip
 
     try:
+        stage.doing = "computing the first block's inputs"
+        stage.ram_budget_helps = spill is None  # the block inputs, kept in RAM: a smaller budget sends them to disk
         store, extras = _preamble(head, samples, device, ActivationStore(spill))
         dcfg = DecomposeConfig(refine_iters=config.refine_iters, seed=config.seed, dtype=storage_dtype)
         offset = 0
