@@ -275,7 +275,8 @@ class AppController(QObject):
         self._defaults_since = None
         request = self.prompt.build_request()
         request.loras = loras
-        if self._model_to_restore is not None:  # the job's model is the panel's; the image's comes once it is known
+        if self._model_to_restore is not None and self._model_to_restore[0] != request.model:
+            # the job's model is the panel's; the image's comes once the library is known
             self.error.emit(EngineError(
                 "notice", f"This job runs on '{request.model}': the model of the image you restored, "
                 f"'{self._model_to_restore[0]}', is selected once the engine has started.",

@@ -64,3 +64,26 @@ def test_an_image_restored_while_the_engine_starts_gets_its_model_and_keeps_its_
     assert state.model_default_fields() == placeholders
     assert [e.message for e in shown if e.kind != "notice" or "not in your library" in e.message] == []
     window.close()
+
+
+def test_a_job_before_the_engine_is_ready_on_the_restored_images_own_model_says_nothing(qtbot, data_root, tmp_path):
+    """The notice that the job runs on the panel's model came also where that is the image's model."""
+    from PIL import Image
+
+    from gpu.generation.png_metadata import write_png
+    from gpu.version import APP_NAME
+
+    window = MainWindow(resolve_data_dir(data_root))
+    qtbot.addWidget(window)
+    window.show()
+    controller = window.controller
+    shown: list = []
+    controller.error.connect(shown.append)
+    made = {"prompt": "a red star", "seed": 7, "model": controller.prompt.model, "version": f"{APP_NAME}-0.1.0"}
+    controller.restore_from_file(write_png(tmp_path / "made.png", Image.new("RGB", (16, 16)), made))
+    assert controller.generate() is not None and shown == []
+    with qtbot.waitSignal(controller.engine_ready, timeout=60000):
+        window.start()
+    qtbot.waitUntil(lambda: controller.model_info is not None and not controller._jobs, timeout=120000)
+    assert shown == []
+    window.close()
