@@ -211,6 +211,10 @@ class ModelPanel(QWidget):
         # size, steps and guidance, and a second pick of a model whose file is being looked at refused it at once
         if self.controller.is_current(name):
             self.controller.drop_recheck()  # back to the model in use: a re-check of one passed decides nothing
+            info = self.controller.model_info
+            if info is not None and getattr(info, "name", None) == name:
+                self.show_info(info)  # its facts again, not those of the model passed over
+            self._mark_current(name)  # and Remove as for it (a built-in one cannot be removed)
             return
         if self.controller.is_rechecking(name):
             return

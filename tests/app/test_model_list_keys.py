@@ -76,6 +76,8 @@ def test_the_keys_pass_over_a_missing_model_and_enter_looks_at_its_file_again(qt
     _keys(qtbot, window, Qt.Key.Key_Return, Qt.Key.Key_Home)
     qtbot.wait(1500)
     assert controller.prompt.model == _highlighted(window) == "demo" and len(errors) == 1
+    panel = window.model_panel  # its facts shown again, and the built-in model cannot be removed
+    assert "mine" not in panel.details.text() and panel.runs_on.isVisible() and not panel.remove_button.isEnabled()
     _keys(qtbot, window, Qt.Key.Key_End, Qt.Key.Key_Return)  # picked, its file there
     qtbot.waitUntil(lambda: controller.prompt.model == "mine", timeout=60000)
     assert _highlighted(window) == "mine" and len(errors) == 1
