@@ -22,7 +22,14 @@ from PySide6.QtCore import QObject, Signal
 from app.engine_errors import classify
 from app.observable import Prop
 from gpu.bfl_layout import SingleFileFacts, inspect_single_file, pipeline_misfit
-from gpu.calibration_set import BUILT_IN_PROMPTS, OWN_PROMPTS, available_prompts, calibration_steps, prompts_file
+from gpu.calibration_set import (
+    BUILT_IN_PROMPTS,
+    MAX_DEFAULT_CALIB_STEPS,
+    OWN_PROMPTS,
+    available_prompts,
+    calibration_steps,
+    prompts_file,
+)  # fmt: skip
 from gpu.errors import ModelLoadError, UserError
 from gpu.model_files import (
     check_not_prequantized,
@@ -105,6 +112,7 @@ class CalibrationSet:
     available: int
     default_steps: int
     model_steps: int
+    STEPS_CAP = MAX_DEFAULT_CALIB_STEPS  # the most steps a run takes by default (the widgets never import gpu/)
 
 
 def calibration_set(folder: Path) -> CalibrationSet | None:

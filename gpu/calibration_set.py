@@ -19,6 +19,9 @@ def prompts_file(model_folder: Path | None, defaults: dict) -> tuple[Path, bool]
     """-> (the calibration prompts file a run reads, whether it is the model's own): nibble.json's
     ``calibration_prompts`` in ``model_folder`` where it is a file, else the shipped set."""
     own = defaults.get("calibration_prompts")
+    if own is not None and not isinstance(own, str):  # a hand-edited nibble.json: 5, a list
+        raise ModelLoadError(f"nibble.json in {model_folder}: calibration_prompts is {own!r}, not a file name",
+                             "give it the name of a text file beside it, one prompt per line, or leave it out")
     path = model_folder / own if own and model_folder is not None else None
     if path is not None and path.is_file():
         return path, True
@@ -27,7 +30,7 @@ def prompts_file(model_folder: Path | None, defaults: dict) -> tuple[Path, bool]
 
 def available_prompts(model_folder: Path | None, defaults: dict) -> list[str]:
     """Every prompt of the set a run calibrates with (``prompts_file``), in order; ModelLoadError for a file that is
-    not UTF-8 text or holds no prompt."""
+    not UTF-8 text, cannot be read or holds no prompt, or a ``calibration_prompts`` that names no file."""
     path, _own = prompts_file(model_folder, defaults)
     # UTF-8 whatever the locale (Windows would read cp1252: other prompts, another model); "-sig" drops the byte
     # order mark Windows Notepad may put first, which would otherwise start the first prompt.
@@ -36,6 +39,9 @@ def available_prompts(model_folder: Path | None, defaults: dict) -> list[str]:
     except UnicodeDecodeError as err:
         raise ModelLoadError(f"the calibration prompts file {path} is not UTF-8 text (byte {err.start})",
                              "save it as UTF-8 (one prompt per line)") from None  # fmt: skip
+    except OSError as err:  # unreadable (its rights, a drive gone): the wizard reads it on its window's thread too
+        raise ModelLoadError(f"the calibration prompts file {path} cannot be read ({err.strerror or err})",
+                             "check that you may read it") from None  # fmt: skip
     prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not prompts:
         raise ModelLoadError(f"the calibration prompts file {path} holds no prompts",

@@ -54,3 +54,17 @@ def test_a_parts_folder_of_a_run_that_asked_for_more_prompts_than_the_set_holds_
     for prompts in (512, 256, 400):
         assert resumes_from(parts, _key(lib, prompts)) is True, prompts
     assert resumes_from(parts, _key(lib, 64)) is False  # fewer prompts: other samples, other blocks
+
+
+def test_a_calibration_prompts_entry_that_names_no_file_is_said_not_raised(tmp_path):
+    """A hand-edited nibble.json ("calibration_prompts": 5) raised a TypeError, in a Qt slot of the wizard too,
+    which then showed the previous source's prompts."""
+    from app.quantize_source import calibration_set
+    from gpu.calibration_set import available_prompts
+    from gpu.errors import ModelLoadError
+    from gpu.model_files import pipeline_defaults
+
+    (tmp_path / "nibble.json").write_text(json.dumps({"calibration_prompts": 5}))
+    with pytest.raises(ModelLoadError, match=f"nibble.json in {tmp_path}: calibration_prompts is 5, not a file name"):
+        available_prompts(tmp_path, pipeline_defaults(tmp_path))
+    assert calibration_set(tmp_path) is None  # not known: the wizard's page says so, the run says why

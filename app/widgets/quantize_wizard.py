@@ -60,7 +60,6 @@ from app.widgets.error_dialog import show_error
 from app.widgets.file_filters import safetensors_filter
 from app.widgets.model_panel import human_bytes
 from app.wording import counted, sentence
-from gpu.calibration_set import MAX_DEFAULT_CALIB_STEPS
 from gpu.errors import UserError
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
@@ -388,13 +387,13 @@ class CalibrationPage(QWizardPage):
         nowhere), and the steps a run takes by default (the model's, at most 8: the field said "model default")."""
         if calibration is None:
             self.prompt_set.setText("The chosen model's own calibration prompts, else the built-in everyday prompts")
-            available, steps, own = MAX_PROMPTS, f"at most {MAX_DEFAULT_CALIB_STEPS}", "steps"
+            available, steps, own = MAX_PROMPTS, f"at most {CalibrationSet.STEPS_CAP}", "steps"
         else:
             self.prompt_set.setText(f"{sentence(calibration.prompts)[:-1]} ({calibration.available})")
             available, steps = min(calibration.available, MAX_PROMPTS), str(calibration.default_steps)
             own = f"{calibration.model_steps} steps"
         self.steps.setSpecialValueText(f"default ({steps})")
-        self.steps.setToolTip(f"By default the model's own {own}, at most {MAX_DEFAULT_CALIB_STEPS}: the calibration "
+        self.steps.setToolTip(f"By default the model's own {own}, at most {CalibrationSet.STEPS_CAP}: the calibration "
                               "samples need the timesteps covered, not finished images.")  # fmt: skip
         wanted = self._wanted
         self.count.setMaximum(available)
