@@ -28,6 +28,7 @@ from gpu.calibration_set import (
     OWN_PROMPTS,
     available_prompts,
     calibration_steps,
+    model_steps,
     prompts_file,
 )  # fmt: skip
 from gpu.errors import ModelLoadError, UserError
@@ -117,15 +118,15 @@ class CalibrationSet:
 
 def calibration_set(folder: Path) -> CalibrationSet | None:
     """The ``CalibrationSet`` of the pipeline ``folder`` (a source's, or a single file's base); None when its prompts
-    file cannot be read (the run says why)."""
+    file or its nibble.json's steps cannot be read (the run says why)."""
     defaults = pipeline_defaults(folder)
     try:
         available = len(available_prompts(folder, defaults))
+        own = prompts_file(folder, defaults)[1]
+        return CalibrationSet(OWN_PROMPTS if own else BUILT_IN_PROMPTS, available,
+                              calibration_steps(None, defaults), model_steps(defaults))  # fmt: skip
     except UserError:
         return None
-    own = prompts_file(folder, defaults)[1]
-    return CalibrationSet(OWN_PROMPTS if own else BUILT_IN_PROMPTS, available, calibration_steps(None, defaults),
-                          int(defaults.get("steps", 28)))  # fmt: skip
 
 
 class QuantizeSource(QObject):

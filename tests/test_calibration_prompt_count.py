@@ -68,3 +68,24 @@ def test_a_calibration_prompts_entry_that_names_no_file_is_said_not_raised(tmp_p
     with pytest.raises(ModelLoadError, match=f"nibble.json in {tmp_path}: calibration_prompts is 5, not a file name"):
         available_prompts(tmp_path, pipeline_defaults(tmp_path))
     assert calibration_set(tmp_path) is None  # not known: the wizard's page says so, the run says why
+
+
+def test_a_steps_entry_that_is_no_number_is_said_not_raised(tmp_path):
+    """A hand-edited nibble.json ("steps": "16 steps") raised a ValueError: in a Qt slot of the wizard (which then
+    let the user go on), and as a traceback from main.py quantize."""
+    from app.quantize_source import calibration_set
+    from gpu.errors import ModelLoadError
+    from main import main
+
+    folder = tmp_path / "demo-steps"
+    import shutil
+
+    shutil.copytree(DEMO, folder)
+    settings = json.loads((folder / "nibble.json").read_text())
+    (folder / "nibble.json").write_text(json.dumps({**settings, "steps": "16 steps"}))
+    assert calibration_set(folder) is None
+    with pytest.raises(ModelLoadError, match="nibble.json: steps is '16 steps', not a whole number of steps"):
+        quantize_model(folder, tmp_path / "m.safetensors", QuantizeConfig(calib_prompts=2),
+                       library=ModelLibrary(tmp_path), device=CPU)  # fmt: skip
+    assert main(["--data-dir", str(tmp_path / "data"), "quantize", str(folder), "--out",
+                 str(tmp_path / "n.safetensors"), "--calib-prompts", "2"]) == 2  # fmt: skip
