@@ -88,3 +88,27 @@ def test_a_need_below_a_gib_is_said_in_mib_as_the_plan_says_it():
 
     small = load_out_of_memory("demo-int4", 40 * 2**20, torch.device("cpu"), 4)
     assert str(small).startswith("demo-int4 needs about 40 MiB of system memory; this machine has "), str(small)
+
+
+@pytest.mark.parametrize("error", ["[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                                   "memory: you tried to allocate 9524000000 bytes. Error code 12",
+                                   "CUDA error: out of memory"])  # fmt: skip
+def test_memory_running_out_as_a_plain_runtime_error_while_loading_is_said_too(tmp_path, monkeypatch, capsys, error):
+    """Torch's CPU allocator failing, and CUDA's own "out of memory", come as plain RuntimeErrors: said as a damaged
+    pipeline before, then (9e95616) as a traceback from the command line and a job's "smaller size" in the app."""
+    from main import main
+
+    moving = torch.nn.Module.to
+
+    def runs_out(module, *args, **kwargs):  # as ``placed``: the transformer moved to its device
+        if isinstance(module, FluxTransformer2DModel) and ("device" in kwargs or any(
+                isinstance(a, (torch.device, str)) for a in args)):  # fmt: skip
+            raise RuntimeError(error)
+        return moving(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", runs_out)
+    code = main(["--data-dir", str(tmp_path / "data"), "generate", "a red star", "--model", "demo-int4", "--steps",
+                 "1", "--width", "64", "--height", "64", "--out", str(tmp_path / "s.png")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.startswith("error: demo-int4 needs "), err
+    assert "of system memory; this machine has" in err  # the RAM said as the RAM (the device here is the CPU)

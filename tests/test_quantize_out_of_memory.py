@@ -57,6 +57,42 @@ def test_the_gpu_running_out_while_encoding_is_said_for_quantizing(tmp_path, mon
     assert not any(w in err.text for w in GENERATION_WORDS)
 
 
+@pytest.mark.parametrize("budget_gib", [4.0, 40.0])
+def test_a_run_over_its_gpu_budget_or_the_card_lets_go_of_what_it_held(tmp_path, monkeypatch, budget_gib):
+    """Where the budget was the limit its error came from the out-of-memory one, whose traceback kept the run's
+    text encoders alive while the error was said. The budget is held by the real ``gpu_memory_budget`` on a
+    "cuda" device whose allocator calls are stood in for (a 24 GiB card; the run itself on the CPU)."""
+    from types import SimpleNamespace
+
+    from gpu.errors import BadRequestError, QuantizeOutOfMemory
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _i: SimpleNamespace(total_memory=24 * 2**30))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda _f, _i=None: None)
+    monkeypatch.setattr(engine, "memory_fraction", lambda _i: 1.0)
+    real = engine.gpu_memory_budget
+    monkeypatch.setattr(engine, "gpu_memory_budget", lambda _device, gib: real(torch.device("cuda", 0), gib))
+    encoders: list[weakref.ref] = []
+
+    def gpu_oom_holding_the_encoders(pipe, *_a, **_k):
+        encoders.append(weakref.ref(pipe.text_encoder_2))
+        raise torch.OutOfMemoryError(CUDA_OOM)
+
+    monkeypatch.setattr(in_memory, "encode_prompts", gpu_oom_holding_the_encoders)
+    cfg = QuantizeConfig(calib_prompts=2, calib_steps=2, alpha_points=2, gpu_budget_gib=budget_gib)
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(UserError) as raised:
+            quantize_model(DEMO, tmp_path / "m.safetensors", cfg, library=ModelLibrary(tmp_path), device=CPU)
+        assert encoders[0]() is None
+    finally:
+        gc.enable()
+    if budget_gib < 24:  # the budget was the limit: said as the budget
+        assert isinstance(raised.value, BadRequestError) and "than its budget of 4 GiB" in str(raised.value)
+    else:
+        assert isinstance(raised.value, QuantizeOutOfMemory)
+
+
 def test_cuda_itself_out_of_memory_and_the_ram_while_loading_or_first_inputs_are_said(tmp_path, monkeypatch):
     """A CUDA library's workspace not had ("CUDA error: out of memory", a plain RuntimeError); torch's CPU
     allocator failing while the text encoders load (said as a damaged model); the RAM running out as the first

@@ -12,6 +12,7 @@ from gpu.checkpoint.format import CheckpointMeta, load_checkpoint
 from gpu.errors import CheckpointError
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.svdq_linear import SVDQLinear
+from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 
 
 def replace_linears(
@@ -61,6 +62,8 @@ def load_quantized_transformer(
     try:
         model = build_skeleton(meta)
     except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as err:
+        if gpu_ran_out(err) or ram_ran_out(err):  # no fault of the file: said as the memory it is by the caller
+            raise
         raise CheckpointError(
             f"{Path(path).name}: the model_config in its SVDQ metadata does not describe a buildable "
             f"{meta.architecture} model ({err})"

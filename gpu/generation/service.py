@@ -46,6 +46,7 @@ from gpu.library import ModelEntry, ModelLibrary, model_name
 from gpu.lora.metadata import LoraRequest, strength_words
 from gpu.model_files import FilesStamp, model_hash, same_files, with_heads
 from gpu.model_libraries import load_model_libraries
+from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.runtime.memory_policy import MemoryPolicy, ModelSizes, try_instead
 from gpu.version import APP_NAME, __version__
 
@@ -208,16 +209,21 @@ class GenerationService:
 
     def _read_pipeline(self, entry: ModelEntry, base: str | None) -> LoadedPipeline:
         """``load_pipeline``, with running out of memory while placing the model said in numbers (OutOfMemory)."""
+        ram = False
         try:
             return load_pipeline(entry, self.library, self.device, base)
-        except torch.OutOfMemoryError:
-            pass  # raised below, outside this handler: its traceback holds on to the parts placed so far
+        except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError, CUDA's own, the CPU allocator's
+            if not (gpu_ran_out(err) or ram_ran_out(err)):
+                raise
+            ram = ram_ran_out(err)  # raised below, outside this handler: its traceback holds the parts placed so far
         gc.collect()  # the parts placed on the GPU before it ran out, held in reference cycles of the loaders
         device = self.device or default_device()
         if device.type == "cuda":
             torch.cuda.empty_cache()
         with one_read_each():
             sizes, policy = predicted_plan(entry.facts, self.library, device, base)
+        if ram:  # the plan's peak is the device's: for the RAM, how much it has is what is said
+            raise load_out_of_memory(entry.name, None, torch.device("cpu"), sizes.weight_bits)
         raise load_out_of_memory(entry.name, policy.peak_estimate_bytes, device, sizes.weight_bits)
 
     def unload(self) -> None:

@@ -258,10 +258,12 @@ def quantize_model(
     device = device or default_device()
     out_path = Path(out_path)
     stage = RunStage()
-    said: QuantizeOutOfMemory | None = None
+    said: UserError | None = None
+    capped = False
     try:
         # A full disk is said as such wherever the run writes, with what it keeps for the next one.
-        with (output_lock(out_path, "quantize run", claim=claim), gpu_memory_budget(device, config.gpu_budget_gib),
+        with (output_lock(out_path, "quantize run", claim=claim),
+              gpu_memory_budget(device, config.gpu_budget_gib) as capped,
               disk_full_said(out_path.parent, lambda: kept_words(parts_dir(out_path), config.resume),
                              config.resume)):  # fmt: skip
             if not replace and out_path.exists():
@@ -270,10 +272,10 @@ def quantize_model(
             return _quantize_model(source, out_path, config, on_event, should_cancel, library, device,
                                    samples_override, replace, stage)  # fmt: skip
     except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-        # Running out of memory said as what ran out and while doing what (``quantize_out_of_memory``; the budget's
-        # own words where the budget was the limit, from ``gpu_memory_budget``). It passed as torch's error: a
-        # traceback from the command line, and a job's advice in the wizard.
-        said = quantize_out_of_memory(exc, stage)
+        # Running out of memory said as what ran out and while doing what (``quantize_out_of_memory``), or as the
+        # budget where the budget was the limit (``over_budget``). It passed as torch's error: a traceback from the
+        # command line, and a job's advice in the wizard.
+        said = over_budget(exc, capped, config.gpu_budget_gib) or quantize_out_of_memory(exc, stage)
         if said is None:
             raise
         log.warning("quantize run out of memory: %s", str(exc))  # the text: a record holding exc held its frames
@@ -325,31 +327,34 @@ def _gpu_total() -> int | None:
 
 
 @contextmanager
-def gpu_memory_budget(device: torch.device, budget_gib: float) -> Iterator[None]:
+def gpu_memory_budget(device: torch.device, budget_gib: float) -> Iterator[bool]:
     """Holds the run's GPU memory to ``budget_gib`` on a CUDA ``device`` (the caching allocator's
     ``set_per_process_memory_fraction``; a smaller fraction already in force stays, and the one before comes back
-    after): the budget was a setting of the wizard that nothing read. A run that would need more stops with a
-    BadRequestError naming the budget, not an out-of-memory error from deep inside a layer."""
+    after): the budget was a setting of the wizard that nothing read. Yields whether the budget is the limit (less
+    than the card, or a cap already in force), for ``over_budget``."""
     if device.type != "cuda":
-        yield
+        yield False
         return
     index = cuda_index(device)
     total = torch.cuda.get_device_properties(index).total_memory
     before = memory_fraction(index)
     fraction = budget_gib * 2**30 / total
-    capped = fraction < before  # else the card (or a cap already in force) is the limit
     torch.cuda.set_per_process_memory_fraction(min(before, fraction), index)
     try:
-        yield
-    except torch.OutOfMemoryError as exc:
-        if not capped:  # a larger budget cannot help: the GPU itself is full
-            raise
-        raise BadRequestError(
-            f"the run needs more GPU memory than its budget of {budget_gib:g} GiB",
-            "give it a larger GPU memory budget (--gpu-budget GIB, or the Quantize wizard's calibration page), or "
-            "close other programs that use the GPU") from exc
+        yield fraction < before  # else the card (or a cap already in force) is the limit
     finally:
         torch.cuda.set_per_process_memory_fraction(before, index)
+
+
+def over_budget(exc: BaseException, capped: bool, budget_gib: float) -> BadRequestError | None:
+    """A run that needed more GPU memory than its budget, where the budget was the limit (``capped``), said as the
+    budget: not an out-of-memory error from deep inside a layer. None for any other error, or where a larger budget
+    cannot help (the GPU itself is full: ``quantize_out_of_memory``)."""
+    if not (capped and gpu_ran_out(exc)):
+        return None
+    return BadRequestError(f"the run needs more GPU memory than its budget of {budget_gib:g} GiB",
+                           "give it a larger GPU memory budget (--gpu-budget GIB, or the Quantize wizard's calibration "
+                           "page), or close other programs that use the GPU")  # fmt: skip
 
 
 def _quantize_model(
