@@ -721,11 +721,11 @@ class AppController(QObject):
         if self._launch_fields is not None:  # a first launch's model defaults, still to come, skip what it set
             for key in applied:
                 self._launch_fields.pop(key, None)
-        model = settings.get("model")
+        model, recorded = settings.get("model"), str(settings.get("model_hash") or "")
         if model and self._library_known:
-            applied += self._restore_model(str(model), str(settings.get("model_hash") or ""), notes)
+            applied += self._restore_model(str(model), recorded, notes)
         elif model:  # the library is listed once the engine is ready: every model was "not in your library"
-            self._model_to_restore = (str(model), str(settings.get("model_hash") or ""))
+            self._model_to_restore = (str(model), recorded)
         ours, refs = str(settings.get("version", "")).startswith(APP_NAME), settings.get("lora_refs")
         if ours and ("lora_list" in settings or not isinstance(refs, list)):  # no lora_list: made without LoRAs
             # several rows of a file name: the one with the image's hash is looked for (as for refs), said when found

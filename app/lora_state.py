@@ -223,6 +223,7 @@ RefsSettled = Callable[[list[str], list[str]], None]
 def _told_nothing(missing: list[str], notices: list[str]) -> None:
     """The ``RefsSettled`` of a caller of ``restore_used`` that gives none: what a search found is not said."""
 
+
 PanelState = tuple[tuple[int, bool, float, float | None], ...]
 
 

@@ -185,10 +185,13 @@ class ModelPanel(QWidget):
         builtin = {e.name for e in self.controller.entries if getattr(e, "builtin", False)}
         self.remove_button.setEnabled(bool(name) and name not in builtin)
 
+    def _entry(self, name: str) -> Any | None:
+        """The library entry of the row named ``name`` (None where the list changed since)."""
+        return next((e for e in self.controller.entries if e.name == name), None)
+
     def _unusable_text(self, name: str) -> str:
-        entry = next((e for e in self.controller.entries if e.name == name), None)
-        return f"{name}: {unusable_word(entry)}. New images use {self.controller.prompt.model}. Press Enter to look " \
-            "at its file again."  # fmt: skip
+        return f"{name}: {unusable_word(self._entry(name))}. New images use {self.controller.prompt.model}. Press " \
+            "Enter to look at its file again."  # fmt: skip
 
     def _moved(self, item: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
         """The user moved the highlight (the arrow keys, a click, typing a name): that model is picked, if it can be
@@ -197,7 +200,7 @@ class ModelPanel(QWidget):
         if item is None or self._marking:
             return
         name = item.data(Qt.ItemDataRole.UserRole)
-        entry = next((e for e in self.controller.entries if e.name == name), None)
+        entry = self._entry(name)
         if entry is not None and getattr(entry, "facts", None) is None:
             self.controller.drop_recheck()
             self._details(self._unusable_text(name))

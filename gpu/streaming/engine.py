@@ -504,7 +504,6 @@ def _quantize_model(
             check_cancel()
             name = f"{kind}.{index}"
             stage.doing = f"{'running' if name in manifest['done'] else 'quantizing'} block {bi + 1} of {len(blocks)}"
-            stage.ram_budget_helps = spill is None  # what it keeps of the block inputs, under a smaller budget
             block = load_block(src, kind, index, device, dtype)
             prefixed = _prefixed(block, kind, index)
             targets = adapter.quantizable_linears(prefixed)
