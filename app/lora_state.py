@@ -168,6 +168,15 @@ def read_header(path: Path) -> LoraHeader:
     return LoraHeader(", ".join(words), info, text_encoders=encoders)
 
 
+def _first_usable(rows: list[LoraEntry]) -> LoraEntry:
+    """Of the rows an image's LoRA may be (one name listed in several folders), the one switched on at the drop until
+    the hash search settles which: the first whose file can be used now, or the first when none can (``_wanted``
+    then says why it stays off). One row is taken as it is: ``_wanted`` reads its header anyway."""
+    if len(rows) == 1:
+        return rows[0]
+    return next((e for e in rows if not read_header(e.path).problem), rows[0])
+
+
 def _kind(err: Exception) -> str:
     """``LoraHeader.kind`` of a file ``header_summary`` refused with ``err``."""
     from gpu.lora.keys import LoraError
@@ -756,7 +765,7 @@ class LoraState(QObject):
             ref = _Ref(rows[0].name, _digest(item), item)
             if ref.digest and len(rows) > 1:
                 jobs[len(refs)] = rows
-            now[len(refs)] = rows[0]
+            now[len(refs)] = _first_usable(rows)
             refs.append(ref)
         return self._switch_then_search(refs, now, jobs, notices, settled or _told_nothing)
 
@@ -792,7 +801,7 @@ class LoraState(QObject):
             folded = ref.name.casefold()
             named = [e for e in self.entries if e.path.stem.casefold() == folded and e.path.is_file()]
             if named:
-                now[index] = named[0]
+                now[index] = _first_usable(named)
             if ref.digest and len(named) != 1:
                 jobs[index] = named or list(self.entries)
         return self._switch_then_search(refs_read, now, jobs, notices, settled)

@@ -99,10 +99,35 @@ def test_several_rows_of_the_images_file_name_none_with_its_hash_are_said(qtbot,
     assert said == [([], [f"The image used the LoRA 'style' with the hash 0123456789ab, which none of the LoRA files "
                           f"of that name listed here has: {state.entries[0].path} is on instead, and new images may "
                           "differ."])]  # fmt: skip
-    # The first row damaged since it was listed: left off at the drop (said then), so none is on, and said so
+    # The first row damaged since it was listed: the next one that can be used is on at the drop, and said so
     said.clear()
     state.entries[0].path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    assert state.restore_used([used], lambda *a: said.append(a)) == []
+    assert [e.enabled for e in state.entries] == [False, True]
+    qtbot.waitUntil(lambda: bool(said))
+    assert said[0][1] == [f"The image used the LoRA 'style' with the hash 0123456789ab, which none of the LoRA files "
+                          f"of that name listed here has: {state.entries[1].path} is on instead, and new images may "
+                          "differ."]  # fmt: skip
+    # Every row of the name damaged: none is on, and that is said (the first row's problem at the drop)
+    said.clear()
+    state.entries[1].path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     at_drop = state.restore_used([used], lambda *a: said.append(a))
     qtbot.waitUntil(lambda: bool(said))
     assert [e.enabled for e in state.entries] == [False, False] and "cannot be used now" in at_drop[0]
     assert said[0][1][0].endswith("which none of the LoRA files of that name listed here has: none of them is on.")
+
+
+def test_another_programs_lora_of_several_rows_the_first_usable_one_is_on(qtbot, tmp_path):
+    """An A1111-style ref by name and an unknown hash, two rows of that name, the first damaged: the second is on."""
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    state = LoraState()
+    state.add_files([_tiny_lora(tmp_path / "v1" / "style.safetensors", 2),
+                     _tiny_lora(tmp_path / "v2" / "style.safetensors", 3)], enabled=False)  # fmt: skip
+    state.entries[0].path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    said: list[tuple[list[str], list[str]]] = []
+    assert state.restore_refs([{"name": "style", "hash": "0123456789ab", "strength": 0.7}],
+                              lambda *a: said.append(a)) == []  # fmt: skip
+    assert [e.enabled for e in state.entries] == [False, True] and state.entries[1].strength == 0.7
+    qtbot.waitUntil(lambda: bool(said))
+    assert f"{state.entries[1].path} is on instead" in said[0][1][0]
