@@ -29,6 +29,7 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,15 +200,27 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
 
     result = run_self_test(args.model, args.out, echo)
-    try:
-        from gpu.paths import user_data_dir
-
-        report = user_data_dir() / REPORT_FILE
-        report.write_text("\n".join(result.lines) + "\n", encoding="utf-8")
-        echo(f"report written to {report}")
-    except OSError:
-        pass
+    _write_report(result, echo)
     return 0 if result.ok else 1
+
+
+def _write_report(result: SelfTestResult, echo: Callable[[str], None]) -> None:
+    """``result``'s lines into the data folder's report file, atomically: a failed write (a full disk) keeps the
+    last run's report whole. A report that cannot be written is said; the check's own result stands."""
+    from gpu.atomic import atomic_write_bytes
+    from gpu.errors import OutputError
+    from gpu.paths import user_data_dir, user_data_path
+
+    report = user_data_path() / REPORT_FILE
+    # a path with bytes that are no UTF-8 (a surrogate escape) is written escaped rather than failing the report
+    text = ("\n".join(result.lines) + "\n").encode("utf-8", errors="backslashreplace")
+    try:
+        user_data_dir()  # made if missing, as every output folder is
+        atomic_write_bytes(report, text)
+    except (OSError, OutputError) as exc:
+        echo(f"report not written to {report}: {exc}")
+        return
+    echo(f"report written to {report}")
 
 
 if __name__ == "__main__":
