@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -160,9 +161,26 @@ class PromptState(QObject):
 
     def next_seed(self) -> int:
         """The seed for the next job: kept when locked, a fresh random one otherwise."""
-        if not self.seed_locked:
-            self.seed = random.randint(SEED_MIN, RANDOM_SEED_MAX)
+        return self.seed if self.seed_locked else self.random_seed()
+
+    def random_seed(self) -> int:
+        """A fresh random seed in the field now (the dice button), locked or not: a lock keeps it for the jobs after."""
+        self.seed = random.randint(SEED_MIN, RANDOM_SEED_MAX)
         return self.seed
+
+    def add_words(self, words: str) -> None:
+        """The comma-separated ``words`` (the LoRAs' trigger words) that the prompt lacks, appended after a comma.
+        A word is there when the prompt holds it as a whole word, in any case ("mono" is in "a mono photo", not in
+        "monochrome"): a second Insert after switching on another LoRA added the first ones' words again."""
+        have = self.prompt
+        missing: list[str] = []
+        for word in (w.strip() for w in words.split(",")):
+            if word and not re.search(rf"(?<!\w){re.escape(word)}(?!\w)", have, re.IGNORECASE):
+                missing.append(word)
+                have += f", {word}"
+        if missing:
+            added = ", ".join(missing)
+            self.prompt = f"{self.prompt.rstrip()}, {added}" if self.prompt.strip() else added
 
     def snap_size(self) -> None:
         """The size put on the grid the model needs (``snap16``) in the panel itself: a side typed and not yet

@@ -250,10 +250,7 @@ class LoraPanel(QWidget):
     # ---- actions ---------------------------------------------------------------------------------------------
 
     def insert_triggers(self) -> None:
-        words = self.state.trigger_text()
-        prompt = self.controller.prompt
-        if words and words not in prompt.prompt:
-            prompt.prompt = f"{prompt.prompt.rstrip()}, {words}" if prompt.prompt.strip() else words
+        self.controller.prompt.add_words(self.state.trigger_text())
 
     def _add_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Add LoRA files", "", safetensors_filter("LoRA files"),

@@ -149,7 +149,7 @@ class PromptPanel(QWidget):
         bind(state, "seed_locked", self.seed_lock)
         self.seed_random = QPushButton("Random")
         self.seed_random.setToolTip("New random seed")
-        self.seed_random.clicked.connect(self._randomize_seed)
+        self.seed_random.clicked.connect(self.controller.prompt.random_seed)
         # Random and Lock beside the field, or below it in a narrow dock (in one row they were wider than the dock
         # at 1000x700). Always below would have narrowed the dock at the usual size too (its preferred width came
         # from this row), the prompt's placeholder wrapping and the LoRA panel below scrolling.
@@ -230,12 +230,6 @@ class PromptPanel(QWidget):
 
     def _warn_length(self, over: bool) -> None:
         self.token_count.setStyleSheet(f"color: {WARNING_COLOR}" if over else "")
-
-    def _randomize_seed(self) -> None:
-        locked = self.controller.prompt.seed_locked
-        self.controller.prompt.seed_locked = False
-        self.controller.prompt.next_seed()
-        self.controller.prompt.seed_locked = locked
 
     def _apply_preset(self, index: int) -> None:
         size = self.size_preset.itemData(index)
