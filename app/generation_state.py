@@ -273,8 +273,8 @@ class PromptState(QObject):
                    "height": valid_side, "batch_count": valid_batch}
         for key, parse in parsers.items():
             raw = values[key]
-            if key in ("steps", "guidance", "width", "height") and not raw:
-                continue  # 0 means "model default": keep ours until the engine reports them
+            if raw is None or (key in ("steps", "width", "height") and not raw):
+                continue  # the model's default: keep ours until the engine reports them (a guidance of 0 is one)
             value = parse(raw)
             if value is not None:
                 setattr(self, key, value)

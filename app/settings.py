@@ -53,7 +53,7 @@ class LastJob:
     seed: int = 0
     seed_locked: bool = False
     steps: int = 0  # 0: the model's default
-    guidance: float = 0.0  # 0: the model's default
+    guidance: float | None = None  # None: the model's default (0 is a guidance the panel offers)
     width: int = 0
     height: int = 0
     batch_count: int = 1

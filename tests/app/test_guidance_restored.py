@@ -68,3 +68,20 @@ def test_the_users_edit_of_the_field_is_still_the_state(qtbot, window):
     assert state.guidance == 4.75
     qtbot.keyClick(panel.guidance_spin, Qt.Key.Key_Up)  # the arrows: a tenth a step
     assert round(state.guidance, 2) == 4.85 == panel.guidance_spin.value()
+
+
+def test_a_guidance_of_0_comes_back_after_a_restart(qapp, tmp_path):
+    """0 meant "the model's default" in settings.json, so a guidance of 0 (the panel's lowest) came back as the
+    panel's 3.5 after a restart, and the next images were made at 3.5 without a word."""
+    from app.generation_state import PromptState
+    from app.settings import LastJob, Settings, load_settings, save_settings
+
+    state = PromptState()
+    state.guidance, state.steps, state.width, state.height = 0.0, 12, 256, 192
+    save_settings(tmp_path / "settings.json", Settings(last_job=state.to_last_job()))
+    again = PromptState()
+    again.load_last_job(load_settings(tmp_path / "settings.json").last_job)
+    assert (again.guidance, again.steps, again.width, again.height) == (0.0, 12, 256, 192)
+    fresh = PromptState()
+    fresh.load_last_job(LastJob())  # a first start: the model's defaults come later, nothing is set from the file
+    assert fresh.guidance == PromptState().guidance and fresh.steps == PromptState().steps
