@@ -265,6 +265,7 @@ class MainWindow(QMainWindow):
         generate = QAction("Generate", self)
         generate.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
         generate.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        generate.setAutoRepeat(False)  # keys held a moment too long: the repeats Qt sends queued a job each
         generate.triggered.connect(self.controller.generate)
         cancel = QAction("Cancel", self)
         cancel.setShortcut(QKeySequence(Qt.Key.Key_Escape))

@@ -151,3 +151,24 @@ def test_the_job_status_shows_once_in_the_status_bar_only_while_the_prompt_panel
     assert again.status_label.text() == again.controller.job.status
     again.prompt_dock.toggleViewAction().trigger()
     qtbot.waitUntil(lambda: not again.status_label.isVisible(), timeout=5000)
+
+
+def test_ctrl_enter_held_down_queues_one_job(qtbot, window):
+    """The keys held a moment too long: the key repeats the system sends each queued a job (six for a short hold,
+    each with a fresh random seed, up to 16 images each)."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QKeyEvent
+    from PySide6.QtWidgets import QApplication
+
+    controller, panel = window.controller, window.prompt_panel
+    controller.prompt.prompt = "a red circle"
+    window.activateWindow()
+    panel.prompt_edit.setFocus()
+    finished: list[object] = []
+    controller.job_finished.connect(finished.append)
+    qtbot.keyPress(panel.prompt_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    for _ in range(5):  # what the system sends while the keys stay down
+        repeat = QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier, "", True, 1)
+        QApplication.sendEvent(panel.prompt_edit, repeat)
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
+    assert len(finished) == 1 and controller.job.status == "Done: 1 image"
