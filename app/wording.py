@@ -31,3 +31,17 @@ def sentence(text: str, capital: bool = True) -> str:
 def sentences(text: str) -> str:
     """Each paragraph of ``text`` (a dialog's message may join several, one per file) as a ``sentence``."""
     return "\n\n".join(sentence(part) for part in text.split("\n\n"))
+
+
+def human_bytes(value: float | None) -> str:
+    """A byte count for a field or table cell: "26.1 MiB", from bytes to TiB, with a no-break space (a narrow dock
+    never wraps between number and unit), and "–" for None or 0. Not the engine's ``memory_policy.amount``, which
+    says sizes in sentences (plans, errors), in GiB or whole MiB: a cell here may hold a few KiB (an unfinished
+    quantize run that kept little)."""
+    if not value:
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f}{NBSP}{unit}" if unit != "B" else f"{int(value)}{NBSP}B"
+        value /= 1024
+    return "–"

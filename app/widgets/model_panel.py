@@ -21,21 +21,7 @@ from app.theme import WARNING_COLOR
 from app.widgets.file_filters import safetensors_filter
 from app.widgets.wrap_grid import WrapGrid
 from app.widgets.wrapped_label import WrappedLabel
-from app.wording import NBSP
-
-
-def human_bytes(value: float | None) -> str:
-    """A byte count for a field or table cell: "26.1 MiB", from bytes to TiB, with a no-break space (a narrow dock
-    never wraps between number and unit), and "–" for None or 0. Not the engine's ``memory_policy.amount``, which
-    says sizes in sentences (plans, errors), in GiB or whole MiB: a cell here may hold a few KiB (an unfinished
-    quantize run that kept little)."""
-    if not value:
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f}{NBSP}{unit}" if unit != "B" else f"{int(value)}{NBSP}B"
-        value /= 1024
-    return "–"
+from app.wording import human_bytes
 
 
 def gpu_text(gpu: Any) -> str:

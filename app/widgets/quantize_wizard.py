@@ -58,8 +58,7 @@ from app.quantize_source import CalibrationSet, QuantizeSource, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread, release_claim, run_error
 from app.widgets.error_dialog import show_error
 from app.widgets.file_filters import safetensors_filter
-from app.widgets.model_panel import human_bytes
-from app.wording import counted, sentence
+from app.wording import counted, human_bytes, sentence
 from gpu.errors import UserError
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,

@@ -10,7 +10,7 @@ import time
 
 from PySide6.QtWidgets import QMessageBox
 
-from app.widgets.model_panel import human_bytes
+from app.wording import human_bytes
 from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
 from gpu.streaming.engine import resume_key
 from gpu.streaming.parts_folder import parts_dir
