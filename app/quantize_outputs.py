@@ -11,13 +11,14 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from gpu.errors import OutputBusy, UserError
 from gpu.output_lock import OutputClaim, claim_first, claim_first_free
-from gpu.quantize_defaults import DEFAULT_RAM_BUDGET_GIB
+from gpu.quantize_defaults import DEFAULT_RAM_BUDGET_GIB, RANK_METHODS
 from gpu.system_info import installed_ram_bytes
 
 if TYPE_CHECKING:
@@ -29,11 +30,14 @@ log = logging.getLogger(__name__)
 # The wizard's widgets may not import gpu.system_info (tests/app/test_layering.py): they take it from here.
 __all__ = [
     "RAM_SHARE",
+    "Named",
     "claim_output_path",
     "default_ram_budget_gib",
     "delete_unfinished_run",
     "free_output_path",
     "installed_ram_bytes",
+    "name_run_output",
+    "output_name",
     "running_output",
     "stopped_note",
     "unfinished_runs",
@@ -142,6 +146,31 @@ def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: l
     own name is its claim's, which another chooser may take once let go of."""
     with claim_output_path(folder, stem, source, config, notes) as claim:
         return claim.target
+
+
+def output_name(stem: str, config: Any) -> str:
+    """The quantized file's name (no suffix) for ``config`` (a QuantizeConfig): method, precision and, for the
+    methods with a low-rank branch, its rank (a round-to-nearest file named "-r32" had none)."""
+    rank = f"-r{config.rank}" if config.method in RANK_METHODS else ""
+    return f"{stem}-{config.method}-{config.precision}{rank}"
+
+
+@dataclass(frozen=True)
+class Named:
+    """A run's output name, chosen on a thread (``QuantizeWizard.start``), with what it was chosen for."""
+
+    claim: OutputClaim  # the engine's lock on the name: the run's from the choice on
+    notes: list[str]  # why names before it were not taken, for the log
+    source: str
+    config: Any
+    compare_original: bool
+
+
+def name_run_output(folder: Path, stem: str, source: str, config: Any, compare_original: bool) -> Named:
+    """The output name a run of ``config`` on ``source`` writes in ``folder``, claimed (``claim_output_path``),
+    with the notes on the names passed over. Reads and hashes the source's files: called on a thread."""
+    notes: list[str] = []
+    return Named(claim_output_path(folder, stem, source, config, notes), notes, source, config, compare_original)
 
 
 def _claim_resumed_name(folder: Path, stem: str, key: ResumeKey | None) -> OutputClaim | None:

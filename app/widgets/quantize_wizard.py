@@ -47,10 +47,12 @@ from app.bindings import bind
 from app.controller import AppController
 from app.engine_errors import EngineError, classify
 from app.quantize_outputs import (
-    claim_output_path,
+    Named,
     default_ram_budget_gib,
     delete_unfinished_run,
     installed_ram_bytes,
+    name_run_output,
+    output_name,
     stopped_note,
     unfinished_runs,
 )
@@ -82,17 +84,6 @@ class Deletion:
     lookup: Lookup  # its thread's, whose end is the deletion's
 
 
-@dataclass(frozen=True)
-class Named:
-    """A run's output name, chosen on a thread (``QuantizeWizard.start``), with what it was chosen for."""
-
-    claim: Any  # the engine's lock on the name (gpu.output_lock.OutputClaim): the run's from the choice on
-    notes: list[str]  # why names before it were not taken, for the log
-    source: str
-    config: Any
-    compare_original: bool
-
-
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
 METHODS = [
     ("SVDQuant (low-rank + smoothing)", "svdquant"),
@@ -109,13 +100,6 @@ GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch ma
                    "cannot hold its model and this run at once. The run starts by itself then; to start it now, "
                    "cancel the job with Esc in the main window. Images you ask for meanwhile wait for this "
                    "run.")  # fmt: skip
-
-
-def output_name(stem: str, config: Any) -> str:
-    """The quantized file's name (no suffix) for ``config`` (a QuantizeConfig): method, precision and, for the
-    methods with a low-rank branch, its rank (a round-to-nearest file named "-r32" had none)."""
-    rank = f"-r{config.rank}" if config.method in RANK_METHODS else ""
-    return f"{stem}-{config.method}-{config.precision}{rank}"
 
 
 def _message_label(color: str) -> QLabel:
@@ -860,11 +844,7 @@ class QuantizeWizard(QWizard):
         # As the run was started: the source page may change while the name is chosen (``_named``).
         compare_original = not state.is_file
 
-        def name() -> Named:  # reads and hashes the source's files: on a thread
-            notes: list[str] = []
-            return Named(claim_output_path(folder, stem, source, config, notes), notes, source, config,
-                         compare_original)  # fmt: skip
-
+        name = functools.partial(name_run_output, folder, stem, source, config, compare_original)  # on a thread
         self._name = functools.partial(self._choose_name, source, name)
         if self._name_held():
             # Named once that run stopped: it holds its name until then, and a run this one would resume (the

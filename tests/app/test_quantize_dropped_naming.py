@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import app.quantize_outputs
 import app.widgets.quantize_wizard as qw
 from app.quantize_outputs import claim_output_path
 from app.quantize_worker import QuantizeJob, release_claim
@@ -44,7 +45,7 @@ class HeldNaming:
 def naming(monkeypatch) -> Iterator[HeldNaming]:
     """The wizard's namings, the first one held (``HeldNaming``)."""
     held = HeldNaming()
-    monkeypatch.setattr(qw, "claim_output_path", held)
+    monkeypatch.setattr(app.quantize_outputs, "claim_output_path", held)
     yield held
     held.gate.set()  # a naming still held (a failed assert) returns, its thread with it
 

@@ -530,7 +530,8 @@ def test_the_button_that_starts_the_run_says_quantize(qtbot, window):
 def test_the_rank_is_greyed_for_methods_without_a_low_rank_branch(qtbot):
     """Round-to-nearest, SmoothQuant and NF4 ignore the rank (layer_spec gives their layers rank 0), yet the field
     stayed enabled, as if it changed something."""
-    from app.widgets.quantize_wizard import MethodPage, output_name
+    from app.quantize_outputs import output_name
+    from app.widgets.quantize_wizard import MethodPage
     from gpu.modules.layer_spec import spec_for
 
     page = MethodPage()
@@ -572,7 +573,7 @@ def test_a_run_that_cannot_write_into_the_models_folder_names_it_and_the_real_re
     next run starts."""
     import gpu.generation.pipeline_loader
     import gpu.quantizer  # noqa: F401 - before the patch: the quantizer binds default_device as it imports
-    from app.widgets.quantize_wizard import output_name
+    from app.quantize_outputs import output_name
     from gpu.output_lock import lock_path
 
     window.quantize_panel.open_wizard()
