@@ -129,6 +129,18 @@ def calibration_set(folder: Path) -> CalibrationSet | None:
         return None
 
 
+def no_comparison_reason(source: str | None, base: str | None) -> str:
+    """Why a run of the single-file checkpoint ``source`` (None: no run yet) shows no 16-bit images beside the
+    quantized ones: the app cannot run the file at 16 bits, and its ``base`` pipeline's transformer is another
+    model."""
+    name = Path(source).name if source is not None else "the source"
+    return (f"No comparison with the 16-bit model: {name} is a single-file checkpoint, which the app cannot "
+            f"run at 16 bits (it runs diffusers pipeline folders and quantized models). The base pipeline "
+            f"{base} supplies only the text encoders; its own transformer is in general another model (the one "
+            "a fine-tune started from), so its images would not show what quantizing changed. The images are "
+            "the quantized model's own, on the comparison prompts.")  # fmt: skip
+
+
 class QuantizeSource(QObject):
     """What the source page shows and whether the wizard may go on (``ready``)."""
 

@@ -56,7 +56,7 @@ from app.quantize_outputs import (
     stopped_note,
     unfinished_runs,
 )
-from app.quantize_source import CalibrationSet, QuantizeSource, output_stem
+from app.quantize_source import CalibrationSet, QuantizeSource, no_comparison_reason, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread, release_claim, run_error
 from app.widgets.error_dialog import show_error
 from app.widgets.file_filters import safetensors_filter
@@ -938,14 +938,10 @@ class QuantizeWizard(QWizard):
         super().back()
 
     def no_original_reason(self) -> str:
-        """Why the result page shows no 16-bit images (a single-file source)."""
-        name = Path(self.job.source).name if self.job is not None else "the source"
-        base = self.job.config.base if self.job is not None else None
-        return (f"No comparison with the 16-bit model: {name} is a single-file checkpoint, which the app cannot "
-                f"run at 16 bits (it runs diffusers pipeline folders and quantized models). The base pipeline "
-                f"{base} supplies only the text encoders; its own transformer is in general another model (the one "
-                "a fine-tune started from), so its images would not show what quantizing changed. The images are "
-                "the quantized model's own, on the comparison prompts.")  # fmt: skip
+        """Why the result page shows no 16-bit images (a single-file source: ``no_comparison_reason``)."""
+        job = self.job
+        return no_comparison_reason(job.source if job is not None else None,
+                                    job.config.base if job is not None else None)  # fmt: skip
 
     def kept_note(self, if_stopped_now: bool = False) -> str:
         """What a stopped run leaves for the next one, in words (in the log and on the run page; after "Stop
