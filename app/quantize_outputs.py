@@ -16,12 +16,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from app.engine_errors import EngineError
+from app.wording import counted, human_bytes, sentence
 from gpu.errors import OutputBusy, UserError
 from gpu.output_lock import OutputClaim, claim_first, claim_first_free
 from gpu.quantize_defaults import DEFAULT_RAM_BUDGET_GIB, RANK_METHODS
 from gpu.system_info import installed_ram_bytes
 
 if TYPE_CHECKING:
+    from app.background import Lookup
     from gpu.streaming.resume import ResumeKey
     from gpu.streaming.unfinished import UnfinishedRun
 
@@ -30,17 +33,21 @@ log = logging.getLogger(__name__)
 # The wizard's widgets may not import gpu.system_info (tests/app/test_layering.py): they take it from here.
 __all__ = [
     "RAM_SHARE",
+    "Deletion",
     "Named",
     "claim_output_path",
     "default_ram_budget_gib",
     "delete_unfinished_run",
     "free_output_path",
     "installed_ram_bytes",
+    "kept_note",
     "name_run_output",
+    "not_deleted",
     "output_name",
     "running_output",
     "stopped_note",
     "unfinished_runs",
+    "unfinished_summary",
 ]
 
 # The share of the installed RAM the RAM budget defaults to: the rest is the desktop's, the app's and the
@@ -242,6 +249,21 @@ def stopped_note(out_path: Path, told: Any, if_stopped_now: bool = False) -> str
     return streaming.stopped.stopped_note(streaming.parts_folder.parts_dir(out_path), told, again, if_stopped_now)
 
 
+def kept_note(result_path: str | None, out_path: Path | None, told: Any, if_stopped_now: bool = False) -> str:
+    """What a stopped run leaves for the next one, in words (in the log and on the run page; with
+    ``if_stopped_now``, what stopping the run that still works would leave): ``result_path``, the model written,
+    else the ``stopped_note`` of the run into ``out_path`` from what the engine said (``told``, a ``QuantizeTold``;
+    None: no run was made)."""
+    if result_path:  # written: the parts folder is gone, and stopping skips only the comparison
+        return (f"The model is complete ({Path(result_path).name}) and goes into the library; stopping skips "
+                "only the comparison images.")  # fmt: skip
+    if told is None or not out_path:
+        note = ""
+    else:
+        note = stopped_note(out_path, told, if_stopped_now)
+    return sentence(note) if note else "Nothing is finished yet, so nothing is kept."
+
+
 # How the wizard's pages name a setting (a ``QuantizeConfig`` field, or "base": ``PartsToReplace.other_base``),
 # its value in the words. The others resume no folder of the wizard's: the method, precision and rank name the
 # file a run writes (``output_name``), so a run with other ones writes another and never looks at this folder;
@@ -268,6 +290,24 @@ def unfinished_runs(folder: Path, source: str | None = None, config: Any = None)
     return _streaming().unfinished.unfinished_runs(folder, key)
 
 
+def unfinished_summary(runs: list[UnfinishedRun], error: BaseException | None) -> str:
+    """The calibration page's line on the unfinished ``runs`` in the models folder: how many, and their size; or
+    the ``error`` that kept the folder from being read."""
+    size = human_bytes(sum(run.size_bytes for run in runs))
+    return (f"The models folder could not be read: {error}" if error is not None else
+            f"{counted(len(runs), 'unfinished run')} in the models folder ({size})." if runs else
+            "None in the models folder.")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """The deletion of an unfinished run under way (``QuantizeWizard.deleting``): what the page, the Unfinished
+    runs dialog and Quantize (which waits) go by."""
+
+    run: UnfinishedRun  # the run deleted
+    lookup: Lookup  # its thread's, whose end is the deletion's
+
+
 def delete_unfinished_run(run: UnfinishedRun) -> None:
     """Deletes ``run``'s parts folder (the engine's ``delete_unfinished_run``: never a model file, nor the folder
     of a run working in another process). ``OutputBusy`` as well while a run of this process has it as its output,
@@ -282,6 +322,19 @@ def delete_unfinished_run(run: UnfinishedRun) -> None:
             _streaming().unfinished.delete_unfinished_run(run.parts)
         finally:
             _deleting = None
+
+
+def not_deleted(run: UnfinishedRun, error: EngineError) -> EngineError:
+    """What the main window says when the deletion of the unfinished ``run``, asked for in a wizard closed since,
+    failed with ``error``: which run and folder, that it is still there and how big, the engine's reason and
+    remedy, and how to delete it once that is done. Minutes later, with the wizard gone, the engine's words alone
+    named neither what had been asked nor where to ask again."""
+    remedy = f"{sentence(error.hint)[:-1]}, then delete" if error.hint else "Delete"  # the cause first, if any
+    hint = (f"{remedy} it again with Unfinished runs… on the calibration page of Quantize this model…, or delete the "
+            "folder yourself.")  # fmt: skip
+    return EngineError(error.kind, f"The unfinished quantize run {run.output.name} was not deleted: "
+                                   f"{sentence(error.message, capital=False)} Its folder {run.parts} "
+                                   f"({human_bytes(run.size_bytes)}) is still there.", hint)  # fmt: skip
 
 
 def default_ram_budget_gib(installed: int | None) -> float:

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +46,17 @@ from app.bindings import bind
 from app.controller import AppController
 from app.engine_errors import EngineError, classify
 from app.quantize_outputs import (
+    Deletion,
     Named,
     default_ram_budget_gib,
     delete_unfinished_run,
     installed_ram_bytes,
+    kept_note,
     name_run_output,
+    not_deleted,
     output_name,
-    stopped_note,
     unfinished_runs,
+    unfinished_summary,
 )
 from app.quantize_source import CalibrationSet, QuantizeSource, no_comparison_reason, output_stem
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread, release_claim, run_error
@@ -73,15 +75,6 @@ from gpu.quantize_defaults import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Deletion:
-    """The deletion of an unfinished run under way (``QuantizeWizard.deleting``): what the page, the Unfinished
-    runs dialog and Quantize (which waits) go by."""
-
-    run: Any  # the UnfinishedRun deleted
-    lookup: Lookup  # its thread's, whose end is the deletion's
 
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
@@ -124,19 +117,6 @@ def _select(combo: QComboBox, value: str) -> None:
     combo.blockSignals(True)
     combo.setCurrentIndex(max(0, combo.findData(value)))
     combo.blockSignals(False)
-
-
-def not_deleted(run: Any, error: EngineError) -> EngineError:
-    """What the main window says when the deletion of the unfinished ``run`` (an ``UnfinishedRun``), asked for in
-    a wizard closed since, failed with ``error``: which run and folder, that it is still there and how big, the
-    engine's reason and remedy, and how to delete it once that is done. Minutes later, with the wizard gone, the
-    engine's words alone named neither what had been asked nor where to ask again."""
-    remedy = f"{sentence(error.hint)[:-1]}, then delete" if error.hint else "Delete"  # the cause first, if any
-    hint = (f"{remedy} it again with Unfinished runs… on the calibration page of Quantize this model…, or delete the "
-            "folder yourself.")  # fmt: skip
-    return EngineError(error.kind, f"The unfinished quantize run {run.output.name} was not deleted: "
-                                   f"{sentence(error.message, capital=False)} Its folder {run.parts} "
-                                   f"({human_bytes(run.size_bytes)}) is still there.", hint)  # fmt: skip
 
 
 class SourcePage(QWizardPage):
@@ -757,11 +737,7 @@ class QuantizeWizard(QWizard):
     def _show_summary(self, lookup: Lookup) -> None:
         page = self.calibration_page
         runs = lookup.result or []
-        size = human_bytes(sum(run.size_bytes for run in runs))
-        page.unfinished.setText(
-            f"The models folder could not be read: {lookup.error}" if lookup.error is not None else
-            f"{counted(len(runs), 'unfinished run')} in the models folder ({size})." if runs else
-            "None in the models folder.")  # fmt: skip
+        page.unfinished.setText(unfinished_summary(runs, lookup.error))
         page.unfinished_button.setEnabled(bool(runs))
 
     def delete_run(self, run: Any) -> None:
@@ -944,19 +920,10 @@ class QuantizeWizard(QWizard):
                                     job.config.base if job is not None else None)  # fmt: skip
 
     def kept_note(self, if_stopped_now: bool = False) -> str:
-        """What a stopped run leaves for the next one, in words (in the log and on the run page; after "Stop
-        quantizing?" with ``if_stopped_now``, what stopping the run that still works would leave): the command
-        line's Ctrl-C note, in the wizard's words (``stopped_note``), from what the engine said of the parts folder.
-        It said the finished blocks of an earlier run of other settings, which the run was to replace, were resumed
-        by "a run with the same settings", which writes a name of its own beside them."""
-        if self.result_path:  # written: the parts folder is gone, and stopping skips only the comparison
-            return (f"The model is complete ({Path(self.result_path).name}) and goes into the library; stopping skips "
-                    "only the comparison images.")  # fmt: skip
-        if self.job is None or not self.out_path:
-            note = ""
-        else:
-            note = stopped_note(self.out_path, self.job.told, if_stopped_now)
-        return sentence(note) if note else "Nothing is finished yet, so nothing is kept."
+        """What a stopped run leaves for the next one, in words (``quantize_outputs.kept_note``; after "Stop
+        quantizing?" with ``if_stopped_now``, what stopping the run that still works would leave)."""
+        told = self.job.told if self.job is not None else None
+        return kept_note(self.result_path, self.out_path, told, if_stopped_now)
 
     def left_note(self, kept: bool = True) -> str:
         """What the run page says once a run ended unfinished: what it keeps (``kept_note``; not with ``kept``
