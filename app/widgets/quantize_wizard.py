@@ -1,7 +1,9 @@
 """The "Quantize this model" wizard: source → method/precision → calibration and memory → run → result.
 
-The run page drives ``app.quantize_worker`` on its own thread; the result page shows original vs quantized
-images side by side with PSNR/SSIM and adds the new file to the library.
+The wizard drives ``app.quantize_worker`` on its own thread and hands the new file to the library; each page is
+a module of its own (``quantize_source_page``, ``quantize_method_page``, ``quantize_calibration_page``,
+``quantize_run_page``, ``quantize_result_page``), and so is the Unfinished runs dialog
+(``quantize_unfinished_runs_dialog``). What a run is named and leaves behind is ``app.quantize_outputs``'s.
 """
 
 from __future__ import annotations
@@ -9,48 +11,20 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
-    QMessageBox,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-    QWizard,
-    QWizardPage,
-)
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QMessageBox, QWidget, QWizard
 
 from app.background import Lookup, Lookups
-from app.bindings import bind
 from app.controller import AppController
 from app.engine_errors import EngineError, classify
 from app.quantize_outputs import (
     Deletion,
     Named,
-    default_ram_budget_gib,
     delete_unfinished_run,
-    installed_ram_bytes,
     kept_note,
     name_run_output,
     not_deleted,
@@ -58,36 +32,23 @@ from app.quantize_outputs import (
     unfinished_runs,
     unfinished_summary,
 )
-from app.quantize_source import CalibrationSet, QuantizeSource, no_comparison_reason, output_stem
-from app.quantize_worker import Comparison, QuantizeJob, QuantizeProgress, QuantizeThread, release_claim, run_error
+from app.quantize_source import QuantizeSource, no_comparison_reason, output_stem
+from app.quantize_worker import Comparison, QuantizeJob, QuantizeThread, release_claim, run_error
 from app.widgets.error_dialog import show_error
-from app.widgets.file_filters import safetensors_filter
-from app.wording import counted, human_bytes, sentence
+from app.widgets.quantize_calibration_page import CalibrationPage
+from app.widgets.quantize_method_page import MethodPage
+from app.widgets.quantize_result_page import ResultPage
+from app.widgets.quantize_run_page import RunPage
+from app.widgets.quantize_source_page import SourcePage
+from app.widgets.quantize_unfinished_runs_dialog import UnfinishedRunsDialog
+from app.wording import sentence
 from gpu.errors import UserError
-from gpu.quantize_defaults import (
-    DEFAULT_ALPHA_POINTS,
-    DEFAULT_CALIB_PROMPTS,
-    DEFAULT_GPU_BUDGET_GIB,
-    DEFAULT_RANK,
-    MAX_ALPHA_POINTS,
-    RANK_METHODS,
-    SMOOTHING_METHODS,
-)
+
+if TYPE_CHECKING:
+    from gpu.quantizer import QuantizeConfig
 
 log = logging.getLogger(__name__)
 
-
-PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
-METHODS = [
-    ("SVDQuant (low-rank + smoothing)", "svdquant"),
-    ("Baseline: round-to-nearest", "naive"),
-    ("Baseline: SmoothQuant", "smoothquant"),
-    ("Baseline: low-rank only (SVD)", "svd"),
-    ("Baseline: LoRC", "lorc"),
-    ("Baseline: NF4 weights only", "nf4"),
-]
-# The wizard's most prompts (a run takes minutes per 100 with FLUX); fewer where the chosen source's set has fewer
-MAX_PROMPTS = 512
 # A run on the GPU while the engine generates (QuantizeWorker.run waits for it; the GPU holds one or the other).
 GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch may be several images): the GPU "
                    "cannot hold its model and this run at once. The run starts by itself then; to start it now, "
@@ -95,539 +56,10 @@ GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch ma
                    "run.")  # fmt: skip
 
 
-def _message_label(color: str) -> QLabel:
-    label = QLabel("")
-    label.setWordWrap(True)
-    label.setStyleSheet(f"color: {color}")
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # a path or tensor name to copy
-    return label
-
-
-def _problem_label() -> QLabel:
-    return _message_label("#c0392b")
-
-
-def _warning_label() -> QLabel:
-    """Amber, not red: something the user may want to change, which does not stop them going on."""
-    return _message_label("#b9770e")
-
-
-def _select(combo: QComboBox, value: str) -> None:
-    """Shows ``value`` in ``combo`` without reporting it back: the state it came from has it already."""
-    combo.blockSignals(True)
-    combo.setCurrentIndex(max(0, combo.findData(value)))
-    combo.blockSignals(False)
-
-
-class SourcePage(QWizardPage):
-    """A library pipeline, a pipeline folder, or a single .safetensors file with its base pipeline; the checks
-    and the choice itself live in ``QuantizeSource``."""
-
-    def __init__(self, controller: AppController, state: QuantizeSource) -> None:
-        super().__init__()
-        self.setTitle("Source model")
-        self.setSubTitle("Pick the full-precision model to make a 4-bit copy of: a library model, a diffusers "
-                         "folder, or a single FLUX.1 .safetensors file (as used by ComfyUI and Forge).")
-        self.state = state
-        self.source = QComboBox()
-        self.source.setEditable(False)
-        for entry in controller.entries:
-            if getattr(entry, "kind", "") == "diffusers":
-                self.source.addItem(entry.name, entry.name)
-        # "Quantize this model": the model selected in the Models panel, when it is one that can be quantized
-        # (was always the library's first, so a user who picked their own model quantized the demo instead).
-        self.source.setCurrentIndex(max(0, self.source.findData(controller.prompt.model)))  # state.choose below
-        self.source.currentIndexChanged.connect(lambda _: state.choose(self.source.currentData() or ""))
-        browse = QPushButton("Other folder…")
-        browse.clicked.connect(self._browse)
-        pick_file = QPushButton("Single file…")
-        pick_file.setToolTip("A FLUX.1 transformer in one .safetensors file: Black Forest Labs' flux1-dev layout "
-                             "or a ComfyUI checkpoint (fine-tunes from Civitai are usually one of these)")
-        pick_file.clicked.connect(self._browse_file)
-        row = QHBoxLayout()
-        row.addWidget(self.source, 1)
-        row.addWidget(browse)
-        row.addWidget(pick_file)
-        self.description = QLabel("")
-        self.description.setWordWrap(True)
-        self.problem = _problem_label()
-        self.checking = QLabel("Checking the file…")
-
-        self.base_box = QWidget()
-        self.base = QComboBox()
-        self.base.currentIndexChanged.connect(lambda _: state.choose_base(self.base.currentData() or ""))
-        base_browse = QPushButton("Other folder…")
-        base_browse.clicked.connect(self._browse_base)
-        base_row = QHBoxLayout()
-        base_row.addWidget(QLabel("Base pipeline"))
-        base_row.addWidget(self.base, 1)
-        base_row.addWidget(base_browse)
-        why = QLabel("A single file holds only the transformer. The text encoders, tokenizers and scheduler that "
-                     "calibrate it come from this diffusers pipeline, and the quantized model generates with them.")
-        why.setWordWrap(True)
-        self.base_problem = _problem_label()
-        self.base_warning = _warning_label()  # a dev-style file with a schnell-style base, or the reverse
-        base_layout = QVBoxLayout(self.base_box)
-        base_layout.setContentsMargins(0, 8, 0, 0)
-        base_layout.addLayout(base_row)
-        base_layout.addWidget(why)
-        base_layout.addWidget(self.base_problem)
-        base_layout.addWidget(self.base_warning)
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(row)
-        layout.addWidget(self.description)
-        layout.addWidget(self.checking)
-        layout.addWidget(self.problem)
-        layout.addWidget(self.base_box)
-        layout.addStretch(1)
-
-        bind(state, "description", self.description)
-        bind(state, "problem", self.problem)
-        bind(state, "base_problem", self.base_problem)
-        bind(state, "base_warning", self.base_warning)
-        for name, label in (("description", self.description), ("problem", self.problem),
-                            ("base_problem", self.base_problem), ("base_warning", self.base_warning)):  # fmt: skip
-            self._show(label, getattr(state, name))
-            getattr(state, f"{name}_changed").connect(lambda text, label=label: self._show(label, text))
-        state.checking_changed.connect(self.checking.setVisible)
-        self.checking.setVisible(state.checking)
-        state.needs_base_changed.connect(self.base_box.setVisible)
-        self.base_box.setVisible(state.needs_base)
-        state.bases_changed.connect(self._fill_bases)
-        state.base_changed.connect(lambda value: _select(self.base, value))
-        state.ready_changed.connect(lambda _: self.completeChanged.emit())
-        self._fill_bases()
-        state.choose(self.source.currentData() or "")
-
-    @staticmethod
-    def _show(label: QLabel, text: str) -> None:
-        label.setVisible(bool(text))  # an empty label would still take a line
-
-    def _fill_bases(self) -> None:
-        self.base.blockSignals(True)
-        self.base.clear()
-        self.base.addItem("Choose the base pipeline…", "")
-        for label, value, _folder in self.state.bases:
-            self.base.addItem(label, value)
-        self.base.blockSignals(False)
-        _select(self.base, self.state.base)
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "A diffusers model folder")
-        if folder:
-            self.use_path(folder)
-
-    def _browse_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "A single-file FLUX.1 checkpoint", "",
-                                              safetensors_filter("Safetensors files"))  # fmt: skip
-        if path:
-            self.use_path(path)
-
-    def _browse_base(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "The diffusers FLUX.1 pipeline the file was made for")
-        if folder:
-            self.state.add_base_folder(folder)
-
-    def use_path(self, path: str) -> None:
-        """A folder or file picked in a dialog (or by a test) becomes the source."""
-        index = self.source.findData(path)
-        if index < 0:
-            self.source.addItem(Path(path).name or path, path)
-            index = self.source.count() - 1
-        if index == self.source.currentIndex():
-            self.state.choose(path)  # picked again: checked again (the file may have been replaced)
-        self.source.setCurrentIndex(index)
-
-    def isComplete(self) -> bool:
-        return self.state.ready
-
-    def validatePage(self) -> bool:
-        return self.state.ready  # QWizard.next() asks only this, not isComplete (which greys the button)
-
-    def value(self) -> str:
-        return self.state.source
-
-
-class MethodPage(QWizardPage):
-    def __init__(self) -> None:
-        super().__init__()
-        self.setTitle("Method and precision")
-        self.setSubTitle("INT4 with SVDQuant is the right choice for nearly everyone; baselines are for comparison.")
-        self.method = QComboBox()
-        for label, value in METHODS:
-            self.method.addItem(label, value)
-        self.precision = QComboBox()
-        for label, value in PRECISIONS:
-            self.precision.addItem(label, value)
-        # 0 is a setting of its own (the engine takes it: no branch at all), said in the field, where a bare 0
-        # read as the smallest branch.
-        self.rank = QSpinBox(minimum=0, maximum=256, value=DEFAULT_RANK, singleStep=8,
-                             specialValueText="0 (no low-rank branch)")  # fmt: skip
-        self.rank.setToolTip(
-            f"Size of the 16-bit low-rank branch that absorbs outliers ({DEFAULT_RANK} is the paper's default). "
-            "0 makes no branch (SVDQuant is then smoothing alone)."
-        )
-        self.alpha_points = QSpinBox(minimum=2, maximum=MAX_ALPHA_POINTS, value=DEFAULT_ALPHA_POINTS)
-        self.alpha_points.setToolTip(
-            "How many smoothing strengths (alpha, evenly from 0 to 1) SVDQuant and SmoothQuant try for each layer, "
-            f"keeping the one with the smallest error: {DEFAULT_ALPHA_POINTS} tries 0, 0.1, ..., 1. Fewer quantize "
-            "faster and may pick a slightly worse alpha; more rarely help."
-        )
-        self.shared_smoothing = QCheckBox("Smooth Q/K/V together")
-        self.shared_smoothing.setChecked(True)
-        self.shared_smoothing.setToolTip(
-            "One smoothing vector for the attention projections that read the same input, so the GPU runs them as "
-            "one fused matrix multiply. Unchecked: each layer smoothed on its own, slightly closer to the original "
-            "(demo model: +0.1 to +1 dB PSNR) but slower on GPUs with the fused kernels."
-        )
-        form = QFormLayout(self)
-        form.addRow("Method", self.method)
-        form.addRow("Precision", self.precision)
-        form.addRow("Low-rank rank", self.rank)
-        form.addRow("Alpha search points", self.alpha_points)
-        form.addRow("", self.shared_smoothing)
-        self.method.currentIndexChanged.connect(self._method_changed)
-
-    def _method_changed(self) -> None:
-        # The rank, the alpha search and the shared smoothing exist only for the methods that use them: greyed
-        # out otherwise, where they change nothing.
-        self.rank.setEnabled(self.method.currentData() in RANK_METHODS)
-        smooths = self.method.currentData() in SMOOTHING_METHODS
-        self.alpha_points.setEnabled(smooths)
-        self.shared_smoothing.setEnabled(smooths)
-
-
-class CalibrationPage(QWizardPage):
-    def __init__(self) -> None:
-        super().__init__()
-        self.setTitle("Calibration and memory")
-        self.setSubTitle("Calibration runs the model on a few prompts to see its activations.")
-        # Next from here starts the long run (minutes to hours): the button says so. A page's own button text
-        # is QWizard's only while the page is shown; the other pages keep "Next >".
-        self.setButtonText(QWizard.WizardButton.NextButton, "Quantize")
-        self.setButtonText(QWizard.WizardButton.CommitButton, "Quantize")  # while a run works it is a commit page
-        # Whose prompts a run of the chosen source calibrates with, and how many there are (``show_calibration``):
-        # a "Built-in everyday prompts" choice that did nothing stood here, and the demo model used its own.
-        self.prompt_set = QLabel("")
-        self.prompt_set.setWordWrap(True)
-        self.count = QSpinBox(minimum=1, maximum=MAX_PROMPTS, value=DEFAULT_CALIB_PROMPTS)
-        self._wanted = DEFAULT_CALIB_PROMPTS  # the count asked for, kept while a smaller set caps the field
-        self.count.valueChanged.connect(self._count_changed)
-        self.steps = QSpinBox(minimum=0, maximum=50, value=0)
-        self.show_calibration(None)
-        # Not 0, which read as "no GPU" and was taken silently like any other budget.
-        self.gpu_gib = QDoubleSpinBox(minimum=1.0, maximum=192.0, value=DEFAULT_GPU_BUDGET_GIB, suffix=" GiB")
-        self.installed_ram = installed_ram_bytes()
-        self.ram_gib = QDoubleSpinBox(minimum=1.0, maximum=1024.0, value=default_ram_budget_gib(self.installed_ram),
-                                      suffix=" GiB")  # fmt: skip
-        self.ram_warning = _warning_label()
-        self.ram_warning.hide()
-        self.ram_gib.valueChanged.connect(self._check_ram)
-        laptop = QPushButton("16 GB laptop")
-        laptop.setToolTip("GPU 14 GiB, RAM 12 GiB: leaves room for the desktop and the browser")
-        laptop.clicked.connect(self.laptop_preset)
-        form = QFormLayout(self)
-        form.addRow("Prompt set", self.prompt_set)
-        form.addRow("Prompts", self.count)
-        form.addRow("Steps per prompt", self.steps)
-        form.addRow("GPU memory budget", self.gpu_gib)
-        form.addRow("RAM budget", self.ram_gib)
-        form.addRow("", self.ram_warning)
-        form.addRow("", laptop)
-        # The parts folders of runs that did not finish, GiBs each: the wizard lists them, and deletes one when asked.
-        self.unfinished = QLabel("")
-        self.unfinished.setWordWrap(True)
-        self.unfinished_button = QPushButton("Unfinished runs…")
-        row = QHBoxLayout()
-        row.addWidget(self.unfinished, 1)
-        row.addWidget(self.unfinished_button)
-        form.addRow("Unfinished runs", row)
-
-    def show_calibration(self, calibration: CalibrationSet | None) -> None:
-        """Shows what a run of the chosen source calibrates with (``QuantizeSource.calibration``; None: not known
-        yet): whose prompts and how many, the Prompts field capped to them (a run asking for more used fewer, said
-        nowhere), and the steps a run takes by default (the model's, at most 8: the field said "model default")."""
-        if calibration is None:
-            self.prompt_set.setText("The chosen model's own calibration prompts, else the built-in everyday prompts")
-            available, steps, own = MAX_PROMPTS, f"at most {CalibrationSet.STEPS_CAP}", "steps"
-        else:
-            self.prompt_set.setText(f"{sentence(calibration.prompts)[:-1]} ({calibration.available})")
-            available, steps = min(calibration.available, MAX_PROMPTS), str(calibration.default_steps)
-            own = f"{calibration.model_steps} steps"
-        self.steps.setSpecialValueText(f"default ({steps})")
-        self.steps.setToolTip(f"By default the model's own {own}, at most {CalibrationSet.STEPS_CAP}: the calibration "
-                              "samples need the timesteps covered, not finished images.")  # fmt: skip
-        wanted = self._wanted
-        self.count.setMaximum(available)
-        self.count.setValue(min(wanted, available))
-        self._wanted = wanted  # capped by this set, not asked for: a source with more prompts gets it back
-
-    def _count_changed(self, value: int) -> None:
-        self._wanted = value
-
-    def _deleting(self) -> bool:
-        """Whether the wizard is deleting an unfinished run (``QuantizeWizard.deleting``): Quantize waits for it."""
-        return getattr(self.wizard(), "deleting", None) is not None
-
-    def isComplete(self) -> bool:
-        return not self._deleting()
-
-    def validatePage(self) -> bool:
-        # A run started meanwhile could take the name of the folder being deleted, whose lock the deletion holds.
-        return not self._deleting()  # QWizard.next() asks only this, not isComplete (which greys the button)
-
-    def _check_ram(self) -> None:
-        """Warns (a warning: the machine's swap may hold it) when the budget is over the RAM this machine has."""
-        installed = self.installed_ram
-        over = bool(installed) and self.ram_gib.value() * 2**30 > installed
-        self.ram_warning.setVisible(over)
-        if over:
-            self.ram_warning.setText(
-                f"This computer has {installed / 2**30:.1f} GiB of RAM, less than this budget: the activations kept "
-                "in RAM would not fit, and the computer would swap or the app be closed. Set the budget to at most "
-                f"{default_ram_budget_gib(installed):g} GiB (the activations that do not fit go to disk).")  # fmt: skip
-
-    def laptop_preset(self) -> None:
-        self.gpu_gib.setValue(14.0)
-        self.ram_gib.setValue(12.0)
-
-
-class RunPage(QWizardPage):
-    def __init__(self, wizard: QuantizeWizard) -> None:
-        super().__init__()
-        self.setTitle("Quantizing")
-        self.wiz = wizard
-        self.bar = QProgressBar()
-        self.eta = QLabel("")
-        self.log = QPlainTextEdit(readOnly=True)
-        self.log.setMaximumBlockCount(5000)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(wizard.cancel)
-        self.error = _problem_label()  # the engine's own words for a failed run, on the page, not only in a dialog
-        self.error.hide()
-        # What a run that ended unfinished left in its parts folder, on the page: said only in the log, among
-        # hundreds of lines, the user's files kept there went unseen.
-        self.note = _message_label("palette(text)")
-        self.note.hide()
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.bar)
-        layout.addWidget(self.eta)
-        layout.addWidget(self.error)
-        layout.addWidget(self.note)
-        layout.addWidget(self.log, 1)
-        layout.addWidget(self.cancel_button)
-        self.ok = False
-
-    def initializePage(self) -> None:
-        self.ok = False
-        self.error.hide()
-        self.note.hide()
-        self.cancel_button.setEnabled(True)
-        self.log.clear()
-        self.bar.setRange(0, 0)
-        self.wiz.start()
-
-    def isComplete(self) -> bool:
-        return self.ok
-
-    def on_progress(self, event: QuantizeProgress) -> None:
-        if event.total:
-            self.bar.setRange(0, event.total)
-            self.bar.setValue(event.index)
-        if event.eta_s is not None:
-            self.eta.setText(f"About {int(event.eta_s) // 60} min {int(event.eta_s) % 60} s left")
-        if event.message:
-            self.log.appendPlainText(event.message)
-
-    def finish(self, ok: bool) -> None:
-        self.ok = ok
-        self.cancel_button.setEnabled(False)
-        self.eta.setText("")  # "About 0 min 5 s left" stayed after a cancel or a failure
-        self.completeChanged.emit()
-
-    def failed(self, error: EngineError, settings_can_fix: bool) -> None:
-        """``settings_can_fix``: False for what no page of the wizard changes (the models folder, an internal
-        error), where "Go back to change the settings" sent the user looking for a setting there is not."""
-        hint = f" {sentence(error.hint)}" if error.hint else ""
-        back = " Go back to change the settings." if settings_can_fix else ""
-        self.error.setText(f"The run failed: {sentence(error.message, capital=False)}{hint}{back}")
-        self.error.show()
-
-    def left(self, note: str) -> None:
-        """Shows ``note``, what a run that ended unfinished left for the next one (``QuantizeWizard.left_note``)."""
-        self.note.setText(note)
-        self.note.setVisible(bool(note))
-
-
-class ResultPage(QWizardPage):
-    def __init__(self, wizard: QuantizeWizard) -> None:
-        super().__init__()
-        self.setTitle("Result")
-        self.wiz = wizard
-        self.summary = QLabel("")
-        self.summary.setWordWrap(True)
-        self.parts_left = _warning_label()  # the run's parts folder, kept with the user's files in it (the engine's)
-        self.parts_left.hide()
-        self.grid = QGridLayout()
-        self.add_button = QPushButton("Add to library")
-        self.add_button.clicked.connect(wizard.add_to_library)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.parts_left)
-        holder = QWidget()
-        holder.setLayout(self.grid)
-        layout.addWidget(holder, 1)
-        layout.addWidget(self.add_button)
-
-    def clear(self) -> None:
-        """Back to an empty page for a new run: the images, summary and "Added" of an earlier run in this wizard
-        (Back from the result page, then run again) would otherwise stay beside or under the new ones."""
-        while self.grid.count():
-            item = self.grid.takeAt(0)
-            if item is not None and item.widget() is not None:
-                item.widget().deleteLater()
-        self.summary.setText("")
-        self.parts_left.setText("")
-        self.parts_left.hide()
-        self.add_button.setEnabled(True)
-        self.add_button.setText("Add to library")
-
-    def show_comparisons(self, items: list[Comparison]) -> None:
-        with_original = any(item.original is not None for item in items)
-        titles = ("Prompt", "Original", "Quantized", "PSNR / SSIM") if with_original else ("Prompt", "Quantized")
-        for col, title in enumerate(titles):
-            self.grid.addWidget(QLabel(f"<b>{title}</b>"), 0, col)
-        for row, item in enumerate(items, start=1):
-            prompt = QLabel(item.prompt)
-            prompt.setWordWrap(True)
-            self.grid.addWidget(prompt, row, 0)
-            images = ((1, item.original), (2, item.quantized)) if with_original else ((1, item.quantized),)
-            for col, image in images:
-                if image is None:
-                    continue
-                label = QLabel()
-                label.setPixmap(QPixmap.fromImage(image).scaled(
-                    128, 128, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
-                self.grid.addWidget(label, row, col)
-            if item.psnr is not None and item.ssim is not None:
-                self.grid.addWidget(QLabel(f"{item.psnr:.1f} dB / {item.ssim:.3f}"), row, 3)
-        scored = [i for i in items if i.psnr is not None and i.ssim is not None]
-        if scored:
-            mean_psnr = sum(i.psnr or 0.0 for i in scored) / len(scored)
-            mean_ssim = sum(i.ssim or 0.0 for i in scored) / len(scored)
-            self.summary.setText(f"Saved to {self.wiz.out_path}. Mean PSNR {mean_psnr:.1f} dB, "
-                                 f"mean SSIM {mean_ssim:.3f} (higher is closer to the original).")
-        elif items:
-            self.summary.setText(f"Saved to {self.wiz.out_path}. {self.wiz.no_original_reason()}")
-
-
-class UnfinishedRunsDialog(QDialog):
-    """The unfinished runs in the models folder (their ``.parts`` folders: finished blocks and samples, GiBs each):
-    name, size, when last written, finished blocks, and whether the wizard's settings resume it. Delete… asks
-    first, naming the run and its size."""
-
-    COLUMNS = ("Model file", "Size", "Last written", "Finished blocks", "With these settings")
-
-    def __init__(self, wizard: QuantizeWizard) -> None:
-        super().__init__(wizard)
-        self.setWindowTitle("Unfinished runs")
-        self.wiz = wizard
-        self.runs: list[Any] = []  # gpu.streaming.unfinished.UnfinishedRun, as the table shows them
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setHorizontalHeaderLabels(self.COLUMNS)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.itemSelectionChanged.connect(self._selection_changed)
-        why = QLabel(f"Runs that were stopped or failed keep their finished work in {wizard.models_folder()}, so that "
-                     "a run with the same settings resumes from it. Delete the ones you will not resume.")
-        why.setWordWrap(True)
-        self.status = QLabel("")  # what is under way: the runs being read, one being deleted
-        self.status.setWordWrap(True)
-        self._listing: Lookup | None = None  # the runs being read, while it runs (an older one's end is dropped)
-        wizard.lookups.ended.connect(self._on_listed)
-        self.delete_button = QPushButton("Delete…")
-        self.delete_button.clicked.connect(self.delete_selected)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.addButton(self.delete_button, QDialogButtonBox.ButtonRole.ActionRole)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(why)
-        layout.addWidget(self.table, 1)
-        layout.addWidget(self.status)
-        layout.addWidget(buttons)
-        self.resize(760, 320)
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Reads the unfinished runs again, on a thread (with the settings, the source is read and hashed); the
-        table shows them once read (``_on_listed``)."""
-        self._listing = self.wiz.list_unfinished_runs(with_settings=True)
-        self._show_status()
-
-    def _show_status(self) -> None:
-        deleting = self.wiz.deleting
-        self.status.setText(f"Deleting {deleting.run.parts}…" if deleting is not None else
-                            "Reading the unfinished runs…" if self._listing is not None else "")  # fmt: skip
-        self._selection_changed()
-
-    def done(self, result: int) -> None:
-        # Closed: a listing still under way is dropped, and none reaches it any more (each opening makes a new
-        # dialog; a closed one went on taking its late listing, and popped a failed one's error over nothing).
-        self.wiz.lookups.ended.disconnect(self._on_listed)
-        self._listing = None
-        super().done(result)
-
-    def _on_listed(self, lookup: Lookup) -> None:
-        if lookup is not self._listing:  # another dialog's, or read again since
-            return
-        self._listing = None
-        if lookup.error is not None:
-            self.runs = []
-            self.wiz.error_dialog = show_error(self, classify(lookup.error))
-        else:
-            self.runs = lookup.result
-        self._fill()
-
-    def _fill(self) -> None:
-        self.table.setRowCount(len(self.runs))
-        for row, run in enumerate(self.runs):
-            resumes = ("resumes" if run.resumes else "–" if run.resumes is None else
-                       f"starts over ({run.differs})")  # fmt: skip
-            cells = (run.output.name, human_bytes(run.size_bytes),
-                     time.strftime("%Y-%m-%d %H:%M", time.localtime(run.modified)), str(run.blocks_done), resumes)
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                item.setToolTip(str(run.parts) if col == 0 else text)
-                self.table.setItem(row, col, item)
-        self.table.resizeColumnsToContents()
-        self._show_status()
-
-    def _selection_changed(self) -> None:
-        idle = self._listing is None and self.wiz.deleting is None
-        self.delete_button.setEnabled(idle and bool(self.table.selectionModel().selectedRows()))
-
-    def delete_selected(self) -> None:
-        rows = self.table.selectionModel().selectedRows()
-        if not rows:
-            return
-        run = self.runs[rows[0].row()]
-        blocks = f", with its {counted(run.blocks_done, 'finished block')}," if run.blocks_done else ""
-        box = QMessageBox(QMessageBox.Icon.Question, "Delete unfinished run?",
-                          f"Delete the unfinished run {run.output.name} ({human_bytes(run.size_bytes)})? Its folder "
-                          f"{run.parts}{blocks} is deleted, and no run can resume from it afterwards.",
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)  # fmt: skip
-        box.setDefaultButton(QMessageBox.StandardButton.No)
-        box.exec()
-        if box.clickedButton() is not box.button(QMessageBox.StandardButton.Yes):
-            return
-        self.wiz.delete_run(run)  # on a thread (GiBs); the list is read again once it is done
-        self._show_status()
-
-
 class QuantizeWizard(QWizard):
+    """Quantize this model: its pages, the run on the worker thread, the run's output name and its turn behind
+    earlier wizards' runs, and the model handed to the library."""
+
     _run = Signal(object)  # queued to the worker thread
     run_ended = Signal()  # the run (or the wait for an earlier wizard's) is over: finished, cancelled or failed
     # A naming dropped by a cancel (``_dropped``) let go of the name it claimed: later wizards' runs wait for it
@@ -701,7 +133,8 @@ class QuantizeWizard(QWizard):
         worker.unload_asked.connect(self._unload_engine)
         self.resize(760, 600)
 
-    def config(self):  # -> gpu.quantizer.QuantizeConfig
+    def config(self) -> QuantizeConfig:
+        """The run's settings as the pages hold them now."""
         from gpu.quantizer import QuantizeConfig
 
         calib = self.calibration_page
@@ -788,6 +221,7 @@ class QuantizeWizard(QWizard):
             self._start_when_free()  # this wizard's next run, if one waits for it
 
     def show_unfinished_runs(self) -> None:
+        """Opens the Unfinished runs dialog."""
         self.unfinished_dialog = UnfinishedRunsDialog(self)
         self.unfinished_dialog.open()
 
@@ -796,6 +230,8 @@ class QuantizeWizard(QWizard):
             self.show_unfinished_summary()
 
     def start(self) -> None:
+        """Starts a run of the chosen source and settings (the run page shown): its output is named on a thread,
+        once no earlier run or dropped naming holds a name it may take."""
         state = self.source_state
         source = state.source
         config = self.config()
@@ -909,6 +345,7 @@ class QuantizeWizard(QWizard):
             self.run_ended.emit()
 
     def back(self) -> None:
+        """Back to the previous page, unless a run works."""
         if self.running:  # the button is greyed; callers of the slot itself are refused as well
             return
         super().back()
@@ -948,6 +385,7 @@ class QuantizeWizard(QWizard):
         return box.clickedButton() is box.button(QMessageBox.StandardButton.Yes)
 
     def cancel(self) -> None:
+        """Cancels the run: a naming under way is dropped, a waiting run let go of, a working one told to stop."""
         if self._naming is not None or self._name is not None:  # not named yet: dropped, nothing was started
             # Said cancelled at once, but a naming under way still claims a name: held until it ended (``_dropped``)
             if self._naming is not None:
@@ -1060,6 +498,7 @@ class QuantizeWizard(QWizard):
             self.result_page.add_button.setText("Add to library")
 
     def done(self, result: int) -> None:
+        """Closes the wizard by any route, once a working run may stop; a finished model goes to the library."""
         # Closed by any route (Cancel, Finish, the window's X, Esc): a running job stops at its next check once the
         # user says so, and the thread ends once idle instead of waiting for the app's exit.
         if not self.confirm_stop():
@@ -1083,6 +522,7 @@ class QuantizeWizard(QWizard):
             self.add_to_library()
 
     def shutdown(self) -> None:
+        """The app quits: a finished model goes to the library, and the worker thread stops."""
         # Asked of the engine before it stops; an add it never gets to (a job running, the quit queued ahead of it)
         # is made by its stop (app.engine_worker.PendingAdds), and a kill is made good by the next start
         self.keep_result()

@@ -531,7 +531,7 @@ def test_the_rank_is_greyed_for_methods_without_a_low_rank_branch(qtbot):
     """Round-to-nearest, SmoothQuant and NF4 ignore the rank (layer_spec gives their layers rank 0), yet the field
     stayed enabled, as if it changed something."""
     from app.quantize_outputs import output_name
-    from app.widgets.quantize_wizard import MethodPage
+    from app.widgets.quantize_method_page import MethodPage
     from gpu.modules.layer_spec import spec_for
 
     page = MethodPage()
@@ -552,7 +552,8 @@ def test_the_rank_is_greyed_for_methods_without_a_low_rank_branch(qtbot):
 def test_a_rank_of_0_and_the_gpu_budget_say_what_they_are(qtbot):
     """Rank 0 (an SVDQuant file without its low-rank branch) showed as a bare 0, the smallest rank to the eye; a
     GPU budget of 0 GiB was taken silently."""
-    from app.widgets.quantize_wizard import CalibrationPage, MethodPage
+    from app.widgets.quantize_calibration_page import CalibrationPage
+    from app.widgets.quantize_method_page import MethodPage
 
     method, calibration = MethodPage(), CalibrationPage()
     qtbot.addWidget(method)

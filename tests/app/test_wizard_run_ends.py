@@ -163,11 +163,11 @@ def test_errors_no_setting_fixes_do_not_send_the_user_back_to_the_settings(tmp_p
 def test_the_ram_budget_fits_the_machine(qtbot, monkeypatch):
     """The RAM budget defaulted to 24 GiB whatever the machine had: on a 16 GB laptop the activations were kept in
     RAM, and the machine swapped or the app was killed. A budget above the installed RAM is warned about."""
-    import app.widgets.quantize_wizard as wizard_module
+    import app.widgets.quantize_calibration_page as page_module
     from gpu.quantize_defaults import DEFAULT_RAM_BUDGET_GIB
 
-    monkeypatch.setattr(wizard_module, "installed_ram_bytes", lambda: 16 * 10**9)  # a "16 GB" laptop
-    page = wizard_module.CalibrationPage()
+    monkeypatch.setattr(page_module, "installed_ram_bytes", lambda: 16 * 10**9)  # a "16 GB" laptop
+    page = page_module.CalibrationPage()
     qtbot.addWidget(page)
     assert page.ram_gib.value() == pytest.approx(0.75 * 16 * 10**9 / 2**30, abs=0.05)
     page.ram_gib.setValue(14.0)  # within the RAM: no warning (it is checked at each change)
@@ -177,8 +177,8 @@ def test_the_ram_budget_fits_the_machine(qtbot, monkeypatch):
     assert page.ram_warning.text().startswith("This computer has 14.9 GiB of RAM, less than this budget")
     page.laptop_preset()
     assert page.ram_warning.isHidden()
-    monkeypatch.setattr(wizard_module, "installed_ram_bytes", lambda: None)  # unknown: the engine's default
-    unknown = wizard_module.CalibrationPage()
+    monkeypatch.setattr(page_module, "installed_ram_bytes", lambda: None)  # unknown: the engine's default
+    unknown = page_module.CalibrationPage()
     qtbot.addWidget(unknown)
     assert unknown.ram_gib.value() == DEFAULT_RAM_BUDGET_GIB
     unknown.ram_gib.setValue(64.0)

@@ -1,0 +1,68 @@
+"""The quantize wizard's method and precision page: the method, the precision, and the settings of the
+methods that have them (rank, alpha search, shared smoothing)."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSpinBox, QWizardPage
+
+from gpu.quantize_defaults import DEFAULT_ALPHA_POINTS, DEFAULT_RANK, MAX_ALPHA_POINTS, RANK_METHODS, SMOOTHING_METHODS
+
+PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
+METHODS = [
+    ("SVDQuant (low-rank + smoothing)", "svdquant"),
+    ("Baseline: round-to-nearest", "naive"),
+    ("Baseline: SmoothQuant", "smoothquant"),
+    ("Baseline: low-rank only (SVD)", "svd"),
+    ("Baseline: LoRC", "lorc"),
+    ("Baseline: NF4 weights only", "nf4"),
+]
+
+
+class MethodPage(QWizardPage):
+    """The method and precision, with the rank, alpha search and shared smoothing of the methods that use them."""
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Method and precision")
+        self.setSubTitle("INT4 with SVDQuant is the right choice for nearly everyone; baselines are for comparison.")
+        self.method = QComboBox()
+        for label, value in METHODS:
+            self.method.addItem(label, value)
+        self.precision = QComboBox()
+        for label, value in PRECISIONS:
+            self.precision.addItem(label, value)
+        # 0 is a setting of its own (the engine takes it: no branch at all), said in the field, where a bare 0
+        # read as the smallest branch.
+        self.rank = QSpinBox(minimum=0, maximum=256, value=DEFAULT_RANK, singleStep=8,
+                             specialValueText="0 (no low-rank branch)")  # fmt: skip
+        self.rank.setToolTip(
+            f"Size of the 16-bit low-rank branch that absorbs outliers ({DEFAULT_RANK} is the paper's default). "
+            "0 makes no branch (SVDQuant is then smoothing alone)."
+        )
+        self.alpha_points = QSpinBox(minimum=2, maximum=MAX_ALPHA_POINTS, value=DEFAULT_ALPHA_POINTS)
+        self.alpha_points.setToolTip(
+            "How many smoothing strengths (alpha, evenly from 0 to 1) SVDQuant and SmoothQuant try for each layer, "
+            f"keeping the one with the smallest error: {DEFAULT_ALPHA_POINTS} tries 0, 0.1, ..., 1. Fewer quantize "
+            "faster and may pick a slightly worse alpha; more rarely help."
+        )
+        self.shared_smoothing = QCheckBox("Smooth Q/K/V together")
+        self.shared_smoothing.setChecked(True)
+        self.shared_smoothing.setToolTip(
+            "One smoothing vector for the attention projections that read the same input, so the GPU runs them as "
+            "one fused matrix multiply. Unchecked: each layer smoothed on its own, slightly closer to the original "
+            "(demo model: +0.1 to +1 dB PSNR) but slower on GPUs with the fused kernels."
+        )
+        form = QFormLayout(self)
+        form.addRow("Method", self.method)
+        form.addRow("Precision", self.precision)
+        form.addRow("Low-rank rank", self.rank)
+        form.addRow("Alpha search points", self.alpha_points)
+        form.addRow("", self.shared_smoothing)
+        self.method.currentIndexChanged.connect(self._method_changed)
+
+    def _method_changed(self) -> None:
+        # The rank, the alpha search and the shared smoothing exist only for the methods that use them: greyed
+        # out otherwise, where they change nothing.
+        self.rank.setEnabled(self.method.currentData() in RANK_METHODS)
+        smooths = self.method.currentData() in SMOOTHING_METHODS
+        self.alpha_points.setEnabled(smooths)
+        self.shared_smoothing.setEnabled(smooths)
