@@ -33,6 +33,7 @@ from gpu.quantize_defaults import (
 if TYPE_CHECKING:
     from gpu.generation.request import GeneratedImage
     from gpu.library import ModelEntry, ModelLibrary
+    from gpu.quantizer.config import QuantizeEvent
     from gpu.streaming.stopped import QuantizeTold
 
 LOGGED_COMMANDS = ("generate", "quantize")  # the ones that do real work: logged for problem reports
@@ -279,7 +280,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     told = QuantizeTold()
 
-    def show(ev) -> None:
+    def show(ev: QuantizeEvent) -> None:
         eta = f" (ETA {ev.eta_s:.0f} s)" if ev.eta_s is not None and ev.kind == "layer" else ""
         prefix = f"[{ev.index}/{ev.total}] " if ev.kind == "layer" else ""
         told.heard(ev)
@@ -329,7 +330,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     saved: list[Path] = []
 
-    def save(result) -> None:  # as each image is done: Ctrl-C in a long batch keeps the finished ones
+    def save(result: GeneratedImage) -> None:  # as each image is done: Ctrl-C in a long batch keeps the finished ones
         if args.out is None:  # named by its own seed, which already tells a batch's images apart
             out = save_new_image(result)
         else:  # names the user gave are replaced
@@ -536,7 +537,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(x) -> str:
+def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2e}"
 
 

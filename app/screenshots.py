@@ -8,10 +8,16 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QPixmap
+    from PySide6.QtWidgets import QApplication
 
 
-def _wait(app, predicate, timeout_s: float = 300) -> None:
+def _wait(app: QApplication, predicate: Callable[[], bool], timeout_s: float = 300) -> None:
     import time
 
     end = time.time() + timeout_s
@@ -22,7 +28,7 @@ def _wait(app, predicate, timeout_s: float = 300) -> None:
             raise TimeoutError("screenshot step timed out")
 
 
-def save(pixmap, path: Path) -> None:
+def save(pixmap: QPixmap, path: Path) -> None:
     """Screenshots go into the repository: a 256-colour palette keeps each one small."""
     import io
 

@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a shipped entry: append a new one.
@@ -470,7 +471,9 @@ class _Transaction:
     def __enter__(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             try:
                 self._db.execute("COMMIT")

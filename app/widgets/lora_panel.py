@@ -13,6 +13,7 @@ Enabled LoRAs go with every generation request; the engine applies them without 
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -32,13 +33,16 @@ from app.widgets.lora_list import LoraList
 from app.widgets.lora_row import LoraRow
 from app.widgets.wrap_grid import WrapGrid
 
+if TYPE_CHECKING:
+    from app.controller import AppController
+
 # A place in the panel's Tab order: ("button", index in ``_before`` or -1 for Insert trigger words), or ("row",
 # row, index in its ``focus_chain``: -1 for the last).
 Stop = tuple[str, int] | tuple[str, int, int]
 
 
 class LoraPanel(QWidget):
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AppController) -> None:
         super().__init__()
         self.setObjectName("loraPanel")
         self.controller = controller
