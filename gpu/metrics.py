@@ -9,8 +9,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+# One image, or equally long lists of them compared pairwise.
+Images = Image.Image | Sequence[Image.Image]
 
-def images_to_tensor(images: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
+
+def images_to_tensor(images: Images) -> torch.Tensor:
     """PIL image or list of them (same size) -> float64 [B, 3, H, W] in 0..1."""
     if isinstance(images, Image.Image):
         images = [images]
@@ -18,14 +21,14 @@ def images_to_tensor(images: Image.Image | Sequence[Image.Image]) -> torch.Tenso
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
 
-def psnr(a, b) -> float:
+def psnr(a: Images, b: Images) -> float:
     """Mean PSNR in dB over image pairs (PIL images or equally long lists); identical images give 100."""
     x, y = images_to_tensor(a), images_to_tensor(b)
     mse = ((x - y) ** 2).flatten(1).mean(1).clamp_min(1e-10)
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 
-def ssim(a, b) -> float:
+def ssim(a: Images, b: Images) -> float:
     """Mean SSIM over image pairs: Gaussian window (11 taps, sigma 1.5) per RGB channel, averaged."""
     x, y = images_to_tensor(a), images_to_tensor(b)
     taps = torch.arange(11, dtype=torch.float64) - 5

@@ -21,7 +21,7 @@ what lets the runtime merge them into one GEMM (``gpu.models.flux_fused``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -70,8 +70,11 @@ def _quantize_weight(w: torch.Tensor, spec: LayerSpec, dtype: torch.dtype) -> Qu
     return quantize(w, spec.weight_format, dtype)
 
 
-def _act_global_scale(spec: LayerSpec, calib: LayerCalibration | None, smooth: torch.Tensor | None):
-    """Static NVFP4 activation scale from calibration: max|x / lambda| / (6 * 448), fp32 scalar."""
+def _act_global_scale(
+    spec: LayerSpec, calib: LayerCalibration | None, smooth: torch.Tensor | None
+) -> torch.Tensor | None:
+    """Static NVFP4 activation scale from calibration: max|x / lambda| / (6 * 448), fp32 scalar [] (None: the
+    activation format has no global scale)."""
     if spec.act_format is None or not get_format(spec.act_format).global_scale:
         return None
     if calib is None:
@@ -83,7 +86,8 @@ def _act_global_scale(spec: LayerSpec, calib: LayerCalibration | None, smooth: t
     return torch.where(top > 0, top / (6.0 * E4M3_MAX), torch.ones_like(top))
 
 
-def _objective(c: _Candidate, spec: LayerSpec, x: torch.Tensor, y_ref: torch.Tensor, dtype) -> float:
+def _objective(c: _Candidate, spec: LayerSpec, x: torch.Tensor, y_ref: torch.Tensor, dtype: torch.dtype) -> float:
+    """Relative output error of ``c`` on tokens x [T, K] against y_ref = x W^T [T, N], both fp32."""
     y = reference_linear(x, c.qw, spec.act_format, c.smooth, c.down, c.up, None, dtype, c.act_global)
     return float(((y - y_ref) ** 2).sum() / (y_ref**2).sum().clamp(min=1e-30))
 
@@ -119,7 +123,11 @@ def _build(
     return best
 
 
-def _first_candidate(w_hat, spec: LayerSpec, smooth, act_global, cfg: DecomposeConfig, x, y_ref) -> _Candidate:
+def _first_candidate(w_hat: torch.Tensor, spec: LayerSpec, smooth: torch.Tensor | None,
+                     act_global: torch.Tensor | None, cfg: DecomposeConfig, x: torch.Tensor | None,
+                     y_ref: torch.Tensor | None) -> _Candidate:  # fmt: skip
+    """The unrefined candidate for smoothed weight w_hat (fp32 [N, K]): its branch from the SVD of w_hat itself
+    (lorc: of the quantization error), scored on x [T, K] / y_ref [T, N] when given."""
     dtype = cfg.dtype
     if spec.rank == 0:
         return _score(
@@ -133,8 +141,11 @@ def _first_candidate(w_hat, spec: LayerSpec, smooth, act_global, cfg: DecomposeC
     return _with_branch(w_hat, up, down, spec, smooth, act_global, cfg, x, y_ref)
 
 
-def _with_branch(w_hat, up, down, spec: LayerSpec, smooth, act_global, cfg: DecomposeConfig, x, y_ref) -> _Candidate:
-    """The candidate with low-rank branch (up, down) in storage precision and the rest of ``w_hat`` quantized."""
+def _with_branch(w_hat: torch.Tensor, up: torch.Tensor, down: torch.Tensor, spec: LayerSpec,
+                 smooth: torch.Tensor | None, act_global: torch.Tensor | None, cfg: DecomposeConfig,
+                 x: torch.Tensor | None, y_ref: torch.Tensor | None) -> _Candidate:  # fmt: skip
+    """The candidate with low-rank branch up [N, r] / down [K, r] in storage precision and the rest of ``w_hat``
+    (fp32 [N, K]) quantized."""
     dtype = cfg.dtype
     up16, down16 = up.to(dtype), down.to(dtype)
     residual = w_hat - up16.float() @ down16.float().T
@@ -142,7 +153,9 @@ def _with_branch(w_hat, up, down, spec: LayerSpec, smooth, act_global, cfg: Deco
     return _score(_Candidate(qw, smooth, down16, up16, act_global), spec, x, y_ref, dtype)
 
 
-def _score(c: _Candidate, spec: LayerSpec, x, y_ref, dtype) -> _Candidate:
+def _score(
+    c: _Candidate, spec: LayerSpec, x: torch.Tensor | None, y_ref: torch.Tensor | None, dtype: torch.dtype
+) -> _Candidate:
     if x is not None:
         c.error = _objective(c, spec, x, y_ref, dtype)
     return c
@@ -154,7 +167,7 @@ SINGLE_THREAD_MAX_ELEMENTS = 1 << 20
 
 
 @contextlib.contextmanager
-def _cpu_threads_for(numel: int, device: torch.device):
+def _cpu_threads_for(numel: int, device: torch.device) -> Iterator[None]:
     if device.type != "cpu" or numel > SINGLE_THREAD_MAX_ELEMENTS or torch.get_num_threads() == 1:
         yield
         return
@@ -193,8 +206,8 @@ def decompose_group(
         return _decompose_members(weights, biases, spec, calib, cfg)
 
 
-def _decompose_members(weights, biases, spec: LayerSpec, calib: LayerCalibration | None,
-                       cfg: DecomposeConfig) -> list[DecomposedLayer]:  # fmt: skip
+def _decompose_members(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None], spec: LayerSpec,
+                       calib: LayerCalibration | None, cfg: DecomposeConfig) -> list[DecomposedLayer]:  # fmt: skip
     ws = [w.detach().float() for w in weights]
     x = None
     y_refs: list[torch.Tensor | None] = [None] * len(ws)
