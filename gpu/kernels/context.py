@@ -11,13 +11,18 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-_primary: dict[int, object] = {}
-_streams: dict[int, object] = {}
+if TYPE_CHECKING:
+    import pycuda.driver as drv
+    import torch
+
+_primary: dict[int, drv.Context] = {}
+_streams: dict[tuple[int, int], drv.Stream] = {}  # by (device index, lane)
 _lock = threading.RLock()
 
 
-def _primary_context(device_index: int):
+def _primary_context(device_index: int) -> drv.Context:
     with _lock:
         if device_index not in _primary:
             import pycuda.driver as drv
@@ -41,7 +46,7 @@ def active(device_index: int) -> Iterator[None]:
         drv.Context.pop()
 
 
-def pycuda_stream(device_index: int, lane: int = 0):
+def pycuda_stream(device_index: int, lane: int = 0) -> drv.Stream:
     """A pycuda stream owned by this package for ``device_index`` (created once per lane). Lane 0 is the
     main one; other lanes carry work that may run concurrently with it (e.g. FLUX's text stream)."""
     with _lock:
@@ -53,7 +58,7 @@ def pycuda_stream(device_index: int, lane: int = 0):
         return _streams[device_index, lane]
 
 
-def package_stream(device_index: int, handle: int):
+def package_stream(device_index: int, handle: int) -> drv.Stream | None:
     """The package's pycuda stream with this raw handle (any lane created so far), or None."""
     with _lock:
         for (idx, _lane), stream in _streams.items():
@@ -62,7 +67,7 @@ def package_stream(device_index: int, handle: int):
     return None
 
 
-def torch_stream_for_kernels(device_index: int, lane: int = 0):
+def torch_stream_for_kernels(device_index: int, lane: int = 0) -> torch.cuda.ExternalStream:
     """``torch.cuda.ExternalStream`` over the package's pycuda stream of ``lane``. Running torch on it
     (``with torch.cuda.stream(torch_stream_for_kernels(i)):``) lets kernels launch with no event
     fork/join, the fastest path; see ``gpu.kernels.launch.launch_stream``."""

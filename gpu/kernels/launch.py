@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -36,6 +37,9 @@ from gpu.kernels.rank_limits import MAX_TOTAL_RANK, W4A8F_LIMITS, W4A8F_MAX_WIND
 from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
 from gpu.modules.reference import check_gelu_from, gelu_columns_
 from gpu.system_info import cuda_index
+
+if TYPE_CHECKING:
+    from pycuda.driver import Function
 
 MAX_RANK = 128  # the INT8 W4A8 prologues (kernel A with qmax 127, the K-split one) hold the branch on chip
 _RANK_CHUNK = 128  # INT4 kernel A: rank columns per block; grid.y walks wider branches
@@ -110,10 +114,10 @@ _KERNELS = {
     "w4a16_gemv_k8": ("svdq_w4a16_gemv", "svdq_w4a16_gemv_k8", "PPPPPiii"),
     "w4a16_gemv_grouped_k8": ("svdq_w4a16_gemv", "svdq_w4a16_gemv_grouped_k8", "PPPiii"),
 }
-_fns: dict[tuple[str, int, torch.dtype], object] = {}
+_fns: dict[tuple[str, int, torch.dtype], Function] = {}
 
 
-def _function(name: str, device: torch.device, dtype: torch.dtype):
+def _function(name: str, device: torch.device, dtype: torch.dtype) -> Function:
     """The prepared pycuda function ``name`` (a key of _KERNELS) for ``device`` and 16-bit ``dtype``."""
     idx = cuda_index(device)
     key = (name, idx, dtype)
@@ -638,7 +642,9 @@ def gate_residual(
     return out
 
 
-def _qkv_strides(qkv: torch.Tensor, name: str, heads: int, dtype: torch.dtype, device: torch.device):
+def _qkv_strides(
+    qkv: torch.Tensor, name: str, heads: int, dtype: torch.dtype, device: torch.device
+) -> tuple[int, int]:
     """A [B, S, F >= 3*H*128] QKV operand, rows possibly strided -> (batch stride, row stride) in elements."""
     if qkv.dim() != 3 or qkv.dtype != dtype or qkv.device != device or qkv.shape[-1] < 3 * heads * QK_HEAD_DIM:
         raise ValueError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -147,7 +148,15 @@ def offload_canonical(layer: torch.nn.Module) -> None:
                 layer._buffers[name] = t.to("cpu")
 
 
-def _cached_pack(layer: torch.nn.Module, attr: str, repack: Callable, device: torch.device | None):
+_Packed = TypeVar("_Packed", "PackedWeights", "PackedW4A8F")
+
+
+def _cached_pack(
+    layer: torch.nn.Module,
+    attr: str,
+    repack: Callable[[torch.nn.Module, torch.device | None], _Packed],
+    device: torch.device | None,
+) -> _Packed:
     """``repack(layer, device)`` cached on the layer as ``attr``, redone when a source buffer changed; then the
     canonical buffers may move to host memory (``offload_canonical``), so the key is taken after that."""
     cached = getattr(layer, attr, None)

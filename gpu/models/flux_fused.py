@@ -516,8 +516,8 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
         txt_ids: torch.Tensor = None,
         guidance: torch.Tensor = None,
         joint_attention_kwargs: dict[str, Any] | None = None,
-        controlnet_block_samples=None,
-        controlnet_single_block_samples=None,
+        controlnet_block_samples: list[torch.Tensor] | None = None,
+        controlnet_single_block_samples: list[torch.Tensor] | None = None,
         return_dict: bool = True,
         controlnet_blocks_repeat: bool = False,
     ) -> torch.Tensor | Transformer2DModelOutput:

@@ -33,6 +33,7 @@ the reference from then on (``fused_path`` says which path runs and why).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -238,7 +239,12 @@ def fused_path(device: torch.device, family: str = "norm") -> str:
     return "fused CUDA kernels (pycuda)" if why is None else f"PyTorch reference ({why})"
 
 
-def _kernel_or_reference(device: torch.device, family: str, kernel, reference):
+_Result = TypeVar("_Result")
+
+
+def _kernel_or_reference(
+    device: torch.device, family: str, kernel: Callable[[], _Result], reference: Callable[[], _Result]
+) -> _Result:
     """kernel() when the family's kernels can run on ``device``, else reference(); a kernel build or load
     failure is remembered (later calls go straight to the reference) and this call falls back."""
     if fused_refusal(device, family) is None:
@@ -341,13 +347,13 @@ def qk_norm_rope(
     d = _check_qkv(qkv, q_weight, k_weight, heads)
     _check_rope(rope_cos, rope_sin, qkv.shape[1], d)
 
-    def reference():
+    def reference() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return qk_norm_rope_reference(qkv, q_weight, k_weight, rope_cos, rope_sin, heads, eps)
 
     if not _qk_fusable(qkv, q_weight, k_weight):
         return reference()
 
-    def kernel():
+    def kernel() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from gpu.kernels import launch
 
         return launch.qk_norm_rope(
@@ -385,7 +391,7 @@ def qk_norm_rope_joint(
     ):
         return qk_norm_rope_joint_reference(*args)
 
-    def kernel():
+    def kernel() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from gpu.kernels import launch
 
         return launch.qk_norm_rope(
