@@ -46,7 +46,7 @@ def main() -> None:
     prompts, seeds = heldout_set(args.n)
     judge = load_judge(DEFAULT_JUDGE, dev)
 
-    def pipeline(dtype: torch.dtype, transformer=None) -> FluxPipeline:
+    def pipeline(dtype: torch.dtype, transformer: torch.nn.Module | None = None) -> FluxPipeline:
         extra = {"transformer": transformer} if transformer is not None else {}
         pipe = FluxPipeline.from_pretrained(args.model, dtype=dtype, use_safetensors=True, **extra).to(dev)
         pipe.set_progress_bar_config(disable=True)

@@ -53,6 +53,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -204,6 +205,7 @@ def rel_error(y: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def output_stats(y: torch.Tensor) -> dict:
+    """y (any shape, any float dtype): whether every value is finite, its standard deviation (fp32) and shape."""
     return {"finite": bool(torch.isfinite(y).all()), "std": float(y.float().std()), "shape": list(y.shape)}
 
 
@@ -307,7 +309,8 @@ def record_blocks(model: torch.nn.Module, inputs: dict) -> tuple[list[dict], tor
     for blocks_name in ("transformer_blocks", "single_transformer_blocks"):
         for i, block in enumerate(getattr(model, blocks_name)):
 
-            def hook(_mod, _args, kwargs, out, name=f"{blocks_name}.{i}") -> None:
+            def hook(_mod: torch.nn.Module, _args: tuple[Any, ...], kwargs: dict[str, Any],
+                     out: tuple[torch.Tensor, torch.Tensor], name: str = f"{blocks_name}.{i}") -> None:  # fmt: skip
                 kw = {k: v.clone() if k in ("hidden_states", "encoder_hidden_states") else v for k, v in kwargs.items()}
                 records.append({"name": name, "kwargs": kw, "out": tuple(t.clone() for t in out)})
 
@@ -401,7 +404,8 @@ def run(
         torch.set_num_threads(threads)
 
 
-def _run(out_dir, tiny, steps, warmup, rank, compile_mode, compile_scope, device, seed, lora_rank, t_start) -> dict:
+def _run(out_dir: Path, tiny: bool, steps: int, warmup: int, rank: int, compile_mode: str, compile_scope: str,
+         device: torch.device, seed: int, lora_rank: int, t_start: float) -> dict:  # fmt: skip
     config = FLUX_TINY_CONFIG if tiny else FLUX_DEV_CONFIG
     img_side, txt_len = (8, 16) if tiny else (64, 512)
     compile_backend = "inductor" if device.type == "cuda" else "eager"

@@ -24,11 +24,16 @@ import math
 import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from gpu.bench.fp8_rowwise import fp8_rowwise_gemm, fp8_rowwise_linear, quantize_rows_fp8
+
+if TYPE_CHECKING:
+    from gpu.kernels.launch import Fp8Act, QuantizedAct
+    from gpu.kernels.repack import PackedW4A8F
 
 FLUX_KN = [(3072, 3072), (3072, 9216), (3072, 12288), (12288, 3072), (3072, 21504), (15360, 3072)]
 M_LIST = [4608, 1536]
@@ -84,7 +89,9 @@ def _time_columns(fns: dict, n_sets: int, iters: int, warmup: int = 5) -> dict[s
     return times
 
 
-def _layer_set(k: int, n: int, rank: int, gen: torch.Generator, device: torch.device):
+def _layer_set(k: int, n: int, rank: int, gen: torch.Generator, device: torch.device) -> dict[str, Any]:
+    """One random layer's operands on ``device``: bf16 weight "w" [n, k] and "bias" [n], its FP8 rowwise form
+    ("w8" e4m3 [n, k], "w_scale_t" fp32 [1, n]) and "layers" (rank -> ``SVDQLinear``, at ``rank`` and 0)."""
     from gpu.modules.layer_spec import LayerSpec
     from gpu.modules.svdq_linear import SVDQLinear
     from gpu.quant.packing import pack_int4
@@ -116,7 +123,7 @@ def _kernel_path(device: torch.device) -> dict:
 
     if torch.cuda.get_device_capability(device) >= (9, 0):
 
-        def prologue(x, p):
+        def prologue(x: torch.Tensor, p: PackedW4A8F) -> tuple[Fp8Act, torch.Tensor | None]:
             qa = launch.quantize_act_fp8(x, p.inv_smooth)
             return qa, (x @ p.lora_down if p.rank else None)
 
@@ -139,6 +146,8 @@ def _kernel_path(device: torch.device) -> dict:
 
 
 def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.device, gen: torch.Generator) -> dict:
+    """One table row: every column's median time (``t_<col>_us``) and TOPS (``tops_<col>``) for bf16 x [m, k] through
+    a random layer of weight [n, k] at ``rank`` on ``device``, with the speedups the summary averages."""
     path = _kernel_path(device)
     fused, pack = path["fused"], path["pack"]
     dt = torch.bfloat16
@@ -155,11 +164,11 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
             s["alt"] = path["alt"][1](s["layers"][rank])
         sets.append(s)
 
-    def col_a(i):
+    def col_a(i: int) -> torch.Tensor:
         s = sets[i]
         return F.linear(s["x"], s["w"], s["bias"])
 
-    def col_b(i):
+    def col_b(i: int) -> torch.Tensor:
         s = sets[i]
         return fp8_rowwise_linear(s["x"], s["w8"], s["w_scale_t"], s["bias"], dt)
 
@@ -168,18 +177,18 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
     torch._dynamo.reset()
     fp8_compiled = torch.compile(fp8_rowwise_linear, dynamic=False)
 
-    def col_bc(i):
+    def col_bc(i: int) -> torch.Tensor:
         s = sets[i]
         return fp8_compiled(s["x"], s["w8"], s["w_scale_t"], s["bias"], dt)
 
-    def col_bG(i):  # noqa: N802
+    def col_bG(i: int) -> torch.Tensor:  # noqa: N802
         s = sets[i]
         return fp8_rowwise_gemm(s["xq8"], s["x_scale"], s["w8"], s["w_scale_t"], s["bias"], dt)
 
-    def col_c(i):
+    def col_c(i: int) -> torch.Tensor:
         return fused(sets[i]["x"], sets[i]["packed"][rank])
 
-    def col_d(i):
+    def col_d(i: int) -> torch.Tensor:
         s = sets[i]
         lay = s["layers"][rank]
         y = fused(s["x"], s["packed"][0])
@@ -188,13 +197,13 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
             y = torch.addmm(y, xs @ lay.lora_down, lay.lora_up.t())
         return y
 
-    def col_e(i):
+    def col_e(i: int) -> torch.Tensor:
         return fused(sets[i]["x"], sets[i]["packed"][0])
 
-    def col_A(i):  # noqa: N802
+    def col_A(i: int) -> QuantizedAct | tuple[Fp8Act, torch.Tensor | None]:  # noqa: N802
         return path["prologue"](sets[i]["x"], sets[i]["packed"][rank])
 
-    def col_G(i):  # noqa: N802
+    def col_G(i: int) -> torch.Tensor:  # noqa: N802
         return path["gemm"](sets[i]["qa0"], sets[i]["packed"][0])
 
     fns = {"a": col_a, "b": col_b, "bc": col_bc, "bG": col_bG, "c": col_c, "d": col_d, "e": col_e, "A": col_A,
@@ -224,7 +233,9 @@ def _geomean(vals: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in vals) / len(vals))
 
 
-def run(out_dir: Path, rank: int = 32, iters: int = 30, m_list=None) -> dict:
+def run(out_dir: Path, rank: int = 32, iters: int = 30, m_list: list[int] | None = None) -> dict:
+    """Benchmark every M of ``m_list`` (default ``M_LIST``) at each FLUX (K, N) on the current CUDA device; writes
+    bench_kernels.json and bench_kernels.md into ``out_dir`` and returns the JSON's dict (meta, rows, summary)."""
     from gpu.atomic import make_output_folder
     from gpu.kernels.launch import launch_stream
 

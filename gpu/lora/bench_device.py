@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,7 +33,8 @@ FLUX_SHAPES = [
 LORA_SETS = {"base": [], "r16": [16], "r64": [64], "r16+r64": [16, 64]}
 
 
-def random_layer(k: int, n: int, gen: torch.Generator, dtype=torch.bfloat16) -> SVDQLinear:
+def random_layer(k: int, n: int, gen: torch.Generator, dtype: torch.dtype = torch.bfloat16) -> SVDQLinear:
+    """A random W4A4 INT4 ``SVDQLinear`` K -> N on CUDA: rank-32 branch, smoothing and bias in 16-bit ``dtype``."""
     layer = SVDQLinear(k, n, LayerSpec("svdquant", "int4", "int4", 32, True), True, dtype, "cuda")
     with torch.no_grad():
         layer.qweight.copy_(pack_int4(torch.randint(-7, 8, (n, k), generator=gen, dtype=torch.int8)))
@@ -44,17 +46,19 @@ def random_layer(k: int, n: int, gen: torch.Generator, dtype=torch.bfloat16) -> 
     return layer
 
 
-def lora_parts(k: int, n: int, ranks: list[int], gen: torch.Generator):
+def lora_parts(k: int, n: int, ranks: list[int], gen: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(A [r, K], s·B [N, r]) float32, scaled so the LoRA moves the output by ~10-30%."""
     return [(torch.randn(r, k, generator=gen) / k**0.5, torch.randn(n, r, generator=gen) * 0.3 / r**0.5)
             for r in ranks]
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b|| over all elements, in fp32 (a, b: same shape, any float dtype)."""
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
-def timed(fn, iters: int) -> float:
+def timed(fn: Callable[[], object], iters: int) -> float:
+    """Median milliseconds of ``fn()`` over ``iters`` CUDA-event-timed calls, after 3 warm-up calls."""
     for _ in range(3):
         fn()
     times = []

@@ -20,9 +20,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
+    from gpu.quantizer.shared import CalibSample
+    from gpu.streaming.source import WeightSource
 
 DIM, HEADS, HEAD_DIM, MLP, T5, CLIP, IN_CH = 3072, 24, 128, 12288, 4096, 768, 64
 
@@ -66,11 +73,11 @@ def write_bfl(path: Path, n_double: int, n_single: int, seed: int = 0) -> None:
     save_file(t, str(path))
 
 
-def random_samples(n: int, seed: int = 0):
+def random_samples(n: int, seed: int = 0) -> Callable[[WeightSource, QuantizeConfig], list[CalibSample]]:
     """n conditioning samples at 1024x1024: latents [1, 4096, 64], T5 [1, 512, 4096], CLIP [1, 768]."""
     from diffusers import FluxPipeline
 
-    def make(_src, _cfg):
+    def make(_src: WeightSource, _cfg: QuantizeConfig) -> list[CalibSample]:
         g = torch.Generator().manual_seed(seed)
         img_ids = FluxPipeline._prepare_latent_image_ids(1, 64, 64, "cpu", torch.bfloat16)
         out = []
@@ -89,7 +96,7 @@ def random_samples(n: int, seed: int = 0):
     return make
 
 
-def child(args) -> None:
+def child(args: argparse.Namespace) -> None:
     """One quantization run; prints a JSON line per block and a summary with peaks."""
     from gpu.library import ModelLibrary
     from gpu.quantizer import QuantizeConfig, quantize_model
@@ -99,7 +106,7 @@ def child(args) -> None:
     blocks: list[dict] = []
     state = {"block": None, "t": time.perf_counter()}
 
-    def on_event(ev) -> None:
+    def on_event(ev: QuantizeEvent) -> None:
         if ev.kind != "layer":
             print(json.dumps({"stage": ev.message, "t": round(ev.elapsed_s, 2)}), flush=True)
             return
@@ -123,7 +130,7 @@ def child(args) -> None:
     }), flush=True)  # fmt: skip
 
 
-def _run_child(src: Path, out: Path, args, kill_after: int | None = None) -> dict | None:
+def _run_child(src: Path, out: Path, args: argparse.Namespace, kill_after: int | None = None) -> dict | None:
     cmd = [sys.executable, "-m", "gpu.quantizer.bench_full_flux", "child", "--src", str(src), "--out", str(out),
            "--samples", str(args.samples), "--tokens", str(args.tokens)]  # fmt: skip
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=False)
