@@ -44,11 +44,12 @@ def build_skeleton(meta: CheckpointMeta) -> nn.Module:
 
 
 def expected_tensors(model: nn.Module) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Each state-dict tensor of ``model`` -> (shape, dtype): what a checkpoint for it must hold."""
     return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
 
 
 def load_quantized_transformer(
-    path, runtime_dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    path: Path | str, runtime_dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> tuple[nn.Module, CheckpointMeta]:
     """Validate and load an SVDQ file into a ready transformer, its weights on ``device`` (CPU by default):
     read straight onto a GPU, the file never sits whole in host memory (``load_checkpoint``).

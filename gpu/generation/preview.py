@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from PIL import Image
 
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
-def latent_preview(latents: torch.Tensor, height: int, width: int, pipeline) -> Image.Image:
-    """latents: FLUX packed latents [B, (H/16)*(W/16), C*4] -> small RGB PIL image of the first sample.
+
+def latent_preview(latents: torch.Tensor, height: int, width: int, pipeline: DiffusionPipeline) -> Image.Image:
+    """latents: FLUX packed latents [B, (H/16)*(W/16), C*4] (any float dtype) -> small RGB PIL image of the first
+    sample.
 
     The first three latent channels, each normalized to its own range, stand in for RGB: enough to
     watch the composition form, at the cost of a few hundred operations."""

@@ -51,6 +51,9 @@ from gpu.runtime.memory_policy import MemoryPolicy, ModelSizes, try_instead
 from gpu.version import APP_NAME, __version__
 
 if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+    from PIL import Image
+
     from gpu.runtime.dispatch import ExecutionPath
 
 log = logging.getLogger(__name__)
@@ -391,12 +394,23 @@ class GenerationService:
                     log.exception("choosing the memory plan again failed")
         return active
 
-    def _run_one(self, loaded, s, index, count, on_progress, should_cancel):
+    def _run_one(
+        self,
+        loaded: LoadedPipeline,
+        s: dict[str, Any],
+        index: int,
+        count: int,
+        on_progress: Callable[[ProgressEvent], None] | None,
+        should_cancel: Callable[[], bool] | None,
+    ) -> tuple[Image.Image, dict[str, PromptLength]]:
+        """Image ``index`` of ``count`` with the settings ``s``, and how much of its prompts the T5 tokenizer kept."""
         pipe = loaded.pipe
         started = time.perf_counter()
         total = s["steps"]
 
-        def on_step_end(pipeline, step, timestep, tensors):
+        def on_step_end(
+            pipeline: DiffusionPipeline, step: int, timestep: torch.Tensor, tensors: dict[str, torch.Tensor]
+        ) -> dict[str, torch.Tensor]:
             if should_cancel is not None and should_cancel():
                 raise GenerationCancelled()
             if not bool(torch.isfinite(tensors["latents"]).all()):  # one reduction per step: cheap
