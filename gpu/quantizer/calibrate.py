@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from gpu.calibration_set import calibration_prompts, calibration_steps  # noqa: F401 - where they were
 from gpu.errors import Cancelled
@@ -13,7 +14,9 @@ from gpu.quantizer.shared import CalibSample
 from gpu.svdquant.calibration import CalibrationCollector, LayerCalibration
 
 
-def make_collectors(layers: dict[str, nn.Linear], seed: int, max_tokens: int, offset: int = 0):
+def make_collectors(
+    layers: dict[str, nn.Linear], seed: int, max_tokens: int, offset: int = 0
+) -> dict[str, CalibrationCollector]:
     """One collector per layer, seeded by the layer's index in the whole model (``offset`` + position), so
     block-by-block collection draws exactly the same token subsample as whole-model collection."""
     return {
@@ -22,7 +25,7 @@ def make_collectors(layers: dict[str, nn.Linear], seed: int, max_tokens: int, of
     }
 
 
-def hooked(layers: dict[str, nn.Linear], collectors: dict[str, CalibrationCollector]):
+def hooked(layers: dict[str, nn.Linear], collectors: dict[str, CalibrationCollector]) -> list[RemovableHandle]:
     """Forward-pre-hooks feeding each layer's input [.., K] to its collector; returns the handles."""
     return [
         m.register_forward_pre_hook(lambda _m, args, c=collectors[name]: c.add(args[0]))

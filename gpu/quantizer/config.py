@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 from gpu.modules.layer_spec import METHODS, PRECISIONS, spec_for
 from gpu.quantize_defaults import (
@@ -179,3 +180,10 @@ class QuantizeEvent:
     replacing_parts: bool = False
     to_replace: PartsToReplace | None = None
     parts_left: bool = False
+
+
+class EmitEvent(Protocol):
+    """A run's way of saying a ``QuantizeEvent``: ``emit(kind, message, index=..., total=...)``, its elapsed time
+    filled in by the run."""
+
+    def __call__(self, kind: str, message: str, **kw: Any) -> None: ...  # kw: QuantizeEvent's other fields

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,8 +20,11 @@ from gpu.errors import Cancelled, ModelLoadError
 from gpu.generation.pipeline_loader import load_pipeline
 from gpu.library import ModelEntry, ModelLibrary, builtin_models
 from gpu.quantizer.calibrate import collect_calibration
-from gpu.quantizer.config import QuantizeConfig, QuantizeEvent
+from gpu.quantizer.config import EmitEvent, QuantizeConfig, QuantizeEvent
 from gpu.quantizer.shared import (
+    CalibSample,
+    PromptEmbeds,
+    TransformerFn,
     calibration_kwargs,
     check_rank_fits,
     checkpoint_meta,
@@ -31,6 +35,9 @@ from gpu.quantizer.shared import (
     quantize_layers,
 )  # fmt: skip
 from gpu.svdquant.decompose import DecomposeConfig
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 ENCODING_LINES = 10  # at most about this many "encoded i/N prompts" lines: hundreds of prompts gave one each
 
@@ -51,7 +58,7 @@ def quantize_model_in_memory(
     out_path = Path(out_path)
     started = time.perf_counter()
 
-    def emit(kind: str, message: str, **kw) -> None:
+    def emit(kind: str, message: str, **kw: Any) -> None:  # kw: QuantizeEvent's other fields
         if on_event is not None:
             on_event(QuantizeEvent(kind, message, elapsed_s=time.perf_counter() - started, **kw))
 
@@ -116,8 +123,10 @@ def quantize_model_in_memory(
     return out_path
 
 
-def make_samples(pipe, prompts, steps, defaults, config: QuantizeConfig, dtype, guidance_embeds: bool,
-                 in_channels: int, transformer_fn, should_cancel, emit) -> list:
+def make_samples(pipe: DiffusionPipeline, prompts: Sequence[str], steps: int, defaults: dict[str, Any],
+                 config: QuantizeConfig, dtype: torch.dtype, guidance_embeds: bool, in_channels: int,
+                 transformer_fn: TransformerFn, should_cancel: Callable[[], bool] | None,
+                 emit: EmitEvent) -> list[CalibSample]:
     """Text encoders for every prompt, then the seeded short trajectories -> recorded samples (CPU).
 
     ``pipe`` needs its text encoders, scheduler and ``prepare_latents``; its transformer is not used
@@ -135,14 +144,16 @@ def make_samples(pipe, prompts, steps, defaults, config: QuantizeConfig, dtype, 
                                should_cancel, emit)  # fmt: skip
 
 
-def record_trajectories(embeds, pipe, steps, config, kw, dtype, guidance_embeds, in_channels, transformer_fn,
-                        should_cancel, emit) -> list:
+def record_trajectories(embeds: list[PromptEmbeds], pipe: DiffusionPipeline, steps: int, config: QuantizeConfig,
+                        kw: dict[str, Any], dtype: torch.dtype, guidance_embeds: bool, in_channels: int,
+                        transformer_fn: TransformerFn, should_cancel: Callable[[], bool] | None,
+                        emit: EmitEvent) -> list[CalibSample]:
     """Seeded latents per prompt + the shared lock-step trajectory recorder (``pipe``: prepare_latents and
     scheduler only)."""
     scheduler_config = pipe.scheduler.config
     scheduler_cls = type(pipe.scheduler)
 
-    def prepare(i: int):
+    def prepare(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator("cpu").manual_seed(config.seed + i)
         lat, ids = pipe.prepare_latents(1, in_channels // 4, kw["height"], kw["width"], dtype, torch.device("cpu"), g)
         return lat, ids

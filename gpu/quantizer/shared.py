@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from gpu.quantizer.config import QuantizeConfig
 from gpu.svdquant.calibration import LayerCalibration
 from gpu.svdquant.decompose import DecomposeConfig, DecomposedLayer, decompose_group
 from gpu.svdquant.smoothing import alpha_grid
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 SAMPLE_KEYS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids")
 
@@ -49,7 +53,7 @@ CalibSample = dict[str, torch.Tensor]
 TransformerFn = Callable[[list[CalibSample]], list[torch.Tensor]]  # inputs -> velocity [1, S_img, C] each
 
 
-def encode_prompts(pipe, prompts: Sequence[str], max_sequence_length: int, true_cfg: bool,
+def encode_prompts(pipe: DiffusionPipeline, prompts: Sequence[str], max_sequence_length: int, true_cfg: bool,
                    should_cancel: Callable[[], bool] | None = None,
                    on_prompt: Callable[[int, int], None] | None = None) -> list[PromptEmbeds]:  # fmt: skip
     """Runs the pipeline's text encoders prompt by prompt (batch 1, like the samples) -> CPU embeddings.
@@ -287,7 +291,8 @@ def checkpoint_meta(
     )
 
 
-def plain_config(config) -> dict:
+def plain_config(config: Mapping[str, Any]) -> dict:
+    """A diffusers model config (``FrozenDict``) as plain JSON values: tuples as lists, private keys left out."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(config).items() if not k.startswith("_")}
 
 

@@ -182,7 +182,7 @@ def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dic
     dim = shapes["img_in.weight"][0]
     head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
 
-    def lin(src: str, dst: str, transform=None) -> None:
+    def lin(src: str, dst: str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         for p in ("weight", "bias"):
             if f"{src}.{p}" in keys:
                 m[f"{dst}.{p}"] = (f"{src}.{p}", transform)
