@@ -32,6 +32,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 PROMPT = "a large red circle on a blue background"
 SEED = 0
@@ -103,7 +107,7 @@ def _device_lines() -> list[str]:
     return lines
 
 
-def check_image(image, width: int, height: int) -> dict[str, bool]:
+def check_image(image: Image.Image, width: int, height: int) -> dict[str, bool]:
     """The model-independent checks: size, finite values, not blank."""
     import numpy as np
 
@@ -115,7 +119,7 @@ def check_image(image, width: int, height: int) -> dict[str, bool]:
     }
 
 
-def judge_checks(image, prompt: str) -> dict[str, bool]:
+def judge_checks(image: Image.Image, prompt: str) -> dict[str, bool]:
     """The demo judge reads the image; the prompt's colour and background must be found (see module doc)."""
     from gpu.demo.judge import judge_images, load_judge
     from gpu.paths import resources_dir
@@ -131,7 +135,9 @@ def judge_checks(image, prompt: str) -> dict[str, bool]:
     }
 
 
-def run_self_test(model: str | None = None, out: Path | None = None, echo=print) -> SelfTestResult:
+def run_self_test(
+    model: str | None = None, out: Path | None = None, echo: Callable[[str], None] = print
+) -> SelfTestResult:
     """Run every check; ``echo`` receives each report line as it is produced. Never raises."""
     result = SelfTestResult(ok=False)
 

@@ -20,6 +20,10 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpu.kernels.loader import LoadedModule
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -42,7 +46,7 @@ def main(argv: list[str]) -> int:
     origins: list[str] = []
     original = loader._load_module_in_context
 
-    def recording(stem: str, arch: str):
+    def recording(stem: str, arch: str) -> LoadedModule:
         loaded = original(stem, arch)
         origins.append(f"{stem} sm_{arch}: {loaded.origin}")
         return loaded

@@ -18,12 +18,16 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from gpu.demo.judge import accuracy, judge_images, load_judge
+from gpu.demo.judge import Judge, accuracy, judge_images, load_judge
 from gpu.demo.world import sample_scenes
+
+if TYPE_CHECKING:
+    from diffusers import FluxPipeline
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "resources" / "models" / "demo"
@@ -55,7 +59,7 @@ def calibration_prompts(n: int = 256) -> list[str]:
 
 
 def pipeline_generate_fn(
-    pipe,
+    pipe: FluxPipeline,
     steps: int | None = None,
     guidance: float | None = None,
     batch: int = 16,
@@ -93,7 +97,7 @@ def evaluate(
     generate_fn: GenerateFn,
     prompts: list[str],
     seeds: list[int] | None = None,
-    judge=None,
+    judge: Judge | None = None,
     return_images: bool = False,
 ) -> dict:
     """Generate one image per prompt and return the judge's accuracy dict (see ``judge.accuracy``).

@@ -37,7 +37,7 @@ PER_CELL = 1 + N_COL + N_SHAPE + N_SIZE  # presence logit + class logits
 class Judge(nn.Module):
     """CNN: (B, 3, 128, 128) float in [0, 1] -> logits (B, N_CELLS * PER_CELL + N_COL)."""
 
-    def __init__(self, width: int = 48):
+    def __init__(self, width: int = 48) -> None:
         super().__init__()
         chans = [3, width, width * 2, width * 2, width * 4, width * 4]
         layers: list[nn.Module] = []

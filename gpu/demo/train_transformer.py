@@ -53,7 +53,9 @@ class TextConditioner(torch.nn.Module):
     ``forward(captions)`` -> (prompt_embeds (B, L, T5_HIDDEN), pooled (B, CLIP_HIDDEN)) float32.
     """
 
-    def __init__(self, clip: CLIPTextModel, t5: T5EncoderModel, clip_tok: CLIPTokenizer, t5_tok: T5Tokenizer):
+    def __init__(
+        self, clip: CLIPTextModel, t5: T5EncoderModel, clip_tok: CLIPTokenizer, t5_tok: T5Tokenizer
+    ) -> None:
         super().__init__()
         self.clip, self.t5 = clip, t5
         self.clip_tok, self.t5_tok = clip_tok, t5_tok

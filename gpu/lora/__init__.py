@@ -7,6 +7,7 @@ too, at the text strength, for files with a CLIP or T5 part) and restores the or
 See the README's LoRA section."""
 
 import importlib
+from typing import Any
 
 # Names resolve on first use (PEP 562), so torch-free parts (``gpu.lora.metadata``) import without torch.
 _MANAGER = (
@@ -21,7 +22,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:  # whatever the named module holds
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'gpu.lora' has no attribute {name!r}")
