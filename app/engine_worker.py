@@ -520,6 +520,7 @@ class EngineWorker(QObject):
                 on_progress=lambda event: self._on_progress(job, event),
                 should_cancel=job.cancel.is_set,
                 on_image=keep,
+                preview_every=max(0, self.preview_every),
             )
         except (GenerationCancelled, Cancelled):
             self.ended_through = job.id  # each end is recorded before its signal: the Qt thread may read it first
@@ -570,8 +571,7 @@ class EngineWorker(QObject):
 
     def _on_progress(self, job: Job, event: Any) -> None:
         preview = None
-        if event.preview is not None and (event.step % max(1, self.preview_every) == 0
-                                          or event.step == event.total_steps):
+        if event.preview is not None:  # every ``preview_every`` steps (the engine makes them: ``generate``)
             try:
                 preview = pil_to_qimage(event.preview)
             except Exception:  # a preview is a nicety; never fail a job over it

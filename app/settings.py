@@ -81,7 +81,7 @@ class Settings:
     window_geometry: str = ""  # base64 of QMainWindow.saveGeometry()
     window_state: str = ""  # base64 of QMainWindow.saveState(): dock layout
     last_job: LastJob = field(default_factory=LastJob)
-    preview_every: int = 2  # a latent preview every N steps
+    preview_every: int = 2  # a latent preview every N steps (0: none), which the engine makes (``generate``)
     loras: list[LoraSetting] = field(default_factory=list)
     # The example LoRAs (resources/loras, by their path below it) the user removed from the panel: not added again
     # at the next starts. A file saved before it was kept has none: every example is added, as then.

@@ -295,9 +295,12 @@ class GenerationService:
         on_progress: Callable[[ProgressEvent], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         on_image: Callable[[GeneratedImage], None] | None = None,
+        preview_every: int = PREVIEW_EVERY,
     ) -> list[GeneratedImage]:
         """The request's images, in batch order. ``on_image`` gets each one as soon as it is done (the command
-        line saves it then: a batch stopped by Ctrl-C or a later error keeps the images already made)."""
+        line saves it then: a batch stopped by Ctrl-C or a later error keeps the images already made).
+        ``on_progress`` gets each step, with a latent preview every ``preview_every`` steps (0: none), but at the
+        last step of an image, which is decoded next."""
         entry = self.library.resolve(request.model)
         settings = self.resolve_settings(request, entry)
         self._ensure_loaded(entry, request.base)  # not load(): it resolves and describes again
@@ -329,7 +332,8 @@ class GenerationService:
             started = time.perf_counter()
             ran_out = False
             try:
-                image, lengths = self._run_one(loaded, s, i, request.batch_count, on_progress, should_cancel)
+                image, lengths = self._run_one(loaded, s, i, request.batch_count, on_progress, should_cancel,
+                                              preview_every)
             except torch.OutOfMemoryError:
                 ran_out = True  # said below, outside this handler: its traceback holds the pipeline's frames
             if ran_out:
@@ -402,6 +406,7 @@ class GenerationService:
         count: int,
         on_progress: Callable[[ProgressEvent], None] | None,
         should_cancel: Callable[[], bool] | None,
+        preview_every: int = PREVIEW_EVERY,
     ) -> tuple[Image.Image, dict[str, PromptLength]]:
         """Image ``index`` of ``count`` with the settings ``s``, and how much of its prompts the T5 tokenizer kept."""
         pipe = loaded.pipe
@@ -419,7 +424,7 @@ class GenerationService:
                 done = step + 1
                 elapsed = time.perf_counter() - started
                 preview = None
-                if done % PREVIEW_EVERY == 0 and done < total:
+                if preview_every > 0 and done % preview_every == 0 and done < total:
                     preview = latent_preview(tensors["latents"], s["height"], s["width"], pipeline)
                 eta = elapsed / done * (total - done)
                 on_progress(ProgressEvent(index, count, done, total, elapsed, eta, preview))
