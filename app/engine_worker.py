@@ -88,7 +88,7 @@ class Hold:
 
 class QuantizeRuns(QObject):
     """The quantize runs working on a CUDA device in this process (the wizard's, each on its own thread), and the
-    generation jobs they take turns with. Their GPU memory budget (``gpu.streaming.engine.gpu_memory_budget``) is
+    generation jobs they take turns with. Their GPU memory budget (``gpu.streaming.memory.gpu_memory_budget``) is
     process-wide, and a 16 GB card holds a run or a generation model, not both: a job started meanwhile was capped
     at the run's budget (an out-of-memory error at best) and its pipeline's memory plan was made for that budget
     until it was loaded again. Jobs wait for the runs instead (``EngineWorker.generate``) and start by themselves

@@ -303,7 +303,7 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
     if error.kind == "oom" and not isinstance(exc, OutOfMemory):
         # Out of memory outside the run itself (the run says its own, ``quantize_out_of_memory``): in a quantize run's
         # words too, not a generation job's (a smaller image size, fewer images per batch)
-        from gpu.streaming.engine import RunStage, quantize_out_of_memory
+        from gpu.streaming.memory import RunStage, quantize_out_of_memory
 
         exc = quantize_out_of_memory(exc, RunStage("preparing the run")) or exc
         error = classify(exc)

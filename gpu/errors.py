@@ -54,7 +54,7 @@ class OutOfMemory(UserError):
 
 
 class QuantizeOutOfMemory(OutOfMemory):
-    """A quantize run ran out of GPU memory or RAM (``gpu.streaming.engine.quantize_out_of_memory``).
+    """A quantize run ran out of GPU memory or RAM (``gpu.streaming.memory.quantize_out_of_memory``).
     ``ram_budget_helps``: a smaller RAM budget is a remedy (the block inputs it keeps in RAM then go to disk)."""
 
     def __init__(self, message: str, hint: str = "", ram_budget_helps: bool = False) -> None:

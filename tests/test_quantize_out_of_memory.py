@@ -13,6 +13,7 @@ import torch
 
 import gpu.quantizer.in_memory as in_memory
 import gpu.streaming.engine as engine
+import gpu.streaming.memory as memory
 from gpu.errors import UserError
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
@@ -68,7 +69,7 @@ def test_a_run_over_its_gpu_budget_or_the_card_lets_go_of_what_it_held(tmp_path,
 
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _i: SimpleNamespace(total_memory=24 * 2**30))
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda _f, _i=None: None)
-    monkeypatch.setattr(engine, "memory_fraction", lambda _i: 1.0)
+    monkeypatch.setattr(memory, "memory_fraction", lambda _i: 1.0)
     real = engine.gpu_memory_budget
     monkeypatch.setattr(engine, "gpu_memory_budget", lambda _device, gib: real(torch.device("cuda", 0), gib))
     encoders: list[weakref.ref] = []

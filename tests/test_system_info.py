@@ -142,7 +142,7 @@ def test_the_plan_and_the_quantizer_read_the_memory_cap_in_force_alike(monkeypat
 
     import gpu.quantizer  # noqa: F401 - before the engine (that package imports it)
     from gpu.runtime.memory_policy import detect_total_vram
-    from gpu.streaming.engine import gpu_memory_budget
+    from gpu.streaming.memory import gpu_memory_budget
 
     fractions = {0: 0.5}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -20,13 +20,12 @@ whether a run resumes from it ``gpu.streaming.resume``, the unfinished runs in a
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -47,13 +46,11 @@ from gpu.errors import (
     ModelLoadError,
     OutputAppeared,
     OutputError,
-    QuantizeOutOfMemory,
     UserError,
 )  # fmt: skip
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS
-from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.output_lock import OutputClaim, output_lock
 from gpu.quantizer.calibrate import hooked, make_collectors
 from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent, effective_fingerprint
@@ -66,7 +63,6 @@ from gpu.quantizer.shared import (
     layer_message,
     quantize_layers,
 )  # fmt: skip
-from gpu.runtime.memory_policy import amount
 from gpu.safetensors_header import read_safetensors_header
 from gpu.streaming.disk_space import (
     HEADER_PER_TENSOR,
@@ -78,6 +74,7 @@ from gpu.streaming.disk_space import (
     folder_usage,
     head_bytes,
 )  # fmt: skip
+from gpu.streaming.memory import RunStage, gpu_memory_budget, module_bytes, over_budget, quantize_out_of_memory, release
 from gpu.streaming.parts_folder import (
     ENGINE_VERSION,
     SAMPLES,
@@ -117,7 +114,6 @@ from gpu.streaming.source import (
     load_head,
 )  # fmt: skip
 from gpu.svdquant.decompose import DecomposeConfig
-from gpu.system_info import cuda_index, installed_ram_bytes, memory_fraction
 from gpu.version import __version__
 
 log = logging.getLogger(__name__)
@@ -282,79 +278,6 @@ def quantize_model(
     # Raised here, outside the handler and not from it: the error's traceback holds the failed run's frames (its text
     # encoders, a block and its inputs), which kept them alive, on the GPU too, while the caller freed memory.
     raise said
-
-
-@dataclass
-class RunStage:
-    """What a quantize run is doing now, for an out-of-memory error to say (``quantize_out_of_memory``)."""
-
-    doing: str = "reading the model"  # "while <doing>"
-    # Whether a smaller RAM budget makes this step keep less in RAM: the block inputs, which then go to disk
-    ram_budget_helps: bool = False
-
-
-def quantize_out_of_memory(exc: BaseException, stage: RunStage) -> QuantizeOutOfMemory | None:
-    """``exc``, the GPU (``gpu_ran_out``) or the RAM (``ram_ran_out``) running out during a quantize run
-    at ``stage``, in words for quantizing: which memory, while doing what, how much there is, and the remedies a run
-    has. Said as a job's, it sent the user to a smaller image size and fewer images per batch. None for any other
-    error."""
-    if gpu_ran_out(exc):
-        total = _gpu_total()
-        has = f" (it has {amount(total)})" if total else ""
-        return QuantizeOutOfMemory(f"the GPU ran out of memory while {stage.doing}{has}",
-                                   "close other programs that use the GPU, then run again; if none does, this GPU is "
-                                   "too small for that step of quantizing this model")  # fmt: skip
-    if not ram_ran_out(exc):
-        return None
-    ram = installed_ram_bytes()
-    has = f" (this computer has {amount(ram)})" if ram else ""
-    if stage.ram_budget_helps:
-        hint = ("give the run a smaller RAM budget, so that the block inputs it keeps go to disk instead, or close "
-                "other programs; then run again")  # fmt: skip
-    else:
-        hint = ("close other programs, then run again; if that does not help, this computer has too little RAM for "
-                "that step of quantizing this model")  # fmt: skip
-    return QuantizeOutOfMemory(f"the computer ran out of memory (RAM) while {stage.doing}{has}", hint,
-                               ram_budget_helps=stage.ram_budget_helps)  # fmt: skip
-
-
-def _gpu_total() -> int | None:
-    """The current CUDA device's memory in bytes; None where torch cannot say."""
-    try:
-        return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
-    except (RuntimeError, AssertionError, AttributeError):  # no CUDA here (a CPU build, a broken driver)
-        return None
-
-
-@contextmanager
-def gpu_memory_budget(device: torch.device, budget_gib: float) -> Iterator[bool]:
-    """Holds the run's GPU memory to ``budget_gib`` on a CUDA ``device`` (the caching allocator's
-    ``set_per_process_memory_fraction``; a smaller fraction already in force stays, and the one before comes back
-    after): the budget was a setting of the wizard that nothing read. Yields whether the budget is the limit (less
-    than the card, or a cap already in force), for ``over_budget``."""
-    if device.type != "cuda":
-        yield False
-        return
-    index = cuda_index(device)
-    total = torch.cuda.get_device_properties(index).total_memory
-    before = memory_fraction(index)
-    fraction = budget_gib * 2**30 / total
-    torch.cuda.set_per_process_memory_fraction(min(before, fraction), index)
-    try:
-        yield fraction < before  # else the card (or a cap already in force) is the limit
-    finally:
-        torch.cuda.set_per_process_memory_fraction(before, index)
-
-
-def over_budget(exc: BaseException, capped: bool, budget_gib: float) -> BadRequestError | None:
-    """A run that needed more GPU memory than its budget, where the budget was the limit (``capped``), said as the
-    budget: not an out-of-memory error from deep inside a layer. None for any other error, or where a larger budget
-    cannot help (the GPU itself is full: ``quantize_out_of_memory``)."""
-    if not (capped and gpu_ran_out(exc)):
-        return None
-    return BadRequestError(f"the run needs more GPU memory than its budget of {budget_gib:g} GiB",
-                           "give it a larger GPU memory budget (--gpu-budget GIB, or the Quantize wizard's calibration "
-                           "page), or close other programs that use the GPU")  # fmt: skip
 
 
 def _quantize_model(
@@ -556,9 +479,9 @@ def _quantize_model(
                 write_manifest(parts, manifest)  # the block counts as done only once its shard is on disk
             offset += len(targets)
             store = nxt
-            freed = _module_bytes(block)
+            freed = module_bytes(block)
             del block, prefixed, targets, collectors
-            _release(freed, device)
+            release(freed, device)
     finally:  # after the last block, and at once on a cancel or failure (resume never reads them)
         for folder in SCRATCH_FOLDERS:
             _remove_scratch(parts / folder)
@@ -589,7 +512,7 @@ def _quantize_model(
                              f"{parts} and only writes the model file") from None  # fmt: skip
     freed = sum(t.nbytes for t in tensors.values())
     del tensors
-    _release(freed, torch.device("cpu"))
+    release(freed, torch.device("cpu"))
     # Size and checksum, before the parts are thrown away; no tensor kept. Remembered: the library's add of this
     # file (unchanged) does not read its gigabytes again
     verify_checkpoint_once(out_path)
@@ -1033,28 +956,7 @@ def _record_samples(src, head, blocks, entry: ModelEntry, prompts: list[str], de
         samples = make_samples(pipe, prompts, steps, defaults, config, dtype, bool(src.config["guidance_embeds"]),
                                int(src.config["in_channels"]), recording, should_cancel, emit)  # fmt: skip
     finally:
-        freed = sum(_module_bytes(getattr(pipe, n, None)) for n in ("text_encoder", "text_encoder_2"))
+        freed = sum(module_bytes(getattr(pipe, n, None)) for n in ("text_encoder", "text_encoder_2"))
         del pipe
-        _release(freed, device)
+        release(freed, device)
     return samples
-
-
-# A full garbage collection walks every Python object: 0.25 s of CPU and more with diffusers and transformers
-# loaded, once per block. It returns what reference cycles hold of a freed block or text encoder before the next
-# one loads, which matters on the GPU and for FLUX's blocks (~0.3 GiB each) and encoders (~10 GiB); for a small
-# model's blocks of a few MiB it is a needless cost (the tiny test FLUX: ~1.5 s of a run's ~18 s of CPU).
-GC_MIN_BYTES = 64 * 2**20
-
-
-def _module_bytes(module: torch.nn.Module | None) -> int:
-    if module is None:
-        return 0
-    return sum(t.nbytes for t in (*module.parameters(), *module.buffers()))
-
-
-def _release(freed_bytes: int, device: torch.device) -> None:
-    """Collects garbage after ``freed_bytes`` were dropped, where that is worth its cost (``GC_MIN_BYTES``)."""
-    if device.type == "cuda" or freed_bytes >= GC_MIN_BYTES:
-        gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
