@@ -76,7 +76,7 @@ def test_a_junction_in_a_scratch_folders_way_is_not_spilled_into(tmp_path, monke
     the reparse tag Windows gives (a junction that cannot be unlinked here, as one held open)."""
     from types import SimpleNamespace
 
-    import gpu.streaming.engine as engine
+    from gpu.streaming.activation_store import ActivationStore
 
     parts = parts_dir(tmp_path / "o.safetensors")
     parts.mkdir()
@@ -89,7 +89,7 @@ def test_a_junction_in_a_scratch_folders_way_is_not_spilled_into(tmp_path, monke
 
     monkeypatch.setattr(Path, "lstat", lstat)
     with pytest.raises(OutputError, match="is in the way: the quantizer spills block inputs into a folder"):
-        engine.ActivationStore(spill)
+        ActivationStore(spill)
     assert [p.name for p in spill.iterdir()] == ["photo.png"] and (spill / "photo.png").read_bytes() == PHOTO
 
 
@@ -139,10 +139,10 @@ def test_a_spill_folder_left_over_is_emptied_before_it_is_spilled_into(tmp_path)
     (``delete_entry``: a link or junction as itself, a folder with what it holds) instead of telling a link first
     and removing it by a rule of its own: a folder a failed removal left (a file held then) is cleared of what can
     go before it is spilled into, not written over among its stale files."""
-    import gpu.streaming.engine as engine
+    from gpu.streaming.activation_store import ActivationStore
 
     spill = parts_dir(tmp_path / "o.safetensors") / "act0"
     spill.mkdir(parents=True)
     (spill / "7.safetensors").write_bytes(b"a stale block input")
-    store = engine.ActivationStore(spill)
+    store = ActivationStore(spill)
     assert spill.is_dir() and list(spill.iterdir()) == [] and store.spill == spill

@@ -126,6 +126,7 @@ def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, t
     write, which most needs the space, and forever after a cancelled or failed run, though resume never reads
     them. They now go after the last block and at once on a cancel, the finished blocks kept for the resume."""
     import gpu.streaming.engine as engine
+    from gpu.streaming.activation_store import ActivationStore
 
     out = tmp_path / "spilled.safetensors"
     parts = parts_dir(out)
@@ -133,7 +134,7 @@ def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, t
     spilled: list[str] = []  # seen in the parts folder while the run works
     spill_peak = [0]  # the most bytes of spilled inputs on disk at once
 
-    def put(store, i, h, e, original=engine.ActivationStore.put) -> None:
+    def put(store, i, h, e, original=ActivationStore.put) -> None:
         original(store, i, h, e)
         if store.spill is None:  # the calibration trajectories' own store, in RAM
             return
@@ -142,7 +143,7 @@ def test_a_run_whose_activations_spill_to_disk_gives_the_same_output(streamed, t
         on_disk = sum(f.stat().st_size for name in _scratch(parts) for f in (parts / name).iterdir())
         spill_peak[0] = max(spill_peak[0], on_disk)
 
-    monkeypatch.setattr(engine.ActivationStore, "put", put)
+    monkeypatch.setattr(ActivationStore, "put", put)
     needs = _disk_space_asked(monkeypatch)
     manifest = _partial_with(out, 2, lib, _cfg(ram_budget_gib=1e-6))  # cancelled before its third block
     assert {"act", "act0", "act1"} <= set(spilled) and _scratch(parts) == []

@@ -25,13 +25,12 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load, save_file
+from safetensors.torch import save_file
 
 from gpu.adapters import adapter_named
 from gpu.atomic import atomic_path, output_errors, remove_stale_temps
@@ -64,6 +63,7 @@ from gpu.quantizer.shared import (
     quantize_layers,
 )  # fmt: skip
 from gpu.safetensors_header import read_safetensors_header
+from gpu.streaming.activation_store import ActivationStore, activation_bytes, remove_scratch, spills
 from gpu.streaming.disk_space import (
     HEADER_PER_TENSOR,
     STALE_PARTS,
@@ -80,7 +80,6 @@ from gpu.streaming.parts_folder import (
     SAMPLES,
     SCRATCH_FOLDERS,
     check_parts_folder,
-    delete_entry,
     delete_parts,
     discards_nothing,
     kept_words,
@@ -179,55 +178,6 @@ _DELETED_ONCE_SAMPLES_EXIST = ("is deleted once the calibration samples are reco
                                "stopped before then leaves it as it is")  # fmt: skip
 
 
-class ActivationStore:
-    """Per-sample block inputs: (hidden [1, S_img, D], encoder [1, S_txt, D]) in runtime dtype.
-
-    In RAM, or one safetensors file per sample under ``spill`` when the estimate exceeds the RAM budget."""
-
-    def __init__(self, spill: Path | None) -> None:
-        self.spill = spill
-        self.mem: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        if spill is not None:
-            _remove_scratch(spill)  # a link or junction of that name too: the spill went wherever it leads (GiBs)
-            if not_a_folder(spill):
-                raise OutputError(f"{spill} is in the way: the quantizer spills block inputs into a folder of that "
-                                  "name", "remove it, then run again")  # fmt: skip
-            with output_errors(spill):  # a folder left over (not removed, being held) is written over
-                spill.mkdir(parents=True, exist_ok=True)
-
-    def put(self, i: int, h: torch.Tensor, e: torch.Tensor) -> None:
-        h, e = h.detach().cpu(), e.detach().cpu()
-        if self.spill is None:
-            self.mem[i] = (h, e)
-        else:
-            path = self.spill / f"{i}.safetensors"  # scratch, rewritten on resume: no fsync needed
-            with output_errors(path):  # a full disk: OutputError naming the file, not a traceback
-                save_file({"h": h.contiguous(), "e": e.contiguous()}, str(path))
-
-    def get(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.spill is None:
-            return self.mem[i]
-        # Read into memory, not mapped: Windows refuses to delete a mapped file, so the parts folder's removal at
-        # the end failed after a run that spilled (every run under the 16 GB laptop preset's RAM budget).
-        d = load((self.spill / f"{i}.safetensors").read_bytes())
-        return d["h"], d["e"]
-
-    def discard(self) -> None:
-        """Frees what the store holds (its spill folder too) once no block reads it any more."""
-        self.mem.clear()
-        if self.spill is not None:
-            _remove_scratch(self.spill)
-
-
-def _remove_scratch(folder: Path) -> None:
-    """Removes a scratch folder of spilled block inputs (``SCRATCH_FOLDERS``); a link, junction or file of that name
-    goes as such (``delete_entry``, ``not_a_folder``'s rule: rmtree refuses a link or junction, and a spilling run
-    wrote into its target, which ``is_symlink`` does not tell of a junction: ``ActivationStore`` refuses one)."""
-    # Never fails a run: a folder that cannot go now (a virus scanner holding a file) goes with the parts at the end.
-    with suppress(OSError):
-        delete_entry(folder, ignore_errors=True)
-
-
 def quantize_model(
     source: str | Path,
     out_path: Path | str,
@@ -324,7 +274,7 @@ def _quantize_model(
     if parts.exists():
         remove_stale_temps(out_path)  # a kill during the final write left one, as big as the model
         for folder in SCRATCH_FOLDERS:  # a killed run's spilled inputs (GiBs): before recording samples needs room
-            _remove_scratch(parts / folder)
+            remove_scratch(parts / folder)
     # Said when the stale parts are removed, below: a run refused or cancelled before that keeps them.
     starting_over, deleted_for = None, ""
     if stale:
@@ -411,8 +361,8 @@ def _quantize_model(
     counts = {kind: len(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)))
               for kind in {k for k, _ in blocks}}  # fmt: skip
     total_layers = sum(counts[k] for k, _ in blocks)
-    per_sample = _activation_bytes(_tokens(samples[0]), src.config, dtype) if samples else 0
-    spill = parts / "act" if _spills(per_sample, len(samples), config) else None
+    per_sample = activation_bytes(_tokens(samples[0]), src.config, dtype) if samples else 0
+    spill = parts / "act" if spills(per_sample, len(samples), config) else None
     emit("stage", f"{len(samples)} samples, {len(blocks)} blocks, {total_layers} layers"
                   f"{' (activations spilled to disk)' if spill else ''}")  # fmt: skip
 
@@ -484,7 +434,7 @@ def _quantize_model(
             release(freed, device)
     finally:  # after the last block, and at once on a cancel or failure (resume never reads them)
         for folder in SCRATCH_FOLDERS:
-            _remove_scratch(parts / folder)
+            remove_scratch(parts / folder)
 
     check_cancel()
     stage.doing, stage.ram_budget_helps = f"putting {out_path.name} together from the finished blocks", False
@@ -824,18 +774,6 @@ def _tokens(sample: CalibSample) -> int:
     return sample["hidden_states"].shape[1] + sample["encoder_hidden_states"].shape[1]
 
 
-def _activation_bytes(tokens: int, config: dict, dtype: torch.dtype) -> int:
-    """Bytes of one sample's block inputs (or outputs): ``tokens`` x the model's width in ``dtype``."""
-    dim = config["num_attention_heads"] * config["attention_head_dim"]
-    return tokens * dim * torch.empty((), dtype=dtype).element_size()
-
-
-def _spills(per_sample: int, count: int, config: QuantizeConfig) -> bool:
-    """Whether the block inputs go to disk: a block's inputs and outputs together (2 x ``count`` samples of
-    ``per_sample`` bytes) would take more than half the RAM budget."""
-    return 2 * per_sample * count > config.ram_budget_gib * 2**30 / 2
-
-
 def _space_needed(run: _RunInputs, config: QuantizeConfig, blocks: list[tuple[str, int]], manifest: dict,
                   samples: tuple[int, int] | None, samples_supplied: bool,
                   dtype: torch.dtype) -> SpaceNeeded:  # fmt: skip
@@ -857,9 +795,9 @@ def _space_needed(run: _RunInputs, config: QuantizeConfig, blocks: list[tuple[st
         count, tokens = 0, 0
     else:
         count, tokens, recording = _samples_to_record(run, config, dtype)
-    per_sample = _activation_bytes(tokens, run.src.config, dtype)
+    per_sample = activation_bytes(tokens, run.src.config, dtype)
     # Two sets of inputs at a time, one file of two tensors per sample in each.
-    spill = 2 * count * (per_sample + 2 * HEADER_PER_TENSOR) if _spills(per_sample, count, config) else 0
+    spill = 2 * count * (per_sample + 2 * HEADER_PER_TENSOR) if spills(per_sample, count, config) else 0
     return SpaceNeeded(model, todo, recording, spill)
 
 
