@@ -87,13 +87,13 @@ def running_output(out_path: Path, on_wait: Callable[[Path], None] | None = None
 def _streaming() -> ModuleType:
     """``gpu.streaming``, its modules used here imported when first needed (the engine imports torch), after
     ``gpu.quantizer``: imported first, the engine is a circular import (that package imports it), and so are the
-    resume decision and the unfinished runs (they import ``gpu.quantizer.config``). The modules: ``engine`` (the
+    resume decision and the unfinished runs (they import ``gpu.quantizer.config``). The modules: ``run_inputs`` (the
     run's ``resume_key``), ``parts_folder`` (the folder and what it keeps), ``resume`` (whether a run resumes from
     it), ``unfinished`` (the unfinished runs, listed and deleted) and ``stopped`` (what a stopped run left)."""
     import gpu.quantizer  # noqa: F401
-    import gpu.streaming.engine
     import gpu.streaming.parts_folder
     import gpu.streaming.resume
+    import gpu.streaming.run_inputs
     import gpu.streaming.stopped
     import gpu.streaming.unfinished
 
@@ -106,7 +106,7 @@ def resume_key(source: str, config: Any) -> ResumeKey | None:
     "2"`` raised a TypeError on the GUI thread as the wizard started its run). The run itself then refuses the
     source, in the engine's words, or fails with its real error."""
     try:
-        return _streaming().engine.resume_key(source, config)
+        return _streaming().run_inputs.resume_key(source, config)
     except UserError:
         return None
     except Exception:  # noqa: BLE001 - never the GUI thread's end: the run reports it

@@ -14,8 +14,8 @@ from gpu.errors import Cancelled
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, QuantizeEvent, quantize_model
-from gpu.streaming.engine import resume_key
 from gpu.streaming.resume import resumes_from, settings_key
+from gpu.streaming.run_inputs import resume_key
 
 DEMO = resources_dir() / "models" / "demo"  # its own set: 256 prompts
 CPU = torch.device("cpu")

@@ -185,7 +185,7 @@ def test_a_run_stopped_before_it_read_the_parts_folder_does_not_say_what_the_sam
         raise KeyboardInterrupt
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine, "_run_inputs", stopped)
+        patch.setattr(engine, "run_inputs", stopped)
         code, printed = _quantize(tiny_flux, out, data, "never printed", *flags)
     assert code == 130 and printed == []
     assert capsys.readouterr().err.splitlines()[-1] == (

@@ -18,9 +18,9 @@ from gpu.errors import Cancelled, ModelLoadError
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, quantize_model, quantize_model_in_memory
-from gpu.streaming.engine import resume_key
 from gpu.streaming.parts_folder import ENGINE_VERSION, parts_dir
 from gpu.streaming.resume import ResumeKey, resumes_from, settings_key
+from gpu.streaming.run_inputs import resume_key
 from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 DEMO = resources_dir() / "models" / "demo"
@@ -285,19 +285,19 @@ def test_a_run_asked_to_start_over_says_what_it_deletes_and_deletes_it_only_once
     new = json.loads(manifest.read_text())
     assert new["key"] == old["key"] and new["done"] == {} and new["samples"] == old["samples"]  # recorded again
 
-    from gpu.streaming.engine import _asked_to_start_over  # what the other folders are said to hold
+    from gpu.streaming.replaced_parts import asked_to_start_over  # what the other folders are said to hold
 
     done = {"transformer_blocks.0": {"file": "block-0000.safetensors", "sha256": "0" * 64}}
     ranked = _folder(tmp_path / "r.safetensors.parts", _key(QuantizeConfig(rank=8)).settings, done)
-    assert _asked_to_start_over(ranked, json.loads((ranked / "manifest.json").read_text()), _key(QuantizeConfig())) \
+    assert asked_to_start_over(ranked, json.loads((ranked / "manifest.json").read_text()), _key(QuantizeConfig())) \
         .endswith("and with it the finished block of an earlier run, which this run would not resume (rank 8 -> 32); "
                   "a run stopped before then leaves it as it is")  # fmt: skip
     (ranked / "manifest.json").unlink()  # blocks without their manifest (a deletion cut short)
     (ranked / "block-0000.safetensors").write_bytes(b"a finished block")
     assert "and with it what an earlier run left there (no readable manifest (nothing to resume));" in \
-        _asked_to_start_over(ranked, {}, _key(QuantizeConfig()))  # fmt: skip
+        asked_to_start_over(ranked, {}, _key(QuantizeConfig()))  # fmt: skip
     (ranked / "block-0000.safetensors").unlink()  # nothing to lose: nothing said (as a run unasked says nothing)
-    assert _asked_to_start_over(ranked, {}, _key(QuantizeConfig())) == ""
+    assert asked_to_start_over(ranked, {}, _key(QuantizeConfig())) == ""
 
 
 def _key(config: QuantizeConfig) -> ResumeKey:

@@ -20,12 +20,11 @@ whether a run resumes from it ``gpu.streaming.resume``, the unfinished runs in a
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -34,39 +33,33 @@ from safetensors.torch import save_file
 
 from gpu.adapters import adapter_named
 from gpu.atomic import atomic_path, output_errors, remove_stale_temps
-from gpu.bfl_layout import inspect_single_file, pipeline_misfit
-from gpu.calibration_set import calibration_prompts, calibration_steps, prompts_cut, prompts_file
 from gpu.checkpoint.format import file_sha256, save_checkpoint
 from gpu.checkpoint.verified import verify_checkpoint_once
 from gpu.errors import (
-    BadRequestError,
     Cancelled,
     CheckpointError,
-    ModelLoadError,
     OutputAppeared,
     OutputError,
     UserError,
 )  # fmt: skip
 from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
-from gpu.model_files import FALLBACK_DEFAULTS
 from gpu.output_lock import OutputClaim, output_lock
 from gpu.quantizer.calibrate import hooked, make_collectors
-from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent, effective_fingerprint
+from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent
 from gpu.quantizer.in_memory import base_record, make_samples
 from gpu.quantizer.shared import (
     CalibSample,
     calibration_kwargs,
-    check_rank_fits,
     checkpoint_meta,
     layer_message,
     quantize_layers,
 )  # fmt: skip
 from gpu.safetensors_header import read_safetensors_header
 from gpu.streaming.activation_store import ActivationStore, activation_bytes, remove_scratch, spills
+from gpu.streaming.base_pipeline import base_pipeline_record
 from gpu.streaming.disk_space import (
     HEADER_PER_TENSOR,
-    STALE_PARTS,
     SpaceNeeded,
     block_bytes,
     check_free_space,
@@ -87,95 +80,31 @@ from gpu.streaming.parts_folder import (
     parts_dir,
     read_manifest,
     remove_finished_parts,
-    work_words,
     write_manifest,
 )  # fmt: skip
+from gpu.streaming.replaced_parts import asked_to_start_over, deleted_for, resumed_with, to_replace_unasked
 from gpu.streaming.resume import (
     NO_MANIFEST,
     UNPROVEN,
-    ResumeKey,
     how_made,
-    in_current_terms,
-    prompts_in_use,
     resumes,
-    settings_key,
     source_unproven,
     what_differs,
 )  # fmt: skip
+from gpu.streaming.run_inputs import RunInputs, run_inputs
 from gpu.streaming.source import (
     WeightSource,
-    bfl_file_source,
     block_module,
-    diffusers_folder_source,
     head_module,
-    is_bfl_file,
     load_block,
     load_head,
+    prefixed,
+    transformer_blocks,
 )  # fmt: skip
 from gpu.svdquant.decompose import DecomposeConfig
 from gpu.version import __version__
 
 log = logging.getLogger(__name__)
-
-
-def resume_key(source: str | Path, config: QuantizeConfig, library: ModelLibrary | None = None,
-               device: torch.device | None = None) -> ResumeKey:  # fmt: skip
-    """The resume key a run of ``config`` on ``source`` has: the one ``quantize_model`` computes (same function,
-    same reads: the source's weight files, its calibration prompts, text encoders and defaults; no tensor is
-    loaded). Raises the ``UserError`` the run would raise before any work (a damaged source, a rank too large)."""
-    config.validate()
-    device = device or default_device()
-    return _run_inputs(source, config, library or ModelLibrary(), runtime_dtype(device), False).key
-
-
-def _deleted_for(manifest: dict, key: ResumeKey) -> str:
-    """Why a run with the resume key ``key`` deletes the parts folder it does not resume (``manifest``: that
-    folder's), in the words a disk space refusal counts the space it frees with (``check_free_space``): a run asked
-    to start over said the blocks it deletes were "made with other settings", though they were made with its own."""
-    if not key.resume:
-        return "deleting the old unfinished run, as asked (--no-resume)"
-    if not manifest:
-        return f"deleting the old unfinished run's folder, which has {NO_MANIFEST}"
-    return STALE_PARTS
-
-
-def _asked_to_start_over(parts: Path, manifest: dict, key: ResumeKey) -> str:
-    """What a run asked to start over (``QuantizeConfig.resume`` False: ``main.py quantize --no-resume``) says as it
-    begins of the parts folder ``parts`` it discards (``manifest``: its manifest; ``key``: the run's resume key);
-    "" when that loses nothing (``discards_nothing``). The folder goes only once the run has recorded its samples,
-    as any stale one does, so a run refused or stopped before then leaves it as it was; said at once, not minutes
-    into the calibration, with the finished work it held and whether the run would have resumed from it."""
-    if discards_nothing(parts):
-        return ""
-    unasked = replace(key, resume=True)  # what the run would have made of the folder, had it not been asked
-    work = work_words(manifest)
-    if not manifest:
-        lost = f"what an earlier run left there ({NO_MANIFEST})"
-    elif resumes(manifest, unasked):
-        lost = f"{work} a run with these settings resumes from"
-    else:
-        lost = f"{work} of an earlier run, which this run would not resume ({what_differs(manifest, unasked)})"
-    return f"starting over, as asked: {parts} {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
-
-
-def _to_replace_unasked(parts: Path, manifest: dict, key: ResumeKey) -> str:
-    """What a run not asked to start over says as it begins of the parts folder ``parts`` it does not resume
-    (``manifest``: its manifest; ``key``: the run's resume key), which it replaces once its samples are recorded;
-    "" when that loses nothing (``discards_nothing``). Said only as the deletion began, a run stopped in the minutes
-    of calibration before had said nothing of it, and its caller said the blocks were kept for the same command to
-    resume, which deletes them."""
-    if discards_nothing(parts):
-        return ""
-    if not manifest:
-        lost = "what an earlier run left there"
-        return f"{parts} has {NO_MANIFEST}: it {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
-    lost = work_words(manifest)
-    return f"{parts} was {how_made(what_differs(manifest, key))}: it {_DELETED_ONCE_SAMPLES_EXIST.format(lost=lost)}"
-
-
-# When a run deletes the parts folder it replaces, and what a run stopped before then leaves: said as it begins.
-_DELETED_ONCE_SAMPLES_EXIST = ("is deleted once the calibration samples are recorded, and with it {lost}; a run "
-                               "stopped before then leaves it as it is")  # fmt: skip
 
 
 def quantize_model(
@@ -256,7 +185,7 @@ def _quantize_model(
         if should_cancel is not None and should_cancel():
             raise Cancelled()
 
-    run = _run_inputs(source, config, library, dtype, samples_override is not None)
+    run = run_inputs(source, config, library, dtype, samples_override is not None)
     src, base_entry, storage_dtype, defaults, steps, prompts = (run.src, run.base_entry, run.storage_dtype,
                                                                  run.defaults, run.steps, run.prompts)  # fmt: skip
     adapter = adapter_named("flux")
@@ -276,17 +205,17 @@ def _quantize_model(
         for folder in SCRATCH_FOLDERS:  # a killed run's spilled inputs (GiBs): before recording samples needs room
             remove_scratch(parts / folder)
     # Said when the stale parts are removed, below: a run refused or cancelled before that keeps them.
-    starting_over, deleted_for = None, ""
+    starting_over, freed_by = None, ""
     if stale:
-        deleted_for = _deleted_for(manifest, run.key)
+        freed_by = deleted_for(manifest, run.key)
         # What goes, and when, said at once as the run's first event: a run stopped before the samples are recorded
         # leaves the folder as it was, and its caller can say so, and how to resume it instead (the same command,
         # run again, replaces it too).
-        told = (_asked_to_start_over if not config.resume else _to_replace_unasked)(parts, manifest, run.key)
+        told = (asked_to_start_over if not config.resume else to_replace_unasked)(parts, manifest, run.key)
         if told:
             unasked = replace(run.key, resume=True)
             differs = "" if resumes(manifest, unasked) else what_differs(manifest, unasked)
-            resume_with, other_base = _resumed_with(manifest, run, config, dtype, library,
+            resume_with, other_base = resumed_with(manifest, run, config, dtype, library,
                                                     samples_override is not None)  # fmt: skip
             emit("stage", told, to_replace=PartsToReplace(differs, resume_with, other_base))
         if not config.resume:  # a fresh run asked for (--no-resume)
@@ -299,16 +228,16 @@ def _quantize_model(
         manifest = {}  # other settings, other source, or a fresh start was asked for: the folder goes below
     elif manifest:  # resumed: a folder of an earlier version is recorded in this version's terms from now on
         manifest["key"], manifest["settings"] = run.key.key, settings
-        manifest.update(_base_record(run, config))  # the base that resumed it, which resumes it again
+        manifest.update(base_pipeline_record(run, config))  # the base that resumed it, which resumes it again
 
     stage.doing = "loading the model's first layers"
     head = load_head(src, device, dtype)
-    blocks = _blocks(src)
+    blocks = transformer_blocks(src)
     stage.doing = "reading the saved calibration samples"
     samples = _verified_samples(parts, manifest)
     kept = (len(samples), _tokens(samples[0]) if samples else 0) if samples is not None else None
     need = _space_needed(run, config, blocks, manifest, kept, samples_override is not None, dtype)
-    check_free_space(out_path.parent, need, folder_usage(parts)[0] if stale else 0, deleted_for)
+    check_free_space(out_path.parent, need, folder_usage(parts)[0] if stale else 0, freed_by)
     recorded = samples is None
     if samples is not None:
         prompts_n = int(manifest["samples"]["prompts"])
@@ -343,7 +272,7 @@ def _quantize_model(
         parts.mkdir(parents=True, exist_ok=True)
     if not manifest:
         manifest = {"key": run.key.key, "engine": ENGINE_VERSION, "tool": __version__, "settings": settings, "done": {},
-                    "layers": {}, **_base_record(run, config)}  # fmt: skip
+                    "layers": {}, **base_pipeline_record(run, config)}  # fmt: skip
     if recorded:
         digest = _save_samples(parts / SAMPLES, samples)
         if manifest.get("samples", {}).get("sha256") != digest:
@@ -358,7 +287,7 @@ def _quantize_model(
         emit("stage", f"resuming: {len(manifest['done'])}/{len(blocks)} blocks already done")
 
     # Per-block layer counts give each layer its whole-model index (its collector seed, its event index).
-    counts = {kind: len(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)))
+    counts = {kind: len(adapter.quantizable_linears(prefixed(block_module(src.config, kind), kind)))
               for kind in {k for k, _ in blocks}}  # fmt: skip
     total_layers = sum(counts[k] for k, _ in blocks)
     per_sample = activation_bytes(_tokens(samples[0]), src.config, dtype) if samples else 0
@@ -378,8 +307,8 @@ def _quantize_model(
             name = f"{kind}.{index}"
             stage.doing = f"{'running' if name in manifest['done'] else 'quantizing'} block {bi + 1} of {len(blocks)}"
             block = load_block(src, kind, index, device, dtype)
-            prefixed = _prefixed(block, kind, index)
-            targets = adapter.quantizable_linears(prefixed)
+            named_block = prefixed(block, kind, index)
+            targets = adapter.quantizable_linears(named_block)
             finished = name in manifest["done"]
             collectors = None
             handles = []
@@ -418,7 +347,7 @@ def _quantize_model(
                          total=total_layers, layer=lname, error=error, block=bi + 1, blocks=len(blocks),
                          eta_s=per_layer * (total_layers - offset - j - 1))  # fmt: skip
                 quantized = set(targets)
-                for k, t in prefixed.state_dict().items():
+                for k, t in named_block.state_dict().items():
                     if k.rsplit(".", 1)[0] not in quantized:
                         shard[k] = t.to(storage_dtype).cpu() if t.is_floating_point() else t.cpu()
                 shard_name = f"block-{bi:04d}.safetensors"
@@ -430,7 +359,7 @@ def _quantize_model(
             offset += len(targets)
             store = nxt
             freed = module_bytes(block)
-            del block, prefixed, targets, collectors
+            del block, named_block, targets, collectors
             release(freed, device)
     finally:  # after the last block, and at once on a cancel or failure (resume never reads them)
         for folder in SCRATCH_FOLDERS:
@@ -483,25 +412,20 @@ def check_disk_space(source: str | Path, out_path: Path | str, config: QuantizeC
     what the run raises before any work as well (an unreadable source, a parts folder in the way)."""
     config.validate()
     dtype = runtime_dtype(device or default_device())
-    run = _run_inputs(source, config, library or ModelLibrary(), dtype, False)
+    run = run_inputs(source, config, library or ModelLibrary(), dtype, False)
     out_path = Path(out_path)
     parts = parts_dir(out_path)
     check_parts_folder(parts)
     manifest = read_manifest(parts)
     if parts.exists() and not resumes(manifest, run.key):
-        need = _space_needed(run, config, _blocks(run.src), {}, None, False, dtype)
-        check_free_space(out_path.parent, need, folder_usage(parts)[0], _deleted_for(manifest, run.key))
+        need = _space_needed(run, config, transformer_blocks(run.src), {}, None, False, dtype)
+        check_free_space(out_path.parent, need, folder_usage(parts)[0], deleted_for(manifest, run.key))
         return
-    need = _space_needed(run, config, _blocks(run.src), manifest, _kept_samples(parts, manifest), False, dtype)
+    need = _space_needed(run, config, transformer_blocks(run.src), manifest, _kept_samples(parts, manifest), False,
+                         dtype)  # fmt: skip
     # A killed run's spilled inputs, which the run deletes before its check.
     scratch = sum(folder_usage(parts / folder)[0] for folder in SCRATCH_FOLDERS if not not_a_folder(parts / folder))
     check_free_space(out_path.parent, need, scratch, "deleting the block inputs a stopped run spilled to disk")
-
-
-def _blocks(src: WeightSource) -> list[tuple[str, int]]:
-    """The transformer's blocks in the order they run: (kind, index)."""
-    return [("transformer_blocks", i) for i in range(src.n_double)] + [
-        ("single_transformer_blocks", i) for i in range(src.n_single)]  # fmt: skip
 
 
 def _kept_samples(parts: Path, manifest: dict) -> tuple[int, int] | None:
@@ -517,215 +441,6 @@ def _kept_samples(parts: Path, manifest: dict) -> tuple[int, int] | None:
     except (CheckpointError, KeyError, IndexError, TypeError, ValueError):  # not the engine's samples: recorded again
         return None
     return count, int(tokens)
-
-
-@dataclass(frozen=True)
-class _RunInputs:
-    """What a run reads before any work: the weight source, the pipeline that calibrates it (None: a single file
-    with samples supplied), the name to record, the storage dtype, the calibration's defaults, steps and prompts,
-    and the resume key all of them make."""
-
-    src: WeightSource
-    base_entry: ModelEntry | None
-    entry_for_record: str | None
-    storage_dtype: torch.dtype
-    defaults: dict
-    steps: int
-    prompts: list[str]
-    key: ResumeKey
-    # What the run says of prompts asked for beyond those its set holds (``prompts_cut``); "" when it has them all
-    prompts_note: str = ""
-
-
-def _run_inputs(source: str | Path, config: QuantizeConfig, library: ModelLibrary, dtype: torch.dtype,
-                samples_supplied: bool) -> _RunInputs:  # fmt: skip
-    """Opens ``source`` and reads what the run is made from; the refusals that need no work come from here."""
-    src, base_entry, entry_for_record, storage_dtype = _open_source(source, library, config)
-    if base_entry is None and not samples_supplied:
-        raise BadRequestError(f"{Path(str(source)).name} is a single-file checkpoint: it has no text encoders to "
-                              "calibrate with", "add --base PIPELINE, a diffusers FLUX.1 folder or library "
-                              "model whose text encoders and tokenizers to use, e.g. FLUX.1-dev")  # fmt: skip
-    adapter = adapter_named("flux")
-    for kind in ("transformer_blocks", "single_transformer_blocks"):  # before any calibration or file
-        check_rank_fits(adapter.quantizable_linears(_prefixed(block_module(src.config, kind), kind)), config)
-    defaults = dict(base_entry.facts.defaults) if base_entry is not None else dict(FALLBACK_DEFAULTS)
-    steps, prompts, key = _keyed(src, base_entry, storage_dtype, defaults, config, dtype, samples_supplied)
-    note = ""
-    if base_entry is not None and not samples_supplied and len(prompts) < config.calib_prompts:
-        note = prompts_cut(config.calib_prompts, len(prompts), prompts_file(base_entry.path, defaults)[1])
-    return _RunInputs(src, base_entry, entry_for_record, storage_dtype, defaults, steps, prompts, key, note)
-
-
-def _keyed(src: WeightSource, base_entry: ModelEntry | None, storage_dtype: torch.dtype, defaults: dict,
-           config: QuantizeConfig, dtype: torch.dtype,
-           samples_supplied: bool) -> tuple[int, list[str], ResumeKey]:  # fmt: skip
-    """-> (calibration steps, calibration prompts, resume key) of a run of ``config`` on the opened source ``src``:
-    also asked for other settings than the run's (``_resumed_with``), without opening the source again."""
-    steps = calibration_steps(config.calib_steps, defaults)
-    prompts: list[str] = []
-    if not samples_supplied:
-        assert base_entry is not None
-        prompts = calibration_prompts(base_entry.path, defaults, config.calib_prompts)
-    settings = _resume_settings(src, config, dtype, storage_dtype, prompts, steps, defaults, base_entry,
-                                samples_supplied)  # fmt: skip
-    return steps, prompts, ResumeKey(settings, settings_key(settings), config.resume, tuple(src.resolved_files()))
-
-
-def _resumed_with(manifest: dict, run: _RunInputs, config: QuantizeConfig, dtype: torch.dtype,
-                  library: ModelLibrary, samples_supplied: bool) -> tuple[dict[str, object] | None, str]:  # fmt: skip
-    """The settings with which a run on ``run``'s source resumes the parts folder of ``manifest``, which the run of
-    ``config`` replaces (``PartsToReplace.resume_with``): the ``QuantizeConfig`` fields the folder keeps that differ
-    from ``config``'s ({}: none, the run was asked to start over); None when no settings resume it. Taken from the
-    folder's manifest, and proven by the engine's own decision (``resumes``) for a run made with them, so that a
-    folder differing in anything else (the source's files, the version) is never said to resume. With it, the base
-    pipeline that run needs instead of ``config.base`` (``PartsToReplace.other_base``; "" when none), proven the
-    same way (``_base_resuming``)."""
-    unasked = replace(run.key, resume=True)
-    if resumes(manifest, unasked):
-        return {}, ""
-    current = in_current_terms(manifest, unasked)
-    made_with = current.get("quantization") if current is not None else None
-    if not isinstance(made_with, dict):
-        return None, ""
-    made_with = effective_fingerprint(made_with)  # the alpha grid an earlier folder leaves out, put back
-    if not set(made_with) <= {f.name for f in fields(QuantizeConfig)}:  # another version's fields
-        return None, ""
-    ours = replace(config, resume=True)
-    try:
-        candidate = replace(ours, **made_with)
-        candidate.validate()
-        key = _keyed(run.src, run.base_entry, run.storage_dtype, run.defaults, candidate, dtype, samples_supplied)[2]
-    except (UserError, TypeError, ValueError):  # settings no run can have (a manifest edited by hand)
-        return None, ""
-    other_base = ""
-    if not resumes(manifest, key):
-        other_base = _base_resuming(manifest, run, candidate, dtype, library)
-        if not other_base:
-            return None, ""
-    now = asdict(ours)
-    return {name: value for name, value in asdict(candidate).items() if now[name] != value}, other_base
-
-
-# Where a single file's parts folder records the base pipeline it was calibrated with (its folder), beside the
-# resume settings, which keep that base's calibration by content only (a base's name says nothing of its files).
-BASE_RECORD = "base pipeline"
-
-
-def _base_record(run: _RunInputs, config: QuantizeConfig) -> dict[str, str]:
-    """What a single file's parts folder records of the base pipeline that calibrates it (``BASE_RECORD``)."""
-    return {BASE_RECORD: str(run.base_entry.path)} if config.base and run.base_entry is not None else {}
-
-
-def _base_resuming(manifest: dict, run: _RunInputs, config: QuantizeConfig, dtype: torch.dtype,
-                   library: ModelLibrary) -> str:  # fmt: skip
-    """The base pipeline (a folder) with which, as --base, a run of ``config`` on ``run``'s single file resumes the
-    parts folder of ``manifest``: the one the folder records it was made with (``BASE_RECORD``), where a run with it
-    resumes the folder (the engine's own decision, with the key that run has); "" where none does: the folder records
-    none (made before it was recorded), or its base is the run's own, or one changed since (its text encoders,
-    tokenizers, scheduler or prompts), moved or gone. Said before, "--base naming the pipeline it was made with"
-    was said of a folder whose base was the run's own, changed since, which no --base resumes."""
-    base = manifest.get(BASE_RECORD)
-    if not config.base or not isinstance(base, str) or not base:
-        return ""
-    try:
-        entry = _base_for_single_file(run.src.files[0], run.src, library, base)
-        key = _keyed(run.src, entry, run.storage_dtype, dict(entry.facts.defaults), replace(config, base=base), dtype,
-                     False)[2]  # fmt: skip
-    except (UserError, OSError):  # gone, no pipeline now, one that does not fit the file: no run resumes with it
-        return ""
-    return base if resumes(manifest, key) else ""
-
-
-def _open_source(source, library: ModelLibrary, config: QuantizeConfig):
-    """-> (weight source, entry supplying text encoders/defaults or None, name to record, storage dtype)."""
-    path = Path(str(source)).expanduser()
-    if path.is_file() and (is_bfl_file(path) or config.base):
-        # With a base, any file is meant as a single-file checkpoint: one that is none (a truncated download, a
-        # LoRA, a pickled .ckpt) is named for what it is.
-        src = bfl_file_source(path)
-        base = _base_for_single_file(path, src, library, config.base) if config.base else None
-        return src, base, path.stem, torch.bfloat16
-    try:
-        entry: ModelEntry = library.resolve(str(source))
-    except ModelLoadError:
-        if path.is_file():  # said "not an SVDQ checkpoint" of a LoRA, as if quantizing needed a quantized model
-            inspect_single_file(path)  # raises, naming what the file is (a LoRA, a pickle, a damaged file, ...)
-        raise
-    if entry.facts is not None and entry.facts.kind == "svdq":  # said of it as of any other file, it read as a bug
-        raise ModelLoadError(f"{entry.name} is already a quantized (SVDQ 4-bit) model: it needs no quantizing",
-                             "generate with it as it is (--model, or pick it in the Models panel); to quantize "
-                             "again with other settings, start from its 16-bit pipeline folder")  # fmt: skip
-    if entry.facts is None or entry.facts.kind != "diffusers":
-        raise ModelLoadError(f"{entry.name}: only a 16-bit diffusers pipeline folder can be quantized",
-                             QUANTIZE_SOURCES)  # fmt: skip
-    if config.base:
-        raise BadRequestError(f"a base pipeline is for single-file checkpoints; {entry.name} brings its own text "
-                              "encoders", "leave out --base")  # fmt: skip
-    storage = torch.float16 if entry.facts.precision == "fp16" else torch.bfloat16
-    return diffusers_folder_source(entry.path), entry, entry.name, storage
-
-
-QUANTIZE_SOURCES = "give a diffusers FLUX.1 folder, or a single-file FLUX.1 checkpoint with --base"
-
-
-def _base_for_single_file(path: Path, src: WeightSource, library: ModelLibrary, base: str) -> ModelEntry:
-    """The diffusers pipeline whose text encoders, tokenizers, scheduler and defaults calibrate ``path``."""
-    entry = library.resolve(base)
-    if entry.facts is None or entry.facts.kind != "diffusers":
-        raise ModelLoadError(f"base pipeline {base}: not a diffusers pipeline folder",
-                             "give the folder of a FLUX.1 pipeline (with text_encoder, text_encoder_2, tokenizers "
-                             "and scheduler)")  # fmt: skip
-    # what its text encoders and VAE give (calibration runs them, never its transformer): generation's check too
-    differs = pipeline_misfit(src.config, entry.path) or []
-    if differs:
-        raise ModelLoadError(f"{path.name} does not fit the base pipeline {entry.name}: {', '.join(differs)}",
-                             "give the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip
-    return entry
-
-
-def _prefixed(block: torch.nn.Module, kind: str, index: int = 0) -> torch.nn.Module:
-    """Wraps a block so its module names read ``kind.index.…`` (what the adapter rules and checkpoint use)."""
-    outer = torch.nn.Module()
-    blocks = torch.nn.Module()
-    blocks.add_module(str(index), block)
-    outer.add_module(kind, blocks)
-    return outer
-
-
-# What the calibration samples are made of besides the transformer (relative to the pipeline folder).
-_CALIBRATION_FILES = ("model_index.json", "scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
-
-
-def _resume_settings(src: WeightSource, config: QuantizeConfig, dtype: torch.dtype, storage: torch.dtype,
-                     prompts: list[str], steps: int, defaults: dict, base_entry: ModelEntry | None,
-                     samples_supplied: bool) -> dict:  # fmt: skip
-    """Everything the parts depend on. Kept in the manifest as is (not only hashed), so that a mismatch can
-    be named. The samples depend on the prompts' text, the model's generation defaults and the text encoders,
-    not only on the command's options."""
-    settings: dict = {
-        "engine": ENGINE_VERSION,
-        "source": src.identity(),
-        "quantization": config.fingerprint(),
-        "dtypes": {"runtime dtype": str(dtype), "storage dtype": str(storage)},
-    }
-    if samples_supplied:
-        settings["samples"] = "supplied by the caller"
-    else:
-        settings["calibration prompts"] = prompts
-        settings["calibration"] = {"steps": steps,
-                                   **calibration_kwargs(defaults, bool(src.config["guidance_embeds"]))}  # fmt: skip
-        settings["calibration files"] = _calibration_files(base_entry.path) if base_entry is not None else []
-    # as it reads back from the manifest (tuples: lists); prompts asked for beyond the set are not counted
-    return prompts_in_use(json.loads(json.dumps(settings, default=str)))
-
-
-def _calibration_files(folder: Path) -> list:
-    out = []
-    for name in _CALIBRATION_FILES:
-        path = folder / name
-        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else []
-        out += [(f.relative_to(folder).as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return out
 
 
 def _damaged_shards(parts: Path, done: dict) -> dict[str, str]:
@@ -774,7 +489,7 @@ def _tokens(sample: CalibSample) -> int:
     return sample["hidden_states"].shape[1] + sample["encoder_hidden_states"].shape[1]
 
 
-def _space_needed(run: _RunInputs, config: QuantizeConfig, blocks: list[tuple[str, int]], manifest: dict,
+def _space_needed(run: RunInputs, config: QuantizeConfig, blocks: list[tuple[str, int]], manifest: dict,
                   samples: tuple[int, int] | None, samples_supplied: bool,
                   dtype: torch.dtype) -> SpaceNeeded:  # fmt: skip
     """What the run still writes beside its output (``gpu.streaming.disk_space``): the model file, the blocks that
@@ -784,7 +499,7 @@ def _space_needed(run: _RunInputs, config: QuantizeConfig, blocks: list[tuple[st
     adapter = adapter_named("flux")
     per_kind = {}
     for kind in {k for k, _ in blocks}:
-        block = _prefixed(block_module(run.src.config, kind), kind)
+        block = prefixed(block_module(run.src.config, kind), kind)
         per_kind[kind] = block_bytes(block, adapter.quantizable_linears(block), config, run.storage_dtype)
     model = head_bytes(head_module(run.src), run.storage_dtype) + sum(per_kind[k] for k, _ in blocks)
     todo = sum(per_kind[k] for k, i in blocks if f"{k}.{i}" not in manifest.get("done", {}))
@@ -801,7 +516,7 @@ def _space_needed(run: _RunInputs, config: QuantizeConfig, blocks: list[tuple[st
     return SpaceNeeded(model, todo, recording, spill)
 
 
-def _samples_to_record(run: _RunInputs, config: QuantizeConfig, dtype: torch.dtype) -> tuple[int, int, int]:
+def _samples_to_record(run: RunInputs, config: QuantizeConfig, dtype: torch.dtype) -> tuple[int, int, int]:
     """-> (how many samples the calibration records, tokens per sample, bytes of their file), from the settings
     (``gpu.quantizer.shared.denoise_and_record``: each prompt's chosen steps, both branches under true CFG;
     FLUX packs 2 x 2 latent pixels of an 8x-downscaled image into one token)."""

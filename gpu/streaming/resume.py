@@ -3,7 +3,7 @@ run has (``ResumeKey``: the settings its blocks depend on, and their hash) again
 those of an earlier version put in this version's terms first (a source's files by the time a coarser file system
 rounded, or a record without a digest), and, where no run of these settings resumes from it, why, in words: no
 manifest, another version, a source that cannot be proven, or the settings that differ ("rank 8 -> 16"). The key
-itself is made from the run's inputs by ``gpu.streaming.engine.resume_key``."""
+itself is made from the run's inputs by ``gpu.streaming.run_inputs.resume_key``."""
 
 from __future__ import annotations
 
@@ -215,6 +215,7 @@ _SETTING_LABELS = {
 
 
 def settings_key(settings: dict) -> str:
+    """The hash of a run's resume ``settings`` (SHA-256 of their JSON, keys sorted): the key a manifest keeps."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

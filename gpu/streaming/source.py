@@ -287,6 +287,21 @@ def load_head(source: WeightSource, device: torch.device, dtype: torch.dtype) ->
     return head.eval()
 
 
+def transformer_blocks(src: WeightSource) -> list[tuple[str, int]]:
+    """The transformer's blocks in the order they run: (kind, index)."""
+    return [("transformer_blocks", i) for i in range(src.n_double)] + [
+        ("single_transformer_blocks", i) for i in range(src.n_single)]  # fmt: skip
+
+
+def prefixed(block: torch.nn.Module, kind: str, index: int = 0) -> torch.nn.Module:
+    """Wraps a block so its module names read ``kind.index.…`` (what the adapter rules and checkpoint use)."""
+    outer = torch.nn.Module()
+    blocks = torch.nn.Module()
+    blocks.add_module(str(index), block)
+    outer.add_module(kind, blocks)
+    return outer
+
+
 BLOCK_RE = re.compile(r"(transformer_blocks|single_transformer_blocks)\.(\d+)\.")
 
 

@@ -12,8 +12,8 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.wording import human_bytes
 from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
-from gpu.streaming.engine import resume_key
 from gpu.streaming.parts_folder import parts_dir
+from gpu.streaming.run_inputs import resume_key
 from tests.app.gui import held, small_run
 
 
@@ -96,13 +96,13 @@ def test_the_models_folder_is_read_and_written_off_the_qt_thread(qtbot, window, 
     cancelled while its name is chosen starts nothing once the name comes."""
     from PySide6.QtWidgets import QWizard
 
-    import gpu.streaming.engine as engine
+    import gpu.streaming.run_inputs as run_inputs
     import gpu.streaming.unfinished as unfinished
 
     on_qt_thread: list[str] = []
     release = threading.Event()
 
-    for module, name in ((engine, "resume_key"), (unfinished, "unfinished_runs"),
+    for module, name in ((run_inputs, "resume_key"), (unfinished, "unfinished_runs"),
                          (unfinished, "delete_unfinished_run")):  # fmt: skip
         monkeypatch.setattr(module, name, held(getattr(module, name), release, on_qt_thread))
 

@@ -206,10 +206,10 @@ def test_a_finished_model_left_unadded_goes_into_the_library_when_the_app_quits(
 def test_a_run_renders_its_source_at_16_bits_as_the_source_was_when_it_started(qtbot, window, monkeypatch):
     """Whether the run compares with its source rendered at 16 bits (a pipeline: yes; a single file: no) was read
     when its output's name came back from its thread: a source picked on the source page meanwhile decided it."""
-    import gpu.streaming.engine as engine
+    import gpu.streaming.run_inputs as run_inputs
 
     release = threading.Event()  # the output's name is chosen on a thread: held there until the source changed
-    monkeypatch.setattr(engine, "resume_key", held(engine.resume_key, release))
+    monkeypatch.setattr(run_inputs, "resume_key", held(run_inputs.resume_key, release))
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     small_run(wizard)

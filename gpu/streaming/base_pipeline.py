@@ -1,0 +1,77 @@
+"""The pipeline a quantize run calibrates with: the source opened (``open_source``: a diffusers folder brings its
+own text encoders; a single-file checkpoint takes them from the base pipeline ``--base`` names,
+``base_for_single_file``), and what a single file's parts folder records of that base (``base_pipeline_record``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from gpu.bfl_layout import inspect_single_file, pipeline_misfit
+from gpu.errors import BadRequestError, ModelLoadError
+from gpu.library import ModelEntry, ModelLibrary
+from gpu.streaming.source import WeightSource, bfl_file_source, diffusers_folder_source, is_bfl_file
+
+if TYPE_CHECKING:  # imported, gpu.quantizer's package would import the engine, which imports this module
+    from gpu.quantizer.config import QuantizeConfig
+    from gpu.streaming.run_inputs import RunInputs
+
+
+def open_source(source: str | Path, library: ModelLibrary,
+                config: QuantizeConfig) -> tuple[WeightSource, ModelEntry | None, str, torch.dtype]:  # fmt: skip
+    """-> (weight source, entry supplying text encoders/defaults or None, name to record, storage dtype)."""
+    path = Path(str(source)).expanduser()
+    if path.is_file() and (is_bfl_file(path) or config.base):
+        # With a base, any file is meant as a single-file checkpoint: one that is none (a truncated download, a
+        # LoRA, a pickled .ckpt) is named for what it is.
+        src = bfl_file_source(path)
+        base = base_for_single_file(path, src, library, config.base) if config.base else None
+        return src, base, path.stem, torch.bfloat16
+    try:
+        entry: ModelEntry = library.resolve(str(source))
+    except ModelLoadError:
+        if path.is_file():  # said "not an SVDQ checkpoint" of a LoRA, as if quantizing needed a quantized model
+            inspect_single_file(path)  # raises, naming what the file is (a LoRA, a pickle, a damaged file, ...)
+        raise
+    if entry.facts is not None and entry.facts.kind == "svdq":  # said of it as of any other file, it read as a bug
+        raise ModelLoadError(f"{entry.name} is already a quantized (SVDQ 4-bit) model: it needs no quantizing",
+                             "generate with it as it is (--model, or pick it in the Models panel); to quantize "
+                             "again with other settings, start from its 16-bit pipeline folder")  # fmt: skip
+    if entry.facts is None or entry.facts.kind != "diffusers":
+        raise ModelLoadError(f"{entry.name}: only a 16-bit diffusers pipeline folder can be quantized",
+                             QUANTIZE_SOURCES)  # fmt: skip
+    if config.base:
+        raise BadRequestError(f"a base pipeline is for single-file checkpoints; {entry.name} brings its own text "
+                              "encoders", "leave out --base")  # fmt: skip
+    storage = torch.float16 if entry.facts.precision == "fp16" else torch.bfloat16
+    return diffusers_folder_source(entry.path), entry, entry.name, storage
+
+
+QUANTIZE_SOURCES = "give a diffusers FLUX.1 folder, or a single-file FLUX.1 checkpoint with --base"
+
+
+def base_for_single_file(path: Path, src: WeightSource, library: ModelLibrary, base: str) -> ModelEntry:
+    """The diffusers pipeline whose text encoders, tokenizers, scheduler and defaults calibrate ``path``."""
+    entry = library.resolve(base)
+    if entry.facts is None or entry.facts.kind != "diffusers":
+        raise ModelLoadError(f"base pipeline {base}: not a diffusers pipeline folder",
+                             "give the folder of a FLUX.1 pipeline (with text_encoder, text_encoder_2, tokenizers "
+                             "and scheduler)")  # fmt: skip
+    # what its text encoders and VAE give (calibration runs them, never its transformer): generation's check too
+    differs = pipeline_misfit(src.config, entry.path) or []
+    if differs:
+        raise ModelLoadError(f"{path.name} does not fit the base pipeline {entry.name}: {', '.join(differs)}",
+                             "give the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip
+    return entry
+
+
+# Where a single file's parts folder records the base pipeline it was calibrated with (its folder), beside the
+# resume settings, which keep that base's calibration by content only (a base's name says nothing of its files).
+BASE_RECORD = "base pipeline"
+
+
+def base_pipeline_record(run: RunInputs, config: QuantizeConfig) -> dict[str, str]:
+    """What a single file's parts folder records of the base pipeline that calibrates it (``BASE_RECORD``)."""
+    return {BASE_RECORD: str(run.base_entry.path)} if config.base and run.base_entry is not None else {}
