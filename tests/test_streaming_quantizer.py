@@ -1040,8 +1040,8 @@ def test_a_disk_that_fills_up_mid_run_is_said_and_the_finished_blocks_stay(tmp_p
 
     from gpu.atomic import scratch_prefix
     from gpu.streaming.disk_space import DiskSpaceError
-    from gpu.streaming.engine import _damaged_shards
     from gpu.streaming.parts_folder import read_manifest
+    from gpu.streaming.shards import damaged_shards
 
     out = tmp_path / "o.safetensors"
     parts = parts_dir(out)
@@ -1064,7 +1064,7 @@ def test_a_disk_that_fills_up_mid_run_is_said_and_the_finished_blocks_stay(tmp_p
         f"samples and 2 finished blocks are kept in {parts}, and a run with the same settings resumes from them")
     assert isinstance(failed.value.__cause__, OSError) and failed.value.__cause__.errno == errno.ENOSPC
     manifest = read_manifest(parts)
-    assert len(manifest["done"]) == 2 and _damaged_shards(parts, manifest["done"]) == {}
+    assert len(manifest["done"]) == 2 and damaged_shards(parts, manifest["done"]) == {}
     assert sorted(p.name for p in parts.iterdir()) == ["block-0000.safetensors", "block-0001.safetensors",
                                                        "manifest.json", "samples.safetensors"]  # fmt: skip
 

@@ -21,7 +21,6 @@ whether a run resumes from it ``gpu.streaming.resume``, the unfinished runs in a
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -37,7 +36,6 @@ from gpu.checkpoint.format import file_sha256, save_checkpoint
 from gpu.checkpoint.verified import verify_checkpoint_once
 from gpu.errors import (
     Cancelled,
-    CheckpointError,
     OutputAppeared,
     OutputError,
     UserError,
@@ -55,7 +53,6 @@ from gpu.quantizer.shared import (
     layer_message,
     quantize_layers,
 )  # fmt: skip
-from gpu.safetensors_header import read_safetensors_header
 from gpu.streaming.activation_store import ActivationStore, activation_bytes, remove_scratch, spills
 from gpu.streaming.base_pipeline import base_pipeline_record
 from gpu.streaming.disk_space import (
@@ -92,6 +89,8 @@ from gpu.streaming.resume import (
     what_differs,
 )  # fmt: skip
 from gpu.streaming.run_inputs import RunInputs, run_inputs
+from gpu.streaming.samples_file import kept_samples, sample_tokens, save_samples, verified_samples
+from gpu.streaming.shards import damaged_shards
 from gpu.streaming.source import (
     WeightSource,
     block_module,
@@ -234,8 +233,8 @@ def _quantize_model(
     head = load_head(src, device, dtype)
     blocks = transformer_blocks(src)
     stage.doing = "reading the saved calibration samples"
-    samples = _verified_samples(parts, manifest)
-    kept = (len(samples), _tokens(samples[0]) if samples else 0) if samples is not None else None
+    samples = verified_samples(parts, manifest)
+    kept = (len(samples), sample_tokens(samples[0]) if samples else 0) if samples is not None else None
     need = _space_needed(run, config, blocks, manifest, kept, samples_override is not None, dtype)
     check_free_space(out_path.parent, need, folder_usage(parts)[0] if stale else 0, freed_by)
     recorded = samples is None
@@ -274,13 +273,13 @@ def _quantize_model(
         manifest = {"key": run.key.key, "engine": ENGINE_VERSION, "tool": __version__, "settings": settings, "done": {},
                     "layers": {}, **base_pipeline_record(run, config)}  # fmt: skip
     if recorded:
-        digest = _save_samples(parts / SAMPLES, samples)
+        digest = save_samples(parts / SAMPLES, samples)
         if manifest.get("samples", {}).get("sha256") != digest:
             manifest["done"], manifest["layers"] = {}, {}  # blocks made from other samples are not this model's
         # The count goes in with the digest, in one manifest write: a kill in between cannot lose it.
         manifest["samples"] = {"sha256": digest, "prompts": prompts_n}
     write_manifest(parts, manifest)
-    for name, problem in _damaged_shards(parts, manifest["done"]).items():
+    for name, problem in damaged_shards(parts, manifest["done"]).items():
         emit("stage", f"{problem}: redoing {name}")
         del manifest["done"][name]
     if manifest["done"]:
@@ -290,7 +289,7 @@ def _quantize_model(
     counts = {kind: len(adapter.quantizable_linears(prefixed(block_module(src.config, kind), kind)))
               for kind in {k for k, _ in blocks}}  # fmt: skip
     total_layers = sum(counts[k] for k, _ in blocks)
-    per_sample = activation_bytes(_tokens(samples[0]), src.config, dtype) if samples else 0
+    per_sample = activation_bytes(sample_tokens(samples[0]), src.config, dtype) if samples else 0
     spill = parts / "act" if spills(per_sample, len(samples), config) else None
     emit("stage", f"{len(samples)} samples, {len(blocks)} blocks, {total_layers} layers"
                   f"{' (activations spilled to disk)' if spill else ''}")  # fmt: skip
@@ -421,72 +420,11 @@ def check_disk_space(source: str | Path, out_path: Path | str, config: QuantizeC
         need = _space_needed(run, config, transformer_blocks(run.src), {}, None, False, dtype)
         check_free_space(out_path.parent, need, folder_usage(parts)[0], deleted_for(manifest, run.key))
         return
-    need = _space_needed(run, config, transformer_blocks(run.src), manifest, _kept_samples(parts, manifest), False,
+    need = _space_needed(run, config, transformer_blocks(run.src), manifest, kept_samples(parts, manifest), False,
                          dtype)  # fmt: skip
     # A killed run's spilled inputs, which the run deletes before its check.
     scratch = sum(folder_usage(parts / folder)[0] for folder in SCRATCH_FOLDERS if not not_a_folder(parts / folder))
     check_free_space(out_path.parent, need, scratch, "deleting the block inputs a stopped run spilled to disk")
-
-
-def _kept_samples(parts: Path, manifest: dict) -> tuple[int, int] | None:
-    """(how many samples, tokens per sample) of the samples file ``manifest`` records, read from its header only;
-    None when there is none to keep (the run records them)."""
-    path = parts / SAMPLES
-    if not isinstance(manifest.get("samples"), dict) or not path.is_file():
-        return None
-    try:
-        _n, header = read_safetensors_header(path)
-        count = int(header["__metadata__"]["count"])
-        tokens = header["0.hidden_states"]["shape"][1] + header["0.encoder_hidden_states"]["shape"][1] if count else 0
-    except (CheckpointError, KeyError, IndexError, TypeError, ValueError):  # not the engine's samples: recorded again
-        return None
-    return count, int(tokens)
-
-
-def _damaged_shards(parts: Path, done: dict) -> dict[str, str]:
-    """Finished blocks whose shard is missing, damaged or unrecorded -> what is wrong (they are redone)."""
-    bad = {}
-    for name, rec in done.items():
-        file = rec.get("file") if isinstance(rec, dict) else None
-        if not isinstance(file, str) or not re.fullmatch(r"block-\d{4}\.safetensors", file):
-            bad[name] = f"the manifest's record of {name} is invalid"
-        elif not (parts / file).is_file():
-            bad[name] = f"{file} is missing"
-        elif file_sha256(parts / file) != rec.get("sha256"):
-            bad[name] = f"{file} is damaged (checksum mismatch)"
-    return bad
-
-
-def _verified_samples(parts: Path, manifest: dict) -> list[CalibSample] | None:
-    """The saved samples, if the file is there and matches the digest recorded with it; else None."""
-    rec = manifest.get("samples")
-    path = parts / SAMPLES
-    if not isinstance(rec, dict) or not path.is_file() or file_sha256(path) != rec.get("sha256"):
-        return None
-    return _load_samples(path)
-
-
-def _save_samples(path: Path, samples: list[CalibSample]) -> str:
-    """Writes the samples atomically -> the file's SHA-256 (the same samples give the same bytes)."""
-    flat = {f"{i}.{k}": v.detach().cpu().clone().contiguous() for i, s in enumerate(samples) for k, v in s.items()}
-    with atomic_path(path) as tmp:
-        save_file(flat, str(tmp), metadata={"count": str(len(samples))})
-        return file_sha256(tmp)
-
-
-def _load_samples(path: Path) -> list[CalibSample]:
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        n = int(f.metadata()["count"])
-        out: list[CalibSample] = [{} for _ in range(n)]
-        for k in f.keys():
-            i, name = k.split(".", 1)
-            out[int(i)][name] = f.get_tensor(k).clone()  # not mapped: the parts folder is removed at the end
-    return out
-
-
-def _tokens(sample: CalibSample) -> int:
-    """The tokens a block sees for ``sample``: image and text."""
-    return sample["hidden_states"].shape[1] + sample["encoder_hidden_states"].shape[1]
 
 
 def _space_needed(run: RunInputs, config: QuantizeConfig, blocks: list[tuple[str, int]], manifest: dict,
