@@ -193,7 +193,7 @@ class QuantizeWorker(QObject):
         import gpu.quantizer  # noqa: F401 - before the engine, which imported first is a circular import
         from gpu.atomic import make_output_folder, missing_folders, remove_empty_folders
         from gpu.output_lock import output_lock
-        from gpu.streaming.engine import check_disk_space
+        from gpu.streaming.space_needed import check_disk_space
 
         folder = job.out_path.parent
         made = missing_folders(folder)

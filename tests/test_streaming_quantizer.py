@@ -1116,7 +1116,7 @@ def test_the_space_a_refused_run_would_free_is_said_with_why_it_deletes_the_old_
     deleting the old unfinished run, made with other settings": the one reason a run had to delete it before."""
     from gpu.runtime.memory_policy import amount
     from gpu.streaming.disk_space import DiskSpaceError, folder_usage
-    from gpu.streaming.engine import check_disk_space
+    from gpu.streaming.space_needed import check_disk_space
 
     out = tmp_path / "o.safetensors"
     lib = ModelLibrary(tmp_path / "lib")

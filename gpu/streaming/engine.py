@@ -48,7 +48,6 @@ from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent
 from gpu.quantizer.in_memory import base_record, make_samples
 from gpu.quantizer.shared import (
     CalibSample,
-    calibration_kwargs,
     checkpoint_meta,
     layer_message,
     quantize_layers,
@@ -56,13 +55,9 @@ from gpu.quantizer.shared import (
 from gpu.streaming.activation_store import ActivationStore, activation_bytes, remove_scratch, spills
 from gpu.streaming.base_pipeline import base_pipeline_record
 from gpu.streaming.disk_space import (
-    HEADER_PER_TENSOR,
-    SpaceNeeded,
-    block_bytes,
     check_free_space,
     disk_full_said,
     folder_usage,
-    head_bytes,
 )  # fmt: skip
 from gpu.streaming.memory import RunStage, gpu_memory_budget, module_bytes, over_budget, quantize_out_of_memory, release
 from gpu.streaming.parts_folder import (
@@ -73,7 +68,6 @@ from gpu.streaming.parts_folder import (
     delete_parts,
     discards_nothing,
     kept_words,
-    not_a_folder,
     parts_dir,
     read_manifest,
     remove_finished_parts,
@@ -88,18 +82,18 @@ from gpu.streaming.resume import (
     source_unproven,
     what_differs,
 )  # fmt: skip
-from gpu.streaming.run_inputs import RunInputs, run_inputs
-from gpu.streaming.samples_file import kept_samples, sample_tokens, save_samples, verified_samples
+from gpu.streaming.run_inputs import run_inputs
+from gpu.streaming.samples_file import sample_tokens, save_samples, verified_samples
 from gpu.streaming.shards import damaged_shards
 from gpu.streaming.source import (
     WeightSource,
     block_module,
-    head_module,
     load_block,
     load_head,
     prefixed,
     transformer_blocks,
 )  # fmt: skip
+from gpu.streaming.space_needed import space_needed
 from gpu.svdquant.decompose import DecomposeConfig
 from gpu.version import __version__
 
@@ -235,7 +229,7 @@ def _quantize_model(
     stage.doing = "reading the saved calibration samples"
     samples = verified_samples(parts, manifest)
     kept = (len(samples), sample_tokens(samples[0]) if samples else 0) if samples is not None else None
-    need = _space_needed(run, config, blocks, manifest, kept, samples_override is not None, dtype)
+    need = space_needed(run, config, blocks, manifest, kept, samples_override is not None, dtype)
     check_free_space(out_path.parent, need, folder_usage(parts)[0] if stale else 0, freed_by)
     recorded = samples is None
     if samples is not None:
@@ -401,71 +395,6 @@ def _quantize_model(
     emit("done", f"wrote {out_path} ({size_mib:.1f} MiB)", index=total_layers, total=total_layers)
     return out_path
 
-
-def check_disk_space(source: str | Path, out_path: Path | str, config: QuantizeConfig,
-                     library: ModelLibrary | None = None, device: torch.device | None = None) -> None:  # fmt: skip
-    """The run's own check of the disk space it needs (``DiskSpaceError``), made before the run, cheaply: before
-    the app has its generation model unloaded for a run refused at once. The same estimate from the same reads
-    as ``resume_key`` (headers, meta-device skeletons); samples a parts folder keeps are counted from their file's
-    header, neither read nor hashed (damaged, they are recorded again, which the run's own check counts). Raises
-    what the run raises before any work as well (an unreadable source, a parts folder in the way)."""
-    config.validate()
-    dtype = runtime_dtype(device or default_device())
-    run = run_inputs(source, config, library or ModelLibrary(), dtype, False)
-    out_path = Path(out_path)
-    parts = parts_dir(out_path)
-    check_parts_folder(parts)
-    manifest = read_manifest(parts)
-    if parts.exists() and not resumes(manifest, run.key):
-        need = _space_needed(run, config, transformer_blocks(run.src), {}, None, False, dtype)
-        check_free_space(out_path.parent, need, folder_usage(parts)[0], deleted_for(manifest, run.key))
-        return
-    need = _space_needed(run, config, transformer_blocks(run.src), manifest, kept_samples(parts, manifest), False,
-                         dtype)  # fmt: skip
-    # A killed run's spilled inputs, which the run deletes before its check.
-    scratch = sum(folder_usage(parts / folder)[0] for folder in SCRATCH_FOLDERS if not not_a_folder(parts / folder))
-    check_free_space(out_path.parent, need, scratch, "deleting the block inputs a stopped run spilled to disk")
-
-
-def _space_needed(run: RunInputs, config: QuantizeConfig, blocks: list[tuple[str, int]], manifest: dict,
-                  samples: tuple[int, int] | None, samples_supplied: bool,
-                  dtype: torch.dtype) -> SpaceNeeded:  # fmt: skip
-    """What the run still writes beside its output (``gpu.streaming.disk_space``): the model file, the blocks that
-    ``manifest`` does not record as finished, the samples when they are still to be recorded (``samples``, the
-    (count, tokens per sample) of those kept, None), and the block inputs if they spill. Samples a caller supplies
-    (benchmarks) are not known yet: not counted. Sizes only: the head and blocks are meta-device skeletons."""
-    adapter = adapter_named("flux")
-    per_kind = {}
-    for kind in {k for k, _ in blocks}:
-        block = prefixed(block_module(run.src.config, kind), kind)
-        per_kind[kind] = block_bytes(block, adapter.quantizable_linears(block), config, run.storage_dtype)
-    model = head_bytes(head_module(run.src), run.storage_dtype) + sum(per_kind[k] for k, _ in blocks)
-    todo = sum(per_kind[k] for k, i in blocks if f"{k}.{i}" not in manifest.get("done", {}))
-    recording = 0
-    if samples is not None:
-        count, tokens = samples
-    elif samples_supplied:
-        count, tokens = 0, 0
-    else:
-        count, tokens, recording = _samples_to_record(run, config, dtype)
-    per_sample = activation_bytes(tokens, run.src.config, dtype)
-    # Two sets of inputs at a time, one file of two tensors per sample in each.
-    spill = 2 * count * (per_sample + 2 * HEADER_PER_TENSOR) if spills(per_sample, count, config) else 0
-    return SpaceNeeded(model, todo, recording, spill)
-
-
-def _samples_to_record(run: RunInputs, config: QuantizeConfig, dtype: torch.dtype) -> tuple[int, int, int]:
-    """-> (how many samples the calibration records, tokens per sample, bytes of their file), from the settings
-    (``gpu.quantizer.shared.denoise_and_record``: each prompt's chosen steps, both branches under true CFG;
-    FLUX packs 2 x 2 latent pixels of an 8x-downscaled image into one token)."""
-    cfg = run.src.config
-    kw = calibration_kwargs(run.defaults, bool(cfg["guidance_embeds"]))
-    count = len(run.prompts) * min(config.timesteps_per_prompt, run.steps) * (2 if kw["true_cfg"] else 1)
-    image, text = (kw["height"] // 16) * (kw["width"] // 16), kw["max_sequence_length"]
-    # hidden_states, encoder_hidden_states, their position ids (3 each), pooled projections, timestep, guidance
-    values = image * (cfg["in_channels"] + 3) + text * (cfg["joint_attention_dim"] + 3) + cfg["pooled_projection_dim"]
-    per_sample = (values + 2) * torch.empty((), dtype=dtype).element_size() + 7 * HEADER_PER_TENSOR
-    return count, image + text, count * per_sample
 
 
 def _preamble(head, samples: list[CalibSample], device, store: ActivationStore):
