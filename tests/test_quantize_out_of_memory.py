@@ -108,7 +108,7 @@ def test_cuda_itself_out_of_memory_and_the_ram_while_loading_or_first_inputs_are
         quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
     monkeypatch.undo()
 
-    monkeypatch.setattr(engine, "_preamble", lambda *_a, **_k: _no_ram())
+    monkeypatch.setattr(engine, "preamble", lambda *_a, **_k: _no_ram())
     with pytest.raises(UserError) as raised:
         quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
     assert str(raised.value).startswith("the computer ran out of memory (RAM) while computing the first block's "

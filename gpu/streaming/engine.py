@@ -40,12 +40,12 @@ from gpu.errors import (
     OutputError,
     UserError,
 )  # fmt: skip
-from gpu.generation.pipeline_loader import default_device, load_errors, quiet_libraries, runtime_dtype
-from gpu.library import ModelEntry, ModelLibrary
+from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
+from gpu.library import ModelLibrary
 from gpu.output_lock import OutputClaim, output_lock
 from gpu.quantizer.calibrate import hooked, make_collectors
 from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent
-from gpu.quantizer.in_memory import base_record, make_samples
+from gpu.quantizer.in_memory import base_record
 from gpu.quantizer.shared import (
     CalibSample,
     checkpoint_meta,
@@ -59,6 +59,7 @@ from gpu.streaming.disk_space import (
     disk_full_said,
     folder_usage,
 )  # fmt: skip
+from gpu.streaming.forward import preamble
 from gpu.streaming.memory import RunStage, gpu_memory_budget, module_bytes, over_budget, quantize_out_of_memory, release
 from gpu.streaming.parts_folder import (
     ENGINE_VERSION,
@@ -83,6 +84,7 @@ from gpu.streaming.resume import (
     what_differs,
 )  # fmt: skip
 from gpu.streaming.run_inputs import run_inputs
+from gpu.streaming.sample_recording import record_samples
 from gpu.streaming.samples_file import sample_tokens, save_samples, verified_samples
 from gpu.streaming.shards import damaged_shards
 from gpu.streaming.source import (
@@ -245,7 +247,7 @@ def _quantize_model(
             samples = samples_override(src, config)
         else:
             assert base_entry is not None
-            samples = _record_samples(src, head, blocks, base_entry, prompts, defaults, steps, config, device,
+            samples = record_samples(src, head, blocks, base_entry, prompts, defaults, steps, config, device,
                                       dtype, should_cancel, emit, stage)  # fmt: skip
     # The parts folder is made (and a stale one replaced) only now that the samples exist: a run refused before
     # (a damaged text encoder or transformer file) or cancelled while recording leaves no folder behind, and
@@ -291,7 +293,7 @@ def _quantize_model(
     try:
         stage.doing = "computing the first block's inputs"
         stage.ram_budget_helps = spill is None  # the block inputs, kept in RAM: a smaller budget sends them to disk
-        store, extras = _preamble(head, samples, device, ActivationStore(spill))
+        store, extras = preamble(head, samples, device, ActivationStore(spill))
         dcfg = DecomposeConfig(refine_iters=config.refine_iters, seed=config.seed, dtype=storage_dtype)
         offset = 0
         run_t0, run_layers = time.perf_counter(), 0
@@ -394,89 +396,3 @@ def _quantize_model(
     size_mib = out_path.stat().st_size / 2**20
     emit("done", f"wrote {out_path} ({size_mib:.1f} MiB)", index=total_layers, total=total_layers)
     return out_path
-
-
-
-def _preamble(head, samples: list[CalibSample], device, store: ActivationStore):
-    """FluxTransformer2DModel.forward up to the first block, per sample -> (store, [(temb, rotary)])."""
-    extras = []
-    rot_cache: list[tuple[torch.Tensor, tuple]] = []
-    with torch.inference_mode():
-        for i, s in enumerate(samples):
-            s = {k: v.to(device) for k, v in s.items()}
-            h = head.x_embedder(s["hidden_states"])
-            timestep = s["timestep"].to(h.dtype) * 1000
-            guidance = s.get("guidance")
-            if guidance is not None:
-                guidance = guidance.to(h.dtype) * 1000
-                temb = head.time_text_embed(timestep, guidance, s["pooled_projections"])
-            else:
-                temb = head.time_text_embed(timestep, s["pooled_projections"])
-            e = head.context_embedder(s["encoder_hidden_states"])
-            ids = torch.cat((s["txt_ids"], s["img_ids"]), dim=0)
-            rot = next((r for cached, r in rot_cache if cached.shape == ids.shape and torch.equal(cached, ids)), None)
-            if rot is None:
-                rot = head.pos_embed(ids)
-                rot_cache.append((ids, rot))
-            store.put(i, h, e)
-            extras.append((temb, rot))
-    return store, extras
-
-
-def streamed_forward(src: WeightSource, head, blocks, device, dtype) -> Callable[[list[CalibSample]], list]:
-    """The whole transformer over a list of inputs, loading each block once per call (trajectory steps)."""
-
-    def run(inputs: list[CalibSample]) -> list[torch.Tensor]:
-        store, extras = _preamble(head, inputs, device, ActivationStore(None))
-        for kind, index in blocks:
-            block = load_block(src, kind, index, device, dtype)
-            with torch.inference_mode():
-                for i in range(len(inputs)):
-                    h, e = store.get(i)
-                    temb, rot = extras[i]
-                    e, h = block(hidden_states=h.to(device), encoder_hidden_states=e.to(device), temb=temb,
-                                 image_rotary_emb=rot)  # fmt: skip
-                    store.put(i, h, e)
-            del block
-        outs = []
-        with torch.inference_mode():
-            for i in range(len(inputs)):
-                h, _ = store.get(i)
-                h = head.norm_out(h.to(device), extras[i][0])
-                outs.append(head.proj_out(h).cpu())
-        return outs
-
-    return run
-
-
-def _record_samples(src, head, blocks, entry: ModelEntry, prompts: list[str], defaults, steps, config, device,
-                    dtype, should_cancel, emit, stage: RunStage) -> list[CalibSample]:  # fmt: skip
-    """Text encoders (then freed) + streamed trajectories -> samples. ``stage`` follows the steps (loading the
-    text encoders, encoding, recording), for an out-of-memory error to name the one that ran out."""
-    import importlib
-
-    adapter = adapter_named(entry.facts.architecture)
-    pipeline_cls = getattr(importlib.import_module("diffusers"), adapter.pipeline_class)
-    emit("stage", "loading text encoders")
-    stage.doing = "loading the text encoders"
-    with load_errors(entry.name, entry.path):  # a damaged text encoder: named, not a traceback
-        pipe = pipeline_cls.from_pretrained(entry.path, transformer=None, vae=None, dtype=dtype,
-                                            use_safetensors=True).to(device)  # never a pickle  # fmt: skip
-    pipe.set_progress_bar_config(disable=True)
-    try:
-        if should_cancel is not None and should_cancel():  # loading them took a while: a cancel since stops here
-            raise Cancelled()
-        stage.doing = "encoding the calibration prompts"
-        forward = streamed_forward(src, head, blocks, device, dtype)
-
-        def recording(inputs: list[CalibSample]) -> list[torch.Tensor]:  # the prompts are encoded by the first call
-            stage.doing = "recording the calibration samples"
-            return forward(inputs)
-
-        samples = make_samples(pipe, prompts, steps, defaults, config, dtype, bool(src.config["guidance_embeds"]),
-                               int(src.config["in_channels"]), recording, should_cancel, emit)  # fmt: skip
-    finally:
-        freed = sum(module_bytes(getattr(pipe, n, None)) for n in ("text_encoder", "text_encoder_2"))
-        del pipe
-        release(freed, device)
-    return samples
