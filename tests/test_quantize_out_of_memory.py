@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import gpu.quantizer.in_memory as in_memory
+import gpu.streaming.block_loop as block_loop
 import gpu.streaming.engine as engine
 import gpu.streaming.memory as memory
 from gpu.errors import UserError
@@ -103,12 +104,12 @@ def test_cuda_itself_out_of_memory_and_the_ram_while_loading_or_first_inputs_are
     def cuda_error(*_a, **_k):
         raise RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported")
 
-    monkeypatch.setattr(engine, "quantize_layers", cuda_error)
+    monkeypatch.setattr(block_loop, "quantize_layers", cuda_error)
     with pytest.raises(UserError, match="the GPU ran out of memory while quantizing block 1 of 6"):
         quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
     monkeypatch.undo()
 
-    monkeypatch.setattr(engine, "preamble", lambda *_a, **_k: _no_ram())
+    monkeypatch.setattr(block_loop, "preamble", lambda *_a, **_k: _no_ram())
     with pytest.raises(UserError) as raised:
         quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
     assert str(raised.value).startswith("the computer ran out of memory (RAM) while computing the first block's "
@@ -130,7 +131,7 @@ def test_the_ram_running_out_among_the_block_inputs_names_the_ram_budget(tmp_pat
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
                            "memory: you tried to allocate 4503599627370496 bytes. Error code 12")  # fmt: skip
 
-    monkeypatch.setattr(engine, "quantize_layers", no_ram)
+    monkeypatch.setattr(block_loop, "quantize_layers", no_ram)
     with pytest.raises(UserError) as raised:
         quantize_model(DEMO, tmp_path / "m.safetensors", _cfg(), library=ModelLibrary(tmp_path), device=CPU)
     err = raised.value

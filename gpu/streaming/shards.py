@@ -7,6 +7,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_file
+
+from gpu.atomic import atomic_path
 from gpu.checkpoint.format import file_sha256
 
 
@@ -22,3 +26,11 @@ def damaged_shards(parts: Path, done: dict) -> dict[str, str]:
         elif file_sha256(parts / file) != rec.get("sha256"):
             bad[name] = f"{file} is damaged (checksum mismatch)"
     return bad
+
+
+def write_shard(path: Path, shard: dict[str, torch.Tensor]) -> str:
+    """Writes a finished block's tensors (name -> tensor, any shape and dtype) to ``path`` atomically -> the file's
+    SHA-256, which the manifest records: checked on resume, a damaged shard is redone, never assembled."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in shard.items()}, str(tmp))
+        return file_sha256(tmp)

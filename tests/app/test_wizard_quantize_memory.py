@@ -42,12 +42,12 @@ def test_the_gpu_running_out_is_said_for_quantizing_with_no_setting_to_go_back_t
 
 
 def test_the_ram_running_out_among_the_block_inputs_sends_back_to_the_ram_budget(qtbot, window, monkeypatch):
-    import gpu.streaming.engine as engine
+    import gpu.streaming.block_loop as block_loop
 
     def no_ram(*_a, **_k):
         raise MemoryError()
 
-    monkeypatch.setattr(engine, "quantize_layers", no_ram)
+    monkeypatch.setattr(block_loop, "quantize_layers", no_ram)
     page, dialog = _failed_run(qtbot, window)
     assert page.startswith("The run failed: the computer ran out of memory (RAM) while quantizing block 1 of 6")
     assert "smaller RAM budget" in page and page.endswith("Go back to change the settings.")
