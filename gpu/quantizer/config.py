@@ -98,7 +98,7 @@ def output_fields(settings: dict) -> dict:
     * ``base``, the pipeline a single file is calibrated with, as it was spelled: a library name (the wizard), a
       path (the command line), with a trailing ``/`` or through a link each gave another key, and a run started
       over for it. What the base gives the blocks is in the key already, by content: its calibration prompts,
-      defaults, text encoder, tokenizer and scheduler files (``gpu.streaming.engine``);
+      defaults, text encoder, tokenizer and scheduler files (``gpu.streaming.run_inputs``);
     * a field the method does not use, which the wizard greys out: the rank but for the low-rank methods, the
       shared smoothing and the alpha grid but for the smoothing methods, the precision for NF4 (its own format);
     * a smoothing method's ``alpha_points`` at ``LEGACY_ALPHA_POINTS``, as folders from before the setting
