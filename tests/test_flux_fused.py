@@ -7,13 +7,13 @@ import copy
 import numpy as np
 import pytest
 import torch
+from diffusers_rounding import DiffusersRoundingOps
 from test_flux_random import flux_inputs
 
 from gpu.bench.flux_random import FLUX_TINY_CONFIG, build_quantized_flux, random_lora_deltas
 from gpu.kernels.rank_limits import RankLimits
 from gpu.models import flux_fused
 from gpu.models.flux_fused import (
-    DiffusersRoundingOps,
     FusedFluxTransformer2DModel,
     fuse_flux_transformer,
     merge_refusal,
@@ -61,7 +61,7 @@ def test_all_modulations_are_computed_up_front(tiny_pair, monkeypatch):
     """forward_fused asks for every adaLN linear's output in one call (one grouped GEMV launch on the GPU),
     and the blocks use those outputs instead of computing their own."""
     _, fused = tiny_pair
-    ops = flux_fused.fused_ops()
+    ops = flux_fused.ops_for(fused)
     calls, inside, outside = [], [], []
     real_many, real_one = ops.w4a16_gemv_many, ops.w4a16_gemv
 
@@ -91,8 +91,28 @@ def test_merging_is_exact_with_diffusers_rounding(tiny_pair):
     """With ops that round like diffusers' modules, fused == unfused bit for bit: merging changes nothing."""
     unfused, fused = tiny_pair
     inputs = flux_inputs(FLUX_TINY_CONFIG, seed=1)
-    with use_ops(DiffusersRoundingOps):
+    with use_ops(fused, DiffusersRoundingOps):
         assert torch.equal(_run(fused, inputs), _run(unfused, inputs))
+
+
+def test_ops_given_to_one_model_stay_with_it(tiny_pair: tuple[torch.nn.Module, FusedFluxTransformer2DModel]) -> None:
+    """``use_ops`` changes the ops of the model it is given while the with block runs, and of no other model: one
+    running meanwhile in another thread keeps the fused ops (a process-wide override gave it diffusers' rounding)."""
+    import threading
+
+    unfused, fused = tiny_pair
+    other = fuse_flux_transformer(copy.deepcopy(unfused))
+    inputs = flux_inputs(FLUX_TINY_CONFIG, seed=1)
+    want = _run(other, inputs)
+    assert not torch.equal(want, _run(unfused, inputs))  # the two op sets give different bits: the check can tell
+    got: dict[str, torch.Tensor] = {}
+    with use_ops(fused, DiffusersRoundingOps):
+        meanwhile = threading.Thread(target=lambda: got.setdefault("other", _run(other, inputs)))
+        meanwhile.start()
+        meanwhile.join()
+        assert torch.equal(_run(fused, inputs), _run(unfused, inputs))
+    assert torch.equal(got["other"], want)
+    assert torch.equal(_run(fused, inputs), want)  # the fused ops again after the block
 
 
 def test_fused_model_matches_unfused_with_fused_ops(tiny_pair):
@@ -285,7 +305,7 @@ def test_a_lora_rides_into_the_merged_layers_and_comes_off_after_a_split():
     # rank 16 + LoRA 16 per member: Q/K/V 96 and single blocks' Q/K/V + MLP 128 still fit the kernels' limit
     assert fused.fusion_report["merged"] == 6 and fused.fusion_report["kept_separate"] == 0
     assert fused.single_transformer_blocks[0].proj_qkv_mlp.spec.rank == 128
-    with use_ops(DiffusersRoundingOps):
+    with use_ops(fused, DiffusersRoundingOps):
         assert torch.equal(_run(fused, inputs), y_lora)
     with pytest.raises(RuntimeError, match="unfuse"):
         restore(fused)
@@ -315,7 +335,7 @@ def test_lora_ranks_above_the_limit_keep_members_separate_but_fused():
     assert report["rank_limit"] == "128 in all"
     assert isinstance(fused, FusedFluxTransformer2DModel) and hasattr(fused.transformer_blocks[0].attn, "to_q")
     inputs = flux_inputs(FLUX_TINY_CONFIG, seed=8)
-    with use_ops(DiffusersRoundingOps):
+    with use_ops(fused, DiffusersRoundingOps):
         assert torch.equal(_run(fused, inputs), _run(model, inputs))
 
 

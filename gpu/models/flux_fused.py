@@ -14,8 +14,8 @@
    columns in one 128-channel tile on Hopper), where the single blocks fall back to fusing Q/K/V only. What
    happened is in ``fusion_report`` (module level, last call) and ``model.fusion_report``.
 2. Blocks run the elementwise chain through ``gpu.modules.fused_ops`` (``layernorm_modulate``,
-   ``gate_residual``, ``qk_norm_rope``, ``w4a16_gemv`` for the adaLN linears; a plain PyTorch stand-in with
-   the same API when that module is absent) and attention through ``F.scaled_dot_product_attention``. Single
+   ``gate_residual``, ``qk_norm_rope``, ``w4a16_gemv`` for the adaLN linears; ``use_ops`` gives one model
+   another op set with the same API) and attention through ``F.scaled_dot_product_attention``. Single
    blocks keep the text+image stream concatenated across all 38 blocks instead of splitting/catting per
    block.
 3. The model's forward is captured into a CUDA graph per input signature (shapes, dtypes, device, guidance
@@ -75,105 +75,37 @@ def shared_input_groups(model: nn.Module) -> list[list[str]]:
 # -- elementwise ops ----------------------------------------------------------------------------------------
 
 
-class DiffusersRoundingOps:
-    """The ``gpu.modules.fused_ops`` API computed exactly as diffusers' unfused modules do (16-bit rounding after
-    every op). With these ops the fused model reproduces the unfused one bit for bit on the reference path,
-    which isolates the merging of linears from the (deliberately different) rounding of the fused ops.
-    Shapes: x/residual/y [B, S, D]; shift/scale/gate [B, D]; qkv [B, S, >= 3*H*hd]; rope_cos/rope_sin
-    float32 [S, hd] (FluxPosEmbed's layout: each frequency repeated twice)."""
-
-    @staticmethod
-    def layernorm_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
-        return F.layer_norm(x, (x.shape[-1],), eps=eps) * (1 + scale[:, None]) + shift[:, None]
-
-    @staticmethod
-    def gate_residual(
-        residual: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        r = _clip_fp16(residual + gate[:, None] * y)
-        return r if out is None else out.copy_(r)
-
-    @staticmethod
-    def qk_norm_rope(
-        qkv: torch.Tensor,
-        q_weight: torch.Tensor,
-        k_weight: torch.Tensor,
-        rope_cos: torch.Tensor,
-        rope_sin: torch.Tensor,
-        heads: int,
-        eps: float,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hd = q_weight.numel()
-        q, k, v = qkv[..., : 3 * heads * hd].unflatten(-1, (3, heads, hd)).unbind(2)  # [B, S, H, hd]
-        q = _rope(F.rms_norm(q, (hd,), q_weight, eps), rope_cos, rope_sin)
-        k = _rope(F.rms_norm(k, (hd,), k_weight, eps), rope_cos, rope_sin)
-        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-
-    @staticmethod
-    def qk_norm_rope_joint(
-        qkv_txt: torch.Tensor,
-        qkv_img: torch.Tensor,
-        q_weight_txt: torch.Tensor,
-        k_weight_txt: torch.Tensor,
-        q_weight_img: torch.Tensor,
-        k_weight_img: torch.Tensor,
-        rope_cos: torch.Tensor,
-        rope_sin: torch.Tensor,
-        heads: int,
-        eps: float,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        st = qkv_txt.shape[1]
-        cos_t, cos_i, sin_t, sin_i = rope_cos[:st], rope_cos[st:], rope_sin[:st], rope_sin[st:]
-        txt = DiffusersRoundingOps.qk_norm_rope(qkv_txt, q_weight_txt, k_weight_txt, cos_t, sin_t, heads, eps)
-        img = DiffusersRoundingOps.qk_norm_rope(qkv_img, q_weight_img, k_weight_img, cos_i, sin_i, heads, eps)
-        return tuple(torch.cat([t, i], dim=2) for t, i in zip(txt, img, strict=True))
-
-    @staticmethod
-    def w4a16_gemv(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
-        return layer(x)
-
-    @staticmethod
-    def w4a16_gemv_many(x: torch.Tensor, layers: list[nn.Module], cache: dict | None = None) -> list[torch.Tensor]:
-        return [layer(x) for layer in layers]
-
-
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """diffusers' ``apply_rotary_emb`` (use_real, unbind dim -1) for x [B, S, H, hd], cos/sin [S, hd]."""
-    x_real, x_imag = x.unflatten(-1, (-1, 2)).unbind(-1)
-    rotated = torch.stack([-x_imag, x_real], dim=-1).flatten(-2)
-    out = x.float() * cos[None, :, None, :] + rotated.float() * sin[None, :, None, :]
-    return out.to(x.dtype)
-
-
-def _clip_fp16(x: torch.Tensor) -> torch.Tensor:
-    return x.clip(-65504, 65504) if x.dtype == torch.float16 else x
-
-
-_ops_override: list[Any] = []
-
-
-def fused_ops() -> Any:
-    """The op set the fused blocks run: ``gpu.modules.fused_ops`` (kernels on the GPU, fp32-internal
-    references elsewhere) unless ``use_ops`` selected another."""
-    if _ops_override:
-        return _ops_override[-1]
+def ops_for(module: nn.Module) -> Any:
+    """The op set a fused block or model runs: ``gpu.modules.fused_ops`` (kernels on the GPU, fp32-internal
+    references elsewhere) unless ``use_ops`` gave its model another."""
+    ops = module.__dict__.get("_ops_override")
+    if ops is not None:
+        return ops
     from gpu.modules import fused_ops as ops
 
     return ops
 
 
 @contextlib.contextmanager
-def use_ops(ops: Any) -> Iterator[None]:
-    """Run the fused blocks with ``ops`` (e.g. ``DiffusersRoundingOps``) inside the block."""
-    _ops_override.append(ops)
+def use_ops(model: FusedFluxTransformer2DModel, ops: Any) -> Iterator[None]:
+    """Run ``model``'s fused blocks with ``ops`` (any object with ``gpu.modules.fused_ops``' op functions, e.g. the
+    tests' diffusers-rounding set) inside the with block. Held on the model and its blocks, not process-wide: other
+    models keep their ops, also in other threads (a second thread running this same model sees ``ops`` too). The
+    model's CUDA graphs replay the ops they were captured with, so they are dropped on entry and on exit."""
+    holders = [model, *model.transformer_blocks, *model.single_transformer_blocks]
+    before = [h.__dict__.get("_ops_override") for h in holders]
+    model.reset_cuda_graphs()
+    for h in holders:
+        h.__dict__["_ops_override"] = ops
     try:
         yield
     finally:
-        _ops_override.pop()
-
-
-def ops_name() -> str:
-    return fused_ops().__name__
+        for h, old in zip(holders, before, strict=True):
+            if old is None:
+                h.__dict__.pop("_ops_override", None)
+            else:
+                h.__dict__["_ops_override"] = old
+        model.reset_cuda_graphs()
 
 
 # -- merging linears ----------------------------------------------------------------------------------------
@@ -355,8 +287,8 @@ def _premodulated() -> list[dict[nn.Module, torch.Tensor]]:
     return _thread.premodulated
 
 
-def _modulation(layer: nn.Module, temb: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """adaLN linear on silu(temb) [B, D] -> [B, n*D]: the W4A16 GEMV for quantized layers, or the output
+def _modulation(ops: Any, layer: nn.Module, temb: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """adaLN linear on silu(temb) [B, D] -> [B, n*D]: ``ops``' W4A16 GEMV for quantized layers, or the output
     ``FusedFluxTransformer2DModel.forward_fused`` computed for all of them at once (then not even the SiLU
     runs here: a kernel per block that the graph would replay for nothing). ``dtype``: cast silu(temb) to it."""
     stack = _premodulated()
@@ -364,7 +296,7 @@ def _modulation(layer: nn.Module, temb: torch.Tensor, dtype: torch.dtype | None 
         return y
     temb_act = F.silu(temb) if dtype is None else F.silu(temb).to(dtype)
     if _is_w4a16(layer):
-        return fused_ops().w4a16_gemv(temb_act, layer)
+        return ops.w4a16_gemv(temb_act, layer)
     return layer(temb_act)
 
 
@@ -406,7 +338,7 @@ class FusedFluxTransformerBlock(FluxTransformerBlock):
         image_rotary_emb (cos, sin) float32 [St + Si, hd] -> (text, image) with the input shapes."""
         if joint_attention_kwargs:
             raise NotImplementedError("fused FLUX blocks take no joint_attention_kwargs (IP-Adapter)")
-        ops = fused_ops()
+        ops = ops_for(self)
         attn = self.attn
         x, c = hidden_states, encoder_hidden_states
         st = c.shape[1]
@@ -415,10 +347,10 @@ class FusedFluxTransformerBlock(FluxTransformerBlock):
         # joint attention and at the end of the block.
         lane = _text_lane(x)
         with _forked(lane):
-            cm = _modulation(self.norm1_context.linear, temb).chunk(6, dim=1)
+            cm = _modulation(ops, self.norm1_context.linear, temb).chunk(6, dim=1)
             nc = ops.layernorm_modulate(c, cm[0], cm[1], self.norm1_context.norm.eps)
             qkv_t = _project(attn, "to_added_qkv", ("add_q_proj", "add_k_proj", "add_v_proj"), nc)
-        m = _modulation(self.norm1.linear, temb).chunk(6, dim=1)
+        m = _modulation(ops, self.norm1.linear, temb).chunk(6, dim=1)
         nx = ops.layernorm_modulate(x, m[0], m[1], self.norm1.norm.eps)
         qkv_i = _project(attn, "to_qkv", ("to_q", "to_k", "to_v"), nx)
         _join(lane)
@@ -469,10 +401,10 @@ class FusedFluxSingleTransformerBlock(FluxSingleTransformerBlock):
     ) -> torch.Tensor:
         """hidden_states [B, St + Si, D] (text then image), temb [B, D], rope (cos, sin) float32 [St + Si, hd]
         -> [B, St + Si, D], written into ``hidden_states`` (callers pass a tensor they own)."""
-        ops = fused_ops()
+        ops = ops_for(self)
         attn = self.attn
         d = hidden_states.shape[-1]
-        shift, scale, gate = _modulation(self.norm.linear, temb).chunk(3, dim=1)
+        shift, scale, gate = _modulation(ops, self.norm.linear, temb).chunk(3, dim=1)
         n = ops.layernorm_modulate(hidden_states, shift, scale, self.norm.norm.eps)
         cos, sin = image_rotary_emb
         norm_args = (attn.norm_q.weight, attn.norm_k.weight, cos, sin, attn.heads, attn.norm_q.eps)
@@ -553,6 +485,7 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
         guidance: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The eager fused forward (what the CUDA graph captures); shapes as in ``forward``."""
+        ops = ops_for(self)
         x = self.x_embedder(hidden_states)
         timestep = timestep.to(x.dtype) * 1000
         if guidance is None:
@@ -563,7 +496,7 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
         txt_ids = txt_ids[0] if txt_ids.ndim == 3 else txt_ids
         img_ids = img_ids[0] if img_ids.ndim == 3 else img_ids
         rope = self.pos_embed(torch.cat((txt_ids, img_ids), dim=0))
-        _premodulated().append(self._modulations(temb, x.dtype))
+        _premodulated().append(self._modulations(ops, temb, x.dtype))
         try:
             for block in self.transformer_blocks:
                 c, x = block(x, c, temb, rope)
@@ -572,22 +505,22 @@ class FusedFluxTransformer2DModel(FluxTransformer2DModel):
             for block in self.single_transformer_blocks:
                 joint = block.forward_joint(joint, temb, rope)
             x = joint[:, st:]
-            scale, shift = _modulation(self.norm_out.linear, temb, x.dtype).chunk(2, dim=1)
+            scale, shift = _modulation(ops, self.norm_out.linear, temb, x.dtype).chunk(2, dim=1)
         finally:
             _premodulated().pop()
-        x = fused_ops().layernorm_modulate(x, shift, scale, self.norm_out.norm.eps)
+        x = ops.layernorm_modulate(x, shift, scale, self.norm_out.norm.eps)
         return self.proj_out(x)
 
-    def _modulations(self, temb: torch.Tensor, dtype: torch.dtype) -> dict[nn.Module, torch.Tensor]:
-        """Every W4A16 adaLN linear's output on silu(temb), in one grouped GEMV launch (they all read the same
-        vector): {layer: [B, n*D]}. Empty when temb is not of the model's dtype (each block computes its own)."""
+    def _modulations(self, ops: Any, temb: torch.Tensor, dtype: torch.dtype) -> dict[nn.Module, torch.Tensor]:
+        """Every W4A16 adaLN linear's output on silu(temb), in one grouped GEMV launch of ``ops`` (they all read the
+        same vector): {layer: [B, n*D]}. Empty when temb is not of the model's dtype (each block computes its own)."""
         layers = [m for b in self.transformer_blocks for m in (b.norm1.linear, b.norm1_context.linear)]
         layers += [b.norm.linear for b in self.single_transformer_blocks] + [self.norm_out.linear]
         layers = [m for m in layers if _is_w4a16(m)]
         if not layers or temb.dtype != dtype:
             return {}
         cache = self.__dict__.setdefault("_gemv_groups", {})
-        return dict(zip(layers, fused_ops().w4a16_gemv_many(F.silu(temb), layers, cache), strict=True))
+        return dict(zip(layers, ops.w4a16_gemv_many(F.silu(temb), layers, cache), strict=True))
 
     # -- CUDA graphs --------------------------------------------------------------------------------------
     def _graph_allowed(self, hidden_states: torch.Tensor) -> bool:
@@ -714,7 +647,7 @@ def fuse_flux_transformer(model: FluxTransformer2DModel, limits: RankLimits | No
     model.__class__ = FusedFluxTransformer2DModel
     model.cuda_graphs = True
     model.max_cuda_graphs = 1
-    report = _summarize(groups)
+    report = _summarize(groups, ops_for(model).__name__)
     report["rank_limit"] = limits.describe()
     model.fusion_report = report
     fusion_report.clear()
@@ -758,14 +691,14 @@ def unfuse_flux_transformer(model: nn.Module) -> nn.Module:
     return model
 
 
-def _summarize(groups: list[dict[str, Any]]) -> dict[str, Any]:
+def _summarize(groups: list[dict[str, Any]], ops_name: str) -> dict[str, Any]:
     fused = [g for g in groups if g["fused"]]
     reasons: dict[str, int] = {}
     for g in groups:
         if g["reason"]:
             reasons[g["reason"]] = reasons.get(g["reason"], 0) + 1
     return {
-        "ops": ops_name(),
+        "ops": ops_name,
         "merged": len(fused),
         "kept_separate": len(groups) - len(fused),
         "reasons": reasons,
