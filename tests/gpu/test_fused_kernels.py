@@ -31,11 +31,10 @@ from kernel_cases import (
 
 pytestmark = pytest.mark.gpu
 
-REPORT: list[str] = []
 
 
 @pytest.mark.parametrize("m,k,n,rank,dtype", sweep_cases(RANKS))
-def test_linear_matches_reference(m, k, n, rank, dtype, gen):
+def test_linear_matches_reference(m, k, n, rank, dtype, gen, report):
     from gpu.kernels.launch import quantize_act, w4a4_gemm
     from gpu.kernels.repack import act_fragments_to_codes, packed_for
 
@@ -75,8 +74,8 @@ def test_linear_matches_reference(m, k, n, rank, dtype, gen):
     e = rel_err(y, ref)
     e_fp32 = rel_err(y.float(), y_ref32)
     max_abs = float((y.float() - ref.float()).abs().max())
-    REPORT.append(f"M={m} K={k} N={n} r={rank} {str(dtype)[6:]}: rel={e:.2e} rel_vs_fp32={e_fp32:.2e} "
-                  f"maxabs={max_abs:.3e} (|ref|max={float(ref.float().abs().max()):.2f})")
+    report(f"M={m} K={k} N={n} r={rank} {str(dtype)[6:]}: rel={e:.2e} rel_vs_fp32={e_fp32:.2e} "
+           f"maxabs={max_abs:.3e} (|ref|max={float(ref.float().abs().max()):.2f})")
     assert e <= 1e-3, e
 
 
@@ -86,7 +85,7 @@ WIDE_CASES = [(300, 320, 384, 160, torch.bfloat16), (77, 3072, 3072, 256, torch.
 
 
 @pytest.mark.parametrize("m,k,n,rank,dtype", WIDE_CASES)
-def test_branches_wider_than_one_prologue_block(m, k, n, rank, dtype, gen):
+def test_branches_wider_than_one_prologue_block(m, k, n, rank, dtype, gen, report):
     """Ranks past the 128 columns one prologue block holds (a rank-32 layer with a rank-128 LoRA: 160; 400 takes
     4 blocks per row): the extra blocks along grid.y write their lact columns and leave the codes and scales to
     block 0, and the GEMM walks the whole branch."""
@@ -107,7 +106,7 @@ def test_branches_wider_than_one_prologue_block(m, k, n, rank, dtype, gen):
     assert rel_err(qa.lact[:m].cpu(), lact_ref) < 1e-5 and not qa.lact[m:].any()
     assert not torch.isnan(y).any(), "unwritten (poisoned) outputs"
     e = rel_err(y, y_ref32.to(dtype))
-    REPORT.append(f"wide branch M={m} K={k} N={n} r={rank}: rel={e:.2e}")
+    report(f"wide branch M={m} K={k} N={n} r={rank}: rel={e:.2e}")
     assert e <= 1e-3, e
 
 
@@ -187,22 +186,22 @@ def test_cuda_graph_and_streams(gen):
     assert torch.equal(static_y, y2)
 
 
-def test_dispatch_reports_fused_path(gen):
+def test_dispatch_reports_fused_path(gen, report):
     layer = random_layer(192, 136, 16, torch.bfloat16, gen)
     x = random_x(7, 192, torch.bfloat16, gen)
     if torch.cuda.get_device_capability() >= (9, 0):  # Hopper: W4A8 serves INT4 layers (test_w4a8_kernels)
         pytest.skip("sm_90+ dispatches INT4 W4A4 layers to the W4A8 backend")
     y = layer(x)
     assert "fused INT4 W4A4" in layer.last_path, layer.last_path
-    REPORT.append(f"dispatch: {layer.last_path}")
+    report(f"dispatch: {layer.last_path}")
     ref = layer.forward_reference(x)
     assert rel_err(y, ref) <= 1e-3
     layer(x.float())
     assert "PyTorch reference" in layer.last_path
-    REPORT.append(f"dispatch (fp32 input): {layer.last_path}")
+    report(f"dispatch (fp32 input): {layer.last_path}")
 
 
-def test_reference_quantizer_gpu_vs_contract(gen):
+def test_reference_quantizer_gpu_vs_contract(gen, report):
     """Not a kernel check: counts where gpu.quant.integer run on CUDA departs from its own contract
     (torch divides by a Python scalar as a multiply by its reciprocal on CUDA)."""
     from gpu.quant import quantize
@@ -213,11 +212,11 @@ def test_reference_quantizer_gpu_vs_contract(gen):
     q = quantize(x.float(), "int4", torch.bfloat16)
     bad_s = int((q.scales.cpu().view(torch.int16) != scales.view(torch.int16)).sum())
     bad_c = int((q.codes.cpu() != codes).sum())
-    REPORT.append(f"gpu.quant on CUDA vs contract: {bad_s} of {scales.numel()} scales, {bad_c} codes differ")
+    report(f"gpu.quant on CUDA vs contract: {bad_s} of {scales.numel()} scales, {bad_c} codes differ")
 
 
 @pytest.mark.slow
-def test_compute_sanitizer():
+def test_compute_sanitizer(report):
     tool = os.environ.get("COMPUTE_SANITIZER", "compute-sanitizer")
     from shutil import which
 
@@ -232,7 +231,7 @@ def test_compute_sanitizer():
         )  # fmt: skip
         text = proc.stdout + proc.stderr
         tail = text[-3000:]
-        REPORT.append(f"compute-sanitizer {check}: rc={proc.returncode} " + tail.strip().splitlines()[-1])
+        report(f"compute-sanitizer {check}: rc={proc.returncode} " + tail.strip().splitlines()[-1])
         assert "sanitize_small: ok" in text, tail
         if check in ("racecheck", "initcheck"):
             # Both flag cuBLAS's own kernels (the low-rank down projection x @ L1): racecheck a hazard in the nvjet
@@ -245,7 +244,7 @@ def test_compute_sanitizer():
             assert proc.returncode == 0, tail
 
 
-def test_prebuilt_fatbin_and_cache(gen, tmp_path, monkeypatch):
+def test_prebuilt_fatbin_and_cache(gen, tmp_path, monkeypatch, report):
     """A shipped fatbin is preferred; without it the user-cache cubin is used (no rebuild)."""
     from gpu.kernels import launch, loader
     from gpu.kernels.launch import device_arch, svdq_linear_forward
@@ -263,7 +262,7 @@ def test_prebuilt_fatbin_and_cache(gen, tmp_path, monkeypatch):
     assert torch.equal(svdq_linear_forward(x, packed_for(layer)), expected)
     origins = [m.origin for m in loader._modules.values()]
     assert all(o.startswith("prebuilt") for o in origins), origins
-    REPORT.append(f"loader: {origins}")
+    report(f"loader: {origins}")
     for stem in loader.KERNEL_FAMILIES:
         (tmp_path / f"{stem}.fatbin").unlink()
     monkeypatch.setattr(loader, "_modules", {})
@@ -274,7 +273,3 @@ def test_prebuilt_fatbin_and_cache(gen, tmp_path, monkeypatch):
     assert torch.equal(svdq_linear_forward(x, packed_for(layer)), expected)
     origins = [m.origin for m in loader._modules.values()]
     assert all(o.startswith("cache") for o in origins), origins
-
-
-def test_zz_print_report():
-    print("\n" + "\n".join(REPORT))

@@ -1,14 +1,15 @@
 """Device tests of the fused FLUX block kernels (kernels_cu/svdq_fused_norm.cu, kernels_cu/svdq_w4a16_gemv.cu)
 against the references of gpu/modules/fused_ops.py (run on a GPU with pycuda; skipped elsewhere).
 
-Every case draws fresh random inputs (the seed is printed), writes into outputs poisoned with NaN, and checks
-each output element against a float64 evaluation of the reference formula: within half a 16-bit ulp plus the
-fp32 rounding noise of the reduction (``assert_rounded_once``), which any wrong index, stride or operand
-(an O(1) error) violates. gate_residual and v (a copy) must be bit-identical to the reference. Then
+Every case draws fresh random inputs (the seed is in the report printed at the end), writes into outputs
+poisoned with NaN, and checks each output element against a float64 evaluation of the reference formula: within
+half a 16-bit ulp plus the fp32 rounding noise of the reduction (``assert_rounded_once``), which any wrong index,
+stride or operand (an O(1) error) violates. gate_residual and v (a copy) must be bit-identical to the reference. Then
 determinism (two runs, same bits) at the FLUX shapes, CUDA-graph capture, compute-sanitizer on small shapes
-(slow), and a timing report (printed, not asserted) of each kernel against the unfused PyTorch ops:
+(slow), and a timing report (in the report printed at the end, not asserted) of each kernel against the
+unfused PyTorch ops:
 
-    python -m pytest -q -s tests/gpu/test_fused_ops_device.py
+    python -m pytest -q tests/gpu/test_fused_ops_device.py
 
 Run as a script (``python tests/gpu/test_fused_ops_device.py --small``) it only runs every kernel on small
 shapes, for compute-sanitizer.
@@ -34,17 +35,9 @@ from gpu.modules import fused_ops  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
-REPORT: list[str] = []
 BF, FP = torch.bfloat16, torch.float16
 FLUX_C, FLUX_H, FLUX_D, FLUX_TXT, FLUX_IMG = 3072, 24, 128, 512, 4096
 FLUX_S = FLUX_TXT + FLUX_IMG
-
-
-@pytest.fixture(scope="module")
-def gen():
-    seed = int.from_bytes(os.urandom(4), "little")  # fresh inputs each run
-    REPORT.append(f"seed {seed}")
-    return torch.Generator().manual_seed(seed)
 
 
 def _nan(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -88,7 +81,7 @@ def layernorm_exact(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, e
 
 
 @pytest.mark.parametrize("b,s,c,dtype", LN_CASES)
-def test_layernorm_modulate(b, s, c, dtype, gen):
+def test_layernorm_modulate(b, s, c, dtype, gen, report):
     from gpu.kernels import launch
 
     _require_fused()
@@ -105,8 +98,8 @@ def test_layernorm_modulate(b, s, c, dtype, gen):
     assert_rounded_once(out, exact, fp32_rel=2e-5, magnitude=magnitude)
     ref = fused_ops.layernorm_modulate_reference(x, shift, scale)
     n_diff = int((_bits(out) != _bits(ref)).sum())
-    REPORT.append(f"layernorm_modulate B={b} S={s} C={c} {str(dtype)[6:]}: rel={rel_err(out, ref):.2e}, "
-                  f"{n_diff} of {out.numel()} differ from the reference by an ulp")  # fmt: skip
+    report(f"layernorm_modulate B={b} S={s} C={c} {str(dtype)[6:]}: rel={rel_err(out, ref):.2e}, "
+           f"{n_diff} of {out.numel()} differ from the reference by an ulp")  # fmt: skip
 
 
 # -- gate_residual ----------------------------------------------------------------------------------------
@@ -115,7 +108,7 @@ GR_CASES = [(1, FLUX_S, FLUX_C, BF), (1, FLUX_S, FLUX_C, FP), (2, 3, 8, BF), (3,
 
 
 @pytest.mark.parametrize("b,s,c,dtype", GR_CASES)
-def test_gate_residual_bit_exact(b, s, c, dtype, gen):
+def test_gate_residual_bit_exact(b, s, c, dtype, gen, report):
     from gpu.kernels import launch
 
     _require_fused()
@@ -130,7 +123,7 @@ def test_gate_residual_bit_exact(b, s, c, dtype, gen):
     inplace = residual.clone()
     assert fused_ops.gate_residual(inplace, gate, y, out=inplace) is inplace
     assert torch.equal(_bits(inplace), _bits(ref))
-    REPORT.append(f"gate_residual B={b} S={s} C={c} {str(dtype)[6:]}: bit-identical (also in place)")
+    report(f"gate_residual B={b} S={s} C={c} {str(dtype)[6:]}: bit-identical (also in place)")
 
 
 def test_gate_residual_fp16_saturation():
@@ -167,7 +160,7 @@ def _rope_exact(n: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[
 
 @pytest.mark.parametrize("b,s_txt,s_img,heads,extra,joint", QK_CASES)
 @pytest.mark.parametrize("dtype", [BF, FP])
-def test_qk_norm_rope(b, s_txt, s_img, heads, extra, joint, dtype, gen):
+def test_qk_norm_rope(b, s_txt, s_img, heads, extra, joint, dtype, gen, report):
     _require_fused()
     width = 3 * heads * FLUX_D + extra
     s = s_txt + s_img
@@ -201,8 +194,8 @@ def test_qk_norm_rope(b, s_txt, s_img, heads, extra, joint, dtype, gen):
         ref = fused_ops.qk_norm_rope_joint_reference(streams[0], streams[1], *w, cos, sin, heads)
     else:
         ref = fused_ops.qk_norm_rope_reference(streams[1], w[2], w[3], cos, sin, heads)
-    REPORT.append(f"qk_norm_rope{'_joint' if joint else ''} B={b} S={s_txt}+{s_img} H={heads} F={width} "
-                  f"{str(dtype)[6:]}: rel q={rel_err(q, ref[0]):.2e} k={rel_err(k, ref[1]):.2e}")  # fmt: skip
+    report(f"qk_norm_rope{'_joint' if joint else ''} B={b} S={s_txt}+{s_img} H={heads} F={width} "
+           f"{str(dtype)[6:]}: rel q={rel_err(q, ref[0]):.2e} k={rel_err(k, ref[1]):.2e}")  # fmt: skip
 
 
 # -- w4a16_gemv -------------------------------------------------------------------------------------------
@@ -213,7 +206,7 @@ GEMV_CASES = [(1, FLUX_C, 6 * FLUX_C, BF), (1, FLUX_C, 3 * FLUX_C, BF), (2, FLUX
 
 
 @pytest.mark.parametrize("m,k,n,dtype", GEMV_CASES)
-def test_w4a16_gemv(m, k, n, dtype, gen):
+def test_w4a16_gemv(m, k, n, dtype, gen, report):
     from gpu.kernels import launch
     from gpu.quant import dequantize
 
@@ -232,8 +225,8 @@ def test_w4a16_gemv(m, k, n, dtype, gen):
     # fp32 accumulation noise is relative to the sum of |terms|, not to the (possibly cancelled) result
     assert_rounded_once(out, exact, fp32_rel=1e-5, magnitude=x.double().abs() @ w.abs().T + layer.bias.double().abs())
     ref = fused_ops.w4a16_gemv_reference(x, layer)
-    REPORT.append(f"w4a16_gemv M={m} K={k} N={n} {str(dtype)[6:]}: rel={rel_err(out, ref):.2e}, "
-                  f"{int((_bits(out) != _bits(ref)).sum())} of {out.numel()} differ from the reference")  # fmt: skip
+    report(f"w4a16_gemv M={m} K={k} N={n} {str(dtype)[6:]}: rel={rel_err(out, ref):.2e}, "
+           f"{int((_bits(out) != _bits(ref)).sum())} of {out.numel()} differ from the reference")  # fmt: skip
 
 
 @pytest.mark.parametrize("m,dtype", [(1, BF), (2, FP), (8, BF)])
@@ -376,7 +369,7 @@ def _diffusers_qk_joint(qkv_txt, qkv_img, wqt, wkt, wqi, wki, cos, sin, heads, e
     return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
 
-def test_timing_report(gen):
+def test_timing_report(gen, report):
     """Each fused kernel against the unfused PyTorch ops diffusers runs, at FLUX.1's shapes (B=1, 512 text +
     4096 image tokens, C=3072, H=24): printed, not asserted."""
     from gpu.quant import dequantize
@@ -426,7 +419,8 @@ def test_timing_report(gen):
                      f"  x{ug / fg:5.2f}  fused {nbytes / fg / 1e3:7.0f} GB/s")  # fmt: skip
     ref_e, ref_g = _bench(lambda: fused_ops.w4a16_gemv_reference(temb, layer), iters=3)
     lines.append(f"  w4a16_gemv PyTorch reference (dequantize + fp32 matmul): {ref_g:.1f} us")
-    REPORT.extend(lines)
+    for line in lines:
+        report(line)
 
 
 # -- compute-sanitizer ------------------------------------------------------------------------------------
@@ -456,7 +450,7 @@ def run_small() -> None:
 
 
 @pytest.mark.slow
-def test_compute_sanitizer():
+def test_compute_sanitizer(report):
     tool = os.environ.get("COMPUTE_SANITIZER", "compute-sanitizer")
     from shutil import which
 
@@ -469,12 +463,9 @@ def test_compute_sanitizer():
             cwd=root, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         tail = (proc.stdout + proc.stderr)[-3000:]
-        REPORT.append(f"compute-sanitizer {check} (fused ops): rc={proc.returncode} " + tail.strip().splitlines()[-1])
+        report(f"compute-sanitizer {check} (fused ops): rc={proc.returncode} " + tail.strip().splitlines()[-1])
         assert proc.returncode == 0, tail
 
-
-def test_zz_print_report():
-    print("\n" + "\n".join(REPORT))
 
 
 if __name__ == "__main__" and "--small" in sys.argv:

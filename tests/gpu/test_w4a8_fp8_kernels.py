@@ -36,11 +36,10 @@ pytestmark = [
         reason="the FP8 wgmma kernels are sm_90a (Hopper) only",
     ),
 ]
-REPORT: list[str] = []
 
 
 @pytest.mark.parametrize("m,k,n,rank,dtype", sweep_cases([0, *RANKS]))
-def test_w4a8f_matches_reference(m, k, n, rank, dtype, gen):
+def test_w4a8f_matches_reference(m, k, n, rank, dtype, gen, report):
     from gpu.kernels.launch import act_fp8_to_values, quantize_act_fp8, svdq_linear_forward_w4a8f, w4a8f_gemm
     from gpu.kernels.repack import packed_w4a8f_for
 
@@ -68,7 +67,7 @@ def test_w4a8f_matches_reference(m, k, n, rank, dtype, gen):
     assert not torch.isnan(y).any(), "unwritten (poisoned) outputs"
     assert torch.equal(y, y_fwd), "svdq_linear_forward_w4a8f differs from the launch sequence"
     e = rel_err(y, layer.forward_reference(x, act_format=FP8_ROW))
-    REPORT.append(f"M={m} K={k} N={n} r={rank} {str(dtype)[6:]}: rel={e:.2e} int_part={e_int:.2e}")
+    report(f"M={m} K={k} N={n} r={rank} {str(dtype)[6:]}: rel={e:.2e} int_part={e_int:.2e}")
     assert e_int <= 4e-3, e_int  # 16-bit output rounding of the integer part alone
     assert e <= 4e-3, e
 
@@ -101,7 +100,7 @@ def test_w4a8f_rank_windows_of_a_merged_layer(dtype, gen):
     assert rel_err(y, merged.forward_reference(x, act_format=FP8_ROW)) <= 4e-3
 
 
-def test_w4a8f_merged_rank_above_128_with_narrow_windows(gen):
+def test_w4a8f_merged_rank_above_128_with_narrow_windows(gen, report):
     """LoRA-widened members (48 + 48 + 48 + 64 = 208 columns in all) merged: each tile stages only its member's
     window, so the kernels serve the layer (dispatch picks them) and match the reference."""
     from gpu.kernels.launch import svdq_linear_forward_w4a8f
@@ -122,12 +121,12 @@ def test_w4a8f_merged_rank_above_128_with_narrow_windows(gen):
     assert "W4A8 FP8" in merged.last_path, merged.last_path
     assert torch.equal(y, y_dispatch)
     e = rel_err(y, merged.forward_reference(x, act_format=FP8_ROW))
-    REPORT.append(f"merged rank 208 (windows <= 64): rel={e:.2e}")
+    report(f"merged rank 208 (windows <= 64): rel={e:.2e}")
     assert e <= 4e-3, e
 
 
 @pytest.mark.parametrize("rank", [144, 240])
-def test_w4a8f_windows_wider_than_128(rank, gen):
+def test_w4a8f_windows_wider_than_128(rank, gen, report):
     """A rank-32 layer with a rank-112 or rank-208 LoRA: the tile's window (> 128 columns) is staged whole and
     multiplied in two runs (the first 128 columns, then the rest, accumulating); dispatch picks the kernels."""
     from gpu.kernels.launch import svdq_linear_forward_w4a8f
@@ -146,7 +145,7 @@ def test_w4a8f_windows_wider_than_128(rank, gen):
     assert torch.equal(y, y_dispatch) and not torch.isnan(y).any()
     ref = layer.forward_reference(x, act_format=FP8_ROW)
     e = rel_err(y, ref.to(torch.bfloat16))
-    REPORT.append(f"window {rank}: rel={e:.2e}")
+    report(f"window {rank}: rel={e:.2e}")
     assert e <= 4e-3, e
     # the columns past the first 128 weigh far more than the tolerance: leaving them out would fail above
     tail = (x.float() @ smoothed_lora_down(layer.lora_down, layer.smooth).float())[:, 128:]
@@ -154,7 +153,7 @@ def test_w4a8f_windows_wider_than_128(rank, gen):
 
 
 @pytest.mark.parametrize("rank,dtype", [(256, torch.bfloat16), (400, torch.float16)])
-def test_w4a8f_windows_wider_than_the_gemm_fuses(rank, dtype, gen):
+def test_w4a8f_windows_wider_than_the_gemm_fuses(rank, dtype, gen, report):
     """Layers of rank 256 and 400 (windows 256 and 400 > 240; a rank-32 layer with a rank-224 or rank-368 LoRA is
     the same shape): dispatch keeps them on the FP8 GEMM with the up projection on cuBLAS beside it (they used to
     go to the emulated INT4 kernels), ``last_path`` says so, and the output matches the FP8 reference, with GELU
@@ -180,7 +179,7 @@ def test_w4a8f_windows_wider_than_the_gemm_fuses(rank, dtype, gen):
     assert not torch.isnan(y).any()
     ref = layer.forward_reference(x, act_format=FP8_ROW)
     e = rel_err(y, ref.to(dtype))
-    REPORT.append(f"window {rank} (up projection beside the GEMM): rel={e:.2e}")
+    report(f"window {rank} (up projection beside the GEMM): rel={e:.2e}")
     assert e <= 4e-3, e
     assert rel_err(y_gelu, gelu_columns_(ref.clone(), 100).to(dtype)) <= 4e-3
     assert torch.equal(y_gelu[:, :100], y[:, :100])
@@ -257,7 +256,7 @@ def test_w4a8f_persistent_blocks_walk_every_tile(gen):
 
 
 @pytest.mark.parametrize("dtype,scale_dtype", [(torch.float16, torch.bfloat16), (torch.bfloat16, torch.float16)])
-def test_w4a8f_scales_of_the_other_16bit_type(dtype, scale_dtype, gen):
+def test_w4a8f_scales_of_the_other_16bit_type(dtype, scale_dtype, gen, report):
     """A checkpoint's group scales kept in their own type while the layer runs in the other one: the
     ``svdq_w4a8f_gemm_xs_*`` entry points read them as they are."""
     from gpu.kernels.launch import svdq_linear_forward_w4a8f
@@ -274,7 +273,7 @@ def test_w4a8f_scales_of_the_other_16bit_type(dtype, scale_dtype, gen):
         torch.cuda.synchronize()
         assert not torch.isnan(y).any(), "unwritten (poisoned) outputs"
         e = rel_err(y, layer.forward_reference(x, act_format=FP8_ROW))
-        REPORT.append(f"M={m} K={k} N={n} r={rank} {str(dtype)[6:]} with {str(scale_dtype)[6:]} scales: rel={e:.2e}")
+        report(f"M={m} K={k} N={n} r={rank} {str(dtype)[6:]} with {str(scale_dtype)[6:]} scales: rel={e:.2e}")
         assert e <= 4e-3, e
 
 
@@ -318,7 +317,7 @@ def test_w4a8f_gelu_deterministic_graph(gen):
     assert torch.equal(static_y, svdq_linear_forward_w4a8f(static_x, packed))
 
 
-def test_w4a8f_dispatch(gen):
+def test_w4a8f_dispatch(gen, report):
     from gpu.kernels.repack import enable_canonical_offload
 
     layer = random_layer(192, 136, 16, torch.bfloat16, gen)
@@ -326,7 +325,7 @@ def test_w4a8f_dispatch(gen):
     x = random_x(7, 192, torch.bfloat16, gen)
     with torch.inference_mode():  # what generation runs under
         y = layer(x)
-    REPORT.append(f"dispatch: {layer.last_path}")
+    report(f"dispatch: {layer.last_path}")
     assert "W4A8 FP8" in layer.last_path, layer.last_path
     assert rel_err(y, layer.forward_reference(x, act_format=FP8_ROW)) <= 4e-3
     # the GPU keeps only the packed copy: the canonical codes and scales moved to host memory
@@ -341,8 +340,4 @@ def test_w4a8f_dispatch(gen):
     assert "multiple of 8" in W4A8.refuses(odd, x.device)
     odd(x)
     assert "INT4 W4A4" in odd.last_path, odd.last_path  # served by the (emulated) W4A4 kernels instead
-    REPORT.append(f"dispatch (N=132): {odd.last_path}")
-
-
-def test_zz_print_report():
-    print("\n" + "\n".join(REPORT))
+    report(f"dispatch (N=132): {odd.last_path}")

@@ -32,11 +32,10 @@ from gpu.quant import get_format
 
 pytestmark = pytest.mark.gpu
 INT8_G64 = get_format("int8_g64")
-REPORT: list[str] = []
 
 
 @pytest.mark.parametrize("m,k,n,rank,dtype", sweep_cases([0, *RANKS]))
-def test_w4a8_matches_reference(m, k, n, rank, dtype, gen):
+def test_w4a8_matches_reference(m, k, n, rank, dtype, gen, report):
     from gpu.kernels.launch import act8_fragments_to_codes, quantize_act_int8, w4a8_gemm
     from gpu.kernels.repack import packed_for
 
@@ -72,7 +71,7 @@ def test_w4a8_matches_reference(m, k, n, rank, dtype, gen):
     e = rel_err(y, y_ref32.to(dtype))
     # the module-level reference (gpu.quant on the device) as the app would run it
     e_mod = rel_err(y, layer.forward_reference(x, act_format="int8_g64"))
-    REPORT.append(f"M={m} K={k} N={n} r={rank} {str(dtype)[6:]}: rel={e:.2e} vs_forward_reference={e_mod:.2e}")
+    report(f"M={m} K={k} N={n} r={rank} {str(dtype)[6:]}: rel={e:.2e} vs_forward_reference={e_mod:.2e}")
     assert e <= 1e-3, e
     assert e_mod <= 5e-3, e_mod
 
@@ -101,7 +100,3 @@ def test_w4a8_gelu_deterministic_graph(gen):
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(static_y, svdq_linear_forward_w4a8(static_x, packed))
-
-
-def test_zz_print_report():
-    print("\n" + "\n".join(REPORT))
