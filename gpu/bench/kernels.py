@@ -89,6 +89,22 @@ def _time_columns(fns: dict, n_sets: int, iters: int, warmup: int = 5) -> dict[s
     return times
 
 
+def gpu_meta(device: torch.device) -> dict[str, str]:
+    """What a GPU benchmark's result says first: when (UTC), which GPU, its compute capability, torch's version."""
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "gpu": torch.cuda.get_device_name(device),
+        "capability": "sm_{}{}".format(*torch.cuda.get_device_capability(device)),
+        "torch": torch.__version__,
+    }
+
+
+def sets_past_l2(bytes_per_call: int) -> int:
+    """How many input sets ``_time_columns`` rotates over so that a call's inputs have left L2 before they are read
+    again: more than twice the 50-60 MB L2 (H100, H200) is read between two reuses; 2 to 8 sets."""
+    return max(2, min(8, math.ceil(2 * 60e6 / bytes_per_call) + 1))
+
+
 def _layer_set(k: int, n: int, rank: int, gen: torch.Generator, device: torch.device) -> dict[str, Any]:
     """One random layer's operands on ``device``: bf16 weight "w" [n, k] and "bias" [n], its FP8 rowwise form
     ("w8" e4m3 [n, k], "w_scale_t" fp32 [1, n]) and "layers" (rank -> ``SVDQLinear``, at ``rank`` and 0)."""
@@ -152,7 +168,7 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
     fused, pack = path["fused"], path["pack"]
     dt = torch.bfloat16
     per_set = m * k * 2 + n * k * 2 + m * n * 2  # bf16 x, w, out: the largest working set (column a)
-    n_sets = max(2, min(8, math.ceil(2 * 60e6 / per_set) + 1))  # > 2x the 50-60 MB L2 between reuses
+    n_sets = sets_past_l2(per_set)
     sets = []
     for _ in range(n_sets):
         s = _layer_set(k, n, rank, gen, device)
@@ -268,10 +284,7 @@ def run(out_dir: Path, rank: int = 32, iters: int = 30, m_list: list[int] | None
             "geomean_lowrank_overhead_d_vs_e": _geomean([1 + r["lowrank_overhead_d_vs_e"] for r in rs]) - 1,
         }
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "gpu": torch.cuda.get_device_name(device),
-        "capability": "sm_{}{}".format(*torch.cuda.get_device_capability(device)),
-        "torch": torch.__version__,
+        **gpu_meta(device),
         "rank": rank,
         "iters": iters,
         "timing": "CUDA-graph replay per call, CUDA events",

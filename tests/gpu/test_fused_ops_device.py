@@ -5,9 +5,8 @@ Every case draws fresh random inputs (the seed is in the report printed at the e
 poisoned with NaN, and checks each output element against a float64 evaluation of the reference formula: within
 half a 16-bit ulp plus the fp32 rounding noise of the reduction (``assert_rounded_once``), which any wrong index,
 stride or operand (an O(1) error) violates. gate_residual and v (a copy) must be bit-identical to the reference. Then
-determinism (two runs, same bits) at the FLUX shapes, CUDA-graph capture, compute-sanitizer on small shapes
-(slow), and a timing report (in the report printed at the end, not asserted) of each kernel against the
-unfused PyTorch ops:
+determinism (two runs, same bits) at the FLUX shapes, CUDA-graph capture and compute-sanitizer on small shapes
+(slow). Their speed against the unfused PyTorch ops is the benchmark's: ``python -m gpu.bench.fused_ops``.
 
     python -m pytest -q tests/gpu/test_fused_ops_device.py
 
@@ -31,13 +30,12 @@ import torch.nn.functional as F  # noqa: E402
 from kernel_cases import capture_graph, poison_allocator, rel_err  # noqa: E402
 from test_fused_ops import assert_rounded_once, random_w4a16_layer  # noqa: E402
 
+from gpu.bench.fused_ops import BF, FLUX_C, FLUX_D, FLUX_H, FLUX_IMG, FLUX_S, FLUX_TXT, flux_block_inputs  # noqa: E402
 from gpu.modules import fused_ops  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
-BF, FP = torch.bfloat16, torch.float16
-FLUX_C, FLUX_H, FLUX_D, FLUX_TXT, FLUX_IMG = 3072, 24, 128, 512, 4096
-FLUX_S = FLUX_TXT + FLUX_IMG
+FP = torch.float16
 
 
 def _nan(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -256,28 +254,6 @@ def test_w4a16_gemv_grouped_equals_per_layer(m, dtype, gen):
 # -- determinism, graphs ----------------------------------------------------------------------------------
 
 
-def _flux_inputs(gen: torch.Generator, dtype: torch.dtype = BF) -> dict:
-    c, h = FLUX_C, FLUX_H
-    emb = _randn((1, 6 * c), gen, dtype, 0.5)
-    rope = [_randn((FLUX_S, FLUX_D), gen, torch.float32) for _ in range(2)]
-    return {
-        "x": _activations(1, FLUX_S, c, gen, dtype),
-        "y": _randn((1, FLUX_S, c), gen, dtype),
-        "shift": emb[:, :c],
-        "scale": emb[:, c : 2 * c],
-        "gate": emb[:, 2 * c : 3 * c],
-        "qkv": _randn((1, FLUX_S, 7 * c), gen, dtype, 3.0),  # single block: QKV + MLP in one projection
-        "qkv_txt": _randn((1, FLUX_TXT, 3 * c), gen, dtype, 3.0),
-        "qkv_img": _randn((1, FLUX_IMG, 3 * c), gen, dtype, 3.0),
-        "w": [(1 + 0.3 * torch.randn(FLUX_D, generator=gen)).to(dtype).cuda() for _ in range(4)],
-        "cos": rope[0],
-        "sin": rope[1],
-        "temb": _randn((1, c), gen, dtype),
-        "layer": random_w4a16_layer(c, 6 * c, dtype, gen, device="cuda"),
-        "heads": h,
-    }
-
-
 def _all_ops(a: dict) -> list[torch.Tensor]:
     """Every fused op once at the FLUX shapes (through the dispatching functions)."""
     ln = fused_ops.layernorm_modulate(a["x"], a["shift"], a["scale"])
@@ -291,7 +267,7 @@ def _all_ops(a: dict) -> list[torch.Tensor]:
 def test_deterministic(gen):
     _require_fused()
     _require_fused("gemv")
-    a = _flux_inputs(gen)
+    a = flux_block_inputs(gen)
     first = _all_ops(a)
     for _ in range(2):
         again = _all_ops(a)
@@ -303,124 +279,16 @@ def test_cuda_graph_capture_and_replay(gen):
     """The fused ops inside torch.cuda.graph (the fused FLUX model captures its whole forward)."""
     _require_fused()
     _require_fused("gemv")
-    a = _flux_inputs(gen)
+    a = flux_block_inputs(gen)
     graph, static = capture_graph(lambda: _all_ops(a))
     for _ in range(2):
-        fresh = _flux_inputs(gen)
+        fresh = flux_block_inputs(gen)
         for key in ("x", "y", "qkv", "qkv_txt", "qkv_img", "cos", "sin", "temb"):
             a[key].copy_(fresh[key])
         graph.replay()
         torch.cuda.synchronize()
         for i, (got, want) in enumerate(zip(static, _all_ops(a), strict=True)):
             assert torch.equal(_bits(got), _bits(want)), f"graph output {i} differs from eager"
-
-
-# -- timing (printed, not asserted) -----------------------------------------------------------------------
-
-
-def _bench(fn, iters: int = 20) -> tuple[float, float]:
-    """(eager us per call incl. host launch overhead, us per call replayed from a CUDA graph)."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    eager = start.elapsed_time(end) * 1000 / iters
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(iters):
-            fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    start.record()
-    graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return eager, start.elapsed_time(end) * 1000 / iters
-
-
-def _diffusers_qk(qkv, wq, wk, cos, sin, heads, eps=1e-6):
-    """FluxAttnProcessor's unfused steps (fused QKV projection): split, RMSNorm, RoPE, [B, H, S, D] views."""
-    from diffusers.models.embeddings import apply_rotary_emb
-
-    q, k, v = qkv[..., : 3 * heads * FLUX_D].chunk(3, dim=-1)
-    q, k, v = (t.unflatten(-1, (heads, FLUX_D)) for t in (q, k, v))
-    q = F.rms_norm(q, (FLUX_D,), wq, eps)
-    k = F.rms_norm(k, (FLUX_D,), wk, eps)
-    q = apply_rotary_emb(q, (cos, sin), sequence_dim=1)
-    k = apply_rotary_emb(k, (cos, sin), sequence_dim=1)
-    return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-
-
-def _diffusers_qk_joint(qkv_txt, qkv_img, wqt, wkt, wqi, wki, cos, sin, heads, eps=1e-6):
-    from diffusers.models.embeddings import apply_rotary_emb
-
-    parts = []
-    for qkv, wq, wk in ((qkv_txt, wqt, wkt), (qkv_img, wqi, wki)):
-        q, k, v = (t.unflatten(-1, (heads, FLUX_D)) for t in qkv.chunk(3, dim=-1))
-        parts.append((F.rms_norm(q, (FLUX_D,), wq, eps), F.rms_norm(k, (FLUX_D,), wk, eps), v))
-    q, k, v = (torch.cat([parts[0][i], parts[1][i]], dim=1) for i in range(3))
-    q = apply_rotary_emb(q, (cos, sin), sequence_dim=1)
-    k = apply_rotary_emb(k, (cos, sin), sequence_dim=1)
-    return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-
-
-def test_timing_report(gen, report):
-    """Each fused kernel against the unfused PyTorch ops diffusers runs, at FLUX.1's shapes (B=1, 512 text +
-    4096 image tokens, C=3072, H=24): printed, not asserted."""
-    from gpu.quant import dequantize
-
-    _require_fused()
-    _require_fused("gemv")
-    a = _flux_inputs(gen)
-    x, y, shift, scale, gate, w, cos, sin, heads = (a[k] for k in ("x", "y", "shift", "scale", "gate", "w", "cos",
-                                                                   "sin", "heads"))  # fmt: skip
-    layer = a["layer"]
-    temb = F.silu(a["temb"])
-    w16 = dequantize(layer.quantized_weight()).to(BF)  # the 16-bit layer the quantized one replaces
-    act_bytes = x.numel() * 2
-    cases = {
-        "layernorm_modulate": (
-            lambda: fused_ops.layernorm_modulate(x, shift, scale),
-            lambda: F.layer_norm(x, (FLUX_C,), eps=1e-6) * (1 + scale[:, None]) + shift[:, None],
-            2 * act_bytes,
-        ),
-        "gate_residual": (
-            lambda: fused_ops.gate_residual(x, gate, y),
-            lambda: x + gate.unsqueeze(1) * y,
-            3 * act_bytes,
-        ),
-        "qk_norm_rope (single, QKV+MLP rows)": (
-            lambda: fused_ops.qk_norm_rope(a["qkv"], w[2], w[3], cos, sin, heads),
-            lambda: _diffusers_qk(a["qkv"], w[2], w[3], cos, sin, heads),
-            2 * 2 * act_bytes,  # q and k read and written; v is read in place by attention
-        ),
-        "qk_norm_rope_joint (double)": (
-            lambda: fused_ops.qk_norm_rope_joint(a["qkv_txt"], a["qkv_img"], *w, cos, sin, heads),
-            lambda: _diffusers_qk_joint(a["qkv_txt"], a["qkv_img"], *w, cos, sin, heads),
-            2 * 3 * act_bytes,
-        ),
-        "w4a16_gemv 3072->18432 (vs bf16 F.linear)": (
-            lambda: fused_ops.w4a16_gemv(temb, layer),
-            lambda: F.linear(temb, w16, layer.bias),
-            layer.qweight.numel() + layer.wscales.numel() * 2,
-        ),
-    }
-    lines = ["timing at FLUX shapes (us per call; eager includes Python/pycuda launch overhead, graph = "
-             "replayed from a CUDA graph, i.e. device time):"]  # fmt: skip
-    for name, (fused, unfused, nbytes) in cases.items():
-        fe, fg = _bench(fused)
-        ue, ug = _bench(unfused)
-        lines.append(f"  {name:44s} fused {fg:8.1f} (eager {fe:7.1f})  unfused torch {ug:8.1f} (eager {ue:7.1f})"
-                     f"  x{ug / fg:5.2f}  fused {nbytes / fg / 1e3:7.0f} GB/s")  # fmt: skip
-    ref_e, ref_g = _bench(lambda: fused_ops.w4a16_gemv_reference(temb, layer), iters=3)
-    lines.append(f"  w4a16_gemv PyTorch reference (dequantize + fp32 matmul): {ref_g:.1f} us")
-    for line in lines:
-        report(line)
 
 
 # -- compute-sanitizer ------------------------------------------------------------------------------------
