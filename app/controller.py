@@ -27,8 +27,9 @@ from app.image_files import inspect_image_settings, read_image_settings, relativ
 from app.lora_state import LoraState, cost_sentence
 from app.memory_state import MemoryState
 from app.prompt_length_state import PromptLengthState
-from app.reconcile import FolderImport, ReconcileReport, Recovery, check_folder, storable
+from app.reconcile import FolderImport, storable
 from app.settings import Settings
+from app.startup_notices import check_images_folder, database_notices, lora_not_restored_notice
 from app.store import ImageRecord
 from app.store_recovery import open_store
 from app.trash_listing import FailureKind, TrashEmptied, TrashListing
@@ -110,26 +111,15 @@ class AppController(QObject):
         # A re-import after a lost database, begun now or cut short by a quit or a crash at an earlier start: the
         # stars and prompts it gives back are in the database until it ends.
         recovery = self.store.recovery()
-        self.reconcile_report = self._reconcile(recovery)  # its new files are imported once the window is up
-        if self.reconcile_report.unnamed:
-            unnamed = self.reconcile_report.unnamed
-            self.notices.append(EngineError(
-                "notice", f"{counted(len(unnamed), 'image')} in {data.images} could not be added to the gallery: "
-                f"{'its name is' if len(unnamed) == 1 else 'their names are'} not valid text "
-                f"({named_few(unnamed)}).", "Rename the files (any name of letters and digits); they are added "
-                "at the next start. They were left as they are."))
-        if opened.damaged_copy is None and (opened.rebuilt or opened.journals):
-            self.notices.append(_no_database_notice(data, opened.rebuilt, opened.journals))
-        elif opened.damaged_copy is not None:
-            favorites = len(recovery.favorites) if recovery is not None else 0
-            self.notices.append(EngineError(
-                "notice",
-                f"The gallery database was damaged ({opened.damage}). It was kept as {opened.damaged_copy} and "
-                f"a new one was started: the images in {data.images} are imported into it again (the status bar "
-                f"says how far), with the {counted(favorites, 'favorite')} and the "
-                f"{counted(len(self.store.prompts()), 'prompt')} of the history read back from the damaged one.",
-                "Prompts that never made an image, and the trash's undo list, may be missing.",
-            ))  # fmt: skip
+        report, new, failed = check_images_folder(self.store, data)
+        if failed is not None:
+            self.notices.append(failed)
+        self.reconcile_report = report
+        # Its new files are imported once the window is up. A failed check imports none, nor ends a recovery: it goes
+        # on at the next start, which finds the new files.
+        self.folder_import = FolderImport(self.store, data, new, report, recovery if failed is None else None, self)
+        self.folder_import.failed.connect(self.error)
+        self.notices += database_notices(data, opened, recovery, report)
         self.gallery = GalleryModel(self.store, data, self)
         self.folder_import.imported.connect(self.gallery.add_imported)
         self.gallery.wait_for_gather(self.folder_import)
@@ -149,9 +139,7 @@ class AppController(QObject):
         self.job = JobState()
         self.loras = LoraState()
         self.loras.notice.connect(self.error.emit)  # what is wrong with a folder of LoRAs, once it is read
-        for text in self.loras.restore(settings.loras):
-            self.notices.append(EngineError("notice", text, "Once a usable FLUX.1 LoRA file is back at that path, "
-                                            "switch it on again; or remove it from the list."))  # fmt: skip
+        self.notices += [lora_not_restored_notice(text) for text in self.loras.restore(settings.loras)]
         self.loras.add_shipped(settings.removed_examples)
         self.memory = MemoryState()
         self.prompt_length = PromptLengthState()
@@ -215,24 +203,6 @@ class AppController(QObject):
         worker.cancelled.connect(self._on_cancelled)
         worker.failed.connect(self._on_failed)
         quantize_runs.ended.connect(self._on_quantize_runs_ended)
-
-    def _reconcile(self, recovery: Recovery | None) -> ReconcileReport:
-        """The images folder checked against the database, before the window shows: a listing and some stats.
-        The new files it holds are imported by ``folder_import`` once the window is up (``MainWindow.start``):
-        read before, a first start with 30,000 of them showed nothing for 90 s, as if hung. ``recovery``: what
-        they give back after a lost database (``Store.recovery``)."""
-        try:
-            report, new = check_folder(self.store, self.data)
-        except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: the app still starts, with what is there
-            log.exception("start-up gallery check failed")
-            self.notices.append(EngineError("notice", "The gallery could not be checked against the images "
-                                            f"folder {self.data.images}: {exc}.",
-                                            "Some images may be missing from the gallery until the next start."))
-            report, new = ReconcileReport(), {}
-            recovery = None  # nothing imported: it goes on at the next start, which finds the new files
-        self.folder_import = FolderImport(self.store, self.data, new, report, recovery, self)
-        self.folder_import.failed.connect(self.error)
-        return report
 
     # ---- engine life ---------------------------------------------------------------------------------------
 
@@ -1174,33 +1144,3 @@ def _unusable_loras(entries: list[Any]) -> EngineError:
             else "put usable FLUX.1 LoRAs back at those paths")  # fmt: skip
     return EngineError("user", message, f"Switch {them} off or remove {them} in the LoRA panel, or {back}, then "
                        "click Generate again.")  # fmt: skip
-
-
-def _no_database_notice(data: DataDir, pictures: bool, journals: list[Path]) -> EngineError:
-    """What to say of a start with no gallery database though one was used before: ``pictures`` in the images
-    folder (often a gallery copied to a new computer without it: nothing lost, so no alarm), ``journals`` it left,
-    kept aside (``OpenedStore.journals``). Only a -wal or -journal may hold changes: a -shm is an index SQLite
-    makes again, kept aside with them but never named as data."""
-    name = data.database.name
-    changes = [p.name for p in journals if not p.name.startswith(f"{name}-shm.")]
-    kept = f"was kept aside as {' and '.join(p.name for p in journals)}"
-    if changes:
-        kept += f" ({' and '.join(changes)} may hold the database's latest changes)"
-    if pictures:
-        said = (f"No gallery database was found at {data.database}, though {data.images} holds pictures (copied in "
-                "without it, or the database was deleted). They are being added to a new gallery (the status bar "
-                "says how far) and the prompt history is filled from their prompts.")  # fmt: skip
-        if journals:
-            said += f" What the database left beside it {kept}."
-        hint = (f"If you have the {name} that goes with them (the old computer's data folder, a backup), quit Nibble "
-                f"Studio and put it at {data.database} to get its stars and history back")  # fmt: skip
-    else:
-        said = (f"No gallery database was found at {data.database}, only what it left beside it (the database was "
-                f"deleted, or lost in a crash). A new gallery was started; what the database left {kept}.")  # fmt: skip
-        hint = (f"If the deleted {name} can be found (the recycle bin, a backup), quit Nibble Studio and put it at "
-                f"{data.database} to get its stars and prompt history back")  # fmt: skip
-    wal = next((p for p in journals if p.name.startswith(f"{name}-wal.")), None)
-    if wal is not None:
-        hint += (f"; if it is the very file that went missing (from the recycle bin), also rename {wal.name} back to "
-                 f"{name}-wal beside it")  # fmt: skip
-    return EngineError("notice", said, hint + ".")

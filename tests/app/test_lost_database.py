@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from PIL import Image
 
-from app.controller import _no_database_notice
 from app.data_dir import DataDir
+from app.startup_notices import no_database_notice
 from app.store import Store
 from app.store_recovery import open_store
 from gpu.generation.png_metadata import write_png
@@ -55,7 +55,7 @@ def test_a_missing_database_beside_images_is_said_and_a_first_start_is_not(tmp_p
     assert kept.name.startswith("nibble.sqlite3-wal.damaged-") and kept.read_bytes().startswith(b"changes since")
     assert shm.name.startswith("nibble.sqlite3-shm.damaged-")
     assert not opened.rebuilt and not (tmp_path / "nibble.sqlite3-wal").exists()
-    said = _no_database_notice(DataDir(tmp_path), False, opened.journals)  # no pictures: what the window says
+    said = no_database_notice(DataDir(tmp_path), False, opened.journals)  # no pictures: what the window says
     assert "only what it left beside it" in said.message and kept.name in said.message and shm.name in said.message
     # was: the -shm named as what "may hold the database's latest changes", and a hint for pictures copied in
     assert f"({kept.name} may hold the database's latest changes)" in said.message
