@@ -51,10 +51,10 @@ def _emptied_failing(qtbot, data_root, monkeypatch, caplog, names: list[str], re
 
     monkeypatch.setattr(Path, "unlink", refusing(unlink))
     monkeypatch.setattr(Path, "rmdir", refusing(rmdir))
-    caplog.set_level(logging.ERROR, logger="app.controller")
+    caplog.set_level(logging.ERROR, logger="app.trash_actions")
     with qtbot.waitSignal(gallery.trash_emptied, timeout=30000) as ended:
         assert controller.empty_trash(trash_listing(qtbot, gallery))
-    return ended.args[0], [r.getMessage() for r in caplog.records if r.name == "app.controller"], errors
+    return ended.args[0], [r.getMessage() for r in caplog.records if r.name == "app.trash_actions"], errors
 
 
 def test_many_files_that_could_not_be_deleted_are_logged_in_one_line(qtbot, data_root, monkeypatch, caplog):
