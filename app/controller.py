@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from app.engine_errors import EngineError, database_error
 from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage, quantize_runs
 from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
+from app.history_actions import HistoryActions
 from app.history_model import HistoryModel, prompt_line
 from app.image_files import inspect_image_settings, read_image_settings, relative
 from app.lora_state import LoraState, cost_sentence
@@ -131,6 +131,8 @@ class AppController(QObject):
         self.folder_import.history_changed.connect(self.history.reload)
         self.prompt = PromptState()
         self.prompt.load_last_job(settings.last_job)
+        self.prompt_history = HistoryActions(self.history, self.prompt, self.store.path, self.error.emit,
+                                             self.status_message.emit)  # fmt: skip
         # A first launch (no size saved by a last session) takes the model's own defaults once the engine is
         # ready. Decided now, before anything saves: the window's first resize starts the autosave, which wrote
         # the panel's placeholder size into ``settings.last_job`` before a slow engine start was ready.
@@ -255,13 +257,7 @@ class AppController(QObject):
                 "Generate again once it is selected to get the image back."))  # fmt: skip
         job = Job(request)
         self._jobs[job.id] = job
-        try:
-            self.history.add(self.prompt.prompt, self.prompt.negative_prompt)
-        except sqlite3.Error as exc:  # e.g. a full disk: the job may still work, and runs; said in passing
-            log.exception("recording the prompt in the history failed")
-            self.status_message.emit(f"The prompt was not added to the prompt history: {self.store.path} could not "
-                                     f"be written ({exc}). The image is made all the same; check that the data "
-                                     "folder can be written and its disk is not full.")  # fmt: skip
+        self.prompt_history.record_prompt()
         self.job.busy = True
         # Behind a running job: its step and ETA stay, with the queue's length after them.
         self._show_job("Waiting for the engine…" if len(self._jobs) == 1 else self._job_line)
@@ -462,28 +458,16 @@ class AppController(QObject):
             self._say_not_as_saved(Path(record.path).name, notes)
 
     def forget_prompts(self, rows: list[int]) -> None:
-        """History rows removed; a database that cannot be written is named (the rows stay)."""
-        self._change_history(lambda: self.history.remove(rows), "removing prompts from the history failed")
+        """History rows removed (``HistoryActions.forget_prompts``)."""
+        self.prompt_history.forget_prompts(rows)
 
     def clear_history(self) -> None:
-        """Every prompt of the history forgotten (Clear, after the panel has asked); as ``forget_prompts``, a
-        database that cannot be written is named and the prompts stay."""
-        self._change_history(self.history.clear, "clearing the history failed")
-
-    def _change_history(self, change: Callable[[], None], what: str) -> None:
-        """``change`` made to the history; a database that refuses it is logged (``what``) and said: it was raised
-        out of the panel's slot, in the log only, the user seeing nothing happen."""
-        try:
-            change()
-        except sqlite3.Error as exc:
-            log.exception(what)
-            self.error.emit(EngineError("user", f"The prompt history in {self.store.path} could not be "
-                                        f"changed: {exc}.", "Check that the data folder can be written and its "
-                                        "disk is not full, then try again."))
+        """Every prompt of the history forgotten (``HistoryActions.clear_history``)."""
+        self.prompt_history.clear_history()
 
     def reuse_prompt(self, prompt: str, negative_prompt: str) -> None:
-        self.prompt.prompt = prompt
-        self.prompt.negative_prompt = negative_prompt
+        """A history entry's prompts put in the prompt panel."""
+        self.prompt_history.reuse_prompt(prompt, negative_prompt)
 
     def restore_from_file(self, path: Path) -> ImageSettings | None:
         """``restore_from_files`` of one file."""
