@@ -27,6 +27,7 @@ from app.image_files import inspect_image_settings, read_image_settings, relativ
 from app.lora_state import LoraState, cost_sentence
 from app.memory_state import MemoryState
 from app.prompt_length_state import PromptLengthState
+from app.prompt_measure import PromptMeasure
 from app.reconcile import FolderImport, storable
 from app.settings import Settings
 from app.startup_notices import check_images_folder, database_notices, lora_not_restored_notice
@@ -39,6 +40,7 @@ from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
 from gpu.generation.image_metadata import kind_by_name
 from gpu.generation.png_metadata import ImageSettings, encodable, png_name_problem
+from gpu.generation.prompt_length import PromptMeter
 from gpu.model_files import known_model_hash
 from gpu.version import APP_NAME
 
@@ -147,9 +149,8 @@ class AppController(QObject):
         self.loras.add_shipped(settings.removed_examples)
         self.memory = MemoryState()
         self.prompt_length = PromptLengthState()
-        self._meter: tuple[str, Any] = ("", None)  # (model, its PromptMeter), as the engine sent them last
-        self._unmeasured: Any = None  # the last meter that failed on a prompt (logged once: _measure_prompt)
-        self.prompt.prompt_changed.connect(self._measure_prompt)
+        self.prompt_measure = PromptMeasure(self.prompt, self.prompt_length, self)
+        self.prompt.prompt_changed.connect(self.prompt_measure.measure)
         self.entries: list[Any] = []
         self._library_known = False  # the entries are the library's: the engine was ready once (``_on_ready``)
         self._model_to_restore: tuple[str, str] | None = None  # (model, model hash) of an image restored before
@@ -197,7 +198,7 @@ class AppController(QObject):
         worker.already_in_library.connect(self._on_already_in_library)
         worker.model_described.connect(self._on_described)
         worker.describe_failed.connect(self._on_describe_failed)
-        worker.prompt_meter_ready.connect(self._on_prompt_meter)
+        worker.prompt_meter_ready.connect(self.prompt_measure.on_meter)
         worker.model_loaded.connect(self._on_described)
         worker.started.connect(self._on_started)
         worker.waiting.connect(self._on_waiting)
@@ -735,7 +736,7 @@ class AppController(QObject):
             return
         self.model_info = info
         self.memory.show_policy(getattr(info, "memory_policy", None))
-        self._measure_prompt()
+        self.prompt_measure.measure()
         if self._defaults_since is not None:
             self.prompt.apply_model_defaults(getattr(info, "defaults", {}) or {}, self._defaults_since)
             self._defaults_since = None
@@ -764,33 +765,10 @@ class AppController(QObject):
         if self.model_info is not None:
             self._ask_describe(self.prompt.model)
 
-    def _on_prompt_meter(self, model: str, meter: Any) -> None:
-        """A model's prompt meter, loaded after its facts were shown (see EngineWorker.describe)."""
-        self._meter = (model, meter)
-        self._measure_prompt()
-
     @property
-    def prompt_meter(self) -> Any:
-        """The selected model's ``gpu.generation.prompt_length.PromptMeter``; None until the engine has loaded it
-        (or when its tokenizer cannot be read). Never another model's: its limit may differ."""
-        model, meter = self._meter
-        return meter if model == self.prompt.model else None
-
-    def _measure_prompt(self, *_: object) -> None:
-        """The prompt's token count, measured with the selected model's meter (sub-millisecond: on every edit,
-        here on the GUI thread; the engine thread loaded its tokenizer)."""
-        meter = self.prompt_meter
-        prompt = self.prompt.prompt
-        try:
-            length = meter(prompt) if meter is not None else None
-        except Exception as exc:  # noqa: BLE001 - tokenizers raise bare Exception (TypeError for a lone surrogate)
-            # Raised out of the prompt's signal it broke the edit that emitted it; the count is unknown instead,
-            # and generating says what is wrong with the text. Logged once per meter: this runs at every keystroke.
-            if self._unmeasured is not meter:
-                log.warning("the prompt's tokens could not be counted: %s", exc)
-                self._unmeasured = meter
-            length = None
-        self.prompt_length.show(length, prompt)
+    def prompt_meter(self) -> PromptMeter | None:
+        """The selected model's prompt meter (``PromptMeasure.meter``)."""
+        return self.prompt_measure.meter
 
     def _on_started(self, job_id: int, _count: int, loads: bool) -> None:
         self.job.step = 0
