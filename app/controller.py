@@ -17,14 +17,15 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
 
 from app.data_dir import DataDir
-from app.engine_errors import EngineError, database_error
-from app.engine_worker import EngineStatus, EngineThread, Job, JobProgress, SavedImage, quantize_runs
+from app.engine_errors import EngineError
+from app.engine_worker import EngineStatus, EngineThread, Job, quantize_runs
 from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
 from app.history_actions import HistoryActions
 from app.history_model import HistoryModel, prompt_line
-from app.image_files import inspect_image_settings, read_image_settings, relative
-from app.lora_state import LoraState, cost_sentence
+from app.image_files import inspect_image_settings, read_image_settings
+from app.job_queue import JobQueue, unusable_loras_error
+from app.lora_state import LoraState
 from app.memory_state import MemoryState
 from app.prompt_length_state import PromptLengthState
 from app.prompt_measure import PromptMeasure
@@ -51,10 +52,6 @@ DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, a JPEG,
 
 log = logging.getLogger(__name__)
 
-# Esc once the last step is done: the engine only decodes and saves then, and the image comes anyway.
-TOO_LATE = "Too late to cancel: the image is being finished"
-
-
 def _unusable_hint(entry: Any) -> str:
     """What to do about the library model ``entry`` that cannot be used. Its file gone: picking a "(missing)" entry
     looks at its file again (a network or removable drive back), so putting the file back and picking it is
@@ -66,16 +63,6 @@ def _unusable_hint(entry: Any) -> str:
     remedy = getattr(entry, "hint", "")
     return sentence(f"{remedy}; or remove '{name}' from the Models list" if remedy else
                     f"Remove '{name}' from the Models list, or add the model again")
-
-
-# A job held back by a quantize run on the GPU (app.engine_worker.QuantizeRuns), which it starts after by itself.
-QUANTIZE_WAIT = ("Waiting for the quantize run to end: the GPU cannot hold the run and the image model at once. "
-                 "Cancel the run in the Quantize wizard to start now, or press Esc to drop this job")  # fmt: skip
-
-
-def _fmt_eta(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 class AppController(QObject):
@@ -156,10 +143,6 @@ class AppController(QObject):
         self._model_to_restore: tuple[str, str] | None = None  # (model, model hash) of an image restored before
         self.gpu: Any = None
         self.model_info: Any = None
-        self._jobs: dict[int, Job] = {}
-        self._finishing = 0  # the job whose last image's denoising is done (decode and save left), 0 for none
-        self._kept: dict[int, list[ImageRecord]] = {}  # per job: its images in the gallery so far
-        self._unlisted: set[int] = set()  # jobs with an image the gallery could not take (said once per job)
         self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
         self._gone: set[str] = set()  # models whose file went missing while the app ran, said so by _on_library
         self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
@@ -169,18 +152,11 @@ class AppController(QObject):
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
         self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
         self._retry = 0  # the number of the describe asked again, its model's file back (see _on_describe_failed)
-        self._job_line = ""  # the running job's status, before the count of the jobs queued behind it
-        # How long each finished image of the running job took, end to end (denoised, decoded and saved)
-        self._image_seconds: list[float] = []
-        # The jobs the last Cancel all stopped that have not ended, and what the first of them to end said ("Done: 2
-        # images; the queued job was cancelled", "Cancelled; kept the image already made"): said again as the
-        # others end, unrun, after it ("" until it ended)
-        self._stopped_together: set[int] = set()
-        self._together_said = ""
-        self._shut_down = False  # the store is closed (``shutdown``): what the engine still sends is not written
         self._engine = EngineThread(data)
         worker = self._engine.worker
         worker.preview_every = settings.preview_every
+        self.queue = JobQueue(self.job, self.gallery, self.loras, data, self.store.path, worker, self._submit.emit,
+                              self._start_waiting.emit, self.error.emit, self.job_finished.emit, self)  # fmt: skip
         self._init_engine.connect(worker.initialize)
         self._submit.connect(worker.generate)
         self._describe.connect(worker.describe)
@@ -200,12 +176,12 @@ class AppController(QObject):
         worker.describe_failed.connect(self._on_describe_failed)
         worker.prompt_meter_ready.connect(self.prompt_measure.on_meter)
         worker.model_loaded.connect(self._on_described)
-        worker.started.connect(self._on_started)
-        worker.waiting.connect(self._on_waiting)
-        worker.progress.connect(self._on_progress)
-        worker.image_saved.connect(self._on_image_saved)
-        worker.finished.connect(self._on_finished)
-        worker.cancelled.connect(self._on_cancelled)
+        worker.started.connect(self.queue.on_started)
+        worker.waiting.connect(self.queue.on_waiting)
+        worker.progress.connect(self.queue.on_progress)
+        worker.image_saved.connect(self.queue.on_image_saved)
+        worker.finished.connect(self.queue.on_finished)
+        worker.cancelled.connect(self.queue.on_cancelled)
         worker.failed.connect(self._on_failed)
         quantize_runs.ended.connect(self._on_quantize_runs_ended)
 
@@ -220,8 +196,7 @@ class AppController(QObject):
         self.gallery.stop()  # first: queued decodes would keep the CPU from the engine's stop
         self.loras.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
         self.loras.cancel_search()  # an image's LoRAs looked for by hash: nothing switched on, nor said
-        for job in self._jobs.values():
-            job.cancel.set()
+        self.queue.stop()
         self._engine.stop()
         # What the engine sent while this thread waited for its stop (an image finished past its last step: decoded
         # and saved, its ``image_saved`` and ``finished`` queued here) is delivered now, while the store is open:
@@ -230,19 +205,21 @@ class AppController(QObject):
         QCoreApplication.sendPostedEvents(None, QEvent.Type.MetaCall)
         self.settings.last_job = self.prompt.to_last_job()
         self.loras.save_to(self.settings)
-        self._shut_down = True
+        self.queue.close()
         self.store.close()
 
     # ---- user actions --------------------------------------------------------------------------------------
 
     def generate(self) -> Job | None:
+        """Queues a job with the prompt panel's settings and the LoRAs switched on (Generate); None, and said why,
+        when there is no prompt or a LoRA switched on cannot be used."""
         if not self.prompt.prompt.strip():
             self.error.emit(EngineError("user", "Type a prompt first.", "Describe the image you want to see."))
             return None
         loras = self.loras.requests()  # each enabled file read again if it changed: a job on a gone one would fail
         unusable = self.loras.unusable()
         if unusable:  # said now, once per click, rather than by each queued job failing at its LoRA step
-            self.error.emit(_unusable_loras(unusable))
+            self.error.emit(unusable_loras_error(unusable))
             return None
         self.prompt.next_seed()
         self.prompt.snap_size()  # a side typed off the grid and not yet left: the field shows what runs
@@ -256,70 +233,18 @@ class AppController(QObject):
                 "notice", f"This job runs on '{request.model}': the model of the image you restored, "
                 f"'{self._model_to_restore[0]}', is selected once the engine has started.",
                 "Generate again once it is selected to get the image back."))  # fmt: skip
-        job = Job(request)
-        self._jobs[job.id] = job
+        job = self.queue.add(request)
         self.prompt_history.record_prompt()
-        self.job.busy = True
-        # Behind a running job: its step and ETA stay, with the queue's length after them.
-        self._show_job("Waiting for the engine…" if len(self._jobs) == 1 else self._job_line)
-        self._submit.emit(job)
+        self.queue.submit(job)
         return job
 
     def cancel(self) -> None:
-        """Cancel (Esc): the running job stops at its next denoising step and the jobs queued behind it go on,
-        as in ComfyUI, Forge or Krita's AI plugin (it cancelled the whole queue); ``cancel_all`` stops them too."""
-        running = self._running_job()
-        if running is None or running.cancel.is_set():
-            return  # a second Esc while it stops: not a reason to cancel the next job
-        running.cancel.set()
-        self._start_waiting.emit()  # held back by a quantize run: ends now, not when the run does
-        # After the last image's last step the engine only decodes and saves: Esc then said "Cancelling…" and
-        # the image came all the same ("Done"), the key seemingly ignored.
-        last = self._finishing == running.id
-        self._job_line = TOO_LATE if last else "Cancelling…"
-        waiting = self._waiting()
-        self.job.status = (f"{self._job_line}; {self._go_on(waiting)} (Shift+Esc cancels "
-                           f"{'it' if waiting == 1 else 'them'} too)") if waiting else self._job_line  # fmt: skip
+        """Cancel (Esc): the running job stops at its next step, the queued ones go on (``JobQueue.cancel``)."""
+        self.queue.cancel()
 
     def cancel_all(self) -> None:
-        """Cancel all (Shift+Esc): the running job stops at its next step, and the queued ones never start. After
-        the running job's last step, it is finished all the same, and said so, as after Esc."""
-        jobs = [job for job in self._jobs.values() if not job.cancel.is_set()]
-        if not jobs:
-            return
-        for job in jobs:
-            job.cancel.set()
-        self._stopped_together, self._together_said = set(self._jobs), ""
-        self._start_waiting.emit()
-        queued = len(self._jobs) - 1
-        if self._finishing in self._jobs:  # the first one: decoding and saving its last image, or ended already
-            self.job.status = TOO_LATE + (
-                f"; {_the_queued(queued)} {'is' if queued == 1 else 'are'} cancelled" if queued else "")  # fmt: skip
-        else:
-            self.job.status = "Cancelling…" if not queued else f"Cancelling all {len(self._jobs)} jobs…"
-
-    def _running_job(self) -> Job | None:
-        """The job the engine runs (or starts next). Jobs run in the order they were queued (ids rising), but the
-        first one listed may have ended already, its signal not yet here while the engine runs the next: Esc then
-        hit the ended job, and the next ran on."""
-        ended = self._engine.worker.ended_through
-        return next((job for job in self._jobs.values() if job.id > ended), None)
-
-    def _waiting(self) -> int:
-        """How many jobs wait behind the running one and will still run (not cancelled)."""
-        running = self._running_job()
-        return sum(not job.cancel.is_set() for job in self._jobs.values() if running and job.id > running.id)
-
-    def _show_job(self, line: str) -> None:
-        """``line`` for the running job, and how many jobs wait behind it: a new Generate replaced the running
-        job's step and ETA with "Queued (2)" until its next step."""
-        self._job_line = line
-        waiting = self._waiting()
-        self.job.status = f"{line}; {waiting} more queued" if waiting else line
-
-    @staticmethod
-    def _go_on(waiting: int) -> str:
-        return f"{counted(waiting, 'queued job')} {'goes' if waiting == 1 else 'go'} on"
+        """Cancel all (Shift+Esc): the running job stops, the queued ones never start (``JobQueue.cancel_all``)."""
+        self.queue.cancel_all()
 
     def select_model(self, name: str, apply_defaults: bool = True, unchanged_since: dict[str, Any] | None = None
                      ) -> bool:  # fmt: skip
@@ -626,7 +551,7 @@ class AppController(QObject):
         if self._model_to_restore is not None:  # an image restored while the engine started: its model now
             (model, recorded), self._model_to_restore = self._model_to_restore, None
             notes: list[str] = []
-            if self._restore_model(model, recorded, notes) and not self._jobs:
+            if self._restore_model(model, recorded, notes) and self.queue.idle:
                 self._launch_fields = None  # the image's model, with the image's settings: no defaults
             for note in notes:
                 self.error.emit(EngineError("notice", f"The restored image's settings, {note}.",
@@ -644,11 +569,11 @@ class AppController(QObject):
             # A first launch takes the model's own defaults (native size, steps, guidance); later launches keep
             # what the user left in the prompt panel, and so does a first one whose job, queued before the engine
             # was ready, runs with the panel as it is (the panel shows what ran).
-            apply_defaults = self._launch_fields is not None and not self._jobs
+            apply_defaults = self._launch_fields is not None and self.queue.idle
         since, self._launch_fields = self._launch_fields, None  # once: a later ready keeps the user's fields
         self.library_changed.emit(self.entries)
         self.select_model(self.prompt.model, apply_defaults=apply_defaults, unchanged_since=since)
-        if not self._jobs:
+        if self.queue.idle:
             self.job.status = "Ready"
 
     def _say_cannot_open(self, entry: Any, when: str, fallback: str | None, kind: str) -> None:
@@ -770,127 +695,18 @@ class AppController(QObject):
         """The selected model's prompt meter (``PromptMeasure.meter``)."""
         return self.prompt_measure.meter
 
-    def _on_started(self, job_id: int, _count: int, loads: bool) -> None:
-        self.job.step = 0
-        self._image_seconds = []
-        job = self._jobs.get(job_id)
-        # Said only when the engine loads it: "Loading demo…" at every job's start, with the model loaded, read
-        # as if each job reloaded it.
-        self._show_job(f"Loading {job.request.model}…" if job is not None and loads else "Starting…")
-
-    def _on_waiting(self, job_id: int) -> None:
-        job = self._jobs.get(job_id)
-        if job is not None and not job.cancel.is_set():  # a cancelled one says "Cancelling…" till it ends
-            self._show_job(QUANTIZE_WAIT)
-
-    def _on_progress(self, progress: JobProgress) -> None:
-        if progress.job_id not in self._jobs:
-            return
-        image_done = progress.step == progress.total_steps
-        at_end = progress.image_index + 1 == progress.image_count and image_done
-        self._finishing = progress.job_id if at_end else 0
-        # The bar runs over the whole batch: it went back to its start at each image.
-        self.job.total_steps = progress.total_steps * progress.image_count
-        self.job.step = progress.image_index * progress.total_steps + progress.step
-        eta = self._batch_eta(progress)
-        if self._jobs[progress.job_id].cancel.is_set():
-            return
-        image = f"image {progress.image_index + 1}/{progress.image_count}, " if progress.image_count > 1 else ""
-        self._show_job(f"{image}step {progress.step}/{progress.total_steps}, ETA {_fmt_eta(eta)}")
-        if progress.preview is not None:
-            self.job.set_preview(progress.preview)
-
-    def _batch_eta(self, progress: JobProgress) -> float:
-        """Seconds left in the whole job: the engine's for the current image, and the images after it at the mean
-        time the finished ones took end to end, decoded and saved too (the current one's projected denoising while
-        none has finished). The current image's alone said 0:12 left at the first of 4 images, for a job with a
-        minute to go; the denoising alone left out each image's decoding and saving."""
-        left = progress.image_count - progress.image_index - 1
-        if not left:
-            return progress.eta_s
-        finished = self._image_seconds
-        per_image = sum(finished) / len(finished) if finished else progress.elapsed_s + progress.eta_s
-        return progress.eta_s + left * per_image
-
-    def _on_image_saved(self, job_id: int, saved: SavedImage) -> None:
-        """One image of a job is on disk: into the gallery now, so a batch stopped later keeps it in view."""
-        if saved.image is not None:
-            self.job.set_preview(saved.image)  # the finished picture, not the last step's rough preview
-        if saved.seconds is not None:  # for the ETA of the images left (_batch_eta)
-            self._image_seconds.append(saved.seconds)
-        if job_id in self._unlisted:
-            return
-        if self._shut_down:  # an engine busy past the stop's wait: the next start's check imports the file
-            log.info("%s was saved after the database was closed; it is added to the gallery at the next start",
-                     saved.path)
-            return
-        try:
-            record = self.gallery.add(relative(self.data, saved.path), saved.settings)
-        except Exception as exc:  # the PNG is on disk; the job goes on, and the user learns why once
-            log.exception("adding a finished image to the gallery failed")
-            self._unlisted.add(job_id)
-            self.error.emit(database_error(exc, self.store.path, self.data.images))
-            return
-        self._kept.setdefault(job_id, []).append(record)
-        self.loras.cost_changed.emit(cost_sentence(saved.settings))
-
-    def _on_finished(self, job_id: int) -> None:
-        records = self._kept.pop(job_id, [])
-        if job_id in self._unlisted:
-            self._unlisted.discard(job_id)
-            self._job_done(job_id, "Images saved, but not added to the gallery")
-            return
-        self._job_done(job_id, f"Done: {counted(len(records), 'image')}")
-        self.job_finished.emit(records)
-
-    def _on_cancelled(self, job_id: int) -> None:
-        self._job_done(job_id, "Cancelled" + self._kept_sentence(job_id), cancelled=True)
-
-    def _kept_sentence(self, job_id: int) -> str:
-        """'; kept the 2 images already made' for a batch cut short after some of its images ('' if none)."""
-        self._unlisted.discard(job_id)
-        kept = len(self._kept.pop(job_id, []))
-        if not kept:
-            return ""
-        return "; kept the image already made" if kept == 1 else f"; kept the {kept} images already made"
-
     def _on_failed(self, job_id: int, error: EngineError) -> None:
-        job = self._jobs.get(job_id)
+        """A request to the engine failed: job ``job_id``, or a request of no job (0). Said, unless already."""
+        job = self.queue.job(job_id)
         # A job on a model whose file went missing: _on_library said why once, as it fell back; each queued job
         # on it said the same in a dialog of its own.
         said = job is not None and job.request.model in self._gone
         if job_id:
-            self._job_done(job_id, "Failed" + self._kept_sentence(job_id))
+            self.queue.fail(job_id)
         else:  # a request of no job (a list read among them): a missing model picked awaits no answer now
             self._rechecking = None
         if not said:
             self.error.emit(error)
-
-    def _job_done(self, job_id: int, status: str, cancelled: bool = False) -> None:
-        """Job ``job_id`` ended, as ``status`` says (``cancelled``: by a cancel)."""
-        status = self._said_together(job_id, status, cancelled)
-        self._jobs.pop(job_id, None)
-        self.job.busy = bool(self._jobs)
-        # Jobs cancelled with it (Cancel all) are not said to go on: they end at once, unrun.
-        waiting = sum(not job.cancel.is_set() for job in self._jobs.values())
-        self.job.status = f"{status}; {self._go_on(waiting)}" if waiting else status
-        self._job_line = "Waiting for the engine…"  # until the next job starts
-
-    def _said_together(self, job_id: int, status: str, cancelled: bool) -> str:
-        """What a job the last Cancel all stopped says as it ends (``status``, ``cancelled``: its own end). The
-        jobs it stopped unrun end after the one that ran, each with a bare "Cancelled" that took the place of how
-        that one ended: the images it kept, that it was done (past its last step) or failed. The first of them to
-        end says how it ended, and that the queued ones were cancelled (unless it was cancelled itself: its
-        "Cancelled" says it); the others say the same."""
-        if job_id not in self._stopped_together:
-            return status
-        self._stopped_together.discard(job_id)
-        if not self._together_said:
-            queued = len(self._stopped_together)
-            if queued and not cancelled:
-                status += f"; {_the_queued(queued)} {were(queued)} cancelled"
-            self._together_said = status
-        return self._together_said
 
 
 def _valid_texts(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -905,25 +721,3 @@ def _valid_texts(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             notes.append(f"its {name} held characters that are not valid text (halves of an emoji, as some "
                          "programs write them); each is shown as \ufffd")  # fmt: skip
     return settings, notes
-
-
-def _the_queued(n: int) -> str:
-    """'the queued job', 'the 2 queued jobs'."""
-    return "the queued job" if n == 1 else f"the {n} queued jobs"
-
-
-def _unusable_loras(entries: list[Any]) -> EngineError:
-    """Why Generate queued no job: the LoRA rows ``entries`` (``LoraEntry``), switched on, whose files no job
-    could apply (``LoraState.unusable``), each named with its problem."""
-    one = len(entries) == 1
-    said = [f"{e.path} is missing" if e.missing else f"{e.path}{' cannot be used' if one else ''}: {e.problem}"
-            for e in entries]  # fmt: skip
-    message = (f"The LoRA file {said[0]}. It is switched on, so no image was made." if one else
-               f"{len(entries)} LoRA files that are switched on cannot be used, so no image was made: "
-               f"{'; '.join(said)}.")  # fmt: skip
-    them, file = ("it", "the file") if one else ("them", "the files")
-    back = (f"put {file} back (or reconnect {'its' if one else 'their'} drive)" if all(e.missing for e in entries)
-            else "put a usable FLUX.1 LoRA back at that path" if one
-            else "put usable FLUX.1 LoRAs back at those paths")  # fmt: skip
-    return EngineError("user", message, f"Switch {them} off or remove {them} in the LoRA panel, or {back}, then "
-                       "click Generate again.")  # fmt: skip

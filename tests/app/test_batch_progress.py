@@ -22,22 +22,22 @@ def test_the_bar_and_the_eta_are_the_whole_batchs(qtbot, data_root):
     controller, bar = window.controller, window.prompt_panel.progress
     controller.prompt.prompt, controller.prompt.batch_count = "a red circle", 4
     job = Job(controller.prompt.build_request())  # as queued, not handed to the (unstarted) engine
-    controller._jobs[job.id] = job
-    controller._on_started(job.id, 4, False)
+    controller.queue._jobs[job.id] = job
+    controller.queue.on_started(job.id, 4, False)
     # image 1, a quarter done in 4 s: 12 s to its end, then 3 images of about 16 s each
-    controller._on_progress(JobProgress(job.id, 0, 4, 4, 16, 4.0, 12.0, None))
+    controller.queue.on_progress(JobProgress(job.id, 0, 4, 4, 16, 4.0, 12.0, None))
     assert controller.job.status == "image 1/4, step 4/16, ETA 1:00"  # was: ETA 0:12
     assert (bar.value(), bar.maximum()) == (4, 64)  # was: (4, 16)
-    controller._on_progress(JobProgress(job.id, 0, 4, 16, 16, 16.0, 0.0, None))  # denoised in 16 s
+    controller.queue.on_progress(JobProgress(job.id, 0, 4, 16, 16, 16.0, 0.0, None))  # denoised in 16 s
     assert controller.job.status == "image 1/4, step 16/16, ETA 0:48"
     settings = {"prompt": "a red circle", "seed": 1}
     path = write_png(controller.data.images / "d" / "1.png", Image.new("RGB", (8, 8)), settings)
-    controller._on_image_saved(job.id, SavedImage(path, settings, seconds=20.0))  # decoded and saved: 20 s in all
-    controller._on_progress(JobProgress(job.id, 1, 4, 3, 16, 3.0, 13.0, None))
+    controller.queue.on_image_saved(job.id, SavedImage(path, settings, seconds=20.0))  # decoded and saved: 20 s in all
+    controller.queue.on_progress(JobProgress(job.id, 1, 4, 3, 16, 3.0, 13.0, None))
     # the images left are counted at the time image 1 took end to end, the current one as the engine says
     assert controller.job.status == "image 2/4, step 3/16, ETA 0:53"  # was: 0:45, its denoising alone
     assert (bar.value(), bar.maximum()) == (19, 64)  # was: (3, 16), the bar back near its start
-    controller._job_done(job.id, "Cancelled")
+    controller.queue._job_done(job.id, "Cancelled")
 
 
 def test_a_saved_image_says_how_long_it_took_end_to_end(qapp, tmp_path):

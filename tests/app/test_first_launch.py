@@ -59,7 +59,7 @@ def test_an_image_restored_while_the_engine_starts_gets_its_model_and_keeps_its_
     shown.clear()
     with qtbot.waitSignal(controller.engine_ready, timeout=60000):
         window.start()
-    qtbot.waitUntil(lambda: controller.model_info is not None and not controller._jobs, timeout=120000)
+    qtbot.waitUntil(lambda: controller.model_info is not None and not controller.queue._jobs, timeout=120000)
     assert state.model == "demo-int4" and (state.prompt, state.seed) == ("a red star", 77)
     assert state.model_default_fields() == placeholders
     assert [e.message for e in shown if e.kind != "notice" or "not in your library" in e.message] == []
@@ -84,6 +84,6 @@ def test_a_job_before_the_engine_is_ready_on_the_restored_images_own_model_says_
     assert controller.generate() is not None and shown == []
     with qtbot.waitSignal(controller.engine_ready, timeout=60000):
         window.start()
-    qtbot.waitUntil(lambda: controller.model_info is not None and not controller._jobs, timeout=120000)
+    qtbot.waitUntil(lambda: controller.model_info is not None and not controller.queue._jobs, timeout=120000)
     assert shown == []
     window.close()

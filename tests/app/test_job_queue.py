@@ -9,9 +9,9 @@ import time
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from app.controller import QUANTIZE_WAIT
 from app.engine_worker import quantize_runs
 from app.generation_state import STEPS_MAX
+from app.job_queue import QUANTIZE_WAIT
 from app.widgets.quantize_wizard import GENERATION_WAIT
 from gpu.paths import resources_dir
 from tests.app.gui import TEST_SIZE, TEST_STEPS
@@ -82,7 +82,7 @@ def test_cancel_stops_the_job_the_engine_runs_when_the_last_ones_end_is_not_yet_
     deadline = time.monotonic() + 120
     while worker.ended_through < first.id and time.monotonic() < deadline:
         time.sleep(0.01)  # no events handled: the window has not heard of the first job's end
-    assert worker.ended_through == first.id and first.id in controller._jobs
+    assert worker.ended_through == first.id and first.id in controller.queue._jobs
     controller.cancel()
     assert second.cancel.is_set()
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
@@ -122,9 +122,9 @@ def test_jobs_wait_for_a_quantize_run_on_the_gpu_and_start_by_themselves_when_it
         first, second = controller.generate(), controller.generate()
         qtbot.waitUntil(lambda: controller.job.status == f"{QUANTIZE_WAIT}; 1 more queued", timeout=60000)
         controller.cancel()
-        qtbot.waitUntil(lambda: first.id not in controller._jobs, timeout=60000)
+        qtbot.waitUntil(lambda: first.id not in controller.queue._jobs, timeout=60000)
         qtbot.waitUntil(lambda: controller.job.status == QUANTIZE_WAIT, timeout=60000)
-        assert second.id in controller._jobs and controller.gallery.rowCount() == 0
+        assert second.id in controller.queue._jobs and controller.gallery.rowCount() == 0
         # A run started now waits for no generation: the held job does not run (was: told it did, and the wizard
         # said it waited for the image being generated).
         with quantize_runs.holding("cuda") as hold:
@@ -144,7 +144,7 @@ def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_
     the run. The run is counted as on "cuda" (its device lookup answers so), as on a GPU machine."""
     controller, engine = window.controller, window.controller._engine.worker
     _queue_behind_a_long_job(qtbot, controller, 0)
-    (running,) = controller._jobs.values()
+    (running,) = controller.queue._jobs.values()
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     worker, log = wizard._thread.worker, wizard.run_page.log
@@ -163,17 +163,17 @@ def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_
     with qtbot.waitSignal(wizard.run_ended, timeout=60000):
         wizard.cancel()
     assert "Cancelled. Nothing was added." in log.toPlainText() and not quantize_runs.active()
-    assert seen == [] and running.id in controller._jobs and not running.cancel.is_set()  # the job goes on
+    assert seen == [] and running.id in controller.queue._jobs and not running.cancel.is_set()  # the job goes on
     statuses: list[str] = []
     controller.job.status_changed.connect(statuses.append)
     controller.prompt.steps = TEST_STEPS
     after = controller.generate()
     controller.cancel()
-    qtbot.waitUntil(lambda: after.id not in controller._jobs, timeout=60000)
+    qtbot.waitUntil(lambda: after.id not in controller.queue._jobs, timeout=60000)
     assert "Starting…" in statuses and "Loading demo…" not in statuses  # was: loaded again
 
     _queue_behind_a_long_job(qtbot, controller, 0)  # a job running again
-    (running,) = controller._jobs.values()
+    (running,) = controller.queue._jobs.values()
     wizard.back()
     wizard.next()  # again: it waits again
     qtbot.waitUntil(lambda: GENERATION_WAIT in log.toPlainText(), timeout=60000)
@@ -188,4 +188,4 @@ def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_
     with qtbot.waitSignal(wizard.run_ended, timeout=60000):
         wizard.cancel()
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
-    assert controller.job.status == "Done: 1 image" and queued.id not in controller._jobs
+    assert controller.job.status == "Done: 1 image" and queued.id not in controller.queue._jobs

@@ -152,8 +152,8 @@ def test_esc_after_the_last_step_says_it_is_too_late(qtbot, data_root):
     controller.prompt.prompt = "a red circle"
     for step, said in ((15, "Cancelling…"), (16, "Too late to cancel: the image is being finished")):
         job = Job(controller.prompt.build_request())  # as queued, not handed to the (unstarted) engine
-        controller._jobs[job.id] = job
-        controller._on_progress(JobProgress(job.id, 0, 1, step, 16, 1.0, 0.1, None))
+        controller.queue._jobs[job.id] = job
+        controller.queue.on_progress(JobProgress(job.id, 0, 1, step, 16, 1.0, 0.1, None))
         controller.cancel()
         assert controller.job.status == said
-        controller._job_done(job.id, "Cancelled")
+        controller.queue._job_done(job.id, "Cancelled")
