@@ -27,6 +27,7 @@ from app.image_files import inspect_image_settings, read_image_settings
 from app.job_queue import JobQueue, unusable_loras_error
 from app.lora_state import LoraState
 from app.memory_state import MemoryState
+from app.model_library import LibraryLinks, ModelLibrary
 from app.prompt_length_state import PromptLengthState
 from app.prompt_measure import PromptMeasure
 from app.reconcile import FolderImport, storable
@@ -36,11 +37,11 @@ from app.store import ImageRecord
 from app.store_recovery import open_store
 from app.trash_actions import TrashActions
 from app.trash_listing import TrashListing
-from app.wording import counted, sentence, were
+from app.wording import counted, were
 from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
 from gpu.generation.image_metadata import kind_by_name
-from gpu.generation.png_metadata import ImageSettings, encodable, png_name_problem
+from gpu.generation.png_metadata import ImageSettings, png_name_problem
 from gpu.generation.prompt_length import PromptMeter
 from gpu.model_files import known_model_hash
 from gpu.version import APP_NAME
@@ -52,17 +53,6 @@ DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, a JPEG,
 
 log = logging.getLogger(__name__)
 
-def _unusable_hint(entry: Any) -> str:
-    """What to do about the library model ``entry`` that cannot be used. Its file gone: picking a "(missing)" entry
-    looks at its file again (a network or removable drive back), so putting the file back and picking it is
-    enough. Its file there but unusable (a newer format, a damaged copy, unreadable): the engine's remedy."""
-    name = entry.name
-    if getattr(entry, "missing", True):
-        return (f"Put the file back where it was (or reconnect its drive) and pick '{name}' again, or remove it from "
-                "the Models list.")
-    remedy = getattr(entry, "hint", "")
-    return sentence(f"{remedy}; or remove '{name}' from the Models list" if remedy else
-                    f"Remove '{name}' from the Models list, or add the model again")
 
 
 class AppController(QObject):
@@ -128,7 +118,7 @@ class AppController(QObject):
         # Kept as the panel's fields then, so that the defaults go only to those the user leaves alone until the
         # engine is ready (a size typed, or an image's settings reused, meanwhile were overwritten); None: a later
         # launch.
-        self._launch_fields = None if settings.last_job.width else self.prompt.model_default_fields()
+        launch_fields = None if settings.last_job.width else self.prompt.model_default_fields()
         self.job = JobState()
         self.loras = LoraState()
         self.loras.notice.connect(self.error.emit)  # what is wrong with a folder of LoRAs, once it is read
@@ -138,23 +128,16 @@ class AppController(QObject):
         self.prompt_length = PromptLengthState()
         self.prompt_measure = PromptMeasure(self.prompt, self.prompt_length, self)
         self.prompt.prompt_changed.connect(self.prompt_measure.measure)
-        self.entries: list[Any] = []
-        self._library_known = False  # the entries are the library's: the engine was ready once (``_on_ready``)
         self._model_to_restore: tuple[str, str] | None = None  # (model, model hash) of an image restored before
         self.gpu: Any = None
-        self.model_info: Any = None
-        self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
-        self._gone: set[str] = set()  # models whose file went missing while the app ran, said so by _on_library
-        self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
-        self._reads = 0  # the number of the last list read asked for (read_library), the answer _rechecking awaits
-        self._adds = 0  # the number of the last add asked for (add_model)
-        self._unselected_adds: set[int] = set()  # adds whose model is not to be selected (add_model's select)
-        self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
-        self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
-        self._retry = 0  # the number of the describe asked again, its model's file back (see _on_describe_failed)
         self._engine = EngineThread(data)
         worker = self._engine.worker
         worker.preview_every = settings.preview_every
+        self.library = ModelLibrary(self.prompt, self.memory, self.prompt_measure.measure, LibraryLinks(
+            describe=self._describe.emit, read=self._read_library.emit, add=self._add_model.emit,
+            remove=self._remove_model.emit, owe_add=self._engine.add_model, changed=self.library_changed.emit,
+            info_changed=self.model_info_changed.emit, add_ended=self.add_ended.emit, say=self.error.emit,
+            tell=self.status_message.emit), launch_fields, self)  # fmt: skip
         self.queue = JobQueue(self.job, self.gallery, self.loras, data, self.store.path, worker, self._submit.emit,
                               self._start_waiting.emit, self.error.emit, self.job_finished.emit, self)  # fmt: skip
         self._init_engine.connect(worker.initialize)
@@ -166,16 +149,16 @@ class AppController(QObject):
         self._unload.connect(worker.unload)
         self._start_waiting.connect(worker.start_waiting)
         worker.ready.connect(self._on_ready)
-        worker.library_changed.connect(self._on_library)
-        worker.library_read.connect(self._on_library_read)
-        worker.model_added.connect(self._on_model_added)
+        worker.library_changed.connect(self.library.on_library)
+        worker.library_read.connect(self.library.on_library_read)
+        worker.model_added.connect(self.library.on_model_added)
         worker.add_failed.connect(self._on_add_failed)
-        worker.models_found.connect(self._on_models_found)
-        worker.already_in_library.connect(self._on_already_in_library)
-        worker.model_described.connect(self._on_described)
-        worker.describe_failed.connect(self._on_describe_failed)
+        worker.models_found.connect(self.library.on_models_found)
+        worker.already_in_library.connect(self.library.on_already_in_library)
+        worker.model_described.connect(self.library.on_described)
+        worker.describe_failed.connect(self.library.on_describe_failed)
         worker.prompt_meter_ready.connect(self.prompt_measure.on_meter)
-        worker.model_loaded.connect(self._on_described)
+        worker.model_loaded.connect(self.library.on_described)
         worker.started.connect(self.queue.on_started)
         worker.waiting.connect(self.queue.on_waiting)
         worker.progress.connect(self.queue.on_progress)
@@ -183,7 +166,7 @@ class AppController(QObject):
         worker.finished.connect(self.queue.on_finished)
         worker.cancelled.connect(self.queue.on_cancelled)
         worker.failed.connect(self._on_failed)
-        quantize_runs.ended.connect(self._on_quantize_runs_ended)
+        quantize_runs.ended.connect(self.library.on_quantize_runs_ended)
 
     # ---- engine life ---------------------------------------------------------------------------------------
 
@@ -223,8 +206,7 @@ class AppController(QObject):
             return None
         self.prompt.next_seed()
         self.prompt.snap_size()  # a side typed off the grid and not yet left: the field shows what runs
-        # The job runs with the panel as it is now: a model's defaults still to come must not change it after.
-        self._defaults_since = None
+        self.library.keep_panel()
         request = self.prompt.build_request()
         request.loras = loras
         if self._model_to_restore is not None and self._model_to_restore[0] != request.model:
@@ -248,82 +230,38 @@ class AppController(QObject):
 
     def select_model(self, name: str, apply_defaults: bool = True, unchanged_since: dict[str, Any] | None = None
                      ) -> bool:  # fmt: skip
-        """Makes ``name`` the model of the next jobs; a library entry whose file is gone is refused with its
-        reason (the current model stays), since every job would fail on it. ``unchanged_since``: the fields as
-        they were when the choice was made (``PromptState.model_default_fields``); the defaults go only to those
-        still as they were (all of them when None)."""
-        entry = self._entry(name)
-        if entry is not None and getattr(entry, "facts", None) is None:
-            if self._rechecking != name:  # looked at again first: a drive that was away may be back (_on_library)
-                self._rechecking = name
-                self.status_message.emit(f"Looking at the file of '{name}' again…")
-                self._reads += 1
-                self._read_library.emit(self._reads)
-                return False
-            self._rechecking = None
-            self.error.emit(EngineError("user", f"The model '{name}' cannot be used: {entry.problem}.",
-                                        _unusable_hint(entry)))
-            return False
-        self._rechecking = None  # another model picked since: the list read for that pick must not undo this one
-        self.prompt.model = name
-        defaults = getattr(getattr(entry, "facts", None), "defaults", None)
-        self._defaults_since = None
-        if apply_defaults and defaults is not None:
-            # Its facts are in the library's list: its defaults now, so a Generate clicked before the engine has
-            # described it (after a running job) runs with them, and the panel shows what ran.
-            self.prompt.apply_model_defaults(defaults, unchanged_since)
-        elif apply_defaults:
-            # Not known here: they come once the engine describes it, and must not undo what the user set
-            # meanwhile (nor what a job queued meanwhile ran with: ``generate`` drops them).
-            self._defaults_since = unchanged_since or self.prompt.model_default_fields()
-        self._ask_describe(name)
-        return True
-
-    def _ask_describe(self, name: str) -> None:
-        self._asked = (self._asked[0] + 1, name)
-        self._describe.emit(name, self._asked[0])
+        """Makes ``name`` the model of the next jobs, or says why not (``ModelLibrary.select_model``)."""
+        return self.library.select_model(name, apply_defaults, unchanged_since)
 
     def is_current(self, name: str) -> bool:
-        """Whether ``name`` is the model of the next jobs and its file is usable: picked again, nothing changes."""
-        entry = self._entry(name)
-        return name == self.prompt.model and entry is not None and getattr(entry, "facts", None) is not None
+        """Whether ``name`` is the model of the next jobs and its file is usable (``ModelLibrary.is_current``)."""
+        return self.library.is_current(name)
 
     def is_rechecking(self, name: str) -> bool:
-        """Whether ``name``, picked while missing, has its file looked at again right now (before it is refused)."""
-        return self._rechecking == name
+        """Whether ``name``, picked while missing, has its file looked at again right now."""
+        return self.library.is_rechecking(name)
 
     def drop_recheck(self) -> None:
-        """The user went on to the current model, or past a missing one: the list read for the re-check of an unusable
-        model picked before decides nothing (it selected that model, or refused it with a dialog, after the user
-        had left it)."""
-        self._rechecking = None
-
-    def _entry(self, name: str) -> Any | None:
-        """The library entry named ``name``, or whose name is ``name`` once escaped as images record names that are
-        not UTF-8 (``encodable``: the byte 0xe9 of a Latin-1 file name as the text ``\\xe9``)."""
-        exact = next((e for e in self.entries if getattr(e, "name", None) == name), None)
-        return exact or next((e for e in self.entries if encodable(str(getattr(e, "name", ""))) == name), None)
-
-    def _fallback_model(self) -> str | None:
-        """The first model that can be opened (built-in first, as the library lists them)."""
-        return next((e.name for e in self.entries if getattr(e, "facts", None) is not None), None)
+        """The user went on from a missing model picked before (``ModelLibrary.drop_recheck``)."""
+        self.library.drop_recheck()
 
     def add_model(self, path: str | Path, select: bool = True) -> int:
-        """Adds the model at ``path`` to the library; returns the add's number, which ``add_ended`` gives back.
-        ``select``: the model added is selected (its defaults applied), as the user asked for it just now. Not for
-        an add the user did not ask for at that moment (a quantize run that finished after its wizard was closed):
-        the model and settings the user works with stay, and the status bar says the model was added."""
-        self._adds += 1
-        if not select:
-            self._unselected_adds.add(self._adds)
-        self._engine.add_model(str(path))  # owed until the engine takes it up: added at quit if it never did
-        self._add_model.emit(str(path), self._adds)
-        return self._adds
+        """Adds the model at ``path`` to the library (``ModelLibrary.add_model``); returns the add's number."""
+        return self.library.add_model(path, select)
 
     def remove_model(self, name: str) -> None:
-        entry = self._entry(name)
-        self._removing = (name, getattr(entry, "path", None))  # said once the library confirms it
-        self._remove_model.emit(name)
+        """Takes the model ``name`` off the library's list, not its file (``ModelLibrary.remove_model``)."""
+        self.library.remove_model(name)
+
+    @property
+    def entries(self) -> list[Any]:
+        """The library's entries (``gpu.library.ModelEntry``), as the engine sent them last."""
+        return self.library.entries
+
+    @property
+    def model_info(self) -> Any:
+        """The selected model's facts (``ModelInfo``) as the engine described them; None until it has."""
+        return self.library.model_info
 
     def add_loras(self, paths: list[str | Path]) -> None:
         """LoRA files the user picked, switched on; a file that is no readable LoRA is refused and named."""
@@ -457,11 +395,9 @@ class AppController(QObject):
         settings, notes = _valid_texts(settings)
         applied, form_notes = self.prompt.restore_settings(settings)
         notes += form_notes
-        if self._launch_fields is not None:  # a first launch's model defaults, still to come, skip what it set
-            for key in applied:
-                self._launch_fields.pop(key, None)
+        self.library.keep_fields(applied)  # a first launch's model defaults, still to come, skip what it set
         model, recorded = settings.get("model"), str(settings.get("model_hash") or "")
-        if model and self._library_known:
+        if model and self.library.known:
             applied += self._restore_model(str(model), recorded, notes)
         elif model:  # the library is listed once the engine is ready: every model was "not in your library"
             self._model_to_restore = (str(model), recorded)
@@ -506,7 +442,7 @@ class AppController(QObject):
         freeze the window. The entry of that name when its hash is the image's, or not known and no other's is;
         else the usable entry whose known hash is the image's; else the entry of that name, said to be another
         file."""
-        entry = self._entry(model)
+        entry = self.library.entry(model)
         if not recorded:
             return entry, ""
         usable = [e for e in self.entries if getattr(e, "facts", None) is not None]
@@ -544,151 +480,28 @@ class AppController(QObject):
     # ---- worker signals ------------------------------------------------------------------------------------
 
     def _on_ready(self, status: EngineStatus) -> None:
+        """The engine started: the library's list known, the model of an image restored meanwhile selected, then
+        the model of the next jobs chosen (``ModelLibrary.select_at_start``)."""
         self.gpu = status.gpu
         self.engine_ready.emit(status)
-        self.entries = status.entries
-        self._library_known = True
+        self.library.on_engine_ready(status.entries)
         if self._model_to_restore is not None:  # an image restored while the engine started: its model now
             (model, recorded), self._model_to_restore = self._model_to_restore, None
             notes: list[str] = []
             if self._restore_model(model, recorded, notes) and self.queue.idle:
-                self._launch_fields = None  # the image's model, with the image's settings: no defaults
+                self.library.launch_fields = None  # the image's model, with the image's settings: no defaults
             for note in notes:
                 self.error.emit(EngineError("notice", f"The restored image's settings, {note}.",
                                             "Check the Models panel before you generate."))  # fmt: skip
-        last = self.prompt.model
-        entry = self._entry(last)
-        if entry is None or getattr(entry, "facts", None) is None:
-            # The last session's model was removed, or its file moved or deleted since: start on one that opens.
-            fallback = self._fallback_model()
-            if entry is not None and fallback is not None:
-                self._say_cannot_open(entry, " you used last time", fallback, "notice")
-            self.prompt.model = fallback or last
-            apply_defaults = True  # another model: its own size, steps and guidance
-        else:
-            # A first launch takes the model's own defaults (native size, steps, guidance); later launches keep
-            # what the user left in the prompt panel, and so does a first one whose job, queued before the engine
-            # was ready, runs with the panel as it is (the panel shows what ran).
-            apply_defaults = self._launch_fields is not None and self.queue.idle
-        since, self._launch_fields = self._launch_fields, None  # once: a later ready keeps the user's fields
-        self.library_changed.emit(self.entries)
-        self.select_model(self.prompt.model, apply_defaults=apply_defaults, unchanged_since=since)
+        self.library.select_at_start(self.queue.idle)
         if self.queue.idle:
             self.job.status = "Ready"
 
-    def _say_cannot_open(self, entry: Any, when: str, fallback: str | None, kind: str) -> None:
-        """Why the selected model ``entry`` cannot be opened, and the model selected instead; ``when``: " you
-        used last time" for the last session's."""
-        instead = f" '{fallback}' is selected instead." if fallback is not None else ""
-        self.error.emit(EngineError(
-            kind, f"The model '{entry.name}'{when} cannot be opened: {entry.problem}.{instead}",
-            _unusable_hint(entry)))
-
-    def _on_library_read(self, asked: int, entries: list[Any]) -> None:
-        """The list read for request ``asked`` (``read_library``): the answer a missing model picked awaits."""
-        self._on_library(entries, answered=asked)
-
-    def _on_library(self, entries: list[Any], answered: int = 0) -> None:
-        self.entries = entries
-        self.library_changed.emit(entries)
-        if self._rechecking is not None and self._entry(self._rechecking) is None:  # removed meanwhile
-            self._rechecking = None
-        # A missing model picked is decided by the list read after the pick, not by one the engine read before it
-        # and sent while the pick was made (a failed describe's): that one refused a file that was back.
-        if self._rechecking is not None and answered == self._reads:  # selected if its file opens now, else refused
-            if self.select_model(self._rechecking):
-                self.status_message.emit(f"The model '{self.prompt.model}' opens again; it is selected.")
-                self._rechecking = None
-        # Names said to be gone stay so only while they are: one put back (added again) is said again next time.
-        self._gone &= {e.name for e in entries if getattr(e, "facts", None) is None}
-        entry = self._entry(self.prompt.model)
-        switched = ""
-        if entry is None or getattr(entry, "facts", None) is None:  # the selected model was removed or went missing
-            fallback = self._fallback_model()
-            if fallback is not None and self.select_model(fallback):
-                switched = f"; '{fallback}' is selected"
-            if entry is not None:  # its file was moved or deleted while the app ran (a job or its facts found it)
-                self._say_cannot_open(entry, "", fallback, "user")
-                self._gone.add(entry.name)
-        removing, self._removing = self._removing, None
-        if removing is not None and self._entry(removing[0]) is None:
-            # Said: with only the list changing, the selection (and with it the prompt panel's steps and size)
-            # switched to another model unnoticed, and "Remove" may be read as deleting the file.
-            name, path = removing
-            kept = f" ({path} itself is not deleted)" if path and Path(path).exists() else ""
-            self.status_message.emit(f"The model '{name}' was removed from the library{kept}{switched}.")
-
-    def _on_model_added(self, name: str, request: int) -> None:
-        """A model just added is what the user wants to use next: selected (its defaults applied), and said. One
-        added unasked (``add_model``'s ``select``) is only said, as the models found at start-up are."""
-        self.add_ended.emit(request, name)
-        if request in self._unselected_adds:
-            self._unselected_adds.discard(request)
-            # With no model selected (none opens), there is none to name as staying selected.
-            kept = f"; '{self.prompt.model}' stays selected" if self.prompt.model else ""
-            self.status_message.emit(f"The model '{name}' was added to the library{kept}.")
-        elif self.select_model(name):
-            self.status_message.emit(f"The model '{name}' was added to the library; it is selected.")
-
     def _on_add_failed(self, request: int, error: EngineError) -> None:
-        """The library refused the model of add ``request``: its asker is told (``add_ended``), the user by the
-        dialog every failed request shows."""
-        self._unselected_adds.discard(request)
-        self.add_ended.emit(request, error)
+        """The library refused the model of add ``request``: its asker is told (``ModelLibrary.on_add_failed``),
+        the user by the dialog every failed request shows."""
+        self.library.on_add_failed(request, error)
         self._on_failed(0, error)
-
-    def _on_models_found(self, names: list[str]) -> None:
-        """Models found unlisted in the models folder at start-up (an add lost to a quit, a crash or a kill),
-        added by the engine: said, as the list grew by itself. Not selected: the user picked no model."""
-        self.status_message.emit(f"Added {counted(len(names), 'quantized model')} found in the models folder: "
-                                 f"{named_few(names)}.")
-
-    def _on_already_in_library(self, name: str, request: int) -> None:
-        """A model added again (the same file or folder, however its path was spelled): the library keeps one
-        entry, so the user, who would otherwise see nothing happen, gets it selected and told why (an add not to
-        select, ``add_model``, leaves the selection as it is)."""
-        self.add_ended.emit(request, name)
-        if request in self._unselected_adds:
-            self._unselected_adds.discard(request)
-            return
-        # The model in use already: selecting it again would reset the prompt panel to the model's defaults.
-        if name != self.prompt.model and not self.select_model(name):
-            return  # refused (its file cannot be opened): select_model said why
-        self.status_message.emit(f"The model '{name}' is already in the library; it is selected.")
-
-    def _on_described(self, info: Any) -> None:
-        if getattr(info, "name", None) != self.prompt.model:
-            return
-        self.model_info = info
-        self.memory.show_policy(getattr(info, "memory_policy", None))
-        self.prompt_measure.measure()
-        if self._defaults_since is not None:
-            self.prompt.apply_model_defaults(getattr(info, "defaults", {}) or {}, self._defaults_since)
-            self._defaults_since = None
-        self.model_info_changed.emit(info)
-
-    def _on_describe_failed(self, asked: int, error: EngineError, back: bool = False) -> None:
-        """A describe that failed is said only if it was the last asked and its model is still selected: one on a
-        model left since (a file away for a moment: the fallback said so, and the list read again found it back)
-        or asked again since was shown as a second, generic "no such file" dialog (the engine logged it). One of
-        the selected model whose file is ``back`` (the engine's list, read again after the failure, opens it: a
-        network or removable drive away for a moment) is asked once more: the panel stayed on "Reading model…"
-        under a "no such file" dialog for a model that opens. A second failure is said."""
-        number, model = self._asked
-        if asked != number or model != self.prompt.model:
-            log.info("not shown, asked before the selection changed: %s", error.message)
-        elif back and asked != self._retry:
-            log.info("the file of the model %s is back; describing it again", model)
-            self._ask_describe(model)
-            self._retry = self._asked[0]
-        else:
-            self.error.emit(error)
-
-    def _on_quantize_runs_ended(self) -> None:
-        """The selected model's memory plan, predicted again: one predicted while a quantize run held its GPU
-        budget was planned for that budget."""
-        if self.model_info is not None:
-            self._ask_describe(self.prompt.model)
 
     @property
     def prompt_meter(self) -> PromptMeter | None:
@@ -700,11 +513,11 @@ class AppController(QObject):
         job = self.queue.job(job_id)
         # A job on a model whose file went missing: _on_library said why once, as it fell back; each queued job
         # on it said the same in a dialog of its own.
-        said = job is not None and job.request.model in self._gone
+        said = job is not None and self.library.is_gone(job.request.model)
         if job_id:
             self.queue.fail(job_id)
         else:  # a request of no job (a list read among them): a missing model picked awaits no answer now
-            self._rechecking = None
+            self.library.drop_recheck()
         if not said:
             self.error.emit(error)
 

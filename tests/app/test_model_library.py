@@ -186,7 +186,7 @@ def test_a_describe_that_failed_while_its_file_was_away_for_a_moment(qtbot, wind
     qtbot.waitUntil(lambda: "Model: demo" in panel.details.text(), timeout=60000)
     with qtbot.waitSignal(controller.library_changed, timeout=60000):
         controller._read_library.emit(0)
-    caplog.set_level(logging.INFO, logger="app.controller")
+    caplog.set_level(logging.INFO, logger="app.model_library")
     moves[:] = [stays, back]
     worker.describe("mine", asked[-2][1])  # asked before the fallback's: it fails on the file away for a moment
     assert not moves and mine.exists()

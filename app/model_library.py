@@ -1,0 +1,324 @@
+"""The model library as the panels use it: the library's list as the engine sends it, the model of the next jobs
+(picked, added, removed, gone missing, looked at again), its facts and defaults as the engine describes it, and
+the sentences that say what became of each."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject
+
+from app.engine_errors import EngineError
+from app.generation_state import PromptState
+from app.memory_state import MemoryState
+from app.wording import counted, sentence
+from gpu.errors import named_few
+from gpu.generation.png_metadata import encodable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LibraryLinks:
+    """How the library reaches the engine thread and the window: the controller's signals' emits."""
+
+    describe: Callable[[str, int], None]  # a model's facts asked for, with the request's number
+    read: Callable[[int], None]  # the library's list read again, with the request's number
+    add: Callable[[str, int], None]  # a model's path added, with the add's number
+    remove: Callable[[str], None]  # a model taken off the list, by name
+    owe_add: Callable[[str], None]  # an add owed until the engine takes it up (``EngineThread.add_model``)
+    changed: Callable[[list[Any]], None]  # the list changed (``AppController.library_changed``)
+    info_changed: Callable[[Any], None]  # the selected model's facts (``AppController.model_info_changed``)
+    add_ended: Callable[[int, object], None]  # an add's number, and the model's name or why it was refused
+    say: Callable[[EngineError], None]  # a dialog
+    tell: Callable[[str], None]  # the status bar
+
+
+class ModelLibrary(QObject):
+    """The library's entries and the model of the next jobs (``PromptState.model``). The engine's answers come in
+    by the ``on_*`` slots the controller connects to the worker's signals: a QObject, so that they are delivered on
+    the thread it lives on (its parent's, the Qt thread)."""
+
+    def __init__(self, prompt: PromptState, memory: MemoryState, measure: Callable[[], None], links: LibraryLinks,
+                 launch_fields: dict[str, Any] | None, parent: QObject | None = None) -> None:  # fmt: skip
+        """``measure``: measures the prompt again with the model described; ``launch_fields``: the prompt panel's
+        fields at a first launch, which take the model's defaults once the engine is ready (None: a later launch)."""
+        super().__init__(parent)
+        self._prompt = prompt
+        self._memory = memory
+        self._measure = measure
+        self._links = links
+        self._say = links.say
+        self._tell = links.tell
+        # A first launch's fields, till the engine is ready: the defaults go only to those the user leaves alone
+        # meanwhile (an image restored takes its fields out: ``keep_fields``)
+        self.launch_fields = launch_fields
+        self.entries: list[Any] = []
+        self.known = False  # the entries are the library's: the engine was ready once (``select_at_start``)
+        self.model_info: Any = None
+        self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
+        self._gone: set[str] = set()  # models whose file went missing while the app ran, said so by on_library
+        self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
+        self._reads = 0  # the number of the last list read asked for (read), the answer _rechecking awaits
+        self._adds = 0  # the number of the last add asked for (add_model)
+        self._unselected_adds: set[int] = set()  # adds whose model is not to be selected (add_model's select)
+        self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
+        self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
+        self._retry = 0  # the number of the describe asked again, its model's file back (see on_describe_failed)
+
+    def is_gone(self, name: str) -> bool:
+        """Whether the file of the model ``name`` went missing while the app ran, and that was said."""
+        return name in self._gone
+
+    def keep_panel(self) -> None:
+        """A job runs with the prompt panel as it is now: a model's defaults still to come must not change it."""
+        self._defaults_since = None
+
+    def keep_fields(self, keys: list[str]) -> None:
+        """The prompt panel's fields ``keys`` were set (an image's settings restored): a first launch's model
+        defaults, still to come, leave them as they are."""
+        if self.launch_fields is not None:
+            for key in keys:
+                self.launch_fields.pop(key, None)
+
+    def select_model(self, name: str, apply_defaults: bool = True, unchanged_since: dict[str, Any] | None = None
+                     ) -> bool:  # fmt: skip
+        """Makes ``name`` the model of the next jobs; a library entry whose file is gone is refused with its
+        reason (the current model stays), since every job would fail on it. ``unchanged_since``: the fields as
+        they were when the choice was made (``PromptState.model_default_fields``); the defaults go only to those
+        still as they were (all of them when None)."""
+        entry = self.entry(name)
+        if entry is not None and getattr(entry, "facts", None) is None:
+            if self._rechecking != name:  # looked at again first: a drive that was away may be back (_on_library)
+                self._rechecking = name
+                self._tell(f"Looking at the file of '{name}' again…")
+                self._reads += 1
+                self._links.read(self._reads)
+                return False
+            self._rechecking = None
+            self._say(EngineError("user", f"The model '{name}' cannot be used: {entry.problem}.",
+                                  _unusable_hint(entry)))
+            return False
+        self._rechecking = None  # another model picked since: the list read for that pick must not undo this one
+        self._prompt.model = name
+        defaults = getattr(getattr(entry, "facts", None), "defaults", None)
+        self._defaults_since = None
+        if apply_defaults and defaults is not None:
+            # Its facts are in the library's list: its defaults now, so a Generate clicked before the engine has
+            # described it (after a running job) runs with them, and the panel shows what ran.
+            self._prompt.apply_model_defaults(defaults, unchanged_since)
+        elif apply_defaults:
+            # Not known here: they come once the engine describes it, and must not undo what the user set
+            # meanwhile (nor what a job queued meanwhile ran with: ``generate`` drops them).
+            self._defaults_since = unchanged_since or self._prompt.model_default_fields()
+        self._ask_describe(name)
+        return True
+
+    def _ask_describe(self, name: str) -> None:
+        """The engine asked for the facts of the model ``name``, under a new number (``on_describe_failed``)."""
+        self._asked = (self._asked[0] + 1, name)
+        self._links.describe(name, self._asked[0])
+
+    def is_current(self, name: str) -> bool:
+        """Whether ``name`` is the model of the next jobs and its file is usable: picked again, nothing changes."""
+        entry = self.entry(name)
+        return name == self._prompt.model and entry is not None and getattr(entry, "facts", None) is not None
+
+    def is_rechecking(self, name: str) -> bool:
+        """Whether ``name``, picked while missing, has its file looked at again right now (before it is refused)."""
+        return self._rechecking == name
+
+    def drop_recheck(self) -> None:
+        """The user went on to the current model, or past a missing one: the list read for the re-check of an unusable
+        model picked before decides nothing (it selected that model, or refused it with a dialog, after the user
+        had left it)."""
+        self._rechecking = None
+
+    def entry(self, name: str) -> Any | None:
+        """The library entry named ``name``, or whose name is ``name`` once escaped as images record names that are
+        not UTF-8 (``encodable``: the byte 0xe9 of a Latin-1 file name as the text ``\\xe9``)."""
+        exact = next((e for e in self.entries if getattr(e, "name", None) == name), None)
+        return exact or next((e for e in self.entries if encodable(str(getattr(e, "name", ""))) == name), None)
+
+    def _fallback_model(self) -> str | None:
+        """The first model that can be opened (built-in first, as the library lists them)."""
+        return next((e.name for e in self.entries if getattr(e, "facts", None) is not None), None)
+
+    def add_model(self, path: str | Path, select: bool = True) -> int:
+        """Adds the model at ``path`` to the library; returns the add's number, which ``add_ended`` gives back.
+        ``select``: the model added is selected (its defaults applied), as the user asked for it just now. Not for
+        an add the user did not ask for at that moment (a quantize run that finished after its wizard was closed):
+        the model and settings the user works with stay, and the status bar says the model was added."""
+        self._adds += 1
+        if not select:
+            self._unselected_adds.add(self._adds)
+        self._links.owe_add(str(path))  # owed until the engine takes it up: added at quit if it never did
+        self._links.add(str(path), self._adds)
+        return self._adds
+
+    def remove_model(self, name: str) -> None:
+        """Takes the model ``name`` off the library's list (not its file); said once the library confirms it."""
+        entry = self.entry(name)
+        self._removing = (name, getattr(entry, "path", None))  # said once the library confirms it
+        self._links.remove(name)
+
+    def on_engine_ready(self, entries: list[Any]) -> None:
+        """The engine is ready with the library's ``entries``: known from now on (``select_at_start`` follows)."""
+        self.entries = entries
+        self.known = True
+
+    def select_at_start(self, jobs_idle: bool) -> None:
+        """Once the engine is ready: the last session's model selected again, or one that opens instead; a first
+        launch's defaults applied unless a job (``jobs_idle`` False) already runs with the panel as it is."""
+        last = self._prompt.model
+        entry = self.entry(last)
+        if entry is None or getattr(entry, "facts", None) is None:
+            # The last session's model was removed, or its file moved or deleted since: start on one that opens.
+            fallback = self._fallback_model()
+            if entry is not None and fallback is not None:
+                self._say_cannot_open(entry, " you used last time", fallback, "notice")
+            self._prompt.model = fallback or last
+            apply_defaults = True  # another model: its own size, steps and guidance
+        else:
+            # A first launch takes the model's own defaults (native size, steps, guidance); later launches keep
+            # what the user left in the prompt panel, and so does a first one whose job, queued before the engine
+            # was ready, runs with the panel as it is (the panel shows what ran).
+            apply_defaults = self.launch_fields is not None and jobs_idle
+        since, self.launch_fields = self.launch_fields, None  # once: a later ready keeps the user's fields
+        self._links.changed(self.entries)
+        self.select_model(self._prompt.model, apply_defaults=apply_defaults, unchanged_since=since)
+
+    def _say_cannot_open(self, entry: Any, when: str, fallback: str | None, kind: str) -> None:
+        """Why the selected model ``entry`` cannot be opened, and the model selected instead; ``when``: " you
+        used last time" for the last session's."""
+        instead = f" '{fallback}' is selected instead." if fallback is not None else ""
+        self._say(EngineError(
+            kind, f"The model '{entry.name}'{when} cannot be opened: {entry.problem}.{instead}",
+            _unusable_hint(entry)))
+
+    def on_library_read(self, asked: int, entries: list[Any]) -> None:
+        """The list read for request ``asked`` (``read_library``): the answer a missing model picked awaits."""
+        self.on_library(entries, answered=asked)
+
+    def on_library(self, entries: list[Any], answered: int = 0) -> None:
+        """The library's list as the engine read it (``answered``: the number of the read asked for, 0 for a list
+        sent unasked): a missing model picked is selected or refused, a selected model gone is replaced, a removal
+        is said."""
+        self.entries = entries
+        self._links.changed(entries)
+        if self._rechecking is not None and self.entry(self._rechecking) is None:  # removed meanwhile
+            self._rechecking = None
+        # A missing model picked is decided by the list read after the pick, not by one the engine read before it
+        # and sent while the pick was made (a failed describe's): that one refused a file that was back.
+        if self._rechecking is not None and answered == self._reads:  # selected if its file opens now, else refused
+            if self.select_model(self._rechecking):
+                self._tell(f"The model '{self._prompt.model}' opens again; it is selected.")
+                self._rechecking = None
+        # Names said to be gone stay so only while they are: one put back (added again) is said again next time.
+        self._gone &= {e.name for e in entries if getattr(e, "facts", None) is None}
+        entry = self.entry(self._prompt.model)
+        switched = ""
+        if entry is None or getattr(entry, "facts", None) is None:  # the selected model was removed or went missing
+            fallback = self._fallback_model()
+            if fallback is not None and self.select_model(fallback):
+                switched = f"; '{fallback}' is selected"
+            if entry is not None:  # its file was moved or deleted while the app ran (a job or its facts found it)
+                self._say_cannot_open(entry, "", fallback, "user")
+                self._gone.add(entry.name)
+        removing, self._removing = self._removing, None
+        if removing is not None and self.entry(removing[0]) is None:
+            # Said: with only the list changing, the selection (and with it the prompt panel's steps and size)
+            # switched to another model unnoticed, and "Remove" may be read as deleting the file.
+            name, path = removing
+            kept = f" ({path} itself is not deleted)" if path and Path(path).exists() else ""
+            self._tell(f"The model '{name}' was removed from the library{kept}{switched}.")
+
+    def on_model_added(self, name: str, request: int) -> None:
+        """A model just added is what the user wants to use next: selected (its defaults applied), and said. One
+        added unasked (``add_model``'s ``select``) is only said, as the models found at start-up are."""
+        self._links.add_ended(request, name)
+        if request in self._unselected_adds:
+            self._unselected_adds.discard(request)
+            # With no model selected (none opens), there is none to name as staying selected.
+            kept = f"; '{self._prompt.model}' stays selected" if self._prompt.model else ""
+            self._tell(f"The model '{name}' was added to the library{kept}.")
+        elif self.select_model(name):
+            self._tell(f"The model '{name}' was added to the library; it is selected.")
+
+    def on_add_failed(self, request: int, error: EngineError) -> None:
+        """The library refused the model of add ``request``: its asker is told (``add_ended``); the user is told by
+        the dialog every failed request shows (the controller's)."""
+        self._unselected_adds.discard(request)
+        self._links.add_ended(request, error)
+
+    def on_models_found(self, names: list[str]) -> None:
+        """Models found unlisted in the models folder at start-up (an add lost to a quit, a crash or a kill),
+        added by the engine: said, as the list grew by itself. Not selected: the user picked no model."""
+        self._tell(f"Added {counted(len(names), 'quantized model')} found in the models folder: "
+                   f"{named_few(names)}.")
+
+    def on_already_in_library(self, name: str, request: int) -> None:
+        """A model added again (the same file or folder, however its path was spelled): the library keeps one
+        entry, so the user, who would otherwise see nothing happen, gets it selected and told why (an add not to
+        select, ``add_model``, leaves the selection as it is)."""
+        self._links.add_ended(request, name)
+        if request in self._unselected_adds:
+            self._unselected_adds.discard(request)
+            return
+        # The model in use already: selecting it again would reset the prompt panel to the model's defaults.
+        if name != self._prompt.model and not self.select_model(name):
+            return  # refused (its file cannot be opened): select_model said why
+        self._tell(f"The model '{name}' is already in the library; it is selected.")
+
+    def on_described(self, info: Any) -> None:
+        """The facts of a model (``ModelInfo``), described or loaded: shown if it is still the one selected, with its
+        memory plan, its defaults where a pick awaited them, and the prompt measured again."""
+        if getattr(info, "name", None) != self._prompt.model:
+            return
+        self.model_info = info
+        self._memory.show_policy(getattr(info, "memory_policy", None))
+        self._measure()
+        if self._defaults_since is not None:
+            self._prompt.apply_model_defaults(getattr(info, "defaults", {}) or {}, self._defaults_since)
+            self._defaults_since = None
+        self._links.info_changed(info)
+
+    def on_describe_failed(self, asked: int, error: EngineError, back: bool = False) -> None:
+        """A describe that failed is said only if it was the last asked and its model is still selected: one on a
+        model left since (a file away for a moment: the fallback said so, and the list read again found it back)
+        or asked again since was shown as a second, generic "no such file" dialog (the engine logged it). One of
+        the selected model whose file is ``back`` (the engine's list, read again after the failure, opens it: a
+        network or removable drive away for a moment) is asked once more: the panel stayed on "Reading model…"
+        under a "no such file" dialog for a model that opens. A second failure is said."""
+        number, model = self._asked
+        if asked != number or model != self._prompt.model:
+            log.info("not shown, asked before the selection changed: %s", error.message)
+        elif back and asked != self._retry:
+            log.info("the file of the model %s is back; describing it again", model)
+            self._ask_describe(model)
+            self._retry = self._asked[0]
+        else:
+            self._say(error)
+
+    def on_quantize_runs_ended(self) -> None:
+        """The selected model's memory plan, predicted again: one predicted while a quantize run held its GPU
+        budget was planned for that budget."""
+        if self.model_info is not None:
+            self._ask_describe(self._prompt.model)
+
+
+def _unusable_hint(entry: Any) -> str:
+    """What to do about the library model ``entry`` that cannot be used. Its file gone: picking a "(missing)" entry
+    looks at its file again (a network or removable drive back), so putting the file back and picking it is
+    enough. Its file there but unusable (a newer format, a damaged copy, unreadable): the engine's remedy."""
+    name = entry.name
+    if getattr(entry, "missing", True):
+        return (f"Put the file back where it was (or reconnect its drive) and pick '{name}' again, or remove it from "
+                "the Models list.")
+    remedy = getattr(entry, "hint", "")
+    return sentence(f"{remedy}; or remove '{name}' from the Models list" if remedy else
+                    f"Remove '{name}' from the Models list, or add the model again")
