@@ -22,34 +22,25 @@ from app.engine_worker import EngineStatus, EngineThread, Job, quantize_runs
 from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
 from app.history_actions import HistoryActions
-from app.history_model import HistoryModel, prompt_line
-from app.image_files import inspect_image_settings, read_image_settings
+from app.history_model import HistoryModel
 from app.job_queue import JobQueue, unusable_loras_error
 from app.lora_state import LoraState
 from app.memory_state import MemoryState
 from app.model_library import LibraryLinks, ModelLibrary
 from app.prompt_length_state import PromptLengthState
 from app.prompt_measure import PromptMeasure
-from app.reconcile import FolderImport, storable
+from app.reconcile import FolderImport
 from app.settings import Settings
+from app.settings_restore import SettingsRestore
 from app.startup_notices import check_images_folder, database_notices, lora_not_restored_notice
 from app.store import ImageRecord
 from app.store_recovery import open_store
 from app.trash_actions import TrashActions
 from app.trash_listing import TrashListing
-from app.wording import counted, were
 from gpu.atomic import atomic_write_with
-from gpu.errors import UserError, named_few
-from gpu.generation.image_metadata import kind_by_name
+from gpu.errors import UserError
 from gpu.generation.png_metadata import ImageSettings, png_name_problem
 from gpu.generation.prompt_length import PromptMeter
-from gpu.model_files import known_model_hash
-from gpu.version import APP_NAME
-
-# What to drop instead of a file with no settings (the app's own dialogs say it the same way).
-DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, a JPEG, WebP or GIF saved by A1111/Forge, "
-             "or the .txt file A1111/Forge write beside an image, as it was saved: image editors and many sites "
-             "remove the settings from the file.")  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +119,6 @@ class AppController(QObject):
         self.prompt_length = PromptLengthState()
         self.prompt_measure = PromptMeasure(self.prompt, self.prompt_length, self)
         self.prompt.prompt_changed.connect(self.prompt_measure.measure)
-        self._model_to_restore: tuple[str, str] | None = None  # (model, model hash) of an image restored before
         self.gpu: Any = None
         self._engine = EngineThread(data)
         worker = self._engine.worker
@@ -138,6 +128,8 @@ class AppController(QObject):
             remove=self._remove_model.emit, owe_add=self._engine.add_model, changed=self.library_changed.emit,
             info_changed=self.model_info_changed.emit, add_ended=self.add_ended.emit, say=self.error.emit,
             tell=self.status_message.emit), launch_fields, self)  # fmt: skip
+        self.restore = SettingsRestore(self.prompt, self.library, self.loras, self.gallery, self.error.emit,
+                                       self.settings_restored.emit)  # fmt: skip
         self.queue = JobQueue(self.job, self.gallery, self.loras, data, self.store.path, worker, self._submit.emit,
                               self._start_waiting.emit, self.error.emit, self.job_finished.emit, self)  # fmt: skip
         self._init_engine.connect(worker.initialize)
@@ -209,12 +201,7 @@ class AppController(QObject):
         self.library.keep_panel()
         request = self.prompt.build_request()
         request.loras = loras
-        if self._model_to_restore is not None and self._model_to_restore[0] != request.model:
-            # the job's model is the panel's; the image's comes once the library is known
-            self.error.emit(EngineError(
-                "notice", f"This job runs on '{request.model}': the model of the image you restored, "
-                f"'{self._model_to_restore[0]}', is selected once the engine has started.",
-                "Generate again once it is selected to get the image back."))  # fmt: skip
+        self.restore.say_job_model(request.model)
         job = self.queue.add(request)
         self.prompt_history.record_prompt()
         self.queue.submit(job)
@@ -316,10 +303,8 @@ class AppController(QObject):
         return None
 
     def reuse_settings(self, record: ImageRecord) -> None:
-        settings = dict(record.settings) or (read_image_settings(self.gallery.path_of(record)) or {})
-        notes = self._restore(settings)
-        if notes:
-            self._say_not_as_saved(Path(record.path).name, notes)
+        """The gallery image ``record``'s settings in the prompt panel (``SettingsRestore.reuse_settings``)."""
+        self.restore.reuse_settings(record)
 
     def forget_prompts(self, rows: list[int]) -> None:
         """History rows removed (``HistoryActions.forget_prompts``)."""
@@ -335,147 +320,12 @@ class AppController(QObject):
 
     def restore_from_file(self, path: Path) -> ImageSettings | None:
         """``restore_from_files`` of one file."""
-        return self.restore_from_files([Path(path)])
+        return self.restore.restore_from_file(path)
 
     def restore_from_files(self, paths: list[Path], web_addresses: list[str] | None = None) -> ImageSettings | None:
-        """Settings from dropped files (PNGs: ours, A1111 ``parameters`` or ComfyUI; JPEG and WebP: A1111/Forge
-        EXIF), each read as what its content says it is: those of the first file that has some (one image's
-        settings fill the form: the others are named as not used, not silently dropped); one message says what
-        was not restored as saved, or why none could be ("it is a JPEG image, not a PNG", "it is a text file, not
-        an image"). ``web_addresses``: what a drag from a web browser carries instead of a file (the image is not
-        on this computer yet); named with the other images not used when a file gave settings, or alone when no
-        file was dropped. Returns what was read from the file restored (None: none was)."""
-        web = web_addresses or []
-        shown = named_few([prompt_line(url, 80) for url in web])  # a data: address may be megabytes
-        one = len(web) == 1
-        save = f"save the image{'' if one else 's'} first, then drop the file{'' if one else 's'}"
-        if not paths and web:  # a web browser's drag: said, not refused without a word
-            what = "is a web address" if one else "are web addresses"
-            self.error.emit(EngineError("user", f"Nothing was restored: {shown} {what}: {save}.", DROP_HINT))
-            return None
-        without: list[str] = []
-        for index, path in enumerate(paths):
-            found = inspect_image_settings(path)
-            if not found.settings:
-                why = "; ".join(found.problems) or "it carries no generation settings"
-                if len(paths) == 1 and not web:
-                    self.error.emit(EngineError("user", f"Nothing was restored from {path.name}: {why}.", DROP_HINT))
-                    return None
-                without.append(f"{path.name} ({why})")
-                continue
-            notes = found.problems + self._restore(found.settings)
-            unused = [p.name for p in paths[index + 1 :]]
-            if unused:
-                notes.append(f"the other dropped images ({', '.join(unused)}) were not used: the form holds one "
-                             "image's settings")  # fmt: skip
-            if without:
-                notes.append(f"{', '.join(without)}, dropped before it, carry no generation settings")
-            if web:  # dragged along with the file (a browser's and a file manager's in one drag): not ignored
-                notes.append(f"the dropped web address{'' if one else 'es'} {shown} {were(len(web))} not used "
-                             f"({save})")  # fmt: skip
-            if notes:
-                several = len(paths) + len(web) > 1
-                self._say_not_as_saved(path.name, notes, " Drop one image at a time." if several else "")
-            return found
-        dropped = "images" if all(kind_by_name(p) for p in paths) else "files"  # a folder, a text file: no image
-        if web:  # dragged along with the files: named with them, not ignored
-            without.append(f"{shown} ({'a web address' if one else 'web addresses'}: {save})")
-        self.error.emit(EngineError(
-            "user", f"None of the dropped {dropped} carries generation settings: {', '.join(without)}.",
-            DROP_HINT))  # fmt: skip
-        return None
-
-    def _say_not_as_saved(self, name: str, notes: list[str], more_hint: str = "") -> None:
-        self.error.emit(EngineError(
-            "notice", f"Settings restored from {name}, but not all as saved: {'; '.join(notes)}.",
-            f"Check the prompt panel before you generate.{more_hint}"))  # fmt: skip
-
-    def _restore(self, settings: dict[str, Any]) -> list[str]:
-        """Fills the form (and model, LoRAs) from ``settings`` -> what the form did not take as saved."""
-        settings, notes = _valid_texts(settings)
-        applied, form_notes = self.prompt.restore_settings(settings)
-        notes += form_notes
-        self.library.keep_fields(applied)  # a first launch's model defaults, still to come, skip what it set
-        model, recorded = settings.get("model"), str(settings.get("model_hash") or "")
-        if model and self.library.known:
-            applied += self._restore_model(str(model), recorded, notes)
-        elif model:  # the library is listed once the engine is ready: every model was "not in your library"
-            self._model_to_restore = (str(model), recorded)
-        ours, refs = str(settings.get("version", "")).startswith(APP_NAME), settings.get("lora_refs")
-        if ours and ("lora_list" in settings or not isinstance(refs, list)):  # no lora_list: made without LoRAs
-            # several rows of a file name: the one with the image's hash is looked for (as for refs), said when found
-            for text in self.loras.restore_used(settings.get("lora_list") or [], self._say_loras_not_found):
-                self.error.emit(EngineError("notice", text, "Add the LoRA file again in the LoRA panel."))
-            applied.append("loras")
-        elif isinstance(refs, list):  # another program's (or ours, its A1111 text alone): LoRAs by name and hash
-            self._restore_refs(refs)
-            applied.append("loras")
-        else:  # no LoRAs could be read (a ComfyUI graph of custom nodes): the panel stays, none is switched off for it
-            self.loras.cancel_search()  # nor on for an image dropped before
-        self.settings_restored.emit(applied)
-        return notes
-
-    def _restore_model(self, model: str, recorded: str, notes: list[str]) -> list[str]:
-        """Selects the library's model for an image made with ``model`` whose weights hashed to ``recorded``
-        (``_image_model``), with a note in ``notes`` when it is not that file; says so when there is none that
-        opens. -> ["model"] when one was selected, else []."""
-        entry, note = self._image_model(model, recorded)
-        if note:
-            notes.append(note)
-        if entry is not None and getattr(entry, "facts", None) is not None:
-            self.select_model(entry.name, apply_defaults=False)  # its name, not the image's escaped one
-            return ["model"]
-        # the same settings on another model give another image: say so rather than let it pass
-        self.error.emit(EngineError(
-            "notice", f"The image was made with the model '{model}', which "
-            f"{'cannot be opened here' if entry is not None else 'is not in your library'}. Its other "
-            f"settings were restored; new images use '{self.prompt.model}'.",
-            "Add that model in the Models panel to get the same image back."))
-        return []
-
-    def _image_model(self, model: str, recorded: str) -> tuple[Any | None, str]:
-        """(the library entry to restore for an image made with the model ``model`` whose weights hashed to
-        ``recorded`` (its "Model hash"; "" when none is recorded), a note when it is not the file the image was made
-        with). A name alone picked another file the library gives that name now (one removed and another added
-        under its name; an image made from a path, named by the file's stem). Only hashes known without reading
-        the files are compared (``known_model_hash``: models this session loaded): hashing gigabytes here would
-        freeze the window. The entry of that name when its hash is the image's, or not known and no other's is;
-        else the usable entry whose known hash is the image's; else the entry of that name, said to be another
-        file."""
-        entry = self.library.entry(model)
-        if not recorded:
-            return entry, ""
-        usable = [e for e in self.entries if getattr(e, "facts", None) is not None]
-        hashes = {e.name: known_model_hash(e.path) for e in usable}  # "" when not known
-        same = [e for e in usable if hashes[e.name].lower() == recorded.lower()]
-        if any(e is entry for e in same):
-            return entry, ""
-        if same:
-            return same[0], (f"the model: the image's '{model}' is '{same[0].name}' here (the file with its model "
-                             f"hash, {recorded}), which is selected")  # fmt: skip
-        if entry is not None and hashes.get(entry.name):
-            return entry, (f"the model: '{entry.name}' here is not the file the image was made with (its model hash "
-                           f"is {hashes[entry.name]}, the image's {recorded}): new images may differ")  # fmt: skip
-        return entry, ""
-
-    def _restore_refs(self, refs: list[Any]) -> None:
-        """The LoRA panel as an image of another program names its LoRAs (``LoraState.restore_refs``): each value
-        not restored as saved is said, and one notice names all those not in the panel once that is known (after
-        the search of the files' contents, when one runs)."""
-        self._say_loras_not_found([], self.loras.restore_refs(refs, self._say_loras_not_found))
-
-    def _say_loras_not_found(self, missing: list[str], notices: list[str]) -> None:
-        """``LoraState.restore_refs``'s and ``restore_used``'s settled: the LoRAs of the dropped image that are not
-        in the panel, and what was not restored as saved among those found by their content."""
-        if missing:
-            one = len(missing) == 1
-            self.error.emit(EngineError(
-                "notice", f"The image used {counted(len(missing), 'LoRA')} not in the LoRA panel "
-                f"({named_few([repr(name) for name in missing], 5)}); new images are made without "
-                f"{'it' if one else 'them'}.", f"Add the LoRA file{'' if one else 's'} in the LoRA panel (found by "
-                "file name or content), then drop the image again."))  # fmt: skip
-        for text in notices:
-            self.error.emit(EngineError("notice", text, "Check the LoRA panel before you generate."))
+        """Settings from dropped files (``SettingsRestore.restore_from_files``); returns what was read from the file
+        restored (None: none was)."""
+        return self.restore.restore_from_files(paths, web_addresses)
 
     # ---- worker signals ------------------------------------------------------------------------------------
 
@@ -485,14 +335,7 @@ class AppController(QObject):
         self.gpu = status.gpu
         self.engine_ready.emit(status)
         self.library.on_engine_ready(status.entries)
-        if self._model_to_restore is not None:  # an image restored while the engine started: its model now
-            (model, recorded), self._model_to_restore = self._model_to_restore, None
-            notes: list[str] = []
-            if self._restore_model(model, recorded, notes) and self.queue.idle:
-                self.library.launch_fields = None  # the image's model, with the image's settings: no defaults
-            for note in notes:
-                self.error.emit(EngineError("notice", f"The restored image's settings, {note}.",
-                                            "Check the Models panel before you generate."))  # fmt: skip
+        self.restore.restore_pending_model(self.queue.idle)  # an image restored while the engine started
         self.library.select_at_start(self.queue.idle)
         if self.queue.idle:
             self.job.status = "Ready"
@@ -520,17 +363,3 @@ class AppController(QObject):
             self.library.drop_recheck()
         if not said:
             self.error.emit(error)
-
-
-def _valid_texts(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """``settings`` with each lone surrogate in its prompts (JSON's "\\ud83d", half an emoji, which other programs
-    write) made U+FFFD, as the gallery stores them (``app.reconcile.storable``), and a note for each prompt that
-    held one. Kept, the prompt box dropped the character unsaid, the token counter raised, and the job failed."""
-    notes = []
-    for key, name in (("prompt", "prompt"), ("negative_prompt", "negative prompt")):
-        text = settings.get(key)
-        if isinstance(text, str) and (valid := storable(text)) != text:
-            settings = {**settings, key: valid}
-            notes.append(f"its {name} held characters that are not valid text (halves of an emoji, as some "
-                         "programs write them); each is shown as \ufffd")  # fmt: skip
-    return settings, notes
