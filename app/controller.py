@@ -1,13 +1,15 @@
-"""The app's glue: owns the store, the observable state and the engine thread; panels talk only to this.
+"""The app's glue: owns the store, the observable state and the engine thread, and wires them to the
+collaborators that hold each concept (``JobQueue``, ``ModelLibrary``, ``SettingsRestore``, ``TrashActions``,
+``HistoryActions``, ``PromptMeasure``, the start-up notices); panels talk only to this.
 
 Everything here runs on the GUI thread. Engine work is sent to the worker by queued signals; results come
-back by signals. A job's images are already on disk (written atomically by the worker) when ``finished``
-arrives; committing their rows here is the last step, so a crash in between is repaired by reconciliation.
+back by signals, connected to the collaborators (QObjects where the engine thread sends to them, so that they
+are delivered here). A job's images are already on disk (written atomically by the worker) when ``finished``
+arrives; committing their rows is the last step, so a crash in between is repaired by reconciliation.
 """
 
 from __future__ import annotations
 
-import logging
 import shutil
 import threading
 from collections.abc import Callable
@@ -42,11 +44,10 @@ from gpu.errors import UserError
 from gpu.generation.png_metadata import ImageSettings, png_name_problem
 from gpu.generation.prompt_length import PromptMeter
 
-log = logging.getLogger(__name__)
-
-
 
 class AppController(QObject):
+    """What the panels call and listen to; its public methods hand each request to the collaborator it concerns."""
+
     error = Signal(object)  # EngineError: the window shows a dialog
     engine_ready = Signal(object)  # EngineStatus
     library_changed = Signal(list)  # list[ModelEntry]
