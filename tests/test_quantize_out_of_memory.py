@@ -181,3 +181,17 @@ def test_the_wizard_says_memory_outside_the_run_in_a_quantize_runs_words(exc):
     assert error.kind == "oom" and not settings_can_fix
     assert "ran out of memory" in error.message
     assert not any(w in error.text for w in GENERATION_WORDS)
+
+
+@pytest.mark.parametrize("fraction, has", [(1.0, " (it has 24.0 GiB)"),
+                                           (0.25, " (it has 24.0 GiB, of which this program may use 6.0 GiB)")])
+def test_the_gpus_size_said_names_a_cap_in_force(monkeypatch, fraction, has):
+    """The sentence gave the card's size only, also where this process may use part of it (a memory fraction set
+    before the run): the 79.2 GiB said hid that the cap was the limit."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _i: SimpleNamespace(total_memory=24 * 2**30))
+    monkeypatch.setattr(memory, "memory_fraction", lambda _i: fraction)
+    said = memory.quantize_out_of_memory(torch.OutOfMemoryError(CUDA_OOM), memory.RunStage("loading a block"))
+    assert said is not None and str(said) == f"the GPU ran out of memory while loading a block{has}"

@@ -32,9 +32,7 @@ def quantize_out_of_memory(exc: BaseException, stage: RunStage) -> QuantizeOutOf
     has. Said as a job's, it sent the user to a smaller image size and fewer images per batch. None for any other
     error."""
     if gpu_ran_out(exc):
-        total = _gpu_total()
-        has = f" (it has {amount(total)})" if total else ""
-        return QuantizeOutOfMemory(f"the GPU ran out of memory while {stage.doing}{has}",
+        return QuantizeOutOfMemory(f"the GPU ran out of memory while {stage.doing}{_gpu_has()}",
                                    "close other programs that use the GPU, then run again; if none does, this GPU is "
                                    "too small for that step of quantizing this model")  # fmt: skip
     if not ram_ran_out(exc):
@@ -51,12 +49,20 @@ def quantize_out_of_memory(exc: BaseException, stage: RunStage) -> QuantizeOutOf
                                ram_budget_helps=stage.ram_budget_helps)  # fmt: skip
 
 
-def _gpu_total() -> int | None:
-    """The current CUDA device's memory in bytes; None where torch cannot say."""
+def _gpu_has() -> str:
+    """What the current CUDA device holds, for an out-of-memory sentence: " (it has 79.2 GiB)", or, where this
+    process may use only part of it (``set_per_process_memory_fraction`` set before the run, as an app embedding the
+    engine may), " (it has 79.2 GiB, of which this program may use 16 GiB)": the card's size alone hid that the cap
+    was the limit. "" where torch cannot say."""
     try:
-        return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+        index = torch.cuda.current_device()
+        total = int(torch.cuda.get_device_properties(index).total_memory)
     except (RuntimeError, AssertionError, AttributeError):  # no CUDA here (a CPU build, a broken driver)
-        return None
+        return ""
+    fraction = memory_fraction(index)
+    if fraction < 1.0:
+        return f" (it has {amount(total)}, of which this program may use {amount(int(total * fraction))})"
+    return f" (it has {amount(total)})"
 
 
 @contextmanager
