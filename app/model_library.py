@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject
 from app.engine_errors import EngineError
 from app.generation_state import PromptState
 from app.memory_state import MemoryState
+from app.model_list_state import ModelListState
 from app.wording import counted, sentence
 from gpu.errors import named_few
 from gpu.generation.png_metadata import encodable
@@ -41,7 +42,8 @@ class LibraryLinks:
 class ModelLibrary(QObject):
     """The library's entries and the model of the next jobs (``PromptState.model``). The engine's answers come in
     by the ``on_*`` slots the controller connects to the worker's signals: a QObject, so that they are delivered on
-    the thread it lives on (its parent's, the Qt thread)."""
+    the thread it lives on (its parent's, the Qt thread). ``list_state`` is the Models panel's state, kept up to
+    date with the list and the model's facts."""
 
     def __init__(self, prompt: PromptState, memory: MemoryState, measure: Callable[[], None], links: LibraryLinks,
                  launch_fields: dict[str, Any] | None, parent: QObject | None = None) -> None:  # fmt: skip
@@ -69,6 +71,7 @@ class ModelLibrary(QObject):
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
         self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
         self._retry = 0  # the number of the describe asked again, its model's file back (see on_describe_failed)
+        self.list_state = ModelListState(self, prompt, self)  # the Models panel's rows, highlight, Remove, details
 
     def is_gone(self, name: str) -> bool:
         """Whether the file of the model ``name`` went missing while the app ran, and that was said."""
@@ -189,6 +192,7 @@ class ModelLibrary(QObject):
             # was ready, runs with the panel as it is (the panel shows what ran).
             apply_defaults = self.launch_fields is not None and jobs_idle
         since, self.launch_fields = self.launch_fields, None  # once: a later ready keeps the user's fields
+        self.list_state.set_entries(self.entries)
         self._links.changed(self.entries)
         self.select_model(self._prompt.model, apply_defaults=apply_defaults, unchanged_since=since)
 
@@ -209,6 +213,7 @@ class ModelLibrary(QObject):
         sent unasked): a missing model picked is selected or refused, a selected model gone is replaced, a removal
         is said."""
         self.entries = entries
+        self.list_state.set_entries(entries)
         self._links.changed(entries)
         if self._rechecking is not None and self.entry(self._rechecking) is None:  # removed meanwhile
             self._rechecking = None
@@ -285,6 +290,7 @@ class ModelLibrary(QObject):
         if self._defaults_since is not None:
             self._prompt.apply_model_defaults(getattr(info, "defaults", {}) or {}, self._defaults_since)
             self._defaults_since = None
+        self.list_state.show_info(info)
         self._links.info_changed(info)
 
     def on_describe_failed(self, asked: int, error: EngineError, back: bool = False) -> None:

@@ -83,3 +83,12 @@ def test_a_model_picked_during_a_job_keeps_the_fields_edited_since(qtbot, window
     defaults = controller.model_info.defaults
     assert (state.steps, state.guidance) == (3, 2.5)  # was: the model's 16 and 5.0
     assert state.width == defaults["width"] != 192 and state.height == defaults["height"]  # not edited: the model's
+
+
+def test_before_the_models_are_listed_remove_is_greyed(bare_window):
+    """Until the engine lists the library there is no model to take off: Remove was enabled and did nothing, and an
+    empty "Runs on" line took a row under the details."""
+    panel = bare_window.model_panel
+    assert panel.list.count() == 0 and panel.details.text() == "Starting the engine…"
+    assert not panel.remove_button.isEnabled()
+    assert not panel.runs_on.isVisibleTo(panel)

@@ -1,0 +1,184 @@
+"""Observable state of the Models panel: the library's rows, the highlighted one (the model of the next jobs, or an
+unusable one the user went to), whether Remove acts on it, and the details under the list. The user's picks and
+moves are decided here (``pick``, ``highlight``), by asking the model library; the panel only binds."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from PySide6.QtCore import QObject, Signal
+
+from app.generation_state import PromptState
+from app.observable import Prop
+from app.wording import human_bytes
+
+if TYPE_CHECKING:  # the library makes this state: imported at run time, it would import itself
+    from app.model_library import ModelLibrary
+
+
+class ModelRow(NamedTuple):
+    """A row of the Models list: what it says, the model it names, its tooltip (the path, or why it is unusable)."""
+
+    text: str
+    name: str
+    tip: str
+
+
+class Pick(Enum):
+    """What became of a model the user picked (``ModelListState.pick``) or went to (``highlight``)."""
+
+    CURRENT = "current"  # the model in use already: its facts shown again, nothing read again
+    WAITING = "waiting"  # its file is being looked at again already: nothing more
+    SELECTED = "selected"  # the model of the next jobs now; its facts are being read
+    LOOKING = "looking"  # unusable: its file is looked at again first (selected if it opens now)
+    REFUSED = "refused"  # unusable: refused with why (the library's dialog); the model in use stays
+    SHOWN = "shown"  # unusable, gone to with the keys or a press: shown only, its file not looked at
+
+
+def memory_row(info: Any) -> tuple[str, str]:
+    """What the model needs, as the memory plan below it says (one source: its peak): GPU memory, or without a GPU
+    the system memory it runs in (a VRAM figure there would be no one's need)."""
+    ram = getattr(info, "est_ram_bytes", None)
+    if getattr(info, "est_vram_bytes", None) is None and ram:
+        return "Estimated RAM", f"{human_bytes(ram)} (no GPU: VRAM n/a)"
+    return "Estimated VRAM", human_bytes(getattr(info, "est_vram_bytes", None))
+
+
+def info_text(info: Any) -> str:
+    """A model's facts (``ModelInfo``) as the details' lines: name, kind, architecture, precision, size, need."""
+    rows = [
+        ("Model", getattr(info, "name", "?")),
+        ("Kind", getattr(info, "kind", "?")),
+        ("Architecture", getattr(info, "architecture", "?")),
+        ("Precision", getattr(info, "precision", "?")),
+        ("Size on disk", human_bytes(getattr(info, "size_bytes", None))),
+        memory_row(info),
+    ]
+    return "\n".join(f"{k}: {v}" for k, v in rows)
+
+
+def unusable_word(entry: Any) -> str:
+    """What the list says of a library entry that cannot be used: "missing" only when nothing is at its path (put
+    back, it works again); "cannot be used" for a file there that is not usable (a newer format, a damaged copy,
+    one that cannot be read), where putting it back is no remedy."""
+    return "missing" if getattr(entry, "missing", True) else "cannot be used"
+
+
+def _usable(entry: Any) -> bool:
+    return getattr(entry, "facts", None) is not None  # None: its file moved, deleted or changed since it was added
+
+
+class ModelListState(QObject):
+    rows_changed = Signal(object)
+    highlighted_changed = Signal(object)
+    removable_changed = Signal(object)
+    details_changed = Signal(object)
+    runs_on_changed = Signal(object)
+    runs_on_tip_changed = Signal(object)
+
+    rows = Prop(())  # tuple[ModelRow, ...]: the library's entries as the list shows them
+    highlighted = Prop("")  # the name of the highlighted row: the model in use, or an unusable one gone to
+    removable = Prop(False)  # Remove acts on the highlighted model (a built-in one cannot be removed)
+    details = Prop("Starting the engine…")  # the model's facts, or a passing state ("Reading model…", a refusal)
+    runs_on = Prop("")  # "Runs on: <path>" with the model's facts; "" (hidden) with a passing state
+    runs_on_tip = Prop("")  # the engine's whole text (why, notes) where it says more than the path
+
+    def __init__(self, library: ModelLibrary, prompt: PromptState, parent: QObject | None = None) -> None:
+        """``library``: whose entries, current model and picks these are; ``prompt``: holds the model in use."""
+        super().__init__(parent)
+        self._library = library
+        self._prompt = prompt
+        prompt.model_changed.connect(self._mark)
+
+    def set_entries(self, entries: list[Any]) -> None:
+        """The library's list changed (each answer of the engine sends it): its rows; the model in use highlighted,
+        or an unusable one the user highlighted (picked and refused, its file looked at again), kept so that
+        Remove takes it off."""
+        highlighted = self.highlighted
+        rows = []
+        for entry in entries:
+            label = entry.name + ("  (built-in)" if getattr(entry, "builtin", False) else "")
+            if _usable(entry):
+                rows.append(ModelRow(label, entry.name, str(getattr(entry, "path", ""))))
+            else:
+                rows.append(ModelRow(f"{label}  ({unusable_word(entry)})", entry.name,
+                                     getattr(entry, "problem_text", "")))
+        # The same rows again emit nothing: the list keeps its items (one pressed and not yet released was
+        # replaced, and the click was lost).
+        self.rows = tuple(rows)
+        self._mark(self._prompt.model)
+        refused = next((e for e in entries if e.name == highlighted and not _usable(e)), None)
+        if refused is not None and refused.name != self._prompt.model:
+            self._mark(refused.name)
+            self._note(self.unusable_text(refused.name))
+
+    def show_info(self, info: Any) -> None:
+        """The facts of the model in use (``ModelInfo``) in the details, with the path that runs it."""
+        self.details = info_text(info)
+        # The engine gives the path alone and the whole text (with why and its notes): no parsing of its wording.
+        path, summary = info.execution_path, info.execution_summary
+        self.runs_on_tip = path if summary != path else ""
+        self.runs_on = f"Runs on: {summary}"
+
+    def highlight(self, name: str) -> Pick:
+        """The user moved the highlight onto ``name`` (the arrow keys, a press, typing a name): picked, if it can
+        be used. One that cannot is only shown: its file is looked at again (and refused with a dialog) by
+        ``pick`` (Enter, a click), not as the keys pass over it, where the dialog took the next key press."""
+        entry = self._entry(name)
+        if entry is not None and not _usable(entry):
+            self._library.drop_recheck()  # a look at another one passed decides nothing now
+            self.highlighted = name
+            self._note(self.unusable_text(name))
+            self.removable = True
+            return Pick.SHOWN
+        return self.pick(name)
+
+    def pick(self, name: str) -> Pick:
+        """The user picked ``name`` (a click, Enter, a double click, or ``highlight``): it becomes the model of the
+        next jobs, or its file is looked at again, or it is refused (the library says why); it stays highlighted."""
+        self.highlighted = name
+        # Picked again (the release of the press that highlighted it, Enter, a double click): reading it again reset
+        # size, steps and guidance, and a second pick of a model whose file is being looked at refused it at once
+        if self._library.is_current(name):
+            self._library.drop_recheck()  # back to the model in use: a re-check of one passed decides nothing
+            info = self._library.model_info
+            if info is not None and getattr(info, "name", None) == name:
+                self.show_info(info)  # its facts again, not those of the model passed over
+            self._mark(name)  # and Remove as for it (a built-in one cannot be removed)
+            return Pick.CURRENT
+        if self._library.is_rechecking(name):
+            return Pick.WAITING
+        if self._library.select_model(name):
+            self._note("Reading model…")
+            return Pick.SELECTED
+        # Refused (its file is gone; the library says why), or its file being looked at again first (a drive
+        # back: then it is selected). It stays highlighted so Remove can take it off.
+        looking = self._library.is_rechecking(name)
+        self._note(f"{name}: looking at its file again…" if looking else self.unusable_text(name))
+        self.removable = True
+        return Pick.LOOKING if looking else Pick.REFUSED
+
+    def remove(self) -> None:
+        """Takes the highlighted model off the library's list (not its file)."""
+        if self.highlighted:
+            self._library.remove_model(self.highlighted)
+
+    def unusable_text(self, name: str) -> str:
+        """The details of the unusable model ``name``: what is wrong, the model in use, and how to look again."""
+        return f"{name}: {unusable_word(self._entry(name))}. New images use {self._prompt.model}. Press " \
+            "Enter to look at its file again."  # fmt: skip
+
+    def _entry(self, name: str) -> Any | None:
+        """The library entry of the row named ``name`` (None where the list changed since)."""
+        return next((e for e in self._library.entries if e.name == name), None)
+
+    def _mark(self, name: str) -> None:
+        """``name`` highlighted, and Remove as for it."""
+        self.highlighted = name
+        self.removable = bool(name) and not getattr(self._entry(name), "builtin", False)
+
+    def _note(self, text: str) -> None:
+        """A passing state instead of a model's facts ("Reading model…", a model refused)."""
+        self.details = text
+        self.runs_on = ""

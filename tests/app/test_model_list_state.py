@@ -1,0 +1,141 @@
+"""The Models panel's state as a unit (``ModelListState``): what a pick or a move of the highlight does, what the
+rows say, and when Remove acts. The library under it is the real ``ModelLibrary``; its links to the engine thread
+are recorded instead of sent (no engine: the answers the engine would give are handed in by the test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from app.generation_state import PromptState
+from app.memory_state import MemoryState
+from app.model_library import LibraryLinks, ModelLibrary
+from app.model_list_state import ModelListState, ModelRow, Pick
+from gpu.library import ModelEntry
+
+FACTS = SimpleNamespace(defaults={})  # a usable entry's facts: only their defaults are read here
+
+
+def _entries(mine_usable: bool = True, mine_missing: bool = True) -> list[ModelEntry]:
+    mine = ModelEntry("mine", Path("/models/mine.safetensors"), False, FACTS if mine_usable else None,
+                      problem="" if mine_usable else "/models/mine.safetensors: no such file",
+                      missing=mine_missing)  # fmt: skip
+    return [ModelEntry("demo", Path("/res/demo"), True, FACTS), ModelEntry("demo-int4", Path("/res/d4"), True, FACTS),
+            mine]
+
+
+class Engine:
+    """What the library asked of the engine thread, and what it told the user."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, Any]] = []
+        self.said: list[Any] = []
+
+    def links(self) -> LibraryLinks:
+        def ask(what: str) -> Any:
+            return lambda *args: self.asked.append((what, args))
+
+        return LibraryLinks(describe=ask("describe"), read=ask("read"), add=ask("add"), remove=ask("remove"),
+                            owe_add=ask("owe_add"), changed=ask("changed"), info_changed=ask("info_changed"),
+                            add_ended=ask("add_ended"), say=self.said.append, tell=lambda _text: None)  # fmt: skip
+
+    def asks(self, what: str) -> list[Any]:
+        return [args for w, args in self.asked if w == what]
+
+
+@dataclass
+class World:
+    library: ModelLibrary
+    engine: Engine
+    prompt: PromptState  # its model is the model of the next jobs
+    state: ModelListState
+
+
+@pytest.fixture
+def world() -> World:
+    """A library whose engine is ready with demo, demo-int4 and mine (usable), demo in use."""
+    engine, prompt = Engine(), PromptState()
+    prompt.model = "demo"
+    library = ModelLibrary(prompt, MemoryState(), lambda: None, engine.links(), None)
+    library.on_engine_ready(_entries())
+    library.select_at_start(jobs_idle=True)
+    return World(library, engine, prompt, library.list_state)
+
+
+def _info(name: str) -> Any:
+    return SimpleNamespace(name=name, kind="svdq", architecture="flux", precision="int4", size_bytes=1 << 20,
+                           est_vram_bytes=None, est_ram_bytes=None, memory_policy=None, defaults={},
+                           execution_path="PyTorch reference on CPU (why)",
+                           execution_summary="PyTorch reference on CPU")
+
+
+def test_rows_and_the_model_in_use(world):
+    lib, state = world.library, world.state
+    assert state.rows == (ModelRow("demo  (built-in)", "demo", "/res/demo"),
+                          ModelRow("demo-int4  (built-in)", "demo-int4", "/res/d4"),
+                          ModelRow("mine", "mine", "/models/mine.safetensors"))  # fmt: skip
+    assert state.highlighted == "demo" and not state.removable  # a built-in model cannot be removed
+    lib.on_described(_info("demo"))
+    assert state.details.startswith("Model: demo\n") and state.runs_on == "Runs on: PyTorch reference on CPU"
+    assert state.runs_on_tip == "PyTorch reference on CPU (why)"
+
+
+def test_a_usable_model_picked_is_selected_and_removable(world):
+    engine, state = world.engine, world.state
+    assert state.pick("mine") is Pick.SELECTED
+    assert state.highlighted == "mine" and state.removable  # a model of the user's can be removed
+    assert state.details == "Reading model…" and state.runs_on == ""
+    assert engine.asks("describe")[-1][0] == "mine"
+    state.remove()
+    assert engine.asks("remove") == [("mine",)]
+
+
+def test_the_current_model_picked_again_changes_nothing(world):
+    lib, engine, state = world.library, world.engine, world.state
+    lib.on_described(_info("demo"))
+    described = len(engine.asks("describe"))
+    assert state.highlight("demo") is Pick.CURRENT and state.pick("demo") is Pick.CURRENT
+    assert len(engine.asks("describe")) == described  # not read again: that reset size, steps and guidance
+    assert state.details.startswith("Model: demo\n") and not state.removable
+
+
+@pytest.mark.parametrize("missing, word", [(True, "missing"), (False, "cannot be used")])
+def test_an_unusable_model_is_looked_at_again_then_refused(world, missing, word):
+    lib, engine, state = world.library, world.engine, world.state
+    lib.on_library(_entries(mine_usable=False, mine_missing=missing))
+    assert state.rows[2].text == f"mine  ({word})" and state.rows[2].tip.startswith("/models/mine.safetensors: ")
+
+    assert state.highlight("mine") is Pick.SHOWN  # the keys passing over it: shown, its file not looked at
+    assert engine.asks("read") == [] and world.prompt.model == "demo"
+    assert state.highlighted == "mine" and state.removable
+    assert state.details == f"mine: {word}. New images use demo. Press Enter to look at its file again."
+
+    assert state.pick("mine") is Pick.LOOKING  # Enter: the list read again first (a drive back?)
+    assert state.details == "mine: looking at its file again…" and engine.asks("read") == [(1,)]
+    assert state.pick("mine") is Pick.WAITING  # a second pick meanwhile: not refused at once
+    lib.on_library_read(1, _entries(mine_usable=False, mine_missing=missing))  # still unusable: refused
+    assert len(engine.said) == 1 and "'mine' cannot be used" in engine.said[0].message
+    assert world.prompt.model == "demo" and state.highlighted == "mine" and state.removable  # kept, for Remove
+    assert state.details.startswith(f"mine: {word}.")
+
+
+def test_an_unusable_model_whose_file_is_back_is_selected(world):
+    lib, engine, state = world.library, world.engine, world.state
+    lib.on_library(_entries(mine_usable=False))
+    assert state.pick("mine") is Pick.LOOKING
+    lib.on_library_read(1, _entries())
+    assert world.prompt.model == state.highlighted == "mine" and engine.said == []
+
+
+def test_going_back_to_the_model_in_use_drops_the_look(world):
+    lib, state = world.library, world.state
+    lib.on_library(_entries(mine_usable=False))
+    assert state.pick("mine") is Pick.LOOKING
+    assert state.highlight("demo") is Pick.CURRENT
+    assert not lib.is_rechecking("mine") and state.highlighted == "demo" and not state.removable
+    lib.on_library_read(1, _entries())  # its file back, after the user left it: decides nothing
+    assert world.prompt.model == "demo"
