@@ -221,18 +221,6 @@ class AppController(QObject):
         """Makes ``name`` the model of the next jobs, or says why not (``ModelLibrary.select_model``)."""
         return self.library.select_model(name, apply_defaults, unchanged_since)
 
-    def is_current(self, name: str) -> bool:
-        """Whether ``name`` is the model of the next jobs and its file is usable (``ModelLibrary.is_current``)."""
-        return self.library.is_current(name)
-
-    def is_rechecking(self, name: str) -> bool:
-        """Whether ``name``, picked while missing, has its file looked at again right now."""
-        return self.library.is_rechecking(name)
-
-    def drop_recheck(self) -> None:
-        """The user went on from a missing model picked before (``ModelLibrary.drop_recheck``)."""
-        self.library.drop_recheck()
-
     def add_model(self, path: str | Path, select: bool = True) -> int:
         """Adds the model at ``path`` to the library (``ModelLibrary.add_model``); returns the add's number."""
         return self.library.add_model(path, select)
