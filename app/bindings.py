@@ -6,7 +6,15 @@ import logging
 from typing import Any
 
 from PySide6.QtGui import QTextCursor
-from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QLabel, QLineEdit, QPlainTextEdit, QSpinBox
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
+    QDoubleSpinBox,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QSpinBox,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +100,12 @@ def bind_enabled(state: Any, name: str, widget: Any) -> None:
     nothing to act on is greyed rather than answering "nothing to do" once clicked)."""
     widget.setEnabled(bool(getattr(state, name)))
     _signal(state, name).connect(lambda v: widget.setEnabled(bool(v)))
+
+
+def bind_typed(state: Any, name: str, widget: QAbstractSpinBox | QLineEdit) -> None:
+    """Has ``state.watch_typed`` read what the number field ``widget`` shows while it is no value the field takes
+    (half-typed, out of range, empty; a spin box's text without its suffix). ``bind`` carries values only: a spin
+    box keeps "30" typed in a field of 64 to 2048 on screen, its value the last one it took, and a Generate
+    pressed then ran that one."""
+    text = widget.cleanText if isinstance(widget, QAbstractSpinBox) else widget.text
+    state.watch_typed(name, lambda: None if widget.hasAcceptableInput() else text())

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from app.engine_errors import EngineError
 from app.observable import Prop
 from app.settings import LastJob
 from gpu.generation.request import GUIDANCE_MAX, GUIDANCE_MIN
@@ -25,6 +27,16 @@ STEPS_MIN, STEPS_MAX = 1, 150
 GUIDANCE_DECIMALS = 2
 SIDE_MIN, SIDE_MAX, SIDE_STEP = 64, 2048, 16  # sides are multiples of 16: the latent patch grid needs it
 BATCH_MIN, BATCH_MAX = 1, 16
+
+# The panel's number fields: (their label, the values they take), as a refused Generate names them.
+FIELD_RANGES = {
+    "seed": ("Seed", f"{SEED_MIN} to {SEED_MAX}"),
+    "steps": ("Steps", f"{STEPS_MIN} to {STEPS_MAX}"),
+    "guidance": ("Guidance", f"{GUIDANCE_MIN:g} to {GUIDANCE_MAX:g}"),
+    "width": ("Width", f"{SIDE_MIN} to {SIDE_MAX} px"),
+    "height": ("Height", f"{SIDE_MIN} to {SIDE_MAX} px"),
+    "batch_count": ("Images", f"{BATCH_MIN} to {BATCH_MAX}"),
+}
 
 # (label, width, height); sizes are multiples of 16 (the latent patch grid needs it).
 SIZE_PRESETS: list[tuple[str, int, int]] = [
@@ -142,6 +154,36 @@ class PromptState(QObject):
     width = Prop(256)
     height = Prop(256)
     batch_count = Prop(1)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Per number field, by name: what it shows while that is no value it takes ("30" typed in Width, of 64 to
+        # 2048; a field cleared), None while it is one. Read at Generate, not told as typed: a spin box puts its
+        # value back when it is left, with its signals blocked, and a text kept as told was then a stale one.
+        self._typed: dict[str, Callable[[], str | None]] = {}
+
+    def watch_typed(self, name: str, read: Callable[[], str | None]) -> None:
+        """``read`` says what the field ``name`` (a key of ``FIELD_RANGES``) shows while it is no value the field
+        takes, None while it is one (``app.bindings.bind_typed``)."""
+        self._typed[name] = read
+
+    def typed_error(self) -> EngineError | None:
+        """Why no job may start while a field shows text that is no value it takes, naming each such field and its
+        range; None when there is none. Generate ran the value the field held before ("30" in Width ran 128 px,
+        "0" in Images one image) while the field still showed the text: an image other than the one asked for.
+        Refused rather than set to a value it takes: a job of minutes is not spent on a value the user did not
+        choose (the seed's rule: exact or nothing). A seed field cleared with Lock unticked is no problem: the job
+        takes a new random seed, which the field then shows."""
+        shown = {name: read() for name, read in self._typed.items() if name != "seed" or self.seed_locked}
+        fields = [(name, text) for name, text in shown.items() if text is not None]
+        if not fields:
+            return None
+        said = "; ".join(f"{FIELD_RANGES[name][0]} {f'shows “{text}”' if text else 'is empty'}, and takes "
+                         f"{FIELD_RANGES[name][1]}" for name, text in fields)  # fmt: skip
+        one = len(fields) == 1
+        return EngineError("user", f"No image was made: {said}.",
+                           f"Type {'a value in that range' if one else 'values in those ranges'}, then generate "
+                           "again.")  # fmt: skip
 
     def model_default_fields(self) -> dict[str, Any]:
         """The fields a model's defaults set, as they are now (``apply_model_defaults``' ``unchanged_since``)."""

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.bindings import bind
+from app.bindings import bind, bind_typed
 from app.controller import AppController
 from app.generation_state import (
     BATCH_MAX,
@@ -181,6 +181,12 @@ class PromptPanel(QWidget):
 
         self.batch_spin = QSpinBox(minimum=BATCH_MIN, maximum=BATCH_MAX)
         bind(state, "batch_count", self.batch_spin)
+
+        # Text that is no value a field takes, kept until the field is left: Generate refuses it, named.
+        for name, field in (("seed", self.seed_edit), ("steps", self.steps_spin), ("guidance", self.guidance_spin),
+                            ("width", self.width_spin), ("height", self.height_spin),
+                            ("batch_count", self.batch_spin)):  # fmt: skip
+            bind_typed(state, name, field)
 
         # A field wider than the room beside its label goes below it (the size presets, in a half-screen window)
         # rather than making the panel wider than its dock.

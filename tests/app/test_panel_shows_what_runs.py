@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app.data_dir import resolve_data_dir
-from app.generation_state import PromptState, snap16
+from app.generation_state import SEED_MAX, PromptState, snap16
 from tests.app.gui import window_without_engine
 
 
@@ -157,3 +157,32 @@ def test_esc_after_the_last_step_says_it_is_too_late(qtbot, data_root):
         controller.cancel()
         assert controller.job.status == said
         controller.queue._job_done(job.id, "Cancelled")
+
+
+def test_a_value_typed_outside_a_fields_range_is_refused_at_generate_naming_the_field(qtbot, window):
+    """"30" typed in Width (64 to 2048) and Ctrl+Enter pressed in the field ran the width it held before, 128,
+    while the field still showed "30 px"; "0" in Images ran one image; a locked seed's field cleared ran the seed
+    it held. Now Generate refuses, naming the field and its range, and runs once the fields show values they take
+    (a seed field cleared with Lock unticked runs: the job takes a new random seed, which the field then shows)."""
+    controller, panel = window.controller, window.prompt_panel
+    controller.prompt.prompt, controller.prompt.seed_locked = "a red circle", True
+    window.activateWindow()
+    for field, typed, said, fixed in ((panel.width_spin, "30", "Width shows “30”, and takes 64 to 2048 px", "96"),
+                                      (panel.batch_spin, "0", "Images shows “0”, and takes 1 to 16", "1"),
+                                      (panel.seed_edit, "", f"Seed is empty, and takes 0 to {SEED_MAX}", "")):
+        field.setFocus()
+        field.selectAll()
+        qtbot.keyClick(field, Qt.Key.Key_Delete)
+        qtbot.keyClicks(field, typed)
+        qtbot.keyClick(field, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+        assert window.error_dialog is not None and said in window.error_dialog.text(), field.text()
+        assert not controller.job.busy and controller.gallery.rowCount() == 0
+        window.error_dialog.accept()
+        field.selectAll()
+        qtbot.keyClicks(field, fixed)
+    panel.seed_lock.click()  # unlocked, the seed field still empty
+    with qtbot.waitSignal(controller.job_finished, timeout=60000) as blocker:
+        qtbot.keyClick(panel.seed_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    [made] = blocker.args[0]
+    assert (made.settings["width"], controller.prompt.width) == (96, 96)
+    assert panel.seed_edit.text() == str(made.settings["seed"])
