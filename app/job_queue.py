@@ -132,7 +132,10 @@ class JobQueue(QObject):
         self._stopped_together, self._together_said = set(self._jobs), ""
         self._start_waiting()
         queued = len(self._jobs) - 1
-        if self._finishing in self._jobs:  # the first one: decoding and saving its last image, or ended already
+        too_late = self._finishing in self._jobs  # the first one: decoding and saving its last image, or ended
+        # The running job's line, as Esc sets it: a Generate before it ends showed its step and ETA from before.
+        self._job_line = TOO_LATE if too_late else "Cancelling…"
+        if too_late:
             self._state.status = TOO_LATE + (
                 f"; {_the_queued(queued)} {'is' if queued == 1 else 'are'} cancelled" if queued else "")  # fmt: skip
         else:
