@@ -169,6 +169,8 @@ class JobQueue(QObject):
         """The engine started job ``job_id`` (``loads``: it loads its model first)."""
         self._state.step = 0
         self._image_seconds = []
+        # Until its first preview: the last job's image stayed, read as this one's while its steps counted up.
+        self._state.set_preview(None)
         job = self._jobs.get(job_id)
         # Said only when the engine loads it: "Loading demo…" at every job's start, with the model loaded, read
         # as if each job reloaded it.

@@ -31,8 +31,13 @@ def _queue_behind_a_long_job(qtbot, controller, queued: int) -> list[str]:
 
 
 def test_cancel_stops_the_running_job_and_the_queue_goes_on(qtbot, window):
+    """Esc stops the running job only; each job the queue starts shows no preview until its own first one (the
+    last job's finished image stayed while the next job's steps counted up, read as that job's image)."""
     controller = window.controller
     statuses = _queue_behind_a_long_job(qtbot, controller, 2)
+    previews_at_start: list[bool] = []  # whether the preview area was empty as each job started
+    controller.job.status_changed.connect(
+        lambda line: line.startswith("Starting…") and previews_at_start.append(controller.job.preview is None))
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert controller.job.status == "Cancelling…; 2 queued jobs go on (Shift+Esc cancels them too)"
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
@@ -40,6 +45,7 @@ def test_cancel_stops_the_running_job_and_the_queue_goes_on(qtbot, window):
     assert controller.gallery.rowCount() == 2
     assert "Cancelled; 2 queued jobs go on" in statuses
     assert controller.job.status == "Done: 1 image"
+    assert previews_at_start == [True, True] and controller.job.preview is not None
 
 
 def test_cancel_all_stops_the_running_job_and_the_queued_ones(qtbot, window):
