@@ -115,6 +115,23 @@ def test_ops_given_to_one_model_stay_with_it(tiny_pair: tuple[torch.nn.Module, F
     assert torch.equal(_run(fused, inputs), want)  # the fused ops again after the block
 
 
+def test_a_second_use_ops_on_one_model_is_refused_and_none_stays(
+    tiny_pair: tuple[torch.nn.Module, FusedFluxTransformer2DModel],
+) -> None:
+    """Two ``use_ops`` on one model (two threads) that ended out of order put the first one's ops back on the model
+    and its blocks for good: the model then ran the tests' rounding ops after every block had ended."""
+    from gpu.models.flux_fused import ops_for
+
+    _, fused = tiny_pair
+    first, second = use_ops(fused, DiffusersRoundingOps), use_ops(fused, object())
+    first.__enter__()
+    with pytest.raises(RuntimeError, match="one use_ops per model"):
+        second.__enter__()
+    first.__exit__(None, None, None)
+    assert all(ops_for(m) is not DiffusersRoundingOps
+               for m in (fused, *fused.transformer_blocks, *fused.single_transformer_blocks))  # fmt: skip
+
+
 def test_fused_model_matches_unfused_with_fused_ops(tiny_pair):
     """The real fused ops keep fp32 between ops (diffusers rounds after each): within 1e-2 of the unfused model."""
     unfused, fused = tiny_pair

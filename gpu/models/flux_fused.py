@@ -90,21 +90,21 @@ def ops_for(module: nn.Module) -> Any:
 def use_ops(model: FusedFluxTransformer2DModel, ops: Any) -> Iterator[None]:
     """Run ``model``'s fused blocks with ``ops`` (any object with ``gpu.modules.fused_ops``' op functions, e.g. the
     tests' diffusers-rounding set) inside the with block. Held on the model and its blocks, not process-wide: other
-    models keep their ops, also in other threads (a second thread running this same model sees ``ops`` too). The
-    model's CUDA graphs replay the ops they were captured with, so they are dropped on entry and on exit."""
+    models keep their ops, also in other threads (a second thread running this same model sees ``ops`` too). One
+    ``use_ops`` per model at a time (RuntimeError for a second): two that ended out of order, on two threads, put
+    the first one's ops back for good. The model's CUDA graphs replay the ops they were captured with, so they are
+    dropped on entry and on exit."""
     holders = [model, *model.transformer_blocks, *model.single_transformer_blocks]
-    before = [h.__dict__.get("_ops_override") for h in holders]
+    if any("_ops_override" in h.__dict__ for h in holders):
+        raise RuntimeError("this model already runs other ops (use_ops): one use_ops per model at a time")
     model.reset_cuda_graphs()
     for h in holders:
         h.__dict__["_ops_override"] = ops
     try:
         yield
     finally:
-        for h, old in zip(holders, before, strict=True):
-            if old is None:
-                h.__dict__.pop("_ops_override", None)
-            else:
-                h.__dict__["_ops_override"] = old
+        for h in holders:
+            h.__dict__.pop("_ops_override", None)
         model.reset_cuda_graphs()
 
 
