@@ -408,3 +408,35 @@ def test_execution_path_names_why_groups_stayed_unmerged():
     note = f"fused FLUX blocks (1 of {report['merged'] + 1} Q/K/V groups unmerged: {unmerged})"
     assert str(path).endswith(f"; {note}"), path  # the whole text, as the PNG metadata has it
     assert path.summary == "PyTorch reference on CPU" and path.notes == (note,)  # the note kept out of the summary
+
+
+def test_two_threads_entering_use_ops_together_let_one_in(
+    tiny_pair: tuple[torch.nn.Module, FusedFluxTransformer2DModel], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one-per-model check and the setting of the ops were apart (the model's CUDA graphs were dropped between
+    them): two threads both got in, and the first to leave took the second one's ops away while it ran."""
+    import threading
+    import time
+
+    _, fused = tiny_pair
+    real = fused.reset_cuda_graphs
+    monkeypatch.setattr(fused, "reset_cuda_graphs", lambda: (time.sleep(0.2), real()))  # a thread switch in there
+    entered: list[str] = []
+    refused: list[str] = []
+
+    def run(name: str, ops: object) -> None:
+        try:
+            with use_ops(fused, ops):
+                entered.append(name)
+                time.sleep(0.3)
+        except RuntimeError:
+            refused.append(name)
+
+    threads = [threading.Thread(target=run, args=("A", DiffusersRoundingOps)),
+               threading.Thread(target=run, args=("B", object()))]
+    threads[0].start()
+    time.sleep(0.05)  # A is between its check and its with block
+    threads[1].start()
+    for t in threads:
+        t.join()
+    assert entered == ["A"] and refused == ["B"]

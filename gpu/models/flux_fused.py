@@ -86,6 +86,9 @@ def ops_for(module: nn.Module) -> Any:
     return ops
 
 
+_USE_OPS_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def use_ops(model: FusedFluxTransformer2DModel, ops: Any) -> Iterator[None]:
     """Run ``model``'s fused blocks with ``ops`` (any object with ``gpu.modules.fused_ops``' op functions, e.g. the
@@ -95,11 +98,12 @@ def use_ops(model: FusedFluxTransformer2DModel, ops: Any) -> Iterator[None]:
     the first one's ops back for good. The model's CUDA graphs replay the ops they were captured with, so they are
     dropped on entry and on exit."""
     holders = [model, *model.transformer_blocks, *model.single_transformer_blocks]
-    if any("_ops_override" in h.__dict__ for h in holders):
-        raise RuntimeError("this model already runs other ops (use_ops): one use_ops per model at a time")
+    with _USE_OPS_LOCK:  # the check and the set as one: two threads checked, then both set, then one removed both
+        if any("_ops_override" in h.__dict__ for h in holders):
+            raise RuntimeError("this model already runs other ops (use_ops): one use_ops per model at a time")
+        for h in holders:
+            h.__dict__["_ops_override"] = ops
     model.reset_cuda_graphs()
-    for h in holders:
-        h.__dict__["_ops_override"] = ops
     try:
         yield
     finally:
