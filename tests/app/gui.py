@@ -3,6 +3,7 @@ tests/gpu run in one pytest command, and the later conftest wins that name)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 TEST_STEPS = 2
@@ -223,3 +224,30 @@ def generate_one(qtbot, controller):
     with qtbot.waitSignal(controller.job_finished, timeout=120000) as done:
         controller.generate()
     return done.args[0][0]
+
+
+@contextmanager
+def engine_held_at(controller, at):
+    """Holds the engine's thread at the first step of a job for which ``at`` (a ``JobProgress`` -> bool) is true:
+    a ``DirectConnection`` on the worker's progress signal, so the job stays at that step (its cancel not yet read
+    again) while the block acts; yields a ``threading.Event`` set once it is reached. The window is told of that
+    step by its own (queued) connection, made before this one: wait for it in the block (the job's step, say).
+    Released when the block ends, by an error too."""
+    import threading
+
+    from PySide6.QtCore import Qt
+
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(progress) -> None:  # on the engine's thread
+        if not reached.is_set() and at(progress):
+            reached.set()
+            release.wait(60)
+
+    worker = controller._engine.worker
+    worker.progress.connect(hold, Qt.ConnectionType.DirectConnection)
+    try:
+        yield reached
+    finally:
+        release.set()
+        worker.progress.disconnect(hold)
