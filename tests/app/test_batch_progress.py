@@ -3,41 +3,81 @@ image; and Cancel all (Shift+Esc) after some of its images were saved says they 
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from types import SimpleNamespace
 
 from PIL import Image
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, Slot
 
-from app.data_dir import DataDir, resolve_data_dir
-from app.engine_worker import EngineWorker, Job, JobProgress, SavedImage
-from gpu.generation.png_metadata import write_png
-from tests.app.gui import window_without_engine
+from app.data_dir import DataDir
+from app.engine_worker import EngineWorker, JobProgress, SavedImage
+from tests.app.gui import TEST_STEPS
 
 
-def test_the_bar_and_the_eta_are_the_whole_batchs(qtbot, data_root):
+class _Shown(QObject):
+    """What the window showed (the bar, the status line) after each of the engine's steps, noted on the Qt thread
+    with the step (``JobProgress``) and the end-to-end times (``SavedImage.seconds``) of the images saved before it.
+    Connected after the job queue, on the same thread: each signal comes here right after the queue took it."""
+
+    def __init__(self, window) -> None:
+        super().__init__()
+        self._job, self._bar = window.controller.job, window.prompt_panel.progress
+        self.steps: list[tuple[JobProgress, list[float], str, int, int]] = []
+        self.seconds: list[float] = []
+        worker = window.controller._engine.worker
+        worker.progress.connect(self.on_progress)
+        worker.image_saved.connect(self.on_image_saved)
+
+    @Slot(object)
+    def on_progress(self, progress: JobProgress) -> None:
+        self.steps.append((progress, list(self.seconds), self._job.status, self._bar.value(), self._bar.maximum()))
+
+    @Slot(int, object)
+    def on_image_saved(self, _job_id: int, saved: SavedImage) -> None:
+        self.seconds.append(saved.seconds)
+
+
+def test_the_bar_and_the_eta_are_the_whole_batchs(qtbot, window):
     """The bar restarted at each image of a batch, and the ETA was the current image's: at image 1 of 4 the
-    status said 0:12 left for a job with a minute to go."""
-    window = window_without_engine(qtbot, resolve_data_dir(data_root))
-    controller, bar = window.controller, window.prompt_panel.progress
-    controller.prompt.prompt, controller.prompt.batch_count = "a red circle", 4
-    job = Job(controller.prompt.build_request())  # as queued, not handed to the (unstarted) engine
-    controller.queue._jobs[job.id] = job
-    controller.queue.on_started(job.id, 4, False)
-    # image 1, a quarter done in 4 s: 12 s to its end, then 3 images of about 16 s each
-    controller.queue.on_progress(JobProgress(job.id, 0, 4, 4, 16, 4.0, 12.0, None))
-    assert controller.job.status == "image 1/4, step 4/16, ETA 1:00"  # was: ETA 0:12
-    assert (bar.value(), bar.maximum()) == (4, 64)  # was: (4, 16)
-    controller.queue.on_progress(JobProgress(job.id, 0, 4, 16, 16, 16.0, 0.0, None))  # denoised in 16 s
-    assert controller.job.status == "image 1/4, step 16/16, ETA 0:48"
-    settings = {"prompt": "a red circle", "seed": 1}
-    path = write_png(controller.data.images / "d" / "1.png", Image.new("RGB", (8, 8)), settings)
-    controller.queue.on_image_saved(job.id, SavedImage(path, settings, seconds=20.0))  # decoded and saved: 20 s in all
-    controller.queue.on_progress(JobProgress(job.id, 1, 4, 3, 16, 3.0, 13.0, None))
-    # the images left are counted at the time image 1 took end to end, the current one as the engine says
-    assert controller.job.status == "image 2/4, step 3/16, ETA 0:53"  # was: 0:45, its denoising alone
-    assert (bar.value(), bar.maximum()) == (19, 64)  # was: (3, 16), the bar back near its start
-    controller.queue._job_done(job.id, "Cancelled")
+    status said 0:12 left for a job with a minute to go; then the images left were counted at the first one's
+    denoising, its decoding and saving left out. A batch of 3 on the real engine, its first image held for a second
+    after its last step (as a slow decode): each step's bar and ETA checked against the engine's own figures.
+    (The ETA's arithmetic on chosen figures: test_job_queue_eta_unit.py.)"""
+    controller = window.controller
+    state, count, steps = controller.prompt, 3, TEST_STEPS
+    state.prompt, state.width, state.height, state.steps, state.batch_count = "a red circle", 64, 64, steps, count
+
+    def slow_decode(progress: JobProgress) -> None:  # on the engine's thread: in the first image's time end to end
+        if progress.image_index == 0 and progress.step == steps:
+            time.sleep(1.0)
+
+    controller._engine.worker.progress.connect(slow_decode, Qt.ConnectionType.DirectConnection)
+    shown = _Shown(window)
+    try:
+        controller.generate()
+        qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
+    finally:
+        controller._engine.worker.progress.disconnect(slow_decode)
+    assert controller.job.status == "Done: 3 images" and controller.gallery.rowCount() == count
+    assert [(p.image_index, p.step) for p, *_ in shown.steps] == [
+        (i, s) for i in range(count) for s in range(1, steps + 1)]  # fmt: skip
+    assert shown.seconds[0] >= 1.0  # the held second is in the first image's time
+    for progress, seconds, status, value, maximum in shown.steps:
+        # over the whole batch (was: each image's steps, the bar back near its start at each image)
+        assert (value, maximum) == (progress.image_index * steps + progress.step, count * steps), status
+        found = re.fullmatch(rf"image {progress.image_index + 1}/{count}, step {progress.step}/{steps}, "
+                             r"ETA (\d+):(\d\d)", status)  # fmt: skip
+        assert found, status
+        eta = int(found[1]) * 60 + int(found[2])
+        # the current image's time left as the engine says, and each image after it at the time the images
+        # saved so far took end to end (until one is: the current one's projected denoising)
+        left = count - progress.image_index - 1
+        each = sum(seconds) / len(seconds) if seconds else progress.elapsed_s + progress.eta_s
+        assert eta == round(progress.eta_s + left * each), (status, progress, seconds)
+        if seconds and left:  # at least the images left at the time the first one took (was: 0:00)
+            assert eta >= int(left * min(seconds)) >= 1, status
 
 
 def test_a_saved_image_says_how_long_it_took_end_to_end(qapp, tmp_path):

@@ -1,0 +1,55 @@
+"""A unit test of the job queue's arithmetic (``app.job_queue.JobQueue``): the bar and the ETA of a batch, on
+figures chosen so that each sum can be checked by hand. No window and no engine: the queue is built from the
+objects it is given in the app (its job state, gallery, LoRA state, data folder, an engine worker not started), and
+its slots are called as the engine's signals call them. The same on the real window and engine, with the engine's
+own figures: test_batch_progress.py, test_the_bar_and_the_eta_are_the_whole_batchs."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from app.data_dir import DataDir
+from app.engine_worker import EngineWorker, JobProgress, SavedImage
+from app.gallery_model import GalleryModel
+from app.generation_state import JobState
+from app.job_queue import JobQueue
+from app.lora_state import LoraState
+from app.store import Store
+from gpu.generation.png_metadata import write_png
+from gpu.generation.request import GenerationRequest
+
+
+def test_unit_the_eta_counts_the_images_left_at_the_time_the_finished_ones_took_end_to_end(qapp, tmp_path):
+    """At image 1 of 4 the status said 0:12 left (the current image's) for a job with a minute to go, the bar ran
+    to 16 of 16 and back, and after an image was saved the images left were counted at its denoising alone."""
+    data = DataDir(tmp_path / "data").create()
+    store = Store(data.database)
+    state = JobState()
+    queue = JobQueue(state, GalleryModel(store, data), LoraState(), data, data.database, EngineWorker(data),
+                     submit=lambda job: None, start_waiting=lambda: None, say=lambda error: None,
+                     finished=lambda records: None)  # fmt: skip
+    job = queue.add(GenerationRequest("a red circle", batch_count=4))
+    try:
+        queue.on_started(job.id, 4, False)
+        # image 1, a quarter done in 4 s: 12 s to its end, then 3 images of about 16 s each
+        queue.on_progress(JobProgress(job.id, 0, 4, 4, 16, 4.0, 12.0, None))
+        assert state.status == "image 1/4, step 4/16, ETA 1:00"  # was: ETA 0:12
+        assert (state.step, state.total_steps) == (4, 64)  # was: (4, 16)
+        queue.on_progress(JobProgress(job.id, 0, 4, 16, 16, 16.0, 0.0, None))  # denoised in 16 s
+        assert state.status == "image 1/4, step 16/16, ETA 0:48"
+        settings = {"prompt": "a red circle", "seed": 1}
+        path = write_png(data.images / "d" / "1.png", Image.new("RGB", (8, 8)), settings)
+        queue.on_image_saved(job.id, SavedImage(path, settings, seconds=20.0))  # decoded and saved: 20 s in all
+        queue.on_progress(JobProgress(job.id, 1, 4, 3, 16, 3.0, 13.0, None))
+        # the images left are counted at the time image 1 took end to end, the current one as the engine says
+        assert state.status == "image 2/4, step 3/16, ETA 0:53"  # was: 0:45, its denoising alone
+        assert (state.step, state.total_steps) == (19, 64)  # was: (3, 16), the bar back near its start
+        path = write_png(data.images / "d" / "2.png", Image.new("RGB", (8, 8)), settings)
+        queue.on_image_saved(job.id, SavedImage(path, settings, seconds=30.0))
+        queue.on_progress(JobProgress(job.id, 2, 4, 8, 16, 8.0, 8.0, None))
+        assert state.status == "image 3/4, step 8/16, ETA 0:33"  # 8 s, then one image at the mean of 20 and 30 s
+        queue.on_progress(JobProgress(job.id, 3, 4, 8, 16, 8.0, 8.0, None))
+        assert state.status == "image 4/4, step 8/16, ETA 0:08"  # the last image: its own time left only
+        assert (state.step, state.total_steps) == (56, 64)
+    finally:
+        store.close()
