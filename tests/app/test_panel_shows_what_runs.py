@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 
 from app.data_dir import resolve_data_dir
 from app.generation_state import SEED_MAX, PromptState, snap16
-from tests.app.gui import window_without_engine
+from tests.app.gui import TEST_STEPS, engine_held_at, window_without_engine
 
 
 @pytest.fixture
@@ -141,22 +141,23 @@ def test_clicking_the_selected_model_again_keeps_the_panel(qtbot, window):
     assert (state.width, state.steps) == (512, 30)
 
 
-def test_esc_after_the_last_step_says_it_is_too_late(qtbot, data_root):
+def test_esc_after_the_last_step_says_it_is_too_late(qtbot, window):
     """The engine checks for a cancel at each denoising step: after the last image's last step it only decodes
     and saves, and Esc then said "Cancelling…" while the image came all the same ("Done"). Before that step it
-    still cancels."""
-    from app.engine_worker import Job, JobProgress
-
-    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    still cancels. The engine's thread is held at the step while Esc is pressed."""
     controller = window.controller
-    controller.prompt.prompt = "a red circle"
-    for step, said in ((15, "Cancelling…"), (16, "Too late to cancel: the image is being finished")):
-        job = Job(controller.prompt.build_request())  # as queued, not handed to the (unstarted) engine
-        controller.queue._jobs[job.id] = job
-        controller.queue.on_progress(JobProgress(job.id, 0, 1, step, 16, 1.0, 0.1, None))
-        controller.cancel()
-        assert controller.job.status == said
-        controller.queue._job_done(job.id, "Cancelled")
+    state = controller.prompt
+    state.prompt, state.width, state.height, state.steps = "a red circle", 64, 64, TEST_STEPS
+    for step, said, ended, images in ((TEST_STEPS - 1, "Cancelling…", "Cancelled", 0),
+                                      (TEST_STEPS, "Too late to cancel: the image is being finished",
+                                       "Done: 1 image", 1)):  # fmt: skip
+        with engine_held_at(controller, lambda progress, step=step: progress.step == step) as reached:
+            controller.generate()
+            qtbot.waitUntil(lambda step=step: reached.is_set() and controller.job.step == step, timeout=120000)
+            qtbot.keyClick(window, Qt.Key.Key_Escape)
+            assert controller.job.status == said
+        qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
+        assert (controller.job.status, controller.gallery.rowCount()) == (ended, images)
 
 
 def test_a_value_typed_outside_a_fields_range_is_refused_at_generate_naming_the_field(qtbot, window):
