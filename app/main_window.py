@@ -3,9 +3,8 @@
 ``run_app`` is what ``python main.py`` calls. The window is shown before anything heavy happens: torch and
 the engine are imported on the engine thread once the event loop runs (``QTimer.singleShot(0, ...)``).
 
-The settings are saved about a second after they change (``AUTOSAVE_MS``), not only on quit: a crash, a power
-cut or a forced restart lost the session's LoRA list and prompt. A settings file that could not be read at
-start-up, or not kept aside before it would be written over (``SettingsKept``), is never written in that session.
+The settings are read, autosaved and saved on quit by ``app.settings_state.SettingsState``; the window tells it of
+each change and gives it the window's geometry and dock layout.
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ from app.controller import AppController
 from app.data_dir import DataDir, blank_data_dir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
 from app.instance_lock import lock_data_dir
-from app.settings import LastJob, Settings, SettingsKept, load_settings, save_settings
+from app.settings import LastJob, Settings
+from app.settings_state import SettingsState
 from app.thread_exit import exit_now_if_threads_run
 from app.widgets.error_dialog import show_error, show_error_and_wait, show_fatal_error
 from app.widgets.gallery_panel import GalleryPanel
@@ -48,15 +48,9 @@ from app.widgets.prompt_panel import PromptPanel
 from app.widgets.quantize_panel import QuantizePanel
 from app.wording import counted
 from gpu.atomic import LinkLeadsNowhere, folder_problem
-from gpu.errors import UserError
 from gpu.paths import user_data_path
 
 log = logging.getLogger(__name__)
-
-# How long the settings wait after a change before they are saved: a run of keystrokes or a slider's drag is one
-# write, and a crash loses at most this much.
-AUTOSAVE_MS = 1000
-_SAVE_HINT = "Free some disk space, or check that the data folder can be written."  # a settings save that failed
 
 
 class _DockScroll(QScrollArea):
@@ -111,28 +105,18 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Nibble Studio")
         self.data = data
         self.log_file = current_log_file()
-        settings_notices: list[str] = []
-        refused: list[EngineError] = []
-        # Whether settings.json may be written this session: not when it is there but could not be read, nor kept
-        # aside before this version rewrites it (its content may be the user's only copy of their settings), so
-        # neither the autosave, which the window's first resize starts, nor the quit replaces it.
-        self.settings_writable = True
-        try:
-            self.settings = settings or load_settings(data.settings, settings_notices)
-        except SettingsKept as exc:
-            self.settings, self.settings_writable = exc.settings, False
-            refused.append(EngineError("user", str(exc), exc.hint))
+        self.settings_state = SettingsState(data.settings, settings, self)
+        self.settings = self.settings_state.settings
         self.controller = AppController(data, self.settings)
+        # Given once the controller is made: a window whose start-up it refused (a database that cannot be opened)
+        # then holds no reference cycle through its settings, and goes at once, the data folder's lock with it.
+        self.settings_state.gather_with(self._gather_settings)
         # What start-up repaired (a damaged settings file or database), and what its check of the images folder
         # could not do (``ReconcileReport.notices``): shown together once the window is up.
-        self.notices = (refused + [EngineError("notice", text) for text in settings_notices] + self.controller.notices
+        self.notices = (self.settings_state.notices + self.controller.notices
                         + self.controller.reconcile_report.notices)  # fmt: skip
         self._closed = False
-        self._autosave_said = False  # a failed autosave was said; again only after one succeeded
-        self._autosave = QTimer(self)
-        self._autosave.setSingleShot(True)
-        self._autosave.setInterval(AUTOSAVE_MS)
-        self._autosave.timeout.connect(self._save_now)
+        self.settings_state.error.connect(self.show_error)
         self.error_dialog: QMessageBox | None = None
         self._shown_error: tuple[str, str] | None = None  # the words of ``error_dialog``
         self.controller.error.connect(self.show_error)
@@ -196,32 +180,8 @@ class MainWindow(QMainWindow):
                 signal.connect(self.settings_changed)
 
     def settings_changed(self) -> None:
-        """Saves the settings ``AUTOSAVE_MS`` after the last of a run of changes; never after the window closed,
-        nor in a session whose settings file could not be read."""
-        if self.settings_writable and not self._closed:
-            self._autosave.start()
-
-    def _save_now(self) -> None:
-        """The autosave. A failure (a full disk) is logged, and said once until a save succeeds again: a dialog
-        at every pause in typing would be no help. The next change, or the quit, tries again. (Never started after
-        the close, nor for settings that may not be written: ``settings_changed``.)"""
-        try:
-            self.save_settings()
-        except (OSError, UserError) as exc:
-            if self._autosave_said:
-                log.warning("saving the settings failed again: %s", exc)
-                return
-            log.exception("saving the settings failed")
-            self._autosave_said = True
-            self.show_error(EngineError(
-                "user", f"Your settings could not be saved in {self.data.settings}: {exc}. The changes made to the "
-                "prompt panel, the LoRA list and the window layout since the last save are not kept if Nibble "
-                "Studio is closed by a crash or power cut; it tries again at the next change and on quit.",
-                _SAVE_HINT))  # fmt: skip
-            return
-        if self._autosave_said:
-            log.info("the settings were saved again")
-            self._autosave_said = False
+        """Saves the settings soon after the last of a run of changes (``SettingsState.changed``)."""
+        self.settings_state.changed()
 
     def _show_import_status(self, text: str) -> None:
         self.import_label.setVisible(bool(text))
@@ -348,13 +308,13 @@ class MainWindow(QMainWindow):
         super().resizeEvent(event)
         self.settings_changed()
 
-    def save_settings(self) -> None:
-        """Writes ``settings.json`` as the window is now (atomically: a crash keeps the last one whole)."""
-        self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
-        self.settings.window_state = bytes(self.saveState().toBase64()).decode()
-        self.settings.last_job = self.controller.prompt.to_last_job()
-        self.controller.loras.save_to(self.settings)
-        save_settings(self.data.settings, self.settings)
+    def _gather_settings(self, settings: Settings) -> None:
+        """Puts in ``settings`` the window's geometry and dock layout, the prompt panel and the LoRA list as they
+        are now (before each save)."""
+        settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
+        settings.window_state = bytes(self.saveState().toBase64()).decode()
+        settings.last_job = self.controller.prompt.to_last_job()
+        self.controller.loras.save_to(settings)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._closed:
@@ -364,23 +324,15 @@ class MainWindow(QMainWindow):
             event.ignore()  # "No": the quantize run goes on, and the app with it
             return
         self._closed = True
-        self._autosave.stop()  # saved below, once
+        self.settings_state.stop()  # saved below, once
         self.quantize_panel.shutdown()
         self.controller.folder_import.stop()  # before the database closes; the rest is imported at the next start
         self.controller.shutdown()
         try:
-            if self.settings_writable:
-                self.save_settings()
-        except (OSError, UserError) as exc:  # a full disk, a read-only folder, a folder in the way
-            # Raised out of closeEvent it was a traceback in the log and nothing on screen, the lock left behind,
-            # and the session's prompt and LoRA list silently gone. The last saved settings.json is intact
-            # (atomic write); say what was not saved, and why, before the window goes.
-            log.exception("saving the settings on quit failed")
-            show_error_and_wait(self, EngineError(
-                "user", f"Your settings could not be saved in {self.data.settings}: {exc}. The changes to the prompt "
-                "panel, the LoRA list and the window layout since they were last saved are not kept; the next start "
-                "uses the settings saved before.", _SAVE_HINT),
-                self.log_file)
+            # Raised out of closeEvent, a failed save was a traceback in the log and nothing on screen, the lock
+            # left behind, and the session's prompt and LoRA list silently gone: said before the window goes.
+            if (failed := self.settings_state.save_last()) is not None:
+                show_error_and_wait(self, failed, self.log_file)
         finally:
             self._lock.unlock()
         super().closeEvent(event)

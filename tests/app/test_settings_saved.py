@@ -38,7 +38,8 @@ def test_settings_are_saved_soon_after_a_change_while_the_window_is_open(qtbot, 
     qtbot.waitUntil(lambda: {k: _lora(_saved(path), "monochrome-style").get(k) for k in want} == want
                     and _saved(path)["last_job"]["prompt"] == "a lighthouse at dusk, long exposure")  # fmt: skip
 
-    window._autosave.setInterval(10)  # the debounce was seen above; the rest needs no second of it each time
+    # the debounce was seen above; the rest needs no second of it each time
+    window.settings_state.autosave.setInterval(10)
     writes = []
 
     def disk_full(target: Path, text: str) -> None:
@@ -60,7 +61,7 @@ def test_settings_are_saved_soon_after_a_change_while_the_window_is_open(qtbot, 
 
     window.close()
     window.controller.prompt.prompt = "after the window closed"
-    assert not window._autosave.isActive()
+    assert not window.settings_state.autosave.isActive()
 
 
 @pytest.mark.parametrize("damaged", [False, True], ids=["held-open", "damaged-and-held-open"])
@@ -97,6 +98,6 @@ def test_a_settings_file_that_cannot_be_read_or_kept_is_never_written_over(qtbot
     assert ("could not be moved aside" in text and "close it first" in text) if damaged else "close it, then" in text
     assert window.controller.prompt.prompt == ""  # the defaults
     window.controller.prompt.prompt = "typed in this session"
-    assert not window._autosave.isActive()
+    assert not window.settings_state.autosave.isActive()
     window.close()
     assert read_bytes(path) == before and [p.name for p in data_root.glob("settings.json*")] == ["settings.json"]
