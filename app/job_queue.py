@@ -75,6 +75,12 @@ class JobQueue(QObject):
         """Whether no job is queued or running."""
         return not self._jobs
 
+    @property
+    def unfinished(self) -> list[Job]:
+        """The jobs a quit would cut short, in their order: queued or running, not cancelled, and not one past its
+        last step (its image is decoded and saved all the same)."""
+        return [job for job in self._jobs.values() if not job.cancel.is_set() and job.id != self._finishing]
+
     def job(self, job_id: int) -> Job | None:
         """The job ``job_id`` if it has not ended."""
         return self._jobs.get(job_id)

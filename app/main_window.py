@@ -17,7 +17,7 @@ from dataclasses import fields
 from itertools import pairwise
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QEvent, QObject, QSize, Qt, QTimer, QUrl
+from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QObject, QSize, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence, QMoveEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -36,6 +36,7 @@ from app.controller import AppController
 from app.data_dir import DataDir, blank_data_dir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
 from app.instance_lock import lock_data_dir
+from app.quit_jobs import cancelled_on_quit, quit_question
 from app.settings import LastJob, Settings
 from app.settings_state import SettingsState
 from app.thread_exit import exit_now_if_threads_run
@@ -316,12 +317,36 @@ class MainWindow(QMainWindow):
         settings.last_job = self.controller.prompt.to_last_job()
         self.controller.loras.save_to(settings)
 
+    def _confirm_cancel_jobs(self) -> bool:
+        """Whether the quit may cancel the jobs running or queued: asked ("Quit and cancel them?") when there are
+        any, which went silently, with the images they were to make; the jobs cancelled then are logged. True when
+        there are none (cancelled already, or only one past its last step, whose image comes all the same)."""
+        # What the engine has said of its jobs already is taken in first (the queue's own queued calls only: the
+        # image import's handed-over batch must stay unrun): a job it ended, or whose last step it finished, is not
+        # asked about as if it still had work to lose.
+        QCoreApplication.sendPostedEvents(self.controller.queue, QEvent.Type.MetaCall)
+        jobs = self.controller.queue.unfinished
+        if not jobs:
+            return True
+        box = QMessageBox(QMessageBox.Icon.Question, "Quit Nibble Studio?", quit_question(jobs),
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)  # fmt: skip
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.exec()
+        if box.clickedButton() is not box.button(QMessageBox.StandardButton.Yes):
+            return False
+        if jobs := self.controller.queue.unfinished:  # read again: a job may have ended while the question was open
+            log.warning("%s", cancelled_on_quit(jobs))
+        return True
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._closed:
             return super().closeEvent(event)
         wizard = self.quantize_panel.wizard  # a wizard closed earlier was asked then, or had nothing running
         if wizard is not None and not wizard.confirm_stop():
             event.ignore()  # "No": the quantize run goes on, and the app with it
+            return
+        if not self._confirm_cancel_jobs():
+            event.ignore()  # "No": the jobs go on, and the app with them
             return
         self._closed = True
         self.settings_state.stop()  # saved below, once

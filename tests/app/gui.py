@@ -19,7 +19,8 @@ def window_without_engine(qtbot, data):
     from app.main_window import MainWindow
 
     window = MainWindow(data)
-    qtbot.addWidget(window)
+    # What a test left running is cancelled before pytest-qt closes the window: the close would ask first.
+    qtbot.addWidget(window, before_close_func=lambda shown: shown.controller.cancel_all())
     open_windows.append(window)
     window.show()
     return window

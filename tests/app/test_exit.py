@@ -12,11 +12,12 @@ from app.settings import load_settings
 _DRIVER = """
 import sys
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 import app.thread_exit as thread_exit
 from app.main_window import MainWindow, run_app
 
 thread_exit.STOP_WAIT_MS = 1  # far shorter than one step: the engine is surely still busy when the window closes
+QMessageBox.exec = lambda box: box.button(QMessageBox.StandardButton.Yes).click()  # "Quit and cancel it?": Yes
 
 def drive():
     windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]

@@ -11,12 +11,13 @@ import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
 import app.engine_worker as engine_worker
 from app.data_dir import resolve_data_dir
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
-from tests.app.gui import open_window, window_without_engine
+from tests.app.gui import answer_stop, open_window, window_without_engine
 
 DEMO_INT4 = resources_dir() / "models" / "demo-int4.safetensors"
 
@@ -72,6 +73,7 @@ def test_a_model_kept_at_quit_behind_a_running_job_is_in_the_library(qtbot, data
     controller.prompt.prompt = "a red circle"
     assert controller.generate() is not None
     qtbot.waitUntil(in_step.is_set, timeout=60000)
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, [])  # "Quit and cancel it?"
     window.close()
 
     listed = {e.name: e.path for e in ModelLibrary(data_root).entries()}
