@@ -5,8 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from gpu.generation.service import GenerationService
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -66,3 +70,16 @@ def tiny_flux_int4(tiny_flux, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("q") / "tiny-int4.safetensors"
     lib = ModelLibrary(tmp_path_factory.mktemp("libdata"))
     return quantize_model(tiny_flux, out, QuantizeConfig(**QUICK_CALIBRATION), library=lib)
+
+
+@pytest.fixture(scope="module")
+def cpu_service() -> Iterator[GenerationService]:
+    """The engine on the CPU, run on one thread (two spin-wait on the shared 2-core machines), for a module's tests."""
+    import torch
+
+    from gpu.generation.service import GenerationService
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield GenerationService(device=torch.device("cpu"))
+    torch.set_num_threads(threads)

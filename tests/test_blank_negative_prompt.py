@@ -4,11 +4,9 @@ prompt: the engine runs, records and saves the job exactly as with an empty one,
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from gpu.generation.png_metadata import NIBBLE_KEY, PARAMETERS_KEY, read_png_text
 from gpu.generation.request import GenerationRequest
@@ -18,11 +16,8 @@ BLANKS = [" ", "\n", "  \n\t ", "\u3000"]  # an ideographic space too: what str.
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[GenerationService]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: two spin-wait on the shared 2-core machines
-    yield GenerationService(device=torch.device("cpu"))
-    torch.set_num_threads(threads)
+def service(cpu_service: GenerationService) -> GenerationService:
+    return cpu_service
 
 
 def _job(service: GenerationService, negative: str, model: str = "demo"):

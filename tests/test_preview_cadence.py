@@ -4,21 +4,8 @@ steps or fewer (FLUX.1-schnell's) never showed a preview and N = 2 meant every 4
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-import torch
-
 from gpu.generation.request import GenerationRequest, ProgressEvent
 from gpu.generation.service import GenerationService
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[GenerationService]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: two spin-wait on the shared 2-core machines
-    yield GenerationService(device=torch.device("cpu"))
-    torch.set_num_threads(threads)
 
 
 def _previews(service: GenerationService, steps: int, **every: int) -> list[tuple[int, tuple[int, int]]]:
@@ -30,7 +17,8 @@ def _previews(service: GenerationService, steps: int, **every: int) -> list[tupl
     return [(e.step, e.preview.size) for e in events if e.preview is not None]
 
 
-def test_a_preview_every_n_steps_as_asked_none_at_the_last(service):
+def test_a_preview_every_n_steps_as_asked_none_at_the_last(cpu_service):
+    service = cpu_service
     assert [step for step, _ in _previews(service, 4, preview_every=2)] == [2]
     assert [step for step, _ in _previews(service, 7, preview_every=3)] == [3, 6]
     assert [step for step, _ in _previews(service, 4, preview_every=1)] == [1, 2, 3]
