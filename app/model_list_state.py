@@ -89,7 +89,7 @@ class ModelListState(QObject):
         super().__init__(parent)
         self._library = library
         self._prompt = prompt
-        prompt.model_changed.connect(self._mark)
+        prompt.model_changed.connect(self._in_use_changed)
 
     def set_entries(self, entries: list[Any]) -> None:
         """The library's list changed (each answer of the engine sends it): its rows; the model in use highlighted,
@@ -107,11 +107,15 @@ class ModelListState(QObject):
         # The same rows again emit nothing: the list keeps its items (one pressed and not yet released was
         # replaced, and the click was lost).
         self.rows = tuple(rows)
-        self._mark(self._prompt.model)
         refused = next((e for e in entries if e.name == highlighted and not _usable(e)), None)
         if refused is not None and refused.name != self._prompt.model:
             self._mark(refused.name)
             self._note(self.unusable_text(refused.name))
+        elif highlighted and highlighted != self._prompt.model:
+            # The row left was removed, or its file is back: its message must not stay under the model in use.
+            self._show_in_use()
+        else:
+            self._mark(self._prompt.model)
 
     def show_info(self, info: Any) -> None:
         """The facts of the model in use (``ModelInfo``) in the details, with the path that runs it."""
@@ -142,10 +146,7 @@ class ModelListState(QObject):
         # size, steps and guidance, and a second pick of a model whose file is being looked at refused it at once
         if self._library.is_current(name):
             self._library.drop_recheck()  # back to the model in use: a re-check of one passed decides nothing
-            info = self._library.model_info
-            if info is not None and getattr(info, "name", None) == name:
-                self.show_info(info)  # its facts again, not those of the model passed over
-            self._mark(name)  # and Remove as for it (a built-in one cannot be removed)
+            self._show_in_use()  # its facts again, not those of the model passed over
             return Pick.CURRENT
         if self._library.is_rechecking(name):
             return Pick.WAITING
@@ -172,6 +173,25 @@ class ModelListState(QObject):
     def _entry(self, name: str) -> Any | None:
         """The library entry of the row named ``name`` (None where the list changed since)."""
         return next((e for e in self._library.entries if e.name == name), None)
+
+    def _in_use_changed(self, name: str) -> None:
+        """The model of the next jobs is ``name`` now (picked, added, or instead of one that cannot be opened): it is
+        highlighted, with its facts once the library is listed (before, the details say the engine is starting)."""
+        if self.rows:
+            self._show_in_use()
+        else:
+            self._mark(name)
+
+    def _show_in_use(self) -> None:
+        """The model in use highlighted, Remove as for it, and its facts under it (the library's, where they are
+        that model's), or "Reading model…" while the engine describes it: never the message of a row left."""
+        name = self._prompt.model
+        self._mark(name)
+        info = self._library.model_info
+        if info is not None and getattr(info, "name", None) == name:
+            self.show_info(info)
+        else:
+            self._note("Reading model…")
 
     def _mark(self, name: str) -> None:
         """``name`` highlighted, and Remove as for it."""

@@ -139,3 +139,39 @@ def test_going_back_to_the_model_in_use_drops_the_look(world):
     assert not lib.is_rechecking("mine") and state.highlighted == "demo" and not state.removable
     lib.on_library_read(1, _entries())  # its file back, after the user left it: decides nothing
     assert world.prompt.model == "demo"
+
+
+def _facts_of(state: ModelListState, name: str) -> bool:
+    """Whether the details show ``name``'s facts, with the path that runs it."""
+    return state.details.startswith(f"Model: {name}\n") and state.runs_on == "Runs on: PyTorch reference on CPU"
+
+
+@pytest.mark.parametrize("then", ["removed", "back"])
+def test_the_highlight_back_on_the_model_in_use_shows_its_facts(world, then):
+    """A missing model highlighted, then Remove (the list comes without it) or the list comes unasked with its file
+    back: the highlight goes back to the model in use, and so do the details. They kept "mine: missing. New images
+    use demo. Press Enter to look at its file again." under 'demo', with no "Runs on" line."""
+    lib, state = world.library, world.state
+    lib.on_described(_info("demo"))
+    lib.on_library(_entries(mine_usable=False))
+    assert state.highlight("mine") is Pick.SHOWN and state.details.startswith("mine: missing.")
+    if then == "removed":
+        state.remove()
+        lib.on_library(_entries()[:2])
+    else:
+        lib.on_library(_entries())
+    assert state.highlighted == "demo" and not state.removable
+    assert _facts_of(state, "demo")
+
+
+def test_a_model_selected_while_another_is_highlighted_shows_its_own_state(world):
+    """A missing model highlighted, then another selected by the library (a model added is selected): the
+    highlight goes to it, and the details say it is being read, not the missing one's message."""
+    lib, state = world.library, world.state
+    lib.on_described(_info("demo"))
+    lib.on_library(_entries(mine_usable=False))
+    assert state.highlight("mine") is Pick.SHOWN
+    lib.on_model_added("demo-int4", 1)
+    assert world.prompt.model == state.highlighted == "demo-int4" and state.details == "Reading model…"
+    lib.on_described(_info("demo-int4"))
+    assert _facts_of(state, "demo-int4")
