@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +147,10 @@ class ModelLibrary(QObject):
         exact = next((e for e in self.entries if getattr(e, "name", None) == name), None)
         return exact or next((e for e in self.entries if encodable(str(getattr(e, "name", ""))) == name), None)
 
-    def _fallback_model(self) -> str | None:
-        """The first model that can be opened (built-in first, as the library lists them)."""
-        return next((e.name for e in self.entries if getattr(e, "facts", None) is not None), None)
+    def _fallback_model(self, other_than: str = "") -> str | None:
+        """The first model that can be opened (built-in first, as the library lists them), other than ``other_than``."""
+        return next((e.name for e in self.entries if getattr(e, "facts", None) is not None and e.name != other_than),
+                    None)  # fmt: skip
 
     def add_model(self, path: str | Path, select: bool = True) -> int:
         """Adds the model at ``path`` to the library; returns the add's number, which ``add_ended`` gives back.
@@ -299,7 +300,7 @@ class ModelLibrary(QObject):
         or asked again since was shown as a second, generic "no such file" dialog (the engine logged it). One of
         the selected model whose file is ``back`` (the engine's list, read again after the failure, opens it: a
         network or removable drive away for a moment) is asked once more: the panel stayed on "Reading model…"
-        under a "no such file" dialog for a model that opens. A second failure is said."""
+        under a "no such file" dialog for a model that opens. A second failure is refused (``_describe_refused``)."""
         number, model = self._asked
         if asked != number or model != self._prompt.model:
             log.info("not shown, asked before the selection changed: %s", error.message)
@@ -308,7 +309,21 @@ class ModelLibrary(QObject):
             self._ask_describe(model)
             self._retry = self._asked[0]
         else:
+            self._describe_refused(model, error)
+
+    def _describe_refused(self, model: str, error: EngineError) -> None:
+        """The selected ``model`` could not be described (``error``): as for a selected model that cannot be opened
+        (``on_library``), every job would fail on it, so the model described before it (or the first that opens)
+        is selected instead, and said. The Models panel keeps ``model`` highlighted with why (it said "Reading
+        model…" for good, and the jobs to come failed on it)."""
+        before = getattr(self.model_info, "name", None)
+        usable = before is not None and before != model and getattr(self.entry(before), "facts", None) is not None
+        fallback = before if usable else self._fallback_model(other_than=model)
+        if fallback is not None and self.select_model(fallback):
+            self._say(replace(error, message=f"{sentence(error.message)} '{fallback}' is selected instead."))
+        else:
             self._say(error)
+        self.list_state.refuse(model, sentence(error.message))
 
     def on_quantize_runs_ended(self) -> None:
         """The selected model's memory plan, predicted again: one predicted while a quantize run held its GPU

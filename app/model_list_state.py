@@ -89,6 +89,7 @@ class ModelListState(QObject):
         super().__init__(parent)
         self._library = library
         self._prompt = prompt
+        self._refused: tuple[str, str] = ("", "")  # a usable model whose facts could not be read, and why (refuse)
         prompt.model_changed.connect(self._in_use_changed)
 
     def set_entries(self, entries: list[Any]) -> None:
@@ -111,6 +112,9 @@ class ModelListState(QObject):
         if refused is not None and refused.name != self._prompt.model:
             self._mark(refused.name)
             self._note(self.unusable_text(refused.name))
+        elif highlighted == self._refused[0] != self._prompt.model and any(e.name == highlighted for e in entries):
+            self._mark(highlighted)
+            self._note(self._refused_text())
         elif highlighted and highlighted != self._prompt.model:
             # The row left was removed, or its file is back: its message must not stay under the model in use.
             self._show_in_use()
@@ -118,12 +122,25 @@ class ModelListState(QObject):
             self._mark(self._prompt.model)
 
     def show_info(self, info: Any) -> None:
-        """The facts of the model in use (``ModelInfo``) in the details, with the path that runs it."""
+        """The facts of the model in use (``ModelInfo``) in the details, with the path that runs it; kept for when
+        the highlight comes back to it (``model_info``) while another row is highlighted, which has its own."""
+        name = getattr(info, "name", None)
+        if self.highlighted and self.highlighted != name:
+            return
+        if name == self._refused[0]:
+            self._refused = ("", "")  # read after all
         self.details = info_text(info)
         # The engine gives the path alone and the whole text (with why and its notes): no parsing of its wording.
         path, summary = info.execution_path, info.execution_summary
         self.runs_on_tip = path if summary != path else ""
         self.runs_on = f"Runs on: {summary}"
+
+    def refuse(self, name: str, why: str) -> None:
+        """The facts of the usable model ``name`` could not be read (``why``, a sentence), and the library chose what
+        the next jobs use: ``name`` stays highlighted with why, so Remove can take it off and Enter try it again."""
+        self._refused = (name, why)
+        self._mark(name)
+        self._note(self._refused_text())
 
     def highlight(self, name: str) -> Pick:
         """The user moved the highlight onto ``name`` (the arrow keys, a press, typing a name): picked, if it can
@@ -142,15 +159,18 @@ class ModelListState(QObject):
         """The user picked ``name`` (a click, Enter, a double click, or ``highlight``): it becomes the model of the
         next jobs, or its file is looked at again, or it is refused (the library says why); it stays highlighted."""
         self.highlighted = name
+        retry = self._refused[0] == name  # its facts could not be read (``refuse``): picked again, they are asked again
+        self._refused = ("", "")
         # Picked again (the release of the press that highlighted it, Enter, a double click): reading it again reset
         # size, steps and guidance, and a second pick of a model whose file is being looked at refused it at once
-        if self._library.is_current(name):
+        if self._library.is_current(name) and not retry:
             self._library.drop_recheck()  # back to the model in use: a re-check of one passed decides nothing
             self._show_in_use()  # its facts again, not those of the model passed over
             return Pick.CURRENT
         if self._library.is_rechecking(name):
             return Pick.WAITING
-        if self._library.select_model(name):
+        # A retry of the model in use (none opened instead) keeps the fields: it is the same model.
+        if self._library.select_model(name, apply_defaults=name != self._prompt.model):
             self._note("Reading model…")
             return Pick.SELECTED
         # Refused (its file is gone; the library says why), or its file being looked at again first (a drive
@@ -169,6 +189,13 @@ class ModelListState(QObject):
         """The details of the unusable model ``name``: what is wrong, the model in use, and how to look again."""
         return f"{name}: {unusable_word(self._entry(name))}. New images use {self._prompt.model}. Press " \
             "Enter to look at its file again."  # fmt: skip
+
+    def _refused_text(self) -> str:
+        """The details of the model refused (``refuse``): why, the model in use if it is another, and what to do."""
+        name, why = self._refused
+        in_use = f" New images use {self._prompt.model}." if self._prompt.model != name else ""
+        remove = "" if getattr(self._entry(name), "builtin", False) else ", or Remove to take it off the list"
+        return f"{name}: {why}{in_use} Press Enter to try it again{remove}."
 
     def _entry(self, name: str) -> Any | None:
         """The library entry of the row named ``name`` (None where the list changed since)."""
@@ -190,6 +217,8 @@ class ModelListState(QObject):
         info = self._library.model_info
         if info is not None and getattr(info, "name", None) == name:
             self.show_info(info)
+        elif self._refused[0] == name:  # none opened instead: it stays in use, refused
+            self._note(self._refused_text())
         else:
             self._note("Reading model…")
 

@@ -148,15 +148,16 @@ def test_a_model_file_moved_while_the_app_runs(qtbot, window, tmp_path):
 
 
 def test_a_describe_that_failed_while_its_file_was_away_for_a_moment(qtbot, window, tmp_path, caplog):
-    """A model whose file went away as it was picked and came back moments later (a network or removable drive).
-    The pick's describe fell back to 'demo' and said why; a second describe of it, asked before, failed while the
-    file was away, read the list again after the file was back, found it usable and let its "model 'mine': ... no
-    such file or folder" through as a second, generic dialog: now it is only logged. The selected model's own
-    describe in that case gave the same dialog and left the Models panel on "Reading model…": now it is asked once
-    more and the panel shows the model; a file away again for that second describe is said, and not asked a third
-    time. A failure on a file that was there (being rewritten: cut short, whole again by the next reading) is said
-    at once, not asked again (was: asked again, as for any failure on a file that opens after it). The file is
-    moved as the engine reads the list: away for a describe's reading, back for the one after."""
+    """A model whose file went away as it was picked and came back moments later (a network or removable drive). The
+    pick's describe fell back to 'demo' and said why; a second describe of it, asked before, failed while the file
+    was away, read the list again after the file was back, found it usable and let its "model 'mine': ... no such
+    file or folder" through as a second, generic dialog: now it is only logged. The selected model's own describe in
+    that case gave the same dialog and left the Models panel on "Reading model…": now it is asked once more and the
+    panel shows the model; a file away again for that second describe is said, and not asked a third time: 'demo',
+    in use before it, is selected again (was: 'mine' stayed selected, and "Reading model…"). A failure on a file
+    that was there (being rewritten: cut short, whole again by the next reading) is said at once, not asked again
+    (was: asked again, as for any failure on a file that opens after it). The file is moved as the engine reads the
+    list: away for a describe's reading, back for the one after."""
     controller, worker, panel = window.controller, window.controller._engine.worker, window.model_panel
     errors = []
     controller.error.connect(errors.append)
@@ -211,14 +212,18 @@ def test_a_describe_that_failed_while_its_file_was_away_for_a_moment(qtbot, wind
 
     pick_mine_with_its_file(away, back, away, back)
     qtbot.waitUntil(lambda: bool(errors), timeout=60000)
-    assert not moves and [m for m, _ in asked] == ["mine", "mine"] and "'mine'" in errors[0].message
-    assert controller.prompt.model == "mine" and mine.exists()
+    assert not moves and [m for m, _ in asked] == ["mine", "mine", "demo"] and "'mine'" in errors[0].message
+    # Refused: the model before it is in use again (it stayed selected, and the next jobs failed on it), and the
+    # panel says why under 'mine' (it said "Reading model…" for good).
+    assert "'demo' is selected instead" in errors[0].message and controller.prompt.model == "demo" and mine.exists()
+    assert panel.list.currentItem() is _item(window, "mine") and panel.details.text().startswith("mine: ")
+    assert "Press Enter to try it again" in panel.details.text()
 
     errors.clear()
     whole = mine.read_bytes()
     pick_mine_with_its_file(lambda: mine.write_bytes(whole[:100]), lambda: mine.write_bytes(whole))
     qtbot.waitUntil(lambda: bool(errors), timeout=60000)
-    assert not moves and [m for m, _ in asked] == ["mine"] and "'mine'" in errors[0].message
+    assert not moves and [m for m, _ in asked] == ["mine", "demo"] and "'mine'" in errors[0].message
 
 
 def test_a_library_file_from_a_newer_version_is_kept_and_the_user_told(qtbot, data_root, tmp_path):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from app.engine_errors import EngineError
 from app.generation_state import PromptState
 from app.memory_state import MemoryState
 from app.model_library import LibraryLinks, ModelLibrary
@@ -175,3 +176,57 @@ def test_a_model_selected_while_another_is_highlighted_shows_its_own_state(world
     assert world.prompt.model == state.highlighted == "demo-int4" and state.details == "Reading model…"
     lib.on_described(_info("demo-int4"))
     assert _facts_of(state, "demo-int4")
+
+
+DAMAGED = EngineError("user", "the model file /models/mine.safetensors is damaged", "Add the model again.")
+
+
+def test_a_model_whose_facts_cannot_be_read_is_refused_and_the_one_before_stays_in_use(world):
+    """A usable model picked whose describe fails (not its file away for a moment): it stayed selected for the next
+    jobs, which failed on it too, and the panel said "Reading model…" for good. The model described before it is
+    selected again, said with the error; the refused one stays highlighted with why, for Remove or another try."""
+    lib, engine, state = world.library, world.engine, world.state
+    lib.on_described(_info("demo"))
+    assert state.pick("mine") is Pick.SELECTED
+    lib.on_describe_failed(engine.asks("describe")[-1][1], DAMAGED)
+    assert world.prompt.model == "demo" and engine.asks("describe")[-1][0] == "demo"
+    assert [e.message for e in engine.said] == ["The model file /models/mine.safetensors is damaged. 'demo' is "
+                                                "selected instead."]  # fmt: skip
+    refusal = ("mine: The model file /models/mine.safetensors is damaged. New images use demo. Press Enter to try "
+               "it again, or Remove to take it off the list.")  # fmt: skip
+    assert state.highlighted == "mine" and state.removable and state.details == refusal and state.runs_on == ""
+    lib.on_described(_info("demo"))  # the fallback's facts: kept for when the highlight comes back to it
+    lib.on_library(_entries())  # a list after a job: the refusal stays under the refused model
+    assert state.highlighted == "mine" and state.details == refusal
+    assert state.highlight("demo") is Pick.CURRENT and _facts_of(state, "demo")
+    assert state.pick("mine") is Pick.SELECTED and state.details == "Reading model…"  # tried again
+    assert world.prompt.model == "mine" and engine.asks("describe")[-1][0] == "mine"
+
+
+def test_a_model_whose_facts_cannot_be_read_with_none_to_use_instead():
+    """The only model that opens cannot be described: it stays in use (none other opens), refused with why; picked
+    again, it is described again, its fields kept."""
+    engine, prompt = Engine(), PromptState()
+    prompt.model = "mine"
+    library = ModelLibrary(prompt, MemoryState(), lambda: None, engine.links(), None)
+    facts = SimpleNamespace(defaults={"steps": 28})
+    library.on_engine_ready([ModelEntry("mine", Path("/models/mine.safetensors"), False, facts)])
+    library.select_at_start(jobs_idle=True)
+    state = library.list_state
+    library.on_describe_failed(engine.asks("describe")[-1][1], DAMAGED)
+    assert prompt.model == state.highlighted == "mine" and [e.message for e in engine.said] == [DAMAGED.message]
+    assert state.details == ("mine: The model file /models/mine.safetensors is damaged. Press Enter to try it again, "
+                             "or Remove to take it off the list.")  # fmt: skip
+    prompt.steps = 7
+    assert state.pick("mine") is Pick.SELECTED and state.details == "Reading model…"
+    assert engine.asks("describe")[-1][0] == "mine" and prompt.steps == 7  # not its 28 again
+
+
+def test_the_start_up_model_whose_facts_cannot_be_read_gives_way_to_the_first_that_opens(world):
+    """The model of the last session cannot be described at start-up (none described before it): the first other
+    model that opens is used; a built-in one is not offered to Remove."""
+    lib, engine, state = world.library, world.engine, world.state
+    lib.on_describe_failed(engine.asks("describe")[-1][1], EngineError("user", "the model 'demo' is damaged"))
+    assert world.prompt.model == "demo-int4" and "'demo-int4' is selected instead" in engine.said[0].message
+    assert state.highlighted == "demo" and not state.removable
+    assert state.details == "demo: The model 'demo' is damaged. New images use demo-int4. Press Enter to try it again."
