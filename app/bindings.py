@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtGui import QTextCursor
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QFocusEvent, QTextCursor
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -102,10 +103,39 @@ def bind_enabled(state: Any, name: str, widget: Any) -> None:
     _signal(state, name).connect(lambda v: widget.setEnabled(bool(v)))
 
 
+# The focus gone from a field for a moment, the user still on it: a menu opened (the menu bar's Generate), a popup
+# (the field's own context menu), another window (a dialog, another program to copy a value from).
+_MOMENTARY_FOCUS_OUT = (Qt.FocusReason.PopupFocusReason, Qt.FocusReason.MenuBarFocusReason,
+                        Qt.FocusReason.ActiveWindowFocusReason)  # fmt: skip
+
+
+class _KeepsTypedText(QObject):
+    """Keeps the text of a number field that is no value it takes on screen while the focus is away for a moment
+    (``_MOMENTARY_FOCUS_OUT``). The field put back the value it held as soon as its focus went, and Generate > Generate
+    from the menu bar then ran that value (128) rather than refusing the "30" typed in Width; the refusal's dialog
+    put it back too, and the text it named was gone once the dialog was closed. Left for another field (Tab, a
+    click), a field still shows the value it holds again, as every spin box does: what it shows is what runs."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (event.type() != QEvent.Type.FocusOut or not isinstance(event, QFocusEvent)
+                or event.reason() not in _MOMENTARY_FOCUS_OUT or watched.hasAcceptableInput()):  # fmt: skip
+            return False
+        # The line edit is told the focus went (its cursor stops blinking); the field's own handler, which puts the
+        # value back, is skipped.
+        if isinstance(watched, QAbstractSpinBox):
+            watched.lineEdit().event(event)
+            watched.update()
+        else:
+            QLineEdit.focusOutEvent(watched, event)
+        return True
+
+
 def bind_typed(state: Any, name: str, widget: QAbstractSpinBox | QLineEdit) -> None:
     """Has ``state.watch_typed`` read what the number field ``widget`` shows while it is no value the field takes
     (half-typed, out of range, empty; a spin box's text without its suffix). ``bind`` carries values only: a spin
     box keeps "30" typed in a field of 64 to 2048 on screen, its value the last one it took, and a Generate
-    pressed then ran that one."""
+    pressed then ran that one. That text stays on screen while a menu or another window has the focus for a moment
+    (``_KeepsTypedText``), so Generate from the menu bar refuses it too."""
     text = widget.cleanText if isinstance(widget, QAbstractSpinBox) else widget.text
     state.watch_typed(name, lambda: None if widget.hasAcceptableInput() else text())
+    widget.installEventFilter(_KeepsTypedText(widget))

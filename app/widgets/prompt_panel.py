@@ -199,6 +199,10 @@ class PromptPanel(QWidget):
         self.generate_button = QPushButton("Generate")
         self.generate_button.setToolTip("Ctrl+Enter")
         self.generate_button.setDefault(True)
+        # Reached with Tab, not taken by a click: the field being typed in keeps its focus and its text, so a click
+        # refuses "30" in Width (64 to 2048) as Ctrl+Enter does. Taking the focus, the click made the field put back
+        # the value it held, and that one ran.
+        self.generate_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         self.generate_button.clicked.connect(controller.generate)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Esc: stops the running job at its next step; the queued jobs go on "

@@ -164,21 +164,40 @@ def test_a_value_typed_outside_a_fields_range_is_refused_at_generate_naming_the_
     """"30" typed in Width (64 to 2048) and Ctrl+Enter pressed in the field ran the width it held before, 128,
     while the field still showed "30 px"; "0" in Images ran one image; a locked seed's field cleared ran the seed
     it held. Now Generate refuses, naming the field and its range, and runs once the fields show values they take
-    (a seed field cleared with Lock unticked runs: the job takes a new random seed, which the field then shows)."""
+    (a seed field cleared with Lock unticked runs: the job takes a new random seed, which the field then shows).
+    So do the Generate button clicked and Generate > Generate from the menu bar: the focus they took made the field
+    put back the value it held (128), and that one ran. The field shows what was typed after the refusal too."""
     controller, panel = window.controller, window.prompt_panel
     controller.prompt.prompt, controller.prompt.seed_locked = "a red circle", True
     window.activateWindow()
-    for field, typed, said, fixed in ((panel.width_spin, "30", "Width shows “30”, and takes 64 to 2048 px", "96"),
-                                      (panel.batch_spin, "0", "Images shows “0”, and takes 1 to 16", "1"),
-                                      (panel.seed_edit, "", f"Seed is empty, and takes 0 to {SEED_MAX}", "")):
+    menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Generate")
+
+    def click_button(_field: object) -> None:
+        qtbot.mouseClick(panel.generate_button, Qt.MouseButton.LeftButton)
+
+    def from_the_menu(_field: object) -> None:
+        menu.popup(window.mapToGlobal(window.rect().center()))
+        qtbot.waitUntil(menu.isVisible)
+        qtbot.mouseClick(menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(window.generate_action).center())
+
+    def ctrl_enter(field: object) -> None:
+        qtbot.keyClick(field, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+
+    for field, typed, said, fixed, generate in (
+            (panel.width_spin, "30", "Width shows “30”, and takes 64 to 2048 px", "96", click_button),
+            (panel.batch_spin, "0", "Images shows “0”, and takes 1 to 16", "1", from_the_menu),
+            (panel.seed_edit, "", f"Seed is empty, and takes 0 to {SEED_MAX}", "", ctrl_enter)):  # fmt: skip
         field.setFocus()
         field.selectAll()
         qtbot.keyClick(field, Qt.Key.Key_Delete)
         qtbot.keyClicks(field, typed)
-        qtbot.keyClick(field, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-        assert window.error_dialog is not None and said in window.error_dialog.text(), field.text()
+        shown, dialog = field.text(), window.error_dialog
+        generate(field)
+        assert window.error_dialog is not dialog and said in window.error_dialog.text(), (field.text(), shown)
         assert not controller.job.busy and controller.gallery.rowCount() == 0
         window.error_dialog.accept()
+        assert field.text() == shown  # still there to be put right
+        field.setFocus()
         field.selectAll()
         qtbot.keyClicks(field, fixed)
     panel.seed_lock.click()  # unlocked, the seed field still empty
