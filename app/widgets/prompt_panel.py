@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap, QResizeEvent
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeyEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -107,6 +107,18 @@ class SideSpinBox(QSpinBox):
         self.setValue((behind + steps) * SIDE_STEP)
 
 
+class OncePerPressButton(QPushButton):
+    """A push button Enter clicks once per press: held down, the key repeats the system sends do nothing. A default
+    button clicks on each Enter it gets, and Enter held on Generate queued a job per repeat (seven for a short hold,
+    each with a new random seed). Space clicks once already (on its release)."""
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.isAutoRepeat() and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
 class PromptPanel(QWidget):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -196,9 +208,9 @@ class PromptPanel(QWidget):
             form.add_row(label, field)
         self.form = form
 
-        self.generate_button = QPushButton("Generate")
+        self.generate_button = OncePerPressButton("Generate")
         self.generate_button.setToolTip("Ctrl+Enter")
-        self.generate_button.setDefault(True)
+        self.generate_button.setDefault(True)  # Enter on the focused button clicks it, as Space does
         # Reached with Tab, not taken by a click: the field being typed in keeps its focus and its text, so a click
         # refuses "30" in Width (64 to 2048) as Ctrl+Enter does. Taking the focus, the click made the field put back
         # the value it held, and that one ran.

@@ -172,3 +172,13 @@ def test_ctrl_enter_held_down_queues_one_job(qtbot, window):
         QApplication.sendEvent(panel.prompt_edit, repeat)
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
     assert len(finished) == 1 and controller.job.status == "Done: 1 image"
+    # Enter held on the Generate button, reached with Tab: one press clicks it once, its repeats nothing (each
+    # queued a job, the button being the default one).
+    panel.generate_button.setFocus(Qt.FocusReason.TabFocusReason)
+    qtbot.keyPress(panel.generate_button, Qt.Key.Key_Return)
+    for _ in range(5):
+        repeat = QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_Return, Qt.KeyboardModifier.NoModifier, "", True, 1)
+        QApplication.sendEvent(panel.generate_button, repeat)
+    qtbot.keyRelease(panel.generate_button, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
+    assert len(finished) == 2 and controller.job.status == "Done: 1 image"
