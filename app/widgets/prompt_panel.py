@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeyEvent, QPixmap, QResizeEvent
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeyEvent, QPixmap, QResizeEvent, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -107,6 +107,25 @@ class SideSpinBox(QSpinBox):
         self.setValue((behind + steps) * SIDE_STEP)
 
 
+class DecimalSpinBox(QDoubleSpinBox):
+    """A decimal field that takes either "." or "," as the decimal mark, whatever its locale; it shows its locale's.
+    The other mark was taken as a group separator and dropped without a word: "3,5" ran at 35 in the C locale ("0,5"
+    at 5 in en_US), and "3.5" copied from a model card ran at 35 in a German one. The field's numbers are small
+    (guidance: up to 50), so neither mark can be a group separator here."""
+
+    def _marked(self, text: str) -> str:
+        """``text`` with either mark as the locale's decimal one."""
+        point = self.locale().decimalPoint()
+        return text.replace(",", point).replace(".", point)
+
+    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
+        state, _text, _pos = super().validate(self._marked(text), pos)
+        return state, text, pos  # the user's own text stays as typed
+
+    def valueFromText(self, text: str) -> float:
+        return super().valueFromText(self._marked(text))
+
+
 class OncePerPressButton(QPushButton):
     """A push button Enter clicks once per press: held down, the key repeats the system sends do nothing. A default
     button clicks on each Enter it gets, and Enter held on Generate queued a job per repeat (seven for a short hold,
@@ -170,7 +189,7 @@ class PromptPanel(QWidget):
 
         self.steps_spin = QSpinBox(minimum=STEPS_MIN, maximum=STEPS_MAX)
         bind(state, "steps", self.steps_spin)
-        self.guidance_spin = QDoubleSpinBox(decimals=GUIDANCE_DECIMALS, minimum=GUIDANCE_MIN, maximum=GUIDANCE_MAX,
+        self.guidance_spin = DecimalSpinBox(decimals=GUIDANCE_DECIMALS, minimum=GUIDANCE_MIN, maximum=GUIDANCE_MAX,
                                             singleStep=0.1)  # fmt: skip
         bind(state, "guidance", self.guidance_spin)
 

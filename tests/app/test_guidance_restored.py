@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QLocale, Qt
 
 from app.generation_state import GUIDANCE_MAX
 from gpu.generation.png_metadata import write_png
@@ -68,6 +68,17 @@ def test_the_users_edit_of_the_field_is_still_the_state(qtbot, window):
     assert state.guidance == 4.75
     qtbot.keyClick(panel.guidance_spin, Qt.Key.Key_Up)  # the arrows: a tenth a step
     assert round(state.guidance, 2) == 4.85 == panel.guidance_spin.value()
+    # Either mark is the decimal one, whatever the locale: the other was taken as a group separator, and "3,5" ran at
+    # 35 in the C locale (in en_US "0,5" at 5), "3.5" copied from a model card at 35 in de_DE, without a word.
+    for locale, point in ((QLocale.c(), "."), (QLocale(QLocale.Language.German, QLocale.Country.Germany), ",")):
+        panel.guidance_spin.setLocale(locale)  # the field's own: the process's locale is left to the other tests
+        for typed in ("3,5", "3.5", "0,5"):
+            panel.guidance_spin.setFocus()
+            panel.guidance_spin.selectAll()
+            qtbot.keyClicks(panel.guidance_spin, typed)
+            qtbot.keyClick(panel.guidance_spin, Qt.Key.Key_Tab)
+            taken = float(typed.replace(",", "."))  # and shown with the locale's mark
+            assert (state.guidance, panel.guidance_spin.text()) == (taken, f"{taken:.2f}".replace(".", point)), typed
 
 
 def test_a_guidance_of_0_comes_back_after_a_restart(qapp, tmp_path):
