@@ -520,7 +520,7 @@ class EngineWorker(QObject):
                 on_progress=lambda event: self._on_progress(job, event),
                 should_cancel=job.cancel.is_set,
                 on_image=keep,
-                preview_every=max(0, self.preview_every),
+                preview_every=self.preview_every,  # 0 or less: none
             )
         except (GenerationCancelled, Cancelled):
             self.ended_through = job.id  # each end is recorded before its signal: the Qt thread may read it first

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gpu.bench.kernels import _time_columns, gpu_meta, sets_past_l2
+from gpu.bench.kernels import gpu_meta, sets_past_l2, time_columns
 
 BF = torch.bfloat16
 FLUX_C, FLUX_H, FLUX_D, FLUX_TXT, FLUX_IMG = 3072, 24, 128, 512, 4096
@@ -182,7 +182,7 @@ def run(out_dir: Path, iters: int = 50) -> dict[str, Any]:
     rows = []
     with torch.no_grad(), launch_stream(device):  # torch on the kernels' stream: no fork/join per launch
         for op, (columns, nbytes) in _op_columns(sets).items():
-            times = _time_columns(columns, len(sets), iters)
+            times = time_columns(columns, len(sets), iters)
             row = {"op": op, **{f"t_{col}_us": t * 1e6 for col, t in times.items()}}
             row["speedup_vs_torch"] = times["torch"] / times["fused"]
             row["fused_GBps"] = nbytes / times["fused"] / 1e9

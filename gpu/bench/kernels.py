@@ -51,7 +51,7 @@ COLUMNS = {
 }
 
 
-def _time_columns(fns: dict, n_sets: int, iters: int, warmup: int = 5) -> dict[str, float]:
+def time_columns(fns: dict, n_sets: int, iters: int, warmup: int = 5) -> dict[str, float]:
     """Median seconds of each column's fn(i) over iters calls, i rotating over n_sets input sets. Each set's
     call is captured once into a CUDA graph and the timed calls are replays: every column is timed without host
     launch overhead (which made the small shapes measure Python, not kernels), as the app's FLUX step runs under
@@ -100,7 +100,7 @@ def gpu_meta(device: torch.device) -> dict[str, str]:
 
 
 def sets_past_l2(bytes_per_call: int) -> int:
-    """How many input sets ``_time_columns`` rotates over so that a call's inputs have left L2 before they are read
+    """How many input sets ``time_columns`` rotates over so that a call's inputs have left L2 before they are read
     again: more than twice the 50-60 MB L2 (H100, H200) is read between two reuses; 2 to 8 sets."""
     return max(2, min(8, math.ceil(2 * 60e6 / bytes_per_call) + 1))
 
@@ -227,7 +227,7 @@ def bench_shape(m: int, k: int, n: int, rank: int, iters: int, device: torch.dev
     if path["alt"]:
         alt_name, _, alt_fused = path["alt"]
         fns[alt_name] = lambda i: alt_fused(sets[i]["x"], sets[i]["alt"])
-    times = _time_columns(fns, n_sets, iters)
+    times = time_columns(fns, n_sets, iters)
     flop = 2.0 * m * k * n
     row = {"M": m, "K": k, "N": n, "rank": rank, "path": path["name"], "sets": n_sets}
     for c, t in times.items():

@@ -216,9 +216,9 @@ class GenerationService:
         try:
             return load_pipeline(entry, self.library, self.device, base)
         except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError, CUDA's own, the CPU allocator's
-            if not (gpu_ran_out(err) or ram_ran_out(err)):
-                raise
             ram = ram_ran_out(err)  # raised below, outside this handler: its traceback holds the parts placed so far
+            if not (ram or gpu_ran_out(err)):
+                raise
         gc.collect()  # the parts placed on the GPU before it ran out, held in reference cycles of the loaders
         device = self.device or default_device()
         if device.type == "cuda":
@@ -406,7 +406,7 @@ class GenerationService:
         count: int,
         on_progress: Callable[[ProgressEvent], None] | None,
         should_cancel: Callable[[], bool] | None,
-        preview_every: int = PREVIEW_EVERY,
+        preview_every: int,
     ) -> tuple[Image.Image, dict[str, PromptLength]]:
         """Image ``index`` of ``count`` with the settings ``s``, and how much of its prompts the T5 tokenizer kept."""
         pipe = loaded.pipe

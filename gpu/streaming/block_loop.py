@@ -15,12 +15,13 @@ from torch import nn
 
 from gpu.adapters import adapter_named
 from gpu.adapters.base import ModelAdapter
+from gpu.generation.memory import module_bytes
 from gpu.quantizer.calibrate import hooked, make_collectors
 from gpu.quantizer.config import QuantizeConfig
 from gpu.quantizer.shared import CalibSample, layer_message, quantize_layers
 from gpu.streaming.activation_store import ActivationStore, activation_bytes, remove_scratch, spills
 from gpu.streaming.forward import preamble
-from gpu.streaming.memory import RunStage, module_bytes, release
+from gpu.streaming.memory import RunStage, release
 from gpu.streaming.parts_folder import SCRATCH_FOLDERS, write_manifest
 from gpu.streaming.samples_file import sample_tokens
 from gpu.streaming.shards import write_shard

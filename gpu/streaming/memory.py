@@ -103,13 +103,6 @@ def over_budget(exc: BaseException, capped: bool, budget_gib: float) -> BadReque
 GC_MIN_BYTES = 64 * 2**20
 
 
-def module_bytes(module: torch.nn.Module | None) -> int:
-    """Bytes of ``module``'s parameters and buffers (0 for None): what freeing it gives back."""
-    if module is None:
-        return 0
-    return sum(t.nbytes for t in (*module.parameters(), *module.buffers()))
-
-
 def release(freed_bytes: int, device: torch.device) -> None:
     """Collects garbage after ``freed_bytes`` were dropped, where that is worth its cost (``GC_MIN_BYTES``)."""
     if device.type == "cuda" or freed_bytes >= GC_MIN_BYTES:

@@ -2,7 +2,7 @@
 the engine writes there (and what else goes with the folder: a file manager's), the checks that refuse a folder of
 the user's or a link put there, its one deletion (only the engine's files, then the folder if empty), and what it
 keeps for a run that resumes from it, in words. Whether a run resumes from it is ``gpu.streaming.resume``; the run
-itself, which writes it, is ``gpu.streaming.engine``."""
+itself, which writes it, is ``gpu.streaming.engine`` (its blocks: ``gpu.streaming.block_loop``)."""
 
 from __future__ import annotations
 

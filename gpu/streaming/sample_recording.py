@@ -12,13 +12,14 @@ from torch import nn
 
 from gpu.adapters import adapter_named
 from gpu.errors import Cancelled
+from gpu.generation.memory import module_bytes
 from gpu.generation.pipeline_loader import load_errors
 from gpu.library import ModelEntry
 from gpu.quantizer.config import QuantizeConfig
 from gpu.quantizer.in_memory import make_samples
 from gpu.quantizer.shared import CalibSample
 from gpu.streaming.forward import streamed_forward
-from gpu.streaming.memory import RunStage, module_bytes, release
+from gpu.streaming.memory import RunStage, release
 from gpu.streaming.source import WeightSource
 
 
@@ -49,7 +50,8 @@ def record_samples(src: WeightSource, head: nn.Module, blocks: list[tuple[str, i
         samples = make_samples(pipe, prompts, steps, defaults, config, dtype, bool(src.config["guidance_embeds"]),
                                int(src.config["in_channels"]), recording, should_cancel, emit)  # fmt: skip
     finally:
-        freed = sum(module_bytes(getattr(pipe, n, None)) for n in ("text_encoder", "text_encoder_2"))
+        freed = sum(module_bytes(m) for n in ("text_encoder", "text_encoder_2")
+                    if (m := getattr(pipe, n, None)) is not None)
         del pipe
         release(freed, device)
     return samples
