@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )  # fmt: skip
 
 from app.lora_state import LoraEntry, LoraState
+from app.widgets.decimal_spin_box import DecimalSpinBox
 from gpu.lora.metadata import MAX_STRENGTH
 
 
@@ -88,8 +89,8 @@ class StrengthSlider(WheelWhenFocused, QSlider):
     """A row's strength slider (see ``WheelWhenFocused``)."""
 
 
-class StrengthBox(WheelWhenFocused, QDoubleSpinBox):
-    """A row's "Text" strength (see ``WheelWhenFocused``)."""
+class StrengthBox(WheelWhenFocused, DecimalSpinBox):
+    """A row's "Text" strength (see ``WheelWhenFocused``), either decimal mark taken (``DecimalSpinBox``)."""
 
 
 class LoraRow(QFrame):

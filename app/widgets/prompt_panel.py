@@ -13,11 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeyEvent, QPixmap, QResizeEvent, QValidator
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeyEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -49,6 +48,7 @@ from app.generation_state import (
     snap16,
 )
 from app.theme import WARNING_COLOR
+from app.widgets.decimal_spin_box import DecimalSpinBox
 from app.widgets.integer_edit import IntegerEdit
 from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
 from app.widgets.wrapped_label import WrappedLabel
@@ -105,25 +105,6 @@ class SideSpinBox(QSpinBox):
         # From the multiple behind it in the step's direction: from 100, up is 112 and down is 96.
         behind = value // SIDE_STEP if steps > 0 else -(-value // SIDE_STEP)
         self.setValue((behind + steps) * SIDE_STEP)
-
-
-class DecimalSpinBox(QDoubleSpinBox):
-    """A decimal field that takes either "." or "," as the decimal mark, whatever its locale; it shows its locale's.
-    The other mark was taken as a group separator and dropped without a word: "3,5" ran at 35 in the C locale ("0,5"
-    at 5 in en_US), and "3.5" copied from a model card ran at 35 in a German one. The field's numbers are small
-    (guidance: up to 50), so neither mark can be a group separator here."""
-
-    def _marked(self, text: str) -> str:
-        """``text`` with either mark as the locale's decimal one."""
-        point = self.locale().decimalPoint()
-        return text.replace(",", point).replace(".", point)
-
-    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
-        state, _text, _pos = super().validate(self._marked(text), pos)
-        return state, text, pos  # the user's own text stays as typed
-
-    def valueFromText(self, text: str) -> float:
-        return super().valueFromText(self._marked(text))
 
 
 class OncePerPressButton(QPushButton):

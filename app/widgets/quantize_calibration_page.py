@@ -4,7 +4,6 @@ and RAM budgets, and the unfinished runs in the models folder."""
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -16,6 +15,7 @@ from PySide6.QtWidgets import (
 
 from app.quantize_outputs import default_ram_budget_gib, installed_ram_bytes
 from app.quantize_source import CalibrationSet
+from app.widgets.decimal_spin_box import DecimalSpinBox
 from app.widgets.quantize_labels import warning_label
 from app.wording import sentence
 from gpu.quantize_defaults import DEFAULT_CALIB_PROMPTS, DEFAULT_GPU_BUDGET_GIB
@@ -45,10 +45,10 @@ class CalibrationPage(QWizardPage):
         self.steps = QSpinBox(minimum=0, maximum=50, value=0)
         self.show_calibration(None)
         # Not 0, which read as "no GPU" and was taken silently like any other budget.
-        self.gpu_gib = QDoubleSpinBox(minimum=1.0, maximum=192.0, value=DEFAULT_GPU_BUDGET_GIB, suffix=" GiB")
+        self.gpu_gib = DecimalSpinBox(minimum=1.0, maximum=192.0, value=DEFAULT_GPU_BUDGET_GIB, suffix=" GiB")
         self.installed_ram = installed_ram_bytes()
-        self.ram_gib = QDoubleSpinBox(minimum=1.0, maximum=1024.0, value=default_ram_budget_gib(self.installed_ram),
-                                      suffix=" GiB")  # fmt: skip
+        self.ram_gib = DecimalSpinBox(minimum=1.0, maximum=1024.0, value=default_ram_budget_gib(self.installed_ram),
+                                     suffix=" GiB")  # fmt: skip
         self.ram_warning = warning_label()
         self.ram_warning.hide()
         self.ram_gib.valueChanged.connect(self._check_ram)
