@@ -311,10 +311,6 @@ class AppController(QObject):
         """A history entry's prompts put in the prompt panel."""
         self.prompt_history.reuse_prompt(prompt, negative_prompt)
 
-    def restore_from_file(self, path: Path) -> ImageSettings | None:
-        """``restore_from_files`` of one file."""
-        return self.restore.restore_from_file(path)
-
     def restore_from_files(self, paths: list[Path], web_addresses: list[str] | None = None) -> ImageSettings | None:
         """Settings from dropped files (``SettingsRestore.restore_from_files``); returns what was read from the file
         restored (None: none was)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.engine_worker import Job
+from app.history_model import prompt_line
 from app.wording import counted
 
 _PROMPT_LOGGED = 80  # characters of each prompt in the log: enough to tell the jobs apart (the history has them whole)
@@ -30,7 +31,7 @@ def cancelled_on_quit(jobs: Sequence[Job]) -> str:
     for job in jobs:
         request = job.request
         steps = "the model's steps" if request.steps is None else counted(request.steps, "step")
-        prompt = request.prompt if len(request.prompt) <= _PROMPT_LOGGED else request.prompt[:_PROMPT_LOGGED] + "…"
+        prompt = prompt_line(request.prompt, _PROMPT_LOGGED)  # one line: a log line per quit
         described.append(f"job {job.id}, {counted(request.batch_count, 'image')} of {steps}, on {request.model}: "
                          f"{prompt!r}")  # fmt: skip
     return f"{_jobs_and_images(jobs)} cancelled by the quit: " + "; ".join(described)

@@ -75,10 +75,6 @@ class SettingsRestore:
         if notes:
             self._say_not_as_saved(Path(record.path).name, notes)
 
-    def restore_from_file(self, path: Path) -> ImageSettings | None:
-        """``restore_from_files`` of one file."""
-        return self.restore_from_files([Path(path)])
-
     def restore_from_files(self, paths: list[Path], web_addresses: list[str] | None = None) -> ImageSettings | None:
         """Settings from dropped files (PNGs: ours, A1111 ``parameters`` or ComfyUI; JPEG and WebP: A1111/Forge
         EXIF), each read as what its content says it is: those of the first file that has some (one image's

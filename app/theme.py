@@ -7,6 +7,8 @@ from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 WARNING_COLOR = "#e07b39"  # text that warns (a prompt longer than the model reads); legible on light and dark
+# The quantize wizard's messages: what stops the user going on (red), and what they may want to change (amber)
+PROBLEM_COLOR, CAUTION_COLOR = "#c0392b", "#b9770e"
 
 
 def _dark_palette() -> QPalette:

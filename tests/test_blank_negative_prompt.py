@@ -15,11 +15,6 @@ from gpu.generation.service import GenerationService, save_image
 BLANKS = [" ", "\n", "  \n\t ", "\u3000"]  # an ideographic space too: what str.strip() (the history's rule) strips
 
 
-@pytest.fixture(scope="module")
-def service(cpu_service: GenerationService) -> GenerationService:
-    return cpu_service
-
-
 def _job(service: GenerationService, negative: str, model: str = "demo"):
     # guidance 5: the demo model (no guidance embedding) runs classic CFG against the negative prompt
     request = GenerationRequest("a red star", model=model, negative_prompt=negative, seed=3, steps=2, width=64,
@@ -34,8 +29,8 @@ def _made(result) -> dict:
 
 
 @pytest.mark.parametrize("blank", BLANKS)
-def test_a_blank_negative_prompt_makes_and_saves_what_an_empty_one_does(service, blank, tmp_path):
-    empty, spaced = _job(service, ""), _job(service, blank)
+def test_a_blank_negative_prompt_makes_and_saves_what_an_empty_one_does(cpu_service, blank, tmp_path):
+    empty, spaced = _job(cpu_service, ""), _job(cpu_service, blank)
     assert spaced.settings["negative_prompt"] == ""
     assert _made(spaced) == _made(empty) and spaced.image.tobytes() == empty.image.tobytes()
     texts = read_png_text(save_image(spaced, tmp_path / "spaced.png"))  # what the CLI and the app write
@@ -43,8 +38,8 @@ def test_a_blank_negative_prompt_makes_and_saves_what_an_empty_one_does(service,
     assert json.loads(texts[NIBBLE_KEY])["negative_prompt"] == ""
 
 
-def test_words_in_a_negative_prompt_are_kept_as_given(service):
-    assert _job(service, " blurry \n").settings["negative_prompt"] == " blurry \n"
+def test_words_in_a_negative_prompt_are_kept_as_given(cpu_service):
+    assert _job(cpu_service, " blurry \n").settings["negative_prompt"] == " blurry \n"
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +51,12 @@ def distilled(tmp_path_factory) -> Path:
     return make_tiny_flux(tmp_path_factory.mktemp("models") / "dev", guidance_embeds=True)
 
 
-def test_a_blank_negative_prompt_runs_no_true_cfg_on_a_guidance_distilled_model(service, distilled):
+def test_a_blank_negative_prompt_runs_no_true_cfg_on_a_guidance_distilled_model(cpu_service, distilled):
     passes: list[int] = []
-    empty = _job(service, "", str(distilled))
-    hook = service.loaded.pipe.transformer.register_forward_hook(lambda *_: passes.append(1))
+    empty = _job(cpu_service, "", str(distilled))
+    hook = cpu_service.loaded.pipe.transformer.register_forward_hook(lambda *_: passes.append(1))
     try:
-        spaced = _job(service, "\n", str(distilled))
+        spaced = _job(cpu_service, "\n", str(distilled))
     finally:
         hook.remove()
     assert len(passes) == spaced.settings["steps"]  # one pass a step, not two

@@ -33,6 +33,7 @@ from app.controller import AppController
 from app.generation_state import (
     BATCH_MAX,
     BATCH_MIN,
+    FIELD_RANGES,
     GUIDANCE_DECIMALS,
     GUIDANCE_MAX,
     GUIDANCE_MIN,
@@ -145,7 +146,7 @@ class PromptPanel(QWidget):
         self._warn_length(controller.prompt_length.over)
 
         self.seed_edit = IntegerEdit(SEED_MIN, SEED_MAX)  # the engine's full 64-bit range, beyond a QSpinBox
-        self.seed_edit.setToolTip(f"{SEED_MIN} to {SEED_MAX}")
+        self.seed_edit.setToolTip(FIELD_RANGES["seed"][1])
         # Room for a whole random seed (+16: frame and text margins): a narrow dock cut its first digits off,
         # showing another number.
         self.seed_edit.setMinimumWidth(self.seed_edit.fontMetrics().horizontalAdvance(str(RANDOM_SEED_MAX)) + 16)

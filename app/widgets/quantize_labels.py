@@ -6,6 +6,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel
 
+from app.theme import CAUTION_COLOR, PROBLEM_COLOR
+
 
 def message_label(color: str) -> QLabel:
     """An empty word-wrapped label of ``color`` whose text can be selected and copied."""
@@ -18,12 +20,12 @@ def message_label(color: str) -> QLabel:
 
 def problem_label() -> QLabel:
     """A ``message_label`` in red: what stops the user going on."""
-    return message_label("#c0392b")
+    return message_label(PROBLEM_COLOR)
 
 
 def warning_label() -> QLabel:
     """Amber, not red: something the user may want to change, which does not stop them going on."""
-    return message_label("#b9770e")
+    return message_label(CAUTION_COLOR)
 
 
 def select_quietly(combo: QComboBox, value: str) -> None:

@@ -53,7 +53,7 @@ def test_an_images_model_is_restored_by_its_hash_where_the_name_is_another_files
     other = _made_with(qtbot, controller, "flux-int4-2")
     assert made.settings["model_hash"] != other.settings["model_hash"]
     said = len(notices)
-    controller.restore_from_file(controller.data.images / made.path)  # its name's file has its hash: as saved
+    controller.restore_from_files([controller.data.images / made.path])  # its name's file has its hash: as saved
     assert controller.prompt.model == "flux-int4" and notices[said:] == []
 
     # Removed and added again in the other order: "flux-int4" is the schnell file now
@@ -63,7 +63,7 @@ def test_an_images_model_is_restored_by_its_hash_where_the_name_is_another_files
     assert [_add(qtbot, controller, schnell), _add(qtbot, controller, dev)] == ["flux-int4", "flux-int4-2"]
     controller.select_model("demo")
     said = len(notices)
-    controller.restore_from_file(controller.data.images / made.path)
+    controller.restore_from_files([controller.data.images / made.path])
     assert controller.prompt.model == "flux-int4-2"  # the dev file, the one the image was made with
     (notice,) = notices[said:]
     assert "the image's 'flux-int4' is 'flux-int4-2' here" in notice.message
@@ -74,14 +74,14 @@ def test_an_images_model_is_restored_by_its_hash_where_the_name_is_another_files
         controller.remove_model("flux-int4-2")
     controller.select_model("demo")
     said = len(notices)
-    controller.restore_from_file(controller.data.images / made.path)
+    controller.restore_from_files([controller.data.images / made.path])
     assert controller.prompt.model == "flux-int4"
     (notice,) = notices[said:]
     assert "'flux-int4' here is not the file the image was made with" in notice.message
     assert made.settings["model_hash"] in notice.message and other.settings["model_hash"] in notice.message
 
     said = len(notices)
-    controller.restore_from_file(controller.data.images / other.path)  # made with the schnell file, 'flux-int4-2' then
+    controller.restore_from_files([controller.data.images / other.path])  # the schnell file's: 'flux-int4-2' then
     assert controller.prompt.model == "flux-int4"
     (notice,) = notices[said:]
     assert "the image's 'flux-int4-2' is 'flux-int4' here" in notice.message

@@ -29,7 +29,7 @@ def test_reusing_an_image_selects_the_model_it_names_escaped(qtbot, tmp_path, da
     window.controller.error.connect(notices.append)
     png = write_png(tmp_path / "made.png", Image.new("RGB", (16, 16)),
                     {"prompt": "a red star", "model": "mod\udce9le", "steps": 3})  # fmt: skip
-    assert window.controller.restore_from_file(png)
+    assert window.controller.restore_from_files([png])
     assert window.controller.prompt.model == "mod\udce9le"
     assert not [n for n in notices if "mod" in n.message], [n.message for n in notices]
 
