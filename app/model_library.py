@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject
 from app.engine_errors import EngineError
 from app.generation_state import PromptState
 from app.memory_state import MemoryState
-from app.model_list_state import ModelListState
+from app.model_list_state import ModelListState, usable
 from app.wording import counted, sentence
 from gpu.errors import named_few
 from gpu.generation.png_metadata import encodable
@@ -95,7 +95,7 @@ class ModelLibrary(QObject):
         they were when the choice was made (``PromptState.model_default_fields``); the defaults go only to those
         still as they were (all of them when None)."""
         entry = self.entry(name)
-        if entry is not None and getattr(entry, "facts", None) is None:
+        if entry is not None and not usable(entry):
             if self._rechecking != name:  # looked at again first: a drive that was away may be back (_on_library)
                 self._rechecking = name
                 self._tell(f"Looking at the file of '{name}' again…")
@@ -129,7 +129,7 @@ class ModelLibrary(QObject):
     def is_current(self, name: str) -> bool:
         """Whether ``name`` is the model of the next jobs and its file is usable: picked again, nothing changes."""
         entry = self.entry(name)
-        return name == self._prompt.model and entry is not None and getattr(entry, "facts", None) is not None
+        return name == self._prompt.model and entry is not None and usable(entry)
 
     def is_rechecking(self, name: str) -> bool:
         """Whether ``name``, picked while missing, has its file looked at again right now (before it is refused)."""
@@ -149,8 +149,7 @@ class ModelLibrary(QObject):
 
     def _fallback_model(self, other_than: str = "") -> str | None:
         """The first model that can be opened (built-in first, as the library lists them), other than ``other_than``."""
-        return next((e.name for e in self.entries if getattr(e, "facts", None) is not None and e.name != other_than),
-                    None)  # fmt: skip
+        return next((e.name for e in self.entries if usable(e) and e.name != other_than), None)
 
     def add_model(self, path: str | Path, select: bool = True) -> int:
         """Adds the model at ``path`` to the library; returns the add's number, which ``add_ended`` gives back.
@@ -180,7 +179,7 @@ class ModelLibrary(QObject):
         launch's defaults applied unless a job (``jobs_idle`` False) already runs with the panel as it is."""
         last = self._prompt.model
         entry = self.entry(last)
-        if entry is None or getattr(entry, "facts", None) is None:
+        if entry is None or not usable(entry):
             # The last session's model was removed, or its file moved or deleted since: start on one that opens.
             fallback = self._fallback_model()
             if entry is not None and fallback is not None:
@@ -225,10 +224,10 @@ class ModelLibrary(QObject):
                 self._tell(f"The model '{self._prompt.model}' opens again; it is selected.")
                 self._rechecking = None
         # Names said to be gone stay so only while they are: one put back (added again) is said again next time.
-        self._gone &= {e.name for e in entries if getattr(e, "facts", None) is None}
+        self._gone &= {e.name for e in entries if not usable(e)}
         entry = self.entry(self._prompt.model)
         switched = ""
-        if entry is None or getattr(entry, "facts", None) is None:  # the selected model was removed or went missing
+        if entry is None or not usable(entry):  # the selected model was removed or went missing
             fallback = self._fallback_model()
             if fallback is not None and self.select_model(fallback):
                 switched = f"; '{fallback}' is selected"

@@ -65,8 +65,10 @@ def unusable_word(entry: Any) -> str:
     return "missing" if getattr(entry, "missing", True) else "cannot be used"
 
 
-def _usable(entry: Any) -> bool:
-    return getattr(entry, "facts", None) is not None  # None: its file moved, deleted or changed since it was added
+def usable(entry: Any) -> bool:
+    """Whether the library entry (``gpu.library.ModelEntry``) can be opened: the engine described it. No facts: its
+    file moved, was deleted or changed since it was added."""
+    return getattr(entry, "facts", None) is not None
 
 
 class ModelListState(QObject):
@@ -100,7 +102,7 @@ class ModelListState(QObject):
         rows = []
         for entry in entries:
             label = entry.name + ("  (built-in)" if getattr(entry, "builtin", False) else "")
-            if _usable(entry):
+            if usable(entry):
                 rows.append(ModelRow(label, entry.name, str(getattr(entry, "path", ""))))
             else:
                 rows.append(ModelRow(f"{label}  ({unusable_word(entry)})", entry.name,
@@ -108,7 +110,7 @@ class ModelListState(QObject):
         # The same rows again emit nothing: the list keeps its items (one pressed and not yet released was
         # replaced, and the click was lost).
         self.rows = tuple(rows)
-        refused = next((e for e in entries if e.name == highlighted and not _usable(e)), None)
+        refused = next((e for e in entries if e.name == highlighted and not usable(e)), None)
         if refused is not None and refused.name != self._prompt.model:
             self._mark(refused.name)
             self._note(self.unusable_text(refused.name))
@@ -147,7 +149,7 @@ class ModelListState(QObject):
         be used. One that cannot is only shown: its file is looked at again (and refused with a dialog) by
         ``pick`` (Enter, a click), not as the keys pass over it, where the dialog took the next key press."""
         entry = self._entry(name)
-        if entry is not None and not _usable(entry):
+        if entry is not None and not usable(entry):
             self._library.drop_recheck()  # a look at another one passed decides nothing now
             self.highlighted = name
             self._note(self.unusable_text(name))
@@ -199,7 +201,7 @@ class ModelListState(QObject):
 
     def _entry(self, name: str) -> Any | None:
         """The library entry of the row named ``name`` (None where the list changed since)."""
-        return next((e for e in self._library.entries if e.name == name), None)
+        return self._library.entry(name)
 
     def _in_use_changed(self, name: str) -> None:
         """The model of the next jobs is ``name`` now (picked, added, or instead of one that cannot be opened): it is

@@ -15,6 +15,7 @@ from app.history_model import prompt_line
 from app.image_files import inspect_image_settings, read_image_settings
 from app.lora_state import LoraState
 from app.model_library import ModelLibrary
+from app.model_list_state import usable
 from app.reconcile import storable
 from app.store import ImageRecord
 from app.wording import counted, were
@@ -160,7 +161,7 @@ class SettingsRestore:
         entry, note = self._image_model(model, recorded)
         if note:
             notes.append(note)
-        if entry is not None and getattr(entry, "facts", None) is not None:
+        if entry is not None and usable(entry):
             self._library.select_model(entry.name, apply_defaults=False)  # its name, not the image's escaped one
             return ["model"]
         # the same settings on another model give another image: say so rather than let it pass
@@ -183,9 +184,9 @@ class SettingsRestore:
         entry = self._library.entry(model)
         if not recorded:
             return entry, ""
-        usable = [e for e in self._library.entries if getattr(e, "facts", None) is not None]
-        hashes = {e.name: known_model_hash(e.path) for e in usable}  # "" when not known
-        same = [e for e in usable if hashes[e.name].lower() == recorded.lower()]
+        openable = [e for e in self._library.entries if usable(e)]
+        hashes = {e.name: known_model_hash(e.path) for e in openable}  # "" when not known
+        same = [e for e in openable if hashes[e.name].lower() == recorded.lower()]
         if any(e is entry for e in same):
             return entry, ""
         if same:

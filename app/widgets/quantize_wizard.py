@@ -235,7 +235,7 @@ class QuantizeWizard(QWizard):
         state = self.source_state
         source = state.source
         config = self.config()
-        entry = next((e for e in self.controller.entries if getattr(e, "name", None) == source), None)
+        entry = self.controller.library.entry(source)
         stem = output_name(output_stem(source, Path(entry.path) if entry is not None else Path(source)), config)
         # A run after Back: nothing of the earlier run may pass for this one's (a cancelled run would offer
         # the earlier model as "complete", and the result page would show both runs' images). The earlier
