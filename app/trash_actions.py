@@ -11,7 +11,8 @@ from pathlib import Path
 
 from app.data_dir import DataDir, DataDirMoved
 from app.engine_errors import EngineError, classify
-from app.gallery_model import DeleteCutShort, DeleteNotSaved, EmptyingNotStarted, GalleryModel, UndoCutShort
+from app.gallery_errors import DeleteCutShort, DeleteNotSaved, EmptyingNotStarted, UndoCutShort
+from app.gallery_model import GalleryModel
 from app.trash_listing import FailureKind, TrashEmptied, TrashListing
 from app.wording import counted, were
 

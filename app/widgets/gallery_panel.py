@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from app.bindings import bind_enabled
 from app.controller import AppController
 from app.engine_errors import EngineError
-from app.gallery_model import FavoritesNotSaved
+from app.gallery_errors import FavoritesNotSaved
 from app.image_summary import describe_image
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE

@@ -8,7 +8,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 
 from app.data_dir import resolve_data_dir
-from app.gallery_model import FavoritesNotSaved
+from app.gallery_errors import FavoritesNotSaved
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app import gui

@@ -11,7 +11,8 @@ from PIL import Image
 
 import app.gallery_model
 from app.data_dir import DataDir, resolve_data_dir
-from app.gallery_model import DeleteNotSaved, GalleryModel
+from app.gallery_errors import DeleteNotSaved
+from app.gallery_model import GalleryModel
 from app.reconcile import reconcile
 from app.store import Store
 from tests.app.gui import trash_listing, trash_settled
