@@ -7,7 +7,6 @@ import logging
 import os
 import sqlite3
 import threading
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,7 +36,6 @@ from app.image_files import (
     file_fingerprint,
     move_to_trash,
     relative,
-    rename_in_trash,
     restore_from_trash,
 )
 from app.observable import Prop
@@ -45,6 +43,7 @@ from app.reconcile import FolderImport, finish_interrupted_moves, list_folders
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
 from app.trash_listing import TrashEmptied, TrashListing, delete_listed, list_trash
+from app.trash_names import clear_trash_name, in_trash_already
 from app.wording import counted
 from gpu.errors import named_few
 
@@ -86,18 +85,6 @@ class _Look(NamedTuple):
 
     version: int
     then: Callable[[TrashListing], object] | None
-
-
-def _spelling(rel_path: str) -> str:
-    """``rel_path`` as a file system that ignores case and Unicode normalization compares it."""
-    return unicodedata.normalize("NFC", rel_path).casefold()
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them is not there
-        return False
 
 
 def _placeholder(text: str) -> QImage:
@@ -361,7 +348,7 @@ class GalleryModel(QStringListModel):
     # ---- changes ------------------------------------------------------------------------------------------
 
     def add(self, rel_path: str, settings: dict[str, Any]) -> ImageRecord:
-        self._clear_trash_name(rel_path)
+        clear_trash_name(self._store, self._data, rel_path, self._undo)
         # Its fingerprint, while the file just written is in the disk cache: renamed by the user later, it is known
         # by it at the next start (``app.reconcile``).
         size, sha = file_fingerprint(absolute(self._data, rel_path)) or (None, None)
@@ -398,24 +385,6 @@ class GalleryModel(QStringListModel):
                 end += 1
             self._insert(at, records[done:end])
             done = end
-
-    def _clear_trash_name(self, rel_path: str) -> None:
-        """A file in the trash under ``rel_path`` (a deleted image, or one the database no longer knows) is
-        renamed, not replaced: deleting or adding an image of that name must not destroy it. The deleted image
-        whose file it is follows it, also under another spelling of the name (``_owners``)."""
-        if not os.path.lexists(self._data.trash / rel_path):  # a dangling link there is in the way as well
-            return
-        owners = self._owners(rel_path)
-        new_rel = rename_in_trash(self._data, rel_path, taken=self._store.has_path)
-        undoable = {record.id: record for batch in self._undo for record in batch}
-        for trashed in owners:
-            try:
-                self._store.set_path(trashed.id, new_rel)
-            except BaseException:
-                os.replace(self._data.trash / new_rel, self._data.trash / rel_path)
-                raise
-            if (listed := undoable.get(trashed.id)) is not None:
-                listed.path = new_rel
 
     def _matches(self, record: ImageRecord) -> bool:
         if self._favorites_only and not record.favorite:
@@ -457,14 +426,14 @@ class GalleryModel(QStringListModel):
         todo = sorted(set(rows), reverse=True)
         batch: list[ImageRecord] = []
         moved: list[int] = []
-        self._undo.append(batch)  # on the stack from the start, so that _clear_trash_name sees every trashed image
+        self._undo.append(batch)  # on the stack from the start, so that clear_trash_name sees every trashed image
         try:
             when = self._store.next_trash_time()  # the whole action's: grouped again after a restart
             try:
                 for row in todo:
                     record = self._rows[row]
-                    if not self._in_trash_already(record):
-                        self._clear_trash_name(record.path)
+                    if not in_trash_already(self._store, self._data, record):
+                        clear_trash_name(self._store, self._data, record.path, self._undo)
                         move_to_trash(self._data, record.path)
                     moved.append(row)
             finally:
@@ -481,27 +450,6 @@ class GalleryModel(QStringListModel):
                 self._undo.pop()
             self._trash_changed()
         return True
-
-    def _in_trash_already(self, record: ImageRecord) -> bool:
-        """Whether the file of ``record`` (a row in the gallery) is in the trash under its name: a delete whose
-        commit failed could not move it back. It is that row's file, as start-up would take it, unless an image
-        in the trash has it (``_owners``): renamed out of the way as another's, it was left with no row (Undo
-        brought the entry back missing, Empty trash deleted the picture); taken when it was another's, Undo
-        brought that picture back as this entry's, and the other image without it."""
-        if self.path_of(record).exists() or not (self._data.trash / record.path).is_file():
-            return False
-        return not self._owners(record.path)
-
-    def _owners(self, rel_path: str) -> list[ImageRecord]:
-        """Those of the images in the trash (every trashed row, not only the undo list's, which files still being
-        gathered from an old trash have not joined) whose file is the one in the trash under ``rel_path``: its own
-        name, or another spelling of it where the file system takes both for one (case on Windows, macOS and a USB
-        drive's exFAT; Unicode normalization on macOS). The database's paths are unique only as written."""
-        key = _spelling(rel_path)
-        trash = self._data.trash
-        trashed = (r for batch in self._store.trash_batches() for r in batch)
-        return [r for r in trashed if _spelling(r.path) == key and (r.path == rel_path or _same_file(trash / r.path,
-                trash / rel_path))]  # fmt: skip
 
     def _trash_moved(self, records: list[ImageRecord], when: float) -> None:
         """Marks the rows of files just moved to the trash as trashed, in one commit; when that fails the files
@@ -737,8 +685,8 @@ class GalleryModel(QStringListModel):
         before it left the row to be taken out of the trash at start-up at its old path, another's picture,
         and its own file imported as a second entry."""
         in_trash = (self._data.trash / record.path).exists()
-        if in_trash and self.path_of(record).exists():
-            self._clear_trash_name(record.path)  # ``record`` is on the undo stack: its path follows
+        if in_trash and self.path_of(record).exists():  # ``record`` is on the undo stack: its path follows
+            clear_trash_name(self._store, self._data, record.path, self._undo)
         # With no file in the trash, a name no other row holds (a missing image's) if a new file has its own.
         restored = restore_from_trash(self._data, record.path, taken=self._store.has_path)
         lost = not in_trash and not record.missing  # one missing before its delete had no file to lose

@@ -1,0 +1,68 @@
+"""Names in the trash folder: which trashed images own the file under a name there (also under another spelling the
+file system takes for the same), whether a gallery entry's own picture was left there, and a file renamed out of
+the way of another that takes its name (``rename_in_trash``), its owners following it."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from pathlib import Path
+
+from app.data_dir import DataDir
+from app.image_files import absolute, rename_in_trash
+from app.store import ImageRecord, Store
+
+
+def _spelling(rel_path: str) -> str:
+    """``rel_path`` as a file system that ignores case and Unicode normalization compares it."""
+    return unicodedata.normalize("NFC", rel_path).casefold()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there
+        return False
+
+
+def trash_owners(store: Store, data: DataDir, rel_path: str) -> list[ImageRecord]:
+    """Those of the images in the trash (every trashed row, not only the undo list's, which files still being
+    gathered from an old trash have not joined) whose file is the one in the trash under ``rel_path``: its own
+    name, or another spelling of it where the file system takes both for one (case on Windows, macOS and a USB
+    drive's exFAT; Unicode normalization on macOS). The database's paths are unique only as written."""
+    key = _spelling(rel_path)
+    trash = data.trash
+    trashed = (r for batch in store.trash_batches() for r in batch)
+    return [r for r in trashed if _spelling(r.path) == key and (r.path == rel_path or _same_file(trash / r.path,
+            trash / rel_path))]  # fmt: skip
+
+
+def in_trash_already(store: Store, data: DataDir, record: ImageRecord) -> bool:
+    """Whether the file of ``record`` (a row in the gallery) is in the trash under its name: a delete whose
+    commit failed could not move it back. It is that row's file, as start-up would take it, unless an image
+    in the trash has it (``trash_owners``): renamed out of the way as another's, it was left with no row (Undo
+    brought the entry back missing, Empty trash deleted the picture); taken when it was another's, Undo
+    brought that picture back as this entry's, and the other image without it."""
+    if absolute(data, record.path).exists() or not (data.trash / record.path).is_file():
+        return False
+    return not trash_owners(store, data, record.path)
+
+
+def clear_trash_name(store: Store, data: DataDir, rel_path: str, undo: list[list[ImageRecord]]) -> None:
+    """A file in the trash under ``rel_path`` (a deleted image, or one the database no longer knows) is
+    renamed, not replaced: deleting or adding an image of that name must not destroy it. The deleted image
+    whose file it is follows it, also under another spelling of the name (``trash_owners``): its row, and its
+    record on the undo list (``undo``)."""
+    if not os.path.lexists(data.trash / rel_path):  # a dangling link there is in the way as well
+        return
+    owners = trash_owners(store, data, rel_path)
+    new_rel = rename_in_trash(data, rel_path, taken=store.has_path)
+    undoable = {record.id: record for batch in undo for record in batch}
+    for trashed in owners:
+        try:
+            store.set_path(trashed.id, new_rel)
+        except BaseException:
+            os.replace(data.trash / new_rel, data.trash / rel_path)
+            raise
+        if (listed := undoable.get(trashed.id)) is not None:
+            listed.path = new_rel
