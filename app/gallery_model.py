@@ -27,7 +27,7 @@ from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.background import Lookup, Lookups, to_qt_thread
 from app.data_dir import DataDir, DataDirMoved
-from app.engine_errors import EngineError, classify
+from app.engine_errors import EngineError
 from app.gallery_errors import DeleteCutShort, DeleteNotSaved, EmptyingNotStarted, FavoritesNotSaved, UndoCutShort
 from app.gallery_order import grid_order, row_runs
 from app.history_model import prompt_line, prompt_tooltip
@@ -44,8 +44,14 @@ from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
 from app.trash_listing import TrashEmptied, TrashListing, delete_listed, list_trash
 from app.trash_names import clear_trash_name, in_trash_already
-from app.wording import counted
-from gpu.errors import named_few
+from app.trash_notices import (
+    came_back_without_file,
+    not_listed,
+    refused_while_emptying,
+    refused_while_gathering,
+    undo_while_emptying,
+    unreadable_because,
+)
 
 log = logging.getLogger(__name__)
 
@@ -197,27 +203,16 @@ class GalleryModel(QStringListModel):
         moves files into the folder being emptied, under names the deletion may be about to reach (the picture of
         an image just deleted would be deleted for good, not undoable). Refused, not queued: run later, it would act
         on a selection the user has since left, images vanishing unasked. (Undo has nothing to bring back then:
-        ``_undo_while_emptying``.)"""
+        ``undo_while_emptying``.)"""
         if (emptying := self._emptying) is None:
             return False
-        # "Once Empty trash has ended", not "once the status bar says the trash was emptied": a partial failure
-        # ends with a message instead, and the status bar's words go after seconds.
-        self.notice.emit(EngineError(
-            "notice", f"{what} cannot be done while the trash is being emptied ({self._so_far(emptying)}).",
-            f"Try {what} again once Empty trash has ended; nothing was changed."))  # fmt: skip
+        self.notice.emit(refused_while_emptying(what, emptying.deleted, emptying.total))
         return True
-
-    @staticmethod
-    def _so_far(emptying: _Emptying) -> str:
-        return f"{emptying.deleted} of {counted(emptying.total, 'file')} deleted so far"
 
     def _refused_while_gathering(self, what: str) -> bool:
         """Whether ``what`` (Undo delete, Empty trash) must wait for the old trash, said if so."""
         if self._gathering:
-            self.notice.emit(EngineError(
-                "notice", f"{what} waits until the old trash folder {self._data.other_trash} is moved into the trash "
-                f"folder {self._data.trash}: it is on another drive, and its files are being copied (the status bar "
-                "says how far).", f"Try {what} again once that is done. Deleting images works meanwhile."))  # fmt: skip
+            self.notice.emit(refused_while_gathering(what, self._data))
         return self._gathering
 
     # ---- Qt model API -------------------------------------------------------------------------------------
@@ -577,7 +572,7 @@ class GalleryModel(QStringListModel):
             self._log_not_listed(listing)
             self.has_trash = not self._gathering  # unknown (no file at the old path of a moved data folder)
             if look.then is not None:
-                self.notice.emit(self._not_listed(listing))
+                self.notice.emit(not_listed(listing, self._data.trash))
             return
         if look.version != self._trash_version:
             self._look_at_trash(look.then)
@@ -597,30 +592,13 @@ class GalleryModel(QStringListModel):
             listing.version = look.version
             look.then(listing)
 
-    def _not_listed(self, why: Exception) -> EngineError:
-        """What Empty trash says when the trash could not be listed for it (``why``)."""
-        if isinstance(why, DataDirMoved):
-            return classify(why)
-        # the log has no more than this of an OSError (``_log_not_listed``), but a fault's traceback
-        details = "" if isinstance(why, OSError) else "; the log file has the details"
-        return EngineError("user", f"The trash folder {self._data.trash} could not be read "
-                           f"({self._unreadable_because(why)}), so it was not emptied.",
-                           f"Check that it can be opened, then try again{details}.")  # fmt: skip
-
-    def _unreadable_because(self, why: Exception) -> str:
-        """Why the trash could not be listed (``why``), in a few words: the folder of it that could not be read
-        (``list_trash``'s ``filename``; not named when it is the trash itself), and the system's reason."""
-        where = getattr(why, "filename", None)
-        said = getattr(why, "strerror", None) or str(why)
-        return f"{where}: {said}" if where and Path(where) != self._data.trash else said
-
     def _log_not_listed(self, why: Exception) -> None:
         """Logs a listing of the trash that failed with an ``OSError`` (a fault logged its traceback on its thread;
         a data folder moved away is said where it matters) as one line naming the trash folder and why, once per
         reason this session: the folder is listed again after every undo and Empty trash."""
         if isinstance(why, DataDirMoved) or not isinstance(why, OSError):
             return
-        because = self._unreadable_because(why)
+        because = unreadable_because(why, self._data.trash)
         if because not in self._not_listed_logged:
             self._not_listed_logged.add(because)
             log.warning("the trash folder %s cannot be read (%s)", self._data.trash, because)
@@ -641,7 +619,7 @@ class GalleryModel(QStringListModel):
         "trashed", which start-up finishes (``app.reconcile``), as it did for one image. The rows that came back
         are put in the grid where they belong; the others stay as they were (scroll position, selection)."""
         if self._emptying is not None:
-            self._undo_while_emptying(self._emptying)
+            self.notice.emit(undo_while_emptying(self._emptying.deleted, self._emptying.total))
             return False
         if self._refused_while_gathering("Undo delete") or not self._undo:
             return False
@@ -658,7 +636,7 @@ class GalleryModel(QStringListModel):
         except (OSError, sqlite3.Error) as exc:
             if back:  # one message: the cut-short error counts the entries back without their file
                 lost = [b.record for b in back if b.lost]
-                notice = self._came_back_without_file(lost) if lost else None
+                notice = came_back_without_file(lost, self._data) if lost else None
                 raise UndoCutShort(len(back), len(batch), exc, notice) from exc
             raise
         finally:
@@ -666,17 +644,8 @@ class GalleryModel(QStringListModel):
                 self._undo.pop()
             self._trash_changed()
         if lost := [b.record for b in back if b.lost]:
-            self.notice.emit(self._came_back_without_file(lost))
+            self.notice.emit(came_back_without_file(lost, self._data))
         return True
-
-    def _undo_while_emptying(self, emptying: _Emptying) -> None:
-        """Undo asked for while Empty trash deletes: said as it is. The undo list went with the rows Empty trash
-        forgot, and Delete is refused meanwhile, so nothing can be brought back, then or after (it said "try again
-        once the trash was emptied", and then did nothing)."""
-        self.notice.emit(EngineError(
-            "notice", "Undo delete cannot bring back the images in the trash: Empty trash is deleting them for good "
-            f"({self._so_far(emptying)}).", "Nothing was changed; once Empty trash has begun, its images cannot "
-            "be brought back."))  # fmt: skip
 
     def _restore(self, record: ImageRecord) -> _Back:
         """One image's file back from the trash; its row follows in ``_untrash``. When another file has taken
@@ -707,27 +676,6 @@ class GalleryModel(QStringListModel):
             back.clear()
             raise
         self._insert_rows([b.record for b in back])
-
-    def _came_back_without_file(self, records: list[ImageRecord]) -> EngineError:
-        # Named as the grid shows them: by their prompt's start (a file name says little), else by file name.
-        names = named_few([f"'{prompt_line(r.prompt, 40)}'" if r.prompt.strip() else Path(r.path).name
-                           for r in records])  # fmt: skip
-        trash = self._data.trash
-        if len(records) == 1:
-            return EngineError(
-                "notice",
-                f"The file of {names} was no longer in the trash folder {trash}; its entry is back in the gallery "
-                "without a picture, marked missing.",
-                f"Its settings can still be reused. Put the file back as {self.path_of(records[0])} and it shows "
-                "again at the next start.",
-            )
-        return EngineError(
-            "notice",
-            f"The files of {len(records)} images ({names}) were no longer in the trash folder {trash}; their "
-            "entries are back in the gallery without a picture, marked missing.",
-            "Their settings can still be reused. Files put back as "
-            f"{named_few([str(self.path_of(r)) for r in records])} show again at the next start.",
-        )
 
     def empty_trash(self, listing: TrashListing) -> bool:
         """Deletes the trash as ``listing`` (``list_trash_to_empty``) found it for good; returns whether it began.
