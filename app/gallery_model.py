@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import bisect
-import logging
-import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -25,72 +21,22 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPainter
 
-from app.background import Lookup, Lookups, to_qt_thread
-from app.data_dir import DataDir, DataDirMoved
-from app.engine_errors import EngineError
-from app.gallery_errors import DeleteCutShort, DeleteNotSaved, EmptyingNotStarted, FavoritesNotSaved, UndoCutShort
+from app.data_dir import DataDir
+from app.gallery_errors import FavoritesNotSaved
 from app.gallery_order import grid_order, row_runs
+from app.gallery_trash import GalleryTrash
 from app.history_model import prompt_line, prompt_tooltip
-from app.image_files import (
-    absolute,
-    file_fingerprint,
-    move_to_trash,
-    relative,
-    restore_from_trash,
-)
+from app.image_files import absolute, file_fingerprint, relative
 from app.observable import Prop
-from app.reconcile import FolderImport, finish_interrupted_moves, list_folders
+from app.reconcile import FolderImport
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
-from app.trash_listing import TrashEmptied, TrashListing, delete_listed, list_trash
-from app.trash_names import clear_trash_name, in_trash_already
-from app.trash_notices import (
-    came_back_without_file,
-    not_listed,
-    refused_while_emptying,
-    refused_while_gathering,
-    undo_while_emptying,
-    unreadable_because,
-)
-
-log = logging.getLogger(__name__)
-
+from app.trash_listing import TrashListing
 
 RecordRole = Qt.ItemDataRole.UserRole + 1
 PathRole = Qt.ItemDataRole.UserRole + 2
 
 Index = QModelIndex | QPersistentModelIndex
-
-
-class _Back(NamedTuple):
-    """An image whose file Undo moved back from the trash, before its row says so."""
-
-    record: ImageRecord  # as it comes back: under the name it got (another if a new file took its own), missing
-    trash_name: str  # its name in the trash
-    in_trash: bool  # whether its file was there (else nothing moved)
-    # Its file was no longer in the trash (removed by hand, or by another program): the entry comes back all the
-    # same, flagged missing as start-up flags an entry whose file is gone (its settings can still be reused).
-    lost: bool
-
-
-@dataclass(eq=False)
-class _Emptying:
-    """Empty trash deleting the files of its listing on its thread (``GalleryModel.empty_trash``): ``total``
-    files to delete, ``deleted`` so far as last told; ``stop`` set when the app closes; ``emptied``, what the
-    thread did, counted as it goes (read once it ended: what it reached also when an error stopped it)."""
-
-    total: int
-    stop: threading.Event
-    deleted: int = 0
-    emptied: TrashEmptied = field(default_factory=TrashEmptied)
-
-
-class _Look(NamedTuple):
-    """A listing of the trash under way (``GalleryModel._look_at_trash``): the trash version it began at, and
-    what Empty trash asked for is told of it when it ends (None: only ``has_trash`` waits for it)."""
-
-    version: int
-    then: Callable[[TrashListing], object] | None
 
 
 def _placeholder(text: str) -> QImage:
@@ -142,78 +88,13 @@ class GalleryModel(QStringListModel):
         self._row_of_path: dict[str, int] | None = None
         self._search = ""
         self._favorites_only = False
-        self._undo = self._undo_batches()
-        # The old trash of another drive is gathered while the window is up (``wait_for_gather``): Undo and Empty
-        # trash wait for it, as they would act on a trash half there.
-        self._gather: FolderImport | None = None
-        # The trash folder is listed on a thread (``_look_at_trash``): ``_trash_version`` counts the changes to the
-        # trash (a delete, an undo, Empty trash, the old trash gathered), so that a listing made before one is
-        # not used; ``_look``: the listing under way (the latest asked for), None when none is.
-        self._trash_version = 0
-        self._look: _Look | None = None
-        # Why the trash could not be listed, as logged this session (``_log_not_listed``): it is listed again after
-        # every undo and Empty trash, and a folder that stays unreadable logged its whole traceback each time.
-        self._not_listed_logged: set[str] = set()
-        self._stopped = False
-        self._lookups = Lookups("Gallery", self)
-        self._lookups.ended.connect(self._on_listed)
-        # Empty trash's deletion under way (``empty_trash``), on a thread of its own (``_deleting``).
-        self._emptying: _Emptying | None = None
-        self._deleting = Lookups("Gallery", self)
-        self._deleting.ended.connect(self._on_emptied)
         self.thumbnails = ThumbnailCache(parent=self)
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
         self._loading = _placeholder("…")
         self._missing = _placeholder("missing")
         self._unreadable = _placeholder("unreadable")
-        self._trash_changed()
+        self._trash = GalleryTrash(self, store, data)
         self.reload()
-
-    def _undo_batches(self) -> list[list[ImageRecord]]:
-        """Deletions stay undoable across restarts: the trash is in the database, the latest deletion last. One
-        entry per delete action, holding every image it moved whose file is in the trash: one Undo brings back
-        what one Delete removed."""
-        trash = self._data.trash
-        batches = ([r for r in b if (trash / r.path).is_file()] for b in self._store.trash_batches())
-        return [batch for batch in batches if batch]
-
-    def wait_for_gather(self, folder_import: FolderImport) -> None:
-        """Undo and Empty trash wait for ``folder_import`` to gather the old trash, if it has one to (they are
-        greyed, and refused with a word if asked for meanwhile); deleting goes on (the gathering never replaces a
-        file in the trash). Then the undo list is read again, its files now in the trash."""
-        if not folder_import.gathering:
-            return
-        self._gather = folder_import
-        folder_import.trash_gathered.connect(self._trash_gathered)
-        self._trash_changed()
-
-    @property
-    def _gathering(self) -> bool:
-        """Whether the old trash is still being gathered (``wait_for_gather``)."""
-        return self._gather is not None and self._gather.gathering
-
-    def _trash_gathered(self, changed: bool, back: list[str]) -> None:
-        self._undo = self._undo_batches()
-        if changed:
-            self._files_back(back)
-        self._trash_changed()
-
-    def _refused_while_emptying(self, what: str) -> bool:
-        """Whether ``what`` (Delete, Empty trash) is refused while Empty trash deletes files, said if so: a delete
-        moves files into the folder being emptied, under names the deletion may be about to reach (the picture of
-        an image just deleted would be deleted for good, not undoable). Refused, not queued: run later, it would act
-        on a selection the user has since left, images vanishing unasked. (Undo has nothing to bring back then:
-        ``undo_while_emptying``.)"""
-        if (emptying := self._emptying) is None:
-            return False
-        self.notice.emit(refused_while_emptying(what, emptying.deleted, emptying.total))
-        return True
-
-    def _refused_while_gathering(self, what: str) -> bool:
-        """Whether ``what`` (Undo delete, Empty trash) must wait for the old trash, said if so."""
-        if self._gathering:
-            self.notice.emit(refused_while_gathering(what, self._data))
-        return self._gathering
 
     # ---- Qt model API -------------------------------------------------------------------------------------
 
@@ -312,7 +193,7 @@ class GalleryModel(QStringListModel):
         they sort, changed ones (and those of the paths ``redraw``, whose file changed) drawn again. A repair that
         reloaded them all reset the grid: the image the user had selected was no longer selected."""
         fresh = {record.id: record for record in self._store.images(self._search, self._favorites_only)}
-        self._remove_rows(row for row, record in enumerate(self._rows)
+        self.remove_rows_at(row for row, record in enumerate(self._rows)
                           if record.id not in fresh or grid_order(fresh[record.id]) != grid_order(record))  # fmt: skip
         redraw = set(redraw)
         for row, record in enumerate(self._rows):
@@ -321,7 +202,7 @@ class GalleryModel(QStringListModel):
                 self._rows[row] = now
                 self._row_of_path = None
                 self.dataChanged.emit(self.index(row), self.index(row))
-        self._insert_rows(list(fresh.values()))
+        self.insert_records(list(fresh.values()))
 
     def _rows_reset(self) -> None:
         self._rows, self._incoming = self._incoming, []
@@ -343,7 +224,10 @@ class GalleryModel(QStringListModel):
     # ---- changes ------------------------------------------------------------------------------------------
 
     def add(self, rel_path: str, settings: dict[str, Any]) -> ImageRecord:
-        clear_trash_name(self._store, self._data, rel_path, self._undo)
+        """The image just written at ``rel_path`` (relative to the images folder) with its ``settings``: its row
+        committed and shown on top when the search and filter show it; a file in the trash under its name is
+        renamed out of the way first (``GalleryTrash.clear_name``)."""
+        self._trash.clear_name(rel_path)
         # Its fingerprint, while the file just written is in the disk cache: renamed by the user later, it is known
         # by it at the next start (``app.reconcile``).
         size, sha = file_fingerprint(absolute(self._data, rel_path)) or (None, None)
@@ -352,7 +236,7 @@ class GalleryModel(QStringListModel):
         self.thumbnails.forget(self.path_of(record))  # a new file under a name seen before: not its thumbnail
         old = self.row_of(record.id) if replaces else -1
         if old >= 0:  # the row of a missing file of this name now stands for the new one: listed once, on top
-            self._remove_rows([old])
+            self.remove_rows_at([old])
         if self._matches(record):
             self._insert(0, [record])
         return record
@@ -360,14 +244,14 @@ class GalleryModel(QStringListModel):
     def add_imported(self, records: list[ImageRecord]) -> None:
         """Rows the start-up import just committed (``app.reconcile.FolderImport``), put where they belong while the
         user browses: a reload per batch lost the scroll position and the selection."""
-        self._insert_rows(records)
+        self.insert_records(records)
 
-    def _remove_rows(self, rows: Iterable[int]) -> None:
+    def remove_rows_at(self, rows: Iterable[int]) -> None:
         """Takes ``rows`` out of the grid, a run of consecutive rows at a time."""
         for first, last in row_runs(rows):
             self.removeRows(first, last - first + 1)  # ``_rows_removed`` takes them out of ``_rows``
 
-    def _insert_rows(self, records: list[ImageRecord]) -> None:
+    def insert_records(self, records: list[ImageRecord]) -> None:
         """Puts ``records`` in the grid where a reload would list them, a run at a time: Undo reloaded all rows
         (1 s at 30,000 images, and the grid lost its scroll position and selection)."""
         records = sorted((r for r in records if self._matches(r)), key=grid_order)
@@ -404,374 +288,52 @@ class GalleryModel(QStringListModel):
             record.favorite = favorite
         for first, last in row_runs(rows):
             self.dataChanged.emit(self.index(first), self.index(last))
-        self._remove_rows(row for row, record in zip(rows, records, strict=True) if not self._matches(record))
+        self.remove_rows_at(row for row, record in zip(rows, records, strict=True) if not self._matches(record))
 
-    def delete(self, rows: list[int]) -> bool:
-        """Moves files to the trash folder as one deletion: ``undo_delete`` brings all of them back. Stops at
-        the first OSError/sqlite3.Error met: that image and the ones after it stay as they were (file and row).
-        Raised as it is when nothing was moved yet, else as ``DeleteCutShort`` saying how many were (so the
-        message can say what did change: those are in the trash, undoable, not "nothing"). Returns False when
-        refused, said (while Empty trash deletes: ``_refused_while_emptying``).
-
-        The files move first, then every moved image's row says so in one commit (one per image took 4.4 s for
-        500 images): a crash before it leaves files in the trash whose rows do not say so, which start-up moves
-        back (``app.reconcile``), as it did for one image."""
-        if self._refused_while_emptying("Delete"):  # deleting goes on while the old trash is gathered
-            return False
-        todo = sorted(set(rows), reverse=True)
-        batch: list[ImageRecord] = []
-        moved: list[int] = []
-        self._undo.append(batch)  # on the stack from the start, so that clear_trash_name sees every trashed image
-        try:
-            when = self._store.next_trash_time()  # the whole action's: grouped again after a restart
-            try:
-                for row in todo:
-                    record = self._rows[row]
-                    if not in_trash_already(self._store, self._data, record):
-                        clear_trash_name(self._store, self._data, record.path, self._undo)
-                        move_to_trash(self._data, record.path)
-                    moved.append(row)
-            finally:
-                if moved:
-                    self._trash_moved([self._rows[row] for row in moved], when)
-                    batch.extend(self._rows[row] for row in moved)
-                    self._remove_rows(moved)
-        except (OSError, sqlite3.Error) as exc:
-            if batch:
-                raise DeleteCutShort(len(batch), len(todo) - len(batch), exc) from exc
-            raise
-        finally:
-            if not batch:
-                self._undo.pop()
-            self._trash_changed()
-        return True
-
-    def _trash_moved(self, records: list[ImageRecord], when: float) -> None:
-        """Marks the rows of files just moved to the trash as trashed, in one commit; when that fails the files
-        go back where the rows point, every one tried. One that cannot go back stays in the trash, its row not
-        trashed (start-up moves it back), and a failed database write is raised as ``DeleteNotSaved`` naming it."""
-        try:
-            self._store.set_trashed_many(((r.id, None, None) for r in records), True, when=when)
-        except BaseException as exc:
-            left: list[ImageRecord] = []
-            for record in records:
-                try:
-                    restore_from_trash(self._data, record.path)
-                except OSError:
-                    left.append(record)
-            if left and isinstance(exc, sqlite3.Error):
-                raise DeleteNotSaved(exc, len(records), left, self._data, self._store.path) from exc
-            raise
-        for record in records:
-            self.thumbnails.forget(self.path_of(record))
-
-    def _trash_changed(self) -> None:
-        self._trash_version += 1
-        self.trash_changed.emit(self.undo_count)
-        if self._emptying is not None:  # greyed until it ended, which looks at the trash again (``_on_emptied``)
-            self.has_trash = False
-            if self._look is not None:  # one under way is out of date: what Empty trash asked for waits
-                self._look = _Look(self._trash_version, self._look.then) if self._look.then is not None else None
-            return
-        asked = self._look is not None and self._look.then is not None  # by Empty trash
-        if self._gathering or (self._undo and not asked):
-            self._look = None  # a listing for ``has_trash`` alone tells nothing more now
-            self.has_trash = not self._gathering
-        elif not self._undo:  # the folder is looked at only when Undo has nothing, on a thread: it may hold
-            self._look_at_trash(None)  # tens of thousands of files
-        # else Empty trash's listing under way is listed again as it ends (``_on_listed``)
-
-    def stop(self) -> None:
-        """Closing: thumbnails still queued dropped (``ThumbnailCache.stop``), a listing of the trash under way
-        not used (the database closes next), and Empty trash's deletion stopped before its next file (the rows
-        were forgotten first: the files left stay in the trash, without a row, for the next Empty trash); none
-        starts after."""
-        self.thumbnails.stop()
-        self._stopped = True
-        self._look = None
-        if self._emptying is not None:
-            self._emptying.stop.set()
-
-    @property
-    def listing_trash(self) -> bool:
-        """Whether the trash is being listed, or emptied (``has_trash`` is set again, and Empty trash told, when the
-        listing ends, which follows the deletion)."""
-        return self._look is not None or self._emptying is not None
-
-    def list_trash_to_empty(self, then: Callable[[TrashListing], object]) -> None:
-        """Empty trash asked for: the trash is listed on a thread (Empty trash greyed meanwhile), then ``then`` is
-        given what it holds (``TrashListing.size``: what the confirmation counts), for ``empty_trash``. A delete
-        or an undo meanwhile has it listed again; asked for while Empty trash is deleting, it is listed once that
-        ended (listed meanwhile, it would count files about to go)."""
-        if not self._refused_while_gathering("Empty trash"):
-            self._look_at_trash(then)
-
-    def _look_at_trash(self, then: Callable[[TrashListing], object] | None) -> None:
-        """The trash listed on a thread (``list_trash``), for ``has_trash`` and, with ``then``, for Empty trash (as
-        for an Empty trash already waiting for a listing this one replaces). While Empty trash deletes, only
-        noted: ``_on_emptied`` lists it then."""
-        if self._stopped:
-            return
-        look = _Look(self._trash_version, then or (self._look.then if self._look is not None else None))
-        self._look = look
-        if look.then is not None:
-            self.has_trash = False  # greyed until the listing ends: a second click would list it twice
-        if self._emptying is None:
-            self._start_listing(look, None)
-
-    def _start_listing(self, look: _Look, listing: TrashListing | None) -> None:
-        # On a daemon thread (``Lookups``): a quit does not wait for a folder it lists (it writes nothing).
-        self._lookups.start("listing the trash", lambda: (look, self._list(listing)))
-
-    def _list(self, listing: TrashListing | None) -> TrashListing | Exception:
-        """On the listing's thread: the trash listed (``listing`` None), else the pictures of the images folder and
-        the trash for moving ``listing.shown`` back; handed to the Qt thread (``_on_listed``), also when it failed
-        (why, without its traceback, whose frame holds this gallery). ``DataDirMoved`` when the data folder moved
-        away before or during the listing: nothing was found at its old path, the trash's files went with it; a
-        listing that failed is checked for it too (a folder of the trash gone with it while it was walked: it was
-        said as a trash that could not be read, to try again)."""
-        try:
-            if listing is None:
-                listing = list_trash(self._data.trash)
-            else:
-                listing.pictures = list_folders(self._data)
-            self._data.check_in_place()
-        except DataDirMoved as exc:  # said as a delete or an undo says it, which no retry helps
-            return exc.with_traceback(None)
-        except Exception as exc:  # the trash is left as the gallery has it; what asked for it is told
-            if (moved := self._moved_away()) is not None:
-                return moved
-            if not isinstance(exc, OSError):  # a fault: its traceback, here only (the Qt thread gets none)
-                log.exception("listing the trash folder %s failed", self._data.trash)
-            return exc.with_traceback(None)
-        return listing
-
-    def _moved_away(self) -> DataDirMoved | None:
-        """On the listing's thread: ``check_in_place``'s ``DataDirMoved``, without its traceback nor the error being
-        handled meanwhile (their frames hold this gallery); None while the data folder is in place."""
-        try:
-            self._data.check_in_place()
-        except DataDirMoved as exc:
-            exc.__context__ = None
-            return exc.with_traceback(None)
-        return None
-
-    def _on_listed(self, lookup: Lookup) -> None:
-        """On the Qt thread: a listing, used only while it is the latest asked for and the trash has not changed
-        since it began (else the trash is listed again). Which of its files are the pictures of entries in the
-        gallery is asked of the database here (its connection is this thread's); Empty trash then has the
-        folders listed for moving them back before it is told (``list_trash_to_empty``'s ``then``). A listing that
-        failed (the data folder moved away too) leaves Empty trash enabled, and says why to Empty trash."""
-        look: _Look
-        listing: TrashListing | Exception
-        look, listing = lookup.result  # ``_list`` raises nothing: a failed listing is why it failed
-        if look is not self._look:
-            return
-        if isinstance(listing, Exception):
-            self._look = None
-            self._log_not_listed(listing)
-            self.has_trash = not self._gathering  # unknown (no file at the old path of a moved data folder)
-            if look.then is not None:
-                self.notice.emit(not_listed(listing, self._data.trash))
-            return
-        if look.version != self._trash_version:
-            self._look_at_trash(look.then)
-            return
-        if listing.files and listing.pictures is None:
-            # Such a file was left there by a delete whose commit failed and that could not move it back
-            # (``DeleteNotSaved``): its row is not trashed, Undo cannot bring it back, and deleting it lost a
-            # picture the user was told would come back.
-            rows = self._store.all_paths()
-            listing.shown = frozenset(rel for rel in listing.files if rel in rows and not rows[rel][2])
-            if look.then is not None and listing.shown:
-                self._start_listing(look, listing)
-                return
-        self._look = None
-        self.has_trash = not self._gathering and (bool(self._undo) or bool(listing.deleted))
-        if look.then is not None:
-            listing.version = look.version
-            look.then(listing)
-
-    def _log_not_listed(self, why: Exception) -> None:
-        """Logs a listing of the trash that failed with an ``OSError`` (a fault logged its traceback on its thread;
-        a data folder moved away is said where it matters) as one line naming the trash folder and why, once per
-        reason this session: the folder is listed again after every undo and Empty trash."""
-        if isinstance(why, DataDirMoved) or not isinstance(why, OSError):
-            return
-        because = unreadable_because(why, self._data.trash)
-        if because not in self._not_listed_logged:
-            self._not_listed_logged.add(because)
-            log.warning("the trash folder %s cannot be read (%s)", self._data.trash, because)
+    # ---- the trash (``GalleryTrash``) ----------------------------------------------------------------------
 
     @property
     def undo_count(self) -> int:
-        """How many deletions (delete actions) Undo can bring back now (none while the old trash is gathered, nor
-        while Empty trash deletes)."""
-        return 0 if self._gathering or self._emptying is not None else len(self._undo)
+        """How many deletions (delete actions) Undo can bring back now (``GalleryTrash.undo_count``)."""
+        return self._trash.undo_count
+
+    def wait_for_gather(self, folder_import: FolderImport) -> None:
+        """Undo and Empty trash wait for ``folder_import`` to gather the old trash, if it has one to
+        (``GalleryTrash.wait_for_gather``)."""
+        self._trash.wait_for_gather(folder_import)
+
+    def delete(self, rows: list[int]) -> bool:
+        """The images at ``rows`` moved to the trash as one deletion, which ``undo_delete`` brings back; False when
+        refused, said (``GalleryTrash.delete``, which says what it raises)."""
+        return self._trash.delete(rows)
 
     def undo_delete(self) -> bool:
-        """Brings back every image of the last deletion. Stops at the first OSError/sqlite3.Error met: that
-        image and the ones not yet tried stay in the trash as the last deletion (the next Undo tries them
-        again). Raised as it is when none came back yet, else as ``UndoCutShort`` saying how many did.
+        """Brings back every image of the last deletion; False when there is none or it is refused, said
+        (``GalleryTrash.undo_delete``, which says what it raises)."""
+        return self._trash.undo_delete()
 
-        The files move back first, then their rows say so in one commit (one per image, then a reload of every
-        row, took 2.1 s for 500 images of 30,000): a crash before it leaves files back whose rows still say
-        "trashed", which start-up finishes (``app.reconcile``), as it did for one image. The rows that came back
-        are put in the grid where they belong; the others stay as they were (scroll position, selection)."""
-        if self._emptying is not None:
-            self.notice.emit(undo_while_emptying(self._emptying.deleted, self._emptying.total))
-            return False
-        if self._refused_while_gathering("Undo delete") or not self._undo:
-            return False
-        batch = self._undo[-1]
-        back: list[_Back] = []
-        try:
-            try:
-                for record in reversed(batch):
-                    back.append(self._restore(record))
-            finally:
-                if back:
-                    self._untrash(back)
-                    del batch[len(batch) - len(back) :]
-        except (OSError, sqlite3.Error) as exc:
-            if back:  # one message: the cut-short error counts the entries back without their file
-                lost = [b.record for b in back if b.lost]
-                notice = came_back_without_file(lost, self._data) if lost else None
-                raise UndoCutShort(len(back), len(batch), exc, notice) from exc
-            raise
-        finally:
-            if not batch:
-                self._undo.pop()
-            self._trash_changed()
-        if lost := [b.record for b in back if b.lost]:
-            self.notice.emit(came_back_without_file(lost, self._data))
-        return True
+    @property
+    def listing_trash(self) -> bool:
+        """Whether the trash is being listed, or emptied (``GalleryTrash.listing_trash``)."""
+        return self._trash.listing_trash
 
-    def _restore(self, record: ImageRecord) -> _Back:
-        """One image's file back from the trash; its row follows in ``_untrash``. When another file has taken
-        its name, it is renamed in the trash first and its row says so in a commit of its own (rare): the file
-        then comes back under the path its row has. Given its new name only by the later commit, a crash
-        before it left the row to be taken out of the trash at start-up at its old path, another's picture,
-        and its own file imported as a second entry."""
-        in_trash = (self._data.trash / record.path).exists()
-        if in_trash and self.path_of(record).exists():  # ``record`` is on the undo stack: its path follows
-            clear_trash_name(self._store, self._data, record.path, self._undo)
-        # With no file in the trash, a name no other row holds (a missing image's) if a new file has its own.
-        restored = restore_from_trash(self._data, record.path, taken=self._store.has_path)
-        lost = not in_trash and not record.missing  # one missing before its delete had no file to lose
-        return _Back(replace(record, path=restored, missing=record.missing or lost), record.path, in_trash, lost)
-
-    def _untrash(self, back: list[_Back]) -> None:
-        """The rows of the files ``_restore`` brought back, in one commit, then in the grid. When the commit fails
-        the files go back into the trash, every one tried."""
-        try:
-            self._store.set_trashed_many(((b.record.id, b.record.path, b.lost or None) for b in back), False)
-        except BaseException:
-            for b in back:
-                if b.in_trash:
-                    try:
-                        os.replace(self.path_of(b.record), self._data.trash / b.trash_name)
-                    except OSError:
-                        pass  # its row still says "trashed": start-up finishes the undo (``app.reconcile``)
-            back.clear()
-            raise
-        self._insert_rows([b.record for b in back])
+    def list_trash_to_empty(self, then: Callable[[TrashListing], object]) -> None:
+        """Empty trash asked for: the trash listed on a thread, then ``then`` given the listing, for ``empty_trash``
+        (``GalleryTrash.list_trash_to_empty``)."""
+        self._trash.list_trash_to_empty(then)
 
     def empty_trash(self, listing: TrashListing) -> bool:
-        """Deletes the trash as ``listing`` (``list_trash_to_empty``) found it for good; returns whether it began.
-        The rows first, here: a crash or a quit half-way leaves files without rows (still in the trash, emptied
-        next time), never rows whose undo finds no file. Then the files, on a thread of their own (``emptying``;
-        tens of thousands froze the window), told as they go (``emptying_progress``) and when done
-        (``trash_emptied``). A listing older than a change to the trash since (a delete, an undo) deletes nothing,
-        and says so; so does one asked for while the trash is being emptied already.
+        """Deletes the trash as ``listing`` found it for good; returns whether it began
+        (``GalleryTrash.empty_trash``, which says what it raises)."""
+        return self._trash.empty_trash(listing)
 
-        Only the listing's ``deleted`` files are deleted: the picture of an entry in the gallery is moved back
-        first, as start-up does (``finish_interrupted_moves``), or left in the trash when it still cannot be.
+    def stop(self) -> None:
+        """Closing: thumbnails still queued dropped (``ThumbnailCache.stop``), then the trash's listing and
+        deletion under way not used or stopped (``GalleryTrash.stop``); none starts after."""
+        self.thumbnails.stop()
+        self._trash.stop()
 
-        A database error raises before anything changed. A file that cannot be deleted (open in another program
-        on Windows, read-only) does not stop the others: they are all tried, then ``TrashEmptied.failures``
-        names the ones left. ``DataDirMoved`` before anything changed when the data folder moved away: the
-        database open in the moved folder would forget its trashed rows while their files, in the moved trash,
-        stayed. A thread that cannot start raises ``EmptyingNotStarted`` after the rows were forgotten: their
-        files stay in the trash, for the next Empty trash."""
-        if self._refused_while_emptying("Empty trash") or self._refused_while_gathering("Empty trash"):
-            return False
-        if listing.version != self._trash_version:
-            self.notice.emit(EngineError("notice", "Nothing was deleted: the trash changed while Empty trash asked "
-                                         "(an image was deleted or brought back meanwhile).",
-                                         "Empty the trash again."))  # fmt: skip
-            return False
-        self._data.check_in_place()
-        if listing.shown:
-            self._put_back(listing)
-        self._store.forget_trashed()  # their files, now rowless, stay among ``deleted``
-        self._undo.clear()
-        emptying = _Emptying(listing.size[0], threading.Event())  # counted as the confirmation counted them
-
-        def told(deleted: int) -> None:  # on the deletion's thread
-            to_qt_thread(self._deleted_so_far, deleted)
-
-        # On a daemon thread: a quit does not wait for it (``stop`` ends it early; the rows are forgotten already).
-        # ``_emptying`` is set only once it started (set before, a failed start left Delete, Undo and Empty trash
-        # greyed for the session); its progress and its end come through the event loop, so after that.
-        try:
-            self._deleting.start("emptying the trash",
-                                 lambda: delete_listed(listing, emptying.stop, told, emptying.emptied))  # fmt: skip
-        except RuntimeError as exc:  # no thread could start (the system's limit): the rows are forgotten, their
-            self._trash_changed()  # files wait in the trash for the next Empty trash, which this lists
-            raise EmptyingNotStarted(exc) from exc
-        self._emptying = emptying
-        self.emptying = True
-        self._trash_changed()  # Undo and Empty trash greyed; a listing under way is out of date
-        self.emptying_progress.emit(0, emptying.total)
-        return True
-
-    def _deleted_so_far(self, deleted: int) -> None:
-        """On the Qt thread: how far Empty trash's deletion got, told on (``emptying_progress``)."""
-        if (emptying := self._emptying) is not None:
-            emptying.deleted = deleted
-            self.emptying_progress.emit(deleted, emptying.total)
-
-    def _on_emptied(self, lookup: Lookup) -> None:
-        """On the Qt thread: Empty trash's deletion ended. Delete, Undo and Empty trash are enabled again, the
-        trash is looked at again (files left keep Empty trash enabled: the next one deletes them), and what was
-        deleted is told (``trash_emptied``); nothing of it once the app is closing.
-
-        Files found gone are checked for a data folder moved away meanwhile (``TrashEmptied.moved``): deleting
-        at its old path found every file gone, and the end said "emptied: 0 files deleted" of files all still in
-        the moved trash."""
-        if self._stopped or (emptying := self._emptying) is None:
-            return
-        emptied = emptying.emptied  # as far as the thread got, also when an error stopped it
-        # ``delete_listed`` lets no file's OSError out: an error is a fault, logged (``Lookups``) and said with the
-        # counts the thread reached (said as a failure of the trash folder, it was "0 files were deleted").
-        emptied.error = lookup.error
-        if emptied.gone:
-            try:
-                self._data.check_in_place()
-            except DataDirMoved as exc:
-                emptied.moved = exc
-        self._emptying = None
-        self.emptying = False
-        # As the listing this starts says again (which tells a data folder moved away: not an empty trash).
-        self.has_trash = bool(emptied.failures) or emptied.error is not None or emptied.moved is not None
-        self._trash_changed()
-        self.trash_emptied.emit(emptied)
-
-    def _put_back(self, listing: TrashListing) -> None:
-        """The files in the trash of the entries ``listing.shown`` in the gallery moved back to the images folder,
-        with start-up's repairs on the folders as ``listing.pictures`` lists them; one that still cannot move is
-        logged and stays (``empty_trash`` leaves it)."""
-        assert listing.pictures is not None
-        try:
-            finish_interrupted_moves(self._store, self._data, self._store.all_paths(), dict(listing.pictures.images),
-                                     in_trash_folder=listing.pictures.trash)  # fmt: skip
-        except OSError:
-            log.exception("a picture in the trash whose entry is in the gallery could not be moved back; it is kept")
-        # An undo a failed commit left half-done is finished by the repair too: its rows come back.
-        self._files_back(list(listing.shown))
-
-    def _files_back(self, paths: list[str]) -> None:
+    def files_back(self, paths: list[str]) -> None:
         """After a repair put pictures back in the images folder (``paths``: theirs) and changed entries: their
         thumbnails read again (shown as missing while the file was away), the rows as the store has them now."""
         for rel in paths:

@@ -93,7 +93,7 @@ def test_empty_trash_after_the_data_folder_moved_changes_nothing(qtbot, moved):
     qtbot.waitUntil(lambda: not gallery.listing_trash, timeout=30000)
     assert listed == [] and gallery.has_trash  # nothing to confirm, and not called empty
     assert [n.message.startswith(f"The data folder {data.root} was moved or removed") for n in notices] == [True]
-    listing = replace(list_trash(now.trash), version=gallery._trash_version)  # as listed before the move
+    listing = replace(list_trash(now.trash), version=gallery._trash._version)  # as listed before the move
     with pytest.raises(DataDirMoved):
         gallery.empty_trash(listing)
     assert store.all_paths()["d/x.png"][2] and (now.trash / "d" / "x.png").is_file()  # still undoable there

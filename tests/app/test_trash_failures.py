@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 from PIL import Image
 
-import app.gallery_model
+import app.gallery_trash
 from app.data_dir import DataDir, resolve_data_dir
 from app.gallery_errors import DeleteNotSaved
 from app.gallery_model import GalleryModel
@@ -52,7 +52,7 @@ def test_a_file_a_failed_delete_could_not_move_back_is_named_and_kept_as_its_ent
 
     with monkeypatch.context() as failing:
         failing.setattr(store, "set_trashed_many", _disk_full)
-        failing.setattr(app.gallery_model, "restore_from_trash", _in_use)
+        failing.setattr(app.gallery_trash, "restore_from_trash", _in_use)
         with pytest.raises(DeleteNotSaved) as raised:
             gallery.delete([0])
     error = raised.value.error
@@ -84,7 +84,7 @@ def test_an_undo_killed_before_its_commit_never_shows_another_file_as_the_image(
     def killed(_back) -> None:
         raise _Killed  # the files are back, their rows not yet
 
-    monkeypatch.setattr(gallery, "_untrash", killed)
+    monkeypatch.setattr(gallery._trash, "_untrash", killed)
     with pytest.raises(_Killed):
         gallery.undo_delete()
     store.close()
@@ -113,7 +113,7 @@ def test_the_window_says_which_file_a_failed_delete_left_in_the_trash(window, mo
     controller.error.connect(errors.append)
     with monkeypatch.context() as failing:
         failing.setattr(store, "set_trashed_many", _disk_full)
-        failing.setattr(app.gallery_model, "restore_from_trash", _in_use)
+        failing.setattr(app.gallery_trash, "restore_from_trash", _in_use)
         controller.delete_images([0])
     [error] = errors
     assert str(data.trash / "d/kept.png") in error.message and "Nothing else" not in error.message + error.hint
@@ -146,7 +146,7 @@ def test_empty_trash_never_deletes_the_picture_a_failed_delete_left_in_the_trash
     (data.trash / "old" / "no-row.png").write_bytes(b"x")  # a file whose row a repaired database lost: deleted
     with monkeypatch.context() as failing:
         failing.setattr(store, "set_trashed_many", _disk_full)
-        failing.setattr(app.gallery_model, "restore_from_trash", _in_use)
+        failing.setattr(app.gallery_trash, "restore_from_trash", _in_use)
         with pytest.raises(DeleteNotSaved):
             gallery.delete([0])
     assert (data.trash / "d/4.png").is_file() and gallery.has_trash
