@@ -94,6 +94,7 @@ class GalleryModel(QStringListModel):
         self._missing = _placeholder("missing")
         self._unreadable = _placeholder("unreadable")
         self._trash = GalleryTrash(self, store, data)
+        self._emptier = self._trash.emptier
         self.reload()
 
     # ---- Qt model API -------------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ class GalleryModel(QStringListModel):
             self.dataChanged.emit(self.index(first), self.index(last))
         self.remove_rows_at(row for row, record in zip(rows, records, strict=True) if not self._matches(record))
 
-    # ---- the trash (``GalleryTrash``) ----------------------------------------------------------------------
+    # ---- the trash (``GalleryTrash``, ``TrashEmptier``) -----------------------------------------------------
 
     @property
     def undo_count(self) -> int:
@@ -314,24 +315,24 @@ class GalleryModel(QStringListModel):
 
     @property
     def listing_trash(self) -> bool:
-        """Whether the trash is being listed, or emptied (``GalleryTrash.listing_trash``)."""
-        return self._trash.listing_trash
+        """Whether the trash is being listed, or emptied (``TrashEmptier.listing_trash``)."""
+        return self._emptier.listing_trash
 
     def list_trash_to_empty(self, then: Callable[[TrashListing], object]) -> None:
         """Empty trash asked for: the trash listed on a thread, then ``then`` given the listing, for ``empty_trash``
-        (``GalleryTrash.list_trash_to_empty``)."""
-        self._trash.list_trash_to_empty(then)
+        (``TrashEmptier.list_trash_to_empty``)."""
+        self._emptier.list_trash_to_empty(then)
 
     def empty_trash(self, listing: TrashListing) -> bool:
         """Deletes the trash as ``listing`` found it for good; returns whether it began
-        (``GalleryTrash.empty_trash``, which says what it raises)."""
-        return self._trash.empty_trash(listing)
+        (``TrashEmptier.empty_trash``, which says what it raises)."""
+        return self._emptier.empty_trash(listing)
 
     def stop(self) -> None:
         """Closing: thumbnails still queued dropped (``ThumbnailCache.stop``), then the trash's listing and
-        deletion under way not used or stopped (``GalleryTrash.stop``); none starts after."""
+        deletion under way not used or stopped (``TrashEmptier.stop``); none starts after."""
         self.thumbnails.stop()
-        self._trash.stop()
+        self._emptier.stop()
 
     def files_back(self, paths: list[str]) -> None:
         """After a repair put pictures back in the images folder (``paths``: theirs) and changed entries: their

@@ -97,7 +97,7 @@ def test_a_deletion_thread_that_cannot_start_leaves_delete_undo_and_empty_trash_
         raise RuntimeError("can't start new thread")
 
     with monkeypatch.context() as failing:
-        failing.setattr(gallery._trash._deleting, "start", no_thread)
+        failing.setattr(gallery._emptier._deleting, "start", no_thread)
         assert not controller.empty_trash(listing)  # was: the RuntimeError let out, and emptying left set
     assert errors[-1].message.startswith("Empty trash could not start deleting the files (can't start new thread).")
     assert not gallery.emptying and len(_trash_files(data)) == 3

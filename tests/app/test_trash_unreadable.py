@@ -91,7 +91,7 @@ def test_a_trash_that_stays_unreadable_is_logged_once_per_reason_in_one_line(qtb
     left.mkdir(parents=True)
     (left / "0.png").write_bytes(b"png")
     _refused(monkeypatch, left)
-    caplog.set_level(logging.INFO, logger="app.gallery_trash")
+    caplog.set_level(logging.INFO, logger="app.trash_emptier")
     window = window_without_engine(qtbot, data)
     gallery = window.controller.gallery
     trash_settled(qtbot, gallery)  # the listing at start
