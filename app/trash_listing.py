@@ -95,7 +95,7 @@ class TrashEmptied:
 
     ``gone``: files no longer there when their turn came. No failure when a move back of a picture renamed them in
     the trash, but all of them go this way when the data folder is moved away meanwhile: the end checks it then
-    (``GalleryModel._on_emptied``) and sets ``moved``, rather than say "emptied" of files all still in the moved
+    (``TrashEmptier._on_emptied``) and sets ``moved``, rather than say "emptied" of files all still in the moved
     trash. ``error``: what stopped the deletion before its end (a fault, not an ``OSError`` of one file); the
     counts are those it reached, the files not tried stay in the trash."""
 
