@@ -57,7 +57,10 @@ class GalleryModel(QStringListModel):
     image of the gallery (about 100 ms per image generated at 30,000 images); this base class answers in C++.
     The rows change only through its ``insertRows``, ``removeRows`` and ``setStringList``, and ``_rows`` follows
     in the slots connected first to their signals (``_rows_inserted``, ``_rows_removed``, ``_rows_reset``): as
-    a model that changes its rows between its begin and end calls, before anyone else hears of the change."""
+    a model that changes its rows between its begin and end calls, before anyone else hears of the change.
+
+    Delete, Undo delete and Empty trash are its ``GalleryTrash``'s (and that one's ``TrashEmptier``), which change
+    its rows through ``remove_rows_at``, ``insert_records`` and ``files_back``, and its trash signals."""
 
     trash_changed = Signal(int)  # how many deletions (delete actions, of one image or several) can be undone
     notice = Signal(object)  # an EngineError for the user about what an action did not do as asked
@@ -266,6 +269,13 @@ class GalleryModel(QStringListModel):
             self._insert(at, records[done:end])
             done = end
 
+    def files_back(self, paths: list[str]) -> None:
+        """After a repair put pictures back in the images folder (``paths``: theirs) and changed entries: their
+        thumbnails read again (shown as missing while the file was away), the rows as the store has them now."""
+        for rel in paths:
+            self.thumbnails.forget(absolute(self._data, rel))
+        self._refresh(paths)
+
     def _matches(self, record: ImageRecord) -> bool:
         if self._favorites_only and not record.favorite:
             return False
@@ -333,13 +343,6 @@ class GalleryModel(QStringListModel):
         deletion under way not used or stopped (``TrashEmptier.stop``); none starts after."""
         self.thumbnails.stop()
         self._emptier.stop()
-
-    def files_back(self, paths: list[str]) -> None:
-        """After a repair put pictures back in the images folder (``paths``: theirs) and changed entries: their
-        thumbnails read again (shown as missing while the file was away), the rows as the store has them now."""
-        for rel in paths:
-            self.thumbnails.forget(absolute(self._data, rel))
-        self._refresh(paths)
 
     def _thumbnail_loaded(self, path: str) -> None:
         if self._row_of_path is None:  # keyed by the stored relative path: no Path made per row
