@@ -16,7 +16,8 @@ from app.engine_worker import EngineWorker, Job, JobProgress, SavedImage
 from app.gallery_model import GalleryModel
 from app.generation_state import JobState
 from app.image_files import relative
-from app.lora_state import LoraEntry, LoraState, cost_sentence
+from app.lora_cost import cost_sentence
+from app.lora_state import LoraEntry, LoraState
 from app.store import ImageRecord
 from app.wording import counted, were
 from gpu.generation.request import GenerationRequest

@@ -24,7 +24,7 @@ from gpu.errors import named_few
 from gpu.generation.png_metadata import encodable
 from gpu.lora.folder import MAX_DEPTH, FolderListing, list_lora_files
 from gpu.lora.keys import parts_text
-from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes, file_stamp, strength_words
+from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes, file_stamp
 from gpu.lora.refs import finite
 from gpu.paths import named_path, resources_dir
 from gpu.paths import resolved as resolve_path
@@ -943,28 +943,3 @@ class LoraState(QObject):
                 self.add_folder(folder, leave_out=lambda path: _example_name(path) in self.removed_examples)
         except OSError:  # the app runs without its examples (a damaged install): said in the log, not a crash
             log.exception("the example LoRAs in %s cannot be listed", folder)
-
-
-# Two timings of the same steps differ by a few percent on their own (other programs, CPU clocks, caches): a
-# difference smaller than that is no cost of the LoRAs ("-1.2% time per step" read as LoRAs making it faster).
-COST_NOISE_PCT = 3.0
-
-
-def cost_sentence(settings: dict) -> str:
-    """What the engine measured about the LoRAs of one finished image, in words ("" when it used none)."""
-    loras = settings.get("lora_list") or []
-    if not loras:
-        return ""
-    names = ", ".join(f"{d['name']} (rank {d['rank']}{_apart(d)})" for d in loras)
-    cost = settings.get("lora_overhead_pct")
-    if cost is None:
-        return f"Last image used {names}; its cost shows once an image of this size was made without LoRAs."
-    if abs(cost) < COST_NOISE_PCT:
-        return f"Last image used {names}: about the same time per step as the same model and size without LoRAs."
-    return f"Last image used {names}: {cost:+.1f}% time per step vs. the same model and size without LoRAs."
-
-
-def _apart(lora: dict) -> str:
-    """The words "; strength 0.80, text 0.50" for a ``lora_list`` entry whose CLIP/T5 parts had a strength of
-    their own, "" for one without."""
-    return f"; {strength_words(lora, '.2f')}" if lora.get("text_strength") not in (None, lora.get("strength")) else ""

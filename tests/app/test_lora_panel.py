@@ -339,7 +339,7 @@ def test_a_folder_that_cannot_be_read_is_said_not_raised(qtbot, window, tmp_path
 
 def test_a_lora_cost_within_timing_noise_is_about_the_same():
     """On a CPU the LoRA dock said "-1.2% time per step vs. … without LoRAs": noise, read as a result."""
-    from app.lora_state import cost_sentence
+    from app.lora_cost import cost_sentence
 
     used = {"lora_list": [{"name": "style", "rank": 4}]}
     for noise in (-1.2, 0.0, 2.9):
