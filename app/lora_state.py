@@ -17,6 +17,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from app.background import start_thread, to_qt_thread
 from app.engine_errors import EngineError
+from app.lora_header import NOT_LORA, UNREADABLE, UNUSABLE, FileRead, read_file, read_header, read_stamp
 from app.observable import Prop
 from app.settings import LoraSetting, Settings
 from app.wording import counted, were
@@ -24,7 +25,7 @@ from gpu.errors import named_few
 from gpu.generation.png_metadata import encodable
 from gpu.lora.folder import MAX_DEPTH, FolderListing, list_lora_files
 from gpu.lora.keys import parts_text
-from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes, file_stamp
+from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes
 from gpu.lora.refs import finite
 from gpu.paths import named_path, resources_dir
 from gpu.paths import resolved as resolve_path
@@ -73,35 +74,6 @@ class LoraEntry:
         return (str(self.path), self.strength) if text is None else (str(self.path), self.strength, text)
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """``file_stamp`` (as the engine's LoRA manager tells a changed file), None when it cannot look."""
-    try:
-        return file_stamp(path)
-    except (OSError, ValueError):
-        return None
-
-
-class LoraHeader(NamedTuple):
-    """What ``read_header`` found. ``problem``: "" when the file reads, else why no job could apply it (``info``
-    then says it too); ``missing``: that problem is that nothing is there (moved, a drive not plugged in), which a
-    start-up says in words of its own; ``kind``: what the file is, where it is no usable FLUX.1 LoRA, by which
-    a folder's reading counts the files it skips (``UNREADABLE``, ``NOT_LORA``, ``UNUSABLE``, or the family of
-    the other model a LoRA is for)."""
-
-    words: str
-    info: str
-    problem: str = ""
-    missing: bool = False
-    text_encoders: tuple[str, ...] = ()
-    kind: str = ""
-
-
-# What a file that is no usable FLUX.1 LoRA is (``LoraHeader.kind``), beside another model's LoRA
-UNREADABLE = "unreadable"  # cannot be read, or no safetensors file (damaged, a pickle, a folder, gone)
-NOT_LORA = "not a LoRA"  # safetensors without LoRA weights: a checkpoint, a VAE, an embedding
-UNUSABLE = "unusable"  # a LoRA this app cannot apply (keys not understood, a variant, wrong shapes)
-
-
 def fit_strength(strength: float) -> float:
     """A strength within what the engine applies (a restored or hand-edited value may lie outside)."""
     value = float(strength)
@@ -141,33 +113,6 @@ def _strengths(name: str, item: dict[str, Any], notices: list[str]) -> tuple[flo
     return strength, text
 
 
-def read_header(path: Path) -> LoraHeader:
-    """Trigger words, info line and problem from the safetensors header alone, read once: why ``path`` is no LoRA
-    file the engine could apply, if it is none (gone, unreadable, or no FLUX.1 LoRA: another model's, keys not
-    understood; a folder now where the file was), which every job would refuse."""
-    from gpu.errors import UserError
-    from gpu.lora.metadata import header_summary
-
-    try:
-        found = path.is_file()
-        folder = not found and path.is_dir()
-    except OSError as err:  # EACCES on a folder on the way: is_file raises it rather than say False
-        problem = f"the file cannot be read ({err.strerror or err}): check that you may read it and its folders"
-        return LoraHeader("", problem, problem, kind=UNREADABLE)
-    if folder:  # is_file says False for it too: it was reported as missing while it is right there
-        problem = "it is a folder, not a LoRA file"
-        return LoraHeader("", problem, problem, kind=UNREADABLE)
-    if not found:
-        problem = f"file not found: {path}"
-        return LoraHeader("", problem, problem, missing=True, kind=UNREADABLE)
-    try:
-        words, info, encoders = header_summary(path)
-    except UserError as err:
-        problem = str(err).removeprefix(f"{path.name}: ")
-        return LoraHeader("", problem, problem, kind=_kind(err))
-    return LoraHeader(", ".join(words), info, text_encoders=encoders)
-
-
 def _first_usable(rows: list[LoraEntry]) -> LoraEntry:
     """Of the rows an image's LoRA may be (one name listed in several folders), the one switched on at the drop until
     the hash search settles which: the first whose file can be used now, or the first when none can (``_wanted``
@@ -175,32 +120,6 @@ def _first_usable(rows: list[LoraEntry]) -> LoraEntry:
     if len(rows) == 1:
         return rows[0]
     return next((e for e in rows if not read_header(e.path).problem), rows[0])
-
-
-def _kind(err: Exception) -> str:
-    """``LoraHeader.kind`` of a file ``header_summary`` refused with ``err``."""
-    from gpu.lora.keys import LoraError
-
-    if not isinstance(err, LoraError):  # CheckpointError: no safetensors file (a pickle, truncated, corrupt)
-        return UNREADABLE
-    if not err.weights:  # a model's weights, whatever family its keys suggest, are no LoRA
-        return NOT_LORA
-    return err.family or UNUSABLE
-
-
-class _FileRead(NamedTuple):
-    """A file's stamp (``_stamp``) and its header (``read_header``), taken in that order: a change in between is
-    seen at the next look (``LoraState.refresh``), never taken for the version read; and the file it is (its path
-    resolved: ``LoraEntry.resolved``)."""
-
-    stamp: tuple[int, int] | None
-    header: LoraHeader
-    resolved: Path
-
-
-def _read_file(path: Path) -> _FileRead:
-    """``path``'s stamp, then its header, and the path resolved (``_FileRead``)."""
-    return _FileRead(_stamp(path), read_header(path), resolve_path(path))
 
 
 def _examples() -> Path:
@@ -264,13 +183,13 @@ class _Search:
 @dataclass
 class _Scan:
     """A folder's LoRA files being read on a thread of their own (``LoraState.scan_folder``). The thread fills in
-    ``listing``, then ``reads`` (each file's ``named_path`` and ``_FileRead``), or ``error`` (the folder cannot be
+    ``listing``, then ``reads`` (each file's ``named_path`` and ``FileRead``), or ``error`` (the folder cannot be
     listed) or ``broke`` (why the reading broke off), before it hands the scan to the Qt thread."""
 
     folder: Path
     cancel: threading.Event = field(default_factory=threading.Event)
     listing: FolderListing | None = None
-    reads: list[tuple[Path, _FileRead]] = field(default_factory=list)
+    reads: list[tuple[Path, FileRead]] = field(default_factory=list)
     error: OSError | None = None
     broke: str = ""
 
@@ -315,7 +234,7 @@ class Skipped(NamedTuple):
     problem: str
 
 
-def skipped_files(reads: list[tuple[Path, _FileRead]]) -> tuple[Skipped, ...]:
+def skipped_files(reads: list[tuple[Path, FileRead]]) -> tuple[Skipped, ...]:
     """The files of ``reads`` (a folder's, as read) that are no usable FLUX.1 LoRA."""
     return tuple(Skipped(path, read.header.kind or UNUSABLE, read.header.problem)
                  for path, read in reads if read.header.problem)  # fmt: skip
@@ -439,19 +358,19 @@ class LoraState(QObject):
         self.changed.emit()
         return entry
 
-    def _add(self, path: str | Path, enabled: bool, strength: float, read: _FileRead | None = None) -> LoraEntry:
+    def _add(self, path: str | Path, enabled: bool, strength: float, read: FileRead | None = None) -> LoraEntry:
         """``add_file`` without the signal: each ``changed`` rebuilds the panel's rows, so adding one by one
         made a folder of 150 LoRAs freeze the window for most of a minute (150 rebuilds of up to 150 rows).
-        ``read``: ``_read_file(path)`` when the caller has read it already. A file listed already (by any path to
+        ``read``: ``read_file(path)`` when the caller has read it already. A file listed already (by any path to
         it: a link, a relative path) is that row."""
         path = named_path(path)
         resolved = resolve_path(path) if read is None else read.resolved
         for e in self.entries:
             if e.resolved == resolved:
                 return e
-        return self._append(path, enabled, strength, read or _read_file(path))
+        return self._append(path, enabled, strength, read or read_file(path))
 
-    def _append(self, path: Path, enabled: bool, strength: float, read: _FileRead) -> LoraEntry:
+    def _append(self, path: Path, enabled: bool, strength: float, read: FileRead) -> LoraEntry:
         """A row for ``path`` (``named_path``, its file not listed yet), as ``read``, named by the name it was
         picked by."""
         stamp, header, resolved = read
@@ -469,7 +388,7 @@ class LoraState(QObject):
         added, refused = [], []
         for path in paths:
             path = named_path(path)
-            read = _read_file(path)
+            read = read_file(path)
             if read.header.problem:
                 refused.append(f"{path} is not a LoRA that can be used: {read.header.problem}.")
             else:
@@ -484,7 +403,7 @@ class LoraState(QObject):
         read on a thread of its own (``scan_folder``): 2,000 files took 8 s, the window frozen. Files that are no
         usable FLUX.1 LoRA are skipped, and logged. Raises ``OSError`` when it cannot be listed."""
         folder = Path(folder).expanduser()
-        reads = [(named_path(p), _read_file(p)) for p in list_lora_files(folder).files if not leave_out(p)]
+        reads = [(named_path(p), read_file(p)) for p in list_lora_files(folder).files if not leave_out(p)]
         added = [self._add(p, False, 1.0, read) for p, read in reads if not read.header.problem]
         if skipped := skipped_files(reads):
             log.info("LoRA files of %s skipped:\n%s", folder, skipped_details(resolve_path(folder), skipped))
@@ -537,7 +456,7 @@ class LoraState(QObject):
                 if scan.cancel.is_set():
                     return
                 to_qt_thread(self._on_scan_progress, scan, len(scan.reads), len(listing.files))
-                scan.reads.append((named_path(path), _read_file(path)))
+                scan.reads.append((named_path(path), read_file(path)))
         except OSError as exc:  # the folder itself cannot be listed (its files' errors are in their headers)
             scan.error = exc.with_traceback(None)  # its frames hold the scan and this state: a reference cycle
         except Exception as exc:
@@ -653,7 +572,8 @@ class LoraState(QObject):
         violation, a OneDrive placeholder offline) or given read permission keeps its size and time, and stayed
         refused until removed and added again. Returns whether any file changed."""
         stale = [(e, stamp) for e in self.entries
-                 if e.enabled and ((stamp := _stamp(e.path)) != e.stamp or (e.problem and not e.missing))]  # fmt: skip
+                 if e.enabled
+                 and ((stamp := read_stamp(e.path)) != e.stamp or (e.problem and not e.missing))]  # fmt: skip
         for entry, stamp in stale:
             header = read_header(entry.path)
             entry.stamp, entry.info, entry.text_encoders = stamp, header.info, header.text_encoders
@@ -698,7 +618,7 @@ class LoraState(QObject):
         for s in saved:
             try:
                 path = named_path(s.path)
-                read = _read_file(path)
+                read = read_file(path)
                 if read.resolved in listed:
                     log.warning("the LoRA list in the settings names %s more than once; its first row is kept", path)
                     continue
@@ -906,7 +826,7 @@ class LoraState(QObject):
         """``content_hashes`` of the entry's file, kept until the file changes; () when it cannot be read."""
         from gpu.errors import UserError
 
-        stamp = _stamp(entry.path)
+        stamp = read_stamp(entry.path)
         if entry.hashes is None or entry.hashes[0] != stamp:
             try:
                 entry.hashes = (stamp, content_hashes(entry.path))

@@ -23,10 +23,10 @@ from tests.app.test_lora_panel import _tiny_lora
 def held_reads(monkeypatch):
     """The LoRA panel's header reads, each noting its thread; one off the Qt thread waits until the test sets the
     event returned (one on the Qt thread, as before the fix, goes on: the test fails instead of hanging)."""
-    import app.lora_state as lora_state
+    import app.lora_header as lora_header
 
     gate, threads = threading.Event(), []
-    read = lora_state.read_header
+    read = lora_header.read_header
 
     def held(path: Path):
         threads.append(threading.current_thread())
@@ -34,7 +34,7 @@ def held_reads(monkeypatch):
             gate.wait(60)
         return read(path)
 
-    monkeypatch.setattr(lora_state, "read_header", held)
+    monkeypatch.setattr(lora_header, "read_header", held)
     gate.threads = threads  # type: ignore[attr-defined]
     return gate
 
@@ -120,16 +120,16 @@ import sys, threading
 from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog
-import app.lora_state as lora_state
+import app.lora_header as lora_header
 from app.data_dir import resolve_data_dir
 from app.main_window import MainWindow
 
-never, read = threading.Event(), lora_state.read_header
+never, read = threading.Event(), lora_header.read_header
 
 def held(path):  # a file on a network share that never answers (the shipped LoRA, read at start, answers)
     return read(path) if threading.current_thread() is threading.main_thread() else never.wait()
 
-lora_state.read_header = held
+lora_header.read_header = held
 QFileDialog.getExistingDirectory = lambda *a, **k: sys.argv[2]
 qt = QApplication(["nibble-studio"])
 window = MainWindow(resolve_data_dir(Path(sys.argv[1])))

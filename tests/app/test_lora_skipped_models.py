@@ -9,7 +9,7 @@ from header_files import bfl_tensors, header_only
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from app.lora_state import NOT_LORA, _kind
+from app.lora_header import NOT_LORA, _kind
 from gpu.lora.keys import LoraError
 from tests.app.test_lora_list import flux_lora
 from tests.app.test_lora_skipped_files import _read_folder
