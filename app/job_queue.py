@@ -17,7 +17,8 @@ from app.gallery_model import GalleryModel
 from app.generation_state import JobState
 from app.image_files import relative
 from app.lora_cost import cost_sentence
-from app.lora_state import LoraEntry, LoraState
+from app.lora_entry import LoraEntry
+from app.lora_state import LoraState
 from app.store import ImageRecord
 from app.wording import counted, were
 from gpu.generation.request import GenerationRequest

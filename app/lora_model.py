@@ -7,7 +7,8 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
-from app.lora_state import LoraEntry, LoraState
+from app.lora_entry import LoraEntry
+from app.lora_state import LoraState
 
 Index = QModelIndex | QPersistentModelIndex
 

@@ -6,7 +6,6 @@ and reports problems as errors."""
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from app.background import start_thread, to_qt_thread
 from app.engine_errors import EngineError
+from app.lora_entry import LoraEntry, fit_strength, fit_text_strength
 from app.lora_header import NOT_LORA, UNREADABLE, UNUSABLE, FileRead, read_file, read_header, read_stamp
 from app.observable import Prop
 from app.settings import LoraSetting, Settings
@@ -24,7 +24,6 @@ from app.wording import counted, were
 from gpu.errors import named_few
 from gpu.generation.png_metadata import encodable
 from gpu.lora.folder import MAX_DEPTH, FolderListing, list_lora_files
-from gpu.lora.keys import parts_text
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes
 from gpu.lora.refs import finite
 from gpu.paths import named_path, resources_dir
@@ -33,61 +32,6 @@ from gpu.paths import resolved as resolve_path
 log = logging.getLogger(__name__)
 
 _DONE_SHOWN_MS = 15_000  # how long the words of a folder's reading that ended stay on the panel
-
-
-@dataclass
-class LoraEntry:
-    path: Path
-    name: str
-    enabled: bool = False
-    strength: float = 1.0
-    trigger_words: str = ""
-    info: str = ""  # format / rank line shown under the name
-    extra: dict = field(default_factory=dict)
-    stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file when ``info`` was read; None: not there
-    # the trigger words the header gave when read: while ``trigger_words`` equals them the user has not edited them
-    header_words: str = ""
-    text_strength: float | None = None  # of the file's CLIP/T5 parts; None: the same as ``strength``
-    text_encoders: tuple[str, ...] = ()  # the text encoders the file changes, by its header (``header_summary``)
-    # (stamp, ``content_hashes``) once an image's LoRA hash was looked for among the rows: the file is read whole
-    # for them, so once per version of it
-    hashes: tuple[tuple[int, int] | None, tuple[str, ...]] | None = None
-    # why no job could apply the file as it was last read (``LoraHeader.problem``; "" when it reads), and whether
-    # that is because nothing is there
-    problem: str = ""
-    missing: bool = False
-    # The file ``path`` is (resolved), by which a file is listed once however it was picked. ``path`` keeps the
-    # name it was picked by: a Hugging Face cache's snapshots/<rev>/style.safetensors is a link to a blob named by
-    # its hash, and resolved, it named the row, and the LoRA in the PNGs, by that hash.
-    resolved: Path | None = field(default=None, compare=False)
-
-    @property
-    def text_parts(self) -> str:
-        """The text encoders the file changes, in words ("CLIP text encoder + T5 text encoder"); "" for none."""
-        return parts_text(self.text_encoders)
-
-    def request(self) -> LoraRequest:
-        """What a generation request carries for it: the text strength only where it has one of its own. Whether
-        the file has a CLIP/T5 part for it is the engine's to say (its LoRA manager reads the file as it is when
-        the job runs; the header read here may be older)."""
-        text = self.text_strength
-        return (str(self.path), self.strength) if text is None else (str(self.path), self.strength, text)
-
-
-def fit_strength(strength: float) -> float:
-    """A strength within what the engine applies (a restored or hand-edited value may lie outside)."""
-    value = float(strength)
-    if math.isnan(value):  # a damaged settings.json: min/max would make NaN the limit, 2.0, switched on
-        return 1.0
-    return max(-MAX_STRENGTH, min(MAX_STRENGTH, value))
-
-
-def fit_text_strength(strength: float | None) -> float | None:
-    """``fit_strength`` for a text strength, where None is "the same as the strength" (and so is NaN: a damaged
-    file says nothing of its own)."""
-    if strength is None or math.isnan(strength):
-        return None
-    return fit_strength(strength)
 
 
 def _strengths(name: str, item: dict[str, Any], notices: list[str]) -> tuple[float, float | None]:

@@ -16,8 +16,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )  # fmt: skip
 
+from app.lora_entry import LoraEntry
 from app.lora_model import EntryRole, Index, LoraListModel
-from app.lora_state import LoraEntry, LoraState
+from app.lora_state import LoraState
 from app.widgets.lora_row import LoraRow
 
 GAP = 6  # between two rows, as the rows' layout had them

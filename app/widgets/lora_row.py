@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )  # fmt: skip
 
-from app.lora_state import LoraEntry, LoraState
+from app.lora_entry import LoraEntry
+from app.lora_state import LoraState
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from gpu.lora.metadata import MAX_STRENGTH
 

@@ -1,0 +1,69 @@
+"""One row of the LoRA panel (``LoraEntry``): a LoRA file the user added, on or off, its strengths and trigger
+words, and what its header said when it was read; and the strengths fitted to what the engine applies."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpu.lora.keys import parts_text
+from gpu.lora.metadata import MAX_STRENGTH, LoraRequest
+
+
+@dataclass
+class LoraEntry:
+    """A LoRA file in the panel: on or off, at a strength (and a text strength of its own, or the same), with
+    editable trigger words, as its header was read (``LoraState`` keeps them in order)."""
+
+    path: Path
+    name: str
+    enabled: bool = False
+    strength: float = 1.0
+    trigger_words: str = ""
+    info: str = ""  # format / rank line shown under the name
+    extra: dict = field(default_factory=dict)
+    stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file when ``info`` was read; None: not there
+    # the trigger words the header gave when read: while ``trigger_words`` equals them the user has not edited them
+    header_words: str = ""
+    text_strength: float | None = None  # of the file's CLIP/T5 parts; None: the same as ``strength``
+    text_encoders: tuple[str, ...] = ()  # the text encoders the file changes, by its header (``header_summary``)
+    # (stamp, ``content_hashes``) once an image's LoRA hash was looked for among the rows: the file is read whole
+    # for them, so once per version of it
+    hashes: tuple[tuple[int, int] | None, tuple[str, ...]] | None = None
+    # why no job could apply the file as it was last read (``LoraHeader.problem``; "" when it reads), and whether
+    # that is because nothing is there
+    problem: str = ""
+    missing: bool = False
+    # The file ``path`` is (resolved), by which a file is listed once however it was picked. ``path`` keeps the
+    # name it was picked by: a Hugging Face cache's snapshots/<rev>/style.safetensors is a link to a blob named by
+    # its hash, and resolved, it named the row, and the LoRA in the PNGs, by that hash.
+    resolved: Path | None = field(default=None, compare=False)
+
+    @property
+    def text_parts(self) -> str:
+        """The text encoders the file changes, in words ("CLIP text encoder + T5 text encoder"); "" for none."""
+        return parts_text(self.text_encoders)
+
+    def request(self) -> LoraRequest:
+        """What a generation request carries for it: the text strength only where it has one of its own. Whether
+        the file has a CLIP/T5 part for it is the engine's to say (its LoRA manager reads the file as it is when
+        the job runs; the header read here may be older)."""
+        text = self.text_strength
+        return (str(self.path), self.strength) if text is None else (str(self.path), self.strength, text)
+
+
+def fit_strength(strength: float) -> float:
+    """A strength within what the engine applies (a restored or hand-edited value may lie outside)."""
+    value = float(strength)
+    if math.isnan(value):  # a damaged settings.json: min/max would make NaN the limit, 2.0, switched on
+        return 1.0
+    return max(-MAX_STRENGTH, min(MAX_STRENGTH, value))
+
+
+def fit_text_strength(strength: float | None) -> float | None:
+    """``fit_strength`` for a text strength, where None is "the same as the strength" (and so is NaN: a damaged
+    file says nothing of its own)."""
+    if strength is None or math.isnan(strength):
+        return None
+    return fit_strength(strength)
