@@ -10,20 +10,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any, NamedTuple
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from app.background import start_thread, to_qt_thread
 from app.engine_errors import EngineError
 from app.lora_entry import LoraEntry, fit_strength, fit_text_strength
-from app.lora_header import NOT_LORA, UNREADABLE, UNUSABLE, FileRead, read_file, read_header, read_stamp
+from app.lora_header import FileRead, read_file, read_header, read_stamp
+from app.lora_scan import FolderScan, nothing_added, scan_summary, scan_trouble, skipped_details, skipped_files
 from app.observable import Prop
 from app.settings import LoraSetting, Settings
-from app.wording import counted, were
-from gpu.errors import named_few
 from gpu.generation.png_metadata import encodable
-from gpu.lora.folder import MAX_DEPTH, FolderListing, list_lora_files
+from gpu.lora.folder import list_lora_files
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes
 from gpu.lora.refs import finite
 from gpu.paths import named_path, resources_dir
@@ -124,148 +123,6 @@ class _Search:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
-@dataclass
-class _Scan:
-    """A folder's LoRA files being read on a thread of their own (``LoraState.scan_folder``). The thread fills in
-    ``listing``, then ``reads`` (each file's ``named_path`` and ``FileRead``), or ``error`` (the folder cannot be
-    listed) or ``broke`` (why the reading broke off), before it hands the scan to the Qt thread."""
-
-    folder: Path
-    cancel: threading.Event = field(default_factory=threading.Event)
-    listing: FolderListing | None = None
-    reads: list[tuple[Path, FileRead]] = field(default_factory=list)
-    error: OSError | None = None
-    broke: str = ""
-
-
-def _nothing_added(scan: _Scan) -> EngineError:
-    """Why a scanned folder gave no row: it cannot be listed, its reading broke off at once, it holds no LoRA
-    file (its pickle files named: a folder of them only added nothing, without a word), or none that is a usable
-    FLUX.1 LoRA (what its files are, counted by kind)."""
-    folder, listing = scan.folder, scan.listing or FolderListing()
-    if scan.error is not None:
-        return EngineError("user", f"The folder {folder} cannot be read ({scan.error.strerror or scan.error}).",
-                           "Check that you may open it, or pick another folder of LoRAs.")  # fmt: skip
-    if scan.broke:
-        return EngineError("internal", f"Reading the LoRAs of {folder} broke off ({scan.broke}); none was added.",
-                           "Add the folder again; the log file has the details.")  # fmt: skip
-    unread = [str(p) for p in listing.unreadable]
-    unread_words = f"; {counted(len(unread), 'subfolder')} could not be read: {named_few(unread)}" if unread else ""
-    if scan.reads:  # files, none of them a usable FLUX.1 LoRA
-        return EngineError(
-            "user",
-            f"The folder {folder} and its subfolders hold no FLUX.1 LoRA: of their "
-            f"{counted(len(scan.reads), '.safetensors file')}, {_skipped_words(skipped_files(scan.reads))}"
-            f"{unread_words}.",
-            'Pick the folder that holds your FLUX.1 LoRAs ("Skipped files…" in the LoRA panel names each file and '
-            "why).",
-        )
-    pickles = [p.name for p in listing.pickles]
-    also = (f" ({named_few(pickles)} {'is a pickle file' if len(pickles) == 1 else 'are pickle files'}, "
-            "which are not used: they can run code when opened)") if pickles else ""  # fmt: skip
-    also += unread_words  # the LoRAs may be in those
-    hint = "Pick the folder that holds your FLUX.1 LoRAs (.safetensors)"
-    return EngineError("user", f"The folder {folder} and its subfolders hold no .safetensors LoRA files{also}.",
-                       f"{hint}{', and check that you may open those subfolders' if unread else ''}.")  # fmt: skip
-
-
-class Skipped(NamedTuple):
-    """A file of a folder that is no usable FLUX.1 LoRA, so no row was made for it: its ``LoraHeader.kind`` and
-    ``problem``."""
-
-    path: Path
-    kind: str
-    problem: str
-
-
-def skipped_files(reads: list[tuple[Path, FileRead]]) -> tuple[Skipped, ...]:
-    """The files of ``reads`` (a folder's, as read) that are no usable FLUX.1 LoRA."""
-    return tuple(Skipped(path, read.header.kind or UNUSABLE, read.header.problem)
-                 for path, read in reads if read.header.problem)  # fmt: skip
-
-
-def _kind_words(kind: str, n: int) -> str:
-    """``n`` files of one ``LoraHeader.kind``: "290 LoRAs for Stable Diffusion 1.x/2.x/SDXL", "1 file that is no
-    LoRA (a checkpoint, a VAE…)"."""
-    one = n == 1
-    if kind == UNREADABLE:
-        return f"{counted(n, 'file')} that cannot be read or {'is' if one else 'are'} damaged"
-    if kind == NOT_LORA:
-        examples = "a checkpoint, a VAE" if one else "checkpoints, VAEs"
-        return f"{counted(n, 'file')} that {'is' if one else 'are'} no LoRA ({examples}…)"
-    if kind == UNUSABLE:
-        return f"{counted(n, 'LoRA')} this app cannot apply"
-    return f"{counted(n, 'LoRA')} for {kind.split(' (')[0]}"  # another model's: its family, less "(UNet)"
-
-
-def _by_kind(skipped: tuple[Skipped, ...]) -> dict[str, list[Skipped]]:
-    """``skipped`` by kind, the kind of the most files first."""
-    kinds: dict[str, list[Skipped]] = {}
-    for file in skipped:
-        kinds.setdefault(file.kind, []).append(file)
-    return dict(sorted(kinds.items(), key=lambda item: -len(item[1])))
-
-
-def _skipped_words(skipped: tuple[Skipped, ...]) -> str:
-    """ "290 LoRAs for Stable Diffusion 1.x/2.x/SDXL, 20 files that are no LoRA (checkpoints, VAEs…)"."""
-    return ", ".join(_kind_words(kind, len(files)) for kind, files in _by_kind(skipped).items())
-
-
-def _scan_summary(folder: Path, added: int, listed: int, skipped: tuple[Skipped, ...]) -> str:
-    """The panel's words once a scanned folder's rows are added: how many FLUX.1 LoRAs, how many of its files
-    were listed already, and how many it skipped, by kind."""
-    return " ".join([
-        f"Added {counted(added, 'FLUX.1 LoRA')} from {folder}.",
-        *([f"{listed} {were(listed)} listed already."] if listed else []),
-        *([f"Skipped {counted(len(skipped), 'file')}: {_skipped_words(skipped)}."] if skipped else []),
-    ])  # fmt: skip
-
-
-def skipped_details(folder: Path, skipped: tuple[Skipped, ...]) -> str:
-    """Each skipped file of ``folder`` (its path below it) and why, under its kind: what "Skipped files…" shows,
-    and the log keeps."""
-
-    def below(path: Path) -> str:
-        try:
-            return str(path.relative_to(folder))
-        except ValueError:  # resolved through a link to outside the folder
-            return str(path)
-
-    return "\n\n".join(
-        f"{_kind_words(kind, len(files))}:\n" + "\n".join(f"  {below(f.path)}: {f.problem}" for f in files)
-        for kind, files in _by_kind(skipped).items()
-    )
-
-
-def _scan_trouble(scan: _Scan) -> EngineError | None:
-    """What a scan that added rows could not look into (subfolders that cannot be listed, or too deep), or why
-    it broke off: None when it read everything."""
-    listing = scan.listing or FolderListing()
-    parts = []
-    if scan.broke:
-        parts.append(f"Reading the LoRAs of {scan.folder} broke off ({scan.broke}); the FLUX.1 LoRAs of the "
-                     f"{len(scan.reads)} files read until then were added.")  # fmt: skip
-    if listing.unreadable:
-        names = [str(p) for p in listing.unreadable]
-        parts.append(
-            f"{counted(len(names), 'subfolder')} of {scan.folder} could not be read, so no LoRA in "
-            f"{'it' if len(names) == 1 else 'them'} was added: {named_few(names)}."
-        )
-    if listing.too_deep:
-        names = [str(p) for p in listing.too_deep]
-        parts.append(
-            f"Subfolders more than {MAX_DEPTH} levels below {scan.folder} were not looked into: {named_few(names)}."
-        )
-    if not parts:
-        return None
-    return EngineError(
-        "user",
-        "\n\n".join(parts),
-        "Check that you may open those folders, or pick the folder of "
-        "LoRAs itself (or one below it), then add it again: the LoRAs listed already stay.",
-    )
-
-
 class LoraState(QObject):
     changed = Signal()  # the list changed (rows added, removed, or shown anew): the panel updates its rows
     # One row's own setting changed (on/off, strength, text strength, trigger words), through its widgets or a
@@ -288,7 +145,7 @@ class LoraState(QObject):
         self.entries: list[LoraEntry] = []
         self.removed_examples: list[str] = []  # ``Settings.removed_examples``: from ``add_shipped``, and ``remove``
         self._search: _Search | None = None  # the search for the last dropped image's LoRAs, while it runs
-        self._scan: _Scan | None = None  # the folder being read, while it runs
+        self._scan: FolderScan | None = None  # the folder being read, while it runs
         self._skipped_from = Path()  # the folder of ``scan_skipped``
         self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
         self._done_shown.timeout.connect(self._forget_scan)
@@ -371,7 +228,7 @@ class LoraState(QObject):
                 )
             )
             return False
-        self._scan = scan = _Scan(folder)
+        self._scan = scan = FolderScan(folder)
         self._done_shown.stop()
         self.scan_skipped = ()
         self.scanning = True
@@ -390,7 +247,7 @@ class LoraState(QObject):
         self.scanning = False
         self._show_done(f"Cancelled: no LoRAs of {scan.folder} were added.")
 
-    def _run_scan(self, scan: _Scan) -> None:
+    def _run_scan(self, scan: FolderScan) -> None:
         """On the scan's thread: the folder listed, then each file's stamp and header read, how far it is and the
         end handed to the Qt thread (``_on_scan_progress``, ``_on_scanned``), unless cancelled. Whatever breaks the
         reading off ends it: an error here left "Reading LoRAs…" on the panel for good."""
@@ -409,12 +266,12 @@ class LoraState(QObject):
         if not scan.cancel.is_set():
             to_qt_thread(self._on_scanned, scan)
 
-    def _on_scan_progress(self, scan: _Scan, done: int, total: int) -> None:
+    def _on_scan_progress(self, scan: FolderScan, done: int, total: int) -> None:
         """How far the scan is, unless it was cancelled (another may run since)."""
         if scan is self._scan:
             self.scan_status = f"Reading LoRAs… {done}/{total}"
 
-    def _on_scanned(self, scan: _Scan) -> None:
+    def _on_scanned(self, scan: FolderScan) -> None:
         """On the Qt thread, the scan ended: rows added for its FLUX.1 LoRAs (one ``changed``), the other files
         skipped (a ComfyUI or Forge folder holds SDXL and SD 1.5 LoRAs and checkpoints beside them: hundreds of
         rows that said why they could not be used) and counted by kind in its words, which stay until
@@ -425,7 +282,7 @@ class LoraState(QObject):
         if not scan.reads:
             self.scanning = False
             self._show_done("")
-            self.notice.emit(_nothing_added(scan))
+            self.notice.emit(nothing_added(scan))
             return
         skipped = skipped_files(scan.reads)
         usable = [(path, read) for path, read in scan.reads if not read.header.problem]
@@ -442,10 +299,10 @@ class LoraState(QObject):
         self.scan_skipped = skipped
         if skipped:
             log.info("LoRA files of %s skipped:\n%s", scan.folder, self.skipped_text())
-        self._show_done(_scan_summary(scan.folder, len(added), len(usable) - len(added), skipped), keep=bool(skipped))
+        self._show_done(scan_summary(scan.folder, len(added), len(usable) - len(added), skipped), keep=bool(skipped))
         if not usable:
-            self.notice.emit(_nothing_added(scan))
-        elif (trouble := _scan_trouble(scan)) is not None:
+            self.notice.emit(nothing_added(scan))
+        elif (trouble := scan_trouble(scan)) is not None:
             self.notice.emit(trouble)
 
     def _show_done(self, text: str, keep: bool = False) -> None:

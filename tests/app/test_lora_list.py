@@ -130,7 +130,8 @@ def test_a_closed_panel_is_not_told_of_its_lora_list_any_more(qtbot):
 
     from PySide6.QtCore import QCoreApplication, QEvent
 
-    from app.lora_state import LoraState, Skipped
+    from app.lora_scan import Skipped
+    from app.lora_state import LoraState
     from app.widgets.lora_panel import LoraPanel
 
     state = LoraState()

@@ -96,7 +96,7 @@ def test_a_removed_rows_focus_goes_to_the_same_control_of_the_next_row(qtbot, ba
 
 def test_the_focus_on_a_button_that_hides_stays_by_it_and_the_list_where_it_is(qtbot, bare_window, held_reads,  # noqa: F811
                                                                               tmp_path, monkeypatch):  # fmt: skip
-    from app.lora_state import Skipped
+    from app.lora_scan import Skipped
 
     panel, state = _listed(qtbot, bare_window, tmp_path, 30)
     panel.row_for("style 20")  # the user looks halfway down the list
