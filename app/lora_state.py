@@ -6,10 +6,8 @@ and reports problems as errors."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
@@ -18,51 +16,31 @@ from app.background import start_thread, to_qt_thread
 from app.engine_errors import EngineError
 from app.lora_entry import LoraEntry, fit_strength, fit_text_strength
 from app.lora_header import FileRead, read_file, read_header, read_stamp
+from app.lora_reuse import (
+    HashSearch,
+    Match,
+    PanelState,
+    RefsSettled,
+    Wanted,
+    match_by_file,
+    match_by_stem,
+    rows_for_file,
+    search_hashes,
+    told_nothing,
+    unmatched_hashes,
+    wanted_strengths,
+)
 from app.lora_scan import FolderScan, nothing_added, scan_summary, scan_trouble, skipped_details, skipped_files
 from app.observable import Prop
 from app.settings import LoraSetting, Settings
-from gpu.generation.png_metadata import encodable
 from gpu.lora.folder import list_lora_files
-from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, content_hashes
-from gpu.lora.refs import finite
+from gpu.lora.metadata import LoraRequest
 from gpu.paths import named_path, resources_dir
 from gpu.paths import resolved as resolve_path
 
 log = logging.getLogger(__name__)
 
 _DONE_SHOWN_MS = 15_000  # how long the words of a folder's reading that ended stay on the panel
-
-
-def _strengths(name: str, item: dict[str, Any], notices: list[str]) -> tuple[float, float | None]:
-    """(strength, text strength: None for "the same") an image gives the LoRA ``name`` in ``item`` (a ``lora_list``
-    or ``lora_refs`` entry: any program may have written it): one that is no number is 1.0 (the strength) or the
-    same (the text strength), one beyond what the engine applies is clamped to it; each said in ``notices``."""
-    said, text_said = item.get("strength", 1.0), item.get("text_strength")
-    strength, text = finite(said), None if text_said is None else finite(text_said)
-    if strength is None:
-        strength = 1.0
-        notices.append(
-            f"The image's strength for the LoRA '{name}' is no number ({str(said)[:40]}); it is used at 1.0."
-        )
-    if text is None and text_said is not None:
-        notices.append(
-            f"The image's text strength for the LoRA '{name}' is no number ({str(text_said)[:40]}); "
-            "its CLIP/T5 parts are used at its strength."
-        )
-    for what, value in (("strength", strength), ("text strength", text)):
-        if value is not None and abs(value) > MAX_STRENGTH:
-            notices.append(f"The image's {what} {value:g} for the LoRA '{name}' is beyond the {-MAX_STRENGTH:g} to "
-                           f"{MAX_STRENGTH:g} this app applies; it is used at {fit_strength(value):g}.")  # fmt: skip
-    return strength, text
-
-
-def _first_usable(rows: list[LoraEntry]) -> LoraEntry:
-    """Of the rows an image's LoRA may be (one name listed in several folders), the one switched on at the drop until
-    the hash search settles which: the first whose file can be used now, or the first when none can (``_wanted``
-    then says why it stays off). One row is taken as it is: ``_wanted`` reads its header anyway."""
-    if len(rows) == 1:
-        return rows[0]
-    return next((e for e in rows if not read_header(e.path).problem), rows[0])
 
 
 def _examples() -> Path:
@@ -77,50 +55,6 @@ def _example_name(path: Path) -> str | None:
         return resolve_path(path).relative_to(resolve_path(_examples())).as_posix()
     except ValueError:
         return None
-
-
-def _digest(item: dict[str, Any]) -> str:
-    """The short hash an image's LoRA entry gives (``hash``), lower case; "" for none (or one too short to tell
-    files apart: any program may have written it)."""
-    digest = item.get("hash")
-    return digest.lower() if isinstance(digest, str) and len(digest) >= 8 else ""
-
-
-# Told once an image's LoRAs are settled (``LoraState.restore_refs``, ``restore_used``): (the names of those not in
-# the panel, a sentence for each other thing not restored as saved among the LoRAs the search found).
-RefsSettled = Callable[[list[str], list[str]], None]
-
-
-def _told_nothing(missing: list[str], notices: list[str]) -> None:
-    """The ``RefsSettled`` of a caller of ``restore_used`` that gives none: what a search found is not said."""
-
-
-PanelState = tuple[tuple[int, bool, float, float | None], ...]
-
-
-@dataclass
-class _Ref:
-    """One LoRA an image names: its name (a file stem; for one of our images, that of the row found for it), short
-    hash ("" for none) and entry (``lora_refs`` of another program's image, ``lora_list`` of ours)."""
-
-    name: str
-    digest: str
-    item: dict[str, Any]
-
-
-@dataclass
-class _Search:
-    """The search of the listed files' contents for the LoRAs of one dropped image (``LoraState.restore_refs``,
-    ``restore_used``). ``jobs``: a ref's index -> the rows to hash for it, in order; ``now``: the rows switched on
-    at the drop; ``panel``: the panel right after the drop (``LoraState._panel``), so that a change made meanwhile
-    is seen."""
-
-    refs: list[_Ref]
-    now: dict[int, LoraEntry]
-    jobs: dict[int, list[LoraEntry]]
-    panel: PanelState
-    settled: RefsSettled
-    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 class LoraState(QObject):
@@ -144,7 +78,7 @@ class LoraState(QObject):
         super().__init__()
         self.entries: list[LoraEntry] = []
         self.removed_examples: list[str] = []  # ``Settings.removed_examples``: from ``add_shipped``, and ``remove``
-        self._search: _Search | None = None  # the search for the last dropped image's LoRAs, while it runs
+        self._search: HashSearch | None = None  # the search for the last dropped image's LoRAs, while it runs
         self._scan: FolderScan | None = None  # the folder being read, while it runs
         self._skipped_from = Path()  # the folder of ``scan_skipped``
         self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
@@ -464,31 +398,8 @@ class LoraState(QObject):
         (not a mapping, a name no file can have, a strength that is no number) are said, never raised on."""
         self.cancel_search()
         notices: list[str] = []
-        refs: list[_Ref] = []
-        now: dict[int, LoraEntry] = {}
-        jobs: dict[int, list[LoraEntry]] = {}
-        for item in used if isinstance(used, list) else [used]:
-            if not isinstance(item, dict):
-                notices.append(
-                    f"The image's list of LoRAs holds an entry that names no LoRA ({str(item)[:80]}); it was skipped."
-                )
-                continue
-            try:
-                rows = self._find(Path(str(item.get("file", ""))))
-            except (OSError, ValueError):  # e.g. a NUL byte in the name: no such file can exist
-                rows = []
-            if not rows:
-                notices.append(
-                    f"The image used the LoRA '{item.get('name', '?')}' ({item.get('file', '?')}), "
-                    "which is not here any more; new images are made without it."
-                )
-                continue
-            ref = _Ref(rows[0].name, _digest(item), item)
-            if ref.digest and len(rows) > 1:
-                jobs[len(refs)] = rows
-            now[len(refs)] = _first_usable(rows)
-            refs.append(ref)
-        return self._switch_then_search(refs, now, jobs, notices, settled or _told_nothing)
+        match = match_by_file(used, self._find, notices)
+        return self._switch_then_search(match, notices, settled or told_nothing)
 
     def restore_refs(self, refs: Any, settled: RefsSettled) -> list[str]:
         """``restore_used`` for an image of another program, whose LoRAs are named by file stem and, where it gives
@@ -508,36 +419,19 @@ class LoraState(QObject):
         before this returns when no file is read, else when the search ends (not at all when it is dropped)."""
         self.cancel_search()
         notices: list[str] = []
-        refs_read: list[_Ref] = []
-        for ref in refs if isinstance(refs, list) else [refs]:
-            name = str(ref.get("name") or "").strip() if isinstance(ref, dict) else ""
-            if not name:
-                notices.append(f"The image's list of LoRAs holds an entry that names no LoRA ({str(ref)[:80]}); "
-                               "it was skipped.")  # fmt: skip
-                continue
-            refs_read.append(_Ref(name, _digest(ref), ref))
-        now: dict[int, LoraEntry] = {}
-        jobs: dict[int, list[LoraEntry]] = {}
-        for index, ref in enumerate(refs_read):
-            folded = ref.name.casefold()
-            named = [e for e in self.entries if e.path.stem.casefold() == folded and e.path.is_file()]
-            if named:
-                now[index] = _first_usable(named)
-            if ref.digest and len(named) != 1:
-                jobs[index] = named or list(self.entries)
-        return self._switch_then_search(refs_read, now, jobs, notices, settled)
+        return self._switch_then_search(match_by_stem(refs, self.entries, notices), notices, settled)
 
-    def _switch_then_search(self, refs: list[_Ref], now: dict[int, LoraEntry], jobs: dict[int, list[LoraEntry]],
-                            notices: list[str], settled: RefsSettled) -> list[str]:  # fmt: skip
-        """The rows of ``now`` (ref index -> row) switched on at the image's strengths, every other off, what was
-        not restored as saved added to ``notices`` (returned); then the rows of ``jobs`` (ref index -> the rows to
-        hash for it) searched for the refs' hashes on a thread of their own (``_run_search``), or, with nothing to
-        search, ``settled`` told at once of the refs without a row."""
-        self._switch_to(self._wanted(refs, now, notices))
+    def _switch_then_search(self, match: Match, notices: list[str], settled: RefsSettled) -> list[str]:
+        """The rows of ``match.now`` switched on at the image's strengths, every other off, what was not restored
+        as saved added to ``notices`` (returned); then the rows of ``match.jobs`` searched for the refs' hashes on a
+        thread of their own (``_run_search``), or, with nothing to search, ``settled`` told at once of the refs
+        without a row."""
+        refs, now, jobs = match
+        self._switch_to(wanted_strengths(refs, now, notices))
         if not jobs:
             settled([ref.name for index, ref in enumerate(refs) if index not in now], [])
             return notices
-        self._search = search = _Search(refs, now, jobs, self._panel(), settled)
+        self._search = search = HashSearch(refs, now, jobs, self._panel(), settled)
         # A daemon: a quit does not wait for the file it reads (it writes nothing); no QThread Qt could abort on.
         start_thread("LoRA hashes", self._run_search, search)
         return notices
@@ -549,24 +443,14 @@ class LoraState(QObject):
             self._search.cancel.set()
             self._search = None
 
-    def _run_search(self, search: _Search) -> None:
-        """On the search's thread: for each LoRA of ``search.jobs``, the first of its rows whose file has its hash,
-        handed to the Qt thread (``_on_searched``) unless the search was cancelled."""
-        found: dict[int, LoraEntry] = {}
-        try:
-            for index, rows in search.jobs.items():
-                for entry in rows:
-                    if search.cancel.is_set():
-                        return
-                    if any(h.startswith(search.refs[index].digest) for h in self._hashes(entry)):
-                        found[index] = entry
-                        break
-        except Exception:  # a LoRA is never left pending for good: what was found until then is used
-            log.exception("looking for an image's LoRAs by their hash failed")
+    def _run_search(self, search: HashSearch) -> None:
+        """On the search's thread: the rows found (``search_hashes``), handed to the Qt thread (``_on_searched``)
+        unless the search was cancelled."""
+        found = search_hashes(search)
         if not search.cancel.is_set():
             to_qt_thread(self._on_searched, search, found)
 
-    def _on_searched(self, search: _Search, found: dict[int, LoraEntry]) -> None:
+    def _on_searched(self, search: HashSearch, found: dict[int, LoraEntry]) -> None:
         """The search's result, on the Qt thread: the rows found switched on with those of the drop, then
         ``settled``; dropped when another image came since, or the user changed the panel (their choice wins)."""
         if search is not self._search:
@@ -578,38 +462,16 @@ class LoraState(QObject):
         late = {index: entry for index, entry in found.items() if search.now.get(index) is not entry}
         notices: list[str] = []
         if late:
-            self._switch_to(self._wanted(search.refs, search.now | late, notices, said=set(late)))
-        for index in search.jobs.keys() & search.now.keys() - found.keys():  # several rows of its name, none its own
-            ref, row = search.refs[index], search.now[index]
-            # the row switched on at the drop, unless it could not be used (said then): then none of them is on
-            instead = f"{row.path} is on instead, and new images may differ" if row.enabled else \
-                "none of them is on"  # fmt: skip
-            notices.append(f"The image used the LoRA '{ref.name}' with the hash {ref.digest}, which none of the LoRA "
-                           f"files of that name listed here has: {instead}.")  # fmt: skip
+            self._switch_to(wanted_strengths(search.refs, search.now | late, notices, said=set(late)))
+        notices += unmatched_hashes(search, found)
         search.settled([ref.name for index, ref in enumerate(search.refs)
                         if index not in search.now and index not in found], notices)  # fmt: skip
-
-    def _wanted(self, refs: list[_Ref], rows: dict[int, LoraEntry], notices: list[str],
-                said: set[int] | None = None) -> dict[int, tuple[float, float | None]]:  # fmt: skip
-        """``_switch_to``'s argument for ``refs`` matched to ``rows`` (ref index -> row): a row whose file cannot be
-        used now is left off and said in ``notices``, as is a strength outside the engine's range; for the refs in
-        ``said`` only, where given (the others were said at the drop)."""
-        wanted: dict[int, tuple[float, float | None]] = {}
-        for index, entry in rows.items():
-            ref, told = refs[index], notices if said is None or index in said else []
-            problem = read_header(entry.path).problem
-            if problem:  # replaced since by another model's LoRA, or damaged: every job would fail on it
-                told.append(f"The image used the LoRA '{ref.name}' ({entry.path}), which cannot be used now: "
-                            f"{problem}; new images are made without it.")  # fmt: skip
-                continue
-            wanted[id(entry)] = _strengths(entry.name, ref.item, told)
-        return wanted
 
     def _panel(self) -> PanelState:
         """What the panel sets for jobs (its rows, each on or off, strengths): to tell whether the user changed it."""
         return tuple((id(e), e.enabled, e.strength, e.text_strength) for e in self.entries)
 
-    def _switch_to(self, wanted: dict[int, tuple[float, float | None]]) -> None:
+    def _switch_to(self, wanted: Wanted) -> None:
         """Exactly the entries in ``wanted`` (by id) on, at their (strength, text strength); the others off.
         ``changed`` only when that changed something: reusing one of our images with the panel as it was is
         common, and each ``changed`` updates every row of the panel."""
@@ -622,37 +484,10 @@ class LoraState(QObject):
         if self._panel() != before:
             self.changed.emit()
 
-    @staticmethod
-    def _hashes(entry: LoraEntry) -> tuple[str, ...]:
-        """``content_hashes`` of the entry's file, kept until the file changes; () when it cannot be read."""
-        from gpu.errors import UserError
-
-        stamp = read_stamp(entry.path)
-        if entry.hashes is None or entry.hashes[0] != stamp:
-            try:
-                entry.hashes = (stamp, content_hashes(entry.path))
-            except (OSError, UserError):  # gone, or no safetensors file: found by name, if at all
-                entry.hashes = (stamp, ())
-        return entry.hashes[1]
-
     def _find(self, path: Path) -> list[LoraEntry]:
-        """The rows an image's LoRA file ``path`` may be: the listed one at that path; else those listed under the
-        same file name whose file is there, in the panel's order; else the file, added; [] for none. A bare file
-        name (what images record since they no longer carry the folder) is looked up by name only: resolved, it
-        named a file in whatever folder the app was started from, which was then added."""
-        given = path.expanduser() if path.expanduser().is_absolute() else None
-        resolved = resolve_path(given) if given is not None else None
-        for e in self.entries:
-            if resolved is not None and e.resolved == resolved:
-                return [e] if e.path.is_file() else []
-        # An image made on Windows names "C:\loras\x.safetensors", whose name on Linux would be all of it;
-        # PureWindowsPath splits at either separator. A Linux name that is not UTF-8 is in the image escaped
-        # ("styl\xe9.safetensors", ``encodable``), whose backslash is no separator.
-        file_names = {PureWindowsPath(str(path)).name, path.name}
-        named = [e for e in self.entries if {e.path.name, encodable(e.path.name)} & file_names and e.path.is_file()]
-        if named:
-            return named
-        return [self.add_file(given)] if given is not None and given.is_file() else []
+        """The rows an image's LoRA file ``path`` may be (``rows_for_file``): the file added where none is listed
+        and it is there; [] for none."""
+        return rows_for_file(self.entries, path, self.add_file)
 
     def add_shipped(self, removed: list[str]) -> None:
         """The example LoRAs in resources/loras (off until the user enables them), but those the user removed from

@@ -19,7 +19,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from PySide6.QtCore import QCoreApplication
 
-import app.lora_state
+import app.lora_reuse
 from app.lora_state import LoraState
 from tests.app.gui import drop_file
 from tests.app.test_lora_panel import _tiny_lora
@@ -48,7 +48,7 @@ class _Hashing:
         self.go, self.reading = threading.Event(), threading.Event()
         if not hold:
             self.go.set()
-        real: Callable[[Path], tuple[str, ...]] = app.lora_state.content_hashes
+        real: Callable[[Path], tuple[str, ...]] = app.lora_reuse.content_hashes
 
         def hashes(path: Path) -> tuple[str, ...]:
             self.threads.add(threading.current_thread())
@@ -57,7 +57,7 @@ class _Hashing:
             assert self.go.wait(10)
             return real(path)
 
-        monkeypatch.setattr(app.lora_state, "content_hashes", hashes)
+        monkeypatch.setattr(app.lora_reuse, "content_hashes", hashes)
 
     def hold(self) -> None:
         """Holds the next search at the first file it reads, and waits until it is there."""
