@@ -15,6 +15,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 from app.background import start_thread, to_qt_thread
 from app.engine_errors import EngineError
 from app.lora_entry import LoraEntry, fit_strength, fit_text_strength
+from app.lora_examples import example_name, examples_folder
 from app.lora_header import FileRead, read_file, read_header, read_stamp
 from app.lora_reuse import (
     HashSearch,
@@ -35,26 +36,12 @@ from app.observable import Prop
 from app.settings import LoraSetting, Settings
 from gpu.lora.folder import list_lora_files
 from gpu.lora.metadata import LoraRequest
-from gpu.paths import named_path, resources_dir
+from gpu.paths import named_path
 from gpu.paths import resolved as resolve_path
 
 log = logging.getLogger(__name__)
 
 _DONE_SHOWN_MS = 15_000  # how long the words of a folder's reading that ended stay on the panel
-
-
-def _examples() -> Path:
-    """The folder of the example LoRAs the app ships."""
-    return resources_dir() / "loras"
-
-
-def _example_name(path: Path) -> str | None:
-    """The path below resources/loras of an example LoRA the app ships ("monochrome-style.safetensors"), by which
-    ``removed_examples`` keeps it (a bundle's resources may lie elsewhere at each start); None for another file."""
-    try:
-        return resolve_path(path).relative_to(resolve_path(_examples())).as_posix()
-    except ValueError:
-        return None
 
 
 class LoraState(QObject):
@@ -262,7 +249,7 @@ class LoraState(QObject):
     def remove(self, entry: LoraEntry) -> None:
         """Takes the row out of the panel; an example LoRA's stays out at the next starts (``removed_examples``)."""
         self.entries = [e for e in self.entries if e is not entry]
-        example = _example_name(entry.resolved or entry.path)
+        example = example_name(entry.resolved or entry.path)
         if example is not None and example not in self.removed_examples:
             self.removed_examples.append(example)
         self.changed.emit()
@@ -493,9 +480,9 @@ class LoraState(QObject):
         """The example LoRAs in resources/loras (off until the user enables them), but those the user removed from
         the panel (``removed``: ``Settings.removed_examples``), which stay removed."""
         self.removed_examples = list(removed)
-        folder = _examples()
+        folder = examples_folder()
         try:
             if folder.is_dir():
-                self.add_folder(folder, leave_out=lambda path: _example_name(path) in self.removed_examples)
+                self.add_folder(folder, leave_out=lambda path: example_name(path) in self.removed_examples)
         except OSError:  # the app runs without its examples (a damaged install): said in the log, not a crash
             log.exception("the example LoRAs in %s cannot be listed", folder)
