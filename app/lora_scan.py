@@ -1,20 +1,25 @@
-"""A LoRA folder read on a thread of its own (``FolderScan``, run by ``LoraState.scan_folder``), and its words:
-the files it skipped as no usable FLUX.1 LoRA (``Skipped``), counted by kind on the panel and listed with why
-under "Skipped files…" (``skipped_details``), and what went wrong with the folder (``nothing_added``,
+"""A LoRA folder read on a thread of its own (``FolderScan``, ``read_folder``, run by ``LoraState.scan_folder``),
+and its words: the files it skipped as no usable FLUX.1 LoRA (``Skipped``), counted by kind on the panel and listed
+with why under "Skipped files…" (``skipped_details``), and what went wrong with the folder (``nothing_added``,
 ``scan_trouble``)."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from app.engine_errors import EngineError
-from app.lora_header import NOT_LORA, UNREADABLE, UNUSABLE, FileRead
+from app.lora_header import NOT_LORA, UNREADABLE, UNUSABLE, FileRead, read_file
 from app.wording import counted, were
 from gpu.errors import named_few
-from gpu.lora.folder import MAX_DEPTH, FolderListing
+from gpu.lora.folder import MAX_DEPTH, FolderListing, list_lora_files
+from gpu.paths import named_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +34,24 @@ class FolderScan:
     reads: list[tuple[Path, FileRead]] = field(default_factory=list)
     error: OSError | None = None
     broke: str = ""
+
+
+def read_folder(scan: FolderScan, progress: Callable[[int, int], None]) -> None:
+    """On the scan's thread: the folder listed, then each file's stamp and header read into ``scan``, ``progress``
+    told (files read, files listed) before each, until ``scan.cancel`` is set. Whatever breaks the reading off ends
+    it, noted in ``scan``: an error here left "Reading LoRAs…" on the panel for good."""
+    try:
+        scan.listing = listing = list_lora_files(scan.folder, scan.cancel.is_set)
+        for path in listing.files:
+            if scan.cancel.is_set():
+                return
+            progress(len(scan.reads), len(listing.files))
+            scan.reads.append((named_path(path), read_file(path)))
+    except OSError as exc:  # the folder itself cannot be listed (its files' errors are in their headers)
+        scan.error = exc.with_traceback(None)  # its frames hold the scan and the state: a reference cycle
+    except Exception as exc:
+        log.exception("reading the LoRAs of %s failed", scan.folder)
+        scan.broke = str(exc) or type(exc).__name__
 
 
 def nothing_added(scan: FolderScan) -> EngineError:

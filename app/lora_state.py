@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,15 @@ from app.lora_reuse import (
     unmatched_hashes,
     wanted_strengths,
 )
-from app.lora_scan import FolderScan, nothing_added, scan_summary, scan_trouble, skipped_details, skipped_files
+from app.lora_scan import (
+    FolderScan,
+    nothing_added,
+    read_folder,
+    scan_summary,
+    scan_trouble,
+    skipped_details,
+    skipped_files,
+)
 from app.observable import Prop
 from app.settings import LoraSetting, Settings
 from gpu.lora.folder import list_lora_files
@@ -169,21 +178,9 @@ class LoraState(QObject):
         self._show_done(f"Cancelled: no LoRAs of {scan.folder} were added.")
 
     def _run_scan(self, scan: FolderScan) -> None:
-        """On the scan's thread: the folder listed, then each file's stamp and header read, how far it is and the
-        end handed to the Qt thread (``_on_scan_progress``, ``_on_scanned``), unless cancelled. Whatever breaks the
-        reading off ends it: an error here left "Reading LoRAs…" on the panel for good."""
-        try:
-            scan.listing = listing = list_lora_files(scan.folder, scan.cancel.is_set)
-            for path in listing.files:
-                if scan.cancel.is_set():
-                    return
-                to_qt_thread(self._on_scan_progress, scan, len(scan.reads), len(listing.files))
-                scan.reads.append((named_path(path), read_file(path)))
-        except OSError as exc:  # the folder itself cannot be listed (its files' errors are in their headers)
-            scan.error = exc.with_traceback(None)  # its frames hold the scan and this state: a reference cycle
-        except Exception as exc:
-            log.exception("reading the LoRAs of %s failed", scan.folder)
-            scan.broke = str(exc) or type(exc).__name__
+        """On the scan's thread: the folder read (``read_folder``), how far it is and the end handed to the Qt
+        thread (``_on_scan_progress``, ``_on_scanned``), unless cancelled."""
+        read_folder(scan, partial(to_qt_thread, self._on_scan_progress, scan))
         if not scan.cancel.is_set():
             to_qt_thread(self._on_scanned, scan)
 

@@ -15,7 +15,7 @@ import shiboken6
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QImage
 
-import app.lora_state
+import app.lora_scan
 from app.background import Lookups, start_thread, to_qt_thread
 from app.lora_state import LoraState
 
@@ -55,13 +55,13 @@ def test_a_lookup_whose_owner_was_let_go_of_destroys_it_on_the_qt_thread(qtbot):
 
 def test_a_lora_folder_scan_whose_state_was_let_go_of_destroys_it_on_the_qt_thread(qtbot, monkeypatch, tmp_path):
     gate = threading.Event()
-    listing = app.lora_state.list_lora_files
+    listing = app.lora_scan.list_lora_files
 
     def list_after_the_gate(folder: Path, cancelled):
         gate.wait(_WAIT_S)
         return listing(folder, cancelled)
 
-    monkeypatch.setattr(app.lora_state, "list_lora_files", list_after_the_gate)
+    monkeypatch.setattr(app.lora_scan, "list_lora_files", list_after_the_gate)
     state = LoraState()
     threads = _destroyed_on(state)
     assert state.scan_folder(tmp_path)
