@@ -247,9 +247,13 @@ class ModelLibrary:
                 return
 
     def remove(self, name: str) -> None:
+        """Takes the user's model ``name`` off the list (not its file); refused, with the true reason, for a built-in
+        model or a name not listed (removed already: a user's model was once called built-in there)."""
         paths = self._user_paths()
+        if name in builtin_models():
+            raise UserError(f"{name!r} is a built-in model: built-in models cannot be removed")
         if name not in paths:
-            raise UserError(f"{name!r} is not a user-added model (built-in models cannot be removed)")
+            raise UserError(f"{self._not_found(name)}: nothing to remove (it may have been removed already)")
         # Its file stays: remembered as removed, so that one in the app's models folder is not found and added
         # again at the next start (gpu.library_found)
         removed = paths.pop(name)

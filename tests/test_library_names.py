@@ -6,6 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
+from gpu.errors import UserError
 from gpu.library import ModelLibrary, builtin_models
 
 DEMO_INT4 = Path(__file__).parents[1] / "resources/models/demo-int4.safetensors"
@@ -59,3 +62,19 @@ def test_the_rename_is_told_once_even_when_the_library_cannot_be_saved(tmp_path,
     assert library.resolve("demo-2").path == mine and [e.name for e in library.entries()][-1] == "demo-2"
     (notice,) = library.take_notices()
     assert "'demo-2'" in str(notice) and library.take_notices() == []
+
+
+def test_a_removal_refused_says_the_true_reason(tmp_path):
+    """A name no longer listed (removed already, by a Remove clicked twice) was refused as "not a user-added model
+    (built-in models cannot be removed)", of the user's own model: it says it is not in the library now."""
+    library = ModelLibrary(tmp_path)
+    mine = tmp_path / "mine.safetensors"
+    shutil.copyfile(DEMO_INT4, mine)
+    library.add(mine)
+    library.remove("mine")
+    with pytest.raises(UserError) as removed_again:
+        library.remove("mine")
+    assert str(removed_again.value) == ("no model named 'mine' in the library (demo, demo-int4): nothing to remove "
+                                        "(it may have been removed already)")  # fmt: skip
+    with pytest.raises(UserError, match="^'demo' is a built-in model: built-in models cannot be removed$"):
+        library.remove("demo")
