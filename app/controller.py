@@ -128,7 +128,8 @@ class AppController(QObject):
             describe=self._describe.emit, read=self._read_library.emit, add=self._add_model.emit,
             remove=self._remove_model.emit, owe_add=self._engine.add_model, changed=self.library_changed.emit,
             info_changed=self.model_info_changed.emit, add_ended=self.add_ended.emit, say=self.error.emit,
-            tell=self.status_message.emit), launch_fields, self)  # fmt: skip
+            tell=self.status_message.emit, jobs_ahead=lambda: len(self.queue.unfinished)), launch_fields,
+            self)  # fmt: skip
         self.restore = SettingsRestore(self.prompt, self.library, self.loras, self.gallery, self.error.emit,
                                        self.settings_restored.emit)  # fmt: skip
         self.queue = JobQueue(self.job, self.gallery, self.loras, data, self.store.path, worker, self._submit.emit,
@@ -144,6 +145,7 @@ class AppController(QObject):
         worker.ready.connect(self._on_ready)
         worker.library_changed.connect(self.library.on_library)
         worker.library_read.connect(self.library.on_library_read)
+        worker.removal_ended.connect(self.library.on_removal_ended)
         worker.model_added.connect(self.library.on_model_added)
         worker.add_failed.connect(self._on_add_failed)
         worker.models_found.connect(self.library.on_models_found)

@@ -216,6 +216,7 @@ class EngineWorker(QObject):
     ready = Signal(object)  # EngineStatus
     library_changed = Signal(list)  # list[ModelEntry]
     library_read = Signal(int, list)  # the read_library request's number, list[ModelEntry]
+    removal_ended = Signal(str)  # name of a model asked to be removed: taken off (library_changed before) or failed
     # An add's end, each with the number the add was asked with (``add_model``): the caller knows its own add's
     # from another's (one the user made meanwhile) and from any other request's failure.
     model_added = Signal(str, int)  # name the library gave a model just added (it may differ from the file's)
@@ -366,6 +367,8 @@ class EngineWorker(QObject):
 
     @Slot(str)
     def remove_model(self, name: str) -> None:
+        """Takes the model ``name`` off the library (not its file): the list sent, then ``removal_ended``, which
+        also ends one that failed (said by ``failed``), as the panel says it is pending till then."""
         try:
             self._ensure_service()
             if self._loaded == name:
@@ -376,6 +379,7 @@ class EngineWorker(QObject):
             self.library_changed.emit(list(self._library.entries()))
         except BaseException as exc:
             self._fail(exc)
+        self.removal_ended.emit(name)
         self._tell_library_notices()
 
     @Slot(int)

@@ -37,6 +37,8 @@ class LibraryLinks:
     add_ended: Callable[[int, object], None]  # an add's number, and the model's name or why it was refused
     say: Callable[[EngineError], None]  # a dialog
     tell: Callable[[str], None]  # the status bar
+    # How many jobs the engine runs or has queued now: a removal asked waits for them (it is queued behind them)
+    jobs_ahead: Callable[[], int] = lambda: 0
 
 
 class ModelLibrary(QObject):
@@ -62,7 +64,9 @@ class ModelLibrary(QObject):
         self.entries: list[Any] = []
         self.known = False  # the entries are the library's: the engine was ready once (``select_at_start``)
         self.model_info: Any = None
-        self._removing: tuple[str, Any] | None = None  # (name, path) of a model the user asked to remove
+        # name -> path of the models the user asked to remove that the engine has not taken off yet: it does so
+        # after the jobs queued before (minutes), and a second Remove meanwhile was refused as "not user-added"
+        self._removing: dict[str, Any] = {}
         self._gone: set[str] = set()  # models whose file went missing while the app ran, said so by on_library
         self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
         self._reads = 0  # the number of the last list read asked for (read), the answer _rechecking awaits
@@ -164,10 +168,28 @@ class ModelLibrary(QObject):
         return self._adds
 
     def remove_model(self, name: str) -> None:
-        """Takes the model ``name`` off the library's list (not its file); said once the library confirms it."""
-        entry = self.entry(name)
-        self._removing = (name, getattr(entry, "path", None))  # said once the library confirms it
+        """Takes the model ``name`` off the library's list (not its file); said once the library confirms it, and
+        shown as pending till then (``ModelListState.removing``). One already pending is not asked again."""
+        if name in self._removing:
+            return
+        self._removing[name] = getattr(self.entry(name), "path", None)
         self._links.remove(name)
+        self.list_state.show_removals(self._links.jobs_ahead())
+
+    def is_removing(self, name: str) -> bool:
+        """Whether the user asked to remove ``name`` and the engine has not answered yet."""
+        return name in self._removing
+
+    @property
+    def removing(self) -> list[str]:
+        """The models the user asked to remove that the engine has not taken off yet, in the order asked."""
+        return list(self._removing)
+
+    def on_removal_ended(self, name: str) -> None:
+        """The engine answered the removal of ``name``: taken off (said by ``on_library``, which the list came
+        to first), or failed (the error's dialog says why): no longer pending either way."""
+        if self._removing.pop(name, None) is not None:
+            self.list_state.show_removals()
 
     def on_engine_ready(self, entries: list[Any]) -> None:
         """The engine is ready with the library's ``entries``: known from now on (``select_at_start`` follows)."""
@@ -234,11 +256,13 @@ class ModelLibrary(QObject):
             if entry is not None:  # its file was moved or deleted while the app ran (a job or its facts found it)
                 self._say_cannot_open(entry, "", fallback, "user")
                 self._gone.add(entry.name)
-        removing, self._removing = self._removing, None
-        if removing is not None and self.entry(removing[0]) is None:
+        for name, path in list(self._removing.items()):
+            if self.entry(name) is not None:  # a list read before the removal was taken up
+                continue
+            del self._removing[name]
+            self.list_state.show_removals()
             # Said: with only the list changing, the selection (and with it the prompt panel's steps and size)
             # switched to another model unnoticed, and "Remove" may be read as deleting the file.
-            name, path = removing
             kept = f" ({path} itself is not deleted)" if path and Path(path).exists() else ""
             self._tell(f"The model '{name}' was removed from the library{kept}{switched}.")
 

@@ -12,6 +12,7 @@ from PySide6.QtCore import QObject, Signal
 from app.generation_state import PromptState
 from app.observable import Prop
 from app.wording import human_bytes
+from gpu.errors import named_few
 
 if TYPE_CHECKING:  # the library makes this state: imported at run time, it would import itself
     from app.model_library import ModelLibrary
@@ -78,13 +79,15 @@ class ModelListState(QObject):
     details_changed = Signal(object)
     runs_on_changed = Signal(object)
     runs_on_tip_changed = Signal(object)
+    removing_changed = Signal(object)
 
     rows = Prop(())  # tuple[ModelRow, ...]: the library's entries as the list shows them
     highlighted = Prop("")  # the name of the highlighted row: the model in use, or an unusable one gone to
-    removable = Prop(False)  # Remove acts on the highlighted model (a built-in one cannot be removed)
+    removable = Prop(False)  # Remove acts on the highlighted model (not a built-in one, nor one being removed)
     details = Prop("Starting the engine…")  # the model's facts, or a passing state ("Reading model…", a refusal)
     runs_on = Prop("")  # "Runs on: <path>" with the model's facts; "" (hidden) with a passing state
     runs_on_tip = Prop("")  # the engine's whole text (why, notes) where it says more than the path
+    removing = Prop("")  # "Removing 'mine' after the running job…" while the engine has not taken it off; "" (hidden)
 
     def __init__(self, library: ModelLibrary, prompt: PromptState, parent: QObject | None = None) -> None:
         """``library``: whose entries, current model and picks these are; ``prompt``: holds the model in use."""
@@ -92,6 +95,7 @@ class ModelListState(QObject):
         self._library = library
         self._prompt = prompt
         self._refused: tuple[str, str] = ("", "")  # a usable model whose facts could not be read, and why (refuse)
+        self._jobs_ahead = 0  # the most jobs queued before a removal pending (show_removals)
         prompt.model_changed.connect(self._in_use_changed)
 
     def set_entries(self, entries: list[Any]) -> None:
@@ -99,17 +103,9 @@ class ModelListState(QObject):
         or an unusable one the user highlighted (picked and refused, its file looked at again), kept so that
         Remove takes it off."""
         highlighted = self.highlighted
-        rows = []
-        for entry in entries:
-            label = entry.name + ("  (built-in)" if getattr(entry, "builtin", False) else "")
-            if usable(entry):
-                rows.append(ModelRow(label, entry.name, str(getattr(entry, "path", ""))))
-            else:
-                rows.append(ModelRow(f"{label}  ({unusable_word(entry)})", entry.name,
-                                     getattr(entry, "problem_text", "")))
         # The same rows again emit nothing: the list keeps its items (one pressed and not yet released was
         # replaced, and the click was lost).
-        self.rows = tuple(rows)
+        self.rows = self._rows(entries)
         refused = next((e for e in entries if e.name == highlighted and not usable(e)), None)
         if refused is not None and refused.name != self._prompt.model:
             self._mark(refused.name)
@@ -122,6 +118,32 @@ class ModelListState(QObject):
             self._show_in_use()
         else:
             self._mark(self._prompt.model)
+
+    def _rows(self, entries: list[Any]) -> tuple[ModelRow, ...]:
+        """The rows of the library's ``entries``: built-in, unusable, or being removed said after the name."""
+        rows = []
+        for entry in entries:
+            label = entry.name + ("  (built-in)" if getattr(entry, "builtin", False) else "")
+            if self._library.is_removing(entry.name):
+                label += "  (removing…)"
+            if usable(entry):
+                rows.append(ModelRow(label, entry.name, str(getattr(entry, "path", ""))))
+            else:
+                rows.append(ModelRow(f"{label}  ({unusable_word(entry)})", entry.name,
+                                     getattr(entry, "problem_text", "")))
+        return tuple(rows)
+
+    def show_removals(self, jobs_ahead: int = 0) -> None:
+        """The removals the engine has not answered yet (``ModelLibrary.removing``; one more was asked with
+        ``jobs_ahead`` jobs queued before it): their rows say so, Remove is greyed on them, and ``removing`` says
+        what they wait for. The engine takes a model off only after the jobs queued before (a FLUX batch: minutes),
+        and a Remove that showed nothing meanwhile looked broken."""
+        names = self._library.removing
+        self._jobs_ahead = max(self._jobs_ahead, jobs_ahead) if names else 0
+        self.rows = self._rows(self._library.entries)
+        self.removable = self._can_remove(self.highlighted)
+        after = {0: "", 1: " after the running job"}.get(self._jobs_ahead, " after the running and queued jobs")
+        self.removing = f"Removing {named_few([repr(n) for n in names])}{after}…" if names else ""
 
     def show_info(self, info: Any) -> None:
         """The facts of the model in use (``ModelInfo``) in the details, with the path that runs it; kept for when
@@ -153,7 +175,7 @@ class ModelListState(QObject):
             self._library.drop_recheck()  # a look at another one passed decides nothing now
             self.highlighted = name
             self._note(self.unusable_text(name))
-            self.removable = True
+            self.removable = self._can_remove(name)
             return Pick.SHOWN
         return self.pick(name)
 
@@ -179,7 +201,7 @@ class ModelListState(QObject):
         # back: then it is selected). It stays highlighted so Remove can take it off.
         looking = self._library.is_rechecking(name)
         self._note(f"{name}: looking at its file again…" if looking else self.unusable_text(name))
-        self.removable = True
+        self.removable = self._can_remove(name)
         return Pick.LOOKING if looking else Pick.REFUSED
 
     def remove(self) -> None:
@@ -227,7 +249,12 @@ class ModelListState(QObject):
     def _mark(self, name: str) -> None:
         """``name`` highlighted, and Remove as for it."""
         self.highlighted = name
-        self.removable = bool(name) and not getattr(self._entry(name), "builtin", False)
+        self.removable = self._can_remove(name)
+
+    def _can_remove(self, name: str) -> bool:
+        """Whether Remove acts on ``name``: a model of the user's, not being removed already (asked again, the
+        engine refused it once it had taken it off)."""
+        return bool(name) and not getattr(self._entry(name), "builtin", False) and not self._library.is_removing(name)
 
     def _note(self, text: str) -> None:
         """A passing state instead of a model's facts ("Reading model…", a model refused)."""

@@ -59,6 +59,9 @@ class ModelPanel(QWidget):
         self.runs_on = WrappedLabel()
         self.runs_on.setObjectName("runsOn")
         self.runs_on.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # What a Remove waits for (the jobs queued before it): under the buttons, whichever row is highlighted.
+        self.removing = WrappedLabel()
+        self.removing.setObjectName("removing")
         self.gpu = WrappedLabel("GPU: detecting…")
         self.memory = WrappedLabel()  # the memory plan for the selected model on this machine
         self.memory.setObjectName("memoryPlan")
@@ -85,6 +88,7 @@ class ModelPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.button_grid)
+        layout.addWidget(self.removing)
         layout.addWidget(self.details)
         layout.addWidget(self.runs_on)
         layout.addWidget(self.gpu)
@@ -94,8 +98,9 @@ class ModelPanel(QWidget):
         self.state.highlighted_changed.connect(self._show_highlighted)
         bind_enabled(self.state, "removable", self.remove_button)
         bind(self.state, "details", self.details)
-        self._show_runs_on(self.state.runs_on)
-        self.state.runs_on_changed.connect(self._show_runs_on)
+        for label, name in ((self.runs_on, "runs_on"), (self.removing, "removing")):
+            self._show_line(label, getattr(self.state, name))
+            getattr(self.state, f"{name}_changed").connect(lambda text, label=label: self._show_line(label, text))
         self.runs_on.setToolTip(self.state.runs_on_tip)
         self.state.runs_on_tip_changed.connect(self.runs_on.setToolTip)
         controller.engine_ready.connect(self._ready)
@@ -123,9 +128,11 @@ class ModelPanel(QWidget):
         self.list.setCurrentRow(row)
         self._marking = False
 
-    def _show_runs_on(self, text: str) -> None:
-        self.runs_on.setText(text)
-        self.runs_on.setVisible(bool(text))
+    @staticmethod
+    def _show_line(label: WrappedLabel, text: str) -> None:
+        """``label`` says ``text``, hidden while it is empty (a line that is not always there)."""
+        label.setText(text)
+        label.setVisible(bool(text))
 
     def _moved(self, item: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
         """The user moved the highlight (``ModelListState.highlight``); not the list being set from the state."""

@@ -11,13 +11,18 @@ from PySide6.QtCore import Qt
 
 from app.settings import LastJob, Settings, save_settings
 from gpu.paths import resources_dir
-from tests.app.gui import TEST_SIZE, TEST_STEPS, open_window
+from tests.app.gui import TEST_SIZE, TEST_STEPS, added_copy, engine_held_at, open_window
 
 
 def _item(window, name: str):
     panel = window.model_panel
     return next(panel.list.item(r) for r in range(panel.list.count())
                 if panel.list.item(r).data(Qt.ItemDataRole.UserRole) == name)
+
+
+def _listed(data_root) -> list[str]:
+    """The names of the user's models that library.json lists."""
+    return [m["name"] for m in json.loads((data_root / "library.json").read_text())["models"]]
 
 
 def test_removing_the_selected_model_falls_back_and_generation_works(qtbot, window, tmp_path):
@@ -47,6 +52,41 @@ def test_removing_the_selected_model_falls_back_and_generation_works(qtbot, wind
     with qtbot.waitSignal(controller.job_finished, timeout=120000) as done:
         controller.generate()
     assert done.args[0][0].settings["model"] == "demo"
+
+
+def test_a_model_removed_while_a_job_runs_is_shown_pending_and_removed_once(qtbot, window, tmp_path, data_root):
+    """The engine takes a model off only after the jobs queued before (a FLUX batch: minutes). Remove changed
+    nothing on screen meanwhile, so it was clicked again: the second removal, run after the first, was refused with
+    "'mine' is not a user-added model (built-in models cannot be removed)". Now the row and the panel say it is
+    being removed and after what, Remove is greyed on it, and it is asked of the engine once."""
+    controller, panel = window.controller, window.model_panel
+    errors, said = [], []
+    controller.error.connect(errors.append)
+    controller.status_message.connect(said.append)
+    mine = tmp_path / "mine.safetensors"
+    assert added_copy(qtbot, controller, mine) == "mine"
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
+    controller.prompt.prompt = "a red circle"
+    controller.prompt.steps, controller.prompt.width, controller.prompt.height = TEST_STEPS, TEST_SIZE, TEST_SIZE
+    with engine_held_at(controller, lambda _progress: True) as reached:
+        controller.generate()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        assert panel.remove_button.isEnabled()
+        panel.remove_button.click()
+        assert not panel.remove_button.isEnabled()  # greyed on the row being removed
+        assert _item(window, "mine").text() == "mine  (removing…)"
+        assert panel.removing.text() == "Removing 'mine' after the running job…" and panel.removing.isVisible()
+        controller.remove_model("mine")  # asked again (the controller's own way in): not sent a second time
+        qtbot.wait(300)
+        assert _listed(data_root) == ["mine"]  # still listed till the job ends
+    qtbot.waitUntil(lambda: controller.queue.idle and "mine" not in [e.name for e in controller.entries],
+                    timeout=120000)  # fmt: skip
+    qtbot.wait(500)  # a second removal, had it been sent, was answered by now
+    assert errors == []
+    assert said[1:] == [f"The model 'mine' was removed from the library ({mine} itself is not deleted); "
+                        "'demo' is selected."]  # what a removal says when it ends, as before
+    assert panel.removing.isHidden() and controller.prompt.model == "demo"
+    assert _listed(data_root) == []
 
 
 def test_a_model_file_deleted_between_sessions(qtbot, data_root, tmp_path):

@@ -230,3 +230,22 @@ def test_the_start_up_model_whose_facts_cannot_be_read_gives_way_to_the_first_th
     assert world.prompt.model == "demo-int4" and "'demo-int4' is selected instead" in engine.said[0].message
     assert state.highlighted == "demo" and not state.removable
     assert state.details == "demo: The model 'demo' is damaged. New images use demo-int4. Press Enter to try it again."
+
+
+def test_a_removal_is_pending_till_the_engine_answers_and_asked_once(world):
+    """The engine takes a model off after the jobs queued before it: meanwhile the row and the panel say so and
+    Remove is greyed on it; asked again, it is not sent again (the engine refused the second as "not user-added").
+    A removal that failed (its dialog says why) is no longer pending: Remove acts on the model again."""
+    lib, engine, state = world.library, world.engine, world.state
+    assert state.pick("mine") is Pick.SELECTED
+    state.remove()
+    assert state.rows[2] == ModelRow("mine  (removing…)", "mine", "/models/mine.safetensors")
+    assert not state.removable and state.removing == "Removing 'mine'…"  # no job ahead of it
+    lib.remove_model("mine")
+    assert engine.asks("remove") == [("mine",)]
+    lib.on_library(_entries())  # a list read before the removal was taken up: still pending
+    assert state.rows[2].text == "mine  (removing…)" and not state.removable
+    lib.on_removal_ended("mine")  # failed: the list as it was
+    assert state.rows[2].text == "mine" and state.removable and state.removing == ""
+    state.remove()
+    assert engine.asks("remove") == [("mine",), ("mine",)]
