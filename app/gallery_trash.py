@@ -50,7 +50,6 @@ class GalleryTrash(QObject):
     def __init__(self, model: GalleryModel, store: Store, data: DataDir) -> None:
         """Reads the undo list from ``store`` and looks at the trash (``has_trash``, Undo's count)."""
         super().__init__(model)
-        self._model = model
         self._store = store
         self._data = data
         self._undo = self._undo_batches()
@@ -60,8 +59,14 @@ class GalleryTrash(QObject):
         # The changes to the trash (a delete, an undo, Empty trash, the old trash gathered), so that a listing
         # made before one is not used (``TrashEmptier``).
         self._version = 0
-        self.emptier = TrashEmptier(self, model, store, data)
+        self.emptier = TrashEmptier(self, store, data)
         self.changed()
+
+    @property
+    def _model(self) -> GalleryModel:
+        """Its model, its Qt parent: held by Qt, not by a Python attribute, so that no reference cycle keeps the
+        model alive until a collection, which may run on any thread."""
+        return self.parent()  # type: ignore[return-value]
 
     def clear_name(self, rel_path: str) -> None:
         """A file in the trash under ``rel_path`` renamed out of the way of an image added under that name, its

@@ -54,11 +54,9 @@ class TrashEmptier(QObject):
     ``GalleryModel`` (whose ``has_trash``, ``emptying`` and signals it sets). A QObject on the Qt thread: the ends
     of those threads come to its slots through the event loop."""
 
-    def __init__(self, trash: GalleryTrash, model: GalleryModel, store: Store, data: DataDir) -> None:
+    def __init__(self, trash: GalleryTrash, store: Store, data: DataDir) -> None:
         """Nothing listed yet: ``GalleryTrash`` tells it of the trash as it is (``after_change``)."""
         super().__init__(trash)
-        self._trash = trash
-        self._model = model
         self._store = store
         self._data = data
         # The trash folder is listed on a thread (``_look_at_trash``): ``_look`` is the listing under way (the
@@ -74,6 +72,16 @@ class TrashEmptier(QObject):
         self._emptying: _Emptying | None = None
         self._deleting = Lookups("Gallery", self)
         self._deleting.ended.connect(self._on_emptied)
+
+    @property
+    def _trash(self) -> GalleryTrash:
+        """Its ``GalleryTrash``, its Qt parent (as ``GalleryTrash._model``: no reference cycle)."""
+        return self.parent()  # type: ignore[return-value]
+
+    @property
+    def _model(self) -> GalleryModel:
+        """The gallery model, its parent's parent."""
+        return self.parent().parent()  # type: ignore[union-attr,return-value]
 
     @property
     def deleting(self) -> bool:
