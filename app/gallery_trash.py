@@ -75,10 +75,15 @@ class GalleryTrash(QObject):
 
     def _undo_batches(self) -> list[list[ImageRecord]]:
         """Deletions stay undoable across restarts: the trash is in the database, the latest deletion last. One
-        entry per delete action, holding every image it moved whose file is in the trash: one Undo brings back
-        what one Delete removed."""
-        trash = self._data.trash
-        batches = ([r for r in b if (trash / r.path).is_file()] for b in self._store.trash_batches())
+        entry per delete action, holding every image it moved: one Undo brings back what one Delete removed. An
+        image whose file is in neither trash folder (removed by hand since, or missing before its delete) is on it
+        too, and comes back marked missing as within a session (``_restore``): left off, its entry stayed in the
+        trash for good, its prompt and settings lost without a word. One whose file waits in the old trash
+        (``DataDir.other_trash``: still to be gathered, or left there by a move that failed) is left off until it
+        is gathered: Undo cannot move it back from there."""
+        trash, old_trash = self._data.trash, self._data.other_trash
+        batches = ([r for r in b if (trash / r.path).is_file() or not (old_trash / r.path).is_file()]
+                   for b in self._store.trash_batches())  # fmt: skip
         return [batch for batch in batches if batch]
 
     def wait_for_gather(self, folder_import: FolderImport) -> None:

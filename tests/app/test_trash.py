@@ -313,6 +313,55 @@ def test_an_undo_without_its_file_never_takes_the_name_of_a_missing_entry(qtbot,
     assert shown["gone"] == ("d/0-2.png", True) and window.controller.gallery.undo_count == 0
 
 
+def test_an_image_without_its_file_in_the_trash_comes_back_from_undo_also_after_a_restart(qtbot, data_root,
+                                                                                          monkeypatch):
+    """After a restart, Undo brought back only the images of a deletion whose file was in the trash: one whose file
+    was removed from the trash meanwhile, or one already missing when it was deleted, stayed in the trash for good
+    (its prompt and settings with it), without a word, while the delete had said it would come back. Now they come
+    back marked missing, as within a session, and the notice names the one whose file left the trash; Empty trash
+    still forgets such an entry for good."""
+    from PySide6.QtWidgets import QMessageBox
+
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox", "owl", "cat", "emu"])
+    (data.images / "d" / "3.png").unlink()  # "emu"'s file removed by hand: its entry shows missing
+    window = open_window(qtbot, data_root)
+    _select(window, ["fox", "owl", "emu"])
+    window.gallery_panel.delete_selected()
+    assert window.statusBar().currentMessage() == "3 images moved to the trash (Undo delete brings them back)."
+    gui.open_windows.remove(window)
+    window.close()
+    (data.trash / "d" / "1.png").unlink()  # "owl"'s file removed from the trash by hand (or by a cleaner)
+
+    window = open_window(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    assert gallery.undo_count == 1 and panel.undo_button.isEnabled()
+    errors = []
+    window.controller.error.connect(errors.append)
+    panel.undo_button.click()
+    assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "owl", True), ("d/2.png", "cat", False),
+                              ("d/3.png", "emu", True)]  # fmt: skip
+    assert [e.kind for e in errors] == ["notice"]  # "emu" had no file before its delete: nothing new to say
+    assert "The file of 'owl' was no longer in the trash folder" in errors[0].message
+    assert str(data.images / "d" / "1.png") in errors[0].hint and "emu" not in errors[0].message
+    rows = window.controller.store.all_paths().values()
+    assert gallery.undo_count == 0 and not any(trashed for _, _, trashed in rows)  # none left in the trash for good
+
+    # Deleted again with one whose file is in the trash: Empty trash forgets both for good, after a restart too.
+    _select(window, ["owl", "cat"])
+    panel.delete_selected()
+    window = _restart(qtbot, window, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    assert gallery.undo_count == 1
+    trash_settled(qtbot, gallery)
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
+    panel.empty_trash_button.click()
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
+    assert window.statusBar().currentMessage() == "The trash was emptied: 1 file deleted (0.0 MiB)."
+    assert sorted(p for _, p, _ in _shown(window)) == ["emu", "fox"] and gallery.undo_count == 0
+    assert sorted(window.controller.store.all_paths()) == ["d/0.png", "d/3.png"]
+
+
 def test_empty_trash_is_enabled_only_while_the_trash_holds_something(qtbot, data_root, monkeypatch):
     """"Empty trash…" was enabled with nothing in the trash, and then only said "The trash is empty."."""
     from PySide6.QtWidgets import QMessageBox

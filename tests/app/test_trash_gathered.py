@@ -48,6 +48,8 @@ def test_a_trash_that_cannot_be_gathered_is_left_whole_and_said_with_the_start_u
     assert str(data.root / "trash" / "d" / "1.png") in message and "next start" in hint
     # a new image never takes the name it waits to have back in the trash (Undo would lose it or the new one)
     assert free_image_path(data, data.images / "d" / "1.png") == data.images / "d" / "1-2.png"
+    # nor does Undo bring it back from there as an entry without its file (it comes back once its file is gathered)
+    assert window.controller.gallery.undo_count == 0
     gui.open_windows.remove(window)
     window.close()
 
