@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 class FolderScan:
     """A folder's LoRA files being read on a thread of their own (``LoraState.scan_folder``). The thread fills in
     ``listing``, then ``reads`` (each file's ``named_path`` and ``FileRead``), or ``error`` (the folder cannot be
-    listed) or ``broke`` (why the reading broke off), before it hands the scan to the Qt thread."""
+    listed) or ``broke`` (why the reading broke off), in ``read_folder``; ``LoraState`` then hands it to the Qt
+    thread."""
 
     folder: Path
     cancel: threading.Event = field(default_factory=threading.Event)

@@ -1,7 +1,7 @@
 """Observable state of the LoRA panel: the LoRA files the user added, each enabled or not, with a strength (and,
 for a file with a CLIP or T5 part, a text strength of its own or "the same") and editable trigger words. Only the
-header of a file is read here (metadata, key names); the engine reads and checks the weights when it applies them,
-and reports problems as errors."""
+header of a file is read for it (metadata, key names: ``app.lora_header``); the engine reads and checks the weights
+when it applies them, and reports problems as errors."""
 
 from __future__ import annotations
 

@@ -39,8 +39,9 @@ def _a1111_hash(path: Path) -> str:
 
 
 class _Hashing:
-    """``content_hashes`` as the LoRA state calls it, noting each file it reads and on which thread; with ``hold``
-    it waits at each file until ``release``, so that a test acts while a search runs."""
+    """``content_hashes`` as the image's LoRAs' hash search calls it (``app.lora_reuse.entry_hashes``), noting each
+    file it reads and on which thread; with ``hold`` it waits at each file until ``release``, so that a test acts
+    while a search runs."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, hold: bool = False) -> None:
         self.read: list[str] = []

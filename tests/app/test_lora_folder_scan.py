@@ -22,11 +22,13 @@ from tests.app.test_lora_panel import _tiny_lora
 @pytest.fixture
 def held_reads(monkeypatch):
     """The LoRA panel's header reads, each noting its thread; one off the Qt thread waits until the test sets the
-    event returned (one on the Qt thread, as before the fix, goes on: the test fails instead of hanging)."""
-    import app.lora_header as lora_header
+    event returned (one on the Qt thread, as before the fix, goes on: the test fails instead of hanging). Held where
+    every header read passes (``read_header`` looks ``header_summary`` up at each call): a patch of ``read_header``
+    itself missed the modules that imported it by name (the row refresh, an image's LoRAs matched)."""
+    import gpu.lora.metadata as lora_metadata
 
     gate, threads = threading.Event(), []
-    read = lora_header.read_header
+    read = lora_metadata.header_summary
 
     def held(path: Path):
         threads.append(threading.current_thread())
@@ -34,7 +36,7 @@ def held_reads(monkeypatch):
             gate.wait(60)
         return read(path)
 
-    monkeypatch.setattr(lora_header, "read_header", held)
+    monkeypatch.setattr(lora_metadata, "header_summary", held)
     gate.threads = threads  # type: ignore[attr-defined]
     return gate
 
@@ -120,16 +122,16 @@ import sys, threading
 from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog
-import app.lora_header as lora_header
+import gpu.lora.metadata as lora_metadata
 from app.data_dir import resolve_data_dir
 from app.main_window import MainWindow
 
-never, read = threading.Event(), lora_header.read_header
+never, read = threading.Event(), lora_metadata.header_summary
 
 def held(path):  # a file on a network share that never answers (the shipped LoRA, read at start, answers)
     return read(path) if threading.current_thread() is threading.main_thread() else never.wait()
 
-lora_header.read_header = held
+lora_metadata.header_summary = held
 QFileDialog.getExistingDirectory = lambda *a, **k: sys.argv[2]
 qt = QApplication(["nibble-studio"])
 window = MainWindow(resolve_data_dir(Path(sys.argv[1])))
