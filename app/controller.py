@@ -10,6 +10,7 @@ arrives; committing their rows is the last step, so a crash in between is repair
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -278,14 +279,23 @@ class AppController(QObject):
 
     def save_image_as(self, record: ImageRecord, target: Path) -> Path | None:
         """A byte-for-byte copy of the image's PNG (so its generation settings come along) written atomically
-        at ``target``; ``.png`` is added to a name without a suffix. An error names the file and the reason."""
+        at ``target``; ``.png`` is added to a name without a suffix, and then a file of that name already there is
+        not replaced (refused). An error names the file and the reason."""
         source = self.gallery.path_of(record)
         target = Path(target)
-        if not target.suffix:
+        suffixed = not target.suffix
+        if suffixed:
             target = target.with_suffix(".png")
-        problem = ("its file is missing" if not source.is_file()
-                   else png_name_problem(target))  # fmt: skip
         hint = "Pick another folder, or a name ending in .png."
+        if not source.is_file():
+            problem = "its file is missing"
+        elif suffixed and os.path.lexists(target):
+            # The dialog asked before replacing the name it gave, not this one: Qt's own dialog and GTK's add no
+            # suffix, so "portrait" typed beside portrait.png replaced that picture unasked.
+            problem = "a file of that name is already there, and it was left as it is"
+            hint = f"Pick another name, or pick {target.name} itself in the dialog to replace it."
+        else:
+            problem = png_name_problem(target)
         if not problem:
             try:
                 written = atomic_write_with(target, lambda tmp: shutil.copyfile(source, tmp))

@@ -13,6 +13,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QKeySequenc
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QDialog,
     QFileDialog,
     QHBoxLayout,
     QLineEdit,
@@ -37,6 +38,21 @@ from app.widgets.search_field import connect_search
 from app.widgets.shortcuts import local_shortcuts
 from app.widgets.wrap_grid import WrapGrid
 from app.wording import counted
+
+
+def ask_png_name(parent: QWidget, suggested: str) -> str:
+    """The file name the user picks in a "Save image as" dialog starting at ``suggested`` ("" when cancelled). The
+    dialog adds ".png" to a name typed without it, so it is the real name it asks about before replacing a file:
+    Qt's own dialog and GTK's add no suffix themselves, and "portrait" typed beside portrait.png was no file of
+    that name, so nothing asked (``AppController.save_image_as`` refuses such a name, whatever dialog gave it)."""
+    dialog = QFileDialog(parent, "Save image as", suggested, "PNG image (*.png)")
+    dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+    dialog.setDefaultSuffix("png")
+    try:
+        accepted = dialog.exec() == QDialog.DialogCode.Accepted
+        return dialog.selectedFiles()[0] if accepted and dialog.selectedFiles() else ""
+    finally:
+        dialog.deleteLater()  # a child of the panel: one left per save otherwise
 
 
 class GalleryPanel(QWidget):
@@ -255,8 +271,7 @@ class GalleryPanel(QWidget):
         if record is None:
             return
         suggested = str(Path.home() / self.controller.gallery.path_of(record).name)
-        name, _ = QFileDialog.getSaveFileName(self, "Save image as", suggested, "PNG image (*.png)")
-        if name:
+        if name := ask_png_name(self, suggested):
             self.controller.save_image_as(record, Path(name))
 
     def reuse_settings(self) -> None:

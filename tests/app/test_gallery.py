@@ -331,8 +331,7 @@ def test_images_leave_the_gallery_with_their_settings(qtbot, tmp_path, data_root
     panel.select_row(0)
     record = gallery.record(0)
     source = gallery.path_of(record)
-    monkeypatch.setattr("app.widgets.gallery_panel.QFileDialog.getSaveFileName",
-                        lambda *a: (str(tmp_path / "keep"), "PNG image (*.png)"))  # fmt: skip
+    monkeypatch.setattr("app.widgets.gallery_panel.ask_png_name", lambda *a: str(tmp_path / "keep"))
     panel.save_button.click()
     assert (tmp_path / "keep.png").read_bytes() == source.read_bytes()
     # refused, each naming the file and why, and nothing replaced

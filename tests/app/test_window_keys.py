@@ -65,14 +65,13 @@ def test_ctrl_c_copies_from_the_focused_panel(qtbot, data_root):
 
 def test_ctrl_s_and_ctrl_z_belong_to_the_gallery(qtbot, data_root, monkeypatch):
     window = _window(qtbot, data_root)
-    asked: list[str] = []
-    monkeypatch.setattr("app.widgets.gallery_panel.QFileDialog.getSaveFileName",
-                        lambda *a: (asked.append(a[1]), ("", ""))[1])  # fmt: skip
+    asked: list[object] = []  # the widgets a Save dialog was shown over
+    monkeypatch.setattr("app.widgets.gallery_panel.ask_png_name", lambda parent, suggested: asked.append(parent) or "")
     for widget in (window.prompt_panel.prompt_edit, window.history_panel.view):
         _ctrl(qtbot, widget, Qt.Key.Key_S)
     assert asked == []  # was: a "Save image as" dialog for a gallery picture the user may not even see
     _ctrl(qtbot, window.gallery_panel.view, Qt.Key.Key_S)
-    assert asked == ["Save image as"]
+    assert asked == [window.gallery_panel]
 
     gallery, panel = window.controller.gallery, window.gallery_panel
     qtbot.keyClick(panel.view, Qt.Key.Key_Delete)
