@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
+from PySide6.QtGui import QImage
 
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
@@ -305,6 +306,20 @@ class AppController(QObject):
                 problem, hint = str(exc).removeprefix(f"cannot write {target}: "), exc.hint or hint
         self.error.emit(EngineError("user", f"The image {source.name} could not be saved as {target}: {problem}.",
                                     hint))
+        return None
+
+    def image_to_copy(self, record: ImageRecord) -> QImage | None:
+        """The image's pixels, for the clipboard (Ctrl+C in the gallery); None, and an error naming the file and why,
+        when its file is missing or is no image Qt can read: the clipboard is then left as it was (a null image
+        put there emptied it, what the user had copied before included, and nothing said so)."""
+        source = self.gallery.path_of(record)
+        image = QImage(str(source))
+        if not image.isNull():
+            return image
+        problem = "its file is missing" if not source.is_file() else "its file could not be read as an image"
+        self.error.emit(EngineError("user", f"The image {source} could not be copied: {problem}.",
+                                    "The clipboard was left as it was. Put the picture back at that place (or "
+                                    "replace a damaged file with a good copy), then copy it again."))
         return None
 
     def reuse_settings(self, record: ImageRecord) -> None:

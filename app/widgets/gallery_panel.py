@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, QModelIndex, QSize, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QKeySequence
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -261,10 +261,11 @@ class GalleryPanel(QWidget):
     def copy_image(self) -> None:
         """Ctrl+C: the selected image's pixels, for pasting into an image editor or a chat. (The files, with their
         settings, leave by dragging or Save as: a QMimeData made in Python and left on the clipboard crashes
-        PySide6 at exit, PYSIDE-2254, so the clipboard only gets what Qt builds itself.)"""
+        PySide6 at exit, PYSIDE-2254, so the clipboard only gets what Qt builds itself.) An image that cannot be
+        read leaves the clipboard as it was (``AppController.image_to_copy`` says why)."""
         record = self.current()
-        if record is not None:
-            QGuiApplication.clipboard().setImage(QImage(str(self.controller.gallery.path_of(record))))
+        if record is not None and (image := self.controller.image_to_copy(record)) is not None:
+            QGuiApplication.clipboard().setImage(image)
 
     def save_as(self) -> None:
         record = self.current()
