@@ -4,7 +4,7 @@
 the engine are imported on the engine thread once the event loop runs (``QTimer.singleShot(0, ...)``).
 
 The settings are read, autosaved and saved on quit by ``app.settings_state.SettingsState``; the window tells it of
-each change and gives it the window's geometry and dock layout.
+each change and gives it the window's geometry, dock layout and the gallery's splitter.
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ class MainWindow(QMainWindow):
 
     def _watch_settings(self) -> None:
         """Each change of what the settings are made of restarts the autosave: the prompt panel's fields (those
-        ``LastJob`` keeps), the LoRA list and its rows, a job started or ended (a fresh seed), the docks' places."""
+        ``LastJob`` keeps), the LoRA list and its rows, a job started or ended (a fresh seed), the docks' places and
+        sizes, the gallery's splitter."""
         prompt = self.controller.prompt
         for name in (f.name for f in fields(LastJob)):
             getattr(prompt, f"{name}_changed").connect(self.settings_changed)
@@ -179,6 +180,14 @@ class MainWindow(QMainWindow):
         for dock in (self.prompt_dock, self.model_dock, self.quantize_dock, self.history_dock, self.lora_dock):
             for signal in (dock.dockLocationChanged, dock.topLevelChanged, dock.visibilityChanged):
                 signal.connect(self.settings_changed)
+            dock.installEventFilter(self)  # a dock resized by dragging its edge: no signal says so (``eventFilter``)
+        self.gallery_panel.splitter.splitterMoved.connect(self.settings_changed)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """A dock resized (its edge dragged, or the window resized) restarts the autosave: the layout is kept."""
+        if event.type() == QEvent.Type.Resize and isinstance(watched, QDockWidget):
+            self.settings_changed()
+        return super().eventFilter(watched, event)
 
     def settings_changed(self) -> None:
         """Saves the settings soon after the last of a run of changes (``SettingsState.changed``)."""
@@ -261,10 +270,14 @@ class MainWindow(QMainWindow):
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     def _restore_layout(self) -> None:
-        if self.settings.window_geometry:
-            self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
-        if self.settings.window_state:
-            self.restoreState(QByteArray.fromBase64(self.settings.window_state.encode()))
+        """The window's geometry, its docks and the gallery's splitter as the settings keep them. A value that is
+        no saved state (a hand-edited file) is ignored by Qt: that part starts as it is made."""
+        settings = self.settings
+        for restore, saved in ((self.restoreGeometry, settings.window_geometry),
+                               (self.restoreState, settings.window_state),
+                               (self.gallery_panel.splitter.restoreState, settings.gallery_splitter)):  # fmt: skip
+            if saved:
+                restore(QByteArray.fromBase64(saved.encode()))
 
     def start(self) -> None:
         """Heavy start-up after the window is visible."""
@@ -310,10 +323,11 @@ class MainWindow(QMainWindow):
         self.settings_changed()
 
     def _gather_settings(self, settings: Settings) -> None:
-        """Puts in ``settings`` the window's geometry and dock layout, the prompt panel and the LoRA list as they
-        are now (before each save)."""
-        settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
-        settings.window_state = bytes(self.saveState().toBase64()).decode()
+        """Puts in ``settings`` the window's geometry and dock layout, the gallery's splitter, the prompt panel and
+        the LoRA list as they are now (before each save)."""
+        settings.window_geometry, settings.window_state, settings.gallery_splitter = (
+            bytes(state.toBase64()).decode()
+            for state in (self.saveGeometry(), self.saveState(), self.gallery_panel.splitter.saveState()))
         settings.last_job = self.controller.prompt.to_last_job()
         self.controller.loras.save_to(settings)
 

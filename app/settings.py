@@ -80,6 +80,9 @@ class Settings:
     version: int = SETTINGS_VERSION
     window_geometry: str = ""  # base64 of QMainWindow.saveGeometry()
     window_state: str = ""  # base64 of QMainWindow.saveState(): dock layout
+    # base64 of the gallery's QSplitter.saveState(): the grid's and the details pane's widths. A file saved before
+    # it was kept has none: the splitter starts as it is made.
+    gallery_splitter: str = ""
     last_job: LastJob = field(default_factory=LastJob)
     preview_every: int = 2  # a latent preview every N steps (0: none), which the engine makes (``generate``)
     loras: list[LoraSetting] = field(default_factory=list)

@@ -143,7 +143,7 @@ class GalleryPanel(QWidget):
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(self.metadata)
 
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)  # its state is the window's to keep
         splitter.setObjectName("gallerySplitter")
         splitter.addWidget(self.view)
         splitter.addWidget(side)
