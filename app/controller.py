@@ -42,7 +42,7 @@ from app.store_recovery import open_store
 from app.trash_actions import TrashActions
 from app.trash_listing import TrashListing
 from gpu.atomic import atomic_write_with
-from gpu.errors import UserError
+from gpu.errors import UserError, named_few
 from gpu.generation.png_metadata import ImageSettings, png_name_problem
 from gpu.generation.prompt_length import PromptMeter
 
@@ -248,8 +248,15 @@ class AppController(QObject):
         return self.library.model_info
 
     def add_loras(self, paths: list[str | Path]) -> None:
-        """LoRA files the user picked, switched on; a file that is no readable LoRA is refused and named."""
-        _added, refused = self.loras.add_files(paths)
+        """LoRA files the user picked, switched on; a file that is no readable LoRA is refused and named, and one
+        listed already is said (its row is switched on: the pick seemed to do nothing), as the Models panel says of
+        a model added again."""
+        _added, refused, listed = self.loras.add_files(paths)
+        if listed:
+            one = len(listed) == 1
+            self.status_message.emit(
+                f"The LoRA{'' if one else 's'} {named_few([repr(e.name) for e in listed])} "
+                f"{'is' if one else 'are'} already in the LoRA panel; {'it is' if one else 'they are'} switched on.")
         if refused:
             self.error.emit(EngineError("user", "\n\n".join(refused),
                                         "Use a FLUX.1 LoRA saved as .safetensors (download a damaged one again). "

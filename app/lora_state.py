@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
@@ -51,6 +51,15 @@ from gpu.paths import resolved as resolve_path
 log = logging.getLogger(__name__)
 
 _DONE_SHOWN_MS = 15_000  # how long the words of a folder's reading that ended stay on the panel
+
+
+class PickedFiles(NamedTuple):
+    """What ``LoraState.add_files`` did with the files picked: the row of each readable one (new, or the row listed
+    already), a sentence naming each refused file and why, and the rows of files listed already."""
+
+    added: list[LoraEntry]
+    refused: list[str]
+    listed: list[LoraEntry]
 
 
 class LoraState(QObject):
@@ -111,22 +120,30 @@ class LoraState(QObject):
         self.entries.append(entry)
         return entry
 
-    def add_files(self, paths: list[str | Path], enabled: bool = True) -> tuple[list[LoraEntry], list[str]]:
+    def add_files(self, paths: list[str | Path], enabled: bool = True) -> PickedFiles:
         """Files the user picked: each readable one added (switched on), the panel rebuilt once. A file that is
         no readable LoRA (a pickle, empty, truncated, not safetensors) is not added, since every job would fail
-        on it while it is on; returns (added, a sentence naming each refused file and why). The name's suffix is
-        not asked for: the header says what the file is (``.SafeTensors`` is one too)."""
-        added, refused = [], []
+        on it while it is on. A file listed already (by any path to it) is that row, switched on too where
+        ``enabled`` (it stayed off, and the pick seemed to do nothing). Returns the rows (``added``), a sentence
+        naming each refused file and why, and the rows that were listed already. The name's suffix is not asked
+        for: the header says what the file is (``.SafeTensors`` is one too)."""
+        picked = PickedFiles([], [], [])
+        listed = {id(e) for e in self.entries}
         for path in paths:
             path = named_path(path)
             read = read_file(path)
             if read.header.problem:
-                refused.append(f"{path} is not a LoRA that can be used: {read.header.problem}.")
-            else:
-                added.append(self._add(path, enabled, 1.0, read))
-        if added:
+                picked.refused.append(f"{path} is not a LoRA that can be used: {read.header.problem}.")
+                continue
+            entry = self._add(path, enabled, 1.0, read)
+            picked.added.append(entry)
+            if id(entry) in listed:
+                picked.listed.append(entry)
+                if enabled:
+                    self.set_enabled(entry, True)
+        if len(picked.added) > len(picked.listed):
             self.changed.emit()
-        return added, refused
+        return picked
 
     def add_folder(self, folder: str | Path, leave_out: Callable[[Path], bool] = lambda path: False) -> list[LoraEntry]:
         """The FLUX.1 LoRAs of ``folder`` and its subfolders (``list_lora_files``), but those ``leave_out`` says

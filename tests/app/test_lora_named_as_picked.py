@@ -40,8 +40,8 @@ def test_the_panel_names_the_lora_as_picked_and_lists_its_file_once(qapp, cache)
     assert entry.name == "style" and entry.path == link  # was: named by the blob's hash, its path the blob
     assert entry.request()[0] == str(link)  # the engine reads it under that name
     assert state.add_file(blob) is entry  # the same file by another path: the row it has
-    added, refused = state.add_files([link.parent.parent / "def456" / "style.safetensors"])
-    assert added == [entry] and refused == [] and len(state.entries) == 1
+    added, refused, listed = state.add_files([link.parent.parent / "def456" / "style.safetensors"])
+    assert added == listed == [entry] and refused == [] and len(state.entries) == 1
 
     again = LoraState()  # the next start, from the settings saved
     assert again.restore(state.to_settings()) == []

@@ -77,7 +77,7 @@ def test_add_lora_on_a_model_file_says_it_is_a_model_and_where_it_goes(tmp_path)
         "vae.decoder.conv_in.weight": ("F16", (8, 4, 3, 3))})  # fmt: skip
     svdq = resources_dir() / "models" / "demo-int4.safetensors"
     state = LoraState()
-    added, refused = state.add_files([sd3, flux, pipeline, svdq])
+    added, refused, _listed = state.add_files([sd3, flux, pipeline, svdq])
     assert added == [] and len(refused) == 4
     assert "sd3 medium.safetensors is a model, not a LoRA: a Stable Diffusion 3 checkpoint" in refused[0]
     assert ("flux1-dev.safetensors is a FLUX.1 model (a single-file checkpoint), not a LoRA: quantize it with the "
