@@ -111,11 +111,13 @@ def short_hash(item: dict[str, Any]) -> str:
     return digest.lower() if isinstance(digest, str) and len(digest) >= 8 else ""
 
 
-def rows_for_file(entries: list[LoraEntry], path: Path, add: Callable[[Path], LoraEntry]) -> list[LoraEntry]:
+def rows_for_file(entries: list[LoraEntry], path: Path,
+                  add: Callable[[Path], LoraEntry | str]) -> list[LoraEntry] | str:  # fmt: skip
     """The rows of ``entries`` an image's LoRA file ``path`` may be: the listed one at that path; else those listed
-    under the same file name whose file is there, in the panel's order; else the file, added (``add``); [] for
-    none. A bare file name (what images record since they no longer carry the folder) is looked up by name only:
-    resolved, it named a file in whatever folder the app was started from, which was then added."""
+    under the same file name whose file is there, in the panel's order; else the file, added (``add``: its row, or
+    why it was not added, returned then); [] for none. A bare file name (what images record since they no longer
+    carry the folder) is looked up by name only: resolved, it named a file in whatever folder the app was started
+    from, which was then added."""
     given = path.expanduser() if path.expanduser().is_absolute() else None
     resolved = resolve_path(given) if given is not None else None
     for e in entries:
@@ -128,13 +130,16 @@ def rows_for_file(entries: list[LoraEntry], path: Path, add: Callable[[Path], Lo
     named = [e for e in entries if {e.path.name, encodable(e.path.name)} & file_names and e.path.is_file()]
     if named:
         return named
-    return [add(given)] if given is not None and given.is_file() else []
+    if given is None or not given.is_file():
+        return []
+    added = add(given)
+    return added if isinstance(added, str) else [added]
 
 
-def match_by_file(used: Any, find: Callable[[Path], list[LoraEntry]], notices: list[str]) -> Match:
+def match_by_file(used: Any, find: Callable[[Path], list[LoraEntry] | str], notices: list[str]) -> Match:
     """The LoRAs of one of our images (``lora_list``: ``used``) matched to the rows ``find`` gives for each one's
     file (``rows_for_file``): a ref with a hash and several rows is searched by contents. Each entry that names no
-    LoRA, or no file here, is said in ``notices``."""
+    LoRA, or no file here, is said in ``notices``, and so is each file ``find`` did not add (why, as it says)."""
     refs: list[ImageRef] = []
     now: dict[int, LoraEntry] = {}
     jobs: dict[int, list[LoraEntry]] = {}
@@ -148,6 +153,10 @@ def match_by_file(used: Any, find: Callable[[Path], list[LoraEntry]], notices: l
             rows = find(Path(str(item.get("file", ""))))
         except (OSError, ValueError):  # e.g. a NUL byte in the name: no such file can exist
             rows = []
+        if isinstance(rows, str):
+            notices.append(f"The image used the LoRA '{item.get('name', '?')}', which was not added to the LoRA "
+                           f"panel: {rows} New images are made without it.")  # fmt: skip
+            continue
         if not rows:
             notices.append(
                 f"The image used the LoRA '{item.get('name', '?')}' ({item.get('file', '?')}), "

@@ -485,10 +485,17 @@ class LoraState(QObject):
         if self._panel() != before:
             self.changed.emit()
 
-    def _find(self, path: Path) -> list[LoraEntry]:
-        """The rows an image's LoRA file ``path`` may be (``rows_for_file``): the file added where none is listed
-        and it is there; [] for none."""
-        return rows_for_file(self.entries, path, self.add_file)
+    def _find(self, path: Path) -> list[LoraEntry] | str:
+        """The rows an image's LoRA file ``path`` may be (``rows_for_file``): the file added (off) where none is
+        listed and it is there, if it is a LoRA a job could use, as "Add LoRA…" requires (any program can write a
+        PNG: one named an SDXL LoRA, or /etc/passwd, and each was added, for good, as a row that said why it could
+        not be used); else the sentence saying why it was not added. [] for none."""
+        return rows_for_file(self.entries, path, self._add_usable)
+
+    def _add_usable(self, path: Path) -> LoraEntry | str:
+        """``add_files`` of ``path``, off: its row, or why it was refused."""
+        added, refused, _listed = self.add_files([path], enabled=False)
+        return added[0] if added else refused[0]
 
     def add_shipped(self, removed: list[str]) -> None:
         """The example LoRAs in resources/loras (off until the user enables them), but those the user removed from

@@ -1,0 +1,50 @@
+"""What a dropped image of ours does to a LoRA file it names: a file an image named by its path was added as a row
+whatever it was (an SDXL LoRA, /etc/passwd) and kept in the settings."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PIL import Image
+
+from gpu.generation.png_metadata import write_png
+from gpu.paths import resources_dir
+from tests.app.gui import drop_file
+from tests.lora_files import sdxl_like
+
+EXAMPLE = resources_dir() / "loras" / "monochrome-style.safetensors"
+
+
+def _our_png(path: Path, lora_list: list[dict]) -> Path:
+    """A PNG with our settings, made with the LoRAs of ``lora_list``."""
+    write_png(path, Image.new("RGB", (16, 16)),
+              {"prompt": "a cat", "model": "demo", "version": "NibbleStudio 0.9", "lora_list": lora_list})  # fmt: skip
+    return path
+
+
+def test_a_file_an_image_names_is_added_only_if_it_is_a_usable_lora(qtbot, bare_window, tmp_path):
+    """A PNG (any program can write one) naming an SDXL LoRA and /etc/passwd by their paths: neither is added (each
+    was, kept in the settings for good), each is named with why; a FLUX.1 LoRA it names is added, switched on."""
+    controller = bare_window.controller
+    shown = []
+    controller.error.connect(shown.append)
+    sdxl = sdxl_like(tmp_path / "sdxl-style.safetensors")
+    flux = shutil.copy(EXAMPLE, tmp_path / "flux-style.safetensors")
+    rows = [e.path for e in controller.loras.entries]
+    png = _our_png(tmp_path / "old.png", [{"name": "sdxl-style", "file": str(sdxl), "strength": 0.8},
+                                          {"name": "passwd", "file": "/etc/passwd", "strength": 0.8},
+                                          {"name": "flux-style", "file": str(flux), "strength": 0.6}])  # fmt: skip
+
+    drop_file(bare_window.prompt_panel, png)
+    assert [e.path for e in controller.loras.entries] == [*rows, flux]
+    assert controller.loras.requests() == [(str(flux), 0.6)]
+    said = [e.message for e in shown]
+    assert len(said) == 2, said
+    assert said[0].startswith(f"The image used the LoRA 'sdxl-style', which was not added to the LoRA panel: {sdxl} "
+                              "is not a LoRA that can be used: ")  # fmt: skip
+    assert "SDXL" in said[0] and said[0].endswith(". New images are made without it.")
+    assert said[1].startswith("The image used the LoRA 'passwd', which was not added to the LoRA panel: /etc/passwd "
+                              "is not a LoRA that can be used: ")  # fmt: skip
+    bare_window.close()
+    assert [s.path for s in bare_window.controller.settings.loras] == [str(p) for p in [*rows, flux]]
