@@ -113,21 +113,22 @@ def short_hash(item: dict[str, Any]) -> str:
 
 def rows_for_file(entries: list[LoraEntry], path: Path,
                   add: Callable[[Path], LoraEntry | str]) -> list[LoraEntry] | str:  # fmt: skip
-    """The rows of ``entries`` an image's LoRA file ``path`` may be: the listed one at that path; else those listed
-    under the same file name whose file is there, in the panel's order; else the file, added (``add``: its row, or
-    why it was not added, returned then); [] for none. A bare file name (what images record since they no longer
-    carry the folder) is looked up by name only: resolved, it named a file in whatever folder the app was started
-    from, which was then added."""
+    """The rows of ``entries`` an image's LoRA file ``path`` may be: the listed one at that path, first, then the
+    others listed under its file name (its file may have been saved over since: the image's hash tells); else those
+    listed under the same file name whose file is there, in the panel's order; else the file, added (``add``: its
+    row, or why it was not added, returned then); [] for none. A bare file name (what images record since they no
+    longer carry the folder) is looked up by name only: resolved, it named a file in whatever folder the app was
+    started from, which was then added."""
     given = path.expanduser() if path.expanduser().is_absolute() else None
     resolved = resolve_path(given) if given is not None else None
-    for e in entries:
-        if resolved is not None and e.resolved == resolved:
-            return [e] if e.path.is_file() else []
     # An image made on Windows names "C:\loras\x.safetensors", whose name on Linux would be all of it;
     # PureWindowsPath splits at either separator. A Linux name that is not UTF-8 is in the image escaped
     # ("styl\xe9.safetensors", ``encodable``), whose backslash is no separator.
     file_names = {PureWindowsPath(str(path)).name, path.name}
     named = [e for e in entries if {e.path.name, encodable(e.path.name)} & file_names and e.path.is_file()]
+    for e in entries:
+        if resolved is not None and e.resolved == resolved:
+            return [e, *(n for n in named if n is not e)] if e.path.is_file() else []
     if named:
         return named
     if given is None or not given.is_file():
@@ -138,8 +139,9 @@ def rows_for_file(entries: list[LoraEntry], path: Path,
 
 def match_by_file(used: Any, find: Callable[[Path], list[LoraEntry] | str], notices: list[str]) -> Match:
     """The LoRAs of one of our images (``lora_list``: ``used``) matched to the rows ``find`` gives for each one's
-    file (``rows_for_file``): a ref with a hash and several rows is searched by contents. Each entry that names no
-    LoRA, or no file here, is said in ``notices``, and so is each file ``find`` did not add (why, as it says)."""
+    file (``rows_for_file``): the rows of a ref with a hash, one or several, are searched by contents (one tells
+    whether the file is still the image's). Each entry that names no LoRA, or no file here, is said in
+    ``notices``, and so is each file ``find`` did not add (why, as it says)."""
     refs: list[ImageRef] = []
     now: dict[int, LoraEntry] = {}
     jobs: dict[int, list[LoraEntry]] = {}
@@ -164,7 +166,7 @@ def match_by_file(used: Any, find: Callable[[Path], list[LoraEntry] | str], noti
             )
             continue
         ref = ImageRef(rows[0].name, short_hash(item), item)
-        if ref.digest and len(rows) > 1:
+        if ref.digest:  # one row too: its file may have been saved over since (another LoRA of that name)
             jobs[len(refs)] = rows
         now[len(refs)] = first_usable(rows)
         refs.append(ref)
@@ -243,8 +245,9 @@ def search_hashes(search: HashSearch) -> dict[int, LoraEntry]:
 
 
 def unmatched_hashes(search: HashSearch, found: dict[int, LoraEntry]) -> list[str]:
-    """A sentence for each LoRA of ``search`` with several rows of its name, none of them with its hash (``found``
-    is what the search found): the row switched on at the drop stays on, unless it could not be used (said then)."""
+    """A sentence for each LoRA of ``search`` whose rows (several of its name, or the one: its file saved over
+    since) all lack its hash (``found`` is what the search found): the row switched on at the drop stays on, as the
+    LoRA of that name (new images may differ: said), unless it could not be used (said then)."""
     notices: list[str] = []
     for index in search.jobs.keys() & search.now.keys() - found.keys():
         ref, row = search.refs[index], search.now[index]

@@ -393,7 +393,10 @@ class LoraState(QObject):
         recorded, as ``restore_refs`` does: the first is on at once, the one whose file has the hash replaces it
         when the search of their contents ends, on a thread of its own, unless the panel was changed or another
         image came meanwhile; ``settled`` (``restore_refs``'s) is told then, or before this returns when no file
-        is read. A row at the image's very path is the LoRA, with no search.
+        is read. A row at the image's very path is on at once, searched first, before the other rows of its file
+        name; so is the one row of its file name: another LoRA saved over the file since was switched on unsaid.
+        When none has the hash, the row on stays on (the LoRA of that name) and ``settled`` says new images may
+        differ.
 
         ``used`` comes from a PNG (any program can write one, and claim to be us): entries that are no LoRA
         (not a mapping, a name no file can have, a strength that is no number) are said, never raised on."""

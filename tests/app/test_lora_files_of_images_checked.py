@@ -1,5 +1,6 @@
 """What a dropped image of ours does to a LoRA file it names: a file an image named by its path was added as a row
-whatever it was (an SDXL LoRA, /etc/passwd) and kept in the settings."""
+whatever it was (an SDXL LoRA, /etc/passwd) and kept in the settings; a LoRA file saved over since the image was made
+was switched on unsaid, though the image recorded its hash."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 from PIL import Image
 
 from gpu.generation.png_metadata import write_png
+from gpu.lora import read_lora
 from gpu.paths import resources_dir
 from tests.app.gui import drop_file
-from tests.lora_files import sdxl_like
+from tests.lora_files import sdxl_like, text_encoder_lora
 
 EXAMPLE = resources_dir() / "loras" / "monochrome-style.safetensors"
 
@@ -21,6 +23,36 @@ def _our_png(path: Path, lora_list: list[dict]) -> Path:
     write_png(path, Image.new("RGB", (16, 16)),
               {"prompt": "a cat", "model": "demo", "version": "NibbleStudio 0.9", "lora_list": lora_list})  # fmt: skip
     return path
+
+
+def test_a_lora_file_saved_over_since_the_image_was_made_is_said(qtbot, bare_window, tmp_path):
+    """The one row of the image's file name, its file another LoRA now: on at the image's strength, as the LoRA of
+    that name (as of several rows none with the hash), and said once its contents were searched, off the Qt
+    thread; the file the image was made with back, the drop says nothing."""
+    controller = bare_window.controller
+    shown = []
+    controller.error.connect(shown.append)
+    te = text_encoder_lora(tmp_path / "te.safetensors")
+    (entry,) = controller.loras.add_files([te], enabled=False)[0]
+    made_with, digest = te.read_bytes(), read_lora(te).short_hash
+    png = _our_png(tmp_path / "made.png", [{"name": "te", "file": "te.safetensors", "strength": 0.7, "hash": digest}])
+    text_encoder_lora(te, seed=5)  # another LoRA saved over it
+
+    drop_file(bare_window.prompt_panel, png)
+    assert entry.enabled and entry.strength == 0.7
+    qtbot.waitUntil(lambda: bool(shown))
+    assert [e.message for e in shown] == [
+        f"The image used the LoRA 'te' with the hash {digest}, which none of the LoRA files of that name listed here "
+        f"has: {te} is on instead, and new images may differ."]  # fmt: skip
+    assert entry.enabled and controller.loras.requests() == [(str(te), 0.7)]
+
+    shown.clear()
+    te.write_bytes(made_with)
+    controller.loras.set_enabled(entry, False)
+    drop_file(bare_window.prompt_panel, png)
+    assert entry.enabled
+    qtbot.waitUntil(lambda: controller.loras._search is None)  # settled, with nothing to say
+    assert [e.message for e in shown if "LoRA" in e.message] == []
 
 
 def test_a_file_an_image_names_is_added_only_if_it_is_a_usable_lora(qtbot, bare_window, tmp_path):

@@ -35,8 +35,8 @@ def _versions(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_of_several_rows_of_the_images_file_name_the_one_with_its_hash_is_used(qtbot, tmp_path, monkeypatch):
-    """v1 is on at once, v2 (the image's hash) replaces it once its contents are searched, off the Qt thread; a
-    row at the image's very path, or an entry without a hash, reads no file."""
+    """v1 is on at once, v2 (the image's hash) replaces it once its contents are searched, off the Qt thread; so
+    for a row at the image's very path (its file saved over since); an entry without a hash reads no file."""
     hashing = _Hashing(monkeypatch)
     (tmp_path / "v1").mkdir()
     (tmp_path / "v2").mkdir()
@@ -54,9 +54,13 @@ def test_of_several_rows_of_the_images_file_name_the_one_with_its_hash_is_used(q
 
     hashing.read.clear()
     assert state.restore_used([{**used, "file": str(v1.path), "strength": 0.5}], lambda *a: said.append(a)) == []
-    assert [(e.enabled, e.strength) for e in (v1, v2)] == [(True, 0.5), (False, 0.8)]  # its very path: no search
+    assert [(e.enabled, e.strength) for e in (v1, v2)] == [(True, 0.5), (False, 0.8)]  # its very path: on at once
+    # ... and searched first: saved over since (here, the image's hash is v2's), the row with the hash replaces it
+    qtbot.waitUntil(lambda: v2.enabled)
+    assert [(e.enabled, e.strength) for e in (v1, v2)] == [(False, 0.5), (True, 0.5)] and said[1] == ([], [])
     assert state.restore_used([{**used, "hash": None}], lambda *a: said.append(a)) == []
-    assert [e.enabled for e in state.entries] == [False, True, False] and hashing.read == []
+    assert [e.enabled for e in state.entries] == [False, True, False]
+    assert hashing.read == []  # the hashes kept per file version: no file read again
     assert said == [([], [])] * 3 and state._search is None
 
 
