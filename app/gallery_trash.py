@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Container
 from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -135,6 +136,11 @@ class GalleryTrash(QObject):
     def has_undo(self) -> bool:
         """Whether the undo list holds any deletion (also while Undo is refused)."""
         return bool(self._undo)
+
+    def without_file(self, files: Container[str]) -> int:
+        """How many images on the undo list have no file among ``files`` (the trash's, as listed): missing when
+        they were deleted, or their trashed file removed by hand since."""
+        return sum(record.path not in files for batch in self._undo for record in batch)
 
     def forget_undo(self) -> None:
         """Empties the undo list: Empty trash forgot the trashed rows."""

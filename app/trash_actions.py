@@ -103,9 +103,7 @@ class TrashActions:
         elif emptied.failures:
             self._say(self._trash_partly_emptied(emptied))
         else:
-            gone = f"; {counted(emptied.gone, 'file')} {were(emptied.gone)} gone already" if emptied.gone else ""
-            self._tell(f"The trash was emptied: {counted(emptied.deleted, 'file')} deleted "
-                       f"({emptied.freed / 2**20:.1f} MiB){gone}.")
+            self._tell(_emptied_text(emptied))
 
     def _trash_emptied_elsewhere(self, emptied: TrashEmptied, moved: OSError) -> EngineError:
         # Not "emptied: 0 files deleted": the files not found at the old path went with the folder, still in its
@@ -192,6 +190,19 @@ class TrashActions:
 
 # How many reasons why Empty trash could not delete files are logged one by one (the others in one line).
 _REASONS_LOGGED = 5
+
+
+def _emptied_text(emptied: TrashEmptied) -> str:
+    """What Empty trash that ended well says: the files deleted, those gone already, and the images in the trash
+    that had no file, removed too (left out, they went uncounted, and a trash of only them said "0 files")."""
+    fileless = emptied.fileless
+    if fileless and not emptied.deleted and not emptied.gone:
+        return f"The trash was emptied: {counted(fileless, 'image')} whose file was already gone {were(fileless)} " \
+            "removed."  # fmt: skip
+    gone = f"; {counted(emptied.gone, 'file')} {were(emptied.gone)} gone already" if emptied.gone else ""
+    removed = f"; {counted(fileless, 'image')} without a file {were(fileless)} removed too" if fileless else ""
+    return f"The trash was emptied: {counted(emptied.deleted, 'file')} deleted ({emptied.freed / 2**20:.1f} MiB)" \
+        f"{gone}{removed}."  # fmt: skip
 
 
 def _log_failures(emptied: TrashEmptied) -> None:

@@ -231,6 +231,7 @@ class TrashEmptier(QObject):
         self._model.has_trash = not self._trash.gathering and (self._trash.has_undo or bool(listing.deleted))
         if look.then is not None:
             listing.version = look.version
+            listing.fileless = self._trash.without_file(listing.files)
             look.then(listing)
 
     def _log_not_listed(self, why: Exception) -> None:
@@ -273,7 +274,8 @@ class TrashEmptier(QObject):
             self._put_back(listing)
         self._store.forget_trashed()  # their files, now rowless, stay among ``deleted``
         self._trash.forget_undo()
-        emptying = _Emptying(listing.size[0], threading.Event())  # counted as the confirmation counted them
+        # Counted as the confirmation counted them: the files, and the images without one, whose rows went here.
+        emptying = _Emptying(listing.size[0], threading.Event(), emptied=TrashEmptied(fileless=listing.fileless))
 
         def told(deleted: int) -> None:  # on the deletion's thread
             to_qt_thread(self._deleted_so_far, deleted)

@@ -26,7 +26,8 @@ class TrashListing:
     gallery (left there by a delete whose commit failed: ``DeleteNotSaved``), which Empty trash moves back rather
     than deletes; ``pictures``, the images folder and the trash listed for moving them back (only when there are
     such); ``version``, the gallery's trash version it was made at (``GalleryModel.empty_trash`` acts on a listing
-    of the trash as it is)."""
+    of the trash as it is); ``fileless``, how many images in the trash have no file in it (one missing when it was
+    deleted, or its trashed file removed by hand), which Empty trash removes too (Undo brings them back, missing)."""
 
     files: dict[str, Path] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
@@ -34,6 +35,7 @@ class TrashListing:
     shown: frozenset[str] = frozenset()
     pictures: Listed | None = None
     version: int = -1
+    fileless: int = 0
 
     @property
     def deleted(self) -> list[Path]:
@@ -48,6 +50,12 @@ class TrashListing:
         was "empty" while Empty trash stayed enabled."""
         deleted = [rel for rel in self.files if rel not in self.shown]
         return len(deleted), sum(self.sizes.get(rel, 0) for rel in deleted)
+
+    @property
+    def empty(self) -> bool:
+        """Whether Empty trash has nothing to do: no file to delete, and no image without its file to remove (those
+        left out, a trash of such images was "empty" while Undo brought them back)."""
+        return not self.size[0] and not self.fileless
 
 
 def list_trash(trash: Path) -> TrashListing:
@@ -97,7 +105,8 @@ class TrashEmptied:
     the trash, but all of them go this way when the data folder is moved away meanwhile: the end checks it then
     (``TrashEmptier._on_emptied``) and sets ``moved``, rather than say "emptied" of files all still in the moved
     trash. ``error``: what stopped the deletion before its end (a fault, not an ``OSError`` of one file); the
-    counts are those it reached, the files not tried stay in the trash."""
+    counts are those it reached, the files not tried stay in the trash. ``fileless``: the images in the trash that
+    had no file there, removed with the rows (``TrashListing.fileless``)."""
 
     deleted: int = 0
     freed: int = 0
@@ -106,6 +115,7 @@ class TrashEmptied:
     gone: int = 0
     error: Exception | None = None
     moved: OSError | None = None  # a ``DataDirMoved``: why the files ``gone`` were not there
+    fileless: int = 0
 
     def failure_kinds(self) -> list[FailureKind]:
         """``failures`` by kind (the same error number and words), the most first; in one pass, for tens of

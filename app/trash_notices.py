@@ -1,6 +1,6 @@
 """What the gallery's trash says to the user when it refuses an action or could not do all of it (``EngineError``
 notices): Delete, Undo or Empty trash asked for while the trash is emptied or the old trash gathered, images Undo
-brought back without their file, a trash folder Empty trash could not list."""
+brought back without their file, a trash folder Empty trash could not list; and Empty trash's question."""
 
 from __future__ import annotations
 
@@ -11,12 +11,25 @@ from app.engine_errors import EngineError, classify
 from app.history_model import prompt_line
 from app.image_files import absolute
 from app.store import ImageRecord
+from app.trash_listing import TrashListing
 from app.wording import counted
 from gpu.errors import named_few
 
 
 def _so_far(deleted: int, total: int) -> str:
     return f"{deleted} of {counted(total, 'file')} deleted so far"
+
+
+def empty_trash_question(listing: TrashListing) -> str:
+    """What Empty trash asks before removing what ``listing`` found for good: its files and their size, and the
+    images in the trash whose file is already gone (counted too: they go, and Undo brought them back)."""
+    files, size = listing.size
+    n = listing.fileless
+    if not files:
+        return f"Remove the {counted(n, 'image')} in the trash for good? " \
+            f"{'Its file is' if n == 1 else 'Their files are'} already gone."  # fmt: skip
+    fileless = f", and remove the {counted(n, 'image')} in it whose file is already gone" if n else ""
+    return f"Delete the {counted(files, 'file')} in the trash ({size / 2**20:.1f} MiB) for good{fileless}?"
 
 
 def refused_while_emptying(what: str, deleted: int, total: int) -> EngineError:

@@ -34,10 +34,10 @@ from app.image_summary import describe_image
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
 from app.trash_listing import TrashListing
+from app.trash_notices import empty_trash_question
 from app.widgets.search_field import connect_search
 from app.widgets.shortcuts import local_shortcuts
 from app.widgets.wrap_grid import WrapGrid
-from app.wording import counted
 
 
 def ask_png_name(parent: QWidget, suggested: str) -> str:
@@ -244,12 +244,11 @@ class GalleryPanel(QWidget):
         self.controller.gallery.list_trash_to_empty(self._confirm_empty_trash)
 
     def _confirm_empty_trash(self, listing: TrashListing) -> None:
-        files, size = listing.size
-        if not files:
+        """Asks before Empty trash removes what ``listing`` found for good (``empty_trash_question``)."""
+        if listing.empty:
             self.controller.error.emit(EngineError("notice", "The trash is empty."))
             return
-        question = f"Delete the {counted(files, 'file')} in the trash ({size / 2**20:.1f} MiB) for good?"
-        box = QMessageBox(QMessageBox.Icon.Warning, "Empty trash", question,
+        box = QMessageBox(QMessageBox.Icon.Warning, "Empty trash", empty_trash_question(listing),
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)  # fmt: skip
         box.setInformativeText("Deleted images can no longer be brought back with Undo.")
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)

@@ -357,7 +357,9 @@ def test_an_image_without_its_file_in_the_trash_comes_back_from_undo_also_after_
     monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
     panel.empty_trash_button.click()
     qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
-    assert window.statusBar().currentMessage() == "The trash was emptied: 1 file deleted (0.0 MiB)."
+    # "owl", without its file, counted too (it went uncounted)
+    assert window.statusBar().currentMessage() == "The trash was emptied: 1 file deleted (0.0 MiB); 1 image " \
+        "without a file was removed too."  # fmt: skip
     assert sorted(p for _, p, _ in _shown(window)) == ["emu", "fox"] and gallery.undo_count == 0
     assert sorted(window.controller.store.all_paths()) == ["d/0.png", "d/3.png"]
 
@@ -404,3 +406,42 @@ def test_a_delete_says_how_many_images_went_to_the_trash(qtbot, data_root):
     panel.view.selectAll()
     panel.delete_selected()
     assert window.statusBar().currentMessage() == "3 images moved to the trash (Undo delete brings them back)."
+
+
+def test_empty_trash_removes_images_in_the_trash_whose_file_is_gone_and_counts_them(qtbot, data_root, monkeypatch):
+    """With only images whose file was gone in the trash (one missing when it was deleted, one whose trashed file
+    was removed by hand), Empty trash said "The trash is empty." and did nothing, while Undo delete brought them
+    back; with files beside them, its question and its end counted the files alone, and they went uncounted. Now
+    it asks about them in words, removes them for good, and says so."""
+    from PySide6.QtWidgets import QMessageBox
+
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox", "owl", "cat"])
+    (data.images / "d" / "1.png").unlink()  # "owl" is missing before its delete
+    window = gui.window_without_engine(qtbot, data)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    _select(window, ["owl", "cat"])
+    panel.delete_selected()
+    (data.trash / "d" / "2.png").unlink()  # "cat"'s file removed from the trash by hand
+    trash_settled(qtbot, gallery)
+    assert panel.empty_trash_button.isEnabled() and panel.undo_button.isEnabled()
+
+    errors, asked = [], []
+    window.controller.error.connect(errors.append)
+
+    def answer(box: QMessageBox) -> None:
+        asked.append(box.text())
+        box.button(QMessageBox.StandardButton.Yes).click()
+
+    monkeypatch.setattr(QMessageBox, "exec", answer)
+    panel.empty_trash_button.click()  # the trash listed on its thread, then asked about
+    qtbot.waitUntil(lambda: bool(asked or errors), timeout=30000)
+    assert [e.message for e in errors] == [] and asked == [
+        "Remove the 2 images in the trash for good? Their files are already gone."]
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
+    assert window.statusBar().currentMessage() == "The trash was emptied: 2 images whose file was already gone " \
+        "were removed."  # fmt: skip
+    trash_settled(qtbot, gallery)
+    assert gallery.undo_count == 0 and not panel.undo_button.isEnabled() and not panel.empty_trash_button.isEnabled()
+    assert sorted(window.controller.store.all_paths()) == ["d/0.png"]  # gone for good, after a restart too
