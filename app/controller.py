@@ -192,13 +192,18 @@ class AppController(QObject):
 
     def generate(self) -> Job | None:
         """Queues a job with the prompt panel's settings and the LoRAs switched on (Generate); None, and said why,
-        when there is no prompt, a field shows a value it does not take, or a LoRA switched on cannot be used."""
+        when there is no prompt, a field shows a value it does not take, the model is being removed, or a LoRA
+        switched on cannot be used."""
         if not self.prompt.prompt.strip():
             self.error.emit(EngineError("user", "Type a prompt first.", "Describe the image you want to see."))
             return None
         typed = self.prompt.typed_error()  # "30" in Width ran the size the field held before, "0" in Images 1 image
         if typed is not None:
             self.error.emit(typed)
+            return None
+        removing = self.library.removal_refuses(self.prompt.model)  # its job would run after the removal
+        if removing is not None:
+            self.error.emit(removing)
             return None
         loras = self.loras.requests()  # each enabled file read again if it changed: a job on a gone one would fail
         unusable = self.loras.unusable()

@@ -180,6 +180,18 @@ class ModelLibrary(QObject):
         """Whether the user asked to remove ``name`` and the engine has not answered yet."""
         return name in self._removing
 
+    def removal_refuses(self, name: str) -> EngineError | None:
+        """Why a job on ``name`` is not queued: its removal is pending (``remove_model``), and the engine takes it
+        off before any job queued now, which would fail ("no model named …"); None when it is not being removed.
+        The selection is left as it is, rather than moved at the Remove click to the model the removal's end
+        selects: the user did not pick that model, and its defaults would change the prompt panel's fields
+        unasked; the user picks the model of the next job."""
+        if name not in self._removing:
+            return None
+        return EngineError("user", f"The model '{name}' is being removed from the library: a job queued on it now "
+                           "would run after the removal and fail.",
+                           "Pick another model in the Models list, then generate again.")  # fmt: skip
+
     @property
     def removing(self) -> list[str]:
         """The models the user asked to remove that the engine has not taken off yet, in the order asked."""

@@ -25,6 +25,17 @@ def _listed(data_root) -> list[str]:
     return [m["name"] for m in json.loads((data_root / "library.json").read_text())["models"]]
 
 
+def _mine_in_use(qtbot, controller, tmp_path):
+    """A copy of the demo model added as 'mine' and in use (its facts read), the prompt panel set for a quick job
+    of "a red circle"; the copy's path."""
+    mine = tmp_path / "mine.safetensors"
+    assert added_copy(qtbot, controller, mine) == "mine"
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
+    controller.prompt.prompt = "a red circle"
+    controller.prompt.steps, controller.prompt.width, controller.prompt.height = TEST_STEPS, TEST_SIZE, TEST_SIZE
+    return mine
+
+
 def test_removing_the_selected_model_falls_back_and_generation_works(qtbot, window, tmp_path):
     controller = window.controller
     mine = tmp_path / "mine.safetensors"
@@ -63,11 +74,7 @@ def test_a_model_removed_while_a_job_runs_is_shown_pending_and_removed_once(qtbo
     errors, said = [], []
     controller.error.connect(errors.append)
     controller.status_message.connect(said.append)
-    mine = tmp_path / "mine.safetensors"
-    assert added_copy(qtbot, controller, mine) == "mine"
-    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
-    controller.prompt.prompt = "a red circle"
-    controller.prompt.steps, controller.prompt.width, controller.prompt.height = TEST_STEPS, TEST_SIZE, TEST_SIZE
+    mine = _mine_in_use(qtbot, controller, tmp_path)
     with engine_held_at(controller, lambda _progress: True) as reached:
         controller.generate()
         qtbot.waitUntil(reached.is_set, timeout=60000)
@@ -87,6 +94,38 @@ def test_a_model_removed_while_a_job_runs_is_shown_pending_and_removed_once(qtbo
                         "'demo' is selected."]  # what a removal says when it ends, as before
     assert panel.removing.isHidden() and controller.prompt.model == "demo"
     assert _listed(data_root) == []
+
+
+def test_generate_refuses_the_model_being_removed_and_says_what_to_pick(qtbot, window, tmp_path):
+    """Remove on the model in use while a job ran left it selected till the removal, so a Generate clicked meanwhile
+    queued a job on it behind the removal, which then failed ("no model named 'mine'"). Now Generate refuses it,
+    naming it and what to do; nothing is queued, and once another model is picked Generate runs on it."""
+    controller, panel = window.controller, window.model_panel
+    generate = window.prompt_panel.generate_button
+    errors, finished = [], []
+    controller.error.connect(errors.append)
+    controller.job_finished.connect(finished.append)
+    _mine_in_use(qtbot, controller, tmp_path)
+    with engine_held_at(controller, lambda _progress: True) as reached:
+        generate.click()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        panel.remove_button.click()
+        assert panel.removing.text() == "Removing 'mine' after the running job…"
+        assert controller.prompt.model == "mine"  # still what the panel shows selected, marked "(removing…)"
+        generate.click()
+        assert len(controller.queue.unfinished) == 1  # nothing queued behind the removal
+        assert [e.kind for e in errors] == ["user"]
+        assert "'mine' is being removed from the library" in errors[0].message
+        assert "Pick another model in the Models list" in errors[0].hint
+    qtbot.waitUntil(lambda: controller.queue.idle and "mine" not in [e.name for e in controller.entries],
+                    timeout=120000)  # fmt: skip
+    assert len(errors) == 1 and [[r.settings["model"] for r in records] for records in finished] == [["mine"]]
+    assert controller.prompt.model == "demo"  # as the end of a removal selects, as before
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
+    controller.prompt.steps, controller.prompt.width, controller.prompt.height = TEST_STEPS, TEST_SIZE, TEST_SIZE
+    with qtbot.waitSignal(controller.job_finished, timeout=120000) as done:
+        generate.click()
+    assert done.args[0][0].settings["model"] == "demo" and len(errors) == 1
 
 
 def test_a_model_file_deleted_between_sessions(qtbot, data_root, tmp_path):
