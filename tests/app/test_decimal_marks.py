@@ -32,6 +32,19 @@ def test_the_wizards_memory_budgets_take_either_decimal_mark(qtbot, window):
                 assert (field.value(), field.text()) == (3.5, f"3{point}50 GiB"), (typed, point)
     config = wizard.config()
     assert (config.gpu_budget_gib, config.ram_budget_gib) == (3.5, 3.5)  # what the run is given
+    # The locale's group separator before three digits stays one: 1000 GiB of RAM, not 1.
+    en_us = QLocale(QLocale.Language.English, QLocale.Country.UnitedStates)
+    german = LOCALES[1][0]
+    for locale, typed, taken in ((QLocale.c(), "1,000", 1000.0), (en_us, "1,024", 1024.0), (german, "1.000", 1000.0),
+                                 (german, "1.000,5", 1000.5), (en_us, "1,000.5", 1000.5)):  # fmt: skip
+        page.ram_gib.setLocale(locale)
+        _typed(qtbot, page.ram_gib, typed)
+        assert page.ram_gib.value() == taken, (locale.name(), typed)
+    # Below the field's minimum (1 GiB) the value before it stays, as for "0.5": Qt's own clean-up dropped the C
+    # locale's group separator from "0,5" and took 5 GiB.
+    page.ram_gib.setLocale(QLocale.c())
+    _typed(qtbot, page.ram_gib, "0,5")
+    assert page.ram_gib.value() == 1000.5
     wizard.close()
 
 
