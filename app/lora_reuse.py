@@ -244,13 +244,17 @@ def search_hashes(search: HashSearch) -> dict[int, LoraEntry]:
     return found
 
 
-def unmatched_hashes(search: HashSearch, found: dict[int, LoraEntry]) -> list[str]:
+def unmatched_hashes(search: HashSearch, found: dict[int, LoraEntry], rows_on: set[int] | None = None) -> list[str]:
     """A sentence for each LoRA of ``search`` whose rows (several of its name, or the one: its file saved over
     since) all lack its hash (``found`` is what the search found): the row switched on at the drop stays on, as the
-    LoRA of that name (new images may differ: said), unless it could not be used (said then)."""
+    LoRA of that name (new images may differ: said), unless it could not be used (said then). ``rows_on``, where
+    given (the user changed the panel while the files were hashed): the ids of the rows on now; a LoRA whose row is
+    not among them (switched off or removed meanwhile) is not said."""
     notices: list[str] = []
     for index in search.jobs.keys() & search.now.keys() - found.keys():
         ref, row = search.refs[index], search.now[index]
+        if rows_on is not None and id(row) not in rows_on:  # the user's choice since: no news to them
+            continue
         instead = f"{row.path} is on instead, and new images may differ" if row.enabled else \
             "none of them is on"  # fmt: skip
         notices.append(f"The image used the LoRA '{ref.name}' with the hash {ref.digest}, which none of the LoRA "

@@ -392,11 +392,11 @@ class LoraState(QObject):
         pytorch_lora_weights.safetensors; two versions kept in two folders) are told apart by the hash the image
         recorded, as ``restore_refs`` does: the first is on at once, the one whose file has the hash replaces it
         when the search of their contents ends, on a thread of its own, unless the panel was changed or another
-        image came meanwhile; ``settled`` (``restore_refs``'s) is told then, or before this returns when no file
-        is read. A row at the image's very path is on at once, searched first, before the other rows of its file
-        name; so is the one row of its file name: another LoRA saved over the file since was switched on unsaid.
-        When none has the hash, the row on stays on (the LoRA of that name) and ``settled`` says new images may
-        differ.
+        image came meanwhile; ``settled`` (``restore_refs``'s) is told when it ends (the panel changed or not), or
+        before this returns when no file is read. A row at the image's very path is on at once, searched first,
+        before the other rows of its file name; so is the one row of its file name: another LoRA saved over the
+        file since was switched on unsaid. When none has the hash, the row on stays on (the LoRA of that name) and
+        ``settled`` says new images may differ (unless the user switched it off or removed it meanwhile).
 
         ``used`` comes from a PNG (any program can write one, and claim to be us): entries that are no LoRA
         (not a mapping, a name no file can have, a strength that is no number) are said, never raised on."""
@@ -418,9 +418,10 @@ class LoraState(QObject):
         preferred; the first is on meanwhile), needs contents: each hash reads a whole file, and 150 LoRAs of
         100-300 MB hashed on this thread froze the window for minutes. So they are hashed on a thread of their own
         (kept per file version: the next search is instant), and the rows found are switched on when it ends,
-        unless the panel was changed or another image dropped meanwhile: the late result is dropped then.
+        unless the panel was changed or another image dropped meanwhile: the late rows stay off then.
         ``settled`` is called on this thread with the names of the LoRAs not in the panel once they are known:
-        before this returns when no file is read, else when the search ends (not at all when it is dropped)."""
+        before this returns when no file is read, else when the search ends, the panel changed or not (not at all
+        when another image came or the app quits meanwhile)."""
         self.cancel_search()
         notices: list[str] = []
         return self._switch_then_search(match_by_stem(refs, self.entries, notices), notices, settled)
@@ -456,18 +457,22 @@ class LoraState(QObject):
 
     def _on_searched(self, search: HashSearch, found: dict[int, LoraEntry]) -> None:
         """The search's result, on the Qt thread: the rows found switched on with those of the drop, then
-        ``settled``; dropped when another image came since, or the user changed the panel (their choice wins)."""
+        ``settled``; dropped when another image came since. When the user changed the panel meanwhile, their choice
+        wins: the rows found are left off, but ``settled`` is still told of the LoRAs not in the panel and of the
+        rows still on whose file none has the hash (saved over since: every one-row reuse hashes a whole file,
+        seconds in which the user may well set a strength)."""
         if search is not self._search:
             return
         self._search = None
+        notices: list[str] = []
         if self._panel() != search.panel:
             log.info("the LoRAs found by content for the dropped image are left off: the LoRA panel changed since")
-            return
-        late = {index: entry for index, entry in found.items() if search.now.get(index) is not entry}
-        notices: list[str] = []
-        if late:
-            self._switch_to(wanted_strengths(search.refs, search.now | late, notices, said=set(late)))
-        notices += unmatched_hashes(search, found)
+            notices += unmatched_hashes(search, found, {id(e) for e in self.entries if e.enabled})
+        else:
+            late = {index: entry for index, entry in found.items() if search.now.get(index) is not entry}
+            if late:
+                self._switch_to(wanted_strengths(search.refs, search.now | late, notices, said=set(late)))
+            notices += unmatched_hashes(search, found)
         search.settled([ref.name for index, ref in enumerate(search.refs)
                         if index not in search.now and index not in found], notices)  # fmt: skip
 

@@ -161,17 +161,21 @@ def test_a_row_of_the_lora_name_is_used_without_reading_any_file(qtbot, tmp_path
 
 def test_a_late_match_is_dropped_when_the_panel_changed_or_another_image_came(qtbot, tmp_path, monkeypatch):
     """The search ends after the user switched a row, or after another image was dropped: their choice, or that
-    image's LoRAs, stay as they are, and nothing is said of the old image."""
+    image's LoRAs, stay as they are. A LoRA no file has is named still after the user's change (it is no less
+    missing); nothing is said of an image dropped before another."""
     hashing = _Hashing(monkeypatch, hold=True)
     state = _state(tmp_path, "a", "b", "renamed")
     a, b, renamed = state.entries
     said: list[tuple[list[str], list[str]]] = []
     digest = _a1111_hash(renamed.path)
-    state.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest}], lambda *args: said.append(args))
+    state.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest},
+                        {"name": "gone", "strength": 1.0, "hash": "0123456789ab"}],
+                       lambda *args: said.append(args))  # fmt: skip
     hashing.held()
     state.set_enabled(a, True)  # as the row's checkbox does, while the search runs
     hashing.release()
-    assert [e.enabled for e in state.entries] == [True, False, False] and said == []
+    assert [e.enabled for e in state.entries] == [True, False, False] and said == [(["gone"], [])]
+    said.clear()
 
     hashing.hold()
     for entry in state.entries:

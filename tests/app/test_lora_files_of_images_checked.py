@@ -13,6 +13,7 @@ from gpu.generation.png_metadata import write_png
 from gpu.lora import read_lora
 from gpu.paths import resources_dir
 from tests.app.gui import drop_file
+from tests.app.test_foreign_loras import _Hashing
 from tests.lora_files import sdxl_like, text_encoder_lora
 
 EXAMPLE = resources_dir() / "loras" / "monochrome-style.safetensors"
@@ -53,6 +54,45 @@ def test_a_lora_file_saved_over_since_the_image_was_made_is_said(qtbot, bare_win
     assert entry.enabled
     qtbot.waitUntil(lambda: controller.loras._search is None)  # settled, with nothing to say
     assert [e.message for e in shown if "LoRA" in e.message] == []
+
+
+def test_a_file_saved_over_is_said_though_the_panel_changed_while_it_was_hashed(qtbot, bare_window, tmp_path,
+                                                                              monkeypatch):  # fmt: skip
+    """The user sets another row's strength while the image's LoRA file is hashed (every one-row reuse reads the
+    whole file: seconds for 100-300 MB): the notice that the file is another LoRA now was lost, the row left on
+    unsaid. It comes still; a row the user switched off or removed meanwhile is their choice, and not said."""
+    hashing = _Hashing(monkeypatch, hold=True)
+    controller = bare_window.controller
+    shown = []
+    controller.error.connect(shown.append)
+    te = text_encoder_lora(tmp_path / "te.safetensors")
+    other = shutil.copy(EXAMPLE, tmp_path / "other.safetensors")
+    entry, _other = controller.loras.add_files([te, other], enabled=False).added
+    digest = read_lora(te).short_hash
+    png = _our_png(tmp_path / "made.png", [{"name": "te", "file": "te.safetensors", "strength": 0.7, "hash": digest}])
+    text_encoder_lora(te, seed=5)  # another LoRA saved over it
+
+    def drop_and(touch) -> list[str]:
+        """The image dropped, ``touch`` done while its LoRA file is hashed: what was said once the search ended."""
+        shown.clear()
+        hashing.hold()
+        entry.hashes = None  # its file is read again: the search is held there
+        drop_file(bare_window.prompt_panel, png)
+        hashing.held()
+        touch()
+        hashing.release()
+        assert controller.loras._search is None  # settled
+        return [e.message for e in shown]
+
+    assert drop_and(lambda: bare_window.lora_panel.row_for("other").slider.setValue(50)) == [
+        f"The image used the LoRA 'te' with the hash {digest}, which none of the LoRA files of that name listed here "
+        f"has: {te} is on instead, and new images may differ."]  # fmt: skip
+    assert controller.loras.requests() == [(str(te), 0.7)]  # the user's strength of 'other' kept, it off
+
+    assert drop_and(lambda: bare_window.lora_panel.row_for("te").enabled.click()) == []
+    assert controller.loras.requests() == []
+    assert drop_and(lambda: bare_window.lora_panel.row_for("te").remove_button.click()) == []
+    assert entry not in controller.loras.entries
 
 
 def test_a_file_an_image_names_is_added_only_if_it_is_a_usable_lora(qtbot, bare_window, tmp_path):
