@@ -17,7 +17,7 @@ from app.background import start_thread, to_qt_thread
 from app.engine_errors import EngineError
 from app.lora_entry import LoraEntry, fit_strength, fit_text_strength
 from app.lora_examples import example_name, examples_folder
-from app.lora_header import FileRead, read_file, read_header, read_stamp
+from app.lora_header import FileRead, LoraHeader, read_file, read_header, read_stamp
 from app.lora_reuse import (
     HashSearch,
     Match,
@@ -60,6 +60,17 @@ class PickedFiles(NamedTuple):
     added: list[LoraEntry]
     refused: list[str]
     listed: list[LoraEntry]
+
+
+def _take_read(entry: LoraEntry, stamp: tuple[int, int] | None, header: LoraHeader) -> None:
+    """The entry as its file reads now (``stamp``, ``header``): its info line, text encoders and problem, and its
+    trigger words, which follow the file unless the user edited them."""
+    entry.stamp, entry.info, entry.text_encoders = stamp, header.info, header.text_encoders
+    entry.problem, entry.missing = header.problem, header.missing
+    if not header.problem:  # a file gone for now keeps the words, for when it is back
+        if entry.trigger_words == entry.header_words:
+            entry.trigger_words = header.words
+        entry.header_words = header.words
 
 
 class LoraState(QObject):
@@ -125,8 +136,8 @@ class LoraState(QObject):
         no readable LoRA (a pickle, empty, truncated, not safetensors) is not added, since every job would fail
         on it while it is on. A file listed already (by any path to it) is that row, switched on too where
         ``enabled`` (it stayed off, and the pick seemed to do nothing). Returns the rows (``added``), a sentence
-        naming each refused file and why, and the rows that were listed already. The name's suffix is not asked
-        for: the header says what the file is (``.SafeTensors`` is one too)."""
+        naming each refused file and why, and the rows that were listed already, each shown as its file reads now.
+        The name's suffix is not asked for: the header says what the file is (``.SafeTensors`` is one too)."""
         picked = PickedFiles([], [], [])
         listed = {id(e) for e in self.entries}
         for path in paths:
@@ -139,9 +150,12 @@ class LoraState(QObject):
             picked.added.append(entry)
             if id(entry) in listed:
                 picked.listed.append(entry)
+                # Its file may be back (restored from an image, or at start, while missing), or another LoRA now:
+                # the row said "file not found", and no job would take it, until the next Generate's ``refresh``.
+                _take_read(entry, read.stamp, read.header)
                 if enabled:
                     self.set_enabled(entry, True)
-        if len(picked.added) > len(picked.listed):
+        if picked.added:
             self.changed.emit()
         return picked
 
@@ -311,13 +325,7 @@ class LoraState(QObject):
                  if e.enabled
                  and ((stamp := read_stamp(e.path)) != e.stamp or (e.problem and not e.missing))]  # fmt: skip
         for entry, stamp in stale:
-            header = read_header(entry.path)
-            entry.stamp, entry.info, entry.text_encoders = stamp, header.info, header.text_encoders
-            entry.problem, entry.missing = header.problem, header.missing
-            if not header.problem:  # a file gone for now keeps the words, for when it is back
-                if entry.trigger_words == entry.header_words:
-                    entry.trigger_words = header.words
-                entry.header_words = header.words
+            _take_read(entry, stamp, read_header(entry.path))
         if stale:
             self.changed.emit()
         return bool(stale)

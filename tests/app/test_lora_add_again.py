@@ -8,7 +8,13 @@ import shutil
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
+from app.data_dir import resolve_data_dir
+from app.lora_header import read_header
+from app.settings import LoraSetting, Settings, save_settings
 from gpu.paths import resources_dir
+from tests.app.gui import window_without_engine
+from tests.app.test_lora_panel import _tiny_lora
+from tests.lora_files import text_encoder_lora
 
 EXAMPLE = resources_dir() / "loras" / "monochrome-style.safetensors"
 
@@ -33,3 +39,40 @@ def test_adding_a_listed_lora_again_switches_it_on_and_says_so(qtbot, bare_windo
     assert bare_window.lora_panel.row_for("style").enabled.isChecked()
     assert said == ["The LoRA 'style' is already in the LoRA panel; it is switched on."] and shown == []
     assert bare_window.statusBar().currentMessage() == said[0]
+
+
+def test_adding_a_listed_lora_whose_file_is_back_shows_the_file_as_it_reads_now(qtbot, data_root, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    """A row kept from the last session while its file was missing (a drive not plugged in), the file back and
+    picked with "Add LoRA…": the row was switched on, but still said "file not found" and no job would take it
+    until the next Generate; a file replaced by another LoRA kept the old one's info and trigger words. The row
+    shows the file as it reads now, each time."""
+    style = tmp_path / "style.safetensors"
+    save_settings(data_root / "settings.json", Settings(loras=[LoraSetting(str(style), True, 0.8, "", "")]))
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    controller, panel = window.controller, window.lora_panel
+    said = []
+    controller.status_message.connect(said.append)
+    (entry,) = [e for e in controller.loras.entries if e.path == style]
+    assert not entry.enabled and panel.row_for("style").info.text() == f"file not found: {style}"
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(style)], ""))
+
+    shutil.copy(EXAMPLE, style)  # the file is back
+    qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    row = panel.row_for("style")
+    assert said == ["The LoRA 'style' is already in the LoRA panel; it is switched on."]
+    assert row.enabled.isChecked() and controller.loras.unusable() == []
+    assert row.info.text() == read_header(EXAMPLE).info and row.triggers.text() == "monochrome"
+    assert not row.text_row.isVisibleTo(row)
+
+    _tiny_lora(style, rank=3, words="ink")  # another LoRA saved over it, the row on already
+    qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    assert row.info.text() == read_header(style).info != read_header(EXAMPLE).info  # the row on screen
+    assert row.triggers.text() == "ink" and controller.loras.trigger_text() == "ink"
+
+    text_encoder_lora(style)  # and another, with CLIP and T5 parts: its "Text" strength shows
+    qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    row = panel.row_for("style")
+    assert row.info.text() == read_header(style).info and row.text_row.isVisibleTo(row)
+    assert not controller.loras.refresh()  # nothing left for the next Generate to find
+    assert controller.loras.requests() == [(str(style), 0.8)]  # the strength kept from the last session
