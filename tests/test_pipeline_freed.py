@@ -71,3 +71,52 @@ def test_out_of_memory_in_a_job_frees_the_pipeline_and_advises_4_bits_only_to_ot
     assert str(raised.value) == "the GPU ran out of memory at 64x64"
     assert ("4-bit" in raised.value.hint) is not four_bits, raised.value.hint
     assert "a smaller size" in raised.value.hint and "close other programs that use the GPU" in raised.value.hint
+
+
+def test_ram_running_out_in_a_job_is_said_with_the_size_and_what_to_try(tmp_path, monkeypatch, no_collector, capsys):
+    """The CPU allocator failing mid-job (1024x1024 on the CPU under ``ulimit -v 2000000``, in the VAE's decode)
+    ended ``generate`` in a 23-frame traceback: it is the RAM's out-of-memory error, as the GPU's is, naming the size
+    and what to try, on the command line (one line, exit 2) and in the app (an "oom" error); the model is freed."""
+    from diffusers import AutoencoderKL
+
+    from app.engine_errors import classify
+    from main import main
+
+    service = GenerationService(ModelLibrary(tmp_path), device=torch.device("cpu"))
+    service.load("demo")
+    transformer = weakref.ref(service.loaded.pipe.transformer)
+
+    def allocator_fails(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 268435456 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(AutoencoderKL, "decode", allocator_fails)
+    with pytest.raises(OutOfMemory) as raised:
+        service.generate(_request("demo"))
+    assert service.loaded is None and transformer() is None
+    assert str(raised.value) == "the computer ran out of memory (RAM) at 64x64"
+    assert raised.value.hint == "try a 4-bit model or a smaller size, or close other programs"
+    said = classify(raised.value)
+    assert (said.kind, said.message, said.hint) == ("oom", str(raised.value), raised.value.hint)
+
+    code = main(["--data-dir", str(tmp_path / "data"), "generate", "a red star", "--model", "demo", "--steps", "1",
+                 "--width", "64", "--height", "64", "--out", str(tmp_path / "big.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert err.splitlines()[-1] == ("error: the computer ran out of memory (RAM) at 64x64 (try a 4-bit model or a "
+                                    "smaller size, or close other programs)")
+    assert not (tmp_path / "big.png").exists()
+
+
+def test_errors_other_than_memory_in_a_job_are_not_called_out_of_memory(tmp_path, monkeypatch):
+    """Only the memory running out is said as such: another RuntimeError goes on as it was (a bug's traceback)."""
+    from diffusers import AutoencoderKL
+
+    service = GenerationService(ModelLibrary(tmp_path), device=torch.device("cpu"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(AutoencoderKL, "decode", broken)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        service.generate(_request("demo"))

@@ -330,18 +330,22 @@ class GenerationService:
         for i in range(request.batch_count):
             s = {**settings, **common, "seed": settings["seed"] + i}
             started = time.perf_counter()
-            ran_out = False
+            ram = gpu = False
             try:
                 image, lengths = self._run_one(loaded, s, i, request.batch_count, on_progress, should_cancel,
                                               preview_every)
-            except torch.OutOfMemoryError:
-                ran_out = True  # said below, outside this handler: its traceback holds the pipeline's frames
-            if ran_out:
+            except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError, CUDA's own, the CPU allocator's
+                ram, gpu = ram_ran_out(err), gpu_ran_out(err)
+                if not (ram or gpu):
+                    raise
+            if ram or gpu:  # said here, outside the handler: its traceback holds the pipeline's frames and tensors
                 bits = transformer_weight_bits(loaded.pipe.transformer)
                 del loaded  # unload frees the pipeline only when nothing here holds it
                 self.unload()
-                raise OutOfMemory(f"the GPU ran out of memory at {s['width']}x{s['height']}",
-                                  hint=f"try {try_instead(bits)}, or close other programs that use the GPU")
+                said = "the GPU ran out of memory" if gpu else "the computer ran out of memory (RAM)"
+                others = "other programs that use the GPU" if gpu else "other programs"
+                raise OutOfMemory(f"{said} at {s['width']}x{s['height']}",
+                                  hint=f"try {try_instead(bits)}, or close {others}")
             s["duration_s"] = round(time.perf_counter() - started, 3)
             lora_set = tuple((a.file.name, a.file.rank) for a in loras)
             where = (str(entry.path), s["width"], s["height"])
