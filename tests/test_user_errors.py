@@ -288,6 +288,33 @@ def test_broken_model_defaults_and_out_of_range_seeds_are_named(tiny_flux, tmp_p
         service.resolve_settings(GenerationRequest("x", model=str(folder), base=str(tiny_flux)), entry)
 
 
+
+@pytest.mark.parametrize(("defaults", "said"), [
+    ({"width": 100}, "width 100 (model tiny-broken) is not possible: use a multiple of 16 between 64 and 2048"),
+    ({"height": 4096}, "height 4096 (model tiny-broken) is not possible: use a multiple of 16 between 64 and 2048"),
+    ({"steps": 0}, "steps 0 (model tiny-broken) is not possible: use 1 to 500"),
+    ({"guidance": 500}, "guidance 500.0 (model tiny-broken) is not possible: use 0 to 50"),
+])
+def test_an_impossible_model_default_is_the_models_to_correct(tiny_flux, tmp_path, defaults, said):
+    """nibble.json {"width": 100} was said "width 100 is not possible", as though the user had typed it: a default out
+    of range names the model and the nibble.json to correct, as a bad max_sequence_length does; the same value typed
+    by the user is said as the user's."""
+    import shutil
+
+    folder = tmp_path / "tiny-broken"
+    shutil.copytree(tiny_flux, folder)
+    (folder / "nibble.json").write_text(json.dumps(defaults))
+    service = GenerationService()
+    entry = service.library.resolve(str(folder))
+    sizes = {side: 64 for side in ("width", "height") if side not in defaults}
+    with pytest.raises(BadRequestError) as raised:
+        service.resolve_settings(GenerationRequest("x", model=str(folder), **sizes), entry)
+    assert (str(raised.value), raised.value.hint) == (said, f"correct it in {folder / 'nibble.json'}")
+    typed = {"width": 64, "height": 64, "steps": 1, "guidance": 3.5, **defaults}
+    with pytest.raises(BadRequestError) as raised:
+        service.resolve_settings(GenerationRequest("x", model=str(folder), **typed), entry)
+    assert (str(raised.value), raised.value.hint) == (said.replace(" (model tiny-broken)", ""), "")
+
 def test_a_lora_that_blows_up_the_latents_stops_the_job_and_is_named(tmp_path):
     from gpu.demo.train_lora import OUT as SHIPPED_LORA
 

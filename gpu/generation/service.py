@@ -256,7 +256,15 @@ class GenerationService:
             try:
                 return cast(value)
             except (TypeError, ValueError, OverflowError):
-                raise BadRequestError(f"{name} {value!r}{source} is not a number") from None
+                raise BadRequestError(f"{name} {value!r}{source} is not a number",
+                                      "" if asked is not None else where_to_correct(entry)) from None
+
+        def refuse(name: str, problem: str) -> BadRequestError:
+            # A value out of range: one the model's defaults gave is the model's to correct, not the user's typing.
+            if getattr(request, name) is not None:
+                return BadRequestError(f"{name} {s[name]} is not possible: {problem}")
+            return BadRequestError(f"{name} {s[name]} (model {entry.name}) is not possible: {problem}",
+                                   where_to_correct(entry))
 
         for label, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
             check_text(label, text)
@@ -272,16 +280,14 @@ class GenerationService:
         }
         for side in ("width", "height"):
             if s[side] % 16 or not 64 <= s[side] <= MAX_SIDE:
-                raise BadRequestError(
-                    f"{side} {s[side]} is not possible: use a multiple of 16 between 64 and {MAX_SIDE}"
-                )
+                raise refuse(side, f"use a multiple of 16 between 64 and {MAX_SIDE}")
         if not 1 <= s["steps"] <= 500:
-            raise BadRequestError(f"steps {s['steps']} is not possible: use 1 to 500")
+            raise refuse("steps", "use 1 to 500")
         if not GUIDANCE_MIN <= s["guidance"] <= GUIDANCE_MAX:  # NaN too
-            raise BadRequestError(f"guidance {s['guidance']} is not possible: use {GUIDANCE_MIN:g} to {GUIDANCE_MAX:g}")
+            raise refuse("guidance", f"use {GUIDANCE_MIN:g} to {GUIDANCE_MAX:g}")
         check_batch_count(request.batch_count)
         if not 0 <= s["seed"] < 2**63:
-            raise BadRequestError(f"seed {s['seed']} is not possible: use 0 to 2^63-1")
+            raise refuse("seed", "use 0 to 2^63-1")
         if s["seed"] + request.batch_count > 2**63:  # a batch uses seeds S, S+1, ...
             raise BadRequestError(
                 f"seed {s['seed']} with {request.batch_count} images runs past 2^63-1",
@@ -472,13 +478,20 @@ def model_sequence_length(entry: ModelEntry) -> int:
     try:
         length = int(value)
     except (TypeError, ValueError, OverflowError):
-        raise BadRequestError(f"max_sequence_length {value!r} (model {entry.name}) is not a number") from None
+        raise BadRequestError(f"max_sequence_length {value!r} (model {entry.name}) is not a number",
+                              where_to_correct(entry)) from None
     if not 1 <= length <= MAX_SEQUENCE_LENGTH:  # only a model's nibble.json sets it
         raise BadRequestError(
             f"max_sequence_length {length} (model {entry.name}) is not possible: use 1 to {MAX_SEQUENCE_LENGTH}",
-            f"correct it in {entry.path / 'nibble.json'}" if entry.path.is_dir() else "",
+            where_to_correct(entry),
         )
     return length
+
+
+def where_to_correct(entry: ModelEntry) -> str:
+    """The hint for a bad default of a model: its folder's nibble.json, where they are written; "" for an SVDQ file,
+    whose defaults are in the file's own metadata."""
+    return f"correct it in {entry.path / 'nibble.json'}" if entry.path.is_dir() else ""
 
 
 def measure_prompts(pipe: Any, settings: dict[str, Any], negative_used: bool) -> dict[str, PromptLength]:
