@@ -340,7 +340,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         size = f"{s['width']}x{s['height']}"
         say(f"wrote {out} ({size}, {s['steps']} steps, seed {s['seed']}, {s['duration_s']:.2f} s)")
         if len(saved) == 1:  # a batch shares its prompts: said once, with the first image
-            tell_prompt_lengths(result)
+            tell_job_notes(result)
 
     try:
         # Before loading: a model that will not fit is said before the wait, and before a load that runs out of memory
@@ -374,14 +374,16 @@ def tell_library_notices(library: ModelLibrary) -> None:
         print(f"note: {notice.text}", file=sys.stderr)
 
 
-def tell_prompt_lengths(result: GeneratedImage) -> None:
-    """A prompt longer than the model reads is cut by the text encoder without a word: said on stderr, quoting
-    the end the model ignored, so the user can shorten it."""
-    for label, length in result.extras.get("prompt_lengths", {}).items():
-        if length.over:
-            line = f"note: {length.note(label, result.settings['model'])}"
-            print(line, file=sys.stderr)
-            log.info("%s", line)
+def tell_job_notes(result: GeneratedImage) -> None:
+    """What a job did otherwise than asked, said on stderr: a prompt longer than the model reads (cut by the text
+    encoder without a word), quoting the end the model ignored, so the user can shorten it; and the job's ``notes``
+    (guidance below 1 on a model where it does nothing, saved as the guidance that ran)."""
+    over = [length.note(label, result.settings["model"])
+            for label, length in result.extras.get("prompt_lengths", {}).items() if length.over]  # fmt: skip
+    for text in [*over, *result.extras.get("notes", [])]:
+        line = f"note: {text}"
+        print(line, file=sys.stderr)
+        log.info("%s", line)
 
 
 def check_current_folder() -> None:

@@ -57,9 +57,11 @@ class ProgressEvent:
 class GeneratedImage:
     """A finished image and everything needed to reproduce it.
 
-    ``settings`` holds the resolved values (model defaults filled in) that went into the PNG metadata;
+    ``settings`` holds the resolved values (model defaults filled in) that went into the PNG metadata: the values
+    that ran, where a setting asked for had no effect (guidance below 1 on a model without a guidance embedding);
     ``extras`` what the job found beside them: ``"prompt_lengths"``, {'prompt' or 'negative prompt' (when the job
-    used it): ``gpu.generation.prompt_length.PromptLength``}, says which end of a prompt the model did not read."""
+    used it): ``gpu.generation.prompt_length.PromptLength``}, says which end of a prompt the model did not read;
+    ``"notes"``, [text]: what the job ran otherwise than asked, the same for every image of a batch."""
 
     image: Any  # PIL.Image.Image
     settings: dict[str, Any]

@@ -313,6 +313,13 @@ class GenerationService:
         loaded = self.loaded
         assert loaded is not None
         loras = self.apply_loras(loaded, request.loras)
+        notes = []
+        if settings["guidance"] < 1 and not takes_guidance(loaded.pipe):
+            # Classic CFG runs only above 1 (diffusers' true_cfg_scale): 0 and 0.5 made the guidance-1 image while
+            # the PNG said 0.5, and those settings made another image on a model where guidance is an input.
+            notes.append(f"guidance {settings['guidance']:g} is the same as 1 on {entry.name}, which guides away from "
+                         "the negative prompt only above 1: the image is made, and saved, with guidance 1")
+            settings["guidance"] = 1.0
         common = {
             "model": entry.name,
             "model_hash": loaded.model_hash,  # of the weights loaded, hashed as they were read
@@ -360,7 +367,7 @@ class GenerationService:
                 s["lora_overhead_pct"] = cost
             s["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             s.pop("max_sequence_length", None)
-            results.append(GeneratedImage(image, s, extras={"prompt_lengths": lengths}))
+            results.append(GeneratedImage(image, s, extras={"prompt_lengths": lengths, "notes": notes}))
             if on_image is not None:
                 on_image(results[-1])
         return results
@@ -449,9 +456,7 @@ class GenerationService:
             "max_sequence_length": s["max_sequence_length"],
             "callback_on_step_end": on_step_end,
         }
-        if getattr(pipe.transformer.config, "guidance_embeds", False):
-            # Guidance-distilled models (FLUX.1-dev) take guidance as an input; a negative prompt then
-            # needs true CFG on top.
+        if takes_guidance(pipe):  # a negative prompt then needs true CFG on top
             kwargs["guidance_scale"] = s["guidance"]
             if s["negative_prompt"]:
                 kwargs.update(negative_prompt=s["negative_prompt"], true_cfg_scale=1.5)
@@ -469,6 +474,13 @@ class GenerationService:
             with encoders_detached(pipe):
                 out = pipe(**kwargs)
         return out.images[0], measure_prompts(pipe, s, "negative_prompt_embeds" in kwargs)
+
+
+def takes_guidance(pipe: Any) -> bool:
+    """Whether the pipeline's transformer takes guidance as an input (a guidance-distilled model, FLUX.1-dev's kind),
+    where any guidance is real; else guidance is classic classifier-free guidance against the negative prompt, which
+    runs only above 1 (models trained with caption dropout, the demo model)."""
+    return bool(getattr(pipe.transformer.config, "guidance_embeds", False))
 
 
 def model_sequence_length(entry: ModelEntry) -> int:
