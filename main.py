@@ -344,7 +344,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     try:
         # Before loading: a model that will not fit is said before the wait, and before a load that runs out of memory
-        planned = service.describe(request.model, request.base).memory_policy.label
+        planned = service.describe(request.model, request.base, request.width, request.height).memory_policy.label
         say(planned)
         results = service.generate(request, on_image=save)
     except (Cancelled, KeyboardInterrupt):
@@ -355,9 +355,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     finally:
         tell_library_notices(service.library)
     say(f"model {results[0].settings['model']}: {results[0].settings['execution_path']}")
-    if service.loaded is not None and service.loaded.policy is not None and service.loaded.policy.label != planned:
-        # re-planned from the loaded parts' sizes, the base used, the LoRAs
-        say(f"Memory plan as loaded: {service.loaded.policy.description}")
+    loaded = service.describe(request.model, request.base, request.width, request.height).memory_policy
+    if loaded is not None and loaded.label != planned:  # re-planned from the loaded parts' sizes, the base, the LoRAs
+        say(f"Memory plan as loaded: {loaded.description}")
     for lora in results[0].settings.get("lora_list", []):
         changes = parts_text(lora.get("changes", ["transformer"]))
         say(f"lora {lora['name']} ({lora['format']}, rank {lora['rank']}; changes the {changes}): "

@@ -321,7 +321,7 @@ class ImagesAtOnce:
         self.library = SimpleNamespace(take_notices=list)
         self.loaded = None
 
-    def describe(self, model: str, base: str | None = None) -> Any:  # the memory plan said before loading
+    def describe(self, model: str, base: str | None = None, *size: int | None) -> Any:  # the plan said before loading
         return SimpleNamespace(memory_policy=SimpleNamespace(label="Memory plan: none"))
 
     def generate(self, request: Any, on_image: Callable[[Any], None]) -> list[Any]:

@@ -64,3 +64,34 @@ def test_the_cpu_sizes_from_headers_are_those_of_the_loaded_pipeline(tmp_path):
             loaded.transformer, loaded.vae, loaded.weight_bits,
         ), name  # fmt: skip
     assert predicted_sizes(library.resolve("demo-int4").facts, base, 4).weight_bits == 4
+
+
+def test_the_cpu_plan_is_for_the_size_asked_for_not_the_models_own(tmp_path):
+    """``generate --width 1024 --height 1024`` on the demo model (128x128 its own) said "working memory for 128x128
+    images": a plan about 64 times too small for the job, so the RAM it was about to run out of went unwarned. The
+    line is planned for the job's size, a side not given being the model's; the loaded pipeline's plan at that size
+    is the same, so no second "as loaded" line follows."""
+    from gpu.runtime.memory_policy import CPU_WORK_BYTES_PER_PIXEL
+
+    service = GenerationService(ModelLibrary(tmp_path / "lib"), device=torch.device("cpu"))
+    own, asked = service.describe("demo").memory_policy, service.describe("demo", None, 1024, 1024).memory_policy
+    assert "working memory for 128x128 images" in own.description, own.description
+    assert "working memory for 1024x1024 images" in asked.description, asked.description
+    assert asked.peak_estimate_bytes - own.peak_estimate_bytes == CPU_WORK_BYTES_PER_PIXEL * (1024**2 - 128**2)
+    assert "for 1024x128 images" in service.describe("demo", width=1024).memory_policy.description
+    service.load("demo")  # loaded: the same plan for the job's size
+    assert service.describe("demo", None, 1024, 1024).memory_policy.description == asked.description
+    assert service.describe("demo").memory_policy.description == own.description
+
+
+def test_generate_says_the_plan_for_the_size_asked_for(tmp_path, capsys, monkeypatch):
+    """The plan line of ``generate --width 96 --height 64`` said the demo model's own 128x128; once, for the job."""
+    from main import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["--data-dir", str(tmp_path / "data"), "generate", "a red star", "--width", "96", "--height", "64",
+                 "--steps", "1", "--out", str(tmp_path / "star.png")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    plans = [line for line in out.out.splitlines() if "Memory plan" in line]
+    assert len(plans) == 1 and "working memory for 96x64 images" in plans[0], out.out

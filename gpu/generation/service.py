@@ -19,7 +19,7 @@ import torch
 
 from gpu.errors import BadRequestError, ModelLoadError, OutOfMemory, UserError
 from gpu.generation.fusion import fuse_if_allowed, fuse_mode, sync_fusion
-from gpu.generation.memory import TEXT_ENCODERS, replan, transformer_weight_bits
+from gpu.generation.memory import TEXT_ENCODERS, policy_for_pipeline, replan, transformer_weight_bits
 from gpu.generation.pipeline_loader import (
     LoadedPipeline,
     NoBase,
@@ -106,21 +106,29 @@ class GenerationService:
         self._meters: dict[tuple[str, int], PromptMeter] = {}  # per (tokenizer's pipeline folder, token limit)
 
     # -- models ------------------------------------------------------------------------------------
-    def describe(self, model: str, base: str | None = None) -> ModelInfo:
+    def describe(
+        self, model: str, base: str | None = None, width: int | None = None, height: int | None = None
+    ) -> ModelInfo:
         """Facts about a model without loading it (execution path and memory plan are predictions until loaded;
         ``base``: an SVDQ file's base pipeline, as ``generate --base`` names it). Its prompt meter is
-        ``prompt_meter``'s: the first one imports transformers and reads a tokenizer (~3 s here)."""
+        ``prompt_meter``'s: the first one imports transformers and reads a tokenizer (~3 s here). ``width`` and
+        ``height``: a job's image size, which a CPU plan's working memory is for (None: the model's own); a GPU plan
+        is for the model's own size, the one its placement is chosen for when the model loads."""
         entry = self.library.resolve(model)
         facts = entry.facts
         assert facts is not None
+        own_width, own_height = default_size(facts)
+        size = (own_width if width is None else width, own_height if height is None else height)
         if self._holds(entry.path, base, any_base=True):
             assert self.loaded is not None
             path = execution_path(self.loaded)
             policy = self.loaded.policy
+            if policy is not None and policy.device == "cpu" and size != (own_width, own_height):
+                policy = policy_for_pipeline(self.loaded.pipe, self.loaded.device, size)
         else:
             with one_read_each():  # the SVDQ file's metadata was read five times here
                 path = predicted_path(facts, self.device)
-                policy = predicted_policy(facts, self.library, self.device, base)
+                policy = predicted_policy(facts, self.library, self.device, base, size)
         on_gpu = policy is not None and policy.device == "cuda"
         need = policy.peak_estimate_bytes if policy is not None else None
         return ModelInfo(
@@ -581,19 +589,23 @@ def predicted_path(facts: Any, device: torch.device | None) -> ExecutionPath:
     return predicted_backend(device, meta.layers, quantized_layer_dtype(meta.torch_dtype, runtime_dtype(device)))
 
 
-def predicted_policy(facts: Any, library: ModelLibrary, device: torch.device | None, base: str | None = None) -> Any:
+def predicted_policy(
+    facts: Any, library: ModelLibrary, device: torch.device | None, base: str | None = None,
+    size: tuple[int, int] | None = None,
+) -> Any:
     """The memory policy a model will get when loaded on ``device`` (``predicted_plan``'s)."""
-    return predicted_plan(facts, library, device, base)[1]
+    return predicted_plan(facts, library, device, base, size)[1]
 
 
 def predicted_plan(
-    facts: Any, library: ModelLibrary, device: torch.device | None, base: str | None = None
+    facts: Any, library: ModelLibrary, device: torch.device | None, base: str | None = None,
+    size: tuple[int, int] | None = None,
 ) -> tuple[ModelSizes, MemoryPolicy]:
     """(the sizes, the memory policy) a model will get when loaded on ``device``, from file headers (no weights
     read): on a GPU weighed against its memory, on the CPU against the RAM, at the run-time dtype there (32 bits on
-    the CPU), for the model's own image size. Never raises over a file that cannot be read: what cannot be read is
-    left out, and loading names it. An SVDQ file whose base pipeline cannot be used is planned with FLUX.1-dev's
-    text encoders and VAE, and the plan says so."""
+    the CPU), for the model's own image size (on the CPU ``size``, (width, height), where given: a job's). Never
+    raises over a file that cannot be read: what cannot be read is left out, and loading names it. An SVDQ file
+    whose base pipeline cannot be used is planned with FLUX.1-dev's text encoders and VAE, and the plan says so."""
     from gpu.generation.memory import predicted_sizes
     from gpu.generation.pipeline_loader import resolve_base, runtime_dtype
     from gpu.runtime.memory_policy import choose_policy, detect_total_vram
@@ -612,7 +624,7 @@ def predicted_plan(
     if total is None:
         from gpu.system_info import installed_ram_bytes
 
-        policy = choose_policy(None, sizes, installed_ram_bytes(), default_size(facts))
+        policy = choose_policy(None, sizes, installed_ram_bytes(), size or default_size(facts))
     else:
         policy = choose_policy(total, sizes, image_size=default_size(facts))
     if missing:  # FLUX.1-dev's encoder sizes are no numbers of this model's: said as a stand-in
