@@ -88,9 +88,11 @@ def _streaming() -> ModuleType:
     """``gpu.streaming``, its modules used here imported when first needed (the engine imports torch), after
     ``gpu.quantizer``: imported first, the engine is a circular import (that package imports it), and so are the
     resume decision and the unfinished runs (they import ``gpu.quantizer.config``). The modules: ``run_inputs`` (the
-    run's ``resume_key``), ``parts_folder`` (the folder and what it keeps), ``resume`` (whether a run resumes from
-    it), ``unfinished`` (the unfinished runs, listed and deleted) and ``stopped`` (what a stopped run left)."""
+    run's ``resume_key``), ``base_pipeline`` (an output the run would refuse as a model it reads), ``parts_folder``
+    (the folder and what it keeps), ``resume`` (whether a run resumes from it), ``unfinished`` (the unfinished runs,
+    listed and deleted) and ``stopped`` (what a stopped run left)."""
     import gpu.quantizer  # noqa: F401
+    import gpu.streaming.base_pipeline
     import gpu.streaming.parts_folder
     import gpu.streaming.resume
     import gpu.streaming.run_inputs
@@ -176,8 +178,16 @@ class Named:
 def name_run_output(folder: Path, stem: str, source: str, config: Any, compare_original: bool) -> Named:
     """The output name a run of ``config`` on ``source`` writes in ``folder``, claimed (``claim_output_path``),
     with the notes on the names passed over. Reads and hashes the source's files: called on a thread."""
+    from gpu.library import ModelLibrary
+
     notes: list[str] = []
-    return Named(claim_output_path(folder, stem, source, config, notes), notes, source, config, compare_original)
+    claim = claim_output_path(folder, stem, source, config, notes)
+    try:  # refused as the run would refuse it, before the run starts: the models folder lies in a model it reads
+        _streaming().base_pipeline.check_output_not_read(claim.target, source, config.base, ModelLibrary())
+    except BaseException:
+        claim.release()
+        raise
+    return Named(claim, notes, source, config, compare_original)
 
 
 def _claim_resumed_name(folder: Path, stem: str, key: ResumeKey | None) -> OutputClaim | None:

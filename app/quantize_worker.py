@@ -296,6 +296,7 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
         OutputAppeared,
         OutputBusy,
         OutputError,
+        OutputIsInput,
         QuantizeOutOfMemory,
     )  # fmt: skip
 
@@ -314,6 +315,11 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
         return EngineError("user", error.message, "Wait for that run to finish, or stop it, then run again."), False
     if isinstance(exc, OutputAppeared):  # the engine's hint is the remedy: move that file, run again to resume
         return error, False
+    another = "start Nibble Studio with another data folder (--data-dir FOLDER, or the NIBBLE_DATA_DIR environment " \
+        "variable)"  # fmt: skip
+    if isinstance(exc, OutputIsInput):  # the models folder lies in that model's folder: no --out in the wizard
+        return EngineError("user", error.message, f"The wizard saves models in the app's models folder, {models}: "
+                           f"{another}, or quantize a copy of the model kept outside it."), False  # fmt: skip
     if not (full or isinstance(exc, OutputError)):
         # Neither an internal error nor a damaged or missing model file (the engine's hint says what to do about
         # the file) is any setting's doing: "Go back to change the settings" sent the user looking for one.
@@ -321,8 +327,7 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
         return error, error.kind != "internal" and not unfixable
     fix = "free some space on its disk" if full else "make it a folder you can write to, move aside what is in the way"
     return EngineError("user", error.message,
-                       f"The wizard saves models in the app's models folder, {models}: {fix}, or start Nibble Studio "
-                       "with another data folder (--data-dir FOLDER, or the NIBBLE_DATA_DIR environment variable). "
+                       f"The wizard saves models in the app's models folder, {models}: {fix}, or {another}. "
                        "Then run again.", kept_said=error.kept_said), False
 
 

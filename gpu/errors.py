@@ -48,6 +48,11 @@ class OutputAppeared(OutputError):
     is not written over it (a write asked not to replace, e.g. ``gpu.atomic.atomic_path(replace=False)``)."""
 
 
+class OutputIsInput(OutputError):
+    """The output is a file a run reads, or lies in the folder of a model it reads (``gpu.streaming.base_pipeline.
+    check_output_not_read``): another output is the remedy, never replacing that model."""
+
+
 class OutOfMemory(UserError):
     """The GPU or the computer's RAM ran out of memory for a job, its model's loading, or a quantize run: the message
     says which memory, and what for."""

@@ -4,14 +4,16 @@ own text encoders; a single-file checkpoint takes them from the base pipeline ``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from gpu.bfl_layout import inspect_single_file, pipeline_misfit
-from gpu.errors import BadRequestError, ModelLoadError
+from gpu.errors import BadRequestError, ModelLoadError, OutputIsInput, UserError
 from gpu.library import ModelEntry, ModelLibrary
+from gpu.paths import resolved, same_file
 from gpu.streaming.source import WeightSource, bfl_file_source, diffusers_folder_source, is_bfl_file
 
 if TYPE_CHECKING:  # imported, gpu.quantizer's package would import the engine, which imports this module
@@ -47,6 +49,46 @@ def open_source(source: str | Path, library: ModelLibrary,
                               "encoders", "leave out --base")  # fmt: skip
     storage = torch.float16 if entry.facts.precision == "fp16" else torch.bfloat16
     return diffusers_folder_source(entry.path), entry, entry.name, storage
+
+
+def check_output_not_read(out_path: Path, source: str | Path, base: str | None, library: ModelLibrary) -> None:
+    """Raises ``OutputIsInput`` when ``out_path`` is a file the run reads or lies inside a pipeline folder it reads:
+    the single-file ``source``, the source pipeline's folder, the ``base`` pipeline's folder (any file of theirs,
+    wherever a link leads). Reads no weights: called before any work. A source or base that cannot be found is left
+    to the run, which names it."""
+    # Replacing the output may be asked (--overwrite); replacing the model it is made from never is: the run wrote
+    # over the 16-bit source it read, or broke its pipeline, and said "wrote …".
+    for what, given in (("the model this run quantizes", source), ("the base pipeline that calibrates it", base)):
+        read = _read_path(given, library) if given is not None else None
+        if read is None:
+            continue
+        asked = "even when replacing the output is asked"
+        if not read.is_dir():
+            if same_file(out_path, read):
+                raise OutputIsInput(f"{out_path} is {what}: the quantized model would be written over it",
+                                    f"choose another output file: a model the run reads is never replaced, {asked}")
+            continue
+        hint = f"choose an output file outside {read}: a model the run reads is never written into, {asked}"
+        if out_path.exists() and any(same_file(out_path, f) for f in read.rglob("*") if f.is_file()):
+            raise OutputIsInput(f"{out_path} is a file of {what}, {read}: the quantized model would be written "
+                                "over it", hint)  # fmt: skip
+        # Both as given and resolved: a Hugging Face cache's snapshot links its files to blobs outside its folder
+        if Path(os.path.abspath(out_path)).is_relative_to(os.path.abspath(read)) or \
+                resolved(out_path).is_relative_to(resolved(read)):  # fmt: skip
+            raise OutputIsInput(f"{out_path} lies inside {read}, the folder of {what}: the quantized model would "
+                                "be written among its files", hint)  # fmt: skip
+
+
+def _read_path(given: str | Path, library: ModelLibrary) -> Path | None:
+    """The file or folder the source or base ``given`` names (a path, or a library name), as ``open_source`` finds
+    it; None when it names none."""
+    path = Path(str(given)).expanduser()
+    if path.is_file():
+        return path
+    try:
+        return library.resolve(str(given)).path
+    except UserError:
+        return None
 
 
 QUANTIZE_SOURCES = "give a diffusers FLUX.1 folder, or a single-file FLUX.1 checkpoint with --base"

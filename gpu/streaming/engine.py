@@ -46,7 +46,7 @@ from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent
 from gpu.quantizer.in_memory import base_record
 from gpu.quantizer.shared import CalibSample, checkpoint_meta
 from gpu.streaming.activation_store import remove_scratch
-from gpu.streaming.base_pipeline import base_pipeline_record
+from gpu.streaming.base_pipeline import base_pipeline_record, check_output_not_read
 from gpu.streaming.block_loop import quantize_blocks
 from gpu.streaming.disk_space import check_free_space, disk_full_said, folder_usage
 from gpu.streaming.memory import RunStage, gpu_memory_budget, over_budget, quantize_out_of_memory, release
@@ -101,6 +101,10 @@ def quantize_model(
     config.validate()
     device = device or default_device()
     out_path = Path(out_path)
+    library = library or ModelLibrary()
+    # Before the lock (its file lies beside the output) and before the check of an existing output, whose remedy
+    # (replace it) would then be refused: with or without leave to replace, the source is never the output
+    check_output_not_read(out_path, source, config.base, library)
     stage = RunStage()
     said: UserError | None = None
     capped = False
@@ -111,7 +115,7 @@ def quantize_model(
               disk_full_said(out_path.parent, lambda: kept_words(parts_dir(out_path), config.resume),
                              config.resume)):  # fmt: skip
             if not replace and out_path.exists():
-                # e.g. a typo naming another model, or the source's own weights: replaced only when asked
+                # e.g. a typo naming another model: replaced only when asked (the source's own weights never are)
                 raise OutputError(f"{out_path} exists already", "give another --out, or add --overwrite to replace it")
             return _quantize_model(source, out_path, config, on_event, should_cancel, library, device,
                                    samples_override, replace, stage)  # fmt: skip
@@ -134,7 +138,7 @@ def _quantize_model(
     config: QuantizeConfig,
     on_event: Callable[[QuantizeEvent], None] | None,
     should_cancel: Callable[[], bool] | None,
-    library: ModelLibrary | None,
+    library: ModelLibrary,
     device: torch.device,
     samples_override: Callable[[WeightSource, QuantizeConfig], list[CalibSample]] | None,
     replace_output: bool,  # not ``replace``: that is dataclasses.replace here
@@ -142,7 +146,6 @@ def _quantize_model(
 ) -> Path:
     """The run itself, its stages in order (``quantize_model`` holds the lock, the budget, and what it says of
     memory running out or a full disk)."""
-    library = library or ModelLibrary()
     out_path = Path(out_path)
     dtype = runtime_dtype(device)
     emit = _emitter(on_event, time.perf_counter())
