@@ -587,11 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         if not windowed_app(args):
             return 2
         # with no terminal, the app's own start-up dialog names the folder and why (the line is seen by no one)
-    if args.self_test:
-        from gpu.self_test import main as self_test
-
-        return self_test([])
-    if args.command is None:
+    if args.command is None and not args.self_test:
         return run_gui(args, argv)
     from gpu.errors import Cancelled, UserError
 
@@ -599,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             logged = args.command in LOGGED_COMMANDS and start_log(argv)
-            code, message = COMMANDS[args.command](args), ""
+            code, message = run_command(args), ""
         except UserError as err:
             code, message = 2, with_failed_note(f"error: {err.text}", args)
         except (Cancelled, KeyboardInterrupt):  # what was kept, where a command says (the images, the parts)
@@ -627,6 +623,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.command in LOGGED_COMMANDS:  # not only when start_log returned: a Ctrl-C inside it, once the
             stop_log()  # file was open, left the handler on the root logger of an in-process caller (tests)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Runs the sub-command ``args`` names, or the self-test (``--self-test``, which reports its own failures) ->
+    the exit code."""
+    if args.self_test:  # run where the commands are: a Ctrl-C in it ended in a traceback, killed by the signal
+        from gpu.self_test import main as self_test
+
+        return self_test([])
+    return COMMANDS[args.command](args)
 
 
 def with_failed_note(message: str, args: argparse.Namespace) -> str:

@@ -218,6 +218,27 @@ def test_ctrl_c_in_a_batch_keeps_the_images_already_made_each_named_by_its_seed(
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["nibble-7-2.png", "nibble-7.png", "nibble-8.png"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
+def test_ctrl_c_in_the_self_test_is_said_as_a_cancelled_command(tmp_path):
+    """Ctrl-C in --self-test printed KeyboardInterrupt's traceback and ended the process by the signal, not with
+    the 130 and "error: cancelled" of the commands. The last report is kept: a cancelled run is no result."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "self-test.txt").write_text("the last report\n")
+    run = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--data-dir", str(data), "--self-test"],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a batch's test
+    try:
+        first = run.stdout.readline()  # the report's first line: the check is under way
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=600)
+    finally:
+        run.kill()
+    assert first.endswith(" self-test\n")
+    assert (run.returncode, err) == (130, "error: cancelled\n")
+    assert (data / "self-test.txt").read_text() == "the last report\n"
+
+
 def test_gpu_benchmarks_without_a_gpu_are_a_one_line_error(tmp_path, capsys):
     """bench kernels on a machine without CUDA ended in torch's traceback ("Torch not compiled with CUDA
     enabled", exit 1); bench flux said so, but with exit 1, not a user error's 2."""
