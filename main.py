@@ -44,8 +44,25 @@ log = logging.getLogger(CLI_LOGGER)
 
 def say(text: str) -> None:
     """A line for the console that a problem report needs too: printed, and written to the log file."""
-    print(text, flush=True)
+    show(text)
     log.info("%s", text)
+
+
+def show(text: str = "") -> None:
+    """Prints ``text`` on stdout, flushed. A write that fails is an ``OutputError`` saying the console output could
+    not be written: ``> /dev/full`` or a full disk under a redirect said "error: No space left on device", read as
+    the disk of the image or model. A reader that went away (a broken pipe) is left to ``main``."""
+    from gpu.errors import OutputError
+
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as err:  # not its cause: a full disk's error as cause passed for the model's disk being full
+        raise OutputError(f"the command's output could not be written to the console (its standard output, or the "
+                          f"file it is redirected to): {err.strerror or err}; the command stopped",
+                          "redirect its output to a file on a disk with free space, or let it print in the "
+                          "terminal") from None  # fmt: skip
 
 
 def no_terminal() -> bool:
@@ -447,28 +464,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     # Read through a small buffer (a 12B model's file is not held in memory); the header once, checked and printed.
     meta, entries = inspect_checkpoint(entry.path)
     q, c = meta.quantization, meta.calibration
-    print(f"{entry.path.name}: SVDQ format v{meta.format_version}, {meta.architecture} ({meta.model_class}), "
+    show(f"{entry.path.name}: SVDQ format v{meta.format_version}, {meta.architecture} ({meta.model_class}), "
           f"checksum OK ({meta.sha256[:16]}...)")
-    print(f"  quantization: {q.get('method')} {q.get('precision')} rank {q.get('rank')}; storage {meta.dtype}")
+    show(f"  quantization: {q.get('method')} {q.get('precision')} rank {q.get('rank')}; storage {meta.dtype}")
     grid = c.get("alpha_points")  # said when not the default (None: made before the setting, or no smoothing)
-    print(f"  calibration:  {c.get('prompts')} prompts x {c.get('steps')} steps, seed {c.get('seed')}, "
+    show(f"  calibration:  {c.get('prompts')} prompts x {c.get('steps')} steps, seed {c.get('seed')}, "
           f"mean layer error {_fmt(c.get('mean_layer_error'))}"
           + (f", alpha grid of {grid} points" if grid not in (None, DEFAULT_ALPHA_POINTS) else ""))
-    print(f"  base model:   {base_model_words(entry, library)}")
-    print(f"  made by:      {meta.tool}, {meta.created}")
+    show(f"  base model:   {base_model_words(entry, library)}")
+    show(f"  made by:      {meta.tool}, {meta.created}")
     mib = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in entries.values()) / 2**20
-    print(f"  tensors:      {len(entries)}, {mib:.1f} MiB")
-    print()
+    show(f"  tensors:      {len(entries)}, {mib:.1f} MiB")
+    show()
     header = (
         f"{'layer':<52} {'kind':<6} {'method':<11} {'weight':<7} {'act':<7} {'rank':>4} {'N x K':>13} "
         f"{'alpha':>5} {'error':>9}"
     )
-    print(header)
-    print("-" * len(header))
+    show(header)
+    show("-" * len(header))
     for name, e in meta.layers.items():
         shape = f"{e.get('out_features')}x{e.get('in_features')}"
         alpha = "" if e.get("alpha") is None else f"{round(e['alpha'], 3):g}"  # 0.25 from a 5-point grid
-        print(f"{name:<52} {e.get('kind', ''):<6} {e['method']:<11} {e['weight_format']:<7} "
+        show(f"{name:<52} {e.get('kind', ''):<6} {e['method']:<11} {e['weight_format']:<7} "
               f"{str(e['act_format'] or '16-bit'):<7} {e['rank']:>4} {shape:>13} {alpha:>5} {_fmt(e.get('error')):>9}")
     return 0
 

@@ -239,6 +239,40 @@ def test_ctrl_c_in_the_self_test_is_said_as_a_cancelled_command(tmp_path):
     assert (data / "self-test.txt").read_text() == "the last report\n"
 
 
+CONSOLE_LOST = ("error: the command's output could not be written to the console (its standard output, or the file "
+                "it is redirected to): No space left on device; the command stopped (redirect its output to a file on "
+                "a disk with free space, or let it print in the terminal)\n")  # fmt: skip
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="a device that is always full")
+def test_a_console_output_that_cannot_be_written_is_said_as_such(tmp_path):
+    """generate > /dev/full said "error: No space left on device": read as the image's disk being full."""
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, str(ROOT / "main.py"), "--data-dir", str(tmp_path / "data"), "generate",
+                              "x", "--batch", "2", "--out", "z.png"], cwd=tmp_path, stdout=full,
+                             stderr=subprocess.PIPE, text=True, timeout=600)  # fmt: skip
+    assert (run.returncode, run.stderr) == (2, CONSOLE_LOST)
+
+
+def test_quantize_with_an_unwritable_console_is_not_said_as_a_full_disk(tmp_path, monkeypatch, capsys):
+    """quantize said the disk holding its output was full when its progress lines could not be written."""
+    import errno
+    import io
+
+    from main import main
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "q.safetensors"
+    monkeypatch.setattr(sys, "stdout", Full())
+    assert main(["quantize", "demo", "--out", str(out), "--calib-prompts", "2", "--calib-steps", "1",
+                 "--alpha-points", "2"]) == 2  # fmt: skip
+    assert capsys.readouterr().err == CONSOLE_LOST
+    assert not out.exists()
+
+
 def test_gpu_benchmarks_without_a_gpu_are_a_one_line_error(tmp_path, capsys):
     """bench kernels on a machine without CUDA ended in torch's traceback ("Torch not compiled with CUDA
     enabled", exit 1); bench flux said so, but with exit 1, not a user error's 2."""
