@@ -41,6 +41,13 @@ CLI_LOGGER = "nibble.cli"  # app.app_log.CLI_LOGGER, without importing it for --
 
 log = logging.getLogger(CLI_LOGGER)
 
+SIGPIPE_EXIT = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13), as `cat` would be
+CANCELLED_EXIT = 130  # what a shell reports for one ended by Ctrl-C (128 + SIGINT)
+# Every exit status a run gives, as --help and the README say it
+EXIT_STATUS = (f"exit status: 0 done (--self-test: passed); 1 --self-test failed, or a crash (a bug, its traceback "
+               f"printed); 2 a user error or a usage error, said on stderr; {CANCELLED_EXIT} cancelled (Ctrl-C); "
+               f"{SIGPIPE_EXIT} the reader of the output went away (a broken pipe: ... | head)")  # fmt: skip
+
 
 def say(text: str) -> None:
     """A line for the console that a problem report needs too: printed, and written to the log file."""
@@ -165,10 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="main.py",
         description="Nibble Studio: 4-bit SVDQuant diffusion models on laptop GPUs. "
         "Without a sub-command the desktop app opens.",
+        epilog=EXIT_STATUS,
     )
     p.add_argument("--data-dir", help=f"folder for user data (default: per-user app data; env {DATA_DIR_ENV})")
     p.add_argument("--self-test", action="store_true",
-                   help="generate one image offscreen with the default model, check it, print the report; exit 0/1")
+                   help="generate one image offscreen with the default model, check it, print the report; exit 0 "
+                   "when it passes, 1 when not")  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     q = sub.add_parser("quantize", help="quantize a diffusers pipeline into an SVDQ .safetensors file")
@@ -617,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
             code, message = 2, with_failed_note(f"error: {err.text}", args)
         except (Cancelled, KeyboardInterrupt):  # what was kept, where a command says (the images, the parts)
             note = getattr(args, "cancel_note", "")
-            code, message = 130, f"error: cancelled{f'; {note}' if note else ''}"
+            code, message = CANCELLED_EXIT, f"error: cancelled{f'; {note}' if note else ''}"
         except BrokenPipeError:  # the reader went away (``inspect … | head -1``): not the user's error
             code, message = SIGPIPE_EXIT, ""
             silence_stdout()
@@ -657,9 +666,6 @@ def with_failed_note(message: str, args: argparse.Namespace) -> str:
     (``failed_note``: a quantize run's parts), as the wizard says it after a failure's message."""
     note = getattr(args, "failed_note", "")
     return f"{message}\n{note}" if note else message
-
-
-SIGPIPE_EXIT = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13), as `cat` would be
 
 
 def silence_stdout() -> None:
