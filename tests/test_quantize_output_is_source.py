@@ -65,6 +65,7 @@ def test_no_output_goes_inside_the_base_pipelines_folder(single_file, tmp_path, 
 def test_the_wizard_refuses_a_models_folder_inside_the_source_as_it_names_the_output(tmp_path):
     """The wizard's output is a new name in the app's models folder: only a data folder inside the source pipeline
     puts it among the model's files. Refused as the output is named, its lock let go, in the wizard's words."""
+    pytest.importorskip("PySide6", reason="the wizard's side (app/) needs Qt; the GPU machine's Python has none")
     from app.quantize_outputs import name_run_output
     from app.quantize_worker import run_error
     from gpu.errors import OutputIsInput
