@@ -79,3 +79,41 @@ def test_the_wizard_refuses_a_models_folder_inside_the_source_as_it_names_the_ou
     assert list(models.iterdir()) == []  # the name's lock was let go of
     error, settings_can_fix = run_error(info.value, models)
     assert "another data folder" in error.hint and "--out" not in error.hint and not settings_can_fix
+
+
+def _shared_te2(root: Path) -> Path:
+    """A copy of the demo pipeline at ``root/flux`` whose text_encoder_2 is a link to ``root/shared_te2``."""
+    pipeline = shutil.copytree(DEMO, root / "flux")
+    shutil.move(pipeline / "text_encoder_2", root / "shared_te2")
+    (pipeline / "text_encoder_2").symlink_to(Path("..") / "shared_te2", target_is_directory=True)
+    return pipeline
+
+
+@pytest.mark.parametrize("as_base", [False, True])
+def test_a_linked_subfolders_files_are_never_the_output(tmp_path, single_file, as_base, capsys):
+    """A subfolder that is a link (a T5 shared between pipelines) is read as the pipeline's own: its weights were
+    replaced (rglob does not enter a linked folder), and a new file among them was let through."""
+    from main import main
+
+    pipeline = _shared_te2(tmp_path)
+    t5 = tmp_path / "shared_te2" / "model.safetensors"
+    before = t5.read_bytes()
+    source = [str(single_file), "--base", str(pipeline)] if as_base else [str(pipeline)]
+    assert main(["quantize", *source, "--out", str(t5), "--overwrite", *CHEAP]) == 2
+    assert f"error: {t5} is a file of the " in capsys.readouterr().err
+    assert t5.read_bytes() == before
+    new = tmp_path / "shared_te2" / "int4.safetensors"
+    assert main(["quantize", *source, "--out", str(new), *CHEAP]) == 2
+    assert f"error: {new} lies inside {tmp_path / 'shared_te2'}, a folder {pipeline} links to" in \
+        capsys.readouterr().err  # fmt: skip
+    assert sorted(p.name for p in t5.parent.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_a_link_loop_in_the_pipeline_is_walked_once(tmp_path):
+    """A link back up the pipeline's own tree is not walked forever; an output outside it stays allowed."""
+    from gpu.library import ModelLibrary
+    from gpu.streaming.base_pipeline import check_output_not_read
+
+    pipeline = _shared_te2(tmp_path)
+    (tmp_path / "shared_te2" / "up").symlink_to(Path("..") / "flux", target_is_directory=True)
+    check_output_not_read(tmp_path / "out.safetensors", pipeline, None, ModelLibrary())

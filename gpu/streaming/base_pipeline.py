@@ -69,7 +69,8 @@ def check_output_not_read(out_path: Path, source: str | Path, base: str | None, 
                                     f"choose another output file: a model the run reads is never replaced, {asked}")
             continue
         hint = f"choose an output file outside {read}: a model the run reads is never written into, {asked}"
-        if out_path.exists() and any(same_file(out_path, f) for f in read.rglob("*") if f.is_file()):
+        folders, files = _read_tree(read)
+        if out_path.exists() and any(same_file(out_path, f) for f in files):
             raise OutputIsInput(f"{out_path} is a file of {what}, {read}: the quantized model would be written "
                                 "over it", hint)  # fmt: skip
         # Both as given and resolved: a Hugging Face cache's snapshot links its files to blobs outside its folder
@@ -77,6 +78,28 @@ def check_output_not_read(out_path: Path, source: str | Path, base: str | None, 
                 resolved(out_path).is_relative_to(resolved(read)):  # fmt: skip
             raise OutputIsInput(f"{out_path} lies inside {read}, the folder of {what}: the quantized model would "
                                 "be written among its files", hint)  # fmt: skip
+        # A subfolder may be a link to a folder elsewhere (a text encoder shared between pipelines): its files are
+        # read as the pipeline's own, so writing among them breaks it as surely.
+        parent = resolved(out_path).parent
+        linked = next((f for f in folders if parent.is_relative_to(f)), None)
+        if linked is not None:
+            raise OutputIsInput(f"{out_path} lies inside {linked}, a folder {read} links to and reads as its own "
+                                f"({what}): the quantized model would be written among its files", hint)  # fmt: skip
+
+
+def _read_tree(folder: Path) -> tuple[set[Path], set[Path]]:
+    """-> (folders, files) under ``folder``, resolved, links to folders followed (each folder walked once)."""
+    # Path.rglob (Python < 3.13) does not enter a linked folder: its files went unseen.
+    folders: set[Path] = set()
+    files: set[Path] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        here = resolved(dirpath)
+        if here in folders:  # a link loop, or two links to one folder
+            dirnames[:] = []
+            continue
+        folders.add(here)
+        files.update(resolved(os.path.join(dirpath, name)) for name in filenames)
+    return folders, files
 
 
 def _read_path(given: str | Path, library: ModelLibrary) -> Path | None:
