@@ -369,8 +369,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
             tell_job_notes(result)
 
     try:
+        # Validated first: a plan for an impossible size (--width=2000000000: "needs about 579834 GiB … try a 4-bit
+        # model") was said before the size was refused.
+        settings = service.resolve_settings(request, service.library.resolve(request.model))
+        width, height = settings["width"], settings["height"]
         # Before loading: a model that will not fit is said before the wait, and before a load that runs out of memory
-        planned = service.describe(request.model, request.base, request.width, request.height).memory_policy.label
+        planned = service.describe(request.model, request.base, width, height).memory_policy.label
         say(planned)
         results = service.generate(request, on_image=save)
     except (Cancelled, KeyboardInterrupt):
@@ -381,7 +385,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     finally:
         tell_library_notices(service.library)
     say(f"model {results[0].settings['model']}: {results[0].settings['execution_path']}")
-    loaded = service.describe(request.model, request.base, request.width, request.height).memory_policy
+    loaded = service.describe(request.model, request.base, width, height).memory_policy
     if loaded is not None and loaded.label != planned:  # re-planned from the loaded parts' sizes, the base, the LoRAs
         say(f"Memory plan as loaded: {loaded.description}")
     for lora in results[0].settings.get("lora_list", []):

@@ -584,3 +584,20 @@ def test_a_prompt_longer_than_the_model_reads_is_said_with_the_end_it_ignores(tm
     assert captured.err == ("note: the prompt is 45 tokens long; model demo reads the first 32, so this end of it is "
                             "ignored: 'triangle in the middle of the picture, drawn large'\n")  # fmt: skip
     assert read_png_text(out)["parameters"].startswith(f"{prompt}\nNegative prompt: blurry\nSteps: 1,")
+
+
+@pytest.mark.parametrize(("side", "refusal"), [
+    ("--width=2000000000", "error: width 2000000000 is not possible: use a multiple of 16 between 64 and "),
+    ("--width=-16", "error: width -16 is not possible: use a multiple of 16 between 64 and "),
+    ("--height=100", "error: height 100 is not possible: use a multiple of 16 between 64 and "),
+])  # fmt: skip
+def test_an_impossible_size_is_refused_before_any_memory_plan(tmp_path, capsys, side, refusal):
+    """The size is checked before the plan is said: --width=2000000000 printed a plan needing 579834 GiB (more than
+    this machine's RAM, try a 4-bit model) before refusing it; --width=-16 planned for -16x64 images."""
+    from main import main
+
+    out = tmp_path / "a.png"
+    assert main(["--data-dir", str(tmp_path / "data"), "generate", "x", "--model", "demo", side, "--out", str(out),
+                 "--steps", "1"]) == 2  # fmt: skip
+    printed = capsys.readouterr()
+    assert printed.err.startswith(refusal) and printed.out == "" and not out.exists()
