@@ -45,8 +45,10 @@ SIGPIPE_EXIT = 141  # what a shell reports for a command ended by SIGPIPE (128 +
 CANCELLED_EXIT = 130  # what a shell reports for one ended by Ctrl-C (128 + SIGINT)
 # Every exit status a run gives, as --help and the README say it
 EXIT_STATUS = (f"exit status: 0 done (--self-test: passed); 1 --self-test failed, or a crash (a bug, its traceback "
-               f"printed); 2 a user error or a usage error, said on stderr; {CANCELLED_EXIT} cancelled (Ctrl-C); "
-               f"{SIGPIPE_EXIT} the reader of the output went away (a broken pipe: ... | head)")  # fmt: skip
+               f"printed), or the app (no command) refused to start (its data folder cannot be made, another copy "
+               f"of it uses that folder, or its database cannot be opened: said in a window); 2 a user error or a "
+               f"usage error, said on stderr; {CANCELLED_EXIT} cancelled (Ctrl-C); {SIGPIPE_EXIT} the reader of the "
+               f"output went away (a broken pipe: ... | head)")  # fmt: skip
 
 
 def say(text: str) -> None:

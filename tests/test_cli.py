@@ -275,14 +275,16 @@ def test_quantize_with_an_unwritable_console_is_not_said_as_a_full_disk(tmp_path
 
 def test_every_exit_status_is_listed_in_help_and_the_readme(capsys):
     """--help and the README gave only 2 (a user error) and --self-test's 0/1: a script could not tell Ctrl-C's 130,
-    a broken pipe's 141 or a crash's 1 from them."""
+    a broken pipe's 141 or a crash's 1 from them; nor that the app exits 1 when it refuses to start (a dialog)."""
     from main import SIGPIPE_EXIT, main
 
     with pytest.raises(SystemExit):
         main(["--help"])
     helped = " ".join(capsys.readouterr().out.split())
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    for said in ("0 done (", "1 --self-test failed, or a crash", "2 a user error or a usage error",
+    for said in ("0 done (", "1 --self-test failed, or a crash",
+                 "or the app (no command) refused to start (its data folder cannot be made, another copy of it uses "
+                 "that folder, or its database cannot be opened: said in a window)", "2 a user error or a usage error",
                  "130 cancelled (Ctrl-C)", f"{SIGPIPE_EXIT} the reader of the output went away"):
         assert said in helped
         assert said.replace("--self-test", "`--self-test`") in readme
