@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.data_dir import blank_data_dir  # torch- and Qt-free: the --data-dir flag's words
+from gpu.console import show  # torch-free
 from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir  # torch-free, as the next
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
@@ -55,23 +56,6 @@ def say(text: str) -> None:
     """A line for the console that a problem report needs too: printed, and written to the log file."""
     show(text)
     log.info("%s", text)
-
-
-def show(text: str = "") -> None:
-    """Prints ``text`` on stdout, flushed. A write that fails is an ``OutputError`` saying the console output could
-    not be written: ``> /dev/full`` or a full disk under a redirect said "error: No space left on device", read as
-    the disk of the image or model. A reader that went away (a broken pipe) is left to ``main``."""
-    from gpu.errors import OutputError
-
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        raise
-    except OSError as err:  # not its cause: a full disk's error as cause passed for the model's disk being full
-        raise OutputError(f"the command's output could not be written to the console (its standard output, or the "
-                          f"file it is redirected to): {err.strerror or err}; the command stopped",
-                          "redirect its output to a file on a disk with free space, or let it print in the "
-                          "terminal") from None  # fmt: skip
 
 
 def no_terminal() -> bool:

@@ -199,14 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="library name or path (default: the default model, demo)")
     ap.add_argument("--out", type=Path, default=None, help="also save the generated image here")
     args, _ = ap.parse_known_args(argv)
+    from gpu.console import show
+
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # nothing here opens a window; keep it that way
 
-    def echo(line: str) -> None:
-        if sys.stdout is not None:  # None in a windowed Windows executable
-            print(line, flush=True)
-
-    result = run_self_test(args.model, args.out, echo)
-    _write_report(result, echo)
+    # The commands' writer: a console that cannot be written (> /dev/full) is said as such, not as a full disk
+    result = run_self_test(args.model, args.out, show)
+    _write_report(result, show)
     return 0 if result.ok else 1
 
 

@@ -254,6 +254,16 @@ def test_a_console_output_that_cannot_be_written_is_said_as_such(tmp_path):
     assert (run.returncode, run.stderr) == (2, CONSOLE_LOST)
 
 
+def test_the_self_tests_console_output_that_cannot_be_written_is_said_as_such(tmp_path):
+    """--self-test > /dev/full said "error: No space left on device": its lines did not go through the commands'
+    writer."""
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, str(ROOT / "main.py"), "--data-dir", str(tmp_path / "data"),
+                              "--self-test"], cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True,
+                             timeout=600)  # fmt: skip
+    assert (run.returncode, run.stderr) == (2, CONSOLE_LOST)
+
+
 def test_quantize_with_an_unwritable_console_is_not_said_as_a_full_disk(tmp_path, monkeypatch, capsys):
     """quantize said the disk holding its output was full when its progress lines could not be written."""
     import errno
