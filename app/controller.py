@@ -163,6 +163,7 @@ class AppController(QObject):
         worker.finished.connect(self.queue.on_finished)
         worker.cancelled.connect(self.queue.on_cancelled)
         worker.failed.connect(self._on_failed)
+        worker.noted.connect(self._on_noted)
         quantize_runs.ended.connect(self.library.on_quantize_runs_ended)
 
     # ---- engine life ---------------------------------------------------------------------------------------
@@ -378,6 +379,13 @@ class AppController(QObject):
     def prompt_meter(self) -> PromptMeter | None:
         """The selected model's prompt meter (``PromptMeasure.meter``)."""
         return self.prompt_measure.meter
+
+    def _on_noted(self, job_id: int, note: str) -> None:
+        """The engine made job ``job_id``'s images otherwise than asked (a guidance below 1 run as 1 on a model that
+        takes none): said as a notice, since the prompt panel still shows what was asked and the images what ran."""
+        self.error.emit(EngineError("notice", f"{note[:1].upper()}{note[1:]}.",
+                                    "The gallery, history and PNGs keep the settings that ran: set the panel to them "
+                                    "to make the same images."))
 
     def _on_failed(self, job_id: int, error: EngineError) -> None:
         """A request to the engine failed: job ``job_id``, or a request of no job (0). Said, unless already."""
