@@ -260,3 +260,20 @@ def unmatched_hashes(search: HashSearch, found: dict[int, LoraEntry], rows_on: s
         notices.append(f"The image used the LoRA '{ref.name}' with the hash {ref.digest}, which none of the LoRA "
                        f"files of that name listed here has: {instead}.")  # fmt: skip
     return notices
+
+
+def found_left_off(search: HashSearch, found: dict[int, LoraEntry], rows_on: set[int]) -> list[str]:
+    """A sentence for each LoRA of ``search`` whose file with the image's hash was found but left off, since the
+    user changed the panel while the files were read (``rows_on``: the ids of the rows on now), while the row of
+    its name switched on at the drop, another version, is on instead. A LoRA whose drop row the user switched off or
+    removed meanwhile is not said (their choice), nor one with no row on at the drop (a renamed file: nothing of it
+    was on, nothing is lost)."""
+    notices: list[str] = []
+    for index, row in found.items():
+        ref, first = search.refs[index], search.now.get(index)
+        if id(row) in rows_on or first is None or id(first) not in rows_on:
+            continue
+        notices.append(f"{row.path} has the hash the image used for the LoRA '{ref.name}' ({ref.digest}), but the "
+                       f"LoRA panel changed while the files were read, so it was not switched on: {first.path} is "
+                       "on instead, and new images may differ. Switch it on to make the image again.")  # fmt: skip
+    return notices

@@ -24,6 +24,7 @@ from app.lora_reuse import (
     PanelState,
     RefsSettled,
     Wanted,
+    found_left_off,
     match_by_file,
     match_by_stem,
     rows_for_file,
@@ -466,16 +467,18 @@ class LoraState(QObject):
     def _on_searched(self, search: HashSearch, found: dict[int, LoraEntry]) -> None:
         """The search's result, on the Qt thread: the rows found switched on with those of the drop, then
         ``settled``; dropped when another image came since. When the user changed the panel meanwhile, their choice
-        wins: the rows found are left off, but ``settled`` is still told of the LoRAs not in the panel and of the
+        wins: the rows found are left off, but ``settled`` is still told of the LoRAs not in the panel, of the
         rows still on whose file none has the hash (saved over since: every one-row reuse hashes a whole file,
-        seconds in which the user may well set a strength)."""
+        seconds in which the user may well set a strength), and of the rows found but left off while another
+        version of the LoRA is on (``found_left_off``)."""
         if search is not self._search:
             return
         self._search = None
         notices: list[str] = []
         if self._panel() != search.panel:
             log.info("the LoRAs found by content for the dropped image are left off: the LoRA panel changed since")
-            notices += unmatched_hashes(search, found, {id(e) for e in self.entries if e.enabled})
+            rows_on = {id(e) for e in self.entries if e.enabled}
+            notices += unmatched_hashes(search, found, rows_on) + found_left_off(search, found, rows_on)
         else:
             late = {index: entry for index, entry in found.items() if search.now.get(index) is not entry}
             if late:

@@ -146,6 +146,16 @@ def _state(tmp_path: Path, *names: str) -> LoraState:
     return state
 
 
+def _two_versions(tmp_path: Path, *names: str) -> LoraState:
+    """``_state`` of ``names``, then two versions of the LoRA "ink", each of its own content: v1/ink, v2/Ink."""
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    state = _state(tmp_path, *names)
+    state.add_files([_tiny_lora(tmp_path / "v1" / "ink.safetensors", rank=2),
+                     _tiny_lora(tmp_path / "v2" / "Ink.safetensors", rank=3)], enabled=False)  # fmt: skip
+    return state
+
+
 def test_a_row_of_the_lora_name_is_used_without_reading_any_file(qtbot, tmp_path, monkeypatch):
     """The image's LoRA in another version (its hash is no row's): the row of its name, any case, is on at once
     and nothing is read, where every listed file was hashed first (minutes for 150 large LoRAs)."""
@@ -202,11 +212,7 @@ def test_of_several_rows_of_the_lora_name_the_one_with_its_hash_is_used(qtbot, t
     """Two versions of one LoRA listed (two folders): the first is on at once, and the one whose content has the
     image's hash replaces it once the search ends; the files of other names are not read."""
     hashing = _Hashing(monkeypatch)
-    (tmp_path / "v1").mkdir()
-    (tmp_path / "v2").mkdir()
-    state = _state(tmp_path, "other")
-    state.add_files([_tiny_lora(tmp_path / "v1" / "ink.safetensors", rank=2),
-                     _tiny_lora(tmp_path / "v2" / "Ink.safetensors", rank=3)], enabled=False)  # fmt: skip
+    state = _two_versions(tmp_path, "other")
     other, old, new = state.entries
     said: list[tuple[list[str], list[str]]] = []
     state.restore_refs([{"name": "ink", "strength": 0.6, "hash": _a1111_hash(new.path)}], lambda *a: said.append(a))
