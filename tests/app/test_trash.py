@@ -445,3 +445,43 @@ def test_empty_trash_removes_images_in_the_trash_whose_file_is_gone_and_counts_t
     trash_settled(qtbot, gallery)
     assert gallery.undo_count == 0 and not panel.undo_button.isEnabled() and not panel.empty_trash_button.isEnabled()
     assert sorted(window.controller.store.all_paths()) == ["d/0.png"]  # gone for good, after a restart too
+
+
+def test_empty_trash_after_a_restart_removes_a_deleted_image_whose_file_was_already_gone(qtbot, data_root,
+                                                                                       monkeypatch):  # fmt: skip
+    """An image deleted while its file was already missing, then the app restarted: Empty trash said "The trash is
+    empty." and could not forget it, while Undo delete brought it back. Now it asks about it and removes it for
+    good, as within the session it was deleted in."""
+    from PySide6.QtWidgets import QMessageBox
+
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox", "owl"])
+    (data.images / "d" / "1.png").unlink()  # "owl"'s file gone: its entry shows missing
+    window = gui.window_without_engine(qtbot, data)
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    _select(window, ["owl"])
+    window.gallery_panel.delete_selected()  # the user clears the broken entry away
+    gui.open_windows.remove(window)
+    window.close()
+
+    window = gui.window_without_engine(qtbot, data)
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    trash_settled(qtbot, gallery)
+    assert gallery.undo_count == 1 and panel.empty_trash_button.isEnabled()
+    errors, asked = [], []
+    window.controller.error.connect(errors.append)
+
+    def answer(box: QMessageBox) -> None:
+        asked.append(box.text())
+        box.button(QMessageBox.StandardButton.Yes).click()
+
+    monkeypatch.setattr(QMessageBox, "exec", answer)
+    panel.empty_trash_button.click()
+    qtbot.waitUntil(lambda: bool(asked or errors), timeout=30000)
+    assert [e.message for e in errors] == [] and asked == [
+        "Remove the 1 image in the trash for good? Its file is already gone."]
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
+    trash_settled(qtbot, gallery)
+    assert gallery.undo_count == 0 and not panel.undo_button.isEnabled() and not panel.empty_trash_button.isEnabled()
+    assert sorted(window.controller.store.all_paths()) == ["d/0.png"]  # "owl" forgotten for good
