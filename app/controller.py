@@ -294,7 +294,7 @@ class AppController(QObject):
     def save_image_as(self, record: ImageRecord, target: Path) -> Path | None:
         """A byte-for-byte copy of the image's PNG (so its generation settings come along) written atomically
         at ``target``; ``.png`` is added to a name without a suffix, and then a file of that name already there is
-        not replaced (refused). An error names the file and the reason."""
+        not replaced (refused); a folder of the name is refused as a folder. An error names the file and the reason."""
         source = self.gallery.path_of(record)
         target = Path(target)
         suffixed = not target.suffix
@@ -303,6 +303,11 @@ class AppController(QObject):
         hint = "Pick another folder, or a name ending in .png."
         if not source.is_file():
             problem = "its file is missing"
+        elif target.is_dir():
+            # Before the suffix's check: its hint (pick that name itself to replace it) was then refused again,
+            # a folder being nothing to replace.
+            problem = f"{target.name} is a folder there, not a file"
+            hint = f"Pick another name, or open the folder {target.name} in the dialog and save into it."
         elif suffixed and os.path.lexists(target):
             # The dialog asked before replacing the name it gave, not this one: Qt's own dialog and GTK's add no
             # suffix, so "portrait" typed beside portrait.png replaced that picture unasked.

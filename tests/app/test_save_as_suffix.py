@@ -94,3 +94,26 @@ def test_a_name_given_without_png_never_replaces_the_file_of_that_name(qtbot, da
     assert controller.save_image_as(record, tmp_path / "fox") == tmp_path / "fox.png"
     assert controller.save_image_as(record, mine) == mine and mine.read_bytes() != b"the user's picture"
     assert len(errors) == 1
+
+
+def test_a_folder_of_the_name_is_said_to_be_a_folder_with_or_without_png_typed(qtbot, data_root, tmp_path):
+    """With a folder named portrait.png where the user saves, "portrait" typed was refused as a file already there,
+    with the hint to pick portrait.png itself to replace it; doing so was then refused as a folder. Both now say
+    it is a folder, and the hint offers what can be done: another name, or saving into that folder."""
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a red fox"])
+    window = window_without_engine(qtbot, data)
+    controller = window.controller
+    errors = []
+    controller.error.connect(errors.append)
+    folder = tmp_path / "portrait.png"
+    folder.mkdir()
+    record = controller.gallery.record(0)
+
+    assert controller.save_image_as(record, tmp_path / "portrait") is None
+    assert controller.save_image_as(record, folder) is None
+    source = controller.gallery.path_of(record)
+    assert [(e.message, e.hint) for e in errors] == 2 * [(
+        f"The image {source.name} could not be saved as {folder}: portrait.png is a folder there, not a file.",
+        "Pick another name, or open the folder portrait.png in the dialog and save into it.")]  # fmt: skip
+    assert list(folder.iterdir()) == []  # nothing written into it
