@@ -128,10 +128,10 @@ class AppController(QObject):
         worker.preview_every = settings.preview_every
         self.library = ModelLibrary(self.prompt, self.memory, self.prompt_measure.measure, LibraryLinks(
             describe=self._describe.emit, read=self._read_library.emit, add=self._add_model.emit,
-            remove=self._remove_model.emit, owe_add=self._engine.add_model, changed=self.library_changed.emit,
-            info_changed=self.model_info_changed.emit, add_ended=self.add_ended.emit, say=self.error.emit,
-            tell=self.status_message.emit, jobs_ahead=lambda: len(self.queue.unfinished)), launch_fields,
-            self)  # fmt: skip
+            remove=self._remove_model.emit, owe_add=self._engine.add_model, owe_remove=self._engine.remove_model,
+            changed=self.library_changed.emit, info_changed=self.model_info_changed.emit, add_ended=self.add_ended.emit,
+            say=self.error.emit, tell=self.status_message.emit, jobs_ahead=lambda: len(self.queue.unfinished)),
+            launch_fields, self)  # fmt: skip
         self.restore = SettingsRestore(self.prompt, self.library, self.loras, self.gallery, self.error.emit,
                                        self.settings_restored.emit)  # fmt: skip
         self.queue = JobQueue(self.job, self.gallery, self.loras, data, self.store.path, worker, self._submit.emit,

@@ -145,56 +145,66 @@ class QuantizeRuns(QObject):
 quantize_runs = QuantizeRuns()  # one per process, as the GPU budget it stands for
 
 # Held by every write of the model library (add, remove, the start-up's search of the models folder): at quit the
-# GUI thread adds the models the engine never got to (``EngineThread.stop``), and the engine thread may still be
+# GUI thread makes the changes the engine never got to (``EngineThread.stop``), and the engine thread may still be
 # in a step then.
 library_writes = threading.Lock()
 
+ADD, REMOVE = "add", "remove"  # the kinds of ``OwedChanges``: a model's path added, a model's name taken off
 
-class PendingAdds:
-    """The models (paths) the GUI thread asked the engine to add that it has not taken up yet. A thread told to
-    quit drops the calls still queued to it, so an add asked for just before the app quit (the wizard's finished
-    model, kept at shutdown; one queued behind a generation job, which the quit cancels) never ran, and the user's
-    quantized model sat unlisted in the models folder. ``EngineThread.stop`` adds those left here."""
+
+class OwedChanges:
+    """The changes to the model library (a path to add, a name to remove) the GUI thread asked the engine for that
+    it has not taken up yet, in the order asked. A thread told to quit drops the calls still queued to it, so a
+    change asked for just before the app quit (the wizard's finished model, kept at shutdown; an add or a Remove
+    queued behind a generation job, which the quit cancels) never ran: the user's quantized model sat unlisted in
+    the models folder, and a model the panel said was being removed was listed again at the next start.
+    ``EngineThread.stop`` makes those left here."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._paths: list[str] = []
+        self._changes: list[tuple[str, str]] = []
 
-    def put(self, path: str) -> None:
+    def put(self, kind: str, value: str) -> None:
+        """``value`` (a path for ``ADD``, a name for ``REMOVE``) owed, after those asked before."""
         with self._lock:
-            self._paths.append(path)
+            self._changes.append((kind, value))
 
-    def discard(self, path: str) -> None:
-        """``path`` taken up by the engine (once, for each time it was asked)."""
+    def discard(self, kind: str, value: str) -> None:
+        """The change taken up by the engine (once, for each time it was asked)."""
         with self._lock:
-            if path in self._paths:
-                self._paths.remove(path)
+            if (kind, value) in self._changes:
+                self._changes.remove((kind, value))
 
-    def take_all(self) -> list[str]:
+    def take_all(self) -> list[tuple[str, str]]:
+        """The changes still owed, in the order asked; none are owed after."""
         with self._lock:
-            paths, self._paths = self._paths, []
-        return paths
+            changes, self._changes = self._changes, []
+        return changes
 
 
-def add_models_now(data: DataDir, paths: list[str]) -> list[str]:
-    """Adds ``paths`` to the model library of ``data`` on the calling thread (the quitting GUI thread, after the
-    engine's stop); returns the names they are listed under. Nothing can be shown any more, so a model the
-    library refuses is logged: its file stays, and the next start's search of the models folder says why again
-    (for a model there). Quick for a model the quantizer has just written: its checksum is not read again."""
-    names = []
-    for path in paths:
+def make_changes_now(data: DataDir, changes: list[tuple[str, str]]) -> None:
+    """Makes the ``OwedChanges`` ``changes`` to the model library of ``data`` on the calling thread (the quitting
+    GUI thread, after the engine's stop), in their order. Nothing can be shown any more, so one the library refuses
+    is logged and the next is still made: a model not added keeps its file, and the next start's search of the
+    models folder says why again (for a model there); a model not removed is listed at the next start. Quick for a
+    model the quantizer has just written: its checksum is not read again."""
+    for kind, value in changes:
+        what = f"adding {value} to" if kind == ADD else f"removing {value!r} from"
         try:
             with library_writes:
-                entry = ModelLibrary(data.root).add(Path(path))
-        except UserError as err:  # the file moved or damaged since: the library's own words
-            log.warning("adding %s to the model library at quit failed: %s", path, err)
+                library = ModelLibrary(data.root)
+                if kind == ADD:
+                    done = f"added {value} as {library.add(Path(value)).name!r} to"
+                else:
+                    library.remove(value)
+                    done = f"removed {value!r} from"
+        except UserError as err:  # the file moved or damaged since, the name gone: the library's own words
+            log.warning("%s the model library at quit failed: %s", what, err)
             continue
-        except Exception:  # noqa: BLE001 - the app is quitting: logged, the next model is still added
-            log.exception("adding %s to the model library at quit failed", path)
+        except Exception:  # noqa: BLE001 - the app is quitting: logged, the next change is still made
+            log.exception("%s the model library at quit failed", what)
             continue
-        log.info("added %s to the model library at quit, as %r", path, entry.name)
-        names.append(entry.name)
-    return names
+        log.info("%s the model library at quit", done)
 
 
 class NotedLibrary(ModelLibrary):
@@ -254,7 +264,7 @@ class EngineWorker(QObject):
         # is told of an end by a queued signal, which arrives after the next job has started.
         self.ended_through = 0
         self._waiting: list[Job] = []  # jobs held back by a quantize run on the GPU, in their order
-        self.pending_adds = PendingAdds()  # put by the GUI thread before it queues add_model
+        self.owed = OwedChanges()  # put by the GUI thread before it queues add_model or remove_model
         self._found_checked = False  # the models folder was searched for unlisted models (once per start)
         quantize_runs.ended.connect(self.start_waiting)
         self._start_next.connect(self.start_waiting, Qt.ConnectionType.QueuedConnection)
@@ -350,7 +360,7 @@ class EngineWorker(QObject):
     def add_model(self, path: str, request: int = 0) -> None:
         """Adds the model at ``path`` to the library; its end (``model_added``, ``already_in_library`` or
         ``add_failed``) carries ``request``, the caller's number for this add."""
-        self.pending_adds.discard(path)
+        self.owed.discard(ADD, path)
         try:
             self._ensure_service()
             with library_writes:
@@ -370,6 +380,7 @@ class EngineWorker(QObject):
     def remove_model(self, name: str) -> None:
         """Takes the model ``name`` off the library (not its file): the list sent, then ``removal_ended``, which
         also ends one that failed (said by ``failed``), as the panel says it is pending till then."""
+        self.owed.discard(REMOVE, name)
         try:
             self._ensure_service()
             if self._loaded == name:
@@ -630,18 +641,21 @@ class EngineThread:
         self.thread.start()
 
     def add_model(self, path: str) -> None:
-        """Notes ``path`` as an add the engine owes (``PendingAdds``); the caller queues the call itself."""
-        self.worker.pending_adds.put(path)
+        """Notes ``path`` as an add the engine owes (``OwedChanges``); the caller queues the call itself."""
+        self.worker.owed.put(ADD, path)
+
+    def remove_model(self, name: str) -> None:
+        """Notes ``name`` as a removal the engine owes (``OwedChanges``); the caller queues the call itself."""
+        self.worker.owed.put(REMOVE, name)
 
     def stop(self, current: Job | None = None) -> bool:
-        """Stops the thread (``stop_thread``), then adds here the models it was asked to add and never got to:
-        the calls still queued to it are dropped with its event loop, and the model is the user's."""
+        """Stops the thread (``stop_thread``), then makes here the library changes it was asked for and never got
+        to (``make_changes_now``): the calls still queued to it are dropped with its event loop, and the panel said
+        the model is added, or is being removed."""
         if current is not None:
             current.cancel.set()
         stopped = stop_thread(self.thread, self.worker, starting=not self.worker.start_up_done.is_set())
-        left = self.worker.pending_adds.take_all()
-        if left:
-            add_models_now(self._data, left)
+        make_changes_now(self._data, self.worker.owed.take_all())
         return stopped
 
 

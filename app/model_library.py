@@ -32,6 +32,7 @@ class LibraryLinks:
     add: Callable[[str, int], None]  # a model's path added, with the add's number
     remove: Callable[[str], None]  # a model taken off the list, by name
     owe_add: Callable[[str], None]  # an add owed until the engine takes it up (``EngineThread.add_model``)
+    owe_remove: Callable[[str], None]  # a removal owed until the engine takes it up (``EngineThread.remove_model``)
     changed: Callable[[list[Any]], None]  # the list changed (``AppController.library_changed``)
     info_changed: Callable[[Any], None]  # the selected model's facts (``AppController.model_info_changed``)
     add_ended: Callable[[int, object], None]  # an add's number, and the model's name or why it was refused
@@ -173,6 +174,7 @@ class ModelLibrary(QObject):
         if name in self._removing:
             return
         self._removing[name] = getattr(self.entry(name), "path", None)
+        self._links.owe_remove(name)  # owed until the engine takes it up: made at quit if it never did
         self._links.remove(name)
         self.list_state.show_removals(self._links.jobs_ahead())
 

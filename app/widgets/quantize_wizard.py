@@ -524,6 +524,6 @@ class QuantizeWizard(QWizard):
     def shutdown(self) -> None:
         """The app quits: a finished model goes to the library, and the worker thread stops."""
         # Asked of the engine before it stops; an add it never gets to (a job running, the quit queued ahead of it)
-        # is made by its stop (app.engine_worker.PendingAdds), and a kill is made good by the next start
+        # is made by its stop (app.engine_worker.OwedChanges), and a kill is made good by the next start
         self.keep_result()
         self._thread.stop(self.job)

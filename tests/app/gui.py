@@ -140,8 +140,8 @@ def held(real, until, on_qt_thread: list[str] | None = None):
 
 
 def answer_stop(monkeypatch, answer, seen: list[str]) -> None:
-    """Answers every "Stop quantizing?" with ``answer`` (a ``QMessageBox.StandardButton``: the real box, its
-    button clicked), noting its text."""
+    """Answers every question box ("Stop quantizing?", "Quit Nibble Studio?", Empty trash's) with ``answer`` (a
+    ``QMessageBox.StandardButton``: the real box, its button clicked), noting its text."""
     from PySide6.QtWidgets import QMessageBox
 
     def exec_(box: QMessageBox) -> int:
@@ -252,3 +252,31 @@ def engine_held_at(controller, at):
     finally:
         release.set()
         worker.progress.disconnect(hold)
+
+
+def step_held_till_quit(monkeypatch, controller):
+    """Holds the engine's thread inside a step of the next job until the quit has asked that thread to stop
+    (``stop_thread`` wrapped in ``app.engine_worker``), as a 12B model's step (seconds) does: what was queued to the
+    engine behind the job is then dropped with the thread's event loop, wherever the two threads are at the quit.
+    Returns a ``threading.Event`` set once the job is in its step."""
+    import threading
+
+    from PySide6.QtCore import Qt
+
+    import app.engine_worker as engine_worker
+
+    quit_asked, in_step = threading.Event(), threading.Event()
+    stop_thread = engine_worker.stop_thread
+
+    def stop(thread, worker, starting: bool = False) -> bool:
+        thread.quit()
+        quit_asked.set()
+        return stop_thread(thread, worker, starting)
+
+    def step(_progress) -> None:  # on the engine's thread (direct), inside the job
+        in_step.set()
+        quit_asked.wait(60)
+
+    monkeypatch.setattr(engine_worker, "stop_thread", stop)
+    controller._engine.worker.progress.connect(step, Qt.ConnectionType.DirectConnection)
+    return in_step

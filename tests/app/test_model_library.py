@@ -11,7 +11,15 @@ from PySide6.QtCore import Qt
 
 from app.settings import LastJob, Settings, save_settings
 from gpu.paths import resources_dir
-from tests.app.gui import TEST_SIZE, TEST_STEPS, added_copy, engine_held_at, open_window
+from tests.app.gui import (
+    TEST_SIZE,
+    TEST_STEPS,
+    added_copy,
+    answer_stop,
+    engine_held_at,
+    open_window,
+    step_held_till_quit,
+)
 
 
 def _item(window, name: str):
@@ -94,6 +102,26 @@ def test_a_model_removed_while_a_job_runs_is_shown_pending_and_removed_once(qtbo
                         "'demo' is selected."]  # what a removal says when it ends, as before
     assert panel.removing.isHidden() and controller.prompt.model == "demo"
     assert _listed(data_root) == []
+
+
+def test_a_removal_pending_at_quit_is_made_before_the_app_closes(qtbot, window, tmp_path, data_root, monkeypatch):
+    """Remove clicked while a job ran, then the app quit (its question about the job answered Yes): the panel said
+    "Removing 'mine' after the running job…", but the removal, queued behind the job, was dropped with the engine
+    thread's calls, and 'mine' was listed again at the next start. Now the quit makes it once the engine stopped."""
+    from PySide6.QtWidgets import QMessageBox
+
+    controller, panel = window.controller, window.model_panel
+    mine = _mine_in_use(qtbot, controller, tmp_path)
+    in_step = step_held_till_quit(monkeypatch, controller)  # the removal is queued behind the job
+    controller.generate()
+    qtbot.waitUntil(in_step.is_set, timeout=60000)
+    panel.remove_button.click()
+    assert panel.removing.text() == "Removing 'mine' after the running job…"
+    asked: list[str] = []
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, asked)  # "Quit Nibble Studio?": Yes
+    window.close()
+    assert len(asked) == 1 and not controller._engine.thread.isRunning()
+    assert _listed(data_root) == [] and mine.is_file()  # taken off the list as the panel said; its file stays
 
 
 def test_generate_refuses_the_model_being_removed_and_says_what_to_pick(qtbot, window, tmp_path):

@@ -41,8 +41,9 @@ class Engine:
             return lambda *args: self.asked.append((what, args))
 
         return LibraryLinks(describe=ask("describe"), read=ask("read"), add=ask("add"), remove=ask("remove"),
-                            owe_add=ask("owe_add"), changed=ask("changed"), info_changed=ask("info_changed"),
-                            add_ended=ask("add_ended"), say=self.said.append, tell=lambda _text: None)  # fmt: skip
+                            owe_add=ask("owe_add"), owe_remove=ask("owe_remove"), changed=ask("changed"),
+                            info_changed=ask("info_changed"), add_ended=ask("add_ended"), say=self.said.append,
+                            tell=lambda _text: None)  # fmt: skip
 
     def asks(self, what: str) -> list[Any]:
         return [args for w, args in self.asked if w == what]

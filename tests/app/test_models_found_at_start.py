@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-import app.engine_worker as engine_worker
 from app.data_dir import resolve_data_dir
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
-from tests.app.gui import answer_stop, open_window, window_without_engine
+from tests.app.gui import answer_stop, open_window, step_held_till_quit, window_without_engine
 
 DEMO_INT4 = resources_dir() / "models" / "demo-int4.safetensors"
 
@@ -54,22 +51,7 @@ def test_a_model_kept_at_quit_behind_a_running_job_is_in_the_library(qtbot, data
     window.quantize_panel.open_wizard()
     window.quantize_panel.wizard.result_path = str(model)  # as a run that finished leaves it on the result page
 
-    # The job's step ends only once the app has asked the engine's thread to quit, as a 12B model's step (seconds)
-    # does: the add the quit asks for waits behind the job, wherever the two threads are at the quit.
-    quit_asked, in_step = threading.Event(), threading.Event()
-    stop_thread = engine_worker.stop_thread
-
-    def stop(thread, worker, starting: bool = False) -> bool:
-        thread.quit()
-        quit_asked.set()
-        return stop_thread(thread, worker, starting)
-
-    def step(_progress) -> None:  # on the engine's thread (direct), inside the job
-        in_step.set()
-        quit_asked.wait(60)
-
-    monkeypatch.setattr(engine_worker, "stop_thread", stop)
-    controller._engine.worker.progress.connect(step, Qt.ConnectionType.DirectConnection)
+    in_step = step_held_till_quit(monkeypatch, controller)  # the add the quit asks for waits behind the job
     controller.prompt.prompt = "a red circle"
     assert controller.generate() is not None
     qtbot.waitUntil(in_step.is_set, timeout=60000)
