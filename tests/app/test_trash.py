@@ -14,7 +14,7 @@ from app.image_files import new_image_path, save_new_image
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app import gui
-from tests.app.gui import gallery_images, open_window, trash_listing, trash_settled
+from tests.app.gui import answer_stop, gallery_images, open_window, trash_listing, trash_settled
 
 
 def _restart(qtbot, window, root):
@@ -429,12 +429,7 @@ def test_empty_trash_removes_images_in_the_trash_whose_file_is_gone_and_counts_t
 
     errors, asked = [], []
     window.controller.error.connect(errors.append)
-
-    def answer(box: QMessageBox) -> None:
-        asked.append(box.text())
-        box.button(QMessageBox.StandardButton.Yes).click()
-
-    monkeypatch.setattr(QMessageBox, "exec", answer)
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, asked)
     panel.empty_trash_button.click()  # the trash listed on its thread, then asked about
     qtbot.waitUntil(lambda: bool(asked or errors), timeout=30000)
     assert [e.message for e in errors] == [] and asked == [
@@ -471,12 +466,7 @@ def test_empty_trash_after_a_restart_removes_a_deleted_image_whose_file_was_alre
     assert gallery.undo_count == 1 and panel.empty_trash_button.isEnabled()
     errors, asked = [], []
     window.controller.error.connect(errors.append)
-
-    def answer(box: QMessageBox) -> None:
-        asked.append(box.text())
-        box.button(QMessageBox.StandardButton.Yes).click()
-
-    monkeypatch.setattr(QMessageBox, "exec", answer)
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, asked)
     panel.empty_trash_button.click()
     qtbot.waitUntil(lambda: bool(asked or errors), timeout=30000)
     assert [e.message for e in errors] == [] and asked == [
