@@ -318,8 +318,11 @@ class ImagesAtOnce:
     """The generator replaced: a request's images come at once, 8x8 pixels each, seeds S, S+1, …"""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        self.library = SimpleNamespace(take_notices=list)
+        self.library = SimpleNamespace(take_notices=list, resolve=lambda name: None)
         self.loaded = None
+
+    def resolve_settings(self, request: Any, entry: Any) -> dict[str, Any]:  # checked before the plan is said
+        return {"width": 8, "height": 8}
 
     def describe(self, model: str, base: str | None = None, *size: int | None) -> Any:  # the plan said before loading
         return SimpleNamespace(memory_policy=SimpleNamespace(label="Memory plan: none"))
