@@ -79,6 +79,7 @@ class AppController(QObject):
         self.data = data
         self.settings = settings
         self.notices: list[EngineError] = []  # start-up repairs the window tells the user about
+        self._notes_said: set[str] = set()  # the engine's notes said this session (``_on_noted``)
         # raises StoreUnavailable: run_app shows it, the app cannot start
         opened = open_store(data.database, data.images)
         self.store = opened.store
@@ -387,7 +388,11 @@ class AppController(QObject):
 
     def _on_noted(self, job_id: int, note: str) -> None:
         """The engine made job ``job_id``'s images otherwise than asked (a guidance below 1 run as 1 on a model that
-        takes none): said as a notice, since the prompt panel still shows what was asked and the images what ran."""
+        takes none): said as a notice, since the prompt panel still shows what was asked and the images what ran.
+        Each note once a session: a queue of jobs at the same guidance showed the same dialog after each job."""
+        if note in self._notes_said:
+            return
+        self._notes_said.add(note)
         self.error.emit(EngineError("notice", f"{note[:1].upper()}{note[1:]}.",
                                     "The gallery, history and PNGs keep the settings that ran: set the panel to them "
                                     "to make the same images."))

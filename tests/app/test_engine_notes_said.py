@@ -5,7 +5,7 @@ word (the engine's note in ``GeneratedImage.extras["notes"]`` was read by nothin
 from __future__ import annotations
 
 
-def test_a_guidance_run_as_1_is_said_once_a_job(qtbot, window):
+def test_a_guidance_run_as_1_is_said_once_a_session(qtbot, window):
     state = window.controller.prompt
     shown: list = []
     window.controller.error.connect(shown.append)
@@ -21,7 +21,8 @@ def test_a_guidance_run_as_1_is_said_once_a_job(qtbot, window):
     assert "saved, with guidance 1" in notes[0].message and notes[0].hint
 
     shown.clear()
-    state.guidance, state.batch_count = 3.0, 1  # a guidance that runs as asked: nothing said
-    with qtbot.waitSignal(window.controller.job_finished, timeout=120000):
-        window.controller.generate()
-    assert shown == []
+    for guidance in (3.0, 0.5):  # a guidance that runs as asked, then the same note again: nothing said
+        state.guidance, state.batch_count = guidance, 1
+        with qtbot.waitSignal(window.controller.job_finished, timeout=120000):
+            window.controller.generate()
+    assert shown == []  # a queue of jobs at 0.5 showed the same dialog after each job
