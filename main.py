@@ -464,12 +464,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     meta, entries = inspect_checkpoint(entry.path)
     q, c = meta.quantization, meta.calibration
     show(f"{entry.path.name}: SVDQ format v{meta.format_version}, {meta.architecture} ({meta.model_class}), "
-          f"checksum OK ({meta.sha256[:16]}...)")
+         f"checksum OK ({meta.sha256[:16]}...)")
     show(f"  quantization: {q.get('method')} {q.get('precision')} rank {q.get('rank')}; storage {meta.dtype}")
     grid = c.get("alpha_points")  # said when not the default (None: made before the setting, or no smoothing)
     show(f"  calibration:  {c.get('prompts')} prompts x {c.get('steps')} steps, seed {c.get('seed')}, "
-          f"mean layer error {_fmt(c.get('mean_layer_error'))}"
-          + (f", alpha grid of {grid} points" if grid not in (None, DEFAULT_ALPHA_POINTS) else ""))
+         f"mean layer error {_fmt(c.get('mean_layer_error'))}"
+         + (f", alpha grid of {grid} points" if grid not in (None, DEFAULT_ALPHA_POINTS) else ""))
     show(f"  base model:   {base_model_words(entry, library)}")
     show(f"  made by:      {meta.tool}, {meta.created}")
     mib = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in entries.values()) / 2**20
@@ -485,7 +485,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         shape = f"{e.get('out_features')}x{e.get('in_features')}"
         alpha = "" if e.get("alpha") is None else f"{round(e['alpha'], 3):g}"  # 0.25 from a 5-point grid
         show(f"{name:<52} {e.get('kind', ''):<6} {e['method']:<11} {e['weight_format']:<7} "
-              f"{str(e['act_format'] or '16-bit'):<7} {e['rank']:>4} {shape:>13} {alpha:>5} {_fmt(e.get('error')):>9}")
+             f"{str(e['act_format'] or '16-bit'):<7} {e['rank']:>4} {shape:>13} {alpha:>5} {_fmt(e.get('error')):>9}")
     return 0
 
 

@@ -243,7 +243,7 @@ class EngineWorker(QObject):
     waiting = Signal(int)  # job id: it waits for a quantize run on the GPU to end (QuantizeRuns)
     progress = Signal(object)  # JobProgress
     image_saved = Signal(int, object)  # job id, SavedImage: each image of a batch as soon as its PNG is written
-    noted = Signal(int, str)  # job id, a note of the engine on its images (a guidance it ran as another): once a job
+    noted = Signal(int, str)  # job id, a note of the engine on its images (a guidance run as another): with its first
     finished = Signal(int)  # job id: every image of it was sent by image_saved
     cancelled = Signal(int)  # job id
     failed = Signal(int, object)  # job id (0: not a generation job), EngineError
@@ -525,16 +525,14 @@ class EngineWorker(QObject):
                 self._loaded = request.model
                 self.model_loaded.emit(info)
             index = itertools.count()
-            said: set[str] = set()
 
             def keep(generated: Any) -> None:
                 # Written as each image is done, not after the batch: a cancel, an out-of-memory error or a crash
                 # at image 4 of 4 lost the three already made.
-                self.image_saved.emit(job.id, self._save(generated, next(index)))
-                # Each image carries its job's notes: said once a job, with its first image, not once an image
-                for note in generated.extras.get("notes", ()):
-                    if note not in said:
-                        said.add(note)
+                number = next(index)
+                self.image_saved.emit(job.id, self._save(generated, number))
+                if number == 0:  # every image of a job carries the job's notes: sent with its first
+                    for note in generated.extras.get("notes", ()):
                         self.noted.emit(job.id, note)
 
             service.generate(

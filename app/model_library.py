@@ -354,8 +354,8 @@ class ModelLibrary(QObject):
         is selected instead, and said. The Models panel keeps ``model`` highlighted with why (it said "Reading
         model…" for good, and the jobs to come failed on it)."""
         before = getattr(self.model_info, "name", None)
-        usable = before is not None and before != model and getattr(self.entry(before), "facts", None) is not None
-        fallback = before if usable else self._fallback_model(other_than=model)
+        opens = before is not None and before != model and usable(self.entry(before))
+        fallback = before if opens else self._fallback_model(other_than=model)
         if fallback is not None and self.select_model(fallback):
             self._say(replace(error, message=f"{sentence(error.message)} '{fallback}' is selected instead."))
         else:

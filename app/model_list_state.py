@@ -173,9 +173,8 @@ class ModelListState(QObject):
         entry = self._entry(name)
         if entry is not None and not usable(entry):
             self._library.drop_recheck()  # a look at another one passed decides nothing now
-            self.highlighted = name
+            self._mark(name)
             self._note(self.unusable_text(name))
-            self.removable = self._can_remove(name)
             return Pick.SHOWN
         return self.pick(name)
 
