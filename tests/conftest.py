@@ -15,6 +15,23 @@ if TYPE_CHECKING:
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):  # noqa: ARG001
+    r"""A test's report with its captured output and failure text made UTF-8: tests of file names that are not UTF-8
+    log them (``mod\udce9le``), and pytest-xdist cannot send such a string from its worker (the run stopped with an
+    INTERNALERROR). Such characters are written escaped (``\udce9``)."""
+    report = yield
+    report.sections = [(title, _utf8(text)) for title, text in report.sections]
+    if report.longrepr is not None and _utf8(str(report.longrepr)) != str(report.longrepr):
+        report.longrepr = _utf8(str(report.longrepr))
+    return report
+
+
+def _utf8(text: str) -> str:
+    r"""``text`` with every lone surrogate written as its ``\udcXX`` escape; other text unchanged."""
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
 @pytest.fixture(autouse=True)
 def isolated_data_dir(tmp_path_factory, monkeypatch):
     """Every test writes user data into its own folder, never the real per-user one."""
