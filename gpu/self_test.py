@@ -228,5 +228,21 @@ def _write_report(result: SelfTestResult, echo: Callable[[str], None]) -> None:
     echo(f"report written to {report}")
 
 
+def run_as_module() -> int:
+    """``python -m gpu.self_test``: ``main``, with what ``main.py --self-test`` says instead of a traceback: a
+    console that cannot be written (``> /dev/full``) as one ``error:`` line on stderr, exit 2; Ctrl-C as
+    "error: cancelled", exit 130 (the shell's code for it)."""
+    from gpu.errors import UserError
+
+    try:
+        return main()
+    except UserError as err:
+        sys.stderr.write(f"error: {err.text}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: cancelled\n")
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_as_module())

@@ -254,12 +254,15 @@ def test_a_console_output_that_cannot_be_written_is_said_as_such(tmp_path):
     assert (run.returncode, run.stderr) == (2, CONSOLE_LOST)
 
 
-def test_the_self_tests_console_output_that_cannot_be_written_is_said_as_such(tmp_path):
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="a device that is always full")
+@pytest.mark.parametrize("command", [["main.py", "--self-test"], ["-m", "gpu.self_test"]], ids=["main", "module"])
+def test_the_self_tests_console_output_that_cannot_be_written_is_said_as_such(tmp_path, monkeypatch, command):
     """--self-test > /dev/full said "error: No space left on device": its lines did not go through the commands'
-    writer."""
+    writer; ``python -m gpu.self_test > /dev/full`` ended in that error's traceback."""
+    monkeypatch.setenv("NIBBLE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
     with open("/dev/full", "w") as full:
-        run = subprocess.run([sys.executable, str(ROOT / "main.py"), "--data-dir", str(tmp_path / "data"),
-                              "--self-test"], cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True,
+        run = subprocess.run([sys.executable, *command], cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True,
                              timeout=600)  # fmt: skip
     assert (run.returncode, run.stderr) == (2, CONSOLE_LOST)
 
