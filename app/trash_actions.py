@@ -85,8 +85,10 @@ class TrashActions:
             return False
 
     def on_emptying_progress(self, deleted: int, total: int) -> None:
-        """Empty trash's thread has deleted ``deleted`` of the ``total`` files: said in the status bar."""
-        self._tell(f"Emptying the trash: {deleted} of {counted(total, 'file')} deleted…")
+        """Empty trash's thread has deleted ``deleted`` of the ``total`` files: said in the status bar (without a
+        count where no file is to be deleted: a trash of images whose file is gone showed "0 of 0 files")."""
+        self._tell(f"Emptying the trash: {deleted} of {counted(total, 'file')} deleted…" if total
+                   else "Emptying the trash…")
 
     def on_trash_emptied(self, emptied: TrashEmptied) -> None:
         """Empty trash's deletion ended: what it deleted, in the status bar; what kept it from deleting them all

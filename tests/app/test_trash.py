@@ -412,7 +412,7 @@ def test_empty_trash_removes_images_in_the_trash_whose_file_is_gone_and_counts_t
     """With only images whose file was gone in the trash (one missing when it was deleted, one whose trashed file
     was removed by hand), Empty trash said "The trash is empty." and did nothing, while Undo delete brought them
     back; with files beside them, its question and its end counted the files alone, and they went uncounted. Now
-    it asks about them in words, removes them for good, and says so."""
+    it asks about them in words, removes them for good, and says so (meanwhile without "0 of 0 files deleted")."""
     from PySide6.QtWidgets import QMessageBox
 
     data = resolve_data_dir(data_root)
@@ -427,8 +427,9 @@ def test_empty_trash_removes_images_in_the_trash_whose_file_is_gone_and_counts_t
     trash_settled(qtbot, gallery)
     assert panel.empty_trash_button.isEnabled() and panel.undo_button.isEnabled()
 
-    errors, asked = [], []
+    errors, asked, shown = [], [], []
     window.controller.error.connect(errors.append)
+    window.statusBar().messageChanged.connect(shown.append)
     answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, asked)
     panel.empty_trash_button.click()  # the trash listed on its thread, then asked about
     qtbot.waitUntil(lambda: bool(asked or errors), timeout=30000)
@@ -437,6 +438,7 @@ def test_empty_trash_removes_images_in_the_trash_whose_file_is_gone_and_counts_t
     qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
     assert window.statusBar().currentMessage() == "The trash was emptied: 2 images whose file was already gone " \
         "were removed."  # fmt: skip
+    assert [m for m in shown if m.startswith("Emptying")] == ["Emptying the trash…"]  # not "0 of 0 files deleted"
     trash_settled(qtbot, gallery)
     assert gallery.undo_count == 0 and not panel.undo_button.isEnabled() and not panel.empty_trash_button.isEnabled()
     assert sorted(window.controller.store.all_paths()) == ["d/0.png"]  # gone for good, after a restart too
