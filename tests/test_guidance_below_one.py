@@ -16,10 +16,12 @@ from gpu.generation.service import save_image
 
 NOTE = ("guidance {g} is the same as 1 on {model}, which guides away from the negative prompt only above 1: the image "
         "is made, and saved, with guidance 1")
+UNUSED_NEGATIVE = ("the negative prompt is not used at guidance 1 on demo, which guides away from it only above 1: "
+                   "raise the guidance to use it")
 
 
-def _job(service, guidance: float, model: str = "demo", batch: int = 1):
-    request = GenerationRequest("a red star", model=model, negative_prompt="blurry", seed=3, steps=2, width=64,
+def _job(service, guidance: float, model: str = "demo", batch: int = 1, negative: str = "blurry"):
+    request = GenerationRequest("a red star", model=model, negative_prompt=negative, seed=3, steps=2, width=64,
                                 height=64, guidance=guidance, batch_count=batch)  # fmt: skip
     return service.generate(request)
 
@@ -29,13 +31,21 @@ def test_guidance_below_1_without_a_guidance_embedding_is_saved_as_the_1_that_ra
     (one,) = _job(cpu_service, 1.0)
     (low,) = _job(cpu_service, guidance)
     assert low.image.tobytes() == one.image.tobytes()  # what diffusers ran: no CFG, as at 1
-    assert low.settings["guidance"] == 1.0 and one.extras["notes"] == []
-    assert low.extras["notes"] == [NOTE.format(g=f"{guidance:g}", model="demo")]
+    assert low.settings["guidance"] == 1.0 and low.extras["notes"] == [NOTE.format(g=f"{guidance:g}", model="demo")]
     texts = read_png_text(save_image(low, tmp_path / "low.png"))  # what the CLI and the app write
     assert json.loads(texts[NIBBLE_KEY])["guidance"] == 1.0
     assert "CFG scale: 1.0," in texts[PARAMETERS_KEY], texts[PARAMETERS_KEY]  # A1111's
     (above,) = _job(cpu_service, 1.5)
     assert above.settings["guidance"] == 1.5 and above.extras["notes"] == []
+
+
+def test_a_negative_prompt_at_guidance_1_without_a_guidance_embedding_is_said_unused(cpu_service):
+    """At guidance 1 classic CFG does not run: the negative prompt the PNG records changed nothing, unsaid."""
+    (one,) = _job(cpu_service, 1.0)
+    (plain,) = _job(cpu_service, 1.0, negative="")
+    assert one.image.tobytes() == plain.image.tobytes()  # what diffusers ran: the negative prompt unused
+    assert one.settings["negative_prompt"] == "blurry"  # kept: a reuse of the image makes it again
+    assert one.extras["notes"] == [UNUSED_NEGATIVE] and plain.extras["notes"] == []
 
 
 @pytest.fixture(scope="module")

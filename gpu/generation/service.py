@@ -328,6 +328,10 @@ class GenerationService:
             notes.append(f"guidance {settings['guidance']:g} is the same as 1 on {entry.name}, which guides away from "
                          "the negative prompt only above 1: the image is made, and saved, with guidance 1")
             settings["guidance"] = 1.0
+        elif settings["guidance"] == 1 and settings["negative_prompt"] and not takes_guidance(loaded.pipe):
+            # the PNG and the history keep the negative prompt (a reuse makes the same image), which did nothing here
+            notes.append(f"the negative prompt is not used at guidance 1 on {entry.name}, which guides away from it "
+                         "only above 1: raise the guidance to use it")
         common = {
             "model": entry.name,
             "model_hash": loaded.model_hash,  # of the weights loaded, hashed as they were read
