@@ -116,7 +116,7 @@ class AppController(QObject):
         launch_fields = None if settings.last_job.width else self.prompt.model_default_fields()
         self.job = JobState()
         self.loras = LoraState()
-        self.loras.notice.connect(self.error.emit)  # what is wrong with a folder of LoRAs, once it is read
+        self.loras.folder_scan.notice.connect(self.error.emit)  # what is wrong with a folder of LoRAs, once read
         self.notices += [lora_not_restored_notice(text) for text in self.loras.restore(settings.loras)]
         self.loras.add_shipped(settings.removed_examples)
         self.memory = MemoryState()
@@ -176,7 +176,7 @@ class AppController(QObject):
     def shutdown(self) -> None:
         """The window closes: the engine stopped, what it finished committed, the store closed."""
         self.gallery.stop()  # first: queued decodes would keep the CPU from the engine's stop
-        self.loras.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
+        self.loras.folder_scan.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
         self.loras.cancel_search()  # an image's LoRAs looked for by hash: nothing switched on, nor said
         self.queue.stop()
         self._engine.stop()
@@ -271,8 +271,8 @@ class AppController(QObject):
 
     def add_lora_folder(self, folder: str | Path) -> None:
         """Every LoRA file of ``folder`` and its subfolders (switched off), read on a thread of its own while the
-        window is in use (``LoraState.scan_folder``); what is wrong with the folder is said when it ends."""
-        self.loras.scan_folder(folder)
+        window is in use (``LoraFolderScan.scan_folder``); what is wrong with the folder is said when it ends."""
+        self.loras.folder_scan.scan_folder(folder)
 
     def unload_model(self, unloaded: threading.Event | None = None, needed: Callable[[], bool] | None = None) -> None:
         """Frees the generation model's memory for a quantize run, which needs the room: the engine unloads it once

@@ -1,7 +1,7 @@
-"""A LoRA folder read on a thread of its own (``FolderScan``, ``read_folder``, run by ``LoraState.scan_folder``),
-and its words: the files it skipped as no usable FLUX.1 LoRA (``Skipped``), counted by kind on the panel and listed
-with why under "Skipped files…" (``skipped_details``), and what went wrong with the folder (``nothing_added``,
-``scan_trouble``)."""
+"""A LoRA folder read on a thread of its own (``FolderScan``, ``read_folder``, run by
+``LoraFolderScan.scan_folder``), and its words: the files it skipped as no usable FLUX.1 LoRA (``Skipped``), counted
+by kind on the panel and listed with why under "Skipped files…" (``skipped_details``), and what went wrong with the
+folder (``nothing_added``, ``scan_trouble``)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FolderScan:
-    """A folder's LoRA files being read on a thread of their own (``LoraState.scan_folder``). The thread fills in
-    ``listing``, then ``reads`` (each file's ``named_path`` and ``FileRead``), or ``error`` (the folder cannot be
-    listed) or ``broke`` (why the reading broke off), in ``read_folder``; ``LoraState`` then hands it to the Qt
-    thread."""
+    """A folder's LoRA files being read on a thread of their own (``LoraFolderScan.scan_folder``). The thread fills
+    in ``listing``, then ``reads`` (each file's ``named_path`` and ``FileRead``), or ``error`` (the folder cannot be
+    listed) or ``broke`` (why the reading broke off), in ``read_folder``; ``LoraFolderScan`` then hands it to the
+    Qt thread."""
 
     folder: Path
     cancel: threading.Event = field(default_factory=threading.Event)

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Signal
 
 from app.background import start_thread, to_qt_thread
-from app.engine_errors import EngineError
 from app.lora_entry import LoraEntry, fit_strength, fit_text_strength
 from app.lora_examples import example_name, examples_folder
+from app.lora_folder_scan import LoraFolderScan
 from app.lora_header import FileRead, LoraHeader, read_file, read_header, read_stamp
 from app.lora_reuse import (
     HashSearch,
@@ -33,16 +32,7 @@ from app.lora_reuse import (
     unmatched_hashes,
     wanted_strengths,
 )
-from app.lora_scan import (
-    FolderScan,
-    nothing_added,
-    read_folder,
-    scan_summary,
-    scan_trouble,
-    skipped_details,
-    skipped_files,
-)
-from app.observable import Prop
+from app.lora_scan import skipped_details, skipped_files
 from app.settings import LoraSetting, Settings
 from gpu.lora.folder import list_lora_files
 from gpu.lora.metadata import LoraRequest
@@ -50,8 +40,6 @@ from gpu.paths import named_path
 from gpu.paths import resolved as resolve_path
 
 log = logging.getLogger(__name__)
-
-_DONE_SHOWN_MS = 15_000  # how long the words of a folder's reading that ended stay on the panel
 
 
 class PickedFiles(NamedTuple):
@@ -80,30 +68,16 @@ class LoraState(QObject):
     # reused image: what the settings keep, the rows left as they are (``changed`` would look at every one).
     edited = Signal(object)  # the LoraEntry
     cost_changed = Signal(str)  # a sentence about the measured cost of the LoRAs of the last image
-    # A folder being read (``scan_folder``): what the panel says of it ("Reading LoRAs… 340/2000", then how it
-    # ended, for a while), and whether it runs (the panel's Cancel shows then)
-    scan_status = Prop("")
-    scan_status_changed = Signal(str)
-    scanning = Prop(False)
-    scanning_changed = Signal(bool)
-    # The files the last folder read skipped (``Skipped``: no usable FLUX.1 LoRA), while its words show
-    scan_skipped = Prop(())
-    scan_skipped_changed = Signal(object)
-    notice = Signal(object)  # EngineError: what is wrong with a folder read, said once its reading ends
 
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[LoraEntry] = []
         self.removed_examples: list[str] = []  # ``Settings.removed_examples``: from ``add_shipped``, and ``remove``
+        self.folder_scan = LoraFolderScan(self)  # a folder the user picks, read on a thread of its own
         self._search: HashSearch | None = None  # the search for the last dropped image's LoRAs, while it runs
-        self._scan: FolderScan | None = None  # the folder being read, while it runs
-        self._skipped_from = Path()  # the folder of ``scan_skipped``
-        self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
-        self._done_shown.timeout.connect(self._forget_scan)
         app = QCoreApplication.instance()
-        if app is not None:  # a search or scan left running at quit would read files for no one
+        if app is not None:  # a search left running at quit would read files for no one
             app.aboutToQuit.connect(self.cancel_search)
-            app.aboutToQuit.connect(self.cancel_scan)
 
     def add_file(self, path: str | Path, enabled: bool = False, strength: float = 1.0) -> LoraEntry:
         entry = self._add(path, enabled, strength)
@@ -163,8 +137,9 @@ class LoraState(QObject):
     def add_folder(self, folder: str | Path, leave_out: Callable[[Path], bool] = lambda path: False) -> list[LoraEntry]:
         """The FLUX.1 LoRAs of ``folder`` and its subfolders (``list_lora_files``), but those ``leave_out`` says
         of, switched off, read here, on this thread: for the few files the app ships. A folder the user picks is
-        read on a thread of its own (``scan_folder``): 2,000 files took 8 s, the window frozen. Files that are no
-        usable FLUX.1 LoRA are skipped, and logged. Raises ``OSError`` when it cannot be listed."""
+        read on a thread of its own (``LoraFolderScan.scan_folder``): 2,000 files took 8 s, the window frozen.
+        Files that are no usable FLUX.1 LoRA are skipped, and logged. Raises ``OSError`` when it cannot be
+        listed."""
         folder = Path(folder).expanduser()
         reads = [(named_path(p), read_file(p)) for p in list_lora_files(folder).files if not leave_out(p)]
         added = [self._add(p, False, 1.0, read) for p, read in reads if not read.header.problem]
@@ -173,107 +148,18 @@ class LoraState(QObject):
         self.changed.emit()
         return added
 
-    def scan_folder(self, folder: str | Path) -> bool:
-        """Adds the LoRA files of ``folder`` and its subfolders, switched off, as ``add_folder`` does, but lists
-        the folder and reads each file's header on a thread of its own, the window in use meanwhile:
-        ``scan_status`` says how far it is ("Reading LoRAs… 340/2000"), ``cancel_scan`` stops it with nothing
-        added, and the rows are added at its end, all at once (one rebuild of the panel). What is wrong with the
-        folder (it cannot be read, it holds no LoRA file, subfolders that could not be read) is said through
-        ``notice`` at the end. One folder at a time: while one is read, another is refused, and said (False)."""
-        folder = Path(folder).expanduser()
-        if self._scan is not None:
-            self.notice.emit(
-                EngineError(
-                    "user",
-                    f"The LoRAs of {self._scan.folder} are still being read, so {folder} was not added.",
-                    "Wait until the LoRA panel says they were added (or cancel that), then add the folder again.",
-                )
-            )
-            return False
-        self._scan = scan = FolderScan(folder)
-        self._done_shown.stop()
-        self.scan_skipped = ()
-        self.scanning = True
-        self.scan_status = f"Looking for LoRAs in {folder}…"
-        # A daemon, as the hash search: a quit does not wait for the header it reads (it writes nothing).
-        start_thread("LoRA folder", self._run_scan, scan)
-        return True
-
-    def cancel_scan(self) -> None:
-        """Stops the folder being read (the user's Cancel, the window closing): it stops after the file it reads,
-        and none of its rows are added."""
-        scan, self._scan = self._scan, None
-        if scan is None:
-            return
-        scan.cancel.set()
-        self.scanning = False
-        self._show_done(f"Cancelled: no LoRAs of {scan.folder} were added.")
-
-    def _run_scan(self, scan: FolderScan) -> None:
-        """On the scan's thread: the folder read (``read_folder``), how far it is and the end handed to the Qt
-        thread (``_on_scan_progress``, ``_on_scanned``), unless cancelled."""
-        read_folder(scan, partial(to_qt_thread, self._on_scan_progress, scan))
-        if not scan.cancel.is_set():
-            to_qt_thread(self._on_scanned, scan)
-
-    def _on_scan_progress(self, scan: FolderScan, done: int, total: int) -> None:
-        """How far the scan is, unless it was cancelled (another may run since)."""
-        if scan is self._scan:
-            self.scan_status = f"Reading LoRAs… {done}/{total}"
-
-    def _on_scanned(self, scan: FolderScan) -> None:
-        """On the Qt thread, the scan ended: rows added for its FLUX.1 LoRAs (one ``changed``), the other files
-        skipped (a ComfyUI or Forge folder holds SDXL and SD 1.5 LoRAs and checkpoints beside them: hundreds of
-        rows that said why they could not be used) and counted by kind in its words, which stay until
-        "Skipped files…" was looked at; what went wrong said (``notice``)."""
-        if scan is not self._scan:  # cancelled meanwhile: the user's word wins over a scan ending at that moment
-            return
-        self._scan = None
-        if not scan.reads:
-            self.scanning = False
-            self._show_done("")
-            self.notice.emit(nothing_added(scan))
-            return
-        skipped = skipped_files(scan.reads)
-        usable = [(path, read) for path, read in scan.reads if not read.header.problem]
+    def add_reads(self, reads: list[tuple[Path, FileRead]]) -> list[LoraEntry]:
+        """Rows, switched off, for the files of ``reads`` (each ``named_path`` and its ``FileRead``, as a folder's
+        scan gives them) not listed yet, one ``changed`` for all; returns them."""
         listed = {e.resolved for e in self.entries}  # looked up in a set: 2,000 rows' in turn took a second
         added = []
-        for path, read in usable:
+        for path, read in reads:
             if read.resolved not in listed:
                 listed.add(read.resolved)
                 added.append(self._append(path, False, 1.0, read))
         if added:
             self.changed.emit()
-        self.scanning = False  # with the rows there
-        self._skipped_from = resolve_path(scan.folder)
-        self.scan_skipped = skipped
-        if skipped:
-            log.info("LoRA files of %s skipped:\n%s", scan.folder, self.skipped_text())
-        self._show_done(scan_summary(scan.folder, len(added), len(usable) - len(added), skipped), keep=bool(skipped))
-        if not usable:
-            self.notice.emit(nothing_added(scan))
-        elif (trouble := scan_trouble(scan)) is not None:
-            self.notice.emit(trouble)
-
-    def _show_done(self, text: str, keep: bool = False) -> None:
-        """A scan's last words on the panel, for a while (an old scan's result stays no news for good); until
-        ``skipped_seen`` where ``keep``."""
-        self.scan_status = text
-        if text and not keep:
-            self._done_shown.start()
-
-    def skipped_text(self) -> str:
-        """The files the last folder read skipped, each with why, by kind (``skipped_details``)."""
-        return skipped_details(self._skipped_from, self.scan_skipped)
-
-    def skipped_seen(self) -> None:
-        """The user looked at the skipped files: the scan's words go after a while, as those of any scan."""
-        if self._scan is None:
-            self._done_shown.start()
-
-    def _forget_scan(self) -> None:
-        self.scan_status = ""
-        self.scan_skipped = ()
+        return added
 
     def remove(self, entry: LoraEntry) -> None:
         """Takes the row out of the panel; an example LoRA's stays out at the next starts (``removed_examples``)."""

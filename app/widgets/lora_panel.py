@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )  # fmt: skip
 
+from app.lora_folder_scan import LoraFolderScan
 from app.lora_state import LoraState
 from app.widgets.file_filters import safetensors_filter
 from app.widgets.lora_list import LoraList
@@ -47,6 +48,7 @@ class LoraPanel(QWidget):
         self.setObjectName("loraPanel")
         self.controller = controller
         self.state: LoraState = controller.loras
+        self.scan: LoraFolderScan = self.state.folder_scan
         self.add_button = add = QPushButton("Add LoRA…")
         add.clicked.connect(self._add_files)
         self.add_folder_button = folder = QPushButton("Add folder…")
@@ -92,7 +94,7 @@ class LoraPanel(QWidget):
         label.setWordWrap(True)
         self.cancel_scan_button = cancel = QPushButton("Cancel")
         cancel.setToolTip("Stop reading the folder; none of its LoRAs are added")
-        cancel.clicked.connect(self.state.cancel_scan)
+        cancel.clicked.connect(self.scan.cancel_scan)
         self.skipped_button = skipped = QPushButton("Skipped files…")
         skipped.setToolTip("List the files of the folder that are no FLUX.1 LoRA, and why")
         skipped.clicked.connect(self.show_skipped)
@@ -102,12 +104,12 @@ class LoraPanel(QWidget):
         box.addWidget(label, 1)
         box.addWidget(cancel)
         box.addWidget(skipped)
-        self.state.scan_status_changed.connect(self._show_scan_status)
-        self.state.scanning_changed.connect(self._show_scanning)
-        self.state.scan_skipped_changed.connect(self._show_skipped_button)
-        self._show_scan_status(self.state.scan_status)
-        self._show_skipped_button(self.state.scan_skipped)
-        self._show_scanning(self.state.scanning)
+        self.scan.scan_status_changed.connect(self._show_scan_status)
+        self.scan.scanning_changed.connect(self._show_scanning)
+        self.scan.scan_skipped_changed.connect(self._show_skipped_button)
+        self._show_scan_status(self.scan.scan_status)
+        self._show_skipped_button(self.scan.scan_skipped)
+        self._show_scanning(self.scan.scanning)
         return row
 
     def _show_scan_status(self, text: str) -> None:
@@ -140,12 +142,12 @@ class LoraPanel(QWidget):
             self.skipped_dialog = box = QMessageBox(QMessageBox.Icon.Information, "Skipped files", "", close, self)
             box.setInformativeText("These files were not added to the LoRA list. The details name each one and why.")
             box.setModal(False)
-        box.setText(self.state.scan_status)
-        box.setDetailedText(self.state.skipped_text())
+        box.setText(self.scan.scan_status)
+        box.setDetailedText(self.scan.skipped_text())
         box.show()
         box.raise_()
         box.activateWindow()
-        self.state.skipped_seen()
+        self.scan.skipped_seen()
 
     def _show_empty(self) -> None:
         self.empty.setVisible(not self.state.entries)

@@ -64,7 +64,7 @@ def test_a_lora_folder_scan_whose_state_was_let_go_of_destroys_it_on_the_qt_thre
     monkeypatch.setattr(app.lora_scan, "list_lora_files", list_after_the_gate)
     state = LoraState()
     threads = _destroyed_on(state)
-    assert state.scan_folder(tmp_path)
+    assert state.folder_scan.scan_folder(tmp_path)
     del state
     _dropped_on_the_qt_thread(qtbot, threads, gate)
 

@@ -80,7 +80,7 @@ def test_a_folder_is_read_off_the_qt_thread_with_its_subfolders(qtbot, bare_wind
     assert "still being read" in shown[0].message
 
     held_reads.set()
-    qtbot.waitUntil(lambda: not state.scanning, timeout=30000)
+    qtbot.waitUntil(lambda: not state.folder_scan.scanning, timeout=30000)
     assert threading.main_thread() not in held_reads.threads
     assert [e.name for e in state.entries] == ["monochrome-style", "top", "Style Upper", "deep"]
     assert [e.enabled for e in state.entries[1:]] == [False] * 3  # a folder's LoRAs come switched off
@@ -138,7 +138,7 @@ window = MainWindow(resolve_data_dir(Path(sys.argv[1])))
 window.show()
 
 def quit_once_reading():
-    if not window.controller.loras.scanning:
+    if not window.controller.loras.folder_scan.scanning:
         QTimer.singleShot(20, quit_once_reading)
         return
     window.close()

@@ -42,7 +42,7 @@ def test_a_folder_of_2000_loras_makes_controls_for_the_rows_in_sight_only(qtbot,
     for i in range(2000):
         flux_lora(folder / f"style {i:04d}.safetensors", text_part=i % 7 == 0)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    with qtbot.waitSignal(state.scanning_changed, check_params_cb=lambda on: not on, timeout=60000):
+    with qtbot.waitSignal(state.folder_scan.scanning_changed, check_params_cb=lambda on: not on, timeout=60000):
         qtbot.mouseClick(panel.add_folder_button, Qt.MouseButton.LeftButton)
     view = panel.view
     assert view.model().rowCount() == len(state.entries) == 2001
@@ -138,8 +138,8 @@ def test_a_closed_panel_is_not_told_of_its_lora_list_any_more(qtbot):
     panel = LoraPanel(SimpleNamespace(loras=state, prompt=None))
     panel.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    state.scan_status = "Added 3 FLUX.1 LoRAs from a folder."
-    state.scan_skipped = (Skipped(Path("x.safetensors"), "unusable", "not a LoRA"),)
-    state.scanning = True
+    state.folder_scan.scan_status = "Added 3 FLUX.1 LoRAs from a folder."
+    state.folder_scan.scan_skipped = (Skipped(Path("x.safetensors"), "unusable", "not a LoRA"),)
+    state.folder_scan.scanning = True
     state.changed.emit()
     state.cost_changed.emit("")

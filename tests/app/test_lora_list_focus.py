@@ -50,7 +50,7 @@ def test_typing_in_a_row_goes_on_as_a_folder_adds_rows_with_a_text_strength(qtbo
     for i in range(3):
         flux_lora(folder / f"more {i}.safetensors", text_part=True)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    with qtbot.waitSignal(state.scanning_changed, check_params_cb=lambda on: not on, timeout=60000):
+    with qtbot.waitSignal(state.folder_scan.scanning_changed, check_params_cb=lambda on: not on, timeout=60000):
         panel.add_folder_button.click()
     assert state.entries[1].name in [panel.view.model_.entry(i).name for i in panel.view.rows_in_sight()]
     assert QApplication.activeWindow() is bare_window
@@ -102,23 +102,23 @@ def test_the_focus_on_a_button_that_hides_stays_by_it_and_the_list_where_it_is(q
     panel.row_for("style 20")  # the user looks halfway down the list
     in_sight = panel.view.rows_in_sight()
 
-    state.scan_status = "Added 30 FLUX.1 LoRAs from x. Skipped 1 file: 1 LoRA this app cannot apply."
-    state.scan_skipped = (Skipped(tmp_path / "x.safetensors", "unusable", "no"),)
+    state.folder_scan.scan_status = "Added 30 FLUX.1 LoRAs from x. Skipped 1 file: 1 LoRA this app cannot apply."
+    state.folder_scan.scan_skipped = (Skipped(tmp_path / "x.safetensors", "unusable", "no"),)
     _focus(qtbot, panel.skipped_button)
-    state.scan_status, state.scan_skipped = "", ()  # the words go, a while after the scan
+    state.folder_scan.scan_status, state.folder_scan.scan_skipped = "", ()  # the words go, a while after the scan
     assert QApplication.focusWidget() is panel.add_folder_button
     assert panel.view.rows_in_sight() == in_sight
 
     folder = _comfy_folder(tmp_path / "loras")  # its reading waits (held_reads)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     qtbot.keyClick(panel.add_folder_button, Qt.Key.Key_Space)  # "Add folder…" greys as the folder is read
-    assert state.scanning
+    assert state.folder_scan.scanning
     assert QApplication.focusWidget() is panel.cancel_scan_button
     assert panel.view.rows_in_sight() == in_sight
     qtbot.waitUntil(lambda: panel.scan_label.text() == "Reading LoRAs… 0/3", timeout=30000)
     thread = _scan_thread()
     qtbot.keyClick(panel.cancel_scan_button, Qt.Key.Key_Space)
-    assert not state.scanning
+    assert not state.folder_scan.scanning
     assert QApplication.focusWidget() is panel.add_folder_button
     assert panel.view.rows_in_sight() == in_sight
     held_reads.set()

@@ -257,7 +257,8 @@ def test_a_folder_of_many_loras_is_listed_at_once(qtbot, window, tmp_path, monke
     rebuilds: list[None] = []
     window.controller.loras.changed.connect(lambda: rebuilds.append(None))
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    with qtbot.waitSignal(window.controller.loras.scanning_changed, check_params_cb=lambda on: not on, timeout=60000):
+    scan = window.controller.loras.folder_scan
+    with qtbot.waitSignal(scan.scanning_changed, check_params_cb=lambda on: not on, timeout=60000):
         qtbot.mouseClick(window.lora_panel.add_folder_button, Qt.MouseButton.LeftButton)
     assert len(rebuilds) == 1
     assert window.lora_panel.view.model().rowCount() == 1 + 120  # the shipped example and the folder's

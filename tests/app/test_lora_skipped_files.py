@@ -23,7 +23,7 @@ def _sdxl_lora(path):
 def _read_folder(qtbot, monkeypatch, window, folder) -> None:
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     state = window.controller.loras
-    with qtbot.waitSignal(state.scanning_changed, check_params_cb=lambda on: not on, timeout=60000):
+    with qtbot.waitSignal(state.folder_scan.scanning_changed, check_params_cb=lambda on: not on, timeout=60000):
         qtbot.mouseClick(window.lora_panel.add_folder_button, Qt.MouseButton.LeftButton)
 
 
@@ -38,7 +38,7 @@ def test_a_folder_adds_its_flux_loras_and_counts_the_files_it_skips(qtbot, bare_
     header_only(folder / "checkpoints" / "flux1-dev.safetensors", bfl_tensors())  # a whole model, no LoRA
     (folder / "half.safetensors").write_bytes(b"\x10\x00")  # a download cut short
     before = [e.name for e in state.entries]
-    with caplog.at_level("INFO", logger="app.lora_state"):
+    with caplog.at_level("INFO", logger="app.lora_folder_scan"):
         _read_folder(qtbot, monkeypatch, bare_window, folder)
 
     assert [e.name for e in state.entries] == [*before, "Detail", "ink"]

@@ -34,7 +34,7 @@ def test_whole_models_are_counted_as_no_lora_whatever_their_keys_look_like(qtbot
         f"Added 1 FLUX.1 LoRA from {folder}. Skipped 3 files: 2 files that are no LoRA (checkpoints, VAEs…), 1 LoRA "
         "for Stable Diffusion 3."
     )
-    details = panel.state.skipped_text()
+    details = panel.state.folder_scan.skipped_text()
     assert "sd3 transformer.safetensors is a model, not a LoRA: a Stable Diffusion 3 checkpoint" in details
     assert "sd3 style.safetensors is a LoRA for Stable Diffusion 3, not FLUX.1" in details
 
