@@ -133,8 +133,8 @@ class AppController(QObject):
             changed=self.library_changed.emit, info_changed=self.model_info_changed.emit, add_ended=self.add_ended.emit,
             say=self.error.emit, tell=self.status_message.emit, jobs_ahead=lambda: len(self.queue.unfinished)),
             launch_fields, self)  # fmt: skip
-        self.restore = SettingsRestore(self.prompt, self.library, self.loras, self.gallery, self.error.emit,
-                                       self.settings_restored.emit)  # fmt: skip
+        self.restore = SettingsRestore(self.prompt, self.library, self.loras.hash_search, self.gallery,
+                                       self.error.emit, self.settings_restored.emit)  # fmt: skip
         self.queue = JobQueue(self.job, self.gallery, self.loras, data, self.store.path, worker, self._submit.emit,
                               self._start_waiting.emit, self.error.emit, self.job_finished.emit, self)  # fmt: skip
         self._init_engine.connect(worker.initialize)
@@ -177,7 +177,7 @@ class AppController(QObject):
         """The window closes: the engine stopped, what it finished committed, the store closed."""
         self.gallery.stop()  # first: queued decodes would keep the CPU from the engine's stop
         self.loras.folder_scan.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
-        self.loras.cancel_search()  # an image's LoRAs looked for by hash: nothing switched on, nor said
+        self.loras.hash_search.cancel_search()  # an image's LoRAs looked for by hash: nothing switched on, nor said
         self.queue.stop()
         self._engine.stop()
         # What the engine sent while this thread waited for its stop (an image finished past its last step: decoded

@@ -1,6 +1,6 @@
 """An image's LoRAs matched to the LoRA panel's rows, for "reuse settings" and dropped images
-(``LoraState.restore_used``, ``restore_refs``): the LoRAs it names (``ImageRef``), the rows each may be (``Match``),
-the strengths it gives them, and the search of the rows' contents for the short hashes it recorded
+(``LoraHashSearch.restore_used``, ``restore_refs``): the LoRAs it names (``ImageRef``), the rows each may be
+(``Match``), the strengths it gives them, and the search of the rows' contents for the short hashes it recorded
 (``HashSearch``, ``search_hashes``), which runs on a thread of its own. The rows are switched on by the state."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from gpu.paths import resolved as resolve_path
 
 log = logging.getLogger(__name__)
 
-# Told once an image's LoRAs are settled (``LoraState.restore_refs``, ``restore_used``): (the names of those not in
-# the panel, a sentence for each other thing not restored as saved among the LoRAs the search found).
+# Told once an image's LoRAs are settled (``LoraHashSearch.restore_refs``, ``restore_used``): (the names of those
+# not in the panel, a sentence for each other thing not restored as saved among the LoRAs the search found).
 RefsSettled = Callable[[list[str], list[str]], None]
 
 
@@ -30,10 +30,10 @@ def told_nothing(missing: list[str], notices: list[str]) -> None:
     """The ``RefsSettled`` of a caller of ``restore_used`` that gives none: what a search found is not said."""
 
 
-# What the panel sets for jobs (``LoraState._panel``): each row's id, on or off, strength and text strength
+# What the panel sets for jobs (``LoraState.panel_state``): each row's id, on or off, strength and text strength
 PanelState = tuple[tuple[int, bool, float, float | None], ...]
 
-# (strength, text strength: None for "the same") a row is switched on at, by the row's id (``LoraState._switch_to``)
+# (strength, text strength: None for "the same") a row is switched on at, by the row's id (``LoraState.switch_to``)
 Wanted = dict[int, tuple[float, float | None]]
 
 
@@ -58,9 +58,9 @@ class Match(NamedTuple):
 
 @dataclass
 class HashSearch:
-    """The search of the listed files' contents for the LoRAs of one dropped image (``LoraState.restore_refs``,
+    """The search of the listed files' contents for the LoRAs of one dropped image (``LoraHashSearch.restore_refs``,
     ``restore_used``). ``jobs``: a ref's index -> the rows to hash for it, in order; ``now``: the rows switched on
-    at the drop; ``panel``: the panel right after the drop (``LoraState._panel``), so that a change made meanwhile
+    at the drop; ``panel``: the panel right after the drop (``LoraState.panel_state``), so that a change made meanwhile
     is seen."""
 
     refs: list[ImageRef]
@@ -199,7 +199,7 @@ def match_by_stem(refs: Any, entries: list[LoraEntry], notices: list[str]) -> Ma
 
 def wanted_strengths(refs: list[ImageRef], rows: dict[int, LoraEntry], notices: list[str],
                      said: set[int] | None = None) -> Wanted:  # fmt: skip
-    """``LoraState._switch_to``'s argument for ``refs`` matched to ``rows`` (ref index -> row): a row whose file
+    """``LoraState.switch_to``'s argument for ``refs`` matched to ``rows`` (ref index -> row): a row whose file
     cannot be used now is left off and said in ``notices``, as is a strength outside the engine's range; for the
     refs in ``said`` only, where given (the others were said at the drop)."""
     wanted: Wanted = {}

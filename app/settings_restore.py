@@ -13,7 +13,7 @@ from app.gallery_model import GalleryModel
 from app.generation_state import PromptState
 from app.history_model import prompt_line
 from app.image_files import inspect_image_settings, read_image_settings
-from app.lora_state import LoraState
+from app.lora_hash_search import LoraHashSearch
 from app.model_library import ModelLibrary
 from app.model_list_state import usable
 from app.reconcile import storable
@@ -32,10 +32,11 @@ DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, a JPEG,
 
 
 class SettingsRestore:
-    """Fills ``prompt`` (the prompt panel), the model of ``library`` and ``loras`` from an image's settings; says
-    by ``say`` (a dialog) what was not restored as saved, and gives ``restored`` the names of the fields set."""
+    """Fills ``prompt`` (the prompt panel), the model of ``library`` and the LoRA panel (through ``loras``, its
+    ``LoraState.hash_search``) from an image's settings; says by ``say`` (a dialog) what was not restored as saved,
+    and gives ``restored`` the names of the fields set."""
 
-    def __init__(self, prompt: PromptState, library: ModelLibrary, loras: LoraState, gallery: GalleryModel,
+    def __init__(self, prompt: PromptState, library: ModelLibrary, loras: LoraHashSearch, gallery: GalleryModel,
                  say: Callable[[EngineError], None], restored: Callable[[list[str]], None]) -> None:  # fmt: skip
         self._prompt = prompt
         self._library = library
@@ -198,13 +199,13 @@ class SettingsRestore:
         return entry, ""
 
     def _restore_refs(self, refs: list[Any]) -> None:
-        """The LoRA panel as an image of another program names its LoRAs (``LoraState.restore_refs``): each value
+        """The LoRA panel as an image of another program names its LoRAs (``LoraHashSearch.restore_refs``): each value
         not restored as saved is said, and one notice names all those not in the panel once that is known (after
         the search of the files' contents, when one runs)."""
         self._say_loras_not_found([], self._loras.restore_refs(refs, self._say_loras_not_found))
 
     def _say_loras_not_found(self, missing: list[str], notices: list[str]) -> None:
-        """``LoraState.restore_refs``'s and ``restore_used``'s settled: the LoRAs of the dropped image that are not
+        """``LoraHashSearch.restore_refs``'s and ``restore_used``'s settled: the LoRAs of the dropped image that are not
         in the panel, and what was not restored as saved among those found by their content."""
         if missing:
             one = len(missing) == 1

@@ -163,7 +163,8 @@ def test_a_row_of_the_lora_name_is_used_without_reading_any_file(qtbot, tmp_path
     state = _state(tmp_path, "Ink", "a", "b", "c")
     said: list[tuple[list[str], list[str]]] = []
     ref = {"name": "ink", "strength": 0.7, "text_strength": None, "hash": "0123456789ab"}
-    assert state.restore_refs([ref, {"name": "gone", "strength": 1.0}], lambda *args: said.append(args)) == []
+    assert state.hash_search.restore_refs([ref, {"name": "gone", "strength": 1.0}],
+                                          lambda *args: said.append(args)) == []  # fmt: skip
     assert [(e.name, e.strength) for e in state.entries if e.enabled] == [("Ink", 0.7)]
     assert said == [(["gone"], [])]  # settled before it returned: no search
     assert hashing.read == [] and all(e.hashes is None for e in state.entries)
@@ -178,7 +179,7 @@ def test_a_late_match_is_dropped_when_the_panel_changed_or_another_image_came(qt
     a, b, renamed = state.entries
     said: list[tuple[list[str], list[str]]] = []
     digest = _a1111_hash(renamed.path)
-    state.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest},
+    state.hash_search.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest},
                         {"name": "gone", "strength": 1.0, "hash": "0123456789ab"}],
                        lambda *args: said.append(args))  # fmt: skip
     hashing.held()
@@ -190,16 +191,18 @@ def test_a_late_match_is_dropped_when_the_panel_changed_or_another_image_came(qt
     hashing.hold()
     for entry in state.entries:
         entry.hashes = None  # each file is read again: the search is held at the first
-    state.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest}], lambda *args: said.append(args))
+    state.hash_search.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest}],
+                                   lambda *args: said.append(args))  # fmt: skip
     hashing.held()
-    state.restore_refs([{"name": "B", "strength": 0.3}], lambda *args: said.append(args))  # the next image
+    state.hash_search.restore_refs([{"name": "B", "strength": 0.3}], lambda *args: said.append(args))  # the next image
     hashing.release()
     assert [(e.name, e.strength) for e in state.entries if e.enabled] == [("b", 0.3)] and said == [([], [])]
 
     hashing.hold()
     for entry in state.entries:
         entry.hashes = None
-    state.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest}], lambda *args: said.append(args))
+    state.hash_search.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest}],
+                                   lambda *args: said.append(args))  # fmt: skip
     hashing.held()
     QCoreApplication.instance().aboutToQuit.emit()  # the app quits: the search stops after the file it reads
     hashing.release()
@@ -215,7 +218,8 @@ def test_of_several_rows_of_the_lora_name_the_one_with_its_hash_is_used(qtbot, t
     state = _two_versions(tmp_path, "other")
     other, old, new = state.entries
     said: list[tuple[list[str], list[str]]] = []
-    state.restore_refs([{"name": "ink", "strength": 0.6, "hash": _a1111_hash(new.path)}], lambda *a: said.append(a))
+    state.hash_search.restore_refs([{"name": "ink", "strength": 0.6, "hash": _a1111_hash(new.path)}],
+                                   lambda *a: said.append(a))  # fmt: skip
     assert [e.enabled for e in state.entries] == [False, True, False] and said == []
     qtbot.waitUntil(lambda: new.enabled)
     assert [e.enabled for e in state.entries] == [False, False, True] and new.strength == 0.6 and said == [([], [])]

@@ -52,7 +52,7 @@ def test_a_lora_file_saved_over_since_the_image_was_made_is_said(qtbot, bare_win
     controller.loras.set_enabled(entry, False)
     drop_file(bare_window.prompt_panel, png)
     assert entry.enabled
-    qtbot.waitUntil(lambda: controller.loras._search is None)  # settled, with nothing to say
+    qtbot.waitUntil(lambda: controller.loras.hash_search._search is None)  # settled, with nothing to say
     assert [e.message for e in shown if "LoRA" in e.message] == []
 
 
@@ -81,7 +81,7 @@ def test_a_file_saved_over_is_said_though_the_panel_changed_while_it_was_hashed(
         hashing.held()
         touch()
         hashing.release()
-        assert controller.loras._search is None  # settled
+        assert controller.loras.hash_search._search is None  # settled
         return [e.message for e in shown]
 
     assert drop_and(lambda: bare_window.lora_panel.row_for("other").slider.setValue(50)) == [

@@ -445,10 +445,10 @@ def test_reusing_an_image_whose_lora_file_is_no_usable_lora_now_leaves_it_off(qt
     state = LoraState()
     entry = state.add_file(lora)
     used = [{"name": "style", "file": str(lora), "strength": 0.8}]
-    assert state.restore_used(used) == [] and entry.enabled and entry.strength == 0.8
+    assert state.hash_search.restore_used(used) == [] and entry.enabled and entry.strength == 0.8
     entry.enabled = False
     sdxl_like(lora)  # another download saved over it
-    notices = state.restore_used(used)
+    notices = state.hash_search.restore_used(used)
     assert not entry.enabled and len(notices) == 1
     assert notices[0].startswith(f"The image used the LoRA 'style' ({lora}), which cannot be used now: ")
     assert "Stable Diffusion" in notices[0] and notices[0].endswith("new images are made without it.")
@@ -461,7 +461,8 @@ def test_an_image_whose_lora_strengths_are_true_or_false_says_so(qtbot, tmp_path
 
     state = LoraState()
     entry = state.add_file(_tiny_lora(tmp_path / "style.safetensors"))
-    notices = state.restore_used([{"name": "style", "file": str(entry.path), "strength": True, "text_strength": False}])
+    notices = state.hash_search.restore_used([{"name": "style", "file": str(entry.path), "strength": True,
+                                               "text_strength": False}])  # fmt: skip
     assert notices == [
         "The image's strength for the LoRA 'style' is no number (True); it is used at 1.0.",
         "The image's text strength for the LoRA 'style' is no number (False); its CLIP/T5 parts are used at its "
@@ -640,13 +641,13 @@ def test_a_change_updates_the_rows_in_place_and_reusing_the_same_loras_changes_n
     changes: list[None] = []
     state.changed.connect(lambda: changes.append(None))
     used = [{"name": "style 1", "file": str(files[1]), "strength": 0.5, "text_strength": 0.25}]
-    assert state.restore_used(used) == []
+    assert state.hash_search.restore_used(used) == []
     assert changes == [None] and panel.rows == [first, second, third]
     assert [row.enabled.isChecked() for row in panel.rows] == [False, True, False]
     assert second.slider.value() == 50 and second.value.text() == "0.50"
     assert second.entry.text_strength == 0.25 and not second.text_same.isChecked()  # the widgets set nothing back
     assert state.requests() == [(str(files[1]), 0.5, 0.25)]  # sent as the image gave it: the engine's to drop
-    state.restore_used(used)  # the panel is as the image says already
+    state.hash_search.restore_used(used)  # the panel is as the image says already
     assert changes == [None]
 
     _tiny_lora(files[1], rank=2, words="new words")  # another LoRA saved over the enabled one

@@ -41,6 +41,6 @@ def test_a_lora_named_by_file_name_only_is_never_taken_from_the_current_folder(q
     (tmp_path / shipped.name).write_bytes(shipped.read_bytes())
     monkeypatch.chdir(tmp_path)
     state = LoraState()
-    assert state._find(Path(shipped.name)) == [] and state.entries == []
+    assert state.hash_search._find(Path(shipped.name)) == [] and state.entries == []
     listed = state.add_file(resources_dir() / "loras" / shipped.name)
-    assert state._find(Path(shipped.name)) == [listed]
+    assert state.hash_search._find(Path(shipped.name)) == [listed]

@@ -42,5 +42,5 @@ def test_reusing_an_image_switches_on_the_lora_it_names_escaped(qtbot, tmp_path)
     state = LoraState()
     entry = state.add_file(os.fsdecode(lora))
     used = [{"file": "/home/ana/loras/styl\\xe9.safetensors", "name": "styl\\xe9", "strength": 0.5}]
-    assert state.restore_used(used) == []
+    assert state.hash_search.restore_used(used) == []
     assert entry.enabled and entry.strength == 0.5

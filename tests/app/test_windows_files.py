@@ -85,5 +85,5 @@ def test_reusing_an_image_made_on_windows_finds_its_lora_by_file_name(qtbot, tmp
     entry = state.add_file(lora)
     used = [{"file": "C:\\Users\\ana\\loras\\monochrome-style.safetensors", "name": "monochrome-style",
              "strength": 0.5}]
-    assert state.restore_used(used) == []
+    assert state.hash_search.restore_used(used) == []
     assert entry.enabled and entry.strength == 0.5
