@@ -78,9 +78,11 @@ class QuantizeWizard(QWizard):
         self.out_path: Path | None = None
         self.result_path: str | None = None
         self.added_name: str | None = None  # the library's name for the result (not always its file's stem)
-        # The number of the add that handed the result to the library (AppController.add_model), until it ends:
-        # only that add's end is this wizard's (not another add's, nor any error, which the controller sends too).
-        self._adding: int | None = None
+        # The adds that handed this wizard's results to the library (AppController.add_model), by number, until
+        # each ends: the result each hands over. Only those adds' ends are this wizard's (not another add's, nor any
+        # error, which the controller sends too), and only the add of the result shown now marks it "Added": an
+        # earlier run's, ending while the run after Back works, marked that run's model added, and it was left out.
+        self._adding: dict[int, str] = {}
         controller.add_ended.connect(self._on_add_ended)
         self.comparisons: list[Comparison] = []
         self.error_dialog: QMessageBox | None = None
@@ -242,7 +244,7 @@ class QuantizeWizard(QWizard):
         # model goes into the library first: forgotten here, it stayed unlisted in the hidden models folder.
         self.keep_result()
         self.job, self.out_path = None, None
-        self.result_path = None
+        self.result_path, self.added_name = None, None
         self.comparisons = []
         self.result_page.clear()
         try:
@@ -479,17 +481,19 @@ class QuantizeWizard(QWizard):
         the status bar says so: minutes later, selecting it changed the model and the settings the user had set
         meanwhile, and their next Generate ran the new model."""
         if self.result_path:
-            self._adding = self.controller.add_model(self.result_path, select=self.isVisible())
+            self._adding[self.controller.add_model(self.result_path, select=self.isVisible())] = self.result_path
             self.result_page.add_button.setEnabled(False)
             self.result_page.add_button.setText("Adding…")
 
     def _on_add_ended(self, request: int, outcome: str | EngineError) -> None:
         """An add ended (``AppController.add_ended``): this wizard's own (``_adding``) gives the library's name for
         the result, or the library refused it (e.g. the file was moved meanwhile; the main window's dialog says
-        why), and the button offers the add again instead of reading "Added" for a model that is not listed."""
-        if request != self._adding:
-            return  # another add's (the Models panel's, another wizard's)
-        self._adding = None
+        why), and the button offers the add again instead of reading "Added" for a model that is not listed. The
+        add of an earlier run's result (made as a run after Back started) leaves the page of the run shown now as
+        it is: its result is another file."""
+        path = self._adding.pop(request, None)
+        if path is None or path != self.result_path:
+            return  # another add's (the Models panel's, another wizard's), or an earlier run's
         if isinstance(outcome, str):
             self.added_name = outcome
             self.result_page.add_button.setText("Added")
@@ -518,7 +522,7 @@ class QuantizeWizard(QWizard):
         """A finished model goes into the library however the wizard is left (closed, Back and another run, the
         app quitting): left out, it sat unlisted in the app's hidden models folder (the library's Remove takes it
         off the list, if unwanted)."""
-        if self.result_path and self.added_name is None and self._adding is None:
+        if self.result_path and self.added_name is None and self.result_path not in self._adding.values():
             self.add_to_library()
 
     def shutdown(self) -> None:
