@@ -20,7 +20,7 @@ from app.engine_errors import EngineError
 from app.wording import counted, human_bytes, sentence
 from gpu.errors import OutputBusy, UserError
 from gpu.output_lock import OutputClaim, claim_first, claim_first_free
-from gpu.quantize_defaults import DEFAULT_RAM_BUDGET_GIB, RANK_METHODS
+from gpu.quantize_defaults import DEFAULT_RAM_BUDGET_GIB, OWN_FORMAT_METHODS, RANK_METHODS
 from gpu.system_info import installed_ram_bytes
 
 if TYPE_CHECKING:
@@ -159,9 +159,12 @@ def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: l
 
 def output_name(stem: str, config: Any) -> str:
     """The quantized file's name (no suffix) for ``config`` (a QuantizeConfig): method, precision and, for the
-    methods with a low-rank branch, its rank (a round-to-nearest file named "-r32" had none)."""
+    methods with a low-rank branch, its rank (a round-to-nearest file named "-r32" had none). An NF4 file's name
+    says no precision: its weights are NF4 whatever the precision, and "-nf4-int8" named the file "-nf4-int4" was,
+    which a run of the one did not resume from the other's stopped run."""
+    precision = "" if config.method in OWN_FORMAT_METHODS else f"-{config.precision}"
     rank = f"-r{config.rank}" if config.method in RANK_METHODS else ""
-    return f"{stem}-{config.method}-{config.precision}{rank}"
+    return f"{stem}-{config.method}{precision}{rank}"
 
 
 @dataclass(frozen=True)

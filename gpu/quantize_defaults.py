@@ -17,3 +17,5 @@ DEFAULT_RAM_BUDGET_GIB = 24.0
 SMOOTHING_METHODS = ("svdquant", "smoothquant")
 # The methods with a 16-bit low-rank branch: the rank matters only for them.
 RANK_METHODS = ("svdquant", "svd", "lorc")
+# The methods whose weights have a format of their own (NF4): the precision (INT4, NVFP4, INT8) does not apply.
+OWN_FORMAT_METHODS = ("nf4",)

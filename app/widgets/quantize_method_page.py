@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSpinBox, QWizardPage
 
-from gpu.quantize_defaults import DEFAULT_ALPHA_POINTS, DEFAULT_RANK, MAX_ALPHA_POINTS, RANK_METHODS, SMOOTHING_METHODS
+from gpu.quantize_defaults import (
+    DEFAULT_ALPHA_POINTS,
+    DEFAULT_RANK,
+    MAX_ALPHA_POINTS,
+    OWN_FORMAT_METHODS,
+    RANK_METHODS,
+    SMOOTHING_METHODS,
+)
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
 METHODS = [
@@ -60,8 +67,9 @@ class MethodPage(QWizardPage):
         self.method.currentIndexChanged.connect(self._method_changed)
 
     def _method_changed(self) -> None:
-        # The rank, the alpha search and the shared smoothing exist only for the methods that use them: greyed
-        # out otherwise, where they change nothing.
+        # The precision, the rank, the alpha search and the shared smoothing exist only for the methods that use
+        # them: greyed out otherwise, where they change nothing (NF4's weights are NF4 whatever the precision).
+        self.precision.setEnabled(self.method.currentData() not in OWN_FORMAT_METHODS)
         self.rank.setEnabled(self.method.currentData() in RANK_METHODS)
         smooths = self.method.currentData() in SMOOTHING_METHODS
         self.alpha_points.setEnabled(smooths)

@@ -15,6 +15,7 @@ from gpu.quantize_defaults import (
     DEFAULT_RANK,
     LEGACY_ALPHA_POINTS,
     MAX_ALPHA_POINTS,
+    OWN_FORMAT_METHODS,
     RANK_METHODS,
     SMOOTHING_METHODS,
 )
@@ -115,7 +116,7 @@ def output_fields(settings: dict) -> dict:
         d.pop("shared_smoothing", None)
     if method not in SMOOTHING_METHODS or d.get("alpha_points") == LEGACY_ALPHA_POINTS:
         d.pop("alpha_points", None)
-    if method == "nf4":
+    if method in OWN_FORMAT_METHODS:
         d.pop("precision", None)
     return d
 

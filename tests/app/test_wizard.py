@@ -562,9 +562,10 @@ def test_the_button_that_starts_the_run_says_quantize(qtbot, window):
     wizard.close()
 
 
-def test_the_rank_is_greyed_for_methods_without_a_low_rank_branch(qtbot):
+def test_the_rank_and_precision_are_greyed_for_methods_that_ignore_them(qtbot):
     """Round-to-nearest, SmoothQuant and NF4 ignore the rank (layer_spec gives their layers rank 0), yet the field
-    stayed enabled, as if it changed something."""
+    stayed enabled, as if it changed something. NF4 ignores the precision too (its weights are NF4), which stayed
+    enabled and went into the file's name: "demo-nf4-int8" and "demo-nf4-int4" were the same file."""
     from app.quantize_outputs import output_name
     from app.widgets.quantize_method_page import MethodPage
     from gpu.modules.layer_spec import spec_for
@@ -577,9 +578,12 @@ def test_the_rank_is_greyed_for_methods_without_a_low_rank_branch(qtbot):
         method = page.method.currentData()
         enabled[method] = page.rank.isEnabled()
         assert enabled[method] == (spec_for(method, "int4", 8, "w4a4").rank > 0), method  # as the engine uses it
-        # and the file's name says a rank only where there is one ("demo-naive-int4-r32" had none)
+        precision = page.precision.isEnabled()
+        assert precision == any(spec_for(method, "int4", 8, role) != spec_for(method, "int8", 8, role)
+                                for role in ("w4a4", "w4a16")), method  # fmt: skip
+        # and the file's name says a rank and a precision only where there is one ("demo-naive-int4-r32" had none)
         name = output_name("demo", SimpleNamespace(method=method, precision="int4", rank=32))
-        assert name == f"demo-{method}-int4" + ("-r32" if enabled[method] else ""), name
+        assert name == f"demo-{method}" + ("-int4" if precision else "") + ("-r32" if enabled[method] else ""), name
     assert enabled == {"svdquant": True, "naive": False, "smoothquant": False, "svd": True, "lorc": True,
                        "nf4": False}
 
