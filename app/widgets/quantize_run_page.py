@@ -61,8 +61,10 @@ class RunPage(QWizardPage):
         if event.total:
             self.bar.setRange(0, event.total)
             self.bar.setValue(event.index)
-        if event.eta_s is not None:
-            self.eta.setText(f"About {int(event.eta_s) // 60} min {int(event.eta_s) % 60} s left")
+        # Only the layers carry a time left: any other event starts a stage the layers' estimate is not of (the
+        # writing of the model, the comparison renders), where "About 0 min 0 s left" stayed for minutes.
+        eta = event.eta_s
+        self.eta.setText(f"About {int(eta) // 60} min {int(eta) % 60} s left" if eta is not None else "")
         if event.message:
             self.log.appendPlainText(event.message)
 

@@ -50,9 +50,19 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     assert wizard.calibration_page.gpu_gib.value() == 14.0
     wizard.calibration_page.count.setValue(2)
     wizard.calibration_page.steps.setValue(2)
+    # The time left beside each line of the log as it comes: the layers' estimate, then none while the model is
+    # written and the comparison renders (it said "About 0 min 0 s left" there, for minutes on a 12B model).
+    log, time_left = wizard.run_page.log, wizard.run_page.eta
+    said: list[tuple[str, str]] = []
+    log.textChanged.connect(lambda: said.append((log.document().lastBlock().text(), time_left.text())))
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
         wizard.next()  # -> run page: starts quantizing
     assert wizard.result_path, wizard.run_page.log.toPlainText()
+    layers = [left for line, left in said if line.startswith("block ")]
+    assert layers and all(left.startswith("About ") for left in layers), said
+    after = said[next(i for i, (line, _) in enumerate(said) if line.startswith("writing ")):]
+    assert any(line.startswith("Rendering comparison images") for line, _ in after), said
+    assert all(left == "" for _, left in after), after
     meta = read_checkpoint_meta(wizard.result_path)
     assert meta.calibration["alpha_points"] == 3
     layers = meta.layers
