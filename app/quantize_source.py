@@ -37,12 +37,16 @@ from gpu.model_files import (
     check_pipeline_complete,
     check_text_to_image_pipeline,
     check_weight_components,
+    missing_model,
+    model_path_there,
     pipeline_defaults,
     transformer_config,
 )
 
 # An output name is a file name in the models folder: long names break Windows' 260-character paths.
 _MAX_STEM = 80
+# A folder or file picked earlier in the wizard that is gone when picked again from the list.
+GONE_HINT = "it was moved, renamed or deleted since it was picked: pick it again where it is now"
 
 
 def output_stem(source: str, folder_path: Path | None = None) -> str:
@@ -202,6 +206,8 @@ class QuantizeSource(QObject):
             self.description, self.problem = "", ""
             return
         try:
+            if not model_path_there(path):  # a file gone was taken for a folder without model_index.json
+                raise missing_model(path, GONE_HINT)
             cfg = check_pipeline_folder(path)
         except UserError as err:
             self.description, self.problem = "", _words(err)

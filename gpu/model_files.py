@@ -38,11 +38,17 @@ def inspect_model_path(path: Path | str) -> ModelFacts:
     """Classify ``path`` as a diffusers pipeline folder or an SVDQ file; raises ModelLoadError otherwise."""
     path = Path(path).expanduser()
     if not model_path_there(path):
-        raise ModelLoadError(f"{path}: no such file or folder")
+        raise missing_model(path)
     if path.is_dir():
         return _inspect_folder(path)
     check_model_file_name(path)
     return _inspect_svdq(path)
+
+
+def missing_model(path: Path, hint: str = "") -> ModelLoadError:
+    """The error for a model file or folder that is not at ``path`` (moved, renamed, deleted, its drive gone),
+    naming it."""
+    return ModelLoadError(f"{path}: no such file or folder", hint)
 
 
 READ_MODEL_HINT = "check that you may read the file and the folders it is in, and that its drive is connected"

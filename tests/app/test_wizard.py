@@ -512,6 +512,13 @@ def test_files_that_are_no_flux_checkpoint_are_named_on_the_source_page(qtbot, w
     _checked(qtbot, wizard)
     assert "the transformer lacks 1 tensors (transformer_blocks.1.attn.to_out.0.weight)" in page.problem.text()
     assert not next_button.isEnabled()
+    # Gone when picked again from the list: said as missing, not as "not a diffusers pipeline folder".
+    single.unlink()
+    page.source.setCurrentIndex(page.source.findData("demo"))
+    page.source.setCurrentIndex(page.source.findData(str(single)))
+    assert page.problem.text() == (f"{single}: no such file or folder (it was moved, renamed or deleted since it "
+                                   "was picked: pick it again where it is now)")  # fmt: skip
+    assert not next_button.isEnabled()
     wizard.close()
 
 
