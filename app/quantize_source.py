@@ -45,6 +45,9 @@ from gpu.model_files import (
 
 # An output name is a file name in the models folder: long names break Windows' 260-character paths.
 _MAX_STEM = 80
+# No source to choose: the library holds no pipeline (not listed yet, as the engine starts, or all removed).
+NO_PIPELINE = ("No diffusers pipeline in your library yet: pick a FLUX.1 pipeline folder with Other folder…, or a "
+               "single .safetensors file with Single file…")  # fmt: skip
 # A folder or file picked earlier in the wizard that is gone when picked again from the list.
 GONE_HINT = "it was moved, renamed or deleted since it was picked: pick it again where it is now"
 
@@ -177,19 +180,38 @@ class QuantizeSource(QObject):
     def __init__(self, entries: list[Any]) -> None:
         super().__init__()
         # Library pipelines: (label, value, folder). Folders the user picks as a base are appended.
-        self.bases: list[tuple[str, str, Path]] = [
-            (e.name, e.name, Path(e.path)) for e in entries if getattr(e, "kind", "") == "diffusers"
-        ]
-        self._folders = {e.name: Path(e.path) for e in entries}
+        self.bases: list[tuple[str, str, Path]] = []
+        self._folders: dict[str, Path] = {}
         self.facts: SingleFileFacts | None = None
+        self.set_library(entries)
         for name in ("source", "base", "problem", "base_problem", "checking", "needs_base"):
             getattr(self, f"{name}_changed").connect(self._update_ready)
         for name in ("source", "base", "problem", "base_problem"):
             getattr(self, f"{name}_changed").connect(self._update_calibration)
 
+    def set_library(self, entries: list[Any]) -> None:
+        """The library's models are ``entries`` (read as the engine started, or a model added or removed since):
+        its pipelines are the library sources and bases, the folders picked as a base kept after them. A single
+        file's base is checked again: a pipeline that fits may have come, or the chosen one gone (the source
+        itself is chosen again by the page, from the list it shows)."""
+        pipelines = [(e.name, e.name, Path(e.path)) for e in entries if getattr(e, "kind", "") == "diffusers"]
+        picked = [b for b in self.bases if b[1] not in self._folders]
+        self._folders = {e.name: Path(e.path) for e in entries}
+        self.bases = pipelines + [b for b in picked if b[1] not in self._folders]
+        self.bases_changed.emit()
+        if self.needs_base:
+            if self._base_folder(self.base) is None:
+                self.base = self._preselected_base()
+            self._check_base()
+
+    def library_sources(self) -> list[str]:
+        """The library's pipelines, by name: the sources it offers."""
+        return [value for _label, value, _folder in self.bases if value in self._folders]
+
     # -- the source ------------------------------------------------------------------------------------------
     def choose(self, value: str) -> None:
-        """A library name, a pipeline folder or a single file became the source."""
+        """A library name, a pipeline folder or a single file became the source ("": none, the library holding
+        no pipeline)."""
         self.facts, self.checking = None, False
         path = Path(value)
         single = value not in self._folders and path.is_file()
@@ -204,6 +226,9 @@ class QuantizeSource(QObject):
         self.base_warning = ""
         if value in self._folders:  # a library entry: the library checked it when it was listed
             self.description, self.problem = "", ""
+            return
+        if not value:  # an empty path is the current folder, which was checked as the source
+            self.description, self.problem = "", NO_PIPELINE
             return
         try:
             if not model_path_there(path):  # a file gone was taken for a folder without model_index.json

@@ -4,6 +4,7 @@ its base pipeline, bound to ``QuantizeSource``."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtWidgets import (
     QComboBox,
@@ -33,15 +34,15 @@ class SourcePage(QWizardPage):
         self.setSubTitle("Pick the full-precision model to make a 4-bit copy of: a library model, a diffusers "
                          "folder, or a single FLUX.1 .safetensors file (as used by ComfyUI and Forge).")
         self.state = state
+        self.controller = controller
         self.source = QComboBox()
         self.source.setEditable(False)
-        for entry in controller.entries:
-            if getattr(entry, "kind", "") == "diffusers":
-                self.source.addItem(entry.name, entry.name)
-        # "Quantize this model": the model selected in the Models panel, when it is one that can be quantized
-        # (was always the library's first, so a user who picked their own model quantized the demo instead).
-        self.source.setCurrentIndex(max(0, self.source.findData(controller.prompt.model)))  # state.choose below
+        self._picked: list[str] = []  # the folders and files picked here (Other folder…, Single file…)
+        self._fill_sources()  # state.choose below
         self.source.currentIndexChanged.connect(lambda _: state.choose(self.source.currentData() or ""))
+        # The library as it changes: opened while the engine started, the wizard listed no library model for good
+        # (and checked "" as a folder); a pipeline added meanwhile was not offered either.
+        controller.library_changed.connect(self._library_changed)
         browse = QPushButton("Other folder…")
         browse.clicked.connect(self._browse)
         pick_file = QPushButton("Single file…")
@@ -104,6 +105,31 @@ class SourcePage(QWizardPage):
         self._fill_bases()
         state.choose(self.source.currentData() or "")
 
+    def _fill_sources(self) -> None:
+        """The library's pipelines, then the folders and files picked here. The source chosen stays chosen while it
+        is listed; else "Quantize this model" takes the model selected in the Models panel when it is one that can
+        be quantized (it was always the library's first, so a user who picked their own model quantized the demo
+        instead), else the first. Fills the list without choosing: callers choose."""
+        current = self.source.currentData()
+        self.source.blockSignals(True)
+        self.source.clear()
+        for name in self.state.library_sources():
+            self.source.addItem(name, name)
+        for path in self._picked:
+            self.source.addItem(Path(path).name or path, path)
+        index = self.source.findData(current) if current else -1
+        self.source.setCurrentIndex(index if index >= 0 else max(0, self.source.findData(self.controller.prompt.model)))
+        self.source.blockSignals(False)
+
+    def _library_changed(self, entries: list[Any]) -> None:
+        """The library's list changed (``AppController.library_changed``): the sources and bases it offers are
+        listed anew, and a source no longer listed gives way to another."""
+        self.state.set_library(entries)
+        self._fill_sources()
+        value = self.source.currentData() or ""
+        if value != self.state.source or not value:
+            self.state.choose(value)
+
     @staticmethod
     def _show(label: QLabel, text: str) -> None:
         label.setVisible(bool(text))  # an empty label would still take a line
@@ -137,6 +163,7 @@ class SourcePage(QWizardPage):
         """A folder or file picked in a dialog (or by a test) becomes the source."""
         index = self.source.findData(path)
         if index < 0:
+            self._picked.append(path)
             self.source.addItem(Path(path).name or path, path)
             index = self.source.count() - 1
         if index == self.source.currentIndex():
