@@ -121,8 +121,10 @@ class AppController(QObject):
         self.loras.add_shipped(settings.removed_examples)
         self.memory = MemoryState()
         self.prompt_length = PromptLengthState()
-        self.prompt_measure = PromptMeasure(self.prompt, self.prompt_length, self)
+        self.negative_length = PromptLengthState()  # T5 reads the negative prompt to the same limit
+        self.prompt_measure = PromptMeasure(self.prompt, self.prompt_length, self.negative_length, self)
         self.prompt.prompt_changed.connect(self.prompt_measure.measure)
+        self.prompt.negative_prompt_changed.connect(self.prompt_measure.measure)
         self.gpu: Any = None
         self._engine = EngineThread(data)
         worker = self._engine.worker

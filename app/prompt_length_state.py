@@ -1,6 +1,6 @@
-"""Observable state of the prompt's length: how many of the selected model's T5 tokens the prompt takes and, past
-the model's limit, the end it ignores (``gpu.generation.prompt_length``), shown under the prompt box. The
-controller measures with the meter the engine describes the model with; widgets only bind."""
+"""Observable state of a prompt's length: how many of the selected model's T5 tokens the prompt (or the negative
+prompt) takes and, past the model's limit, the end it ignores (``gpu.generation.prompt_length``), shown under its
+box. The controller measures with the meter the engine describes the model with; widgets only bind."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The prompt measured on every edit: the selected model's prompt meter, as the engine sends it once it has read
-the model's T5 tokenizer, and the count it gives shown by ``PromptLengthState`` under the prompt box."""
+"""The prompts measured on every edit: the selected model's prompt meter, as the engine sends it once it has read
+the model's T5 tokenizer, and the counts it gives shown by a ``PromptLengthState`` under the prompt box and one
+under the negative prompt's (T5 reads it to the same limit, when the job uses it)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ log = logging.getLogger(__name__)
 
 
 class PromptMeasure(QObject):
-    """Measures ``prompt``'s prompt into ``length`` with the meter of the model it selects. A QObject, so that the
-    engine thread's ``prompt_meter_ready`` is delivered on the thread it lives on (its parent's, the Qt thread)."""
+    """Measures ``prompt``'s prompt into ``length`` and its negative prompt into ``negative_length`` with the meter
+    of the model it selects. A QObject, so that the engine thread's ``prompt_meter_ready`` is delivered on the
+    thread it lives on (its parent's, the Qt thread)."""
 
-    def __init__(self, prompt: PromptState, length: PromptLengthState, parent: QObject | None = None) -> None:
+    def __init__(self, prompt: PromptState, length: PromptLengthState, negative_length: PromptLengthState,
+                 parent: QObject | None = None) -> None:  # fmt: skip
         super().__init__(parent)
         self._prompt = prompt
         self._length = length
+        self._negative_length = negative_length
         self._meter: tuple[str, PromptMeter | None] = ("", None)  # (model, its meter), as the engine sent them last
         self._unmeasured: PromptMeter | None = None  # the last meter that failed on a prompt (logged once: measure)
 
@@ -38,17 +42,19 @@ class PromptMeasure(QObject):
         return meter if model == self._prompt.model else None
 
     def measure(self, *_: object) -> None:
-        """The prompt's token count, measured with the selected model's meter (sub-millisecond: on every edit,
-        here on the GUI thread; the engine thread loaded its tokenizer)."""
+        """The prompt's and the negative prompt's token counts, measured with the selected model's meter
+        (sub-millisecond each: on every edit, here on the GUI thread; the engine thread loaded its tokenizer)."""
         meter = self.meter
-        prompt = self._prompt.prompt
-        try:
-            length = meter(prompt) if meter is not None else None
-        except Exception as exc:  # noqa: BLE001 - tokenizers raise bare Exception (TypeError for a lone surrogate)
-            # Raised out of the prompt's signal it broke the edit that emitted it; the count is unknown instead,
-            # and generating says what is wrong with the text. Logged once per meter: this runs at every keystroke.
-            if self._unmeasured is not meter:
-                log.warning("the prompt's tokens could not be counted: %s", exc)
-                self._unmeasured = meter
-            length = None
-        self._length.show(length, prompt)
+        for prompt, shown in ((self._prompt.prompt, self._length), (self._prompt.negative_prompt,
+                                                                    self._negative_length)):  # fmt: skip
+            try:
+                length = meter(prompt) if meter is not None else None
+            except Exception as exc:  # noqa: BLE001 - tokenizers raise bare Exception (TypeError: a lone surrogate)
+                # Raised out of the prompt's signal it broke the edit that emitted it; the count is unknown instead,
+                # and generating says what is wrong with the text. Logged once per meter: this runs at every
+                # keystroke.
+                if self._unmeasured is not meter:
+                    log.warning("the prompt's tokens could not be counted: %s", exc)
+                    self._unmeasured = meter
+                length = None
+            shown.show(length, prompt)

@@ -48,6 +48,7 @@ from app.generation_state import (
     STEPS_MIN,
     snap16,
 )
+from app.prompt_length_state import PromptLengthState
 from app.theme import WARNING_COLOR
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from app.widgets.integer_edit import IntegerEdit
@@ -62,6 +63,21 @@ def _dropped(event: QDragEnterEvent | QDropEvent) -> tuple[list[Path], list[str]
     mime = event.mimeData()
     urls = mime.urls() if mime.hasUrls() else []
     return [Path(u.toLocalFile()) for u in urls if u.isLocalFile()], [u.toString() for u in urls if not u.isLocalFile()]
+
+
+class TokenCounter(WrappedLabel):
+    """How many of the model's tokens a prompt takes, bound to its ``PromptLengthState``: past the model's limit,
+    the end the model ignores, in the warning colour. Word-wrapped (``WrappedLabel``): up to three lines past the
+    limit, never squeezed in a short dock."""
+
+    def __init__(self, length: PromptLengthState) -> None:
+        super().__init__()
+        bind(length, "text", self)
+        length.over_changed.connect(self.warn)  # a method: disconnected when the label goes
+        self.warn(length.over)
+
+    def warn(self, over: bool) -> None:
+        self.setStyleSheet(f"color: {WARNING_COLOR}" if over else "")
 
 
 class ImageLabel(QLabel):
@@ -139,11 +155,11 @@ class PromptPanel(QWidget):
         bind(state, "prompt", self.prompt_edit)
         bind(state, "negative_prompt", self.negative_edit)
         # How many of the model's tokens the prompt takes; past its limit, the end the model ignores (a warning).
-        self.token_count = WrappedLabel()  # up to three lines past the limit: never squeezed in a short dock
+        # The negative prompt's too, under its box: its end past the limit was ignored in the app without a word.
+        self.token_count = TokenCounter(controller.prompt_length)
         self.token_count.setObjectName("tokenCount")
-        bind(controller.prompt_length, "text", self.token_count)
-        controller.prompt_length.over_changed.connect(self._warn_length)
-        self._warn_length(controller.prompt_length.over)
+        self.negative_token_count = TokenCounter(controller.negative_length)
+        self.negative_token_count.setObjectName("negativeTokenCount")
 
         self.seed_edit = IntegerEdit(SEED_MIN, SEED_MAX)  # the engine's full 64-bit range, beyond a QSpinBox
         self.seed_edit.setToolTip(FIELD_RANGES["seed"][1])
@@ -244,15 +260,13 @@ class PromptPanel(QWidget):
         layout.addWidget(self.prompt_edit, 2)
         layout.addWidget(self.token_count)
         layout.addWidget(self.negative_edit)
+        layout.addWidget(self.negative_token_count)
         layout.addWidget(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.preview, 1)
         self._sync_preset()
-
-    def _warn_length(self, over: bool) -> None:
-        self.token_count.setStyleSheet(f"color: {WARNING_COLOR}" if over else "")
 
     def _apply_preset(self, index: int) -> None:
         size = self.size_preset.itemData(index)

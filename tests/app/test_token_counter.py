@@ -53,3 +53,22 @@ def test_the_model_is_described_before_its_tokenizer_is_read(qtbot, window):
     assert seen[0] == ("facts", "demo-int4") and seen[1][0] == "demo-int4" and seen[1][1].limit == 32
     assert controller.model_info.name == "demo-int4"
     assert window.prompt_panel.token_count.text() == "4 / 32 tokens"
+
+
+def test_a_long_negative_prompt_is_counted_under_its_own_box(qtbot, window):
+    """The engine reads the negative prompt with T5 to the same limit: one longer was cut without a word in the app
+    (the command line said it), the counter measuring only the prompt."""
+    _meter_loaded(qtbot, window)
+    panel = window.prompt_panel
+    counter, edit = panel.negative_token_count, panel.negative_edit
+    y = {w: w.mapTo(panel, QPoint(0, 0)).y() for w in (edit, counter, panel.form)}
+    assert y[edit] < y[counter] < y[panel.form]  # right under the negative prompt's box
+    window.controller.prompt.prompt = "a red star"
+    window.controller.prompt.negative_prompt = " ".join(f"word{i}" for i in range(60))
+    assert counter.isVisible() and counter.text().startswith("121 / 32 tokens: the model ignores the end: 'word")
+    assert WARNING_COLOR in counter.styleSheet()
+    assert panel.token_count.text() == "4 / 32 tokens"  # the prompt's own count
+    window.controller.prompt.negative_prompt = "blurry"
+    assert counter.text() == "3 / 32 tokens" and WARNING_COLOR not in counter.styleSheet()
+    window.controller.prompt.negative_prompt = ""
+    assert counter.text() == ""
