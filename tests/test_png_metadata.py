@@ -260,6 +260,33 @@ def test_comfyui_graphs_followed_through_their_links(tmp_path):
     assert _comfy(tmp_path, loops).settings == {"steps": 4}
 
 
+def test_comfyui_graph_names_the_model_its_loader_loaded(tmp_path):
+    """The model's loader at the start of the sampler's model path names the model (its file's stem, as the A1111
+    reader's "Model" and the library name it): read as "model", so that the app says when the image was made with
+    one not in the library. An image of SDXL restored its settings onto the demo model without a word."""
+    sdxl = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "SDXL\\sd_xl_base_1.0.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk", "clip": ["4", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 99, "steps": 25, "cfg": 7.0, "model": ["4", 0],
+              "positive": ["6", 0], "latent_image": ["5", 0]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1}},
+    }  # fmt: skip
+    assert _comfy(tmp_path, sdxl).settings["model"] == "sd_xl_base_1.0"
+    # FLUX: the unet loader behind a LoRA, its name given by a primitive; an SVDQuant folder keeps its dots
+    flux = {**sdxl, "4": {"class_type": "UNETLoader", "inputs": {"unet_name": ["8", 0], "weight_dtype": "default"}},
+            "8": {"class_type": "PrimitiveString", "inputs": {"value": "flux/flux1-dev.sft"}},
+            "3": {**sdxl["3"], "inputs": {**sdxl["3"]["inputs"], "model": ["7", 0]}},
+            "7": {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "ink.safetensors", "model": ["4", 0]}}}
+    assert _comfy(tmp_path, flux).settings["model"] == "flux1-dev"
+    flux["4"] = {"class_type": "NunchakuFluxDiTLoader", "inputs": {"model_path": "svdq-int4-flux.1-dev"}}
+    assert _comfy(tmp_path, flux).settings["model"] == "svdq-int4-flux.1-dev"
+    for loader in ({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ""}},  # names no file
+                   {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": 5}}):  # fmt: skip
+        assert "model" not in _comfy(tmp_path, {**sdxl, "4": loader}).settings
+    broken = {**sdxl, "3": {**sdxl["3"], "inputs": {**sdxl["3"]["inputs"], "model": ["99", 0]}}}  # a link to no node
+    assert "model" not in _comfy(tmp_path, broken).settings
+
+
 def test_comfyui_negative_prompt_stops_at_nodes_that_change_the_conditioning(tmp_path):
     """FLUX's KSampler graph zeroes its negative out of the positive text: that text came back as the negative
     prompt. A ControlNetApplyAdvanced hands on both conditionings: its negative output gave the positive text."""
@@ -356,11 +383,12 @@ def test_a_comfyui_workflow_alone_is_read_for_its_stock_nodes(tmp_path):
     read = {"prompt": "a glass bottle", "negative_prompt": "watermark", "width": 512, "height": 768}
     found = _workflow(tmp_path, [sampler, *text], links)
     assert found == ImageSettings(  # the model straight from its loader: no LoRAs
-        {**read, "seed": 156680208700286, "steps": 20, "guidance": 8, "sampler": "euler", "lora_refs": []}
+        {**read, "seed": 156680208700286, "steps": 20, "guidance": 8, "sampler": "euler", "lora_refs": [],
+         "model": "v1-5"}  # fmt: skip
     )
     # another layout (a value more or less than ComfyUI's KSampler has): its values are no guess; the texts are read
     odd = {**sampler, "widgets_values": [156680208700286, 20, 8, "euler", "normal", 1]}
-    assert _workflow(tmp_path, [odd, *text], links) == ImageSettings({**read, "lora_refs": []})
+    assert _workflow(tmp_path, [odd, *text], links) == ImageSettings({**read, "lora_refs": [], "model": "v1-5"})
     # muted, with a lower id: samplers are taken in id order, so read it would win with its 99 steps
     muted = {**sampler, "id": 2, "mode": 2, "widgets_values": [1, "fixed", 99, 1, "ddim", "normal", 1]}
     assert _workflow(tmp_path, [muted, sampler, *text], links).settings["steps"] == 20

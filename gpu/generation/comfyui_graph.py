@@ -6,7 +6,7 @@ read nothing rather than guess.
 The LoRAs a graph applied (``LoraLoader``, ``LoraLoaderModelOnly`` on the model's path from its loader to the
 sampler) come out as ``lora_refs``, the shape the A1111 reader gives too (``gpu.lora.refs.lora_ref``): present,
 even empty, only where the whole path could be followed, so that an empty list means "made without LoRAs", not
-"not read".
+"not read". The model that loader loaded comes out as ``model``, its file's stem as the A1111 reader's "Model" is.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpu.errors import named_few
-from gpu.lora.refs import finite, lora_ref, lora_stem
+from gpu.lora.refs import file_stem, finite, lora_ref, lora_stem
 
 # ComfyUI graph ("prompt" chunk): node id -> {"class_type", "inputs"}; an input is a literal or a link
 # [node id, output slot] to the node that makes it (a primitive, a string node, a guider, a conditioning step).
@@ -40,6 +40,11 @@ _MAX_HOPS = 32  # a graph is untrusted: links may loop
 # does not, which is a text strength of 0 here.
 _LORA_NODES = {"LoraLoader": True, "LoraLoaderModelOnly": False}
 _MODEL_PATH_HOPS = 64  # LoRA stacks are long, but a graph is untrusted
+# The input naming the model file (or folder) of the loader at the start of the model's path: CheckpointLoaderSimple's
+# and CheckpointLoader's ckpt_name, UNETLoader's (and the GGUF loader's) unet_name, a diffusers or SVDQuant folder
+# loader's model_path. Unread, an image of another model restored the settings without a word about it.
+_MODEL_INPUTS = ("ckpt_name", "unet_name", "model_path")
+_MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".gguf", ".pt", ".pth", ".bin")  # the library names files by stem
 
 
 def _node_id(value: Any) -> str | None:
@@ -62,6 +67,7 @@ _WIDGETS = {
                          "start_at_step", "end_at_step", "return_with_leftover_noise"),
     "RandomNoise": ("noise_seed", None), "BasicScheduler": ("scheduler", "steps", "denoise"),
     "KSamplerSelect": ("sampler_name",), "CFGGuider": ("cfg",), "FluxGuidance": ("guidance",),
+    "CheckpointLoaderSimple": ("ckpt_name",), "UNETLoader": ("unet_name", "weight_dtype"),
     "CLIPTextEncode": ("text",), "EmptyLatentImage": ("width", "height", "batch_size"),
     "EmptySD3LatentImage": ("width", "height", "batch_size"),
     "LoraLoader": ("lora_name", "strength_model", "strength_clip"), "LoraLoaderModelOnly": ("lora_name",
@@ -185,7 +191,8 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
     settings of the sampler that starts from an empty latent (the first pass of a hires-fix graph), its positive and
     negative prompts followed through the conditioning nodes known to pass them on (with FLUX's guidance on the
     way; a ConditioningZeroOut: no negative prompt), its seed, steps and sampler also where a SamplerCustomAdvanced
-    takes them from noise, sigmas and sampler nodes, and the LoRAs on its model's path (``lora_refs``). Values
+    takes them from noise, sigmas and sampler nodes, the LoRAs on its model's path (``lora_refs``) and the model
+    its loader loaded (``model``: the file's stem, as ComfyUI's models folder names it). Values
     given by links (a primitive, a string node) are followed. With the settings, what was left out of them, as
     phrases about the file (a LoRA node whose strength is no number)."""
     if not isinstance(graph, dict):
@@ -235,11 +242,12 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
         # isdigit() alone let "²" through, on which int() raises.
         return (int(node_id), "") if node_id.isascii() and node_id.isdecimal() else (1 << 62, node_id)
 
-    def model_loras(link: Any) -> tuple[list[dict[str, Any]] | None, list[str]]:
+    def model_path(link: Any) -> tuple[list[dict[str, Any]] | None, list[str], str | None]:
         """The LoRAs on the model's path from ``link`` (the sampler's model) back to the node that loads it, in
-        the order they were applied, and what was left out of them; None for the list where the path cannot be
-        followed to its start (a link to no node, a loop) or a LoRA node not read (a custom node's) is on it:
-        then no LoRAs found does not mean none were used."""
+        the order they were applied, what was left out of them, and the model that node loads (its file's stem;
+        None where the path cannot be followed to its start or the node names no file in ``_MODEL_INPUTS``); None
+        for the list where the path cannot be followed to its start (a link to no node, a loop) or a LoRA node not
+        read (a custom node's) is on it: then no LoRAs found does not mean none were used."""
         refs: list[dict[str, Any]] = []
         problems: list[str] = []
         whole = True
@@ -247,7 +255,7 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
             node_id = _node_id(link)
             inputs = nodes.get(node_id or "")
             if inputs is None:
-                return refs[::-1] or None, problems
+                return refs[::-1] or None, problems, None
             kind = kinds.get(node_id or "", "")
             if kind in _LORA_NODES:
                 ref, why = lora_node(kind, inputs)
@@ -258,9 +266,11 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
                 problems.append(f"its ComfyUI graph applies LoRAs with a node this app does not read ({kind}, node "
                                 f"{node_id}): those LoRAs are not restored")  # fmt: skip
             if "model" not in inputs:  # the node that loads the model: the start of the path
-                return (refs[::-1] if whole or refs else None), problems
+                names = (literal(inputs.get(name), (name, *_TEXT_INPUTS), (str,)) for name in _MODEL_INPUTS)
+                model = next((stem for name in names if name and (stem := file_stem(name, _MODEL_SUFFIXES))), None)
+                return (refs[::-1] if whole or refs else None), problems, model
             link = inputs["model"]
-        return refs[::-1] or None, problems
+        return refs[::-1] or None, problems, None
 
     def lora_node(kind: str, inputs: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         """A LoRA node's ``lora_ref`` (None when it names no file) and what in it could not be read ("")."""
@@ -327,9 +337,11 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
         name = literal(sampler.get("sampler_name", parts["sampler"].get("sampler_name")), ("sampler_name",), (str,))
         if name is not None:
             out["sampler"] = name
-        refs, problems = model_loras(sampler.get("model", guider.get("model")))
+        refs, problems, model = model_path(sampler.get("model", guider.get("model")))
         if refs is not None:
             out["lora_refs"] = refs
+        if model is not None:
+            out["model"] = model
     latents = [linked(sampler.get("latent_image"))] if sampler else []
     latents += [i for k, i in nodes.items() if _empty_latent_kind(kinds.get(k, ""))]
     for inputs in latents:

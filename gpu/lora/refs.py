@@ -16,8 +16,14 @@ _LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 def lora_stem(name: str) -> str:
     """The file stem a LoRA name stands for: ComfyUI's "flux\\style.safetensors" (a subfolder, Windows' separator
     or another's) and A1111's "style" both give "style"."""
+    return file_stem(name, _LORA_SUFFIXES)
+
+
+def file_stem(name: str, suffixes: tuple[str, ...]) -> str:
+    """The stem of the file another program names ``name`` (with a subfolder, in Windows' or another's separators),
+    one of ``suffixes`` (lower case) cut from its end; another suffix is kept, as a dot in "style_v1.5" is."""
     base = PureWindowsPath(name.strip()).name.strip()
-    suffix = next((x for x in _LORA_SUFFIXES if base.lower().endswith(x)), "")
+    suffix = next((x for x in suffixes if base.lower().endswith(x)), "")
     return base[: len(base) - len(suffix)].strip()
 
 

@@ -134,8 +134,11 @@ def test_a1111_and_comfyui_images_switch_on_their_loras_and_name_the_missing_one
     assert controller.prompt.prompt == "a fox" and controller.prompt.seed == 11
     on = {e.path.name: (e.strength, e.text_strength) for e in loras.entries if e.enabled}
     assert on == {"Ink_Style.safetensors": (0.6, 0.3)} and not rows["renamed-detail.safetensors"].enabled
-    assert [e.message for e in shown] == ["The image used 2 LoRAs not in the LoRA panel ('missing_one', "
-                                          "'not_here_either'); new images are made without them."]  # fmt: skip
+    assert [e.message for e in shown] == [  # its model, which the library lacks, is said too
+        "The image was made with the model 'flux1-dev', which is not in your library. Its other settings were "
+        "restored; new images use 'demo'.",
+        "The image used 2 LoRAs not in the LoRA panel ('missing_one', 'not_here_either'); new images are made "
+        "without them."]  # fmt: skip
 
 
 def _state(tmp_path: Path, *names: str) -> LoraState:

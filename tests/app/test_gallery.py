@@ -304,6 +304,19 @@ def test_restoring_an_image_whose_model_is_gone_says_so(qtbot, tmp_path, window)
     assert (state.prompt, state.seed, state.model) == ("a fox", 3, "demo")
     qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
     assert "'removed-model'" in window.error_dialog.text() and "'demo'" in window.error_dialog.text()
+    # ComfyUI's: the model its graph loaded (was: the settings restored onto the demo model without a word)
+    graph = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+             "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]}},
+             "3": {"class_type": "KSampler", "inputs": {"seed": 99, "steps": 5, "model": ["4", 0],
+                   "positive": ["6", 0]}}}  # fmt: skip
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    Image.new("RGB", (8, 8)).save(tmp_path / "comfy.png", pnginfo=info)
+    window.error_dialog.close()
+    drop_file(window.prompt_panel, tmp_path / "comfy.png")
+    assert (state.prompt, state.seed, state.model) == ("a lighthouse", 99, "demo")
+    qtbot.waitUntil(lambda: window.error_dialog.isVisible() and "'sd_xl_base_1.0'" in window.error_dialog.text())
+    assert "not in your library" in window.error_dialog.text()
 
 
 def test_images_leave_the_gallery_with_their_settings(qtbot, tmp_path, data_root, monkeypatch):
