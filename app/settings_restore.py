@@ -12,7 +12,7 @@ from app.engine_errors import EngineError
 from app.gallery_model import GalleryModel
 from app.generation_state import PromptState
 from app.history_model import prompt_line
-from app.image_files import inspect_image_settings, read_image_settings
+from app.image_files import inspect_image_settings
 from app.lora_hash_search import LoraHashSearch
 from app.model_library import ModelLibrary
 from app.model_list_state import usable
@@ -29,6 +29,19 @@ from gpu.version import APP_NAME
 DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, a JPEG, WebP or GIF saved by A1111/Forge, "
              "or the .txt file A1111/Forge write beside an image, as it was saved: image editors and many sites "
              "remove the settings from the file.")  # fmt: skip
+# What to reuse instead of a gallery image with no settings (imported from the images folder as it was saved).
+REUSE_HINT = ("Reuse the settings of an image made here, or of one saved with its settings by A1111/Forge or ComfyUI: "
+              "image editors and many sites remove the settings from the file.")  # fmt: skip
+
+
+def _why_none(found: ImageSettings) -> str:
+    """Why a file gave no settings (``found``: what was read from it), as a phrase about it."""
+    return "; ".join(found.problems) or "it carries no generation settings"
+
+
+def _nothing_restored(name: str, found: ImageSettings) -> str:
+    """The sentence saying that nothing was restored from the file ``name`` and why (``_why_none``)."""
+    return f"Nothing was restored from {name}: {_why_none(found)}."
 
 
 class SettingsRestore:
@@ -71,8 +84,15 @@ class SettingsRestore:
 
     def reuse_settings(self, record: ImageRecord) -> None:
         """The gallery image ``record``'s settings in the prompt panel (model and LoRAs too); what could not be
-        restored as saved is said."""
-        settings = dict(record.settings) or (read_image_settings(self._gallery.path_of(record)) or {})
+        restored as saved is said, and why nothing was where the image has none (a plain PNG copied into the images
+        folder: "Restored: nothing" in the status bar was all that was said)."""
+        settings = dict(record.settings)
+        if not settings:
+            found = inspect_image_settings(self._gallery.path_of(record))
+            if not found.settings:
+                self._say(EngineError("user", _nothing_restored(Path(record.path).name, found), REUSE_HINT))
+                return
+            settings = found.settings
         notes = self._restore(settings)
         if notes:
             self._say_not_as_saved(Path(record.path).name, notes)
@@ -97,11 +117,10 @@ class SettingsRestore:
         for index, path in enumerate(paths):
             found = inspect_image_settings(path)
             if not found.settings:
-                why = "; ".join(found.problems) or "it carries no generation settings"
                 if len(paths) == 1 and not web:
-                    self._say(EngineError("user", f"Nothing was restored from {path.name}: {why}.", DROP_HINT))
+                    self._say(EngineError("user", _nothing_restored(path.name, found), DROP_HINT))
                     return None
-                without.append(f"{path.name} ({why})")
+                without.append(f"{path.name} ({_why_none(found)})")
                 continue
             notes = found.problems + self._restore(found.settings)
             unused = [p.name for p in paths[index + 1 :]]

@@ -113,7 +113,8 @@ def test_rounded_values_are_said_as_rounded_and_a_reused_gallery_entry_says_what
 ):
     """A value the form rounds (steps 20.5 from a hand-made chunk) was said to be "outside the form's 1 to 150";
     and reusing a gallery entry whose settings the form cannot take (an older image, a hand-edited database)
-    clamped them without a word, where dropping the same PNG said so."""
+    clamped them without a word, where dropping the same PNG said so; one with none said only "Restored: nothing"
+    in the status bar, where dropping it said why."""
     from app.store import ImageRecord
 
     controller, state = window.controller, window.controller.prompt
@@ -132,6 +133,19 @@ def test_rounded_values_are_said_as_rounded_and_a_reused_gallery_entry_says_what
     assert [e.kind for e in shown] == ["notice"] and shown[0].message.startswith(
         "Settings restored from huge.png, but not all as saved: its steps value 999 is outside the form's 1 to "
         "150; set to 150; its size 130x? is not one the model can make")
+
+    # one with no settings at all (a plain PNG put in the images folder): was "Restored: nothing" in the status bar
+    shown.clear()
+    plain = ImageRecord(2, "old/plain.png", "", {}, 0.0, False, False)
+    controller.gallery.path_of(plain).parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8)).save(controller.gallery.path_of(plain))
+    window.statusBar().clearMessage()
+    controller.reuse_settings(plain)
+    assert state.prompt == "a tower" and window.statusBar().currentMessage() == ""
+    assert [(e.kind, e.message) for e in shown] == [("user", "Nothing was restored from plain.png: it carries no "
+                                                     "generation settings (no A1111, ComfyUI or Nibble Studio text "
+                                                     "chunk).")]  # fmt: skip
+    assert shown[0].hint.startswith("Reuse the settings of an image made here")
 
 
 def test_an_image_made_without_a_negative_prompt_clears_the_forms(qtbot, tmp_path, window):
