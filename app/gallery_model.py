@@ -16,12 +16,12 @@ from PySide6.QtCore import (
     QSize,
     QStringListModel,
     Qt,
-    QUrl,
     Signal,
 )
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.data_dir import DataDir
+from app.file_urls import file_url
 from app.gallery_errors import FavoritesNotSaved
 from app.gallery_order import grid_order, row_runs
 from app.gallery_trash import GalleryTrash
@@ -167,7 +167,7 @@ class GalleryModel(QStringListModel):
         generation settings travel with them."""
         mime = QMimeData()
         paths = [self.path_of(self._rows[i.row()]) for i in indexes if i.isValid() and i.row() < len(self._rows)]
-        mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths if p.is_file()])
+        mime.setUrls([file_url(p) for p in paths if p.is_file()])  # a name that is not UTF-8 too
         return mime
 
     def path_of(self, record: ImageRecord) -> Path:

@@ -17,7 +17,7 @@ from dataclasses import fields
 from itertools import pairwise
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QObject, QSize, Qt, QTimer, QUrl
+from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QObject, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence, QMoveEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -35,6 +35,7 @@ from app.bindings import bind
 from app.controller import AppController
 from app.data_dir import DataDir, blank_data_dir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
+from app.file_urls import file_url
 from app.instance_lock import lock_data_dir
 from app.quit_jobs import cancelled_on_quit, quit_question
 from app.settings import LastJob, Settings
@@ -267,7 +268,7 @@ class MainWindow(QMainWindow):
             self._open_folder(self.log_file.parent)
 
     def _open_folder(self, folder: Path) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        QDesktopServices.openUrl(file_url(folder))
 
     def _restore_layout(self) -> None:
         """The window's geometry, its docks and the gallery's splitter as the settings keep them. A value that is

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelection, QModelIndex, QSize, Qt, QUrl
+from PySide6.QtCore import QItemSelection, QModelIndex, QSize, Qt
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from app.bindings import bind_enabled
 from app.controller import AppController
 from app.engine_errors import EngineError
+from app.file_urls import file_url
 from app.gallery_errors import FavoritesNotSaved
 from app.image_summary import describe_image
 from app.store import ImageRecord
@@ -232,7 +233,7 @@ class GalleryPanel(QWidget):
         record = self.current()
         if record:
             folder = self.controller.gallery.path_of(record).parent
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+            QDesktopServices.openUrl(file_url(folder))
 
     def copy_prompt(self) -> None:
         record = self.current()

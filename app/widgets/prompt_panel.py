@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.bindings import bind, bind_typed
 from app.controller import AppController
+from app.file_urls import local_path
 from app.generation_state import (
     BATCH_MAX,
     BATCH_MIN,
@@ -59,10 +60,11 @@ from app.widgets.wrapped_label import WrappedLabel
 def _dropped(event: QDragEnterEvent | QDropEvent) -> tuple[list[Path], list[str]]:
     """(the local files and folders dragged, whatever their names; the web addresses). Taken by name (``*.png``),
     a JPEG from Forge or a PNG saved as ``.jpg`` was refused by the drag without a word, and so was a text file
-    dropped by mistake; an image dragged from a web browser, which carries its address only, still was."""
+    dropped by mistake; an image dragged from a web browser, which carries its address only, still was. A name that is
+    not UTF-8 (Linux) is read as its bytes (``local_path``): decoded as UTF-8, it named a file that does not exist."""
     mime = event.mimeData()
     urls = mime.urls() if mime.hasUrls() else []
-    return [Path(u.toLocalFile()) for u in urls if u.isLocalFile()], [u.toString() for u in urls if not u.isLocalFile()]
+    return [local_path(u) for u in urls if u.isLocalFile()], [u.toString() for u in urls if not u.isLocalFile()]
 
 
 class TokenCounter(WrappedLabel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -44,3 +45,27 @@ def test_reusing_an_image_switches_on_the_lora_it_names_escaped(qtbot, tmp_path)
     used = [{"file": "/home/ana/loras/styl\\xe9.safetensors", "name": "styl\\xe9", "strength": 0.5}]
     assert state.hash_search.restore_used(used) == []
     assert entry.enabled and entry.strength == 0.5
+
+
+def test_a_dropped_image_whose_name_is_not_utf8_is_read(qtbot, tmp_path, window):
+    """A file manager drags ``caf\\xe9.png`` as ``file:///…/caf%E9.png``: read as UTF-8 (``QUrl.toLocalFile``) the
+    name was another, and the drop said the file "cannot be read (No such file or directory)". The URLs the app
+    makes of such names (a gallery image dragged out, a folder opened) carry the same bytes."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    name = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
+    write_png(os.fsdecode(name), Image.new("RGB", (8, 8)), {"prompt": "from a Latin-1 name", "seed": 7})
+    url = QUrl.fromEncoded(b"file://" + os.fsencode(tmp_path) + b"/caf%E9.png")  # as the file manager sends it
+    notices = []
+    window.controller.error.connect(notices.append)
+    mime = QMimeData()
+    mime.setUrls([url])
+    window.prompt_panel.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                                             Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))  # fmt: skip
+    assert (window.controller.prompt.prompt, window.controller.prompt.seed) == ("from a Latin-1 name", 7)
+    assert notices == []
+
+    from app.file_urls import file_url
+
+    assert file_url(Path(os.fsdecode(name))) == url
