@@ -28,6 +28,7 @@ from app.gallery_trash import GalleryTrash
 from app.history_model import prompt_line, prompt_tooltip
 from app.image_files import absolute, file_fingerprint, relative
 from app.observable import Prop
+from app.plain_text import plain_tooltip
 from app.reconcile import FolderImport
 from app.store import ImageRecord, Store, search_key
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
@@ -116,7 +117,7 @@ class GalleryModel(QStringListModel):
             # A file that is there but cannot be decoded (truncated, not really a PNG) is no missing file.
             return self._unreadable if path.exists() else self._missing
         if role == Qt.ItemDataRole.ToolTipRole:
-            return prompt_tooltip(record.prompt) or "(no prompt)"
+            return plain_tooltip(prompt_tooltip(record.prompt) or "(no prompt)")
         if role == Qt.ItemDataRole.DisplayRole:
             return ("★ " if record.favorite else "") + (prompt_line(record.prompt, 40) or "(no prompt)")
         if role == Qt.ItemDataRole.SizeHintRole:

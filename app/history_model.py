@@ -8,6 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
+from app.plain_text import plain_tooltip
 from app.store import PromptRecord, Store, search_key
 
 PromptRole = Qt.ItemDataRole.UserRole + 1
@@ -63,7 +64,7 @@ class HistoryModel(QAbstractListModel):
             return f"{text}   ×{record.uses}" if record.uses > 1 else text
         if role == Qt.ItemDataRole.ToolTipRole:
             neg = f"\n\nNegative prompt:\n{prompt_tooltip(record.negative_prompt)}" if record.negative_prompt else ""
-            return f"{prompt_tooltip(record.prompt)}{neg}\n\nUsed {record.uses}×"
+            return plain_tooltip(f"{prompt_tooltip(record.prompt)}{neg}\n\nUsed {record.uses}×")
         if role == PromptRole:
             return record
         return None

@@ -9,6 +9,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 
 from app.lora_entry import LoraEntry
 from app.lora_state import LoraState
+from app.plain_text import plain_tooltip
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -41,7 +42,7 @@ class LoraListModel(QAbstractListModel):
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
             return entry.name
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{entry.name}\n{entry.path}"
+            return plain_tooltip(f"{entry.name}\n{entry.path}")
         if role == Qt.ItemDataRole.AccessibleDescriptionRole:
             return entry.info
         if role == Qt.ItemDataRole.CheckStateRole:

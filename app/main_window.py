@@ -146,6 +146,7 @@ class MainWindow(QMainWindow):
         # repeated it ("Done: 2 images" twice); it shows it only while the prompt panel is out of view (closed
         # from its title bar or the View menu, or a tab behind another dock), so a running job is never silent.
         self.status_label = QLabel()
+        self.status_label.setTextFormat(Qt.TextFormat.PlainText)  # the prompt panel's status line, as it shows it
         self.status_label.setObjectName("jobStatus")
         self.statusBar().addPermanentWidget(self.status_label)
         bind(self.controller.job, "status", self.status_label)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from app.engine_errors import EngineError
@@ -27,6 +28,7 @@ def _box(parent: QWidget | None, error: EngineError, title: str | None = None,
     # the file again"): in a dialog they read as sentences. Done here, where every dialog is made, not in each
     # place an error is raised.
     message = sentences(error.message)
+    box.setTextFormat(Qt.TextFormat.PlainText)  # messages quote the user's text: never drawn as HTML (app.plain_text)
     box.setText(message)
     hint = error.hint or ("" if error.kind == "notice" else FALLBACK_HINT)
     if hint:

@@ -73,6 +73,7 @@ class LoraPanel(QWidget):
         lay.addWidget(self.empty)
         lay.addWidget(view, 1)
         self.cost = QLabel("")
+        self.cost.setTextFormat(Qt.TextFormat.PlainText)  # it names LoRAs: never drawn as HTML (app.plain_text)
         self.cost.setWordWrap(True)
         self.state.cost_changed.connect(self.cost.setText)  # the label's own slot: gone with it
         lay.addWidget(self.cost)
@@ -91,6 +92,7 @@ class LoraPanel(QWidget):
         while, with "Skipped files…" where it skipped some; hidden when there is nothing to say. "Add folder…"
         waits meanwhile: one folder at a time."""
         self.scan_label = label = QLabel()
+        label.setTextFormat(Qt.TextFormat.PlainText)  # it names the folder: never drawn as HTML (app.plain_text)
         label.setWordWrap(True)
         self.cancel_scan_button = cancel = QPushButton("Cancel")
         cancel.setToolTip("Stop reading the folder; none of its LoRAs are added")
@@ -142,6 +144,7 @@ class LoraPanel(QWidget):
             self.skipped_dialog = box = QMessageBox(QMessageBox.Icon.Information, "Skipped files", "", close, self)
             box.setInformativeText("These files were not added to the LoRA list. The details name each one and why.")
             box.setModal(False)
+            box.setTextFormat(Qt.TextFormat.PlainText)  # it names the folder: never drawn as HTML (app.plain_text)
         box.setText(self.scan.scan_status)
         box.setDetailedText(self.scan.skipped_text())
         box.show()

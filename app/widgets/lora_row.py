@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.lora_entry import LoraEntry
 from app.lora_state import LoraState
+from app.plain_text import plain_tooltip
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from gpu.lora.metadata import MAX_STRENGTH
 
@@ -113,7 +114,7 @@ class LoraRow(QFrame):
         self.setBackgroundRole(QPalette.ColorRole.Window)
         self.enabled = NameCheckBox(name)
         self.enabled.setChecked(entry.enabled)
-        self.enabled.setToolTip(f"{name}\n{entry.path}")
+        self.enabled.setToolTip(plain_tooltip(f"{name}\n{entry.path}"))
         self.enabled.toggled.connect(lambda v: state.set_enabled(entry, v))
         self.slider = StrengthSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(-round(MAX_STRENGTH * 100), round(MAX_STRENGTH * 100))
@@ -146,6 +147,7 @@ class LoraRow(QFrame):
         mid.addWidget(self.value)
         self.info = info = QLabel(entry.info)  # format, rank, what the LoRA changes (or what is wrong with it)
         info.setWordWrap(True)  # a long format line wraps rather than widening the row
+        info.setTextFormat(Qt.TextFormat.PlainText)  # it names files: never drawn as HTML (app.plain_text)
         _small_grey(info)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)

@@ -18,6 +18,7 @@ from app.bindings import bind, bind_enabled
 from app.controller import AppController
 from app.engine_worker import EngineStatus
 from app.model_list_state import ModelRow
+from app.plain_text import plain_tooltip
 from app.theme import WARNING_COLOR
 from app.widgets.file_filters import safetensors_filter
 from app.widgets.wrap_grid import WrapGrid
@@ -101,9 +102,12 @@ class ModelPanel(QWidget):
         for label, name in ((self.runs_on, "runs_on"), (self.removing, "removing")):
             self._show_line(label, getattr(self.state, name))
             getattr(self.state, f"{name}_changed").connect(lambda text, label=label: self._show_line(label, text))
-        self.runs_on.setToolTip(self.state.runs_on_tip)
-        self.state.runs_on_tip_changed.connect(self.runs_on.setToolTip)
+        self._show_runs_on_tip(self.state.runs_on_tip)
+        self.state.runs_on_tip_changed.connect(self._show_runs_on_tip)
         controller.engine_ready.connect(self._ready)
+
+    def _show_runs_on_tip(self, tip: str) -> None:
+        self.runs_on.setToolTip(plain_tooltip(tip))  # its reasons name models and LoRAs: never drawn as HTML
 
     def _ready(self, status: EngineStatus) -> None:
         self.gpu.setText(gpu_text(status.gpu))
@@ -115,7 +119,7 @@ class ModelPanel(QWidget):
         for text, name, tip in rows:
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, name)
-            item.setToolTip(tip)
+            item.setToolTip(plain_tooltip(tip))
             self.list.addItem(item)
         self._marking = False
         self._show_highlighted(self.state.highlighted)

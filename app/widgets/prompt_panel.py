@@ -247,6 +247,7 @@ class PromptPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setTextVisible(False)
         self.status = QLabel(job.status)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # it names the model: never drawn as HTML (app.plain_text)
         self.status.setWordWrap(True)
         self.preview = ImageLabel()
         self.preview.setMinimumHeight(160)
