@@ -406,7 +406,8 @@ def _recorded_checksum(path: Path) -> str:
 def _entry(name: str, path: Path, builtin: bool) -> ModelEntry:
     """The library's entry for the model ``name`` at ``path``: its facts, or why it cannot be used and what to do,
     its problem alone: one model that cannot be read (a folder the user may not enter, a stale NFS handle, an I/O
-    error) stopped the whole list, and with it the app's start and every command."""
+    error) stopped the whole list, and with it the app's start and every command; so did one whose file fails in a
+    way no check names (an exception of any kind: it is logged with its traceback)."""
     try:
         return ModelEntry(name, path, builtin, _inspect(path))
     except UserError as err:
@@ -414,6 +415,10 @@ def _entry(name: str, path: Path, builtin: bool) -> ModelEntry:
     except OSError as err:  # deeper than the path itself (a component folder, a file of it), which _inspect names
         unreadable = unreadable_model(Path(err.filename) if err.filename else path, err)
         return ModelEntry(name, path, builtin, None, str(unreadable), unreadable.hint)
+    except Exception as err:  # a case no check names yet: this model's problem, not the list's (its traceback logged)
+        log.exception("model %r at %s could not be inspected", name, path)
+        return ModelEntry(name, path, builtin, None, f"{path}: could not be read as a model ({type(err).__name__}: "
+                          f"{err})", "copy or download the model again (the log has the details)")  # fmt: skip
 
 
 def _nothing_at(path: Path) -> bool:

@@ -137,6 +137,10 @@ def _first_layer_without_method(data: dict) -> None:
     del data["layers"][sorted(data["layers"])[0]]["method"]
 
 
+def _first_layer_alpha_text(data: dict) -> None:
+    data["layers"][sorted(data["layers"])[0]]["alpha"] = "x"
+
+
 def _entry_without_offsets(header: dict) -> None:
     del header["proj_out.bias"]["data_offsets"]
 
@@ -152,6 +156,12 @@ def _entry_without_offsets(header: dict) -> None:
         (None, lambda d: d.pop("sha256"), "has no checksum"),
         (None, _first_layer_without_method, "metadata of layer .* is invalid .*'method'"),
         (None, lambda d: d["model_config"].update(num_layers="abc"), "model_config .* does not describe a buildable"),
+        # each read where the check let it through: a ValueError or TypeError traceback from the library (which
+        # stopped the app's model list and every command), generate or inspect
+        (None, lambda d: d["base_model"].update(defaults="x"), r"base_model is invalid \(defaults is \"x\", not a JSO"),
+        (None, lambda d: d["base_model"].update(path=5), r"base_model is invalid \(path is 5, not a text or null\)"),
+        (None, _first_layer_alpha_text, r"metadata of layer .* is invalid \(alpha is \"x\", not a number or null\)"),
+        (None, lambda d: d["calibration"].update(mean_layer_error="x"), "calibration is invalid .*mean_layer_error"),
     ],
 )  # fmt: skip
 def test_damaged_headers_and_metadata_are_named(tiny_flux_int4, tmp_path, edit_header, edit_meta, message):
@@ -161,8 +171,10 @@ def test_damaged_headers_and_metadata_are_named(tiny_flux_int4, tmp_path, edit_h
         _patch_header_raw(Path(tiny_flux_int4), bad, edit_header)
     else:
         _patch_meta_raw(Path(tiny_flux_int4), bad, edit_meta)
-    with pytest.raises(CheckpointError, match=message):
+    with pytest.raises(CheckpointError, match=message) as refused:
         load_quantized_transformer(bad)
+    if edit_meta:  # a file whose header is not what this app writes: made again
+        assert refused.value.hint == "re-quantize the model, or copy or download the file again"
 
 
 def test_writer_is_atomic_and_leaves_no_temp_files(tiny_flux_int4, tmp_path):

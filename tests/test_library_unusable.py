@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import gpu.library
 from gpu.errors import ModelLoadError
 from gpu.library import ModelLibrary
 from main import main
@@ -111,3 +112,42 @@ def test_a_listed_file_given_by_its_path_goes_by_its_library_name(tmp_path):
     unlisted = tmp_path / "flux-int4.safetensors"
     shutil.copyfile(DEMO_INT4, unlisted)
     assert library.resolve(str(unlisted)).name == "flux-int4"  # a file not listed goes by its stem, as before
+
+
+def test_a_file_with_a_malformed_header_field_or_an_unforeseen_failure_is_its_own_entrys_problem(
+    tmp_path, capsys, monkeypatch, caplog
+):
+    """A valid-checksum SVDQ file whose base_model.defaults is no JSON object ended in a ValueError traceback from
+    the library: the app's model list stayed empty ("Starting the engine…" for good) and every command failed, those on
+    other models too. It is named as the file's problem; so is any failure no check names yet (logged with its
+    traceback), which is that model's and not the list's."""
+    from tests.test_base_fit import with_recorded_base
+
+    data = tmp_path / "data"
+    data.mkdir()
+    odd = with_recorded_base(tmp_path / "odd.safetensors", {"defaults": "x"})
+    strange = shutil.copyfile(DEMO_INT4, tmp_path / "strange.safetensors")
+    _listed(data, {"odd": odd, "strange": strange})
+    real = gpu.library.inspect_model_path
+
+    def inspect(path: Path):
+        if path == strange:
+            raise RuntimeError("something no check foresaw")
+        return real(path)
+
+    monkeypatch.setattr(gpu.library, "inspect_model_path", inspect)
+    entries = {e.name: e for e in ModelLibrary(data).entries()}
+    assert entries["demo"].facts is not None and entries["demo-int4"].facts is not None
+    assert entries["odd"].facts is None and not entries["odd"].missing
+    assert entries["odd"].problem == ("odd.safetensors: the SVDQ metadata's base_model is invalid (defaults is \"x\", "
+                                      "not a JSON object or null)")  # fmt: skip
+    assert entries["odd"].hint == "re-quantize the model, or copy or download the file again"
+    assert entries["strange"].facts is None and not entries["strange"].missing
+    assert entries["strange"].problem == f"{strange}: could not be read as a model (RuntimeError: something no check " \
+        "foresaw)"  # fmt: skip
+    assert "something no check foresaw" in caplog.text and "Traceback" in caplog.text
+
+    assert main(["--data-dir", str(data), "inspect", "demo-int4"]) == 0  # commands on the other models work
+    assert main(["--data-dir", str(data), "inspect", str(odd)]) == 2  # and this one's is one line, with the remedy
+    assert capsys.readouterr().err.endswith("(defaults is \"x\", not a JSON object or null) (re-quantize the model, "
+                                            "or copy or download the file again)\n")  # fmt: skip

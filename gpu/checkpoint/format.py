@@ -171,19 +171,49 @@ def _check_meta_types(name: str, meta: CheckpointMeta) -> None:
 
     for field_name in ("model_config", "layers", "quantization", "calibration", "base_model"):
         if not isinstance(getattr(meta, field_name), dict):
-            raise CheckpointError(f"{name}: the SVDQ metadata's {field_name} is not a JSON object")
+            raise CheckpointError(f"{name}: the SVDQ metadata's {field_name} is not a JSON object", hint=REMAKE)
     if meta.dtype not in _STORAGE_DTYPES:
         raise CheckpointError(f"{name}: the SVDQ metadata's storage dtype {meta.dtype!r} is not one of "
-                              f"{', '.join(_STORAGE_DTYPES)}")  # fmt: skip
+                              f"{', '.join(_STORAGE_DTYPES)}", hint=REMAKE)  # fmt: skip
     if not isinstance(meta.sha256, str) or len(meta.sha256) != 64:
-        raise CheckpointError(f"{name}: the SVDQ metadata has no checksum (sha256)")
+        raise CheckpointError(f"{name}: the SVDQ metadata has no checksum (sha256)", hint=REMAKE)
     for layer, entry in meta.layers.items():
         try:
             if not isinstance(entry, dict):
                 raise ValueError("not a JSON object")
             LayerSpec.from_json(entry)
+            _check_fields(entry, _LAYER_FIELDS)
         except (ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{name}: the SVDQ metadata of layer {layer} is invalid ({err})") from None
+            raise CheckpointError(f"{name}: the SVDQ metadata of layer {layer} is invalid ({err})",
+                                  hint=REMAKE) from None  # fmt: skip
+    for field_name, fields in (("base_model", _BASE_FIELDS), ("calibration", _CALIBRATION_FIELDS)):
+        try:
+            _check_fields(getattr(meta, field_name), fields)
+        except ValueError as err:
+            raise CheckpointError(f"{name}: the SVDQ metadata's {field_name} is invalid ({err})", hint=REMAKE) from None
+
+
+# What fixes an SVDQ file whose header or tensors are not what its model needs (edited, damaged, or another model's)
+REMAKE = f"re-quantize the model, or {AGAIN}"
+
+# The optional fields the loader, the library and ``inspect`` read of a layer, the base model and the calibration
+# summary: field -> (the JSON types it may have, null included where it may be null; those types in words).
+_NUMBER = ((int, float), "a number or null")
+_TEXT = ((str,), "a text or null")
+_LAYER_FIELDS = {"alpha": _NUMBER, "error": _NUMBER, "kind": ((str,), "a text")}
+_BASE_FIELDS = {"defaults": ((dict,), "a JSON object or null"), "name": _TEXT, "path": _TEXT, "relative_path": _TEXT}
+_CALIBRATION_FIELDS = {"mean_layer_error": _NUMBER}
+
+
+def _check_fields(data: dict[str, Any], fields: dict[str, tuple[tuple[type, ...], str]]) -> None:
+    """ValueError naming the first of ``fields`` present in ``data`` with a type it may not have (null is allowed
+    where the words say so; true and false are no number)."""
+    for key, (types, words) in fields.items():
+        value = data.get(key)
+        if value is None and (key not in data or words.endswith("or null")):
+            continue
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise ValueError(f"{key} is {json.dumps(value)[:40]}, not {words}")
 
 
 def load_checkpoint(

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gpu.adapters import adapter_named
-from gpu.checkpoint.format import CheckpointMeta, load_checkpoint
+from gpu.checkpoint.format import REMAKE, CheckpointMeta, load_checkpoint
 from gpu.errors import CheckpointError
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.svdq_linear import SVDQLinear
@@ -67,7 +67,7 @@ def load_quantized_transformer(
             raise
         raise CheckpointError(
             f"{Path(path).name}: the model_config in its SVDQ metadata does not describe a buildable "
-            f"{meta.architecture} model ({err})"
+            f"{meta.architecture} model ({err})", hint=REMAKE
         ) from None
     _, tensors = load_checkpoint(path, expected_tensors(model), device=device)
     model.load_state_dict(tensors, strict=True, assign=True)

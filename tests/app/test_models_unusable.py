@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 
 from gpu.paths import resources_dir
 from tests.app.gui import added_copy, generate_one, open_window
+from tests.test_base_fit import with_recorded_base
 from tests.test_library_unusable import unreachable
 
 DEMO_INT4 = resources_dir() / "models" / "demo-int4.safetensors"
@@ -35,18 +36,23 @@ def test_a_model_the_app_may_not_look_at_leaves_the_others_usable(qtbot, data_ro
     locked = tmp_path / "locked" / "mine.safetensors"
     locked.parent.mkdir()
     shutil.copyfile(DEMO_INT4, locked)
-    (data_root / "library.json").write_text(json.dumps({"version": 1, "models": [{"name": "mine",
-                                                                                     "path": str(locked)}]}))
+    # a valid-checksum file whose header has base_model.defaults "x": its ValueError stopped the start-up as well
+    odd = with_recorded_base(tmp_path / "odd.safetensors", {"defaults": "x"})
+    (data_root / "library.json").write_text(json.dumps({"version": 1, "models": [
+        {"name": "mine", "path": str(locked)}, {"name": "odd", "path": str(odd)}]}))
     unreachable(monkeypatch, locked.parent, errno.EACCES)
     window = open_window(qtbot, data_root)
     controller, panel = window.controller, window.model_panel
     errors = []
     controller.error.connect(errors.append)
-    assert [e.name for e in controller.entries] == ["demo", "demo-int4", "mine"]
+    assert [e.name for e in controller.entries] == ["demo", "demo-int4", "mine", "odd"]
     assert controller.prompt.model == "demo" and "Model: demo" in panel.details.text()
     item = _item(window, "mine")
     assert item.text() == "mine  (cannot be used)"
     assert f"{locked}: cannot be read: Permission denied" in item.toolTip()
+    assert _item(window, "odd").text() == "odd  (cannot be used)"
+    assert "base_model is invalid (defaults is \"x\", not a JSON object or null) (re-quantize the model, or copy or " \
+        "download the file again)" in _item(window, "odd").toolTip()  # fmt: skip
 
     _click(qtbot, window, "mine")  # looked at again, then refused with why and what to do; the model in use stays
     qtbot.waitUntil(lambda: bool(errors), timeout=60000)
