@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -253,13 +254,19 @@ def test_the_checksum_covers_gaps_between_tensors_and_verify_reads_like_load(tin
     only checked (``verify_checkpoint``, which keeps no tensor) passes and fails exactly as a load does."""
     from gpu.checkpoint.format import verify_checkpoint
 
-    meta = json.loads(read_checkpoint_meta(tiny_flux_int4).to_json())
-    entries = {"a": {"dtype": "I32", "shape": [1], "data_offsets": [0, 4]},
-               "b": {"dtype": "I32", "shape": [2], "data_offsets": [8, 16]}}  # fmt: skip
-    data = struct.pack("<i", 7) + b"gap!" + struct.pack("<2i", -1, 5)
-    good = _raw_checkpoint(tmp_path / "gap.safetensors", meta, entries, data)
+    raw = Path(tiny_flux_int4).read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header, data = json.loads(raw[8 : 8 + n]), raw[8 + n :]
+    meta = json.loads(header.pop("__metadata__")["svdq"])
+    # the model's own tensors (verify checks the set its skeleton needs), 4 bytes of gap after the first in the file
+    first = min(header.values(), key=lambda e: e["data_offsets"][0])["data_offsets"][1]
+    for e in header.values():
+        if e["data_offsets"][0] >= first:
+            e["data_offsets"] = [e["data_offsets"][0] + 4, e["data_offsets"][1] + 4]
+    data = data[:first] + b"gap!" + data[first:]
+    good = _raw_checkpoint(tmp_path / "gap.safetensors", meta, header, data)
     _, tensors = load_checkpoint(good)
-    assert tensors["a"].tolist() == [7] and tensors["b"].tolist() == [-1, 5]
+    assert all(torch.equal(t, load_checkpoint(tiny_flux_int4)[1][k]) for k, t in tensors.items())
     assert verify_checkpoint(good).sha256 == hashlib.sha256(data).hexdigest()
     bad = tmp_path / "gap changed.safetensors"
     bad.write_bytes(good.read_bytes().replace(b"gap!", b"gap?"))
@@ -316,3 +323,33 @@ def test_a_load_onto_another_device_hashes_the_bytes_it_places(tiny_flux_int4, t
     bad.write_bytes(good.read_bytes()[:-1] + b"\x01")
     with pytest.raises(CheckpointError, match="staged damaged.safetensors: checksum mismatch"):
         load_checkpoint(bad, device="meta")
+
+
+@pytest.mark.parametrize("case", ["missing", "more blocks"])
+def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(tiny_flux_int4, tmp_path, capsys, case):
+    """A file without one of its model's tensors (or whose model_config describes a block more than it holds) was
+    "checksum OK" to inspect and added to the library as usable (their checks took no tensor set); generate then
+    refused it, with no remedy. Its tensor set is checked against the skeleton the metadata describes."""
+    from gpu.checkpoint.format import verify_checkpoint
+    from gpu.errors import ModelLoadError
+    from gpu.library import ModelLibrary
+    from main import main
+
+    bad = tmp_path / "bad.safetensors"
+    if case == "missing":
+        _rewrite(Path(tiny_flux_int4), bad, edit_tensors=lambda t: t.pop("proj_out.bias"))
+        message = "bad.safetensors: missing tensors: proj_out.bias"
+    else:
+        blocks = read_checkpoint_meta(tiny_flux_int4).model_config["num_layers"]
+        _patch_meta_raw(Path(tiny_flux_int4), bad, lambda d: d["model_config"].update(num_layers=blocks + 1))
+        message = f"bad.safetensors: missing tensors: transformer_blocks.{blocks}.attn.add_k_proj.bias, "
+    remedy = "re-quantize the model, or copy or download the file again"
+    with pytest.raises(CheckpointError, match=re.escape(message)) as refused:
+        verify_checkpoint(bad)
+    assert refused.value.hint == remedy
+    with pytest.raises(ModelLoadError, match=re.escape(message)):
+        ModelLibrary(tmp_path / "data").add(bad)
+    assert not (tmp_path / "data" / "library.json").exists()  # nothing listed
+    assert main(["--data-dir", str(tmp_path / "data"), "inspect", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.endswith(f" ({remedy})\n")

@@ -238,15 +238,22 @@ def load_checkpoint(
 
 
 def verify_checkpoint(path: Path | str) -> CheckpointMeta:
-    """Every check ``load_checkpoint`` makes (sizes, checksum, tensor layout), with the data read through one
-    reusable buffer of at most 16 MiB and no tensor kept: for callers that only need to know the file is sound."""
+    """Every check loading the model makes (sizes, checksum, tensor layout, and the tensor set its metadata's model
+    needs), with the data read through one reusable buffer of at most 16 MiB and no tensor kept: for callers that
+    only need to know the file is sound."""
     return inspect_checkpoint(path)[0]
 
 
 def inspect_checkpoint(path: Path | str) -> tuple[CheckpointMeta, dict[str, dict[str, Any]]]:
     """``verify_checkpoint``'s checks, and (meta, each tensor's header entry: name -> its ``dtype``, ``shape``
-    and ``data_offsets``) from the one header they read: what ``main.py inspect`` prints."""
-    meta, entries, _ = _read_checked(Path(path), None, keep=None)
+    and ``data_offsets``) from the header they read: what ``main.py inspect`` prints. The tensor set is checked
+    against the model skeleton the metadata describes (built on the meta device: no memory), as loading checks it:
+    a file missing a tensor was said sound here, then refused by generate."""
+    from gpu.checkpoint.skeleton import expected_tensors, file_skeleton  # it builds on this module
+
+    path = Path(path)
+    expected = expected_tensors(file_skeleton(path, read_checkpoint_meta(path)))
+    meta, entries, _ = _read_checked(path, expected, keep=None)
     return meta, entries
 
 
@@ -355,18 +362,20 @@ def _check_tensor_set(
     missing = sorted(set(expected) - set(entries))
     extra = sorted(set(entries) - set(expected))
     if missing:
-        raise CheckpointError(f"{name}: missing tensors: {_few(missing)}")
+        raise CheckpointError(f"{name}: missing tensors: {_few(missing)}", hint=REMAKE)
     if extra:
-        raise CheckpointError(f"{name}: unexpected tensors: {_few(extra)}")
+        raise CheckpointError(f"{name}: unexpected tensors: {_few(extra)}", hint=REMAKE)
     for key, (shape, dtype) in expected.items():
         got_shape = tuple(entries[key]["shape"])
         if got_shape != tuple(shape):
-            raise CheckpointError(f"{name}: tensor {key} has shape {list(got_shape)}, expected {list(shape)}")
+            raise CheckpointError(f"{name}: tensor {key} has shape {list(got_shape)}, expected {list(shape)}",
+                                  hint=REMAKE)  # fmt: skip
         got_dtype = TORCH_DTYPES.get(entries[key]["dtype"])
         if dtype.is_floating_point != (got_dtype is not None and got_dtype.is_floating_point) or (
             not dtype.is_floating_point and got_dtype != dtype
         ):
-            raise CheckpointError(f"{name}: tensor {key} has dtype {entries[key]['dtype']}, expected {dtype}")
+            raise CheckpointError(f"{name}: tensor {key} has dtype {entries[key]['dtype']}, expected {dtype}",
+                                  hint=REMAKE)  # fmt: skip
 
 
 def _few(names: list[str], limit: int = 5) -> str:

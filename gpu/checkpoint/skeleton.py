@@ -48,6 +48,20 @@ def expected_tensors(model: nn.Module) -> dict[str, tuple[tuple[int, ...], torch
     return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
 
 
+def file_skeleton(path: Path | str, meta: CheckpointMeta) -> nn.Module:
+    """``build_skeleton`` of the SVDQ file at ``path`` whose metadata is ``meta`` (meta device: no memory, no data
+    read); CheckpointError naming the file when its model_config describes no model that can be built."""
+    try:
+        return build_skeleton(meta)
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as err:
+        if gpu_ran_out(err) or ram_ran_out(err):  # no fault of the file: said as the memory it is by the caller
+            raise
+        raise CheckpointError(
+            f"{Path(path).name}: the model_config in its SVDQ metadata does not describe a buildable "
+            f"{meta.architecture} model ({err})", hint=REMAKE
+        ) from None
+
+
 def load_quantized_transformer(
     path: Path | str, runtime_dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> tuple[nn.Module, CheckpointMeta]:
@@ -60,15 +74,7 @@ def load_quantized_transformer(
     from gpu.checkpoint.format import read_checkpoint_meta
 
     meta = read_checkpoint_meta(path)
-    try:
-        model = build_skeleton(meta)
-    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as err:
-        if gpu_ran_out(err) or ram_ran_out(err):  # no fault of the file: said as the memory it is by the caller
-            raise
-        raise CheckpointError(
-            f"{Path(path).name}: the model_config in its SVDQ metadata does not describe a buildable "
-            f"{meta.architecture} model ({err})", hint=REMAKE
-        ) from None
+    model = file_skeleton(path, meta)
     _, tensors = load_checkpoint(path, expected_tensors(model), device=device)
     model.load_state_dict(tensors, strict=True, assign=True)
     _materialize_leftovers(model)
