@@ -321,6 +321,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from gpu.errors import Cancelled
+    from gpu.generation.pipeline_loader import NoBase
     from gpu.generation.request import GenerationRequest, check_batch_count
     from gpu.generation.service import GenerationService, save_image
     from gpu.lora import parse_lora_args
@@ -363,6 +364,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         planned = service.describe(request.model, request.base, width, height).memory_policy.label
         say(planned)
         results = service.generate(request, on_image=save)
+    except NoBase as err:  # the engine's remedy fits the app too, which has no --base; here there is one
+        if args.base is not None:
+            raise
+        raise NoBase(str(err), f"{err.hint}, or give its folder or library name with --base", err.problem) from None
     except (Cancelled, KeyboardInterrupt):
         one = len(saved) == 1
         args.cancel_note = (f"{', '.join(str(p) for p in saved)} {'was' if one else 'were'} written before it "
@@ -499,10 +504,13 @@ def base_model_words(entry: ModelEntry, library: ModelLibrary) -> str:
 
     recorded = entry.facts.base
     name, path = recorded.get("name") or "unnamed", recorded.get("path")
+    stand_in: list[str] = []
     try:
-        used = resolve_base(entry.facts, library, None)
+        used = resolve_base(entry.facts, library, None, stand_in)
     except UserError as err:  # no base here (or none that fits): said, while the file itself is inspected
         return f"{name}, none usable on this machine: {err.text}"
+    if stand_in:  # none it records is here: the library's pipeline that fits it
+        return f"{name}, {used} ({stand_in[0]})"
     if not path or same_file(path, used):
         return f"{name}, {used}"
     where = "which does not exist here" if not Path(path).exists() else "not the one used"

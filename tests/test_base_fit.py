@@ -82,12 +82,53 @@ def test_the_recorded_absolute_path_comes_before_a_folder_beside_the_file(tmp_pa
     assert resolve_base(facts, library, None) == beside
 
 
-def test_a_folder_beside_the_file_that_does_not_fit_is_not_taken_for_its_base(tmp_path):
+def test_a_folder_beside_the_file_that_does_not_fit_is_not_taken_for_its_base(tmp_path, monkeypatch):
     beside = flux_dev_sized(tmp_path / "moved" / "FLUX.1-dev")  # a full-size FLUX.1-dev; the file is the demo's
     recorded = {"path": "/mnt/usb/FLUX.1-dev", "name": "my-flux-dev", "relative_path": "FLUX.1-dev"}
     model = with_recorded_base(tmp_path / "moved" / "flux-dev-int4.safetensors", recorded)
     library = ModelLibrary(tmp_path / "data")
+    notes: list[str] = []  # the built-in demo pipeline fits the file: it stands in, and is said to
+    assert resolve_base(library.resolve(str(model)).facts, library, None, notes) == MODELS / "demo"
+    assert notes == ["the base pipeline flux-dev-int4.safetensors records (my-flux-dev) does not fit it; it runs "
+                     f"with the library's pipeline 'demo' ({MODELS / 'demo'}), which fits it"]  # fmt: skip
+    without_builtins(monkeypatch, tmp_path)
     with pytest.raises(ModelLoadError) as raised:
         resolve_base(library.resolve(str(model)).facts, library, None)
     assert f"{beside}, which does not fit (joint_attention_dim 128 vs 4096" in str(raised.value)
-    assert "pass --base" in raised.value.hint
+    assert str(raised.value).endswith("the library's pipelines, none of which fits it)")
+    assert raised.value.hint == ("add the diffusers FLUX.1 pipeline folder the model was quantized from to the library "
+                                 "(in the app: \"Add folder…\" in the Models panel)")  # no --base: the app has none
+
+
+def without_builtins(monkeypatch, tmp_path: Path) -> None:
+    """The library lists no built-in model (none ships under the resources folder it reads)."""
+    import gpu.library
+
+    monkeypatch.setattr(gpu.library, "resources_dir", lambda: tmp_path / "no-resources")
+
+
+def test_a_model_quantized_elsewhere_runs_with_the_librarys_pipeline_that_fits_it(tmp_path, monkeypatch, capsys):
+    """A file made on another machine records that machine's base (its path, its library name): generate refused it,
+    with "pass --base", although the library's demo pipeline fits it, and the app, which has no --base, could not
+    use it at all. The library's pipeline that fits it runs it, and the job says so."""
+    from gpu.generation.request import GenerationRequest
+    from gpu.generation.service import GenerationService
+    from main import main
+
+    far = with_recorded_base(tmp_path / "far.safetensors", {"name": "FLUX.1-dev", "path": "/nowhere/FLUX.1-dev",
+                                                            "relative_path": "FLUX.1-dev"})  # fmt: skip
+    service = GenerationService(ModelLibrary(tmp_path / "data"))
+    (image,) = service.generate(GenerationRequest("a red star", model=str(far), steps=1, width=64, height=64))
+    assert image.settings["base"] == "demo"  # the PNG records the base that ran
+    assert image.extras["notes"] == ["the base pipeline far.safetensors records (FLUX.1-dev) is not on this "
+                                     f"machine; it runs with the library's pipeline 'demo' ({MODELS / 'demo'}), "
+                                     "which fits it"]  # fmt: skip
+
+    without_builtins(monkeypatch, tmp_path)  # none fits: the command line names --base beside the app's remedy
+    out = tmp_path / "x.png"
+    assert main(["--data-dir", str(tmp_path / "data"), "generate", "a red star", "--model", str(far), "--steps", "1",
+                 "--width", "64", "--height", "64", "--out", str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert not out.exists() and "far.safetensors: its base pipeline (text encoders, VAE) was not found" in err
+    assert err.endswith("(in the app: \"Add folder…\" in the Models panel), or give its folder or library name with "
+                        "--base)\n")  # fmt: skip

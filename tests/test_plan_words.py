@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 import torch
-from test_base_fit import misfit_base, with_recorded_base
+from test_base_fit import misfit_base, with_recorded_base, without_builtins
 
 import gpu.runtime.memory_policy as memory_policy
 from gpu.errors import ModelLoadError
@@ -38,7 +38,8 @@ def test_a_gpu_plan_is_for_the_models_own_size_in_mib_below_a_gib(tmp_path, gpu_
     assert "Planned peak " in policy.description and " MiB of 16.0 GiB." in policy.description, policy.description
 
 
-def test_an_svdq_file_without_its_base_is_planned_with_a_word_of_it(tmp_path, gpu_16gib):
+def test_an_svdq_file_without_its_base_is_planned_with_a_word_of_it(tmp_path, gpu_16gib, monkeypatch):
+    without_builtins(monkeypatch, tmp_path)  # no library pipeline to stand in for the base (the demo's fits it)
     library = ModelLibrary(tmp_path / "data")
     service = GenerationService(library, device=torch.device("cpu"))
     nowhere = {"path": "/nowhere/FLUX.1-dev", "name": "", "relative_path": ""}

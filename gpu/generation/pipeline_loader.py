@@ -48,6 +48,7 @@ class LoadedPipeline:
     # (prompt, max length, LoRAs on the text encoders) -> embeddings (gpu.generation.memory)
     prompt_cache: dict = field(default_factory=dict)
     model_hash: str = ""  # the images' "Model hash" of the weights loaded (set by the service as it loads them)
+    base_notes: list[str] = field(default_factory=list)  # a stand-in base said (``resolve_base``): each job's notes
 
 
 def default_device() -> torch.device:
@@ -73,17 +74,24 @@ def default_size(facts: ModelFacts) -> tuple[int, int]:
         return 1024, 1024
 
 
-def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path | None) -> Path:
+def resolve_base(
+    facts: ModelFacts, library: ModelLibrary, override: str | Path | None, notes: list[str] | None = None
+) -> Path:
     """The base pipeline folder of an SVDQ file: --base (a folder or, as quantize --base takes it, a library
     name), else the recorded absolute path, library name, or relative path, the first that fits the model
-    (``pipeline_misfit``: a base whose text encoders or VAE give other widths would fail mid-generation).
+    (``pipeline_misfit``: a base whose text encoders or VAE give other widths would fail mid-generation), else a
+    pipeline of the library that fits it (``library_stand_in``), which is said in ``notes``.
 
     The absolute path first: it is the pipeline the file was made with. The relative one last: it finds a base
     copied along with the file to another machine, but beside a moved file it may be some other folder. A built-in
     model (under ``resources_dir()``) is the exception: its relative path first, the base shipped beside it, since
     the absolute path it records is the build machine's checkout, which another checkout (or a bundle checked on
     that machine) would otherwise use. Candidates are looked at lazily: the library (every model inspected) is
-    asked for the recorded name only when the absolute path did not do."""
+    asked for the recorded name only when the absolute path did not do.
+
+    A model quantized on another machine records that machine's paths, and the app has no --base: where none of
+    the recorded bases is here, the library's pipeline that fits it runs it (its text encoders and VAE are what
+    the file was calibrated with only if it is the same pipeline, which is why the user is told)."""
     tried: list[str] = []
     misfits = False
     candidates = _override_bases(override, library, tried) if override else _recorded_bases(facts, library, tried)
@@ -108,11 +116,46 @@ def resolve_base(facts: ModelFacts, library: ModelLibrary, override: str | Path 
         tried.append(str(c))
     # a base that is there but does not fit is no base "not found": the user would look for a missing folder
     problem = "does not fit it" if misfits else "was not found"
+    if not override:
+        stand_in = library_stand_in(facts, library)
+        if stand_in is not None:
+            recorded = facts.base.get("name") or facts.base.get("path") or "unnamed"
+            if notes is not None:
+                where = "does not fit it" if misfits else "is not on this machine"
+                notes.append(f"the base pipeline {facts.path.name} records ({recorded}) {where}; it runs with the "
+                             f"library's pipeline {stand_in.name!r} ({stand_in.path}), which fits it")  # fmt: skip
+            return stand_in.path
+        tried.append("the library's pipelines, none of which fits it")
     raise NoBase(
         f"{facts.path.name}: its base pipeline (text encoders, VAE) {problem} (tried: {', '.join(tried)})",
-        hint="pass --base with the diffusers folder the model was quantized from, or its library name",
+        hint="give --base the diffusers folder the model was quantized from, or its library name"
+        if override else ADD_BASE,
         problem=problem,
     )
+
+
+# What gives an SVDQ file a base pipeline, in words for the app and the command line alike (the app has no --base:
+# the command line says that one where it refuses, ``main.cmd_generate``)
+ADD_BASE = ("add the diffusers FLUX.1 pipeline folder the model was quantized from to the library (in the app: "
+            "\"Add folder…\" in the Models panel)")  # fmt: skip
+
+
+def library_stand_in(facts: ModelFacts, library: ModelLibrary) -> ModelEntry | None:
+    """The library's pipeline that can run the SVDQ file of ``facts`` in place of the base it records: the first,
+    in the library's order (built-in ones first, then the user's in the order they were added), of its
+    architecture, complete but for its transformer, that is known to fit it (``pipeline_misfit`` empty: not merely
+    not known not to fit). None when none does."""
+    for entry in library.entries():
+        if entry.facts is None or entry.kind != "diffusers" or entry.facts.architecture != facts.architecture:
+            continue
+        try:
+            check_pipeline_complete(entry.path, entry.name, skip=("transformer",))
+            check_weight_components(entry.path, entry.name, skip=("transformer",))
+        except UserError:
+            continue
+        if _misfit(facts.path, entry.path) == []:
+            return entry
+    return None
 
 
 class NoBase(ModelLoadError):
@@ -183,13 +226,19 @@ def model_base_misfit(svdq_file: Path, folder: Path) -> list[str]:
     """``pipeline_misfit`` (the wizard's and the quantizer's check) of an SVDQ file's transformer config against
     the pipeline ``folder``: what its text encoders and VAE give, its transformer's config only for what they do not
     (an SVDQ file never runs its base's transformer). Empty when it fits or cannot be told."""
+    return _misfit(svdq_file, folder) or []
+
+
+def _misfit(svdq_file: Path, folder: Path) -> list[str] | None:
+    """``model_base_misfit``, None where it cannot be told (the file or the folder unreadable, or a value the
+    file does not record)."""
     try:
         config = checkpoint_meta(svdq_file).model_config
     except (UserError, OSError):  # loading the file names what is wrong with it
-        return []
+        return None
     if any(k not in config for k in BASE_MUST_MATCH):
-        return []
-    return pipeline_misfit(config, folder) or []
+        return None
+    return pipeline_misfit(config, folder)
 
 
 def weight_files(path: Path) -> list[Path]:
@@ -310,8 +359,9 @@ def load_pipeline(
     facts = entry.facts or inspect_model_path(entry.path)
     adapter = adapter_named(facts.architecture)
     pipeline_cls = getattr(importlib.import_module("diffusers"), adapter.pipeline_class)
+    notes: list[str] = []
     with load_errors(entry.name, facts.path):  # finding the base pipeline reads its files too
-        base_path = facts.path if facts.kind != "svdq" else resolve_base(facts, library, base)
+        base_path = facts.path if facts.kind != "svdq" else resolve_base(facts, library, base, notes)
     with load_errors(entry.name, base_path):
         if facts.kind == "svdq":
             from gpu.checkpoint.skeleton import load_quantized_transformer
@@ -336,7 +386,7 @@ def load_pipeline(
         # A small model's ops are too short to split across cores: OpenMP start-up and spin-waiting cost
         # more than the work, and 5-20x more when another process holds a core (measured on 2 cores).
         torch.set_num_threads(1)
-    return LoadedPipeline(pipe, entry, device, dtype, base_path, policy)
+    return LoadedPipeline(pipe, entry, device, dtype, base_path, policy, base_notes=notes)
 
 
 def _damaged_safetensors(folder: Path) -> str | None:

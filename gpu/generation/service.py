@@ -321,7 +321,7 @@ class GenerationService:
         loaded = self.loaded
         assert loaded is not None
         loras = self.apply_loras(loaded, request.loras)
-        notes = []
+        notes = list(loaded.base_notes)
         if settings["guidance"] < 1 and not takes_guidance(loaded.pipe):
             # Classic CFG runs only above 1 (diffusers' true_cfg_scale): 0 and 0.5 made the guidance-1 image while
             # the PNG said 0.5, and those settings made another image on a model where guidance is an input.

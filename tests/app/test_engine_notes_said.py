@@ -4,6 +4,8 @@ word (the engine's note in ``GeneratedImage.extras["notes"]`` was read by nothin
 
 from __future__ import annotations
 
+from tests.app.gui import generate_one
+
 
 def test_a_guidance_run_as_1_is_said_once_a_session(qtbot, window):
     state = window.controller.prompt
@@ -26,3 +28,25 @@ def test_a_guidance_run_as_1_is_said_once_a_session(qtbot, window):
         with qtbot.waitSignal(window.controller.job_finished, timeout=120000):
             window.controller.generate()
     assert shown == []  # a queue of jobs at 0.5 showed the same dialog after each job
+
+
+def test_a_model_quantized_elsewhere_runs_with_the_librarys_pipeline_that_fits_it_and_says_so(qtbot, window,
+                                                                                              tmp_path):
+    """A copy of demo-int4 recording another machine's base (FLUX.1-dev at /nowhere) was added, then refused at
+    Generate with "pass --base", a flag the app does not have: the model could not be used at all. The library's
+    demo pipeline, which fits it, runs it; a notice names the base that ran, and the image records it."""
+    from tests.test_base_fit import with_recorded_base
+
+    controller = window.controller
+    shown: list = []
+    controller.error.connect(shown.append)
+    far = with_recorded_base(tmp_path / "far.safetensors", {"name": "FLUX.1-dev", "path": "/nowhere/FLUX.1-dev",
+                                                            "relative_path": "FLUX.1-dev"})  # fmt: skip
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
+        controller.add_model(far)
+    qtbot.waitUntil(lambda: controller.prompt.model == "far", timeout=60000)
+    record = generate_one(qtbot, controller)
+    assert record.settings["model"] == "far" and record.settings["base"] == "demo"
+    assert [e.kind for e in shown] == ["notice"], [e.message for e in shown]
+    assert shown[0].message.startswith("The base pipeline far.safetensors records (FLUX.1-dev) is not on this "
+                                       "machine; it runs with the library's pipeline 'demo' (")  # fmt: skip
