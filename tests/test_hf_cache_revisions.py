@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from test_library_paths import COMMIT, DEMO_INT4, _cached, _demo_files
 
 from gpu.library import ModelLibrary
@@ -61,3 +62,29 @@ def test_a_repository_whose_every_revision_was_deleted_is_named(tmp_path):
     assert entry.kind == "missing"
     assert entry.problem.startswith(f"{root}: this Hugging Face cache folder holds no downloaded revision of the "
                                     "model")  # fmt: skip
+
+
+def test_a_base_pipeline_in_a_cache_is_read_in_its_current_revision(tmp_path):
+    """An SVDQ file records its base's absolute path, a snapshot in a Hugging Face cache: once that revision was
+    deleted (the current one there), generate said the base "was not found"; and --base with the repository folder
+    (models--org--name, which stands for its current revision) said it "was not found (tried: …/models--org--name)"
+    of a folder that is there. Both are read in the repository's current snapshot, as quantize --base reads them; a
+    folder there that is no pipeline is said to be none."""
+    from test_base_fit import with_recorded_base
+
+    from gpu.errors import ModelLoadError
+    from gpu.generation.pipeline_loader import resolve_base
+
+    root = _cached(tmp_path / "hub", "org/flux-mini", _demo_files())
+    model = with_recorded_base(tmp_path / "mini-int4.safetensors", {
+        "name": "flux-mini", "path": str(root / "snapshots" / COMMIT), "relative_path": "nowhere"})  # fmt: skip
+    _cached(tmp_path / "hub", "org/flux-mini", _demo_files(), commit=NEWER)
+    shutil.rmtree(root / "snapshots" / COMMIT)
+    library = ModelLibrary(tmp_path / "data")  # which lists no flux-mini
+    facts = library.resolve(str(model)).facts
+    assert resolve_base(facts, library, None) == root / "snapshots" / NEWER  # not the built-in demo standing in
+    assert resolve_base(facts, library, str(root)) == root / "snapshots" / NEWER
+    with pytest.raises(ModelLoadError) as refused:
+        resolve_base(facts, library, str(tmp_path / "hub"))
+    assert str(refused.value) == f"--base {tmp_path / 'hub'}: {tmp_path / 'hub'} is not a pipeline folder (it has no " \
+        "model_index.json)"  # fmt: skip

@@ -19,7 +19,7 @@ import gpu.paths
 from gpu.adapters import adapter_named
 from gpu.bfl_layout import BASE_MUST_MATCH, pipeline_misfit
 from gpu.errors import CheckpointError, ModelLoadError, UserError
-from gpu.library import ModelEntry, ModelLibrary
+from gpu.library import ModelEntry, ModelLibrary, current_path
 from gpu.model_files import (
     FilesStamp,
     ModelFacts,
@@ -87,7 +87,8 @@ def resolve_base(
     model (under ``resources_dir()``) is the exception: its relative path first, the base shipped beside it, since
     the absolute path it records is the build machine's checkout, which another checkout (or a bundle checked on
     that machine) would otherwise use. Candidates are looked at lazily: the library (every model inspected) is
-    asked for the recorded name only when the absolute path did not do.
+    asked for the recorded name only when the absolute path did not do. A folder in a Hugging Face cache is read
+    in its current revision (``current_path``): a ``models--org--name`` folder, or a snapshot since deleted.
 
     A model quantized on another machine records that machine's paths, and the app has no --base: where none of
     the recorded bases is here, the library's pipeline that fits it runs it (its text encoders and VAE are what
@@ -112,6 +113,12 @@ def resolve_base(
                 )
             tried.append(f"{c}, which does not fit ({', '.join(misfit)})")
             misfits = True
+            continue
+        if c.is_dir():  # "not found" of a folder that is there misled
+            if override:
+                raise ModelLoadError(f"--base {override}: {c} is not a pipeline folder (it has no model_index.json)",
+                                     PICK_PIPELINE)  # fmt: skip
+            tried.append(f"{c}, which is not a pipeline folder")
             continue
         tried.append(str(c))
     # a base that is there but does not fit is no base "not found": the user would look for a missing folder
@@ -138,6 +145,7 @@ def resolve_base(
 # the command line says that one where it refuses, ``main.cmd_generate``)
 ADD_BASE = ("add the diffusers FLUX.1 pipeline folder the model was quantized from to the library (in the app: "
             "\"Add folder…\" in the Models panel)")  # fmt: skip
+PICK_PIPELINE = "give the diffusers FLUX.1 folder, the one with model_index.json, or its library name"
 
 
 def library_stand_in(facts: ModelFacts, library: ModelLibrary) -> ModelEntry | None:
@@ -172,11 +180,9 @@ def _override_bases(override: str | Path, library: ModelLibrary, tried: list[str
     tried all the same, to be named as not found)."""
     given = Path(override).expanduser()
     if given.is_file():  # "not found" of a file that is there misled
-        raise ModelLoadError(f"--base {override} is a file, not a pipeline folder",
-                             "give the diffusers FLUX.1 folder, the one with model_index.json, or its "
-                             "library name")  # fmt: skip
+        raise ModelLoadError(f"--base {override} is a file, not a pipeline folder", PICK_PIPELINE)
     if given.is_dir():
-        yield given
+        yield current_path(given)  # a Hugging Face cache's models--org--name: its current revision
         return
     try:
         found = library.resolve(str(override)).path
@@ -193,7 +199,7 @@ def _recorded_bases(facts: ModelFacts, library: ModelLibrary, tried: list[str]) 
 
     def absolute() -> Iterator[Path]:
         if base.get("path"):
-            yield Path(base["path"])
+            yield current_path(Path(base["path"]))  # a cache snapshot since deleted: the repository's current one
 
     def by_name() -> Iterator[Path]:
         if base.get("name"):
