@@ -390,14 +390,14 @@ class AppController(QObject):
 
     def _on_noted(self, job_id: int, note: str) -> None:
         """The engine made job ``job_id``'s images otherwise than asked (a guidance below 1 run as 1 on a model that
-        takes none): said as a notice, since the prompt panel still shows what was asked and the images what ran.
-        Each note once a session: a queue of jobs at the same guidance showed the same dialog after each job."""
+        takes none, a negative prompt unused at guidance 1, another base pipeline than the model records): said as a
+        notice, since the prompt panel still shows what was asked. Each note says what ran and what to do itself: a
+        hint common to all ("set the panel to the settings that ran") fitted the guidance alone. Each note once a
+        session: a queue of jobs at the same guidance showed the same dialog after each job."""
         if note in self._notes_said:
             return
         self._notes_said.add(note)
-        self.error.emit(EngineError("notice", f"{note[:1].upper()}{note[1:]}.",
-                                    "The gallery, history and PNGs keep the settings that ran: set the panel to them "
-                                    "to make the same images."))
+        self.error.emit(EngineError("notice", f"{note[:1].upper()}{note[1:]}."))
 
     def _on_failed(self, job_id: int, error: EngineError) -> None:
         """A request to the engine failed: job ``job_id``, or a request of no job (0). Said, unless already."""

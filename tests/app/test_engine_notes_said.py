@@ -20,7 +20,7 @@ def test_a_guidance_run_as_1_is_said_once_a_session(qtbot, window):
     notes = [e for e in shown if e.kind == "notice"]
     assert len(notes) == 1, [e.message for e in shown]  # once for the job, not once an image
     assert "guidance 0.5 is the same as 1 on demo" in notes[0].message.lower()
-    assert "saved, with guidance 1" in notes[0].message and notes[0].hint
+    assert "saved, with guidance 1" in notes[0].message and notes[0].hint == ""  # the note says all: no common hint
 
     shown.clear()
     for guidance in (3.0, 0.5):  # a guidance that runs as asked, then the same note again: nothing said
@@ -50,3 +50,4 @@ def test_a_model_quantized_elsewhere_runs_with_the_librarys_pipeline_that_fits_i
     assert [e.kind for e in shown] == ["notice"], [e.message for e in shown]
     assert shown[0].message.startswith("The base pipeline far.safetensors records (FLUX.1-dev) is not on this "
                                        "machine; it runs with the library's pipeline 'demo' (")  # fmt: skip
+    assert shown[0].hint == ""  # not the guidance note's "set the panel to the settings that ran": nothing to set
