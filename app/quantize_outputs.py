@@ -133,7 +133,7 @@ def claim_output_path(folder: Path, stem: str, source: str, config: Any,
     the one it resumes)."""
     streaming = _streaming()
     key = resume_key(source, config)
-    resumed = _claim_resumed_name(folder, stem, key)
+    resumed = _claim_resumed_name(folder, _resumed_stems(stem, config), key)
     if resumed is not None:
         return resumed
 
@@ -193,19 +193,33 @@ def name_run_output(folder: Path, stem: str, source: str, config: Any, compare_o
     return Named(claim, notes, source, config, compare_original)
 
 
-def _claim_resumed_name(folder: Path, stem: str, key: ResumeKey | None) -> OutputClaim | None:
-    """The claim of ``<stem>.safetensors`` or ``<stem>-N.safetensors`` in ``folder`` (the lowest N first) whose run
-    a run with ``key`` resumes (its parts folder, and no model file of that name), and that no other run claims;
-    None when there is none. The first free name was taken before: once the plain name's stopped run was deleted
-    (Unfinished runs…), a run with the settings of the stopped run in the ``-2`` name started over in the plain
-    one, and that run was never resumed."""
+def _resumed_stems(stem: str, config: Any) -> list[str]:
+    """The names (no suffix) whose stopped runs a run of ``config`` named ``stem`` (``output_name``) resumes: its own,
+    and for a method with a format of its own (NF4) the names the wizard gave it before they left out the precision,
+    ``<stem>-int4``, ``<stem>-int8``, … (its resume key has no precision): named ``<stem>`` only, such a stopped run
+    was listed as resumed by these settings, yet a run started over beside it."""
+    if config.method not in OWN_FORMAT_METHODS:
+        return [stem]
+    from gpu.modules.layer_spec import PRECISIONS  # imports torch (gpu.quant): the engine is loaded by now
+
+    return [stem, *(f"{stem}-{precision}" for precision in PRECISIONS)]
+
+
+def _claim_resumed_name(folder: Path, stems: list[str], key: ResumeKey | None) -> OutputClaim | None:
+    """The claim of ``<stem>.safetensors`` or ``<stem>-N.safetensors`` in ``folder``, of one of ``stems`` (the first
+    stem first, then the lowest N), whose run a run with ``key`` resumes (its parts folder, and no model file of that
+    name), and that no other run claims; None when there is none. The first free name was taken before: once the
+    plain name's stopped run was deleted (Unfinished runs…), a run with the settings of the stopped run in the ``-2``
+    name started over in the plain one, and that run was never resumed."""
     if key is None:
         return None
     streaming = _streaming()
     suffix = streaming.parts_folder.PARTS_SUFFIX
-    name = re.compile(rf"{re.escape(stem)}(?:-([1-9]\d*))?\.safetensors{re.escape(suffix)}")
+    alternatives = "|".join(map(re.escape, stems))
+    name = re.compile(rf"({alternatives})(?:-([1-9]\d*))?\.safetensors{re.escape(suffix)}")
     try:
-        found = [(int(m.group(1) or 1), entry) for entry in folder.iterdir() if (m := name.fullmatch(entry.name))]
+        found = [(stems.index(m.group(1)), int(m.group(2) or 1), entry) for entry in folder.iterdir()
+                 if (m := name.fullmatch(entry.name))]  # fmt: skip
     except OSError:  # no models folder yet, or unreadable: nothing to resume
         return None
 
@@ -213,7 +227,7 @@ def _claim_resumed_name(folder: Path, stem: str, key: ResumeKey | None) -> Outpu
         parts = streaming.parts_folder.parts_dir(out)
         return out.exists() or out.is_symlink() or streaming.resume.resumes_from(parts, key) is not True
 
-    outs = (parts.with_name(parts.name[: -len(suffix)]) for _n, parts in sorted(found))
+    outs = (parts.with_name(parts.name[: -len(suffix)]) for _stem, _n, parts in sorted(found))
     return claim_first(outs, not_resumed, "quantize run")
 
 

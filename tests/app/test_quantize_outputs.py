@@ -15,6 +15,7 @@ import torch
 from app.quantize_outputs import (
     delete_unfinished_run,
     free_output_path,
+    output_name,
     resume_key,
     running_output,
     unfinished_runs,
@@ -147,6 +148,32 @@ def test_the_name_of_a_stopped_run_the_settings_resume_is_taken_before_a_free_on
     other.seed = 1  # other settings: neither run resumes, and the first free name is taken
     assert free_output_path(models, "m", "demo", other) == models / "m.safetensors"
     assert free_output_path(models, "other", "demo", _cfg()) == models / "other.safetensors"
+
+
+def test_a_stopped_nf4_run_named_with_its_precision_is_resumed_under_its_name(data_root, tmp_path):
+    """The wizard named NF4 runs ``<model>-nf4-int4`` or ``-nf4-int8`` before their names left out the precision
+    (NF4 is NF4 whatever it is): such a stopped run was listed as resumed by the settings (NF4's resume key has no
+    precision), yet a run started over in ``<model>-nf4``. It is resumed under its own name, whichever precision is
+    chosen now; a stopped run of the name given now comes first."""
+    models = tmp_path / "models"
+    int8 = _cfg()
+    int8.method, int8.precision = "nf4", "int8"
+    key = resume_key("demo", int8)
+    assert key is not None
+    _resumable(models / "demo-nf4-int8.safetensors.parts", key)
+    chosen = _cfg()
+    chosen.method = "nf4"  # precision int4 now
+    stem = output_name("demo", chosen)
+    assert stem == "demo-nf4"
+    assert unfinished_runs(models, "demo", chosen)[0].resumes is True  # as the Unfinished runs dialog says it
+    assert free_output_path(models, stem, "demo", chosen) == models / "demo-nf4-int8.safetensors"
+    _resumable(models / "demo-nf4-2.safetensors.parts", key)
+    assert free_output_path(models, stem, "demo", chosen) == models / "demo-nf4-2.safetensors"
+    # another method's name never takes a precision's name of its own stem's: only NF4's names left it out
+    svd = _cfg()
+    stem = output_name("demo", svd)
+    _resumable(models / f"{stem}-int4.safetensors.parts", resume_key("demo", svd))
+    assert free_output_path(models, stem, "demo", svd) == models / f"{stem}.safetensors"
 
 
 def test_a_parts_folder_without_a_manifest_leaves_its_name_free_only_when_it_holds_nothing(data_root, tmp_path):
