@@ -50,6 +50,10 @@ NO_PIPELINE = ("No diffusers pipeline in your library yet: pick a FLUX.1 pipelin
                "single .safetensors file with Single file…")  # fmt: skip
 # A folder or file picked earlier in the wizard that is gone when picked again from the list.
 GONE_HINT = "it was moved, renamed or deleted since it was picked: pick it again where it is now"
+# A library pipeline chosen as the source or base that left the library since (the Models panel's Remove): it stays
+# chosen with this problem, so that Quantize on a later page does not run another model, or none.
+NOT_IN_LIBRARY = ("{name} is no longer in the library (it was removed since it was chosen here): add it again in the "
+                  "Models panel, or choose another {what}")  # fmt: skip
 
 
 def output_stem(source: str, folder_path: Path | None = None) -> str:
@@ -182,6 +186,7 @@ class QuantizeSource(QObject):
         # Library pipelines: (label, value, folder). Folders the user picks as a base are appended.
         self.bases: list[tuple[str, str, Path]] = []
         self._folders: dict[str, Path] = {}
+        self._removed: set[str] = set()  # library names that left the library while the wizard was open
         self.facts: SingleFileFacts | None = None
         self.set_library(entries)
         for name in ("source", "base", "problem", "base_problem", "checking", "needs_base"):
@@ -192,15 +197,21 @@ class QuantizeSource(QObject):
     def set_library(self, entries: list[Any]) -> None:
         """The library's models are ``entries`` (read as the engine started, or a model added or removed since):
         its pipelines are the library sources and bases, the folders picked as a base kept after them. A single
-        file's base is checked again: a pipeline that fits may have come, or the chosen one gone (the source
-        itself is chosen again by the page, from the list it shows)."""
+        file's base is checked again: a pipeline that fits may have come. A source or base no longer listed stays
+        chosen, and its problem says it left the library (another one chosen in its place, Quantize on a later page
+        ran a model the user never chose, or none); listed again, it can be used again."""
         pipelines = [(e.name, e.name, Path(e.path)) for e in entries if getattr(e, "kind", "") == "diffusers"]
         picked = [b for b in self.bases if b[1] not in self._folders]
+        listed = {e.name for e in entries}
+        source_removed = self.source in self._removed
+        self._removed = (self._removed | set(self._folders)) - listed
         self._folders = {e.name: Path(e.path) for e in entries}
         self.bases = pipelines + [b for b in picked if b[1] not in self._folders]
         self.bases_changed.emit()
-        if self.needs_base:
-            if self._base_folder(self.base) is None:
+        if self.source and (self.source in self._removed) != source_removed:  # left the library, or came back
+            self.choose(self.source)
+        elif self.needs_base:
+            if self._base_folder(self.base) is None and self.base not in self._removed:  # none chosen yet
                 self.base = self._preselected_base()
             self._check_base()
 
@@ -214,7 +225,7 @@ class QuantizeSource(QObject):
         no pipeline)."""
         self.facts, self.checking = None, False
         path = Path(value)
-        single = value not in self._folders and path.is_file()
+        single = value not in self._folders and value not in self._removed and path.is_file()
         self.is_file = single
         self.needs_base = False
         self.source = value
@@ -226,6 +237,9 @@ class QuantizeSource(QObject):
         self.base_warning = ""
         if value in self._folders:  # a library entry: the library checked it when it was listed
             self.description, self.problem = "", ""
+            return
+        if value in self._removed:  # a library name, not a folder here: one of that name would be another model
+            self.description, self.problem = "", NOT_IN_LIBRARY.format(name=value, what="source")
             return
         if not value:  # an empty path is the current folder, which was checked as the source
             self.description, self.problem = "", NO_PIPELINE
@@ -335,6 +349,9 @@ class QuantizeSource(QObject):
                 self.base_problem = (f"{name} holds only the transformer, and no pipeline in the library fits it "
                                      "(its text encoder widths or latent channels differ): pick the FLUX.1 "
                                      "pipeline it was made for with Other folder… (e.g. FLUX.1-dev)")  # fmt: skip
+            return
+        if self.base in self._removed:
+            self.base_problem = NOT_IN_LIBRARY.format(name=self.base, what="base pipeline")
             return
         misfit = self._fit(self.base)
         if misfit is None:

@@ -103,9 +103,13 @@ class CalibrationPage(QWizardPage):
         return not self._deleting()
 
     def validatePage(self) -> bool:
-        """Quantize waits for a deletion under way."""
+        """Quantize waits for a deletion under way, and starts only from a source that can still be quantized
+        (``QuantizeWizard.source_still_ready``, which shows the source page when it cannot)."""
         # A run started meanwhile could take the name of the folder being deleted, whose lock the deletion holds.
-        return not self._deleting()  # QWizard.next() asks only this, not isComplete (which greys the button)
+        if self._deleting():  # QWizard.next() asks only this, not isComplete (which greys the button)
+            return False
+        source_still_ready = getattr(self.wizard(), "source_still_ready", None)
+        return source_still_ready is None or source_still_ready()
 
     def _check_ram(self) -> None:
         """Warns (a warning: the machine's swap may hold it) when the budget is over the RAM this machine has."""

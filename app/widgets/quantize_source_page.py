@@ -106,10 +106,11 @@ class SourcePage(QWizardPage):
         state.choose(self.source.currentData() or "")
 
     def _fill_sources(self) -> None:
-        """The library's pipelines, then the folders and files picked here. The source chosen stays chosen while it
-        is listed; else "Quantize this model" takes the model selected in the Models panel when it is one that can
-        be quantized (it was always the library's first, so a user who picked their own model quantized the demo
-        instead), else the first. Fills the list without choosing: callers choose."""
+        """The library's pipelines, then the folders and files picked here. The source chosen stays chosen, a
+        library pipeline removed since too (listed as such; ``QuantizeSource.set_library`` says it cannot be
+        used); with none chosen yet, "Quantize this model" takes the model selected in the Models panel when it is
+        one that can be quantized (it was always the library's first, so a user who picked their own model
+        quantized the demo instead), else the first. Fills the list without choosing: callers choose."""
         current = self.source.currentData()
         self.source.blockSignals(True)
         self.source.clear()
@@ -117,13 +118,15 @@ class SourcePage(QWizardPage):
             self.source.addItem(name, name)
         for path in self._picked:
             self.source.addItem(Path(path).name or path, path)
-        index = self.source.findData(current) if current else -1
-        self.source.setCurrentIndex(index if index >= 0 else max(0, self.source.findData(self.controller.prompt.model)))
+        if current:
+            self.source.setCurrentIndex(_kept(self.source, current))
+        else:
+            self.source.setCurrentIndex(max(0, self.source.findData(self.controller.prompt.model)))
         self.source.blockSignals(False)
 
     def _library_changed(self, entries: list[Any]) -> None:
         """The library's list changed (``AppController.library_changed``): the sources and bases it offers are
-        listed anew, and a source no longer listed gives way to another."""
+        listed anew; the source chosen stays chosen, said to be gone when it left the library."""
         self.state.set_library(entries)
         self._fill_sources()
         value = self.source.currentData() or ""
@@ -140,6 +143,8 @@ class SourcePage(QWizardPage):
         self.base.addItem("Choose the base pipeline…", "")
         for label, value, _folder in self.state.bases:
             self.base.addItem(label, value)
+        if self.state.base:
+            _kept(self.base, self.state.base)
         self.base.blockSignals(False)
         select_quietly(self.base, self.state.base)
 
@@ -181,3 +186,13 @@ class SourcePage(QWizardPage):
     def value(self) -> str:
         """The chosen source: a library name, a folder or a file."""
         return self.state.source
+
+
+def _kept(combo: QComboBox, value: str) -> int:
+    """The index of ``value`` in ``combo``, added at its end when it is not listed: a library pipeline chosen as the
+    source or base that left the library since, which stays chosen (its problem says why it cannot be used)."""
+    index = combo.findData(value)
+    if index >= 0:
+        return index
+    combo.addItem(f"{value} (no longer in the library)", value)
+    return combo.count() - 1

@@ -231,6 +231,18 @@ class QuantizeWizard(QWizard):
         if self.currentPage() is self.calibration_page:
             self.show_unfinished_summary()
 
+    def source_still_ready(self) -> bool:
+        """Whether the chosen source (and a single file's base) can still be quantized, as Quantize is pressed. When
+        not (removed from the library since it was chosen, on a later page or before Back after a run), the source
+        page is shown again, which says why: the run started on whatever was left, another model or none."""
+        if self.source_state.ready:
+            return True
+        for _ in self.visitedIds()[1:]:
+            if self.currentPage() is self.source_page:
+                break
+            self.back()
+        return False
+
     def start(self) -> None:
         """Starts a run of the chosen source and settings (the run page shown): its output is named on a thread,
         once no earlier run or dropped naming holds a name it may take."""

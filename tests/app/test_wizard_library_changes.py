@@ -4,11 +4,14 @@ Next greyed; a pipeline added while it was open was offered neither as a source 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from PySide6.QtWidgets import QWizard
 
 from app.data_dir import resolve_data_dir
+from app.widgets.quantize_wizard import QuantizeWizard
 from tests.app.gui import window_without_engine
-from tests.bfl_files import pipeline_copy
+from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
 
 def test_a_wizard_opened_as_the_engine_starts_offers_the_library_once_read_and_models_added_later(
@@ -36,4 +39,73 @@ def test_a_wizard_opened_as_the_engine_starts_offers_the_library_once_read_and_m
     assert [page.source.itemData(i) for i in range(page.source.count())] == ["demo", name]
     assert name in [page.base.itemData(i) for i in range(page.base.count())]
     assert state.source == "demo" and next_button.isEnabled()
+    wizard.close()
+
+
+def _pipeline(name, path) -> SimpleNamespace:
+    """A library entry of the diffusers pipeline at ``path`` (as ``AppController.library_changed`` sends them)."""
+    return SimpleNamespace(name=name, path=str(path), kind="diffusers")
+
+
+def _quantize_refused(wizard, monkeypatch) -> None:
+    """Goes to the calibration page and presses Quantize there, which must start no run and show the source page."""
+    started: list[str] = []
+    monkeypatch.setattr(QuantizeWizard, "_choose_name", lambda self, source, name: started.append(source))
+    wizard.next()
+    assert wizard.currentPage() is wizard.source_page and started == [] and not wizard.running
+
+
+def test_a_source_removed_from_the_library_on_a_later_page_stays_chosen_and_no_run_starts(
+        qtbot, data_root, demo_model, tmp_path, monkeypatch):  # fmt: skip
+    """The chosen source removed from the library (the Models panel) while the wizard showed a later page gave way to
+    another model, and Quantize ran that one; the library emptied, the run started with no source at all. The source
+    stays chosen and says it left the library; Quantize goes back to the source page, which says so."""
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    window.quantize_panel.open_button.click()
+    library = window.controller.library_changed
+    other = _pipeline("other", pipeline_copy(demo_model, tmp_path / "other"))
+    mine = _pipeline("mine", demo_model)
+    library.emit([other, mine])
+    wizard = window.quantize_panel.wizard
+    page, state = wizard.source_page, wizard.source_state
+    page.source.setCurrentIndex(page.source.findData("mine"))
+    for left in ([other], []):  # "mine" removed; then the whole library
+        library.emit([other, mine])
+        assert state.source == "mine" and state.ready
+        wizard.next()
+        wizard.next()
+        assert wizard.currentPage() is wizard.calibration_page
+        library.emit(left)
+        assert state.source == page.source.currentData() == "mine" and not state.ready, left
+        assert page.source.currentText() == "mine (no longer in the library)"
+        _quantize_refused(wizard, monkeypatch)
+        assert page.problem.text() == ("mine is no longer in the library (it was removed since it was chosen here): "
+                                       "add it again in the Models panel, or choose another source")  # fmt: skip
+    library.emit([other, mine])  # added again: usable again
+    assert state.source == "mine" and state.ready and page.problem.isHidden()
+    wizard.close()
+
+
+def test_a_single_files_base_removed_from_the_library_on_a_later_page_stays_chosen_and_no_run_starts(
+        qtbot, data_root, demo_model, tmp_path, monkeypatch):  # fmt: skip
+    """A single file's base pipeline removed from the library on a later page left the file with no base, and
+    Quantize started its run without one, which said to "add --base PIPELINE", a command-line flag. The base stays
+    chosen and says it left the library; Quantize goes back to the source page, which says so."""
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    window.quantize_panel.open_button.click()
+    window.controller.library_changed.emit([_pipeline("dev-base", demo_model)])
+    wizard = window.quantize_panel.wizard
+    page, state = wizard.source_page, wizard.source_state
+    page.use_path(str(save_bfl_transformer(demo_model, tmp_path / "my-finetune.safetensors")))
+    qtbot.waitUntil(lambda: not state.checking, timeout=60000)
+    assert state.base == "dev-base" and state.ready, state.problem
+    wizard.next()
+    wizard.next()
+    window.controller.library_changed.emit([])
+    assert state.base == page.base.currentData() == "dev-base" and not state.ready
+    assert page.base.currentText() == "dev-base (no longer in the library)"
+    _quantize_refused(wizard, monkeypatch)
+    assert page.base_problem.text() == ("dev-base is no longer in the library (it was removed since it was chosen "
+                                        "here): add it again in the Models panel, or choose another base "
+                                        "pipeline")  # fmt: skip
     wizard.close()
