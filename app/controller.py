@@ -123,8 +123,9 @@ class AppController(QObject):
         self.prompt_length = PromptLengthState()
         self.negative_length = PromptLengthState()  # T5 reads the negative prompt to the same limit
         self.prompt_measure = PromptMeasure(self.prompt, self.prompt_length, self.negative_length, self)
-        self.prompt.prompt_changed.connect(self.prompt_measure.measure)
-        self.prompt.negative_prompt_changed.connect(self.prompt_measure.measure)
+        self.prompt.prompt_changed.connect(self.prompt_measure.measure_prompt)
+        self.prompt.negative_prompt_changed.connect(self.prompt_measure.measure_negative)
+        self.prompt.guidance_changed.connect(self.prompt_measure.measure_negative)  # at most 1 it may go unused
         self.gpu: Any = None
         self._engine = EngineThread(data)
         worker = self._engine.worker

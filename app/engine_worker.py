@@ -237,7 +237,8 @@ class EngineWorker(QObject):
     # The number the describe was asked with, EngineError, whether its model's file is there again (it was missing
     # for a moment: worth asking once more).
     describe_failed = Signal(int, object, bool)
-    prompt_meter_ready = Signal(str, object)  # model as asked for, gpu.generation.prompt_length.PromptMeter | None
+    # model as asked for, gpu.generation.prompt_length.PromptMeter | None, whether guidance is an input of the model
+    prompt_meter_ready = Signal(str, object, bool)
     model_loaded = Signal(object)  # ModelInfo
     started = Signal(int, int, bool)  # job id, image count, whether its model is loaded first
     waiting = Signal(int)  # job id: it waits for a quantize run on the GPU to end (QuantizeRuns)
@@ -348,8 +349,9 @@ class EngineWorker(QObject):
         request's number: the controller drops one asked for a selection made since (see _on_describe_failed)."""
         try:
             service = self._ensure_service()
-            self.model_described.emit(service.describe(model))
-            self.prompt_meter_ready.emit(model, service.prompt_meter(model))
+            info = service.describe(model)
+            self.model_described.emit(info)
+            self.prompt_meter_ready.emit(model, service.prompt_meter(model), info.takes_guidance)
         except BaseException as exc:
             file = self._file_after(model, exc)
             if file != "gone":  # if it is, the controller says so as it falls back

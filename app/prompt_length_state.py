@@ -16,8 +16,10 @@ class PromptLengthState(QObject):
     text_changed = Signal(object)
     over_changed = Signal(object)
 
-    text = Prop("")  # "18 / 32 tokens", or that with the ignored end; "" for an empty prompt or an unknown model
-    over = Prop(False)  # True: the model ignores the end of the prompt
+    # "18 / 32 tokens", or that with the ignored end, or why the job does not use the (negative) prompt at all; ""
+    # for an empty prompt or an unknown model
+    text = Prop("")
+    over = Prop(False)  # True: the model ignores the end of the prompt, or all of it (show_unused)
 
     def show(self, length: PromptLength | None, prompt: str = "") -> None:
         """Shows ``length`` (``PromptLength``) of ``prompt``; None (the model's tokenizer is not known yet, or
@@ -34,3 +36,8 @@ class PromptLengthState(QObject):
         if len(ignored) > SHOWN_IGNORED:
             ignored = ignored[: SHOWN_IGNORED - 1].rstrip() + "…"
         self.text = f"{count}: the model ignores the end: '{ignored}'"
+
+    def show_unused(self, note: str) -> None:
+        """Shows ``note``, the sentence saying that the job does not use the text at all (a negative prompt at
+        guidance 1 on a model without a guidance input), in place of a count: it is not read to any limit."""
+        self.over, self.text = True, note

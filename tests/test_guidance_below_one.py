@@ -56,6 +56,13 @@ def distilled(tmp_path_factory) -> Path:
     return make_tiny_flux(tmp_path_factory.mktemp("models") / "dev", guidance_embeds=True)
 
 
+def test_a_model_is_described_with_whether_guidance_is_its_input(cpu_service, distilled):
+    """The app's negative prompt counter says the job does not use it at guidance 1 on a model without a guidance
+    input: the facts say which models have one, before loading (an SVDQ file from its metadata)."""
+    described = {m: cpu_service.describe(m).takes_guidance for m in ("demo", "demo-int4")}
+    assert described == {"demo": False, "demo-int4": False} and cpu_service.describe(str(distilled)).takes_guidance
+
+
 def test_guidance_below_1_on_a_guidance_distilled_model_is_real_and_kept(cpu_service, distilled):
     (low,) = _job(cpu_service, 0.5, str(distilled))
     (one,) = _job(cpu_service, 1.0, str(distilled))

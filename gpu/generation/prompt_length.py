@@ -48,6 +48,19 @@ class PromptLength:
                 f"end of it is ignored: {quoted_start(self.ignored)}")  # fmt: skip
 
 
+def negative_prompt_used(takes_guidance: bool, guidance: float) -> bool:
+    """Whether a job at ``guidance`` uses its negative prompt: always on a model that takes guidance as an input
+    (``takes_guidance``: true CFG runs against it on top), else only above 1, where classic CFG runs."""
+    return takes_guidance or guidance > 1
+
+
+def unused_negative_note(model: str, guidance: float) -> str:
+    """The sentence telling the user that the negative prompt is not used at ``guidance`` (at most 1) on ``model``
+    (its name), a model without a guidance input."""
+    return (f"the negative prompt is not used at guidance {guidance:g} on {model}, which guides away from it only "
+            "above 1: raise the guidance to use it")
+
+
 QUOTED_CHARACTERS = 80  # of an ignored end: a 15,000-token prompt's made one 65 KB line on the console and in the log
 
 

@@ -23,6 +23,7 @@ from gpu.generation.memory import TEXT_ENCODERS, policy_for_pipeline, replan, tr
 from gpu.generation.pipeline_loader import (
     LoadedPipeline,
     NoBase,
+    checkpoint_meta,
     default_device,
     default_size,
     execution_path,
@@ -32,7 +33,7 @@ from gpu.generation.pipeline_loader import (
 )
 from gpu.generation.png_metadata import encodable
 from gpu.generation.preview import latent_preview
-from gpu.generation.prompt_length import PromptLength, PromptMeter
+from gpu.generation.prompt_length import PromptLength, PromptMeter, negative_prompt_used, unused_negative_note
 from gpu.generation.request import (
     GUIDANCE_MAX,
     GUIDANCE_MIN,
@@ -44,7 +45,7 @@ from gpu.generation.request import (
 )
 from gpu.library import ModelEntry, ModelLibrary, model_name
 from gpu.lora.metadata import LoraRequest, strength_words
-from gpu.model_files import FilesStamp, model_hash, same_files, with_heads
+from gpu.model_files import FilesStamp, model_hash, same_files, transformer_config, with_heads
 from gpu.model_libraries import load_model_libraries
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.runtime.memory_policy import MemoryPolicy, ModelSizes, try_instead
@@ -86,6 +87,7 @@ class ModelInfo:
     defaults: dict[str, Any]
     memory_policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy (a prediction until loaded)
     est_ram_bytes: int | None = None  # without a GPU: the system memory the plan needs (None: unknown, or a GPU)
+    takes_guidance: bool = True  # guidance is an input of its transformer (``model_takes_guidance``)
 
 
 class GenerationService:
@@ -119,14 +121,15 @@ class GenerationService:
         assert facts is not None
         own_width, own_height = default_size(facts)
         size = (own_width if width is None else width, own_height if height is None else height)
-        if self._holds(entry.path, base, any_base=True):
-            assert self.loaded is not None
-            path = execution_path(self.loaded)
-            policy = self.loaded.policy
-            if policy is not None and policy.device == "cpu" and size != (own_width, own_height):
-                policy = policy_for_pipeline(self.loaded.pipe, self.loaded.device, size)
-        else:
-            with one_read_each():  # the SVDQ file's metadata was read five times here
+        with one_read_each():  # the SVDQ file's metadata was read five times here
+            guided = model_takes_guidance(facts)
+            if self._holds(entry.path, base, any_base=True):
+                assert self.loaded is not None
+                path = execution_path(self.loaded)
+                policy = self.loaded.policy
+                if policy is not None and policy.device == "cpu" and size != (own_width, own_height):
+                    policy = policy_for_pipeline(self.loaded.pipe, self.loaded.device, size)
+            else:
                 path = predicted_path(facts, self.device)
                 policy = predicted_policy(facts, self.library, self.device, base, size)
         on_gpu = policy is not None and policy.device == "cuda"
@@ -134,7 +137,7 @@ class GenerationService:
         return ModelInfo(
             entry.name, entry.path, facts.kind, facts.architecture, facts.precision, facts.size_bytes,
             need if on_gpu else None, str(path), path.summary, dict(facts.defaults), policy,
-            None if on_gpu else need,
+            None if on_gpu else need, guided,
         )  # fmt: skip
 
     def _holds(self, path: Path, base: str | None, any_base: bool = False) -> bool:
@@ -322,16 +325,16 @@ class GenerationService:
         assert loaded is not None
         loras = self.apply_loras(loaded, request.loras)
         notes = list(loaded.base_notes)
-        if settings["guidance"] < 1 and not takes_guidance(loaded.pipe):
+        guided = takes_guidance(loaded.pipe)
+        if settings["guidance"] < 1 and not guided:
             # Classic CFG runs only above 1 (diffusers' true_cfg_scale): 0 and 0.5 made the guidance-1 image while
             # the PNG said 0.5, and those settings made another image on a model where guidance is an input.
             notes.append(f"guidance {settings['guidance']:g} is the same as 1 on {entry.name}, which guides away from "
                          "the negative prompt only above 1: the image is made, and saved, with guidance 1")
             settings["guidance"] = 1.0
-        elif settings["guidance"] == 1 and settings["negative_prompt"] and not takes_guidance(loaded.pipe):
+        elif settings["negative_prompt"] and not negative_prompt_used(guided, settings["guidance"]):
             # the PNG and the history keep the negative prompt (a reuse makes the same image), which did nothing here
-            notes.append(f"the negative prompt is not used at guidance 1 on {entry.name}, which guides away from it "
-                         "only above 1: raise the guidance to use it")
+            notes.append(unused_negative_note(entry.name, settings["guidance"]))
         common = {
             "model": entry.name,
             "model_hash": loaded.model_hash,  # of the weights loaded, hashed as they were read
@@ -493,6 +496,17 @@ def takes_guidance(pipe: Any) -> bool:
     where any guidance is real; else guidance is classic classifier-free guidance against the negative prompt, which
     runs only above 1 (models trained with caption dropout, the demo model)."""
     return bool(getattr(pipe.transformer.config, "guidance_embeds", False))
+
+
+def model_takes_guidance(facts: Any) -> bool:
+    """``takes_guidance`` of a model before it is loaded, from its transformer's config on disk (an SVDQ file's
+    metadata, a pipeline folder's transformer/config.json); True when that cannot be read (loading names why): its
+    negative prompt is then taken as used at any guidance. ``facts``: ``ModelFacts``."""
+    try:
+        config = checkpoint_meta(facts.path).model_config if facts.kind == "svdq" else transformer_config(facts.path)
+    except (UserError, OSError):
+        return True
+    return bool(config.get("guidance_embeds", False))
 
 
 def model_sequence_length(entry: ModelEntry) -> int:

@@ -6,6 +6,19 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, Qt
 
 from app.theme import WARNING_COLOR
+from gpu.generation.prompt_length import PromptLength, PromptMeter
+
+
+class Counting(PromptMeter):
+    """The model's meter, noting each text it measures in ``measured``."""
+
+    def __init__(self, meter: PromptMeter, measured: list[str]) -> None:
+        super().__init__(meter.tokenizer, meter.limit)
+        self.measured = measured
+
+    def __call__(self, prompt: str) -> PromptLength:
+        self.measured.append(prompt)
+        return super().__call__(prompt)
 
 
 def _meter_loaded(qtbot, window) -> None:
@@ -44,7 +57,7 @@ def test_the_model_is_described_before_its_tokenizer_is_read(qtbot, window):
     worker = controller._engine.worker
     seen: list[tuple[str, object]] = []
     worker.model_described.connect(lambda info: seen.append(("facts", info.name)))
-    worker.prompt_meter_ready.connect(lambda model, meter: seen.append((model, meter)))
+    worker.prompt_meter_ready.connect(lambda model, meter, guided: seen.append((model, meter)))
     controller.prompt.prompt = "a red star"
     assert controller.select_model("demo-int4")
     # The lambdas run on the engine's thread (a lambda has no thread of its own to be queued to), so they can see
@@ -70,5 +83,29 @@ def test_a_long_negative_prompt_is_counted_under_its_own_box(qtbot, window):
     assert panel.token_count.text() == "4 / 32 tokens"  # the prompt's own count
     window.controller.prompt.negative_prompt = "blurry"
     assert counter.text() == "3 / 32 tokens" and WARNING_COLOR not in counter.styleSheet()
+    # The demo model has no guidance input: at a guidance of at most 1 the job does not use the negative prompt at
+    # all, which the counter said was cut at its end ("121 / 32 tokens: the model ignores the end").
+    window.controller.prompt.negative_prompt = " ".join(f"word{i}" for i in range(60))
+    panel.guidance_spin.setValue(1.0)
+    assert counter.text() == ("the negative prompt is not used at guidance 1 on demo, which guides away from it only "
+                              "above 1: raise the guidance to use it")  # fmt: skip
+    assert WARNING_COLOR in counter.styleSheet()
+    panel.guidance_spin.setValue(0.5)
+    assert counter.text().startswith("the negative prompt is not used at guidance 0.5 on demo")
+    panel.guidance_spin.setValue(1.5)
+    assert counter.text().startswith("121 / 32 tokens: the model ignores the end: 'word")
     window.controller.prompt.negative_prompt = ""
     assert counter.text() == ""
+    panel.guidance_spin.setValue(1.0)
+    assert counter.text() == ""  # no negative prompt: nothing to say
+    # A keystroke measures only its own box: each in either box tokenized both texts (40 ms on the GUI thread per
+    # keystroke in the prompt box with a 20,000-character negative prompt, 0.2 ms without).
+    window.controller.prompt.negative_prompt = "blurry, " * 2500
+    measured: list[str] = []
+    window.controller.prompt_measure.on_meter("demo", Counting(window.controller.prompt_meter, measured))
+    assert sorted(measured) == sorted([window.controller.prompt.prompt, window.controller.prompt.negative_prompt])
+    measured.clear()
+    panel.prompt_edit.setFocus()
+    qtbot.keyClicks(panel.prompt_edit, "s")
+    assert measured == ["a red stars"] and panel.token_count.text() == "5 / 32 tokens"
+
