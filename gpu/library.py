@@ -387,10 +387,17 @@ def model_name(path: Path) -> str:
     cache snapshot (``models--org--name/snapshots/<commit>``), named after a commit, the repository's name."""
     if path.is_file():
         return path.stem
+    return snapshot_repo_name(path) or path.name
+
+
+def snapshot_repo_name(path: PurePath) -> str:
+    """The repository's name (``name``) of a Hugging Face cache snapshot folder ``models--org--name/snapshots/
+    <commit>`` at ``path``, as the library names the model there; "" for any other path. Reads no disk: also for
+    paths another program wrote (a ComfyUI graph's)."""
     repo = path.parent.parent.name
     if path.parent.name == "snapshots" and repo.startswith(HF_REPO_PREFIX):
-        return repo.split("--", 2)[-1] or path.name
-    return path.name
+        return repo.split("--", 2)[-1]
+    return ""
 
 
 def _recorded_checksum(path: Path) -> str:

@@ -280,6 +280,19 @@ def test_comfyui_graph_names_the_model_its_loader_loaded(tmp_path):
     assert _comfy(tmp_path, flux).settings["model"] == "flux1-dev"
     flux["4"] = {"class_type": "NunchakuFluxDiTLoader", "inputs": {"model_path": "svdq-int4-flux.1-dev"}}
     assert _comfy(tmp_path, flux).settings["model"] == "svdq-int4-flux.1-dev"
+    # A folder in a Hugging Face cache: named by its repository, as the library names it, not by the snapshot's
+    # commit ("The image was made with the model '0ef5ff…', which is not in your library" while it holds FLUX.1-dev)
+    from gpu.library import model_name
+
+    snapshot = tmp_path / "models--black-forest-labs--FLUX.1-dev" / "snapshots" / "0ef5fff789c832c5c7f4e127f94c8b54"
+    snapshot.mkdir(parents=True)
+    for loader in ({"class_type": "DiffusersLoader", "inputs": {"model_path": str(snapshot)}},
+                   {"class_type": "UNETLoader", "inputs": {"unet_name": "models--x--FLUX.1-dev\\snapshots\\abc\\"}}):
+        flux["4"] = loader
+        assert _comfy(tmp_path, flux).settings["model"] == model_name(snapshot) == "FLUX.1-dev"
+    in_snapshot = "models--x--y/snapshots/abc/flux1-dev.safetensors"
+    flux["4"] = {"class_type": "UNETLoader", "inputs": {"unet_name": in_snapshot}}
+    assert _comfy(tmp_path, flux).settings["model"] == "flux1-dev"  # a file in a snapshot: its stem, as the library's
     for loader in ({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ""}},  # names no file
                    {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": 5}}):  # fmt: skip
         assert "model" not in _comfy(tmp_path, {**sdxl, "4": loader}).settings

@@ -6,14 +6,17 @@ read nothing rather than guess.
 The LoRAs a graph applied (``LoraLoader``, ``LoraLoaderModelOnly`` on the model's path from its loader to the
 sampler) come out as ``lora_refs``, the shape the A1111 reader gives too (``gpu.lora.refs.lora_ref``): present,
 even empty, only where the whole path could be followed, so that an empty list means "made without LoRAs", not
-"not read". The model that loader loaded comes out as ``model``, its file's stem as the A1111 reader's "Model" is.
+"not read". The model that loader loaded comes out as ``model``, named as the library names it (``model_name``'s
+rule: a file's stem, as the A1111 reader's "Model" is; a Hugging Face cache snapshot's repository).
 """
 
 from __future__ import annotations
 
+from pathlib import PureWindowsPath
 from typing import Any
 
 from gpu.errors import named_few
+from gpu.library import snapshot_repo_name
 from gpu.lora.refs import file_stem, finite, lora_ref, lora_stem
 
 # ComfyUI graph ("prompt" chunk): node id -> {"class_type", "inputs"}; an input is a literal or a link
@@ -45,6 +48,13 @@ _MODEL_PATH_HOPS = 64  # LoRA stacks are long, but a graph is untrusted
 # loader's model_path. Unread, an image of another model restored the settings without a word about it.
 _MODEL_INPUTS = ("ckpt_name", "unet_name", "model_path")
 _MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".gguf", ".pt", ".pth", ".bin")  # the library names files by stem
+
+
+def _model_name(name: str) -> str:
+    """The library's name of the model a loader names ``name`` (a path ComfyUI was given, in any separators): a
+    Hugging Face cache snapshot folder's repository ("models--org--FLUX.1-dev/snapshots/<commit>": "FLUX.1-dev", not
+    the commit), else the file's stem (a folder's name)."""
+    return snapshot_repo_name(PureWindowsPath(name.strip())) or file_stem(name, _MODEL_SUFFIXES)
 
 
 def _node_id(value: Any) -> str | None:
@@ -244,7 +254,7 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
 
     def model_path(link: Any) -> tuple[list[dict[str, Any]] | None, list[str], str | None]:
         """The LoRAs on the model's path from ``link`` (the sampler's model) back to the node that loads it, in
-        the order they were applied, what was left out of them, and the model that node loads (its file's stem;
+        the order they were applied, what was left out of them, and the model that node loads (``_model_name``;
         None where the path cannot be followed to its start or the node names no file in ``_MODEL_INPUTS``); None
         for the list where the path cannot be followed to its start (a link to no node, a loop) or a LoRA node not
         read (a custom node's) is on it: then no LoRAs found does not mean none were used."""
@@ -267,7 +277,7 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
                                 f"{node_id}): those LoRAs are not restored")  # fmt: skip
             if "model" not in inputs:  # the node that loads the model: the start of the path
                 names = (literal(inputs.get(name), (name, *_TEXT_INPUTS), (str,)) for name in _MODEL_INPUTS)
-                model = next((stem for name in names if name and (stem := file_stem(name, _MODEL_SUFFIXES))), None)
+                model = next((found for name in names if name and (found := _model_name(name))), None)
                 return (refs[::-1] if whole or refs else None), problems, model
             link = inputs["model"]
         return refs[::-1] or None, problems, None
