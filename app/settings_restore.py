@@ -83,17 +83,19 @@ class SettingsRestore:
                                   "Check the Models panel before you generate."))  # fmt: skip
 
     def reuse_settings(self, record: ImageRecord) -> None:
-        """The gallery image ``record``'s settings in the prompt panel (model and LoRAs too); what could not be
-        restored as saved is said, and why nothing was where the image has none (a plain PNG copied into the images
-        folder: "Restored: nothing" in the status bar was all that was said)."""
-        settings = dict(record.settings)
+        """The gallery image ``record``'s settings in the prompt panel (model and LoRAs too), read from its file
+        where the database keeps none; what could not be restored as saved is said (what the file could not give
+        too, as a drop of it says), and why nothing was where the image has none (a plain PNG copied into the
+        images folder: "Restored: nothing" in the status bar was all that was said)."""
+        settings, problems = dict(record.settings), []
         if not settings:
             found = inspect_image_settings(self._gallery.path_of(record))
             if not found.settings:
                 self._say(EngineError("user", _nothing_restored(Path(record.path).name, found), REUSE_HINT))
                 return
-            settings = found.settings
-        notes = self._restore(settings)
+            # what the file holds that could not be read (LoRAs applied by a custom node), as a drop of it says
+            settings, problems = found.settings, found.problems
+        notes = problems + self._restore(settings)
         if notes:
             self._say_not_as_saved(Path(record.path).name, notes)
 

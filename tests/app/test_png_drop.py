@@ -147,6 +147,29 @@ def test_rounded_values_are_said_as_rounded_and_a_reused_gallery_entry_says_what
                                                      "chunk).")]  # fmt: skip
     assert shown[0].hint.startswith("Reuse the settings of an image made here")
 
+    # one whose settings are read from its file (a ComfyUI PNG): what the file could not give is said, as a drop of
+    # it says (a reuse said nothing of LoRAs applied by a custom node)
+    import json
+
+    comfy = ImageRecord(3, "old/comfy.png", "", {}, 0.0, False, False)
+    graph = {"3": {"class_type": "KSampler", "inputs": {"seed": 9, "steps": 4, "positive": ["6", 0],
+                                                         "model": ["5", 0]}},
+             "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox"}},
+             "5": {"class_type": "NunchakuFluxLoraLoader", "inputs": {"lora_name": "ink.safetensors",
+                                                                      "model": ["9", 0]}}}  # fmt: skip
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    Image.new("RGB", (8, 8)).save(controller.gallery.path_of(comfy), pnginfo=info)
+    _drop(window.prompt_panel, controller.gallery.path_of(comfy))
+    dropped = [(e.kind, e.message) for e in shown[1:]]
+    assert dropped == [("notice", "Settings restored from comfy.png, but not all as saved: its ComfyUI graph applies "
+                                  "LoRAs with a node this app does not read (NunchakuFluxLoraLoader, node 5): those "
+                                  "LoRAs are not restored.")]  # fmt: skip
+    shown.clear()
+    state.prompt = "a tower"
+    controller.reuse_settings(comfy)
+    assert state.prompt == "a fox" and [(e.kind, e.message) for e in shown] == dropped
+
 
 def test_an_image_made_without_a_negative_prompt_clears_the_forms(qtbot, tmp_path, window):
     """The form's negative prompt stayed when the dropped image had none (A1111 text leaves the line out, a
