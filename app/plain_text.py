@@ -7,6 +7,7 @@ tooltip has no such setting, and is escaped here."""
 from __future__ import annotations
 
 from PySide6.QtGui import Qt
+from PySide6.QtWidgets import QLabel
 
 
 def plain_tooltip(text: str) -> str:
@@ -14,3 +15,10 @@ def plain_tooltip(text: str) -> str:
     into HTML that keeps its spaces and line breaks (``Qt.convertFromPlainText``, white space kept: as a plain
     tooltip, it is not wrapped)."""
     return Qt.convertFromPlainText(text, Qt.WhiteSpaceMode.WhiteSpacePre) if Qt.mightBeRichText(text) else text
+
+
+def plain_label(text: str = "") -> QLabel:
+    """A label that shows ``text``, and any text set later, as written (plain text, never HTML)."""
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    return label

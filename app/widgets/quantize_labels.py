@@ -6,12 +6,14 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel
 
+from app.plain_text import plain_label
 from app.theme import CAUTION_COLOR, PROBLEM_COLOR
 
 
 def message_label(color: str) -> QLabel:
-    """An empty word-wrapped label of ``color`` whose text can be selected and copied."""
-    label = QLabel("")
+    """An empty word-wrapped label of ``color`` whose text can be selected and copied, shown as written (it quotes
+    paths and the engine's words: ``app.plain_text``)."""
+    label = plain_label()
     label.setWordWrap(True)
     label.setStyleSheet(f"color: {color}")
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # a path or tensor name to copy

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget, QWizardPage
 
+from app.plain_text import plain_label
 from app.quantize_worker import Comparison
 from app.widgets.quantize_labels import warning_label
 
@@ -22,7 +23,7 @@ class ResultPage(QWizardPage):
         super().__init__()
         self.setTitle("Result")
         self.wiz = wizard
-        self.summary = QLabel("")
+        self.summary = plain_label()  # it names the model's file
         self.summary.setWordWrap(True)
         self.parts_left = warning_label()  # the run's parts folder, kept with the user's files in it (the engine's)
         self.parts_left.hide()
@@ -57,7 +58,7 @@ class ResultPage(QWizardPage):
         for col, title in enumerate(titles):
             self.grid.addWidget(QLabel(f"<b>{title}</b>"), 0, col)
         for row, item in enumerate(items, start=1):
-            prompt = QLabel(item.prompt)
+            prompt = plain_label(item.prompt)  # a calibration prompt, from the model's own file
             prompt.setWordWrap(True)
             self.grid.addWidget(prompt, row, 0)
             images = ((1, item.original), (2, item.quantized)) if with_original else ((1, item.quantized),)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from app.bindings import bind
 from app.controller import AppController
+from app.plain_text import plain_label
 from app.quantize_source import QuantizeSource
 from app.widgets.file_filters import safetensors_filter
 from app.widgets.quantize_labels import problem_label, select_quietly, warning_label
@@ -53,7 +54,7 @@ class SourcePage(QWizardPage):
         row.addWidget(self.source, 1)
         row.addWidget(browse)
         row.addWidget(pick_file)
-        self.description = QLabel("")
+        self.description = plain_label()  # it names the source's files
         self.description.setWordWrap(True)
         self.problem = problem_label()
         self.checking = QLabel("Checking the file…")

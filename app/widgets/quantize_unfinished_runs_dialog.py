@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
     QDialogButtonBox,
-    QLabel,
     QMessageBox,
     QPushButton,
     QTableWidget,
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from app.background import Lookup
 from app.engine_errors import classify
+from app.plain_text import plain_label, plain_tooltip
 from app.widgets.error_dialog import show_error
 from app.wording import counted, human_bytes
 
@@ -46,10 +47,10 @@ class UnfinishedRunsDialog(QDialog):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._selection_changed)
-        why = QLabel(f"Runs that were stopped or failed keep their finished work in {wizard.models_folder()}, so that "
-                     "a run with the same settings resumes from it. Delete the ones you will not resume.")
+        why = plain_label(f"Runs that were stopped or failed keep their finished work in {wizard.models_folder()}, "
+                          "so that a run with the same settings resumes from it. Delete the ones you will not resume.")
         why.setWordWrap(True)
-        self.status = QLabel("")  # what is under way: the runs being read, one being deleted
+        self.status = plain_label()  # what is under way: the runs being read, one being deleted
         self.status.setWordWrap(True)
         self._listing: Lookup | None = None  # the runs being read, while it runs (an older one's end is dropped)
         wizard.lookups.ended.connect(self._on_listed)
@@ -106,7 +107,7 @@ class UnfinishedRunsDialog(QDialog):
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(run.modified)), str(run.blocks_done), resumes)
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(str(run.parts) if col == 0 else text)
+                item.setToolTip(plain_tooltip(str(run.parts) if col == 0 else text))
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
         self._show_status()
@@ -126,6 +127,7 @@ class UnfinishedRunsDialog(QDialog):
                           f"Delete the unfinished run {run.output.name} ({human_bytes(run.size_bytes)})? Its folder "
                           f"{run.parts}{blocks} is deleted, and no run can resume from it afterwards.",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)  # fmt: skip
+        box.setTextFormat(Qt.TextFormat.PlainText)  # it names the run's files: never drawn as HTML (app.plain_text)
         box.setDefaultButton(QMessageBox.StandardButton.No)
         box.exec()
         if box.clickedButton() is not box.button(QMessageBox.StandardButton.Yes):

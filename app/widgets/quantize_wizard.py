@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget, QWizard
 
 from app.background import Lookup, Lookups
@@ -394,6 +394,7 @@ class QuantizeWizard(QWizard):
         box = QMessageBox(QMessageBox.Icon.Question, "Stop quantizing?",
                           f"Stop quantizing? {self.kept_note(if_stopped_now=True)}",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)  # fmt: skip
+        box.setTextFormat(Qt.TextFormat.PlainText)  # it names the run's files: never drawn as HTML (app.plain_text)
         box.setDefaultButton(QMessageBox.StandardButton.No)
         box.exec()
         return box.clickedButton() is box.button(QMessageBox.StandardButton.Yes)

@@ -68,3 +68,28 @@ def test_text_that_looks_like_html_is_shown_as_written(qtbot, data_root, tmp_pat
     dialog = window.error_dialog
     assert dialog.text().startswith("Nothing was restored from <i>poster.png: ")
     assert dialog.textFormat() == Qt.TextFormat.PlainText
+
+
+def test_the_quantize_wizards_labels_show_prompts_and_paths_as_written(qtbot, data_root, tmp_path):
+    """The wizard's comparison prompts (from a model's own calibration_prompts.txt) and the labels naming files and
+    folders were drawn as HTML where they looked like it, as the main window's were."""
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QLabel
+
+    from app.data_dir import resolve_data_dir
+    from app.quantize_worker import Comparison
+    from tests.app.gui import window_without_engine
+
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    window.quantize_panel.open_button.click()
+    wizard = window.quantize_panel.wizard
+    wizard.out_path = tmp_path / "<b>mine</b>.safetensors"
+    image = QImage(8, 8, QImage.Format.Format_RGB32)
+    wizard.result_page.show_comparisons([Comparison("a neon <b>OPEN</b> sign", None, image, None, None)])
+    grid = wizard.result_page.grid
+    shown = [grid.itemAt(i).widget() for i in range(grid.count())]
+    prompt = next(w for w in shown if isinstance(w, QLabel) and "OPEN" in w.text())
+    assert prompt.text() == "a neon <b>OPEN</b> sign" and prompt.textFormat() == Qt.TextFormat.PlainText
+    assert "<b>mine</b>.safetensors" in wizard.result_page.summary.text()
+    for label in (wizard.result_page.summary, wizard.result_page.parts_left, wizard.source_page.description):
+        assert label.textFormat() == Qt.TextFormat.PlainText
