@@ -32,6 +32,7 @@ from gpu.calibration_set import (
     prompts_file,
 )  # fmt: skip
 from gpu.errors import ModelLoadError, UserError
+from gpu.library import snapshot_repo_name
 from gpu.model_files import (
     check_not_prequantized,
     check_pipeline_complete,
@@ -60,9 +61,11 @@ def output_stem(source: str, folder_path: Path | None = None) -> str:
     """The name a quantized copy of ``source`` starts with: a file's stem or a folder's (or library model's)
     name, made safe for a file name. A drive root or ``/`` has no name; the pipeline's own name is used then
     (``_name_or_path`` in its model_index.json, e.g. ``FLUX.1-dev``), else ``model``: an empty stem gave
-    ``-svdquant-int4-r32.safetensors``, a hidden file on Linux."""
+    ``-svdquant-int4-r32.safetensors``, a hidden file on Linux. A Hugging Face cache snapshot is named by its
+    repository, as the library names it: picked with "Other folder…" it was named after its commit, another name
+    than the same folder's as a library model, so its stopped run, listed as resumed, started over."""
     path = Path(source)
-    raw = path.stem if path.suffix.lower() == ".safetensors" else path.name
+    raw = path.stem if path.suffix.lower() == ".safetensors" else (snapshot_repo_name(path) or path.name)
     stem = _safe(raw)
     if not stem and folder_path is not None:
         stem = _safe(_pipeline_name(folder_path))

@@ -561,6 +561,8 @@ def test_output_names_for_sources_without_a_name(tmp_path):
     assert output_stem("/models/.hidden") == "hidden"  # never a hidden file
     assert output_stem("/x/flux1-dev fp16 (Civitai).safetensors") == "flux1-dev_fp16_Civitai"
     assert len(output_stem("/x/" + "a" * 300 + ".safetensors")) == 80
+    # a Hugging Face cache snapshot picked with "Other folder…": the library's name, not its commit's
+    assert output_stem("/hub/models--org--Flux/snapshots/0ef5ff1234") == "Flux"
 
 
 def test_the_button_that_starts_the_run_says_quantize(qtbot, window):
