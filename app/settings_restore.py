@@ -87,14 +87,16 @@ class SettingsRestore:
         where the database keeps none; what could not be restored as saved is said (what the file could not give
         too, as a drop of it says), and why nothing was where the image has none (a plain PNG copied into the
         images folder: "Restored: nothing" in the status bar was all that was said)."""
-        settings, problems = dict(record.settings), []
+        settings = dict(record.settings)
+        # What the file holds that could not be read (LoRAs applied by a custom node), as a drop of it says: the
+        # images folder's import keeps a foreign PNG's settings but not its reader's problems, so they are read again
+        found = inspect_image_settings(self._gallery.path_of(record))
+        problems = found.problems if found.settings else []
         if not settings:
-            found = inspect_image_settings(self._gallery.path_of(record))
             if not found.settings:
                 self._say(EngineError("user", _nothing_restored(Path(record.path).name, found), REUSE_HINT))
                 return
-            # what the file holds that could not be read (LoRAs applied by a custom node), as a drop of it says
-            settings, problems = found.settings, found.problems
+            settings = found.settings
         notes = problems + self._restore(settings)
         if notes:
             self._say_not_as_saved(Path(record.path).name, notes)

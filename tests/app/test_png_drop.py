@@ -169,6 +169,16 @@ def test_rounded_values_are_said_as_rounded_and_a_reused_gallery_entry_says_what
     state.prompt = "a tower"
     controller.reuse_settings(comfy)
     assert state.prompt == "a fox" and [(e.kind, e.message) for e in shown] == dropped
+    # the same file as the images folder's import stores it: its settings kept, its reader's problems not
+    from app.reconcile import read_new_file
+
+    imported = ImageRecord(4, "old/comfy.png", "a fox", read_new_file("old/comfy.png", str(
+        controller.gallery.path_of(comfy)))[1], 0.0, False, False)  # fmt: skip
+    assert imported.settings["prompt"] == "a fox"
+    shown.clear()
+    state.prompt = "a tower"
+    controller.reuse_settings(imported)
+    assert state.prompt == "a fox" and [(e.kind, e.message) for e in shown] == dropped
 
 
 def test_an_image_made_without_a_negative_prompt_clears_the_forms(qtbot, tmp_path, window):
