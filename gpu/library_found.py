@@ -125,7 +125,8 @@ def add_found_models(library: ModelLibrary, folder: Path, listed: Iterable[Path]
     """Adds the finished SVDQ models ``found_models`` finds in ``folder`` (the app's models folder) to
     ``library``, each after its full check (sizes and checksum: a file cut short or damaged is recorded as left
     out, never added); returns the entries added. A file that is no SVDQ model is passed over; one that cannot
-    be read now is tried again at the next start."""
+    be read now, or whose check fails in a way no check names (logged with its traceback), is tried again at the
+    next start, and the files after it are looked at all the same."""
     from gpu.checkpoint.verified import verify_checkpoint_once
     from gpu.model_files import inspect_model_path
 
@@ -141,6 +142,9 @@ def add_found_models(library: ModelLibrary, folder: Path, listed: Iterable[Path]
             continue
         except (UserError, OSError) as err:  # no model (another kind of file), or unreadable now
             log.info("not adding %s, found in the models folder: %s", path, err)
+            continue
+        except Exception:  # a case no check names yet: this file's problem, not the other files' (tried again)
+            log.exception("not adding %s, found in the models folder: it could not be checked", path)
             continue
         entry = library.add(path)
         if not entry.already_added:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 _BYTES = {"BF16": 2, "F16": 2, "F32": 4, "U8": 1, "I8": 1, "I32": 4}
@@ -106,3 +107,28 @@ def another_svdq_model(source: Path, out: Path) -> Path:
     raw[8 : 8 + n] = head.replace(old, new)
     out.write_bytes(raw)
     return out
+
+
+def edit_header(src: Path, dst: Path, edit: Callable[[dict], None]) -> Path:
+    """``src`` copied to ``dst`` with its safetensors header (a dict) changed by ``edit``; the data section and the
+    checksum it records stay as they were (valid, where the edit leaves the checksum alone)."""
+    raw = src.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    edit(header)
+    new = json.dumps(header).encode()
+    new += b" " * (-len(new) % 8)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
+    return dst
+
+
+def edit_svdq_meta(src: Path, dst: Path, edit: Callable[[dict], None]) -> Path:
+    """``edit_header`` of the SVDQ metadata JSON alone (a dict given to ``edit``), as a hand edit would change it."""
+
+    def edit_meta(header: dict) -> None:
+        data = json.loads(header["__metadata__"]["svdq"])
+        edit(data)
+        header["__metadata__"]["svdq"] = json.dumps(data)
+
+    return edit_header(src, dst, edit_meta)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 from pathlib import Path
 
 import pytest
 from flux_dev_sized import flux_dev_sized
+from header_files import edit_svdq_meta
 
 from gpu.errors import ModelLoadError
 from gpu.generation.pipeline_loader import resolve_base
@@ -27,17 +27,7 @@ MODELS = resources_dir() / "models"
 def with_recorded_base(out: Path, base: dict[str, str]) -> Path:
     """demo-int4 at ``out``, its recorded base pipeline replaced by ``base`` (the header alone changes: the data
     section and its checksum stay valid)."""
-    raw = (MODELS / "demo-int4.safetensors").read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    meta = json.loads(header["__metadata__"]["svdq"])
-    meta["base_model"] = {**meta["base_model"], **base}
-    header["__metadata__"]["svdq"] = json.dumps(meta)
-    packed = json.dumps(header).encode()
-    packed += b" " * (-len(packed) % 8)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(struct.pack("<Q", len(packed)) + packed + raw[8 + n :])
-    return out
+    return edit_svdq_meta(MODELS / "demo-int4.safetensors", out, lambda meta: meta["base_model"].update(base))
 
 
 def misfit_base(folder: Path) -> Path:

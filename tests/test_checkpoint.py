@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from header_files import edit_header, edit_svdq_meta
 from safetensors.torch import save_file
 
 from gpu.checkpoint.format import load_checkpoint, read_checkpoint_meta
@@ -30,29 +31,6 @@ def _rewrite(src: Path, dst: Path, edit_meta=None, edit_tensors=None) -> Path:
         edit_tensors(tensors)
     known = CheckpointMeta.__dataclass_fields__
     return save_checkpoint(dst, tensors, CheckpointMeta(**{k: v for k, v in data.items() if k in known}))
-
-
-def _patch_meta_raw(src: Path, dst: Path, edit) -> Path:
-    """Edit the metadata JSON in the header directly (bypassing the writer)."""
-
-    def edit_header(header: dict) -> None:
-        data = json.loads(header["__metadata__"]["svdq"])
-        edit(data)
-        header["__metadata__"]["svdq"] = json.dumps(data)
-
-    return _patch_header_raw(src, dst, edit_header)
-
-
-def _patch_header_raw(src: Path, dst: Path, edit) -> Path:
-    """Edit the safetensors header (a dict) directly; the data section and its checksum stay as they were."""
-    raw = src.read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    edit(header)
-    new = json.dumps(header).encode()
-    new += b" " * ((8 - len(new) % 8) % 8)
-    dst.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
-    return dst
 
 
 def test_save_load_gives_identical_outputs(tiny_flux_int4):
@@ -109,9 +87,9 @@ def test_malformed_files_give_clear_errors(tiny_flux_int4, tmp_path, case, messa
     src = Path(tiny_flux_int4)
     bad = tmp_path / f"{case}.safetensors"
     if case == "version":
-        _patch_meta_raw(src, bad, lambda d: d.update(format_version=2))
+        edit_svdq_meta(src, bad, lambda d: d.update(format_version=2))
     elif case == "architecture":
-        _patch_meta_raw(src, bad, lambda d: d.update(architecture="sdxl"))
+        edit_svdq_meta(src, bad, lambda d: d.update(architecture="sdxl"))
     elif case == "missing":
         _rewrite(src, bad, edit_tensors=lambda t: t.pop("proj_out.bias"))
     elif case == "extra":
@@ -147,7 +125,7 @@ def _entry_without_offsets(header: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    "edit_header,edit_meta,message",
+    "header_change,meta_change,message",
     [
         (lambda h: h.update(__metadata__="x"), None, "__metadata__ is not a table of texts"),
         (_entry_without_offsets, None, "entry for tensor 'proj_out.bias' is malformed"),
@@ -157,6 +135,8 @@ def _entry_without_offsets(header: dict) -> None:
         (None, lambda d: d.pop("sha256"), "has no checksum"),
         (None, _first_layer_without_method, "metadata of layer .* is invalid .*'method'"),
         (None, lambda d: d["model_config"].update(num_layers="abc"), "model_config .* does not describe a buildable"),
+        # a ZeroDivisionError traceback from diffusers' attention (inspect, generate, the models folder's scan)
+        (None, lambda d: d["model_config"].update(attention_head_dim=0), "model_config .* does not describe a buil"),
         # each read where the check let it through: a ValueError or TypeError traceback from the library (which
         # stopped the app's model list and every command), generate or inspect
         (None, lambda d: d["base_model"].update(defaults="x"), r"base_model is invalid \(defaults is \"x\", not a JSO"),
@@ -165,16 +145,16 @@ def _entry_without_offsets(header: dict) -> None:
         (None, lambda d: d["calibration"].update(mean_layer_error="x"), "calibration is invalid .*mean_layer_error"),
     ],
 )  # fmt: skip
-def test_damaged_headers_and_metadata_are_named(tiny_flux_int4, tmp_path, edit_header, edit_meta, message):
+def test_damaged_headers_and_metadata_are_named(tiny_flux_int4, tmp_path, header_change, meta_change, message):
     """Each of these used to fail deep in the loader (AttributeError, KeyError, TypeError traceback)."""
     bad = tmp_path / "damaged.safetensors"
-    if edit_header:
-        _patch_header_raw(Path(tiny_flux_int4), bad, edit_header)
+    if header_change:
+        edit_header(Path(tiny_flux_int4), bad, header_change)
     else:
-        _patch_meta_raw(Path(tiny_flux_int4), bad, edit_meta)
+        edit_svdq_meta(Path(tiny_flux_int4), bad, meta_change)
     with pytest.raises(CheckpointError, match=message) as refused:
         load_quantized_transformer(bad)
-    if edit_meta:  # a file whose header is not what this app writes: made again
+    if meta_change:  # a file whose header is not what this app writes: made again
         assert refused.value.hint == "re-quantize the model, or copy or download the file again"
 
 
@@ -341,7 +321,7 @@ def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(tiny
         message = "bad.safetensors: missing tensors: proj_out.bias"
     else:
         blocks = read_checkpoint_meta(tiny_flux_int4).model_config["num_layers"]
-        _patch_meta_raw(Path(tiny_flux_int4), bad, lambda d: d["model_config"].update(num_layers=blocks + 1))
+        edit_svdq_meta(Path(tiny_flux_int4), bad, lambda d: d["model_config"].update(num_layers=blocks + 1))
         message = f"bad.safetensors: missing tensors: transformer_blocks.{blocks}.attn.add_k_proj.bias, "
     remedy = "re-quantize the model, or copy or download the file again"
     with pytest.raises(CheckpointError, match=re.escape(message)) as refused:

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from header_files import edit_svdq_meta
 
 import gpu.checkpoint.format as checkpoint_format
 from gpu.checkpoint.verified import forget_verified, verify_checkpoint_once
@@ -128,3 +129,29 @@ def test_a_damaged_file_found_is_left_out_and_not_read_again(tmp_path, monkeypat
     records = json.loads(library.file.read_text())["unlisted"]
     assert [(r["path"], r["why"]) for r in records] == [(str(damaged), "damaged")]
     assert [e.name for e in library.entries() if not e.builtin] == []
+
+
+def test_a_file_whose_check_fails_unexpectedly_stops_no_other_file_found(tmp_path, monkeypatch):
+    """A model_config with a head width of 0 raised ZeroDivisionError out of the models folder's scan at every start,
+    and every finished model sorted after it was never added: it is a damaged file's error (left out), and an error
+    no check names yet is that file's alone (logged, tried again at the next start)."""
+    import gpu.checkpoint.verified as verified
+
+    models = tmp_path / "models"
+    broken = edit_svdq_meta(DEMO_INT4, models / "a-broken-int4.safetensors",
+                            lambda meta: meta["model_config"].update(attention_head_dim=0))  # fmt: skip
+    odd = _copy(models, "b-odd-int4.safetensors")
+    _copy(models, "c-good-int4.safetensors")
+    verify = verified.verify_checkpoint_once
+
+    def failing(path):
+        if Path(path) == odd:
+            raise IndexError("a case no check names")
+        return verify(path)
+
+    monkeypatch.setattr(verified, "verify_checkpoint_once", failing)
+    library = ModelLibrary(tmp_path / "data")
+    assert [e.name for e in add_found_models(library, models, [])] == ["c-good-int4"]
+    records = json.loads(library.file.read_text())["unlisted"]
+    assert [(r["path"], r["why"]) for r in records] == [(str(broken), "damaged")]  # the odd one: tried again
+    assert found_models(models, [e.path for e in library.entries()], library.file) == [odd]
