@@ -306,23 +306,31 @@ def test_a_load_onto_another_device_hashes_the_bytes_it_places(tiny_flux_int4, t
 
 
 @pytest.mark.parametrize("case", ["missing", "more blocks"])
-def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(tiny_flux_int4, tmp_path, capsys, case):
-    """A file without one of its model's tensors (or whose model_config describes a block more than it holds) was
+def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(
+    tiny_flux_int4, tmp_path, capsys, monkeypatch, case
+):
+    """A file without one of its model's tensors (or whose model_config describes blocks it does not hold) was
     "checksum OK" to inspect and added to the library as usable (their checks took no tensor set); generate then
-    refused it, with no remedy. Its tensor set is checked against the skeleton the metadata describes."""
+    refused it, with no remedy. Its tensor set is checked against the skeleton the metadata describes, and its block
+    counts against the header before that skeleton is built (num_layers 10000: 90 s and 1.8 GB to build)."""
+    import gpu.checkpoint.skeleton as skeleton
     from gpu.checkpoint.format import verify_checkpoint
     from gpu.errors import ModelLoadError
     from gpu.library import ModelLibrary
     from main import main
 
+    built = []
+    build = skeleton.build_skeleton
+    monkeypatch.setattr(skeleton, "build_skeleton", lambda meta: built.append(meta) or build(meta))
     bad = tmp_path / "bad.safetensors"
     if case == "missing":
         _rewrite(Path(tiny_flux_int4), bad, edit_tensors=lambda t: t.pop("proj_out.bias"))
         message = "bad.safetensors: missing tensors: proj_out.bias"
     else:
-        blocks = read_checkpoint_meta(tiny_flux_int4).model_config["num_layers"]
-        edit_svdq_meta(Path(tiny_flux_int4), bad, lambda d: d["model_config"].update(num_layers=blocks + 1))
-        message = f"bad.safetensors: missing tensors: transformer_blocks.{blocks}.attn.add_k_proj.bias, "
+        blocks = read_checkpoint_meta(tiny_flux_int4).model_config["num_single_layers"]
+        edit_svdq_meta(Path(tiny_flux_int4), bad, lambda d: d["model_config"].update(num_single_layers=blocks + 40))
+        message = (f"bad.safetensors: the model_config in its SVDQ metadata gives num_single_layers {blocks + 40}, "
+                   f"but the file holds tensors of {blocks} single_transformer_blocks")  # fmt: skip
     remedy = "re-quantize the model, or copy or download the file again"
     with pytest.raises(CheckpointError, match=re.escape(message)) as refused:
         verify_checkpoint(bad)
@@ -333,3 +341,4 @@ def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(tiny
     assert main(["--data-dir", str(tmp_path / "data"), "inspect", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.endswith(f" ({remedy})\n")
+    assert built == [] if case == "more blocks" else built  # refused from the header alone

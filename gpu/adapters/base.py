@@ -25,6 +25,9 @@ class ModelAdapter:
     # Linears that read the same activation, as (block list name, member names under one block): the
     # quantizer gives each group one smoothing vector, which lets the runtime merge them into one GEMM.
     shared_inputs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # (model config key, block list name): the counts of repeated blocks the config gives, which a file's tensor
+    # names show (``<block list name>.<index>.``): a model is built block by block, so the counts set its cost.
+    block_counts: tuple[tuple[str, str], ...] = ()
 
     def role_of(self, module_name: str) -> str:
         for pattern, role in self.rules:

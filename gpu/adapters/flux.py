@@ -32,5 +32,6 @@ FLUX = register_adapter(
             ("transformer_blocks", ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")),
             ("single_transformer_blocks", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
         ),
+        block_counts=(("num_layers", "transformer_blocks"), ("num_single_layers", "single_transformer_blocks")),
     )
 )

@@ -34,7 +34,7 @@ def layer_specs(meta: CheckpointMeta) -> dict[str, LayerSpec]:
 
 
 def build_skeleton(meta: CheckpointMeta) -> nn.Module:
-    """The quantized transformer on the meta device (no memory): base model + SVDQLinear swaps."""
+    """The quantized transformer on the meta device (no tensor memory): base model + SVDQLinear swaps."""
     adapter = adapter_named(meta.architecture)
     with torch.device("meta"):
         model = adapter.model_class().from_config(meta.model_config)
@@ -49,9 +49,10 @@ def expected_tensors(model: nn.Module) -> dict[str, tuple[tuple[int, ...], torch
 
 
 def file_skeleton(path: Path | str, meta: CheckpointMeta) -> nn.Module:
-    """``build_skeleton`` of the SVDQ file at ``path`` whose metadata is ``meta`` (meta device: no memory, no data
-    read); CheckpointError naming the file when its model_config describes no model that can be built: whatever
-    the model's constructor raises for it (a head width of 0 divides by zero), but a memory running out."""
+    """``build_skeleton`` of the SVDQ file at ``path`` whose metadata is ``meta`` (meta device: no tensor memory, no
+    data read; its block counts checked first by ``read_buildable_meta``, as its cost grows with them);
+    CheckpointError naming the file when its model_config describes no model that can be built: whatever the
+    model's constructor raises for it (a head width of 0 divides by zero), but a memory running out."""
     try:
         return build_skeleton(meta)
     except Exception as err:  # any value of a hand-edited config may fail anywhere in diffusers' constructors
@@ -72,9 +73,9 @@ def load_quantized_transformer(
     ``runtime_dtype``: dtype for the 16-bit layers that were not quantized (e.g. float32 on CPU for
     speed); quantized layers keep their stored scales and factors, except that a bf16 file on an fp16 run time
     (GPUs without bf16: Turing) gets them in fp16, so the fused kernels serve them (``cast_quantized_16bit``)."""
-    from gpu.checkpoint.format import read_checkpoint_meta
+    from gpu.checkpoint.format import read_buildable_meta
 
-    meta = read_checkpoint_meta(path)
+    meta = read_buildable_meta(path)
     model = file_skeleton(path, meta)
     _, tensors = load_checkpoint(path, expected_tensors(model), device=device)
     model.load_state_dict(tensors, strict=True, assign=True)
