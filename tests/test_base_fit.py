@@ -9,6 +9,7 @@ folder's encoders without a word."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -122,3 +123,46 @@ def test_a_model_quantized_elsewhere_runs_with_the_librarys_pipeline_that_fits_i
     assert not out.exists() and "far.safetensors: its base pipeline (text encoders, VAE) was not found" in err
     assert err.endswith("(in the app: \"Add folder…\" in the Models panel), or give its folder or library name with "
                         "--base)\n")  # fmt: skip
+
+
+def _pipeline(folder: Path, guided: bool, t5_width: int = 128) -> Path:
+    """The demo pipeline at ``folder`` (its weights linked, not copied), its transformer FLUX.1-dev's kind (guidance an
+    input) or FLUX.1-schnell's with schnell's scheduler (no shift), its T5 ``t5_width`` wide as its config says."""
+    shutil.copytree(MODELS / "demo", folder, copy_function=os.symlink, ignore=shutil.ignore_patterns("*.json"))
+    for config in (MODELS / "demo").rglob("*.json"):
+        settings = json.loads(config.read_text())
+        if config.parent.name == "transformer":
+            settings["guidance_embeds"] = guided
+        elif config.parent.name == "scheduler" and not guided:
+            settings.update(shift=1.0, use_dynamic_shifting=False)
+        elif config.parent.name == "text_encoder_2":
+            settings["d_model"] = t5_width
+        (folder / config.relative_to(MODELS / "demo")).write_text(json.dumps(settings))
+    return folder
+
+
+def test_the_stand_in_base_is_one_that_fits_of_the_models_kind(tmp_path, monkeypatch):
+    """A FLUX.1-dev file whose base is not here ran with the first pipeline of the library that fits it, a
+    FLUX.1-schnell one added before a FLUX.1-dev one (another scheduler: other images), said to be "which fits it".
+    A pipeline that does not fit is never taken; of those that fit, one of the file's kind, else the note says."""
+    without_builtins(monkeypatch, tmp_path)
+    library = ModelLibrary(tmp_path / "data")
+    for name, guided, width in (("wide", True, 256), ("schnell", False, 128), ("dev", True, 128)):
+        library.add(_pipeline(tmp_path / name, guided, width))
+    recorded = {"name": "FLUX.1-dev", "path": "/nowhere/FLUX.1-dev", "relative_path": "FLUX.1-dev"}
+    dev_model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "dev-int4.safetensors",
+                               lambda meta: (meta["model_config"].update(guidance_embeds=True),
+                                             meta["base_model"].update(recorded)))  # fmt: skip
+    facts = library.resolve(str(dev_model)).facts
+    notes: list[str] = []
+    assert resolve_base(facts, library, None, notes) == tmp_path / "dev"
+    assert notes == ["the base pipeline dev-int4.safetensors records (FLUX.1-dev) is not on this machine; it runs "
+                     f"with the library's pipeline 'dev' ({tmp_path / 'dev'}), which fits it"]  # fmt: skip
+    library.remove("dev")  # only one of the other kind fits: taken, and said to be of another kind
+    notes.clear()
+    assert resolve_base(facts, library, None, notes) == tmp_path / "schnell"
+    assert notes == ["the base pipeline dev-int4.safetensors records (FLUX.1-dev) is not on this machine; it runs "
+                     f"with the library's pipeline 'schnell' ({tmp_path / 'schnell'}), which fits it but is the "
+                     "pipeline of a model without guidance input (FLUX.1-schnell's kind) and the model is a "
+                     "guidance-distilled model (FLUX.1-dev's kind): its scheduler may not be the model's, and the "
+                     "images then differ from its own base's"]  # fmt: skip

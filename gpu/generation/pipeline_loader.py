@@ -27,6 +27,7 @@ from gpu.model_files import (
     check_weight_components,
     files_stamp,
     inspect_model_path,
+    transformer_config,
 )
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.safetensors_header import loaded_weight_files, read_safetensors_header
@@ -130,7 +131,8 @@ def resolve_base(
             if notes is not None:
                 where = "does not fit it" if misfits else "is not on this machine"
                 notes.append(f"the base pipeline {facts.path.name} records ({recorded}) {where}; it runs with the "
-                             f"library's pipeline {stand_in.name!r} ({stand_in.path}), which fits it")  # fmt: skip
+                             f"library's pipeline {stand_in.name!r} ({stand_in.path}), which fits it"
+                             + _other_kind(facts, stand_in))  # fmt: skip
             return stand_in.path
         tried.append("the library's pipelines, none of which fits it")
     raise NoBase(
@@ -149,10 +151,13 @@ PICK_PIPELINE = "give the diffusers FLUX.1 folder, the one with model_index.json
 
 
 def library_stand_in(facts: ModelFacts, library: ModelLibrary) -> ModelEntry | None:
-    """The library's pipeline that can run the SVDQ file of ``facts`` in place of the base it records: the first,
-    in the library's order (built-in ones first, then the user's in the order they were added), of its
-    architecture, complete but for its transformer, that is known to fit it (``pipeline_misfit`` empty: not merely
-    not known not to fit). None when none does."""
+    """The library's pipeline that can run the SVDQ file of ``facts`` in place of the base it records: of its
+    architecture, complete but for its transformer, known to fit it (``pipeline_misfit`` empty: not merely not
+    known not to fit), the first in the library's order (built-in ones first, then the user's in the order they
+    were added) of the file's kind (``model_takes_guidance``: a guidance-distilled FLUX.1-dev's, or a
+    FLUX.1-schnell's, whose scheduler shifts its timesteps otherwise), else the first. None when none fits.
+    (The pipeline of the name the file records is no candidate: ``resolve_base`` takes it where it fits.)"""
+    fitting = []
     for entry in library.entries():
         if entry.facts is None or entry.kind != "diffusers" or entry.facts.architecture != facts.architecture:
             continue
@@ -162,8 +167,33 @@ def library_stand_in(facts: ModelFacts, library: ModelLibrary) -> ModelEntry | N
         except UserError:
             continue
         if _misfit(facts.path, entry.path) == []:
-            return entry
-    return None
+            fitting.append(entry)
+    guided = model_takes_guidance(facts)
+    # min keeps the library's order among equals
+    return min(fitting, key=lambda e: model_takes_guidance(e.facts) != guided, default=None)
+
+
+def model_takes_guidance(facts: Any) -> bool:
+    """``gpu.generation.service.takes_guidance`` of a model before it is loaded, from its transformer's config on
+    disk (an SVDQ file's metadata, a pipeline folder's transformer/config.json); True when that cannot be read
+    (loading names why): its negative prompt is then taken as used at any guidance. ``facts``: ``ModelFacts``."""
+    try:
+        config = checkpoint_meta(facts.path).model_config if facts.kind == "svdq" else transformer_config(facts.path)
+    except (UserError, OSError):
+        return True
+    return bool(config.get("guidance_embeds", False))
+
+
+def _other_kind(facts: ModelFacts, stand_in: ModelEntry) -> str:
+    """What the note of a stand-in base adds where it is a pipeline of the other kind than the SVDQ file's model
+    (``library_stand_in`` takes one only where no pipeline of its kind fits): its scheduler may not be the model's."""
+    guided = model_takes_guidance(facts)
+    if model_takes_guidance(stand_in.facts) == guided:
+        return ""
+    kinds = ("a model without guidance input (FLUX.1-schnell's kind)", "a guidance-distilled model (FLUX.1-dev's "
+             "kind)")  # fmt: skip
+    return (f" but is the pipeline of {kinds[not guided]} and the model is {kinds[guided]}: its scheduler may not "
+            "be the model's, and the images then differ from its own base's")
 
 
 class NoBase(ModelLoadError):

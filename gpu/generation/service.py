@@ -28,6 +28,7 @@ from gpu.generation.pipeline_loader import (
     default_size,
     execution_path,
     load_pipeline,
+    model_takes_guidance,
     one_read_each,
     weights_stamp,
 )
@@ -45,7 +46,7 @@ from gpu.generation.request import (
 )
 from gpu.library import ModelEntry, ModelLibrary, model_name
 from gpu.lora.metadata import LoraRequest, strength_words
-from gpu.model_files import FilesStamp, model_hash, same_files, transformer_config, with_heads
+from gpu.model_files import FilesStamp, model_hash, same_files, with_heads
 from gpu.model_libraries import load_model_libraries
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.runtime.memory_policy import MemoryPolicy, ModelSizes, try_instead
@@ -498,17 +499,6 @@ def takes_guidance(pipe: Any) -> bool:
     return bool(getattr(pipe.transformer.config, "guidance_embeds", False))
 
 
-def model_takes_guidance(facts: Any) -> bool:
-    """``takes_guidance`` of a model before it is loaded, from its transformer's config on disk (an SVDQ file's
-    metadata, a pipeline folder's transformer/config.json); True when that cannot be read (loading names why): its
-    negative prompt is then taken as used at any guidance. ``facts``: ``ModelFacts``."""
-    try:
-        config = checkpoint_meta(facts.path).model_config if facts.kind == "svdq" else transformer_config(facts.path)
-    except (UserError, OSError):
-        return True
-    return bool(config.get("guidance_embeds", False))
-
-
 def model_sequence_length(entry: ModelEntry) -> int:
     """The T5 tokens a model reads (``max_sequence_length``: its nibble.json's, else FLUX.1's 512); a value that
     is no number or out of range raises BadRequestError."""
@@ -600,7 +590,6 @@ def predicted_path(facts: Any, device: torch.device | None) -> ExecutionPath:
     if facts.kind != "svdq":
         return plain_path(runtime_dtype(device), device)
     from gpu.checkpoint.skeleton import quantized_layer_dtype
-    from gpu.generation.pipeline_loader import checkpoint_meta
     from gpu.runtime.dispatch import predicted_backend
 
     meta = checkpoint_meta(facts.path)
