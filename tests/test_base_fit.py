@@ -166,3 +166,29 @@ def test_the_stand_in_base_is_one_that_fits_of_the_models_kind(tmp_path, monkeyp
                      "pipeline of a model without guidance input (FLUX.1-schnell's kind) and the model is a "
                      "guidance-distilled model (FLUX.1-dev's kind): its scheduler may not be the model's, and the "
                      "images then differ from its own base's"]  # fmt: skip
+
+
+def test_a_stand_in_base_gives_way_to_the_recorded_base_once_it_is_here(tmp_path):
+    """The note of a stand-in base said "is not on this machine" where the recorded base folder was there without
+    its model_index.json; and once the user put the base in place, the same service kept the stand-in loaded, its
+    note now false: the recorded base is looked for again before each job while a stand-in runs the model."""
+    from gpu.generation.request import GenerationRequest
+    from gpu.generation.service import GenerationService
+
+    real = tmp_path / "realbase"
+    real.mkdir()  # a copy begun, not yet done
+    model = with_recorded_base(tmp_path / "moved.safetensors", {"name": "realbase", "path": str(real),
+                                                                "relative_path": "nope"})  # fmt: skip
+    service = GenerationService(ModelLibrary(tmp_path / "data"))
+    request = GenerationRequest("a red star", model=str(model), steps=1, width=64, height=64)
+    (image,) = service.generate(request)
+    assert image.settings["base"] == "demo"
+    assert image.extras["notes"] == ["the base pipeline moved.safetensors records (realbase) is not a pipeline "
+                                     f"folder here ({real} has no model_index.json); it runs with the library's "
+                                     f"pipeline 'demo' ({MODELS / 'demo'}), which fits it"]  # fmt: skip
+    real.rmdir()
+    shutil.copytree(MODELS / "demo", real, copy_function=os.symlink)  # the copy done
+    assert not service.is_loaded(str(model))
+    (image,) = service.generate(request)
+    assert service.loaded.base_path == real and image.extras["notes"] == []
+    assert service.is_loaded(str(model))  # and kept while it stays

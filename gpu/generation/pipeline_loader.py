@@ -96,6 +96,7 @@ def resolve_base(
     the file was calibrated with only if it is the same pipeline, which is why the user is told)."""
     tried: list[str] = []
     misfits = False
+    not_pipeline: Path | None = None  # a recorded base folder that is here without model_index.json
     candidates = _override_bases(override, library, tried) if override else _recorded_bases(facts, library, tried)
     for c in candidates:
         if (c / "model_index.json").is_file():
@@ -120,6 +121,7 @@ def resolve_base(
                 raise ModelLoadError(f"--base {override}: {c} is not a pipeline folder (it has no model_index.json)",
                                      PICK_PIPELINE)  # fmt: skip
             tried.append(f"{c}, which is not a pipeline folder")
+            not_pipeline = not_pipeline or c
             continue
         tried.append(str(c))
     # a base that is there but does not fit is no base "not found": the user would look for a missing folder
@@ -129,7 +131,9 @@ def resolve_base(
         if stand_in is not None:
             recorded = facts.base.get("name") or facts.base.get("path") or "unnamed"
             if notes is not None:
-                where = "does not fit it" if misfits else "is not on this machine"
+                where = "does not fit it" if misfits else (
+                    f"is not a pipeline folder here ({not_pipeline} has no model_index.json)" if not_pipeline
+                    else "is not on this machine")  # fmt: skip
                 notes.append(f"the base pipeline {facts.path.name} records ({recorded}) {where}; it runs with the "
                              f"library's pipeline {stand_in.name!r} ({stand_in.path}), which fits it"
                              + _other_kind(facts, stand_in))  # fmt: skip
@@ -141,6 +145,16 @@ def resolve_base(
         if override else ADD_BASE,
         problem=problem,
     )
+
+
+def recorded_base_here(facts: ModelFacts, library: ModelLibrary) -> Path | None:
+    """The first base pipeline the SVDQ file of ``facts`` records (``_recorded_bases``) that is here and fits it
+    (a folder with model_index.json, ``model_base_misfit`` empty), None when none is: what tells a model run with a
+    stand-in base (``resolve_base``) that its own base has come since. A few stats and small configs read."""
+    for c in _recorded_bases(facts, library, []):
+        if (c / "model_index.json").is_file() and not model_base_misfit(facts.path, c):
+            return c
+    return None
 
 
 # What gives an SVDQ file a base pipeline, in words for the app and the command line alike (the app has no --base:

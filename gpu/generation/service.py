@@ -30,6 +30,7 @@ from gpu.generation.pipeline_loader import (
     load_pipeline,
     model_takes_guidance,
     one_read_each,
+    recorded_base_here,
     weights_stamp,
 )
 from gpu.generation.png_metadata import encodable
@@ -144,13 +145,16 @@ class GenerationService:
     def _holds(self, path: Path, base: str | None, any_base: bool = False) -> bool:
         """Whether the loaded pipeline is the model at ``path``'s with ``base`` (``any_base``: with whatever base),
         read from its files as they are now (``same_files``: rewritten, replaced or copied over is another
-        model)."""
+        model), and, run with a stand-in base, while the base it records is still not here (``recorded_base_here``:
+        the user added it since, which it then loads with)."""
         key = self._loaded_key
         if self.loaded is None or key is None or key[0] != str(path) or not (any_base or key[1] == base):
             return False
         now = weights_stamp(path)
         if not same_files(key[2], now):
             return False
+        if self.loaded.base_notes and key[1] is None and recorded_base_here(self.loaded.entry.facts, self.library):
+            return False  # a stand-in base runs it (its notes say so) and the model's own base has come since
         if now.nodes != key[2].nodes:  # inodes numbered anew, the same contents: not read again while they stay
             self._loaded_key = (key[0], key[1], FilesStamp(now.files, now.nodes, key[2].heads))
         return True
