@@ -78,11 +78,17 @@ def test_a_base_pipeline_in_a_cache_is_read_in_its_current_revision(tmp_path):
     root = _cached(tmp_path / "hub", "org/flux-mini", _demo_files())
     model = with_recorded_base(tmp_path / "mini-int4.safetensors", {
         "name": "flux-mini", "path": str(root / "snapshots" / COMMIT), "relative_path": "nowhere"})  # fmt: skip
-    _cached(tmp_path / "hub", "org/flux-mini", _demo_files(), commit=NEWER)
-    shutil.rmtree(root / "snapshots" / COMMIT)
+    _cached(tmp_path / "hub", "org/flux-mini", _demo_files(), commit=NEWER)  # refs/main -> it
     library = ModelLibrary(tmp_path / "data")  # which lists no flux-mini
     facts = library.resolve(str(model)).facts
-    assert resolve_base(facts, library, None) == root / "snapshots" / NEWER  # not the built-in demo standing in
+    notes: list[str] = []  # the revision it was made with, still there: that one, not the newer (silently, it was)
+    assert resolve_base(facts, library, None, notes) == root / "snapshots" / COMMIT and notes == []
+    shutil.rmtree(root / "snapshots" / COMMIT)
+    assert resolve_base(facts, library, None, notes) == root / "snapshots" / NEWER  # not the built-in demo standing in
+    assert notes == ["the revision of the base pipeline mini-int4.safetensors was made with "
+                     f"({root / 'snapshots' / COMMIT}) is no longer in the Hugging Face cache; it runs with the "
+                     f"revision there now ({root / 'snapshots' / NEWER}), whose text encoders may not be the ones it "
+                     "was calibrated with"]  # fmt: skip
     assert resolve_base(facts, library, str(root)) == root / "snapshots" / NEWER
     with pytest.raises(ModelLoadError) as refused:
         resolve_base(facts, library, str(tmp_path / "hub"))

@@ -89,7 +89,8 @@ def resolve_base(
     the absolute path it records is the build machine's checkout, which another checkout (or a bundle checked on
     that machine) would otherwise use. Candidates are looked at lazily: the library (every model inspected) is
     asked for the recorded name only when the absolute path did not do. A folder in a Hugging Face cache is read
-    in its current revision (``current_path``): a ``models--org--name`` folder, or a snapshot since deleted.
+    in its current revision (``current_path``): a ``models--org--name`` folder, or a snapshot since deleted (said in
+    ``notes``); a recorded snapshot still there is the one used.
 
     A model quantized on another machine records that machine's paths, and the app has no --base: where none of
     the recorded bases is here, the library's pipeline that fits it runs it (its text encoders and VAE are what
@@ -106,6 +107,8 @@ def resolve_base(
             check_weight_components(c, label, skip=("transformer",))  # safetensors only: never a pickle
             misfit = model_base_misfit(facts.path, c)
             if not misfit:
+                if notes is not None and not override and (revision := _other_revision(facts, c)):
+                    notes.append(revision)
                 return c
             if override:
                 raise ModelLoadError(
@@ -145,6 +148,17 @@ def resolve_base(
         if override else ADD_BASE,
         problem=problem,
     )
+
+
+def _other_revision(facts: ModelFacts, used: Path) -> str:
+    """The note for the base ``used`` where it is the current revision of the Hugging Face cache repository whose
+    snapshot the SVDQ file of ``facts`` records, that snapshot being gone; "" for any other base."""
+    recorded = Path(facts.base.get("path") or "")
+    if not facts.base.get("path") or used == recorded or recorded.exists() or used != current_path(recorded):
+        return ""
+    return (f"the revision of the base pipeline {facts.path.name} was made with ({recorded}) is no longer in the "
+            f"Hugging Face cache; it runs with the revision there now ({used}), whose text encoders may not be the "
+            "ones it was calibrated with")
 
 
 def recorded_base_here(facts: ModelFacts, library: ModelLibrary) -> Path | None:
@@ -243,7 +257,10 @@ def _recorded_bases(facts: ModelFacts, library: ModelLibrary, tried: list[str]) 
 
     def absolute() -> Iterator[Path]:
         if base.get("path"):
-            yield current_path(Path(base["path"]))  # a cache snapshot since deleted: the repository's current one
+            # the pipeline it was made with while it is there (a cache's older revision too: the file was calibrated
+            # with its encoders); a cache snapshot since deleted, or its repository folder: its current one
+            recorded = Path(base["path"])
+            yield recorded if (recorded / "model_index.json").is_file() else current_path(recorded)
 
     def by_name() -> Iterator[Path]:
         if base.get("name"):

@@ -153,8 +153,10 @@ class GenerationService:
         now = weights_stamp(path)
         if not same_files(key[2], now):
             return False
-        if self.loaded.base_notes and key[1] is None and recorded_base_here(self.loaded.entry.facts, self.library):
-            return False  # a stand-in base runs it (its notes say so) and the model's own base has come since
+        if self.loaded.base_notes and key[1] is None:  # a stand-in base (or another revision), said in its notes
+            here = recorded_base_here(self.loaded.entry.facts, self.library)
+            if here is not None and here != self.loaded.base_path:
+                return False  # the model's own base has come since
         if now.nodes != key[2].nodes:  # inodes numbered anew, the same contents: not read again while they stay
             self._loaded_key = (key[0], key[1], FilesStamp(now.files, now.nodes, key[2].heads))
         return True
