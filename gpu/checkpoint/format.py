@@ -129,11 +129,11 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # also nesting past the parser's limit, or an over-long integer
-        raise CheckpointError(f"{name}: the SVDQ metadata is not valid JSON") from None
+        raise CheckpointError(f"{name}: the SVDQ metadata is not valid JSON", hint=REMAKE) from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{name}: the SVDQ metadata is not a JSON object")
+        raise CheckpointError(f"{name}: the SVDQ metadata is not a JSON object", hint=REMAKE)
     if data.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{name}: unknown checkpoint format {data.get('format')!r}")
+        raise CheckpointError(f"{name}: unknown checkpoint format {data.get('format')!r}", hint=REMAKE)
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -145,16 +145,17 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
     try:
         adapter = adapter_named(str(data.get("architecture")))
     except ValueError as err:
-        raise CheckpointError(f"{name}: {err}") from None
+        raise CheckpointError(f"{name}: {err}", hint=REMAKE) from None
     if data.get("model_class") != adapter.diffusers_class:
         raise CheckpointError(
-            f"{name}: model class {data.get('model_class')!r} does not match architecture {adapter.architecture!r}"
+            f"{name}: model class {data.get('model_class')!r} does not match architecture {adapter.architecture!r}",
+            hint=REMAKE,
         )
     known = {f for f in CheckpointMeta.__dataclass_fields__}
     try:
         meta = CheckpointMeta(**{k: v for k, v in data.items() if k in known})
     except TypeError as err:
-        raise CheckpointError(f"{name}: incomplete SVDQ metadata ({err})") from None
+        raise CheckpointError(f"{name}: incomplete SVDQ metadata ({err})", hint=REMAKE) from None
     _check_meta_types(name, meta)
     return meta
 
