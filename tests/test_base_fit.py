@@ -168,10 +168,12 @@ def test_the_stand_in_base_is_one_that_fits_of_the_models_kind(tmp_path, monkeyp
                      "images then differ from its own base's"]  # fmt: skip
 
 
-def test_a_stand_in_base_gives_way_to_the_recorded_base_once_it_is_here(tmp_path):
+def test_a_stand_in_base_gives_way_to_the_recorded_base_once_it_is_here(tmp_path, monkeypatch):
     """The note of a stand-in base said "is not on this machine" where the recorded base folder was there without
     its model_index.json; and once the user put the base in place, the same service kept the stand-in loaded, its
-    note now false: the recorded base is looked for again before each job while a stand-in runs the model."""
+    note now false: the recorded base is looked for again before each job while a stand-in runs the model. That
+    look inspected every library model (twice: the recorded name is not the library's) several times a job, and
+    took a base still being copied (its VAE weights not there yet): the job failed and no model stayed loaded."""
     from gpu.generation.request import GenerationRequest
     from gpu.generation.service import GenerationService
 
@@ -187,7 +189,16 @@ def test_a_stand_in_base_gives_way_to_the_recorded_base_once_it_is_here(tmp_path
                                      f"folder here ({real} has no model_index.json); it runs with the library's "
                                      f"pipeline 'demo' ({MODELS / 'demo'}), which fits it"]  # fmt: skip
     real.rmdir()
-    shutil.copytree(MODELS / "demo", real, copy_function=os.symlink)  # the copy done
+    shutil.copytree(MODELS / "demo", real, copy_function=os.symlink)
+    vae = real / "vae" / "diffusion_pytorch_model.safetensors"
+    vae.unlink()  # the copy under way: its VAE weights not there yet
+    inspected = []
+    entries = ModelLibrary.entries
+    monkeypatch.setattr(ModelLibrary, "entries", lambda self: inspected.append(1) or entries(self))
+    assert service.is_loaded(str(model)) and inspected == []  # no model of the library inspected to tell
+    (image,) = service.generate(request)
+    assert image.settings["base"] == "demo"  # the stand-in runs on
+    vae.symlink_to(MODELS / "demo" / "vae" / "diffusion_pytorch_model.safetensors")  # the copy done
     assert not service.is_loaded(str(model))
     (image,) = service.generate(request)
     assert service.loaded.base_path == real and image.extras["notes"] == []

@@ -162,11 +162,22 @@ def _other_revision(facts: ModelFacts, used: Path) -> str:
 
 
 def recorded_base_here(facts: ModelFacts, library: ModelLibrary) -> Path | None:
-    """The first base pipeline the SVDQ file of ``facts`` records (``_recorded_bases``) that is here and fits it
-    (a folder with model_index.json, ``model_base_misfit`` empty), None when none is: what tells a model run with a
-    stand-in base (``resolve_base``) that its own base has come since. A few stats and small configs read."""
-    for c in _recorded_bases(facts, library, []):
-        if (c / "model_index.json").is_file() and not model_base_misfit(facts.path, c):
+    """The first base pipeline the SVDQ file of ``facts`` records (``_recorded_bases``) that is here, complete and
+    fits it, as ``resolve_base`` would take it (model_index.json, every component with safetensors weights,
+    ``model_base_misfit`` empty), None when none is: what tells a model run with a stand-in base that its own base
+    has come since. Asked before each job: a few stats and small configs read, the recorded name looked up in the
+    library's list (``ModelLibrary.path_of``: no model inspected; ``resolve`` inspected every model, twice on a
+    miss, which a stand-in's recorded name always is). A base still being copied into place is not here yet: the
+    stand-in runs on, where reloading onto it failed the job and left no model loaded."""
+    for c in _recorded_bases(facts, library, [], library.path_of):
+        if not (c / "model_index.json").is_file():
+            continue
+        try:
+            check_pipeline_complete(c, c.name, skip=("transformer",))
+            check_weight_components(c, c.name, skip=("transformer",))
+        except UserError:
+            continue
+        if not model_base_misfit(facts.path, c):
             return c
     return None
 
@@ -250,9 +261,11 @@ def _override_bases(override: str | Path, library: ModelLibrary, tried: list[str
     yield found
 
 
-def _recorded_bases(facts: ModelFacts, library: ModelLibrary, tried: list[str]) -> Iterator[Path]:
+def _recorded_bases(facts: ModelFacts, library: ModelLibrary, tried: list[str],
+                    by_library_name: Callable[[str], Path] | None = None) -> Iterator[Path]:  # fmt: skip
     """The base folders an SVDQ file records, in ``resolve_base``'s order, each once; a library name not found is
-    noted in ``tried``."""
+    noted in ``tried``. ``by_library_name`` finds the recorded name's folder (the library's ``resolve``, which
+    inspects its models and says why one cannot be used, by default)."""
     base = facts.base
 
     def absolute() -> Iterator[Path]:
@@ -265,7 +278,7 @@ def _recorded_bases(facts: ModelFacts, library: ModelLibrary, tried: list[str]) 
     def by_name() -> Iterator[Path]:
         if base.get("name"):
             try:
-                yield library.resolve(base["name"]).path
+                yield by_library_name(base["name"]) if by_library_name else library.resolve(base["name"]).path
             except ModelLoadError:
                 tried.append(f"library name {base['name']!r}")
 
