@@ -138,14 +138,14 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{name}: SVDQ format version {version} is not supported (this app reads version {FORMAT_VERSION})",
-            hint="update Nibble Studio, or re-quantize the model with this version",
+            hint=NEWER_APP,
         )
     from gpu.adapters import adapter_named
 
     try:
         adapter = adapter_named(str(data.get("architecture")))
-    except ValueError as err:
-        raise CheckpointError(f"{name}: {err}", hint=REMAKE) from None
+    except ValueError as err:  # a model a newer version runs (the format's version is the same): no copy helps
+        raise CheckpointError(f"{name}: {err}", hint=NEWER_APP) from None
     if data.get("model_class") != adapter.diffusers_class:
         raise CheckpointError(
             f"{name}: model class {data.get('model_class')!r} does not match architecture {adapter.architecture!r}",
@@ -228,6 +228,8 @@ def _check_block_counts(
 
 # What fixes an SVDQ file whose header or tensors are not what its model needs (edited, damaged, or another model's)
 REMAKE = f"re-quantize the model, or {AGAIN}"
+# What runs an SVDQ file a newer version of the app wrote (a format version, or an architecture, it does not know)
+NEWER_APP = "update Nibble Studio, or re-quantize the model with this version"
 
 # The optional fields the loader, the library and ``inspect`` read of a layer, the base model and the calibration
 # summary: field -> (the JSON types it may have, null included where it may be null; those types in words).
