@@ -192,8 +192,13 @@ class ModelLibrary:
         model of the library): what the library names it by now, as library.json says it at this moment (edited
         by hand, or another model added under the name since), else the path it is."""
         key = str(name_or_path)
-        named = next((path for name, path, _builtin in self._listed() if named_by(name, key)), None)
+        named = self.listed_path(key)
         return named if named is not None else current_path(named_path(key))
+
+    def listed_path(self, name: str) -> Path | None:
+        """The path the library lists under ``name`` now (``path_of`` without its path of that name), None where
+        no model has that name; no model inspected."""
+        return next((path for listed, path, _builtin in self._listed() if named_by(listed, name)), None)
 
     def add(self, path: Path | str, name: str | None = None) -> ModelEntry:
         """Validate ``path`` and add it; raises UserError with a plain reason when it is no usable model. A path

@@ -198,8 +198,31 @@ def test_a_stand_in_base_gives_way_to_the_recorded_base_once_it_is_here(tmp_path
     assert service.is_loaded(str(model)) and inspected == []  # no model of the library inspected to tell
     (image,) = service.generate(request)
     assert image.settings["base"] == "demo"  # the stand-in runs on
-    vae.symlink_to(MODELS / "demo" / "vae" / "diffusion_pytorch_model.safetensors")  # the copy done
+    vae.symlink_to(MODELS / "demo" / "vae" / "diffusion_pytorch_model.safetensors")
+    shutil.move(real / "text_encoder_2", tmp_path / "text_encoder_2")  # a folder of it still to come
+    assert service.is_loaded(str(model))
+    shutil.move(tmp_path / "text_encoder_2", real / "text_encoder_2")  # the copy done
     assert not service.is_loaded(str(model))
     (image,) = service.generate(request)
     assert service.loaded.base_path == real and image.extras["notes"] == []
     assert service.is_loaded(str(model))  # and kept while it stays
+
+
+def test_a_listed_base_without_its_transformer_weights_is_the_models_base_for_good(tmp_path):
+    """A listed pipeline whose transformer weights the user deleted (the SVDQ file replaces them: 23 GB for FLUX.1)
+    was no base by its name (the library refused it as a model), while the look before each job took it: the model
+    reloaded its stand-in at every job. It is the base, by either look."""
+    from gpu.generation.pipeline_loader import recorded_base_here
+
+    base = tmp_path / "FLUX.1-dev"
+    shutil.copytree(MODELS / "demo", base, copy_function=os.symlink)
+    library = ModelLibrary(tmp_path / "data")
+    library.add(base, name="FLUX.1-dev")
+    for weights in (base / "transformer").glob("*.safetensors"):
+        weights.unlink()
+    model = with_recorded_base(tmp_path / "moved.safetensors", {"name": "FLUX.1-dev", "path": "/elsewhere/FLUX.1-dev",
+                                                                "relative_path": "nope"})  # fmt: skip
+    facts = library.resolve(str(model)).facts
+    notes: list[str] = []
+    assert resolve_base(facts, library, None, notes) == base == recorded_base_here(facts, library)
+    assert notes == []

@@ -133,6 +133,7 @@ def _entry_without_offsets(header: dict) -> None:
         (lambda h: h["__metadata__"].update(svdq="{x"), None, "the SVDQ metadata is not valid JSON"),
         (None, lambda d: d.update(format="other"), "unknown checkpoint format 'other'"),
         (None, lambda d: d.update(architecture="sdxl"), "unsupported architecture 'sdxl'"),
+        (None, lambda d: d.pop("architecture"), "unsupported architecture 'None'"),  # damage, not a newer model
         (None, lambda d: d.update(model_class="UNet"), "model class 'UNet' does not match architecture 'flux'"),
         (None, lambda d: d.pop("layers"), "incomplete SVDQ metadata"),
         (None, lambda d: d.update(base_model="x"), "base_model is not a JSON object"),
@@ -159,7 +160,7 @@ def test_damaged_headers_and_metadata_are_named(tiny_flux_int4, tmp_path, header
         edit_svdq_meta(Path(tiny_flux_int4), bad, meta_change)
     with pytest.raises(CheckpointError, match=message) as refused:
         load_quantized_transformer(bad)
-    if "unsupported architecture" in message:  # a model a newer version runs: no copy of the file helps
+    if "unsupported architecture 'sdxl'" in message:  # a model a newer version runs: no copy of the file helps
         assert refused.value.hint == "update Nibble Studio, or re-quantize the model with this version"
     elif meta_change or "SVDQ metadata" in message:  # a file whose header is not what this app writes: made again
         assert refused.value.hint == "re-quantize the model, or copy or download the file again"

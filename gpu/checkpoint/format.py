@@ -142,10 +142,12 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
         )
     from gpu.adapters import adapter_named
 
+    architecture = data.get("architecture")
     try:
-        adapter = adapter_named(str(data.get("architecture")))
-    except ValueError as err:  # a model a newer version runs (the format's version is the same): no copy helps
-        raise CheckpointError(f"{name}: {err}", hint=NEWER_APP) from None
+        adapter = adapter_named(str(architecture))
+    except ValueError as err:  # named: a model a newer version runs (the format's version is the same); else damage
+        newer = isinstance(architecture, str) and architecture
+        raise CheckpointError(f"{name}: {err}", hint=NEWER_APP if newer else REMAKE) from None
     if data.get("model_class") != adapter.diffusers_class:
         raise CheckpointError(
             f"{name}: model class {data.get('model_class')!r} does not match architecture {adapter.architecture!r}",

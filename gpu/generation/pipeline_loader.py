@@ -165,11 +165,10 @@ def recorded_base_here(facts: ModelFacts, library: ModelLibrary) -> Path | None:
     """The first base pipeline the SVDQ file of ``facts`` records (``_recorded_bases``) that is here, complete and
     fits it, as ``resolve_base`` would take it (model_index.json, every component with safetensors weights,
     ``model_base_misfit`` empty), None when none is: what tells a model run with a stand-in base that its own base
-    has come since. Asked before each job: a few stats and small configs read, the recorded name looked up in the
-    library's list (``ModelLibrary.path_of``: no model inspected; ``resolve`` inspected every model, twice on a
-    miss, which a stand-in's recorded name always is). A base still being copied into place is not here yet: the
-    stand-in runs on, where reloading onto it failed the job and left no model loaded."""
-    for c in _recorded_bases(facts, library, [], library.path_of):
+    has come since. Asked before each job: a few stats and small configs read, no model of the library inspected
+    (``_recorded_bases``). A base still being copied into place is not here yet: the stand-in runs on, where
+    reloading onto it failed the job and left no model loaded."""
+    for c in _recorded_bases(facts, library, []):
         if not (c / "model_index.json").is_file():
             continue
         try:
@@ -261,11 +260,12 @@ def _override_bases(override: str | Path, library: ModelLibrary, tried: list[str
     yield found
 
 
-def _recorded_bases(facts: ModelFacts, library: ModelLibrary, tried: list[str],
-                    by_library_name: Callable[[str], Path] | None = None) -> Iterator[Path]:  # fmt: skip
-    """The base folders an SVDQ file records, in ``resolve_base``'s order, each once; a library name not found is
-    noted in ``tried``. ``by_library_name`` finds the recorded name's folder (the library's ``resolve``, which
-    inspects its models and says why one cannot be used, by default)."""
+def _recorded_bases(facts: ModelFacts, library: ModelLibrary, tried: list[str]) -> Iterator[Path]:
+    """The base folders an SVDQ file records, in ``resolve_base``'s order, each once; a library name not listed is
+    noted in ``tried``. The name is looked up in the library's list (``listed_path``), no model inspected: a base
+    pipeline is checked as a base (its transformer left out, the SVDQ file is it), where the library's ``resolve``
+    refused a listed pipeline whose transformer weights the user deleted, and inspected every model before each job
+    of a model run with a stand-in base (``recorded_base_here``), twice on a miss."""
     base = facts.base
 
     def absolute() -> Iterator[Path]:
@@ -277,9 +277,10 @@ def _recorded_bases(facts: ModelFacts, library: ModelLibrary, tried: list[str],
 
     def by_name() -> Iterator[Path]:
         if base.get("name"):
-            try:
-                yield by_library_name(base["name"]) if by_library_name else library.resolve(base["name"]).path
-            except ModelLoadError:
+            listed = library.listed_path(str(base["name"]))
+            if listed is not None:
+                yield listed
+            else:
                 tried.append(f"library name {base['name']!r}")
 
     def relative() -> Iterator[Path]:
