@@ -101,10 +101,7 @@ def resolve_base(
     candidates = _override_bases(override, library, tried) if override else _recorded_bases(facts, library, tried)
     for c in candidates:
         if (c / "model_index.json").is_file():
-            # the transformer is the SVDQ file itself; the rest (encoders, tokenizers, VAE) must be there
-            label = f"{facts.path.name}: its base pipeline {c}"
-            check_pipeline_complete(c, label, skip=("transformer",))
-            check_weight_components(c, label, skip=("transformer",))  # safetensors only: never a pickle
+            check_base_complete(c, f"{facts.path.name}: its base pipeline {c}")
             misfit = model_base_misfit(facts.path, c)
             if not misfit:
                 if notes is not None and not override and (revision := _other_revision(facts, c)):
@@ -169,16 +166,26 @@ def recorded_base_here(facts: ModelFacts, library: ModelLibrary) -> Path | None:
     (``_recorded_bases``). A base still being copied into place is not here yet: the stand-in runs on, where
     reloading onto it failed the job and left no model loaded."""
     for c in _recorded_bases(facts, library, []):
-        if not (c / "model_index.json").is_file():
-            continue
-        try:
-            check_pipeline_complete(c, c.name, skip=("transformer",))
-            check_weight_components(c, c.name, skip=("transformer",))
-        except UserError:
-            continue
-        if not model_base_misfit(facts.path, c):
+        if (c / "model_index.json").is_file() and _complete_base(c) and not model_base_misfit(facts.path, c):
             return c
     return None
+
+
+def check_base_complete(folder: Path, label: str) -> None:
+    """Raises ModelLoadError (named by ``label``) unless the pipeline ``folder`` has what an SVDQ file takes from
+    its base: every component but the transformer (the SVDQ file is it), each with safetensors weights (never a
+    pickle)."""
+    check_pipeline_complete(folder, label, skip=("transformer",))
+    check_weight_components(folder, label, skip=("transformer",))
+
+
+def _complete_base(folder: Path) -> bool:
+    """Whether ``check_base_complete`` passes for ``folder``."""
+    try:
+        check_base_complete(folder, folder.name)
+    except UserError:
+        return False
+    return True
 
 
 # What gives an SVDQ file a base pipeline, in words for the app and the command line alike (the app has no --base:
@@ -199,12 +206,7 @@ def library_stand_in(facts: ModelFacts, library: ModelLibrary) -> ModelEntry | N
     for entry in library.entries():
         if entry.facts is None or entry.kind != "diffusers" or entry.facts.architecture != facts.architecture:
             continue
-        try:
-            check_pipeline_complete(entry.path, entry.name, skip=("transformer",))
-            check_weight_components(entry.path, entry.name, skip=("transformer",))
-        except UserError:
-            continue
-        if _misfit(facts.path, entry.path) == []:
+        if _complete_base(entry.path) and _misfit(facts.path, entry.path) == []:
             fitting.append(entry)
     guided = model_takes_guidance(facts)
     # min keeps the library's order among equals
