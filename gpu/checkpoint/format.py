@@ -234,23 +234,21 @@ REMAKE = f"re-quantize the model, or {AGAIN}"
 NEWER_APP = "update Nibble Studio, or re-quantize the model with this version"
 
 # The optional fields the loader, the library and ``inspect`` read of a layer, the base model and the calibration
-# summary: field -> (the JSON types it may have, null included where it may be null; those types in words).
-_NUMBER = ((int, float), "a number or null")
-_TEXT = ((str,), "a text or null")
+# summary: field -> (the JSON types it may have, NoneType where it may be null; those types in words).
+_NUMBER = ((int, float, type(None)), "a number or null")
+_TEXT = ((str, type(None)), "a text or null")
 _LAYER_FIELDS = {"alpha": _NUMBER, "error": _NUMBER, "kind": ((str,), "a text")}
-_BASE_FIELDS = {"defaults": ((dict,), "a JSON object or null"), "name": _TEXT, "path": _TEXT, "relative_path": _TEXT}
+_BASE_FIELDS = {"defaults": ((dict, type(None)), "a JSON object or null"), "name": _TEXT, "path": _TEXT,
+                "relative_path": _TEXT}  # fmt: skip
 _CALIBRATION_FIELDS = {"mean_layer_error": _NUMBER}
 
 
 def _check_fields(data: dict[str, Any], fields: dict[str, tuple[tuple[type, ...], str]]) -> None:
-    """ValueError naming the first of ``fields`` present in ``data`` with a type it may not have (null is allowed
-    where the words say so; true and false are no number)."""
+    """ValueError naming the first of ``fields`` present in ``data`` with a type it may not have (true and false
+    are no number)."""
     for key, (types, words) in fields.items():
-        value = data.get(key)
-        if value is None and (key not in data or words.endswith("or null")):
-            continue
-        if not isinstance(value, types) or isinstance(value, bool):
-            raise ValueError(f"{key} is {json.dumps(value)[:40]}, not {words}")
+        if key in data and (not isinstance(data[key], types) or isinstance(data[key], bool)):
+            raise ValueError(f"{key} is {json.dumps(data[key])[:40]}, not {words}")
 
 
 def load_checkpoint(
