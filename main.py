@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.data_dir import blank_data_dir  # torch- and Qt-free: the --data-dir flag's words
-from gpu.console import show  # torch-free
+from gpu.console import CANCELLED_EXIT, show  # torch-free
 from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir  # torch-free, as the next
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
@@ -43,7 +43,6 @@ CLI_LOGGER = "nibble.cli"  # app.app_log.CLI_LOGGER, without importing it for --
 log = logging.getLogger(CLI_LOGGER)
 
 SIGPIPE_EXIT = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13), as `cat` would be
-CANCELLED_EXIT = 130  # what a shell reports for one ended by Ctrl-C (128 + SIGINT)
 # Every exit status a run gives, as --help and the README say it
 EXIT_STATUS = (f"exit status: 0 done (--self-test: passed); 1 --self-test failed, or a crash (a bug, its traceback "
                f"printed), or the app (no command) refused to start (its data folder cannot be made, another copy "

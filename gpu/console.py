@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from gpu.errors import OutputError
 
+CANCELLED_EXIT = 130  # what a shell reports for a command ended by Ctrl-C (128 + SIGINT)
+
 
 def show(text: str = "") -> None:
     """Prints ``text`` on stdout, flushed (nothing where there is no stdout: a windowed Windows executable). A write

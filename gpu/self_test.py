@@ -232,6 +232,7 @@ def run_as_module() -> int:
     """``python -m gpu.self_test``: ``main``, with what ``main.py --self-test`` says instead of a traceback: a
     console that cannot be written (``> /dev/full``) as one ``error:`` line on stderr, exit 2; Ctrl-C as
     "error: cancelled", exit 130 (the shell's code for it)."""
+    from gpu.console import CANCELLED_EXIT
     from gpu.errors import UserError
 
     try:
@@ -241,7 +242,7 @@ def run_as_module() -> int:
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("error: cancelled\n")
-        return 130
+        return CANCELLED_EXIT
 
 
 if __name__ == "__main__":
