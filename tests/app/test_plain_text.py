@@ -30,6 +30,7 @@ def test_text_that_looks_like_html_is_shown_as_written(qtbot, data_root, tmp_pat
     from app.data_dir import resolve_data_dir
     from app.history_model import prompt_tooltip
     from app.lora_model import EntryRole
+    from app.plain_text import plain_tooltip
     from app.widgets.lora_row import LoraRow
 
     gallery_images(resolve_data_dir(data_root), [PROMPT])
@@ -52,7 +53,8 @@ def test_text_that_looks_like_html_is_shown_as_written(qtbot, data_root, tmp_pat
     gallery = controller.gallery
     tip = gallery.data(gallery.index(0), Qt.ItemDataRole.ToolTipRole)
     assert _as_shown(tip) == prompt_tooltip(PROMPT).splitlines() and len(_as_shown(tip)) == 2
-    assert _as_shown("a plain one\n  spaced") == ["a plain one", "  spaced"]  # plain tooltips stay as they were
+    plain_tip = "a plain one\n  spaced"
+    assert plain_tooltip(plain_tip) == plain_tip  # text Qt shows as written is left as it is, not escaped
 
     lora = tmp_path / "<b>ink.safetensors"
     shutil.copyfile(resources_dir() / "loras" / "monochrome-style.safetensors", lora)
