@@ -77,11 +77,12 @@ class LoraState(QObject):
         ``read``: ``read_file(path)`` when the caller has read it already. A file listed already (by any path to
         it: a link, a relative path) is that row."""
         path = named_path(path)
-        resolved = resolve_path(path) if read is None else read.resolved
-        for e in self.entries:
-            if e.resolved == resolved:
-                return e
-        return self._append(path, enabled, strength, read or read_file(path))
+        listed = self._row_of(resolve_path(path) if read is None else read.resolved)
+        return listed or self._append(path, enabled, strength, read or read_file(path))
+
+    def _row_of(self, resolved: Path) -> LoraEntry | None:
+        """The row of the file ``resolved`` (its path resolved), None when it is not listed."""
+        return next((e for e in self.entries if e.resolved == resolved), None)
 
     def _append(self, path: Path, enabled: bool, strength: float, read: FileRead) -> LoraEntry:
         """A row for ``path`` (``named_path``, its file not listed yet), as ``read``, named by the name it was
@@ -99,14 +100,24 @@ class LoraState(QObject):
         on it while it is on. A file listed already (by any path to it) is that row, switched on too where
         ``enabled`` (it stayed off, and the pick seemed to do nothing). Returns the rows (``added``), a sentence
         naming each refused file and why, and the rows that were listed already, each shown as its file reads now.
-        The name's suffix is not asked for: the header says what the file is (``.SafeTensors`` is one too)."""
+        A refused file that is listed (replaced since by another model's LoRA, or damaged) has its row show why,
+        switched off: it kept the old file's info, on, as if it were fine. The name's suffix is not asked for: the
+        header says what the file is (``.SafeTensors`` is one too)."""
         picked = PickedFiles([], [], [])
         listed = {id(e) for e in self.entries}
+        shown = False  # a listed row shows its refused file: the panel is rebuilt for it too
         for path in paths:
             path = named_path(path)
             read = read_file(path)
             if read.header.problem:
-                picked.refused.append(f"{path} is not a LoRA that can be used: {read.header.problem}.")
+                refused = f"{path} is not a LoRA that can be used: {read.header.problem}."
+                row = self._row_of(read.resolved)
+                if row is not None:
+                    _take_read(row, read.stamp, read.header)
+                    self.set_enabled(row, False)
+                    refused += " Its row in the LoRA panel now says why, and is switched off."
+                    shown = True
+                picked.refused.append(refused)
                 continue
             entry = self._add(path, enabled, 1.0, read)
             picked.added.append(entry)
@@ -117,7 +128,7 @@ class LoraState(QObject):
                 _take_read(entry, read.stamp, read.header)
                 if enabled:
                     self.set_enabled(entry, True)
-        if picked.added:
+        if picked.added or shown:
             self.changed.emit()
         return picked
 

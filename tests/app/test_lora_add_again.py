@@ -12,9 +12,9 @@ from app.data_dir import resolve_data_dir
 from app.lora_header import read_header
 from app.settings import LoraSetting, Settings, save_settings
 from gpu.paths import resources_dir
-from tests.app.gui import window_without_engine
+from tests.app.gui import generate_one, window_without_engine
 from tests.app.test_lora_panel import _tiny_lora
-from tests.lora_files import text_encoder_lora
+from tests.lora_files import sdxl_like, text_encoder_lora
 
 EXAMPLE = resources_dir() / "loras" / "monochrome-style.safetensors"
 
@@ -76,3 +76,39 @@ def test_adding_a_listed_lora_whose_file_is_back_shows_the_file_as_it_reads_now(
     assert row.info.text() == read_header(style).info and row.text_row.isVisibleTo(row)
     assert not controller.loras.refresh()  # nothing left for the next Generate to find
     assert controller.loras.requests() == [(str(style), 0.8)]  # the strength kept from the last session
+
+
+def test_picking_a_listed_lora_whose_file_is_refused_now_shows_why_and_switches_it_off(qtbot, window, tmp_path,
+                                                                                       monkeypatch):  # fmt: skip
+    """A listed LoRA's file replaced by one no job could apply (a LoRA for another model, a damaged download) and
+    picked again with "Add LoRA…": the pick was refused with a dialog, but the row kept the old file's info and
+    stayed on, as if it were fine. The row now shows why, and is switched off, so the next job runs without it; the
+    other rows are as they were."""
+    controller, panel = window.controller, window.lora_panel
+    style, other = tmp_path / "style.safetensors", tmp_path / "other.safetensors"
+    shutil.copy(EXAMPLE, style)
+    shutil.copy(EXAMPLE, other)
+    picked = [str(style), str(other)]
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: (picked, ""))
+    qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    assert panel.row_for("style").enabled.isChecked() and panel.row_for("style").triggers.text() == "monochrome"
+    before = [(e.name, e.enabled, e.info, e.trigger_words) for e in controller.loras.entries if e.path != style]
+    shown = []
+    controller.error.connect(shown.append)
+
+    for damage in (sdxl_like, lambda path: path.write_bytes(b"\0" * 100)):  # another model's LoRA; a damaged file
+        damage(style)
+        picked[:] = [str(style)]
+        qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+        problem = read_header(style).problem
+        assert problem and len(shown) == 1
+        assert shown[0].message == (f"{style} is not a LoRA that can be used: {problem}. Its row in the LoRA panel "
+                                    "now says why, and is switched off.")
+        shown.clear()
+        row = panel.row_for("style")
+        assert row.info.text() == problem and not row.enabled.isChecked()  # was: the old file's info, on
+        assert row.triggers.text() == "monochrome"  # the user's words are kept, for when the file is put back
+        assert [(e.name, e.enabled, e.info, e.trigger_words)
+                for e in controller.loras.entries if e.path != style] == before  # fmt: skip
+        made = generate_one(qtbot, controller)  # runs, without it
+        assert [lora["name"] for lora in made.settings["lora_list"]] == ["other"]
