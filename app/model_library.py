@@ -32,7 +32,8 @@ class LibraryLinks:
     add: Callable[[str, int], None]  # a model's path added, with the add's number
     remove: Callable[[str], None]  # a model taken off the list, by name
     owe_add: Callable[[str], None]  # an add owed until the engine takes it up (``EngineThread.add_model``)
-    owe_remove: Callable[[str], None]  # a removal owed until the engine takes it up (``EngineThread.remove_model``)
+    # a removal owed until the engine has made it, by name and the path listed (``EngineThread.remove_model``)
+    owe_remove: Callable[[str, Any], None]
     changed: Callable[[list[Any]], None]  # the list changed (``AppController.library_changed``)
     info_changed: Callable[[Any], None]  # the selected model's facts (``AppController.model_info_changed``)
     add_ended: Callable[[int, object], None]  # an add's number, and the model's name or why it was refused
@@ -174,7 +175,8 @@ class ModelLibrary(QObject):
         if name in self._removing:
             return
         self._removing[name] = getattr(self.entry(name), "path", None)
-        self._links.owe_remove(name)  # owed until the engine takes it up: made at quit if it never did
+        # owed until the engine has made it: made at quit if it never did, or at the next start if it could not
+        self._links.owe_remove(name, self._removing[name])
         self._links.remove(name)
         self.list_state.show_removals(self._links.jobs_ahead())
 

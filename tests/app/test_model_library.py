@@ -381,3 +381,71 @@ def test_a_model_that_is_nowhere_is_said_without_the_apps_current_folder(qtbot, 
         ("user", "no model named 'no-such-model' in the library (demo, demo-int4)"),
         ("user", f"no file or folder {gone} (and no library model of that name)"),
     ]
+
+
+# The app quit while the engine's removal of 'mine' is inside its library write (a slow or hung drive) and cannot
+# stop in time: the process leaves with os._exit as the app does, the removal never written there.
+_QUIT_MID_REMOVAL = """
+import sys, threading
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+import app.engine_worker as engine_worker
+import app.thread_exit as thread_exit
+from app.main_window import MainWindow, run_app
+
+thread_exit.STOP_WAIT_MS = 200
+engine_worker.LIBRARY_WAIT_S = 0.2
+writing = threading.Event()
+
+def remove(library, name):  # on the engine thread, holding the library's write lock
+    writing.set()
+    threading.Event().wait()
+
+engine_worker.NotedLibrary.remove = remove
+
+def drive():
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+    if not windows or not any(e.name == "mine" for e in windows[0].controller.entries):
+        QTimer.singleShot(100, drive)
+        return
+    windows[0].controller.remove_model("mine")
+    close_once_writing(windows[0])
+
+def close_once_writing(window):
+    if writing.is_set():
+        window.close()
+    else:
+        QTimer.singleShot(50, lambda: close_once_writing(window))
+
+qt = QApplication(["nibble-studio"])
+QTimer.singleShot(100, drive)
+run_app(["nibble-studio", "--data-dir", sys.argv[1]])
+print("returned")  # not reached: the engine thread is still in its removal
+"""
+
+
+def test_a_removal_the_engine_could_not_finish_at_quit_is_made_at_the_next_start(qtbot, data_root, tmp_path):
+    """The engine had taken up the removal of 'mine' (the panel said it was being removed) but could not end it
+    within the quit's wait: the app left without it (the engine had taken it off the removals owed at quit), and
+    'mine' was listed again at the next start. The removal is recorded before it starts and made at the next start;
+    the file stays."""
+    import os
+    import subprocess
+    import sys
+
+    from gpu.library import ModelLibrary
+
+    mine = tmp_path / "mine.safetensors"
+    shutil.copyfile(resources_dir() / "models" / "demo-int4.safetensors", mine)
+    assert ModelLibrary(data_root).add(mine).name == "mine"
+    out = subprocess.run([sys.executable, "-c", _QUIT_MID_REMOVAL, str(data_root)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})  # fmt: skip
+    assert out.returncode == 0 and "returned" not in out.stdout, out.stderr[-2000:]
+    assert "engine thread is still busy" in out.stderr  # it was inside the removal when the app left
+
+    assert (data_root / "owed-removals.json").is_file()  # recorded before the engine began it
+
+    window = open_window(qtbot, data_root)
+    assert "mine" not in [e.name for e in window.controller.entries]
+    assert _listed(data_root) == [] and mine.is_file()
+    assert not (data_root / "owed-removals.json").exists()  # made once: nothing left for the start after
