@@ -94,3 +94,34 @@ def test_a_base_pipeline_in_a_cache_is_read_in_its_current_revision(tmp_path):
         resolve_base(facts, library, str(tmp_path / "hub"))
     assert str(refused.value) == f"--base {tmp_path / 'hub'}: {tmp_path / 'hub'} is not a pipeline folder (it has no " \
         "model_index.json)"  # fmt: skip
+
+
+def test_a_model_run_with_its_bases_current_revision_stays_loaded_between_jobs(tmp_path, monkeypatch):
+    """A model whose recorded base snapshot is gone runs with the cache's current revision, said in its notes; a
+    base run with a note is looked for again before each job (a stand-in gives way to the recorded base once it is
+    here), and that look must find the same current revision: the model is loaded once, not at every job."""
+    from test_base_fit import with_recorded_base
+
+    import gpu.generation.service as service_module
+    from gpu.generation.request import GenerationRequest
+    from gpu.generation.service import GenerationService
+
+    root = _cached(tmp_path / "hub", "org/flux-mini", _demo_files())
+    model = with_recorded_base(tmp_path / "mini-int4.safetensors", {
+        "name": "flux-mini", "path": str(root / "snapshots" / COMMIT), "relative_path": "nowhere"})  # fmt: skip
+    _cached(tmp_path / "hub", "org/flux-mini", _demo_files(), commit=NEWER)
+    shutil.rmtree(root / "snapshots" / COMMIT)
+    loads = []
+    load_pipeline = service_module.load_pipeline
+    monkeypatch.setattr(service_module, "load_pipeline", lambda *a, **k: loads.append(1) or load_pipeline(*a, **k))
+    service = GenerationService(ModelLibrary(tmp_path / "data"))
+    request = GenerationRequest("a red star", model=str(model), steps=1, width=64, height=64)
+    (image,) = service.generate(request)
+    assert [note.split(";")[0] for note in image.extras["notes"]] == [
+        f"the revision of the base pipeline mini-int4.safetensors was made with ({root / 'snapshots' / COMMIT}) is "
+        "no longer in the Hugging Face cache"]  # fmt: skip
+    assert service.loaded.base_path == root / "snapshots" / NEWER and loads == [1]
+    service.generate(request)
+    service.generate(request)
+    assert loads == [1]  # loaded once, for the three jobs
+    assert service.is_loaded(str(model))  # as the app asks before each job (it says "Loading" when not)
