@@ -390,11 +390,12 @@ import sys, threading
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 import app.engine_worker as engine_worker
+import app.owed_changes as owed_changes
 import app.thread_exit as thread_exit
 from app.main_window import MainWindow, run_app
 
 thread_exit.STOP_WAIT_MS = 200
-engine_worker.LIBRARY_WAIT_S = 0.2
+owed_changes.LIBRARY_WAIT_S = 0.2
 writing = threading.Event()
 
 def remove(library, name):  # on the engine thread, holding the library's write lock
