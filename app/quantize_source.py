@@ -55,6 +55,11 @@ GONE_HINT = "it was moved, renamed or deleted since it was picked: pick it again
 # chosen with this problem, so that Quantize on a later page does not run another model, or none.
 NOT_IN_LIBRARY = ("{name} is no longer in the library (it was removed since it was chosen here): add it again in the "
                   "Models panel, or choose another {what}")  # fmt: skip
+# A library pipeline chosen as the source or base whose name the library lists at another folder since (removed and
+# added again from elsewhere): the name goes on to that folder, which this says, so that no other model is quantized
+# unsaid.
+RELISTED = ("{name} was added to the library again from another folder, {new} (it was {old} when chosen here): that "
+            "folder is the {what} now. Choose another {what} if it is not the one you meant")  # fmt: skip
 
 
 def output_stem(source: str, folder_path: Path | None = None) -> str:
@@ -166,6 +171,7 @@ class QuantizeSource(QObject):
     problem_changed = Signal(str)
     base_problem_changed = Signal(str)
     base_warning_changed = Signal(str)
+    relisted_changed = Signal(str)
     checking_changed = Signal(bool)
     ready_changed = Signal(bool)
     calibration_changed = Signal(object)
@@ -180,6 +186,7 @@ class QuantizeSource(QObject):
     problem = Prop("")  # why the source cannot be quantized; "" when it can
     base_problem = Prop("")  # why the base cannot calibrate the file; "" when it can (or none is needed)
     base_warning = Prop("")  # what a base that fits costs (made for the other of dev/schnell); never blocks
+    relisted = Prop("")  # the chosen library source or base now names another folder (RELISTED); never blocks
     checking = Prop(False)  # the engine's check of a single file is under way
     ready = Prop(False)
     calibration = Prop(None)  # CalibrationSet of the source (a single file's: its base's); None while not known
@@ -189,7 +196,8 @@ class QuantizeSource(QObject):
         # Library pipelines: (label, value, folder). Folders the user picks as a base are appended.
         self.bases: list[tuple[str, str, Path]] = []
         self._folders: dict[str, Path] = {}
-        self._removed: set[str] = set()  # library names that left the library while the wizard was open
+        # Library names that left the library while the wizard was open, with the folder each named then
+        self._removed: dict[str, Path] = {}
         self.facts: SingleFileFacts | None = None
         self.set_library(entries)
         for name in ("source", "base", "problem", "base_problem", "checking", "needs_base"):
@@ -202,21 +210,31 @@ class QuantizeSource(QObject):
         its pipelines are the library sources and bases, the folders picked as a base kept after them. A single
         file's base is checked again: a pipeline that fits may have come. A source or base no longer listed stays
         chosen, and its problem says it left the library (another one chosen in its place, Quantize on a later page
-        ran a model the user never chose, or none); listed again, it can be used again."""
+        ran a model the user never chose, or none); listed again, it can be used again, and ``relisted`` says so when
+        its name now stands for another folder (the name alone went on to it, and another model was quantized)."""
         pipelines = [(e.name, e.name, Path(e.path)) for e in entries if getattr(e, "kind", "") == "diffusers"]
         picked = [b for b in self.bases if b[1] not in self._folders]
         listed = {e.name for e in entries}
+        chosen = self.base if self.is_file else self.source  # a library name, or a path that is no library entry
+        was = self._folders.get(chosen) or self._removed.get(chosen)
         source_removed = self.source in self._removed
-        self._removed = (self._removed | set(self._folders)) - listed
+        self._removed = {name: folder for name, folder in (self._removed | self._folders).items() if name not in listed}
         self._folders = {e.name: Path(e.path) for e in entries}
         self.bases = pipelines + [b for b in picked if b[1] not in self._folders]
         self.bases_changed.emit()
-        if self.source and (self.source in self._removed) != source_removed:  # left the library, or came back
-            self.choose(self.source)
+        now = self._folders.get(chosen)
+        moved = was is not None and now is not None and now != was
+        if self.source and ((self.source in self._removed) != source_removed or (moved and not self.is_file)):
+            self.choose(self.source)  # left the library, came back, or names another folder: checked anew
         elif self.needs_base:
             if self._base_folder(self.base) is None and self.base not in self._removed:  # none chosen yet
                 self.base = self._preselected_base()
             self._check_base()
+            if moved:
+                self._update_calibration()  # the other folder's prompts and steps
+        if moved:
+            self.relisted = RELISTED.format(name=chosen, new=now, old=was,
+                                            what="base pipeline" if self.is_file else "source")  # fmt: skip
 
     def library_sources(self) -> list[str]:
         """The library's pipelines, by name: the sources it offers."""
@@ -226,6 +244,8 @@ class QuantizeSource(QObject):
     def choose(self, value: str) -> None:
         """A library name, a pipeline folder or a single file became the source ("": none, the library holding
         no pipeline)."""
+        if value != self.source:
+            self.relisted = ""  # said of the source chosen before, or of its base
         self.facts, self.checking = None, False
         path = Path(value)
         single = value not in self._folders and value not in self._removed and path.is_file()
@@ -307,6 +327,9 @@ class QuantizeSource(QObject):
         return folder
 
     def choose_base(self, value: str) -> None:
+        """``value`` (a library name or a folder picked; "": none) became the base of the single-file source."""
+        if value != self.base:
+            self.relisted = ""  # said of the base chosen before
         self.base = value
         self._check_base()
 

@@ -56,6 +56,7 @@ class SourcePage(QWizardPage):
         row.addWidget(pick_file)
         self.description = plain_label()  # it names the source's files
         self.description.setWordWrap(True)
+        self.relisted = warning_label()  # the chosen library model's name now stands for another folder
         self.problem = problem_label()
         self.checking = QLabel("Checking the file…")
 
@@ -83,6 +84,7 @@ class SourcePage(QWizardPage):
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.description)
+        layout.addWidget(self.relisted)
         layout.addWidget(self.checking)
         layout.addWidget(self.problem)
         layout.addWidget(self.base_box)
@@ -92,8 +94,10 @@ class SourcePage(QWizardPage):
         bind(state, "problem", self.problem)
         bind(state, "base_problem", self.base_problem)
         bind(state, "base_warning", self.base_warning)
+        bind(state, "relisted", self.relisted)
         for name, label in (("description", self.description), ("problem", self.problem),
-                            ("base_problem", self.base_problem), ("base_warning", self.base_warning)):  # fmt: skip
+                            ("base_problem", self.base_problem), ("base_warning", self.base_warning),
+                            ("relisted", self.relisted)):  # fmt: skip
             self._show(label, getattr(state, name))
             getattr(state, f"{name}_changed").connect(lambda text, label=label: self._show(label, text))
         state.checking_changed.connect(self.checking.setVisible)

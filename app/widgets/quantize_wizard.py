@@ -116,6 +116,10 @@ class QuantizeWizard(QWizard):
         self.method_page = MethodPage()
         self.calibration_page = CalibrationPage()
         self.source_state.calibration_changed.connect(self.calibration_page.show_calibration)
+        # The chosen library model's name went on to another folder while a later page showed (``relisted``):
+        # Quantize shows the source page first, which says so, as the run would make a copy of that folder's model.
+        self._relisted_unseen = False
+        self.source_state.relisted_changed.connect(self._relisted)
         self.calibration_page.show_calibration(self.source_state.calibration)
         self.run_page = RunPage(self)
         self.result_page = ResultPage(self)
@@ -230,12 +234,19 @@ class QuantizeWizard(QWizard):
     def _page_shown(self, _page_id: int) -> None:
         if self.currentPage() is self.calibration_page:
             self.show_unfinished_summary()
+        elif self.currentPage() is self.source_page:
+            self._relisted_unseen = False
+
+    def _relisted(self, text: str) -> None:
+        self._relisted_unseen = bool(text) and self.currentPage() is not self.source_page
 
     def source_still_ready(self) -> bool:
         """Whether the chosen source (and a single file's base) can still be quantized, as Quantize is pressed. When
         not (removed from the library since it was chosen, on a later page or before Back after a run), the source
-        page is shown again, which says why: the run started on whatever was left, another model or none."""
-        if self.source_state.ready:
+        page is shown again, which says why: the run started on whatever was left, another model or none. So it is
+        when its library name went on to another folder unseen (``QuantizeSource.relisted``): the run made a copy of
+        another model than the one chosen, unsaid; Quantize pressed again then runs it."""
+        if self.source_state.ready and not self._relisted_unseen:
             return True
         for _ in self.visitedIds()[1:]:
             if self.currentPage() is self.source_page:

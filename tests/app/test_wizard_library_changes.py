@@ -86,11 +86,9 @@ def test_a_source_removed_from_the_library_on_a_later_page_stays_chosen_and_no_r
     wizard.close()
 
 
-def test_a_single_files_base_removed_from_the_library_on_a_later_page_stays_chosen_and_no_run_starts(
-        qtbot, data_root, demo_model, tmp_path, monkeypatch):  # fmt: skip
-    """A single file's base pipeline removed from the library on a later page left the file with no base, and
-    Quantize started its run without one, which said to "add --base PIPELINE", a command-line flag. The base stays
-    chosen and says it left the library; Quantize goes back to the source page, which says so."""
+def _file_based_on_the_library_on_a_later_page(qtbot, data_root, demo_model, tmp_path):
+    """The window and its wizard, on the calibration page, of a single file whose base is the library's "dev-base"
+    (the demo model)."""
     window = window_without_engine(qtbot, resolve_data_dir(data_root))
     window.quantize_panel.open_button.click()
     window.controller.library_changed.emit([_pipeline("dev-base", demo_model)])
@@ -101,6 +99,16 @@ def test_a_single_files_base_removed_from_the_library_on_a_later_page_stays_chos
     assert state.base == "dev-base" and state.ready, state.problem
     wizard.next()
     wizard.next()
+    return window, wizard
+
+
+def test_a_single_files_base_removed_from_the_library_on_a_later_page_stays_chosen_and_no_run_starts(
+        qtbot, data_root, demo_model, tmp_path, monkeypatch):  # fmt: skip
+    """A single file's base pipeline removed from the library on a later page left the file with no base, and
+    Quantize started its run without one, which said to "add --base PIPELINE", a command-line flag. The base stays
+    chosen and says it left the library; Quantize goes back to the source page, which says so."""
+    window, wizard = _file_based_on_the_library_on_a_later_page(qtbot, data_root, demo_model, tmp_path)
+    page, state = wizard.source_page, wizard.source_state
     window.controller.library_changed.emit([])
     assert state.base == page.base.currentData() == "dev-base" and not state.ready
     assert page.base.currentText() == "dev-base (no longer in the library)"
@@ -108,4 +116,87 @@ def test_a_single_files_base_removed_from_the_library_on_a_later_page_stays_chos
     assert page.base_problem.text() == ("dev-base is no longer in the library (it was removed since it was chosen "
                                         "here): add it again in the Models panel, or choose another base "
                                         "pipeline")  # fmt: skip
+    wizard.close()
+
+
+def test_a_source_added_again_from_another_folder_is_said_before_it_is_quantized(
+        qtbot, data_root, demo_model, tmp_path, monkeypatch):  # fmt: skip
+    """The chosen source removed from the library and added again under its name from another folder, while a later
+    page showed, was taken as the source unsaid: Quantize made a copy of another model than the one chosen. The name
+    goes on to the new folder, which the source page names; Quantize shows it first, and runs it when pressed again."""
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    window.quantize_panel.open_button.click()
+    library = window.controller.library_changed
+    mine, elsewhere = demo_model, pipeline_copy(demo_model, tmp_path / "elsewhere" / "mine")
+    library.emit([_pipeline("mine", mine)])
+    wizard = window.quantize_panel.wizard
+    page, state = wizard.source_page, wizard.source_state
+    assert state.source == "mine" and state.ready
+    wizard.next()
+    wizard.next()
+    library.emit([])
+    library.emit([_pipeline("mine", elsewhere)])
+    _quantize_refused(wizard, monkeypatch)
+    said = (f"mine was added to the library again from another folder, {elsewhere} (it was {mine} when chosen here): "
+            "that folder is the source now. Choose another source if it is not the one you meant")  # fmt: skip
+    assert page.relisted.text() == said and not page.relisted.isHidden()
+    assert state.source == page.source.currentData() == "mine" and state.ready
+    assert page.source.currentText() == "mine"
+    # Seen: Quantize runs it (the library name, which the engine opens at the new folder)
+    wizard.next()
+    wizard.next()
+    started: list[str] = []
+    monkeypatch.setattr(QuantizeWizard, "_choose_name", lambda self, source, name: started.append(source))
+    wizard.next()
+    assert started == ["mine"] and wizard.currentPage() is wizard.run_page
+    wizard.close()
+
+
+def test_a_source_page_showing_says_a_source_added_again_from_another_folder_and_another_choice_clears_it(
+        qtbot, data_root, demo_model, tmp_path, monkeypatch):  # fmt: skip
+    """Added again from another folder while the source page shows, the source is said to be the new folder there,
+    and Quantize is not stopped for it again; a source chosen then is no longer said to be moved."""
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    window.quantize_panel.open_button.click()
+    library = window.controller.library_changed
+    other = _pipeline("other", pipeline_copy(demo_model, tmp_path / "other"))
+    library.emit([_pipeline("mine", demo_model), other])
+    wizard = window.quantize_panel.wizard
+    page, state = wizard.source_page, wizard.source_state
+    elsewhere = pipeline_copy(demo_model, tmp_path / "elsewhere" / "mine")
+    library.emit([_pipeline("mine", elsewhere), other])  # the name's folder changed at once (no list between)
+    assert state.source == "mine" and state.ready
+    assert page.relisted.text().startswith(f"mine was added to the library again from another folder, {elsewhere}")
+    page.source.setCurrentIndex(page.source.findData("other"))
+    assert state.source == "other" and page.relisted.isHidden() and state.relisted == ""
+    page.source.setCurrentIndex(page.source.findData("mine"))
+    assert state.source == "mine" and page.relisted.isHidden()
+    library.emit([_pipeline("mine", demo_model), other])
+    assert not page.relisted.isHidden()
+    wizard.next()
+    wizard.next()
+    started: list[str] = []
+    monkeypatch.setattr(QuantizeWizard, "_choose_name", lambda self, source, name: started.append(source))
+    wizard.next()
+    assert started == ["mine"]
+    wizard.close()
+
+
+def test_a_single_files_base_added_again_from_another_folder_is_said_before_the_file_is_quantized(
+        qtbot, data_root, demo_model, tmp_path, monkeypatch):  # fmt: skip
+    """A single file's base pipeline removed and added again under its name from another folder on a later page was
+    taken as the base unsaid, and the file calibrated with another pipeline's encoders and prompts. The new folder is
+    said on the source page, which Quantize shows first."""
+    window, wizard = _file_based_on_the_library_on_a_later_page(qtbot, data_root, demo_model, tmp_path)
+    page, state = wizard.source_page, wizard.source_state
+    elsewhere = pipeline_copy(demo_model, tmp_path / "elsewhere" / "dev-base")
+    window.controller.library_changed.emit([])
+    window.controller.library_changed.emit([_pipeline("dev-base", elsewhere)])
+    _quantize_refused(wizard, monkeypatch)
+    assert page.relisted.text() == (
+        f"dev-base was added to the library again from another folder, {elsewhere} (it was {demo_model} when chosen "
+        "here): that folder is the base pipeline now. Choose another base pipeline if it is not the one you meant")
+    assert state.base == page.base.currentData() == "dev-base" and state.ready and page.base_problem.isHidden()
+    page.base.setCurrentIndex(0)  # "Choose the base pipeline…"
+    assert page.relisted.isHidden()
     wizard.close()
