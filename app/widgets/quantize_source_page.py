@@ -44,6 +44,7 @@ class SourcePage(QWizardPage):
         # The library as it changes: opened while the engine started, the wizard listed no library model for good
         # (and checked "" as a folder); a pipeline added meanwhile was not offered either.
         controller.library_changed.connect(self._library_changed)
+        self._following = True  # till the wizard closes (``stop_following_library``)
         browse = QPushButton("Other folder…")
         browse.clicked.connect(self._browse)
         pick_file = QPushButton("Single file…")
@@ -137,6 +138,14 @@ class SourcePage(QWizardPage):
         value = self.source.currentData() or ""
         if value != self.state.source or not value:
             self.state.choose(value)
+
+    def stop_following_library(self) -> None:
+        """The wizard closed: its lists no longer follow the library (a closed wizard stays alive while its run may
+        stop, and is never shown again: "Quantize this model…" opens a new one, which lists the library as it is
+        then)."""
+        if self._following:
+            self._following = False
+            self.controller.library_changed.disconnect(self._library_changed)
 
     @staticmethod
     def _show(label: QLabel, text: str) -> None:

@@ -533,6 +533,7 @@ class QuantizeWizard(QWizard):
             return  # the run goes on, and the wizard stays open with it
         self.cancel()
         self.keep_result()
+        self.source_page.stop_following_library()  # it listed the library anew at every change, closed for good
         if self.running:
             # Its thread quits once the run has ended: a thread told to quit drops the calls queued to it, and the
             # run may still be queued there behind the check of a picked file; it would then never run nor end,

@@ -200,3 +200,34 @@ def test_a_single_files_base_added_again_from_another_folder_is_said_before_the_
     page.base.setCurrentIndex(0)  # "Choose the base pipeline…"
     assert page.relisted.isHidden()
     wizard.close()
+
+
+def test_a_closed_wizard_no_longer_follows_the_library_and_one_opened_again_lists_it_as_it_is(
+        qtbot, window, demo_model, tmp_path):  # fmt: skip
+    """A closed wizard (kept by the panel while its run may stop) listed the library anew at every change, for good.
+    Closed, it follows the library no more; the wizard "Quantize this model…" opens next lists a model added
+    meanwhile."""
+    panel = window.quantize_panel
+    panel.open_button.click()
+    closed = panel.wizard
+    closed.close()
+    assert not closed.isVisible()
+    listed = [closed.source_page.source.itemData(i) for i in range(closed.source_page.source.count())]
+    assert listed == ["demo"]
+    with qtbot.waitSignal(window.controller.add_ended, timeout=60000) as added:
+        window.controller.add_model(pipeline_copy(demo_model, tmp_path / "mine"), select=False)
+    name = added.args[1]
+    assert isinstance(name, str), name
+    assert [closed.source_page.source.itemData(i) for i in range(closed.source_page.source.count())] == listed
+    assert closed.source_state.library_sources() == ["demo"]
+    panel.open_button.click()
+    reopened = panel.wizard
+    assert reopened is not closed and reopened.isVisible()
+    page = reopened.source_page
+    assert [page.source.itemData(i) for i in range(page.source.count())] == ["demo", name]
+    assert name in [page.base.itemData(i) for i in range(page.base.count())]
+    # The open one follows the library still
+    with qtbot.waitSignal(window.controller.add_ended, timeout=60000) as added:
+        window.controller.add_model(pipeline_copy(demo_model, tmp_path / "theirs"), select=False)
+    assert [page.source.itemData(i) for i in range(page.source.count())] == ["demo", name, added.args[1]]
+    reopened.close()
