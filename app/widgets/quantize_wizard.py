@@ -225,6 +225,6 @@ class QuantizeWizard(RunTurns, UnfinishedRuns, QWizard):
     def shutdown(self) -> None:
         """The app quits: a finished model goes to the library, and the worker thread stops."""
         # Asked of the engine before it stops; an add it never gets to (a job running, the quit queued ahead of it)
-        # is made by its stop (app.engine_worker.OwedChanges), and a kill is made good by the next start
+        # is made by its stop (app.owed_changes.OwedChanges), and a kill is made good by the next start
         self.keep_result()
         self._thread.stop(self.job)
