@@ -9,10 +9,11 @@ atomic writes' scratch folders and temp files (hidden names) are no ``*.safetens
 SVDQ model (a LoRA put there by hand) is passed over, and a file whose sizes or checksum are wrong is left out.
 
 Left out on purpose, in ``library.json`` under ``unlisted`` (path, size, modification time and why): a model the
-user removed (Remove keeps its file, so the next start would add it again) and a file found damaged (not read
-again at every start). A record holds only while that very file is there: one whose file is gone or changed (a
-new run wrote that name again) is forgotten at the next save, and so is one whose path is listed again (the
-user added it back). An older version of this format ignores the key, and drops it when it saves."""
+user removed (Remove keeps its file, so the next start would add it again), a file found damaged, and one whose
+check failed in a way no check names (neither read again at every start; adding it by hand checks it again). A
+record holds only while that very file is there: one whose file is gone or changed (a new run wrote that name
+again) is forgotten at the next save, and so is one whose path is listed again (the user added it back). An older
+version of this format ignores the key, and drops it when it saves."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu.errors import CheckpointError, UserError
+from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.paths import resolved, same_file
 from gpu.safetensors_header import is_safetensors_name
 
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 UNLISTED_KEY = "unlisted"
 REMOVED = "removed"  # the user took it off the list
 DAMAGED = "damaged"  # found here with wrong sizes or checksum
+
+
+def unchecked(err: Exception) -> str:
+    """Why a file found here whose check failed in a way no check names (``err``) is left out: the error, in short."""
+    return f"it could not be checked ({type(err).__name__}: {str(err)[:200]})"
 
 
 def _record(path: Path, why: str) -> dict[str, Any] | None:
@@ -124,9 +131,10 @@ def found_models(folder: Path, listed: Iterable[Path], library_file: Path) -> li
 def add_found_models(library: ModelLibrary, folder: Path, listed: Iterable[Path]) -> list[ModelEntry]:
     """Adds the finished SVDQ models ``found_models`` finds in ``folder`` (the app's models folder) to
     ``library``, each after its full check (sizes and checksum: a file cut short or damaged is recorded as left
-    out, never added); returns the entries added. A file that is no SVDQ model is passed over; one that cannot
-    be read now, or whose check fails in a way no check names (logged with its traceback), is tried again at the
-    next start, and the files after it are looked at all the same."""
+    out, never added); returns the entries added. A file that is no SVDQ model is passed over; one whose check fails
+    in a way no check names is left out too (``unchecked``: its traceback logged), and the files after it are looked
+    at all the same; one that cannot be read now, or whose check ran out of memory, is tried again at the next
+    start."""
     from gpu.checkpoint.verified import verify_checkpoint_once
     from gpu.model_files import inspect_model_path
 
@@ -143,8 +151,16 @@ def add_found_models(library: ModelLibrary, folder: Path, listed: Iterable[Path]
         except (UserError, OSError) as err:  # no model (another kind of file), or unreadable now
             log.info("not adding %s, found in the models folder: %s", path, err)
             continue
-        except Exception:  # a case no check names yet: this file's problem, not the other files' (tried again)
-            log.exception("not adding %s, found in the models folder: it could not be checked", path)
+        except Exception as err:  # a case no check names yet: this file's problem, not the other files'
+            if gpu_ran_out(err) or ram_ran_out(err):  # no fault of the file: tried again at the next start
+                log.warning("not adding %s, found in the models folder, for now: %s", path, err)
+                continue
+            # Left out while it stays unchanged, as a damaged file is: checked again at every start, a multi-GiB file
+            # was read whole (its checksum) and logged its traceback each time. Adding it by hand checks it again.
+            why = unchecked(err)
+            log.exception("not adding %s, found in the models folder: %s (left out while the file stays unchanged; "
+                          "adding it to the library checks it again)", path, why)  # fmt: skip
+            library.leave_out(path, why)
             continue
         entry = library.add(path)
         if not entry.already_added:

@@ -16,7 +16,7 @@ import gpu.checkpoint.format as checkpoint_format
 from gpu.checkpoint.verified import forget_verified, verify_checkpoint_once
 from gpu.errors import ModelLoadError
 from gpu.library import ModelLibrary
-from gpu.library_found import add_found_models, found_models
+from gpu.library_found import add_found_models, found_models, left_out
 from gpu.paths import resources_dir
 
 DEMO_INT4 = resources_dir() / "models" / "demo-int4.safetensors"
@@ -134,7 +134,8 @@ def test_a_damaged_file_found_is_left_out_and_not_read_again(tmp_path, monkeypat
 def test_a_file_whose_check_fails_unexpectedly_stops_no_other_file_found(tmp_path, monkeypatch):
     """A model_config with a head width of 0 raised ZeroDivisionError out of the models folder's scan at every start,
     and every finished model sorted after it was never added: it is a damaged file's error (left out), and an error
-    no check names yet is that file's alone (logged, tried again at the next start)."""
+    no check names yet is that file's alone (logged, and left out with its reason: ``test_a_file_whose_check_fails_
+    unexpectedly_is_left_out_while_unchanged``)."""
     import gpu.checkpoint.verified as verified
 
     models = tmp_path / "models"
@@ -153,5 +154,39 @@ def test_a_file_whose_check_fails_unexpectedly_stops_no_other_file_found(tmp_pat
     library = ModelLibrary(tmp_path / "data")
     assert [e.name for e in add_found_models(library, models, [])] == ["c-good-int4"]
     records = json.loads(library.file.read_text())["unlisted"]
-    assert [(r["path"], r["why"]) for r in records] == [(str(broken), "damaged")]  # the odd one: tried again
-    assert found_models(models, [e.path for e in library.entries()], library.file) == [odd]
+    assert [(r["path"], r["why"]) for r in records] == [
+        (str(broken), "damaged"), (str(odd), "it could not be checked (IndexError: a case no check names)")]
+
+
+def test_a_file_whose_check_fails_unexpectedly_is_left_out_while_unchanged(tmp_path, monkeypatch, caplog):
+    """A file whose check failed with an error no check names was not recorded as left out, unlike a damaged one:
+    every start read it whole again (its checksum: minutes for a large model on a slow disk) and logged the same
+    traceback. It is left out with its reason while it stays unchanged (the traceback logged once); changed, it is
+    checked again. A memory running out is no fault of the file: tried again at the next start."""
+    models = tmp_path / "models"
+    odd = _copy(models, "odd-int4.safetensors")
+    checks: list[Path] = []
+    failure: list[Exception] = [MemoryError()]
+
+    def failing(path):
+        checks.append(Path(path))
+        raise failure[0]
+
+    monkeypatch.setattr(checkpoint_format, "verify_checkpoint", failing)
+    library = ModelLibrary(tmp_path / "data")
+    assert add_found_models(library, models, []) == []
+    assert checks == [odd] and not library.file.exists()  # out of memory: nothing recorded, tried again
+    failure[0] = RuntimeError("a case no check names")
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="gpu.library_found"):
+        assert add_found_models(library, models, []) == []  # the next start
+    assert checks == [odd, odd]
+    assert left_out(library.file, odd) == "it could not be checked (RuntimeError: a case no check names)"
+    (logged,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert logged.exc_info is not None and "RuntimeError: a case no check names" in caplog.text  # the traceback
+    assert add_found_models(library, models, []) == []  # the start after: not checked again
+    assert checks == [odd, odd]
+    with odd.open("ab") as f:  # changed (a new run wrote that name again): checked again
+        f.write(b"\0")
+    assert add_found_models(library, models, []) == []
+    assert checks == [odd, odd, odd]
