@@ -313,14 +313,16 @@ def test_a_load_onto_another_device_hashes_the_bytes_it_places(tiny_flux_int4, t
         load_checkpoint(bad, device="meta")
 
 
-@pytest.mark.parametrize("case", ["missing", "more blocks"])
+@pytest.mark.parametrize("case", ["missing", "more blocks", "rope widths", "rope axes"])
 def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(
     tiny_flux_int4, tmp_path, capsys, monkeypatch, case
 ):
     """A file without one of its model's tensors (or whose model_config describes blocks it does not hold) was
     "checksum OK" to inspect and added to the library as usable (their checks took no tensor set); generate then
     refused it, with no remedy. Its tensor set is checked against the skeleton the metadata describes, and its block
-    counts against the header before that skeleton is built (num_layers 10000: 90 s and 1.8 GB to build)."""
+    counts against the header before that skeleton is built (num_layers 10000: 90 s and 1.8 GB to build). So is the
+    rotary embedding's split of a head, which no tensor shows: a hand-edited axes_dims_rope [16, 56, 40] for
+    [16, 56, 56] passed inspect and the library, and stopped generate mid-image."""
     import gpu.checkpoint.skeleton as skeleton
     from gpu.checkpoint.format import verify_checkpoint
     from gpu.errors import ModelLoadError
@@ -334,11 +336,18 @@ def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(
     if case == "missing":
         _rewrite(Path(tiny_flux_int4), bad, edit_tensors=lambda t: t.pop("proj_out.bias"))
         message = "bad.safetensors: missing tensors: proj_out.bias"
-    else:
+    elif case == "more blocks":
         blocks = read_checkpoint_meta(tiny_flux_int4).model_config["num_single_layers"]
         edit_svdq_meta(Path(tiny_flux_int4), bad, lambda d: d["model_config"].update(num_single_layers=blocks + 40))
         message = (f"bad.safetensors: the model_config in its SVDQ metadata gives num_single_layers {blocks + 40}, "
                    f"but the file holds tensors of {blocks} single_transformer_blocks")  # fmt: skip
+    else:
+        head = read_checkpoint_meta(tiny_flux_int4).model_config["attention_head_dim"]
+        widths = [head // 8, head // 2, head // 8 * 3 - 16] if case == "rope widths" else [head // 2 - 1, head // 2 + 1]
+        edit_svdq_meta(Path(tiny_flux_int4), bad, lambda d: d["model_config"].update(axes_dims_rope=widths))
+        problem = (f"they add up to {head - 16}, but the attention heads are {head} wide (attention_head_dim)"
+                   if case == "rope widths" else "it needs 3 positive even numbers, one per position axis")
+        message = f"bad.safetensors: the model_config in its SVDQ metadata gives axes_dims_rope {widths}: {problem}"
     remedy = "re-quantize the model, or copy or download the file again"
     with pytest.raises(CheckpointError, match=re.escape(message)) as refused:
         verify_checkpoint(bad)
@@ -349,4 +358,4 @@ def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(
     assert main(["--data-dir", str(tmp_path / "data"), "inspect", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.endswith(f" ({remedy})\n")
-    assert built == [] if case == "more blocks" else built  # refused from the header alone
+    assert built == [] if case != "missing" else built  # refused from the header alone

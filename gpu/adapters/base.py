@@ -28,6 +28,9 @@ class ModelAdapter:
     # (model config key, block list name): the counts of repeated blocks the config gives, which a file's tensor
     # names show (``<block list name>.<index>.``): a model is built block by block, so the counts set its cost.
     block_counts: tuple[tuple[str, str], ...] = ()
+    # (model config key of the rotary embedding's per-axis widths, the key of the attention head width it splits,
+    # that width's default, the number of position axes): no tensor's shape shows the split, which must be whole
+    rope_axes: tuple[str, str, int, int] | None = None
 
     def role_of(self, module_name: str) -> str:
         for pattern, role in self.rules:

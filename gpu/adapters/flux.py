@@ -33,5 +33,7 @@ FLUX = register_adapter(
             ("single_transformer_blocks", ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
         ),
         block_counts=(("num_layers", "transformer_blocks"), ("num_single_layers", "single_transformer_blocks")),
+        # img_ids/txt_ids hold 3 coordinates (text index, row, column), each rotating its share of a head's channels
+        rope_axes=("axes_dims_rope", "attention_head_dim", 128, 3),
     )
 )

@@ -112,13 +112,17 @@ def read_checkpoint_meta(path: Path | str) -> CheckpointMeta:
 
 def read_buildable_meta(path: Path | str) -> CheckpointMeta:
     """``read_checkpoint_meta``, and the counts of repeated blocks its model_config gives checked against the
-    blocks the header's tensor names hold (``_check_block_counts``): the metadata a model skeleton is built from."""
+    blocks the header's tensor names hold (``_check_block_counts``), and its rotary embedding's split of a head
+    (``_check_rope_axes``): the metadata a model skeleton is built from."""
     from gpu.adapters import adapter_named
 
     path = Path(path)
     _, header = read_safetensors_header(path)
     meta = _meta_from_header(path.name, header)
-    _check_block_counts(path.name, meta, header, adapter_named(meta.architecture).block_counts)
+    adapter = adapter_named(meta.architecture)
+    _check_block_counts(path.name, meta, header, adapter.block_counts)
+    if adapter.rope_axes is not None:
+        _check_rope_axes(path.name, meta.model_config, *adapter.rope_axes)
     return meta
 
 
@@ -226,6 +230,28 @@ def _check_block_counts(
         if type(count) is int and count != len(held[blocks]):
             raise CheckpointError(f"{name}: the model_config in its SVDQ metadata gives {config_key} {count}, but "
                                   f"the file holds tensors of {len(held[blocks])} {blocks}", hint=REMAKE)  # fmt: skip
+
+
+def _check_rope_axes(name: str, config: dict[str, Any], axes_key: str, head_key: str, head_default: int,
+                     axes: int) -> None:  # fmt: skip
+    """The model_config's rotary embedding widths (``config[axes_key]``: one per position axis) split an attention
+    head (``config[head_key]``, else ``head_default``) whole: ``axes`` positive even numbers summing to its width.
+    No tensor's shape shows them, so a hand-edited ``[16, 56, 40]`` passed every check and failed mid-image (the
+    rotation's width is not the head's)."""
+    widths = config.get(axes_key)
+    head = config.get(head_key, head_default)
+    if widths is None or type(head) is not int or head <= 0:  # absent: the model's default; a head width of no
+        return  # positive number: building names it
+    said = json.dumps(widths)[:60]
+    if not isinstance(widths, list) or len(widths) != axes or \
+            any(type(w) is not int or w <= 0 or w % 2 for w in widths):  # fmt: skip
+        problem = f"it needs {axes} positive even numbers, one per position axis"
+    elif sum(widths) != head:
+        problem = f"they add up to {sum(widths)}, but the attention heads are {head} wide ({head_key})"
+    else:
+        return
+    raise CheckpointError(f"{name}: the model_config in its SVDQ metadata gives {axes_key} {said}: {problem}",
+                          hint=REMAKE)  # fmt: skip
 
 
 # What fixes an SVDQ file whose header or tensors are not what its model needs (edited, damaged, or another model's)
