@@ -226,3 +226,78 @@ def test_a_listed_base_without_its_transformer_weights_is_the_models_base_for_go
     notes: list[str] = []
     assert resolve_base(facts, library, None, notes) == base == recorded_base_here(facts, library)
     assert notes == []
+
+
+def _demo_scheduler(**changes: object) -> dict:
+    """The scheduler record of the demo pipeline's scheduler (its scheduler_config.json), with ``changes``."""
+    config = json.loads((MODELS / "demo" / "scheduler" / "scheduler_config.json").read_text())
+    return {"class": config["_class_name"], "config": {**{k: v for k, v in config.items() if k[0] != "_"}, **changes}}
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_model_that_records_its_scheduler_runs_with_it_on_a_base_with_another(tmp_path, monkeypatch, recorded):
+    """An SVDQ file recorded no scheduler: run on a stand-in base of the other kind (a FLUX.1-dev pipeline for a
+    model of FLUX.1-schnell's kind), the note could only say its scheduler "may not be the model's", and the images
+    were the stand-in scheduler's. A file that records the scheduler it was made with runs with it, and says so; one
+    made before it was recorded (demo-int4) runs and reads as before."""
+    from gpu.generation.request import GenerationRequest
+    from gpu.generation.service import GenerationService
+
+    without_builtins(monkeypatch, tmp_path)
+    library = ModelLibrary(tmp_path / "data")
+    dev = _pipeline(tmp_path / "dev", guided=True)  # the other kind than demo-int4's, and another scheduler
+    scheduler_file = dev / "scheduler" / "scheduler_config.json"
+    scheduler_file.write_text(json.dumps({**json.loads(scheduler_file.read_text()), "shift": 1.0,
+                                          "use_dynamic_shifting": False}))  # fmt: skip
+    library.add(dev)
+    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "far.safetensors",
+                           lambda meta: (meta["base_model"].update(name="FLUX.1-schnell", path="/nowhere/schnell",
+                                                                   relative_path="schnell"),
+                                         meta.update(scheduler=_demo_scheduler()) if recorded else None))  # fmt: skip
+    service = GenerationService(library)
+    (image,) = service.generate(GenerationRequest("a red star", model=str(model), steps=2, width=64, height=64))
+    scheduler = service.loaded.pipe.scheduler
+    stand_in = ("the base pipeline far.safetensors records (FLUX.1-schnell) is not on this machine; it runs with the "
+                f"library's pipeline 'dev' ({dev}), which fits it")  # fmt: skip
+    assert image.settings["base"] == "dev"
+    if recorded:
+        assert image.extras["notes"] == [stand_in, "far.safetensors runs with the scheduler it records it was made "
+                                         "with, not its base pipeline's (shift 3.0 vs 1.0, use_dynamic_shifting true "
+                                         "vs false: the model's vs the base's)"]  # fmt: skip
+        assert (scheduler.config.shift, scheduler.config.use_dynamic_shifting) == (3.0, True)
+        assert float(scheduler.sigmas[1]) != 0.5  # the 2-step schedule shifted by the image's size, as it was made
+    else:  # today's words and scheduler
+        assert image.extras["notes"] == [stand_in + " but is the pipeline of a guidance-distilled model (FLUX.1-dev's "
+                                         "kind) and the model is a model without guidance input (FLUX.1-schnell's "
+                                         "kind): its scheduler may not be the model's, and the images then differ "
+                                         "from its own base's"]  # fmt: skip
+        assert (scheduler.config.shift, scheduler.config.use_dynamic_shifting) == (1.0, False)
+        assert float(scheduler.sigmas[1]) == 0.5
+
+
+def test_a_recorded_scheduler_the_same_as_the_bases_is_not_said(tmp_path):
+    from gpu.generation.request import GenerationRequest
+    from gpu.generation.service import GenerationService
+
+    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "own.safetensors",
+                           lambda meta: meta.update(scheduler=_demo_scheduler()))  # fmt: skip
+    service = GenerationService(ModelLibrary(tmp_path / "data"))
+    (image,) = service.generate(GenerationRequest("a red star", model=str(model), steps=1, width=64, height=64))
+    assert image.settings["base"] == "demo" and image.extras["notes"] == []
+
+
+@pytest.mark.parametrize("name", ["NoSuchScheduler", "os.system", "__class__", "SchedulerMixin", "FluxPipeline"])
+def test_a_recorded_scheduler_of_no_known_class_is_refused_naming_the_file(tmp_path, name):
+    """The class is looked up by name among diffusers' schedulers only: never imported or evaluated from the file."""
+    from gpu.errors import UserError
+    from gpu.generation.request import GenerationRequest
+    from gpu.generation.service import GenerationService
+
+    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "odd.safetensors",
+                           lambda meta: meta.update(scheduler={"class": name, "config": {}}))  # fmt: skip
+    service = GenerationService(ModelLibrary(tmp_path / "data"))
+    with pytest.raises(UserError) as refused:
+        service.generate(GenerationRequest("a red star", model=str(model), steps=1, width=64, height=64))
+    assert str(refused.value) == (f"odd.safetensors: the scheduler its SVDQ metadata records, {name!r}, is none of "
+                                  "the schedulers this app has")  # fmt: skip
+    assert refused.value.hint == "update Nibble Studio, or re-quantize the model with this version"

@@ -149,6 +149,11 @@ def _entry_without_offsets(header: dict) -> None:
         (None, lambda d: d["base_model"].update(path=5), r"base_model is invalid \(path is 5, not a text or null\)"),
         (None, _first_layer_alpha_text, r"metadata of layer .* is invalid \(alpha is \"x\", not a number or null\)"),
         (None, lambda d: d["calibration"].update(mean_layer_error="x"), "calibration is invalid .*mean_layer_error"),
+        # the scheduler it was made with (optional: {} or absent in older files), a record of it malformed
+        (None, lambda d: d.update(scheduler="x"), "the SVDQ metadata's scheduler is not a JSON object"),
+        (None, lambda d: d.update(scheduler={"class": 5, "config": {}}), r"scheduler is invalid \(class is 5, not a t"),
+        (None, lambda d: d.update(scheduler={"class": "A", "config": []}), r"scheduler is invalid \(config is \[\], n"),
+        (None, lambda d: d.update(scheduler={"class": "A"}), r"scheduler is invalid \(a recorded scheduler needs both"),
     ],
 )  # fmt: skip
 def test_damaged_headers_and_metadata_are_named(tiny_flux_int4, tmp_path, header_change, meta_change, message):

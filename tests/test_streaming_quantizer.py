@@ -57,7 +57,7 @@ def _same(a: Path, b: Path) -> None:
     for k in ta:
         assert ta[k].dtype == tb[k].dtype and torch.equal(ta[k], tb[k]), k
     ma, mb = read_checkpoint_meta(a), read_checkpoint_meta(b)
-    for field in ("layers", "quantization", "calibration", "model_config", "dtype"):
+    for field in ("layers", "quantization", "calibration", "model_config", "dtype", "scheduler"):
         assert getattr(ma, field) == getattr(mb, field), field
 
 
@@ -74,6 +74,11 @@ def test_streaming_equals_in_memory(streamed, tmp_path):
     meta, _ = load_checkpoint(streamed)  # checksum verified
     assert meta.calibration["samples"] == 2 * 2 * 2  # prompts x timesteps x (prompt, empty prompt) under true CFG
     assert not parts_dir(streamed).exists()
+    # The scheduler its calibration ran, and its base runs (a stand-in base's may be another): the model runs with it
+    demo = json.loads((DEMO / "scheduler" / "scheduler_config.json").read_text())
+    assert meta.scheduler["class"] == demo["_class_name"] == "FlowMatchEulerDiscreteScheduler"
+    assert meta.scheduler["config"] == {**meta.scheduler["config"], **{k: v for k, v in demo.items() if k[0] != "_"}}
+    assert (meta.scheduler["config"]["shift"], meta.scheduler["config"]["use_dynamic_shifting"]) == (3.0, True)
 
 
 def test_shared_input_groups_share_smoothing_so_the_fused_model_merges(streamed):

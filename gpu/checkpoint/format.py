@@ -10,7 +10,9 @@ A standard ``.safetensors`` file (so any safetensors reader can list it; never p
   ``model_config`` (the base model's diffusers config), ``dtype``, ``layers`` (per layer: method,
   formats, group sizes, rank, in/out features), ``quantization`` (run settings), ``calibration``
   summary, ``base_model`` (library name, absolute and relative path of the pipeline it came from),
-  ``tool`` version, ``created``, and ``sha256`` of the data section (every byte after the header).
+  ``scheduler`` (optional: the scheduler of the pipeline that calibrated it, ``{"class": name, "config": {...}}``;
+  ``{}`` or absent in files written before it was recorded), ``tool`` version, ``created``, and ``sha256`` of the
+  data section (every byte after the header).
 
 The checksum is written without a second pass over the tensors: the header is first written with a
 placeholder of the digest's length, the data section is hashed from disk, and the placeholder is
@@ -52,6 +54,8 @@ class CheckpointMeta:
     quantization: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
     base_model: dict[str, Any] = field(default_factory=dict)
+    # the scheduler the model was made with: {"class": diffusers class name, "config": its settings}; {}: not recorded
+    scheduler: dict[str, Any] = field(default_factory=dict)
     tool: str = f"nibble-studio {__version__}"
     created: str = ""
     format: str = FORMAT_NAME
@@ -188,7 +192,7 @@ def _check_meta_types(name: str, meta: CheckpointMeta) -> None:
     header is named here instead of failing deep inside them."""
     from gpu.modules.layer_spec import LayerSpec
 
-    for field_name in ("model_config", "layers", "quantization", "calibration", "base_model"):
+    for field_name in ("model_config", "layers", "quantization", "calibration", "base_model", "scheduler"):
         if not isinstance(getattr(meta, field_name), dict):
             raise CheckpointError(f"{name}: the SVDQ metadata's {field_name} is not a JSON object", hint=REMAKE)
     if meta.dtype not in _STORAGE_DTYPES:
@@ -205,9 +209,12 @@ def _check_meta_types(name: str, meta: CheckpointMeta) -> None:
         except (ValueError, KeyError, TypeError) as err:
             raise CheckpointError(f"{name}: the SVDQ metadata of layer {layer} is invalid ({err})",
                                   hint=REMAKE) from None  # fmt: skip
-    for field_name, fields in (("base_model", _BASE_FIELDS), ("calibration", _CALIBRATION_FIELDS)):
+    for field_name, fields in (("base_model", _BASE_FIELDS), ("calibration", _CALIBRATION_FIELDS),
+                               ("scheduler", _SCHEDULER_FIELDS)):  # fmt: skip
         try:
             _check_fields(getattr(meta, field_name), fields)
+            if field_name == "scheduler" and meta.scheduler and not fields.keys() <= meta.scheduler.keys():
+                raise ValueError("a recorded scheduler needs both its class and its config")
         except ValueError as err:
             raise CheckpointError(f"{name}: the SVDQ metadata's {field_name} is invalid ({err})", hint=REMAKE) from None
 
@@ -267,6 +274,8 @@ _LAYER_FIELDS = {"alpha": _NUMBER, "error": _NUMBER, "kind": ((str,), "a text")}
 _BASE_FIELDS = {"defaults": ((dict, type(None)), "a JSON object or null"), "name": _TEXT, "path": _TEXT,
                 "relative_path": _TEXT}  # fmt: skip
 _CALIBRATION_FIELDS = {"mean_layer_error": _NUMBER}
+# the class is looked up among diffusers' schedulers where the model loads (``gpu.generation.pipeline_loader``)
+_SCHEDULER_FIELDS = {"class": ((str,), "a text"), "config": ((dict,), "a JSON object")}
 
 
 def _check_fields(data: dict[str, Any], fields: dict[str, tuple[tuple[type, ...], str]]) -> None:

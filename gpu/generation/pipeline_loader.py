@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -49,7 +50,8 @@ class LoadedPipeline:
     # (prompt, max length, LoRAs on the text encoders) -> embeddings (gpu.generation.memory)
     prompt_cache: dict = field(default_factory=dict)
     model_hash: str = ""  # the images' "Model hash" of the weights loaded (set by the service as it loads them)
-    base_notes: list[str] = field(default_factory=list)  # a stand-in base said (``resolve_base``): each job's notes
+    # a stand-in base said (``resolve_base``), the model's recorded scheduler run in place of its base's: each job's
+    base_notes: list[str] = field(default_factory=list)
 
 
 def default_device() -> torch.device:
@@ -226,14 +228,77 @@ def model_takes_guidance(facts: Any) -> bool:
 
 def _other_kind(facts: ModelFacts, stand_in: ModelEntry) -> str:
     """What the note of a stand-in base adds where it is a pipeline of the other kind than the SVDQ file's model
-    (``library_stand_in`` takes one only where no pipeline of its kind fits): its scheduler may not be the model's."""
+    (``library_stand_in`` takes one only where no pipeline of its kind fits): its scheduler may not be the model's.
+    Nothing where the file records its scheduler: it runs with that one (``load_pipeline`` says so where it is not
+    the stand-in's)."""
     guided = model_takes_guidance(facts)
-    if model_takes_guidance(stand_in.facts) == guided:
+    if model_takes_guidance(stand_in.facts) == guided or _records_scheduler(facts.path):
         return ""
     kinds = ("a model without guidance input (FLUX.1-schnell's kind)", "a guidance-distilled model (FLUX.1-dev's "
              "kind)")  # fmt: skip
     return (f" but is the pipeline of {kinds[not guided]} and the model is {kinds[guided]}: its scheduler may not "
             "be the model's, and the images then differ from its own base's")
+
+
+def _records_scheduler(svdq_file: Path) -> bool:
+    """Whether the SVDQ file's metadata records the scheduler it was made with (False where it cannot be read:
+    loading names what is wrong with it)."""
+    try:
+        return bool(checkpoint_meta(svdq_file).scheduler)
+    except (UserError, OSError):
+        return False
+
+
+def scheduler_class(name: object) -> type | None:
+    """The diffusers scheduler class named ``name`` (e.g. "FlowMatchEulerDiscreteScheduler"), looked up by name among
+    the classes ``diffusers.schedulers`` exports, nothing imported or evaluated from the text itself; None for any
+    other name (one that is no scheduler, or one whose optional dependency is not installed)."""
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        return None
+    import diffusers.schedulers
+    from diffusers import SchedulerMixin
+
+    try:
+        found = getattr(diffusers.schedulers, name)
+    except (AttributeError, ImportError, RuntimeError):  # not exported; a listed one whose module fails to import
+        return None
+    # an optional dependency's missing class is a placeholder of another type (DummyObject)
+    return found if isinstance(found, type) and issubclass(found, SchedulerMixin) and found is not SchedulerMixin \
+        else None  # fmt: skip
+
+
+def recorded_scheduler(svdq_file: Path, record: dict[str, Any]) -> Any:
+    """The scheduler the SVDQ file records it was made with (its metadata's ``scheduler``, whose form
+    ``gpu.checkpoint.format`` checked: a class name and a config), made from that config (``from_config``); None
+    where the file records none (made before it was recorded). CheckpointError naming the file for a class that is
+    none of diffusers' schedulers, or a config the class refuses."""
+    from gpu.checkpoint.format import NEWER_APP, REMAKE
+
+    if not record:
+        return None
+    cls = scheduler_class(record["class"])
+    if cls is None:  # a scheduler of a newer diffusers, or a hand edit
+        raise CheckpointError(f"{svdq_file.name}: the scheduler its SVDQ metadata records, "
+                              f"{str(record['class'])[:60]!r}, is none of the schedulers this app has",
+                              hint=NEWER_APP)  # fmt: skip
+    try:
+        return cls.from_config(record["config"])
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise CheckpointError(f"{svdq_file.name}: the config of the scheduler its SVDQ metadata records is invalid "
+                              f"({type(err).__name__}: {err})", hint=REMAKE) from None  # fmt: skip
+
+
+def scheduler_differences(own: Any, base: Any) -> list[str]:
+    """What differs between the schedulers ``own`` (the model's) and ``base`` (its base pipeline's), as "<setting>
+    <own> vs <base>" phrases: the class alone where it differs, else each setting of their configs that differs;
+    empty where they are the same."""
+    from gpu.quantizer.shared import plain_config  # the quantizer's package imports this module
+
+    if type(own) is not type(base):
+        return [f"class {type(own).__name__} vs {type(base).__name__}"]
+    mine, theirs = plain_config(own.config), plain_config(base.config)
+    return [f"{key} {json.dumps(mine.get(key))} vs {json.dumps(theirs.get(key))}"
+            for key in sorted(mine.keys() | theirs.keys()) if mine.get(key) != theirs.get(key)]  # fmt: skip
 
 
 class NoBase(ModelLoadError):
@@ -449,9 +514,15 @@ def load_pipeline(
         if facts.kind == "svdq":
             from gpu.checkpoint.skeleton import load_quantized_transformer
 
+            own = recorded_scheduler(facts.path, checkpoint_meta(facts.path).scheduler)  # refused before the load
             transformer, _ = load_quantized_transformer(facts.path, runtime_dtype=dtype, device=device)
             # use_safetensors: a text encoder or VAE of only pytorch_model.bin is refused, never unpickled
             pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, dtype=dtype, use_safetensors=True)
+            differs = scheduler_differences(own, pipe.scheduler) if own is not None else []
+            if differs:  # a stand-in base of the other kind (FLUX.1-schnell's for a dev model), or an edited one
+                notes.append(f"{facts.path.name} runs with the scheduler it records it was made with, not its base "
+                             f"pipeline's ({', '.join(differs)}: the model's vs the base's)")  # fmt: skip
+                pipe.scheduler = own
         else:
             pipe = pipeline_cls.from_pretrained(base_path, dtype=dtype, use_safetensors=True)
     check_weights_present(pipe, entry.name)

@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +34,8 @@ from gpu.svdquant.smoothing import alpha_grid
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
+
+log = logging.getLogger(__name__)
 
 SAMPLE_KEYS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids")
 
@@ -264,8 +269,10 @@ def layer_message(name: str, meta: dict) -> str:
 
 def checkpoint_meta(
     architecture: str, model_class: str, model_config: dict, storage_dtype: torch.dtype, layers: dict[str, dict],
-    config: QuantizeConfig, n_prompts: int, n_samples: int, steps: int, base_model: dict,
+    config: QuantizeConfig, n_prompts: int, n_samples: int, steps: int, base_model: dict, scheduler: dict,
 ) -> CheckpointMeta:
+    """The SVDQ header of a quantized model (``scheduler``: ``scheduler_record`` of the pipeline that calibrated
+    it, {} where none did)."""
     errors = [m["error"] for m in layers.values() if m["error"] is not None]
     return CheckpointMeta(
         architecture=architecture,
@@ -287,8 +294,27 @@ def checkpoint_meta(
             "max_layer_error": max(errors) if errors else None,
         },
         base_model=base_model,
+        scheduler=scheduler,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def scheduler_record(folder: Path) -> dict:
+    """The SVDQ header's record of the scheduler of the pipeline ``folder`` (the one its calibration trajectories
+    ran, and generating with it runs): ``{"class": its diffusers class, "config": every setting, defaults filled in
+    as diffusers makes it}``, so a base pipeline with another scheduler can run the model as it was made. {} where
+    that scheduler cannot be read now (logged): the record is optional, and the quantized model is not lost to it."""
+    from gpu.generation.pipeline_loader import scheduler_class
+
+    try:
+        raw = json.loads((folder / "scheduler" / "scheduler_config.json").read_bytes())
+        cls = scheduler_class(raw.get("_class_name")) if isinstance(raw, dict) else None
+        if cls is None:
+            raise ValueError(f"no diffusers scheduler class named in {str(raw)[:80]}")
+        return {"class": cls.__name__, "config": plain_config(cls.from_config(raw).config)}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        log.warning("the scheduler of %s is not recorded in the quantized model: %s", folder, err)
+        return {}
 
 
 def plain_config(config: Mapping[str, Any]) -> dict:

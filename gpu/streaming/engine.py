@@ -44,7 +44,7 @@ from gpu.library import ModelLibrary
 from gpu.output_lock import OutputClaim, output_lock
 from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent
 from gpu.quantizer.in_memory import base_record
-from gpu.quantizer.shared import CalibSample, checkpoint_meta
+from gpu.quantizer.shared import CalibSample, checkpoint_meta, scheduler_record
 from gpu.streaming.activation_store import remove_scratch
 from gpu.streaming.base_pipeline import base_pipeline_record, check_output_not_read
 from gpu.streaming.block_loop import quantize_blocks
@@ -339,8 +339,10 @@ def _write_model(out_path: Path, parts: Path, head: nn.Module, manifest: dict, r
     record = base_record(base_entry, out_path, defaults) if base_entry is not None else {}
     if run.entry_for_record is not None and base_entry is None:
         record = {"name": run.entry_for_record, "defaults": defaults}
+    # the scheduler of the pipeline that calibrated it (none: samples supplied by the caller)
+    scheduler = scheduler_record(base_entry.path) if base_entry is not None else {}
     meta = checkpoint_meta(adapter.architecture, adapter.diffusers_class, run.src.config, storage_dtype, layer_meta,
-                           config, prompts_n, samples_n, run.steps, record)  # fmt: skip
+                           config, prompts_n, samples_n, run.steps, record, scheduler)  # fmt: skip
     emit("stage", f"writing {out_path.name}")
     try:
         save_checkpoint(out_path, tensors, meta, replace=replace_output)
