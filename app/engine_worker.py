@@ -25,9 +25,10 @@ from PySide6.QtGui import QImage
 
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, classify, is_disk_full
-from app.image_files import images_folder, new_image_path, save_new_image
+from app.image_files import image_not_saved, images_folder, new_image_path, save_new_image
 from app.owed_changes import ADD, OWED_REMOVALS, REMOVE, OwedChanges, library_writes, make_change, make_changes_now
 from app.thread_exit import stop_thread
+from gpu.errors import OutputError
 from gpu.library import ModelLibrary
 
 log = logging.getLogger(__name__)
@@ -563,9 +564,9 @@ class EngineWorker(QObject):
             # A plain write into the scratch file, which save_new_image makes durable and publishes; its errors
             # name the image (write_png there wrote into a scratch folder of its own, and named its temp file)
             written = save_new_image(self._data, path, lambda tmp: encode_png(tmp, generated.image, settings))
-        except Exception as exc:
+        except (OSError, OutputError) as exc:  # another error (a bug in the PNG's encoding) is reported as one
             if not is_disk_full(exc):
-                raise
+                raise image_not_saved(path, exc) from exc
             # Said plainly, naming the PNG the user expects (a failed write names no file, or the temp file).
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
         made = settings.get("duration_s")

@@ -40,6 +40,10 @@ _TRASH_NAMES = threading.Lock()
 # How long a scratch folder of an image save stays another program's save under way (``recover_cut_short_saves``).
 LIVE_SAVE_SECONDS = 600
 _CLOCK_SLACK_SECONDS = 60  # a save's file times may run a little ahead of this clock (a network share's server)
+# Said of a new image that could not be written, and the remedy the app offers (it picks the folder itself).
+_NOT_SAVED = "The picture just generated was not saved."
+_WRITABLE_HINT = ("Check that the folder can be written (not read-only) and its disk is not full, or start "
+                  "Nibble Studio with another data folder (--data-dir PATH).")
 
 
 def new_image_path(data: DataDir, seed: int, index: int, when: float | None = None) -> Path:
@@ -51,7 +55,7 @@ def new_image_path(data: DataDir, seed: int, index: int, when: float | None = No
     try:
         folder = images_folder(data, when)
     except OutputError as exc:
-        raise type(exc)(f"{exc} The picture just generated was not saved.", exc.hint) from exc
+        raise type(exc)(f"{exc} {_NOT_SAVED}", exc.hint) from exc
     return folder / f"{time.strftime('%H%M%S', stamp)}-{seed}-{index}.png"
 
 
@@ -87,12 +91,21 @@ def images_folder(data: DataDir, when: float | None = None) -> Path:
                 f"Images cannot be saved in {folder}: {in_the_way} is a file, not a folder.",
                 "Move that file out of the way, or start Nibble Studio with another data folder (--data-dir PATH).",
             ) from exc
-        raise OutputError(
-            f"Images cannot be saved in {folder}: {exc.strerror or exc}.",
-            "Check that the folder can be written (not read-only) and its disk is not full, or start "
-            "Nibble Studio with another data folder (--data-dir PATH).",
-        ) from exc
+        raise OutputError(f"Images cannot be saved in {folder}: {exc.strerror or exc}.", _WRITABLE_HINT) from exc
     return folder
+
+
+def image_not_saved(path: Path, exc: BaseException) -> OutputError:
+    """The error said when the new image ``path`` could not be written (``save_new_image`` failed: a read-only
+    folder or disk, no permission, a failing drive), in the words of ``images_folder``'s check at a job's start:
+    the image by its name, that the picture just generated was not saved, and the app's remedy. The engine's own
+    wording ("cannot write …", "choose a folder you can write to") is the command line's, where the user picks the
+    output; the app picks its images folder itself."""
+    # The OS's reason, not the engine's sentence around it: output_errors wraps the OSError it caught
+    cause = next((e for e in (exc, exc.__cause__) if isinstance(e, OSError) and e.strerror), None)
+    reason = cause.strerror if cause is not None else str(exc)
+    return OutputError(f"The image {path.name} cannot be saved in {path.parent}: {reason}. {_NOT_SAVED}",
+                       _WRITABLE_HINT)
 
 
 def _file_in_the_way(folder: Path) -> Path | None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+
+from tests.app.gui import TEST_SIZE, TEST_STEPS
 
 
 def _refused(qtbot, window) -> str:
@@ -64,3 +67,45 @@ def test_a_read_only_images_folder_refuses_the_job_and_names_it(qtbot, window, m
     text = _refused(qtbot, window)
     assert f"Images cannot be saved in {controller.data.images / time.strftime('%Y-%m-%d')}" in text
     assert os.strerror(errno.EROFS) in text and "not read-only" in text
+
+
+def test_an_image_that_cannot_be_written_mid_batch_is_said_in_the_apps_words(qtbot, window, monkeypatch):
+    """The folder took the job at its start, then the second image's write failed (the disk went read-only): the
+    dialog names that image, says it was not saved, and gives the app's remedy, as the check at a job's start
+    does; the first image is kept and the queued job runs."""
+    from gpu.generation import png_metadata
+
+    controller = window.controller
+    state = controller.prompt
+    state.prompt, state.width, state.height, state.steps = "a yellow star", TEST_SIZE, TEST_SIZE, TEST_STEPS
+    state.seed, state.seed_locked, state.batch_count = 5, True, 3
+    encode_png, writes = png_metadata.encode_png, []
+
+    def read_only_at_the_second(*args, **kwargs):
+        writes.append(args[0])
+        if len(writes) == 2:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return encode_png(*args, **kwargs)
+
+    monkeypatch.setattr(png_metadata, "encode_png", read_only_at_the_second)
+    shown: list = []
+    controller.error.connect(shown.append)
+    finished: list[list] = []
+    controller.job_finished.connect(finished.append)
+    controller.generate()
+    state.batch_count = 1
+    controller.generate()  # queued behind the batch
+    qtbot.waitUntil(lambda: len(finished) == 1 and not controller.job.busy, timeout=120000)
+    assert [e.kind for e in shown] == ["user"], shown
+    day = controller.data.images / time.strftime("%Y-%m-%d")
+    # was: "cannot write …-6-1.png: Read-only file system", "choose a folder you can write to" (the command line's
+    # words: the app offers no folder to choose)
+    assert re.fullmatch(rf"The image \d{{6}}-6-1\.png cannot be saved in {re.escape(str(day))}: "
+                        rf"{os.strerror(errno.EROFS)}\. The picture just generated was not saved\.", shown[0].message)
+    assert "not read-only" in shown[0].hint and "--data-dir" in shown[0].hint
+    assert "choose a folder" not in shown[0].hint.lower()
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible())
+    window.error_dialog.accept()
+    assert len(finished[0]) == 1  # the queued job went on
+    assert controller.gallery.rowCount() == 2  # the batch's first image, kept, and the queued job's
+    assert len(list(day.glob("*.png"))) == 2 and not list(day.glob("*-6-1*.png"))
