@@ -47,6 +47,13 @@ from gpu.generation.png_metadata import ImageSettings, png_name_problem
 from gpu.generation.prompt_length import PromptMeter
 
 
+def _put_back(then: str, damaged: bool = False) -> str:
+    """The remedy said for a gallery image whose file, at the place its message names, is missing (``damaged``: or
+    cannot be read): the picture put back there, then ``then`` (what failed, tried again)."""
+    good_copy = " (or replace a damaged file with a good copy)" if damaged else ""
+    return f"Put the picture back at that place{good_copy}, then {then}."
+
+
 class AppController(QObject):
     """What the panels call and listen to; its public methods hand each request to the collaborator it concerns."""
 
@@ -306,7 +313,9 @@ class AppController(QObject):
             target = target.with_suffix(".png")
         hint = "Pick another folder, or a name ending in .png."
         if not source.is_file():
-            problem = "its file is missing"
+            # Named in full: the hint is to put it back there, and no other folder or name would help
+            problem = f"its file {source} is missing"
+            hint = f"{_put_back('save it again')} Its settings can still be reused (Reuse settings)."
         elif target.is_dir():
             # Before the suffix's check: its hint (pick that name itself to replace it) was then refused again,
             # a folder being nothing to replace.
@@ -340,8 +349,7 @@ class AppController(QObject):
             return image
         problem = "its file is missing" if not source.is_file() else "its file could not be read as an image"
         self.error.emit(EngineError("user", f"The image {source} could not be copied: {problem}.",
-                                    "The clipboard was left as it was. Put the picture back at that place (or "
-                                    "replace a damaged file with a good copy), then copy it again."))
+                                    f"The clipboard was left as it was. {_put_back('copy it again', damaged=True)}"))
         return None
 
     def reuse_settings(self, record: ImageRecord) -> None:
