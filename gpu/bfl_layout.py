@@ -130,11 +130,11 @@ def pipeline_misfit(file_config: dict[str, Any], folder: Path) -> list[str] | No
     that calibrating or generating run. The base's own transformer is never run: its config.json answers only for a
     value those cannot give. A FLUX.1 Fill pipeline (a 384-channel transformer beside FLUX.1's encoders and VAE)
     fits; a pipeline whose T5 was swapped for a wider one does not, whatever its transformer says."""
-    transformer = _config_json(folder / "transformer")
+    transformer = config_json(folder / "transformer")
     found: dict[str, tuple[Any, str]] = {}
     for key in BASE_MUST_MATCH:
         component, field_name, factor = _GIVEN_BY[key]
-        value = _config_json(folder / component).get(field_name)
+        value = config_json(folder / component).get(field_name)
         if isinstance(value, int) and not isinstance(value, bool):
             given = f"{component}'s {field_name}" + (f" {value} x {factor}" if factor != 1 else "")
             found[key] = (factor * value, given)
@@ -147,7 +147,7 @@ def pipeline_misfit(file_config: dict[str, Any], folder: Path) -> list[str] | No
             if k in file_config and value != file_config[k]]  # fmt: skip
 
 
-def _config_json(component: Path) -> dict[str, Any]:
+def config_json(component: Path) -> dict[str, Any]:
     """``component/config.json`` ({} when missing, unreadable, nested past the parser's limit or no object)."""
     try:
         value = json.loads((component / "config.json").read_bytes())

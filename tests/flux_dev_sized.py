@@ -20,6 +20,7 @@ FLUX_DEV_CONFIGS = {
                     "pooled_projection_dim": 768, "guidance_embeds": True},
     "text_encoder_2": {"d_model": 4096, "d_ff": 10240, "num_heads": 64, "num_layers": 24},
     "text_encoder": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12},
+    "vae": {"block_out_channels": [128, 256, 512, 512]},
 }  # fmt: skip
 WEIGHT_FILES = {"transformer": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors",
                 "text_encoder": "model.safetensors", "text_encoder_2": "model.safetensors"}  # fmt: skip

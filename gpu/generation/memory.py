@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,25 @@ def pipeline_sizes(pipe: Any, device: torch.device) -> ModelSizes:
     return ModelSizes(
         transformer=transformer_run_bytes(pipe.transformer, device), text_encoders=encoders,
         vae=module_bytes(pipe.vae), weight_bits=transformer_weight_bits(pipe.transformer),
+        **widths(pipe.transformer.config, pipe.vae.config),
     )  # fmt: skip
+
+
+def widths(transformer_config: Mapping[str, Any], vae_config: Mapping[str, Any]) -> dict[str, int]:
+    """``ModelSizes``' ``transformer_width`` and ``decoder_width`` from the transformer's and the VAE's configs,
+    those they say (FLUX.1's stand for a value missing or odd: a config that could not be read is {})."""
+    heads, head_dim = transformer_config.get("num_attention_heads"), transformer_config.get("attention_head_dim")
+    channels = vae_config.get("block_out_channels")
+    found = {}
+    if _positive(heads) and _positive(head_dim):
+        found["transformer_width"] = heads * head_dim
+    if isinstance(channels, (list, tuple)) and channels and _positive(channels[0]):
+        found["decoder_width"] = channels[0]
+    return found
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def transformer_weight_bits(transformer: nn.Module) -> int:
@@ -189,22 +207,34 @@ def predicted_sizes(facts: Any, base_path: Path | None, value_bytes: int = 2) ->
     on the CPU), from file headers (FLUX.1-dev's encoders/VAE when the base pipeline is unknown). ``facts``:
     ``gpu.model_files.ModelFacts``. Never fails on a file that cannot be read: an SVDQ file counts as its size on
     disk, another file is left out (loading names what is wrong with it)."""
+    from gpu.bfl_layout import config_json
+
     if facts.kind == "svdq":
         try:
             transformer, bits = svdq_sizes(facts.path, value_bytes)
+            transformer_config = _svdq_config(facts.path)
         except CheckpointError:  # damaged since it was listed: its size on disk; 4 bits, what SVDQ files mostly are
-            transformer, bits = facts.size_bytes, 4
+            (transformer, bits), transformer_config = (facts.size_bytes, 4), {}
     else:
         transformer, bits = value_bytes * facts.transformer_params, 16
+        transformer_config = config_json(facts.path / "transformer")
     scale = value_bytes // 2  # FLUX_DEV_INT4 counts 16-bit encoders and VAE
     flux_vae = FLUX_DEV_INT4.vae * scale
     if base_path is None or not (base_path / "model_index.json").is_file():
         encoders = tuple(EncoderSize(e.total * scale, e.streamed * scale) for e in FLUX_DEV_INT4.text_encoders)
-        return ModelSizes(transformer, encoders, flux_vae, bits)
+        return ModelSizes(transformer, encoders, flux_vae, bits, **widths(transformer_config, {}))
     encoders = tuple(EncoderSize(*folder_sizes(base_path / n, value_bytes)) for n in TEXT_ENCODERS
                      if (base_path / n).is_dir())  # fmt: skip
     vae = folder_sizes(base_path / "vae", value_bytes)[0] if (base_path / "vae").is_dir() else flux_vae
-    return ModelSizes(transformer, encoders, vae, bits)
+    return ModelSizes(transformer, encoders, vae, bits, **widths(transformer_config, config_json(base_path / "vae")))
+
+
+def _svdq_config(path: Path) -> dict[str, Any]:
+    """The transformer config an SVDQ file records; ``CheckpointError`` when it cannot be read."""
+    from gpu.generation.pipeline_loader import checkpoint_meta
+
+    config = checkpoint_meta(path).model_config
+    return config if isinstance(config, dict) else {}
 
 
 def policy_for_pipeline(

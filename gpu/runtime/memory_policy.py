@@ -39,6 +39,11 @@ TILE_SIDES = (1536, 1024, 768, 512)  # VAE tile sides tried, largest first
 REFERENCE_SIZE = (1024, 1024)  # the image size plans are made for when not told the model's (FLUX.1's native one)
 
 TEXT_ENCODER_PLACES = ("gpu", "gpu-while-encoding", "cpu")
+# FLUX.1's transformer width (24 attention heads of 128) and its VAE decoder's channels at full resolution: the
+# model the working memory above was measured on. One block's activations grow with the first, the decode's
+# full-resolution feature maps with the second (``cpu_work_bytes_per_pixel``).
+FLUX_TRANSFORMER_WIDTH = 24 * 128
+FLUX_DECODER_WIDTH = 128
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,10 @@ class ModelSizes:
     # bits of the transformer's quantized weights (its widest format: 4 for an INT4/NVFP4/FP4/NF4 SVDQ file, 8 for
     # INT8); 16 when it is not quantized. A plan that does not fit advises a 4-bit model only to the others.
     weight_bits: int = 16
+    # The transformer's width (attention heads x head size) and the VAE decoder's channels at full resolution
+    # (``block_out_channels[0]``), from their configs: FLUX.1's where unknown.
+    transformer_width: int = FLUX_TRANSFORMER_WIDTH
+    decoder_width: int = FLUX_DECODER_WIDTH
 
     @property
     def core(self) -> int:
@@ -143,9 +152,19 @@ class MemoryPolicy:
 
 _CPU_TEXT = "No CUDA GPU: the whole pipeline (text encoders, transformer, VAE) runs on the CPU in system memory"
 CPU_POLICY = MemoryPolicy(name="cpu", description=f"{_CPU_TEXT}. Slow but works.", device="cpu", text_encoders="cpu")
-# Working memory on the CPU per output pixel: the GPU's measured denoising or decoding memory, whichever is larger
-# (on the CPU nothing keeps the denoising memory through the decode), at 32 bits instead of 16.
-CPU_WORK_BYTES_PER_PIXEL = 2 * max(DENOISE_BYTES_PER_PIXEL, DECODE_BYTES_PER_PIXEL)
+
+
+# FLUX.1's: 4,864 bytes a pixel (the decode's), 19 GiB at 2048x2048. Taken for every model, it planned the demo
+# model (a transformer 12 times narrower, a decoder 4 times) 19.1 GiB at 2048x2048, where a 1-step job of it
+# measured 4,646 MiB (the peak RSS of main.py generate on the CPU, the process's own 550 MiB at 128x128 included;
+# 2026-11-24): scaled, its 1,216 bytes a pixel plan 4.8 GiB.
+def cpu_work_bytes_per_pixel(sizes: ModelSizes) -> int:
+    """Working memory on the CPU per output pixel for a pipeline of ``sizes``: the GPU's measured denoising or
+    decoding memory, whichever is larger (on the CPU nothing keeps the denoising memory through the decode), at 32
+    bits instead of 16, each scaled from FLUX.1's to the model's transformer width and decoder channels."""
+    denoise = DENOISE_BYTES_PER_PIXEL * sizes.transformer_width // FLUX_TRANSFORMER_WIDTH
+    decode = DECODE_BYTES_PER_PIXEL * sizes.decoder_width // FLUX_DECODER_WIDTH
+    return 2 * max(denoise, decode)
 
 
 def amount(n: int) -> str:
@@ -186,7 +205,7 @@ def cpu_policy(
         return CPU_POLICY
     weights = sizes.core + sizes.encoders_total + sizes.encoders_in_ram
     width, height = image_size
-    need = weights + CPU_WORK_BYTES_PER_PIXEL * width * height
+    need = weights + cpu_work_bytes_per_pixel(sizes) * width * height
     parts = f"{amount(weights)} of 32-bit weights and working memory for {width}x{height} images"
     fits = ram_bytes is None or need <= ram_bytes
     if ram_bytes is None:
@@ -194,8 +213,12 @@ def cpu_policy(
     elif fits:
         text = f"{_CPU_TEXT}: about {amount(need)} of this machine's {amount(ram_bytes)} ({parts}). Slow but works"
     else:
-        # the weights dominate: a smaller image saves little, a 4-bit transformer a lot (unless it is one)
-        advice = "" if sizes.weight_bits <= 4 else "a 4-bit (SVDQ) model of it, "
+        # What saves the most: a smaller image where the working memory is the most of it (a small model at a
+        # large size), else a 4-bit transformer (unless it is one), a smaller image saving little beside the weights
+        if need - weights > weights:
+            advice = "a smaller image size, "
+        else:
+            advice = "" if sizes.weight_bits <= 4 else "a 4-bit (SVDQ) model of it, "
         text = (f"{_CPU_TEXT} and needs about {amount(need)} ({parts}), more than this machine's "
                 f"{amount(ram_bytes)} of RAM: it will likely swap or be stopped by the system (try {advice}close "
                 "other programs, or use a computer with more RAM or a CUDA GPU)")  # fmt: skip
