@@ -34,7 +34,7 @@ from app.model_library import LibraryLinks, ModelLibrary
 from app.prompt_length_state import PromptLengthState
 from app.prompt_measure import PromptMeasure
 from app.reconcile import FolderImport
-from app.settings import Settings
+from app.settings import LastJob, Settings
 from app.settings_restore import SettingsRestore
 from app.startup_notices import check_images_folder, database_notices, lora_not_restored_notice
 from app.store import ImageRecord
@@ -111,16 +111,17 @@ class AppController(QObject):
         self.history = HistoryModel(self.store, self)
         self.folder_import.history_changed.connect(self.history.reload)
         self.prompt = PromptState()
-        self.prompt.load_last_job(settings.last_job)
+        unset = self.prompt.load_last_job(settings.last_job)
         self.prompt_history = HistoryActions(self.history, self.prompt, self.store.path, self.error.emit,
                                              self.status_message.emit)  # fmt: skip
-        # A first launch (no size saved by a last session) takes the model's own defaults once the engine is
-        # ready. Decided now, before anything saves: the window's first resize starts the autosave, which wrote
-        # the panel's placeholder size into ``settings.last_job`` before a slow engine start was ready.
-        # Kept as the panel's fields then, so that the defaults go only to those the user leaves alone until the
-        # engine is ready (a size typed, or an image's settings reused, meanwhile were overwritten); None: a later
-        # launch.
-        launch_fields = None if settings.last_job.width else self.prompt.model_default_fields()
+        # The fields no last session saved (all of them at a first launch) take the model's own defaults once the
+        # engine is ready. Kept as the panel's fields then, so that the defaults go only to those the user leaves
+        # alone until the engine is ready (a size typed, or an image's settings reused, meanwhile were
+        # overwritten), and those are saved as unset till then (``last_job``): a session closed before a slow
+        # engine start was ready saved the placeholders, which the next start took for the user's; None: no such
+        # field.
+        launch_fields = {key: value for key, value in self.prompt.model_default_fields().items()
+                         if key in unset} or None  # fmt: skip
         self.job = JobState()
         self.loras = LoraState()
         self.loras.folder_scan.notice.connect(self.error.emit)  # what is wrong with a folder of LoRAs, once read
@@ -195,10 +196,15 @@ class AppController(QObject):
         # delivered after the close, its row was written to a closed database, and the error's dialog, parented
         # to the hidden window, kept the process running after the window had gone.
         QCoreApplication.sendPostedEvents(None, QEvent.Type.MetaCall)
-        self.settings.last_job = self.prompt.to_last_job()
+        self.settings.last_job = self.last_job()
         self.loras.save_to(self.settings)
         self.queue.close()
         self.store.close()
+
+    def last_job(self) -> LastJob:
+        """The prompt panel as ``settings.json`` keeps it: a field still waiting for the model's default at a
+        first launch is saved as unset, not as the placeholder it shows."""
+        return self.prompt.to_last_job(self.library.pending_fields())
 
     # ---- user actions --------------------------------------------------------------------------------------
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, replace
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -297,14 +297,20 @@ class PromptState(QObject):
                          f"multiples of {SIDE_STEP}); the size is {self.width}x{self.height}")  # fmt: skip
         return notes
 
-    def to_last_job(self) -> LastJob:
-        return LastJob(model=self.model, prompt=self.prompt, negative_prompt=self.negative_prompt,
-                       seed=int(self.seed), seed_locked=bool(self.seed_locked), steps=int(self.steps),
-                       guidance=float(self.guidance), width=int(self.width), height=int(self.height),
-                       batch_count=int(self.batch_count))
+    def to_last_job(self, pending: Iterable[str] = ()) -> LastJob:
+        """The panel as it is now, for ``settings.json``; the fields ``pending`` (of ``model_default_fields``) are
+        saved as the model's default (0, a guidance of None): they show placeholders still, which the model's
+        defaults replace once the engine is ready, and the next start must not take them for the user's."""
+        job = LastJob(model=self.model, prompt=self.prompt, negative_prompt=self.negative_prompt,
+                      seed=int(self.seed), seed_locked=bool(self.seed_locked), steps=int(self.steps),
+                      guidance=float(self.guidance), width=int(self.width), height=int(self.height),
+                      batch_count=int(self.batch_count))
+        return replace(job, **{key: getattr(LastJob, key) for key in pending})
 
-    def load_last_job(self, job: LastJob) -> None:
-        """The panel as the last session left it. ``settings.json`` may be hand-edited or come from another
+    def load_last_job(self, job: LastJob) -> list[str]:
+        """The panel as the last session left it; gives the fields of ``model_default_fields`` it had no value
+        for (the model's default: a first launch's, or a session closed before the engine was ready), which keep
+        the placeholders until the model's defaults come. ``settings.json`` may be hand-edited or come from another
         version: a value the widgets cannot show is skipped (seed) or clamped, never raised on."""
         values = asdict(job)
         self.model = str(values["model"])
@@ -313,13 +319,15 @@ class PromptState(QObject):
         self.seed_locked = bool(values["seed_locked"])
         parsers = {"seed": valid_seed, "steps": valid_steps, "guidance": valid_guidance, "width": valid_side,
                    "height": valid_side, "batch_count": valid_batch}
+        left: list[str] = []
         for key, parse in parsers.items():
             raw = values[key]
-            if raw is None or (key in ("steps", "width", "height") and not raw):
-                continue  # the model's default: keep ours until the engine reports them (a guidance of 0 is one)
-            value = parse(raw)
-            if value is not None:
-                setattr(self, key, value)
+            value = None if raw is None or (key in ("steps", "width", "height") and not raw) else parse(raw)
+            if value is not None:  # else the model's default: ours kept until the engine reports them
+                setattr(self, key, value)  # (a guidance of 0 is one a user may choose)
+            elif key in _DEFAULT_FIELDS:
+                left.append(key)
+        return left
 
 
 class JobState(QObject):

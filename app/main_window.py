@@ -330,7 +330,7 @@ class MainWindow(QMainWindow):
         settings.window_geometry, settings.window_state, settings.gallery_splitter = (
             bytes(state.toBase64()).decode()
             for state in (self.saveGeometry(), self.saveState(), self.gallery_panel.splitter.saveState()))
-        settings.last_job = self.controller.prompt.to_last_job()
+        settings.last_job = self.controller.last_job()
         self.controller.loras.save_to(settings)
 
     def _confirm_cancel_jobs(self) -> bool:

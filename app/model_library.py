@@ -52,7 +52,8 @@ class ModelLibrary(QObject):
     def __init__(self, prompt: PromptState, memory: MemoryState, measure: Callable[[], None], links: LibraryLinks,
                  launch_fields: dict[str, Any] | None, parent: QObject | None = None) -> None:  # fmt: skip
         """``measure``: measures the prompt again with the model described; ``launch_fields``: the prompt panel's
-        fields at a first launch, which take the model's defaults once the engine is ready (None: a later launch)."""
+        fields that the last session left at the model's default (all of them at a first launch), as they are at
+        the launch: they take the model's defaults once the engine is ready (None: no such field)."""
         super().__init__(parent)
         self._prompt = prompt
         self._memory = memory
@@ -94,6 +95,12 @@ class ModelLibrary(QObject):
             for key in keys:
                 self.launch_fields.pop(key, None)
 
+    def pending_fields(self) -> list[str]:
+        """The prompt panel's fields that still show the placeholders a first launch's model defaults will replace
+        (none once the engine is ready): those the user has not set since the launch."""
+        fields = self.launch_fields or {}
+        return [key for key, value in fields.items() if getattr(self._prompt, key) == value]
+
     def select_model(self, name: str, apply_defaults: bool = True, unchanged_since: dict[str, Any] | None = None
                      ) -> bool:  # fmt: skip
         """Makes ``name`` the model of the next jobs; a library entry whose file is gone is refused with its
@@ -123,7 +130,8 @@ class ModelLibrary(QObject):
         elif apply_defaults:
             # Not known here: they come once the engine describes it, and must not undo what the user set
             # meanwhile (nor what a job queued meanwhile ran with: ``generate`` drops them).
-            self._defaults_since = unchanged_since or self._prompt.model_default_fields()
+            fields = self._prompt.model_default_fields()
+            self._defaults_since = fields if unchanged_since is None else unchanged_since
         self._ask_describe(name)
         return True
 

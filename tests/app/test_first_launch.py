@@ -33,6 +33,26 @@ def test_first_launch_uses_model_defaults_then_remembers_user_values(qtbot, data
     again.close()
 
 
+def test_closing_before_the_engine_is_ready_saves_no_placeholders_and_keeps_what_the_user_set(qtbot, data_root,
+                                                                                                  demo_model):
+    """A first launch closed before the engine was ready saved the panel's placeholders (256x256, 4 steps, 3.5) as
+    the user's: the next start showed and ran them, never the model's defaults."""
+    defaults = json.loads((demo_model / "nibble.json").read_text())
+    window = MainWindow(resolve_data_dir(data_root))
+    qtbot.addWidget(window)
+    window.show()
+    window.controller.prompt.width = 192  # set by the user before the engine was ready: kept
+    window.close()
+    saved = json.loads((data_root / "settings.json").read_text())["last_job"]
+    assert [saved[key] for key in ("width", "height", "steps", "guidance")] == [192, 0, 0, None]
+
+    again = _launch(qtbot, data_root)
+    state = again.controller.prompt
+    qtbot.waitUntil(lambda: state.steps == defaults["steps"], timeout=10000)
+    assert (state.width, state.height, state.guidance) == (192, defaults["height"], defaults["guidance"])
+    again.close()
+
+
 def test_an_image_restored_while_the_engine_starts_gets_its_model_and_keeps_its_settings(qtbot, data_root, tmp_path):
     """Reuse and drops work while the engine starts (seconds, on a real model). The library was not listed yet:
     every model was "not in your library" (said falsely, the model never switched), and then a first launch's
