@@ -82,7 +82,7 @@ class DataDir:
             images_identity=(images.st_dev, images.st_ino),
         )  # fmt: skip
         for folder in (data.trash, data.quantized):
-            folder.mkdir(exist_ok=True)
+            make_folders([folder])  # as images/: a link to an unplugged drive said as such, not as "File exists"
             check_folder_writable(folder)
         return data
 

@@ -83,6 +83,25 @@ def test_an_images_folder_that_is_a_link_loop_or_leads_nowhere_is_said_as_such_b
     assert sorted(tmp_path.iterdir()) == [root] and sorted(root.iterdir()) == [root / "images"]
 
 
+@pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
+@pytest.mark.parametrize("name", ["trash", "models"])
+def test_a_trash_or_models_folder_that_is_a_link_leading_nowhere_is_named_with_the_plug_in_hint(qtbot, tmp_path,
+                                                                                                 name):
+    """trash/ and models/ were made by a plain mkdir: a link to an unplugged drive there was said as "File exists",
+    with the advice to use a writable data folder. They are made as images/ is (``make_folders``)."""
+    root, gone = tmp_path / "data", tmp_path / "usbdrive" / name
+    root.mkdir()
+    (root / name).symlink_to(gone)
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    assert run_app(["nibble-studio"], root) == 1
+    assert seen == [f"Nibble Studio cannot start\nThe data folder {root} cannot be used: {root / name} is a link to "
+                    f"{gone}, which is not there: the drive it is on may be unplugged or unmounted, or the folder "
+                    "moved or removed.\nPlug in or mount the drive the link leads to, or make the folder it names, "
+                    "or choose another folder."], seen  # fmt: skip
+    assert not gone.parent.exists()
+
+
 @pytest.mark.parametrize("blank", ["", "  "])
 def test_the_app_started_on_its_own_refuses_a_data_dir_that_names_no_folder(qtbot, tmp_path, monkeypatch, blank):
     """``python -m app.main_window --data-dir ""`` read the flag as a Path: "" was the current folder, and user
