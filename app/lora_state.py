@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from PySide6.QtCore import QObject, Signal
 
 from app.lora_entry import LoraEntry, fit_strength, fit_text_strength
-from app.lora_examples import example_name, examples_folder
+from app.lora_examples import example_name, examples_folder, saved_example_path
 from app.lora_folder_scan import LoraFolderScan
 from app.lora_hash_search import LoraHashSearch
 from app.lora_header import FileRead, LoraHeader, read_file, read_header, read_stamp
@@ -219,7 +219,10 @@ class LoraState(QObject):
         return ", ".join(e.trigger_words for e in self.entries if e.enabled and e.trigger_words.strip())
 
     def to_settings(self) -> list[LoraSetting]:
-        return [LoraSetting(str(e.path), e.enabled, e.strength, e.trigger_words, e.header_words, e.text_strength)
+        """The rows as ``settings.json`` keeps them; an example the app ships by its name too (``example``)."""
+        shipped = resolve_path(examples_folder())  # once: at each autosave, for every row
+        return [LoraSetting(str(e.path), e.enabled, e.strength, e.trigger_words, e.header_words, e.text_strength,
+                            (example_name(e.resolved, shipped) or "") if e.resolved else "")
                 for e in self.entries]  # fmt: skip
 
     def save_to(self, settings: Settings) -> None:
@@ -231,7 +234,8 @@ class LoraState(QObject):
         """The list as the last session left it. A file that is gone (moved, a drive not plugged in) or that is
         no LoRA a job could use (replaced by another model's, damaged: every job would fail on it while it is on)
         keeps its row, switched off, so nothing the user set up is forgotten; returns a sentence for each one
-        that was on.
+        that was on. An example LoRA the app ships is found where this app has it (``saved_example_path``), kept
+        on or off at its strength: its saved path was the app folder's at that session.
 
         Trigger words the user had not edited (equal to the header's words saved with them) follow the file as it
         is now: one replaced while the app was closed brings its own words, where the old file's looked edited
@@ -246,7 +250,7 @@ class LoraState(QObject):
         listed = {e.resolved for e in self.entries}
         for s in saved:
             try:
-                path = named_path(s.path)
+                path = saved_example_path(s.path, s.example) or named_path(s.path)
                 read = read_file(path)
                 if read.resolved in listed:
                     log.warning("the LoRA list in the settings names %s more than once; its first row is kept", path)

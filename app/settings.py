@@ -65,7 +65,9 @@ class LoraSetting:
     ``header_words``: the words the file's header gave then, so a start-up can tell the user's words from the
     header's (the file may have been replaced while the app was closed); None in a file saved before it was kept.
     ``text_strength``: the strength of the file's CLIP/T5 parts; None: the same as ``strength`` (also in a file
-    saved before it was kept)."""
+    saved before it was kept). ``example``: for an example LoRA the app ships, its name below resources/loras
+    (``app.lora_examples.example_name``), by which it is found at the next start: an app folder moved or upgraded
+    has it at another ``path``."""
 
     path: str = ""
     enabled: bool = False
@@ -73,6 +75,7 @@ class LoraSetting:
     trigger_words: str = ""
     header_words: str | None = None
     text_strength: float | None = None
+    example: str = ""
 
 
 @dataclass
