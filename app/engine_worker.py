@@ -329,17 +329,20 @@ class EngineWorker(QObject):
     def remove_model(self, name: str) -> None:
         """Takes the model ``name`` off the library (not its file): the list sent, then ``removal_ended``, which
         also ends one that failed (said by ``failed``), as the panel says it is pending till then. It stays owed
-        (``OwedChanges``) until written: a quit that cannot wait for it makes it, or leaves it to the next start."""
+        (``OwedChanges``) until this ends: a quit that cannot wait for it makes it, or leaves it to the next start."""
         try:
-            self._ensure_service()
-            if self._loaded == name:
-                self._service.unload()
-                self._loaded = None
-            with library_writes:
-                try:
+            try:
+                self._ensure_service()
+                if self._loaded == name:
+                    self._service.unload()
+                    self._loaded = None
+                with library_writes:
                     self._library.remove(name)
-                finally:  # made, or refused by the library (said): not to be made again
-                    self.owed.discard(REMOVE, name)
+            finally:
+                # Made, or failed and said (the model listed still): not to be made again. A failure before the
+                # write (the engine's start, the unload) left it owed, and the quit, or the next start, took the
+                # model off without a word; only a step that never ends (a hung drive) leaves it owed.
+                self.owed.discard(REMOVE, name)
             self.library_changed.emit(list(self._library.entries()))
         except BaseException as exc:
             self._fail(exc)

@@ -13,6 +13,7 @@ from app.atomic import atomic_write_text
 from app.data_dir import DataDir
 from gpu.errors import UserError
 from gpu.library import ModelLibrary
+from gpu.paths import same_file
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,18 @@ class OwedChanges:
 
     def put(self, kind: str, value: str, path: str = "") -> None:
         """``value`` (a path for ``ADD``, a name for ``REMOVE``, with ``path``, its path in the library) owed,
-        after those asked before."""
+        after those asked before. An add drops the removals still owed of the model at that path: the user's
+        latest word is that it is listed."""
         with self._lock:
+            # Else a removal the engine could not end (a hung drive), made at quit or at the next start, took off
+            # the model the user had added back since.
+            dropped = [(k, v) for k, v in self._changes if kind == ADD and k == REMOVE and self._at(v, value)]
+            for change in dropped:
+                self._changes.remove(change)
             self._changes.append((kind, value))
             if kind == REMOVE:
                 self._paths[value] = path
+            if kind == REMOVE or dropped:
                 self._write_record()
 
     def discard(self, kind: str, value: str) -> None:
@@ -69,6 +77,11 @@ class OwedChanges:
                 self._changes.remove((kind, value))
                 if kind == REMOVE:
                     self._write_record()
+
+    def _at(self, name: str, path: str) -> bool:
+        """Whether the removal owed of ``name`` is of the model at ``path`` (its path when asked is known)."""
+        listed = self._paths.get(name, "")
+        return bool(listed) and same_file(listed, path)
 
     def owed(self) -> list[tuple[str, str]]:
         """The changes still owed, in the order asked (each stays owed until ``discard``)."""

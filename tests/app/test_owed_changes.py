@@ -1,0 +1,89 @@
+"""The model library changes owed (``app.owed_changes``): a removal made at quit or at the next start takes off
+only the model the user asked to remove, the quit never waits for good on a stuck engine, and a removal that failed
+(said) is not made behind the user's back later."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from app.data_dir import resolve_data_dir
+from app.owed_changes import ADD, OWED_REMOVALS, REMOVE, OwedChanges, make_changes_now
+from gpu.library import ModelLibrary
+from gpu.paths import resources_dir
+
+
+def _listed(data_root: Path) -> dict[str, str]:
+    """The user's models library.json lists: name -> path."""
+    return {m["name"]: m["path"] for m in json.loads((data_root / "library.json").read_text())["models"]}
+
+
+def _copy(path: Path) -> Path:
+    """A copy of the demo SVDQ model at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(resources_dir() / "models" / "demo-int4.safetensors", path)
+    return path
+
+
+def _record(data_root: Path, removals: list[dict[str, str]]) -> Path:
+    """``owed-removals.json`` in ``data_root`` listing ``removals``, as a session that could not make them left it."""
+    record = data_root / OWED_REMOVALS
+    record.write_text(json.dumps({"removals": removals}), encoding="utf-8")
+    return record
+
+
+def test_an_add_drops_the_removal_still_owed_of_that_file(data_root, tmp_path):
+    """Remove, then the same file added back before the engine made the removal (stuck on a hung drive): the
+    user's latest word is that it is listed, so neither the quit nor the next start takes it off."""
+    library = ModelLibrary(data_root)
+    mine = _copy(tmp_path / "mine.safetensors")
+    other = _copy(tmp_path / "other.safetensors")
+    library.add(mine)
+    library.add(other)
+    record = data_root / OWED_REMOVALS
+    owed = OwedChanges(record)
+    owed.put(REMOVE, "mine", str(mine))
+    owed.put(REMOVE, "other", str(other))
+    owed.put(ADD, str(tmp_path / "." / "mine.safetensors"))  # the same file, named another way
+    assert owed.owed() == [(REMOVE, "other"), (ADD, str(tmp_path / "." / "mine.safetensors"))]
+    assert [r["name"] for r in json.loads(record.read_text())["removals"]] == ["other"]
+    make_changes_now(resolve_data_dir(data_root), owed)
+    assert _listed(data_root) == {"mine": str(mine)}
+
+
+def test_a_removal_that_failed_is_not_made_later(qapp, data_root, tmp_path):
+    """Remove failed before the library was written (the engine's start, or the model's unload, raised): the error
+    was shown and 'mine' stayed listed, but the removal stayed owed and recorded, and the quit (or the next start)
+    took 'mine' off without a word; asked again and made, then the file added back, the leftover removed the model
+    added back at quit."""
+    from app.engine_worker import EngineWorker
+
+    data = resolve_data_dir(data_root)
+    mine = _copy(tmp_path / "mine.safetensors")
+    worker = EngineWorker(data)
+    worker.add_model(str(mine))
+    failed, ended = [], []
+    worker.failed.connect(lambda _job, error: failed.append(error))
+    worker.removal_ended.connect(ended.append)
+    real = worker._ensure_service
+
+    def failing():
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    worker._ensure_service = failing
+    worker.owed.put(REMOVE, "mine", str(mine))  # as EngineThread.remove_model notes it before queueing the call
+    worker.remove_model("mine")
+    assert len(failed) == 1 and ended == ["mine"]
+    assert worker.owed.owed() == [] and not (data_root / OWED_REMOVALS).exists()
+    make_changes_now(data, worker.owed)  # the quit
+    assert _listed(data_root) == {"mine": str(mine)}
+
+    worker._ensure_service = real
+    worker.owed.put(REMOVE, "mine", str(mine))
+    worker.remove_model("mine")  # asked again: made
+    assert _listed(data_root) == {}
+    worker.owed.put(ADD, str(mine))
+    worker.add_model(str(mine))  # added back
+    make_changes_now(data, worker.owed)
+    assert _listed(data_root) == {"mine": str(mine)}
