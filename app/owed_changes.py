@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 
 from app.atomic import atomic_write_text
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 library_writes = threading.Lock()
 
 ADD, REMOVE = "add", "remove"  # the kinds of ``OwedChanges``: a model's path added, a model's name taken off
-# How long the quit waits for the model library's write lock to make an owed removal (``make_changes_now``): an
-# engine thread that could not stop may hold it for good (its write on a hung drive), and the quit must not hang.
+# How long the quit waits, in all, for the model library's write lock to make the changes owed
+# (``make_changes_now``): an engine thread that could not stop may hold it for good (its write on a hung drive), and
+# the quit must not hang.
 LIBRARY_WAIT_S = 5.0
 OWED_REMOVALS = "owed-removals.json"  # in the data folder: the removals asked and not yet made (``OwedChanges``)
 
@@ -138,7 +140,11 @@ def make_change(library: ModelLibrary, owed: OwedChanges, kind: str, value: str,
     removal recorded, for the next start), when the lock was not had in time."""
     what = f"adding {value} to" if kind == ADD else f"removing {value!r} from"
     if not library_writes.acquire(timeout=-1 if wait_s is None else wait_s):
-        log.warning("%s the model library is left to the next start: another write holds it", what)
+        if kind == REMOVE:
+            log.warning("%s the model library is left to the next start: another write holds it", what)
+        else:  # not recorded: only the models folder is searched at a start
+            log.warning("%s the model library was given up: another write holds it (a model in the app's models "
+                        "folder is found and added at the next start; one elsewhere must be added again)", what)
         return False
     try:
         if kind == ADD:
@@ -168,8 +174,12 @@ def _still_listed(library: ModelLibrary, name: str, path: str) -> bool:
 def make_changes_now(data: DataDir, owed: OwedChanges) -> None:
     """Makes the changes ``owed`` to the model library of ``data`` on the calling thread (the quitting GUI thread,
     after the engine's stop), in their order (``make_change``), also a removal the engine took up and could not
-    end. For a removal the write lock is waited for ``LIBRARY_WAIT_S`` at most (else the next start makes it); an
-    add, which is not recorded, waits as long as the write under way takes. Quick for a model the quantizer has just
-    written: its checksum is not read again."""
+    end. The write lock is waited for ``LIBRARY_WAIT_S`` at most for them all: a removal not made by then is made
+    at the next start (recorded); an add is not recorded, and is left to the next start's search of the models
+    folder (``make_change`` logs it). Quick for a model the quantizer has just written: its checksum is not read
+    again."""
+    # One deadline for all: an add owed behind a removal the stuck engine holds the lock in waited for it for good,
+    # and the app never exited
+    deadline = time.monotonic() + LIBRARY_WAIT_S
     for kind, value in owed.owed():
-        make_change(ModelLibrary(data.root), owed, kind, value, LIBRARY_WAIT_S if kind == REMOVE else None)
+        make_change(ModelLibrary(data.root), owed, kind, value, max(0.0, deadline - time.monotonic()))

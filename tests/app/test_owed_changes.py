@@ -5,9 +5,12 @@ only the model the user asked to remove, the quit never waits for good on a stuc
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import threading
 from pathlib import Path
 
+import app.owed_changes as owed_changes
 from app.data_dir import resolve_data_dir
 from app.owed_changes import ADD, OWED_REMOVALS, REMOVE, OwedChanges, make_changes_now
 from gpu.library import ModelLibrary
@@ -50,6 +53,34 @@ def test_an_add_drops_the_removal_still_owed_of_that_file(data_root, tmp_path):
     assert [r["name"] for r in json.loads(record.read_text())["removals"]] == ["other"]
     make_changes_now(resolve_data_dir(data_root), owed)
     assert _listed(data_root) == {"mine": str(mine)}
+
+
+def test_the_quit_does_not_wait_for_good_for_an_add_behind_a_stuck_removal(data_root, tmp_path, monkeypatch, caplog):
+    """The engine could not stop inside a removal's write (it holds the library's write lock for good) and an add
+    is owed after it (the wizard's finished model): the quit waited for the lock for the add without end, on the
+    GUI thread, and the app never exited. One wait for them all now; the removal stays recorded for the next start
+    and the add is logged as given up, saying where a model is found again."""
+    monkeypatch.setattr(owed_changes, "LIBRARY_WAIT_S", 0.3)
+    library = ModelLibrary(data_root)
+    mine = _copy(tmp_path / "mine.safetensors")
+    library.add(mine)
+    finished = str(resolve_data_dir(data_root).quantized / "new-svdq.safetensors")
+    owed = OwedChanges(data_root / OWED_REMOVALS)
+    owed.put(REMOVE, "mine", str(mine))
+    owed.put(ADD, finished)
+    assert owed_changes.library_writes.acquire(timeout=5)  # the stuck engine's write
+    try:
+        with caplog.at_level(logging.WARNING, logger="app.owed_changes"):
+            quit_ = threading.Thread(target=make_changes_now, args=(resolve_data_dir(data_root), owed), daemon=True)
+            quit_.start()
+            quit_.join(5)
+            assert not quit_.is_alive()
+    finally:
+        owed_changes.library_writes.release()
+    assert owed.owed() == [(REMOVE, "mine"), (ADD, finished)]
+    assert OwedChanges(data_root / OWED_REMOVALS).carried() == ["mine"]  # made at the next start
+    assert f"adding {finished} to the model library was given up" in caplog.text
+    assert "found and added at the next start; one elsewhere must be added again" in caplog.text
 
 
 def test_a_removal_that_failed_is_not_made_later(qapp, data_root, tmp_path):
