@@ -12,7 +12,7 @@ from pathlib import Path
 
 import app.owed_changes as owed_changes
 from app.data_dir import resolve_data_dir
-from app.owed_changes import ADD, OWED_REMOVALS, REMOVE, OwedChanges, make_changes_now
+from app.owed_changes import ADD, OWED_REMOVALS, REMOVE, OwedChanges, make_change, make_changes_now
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 
@@ -34,6 +34,64 @@ def _record(data_root: Path, removals: list[dict[str, str]]) -> Path:
     record = data_root / OWED_REMOVALS
     record.write_text(json.dumps({"removals": removals}), encoding="utf-8")
     return record
+
+
+def test_a_carried_removal_leaves_another_model_listed_under_that_name_since(data_root, tmp_path, caplog):
+    """A removal of 'mine' at P left to the next start, while library.json now lists 'mine' at Q (P removed and Q
+    added under that name by the CLI meanwhile): the model at Q stays. A record naming Q removes it."""
+    library = ModelLibrary(data_root)
+    first, second = _copy(tmp_path / "p" / "mine.safetensors"), _copy(tmp_path / "q" / "mine.safetensors")
+    library.add(first)
+    library.remove("mine")
+    assert library.add(second).name == "mine"
+    record = _record(data_root, [{"name": "mine", "path": str(first)}])
+    owed = OwedChanges(record)
+    with caplog.at_level(logging.INFO, logger="app.owed_changes"):
+        for name in owed.carried():
+            assert make_change(library, owed, REMOVE, name)
+    assert _listed(data_root) == {"mine": str(second)}
+    assert "left 'mine' as it is" in caplog.text
+    assert owed.owed() == [] and not record.exists()  # not tried again at the start after
+
+    owed = OwedChanges(_record(data_root, [{"name": "mine", "path": str(second)}]))
+    for name in owed.carried():
+        make_change(library, owed, REMOVE, name)
+    assert _listed(data_root) == {}  # the path it was asked for: removed
+
+
+def test_a_corrupt_record_is_logged_and_no_removal_made(data_root, tmp_path, caplog):
+    """A record that cannot be read (cut short, or entries without a name) makes no removal: a model is never taken
+    off on a guess; the log names the file."""
+    library = ModelLibrary(data_root)
+    mine = _copy(tmp_path / "mine.safetensors")
+    library.add(mine)
+    for text in ('{"removals": [{"name": "mi', json.dumps({"removals": [{"path": str(mine)}]})):
+        record = data_root / OWED_REMOVALS
+        record.write_text(text, encoding="utf-8")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="app.owed_changes"):
+            owed = OwedChanges(record)
+        assert owed.carried() == [] and owed.owed() == []
+        assert f"the model removals owed in {record} could not be read" in caplog.text
+        make_changes_now(resolve_data_dir(data_root), owed)
+        assert _listed(data_root) == {"mine": str(mine)}
+
+
+def test_a_removal_is_made_when_its_record_cannot_be_written(data_root, tmp_path, caplog):
+    """The record's folder cannot be written (a read-only or full data folder): the failure is logged and the removal
+    asked in this session is still made, at quit."""
+    library = ModelLibrary(data_root)
+    mine = _copy(tmp_path / "mine.safetensors")
+    library.add(mine)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("", encoding="utf-8")  # a file where the record's folder would be: any write fails (as root too)
+    owed = OwedChanges(blocked / OWED_REMOVALS)
+    with caplog.at_level(logging.WARNING, logger="app.owed_changes"):
+        owed.put(REMOVE, "mine", str(mine))
+    assert "the model removals owed could not be recorded" in caplog.text
+    make_changes_now(resolve_data_dir(data_root), owed)
+    assert _listed(data_root) == {} and mine.is_file()
+    assert owed.owed() == []
 
 
 def test_an_add_drops_the_removal_still_owed_of_that_file(data_root, tmp_path):
