@@ -198,6 +198,9 @@ class QuantizeSource(QObject):
         self._folders: dict[str, Path] = {}
         # Library names that left the library while the wizard was open, with the folder each named then
         self._removed: dict[str, Path] = {}
+        # The chosen library source (a single file's base) and its folder when chosen, noted at the first list after
+        # the choice (the list has not changed since): ``relisted`` compares with it, not with the last list
+        self._chosen_at: tuple[str, Path | None] | None = None
         self.facts: SingleFileFacts | None = None
         self.set_library(entries)
         for name in ("source", "base", "problem", "base_problem", "checking", "needs_base"):
@@ -217,24 +220,29 @@ class QuantizeSource(QObject):
         listed = {e.name for e in entries}
         chosen = self.base if self.is_file else self.source  # a library name, or a path that is no library entry
         was = self._folders.get(chosen) or self._removed.get(chosen)
+        if self._chosen_at is None or self._chosen_at[0] != chosen:
+            self._chosen_at = (chosen, was)
         source_removed = self.source in self._removed
         self._removed = {name: folder for name, folder in (self._removed | self._folders).items() if name not in listed}
         self._folders = {e.name: Path(e.path) for e in entries}
         self.bases = pipelines + [b for b in picked if b[1] not in self._folders]
         self.bases_changed.emit()
         now = self._folders.get(chosen)
-        moved = was is not None and now is not None and now != was
-        if self.source and ((self.source in self._removed) != source_removed or (moved and not self.is_file)):
+        changed = was is not None and now is not None and now != was
+        if self.source and ((self.source in self._removed) != source_removed or (changed and not self.is_file)):
             self.choose(self.source)  # left the library, came back, or names another folder: checked anew
         elif self.needs_base:
             if self._base_folder(self.base) is None and self.base not in self._removed:  # none chosen yet
                 self.base = self._preselected_base()
             self._check_base()
-            if moved:
+            if changed:
                 self._update_calibration()  # the other folder's prompts and steps
-        if moved:
-            self.relisted = RELISTED.format(name=chosen, new=now, old=was,
-                                            what="base pipeline" if self.is_file else "source")  # fmt: skip
+        # Compared with the folder chosen: a name gone to B and back to A, the one chosen, was said to be "added
+        # again from another folder, A (it was B)" and stopped Quantize again; unlisted, the problem says so alone.
+        old = self._chosen_at[1]
+        moved = old is not None and now is not None and now != old
+        what = "base pipeline" if self.is_file else "source"
+        self.relisted = RELISTED.format(name=chosen, new=now, old=old, what=what) if moved else ""
 
     def library_sources(self) -> list[str]:
         """The library's pipelines, by name: the sources it offers."""
@@ -246,6 +254,7 @@ class QuantizeSource(QObject):
         no pipeline)."""
         if value != self.source:
             self.relisted = ""  # said of the source chosen before, or of its base
+            self._chosen_at = None  # its folder is noted at the next list (``set_library``)
         self.facts, self.checking = None, False
         path = Path(value)
         single = value not in self._folders and value not in self._removed and path.is_file()
@@ -330,6 +339,7 @@ class QuantizeSource(QObject):
         """``value`` (a library name or a folder picked; "": none) became the base of the single-file source."""
         if value != self.base:
             self.relisted = ""  # said of the base chosen before
+            self._chosen_at = None
         self.base = value
         self._check_base()
 

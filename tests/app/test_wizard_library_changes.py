@@ -231,3 +231,40 @@ def test_a_closed_wizard_no_longer_follows_the_library_and_one_opened_again_list
         window.controller.add_model(pipeline_copy(demo_model, tmp_path / "theirs"), select=False)
     assert [page.source.itemData(i) for i in range(page.source.count())] == ["demo", name, added.args[1]]
     reopened.close()
+
+
+def test_relisted_compares_with_the_folder_chosen_and_is_cleared_when_back_there_or_unlisted(
+        qapp, demo_model, tmp_path):  # fmt: skip
+    """``relisted`` compared the name's folder with the previous list, not with the folder chosen: a source moved
+    A -> B and back to A, the folder the user chose, was said to be "added again from another folder, A (it was B when
+    chosen here)", and Quantize on a later page stopped for it again; unlisted after being relisted, the page said
+    both "no longer in the library" and "that folder is the source now". The same for a single file's base."""
+    from app.quantize_source import NOT_IN_LIBRARY, QuantizeSource
+
+    chosen, elsewhere = demo_model, pipeline_copy(demo_model, tmp_path / "elsewhere" / "mine")
+    further = pipeline_copy(demo_model, tmp_path / "further" / "mine")
+    file = str(save_bfl_transformer(demo_model, tmp_path / "my-finetune.safetensors"))
+    for what in ("source", "base pipeline"):
+        state = QuantizeSource([_pipeline("mine", chosen)])
+        state.choose("mine")
+        if what == "base pipeline":
+            state.choose(file)
+            state.engine_checked(file, "")  # the engine's check of its tensors, passed
+            assert state.base == "mine" and state.ready
+        said = (f"mine was added to the library again from another folder, {{new}} (it was {chosen} when chosen "
+                f"here): that folder is the {what} now. Choose another {what} if it is not the one you meant")
+        state.set_library([])
+        state.set_library([_pipeline("mine", elsewhere)])
+        assert state.relisted == said.format(new=elsewhere) and state.ready
+        state.set_library([_pipeline("mine", further)])  # on again: still said of the folder chosen
+        assert state.relisted == said.format(new=further)
+        state.set_library([])
+        assert state.relisted == "" and not state.ready  # the problem says it, alone
+        assert NOT_IN_LIBRARY.format(name="mine", what=what) in (state.base_problem or state.problem)
+        state.set_library([_pipeline("mine", elsewhere)])
+        assert state.relisted == said.format(new=elsewhere)
+        state.set_library([_pipeline("mine", chosen)])  # back at the folder chosen: nothing to say
+        assert state.relisted == "" and state.ready, what
+        state.set_library([])
+        state.set_library([_pipeline("mine", chosen)])  # removed and added again from the same folder
+        assert state.relisted == "" and state.ready
