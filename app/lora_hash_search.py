@@ -101,7 +101,7 @@ class LoraHashSearch(QObject):
         thread of their own (``_run_search``), or, with nothing to search, ``settled`` told at once of the refs
         without a row."""
         refs, now, jobs = match
-        self._rows.switch_to(wanted_strengths(refs, now, notices))
+        self._rows.switch_to(wanted_strengths(refs, now, notices, self._rows.show_refused))
         if not jobs:
             settled([ref.name for index, ref in enumerate(refs) if index not in now], [])
             return notices
@@ -145,7 +145,8 @@ class LoraHashSearch(QObject):
         else:
             late = {index: entry for index, entry in found.items() if search.now.get(index) is not entry}
             if late:
-                self._rows.switch_to(wanted_strengths(search.refs, search.now | late, notices, said=set(late)))
+                self._rows.switch_to(wanted_strengths(search.refs, search.now | late, notices, self._rows.show_refused,
+                                                      said=set(late)))  # fmt: skip
             notices += unmatched_hashes(search, found)
         search.settled([ref.name for index, ref in enumerate(search.refs)
                         if index not in search.now and index not in found], notices)  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Any, NamedTuple
 
 from app.lora_entry import LoraEntry, fit_strength
-from app.lora_header import read_header, read_stamp
+from app.lora_header import FileRead, read_file, read_header, read_stamp
 from gpu.generation.png_metadata import encodable
 from gpu.lora.metadata import MAX_STRENGTH, content_hashes
 from gpu.lora.refs import finite
@@ -198,17 +198,19 @@ def match_by_stem(refs: Any, entries: list[LoraEntry], notices: list[str]) -> Ma
 
 
 def wanted_strengths(refs: list[ImageRef], rows: dict[int, LoraEntry], notices: list[str],
-                     said: set[int] | None = None) -> Wanted:  # fmt: skip
+                     refused: Callable[[LoraEntry, FileRead], None], said: set[int] | None = None) -> Wanted:
     """``LoraState.switch_to``'s argument for ``refs`` matched to ``rows`` (ref index -> row): a row whose file
-    cannot be used now is left off and said in ``notices``, as is a strength outside the engine's range; for the
-    refs in ``said`` only, where given (the others were said at the drop)."""
+    cannot be used now is left off, shown so by ``refused`` (``LoraState.show_refused``) and said in ``notices``, as
+    is a strength outside the engine's range; for the refs in ``said`` only, where given (the others were said at
+    the drop)."""
     wanted: Wanted = {}
     for index, entry in rows.items():
         ref, told = refs[index], notices if said is None or index in said else []
-        problem = read_header(entry.path).problem
-        if problem:  # replaced since by another model's LoRA, or damaged: every job would fail on it
+        read = read_file(entry.path)
+        if read.header.problem:  # replaced since by another model's LoRA, or damaged: every job would fail on it
+            refused(entry, read)  # its row kept the old file's info, as if it were fine
             told.append(f"The image used the LoRA '{ref.name}' ({entry.path}), which cannot be used now: "
-                        f"{problem}; new images are made without it.")  # fmt: skip
+                        f"{read.header.problem}; new images are made without it.")  # fmt: skip
             continue
         wanted[id(entry)] = image_strengths(entry.name, ref.item, told)
     return wanted
@@ -247,7 +249,8 @@ def search_hashes(search: HashSearch) -> dict[int, LoraEntry]:
 def unmatched_hashes(search: HashSearch, found: dict[int, LoraEntry], rows_on: set[int] | None = None) -> list[str]:
     """A sentence for each LoRA of ``search`` whose rows (several of its name, or the one: its file saved over
     since) all lack its hash (``found`` is what the search found): the row switched on at the drop stays on, as the
-    LoRA of that name (new images may differ: said), unless it could not be used (said then). ``rows_on``, where
+    LoRA of that name (new images may differ: said); one left off at the drop as unusable now was said then, and is
+    not said again. ``rows_on``, where
     given (the user changed the panel while the files were hashed): the ids of the rows on now; a LoRA whose row is
     not among them (switched off or removed meanwhile) is not said."""
     notices: list[str] = []
@@ -255,10 +258,12 @@ def unmatched_hashes(search: HashSearch, found: dict[int, LoraEntry], rows_on: s
         ref, row = search.refs[index], search.now[index]
         if rows_on is not None and id(row) not in rows_on:  # the user's choice since: no news to them
             continue
-        instead = f"{row.path} is on instead, and new images may differ" if row.enabled else \
-            "none of them is on"  # fmt: skip
+        # Left off at the drop, said to be unusable now (``wanted_strengths``): that its hash differs too repeated it
+        if not row.enabled:
+            continue
         notices.append(f"The image used the LoRA '{ref.name}' with the hash {ref.digest}, which none of the LoRA "
-                       f"files of that name listed here has: {instead}.")  # fmt: skip
+                       f"files of that name listed here has: {row.path} is on instead, and new images may "
+                       "differ.")  # fmt: skip
     return notices
 
 

@@ -105,7 +105,6 @@ class LoraState(QObject):
         header says what the file is (``.SafeTensors`` is one too)."""
         picked = PickedFiles([], [], [])
         listed = {id(e) for e in self.entries}
-        shown = False  # a listed row shows its refused file: the panel is rebuilt for it too
         for path in paths:
             path = named_path(path)
             read = read_file(path)
@@ -113,10 +112,8 @@ class LoraState(QObject):
                 refused = f"{path} is not a LoRA that can be used: {read.header.problem}."
                 row = self._row_of(read.resolved)
                 if row is not None:
-                    _take_read(row, read.stamp, read.header)
-                    self.set_enabled(row, False)
+                    self.show_refused(row, read)
                     refused += " Its row in the LoRA panel now says why, and is switched off."
-                    shown = True
                 picked.refused.append(refused)
                 continue
             entry = self._add(path, enabled, 1.0, read)
@@ -128,9 +125,16 @@ class LoraState(QObject):
                 _take_read(entry, read.stamp, read.header)
                 if enabled:
                     self.set_enabled(entry, True)
-        if picked.added or shown:
+        if picked.added:
             self.changed.emit()
         return picked
+
+    def show_refused(self, row: LoraEntry, read: FileRead) -> None:
+        """``row``, whose file reads as ``read`` now and is refused (replaced since by another model's LoRA, or
+        damaged), shows why and is switched off: it kept the old file's info, as if it were fine."""
+        _take_read(row, read.stamp, read.header)
+        row.enabled = False
+        self.edited.emit(row)  # the row shown anew (on or off before), laid out again for its longer info line
 
     def add_folder(self, folder: str | Path, leave_out: Callable[[Path], bool] = lambda path: False) -> list[LoraEntry]:
         """The FLUX.1 LoRAs of ``folder`` and its subfolders (``list_lora_files``), but those ``leave_out`` says

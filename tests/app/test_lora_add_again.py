@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QFileDialog
 from app.data_dir import resolve_data_dir
 from app.lora_header import read_header
 from app.settings import LoraSetting, Settings, save_settings
+from gpu.lora import read_lora
 from gpu.paths import resources_dir
 from tests.app.gui import generate_one, window_without_engine
 from tests.app.test_lora_panel import _tiny_lora
@@ -112,3 +113,29 @@ def test_picking_a_listed_lora_whose_file_is_refused_now_shows_why_and_switches_
                 for e in controller.loras.entries if e.path != style] == before  # fmt: skip
         made = generate_one(qtbot, controller)  # runs, without it
         assert [lora["name"] for lora in made.settings["lora_list"]] == ["other"]
+
+
+def test_reusing_an_image_whose_listed_lora_file_is_refused_now_shows_why_on_its_row(qtbot, bare_window, tmp_path):
+    """An image reused (Reuse settings, a drop) whose LoRA's listed file was replaced since by one no job could apply:
+    the notice said so and the LoRA was left off, but its row kept the old file's info, as if it were fine (a row
+    that was on, switched off unsaid there), and a second sentence said its hash matched none of the files of that
+    name: "none of them is on". The row now shows why, as "Add LoRA…" of it does, and nothing more is said."""
+    controller, panel = bare_window.controller, bare_window.lora_panel
+    style = tmp_path / "style.safetensors"
+    used = {"name": "style", "file": str(style), "strength": 0.8, "hash": read_lora(EXAMPLE).short_hash}
+    settled: list[tuple[list[str], list[str]]] = []
+    for was_on in (True, False):
+        shutil.copy(EXAMPLE, style)
+        controller.loras.add_files([style], enabled=was_on)  # shown as it reads: fine
+        fine = read_header(style).info
+        assert panel.row_for("style").info.text() == fine and panel.row_for("style").enabled.isChecked() == was_on
+        sdxl_like(style)  # another model's LoRA saved over it
+        problem = read_header(style).problem
+        settled.clear()
+        notices = controller.loras.hash_search.restore_used([used], lambda *said: settled.append(said))
+        assert notices == [f"The image used the LoRA 'style' ({style}), which cannot be used now: {problem}; new "
+                           "images are made without it."]  # fmt: skip
+        row = panel.row_for("style")
+        assert row.info.text() == problem and not row.enabled.isChecked()
+        qtbot.waitUntil(lambda: bool(settled), timeout=30000)  # its file searched for the image's hash
+        assert settled == [([], [])], was_on  # not said again
