@@ -328,7 +328,7 @@ def unfinished_summary(runs: list[UnfinishedRun], error: BaseException | None) -
 
 @dataclass(frozen=True)
 class Deletion:
-    """The deletion of an unfinished run under way (``QuantizeWizard.deleting``): what the page, the Unfinished
+    """The deletion of an unfinished run under way (``UnfinishedRuns.deleting``): what the page, the Unfinished
     runs dialog and Quantize (which waits) go by."""
 
     run: UnfinishedRun  # the run deleted

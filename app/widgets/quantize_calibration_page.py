@@ -3,6 +3,8 @@ and RAM budgets, and the unfinished runs in the models folder."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
@@ -13,12 +15,16 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
+from app.bindings import bind, bind_enabled
 from app.quantize_outputs import default_ram_budget_gib, installed_ram_bytes
 from app.quantize_source import CalibrationSet
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from app.widgets.quantize_labels import warning_label
 from app.wording import sentence
 from gpu.quantize_defaults import DEFAULT_CALIB_PROMPTS, DEFAULT_GPU_BUDGET_GIB
+
+if TYPE_CHECKING:
+    from app.quantize_unfinished_runs import UnfinishedRuns
 
 # The wizard's most prompts (a run takes minutes per 100 with FLUX); fewer where the chosen source's set has fewer
 MAX_PROMPTS = 512
@@ -27,7 +33,9 @@ MAX_PROMPTS = 512
 class CalibrationPage(QWizardPage):
     """Calibration prompts and steps, the GPU and RAM budgets, and the unfinished runs in the models folder;
     Next here is Quantize, which starts the run."""
-    def __init__(self) -> None:
+    def __init__(self, unfinished_runs: UnfinishedRuns | None = None) -> None:
+        """``unfinished_runs``: the wizard's, which the page's words on them and Quantize go by (none: a page on its
+        own, which says nothing of them)."""
         super().__init__()
         self.setTitle("Calibration and memory")
         self.setSubTitle("Calibration runs the model on a few prompts to see its activations.")
@@ -67,6 +75,11 @@ class CalibrationPage(QWizardPage):
         self.unfinished = QLabel("")
         self.unfinished.setWordWrap(True)
         self.unfinished_button = QPushButton("Unfinished runs…")
+        self._unfinished_runs = unfinished_runs
+        if unfinished_runs is not None:
+            bind(unfinished_runs, "summary", self.unfinished)
+            bind_enabled(unfinished_runs, "openable", self.unfinished_button)
+            unfinished_runs.deleting_changed.connect(lambda _deleting: self.completeChanged.emit())
         row = QHBoxLayout()
         row.addWidget(self.unfinished, 1)
         row.addWidget(self.unfinished_button)
@@ -95,8 +108,8 @@ class CalibrationPage(QWizardPage):
         self._wanted = value
 
     def _deleting(self) -> bool:
-        """Whether the wizard is deleting an unfinished run (``QuantizeWizard.deleting``): Quantize waits for it."""
-        return getattr(self.wizard(), "deleting", None) is not None
+        """Whether the wizard is deleting an unfinished run (``UnfinishedRuns.deleting``): Quantize waits for it."""
+        return self._unfinished_runs is not None and self._unfinished_runs.deleting is not None
 
     def isComplete(self) -> bool:
         """Quantize is greyed while an unfinished run is being deleted."""

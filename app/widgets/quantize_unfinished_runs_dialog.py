@@ -25,20 +25,22 @@ from app.widgets.error_dialog import show_error
 from app.wording import counted, human_bytes
 
 if TYPE_CHECKING:
+    from app.quantize_unfinished_runs import UnfinishedRuns
     from app.widgets.quantize_wizard import QuantizeWizard
 
 
 class UnfinishedRunsDialog(QDialog):
     """The unfinished runs in the models folder (their ``.parts`` folders: finished blocks and samples, GiBs each):
-    name, size, when last written, finished blocks, and whether the wizard's settings resume it. Delete… asks
-    first, naming the run and its size."""
+    name, size, when last written, finished blocks, and whether the wizard's settings resume it (``unfinished``,
+    the wizard's). Delete… asks first, naming the run and its size."""
 
     COLUMNS = ("Model file", "Size", "Last written", "Finished blocks", "With these settings")
 
-    def __init__(self, wizard: QuantizeWizard) -> None:
+    def __init__(self, wizard: QuantizeWizard, unfinished: UnfinishedRuns) -> None:
         super().__init__(wizard)
         self.setWindowTitle("Unfinished runs")
         self.wiz = wizard
+        self.unfinished = unfinished
         self.runs: list[Any] = []  # gpu.streaming.unfinished.UnfinishedRun, as the table shows them
         self.table = QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
@@ -47,13 +49,13 @@ class UnfinishedRunsDialog(QDialog):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._selection_changed)
-        why = plain_label(f"Runs that were stopped or failed keep their finished work in {wizard.models_folder()}, "
+        why = plain_label(f"Runs that were stopped or failed keep their finished work in {unfinished.folder}, "
                           "so that a run with the same settings resumes from it. Delete the ones you will not resume.")
         why.setWordWrap(True)
         self.status = plain_label()  # what is under way: the runs being read, one being deleted
         self.status.setWordWrap(True)
         self._listing: Lookup | None = None  # the runs being read, while it runs (an older one's end is dropped)
-        wizard.lookups.ended.connect(self._on_listed)
+        unfinished.lookups.ended.connect(self._on_listed)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.clicked.connect(self.delete_selected)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -70,11 +72,11 @@ class UnfinishedRunsDialog(QDialog):
     def refresh(self) -> None:
         """Reads the unfinished runs again, on a thread (with the settings, the source is read and hashed); the
         table shows them once read (``_on_listed``)."""
-        self._listing = self.wiz.list_unfinished_runs(with_settings=True)
+        self._listing = self.unfinished.list_runs(with_settings=True)
         self._show_status()
 
     def _show_status(self) -> None:
-        deleting = self.wiz.deleting
+        deleting = self.unfinished.deleting
         self.status.setText(f"Deleting {deleting.run.parts}…" if deleting is not None else
                             "Reading the unfinished runs…" if self._listing is not None else "")  # fmt: skip
         self._selection_changed()
@@ -83,7 +85,7 @@ class UnfinishedRunsDialog(QDialog):
         """Closes the dialog, dropping a listing still under way."""
         # Closed: a listing still under way is dropped, and none reaches it any more (each opening makes a new
         # dialog; a closed one went on taking its late listing, and popped a failed one's error over nothing).
-        self.wiz.lookups.ended.disconnect(self._on_listed)
+        self.unfinished.lookups.ended.disconnect(self._on_listed)
         self._listing = None
         super().done(result)
 
@@ -113,7 +115,7 @@ class UnfinishedRunsDialog(QDialog):
         self._show_status()
 
     def _selection_changed(self) -> None:
-        idle = self._listing is None and self.wiz.deleting is None
+        idle = self._listing is None and self.unfinished.deleting is None
         self.delete_button.setEnabled(idle and bool(self.table.selectionModel().selectedRows()))
 
     def delete_selected(self) -> None:
@@ -132,5 +134,5 @@ class UnfinishedRunsDialog(QDialog):
         box.exec()
         if box.clickedButton() is not box.button(QMessageBox.StandardButton.Yes):
             return
-        self.wiz.delete_run(run)  # on a thread (GiBs); the list is read again once it is done
+        self.unfinished.delete(run)  # on a thread (GiBs); the list is read again once it is done
         self._show_status()

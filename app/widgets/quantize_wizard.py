@@ -4,27 +4,31 @@ The wizard drives ``app.quantize_worker`` on its own thread and hands the new fi
 a module of its own (``quantize_source_page``, ``quantize_method_page``, ``quantize_calibration_page``,
 ``quantize_run_page``, ``quantize_result_page``), and so is the Unfinished runs dialog
 (``quantize_unfinished_runs_dialog``). So are the wizard's parts: the run's naming and turn
-(``quantize_wizard_turns``), its outcome and the result handed to the library (``quantize_wizard_outcome``), and
-the unfinished runs listed and deleted (``quantize_wizard_unfinished``); this module holds the wizard itself, its
-pages and worker wired together, and its closing. What a run is named and leaves behind is
-``app.quantize_outputs``'s.
+(``quantize_wizard_turns``), its outcome and the result handed to the library (``quantize_wizard_outcome``); the
+unfinished runs counted, listed and deleted are state of their own (``app.quantize_unfinished_runs``), which the
+calibration page and the dialog bind to. This module holds the wizard itself, its pages, worker and states wired
+together, and its closing. What a run is named and leaves behind is ``app.quantize_outputs``'s.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget, QWizard
 
 from app.background import Lookup, Lookups
 from app.controller import AppController
-from app.quantize_outputs import Deletion
+from app.engine_errors import classify
+from app.quantize_outputs import not_deleted
 from app.quantize_source import QuantizeSource
+from app.quantize_unfinished_runs import UnfinishedRuns
 from app.quantize_worker import Comparison, QuantizeJob, QuantizeThread
+from app.widgets.error_dialog import show_error
 from app.widgets.quantize_calibration_page import CalibrationPage
 from app.widgets.quantize_method_page import MethodPage
 from app.widgets.quantize_result_page import ResultPage
@@ -32,10 +36,11 @@ from app.widgets.quantize_run_page import RunPage
 from app.widgets.quantize_source_page import SourcePage
 from app.widgets.quantize_unfinished_runs_dialog import UnfinishedRunsDialog
 from app.widgets.quantize_wizard_turns import RunTurns
-from app.widgets.quantize_wizard_unfinished import UnfinishedRuns
 
 if TYPE_CHECKING:
     from gpu.quantizer import QuantizeConfig
+
+log = logging.getLogger(__name__)
 
 # A run on the GPU while the engine generates (QuantizeWorker.run waits for it; the GPU holds one or the other).
 GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch may be several images): the GPU "
@@ -44,7 +49,7 @@ GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch ma
                    "run.")  # fmt: skip
 
 
-class QuantizeWizard(RunTurns, UnfinishedRuns, QWizard):
+class QuantizeWizard(RunTurns, QWizard):
     """Quantize this model: its pages, the run on the worker thread, the run's output name and its turn behind
     earlier wizards' runs, and the model handed to the library."""
 
@@ -78,10 +83,10 @@ class QuantizeWizard(RunTurns, UnfinishedRuns, QWizard):
         self.running = False  # a job is on the worker thread, or waiting for an earlier wizard's to stop
         self._waiting = False  # ... waiting, not yet handed to the worker
         self._earlier = list(earlier)
-        # The models folder is looked at on threads (``Lookups``): the output name of a run (``_naming``),
-        # the calibration page's count of unfinished runs (``_summary``), the deletion of one (``deleting``).
+        # The models folder is looked at on threads (``Lookups``): the output name of a run (``_naming``); the
+        # unfinished runs there, counted, listed and deleted, have lookups of their own (``unfinished_runs``).
         self.lookups = Lookups("Quantize", self)
-        self.lookups.ended.connect(self._on_lookup_ended)
+        self.lookups.ended.connect(self._naming_lookup_ended)
         self._naming: Lookup | None = None
         self._name: Callable[[], None] | None = None  # the naming of a run that waits for an earlier wizard's
         # A naming cancelled while it ran: its thread goes on (it cannot be stopped inside a read of the source)
@@ -89,8 +94,8 @@ class QuantizeWizard(RunTurns, UnfinishedRuns, QWizard):
         # run of these settings resumes) is held, and a run named meanwhile skips it and starts over under the
         # next one: this wizard's next run and later wizards' wait for it (``_name_held``).
         self._dropped: Lookup | None = None
-        self._summary: Lookup | None = None
-        self.deleting: Deletion | None = None
+        self.unfinished_runs = UnfinishedRuns(self.models_folder(), self._chosen_settings, self)
+        self.unfinished_runs.deleted.connect(self._unfinished_run_deleted)
         for wizard in self._earlier:
             wizard.run_ended.connect(self._start_when_free)
             wizard.naming_let_go.connect(self._start_when_free)
@@ -102,7 +107,7 @@ class QuantizeWizard(RunTurns, UnfinishedRuns, QWizard):
         worker.file_checked.connect(self.source_state.engine_checked)
         self.source_page = SourcePage(controller, self.source_state)
         self.method_page = MethodPage()
-        self.calibration_page = CalibrationPage()
+        self.calibration_page = CalibrationPage(self.unfinished_runs)
         self.source_state.calibration_changed.connect(self.calibration_page.show_calibration)
         # The chosen library model's name went on to another folder while a later page showed (``relisted``):
         # Quantize shows the source page first, which says so, as the run would make a copy of that folder's model.
@@ -146,14 +151,38 @@ class QuantizeWizard(RunTurns, UnfinishedRuns, QWizard):
         """Where the wizard's runs write (the app's models folder)."""
         return self.controller.data.quantized
 
-    def _on_lookup_ended(self, lookup: Lookup) -> None:
-        """A lookup of the wizard's ended: used while it is the one asked for last (the dialog takes its own)."""
-        if not self._unfinished_lookup_ended(lookup):
-            self._naming_lookup_ended(lookup)
+    def _chosen_settings(self) -> tuple[str, QuantizeConfig]:
+        """The source and settings chosen now, which an Unfinished runs listing says whether they resume each run."""
+        return self.source_state.source, self.config()
+
+    def show_unfinished_runs(self) -> None:
+        """Opens the Unfinished runs dialog."""
+        self.unfinished_dialog = UnfinishedRunsDialog(self, self.unfinished_runs)
+        self.unfinished_dialog.open()
+
+    def _unfinished_run_deleted(self, error: BaseException | None, run: Any) -> None:
+        """The deletion of an unfinished run ended (``UnfinishedRuns.deleted``): its failure said, the dialog's list
+        and the page's count read again."""
+        if not self.isVisible():
+            # The wizard was closed meanwhile: none of its boxes pops up again (one did, over no window, minutes
+            # later). A failure goes to the main window's error dialog instead (``AppController.error``, as other
+            # background failures do): only logged, it left the user believing the GiBs freed.
+            if error is not None:
+                log.warning("deleting the unfinished run %s failed after its wizard was closed: %s",
+                            run.parts, error)  # fmt: skip
+                self.controller.error.emit(not_deleted(run, classify(error)))
+            return
+        dialog = self.unfinished_dialog
+        shown = dialog is not None and dialog.isVisible()
+        if error is not None:
+            self.error_dialog = show_error(dialog if shown else self, classify(error))
+        if shown:
+            dialog.refresh()
+        self.unfinished_runs.count()
 
     def _page_shown(self, _page_id: int) -> None:
         if self.currentPage() is self.calibration_page:
-            self.show_unfinished_summary()
+            self.unfinished_runs.count()
         elif self.currentPage() is self.source_page:
             self._relisted_unseen = False
 

@@ -159,9 +159,8 @@ class RunTurns(RunOutcome):
             return
         self.run_page.log.appendPlainText("Cancelling…")
 
-    def _naming_lookup_ended(self, lookup: Lookup) -> bool:
-        """Takes ``lookup`` (``QuantizeWizard._on_lookup_ended``) when it is the run's naming, or a naming dropped by a
-        cancel; whether it was."""
+    def _naming_lookup_ended(self, lookup: Lookup) -> None:
+        """Takes ``lookup`` (``lookups.ended``) when it is the run's naming, or a naming dropped by a cancel."""
         if lookup is self._naming:
             self._naming = None
             self._named(lookup)
@@ -171,6 +170,3 @@ class RunTurns(RunOutcome):
                 release_claim(lookup.result.claim)
             self.naming_let_go.emit()  # later wizards' runs that wait for it
             self._start_when_free()  # this wizard's next run, if one waits for it
-        else:
-            return False
-        return True

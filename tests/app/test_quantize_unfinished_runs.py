@@ -178,7 +178,7 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
     page.unfinished_button.click()
     dialog = first.unfinished_dialog
     ended: list = []
-    first.lookups.ended.connect(ended.append)
+    first.unfinished_runs.lookups.ended.connect(ended.append)
     listing.set()
     qtbot.waitUntil(lambda: dialog.table.rowCount() == 1 and len(ended) == 2)  # the closed dialog's listing too
     assert closed.table.rowCount() == 0 and closed.status.text() == "Reading the unfinished runs…"
@@ -200,7 +200,7 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
         wizard.cancel()
     finally:
         deleting.set()
-    qtbot.waitUntil(lambda: first.deleting is None and not wizard.running, timeout=60000)
+    qtbot.waitUntil(lambda: first.unfinished_runs.deleting is None and not wizard.running, timeout=60000)
     assert first.error_dialog is None and "Cancelled. Nothing was added." in log.toPlainText()
     assert f"deleting the unfinished run {old} failed after its wizard was closed" in caplog.text
     assert old.is_dir() and (old / "notes.txt").is_file()
