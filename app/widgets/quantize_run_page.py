@@ -7,17 +7,20 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWizardPage
 
 from app.engine_errors import EngineError
+from app.quantize_run_state import FAILED, FINISHED
 from app.quantize_worker import QuantizeProgress
 from app.widgets.quantize_labels import message_label, problem_label
 from app.wording import sentence
 
 if TYPE_CHECKING:
+    from app.quantize_run_state import QuantizeRunState
     from app.widgets.quantize_wizard import QuantizeWizard
 
 
 class RunPage(QWizardPage):
-    """A run under way: its progress bar, time left, log and Cancel; what a failed or stopped run left."""
-    def __init__(self, wizard: QuantizeWizard) -> None:
+    """A run under way (``run``, the wizard's): its progress bar, time left, log and Cancel; what a failed or
+    stopped run left."""
+    def __init__(self, wizard: QuantizeWizard, run: QuantizeRunState) -> None:
         super().__init__()
         self.setTitle("Quantizing")
         self.wiz = wizard
@@ -41,6 +44,10 @@ class RunPage(QWizardPage):
         layout.addWidget(self.log, 1)
         layout.addWidget(self.cancel_button)
         self.ok = False
+        run.logged.connect(self.log.appendPlainText)
+        run.left.connect(self.left)
+        run.ended.connect(self.end)
+        run.failed.connect(self.failed)
 
     def initializePage(self) -> None:
         """Shown: the page starts empty, and the wizard starts the run."""
@@ -68,6 +75,15 @@ class RunPage(QWizardPage):
         if event.message:
             self.log.appendPlainText(event.message)
 
+    def end(self, how: str, ok: bool) -> None:
+        """The run ended (``QuantizeRunState.ended``): the bar stops (full once finished; as it was after a
+        failure), and Next is offered when it left a model (``ok``)."""
+        if how != FAILED:
+            self.bar.setRange(0, 1)
+        if how == FINISHED:
+            self.bar.setValue(1)
+        self.finish(ok)
+
     def finish(self, ok: bool) -> None:
         """The run ended, with a model (``ok``) or without."""
         self.ok = ok
@@ -84,6 +100,6 @@ class RunPage(QWizardPage):
         self.error.show()
 
     def left(self, note: str) -> None:
-        """Shows ``note``, what a run that ended unfinished left for the next one (``QuantizeWizard.left_note``)."""
+        """Shows ``note``, what a run that ended unfinished left for the next one (``QuantizeRunState.left_note``)."""
         self.note.setText(note)
         self.note.setVisible(bool(note))

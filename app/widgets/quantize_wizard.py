@@ -3,11 +3,11 @@
 The wizard drives ``app.quantize_worker`` on its own thread and hands the new file to the library; each page is
 a module of its own (``quantize_source_page``, ``quantize_method_page``, ``quantize_calibration_page``,
 ``quantize_run_page``, ``quantize_result_page``), and so is the Unfinished runs dialog
-(``quantize_unfinished_runs_dialog``). So are the wizard's parts: the run's naming and turn
-(``quantize_wizard_turns``), its outcome and the result handed to the library (``quantize_wizard_outcome``); the
-unfinished runs counted, listed and deleted are state of their own (``app.quantize_unfinished_runs``), which the
-calibration page and the dialog bind to. This module holds the wizard itself, its pages, worker and states wired
-together, and its closing. What a run is named and leaves behind is ``app.quantize_outputs``'s.
+(``quantize_unfinished_runs_dialog``), and the run's naming and turn (``quantize_wizard_turns``). The run
+itself (its job, how it ended, its result handed to the library) and the unfinished runs counted, listed and
+deleted are state of their own (``app.quantize_run_state``, ``app.quantize_unfinished_runs``), which the pages and
+the dialog bind to. This module holds the wizard itself, its pages, worker and states wired together, and its
+closing. What a run is named and leaves behind is ``app.quantize_outputs``'s.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from PySide6.QtWidgets import QMessageBox, QWidget, QWizard
 
 from app.background import Lookup, Lookups
 from app.controller import AppController
-from app.engine_errors import classify
+from app.engine_errors import EngineError, classify
 from app.quantize_outputs import not_deleted
+from app.quantize_run_state import QuantizeRunState
 from app.quantize_source import QuantizeSource
 from app.quantize_unfinished_runs import UnfinishedRuns
-from app.quantize_worker import Comparison, QuantizeJob, QuantizeThread
+from app.quantize_worker import QuantizeThread
 from app.widgets.error_dialog import show_error
 from app.widgets.quantize_calibration_page import CalibrationPage
 from app.widgets.quantize_method_page import MethodPage
@@ -50,13 +51,10 @@ GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch ma
 
 
 class QuantizeWizard(RunTurns, QWizard):
-    """Quantize this model: its pages, the run on the worker thread, the run's output name and its turn behind
-    earlier wizards' runs, and the model handed to the library."""
+    """Quantize this model: its pages, the run on the worker thread (``run_state``), the run's output name and its
+    turn behind earlier wizards' runs, and the model handed to the library."""
 
     _run = Signal(object)  # queued to the worker thread
-    run_ended = Signal()  # the run (or the wait for an earlier wizard's) is over: finished, cancelled or failed
-    # A naming dropped by a cancel (``_dropped``) let go of the name it claimed: later wizards' runs wait for it
-    naming_let_go = Signal()
 
     def __init__(self, controller: AppController, parent: QWidget | None = None,
                  earlier: Sequence[QuantizeWizard] = ()) -> None:  # fmt: skip
@@ -67,38 +65,23 @@ class QuantizeWizard(RunTurns, QWizard):
         self.setObjectName("quantizeWizard")
         self.setWindowTitle("Quantize this model")
         self.controller = controller
-        self.job: QuantizeJob | None = None
-        self.out_path: Path | None = None
-        self.result_path: str | None = None
-        self.added_name: str | None = None  # the library's name for the result (not always its file's stem)
-        # The adds that handed this wizard's results to the library (AppController.add_model), by number, until
-        # each ends: the result each hands over. Only those adds' ends are this wizard's (not another add's, nor any
-        # error, which the controller sends too), and only the add of the result shown now marks it "Added": an
-        # earlier run's, ending while the run after Back works, marked that run's model added, and it was left out.
-        self._adding: dict[int, str] = {}
-        controller.add_ended.connect(self._on_add_ended)
-        self.comparisons: list[Comparison] = []
+        self.run_state = QuantizeRunState(self)
+        controller.add_ended.connect(self.run_state.add_ended)
+        self.run_state.failed.connect(self._show_failure)
         self.error_dialog: QMessageBox | None = None
         self.compare_steps: int | None = None  # tests use few steps
-        self.running = False  # a job is on the worker thread, or waiting for an earlier wizard's to stop
-        self._waiting = False  # ... waiting, not yet handed to the worker
-        self._earlier = list(earlier)
+        self._earlier = [wizard.run_state for wizard in earlier]
         # The models folder is looked at on threads (``Lookups``): the output name of a run (``_naming``); the
         # unfinished runs there, counted, listed and deleted, have lookups of their own (``unfinished_runs``).
         self.lookups = Lookups("Quantize", self)
         self.lookups.ended.connect(self._naming_lookup_ended)
         self._naming: Lookup | None = None
         self._name: Callable[[], None] | None = None  # the naming of a run that waits for an earlier wizard's
-        # A naming cancelled while it ran: its thread goes on (it cannot be stopped inside a read of the source)
-        # and claims a name, which this wizard lets go of once the naming ends. Until then that name (the one a
-        # run of these settings resumes) is held, and a run named meanwhile skips it and starts over under the
-        # next one: this wizard's next run and later wizards' wait for it (``_name_held``).
-        self._dropped: Lookup | None = None
         self.unfinished_runs = UnfinishedRuns(self.models_folder(), self._chosen_settings, self)
         self.unfinished_runs.deleted.connect(self._unfinished_run_deleted)
-        for wizard in self._earlier:
-            wizard.run_ended.connect(self._start_when_free)
-            wizard.naming_let_go.connect(self._start_when_free)
+        for run in self._earlier:
+            run.run_ended.connect(self._start_when_free)
+            run.naming_let_go.connect(self._start_when_free)
         # The worker thread first: the source page asks it to check a picked file as soon as it exists.
         self._thread = QuantizeThread()
         worker = self._thread.worker
@@ -108,14 +91,19 @@ class QuantizeWizard(RunTurns, QWizard):
         self.source_page = SourcePage(controller, self.source_state)
         self.method_page = MethodPage()
         self.calibration_page = CalibrationPage(self.unfinished_runs)
+        # While a run works, Back stays disabled: going back and pressing Next would queue a second job behind it.
+        # QWizard greys Back on the page after a commit page, and re-applies that whenever it updates its buttons
+        # (which a plain setEnabled(False) would not survive). It updates them after initializePage (which starts
+        # the run) and on the run page's completeChanged, which every end of a run emits (RunPage.finish) after this.
+        self.run_state.running_changed.connect(self.calibration_page.setCommitPage)
         self.source_state.calibration_changed.connect(self.calibration_page.show_calibration)
         # The chosen library model's name went on to another folder while a later page showed (``relisted``):
         # Quantize shows the source page first, which says so, as the run would make a copy of that folder's model.
         self._relisted_unseen = False
         self.source_state.relisted_changed.connect(self._relisted)
         self.calibration_page.show_calibration(self.source_state.calibration)
-        self.run_page = RunPage(self)
-        self.result_page = ResultPage(self)
+        self.run_page = RunPage(self, self.run_state)
+        self.result_page = ResultPage(self, self.run_state)
         for page in (self.source_page, self.method_page, self.calibration_page, self.run_page, self.result_page):
             self.addPage(page)
         self.calibration_page.unfinished_button.clicked.connect(self.show_unfinished_runs)
@@ -123,12 +111,13 @@ class QuantizeWizard(RunTurns, QWizard):
         self.unfinished_dialog: UnfinishedRunsDialog | None = None
         self._run.connect(worker.run)
         worker.progress.connect(self.run_page.on_progress)
-        worker.comparisons.connect(self._on_comparisons)
-        worker.quantized.connect(self._on_quantized)
-        worker.compare_failed.connect(self._on_compare_failed)
-        worker.finished.connect(self._on_finished)
-        worker.cancelled.connect(self._on_cancelled)
-        worker.failed.connect(self._on_failed)
+        worker.comparisons.connect(self.run_state.take_comparisons)
+        worker.quantized.connect(self.run_state.saved)
+        worker.quantized.connect(self._saved)
+        worker.compare_failed.connect(self.run_state.compare_failed)
+        worker.finished.connect(self.run_state.finished)
+        worker.cancelled.connect(self.run_state.cancelled)
+        worker.failed.connect(self.run_state.failed_with)
         worker.unload_asked.connect(self._unload_engine)
         self.resize(760, 600)
 
@@ -210,11 +199,36 @@ class QuantizeWizard(RunTurns, QWizard):
         ``needed`` it by the time the engine gets to it (cancelled or ended)."""
         self.controller.unload_model(unloaded, needed)
         if waits and not unloaded.is_set() and needed():
-            self.run_page.log.appendPlainText(GENERATION_WAIT)
+            self.run_state.log(GENERATION_WAIT)
+
+    def _saved(self, _path: str) -> None:
+        if not self.isVisible():
+            # Closed while the model was being written (past the run's last cancel check): its close kept no
+            # result yet, so the model waited for the app's quit or next start to be listed. Added now, as at a close,
+            # but not selected (add_to_library): the user may be at work on another model since.
+            self.keep_result()
+
+    def _show_failure(self, error: EngineError, _settings_can_fix: bool) -> None:
+        if self.isVisible():  # a wizard the user closed mid-run: its run was cancelled, no dialog for it now
+            self.error_dialog = show_error(self, error)
+
+    def add_to_library(self) -> None:
+        """Hands the result to the library. From the open wizard (Add, Finish, a close) the model is selected, as
+        the user is there to use it; from a closed one (its run finished after the close) it is only added, and
+        the status bar says so: minutes later, selecting it changed the model and the settings the user had set
+        meanwhile, and their next Generate ran the new model."""
+        path = self.run_state.result_path
+        if path:
+            self.run_state.adding(self.controller.add_model(path, select=self.isVisible()), path)
+
+    def keep_result(self) -> None:
+        """A finished model goes into the library however the wizard is left (``QuantizeRunState.result_to_keep``)."""
+        if self.run_state.result_to_keep():
+            self.add_to_library()
 
     def back(self) -> None:
         """Back to the previous page, unless a run works."""
-        if self.running:  # the button is greyed; callers of the slot itself are refused as well
+        if self.run_state.running:  # the button is greyed; callers of the slot itself are refused as well
             return
         super().back()
 
@@ -222,11 +236,12 @@ class QuantizeWizard(RunTurns, QWizard):
         """Whether the running run may stop: asked ("Stop quantizing?") when a close (Esc, the window's X, the main
         window's) would end a run that works, which went silently with hours of work. True when nothing runs,
         the run is already stopping, or it only waits for an earlier wizard's run (nothing of it is done)."""
-        if self.job is None or not self.running or self.job.cancel.is_set() or self._waiting:
+        run = self.run_state
+        if run.job is None or not run.running or run.job.cancel.is_set() or run.waiting:
             return True
         # Asked while the run works, which a No lets go on: what stopping it now would leave, not "this run stopped".
         box = QMessageBox(QMessageBox.Icon.Question, "Stop quantizing?",
-                          f"Stop quantizing? {self.kept_note(if_stopped_now=True)}",
+                          f"Stop quantizing? {run.kept_note(if_stopped_now=True)}",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)  # fmt: skip
         box.setTextFormat(Qt.TextFormat.PlainText)  # it names the run's files: never drawn as HTML (app.plain_text)
         box.setDefaultButton(QMessageBox.StandardButton.No)
@@ -242,11 +257,11 @@ class QuantizeWizard(RunTurns, QWizard):
         self.cancel()
         self.keep_result()
         self.source_page.stop_following_library()  # it listed the library anew at every change, closed for good
-        if self.running:
+        if self.run_state.running:
             # Its thread quits once the run has ended: a thread told to quit drops the calls queued to it, and the
             # run may still be queued there behind the check of a picked file; it would then never run nor end,
             # and a wizard opened next would wait for it for ever.
-            self.run_ended.connect(self._thread.thread.quit)
+            self.run_state.run_ended.connect(self._thread.thread.quit)
         else:
             self._thread.thread.quit()
         super().done(result)
@@ -256,4 +271,4 @@ class QuantizeWizard(RunTurns, QWizard):
         # Asked of the engine before it stops; an add it never gets to (a job running, the quit queued ahead of it)
         # is made by its stop (app.owed_changes.OwedChanges), and a kill is made good by the next start
         self.keep_result()
-        self._thread.stop(self.job)
+        self._thread.stop(self.run_state.job)

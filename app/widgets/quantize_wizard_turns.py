@@ -10,36 +10,41 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.background import Lookup, Lookups
+from app.controller import AppController
 from app.engine_errors import classify
 from app.quantize_outputs import Named, name_run_output, output_name
+from app.quantize_run_state import QuantizeRunState
 from app.quantize_source import QuantizeSource, output_stem
 from app.quantize_worker import QuantizeJob, release_claim, run_error
-from app.widgets.quantize_wizard_outcome import RunOutcome
+from app.widgets.quantize_result_page import ResultPage
+from app.widgets.quantize_run_page import RunPage
 from gpu.errors import UserError
 
 if TYPE_CHECKING:
     from gpu.quantizer import QuantizeConfig
 
 
-class RunTurns(RunOutcome):
+class RunTurns:
     """``QuantizeWizard``'s part that starts a run, names its output and waits for its turn (a mixin: the wizard's
-    own attributes and signals below are set by its ``__init__`` and class; what a run ends with is ``RunOutcome``'s,
-    which the run's start and failures here use)."""
+    own attributes and signals below are set by its ``__init__`` and class; the run's job, its waits and how it
+    ended are ``run_state``'s)."""
 
+    controller: AppController
+    run_state: QuantizeRunState
+    run_page: RunPage
+    result_page: ResultPage
     lookups: Lookups
     source_state: QuantizeSource
     compare_steps: int | None
-    _waiting: bool
-    _earlier: Sequence[Any]  # earlier QuantizeWizards
+    _earlier: Sequence[QuantizeRunState]  # the runs of the wizards opened before this one
     _naming: Lookup | None
     _name: Callable[[], None] | None
-    _dropped: Lookup | None
     _run: Any  # Signal(object): the job, queued to the worker thread
-    naming_let_go: Any  # Signal()
 
     if TYPE_CHECKING:
         def config(self) -> QuantizeConfig: ...
         def models_folder(self) -> Path: ...
+        def keep_result(self) -> None: ...
 
     def start(self) -> None:
         """Starts a run of the chosen source and settings (the run page shown): its output is named on a thread,
@@ -53,16 +58,14 @@ class RunTurns(RunOutcome):
         # the earlier model as "complete", and the result page would show both runs' images). The earlier
         # model goes into the library first: forgotten here, it stayed unlisted in the hidden models folder.
         self.keep_result()
-        self.job, self.out_path = None, None
-        self.result_path, self.added_name = None, None
-        self.comparisons = []
+        self.run_state.start_over()
         self.result_page.clear()
         try:
             state.recheck_file()
         except UserError as err:
-            self._on_failed(classify(err))
+            self.run_state.failed_with(classify(err))
             return
-        self._set_running(True)
+        self.run_state.set_running(True)
         folder = self.models_folder()
 
         # As the run was started: the source page may change while the name is chosen (``_named``).
@@ -74,8 +77,8 @@ class RunTurns(RunOutcome):
             # Named once that run stopped: it holds its name until then, and a run this one would resume (the
             # closed run's, reopened to go on with it) is skipped while held; named now, this run started over
             # under the next free name, its parts folder unsaid.
-            self._waiting = True
-            self.run_page.log.appendPlainText(
+            self.run_state.waiting = True
+            self.run_state.log(
                 "Waiting for the quantize run of the wizard you closed to stop…" if self._earlier_name_held() else
                 "Waiting for the cancelled run to finish choosing its output's name…")  # fmt: skip
             return
@@ -83,16 +86,16 @@ class RunTurns(RunOutcome):
 
     def _earlier_name_held(self) -> bool:
         """Whether an earlier wizard's run is running, or a naming it dropped still holds its name."""
-        return any(w.running or w._dropped is not None for w in self._earlier)
+        return any(run.holds_name() for run in self._earlier)
 
     def _name_held(self) -> bool:
         """Whether a name this wizard's run may take (or resume) is held by a run or a dropped naming that ends
-        soon: an earlier wizard's (``_earlier_name_held``), or this wizard's own cancelled naming (``_dropped``)."""
-        return self._dropped is not None or self._earlier_name_held()
+        soon: an earlier wizard's (``_earlier_name_held``), or this wizard's own cancelled naming (``dropped``)."""
+        return self.run_state.dropped is not None or self._earlier_name_held()
 
     def _choose_name(self, source: str, name: Callable[[], Named]) -> None:
         """Chooses and claims the run's output name on a thread (``name``); ``_named`` takes it from there."""
-        self.run_page.log.appendPlainText(f"Quantizing {source}: choosing the output's name…")
+        self.run_state.log(f"Quantizing {source}: choosing the output's name…")
         self._naming = self.lookups.start("choosing the output's name", name)
 
     def _named(self, lookup: Lookup) -> None:
@@ -100,19 +103,20 @@ class RunTurns(RunOutcome):
         if lookup.error is not None:  # the models folder cannot be listed (a name is taken only when it can)
             # or the chosen name's lock not taken there (its lock file's place is a folder): said as the run's
             # write errors are, with the remedy the wizard has (no --out, no other folder)
-            self._on_failed(run_error(lookup.error, self.models_folder())[0], settings_can_fix=False)
+            self.run_state.failed_with(run_error(lookup.error, self.models_folder())[0], settings_can_fix=False)
             return
         named: Named = lookup.result
-        self.out_path, source = named.claim.target, named.source
+        run = self.run_state
+        run.out_path, source = named.claim.target, named.source
         # The claim goes with the job: the worker releases it as the run ends, ``cancel`` if it never starts
-        self.job = QuantizeJob(source, self.out_path, named.config, compare_steps=self.compare_steps,
-                               compare_original=named.compare_original, claim=named.claim)  # fmt: skip
+        run.job = QuantizeJob(source, run.out_path, named.config, compare_steps=self.compare_steps,
+                              compare_original=named.compare_original, claim=named.claim)  # fmt: skip
         for note in named.notes:
-            self.run_page.log.appendPlainText(note)
-        self.run_page.log.appendPlainText(f"Quantizing {source} → {self.out_path.name}")
-        if any(w.running for w in self._earlier):
-            self._waiting = True
-            self.run_page.log.appendPlainText("Waiting for the quantize run of the wizard you closed to stop…")
+            self.run_state.log(note)
+        self.run_state.log(f"Quantizing {source} → {run.out_path.name}")
+        if any(earlier.running for earlier in self._earlier):
+            self.run_state.waiting = True
+            self.run_state.log("Waiting for the quantize run of the wizard you closed to stop…")
             return
         self._hand_over()
 
@@ -123,50 +127,51 @@ class RunTurns(RunOutcome):
             return  # another earlier run still stopping, or a dropped naming still holding its name
         if self._name is not None:
             name, self._name = self._name, None
-            self._waiting = False
+            self.run_state.waiting = False
             name()
-        elif self._waiting:  # not cancelled while waiting, nor started already
+        elif self.run_state.waiting:  # not cancelled while waiting, nor started already
             self._hand_over()
 
     def _hand_over(self) -> None:
-        assert self.job is not None
-        self._waiting = False
-        if self.job.config.base:
-            self.run_page.log.appendPlainText(
-                f"Text encoders, tokenizers and calibration prompts from {self.job.config.base}")
-        self._run.emit(self.job)
+        job = self.run_state.job
+        assert job is not None
+        self.run_state.waiting = False
+        if job.config.base:
+            self.run_state.log(f"Text encoders, tokenizers and calibration prompts from {job.config.base}")
+        self._run.emit(job)
 
     def cancel(self) -> None:
         """Cancels the run: a naming under way is dropped, a waiting run let go of, a working one told to stop."""
         if self._naming is not None or self._name is not None:  # not named yet: dropped, nothing was started
-            # Said cancelled at once, but a naming under way still claims a name: held until it ended (``_dropped``)
+            # Said cancelled at once, but a naming under way still claims a name: held until it ended (``dropped``)
             if self._naming is not None:
-                assert self._dropped is None  # a run is named only once the earlier dropped naming ended
-                self._dropped = self._naming
+                assert self.run_state.dropped is None  # a run is named only once the earlier dropped naming ended
+                self.run_state.dropped = self._naming
             self._naming = self._name = None
-            self._waiting = False
+            self.run_state.waiting = False
             self.run_page.cancel_button.setEnabled(False)
-            self._on_cancelled()
+            self.run_state.cancelled()
             return
-        if self.job is None or not self.running:
+        job = self.run_state.job
+        if job is None or not self.run_state.running:
             return  # nothing is running: a finished or failed run's page keeps its words
-        self.job.cancel.set()
+        job.cancel.set()
         self.run_page.cancel_button.setEnabled(False)  # pressed: the run stops at its next check
-        if self._waiting:  # never handed to the worker: nothing to stop there, and its name is free again
-            self._waiting = False
-            release_claim(self.job.claim)
-            self._on_cancelled()
+        if self.run_state.waiting:  # never handed to the worker: nothing to stop there, and its name is free again
+            self.run_state.waiting = False
+            release_claim(job.claim)
+            self.run_state.cancelled()
             return
-        self.run_page.log.appendPlainText("Cancelling…")
+        self.run_state.log("Cancelling…")
 
     def _naming_lookup_ended(self, lookup: Lookup) -> None:
         """Takes ``lookup`` (``lookups.ended``) when it is the run's naming, or a naming dropped by a cancel."""
         if lookup is self._naming:
             self._naming = None
             self._named(lookup)
-        elif lookup is self._dropped:  # a naming cancelled while it ran: its name is free again
-            self._dropped = None
+        elif lookup is self.run_state.dropped:  # a naming cancelled while it ran: its name is free again
+            self.run_state.dropped = None
             if isinstance(lookup.result, Named):
                 release_claim(lookup.result.claim)
-            self.naming_let_go.emit()  # later wizards' runs that wait for it
+            self.run_state.naming_let_go.emit()  # later wizards' runs that wait for it
             self._start_when_free()  # this wizard's next run, if one waits for it

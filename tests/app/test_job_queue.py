@@ -172,7 +172,7 @@ def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_
     wizard.calibration_page.count.setValue(2)
     wizard.next()  # the run: it waits
     qtbot.waitUntil(lambda: GENERATION_WAIT in log.toPlainText(), timeout=60000)
-    with qtbot.waitSignal(wizard.run_ended, timeout=60000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=60000):
         wizard.cancel()
     assert "Cancelled. Nothing was added." in log.toPlainText() and not quantize_runs.active()
     assert seen == [] and running.id in controller.queue._jobs and not running.cancel.is_set()  # the job goes on
@@ -197,7 +197,7 @@ def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_
     qtbot.waitUntil(lambda: bool(seen), timeout=60000)
     assert seen[0] == (True, None)  # was: (False, "demo"), the run quantizing beside the job
     qtbot.waitUntil(lambda: controller.job.status == QUANTIZE_WAIT, timeout=60000)
-    with qtbot.waitSignal(wizard.run_ended, timeout=60000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=60000):
         wizard.cancel()
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=60000)
     assert controller.job.status == "Done: 1 image" and queued.id not in controller.queue._jobs

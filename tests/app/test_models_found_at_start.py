@@ -49,7 +49,8 @@ def test_a_model_kept_at_quit_behind_a_running_job_is_in_the_library(qtbot, data
     controller = window.controller
     model = _finished_model(controller.data.quantized, "demo-svdquant-int4-r8.safetensors")
     window.quantize_panel.open_wizard()
-    window.quantize_panel.wizard.result_path = str(model)  # as a run that finished leaves it on the result page
+    # as a run that finished leaves it on the result page
+    window.quantize_panel.wizard.run_state.result_path = str(model)
 
     in_step = step_held_till_quit(monkeypatch, controller)  # the add the quit asks for waits behind the job
     controller.prompt.prompt = "a red circle"

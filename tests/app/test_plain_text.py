@@ -85,9 +85,9 @@ def test_the_quantize_wizards_labels_show_prompts_and_paths_as_written(qtbot, da
     window = window_without_engine(qtbot, resolve_data_dir(data_root))
     window.quantize_panel.open_button.click()
     wizard = window.quantize_panel.wizard
-    wizard.out_path = tmp_path / "<b>mine</b>.safetensors"
+    wizard.run_state.out_path = tmp_path / "<b>mine</b>.safetensors"
     image = QImage(8, 8, QImage.Format.Format_RGB32)
-    wizard.result_page.show_comparisons([Comparison("a neon <b>OPEN</b> sign", None, image, None, None)])
+    wizard.run_state.take_comparisons([Comparison("a neon <b>OPEN</b> sign", None, image, None, None)])
     grid = wizard.result_page.grid
     shown = [grid.itemAt(i).widget() for i in range(grid.count())]
     prompt = next(w for w in shown if isinstance(w, QLabel) and "OPEN" in w.text())

@@ -54,10 +54,10 @@ def _quantize_again(qtbot, wizard: qw.QuantizeWizard, naming: HeldNaming, monkey
     """Presses Quantize on ``wizard`` while the first naming still holds its name, then lets that naming end;
     returns the job the run is handed to the worker with (not run: ``_hand_over`` only keeps it)."""
     handed: list[QuantizeJob] = []
-    monkeypatch.setattr(wizard, "_hand_over", lambda: handed.append(wizard.job))
+    monkeypatch.setattr(wizard, "_hand_over", lambda: handed.append(wizard.run_state.job))
     wizard.next()  # Quantize
     # Either it waits (the name is held), or it was named at once and handed over (under the next free name)
-    qtbot.waitUntil(lambda: wizard._waiting or bool(handed))
+    qtbot.waitUntil(lambda: wizard.run_state.waiting or bool(handed))
     naming.gate.set()
     qtbot.waitUntil(lambda: bool(handed))
     return handed[0]
@@ -80,19 +80,19 @@ def test_a_wizard_opened_after_one_closed_while_naming_resumes_the_name(qtbot, b
     panel = bare_window.quantize_panel
     first, out = _naming_held(qtbot, panel, naming)
     first.close()  # its run cancelled while it is named
-    assert not first.running and "Cancelled. Nothing was added." in first.run_page.log.toPlainText()
+    assert not first.run_state.running and "Cancelled. Nothing was added." in first.run_page.log.toPlainText()
     panel.open_wizard()
     second = panel.wizard
     assert second is not first
     demo_run_to_resume(second)
     job = _quantize_again(qtbot, second, naming, monkeypatch)
     try:
-        assert (second.out_path, job.claim.target) == (out, out)  # the old code: the next name, m-2
+        assert (second.run_state.out_path, job.claim.target) == (out, out)  # the old code: the next name, m-2
         assert "Waiting for the quantize run of the wizard you closed to stop…" in second.run_page.log.toPlainText()
-        assert first._dropped is None  # its naming ended, and let go of its name
+        assert first.run_state.dropped is None  # its naming ended, and let go of its name
     finally:
         release_claim(job.claim)
-        second._set_running(False)
+        second.run_state.set_running(False)
 
 
 def test_a_run_after_cancel_while_naming_then_back_resumes_the_name(qtbot, bare_window, naming, monkeypatch):
@@ -101,18 +101,18 @@ def test_a_run_after_cancel_while_naming_then_back_resumes_the_name(qtbot, bare_
     wizard, out = _naming_held(qtbot, bare_window.quantize_panel, naming)
     wizard.cancel()
     # Said at once, and Back is free: only the next run waits for the naming
-    assert not wizard.running and "Cancelled. Nothing was added." in wizard.run_page.log.toPlainText()
+    assert not wizard.run_state.running and "Cancelled. Nothing was added." in wizard.run_page.log.toPlainText()
     wizard.back()
     assert wizard.currentPage() is wizard.calibration_page
     job = _quantize_again(qtbot, wizard, naming, monkeypatch)
     try:
-        assert (wizard.out_path, job.claim.target) == (out, out)  # the old code: the next name, m-2
+        assert (wizard.run_state.out_path, job.claim.target) == (out, out)  # the old code: the next name, m-2
         log = wizard.run_page.log.toPlainText()
         assert "Waiting for the cancelled run to finish choosing its output's name…" in log
-        assert wizard._dropped is None and naming.claimed == [out, out]
+        assert wizard.run_state.dropped is None and naming.claimed == [out, out]
     finally:
         release_claim(job.claim)
-        wizard._set_running(False)
+        wizard.run_state.set_running(False)
 
 
 def test_a_run_cancelled_while_it_waits_for_a_dropped_naming_is_never_named(qtbot, bare_window, naming):
@@ -123,13 +123,13 @@ def test_a_run_cancelled_while_it_waits_for_a_dropped_naming_is_never_named(qtbo
     wizard.cancel()
     wizard.back()
     wizard.next()  # waits for the dropped naming
-    assert wizard._waiting and wizard._dropped is not None
+    assert wizard.run_state.waiting and wizard.run_state.dropped is not None
     wizard.cancel()
-    assert not wizard.running and not wizard._waiting
+    assert not wizard.run_state.running and not wizard.run_state.waiting
     panel.shutdown()  # returns with the naming still held on its thread
-    assert wizard._dropped is not None
-    with qtbot.waitSignal(wizard.naming_let_go):
+    assert wizard.run_state.dropped is not None
+    with qtbot.waitSignal(wizard.run_state.naming_let_go):
         naming.gate.set()
-    assert wizard.job is None and wizard.out_path is None and naming.claimed == [out]
+    assert wizard.run_state.job is None and wizard.run_state.out_path is None and naming.claimed == [out]
     with claim_output_path(out.parent, out.name.removesuffix(".safetensors"), str(DEMO), wizard.config()) as claim:
         assert claim.target == out  # let go of

@@ -100,7 +100,7 @@ def test_a_wizard_opened_again_resumes_the_run_of_the_one_closed_once_that_run_s
     panel = bare_window.quantize_panel
     panel.open_wizard()
     first = panel.wizard
-    first.running = True  # its run is stopping: it holds its name, the one the next wizard resumes
+    first.run_state.running = True  # its run is stopping: it holds its name, the one the next wizard resumes
     first.close()
     panel.open_wizard()
     second = panel.wizard
@@ -109,18 +109,18 @@ def test_a_wizard_opened_again_resumes_the_run_of_the_one_closed_once_that_run_s
     stopping = claim_output_path(out.parent, "demo-svdquant-int4-r32", str(DEMO), second.config())
     assert stopping.target == out
     handed: list[QuantizeJob] = []
-    monkeypatch.setattr(second, "_hand_over", lambda: handed.append(second.job))
+    monkeypatch.setattr(second, "_hand_over", lambda: handed.append(second.run_state.job))
     second.next()  # Quantize
     qtbot.waitUntil(lambda: second._naming is None)  # not named yet (named at once, it took the next free name)
     assert "Waiting for the quantize run of the wizard you closed to stop" in second.run_page.log.toPlainText()
     stopping.release()  # the closed wizard's run stopped: its worker let go of its name, then said so
-    first._set_running(False)
+    first.run_state.set_running(False)
     qtbot.waitUntil(lambda: bool(handed))
     try:
-        assert second.out_path == out and handed[0].claim.target == out
+        assert second.run_state.out_path == out and handed[0].claim.target == out
     finally:
         release_claim(handed[0].claim)
-        second._set_running(False)
+        second.run_state.set_running(False)
 
 
 def test_a_run_cancelled_while_it_waits_to_be_named_is_never_named(qtbot, bare_window):
@@ -129,7 +129,7 @@ def test_a_run_cancelled_while_it_waits_to_be_named_is_never_named(qtbot, bare_w
     panel = bare_window.quantize_panel
     panel.open_wizard()
     first = panel.wizard
-    first.running = True
+    first.run_state.running = True
     first.close()
     panel.open_wizard()
     second = panel.wizard
@@ -137,9 +137,9 @@ def test_a_run_cancelled_while_it_waits_to_be_named_is_never_named(qtbot, bare_w
     second.next()
     second.next()
     second.next()  # Quantize: waits, unnamed
-    assert second.running and second._naming is None and second.job is None
+    assert second.run_state.running and second._naming is None and second.run_state.job is None
     second.cancel()
-    assert not second.running and "Cancelled. Nothing was added." in second.run_page.log.toPlainText()
-    first._set_running(False)
-    assert second._naming is None and second.job is None and not second.running
+    assert not second.run_state.running and "Cancelled. Nothing was added." in second.run_page.log.toPlainText()
+    first.run_state.set_running(False)
+    assert second._naming is None and second.run_state.job is None and not second.run_state.running
     assert "choosing the output's name" not in second.run_page.log.toPlainText()

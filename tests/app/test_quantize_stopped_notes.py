@@ -56,7 +56,7 @@ def test_a_run_on_an_earlier_runs_folder_says_what_it_left_there_on_the_run_page
     small_run(wizard)
     page = wizard.run_page
     first, release = hold_run_at(wizard, "stage", str(wizard.models_folder()))  # its first word: what it replaces
-    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=120000):
         wizard.next()  # starts quantizing
         qtbot.waitUntil(first.is_set, timeout=60000)
         wizard.cancel()
@@ -69,7 +69,7 @@ def test_a_run_on_an_earlier_runs_folder_says_what_it_left_there_on_the_run_page
     assert json.loads((parts / "manifest.json").read_text())["done"] == {"transformer_blocks.0": {}}
 
     wizard.back()  # and again: that name is taken (``free_output_path``), and such a folder written at the next
-    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=120000):
         wizard.next()
         qtbot.waitUntil(lambda: len(folders) == 2, timeout=60000)
         parts = folders[1]
@@ -84,8 +84,8 @@ def test_a_run_on_an_earlier_runs_folder_says_what_it_left_there_on_the_run_page
     # Not "run again with the same settings to resume" alone: a run refuses the folder while notes.txt is in it.
     said = (f"The calibration samples are kept in {parts}: move notes.txt elsewhere, then run again with the same "
             f"settings to resume. {parts} is kept: it holds files the quantizer did not write (notes.txt), which are "
-            f"not deleted; its own files there are. Move them elsewhere: a run into {wizard.out_path.name} refuses the "
-            "folder while they are in it.")  # fmt: skip
+            f"not deleted; its own files there are. Move them elsewhere: a run into "
+            f"{wizard.run_state.out_path.name} refuses the folder while they are in it.")  # fmt: skip
     assert page.note.text() == said and (parts / "notes.txt").read_text() == "the user's"
 
 
@@ -128,14 +128,14 @@ def test_stop_quantizing_says_what_stopping_now_would_leave(qtbot, bare_window, 
     if not replacing:  # the earlier run's manifest is the first thing a replacement deletes
         (parts / "manifest.json").write_text(json.dumps({"done": {"transformer_blocks.0": {}}}))
     told = QuantizeTold(plan is not None, plan, replacing)
-    wizard.job, wizard.out_path = QuantizeJob("demo", out, None, told=told), out
-    wizard.running = True  # as the worker's run works
+    wizard.run_state.job, wizard.run_state.out_path = QuantizeJob("demo", out, None, told=told), out
+    wizard.run_state.running = True  # as the worker's run works
     seen: list[str] = []
     answer_stop(monkeypatch, QMessageBox.StandardButton.No, seen)
     try:
         assert not wizard.confirm_stop()
     finally:
-        wizard.running = False
+        wizard.run_state.running = False
     assert seen == [f"Stop quantizing? {asked.format(parts=parts)}"]
 
 
@@ -148,7 +148,7 @@ def test_a_full_disk_says_what_is_kept_once(qtbot, window, monkeypatch):
     small_run(wizard)
 
     def serialize_file(tensors, filename, *args, **kwargs):  # the second block's file: the disk is full
-        parts = parts_dir(wizard.job.out_path)
+        parts = parts_dir(wizard.run_state.job.out_path)
         if Path(filename).parent.name.startswith(scratch_prefix(parts / "block-0001.safetensors")):
             raise OSError(errno.ENOSPC, "No space left on device")
         return serialize(tensors, filename, *args, **kwargs)
@@ -156,9 +156,9 @@ def test_a_full_disk_says_what_is_kept_once(qtbot, window, monkeypatch):
     monkeypatch.setattr(safetensors.torch, "serialize_file", serialize_file)
     seen: list[str] = []
     accept_dialog_later(seen)
-    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=120000):
         wizard.next()  # starts quantizing
-    parts = parts_dir(wizard.job.out_path)
+    parts = parts_dir(wizard.run_state.job.out_path)
     log = wizard.run_page.log.toPlainText()
     assert "is full" in log and log.count(f"kept in {parts}") == 1, log
     assert (parts / "block-0000.safetensors").is_file()
@@ -186,7 +186,7 @@ def test_a_full_disk_after_a_replaced_folder_kept_the_users_file_still_says_so(q
     small_run(wizard)
     seen: list[str] = []
     accept_dialog_later(seen)
-    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=120000):
         wizard.next()
         qtbot.waitUntil(lambda: len(folders) == 1, timeout=60000)
         replacing, release = hold_run_at(wizard, "stage", f"{folders[0].name} was made with other settings")

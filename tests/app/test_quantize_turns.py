@@ -32,7 +32,7 @@ def test_a_cpu_run_that_fails_while_a_job_runs_leaves_its_model_loaded(qtbot, wi
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=60000):
         wizard.next()  # a run on the CPU: it asks for the unload and starts at once
     log = wizard.run_page.log.toPlainText()
-    assert f"Failed: not enough free disk space in {wizard.out_path.parent}" in log and controller.job.busy
+    assert f"Failed: not enough free disk space in {wizard.run_state.out_path.parent}" in log and controller.job.busy
     qtbot.waitUntil(lambda: len(seen) == 1)
     assert "free some space on its disk" in seen[0]  # the wizard's remedy for a full disk, not a folder's
     wizard.close()
@@ -61,7 +61,8 @@ def test_a_run_without_the_disk_space_it_needs_is_refused_before_the_generation_
     accept_dialog_later(seen := [])
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=60000):
         wizard.next()
-    assert f"Failed: not enough free disk space in {wizard.out_path.parent}" in wizard.run_page.log.toPlainText()
+    said = f"Failed: not enough free disk space in {wizard.run_state.out_path.parent}"
+    assert said in wizard.run_page.log.toPlainText()
     assert asked == []  # was: the unload asked for, before the refusal
     qtbot.waitUntil(lambda: len(seen) == 1)
     wizard.close()

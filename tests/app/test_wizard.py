@@ -57,37 +57,37 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     log.textChanged.connect(lambda: said.append((log.document().lastBlock().text(), time_left.text())))
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
         wizard.next()  # -> run page: starts quantizing
-    assert wizard.result_path, wizard.run_page.log.toPlainText()
+    assert wizard.run_state.result_path, wizard.run_page.log.toPlainText()
     layers = [left for line, left in said if line.startswith("block ")]
     assert layers and all(left.startswith("About ") for left in layers), said
     after = said[next(i for i, (line, _) in enumerate(said) if line.startswith("writing ")):]
     assert any(line.startswith("Rendering comparison images") for line, _ in after), said
     assert all(left == "" for _, left in after), after
-    meta = read_checkpoint_meta(wizard.result_path)
+    meta = read_checkpoint_meta(wizard.run_state.result_path)
     assert meta.calibration["alpha_points"] == 3
     layers = meta.layers
     assert layers["transformer_blocks.0.attn.to_k"]["smooth_group"][0] == "transformer_blocks.0.attn.to_q"
     assert "layer" in wizard.run_page.log.toPlainText().lower() or wizard.run_page.log.blockCount() > 3
     assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
     wizard.next()  # -> result page
-    assert len(wizard.comparisons) == 4
-    assert all(c.psnr > 0 for c in wizard.comparisons)
+    assert len(wizard.run_state.comparisons) == 4
+    assert all(c.psnr > 0 for c in wizard.run_state.comparisons)
     with qtbot.waitSignal(window.controller.add_ended, timeout=60000):
         wizard.result_page.add_button.click()
     names = [e.name for e in window.controller.entries]
-    assert wizard.added_name in names
+    assert wizard.run_state.added_name in names
     wizard.close()
 
     controller = window.controller  # the model added is the one in use now
-    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == wizard.added_name, timeout=60000)
-    assert controller.prompt.model == wizard.added_name
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == wizard.run_state.added_name, timeout=60000)
+    assert controller.prompt.model == wizard.run_state.added_name
     assert controller.model_info.kind == "svdq"
     assert window.model_panel.runs_on.text().startswith("Runs on: ")
     controller.prompt.prompt = "a blue circle"
     controller.prompt.steps = 2  # that the added model generates, not how well: the demo's 16 steps add nothing
     with qtbot.waitSignal(controller.job_finished, timeout=120000) as blocker:
         controller.generate()
-    assert blocker.args[0][0].settings["model"] == wizard.added_name
+    assert blocker.args[0][0].settings["model"] == wizard.run_state.added_name
 
 
 def test_wizard_cancel(qtbot, window):
@@ -121,18 +121,18 @@ def test_cancelling_the_comparison_keeps_the_finished_model_offered(qtbot, windo
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
         wizard.next()
     log = wizard.run_page.log.toPlainText()
-    assert "Comparison cancelled" in log and wizard.comparisons == []
-    assert read_checkpoint_meta(wizard.result_path).layers  # complete and valid
+    assert "Comparison cancelled" in log and wizard.run_state.comparisons == []
+    assert read_checkpoint_meta(wizard.run_state.result_path).layers  # complete and valid
     wizard.next()  # -> result page
     # The file moved away before Add: the library refuses it, and the button offers the add again (it read
     # "Added" for a model that was not listed).
-    result, aside = Path(wizard.result_path), Path(wizard.result_path + ".aside")
+    result, aside = Path(wizard.run_state.result_path), Path(wizard.run_state.result_path + ".aside")
     result.rename(aside)
     with qtbot.waitSignal(window.controller.error, timeout=60000):
         wizard.result_page.add_button.click()
     button = wizard.result_page.add_button
     assert button.isEnabled() and button.text() == "Add to library"
-    assert wizard.added_name is None and result.stem not in [e.name for e in window.controller.entries]
+    assert wizard.run_state.added_name is None and result.stem not in [e.name for e in window.controller.entries]
     aside.rename(result)
     # Neither an add the user made meanwhile (the Models panel's, queued first) nor an error of no add (Generate
     # with no prompt, while the wizard's add is under way) is the wizard's: the first was taken for its add (its
@@ -147,18 +147,18 @@ def test_cancelling_the_comparison_keeps_the_finished_model_offered(qtbot, windo
         button.click()
         controller.generate()  # "Type a prompt first.", before either add has ended (they end on this thread)
     window.error_dialog.accept()
-    assert "mine" in [e.name for e in controller.entries] and wizard.added_name == result.stem
-    assert wizard.added_name in [e.name for e in controller.entries]
+    assert "mine" in [e.name for e in controller.entries] and wizard.run_state.added_name == result.stem
+    assert wizard.run_state.added_name in [e.name for e in controller.entries]
     assert not button.isEnabled() and button.text() == "Added"
 
     # Back and a run of another rank: its model is not the one added. It was taken for it (the wizard's close left
     # it out of the library), and the add of the run before it, ending during it, marked its page "Added".
     second = _run_again(qtbot, wizard, 16)
-    assert wizard.added_name is None and button.isEnabled() and button.text() == "Add to library"
+    assert wizard.run_state.added_name is None and button.isEnabled() and button.text() == "Add to library"
     button.click()  # and Back before this add has ended: it ends during the next run
     third = _run_again(qtbot, wizard, 24)
     qtbot.waitUntil(lambda: second.stem in [e.name for e in controller.entries], timeout=60000)
-    assert wizard.added_name is None and button.isEnabled() and button.text() == "Add to library"
+    assert wizard.run_state.added_name is None and button.isEnabled() and button.text() == "Add to library"
     with qtbot.waitSignal(controller.add_ended, timeout=60000):
         wizard.close()  # adds the result shown
     assert {result.stem, second.stem, third.stem} <= {e.name for e in controller.entries}
@@ -173,9 +173,9 @@ def _run_again(qtbot, wizard, rank: int) -> Path:
     wizard.next()
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
         wizard.next()
-    assert wizard.result_path, wizard.run_page.log.toPlainText()
+    assert wizard.run_state.result_path, wizard.run_page.log.toPlainText()
     wizard.next()  # -> result page
-    return Path(wizard.result_path)
+    return Path(wizard.run_state.result_path)
 
 
 def test_closed_wizards_threads_stop_with_the_app(qtbot, window, monkeypatch):
@@ -219,31 +219,31 @@ def test_no_back_while_a_run_works_and_running_again_after_a_cancel(qtbot, windo
     wizard.calibration_page.count.setValue(64)  # long enough to be still running below
     wizard.next()  # starts quantizing
     assert wizard.currentPage() is wizard.run_page
-    assert not back.isEnabled() and not next_button.isEnabled() and wizard.running
+    assert not back.isEnabled() and not next_button.isEnabled() and wizard.run_state.running
     back.click()
     wizard.back()  # the slot itself, as a shortcut would call it
     assert wizard.currentPage() is wizard.run_page
     qtbot.waitUntil(lambda: wizard.run_page.log.blockCount() > 2, timeout=60000)  # the engine is at work
     assert not back.isEnabled()  # still greyed after QWizard updated its buttons for the progress
-    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=120000):
         wizard.run_page.cancel_button.click()
         assert not wizard.run_page.cancel_button.isEnabled()  # pressed once; the run stops at its next check
     log = wizard.run_page.log.toPlainText()
-    assert "Cancelled. Nothing was added." in log and wizard.result_path is None
+    assert "Cancelled. Nothing was added." in log and wizard.run_state.result_path is None
     assert back.isEnabled() and not next_button.isEnabled() and not wizard.run_page.cancel_button.isEnabled()
     back.click()  # to change the settings
     assert wizard.currentPage() is wizard.calibration_page
     assert next_button.text() == "Quantize"  # not "Commit", as it is while a run works
     wizard.calibration_page.count.setValue(2)
     wizard.calibration_page.steps.setValue(2)
-    with qtbot.waitSignal(wizard.run_ended, timeout=600000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=600000):
         wizard.next()  # runs again
     log = wizard.run_page.log.toPlainText()
-    assert wizard.result_path and "being written by another" not in log, log
+    assert wizard.run_state.result_path and "being written by another" not in log, log
     assert "Cancelled" not in log and wizard.run_page.cancel_button.isEnabled() is False
     assert next_button.isEnabled() and back.isEnabled()
     wizard.next()  # -> result page
-    assert len(wizard.comparisons) == 4
+    assert len(wizard.run_state.comparisons) == 4
     wizard.close()
 
 
@@ -281,12 +281,12 @@ def test_a_wizard_closed_mid_run_and_opened_again_runs_after_the_old_run_stops(q
     second.next()
     second.calibration_page.count.setValue(2)
     second.calibration_page.steps.setValue(2)
-    with qtbot.waitSignal(second.run_ended, timeout=600000):
+    with qtbot.waitSignal(second.run_state.run_ended, timeout=600000):
         second.next()
     log = second.run_page.log.toPlainText()
-    assert second.result_path and "being written by another" not in log, log
+    assert second.run_state.result_path and "being written by another" not in log, log
     assert "Waiting for the quantize run of the wizard you closed to stop" in log
-    assert not first.running and "Cancelled" in first.run_page.log.toPlainText()
+    assert not first.run_state.running and "Cancelled" in first.run_page.log.toPlainText()
     assert first.error_dialog is None  # no dialog about a run the user closed
     second.close()
 
@@ -314,11 +314,11 @@ def test_a_wizard_closed_while_its_run_waits_behind_a_file_check_still_ends_it(q
     first.next()
     first.next()
     first.next()  # the run, queued behind the check once named
-    qtbot.waitUntil(lambda: first.job is not None)
-    assert first.running and first.currentPage() is first.run_page
+    qtbot.waitUntil(lambda: first.run_state.job is not None)
+    assert first.run_state.running and first.currentPage() is first.run_page
     answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, [])
     first.close()
-    qtbot.waitUntil(lambda: not first.running, timeout=60000)
+    qtbot.waitUntil(lambda: not first.run_state.running, timeout=60000)
     assert "Cancelled. Nothing was added." in first.run_page.log.toPlainText()
     qtbot.waitUntil(lambda: not first._thread.thread.isRunning(), timeout=10000)  # and its thread ends
 
@@ -333,8 +333,8 @@ def test_wizard_never_replaces_an_existing_model(qtbot, window):
     wizard.next()
     wizard.next()
     wizard.next()  # starts quantizing
-    qtbot.waitUntil(lambda: wizard.out_path is not None)  # named on a thread
-    assert wizard.out_path == existing.with_name("demo-svdquant-int4-r32-2.safetensors")
+    qtbot.waitUntil(lambda: wizard.run_state.out_path is not None)  # named on a thread
+    assert wizard.run_state.out_path == existing.with_name("demo-svdquant-int4-r32-2.safetensors")
     wizard.cancel()
     qtbot.waitUntil(lambda: "Cancelled" in wizard.run_page.log.toPlainText(), timeout=120000)
     assert existing.read_bytes() == b"the user's own model"
@@ -381,31 +381,32 @@ def test_a_single_file_quantizes_with_its_base_and_generates(qtbot, window, tmp_
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
         wizard.next()  # -> run
     log = wizard.run_page.log.toPlainText()
-    assert wizard.result_path, log
-    assert wizard.out_path.name == "my-finetune-svdquant-int4-r8.safetensors"
+    assert wizard.run_state.result_path, log
+    assert wizard.run_state.out_path.name == "my-finetune-svdquant-int4-r8.safetensors"
     assert "calibration prompts from demo" in log
-    assert read_checkpoint_meta(wizard.result_path).base_model["path"] == str(DEMO.resolve())
+    assert read_checkpoint_meta(wizard.run_state.result_path).base_model["path"] == str(DEMO.resolve())
     wizard.next()  # -> result
-    assert len(wizard.comparisons) == 4
-    assert all(c.original is None and c.psnr is None for c in wizard.comparisons)  # no made-up 16-bit reference
+    assert len(wizard.run_state.comparisons) == 4
+    # no made-up 16-bit reference
+    assert all(c.original is None and c.psnr is None for c in wizard.run_state.comparisons)
     summary = wizard.result_page.summary.text()
     assert "No comparison with the 16-bit model: my-finetune.safetensors is a single-file checkpoint" in summary
     headers = [wizard.result_page.grid.itemAtPosition(0, c) for c in range(4)]
     assert [h.widget().text() for h in headers if h] == ["<b>Prompt</b>", "<b>Quantized</b>"]
     with qtbot.waitSignal(window.controller.add_ended, timeout=60000):
         wizard.result_page.add_button.click()
-    assert wizard.added_name == "my-finetune-svdquant-int4-r8"
-    assert wizard.added_name in [e.name for e in window.controller.entries]
+    assert wizard.run_state.added_name == "my-finetune-svdquant-int4-r8"
+    assert wizard.run_state.added_name in [e.name for e in window.controller.entries]
     wizard.close()
 
     controller = window.controller  # the model added is the one in use now
-    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == wizard.added_name, timeout=60000)
-    assert controller.prompt.model == wizard.added_name
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == wizard.run_state.added_name, timeout=60000)
+    assert controller.prompt.model == wizard.run_state.added_name
     controller.prompt.prompt = "a blue circle"
     controller.prompt.steps = 2  # that the added model generates, not how well: the demo's 16 steps add nothing
     with qtbot.waitSignal(controller.job_finished, timeout=120000) as blocker:
         controller.generate()
-    assert blocker.args[0][0].settings["model"] == wizard.added_name
+    assert blocker.args[0][0].settings["model"] == wizard.run_state.added_name
 
 
 def test_a_single_file_needs_a_base_that_fits(qtbot, window, tmp_path):
@@ -649,7 +650,7 @@ def test_a_run_that_cannot_write_into_the_models_folder_names_it_and_the_real_re
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=60000):
         wizard.next()
     monkeypatch.undo()
-    assert not wizard.running and "Failed: " in wizard.run_page.log.toPlainText()
+    assert not wizard.run_state.running and "Failed: " in wizard.run_page.log.toPlainText()
     qtbot.waitUntil(lambda: len(seen) == 1)
     assert "caffe2_nvrtc.dll" in seen[0]
     wizard.back()

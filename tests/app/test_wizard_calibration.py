@@ -19,7 +19,7 @@ def test_the_encoding_moves_the_bar_and_a_cancel_stops_it(qtbot, window, monkeyp
     qtbot.waitUntil(reached.is_set, timeout=30000)
     qtbot.waitUntil(lambda: wizard.run_page.bar.value() == 4)
     assert wizard.run_page.bar.maximum() == 40
-    with qtbot.waitSignal(wizard.run_ended, timeout=60000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=60000):
         wizard.cancel()
         release.set()
     log = wizard.run_page.log.toPlainText()

@@ -27,16 +27,17 @@ def test_a_model_written_after_its_wizard_was_closed_is_added_at_once_not_select
         seen: list[str] = []
         answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, seen)
         wizard.close()
-        assert len(seen) == 1 and not wizard.isVisible() and wizard.job.cancel.is_set()
+        assert len(seen) == 1 and not wizard.isVisible() and wizard.run_state.job.cancel.is_set()
         model = controller.prompt.model
         controller.prompt.steps = 7  # the user's own, set after the close
         with qtbot.waitSignal(controller.add_ended, timeout=120000) as added:
             release.set()
     finally:
         release.set()
-    name = wizard.out_path.stem
-    assert added.args[1:] == [name] and name in [e.name for e in controller.entries] and wizard.added_name == name
+    name = wizard.run_state.out_path.stem
+    assert added.args[1:] == [name] and name in [e.name for e in controller.entries]
+    assert wizard.run_state.added_name == name
     qtbot.waitUntil(lambda: any(f"'{name}' was added" in line for line in said), timeout=60000)
     assert f"The model '{name}' was added to the library; '{model}' stays selected." in said, said
     assert controller.prompt.model == model and controller.prompt.steps == 7
-    qtbot.waitUntil(lambda: not wizard.running, timeout=60000)
+    qtbot.waitUntil(lambda: not wizard.run_state.running, timeout=60000)

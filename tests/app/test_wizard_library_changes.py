@@ -52,7 +52,7 @@ def _quantize_refused(wizard, monkeypatch) -> None:
     started: list[str] = []
     monkeypatch.setattr(QuantizeWizard, "_choose_name", lambda self, source, name: started.append(source))
     wizard.next()
-    assert wizard.currentPage() is wizard.source_page and started == [] and not wizard.running
+    assert wizard.currentPage() is wizard.source_page and started == [] and not wizard.run_state.running
 
 
 def test_a_source_removed_from_the_library_on_a_later_page_stays_chosen_and_no_run_starts(

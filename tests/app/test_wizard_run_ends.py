@@ -36,30 +36,32 @@ def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, windo
     wizard = window.quantize_panel.wizard
     small_run(wizard)
     second_block, release = hold_run_at(wizard, "layer", "block 2/")
-    with qtbot.waitSignal(wizard.run_ended, timeout=600000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=600000):
         wizard.next()
         try:
             qtbot.waitUntil(second_block.is_set, timeout=120000)
-            parts = parts_dir(wizard.out_path)
+            parts = parts_dir(wizard.run_state.out_path)
             (parts / "notes.txt").write_text("the user's")
         finally:
             release.set()
     log = wizard.run_page.log.toPlainText()
     assert "Failed" not in log and not wizard.run_page.error.isVisible(), log
     assert "Warning: the comparison images could not be rendered: The GPU ran out of memory" in log
-    assert wizard.error_dialog is None and read_checkpoint_meta(wizard.result_path).layers  # complete and valid
+    assert wizard.error_dialog is None
+    assert read_checkpoint_meta(wizard.run_state.result_path).layers  # complete and valid
     assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
     wizard.next()  # -> result page
     summary = wizard.result_page.summary.text()
-    assert summary.startswith(f"Saved to {wizard.result_path}. No comparison images: The GPU ran out of memory")
+    said = f"Saved to {wizard.run_state.result_path}. No comparison images: The GPU ran out of memory"
+    assert summary.startswith(said)
     assert wizard.result_page.parts_left.text() == (
         f"{parts} is kept: it holds files the quantizer did not write (notes.txt), which are not deleted; its own "
-        f"files there are. Move them elsewhere: a run into {wizard.out_path.name} refuses the folder while they are "
-        "in it.")  # fmt: skip
+        f"files there are. Move them elsewhere: a run into {wizard.run_state.out_path.name} refuses the folder while "
+        "they are in it.")  # fmt: skip
     assert wizard.result_page.parts_left.isVisible()
     with qtbot.waitSignal(window.controller.add_ended, timeout=60000):
         wizard.button(QWizard.WizardButton.FinishButton).click()  # "Add to library" not pressed
-    assert not wizard.isVisible() and wizard.added_name in [e.name for e in window.controller.entries]
+    assert not wizard.isVisible() and wizard.run_state.added_name in [e.name for e in window.controller.entries]
 
 
 def test_closing_a_running_wizard_asks_and_a_cancel_says_what_is_kept(qtbot, window, monkeypatch):
@@ -75,8 +77,8 @@ def test_closing_a_running_wizard_asks_and_a_cancel_says_what_is_kept(qtbot, win
         _stop_asked(qtbot, monkeypatch, window, wizard, second_block, release)
     finally:  # a failed assert leaves no run blocked, nor a "Stop quantizing?" that the window's close would show
         release.set()
-        if wizard.job is not None:
-            wizard.job.cancel.set()
+        if wizard.run_state.job is not None:
+            wizard.run_state.job.cancel.set()
 
 
 def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Event,
@@ -86,7 +88,7 @@ def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Even
     # The event's queued copy reaches the page after the held one: the log has it, and the ETA, once it arrived.
     qtbot.waitUntil(lambda: second_block.is_set() and "block 2/" in log.toPlainText(), timeout=120000)
     assert wizard.run_page.eta.text() != ""
-    parts = parts_dir(wizard.out_path)
+    parts = parts_dir(wizard.run_state.out_path)
     kept = (f"The calibration samples and 1 finished block are kept in {parts}: run again with the same settings to "
             "resume.")  # fmt: skip
 
@@ -96,10 +98,11 @@ def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Even
     qtbot.keyClick(wizard, Qt.Key.Key_Escape)
     window.close()  # the main window's X
     assert len(seen) == 3 and all(text.startswith(f"Stop quantizing? {kept}") for text in seen), seen
-    assert wizard.isVisible() and window.isVisible() and wizard.running and not wizard.job.cancel.is_set()
+    assert wizard.isVisible() and window.isVisible()
+    assert wizard.run_state.running and not wizard.run_state.job.cancel.is_set()
 
     answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, seen)
-    with qtbot.waitSignal(wizard.run_ended, timeout=120000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=120000):
         wizard.close()
         release.set()
     assert not wizard.isVisible() and len(seen) == 4
@@ -112,15 +115,16 @@ def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Even
     window.quantize_panel.open_wizard()
     other = window.quantize_panel.wizard
     small_run(other, alpha_points=5)
-    with qtbot.waitSignal(other.run_ended, timeout=120000):
+    with qtbot.waitSignal(other.run_state.run_ended, timeout=120000):
         other.next()  # starts quantizing
-        qtbot.waitUntil(lambda: other.job is not None)  # once named (on a thread)
+        qtbot.waitUntil(lambda: other.run_state.job is not None)  # once named (on a thread)
         other.cancel()
-    assert other.out_path == wizard.out_path.with_name(wizard.out_path.stem + "-2.safetensors")
+    out = wizard.run_state.out_path
+    assert other.run_state.out_path == out.with_name(out.stem + "-2.safetensors")
     other_log = other.run_page.log.toPlainText()
     assert f"{parts.name} holds the blocks of an earlier run made with other settings. They stay in " \
            f"{parts.parent} and resume when you run with that run's settings" in other_log  # fmt: skip
-    assert free_output_path(parts.parent, wizard.out_path.stem, wizard.job.source, stopped) == wizard.out_path
+    assert free_output_path(parts.parent, out.stem, wizard.run_state.job.source, stopped) == out
     assert (parts / "manifest.json").is_file()  # the earlier blocks are still there
 
 
@@ -135,11 +139,11 @@ def test_a_file_the_user_puts_at_the_runs_output_meanwhile_is_kept_and_the_run_s
     second_block, release = hold_run_at(wizard, "layer", "block 2/")
     seen: list[str] = []
     accept_dialog_later(seen)
-    with qtbot.waitSignal(wizard.run_ended, timeout=600000):
+    with qtbot.waitSignal(wizard.run_state.run_ended, timeout=600000):
         wizard.next()
         try:
             qtbot.waitUntil(second_block.is_set, timeout=120000)
-            out = wizard.out_path
+            out = wizard.run_state.out_path
             out.write_bytes(b"the user's own model")
         finally:
             release.set()
@@ -196,8 +200,8 @@ def test_a_finished_model_left_unadded_goes_into_the_library_when_the_app_quits(
     model.write_bytes((resources_dir() / "models" / "demo-int4.safetensors").read_bytes())
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
-    wizard.result_path = str(model)  # as a run that finished leaves it on the result page
-    assert "The model is complete (finished.safetensors)" in wizard.kept_note()
+    wizard.run_state.result_path = str(model)  # as a run that finished leaves it on the result page
+    assert "The model is complete (finished.safetensors)" in wizard.run_state.kept_note()
     with qtbot.waitSignal(window.controller.add_ended, timeout=60000) as added:
         window.quantize_panel.shutdown()
     assert added.args[1:] == ["finished"]
@@ -215,13 +219,13 @@ def test_a_run_renders_its_source_at_16_bits_as_the_source_was_when_it_started(q
     small_run(wizard)
     try:
         wizard.next()  # Quantize the demo pipeline: its output being named
-        assert wizard.running and wizard.job is None
+        assert wizard.run_state.running and wizard.run_state.job is None
         wizard.source_state.choose(str(resources_dir() / "models" / "demo-int4.safetensors"))  # a single file
         assert wizard.source_state.is_file
     finally:
         release.set()
-    qtbot.waitUntil(lambda: wizard.job is not None, timeout=60000)
-    job = wizard.job
+    qtbot.waitUntil(lambda: wizard.run_state.job is not None, timeout=60000)
+    job = wizard.run_state.job
     wizard.cancel()  # before the assertions: a window closed on a running wizard asks first, in a modal box
-    qtbot.waitUntil(lambda: not wizard.running, timeout=120000)
+    qtbot.waitUntil(lambda: not wizard.run_state.running, timeout=120000)
     assert job.source == "demo" and job.compare_original
