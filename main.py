@@ -655,6 +655,9 @@ def run_command(args: argparse.Namespace) -> int:
         from gpu.self_test import main as self_test
 
         return self_test([])
+    from gpu.torch_check import require_torch
+
+    require_torch()  # every command runs on torch: one that cannot be loaded is said, not a traceback of imports
     return COMMANDS[args.command](args)
 
 

@@ -175,6 +175,7 @@ class AppController(QObject):
         worker.finished.connect(self.queue.on_finished)
         worker.cancelled.connect(self.queue.on_cancelled)
         worker.failed.connect(self._on_failed)
+        worker.start_failed.connect(self._on_start_failed)
         worker.noted.connect(self._on_noted)
         quantize_runs.ended.connect(self.library.on_quantize_runs_ended)
 
@@ -391,6 +392,13 @@ class AppController(QObject):
         self.library.select_at_start(self.queue.idle)
         if self.queue.idle:
             self.job.status = "Ready"
+
+    def _on_start_failed(self, error: EngineError) -> None:
+        """The engine could not start (a torch that cannot be loaded): said, and said where "Starting the engine…"
+        stayed for good. Each Generate tries it again, and says why it failed."""
+        self.job.status = "The engine could not start"
+        self.library.list_state.details = f"The engine could not start: {error.text}"
+        self._on_failed(0, error)
 
     def _on_add_failed(self, request: int, error: EngineError) -> None:
         """The library refused the model of add ``request``: its asker is told (``ModelLibrary.on_add_failed``),

@@ -30,6 +30,7 @@ from app.owed_changes import ADD, OWED_REMOVALS, REMOVE, OwedChanges, library_wr
 from app.thread_exit import stop_thread
 from gpu.errors import OutputError
 from gpu.library import ModelLibrary
+from gpu.torch_check import require_torch
 
 log = logging.getLogger(__name__)
 _job_ids = itertools.count(1)
@@ -186,6 +187,7 @@ class EngineWorker(QObject):
     finished = Signal(int)  # job id: every image of it was sent by image_saved
     cancelled = Signal(int)  # job id
     failed = Signal(int, object)  # job id (0: not a generation job), EngineError
+    start_failed = Signal(object)  # EngineError: the engine could not start (sent in place of ``ready``)
     busy_changed = Signal(bool)
     _start_next = Signal()  # queued to itself: the next job that waited for a quantize run
 
@@ -214,6 +216,7 @@ class EngineWorker(QObject):
 
     def _ensure_service(self) -> Any:
         if self._service is None:
+            require_torch()  # a torch that cannot be loaded said as such, not as "Something went wrong: ImportError"
             from gpu.generation.service import GenerationService
 
             self._library = NotedLibrary(self._data.root)
@@ -253,7 +256,7 @@ class EngineWorker(QObject):
             status = self._status()
             self.ready.emit(status)
         except BaseException as exc:
-            self._fail(exc, "engine start-up failed")
+            self.start_failed.emit(self._logged(exc, "engine start-up failed"))
         finally:
             self.start_up_done.set()
         self._tell_library_notices()
