@@ -71,14 +71,32 @@ def no_terminal() -> bool:
 UNSEEN_QT_PLATFORMS = ("offscreen", "minimal")
 
 
+def qt_platform() -> str:
+    """The Qt platform ``QT_QPA_PLATFORM`` names, lower case ('' when none): the first one Qt tries ("offscreen;xcb"
+    tries offscreen first), without its options ("offscreen:size=…")."""
+    return os.environ.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip().lower()
+
+
+def no_display_for_the_window() -> bool:
+    """Whether the app's window has no display to open on: no display server named for the platform Qt would use
+    (none named, xcb or wayland; ``gui_can_be_seen``), as under ssh, cron or a systemd service, where Qt aborts the
+    process (SIGABRT, exit 134) saying that reinstalling may help. A platform that needs no display server
+    (offscreen, minimal, eglfs, linuxfb, vnc) is Qt's to try."""
+    chosen = qt_platform()
+    return (chosen in ("", "xcb") or chosen.startswith("wayland")) and not gui_can_be_seen()
+
+
+NO_DISPLAY = ("error: no display to open the window on (start the app in a desktop session, or over ssh with X "
+              "forwarding, ssh -X; the commands run without one: main.py --help lists them)")
+
+
 def gui_can_be_seen() -> bool:
     """Whether a window this run opens would be on a screen someone looks at. On Windows and macOS there is one (a
     desktop session); elsewhere only where a display server is named (``DISPLAY`` for X11, ``WAYLAND_DISPLAY``): an
     ssh session, cron, CI or a systemd service has neither, and Qt, unable to open its platform there, aborts the
     process (SIGABRT) after the error line. Never under ``QT_QPA_PLATFORM`` offscreen or minimal, whatever the
     system: such a dialog is drawn nowhere and waits for a click that never comes."""
-    # the first platform Qt tries ("offscreen;xcb" tries offscreen first), without its options ("offscreen:size=…")
-    chosen = os.environ.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip().lower()
+    chosen = qt_platform()
     if chosen in UNSEEN_QT_PLATFORMS:
         return False
     if sys.platform in ("win32", "darwin"):
@@ -611,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         # with no terminal, the app's own start-up dialog names the folder and why (the line is seen by no one)
     if args.command is None and not args.self_test:
+        if no_display_for_the_window():
+            print_error(NO_DISPLAY)
+            return 2
         return run_gui(args, argv)
     from gpu.errors import Cancelled, UserError
 

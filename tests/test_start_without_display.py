@@ -57,9 +57,12 @@ def test_a_gui_is_seen_on_a_desktop_or_a_named_display_never_offscreen(monkeypat
     assert main.gui_can_be_seen() is seen
 
 
-def _started_headless(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    """``main.py argv`` run as cron or ssh run it: no display named, no Qt platform chosen, stderr a pipe."""
+def _started_headless(tmp_path: Path, *argv: str, platform: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``main.py argv`` run as cron or ssh run it: no display named, no Qt platform chosen (else ``platform``),
+    stderr a pipe."""
     env = {k: v for k, v in os.environ.items() if k not in HEADLESS}
+    if platform is not None:
+        env["QT_QPA_PLATFORM"] = platform
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *argv], cwd=tmp_path, env=env, text=True,
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120)  # a guard against a hang only
 
@@ -83,3 +86,15 @@ def test_an_unusable_data_folder_without_a_display_is_printed_and_exits_2(tmp_pa
     assert run.stderr.startswith(f"error: --data-dir {tmp_path / 'a-file' / 'x'}: cannot use it as the data folder: "
                                  f"{tmp_path / 'a-file'} is a file, not a folder"), run.stderr  # fmt: skip
     assert run.stderr.count("\n") == 1  # the one line: no Qt complaint, no abort
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="a desktop session there can always show a window")
+@pytest.mark.parametrize("platform", [None, "xcb"])
+def test_the_app_without_a_display_is_refused_in_one_line_and_exits_2(tmp_path, platform):
+    """``python main.py`` over ssh: Qt, unable to open its platform, aborted the process (SIGABRT, exit 134) and said
+    that reinstalling the application may fix it. Platforms that need no display (offscreen, eglfs) are Qt's."""
+    run = _started_headless(tmp_path, "--data-dir", str(tmp_path / "data"), platform=platform)
+    assert run.returncode == 2, run.stderr  # not -6 (SIGABRT)
+    assert run.stderr == ("error: no display to open the window on (start the app in a desktop session, or over ssh "
+                          "with X forwarding, ssh -X; the commands run without one: main.py --help lists them)\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # nothing else made
