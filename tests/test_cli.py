@@ -343,6 +343,7 @@ def nothing_else_runs(monkeypatch) -> list[str]:
     import main
 
     started: list[str] = []
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")  # as CI runs it: on a machine with no display, main refuses
     monkeypatch.setattr(main, "run_gui", lambda args, argv: started.append("gui") or 0)
     monkeypatch.setattr(gpu.self_test, "main", lambda argv: started.append("self-test") or 0)
     return started
