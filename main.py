@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from app.data_dir import blank_data_dir  # torch- and Qt-free: the --data-dir flag's words
 from gpu.console import CANCELLED_EXIT, show  # torch-free
-from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir  # torch-free, as the next
+from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir, user_data_path  # torch-free
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
     DEFAULT_CALIB_PROMPTS,
@@ -141,14 +141,15 @@ def refuse_blank_data_dir(args: argparse.Namespace, argv: list[str], what: str, 
     return 2
 
 
-def choose_data_dir(flag: str | None) -> str:
+def choose_data_dir(flag: str | None, default_needed: bool = False) -> str:
     """Makes ``flag`` the engine's and the app's data folder and creates the chosen one (--data-dir, else
     NIBBLE_DATA_DIR, both read by ``named_data_dir``: ``~`` expanded, absolute) with the engine's own
     ``user_data_dir``, so the check is the creation every later step relies on, and a file made in it (a folder that
     exists already may not take one: a later step would fail naming some file inside). Returns the error line
-    naming the option or variable when the folder cannot be used, else ''. The default per-user folder is left to
-    the commands that need it (inspect and bench never do). ``flag`` names a folder (``main`` refuses a blank one
-    first: ``blank_data_dir``)."""
+    naming the option or variable when the folder cannot be used, else ''. The default per-user folder is checked
+    the same way where ``default_needed`` (the commands that write it: generate, quantize, the self-test), its line
+    naming both ways to give another; the app says its own problems in its start-up dialog, and inspect and bench
+    never need it. ``flag`` names a folder (``main`` refuses a blank one first: ``blank_data_dir``)."""
     if flag is not None:
         folder = named_data_dir(flag)
         where, fix = f"--data-dir {flag}", "give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data"
@@ -157,12 +158,18 @@ def choose_data_dir(flag: str | None) -> str:
         where = f"{DATA_DIR_ENV}={os.environ.get(DATA_DIR_ENV)}"
         folder = data_dir_override()
         fix = f"set {DATA_DIR_ENV} to a folder you can write to, or unset it"
-    if folder is None:
+    if folder is None and default_needed:
+        # The engine made it on first use, and its bare error ("error: /home/u/.local: Permission denied") named
+        # neither the data folder nor a way round it
+        folder = user_data_path()
+        where = str(folder)
+        fix = f"give a folder you can write to with --data-dir PATH, or set {DATA_DIR_ENV} to one"
+    elif folder is None:
         return ""
+    else:  # exported absolute (``named_data_dir``), as a later chdir must not move it
+        os.environ[DATA_DIR_ENV] = str(folder)
     from gpu.atomic import check_folder_writable, folder_problem
 
-    # exported absolute (``named_data_dir``), as a later chdir must not move it
-    os.environ[DATA_DIR_ENV] = str(folder)
     try:
         check_folder_writable(user_data_dir())
     except OSError as err:
@@ -623,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"'main.py {args.command} ...' separately")  # fmt: skip
     if args.data_dir is not None and (blank := blank_data_dir(args.data_dir)) is not None:
         return refuse_blank_data_dir(args, argv, *blank)  # no folder the app's own start-up dialog could name
-    if problem := choose_data_dir(args.data_dir):
+    # the default folder checked for the commands that write into it: their log, the library, the self-test report
+    if problem := choose_data_dir(args.data_dir, default_needed=args.self_test or args.command in LOGGED_COMMANDS):
         print_error(problem)
         if not windowed_app(args):
             return 2

@@ -397,6 +397,32 @@ def test_an_unusable_data_folder_is_named_as_the_data_folder_before_anything_run
     assert nothing_else_runs == [] and not missing.exists()
 
 
+def test_an_unusable_default_data_folder_is_named_with_the_ways_to_give_another(tmp_path, capsys, monkeypatch,
+                                                                                on_a_terminal):  # fmt: skip
+    """With neither --data-dir nor NIBBLE_DATA_DIR, a default folder that cannot be made (a home folder the user may
+    not write) was the system's bare words for generate and quantize ("error: /home/u/.local: Permission denied"),
+    and the self-test reported a failed engine (exit 1, a PermissionError) that works. Each says now that the data
+    folder cannot be used and how to give another; inspect, which only reads it, runs as before."""
+    import appdirs
+
+    from main import main
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    default = a_file / "share" / "NibbleStudio"  # a HOME that is a file refuses even root
+    monkeypatch.delenv("NIBBLE_DATA_DIR")
+    monkeypatch.setattr(appdirs, "user_data_dir", lambda *a, **k: str(default))
+    out = tmp_path / "out.safetensors"
+    for args in (["generate", "x"], ["quantize", "demo", "--out", str(out)], ["--self-test"]):
+        assert main(args) == 2, args
+        assert capsys.readouterr().err == (f"error: {default}: cannot use it as the data folder: {a_file} is a file, "
+                                           "not a folder (give a folder you can write to with --data-dir PATH, or "
+                                           "set NIBBLE_DATA_DIR to one)\n"), args  # fmt: skip
+    assert main(["inspect", str(tmp_path / "missing.safetensors")]) == 2
+    assert "data folder" not in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "out.safetensors.parts").exists()
+
+
 @pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
 def test_a_link_that_leads_nowhere_is_named_not_followed(tmp_path, capsys, monkeypatch, nothing_else_runs,
                                                          on_a_terminal):  # fmt: skip
