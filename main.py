@@ -18,7 +18,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from app.data_dir import blank_data_dir  # torch- and Qt-free: the --data-dir flag's words
 from gpu.console import CANCELLED_EXIT, show  # torch-free
@@ -177,8 +177,40 @@ def choose_data_dir(flag: str | None, default_needed: bool = False) -> str:
     return ""
 
 
+class UsageError(Exception):
+    """A command line ``CommandLine`` refused: argparse's message, and the name (``prog``: "main.py generate") and
+    ``usage`` line of the parser that refused it (a sub-command's for its own arguments)."""
+
+    def __init__(self, message: str, prog: str, usage: str) -> None:
+        super().__init__(message)
+        self.prog, self.usage = prog, usage
+
+
+class CommandLine(argparse.ArgumentParser):
+    """main.py's parser (its sub-commands' too): a usage error is raised as ``UsageError`` for ``main`` to say, on
+    stderr and, for an app started with no terminal, in a dialog, instead of argparse's print and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.prog, self.format_usage())
+
+
+def refuse_usage(err: UsageError, argv: list[str]) -> NoReturn:
+    """Says the usage error ``err`` as argparse does (the usage line, then "main.py: error: ...", on stderr; exit 2)
+    and, where ``argv`` names no command (the app: a file dropped on the executable, "Open with") and no one reads
+    stderr (``windowed_app``), in the start-refused dialog too: the app exited 2 with nothing seen. A command (a
+    script whose stderr goes to a file) is never held up by a dialog."""
+    print_error(f"{err.usage}{err.prog}: error: {err}")
+    if not any(arg in COMMANDS or arg.startswith("--self") for arg in argv) and no_terminal() and gui_can_be_seen():
+        from app.main_window import show_start_refused
+
+        usage = " ".join(err.usage.split()).removeprefix("usage: ")
+        show_start_refused(argv, f"The command line was not understood: {err}",
+                           f"start Nibble Studio without arguments (what it takes: {usage})")  # fmt: skip
+    raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandLine(
         prog="main.py",
         description="Nibble Studio: 4-bit SVDQuant diffusion models on laptop GPUs. "
         "Without a sub-command the desktop app opens.",
@@ -624,10 +656,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     tolerate_unencodable_output()
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.self_test and args.command is not None:  # else the sub-command was dropped without a word
-        parser.error(f"--self-test takes no sub-command: run 'main.py --self-test' and "
-                     f"'main.py {args.command} ...' separately")  # fmt: skip
+    try:
+        args = parser.parse_args(argv)
+        if args.self_test and args.command is not None:  # else the sub-command was dropped without a word
+            parser.error(f"--self-test takes no sub-command: run 'main.py --self-test' and "
+                         f"'main.py {args.command} ...' separately")  # fmt: skip
+    except UsageError as err:
+        refuse_usage(err, argv)
     if args.data_dir is not None and (blank := blank_data_dir(args.data_dir)) is not None:
         return refuse_blank_data_dir(args, argv, *blank)  # no folder the app's own start-up dialog could name
     # the default folder checked for the commands that write into it: their log, the library, the self-test report

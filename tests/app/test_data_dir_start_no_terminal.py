@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from PySide6.QtWidgets import QApplication
 
 from tests.app.gui import accept_dialog_later
@@ -93,3 +94,31 @@ def test_an_offscreen_start_with_no_terminal_prints_and_exits_without_a_dialog(q
     assert main(["--data-dir", ""]) == 2
     assert capsys.readouterr().err == f'error: --data-dir "": the folder name is empty ({FIX})\n'
     assert seen == [] and _no_window_shown() and list(tmp_path.iterdir()) == []
+
+
+def test_a_command_line_the_app_cannot_use_with_no_terminal_is_said_in_a_dialog_and_on_stderr(
+        qtbot, tmp_path, capsys, a_gui_can_be_seen):  # fmt: skip
+    """An image dropped on the executable, or opened with it: argparse printed its usage error to a stderr no one
+    reads (a windowed executable has none) and exited 2, and the user saw nothing happen. A command's usage error is
+    printed only: a script whose stderr goes to a file is never held up by a dialog."""
+    from main import main
+
+    star = tmp_path / "star.png"
+    star.write_bytes(b"")
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    with pytest.raises(SystemExit) as stop:
+        main([str(star)])
+    choice = f"argument COMMAND: invalid choice: '{star}' (choose from 'quantize', 'generate', 'inspect', 'bench')"
+    usage = "main.py [-h] [--data-dir DATA_DIR] [--self-test] COMMAND ..."
+    assert stop.value.code == 2 and seen == [f"Nibble Studio cannot start\nThe command line was not understood: "
+                                             f"{choice}.\nStart Nibble Studio without arguments (what it takes: "
+                                             f"{usage})."], seen  # fmt: skip
+    assert capsys.readouterr().err == f"usage: {usage}\nmain.py: error: {choice}\n"  # as argparse says it
+    assert _no_window_shown()
+
+    accept_dialog_later(seen)  # a dialog, shown by mistake, would wait for a click for good
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "a red star", "--no-such-option"])
+    assert stop.value.code == 2 and len(seen) == 1
+    assert capsys.readouterr().err.endswith("main.py: error: unrecognized arguments: --no-such-option\n")
