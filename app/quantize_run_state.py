@@ -55,6 +55,7 @@ class QuantizeRunState(QObject):
     naming_let_go = Signal()  # the ``dropped`` naming ended and let go of its name
     logged = Signal(str)  # a line for the run page's log
     compared = Signal(list)  # the comparison images (``comparisons``) to lay out
+    started_over = Signal()  # a new run (``start_over``): the result page empties its grid of the earlier run's
     left = Signal(str)  # what a run that ended unfinished left for the next one (``left_note``)
     ended = Signal(str, bool)  # how the run ended (FINISHED, CANCELLED, FAILED), and whether with a model
     failed = Signal(object, bool)  # EngineError, and whether a setting of the wizard may fix it: said after ``ended``
@@ -78,6 +79,7 @@ class QuantizeRunState(QObject):
         self.result_path, self.added_name = None, None
         self.comparisons = []
         self.summary, self.parts_left, self.add_step = "", "", ""
+        self.started_over.emit()
 
     def set_running(self, running: bool) -> None:
         """The run started or (False) ended: ``run_ended``, each time it is said to end."""

@@ -38,6 +38,7 @@ class ResultPage(QWizardPage):
         self.add_button.clicked.connect(wizard.add_to_library)
         run.add_step_changed.connect(self._show_add_step)
         run.compared.connect(self.show_comparisons)
+        run.started_over.connect(self.clear)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addWidget(self.parts_left)

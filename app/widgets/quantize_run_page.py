@@ -14,22 +14,23 @@ from app.wording import sentence
 
 if TYPE_CHECKING:
     from app.quantize_run_state import QuantizeRunState
-    from app.widgets.quantize_wizard import QuantizeWizard
+    from app.quantize_run_turns import QuantizeRunTurns
 
 
 class RunPage(QWizardPage):
-    """A run under way (``run``, the wizard's): its progress bar, time left, log and Cancel; what a failed or
-    stopped run left."""
-    def __init__(self, wizard: QuantizeWizard, run: QuantizeRunState) -> None:
+    """A run under way (``run``, the wizard's, started and cancelled by ``turns``): its progress bar, time left, log
+    and Cancel; what a failed or stopped run left."""
+    def __init__(self, run: QuantizeRunState, turns: QuantizeRunTurns) -> None:
         super().__init__()
         self.setTitle("Quantizing")
-        self.wiz = wizard
+        self.turns = turns
         self.bar = QProgressBar()
         self.eta = QLabel("")
         self.log = QPlainTextEdit(readOnly=True)
         self.log.setMaximumBlockCount(5000)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(wizard.cancel)
+        self.cancel_button.clicked.connect(turns.cancel)
+        turns.cancel_taken.connect(lambda: self.cancel_button.setEnabled(False))
         self.error = problem_label()  # the engine's own words for a failed run, on the page, not only in a dialog
         self.error.hide()
         # What a run that ended unfinished left in its parts folder, on the page: said only in the log, among
@@ -50,14 +51,14 @@ class RunPage(QWizardPage):
         run.failed.connect(self.failed)
 
     def initializePage(self) -> None:
-        """Shown: the page starts empty, and the wizard starts the run."""
+        """Shown: the page starts empty, and the run starts."""
         self.ok = False
         self.error.hide()
         self.note.hide()
         self.cancel_button.setEnabled(True)
         self.log.clear()
         self.bar.setRange(0, 0)
-        self.wiz.start()
+        self.turns.start()
 
     def isComplete(self) -> bool:
         """Next is offered once the run finished with a model."""

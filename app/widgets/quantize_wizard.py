@@ -3,11 +3,12 @@
 The wizard drives ``app.quantize_worker`` on its own thread and hands the new file to the library; each page is
 a module of its own (``quantize_source_page``, ``quantize_method_page``, ``quantize_calibration_page``,
 ``quantize_run_page``, ``quantize_result_page``), and so is the Unfinished runs dialog
-(``quantize_unfinished_runs_dialog``), and the run's naming and turn (``quantize_wizard_turns``). The run
-itself (its job, how it ended, its result handed to the library) and the unfinished runs counted, listed and
-deleted are state of their own (``app.quantize_run_state``, ``app.quantize_unfinished_runs``), which the pages and
-the dialog bind to. This module holds the wizard itself, its pages, worker and states wired together, and its
-closing. What a run is named and leaves behind is ``app.quantize_outputs``'s.
+(``quantize_unfinished_runs_dialog``). The run itself (its job, how it ended, its result handed to the
+library), its start, naming and turn behind earlier wizards' runs, and the unfinished runs counted, listed and
+deleted are objects of their own (``app.quantize_run_state``, ``app.quantize_run_turns``,
+``app.quantize_unfinished_runs``), which the pages and the dialog bind to. This module holds the wizard itself,
+its pages, worker and states wired together, and its closing. What a run is named and leaves behind is
+``app.quantize_outputs``'s.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget, QWizard
 
-from app.background import Lookup, Lookups
 from app.controller import AppController
 from app.engine_errors import EngineError, classify
 from app.quantize_outputs import not_deleted
 from app.quantize_run_state import QuantizeRunState
+from app.quantize_run_turns import QuantizeRunTurns
 from app.quantize_source import QuantizeSource
 from app.quantize_unfinished_runs import UnfinishedRuns
 from app.quantize_worker import QuantizeThread
@@ -36,7 +37,6 @@ from app.widgets.quantize_result_page import ResultPage
 from app.widgets.quantize_run_page import RunPage
 from app.widgets.quantize_source_page import SourcePage
 from app.widgets.quantize_unfinished_runs_dialog import UnfinishedRunsDialog
-from app.widgets.quantize_wizard_turns import RunTurns
 
 if TYPE_CHECKING:
     from gpu.quantizer import QuantizeConfig
@@ -50,11 +50,9 @@ GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch ma
                    "run.")  # fmt: skip
 
 
-class QuantizeWizard(RunTurns, QWizard):
+class QuantizeWizard(QWizard):
     """Quantize this model: its pages, the run on the worker thread (``run_state``), the run's output name and its
-    turn behind earlier wizards' runs, and the model handed to the library."""
-
-    _run = Signal(object)  # queued to the worker thread
+    turn behind earlier wizards' runs (``turns``), and the model handed to the library."""
 
     def __init__(self, controller: AppController, parent: QWidget | None = None,
                  earlier: Sequence[QuantizeWizard] = ()) -> None:  # fmt: skip
@@ -70,24 +68,20 @@ class QuantizeWizard(RunTurns, QWizard):
         self.run_state.failed.connect(self._show_failure)
         self.error_dialog: QMessageBox | None = None
         self.compare_steps: int | None = None  # tests use few steps
-        self._earlier = [wizard.run_state for wizard in earlier]
-        # The models folder is looked at on threads (``Lookups``): the output name of a run (``_naming``); the
-        # unfinished runs there, counted, listed and deleted, have lookups of their own (``unfinished_runs``).
-        self.lookups = Lookups("Quantize", self)
-        self.lookups.ended.connect(self._naming_lookup_ended)
-        self._naming: Lookup | None = None
-        self._name: Callable[[], None] | None = None  # the naming of a run that waits for an earlier wizard's
+        # The models folder is looked at on threads: the output name of a run by ``turns``, the unfinished runs
+        # there, counted, listed and deleted, by ``unfinished_runs``.
         self.unfinished_runs = UnfinishedRuns(self.models_folder(), self._chosen_settings, self)
         self.unfinished_runs.deleted.connect(self._unfinished_run_deleted)
-        for run in self._earlier:
-            run.run_ended.connect(self._start_when_free)
-            run.naming_let_go.connect(self._start_when_free)
         # The worker thread first: the source page asks it to check a picked file as soon as it exists.
         self._thread = QuantizeThread()
         worker = self._thread.worker
         self.source_state = QuantizeSource(controller.entries)
         self.source_state.check_requested.connect(worker.check_file)  # queued: the worker's thread
         worker.file_checked.connect(self.source_state.engine_checked)
+        self.turns = QuantizeRunTurns(controller, self.run_state, self.source_state,
+                                      [wizard.run_state for wizard in earlier], config=self.config,
+                                      models_folder=self.models_folder, keep_result=self.keep_result,
+                                      compare_steps=lambda: self.compare_steps, parent=self)  # fmt: skip
         self.source_page = SourcePage(controller, self.source_state)
         self.method_page = MethodPage()
         self.calibration_page = CalibrationPage(self.unfinished_runs)
@@ -102,14 +96,14 @@ class QuantizeWizard(RunTurns, QWizard):
         self._relisted_unseen = False
         self.source_state.relisted_changed.connect(self._relisted)
         self.calibration_page.show_calibration(self.source_state.calibration)
-        self.run_page = RunPage(self, self.run_state)
+        self.run_page = RunPage(self.run_state, self.turns)
         self.result_page = ResultPage(self, self.run_state)
         for page in (self.source_page, self.method_page, self.calibration_page, self.run_page, self.result_page):
             self.addPage(page)
         self.calibration_page.unfinished_button.clicked.connect(self.show_unfinished_runs)
         self.currentIdChanged.connect(self._page_shown)
         self.unfinished_dialog: UnfinishedRunsDialog | None = None
-        self._run.connect(worker.run)
+        self.turns.handed.connect(worker.run)
         worker.progress.connect(self.run_page.on_progress)
         worker.comparisons.connect(self.run_state.take_comparisons)
         worker.quantized.connect(self.run_state.saved)
@@ -225,6 +219,10 @@ class QuantizeWizard(RunTurns, QWizard):
         """A finished model goes into the library however the wizard is left (``QuantizeRunState.result_to_keep``)."""
         if self.run_state.result_to_keep():
             self.add_to_library()
+
+    def cancel(self) -> None:
+        """Cancels the run (``QuantizeRunTurns.cancel``)."""
+        self.turns.cancel()
 
     def back(self) -> None:
         """Back to the previous page, unless a run works."""

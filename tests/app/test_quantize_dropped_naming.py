@@ -54,7 +54,7 @@ def _quantize_again(qtbot, wizard: qw.QuantizeWizard, naming: HeldNaming, monkey
     """Presses Quantize on ``wizard`` while the first naming still holds its name, then lets that naming end;
     returns the job the run is handed to the worker with (not run: ``_hand_over`` only keeps it)."""
     handed: list[QuantizeJob] = []
-    monkeypatch.setattr(wizard, "_hand_over", lambda: handed.append(wizard.run_state.job))
+    monkeypatch.setattr(wizard.turns, "_hand_over", lambda: handed.append(wizard.run_state.job))
     wizard.next()  # Quantize
     # Either it waits (the name is held), or it was named at once and handed over (under the next free name)
     qtbot.waitUntil(lambda: wizard.run_state.waiting or bool(handed))

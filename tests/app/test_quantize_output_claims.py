@@ -109,9 +109,9 @@ def test_a_wizard_opened_again_resumes_the_run_of_the_one_closed_once_that_run_s
     stopping = claim_output_path(out.parent, "demo-svdquant-int4-r32", str(DEMO), second.config())
     assert stopping.target == out
     handed: list[QuantizeJob] = []
-    monkeypatch.setattr(second, "_hand_over", lambda: handed.append(second.run_state.job))
+    monkeypatch.setattr(second.turns, "_hand_over", lambda: handed.append(second.run_state.job))
     second.next()  # Quantize
-    qtbot.waitUntil(lambda: second._naming is None)  # not named yet (named at once, it took the next free name)
+    qtbot.waitUntil(lambda: second.turns._naming is None)  # not named yet (named at once, it took the next free name)
     assert "Waiting for the quantize run of the wizard you closed to stop" in second.run_page.log.toPlainText()
     stopping.release()  # the closed wizard's run stopped: its worker let go of its name, then said so
     first.run_state.set_running(False)
@@ -137,9 +137,9 @@ def test_a_run_cancelled_while_it_waits_to_be_named_is_never_named(qtbot, bare_w
     second.next()
     second.next()
     second.next()  # Quantize: waits, unnamed
-    assert second.run_state.running and second._naming is None and second.run_state.job is None
+    assert second.run_state.running and second.turns._naming is None and second.run_state.job is None
     second.cancel()
     assert not second.run_state.running and "Cancelled. Nothing was added." in second.run_page.log.toPlainText()
     first.run_state.set_running(False)
-    assert second._naming is None and second.run_state.job is None and not second.run_state.running
+    assert second.turns._naming is None and second.run_state.job is None and not second.run_state.running
     assert "choosing the output's name" not in second.run_page.log.toPlainText()

@@ -145,7 +145,7 @@ def test_the_models_folder_is_read_and_written_off_the_qt_thread(qtbot, window, 
     assert "choosing the output's name…" in log.toPlainText()
     wizard.cancel()
     assert not wizard.run_state.running and "Cancelled. Nothing was added." in log.toPlainText()
-    with qtbot.waitSignal(wizard.lookups.ended, timeout=60000):  # the name comes, and is dropped
+    with qtbot.waitSignal(wizard.turns.lookups.ended, timeout=60000):  # the name comes, and is dropped
         release.set()
     assert wizard.run_state.job is None and wizard.run_state.out_path is None and "→" not in log.toPlainText()
     assert list(models.iterdir()) == [] and on_qt_thread == []

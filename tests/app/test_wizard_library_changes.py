@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from PySide6.QtWidgets import QWizard
 
 from app.data_dir import resolve_data_dir
-from app.widgets.quantize_wizard import QuantizeWizard
+from app.quantize_run_turns import QuantizeRunTurns
 from tests.app.gui import window_without_engine
 from tests.bfl_files import pipeline_copy, save_bfl_transformer
 
@@ -50,7 +50,7 @@ def _pipeline(name, path) -> SimpleNamespace:
 def _quantize_refused(wizard, monkeypatch) -> None:
     """Goes to the calibration page and presses Quantize there, which must start no run and show the source page."""
     started: list[str] = []
-    monkeypatch.setattr(QuantizeWizard, "_choose_name", lambda self, source, name: started.append(source))
+    monkeypatch.setattr(QuantizeRunTurns, "_choose_name", lambda self, source, name: started.append(source))
     wizard.next()
     assert wizard.currentPage() is wizard.source_page and started == [] and not wizard.run_state.running
 
@@ -146,7 +146,7 @@ def test_a_source_added_again_from_another_folder_is_said_before_it_is_quantized
     wizard.next()
     wizard.next()
     started: list[str] = []
-    monkeypatch.setattr(QuantizeWizard, "_choose_name", lambda self, source, name: started.append(source))
+    monkeypatch.setattr(QuantizeRunTurns, "_choose_name", lambda self, source, name: started.append(source))
     wizard.next()
     assert started == ["mine"] and wizard.currentPage() is wizard.run_page
     wizard.close()
@@ -176,7 +176,7 @@ def test_a_source_page_showing_says_a_source_added_again_from_another_folder_and
     wizard.next()
     wizard.next()
     started: list[str] = []
-    monkeypatch.setattr(QuantizeWizard, "_choose_name", lambda self, source, name: started.append(source))
+    monkeypatch.setattr(QuantizeRunTurns, "_choose_name", lambda self, source, name: started.append(source))
     wizard.next()
     assert started == ["mine"]
     wizard.close()

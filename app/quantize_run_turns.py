@@ -1,13 +1,16 @@
-"""The quantize wizard's run and its turn: the output named on a thread, once no earlier wizard's run (closed, still
-stopping) nor a naming cancelled while it ran holds a name it may take, then the job handed to the worker thread;
-Cancel at each of these steps."""
+"""The quantize wizard's run and its turn (``QuantizeRunTurns``): the output named on a thread, once no earlier
+wizard's run (closed, still stopping) nor a naming cancelled while it ran holds a name it may take, then the job
+handed to the worker thread (``handed``); Cancel at each of these steps. It reads and writes only run states: the
+wizard's own (``run_state``) and those of the wizards opened before it."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Signal
 
 from app.background import Lookup, Lookups
 from app.controller import AppController
@@ -16,35 +19,43 @@ from app.quantize_outputs import Named, name_run_output, output_name
 from app.quantize_run_state import QuantizeRunState
 from app.quantize_source import QuantizeSource, output_stem
 from app.quantize_worker import QuantizeJob, release_claim, run_error
-from app.widgets.quantize_result_page import ResultPage
-from app.widgets.quantize_run_page import RunPage
 from gpu.errors import UserError
 
 if TYPE_CHECKING:
     from gpu.quantizer import QuantizeConfig
 
 
-class RunTurns:
-    """``QuantizeWizard``'s part that starts a run, names its output and waits for its turn (a mixin: the wizard's
-    own attributes and signals below are set by its ``__init__`` and class; the run's job, its waits and how it
-    ended are ``run_state``'s)."""
+class QuantizeRunTurns(QObject):
+    """Starts a wizard's run, names its output and waits for its turn behind the runs of earlier wizards; the run's
+    job, its waits and how it ended are ``run_state``'s. What it needs of the wizard comes as callables: the
+    settings its pages hold (``config``), the models folder, the keeping of an earlier run's result
+    (``keep_result``) and the comparison's steps (``compare_steps``, few in tests)."""
 
-    controller: AppController
-    run_state: QuantizeRunState
-    run_page: RunPage
-    result_page: ResultPage
-    lookups: Lookups
-    source_state: QuantizeSource
-    compare_steps: int | None
-    _earlier: Sequence[QuantizeRunState]  # the runs of the wizards opened before this one
-    _naming: Lookup | None
-    _name: Callable[[], None] | None
-    _run: Any  # Signal(object): the job, queued to the worker thread
+    handed = Signal(object)  # the job, queued to the worker thread
+    cancel_taken = Signal()  # Cancel pressed (or the run let go of before it worked): the run page greys Cancel
 
-    if TYPE_CHECKING:
-        def config(self) -> QuantizeConfig: ...
-        def models_folder(self) -> Path: ...
-        def keep_result(self) -> None: ...
+    def __init__(self, controller: AppController, run_state: QuantizeRunState, source_state: QuantizeSource,
+                 earlier: Sequence[QuantizeRunState], *, config: Callable[[], QuantizeConfig],
+                 models_folder: Callable[[], Path], keep_result: Callable[[], None],
+                 compare_steps: Callable[[], int | None], parent: QObject | None = None) -> None:  # fmt: skip
+        """``earlier``: the runs of the wizards opened before this one, which a run here waits for."""
+        super().__init__(parent)
+        self.controller = controller
+        self.run_state = run_state
+        self.source_state = source_state
+        self._earlier = list(earlier)
+        self.config = config
+        self.models_folder = models_folder
+        self.keep_result = keep_result
+        self.compare_steps = compare_steps
+        # The models folder is looked at on threads (``Lookups``): the output name of a run (``_naming``)
+        self.lookups = Lookups("Quantize", self)
+        self.lookups.ended.connect(self._naming_lookup_ended)
+        self._naming: Lookup | None = None
+        self._name: Callable[[], None] | None = None  # the naming of a run that waits for an earlier wizard's
+        for run in self._earlier:
+            run.run_ended.connect(self._start_when_free)
+            run.naming_let_go.connect(self._start_when_free)
 
     def start(self) -> None:
         """Starts a run of the chosen source and settings (the run page shown): its output is named on a thread,
@@ -59,7 +70,6 @@ class RunTurns:
         # model goes into the library first: forgotten here, it stayed unlisted in the hidden models folder.
         self.keep_result()
         self.run_state.start_over()
-        self.result_page.clear()
         try:
             state.recheck_file()
         except UserError as err:
@@ -109,7 +119,7 @@ class RunTurns:
         run = self.run_state
         run.out_path, source = named.claim.target, named.source
         # The claim goes with the job: the worker releases it as the run ends, ``cancel`` if it never starts
-        run.job = QuantizeJob(source, run.out_path, named.config, compare_steps=self.compare_steps,
+        run.job = QuantizeJob(source, run.out_path, named.config, compare_steps=self.compare_steps(),
                               compare_original=named.compare_original, claim=named.claim)  # fmt: skip
         for note in named.notes:
             self.run_state.log(note)
@@ -133,12 +143,13 @@ class RunTurns:
             self._hand_over()
 
     def _hand_over(self) -> None:
+        """The named run's job goes to the worker thread (``handed``)."""
         job = self.run_state.job
         assert job is not None
         self.run_state.waiting = False
         if job.config.base:
             self.run_state.log(f"Text encoders, tokenizers and calibration prompts from {job.config.base}")
-        self._run.emit(job)
+        self.handed.emit(job)
 
     def cancel(self) -> None:
         """Cancels the run: a naming under way is dropped, a waiting run let go of, a working one told to stop."""
@@ -149,14 +160,14 @@ class RunTurns:
                 self.run_state.dropped = self._naming
             self._naming = self._name = None
             self.run_state.waiting = False
-            self.run_page.cancel_button.setEnabled(False)
+            self.cancel_taken.emit()
             self.run_state.cancelled()
             return
         job = self.run_state.job
         if job is None or not self.run_state.running:
             return  # nothing is running: a finished or failed run's page keeps its words
         job.cancel.set()
-        self.run_page.cancel_button.setEnabled(False)  # pressed: the run stops at its next check
+        self.cancel_taken.emit()  # pressed: the run stops at its next check
         if self.run_state.waiting:  # never handed to the worker: nothing to stop there, and its name is free again
             self.run_state.waiting = False
             release_claim(job.claim)
