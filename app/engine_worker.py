@@ -26,7 +26,7 @@ from PySide6.QtGui import QImage
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, classify, is_disk_full
 from app.image_files import image_not_saved, images_folder, new_image_path, save_new_image
-from app.owed_changes import ADD, OWED_REMOVALS, REMOVE, OwedChanges, library_writes, make_change, make_changes_now
+from app.owed_changes import ADD, OWED_CHANGES, REMOVE, OwedChanges, library_writes, make_change, make_changes_now
 from app.thread_exit import stop_thread
 from gpu.errors import OutputError
 from gpu.library import ModelLibrary
@@ -205,9 +205,9 @@ class EngineWorker(QObject):
         # is told of an end by a queued signal, which arrives after the next job has started.
         self.ended_through = 0
         self._waiting: list[Job] = []  # jobs held back by a quantize run on the GPU, in their order
-        # put by the GUI thread before it queues add_model or remove_model; with the removals the last session
-        # could not make, made at start-up (``_make_carried_removals``)
-        self.owed = OwedChanges(data.root / OWED_REMOVALS)
+        # put by the GUI thread before it queues add_model or remove_model; with the changes the last session
+        # could not make, made at start-up (``_make_carried_changes``)
+        self.owed = OwedChanges(data.root / OWED_CHANGES)
         self._found_checked = False  # the models folder was searched for unlisted models (once per start)
         quantize_runs.ended.connect(self.start_waiting)
         self._start_next.connect(self.start_waiting, Qt.ConnectionType.QueuedConnection)
@@ -252,7 +252,7 @@ class EngineWorker(QObject):
         status = None
         try:
             self._ensure_service()
-            self._make_carried_removals()
+            self._make_carried_changes()
             status = self._status()
             self.ready.emit(status)
         except BaseException as exc:
@@ -263,16 +263,18 @@ class EngineWorker(QObject):
         if status is not None:
             self._add_found_models([Path(e.path) for e in status.entries])
 
-    def _make_carried_removals(self) -> None:
-        """The removals the last session asked for and could not make (the app quit, or was killed, while the engine
-        was inside one), made before the list is first sent: the panel had said the model was being removed."""
-        for name in self.owed.carried():
-            make_change(self._library, self.owed, REMOVE, name)
+    def _make_carried_changes(self) -> None:
+        """The adds and removals the last session asked for and could not make (the app quit, or was killed, while
+        the engine was inside one, or the quit's wait ran out), made in order before the list is first sent: the
+        panel had said the model was added, or was being removed."""
+        for kind, value in self.owed.carried():
+            make_change(self._library, self.owed, kind, value)
 
     def _add_found_models(self, listed: list[Path]) -> None:
         """Once per start, after the list was sent: the finished SVDQ models in the app's models folder that the
         library neither lists (``listed``) nor left out on purpose are added (``gpu.library_found``), and the
-        controller is told by ``models_found``. An add lost to a crash, a kill or a quit is made good here."""
+        controller is told by ``models_found``. An add lost to a crash or a kill is made good here (one the quit
+        left unmade was recorded, and made before)."""
         if self._found_checked:
             return
         self._found_checked = True
@@ -312,11 +314,15 @@ class EngineWorker(QObject):
     def add_model(self, path: str, request: int = 0) -> None:
         """Adds the model at ``path`` to the library; its end (``model_added``, ``already_in_library`` or
         ``add_failed``) carries ``request``, the caller's number for this add."""
-        self.owed.discard(ADD, path)
         try:
-            self._ensure_service()
-            with library_writes:
-                entry = self._library.add(Path(path))
+            try:
+                self._ensure_service()
+                with library_writes:
+                    entry = self._library.add(Path(path))
+            finally:
+                # Made, or failed and said: not to be made again. Owed until then: an add that never ends (a file
+                # on a drive that hangs) is made at quit, or at the next start.
+                self.owed.discard(ADD, path)
             # Also when it was listed already: a file put back since the list was read is no longer "(missing)"
             # there, and the controller then selects it rather than refusing it as gone.
             self.library_changed.emit(list(self._library.entries()))

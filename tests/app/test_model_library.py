@@ -444,9 +444,9 @@ def test_a_removal_the_engine_could_not_finish_at_quit_is_made_at_the_next_start
     assert out.returncode == 0 and "returned" not in out.stdout, out.stderr[-2000:]
     assert "engine thread is still busy" in out.stderr  # it was inside the removal when the app left
 
-    assert (data_root / "owed-removals.json").is_file()  # recorded before the engine began it
+    assert (data_root / "owed-changes.json").is_file()  # recorded before the engine began it
 
     window = open_window(qtbot, data_root)
     assert "mine" not in [e.name for e in window.controller.entries]
     assert _listed(data_root) == [] and mine.is_file()
-    assert not (data_root / "owed-removals.json").exists()  # made once: nothing left for the start after
+    assert not (data_root / "owed-changes.json").exists()  # made once: nothing left for the start after

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import app.owed_changes as owed_changes
 from app.data_dir import resolve_data_dir
-from app.owed_changes import ADD, OWED_REMOVALS, REMOVE, OwedChanges, make_change, make_changes_now
+from app.owed_changes import ADD, OLD_OWED_REMOVALS, OWED_CHANGES, REMOVE, OwedChanges, make_change, make_changes_now
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 
@@ -30,10 +32,10 @@ def _copy(path: Path) -> Path:
 
 
 def _record(data_root: Path, removals: list[dict[str, str]]) -> Path:
-    """``owed-removals.json`` in ``data_root`` listing ``removals``, as a session that could not make them left it."""
-    record = data_root / OWED_REMOVALS
-    record.write_text(json.dumps({"removals": removals}), encoding="utf-8")
-    return record
+    """``owed-removals.json`` in ``data_root`` listing ``removals``, as a session of a version that recorded only
+    removals and could not make them left it; the path of the record that replaces it is returned."""
+    (data_root / OLD_OWED_REMOVALS).write_text(json.dumps({"removals": removals}), encoding="utf-8")
+    return data_root / OWED_CHANGES
 
 
 def test_a_carried_removal_leaves_another_model_listed_under_that_name_since(data_root, tmp_path, caplog):
@@ -47,15 +49,16 @@ def test_a_carried_removal_leaves_another_model_listed_under_that_name_since(dat
     record = _record(data_root, [{"name": "mine", "path": str(first)}])
     owed = OwedChanges(record)
     with caplog.at_level(logging.INFO, logger="app.owed_changes"):
-        for name in owed.carried():
-            assert make_change(library, owed, REMOVE, name)
+        assert owed.carried() == [(REMOVE, "mine")]
+        assert make_change(library, owed, REMOVE, "mine")
     assert _listed(data_root) == {"mine": str(second)}
     assert "left 'mine' as it is" in caplog.text
     assert owed.owed() == [] and not record.exists()  # not tried again at the start after
+    assert not (data_root / OLD_OWED_REMOVALS).exists()  # read once
 
     owed = OwedChanges(_record(data_root, [{"name": "mine", "path": str(second)}]))
-    for name in owed.carried():
-        make_change(library, owed, REMOVE, name)
+    for kind, name in owed.carried():
+        make_change(library, owed, kind, name)
     assert _listed(data_root) == {}  # the path it was asked for: removed
 
 
@@ -65,14 +68,15 @@ def test_a_corrupt_record_is_logged_and_no_removal_made(data_root, tmp_path, cap
     library = ModelLibrary(data_root)
     mine = _copy(tmp_path / "mine.safetensors")
     library.add(mine)
-    for text in ('{"removals": [{"name": "mi', json.dumps({"removals": [{"path": str(mine)}]})):
-        record = data_root / OWED_REMOVALS
+    for text in ('{"changes": [{"kind": "remove", "name": "mi',
+                 json.dumps({"changes": [{"kind": "remove", "path": str(mine)}]})):
+        record = data_root / OWED_CHANGES
         record.write_text(text, encoding="utf-8")
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="app.owed_changes"):
             owed = OwedChanges(record)
         assert owed.carried() == [] and owed.owed() == []
-        assert f"the model removals owed in {record} could not be read" in caplog.text
+        assert f"the model library changes owed in {record} could not be read" in caplog.text
         make_changes_now(resolve_data_dir(data_root), owed)
         assert _listed(data_root) == {"mine": str(mine)}
 
@@ -85,10 +89,10 @@ def test_a_removal_is_made_when_its_record_cannot_be_written(data_root, tmp_path
     library.add(mine)
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("", encoding="utf-8")  # a file where the record's folder would be: any write fails (as root too)
-    owed = OwedChanges(blocked / OWED_REMOVALS)
+    owed = OwedChanges(blocked / OWED_CHANGES)
     with caplog.at_level(logging.WARNING, logger="app.owed_changes"):
         owed.put(REMOVE, "mine", str(mine))
-    assert "the model removals owed could not be recorded" in caplog.text
+    assert "the model library changes owed could not be recorded" in caplog.text
     make_changes_now(resolve_data_dir(data_root), owed)
     assert _listed(data_root) == {} and mine.is_file()
     assert owed.owed() == []
@@ -102,13 +106,13 @@ def test_an_add_drops_the_removal_still_owed_of_that_file(data_root, tmp_path):
     other = _copy(tmp_path / "other.safetensors")
     library.add(mine)
     library.add(other)
-    record = data_root / OWED_REMOVALS
+    record = data_root / OWED_CHANGES
     owed = OwedChanges(record)
     owed.put(REMOVE, "mine", str(mine))
     owed.put(REMOVE, "other", str(other))
     owed.put(ADD, str(tmp_path / "." / "mine.safetensors"))  # the same file, named another way
     assert owed.owed() == [(REMOVE, "other"), (ADD, str(tmp_path / "." / "mine.safetensors"))]
-    assert [r["name"] for r in json.loads(record.read_text())["removals"]] == ["other"]
+    assert [r.get("name") for r in json.loads(record.read_text())["changes"]] == ["other", None]
     make_changes_now(resolve_data_dir(data_root), owed)
     assert _listed(data_root) == {"mine": str(mine)}
 
@@ -123,7 +127,7 @@ def test_the_quit_does_not_wait_for_good_for_an_add_behind_a_stuck_removal(data_
     mine = _copy(tmp_path / "mine.safetensors")
     library.add(mine)
     finished = str(resolve_data_dir(data_root).quantized / "new-svdq.safetensors")
-    owed = OwedChanges(data_root / OWED_REMOVALS)
+    owed = OwedChanges(data_root / OWED_CHANGES)
     owed.put(REMOVE, "mine", str(mine))
     owed.put(ADD, finished)
     assert owed_changes.library_writes.acquire(timeout=5)  # the stuck engine's write
@@ -136,9 +140,8 @@ def test_the_quit_does_not_wait_for_good_for_an_add_behind_a_stuck_removal(data_
     finally:
         owed_changes.library_writes.release()
     assert owed.owed() == [(REMOVE, "mine"), (ADD, finished)]
-    assert OwedChanges(data_root / OWED_REMOVALS).carried() == ["mine"]  # made at the next start
-    assert f"adding {finished} to the model library was given up" in caplog.text
-    assert "found and added at the next start; one elsewhere must be added again" in caplog.text
+    assert OwedChanges(data_root / OWED_CHANGES).carried() == [(REMOVE, "mine"), (ADD, finished)]  # the next start's
+    assert f"adding {finished} to the model library is left to the next start" in caplog.text
 
 
 def test_a_removal_that_failed_is_not_made_later(qapp, data_root, tmp_path):
@@ -164,7 +167,7 @@ def test_a_removal_that_failed_is_not_made_later(qapp, data_root, tmp_path):
     worker.owed.put(REMOVE, "mine", str(mine))  # as EngineThread.remove_model notes it before queueing the call
     worker.remove_model("mine")
     assert len(failed) == 1 and ended == ["mine"]
-    assert worker.owed.owed() == [] and not (data_root / OWED_REMOVALS).exists()
+    assert worker.owed.owed() == [] and not (data_root / OWED_CHANGES).exists()
     make_changes_now(data, worker.owed)  # the quit
     assert _listed(data_root) == {"mine": str(mine)}
 
@@ -176,3 +179,101 @@ def test_a_removal_that_failed_is_not_made_later(qapp, data_root, tmp_path):
     worker.add_model(str(mine))  # added back
     make_changes_now(data, worker.owed)
     assert _listed(data_root) == {"mine": str(mine)}
+
+
+def test_the_quit_does_not_hang_on_an_add_whose_read_never_ends(data_root, tmp_path, monkeypatch, caplog):
+    """An add owed at quit of a file on a drive that went away (a FIFO here: its read never returns) read the file
+    on the GUI thread for good, and the app never exited. The quit's wait ends it now; the add stays recorded."""
+    monkeypatch.setattr(owed_changes, "LIBRARY_WAIT_S", 0.3)
+    hung = tmp_path / "usb" / "mine.safetensors"
+    hung.parent.mkdir()
+    os.mkfifo(hung)
+    owed = OwedChanges(data_root / OWED_CHANGES)
+    owed.put(ADD, str(hung))
+    quit_ = threading.Thread(target=make_changes_now, args=(resolve_data_dir(data_root), owed), daemon=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="app.owed_changes"):
+            quit_.start()
+            quit_.join(5)
+            assert not quit_.is_alive()
+        assert OwedChanges(data_root / OWED_CHANGES).carried() == [(ADD, str(hung))]  # made at the next start
+        assert "left to the next start" in caplog.text
+    finally:
+        with open(hung, "wb"):  # the read ends (an empty file): the helper thread lets go of the library's lock
+            pass
+    deadline = time.monotonic() + 5
+    while owed_changes.library_writes.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_an_add_given_up_at_quit_of_a_removed_file_is_made_at_the_next_start(data_root, tmp_path, monkeypatch):
+    """A model removed, then its file added again (the wizard's finished model, written anew under that name) and
+    the add given up at quit (the lock held): the next start's search of the models folder passes over a file the
+    library left out as removed, so the add was lost. It is recorded now, made at the next start, and the file is no
+    longer left out."""
+    from gpu.library_found import left_out
+
+    monkeypatch.setattr(owed_changes, "LIBRARY_WAIT_S", 0.2)
+    data = resolve_data_dir(data_root)
+    mine = _copy(data.quantized / "mine.safetensors")
+    library = ModelLibrary(data_root)
+    library.add(mine)
+    library.remove("mine")
+    owed = OwedChanges(data_root / OWED_CHANGES)
+    owed.put(ADD, str(mine))
+    assert owed_changes.library_writes.acquire(timeout=5)  # the stuck engine's write
+    try:
+        make_changes_now(data, owed)
+    finally:
+        owed_changes.library_writes.release()
+    assert _listed(data_root) == {}
+
+    owed = OwedChanges(data_root / OWED_CHANGES)  # the next start
+    for kind, value in owed.carried():
+        assert make_change(library, owed, kind, value)
+    assert _listed(data_root) == {"mine": str(mine)}
+    assert left_out(library.file, mine) == ""
+    assert not (data_root / OWED_CHANGES).exists()
+
+
+def test_the_quit_waits_once_for_all_the_changes_owed(data_root, tmp_path, monkeypatch):
+    """Three changes owed behind a lock held for good: the quit waits LIBRARY_WAIT_S in all, not once each."""
+    monkeypatch.setattr(owed_changes, "LIBRARY_WAIT_S", 0.5)
+    owed = OwedChanges(data_root / OWED_CHANGES)
+    for name in ("a", "b", "c"):
+        owed.put(ADD, str(tmp_path / f"{name}.safetensors"))
+    threads = threading.active_count()
+    assert owed_changes.library_writes.acquire(timeout=5)
+    try:
+        began = time.monotonic()
+        make_changes_now(resolve_data_dir(data_root), owed)
+        took = time.monotonic() - began
+        time.sleep(0.3)
+        assert threading.active_count() == threads  # no wait of a change goes on past the one deadline either
+    finally:
+        owed_changes.library_writes.release()
+    assert 0.4 < took < 0.9
+    assert len(owed.owed()) == 3
+
+
+def test_a_carried_removal_leaves_a_file_written_anew_at_that_path_listed(data_root, tmp_path):
+    """A Remove recorded and left to the next start, then a new model written at the same path (a quantize run
+    with --overwrite) and listed: the next start took that new model off. It stays now; with its file gone the
+    removal is still made."""
+    library = ModelLibrary(data_root)
+    mine = _copy(tmp_path / "mine.safetensors")
+    library.add(mine)
+    OwedChanges(data_root / OWED_CHANGES).put(REMOVE, "mine", str(mine))
+    mine.write_bytes(mine.read_bytes() + b" ")  # another file at that path: its size differs
+    owed = OwedChanges(data_root / OWED_CHANGES)  # the next start
+    for kind, value in owed.carried():
+        make_change(library, owed, kind, value)
+    assert _listed(data_root) == {"mine": str(mine)}
+
+    _copy(mine)
+    OwedChanges(data_root / OWED_CHANGES).put(REMOVE, "mine", str(mine))
+    mine.unlink()  # gone (a drive away): still removed
+    owed = OwedChanges(data_root / OWED_CHANGES)
+    for kind, value in owed.carried():
+        make_change(library, owed, kind, value)
+    assert _listed(data_root) == {}
