@@ -509,6 +509,7 @@ def check_png_output(out: Path, batch: list[Path] | tuple[Path, ...] = ()) -> No
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from gpu.checkpoint.format import inspect_checkpoint
+    from gpu.checkpoint.scheduler import scheduler_words
     from gpu.errors import ModelLoadError
     from gpu.library import ModelLibrary
     from gpu.paths import user_data_path
@@ -532,6 +533,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
          f"mean layer error {_fmt(c.get('mean_layer_error'))}"
          + (f", alpha grid of {grid} points" if grid not in (None, DEFAULT_ALPHA_POINTS) else ""))
     show(f"  base model:   {base_model_words(entry, library)}")
+    show(f"  scheduler:    {scheduler_words(meta)}")
     show(f"  made by:      {meta.tool}, {meta.created}")
     mib = sum(e["data_offsets"][1] - e["data_offsets"][0] for e in entries.values()) / 2**20
     show(f"  tensors:      {len(entries)}, {mib:.1f} MiB")

@@ -286,9 +286,13 @@ def test_a_recorded_scheduler_the_same_as_the_bases_is_not_said(tmp_path):
     assert image.settings["base"] == "demo" and image.extras["notes"] == []
 
 
-@pytest.mark.parametrize("name", ["NoSuchScheduler", "os.system", "__class__", "SchedulerMixin", "FluxPipeline"])
-def test_a_recorded_scheduler_of_no_known_class_is_refused_naming_the_file(tmp_path, name):
-    """The class is looked up by name among diffusers' schedulers only: never imported or evaluated from the file."""
+@pytest.mark.parametrize("name", ["NoSuchScheduler", "os.system", "__class__", "FluxPipeline", "DDPMScheduler",
+                                  "FlowMatchHeunDiscreteScheduler", "DPMSolverSDEScheduler"])
+def test_a_recorded_scheduler_the_pipeline_cannot_drive_is_refused_naming_the_file(tmp_path, name):
+    """The class is taken only from the schedulers FLUX's pipeline can drive (it sets a schedule up with sigmas and
+    a shift mu), looked up by name, never imported or evaluated from the file: any other scheduler of diffusers'
+    (DDPM's, flow-match Heun's, which refuses sigmas; DPM-SDE's, which needs a package the app lacks) passed the
+    load and failed mid-image with a traceback."""
     from gpu.errors import UserError
     from gpu.generation.request import GenerationRequest
     from gpu.generation.service import GenerationService
@@ -298,6 +302,64 @@ def test_a_recorded_scheduler_of_no_known_class_is_refused_naming_the_file(tmp_p
     service = GenerationService(ModelLibrary(tmp_path / "data"))
     with pytest.raises(UserError) as refused:
         service.generate(GenerationRequest("a red star", model=str(model), steps=1, width=64, height=64))
-    assert str(refused.value) == (f"odd.safetensors: the scheduler its SVDQ metadata records, {name!r}, is none of "
-                                  "the schedulers this app has")  # fmt: skip
+    assert str(refused.value) == (f"odd.safetensors: the scheduler its SVDQ metadata records, {name!r}, is not "
+                                  "one this app can run the model with (it takes FlowMatchEulerDiscreteScheduler)")
     assert refused.value.hint == "update Nibble Studio, or re-quantize the model with this version"
+
+
+@pytest.mark.parametrize(("changes", "problem"), [
+    ({"base_shift": "x"}, 'base_shift is "x", not a number or null'),
+    ({"use_dynamic_shifting": 1}, "use_dynamic_shifting is 1, not true or false"),
+    ({"num_train_timesteps": 10**11}, "num_train_timesteps is 100000000000, not from 1 to 100000"),
+    ({"use_dynamic_shifting": False, "shift": float("nan")}, "its schedule is not finite numbers"),
+    ({"time_shift_type": "cubic"}, "`time_shift_type` must either be 'exponential' or 'linear'."),
+])  # fmt: skip
+def test_a_recorded_scheduler_config_that_would_fail_an_image_is_refused_naming_the_file(tmp_path, changes, problem):
+    """A setting of the wrong type stopped generating mid-image (TypeError in the pipeline's shift), a schedule too
+    long for memory was said to be the machine's fault ("needs more memory than is free"): each setting is checked
+    against its default's type, the schedule's length is bounded, and the scheduler is run through a short schedule
+    before the model loads, as the pipeline runs it."""
+    from gpu.errors import UserError
+    from gpu.generation.request import GenerationRequest
+    from gpu.generation.service import GenerationService
+
+    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "odd.safetensors",
+                           lambda meta: meta.update(scheduler=_demo_scheduler(**changes)))  # fmt: skip
+    service = GenerationService(ModelLibrary(tmp_path / "data"))
+    with pytest.raises(UserError) as refused:
+        service.generate(GenerationRequest("a red star", model=str(model), steps=1, width=64, height=64))
+    assert str(refused.value) == ("odd.safetensors: the SVDQ metadata's scheduler is invalid "
+                                  f"(FlowMatchEulerDiscreteScheduler config: {problem})")  # fmt: skip
+    assert refused.value.hint == "re-quantize the model, or copy or download the file again"
+
+
+def test_settings_the_scheduler_class_does_not_take_are_no_difference(tmp_path):
+    """diffusers keeps a key its scheduler class does not take in ``.config`` (a typo, a newer diffusers' setting):
+    compared as settings, a file recording one showed the note "runs with the scheduler it records ... (shfit 1.0 vs
+    null)" on its own base, on every image. Only the settings the class takes are compared."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from gpu.generation.pipeline_loader import scheduler_differences
+
+    config = _demo_scheduler()["config"]
+    base = FlowMatchEulerDiscreteScheduler.from_config(config)
+    own = FlowMatchEulerDiscreteScheduler.from_config({**config, "shfit": 1.0, "num_inference_steps": 50})
+    assert scheduler_differences(own, base) == []
+    assert scheduler_differences(FlowMatchEulerDiscreteScheduler.from_config({**config, "shift": 1.0}), base) == [
+        "shift 1.0 vs 3.0"]
+
+
+def test_a_base_scheduler_the_pipeline_cannot_drive_is_not_recorded(tmp_path):
+    """A quantizer recorded any scheduler class of diffusers' its base had: the model it wrote would be refused
+    by loading (``checked_scheduler``). The record is optional: such a scheduler is left out (logged), a good one
+    recorded with every setting."""
+    from gpu.quantizer.shared import scheduler_record
+
+    (tmp_path / "scheduler").mkdir()
+    config = tmp_path / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({"_class_name": "FlowMatchHeunDiscreteScheduler", "shift": 3.0}))
+    assert scheduler_record(tmp_path, "flux") == {}
+    config.write_text(json.dumps({"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0}))
+    record = scheduler_record(tmp_path, "flux")
+    assert record["class"] == "FlowMatchEulerDiscreteScheduler" and record["config"]["shift"] == 3.0
+    assert record["config"]["num_train_timesteps"] == 1000

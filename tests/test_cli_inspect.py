@@ -86,3 +86,20 @@ def test_inspecting_a_file_needs_no_data_folder(tmp_path, capsys, monkeypatch):
     assert main(["inspect", str(MODELS / "demo-int4.safetensors")]) == 0
     assert capsys.readouterr().out.startswith("demo-int4.safetensors: SVDQ format v1")
     assert not Path("/proc/self/no-home").exists()
+
+
+def test_inspect_says_the_scheduler_the_file_records(tmp_path, capsys):
+    """The scheduler an SVDQ file records (the one it runs with on a stand-in base) was not shown: its class and the
+    settings that differ from the class's defaults are, or that it records none."""
+    from header_files import edit_svdq_meta
+
+    from tests.test_base_fit import _demo_scheduler
+
+    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "own.safetensors",
+                           lambda meta: meta.update(scheduler=_demo_scheduler(shfit=1.0)))  # fmt: skip
+    for path, said in ((model, "FlowMatchEulerDiscreteScheduler (shift 3.0, use_dynamic_shifting true)"),
+                       (MODELS / "demo-int4.safetensors", "not recorded (the file was made before models recorded "
+                                                          "it: it runs with its base pipeline's)")):  # fmt: skip
+        assert main(["--data-dir", str(tmp_path / "data"), "inspect", str(path)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert f"  scheduler:    {said}" in lines

@@ -31,6 +31,9 @@ class ModelAdapter:
     # (model config key of the rotary embedding's per-axis widths, the key of the attention head width it splits,
     # that width's default, the number of position axes): no tensor's shape shows the split, which must be whole
     rope_axes: tuple[str, str, int, int] | None = None
+    # the diffusers scheduler classes its pipeline can drive: the only ones an SVDQ file's recorded scheduler may
+    # name (``gpu.checkpoint.scheduler``)
+    schedulers: tuple[str, ...] = ()
 
     def role_of(self, module_name: str) -> str:
         for pattern, role in self.rules:

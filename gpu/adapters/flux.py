@@ -35,5 +35,8 @@ FLUX = register_adapter(
         block_counts=(("num_layers", "transformer_blocks"), ("num_single_layers", "single_transformer_blocks")),
         # img_ids/txt_ids hold 3 coordinates (text index, row, column), each rotating its share of a head's channels
         rope_axes=("axes_dims_rope", "attention_head_dim", 128, 3),
+        # FluxPipeline sets a schedule up with sigmas and a shift mu, which of diffusers' schedulers only the
+        # flow-match Euler one takes (Heun's refuses sigmas; DDPM's and the like run no flow-matching model)
+        schedulers=("FlowMatchEulerDiscreteScheduler",),
     )
 )

@@ -205,14 +205,14 @@ def _check_meta_types(name: str, meta: CheckpointMeta) -> None:
             if not isinstance(entry, dict):
                 raise ValueError("not a JSON object")
             LayerSpec.from_json(entry)
-            _check_fields(entry, _LAYER_FIELDS)
+            check_fields(entry, _LAYER_FIELDS)
         except (ValueError, KeyError, TypeError) as err:
             raise CheckpointError(f"{name}: the SVDQ metadata of layer {layer} is invalid ({err})",
                                   hint=REMAKE) from None  # fmt: skip
     for field_name, fields in (("base_model", _BASE_FIELDS), ("calibration", _CALIBRATION_FIELDS),
                                ("scheduler", _SCHEDULER_FIELDS)):  # fmt: skip
         try:
-            _check_fields(getattr(meta, field_name), fields)
+            check_fields(getattr(meta, field_name), fields)
             if field_name == "scheduler" and meta.scheduler and not fields.keys() <= meta.scheduler.keys():
                 raise ValueError("a recorded scheduler needs both its class and its config")
         except ValueError as err:
@@ -274,15 +274,16 @@ _LAYER_FIELDS = {"alpha": _NUMBER, "error": _NUMBER, "kind": ((str,), "a text")}
 _BASE_FIELDS = {"defaults": ((dict, type(None)), "a JSON object or null"), "name": _TEXT, "path": _TEXT,
                 "relative_path": _TEXT}  # fmt: skip
 _CALIBRATION_FIELDS = {"mean_layer_error": _NUMBER}
-# the class is looked up among diffusers' schedulers where the model loads (``gpu.generation.pipeline_loader``)
+# the class and each setting of the config are checked where it is made (``gpu.checkpoint.scheduler``)
 _SCHEDULER_FIELDS = {"class": ((str,), "a text"), "config": ((dict,), "a JSON object")}
 
 
-def _check_fields(data: dict[str, Any], fields: dict[str, tuple[tuple[type, ...], str]]) -> None:
+def check_fields(data: dict[str, Any], fields: dict[str, tuple[tuple[type, ...], str]]) -> None:
     """ValueError naming the first of ``fields`` present in ``data`` with a type it may not have (true and false
-    are no number)."""
+    are no number: a bool passes only where ``bool`` is one of the types)."""
     for key, (types, words) in fields.items():
-        if key in data and (not isinstance(data[key], types) or isinstance(data[key], bool)):
+        value = data.get(key)
+        if key in data and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
             raise ValueError(f"{key} is {json.dumps(data[key])[:40]}, not {words}")
 
 
@@ -319,11 +320,14 @@ def inspect_checkpoint(path: Path | str) -> tuple[CheckpointMeta, dict[str, dict
     and ``data_offsets``) from the header they read: what ``main.py inspect`` prints. The tensor set is checked
     against the model skeleton the metadata describes (built on the meta device: no tensor memory, after its block
     counts were checked against the header's), as loading checks it: a file missing a tensor was said sound here,
-    then refused by generate."""
-    from gpu.checkpoint.skeleton import expected_tensors, file_skeleton  # it builds on this module
+    then refused by generate; so is the scheduler it records (``checked_scheduler``)."""
+    from gpu.checkpoint.scheduler import checked_scheduler  # they build on this module
+    from gpu.checkpoint.skeleton import expected_tensors, file_skeleton
 
     path = Path(path)
-    expected = expected_tensors(file_skeleton(path, read_buildable_meta(path)))
+    meta = read_buildable_meta(path)
+    checked_scheduler(path.name, meta.architecture, meta.scheduler)  # its recorded scheduler, as loading makes it
+    expected = expected_tensors(file_skeleton(path, meta))
     meta, entries, _ = _read_checked(path, expected, keep=None)
     return meta, entries
 

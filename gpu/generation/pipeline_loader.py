@@ -249,54 +249,15 @@ def _records_scheduler(svdq_file: Path) -> bool:
         return False
 
 
-def scheduler_class(name: object) -> type | None:
-    """The diffusers scheduler class named ``name`` (e.g. "FlowMatchEulerDiscreteScheduler"), looked up by name among
-    the classes ``diffusers.schedulers`` exports, nothing imported or evaluated from the text itself; None for any
-    other name (one that is no scheduler, or one whose optional dependency is not installed)."""
-    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
-        return None
-    import diffusers.schedulers
-    from diffusers import SchedulerMixin
-
-    try:
-        found = getattr(diffusers.schedulers, name)
-    except (AttributeError, ImportError, RuntimeError):  # not exported; a listed one whose module fails to import
-        return None
-    # an optional dependency's missing class is a placeholder of another type (DummyObject)
-    return found if isinstance(found, type) and issubclass(found, SchedulerMixin) and found is not SchedulerMixin \
-        else None  # fmt: skip
-
-
-def recorded_scheduler(svdq_file: Path, record: dict[str, Any]) -> Any:
-    """The scheduler the SVDQ file records it was made with (its metadata's ``scheduler``, whose form
-    ``gpu.checkpoint.format`` checked: a class name and a config), made from that config (``from_config``); None
-    where the file records none (made before it was recorded). CheckpointError naming the file for a class that is
-    none of diffusers' schedulers, or a config the class refuses."""
-    from gpu.checkpoint.format import NEWER_APP, REMAKE
-
-    if not record:
-        return None
-    cls = scheduler_class(record["class"])
-    if cls is None:  # a scheduler of a newer diffusers, or a hand edit
-        raise CheckpointError(f"{svdq_file.name}: the scheduler its SVDQ metadata records, "
-                              f"{str(record['class'])[:60]!r}, is none of the schedulers this app has",
-                              hint=NEWER_APP)  # fmt: skip
-    try:
-        return cls.from_config(record["config"])
-    except (TypeError, ValueError, KeyError, AttributeError) as err:
-        raise CheckpointError(f"{svdq_file.name}: the config of the scheduler its SVDQ metadata records is invalid "
-                              f"({type(err).__name__}: {err})", hint=REMAKE) from None  # fmt: skip
-
-
 def scheduler_differences(own: Any, base: Any) -> list[str]:
     """What differs between the schedulers ``own`` (the model's) and ``base`` (its base pipeline's), as "<setting>
-    <own> vs <base>" phrases: the class alone where it differs, else each setting of their configs that differs;
-    empty where they are the same."""
-    from gpu.quantizer.shared import plain_config  # the quantizer's package imports this module
+    <own> vs <base>" phrases: the class alone where it differs, else each setting their class takes that differs
+    (``settings``: a key diffusers keeps but the class ignores changes nothing); empty where they are the same."""
+    from gpu.checkpoint.scheduler import settings
 
     if type(own) is not type(base):
         return [f"class {type(own).__name__} vs {type(base).__name__}"]
-    mine, theirs = plain_config(own.config), plain_config(base.config)
+    mine, theirs = settings(own), settings(base)
     return [f"{key} {json.dumps(mine.get(key))} vs {json.dumps(theirs.get(key))}"
             for key in sorted(mine.keys() | theirs.keys()) if mine.get(key) != theirs.get(key)]  # fmt: skip
 
@@ -512,9 +473,11 @@ def load_pipeline(
         base_path = facts.path if facts.kind != "svdq" else resolve_base(facts, library, base, notes)
     with load_errors(entry.name, base_path):
         if facts.kind == "svdq":
+            from gpu.checkpoint.scheduler import checked_scheduler
             from gpu.checkpoint.skeleton import load_quantized_transformer
 
-            own = recorded_scheduler(facts.path, checkpoint_meta(facts.path).scheduler)  # refused before the load
+            meta = checkpoint_meta(facts.path)
+            own = checked_scheduler(facts.path.name, meta.architecture, meta.scheduler)  # refused before the load
             transformer, _ = load_quantized_transformer(facts.path, runtime_dtype=dtype, device=device)
             # use_safetensors: a text encoder or VAE of only pytorch_model.bin is refused, never unpickled
             pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, dtype=dtype, use_safetensors=True)

@@ -116,7 +116,8 @@ def quantize_model_in_memory(
     check_cancel()
     meta = checkpoint_meta(adapter.architecture, adapter.diffusers_class, plain_config(transformer.config),
                            storage_dtype, layer_meta, config, len(prompts), len(samples), steps,
-                           base_record(entry, out_path, defaults), scheduler_record(entry.path))  # fmt: skip
+                           base_record(entry, out_path, defaults),
+                           scheduler_record(entry.path, adapter.architecture))  # fmt: skip
     emit("stage", f"writing {out_path.name}")
     save_checkpoint(out_path, tensors, meta)
     size_mib = out_path.stat().st_size / 2**20

@@ -25,7 +25,7 @@ from torch import nn
 
 from gpu.adapters.base import ModelAdapter
 from gpu.checkpoint.format import CheckpointMeta
-from gpu.errors import BadRequestError, Cancelled, ModelLoadError, named_few
+from gpu.errors import BadRequestError, Cancelled, CheckpointError, ModelLoadError, named_few
 from gpu.modules.layer_spec import spec_for
 from gpu.quantizer.config import QuantizeConfig
 from gpu.svdquant.calibration import LayerCalibration
@@ -299,20 +299,23 @@ def checkpoint_meta(
     )
 
 
-def scheduler_record(folder: Path) -> dict:
+def scheduler_record(folder: Path, architecture: str) -> dict:
     """The SVDQ header's record of the scheduler of the pipeline ``folder`` (the one its calibration trajectories
     ran, and generating with it runs): ``{"class": its diffusers class, "config": every setting, defaults filled in
     as diffusers makes it}``, so a base pipeline with another scheduler can run the model as it was made. {} where
-    that scheduler cannot be read now (logged): the record is optional, and the quantized model is not lost to it."""
-    from gpu.generation.pipeline_loader import scheduler_class
+    that scheduler cannot be read now, or is none that loading an ``architecture`` model takes (``checked_scheduler``,
+    logged): the record is optional, and the quantized model is not lost to it."""
+    from gpu.checkpoint.scheduler import checked_scheduler, scheduler_class
 
     try:
         raw = json.loads((folder / "scheduler" / "scheduler_config.json").read_bytes())
         cls = scheduler_class(raw.get("_class_name")) if isinstance(raw, dict) else None
         if cls is None:
             raise ValueError(f"no diffusers scheduler class named in {str(raw)[:80]}")
-        return {"class": cls.__name__, "config": plain_config(cls.from_config(raw).config)}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        record = {"class": cls.__name__, "config": plain_config(cls.from_config(raw).config)}
+        checked_scheduler(folder.name, architecture, record)
+        return record
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, CheckpointError) as err:
         log.warning("the scheduler of %s is not recorded in the quantized model: %s", folder, err)
         return {}
 

@@ -340,7 +340,7 @@ def _write_model(out_path: Path, parts: Path, head: nn.Module, manifest: dict, r
     if run.entry_for_record is not None and base_entry is None:
         record = {"name": run.entry_for_record, "defaults": defaults}
     # the scheduler of the pipeline that calibrated it (none: samples supplied by the caller)
-    scheduler = scheduler_record(base_entry.path) if base_entry is not None else {}
+    scheduler = scheduler_record(base_entry.path, adapter.architecture) if base_entry is not None else {}
     meta = checkpoint_meta(adapter.architecture, adapter.diffusers_class, run.src.config, storage_dtype, layer_meta,
                            config, prompts_n, samples_n, run.steps, record, scheduler)  # fmt: skip
     emit("stage", f"writing {out_path.name}")
