@@ -318,7 +318,7 @@ def test_a_load_onto_another_device_hashes_the_bytes_it_places(tiny_flux_int4, t
         load_checkpoint(bad, device="meta")
 
 
-@pytest.mark.parametrize("case", ["missing", "more blocks", "rope widths", "rope axes", "scheduler"])
+@pytest.mark.parametrize("case", ["missing", "more blocks", "rope widths", "rope axes", "odd rope", "scheduler"])
 def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(
     tiny_flux_int4, tmp_path, capsys, monkeypatch, case
 ):
@@ -327,8 +327,10 @@ def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(
     refused it, with no remedy. Its tensor set is checked against the skeleton the metadata describes, and its block
     counts against the header before that skeleton is built (num_layers 10000: 90 s and 1.8 GB to build). So is the
     rotary embedding's split of a head, which no tensor shows: a hand-edited axes_dims_rope [16, 56, 40] for
-    [16, 56, 56] passed inspect and the library, and stopped generate mid-image. And so is the scheduler it records:
-    a setting of the wrong type (base_shift "x") passed inspect and the library, and stopped generate mid-image."""
+    [16, 56, 56] passed inspect and the library, and stopped generate mid-image; an odd width that adds up to the
+    head's ([15, 65, 48]) stops it too (rotary embeddings turn pairs of channels). And so is the scheduler it
+    records: a setting of the wrong type (base_shift "x") passed inspect and the library, and stopped generate
+    mid-image."""
     import gpu.checkpoint.skeleton as skeleton
     from gpu.checkpoint.format import verify_checkpoint
     from gpu.errors import ModelLoadError
@@ -354,7 +356,9 @@ def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(
                    'base_shift is "x", not a number or null)')  # fmt: skip
     else:
         head = read_checkpoint_meta(tiny_flux_int4).model_config["attention_head_dim"]
-        widths = [head // 8, head // 2, head // 8 * 3 - 16] if case == "rope widths" else [head // 2 - 1, head // 2 + 1]
+        widths = {"rope widths": [head // 8, head // 2, head // 8 * 3 - 16],
+                  "rope axes": [head // 2 - 1, head // 2 + 1],
+                  "odd rope": [head // 8 - 1, head // 2 + 1, head - head // 8 - head // 2]}[case]  # fmt: skip
         edit_svdq_meta(Path(tiny_flux_int4), bad, lambda d: d["model_config"].update(axes_dims_rope=widths))
         problem = (f"they add up to {head - 16}, but the attention heads are {head} wide (attention_head_dim)"
                    if case == "rope widths" else "it needs 3 positive even numbers, one per position axis")
