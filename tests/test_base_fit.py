@@ -286,6 +286,33 @@ def test_a_recorded_scheduler_the_same_as_the_bases_is_not_said(tmp_path):
     assert image.settings["base"] == "demo" and image.extras["notes"] == []
 
 
+@pytest.mark.parametrize("named", [False, True])
+def test_a_base_the_model_records_or_the_user_names_keeps_its_own_scheduler(tmp_path, named):
+    """The scheduler an SVDQ file records replaced its base pipeline's on any base: a scheduler the user had set in
+    the base's scheduler_config.json (Karras sigmas) was reversed with only a note, in its own base as in one named
+    with --base. The recorded one stands in for a stand-in base's only; the base's own or named one runs as it is,
+    and the note says it is not the one the model was made with."""
+    import torch
+
+    from gpu.generation.pipeline_loader import load_pipeline
+
+    mine = _pipeline(tmp_path / "mine", guided=False)  # schnell's scheduler: no shift
+    scheduler_file = mine / "scheduler" / "scheduler_config.json"
+    scheduler_file.write_text(json.dumps({**json.loads(scheduler_file.read_text()), "use_karras_sigmas": True}))
+    recorded = {"path": "/nowhere/schnell", "name": "nowhere"} if named else {"path": str(mine)}
+    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "own.safetensors",
+                           lambda meta: (meta["base_model"].update(recorded),
+                                         meta.update(scheduler=_demo_scheduler())))  # fmt: skip
+    library = ModelLibrary(tmp_path / "data")
+    loaded = load_pipeline(library.resolve(str(model)), library, torch.device("cpu"), base=mine if named else None)
+    assert loaded.base_path == mine
+    config = loaded.pipe.scheduler.config
+    assert (config.use_karras_sigmas, config.shift, config.use_dynamic_shifting) == (True, 1.0, False)
+    assert loaded.base_notes == ["own.safetensors runs with its base pipeline's scheduler, not the one it records it "
+                                 "was made with (shift 3.0 vs 1.0, use_dynamic_shifting true vs false, "
+                                 "use_karras_sigmas false vs true: the model's vs the base's)"]  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["NoSuchScheduler", "os.system", "__class__", "FluxPipeline", "DDPMScheduler",
                                   "FlowMatchHeunDiscreteScheduler", "DPMSolverSDEScheduler"])
 def test_a_recorded_scheduler_the_pipeline_cannot_drive_is_refused_naming_the_file(tmp_path, name):

@@ -45,7 +45,7 @@ class LoadedPipeline:
     entry: ModelEntry
     device: torch.device
     dtype: torch.dtype  # dtype of the 16-bit parts at run time
-    base_path: Path  # the diffusers folder that supplied text encoders, VAE and scheduler
+    base_path: Path  # the diffusers folder that supplied text encoders, VAE and (but on a stand-in) scheduler
     policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy: where the parts live (None: all on ``device``)
     # (prompt, max length, LoRAs on the text encoders) -> embeddings (gpu.generation.memory)
     prompt_cache: dict = field(default_factory=dict)
@@ -482,10 +482,13 @@ def load_pipeline(
             # use_safetensors: a text encoder or VAE of only pytorch_model.bin is refused, never unpickled
             pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, dtype=dtype, use_safetensors=True)
             differs = scheduler_differences(own, pipe.scheduler) if own is not None else []
-            if differs:  # a stand-in base of the other kind (FLUX.1-schnell's for a dev model), or an edited one
+            if differs and _stand_in(facts, library, base, base_path):  # e.g. FLUX.1-schnell's for a dev model
                 notes.append(f"{facts.path.name} runs with the scheduler it records it was made with, not its base "
                              f"pipeline's ({', '.join(differs)}: the model's vs the base's)")  # fmt: skip
                 pipe.scheduler = own
+            elif differs:  # its own base, or one the user named: a scheduler the user edited there is the user's
+                notes.append(f"{facts.path.name} runs with its base pipeline's scheduler, not the one it records it "
+                             f"was made with ({', '.join(differs)}: the model's vs the base's)")  # fmt: skip
         else:
             pipe = pipeline_cls.from_pretrained(base_path, dtype=dtype, use_safetensors=True)
     check_weights_present(pipe, entry.name)
@@ -504,6 +507,13 @@ def load_pipeline(
         # more than the work, and 5-20x more when another process holds a core (measured on 2 cores).
         torch.set_num_threads(1)
     return LoadedPipeline(pipe, entry, device, dtype, base_path, policy, base_notes=notes)
+
+
+def _stand_in(facts: ModelFacts, library: ModelLibrary, override: str | Path | None, used: Path) -> bool:
+    """Whether ``used``, the base pipeline ``resolve_base`` gave the SVDQ file of ``facts``, is a stand-in: none it
+    records (another revision of a recorded Hugging Face snapshot counts as recorded) and none the user named
+    (``override``, --base)."""
+    return not override and used not in _recorded_bases(facts, library, [])
 
 
 def _damaged_safetensors(folder: Path) -> str | None:
