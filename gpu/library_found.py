@@ -10,10 +10,12 @@ SVDQ model (a LoRA put there by hand) is passed over, and a file whose sizes or 
 
 Left out on purpose, in ``library.json`` under ``unlisted`` (path, size, modification time and why): a model the
 user removed (Remove keeps its file, so the next start would add it again), a file found damaged, and one whose
-check failed in a way no check names (neither read again at every start; adding it by hand checks it again). A
-record holds only while that very file is there: one whose file is gone or changed (a new run wrote that name
-again) is forgotten at the next save, and so is one whose path is listed again (the user added it back). An older
-version of this format ignores the key, and drops it when it saves."""
+check failed in a way no check names (neither read again at every start; adding it by hand checks it again). Such
+a failure may be the app's bug, not the file's: its record also holds the app's version and holds only under it,
+so the first start of an update that fixed the bug checks the file again. A record holds only while that very file
+is there: one whose file is gone or changed (a new run wrote that name again) is forgotten at the next save, and so
+is one whose path is listed again (the user added it back). An older version of this format ignores the key, and
+drops it when it saves."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import gpu.version
 from gpu.errors import CheckpointError, UserError
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.paths import resolved, same_file
@@ -45,13 +48,23 @@ def unchecked(err: Exception) -> str:
 
 
 def _record(path: Path, why: str) -> dict[str, Any] | None:
-    """The record that leaves the file at ``path`` out, as it is now; None when it is not there (nothing to leave
-    out: a file written there later is another)."""
+    """The record that leaves the file at ``path`` out, as it is now, with this app's version where ``why`` is no
+    reason the file itself gives (not ``REMOVED`` nor ``DAMAGED``: ``unchecked``); None when it is not there
+    (nothing to leave out: a file written there later is another)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "why": why}
+    version = {} if why in (REMOVED, DAMAGED) else {"version": gpu.version.__version__}
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "why": why, **version}
+
+
+def _holds(record: Mapping[str, Any]) -> bool:
+    """Whether ``record`` still leaves its file out: that very file is still there (``_still_that_file``), and a
+    record of an unexpected failure was made by this version of the app (another may have fixed what failed; a
+    record of one without a version is an earlier version's)."""
+    expected = record["why"] in (REMOVED, DAMAGED)
+    return (expected or record.get("version") == gpu.version.__version__) and _still_that_file(record)
 
 
 def _still_that_file(record: Mapping[str, Any]) -> bool:
@@ -73,26 +86,27 @@ def _records(library_file: Path) -> list[dict[str, Any]]:
     records = data.get(UNLISTED_KEY) if isinstance(data, dict) else None
     if not isinstance(records, list):
         return []
-    return [{k: r[k] for k in ("path", "size", "mtime_ns", "why")} for r in records if _well_formed(r)]
+    return [{k: r[k] for k in ("path", "size", "mtime_ns", "why", "version") if k in r}
+            for r in records if _well_formed(r)]  # fmt: skip
 
 
 def _well_formed(record: object) -> bool:
     """Whether ``record`` is one ``_record`` wrote (a hand-edited file may hold anything)."""
     if not isinstance(record, dict) or not isinstance(record.get("path"), str):
         return False
-    numbers = [record.get("size"), record.get("mtime_ns")]
-    return isinstance(record.get("why"), str) and all(type(n) is int for n in numbers)  # a bool is no size
+    numbers, texts = [record.get("size"), record.get("mtime_ns")], [record.get("why"), record.get("version", "")]
+    return all(isinstance(t, str) for t in texts) and all(type(n) is int for n in numbers)  # a bool is no size
 
 
 def unlisted_field(library_file: Path, listed: Iterable[Path], leave_out: Mapping[Path, str]) -> dict[str, Any]:
     """The ``unlisted`` part of the library file about to be written: the records ``library_file`` holds now
-    whose file is still there unchanged and not ``listed`` again, and one per path of ``leave_out`` (path -> why).
-    Empty when there are none, so that a library with nothing left out is written as before."""
+    that still hold (``_holds``) and whose file is not ``listed`` again, and one per path of ``leave_out`` (path ->
+    why). Empty when there are none, so that a library with nothing left out is written as before."""
     listed_now = {str(resolved(p)) for p in listed}
     new = [r for p, why in leave_out.items() if (r := _record(Path(p), why)) is not None]
     new_paths = {str(resolved(Path(r["path"]))) for r in new}
     kept = [r for r in _records(library_file)
-            if str(resolved(Path(r["path"]))) not in listed_now | new_paths and _still_that_file(r)]  # fmt: skip
+            if str(resolved(Path(r["path"]))) not in listed_now | new_paths and _holds(r)]  # fmt: skip
     records = kept + [r for r in new if str(resolved(Path(r["path"]))) not in listed_now]
     return {UNLISTED_KEY: records} if records else {}
 
@@ -102,7 +116,7 @@ def left_out(library_file: Path, path: Path) -> str:
     not: no record for it, or one for another file once at that path."""
     key = str(resolved(path))
     for r in _records(library_file):
-        if str(resolved(Path(r["path"]))) == key and _still_that_file(r):
+        if str(resolved(Path(r["path"]))) == key and _holds(r):
             return r["why"]
     return ""
 

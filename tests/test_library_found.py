@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,20 @@ def _no_verification_remembered():
 def _copy(folder: Path, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copyfile(DEMO_INT4, folder / name))
+
+
+def _failing_for(monkeypatch, module: object, name: str, path: Path, err: Exception) -> Callable:
+    """Makes the check ``module.name`` raise ``err`` for the file at ``path`` (and check any other as before);
+    returns the check as it was."""
+    check = getattr(module, name)
+
+    def failing(checked):
+        if Path(checked) == path:
+            raise err
+        return check(checked)
+
+    monkeypatch.setattr(module, name, failing)
+    return check
 
 
 def _count_full_reads(monkeypatch) -> list[Path]:
@@ -143,14 +158,7 @@ def test_a_file_whose_check_fails_unexpectedly_stops_no_other_file_found(tmp_pat
                             lambda meta: meta["model_config"].update(attention_head_dim=0))  # fmt: skip
     odd = _copy(models, "b-odd-int4.safetensors")
     _copy(models, "c-good-int4.safetensors")
-    verify = verified.verify_checkpoint_once
-
-    def failing(path):
-        if Path(path) == odd:
-            raise IndexError("a case no check names")
-        return verify(path)
-
-    monkeypatch.setattr(verified, "verify_checkpoint_once", failing)
+    _failing_for(monkeypatch, verified, "verify_checkpoint_once", odd, IndexError("a case no check names"))
     library = ModelLibrary(tmp_path / "data")
     assert [e.name for e in add_found_models(library, models, [])] == ["c-good-int4"]
     records = json.loads(library.file.read_text())["unlisted"]
@@ -190,3 +198,33 @@ def test_a_file_whose_check_fails_unexpectedly_is_left_out_while_unchanged(tmp_p
         f.write(b"\0")
     assert add_found_models(library, models, []) == []
     assert checks == [odd, odd, odd]
+
+
+@pytest.mark.parametrize("recorded", ["by an earlier version", "without a version"])
+def test_a_file_left_out_for_an_unexpected_failure_is_checked_again_by_another_version(tmp_path, monkeypatch,
+                                                                                       recorded):  # fmt: skip
+    """A good model whose check hit a bug of the app was left out for good: its record outlived the update that
+    fixed the bug, and the app never shows left-out files. The record holds the app's version and holds only under
+    it (one written before records held a version is an earlier version's); a damaged file's stays."""
+    import gpu.version
+
+    models = tmp_path / "models"
+    good = _copy(models, "good-int4.safetensors")
+    damaged = edit_svdq_meta(DEMO_INT4, models / "damaged-int4.safetensors",
+                             lambda meta: meta["model_config"].update(attention_head_dim=0))  # fmt: skip
+    bug = RuntimeError("a bug of this version")
+    verify = _failing_for(monkeypatch, checkpoint_format, "verify_checkpoint", good, bug)
+    library = ModelLibrary(tmp_path / "data")
+    assert add_found_models(library, models, []) == []
+    assert left_out(library.file, good).startswith("it could not be checked (RuntimeError: a bug of this version")
+    assert left_out(library.file, damaged) == "damaged"
+    if recorded == "without a version":
+        data = json.loads(library.file.read_text())
+        for r in data["unlisted"]:
+            r.pop("version", None)
+        library.file.write_text(json.dumps(data))
+    else:  # the update that fixed it
+        monkeypatch.setattr(gpu.version, "__version__", "99.0.0")
+    monkeypatch.setattr(checkpoint_format, "verify_checkpoint", verify)
+    assert left_out(library.file, damaged) == "damaged" and left_out(library.file, good) == ""
+    assert [e.name for e in add_found_models(library, models, [])] == ["good-int4"]
