@@ -3,6 +3,7 @@ its row of the LoRA panel (``LoraSetting.example``), or the user's removal of it
 
 from __future__ import annotations
 
+import filecmp
 import os
 from pathlib import Path, PurePath
 
@@ -38,15 +39,21 @@ def shipped_example(name: str) -> Path | None:
         return None
 
 
-def saved_example_path(path: str, example: str) -> Path | None:
-    """Where the example LoRA a settings row names is now: its ``example`` name in this app's resources, or, for a
-    row saved by an earlier version (by absolute path only, ``example`` empty), a missing file below a
-    ``resources/loras`` folder (the app folder moved or upgraded since) whose name below it is a shipped example.
-    None for a row of another file, which stays at its ``path``."""
-    if example:
-        return shipped_example(example)
+def saved_example_path(path: str, example: str | None) -> Path | None:
+    """Where the example LoRA a settings row names is now: its ``example`` name in this app's resources; or, for a
+    row saved by an earlier version (by absolute path only: ``example`` None, the key absent), a path whose part
+    below its last ``resources/loras`` folder is a shipped example, and whose file is either missing (the app
+    folder moved or upgraded since) or a copy of this app's (an earlier install kept beside this one). None for a
+    row of another file, which stays at its ``path``: this version writes ``example`` for every row, "" for a
+    user's own file, which may well lie below some ``resources/loras`` under the example's name."""
+    if example is not None:
+        return shipped_example(example) if example else None
     parts = PurePath(path).parts
     below = [i + 2 for i in range(len(parts) - 2) if parts[i:i + 2] == ("resources", "loras")]
-    if not below or os.path.lexists(path):
+    shipped = shipped_example("/".join(parts[below[-1]:])) if below else None
+    if shipped is None or not os.path.lexists(path):
+        return shipped
+    try:  # the file's bytes, not its name (1.3 MB, read once: an earlier version's settings only)
+        return shipped if filecmp.cmp(path, shipped, shallow=False) else None
+    except OSError:  # unreadable: it cannot be told from a file of the user's
         return None
-    return shipped_example("/".join(parts[below[-1]:]))

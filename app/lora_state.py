@@ -239,7 +239,8 @@ class LoraState(QObject):
         no LoRA a job could use (replaced by another model's, damaged: every job would fail on it while it is on)
         keeps its row, switched off, so nothing the user set up is forgotten; returns a sentence for each one
         that was on. An example LoRA the app ships is found where this app has it (``saved_example_path``), kept
-        on or off at its strength: its saved path was the app folder's at that session.
+        on or off at its strength: its saved path was the app folder's at that session; unless the example has a
+        row already, where it keeps its saved path.
 
         Trigger words the user had not edited (equal to the header's words saved with them) follow the file as it
         is now: one replaced while the app was closed brings its own words, where the old file's looked edited
@@ -254,7 +255,12 @@ class LoraState(QObject):
         listed = {e.resolved for e in self.entries}
         for s in saved:
             try:
-                path = saved_example_path(s.path, s.example) or named_path(s.path)
+                path = named_path(s.path)
+                example = saved_example_path(s.path, s.example)
+                # a row taken for the example while the example is listed already stays at its own path, said as
+                # its file is: merged into the example's row, the user's own file (a look-alike) was lost for good
+                if example is not None and resolve_path(example) not in listed:
+                    path = example
                 read = read_file(path)
                 if read.resolved in listed:
                     log.warning("the LoRA list in the settings names %s more than once; its first row is kept", path)

@@ -67,7 +67,7 @@ class LoraSetting:
     ``text_strength``: the strength of the file's CLIP/T5 parts; None: the same as ``strength`` (also in a file
     saved before it was kept). ``example``: for an example LoRA the app ships, its name below resources/loras
     (``app.lora_examples.example_name``), by which it is found at the next start: an app folder moved or upgraded
-    has it at another ``path``."""
+    has it at another ``path``; "" for another file; None in a file saved before it was kept."""
 
     path: str = ""
     enabled: bool = False
@@ -75,7 +75,7 @@ class LoraSetting:
     trigger_words: str = ""
     header_words: str | None = None
     text_strength: float | None = None
-    example: str = ""
+    example: str | None = None
 
 
 @dataclass
