@@ -21,6 +21,7 @@ from gpu.atomic import (
     SCRATCH_NAME,
     atomic_write_new,
     atomic_write_with,
+    own_remedy,
     publish_left_behind,
     remove_stale_temps,
     scratch_prefix,
@@ -96,16 +97,20 @@ def images_folder(data: DataDir, when: float | None = None) -> Path:
 
 
 def image_not_saved(path: Path, exc: BaseException) -> OutputError:
-    """The error said when the new image ``path`` could not be written (``save_new_image`` failed: a read-only
-    folder or disk, no permission, a failing drive), in the words of ``images_folder``'s check at a job's start:
-    the image by its name, that the picture just generated was not saved, and the app's remedy. The engine's own
-    wording ("cannot write …", "choose a folder you can write to") is the command line's, where the user picks the
-    output; the app picks its images folder itself."""
+    """The error said when the new image ``path`` could not be written (``save_new_image`` failed), in the words of
+    ``images_folder``'s check at a job's start: the image by its name, why, that the picture just generated was not
+    saved, and the remedy. A read-only folder or disk, no permission, a failing drive: the app's remedy, as the
+    engine's ("choose a folder you can write to") is the command line's, where the user picks the output; the app
+    picks its images folder itself. A cause with a remedy of its own (the file open in another program, a link to
+    an unplugged drive: ``gpu.atomic.own_remedy``; an engine error with a hint, no OS error behind it) keeps its
+    reason and remedy: the folder was not the problem."""
     # The OS's reason, not the engine's sentence around it: output_errors wraps the OSError it caught
     cause = next((e for e in (exc, exc.__cause__) if isinstance(e, OSError) and e.strerror), None)
-    reason = cause.strerror if cause is not None else str(exc)
-    return OutputError(f"The image {path.name} cannot be saved in {path.parent}: {reason}. {_NOT_SAVED}",
-                       _WRITABLE_HINT)
+    if cause is not None:
+        reason, hint = own_remedy(cause) or (cause.strerror, _WRITABLE_HINT)
+    else:
+        reason, hint = str(exc), getattr(exc, "hint", "") or _WRITABLE_HINT
+    return OutputError(f"The image {path.name} cannot be saved in {path.parent}: {reason}. {_NOT_SAVED}", hint)
 
 
 def _file_in_the_way(folder: Path) -> Path | None:

@@ -524,12 +524,19 @@ _HINTS = {
 }
 
 
-def _output_error(target: Path, err: OSError) -> OutputError:
+def own_remedy(err: OSError) -> tuple[str, str] | None:
+    """Why a write failed and what to do, for a failure that lies in neither the folder's permissions nor its
+    disk, whose remedy is another than a writable folder: another program has the file open, a link leads
+    nowhere. None for any other failure."""
     if getattr(err, "winerror", None) in _SHARING_VIOLATIONS:  # EACCES on Windows, but no folder problem
-        return OutputError(f"cannot write {target}: the file is open in another program",
-                           "close the program that has it open, then try again")  # fmt: skip
-    reason = err.strerror or str(err)
-    hint = err.hint if isinstance(err, LinkLeadsNowhere) else _HINTS.get(err.errno or 0, "")
+        return "the file is open in another program", "close the program that has it open, then try again"
+    if isinstance(err, LinkLeadsNowhere):
+        return err.strerror, err.hint
+    return None
+
+
+def _output_error(target: Path, err: OSError) -> OutputError:
+    reason, hint = own_remedy(err) or (err.strerror or str(err), _HINTS.get(err.errno or 0, ""))
     return OutputError(f"cannot write {target}: {reason}", hint)
 
 

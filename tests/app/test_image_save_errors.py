@@ -78,3 +78,46 @@ def test_an_image_is_fsynced_once(qapp, tmp_path, monkeypatch, save):
     assert len(synced) == 1  # was: 2, write_png's own atomic write inside the publish's
     with Image.open(written) as saved:
         assert saved.size == (8, 8) and "nibble" in saved.text
+
+
+class _Refusing:
+    """Stands in for the generated PIL image; its save raises ``error``."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def save(self, fp, **_kwargs) -> None:
+        raise self.error
+
+
+def _held_by_another_program() -> OSError:
+    err = PermissionError(errno.EACCES, "The process cannot access the file because it is being used by another "
+                                        "process")  # fmt: skip
+    err.winerror = 32  # type: ignore[attr-defined]  # a sharing violation, as Windows reports an antivirus's hold
+    return err
+
+
+def _link_to_unplugged_drive(folder: Path) -> OSError:
+    from gpu.atomic import LinkLeadsNowhere
+
+    (link := folder / "images-link").symlink_to(folder / "usb" / "images")
+    return LinkLeadsNowhere(link)
+
+
+@pytest.mark.parametrize(("refusal", "reason", "hint"), [
+    # the cause's own reason and remedy (was: the OS's words, and "Check that the folder can be written …")
+    (lambda _: _held_by_another_program(), "the file is open in another program", "close the program that has it"),
+    (_link_to_unplugged_drive, "TMP/images-link is a link to ", "plug in or mount the drive"),
+    # the folder or its disk: the app's remedy, not the command line's "choose a folder you can write to"
+    (lambda _: PermissionError(errno.EACCES, os.strerror(errno.EACCES)), os.strerror(errno.EACCES),
+     "Check that the folder can be written"),
+    (lambda _: OSError(errno.EIO, os.strerror(errno.EIO)), os.strerror(errno.EIO), "Check that the folder can be"),
+], ids=["held", "link", "permission", "io"])  # fmt: skip
+def test_an_image_not_saved_keeps_its_causes_reason_and_remedy(qapp, tmp_path, refusal, reason, hint):
+    with pytest.raises(OutputError) as raised:
+        _app_save(tmp_path, _Refusing(refusal(tmp_path)))
+    message = str(raised.value)
+    assert message.startswith("The image ") and message.endswith(". The picture just generated was not saved.")
+    assert f"cannot be saved in {tmp_path / 'data' / 'images'}" in message
+    assert f": {reason}".replace("TMP", str(tmp_path)) in message, message
+    assert raised.value.hint.startswith(hint), raised.value.hint
