@@ -71,19 +71,40 @@ def no_terminal() -> bool:
 UNSEEN_QT_PLATFORMS = ("offscreen", "minimal")
 
 
-def qt_platform() -> str:
-    """The Qt platform ``QT_QPA_PLATFORM`` names, lower case ('' when none): the first one Qt tries ("offscreen;xcb"
-    tries offscreen first), without its options ("offscreen:size=…")."""
-    return os.environ.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip().lower()
+def qt_platforms() -> list[str]:
+    """The Qt platforms ``QT_QPA_PLATFORM`` names, lower case, in the order Qt tries them ("wayland;xcb": wayland,
+    then xcb where it cannot open), without their options ("offscreen:size=…"); [""] when none is named (Qt's
+    default for the system)."""
+    names = [name.split(":")[0].strip().lower() for name in os.environ.get("QT_QPA_PLATFORM", "").split(";")]
+    return [name for name in names if name] or [""]
+
+
+def display_server_for(platform: str) -> bool | None:
+    """On Linux and the other Unixes, whether the display server the Qt ``platform`` opens is named here
+    (``DISPLAY`` for X11, ``WAYLAND_DISPLAY`` or the default socket for Wayland; "" is Qt's default, either); None
+    for a platform that opens none (offscreen, minimal, eglfs, linuxfb, vnc), which Qt tries on its own."""
+    if platform not in ("", "xcb") and not platform.startswith("wayland"):
+        return None
+    x11 = bool(os.environ.get("DISPLAY"))
+    if platform == "xcb":  # named: only X11 will do, a Wayland session without XWayland aborts
+        return x11
+    # Qt's Wayland client takes the socket "wayland-0" when WAYLAND_DISPLAY is unset, but Qt picks that client
+    # only when it is named or the session is a Wayland one: over ssh the user's socket is there, and xcb aborts
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    socket = bool(runtime and os.path.exists(os.path.join(runtime, "wayland-0")))
+    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) or (socket and (
+        platform.startswith("wayland") or os.environ.get("XDG_SESSION_TYPE") == "wayland"))  # fmt: skip
+    return wayland if platform else x11 or wayland
 
 
 def no_display_for_the_window() -> bool:
-    """Whether the app's window has no display to open on: no display server named for the platform Qt would use
-    (none named, xcb or wayland; ``gui_can_be_seen``), as under ssh, cron or a systemd service, where Qt aborts the
-    process (SIGABRT, exit 134) saying that reinstalling may help. A platform that needs no display server
-    (offscreen, minimal, eglfs, linuxfb, vnc) is Qt's to try."""
-    chosen = qt_platform()
-    return (chosen in ("", "xcb") or chosen.startswith("wayland")) and not gui_can_be_seen()
+    """Whether the app's window has no display to open on: no platform Qt would try has its display server
+    (``display_server_for``), as under ssh, cron or a systemd service, where Qt aborts the process (SIGABRT, exit
+    134) saying that reinstalling may help. Qt falls back along a list ("wayland;xcb"), so one platform that has its
+    display, or that needs none (offscreen, eglfs: Qt's to try), is enough. Never on Windows and macOS."""
+    if sys.platform in ("win32", "darwin"):
+        return False
+    return all(display_server_for(name) is False for name in qt_platforms())
 
 
 NO_DISPLAY = ("error: no display to open the window on (start the app in a desktop session, or over ssh with X "
@@ -91,29 +112,23 @@ NO_DISPLAY = ("error: no display to open the window on (start the app in a deskt
 
 
 def gui_can_be_seen() -> bool:
-    """Whether a window this run opens would be on a screen someone looks at. On Windows and macOS there is one (a
-    desktop session); elsewhere only where a display server is named (``DISPLAY`` for X11, ``WAYLAND_DISPLAY``): an
-    ssh session, cron, CI or a systemd service has neither, and Qt, unable to open its platform there, aborts the
-    process (SIGABRT) after the error line. Never under ``QT_QPA_PLATFORM`` offscreen or minimal, whatever the
-    system: such a dialog is drawn nowhere and waits for a click that never comes."""
-    chosen = qt_platform()
-    if chosen in UNSEEN_QT_PLATFORMS:
-        return False
-    if sys.platform in ("win32", "darwin"):
-        return True
-    x11 = bool(os.environ.get("DISPLAY"))
-    if chosen == "xcb":  # named: only X11 will do, a Wayland session without XWayland aborts
-        return x11
-    # Qt's Wayland client takes the socket "wayland-0" when WAYLAND_DISPLAY is unset, but Qt picks that client
-    # only when it is named or the session is a Wayland one: over ssh the user's socket is there, and xcb aborts
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    socket = bool(runtime and os.path.exists(os.path.join(runtime, "wayland-0")))
-    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) or (socket and (
-        chosen.startswith("wayland") or os.environ.get("XDG_SESSION_TYPE") == "wayland"))  # fmt: skip
-    if chosen.startswith("wayland"):
-        return wayland
-    # Other platforms named (eglfs, linuxfb, vnc) may have no device here either: no dialog, the line is printed
-    return not chosen and (x11 or wayland)
+    """Whether a window this run opens would be on a screen someone looks at: the first platform Qt can open (in
+    ``QT_QPA_PLATFORM``'s order, ``qt_platforms``) is one with its display server. On Windows and macOS there is
+    one (a desktop session); elsewhere only where a display server is named (``display_server_for``): an ssh
+    session, cron, CI or a systemd service has neither, and Qt, unable to open its platform there, aborts the
+    process (SIGABRT) after the error line. Never where Qt takes offscreen or minimal first, whatever the system:
+    such a dialog is drawn nowhere and waits for a click that never comes."""
+    for name in qt_platforms():
+        if name in UNSEEN_QT_PLATFORMS:  # opens anywhere: Qt goes no further along the list
+            return False
+        if sys.platform in ("win32", "darwin"):
+            return True
+        has_display = display_server_for(name)
+        if has_display is None:  # eglfs, linuxfb, vnc may have no device here either: no dialog, the line printed
+            return False
+        if has_display:
+            return True
+    return False
 
 
 def windowed_app(args: argparse.Namespace) -> bool:

@@ -42,6 +42,10 @@ HEADLESS = {"DISPLAY": None, "WAYLAND_DISPLAY": None, "QT_QPA_PLATFORM": None, "
     ("linux", {"XDG_RUNTIME_DIR": "<with wayland-0>", "XDG_SESSION_TYPE": "tty"}, False),
     ("linux", {"XDG_RUNTIME_DIR": "<empty>", "XDG_SESSION_TYPE": "wayland"}, False),
     ("linux", {"DISPLAY": ":0", "QT_QPA_PLATFORM": "eglfs"}, False),  # its device may be missing: the line only
+    ("linux", {"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland;xcb"}, True),  # Qt falls back to xcb
+    ("linux", {"WAYLAND_DISPLAY": "wayland-0", "QT_QPA_PLATFORM": "xcb;wayland"}, True),
+    ("linux", {"QT_QPA_PLATFORM": "wayland;xcb"}, False),  # neither has its display
+    ("linux", {"QT_QPA_PLATFORM": "xcb;offscreen"}, False),  # Qt falls back to offscreen: drawn nowhere
 ])  # fmt: skip
 def test_a_gui_is_seen_on_a_desktop_or_a_named_display_never_offscreen(monkeypatch, tmp_path, system, env, seen):
     (tmp_path / "wayland-runtime").mkdir()
@@ -55,6 +59,26 @@ def test_a_gui_is_seen_on_a_desktop_or_a_named_display_never_offscreen(monkeypat
             monkeypatch.setenv(name, folders.get(value, value))
     monkeypatch.setattr(sys, "platform", system)
     assert main.gui_can_be_seen() is seen
+
+
+@pytest.mark.parametrize(("env", "refused"), [
+    ({}, True),
+    ({"QT_QPA_PLATFORM": "xcb"}, True),
+    ({"QT_QPA_PLATFORM": "wayland;xcb"}, True),
+    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland;xcb"}, False),  # refused, while Qt would fall back to xcb
+    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland:opt;;XCB"}, False),
+    ({"WAYLAND_DISPLAY": "wayland-0", "QT_QPA_PLATFORM": "xcb;wayland-egl"}, False),
+    ({"QT_QPA_PLATFORM": "wayland;eglfs"}, False),  # eglfs needs no display server: Qt's to try
+    ({"DISPLAY": ":0"}, False),
+])  # fmt: skip
+def test_the_window_is_refused_only_when_no_platform_qt_tries_has_its_display(monkeypatch, env, refused):
+    for name, value in {**HEADLESS, **env}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert main.no_display_for_the_window() is refused
 
 
 def _started_headless(tmp_path: Path, *argv: str, platform: str | None = None) -> subprocess.CompletedProcess[str]:
