@@ -211,17 +211,28 @@ class CommandLine(argparse.ArgumentParser):
 
 def refuse_usage(err: UsageError, argv: list[str]) -> NoReturn:
     """Says the usage error ``err`` as argparse does (the usage line, then "main.py: error: ...", on stderr; exit 2)
-    and, where ``argv`` names no command (the app: a file dropped on the executable, "Open with") and no one reads
-    stderr (``windowed_app``), in the start-refused dialog too: the app exited 2 with nothing seen. A command (a
-    script whose stderr goes to a file) is never held up by a dialog."""
+    and, where the run cannot be a script (``started_by_the_desktop``) and a dialog can be seen, in the start-refused
+    dialog too: the app exited 2 with nothing seen."""
     print_error(f"{err.usage}{err.prog}: error: {err}")
-    if not any(arg in COMMANDS or arg.startswith("--self") for arg in argv) and no_terminal() and gui_can_be_seen():
+    if started_by_the_desktop(argv) and gui_can_be_seen():
         from app.main_window import show_start_refused
 
         usage = " ".join(err.usage.split()).removeprefix("usage: ")
         show_start_refused(argv, f"The command line was not understood: {err}",
                            f"start Nibble Studio without arguments (what it takes: {usage})")  # fmt: skip
     raise SystemExit(2)
+
+
+def started_by_the_desktop(argv: list[str]) -> bool:
+    """Whether a run whose command line ``argv`` was not understood was started by the desktop, not by a script: it
+    has no stderr (the windowed executable), or no terminal and ``argv`` is only existing files (a file dropped on
+    the app, "Open with"). A mistyped command (``genrate``, ``--out x.png``) run with stderr redirected or captured
+    (``subprocess.run(..., capture_output=True)``) is a script's: a dialog there held it up until someone clicked."""
+    if any(arg in COMMANDS or arg.startswith("--self") for arg in argv):  # a command's own usage error
+        return False
+    if sys.stderr is None:
+        return True
+    return no_terminal() and bool(argv) and all(os.path.isfile(arg) for arg in argv)
 
 
 def build_parser() -> argparse.ArgumentParser:

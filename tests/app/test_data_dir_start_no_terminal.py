@@ -122,3 +122,35 @@ def test_a_command_line_the_app_cannot_use_with_no_terminal_is_said_in_a_dialog_
         main(["generate", "a red star", "--no-such-option"])
     assert stop.value.code == 2 and len(seen) == 1
     assert capsys.readouterr().err.endswith("main.py: error: unrecognized arguments: --no-such-option\n")
+
+
+@pytest.mark.parametrize("argv", [["genrate", "a red circle"], ["--out", "x.png"], ["<a file>", "--out"]])
+def test_a_mistyped_command_with_stderr_redirected_is_printed_without_a_dialog(qtbot, tmp_path, monkeypatch, capsys,
+                                                                               a_gui_can_be_seen, argv):  # fmt: skip
+    """A script's typo (stderr captured, as ``subprocess.run(..., capture_output=True)`` does) showed a modal dialog
+    that held the script up until someone clicked: only exact command names counted as a script's."""
+    from main import main
+
+    (tmp_path / "star.png").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    argv = [str(tmp_path / "star.png") if arg == "<a file>" else arg for arg in argv]
+    seen: list[str] = []
+    accept_dialog_later(seen)  # on the old code the dialog showed: accepted here, so that the test fails, not hangs
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and seen == []
+    assert "main.py: error: " in capsys.readouterr().err
+    assert _no_window_shown()
+
+
+def test_a_command_line_the_windowed_executable_cannot_use_is_said_in_a_dialog(qtbot, tmp_path, monkeypatch,
+                                                                               a_gui_can_be_seen):  # fmt: skip
+    """No stderr at all (the windowed executable): no script can read the line, so the dialog says it."""
+    from main import main
+
+    monkeypatch.setattr(sys, "stderr", None)
+    seen: list[str] = []
+    accept_dialog_later(seen)
+    with pytest.raises(SystemExit) as stop:
+        main(["genrate", "a red circle"])
+    assert stop.value.code == 2 and len(seen) == 1 and "The command line was not understood" in seen[0], seen
