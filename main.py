@@ -156,7 +156,7 @@ def refuse_blank_data_dir(args: argparse.Namespace, argv: list[str], what: str, 
     return 2
 
 
-def choose_data_dir(flag: str | None, default_needed: bool = False) -> str:
+def choose_data_dir(flag: str | None, default_needed: bool = False, default_written: bool = False) -> str:
     """Makes ``flag`` the engine's and the app's data folder and creates the chosen one (--data-dir, else
     NIBBLE_DATA_DIR, both read by ``named_data_dir``: ``~`` expanded, absolute) with the engine's own
     ``user_data_dir``, so the check is the creation every later step relies on, and a file made in it (a folder that
@@ -164,7 +164,9 @@ def choose_data_dir(flag: str | None, default_needed: bool = False) -> str:
     naming the option or variable when the folder cannot be used, else ''. The default per-user folder is checked
     the same way where ``default_needed`` (the commands that write it: generate, quantize, the self-test), its line
     naming both ways to give another; the app says its own problems in its start-up dialog, and inspect and bench
-    never need it. ``flag`` names a folder (``main`` refuses a blank one first: ``blank_data_dir``)."""
+    never need it. Only ``default_written`` (the self-test, whose report goes there) checks that the default folder
+    takes a file: generate and quantize ran in a read-only one, and still do. ``flag`` names a folder (``main``
+    refuses a blank one first: ``blank_data_dir``)."""
     if flag is not None:
         folder = named_data_dir(flag)
         where, fix = f"--data-dir {flag}", "give --data-dir a folder you can write to, e.g. --data-dir ~/nibble-data"
@@ -179,14 +181,18 @@ def choose_data_dir(flag: str | None, default_needed: bool = False) -> str:
         folder = user_data_path()
         where = str(folder)
         fix = f"give a folder you can write to with --data-dir PATH, or set {DATA_DIR_ENV} to one"
+        probed = default_written
     elif folder is None:
         return ""
     else:  # exported absolute (``named_data_dir``), as a later chdir must not move it
         os.environ[DATA_DIR_ENV] = str(folder)
+        probed = True
     from gpu.atomic import check_folder_writable, folder_problem
 
     try:
-        check_folder_writable(user_data_dir())
+        made = user_data_dir()
+        if probed:
+            check_folder_writable(made)
     except OSError as err:
         return f"error: {where}: cannot use it as the data folder: {folder_problem(folder, err)} ({fix})"
     return ""
@@ -694,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is not None and (blank := blank_data_dir(args.data_dir)) is not None:
         return refuse_blank_data_dir(args, argv, *blank)  # no folder the app's own start-up dialog could name
     # the default folder checked for the commands that write into it: their log, the library, the self-test report
-    if problem := choose_data_dir(args.data_dir, default_needed=args.self_test or args.command in LOGGED_COMMANDS):
+    if problem := choose_data_dir(args.data_dir, default_needed=args.self_test or args.command in LOGGED_COMMANDS,
+                                  default_written=args.self_test):
         print_error(problem)
         if not windowed_app(args):
             return 2

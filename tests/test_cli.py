@@ -349,6 +349,33 @@ def nothing_else_runs(monkeypatch) -> list[str]:
     return started
 
 
+
+def test_a_default_data_folder_that_takes_no_file_refuses_only_the_self_test(tmp_path, capsys, monkeypatch,
+                                                                             nothing_else_runs):  # fmt: skip
+    """An existing read-only default folder refused generate ("no file can be created in it"), which wrote its
+    image there before; only the self-test, which writes its report into it, needs to write there."""
+    import appdirs
+
+    import gpu.atomic
+    import main
+
+    default = tmp_path / "share" / "NibbleStudio"
+    default.mkdir(parents=True)
+    monkeypatch.delenv("NIBBLE_DATA_DIR")
+    monkeypatch.setattr(appdirs, "user_data_dir", lambda *a, **k: str(default))
+
+    def read_only(folder: Path) -> None:  # a chmod would not stop root
+        raise OSError(30, "no file can be created in it: Read-only file system", str(folder))
+
+    monkeypatch.setattr(gpu.atomic, "check_folder_writable", read_only)
+    monkeypatch.setitem(main.COMMANDS, "generate", lambda args: nothing_else_runs.append("generate") or 0)
+    assert main.main(["generate", "x"]) == 0
+    assert main.main(["--self-test"]) == 2
+    assert capsys.readouterr().err == (f"error: {default}: cannot use it as the data folder: no file can be created "
+                                       "in it: Read-only file system (give a folder you can write to with --data-dir "
+                                       "PATH, or set NIBBLE_DATA_DIR to one)\n")  # fmt: skip
+    assert nothing_else_runs == ["generate"]
+
 @pytest.fixture
 def on_a_terminal(monkeypatch) -> None:
     """Run as from a terminal, which shows stderr (pytest's capture is no terminal): the desktop app started with
