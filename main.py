@@ -750,13 +750,15 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(args: argparse.Namespace) -> int:
     """Runs the sub-command ``args`` names, or the self-test (``--self-test``, which reports its own failures) ->
     the exit code."""
+    from gpu.torch_check import require_torch
+
+    # every command and the self-test run on torch: one that cannot be loaded is said with its remedy (exit 2), not
+    # a traceback of imports, nor a self-test "FAILED" (exit 1) that named no way out
+    require_torch()
     if args.self_test:  # run where the commands are: a Ctrl-C in it ended in a traceback, killed by the signal
         from gpu.self_test import main as self_test
 
         return self_test([])
-    from gpu.torch_check import require_torch
-
-    require_torch()  # every command runs on torch: one that cannot be loaded is said, not a traceback of imports
     return COMMANDS[args.command](args)
 
 

@@ -90,6 +90,10 @@ def classify(exc: BaseException) -> EngineError:
         return EngineError("oom", str(exc), exc.hint)
     if isinstance(exc, UserError):
         return EngineError("user", str(exc), exc.hint, kept_said=getattr(exc, "kept_said", False))
+    from gpu.torch_check import from_importing_torch, torch_unusable
+
+    if from_importing_torch(exc):  # a file check or a quantize run the first to import a broken torch
+        return classify(torch_unusable(exc))
     if _is_oom(exc):
         free_memory()
         return EngineError(

@@ -44,3 +44,26 @@ def test_a_command_says_torch_cannot_be_loaded_in_one_line(tmp_path):
                           "incomplete: reinstall PyTorch, the build for this machine's CPU or CUDA, then the app with "
                           "pip install -e . as README.md's Set-up says)\n")  # fmt: skip
     assert not list(tmp_path.glob("*.png"))
+
+
+REMEDY = ("the installation is damaged or incomplete: reinstall PyTorch, the build for this machine's CPU or CUDA, "
+          "then the app with pip install -e . as README.md's Set-up says")
+
+
+def test_the_self_test_says_torch_cannot_be_loaded_in_one_line(tmp_path):
+    """It printed "ERROR ImportError: …" and FAILED, exit 1, naming no remedy."""
+    run = _run(tmp_path, str(ROOT / "main.py"), "--self-test")
+    assert (run.returncode, run.stderr) == (2, f"error: PyTorch cannot be loaded: {CUDNN_MISSING} ({REMEDY})\n")
+
+
+def test_an_error_from_importing_torch_is_worded_as_the_command_line_words_it(tmp_path):
+    """A quantize wizard's file check or run, the first to import a broken torch, said "Something went wrong:
+    ImportError"; an OSError torch raises once loaded (a file it cannot read) is not torch's install."""
+    script = ("from app.engine_errors import classify\n"
+              "try:\n    import torch\nexcept ImportError as err:\n    print(classify(err).text)\n"
+              "print(classify(ModuleNotFoundError('No module named torch.cuda', name='torch.cuda')).kind)\n"
+              "print(classify(OSError(5, 'Input/output error')).kind)\n"
+              "print(classify(ImportError('No module named x', name='x')).kind)\n")  # fmt: skip
+    run = _run(tmp_path, "-c", script)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"PyTorch cannot be loaded: {CUDNN_MISSING} ({REMEDY})\nuser\ninternal\ninternal\n"
