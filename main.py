@@ -658,6 +658,8 @@ def _fmt(x: float | None) -> str:
 
 
 def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
+    """Opens the desktop app; with no app package (an engine-only install) prints the help (exit 0), and with no
+    display to open its window on (``no_display_for_the_window``) says so (exit 2)."""
     try:
         from app.main_window import run_app
     except ModuleNotFoundError as err:
@@ -667,6 +669,10 @@ def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
             build_parser().print_help()
             return 0
         raise
+    # After the import: an engine-only install on a headless machine has no window to refuse, only its help to print
+    if no_display_for_the_window():
+        print_error(NO_DISPLAY)
+        return 2
     # the flag as given, which run_app reads as main reads it (``named_data_dir``): Path() took "./~" for "~", and
     # the app then opened the home folder while the engine had the folder named "~" in the current one
     return run_app(argv, args.data_dir)
@@ -707,9 +713,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         # with no terminal, the app's own start-up dialog names the folder and why (the line is seen by no one)
     if args.command is None and not args.self_test:
-        if no_display_for_the_window():
-            print_error(NO_DISPLAY)
-            return 2
         return run_gui(args, argv)
     from gpu.errors import Cancelled, UserError
 

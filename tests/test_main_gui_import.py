@@ -46,3 +46,14 @@ def test_without_the_app_package_the_help_is_printed(gui_import_fails, capsys, m
     gui_import_fails(missing)
     assert main.run_gui(main.build_parser().parse_args([]), []) == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_an_engine_only_install_with_no_display_prints_the_help(gui_import_fails, capsys, monkeypatch, tmp_path):
+    """``python main.py`` over ssh on an engine-only install exited 2 ("no display"): the display was checked before
+    the app was looked for."""
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "XDG_RUNTIME_DIR", "XDG_SESSION_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    gui_import_fails("app")
+    assert main.main(["--data-dir", str(tmp_path / "data")]) == 0
+    assert "usage:" in capsys.readouterr().out
