@@ -162,6 +162,8 @@ def test_the_command_line_says_it_in_one_line_without_a_traceback(tmp_path, monk
     import main
 
     monkeypatch.setenv("NIBBLE_DATA_DIR", str(tmp_path / "data"))
+    # the run on the CPU, as on a machine without a GPU: on one with a GPU the run's budget check words it first
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(in_memory, "encode_prompts", _gpu_oom)
     out = tmp_path / "m.safetensors"
     code = main.main(["quantize", str(DEMO), "--out", str(out), "--calib-prompts", "2", "--calib-steps", "2",
@@ -174,6 +176,7 @@ def test_the_command_line_says_it_in_one_line_without_a_traceback(tmp_path, monk
 
 @pytest.mark.parametrize("exc", [MemoryError(), torch.OutOfMemoryError(CUDA_OOM)])
 def test_the_wizard_says_memory_outside_the_run_in_a_quantize_runs_words(exc):
+    pytest.importorskip("PySide6")  # the wizard's worker is Qt's (the GPU machine has no PySide6)
     import gpu.quantizer  # noqa: F401 - before the engine, which imported first is a circular import
     from app.quantize_worker import run_error
 
