@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import platform
@@ -657,22 +658,32 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2e}"
 
 
+def app_installed() -> bool:
+    """Whether the desktop app's window module is installed, found without importing it (an engine-only install
+    has none): importing it loads Qt, which fails on a server without Qt's system libraries (libEGL, libxkbcommon)."""
+    return importlib.util.find_spec("app.main_window") is not None
+
+
 def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
     """Opens the desktop app; with no app package (an engine-only install) prints the help (exit 0), and with no
     display to open its window on (``no_display_for_the_window``) says so (exit 2)."""
+    if not app_installed():  # an engine-only install on a headless machine has no window to refuse, only its help
+        build_parser().print_help()
+        return 0
+    # Before the import: Qt's libraries (libEGL, libxkbcommon) are often missing where no display is, as on a GPU
+    # server or in a CUDA container, and importing the window there raised ImportError instead of this line
+    if no_display_for_the_window():
+        print_error(NO_DISPLAY)
+        return 2
     try:
         from app.main_window import run_app
     except ModuleNotFoundError as err:
-        # Only the app package itself missing (an engine-only install) means "no GUI here"; another module
-        # whose name begins with "app" (appdirs) missing is a broken install, and its error must be seen.
+        # Only a part of the app package missing means "no GUI here"; another module whose name begins with
+        # "app" (appdirs) missing is a broken install, and its error must be seen.
         if err.name == "app" or (err.name or "").startswith("app."):
             build_parser().print_help()
             return 0
         raise
-    # After the import: an engine-only install on a headless machine has no window to refuse, only its help to print
-    if no_display_for_the_window():
-        print_error(NO_DISPLAY)
-        return 2
     # the flag as given, which run_app reads as main reads it (``named_data_dir``): Path() took "./~" for "~", and
     # the app then opened the home folder while the engine had the folder named "~" in the current one
     return run_app(argv, args.data_dir)
