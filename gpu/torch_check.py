@@ -24,25 +24,22 @@ def torch_unusable(err: ImportError | OSError) -> UserError:
 
 
 def from_importing_torch(err: BaseException) -> TypeGuard[ImportError | OSError]:
-    """Whether ``err`` is an ImportError or OSError that importing torch raised: torch itself missing (its ``name``
-    torch or a submodule), or raised while a torch module's own top-level code ran, which happens only as it is
-    imported (a CUDA library or a DLL missing). An OSError torch raises later (``torch.load`` of a missing file)
-    is not: it runs in a function, not at a module's top."""
+    """Whether ``err`` is an ImportError or OSError that importing torch itself raised: torch missing (its ``name``
+    torch, or a torch module while torch is not loaded), or raised while torch's own ``__init__`` ran (a CUDA
+    library or a DLL missing). Not an error once torch is loaded: a torch name the installed torch lacks (diffusers
+    newer than torch), or a file ``torch.load`` cannot open, is a bug or a version skew, whose traceback is needed."""
     if not isinstance(err, (ImportError, OSError)):
         return False
-    if isinstance(err, ImportError) and _is_torch(err.name):
+    if isinstance(err, ImportError) and (err.name == "torch" or (
+            (err.name or "").startswith("torch.") and "torch" not in sys.modules)):  # fmt: skip
         return True
     tb = err.__traceback__
     while tb is not None:
         frame = tb.tb_frame
-        if frame.f_code.co_name == "<module>" and _is_torch(frame.f_globals.get("__name__")):
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "torch":
             return True
         tb = tb.tb_next
     return False
-
-
-def _is_torch(module: str | None) -> bool:
-    return module is not None and (module == "torch" or module.startswith("torch."))
 
 
 def require_torch() -> None:

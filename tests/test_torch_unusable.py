@@ -67,3 +67,22 @@ def test_an_error_from_importing_torch_is_worded_as_the_command_line_words_it(tm
     run = _run(tmp_path, "-c", script)
     assert run.returncode == 0, run.stderr
     assert run.stdout == f"PyTorch cannot be loaded: {CUDNN_MISSING} ({REMEDY})\nuser\ninternal\ninternal\n"
+
+
+def test_an_import_error_once_torch_is_loaded_is_a_bug_not_torch_s_install():
+    """A torch name the installed torch lacks (diffusers newer than torch), imported once torch was loaded, was said as
+    "PyTorch cannot be loaded, reinstall", and its traceback was not logged: it is an internal error."""
+    import torch  # noqa: F401
+
+    from app.engine_errors import classify
+    from gpu.torch_check import from_importing_torch
+
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask_v2  # noqa: F401
+    except ImportError as err:
+        skew = err
+    else:
+        raise AssertionError("this torch has create_block_mask_v2: pick another name it lacks")
+    missing = ModuleNotFoundError("No module named 'torch.nn.no_such'", name="torch.nn.no_such")
+    assert not from_importing_torch(skew) and not from_importing_torch(missing)
+    assert classify(skew).kind == classify(missing).kind == "internal"
