@@ -72,20 +72,32 @@ def no_terminal() -> bool:
 UNSEEN_QT_PLATFORMS = ("offscreen", "minimal")
 
 
+# Qt's platform plugins that open no display server: Qt's to try (a device, a VNC port, nothing at all)
+DISPLAYLESS_QT_PLATFORMS = (*UNSEEN_QT_PLATFORMS, "minimalegl", "eglfs", "linuxfb", "vnc", "vkkhrdisplay")
+WAYLAND_QT_PLATFORMS = ("wayland", "wayland-egl", "wayland-brcm")
+
+
 def qt_platforms() -> list[str]:
     """The Qt platforms ``QT_QPA_PLATFORM`` names, lower case, in the order Qt tries them ("wayland;xcb": wayland,
     then xcb where it cannot open), without their options ("offscreen:size=…"); [""] when none is named (Qt's
-    default for the system)."""
-    names = [name.split(":")[0].strip().lower() for name in os.environ.get("QT_QPA_PLATFORM", "").split(";")]
-    return [name for name in names if name] or [""]
+    default for the system). Read as Qt reads it: empty parts skipped, spaces kept (" xcb" is no plugin, and Qt
+    aborts); [] when it names none (";"), where Qt aborts too."""
+    value = os.environ.get("QT_QPA_PLATFORM", "")
+    if not value:
+        return [""]
+    words = ([word for word in part.split(":") if word] for part in value.split(";"))
+    return [found[0].lower() for found in words if found]
 
 
 def display_server_for(platform: str) -> bool | None:
     """On Linux and the other Unixes, whether the display server the Qt ``platform`` opens is named here
     (``DISPLAY`` for X11, ``WAYLAND_DISPLAY`` or the default socket for Wayland; "" is Qt's default, either); None
-    for a platform that opens none (offscreen, minimal, eglfs, linuxfb, vnc), which Qt tries on its own."""
-    if platform not in ("", "xcb") and not platform.startswith("wayland"):
+    for a platform that opens none (``DISPLAYLESS_QT_PLATFORMS``: offscreen, eglfs, vnc), which Qt tries on its own;
+    False for a name that is no plugin Qt has (a typo, " xcb" with its space), where Qt goes on or aborts."""
+    if platform in DISPLAYLESS_QT_PLATFORMS:
         return None
+    if platform not in ("", "xcb", *WAYLAND_QT_PLATFORMS):
+        return False
     x11 = bool(os.environ.get("DISPLAY"))
     if platform == "xcb":  # named: only X11 will do, a Wayland session without XWayland aborts
         return x11
@@ -94,7 +106,7 @@ def display_server_for(platform: str) -> bool | None:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     socket = bool(runtime and os.path.exists(os.path.join(runtime, "wayland-0")))
     wayland = bool(os.environ.get("WAYLAND_DISPLAY")) or (socket and (
-        platform.startswith("wayland") or os.environ.get("XDG_SESSION_TYPE") == "wayland"))  # fmt: skip
+        platform in WAYLAND_QT_PLATFORMS or os.environ.get("XDG_SESSION_TYPE") == "wayland"))  # fmt: skip
     return wayland if platform else x11 or wayland
 
 

@@ -70,6 +70,13 @@ def test_a_gui_is_seen_on_a_desktop_or_a_named_display_never_offscreen(monkeypat
     ({"WAYLAND_DISPLAY": "wayland-0", "QT_QPA_PLATFORM": "xcb;wayland-egl"}, False),
     ({"QT_QPA_PLATFORM": "wayland;eglfs"}, False),  # eglfs needs no display server: Qt's to try
     ({"DISPLAY": ":0"}, False),
+    # read as Qt reads it: spaces kept (Qt finds no " offscreen" plugin and aborts), empty parts skipped
+    ({"QT_QPA_PLATFORM": "xcb; offscreen"}, True),
+    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland; xcb"}, True),
+    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": ";"}, True),  # names no platform: Qt aborts
+    ({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xbc"}, True),  # no such plugin
+    ({"QT_QPA_PLATFORM": ":offscreen"}, False),  # Qt skips the empty name before the ':'
+    ({"QT_QPA_PLATFORM": "bogus;OFFSCREEN"}, False),  # Qt goes on past a name it cannot find
 ])  # fmt: skip
 def test_the_window_is_refused_only_when_no_platform_qt_tries_has_its_display(monkeypatch, env, refused):
     for name, value in {**HEADLESS, **env}.items():
@@ -113,7 +120,7 @@ def test_an_unusable_data_folder_without_a_display_is_printed_and_exits_2(tmp_pa
 
 
 @pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="a desktop session there can always show a window")
-@pytest.mark.parametrize("platform", [None, "xcb"])
+@pytest.mark.parametrize("platform", [None, "xcb", "xcb; offscreen"])
 def test_the_app_without_a_display_is_refused_in_one_line_and_exits_2(tmp_path, platform):
     """``python main.py`` over ssh: Qt, unable to open its platform, aborted the process (SIGABRT, exit 134) and said
     that reinstalling the application may fix it. Platforms that need no display (offscreen, eglfs) are Qt's."""
