@@ -233,7 +233,7 @@ def refuse_usage(err: UsageError, argv: list[str]) -> NoReturn:
     and, where the run cannot be a script (``started_by_the_desktop``) and a dialog can be seen, in the start-refused
     dialog too: the app exited 2 with nothing seen."""
     print_error(f"{err.usage}{err.prog}: error: {err}")
-    if started_by_the_desktop(argv) and gui_can_be_seen():
+    if started_by_the_desktop() and gui_can_be_seen():
         from app.main_window import show_start_refused
 
         usage = " ".join(err.usage.split()).removeprefix("usage: ")
@@ -242,16 +242,12 @@ def refuse_usage(err: UsageError, argv: list[str]) -> NoReturn:
     raise SystemExit(2)
 
 
-def started_by_the_desktop(argv: list[str]) -> bool:
-    """Whether a run whose command line ``argv`` was not understood was started by the desktop, not by a script: it
-    has no stderr (the windowed executable), or no terminal and ``argv`` is only existing files (a file dropped on
-    the app, "Open with"). A mistyped command (``genrate``, ``--out x.png``) run with stderr redirected or captured
-    (``subprocess.run(..., capture_output=True)``) is a script's: a dialog there held it up until someone clicked."""
-    if any(arg in COMMANDS or arg.startswith("--self") for arg in argv):  # a command's own usage error
-        return False
-    if sys.stderr is None:
-        return True
-    return no_terminal() and bool(argv) and all(os.path.isfile(arg) for arg in argv)
+def started_by_the_desktop() -> bool:
+    """Whether this run is the windowed executable, where no one reads a usage error on stderr: it has none (the
+    windowed Windows executable), or it is the frozen app with no terminal (an image or a folder dropped on the
+    app, "Open with"). Anywhere else a terminal or a script reads stderr: a dialog held a script up until someone
+    clicked (``main.py model.safetensors``, the sub-command forgotten, with stderr captured)."""
+    return sys.stderr is None or (bool(getattr(sys, "frozen", False)) and no_terminal())
 
 
 def build_parser() -> argparse.ArgumentParser:
