@@ -48,8 +48,9 @@ SIGPIPE_EXIT = 141  # what a shell reports for a command ended by SIGPIPE (128 +
 EXIT_STATUS = (f"exit status: 0 done (--self-test: passed); 1 --self-test failed, or a crash (a bug, its traceback "
                f"printed), or the app (no command) refused to start (its data folder cannot be made, another copy "
                f"of it uses that folder, or its database cannot be opened: said in a window); 2 a user error or a "
-               f"usage error, said on stderr; {CANCELLED_EXIT} cancelled (Ctrl-C); {SIGPIPE_EXIT} the reader of the "
-               f"output went away (a broken pipe: ... | head)")  # fmt: skip
+               f"usage error, said on stderr (--self-test too, when it cannot run: the data folder, a PyTorch that "
+               f"cannot be loaded); {CANCELLED_EXIT} cancelled (Ctrl-C); {SIGPIPE_EXIT} the reader of the output went "
+               f"away (a broken pipe: ... | head)")  # fmt: skip
 
 
 def say(text: str) -> None:
@@ -260,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help=f"folder for user data (default: per-user app data; env {DATA_DIR_ENV})")
     p.add_argument("--self-test", action="store_true",
                    help="generate one image offscreen with the default model, check it, print the report; exit 0 "
-                   "when it passes, 1 when not")  # fmt: skip
+                   "when it passes, 1 when not, 2 when it cannot run: the data folder, a PyTorch that cannot be "
+                   "loaded")  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     q = sub.add_parser("quantize", help="quantize a diffusers pipeline into an SVDQ .safetensors file")
