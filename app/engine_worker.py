@@ -252,7 +252,6 @@ class EngineWorker(QObject):
         status = None
         try:
             self._ensure_service()
-            self._make_carried_changes()
             status = self._status()
             self.ready.emit(status)
         except BaseException as exc:
@@ -261,20 +260,33 @@ class EngineWorker(QObject):
             self.start_up_done.set()
         self._tell_library_notices()
         if status is not None:
-            self._add_found_models([Path(e.path) for e in status.entries])
+            # After ``ready``: one that never ends (a file on a hung drive) must not hold back the app's start
+            self._make_carried_changes()
+            self._add_found_models([Path(e.path) for e in self._library.entries()])
 
     def _make_carried_changes(self) -> None:
         """The adds and removals the last session asked for and could not make (the app quit, or was killed, while
-        the engine was inside one, or the quit's wait ran out), made in order before the list is first sent: the
-        panel had said the model was added, or was being removed."""
-        for kind, value in self.owed.carried():
-            make_change(self._library, self.owed, kind, value)
+        the engine was inside one, or the quit's wait ran out), made in order once the list was sent (sent again
+        after them), each failure shown as a notice: the panel had said the model was added, or was being
+        removed."""
+        carried = self.owed.carried()
+        if not carried:
+            return
+        try:
+            for kind, value in carried:
+                make_change(self._library, self.owed, kind, value,
+                            failed=lambda message, hint: self.failed.emit(0, EngineError("notice", message, hint)))
+            self.library_changed.emit(list(self._library.entries()))
+        except BaseException as exc:
+            self._fail(exc, "making the model library changes of the last session failed")
+        self._tell_library_notices()
 
     def _add_found_models(self, listed: list[Path]) -> None:
         """Once per start, after the list was sent: the finished SVDQ models in the app's models folder that the
         library neither lists (``listed``) nor left out on purpose are added (``gpu.library_found``), and the
-        controller is told by ``models_found``. An add lost to a crash or a kill is made good here (one the quit
-        left unmade was recorded, and made before)."""
+        controller is told by ``models_found``: a model written there and never asked to be added (a run cut short
+        by a crash after its file was written). An add asked is recorded until made, and made before, at this start,
+        also after a crash or a kill (``_make_carried_changes``)."""
         if self._found_checked:
             return
         self._found_checked = True

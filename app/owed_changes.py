@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from app.atomic import atomic_write_text
@@ -126,9 +127,17 @@ class OwedChanges:
         return asked is not None and now is not None and now != asked
 
     def carried(self) -> list[tuple[str, str]]:
-        """The changes the last session left unmade (read from ``record``), in order, taken once."""
+        """The changes the last session left unmade (read from ``record``), in order, taken once: no longer owed
+        (nor recorded) from then on, so each is tried at one start only."""
         with self._lock:
             carried, self._carried = self._carried, []
+            # Dropped before it is tried: an add of a file that never answers (a hung network drive) hung every
+            # later start, and a start killed inside one left it recorded for the next.
+            for change in carried:
+                if change in self._changes:
+                    self._changes.remove(change)
+            if carried:
+                self._write_record()
         return carried
 
     def _write_record(self) -> bool:
@@ -184,15 +193,15 @@ def _change(saved: dict[str, object]) -> tuple[str, str, str, Stamp | None]:
     return REMOVE, str(saved["name"]), str(saved.get("path", "")), stamp
 
 
-def make_change(library: ModelLibrary, owed: OwedChanges, kind: str, value: str, wait_s: float | None = None
-                ) -> bool:  # fmt: skip
+def make_change(library: ModelLibrary, owed: OwedChanges, kind: str, value: str, wait_s: float | None = None,
+                failed: Callable[[str, str], None] | None = None) -> bool:  # fmt: skip
     """Makes the owed change (``kind``, ``value``) to ``library`` (under ``library_writes``, waited for up to
     ``wait_s``; None: as long as it takes), logged, and discards it from ``owed``. A removal is made again freely:
     a name not listed any more (made already, by a thread that could not stop or before a kill), listed with
-    another path than when it was asked, or whose file was written anew since, is left as it is. Nothing can be
-    shown here (the app quits, or starts), so a change the library refuses is logged, and discarded: a model not
-    added keeps its file. Returns False, the change still owed (and recorded, for the next start), when the lock
-    was not had in time."""
+    another path than when it was asked, or whose file was written anew since, is left as it is. A change the
+    library refuses is logged, told to ``failed`` (message, hint) where given (the quit has no one to tell), and
+    discarded: a model not added keeps its file. Returns False, the change still owed (and recorded, for the next
+    start), when the lock was not had in time."""
     what = f"adding {value} to" if kind == ADD else f"removing {value!r} from"
     if not library_writes.acquire(timeout=-1 if wait_s is None else wait_s):
         log.warning("%s the model library is left to the next start: another write holds it", what)
@@ -207,10 +216,15 @@ def make_change(library: ModelLibrary, owed: OwedChanges, kind: str, value: str,
             library.remove(value)
             done = f"removed {value!r} from"
         log.info("%s the model library", done)
-    except UserError as err:  # the file moved or damaged since, the name gone: the library's own words
-        log.warning("%s the model library failed: %s", what, err)
-    except Exception:  # noqa: BLE001 - the app is quitting or starting: logged, the next change is still made
-        log.exception("%s the model library failed", what)
+    except Exception as err:  # noqa: BLE001 - the app is quitting or starting: the next change is still made
+        if isinstance(err, UserError):  # the file moved or damaged since, the name gone: the library's own words
+            log.warning("%s the model library failed: %s", what, err)
+        else:
+            log.exception("%s the model library failed", what)
+        if failed is not None:
+            again = "add the model again" if kind == ADD else "remove the model again"
+            failed(f"{what.capitalize()} the model library, as asked in the last session, failed: {err}",
+                   getattr(err, "hint", "") or f"{again} from the Models panel")
     finally:
         library_writes.release()
     owed.discard(kind, value)

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from PySide6.QtCore import Qt
+
 import app.owed_changes as owed_changes
 from app.data_dir import resolve_data_dir
 from app.owed_changes import ADD, OLD_OWED_REMOVALS, OWED_CHANGES, REMOVE, OwedChanges, make_change, make_changes_now
@@ -277,3 +279,47 @@ def test_a_carried_removal_leaves_a_file_written_anew_at_that_path_listed(data_r
     for kind, value in owed.carried():
         make_change(library, owed, kind, value)
     assert _listed(data_root) == {}
+
+
+def test_the_next_start_is_ready_while_a_carried_add_never_ends_and_tries_it_once(qapp, data_root, tmp_path):
+    """A recorded add of a file that never answers (a FIFO: a hung network drive) was made before ``ready``, with
+    no time limit, and stayed recorded: every later start hung. ``ready`` comes first now, and the add is taken
+    off the record before it is tried (a start killed inside it does not try it again)."""
+    from app.engine_worker import EngineWorker
+
+    hung = tmp_path / "usb" / "mine.safetensors"
+    hung.parent.mkdir()
+    os.mkfifo(hung)
+    (data_root / OWED_CHANGES).write_text(json.dumps({"changes": [{"kind": "add", "path": str(hung)}]}))
+    worker = EngineWorker(resolve_data_dir(data_root))
+    ready = threading.Event()
+    worker.ready.connect(lambda _status: ready.set(), Qt.ConnectionType.DirectConnection)  # sent on that thread
+    start = threading.Thread(target=worker.initialize, daemon=True)
+    start.start()
+    try:
+        assert ready.wait(20)
+        deadline = time.monotonic() + 5
+        while not owed_changes.library_writes.locked() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the add is under way, reading the FIFO
+        assert start.is_alive()
+        assert not (data_root / OWED_CHANGES).exists()
+    finally:
+        with open(hung, "wb"):  # the read ends (an empty file): the start goes on
+            pass
+        start.join(10)
+
+
+def test_a_carried_add_that_fails_at_the_next_start_is_shown(qapp, data_root, tmp_path):
+    """A recorded add refused at the next start (its file gone since) was only logged: the panel had said the model
+    was added, and it was not listed without a word. It is shown as a notice naming the file now."""
+    from app.engine_worker import EngineWorker
+
+    gone = tmp_path / "elsewhere" / "other-svdq.safetensors"
+    (data_root / OWED_CHANGES).write_text(json.dumps({"changes": [{"kind": "add", "path": str(gone)}]}))
+    worker = EngineWorker(resolve_data_dir(data_root))
+    said = []
+    worker.failed.connect(lambda job, error: said.append(error))
+    worker.initialize()
+    assert len(said) == 1 and said[0].kind == "notice"
+    assert str(gone) in said[0].message and "last session" in said[0].message and said[0].hint
+    assert not (data_root / OWED_CHANGES).exists()
