@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -39,12 +40,15 @@ Stamp = tuple[int, int]  # a file's size and modification time (ns): another fil
 
 
 def _stamp(path: str) -> Stamp | None:
-    """The size and modification time of the file at ``path`` now; None when there is none (or no path)."""
+    """The size and modification time of the file at ``path`` now; None when there is none, no path, or a folder
+    is there."""
     try:
         st = os.stat(path) if path else None
     except (OSError, ValueError):
         return None
-    return None if st is None else (st.st_size, st.st_mtime_ns)
+    # A folder model (diffusers) is not stamped: its folder's stamp changes with any file put into it, and its
+    # removal was skipped as "written anew"; it is removed by name and path.
+    return None if st is None or not stat.S_ISREG(st.st_mode) else (st.st_size, st.st_mtime_ns)
 
 
 class OwedChanges:

@@ -323,3 +323,19 @@ def test_a_carried_add_that_fails_at_the_next_start_is_shown(qapp, data_root, tm
     assert len(said) == 1 and said[0].kind == "notice"
     assert str(gone) in said[0].message and "last session" in said[0].message and said[0].hint
     assert not (data_root / OWED_CHANGES).exists()
+
+
+def test_a_carried_removal_of_a_folder_model_is_made_after_a_file_was_put_into_its_folder(data_root, tmp_path):
+    """A folder model's (diffusers) stamp was its folder's, which changes with any file put into it: its carried
+    removal was skipped as "written anew" and the removed model came back. A folder is removed by name and path."""
+    library = ModelLibrary(data_root)
+    folder = tmp_path / "FLUX-mine"
+    shutil.copytree(resources_dir() / "models" / "demo", folder)
+    entry = library.add(folder)
+    OwedChanges(data_root / OWED_CHANGES).put(REMOVE, entry.name, str(library.listed_path(entry.name)))
+    time.sleep(0.01)
+    (folder / "README.md").write_text("notes")
+    owed = OwedChanges(data_root / OWED_CHANGES)  # the next start
+    for kind, value in owed.carried():
+        make_change(library, owed, kind, value)
+    assert _listed(data_root) == {}
