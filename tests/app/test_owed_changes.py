@@ -339,3 +339,63 @@ def test_a_carried_removal_of_a_folder_model_is_made_after_a_file_was_put_into_i
     for kind, value in owed.carried():
         make_change(library, owed, kind, value)
     assert _listed(data_root) == {}
+
+
+def test_a_quit_with_an_add_whose_read_never_ends_exits_the_process(tmp_path):
+    """The quit's helper thread left reading a file that never answers (a FIFO) must not hold up the process's
+    exit (it is a daemon): a process that makes such an add at quit exits within seconds."""
+    import subprocess
+    import sys
+
+    hung = tmp_path / "mine.safetensors"
+    os.mkfifo(hung)
+    (tmp_path / "data").mkdir()
+    # The model file's reader imported first, as the app has it by the quit: else the helper was still importing
+    # torch when the process began to exit, and failed there at once
+    script = f"""
+import gpu.checkpoint.format
+import app.owed_changes as oc
+from pathlib import Path
+from app.data_dir import resolve_data_dir
+oc.LIBRARY_WAIT_S = 0.5
+owed = oc.OwedChanges(Path({str(tmp_path / "data")!r}) / oc.OWED_CHANGES)
+owed.put(oc.ADD, {str(hung)!r})
+oc.make_changes_now(resolve_data_dir(Path({str(tmp_path / "data")!r})), owed)
+"""
+    try:  # the imports take a few seconds of their own on a slow machine
+        done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2], timeout=30,
+                              capture_output=True, text=True)  # fmt: skip
+    except subprocess.TimeoutExpired:  # the process is killed
+        raise AssertionError("the process did not exit: the quit's helper thread held it up") from None
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_add_stays_recorded_while_the_engine_makes_it(qapp, data_root, tmp_path):
+    """The engine's add stays owed (and recorded) until it ends: one discarded as it began and then never ending
+    (a file on a drive that hangs) was made neither at quit nor at the next start."""
+    from app.engine_worker import EngineWorker
+
+    mine = _copy(tmp_path / "mine.safetensors")
+    worker = EngineWorker(resolve_data_dir(data_root))
+    worker._ensure_service()
+    inside, go_on = threading.Event(), threading.Event()
+    add = worker._library.add
+
+    def blocked_add(path: Path) -> object:
+        inside.set()
+        assert go_on.wait(10)
+        return add(path)
+
+    worker._library.add = blocked_add
+    worker.owed.put(ADD, str(mine))  # as EngineThread.add_model does before it queues the call
+    engine = threading.Thread(target=worker.add_model, args=(str(mine),), daemon=True)
+    engine.start()
+    try:
+        assert inside.wait(10)
+        assert worker.owed.owed() == [(ADD, str(mine))]
+        assert OwedChanges(data_root / OWED_CHANGES).carried() == [(ADD, str(mine))]
+    finally:
+        go_on.set()
+        engine.join(10)
+    assert worker.owed.owed() == [] and not (data_root / OWED_CHANGES).exists()
+    assert _listed(data_root) == {"mine": str(mine)}
