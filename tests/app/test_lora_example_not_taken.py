@@ -63,3 +63,22 @@ def test_an_earlier_versions_row_of_another_file_of_the_examples_name_stays(qtbo
     shown, saved = _start(qtbot, data_root, [{"path": str(own), "enabled": True, "strength": 0.3}])
     assert (own, "", False, 0.3) in saved  # off: no LoRA a job could use, but its row, at the user's path
     assert [s for s in saved if s[0] != own] == [(resources_dir() / "loras" / NAME, NAME, False, 1.0)]
+
+
+def test_the_previous_versions_unmapped_row_of_an_earlier_installs_example_is_this_apps_example(
+        qtbot, data_root, tmp_path):  # fmt: skip
+    """The previous version wrote ``"example": ""`` for an earlier install's example it had not mapped (its file
+    there, a copy of the example): that row stayed tied to the old install, and was switched off once the old
+    install was deleted. A copy of the example, or a missing file in an app's folder, is the example now."""
+    shipped = resources_dir() / "loras" / NAME
+    old = tmp_path / "nibble-0.1.0" / "resources" / "loras" / NAME
+    old.parent.mkdir(parents=True)
+    shutil.copy(shipped, old)
+    row = {"path": str(old), "enabled": True, "strength": 0.6, "example": ""}
+    shown, saved = _start(qtbot, data_root, [row])  # the old install still there
+    assert [s[:3] for s in shown] == [(shipped, True, 0.6)] and saved == [(shipped, NAME, True, 0.6)]
+    shutil.rmtree(tmp_path / "nibble-0.1.0")
+    for folder in ("nibble-0.1.0", "Nibble Studio/_internal"):  # deleted since
+        row["path"] = str(tmp_path / folder / "resources" / "loras" / NAME)
+        shown, saved = _start(qtbot, data_root, [row])
+        assert [s[:3] for s in shown] == [(shipped, True, 0.6)] and saved == [(shipped, NAME, True, 0.6)]
