@@ -286,12 +286,20 @@ def test_a_recorded_scheduler_the_same_as_the_bases_is_not_said(tmp_path):
     assert image.settings["base"] == "demo" and image.extras["notes"] == []
 
 
-@pytest.mark.parametrize("named", [False, True])
-def test_a_base_the_model_records_or_the_user_names_keeps_its_own_scheduler(tmp_path, named):
-    """The scheduler an SVDQ file records replaced its base pipeline's on any base: a scheduler the user had set in
-    the base's scheduler_config.json (Karras sigmas) was reversed with only a note, in its own base as in one named
-    with --base. The recorded one stands in for a stand-in base's only; the base's own or named one runs as it is,
-    and the note says it is not the one the model was made with."""
+_DIFFERS = "(shift 3.0 vs 1.0, use_dynamic_shifting true vs false, use_karras_sigmas false vs true: the model's vs " \
+    "the base's)"
+_BASES_RAN = "own.safetensors runs with its base pipeline's scheduler, not the one it records it was made with " \
+    + _DIFFERS
+_RECORDED_RAN = "own.safetensors runs with the scheduler it records it was made with, not its base pipeline's " \
+    + _DIFFERS
+
+
+@pytest.mark.parametrize("recorded, named", [("mine", False), ("mine", True), ("/nowhere/schnell", True)])
+def test_only_the_base_folder_the_model_records_keeps_its_own_scheduler(tmp_path, recorded, named):
+    """The recorded scheduler replaced the base's only where no --base was given: the same pipeline ran another
+    scheduler in the app (no base named) than under ``--base`` (the CLI re-running a PNG's recorded base), so the
+    images differed. Decided from the folder alone: the folder the model records keeps its scheduler (one the user
+    set there, Karras sigmas, stays), named or not; any other runs the recorded one; the note says which ran."""
     import torch
 
     from gpu.generation.pipeline_loader import load_pipeline
@@ -299,18 +307,47 @@ def test_a_base_the_model_records_or_the_user_names_keeps_its_own_scheduler(tmp_
     mine = _pipeline(tmp_path / "mine", guided=False)  # schnell's scheduler: no shift
     scheduler_file = mine / "scheduler" / "scheduler_config.json"
     scheduler_file.write_text(json.dumps({**json.loads(scheduler_file.read_text()), "use_karras_sigmas": True}))
-    recorded = {"path": "/nowhere/schnell", "name": "nowhere"} if named else {"path": str(mine)}
+    path = str(mine) if recorded == "mine" else recorded
     model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "own.safetensors",
-                           lambda meta: (meta["base_model"].update(recorded),
+                           lambda meta: (meta["base_model"].update(path=path, name="nowhere"),
                                          meta.update(scheduler=_demo_scheduler())))  # fmt: skip
     library = ModelLibrary(tmp_path / "data")
     loaded = load_pipeline(library.resolve(str(model)), library, torch.device("cpu"), base=mine if named else None)
     assert loaded.base_path == mine
     config = loaded.pipe.scheduler.config
-    assert (config.use_karras_sigmas, config.shift, config.use_dynamic_shifting) == (True, 1.0, False)
-    assert loaded.base_notes == ["own.safetensors runs with its base pipeline's scheduler, not the one it records it "
-                                 "was made with (shift 3.0 vs 1.0, use_dynamic_shifting true vs false, "
-                                 "use_karras_sigmas false vs true: the model's vs the base's)"]  # fmt: skip
+    if recorded == "mine":
+        assert (config.use_karras_sigmas, config.shift, config.use_dynamic_shifting) == (True, 1.0, False)
+        assert loaded.base_notes == [_BASES_RAN]
+    else:
+        assert (config.use_karras_sigmas, config.shift, config.use_dynamic_shifting) == (False, 3.0, True)
+        assert loaded.base_notes == [_RECORDED_RAN]
+
+
+def test_a_newer_revision_of_the_recorded_base_runs_the_recorded_scheduler(tmp_path):
+    """A Hugging Face cache whose recorded snapshot is gone runs its current revision: one whose
+    scheduler_config.json changed ran the new revision's scheduler, not the one the model was made with."""
+    import torch
+    from test_library_paths import COMMIT, _cached
+
+    from gpu.generation.pipeline_loader import load_pipeline
+
+    newer = _pipeline(tmp_path / "newer", guided=False)
+    scheduler_file = newer / "scheduler" / "scheduler_config.json"
+    scheduler_file.write_text(json.dumps({**json.loads(scheduler_file.read_text()), "use_karras_sigmas": True}))
+    files = {f.relative_to(newer).as_posix(): f for f in newer.rglob("*") if f.is_file()}
+    root = _cached(tmp_path / "hub", "org/flux-mini", files)
+    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "own.safetensors",
+                           lambda meta: (meta["base_model"].update(path=str(root / "snapshots" / COMMIT),
+                                                                   name="flux-mini", relative_path="nowhere"),
+                                         meta.update(scheduler=_demo_scheduler())))  # fmt: skip
+    _cached(tmp_path / "hub", "org/flux-mini", files, commit="f" * 40)
+    shutil.rmtree(root / "snapshots" / COMMIT)
+    library = ModelLibrary(tmp_path / "data")
+    loaded = load_pipeline(library.resolve(str(model)), library, torch.device("cpu"))
+    assert loaded.base_path == root / "snapshots" / ("f" * 40)
+    config = loaded.pipe.scheduler.config
+    assert (config.use_karras_sigmas, config.shift, config.use_dynamic_shifting) == (False, 3.0, True)
+    assert loaded.base_notes[-1] == _RECORDED_RAN
 
 
 @pytest.mark.parametrize("name", ["NoSuchScheduler", "os.system", "__class__", "FluxPipeline", "DDPMScheduler",

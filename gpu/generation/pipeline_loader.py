@@ -482,11 +482,11 @@ def load_pipeline(
             # use_safetensors: a text encoder or VAE of only pytorch_model.bin is refused, never unpickled
             pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, dtype=dtype, use_safetensors=True)
             differs = scheduler_differences(own, pipe.scheduler) if own is not None else []
-            if differs and _stand_in(facts, library, base, base_path):  # e.g. FLUX.1-schnell's for a dev model
+            if differs and not _records_as_base(facts, base_path):  # e.g. FLUX.1-schnell's for a dev model
                 notes.append(f"{facts.path.name} runs with the scheduler it records it was made with, not its base "
                              f"pipeline's ({', '.join(differs)}: the model's vs the base's)")  # fmt: skip
                 pipe.scheduler = own
-            elif differs:  # its own base, or one the user named: a scheduler the user edited there is the user's
+            elif differs:  # the very folder it was made with: a scheduler the user edited there is the user's
                 notes.append(f"{facts.path.name} runs with its base pipeline's scheduler, not the one it records it "
                              f"was made with ({', '.join(differs)}: the model's vs the base's)")  # fmt: skip
         else:
@@ -509,11 +509,13 @@ def load_pipeline(
     return LoadedPipeline(pipe, entry, device, dtype, base_path, policy, base_notes=notes)
 
 
-def _stand_in(facts: ModelFacts, library: ModelLibrary, override: str | Path | None, used: Path) -> bool:
-    """Whether ``used``, the base pipeline ``resolve_base`` gave the SVDQ file of ``facts``, is a stand-in: none it
-    records (another revision of a recorded Hugging Face snapshot counts as recorded) and none the user named
-    (``override``, --base)."""
-    return not override and used not in _recorded_bases(facts, library, [])
+def _records_as_base(facts: ModelFacts, used: Path) -> bool:
+    """Whether ``used``, the base pipeline the SVDQ file of ``facts`` runs with, is the very folder the file records
+    as its base (the same path, links resolved), whoever chose it: that folder's scheduler is the one the model was
+    made with, or one the user set there since. Any other folder (a stand-in, one named with --base, a newer revision
+    of a Hugging Face cache whose scheduler may have changed) is not."""
+    recorded = facts.base.get("path")
+    return bool(recorded) and gpu.paths.resolved(str(recorded)) == gpu.paths.resolved(used)
 
 
 def _damaged_safetensors(folder: Path) -> str | None:
