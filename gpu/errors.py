@@ -26,6 +26,11 @@ class CheckpointError(UserError):
     """An SVDQ file is malformed: wrong version/architecture, missing tensors, truncated, corrupt."""
 
 
+class SchedulerError(CheckpointError):
+    """The scheduler an SVDQ file records cannot run here (a class or setting this version or its diffusers does not
+    take, a package not installed): the file itself may be sound, and an update may run it."""
+
+
 class ModelLoadError(UserError):
     """A model (folder or file) cannot be loaded."""
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gpu.version
-from gpu.errors import CheckpointError, UserError
+from gpu.checkpoint.format import NEWER_APP
+from gpu.errors import CheckpointError, SchedulerError, UserError
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.paths import resolved, same_file
 from gpu.safetensors_header import is_safetensors_name
@@ -160,7 +161,11 @@ def add_found_models(library: ModelLibrary, folder: Path, listed: Iterable[Path]
             verify_checkpoint_once(path)  # remembered: the add below does not read the file again
         except CheckpointError as err:
             log.warning("not adding %s, found in the models folder: %s", path, err)
-            library.leave_out(path, DAMAGED)
+            # Only wrong sizes, checksum or layout are the file's for good; a refusal that an update may lift (a
+            # scheduler this version or its diffusers cannot run, a newer app's file) holds under this version only:
+            # the first start of another version (a release) checks the file again
+            newer = isinstance(err, SchedulerError) or err.hint == NEWER_APP
+            library.leave_out(path, f"it cannot run with this version ({err.text[:300]})" if newer else DAMAGED)
             continue
         except (UserError, OSError) as err:  # no model (another kind of file), or unreadable now
             log.info("not adding %s, found in the models folder: %s", path, err)

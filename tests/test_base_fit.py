@@ -17,7 +17,7 @@ import pytest
 from flux_dev_sized import flux_dev_sized
 from header_files import edit_svdq_meta
 
-from gpu.errors import ModelLoadError
+from gpu.errors import CheckpointError, ModelLoadError
 from gpu.generation.pipeline_loader import resolve_base
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
@@ -392,7 +392,7 @@ def test_a_recorded_scheduler_config_that_would_fail_an_image_is_refused_naming_
     service = GenerationService(ModelLibrary(tmp_path / "data"))
     with pytest.raises(UserError) as refused:
         service.generate(GenerationRequest("a red star", model=str(model), steps=1, width=64, height=64))
-    assert str(refused.value) == ("odd.safetensors: the SVDQ metadata's scheduler is invalid "
+    assert str(refused.value) == ("odd.safetensors: the scheduler its SVDQ metadata records is invalid "
                                   f"(FlowMatchEulerDiscreteScheduler config: {problem})")  # fmt: skip
     assert refused.value.hint == "re-quantize the model, or copy or download the file again"
 
@@ -427,3 +427,28 @@ def test_a_base_scheduler_the_pipeline_cannot_drive_is_not_recorded(tmp_path):
     record = scheduler_record(tmp_path, "flux")
     assert record["class"] == "FlowMatchEulerDiscreteScheduler" and record["config"]["shift"] == 3.0
     assert record["config"]["num_train_timesteps"] == 1000
+
+
+def test_a_recorded_scheduler_that_needs_a_package_not_installed_is_refused_naming_it(tmp_path, monkeypatch):
+    """A recorded ``use_beta_sigmas`` on an install without scipy (no dependency of the app): diffusers' ImportError
+    escaped as a traceback from inspect, an unexpected failure in the models folder, and the quantizer's optional
+    record. It is refused naming the package; the quantizer leaves the record out."""
+    import diffusers.schedulers.scheduling_flow_match_euler_discrete as flow_match
+
+    from gpu.checkpoint.format import read_checkpoint_meta
+    from gpu.checkpoint.scheduler import checked_scheduler
+    from gpu.quantizer.shared import scheduler_record
+
+    monkeypatch.setattr(flow_match, "is_scipy_available", lambda: False)
+    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "beta.safetensors",
+                           lambda meta: meta.update(scheduler=_demo_scheduler(use_beta_sigmas=True)))  # fmt: skip
+    meta = read_checkpoint_meta(model)
+    with pytest.raises(CheckpointError) as refused:
+        checked_scheduler(model.name, meta.architecture, meta.scheduler)
+    assert refused.value.text == ("beta.safetensors: the scheduler its SVDQ metadata records needs the Python package "
+                                  "scipy, which is not installed (install scipy, or re-quantize the model with a base "
+                                  "pipeline whose scheduler does not need it)")  # fmt: skip
+    base = shutil.copytree(MODELS / "demo", tmp_path / "base", ignore=shutil.ignore_patterns("*.safetensors"))
+    scheduler_file = base / "scheduler" / "scheduler_config.json"
+    scheduler_file.write_text(json.dumps({**json.loads(scheduler_file.read_text()), "use_beta_sigmas": True}))
+    assert scheduler_record(base, "flux") == {}

@@ -352,8 +352,8 @@ def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(
     elif case == "scheduler":
         record = {"class": "FlowMatchEulerDiscreteScheduler", "config": {"base_shift": "x"}}
         edit_svdq_meta(Path(tiny_flux_int4), bad, lambda d: d.update(scheduler=record))
-        message = ("bad.safetensors: the SVDQ metadata's scheduler is invalid (FlowMatchEulerDiscreteScheduler config: "
-                   'base_shift is "x", not a number or null)')  # fmt: skip
+        message = ("bad.safetensors: the scheduler its SVDQ metadata records is invalid "
+                   '(FlowMatchEulerDiscreteScheduler config: base_shift is "x", not a number or null)')  # fmt: skip
     else:
         head = read_checkpoint_meta(tiny_flux_int4).model_config["attention_head_dim"]
         widths = {"rope widths": [head // 8, head // 2, head // 8 * 3 - 16],

@@ -98,8 +98,8 @@ def test_inspect_says_the_scheduler_the_file_records(tmp_path, capsys):
     model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "own.safetensors",
                            lambda meta: meta.update(scheduler=_demo_scheduler(shfit=1.0)))  # fmt: skip
     for path, said in ((model, "FlowMatchEulerDiscreteScheduler (shift 3.0, use_dynamic_shifting true)"),
-                       (MODELS / "demo-int4.safetensors", "not recorded (the file was made before models recorded "
-                                                          "it: it runs with its base pipeline's)")):  # fmt: skip
+                       (MODELS / "demo-int4.safetensors", "not recorded: it runs with its base pipeline's "
+                                                          "scheduler")):  # fmt: skip
         assert main(["--data-dir", str(tmp_path / "data"), "inspect", str(path)]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert f"  scheduler:    {said}" in lines

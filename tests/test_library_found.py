@@ -228,3 +228,22 @@ def test_a_file_left_out_for_an_unexpected_failure_is_checked_again_by_another_v
     monkeypatch.setattr(checkpoint_format, "verify_checkpoint", verify)
     assert left_out(library.file, damaged) == "damaged" and left_out(library.file, good) == ""
     assert [e.name for e in add_found_models(library, models, [])] == ["good-int4"]
+
+
+@pytest.mark.parametrize("scheduler", [{"class": "FlowMatchHeunDiscreteScheduler", "config": {}},
+                                       {"class": "FlowMatchEulerDiscreteScheduler", "config": {"shift": "3"}}])
+def test_a_file_whose_recorded_scheduler_is_refused_is_checked_again_by_another_version(tmp_path, monkeypatch,
+                                                                                      scheduler):  # fmt: skip
+    """A file whose recorded scheduler this version refuses (a class a newer app runs, a setting a diffusers update
+    changed) was marked "damaged" for good, though its advice is to update the app: it is left out under this
+    version only, as an unexpected failure is, so the update checks it again."""
+    import gpu.version
+
+    models = tmp_path / "models"
+    refused = edit_svdq_meta(DEMO_INT4, models / "newer-int4.safetensors",
+                             lambda meta: meta.update(scheduler=scheduler))  # fmt: skip
+    library = ModelLibrary(tmp_path / "data")
+    assert add_found_models(library, models, []) == []
+    assert left_out(library.file, refused).startswith("it cannot run with this version (newer-int4.safetensors: ")
+    monkeypatch.setattr(gpu.version, "__version__", "99.0.0")  # the update
+    assert left_out(library.file, refused) == ""

@@ -14,11 +14,12 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import re
 import typing
 from typing import Any
 
 from gpu.checkpoint.format import NEWER_APP, REMAKE, CheckpointMeta, check_fields
-from gpu.errors import CheckpointError
+from gpu.errors import SchedulerError
 
 log = logging.getLogger(__name__)
 
@@ -102,20 +103,22 @@ def _run_short_schedule(scheduler: Any) -> None:
     scheduler.step(latents, timesteps[0], latents, return_dict=False)
 
 
-def checked_scheduler(name: str, architecture: str, record: dict[str, Any]) -> Any:
+def checked_scheduler(name: str, architecture: str, record: dict[str, Any], subject: str = "") -> Any:
     """The scheduler the SVDQ file ``name`` of an ``architecture`` model records (its metadata's ``scheduler``,
     whose form ``gpu.checkpoint.format`` checked), made from its config; None where the file records none (made
-    before it was recorded). CheckpointError naming the file and the field for a class the model's pipeline cannot
-    drive, a setting of the wrong type or out of bounds, or a config the class refuses or whose schedule fails;
-    settings the class does not take are left out (logged)."""
+    before it was recorded). SchedulerError (a CheckpointError) for a class the model's pipeline cannot drive, a
+    setting of the wrong type or out of bounds, a config the class refuses or whose schedule fails, or a package the
+    class needs for it that is not installed; its message starts with ``subject`` (by default the file's name and
+    "the scheduler its SVDQ metadata records"). Settings the class does not take are left out (logged)."""
     from gpu.adapters import adapter_named
 
+    subject = subject or f"{name}: the scheduler its SVDQ metadata records"
     if not record:
         return None
     allowed = adapter_named(architecture).schedulers
     cls = scheduler_class(record["class"]) if record["class"] in allowed else None
     if cls is None:  # a scheduler a newer version runs such models with, or a hand edit
-        raise CheckpointError(f"{name}: the scheduler its SVDQ metadata records, {str(record['class'])[:60]!r}, is "
+        raise SchedulerError(f"{subject}, {str(record['class'])[:60]!r}, is "
                               f"not one this app can run the model with (it takes {' or '.join(allowed)})",
                               hint=NEWER_APP)  # fmt: skip
     config = _taken(cls, record["config"])
@@ -129,18 +132,30 @@ def checked_scheduler(name: str, architecture: str, record: dict[str, Any]) -> A
                 raise ValueError(f"{key} is {json.dumps(config[key])[:40]}, not from {low} to {high}")
         _run_short_schedule(cls.from_config(config))
         return cls.from_config(config)  # a fresh one: the pipeline sets its schedule up per image
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError, MemoryError,
-            RuntimeError) as err:  # fmt: skip
+    except ImportError as err:  # a setting whose optional package is not installed (beta sigmas: scipy)
+        raise missing_package(subject, err) from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError, RuntimeError) as err:
         said = str(err) if isinstance(err, ValueError) and str(err) else f"{type(err).__name__}: {err}"
-        raise CheckpointError(f"{name}: the SVDQ metadata's scheduler is invalid ({cls.__name__} config: "
-                              f"{said[:200]})", hint=REMAKE) from None  # fmt: skip
+        raise SchedulerError(f"{subject} is invalid ({cls.__name__} config: "
+                             f"{said[:200]})", hint=REMAKE) from None  # fmt: skip
+
+
+def missing_package(what: str, err: ImportError) -> SchedulerError:
+    """The refusal of a scheduler (``what``: the words naming it, e.g. "f.safetensors: the scheduler its SVDQ metadata
+    records") whose making raised ``err`` for a package not installed, naming the package: the module's name, or
+    the one diffusers' text says to install ("Make sure to install scipy ...")."""
+    said = re.search(r"install (\w[\w.-]*)", str(err))
+    package = err.name or (said.group(1) if said else "") or "a package"
+    return SchedulerError(f"{what} needs the Python package {package}, which is not installed",
+                          hint=f"install {package}, or re-quantize the model with a base pipeline whose scheduler "
+                               "does not need it")  # fmt: skip
 
 
 def scheduler_words(meta: CheckpointMeta) -> str:
     """The scheduler an SVDQ file records, in words for ``inspect``: its class and the settings that differ from
     the class's defaults, or that it records none. ``meta``: checked (``checked_scheduler``)."""
     if not meta.scheduler:
-        return "not recorded (the file was made before models recorded it: it runs with its base pipeline's)"
+        return "not recorded: it runs with its base pipeline's scheduler"
     cls = scheduler_class(meta.scheduler["class"])
     if cls is None:
         return str(meta.scheduler["class"])

@@ -305,7 +305,7 @@ def scheduler_record(folder: Path, architecture: str) -> dict:
     as diffusers makes it}``, so a base pipeline with another scheduler can run the model as it was made. {} where
     that scheduler cannot be read now, or is none that loading an ``architecture`` model takes (``checked_scheduler``,
     logged): the record is optional, and the quantized model is not lost to it."""
-    from gpu.checkpoint.scheduler import checked_scheduler, scheduler_class
+    from gpu.checkpoint.scheduler import checked_scheduler, missing_package, scheduler_class
 
     try:
         raw = json.loads((folder / "scheduler" / "scheduler_config.json").read_bytes())
@@ -313,8 +313,11 @@ def scheduler_record(folder: Path, architecture: str) -> dict:
         if cls is None:
             raise ValueError(f"no diffusers scheduler class named in {str(raw)[:80]}")
         record = {"class": cls.__name__, "config": plain_config(cls.from_config(raw).config)}
-        checked_scheduler(folder.name, architecture, record)
+        checked_scheduler(folder.name, architecture, record, f"the scheduler of the base pipeline {folder}")
         return record
+    except ImportError as err:  # a setting whose optional package is not installed (beta sigmas: scipy)
+        log.warning("not recorded in the quantized model: %s", missing_package(f"the scheduler of {folder}", err).text)
+        return {}
     except (OSError, ValueError, TypeError, KeyError, AttributeError, CheckpointError) as err:
         log.warning("the scheduler of %s is not recorded in the quantized model: %s", folder, err)
         return {}
