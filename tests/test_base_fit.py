@@ -452,3 +452,18 @@ def test_a_recorded_scheduler_that_needs_a_package_not_installed_is_refused_nami
     scheduler_file = base / "scheduler" / "scheduler_config.json"
     scheduler_file.write_text(json.dumps({**json.loads(scheduler_file.read_text()), "use_beta_sigmas": True}))
     assert scheduler_record(base, "flux") == {}
+
+
+def test_settings_the_recorded_class_does_not_take_never_reach_it_and_are_logged(tmp_path, caplog):
+    """Only the settings the class takes are made into the scheduler: a key it does not take (a typo, a newer
+    diffusers' setting) is left out of its config, and logged."""
+    import logging
+
+    from gpu.checkpoint.scheduler import checked_scheduler
+
+    record = _demo_scheduler(shfit=1.0)
+    with caplog.at_level(logging.INFO, logger="gpu.checkpoint.scheduler"):
+        scheduler = checked_scheduler("own.safetensors", "flux", record)
+    assert "shfit" not in scheduler.config
+    assert "own.safetensors: settings of its recorded scheduler that FlowMatchEulerDiscreteScheduler does not take, " \
+        "left out: shfit" in caplog.messages  # fmt: skip
