@@ -274,6 +274,7 @@ class EngineWorker(QObject):
             return
         try:
             for kind, value in carried:
+                self.owed.discard(kind, value)  # off the record before it is tried: tried at this start only
                 make_change(self._library, self.owed, kind, value,
                             failed=lambda message, hint: self.failed.emit(0, EngineError("notice", message, hint)))
             self.library_changed.emit(list(self._library.entries()))

@@ -131,17 +131,12 @@ class OwedChanges:
         return asked is not None and now is not None and now != asked
 
     def carried(self) -> list[tuple[str, str]]:
-        """The changes the last session left unmade (read from ``record``), in order, taken once: no longer owed
-        (nor recorded) from then on, so each is tried at one start only."""
+        """The changes the last session left unmade (read from ``record``), in order, handed out once. They stay
+        owed and recorded until each is tried: the caller discards each just before trying it, so one that never
+        ends (a file on a hung network drive) is tried at one start only, and those after it are still made at quit
+        or at the next start (all dropped at once before the first was tried, they were lost with it)."""
         with self._lock:
             carried, self._carried = self._carried, []
-            # Dropped before it is tried: an add of a file that never answers (a hung network drive) hung every
-            # later start, and a start killed inside one left it recorded for the next.
-            for change in carried:
-                if change in self._changes:
-                    self._changes.remove(change)
-            if carried:
-                self._write_record()
         return carried
 
     def _write_record(self) -> bool:
