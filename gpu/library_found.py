@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gpu.version
-from gpu.checkpoint.format import NEWER_APP
 from gpu.errors import CheckpointError, SchedulerError, UserError
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.paths import resolved, same_file
@@ -150,6 +149,7 @@ def add_found_models(library: ModelLibrary, folder: Path, listed: Iterable[Path]
     in a way no check names is left out too (``unchecked``: its traceback logged), and the files after it are looked
     at all the same; one that cannot be read now, or whose check ran out of memory, is tried again at the next
     start."""
+    from gpu.checkpoint.format import NEWER_APP  # here: the format imports torch, which the window's start must not
     from gpu.checkpoint.verified import verify_checkpoint_once
     from gpu.model_files import inspect_model_path
 
