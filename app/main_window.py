@@ -37,6 +37,7 @@ from app.data_dir import DataDir, blank_data_dir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
 from app.file_urls import file_url
 from app.instance_lock import lock_data_dir
+from app.plain_text import plain_label
 from app.quit_jobs import cancelled_on_quit, quit_question
 from app.settings import LastJob, Settings
 from app.settings_state import SettingsState
@@ -145,8 +146,7 @@ class MainWindow(QMainWindow):
         # The job's status line is the prompt panel's, beside Generate and Cancel. The status bar's right corner
         # repeated it ("Done: 2 images" twice); it shows it only while the prompt panel is out of view (closed
         # from its title bar or the View menu, or a tab behind another dock), so a running job is never silent.
-        self.status_label = QLabel()
-        self.status_label.setTextFormat(Qt.TextFormat.PlainText)  # the prompt panel's status line, as it shows it
+        self.status_label = plain_label()  # the prompt panel's status line, as it shows it
         self.status_label.setObjectName("jobStatus")
         self.statusBar().addPermanentWidget(self.status_label)
         bind(self.controller.job, "status", self.status_label)

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.lora_folder_scan import LoraFolderScan
 from app.lora_state import LoraState
+from app.plain_text import plain_label
 from app.widgets.file_filters import safetensors_filter
 from app.widgets.lora_list import LoraList
 from app.widgets.lora_row import LoraRow
@@ -72,8 +73,7 @@ class LoraPanel(QWidget):
         lay.addWidget(scan)
         lay.addWidget(self.empty)
         lay.addWidget(view, 1)
-        self.cost = QLabel("")
-        self.cost.setTextFormat(Qt.TextFormat.PlainText)  # it names LoRAs: never drawn as HTML (app.plain_text)
+        self.cost = plain_label()  # it names LoRAs
         self.cost.setWordWrap(True)
         self.state.cost_changed.connect(self.cost.setText)  # the label's own slot: gone with it
         lay.addWidget(self.cost)
@@ -91,8 +91,7 @@ class LoraPanel(QWidget):
         """How far the folder being read is ("Reading LoRAs… 340/2000") with its Cancel, then how it ended, for a
         while, with "Skipped files…" where it skipped some; hidden when there is nothing to say. "Add folder…"
         waits meanwhile: one folder at a time."""
-        self.scan_label = label = QLabel()
-        label.setTextFormat(Qt.TextFormat.PlainText)  # it names the folder: never drawn as HTML (app.plain_text)
+        self.scan_label = label = plain_label()  # it names the folder
         label.setWordWrap(True)
         self.cancel_scan_button = cancel = QPushButton("Cancel")
         cancel.setToolTip("Stop reading the folder; none of its LoRAs are added")

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.lora_entry import LoraEntry
 from app.lora_state import LoraState
-from app.plain_text import plain_tooltip
+from app.plain_text import plain_label, plain_tooltip
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from gpu.lora.metadata import MAX_STRENGTH
 
@@ -145,9 +145,9 @@ class LoraRow(QFrame):
         mid.addWidget(label)
         mid.addWidget(self.slider, 1)
         mid.addWidget(self.value)
-        self.info = info = QLabel(entry.info)  # format, rank, what the LoRA changes (or what is wrong with it)
+        # format, rank, what the LoRA changes (or what is wrong with it, naming files)
+        self.info = info = plain_label(entry.info)
         info.setWordWrap(True)  # a long format line wraps rather than widening the row
-        info.setTextFormat(Qt.TextFormat.PlainText)  # it names files: never drawn as HTML (app.plain_text)
         _small_grey(info)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)

@@ -49,6 +49,7 @@ from app.generation_state import (
     STEPS_MIN,
     snap16,
 )
+from app.plain_text import plain_label
 from app.prompt_length_state import PromptLengthState
 from app.theme import WARNING_COLOR
 from app.widgets.decimal_spin_box import DecimalSpinBox
@@ -246,8 +247,7 @@ class PromptPanel(QWidget):
         job = controller.job
         self.progress = QProgressBar()
         self.progress.setTextVisible(False)
-        self.status = QLabel(job.status)
-        self.status.setTextFormat(Qt.TextFormat.PlainText)  # it names the model: never drawn as HTML (app.plain_text)
+        self.status = plain_label(job.status)  # it names the model
         self.status.setWordWrap(True)
         self.preview = ImageLabel()
         self.preview.setMinimumHeight(160)
