@@ -19,6 +19,7 @@ from gpu.errors import ModelLoadError, UserError
 from gpu.library_found import REMOVED, unlisted_field
 from gpu.model_files import ModelFacts, inspect_model_path, model_path_there, unreadable_model
 from gpu.paths import named_path, resources_dir, same_file, user_data_dir
+from gpu.safetensors_header import MODEL_AGAIN
 
 log = logging.getLogger(__name__)
 
@@ -430,7 +431,7 @@ def _entry(name: str, path: Path, builtin: bool) -> ModelEntry:
     except Exception as err:  # a case no check names yet: this model's problem, not the list's (its traceback logged)
         log.exception("model %r at %s could not be inspected", name, path)
         return ModelEntry(name, path, builtin, None, f"{path}: could not be read as a model ({type(err).__name__}: "
-                          f"{err})", "copy or download the model again (the log has the details)")  # fmt: skip
+                          f"{err})", f"{MODEL_AGAIN} (the log has the details)")  # fmt: skip
 
 
 def _nothing_at(path: Path) -> bool:

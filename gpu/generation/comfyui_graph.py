@@ -18,6 +18,7 @@ from typing import Any
 from gpu.errors import named_few
 from gpu.library import snapshot_repo_name
 from gpu.lora.refs import file_stem, finite, lora_ref, lora_stem
+from gpu.safetensors_header import PICKLE_SUFFIXES
 
 # ComfyUI graph ("prompt" chunk): node id -> {"class_type", "inputs"}; an input is a literal or a link
 # [node id, output slot] to the node that makes it (a primitive, a string node, a guider, a conditioning step).
@@ -47,7 +48,7 @@ _MODEL_PATH_HOPS = 64  # LoRA stacks are long, but a graph is untrusted
 # and CheckpointLoader's ckpt_name, UNETLoader's (and the GGUF loader's) unet_name, a diffusers or SVDQuant folder
 # loader's model_path. Unread, an image of another model restored the settings without a word about it.
 _MODEL_INPUTS = ("ckpt_name", "unet_name", "model_path")
-_MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".gguf", ".pt", ".pth", ".bin")  # the library names files by stem
+_MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf", *PICKLE_SUFFIXES)  # the library names files by stem
 
 
 def _model_name(name: str) -> str:
