@@ -403,7 +403,7 @@ def test_settings_the_scheduler_class_does_not_take_are_no_difference(tmp_path):
     null)" on its own base, on every image. Only the settings the class takes are compared."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from gpu.generation.pipeline_loader import scheduler_differences
+    from gpu.checkpoint.scheduler import scheduler_differences
 
     config = _demo_scheduler()["config"]
     base = FlowMatchEulerDiscreteScheduler.from_config(config)

@@ -72,6 +72,17 @@ def settings(scheduler: Any) -> dict[str, Any]:
     return _taken(type(scheduler), plain_config(scheduler.config))
 
 
+def scheduler_differences(own: Any, base: Any) -> list[str]:
+    """What differs between the schedulers ``own`` (the model's) and ``base`` (its base pipeline's), as "<setting>
+    <own> vs <base>" phrases: the class alone where it differs, else each setting their class takes that differs
+    (``settings``: a key diffusers keeps but the class ignores changes nothing); empty where they are the same."""
+    if type(own) is not type(base):
+        return [f"class {type(own).__name__} vs {type(base).__name__}"]
+    mine, theirs = settings(own), settings(base)
+    return [f"{key} {json.dumps(mine.get(key))} vs {json.dumps(theirs.get(key))}"
+            for key in sorted(mine.keys() | theirs.keys()) if mine.get(key) != theirs.get(key)]  # fmt: skip
+
+
 def _field_types(cls: type) -> dict[str, tuple[tuple[type, ...], str]]:
     """``check_fields``' types of each setting of ``cls``: its default's (null too where its annotation allows
     None); any JSON scalar or null where the default is None, which the dry run (``_run_short_schedule``) tries."""
@@ -156,9 +167,8 @@ def scheduler_words(meta: CheckpointMeta) -> str:
     the class's defaults, or that it records none. ``meta``: checked (``checked_scheduler``)."""
     if not meta.scheduler:
         return "not recorded: it runs with its base pipeline's scheduler"
-    cls = scheduler_class(meta.scheduler["class"])
-    if cls is None:
-        return str(meta.scheduler["class"])
+    cls = scheduler_class(meta.scheduler["class"])  # found: ``checked_scheduler`` refused a class it cannot find
+    assert cls is not None
     own, defaults = settings(cls.from_config(_taken(cls, meta.scheduler["config"]))), settings(cls())
     differs = [f"{k} {json.dumps(v)}" for k, v in sorted(own.items()) if v != defaults.get(k)]
     return f"{cls.__name__} ({', '.join(differs) or 'its defaults'})"

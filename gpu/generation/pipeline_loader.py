@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -249,19 +248,6 @@ def _records_scheduler(svdq_file: Path) -> bool:
         return False
 
 
-def scheduler_differences(own: Any, base: Any) -> list[str]:
-    """What differs between the schedulers ``own`` (the model's) and ``base`` (its base pipeline's), as "<setting>
-    <own> vs <base>" phrases: the class alone where it differs, else each setting their class takes that differs
-    (``settings``: a key diffusers keeps but the class ignores changes nothing); empty where they are the same."""
-    from gpu.checkpoint.scheduler import settings
-
-    if type(own) is not type(base):
-        return [f"class {type(own).__name__} vs {type(base).__name__}"]
-    mine, theirs = settings(own), settings(base)
-    return [f"{key} {json.dumps(mine.get(key))} vs {json.dumps(theirs.get(key))}"
-            for key in sorted(mine.keys() | theirs.keys()) if mine.get(key) != theirs.get(key)]  # fmt: skip
-
-
 class NoBase(ModelLoadError):
     """No base pipeline of an SVDQ file was found (``problem``: "was not found"), or none that fits it ("does not
     fit it")."""
@@ -473,7 +459,7 @@ def load_pipeline(
         base_path = facts.path if facts.kind != "svdq" else resolve_base(facts, library, base, notes)
     with load_errors(entry.name, base_path):
         if facts.kind == "svdq":
-            from gpu.checkpoint.scheduler import checked_scheduler
+            from gpu.checkpoint.scheduler import checked_scheduler, scheduler_differences
             from gpu.checkpoint.skeleton import load_quantized_transformer
 
             meta = checkpoint_meta(facts.path)
