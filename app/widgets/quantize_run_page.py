@@ -83,10 +83,6 @@ class RunPage(QWizardPage):
             self.bar.setRange(0, 1)
         if how == FINISHED:
             self.bar.setValue(1)
-        self.finish(ok)
-
-    def finish(self, ok: bool) -> None:
-        """The run ended, with a model (``ok``) or without."""
         self.ok = ok
         self.cancel_button.setEnabled(False)
         self.eta.setText("")  # "About 0 min 5 s left" stayed after a cancel or a failure

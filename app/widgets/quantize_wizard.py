@@ -88,7 +88,7 @@ class QuantizeWizard(QWizard):
         # While a run works, Back stays disabled: going back and pressing Next would queue a second job behind it.
         # QWizard greys Back on the page after a commit page, and re-applies that whenever it updates its buttons
         # (which a plain setEnabled(False) would not survive). It updates them after initializePage (which starts
-        # the run) and on the run page's completeChanged, which every end of a run emits (RunPage.finish) after this.
+        # the run) and on the run page's completeChanged, which every end of a run emits (RunPage.end) after this.
         self.run_state.running_changed.connect(self.calibration_page.setCommitPage)
         self.source_state.calibration_changed.connect(self.calibration_page.show_calibration)
         # The chosen library model's name went on to another folder while a later page showed (``relisted``):
