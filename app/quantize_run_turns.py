@@ -24,6 +24,9 @@ from gpu.errors import UserError
 if TYPE_CHECKING:
     from gpu.quantizer import QuantizeConfig
 
+# Said while a run waits for a closed wizard's run to stop (it holds the output's name, or the GPU)
+WAITING_FOR_CLOSED = "Waiting for the quantize run of the wizard you closed to stop…"
+
 
 class QuantizeRunTurns(QObject):
     """Starts a wizard's run, names its output and waits for its turn behind the runs of earlier wizards; the run's
@@ -89,7 +92,7 @@ class QuantizeRunTurns(QObject):
             # under the next free name, its parts folder unsaid.
             self.run_state.waiting = True
             self.run_state.log(
-                "Waiting for the quantize run of the wizard you closed to stop…" if self._earlier_name_held() else
+                WAITING_FOR_CLOSED if self._earlier_name_held() else
                 "Waiting for the cancelled run to finish choosing its output's name…")  # fmt: skip
             return
         self._start_when_free()
@@ -126,7 +129,7 @@ class QuantizeRunTurns(QObject):
         self.run_state.log(f"Quantizing {source} → {run.out_path.name}")
         if any(earlier.running for earlier in self._earlier):
             self.run_state.waiting = True
-            self.run_state.log("Waiting for the quantize run of the wizard you closed to stop…")
+            self.run_state.log(WAITING_FOR_CLOSED)
             return
         self._hand_over()
 

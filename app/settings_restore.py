@@ -26,12 +26,12 @@ from gpu.model_files import known_model_hash
 from gpu.version import APP_NAME
 
 # What to drop instead of a file with no settings (the app's own dialogs say it the same way).
+_EDITORS_REMOVE = "image editors and many sites remove the settings from the file."
 DROP_HINT = ("Drop a PNG saved by Nibble Studio, A1111/Forge or ComfyUI, a JPEG, WebP or GIF saved by A1111/Forge, "
-             "or the .txt file A1111/Forge write beside an image, as it was saved: image editors and many sites "
-             "remove the settings from the file.")  # fmt: skip
+             f"or the .txt file A1111/Forge write beside an image, as it was saved: {_EDITORS_REMOVE}")  # fmt: skip
 # What to reuse instead of a gallery image with no settings (imported from the images folder as it was saved).
 REUSE_HINT = ("Reuse the settings of an image made here, or of one saved with its settings by A1111/Forge or ComfyUI: "
-              "image editors and many sites remove the settings from the file.")  # fmt: skip
+              f"{_EDITORS_REMOVE}")  # fmt: skip
 
 
 def _why_none(found: ImageSettings) -> str:
