@@ -26,7 +26,13 @@ class CheckpointError(UserError):
     """An SVDQ file is malformed: wrong version/architecture, missing tensors, truncated, corrupt."""
 
 
-class SchedulerError(CheckpointError):
+class NewerAppError(CheckpointError):
+    """An SVDQ file this version cannot run but a newer one may: a format version or a named architecture it does not
+    know, or a recorded scheduler it does not take. The file itself may be sound (the library leaves it out for
+    this version only)."""
+
+
+class SchedulerError(NewerAppError):
     """The scheduler an SVDQ file records cannot run here (a class or setting this version or its diffusers does not
     take, a package not installed): the file itself may be sound, and an update may run it."""
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gpu.version
-from gpu.errors import CheckpointError, SchedulerError, UserError
+from gpu.errors import CheckpointError, NewerAppError, UserError
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.paths import resolved, same_file
 from gpu.safetensors_header import is_safetensors_name
@@ -149,7 +149,6 @@ def add_found_models(library: ModelLibrary, folder: Path, listed: Iterable[Path]
     in a way no check names is left out too (``unchecked``: its traceback logged), and the files after it are looked
     at all the same; one that cannot be read now, or whose check ran out of memory, is tried again at the next
     start."""
-    from gpu.checkpoint.format import NEWER_APP  # here: the format imports torch, which the window's start must not
     from gpu.checkpoint.verified import verify_checkpoint_once
     from gpu.model_files import inspect_model_path
 
@@ -164,7 +163,7 @@ def add_found_models(library: ModelLibrary, folder: Path, listed: Iterable[Path]
             # Only wrong sizes, checksum or layout are the file's for good; a refusal that an update may lift (a
             # scheduler this version or its diffusers cannot run, a newer app's file) holds under this version only:
             # the first start of another version (a release) checks the file again
-            newer = isinstance(err, SchedulerError) or err.hint == NEWER_APP
+            newer = isinstance(err, NewerAppError)
             library.leave_out(path, f"it cannot run with this version ({err.text[:300]})" if newer else DAMAGED)
             continue
         except (UserError, OSError) as err:  # no model (another kind of file), or unreadable now

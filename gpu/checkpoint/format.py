@@ -34,7 +34,7 @@ from safetensors.torch import save_file
 
 from gpu.atomic import atomic_path
 from gpu.bfl_layout import PICK_MODEL, QUANTIZE_FIRST, bfl_prefix, foreign_quantized, other_file
-from gpu.errors import CheckpointError
+from gpu.errors import CheckpointError, NewerAppError
 from gpu.safetensors_header import AGAIN, TensorReader, open_safetensors, read_data_hashed, read_safetensors_header
 from gpu.version import __version__
 
@@ -144,7 +144,7 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
         raise CheckpointError(f"{name}: unknown checkpoint format {data.get('format')!r}", hint=REMAKE)
     version = data.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(
+        raise NewerAppError(
             f"{name}: SVDQ format version {version} is not supported (this app reads version {FORMAT_VERSION})",
             hint=NEWER_APP,
         )
@@ -154,8 +154,9 @@ def _meta_from_header(name: str, header: dict[str, Any]) -> CheckpointMeta:
     try:
         adapter = adapter_named(str(architecture))
     except ValueError as err:  # named: a model a newer version runs (the format's version is the same); else damage
-        newer = isinstance(architecture, str) and architecture
-        raise CheckpointError(f"{name}: {err}", hint=NEWER_APP if newer else REMAKE) from None
+        if isinstance(architecture, str) and architecture:
+            raise NewerAppError(f"{name}: {err}", hint=NEWER_APP) from None
+        raise CheckpointError(f"{name}: {err}", hint=REMAKE) from None
     if data.get("model_class") != adapter.diffusers_class:
         raise CheckpointError(
             f"{name}: model class {data.get('model_class')!r} does not match architecture {adapter.architecture!r}",
