@@ -3,6 +3,7 @@ and RAM budgets, and the unfinished runs in the models folder."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
@@ -33,9 +34,11 @@ MAX_PROMPTS = 512
 class CalibrationPage(QWizardPage):
     """Calibration prompts and steps, the GPU and RAM budgets, and the unfinished runs in the models folder;
     Next here is Quantize, which starts the run."""
-    def __init__(self, unfinished_runs: UnfinishedRuns | None = None) -> None:
+    def __init__(self, unfinished_runs: UnfinishedRuns | None = None,
+                 source_still_ready: Callable[[], bool] | None = None) -> None:  # fmt: skip
         """``unfinished_runs``: the wizard's, which the page's words on them and Quantize go by (none: a page on its
-        own, which says nothing of them)."""
+        own, which says nothing of them). ``source_still_ready``: the wizard's check as Quantize is pressed (none:
+        a page on its own, which starts from any source)."""
         super().__init__()
         self.setTitle("Calibration and memory")
         self.setSubTitle("Calibration runs the model on a few prompts to see its activations.")
@@ -76,6 +79,7 @@ class CalibrationPage(QWizardPage):
         self.unfinished.setWordWrap(True)
         self.unfinished_button = QPushButton("Unfinished runs…")
         self._unfinished_runs = unfinished_runs
+        self._source_still_ready = source_still_ready
         if unfinished_runs is not None:
             bind(unfinished_runs, "summary", self.unfinished)
             bind_enabled(unfinished_runs, "openable", self.unfinished_button)
@@ -121,8 +125,7 @@ class CalibrationPage(QWizardPage):
         # A run started meanwhile could take the name of the folder being deleted, whose lock the deletion holds.
         if self._deleting():  # QWizard.next() asks only this, not isComplete (which greys the button)
             return False
-        source_still_ready = getattr(self.wizard(), "source_still_ready", None)
-        return source_still_ready is None or source_still_ready()
+        return self._source_still_ready is None or self._source_still_ready()
 
     def _check_ram(self) -> None:
         """Warns (a warning: the machine's swap may hold it) when the budget is over the RAM this machine has."""

@@ -84,7 +84,7 @@ class QuantizeWizard(QWizard):
                                       compare_steps=lambda: self.compare_steps, parent=self)  # fmt: skip
         self.source_page = SourcePage(controller, self.source_state)
         self.method_page = MethodPage()
-        self.calibration_page = CalibrationPage(self.unfinished_runs)
+        self.calibration_page = CalibrationPage(self.unfinished_runs, self.source_still_ready)
         # While a run works, Back stays disabled: going back and pressing Next would queue a second job behind it.
         # QWizard greys Back on the page after a commit page, and re-applies that whenever it updates its buttons
         # (which a plain setEnabled(False) would not survive). It updates them after initializePage (which starts
