@@ -14,8 +14,9 @@ check failed in a way no check names (neither read again at every start; adding 
 a failure may be the app's bug, not the file's: its record also holds the app's version and holds only under it,
 so the first start of an update that fixed the bug checks the file again. A record holds only while that very file
 is there: one whose file is gone or changed (a new run wrote that name again) is forgotten at the next save, and so
-is one whose path is listed again (the user added it back). An older version of this format ignores the key, and
-drops it when it saves."""
+is one whose path is listed again (the user added it back). One whose folder is not there (the models folder on a
+drive that is unplugged) is kept as it is: forgotten, the model the user removed came back once the drive did. An
+older version of this format ignores the key, and drops it when it saves."""
 
 from __future__ import annotations
 
@@ -68,11 +69,14 @@ def _holds(record: Mapping[str, Any]) -> bool:
 
 
 def _still_that_file(record: Mapping[str, Any]) -> bool:
-    """Whether the file a record was made for is still at its path, unchanged (size and modification time)."""
+    """Whether the file a record was made for is still at its path, unchanged (size and modification time), or
+    may be: the folder that holds it is not there (its drive unplugged), so that nothing tells it is gone."""
     try:
         st = os.stat(record["path"])
-    except (OSError, ValueError):  # gone, or a path the system refuses (a NUL from a hand edit)
+    except ValueError:  # a path the system refuses (a NUL from a hand edit)
         return False
+    except OSError:  # gone, unless its whole folder is away
+        return not os.path.isdir(os.path.dirname(record["path"]))
     return st.st_size == record["size"] and st.st_mtime_ns == record["mtime_ns"]
 
 

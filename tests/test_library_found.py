@@ -130,6 +130,29 @@ def test_a_removal_leaves_the_file_out_until_it_is_another_file_or_added_again(t
     assert found_models(models, listed, library.file) == [model]
 
 
+@pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
+def test_a_removal_in_a_models_folder_whose_drive_is_unplugged_outlives_the_saves_made_meanwhile(tmp_path):
+    """A record held only while its file could be looked at: a library saved while the models folder's drive was
+    unplugged (another model added) dropped the removal of a model there, and the next start with the drive back
+    added the model the user had removed."""
+    drive, models = tmp_path / "usb" / "models", tmp_path / "data" / "models"
+    model = _copy(drive, "flux-int4.safetensors")
+    models.parent.mkdir()
+    models.symlink_to(drive)  # the data folder's models folder kept on the external drive
+    library = ModelLibrary(tmp_path / "data")
+    library.add(models / "flux-int4.safetensors")
+    library.remove("flux-int4")
+    drive.parent.rename(tmp_path / "unplugged")
+    library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))  # saved while the drive is away
+    assert [r["path"] for r in json.loads(library.file.read_text())["unlisted"]] == [str(model)]
+    (tmp_path / "unplugged").rename(drive.parent)  # plugged in again: the removal still holds
+    listed = [e.path for e in library.entries()]
+    assert found_models(models, listed, library.file) == [] and left_out(library.file, model) == "removed"
+    (drive / model.name).unlink()  # gone from a folder that is there: forgotten at the next save
+    library.add(_copy(tmp_path / "elsewhere", "third-int4.safetensors"))
+    assert "unlisted" not in json.loads(library.file.read_text())
+
+
 def test_a_damaged_file_found_is_left_out_and_not_read_again(tmp_path, monkeypatch):
     models = tmp_path / "models"
     damaged = _copy(models, "damaged-int4.safetensors")
