@@ -36,7 +36,7 @@ from app.prompt_measure import PromptMeasure
 from app.reconcile import FolderImport
 from app.settings import LastJob, Settings
 from app.settings_restore import SettingsRestore
-from app.startup_notices import check_images_folder, database_notices, lora_not_restored_notice
+from app.startup_notices import check_images_folder, database_notices, lora_not_restored_notice, models_away_notice
 from app.store import ImageRecord
 from app.store_recovery import open_store
 from app.trash_actions import TrashActions
@@ -102,6 +102,8 @@ class AppController(QObject):
         self.folder_import = FolderImport(self.store, data, new, report, recovery if failed is None else None, self)
         self.folder_import.failed.connect(self.error)
         self.notices += database_notices(data, opened, recovery, report)
+        if (away := models_away_notice(data)) is not None:
+            self.notices.append(away)
         self.gallery = GalleryModel(self.store, data, self)
         self.folder_import.imported.connect(self.gallery.add_imported)
         self.gallery.wait_for_gather(self.folder_import)

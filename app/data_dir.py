@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpu.atomic import check_folder_writable, link_to_nothing, make_folders
+from gpu.atomic import LinkLeadsNowhere, check_folder_writable, link_to_nothing, make_folders
 from gpu.errors import OutputError
 from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir
 
@@ -38,6 +38,9 @@ class DataDir:
     trash_folder: Path | None = field(default=None, compare=False, repr=False)  # chosen by ``create``
     # (st_dev, st_ino) of the images folder when the app opened it, a link to it followed; None: not checked
     images_identity: tuple[int, int] | None = field(default=None, compare=False, repr=False)
+    # Why the models folder could not be reached when the app opened the data folder ("<models> is a link to …,
+    # which is not there: …"), "" when it could (``create``)
+    models_away: str = field(default="", compare=False, repr=False)
 
     @property
     def images(self) -> Path:
@@ -71,7 +74,8 @@ class DataDir:
         folder that takes none (read-only, or a link to such a place) passed mkdir, and a later step failed
         naming a file inside (for images/: every generated picture, after the work). ``OSError`` (``filename``
         the folder concerned) when one cannot be used. Returns the DataDir to use: the root's identity
-        remembered (``check_in_place``) and its trash chosen (``IMAGES_TRASH``)."""
+        remembered (``check_in_place``) and its trash chosen (``IMAGES_TRASH``). A models folder that is a link
+        leading nowhere (its drive unplugged) is no refusal: ``models_away`` says why it cannot be used."""
         self.root.mkdir(parents=True, exist_ok=True)
         check_folder_writable(self.root)
         make_folders([self.images])  # a link there leading nowhere (or a loop) is named as one, not "File exists"
@@ -81,9 +85,16 @@ class DataDir:
             self, identity=(root.st_dev, root.st_ino), trash_folder=self._trash_for_images(images.st_dev, root.st_dev),
             images_identity=(images.st_dev, images.st_ino),
         )  # fmt: skip
-        for folder in (data.trash, data.quantized):
-            make_folders([folder])  # as images/: a link to an unplugged drive said as such, not as "File exists"
-            check_folder_writable(folder)
+        make_folders([data.trash])  # as images/: a link to an unplugged drive said as such, not as "File exists"
+        check_folder_writable(data.trash)  # the gallery's deletes and their undo go through it
+        try:
+            make_folders([data.quantized])
+        except LinkLeadsNowhere as away:
+            # models/ a link to a drive that is unplugged: the gallery, the history and the built-in models need
+            # none of it, so the app starts without it (its models listed as missing, no run saved there) and
+            # uses it again once the drive is back
+            return dataclasses.replace(data, models_away=away.strerror)
+        check_folder_writable(data.quantized)
         return data
 
     def _trash_for_images(self, images_dev: int, root_dev: int) -> Path:

@@ -21,6 +21,7 @@ from app.engine_errors import EngineError, classify, is_disk_full
 from app.engine_worker import pil_to_qimage, quantize_runs
 from app.quantize_outputs import new_told, running_output
 from app.thread_exit import stop_thread
+from gpu.atomic import LinkLeadsNowhere, broken_link
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,9 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
         # the file) is any setting's doing: "Go back to change the settings" sent the user looking for one.
         unfixable = isinstance(exc, (ModelLoadError, CheckpointError, FileNotFoundError))
         return error, error.kind != "internal" and not unfixable
-    fix = "free some space on its disk" if full else "make it a folder you can write to, move aside what is in the way"
+    fix = ("free some space on its disk" if full else
+           "plug in or mount the drive its link leads to" if isinstance(broken_link(models), LinkLeadsNowhere) else
+           "make it a folder you can write to, move aside what is in the way")  # fmt: skip
     return EngineError("user", error.message,
                        f"The wizard saves models in the app's models folder, {models}: {fix}, or {another}. "
                        "Then run again.", kept_said=error.kept_said), False

@@ -1,6 +1,7 @@
 """What the start-up checks and repairs tell the user: the notices the window shows once it is up (``AppController
 .notices``): a check of the images folder that failed, images whose names are not valid text, a gallery database
-lost or damaged, LoRAs of the last session that could not be switched on again."""
+lost or damaged, LoRAs of the last session that could not be switched on again, a models folder on a drive that is
+unplugged."""
 
 from __future__ import annotations
 
@@ -60,6 +61,18 @@ def database_notices(data: DataDir, opened: OpenedStore, recovery: Recovery | No
             "Prompts that never made an image, and the trash's undo list, may be missing.",
         ))  # fmt: skip
     return notices
+
+
+def models_away_notice(data: DataDir) -> EngineError | None:
+    """What to say of a start whose models folder is on a drive that is unplugged (``DataDir.models_away``): the
+    app runs without it, and uses it again once the drive is back. None when the folder could be used."""
+    if not data.models_away:
+        return None
+    return EngineError(
+        "notice", f"The models folder cannot be reached: {data.models_away}. The built-in models work; the models "
+        "kept there are listed as missing, and no quantized model can be saved there until it is back.",
+        "Plug in or mount the drive the link leads to: its models can be picked again at once, and the models "
+        "folder is searched for new models again at the next start.")  # fmt: skip
 
 
 def lora_not_restored_notice(text: str) -> EngineError:
