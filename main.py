@@ -1,4 +1,5 @@
-"""Nibble Studio entry point: ``python main.py`` opens the app; sub-commands run the engine headless.
+"""Nibble Studio entry point: ``python main.py`` opens the app (``python main.py IMAGE.png``: with that image handled
+as one dropped on it); sub-commands run the engine headless.
 
     python main.py quantize SRC --out OUT.safetensors [--method ...] [--precision ...] [--rank 32] [--overwrite]
                                                   [--base PIPELINE]   (SRC a single-file checkpoint)
@@ -243,11 +244,37 @@ def refuse_usage(err: UsageError, argv: list[str]) -> NoReturn:
     raise SystemExit(2)
 
 
+def app_with_file(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:
+    """The app's command line with a file to open (``open_file``), for an ``argv`` ``parser`` refused: an image a
+    file manager passes as the last argument (dropped on the executable, "Open with", a .desktop file's %f). Only
+    a last argument that is no sub-command is taken for a file: one named .png, and where the run cannot be a
+    script (``started_by_the_desktop``) any that is there (a JPEG, a text file, said as the drop says it); a
+    script's ``main.py model.safetensors``, the sub-command forgotten, still gets its usage error rather than a
+    window that waits. Taken only when the rest is the app's own command line (no sub-command, no --self-test);
+    None otherwise, the usage error said as before. Asked only of a refused command line: every one that was read
+    before is read the same."""
+    if not argv:
+        return None
+    *rest, last = argv
+    file = last.lower().endswith(".png") or (started_by_the_desktop() and os.path.exists(last))
+    if last in COMMANDS or last.startswith("-") or not file:
+        return None
+    try:
+        args = parser.parse_args(rest)
+    except UsageError:
+        return None
+    if args.command is not None or args.self_test:
+        return None
+    args.open_file = last
+    return args
+
+
 def started_by_the_desktop() -> bool:
     """Whether this run is the windowed executable, where no one reads a usage error on stderr: it has none (the
-    windowed Windows executable), or it is the frozen app with no terminal (an image or a folder dropped on the
-    app, "Open with"). Anywhere else a terminal or a script reads stderr: a dialog held a script up until someone
-    clicked (``main.py model.safetensors``, the sub-command forgotten, with stderr captured)."""
+    windowed Windows executable), or it is the frozen app with no terminal (a shortcut given options it does not
+    take; a file dropped on the app or opened with it is opened, ``app_with_file``). Anywhere else a terminal or a
+    script reads stderr: a dialog held a script up until someone clicked (``main.py model.safetensors``, the
+    sub-command forgotten, with stderr captured)."""
     return sys.stderr is None or (bool(getattr(sys, "frozen", False)) and no_terminal())
 
 
@@ -696,7 +723,7 @@ def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
         raise
     # the flag as given, which run_app reads as main reads it (``named_data_dir``): Path() took "./~" for "~", and
     # the app then opened the home folder while the engine had the folder named "~" in the current one
-    return run_app(argv, args.data_dir)
+    return run_app(argv, args.data_dir, getattr(args, "open_file", None))
 
 
 COMMANDS = {"quantize": cmd_quantize, "generate": cmd_generate, "inspect": cmd_inspect, "bench": cmd_bench}
@@ -723,7 +750,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--self-test takes no sub-command: run 'main.py --self-test' and "
                          f"'main.py {args.command} ...' separately")  # fmt: skip
     except UsageError as err:
-        refuse_usage(err, argv)
+        if (args := app_with_file(parser, argv)) is None:
+            refuse_usage(err, argv)
     if args.data_dir is not None and (blank := blank_data_dir(args.data_dir)) is not None:
         return refuse_blank_data_dir(args, argv, *blank)  # no folder the app's own start-up dialog could name
     # the default folder checked for the commands that write into it: their log, the library, the self-test report

@@ -96,21 +96,23 @@ def test_an_offscreen_start_with_no_terminal_prints_and_exits_without_a_dialog(q
     assert seen == [] and _no_window_shown() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("dropped", ["star.png", "folder"])
+@pytest.mark.parametrize("given", ["a file", "gone"])
 def test_a_command_line_the_frozen_app_cannot_use_with_no_terminal_is_said_in_a_dialog_and_on_stderr(
-        qtbot, tmp_path, monkeypatch, capsys, a_gui_can_be_seen, dropped):  # fmt: skip
-    """An image or a folder dropped on the executable, or opened with it: argparse printed its usage error to a
-    stderr no one reads and exited 2, and the user saw nothing happen (a folder still, after files were seen)."""
+        qtbot, tmp_path, monkeypatch, capsys, a_gui_can_be_seen, given):  # fmt: skip
+    """A shortcut given what the app does not take: argparse printed its usage error to a stderr no one reads and
+    exited 2, and the user saw nothing happen. (A file dropped on the executable, or opened with it, opens the app:
+    ``test_opened_file``; not one given before an option.)"""
     from main import main
 
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    star = tmp_path / dropped
-    star.mkdir() if dropped == "folder" else star.write_bytes(b"")
+    star = tmp_path / "star.png"
+    star.write_bytes(b"")
+    argv = [str(star), "--no-such-option"] if given == "a file" else ["gone"]
     seen: list[str] = []
     accept_dialog_later(seen)
     with pytest.raises(SystemExit) as stop:
-        main([str(star)])
-    choice = f"argument COMMAND: invalid choice: '{star}' (choose from 'quantize', 'generate', 'inspect', 'bench')"
+        main(argv)
+    choice = f"argument COMMAND: invalid choice: '{argv[0]}' (choose from 'quantize', 'generate', 'inspect', 'bench')"
     usage = "main.py [-h] [--data-dir DATA_DIR] [--self-test] COMMAND ..."
     assert stop.value.code == 2 and seen == [f"Nibble Studio cannot start\nThe command line was not understood: "
                                              f"{choice}.\nStart Nibble Studio without arguments (what it takes: "
@@ -128,9 +130,9 @@ def test_a_mistyped_command_with_stderr_redirected_is_printed_without_a_dialog(q
     that forgot the sub-command (``main.py model.safetensors``) was still held up."""
     from main import main
 
-    (tmp_path / "star.png").write_bytes(b"")
+    (tmp_path / "model.safetensors").write_bytes(b"")  # a .png opens the app (``test_opened_file``)
     monkeypatch.chdir(tmp_path)
-    argv = [str(tmp_path / "star.png") if arg == "<a file>" else arg for arg in argv]
+    argv = [str(tmp_path / "model.safetensors") if arg == "<a file>" else arg for arg in argv]
     seen: list[str] = []
     accept_dialog_later(seen)  # on the old code the dialog showed: accepted here, so that the test fails, not hangs
     with pytest.raises(SystemExit) as stop:

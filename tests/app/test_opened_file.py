@@ -1,0 +1,98 @@
+"""An image given to the app on its command line (dropped on the executable in Windows Explorer, "Open with", a Linux
+file manager through the .desktop file's %f) opens the app and is handled as an image dropped on the prompt panel.
+It was refused in a dialog as a usage error, and the app did not start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from gpu.generation.png_metadata import write_png
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# main.py's start, as the executable runs it, with the image as its one argument; what the window shows once the
+# engine is ready and the file was handled is printed, then the window closed
+_DRIVER = """
+import json, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+from app.main_window import MainWindow
+from main import main
+
+def drive(tries=[0]):
+    tries[0] += 1
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+    boxes = [f"{b.text()}|{b.informativeText()}" for b in QApplication.topLevelWidgets()
+             if isinstance(b, QMessageBox) and b.isVisible()]
+    state = windows[0].controller.prompt if windows else None
+    ready = windows and windows[0].controller.model_info is not None and (state.prompt or boxes)
+    if not ready and tries[0] < 1200:
+        QTimer.singleShot(50, drive)
+        return
+    if windows:
+        print("SEEN " + json.dumps({"prompt": state.prompt, "seed": state.seed, "boxes": boxes}), flush=True)
+        for box in QApplication.topLevelWidgets():
+            if isinstance(box, QMessageBox) and box.isVisible():
+                box.accept()
+        windows[0].close()
+
+qt = QApplication(["nibble-studio"])
+QTimer.singleShot(50, drive)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _start_with(tmp_path, argument: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _DRIVER, argument], capture_output=True, text=True, timeout=300,
+                         cwd=REPO, env={**os.environ, "QT_QPA_PLATFORM": "offscreen",
+                                        "NIBBLE_DATA_DIR": str(tmp_path / "data")})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = [line for line in out.stdout.splitlines() if line.startswith("SEEN ")]
+    assert len(seen) == 1, out.stderr[-3000:]
+    return json.loads(seen[0].removeprefix("SEEN "))
+
+
+def test_a_png_given_on_the_command_line_opens_the_app_with_its_settings_restored(tmp_path):
+    png = write_png(tmp_path / "a lake.png", Image.new("RGB", (8, 8)), {"prompt": "a lake at dawn", "seed": 9})
+    seen = _start_with(tmp_path, str(png))
+    assert (seen["prompt"], seen["seed"], seen["boxes"]) == ("a lake at dawn", 9, [])
+
+
+def test_a_missing_png_given_on_the_command_line_is_said_and_the_app_still_starts(tmp_path):
+    seen = _start_with(tmp_path, str(tmp_path / "gone.png"))
+    assert seen["prompt"] == "" and len(seen["boxes"]) == 1, seen
+    assert seen["boxes"][0].startswith("Nothing was restored from gone.png: it cannot be read"), seen
+
+
+@pytest.mark.parametrize("desktop", [False, True])
+def test_only_a_refused_command_line_ending_in_a_file_is_read_as_the_app_opening_it(tmp_path, monkeypatch, desktop):
+    """What was read before is read the same: a sub-command's name is one even where a file has that name, and a
+    file (not named .png) given from a terminal or a script, the sub-command forgotten, stays a usage error there
+    rather than a window that waits; the windowed executable (no stderr) opens it."""
+    from main import UsageError, app_with_file, build_parser
+
+    monkeypatch.chdir(tmp_path)
+    if desktop:
+        monkeypatch.setattr(sys, "stderr", None)
+    (tmp_path / "generate").write_text("a file named as a sub-command")
+    (tmp_path / "model.safetensors").write_text("not an image")
+    parser = build_parser()
+
+    def opened(*argv: str) -> tuple[str | None, str] | None:
+        with pytest.raises(UsageError):  # asked only of what the parser refuses
+            parser.parse_args(list(argv))
+        args = app_with_file(parser, list(argv))
+        return None if args is None else (args.data_dir, args.open_file)
+
+    assert opened("photo.png") == (None, "photo.png")  # a .png, there or not: the app says what it finds
+    assert opened("--data-dir", "d", str(tmp_path / "x.PNG")) == ("d", str(tmp_path / "x.PNG"))
+    assert opened("model.safetensors") == ((None, "model.safetensors") if desktop else None)
+    for refused in (["generate"], ["genrate"], ["generate", "a cat", "x.png"], ["--self-test", "x.png"],
+                    ["inspect"], ["--data-dir"], ["x.png", "--seed", "3"]):  # fmt: skip
+        assert opened(*refused) is None, refused
