@@ -58,7 +58,9 @@ class QuantizeRunState(QObject):
     started_over = Signal()  # a new run (``start_over``): the result page empties its grid of the earlier run's
     left = Signal(str)  # what a run that ended unfinished left for the next one (``left_note``)
     ended = Signal(str, bool)  # how the run ended (FINISHED, CANCELLED, FAILED), and whether with a model
-    failed = Signal(object, bool)  # EngineError, and whether a setting of the wizard may fix it: said after ``ended``
+    # EngineError, and whether a setting of the wizard may fix it: said before ``ended``, so that whatever reacts to
+    # the end (the run page's completeChanged, the wizard's buttons) finds the run page's error text set already
+    failed = Signal(object, bool)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -175,8 +177,8 @@ class QuantizeRunState(QObject):
             if kept:
                 self.log(kept)
             self.left.emit(self.left_note(kept=not error.kept_said))
-        self.ended.emit(FAILED, False)
         self.failed.emit(error, settings_can_fix)
+        self.ended.emit(FAILED, False)
 
     def result_to_keep(self) -> str | None:
         """The result still to hand to the library however the wizard is left (closed, Back and another run, the

@@ -65,7 +65,6 @@ class QuantizeWizard(QWizard):
         self.controller = controller
         self.run_state = QuantizeRunState(self)
         controller.add_ended.connect(self.run_state.add_ended)
-        self.run_state.failed.connect(self._show_failure)
         self.error_dialog: QMessageBox | None = None
         self.compare_steps: int | None = None  # tests use few steps
         # The models folder is looked at on threads: the output name of a run by ``turns``, the unfinished runs
@@ -97,6 +96,8 @@ class QuantizeWizard(QWizard):
         self.source_state.relisted_changed.connect(self._relisted)
         self.calibration_page.show_calibration(self.source_state.calibration)
         self.run_page = RunPage(self.run_state, self.turns)
+        # After the run page's: its error text is set by the time the dialog opens over it
+        self.run_state.failed.connect(self._show_failure)
         self.result_page = ResultPage(self, self.run_state)
         for page in (self.source_page, self.method_page, self.calibration_page, self.run_page, self.result_page):
             self.addPage(page)

@@ -10,6 +10,7 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWizard
 
+from app.engine_errors import EngineError
 from app.quantize_outputs import free_output_path
 from app.quantize_worker import run_error
 from gpu.checkpoint.format import read_checkpoint_meta
@@ -229,3 +230,26 @@ def test_a_run_renders_its_source_at_16_bits_as_the_source_was_when_it_started(q
     wizard.cancel()  # before the assertions: a window closed on a running wizard asks first, in a modal box
     qtbot.waitUntil(lambda: not wizard.run_state.running, timeout=120000)
     assert job.source == "demo" and job.compare_original
+
+
+def test_a_failed_runs_error_is_on_the_page_before_its_end_is_said(qtbot, window, monkeypatch):
+    """The run's end was said before its failure: the run page's completeChanged (QWizard updating its buttons)
+    came while the page had no error text yet, and the wizard's error dialog opened over a page without it."""
+    import app.widgets.quantize_wizard as quantize_wizard
+
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    page_text_at: dict[str, str] = {}
+    shown = quantize_wizard.show_error
+
+    def show_error(parent, error):
+        page_text_at["dialog"] = wizard.run_page.error.text()
+        return shown(parent, error)
+
+    monkeypatch.setattr(quantize_wizard, "show_error", show_error)
+    wizard.run_state.ended.connect(lambda *_: page_text_at.setdefault("ended", wizard.run_page.error.text()))
+    wizard.run_page.completeChanged.connect(lambda: page_text_at.setdefault("complete", wizard.run_page.error.text()))
+    wizard.run_state.failed_with(EngineError("user", "models: the folder cannot be written", "free some space"))
+    said = "The run failed: models: the folder cannot be written. Free some space. Go back to change the settings."
+    assert page_text_at == {"dialog": said, "ended": said, "complete": said}
+    wizard.error_dialog.close()
