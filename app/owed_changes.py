@@ -231,9 +231,9 @@ def make_change(library: ModelLibrary, owed: OwedChanges, kind: str, value: str,
 
 
 def _still_listed(library: ModelLibrary, name: str, path: str) -> bool:
-    """Whether ``library`` lists ``name``, at ``path`` where that is known (not "")."""
+    """Whether ``library`` lists ``name``, at ``path`` where that is known (not ""): the same file, however spelled."""
     listed = library.listed_path(name)
-    return listed is not None and (not path or str(listed) == path)
+    return listed is not None and (not path or same_file(listed, path))
 
 
 def make_changes_now(data: DataDir, owed: OwedChanges) -> None:

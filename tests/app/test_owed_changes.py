@@ -424,3 +424,19 @@ def test_changes_carried_stay_owed_and_recorded_until_each_is_tried(data_root, t
     owed.discard(ADD, hung)  # the engine, just before trying the first, which then never ends
     assert owed.owed() == changes[1:]  # made by the quit
     assert OwedChanges(data_root / OWED_CHANGES).carried() == changes[1:]  # else by the next start
+
+
+def test_a_carried_removal_of_a_path_spelled_otherwise_is_made(data_root, tmp_path):
+    """A removal recorded with another spelling of the listed path (through a symlinked folder, with "..") was
+    taken for a removal of another model by that name, and the model stayed listed: the path is compared as a
+    file, as an add's dropping of a removal owed compares it."""
+    library = ModelLibrary(data_root)
+    mine = _copy(tmp_path / "real" / "mine.safetensors")
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    for spelling in (tmp_path / "link" / "mine.safetensors", tmp_path / "real" / ".." / "real" / "mine.safetensors"):
+        library.add(mine)
+        OwedChanges(data_root / OWED_CHANGES).put(REMOVE, "mine", str(spelling))
+        owed = OwedChanges(data_root / OWED_CHANGES)  # the next start
+        for kind, value in owed.carried():
+            make_change(library, owed, kind, value)
+        assert _listed(data_root) == {}, spelling
