@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +15,7 @@ from app.atomic import atomic_write_text
 from app.data_dir import DataDir
 from gpu.errors import UserError
 from gpu.library import ModelLibrary
-from gpu.paths import same_file
+from gpu.paths import Stamp, file_stamp, same_file
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +33,6 @@ LIBRARY_WAIT_S = 5.0
 OWED_CHANGES = "owed-changes.json"  # in the data folder: the changes asked and not yet made (``OwedChanges``)
 # Its name before it held the adds too (removals only): read once, then removed once its removals are recorded anew
 OLD_OWED_REMOVALS = "owed-removals.json"
-
-Stamp = tuple[int, int]  # a file's size and modification time (ns): another file written at its path has others
-
-
-def _stamp(path: str) -> Stamp | None:
-    """The size and modification time of the file at ``path`` now; None when there is none, no path, or a folder
-    is there."""
-    try:
-        st = os.stat(path) if path else None
-    except (OSError, ValueError):
-        return None
-    # A folder model (diffusers) is not stamped: its folder's stamp changes with any file put into it, and its
-    # removal was skipped as "written anew"; it is removed by name and path.
-    return None if st is None or not stat.S_ISREG(st.st_mode) else (st.st_size, st.st_mtime_ns)
 
 
 class OwedChanges:
@@ -88,7 +72,9 @@ class OwedChanges:
         """``value`` (a path for ``ADD``, a name for ``REMOVE``, with ``path``, its path in the library) owed,
         after those asked before. An add drops the removals still owed of the model at that path: the user's
         latest word is that it is listed."""
-        stamp = _stamp(path) if kind == REMOVE else None
+        # A folder model (diffusers) is not stamped (``file_stamp``): its removal was skipped as "written anew"; it is
+        # removed by name and path.
+        stamp = file_stamp(path) if kind == REMOVE else None
         with self._lock:
             # Else a removal the engine could not end (a hung drive), made at quit or at the next start, took off
             # the model the user had added back since.
@@ -127,7 +113,7 @@ class OwedChanges:
         modification time differ); False when that is not known, or no file is there (the removal still holds)."""
         with self._lock:
             path, asked = self._paths.get(name, ""), self._stamps.get(name)
-        now = _stamp(path)
+        now = file_stamp(path)
         return asked is not None and now is not None and now != asked
 
     def carried(self) -> list[tuple[str, str]]:

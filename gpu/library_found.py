@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import gpu.version
 from gpu.errors import CheckpointError, NewerAppError, UserError
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
-from gpu.paths import resolved, same_file
+from gpu.paths import file_stamp, resolved, same_file
 from gpu.safetensors_header import is_safetensors_name
 
 if TYPE_CHECKING:
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 UNLISTED_KEY = "unlisted"
 REMOVED = "removed"  # the user took it off the list
 DAMAGED = "damaged"  # found here with wrong sizes or checksum
+# The reasons the user or the file gives, which hold under any version of the app (an unexpected failure's is
+# this version's only)
+LASTING = (REMOVED, DAMAGED)
 
 
 def unchecked(err: Exception) -> str:
@@ -50,34 +53,31 @@ def unchecked(err: Exception) -> str:
 
 def _record(path: Path, why: str) -> dict[str, Any] | None:
     """The record that leaves the file at ``path`` out, as it is now, with this app's version where ``why`` is no
-    reason the file itself gives (not ``REMOVED`` nor ``DAMAGED``: ``unchecked``); None when it is not there
-    (nothing to leave out: a file written there later is another)."""
-    try:
-        st = os.stat(path)
-    except OSError:
+    reason the file itself gives (not ``LASTING``: ``unchecked``); None when it is not there (nothing to leave out:
+    a file written there later is another), or a folder is (the search looks at files only)."""
+    stamp = file_stamp(path)
+    if stamp is None:
         return None
-    version = {} if why in (REMOVED, DAMAGED) else {"version": gpu.version.__version__}
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "why": why, **version}
+    version = {} if why in LASTING else {"version": gpu.version.__version__}
+    return {"path": str(path), "size": stamp[0], "mtime_ns": stamp[1], "why": why, **version}
 
 
 def _holds(record: Mapping[str, Any]) -> bool:
     """Whether ``record`` still leaves its file out: that very file is still there (``_still_that_file``), and a
     record of an unexpected failure was made by this version of the app (another may have fixed what failed; a
     record of one without a version is an earlier version's)."""
-    expected = record["why"] in (REMOVED, DAMAGED)
+    expected = record["why"] in LASTING
     return (expected or record.get("version") == gpu.version.__version__) and _still_that_file(record)
 
 
 def _still_that_file(record: Mapping[str, Any]) -> bool:
     """Whether the file a record was made for is still at its path, unchanged (size and modification time), or
     may be: the folder that holds it is not there (its drive unplugged), so that nothing tells it is gone."""
-    try:
-        st = os.stat(record["path"])
-    except ValueError:  # a path the system refuses (a NUL from a hand edit)
-        return False
-    except OSError:  # gone, unless its whole folder is away
-        return not os.path.isdir(os.path.dirname(record["path"]))
-    return st.st_size == record["size"] and st.st_mtime_ns == record["mtime_ns"]
+    path = record["path"]
+    stamp = file_stamp(path)
+    if stamp is not None:
+        return stamp == (record["size"], record["mtime_ns"])
+    return "\0" not in path and not os.path.isdir(os.path.dirname(path))  # gone, unless its whole folder is away
 
 
 def _records(library_file: Path) -> list[dict[str, Any]]:

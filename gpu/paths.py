@@ -126,6 +126,19 @@ def file_identity(path: str | os.PathLike[str], st: os.stat_result | None = None
     return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
 
 
+Stamp = tuple[int, int]  # a file's size and modification time (ns): another file written at its path has others
+
+
+def file_stamp(path: str | os.PathLike[str]) -> Stamp | None:
+    """The size and modification time (ns) of the file at ``path`` now; None when there is none, no path, or a
+    folder is there (a folder's stamp changes with any file put into it: it tells no model folder from another)."""
+    try:
+        st = os.stat(path) if path else None
+    except (OSError, ValueError):  # gone, or a path the system refuses (a NUL from a hand edit)
+        return None
+    return None if st is None or not stat.S_ISREG(st.st_mode) else (st.st_size, st.st_mtime_ns)
+
+
 def named_path(path: str | os.PathLike[str]) -> Path:
     """``path`` absolute, its folders resolved and its own name kept, as a file picked through a link is read and
     named: a Hugging Face cache's ``snapshots/<rev>/style.safetensors`` links to a blob named by its hash, and the
