@@ -202,6 +202,7 @@ class QuantizeSource(QObject):
         # the choice (the list has not changed since): ``relisted`` compares with it, not with the last list
         self._chosen_at: tuple[str, Path | None] | None = None
         self.facts: SingleFileFacts | None = None
+        self.picked: list[str] = []  # the folders and files picked as the source (``pick``), in the order picked
         self.set_library(entries)
         for name in ("source", "base", "problem", "base_problem", "checking", "needs_base"):
             getattr(self, f"{name}_changed").connect(self._update_ready)
@@ -247,6 +248,18 @@ class QuantizeSource(QObject):
     def library_sources(self) -> list[str]:
         """The library's pipelines, by name: the sources it offers."""
         return [value for _label, value, _folder in self.bases if value in self._folders]
+
+    def sources(self) -> list[tuple[str, str]]:
+        """The sources offered, (label, value): the library's pipelines, then the folders and files picked."""
+        return [(name, name) for name in self.library_sources()] + [(Path(p).name or p, p) for p in self.picked]
+
+    def pick(self, path: str) -> bool:
+        """A folder or file picked (Other folder…, Single file…) is offered among the ``sources`` from now on;
+        returns whether it was not offered yet. Choosing it is ``choose``'s."""
+        if path in self.picked or path in self.library_sources():
+            return False
+        self.picked.append(path)
+        return True
 
     # -- the source ------------------------------------------------------------------------------------------
     def choose(self, value: str) -> None:

@@ -3,7 +3,6 @@ its base pipeline, bound to ``QuantizeSource``."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtWidgets import (
@@ -38,7 +37,6 @@ class SourcePage(QWizardPage):
         self.controller = controller
         self.source = QComboBox()
         self.source.setEditable(False)
-        self._picked: list[str] = []  # the folders and files picked here (Other folder…, Single file…)
         self._fill_sources()  # state.choose below
         self.source.currentIndexChanged.connect(lambda _: state.choose(self.source.currentData() or ""))
         # The library as it changes: opened while the engine started, the wizard listed no library model for good
@@ -112,18 +110,17 @@ class SourcePage(QWizardPage):
         state.choose(self.source.currentData() or "")
 
     def _fill_sources(self) -> None:
-        """The library's pipelines, then the folders and files picked here. The source chosen stays chosen, a
-        library pipeline removed since too (listed as such; ``QuantizeSource.set_library`` says it cannot be
-        used); with none chosen yet, "Quantize this model" takes the model selected in the Models panel when it is
-        one that can be quantized (it was always the library's first, so a user who picked their own model
-        quantized the demo instead), else the first. Fills the list without choosing: callers choose."""
+        """The sources the state offers (``QuantizeSource.sources``): the library's pipelines, then the folders and
+        files picked. The source chosen stays chosen, a library pipeline removed since too (listed as such;
+        ``QuantizeSource.set_library`` says it cannot be used); with none chosen yet, "Quantize this model" takes
+        the model selected in the Models panel when it is one that can be quantized (it was always the library's
+        first, so a user who picked their own model quantized the demo instead), else the first. Fills the list
+        without choosing: callers choose."""
         current = self.source.currentData()
         self.source.blockSignals(True)
         self.source.clear()
-        for name in self.state.library_sources():
-            self.source.addItem(name, name)
-        for path in self._picked:
-            self.source.addItem(Path(path).name or path, path)
+        for label, value in self.state.sources():
+            self.source.addItem(label, value)
         if current:
             self.source.setCurrentIndex(_kept(self.source, current))
         else:
@@ -180,11 +177,9 @@ class SourcePage(QWizardPage):
 
     def use_path(self, path: str) -> None:
         """A folder or file picked in a dialog (or by a test) becomes the source."""
+        if self.state.pick(path):
+            self._fill_sources()  # listed after the others; chosen below
         index = self.source.findData(path)
-        if index < 0:
-            self._picked.append(path)
-            self.source.addItem(Path(path).name or path, path)
-            index = self.source.count() - 1
         if index == self.source.currentIndex():
             self.state.choose(path)  # picked again: checked again (the file may have been replaced)
         self.source.setCurrentIndex(index)
