@@ -11,8 +11,10 @@ SVDQ model (a LoRA put there by hand) is passed over, and a file whose sizes or 
 Left out on purpose, in ``library.json`` under ``unlisted`` (path, size, modification time and why): a model the
 user removed (Remove keeps its file, so the next start would add it again), a file found damaged, and one whose
 check failed in a way no check names (neither read again at every start; adding it by hand checks it again). Such
-a failure may be the app's bug, not the file's: its record also holds the app's version and holds only under it,
-so the first start of an update that fixed the bug checks the file again. A record holds only while that very file
+a failure may be the app's bug, not the file's: its record also holds the engine's stamp (``gpu.version.engine_stamp``:
+the version and a hash of the engine's code) and holds only under it, so the first start of an engine that may have
+fixed the bug (an update, or any change to its code: the version number alone stays the same between releases)
+checks the file again. A record holds only while that very file
 is there: one whose file is gone or changed (a new run wrote that name again) is forgotten at the next save, and so
 is one whose path is listed again (the user added it back). One whose folder is not there (the models folder on a
 drive that is unplugged) is kept as it is: forgotten, the model the user removed came back once the drive did. An
@@ -52,22 +54,22 @@ def unchecked(err: Exception) -> str:
 
 
 def _record(path: Path, why: str) -> dict[str, Any] | None:
-    """The record that leaves the file at ``path`` out, as it is now, with this app's version where ``why`` is no
+    """The record that leaves the file at ``path`` out, as it is now, with this engine's stamp where ``why`` is no
     reason the file itself gives (not ``LASTING``: ``unchecked``); None when it is not there (nothing to leave out:
     a file written there later is another), or a folder is (the search looks at files only)."""
     stamp = file_stamp(path)
     if stamp is None:
         return None
-    version = {} if why in LASTING else {"version": gpu.version.__version__}
+    version = {} if why in LASTING else {"version": gpu.version.engine_stamp()}
     return {"path": str(path), "size": stamp[0], "mtime_ns": stamp[1], "why": why, **version}
 
 
 def _holds(record: Mapping[str, Any]) -> bool:
     """Whether ``record`` still leaves its file out: that very file is still there (``_still_that_file``), and a
-    record of an unexpected failure was made by this version of the app (another may have fixed what failed; a
-    record of one without a version is an earlier version's)."""
+    record of an unexpected failure was made by this very engine (``engine_stamp``: another may have fixed what
+    failed; a record of one without a version, or with a bare version number, is an earlier engine's)."""
     expected = record["why"] in LASTING
-    return (expected or record.get("version") == gpu.version.__version__) and _still_that_file(record)
+    return (expected or record.get("version") == gpu.version.engine_stamp()) and _still_that_file(record)
 
 
 def _still_that_file(record: Mapping[str, Any]) -> bool:

@@ -1,4 +1,38 @@
-"""Application name and version, recorded in checkpoints and image metadata."""
+"""Application name and version, recorded in checkpoints and image metadata; and the engine's stamp
+(``engine_stamp``), which changes whenever its code does."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import sys
+from pathlib import Path
 
 APP_NAME = "NibbleStudio"
 __version__ = "0.1.0"
+
+
+def code_stamp(folder: Path) -> str:
+    """A short hash of the ``.py`` files under ``folder`` (their paths and contents): another edit, another stamp."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.py")):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+@functools.cache
+def engine_stamp() -> str:
+    """The version and a stamp of the engine's code, read once per process: what a record that holds under this
+    engine only keeps (``gpu.library_found``: a file whose check failed, which a fixed engine checks again). The
+    version alone stays the same between releases, over any number of fixes. The stamp is a hash of the ``gpu``
+    package's sources (``code_stamp``, some 1 MB: 10 to 50 ms, taken only once such a record is read or written);
+    in a frozen bundle (PyInstaller), which need not hold them, the executable's size and modification time, which
+    each build writes anew."""
+    if getattr(sys, "frozen", False):
+        st = os.stat(sys.executable)
+        stamp = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    else:
+        stamp = code_stamp(Path(__file__).parent)
+    return f"{__version__}+{stamp}"

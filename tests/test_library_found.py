@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from header_files import edit_svdq_meta
 
+import gpu
 import gpu.checkpoint.format as checkpoint_format
 from gpu.checkpoint.verified import forget_verified, verify_checkpoint_once
 from gpu.errors import ModelLoadError
@@ -227,8 +229,10 @@ def test_a_file_whose_check_fails_unexpectedly_is_left_out_while_unchanged(tmp_p
 def test_a_file_left_out_for_an_unexpected_failure_is_checked_again_by_another_version(tmp_path, monkeypatch,
                                                                                        recorded):  # fmt: skip
     """A good model whose check hit a bug of the app was left out for good: its record outlived the update that
-    fixed the bug, and the app never shows left-out files. The record holds the app's version and holds only under
-    it (one written before records held a version is an earlier version's); a damaged file's stays."""
+    fixed the bug, and the app never shows left-out files. Then it held the app's version number, which stays the
+    same over any number of fixes between releases: a fixed engine checked nothing again. The record holds the
+    engine's stamp (its version and code) and holds only under it (one written before records held a version is an
+    earlier version's); a damaged file's stays."""
     import gpu.version
 
     models = tmp_path / "models"
@@ -246,8 +250,8 @@ def test_a_file_left_out_for_an_unexpected_failure_is_checked_again_by_another_v
         for r in data["unlisted"]:
             r.pop("version", None)
         library.file.write_text(json.dumps(data))
-    else:  # the update that fixed it
-        monkeypatch.setattr(gpu.version, "__version__", "99.0.0")
+    else:  # the fix: other engine code, under the same version number
+        monkeypatch.setattr(gpu.version, "engine_stamp", lambda: f"{gpu.version.__version__}+fixed", raising=False)
     monkeypatch.setattr(checkpoint_format, "verify_checkpoint", verify)
     assert left_out(library.file, damaged) == "damaged" and left_out(library.file, good) == ""
     assert [e.name for e in add_found_models(library, models, [])] == ["good-int4"]
@@ -268,5 +272,26 @@ def test_a_file_whose_recorded_scheduler_is_refused_is_checked_again_by_another_
     library = ModelLibrary(tmp_path / "data")
     assert add_found_models(library, models, []) == []
     assert left_out(library.file, refused).startswith("it cannot run with this version (newer-int4.safetensors: ")
-    monkeypatch.setattr(gpu.version, "__version__", "99.0.0")  # the update
+    # an update: other engine code (its version number may be the same)
+    monkeypatch.setattr(gpu.version, "engine_stamp", lambda: f"{gpu.version.__version__}+updated", raising=False)
     assert left_out(library.file, refused) == ""
+
+
+def test_the_engine_stamp_changes_with_its_code_or_its_frozen_executable(tmp_path, monkeypatch):
+    """What a record of an unexpected failure is scoped to (``engine_stamp``) changes with any edit of the engine's
+    sources, and in a frozen bundle, where they need not be, with the executable each build writes."""
+    from gpu.version import __version__, code_stamp, engine_stamp
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.py").write_text("x = 1\n")
+    before = code_stamp(tmp_path)
+    (tmp_path / "sub" / "a.py").write_text("x = 2\n")
+    assert code_stamp(tmp_path) != before
+    assert engine_stamp() == engine_stamp.__wrapped__() == f"{__version__}+{code_stamp(Path(gpu.__file__).parent)}"
+    exe = tmp_path / "NibbleStudio"
+    exe.write_bytes(b"the bootloader and its archive")
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(exe))
+    built = engine_stamp.__wrapped__()
+    os.utime(exe, ns=(1, 1))  # another build
+    assert built.startswith(f"{__version__}+") and engine_stamp.__wrapped__() != built
