@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import shiboken6
 from PySide6.QtCore import QObject, Signal
 
 from app.background import Lookup, Lookups
@@ -59,6 +60,11 @@ class QuantizeRunTurns(QObject):
         for run in self._earlier:
             run.run_ended.connect(self._start_when_free)
             run.naming_let_go.connect(self._start_when_free)
+            run.destroyed.connect(self._earlier_gone)
+
+    def _earlier_gone(self, _run: QObject) -> None:
+        """An earlier wizard was let go of (closed, its run ended for good): its run is no longer looked at."""
+        self._earlier = [run for run in self._earlier if shiboken6.isValid(run)]
 
     def start(self) -> None:
         """Starts a run of the chosen source and settings (the run page shown): its output is named on a thread,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
@@ -18,8 +19,10 @@ class QuantizePanel(QWidget):
         super().__init__(parent)
         self.controller = controller
         self.wizard: QuantizeWizard | None = None
-        # Every wizard ever opened: a closed one's quantize thread may still be finishing a cancelled job, and
-        # a QThread destroyed while running aborts the whole app at exit, so shutdown() stops them all.
+        # The wizards open, and those closed whose quantize thread may still be finishing a cancelled job (a QThread
+        # destroyed while running aborts the whole app at exit, so shutdown() stops them all). A closed one is let go
+        # of once nothing of it works any more (``QuantizeWizard.let_go``): kept, each held its pages and states for
+        # the whole session.
         self._wizards: list[QuantizeWizard] = []
         # Never squeezed below its lines (a plain word-wrapped label lost its first and last lines in a short dock).
         text = WrappedLabel(
@@ -38,10 +41,18 @@ class QuantizePanel(QWidget):
         if self.wizard is None or not self.wizard.isVisible():
             # A wizard closed mid-run may still be stopping its run: the new one's run waits for it.
             self.wizard = QuantizeWizard(self.controller, self.window(), earlier=self._wizards)
+            self.wizard.let_go.connect(functools.partial(self._let_go, self.wizard))
             self._wizards.append(self.wizard)
         self.wizard.show()
         self.wizard.raise_()
 
+    def _let_go(self, wizard: QuantizeWizard) -> None:
+        """Forgets the closed ``wizard`` (``QuantizeWizard.let_go``), which Qt deletes."""
+        self._wizards.remove(wizard)
+        if self.wizard is wizard:
+            self.wizard = None
+        wizard.deleteLater()
+
     def shutdown(self) -> None:
-        for wizard in self._wizards:
+        for wizard in list(self._wizards):  # one stopped here may be let go of
             wizard.shutdown()

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget, QWizard
 
 from app.controller import AppController
@@ -53,6 +53,10 @@ GENERATION_WAIT = ("Waiting for the current generation job to finish (a batch ma
 class QuantizeWizard(QWizard):
     """Quantize this model: its pages, the run on the worker thread (``run_state``), the run's output name and its
     turn behind earlier wizards' runs (``turns``), and the model handed to the library."""
+
+    # Closed, and nothing of it works any more: its run (and a naming it dropped) ended, its thread stopped, no
+    # deletion of an unfinished run is under way (whose failure it still says). Its panel then lets go of it.
+    let_go = Signal()
 
     def __init__(self, controller: AppController, parent: QWidget | None = None,
                  earlier: Sequence[QuantizeWizard] = ()) -> None:  # fmt: skip
@@ -114,6 +118,10 @@ class QuantizeWizard(QWizard):
         worker.cancelled.connect(self.run_state.cancelled)
         worker.failed.connect(self.run_state.failed_with)
         worker.unload_asked.connect(self._unload_engine)
+        self._closed = False
+        for ended in (self.run_state.run_ended, self.run_state.naming_let_go, self.unfinished_runs.deleting_changed,
+                      self._thread.thread.finished):  # fmt: skip
+            ended.connect(self._let_go_once_idle)
         self.resize(760, 600)
 
     def config(self) -> QuantizeConfig:
@@ -263,7 +271,17 @@ class QuantizeWizard(QWizard):
             self.run_state.run_ended.connect(self._thread.thread.quit)
         else:
             self._thread.thread.quit()
+        self._closed = True
         super().done(result)
+        self._let_go_once_idle()
+
+    def _let_go_once_idle(self, *_: object) -> None:
+        """Says ``let_go`` once the wizard is closed and nothing of it works any more (a closed wizard whose run
+        still stops holds its name, which a later wizard's run waits for)."""
+        if (self._closed and not self.run_state.holds_name() and self.unfinished_runs.deleting is None
+                and self._thread.thread.isFinished()):  # fmt: skip
+            self._closed = False  # said once
+            self.let_go.emit()
 
     def shutdown(self) -> None:
         """The app quits: a finished model goes to the library, and the worker thread stops."""

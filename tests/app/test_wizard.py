@@ -269,11 +269,16 @@ def test_a_wizard_closed_mid_run_and_opened_again_runs_after_the_old_run_stops(q
 
     first._thread.worker.progress.connect(slow_step, Qt.ConnectionType.DirectConnection)
     stopping.set()
+    first_log: list[str] = []  # the closed wizard is let go of (deleted) once its run ended: its words kept here
+    first.run_state.logged.connect(first_log.append)
+    first.run_state.failed.connect(lambda *_: first_log.append("a failure said"))
     answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, [])
     first.close()  # the dialog's X: cancels the run
     panel.open_wizard()
     second = panel.wizard
-    assert second is not first
+    assert second is not first and panel._wizards == [first, second]  # the closed one's run still stops
+    let_go = threading.Event()
+    first.destroyed.connect(let_go.set)
     second.compare_steps = 2
     second.next()
     second.method_page.rank.setValue(8)  # the same settings: the same output name as the stopping run
@@ -286,9 +291,25 @@ def test_a_wizard_closed_mid_run_and_opened_again_runs_after_the_old_run_stops(q
     log = second.run_page.log.toPlainText()
     assert second.run_state.result_path and "being written by another" not in log, log
     assert "Waiting for the quantize run of the wizard you closed to stop" in log
-    assert not first.run_state.running and "Cancelled" in first.run_page.log.toPlainText()
-    assert first.error_dialog is None  # no dialog about a run the user closed
+    assert any(line.startswith("Cancelled") for line in first_log) and "a failure said" not in first_log
+    qtbot.waitUntil(let_go.is_set, timeout=10000)  # its run ended: the panel lets go of it
+    assert panel._wizards == [second] and second.turns._earlier == []
     second.close()
+
+
+def test_a_closed_wizard_is_let_go_of(qtbot, window):
+    """Every wizard ever opened stayed in the Quantize panel's list, its pages and states with it, for the whole
+    session: one closed with no run is let go of, and deleted."""
+    panel = window.quantize_panel
+    panel.open_wizard()
+    wizard = panel.wizard
+    deleted = threading.Event()
+    wizard.destroyed.connect(deleted.set)
+    wizard.close()
+    qtbot.waitUntil(deleted.is_set, timeout=10000)
+    assert panel._wizards == [] and panel.wizard is None
+    panel.open_wizard()  # a new one opens as before
+    assert panel._wizards == [panel.wizard] and panel.wizard.isVisible()
 
 
 def test_a_wizard_closed_while_its_run_waits_behind_a_file_check_still_ends_it(qtbot, window, tmp_path,

@@ -210,6 +210,8 @@ def test_a_closed_wizard_no_longer_follows_the_library_and_one_opened_again_list
     panel = window.quantize_panel
     panel.open_button.click()
     closed = panel.wizard
+    # Kept, as while its run stops (one with nothing left to do is let go of and deleted at once)
+    closed.let_go.disconnect()
     closed.close()
     assert not closed.isVisible()
     listed = [closed.source_page.source.itemData(i) for i in range(closed.source_page.source.count())]

@@ -60,9 +60,10 @@ def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, windo
         f"files there are. Move them elsewhere: a run into {wizard.run_state.out_path.name} refuses the folder while "
         "they are in it.")  # fmt: skip
     assert wizard.result_page.parts_left.isVisible()
-    with qtbot.waitSignal(window.controller.add_ended, timeout=60000):
+    result = wizard.run_state.result_path
+    with qtbot.waitSignal(wizard.finished), qtbot.waitSignal(window.controller.add_ended, timeout=60000) as added:
         wizard.button(QWizard.WizardButton.FinishButton).click()  # "Add to library" not pressed
-    assert not wizard.isVisible() and wizard.run_state.added_name in [e.name for e in window.controller.entries]
+    assert added.args[1] in [e.name for e in window.controller.entries if str(e.path) == result]
 
 
 def test_closing_a_running_wizard_asks_and_a_cancel_says_what_is_kept(qtbot, window, monkeypatch):
