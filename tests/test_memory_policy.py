@@ -12,6 +12,7 @@ import torch
 
 from gpu.runtime.memory_policy import (
     CPU_POLICY,
+    DECODE_BYTES_PER_PIXEL,
     DENOISE_BYTES_PER_PIXEL,
     FLUX_DEV_INT4,
     RESERVE_BYTES,
@@ -115,6 +116,35 @@ def test_whole_encoder_visit_when_it_fits_but_residency_does_not():
         "encode-then-offload", "gpu-while-encoding", False,
     )  # fmt: skip
     assert choose_policy(16 * GiB, sizes).name == "gpu-resident"
+
+
+@pytest.mark.parametrize("gb", [8, 16])
+def test_a_gpu_plan_scales_the_working_memory_to_the_models_widths(tmp_path, monkeypatch, gb):
+    """The GPU plan took FLUX.1's working memory a pixel for every model (only the CPU plan was scaled): the demo
+    model, a transformer 256 wide (FLUX.1's 3,072) and a decoder of 32 channels (FLUX.1's 128), was planned FLUX.1's
+    denoising and decode memory. Its plan on an 8 or 16 GB card counts its own, as its configs say."""
+    import gpu.runtime.memory_policy as memory_policy
+    from gpu.bfl_layout import config_json
+    from gpu.generation.service import GenerationService
+    from gpu.library import ModelLibrary
+
+    monkeypatch.setattr(memory_policy, "detect_total_vram", lambda device=None: gb * GiB)
+    library = ModelLibrary(tmp_path)
+    base = library.resolve("demo").path
+    transformer, vae = config_json(base / "transformer"), config_json(base / "vae")
+    width = transformer["num_attention_heads"] * transformer["attention_head_dim"]
+    denoise = DENOISE_BYTES_PER_PIXEL * width // (24 * 128)
+    decode = DECODE_BYTES_PER_PIXEL * vae["block_out_channels"][0] // 128
+    assert (width, denoise, decode) == (256, 77, 608)
+    for name in ("demo", "demo-int4"):  # a folder's configs, and the config an SVDQ file records
+        policy = GenerationService(library, device=torch.device("cpu")).describe(name).memory_policy
+        d = policy.details
+        weights = (d["transformer_gib"] + d["vae_gib"] + d["text_encoders_gib"]) * GiB
+        assert policy.name == "gpu-resident" and d["denoise_gib"] * GiB == denoise * 128 * 128, name
+        assert policy.peak_estimate_bytes == pytest.approx(weights + (denoise + decode) * 128 * 128, abs=64), name
+    # the tiles follow the decoder: FLUX.1-dev's tiles above 1536 on a 24 GB card, one 4 times narrower none
+    assert choose_policy(24 * GiB).vae_tile_size == 1536
+    assert choose_policy(24 * GiB, replace(FLUX_DEV_INT4, decoder_width=32)).vae_tile_size is None
 
 
 def test_flux_constants_match_meta_builds():

@@ -158,13 +158,19 @@ CPU_POLICY = MemoryPolicy(name="cpu", description=f"{_CPU_TEXT}. Slow but works.
 # model (a transformer 12 times narrower, a decoder 4 times) 19.1 GiB at 2048x2048, where a 1-step job of it
 # measured 4,646 MiB (the peak RSS of main.py generate on the CPU, the process's own 550 MiB at 128x128 included;
 # 2026-11-24): scaled, its 1,216 bytes a pixel plan 4.8 GiB.
+def work_bytes_per_pixel(sizes: ModelSizes) -> tuple[int, int]:
+    """(denoising, decoding) working memory on a GPU per output pixel for a pipeline of ``sizes``: FLUX.1's measured
+    figures (``DENOISE_BYTES_PER_PIXEL``, ``DECODE_BYTES_PER_PIXEL``) scaled to the model's transformer width and
+    decoder channels; FLUX.1's own for FLUX.1's widths."""
+    return (DENOISE_BYTES_PER_PIXEL * sizes.transformer_width // FLUX_TRANSFORMER_WIDTH,
+            DECODE_BYTES_PER_PIXEL * sizes.decoder_width // FLUX_DECODER_WIDTH)  # fmt: skip
+
+
 def cpu_work_bytes_per_pixel(sizes: ModelSizes) -> int:
-    """Working memory on the CPU per output pixel for a pipeline of ``sizes``: the GPU's measured denoising or
-    decoding memory, whichever is larger (on the CPU nothing keeps the denoising memory through the decode), at 32
-    bits instead of 16, each scaled from FLUX.1's to the model's transformer width and decoder channels."""
-    denoise = DENOISE_BYTES_PER_PIXEL * sizes.transformer_width // FLUX_TRANSFORMER_WIDTH
-    decode = DECODE_BYTES_PER_PIXEL * sizes.decoder_width // FLUX_DECODER_WIDTH
-    return 2 * max(denoise, decode)
+    """Working memory on the CPU per output pixel for a pipeline of ``sizes``: the GPU's denoising or decoding
+    memory (``work_bytes_per_pixel``), whichever is larger (on the CPU nothing keeps the denoising memory through
+    the decode), at 32 bits instead of 16."""
+    return 2 * max(work_bytes_per_pixel(sizes))
 
 
 def amount(n: int) -> str:
@@ -181,18 +187,19 @@ def try_instead(weight_bits: int) -> str:
     return "a smaller size" if weight_bits <= 4 else "a 4-bit model or a smaller size"
 
 
-def decode_bytes(side: int) -> int:
-    """Estimated untiled VAE decode activations for a square image of ``side`` pixels."""
-    return DECODE_BYTES_PER_PIXEL * side * side
+def decode_bytes(side: int, per_pixel: int = DECODE_BYTES_PER_PIXEL) -> int:
+    """Estimated untiled VAE decode activations for a square image of ``side`` pixels, at ``per_pixel`` bytes a
+    pixel (FLUX.1's VAE by default; a model's own: ``work_bytes_per_pixel``)."""
+    return per_pixel * side * side
 
 
-def _decode_at(image_size: tuple[int, int], tile: int | None) -> int:
-    """Estimated VAE decode activations for an image of ``image_size`` (width, height), in tiles of ``tile``
-    pixels a side where a side is larger (None: untiled)."""
+def _decode_at(image_size: tuple[int, int], tile: int | None, per_pixel: int) -> int:
+    """Estimated VAE decode activations for an image of ``image_size`` (width, height) at ``per_pixel`` bytes a
+    pixel, in tiles of ``tile`` pixels a side where a side is larger (None: untiled)."""
     width, height = image_size
     if tile is not None:
         width, height = min(width, tile), min(height, tile)
-    return DECODE_BYTES_PER_PIXEL * width * height
+    return per_pixel * width * height
 
 
 def cpu_policy(
@@ -247,15 +254,18 @@ def choose_policy(
     sizes = sizes or FLUX_DEV_INT4
     budget = total_vram_bytes - RESERVE_BYTES
     core = sizes.core
-    denoise = DENOISE_BYTES_PER_PIXEL * image_size[0] * image_size[1]
+    # Scaled to this model's widths, as on the CPU: FLUX.1's figures taken for every model planned the demo model (a
+    # transformer 12 times narrower, a decoder 4 times) FLUX.1's decode, and tiled it where nothing needed tiles
+    denoise_per_pixel, decode_per_pixel = work_bytes_per_pixel(sizes)
+    denoise = denoise_per_pixel * image_size[0] * image_size[1]
     biggest_whole = max((e.total for e in sizes.text_encoders), default=0)
     biggest_streamed = max((e.streamed for e in sizes.text_encoders), default=0)
 
     def run_peak(resident: int) -> int:
         """GPU peak while decoding at ``image_size`` (tiled where the plan tiles) next to the denoising memory that
         the transformer's CUDA graph keeps."""
-        tile = _tile_size(total_vram_bytes, budget, resident + denoise)
-        return resident + denoise + _decode_at(image_size, tile)
+        tile = _tile_size(total_vram_bytes, budget, resident + denoise, decode_per_pixel)
+        return resident + denoise + _decode_at(image_size, tile, decode_per_pixel)
 
     details = {
         "transformer_gib": sizes.transformer / GiB,
@@ -267,7 +277,7 @@ def choose_policy(
     }
     encoders = f"text encoders ({amount(sizes.encoders_total)})"
     kept = f"transformer ({amount(sizes.transformer)}) and VAE stay on the GPU"
-    resident_peak = core + sizes.encoders_total + denoise + _decode_at(image_size, None)
+    resident_peak = core + sizes.encoders_total + denoise + _decode_at(image_size, None, decode_per_pixel)
     # Residency must leave room for an untiled decode at the model's size: saving the encoders' move (about a
     # second per prompt) is not worth tiling every native-size image.
     if resident_peak <= budget:
@@ -295,7 +305,8 @@ def choose_policy(
                 f"this plan may use of this GPU's {amount(total_vram_bytes)}: generation will likely run out of memory "
                 f"(try {try_instead(sizes.weight_bits)}, or close other programs that use the GPU); {encoders} run on "
                 "the CPU")  # fmt: skip
-    tile = _tile_size(total_vram_bytes, budget, core + denoise + (sizes.encoders_total if place == "gpu" else 0))
+    resident = core + denoise + (sizes.encoders_total if place == "gpu" else 0)
+    tile = _tile_size(total_vram_bytes, budget, resident, decode_per_pixel)
     if tile is not None:
         text += f"; VAE decodes images larger than {tile}x{tile} in tiles"
     text = text[0].upper() + text[1:]
@@ -307,16 +318,16 @@ def choose_policy(
     )  # fmt: skip
 
 
-def _tile_size(total: int, budget: int, resident: int) -> int | None:
-    """The VAE tile side: None when an untiled decode at the largest size fits next to what stays resident
-    during the decode (weights and the graph-held denoising memory; and the card is bigger than 16 GB), else the
-    largest tile that fits (at most 1024 on <= 16 GB cards)."""
+def _tile_size(total: int, budget: int, resident: int, per_pixel: int) -> int | None:
+    """The VAE tile side: None when an untiled decode at the largest size (``per_pixel`` bytes a pixel) fits next to
+    what stays resident during the decode (weights and the graph-held denoising memory; and the card is bigger than
+    16 GB), else the largest tile that fits (at most 1024 on <= 16 GB cards)."""
     room = budget - resident
-    if total > LAPTOP_16GB_BYTES and decode_bytes(MAX_SIDE) <= room:
+    if total > LAPTOP_16GB_BYTES and decode_bytes(MAX_SIDE, per_pixel) <= room:
         return None
     cap = 1024 if total <= LAPTOP_16GB_BYTES else TILE_SIDES[0]
     for side in TILE_SIDES:
-        if side <= cap and decode_bytes(side) <= room:
+        if side <= cap and decode_bytes(side, per_pixel) <= room:
             return side
     return TILE_SIDES[-1]
 
