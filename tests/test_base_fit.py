@@ -373,7 +373,9 @@ def test_a_recorded_scheduler_the_pipeline_cannot_drive_is_refused_naming_the_fi
 
 @pytest.mark.parametrize(("changes", "problem"), [
     ({"base_shift": "x"}, 'base_shift is "x", not a number or null'),
-    ({"use_dynamic_shifting": 1}, "use_dynamic_shifting is 1, not true or false"),
+    ({"use_dynamic_shifting": 2}, "use_dynamic_shifting is 2, not true or false"),
+    ({"use_dynamic_shifting": 1.0}, "use_dynamic_shifting is 1.0, not true or false"),
+    ({"use_dynamic_shifting": "1"}, 'use_dynamic_shifting is "1", not true or false'),
     ({"num_train_timesteps": 10**11}, "num_train_timesteps is 100000000000, not from 1 to 100000"),
     ({"use_dynamic_shifting": False, "shift": float("nan")}, "its schedule is not finite numbers"),
     ({"time_shift_type": "cubic"}, "`time_shift_type` must either be 'exponential' or 'linear'."),
@@ -467,3 +469,23 @@ def test_settings_the_recorded_class_does_not_take_never_reach_it_and_are_logged
     assert "shfit" not in scheduler.config
     assert "own.safetensors: settings of its recorded scheduler that FlowMatchEulerDiscreteScheduler does not take, " \
         "left out: shfit" in caplog.messages  # fmt: skip
+
+
+@pytest.mark.parametrize("written", [1, 0])
+def test_a_recorded_true_or_false_setting_written_as_1_or_0_is_taken_as_true_or_false(tmp_path, written):
+    """JSON writers other than Python's, and hand edits, write a true-or-false setting as 1 or 0: the file was
+    refused ("use_dynamic_shifting is 1, not true or false"). Exactly those two numbers are taken, as true and false
+    (2, 1.0 and "1" are still refused: above), and inspect says them as such."""
+    from gpu.checkpoint.format import read_checkpoint_meta
+    from gpu.checkpoint.scheduler import checked_scheduler, scheduler_words
+
+    record = _demo_scheduler(use_dynamic_shifting=written, stochastic_sampling=written)
+    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "own.safetensors",
+                           lambda meta: meta.update(scheduler=record))  # fmt: skip
+    meta = read_checkpoint_meta(model)
+    scheduler = checked_scheduler(model.name, meta.architecture, meta.scheduler)
+    assert scheduler.config.use_dynamic_shifting is bool(written)
+    assert scheduler.config.stochastic_sampling is bool(written)
+    words = scheduler_words(meta)
+    assert ("use_dynamic_shifting true" in words) == (written == 1), words
+    assert ("stochastic_sampling true" in words) == (written == 1), words

@@ -59,9 +59,12 @@ def _parameters(cls: type) -> dict[str, inspect.Parameter]:
 
 def _taken(cls: type, config: dict[str, Any]) -> dict[str, Any]:
     """The settings of ``config`` the scheduler class ``cls`` takes (diffusers keeps the others in ``.config``, and
-    says so in a warning)."""
+    says so in a warning), a true-or-false one given as the whole number 1 or 0 made true or false: JSON writers
+    other than Python's, and hand edits, write them so. Any other value is kept as it is (``_field_types`` checks
+    it)."""
     taken = _parameters(cls)
-    return {k: v for k, v in config.items() if k in taken}
+    return {k: bool(v) if type(taken[k].default) is bool and type(v) is int and v in (0, 1) else v
+            for k, v in config.items() if k in taken}  # fmt: skip
 
 
 def settings(scheduler: Any) -> dict[str, Any]:
