@@ -103,3 +103,24 @@ def test_inspect_says_the_scheduler_the_file_records(tmp_path, capsys):
         assert main(["--data-dir", str(tmp_path / "data"), "inspect", str(path)]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert f"  scheduler:    {said}" in lines
+
+
+def test_help_and_inspect_never_import_the_app(tmp_path):
+    """main.py imported the app package at its top (``app.data_dir``, for a --data-dir's words): every command
+    imported the desktop app's package, which an engine-only install does not have. ``--help`` and ``inspect``
+    (without --data-dir) import neither it nor Qt."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, sys, main\n"
+              "try:\n    main.main(['--help'])\nexcept SystemExit:\n    pass\n"
+              "help = sorted(m for m in ('app', 'PySide6') if m in sys.modules)\n"
+              f"code = main.main(['inspect', {str(MODELS / 'demo-int4.safetensors')!r}])\n"
+              "print(json.dumps([help, code, sorted(m for m in ('app', 'PySide6') if m in sys.modules)]))\n")
+    env = {**os.environ, "NIBBLE_DATA_DIR": str(tmp_path / "data")}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent, env=env)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[-1]) == [[], 0, []], run.stdout[-500:]
