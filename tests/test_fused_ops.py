@@ -314,7 +314,7 @@ def test_cpu_path_and_constants():
     from gpu.kernels import launch
 
     assert fused_ops.fused_refusal(torch.device("cpu")) == "device is CPU, not a CUDA GPU"
-    assert fused_ops.fused_path(torch.device("cpu"), "gemv").startswith("PyTorch reference (device is CPU")
+    assert fused_ops.fused_refusal(torch.device("cpu"), "gemv").startswith("device is CPU")
     assert launch.LN_MAX_C == launch.GEMV_MAX_K == 16384  # the limits fused_ops checks before dispatching
 
 

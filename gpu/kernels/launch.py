@@ -15,11 +15,12 @@ Three paths share the loader, the weight canonical form and the streams:
 
 Streams: launches must land on PyTorch's *current* stream (ordering with torch ops, CUDA-graph
 capture). pycuda launches only on its own ``Stream`` objects and cannot wrap torch's handle, so:
-- if torch's current stream *is* one of the package's pycuda streams (the app runs generation inside
-  ``launch_stream(device)``; ``side_stream(device)`` is the second lane for concurrent work), kernels
-  launch on it directly;
-- otherwise the launch forks onto the pycuda stream and joins back with events (``wait_stream`` both
-  ways), which CUDA-graph capture records as an ordinary fork/join, so capture works too.
+- if torch's current stream *is* one of the package's pycuda streams (the benchmarks in ``gpu.bench`` run
+  inside ``launch_stream(device)``; FLUX's double blocks run their text stream on ``side_stream(device)``,
+  the second lane), kernels launch on it directly;
+- otherwise (generation's image stream: torch's own current stream) the launch forks onto the pycuda stream
+  and joins back with events (``wait_stream`` both ways), which CUDA-graph capture records as an ordinary
+  fork/join, so capture works too.
 """
 
 from __future__ import annotations

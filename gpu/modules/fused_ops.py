@@ -27,7 +27,7 @@ different order, so those agree within fp32 rounding before the final 16-bit rou
 
 Dispatch is cheap per call: the first call on a device decides (pycuda present, kernel binaries
 obtainable) and caches the answer; a kernel build or load failure is remembered and the op falls back to
-the reference from then on (``fused_path`` says which path runs and why).
+the reference from then on (``fused_refusal`` says whether the kernels run, and why not).
 """
 
 from __future__ import annotations
@@ -231,12 +231,6 @@ def _probe(index: int, family: str) -> str | None:
         return why
     major, minor = torch.cuda.get_device_capability(index)
     return binary_status(f"{major}{minor}")
-
-
-def fused_path(device: torch.device, family: str = "norm") -> str:
-    """What the ops of ``family`` run on ``device``, for logs and the GUI."""
-    why = fused_refusal(device, family)
-    return "fused CUDA kernels (pycuda)" if why is None else f"PyTorch reference ({why})"
 
 
 _Result = TypeVar("_Result")
