@@ -38,8 +38,12 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 
-from gpu.kernels import mma_forms
-from gpu.kernels.launch import GEMV_MAX_ROWS  # rows the W4A16 GEMV kernel serves (mma n8 tile)
+from gpu.kernels import launch, mma_forms
+from gpu.kernels.launch import (
+    GEMV_MAX_K,  # the W4A16 GEMV kernel's longest row (scales staged in shared memory)
+    GEMV_MAX_ROWS,  # rows the W4A16 GEMV kernel serves (mma n8 tile)
+    LN_MAX_C,  # the layernorm_modulate kernel's widest row (one block's registers)
+)
 from gpu.kernels.launch import QK_HEAD_DIM as HEAD_DIM  # the fused qk_norm_rope kernel's head dimension
 from gpu.system_info import cuda_index
 
@@ -277,12 +281,10 @@ def layernorm_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
     see ``layernorm_modulate_reference``. One read of x, one write of y on the GPU."""
     _check_modulation(x, shift, scale)
     c = x.shape[-1]
-    if x.dtype not in _FUSED_DTYPES or shift.dtype != x.dtype or scale.dtype != x.dtype or c % 8 or c > 16384:
+    if x.dtype not in _FUSED_DTYPES or shift.dtype != x.dtype or scale.dtype != x.dtype or c % 8 or c > LN_MAX_C:
         return layernorm_modulate_reference(x, shift, scale, eps)
 
     def kernel() -> torch.Tensor:
-        from gpu.kernels import launch
-
         sh, sc = _vec_rows(shift, scale)
         return launch.layernorm_modulate(_aligned(x, 16), sh, sc, eps)
 
@@ -301,8 +303,6 @@ def gate_residual(
         return gate_residual_reference(residual, gate, y, out)
 
     def kernel() -> torch.Tensor:
-        from gpu.kernels import launch
-
         # in place needs residual itself (not a copy) when out is residual: it is contiguous then (out_ok)
         res = residual if out is residual else _aligned(residual, 16)
         return launch.gate_residual(res, _vec_rows(gate)[0], _aligned(y, 16), out)
@@ -348,8 +348,6 @@ def qk_norm_rope(
         return reference()
 
     def kernel() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from gpu.kernels import launch
-
         return launch.qk_norm_rope(
             _qkv_for_kernel(qkv), None, _aligned(q_weight, 8), _aligned(k_weight, 8), None, None,
             _rope_for_kernel(rope_cos), _rope_for_kernel(rope_sin), heads, eps, copy_v=False,
@@ -386,8 +384,6 @@ def qk_norm_rope_joint(
         return qk_norm_rope_joint_reference(*args)
 
     def kernel() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from gpu.kernels import launch
-
         return launch.qk_norm_rope(
             _qkv_for_kernel(qkv_txt), _qkv_for_kernel(qkv_img), *(_aligned(w, 8) for w in weights),
             _rope_for_kernel(rope_cos), _rope_for_kernel(rope_sin), heads, eps,
@@ -407,8 +403,8 @@ def gemv_layer_refusal(layer: torch.nn.Module) -> str | None:
         return "layer has smoothing or a low-rank branch (e.g. a LoRA); the GEMV has neither"
     if layer.compute_dtype not in _FUSED_DTYPES:
         return f"layer dtype {layer.compute_dtype} (the GEMV takes bf16/fp16)"
-    if layer.in_features % 64 or layer.in_features > 16384:
-        return f"in_features {layer.in_features} is not a multiple of 64 up to 16384"
+    if layer.in_features % 64 or layer.in_features > GEMV_MAX_K:
+        return f"in_features {layer.in_features} is not a multiple of 64 up to {GEMV_MAX_K}"
     return None
 
 
@@ -447,8 +443,6 @@ def w4a16_gemv(x: torch.Tensor, layer: torch.nn.Module) -> torch.Tensor:
         return w4a16_gemv_reference(x, layer)
 
     def kernel() -> torch.Tensor:
-        from gpu.kernels import launch
-
         x2 = _aligned(x.reshape(_rows(x), layer.in_features), 16)
         y = launch.w4a16_gemv(x2, layer.qweight, layer.wscales, layer.bias)
         layer.last_path = "fused W4A16 GEMV (pycuda)"
@@ -474,8 +468,6 @@ def w4a16_gemv_many(
     rows = _rows(x)
 
     def kernel() -> list[torch.Tensor]:
-        from gpu.kernels import launch
-
         key = tuple((m.qweight.data_ptr(), m.wscales.data_ptr(), m.bias.data_ptr() if m.bias is not None else 0)
                     for m in layers)  # fmt: skip
         group = cache.get(key)
