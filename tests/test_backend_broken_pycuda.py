@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpu.kernels import backend
+from gpu.kernels import availability, backend
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.svdq_linear import SVDQLinear
 
@@ -39,7 +39,7 @@ def broken_pycuda(tmp_path: Path, monkeypatch):
     before = {name: mod for name, mod in sys.modules.items() if name == "pycuda" or name.startswith("pycuda.")}
     for name in before:
         monkeypatch.delitem(sys.modules, name)
-    backend.pycuda_refusal.cache_clear()
+    availability.pycuda_refusal.cache_clear()
     monkeypatch.syspath_prepend(str(tmp_path))
 
     def install(driver_code: str) -> None:
@@ -51,7 +51,7 @@ def broken_pycuda(tmp_path: Path, monkeypatch):
     for name in [n for n in sys.modules if n == "pycuda" or n.startswith("pycuda.")]:
         del sys.modules[name]
     sys.modules.update(before)
-    backend.pycuda_refusal.cache_clear()  # the broken one's answer is not kept for the tests after
+    availability.pycuda_refusal.cache_clear()  # the broken one's answer is not kept for the tests after
 
 
 def _w4a4_layer() -> SVDQLinear:
@@ -69,24 +69,24 @@ def test_fused_paths_refuse_a_pycuda_that_cannot_load_or_start_and_say_why(broke
     from gpu.modules import fused_ops
 
     # The FLUX block ops (norms, GEMV) said "pycuda is not installed" of an installed, broken one.
-    assert fused_ops._probe(0, "norm") == backend.pycuda_refusal() == why
+    assert fused_ops._probe(0, "norm") == availability.pycuda_refusal() == why
 
 
 def test_a_load_failure_of_pycuda_itself_falls_back_instead_of_failing_generation(broken_pycuda):
-    """``run`` (and the FLUX block ops) fall back on the errors ``_is_load_error`` accepts: those a pycuda that
-    cannot load raises are among them, launch and shape errors are not."""
+    """``run`` (and the FLUX block ops) fall back on the errors ``availability.is_load_error`` accepts: those a
+    pycuda that cannot load raises are among them, launch and shape errors are not."""
     broken_pycuda(BROKEN_IMPORT)
-    assert backend._is_load_error(ImportError(DLL_FAILED))
-    assert backend._is_load_error(OSError(UNDEFINED_SYMBOL))
-    assert backend._is_load_error(RuntimeError("no kernel binary for sm_86 and nvcc not found"))
-    assert not backend._is_load_error(ValueError("K=20000 > 16384 (the FP8 prologue keeps a long token row)"))
-    assert not backend._is_load_error(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert availability.is_load_error(ImportError(DLL_FAILED))
+    assert availability.is_load_error(OSError(UNDEFINED_SYMBOL))
+    assert availability.is_load_error(RuntimeError("no kernel binary for sm_86 and nvcc not found"))
+    assert not availability.is_load_error(ValueError("K=20000 > 16384 (the FP8 prologue keeps a long token row)"))
+    assert not availability.is_load_error(RuntimeError("CUDA error: an illegal memory access was encountered"))
 
 
 def test_a_driver_that_does_not_start_is_a_load_failure(broken_pycuda):
     broken_pycuda(DRIVER_WONT_START)
     import pycuda.driver as drv
 
-    assert backend._is_load_error(drv.RuntimeError(CUINIT))
-    assert backend._is_load_error(drv.CompileError("nvcc compilation of kernel.cu failed"))
-    assert not backend._is_load_error(drv.LaunchError("cuLaunchKernel failed: an illegal memory access"))
+    assert availability.is_load_error(drv.RuntimeError(CUINIT))
+    assert availability.is_load_error(drv.CompileError("nvcc compilation of kernel.cu failed"))
+    assert not availability.is_load_error(drv.LaunchError("cuLaunchKernel failed: an illegal memory access"))

@@ -322,11 +322,11 @@ def test_a_family_without_an_architecture_check_is_refused_by_none(monkeypatch):
     """The families' architecture checks, gathered in one table, were looked up by key: a family other than "norm"
     and "gemv" raised KeyError, even on the CPU, which is "not a CUDA GPU" whatever the family. Such a family is
     again turned down by no architecture (here a Pascal GPU, sm_61, which the GEMV's fp16 MMA needs more than)."""
-    from gpu.kernels import backend, loader
+    from gpu.kernels import availability, loader
 
     assert fused_ops.fused_refusal(torch.device("cpu"), "other") == "device is CPU, not a CUDA GPU"
     monkeypatch.setattr(fused_ops, "_refusals", {})
-    monkeypatch.setattr(backend, "pycuda_refusal", lambda: None)  # pycuda and the kernel binary are there
+    monkeypatch.setattr(availability, "pycuda_refusal", lambda: None)  # pycuda and the kernel binary are there
     monkeypatch.setattr(loader, "binary_status", lambda arch: None)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 1))
     pascal = torch.device("cuda", 0)

@@ -10,13 +10,13 @@ Two backends serve the same INT4 W4A4 checkpoint layers, asked in this order:
   the same kernel issues four m8n8k32 per m16n8k64, bit-identical: ``gpu.kernels.mma_forms``).
 
 Importing this module must work without pycuda, without CUDA and without nvcc: every check that needs
-them runs inside ``refuses`` and turns a failure into a reason the GUI can show.
+them runs inside ``refuses`` and turns a failure into a reason the GUI can show. The device checks and the
+load-failure memo are ``gpu.kernels.availability``'s, shared with the FLUX block ops.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from gpu.kernels import mma_forms
+from gpu.kernels.availability import binary_refusal, gpu_refusal, remember_load_failure
 from gpu.kernels.rank_limits import ANY_WINDOW, INT4_LIMITS, W4A8F_LIMITS, RankLimits, low_rank_refusal
 from gpu.kernels.repack import PackedW4A8F
 from gpu.modules.reference import gelu_columns_
@@ -33,45 +34,6 @@ from gpu.system_info import cuda_index
 NAME = "fused INT4 W4A4 kernels (pycuda)"
 W4A8_NAME = "fused W4A8 FP8 kernels for Hopper (pycuda)"
 MIN_ARCH = mma_forms.TURING
-
-
-@functools.cache
-def pycuda_refusal() -> str | None:
-    """None when pycuda's driver module loads and the CUDA driver starts, else why not (for the GUI).
-
-    Tried once per process and remembered (``pycuda_refusal.cache_clear()`` forgets it). Installed is not enough:
-    a bundled pycuda built against another CUDA driver fails to import ("DLL load failed", "undefined symbol") or
-    to start (cuInit), and every layer must then run the reference path, saying why, instead of failing each
-    generation."""
-    if importlib.util.find_spec("pycuda") is None:
-        return "pycuda is not installed"
-    try:
-        import pycuda.driver as drv
-
-        drv.init()
-    except Exception as err:  # noqa: BLE001 - whatever a broken install raises, the reference path still runs
-        return _one_line(f"pycuda cannot be used: {type(err).__name__}: {err}")
-    return None
-
-
-def gpu_refusal(device: torch.device, arch_refusal: Callable[[int, int], str | None]) -> str | None:
-    """Why a family of fused kernels cannot run on ``device``, whatever the layer, first reason first: it is no CUDA
-    GPU, pycuda cannot be used (``pycuda_refusal``), or ``arch_refusal`` (major, minor) turns its architecture
-    down; None past those. What is asked after (a load failure, the kernel binary) is the caller's."""
-    if device.type != "cuda":
-        return f"device is {device.type.upper()}, not a CUDA GPU"
-    return pycuda_refusal() or arch_refusal(*torch.cuda.get_device_capability(device))
-
-
-def load_failure(err: Exception) -> str:
-    """A kernel build or load failure (``_is_load_error``) as the reason remembered for it and shown."""
-    return _one_line(f"kernel load failed: {err}")
-
-
-def _one_line(reason: str) -> str:
-    """``reason`` as the GUI shows it: its first line, at most 300 characters (a compiler's or loader's message can
-    run to pages)."""
-    return reason.splitlines()[0][:300]
 
 
 def layer_refusal(layer: torch.nn.Module) -> str | None:
@@ -162,10 +124,7 @@ class FusedPath:
         idx = cuda_index(device)
         if (idx, layer.compute_dtype) in self.load_errors:
             return self.load_errors[(idx, layer.compute_dtype)]
-        from gpu.kernels.loader import binary_status
-
-        major, minor = torch.cuda.get_device_capability(device)
-        return binary_status(f"{major}{minor}")
+        return binary_refusal(device)
 
     def held_bytes(self, layer: torch.nn.Module) -> int:
         """GPU bytes this path's packed copy of ``layer`` adds to the layer's own (for the memory plan)."""
@@ -188,35 +147,15 @@ class FusedPath:
             packed = getattr(repack, self.pack_name)(layer, x.device)
             y = getattr(launch, self.forward_name)(x, packed, gelu_from)
         except Exception as err:  # noqa: BLE001 - a build/load failure must not kill generation
-            if not _is_load_error(err):
+            reason = remember_load_failure(self.load_errors, (cuda_index(x.device), layer.compute_dtype), err)
+            if reason is None:
                 raise
-            idx = cuda_index(x.device)
-            reason = load_failure(err)
-            self.load_errors[(idx, layer.compute_dtype)] = reason
             layer.last_path = f"{self.label} ({reason})"
             return gelu_columns_(layer.forward_reference(x, act_format=self.act_format), gelu_from)
         note = self.path_note(packed) if self.path_note else None
         if note and not layer.last_path.endswith(f"({note})"):  # idempotent when two threads run one layer
             layer.last_path = f"{layer.last_path} ({note})"
         return y
-
-
-def _is_load_error(err: Exception) -> bool:
-    """Build / module-load failures (recoverable by falling back), not launch or shape errors.
-
-    pycuda or the CUDA driver library that cannot be loaded (ImportError, OSError) and a CUDA driver that cannot
-    start (cuInit) are load failures too: decided before asking pycuda's own exception classes, which a broken
-    pycuda cannot provide."""
-    text = str(err)
-    if isinstance(err, ImportError | OSError) or "cuInit failed" in text or "nvcc" in text:
-        return True
-    if isinstance(err, RuntimeError) and "no kernel binary" in text:
-        return True
-    try:
-        import pycuda.driver as drv
-    except Exception:  # noqa: BLE001 - a pycuda that cannot load raised no error of its own classes
-        return False
-    return isinstance(err, drv.CompileError | drv.LogicError)
 
 
 def _w4a8f_shape_refusal(layer: torch.nn.Module) -> str | None:

@@ -38,7 +38,7 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 
-from gpu.kernels import launch, mma_forms
+from gpu.kernels import availability, launch, mma_forms
 from gpu.kernels.launch import (
     GEMV_MAX_K,  # the W4A16 GEMV kernel's longest row (scales staged in shared memory)
     GEMV_MAX_ROWS,  # rows the W4A16 GEMV kernel serves (mma n8 tile)
@@ -193,9 +193,7 @@ def fused_refusal(device: torch.device, family: str = "norm") -> str | None:
     Decided once per device (pycuda present, architecture, kernel binaries obtainable through
     ``gpu.kernels.loader``), then a dict lookup; a later build/load failure replaces the answer."""
     if device.type != "cuda":  # nothing to decide once: said as the backends say it
-        from gpu.kernels.backend import gpu_refusal
-
-        return gpu_refusal(device, _arch_refusal(family))
+        return availability.gpu_refusal(device, _arch_refusal(family))
     key = (cuda_index(device), family)
     why = _refusals.get(key, _UNKNOWN)
     if why is _UNKNOWN:
@@ -225,16 +223,10 @@ def _arch_refusal(family: str) -> Callable[[int, int], str | None]:
 
 
 def _probe(index: int, family: str) -> str | None:
-    """``fused_refusal`` for CUDA device ``index``: the backends' ``gpu_refusal`` (pycuda, not installed or
-    broken, then the architecture), then the kernel binary."""
-    from gpu.kernels.backend import gpu_refusal
-    from gpu.kernels.loader import binary_status
-
+    """``fused_refusal`` for CUDA device ``index``: the backends' ``availability.gpu_refusal`` (pycuda, not
+    installed or broken, then the architecture), then the kernel binary."""
     device = torch.device("cuda", index)
-    if (why := gpu_refusal(device, _arch_refusal(family))) is not None:
-        return why
-    major, minor = torch.cuda.get_device_capability(index)
-    return binary_status(f"{major}{minor}")
+    return availability.gpu_refusal(device, _arch_refusal(family)) or availability.binary_refusal(device)
 
 
 _Result = TypeVar("_Result")
@@ -249,11 +241,8 @@ def _kernel_or_reference(
         try:
             return kernel()
         except Exception as err:  # noqa: BLE001 - only build/load failures are recovered, others re-raised
-            from gpu.kernels.backend import _is_load_error, load_failure
-
-            if not _is_load_error(err):
+            if availability.remember_load_failure(_refusals, (cuda_index(device), family), err) is None:
                 raise
-            _refusals[(cuda_index(device), family)] = load_failure(err)
     return reference()
 
 

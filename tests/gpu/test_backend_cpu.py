@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from gpu.kernels import backend
+from gpu.kernels import availability, backend
 from gpu.kernels.repack import (
     act_fragments_to_codes,
     enable_canonical_offload,
@@ -260,7 +260,7 @@ def test_turing_gets_the_int4_kernels_in_their_m8n8k32_form(monkeypatch):
 
 def test_the_fused_paths_and_the_block_ops_refuse_a_gpu_in_one_order(monkeypatch):
     """The backends' layers (``FusedPath``) and the block ops' families (``fused_ops.fused_refusal``) ask one check
-    of the device (``backend.gpu_refusal``): no CUDA GPU, then pycuda, then the architecture each is built for."""
+    of the device (``availability.gpu_refusal``): no CUDA GPU, then pycuda, then the architecture each is built for."""
     from gpu.modules import fused_ops
 
     layer = _layer(LayerSpec("svdquant", "int4", "int4", 32, True))
@@ -269,13 +269,13 @@ def test_the_fused_paths_and_the_block_ops_refuse_a_gpu_in_one_order(monkeypatch
     assert backend.INT4.refuses(layer, cpu) == fused_ops.fused_refusal(cpu, "gemv") == not_cuda
     assert fused_ops.fused_refusal(cpu, "norm") == not_cuda
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
-    monkeypatch.setattr(backend, "pycuda_refusal", lambda: "pycuda is not installed")
+    monkeypatch.setattr(availability, "pycuda_refusal", lambda: "pycuda is not installed")
     assert backend.INT4.refuses(layer, gpu) == fused_ops._probe(0, "gemv") == "pycuda is not installed"
-    monkeypatch.setattr(backend, "pycuda_refusal", lambda: None)
+    monkeypatch.setattr(availability, "pycuda_refusal", lambda: None)
     assert backend.INT4.refuses(layer, gpu) == "GPU sm_70 lacks 4-bit tensor-core MMA (needs sm_75 or newer)"
     assert fused_ops._probe(0, "gemv") == "GPU sm_70 lacks fp16 mma.sync m16n8k8 (the W4A16 GEMV needs sm_75 or newer)"
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 6))
-    backend.INT4.load_errors[(0, torch.bfloat16)] = backend.load_failure(RuntimeError("no kernel image\nmore"))
+    backend.INT4.load_errors[(0, torch.bfloat16)] = availability.load_failure(RuntimeError("no kernel image\nmore"))
     try:
         assert backend.INT4.refuses(layer, gpu) == "kernel load failed: no kernel image"  # remembered, one line
     finally:
