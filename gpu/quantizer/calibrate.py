@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from gpu.calibration_set import calibration_prompts, calibration_steps  # noqa: F401 - where they were
-from gpu.errors import Cancelled
+from gpu.quantizer.config import raise_if_cancelled
 from gpu.quantizer.shared import CalibSample
 from gpu.svdquant.calibration import CalibrationCollector, LayerCalibration
 
@@ -48,8 +48,7 @@ def collect_calibration(
     hooks = hooked(layers, collectors)
     try:
         for i, s in enumerate(samples):
-            if should_cancel is not None and should_cancel():
-                raise Cancelled()
+            raise_if_cancelled(should_cancel)
             with torch.inference_mode():
                 transformer(**{k: v.to(device) for k, v in s.items()}, return_dict=False)
             if on_sample is not None:

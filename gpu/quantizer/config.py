@@ -1,11 +1,14 @@
-"""Settings of a quantization run and the progress events it reports."""
+"""Settings of a quantization run, the progress events it reports and how it asks whether it was cancelled."""
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from gpu.errors import Cancelled
 from gpu.modules.layer_spec import METHODS, PRECISIONS, spec_for
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
@@ -188,3 +191,20 @@ class EmitEvent(Protocol):
     filled in by the run."""
 
     def __call__(self, kind: str, message: str, **kw: Any) -> None: ...  # kw: QuantizeEvent's other fields
+
+
+def emitter(on_event: Callable[[QuantizeEvent], None] | None, started: float) -> EmitEvent:
+    """A run's ``emit(kind, message, **fields)``: a ``QuantizeEvent`` to ``on_event`` (if any), its ``elapsed_s``
+    counted from ``started`` (a ``time.perf_counter()`` reading)."""
+
+    def emit(kind: str, message: str, **kw: Any) -> None:  # kw: QuantizeEvent's other fields
+        if on_event is not None:
+            on_event(QuantizeEvent(kind, message, elapsed_s=time.perf_counter() - started, **kw))
+
+    return emit
+
+
+def raise_if_cancelled(should_cancel: Callable[[], bool] | None) -> None:
+    """Raises ``Cancelled`` when ``should_cancel`` (a run's cancel flag; None: it cannot be cancelled) says so."""
+    if should_cancel is not None and should_cancel():
+        raise Cancelled()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +17,11 @@ import torch
 from gpu.adapters import adapter_named
 from gpu.calibration_set import calibration_prompts, calibration_steps
 from gpu.checkpoint.format import save_checkpoint
-from gpu.errors import Cancelled, ModelLoadError
+from gpu.errors import ModelLoadError
 from gpu.generation.pipeline_loader import load_pipeline
 from gpu.library import ModelEntry, ModelLibrary, builtin_models
 from gpu.quantizer.calibrate import collect_calibration
-from gpu.quantizer.config import EmitEvent, QuantizeConfig, QuantizeEvent
+from gpu.quantizer.config import EmitEvent, QuantizeConfig, QuantizeEvent, emitter, raise_if_cancelled
 from gpu.quantizer.shared import (
     CalibSample,
     PromptEmbeds,
@@ -57,15 +58,8 @@ def quantize_model_in_memory(
     config.validate()
     library = library or ModelLibrary()
     out_path = Path(out_path)
-    started = time.perf_counter()
-
-    def emit(kind: str, message: str, **kw: Any) -> None:  # kw: QuantizeEvent's other fields
-        if on_event is not None:
-            on_event(QuantizeEvent(kind, message, elapsed_s=time.perf_counter() - started, **kw))
-
-    def check_cancel() -> None:
-        if should_cancel is not None and should_cancel():
-            raise Cancelled()
+    emit = emitter(on_event, time.perf_counter())
+    check_cancel = partial(raise_if_cancelled, should_cancel)
 
     entry = library.resolve(str(source))
     if entry.facts is None or entry.facts.kind != "diffusers":

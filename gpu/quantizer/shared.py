@@ -25,9 +25,9 @@ from torch import nn
 
 from gpu.adapters.base import ModelAdapter
 from gpu.checkpoint.format import CheckpointMeta
-from gpu.errors import BadRequestError, Cancelled, CheckpointError, ModelLoadError, named_few
+from gpu.errors import BadRequestError, CheckpointError, ModelLoadError, named_few
 from gpu.modules.layer_spec import spec_for
-from gpu.quantizer.config import QuantizeConfig
+from gpu.quantizer.config import QuantizeConfig, raise_if_cancelled
 from gpu.svdquant.calibration import LayerCalibration
 from gpu.svdquant.decompose import DecomposeConfig, DecomposedLayer, decompose_group
 from gpu.svdquant.smoothing import alpha_grid
@@ -74,8 +74,7 @@ def encode_prompts(pipe: DiffusionPipeline, prompts: Sequence[str], max_sequence
                                                  max_sequence_length=max_sequence_length)
             negative = PromptEmbeds(pe.cpu(), pooled.cpu(), ids.cpu())
         for i, p in enumerate(prompts):
-            if should_cancel is not None and should_cancel():
-                raise Cancelled()
+            raise_if_cancelled(should_cancel)
             pe, pooled, ids = pipe.encode_prompt(prompt=p, prompt_2=None, device=device,
                                                  max_sequence_length=max_sequence_length)
             out.append(PromptEmbeds(pe.cpu(), pooled.cpu(), ids.cpu(), negative))
@@ -133,8 +132,7 @@ def denoise_and_record(
     g_vec = torch.full([1], guidance, dtype=torch.float32) if guidance_embeds else None
     recorded: dict[tuple[int, int, int], CalibSample] = {}
     for step, t in enumerate(timesteps[: last + 1]):
-        if should_cancel is not None and should_cancel():
-            raise Cancelled()
+        raise_if_cancelled(should_cancel)
         inputs: list[CalibSample] = []
         owners: list[tuple[int, int]] = []
         for i, e in enumerate(embeds):

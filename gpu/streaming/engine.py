@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,11 +39,11 @@ from gpu.adapters import adapter_named
 from gpu.atomic import output_errors, remove_stale_temps
 from gpu.checkpoint.format import save_checkpoint
 from gpu.checkpoint.verified import verify_checkpoint_once
-from gpu.errors import Cancelled, OutputAppeared, OutputError, UserError
+from gpu.errors import OutputAppeared, OutputError, UserError
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
 from gpu.library import ModelLibrary
 from gpu.output_lock import OutputClaim, output_lock
-from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent
+from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent, emitter, raise_if_cancelled
 from gpu.quantizer.in_memory import base_record
 from gpu.quantizer.shared import CalibSample, checkpoint_meta, scheduler_record
 from gpu.streaming.activation_store import remove_scratch
@@ -148,12 +149,9 @@ def _quantize_model(
     memory running out or a full disk)."""
     out_path = Path(out_path)
     dtype = runtime_dtype(device)
-    emit = _emitter(on_event, time.perf_counter())
+    emit = emitter(on_event, time.perf_counter())
     quiet_libraries()
-
-    def check_cancel() -> None:
-        if should_cancel is not None and should_cancel():
-            raise Cancelled()
+    check_cancel = partial(raise_if_cancelled, should_cancel)
 
     supplied = samples_override is not None
     run = run_inputs(source, config, library, dtype, supplied)
@@ -199,17 +197,6 @@ def _quantize_model(
     _write_model(out_path, parts, head, manifest, run, config, prompts_n, len(samples), replace_output, stage, emit)
     _remove_parts_once_verified(out_path, parts, total_layers, emit)
     return out_path
-
-
-def _emitter(on_event: Callable[[QuantizeEvent], None] | None, started: float) -> Callable[..., None]:
-    """The run's ``emit(kind, message, **fields)``: a ``QuantizeEvent`` to ``on_event`` (if any), timed from
-    ``started`` (``time.perf_counter``)."""
-
-    def emit(kind: str, message: str, **kw: object) -> None:
-        if on_event is not None:
-            on_event(QuantizeEvent(kind, message, elapsed_s=time.perf_counter() - started, **kw))
-
-    return emit
 
 
 def _read_parts_folder(parts: Path, out_path: Path, run: RunInputs) -> tuple[dict, bool]:

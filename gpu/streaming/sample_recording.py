@@ -11,11 +11,10 @@ import torch
 from torch import nn
 
 from gpu.adapters import adapter_named
-from gpu.errors import Cancelled
 from gpu.generation.memory import module_bytes
 from gpu.generation.pipeline_loader import load_errors
 from gpu.library import ModelEntry
-from gpu.quantizer.config import QuantizeConfig
+from gpu.quantizer.config import QuantizeConfig, raise_if_cancelled
 from gpu.quantizer.in_memory import make_samples
 from gpu.quantizer.shared import CalibSample
 from gpu.streaming.forward import streamed_forward
@@ -38,8 +37,7 @@ def record_samples(src: WeightSource, head: nn.Module, blocks: list[tuple[str, i
                                             use_safetensors=True).to(device)  # never a pickle  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     try:
-        if should_cancel is not None and should_cancel():  # loading them took a while: a cancel since stops here
-            raise Cancelled()
+        raise_if_cancelled(should_cancel)  # loading them took a while: a cancel since stops here
         stage.doing = "encoding the calibration prompts"
         forward = streamed_forward(src, head, blocks, device, dtype)
 
