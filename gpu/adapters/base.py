@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 from torch import nn
 
-ROLES = ("w4a4", "w4a16", "keep")
-
 
 @dataclass(frozen=True)
 class ModelAdapter:

@@ -193,6 +193,7 @@ W4A8 = FusedPath(
 INT4 = FusedPath(
     NAME, _int4_arch_refusal, "svdq_linear_forward", None, "PyTorch reference", shape_refusal=_int4_shape_refusal
 )
+# The INT4 path's checks and forward under the module's name: used by tests (the dispatcher asks the Backend objects).
 refuses = INT4.refuses
 run = INT4.run
 

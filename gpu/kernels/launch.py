@@ -7,7 +7,7 @@ Three paths share the loader, the weight canonical form and the streams:
 - Hopper W4A8 (sm_90, which has no 4-bit tensor cores): the K-split INT8 prologue
   ``svdq_w4a8_prologue_*`` (or Kernel A at QMAX = 127, ``svdq_quant_lora_int8_*``; same codes, latency
   bound) then ``svdq_w4a8_gemm_*``, which widens the checkpoint's unchanged int4 codes to s8 in registers.
-  Numerics: ``SVDQLinear.forward_reference(x, act_format=W4A8_ACT_FORMAT)``. Kept as the measured
+  Numerics: ``SVDQLinear.forward_reference(x, act_format="int8_g64")``. Kept as the measured
   alternative (``main.py bench kernels``); dispatch uses the FP8 path below.
 - Hopper W4A8 with FP8 activations (sm_90a, what dispatch runs on sm_90): the per-token E4M3 prologue
   ``svdq_w4a8f_quant_*``, the down projection on cuBLAS, then ``svdq_w4a8f_gemm_*`` (wgmma). Numerics:
@@ -49,7 +49,6 @@ _QUANT_THREADS, _QUANT_ROWS = 256, 32
 _GEMM_THREADS, _GEMM_BM, _GEMM_BN = 128, 64, 64
 _PRO_THREADS, _PRO_ROWS, _PRO_GROUPS = 128, 16, 8  # W4A8 K-split prologue
 _W4A8_THREADS, _W4A8_BM, _W4A8_BN = 256, 128, 128
-W4A8_ACT_FORMAT = "int8_g64"  # the activation format of the reference numerics the W4A8 path reproduces
 # Hopper FP8 wgmma path (kernels_cu/svdq_w4a8_wgmma.cu): block tile, prologue block, pipeline bytes
 _W4A8F_THREADS, _W4A8F_TILE = 384, 128  # 2 consumer warpgroups + 1 producer warpgroup; 128x128 tiles
 _W4A8F_STAGES = 8

@@ -93,11 +93,6 @@ class SVDQLinear(nn.Module):
     def optional(self, name: str) -> torch.Tensor | None:
         return getattr(self, name, None)
 
-    @property
-    def weight_dtype(self) -> torch.dtype:
-        """The 16-bit dtype of this layer's scales, smoothing and low-rank factors."""
-        return self.compute_dtype
-
     # -- forward -----------------------------------------------------------------------------------
     def forward_reference(self, x: torch.Tensor, act_format: str | None = None) -> torch.Tensor:
         """x: [..., K] 16/32-bit float -> [..., N] in x's dtype, through the PyTorch reference.

@@ -62,7 +62,8 @@ def unproven(parts_folder: Path, key: ResumeKey) -> bool:
 def made_by_another_version(parts_folder: Path) -> bool:
     """Whether ``parts_folder`` was made by another version of the quantizer (its manifest keeps no settings, or
     another version's): no run of this version resumes from it, whatever its settings. False for a folder without
-    a readable manifest (``has_manifest``), which no version could resume."""
+    a readable manifest (``has_manifest``), which no version could resume. Used by tests (the engine asks
+    ``how_made``)."""
     return _another_version(read_manifest(parts_folder))
 
 

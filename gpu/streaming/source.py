@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -300,9 +299,6 @@ def prefixed(block: torch.nn.Module, kind: str, index: int = 0) -> torch.nn.Modu
     blocks.add_module(str(index), block)
     outer.add_module(kind, blocks)
     return outer
-
-
-BLOCK_RE = re.compile(r"(transformer_blocks|single_transformer_blocks)\.(\d+)\.")
 
 
 _SAMPLE = 1 << 20  # bytes read at each of a file's start, middle and end
