@@ -35,7 +35,7 @@ import torch
 from gpu.kernels import context, mma_forms
 from gpu.kernels.loader import load_module
 from gpu.kernels.rank_limits import MAX_TOTAL_RANK, W4A8F_LIMITS, W4A8F_MAX_WINDOW, W4A8F_NARROW_WINDOW
-from gpu.kernels.repack import GROUP, PAD_M, PackedW4A8F, PackedWeights, round_up
+from gpu.kernels.repack import GROUP, PAD_M, PAD_N, PackedW4A8F, PackedWeights, round_up
 from gpu.modules.reference import check_gelu_from, gelu_columns_
 from gpu.system_info import cuda_index
 
@@ -195,6 +195,15 @@ def _check(t: torch.Tensor | None, name: str, shape: tuple, dtype: torch.dtype, 
         )
 
 
+def _check_padding(n: int, n_pad: int, n_step: int, m: int, m_pad: int, m_step: int) -> None:
+    """The GEMMs' grids cover w.n_pad channels and qa.m_pad tokens in whole tiles: a padded extent that is no
+    multiple of its step, or shorter than the real one, would leave outputs unwritten or read past the operands."""
+    if n_pad % n_step or not 0 <= n <= n_pad:
+        raise ValueError(f"w.n_pad={n_pad}: must be a multiple of {n_step} and at least w.n={n}")
+    if m_pad % m_step or not 0 <= m <= m_pad:
+        raise ValueError(f"qa.m_pad={m_pad}: must be a multiple of {m_step} and at least qa.m={m}")
+
+
 @dataclass
 class QuantizedAct:
     """Kernel A's outputs for M tokens (M_pad = M rounded up to 64)."""
@@ -224,6 +233,8 @@ def _prologue_inputs(
     m, k = x.shape
     if k % GROUP:
         raise ValueError(f"K={k} is not a multiple of the group size {GROUP}")
+    if lora_down is not None and lora_down.dim() != 2:
+        raise ValueError(f"lora_down: expected a 2-D [K, r] tensor, got {tuple(lora_down.shape)}")
     rank = 0 if lora_down is None else int(lora_down.shape[1])
     if rank > max_rank:
         raise ValueError(f"rank {rank} > {max_rank}")
@@ -292,8 +303,11 @@ def w4a4_gemm(
 ) -> torch.Tensor:
     """Kernel B. qa from ``quantize_act`` (same K, same rank), w from ``gpu.kernels.repack`` ->
     out T [M, N] = grouped INT4 GEMM + lact @ lora_up^T + bias [-> GELU on columns >= gelu_from], T = out_dtype.
-    ``out`` (T [M, N], contiguous) is written in place when given."""
+    ``out`` (T [M, N], contiguous) is written in place when given. lr_window's values are trusted (checking them
+    would take a device sync): each (begin, count) must hold 0 <= begin, begin + count <= rank, as
+    ``repack.rank_windows`` writes them; the kernel does not clamp."""
     gelu_col = gelu_from_arg(gelu_from, w.n)
+    _check_padding(w.n, w.n_pad, PAD_N, qa.m, qa.m_pad, PAD_M)
     out = _gemm_output(qa, w, out_dtype, out, (qa.m_pad // 16, w.k // GROUP, 32, 4))
     _check(qa.lact, "lact", (qa.m_pad, w.rank), torch.float32, out.device)
     _check(w.lr_window, "lr_window", (w.n_pad // _GEMM_BN, 2), torch.int32, out.device)
@@ -348,6 +362,7 @@ def w4a8_gemm(
     = grouped s8 GEMM on int4 weights widened in registers + sum_s lact[s] @ lora_up^T + bias
     [-> GELU on columns >= gelu_from]."""
     gelu_col = gelu_from_arg(gelu_from, w.n)
+    _check_padding(w.n, w.n_pad, PAD_N, qa.m, qa.m_pad, PAD_M)
     out = _gemm_output(qa, w, out_dtype, out, (qa.m_pad // 16, w.k // GROUP, 2, 32, 4))
     if qa.lact.dim() != 3:
         raise ValueError("lact must be [S, M_pad, r] (K-split partials of the W4A8 prologue)")
@@ -440,6 +455,7 @@ def w4a8f_gemm(
     if out_dtype not in _SUFFIX:
         raise ValueError(f"output dtype must be bf16/fp16, got {out_dtype}")
     gelu_col = gelu_from_arg(gelu_from, n)
+    _check_padding(n, w.n_pad, _W4A8F_TILE, qa.m, qa.m_pad, _W4A8F_TILE)
     if n % 8 or rank % 16 or rank > MAX_TOTAL_RANK:
         raise ValueError(f"N={n} must be a multiple of 8 and rank={rank} a multiple of 16 up to {MAX_TOTAL_RANK}")
     excess = W4A8F_LIMITS.window_excess(w.max_window)
