@@ -26,7 +26,7 @@ capture). pycuda launches only on its own ``Stream`` objects and cannot wrap tor
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -383,16 +383,26 @@ def w4a8_gemm(
 
 def svdq_linear_forward(x: torch.Tensor, w: PackedWeights, gelu_from: int | None = None) -> torch.Tensor:
     """x: T [..., K] -> T [..., N] through Kernel A then Kernel B (INT4 W4A4)."""
-    lead = x.shape[:-1]
-    qa = quantize_act(x.reshape(-1, w.k), w.smooth, w.lora_down)
-    return w4a4_gemm(qa, w, x.dtype, gelu_from).reshape(*lead, w.n)
+    return _prologue_then_gemm(x, w, gelu_from, quantize_act, w4a4_gemm)
 
 
 def svdq_linear_forward_w4a8(x: torch.Tensor, w: PackedWeights, gelu_from: int | None = None) -> torch.Tensor:
     """x: T [..., K] -> T [..., N] through the INT8 prologue then the W4A8 GEMM (Hopper)."""
+    return _prologue_then_gemm(x, w, gelu_from, quantize_act_int8, w4a8_gemm)
+
+
+def _prologue_then_gemm(
+    x: torch.Tensor,
+    w: PackedWeights,
+    gelu_from: int | None,
+    prologue: Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], QuantizedAct],
+    gemm: Callable[[QuantizedAct, PackedWeights, torch.dtype, int | None], torch.Tensor],
+) -> torch.Tensor:
+    """x: T [..., K] -> T [..., N]: ``prologue`` on x's rows (T [M, K]) with w's smoothing and down projection,
+    then ``gemm`` into T [M, N], reshaped back to x's leading dims."""
     lead = x.shape[:-1]
-    qa = quantize_act_int8(x.reshape(-1, w.k), w.smooth, w.lora_down)
-    return w4a8_gemm(qa, w, x.dtype, gelu_from).reshape(*lead, w.n)
+    qa = prologue(x.reshape(-1, w.k), w.smooth, w.lora_down)
+    return gemm(qa, w, x.dtype, gelu_from).reshape(*lead, w.n)
 
 
 @dataclass
