@@ -37,6 +37,7 @@ def ssim(a: Images, b: Images) -> float:
     win = (g[:, None] * g[None, :])[None, None].repeat(3, 1, 1, 1)
 
     def blur(t: torch.Tensor) -> torch.Tensor:
+        """t: float64 [B, 3, H, W] -> float64 [B, 3, H - 10, W - 10], each channel filtered by the window."""
         return F.conv2d(t, win, groups=3)
 
     c1, c2 = 0.01**2, 0.03**2

@@ -186,6 +186,8 @@ def _ptr(t: torch.Tensor | None) -> int:
 
 
 def _check(t: torch.Tensor | None, name: str, shape: tuple, dtype: torch.dtype, device: torch.device) -> None:
+    """t: ``dtype`` ``shape`` on ``device``, contiguous, or None (an absent optional operand); ValueError naming
+    ``name`` otherwise."""
     if t is None:
         return
     if tuple(t.shape) != shape or t.dtype != dtype or t.device != device or not t.is_contiguous():
@@ -588,6 +590,8 @@ _INT32_MAX = 2**31 - 1
 
 
 def _check_aligned(t: torch.Tensor, name: str, nbytes: int) -> None:
+    """t: any dtype and shape whose data_ptr is ``nbytes``-aligned (the kernel's vector loads); ValueError naming
+    ``name`` otherwise."""
     if t.data_ptr() % nbytes:
         raise ValueError(f"{name}: the kernel reads {nbytes}-byte vectors; data_ptr is not {nbytes}-byte aligned")
 

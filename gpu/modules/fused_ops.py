@@ -309,10 +309,13 @@ def _qkv_for_kernel(qkv: torch.Tensor) -> torch.Tensor:
 
 
 def _rope_for_kernel(t: torch.Tensor) -> torch.Tensor:
+    """rope cos/sin: [S, D] any float -> fp32 [S, D] contiguous, 16-byte aligned, as the kernel reads them."""
     return _aligned(t.float(), 16)  # fp32 already in FLUX (pos_embed's output): no copy then
 
 
 def _qk_fusable(qkv: torch.Tensor, *weights: torch.Tensor) -> bool:
+    """qkv: T [B, S, F], weights: norm weights [D] -> whether the kernel serves them: T bf16/fp16 and every weight
+    of dtype T with 128 elements."""
     return qkv.dtype in _FUSED_DTYPES and all(w.numel() == HEAD_DIM and w.dtype == qkv.dtype for w in weights)
 
 
@@ -477,6 +480,7 @@ def w4a16_gemv_many(
 
 
 def _check_modulation(x: torch.Tensor, *mods: torch.Tensor) -> None:
+    """x: [B, S, C], each of mods: [B, C] (any dtype, any strides); ValueError otherwise."""
     if x.dim() != 3:
         raise ValueError(f"x must be [B, S, C], got {tuple(x.shape)}")
     b, _, c = x.shape
@@ -486,6 +490,7 @@ def _check_modulation(x: torch.Tensor, *mods: torch.Tensor) -> None:
 
 
 def _check_gate(residual: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None) -> None:
+    """residual, y: [B, S, C], gate: [B, C], out: residual's dtype [B, S, C] or None; ValueError otherwise."""
     _check_modulation(residual, gate)
     if y.shape != residual.shape:
         raise ValueError(f"y {tuple(y.shape)} must match residual {tuple(residual.shape)}")
@@ -506,5 +511,6 @@ def _check_qkv(qkv: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor
 
 
 def _check_rope(cos: torch.Tensor, sin: torch.Tensor, s: int, d: int) -> None:
+    """cos, sin: [S, D] = [s, d] (any float dtype); ValueError otherwise."""
     if tuple(cos.shape) != (s, d) or tuple(sin.shape) != (s, d):
         raise ValueError(f"rope cos/sin must be [S, D] = {(s, d)}, got {tuple(cos.shape)}, {tuple(sin.shape)}")

@@ -19,6 +19,7 @@ NF4_LEVELS = (
 
 
 def nf4_table(device: torch.device | str = "cpu") -> torch.Tensor:
+    """The 16 NormalFloat levels as float32 [16] in -1..1, indexed by code (0..15, ascending)."""
     return torch.tensor(NF4_LEVELS, dtype=torch.float32, device=device)
 
 
@@ -36,4 +37,5 @@ def quantize_nf4(x: torch.Tensor, fmt: QuantFormat, scale_dtype: torch.dtype) ->
 
 
 def nf4_code_values(q: QuantizedTensor) -> torch.Tensor:
+    """Codes int8 [..., K] as float32 NF4 levels before scaling: [..., K]."""
     return nf4_table(q.codes.device)[q.codes.long()]

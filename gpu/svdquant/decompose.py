@@ -67,6 +67,8 @@ class _Candidate:
 
 
 def _quantize_weight(w: torch.Tensor, spec: LayerSpec, dtype: torch.dtype) -> QuantizedTensor:
+    """w: fp32 [N, K] -> its QuantizedTensor in ``spec.weight_format`` along K (codes [N, K], 16-bit scales of
+    ``dtype`` where the format has them)."""
     return quantize(w, spec.weight_format, dtype)
 
 
@@ -156,6 +158,8 @@ def _with_branch(w_hat: torch.Tensor, up: torch.Tensor, down: torch.Tensor, spec
 def _score(
     c: _Candidate, spec: LayerSpec, x: torch.Tensor | None, y_ref: torch.Tensor | None, dtype: torch.dtype
 ) -> _Candidate:
+    """``c`` with its ``error`` set to the objective on tokens x fp32 [T, K] against y_ref fp32 [T, N]; left as it
+    is (unscored: inf) when x is None."""
     if x is not None:
         c.error = _objective(c, spec, x, y_ref, dtype)
     return c
