@@ -29,7 +29,7 @@ import torch
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.reference import reference_linear
 from gpu.quant import QuantizedTensor, dequantize, get_format, pack_codes, quantize
-from gpu.quant.fp4 import E4M3_MAX
+from gpu.quant.fp4 import tensor_global_scale
 from gpu.svdquant.calibration import LayerCalibration
 from gpu.svdquant.lowrank import low_rank_factors
 from gpu.svdquant.smoothing import DEFAULT_ALPHA_GRID, smoothing_factors
@@ -84,8 +84,7 @@ def _act_global_scale(
     amax = calib.x_absmax.float()
     if smooth is not None:  # calibration statistics stay on the CPU while the streaming quantizer runs on the GPU
         amax = amax.to(smooth.device) / smooth.float()
-    top = amax.max()
-    return torch.where(top > 0, top / (6.0 * E4M3_MAX), torch.ones_like(top))
+    return tensor_global_scale(amax)  # amax >= 0 (smooth > 0): its abs is itself
 
 
 def _objective(c: _Candidate, spec: LayerSpec, x: torch.Tensor, y_ref: torch.Tensor, dtype: torch.dtype) -> float:
