@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from gpu.kernels.backend import W4A8
 from gpu.lora.apply import ModuleDelta, apply_deltas, restore
 from gpu.modules.layer_spec import LayerSpec
 from gpu.modules.svdq_linear import SVDQLinear
@@ -99,7 +100,8 @@ def main() -> None:
                 ref = layer.forward_reference(x)
                 dispatched = layer(x)
                 path = layer.last_path
-                ref_path = layer.forward_reference(x, act_format="int8_g64") if "W4A8" in path else ref
+                # the W4A8 path dispatch takes on Hopper runs the FP8 numerics, not the older INT8-g64 kernels'
+                ref_path = layer.forward_reference(x, act_format=W4A8.act_format) if "W4A8" in path else ref
                 row[f"ms_w4a4_{label}"] = timed(lambda x=x, layer=layer: svdq_linear_forward(x, packed_for(layer)),
                                                 args.iters)
                 row[f"ms_dispatch_{label}"] = timed(lambda x=x, layer=layer: layer(x), args.iters)
