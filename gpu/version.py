@@ -7,6 +7,7 @@ import functools
 import hashlib
 import os
 import sys
+import uuid
 from pathlib import Path
 
 APP_NAME = "NibbleStudio"
@@ -14,11 +15,22 @@ __version__ = "0.1.0"
 
 
 def code_stamp(folder: Path) -> str:
-    """A short hash of the ``.py`` files under ``folder`` (their paths and contents): another edit, another stamp."""
+    """A short hash of the ``.py`` files under ``folder`` (their paths and contents), or of its ``.pyc`` files where
+    it holds no sources (an install compiled and stripped): another edit, another stamp. A file that cannot be read
+    (an editor's lock link that leads nowhere, a file removed meanwhile) counts by its name alone: a stamp that
+    raised would fail every library save. With no code found at all the stamp is this process's own, so nothing
+    recorded under an unknown engine is taken for this one's
+    (``engine_stamp`` takes it once per process)."""
+    files = sorted(p for p in folder.rglob("*.py") if p.is_file()) or sorted(folder.rglob("*.pyc"))
+    if not files:
+        return f"unknown-{uuid.uuid4().hex[:12]}"
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*.py")):
+    for path in files:
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+        try:
+            digest.update(path.read_bytes() + b"\0")
+        except OSError:
+            digest.update(b"unreadable\0")
     return digest.hexdigest()[:12]
 
 

@@ -295,3 +295,24 @@ def test_the_engine_stamp_changes_with_its_code_or_its_frozen_executable(tmp_pat
     built = engine_stamp.__wrapped__()
     os.utime(exe, ns=(1, 1))  # another build
     assert built.startswith(f"{__version__}+") and engine_stamp.__wrapped__() != built
+
+
+def test_the_code_stamp_survives_an_unreadable_file_and_reads_compiled_code_without_sources(tmp_path):
+    """An editor's lock link that leads nowhere (Emacs' ``.#name.py``) among the engine's sources made the stamp
+    raise, and with it every library save that held a record scoped to it; an install of compiled files only
+    (sources stripped) stamped every engine alike, so a fixed one checked nothing again."""
+    from gpu.version import code_stamp
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    before = code_stamp(tmp_path)
+    (tmp_path / ".#a.py").symlink_to(tmp_path / "nowhere")
+    assert code_stamp(tmp_path) == before  # no code: passed over, without raising
+    compiled = tmp_path / "compiled"
+    compiled.mkdir()
+    (compiled / "a.pyc").write_bytes(b"one build")
+    one = code_stamp(compiled)
+    (compiled / "a.pyc").write_bytes(b"a fixed build")
+    assert code_stamp(compiled) != one
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert code_stamp(empty) != code_stamp(empty)  # no code found: nothing recorded under it holds again
