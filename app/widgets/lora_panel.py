@@ -29,11 +29,11 @@ from PySide6.QtWidgets import (
 
 from app.lora_folder_scan import LoraFolderScan
 from app.lora_state import LoraState
-from app.plain_text import plain_label
 from app.widgets.file_filters import safetensors_filter
 from app.widgets.lora_list import LoraList
 from app.widgets.lora_row import LoraRow
 from app.widgets.wrap_grid import WrapGrid
+from app.widgets.wrapped_label import WrappedLabel
 
 if TYPE_CHECKING:
     from app.controller import AppController
@@ -73,9 +73,8 @@ class LoraPanel(QWidget):
         lay.addWidget(scan)
         lay.addWidget(self.empty)
         lay.addWidget(view, 1)
-        self.cost = plain_label()  # it names LoRAs
-        self.cost.setWordWrap(True)
-        self.state.cost_changed.connect(self.cost.setText)  # the label's own slot: gone with it
+        self.cost = WrappedLabel()  # it names LoRAs
+        self.state.cost_changed.connect(self._show_cost)  # a method of the panel: gone with it (``WrappedLabel``)
         lay.addWidget(self.cost)
         lay.addWidget(insert)
         self.skipped_dialog: QMessageBox | None = None
@@ -91,8 +90,7 @@ class LoraPanel(QWidget):
         """How far the folder being read is ("Reading LoRAs… 340/2000") with its Cancel, then how it ended, for a
         while, with "Skipped files…" where it skipped some; hidden when there is nothing to say. "Add folder…"
         waits meanwhile: one folder at a time."""
-        self.scan_label = label = plain_label()  # it names the folder
-        label.setWordWrap(True)
+        self.scan_label = label = WrappedLabel()  # it names the folder
         self.cancel_scan_button = cancel = QPushButton("Cancel")
         cancel.setToolTip("Stop reading the folder; none of its LoRAs are added")
         cancel.clicked.connect(self.scan.cancel_scan)
@@ -150,6 +148,9 @@ class LoraPanel(QWidget):
         box.raise_()
         box.activateWindow()
         self.scan.skipped_seen()
+
+    def _show_cost(self, text: str) -> None:
+        self.cost.setText(text)
 
     def _show_empty(self) -> None:
         self.empty.setVisible(not self.state.entries)

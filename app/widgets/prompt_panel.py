@@ -49,7 +49,6 @@ from app.generation_state import (
     STEPS_MIN,
     snap16,
 )
-from app.plain_text import plain_label
 from app.prompt_length_state import PromptLengthState
 from app.theme import WARNING_COLOR
 from app.widgets.decimal_spin_box import DecimalSpinBox
@@ -247,11 +246,10 @@ class PromptPanel(QWidget):
         job = controller.job
         self.progress = QProgressBar()
         self.progress.setTextVisible(False)
-        self.status = plain_label(job.status)  # it names the model
-        self.status.setWordWrap(True)
+        self.status = WrappedLabel(job.status)  # it names the model
         self.preview = ImageLabel()
         self.preview.setMinimumHeight(160)
-        job.status_changed.connect(self.status.setText)
+        job.status_changed.connect(self._show_status)  # a method of the panel: gone with it (``WrappedLabel``)
         job.step_changed.connect(self._update_progress)
         job.total_steps_changed.connect(self._update_progress)
         job.busy_changed.connect(self._busy)
@@ -285,6 +283,9 @@ class PromptPanel(QWidget):
         job = self.controller.job
         self.progress.setRange(0, max(job.total_steps, 1))
         self.progress.setValue(job.step)
+
+    def _show_status(self, text: str) -> None:
+        self.status.setText(text)
 
     def _busy(self, busy: bool) -> None:
         self.cancel_button.setEnabled(bool(busy))
