@@ -16,6 +16,7 @@ import sys
 from dataclasses import fields
 from itertools import pairwise
 from pathlib import Path
+from typing import cast
 
 from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QObject, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence, QMoveEvent, QResizeEvent
@@ -71,6 +72,8 @@ class _DockScroll(QScrollArea):
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # an empty Tab stop before each panel; its fields are stops
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the dock is never narrower
         panel.installEventFilter(self)  # its minimum changes with its content (a LoRA row added, longer text)
+        # A method: disconnected when the dock goes.
+        cast(QApplication, QApplication.instance()).focusChanged.connect(self._show_focus)
 
     def sizeHint(self) -> QSize:
         return self.widget().sizeHint()
@@ -92,6 +95,16 @@ class _DockScroll(QScrollArea):
             self.updateGeometry()  # the dock's minimum width is the panel's: the window's minimum follows
             self._fit()
         return super().eventFilter(watched, event)
+
+    def _show_focus(self, old: QWidget | None, new: QWidget | None) -> None:
+        """The panel scrolled to the field that got the focus from another (Tab, Shift+Tab, a field focused by the
+        app). QScrollArea does so only when Tab moves within it: Tab from another dock (``MainWindow._tab_order``)
+        put the focus in the prompt box scrolled out of sight at 800x600, and what was typed went there unseen.
+        Not for a click (the field is in view, and scrolling would move it from under the mouse), nor when the
+        window gets the focus back (``old`` is None): the panel stays where the user scrolled it."""
+        if (old is not None and new is not None and QApplication.mouseButtons() == Qt.MouseButton.NoButton
+                and self.widget().isAncestorOf(new)):  # fmt: skip
+            self.ensureWidgetVisible(new)
 
     def _fit(self) -> None:
         panel = self.widget()

@@ -47,3 +47,38 @@ def test_tab_goes_left_column_then_centre_then_right_column(qtbot, window, tmp_p
     in_lora = [w for w in stops if lora.isAncestorOf(w)]
     rows = [w for row in lora.rows for w in row.focus_chain]
     assert in_lora == [lora.add_button, lora.add_folder_button, *rows, lora.insert_button], in_lora
+
+
+def _out_of_view(widget) -> bool:
+    """Whether ``widget``'s middle lies outside the part of its dock's panel in view (False outside the docks)."""
+    scroll = widget.parentWidget()
+    while scroll is not None and not scroll.objectName().endswith("DockScroll"):
+        scroll = scroll.parentWidget()
+    if scroll is None:
+        return False
+    viewport = scroll.viewport()
+    return not viewport.rect().contains(widget.mapTo(viewport, widget.rect().center()))
+
+
+def test_tab_and_shift_tab_scroll_the_dock_to_the_field_they_reach(qtbot, bare_window):
+    """A dock scrolled to what Tab reached within it only: at 800x600 Tab from another dock put the focus in the
+    prompt box, or on "Quantize this model…", scrolled out of sight, Shift+Tab on Generate; what was typed next
+    went there unseen."""
+    window = bare_window
+    window.resize(800, 600)
+    with qtbot.waitActive(window):
+        window.activateWindow()
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == (800, 600))
+    start = window.prompt_panel.prompt_edit
+    for key in (Qt.Key.Key_Tab, Qt.Key.Key_Backtab):
+        start.setFocus()
+        qtbot.waitUntil(lambda: QApplication.focusWidget() is start)
+        hidden = []
+        for _ in range(100):  # once round the window, back to the prompt box
+            qtbot.keyClick(QApplication.focusWidget(), key)
+            widget = QApplication.focusWidget()
+            if _out_of_view(widget):
+                hidden.append(getattr(widget, "text", lambda: "")() or type(widget).__name__)
+            if widget is start:
+                break
+        assert widget is start and not hidden, (key, hidden)
