@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QScrollArea,
+    QStyle,
     QWidget,
 )
 
@@ -176,7 +177,7 @@ class MainWindow(QMainWindow):
         folder_import.notice.connect(self.show_error)  # the old trash of another drive, gathered after start-up
         if missing := self.controller.reconcile_report.missing:
             self.statusBar().showMessage(f"Gallery check: {counted(missing, 'missing file')} flagged.", 15000)
-        self.resize(1280, 800)
+        self._first_geometry()
         self._restore_layout()
         # A prompt dock closed in the last session is restored closed: it never becomes visible, so no
         # visibilityChanged says so.
@@ -283,6 +284,15 @@ class MainWindow(QMainWindow):
 
     def _open_folder(self, folder: Path) -> None:
         QDesktopServices.openUrl(file_url(folder))
+
+    def _first_geometry(self) -> None:
+        """The window's size and place where no saved geometry is restored (the first start, a lost or damaged
+        one): 1280x800, at most 90% of what the screen leaves free (the panels and the taskbar), centred on it. At
+        1280x800 on a 1366x768 laptop, the status bar and the gallery's bottom rows of buttons were below the
+        screen's edge."""
+        area = self.screen().availableGeometry()
+        size = QSize(1280, 800).boundedTo(area.size() * 0.9)
+        self.setGeometry(QStyle.alignedRect(Qt.LayoutDirection.LeftToRight, Qt.AlignmentFlag.AlignCenter, size, area))
 
     def _restore_layout(self) -> None:
         """The window's geometry, its docks and the gallery's splitter as the settings keep them. A value that is

@@ -63,7 +63,7 @@ def test_the_gallery_splitter_is_restored_at_the_next_start(qtbot, data_root):
     data = resolve_data_dir(data_root)
     gallery_images(data, ["a red fox"])
     window = window_without_engine(qtbot, data)
-    window.resize(780, 560)  # on the offscreen screen (800x800): a larger window is shrunk to it at the next start
+    window.resize(780, 560)  # on offscreen's own screen (800x800) too: a larger window shrinks to it at the next start
     qtbot.waitExposed(window)
     splitter = _splitter(window)
     made = splitter.sizes()
