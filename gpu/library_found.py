@@ -16,15 +16,20 @@ the version and a hash of the engine's code) and holds only under it, so the fir
 fixed the bug (an update, or any change to its code: the version number alone stays the same between releases)
 checks the file again. A record holds only while that very file
 is there: one whose file is gone or changed (a new run wrote that name again) is forgotten at the next save, and so
-is one whose path is listed again (the user added it back). One whose folder is not there (the models folder on a
-drive that is unplugged) is kept as it is: forgotten, the model the user removed came back once the drive did. An
-older version of this format ignores the key, and drops it when it saves."""
+is one whose path is listed again (the user added it back). One whose folder is away (the models folder on a drive
+that is unplugged) is kept as it is: forgotten, the model the user removed came back once the drive did. A folder is
+away when it is not there, or when it is on another device than when the record was made (``dev``: an fstab mount
+point left empty once its drive is unmounted is a folder all the same). A model removed while its folder is away is
+recorded by its path alone (no size nor time: its file cannot be looked at); that record holds for the file found
+at that path once the folder is back, whose size and time it takes at the next save, and is forgotten if none is.
+An older version of this format ignores the key, and drops it when it saves."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,14 +59,18 @@ def unchecked(err: Exception) -> str:
 
 
 def _record(path: Path, why: str) -> dict[str, Any] | None:
-    """The record that leaves the file at ``path`` out, as it is now, with this engine's stamp where ``why`` is no
-    reason the file itself gives (not ``LASTING``: ``unchecked``); None when it is not there (nothing to leave out:
-    a file written there later is another), or a folder is (the search looks at files only)."""
+    """The record that leaves the file at ``path`` out, as it is now (with the device of its folder), with this
+    engine's stamp where ``why`` is no reason the file itself gives (not ``LASTING``: ``unchecked``); its path alone
+    when its folder is away (``_folder_away``: a model removed while its drive is unplugged); None when it is not
+    there in a folder that is (nothing to leave out: a file written there later is another), or a folder is (the
+    search looks at files only)."""
+    version = {} if why in LASTING else {"version": gpu.version.engine_stamp()}
     stamp = file_stamp(path)
     if stamp is None:
-        return None
-    version = {} if why in LASTING else {"version": gpu.version.engine_stamp()}
-    return {"path": str(path), "size": stamp[0], "mtime_ns": stamp[1], "why": why, **version}
+        return {"path": str(path), "why": why, **version} if _folder_away({"path": str(path)}) else None
+    device = _folder_device(str(path))
+    dev = {} if device is None else {"dev": device}
+    return {"path": str(path), "size": stamp[0], "mtime_ns": stamp[1], **dev, "why": why, **version}
 
 
 def _holds(record: Mapping[str, Any]) -> bool:
@@ -73,13 +82,38 @@ def _holds(record: Mapping[str, Any]) -> bool:
 
 
 def _still_that_file(record: Mapping[str, Any]) -> bool:
-    """Whether the file a record was made for is still at its path, unchanged (size and modification time), or
-    may be: the folder that holds it is not there (its drive unplugged), so that nothing tells it is gone."""
-    path = record["path"]
-    stamp = file_stamp(path)
+    """Whether the file a record was made for is still at its path, unchanged (size and modification time; any file
+    there for a record of its path alone, made while its folder was away), or may be: the folder that holds it is
+    away (``_folder_away``), so that nothing tells it is gone."""
+    stamp = file_stamp(record["path"])
     if stamp is not None:
-        return stamp == (record["size"], record["mtime_ns"])
-    return "\0" not in path and not os.path.isdir(os.path.dirname(path))  # gone, unless its whole folder is away
+        return "size" not in record or stamp == (record["size"], record["mtime_ns"])
+    return _folder_away(record)  # gone, unless its whole folder is away
+
+
+def _folder_away(record: Mapping[str, Any]) -> bool:
+    """Whether the folder of the file of ``record`` is away: not there (a link to an unplugged drive), or on another
+    device than the one ``record`` names (``dev``: a mount point whose drive is unmounted is an empty folder of the
+    disk it is on). A device seen otherwise at the next plug-in only keeps the record of a file that is gone."""
+    device = _folder_device(record["path"])
+    return "\0" not in record["path"] and (device is None or device != record.get("dev", device))
+
+
+def _folder_device(path: str) -> int | None:
+    """The device (``st_dev``) of the folder that holds ``path``; None when no folder is there."""
+    try:
+        st = os.stat(os.path.dirname(path))
+    except (OSError, ValueError):  # not there, or a path the system refuses (a NUL from a hand edit)
+        return None
+    return st.st_dev if stat.S_ISDIR(st.st_mode) else None
+
+
+def _stamped(record: dict[str, Any]) -> dict[str, Any]:
+    """``record``, made of its path alone while its folder was away, as ``_record`` makes it now that its file is
+    there (its size, time and device: from now on it holds for that very file only); any other as it is."""
+    if "size" in record or file_stamp(record["path"]) is None:
+        return record
+    return _record(Path(record["path"]), record["why"]) or record  # held: its version, if any, is this engine's
 
 
 def _records(library_file: Path) -> list[dict[str, Any]]:
@@ -92,7 +126,7 @@ def _records(library_file: Path) -> list[dict[str, Any]]:
     records = data.get(UNLISTED_KEY) if isinstance(data, dict) else None
     if not isinstance(records, list):
         return []
-    return [{k: r[k] for k in ("path", "size", "mtime_ns", "why", "version") if k in r}
+    return [{k: r[k] for k in ("path", "size", "mtime_ns", "dev", "why", "version") if k in r}
             for r in records if _well_formed(r)]  # fmt: skip
 
 
@@ -100,7 +134,10 @@ def _well_formed(record: object) -> bool:
     """Whether ``record`` is one ``_record`` wrote (a hand-edited file may hold anything)."""
     if not isinstance(record, dict) or not isinstance(record.get("path"), str):
         return False
-    numbers, texts = [record.get("size"), record.get("mtime_ns")], [record.get("why"), record.get("version", "")]
+    # size and time both, or neither (a record of the path alone, made while the file's folder was away)
+    numbers = [record.get("size"), record.get("mtime_ns")] if "size" in record or "mtime_ns" in record else []
+    numbers.append(record.get("dev", 0))
+    texts = [record.get("why"), record.get("version", "")]
     return all(isinstance(t, str) for t in texts) and all(type(n) is int for n in numbers)  # a bool is no size
 
 
@@ -111,7 +148,7 @@ def unlisted_field(library_file: Path, listed: Iterable[Path], leave_out: Mappin
     listed_now = {str(resolved(p)) for p in listed}
     new = [r for p, why in leave_out.items() if (r := _record(Path(p), why)) is not None]
     new_paths = {str(resolved(Path(r["path"]))) for r in new}
-    kept = [r for r in _records(library_file)
+    kept = [_stamped(r) for r in _records(library_file)
             if str(resolved(Path(r["path"]))) not in listed_now | new_paths and _holds(r)]  # fmt: skip
     records = kept + [r for r in new if str(resolved(Path(r["path"]))) not in listed_now]
     return {UNLISTED_KEY: records} if records else {}

@@ -155,6 +155,55 @@ def test_a_removal_in_a_models_folder_whose_drive_is_unplugged_outlives_the_save
     assert "unlisted" not in json.loads(library.file.read_text())
 
 
+@pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
+def test_a_model_removed_while_its_drive_is_unplugged_stays_removed_once_the_drive_is_back(tmp_path):
+    """Its file could not be looked at, so no record was written, and the model the user removed was found and
+    added again at the first start with the drive back. Recorded by its path alone, it holds for the file found
+    there then, whose size and time it takes at the next save; a file written there later is another."""
+    drive, models = tmp_path / "usb" / "models", tmp_path / "data" / "models"
+    model = _copy(drive, "flux-int4.safetensors")
+    models.parent.mkdir()
+    models.symlink_to(drive)
+    library = ModelLibrary(tmp_path / "data")
+    library.add(models / "flux-int4.safetensors")
+    drive.parent.rename(tmp_path / "unplugged")
+    library.remove("flux-int4")  # removed while it is listed as missing
+    library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))  # saved while the drive is away
+    assert json.loads(library.file.read_text())["unlisted"] == [{"path": str(model), "why": "removed"}]
+    (tmp_path / "unplugged").rename(drive.parent)  # plugged in again
+    listed = [e.path for e in library.entries()]
+    assert found_models(models, listed, library.file) == [] and left_out(library.file, model) == "removed"
+    library.add(_copy(tmp_path / "elsewhere", "third-int4.safetensors"))  # the next save stamps it
+    (record,) = json.loads(library.file.read_text())["unlisted"]
+    assert (record["size"], record["mtime_ns"]) == (model.stat().st_size, model.stat().st_mtime_ns)
+    assert found_models(models, [e.path for e in library.entries()], library.file) == []
+    os.utime(model, ns=(1, 1))  # another file written under that name since: found
+    assert found_models(models, [e.path for e in library.entries()], library.file) == [models / model.name]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
+def test_a_removal_on_a_drive_unmounted_from_its_mount_point_outlives_the_saves_made_meanwhile(tmp_path):
+    """A models folder linked to an fstab mount point is an empty folder while the drive is unmounted: the folder
+    being there, the removal's file was taken for gone and its record dropped at the next save. The record names
+    the device of the file's folder; a folder on another device now is the drive away."""
+    mount, models = tmp_path / "mnt" / "usb", tmp_path / "data" / "models"
+    model = _copy(mount, "flux-int4.safetensors")
+    models.parent.mkdir()
+    models.symlink_to(mount)
+    library = ModelLibrary(tmp_path / "data")
+    library.add(models / "flux-int4.safetensors")
+    library.remove("flux-int4")
+    data = json.loads(library.file.read_text())
+    assert data["unlisted"][0]["dev"] == mount.stat().st_dev
+    data["unlisted"][0]["dev"] += 1  # made while the drive was mounted there: another device than the folder's now
+    library.file.write_text(json.dumps(data))
+    offline = Path(shutil.move(model, tmp_path / "offline.safetensors"))  # unmounted: the mount point stays, empty
+    library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))  # saved while the drive is away
+    assert [r["path"] for r in json.loads(library.file.read_text())["unlisted"]] == [str(model)]
+    shutil.move(offline, model)  # mounted again
+    assert found_models(models, [e.path for e in library.entries()], library.file) == []
+
+
 def test_a_damaged_file_found_is_left_out_and_not_read_again(tmp_path, monkeypatch):
     models = tmp_path / "models"
     damaged = _copy(models, "damaged-int4.safetensors")
