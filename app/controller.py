@@ -14,6 +14,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -206,8 +207,10 @@ class AppController(QObject):
 
     def last_job(self) -> LastJob:
         """The prompt panel as ``settings.json`` keeps it: a field still waiting for the model's default at a
-        first launch is saved as unset, not as the placeholder it shows."""
-        return self.prompt.to_last_job(self.library.pending_fields())
+        first launch is saved as unset, not as the placeholder it shows; the user's model that could not be opened
+        (a drive unplugged) and its fields in place of the model selected instead, till the user picks one
+        (``ModelLibrary.kept_fields``): one start without the drive replaced them for good."""
+        return replace(self.prompt.to_last_job(self.library.pending_fields()), **self.library.kept_fields())
 
     # ---- user actions --------------------------------------------------------------------------------------
 

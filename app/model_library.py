@@ -43,6 +43,17 @@ class LibraryLinks:
     jobs_ahead: Callable[[], int] = lambda: 0
 
 
+@dataclass
+class _KeptModel:
+    """A model the user worked with (the last session's, or one selected when its file went missing) that could not
+    be opened, replaced by another the user did not pick: what ``settings.json`` keeps till the user picks a model,
+    so that the next start with its file back (its drive plugged in) selects it with the user's size and steps."""
+
+    name: str
+    fields: dict[str, Any]  # the fields its defaults set (``model_default_fields``), as the user left them
+    unset: list[str]  # those still waiting for a first launch's defaults (``pending_fields``): saved as unset
+
+
 class ModelLibrary(QObject):
     """The library's entries and the model of the next jobs (``PromptState.model``). The engine's answers come in
     by the ``on_*`` slots the controller connects to the worker's signals: a QObject, so that they are delivered on
@@ -64,6 +75,8 @@ class ModelLibrary(QObject):
         # A first launch's fields, till the engine is ready: the defaults go only to those the user leaves alone
         # meanwhile (an image restored takes its fields out: ``keep_fields``)
         self.launch_fields = launch_fields
+        self._restored_early: set[str] = set()  # the fields an image restored set before the engine was ready
+        self._kept: _KeptModel | None = None  # the user's model replaced by another they did not pick
         self.entries: list[Any] = []
         self.known = False  # the entries are the library's: the engine was ready once (``select_at_start``)
         self.model_info: Any = None
@@ -90,16 +103,42 @@ class ModelLibrary(QObject):
 
     def keep_fields(self, keys: list[str]) -> None:
         """The prompt panel's fields ``keys`` were set (an image's settings restored): a first launch's model
-        defaults, still to come, leave them as they are."""
+        defaults, still to come, leave them as they are, and so do the defaults of a model selected at the start in
+        place of the last session's (``select_at_start``); the fields saved with that model (``kept_fields``) are
+        these: the user asked for them."""
+        if not self.known:
+            self._restored_early.update(keys)
         if self.launch_fields is not None:
             for key in keys:
                 self.launch_fields.pop(key, None)
+        if self._kept is not None:
+            for key in set(keys) & set(self._prompt.model_default_fields()):
+                self._kept.fields[key] = getattr(self._prompt, key)
+                self._kept.unset = [k for k in self._kept.unset if k != key]
 
     def pending_fields(self) -> list[str]:
         """The prompt panel's fields that still show the placeholders a first launch's model defaults will replace
         (none once the engine is ready): those the user has not set since the launch."""
         fields = self.launch_fields or {}
-        return [key for key, value in fields.items() if getattr(self._prompt, key) == value]
+        pending = [key for key, value in fields.items() if getattr(self._prompt, key) == value]
+        return pending + [key for key in (self._kept.unset if self._kept else []) if key not in pending]
+
+    def kept_fields(self) -> dict[str, Any]:
+        """What ``settings.json``'s last job keeps in place of the prompt panel's (``LastJob`` fields): the model the
+        user worked with, replaced by another they did not pick because its file could not be opened (a drive
+        unplugged), and the fields that model's defaults set as the user left them, till the user picks a model.
+        The model put in its place, and its defaults, are this session's only. Empty when there is none."""
+        return {} if self._kept is None else {"model": self._kept.name, **self._kept.fields}
+
+    def _keeping(self, entry: Any | None) -> _KeptModel | None:
+        """What ``kept_fields`` keeps once the model ``entry`` (listed: its file missing or unusable) is replaced by
+        another the user did not pick: its name and its fields as they are now; the model kept already, if any (the
+        user's, replaced before); None for a model that is not listed (removed: nothing comes back)."""
+        if self._kept is not None or entry is None:
+            return self._kept
+        unset = self.pending_fields()
+        fields = {k: v for k, v in self._prompt.model_default_fields().items() if k not in unset}
+        return _KeptModel(entry.name, fields, unset)
 
     def select_model(self, name: str, apply_defaults: bool = True, unchanged_since: dict[str, Any] | None = None
                      ) -> bool:  # fmt: skip
@@ -120,6 +159,8 @@ class ModelLibrary(QObject):
                                   _unusable_hint(entry)))
             return False
         self._rechecking = None  # another model picked since: the list read for that pick must not undo this one
+        if name != self._prompt.model:
+            self._kept = None  # a model the user picks (or an image's, a model added) is the one to keep now
         self._prompt.model = name
         defaults = getattr(getattr(entry, "facts", None), "defaults", None)
         self._defaults_since = None
@@ -225,22 +266,36 @@ class ModelLibrary(QObject):
         launch's defaults applied unless a job (``jobs_idle`` False) already runs with the panel as it is."""
         last = self._prompt.model
         entry = self.entry(last)
+        since = self.launch_fields
+        kept = self._kept
         if entry is None or not usable(entry):
             # The last session's model was removed, or its file moved or deleted since: start on one that opens.
-            fallback = self._fallback_model()
-            if entry is not None and fallback is not None:
+            fallback = self.next_model()
+            if entry is not None and fallback != last:
                 self._say_cannot_open(entry, " you used last time", fallback, "notice")
-            self._prompt.model = fallback or last
-            apply_defaults = True  # another model: its own size, steps and guidance
+            kept = self._keeping(entry)  # saved in its place: the user did not pick the fallback
+            self._prompt.model = fallback
+            apply_defaults = True  # another model: its own size, steps and guidance, but for an image's restored
+            since = {k: v for k, v in (self._prompt.model_default_fields() if since is None else since).items()
+                     if k not in self._restored_early}  # fmt: skip
         else:
             # A first launch takes the model's own defaults (native size, steps, guidance); later launches keep
             # what the user left in the prompt panel, and so does a first one whose job, queued before the engine
             # was ready, runs with the panel as it is (the panel shows what ran).
             apply_defaults = self.launch_fields is not None and jobs_idle
-        since, self.launch_fields = self.launch_fields, None  # once: a later ready keeps the user's fields
+        self.launch_fields = None  # once: a later ready keeps the user's fields
         self.list_state.set_entries(self.entries)
         self._links.changed(self.entries)
         self.select_model(self._prompt.model, apply_defaults=apply_defaults, unchanged_since=since)
+        self._kept = kept
+
+    def next_model(self) -> str:
+        """The model new images use: the selected one where it opens (or while the library is not known yet), else
+        the one that takes its place (``select_at_start``): the first that opens."""
+        entry = self.entry(self._prompt.model)
+        if entry is not None and usable(entry):
+            return self._prompt.model
+        return self._fallback_model() or self._prompt.model
 
     def _say_cannot_open(self, entry: Any, when: str, fallback: str | None, kind: str) -> None:
         """Why the selected model ``entry`` cannot be opened, and the model selected instead; ``when``: " you
@@ -271,12 +326,16 @@ class ModelLibrary(QObject):
                 self._rechecking = None
         # Names said to be gone stay so only while they are: one put back (added again) is said again next time.
         self._gone &= {e.name for e in entries if not usable(e)}
+        if self._kept is not None and self.entry(self._kept.name) is None:  # removed: nothing to come back to
+            self._kept = None
         entry = self.entry(self._prompt.model)
         switched = ""
         if entry is None or not usable(entry):  # the selected model was removed or went missing
             fallback = self._fallback_model()
+            kept = self._keeping(entry)  # one gone missing is saved in its place: the user did not pick the fallback
             if fallback is not None and self.select_model(fallback):
                 switched = f"; '{fallback}' is selected"
+                self._kept = kept
             if entry is not None:  # its file was moved or deleted while the app ran (a job or its facts found it)
                 self._say_cannot_open(entry, "", fallback, "user")
                 self._gone.add(entry.name)

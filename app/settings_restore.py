@@ -192,7 +192,7 @@ class SettingsRestore:
         self._say(EngineError(
             "notice", f"The image was made with the model '{model}', which "
             f"{'cannot be opened here' if entry is not None else 'is not in your library'}. Its other "
-            f"settings were restored; new images use '{self._prompt.model}'.",
+            f"settings were restored; new images use '{self._library.next_model()}'.",
             "Add that model in the Models panel to get the same image back."))
         return []
 

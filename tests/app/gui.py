@@ -3,8 +3,10 @@ tests/gpu run in one pytest command, and the later conftest wins that name)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 TEST_STEPS = 2
 TEST_SIZE = 128
@@ -26,10 +28,14 @@ def window_without_engine(qtbot, data):
     return window
 
 
-def open_window(qtbot, root: Path):
+def open_window(qtbot, root: Path, before_start: Callable[[Any], None] | None = None):
+    """The window on the data folder ``root``, its engine ready and its model described, at the tests' size and
+    steps; ``before_start`` is given the window before its engine starts (an image restored while it starts)."""
     from app.data_dir import resolve_data_dir
 
     window = window_without_engine(qtbot, resolve_data_dir(root))
+    if before_start is not None:
+        before_start(window)
     with qtbot.waitSignal(window.controller.engine_ready, timeout=60000):
         window.start()
     # the model's info (and so the model panel) arrives right after the engine is ready
@@ -204,9 +210,9 @@ def demo_run_to_resume(wizard) -> Path:
     return out
 
 
-def added_copy(qtbot, controller, path: Path) -> str:
-    """The shipped demo INT4 model copied to ``path`` and added to the library (selected, as a model the user adds);
-    returns the name the library gave it."""
+def added_copy(qtbot, controller, path: Path, select: bool = True) -> str:
+    """The shipped demo INT4 model copied to ``path`` and added to the library (selected, as a model the user adds,
+    unless ``select`` is False: as a quantize run's add); returns the name the library gave it."""
     import shutil
 
     from gpu.paths import resources_dir
@@ -214,7 +220,7 @@ def added_copy(qtbot, controller, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(resources_dir() / "models" / "demo-int4.safetensors", path)
     with qtbot.waitSignal(controller.add_ended, timeout=60000) as ended:
-        controller.add_model(path)
+        controller.add_model(path, select)
     return ended.args[1]
 
 

@@ -9,7 +9,10 @@ import os
 import shutil
 
 import pytest
+from PIL import Image
 
+from app.settings import LastJob, Settings, save_settings
+from gpu.generation.png_metadata import write_png
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
 from tests.app.gui import accept_dialog_later, added_copy, open_window
@@ -21,26 +24,52 @@ DEMO_INT4 = resources_dir() / "models" / "demo-int4.safetensors"
 def test_the_app_starts_without_a_models_folder_whose_drive_is_unplugged_and_keeps_what_it_knows(
         qtbot, tmp_path, data_root):  # fmt: skip
     """The app refused to start ("The data folder cannot be used: …/models is a link to …, which is not there")
-    though the gallery, the history and the built-in models need none of it."""
+    though the gallery, the history and the built-in models need none of it. Started so, it saved the built-in
+    model and its defaults as the user's last ones, for good; a model removed meanwhile came back with the drive;
+    and an image's settings restored meanwhile were overwritten by the built-in model's defaults."""
     drive = tmp_path / "usb" / "models"
     drive.mkdir(parents=True)
-    for name in ("mine.safetensors", "removed.safetensors"):
+    for name in ("mine.safetensors", "removed.safetensors", "dropped.safetensors"):
         shutil.copyfile(DEMO_INT4, drive / name)
     (data_root / "models").symlink_to(drive)
     library = ModelLibrary(data_root)
-    library.add(data_root / "models" / "mine.safetensors")
-    library.add(data_root / "models" / "removed.safetensors")
+    for name in ("mine", "removed", "dropped"):
+        library.add(data_root / "models" / f"{name}.safetensors")
     library.remove("removed")
+    settings = Settings()
+    settings.last_job = LastJob(model="mine", prompt="a lake", steps=3, width=256, height=256, guidance=4.0)
+    save_settings(data_root / "settings.json", settings)
     drive.parent.rename(tmp_path / "unplugged")
+    # An image dropped while the engine starts (or opened with the app) names a model the library lacks, as
+    # another program's images do: its settings, not the built-in model's defaults, stay in the panel, and the
+    # model it says new images use is the one selected
+    png = write_png(tmp_path / "pic.png", Image.new("RGB", (8, 8)), {"prompt": "from the png", "steps": 7,
+                    "width": 384, "height": 320, "guidance": 2.5, "model": "flux-dev"})  # fmt: skip
+    said_then: list[str] = []
+    panel_then: list[tuple] = []
 
-    window = open_window(qtbot, data_root)
+    def restore_png(window) -> None:
+        window.controller.error.connect(lambda error: said_then.append(error.message))
+        state = window.controller.prompt
+        window.controller.model_info_changed.connect(
+            lambda _info: panel_then.append((state.model, state.steps, state.width, state.height, state.guidance)))
+        window.controller.restore_from_files([png])
+
+    window = open_window(qtbot, data_root, restore_png)
     controller = window.controller
     assert controller.model_info is not None and controller.prompt.model == "demo"  # the built-in model works
+    assert panel_then[0] == ("demo", 7, 384, 320, 2.5), panel_then
+    assert [m for m in said_then if "flux-dev" in m] == [
+        "The image was made with the model 'flux-dev', which is not in your library. Its other settings were "
+        "restored; new images use 'demo'."], said_then  # fmt: skip
     said = [n for n in window.notices if "models folder" in n.message]
     assert len(said) == 1 and said[0].kind == "notice", window.notices  # said once, among the start-up notices
     assert f"{data_root / 'models'} is a link to {drive}, which is not there" in said[0].message
     assert said[0].hint.startswith("Plug in or mount the drive the link leads to"), said[0].hint
-    assert [(e.name, e.missing) for e in controller.entries if not e.builtin] == [("mine", True)]
+    assert [(e.name, e.missing) for e in controller.entries if not e.builtin] == [("mine", True), ("dropped", True)]
+    # Removed while its drive is away: not found and added again once the drive is back
+    controller.remove_model("dropped")
+    qtbot.waitUntil(lambda: not controller.library.removing, timeout=60000)
 
     # Quantizing into the folder is refused, naming it and the drive, before anything is made on the system disk
     window.quantize_panel.open_wizard()
@@ -59,15 +88,22 @@ def test_the_app_starts_without_a_models_folder_whose_drive_is_unplugged_and_kee
     assert not drive.parent.exists()
 
     # A model added meanwhile saves the library: what it says of the folder's models is kept
-    added_copy(qtbot, controller, tmp_path / "elsewhere" / "other.safetensors")
+    added_copy(qtbot, controller, tmp_path / "elsewhere" / "other.safetensors", select=False)
     saved = json.loads(library.file.read_text())
     assert [m["name"] for m in saved["models"]] == ["mine", "other"]
-    assert [(r["path"], r["why"]) for r in saved["unlisted"]] == [(str(drive / "removed.safetensors"), "removed")]
+    assert [(r["path"], r["why"]) for r in saved["unlisted"]] == [(str(drive / n), "removed")
+                                                                  for n in ("removed.safetensors",
+                                                                            "dropped.safetensors")]  # fmt: skip
     window.close()
+    # The user's model is saved as the last one, with the fields the user left (the image's): the built-in model
+    # selected in its place, and its defaults, were this session's only
+    last = json.loads((data_root / "settings.json").read_text())["last_job"]
+    assert [last[k] for k in ("model", "steps", "width", "height", "guidance")] == ["mine", 7, 384, 320, 2.5], last
 
-    # The drive plugged in again: the next start lists its model again, and not the one removed
+    # The drive plugged in again: the next start lists its model again, and not the ones removed, and selects it
     (tmp_path / "unplugged").rename(drive.parent)
     window = open_window(qtbot, data_root)
+    assert window.controller.prompt.model == "mine"
     assert not [n for n in window.notices if "models folder" in n.message]
     assert window.controller.data.models_away == ""
     assert [(e.name, e.missing) for e in window.controller.entries if not e.builtin] == [("mine", False),
