@@ -95,6 +95,18 @@ def test_a_file_just_verified_is_added_without_reading_it_again_but_only_while_u
     assert reads == [model, changed, changed, replaced, replaced]
 
 
+def _listed_on_a_drive(tmp_path: Path, drive: Path) -> tuple[ModelLibrary, Path, Path]:
+    """A library in ``tmp_path / "data"`` whose models folder links to ``drive`` (an external drive's folder), with
+    the model ``flux-int4`` kept there listed; (the library, the model's file on the drive, the models folder)."""
+    models = tmp_path / "data" / "models"
+    model = _copy(drive, "flux-int4.safetensors")
+    models.parent.mkdir()
+    models.symlink_to(drive)  # the data folder's models folder kept on the external drive
+    library = ModelLibrary(tmp_path / "data")
+    library.add(models / "flux-int4.safetensors")
+    return library, model, models
+
+
 def test_found_models_are_whole_unlisted_svdq_files_not_left_out(tmp_path):
     models = tmp_path / "models"
     listed = _copy(models, "listed-int4.safetensors")
@@ -137,12 +149,8 @@ def test_a_removal_in_a_models_folder_whose_drive_is_unplugged_outlives_the_save
     """A record held only while its file could be looked at: a library saved while the models folder's drive was
     unplugged (another model added) dropped the removal of a model there, and the next start with the drive back
     added the model the user had removed."""
-    drive, models = tmp_path / "usb" / "models", tmp_path / "data" / "models"
-    model = _copy(drive, "flux-int4.safetensors")
-    models.parent.mkdir()
-    models.symlink_to(drive)  # the data folder's models folder kept on the external drive
-    library = ModelLibrary(tmp_path / "data")
-    library.add(models / "flux-int4.safetensors")
+    drive = tmp_path / "usb" / "models"
+    library, model, models = _listed_on_a_drive(tmp_path, drive)
     library.remove("flux-int4")
     drive.parent.rename(tmp_path / "unplugged")
     library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))  # saved while the drive is away
@@ -160,12 +168,8 @@ def test_a_model_removed_while_its_drive_is_unplugged_stays_removed_once_the_dri
     """Its file could not be looked at, so no record was written, and the model the user removed was found and
     added again at the first start with the drive back. Recorded by its path alone, it holds for the file found
     there then, whose size and time it takes at the next save; a file written there later is another."""
-    drive, models = tmp_path / "usb" / "models", tmp_path / "data" / "models"
-    model = _copy(drive, "flux-int4.safetensors")
-    models.parent.mkdir()
-    models.symlink_to(drive)
-    library = ModelLibrary(tmp_path / "data")
-    library.add(models / "flux-int4.safetensors")
+    drive = tmp_path / "usb" / "models"
+    library, model, models = _listed_on_a_drive(tmp_path, drive)
     drive.parent.rename(tmp_path / "unplugged")
     library.remove("flux-int4")  # removed while it is listed as missing
     library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))  # saved while the drive is away
@@ -186,12 +190,8 @@ def test_a_removal_on_a_drive_unmounted_from_its_mount_point_outlives_the_saves_
     """A models folder linked to an fstab mount point is an empty folder while the drive is unmounted: the folder
     being there, the removal's file was taken for gone and its record dropped at the next save. The record names
     the device of the file's folder; a folder on another device now is the drive away."""
-    mount, models = tmp_path / "mnt" / "usb", tmp_path / "data" / "models"
-    model = _copy(mount, "flux-int4.safetensors")
-    models.parent.mkdir()
-    models.symlink_to(mount)
-    library = ModelLibrary(tmp_path / "data")
-    library.add(models / "flux-int4.safetensors")
+    mount = tmp_path / "mnt" / "usb"
+    library, model, models = _listed_on_a_drive(tmp_path, mount)
     library.remove("flux-int4")
     data = json.loads(library.file.read_text())
     assert data["unlisted"][0]["dev"] == mount.stat().st_dev
