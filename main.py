@@ -244,28 +244,33 @@ def refuse_usage(err: UsageError, argv: list[str]) -> NoReturn:
 
 
 def app_with_file(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:
-    """The app's command line with a file to open (``open_file``), for an ``argv`` ``parser`` refused: an image a
-    file manager passes as the last argument (dropped on the executable, "Open with", a .desktop file's %f). Only
-    a last argument that is no sub-command is taken for a file: one named .png, and where the run cannot be a
-    script (``started_by_the_desktop``) any that is there (a JPEG, a text file, said as the drop says it); a
-    script's ``main.py model.safetensors``, the sub-command forgotten, still gets its usage error rather than a
-    window that waits. Taken only when the rest is the app's own command line (no sub-command, no --self-test);
-    None otherwise, the usage error said as before. Asked only of a refused command line: every one that was read
+    """The app's command line with files to open (``open_files``), for an ``argv`` ``parser`` refused: the images a
+    file manager passes as the last arguments (dropped on the executable, several at once too, "Open with", a
+    .desktop file's %F). Only trailing arguments that are no sub-command are taken for files: those named .png, and
+    where the run cannot be a script (``started_by_the_desktop``) any that is there (a JPEG, a text file, said as
+    the drop says it); a script's ``main.py model.safetensors``, the sub-command forgotten, still gets its usage
+    error rather than a window that waits. Taken only when the rest is the app's own command line (no sub-command,
+    no --self-test): the most of them that leaves it so (``--data-dir d x.png`` keeps ``d`` where it is there). None
+    otherwise, the usage error said as before. Asked only of a refused command line: every one that was read
     before is read the same."""
-    if not argv:
-        return None
-    *rest, last = argv
-    file = last.lower().endswith(".png") or (started_by_the_desktop() and os.path.exists(last))
-    if last in COMMANDS or last.startswith("-") or not file:
-        return None
-    try:
-        args = parser.parse_args(rest)
-    except UsageError:
-        return None
-    if args.command is not None or args.self_test:
-        return None
-    args.open_file = last
-    return args
+
+    def a_file(arg: str) -> bool:
+        named = arg.lower().endswith(".png") or (started_by_the_desktop() and os.path.exists(arg))
+        return named and arg not in COMMANDS and not arg.startswith("-")
+
+    files = 0
+    while files < len(argv) and a_file(argv[len(argv) - 1 - files]):
+        files += 1
+    for taken in range(files, 0, -1):
+        try:
+            args = parser.parse_args(argv[:-taken])
+        except UsageError:
+            continue
+        if args.command is not None or args.self_test:
+            return None
+        args.open_files = argv[-taken:]
+        return args
+    return None
 
 
 def started_by_the_desktop() -> bool:
@@ -722,7 +727,7 @@ def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
         raise
     # the flag as given, which run_app reads as main reads it (``named_data_dir``): Path() took "./~" for "~", and
     # the app then opened the home folder while the engine had the folder named "~" in the current one
-    return run_app(argv, args.data_dir, getattr(args, "open_file", None))
+    return run_app(argv, args.data_dir, getattr(args, "open_files", None))
 
 
 COMMANDS = {"quantize": cmd_quantize, "generate": cmd_generate, "inspect": cmd_inspect, "bench": cmd_bench}

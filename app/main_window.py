@@ -441,13 +441,14 @@ def _data_folder_refused(exc: OSError) -> EngineError:
     return EngineError("user", f"The data folder {folder} cannot be used: {folder_problem(folder, exc)}", hint)
 
 
-def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None, open_file: str | None = None) -> int:
+def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None, open_files: list[str] | None = None
+            ) -> int:  # fmt: skip
     """The desktop app; returns its exit code. Logs go to stderr when there is one (not in the windowed
     executable) and to the data folder's log file (``app.app_log``) when it can be opened. ``data_dir`` (else
     ``--data-dir`` in ``argv``) is read as main.py reads it (``gpu.paths.named_data_dir``): a blank one is refused in
-    a dialog (exit 2), not taken for the current folder. ``open_file``: a file the app was started with (an image
-    dropped on the executable, "Open with"), handled once the window is up as an image dropped on the prompt panel
-    is: its settings restored, or why not said."""
+    a dialog (exit 2), not taken for the current folder. ``open_files``: the files the app was started with (images
+    dropped on the executable, "Open with"), handled once the window is up as images dropped on the prompt panel
+    are: the settings of the first that has some restored, or why none were said."""
     if sys.stderr is not None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     else:
@@ -477,9 +478,9 @@ def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None, ope
             return 1
         window.show()
         QTimer.singleShot(0, window.start)
-        if open_file is not None:
-            opened = Path(open_file).absolute()  # a relative name is the current folder's, as the user gave it
-            QTimer.singleShot(0, lambda: window.prompt_panel.restore_from_files([opened]))
+        if open_files:
+            opened = [Path(name).absolute() for name in open_files]  # a relative name is the current folder's
+            QTimer.singleShot(0, lambda: window.prompt_panel.restore_from_files(opened))
         code = app.exec()
         log.info("Nibble Studio exits (code %d)", code)
         exit_now_if_threads_run(code)

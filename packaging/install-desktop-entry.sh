@@ -36,7 +36,7 @@ cp "$here/nibble-studio.png" "$icons/nibble-studio.png"
 # the entry), none is read as part of a sed command (& | \ did).
 while IFS= read -r line || [ -n "$line" ]; do
   case "$line" in
-    # the program named by its path; the template's arguments after it (%f: the file opened with the app) kept
+    # the program named by its path; the template's arguments after it (%F: the files opened with the app) kept
     Exec=*) printf 'Exec=%s%s\n' "$(exec_argument "$here/nibble-studio")" "${line#Exec=nibble-studio}" ;;
     Icon=*) printf 'Icon=%s\n' "$(desktop_string "$icons/nibble-studio.png")" ;;
     *) printf '%s\n' "$line" ;;

@@ -63,9 +63,9 @@ def test_the_menu_entry_starts_the_program_of_the_folder_it_was_installed_from(t
     assert done.returncode == 0, done.stderr
     entry = (data / "applications" / "nibble-studio.desktop").read_text(encoding="utf-8")
     values = dict(line.split("=", 1) for line in entry.splitlines() if "=" in line)
-    # the file a file manager opens with the app (%f) passed on after the program
-    assert values["Exec"].endswith('" %f'), values["Exec"]
-    assert _exec_arguments(values["Exec"].removesuffix(" %f")) == [str(folder / "nibble-studio")], values["Exec"]
+    # the files a file manager opens with the app (%F) passed on after the program
+    assert values["Exec"].endswith('" %F'), values["Exec"]
+    assert _exec_arguments(values["Exec"].removesuffix(" %F")) == [str(folder / "nibble-studio")], values["Exec"]
     icon = data / "icons" / "hicolor" / "256x256" / "apps" / "nibble-studio.png"
     assert _string_value(values["Icon"]) == str(icon) and icon.is_file()
     assert values["Name"] == "Nibble Studio" and values["Categories"] == "Graphics;2DGraphics;"  # the rest as it was

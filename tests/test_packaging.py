@@ -263,8 +263,8 @@ def test_desktop_entry():
     d = entry["Desktop Entry"]
     assert d["Type"] == "Application" and d["Name"] == "Nibble Studio"
     assert d["Exec"].startswith("nibble-studio") and d["Icon"] == "nibble-studio" and d["Terminal"] == "false"
-    # a PNG opened with the app from a file manager is passed to it (%f), which opens it as a dropped image
-    assert d["Exec"] == "nibble-studio %f" and d["MimeType"] == "image/png;"
+    # the PNGs opened with the app from a file manager are passed to it (%F, several too), which opens them as a drop
+    assert d["Exec"] == "nibble-studio %F" and d["MimeType"] == "image/png;"
     assert (REPO / "resources" / "icons" / "nibble-studio.png").is_file()
     assert (REPO / "resources" / "icons" / "nibble-studio.ico").is_file()
 

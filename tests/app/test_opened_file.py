@@ -1,6 +1,6 @@
-"""An image given to the app on its command line (dropped on the executable in Windows Explorer, "Open with", a Linux
-file manager through the .desktop file's %f) opens the app and is handled as an image dropped on the prompt panel.
-It was refused in a dialog as a usage error, and the app did not start."""
+"""Images given to the app on its command line (dropped on the executable in Windows Explorer, "Open with", a Linux
+file manager through the .desktop file's %F) open the app and are handled as images dropped on the prompt panel.
+They were refused in a dialog as a usage error, and the app did not start; so were several at once after that."""
 
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _start_with(tmp_path, argument: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", _DRIVER, argument], capture_output=True, text=True, timeout=300,
+def _start_with(tmp_path, *arguments: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _DRIVER, *arguments], capture_output=True, text=True, timeout=300,
                          cwd=REPO, env={**os.environ, "QT_QPA_PLATFORM": "offscreen",
                                         "NIBBLE_DATA_DIR": str(tmp_path / "data")})  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
@@ -64,10 +64,14 @@ def test_a_png_given_on_the_command_line_opens_the_app_with_its_settings_restore
     assert (seen["prompt"], seen["seed"], seen["boxes"]) == ("a lake at dawn", 9, [])
 
 
-def test_a_missing_png_given_on_the_command_line_is_said_and_the_app_still_starts(tmp_path):
-    seen = _start_with(tmp_path, str(tmp_path / "gone.png"))
-    assert seen["prompt"] == "" and len(seen["boxes"]) == 1, seen
-    assert seen["boxes"][0].startswith("Nothing was restored from gone.png: it cannot be read"), seen
+def test_several_files_given_on_the_command_line_are_handled_as_a_drop_of_them_a_missing_one_said(tmp_path):
+    """Several images dropped on the executable at once, or opened with the app together: the last one alone was
+    read as a file, and the others made the command line a usage error."""
+    png = write_png(tmp_path / "a lake.png", Image.new("RGB", (8, 8)), {"prompt": "a lake at dawn", "seed": 9})
+    seen = _start_with(tmp_path, str(tmp_path / "gone.png"), str(png))
+    assert (seen["prompt"], seen["seed"], len(seen["boxes"])) == ("a lake at dawn", 9, 1), seen
+    assert seen["boxes"][0].startswith("Settings restored from a lake.png, but not all as saved: gone.png (it "
+                                       "cannot be read"), seen  # fmt: skip
 
 
 @pytest.mark.parametrize("desktop", [False, True])
@@ -88,11 +92,17 @@ def test_only_a_refused_command_line_ending_in_a_file_is_read_as_the_app_opening
         with pytest.raises(UsageError):  # asked only of what the parser refuses
             parser.parse_args(list(argv))
         args = app_with_file(parser, list(argv))
-        return None if args is None else (args.data_dir, args.open_file)
+        return None if args is None else (args.data_dir, args.open_files)
 
-    assert opened("photo.png") == (None, "photo.png")  # a .png, there or not: the app says what it finds
-    assert opened("--data-dir", "d", str(tmp_path / "x.PNG")) == ("d", str(tmp_path / "x.PNG"))
-    assert opened("model.safetensors") == ((None, "model.safetensors") if desktop else None)
+    assert opened("photo.png") == (None, ["photo.png"])  # a .png, there or not: the app says what it finds
+    assert opened("--data-dir", "d", str(tmp_path / "x.PNG")) == ("d", [str(tmp_path / "x.PNG")])
+    assert opened("model.safetensors") == ((None, ["model.safetensors"]) if desktop else None)
+    assert opened("a.png", "b.png", "c.PNG") == (None, ["a.png", "b.png", "c.PNG"])  # several dropped at once
+    (tmp_path / "d").mkdir()  # a data folder there, which the desktop's executable would take for a file
+    assert opened("--data-dir", "d", "a.png", "b.png") == ("d", ["a.png", "b.png"])
+    assert opened("--data-dir=d", "model.safetensors", "a.png") == (
+        ("d", ["model.safetensors", "a.png"]) if desktop else None)
     for refused in (["generate"], ["genrate"], ["generate", "a cat", "x.png"], ["--self-test", "x.png"],
-                    ["inspect"], ["--data-dir"], ["x.png", "--seed", "3"]):  # fmt: skip
+                    ["inspect"], ["--data-dir"], ["x.png", "--seed", "3"], ["generate", "a.png", "b.png"],
+                    ["x.png", "generate", "y.png"]):  # fmt: skip
         assert opened(*refused) is None, refused
