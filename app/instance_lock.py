@@ -7,14 +7,37 @@ died (killed, crashed) is taken over at once: it names a process that no longer 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from PySide6.QtCore import QLockFile
 
 from app.data_dir import DataDir
-from app.engine_errors import StartupRefused
+from app.engine_errors import EngineError, StartupRefused
+from gpu.errors import named_few
 
 
 class AlreadyRunning(StartupRefused):
     """Another Nibble Studio has this data folder open; the app does not start a second one on it."""
+
+    def __init__(self, message: str, hint: str, folder: Path) -> None:
+        super().__init__(message, hint)
+        self.folder = folder
+
+    def with_files(self, files: Sequence[Path]) -> EngineError:
+        """The refusal of an app started with ``files`` to open (images dropped on the executable, "Open with")
+        while the one open has the folder: said as what became of them and where to drop them instead (the
+        refusal alone read as if the images had been lost). The general refusal where there are none."""
+        if not files:
+            return self.as_error()
+        one = len(files) == 1
+        names = named_few([repr(f.name) for f in files])
+        return EngineError(
+            "user", f"Nibble Studio is already open with the data folder {self.folder}: the "
+            f"{'image' if one else 'images'} {names} {'was' if one else 'were'} not opened in a second window (it "
+            "would overwrite the open one's settings and miss its new images).",
+            f"Drop the {'image' if one else 'images'} on the prompt panel of the Nibble Studio window that is open "
+            "to restore the settings.")  # fmt: skip
 
 
 class LockUnavailable(StartupRefused):
@@ -35,7 +58,7 @@ def lock_data_dir(data: DataDir) -> QLockFile:
             f"Nibble Studio is already running with the data folder {data.root}{who}. A second window on the "
             "same gallery would overwrite its settings and miss its new images.",
             "Switch to the Nibble Studio window that is open, or start this one with another data folder "
-            f"(--data-dir PATH). If no Nibble Studio is running, delete {path} and start again.")
+            f"(--data-dir PATH). If no Nibble Studio is running, delete {path} and start again.", data.root)
     raise LockUnavailable(f"The lock file {path} cannot be created in the data folder {data.root}.",
                           f"Check that the folder {data.root} is writable and its disk is not full; or start "
                           "Nibble Studio with another data folder (--data-dir PATH).")

@@ -38,7 +38,7 @@ from app.controller import AppController
 from app.data_dir import DataDir, blank_data_dir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
 from app.file_urls import file_url
-from app.instance_lock import lock_data_dir
+from app.instance_lock import AlreadyRunning, lock_data_dir
 from app.plain_text import plain_label
 from app.quit_jobs import cancelled_on_quit, quit_question
 from app.settings import LastJob, Settings
@@ -469,17 +469,18 @@ def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None, ope
         return 1
     start_file_log(data.root)  # before the lock: a second instance's "already running" is logged too
     log_startup_facts(data.root)
+    opened = [Path(name).absolute() for name in open_files or []]  # a relative name is the current folder's
     try:
         try:
             window = MainWindow(data)
         except StartupRefused as exc:  # the database, or another app on the folder: a dialog, no traceback
             log.error("cannot start: %s", exc)
-            show_fatal_error(exc.as_error(), current_log_file())
+            refused = exc.with_files(opened) if isinstance(exc, AlreadyRunning) else exc.as_error()
+            show_fatal_error(refused, current_log_file())
             return 1
         window.show()
         QTimer.singleShot(0, window.start)
-        if open_files:
-            opened = [Path(name).absolute() for name in open_files]  # a relative name is the current folder's
+        if opened:
             QTimer.singleShot(0, lambda: window.prompt_panel.restore_from_files(opened))
         code = app.exec()
         log.info("Nibble Studio exits (code %d)", code)

@@ -28,6 +28,12 @@ def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, 
     accept_dialog_later(seen)
     assert run_app(["nibble-studio"], data_root) == 1
     assert len(seen) == 1 and "cannot start" in seen[0] and "already running" in seen[0]
+    # Started with an image to open ("Open with" on a PNG): said what became of it and where to drop it instead
+    accept_dialog_later(seen)
+    assert run_app(["nibble-studio", "a lake.png"], data_root, ["a lake.png"]) == 1
+    assert len(seen) == 2 and f"already open with the data folder {data.root}: the image 'a lake.png' was not " \
+        "opened in a second window" in seen[1] and "Drop the image on the prompt panel of the Nibble Studio " \
+        "window that is open" in seen[1], seen[1]  # fmt: skip
     gui.open_windows.remove(first)
     first.close()
     again = open_window(qtbot, data_root)  # closing the first frees the folder
