@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpu.bfl_layout import SVDQ_METADATA_KEY, bfl_prefix, foreign_quantized, other_file
+from gpu.bfl_names import DOUBLE_LINEARS, SINGLE_LINEARS, TOP_LINEARS, bfl_linear
 from gpu.errors import UserError
 
 FORMATS = ("diffusers", "kohya", "bfl", "xlabs")
@@ -32,18 +33,10 @@ class LoraError(UserError):
 
 
 # -- FLUX.1 module names ---------------------------------------------------------------------------------
-_DOUBLE_LEAVES = (
-    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
-    "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
-    "ff_context.net.2", "norm1.linear", "norm1_context.linear",
-)  # fmt: skip
-_SINGLE_LEAVES = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out", "norm.linear")
-_TOP_LEVEL = (
-    "x_embedder", "context_embedder", "proj_out", "norm_out.linear",
-    "time_text_embed.timestep_embedder.linear_1", "time_text_embed.timestep_embedder.linear_2",
-    "time_text_embed.text_embedder.linear_1", "time_text_embed.text_embedder.linear_2",
-    "time_text_embed.guidance_embedder.linear_1", "time_text_embed.guidance_embedder.linear_2",
-)  # fmt: skip
+# The diffusers linears a LoRA in diffusers' names may change: those the BFL layers become.
+_DOUBLE_LEAVES = tuple(module for layer in DOUBLE_LINEARS.values() for module in layer.modules)
+_SINGLE_LEAVES = tuple(module for layer in SINGLE_LINEARS.values() for module in layer.modules)
+_TOP_LEVEL = tuple(module for layer in TOP_LINEARS.values() for module in layer.modules)
 _DIFFUSERS_RE = re.compile(
     r"(?:transformer_blocks\.\d+\.(?:" + "|".join(map(re.escape, _DOUBLE_LEAVES)) + r")"
     r"|single_transformer_blocks\.\d+\.(?:" + "|".join(map(re.escape, _SINGLE_LEAVES)) + r")"
@@ -56,36 +49,6 @@ _UNDERSCORED = sorted(
 
 _UNDERSCORED_TOP = {name.replace(".", "_"): name for name in _TOP_LEVEL}
 
-# BFL names -> diffusers module(s) (several = fused output rows) and whether the two output halves swap.
-_BFL_DOUBLE = {
-    "img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
-    "img_attn.proj": ("attn.to_out.0",),
-    "img_mlp.0": ("ff.net.0.proj",),
-    "img_mlp.2": ("ff.net.2",),
-    "img_mod.lin": ("norm1.linear",),
-    "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
-    "txt_attn.proj": ("attn.to_add_out",),
-    "txt_mlp.0": ("ff_context.net.0.proj",),
-    "txt_mlp.2": ("ff_context.net.2",),
-    "txt_mod.lin": ("norm1_context.linear",),
-}
-_BFL_SINGLE = {
-    "linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"),
-    "linear2": ("proj_out",),
-    "modulation.lin": ("norm.linear",),
-}
-_BFL_TOP = {
-    "img_in": "x_embedder",
-    "txt_in": "context_embedder",
-    "time_in.in_layer": "time_text_embed.timestep_embedder.linear_1",
-    "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
-    "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
-    "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
-    "guidance_in.in_layer": "time_text_embed.guidance_embedder.linear_1",
-    "guidance_in.out_layer": "time_text_embed.guidance_embedder.linear_2",
-    "final_layer.linear": "proj_out",
-    "final_layer.adaLN_modulation.1": "norm_out.linear",
-}
 # XLabs-AI (x-flux) attention-processor LoRAs -> the BFL layer whose output each adds to, and how many of that
 # layer's diffusers modules it covers from the first (None: all): "1" is the image stream, "2" the text stream;
 # a single block's qkv LoRA adds to the q, k, v rows of ``linear1`` only, not to its MLP rows.
@@ -95,9 +58,9 @@ _XLABS_DOUBLE = {
 }  # fmt: skip
 _XLABS_SINGLE = {"qkv_lora": ("linear1", 3), "proj_lora": ("linear2", None)}
 # kohya's underscored BFL names -> dotted BFL names
-_KOHYA_DOUBLE = {k.replace(".", "_"): k for k in _BFL_DOUBLE}
-_KOHYA_SINGLE = {k.replace(".", "_"): k for k in _BFL_SINGLE}
-_KOHYA_TOP = {k.replace(".", "_"): k for k in _BFL_TOP}
+_KOHYA_DOUBLE = {k.replace(".", "_"): k for k in DOUBLE_LINEARS}
+_KOHYA_SINGLE = {k.replace(".", "_"): k for k in SINGLE_LINEARS}
+_KOHYA_TOP = {k.replace(".", "_"): k for k in TOP_LINEARS}
 
 # Text encoders: the prefixes files give their layers (kohya ``lora_te1_``/``lora_te_`` CLIP-L, ``lora_te2_`` as
 # ComfyUI names FLUX.1's T5 and ``lora_te3_`` as sd-scripts does; diffusers/PEFT ``text_encoder.``/``text_encoder_2.``)
@@ -189,15 +152,10 @@ def _map_diffusers(base: str) -> tuple[str, tuple[str, ...], bool] | None:
 
 
 def _map_bfl_name(name: str) -> tuple[tuple[str, ...], bool] | None:
-    m = re.fullmatch(r"double_blocks\.(\d+)\.(.+)", name)
-    if m and m.group(2) in _BFL_DOUBLE:
-        return tuple(f"transformer_blocks.{m.group(1)}.{leaf}" for leaf in _BFL_DOUBLE[m.group(2)]), False
-    m = re.fullmatch(r"single_blocks\.(\d+)\.(.+)", name)
-    if m and m.group(2) in _BFL_SINGLE:
-        return tuple(f"single_transformer_blocks.{m.group(1)}.{leaf}" for leaf in _BFL_SINGLE[m.group(2)]), False
-    if name in _BFL_TOP:
-        return (_BFL_TOP[name],), name == "final_layer.adaLN_modulation.1"
-    return None
+    """A BFL layer's name (``double_blocks.0.img_attn.qkv``) -> (its diffusers modules, in row order; whether the
+    halves of its output swap), from ``gpu.bfl_names``' table; None for a name that is no FLUX.1 linear."""
+    found = bfl_linear(name)
+    return (found[0], found[1].swap_halves) if found else None
 
 
 def _map_xlabs_name(name: str) -> tuple[tuple[str, ...], bool] | None:

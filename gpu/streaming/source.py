@@ -7,26 +7,8 @@ Two layouts are read (never ``torch.load``; every tensor comes from ``safetensor
   ComfyUI's ``model.diffusion_model.``: ``gpu.bfl_layout``), mapped to diffusers names by ``bfl_to_diffusers``
   below.
 
-BFL -> diffusers mapping (D = hidden size, M = MLP width; ``w``/``b`` = weight/bias):
-
-    img_in, txt_in                          -> x_embedder, context_embedder
-    time_in.{in,out}_layer                  -> time_text_embed.timestep_embedder.linear_{1,2}
-    vector_in.{in,out}_layer                -> time_text_embed.text_embedder.linear_{1,2}
-    guidance_in.{in,out}_layer              -> time_text_embed.guidance_embedder.linear_{1,2}
-    final_layer.linear                      -> proj_out
-    final_layer.adaLN_modulation.1          -> norm_out.linear, with its two D-row halves swapped
-                                               (BFL emits shift, scale; diffusers expects scale, shift)
-    double_blocks.i.img_mod.lin / txt_mod.lin -> transformer_blocks.i.norm1.linear / norm1_context.linear
-    double_blocks.i.img_attn.qkv [3D, D]    -> attn.to_q / to_k / to_v (row thirds)
-    double_blocks.i.txt_attn.qkv [3D, D]    -> attn.add_q_proj / add_k_proj / add_v_proj
-    double_blocks.i.img_attn.proj           -> attn.to_out.0;   txt_attn.proj -> attn.to_add_out
-    double_blocks.i.img_attn.norm.{query,key}_norm.scale -> attn.norm_q / norm_k .weight
-    double_blocks.i.txt_attn.norm.{query,key}_norm.scale -> attn.norm_added_q / norm_added_k .weight
-    double_blocks.i.img_mlp.{0,2}           -> ff.net.0.proj / ff.net.2;  txt_mlp -> ff_context
-    single_blocks.i.linear1 [3D + M, D]     -> attn.to_q / to_k / to_v / proj_mlp (row slices)
-    single_blocks.i.linear2                 -> proj_out
-    single_blocks.i.norm.{query,key}_norm.scale -> attn.norm_q / norm_k .weight
-    single_blocks.i.modulation.lin          -> norm.linear
+Which diffusers tensor each BFL tensor becomes (fused q/k/v rows split, the final modulation's halves swapped) is
+``gpu.bfl_names``' table, which the LoRA reader maps BFL LoRAs by too.
 """
 
 from __future__ import annotations
@@ -41,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from gpu.bfl_layout import bfl_prefix, implied_config, incomplete_transformer, inspect_single_file
+from gpu.bfl_names import DOUBLE_LINEARS, DOUBLE_NORMS, SINGLE_LINEARS, SINGLE_NORMS, TOP_LINEARS, BflLinear
 from gpu.errors import CheckpointError, ModelLoadError, named_few
 from gpu.model_libraries import load_model_libraries
 from gpu.safetensors_header import (
@@ -164,17 +147,20 @@ def is_bfl_file(path: Path) -> bool:
 
 
 def _rows(a: int, b: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A transform taking rows [a, b) of a fused layer's [out, in] weight or [out] bias (any dtype), contiguous."""
     return lambda t: t[a:b].contiguous()
 
 
 def _swap_halves(t: torch.Tensor) -> torch.Tensor:
+    """``t`` ([2D, in] weight or [2D] bias, any dtype) with its two D-row halves traded: BFL's final modulation emits
+    shift, scale; diffusers' norm_out expects scale, shift."""
     shift, scale = t.chunk(2, dim=0)
     return torch.cat([scale, shift], dim=0)
 
 
 def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dict]:
     """BFL tensor shapes (unprefixed name -> shape) of the file ``name`` -> (diffusers name -> (bfl key,
-    transform or None), raw diffusers config inferred from the shapes)."""
+    transform or None), raw diffusers config inferred from the shapes). The names come from ``gpu.bfl_names``."""
     keys = set(shapes)
     config = implied_config(name, shapes)  # ModelLoadError when a tensor every FLUX.1 has is absent
     m: dict[str, tuple[str, Callable | None]] = {}
@@ -186,41 +172,28 @@ def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dic
             if f"{src}.{p}" in keys:
                 m[f"{dst}.{p}"] = (f"{src}.{p}", transform)
 
-    lin("img_in", "x_embedder")
-    lin("txt_in", "context_embedder")
-    for src, dst in (("time_in", "timestep_embedder"), ("vector_in", "text_embedder"),
-                     ("guidance_in", "guidance_embedder")):  # fmt: skip
-        lin(f"{src}.in_layer", f"time_text_embed.{dst}.linear_1")
-        lin(f"{src}.out_layer", f"time_text_embed.{dst}.linear_2")
-    lin("final_layer.linear", "proj_out")
-    lin("final_layer.adaLN_modulation.1", "norm_out.linear", _swap_halves)
-    n_double, n_single = config["num_layers"], config["num_single_layers"]
-    for i in range(n_double):
-        s, d = f"double_blocks.{i}", f"transformer_blocks.{i}"
-        lin(f"{s}.img_mod.lin", f"{d}.norm1.linear")
-        lin(f"{s}.txt_mod.lin", f"{d}.norm1_context.linear")
-        for stream, names in (("img", ("to_q", "to_k", "to_v")), ("txt", ("add_q_proj", "add_k_proj", "add_v_proj"))):
-            for j, name in enumerate(names):
-                lin(f"{s}.{stream}_attn.qkv", f"{d}.attn.{name}", _rows(j * dim, (j + 1) * dim))
-        lin(f"{s}.img_attn.proj", f"{d}.attn.to_out.0")
-        lin(f"{s}.txt_attn.proj", f"{d}.attn.to_add_out")
-        for stream, q, k in (("img", "norm_q", "norm_k"), ("txt", "norm_added_q", "norm_added_k")):
-            m[f"{d}.attn.{q}.weight"] = (f"{s}.{stream}_attn.norm.query_norm.scale", None)
-            m[f"{d}.attn.{k}.weight"] = (f"{s}.{stream}_attn.norm.key_norm.scale", None)
-        lin(f"{s}.img_mlp.0", f"{d}.ff.net.0.proj")
-        lin(f"{s}.img_mlp.2", f"{d}.ff.net.2")
-        lin(f"{s}.txt_mlp.0", f"{d}.ff_context.net.0.proj")
-        lin(f"{s}.txt_mlp.2", f"{d}.ff_context.net.2")
-    for i in range(n_single):
-        s, d = f"single_blocks.{i}", f"single_transformer_blocks.{i}"
-        total = shapes[f"{s}.linear1.weight"][0]
-        for j, name in enumerate(("to_q", "to_k", "to_v")):
-            lin(f"{s}.linear1", f"{d}.attn.{name}", _rows(j * dim, (j + 1) * dim))
-        lin(f"{s}.linear1", f"{d}.proj_mlp", _rows(3 * dim, total))
-        lin(f"{s}.linear2", f"{d}.proj_out")
-        m[f"{d}.attn.norm_q.weight"] = (f"{s}.norm.query_norm.scale", None)
-        m[f"{d}.attn.norm_k.weight"] = (f"{s}.norm.key_norm.scale", None)
-        lin(f"{s}.modulation.lin", f"{d}.norm.linear")
+    def layer(src: str, dst: str, linear: BflLinear) -> None:
+        """The getters of the BFL linear ``src`` under the diffusers names ``dst`` + each of its modules."""
+        if len(linear.modules) == 1:
+            lin(src, dst + linear.modules[0], _swap_halves if linear.swap_halves else None)
+            return
+        # only a layer whose last module takes the rest needs its row count: a single block's linear1 (3D + M rows)
+        rows = shapes[f"{src}.weight"][0] if linear.last_takes_rest else len(linear.modules) * dim
+        for module, (a, b) in zip(linear.modules, linear.row_ranges(dim, rows), strict=True):
+            lin(src, dst + module, _rows(a, b))
+
+    for src, linear in TOP_LINEARS.items():
+        layer(src, "", linear)
+    for bfl_list, diffusers_list, count, linears, norms in (
+        ("double_blocks", "transformer_blocks", config["num_layers"], DOUBLE_LINEARS, DOUBLE_NORMS),
+        ("single_blocks", "single_transformer_blocks", config["num_single_layers"], SINGLE_LINEARS, SINGLE_NORMS),
+    ):
+        for i in range(count):
+            s, d = f"{bfl_list}.{i}.", f"{diffusers_list}.{i}."
+            for src, linear in linears.items():
+                layer(s + src, d, linear)
+            for src, dst in norms.items():
+                m[d + dst] = (s + src, None)
     raw = {
         "_class_name": "FluxTransformer2DModel",
         **config,
