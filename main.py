@@ -201,7 +201,7 @@ def choose_data_dir(flag: str | None, default_needed: bool = False, default_writ
     else:  # exported absolute (``named_data_dir``), as a later chdir must not move it
         os.environ[DATA_DIR_ENV] = str(folder)
         probed = True
-    from gpu.atomic import check_folder_writable, folder_problem
+    from gpu.output_folders import check_folder_writable, folder_problem
 
     try:
         made = user_data_dir()
@@ -398,10 +398,10 @@ def quantize_cancel_note(parts: Path, told: QuantizeTold, no_resume: bool) -> st
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from gpu.atomic import check_output_path
     from gpu.errors import BadRequestError, Cancelled
     from gpu.library import ModelLibrary
     from gpu.output_lock import lock_path
+    from gpu.output_names import check_output_path
     from gpu.quantizer import QuantizeConfig, quantize_model
     from gpu.streaming.parts_folder import parts_dir
     from gpu.streaming.stopped import QuantizeTold
@@ -540,7 +540,7 @@ def tell_job_notes(result: GeneratedImage) -> None:
 def check_current_folder() -> None:
     """Without --out the images go into the current folder: an OutputError naming it now, before the model loads
     and the first image is made, if no file can be made there (a file is made and removed to check)."""
-    from gpu.atomic import make_output_folder
+    from gpu.output_folders import make_output_folder
 
     make_output_folder(Path.cwd(), "the images into the current folder",
                        "run the command in a folder you can write to, or give --out a file in one")  # fmt: skip
@@ -569,9 +569,9 @@ def check_png_output(out: Path, batch: list[Path] | tuple[Path, ...] = ()) -> No
     """--out must be a writable file name ending in .png (the image is PNG with its metadata chunks); ``batch``:
     the names a batch writes instead of ``out`` itself (``batch_image_path``), each checked (a folder at the
     second one stopped the batch after its first image; one at ``out``, never written then, refused it)."""
-    from gpu.atomic import check_output_path
     from gpu.errors import BadRequestError
     from gpu.generation.png_metadata import png_name_problem
+    from gpu.output_names import check_output_path
 
     if not batch:
         check_output_path(out)
@@ -674,8 +674,8 @@ def check_bench_options(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from gpu.atomic import make_output_folder
     from gpu.errors import BadRequestError
+    from gpu.output_folders import make_output_folder
 
     check_bench_options(args)  # before the GPU check and any model: a typo is said whatever the machine
     if not torch.cuda.is_available() and not (args.what == "flux" and args.tiny):  # else a traceback from torch.cuda

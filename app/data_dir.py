@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpu.atomic import LinkLeadsNowhere, check_folder_writable, link_to_nothing, make_folders
 from gpu.errors import OutputError
+from gpu.output_folders import LinkLeadsNowhere, check_folder_writable, link_to_nothing, make_folders
 from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir
 
 # The trash when images/ is on another disk than the data folder (a link or junction to a bigger one): a file moves

@@ -21,13 +21,13 @@ from gpu.atomic import (
     SCRATCH_NAME,
     atomic_write_new,
     atomic_write_with,
-    own_remedy,
     publish_left_behind,
     remove_stale_temps,
     scratch_prefix,
 )
 from gpu.errors import OutputError
 from gpu.generation.png_metadata import PNG_SIGNATURE, png_problem
+from gpu.os_errors import own_remedy
 from gpu.paths import first_free_path
 
 if TYPE_CHECKING:

@@ -52,7 +52,7 @@ from app.widgets.model_panel import ModelPanel
 from app.widgets.prompt_panel import PromptPanel
 from app.widgets.quantize_panel import QuantizePanel
 from app.wording import counted
-from gpu.atomic import LinkLeadsNowhere, folder_problem
+from gpu.output_folders import LinkLeadsNowhere, folder_problem
 from gpu.paths import user_data_path
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from app.engine_errors import EngineError, classify, is_disk_full
 from app.engine_worker import pil_to_qimage, quantize_runs
 from app.quantize_outputs import new_told, running_output
 from app.thread_exit import stop_thread
-from gpu.atomic import LinkLeadsNowhere, broken_link
+from gpu.output_folders import LinkLeadsNowhere, broken_link
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class QuantizeWorker(QObject):
         again, which are taken back here whatever the answer (a refused run, or one cancelled while it waits for the
         generation, leaves none)."""
         import gpu.quantizer  # noqa: F401 - before the engine, which imported first is a circular import
-        from gpu.atomic import make_output_folder, missing_folders, remove_empty_folders
+        from gpu.output_folders import make_output_folder, missing_folders, remove_empty_folders
         from gpu.output_lock import output_lock
         from gpu.streaming.space_needed import check_disk_space
 

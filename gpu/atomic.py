@@ -7,7 +7,6 @@ ordinary file (0666 minus the umask); a replaced file keeps its own."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import re
@@ -15,11 +14,14 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from gpu.errors import OutputAppeared, OutputError
-from gpu.paths import numbered_paths, resolved
+from gpu.errors import OutputAppeared
+from gpu.os_errors import BUSY_WINERRORS, os_error_of, output_error
+from gpu.output_folders import make_folders, missing_folders, remove_empty_folders
+from gpu.output_names import check_output_path
+from gpu.paths import numbered_paths
 
 
 @contextlib.contextmanager
@@ -167,157 +169,6 @@ def _link_or_claim(src: Path, candidate: Path) -> None:
     os.unlink(src)
 
 
-def missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and those of its ancestors that do not exist yet, deepest first: what a ``mkdir(parents=True)``
-    of it is about to create, for ``remove_empty_folders`` to take back."""
-    missing = []
-    while not _exists(folder) and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
-
-
-def _exists(path: Path) -> bool:
-    """``path.exists()``, False too for a name or path too long to exist (which it raises for)."""
-    try:
-        return path.exists()
-    except OSError as err:
-        if err.errno != errno.ENAMETOOLONG:
-            raise
-        return False
-
-
-def make_folders(missing: list[Path]) -> None:
-    """Creates ``missing`` (``missing_folders``' list, deepest first) from the top down, one level at a time:
-    ``Path.mkdir(parents=True)`` recurses once per level and raised RecursionError under a thousand of them
-    (``--out d/d/…/d/a.png``), after the image was made. A link in the way is said as what it is
-    (``broken_link``), not as mkdir's "File exists"."""
-    for folder in reversed(missing):
-        try:
-            folder.mkdir(exist_ok=True)
-        except FileExistsError as exists:
-            raise broken_link(folder) or exists from None
-
-
-class LinkLeadsNowhere(FileNotFoundError):
-    """A folder to make or to use is a link (a symbolic link, a Windows junction) whose target is not there: mkdir
-    says "File exists" at its name, and following it would make its target, on the system disk where the link
-    led to an unmounted drive. ``strerror`` names the link and its target; ``filename`` is the link."""
-
-    hint = "plug in or mount the drive the link leads to, or make the folder it names, or choose another folder"
-
-    def __init__(self, link: Path) -> None:
-        super().__init__(errno.ENOENT, f"{link} is {link_to_nothing(link)}", str(link))
-
-
-def link_to_nothing(link: Path) -> str:
-    """Why the link (or Windows junction) ``link`` leads nowhere, as a phrase: "a link to <target>, which is not
-    there: …". A relative target is shown joined onto the link's folder ("../elsewhere/gone" said nothing of where
-    that is), and where the target is a link too, where the chain ends: "a link to <target>, which leads on to
-    <end>, which is not there"."""
-    hops: list[str] = []
-    here = os.fspath(link)
-    while len(hops) < _MAX_HOPS:  # a loop is said as one (broken_link), not here; bounded all the same
-        try:
-            target = os.readlink(here)
-        except OSError:  # not a link (the end of the chain), or not one this system reads
-            break
-        # the folder that holds the link exists, and is where the system starts a relative target from
-        here = os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(here)), target))
-        hops.append(here)
-    where = f" to {hops[0]}" if hops else ""
-    if len(hops) > 1:
-        where += f", which leads on to {hops[-1]}"
-    return (f"a link{where}, which is not there: the drive it is on may be unplugged or unmounted, or the folder "
-            "moved or removed")  # fmt: skip
-
-
-_MAX_HOPS = 40  # as many links as Linux follows in one path
-
-
-def broken_link(folder: Path) -> OSError | None:
-    """Why ``folder``, which ``missing_folders`` takes for missing, cannot be made though something has its name:
-    a link that leads nowhere (``LinkLeadsNowhere``), or a loop of links, said as the system says it ("Too many
-    levels of symbolic links") as mkdir(parents=True) said it; None for anything else."""
-    if not os.path.lexists(folder):
-        return None
-    try:
-        os.stat(folder)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            return OSError(err.errno, err.strerror, str(folder))
-        if err.errno in (errno.ENOENT, errno.ENOTDIR):
-            return LinkLeadsNowhere(folder)
-    return None
-
-
-def check_folder_writable(folder: Path) -> None:
-    """Raises ``OSError`` (its ``filename`` ``folder``, its ``strerror`` a phrase such as "no file can be created
-    in it: Permission denied") unless a file can be made in the existing ``folder``. A file is actually created
-    and removed: ``os.access`` answers yes to root whatever the permission bits, and yes for /proc, /sys and some
-    network and read-only mounts, where creating a file then fails."""
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
-    except OSError as err:
-        raise OSError(err.errno, f"no file can be created in it: {err.strerror or err}", str(folder)) from err
-    os.close(fd)
-    try:
-        os.unlink(probe)
-    except OSError as err:  # replacing or deleting any file there would fail the same way, later
-        raise OSError(
-            err.errno, f"a file can be created in it but not removed ({Path(probe).name}): {err.strerror or err}",
-            str(folder),
-        ) from err
-
-
-def folder_problem(folder: Path, err: OSError) -> str:
-    """Why ``folder`` could not be created or written in, in the user's terms. mkdir's own words mislead in two
-    cases: a file at that name is "File exists", a file in place of a parent folder is "Not a directory" on the
-    folder; and "Too many levels of symbolic links" is said as the loop of links it is. A link that leads nowhere
-    is said by ``LinkLeadsNowhere``'s own words, which name it."""
-    if isinstance(err, LinkLeadsNowhere):
-        return err.strerror
-    if folder.exists() and not folder.is_dir():
-        return "it is a file, not a folder"
-    if isinstance(err, NotADirectoryError):
-        for parent in folder.absolute().parents:
-            if parent.exists() and not parent.is_dir():
-                return f"{parent} is a file, not a folder"
-    named = Path(err.filename) if isinstance(err, FileExistsError) and err.filename else None
-    if named is not None and named.exists() and not named.is_dir():  # a folder to make inside it (the data's images/)
-        return f"{named} is a file, not a folder"
-    # resolved(), not Path.resolve(): that raises RuntimeError on a link loop (Python < 3.13)
-    where = f"{err.filename}: " if err.filename and resolved(err.filename) != resolved(folder) else ""
-    return f"{where}{'a symbolic link loop' if err.errno == errno.ELOOP else err.strerror or err}"
-
-
-def make_output_folder(folder: Path | str, what: str = "the results into",
-                       hint: str = "give --out a folder you can write to (a missing one is made)") -> Path:  # fmt: skip
-    """Creates ``folder`` (and its parents) for a command that writes its results into it at the end of a long
-    run (the benchmarks, the images of ``main.py generate``), and checks that a file can be made there: an
-    OutputError "cannot write <what> <folder>: <why>", with ``hint``, comes now rather than after the run."""
-    folder = Path(folder)
-    try:
-        make_folders(missing_folders(folder))
-        check_folder_writable(folder)
-    except OSError as err:
-        raise OutputError(f"cannot write {what} {folder}: {folder_problem(folder, err)}", hint) from None
-    return folder
-
-
-def remove_empty_folders(folders: list[Path]) -> None:
-    """Removes ``folders`` (deepest first) while they are empty, and stops at the first that is not: one that
-    holds a file (written since, or put there by another process) stays, and so do its ancestors. One that is not
-    there is passed over: ``make_folders`` stopped below the ones it made (a name too long, a full disk), and
-    stopping there left those (``a/b`` of ``a/b/<300 characters>/c``)."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            if os.path.lexists(folder):  # False too where it cannot be looked at (a name too long to exist)
-                return
-
-
 _TEMP_SUFFIX = ".tmp"
 # atomic_path's scratch folders: "." + 8 hex digits naming the target + "." + mkdtemp's 8 random characters.
 SCRATCH_NAME = re.compile(rf"^\.[0-9a-f]{{8}}\.\w{{8}}{re.escape(_TEMP_SUFFIX)}$")
@@ -369,21 +220,12 @@ def output_errors(target: Path | str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        os_err = _os_error_of(exc)
+        os_err = os_error_of(exc)
         if os_err is not None:
-            raise _output_error(Path(target), os_err) from exc
+            raise output_error(Path(target), os_err) from exc
         raise
 
 
-# Windows system error codes (winerror.h). safetensors reports them as "(os error N)" there, instead of an errno.
-_WIN_ACCESS_DENIED, _WIN_SHARING_VIOLATION, _WIN_LOCK_VIOLATION = 5, 32, 33
-_SHARING_VIOLATIONS = (_WIN_SHARING_VIOLATION, _WIN_LOCK_VIOLATION)  # another program has the file open
-_WINDOWS_ERRNO = {112: errno.ENOSPC, 39: errno.ENOSPC, _WIN_ACCESS_DENIED: errno.EACCES, 19: errno.EROFS,
-                  **dict.fromkeys(_SHARING_VIOLATIONS, errno.EACCES)}  # disk full (112, 39), write-protected (19)
-
-# Windows refuses a rename onto a file another program has open for a moment (antivirus, the search indexer,
-# a thumbnailer reading a file just written): access denied or sharing violation. Retried briefly there.
-_BUSY_WINERRORS = (_WIN_ACCESS_DENIED, *_SHARING_VIOLATIONS)
 _REPLACE_TRIES = 6  # 0.05 s, 0.1 s, 0.2 s, ... about 1.5 s in all
 
 
@@ -400,163 +242,10 @@ def _retry_while_busy(move: Callable[[], None], windows: bool, sleep: Callable[[
             move()
             return
         except PermissionError as err:
-            busy = windows and getattr(err, "winerror", None) in _BUSY_WINERRORS
+            busy = windows and getattr(err, "winerror", None) in BUSY_WINERRORS
             if not busy or attempt == _REPLACE_TRIES - 1:
                 raise
             sleep(0.05 * 2**attempt)
-
-
-# Names Windows gives to devices, with any extension ("CON.png" is the console, not a file).
-_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
-
-
-def windows_device_name(name: str) -> bool:
-    """``name`` (a file name) is one Windows reserves for a device: writing there writes no file."""
-    return name.split(".")[0].rstrip(" ").upper() in _WINDOWS_DEVICES
-
-
-def check_output_path(target: Path | str, windows: bool = os.name == "nt", example: str = "out.png",
-                      beside: Iterable[Path] = ()) -> None:  # fmt: skip
-    """Raises ``OutputError`` now if ``target`` can clearly not be written: it is a folder, a Windows device
-    name, its nearest existing ancestor is a file or not writable, a name in it is longer than the file system
-    allows, or the whole path is. For commands that should fail before hours of work. ``example`` is the file
-    name the hint suggests inside a folder given as ``target``; ``beside`` are files or folders the command
-    keeps next to ``target`` (the quantizer's ``<name>.parts``), whose longer names must fit too."""
-    target = Path(target)
-    if windows and windows_device_name(target.name):
-        raise OutputError(f"{target.name} is a device name on Windows, not a file name",
-                          f"choose another name, e.g. my-{target.name}")  # fmt: skip
-    missing = missing_folders(target.parent)
-    if (in_the_way := next(filter(None, map(broken_link, missing)), None)) is not None:
-        raise _output_error(target, in_the_way)
-    parent = missing[-1].parent if missing else target.parent  # the nearest that exists (or the root)
-    _check_name_lengths(target, parent, missing, beside, windows)  # first: the system's "File name too long" says less
-    if target.is_dir():
-        raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / example))
-    if parent.exists() and not parent.is_dir():
-        raise OutputError(f"cannot write {target}: {parent} is a file, not a folder")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise _output_error(target, OSError(errno.EACCES, os.strerror(errno.EACCES)))
-
-
-_NAME_MAX, _PATH_MAX = 255, 4096  # where the system cannot say (Windows): its usual limits
-# Bytes the longest path a write of a file makes is longer than the file's own path: atomic_path's scratch
-# folder and file in the quantizer's parts folder (``OUT.parts/.<8>.<8>.tmp/new.safetensors``), with room.
-_PATH_ROOM = 64
-
-
-def _system_limit(folder: Path, name: str, default: int) -> int:
-    """``os.pathconf(folder, name)``, or ``default`` where the system has no answer."""
-    try:
-        value = os.pathconf(folder, name)
-    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no answer for this file system
-        return default
-    return value if value > 0 else default  # -1: no limit
-
-
-def _name_length(name: str) -> tuple[int, str]:
-    """A name's length as its file system counts it against the limit, with the unit: bytes where the system says
-    its limits (POSIX), UTF-16 units where it cannot (Windows: NTFS takes 255 of those, so a 94-character Japanese
-    name of 274 UTF-8 bytes was refused there, though it fits)."""
-    if hasattr(os, "pathconf"):
-        return len(os.fsencode(name)), "bytes"
-    return _utf16_units(name), "characters"
-
-
-def _utf16_units(text: str) -> int:
-    """``text``'s length as Windows counts names and paths: UTF-16 code units."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _windows_path_limit() -> int:
-    """The longest path this process can open on Windows: 259 characters (MAX_PATH less its terminating null)
-    unless long paths are on for it, which needs both the system's setting and the program's manifest, and only
-    ``RtlAreLongPathsEnabled`` knows both (Windows 10 1607 and later)."""
-    try:
-        import ctypes
-
-        ask = ctypes.WinDLL("ntdll").RtlAreLongPathsEnabled  # type: ignore[attr-defined]
-        ask.restype = ctypes.c_ubyte  # a one-byte BOOLEAN: read as ctypes' default int, its upper bytes are garbage
-        enabled = bool(ask())
-    except (AttributeError, OSError):  # older Windows, or not Windows (tests of this branch elsewhere)
-        enabled = False
-    return 32767 if enabled else 259
-
-
-def _check_name_lengths(target: Path, parent: Path, missing: list[Path], beside: Iterable[Path],
-                        windows: bool) -> None:  # fmt: skip
-    """OutputError if a name ``target``'s write would create, or its whole path, is longer than the file system
-    at ``parent`` (the nearest existing folder) takes: mkdir and open refuse it only when they are called, and
-    the final write comes after all the work."""
-    limit = _system_limit(parent, "PC_NAME_MAX", _NAME_MAX)
-    own, unit = _name_length(target.name)
-    longest = max([own, *(_name_length(p.name)[0] for p in beside)])
-    if longest > limit:
-        extra = longest - own
-        longer = f"{extra} {unit[:-1] if extra == 1 else unit}"  # "1 byte", "3 bytes", "1 character"
-        room = f" (a name can have {limit} {unit} there, and the command keeps one {longer} longer beside it)" \
-            if extra else ""  # fmt: skip
-        raise OutputError(f"cannot write {target}: the file name is {own} {unit} long, more than the "
-                          f"{limit - extra} that fit in {parent}{room}", "choose a shorter file name")  # fmt: skip
-    for folder in missing:
-        length = _name_length(folder.name)[0]
-        if length > limit:
-            raise OutputError(f"cannot write {target}: the folder name {folder.name[:40]}… is {length} {unit} long, "
-                              f"more than the {limit} a name can have", "choose a shorter folder name")  # fmt: skip
-    full = os.path.abspath(target)
-    if windows:  # no pathconf there; its 4096 default let a 221-character path through to fail after the work
-        path_limit, length, unit = _windows_path_limit(), _utf16_units(full), "characters"
-    else:
-        path_limit, length, unit = _system_limit(parent, "PC_PATH_MAX", _PATH_MAX), len(os.fsencode(full)), "bytes"
-    if length + _PATH_ROOM > path_limit:
-        raise OutputError(f"cannot write {target}: the path is {length} {unit} long, more than the "
-                          f"{path_limit - _PATH_ROOM} the system allows for a file written there",
-                          "choose a shorter name, or a folder with a shorter path")  # fmt: skip
-
-
-_HINTS = {
-    errno.ENOSPC: "free some disk space or choose another folder",
-    errno.EDQUOT: "free some disk space or choose another folder",
-    errno.EROFS: "choose a folder you can write to",
-    errno.EACCES: "choose a folder you can write to",
-    errno.EPERM: "choose a folder you can write to",
-    errno.ENAMETOOLONG: "choose a shorter name, or a folder with a shorter path",
-}
-
-
-def own_remedy(err: OSError) -> tuple[str, str] | None:
-    """Why a write failed and what to do, for a failure that lies in neither the folder's permissions nor its
-    disk, whose remedy is another than a writable folder: another program has the file open, a link leads
-    nowhere. None for any other failure."""
-    if getattr(err, "winerror", None) in _SHARING_VIOLATIONS:  # EACCES on Windows, but no folder problem
-        return "the file is open in another program", "close the program that has it open, then try again"
-    if isinstance(err, LinkLeadsNowhere):
-        return err.strerror, err.hint
-    return None
-
-
-def _output_error(target: Path, err: OSError) -> OutputError:
-    reason, hint = own_remedy(err) or (err.strerror or str(err), _HINTS.get(err.errno or 0, ""))
-    return OutputError(f"cannot write {target}: {reason}", hint)
-
-
-def _os_error_of(exc: BaseException, windows: bool = os.name == "nt") -> OSError | None:
-    """The OS error behind ``exc``: itself, or one that safetensors reports as text ("... (os error 28)"; on
-    Windows the number is a system error code, mapped here to its errno)."""
-    if isinstance(exc, OutputError):
-        return None
-    if isinstance(exc, OSError):
-        return exc
-    match = re.search(r"\(os error (\d+)\)", str(exc))
-    if type(exc).__name__ != "SafetensorError" or not match:
-        return None
-    code = int(match.group(1))
-    if not windows:
-        return OSError(code, os.strerror(code))
-    mapped = _WINDOWS_ERRNO.get(code)
-    err = OSError(mapped or 0, os.strerror(mapped) if mapped else f"Windows error {code}")
-    err.winerror = code  # type: ignore[attr-defined]  # as Python's own OSError has it on Windows
-    return err
 
 
 def _umask() -> int:

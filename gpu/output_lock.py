@@ -29,8 +29,9 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from gpu.atomic import make_folders, missing_folders, output_errors, remove_empty_folders
+from gpu.atomic import output_errors
 from gpu.errors import OutputBusy
+from gpu.output_folders import make_folders, missing_folders, remove_empty_folders
 from gpu.paths import numbered_paths
 
 _NO_LOCKS_HERE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}  # flock on a file system without it

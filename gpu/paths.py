@@ -89,11 +89,11 @@ def user_cache_dir() -> Path:
 
 
 def _made(folder: Path) -> Path:
-    """``folder``, made with its missing parents as every output folder is (``gpu.atomic.make_folders``: one level
-    at a time; pathlib's ``mkdir(parents=True)`` recurses once per level, and a data folder a thousand deep was
+    """``folder``, made with its missing parents as every output folder is (``gpu.output_folders.make_folders``: one
+    level at a time; pathlib's ``mkdir(parents=True)`` recurses once per level, and a data folder a thousand deep was
     refused as "a symbolic link loop"). ``FileExistsError`` where a file has its name, as ``mkdir`` raises; where a
     link that leads nowhere or a loop of links is in the way, ``make_folders``' own words (``broken_link``)."""
-    from gpu.atomic import make_folders, missing_folders  # that module imports this one
+    from gpu.output_folders import make_folders, missing_folders  # that module imports this one
 
     # ``folder`` is made even where it exists, so that a file at its name is refused (missing_folders counts it)
     make_folders([folder, *missing_folders(folder.parent)])
@@ -166,7 +166,7 @@ def absolute_folder(path: str | os.PathLike[str]) -> Path:
     unplugged drive) and the link's target was made, on the system disk; ``Path.absolute`` kept ``..``, so
     ``typo/../data`` made a stray ``typo`` beside ``data``, and a Windows ``C:data`` stayed relative (Python < 3.12).
     A link that leads nowhere, or a loop of links, counts as missing: it is kept, never followed, and making the
-    folder refuses it (``gpu.atomic.make_folders``). A later ``os.chdir`` does not move the result."""
+    folder refuses it (``gpu.output_folders.make_folders``). A later ``os.chdir`` does not move the result."""
     path = Path(path)
     # the anchor made absolute as the system does: "C:" is the current folder of drive C, "\\" the current drive's root
     start = Path(os.path.abspath(path.anchor or os.curdir))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 # Bytes beyond a deep path's own that the tests' writes there add: the engine's room for its scratch folders
-# (gpu.atomic's _PATH_ROOM, 64), a lock or probe file's name, a "cache" folder.
+# (gpu.output_names' _PATH_ROOM, 64), a lock or probe file's name, a "cache" folder.
 _ROOM = 128
 
 

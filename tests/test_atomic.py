@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 import gpu.atomic
+import gpu.output_folders
+import gpu.output_names
 from gpu.atomic import atomic_path, atomic_write_bytes, atomic_write_new, claim_free_name
 from gpu.errors import OutputError
 
@@ -57,9 +59,9 @@ def test_a_folder_where_files_can_be_made_but_not_removed_is_refused_naming_the_
     def no_delete(path: object) -> None:
         raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
-    monkeypatch.setattr(gpu.atomic.os, "unlink", no_delete)
+    monkeypatch.setattr(gpu.output_folders.os, "unlink", no_delete)
     with pytest.raises(OSError) as refused:
-        gpu.atomic.check_folder_writable(tmp_path)
+        gpu.output_folders.check_folder_writable(tmp_path)
     assert refused.value.filename == str(tmp_path)
     assert refused.value.strerror.startswith("a file can be created in it but not removed (.write-test-")
 
@@ -163,15 +165,15 @@ def test_a_loop_of_links_above_a_folder_to_make_is_said_as_one(tmp_path: Path, m
     with pytest.raises(OutputError, match=f"^{re.escape(f'cannot write {image}: {looping}')}$"):
         atomic_write_bytes(image, b"x")
     with pytest.raises(OSError) as raised:
-        gpu.atomic.make_folders(gpu.atomic.missing_folders(loop / "sub"))
+        gpu.output_folders.make_folders(gpu.output_folders.missing_folders(loop / "sub"))
     assert raised.value.errno == errno.ELOOP and raised.value.filename == str(loop)
-    assert gpu.atomic.folder_problem(loop / "sub", raised.value) == f"{loop}: a symbolic link loop"
+    assert gpu.output_folders.folder_problem(loop / "sub", raised.value) == f"{loop}: a symbolic link loop"
     for data in (loop / "data", loop):  # the data folder under the loop, and the loop itself
         monkeypatch.setenv("NIBBLE_DATA_DIR", str(data))
         with pytest.raises(OSError) as raised:
             gpu.paths.user_data_dir()
         assert raised.value.errno == errno.ELOOP
-        assert gpu.atomic.folder_problem(data, raised.value).endswith("a symbolic link loop")
+        assert gpu.output_folders.folder_problem(data, raised.value).endswith("a symbolic link loop")
     assert sorted(tmp_path.iterdir()) == [loop]
 
 
@@ -188,7 +190,7 @@ def test_a_link_that_leads_nowhere_above_a_folder_to_make_is_named_with_its_targ
     os.symlink(gone, link)
     why = f"{link} is a link to {gone}, which is not there: the drive it is on may be unplugged or unmounted"
     target = link / "sub" / "m.safetensors"
-    for refused in (pytest.raises(OutputError, gpu.atomic.check_output_path, target),
+    for refused in (pytest.raises(OutputError, gpu.output_names.check_output_path, target),
                     pytest.raises(OutputError, atomic_write_bytes, target, b"x")):  # fmt: skip
         assert str(refused.value).startswith(f"cannot write {target}: {why}"), refused.value
         assert refused.value.hint.startswith("plug in or mount the drive the link leads to")
@@ -196,9 +198,9 @@ def test_a_link_that_leads_nowhere_above_a_folder_to_make_is_named_with_its_targ
         with output_lock(target, "quantize run"):
             pass
     with pytest.raises(FileNotFoundError) as raised:
-        gpu.atomic.make_folders(gpu.atomic.missing_folders(link / "sub"))
+        gpu.output_folders.make_folders(gpu.output_folders.missing_folders(link / "sub"))
     assert raised.value.filename == str(link) and raised.value.strerror.startswith(why)
-    assert gpu.atomic.folder_problem(link / "sub", raised.value) == raised.value.strerror
+    assert gpu.output_folders.folder_problem(link / "sub", raised.value) == raised.value.strerror
     for data in (link / "data", link):  # the data folder under the link, and the link itself
         monkeypatch.setenv("NIBBLE_DATA_DIR", str(data))
         with pytest.raises(FileNotFoundError, match=re.escape(why)):
@@ -219,7 +221,7 @@ def test_a_chain_of_links_and_a_relative_link_that_lead_nowhere_say_where(tmp_pa
     said = {}
     for top in ("first", "rel"):
         with pytest.raises(OutputError) as refused:
-            gpu.atomic.check_output_path(home / top / "sub" / "a.png")
+            gpu.output_names.check_output_path(home / top / "sub" / "a.png")
         said[top] = str(refused.value).split(": the drive")[0]
     assert said == {"first": f"cannot write {home / 'first/sub/a.png'}: {home / 'first'} is a link to "
                              f"{home / 'second'}, which leads on to {home / 'unplugged'}, which is not there",
@@ -239,8 +241,8 @@ def test_the_folders_made_above_one_that_could_not_be_made_are_taken_back(tmp_pa
             pass
     assert sorted(tmp_path.iterdir()) == []
 
-    made = gpu.atomic.missing_folders(tmp_path / "p" / "q" / "never" / "r")
-    gpu.atomic.make_folders(made[2:])  # p and p/q: the two deeper ones were never made
+    made = gpu.output_folders.missing_folders(tmp_path / "p" / "q" / "never" / "r")
+    gpu.output_folders.make_folders(made[2:])  # p and p/q: the two deeper ones were never made
     (tmp_path / "p" / "kept").write_bytes(b"mine")
-    gpu.atomic.remove_empty_folders(made)
+    gpu.output_folders.remove_empty_folders(made)
     assert sorted(tmp_path.rglob("*")) == [tmp_path / "p", tmp_path / "p" / "kept"]

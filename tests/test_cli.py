@@ -356,7 +356,7 @@ def test_a_default_data_folder_that_takes_no_file_refuses_only_the_self_test(tmp
     image there before; only the self-test, which writes its report into it, needs to write there."""
     import appdirs
 
-    import gpu.atomic
+    import gpu.output_folders
     import main
 
     default = tmp_path / "share" / "NibbleStudio"
@@ -367,7 +367,7 @@ def test_a_default_data_folder_that_takes_no_file_refuses_only_the_self_test(tmp
     def read_only(folder: Path) -> None:  # a chmod would not stop root
         raise OSError(30, "no file can be created in it: Read-only file system", str(folder))
 
-    monkeypatch.setattr(gpu.atomic, "check_folder_writable", read_only)
+    monkeypatch.setattr(gpu.output_folders, "check_folder_writable", read_only)
     monkeypatch.setitem(main.COMMANDS, "generate", lambda args: nothing_else_runs.append("generate") or 0)
     assert main.main(["generate", "x"]) == 0
     assert main.main(["--self-test"]) == 2

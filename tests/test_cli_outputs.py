@@ -160,37 +160,37 @@ def test_a_file_deeper_than_pythons_recursion_limit_is_written(deep_path):
 @pytest.mark.skipif(not hasattr(os, "pathconf"), reason="the limits are asked of the file system (POSIX)")
 def test_the_limits_come_from_the_folders_file_system(tmp_path, monkeypatch):
     """A file system with shorter names (eCryptfs: 143 bytes) is asked, not assumed to take 255."""
-    import gpu.atomic
+    import gpu.output_names
 
     real = os.pathconf
-    monkeypatch.setattr(gpu.atomic.os, "pathconf", lambda p, n: 143 if n == "PC_NAME_MAX" else real(p, n))
+    monkeypatch.setattr(gpu.output_names.os, "pathconf", lambda p, n: 143 if n == "PC_NAME_MAX" else real(p, n))
     with pytest.raises(gpu.errors.OutputError, match="the file name is 148 bytes long, more than the 143 that fit"):
-        gpu.atomic.check_output_path(tmp_path / ("f" * 144 + ".png"))
-    gpu.atomic.check_output_path(tmp_path / ("f" * 139 + ".png"))
+        gpu.output_names.check_output_path(tmp_path / ("f" * 144 + ".png"))
+    gpu.output_names.check_output_path(tmp_path / ("f" * 139 + ".png"))
 
 
 def test_where_the_system_cannot_say_names_are_counted_as_windows_counts_them(tmp_path, monkeypatch):
     """Without pathconf (Windows), names were measured in UTF-8 bytes against 255, and NTFS counts UTF-16 units:
     a 94-character Japanese name (274 bytes) that NTFS takes was refused, for every write of that name."""
-    import gpu.atomic
+    import gpu.output_names
 
-    monkeypatch.delattr(gpu.atomic.os, "pathconf", raising=False)
-    assert gpu.atomic._name_length("夜" * 90 + ".png") == (94, "characters")  # (a Linux disk cannot hold it)
+    monkeypatch.delattr(gpu.output_names.os, "pathconf", raising=False)
+    assert gpu.output_names._name_length("夜" * 90 + ".png") == (94, "characters")  # (a Linux disk cannot hold it)
     with pytest.raises(gpu.errors.OutputError, match="the file name is 257 characters long, more than the 255"):
-        gpu.atomic.check_output_path(tmp_path / ("夜" * 253 + ".png"))
+        gpu.output_names.check_output_path(tmp_path / ("夜" * 253 + ".png"))
 
 
 def test_a_path_longer_than_windows_opens_is_refused_up_front(tmp_path):
     """Without pathconf the path limit was 4096: on Windows (259 characters unless long paths are on for the
     program) a 221-character ``quantize --out`` passed the check and failed at its first write under the parts
     folder, after the calibration."""
-    import gpu.atomic
+    import gpu.output_names
 
-    room = 259 - gpu.atomic._PATH_ROOM - len(str(tmp_path)) - 1  # characters of a name that just fits
+    room = 259 - gpu.output_names._PATH_ROOM - len(str(tmp_path)) - 1  # characters of a name that just fits
     with pytest.raises(gpu.errors.OutputError, match=r"the path is \d+ characters long, more than the 195"):
-        gpu.atomic.check_output_path(tmp_path / ("f" * (room - 3) + "é.png"), windows=True)
-    gpu.atomic.check_output_path(tmp_path / ("f" * (room - 4) + ".png"), windows=True)
-    gpu.atomic.check_output_path(tmp_path / ("f" * (room - 3) + "é.png"), windows=False)  # bytes, on Linux
+        gpu.output_names.check_output_path(tmp_path / ("f" * (room - 3) + "é.png"), windows=True)
+    gpu.output_names.check_output_path(tmp_path / ("f" * (room - 4) + ".png"), windows=True)
+    gpu.output_names.check_output_path(tmp_path / ("f" * (room - 3) + "é.png"), windows=False)  # bytes, on Linux
 
 
 def test_a_bench_output_folder_in_the_way_is_refused_before_the_run(tmp_path, capsys, monkeypatch):

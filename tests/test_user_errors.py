@@ -94,7 +94,8 @@ def test_windows_error_codes_become_the_same_plain_messages():
     called a folder one cannot write to."""
     from safetensors import SafetensorError
 
-    from gpu.atomic import _os_error_of, _output_error
+    from gpu.os_errors import os_error_of as _os_error_of
+    from gpu.os_errors import output_error as _output_error
 
     target = Path("model.safetensors")
     full = _os_error_of(SafetensorError("Error while serializing: (os error 112)"), windows=True)
@@ -150,7 +151,7 @@ def test_a_rename_refused_for_a_moment_on_windows_is_retried(tmp_path, monkeypat
 @pytest.mark.parametrize("name", ["CON.png", "nul.safetensors", "com1.png", "LPT9", "aux .png"])
 def test_windows_device_names_are_refused_before_writing(tmp_path, name):
     """'--out CON.png' on Windows wrote the image to the console device: no file, and no error."""
-    from gpu.atomic import check_output_path
+    from gpu.output_names import check_output_path
 
     with pytest.raises(OutputError, match=f"{name} is a device name on Windows, not a file name"):
         check_output_path(tmp_path / name, windows=True)
@@ -510,7 +511,7 @@ def test_a_file_system_without_locks_does_not_block_writing(tmp_path, monkeypatc
 def test_the_output_lock_makes_folders_deeper_than_pythons_recursion_limit(tmp_path, deep_path):
     """The lock made OUT's folders with pathlib's mkdir(parents=True), which recurses once per folder: a quantize
     run whose --out was 1100 folders deep (within the system's path limit) ended in a RecursionError traceback. It
-    makes them as atomic writes do (``gpu.atomic.make_folders``), and takes them back when it ends."""
+    makes them as atomic writes do (``gpu.output_folders.make_folders``), and takes them back when it ends."""
     from gpu.output_lock import lock_path, output_lock
 
     target = deep_path(1100, "model.safetensors")  # a tree the lock leaves is removed by the fixture

@@ -28,7 +28,7 @@ from gpu.bench.demo_w4a8 import demo_arguments, mean_psnr
 
 def main() -> None:
     args = demo_arguments(64, "demo-turing").parse_args()
-    from gpu.atomic import make_output_folder
+    from gpu.output_folders import make_output_folder
 
     make_output_folder(args.out)
     from diffusers import FluxPipeline

@@ -44,7 +44,7 @@ def main() -> None:
     ap = demo_arguments(128, "demo-w4a8")
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
-    from gpu.atomic import make_output_folder
+    from gpu.output_folders import make_output_folder
 
     make_output_folder(args.out)  # a file in the way is said now, not after the whole run
     from diffusers import FluxPipeline

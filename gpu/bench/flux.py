@@ -391,7 +391,7 @@ def run(
     warmup = warmup if warmup is not None else (1 if tiny else 3)
     if not tiny and steps < FULL_SIZE_MIN_STEPS:
         raise SystemExit(f"error: --steps must be >= {FULL_SIZE_MIN_STEPS} for a full-size run")
-    from gpu.atomic import make_output_folder
+    from gpu.output_folders import make_output_folder
 
     make_output_folder(out_dir)  # a file in the way is said now, not after the whole run
     threads = torch.get_num_threads()

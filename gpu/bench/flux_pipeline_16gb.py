@@ -266,8 +266,8 @@ def write_report(out: Path, report: dict[str, Any], image: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from gpu.atomic import make_output_folder
     from gpu.generation.pipeline_loader import quiet_libraries
+    from gpu.output_folders import make_output_folder
 
     make_output_folder(args.out)  # a file in the way is said now, not after the whole run
     from gpu.runtime.memory_policy import detect_total_vram

@@ -162,9 +162,9 @@ def _op_columns(sets: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Callabl
 
 def run(out_dir: Path, iters: int = 50) -> dict[str, Any]:
     """Time every op's columns (see the module docstring); writes and returns {"meta", "rows"}."""
-    from gpu.atomic import make_output_folder
     from gpu.kernels.launch import launch_stream
     from gpu.modules import fused_ops
+    from gpu.output_folders import make_output_folder
     from gpu.quant import dequantize
 
     make_output_folder(out_dir)  # a file in the way is said now, not after the run

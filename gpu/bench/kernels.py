@@ -252,8 +252,8 @@ def _geomean(vals: list[float]) -> float:
 def run(out_dir: Path, rank: int = 32, iters: int = 30, m_list: list[int] | None = None) -> dict:
     """Benchmark every M of ``m_list`` (default ``M_LIST``) at each FLUX (K, N) on the current CUDA device; writes
     bench_kernels.json and bench_kernels.md into ``out_dir`` and returns the JSON's dict (meta, rows, summary)."""
-    from gpu.atomic import make_output_folder
     from gpu.kernels.launch import launch_stream
+    from gpu.output_folders import make_output_folder
 
     make_output_folder(out_dir)  # a file in the way is said now, not after the whole run
     device = torch.device("cuda", torch.cuda.current_device())

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from gpu.atomic import _os_error_of
 from gpu.checkpoint.skeleton import replace_linears
 from gpu.errors import OutputError
 from gpu.modules.layer_spec import spec_for
+from gpu.os_errors import os_error_of
 from gpu.runtime.memory_policy import amount
 
 if TYPE_CHECKING:  # imported, gpu.quantizer's package would import the engine, which imports this module
@@ -148,7 +148,7 @@ def disk_full_said(folder: Path, kept: Callable[[], str], resume: bool = True) -
         raise
     except (OutputError, OSError) as exc:
         cause = exc.__cause__ if isinstance(exc, OutputError) else exc
-        os_err = _os_error_of(cause) if cause is not None else None
+        os_err = os_error_of(cause) if cause is not None else None
         if os_err is None or os_err.errno not in _FULL:
             raise
         try:

@@ -13,8 +13,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpu.atomic import SCRATCH_NAME, atomic_write_bytes, folder_problem, output_errors
+from gpu.atomic import SCRATCH_NAME, atomic_write_bytes, output_errors
 from gpu.errors import OutputError, named_few
+from gpu.output_folders import folder_problem
 from gpu.paths import JUNCTION_TAG
 
 MANIFEST = "manifest.json"

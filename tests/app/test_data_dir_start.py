@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.data_dir import resolve_data_dir
 from app.main_window import run_app
-from gpu.atomic import LinkLeadsNowhere
+from gpu.output_folders import LinkLeadsNowhere
 from tests.app.gui import accept_dialog_later
 
 
@@ -59,7 +59,7 @@ def test_a_windowed_app_given_a_data_dir_that_names_no_folder_says_so_in_a_dialo
 
 @pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
 def test_an_images_folder_that_is_a_link_loop_or_leads_nowhere_is_said_as_such_by_the_one_rule(qtbot, tmp_path):
-    """``DataDir.create`` had a check of its own for images/ beside ``gpu.atomic.broken_link``: a loop of links
+    """``DataDir.create`` had a check of its own for images/ beside ``gpu.output_folders.broken_link``: a loop of links
     there was said as "a link to …, which is not there". It makes images/ as every folder is made
     (``make_folders``): a loop said as one, a link that leads nowhere named with its target and the hint."""
     from app.data_dir import DataDir

@@ -227,7 +227,7 @@ def test_an_images_folder_with_a_new_inode_on_its_own_drive_is_no_false_alarm(li
 
 def test_a_link_to_a_folder_that_is_gone_is_said_so(linked):
     """images/ links to a drive that was unplugged: saving said "…: File exists", and so did start-up (which names
-    images/ as the link, ``gpu.atomic.LinkLeadsNowhere``: tests/app/test_data_dir_start.py)."""
+    images/ as the link, ``gpu.output_folders.LinkLeadsNowhere``: tests/app/test_data_dir_start.py)."""
     data, drive = linked
     drive.rename(drive.with_name("unplugged"))
     for refused in (pytest.raises(DataDirMoved, images_folder, data),

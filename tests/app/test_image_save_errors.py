@@ -98,7 +98,7 @@ def _held_by_another_program() -> OSError:
 
 
 def _link_to_unplugged_drive(folder: Path) -> OSError:
-    from gpu.atomic import LinkLeadsNowhere
+    from gpu.output_folders import LinkLeadsNowhere
 
     (link := folder / "images-link").symlink_to(folder / "usb" / "images")
     return LinkLeadsNowhere(link)

@@ -225,7 +225,7 @@ def test_a_full_disk_the_engine_reports_is_said_as_one(tmp_path):
 def test_the_wizards_output_checks_take_back_the_folders_they_made(tmp_path, monkeypatch):
     """The wizard's quick refusals made the output's folder with mkdir(parents=True), kept however they ended: a run
     refused for its disk space left a models folder the user had not had. They are made as the engine makes every
-    output folder (``gpu.atomic.make_output_folder``) and taken back; a file in the way is said as one."""
+    output folder (``gpu.output_folders.make_output_folder``) and taken back; a file in the way is said as one."""
     from app.quantize_worker import QuantizeJob, QuantizeWorker
     from gpu.errors import OutputError
     from gpu.streaming.disk_space import DiskSpaceError
