@@ -1,6 +1,7 @@
-"""Which diffusers tensors each tensor of a FLUX.1 transformer in Black Forest Labs' layout becomes: one table, read
-without torch, for the engine that loads a BFL file under diffusers names (``gpu.streaming.source.bfl_to_diffusers``)
-and for the LoRA reader that maps a BFL, kohya or XLabs LoRA's layers onto diffusers modules (``gpu.lora.keys``).
+"""The tensor names of a FLUX.1 transformer in Black Forest Labs' layout: where they sit in a file (``bfl_prefix``),
+and which diffusers tensors each becomes: one table, read without torch, for the engine that loads a BFL file
+under diffusers names (``gpu.streaming.source.bfl_to_diffusers``) and for the LoRA reader that maps a BFL, kohya
+or XLabs LoRA's layers onto diffusers modules (``gpu.lora.keys``).
 
 BFL -> diffusers (D = hidden size, M = MLP width; a linear's ``.weight`` and ``.bias`` go alike):
 
@@ -27,7 +28,20 @@ BFL -> diffusers (D = hidden size, M = MLP width; a linear's ``.weight`` and ``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+# Where the transformer's BFL names may sit in a file, most specific first.
+PREFIXES = ("model.diffusion_model.", "")
+
+
+def bfl_prefix(keys: Iterable[str]) -> str | None:
+    """The prefix under which ``keys`` (a file's tensor names) hold a BFL-layout FLUX transformer; None if not."""
+    keys = set(keys)
+    for prefix in PREFIXES:
+        if f"{prefix}img_in.weight" in keys and any(k.startswith(f"{prefix}double_blocks.") for k in keys):
+            return prefix
+    return None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gpu.bfl_layout import PICK_MODEL, check_safetensors_name
 from gpu.errors import ModelLoadError, named_few
+from gpu.file_kinds import PICK_MODEL, check_safetensors_name
 from gpu.safetensors_header import checked_weight_files
 
 # Generation defaults when a model ships no nibble.json (FLUX.1-dev's recommended settings).

@@ -33,8 +33,9 @@ import torch
 from safetensors.torch import save_file
 
 from gpu.atomic import atomic_path
-from gpu.bfl_layout import PICK_MODEL, QUANTIZE_FIRST, bfl_prefix, foreign_quantized, other_file
+from gpu.bfl_names import bfl_prefix
 from gpu.errors import CheckpointError, NewerAppError
+from gpu.file_kinds import PICK_MODEL, QUANTIZE_FIRST, foreign_quantized, other_file
 from gpu.safetensors_header import AGAIN, TensorReader, open_safetensors, read_data_hashed, read_safetensors_header
 from gpu.version import __version__
 

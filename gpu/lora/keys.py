@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gpu.bfl_layout import SVDQ_METADATA_KEY, bfl_prefix, foreign_quantized, other_file
-from gpu.bfl_names import DOUBLE_LINEARS, SINGLE_LINEARS, TOP_LINEARS, bfl_linear
+from gpu.bfl_names import DOUBLE_LINEARS, SINGLE_LINEARS, TOP_LINEARS, bfl_linear, bfl_prefix
 from gpu.errors import UserError
+from gpu.file_kinds import SVDQ_METADATA_KEY, foreign_quantized, other_file
 
 FORMATS = ("diffusers", "kohya", "bfl", "xlabs")
 
@@ -266,7 +266,7 @@ _PIPELINE_PARTS = ("transformer.", "text_encoder.", "text_encoder_2.", "text_enc
 
 def _model_file(label: str, header: dict[str, Any]) -> str | None:
     """Why the file of ``header`` (no LoRA factor among its keys) is a model, not a LoRA, as the model library and
-    the quantizer recognise one (``gpu.bfl_layout``): said by what it is and where it goes, rather than "none of
+    the quantizer recognise one (``gpu.file_kinds``): said by what it is and where it goes, rather than "none of
     its keys name a FLUX.1 layer". None when its keys say nothing of a model."""
     meta = header.get("__metadata__")
     keys = [k for k in header if k != "__metadata__"]

@@ -4,7 +4,7 @@ Two layouts are read (never ``torch.load``; every tensor comes from ``safetensor
 
 * a diffusers folder: ``transformer/*.safetensors`` (sharded or not), diffusers key names;
 * a single-file BFL checkpoint as distributed (``flux1-dev.safetensors``), BFL key names (bare, or under
-  ComfyUI's ``model.diffusion_model.``: ``gpu.bfl_layout``), mapped to diffusers names by ``bfl_to_diffusers``
+  ComfyUI's ``model.diffusion_model.``: ``gpu.bfl_names.bfl_prefix``), mapped to diffusers names by ``bfl_to_diffusers``
   below.
 
 Which diffusers tensor each BFL tensor becomes (fused q/k/v rows split, the final modulation's halves swapped) is
@@ -22,8 +22,16 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from gpu.bfl_layout import bfl_prefix, implied_config, incomplete_transformer, inspect_single_file
-from gpu.bfl_names import DOUBLE_LINEARS, DOUBLE_NORMS, SINGLE_LINEARS, SINGLE_NORMS, TOP_LINEARS, BflLinear
+from gpu.bfl_layout import implied_config, incomplete_transformer, inspect_single_file
+from gpu.bfl_names import (
+    DOUBLE_LINEARS,
+    DOUBLE_NORMS,
+    SINGLE_LINEARS,
+    SINGLE_NORMS,
+    TOP_LINEARS,
+    BflLinear,
+    bfl_prefix,
+)
 from gpu.errors import CheckpointError, ModelLoadError, named_few
 from gpu.model_libraries import load_model_libraries
 from gpu.safetensors_header import (
@@ -136,7 +144,7 @@ def diffusers_folder_source(folder: Path) -> WeightSource:
 
 def is_bfl_file(path: Path) -> bool:
     """``path`` is a ``.safetensors`` file (in any case, as the library takes it) holding a BFL-layout FLUX
-    transformer (``gpu.bfl_layout``)."""
+    transformer (``gpu.bfl_names.bfl_prefix``)."""
     if not is_safetensors_name(path) or not path.is_file():
         return False
     try:
