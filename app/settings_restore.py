@@ -22,7 +22,7 @@ from app.wording import counted, were
 from gpu.errors import named_few
 from gpu.generation.image_metadata import kind_by_name
 from gpu.generation.png_metadata import ImageSettings
-from gpu.model_files import known_model_hash
+from gpu.model_hash import known_model_hash
 from gpu.version import APP_NAME
 
 # What to drop instead of a file with no settings (the app's own dialogs say it the same way).

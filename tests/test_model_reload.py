@@ -18,7 +18,7 @@ import gpu.generation.service as service_module
 from gpu.generation.request import GenerationRequest
 from gpu.generation.service import GenerationService
 from gpu.library import ModelLibrary
-from gpu.model_files import model_hash
+from gpu.model_hash import model_hash
 from gpu.paths import resources_dir
 
 MODELS = resources_dir() / "models"

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 import gpu.generation.service as service_module
-import gpu.model_files as model_files
+import gpu.model_hash as model_hash_module
 from gpu.generation.service import GenerationService
 from gpu.library import ModelLibrary
-from gpu.model_files import model_hash
+from gpu.model_hash import model_hash
 from gpu.paths import resources_dir
 
 MODELS = resources_dir() / "models"
@@ -68,7 +68,7 @@ def test_a_new_inode_of_the_same_weights_is_not_hashed_again(tmp_path, monkeypat
         f.read = counting
         return f
 
-    monkeypatch.setattr(model_files, "open", counted, raising=False)
+    monkeypatch.setattr(model_hash_module, "open", counted, raising=False)
     assert model_hash(model) == before
     assert sum(read) < model.stat().st_size // 10  # its header looked at, not the 7.5 MiB of weights
 

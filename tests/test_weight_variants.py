@@ -13,7 +13,8 @@ import pytest
 
 from gpu.errors import ModelLoadError
 from gpu.generation.memory import folder_sizes
-from gpu.model_files import inspect_model_path, model_hash
+from gpu.model_files import inspect_model_path
+from gpu.model_hash import model_hash
 from gpu.paths import resources_dir
 from gpu.safetensors_header import checked_weight_files
 

@@ -21,14 +21,13 @@ from gpu.bfl_layout import BASE_MUST_MATCH, pipeline_misfit
 from gpu.errors import CheckpointError, ModelLoadError, UserError
 from gpu.library import ModelEntry, ModelLibrary, current_path
 from gpu.model_files import (
-    FilesStamp,
     ModelFacts,
     check_pipeline_complete,
     check_weight_components,
-    files_stamp,
     inspect_model_path,
     transformer_config,
 )
+from gpu.model_hash import FilesStamp, files_stamp
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.safetensors_header import loaded_weight_files, read_safetensors_header
 

@@ -47,7 +47,7 @@ from gpu.generation.request import (
 )
 from gpu.library import ModelEntry, ModelLibrary, model_name
 from gpu.lora.metadata import LoraRequest, strength_words
-from gpu.model_files import FilesStamp, model_hash, same_files, with_heads
+from gpu.model_hash import FilesStamp, model_hash, same_files, with_heads
 from gpu.model_libraries import load_model_libraries
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.runtime.memory_policy import MemoryPolicy, ModelSizes, try_instead
