@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.engine_errors import classify
 from app.observable import Prop
-from gpu.bfl_layout import SingleFileFacts, inspect_single_file, pipeline_misfit
+from gpu.bfl_layout import SingleFileFacts, inspect_single_file
 from gpu.calibration_set import (
     BUILT_IN_PROMPTS,
     MAX_DEFAULT_CALIB_STEPS,
@@ -33,16 +33,15 @@ from gpu.calibration_set import (
 )  # fmt: skip
 from gpu.errors import ModelLoadError, UserError
 from gpu.library import snapshot_repo_name
-from gpu.model_files import (
+from gpu.model_files import missing_model, model_path_there, pipeline_defaults
+from gpu.pipeline_checks import (
     check_not_prequantized,
     check_pipeline_complete,
     check_text_to_image_pipeline,
     check_weight_components,
-    missing_model,
-    model_path_there,
-    pipeline_defaults,
-    transformer_config,
+    pipeline_misfit,
 )
+from gpu.pipeline_config import transformer_config
 
 # An output name is a file name in the models folder: long names break Windows' 260-character paths.
 _MAX_STEM = 80

@@ -9,7 +9,6 @@ what it is (``gpu.file_kinds``)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,6 @@ from gpu.errors import CheckpointError, ModelLoadError, named_few
 from gpu.file_kinds import SVDQ_METADATA_KEY, check_safetensors_name, foreign_quantized, other_file
 from gpu.safetensors_header import element_counts, read_safetensors_header
 
-# The transformer settings a base pipeline's text encoders and latents must agree with (``pipeline_misfit``: the
-# wizard's check, the quantizer's and generation's).
-BASE_MUST_MATCH = ("joint_attention_dim", "pooled_projection_dim", "in_channels")
-
 
 @dataclass(frozen=True)
 class SingleFileFacts:
@@ -30,7 +25,7 @@ class SingleFileFacts:
 
     path: Path
     layout: str  # "bfl" (BFL's own names) or "comfyui" (under model.diffusion_model., beside VAE/encoders)
-    config: dict[str, Any]  # the FluxTransformer2DModel settings its shapes imply (BASE_MUST_MATCH and more)
+    config: dict[str, Any]  # the FluxTransformer2DModel settings its shapes imply (pipeline_checks.BASE_MUST_MATCH, …)
     params: int  # the transformer's parameter count (a ComfyUI file's VAE and encoders not included)
     dtype: str  # the transformer's dominant dtype as stored, e.g. "BF16", "F8_E4M3"
     prefix: str = ""  # where the BFL names sit in the file (``PREFIXES``)
@@ -76,51 +71,6 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
     counts = element_counts(header, prefix)
     dtype = max(counts, key=lambda d: counts[d]) if counts else "?"
     return SingleFileFacts(path, "comfyui" if prefix else "bfl", config, sum(counts.values()), dtype, prefix, shapes)
-
-
-# What gives each BASE_MUST_MATCH value in a pipeline: (component, config.json key, factor). T5's width is the
-# text input's, CLIP's the pooled input's; the VAE's latent channels come packed in 2x2 patches.
-_GIVEN_BY = {
-    "joint_attention_dim": ("text_encoder_2", "d_model", 1),
-    "pooled_projection_dim": ("text_encoder", "hidden_size", 1),
-    "in_channels": ("vae", "latent_channels", 4),
-}
-
-
-def pipeline_misfit(file_config: dict[str, Any], folder: Path) -> list[str] | None:
-    """How the diffusers pipeline at ``folder`` fails a FLUX.1 transformer of ``file_config`` (a single file's
-    ``SingleFileFacts.config``, the quantizer's source config, an SVDQ file's model_config) as its base, e.g.
-    ["joint_attention_dim 128 vs 4096 (text_encoder_2's d_model)"]; empty when it fits; None when ``folder`` gives
-    none of the values (no config.json readable). The check of the quantize wizard, the quantizer and generation.
-
-    Each value is read from what supplies it (``_GIVEN_BY``): the text encoders and the VAE, the only parts of a base
-    that calibrating or generating run. The base's own transformer is never run: its config.json answers only for a
-    value those cannot give. A FLUX.1 Fill pipeline (a 384-channel transformer beside FLUX.1's encoders and VAE)
-    fits; a pipeline whose T5 was swapped for a wider one does not, whatever its transformer says."""
-    transformer = config_json(folder / "transformer")
-    found: dict[str, tuple[Any, str]] = {}
-    for key in BASE_MUST_MATCH:
-        component, field_name, factor = _GIVEN_BY[key]
-        value = config_json(folder / component).get(field_name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            given = f"{component}'s {field_name}" + (f" {value} x {factor}" if factor != 1 else "")
-            found[key] = (factor * value, given)
-        elif key in transformer:
-            found[key] = (transformer[key], "transformer/config.json")
-    if not found:
-        return None
-    # a value the file's config lacks is not checked (an SVDQ file of an older version may not record it)
-    return [f"{k} {file_config[k]} vs {value} ({given})" for k, (value, given) in found.items()
-            if k in file_config and value != file_config[k]]  # fmt: skip
-
-
-def config_json(component: Path) -> dict[str, Any]:
-    """``component/config.json`` ({} when missing, unreadable, nested past the parser's limit or no object)."""
-    try:
-        value = json.loads((component / "config.json").read_bytes())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def implied_config(name: str, shapes: dict[str, list[int]]) -> dict[str, Any]:

@@ -10,6 +10,13 @@ from typing import Any
 
 from gpu.errors import ModelLoadError, named_few
 from gpu.file_kinds import PICK_MODEL, check_safetensors_name
+from gpu.pipeline_checks import (
+    check_not_prequantized,
+    check_pipeline_complete,
+    check_text_to_image_pipeline,
+    check_weight_components,
+)
+from gpu.pipeline_config import transformer_config
 from gpu.safetensors_header import checked_weight_files
 
 # Generation defaults when a model ships no nibble.json (FLUX.1-dev's recommended settings).
@@ -133,134 +140,6 @@ def _pick_in(folder: Path) -> str:
     return "pick the folder that holds model_index.json, transformer/, text_encoder/, …"
 
 
-def read_model_index(folder: Path, label: str) -> dict[str, Any]:
-    """``folder``'s model_index.json, the pipeline's description; ModelLoadError starting with ``label`` when it
-    cannot be read, is no JSON (nested past the parser's limit included) or no object."""
-    try:
-        index = json.loads((folder / "model_index.json").read_bytes())
-    except (OSError, ValueError, RecursionError) as err:
-        raise ModelLoadError(f"{label}: model_index.json is unreadable ({err})") from None
-    if not isinstance(index, dict):
-        raise ModelLoadError(f"{label}: model_index.json is not a pipeline description")
-    return index
-
-
-def _model_index(folder: Path) -> dict[str, Any]:
-    """``read_model_index``, {} where it fails: for the checks made before ``check_pipeline_complete``, which
-    says what is wrong with it."""
-    try:
-        return read_model_index(folder, str(folder))
-    except ModelLoadError:
-        return {}
-
-
-def _components(index: dict[str, Any]) -> list[str]:
-    """The components a pipeline's model_index.json lists, in its order: not "_class_name" and the like, nor an
-    optional component left out ([null, null])."""
-    return [k for k, spec in index.items() if not k.startswith("_") and isinstance(spec, list) and None not in spec]
-
-
-# The pipeline the app runs (``gpu.adapters``' pipeline_class), and the input channels of its transformer (16
-# latent channels in 2x2 patches). FLUX.1 Fill/Canny/Depth (FluxFillPipeline, FluxControlPipeline) load as a
-# FluxPipeline too, with a transformer taking 384 or 128 channels, and generating then died at step 1.
-TEXT_TO_IMAGE_PIPELINE = "FluxPipeline"
-FLUX_IN_CHANNELS = 64
-# FluxPipeline's components (its __init__'s parameters), the optional ones last. A folder saved by another FLUX.1
-# pipeline class with these components and a 64-channel transformer (FluxImg2ImgPipeline, FluxInpaintPipeline: the
-# same weights, saved from another pipeline) loads as a FluxPipeline and generates from text alone.
-FLUX_COMPONENTS = ("scheduler", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "transformer",
-                   "image_encoder", "feature_extractor")  # fmt: skip
-FLUX_OPTIONAL = ("image_encoder", "feature_extractor")
-# Words in the class names of the FLUX.1 pipelines whose model needs an input image: Kontext's transformer takes
-# 64 channels as text-to-image FLUX.1's does (the image's tokens come beside the latents), so only its name tells.
-_IMAGE_INPUT_CLASSES = ("Fill", "Control", "Kontext", "Redux")
-_IMAGE_INPUT = ("it needs an input image (FLUX.1 Fill, Canny, Depth, Kontext, Redux), which Nibble Studio does not "
-                "offer")  # fmt: skip
-_PICK_TEXT_TO_IMAGE = "add a text-to-image FLUX.1 pipeline (FLUX.1-dev or FLUX.1-schnell) or an SVDQ file made from one"
-
-
-def check_text_to_image_pipeline(folder: Path) -> None:
-    """ModelLoadError when the diffusers pipeline at ``folder`` is not one the app can run: another pipeline
-    (an SDXL folder was "not a diffusers pipeline folder"), a FLUX.1 one that needs an input image (its class,
-    or its transformer's input channels, say so), or a FLUX.1 class whose components are not FluxPipeline's.
-    Torch-free: reads model_index.json and transformer/config.json."""
-    name = folder.name or str(folder)
-    index = _model_index(folder)
-    cls = index.get("_class_name")
-    if isinstance(cls, str) and cls != TEXT_TO_IMAGE_PIPELINE:
-        if not cls.startswith("Flux"):
-            raise ModelLoadError(f"{name}: a {cls} folder; Nibble Studio runs FLUX.1 pipelines", _PICK_TEXT_TO_IMAGE)
-        if any(word in cls for word in _IMAGE_INPUT_CLASSES):
-            raise ModelLoadError(f"{name}: a {cls} folder; {_IMAGE_INPUT}", _PICK_TEXT_TO_IMAGE)
-        components = _components(index)
-        required = [c for c in FLUX_COMPONENTS if c not in FLUX_OPTIONAL]
-        odd = [c for c in components if c not in FLUX_COMPONENTS] + [f"no {c}" for c in required if c not in components]
-        if odd:  # e.g. a ControlNet's controlnet/: what it needs is not FluxPipeline's, nor what the app gives it
-            raise ModelLoadError(f"{name}: a {cls} folder, whose components are not a text-to-image FLUX.1 "
-                                 f"pipeline's ({named_few(odd)})", _PICK_TEXT_TO_IMAGE)  # fmt: skip
-    try:
-        cfg = transformer_config(folder)
-    except ModelLoadError:
-        return  # no transformer/config.json, or an unreadable one: the callers name it
-    channels = cfg.get("in_channels", FLUX_IN_CHANNELS)
-    if cfg.get("_class_name") == "FluxTransformer2DModel" and channels != FLUX_IN_CHANNELS:
-        raise ModelLoadError(f"{name}: its transformer takes {channels} input channels, not the {FLUX_IN_CHANNELS} "
-                             f"of text-to-image FLUX.1; {_IMAGE_INPUT}", _PICK_TEXT_TO_IMAGE)  # fmt: skip
-
-
-def check_not_prequantized(folder: Path) -> None:
-    """ModelLoadError when a component of the pipeline at ``folder`` was saved quantized by another library (a
-    ``quantization_config`` in its config.json, e.g. HF's diffusers/FLUX.1-dev-bnb-4bit): it was listed as
-    bf16, and generating failed with "PackageNotFoundError: bitsandbytes"."""
-    for component in sorted(k for k in _model_index(folder) if not k.startswith("_")):
-        try:
-            cfg = json.loads((folder / component / "config.json").read_bytes())
-        except (OSError, ValueError, RecursionError):
-            continue  # no config.json (a tokenizer, the scheduler), or an unreadable one, which loading names
-        quant = cfg.get("quantization_config") if isinstance(cfg, dict) else None
-        if not isinstance(quant, dict):
-            continue
-        method = str(quant.get("quant_method", "another library"))
-        bits = " 4-bit" if quant.get("load_in_4bit") else " 8-bit" if quant.get("load_in_8bit") else ""
-        raise ModelLoadError(
-            f"{folder.name or folder}: its {component} is saved quantized ({method}{bits}); Nibble Studio reads "
-            "16-bit weights only, and quantizes them itself",
-            "add the 16-bit FLUX.1 pipeline instead (e.g. FLUX.1-dev), and quantize it with the Quantize wizard "
-            "(or python main.py quantize) to run it in 4 bits")  # fmt: skip
-
-
-def check_pipeline_complete(folder: Path, label: str, skip: tuple[str, ...] = ()) -> None:
-    """Raises ModelLoadError naming the first component of ``model_index.json`` whose folder is missing or
-    empty. Without this check diffusers says only "no file named config.json", and a missing tokenizer
-    folder is not even an error: transformers then builds a default tokenizer and the images silently change."""
-    for component in _components(read_model_index(folder, label)):
-        if component in skip:
-            continue
-        where = folder / component
-        if not where.is_dir():
-            problem = "is missing"
-        elif not any(where.iterdir()):
-            problem = "is empty"
-        else:
-            continue
-        raise ModelLoadError(
-            f"{label} is incomplete: folder {component}/ {problem} ({where})",
-            "copy or download the whole model folder again",
-        )
-
-
-def check_weight_components(folder: Path, model: str, skip: tuple[str, ...] = ()) -> None:
-    """``checked_weight_files`` of every component of the pipeline at ``folder`` that has weights (a config.json:
-    the transformer, the text encoders, the VAE; not the tokenizers or the scheduler), but those in ``skip``:
-    ModelLoadError naming ``model`` and the component whose weights are missing, damaged, a variant only, or
-    PyTorch pickles only (from_pretrained loads safetensors only here, and such a folder then failed to load, or
-    before that, loaded the pickle). Headers only; an unreadable model_index.json is left to
-    ``check_pipeline_complete``."""
-    for component in _components(_model_index(folder)):
-        if component not in skip and (folder / component / "config.json").is_file():
-            checked_weight_files(folder / component, model)
-
-
 def _inspect_svdq(path: Path) -> ModelFacts:
     from gpu.checkpoint.format import read_checkpoint_meta
     from gpu.errors import CheckpointError
@@ -277,18 +156,6 @@ def _inspect_svdq(path: Path) -> ModelFacts:
         defaults=dict(meta.base_model.get("defaults") or FALLBACK_DEFAULTS), base=dict(meta.base_model),
         checksum=meta.sha256,
     )  # fmt: skip
-
-
-def transformer_config(folder: Path) -> dict[str, Any]:
-    """The pipeline folder's ``transformer/config.json`` (torch-free); ModelLoadError when it is missing, not
-    UTF-8 JSON, or not an object."""
-    try:
-        cfg = json.loads((folder / "transformer" / "config.json").read_bytes())  # JSON is UTF-8, whatever the locale
-    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
-        raise ModelLoadError(f"{folder.name or folder}: transformer/config.json is unreadable ({err})") from None
-    if not isinstance(cfg, dict):
-        raise ModelLoadError(f"{folder.name or folder}: transformer/config.json is not a model configuration")
-    return cfg
 
 
 def pipeline_defaults(folder: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Whether a base pipeline fits a FLUX.1 transformer is told by what the base supplies to it, its text encoders'
 widths and its VAE's latent channels, never by its own transformer, which neither generating nor calibrating runs;
 and the quantize wizard, the quantizer and generation ask the same question of one function
-(``gpu.bfl_layout.pipeline_misfit``).
+(``gpu.pipeline_checks.pipeline_misfit``).
 
 Generation checked the base's transformer config too, and refused FLUX.1-Fill's pipeline (a 384-channel transformer
 beside FLUX.1's own encoders and VAE) as a base of a text-to-image SVDQ file, blaming its encoders and VAE; the

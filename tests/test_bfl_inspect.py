@@ -12,9 +12,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gpu.bfl_layout import inspect_single_file, pipeline_misfit
+from gpu.bfl_layout import inspect_single_file
 from gpu.errors import ModelLoadError
 from gpu.paths import resources_dir
+from gpu.pipeline_checks import pipeline_misfit
 from gpu.safetensors_header import PICKLE_PROBLEM
 from tests.bfl_files import pipeline_copy, save_bfl_transformer
 

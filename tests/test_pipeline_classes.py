@@ -14,8 +14,8 @@ import pytest
 
 from gpu.errors import ModelLoadError
 from gpu.library import ModelLibrary
-from gpu.model_files import FLUX_COMPONENTS, FLUX_OPTIONAL
 from gpu.paths import resources_dir
+from gpu.pipeline_checks import FLUX_COMPONENTS, FLUX_OPTIONAL
 
 DEMO = resources_dir() / "models" / "demo"
 

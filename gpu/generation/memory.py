@@ -207,7 +207,7 @@ def predicted_sizes(facts: Any, base_path: Path | None, value_bytes: int = 2) ->
     on the CPU), from file headers (FLUX.1-dev's encoders/VAE when the base pipeline is unknown). ``facts``:
     ``gpu.model_files.ModelFacts``. Never fails on a file that cannot be read: an SVDQ file counts as its size on
     disk, another file is left out (loading names what is wrong with it)."""
-    from gpu.bfl_layout import config_json
+    from gpu.pipeline_config import config_json
 
     if facts.kind == "svdq":
         try:

@@ -17,18 +17,13 @@ from safetensors import SafetensorError
 
 import gpu.paths
 from gpu.adapters import adapter_named
-from gpu.bfl_layout import BASE_MUST_MATCH, pipeline_misfit
 from gpu.errors import CheckpointError, ModelLoadError, UserError
 from gpu.library import ModelEntry, ModelLibrary, current_path
-from gpu.model_files import (
-    ModelFacts,
-    check_pipeline_complete,
-    check_weight_components,
-    inspect_model_path,
-    transformer_config,
-)
+from gpu.model_files import ModelFacts, inspect_model_path
 from gpu.model_hash import FilesStamp, files_stamp
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
+from gpu.pipeline_checks import BASE_MUST_MATCH, check_pipeline_complete, check_weight_components, pipeline_misfit
+from gpu.pipeline_config import transformer_config
 from gpu.safetensors_header import loaded_weight_files, read_safetensors_header
 
 if TYPE_CHECKING:

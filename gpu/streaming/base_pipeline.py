@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from gpu.bfl_layout import inspect_single_file, pipeline_misfit
+from gpu.bfl_layout import inspect_single_file
 from gpu.errors import BadRequestError, ModelLoadError, OutputIsInput, UserError
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.paths import resolved, same_file
+from gpu.pipeline_checks import pipeline_misfit
 from gpu.streaming.source import WeightSource, bfl_file_source, diffusers_folder_source, is_bfl_file
 
 if TYPE_CHECKING:  # imported, gpu.quantizer's package would import the engine, which imports this module
