@@ -102,7 +102,7 @@ def image_not_saved(path: Path, exc: BaseException) -> OutputError:
     saved, and the remedy. A read-only folder or disk, no permission, a failing drive: the app's remedy, as the
     engine's ("choose a folder you can write to") is the command line's, where the user picks the output; the app
     picks its images folder itself. A cause with a remedy of its own (the file open in another program, a link to
-    an unplugged drive: ``gpu.atomic.own_remedy``; an engine error with a hint, no OS error behind it) keeps its
+    an unplugged drive: ``gpu.os_errors.own_remedy``; an engine error with a hint, no OS error behind it) keeps its
     reason and remedy: the folder was not the problem."""
     # The OS's reason, not the engine's sentence around it: output_errors wraps the OSError it caught
     cause = next((e for e in (exc, exc.__cause__) if isinstance(e, OSError) and e.strerror), None)
