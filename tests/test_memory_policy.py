@@ -124,9 +124,9 @@ def test_a_gpu_plan_scales_the_working_memory_to_the_models_widths(tmp_path, mon
     model, a transformer 256 wide (FLUX.1's 3,072) and a decoder of 32 channels (FLUX.1's 128), was planned FLUX.1's
     denoising and decode memory. Its plan on an 8 or 16 GB card counts its own, as its configs say."""
     import gpu.runtime.memory_policy as memory_policy
-    from gpu.pipeline_config import config_json
     from gpu.generation.service import GenerationService
     from gpu.library import ModelLibrary
+    from gpu.pipeline_config import config_json
 
     monkeypatch.setattr(memory_policy, "detect_total_vram", lambda device=None: gb * GiB)
     library = ModelLibrary(tmp_path)
