@@ -190,8 +190,8 @@ class QuantizeSource(QObject):
     ready = Prop(False)
     calibration = Prop(None)  # CalibrationSet of the source (a single file's: its base's); None while not known
 
-    def __init__(self, entries: list[Any]) -> None:
-        super().__init__()
+    def __init__(self, entries: list[Any], parent: QObject | None = None) -> None:
+        super().__init__(parent)
         # Library pipelines: (label, value, folder). Folders the user picks as a base are appended.
         self.bases: list[tuple[str, str, Path]] = []
         self._folders: dict[str, Path] = {}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
@@ -335,12 +336,21 @@ def run_error(exc: BaseException, models: Path) -> tuple[EngineError, bool]:
 
 
 class QuantizeThread:
-    def __init__(self) -> None:
-        self.thread = QThread()
+    """A wizard's worker thread and the worker on it. The thread is a child of ``parent`` (the wizard), deleted
+    with it on the Qt thread; the worker, which lives on the thread, is deleted by ``release`` once it stopped."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        self.thread = QThread(parent)
         self.thread.setObjectName("quantize")
         self.worker = QuantizeWorker()
         self.worker.moveToThread(self.thread)
         self.thread.start()
+
+    def release(self) -> None:
+        """Deletes the worker of a thread that has finished, here on the Qt thread: left to its Python wrapper, it
+        was destroyed by whichever thread happened to collect it (a segmentation fault's pattern, app.background)."""
+        if self.thread.isFinished() and shiboken6.isValid(self.worker):
+            shiboken6.delete(self.worker)
 
     def stop(self, job: QuantizeJob | None = None) -> None:
         if job is not None:

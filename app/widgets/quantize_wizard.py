@@ -76,9 +76,9 @@ class QuantizeWizard(QWizard):
         self.unfinished_runs = UnfinishedRuns(self.models_folder(), self._chosen_settings, self)
         self.unfinished_runs.deleted.connect(self._unfinished_run_deleted)
         # The worker thread first: the source page asks it to check a picked file as soon as it exists.
-        self._thread = QuantizeThread()
+        self._thread = QuantizeThread(self)
         worker = self._thread.worker
-        self.source_state = QuantizeSource(controller.entries)
+        self.source_state = QuantizeSource(controller.entries, self)
         self.source_state.check_requested.connect(worker.check_file)  # queued: the worker's thread
         worker.file_checked.connect(self.source_state.engine_checked)
         self.turns = QuantizeRunTurns(controller, self.run_state, self.source_state,
@@ -281,6 +281,7 @@ class QuantizeWizard(QWizard):
         if (self._closed and not self.run_state.holds_name() and self.unfinished_runs.deleting is None
                 and self._thread.thread.isFinished()):  # fmt: skip
             self._closed = False  # said once
+            self._thread.release()
             self.let_go.emit()
 
     def shutdown(self) -> None:
