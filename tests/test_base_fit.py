@@ -323,32 +323,6 @@ def test_only_the_base_folder_the_model_records_keeps_its_own_scheduler(tmp_path
         assert loaded.base_notes == [_RECORDED_RAN]
 
 
-@pytest.mark.parametrize("found", ["name", "relative", "--base name"])
-def test_the_recorded_base_found_by_its_name_or_relative_path_keeps_its_own_scheduler(tmp_path, found):
-    """Only a base at the absolute path the file records was taken for its base: the same pipeline found through the
-    library name or the path relative to the file it records (moved, or on another machine) ran the recorded
-    scheduler with a note, as a stand-in would. Any of the recorded lookups finds the model's own base."""
-    import torch
-
-    from gpu.generation.pipeline_loader import load_pipeline
-
-    mine = _pipeline(tmp_path / "mine", guided=False)  # schnell's scheduler: no shift
-    scheduler_file = mine / "scheduler" / "scheduler_config.json"
-    scheduler_file.write_text(json.dumps({**json.loads(scheduler_file.read_text()), "use_karras_sigmas": True}))
-    library = ModelLibrary(tmp_path / "data")
-    library.add(mine, name="mine-base")
-    recorded = {"path": "/nowhere/mine", "name": "mine-base" if found != "relative" else "",
-                "relative_path": "mine" if found == "relative" else "nowhere"}
-    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "own.safetensors",
-                           lambda meta: (meta["base_model"].update(recorded), meta.update(scheduler=_demo_scheduler())))
-    loaded = load_pipeline(library.resolve(str(model)), library, torch.device("cpu"),
-                           base="mine-base" if found == "--base name" else None)  # fmt: skip
-    assert loaded.base_path == mine
-    config = loaded.pipe.scheduler.config
-    assert (config.use_karras_sigmas, config.shift, config.use_dynamic_shifting) == (True, 1.0, False)
-    assert loaded.base_notes == [_BASES_RAN]
-
-
 def test_a_newer_revision_of_the_recorded_base_runs_the_recorded_scheduler(tmp_path):
     """A Hugging Face cache whose recorded snapshot is gone runs its current revision: one whose
     scheduler_config.json changed ran the new revision's scheduler, not the one the model was made with."""

@@ -462,7 +462,7 @@ def load_pipeline(
             # use_safetensors: a text encoder or VAE of only pytorch_model.bin is refused, never unpickled
             pipe = pipeline_cls.from_pretrained(base_path, transformer=transformer, dtype=dtype, use_safetensors=True)
             differs = scheduler_differences(own, pipe.scheduler) if own is not None else []
-            if differs and not _records_as_base(facts, library, base_path):  # e.g. FLUX.1-schnell's for a dev model
+            if differs and not _records_as_base(facts, base_path):  # e.g. FLUX.1-schnell's for a dev model
                 notes.append(f"{facts.path.name} runs with the scheduler it records it was made with, not its base "
                              f"pipeline's ({', '.join(differs)}: the model's vs the base's)")  # fmt: skip
                 pipe.scheduler = own
@@ -489,16 +489,13 @@ def load_pipeline(
     return LoadedPipeline(pipe, entry, device, dtype, base_path, policy, base_notes=notes)
 
 
-def _records_as_base(facts: ModelFacts, library: ModelLibrary, used: Path) -> bool:
-    """Whether ``used``, the base pipeline the SVDQ file of ``facts`` runs with, is a folder the file records as its
-    base, whoever chose it: one its recorded lookups find (``_recorded_bases``: its absolute path, its library name,
-    its path relative to the file; links resolved), the same pipeline moved, or on another machine, too. That
-    folder's scheduler is the one the model was made with, or one the user set there since. Any other folder (a
-    stand-in, one named with --base that none of them finds, a newer revision of a Hugging Face cache whose
-    recorded snapshot is gone, whose scheduler may have changed: ``_other_revision``) is not."""
-    here = gpu.paths.resolved(used)
-    return not _other_revision(facts, used) and any(gpu.paths.resolved(c) == here
-                                                    for c in _recorded_bases(facts, library, []))  # fmt: skip
+def _records_as_base(facts: ModelFacts, used: Path) -> bool:
+    """Whether ``used``, the base pipeline the SVDQ file of ``facts`` runs with, is the very folder the file records
+    as its base (the same path, links resolved), whoever chose it: that folder's scheduler is the one the model was
+    made with, or one the user set there since. Any other folder (a stand-in, one named with --base, a newer revision
+    of a Hugging Face cache whose scheduler may have changed) is not."""
+    recorded = facts.base.get("path")
+    return bool(recorded) and gpu.paths.resolved(str(recorded)) == gpu.paths.resolved(used)
 
 
 def _damaged_safetensors(folder: Path) -> str | None:
