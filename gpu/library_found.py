@@ -19,9 +19,15 @@ is there: one whose file is gone or changed (a new run wrote that name again) is
 is one whose path is listed again (the user added it back). One whose folder is away (the models folder on a drive
 that is unplugged) is kept as it is: forgotten, the model the user removed came back once the drive did. A folder is
 away when it is not there, or when it is on another device than when the record was made (``dev``: an fstab mount
-point left empty once its drive is unmounted is a folder all the same). A model removed while its folder is away is
-recorded by its path alone (no size nor time: its file cannot be looked at); that record holds for the file found
-at that path once the folder is back, whose size and time it takes at the next save, and is forgotten if none is.
+point left empty once its drive is unmounted is a folder all the same). A model removed while its file cannot be
+looked at is recorded by its path alone (no size nor time), whatever its folder looks like: an fstab mount point left
+empty once its drive is unmounted cannot be told from a folder the file was deleted from, and the user's removal must
+hold. Such a record names the time it was made (``at_ns``) and the device of the folder then (``missing_dev``, none
+when no folder was there). It holds for the file found at that path later if that file is older than the record (the
+model removed; a file written there since is another), whose size and time it then takes at the next save; with no
+file there, it holds while the folder is not there or is on that same device (nothing tells it is gone), and is
+forgotten once the folder is there on another device (the drive's own folder, mounted again, without the file). A
+model deleted for good from a folder that is there keeps its record so, which leaves out no file written later.
 An older version of this format ignores the key, and drops it when it saves."""
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import json
 import logging
 import os
 import stat
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,14 +67,20 @@ def unchecked(err: Exception) -> str:
 
 def _record(path: Path, why: str) -> dict[str, Any] | None:
     """The record that leaves the file at ``path`` out, as it is now (with the device of its folder), with this
-    engine's stamp where ``why`` is no reason the file itself gives (not ``LASTING``: ``unchecked``); its path alone
-    when its folder is away (``_folder_away``: a model removed while its drive is unplugged); None when it is not
-    there in a folder that is (nothing to leave out: a file written there later is another), or a folder is (the
-    search looks at files only)."""
+    engine's stamp where ``why`` is no reason the file itself gives (not ``LASTING``: ``unchecked``); its path alone,
+    with the time now and the device of its folder if there is one, when no file can be looked at there (a model
+    removed while its drive is unplugged or unmounted: ``_path_record_holds``); None when a folder is there (the search
+    looks at files only), or for a path no file can have (a NUL from a hand edit)."""
     version = {} if why in LASTING else {"version": gpu.version.engine_stamp()}
     stamp = file_stamp(path)
     if stamp is None:
-        return {"path": str(path), "why": why, **version} if _folder_away({"path": str(path)}) else None
+        if "\0" in str(path) or os.path.isdir(path):
+            return None
+        # Whatever its folder looks like: an empty folder may be the mount point of a drive unmounted, which holds
+        # the file, and the user's removal must hold once the drive is mounted again
+        seen = _folder_device(str(path))
+        missing_dev = {} if seen is None else {"missing_dev": seen}
+        return {"path": str(path), "why": why, **missing_dev, "at_ns": time.time_ns(), **version}
     device = _folder_device(str(path))
     dev = {} if device is None else {"dev": device}
     return {"path": str(path), "size": stamp[0], "mtime_ns": stamp[1], **dev, "why": why, **version}
@@ -82,13 +95,28 @@ def _holds(record: Mapping[str, Any]) -> bool:
 
 
 def _still_that_file(record: Mapping[str, Any]) -> bool:
-    """Whether the file a record was made for is still at its path, unchanged (size and modification time; any file
-    there for a record of its path alone, made while its folder was away), or may be: the folder that holds it is
-    away (``_folder_away``), so that nothing tells it is gone."""
+    """Whether the file a record was made for is still at its path, unchanged (size and modification time), or may
+    be: the folder that holds it is away (``_folder_away``), so that nothing tells it is gone; for a record of its
+    path alone, ``_path_record_holds``."""
+    if "size" not in record:
+        return _path_record_holds(record)
     stamp = file_stamp(record["path"])
     if stamp is not None:
-        return "size" not in record or stamp == (record["size"], record["mtime_ns"])
+        return stamp == (record["size"], record["mtime_ns"])
     return _folder_away(record)  # gone, unless its whole folder is away
+
+
+def _path_record_holds(record: Mapping[str, Any]) -> bool:
+    """Whether a record of a path alone (made while no file could be looked at there) still holds: for a file there
+    that is older than the record (``at_ns``: the model removed; one written since is another), and with no file
+    there, while its folder is not there or is on the device it was on when the record was made (``missing_dev``:
+    an empty mount point, or a folder the file was deleted from; nothing tells which). A folder there on another
+    device is the drive's own, mounted again without the file: gone."""
+    stamp = file_stamp(record["path"])
+    if stamp is not None:
+        return stamp[1] <= record.get("at_ns", stamp[1])
+    device = _folder_device(record["path"])
+    return "\0" not in record["path"] and (device is None or device == record.get("missing_dev"))
 
 
 def _folder_away(record: Mapping[str, Any]) -> bool:
@@ -126,7 +154,7 @@ def _records(library_file: Path) -> list[dict[str, Any]]:
     records = data.get(UNLISTED_KEY) if isinstance(data, dict) else None
     if not isinstance(records, list):
         return []
-    return [{k: r[k] for k in ("path", "size", "mtime_ns", "dev", "why", "version") if k in r}
+    return [{k: r[k] for k in ("path", "size", "mtime_ns", "dev", "missing_dev", "at_ns", "why", "version") if k in r}
             for r in records if _well_formed(r)]  # fmt: skip
 
 
@@ -136,7 +164,7 @@ def _well_formed(record: object) -> bool:
         return False
     # size and time both, or neither (a record of the path alone, made while the file's folder was away)
     numbers = [record.get("size"), record.get("mtime_ns")] if "size" in record or "mtime_ns" in record else []
-    numbers.append(record.get("dev", 0))
+    numbers += [record.get(k, 0) for k in ("dev", "missing_dev", "at_ns")]
     texts = [record.get("why"), record.get("version", "")]
     return all(isinstance(t, str) for t in texts) and all(type(n) is int for n in numbers)  # a bool is no size
 

@@ -173,7 +173,8 @@ def test_a_model_removed_while_its_drive_is_unplugged_stays_removed_once_the_dri
     drive.parent.rename(tmp_path / "unplugged")
     library.remove("flux-int4")  # removed while it is listed as missing
     library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))  # saved while the drive is away
-    assert json.loads(library.file.read_text())["unlisted"] == [{"path": str(model), "why": "removed"}]
+    (record,) = json.loads(library.file.read_text())["unlisted"]
+    assert {k: record[k] for k in ("path", "why")} == {"path": str(model), "why": "removed"} and "size" not in record
     (tmp_path / "unplugged").rename(drive.parent)  # plugged in again
     listed = [e.path for e in library.entries()]
     assert found_models(models, listed, library.file) == [] and left_out(library.file, model) == "removed"
@@ -201,6 +202,48 @@ def test_a_removal_on_a_drive_unmounted_from_its_mount_point_outlives_the_saves_
     library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))  # saved while the drive is away
     assert [r["path"] for r in json.loads(library.file.read_text())["unlisted"]] == [str(model)]
     shutil.move(offline, model)  # mounted again
+    assert found_models(models, [e.path for e in library.entries()], library.file) == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="links need a privilege on Windows")
+def test_a_model_removed_while_its_drive_is_unmounted_from_its_mount_point_stays_removed(tmp_path):
+    """Removed while the mount point was an empty folder, the model was taken for deleted: no record was written,
+    and the next start with the drive mounted again added the model the user had removed. Its path is recorded;
+    the drive's own folder mounted again without the file (another device) forgets it."""
+    mount = tmp_path / "mnt" / "usb"
+    library, model, models = _listed_on_a_drive(tmp_path, mount)
+    offline = Path(shutil.move(model, tmp_path / "offline.safetensors"))  # unmounted: the mount point stays, empty
+    library.remove("flux-int4")  # removed while it is listed as missing
+    library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))  # saved while the drive is unmounted
+    (record,) = json.loads(library.file.read_text())["unlisted"]
+    assert (record["path"], record["why"], record["missing_dev"]) == (str(model), "removed", mount.stat().st_dev)
+    shutil.move(offline, model)  # mounted again
+    listed = [e.path for e in library.entries()]
+    assert found_models(models, listed, library.file) == [] and left_out(library.file, model) == "removed"
+    model.unlink()  # the drive's own folder (another device than the empty mount point's), without the file: gone
+    data = json.loads(library.file.read_text())
+    data["unlisted"][0]["missing_dev"] += 1
+    library.file.write_text(json.dumps(data))
+    library.add(_copy(tmp_path / "elsewhere", "third-int4.safetensors"))
+    assert "unlisted" not in json.loads(library.file.read_text())
+
+
+def test_a_model_removed_after_its_file_was_deleted_leaves_out_no_file_written_there_later(tmp_path):
+    """Its folder there, nothing tells a file deleted from an empty mount point: the removal is kept, but a file
+    written at that path after it is another model (a quantize run whose add was lost), found."""
+    models = tmp_path / "models"
+    model = _copy(models, "flux-int4.safetensors")
+    library = ModelLibrary(tmp_path / "data")
+    library.add(model)
+    model.unlink()
+    library.remove("flux-int4")
+    library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))
+    assert [r["path"] for r in json.loads(library.file.read_text())["unlisted"]] == [str(model)]
+    shutil.copyfile(DEMO_INT4, model)
+    record_time = json.loads(library.file.read_text())["unlisted"][0]["at_ns"]
+    os.utime(model, ns=(record_time + 10**9, record_time + 10**9))  # written a second after the removal
+    assert found_models(models, [e.path for e in library.entries()], library.file) == [model]
+    os.utime(model, ns=(record_time - 10**9, record_time - 10**9))  # older than the removal: the file removed
     assert found_models(models, [e.path for e in library.entries()], library.file) == []
 
 
