@@ -31,9 +31,14 @@ def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, 
     # Started with an image to open ("Open with" on a PNG): said what became of it and where to drop it instead
     accept_dialog_later(seen)
     assert run_app(["nibble-studio", "a lake.png"], data_root, ["a lake.png"]) == 1
-    assert len(seen) == 2 and f"already open with the data folder {data.root}: the image 'a lake.png' was not " \
-        "opened in a second window" in seen[1] and "Drop the image on the prompt panel of the Nibble Studio " \
-        "window that is open" in seen[1], seen[1]  # fmt: skip
+    assert len(seen) == 2 and f"already running with the data folder {data.root}" in seen[1] and "The image " \
+        "'a lake.png' was not opened in a second window" in seen[1] and "Drop the image on the prompt panel of " \
+        "the Nibble Studio window that is open" in seen[1], seen[1]  # fmt: skip
+    # ... and the refusal itself as without the image: the app that holds the folder, another data folder, and the
+    # remedy for a lock no app holds (it was a new message without them)
+    assert f"(process {os.getpid()} on " in seen[1] and "another data folder (--data-dir PATH)" in seen[1] \
+        and f"If no Nibble Studio is running, delete {data.root / 'nibble.lock'} and open the image again" \
+        in seen[1], seen[1]  # fmt: skip
     gui.open_windows.remove(first)
     first.close()
     again = open_window(qtbot, data_root)  # closing the first frees the folder
