@@ -130,6 +130,11 @@ class ModelLibrary(QObject):
         The model put in its place, and its defaults, are this session's only. Empty when there is none."""
         return {} if self._kept is None else {"model": self._kept.name, **self._kept.fields}
 
+    def drop_kept(self) -> None:
+        """The user picked the model in use (a click, Enter, a double click on its row): it is the one saved from now
+        on, with its fields, not the model it replaced (``kept_fields``)."""
+        self._kept = None
+
     def _keeping(self, entry: Any | None) -> _KeptModel | None:
         """What ``kept_fields`` keeps once the model ``entry`` (listed: its file missing or unusable) is replaced by
         another the user did not pick: its name and its fields as they are now; the model kept already, if any (the
@@ -271,9 +276,9 @@ class ModelLibrary(QObject):
         if entry is None or not usable(entry):
             # The last session's model was removed, or its file moved or deleted since: start on one that opens.
             fallback = self.next_model()
-            if entry is not None and fallback != last:
-                self._say_cannot_open(entry, " you used last time", fallback, "notice")
             kept = self._keeping(entry)  # saved in its place: the user did not pick the fallback
+            if entry is not None and fallback != last:
+                self._say_cannot_open(entry, " you used last time", fallback, "notice", kept is not None)
             self._prompt.model = fallback
             apply_defaults = True  # another model: its own size, steps and guidance, but for an image's restored
             since = {k: v for k, v in (self._prompt.model_default_fields() if since is None else since).items()
@@ -297,13 +302,16 @@ class ModelLibrary(QObject):
             return self._prompt.model
         return self._fallback_model() or self._prompt.model
 
-    def _say_cannot_open(self, entry: Any, when: str, fallback: str | None, kind: str) -> None:
+    def _say_cannot_open(self, entry: Any, when: str, fallback: str | None, kind: str, kept: bool = False) -> None:
         """Why the selected model ``entry`` cannot be opened, and the model selected instead; ``when``: " you
-        used last time" for the last session's."""
+        used last time" for the last session's; ``kept``: ``entry`` is saved in the fallback's place (``kept_fields``),
+        so that the size, steps and guidance set on the fallback are not, till the user picks it: said."""
         instead = f" '{fallback}' is selected instead." if fallback is not None else ""
+        keep = (f" To keep working with '{fallback}' (and save its size, steps and guidance rather than those of "
+                f"'{entry.name}'), pick it in the Models list.") if kept and fallback is not None else ""
         self._say(EngineError(
             kind, f"The model '{entry.name}'{when} cannot be opened: {entry.problem}.{instead}",
-            _unusable_hint(entry)))
+            _unusable_hint(entry) + keep))
 
     def on_library_read(self, asked: int, entries: list[Any]) -> None:
         """The list read for request ``asked`` (``read_library``): the answer a missing model picked awaits."""
@@ -337,7 +345,7 @@ class ModelLibrary(QObject):
                 switched = f"; '{fallback}' is selected"
                 self._kept = kept
             if entry is not None:  # its file was moved or deleted while the app ran (a job or its facts found it)
-                self._say_cannot_open(entry, "", fallback, "user")
+                self._say_cannot_open(entry, "", fallback, "user", bool(switched) and kept is not None)
                 self._gone.add(entry.name)
         for name, path in list(self._removing.items()):
             if self.entry(name) is not None:  # a list read before the removal was taken up

@@ -188,6 +188,10 @@ class ModelListState(QObject):
         # size, steps and guidance, and a second pick of a model whose file is being looked at refused it at once
         if self._library.is_current(name) and not retry:
             self._library.drop_recheck()  # back to the model in use: a re-check of one passed decides nothing
+            # The user's word: the model in place of one that could not be opened is theirs to keep from now on (not
+            # counted, the one replaced stayed in the settings, and its notice came back at every start, for good
+            # where its file was deleted)
+            self._library.drop_kept()
             self._show_in_use()  # its facts again, not those of the model passed over
             return Pick.CURRENT
         if self._library.is_rechecking(name):

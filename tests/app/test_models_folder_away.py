@@ -11,6 +11,7 @@ import shutil
 import pytest
 from PIL import Image
 
+from app.model_list_state import Pick
 from app.settings import LastJob, Settings, save_settings
 from gpu.generation.png_metadata import write_png
 from gpu.library import ModelLibrary
@@ -108,3 +109,21 @@ def test_the_app_starts_without_a_models_folder_whose_drive_is_unplugged_and_kee
     assert window.controller.data.models_away == ""
     assert [(e.name, e.missing) for e in window.controller.entries if not e.builtin] == [("mine", False),
                                                                                          ("other", False)]
+
+    # Its file deleted for good: the notice at the next start says how to keep working with the model selected
+    # instead, and picking it (a click on the model in use, Enter) is the user's word: saved from then on. It did not
+    # count as a pick, and the deleted model stayed in the settings, its notice back at every start.
+    window.close()
+    (drive / "mine.safetensors").unlink()
+    shown: list = []
+    window = open_window(qtbot, data_root, lambda w: w.controller.error.connect(shown.append))
+    assert window.controller.prompt.model == "demo"
+    (said,) = [n for n in shown if "'mine' you used last time cannot be opened" in n.message]
+    assert "To keep working with 'demo' (and save its size, steps and guidance rather than those of 'mine'), pick " \
+        "it in the Models list." in said.hint, said.hint  # fmt: skip
+    assert window.controller.last_job().model == "mine"  # not picked yet: kept
+    window.controller.prompt.steps = 5  # set on the model in use, then picked: saved with it
+    assert window.model_panel.state.pick("demo") is Pick.CURRENT
+    window.close()
+    last = json.loads((data_root / "settings.json").read_text())["last_job"]
+    assert (last["model"], last["steps"]) == ("demo", 5), last
