@@ -38,9 +38,10 @@ class WrappedLabel(QLabel):
     ("Size on disk" and "Estimated VRAM" hidden at 1000x700), where the dock should scroll instead. Plain text:
     what it shows (a prompt's ignored end, a model's name and path) is never drawn as HTML (``app.plain_text``).
 
-    Its long words wrap too (``breakable``); ``text``, ``selectedText`` and what is copied from it are the text as
-    set, without the marks that let them wrap. A signal connected to its ``setText`` (Python's, not Qt's slot)
-    still calls it once the label is deleted: connect it to a method of the panel, which Qt disconnects."""
+    Its long words wrap too (``breakable``); ``text``, ``selectedText``, what is copied from it and its accessible
+    name are the text as set, without the marks that let them wrap. A signal connected to its ``setText`` (Python's,
+    not Qt's slot) still calls it once the label is deleted: connect it to a method of the panel, which Qt
+    disconnects."""
 
     def __init__(self, text: str = "") -> None:
         super().__init__()
@@ -50,6 +51,12 @@ class WrappedLabel(QLabel):
         self.setText(text)
 
     def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        """Shows ``text``, its long words breakable, and makes it the label's accessible name unless another
+        name was given to the label."""
+        # A screen reader reads Qt's own text, the marks in it (one between every letter of a long piece): the
+        # name, where one is set, is read instead.
+        if self.accessibleName() == self._text:  # none given, or the one set here with the text before
+            self.setAccessibleName(text)
         self._text = text
         super().setText(breakable(text))
 

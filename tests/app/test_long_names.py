@@ -1,6 +1,7 @@
 """Names without spaces (Civitai's file names: "jibMixFlux_v8_AccentuEight_realism_finetune_svdq_int4_r32") in the
 labels that show them wrap in their dock: the window keeps its width, at its minimum too (652 px, half of a
-1366x768 screen), and the names are still whole in the labels' text and in what is copied from them."""
+1366x768 screen), and the names are still whole in the labels' text, in what is copied from them and in what a
+screen reader reads."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from lora_files import save_peft_lora
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QAccessible, QGuiApplication
 from PySide6.QtWidgets import QLabel
 
 MODEL = "jibMixFlux_v8_AccentuEight_realism_finetune_svdq_int4_r32"
@@ -47,6 +48,8 @@ def test_a_job_on_a_model_and_lora_of_long_names_keeps_the_windows_width(qtbot, 
     assert f"Loading {MODEL}…" in said
     assert f"Last image used {LORA} (rank 4)" in window.lora_panel.cost.text()
     assert window.minimumSizeHint().width() == narrowest and window.width() == 683
+    # What a screen reader reads (Qt's own text of the label): it read the marks, one between every letter.
+    assert _read_aloud(details) == details.text()
 
     # Selected and copied (the details can be): the text as set, without the marks that let it wrap.
     details.setSelection(0, len(QLabel.text(details)))  # all it shows
@@ -55,9 +58,15 @@ def test_a_job_on_a_model_and_lora_of_long_names_keeps_the_windows_width(qtbot, 
     assert QGuiApplication.clipboard().text() == details.text().replace("\xa0", " ")  # as Qt copies a no-break space
 
 
+def _read_aloud(label: QLabel) -> str:
+    """The label's name as a screen reader gets it."""
+    return QAccessible.queryAccessibleInterface(label).text(QAccessible.Text.Name)
+
+
 def test_long_words_may_break_after_their_separators_or_anywhere(qapp):
     """Words of up to ``LONG_RUN`` characters are kept whole; longer ones break after ``_ . - / \\``, and pieces
-    between those longer than that anywhere but before an accent."""
+    between those longer than that anywhere but before an accent. The label's text, and its name read aloud, are
+    the text as set; a name given to the label is kept."""
     from app.widgets.wrapped_label import ZERO_WIDTH_SPACE, WrappedLabel, breakable
 
     assert breakable("Loading demo… done in 12.0 s") == "Loading demo… done in 12.0 s"
@@ -66,5 +75,12 @@ def test_long_words_may_break_after_their_separators_or_anywhere(qapp):
     assert breakable("a" * 15).count(ZERO_WIDTH_SPACE) == 14
     assert ZERO_WIDTH_SPACE + "\u0301" not in breakable("e\u0301" * 10)
     label = WrappedLabel(f"Runs on: /models/{MODEL}.safetensors")
-    assert label.text() == f"Runs on: /models/{MODEL}.safetensors"
+    assert label.text() == _read_aloud(label) == f"Runs on: /models/{MODEL}.safetensors"
+    label.setText(f"Loading {MODEL}…")
+    assert _read_aloud(label) == f"Loading {MODEL}…"
+    label.setText("")
+    assert _read_aloud(label) == ""
+    label.setAccessibleName("Model file")
+    label.setText(f"Runs on: /models/{MODEL}.safetensors")
+    assert _read_aloud(label) == "Model file"
     assert label.minimumSizeHint().width() < label.fontMetrics().horizontalAdvance(MODEL) / 3
