@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import cast
 
 from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QObject, QSize, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence, QMoveEvent, QResizeEvent
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDesktopServices,
+    QFocusEvent,
+    QIcon,
+    QKeySequence,
+    QMoveEvent,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -64,6 +73,7 @@ class _DockScroll(QScrollArea):
     Not QScrollArea's widgetResizable: a panel with a word-wrapped label asks for its preferred height there
     (heightForWidth), so the prompt panel scrolled, Generate out of view, in a window it fitted at its minimum.
     And its size hint is the panel's, not QScrollArea's (capped at 24 lines), so docks start at their usual size.
+    A field the keyboard brings the focus to is scrolled into view (``_FocusShown``).
     """
 
     def __init__(self, panel: QWidget) -> None:
@@ -73,8 +83,7 @@ class _DockScroll(QScrollArea):
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # an empty Tab stop before each panel; its fields are stops
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the dock is never narrower
         panel.installEventFilter(self)  # its minimum changes with its content (a LoRA row added, longer text)
-        # A method: disconnected when the dock goes.
-        cast(QApplication, QApplication.instance()).focusChanged.connect(self._show_focus)
+        _FocusShown.install()
 
     def sizeHint(self) -> QSize:
         return self.widget().sizeHint()
@@ -97,19 +106,45 @@ class _DockScroll(QScrollArea):
             self._fit()
         return super().eventFilter(watched, event)
 
-    def _show_focus(self, old: QWidget | None, new: QWidget | None) -> None:
-        """The panel scrolled to the field that got the focus from another (Tab, Shift+Tab, a field focused by the
-        app). QScrollArea does so only when Tab moves within it: Tab from another dock (``MainWindow._tab_order``)
-        put the focus in the prompt box scrolled out of sight at 800x600, and what was typed went there unseen.
-        Not for a click (the field is in view, and scrolling would move it from under the mouse), nor when the
-        window gets the focus back (``old`` is None): the panel stays where the user scrolled it."""
-        if (old is not None and new is not None and QApplication.mouseButtons() == Qt.MouseButton.NoButton
-                and self.widget().isAncestorOf(new)):  # fmt: skip
-            self.ensureWidgetVisible(new)
-
     def _fit(self) -> None:
         panel = self.widget()
         panel.resize(self.viewport().size().expandedTo(panel.minimumSizeHint()))
+
+
+# How a field gets the focus that its dock scrolls to: from the keyboard (Tab, Shift+Tab, a label's Alt+letter), or
+# given by the app (a LoRA row's control after the row above is removed). Not the mouse's: a click or, with no button
+# held, the wheel over a spin box or combo box (Qt's WheelFocus), where scrolling moved the field from under the
+# pointer (84 px); nor the window's getting the focus back, or a menu's or popup's closing: the panel stays where
+# the user scrolled it.
+_SHOWN_REASONS = frozenset({Qt.FocusReason.TabFocusReason, Qt.FocusReason.BacktabFocusReason,
+                            Qt.FocusReason.ShortcutFocusReason, Qt.FocusReason.OtherFocusReason})  # fmt: skip
+
+
+class _FocusShown(QObject):
+    """Scrolls a dock's panel to the field in it that gets the focus for one of ``_SHOWN_REASONS``. QScrollArea
+    does so only when Tab moves within it: Tab from another dock (``MainWindow._tab_order``) put the focus in the
+    prompt box scrolled out of sight at 800x600, and what was typed went there unseen.
+
+    One, on the application, for every dock (``install``): the reason is in the focus event only, which goes to
+    the field alone (``QApplication.focusChanged`` has none, and the mouse buttons held did not tell the wheel's
+    focus from Tab's)."""
+
+    @staticmethod
+    def install() -> None:
+        """Installs the one filter on the application, once."""
+        app = cast(QApplication, QApplication.instance())
+        if app.findChild(_FocusShown) is None:
+            app.installEventFilter(_FocusShown(app))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (event.type() == QEvent.Type.FocusIn and cast(QFocusEvent, event).reason() in _SHOWN_REASONS
+                and isinstance(watched, QWidget)):  # fmt: skip
+            # The docks found from the window down, in C++: walking up from the field wrapped Qt's own widgets
+            # (viewports) in Python (``MainWindow._tab_order`` says why that is avoided).
+            for scroll in watched.window().findChildren(_DockScroll):
+                if scroll.widget().isAncestorOf(watched):
+                    scroll.ensureWidgetVisible(watched)
+        return False
 
 
 class MainWindow(QMainWindow):

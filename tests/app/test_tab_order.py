@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication, QScrollArea
 
 from tests.app.test_lora_panel import _tiny_lora
@@ -63,7 +63,7 @@ def _out_of_view(widget) -> bool:
 def test_tab_and_shift_tab_scroll_the_dock_to_the_field_they_reach(qtbot, bare_window):
     """A dock scrolled to what Tab reached within it only: at 800x600 Tab from another dock put the focus in the
     prompt box, or on "Quantize this model…", scrolled out of sight, Shift+Tab on Generate; what was typed next
-    went there unseen."""
+    went there unseen. Not to a field the mouse gives the focus (a click, the wheel): the dock stays as it was."""
     window = bare_window
     window.resize(800, 600)
     with qtbot.waitActive(window):
@@ -82,3 +82,34 @@ def test_tab_and_shift_tab_scroll_the_dock_to_the_field_they_reach(qtbot, bare_w
             if widget is start:
                 break
         assert widget is start and not hidden, (key, hidden)
+
+    # The mouse's focus leaves the dock where it is: the wheel over a spin box half out of view gives it the focus
+    # (Qt's WheelFocus, no button held), and the dock scrolled 84 px under the pointer; a click neither. The app's
+    # focus is shown, as Tab's.
+    prompt = window.prompt_panel
+    for field, reason in ((prompt.steps_spin, "wheel"), (prompt.batch_spin, "wheel"), (prompt.steps_spin, "click"),
+                          (prompt.batch_spin, "click"), (prompt.batch_spin, "app")):  # fmt: skip
+        start.setFocus()
+        qtbot.waitUntil(lambda: QApplication.focusWidget() is start)
+        seen = _half_out_of_view(field)
+        if reason == "click":
+            qtbot.mouseClick(field, Qt.MouseButton.LeftButton, pos=QPoint(4, seen))
+        else:
+            field.setFocus(Qt.FocusReason.MouseFocusReason if reason == "wheel" else Qt.FocusReason.OtherFocusReason)
+        assert QApplication.focusWidget() is field
+        assert _out_of_view(field) == (reason != "app"), (field, reason)
+
+
+def _half_out_of_view(field) -> int:
+    """Scrolls ``field``'s dock to show half of it, above or below the other half, and gives a height in it that
+    shows."""
+    scroll = field.parentWidget()
+    while not scroll.objectName().endswith("DockScroll"):
+        scroll = scroll.parentWidget()
+    bar, height = scroll.verticalScrollBar(), scroll.viewport().height()
+    middle = field.mapTo(scroll.widget(), field.rect().center()).y()
+    above = middle + 2 <= bar.maximum()  # its upper half scrolled above the view, else its lower half below it
+    bar.setValue(middle + 2 if above else middle - height - 1)
+    seen = field.height() * 3 // 4 if above else field.height() // 4
+    assert _out_of_view(field) and scroll.viewport().rect().contains(field.mapTo(scroll.viewport(), QPoint(4, seen)))
+    return seen
