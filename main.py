@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from gpu.console import CANCELLED_EXIT, show  # torch-free
-from gpu.paths import DATA_DIR_ENV, data_dir_override, named_data_dir, user_data_dir, user_data_path  # torch-free
+from gpu.paths import (  # torch-free
+    DATA_DIR_ENV,
+    blank_data_dir,
+    data_dir_override,
+    named_data_dir,
+    user_data_dir,
+    user_data_path,
+)
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
     DEFAULT_CALIB_PROMPTS,
@@ -757,9 +764,6 @@ def main(argv: list[str] | None = None) -> int:
         if (args := app_with_file(parser, argv)) is None:
             refuse_usage(err, argv)
     if args.data_dir is not None:
-        # imported only here: the commands never import the app package otherwise (torch- and Qt-free, this one)
-        from app.data_dir import blank_data_dir
-
         if (blank := blank_data_dir(args.data_dir)) is not None:
             return refuse_blank_data_dir(args, argv, *blank)  # no folder the app's own start-up dialog could name
     # the default folder checked for the commands that write into it: their log, the library, the self-test report

@@ -228,16 +228,3 @@ def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> DataDir:
     if folder is not None:  # a link that leads nowhere is refused (user_data_dir makes it), not its target made
         os.environ[DATA_DIR_ENV] = str(folder)
     return DataDir(user_data_dir().resolve()).create()
-
-
-def blank_data_dir(flag: str) -> tuple[str, str] | None:
-    """What is wrong with the --data-dir ``flag``, and what to do, when it names no folder (``named_data_dir``):
-    empty (``--data-dir "$UNSET"``), where ``Path("")`` is the current folder and user data would land wherever the
-    command happened to run, or only spaces, a folder named with them there. None when it names one. For the
-    command line (``main``) and the app started on its own (``app.main_window.run_app``) alike: the flag's words
-    belong with those that own the flag, not in the engine, and here, since main.py imports the app, never the
-    reverse; said by them, not by argparse, whose usage line before the error was the CLI's only two-line error."""
-    if named_data_dir(flag) is not None:
-        return None
-    return (f'--data-dir "{flag}": the folder name is {"only spaces" if flag else "empty"}',
-            "give a folder, e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one")

@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 from app.app_log import current_log_file, install_exception_hooks, log_startup_facts, start_file_log, stop_file_log
 from app.bindings import bind
 from app.controller import AppController
-from app.data_dir import DataDir, blank_data_dir, resolve_data_dir
+from app.data_dir import DataDir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
 from app.file_urls import file_url
 from app.instance_lock import AlreadyRunning, lock_data_dir
@@ -62,7 +62,7 @@ from app.widgets.prompt_panel import PromptPanel
 from app.widgets.quantize_panel import QuantizePanel
 from app.wording import counted
 from gpu.output_folders import LinkLeadsNowhere, folder_problem
-from gpu.paths import user_data_path
+from gpu.paths import blank_data_dir, user_data_path
 
 log = logging.getLogger(__name__)
 

@@ -70,6 +70,20 @@ def named_data_dir(name: str | os.PathLike[str]) -> Path | None:
     return absolute_folder(os.path.expanduser(text)) if text.strip() else None
 
 
+def blank_data_dir(flag: str) -> tuple[str, str] | None:
+    """What is wrong with the --data-dir ``flag``, and what to do, when it names no folder (``named_data_dir``):
+    empty (``--data-dir "$UNSET"``), where ``Path("")`` is the current folder and user data would land wherever the
+    command happened to run, or only spaces, a folder named with them there. None when it names one. For the
+    command line (``main``) and the app started on its own (``app.main_window.run_app``) alike, so both say it in
+    the same words; here, beside ``named_data_dir``, since an engine-only install (no ``app`` package) takes
+    --data-dir too. Said by them, not by argparse, whose usage line before the error was the CLI's only two-line
+    error."""
+    if named_data_dir(flag) is not None:
+        return None
+    return (f'--data-dir "{flag}": the folder name is {"only spaces" if flag else "empty"}',
+            "give a folder, e.g. --data-dir ~/nibble-data, or leave --data-dir out for the default one")
+
+
 def user_data_path() -> Path:
     """The per-user data folder (``NIBBLE_DATA_DIR`` or the platform's), which may not exist yet: for what only reads
     it (``inspect`` looking up a library name), so that reading never creates it or fails where it cannot be made."""

@@ -108,19 +108,27 @@ def test_inspect_says_the_scheduler_the_file_records(tmp_path, capsys):
 def test_help_and_inspect_never_import_the_app(tmp_path):
     """main.py imported the app package at its top (``app.data_dir``, for a --data-dir's words): every command
     imported the desktop app's package, which an engine-only install does not have. ``--help`` and ``inspect``
-    (without --data-dir) import neither it nor Qt."""
+    import neither it nor Qt, with --data-dir too: its blank-name check (``blank_data_dir``) was imported from the
+    app, so on an engine-only install every command given --data-dir stopped with ModuleNotFoundError."""
     import json
     import os
     import subprocess
     import sys
 
+    model = str(MODELS / "demo-int4.safetensors")
     script = ("import json, sys, main\n"
+              "def app_modules():\n    return sorted(m for m in ('app', 'PySide6') if m in sys.modules)\n"
               "try:\n    main.main(['--help'])\nexcept SystemExit:\n    pass\n"
-              "help = sorted(m for m in ('app', 'PySide6') if m in sys.modules)\n"
-              f"code = main.main(['inspect', {str(MODELS / 'demo-int4.safetensors')!r}])\n"
-              "print(json.dumps([help, code, sorted(m for m in ('app', 'PySide6') if m in sys.modules)]))\n")
+              "help = app_modules()\n"
+              f"code = main.main(['inspect', {model!r}])\n"
+              "plain = app_modules()\n"
+              f"named = main.main(['--data-dir', {str(tmp_path / 'named')!r}, 'inspect', {model!r}])\n"
+              f"blank = main.main(['--data-dir', '', 'inspect', {model!r}])\n"
+              "print(json.dumps([help, code, plain, named, blank, app_modules()]))\n")
     env = {**os.environ, "NIBBLE_DATA_DIR": str(tmp_path / "data")}
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parent.parent, env=env)  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout.splitlines()[-1]) == [[], 0, []], run.stdout[-500:]
+    # a blank --data-dir is refused (2) in the engine's own words, still without the app
+    assert json.loads(run.stdout.splitlines()[-1]) == [[], 0, [], 0, 2, []], run.stdout[-500:]
+    assert '--data-dir "": the folder name is empty' in run.stderr
