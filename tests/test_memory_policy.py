@@ -22,6 +22,7 @@ from gpu.runtime.memory_policy import (
     choose_policy,
     decode_bytes,
     detect_total_vram,
+    work_bytes_per_pixel,
 )
 
 
@@ -134,7 +135,7 @@ def test_a_gpu_plan_scales_the_working_memory_to_the_models_widths(tmp_path, mon
     transformer, vae = config_json(base / "transformer"), config_json(base / "vae")
     width = transformer["num_attention_heads"] * transformer["attention_head_dim"]
     denoise = DENOISE_BYTES_PER_PIXEL * width // (24 * 128)
-    decode = DECODE_BYTES_PER_PIXEL * vae["block_out_channels"][0] // 128
+    decode = DECODE_BYTES_PER_PIXEL * max(vae["block_out_channels"][:2]) // 256
     assert (width, denoise, decode) == (256, 77, 608)
     for name in ("demo", "demo-int4"):  # a folder's configs, and the config an SVDQ file records
         policy = GenerationService(library, device=torch.device("cpu")).describe(name).memory_policy
@@ -144,7 +145,19 @@ def test_a_gpu_plan_scales_the_working_memory_to_the_models_widths(tmp_path, mon
         assert policy.peak_estimate_bytes == pytest.approx(weights + (denoise + decode) * 128 * 128, abs=64), name
     # the tiles follow the decoder: FLUX.1-dev's tiles above 1536 on a 24 GB card, one 4 times narrower none
     assert choose_policy(24 * GiB).vae_tile_size == 1536
-    assert choose_policy(24 * GiB, replace(FLUX_DEV_INT4, decoder_width=32)).vae_tile_size is None
+    assert choose_policy(24 * GiB, replace(FLUX_DEV_INT4, decoder_width=64)).vae_tile_size is None
+
+
+@pytest.mark.parametrize("channels", [[128, 256, 512, 512], [64, 256, 512, 512], [32, 256, 512, 512]])
+def test_the_decode_is_planned_by_the_widest_full_resolution_channels(channels):
+    """The decode memory was scaled by ``block_out_channels[0]`` alone, but the decoder's last block works on maps
+    the block before it upsampled to full resolution in ``[1]`` channels: a decode's peak is the same for each of
+    these (1,536 bytes a pixel measured, random weights at 128x128), and [64, 256, ...] was planned half FLUX.1's
+    figure (1,216 of 2,432), [32, 256, ...] a quarter. Each is planned FLUX.1's own; FLUX.1's stays exactly it."""
+    from gpu.generation.memory import widths
+
+    sizes = replace(FLUX_DEV_INT4, **widths({}, {"block_out_channels": channels}))
+    assert work_bytes_per_pixel(sizes)[1] == DECODE_BYTES_PER_PIXEL == work_bytes_per_pixel(FLUX_DEV_INT4)[1]
 
 
 def test_flux_constants_match_meta_builds():

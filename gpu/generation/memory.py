@@ -127,8 +127,12 @@ def widths(transformer_config: Mapping[str, Any], vae_config: Mapping[str, Any])
     found = {}
     if _positive(heads) and _positive(head_dim):
         found["transformer_width"] = heads * head_dim
-    if isinstance(channels, (list, tuple)) and channels and _positive(channels[0]):
-        found["decoder_width"] = channels[0]
+    # The decoder's last block works at full resolution in block_out_channels[0] channels, on maps the block before
+    # it upsampled there in [1]: the wider of the two sets the decode's peak ([1]: FLUX.1's 256, not [0]'s 128).
+    # By [0] alone, a VAE of [64, 256, 512, 512] was planned half of what its decode holds.
+    full_resolution = channels[:2] if isinstance(channels, (list, tuple)) else ()
+    if full_resolution and all(_positive(c) for c in full_resolution):
+        found["decoder_width"] = max(full_resolution)
     return found
 
 

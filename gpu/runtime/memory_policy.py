@@ -26,7 +26,7 @@ RESERVE_BYTES = 3 * GiB // 4
 # gpu.bench.flux_pipeline_16gb (H200, 2026-11-21): 0.20 GiB left allocated after denoising plus 0.69 GiB idle
 # in the graph's pool at 1024x1024; 928 bytes per pixel is 0.91 GiB there.
 DENOISE_BYTES_PER_PIXEL = 928
-# Untiled VAE decode per output pixel (bf16 decoder activations, 128-512 channels at full resolution). Measured
+# Untiled VAE decode per output pixel (bf16 decoder activations, 128 and 256 channels at full resolution). Measured
 # by the same simulation: 2.378 GiB at 1024x1024 (2.375 planned). Tiled decode needs the same per tile.
 DECODE_BYTES_PER_PIXEL = 2432
 # One text encoder's activations while encoding (T5-XXL at 512 tokens needs ~0.1 GiB).
@@ -39,11 +39,11 @@ TILE_SIDES = (1536, 1024, 768, 512)  # VAE tile sides tried, largest first
 REFERENCE_SIZE = (1024, 1024)  # the image size plans are made for when not told the model's (FLUX.1's native one)
 
 TEXT_ENCODER_PLACES = ("gpu", "gpu-while-encoding", "cpu")
-# FLUX.1's transformer width (24 attention heads of 128) and its VAE decoder's channels at full resolution: the
-# model the working memory above was measured on. One block's activations grow with the first, the decode's
-# full-resolution feature maps with the second (``cpu_work_bytes_per_pixel``).
+# FLUX.1's transformer width (24 attention heads of 128) and its VAE decoder's widest channels at full resolution
+# (``decoder_width``): the model the working memory above was measured on. One block's activations grow with the
+# first, the decode's full-resolution feature maps with the second (``cpu_work_bytes_per_pixel``).
 FLUX_TRANSFORMER_WIDTH = 24 * 128
-FLUX_DECODER_WIDTH = 128
+FLUX_DECODER_WIDTH = 256
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,9 @@ class ModelSizes:
     # bits of the transformer's quantized weights (its widest format: 4 for an INT4/NVFP4/FP4/NF4 SVDQ file, 8 for
     # INT8); 16 when it is not quantized. A plan that does not fit advises a 4-bit model only to the others.
     weight_bits: int = 16
-    # The transformer's width (attention heads x head size) and the VAE decoder's channels at full resolution
-    # (``block_out_channels[0]``), from their configs: FLUX.1's where unknown.
+    # The transformer's width (attention heads x head size) and the VAE decoder's widest channels at full
+    # resolution (the larger of ``block_out_channels[0]`` and ``[1]``: ``gpu.generation.memory.widths``), from their
+    # configs: FLUX.1's where unknown.
     transformer_width: int = FLUX_TRANSFORMER_WIDTH
     decoder_width: int = FLUX_DECODER_WIDTH
 
