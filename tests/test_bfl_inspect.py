@@ -74,3 +74,22 @@ def test_inspecting_imports_no_torch(tmp_path):
     code = (f"import sys; from gpu.bfl_layout import inspect_single_file; inspect_single_file({str(single)!r}); "
             "assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_a_single_file_missing_a_norm_scale_is_named_incomplete_before_any_read(tmp_path):
+    """A block's QK norm scales were mapped without checking the file had them: a file lacking one passed both
+    completeness checks, and the run stopped when it read that block, saying the file "can no longer be read
+    (File does not contain tensor …): it changed since the run started, or its disk fails"."""
+    from safetensors.torch import load_file
+
+    from gpu.streaming.source import bfl_file_source
+
+    single = save_bfl_transformer(DEMO, tmp_path / "f.safetensors")
+    tensors = load_file(single)
+    del tensors["single_blocks.1.norm.key_norm.scale"]
+    save_file(tensors, str(single))
+    with pytest.raises(ModelLoadError, match="f.safetensors: the transformer lacks 1 tensors "
+                                             r"\(single_transformer_blocks.1.attn.norm_k.weight\)") as err:  # fmt: skip
+        bfl_file_source(single)
+    assert err.value.hint == "the file is incomplete or another model"
+

@@ -201,7 +201,8 @@ def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dic
             for src, linear in linears.items():
                 layer(s + src, d, linear)
             for src, dst in norms.items():
-                m[d + dst] = (s + src, None)
+                if s + src in keys:  # else the completeness check names it, not the block's read hours later
+                    m[d + dst] = (s + src, None)
     raw = {
         "_class_name": "FluxTransformer2DModel",
         **config,
