@@ -93,7 +93,12 @@ def implied_config(name: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
 
 def incomplete_transformer(name: str, err: Exception) -> ModelLoadError:
     """The error for a file whose tensor ``err`` names (a KeyError's key, ...) is absent or of another shape."""
-    return ModelLoadError(f"{name}: not a complete FLUX.1 transformer ({err} is missing or malformed)",
+    return malformed_transformer(name, f"{err} is missing or malformed")
+
+
+def malformed_transformer(name: str, what: str) -> ModelLoadError:
+    """The error for the file ``name`` that is no complete FLUX.1 transformer, ``what`` saying which tensor is not."""
+    return ModelLoadError(f"{name}: not a complete FLUX.1 transformer ({what})",
                           "the file is incomplete or another model")  # fmt: skip
 
 

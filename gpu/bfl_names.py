@@ -47,20 +47,23 @@ def bfl_prefix(keys: Iterable[str]) -> str | None:
 @dataclass(frozen=True)
 class BflLinear:
     """What one BFL linear layer is in diffusers. ``modules``: the diffusers linears its output rows go to, in row
-    order; several for a fused layer, whose rows are split D (the hidden size) rows to each, the last taking all
-    rows left when ``last_takes_rest`` (a single block's MLP input after its q, k, v). ``swap_halves``: the two
-    halves of its output rows trade places (BFL's final modulation emits shift, scale; diffusers' scale, shift)."""
+    order; several for a fused layer, whose rows are split D (the hidden size) rows to each but the last, which takes
+    ``last_rows`` times D (a single block's MLP input after its q, k, v: FLUX.1's MLP ratio, 4, which diffusers'
+    block is built with). ``swap_halves``: the two halves of its output rows trade places (BFL's final modulation
+    emits shift, scale; diffusers' scale, shift)."""
 
     modules: tuple[str, ...]
-    last_takes_rest: bool = False
+    last_rows: int = 1
     swap_halves: bool = False
 
-    def row_ranges(self, dim: int, rows: int) -> list[tuple[int, int]]:
-        """Each of ``modules``' [start, end) rows of the fused layer's ``rows`` output rows, for hidden size
-        ``dim``: D rows each, the last to ``rows`` when ``last_takes_rest``."""
+    def rows(self, dim: int) -> int:
+        """The layer's output rows for hidden size ``dim``: what its weight's and bias's first dimension must be."""
+        return (len(self.modules) - 1 + self.last_rows) * dim
+
+    def row_ranges(self, dim: int) -> list[tuple[int, int]]:
+        """Each of ``modules``' [start, end) rows of the layer's ``rows(dim)`` output rows, for hidden size ``dim``."""
         ranges = [(j * dim, (j + 1) * dim) for j in range(len(self.modules))]
-        if self.last_takes_rest:
-            ranges[-1] = (ranges[-1][0], rows)
+        ranges[-1] = (ranges[-1][0], self.rows(dim))
         return ranges
 
 
@@ -80,7 +83,7 @@ DOUBLE_LINEARS = {
 }
 # A single block's linears (under single_blocks.i. -> single_transformer_blocks.i.).
 SINGLE_LINEARS = {
-    "linear1": BflLinear(("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), last_takes_rest=True),
+    "linear1": BflLinear(("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), last_rows=4),
     "linear2": BflLinear(("proj_out",)),
     "modulation.lin": BflLinear(("norm.linear",)),
 }

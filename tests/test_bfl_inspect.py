@@ -93,3 +93,23 @@ def test_a_single_file_missing_a_norm_scale_is_named_incomplete_before_any_read(
         bfl_file_source(single)
     assert err.value.hint == "the file is incomplete or another model"
 
+
+@pytest.mark.parametrize("rows", [3, 5, 8])  # in hidden sizes (D = 256): FLUX.1 has 3 (q, k, v) + 4 (MLP input)
+def test_a_single_blocks_linear1_of_other_rows_is_refused_naming_it(tmp_path, rows):
+    """A single block's linear1 is split into q, k, v of D rows each and the MLP input of the rest: one of 3·D rows
+    passed, its MLP input an empty slice, and the block failed to load hours into a run (one longer, its MLP
+    input too wide)."""
+    from safetensors.torch import load_file
+
+    from gpu.streaming.source import bfl_file_source
+
+    single = save_bfl_transformer(DEMO, tmp_path / "f.safetensors")
+    tensors = load_file(single)
+    for p in ("weight", "bias"):
+        t = tensors[f"single_blocks.2.linear1.{p}"]
+        tensors[f"single_blocks.2.linear1.{p}"] = torch.cat([t, t])[:rows * 256].contiguous()
+    save_file(tensors, str(single))
+    with pytest.raises(ModelLoadError, match=re.escape(
+            f"f.safetensors: not a complete FLUX.1 transformer (single_blocks.2.linear1.weight has {rows * 256} rows "
+            "where FLUX.1 has 1792 (attn.to_q + attn.to_k + attn.to_v + proj_mlp at hidden size 256))")):
+        bfl_file_source(single)

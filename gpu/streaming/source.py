@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from gpu.bfl_layout import implied_config, incomplete_transformer, inspect_single_file
+from gpu.bfl_layout import implied_config, incomplete_transformer, inspect_single_file, malformed_transformer
 from gpu.bfl_names import (
     DOUBLE_LINEARS,
     DOUBLE_NORMS,
@@ -168,7 +168,10 @@ def _swap_halves(t: torch.Tensor) -> torch.Tensor:
 
 def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dict]:
     """BFL tensor shapes (unprefixed name -> shape) of the file ``name`` -> (diffusers name -> (bfl key,
-    transform or None), raw diffusers config inferred from the shapes). The names come from ``gpu.bfl_names``."""
+    transform or None), raw diffusers config inferred from the shapes). The names come from ``gpu.bfl_names``.
+    ModelLoadError naming a fused layer (qkv, linear1) whose rows do not split into those of FLUX.1's modules; a
+    tensor the config is read from absent raises KeyError (``bfl_file_source`` says it); any other absent one is left
+    unmapped, for ``WeightSource``'s check to name."""
     keys = set(shapes)
     config = implied_config(name, shapes)  # ModelLoadError when a tensor every FLUX.1 has is absent
     m: dict[str, tuple[str, Callable | None]] = {}
@@ -185,9 +188,14 @@ def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dic
         if len(linear.modules) == 1:
             lin(src, dst + linear.modules[0], _swap_halves if linear.swap_halves else None)
             return
-        # only a layer whose last module takes the rest needs its row count: a single block's linear1 (3D + M rows)
-        rows = shapes[f"{src}.weight"][0] if linear.last_takes_rest else len(linear.modules) * dim
-        for module, (a, b) in zip(linear.modules, linear.row_ranges(dim, rows), strict=True):
+        # A fused layer of other rows would be split into slices of the wrong size, one of them perhaps empty
+        # (linear1 of 3D rows: no MLP input), and the block holding it fail to load hours into a run.
+        rows = linear.rows(dim)
+        for p in ("weight", "bias"):
+            if f"{src}.{p}" in keys and (found := shapes[f"{src}.{p}"][:1]) != [rows]:
+                raise malformed_transformer(name, f"{src}.{p} has {found[0] if found else 0} rows where FLUX.1 "
+                                                  f"has {rows} ({' + '.join(linear.modules)} at hidden size {dim})")
+        for module, (a, b) in zip(linear.modules, linear.row_ranges(dim), strict=True):
             lin(src, dst + module, _rows(a, b))
 
     for src, linear in TOP_LINEARS.items():
