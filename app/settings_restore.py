@@ -187,6 +187,7 @@ class SettingsRestore:
             notes.append(note)
         if entry is not None and usable(entry):
             self._library.select_model(entry.name, apply_defaults=False)  # its name, not the image's escaped one
+            self._library.drop_kept()  # the image's model, the one in use too, is the user's word: saved from now on
             return ["model"]
         # the same settings on another model give another image: say so rather than let it pass
         self._say(EngineError(

@@ -122,6 +122,15 @@ def test_the_app_starts_without_a_models_folder_whose_drive_is_unplugged_and_kee
     assert "To keep working with 'demo' (and save its size, steps and guidance rather than those of 'mine'), pick " \
         "it in the Models list." in said.hint, said.hint  # fmt: skip
     assert window.controller.last_job().model == "mine"  # not picked yet: kept
+    # An image made with the model in use, its settings reused, is the user's word too: it kept the deleted model,
+    # the image's settings saved under it and lost at the next start
+    kept = window.controller.library._kept
+    png = write_png(tmp_path / "of demo.png", Image.new("RGB", (8, 8)), {"prompt": "a lake", "steps": 7,
+                                                                         "width": 384, "height": 320, "model": "demo"})
+    window.controller.restore_from_files([png])
+    qtbot.waitUntil(lambda: window.controller.prompt.steps == 7)
+    assert (window.controller.last_job().model, window.controller.last_job().steps) == ("demo", 7)
+    window.controller.library._kept = kept  # the start's state again, for the pick below
     window.controller.prompt.steps = 5  # set on the model in use, then picked: saved with it
     assert window.model_panel.state.pick("demo") is Pick.CURRENT
     window.close()
