@@ -15,13 +15,15 @@ __version__ = "0.1.0"
 
 
 def code_stamp(folder: Path) -> str:
-    """A short hash of the ``.py`` files under ``folder`` (their paths and contents), or of its ``.pyc`` files where
-    it holds no sources (an install compiled and stripped): another edit, another stamp. A file that cannot be read
-    (an editor's lock link that leads nowhere, a file removed meanwhile) counts by its name alone: a stamp that
-    raised would fail every library save. With no code found at all the stamp is this process's own, so nothing
-    recorded under an unknown engine is taken for this one's
-    (``engine_stamp`` takes it once per process)."""
-    files = sorted(p for p in folder.rglob("*.py") if p.is_file()) or sorted(folder.rglob("*.pyc"))
+    """A short hash of the ``.py`` files under ``folder`` (their paths and contents) and of the ``.pyc`` files that
+    stand for sources (beside them, outside ``__pycache__``: an install compiled and stripped, wholly or in part):
+    another edit, another stamp. The caches in ``__pycache__`` are left out: Python writes them as it imports. A
+    file that cannot be read (an editor's lock link that leads nowhere, a file removed meanwhile) counts by its
+    name alone: a stamp that raised would fail every library save. With no code found at all the stamp is this
+    process's own (``engine_stamp`` takes it once per process), so nothing recorded under an unknown engine is taken
+    for this one's."""
+    files = sorted(p for p in [*folder.rglob("*.py"), *folder.rglob("*.pyc")]
+                   if p.is_file() and (p.suffix == ".py" or "__pycache__" not in p.parts))  # fmt: skip
     if not files:
         return f"unknown-{uuid.uuid4().hex[:12]}"
     digest = hashlib.sha256()

@@ -405,6 +405,15 @@ def test_the_code_stamp_survives_an_unreadable_file_and_reads_compiled_code_with
     one = code_stamp(compiled)
     (compiled / "a.pyc").write_bytes(b"a fixed build")
     assert code_stamp(compiled) != one
+    part = tmp_path / "part"  # a source kept beside compiled modules: those count too, the caches do not
+    (part / "__pycache__").mkdir(parents=True)
+    (part / "__init__.py").write_text("")
+    (part / "engine.pyc").write_bytes(b"one build")
+    one = code_stamp(part)
+    (part / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"written by an import")
+    assert code_stamp(part) == one
+    (part / "engine.pyc").write_bytes(b"a fixed build")
+    assert code_stamp(part) != one
     empty = tmp_path / "empty"
     empty.mkdir()
     assert code_stamp(empty) != code_stamp(empty)  # no code found: nothing recorded under it holds again
