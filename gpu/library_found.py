@@ -207,7 +207,12 @@ def found_models(folder: Path, listed: Iterable[Path], library_file: Path) -> li
         path = Path(folder) / name
         if name.startswith(".") or not is_safetensors_name(name) or not path.is_file():
             continue
-        if any(same_file(path, p) for p in listed) or left_out(library_file, path):
+        if any(same_file(path, p) for p in listed):
+            continue
+        if why := left_out(library_file, path):
+            # in the log: a file put back at the path of a model removed (a backup with its old time) stays out
+            log.info("not adding %s, found in the models folder: left out (%s); adding it in the Models panel lists "
+                     "it again", path, why)
             continue
         found.append(path)
     return found
