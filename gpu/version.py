@@ -18,12 +18,13 @@ def code_stamp(folder: Path) -> str:
     """A short hash of the ``.py`` files under ``folder`` (their paths and contents) and of the ``.pyc`` files that
     stand for sources (beside them, outside ``__pycache__``: an install compiled and stripped, wholly or in part):
     another edit, another stamp. The caches in ``__pycache__`` are left out: Python writes them as it imports. A
-    file that cannot be read (an editor's lock link that leads nowhere, a file removed meanwhile) counts by its
-    name alone: a stamp that raised would fail every library save. With no code found at all the stamp is this
+    file that cannot be looked at or read (in a folder that can be listed but not entered, removed meanwhile) counts
+    by its name alone, and a link that leads nowhere (an editor's lock link) is passed over: a stamp that raised
+    would fail every library save. With no code found at all the stamp is this
     process's own (``engine_stamp`` takes it once per process), so nothing recorded under an unknown engine is taken
     for this one's."""
     files = sorted(p for p in [*folder.rglob("*.py"), *folder.rglob("*.pyc")]
-                   if p.is_file() and (p.suffix == ".py" or "__pycache__" not in p.parts))  # fmt: skip
+                   if _regular_or_unknown(p) and (p.suffix == ".py" or "__pycache__" not in p.parts))  # fmt: skip
     if not files:
         return f"unknown-{uuid.uuid4().hex[:12]}"
     digest = hashlib.sha256()
@@ -34,6 +35,14 @@ def code_stamp(folder: Path) -> str:
         except OSError:
             digest.update(b"unreadable\0")
     return digest.hexdigest()[:12]
+
+
+def _regular_or_unknown(path: Path) -> bool:
+    """Whether ``path`` is a regular file, or cannot be looked at (then counted by its name: ``code_stamp``)."""
+    try:
+        return path.is_file()
+    except OSError:  # its folder listed but not entered: is_file raises rather than answers
+        return True
 
 
 @functools.cache

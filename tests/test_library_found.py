@@ -405,6 +405,16 @@ def test_the_code_stamp_survives_an_unreadable_file_and_reads_compiled_code_with
     one = code_stamp(compiled)
     (compiled / "a.pyc").write_bytes(b"a fixed build")
     assert code_stamp(compiled) != one
+    real_is_file = Path.is_file
+
+    def denied(path):  # a folder that can be listed but not entered: is_file raises (as root nothing is denied)
+        if path.name == "a.py":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_is_file(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "is_file", denied)
+        assert code_stamp(tmp_path) != ""  # counted by its name, without raising
     part = tmp_path / "part"  # a source kept beside compiled modules: those count too, the caches do not
     (part / "__pycache__").mkdir(parents=True)
     (part / "__init__.py").write_text("")
