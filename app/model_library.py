@@ -164,6 +164,7 @@ class ModelLibrary(QObject):
                                   _unusable_hint(entry)))
             return False
         self._rechecking = None  # another model picked since: the list read for that pick must not undo this one
+        back = self._kept if self._kept is not None and self._kept.name == name else None
         if name != self._prompt.model:
             self._kept = None  # a model the user picks (or an image's, a model added) is the one to keep now
         self._prompt.model = name
@@ -178,6 +179,11 @@ class ModelLibrary(QObject):
             # meanwhile (nor what a job queued meanwhile ran with: ``generate`` drops them).
             fields = self._prompt.model_default_fields()
             self._defaults_since = fields if unchanged_since is None else unchanged_since
+        if back is not None:  # the model kept for the user, its file back and picked: with the fields kept for it
+            for key, value in back.fields.items():
+                setattr(self._prompt, key, value)
+            if self._defaults_since is not None:  # its defaults, still to come, only for the fields kept unset
+                self._defaults_since = {k: v for k, v in self._defaults_since.items() if k not in back.fields}
         self._ask_describe(name)
         return True
 
@@ -278,7 +284,7 @@ class ModelLibrary(QObject):
             fallback = self.next_model()
             kept = self._keeping(entry)  # saved in its place: the user did not pick the fallback
             if entry is not None and fallback != last:
-                self._say_cannot_open(entry, " you used last time", fallback, "notice", kept is not None)
+                self._say_cannot_open(entry, " you used last time", fallback, "notice", kept.name if kept else None)
             self._prompt.model = fallback
             apply_defaults = True  # another model: its own size, steps and guidance, but for an image's restored
             since = {k: v for k, v in (self._prompt.model_default_fields() if since is None else since).items()
@@ -302,13 +308,15 @@ class ModelLibrary(QObject):
             return self._prompt.model
         return self._fallback_model() or self._prompt.model
 
-    def _say_cannot_open(self, entry: Any, when: str, fallback: str | None, kind: str, kept: bool = False) -> None:
+    def _say_cannot_open(self, entry: Any, when: str, fallback: str | None, kind: str, kept: str | None = None
+                         ) -> None:  # fmt: skip
         """Why the selected model ``entry`` cannot be opened, and the model selected instead; ``when``: " you
-        used last time" for the last session's; ``kept``: ``entry`` is saved in the fallback's place (``kept_fields``),
-        so that the size, steps and guidance set on the fallback are not, till the user picks it: said."""
+        used last time" for the last session's; ``kept``: the model saved in the fallback's place (``kept_fields``:
+        ``entry``, or the user's model it had replaced), so that the size, steps and guidance set on the fallback are
+        not, till the user picks it: said."""
         instead = f" '{fallback}' is selected instead." if fallback is not None else ""
         keep = (f" To keep working with '{fallback}' (and save its size, steps and guidance rather than those of "
-                f"'{entry.name}'), pick it in the Models list.") if kept and fallback is not None else ""
+                f"'{kept}'), pick it in the Models list.") if kept and fallback is not None else ""
         self._say(EngineError(
             kind, f"The model '{entry.name}'{when} cannot be opened: {entry.problem}.{instead}",
             _unusable_hint(entry) + keep))
@@ -345,7 +353,7 @@ class ModelLibrary(QObject):
                 switched = f"; '{fallback}' is selected"
                 self._kept = kept
             if entry is not None:  # its file was moved or deleted while the app ran (a job or its facts found it)
-                self._say_cannot_open(entry, "", fallback, "user", bool(switched) and kept is not None)
+                self._say_cannot_open(entry, "", fallback, "user", kept.name if switched and kept else None)
                 self._gone.add(entry.name)
         for name, path in list(self._removing.items()):
             if self.entry(name) is not None:  # a list read before the removal was taken up
