@@ -173,7 +173,7 @@ def refuse_blank_data_dir(args: argparse.Namespace, argv: list[str], what: str, 
     if windowed_app(args):
         from app.main_window import show_start_refused
 
-        show_start_refused(argv, what, fix)
+        show_start_refused(with_program(argv), what, fix)
     return 2
 
 
@@ -245,7 +245,7 @@ def refuse_usage(err: UsageError, argv: list[str]) -> NoReturn:
         from app.main_window import show_start_refused
 
         usage = " ".join(err.usage.split()).removeprefix("usage: ")
-        show_start_refused(argv, f"The command line was not understood: {err}",
+        show_start_refused(with_program(argv), f"The command line was not understood: {err}",
                            f"start Nibble Studio without arguments (what it takes: {usage})")  # fmt: skip
     raise SystemExit(2)
 
@@ -712,6 +712,13 @@ def app_installed() -> bool:
     return importlib.util.find_spec("app.main_window") is not None
 
 
+def with_program(argv: list[str]) -> list[str]:
+    """``argv`` (the arguments after the program) as Qt takes a command line: the program first. Without it the
+    first argument, an image opened with the app, was Qt's program name, and the window's X11 class (the
+    .desktop file's StartupWMClass matches it) the image's name."""
+    return [sys.argv[0] if sys.argv and sys.argv[0] else "nibble-studio", *argv]
+
+
 def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
     """Opens the desktop app; with no app package (an engine-only install) prints the help (exit 0), and with no
     display to open its window on (``no_display_for_the_window``) says so (exit 2)."""
@@ -734,7 +741,7 @@ def run_gui(args: argparse.Namespace, argv: list[str]) -> int:
         raise
     # the flag as given, which run_app reads as main reads it (``named_data_dir``): Path() took "./~" for "~", and
     # the app then opened the home folder while the engine had the folder named "~" in the current one
-    return run_app(argv, args.data_dir, getattr(args, "open_files", None))
+    return run_app(with_program(argv), args.data_dir, getattr(args, "open_files", None))
 
 
 COMMANDS = {"quantize": cmd_quantize, "generate": cmd_generate, "inspect": cmd_inspect, "bench": cmd_bench}

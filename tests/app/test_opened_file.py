@@ -106,3 +106,18 @@ def test_only_a_refused_command_line_ending_in_a_file_is_read_as_the_app_opening
                     ["inspect"], ["--data-dir"], ["x.png", "--seed", "3"], ["generate", "a.png", "b.png"],
                     ["x.png", "generate", "y.png"]):  # fmt: skip
         assert opened(*refused) is None, refused
+
+
+def test_the_app_gets_its_program_name_first_and_the_image_after_it(tmp_path, monkeypatch):
+    """main handed the app the arguments after the program, which Qt takes as a command line whose first word is the
+    program: an image opened with the app became Qt's program name, and the window's X11 class (what the .desktop
+    file's StartupWMClass matches) the image's name."""
+    import app.main_window
+    import main
+
+    png = write_png(tmp_path / "a lake.png", Image.new("RGB", (8, 8)), {"prompt": "a lake at dawn"})
+    given: list = []
+    monkeypatch.setattr(app.main_window, "run_app", lambda argv, data_dir, files: given.append((argv, files)) or 0)
+    monkeypatch.setattr(sys, "argv", ["/opt/Nibble Studio/nibble-studio", str(png)])
+    assert main.main([str(png)]) == 0
+    assert given == [(["/opt/Nibble Studio/nibble-studio", str(png)], [str(png)])]
