@@ -173,7 +173,7 @@ def refuse_blank_data_dir(args: argparse.Namespace, argv: list[str], what: str, 
     if windowed_app(args):
         from app.main_window import show_start_refused
 
-        show_start_refused(with_program(argv), what, fix)
+        show_start_refused(with_program([]), what, fix)  # not the words refused: Qt would obey -platform there
     return 2
 
 
@@ -245,7 +245,7 @@ def refuse_usage(err: UsageError, argv: list[str]) -> NoReturn:
         from app.main_window import show_start_refused
 
         usage = " ".join(err.usage.split()).removeprefix("usage: ")
-        show_start_refused(with_program(argv), f"The command line was not understood: {err}",
+        show_start_refused(with_program([]), f"The command line was not understood: {err}",
                            f"start Nibble Studio without arguments (what it takes: {usage})")  # fmt: skip
     raise SystemExit(2)
 

@@ -165,7 +165,7 @@ class ModelLibrary(QObject):
             return False
         self._rechecking = None  # another model picked since: the list read for that pick must not undo this one
         back = self._kept if self._kept is not None and self._kept.name == name else None
-        if name != self._prompt.model:
+        if back is not None or name != self._prompt.model:
             self._kept = None  # a model the user picks (or an image's, a model added) is the one to keep now
         self._prompt.model = name
         defaults = getattr(getattr(entry, "facts", None), "defaults", None)
@@ -349,6 +349,8 @@ class ModelLibrary(QObject):
         if entry is None or not usable(entry):  # the selected model was removed or went missing
             fallback = self._fallback_model()
             kept = self._keeping(entry)  # one gone missing is saved in its place: the user did not pick the fallback
+            if kept is not None and kept.name == fallback:  # the kept model itself back in its place: nothing kept
+                kept = None
             if fallback is not None and self.select_model(fallback):
                 switched = f"; '{fallback}' is selected"
                 self._kept = kept

@@ -19,8 +19,9 @@ def _entry(name: str, usable: bool, builtin: bool = False) -> SimpleNamespace:
                            builtin=builtin, missing=not usable)
 
 
-def _library(said: list) -> tuple[ModelLibrary, PromptState]:
-    """A library whose last session's model 'mine' (3 steps, 256x256) cannot be opened at the start."""
+def _library(said: list, start: list | None = None) -> tuple[ModelLibrary, PromptState]:
+    """A library whose last session's model 'mine' (3 steps, 256x256) cannot be opened at the start (``start``: the
+    library's entries then; by default two others that open)."""
     links = LibraryLinks(describe=lambda *a: None, read=lambda *a: None, add=lambda *a: None, remove=lambda *a: None,
                          owe_add=lambda *a: None, owe_remove=lambda *a: None, changed=lambda *a: None,
                          info_changed=lambda *a: None, add_ended=lambda *a: None, say=said.append,
@@ -28,9 +29,9 @@ def _library(said: list) -> tuple[ModelLibrary, PromptState]:
     prompt = PromptState()
     prompt.model, prompt.steps, prompt.width, prompt.height = "mine", 3, 256, 256
     library = ModelLibrary(prompt, MemoryState(), lambda: None, links, None)
-    library.on_engine_ready([_entry("demo", True, True), _entry("other", True), _entry("mine", False)])
+    library.on_engine_ready(start or [_entry("demo", True, True), _entry("other", True), _entry("mine", False)])
     library.select_at_start(True)
-    assert prompt.model == "demo" and library.kept_fields()["model"] == "mine"
+    assert library.kept_fields()["model"] == "mine"
     return library, prompt
 
 
@@ -39,6 +40,7 @@ def test_the_kept_model_picked_once_its_file_is_back_comes_with_the_fields_kept_
     defaults (4 steps, 512x512) and dropped the size and steps the settings had kept for it, which a restart
     would have restored."""
     library, prompt = _library([])
+    assert prompt.model == "demo"
     library.on_library([_entry("demo", True, True), _entry("other", True), _entry("mine", True)])  # plugged in
     library.list_state.pick("mine")
     assert (prompt.model, prompt.steps, prompt.width, prompt.height) == ("mine", 3, 256, 256)
@@ -53,3 +55,20 @@ def test_a_fallback_gone_in_turn_names_the_model_still_kept(qapp):
     library.on_library([_entry("demo", False, True), _entry("other", True), _entry("mine", False)])
     assert prompt.model == "other" and library.kept_fields()["model"] == "mine"
     assert "rather than those of 'mine'" in said[-1].hint, said[-1].hint
+
+
+def test_the_kept_model_back_as_the_fallback_or_with_no_fallback_is_kept_no_more(qapp):
+    """The kept model back, selected in place of a fallback gone missing: it was kept still, the notice told the
+    user to pick it to save its own fields rather than its own, and later edits were replaced by the kept ones at
+    the quit. The same with no fallback at all: its file back, it stayed kept for the session."""
+    said: list = []
+    library, prompt = _library(said)
+    library.on_library([_entry("demo", False, True), _entry("mine", True), _entry("other", True)])
+    assert (prompt.model, prompt.steps, prompt.width) == ("mine", 3, 256)
+    assert library.kept_fields() == {} and "To keep working" not in said[-1].hint, said[-1].hint
+    alone, prompt = _library([], [_entry("demo", False, True), _entry("mine", False)])  # none opens: 'mine' stays
+    assert prompt.model == "mine"
+    # its file looked at again at the start (the list read again): it is back
+    alone.on_library_read(alone._reads, [_entry("demo", False, True), _entry("mine", True)])
+    prompt.steps = 12
+    assert alone.kept_fields() == {}

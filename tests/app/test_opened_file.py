@@ -121,3 +121,20 @@ def test_the_app_gets_its_program_name_first_and_the_image_after_it(tmp_path, mo
     monkeypatch.setattr(sys, "argv", ["/opt/Nibble Studio/nibble-studio", str(png)])
     assert main.main([str(png)]) == 0
     assert given == [(["/opt/Nibble Studio/nibble-studio", str(png)], [str(png)])]
+
+
+def test_the_refusal_dialog_is_not_given_the_qt_options_it_refuses(monkeypatch):
+    """A command line main refuses, shown in a dialog from the desktop: Qt was handed the refused words with the
+    program first, and obeyed a '-platform' among them (a dialog on a platform no one sees, or an abort for one
+    that does not exist) instead of saying the usage error."""
+    import app.main_window
+    import main
+
+    shown: list = []
+    monkeypatch.setattr(main, "started_by_the_desktop", lambda: True)
+    monkeypatch.setattr(main, "gui_can_be_seen", lambda: True)
+    monkeypatch.setattr(app.main_window, "show_start_refused", lambda argv, message, hint: shown.append(argv))
+    monkeypatch.setattr(sys, "argv", ["/opt/Nibble Studio/nibble-studio", "-platform", "nosuch"])
+    with pytest.raises(SystemExit):
+        main.main(["-platform", "nosuch"])
+    assert shown == [["/opt/Nibble Studio/nibble-studio"]]
