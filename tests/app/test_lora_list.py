@@ -48,8 +48,11 @@ def test_a_folder_of_2000_loras_makes_controls_for_the_rows_in_sight_only(qtbot,
     assert view.model().rowCount() == len(state.entries) == 2001
     in_sight = view.rows_in_sight()
     assert 0 < len(in_sight) < 20
-    assert [row.entry for row in panel.rows] == [state.entries[i] for i in in_sight]
-    assert len(_controls(panel)) == len(in_sight)
+    # Controls for the rows in sight, and at most a few seen last (the list moved as the scan added rows above the
+    # ones first in sight): not one per LoRA of the folder
+    held = [row.entry for row in panel.rows]
+    assert all(state.entries[i] in held for i in in_sight)
+    assert len(_controls(panel)) == len(held) <= len(in_sight) + SPARE_EDITORS
     assert {row.width() for row in panel.rows} == {view.viewport().width()}  # as wide as the list, scroll bar up
 
     view.scrollToBottom()  # the last rows get controls as they come into sight; those seen before, a few stay
