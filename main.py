@@ -166,7 +166,7 @@ def print_error(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def refuse_blank_data_dir(args: argparse.Namespace, argv: list[str], what: str, fix: str) -> int:
+def refuse_blank_data_dir(args: argparse.Namespace, what: str, fix: str) -> int:
     """Refuses a --data-dir that names no folder (``blank_data_dir``'s ``what`` and ``fix``), in every mode: exit
     2, said on stderr, and in a dialog too by an app started with no terminal (``windowed_app``)."""
     print_error(f"error: {what} ({fix})")
@@ -236,7 +236,7 @@ class CommandLine(argparse.ArgumentParser):
         raise UsageError(message, self.prog, self.format_usage())
 
 
-def refuse_usage(err: UsageError, argv: list[str]) -> NoReturn:
+def refuse_usage(err: UsageError) -> NoReturn:
     """Says the usage error ``err`` as argparse does (the usage line, then "main.py: error: ...", on stderr; exit 2)
     and, where the run cannot be a script (``started_by_the_desktop``) and a dialog can be seen, in the start-refused
     dialog too: the app exited 2 with nothing seen."""
@@ -769,10 +769,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"'main.py {args.command} ...' separately")  # fmt: skip
     except UsageError as err:
         if (args := app_with_file(parser, argv)) is None:
-            refuse_usage(err, argv)
-    if args.data_dir is not None:
-        if (blank := blank_data_dir(args.data_dir)) is not None:
-            return refuse_blank_data_dir(args, argv, *blank)  # no folder the app's own start-up dialog could name
+            refuse_usage(err)
+    if args.data_dir is not None and (blank := blank_data_dir(args.data_dir)) is not None:
+        return refuse_blank_data_dir(args, *blank)  # no folder the app's own start-up dialog could name
     # the default folder checked for the commands that write into it: their log, the library, the self-test report
     if problem := choose_data_dir(args.data_dir, default_needed=args.self_test or args.command in LOGGED_COMMANDS,
                                   default_written=args.self_test):

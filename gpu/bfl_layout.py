@@ -28,7 +28,7 @@ class SingleFileFacts:
     config: dict[str, Any]  # the FluxTransformer2DModel settings its shapes imply (pipeline_checks.BASE_MUST_MATCH, …)
     params: int  # the transformer's parameter count (a ComfyUI file's VAE and encoders not included)
     dtype: str  # the transformer's dominant dtype as stored, e.g. "BF16", "F8_E4M3"
-    prefix: str = ""  # where the BFL names sit in the file (``PREFIXES``)
+    prefix: str = ""  # where the BFL names sit in the file (``gpu.bfl_names.PREFIXES``)
     shapes: dict[str, list[int]] = field(default_factory=dict, repr=False)  # BFL name (unprefixed) -> shape
 
     @property

@@ -5,7 +5,6 @@ Torch-free: reads JSON files and safetensors headers only."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +71,8 @@ def check_not_prequantized(folder: Path) -> None:
     ``quantization_config`` in its config.json, e.g. HF's diffusers/FLUX.1-dev-bnb-4bit): it was listed as
     bf16, and generating failed with "PackageNotFoundError: bitsandbytes"."""
     for component in sorted(k for k in model_index_or_empty(folder) if not k.startswith("_")):
-        try:
-            cfg = json.loads((folder / component / "config.json").read_bytes())
-        except (OSError, ValueError, RecursionError):
-            continue  # no config.json (a tokenizer, the scheduler), or an unreadable one, which loading names
-        quant = cfg.get("quantization_config") if isinstance(cfg, dict) else None
+        # {} for no config.json (a tokenizer, the scheduler) or an unreadable one, which loading names
+        quant = config_json(folder / component).get("quantization_config")
         if not isinstance(quant, dict):
             continue
         method = str(quant.get("quant_method", "another library"))

@@ -223,8 +223,8 @@ def _arch_refusal(family: str) -> Callable[[int, int], str | None]:
 
 
 def _probe(index: int, family: str) -> str | None:
-    """``fused_refusal`` for CUDA device ``index``: the backends' ``availability.gpu_refusal`` (pycuda, not
-    installed or broken, then the architecture), then the kernel binary."""
+    """``fused_refusal`` for CUDA device ``index``: ``availability.gpu_refusal`` (pycuda, not installed or broken,
+    then the architecture), then ``availability.binary_refusal`` (the kernel binary)."""
     device = torch.device("cuda", index)
     return availability.gpu_refusal(device, _arch_refusal(family)) or availability.binary_refusal(device)
 
