@@ -6,6 +6,7 @@ import errno
 import gc
 import sqlite3
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,11 @@ class StartupRefused(Exception):
 
     def as_error(self) -> EngineError:
         return EngineError("user", str(self), self.hint)
+
+    def with_files(self, files: Sequence[Path]) -> EngineError:
+        """The refusal of an app started with ``files`` to open: the refusal alone, but where the files' fate
+        has more to say (``AlreadyRunning``: drop them on the app that is open)."""
+        return self.as_error()
 
 
 _SQLITE_FULL = 13  # primary result code ("database or disk is full"); literal for Python 3.10

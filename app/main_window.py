@@ -47,7 +47,7 @@ from app.controller import AppController
 from app.data_dir import DataDir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
 from app.file_urls import file_url
-from app.instance_lock import AlreadyRunning, lock_data_dir
+from app.instance_lock import lock_data_dir
 from app.plain_text import plain_label
 from app.quit_jobs import cancelled_on_quit, quit_question
 from app.settings import LastJob, Settings
@@ -510,13 +510,13 @@ def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None, ope
             window = MainWindow(data)
         except StartupRefused as exc:  # the database, or another app on the folder: a dialog, no traceback
             log.error("cannot start: %s", exc)
-            refused = exc.with_files(opened) if isinstance(exc, AlreadyRunning) else exc.as_error()
+            refused = exc.with_files(opened)
             show_fatal_error(refused, current_log_file())
             return 1
         window.show()
         QTimer.singleShot(0, window.start)
         if opened:
-            QTimer.singleShot(0, lambda: window.prompt_panel.restore_from_files(opened))
+            QTimer.singleShot(0, lambda: window.controller.restore_from_files(opened))
         code = app.exec()
         log.info("Nibble Studio exits (code %d)", code)
         exit_now_if_threads_run(code)

@@ -281,7 +281,7 @@ class ModelLibrary(QObject):
         kept = self._kept
         if entry is None or not usable(entry):
             # The last session's model was removed, or its file moved or deleted since: start on one that opens.
-            fallback = self.next_model()
+            fallback = self._fallback_model() or last
             kept = self._keeping(entry)  # saved in its place: the user did not pick the fallback
             if entry is not None and fallback != last:
                 self._say_cannot_open(entry, " you used last time", fallback, "notice", kept.name if kept else None)
