@@ -4,31 +4,31 @@ library's entries are what the engine lists, a usable one with its defaults, an 
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 from app.generation_state import PromptState
 from app.memory_state import MemoryState
-from app.model_library import LibraryLinks, ModelLibrary
+from app.model_library import ModelLibrary
+from gpu.library import ModelEntry
+from tests.app.test_model_list_state import Engine
 
 DEFAULTS = {"steps": 4, "width": 512, "height": 512, "guidance": 3.5}
 
 
-def _entry(name: str, usable: bool, builtin: bool = False) -> SimpleNamespace:
+def _entry(name: str, usable: bool, builtin: bool = False) -> ModelEntry:
     facts = SimpleNamespace(defaults=DEFAULTS) if usable else None
-    return SimpleNamespace(name=name, facts=facts, problem="its file is not there", path=f"/m/{name}",
-                           builtin=builtin, missing=not usable)
+    return ModelEntry(name, Path(f"/m/{name}"), builtin, facts, problem="its file is not there", missing=not usable)
 
 
 def _library(said: list, start: list | None = None) -> tuple[ModelLibrary, PromptState]:
     """A library whose last session's model 'mine' (3 steps, 256x256) cannot be opened at the start (``start``: the
     library's entries then; by default two others that open)."""
-    links = LibraryLinks(describe=lambda *a: None, read=lambda *a: None, add=lambda *a: None, remove=lambda *a: None,
-                         owe_add=lambda *a: None, owe_remove=lambda *a: None, changed=lambda *a: None,
-                         info_changed=lambda *a: None, add_ended=lambda *a: None, say=said.append,
-                         tell=lambda *a: None)
+    engine = Engine()
+    engine.said = said
     prompt = PromptState()
     prompt.model, prompt.steps, prompt.width, prompt.height = "mine", 3, 256, 256
-    library = ModelLibrary(prompt, MemoryState(), lambda: None, links, None)
+    library = ModelLibrary(prompt, MemoryState(), lambda: None, engine.links(), None)
     library.on_engine_ready(start or [_entry("demo", True, True), _entry("other", True), _entry("mine", False)])
     library.select_at_start(True)
     assert library.kept_fields()["model"] == "mine"
