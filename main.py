@@ -709,7 +709,10 @@ def _fmt(x: float | None) -> str:
 def app_installed() -> bool:
     """Whether the desktop app's window module is installed, found without importing it (an engine-only install
     has none): importing it loads Qt, which fails on a server without Qt's system libraries (libEGL, libxkbcommon)."""
-    return importlib.util.find_spec("app.main_window") is not None
+    try:
+        return importlib.util.find_spec("app.main_window") is not None
+    except ModuleNotFoundError:  # no app package at all: finding a submodule imports its package first
+        return False
 
 
 def with_program(argv: list[str]) -> list[str]:

@@ -97,3 +97,12 @@ def test_the_installed_window_module_is_found_without_importing_it(monkeypatch):
     monkeypatch.delitem(sys.modules, "app.main_window", raising=False)
     assert main.app_installed()
     assert "app.main_window" not in sys.modules
+
+
+def test_an_install_without_the_app_package_has_no_app(monkeypatch):
+    """Finding ``app.main_window`` imports the ``app`` package first, which raised where there is none (an
+    engine-only install): ``python main.py`` ended in that traceback instead of printing its help."""
+    import main
+
+    monkeypatch.setitem(sys.modules, "app", None)  # the package cannot be imported, as where it is not installed
+    assert main.app_installed() is False
