@@ -105,4 +105,5 @@ def test_an_install_without_the_app_package_has_no_app(monkeypatch):
     import main
 
     monkeypatch.setitem(sys.modules, "app", None)  # the package cannot be imported, as where it is not installed
+    monkeypatch.delitem(sys.modules, "app.main_window", raising=False)  # nor found as imported by another test
     assert main.app_installed() is False
