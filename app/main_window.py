@@ -47,7 +47,8 @@ from app.controller import AppController
 from app.data_dir import DataDir, resolve_data_dir
 from app.engine_errors import EngineError, StartupRefused
 from app.file_urls import file_url
-from app.instance_lock import lock_data_dir
+from app.instance_handoff import HandoffServer, hand_over
+from app.instance_lock import AlreadyRunning, lock_data_dir
 from app.plain_text import plain_label
 from app.quit_jobs import cancelled_on_quit, quit_question
 from app.settings import LastJob, Settings
@@ -218,6 +219,10 @@ class MainWindow(QMainWindow):
         # visibilityChanged says so.
         self.status_label.setVisible(not self.prompt_dock.isVisibleTo(self))
         self._watch_settings()
+        # Last: a start-up refused above (the database) must not leave a second start waiting on this window.
+        self.handoff = HandoffServer(data.root, self)
+        self.handoff.asked.connect(self._asked_by_second_start)
+        self.handoff.listen()
 
     def _watch_settings(self) -> None:
         """Each change of what the settings are made of restarts the autosave: the prompt panel's fields (those
@@ -371,6 +376,19 @@ class MainWindow(QMainWindow):
         self._shown_error = (error.message, error.hint)
         self.error_dialog = show_error(self, error, self.log_file)
 
+    def _asked_by_second_start(self, files: list[Path]) -> None:
+        """Nibble Studio started again on this data folder (``app.instance_handoff``): this window comes forward, and
+        the files it was started with are taken as images dropped on the prompt panel are."""
+        if self._closed:
+            return
+        self.setWindowState(self.windowState() & ~Qt.WindowState.WindowMinimized | Qt.WindowState.WindowActive)
+        self.raise_()
+        self.activateWindow()
+        # A window manager that keeps another program's start from taking the focus: the taskbar entry says so.
+        QApplication.alert(self)
+        if files:
+            self.controller.restore_from_files(files)
+
     def _restored(self, names: list[str]) -> None:
         self.statusBar().showMessage(f"Restored: {', '.join(names) or 'nothing'}", 8000)
 
@@ -423,6 +441,7 @@ class MainWindow(QMainWindow):
             event.ignore()  # "No": the jobs go on, and the app with them
             return
         self._closed = True
+        self.handoff.close()  # a second start from now on finds the folder locked or free, not a closing window
         self.settings_state.stop()  # saved below, once
         self.quantize_panel.shutdown()
         self.controller.folder_import.stop()  # before the database closes; the rest is imported at the next start
@@ -483,7 +502,8 @@ def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None, ope
     ``--data-dir`` in ``argv``) is read as main.py reads it (``gpu.paths.named_data_dir``): a blank one is refused in
     a dialog (exit 2), not taken for the current folder. ``open_files``: the files the app was started with (images
     dropped on the executable, "Open with"), handled once the window is up as images dropped on the prompt panel
-    are: the settings of the first that has some restored, or why none were said."""
+    are: the settings of the first that has some restored, or why none were said. Where an app has the data folder
+    open already, it is handed the files (``app.instance_handoff``) and this one returns 0, no window of its own."""
     if sys.stderr is not None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     else:
@@ -509,6 +529,9 @@ def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None, ope
         try:
             window = MainWindow(data)
         except StartupRefused as exc:  # the database, or another app on the folder: a dialog, no traceback
+            if isinstance(exc, AlreadyRunning) and hand_over(exc.folder, opened):
+                log.info("handed over to the Nibble Studio open on %s: %d file(s)", exc.folder, len(opened))
+                return 0
             log.error("cannot start: %s", exc)
             refused = exc.with_files(opened)
             show_fatal_error(refused, current_log_file())

@@ -9,15 +9,20 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
+import app.instance_handoff
 from app.data_dir import resolve_data_dir
 from app.instance_lock import AlreadyRunning
 from app.main_window import MainWindow, run_app
+from gpu.generation.png_metadata import write_png
 from tests.app import gui
 from tests.app.gui import accept_dialog_later, open_window
 
 
-def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, data_root):
+def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, data_root, tmp_path, monkeypatch):
+    """Where the app open does not answer a second start (busy; here, this very thread) within its wait: said."""
+    monkeypatch.setattr(app.instance_handoff, "ANSWER_WAIT_MS", 300)
     first = open_window(qtbot, data_root)
     first.controller.prompt.prompt = "the first window's careful prompt"
     data = resolve_data_dir(data_root)
@@ -30,7 +35,8 @@ def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, 
     assert len(seen) == 1 and "cannot start" in seen[0] and "already running" in seen[0]
     # Started with an image to open ("Open with" on a PNG): said what became of it and where to drop it instead
     accept_dialog_later(seen)
-    assert run_app(["nibble-studio", "a lake.png"], data_root, ["a lake.png"]) == 1
+    png = write_png(tmp_path / "a lake.png", Image.new("RGB", (8, 8)), {"prompt": "a lake at dawn", "seed": 9})
+    assert run_app(["nibble-studio", str(png)], data_root, [str(png)]) == 1
     assert len(seen) == 2 and f"already running with the data folder {data.root}" in seen[1] and "The image " \
         "'a lake.png' was not opened in a second window" in seen[1] and "Drop the image on the prompt panel of " \
         "the Nibble Studio window that is open" in seen[1], seen[1]  # fmt: skip
@@ -39,6 +45,8 @@ def test_a_second_app_on_the_same_data_folder_says_so_and_does_not_start(qtbot, 
     assert f"(process {os.getpid()} on " in seen[1] and "another data folder (--data-dir PATH)" in seen[1] \
         and f"If no Nibble Studio is running, delete {data.root / 'nibble.lock'} and open the image again" \
         in seen[1], seen[1]  # fmt: skip
+    qtbot.wait(300)  # the first window reads the request it did not answer in time: given up on, it opens nothing
+    assert first.controller.prompt.prompt == "the first window's careful prompt"
     gui.open_windows.remove(first)
     first.close()
     again = open_window(qtbot, data_root)  # closing the first frees the folder
