@@ -491,11 +491,11 @@ def load_pipeline(
 
 def _records_as_base(facts: ModelFacts, used: Path) -> bool:
     """Whether ``used``, the base pipeline the SVDQ file of ``facts`` runs with, is the very folder the file records
-    as its base (the same path, links resolved), whoever chose it: that folder's scheduler is the one the model was
-    made with, or one the user set there since. Any other folder (a stand-in, one named with --base, a newer revision
-    of a Hugging Face cache whose scheduler may have changed) is not."""
+    as its base (the same folder: links resolved, ``gpu.paths.same_file``), whoever chose it: that folder's
+    scheduler is the one the model was made with, or one the user set there since. Any other folder (a stand-in,
+    one named with --base, a newer revision of a Hugging Face cache whose scheduler may have changed) is not."""
     recorded = facts.base.get("path")
-    return bool(recorded) and gpu.paths.resolved(str(recorded)) == gpu.paths.resolved(used)
+    return bool(recorded) and gpu.paths.same_file(str(recorded), used)
 
 
 def _damaged_safetensors(folder: Path) -> str | None:
