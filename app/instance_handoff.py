@@ -4,42 +4,49 @@ while Nibble Studio runs opens in its window, and starting it again brings that 
 it runs.
 
 The app that holds the lock listens on a local socket (a named pipe on Windows) whose name comes from the data
-folder, so apps on other folders never answer for it; only this user can connect. A second start sends one line,
-UTF-8 JSON ``{"open": [absolute paths]}``, waits for ``ok`` and confirms with ``go``: only then does it exit, and
-only then does the app open the files. An app that does not answer
-in time (busy, an older version without the socket, another computer's on a shared folder) leaves the second start
-to say it runs, as before.
+folder and the user, so apps on other folders never answer for it; only this user can connect to it, and on Linux
+the second start talks only to a process of its own user (another user could make a socket of that name first).
+A second start sends one line, UTF-8 JSON ``{"open": [absolute paths]}``, waits for ``ok`` and confirms with ``go``:
+only then does it exit, and only then does the app open the files. An app that does not answer in time (busy, an
+older version without the socket, another computer's on a shared folder, one that is quitting) leaves the second
+start to say it runs, as before.
 """
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import logging
 import os
+import socket as system_socket
+import struct
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 log = logging.getLogger(__name__)
 
 ANSWER_WAIT_MS = 5000  # the running app answers from its event loop: it may be a moment busy (a dialog opening)
+# A connection whose request is not whole within REQUEST_WAIT_MS (a stopped process, another program), or one past
+# MAX_CONNECTIONS open, is dropped: each holds a descriptor and a buffer, and enough of them for the session would
+# leave the app none to open an image or its database with.
+REQUEST_WAIT_MS = 10000
+MAX_CONNECTIONS = 16
 MAX_REQUEST_BYTES = 1 << 20  # thousands of paths; more is not a second start of this app
 _OK = b"ok\n"
 _GO = b"go\n"
+_RETRY_MS = 100  # between tries to connect while the app open sets its socket up (it took the lock just now)
 
 
 def handoff_name(root: Path) -> str:
     """The socket's name for the data folder ``root``: the same for every start on that folder by this user (its
-    resolved, case-folded path where the system folds case), another for another folder or user."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no user name in the environment nor the password database (a bare container)
-        user = str(os.getuid()) if hasattr(os, "getuid") else ""
+    resolved, case-folded path where the system folds case), another for another folder or user. The user is the
+    user id where there is one: a name from the environment (USER) could be another's."""
+    user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "")
     key = f"{user}\0{os.path.normcase(os.path.realpath(root))}".encode("utf-8", "surrogatepass")
     return f"nibble-studio-{hashlib.sha256(key).hexdigest()[:24]}"
 
@@ -59,29 +66,32 @@ class HandoffServer(QObject):
         self._pending: dict[QLocalSocket, list[Path]] = {}  # the files of requests answered, not yet confirmed
 
     def listen(self) -> bool:
-        """Starts listening; False (logged) when the socket cannot be made: the app works on, a second start then
-        says it runs. Called with the data folder's lock held, so a socket left under the name is a dead app's."""
-        if self._server.listen(self.name):
-            return True
-        QLocalServer.removeServer(self.name)  # a crashed app's socket file (Unix): ours to replace under the lock
+        """Starts listening (a socket a crashed app left under the name is replaced); False (logged) when the
+        socket cannot be made: the app works on, and a second start says it runs."""
         if self._server.listen(self.name):
             return True
         log.warning("a second start cannot hand its images to this window: %s", self._server.errorString())
         return False
 
     def close(self) -> None:
-        """Stops listening (the window closes): a second start from now on waits for the lock, not for this app."""
+        """Stops listening and drops the connections open (the window closes): a request they had not confirmed is
+        not answered ``ok`` by a window that can no longer take it; a second start waits for the lock instead."""
         self._server.close()
+        self._pending.clear()
+        for socket in self._server.findChildren(QLocalSocket):
+            socket.abort()
 
     def _take_connections(self) -> None:
         while (socket := self._server.nextPendingConnection()) is not None:
+            socket.disconnected.connect(socket.deleteLater)
+            socket.disconnected.connect(lambda s=socket: self._pending.pop(s, None))
+            if len(self._server.findChildren(QLocalSocket)) > MAX_CONNECTIONS:
+                log.warning("a second-start connection was refused: %d are open", MAX_CONNECTIONS)
+                socket.abort()
+                continue
             socket.readyRead.connect(lambda s=socket: self._read(s))
-            socket.disconnected.connect(lambda s=socket: self._forget(s))
+            QTimer.singleShot(REQUEST_WAIT_MS, socket, socket.abort)  # no-op once it is done (and gone with it)
             self._read(socket)  # its line may have come with the connection
-
-    def _forget(self, socket: QLocalSocket) -> None:
-        self._pending.pop(socket, None)
-        socket.deleteLater()
 
     def _read(self, socket: QLocalSocket) -> None:
         """The request line is answered ``ok`` at once, and carried out on the ``go`` that follows it: a second
@@ -123,16 +133,29 @@ def _requested_files(line: bytes) -> list[Path] | None:
 
 def hand_over(root: Path, files: Sequence[Path], wait_ms: int | None = None) -> bool:
     """Asks the app that has the data folder ``root`` open to take ``files`` (absolute paths; none: to come
-    forward). True once it said it did; False when none answered within ``wait_ms`` (default ``ANSWER_WAIT_MS``)."""
+    forward). True once it said it did; False when none answered within ``wait_ms`` (default ``ANSWER_WAIT_MS``),
+    or what answers is not this user's. Tries to connect again until then: the app may have taken the folder's
+    lock a moment ago and not be listening yet."""
     wait = ANSWER_WAIT_MS if wait_ms is None else wait_ms
-    socket = QLocalSocket()
-    socket.connectToServer(handoff_name(root))
-    if not socket.waitForConnected(wait):
-        log.info("no app answers on the data folder's socket: %s", socket.errorString())
-        return False
-    request = json.dumps({"open": [os.fspath(f) for f in files]}).encode() + b"\n"
-    socket.write(request)
     deadline = time.monotonic() + wait / 1000
+    socket = QLocalSocket()
+    while True:
+        socket.connectToServer(handoff_name(root))
+        if socket.waitForConnected(_left_ms(deadline)):
+            break
+        if time.monotonic() + _RETRY_MS / 1000 >= deadline:
+            log.info("no app answers on the data folder's socket: %s", socket.errorString())
+            return False
+        time.sleep(_RETRY_MS / 1000)
+    if not _this_users(socket):
+        socket.abort()
+        log.warning("the socket %s is another user's: the images are not handed to it", socket.fullServerName())
+        return False
+    if sys.platform == "win32":  # the app open may then bring its window forward (Windows lets the user's own
+        import ctypes  # latest start do so, not a program in the background)
+
+        ctypes.windll.user32.AllowSetForegroundWindow(ctypes.c_uint32(0xFFFFFFFF))  # ASFW_ANY
+    socket.write(json.dumps({"open": [os.fspath(f) for f in files]}).encode() + b"\n")
     while socket.bytesToWrite() and socket.waitForBytesWritten(_left_ms(deadline)):
         pass
     answer = b""
@@ -145,8 +168,30 @@ def hand_over(root: Path, files: Sequence[Path], wait_ms: int | None = None) -> 
     socket.write(_GO)
     # Once with the system, the app reads it even after this process is gone; a "go" still here is never sent.
     sent = socket.waitForBytesWritten(_left_ms(deadline)) and socket.bytesToWrite() == 0
+    if sent:
+        socket.disconnectFromServer()
+        socket.waitForDisconnected(_left_ms(deadline))  # the app closes it once it read the "go"
     socket.abort()
     return sent
+
+
+def _this_users(socket: QLocalSocket) -> bool:
+    """Whether the process at the other end of ``socket`` runs as this user: its credentials on Linux, the socket
+    file's owner on other Unix systems. Windows: True (the pipe's own access control is the app's)."""
+    if not hasattr(os, "getuid"):
+        return True
+    if hasattr(system_socket, "SO_PEERCRED"):
+        peer = system_socket.socket(fileno=os.dup(int(socket.socketDescriptor())))
+        try:
+            _pid, uid, _gid = struct.unpack("3i", peer.getsockopt(
+                system_socket.SOL_SOCKET, system_socket.SO_PEERCRED, struct.calcsize("3i")))  # fmt: skip
+        finally:
+            peer.close()
+        return uid == os.getuid()
+    try:
+        return os.stat(socket.fullServerName()).st_uid == os.getuid()
+    except OSError:
+        return False
 
 
 def _left_ms(deadline: float) -> int:

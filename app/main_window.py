@@ -154,6 +154,18 @@ class MainWindow(QMainWindow):
         lock = lock_data_dir(data)  # raises AlreadyRunning before anything in the folder is read or repaired
         super().__init__()
         self._lock = lock
+        # At once: a second start made while this one reads its folder (a large gallery) is answered once the
+        # event loop runs, not refused as if no app answered.
+        self.handoff = HandoffServer(data.root, self)
+        self.handoff.listen()
+        try:
+            self._build(data, settings)
+        except BaseException:
+            self.handoff.close()  # a start refused (the database): no second start may wait on this window
+            raise
+
+    def _build(self, data: DataDir, settings: Settings | None) -> None:
+        """The window's state, panels and docks, once the data folder is locked and the second-start socket made."""
         self.setObjectName("mainWindow")
         self.setWindowTitle("Nibble Studio")
         self.data = data
@@ -219,10 +231,7 @@ class MainWindow(QMainWindow):
         # visibilityChanged says so.
         self.status_label.setVisible(not self.prompt_dock.isVisibleTo(self))
         self._watch_settings()
-        # Last: a start-up refused above (the database) must not leave a second start waiting on this window.
-        self.handoff = HandoffServer(data.root, self)
         self.handoff.asked.connect(self._asked_by_second_start)
-        self.handoff.listen()
 
     def _watch_settings(self) -> None:
         """Each change of what the settings are made of restarts the autosave: the prompt panel's fields (those
@@ -495,6 +504,18 @@ def _data_folder_refused(exc: OSError) -> EngineError:
     return EngineError("user", f"The data folder {folder} cannot be used: {folder_problem(folder, exc)}", hint)
 
 
+def _window_or_handed_over(data: DataDir, opened: list[Path]) -> MainWindow | None:
+    """The window on ``data``; None where the app open on its folder took the files ``opened`` instead
+    (``app.instance_handoff``). Raises ``StartupRefused`` as ``MainWindow`` does."""
+    try:
+        return MainWindow(data)
+    except AlreadyRunning as exc:
+        if hand_over(exc.folder, opened):
+            log.info("handed over to the Nibble Studio open on %s: %d file(s)", exc.folder, len(opened))
+            return None
+    return MainWindow(data)  # the app open did not answer: it may have been quitting, and its lock be free now
+
+
 def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None, open_files: list[str] | None = None
             ) -> int:  # fmt: skip
     """The desktop app; returns its exit code. Logs go to stderr when there is one (not in the windowed
@@ -527,15 +548,14 @@ def run_app(argv: list[str], data_dir: str | os.PathLike[str] | None = None, ope
     opened = [Path(name).absolute() for name in open_files or []]  # a relative name is the current folder's
     try:
         try:
-            window = MainWindow(data)
+            window = _window_or_handed_over(data, opened)
         except StartupRefused as exc:  # the database, or another app on the folder: a dialog, no traceback
-            if isinstance(exc, AlreadyRunning) and hand_over(exc.folder, opened):
-                log.info("handed over to the Nibble Studio open on %s: %d file(s)", exc.folder, len(opened))
-                return 0
             log.error("cannot start: %s", exc)
             refused = exc.with_files(opened)
             show_fatal_error(refused, current_log_file())
             return 1
+        if window is None:
+            return 0
         window.show()
         QTimer.singleShot(0, window.start)
         if opened:

@@ -7,14 +7,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+import shiboken6
 from PIL import Image
+from PySide6.QtCore import QDir, QObject
 from PySide6.QtNetwork import QLocalSocket
 
+import app.instance_handoff
 from app.data_dir import resolve_data_dir
-from app.instance_handoff import handoff_name
+from app.instance_handoff import HandoffServer, hand_over, handoff_name
 from gpu.generation.png_metadata import write_png
+from tests.app import gui
 from tests.app.gui import window_without_engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,3 +99,118 @@ def test_the_socket_is_the_data_folders(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "to a").symlink_to(tmp_path / "a")
     assert handoff_name(tmp_path / "a") == handoff_name(tmp_path / "to a") != handoff_name(tmp_path / "b")
+
+
+def test_a_second_start_waits_for_an_app_that_is_still_starting(qtbot, tmp_path):
+    """The app open took the folder's lock a moment ago and is not listening yet (it reads its folder): the second
+    start tries again until it is, rather than saying at once that an app runs. Here it listens 1.5 s later."""
+    png = tmp_path / "a lake.png"
+    code = ("import sys; from pathlib import Path; from PySide6.QtCore import QCoreApplication; "
+            "app = QCoreApplication([]); from app.instance_handoff import hand_over; "
+            "sys.exit(0 if hand_over(Path(sys.argv[1]), [Path(sys.argv[2])]) else 1)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(png)], cwd=REPO)
+    try:
+        qtbot.wait(1500)
+        server = HandoffServer(tmp_path)
+        asked: list = []
+        server.asked.connect(asked.append)
+        assert server.listen()
+        qtbot.waitUntil(lambda: child.poll() is not None, timeout=60000)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0 and asked == [[png]]
+    server.close()
+    started = time.monotonic()  # none listening at all: it gives up at the end of its wait
+    assert not hand_over(tmp_path, [png], wait_ms=800)
+    assert 0.7 < time.monotonic() - started < 5
+
+
+def test_a_window_that_closes_drops_the_requests_it_had_not_taken(qtbot, data_root):
+    """A second start connected just before the window closed and sending its request just after: not answered
+    ``ok`` (it would exit without a word, its image opened nowhere), so it waits for the lock or says it runs."""
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    socket = _connected(window)
+    qtbot.waitUntil(lambda: len(window.handoff.findChildren(QLocalSocket)) == 1, timeout=5000)  # accepted
+    gui.open_windows.remove(window)
+    window.close()
+    socket.write(b'{"open": ["/tmp/a lake.png"]}\n')
+    qtbot.waitUntil(lambda: socket.state() == QLocalSocket.LocalSocketState.UnconnectedState, timeout=5000)
+    assert bytes(socket.readAll().data()) == b""
+
+
+def test_the_socket_gone_with_a_second_start_connected_raises_nothing(qtbot, tmp_path, monkeypatch):
+    """The window deleted at exit while a second start is connected: the socket's ``disconnected``, emitted from
+    its destructor, called ``deleteLater`` on the deleted object from Python (an uncaught RuntimeError)."""
+    errors: list = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: errors.append(value))
+    parent = QObject()  # the window
+    server = HandoffServer(tmp_path, parent)
+    assert server.listen()
+    socket = QLocalSocket()
+    socket.connectToServer(server.name)
+    assert socket.waitForConnected(2000)
+    qtbot.waitUntil(lambda: len(server.findChildren(QLocalSocket)) == 1, timeout=5000)
+    shiboken6.delete(parent)
+    qtbot.wait(50)
+    assert errors == []
+
+
+def test_connections_that_never_finish_their_request_are_dropped(qtbot, tmp_path, monkeypatch):
+    """A peer that connects and never sends its newline, or many of them: each held a descriptor and a buffer for
+    the session (800 took the app from 9 open descriptors to 809; at the usual limit of 1024 it can open no image)."""
+    monkeypatch.setattr(app.instance_handoff, "REQUEST_WAIT_MS", 500)
+    server = HandoffServer(tmp_path)
+    assert server.listen()
+    sockets = []
+    for _ in range(app.instance_handoff.MAX_CONNECTIONS + 4):
+        socket = QLocalSocket()
+        socket.connectToServer(server.name)
+        assert socket.waitForConnected(2000)
+        socket.write(b'{"open": [')
+        sockets.append(socket)
+    qtbot.wait(200)  # taken in: those past the limit are dropped at once
+    assert len(server.findChildren(QLocalSocket)) <= app.instance_handoff.MAX_CONNECTIONS
+    qtbot.waitUntil(lambda: all(s.state() == QLocalSocket.LocalSocketState.UnconnectedState for s in sockets),
+                    timeout=5000)  # fmt: skip
+    qtbot.waitUntil(lambda: not server.findChildren(QLocalSocket), timeout=5000)
+    server.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root to run a process as another user")
+def test_a_socket_another_user_made_under_the_name_is_told_nothing(qtbot, tmp_path):
+    """The name is predictable (a user id and a data folder): another user of the computer who made a socket of
+    that name first was handed the image's path, and its "ok" made the second start exit as if the image opened."""
+    path = os.path.join(QDir.tempPath(), handoff_name(tmp_path))
+    code = """if True:
+        import os, socket, sys
+        os.setgid(65534)
+        os.setuid(65534)
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(sys.argv[1])
+        os.chmod(sys.argv[1], 0o777)
+        s.listen(1)
+        print("ready", flush=True)
+        c, _ = s.accept()
+        c.settimeout(5)
+        told = b""
+        try:
+            c.sendall(b"ok\\n")
+            while data := c.recv(65536):
+                told += data
+        except OSError:  # the second start dropped the connection
+            pass
+        print(repr(told), flush=True)
+    """
+    os.chmod(tmp_path, 0o755)
+    other = subprocess.Popen([sys.executable, "-c", code, path], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        assert not hand_over(tmp_path, [tmp_path / "private shoot.png"], wait_ms=2000)
+        told = other.communicate(timeout=30)[0]
+    finally:
+        if other.poll() is None:
+            other.kill()
+        if os.path.exists(path):
+            os.unlink(path)
+    assert "private shoot" not in told and told.strip() == "b''", told
