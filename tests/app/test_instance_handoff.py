@@ -214,3 +214,26 @@ def test_a_socket_another_user_made_under_the_name_is_told_nothing(qtbot, tmp_pa
         if os.path.exists(path):
             os.unlink(path)
     assert "private shoot" not in told and told.strip() == "b''", told
+
+
+def test_a_start_that_no_app_answers_opens_once_the_app_open_has_quit(qtbot, data_root, monkeypatch):
+    """The app open was quitting (no longer listening, its lock still held): once the second start's wait ends with
+    no answer, it takes the folder if that app let it go meanwhile, rather than saying an app runs."""
+    from app.main_window import _window_or_handed_over
+
+    monkeypatch.setattr(app.instance_handoff, "ANSWER_WAIT_MS", 1500)
+    code = ("import sys, time; from pathlib import Path; from PySide6.QtCore import QCoreApplication; "
+            "app = QCoreApplication([]); from app.data_dir import resolve_data_dir; "
+            "from app.instance_lock import lock_data_dir; lock = lock_data_dir(resolve_data_dir(Path(sys.argv[1]))); "
+            "print('locked', flush=True); time.sleep(0.5); lock.unlock(); time.sleep(30)")
+    quitting = subprocess.Popen([sys.executable, "-c", code, str(data_root)], cwd=REPO, stdout=subprocess.PIPE,
+                                text=True)  # fmt: skip
+    try:
+        assert quitting.stdout.readline().strip() == "locked"
+        window = _window_or_handed_over(resolve_data_dir(data_root), [])
+    finally:
+        quitting.kill()
+        quitting.wait()
+    assert window is not None
+    gui.open_windows.append(window)
+    qtbot.addWidget(window)
