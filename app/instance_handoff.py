@@ -6,10 +6,10 @@ it runs.
 The app that holds the lock listens on a local socket (a named pipe on Windows) whose name comes from the data
 folder and the user, so apps on other folders never answer for it; only this user can connect to it, and on Linux
 the second start talks only to a process of its own user (another user could make a socket of that name first).
-A second start sends one line, UTF-8 JSON ``{"open": [absolute paths]}``, waits for ``ok`` and confirms with ``go``:
-only then does it exit, and only then does the app open the files. An app that does not answer in time (busy, an
-older version without the socket, another computer's on a shared folder, one that is quitting) leaves the second
-start to say it runs, as before.
+A second start sends one line, UTF-8 JSON ``{"open": [absolute paths]}``, waits for ``ok``, confirms with ``go``
+and waits for ``done``: the app opens the files only on the ``go``, and the start exits only on the ``done``. An app
+that does not answer in time (busy, an older version without the socket, another computer's on a shared folder, one
+that is quitting) leaves the second start to say it runs, as before, or to start in its place once it has quit.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from PySide6.QtNetwork import QLocalServer, QLocalSocket
 log = logging.getLogger(__name__)
 
 ANSWER_WAIT_MS = 5000  # the running app answers from its event loop: it may be a moment busy (a dialog opening)
+# How long a second start tries to connect: the app open listens from the moment it takes the lock, so longer finds
+# only an app that never will (an older version, another computer's) and keeps its "already running" waiting.
+CONNECT_WAIT_MS = 1000
 # A connection whose request is not whole within REQUEST_WAIT_MS (a stopped process, another program), or one past
 # MAX_CONNECTIONS open, is dropped: each holds a descriptor and a buffer, and enough of them for the session would
 # leave the app none to open an image or its database with.
@@ -39,6 +42,7 @@ MAX_CONNECTIONS = 16
 MAX_REQUEST_BYTES = 1 << 20  # thousands of paths; more is not a second start of this app
 _OK = b"ok\n"
 _GO = b"go\n"
+_DONE = b"done\n"
 _RETRY_MS = 100  # between tries to connect while the app open sets its socket up (it took the lock just now)
 
 
@@ -111,6 +115,7 @@ class HandoffServer(QObject):
             if files is not None and line == _GO:
                 log.info("a second start handed over %d file(s): %s", len(files),
                          ", ".join(map(str, files)) or "none")  # fmt: skip
+                socket.write(_DONE)  # first: what ``asked`` runs may open a dialog (and its own event loop)
                 socket.disconnectFromServer()
                 self.asked.emit(files)
                 return
@@ -133,17 +138,18 @@ def _requested_files(line: bytes) -> list[Path] | None:
 
 def hand_over(root: Path, files: Sequence[Path], wait_ms: int | None = None) -> bool:
     """Asks the app that has the data folder ``root`` open to take ``files`` (absolute paths; none: to come
-    forward). True once it said it did; False when none answered within ``wait_ms`` (default ``ANSWER_WAIT_MS``),
-    or what answers is not this user's. Tries to connect again until then: the app may have taken the folder's
-    lock a moment ago and not be listening yet."""
+    forward). True once it said it took them; False when none answered within ``wait_ms`` (default
+    ``ANSWER_WAIT_MS``), or what answers is not this user's. Tries to connect again for ``CONNECT_WAIT_MS``: the app
+    may have taken the folder's lock a moment ago and not be listening yet."""
     wait = ANSWER_WAIT_MS if wait_ms is None else wait_ms
     deadline = time.monotonic() + wait / 1000
+    connecting = time.monotonic() + min(wait, CONNECT_WAIT_MS) / 1000
     socket = QLocalSocket()
     while True:
         socket.connectToServer(handoff_name(root))
         if socket.waitForConnected(_left_ms(deadline)):
             break
-        if time.monotonic() + _RETRY_MS / 1000 >= deadline:
+        if time.monotonic() + _RETRY_MS / 1000 >= connecting:
             log.info("no app answers on the data folder's socket: %s", socket.errorString())
             return False
         time.sleep(_RETRY_MS / 1000)
@@ -156,23 +162,21 @@ def hand_over(root: Path, files: Sequence[Path], wait_ms: int | None = None) -> 
 
         ctypes.windll.user32.AllowSetForegroundWindow(ctypes.c_uint32(0xFFFFFFFF))  # ASFW_ANY
     socket.write(json.dumps({"open": [os.fspath(f) for f in files]}).encode() + b"\n")
-    while socket.bytesToWrite() and socket.waitForBytesWritten(_left_ms(deadline)):
-        pass
-    answer = b""
-    while len(answer) < len(_OK) and socket.waitForReadyRead(_left_ms(deadline)):
-        answer += bytes(socket.readAll().data())
-    if answer != _OK:
-        socket.abort()
-        log.info("the app on the data folder did not take the request (answer %r)", answer)
-        return False
-    socket.write(_GO)
-    # Once with the system, the app reads it even after this process is gone; a "go" still here is never sent.
-    sent = socket.waitForBytesWritten(_left_ms(deadline)) and socket.bytesToWrite() == 0
-    if sent:
-        socket.disconnectFromServer()
-        socket.waitForDisconnected(_left_ms(deadline))  # the app closes it once it read the "go"
+    answered = _answer(socket, _OK, deadline) and socket.write(_GO) == len(_GO) and _answer(socket, _DONE, deadline)
     socket.abort()
-    return sent
+    if not answered:  # a "done" never read: the app was closing (it dropped the request) or too busy to answer
+        log.info("the app on the data folder did not take the request")
+    return answered
+
+
+def _answer(socket: QLocalSocket, expected: bytes, deadline: float) -> bool:
+    """Whether the next line the app sends on ``socket`` (what was written sent first) is ``expected``, before
+    ``deadline``."""
+    while socket.bytesToWrite() and time.monotonic() < deadline and socket.waitForBytesWritten(_left_ms(deadline)):
+        pass
+    while not socket.canReadLine() and time.monotonic() < deadline and socket.waitForReadyRead(_left_ms(deadline)):
+        pass  # (the deadline checked too: a peer trickling bytes without a newline would keep it here)
+    return socket.canReadLine() and bytes(socket.readLine(len(expected) + 1).data()) == expected
 
 
 def _this_users(socket: QLocalSocket) -> bool:
@@ -180,11 +184,11 @@ def _this_users(socket: QLocalSocket) -> bool:
     file's owner on other Unix systems. Windows: True (the pipe's own access control is the app's)."""
     if not hasattr(os, "getuid"):
         return True
-    if hasattr(system_socket, "SO_PEERCRED"):
+    if sys.platform.startswith("linux"):  # struct ucred {pid_t; uid_t; gid_t} (the BSDs order theirs otherwise)
         peer = system_socket.socket(fileno=os.dup(int(socket.socketDescriptor())))
         try:
-            _pid, uid, _gid = struct.unpack("3i", peer.getsockopt(
-                system_socket.SOL_SOCKET, system_socket.SO_PEERCRED, struct.calcsize("3i")))  # fmt: skip
+            _pid, uid, _gid = struct.unpack("iII", peer.getsockopt(
+                system_socket.SOL_SOCKET, system_socket.SO_PEERCRED, struct.calcsize("iII")))  # fmt: skip
         finally:
             peer.close()
         return uid == os.getuid()

@@ -161,7 +161,10 @@ class MainWindow(QMainWindow):
         try:
             self._build(data, settings)
         except BaseException:
-            self.handoff.close()  # a start refused (the database): no second start may wait on this window
+            # A start refused (the database): no second start waits on this window, and the folder is free while
+            # the refusal is said (the exception's traceback keeps this window, and so its lock, till then).
+            self.handoff.close()
+            self._lock.unlock()
             raise
 
     def _build(self, data: DataDir, settings: Settings | None) -> None:

@@ -69,3 +69,32 @@ def test_a_lock_left_by_a_killed_app_does_not_stop_the_next_start(qtbot, data_ro
     assert (data_root / "nibble.lock").exists()
     window = open_window(qtbot, data_root)
     assert window.controller.gallery.rowCount() == 0
+
+
+def test_a_start_refused_by_its_database_lets_the_folder_go_while_it_says_so(qtbot, data_root):
+    """While the refusal's dialog was up, the refused window (kept by the exception's traceback) held the lock: a
+    second start then was told an app runs, the app being the very one that does not start. (R45)"""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from app.instance_lock import lock_data_dir
+
+    data = resolve_data_dir(data_root)
+    data.database.mkdir()  # a folder where the database file goes: it cannot be opened (as in test_damaged_data)
+    held: list = []
+
+    def check() -> None:
+        box = next((w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()), None)
+        if box is None:
+            QTimer.singleShot(50, check)
+            return
+        try:
+            lock_data_dir(data).unlock()
+            held.append(False)
+        except AlreadyRunning:
+            held.append(True)
+        box.accept()
+
+    QTimer.singleShot(50, check)
+    assert run_app(["nibble-studio"], data_root) == 1
+    assert held == [False]
