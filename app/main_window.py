@@ -54,6 +54,7 @@ from app.quit_jobs import cancelled_on_quit, quit_question
 from app.settings import LastJob, Settings
 from app.settings_state import SettingsState
 from app.thread_exit import exit_now_if_threads_run
+from app.widgets.attention import ask_attention
 from app.widgets.error_dialog import show_error, show_error_and_wait, show_fatal_error
 from app.widgets.gallery_panel import GalleryPanel
 from app.widgets.history_panel import HistoryPanel
@@ -235,6 +236,7 @@ class MainWindow(QMainWindow):
         self.status_label.setVisible(not self.prompt_dock.isVisibleTo(self))
         self._watch_settings()
         self.handoff.asked.connect(self._asked_by_second_start)
+        self.controller.job.busy_changed.connect(self._jobs_ended)
 
     def _watch_settings(self) -> None:
         """Each change of what the settings are made of restarts the autosave: the prompt panel's fields (those
@@ -387,6 +389,12 @@ class MainWindow(QMainWindow):
         log.log(level, "shown to the user (%s): %s %s", error.kind, error.message, error.hint)
         self._shown_error = (error.message, error.hint)
         self.error_dialog = show_error(self, error, self.log_file)
+
+    def _jobs_ended(self, busy: bool) -> None:
+        """The last job queued ended (its images saved, or it failed): flagged in the taskbar where the user works in
+        another program meanwhile."""
+        if not busy and not self._closed:
+            ask_attention(self)
 
     def _asked_by_second_start(self, files: list[Path]) -> None:
         """Nibble Studio started again on this data folder (``app.instance_handoff``): this window comes forward, and

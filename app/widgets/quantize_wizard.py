@@ -30,6 +30,7 @@ from app.quantize_run_turns import QuantizeRunTurns
 from app.quantize_source import QuantizeSource
 from app.quantize_unfinished_runs import UnfinishedRuns
 from app.quantize_worker import QuantizeThread
+from app.widgets.attention import ask_attention
 from app.widgets.error_dialog import show_error
 from app.widgets.quantize_calibration_page import CalibrationPage
 from app.widgets.quantize_method_page import MethodPage
@@ -102,6 +103,7 @@ class QuantizeWizard(QWizard):
         self.run_page = RunPage(self.run_state, self.turns)
         # After the run page's: its error text is set by the time the dialog opens over it
         self.run_state.failed.connect(self._show_failure)
+        self.run_state.ended.connect(self._run_ended)
         self.result_page = ResultPage(self, self.run_state)
         for page in (self.source_page, self.method_page, self.calibration_page, self.run_page, self.result_page):
             self.addPage(page)
@@ -210,6 +212,11 @@ class QuantizeWizard(QWizard):
             # result yet, so the model waited for the app's quit or next start to be listed. Added now, as at a close,
             # but not selected (add_to_library): the user may be at work on another model since.
             self.keep_result()
+
+    def _run_ended(self, _how: str, _with_model: bool) -> None:
+        """The run ended (finished, cancelled or failed): flagged in the taskbar where the user works in another
+        program meanwhile (a 12B model's run takes an hour)."""
+        ask_attention(self)
 
     def _show_failure(self, error: EngineError, _settings_can_fix: bool) -> None:
         if self.isVisible():  # a wizard the user closed mid-run: its run was cancelled, no dialog for it now

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox, QWizard
+from PySide6.QtWidgets import QApplication, QMessageBox, QWizard
 
 from app.engine_errors import EngineError
 from app.quantize_outputs import free_output_path
@@ -33,6 +33,8 @@ def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, windo
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(GenerationService, "generate", out_of_memory)
+    alerted: list = []
+    monkeypatch.setattr(QApplication, "alert", staticmethod(lambda widget, msec=0: alerted.append(widget)))
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     small_run(wizard)
@@ -43,8 +45,11 @@ def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, windo
             qtbot.waitUntil(second_block.is_set, timeout=120000)
             parts = parts_dir(wizard.run_state.out_path)
             (parts / "notes.txt").write_text("the user's")
+            window.activateWindow()  # the user went elsewhere meanwhile: the wizard is flagged once the run ends
+            qtbot.waitUntil(lambda: not wizard.isActiveWindow())
         finally:
             release.set()
+    assert alerted == [wizard]
     log = wizard.run_page.log.toPlainText()
     assert "Failed" not in log and not wizard.run_page.error.isVisible(), log
     assert "Warning: the comparison images could not be rendered: The GPU ran out of memory" in log
