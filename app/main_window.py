@@ -405,7 +405,7 @@ class MainWindow(QMainWindow):
         self.raise_()
         self.activateWindow()
         # A window manager that keeps another program's start from taking the focus: the taskbar entry says so.
-        QApplication.alert(self)
+        ask_attention(self)
         if files:
             self.controller.restore_from_files(files)
 
