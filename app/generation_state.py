@@ -346,5 +346,12 @@ class JobState(QObject):
     status = Prop("Starting the engine…")
     preview = Prop(None)  # QImage | None
 
+    def percent(self) -> int | None:
+        """How far the running job is, in whole percent of all its steps (every image of a batch); None while none
+        runs."""
+        if not self.busy or self.total_steps <= 0:
+            return None
+        return min(100, 100 * self.step // self.total_steps)
+
     def set_preview(self, image: QImage | None) -> None:
         self.preview = image

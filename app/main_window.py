@@ -149,6 +149,9 @@ class _FocusShown(QObject):
         return False
 
 
+APP_TITLE = "Nibble Studio"
+
+
 class MainWindow(QMainWindow):
     def __init__(self, data: DataDir, settings: Settings | None = None) -> None:
         """``data``'s log file is the one this process writes to (``app.app_log.start_file_log``), if any."""
@@ -171,7 +174,7 @@ class MainWindow(QMainWindow):
     def _build(self, data: DataDir, settings: Settings | None) -> None:
         """The window's state, panels and docks, once the data folder is locked and the second-start socket made."""
         self.setObjectName("mainWindow")
-        self.setWindowTitle("Nibble Studio")
+        self.setWindowTitle(APP_TITLE)
         self.data = data
         self.log_file = current_log_file()
         self.settings_state = SettingsState(data.settings, settings, self)
@@ -237,6 +240,9 @@ class MainWindow(QMainWindow):
         self._watch_settings()
         self.handoff.asked.connect(self._asked_by_second_start)
         self.controller.job.busy_changed.connect(self._jobs_ended)
+        for signal in (self.controller.job.busy_changed, self.controller.job.step_changed,
+                       self.controller.job.total_steps_changed):  # fmt: skip
+            signal.connect(self._title_progress)
 
     def _watch_settings(self) -> None:
         """Each change of what the settings are made of restarts the autosave: the prompt panel's fields (those
@@ -389,6 +395,12 @@ class MainWindow(QMainWindow):
         log.log(level, "shown to the user (%s): %s %s", error.kind, error.message, error.hint)
         self._shown_error = (error.message, error.hint)
         self.error_dialog = show_error(self, error, self.log_file)
+
+    def _title_progress(self, *_: object) -> None:
+        """"[45%] Nibble Studio" while a job runs: the taskbar entry of the window, minimized or behind others, says
+        how far it is."""
+        percent = self.controller.job.percent()
+        self.setWindowTitle(APP_TITLE if percent is None else f"[{percent}%] {APP_TITLE}")
 
     def _jobs_ended(self, busy: bool) -> None:
         """The last job queued ended (its images saved, or it failed): flagged in the taskbar where the user works in

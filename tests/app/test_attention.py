@@ -32,3 +32,19 @@ def test_the_window_is_flagged_when_its_jobs_end_while_the_user_is_elsewhere(qtb
     controller.generate()
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
     assert alerted == [window]
+
+
+def test_the_window_title_says_how_far_the_job_is(qtbot, window):
+    """The taskbar entry of a window minimized or behind others said nothing of the job running: its title now does,
+    over the whole batch, and is the app's name again once it ended."""
+    titles: list[str] = []
+    window.windowTitleChanged.connect(titles.append)
+    controller = window.controller
+    controller.prompt.prompt, controller.prompt.width, controller.prompt.height = "a red circle", 64, 64
+    controller.prompt.steps, controller.prompt.batch_count = 2, 2
+    controller.generate()
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
+    shown = [t for t in titles if t.startswith("[")]
+    assert shown[-1] == "[100%] Nibble Studio" and "[50%] Nibble Studio" in shown, titles  # step 2 of 4
+    assert shown == sorted(shown, key=lambda t: int(t[1:t.index("%")])), titles  # never back
+    assert window.windowTitle() == "Nibble Studio"
