@@ -113,11 +113,21 @@ class HandoffServer(QObject):
                 socket.write(_OK)
                 continue
             if files is not None and line == _GO:
+                # Said, and sent, before the files are taken: what ``asked`` runs may read them for a while, with no
+                # event loop to send a "done" only written. A start gone by then (it gave up waiting: this app was
+                # busy) cannot be told, and says the files were not opened: they are not.
+                socket.write(_DONE)
+                socket.flush()
+                if socket.state() != QLocalSocket.LocalSocketState.ConnectedState or socket.bytesToWrite():
+                    log.warning("a second start gave up waiting before this window took its files: not taken")
+                    socket.abort()
+                    return
                 log.info("a second start handed over %d file(s): %s", len(files),
                          ", ".join(map(str, files)) or "none")  # fmt: skip
-                socket.write(_DONE)  # first: what ``asked`` runs may open a dialog (and its own event loop)
                 socket.disconnectFromServer()
-                self.asked.emit(files)
+                # Out of the socket's own signal: a dialog that ``asked`` opens runs an event loop, in which the
+                # socket, closed by the start, is deleted under the readyRead that Qt is still in (a crash).
+                QTimer.singleShot(0, self, lambda taken=files: self.asked.emit(taken))
                 return
             log.warning("a request on the second-start socket was not understood: %r", line[:200])
             socket.abort()

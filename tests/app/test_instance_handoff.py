@@ -104,13 +104,16 @@ def test_the_socket_is_the_data_folders(tmp_path):
 
 def test_a_second_start_waits_for_an_app_that_is_still_starting(qtbot, tmp_path):
     """The app open took the folder's lock a moment ago and is not listening yet (it reads its folder): the second
-    start tries again until it is, rather than saying at once that an app runs. Here it listens 0.5 s later."""
+    start tries again until it is, rather than saying at once that an app runs. Here it listens 0.5 s after the
+    start began trying."""
     png = tmp_path / "a lake.png"
     code = ("import sys; from pathlib import Path; from PySide6.QtCore import QCoreApplication; "
-            "app = QCoreApplication([]); from app.instance_handoff import hand_over; "
+            "app = QCoreApplication([]); from app.instance_handoff import hand_over; print('trying', flush=True); "
             "sys.exit(0 if hand_over(Path(sys.argv[1]), [Path(sys.argv[2])]) else 1)")
-    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(png)], cwd=REPO)
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(png)], cwd=REPO, stdout=subprocess.PIPE,
+                             text=True)  # fmt: skip
     try:
+        assert child.stdout.readline().strip() == "trying"  # however long its start took on a loaded machine
         qtbot.wait(500)
         server = HandoffServer(tmp_path)
         asked: list = []
@@ -306,3 +309,91 @@ def _run_as_a_large_user_id(folder: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"})  # fmt: skip
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+
+
+def _second_start_waiting(tmp_path: Path, png: Path, wait_ms: int) -> subprocess.Popen:
+    code = ("import sys; from pathlib import Path; from PySide6.QtCore import QCoreApplication; "
+            "app = QCoreApplication([]); from app.instance_handoff import hand_over; "
+            "sys.exit(0 if hand_over(Path(sys.argv[1]), [Path(sys.argv[2])], int(sys.argv[3])) else 1)")
+    return subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(png), str(wait_ms)], cwd=REPO)
+
+
+def test_the_done_reaches_the_second_start_while_the_window_takes_the_files_without_an_event_loop(qtbot, tmp_path):
+    """``asked``'s slot reads the files synchronously (``restore_from_files``: many files, a slow disk) for longer
+    than the second start waits: ``done`` stays in the socket's buffer until the slot returns (only a nested event
+    loop, a dialog's, flushes it), so the start says the app runs and the files were not opened, though they were."""
+    png = tmp_path / "a lake.png"
+    server = HandoffServer(tmp_path)
+    asked: list = []
+    server.asked.connect(lambda files: (asked.append(files), time.sleep(2.5)))
+    assert server.listen()
+    child = _second_start_waiting(tmp_path, png, 1500)
+    try:
+        qtbot.waitUntil(lambda: child.poll() is not None, timeout=60000)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    server.close()
+    assert asked == [[png]]
+    assert child.returncode == 0  # was 1: the start then said the files were not opened (R46)
+
+
+class _BusyRightAfterOk(HandoffServer):
+    """A window whose event loop is held up just after it answered ``ok`` (synchronous work queued behind the
+    request) for longer than the second start waits for ``done``."""
+
+    def _read(self, socket) -> None:
+        super()._read(socket)
+        if socket in self._pending:
+            socket.flush()
+            time.sleep(2.5)
+
+
+def test_a_go_read_after_the_second_start_gave_up_opens_nothing(qtbot, tmp_path):
+    """The start sent its ``go`` and gave up waiting for ``done`` (it then says the app runs and the files were not
+    opened, or opens them in its own window once the folder is free); the busy window reads that ``go`` later and
+    takes the files all the same: the go is carried out for a start that is gone."""
+    png = tmp_path / "a lake.png"
+    server = _BusyRightAfterOk(tmp_path)
+    asked: list = []
+    server.asked.connect(asked.append)
+    assert server.listen()
+    child = _second_start_waiting(tmp_path, png, 1500)
+    try:
+        qtbot.waitUntil(lambda: child.poll() is not None, timeout=60000)
+        qtbot.wait(1500)  # the window's loop runs again: it reads the go
+    finally:
+        if child.poll() is None:
+            child.kill()
+    server.close()
+    assert child.returncode == 1  # it gave up
+    assert asked == []  # was [[png]]: taken here as well as said not opened (R46)
+
+
+def test_the_done_reaches_the_second_start_while_the_window_shows_a_dialog_for_the_files(qtbot, tmp_path):
+    """A dialog opened by ``asked``'s slot (restore_from_files' error box) runs an event loop that
+    sends the buffered ``done``; the start exits 0 at once, the dialog still open."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QMessageBox
+
+    png = tmp_path / "a lake.png"
+    server = HandoffServer(tmp_path)
+    exits: list = []
+    child = None
+
+    def slot(files) -> None:
+        box = QMessageBox(QMessageBox.Icon.Warning, "Nothing was restored", "a lake.png has no settings")
+        QTimer.singleShot(4000, box.accept)
+        box.exec()  # the nested loop
+        exits.append(child.poll())
+
+    server.asked.connect(slot)
+    assert server.listen()
+    child = _second_start_waiting(tmp_path, png, 1500)
+    try:
+        qtbot.waitUntil(lambda: bool(exits), timeout=60000)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    server.close()
+    assert exits == [0]  # the start had exited 0 before the dialog closed
