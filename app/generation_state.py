@@ -348,8 +348,9 @@ class JobState(QObject):
 
     def percent(self) -> int | None:
         """How far the running job is, in whole percent of all its steps (every image of a batch); None while none
-        runs."""
-        if not self.busy or self.total_steps <= 0:
+        runs, or the job has made no step yet (it waits for a quantize run, its model loads): a "0%" read as stuck,
+        and the last job's figures as this one's."""
+        if not self.busy or self.total_steps <= 0 or self.step <= 0:
             return None
         return min(100, 100 * self.step // self.total_steps)
 

@@ -68,6 +68,7 @@ class HandoffServer(QObject):
         self._server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         self._server.newConnection.connect(self._take_connections)
         self._pending: dict[QLocalSocket, list[Path]] = {}  # the files of requests answered, not yet confirmed
+        self._handed: list[list[Path]] = []  # the files of starts told "done", for ``asked`` (``_deliver``)
 
     def listen(self) -> bool:
         """Starts listening (a socket a crashed app left under the name is replaced); False (logged) when the
@@ -79,7 +80,10 @@ class HandoffServer(QObject):
 
     def close(self) -> None:
         """Stops listening and drops the connections open (the window closes): a request they had not confirmed is
-        not answered ``ok`` by a window that can no longer take it; a second start waits for the lock instead."""
+        not answered ``ok`` by a window that can no longer take it; a second start waits for the lock instead. Files
+        a start was told were taken, not yet handed on, are handed on now (``asked``): the window takes them as it
+        closes (their settings kept for the next start), not never."""
+        self._deliver()
         self._server.close()
         self._pending.clear()
         for socket in self._server.findChildren(QLocalSocket):
@@ -96,6 +100,11 @@ class HandoffServer(QObject):
             socket.readyRead.connect(lambda s=socket: self._read(s))
             QTimer.singleShot(REQUEST_WAIT_MS, socket, socket.abort)  # no-op once it is done (and gone with it)
             self._read(socket)  # its line may have come with the connection
+
+    def _deliver(self) -> None:
+        """``asked`` for each start told "done" whose files are not handed on yet, in the order they came."""
+        while self._handed:
+            self.asked.emit(self._handed.pop(0))
 
     def _read(self, socket: QLocalSocket) -> None:
         """The request line is answered ``ok`` at once, and carried out on the ``go`` that follows it: a second
@@ -127,7 +136,8 @@ class HandoffServer(QObject):
                 socket.disconnectFromServer()
                 # Out of the socket's own signal: a dialog that ``asked`` opens runs an event loop, in which the
                 # socket, closed by the start, is deleted under the readyRead that Qt is still in (a crash).
-                QTimer.singleShot(0, self, lambda taken=files: self.asked.emit(taken))
+                self._handed.append(files)
+                QTimer.singleShot(0, self, self._deliver)
                 return
             log.warning("a request on the second-start socket was not understood: %r", line[:200])
             socket.abort()

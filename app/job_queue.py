@@ -95,6 +95,8 @@ class JobQueue(QObject):
 
     def submit(self, job: Job) -> None:
         """Sends ``job`` (``add``) to the engine; the status line says it waits, or keeps the running job's step."""
+        if len(self._jobs) == 1:  # the queue was idle: the last job's step and total are not this one's
+            self._state.step, self._state.total_steps = 0, 0
         self._state.busy = True
         # Behind a running job: its step and ETA stay, with the queue's length after them.
         self._show_job("Waiting for the engine…" if len(self._jobs) == 1 else self._job_line)

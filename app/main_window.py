@@ -68,6 +68,8 @@ from gpu.paths import blank_data_dir, user_data_path
 
 log = logging.getLogger(__name__)
 
+APP_TITLE = "Nibble Studio"  # the window's title (with a running job's progress before it) and the app's name
+
 
 class _DockScroll(QScrollArea):
     """A dock's panel, scrolled up and down when the dock is shorter than the panel's minimum, filling it otherwise.
@@ -147,9 +149,6 @@ class _FocusShown(QObject):
                 if scroll.widget().isAncestorOf(watched):
                     scroll.ensureWidgetVisible(watched)
         return False
-
-
-APP_TITLE = "Nibble Studio"
 
 
 class MainWindow(QMainWindow):
@@ -472,8 +471,10 @@ class MainWindow(QMainWindow):
         if not self._confirm_cancel_jobs():
             event.ignore()  # "No": the jobs go on, and the app with them
             return
+        # Before the window counts as closed: files a second start was told were taken come in first (their
+        # settings saved below); from here on such a start finds the folder locked or free, not a closing window.
+        self.handoff.close()
         self._closed = True
-        self.handoff.close()  # a second start from now on finds the folder locked or free, not a closing window
         self.settings_state.stop()  # saved below, once
         self.quantize_panel.shutdown()
         self.controller.folder_import.stop()  # before the database closes; the rest is imported at the next start
@@ -500,7 +501,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _application(argv: list[str]) -> QApplication:
     """The app's QApplication (made if there is none yet), named, with its icon and theme: for its first dialog too."""
     app = QApplication.instance() or QApplication(argv)
-    app.setApplicationName("Nibble Studio")
+    app.setApplicationName(APP_TITLE)
     from gpu.paths import resources_dir
 
     app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "nibble-studio.png")))

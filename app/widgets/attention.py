@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 def ask_attention(window: QWidget) -> None:
     """Flags ``window`` in the taskbar (its entry flashes or is marked, as the desktop does it) until it is next
-    activated; nothing while it is the active window, or is not shown (a window closing)."""
-    if window.isVisible() and not window.isActiveWindow():
+    activated; nothing while the user is in the app (any of its windows or dialogs is the active one: the window's
+    own error box or quit question too), or the window is not shown (closing)."""
+    if window.isVisible() and QApplication.activeWindow() is None:
         QApplication.alert(window)

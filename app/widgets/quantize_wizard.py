@@ -69,6 +69,7 @@ class QuantizeWizard(QWizard):
         self.setWindowTitle("Quantize this model")
         self.controller = controller
         self.run_state = QuantizeRunState(self)
+        self._quitting = False
         controller.add_ended.connect(self.run_state.add_ended)
         self.error_dialog: QMessageBox | None = None
         self.compare_steps: int | None = None  # tests use few steps
@@ -215,8 +216,9 @@ class QuantizeWizard(QWizard):
 
     def _run_ended(self, _how: str, _with_model: bool) -> None:
         """The run ended (finished, cancelled or failed): flagged in the taskbar where the user works in another
-        program meanwhile (a 12B model's run takes an hour)."""
-        ask_attention(self)
+        program meanwhile (a 12B model's run takes an hour); not the run the app's quit stopped."""
+        if not self._quitting:
+            ask_attention(self)
 
     def _show_failure(self, error: EngineError, _settings_can_fix: bool) -> None:
         if self.isVisible():  # a wizard the user closed mid-run: its run was cancelled, no dialog for it now
@@ -293,6 +295,7 @@ class QuantizeWizard(QWizard):
 
     def shutdown(self) -> None:
         """The app quits: a finished model goes to the library, and the worker thread stops."""
+        self._quitting = True  # the run this stops ends without a flag in the taskbar
         # Asked of the engine before it stops; an add it never gets to (a job running, the quit queued ahead of it)
         # is made by its stop (app.owed_changes.OwedChanges), and a kill is made good by the next start
         self.keep_result()

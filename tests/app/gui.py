@@ -286,3 +286,26 @@ def step_held_till_quit(monkeypatch, controller):
     monkeypatch.setattr(engine_worker, "stop_thread", stop)
     controller._engine.worker.progress.connect(step, Qt.ConnectionType.DirectConnection)
     return in_step
+
+
+def record_alerts(monkeypatch) -> list:
+    """The widgets ``QApplication.alert`` flags in the taskbar from now on (a list that grows)."""
+    from PySide6.QtWidgets import QApplication
+
+    alerted: list = []
+    monkeypatch.setattr(QApplication, "alert", staticmethod(lambda widget, msec=0: alerted.append(widget)))
+    return alerted
+
+
+def user_elsewhere(qtbot) -> None:
+    """The user goes to another program: no window of the app is active (as the desktop makes it when another
+    program's window takes the focus; offscreen, by activating a window of ours and hiding it)."""
+    from PySide6.QtWidgets import QApplication, QWidget
+
+    other = QWidget()
+    other.show()
+    other.activateWindow()
+    qtbot.waitUntil(other.isActiveWindow)
+    other.hide()
+    other.deleteLater()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is None)

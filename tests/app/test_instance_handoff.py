@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import shiboken6
 from PIL import Image
-from PySide6.QtCore import QDir, QObject
+from PySide6.QtCore import QDir, QObject, QTimer
 from PySide6.QtNetwork import QLocalSocket
 
 import app.instance_handoff
@@ -40,6 +40,15 @@ def _second_start(qtbot, data_root: Path, *files: Path) -> subprocess.CompletedP
             child.kill()
     out, err = child.communicate()
     return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def _second_start_waiting(root: Path, png: Path, wait_ms: int = app.instance_handoff.ANSWER_WAIT_MS
+                          ) -> subprocess.Popen:  # fmt: skip
+    """``hand_over(root, [png], wait_ms)`` in another process: its exit code 0 when it returned True."""
+    code = ("import sys; from pathlib import Path; from PySide6.QtCore import QCoreApplication; "
+            "app = QCoreApplication([]); from app.instance_handoff import hand_over; "
+            "sys.exit(0 if hand_over(Path(sys.argv[1]), [Path(sys.argv[2])], int(sys.argv[3])) else 1)")
+    return subprocess.Popen([sys.executable, "-c", code, str(root), str(png), str(wait_ms)], cwd=REPO)
 
 
 def test_an_image_opened_while_the_app_runs_opens_in_its_window(qtbot, data_root, tmp_path):
@@ -267,10 +276,7 @@ def test_a_window_closing_between_ok_and_go_does_not_let_the_second_start_exit_a
     asked: list = []
     server.asked.connect(asked.append)
     assert server.listen()
-    code = ("import sys; from pathlib import Path; from PySide6.QtCore import QCoreApplication; "
-            "app = QCoreApplication([]); from app.instance_handoff import hand_over; "
-            "sys.exit(0 if hand_over(Path(sys.argv[1]), [Path(sys.argv[2])]) else 1)")
-    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(png)], cwd=REPO)
+    child = _second_start_waiting(tmp_path, png)
     try:
         qtbot.waitUntil(lambda: child.poll() is not None, timeout=60000)
     finally:
@@ -309,13 +315,6 @@ def _run_as_a_large_user_id(folder: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"})  # fmt: skip
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
-
-
-def _second_start_waiting(tmp_path: Path, png: Path, wait_ms: int) -> subprocess.Popen:
-    code = ("import sys; from pathlib import Path; from PySide6.QtCore import QCoreApplication; "
-            "app = QCoreApplication([]); from app.instance_handoff import hand_over; "
-            "sys.exit(0 if hand_over(Path(sys.argv[1]), [Path(sys.argv[2])], int(sys.argv[3])) else 1)")
-    return subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(png), str(wait_ms)], cwd=REPO)
 
 
 def test_the_done_reaches_the_second_start_while_the_window_takes_the_files_without_an_event_loop(qtbot, tmp_path):
@@ -397,3 +396,32 @@ def test_the_done_reaches_the_second_start_while_the_window_shows_a_dialog_for_t
             child.kill()
     server.close()
     assert exits == [0]  # the start had exited 0 before the dialog closed
+
+
+def test_files_told_done_are_taken_by_a_window_closing_before_they_were_handed_on(qtbot, data_root, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    """The user's close handled in the same pass of the event loop as the ``go``, before the files were handed on:
+    the second start was told "done" and exited 0, and the closed window dropped them. They are taken as it closes
+    (their settings saved for the next start). (R47)"""
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    restored: list = []
+    monkeypatch.setattr(window.controller, "restore_from_files", restored.append)
+
+    class _CloseFirst:
+        @staticmethod
+        def singleShot(msec, *args) -> None:
+            if msec == 0 and window.isVisible():
+                gui.open_windows.remove(window)
+                window.close()  # the close event, handled before the queued hand-on
+            QTimer.singleShot(msec, *args)
+
+    monkeypatch.setattr(app.instance_handoff, "QTimer", _CloseFirst)
+    png = tmp_path / "a lake.png"
+    child = _second_start_waiting(data_root, png)
+    try:
+        qtbot.waitUntil(lambda: child.poll() is not None, timeout=60000)
+        qtbot.wait(200)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0 and restored == [[png]], (child.returncode, restored)

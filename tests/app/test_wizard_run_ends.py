@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMessageBox, QWizard
+from PySide6.QtWidgets import QMessageBox, QWizard
 
 from app.engine_errors import EngineError
 from app.quantize_outputs import free_output_path
@@ -18,7 +18,7 @@ from gpu.errors import BadRequestError, ModelLoadError
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig  # before gpu.streaming.engine, which imported first is circular
 from gpu.streaming.parts_folder import parts_dir
-from tests.app.gui import answer_stop, held, hold_run_at, small_run
+from tests.app.gui import answer_stop, held, hold_run_at, record_alerts, small_run, user_elsewhere
 
 
 def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, window, monkeypatch):
@@ -33,8 +33,7 @@ def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, windo
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(GenerationService, "generate", out_of_memory)
-    alerted: list = []
-    monkeypatch.setattr(QApplication, "alert", staticmethod(lambda widget, msec=0: alerted.append(widget)))
+    alerted = record_alerts(monkeypatch)
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     small_run(wizard)
@@ -45,8 +44,7 @@ def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, windo
             qtbot.waitUntil(second_block.is_set, timeout=120000)
             parts = parts_dir(wizard.run_state.out_path)
             (parts / "notes.txt").write_text("the user's")
-            window.activateWindow()  # the user went elsewhere meanwhile: the wizard is flagged once the run ends
-            qtbot.waitUntil(lambda: not wizard.isActiveWindow())
+            user_elsewhere(qtbot)  # the user went to another program meanwhile: flagged once the run ends
         finally:
             release.set()
     assert alerted == [wizard]
