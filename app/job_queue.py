@@ -187,7 +187,10 @@ class JobQueue(QObject):
         self._show_job(f"Loading {job.request.model}…" if job is not None and loads else "Starting…")
 
     def on_waiting(self, job_id: int) -> None:
-        """Job ``job_id`` waits for a quantize run to end before it starts."""
+        """Job ``job_id`` waits for a quantize run to end before it starts (the engine runs one job at a time: none
+        runs now, and the one queued before it, ended, left its step and total, read as this one's for the run's
+        hour)."""
+        self._state.step, self._state.total_steps = 0, 0
         job = self._jobs.get(job_id)
         if job is not None and not job.cancel.is_set():  # a cancelled one says "Cancelling…" till it ends
             self._show_job(QUANTIZE_WAIT)

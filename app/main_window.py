@@ -409,14 +409,15 @@ class MainWindow(QMainWindow):
 
     def _asked_by_second_start(self, files: list[Path]) -> None:
         """Nibble Studio started again on this data folder (``app.instance_handoff``): this window comes forward, and
-        the files it was started with are taken as images dropped on the prompt panel are."""
-        if self._closed:
-            return
-        self.setWindowState(self.windowState() & ~Qt.WindowState.WindowMinimized | Qt.WindowState.WindowActive)
-        self.raise_()
-        self.activateWindow()
-        # A window manager that keeps another program's start from taking the focus: the taskbar entry says so.
-        ask_attention(self)
+        the files it was started with are taken as images dropped on the prompt panel are. As the window closes
+        (the start was told they were taken just before): taken all the same, for the settings it saves, with
+        neither the window brought forward nor a dialog (``show_error`` logs once the window is closed)."""
+        if not self._closed:
+            self.setWindowState(self.windowState() & ~Qt.WindowState.WindowMinimized | Qt.WindowState.WindowActive)
+            self.raise_()
+            self.activateWindow()
+            # A window manager that keeps another program's start from taking the focus: the taskbar entry says so.
+            ask_attention(self)
         if files:
             self.controller.restore_from_files(files)
 
@@ -471,10 +472,10 @@ class MainWindow(QMainWindow):
         if not self._confirm_cancel_jobs():
             event.ignore()  # "No": the jobs go on, and the app with them
             return
-        # Before the window counts as closed: files a second start was told were taken come in first (their
-        # settings saved below); from here on such a start finds the folder locked or free, not a closing window.
-        self.handoff.close()
         self._closed = True
+        # Files a second start was told were taken come in now (their settings saved below, what goes wrong with
+        # them logged); from here on such a start finds the folder locked or free, not a closing window.
+        self.handoff.close()
         self.settings_state.stop()  # saved below, once
         self.quantize_panel.shutdown()
         self.controller.folder_import.stop()  # before the database closes; the rest is imported at the next start

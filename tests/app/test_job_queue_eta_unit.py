@@ -12,22 +12,28 @@ from app.data_dir import DataDir
 from app.engine_worker import EngineWorker, JobProgress, SavedImage
 from app.gallery_model import GalleryModel
 from app.generation_state import JobState
-from app.job_queue import JobQueue
+from app.job_queue import QUANTIZE_WAIT, JobQueue
 from app.lora_state import LoraState
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from gpu.generation.request import GenerationRequest
 
 
-def test_unit_the_eta_counts_the_images_left_at_the_time_the_finished_ones_took_end_to_end(qapp, tmp_path):
-    """At image 1 of 4 the status said 0:12 left (the current image's) for a job with a minute to go, the bar ran
-    to 16 of 16 and back, and after an image was saved the images left were counted at its denoising alone."""
+def _queue(tmp_path) -> tuple[DataDir, Store, JobState, JobQueue]:
+    """A data folder, its gallery database (closed by the caller), and the job queue over them with its state."""
     data = DataDir(tmp_path / "data").create()
     store = Store(data.database)
     state = JobState()
     queue = JobQueue(state, GalleryModel(store, data), LoraState(), data, data.database, EngineWorker(data),
                      submit=lambda job: None, start_waiting=lambda: None, say=lambda error: None,
                      finished=lambda records: None)  # fmt: skip
+    return data, store, state, queue
+
+
+def test_unit_the_eta_counts_the_images_left_at_the_time_the_finished_ones_took_end_to_end(qapp, tmp_path):
+    """At image 1 of 4 the status said 0:12 left (the current image's) for a job with a minute to go, the bar ran
+    to 16 of 16 and back, and after an image was saved the images left were counted at its denoising alone."""
+    data, store, state, queue = _queue(tmp_path)
     job = queue.add(GenerationRequest("a red circle", batch_count=4))
     try:
         queue.on_started(job.id, 4, False)
@@ -51,5 +57,25 @@ def test_unit_the_eta_counts_the_images_left_at_the_time_the_finished_ones_took_
         queue.on_progress(JobProgress(job.id, 3, 4, 8, 16, 8.0, 8.0, None))
         assert state.status == "image 4/4, step 8/16, ETA 0:08"  # the last image: its own time left only
         assert (state.step, state.total_steps) == (56, 64)
+    finally:
+        store.close()
+
+
+def test_unit_a_job_waiting_for_a_quantize_run_behind_an_ended_one_shows_no_percent(qapp, tmp_path):
+    """The job queued behind a finished one waits for a quantize run (an hour): the title and the bar said the ended
+    job's 100% all along (``JobState.percent``). (R48)"""
+    _data, store, state, queue = _queue(tmp_path)
+    try:
+        first = queue.add(GenerationRequest("a red circle"))
+        queue.submit(first)
+        queue.on_started(first.id, 1, False)
+        queue.on_progress(JobProgress(first.id, 0, 1, 8, 8, 8.0, 0.0, None))
+        assert state.percent() == 100
+        second = queue.add(GenerationRequest("a red circle"))
+        queue.submit(second)  # behind the running job: its figures stay
+        assert state.percent() == 100
+        queue.on_finished(first.id)
+        queue.on_waiting(second.id)  # a quantize run took the GPU
+        assert state.status == QUANTIZE_WAIT and state.percent() is None and (state.step, state.total_steps) == (0, 0)
     finally:
         store.close()
