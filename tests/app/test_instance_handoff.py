@@ -400,9 +400,10 @@ def test_the_done_reaches_the_second_start_while_the_window_shows_a_dialog_for_t
     assert exits == [0]  # the start had exited 0 before the dialog closed
 
 
-def _close_before_handing_on(window, monkeypatch) -> None:
-    """The user's close of ``window`` handled in the same pass of the event loop as a second start's ``go``, before
-    the files were handed on (the zero timer of ``HandoffServer``)."""
+def _handed_on_while_closing(qtbot, window, monkeypatch, data_root: Path, file: Path) -> int:
+    """A second start handing ``file`` to ``window``, whose close (by the user) is handled in the same pass of the
+    event loop as the start's ``go``, before the files were handed on (the zero timer of ``HandoffServer``): the
+    start's exit code."""
 
     class _CloseFirst:
         @staticmethod
@@ -413,6 +414,14 @@ def _close_before_handing_on(window, monkeypatch) -> None:
             QTimer.singleShot(msec, *args)
 
     monkeypatch.setattr(app.instance_handoff, "QTimer", _CloseFirst)
+    child = _second_start_waiting(data_root, file)
+    try:
+        qtbot.waitUntil(lambda: child.poll() is not None, timeout=60000)
+        qtbot.wait(200)  # the window's loop hands the files on, if it has not yet
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return child.returncode
 
 
 def test_files_told_done_are_taken_by_a_window_closing_before_they_were_handed_on(qtbot, data_root, tmp_path,
@@ -424,41 +433,21 @@ def test_files_told_done_are_taken_by_a_window_closing_before_they_were_handed_o
     restored: list = []
     monkeypatch.setattr(window.controller, "restore_from_files", restored.append)
 
-    _close_before_handing_on(window, monkeypatch)
     png = tmp_path / "a lake.png"
-    child = _second_start_waiting(data_root, png)
-    try:
-        qtbot.waitUntil(lambda: child.poll() is not None, timeout=60000)
-        qtbot.wait(200)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 0 and restored == [[png]], (child.returncode, restored)
+    assert _handed_on_while_closing(qtbot, window, monkeypatch, data_root, png) == 0
+    assert restored == [[png]]
 
 
 def test_files_handed_on_as_the_window_closes_leave_no_dialog_of_a_closed_window(qtbot, data_root, tmp_path,
                                                                               monkeypatch):  # fmt: skip
     """A file without settings handed on as the window closes: its error was a dialog of the closed window. (R48)"""
     window = window_without_engine(qtbot, resolve_data_dir(data_root))
-    quit_asked: list = []
-    QApplication.instance().lastWindowClosed.connect(lambda: quit_asked.append(True))
-
-    _close_before_handing_on(window, monkeypatch)
     notes = tmp_path / "notes.txt"  # "Open with" on a file without generation settings: the error box for it
     notes.write_text("not an image")
-    child = _second_start_waiting(data_root, notes)
-    try:
-        qtbot.waitUntil(lambda: child.poll() is not None, timeout=60000)
-        qtbot.wait(200)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 0 and not window.isVisible()
+    assert _handed_on_while_closing(qtbot, window, monkeypatch, data_root, notes) == 0 and not window.isVisible()
     shown = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
     try:
-        # the window is closed and its folder unlocked; a dialog parented to it keeps the app running, unseen
-        assert shown == [], ([(type(w).__name__, w.windowTitle(), getattr(w, "text", lambda: "")()) for w in shown],
-                             quit_asked)
+        assert shown == [], [(type(w).__name__, w.windowTitle(), getattr(w, "text", lambda: "")()) for w in shown]
     finally:
         for w in shown:
             w.close()
@@ -469,15 +458,7 @@ def test_files_handed_on_as_the_window_closes_are_in_the_settings_it_saves(qtbot
     data = resolve_data_dir(data_root)
     window = window_without_engine(qtbot, data)
 
-    _close_before_handing_on(window, monkeypatch)
     png = write_png(tmp_path / "a lake.png", Image.new("RGB", (8, 8)), {"prompt": "a lake at dawn", "seed": 9})
-    child = _second_start_waiting(data_root, png)
-    try:
-        qtbot.waitUntil(lambda: child.poll() is not None, timeout=60000)
-        qtbot.wait(200)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 0 and not window.isVisible()
+    assert _handed_on_while_closing(qtbot, window, monkeypatch, data_root, png) == 0 and not window.isVisible()
     saved = load_settings(data.settings)
     assert saved.last_job.prompt == "a lake at dawn" and saved.last_job.seed == 9, saved.last_job
