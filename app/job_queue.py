@@ -95,7 +95,10 @@ class JobQueue(QObject):
 
     def submit(self, job: Job) -> None:
         """Sends ``job`` (``add``) to the engine; the status line says it waits, or keeps the running job's step."""
-        if len(self._jobs) == 1:  # the queue was idle: the last job's step and total are not this one's
+        if len(self._jobs) == 1 and (self._state.step or self._state.total_steps):
+            # The queue was idle: the last job's step and total are not this one's. (Set only where they are not 0
+            # already: a first setting is signalled even when it changes nothing, and a step_changed then reads as
+            # the engine having started.)
             self._state.step, self._state.total_steps = 0, 0
         self._state.busy = True
         # Behind a running job: its step and ETA stay, with the queue's length after them.
