@@ -3,13 +3,15 @@ way a desktop user expects: an image double-clicked ("Open with", dropped on the
 while Nibble Studio runs opens in its window, and starting it again brings that window forward, not a dialog saying
 it runs.
 
-The app that holds the lock listens on a local socket (a named pipe on Windows) whose name comes from the data
-folder and the user, so apps on other folders never answer for it; only this user can connect to it, and on Linux
-the second start talks only to a process of its own user (another user could make a socket of that name first).
-A second start sends one line, UTF-8 JSON ``{"open": [absolute paths]}``, waits for ``ok``, confirms with ``go``
-and waits for ``done``: the app opens the files only on the ``go``, and the start exits only on the ``done``. An app
-that does not answer in time (busy, an older version without the socket, another computer's on a shared folder, one
-that is quitting) leaves the second start to say it runs, as before, or to start in its place once it has quit.
+The app that holds the lock listens on a local socket (``socket_paths``: in the user's runtime folder or /tmp; a
+named pipe on Windows) whose name comes from the data folder and the user, so apps on other folders never answer
+for it; only this user can connect to it, and on Linux the second start talks only to a process of its own user
+(another user could make a socket of that name first; on Windows the pipe's owner is not checked). A second start
+sends one line, UTF-8 JSON ``{"protocol": 2, "take": [absolute paths]}``, waits for ``ok``, confirms with ``go`` and
+waits for ``done``: the app opens the files only on the ``go``, and the start exits only on the ``done``. An app
+that does not answer in time (busy, a version without the socket or of another protocol, another computer's on a
+shared folder, one that is quitting) leaves the second start to say it runs, as before, or to start in its place
+once it has quit.
 """
 
 from __future__ import annotations
@@ -44,15 +46,44 @@ _OK = b"ok\n"
 _GO = b"go\n"
 _DONE = b"done\n"
 _RETRY_MS = 100  # between tries to connect while the app open sets its socket up (it took the lock just now)
+DONE_GRACE_S = 1.0
+# The request's protocol. Builds of another one refuse each other's requests before "ok" (session 38's first builds
+# spoke "open" with no "done": a mix opened files unsaid, or said them not opened): the start then says the app runs.
+PROTOCOL = 2
 
 
 def handoff_name(root: Path) -> str:
-    """The socket's name for the data folder ``root``: the same for every start on that folder by this user (its
-    resolved, case-folded path where the system folds case), another for another folder or user. The user is the
-    user id where there is one: a name from the environment (USER) could be another's."""
+    """The socket's name for the data folder ``root``: the same for every start on that folder by this user, however
+    it is reached (``_folder_key``), another for another folder or user. The user is the user id where there is one:
+    a name from the environment (USER) could be another's."""
     user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "")
-    key = f"{user}\0{os.path.normcase(os.path.realpath(root))}".encode("utf-8", "surrogatepass")
+    key = f"{user}\0{_folder_key(root)}".encode("utf-8", "surrogatepass")
     return f"nibble-studio-{hashlib.sha256(key).hexdigest()[:24]}"
+
+
+def _folder_key(root: Path) -> str:
+    """The data folder as one value however it is reached (a link, another spelling, a bind mount, which its lock
+    file sees as one folder too): its device and inode; its resolved, case-folded path where it has no inode."""
+    try:
+        found = os.stat(root)
+    except OSError:
+        found = None
+    if found is not None and found.st_ino:
+        return f"{found.st_dev}:{found.st_ino}"
+    return os.path.normcase(os.path.realpath(root))
+
+
+def socket_paths(root: Path) -> list[str]:
+    """Where the app open on ``root`` listens, in the order it tries (the first it can make) and a second start
+    looks: on Unix the user's own runtime folder ($XDG_RUNTIME_DIR, private to the user) where there is one, then
+    /tmp, not $TMPDIR (set in a terminal, not for a file manager's start, it made two starts look in two places);
+    on Windows the pipe's name."""
+    name = handoff_name(root)
+    if sys.platform == "win32":
+        return [name]
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    places = [os.path.join(runtime, name)] if os.path.isabs(runtime) and os.path.isdir(runtime) else []
+    return places + [os.path.join("/tmp", name)]
 
 
 class HandoffServer(QObject):
@@ -63,7 +94,8 @@ class HandoffServer(QObject):
 
     def __init__(self, root: Path, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.name = handoff_name(root)
+        self._paths = socket_paths(root)
+        self.name = self._paths[0]  # where it listens (``listen``)
         self._server = QLocalServer(self)
         self._server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         self._server.newConnection.connect(self._take_connections)
@@ -71,10 +103,13 @@ class HandoffServer(QObject):
         self._handed: list[list[Path]] = []  # the files of starts told "done", for ``asked`` (``_deliver``)
 
     def listen(self) -> bool:
-        """Starts listening (a socket a crashed app left under the name is replaced); False (logged) when the
-        socket cannot be made: the app works on, and a second start says it runs."""
-        if self._server.listen(self.name):
-            return True
+        """Starts listening at the first of ``socket_paths`` it can (a socket a crashed app left there is
+        replaced); False (logged) when it can at none: the app works on, and a second start says it runs."""
+        for path in self._paths:
+            if self._server.listen(path):
+                self.name = path
+                return True
+            log.info("cannot listen at %s: %s", path, self._server.errorString())
         log.warning("a second start cannot hand its images to this window: %s", self._server.errorString())
         return False
 
@@ -150,7 +185,9 @@ def _requested_files(line: bytes) -> list[Path] | None:
         request = json.loads(line.decode("utf-8"))
     except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
         return None
-    names = request.get("open") if isinstance(request, dict) else None
+    if not isinstance(request, dict) or request.get("protocol") != PROTOCOL:
+        return None
+    names = request.get("take")
     if not isinstance(names, list) or not all(isinstance(n, str) and os.path.isabs(n) for n in names):
         return None
     return [Path(n) for n in names]
@@ -165,10 +202,8 @@ def hand_over(root: Path, files: Sequence[Path], wait_ms: int | None = None) -> 
     deadline = time.monotonic() + wait / 1000
     connecting = time.monotonic() + min(wait, CONNECT_WAIT_MS) / 1000
     socket = QLocalSocket()
-    while True:
-        socket.connectToServer(handoff_name(root))
-        if socket.waitForConnected(_left_ms(deadline)):
-            break
+    paths = socket_paths(root)
+    while not any(_connect(socket, path, deadline) for path in paths):
         if time.monotonic() + _RETRY_MS / 1000 >= connecting:
             log.info("no app answers on the data folder's socket: %s", socket.errorString())
             return False
@@ -181,12 +216,21 @@ def hand_over(root: Path, files: Sequence[Path], wait_ms: int | None = None) -> 
         import ctypes  # latest start do so, not a program in the background)
 
         ctypes.windll.user32.AllowSetForegroundWindow(ctypes.c_uint32(0xFFFFFFFF))  # ASFW_ANY
-    socket.write(json.dumps({"open": [os.fspath(f) for f in files]}).encode() + b"\n")
-    answered = _answer(socket, _OK, deadline) and socket.write(_GO) == len(_GO) and _answer(socket, _DONE, deadline)
+    socket.write(json.dumps({"protocol": PROTOCOL, "take": [os.fspath(f) for f in files]}).encode() + b"\n")
+    # The "done" is waited for a moment past the deadline: the app that answered "ok" takes the files on the "go",
+    # and a start giving up right after it would say they were not opened.
+    answered = (_answer(socket, _OK, deadline) and socket.write(_GO) == len(_GO)
+                and _answer(socket, _DONE, max(deadline, time.monotonic() + DONE_GRACE_S)))  # fmt: skip
     socket.abort()
     if not answered:  # a "done" never read: the app was closing (it dropped the request) or too busy to answer
         log.info("the app on the data folder did not take the request")
     return answered
+
+
+def _connect(socket: QLocalSocket, path: str, deadline: float) -> bool:
+    """Whether ``socket`` connected to the app listening at ``path`` (before ``deadline``)."""
+    socket.connectToServer(path)
+    return socket.waitForConnected(_left_ms(deadline))
 
 
 def _answer(socket: QLocalSocket, expected: bytes, deadline: float) -> bool:

@@ -4,6 +4,7 @@ without a word. It said in a dialog that the app runs and the image was not open
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,13 +15,13 @@ from pathlib import Path
 import pytest
 import shiboken6
 from PIL import Image
-from PySide6.QtCore import QDir, QObject, QTimer
-from PySide6.QtNetwork import QLocalSocket
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication
 
 import app.instance_handoff
 from app.data_dir import resolve_data_dir
-from app.instance_handoff import HandoffServer, hand_over, handoff_name
+from app.instance_handoff import HandoffServer, hand_over, handoff_name, socket_paths
 from app.settings import load_settings
 from gpu.generation.png_metadata import write_png
 from tests.app import gui
@@ -78,20 +79,21 @@ def test_the_window_ignores_what_is_not_a_second_start(qtbot, data_root):
     window = window_without_engine(qtbot, resolve_data_dir(data_root))
     asked: list = []
     window.handoff.asked.connect(asked.append)
-    for request in (b"GET / HTTP/1.0\n", b'{"open": ["a lake.png"]}\n', b'["/a lake.png"]\n', b"\xff\xfe\n",
-                    b'{"open": ["/a lake.png"]}\nnot go\n'):  # fmt: skip
+    for request in (b"GET / HTTP/1.0\n", b'{"protocol": 2, "take": ["a lake.png"]}\n', b'["/a lake.png"]\n',
+                    b"\xff\xfe\n", b'{"protocol": 2, "take": ["/a lake.png"]}\nnot go\n',
+                    b'{"open": ["/a lake.png"]}\n', b'{"protocol": 3, "take": ["/a lake.png"]}\n'):  # fmt: skip
         socket = _connected(window)
         socket.write(request)
         qtbot.waitUntil(lambda s=socket: s.state() == QLocalSocket.LocalSocketState.UnconnectedState, timeout=5000)
     socket = _connected(window)  # answered, then given up on by the second start (it waited too long): not opened
-    socket.write(b'{"open": ["/a lake.png"]}\n')
+    socket.write(b'{"protocol": 2, "take": ["/a lake.png"]}\n')
     qtbot.waitUntil(lambda: socket.bytesAvailable() > 0, timeout=5000)
     assert bytes(socket.readAll().data()) == b"ok\n"
     socket.abort()
     qtbot.wait(200)
     assert asked == []
     socket = _connected(window)  # and one that confirms is taken: the server still listens after all of the above
-    socket.write(b'{"open": []}\n')
+    socket.write(b'{"protocol": 2, "take": []}\n')
     qtbot.waitUntil(lambda: socket.bytesAvailable() > 0, timeout=5000)
     socket.write(b"go\n")
     qtbot.waitUntil(lambda: asked == [[]], timeout=5000)
@@ -99,7 +101,7 @@ def test_the_window_ignores_what_is_not_a_second_start(qtbot, data_root):
 
 def _connected(window) -> QLocalSocket:
     socket = QLocalSocket()
-    socket.connectToServer(handoff_name(window.data.root))
+    socket.connectToServer(window.handoff.name)
     assert socket.waitForConnected(2000)
     return socket
 
@@ -152,7 +154,7 @@ def test_a_window_that_closes_drops_the_requests_it_had_not_taken(qtbot, data_ro
     qtbot.waitUntil(lambda: len(window.handoff.findChildren(QLocalSocket)) == 1, timeout=5000)  # accepted
     gui.open_windows.remove(window)
     window.close()
-    socket.write(b'{"open": ["/tmp/a lake.png"]}\n')
+    socket.write(b'{"protocol": 2, "take": ["/tmp/a lake.png"]}\n')
     qtbot.waitUntil(lambda: socket.state() == QLocalSocket.LocalSocketState.UnconnectedState, timeout=5000)
     assert bytes(socket.readAll().data()) == b""
 
@@ -199,7 +201,7 @@ def test_connections_that_never_finish_their_request_are_dropped(qtbot, tmp_path
 def test_a_socket_another_user_made_under_the_name_is_told_nothing(qtbot, tmp_path):
     """The name is predictable (a user id and a data folder): another user of the computer who made a socket of
     that name first was handed the image's path, and its "ok" made the second start exit as if the image opened."""
-    path = os.path.join(QDir.tempPath(), handoff_name(tmp_path))
+    path = socket_paths(tmp_path)[-1]  # /tmp: where another user can make one
     code = """if True:
         import os, socket, sys
         os.setgid(65534)
@@ -301,7 +303,7 @@ def _run_as_a_large_user_id(folder: Path) -> None:
         import os, sys
         from pathlib import Path
         from PySide6.QtCore import QCoreApplication
-        from PySide6.QtNetwork import QLocalSocket
+        from PySide6.QtNetwork import QLocalServer, QLocalSocket
         import app.instance_handoff as handoff
         os.environ["TMPDIR"] = sys.argv[1]
         os.setgid(3000000000)
@@ -462,3 +464,109 @@ def test_files_handed_on_as_the_window_closes_are_in_the_settings_it_saves(qtbot
     assert _handed_on_while_closing(qtbot, window, monkeypatch, data_root, png) == 0 and not window.isVisible()
     saved = load_settings(data.settings)
     assert saved.last_job.prompt == "a lake at dawn" and saved.last_job.seed == 9, saved.last_job
+
+
+def test_builds_of_another_protocol_refuse_each_other_before_ok(qtbot, tmp_path):
+    """The first builds of this feature spoke ``{"open": …}``, ``ok``, ``go`` and no ``done``: an old second start
+    had its files dropped by a new app and exited 0 without a word; a new start told an old app's files "not
+    opened" though they were. Each now refuses the other's request before ``ok``: the start says the app runs. (R49)"""
+    png = tmp_path / "a lake.png"
+    server = HandoffServer(tmp_path)
+    asked: list = []
+    server.asked.connect(asked.append)
+    assert server.listen()
+    code = """if True:  # the first builds' second start, in its wire steps
+        import json, socket, sys
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sys.argv[1])
+        s.sendall(json.dumps({"open": [sys.argv[2]]}).encode() + b"\\n")
+        s.settimeout(5)
+        try:
+            answer = s.recv(16)
+        except OSError:
+            answer = b""
+        if answer != b"ok\\n":
+            sys.exit(1)  # it says the app runs and the image was not opened
+        s.sendall(b"go\\n")
+        sys.exit(0)  # it exits without a word: the image taken, it believes
+    """
+    child = subprocess.Popen([sys.executable, "-c", code, server.name, str(png)])
+    try:
+        qtbot.waitUntil(lambda: child.poll() is not None, timeout=30000)
+        qtbot.wait(300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    server.close()
+    assert child.returncode == 1 and asked == [], (child.returncode, asked)
+    old = QLocalServer()  # and the other way: the first builds' app, which took what had an "open" list
+    assert old.listen(socket_paths(tmp_path)[0])
+    took: list = []
+
+    def serve() -> None:
+        peer = old.nextPendingConnection()
+
+        def read() -> None:
+            while peer.canReadLine():
+                line = bytes(peer.readLine().data())
+                if line == b"go\n":
+                    took.append(png)
+                    peer.disconnectFromServer()
+                elif isinstance(json.loads(line).get("open"), list):
+                    peer.write(b"ok\n")
+                else:
+                    peer.abort()
+                    return
+
+        peer.readyRead.connect(read)
+        read()
+
+    old.newConnection.connect(serve)
+    child = _second_start_waiting(tmp_path, png)
+    try:
+        qtbot.waitUntil(lambda: child.poll() is not None, timeout=30000)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        old.close()
+    assert child.returncode == 1 and took == []  # said not opened, and not opened
+
+
+def test_a_second_start_with_another_tmpdir_finds_the_app_open(qtbot, tmp_path):
+    """The socket was in $TMPDIR: an app started from a terminal that sets it and a second start from the file
+    manager that does not (or the other way) looked in two places, and the start said the app runs. (R49)"""
+    png = tmp_path / "a lake.png"
+    server = HandoffServer(tmp_path)
+    asked: list = []
+    server.asked.connect(asked.append)
+    assert server.listen()
+    code = ("import sys; from pathlib import Path; from PySide6.QtCore import QCoreApplication; "
+            "app = QCoreApplication([]); from app.instance_handoff import hand_over; "
+            "sys.exit(0 if hand_over(Path(sys.argv[1]), [Path(sys.argv[2])]) else 1)")
+    with tempfile.TemporaryDirectory() as other_tmp:
+        child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(png)], cwd=REPO,
+                                 env={**os.environ, "TMPDIR": other_tmp})  # fmt: skip
+        try:
+            qtbot.waitUntil(lambda: child.poll() is not None, timeout=30000)
+            qtbot.wait(300)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    server.close()
+    assert child.returncode == 0 and asked == [[png]], (child.returncode, asked)
+
+
+def test_one_socket_for_a_data_folder_reached_through_a_bind_mount(tmp_path):
+    """The folder's lock is one file however the folder is reached, so a second start through a bind mount got
+    AlreadyRunning; the socket's name was the resolved path's, and the start found no app. (R49)"""
+    real, bound = tmp_path / "real", tmp_path / "bound"
+    real.mkdir()
+    bound.mkdir()
+    if not hasattr(os, "getuid") or os.getuid() != 0 or subprocess.run(
+            ["mount", "--bind", str(real), str(bound)], capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("needs root and mount --bind")
+    try:
+        assert os.path.samefile(real, bound) and os.path.realpath(real) != os.path.realpath(bound)
+        assert handoff_name(real) == handoff_name(bound)
+    finally:
+        subprocess.run(["umount", str(bound)], check=False)
