@@ -45,13 +45,25 @@ def _second_start(qtbot, data_root: Path, *files: Path) -> subprocess.CompletedP
     return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
-def _second_start_waiting(root: Path, png: Path, wait_ms: int = app.instance_handoff.ANSWER_WAIT_MS
-                          ) -> subprocess.Popen:  # fmt: skip
-    """``hand_over(root, [png], wait_ms)`` in another process: its exit code 0 when it returned True."""
+def _second_start_waiting(root: Path, png: Path, wait_ms: int = app.instance_handoff.ANSWER_WAIT_MS,
+                          env: dict[str, str] | None = None) -> subprocess.Popen:  # fmt: skip
+    """``hand_over(root, [png], wait_ms)`` in another process (in ``env``): its exit code 0 when it returned True."""
     code = ("import sys; from pathlib import Path; from PySide6.QtCore import QCoreApplication; "
             "app = QCoreApplication([]); from app.instance_handoff import hand_over; "
             "sys.exit(0 if hand_over(Path(sys.argv[1]), [Path(sys.argv[2])], int(sys.argv[3])) else 1)")
-    return subprocess.Popen([sys.executable, "-c", code, str(root), str(png), str(wait_ms)], cwd=REPO)
+    return subprocess.Popen([sys.executable, "-c", code, str(root), str(png), str(wait_ms)], cwd=REPO, env=env)
+
+
+def _exit_code(qtbot, child: subprocess.Popen, settle_ms: int = 0) -> int:
+    """``child``'s exit code once it ended (killed after a minute), this test's event loop running meanwhile, and
+    ``settle_ms`` more (the window hands on what it was told)."""
+    try:
+        qtbot.waitUntil(lambda: child.poll() is not None, timeout=60000)
+        qtbot.wait(settle_ms)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return child.wait()
 
 
 def test_an_image_opened_while_the_app_runs_opens_in_its_window(qtbot, data_root, tmp_path):
@@ -490,15 +502,9 @@ def test_builds_of_another_protocol_refuse_each_other_before_ok(qtbot, tmp_path)
         s.sendall(b"go\\n")
         sys.exit(0)  # it exits without a word: the image taken, it believes
     """
-    child = subprocess.Popen([sys.executable, "-c", code, server.name, str(png)])
-    try:
-        qtbot.waitUntil(lambda: child.poll() is not None, timeout=30000)
-        qtbot.wait(300)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    code = _exit_code(qtbot, subprocess.Popen([sys.executable, "-c", code, server.name, str(png)]), 300)
     server.close()
-    assert child.returncode == 1 and asked == [], (child.returncode, asked)
+    assert code == 1 and asked == [], (code, asked)
     old = QLocalServer()  # and the other way: the first builds' app, which took what had an "open" list
     assert old.listen(socket_paths(tmp_path)[0])
     took: list = []
@@ -522,14 +528,9 @@ def test_builds_of_another_protocol_refuse_each_other_before_ok(qtbot, tmp_path)
         read()
 
     old.newConnection.connect(serve)
-    child = _second_start_waiting(tmp_path, png)
-    try:
-        qtbot.waitUntil(lambda: child.poll() is not None, timeout=30000)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        old.close()
-    assert child.returncode == 1 and took == []  # said not opened, and not opened
+    code = _exit_code(qtbot, _second_start_waiting(tmp_path, png))
+    old.close()
+    assert code == 1 and took == []  # said not opened, and not opened
 
 
 def test_a_second_start_with_another_tmpdir_finds_the_app_open(qtbot, tmp_path):
@@ -540,20 +541,10 @@ def test_a_second_start_with_another_tmpdir_finds_the_app_open(qtbot, tmp_path):
     asked: list = []
     server.asked.connect(asked.append)
     assert server.listen()
-    code = ("import sys; from pathlib import Path; from PySide6.QtCore import QCoreApplication; "
-            "app = QCoreApplication([]); from app.instance_handoff import hand_over; "
-            "sys.exit(0 if hand_over(Path(sys.argv[1]), [Path(sys.argv[2])]) else 1)")
     with tempfile.TemporaryDirectory() as other_tmp:
-        child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(png)], cwd=REPO,
-                                 env={**os.environ, "TMPDIR": other_tmp})  # fmt: skip
-        try:
-            qtbot.waitUntil(lambda: child.poll() is not None, timeout=30000)
-            qtbot.wait(300)
-        finally:
-            if child.poll() is None:
-                child.kill()
+        code = _exit_code(qtbot, _second_start_waiting(tmp_path, png, env={**os.environ, "TMPDIR": other_tmp}), 300)
     server.close()
-    assert child.returncode == 0 and asked == [[png]], (child.returncode, asked)
+    assert code == 0 and asked == [[png]], (code, asked)
 
 
 def test_one_socket_for_a_data_folder_reached_through_a_bind_mount(tmp_path):
