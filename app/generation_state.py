@@ -354,5 +354,12 @@ class JobState(QObject):
             return None
         return min(100, 100 * self.step // self.total_steps)
 
+    def clear_steps(self) -> None:
+        """No step counted (a job from an idle queue, one waiting for a quantize run): the last job's step and total
+        are not read as this one's. Set only where they are not 0 already: a first setting is signalled even when
+        it changes nothing, and a ``step_changed`` then reads as the engine having started."""
+        if self.step or self.total_steps:
+            self.step, self.total_steps = 0, 0
+
     def set_preview(self, image: QImage | None) -> None:
         self.preview = image

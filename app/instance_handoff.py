@@ -30,6 +30,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
+from gpu.paths import file_identity
+
 log = logging.getLogger(__name__)
 
 ANSWER_WAIT_MS = 5000  # the running app answers from its event loop: it may be a moment busy (a dialog opening)
@@ -46,7 +48,7 @@ _OK = b"ok\n"
 _GO = b"go\n"
 _DONE = b"done\n"
 _RETRY_MS = 100  # between tries to connect while the app open sets its socket up (it took the lock just now)
-DONE_GRACE_S = 1.0
+DONE_GRACE_S = 1.0  # how long past its deadline a start that sent "go" still waits for "done" (``hand_over``)
 # The request's protocol. Builds of another one refuse each other's requests before "ok" (session 38's first builds
 # spoke "open" with no "done": a mix opened files unsaid, or said them not opened): the start then says the app runs.
 PROTOCOL = 2
@@ -63,14 +65,13 @@ def handoff_name(root: Path) -> str:
 
 def _folder_key(root: Path) -> str:
     """The data folder as one value however it is reached (a link, another spelling, a bind mount, which its lock
-    file sees as one folder too): its device and inode; its resolved, case-folded path where it has no inode."""
+    file sees as one folder too): ``gpu.paths.file_identity``, its resolved path case-folded where that is all
+    there is."""
     try:
-        found = os.stat(root)
-    except OSError:
-        found = None
-    if found is not None and found.st_ino:
-        return f"{found.st_dev}:{found.st_ino}"
-    return os.path.normcase(os.path.realpath(root))
+        identity = file_identity(root)
+    except OSError:  # not there to be looked at: its path is all it has
+        identity = os.path.realpath(root)
+    return os.path.normcase(identity) if isinstance(identity, str) else f"{identity[0]}:{identity[1]}"
 
 
 def socket_paths(root: Path) -> list[str]:

@@ -95,11 +95,8 @@ class JobQueue(QObject):
 
     def submit(self, job: Job) -> None:
         """Sends ``job`` (``add``) to the engine; the status line says it waits, or keeps the running job's step."""
-        if len(self._jobs) == 1 and (self._state.step or self._state.total_steps):
-            # The queue was idle: the last job's step and total are not this one's. (Set only where they are not 0
-            # already: a first setting is signalled even when it changes nothing, and a step_changed then reads as
-            # the engine having started.)
-            self._state.step, self._state.total_steps = 0, 0
+        if len(self._jobs) == 1:  # the queue was idle
+            self._state.clear_steps()
         self._state.busy = True
         # Behind a running job: its step and ETA stay, with the queue's length after them.
         self._show_job("Waiting for the engine…" if len(self._jobs) == 1 else self._job_line)
@@ -193,7 +190,7 @@ class JobQueue(QObject):
         """Job ``job_id`` waits for a quantize run to end before it starts (the engine runs one job at a time: none
         runs now, and the one queued before it, ended, left its step and total, read as this one's for the run's
         hour)."""
-        self._state.step, self._state.total_steps = 0, 0
+        self._state.clear_steps()
         job = self._jobs.get(job_id)
         if job is not None and not job.cancel.is_set():  # a cancelled one says "Cancelling…" till it ends
             self._show_job(QUANTIZE_WAIT)

@@ -157,8 +157,8 @@ class MainWindow(QMainWindow):
         lock = lock_data_dir(data)  # raises AlreadyRunning before anything in the folder is read or repaired
         super().__init__()
         self._lock = lock
-        # At once: a second start made while this one reads its folder (a large gallery) is answered once the
-        # event loop runs, not refused as if no app answered.
+        # At once: a second start made while this one reads its folder finds the socket, and is answered once the
+        # event loop runs (if that is within its wait), not refused as if no app were there.
         self.handoff = HandoffServer(data.root, self)
         self.handoff.listen()
         try:
