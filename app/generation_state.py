@@ -6,7 +6,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -330,6 +330,17 @@ class PromptState(QObject):
         return left
 
 
+@dataclass(frozen=True)
+class QueueCount:
+    """The images of the jobs queued since the queue was last idle: ``images`` in all, ``ended`` those of the jobs
+    that ended (made, cancelled or failed: each counted whole), ``running`` those of the running job (0 between
+    jobs). One value, changed at once: counted in two steps, a job's end read as 100% (counted twice) or nothing."""
+
+    images: int = 0
+    ended: int = 0
+    running: int = 0
+
+
 class JobState(QObject):
     """What the progress area shows: busy flag, step counter, ETA, the latest preview, a status line. ``step`` and
     ``total_steps`` count the whole job's steps, every image of a batch (the bar restarted at each image)."""
@@ -337,22 +348,30 @@ class JobState(QObject):
     busy_changed = Signal(object)
     step_changed = Signal(object)
     total_steps_changed = Signal(object)
+    queue_changed = Signal(object)
     status_changed = Signal(object)
     preview_changed = Signal(object)
 
     busy = Prop(False)
     step = Prop(0)
     total_steps = Prop(0)
+    queue = Prop(QueueCount())
     status = Prop("Starting the engine…")
     preview = Prop(None)  # QImage | None
 
     def percent(self) -> int | None:
-        """How far the running job is, in whole percent of all its steps (every image of a batch); None while none
-        runs, or the job has made no step yet (it waits for a quantize run, its model loads): a "0%" read as stuck,
-        and the last job's figures as this one's."""
-        if not self.busy or self.total_steps <= 0 or self.step <= 0:
+        """How far the jobs queued since the queue was last idle are, in whole percent of their images (``queue``):
+        the jobs ended count whole, the running one by its steps (every image of its batch). One job at a time
+        showed "[100%]" at the end of each queued job and started again at the next. None while none runs, or
+        nothing of them is done yet (the first job's model loads, it waits for a quantize run): a "0%" read as
+        stuck, and an earlier queue's figures as this one's."""
+        queue = self.queue
+        if not self.busy or queue.images <= 0:
             return None
-        return min(100, 100 * self.step // self.total_steps)
+        steps = self.step if self.total_steps > 0 and self.step > 0 and queue.running else 0
+        total = self.total_steps if steps else 1
+        done = queue.ended * total + queue.running * steps  # of queue.images * total
+        return min(100, 100 * done // (queue.images * total)) if done > 0 else None
 
     def clear_steps(self) -> None:
         """No step counted (a job from an idle queue, one waiting for a quantize run): the last job's step and total

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject
@@ -14,7 +15,7 @@ from app.data_dir import DataDir
 from app.engine_errors import EngineError, database_error
 from app.engine_worker import EngineWorker, Job, JobProgress, SavedImage
 from app.gallery_model import GalleryModel
-from app.generation_state import JobState
+from app.generation_state import JobState, QueueCount
 from app.image_files import relative
 from app.lora_cost import cost_sentence
 from app.lora_entry import LoraEntry
@@ -95,8 +96,12 @@ class JobQueue(QObject):
 
     def submit(self, job: Job) -> None:
         """Sends ``job`` (``add``) to the engine; the status line says it waits, or keeps the running job's step."""
-        if len(self._jobs) == 1:  # the queue was idle
+        queue, images = self._state.queue, job.request.batch_count
+        if len(self._jobs) == 1:  # the queue was idle: the title's percent counts from here
             self._state.clear_steps()
+            self._state.queue = QueueCount(images=images)
+        else:
+            self._state.queue = replace(queue, images=queue.images + images)
         self._state.busy = True
         # Behind a running job: its step and ETA stay, with the queue's length after them.
         self._show_job("Waiting for the engine…" if len(self._jobs) == 1 else self._job_line)
@@ -182,6 +187,8 @@ class JobQueue(QObject):
         # Until its first preview: the last job's image stayed, read as this one's while its steps counted up.
         self._state.set_preview(None)
         job = self._jobs.get(job_id)
+        if job is not None:
+            self._state.queue = replace(self._state.queue, running=job.request.batch_count)
         # Said only when the engine loads it: "Loading demo…" at every job's start, with the model loaded, read
         # as if each job reloaded it.
         self._show_job(f"Loading {job.request.model}…" if job is not None and loads else "Starting…")
@@ -202,6 +209,7 @@ class JobQueue(QObject):
         image_done = progress.step == progress.total_steps
         at_end = progress.image_index + 1 == progress.image_count and image_done
         self._finishing = progress.job_id if at_end else 0
+        self._state.queue = replace(self._state.queue, running=progress.image_count)
         # The bar runs over the whole batch: it went back to its start at each image.
         self._state.total_steps = progress.total_steps * progress.image_count
         self._state.step = progress.image_index * progress.total_steps + progress.step
@@ -272,7 +280,9 @@ class JobQueue(QObject):
     def _job_done(self, job_id: int, status: str, cancelled: bool = False) -> None:
         """Job ``job_id`` ended, as ``status`` says (``cancelled``: by a cancel)."""
         status = self._said_together(job_id, status, cancelled)
-        self._jobs.pop(job_id, None)
+        if (job := self._jobs.pop(job_id, None)) is not None:  # counted whole, not by the steps the bar keeps
+            queue = self._state.queue
+            self._state.queue = replace(queue, ended=queue.ended + job.request.batch_count, running=0)
         self._state.busy = bool(self._jobs)
         # Jobs cancelled with it (Cancel all) are not said to go on: they end at once, unrun.
         waiting = sum(not job.cancel.is_set() for job in self._jobs.values())

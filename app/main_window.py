@@ -239,8 +239,8 @@ class MainWindow(QMainWindow):
         self._watch_settings()
         self.handoff.asked.connect(self._asked_by_second_start)
         self.controller.job.busy_changed.connect(self._jobs_ended)
-        for signal in (self.controller.job.busy_changed, self.controller.job.step_changed,
-                       self.controller.job.total_steps_changed):  # fmt: skip
+        job = self.controller.job
+        for signal in (job.busy_changed, job.step_changed, job.total_steps_changed, job.queue_changed):
             signal.connect(self._title_progress)
 
     def _watch_settings(self) -> None:
@@ -396,8 +396,8 @@ class MainWindow(QMainWindow):
         self.error_dialog = show_error(self, error, self.log_file)
 
     def _title_progress(self, *_: object) -> None:
-        """"[45%] Nibble Studio" while a job runs: the taskbar entry of the window, minimized or behind others, says
-        how far it is."""
+        """"[45%] Nibble Studio" while jobs run: the taskbar entry of the window, minimized or behind others, says
+        how far the queued jobs are (``JobState.percent``)."""
         percent = self.controller.job.percent()
         self.setWindowTitle(APP_TITLE if percent is None else f"[{percent}%] {APP_TITLE}")
 

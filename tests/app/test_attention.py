@@ -80,7 +80,7 @@ def test_a_wizard_is_not_flagged_by_the_quit_that_stopped_its_run(qtbot, window,
 
 def test_the_window_title_says_how_far_the_job_is(qtbot, window):
     """The taskbar entry of a window minimized or behind others said nothing of the job running: its title now does,
-    over the whole batch, and is the app's name again once it ended."""
+    over the whole batch and the jobs queued behind it, and is the app's name again once they ended."""
     titles: list[str] = []
     window.windowTitleChanged.connect(titles.append)
     controller = window.controller
@@ -103,3 +103,12 @@ def test_the_window_title_says_how_far_the_job_is(qtbot, window):
     assert window.windowTitle() == "Nibble Studio"
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
     assert titles[0] == "[12%] Nibble Studio" and "[100%] Nibble Studio" not in titles[:2], titles
+    # Two jobs queued: one run of the title over both, not 100% at the end of the first and back to nothing
+    titles.clear()
+    _small_job(controller, steps=2)
+    controller.generate()
+    controller.generate()
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
+    shown = [t for t in titles if t.startswith("[")]
+    assert shown == [f"[{p}%] Nibble Studio" for p in (25, 50, 75, 100)], titles
+    assert titles[-1] == "Nibble Studio"

@@ -11,7 +11,7 @@ from PIL import Image
 from app.data_dir import DataDir
 from app.engine_worker import EngineWorker, JobProgress, SavedImage
 from app.gallery_model import GalleryModel
-from app.generation_state import JobState
+from app.generation_state import JobState, QueueCount
 from app.job_queue import QUANTIZE_WAIT, JobQueue
 from app.lora_state import LoraState
 from app.store import Store
@@ -61,7 +61,7 @@ def test_unit_the_eta_counts_the_images_left_at_the_time_the_finished_ones_took_
         store.close()
 
 
-def test_unit_a_job_waiting_for_a_quantize_run_behind_an_ended_one_shows_no_percent(qapp, tmp_path):
+def test_unit_a_job_waiting_for_a_quantize_run_behind_an_ended_one_shows_not_its_100_percent(qapp, tmp_path):
     """The job queued behind a finished one waits for a quantize run (an hour): the title and the bar said the ended
     job's 100% all along (``JobState.percent``). (R48)"""
     _data, store, state, queue = _queue(tmp_path)
@@ -72,10 +72,45 @@ def test_unit_a_job_waiting_for_a_quantize_run_behind_an_ended_one_shows_no_perc
         queue.on_progress(JobProgress(first.id, 0, 1, 8, 8, 8.0, 0.0, None))
         assert state.percent() == 100
         second = queue.add(GenerationRequest("a red circle"))
-        queue.submit(second)  # behind the running job: its figures stay
-        assert state.percent() == 100
+        queue.submit(second)  # behind the running job: its bar stays; the percent counts the queued job too
+        assert (state.step, state.total_steps) == (8, 8) and state.percent() == 50
         queue.on_finished(first.id)
         queue.on_waiting(second.id)  # a quantize run took the GPU
-        assert state.status == QUANTIZE_WAIT and state.percent() is None and (state.step, state.total_steps) == (0, 0)
+        assert state.status == QUANTIZE_WAIT and (state.step, state.total_steps) == (0, 0)
+        assert state.percent() == 50  # the ended job's image of the two queued: not its 100%
+    finally:
+        store.close()
+
+
+def test_unit_the_percent_runs_over_every_job_queued_since_the_queue_was_idle(qapp, tmp_path):
+    """Jobs queued behind each other showed "[100%]" at the end of each, and counted again from nothing at the next:
+    the percent now runs over the images of all the jobs queued since the queue was last idle, the ended ones counted
+    whole (a cancelled or failed one too), the running one by its steps."""
+    _data, store, state, queue = _queue(tmp_path)
+    try:
+        first = queue.add(GenerationRequest("a red circle"))
+        queue.submit(first)
+        second = queue.add(GenerationRequest("a red circle", batch_count=2))
+        queue.submit(second)
+        assert state.percent() is None  # nothing done yet
+        queue.on_started(first.id, 1, False)
+        queue.on_progress(JobProgress(first.id, 0, 1, 2, 4, 2.0, 2.0, None))
+        assert state.percent() == 16  # half of 1 image of 3; was: 50
+        queue.on_progress(JobProgress(first.id, 0, 1, 4, 4, 4.0, 0.0, None))
+        assert state.percent() == 33  # was: 100
+        queue.on_finished(first.id)
+        queue.on_started(second.id, 2, False)
+        assert state.percent() == 33  # between the jobs: the ended one, not nothing
+        queue.on_progress(JobProgress(second.id, 1, 2, 2, 4, 6.0, 2.0, None))  # image 2, step 2 of 4
+        assert state.percent() == 83  # 1 + 2 * 6/8 of 3 images; was: 75, the second job's alone
+        third = queue.add(GenerationRequest("a red circle"))
+        queue.submit(third)  # queued behind: more to do
+        assert state.percent() == 62
+        queue.on_cancelled(second.id)
+        queue.fail(third.id)  # ended unrun: counted whole
+        assert not state.busy and state.percent() is None
+        again = queue.add(GenerationRequest("a red circle"))
+        queue.submit(again)  # from an idle queue: counted from nothing
+        assert state.percent() is None and state.queue == QueueCount(images=1)
     finally:
         store.close()
