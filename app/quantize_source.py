@@ -33,7 +33,7 @@ from gpu.calibration_set import (
 )  # fmt: skip
 from gpu.errors import ModelLoadError, UserError
 from gpu.library import snapshot_repo_name
-from gpu.model_files import missing_model, model_path_there, pipeline_defaults
+from gpu.model_files import check_defaults_readable, missing_model, model_path_there, pipeline_defaults
 from gpu.pipeline_checks import (
     check_not_prequantized,
     check_pipeline_complete,
@@ -134,17 +134,16 @@ class CalibrationSet:
     STEPS_CAP = MAX_DEFAULT_CALIB_STEPS  # the most steps a run takes by default (the widgets never import gpu/)
 
 
-def calibration_set(folder: Path) -> CalibrationSet | None:
-    """The ``CalibrationSet`` of the pipeline ``folder`` (a source's, or a single file's base); None when its prompts
-    file or its nibble.json's steps cannot be read (the run says why)."""
+def calibration_set(folder: Path) -> CalibrationSet:
+    """The ``CalibrationSet`` of the pipeline ``folder`` (a source's, or a single file's base); ``UserError`` for
+    what a run of it would stop on: a nibble.json that is damaged (read as none, it showed FLUX.1-dev's 28 steps and
+    the built-in prompts), a prompts file that cannot be read or holds no prompt, steps that are no number."""
+    check_defaults_readable(folder, f"model {folder.name or folder}")
     defaults = pipeline_defaults(folder)
-    try:
-        available = len(available_prompts(folder, defaults))
-        own = prompts_file(folder, defaults)[1]
-        return CalibrationSet(OWN_PROMPTS if own else BUILT_IN_PROMPTS, available,
-                              calibration_steps(None, defaults), model_steps(defaults))  # fmt: skip
-    except UserError:
-        return None
+    available = len(available_prompts(folder, defaults))
+    own = prompts_file(folder, defaults)[1]
+    return CalibrationSet(OWN_PROMPTS if own else BUILT_IN_PROMPTS, available,
+                          calibration_steps(None, defaults), model_steps(defaults))  # fmt: skip
 
 
 def no_comparison_reason(source: str | None, base: str | None) -> str:
@@ -279,8 +278,8 @@ class QuantizeSource(QObject):
         self.base = ""
         self.base_problem = ""
         self.base_warning = ""
-        if value in self._folders:  # a library entry: the library checked it when it was listed
-            self.description, self.problem = "", ""
+        if value in self._folders:  # a library entry: the library checked it when it was listed, not its prompts
+            self.description, self.problem = "", _calibration_problem(self._folders[value])
             return
         if value in self._removed:  # a library name, not a folder here: one of that name would be another model
             self.description, self.problem = "", NOT_IN_LIBRARY.format(name=value, what="source")
@@ -297,7 +296,7 @@ class QuantizeSource(QObject):
             return
         self.description = (f"Diffusers FLUX.1 pipeline folder, {cfg.get('num_layers', '?')} double and "
                             f"{cfg.get('num_single_layers', '?')} single blocks")  # fmt: skip
-        self.problem = ""
+        self.problem = _calibration_problem(path)
 
     def _choose_file(self, value: str) -> None:
         try:
@@ -409,7 +408,7 @@ class QuantizeSource(QObject):
             self.base_problem = (f"{name} does not fit {Path(self.base).name or self.base}: {', '.join(misfit)}. "
                                  "Choose the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip
         else:
-            self.base_problem = ""
+            self.base_problem = _calibration_problem(self._base_folder(self.base))
 
     def _variant_warning(self) -> str:
         """A base that fits but belongs to the other variant (a FLUX.1-dev-style file, which has a guidance
@@ -437,14 +436,31 @@ class QuantizeSource(QObject):
                 "have one")  # fmt: skip
 
     def _update_calibration(self, *_: Any) -> None:
-        """The calibration set a run of the source as chosen uses, read from the pipeline that supplies it."""
+        """The calibration set a run of the source as chosen uses, read from the pipeline that supplies it (what
+        it would stop on there is the source's problem, or its base's: ``_calibration_problem``)."""
         folder = self._base_folder(self.base) if self.is_file else self._folders.get(self.source, Path(self.source))
         usable = self.source and folder is not None and not self.problem and not self.base_problem
-        self.calibration = calibration_set(folder) if usable else None
+        try:
+            self.calibration = calibration_set(folder) if usable else None
+        except UserError:  # changed since it was chosen: the run says what it stops on
+            self.calibration = None
 
     def _update_ready(self, *_: Any) -> None:
         self.ready = bool(self.source) and not self.problem and not self.base_problem and not self.checking \
             and (not self.needs_base or bool(self.base))  # fmt: skip
+
+
+def _calibration_problem(folder: Path | None) -> str:
+    """What a run would stop on in the calibration set of the pipeline ``folder`` (``calibration_set``: a damaged
+    nibble.json, a prompts file that holds no prompt, ...), in words; "" when nothing. Named as the source or base
+    is chosen: the page said it was ready, and the run failed once named and started."""
+    if folder is None:
+        return ""
+    try:
+        calibration_set(folder)
+    except UserError as err:
+        return _words(err)
+    return ""
 
 
 def _words(err: UserError) -> str:

@@ -67,7 +67,8 @@ def test_a_calibration_prompts_entry_that_names_no_file_is_said_not_raised(tmp_p
     (tmp_path / "nibble.json").write_text(json.dumps({"calibration_prompts": 5}))
     with pytest.raises(ModelLoadError, match=f"nibble.json in {tmp_path}: calibration_prompts is 5, not a file name"):
         available_prompts(tmp_path, pipeline_defaults(tmp_path))
-    assert calibration_set(tmp_path) is None  # not known: the wizard's page says so, the run says why
+    with pytest.raises(ModelLoadError, match="calibration_prompts is 5"):  # the wizard's source page says so
+        calibration_set(tmp_path)
 
 
 def test_a_steps_entry_that_is_no_number_is_said_not_raised(tmp_path):
@@ -83,7 +84,8 @@ def test_a_steps_entry_that_is_no_number_is_said_not_raised(tmp_path):
     shutil.copytree(DEMO, folder)
     settings = json.loads((folder / "nibble.json").read_text())
     (folder / "nibble.json").write_text(json.dumps({**settings, "steps": "16 steps"}))
-    assert calibration_set(folder) is None
+    with pytest.raises(ModelLoadError, match="nibble.json: steps is '16 steps'"):  # the wizard's source page says so
+        calibration_set(folder)
     with pytest.raises(ModelLoadError, match="nibble.json: steps is '16 steps', not a whole number of steps"):
         quantize_model(folder, tmp_path / "m.safetensors", QuantizeConfig(calib_prompts=2),
                        library=ModelLibrary(tmp_path), device=CPU)  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QMessageBox
 
 from tests.app.gui import answer_stop, hold_run_at, small_run
+from tests.bfl_files import save_bfl_transformer
 
 
 def test_the_encoding_moves_the_bar_and_a_cancel_stops_it(qtbot, window, monkeypatch):
@@ -57,4 +58,39 @@ def test_the_calibration_page_shows_the_prompts_and_steps_a_run_uses(qtbot, wind
     assert page.steps.specialValueText() == "default (4)"  # the model's own 4, under 8
     wizard.source_page.use_path(str(demo))
     assert page.count.value() == 200  # asked for, and the demo's set has them
+    wizard.close()
+
+
+def test_what_a_run_would_stop_on_in_the_sources_calibration_is_named_on_the_source_page(qtbot, window, tmp_path):
+    """A pipeline folder whose nibble.json is damaged, or whose calibration prompts file holds no prompt, was "ready"
+    on the source page; the calibration page then said it calibrates with the built-in prompts and FLUX.1-dev's
+    steps (none of which the run would use), and the run failed once named and started. (R51)"""
+    import shutil
+
+    from gpu.paths import resources_dir
+
+    demo = resources_dir() / "models" / "demo"
+    damaged, empty = tmp_path / "damaged", tmp_path / "empty"
+    for folder in (damaged, empty):
+        shutil.copytree(demo, folder)
+    (damaged / "nibble.json").write_text("{oops")
+    (empty / "calibration_prompts.txt").write_text("# none yet\n\n")
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    state = wizard.source_state
+    wizard.source_page.use_path(str(damaged))
+    assert not state.ready and "nibble.json" in state.problem and state.calibration is None, state.problem
+    next_button = wizard.button(wizard.WizardButton.NextButton)
+    assert "nibble.json" in wizard.source_page.problem.text() and not next_button.isEnabled()
+    wizard.source_page.use_path(str(empty))
+    assert not state.ready and "holds no prompts" in state.problem, state.problem
+    wizard.source_page.use_path(str(demo))  # a good one: ready again, its own set shown
+    assert state.ready and state.problem == "" and state.calibration.available == 256
+    # A single file's base calibrates it: the same is said of the base
+    single = save_bfl_transformer(demo, tmp_path / "my-finetune.safetensors")
+    wizard.source_page.use_path(str(single))
+    qtbot.waitUntil(lambda: not state.checking, timeout=60000)
+    assert state.ready and state.base == "demo"
+    state.add_base_folder(str(damaged))
+    assert not state.ready and "nibble.json" in wizard.source_page.base_problem.text() and state.calibration is None
     wizard.close()
