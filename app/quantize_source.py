@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,10 @@ from gpu.pipeline_checks import (
 )
 from gpu.pipeline_config import transformer_config
 
-# An output name is a file name in the models folder: long names break Windows' 260-character paths.
+# An output name is a file name in the models folder: long names break Windows' 260-character paths, and Linux
+# allows 255 bytes per name (a character of Chinese takes 3), with the method, rank and a temporary suffix after it.
 _MAX_STEM = 80
+_MAX_STEM_BYTES = 160
 # No source to choose: the library holds no pipeline (not listed yet, as the engine starts, or all removed).
 NO_PIPELINE = ("No diffusers pipeline in your library yet: pick a FLUX.1 pipeline folder with Other folder…, or a "
                "single .safetensors file with Single file…")  # fmt: skip
@@ -77,8 +80,13 @@ def output_stem(source: str, folder_path: Path | None = None) -> str:
 
 
 def _safe(name: str) -> str:
-    # Leading dots would hide the file; separators and odd characters are not portable file-name characters.
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._-")[:_MAX_STEM].rstrip("._-")
+    # Letters and digits of every script are kept (a folder named in Chinese or Cyrillic was named "model", the next
+    # one "model-...-2"); separators, spaces and the characters Windows refuses are not, and leading dots would hide
+    # the file. Composed first: a name from macOS holds "é" as "e" and an accent, which became "e_".
+    stem = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", name)).strip("._-")[:_MAX_STEM]
+    while len(stem.encode("utf-8")) > _MAX_STEM_BYTES:
+        stem = stem[:-1]
+    return stem.rstrip("._-")
 
 
 def _pipeline_name(folder: Path) -> str:

@@ -587,6 +587,13 @@ def test_output_names_for_sources_without_a_name(tmp_path):
     assert output_stem("/models/.hidden") == "hidden"  # never a hidden file
     assert output_stem("/x/flux1-dev fp16 (Civitai).safetensors") == "flux1-dev_fp16_Civitai"
     assert len(output_stem("/x/" + "a" * 300 + ".safetensors")) == 80
+    # Letters of every script are kept: these were "model" (and the next one "model-…-2"), "Mod_le_r_aliste" (R51)
+    assert output_stem("/models/流量模型") == "流量模型" and output_stem("/m/Фото-модель") == "Фото-модель"
+    assert output_stem("/m/Modèle réaliste.safetensors") == "Modèle_réaliste"
+    assert output_stem("/m/Mode\u0300le") == "Modèle"  # as macOS gives it: e and a combining accent
+    assert output_stem("/m/a<b>:c|d?e*f\"g") == "a_b_c_d_e_f_g"  # what Windows refuses in a name
+    long = output_stem("/m/" + "模" * 100)
+    assert long == "模" * 53 and len(long.encode()) <= 160  # Linux allows 255 bytes per name, the method's after it
     # a Hugging Face cache snapshot picked with "Other folder…": the library's name, not its commit's
     assert output_stem("/hub/models--org--Flux/snapshots/0ef5ff1234") == "Flux"
 
