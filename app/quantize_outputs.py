@@ -352,10 +352,10 @@ def delete_unfinished_run(run: UnfinishedRun) -> None:
 
 
 def not_deleted(run: UnfinishedRun, error: EngineError) -> EngineError:
-    """What the main window says when the deletion of the unfinished ``run``, asked for in a wizard closed since,
-    failed with ``error``: which run and folder, that it is still there and how big, the engine's reason and
-    remedy, and how to delete it once that is done. Minutes later, with the wizard gone, the engine's words alone
-    named neither what had been asked nor where to ask again."""
+    """What the wizard says when the deletion of the unfinished ``run`` failed with ``error`` (the main window, when
+    the wizard was closed since): which run and folder, that it is still there and how big, the engine's reason and
+    remedy, and how to delete it once that is done. The engine's words alone named neither what had been asked nor
+    where to ask again (minutes later, with the wizard gone), nor that the folder was still there."""
     remedy = f"{sentence(error.hint)[:-1]}, then delete" if error.hint else "Delete"  # the cause first, if any
     hint = (f"{remedy} it again with Unfinished runs… on the calibration page of Quantize this model…, or delete the "
             "folder yourself.")  # fmt: skip

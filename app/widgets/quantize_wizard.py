@@ -169,8 +169,8 @@ class QuantizeWizard(QWizard):
             return
         dialog = self.unfinished_dialog
         shown = dialog is not None and dialog.isVisible()
-        if error is not None:
-            self.error_dialog = show_error(dialog if shown else self, classify(error))
+        if error is not None:  # which run, that its folder is still there (the engine's words named neither)
+            self.error_dialog = show_error(dialog if shown else self, not_deleted(run, classify(error)))
         if shown:
             dialog.refresh()
         self.unfinished_runs.count()

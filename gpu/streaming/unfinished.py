@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpu.errors import OutputBusy, OutputError, named_few
+from gpu.os_errors import os_error_of, own_remedy
 from gpu.output_lock import output_lock
 from gpu.streaming.disk_space import folder_usage
 from gpu.streaming.parts_folder import PARTS_SUFFIX, blocks_kept, delete_parts, foreign_entries, not_a_folder
@@ -53,7 +54,8 @@ def delete_unfinished_run(parts: Path) -> None:
     """Deletes the parts folder ``parts`` (``parts_dir(out)``) of a run that does not work now; the model file
     ``out`` (a finished model of that name) is never touched. ``OutputBusy`` while a run, in this process or
     another, holds ``out``'s lock (``quantize_model``); ``OutputError`` for what is no parts folder of the
-    engine's: a file or link of that name, a folder holding files the engine does not write there."""
+    engine's: a file or link of that name, a folder holding files the engine does not write there; and for a folder
+    that cannot be changed (``_folder_unchanged``: read-only, its rights)."""
     if not parts.name.endswith(f".safetensors{PARTS_SUFFIX}"):
         raise OutputError(f"{parts} is not the folder of an unfinished quantize run: not deleted")
     try:
@@ -72,3 +74,20 @@ def delete_unfinished_run(parts: Path) -> None:
                 raise OutputError(left.words(), hint)
     except OutputBusy as busy:
         raise OutputBusy(f"{parts.name} is not deleted: {busy}", "wait for that run to end, or stop it") from None
+    except OutputError as err:
+        # The lock beside the model file could not be made (a drive mounted read-only): it said "cannot write
+        # <model>.safetensors" and "choose a folder you can write to", of a deletion that writes no model
+        os_err = os_error_of(err.__cause__) if err.__cause__ is not None else None
+        if os_err is None:
+            raise
+        raise _folder_unchanged(parts, os_err) from err
+    except OSError as err:  # the folder listed, then unreadable: its rights, a drive gone
+        raise _folder_unchanged(parts, err) from err
+
+
+def _folder_unchanged(parts: Path, err: OSError) -> OutputError:
+    """Why ``parts`` was not deleted when its folder cannot be changed (``err``), and what to do."""
+    reason = own_remedy(err)
+    return OutputError(f"{parts.parent} cannot be changed: {reason[0] if reason else err.strerror or err}",
+                       reason[1] if reason else "make it a folder you can write to (a drive mounted read-only: "
+                       "mount it writable again; or its permissions)")  # fmt: skip

@@ -212,3 +212,49 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
                           "there.")  # fmt: skip
     assert box.informativeText() == ("Move them elsewhere first, then delete it again with Unfinished runs… on the "
                                      "calibration page of Quantize this model…, or delete the folder yourself.")
+
+
+def test_a_deletion_the_models_folder_refuses_says_so_and_what_to_do(qtbot, window, monkeypatch):
+    """The models folder on a drive mounted read-only: Delete on an unfinished run said only "Cannot write
+    <model>.safetensors: Read-only file system. Choose a folder you can write to.": the user wrote nothing, asked
+    to delete a .parts folder, the wizard has no folder to choose, and nothing said the run was not deleted. (R51)"""
+    import errno
+
+    import gpu.output_lock as output_lock
+
+    done = {"transformer_blocks.0": {"file": "block-0000.safetensors", "sha256": "0" * 64}}
+    models = window.controller.data.quantized
+    old = _parts(models / "old.safetensors", {"key": "k", "done": done}, 5000, time.time())
+    opened = os.open
+
+    def read_only(path, flags, *args, **kwargs):  # what a read-only drive answers a file being made
+        if flags & os.O_CREAT and str(path).startswith(str(models)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return opened(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(output_lock.os, "open", read_only)
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    wizard.next()
+    wizard.next()
+    page = wizard.calibration_page
+    qtbot.waitUntil(lambda: page.unfinished.text().startswith("1 unfinished run in the models folder"))
+    page.unfinished_button.click()
+    dialog = wizard.unfinished_dialog
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1)
+    size = human_bytes(dialog.runs[0].size_bytes)
+    dialog.table.selectRow(0)
+    dialog.delete_button.click()
+    qtbot.waitUntil(lambda: wizard.error_dialog is not None, timeout=30000)
+    box = wizard.error_dialog
+    assert box.text() == (f"The unfinished quantize run old.safetensors was not deleted: {models} cannot be changed: "
+                          f"{os.strerror(errno.EROFS)}. Its folder {old} ({size}) is still there.")
+    assert box.informativeText() == (
+        "Make it a folder you can write to (a drive mounted read-only: mount it writable again; or its permissions), "
+        "then delete it again with Unfinished runs… on the calibration page of Quantize this model…, or delete the "
+        "folder yourself.")  # fmt: skip
+    assert old.is_dir()
+    box.accept()
+    dialog.close()
+    wizard.close()
