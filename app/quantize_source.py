@@ -35,6 +35,7 @@ from gpu.calibration_set import (
 from gpu.errors import ModelLoadError, UserError
 from gpu.library import snapshot_repo_name
 from gpu.model_files import check_defaults_readable, missing_model, model_path_there, pipeline_defaults
+from gpu.paths import same_file
 from gpu.pipeline_checks import (
     check_not_prequantized,
     check_pipeline_complete,
@@ -255,17 +256,33 @@ class QuantizeSource(QObject):
         """The library's pipelines, by name: the sources it offers."""
         return [value for _label, value, _folder in self.bases if value in self._folders]
 
-    def sources(self) -> list[tuple[str, str]]:
-        """The sources offered, (label, value): the library's pipelines, then the folders and files picked."""
-        return [(name, name) for name in self.library_sources()] + [(Path(p).name or p, p) for p in self.picked]
+    def sources(self) -> list[tuple[str, str, str]]:
+        """The sources offered, (label, value, where: its folder or file): the library's pipelines, then the folders
+        and files picked. A picked one whose name another has is labelled with the folder it is in too: the
+        library's demo and a copy picked elsewhere were listed as "demo" twice, nothing saying which was chosen."""
+        library = [(name, name, str(self._folders[name])) for name in self.library_sources()]
+        names = [label for label, _value, _where in library] + [Path(p).name or p for p in self.picked]
+        picked = []
+        for path in self.picked:
+            name = Path(path).name or path
+            label = f"{name} — {Path(path).parent}" if names.count(name) > 1 else name
+            picked.append((label, path, path))
+        return library + picked
 
-    def pick(self, path: str) -> bool:
+    def pick(self, path: str) -> str:
         """A folder or file picked (Other folder…, Single file…) is offered among the ``sources`` from now on;
-        returns whether it was not offered yet. Choosing it is ``choose``'s."""
-        if path in self.picked or path in self.library_sources():
-            return False
+        returns the value it is offered as: a library pipeline's name when it is that pipeline's folder, a path
+        picked before when it is that one (another spelling: a link, a trailing separator), else ``path``, offered
+        from now on. Picked by path, the library's own folder was offered again, once per spelling. Choosing it is
+        ``choose``'s."""
+        for name in self.library_sources():
+            if same_file(path, self._folders[name]):
+                return name
+        return next((p for p in self.picked if p == path or same_file(p, path)), None) or self._picked(path)
+
+    def _picked(self, path: str) -> str:
         self.picked.append(path)
-        return True
+        return path
 
     # -- the source ------------------------------------------------------------------------------------------
     def choose(self, value: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -119,8 +120,9 @@ class SourcePage(QWizardPage):
         current = self.source.currentData()
         self.source.blockSignals(True)
         self.source.clear()
-        for label, value in self.state.sources():
+        for label, value, where in self.state.sources():
             self.source.addItem(label, value)
+            self.source.setItemData(self.source.count() - 1, where, Qt.ItemDataRole.ToolTipRole)
         if current:
             self.source.setCurrentIndex(_kept(self.source, current))
         else:
@@ -177,11 +179,11 @@ class SourcePage(QWizardPage):
 
     def use_path(self, path: str) -> None:
         """A folder or file picked in a dialog (or by a test) becomes the source."""
-        if self.state.pick(path):
-            self._fill_sources()  # listed after the others; chosen below
-        index = self.source.findData(path)
+        value = self.state.pick(path)  # a library pipeline's folder is that pipeline
+        self._fill_sources()  # a new one listed after the others; chosen below
+        index = self.source.findData(value)
         if index == self.source.currentIndex():
-            self.state.choose(path)  # picked again: checked again (the file may have been replaced)
+            self.state.choose(value)  # picked again: checked again (the file may have been replaced)
         self.source.setCurrentIndex(index)
 
     def isComplete(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -575,6 +576,28 @@ def test_a_failed_run_shows_the_engines_words_on_the_run_page(qtbot, window, tmp
     assert "the transformer lacks 1 tensors (single_transformer_blocks.3.proj_out.weight)" in error.text()
     qtbot.waitUntil(lambda: len(seen) == 2)
     assert "The file is incomplete or another model." in seen[1]  # the dialog shows hints as sentences
+    wizard.close()
+
+
+def test_sources_of_one_name_are_told_apart_and_the_librarys_folder_is_its_entry(qtbot, window, tmp_path):
+    """The library's demo, a copy of it picked elsewhere and the library's own folder picked by path were listed as
+    "demo", "demo", "demo", with nothing that said which was chosen; the library's folder was offered again, once
+    more with a trailing separator. (R51)"""
+    other = tmp_path / "elsewhere" / "demo"
+    shutil.copytree(DEMO, other)
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    combo, state = wizard.source_page.source, wizard.source_state
+    wizard.source_page.use_path(str(other))
+    assert state.source == str(other) and state.ready
+    for spelling in (str(DEMO), str(DEMO) + os.sep, str(other) + os.sep):
+        wizard.source_page.use_path(spelling)  # the library's folder is its entry; the copy is offered once
+    assert state.source == str(other) and combo.currentData() == str(other)
+    shown = [(combo.itemText(i), combo.itemData(i), combo.itemData(i, Qt.ItemDataRole.ToolTipRole))
+             for i in range(combo.count())]  # fmt: skip
+    assert shown == [("demo", "demo", str(DEMO)), (f"demo — {other.parent}", str(other), str(other))], shown
+    wizard.source_page.use_path(str(DEMO))
+    assert state.source == "demo" and combo.currentData() == "demo" and state.ready
     wizard.close()
 
 
