@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 class RunPage(QWizardPage):
     """A run under way (``run``, the wizard's, started and cancelled by ``turns``): its progress bar, time left, log
-    and Cancel; what a failed or stopped run left."""
+    and Stop; what a failed or stopped run left."""
     def __init__(self, run: QuantizeRunState, turns: QuantizeRunTurns) -> None:
         super().__init__()
         self.setTitle("Quantizing")
@@ -28,7 +28,10 @@ class RunPage(QWizardPage):
         self.eta = QLabel("")
         self.log = QPlainTextEdit(readOnly=True)
         self.log.setMaximumBlockCount(5000)
-        self.cancel_button = QPushButton("Cancel")
+        # "Stop", not a second "Cancel" beside the wizard's (which closes the wizard, the run stopped too)
+        self.cancel_button = QPushButton("Stop")
+        self.cancel_button.setToolTip("Stop the run: its finished blocks are kept, and a run with the same settings "
+                                      "resumes from them")  # fmt: skip
         self.cancel_button.clicked.connect(turns.cancel)
         turns.cancel_taken.connect(lambda: self.cancel_button.setEnabled(False))
         self.error = problem_label()  # the engine's own words for a failed run, on the page, not only in a dialog

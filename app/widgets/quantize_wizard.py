@@ -67,6 +67,9 @@ class QuantizeWizard(QWizard):
         super().__init__(parent)
         self.setObjectName("quantizeWizard")
         self.setWindowTitle("Quantize this model")
+        # The result page has Finish alone: its Cancel cancelled nothing (the model made is kept however the wizard
+        # is left, ``keep_result``), yet added and selected it
+        self.setOption(QWizard.WizardOption.NoCancelButtonOnLastPage, True)
         self.controller = controller
         self.run_state = QuantizeRunState(self)
         self._quitting = False

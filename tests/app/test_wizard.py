@@ -71,9 +71,13 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     assert layers["transformer_blocks.0.attn.to_k"]["smooth_group"][0] == "transformer_blocks.0.attn.to_q"
     assert "layer" in wizard.run_page.log.toPlainText().lower() or wizard.run_page.log.blockCount() > 3
     assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+    assert wizard.run_page.cancel_button.text() == "Stop"  # not a second "Cancel" beside the wizard's
     wizard.next()  # -> result page
     assert len(wizard.run_state.comparisons) == 4
     assert all(c.psnr > 0 for c in wizard.run_state.comparisons)
+    # Finish alone: a "Cancel" here cancelled nothing, and added the model all the same (R51)
+    assert not wizard.button(QWizard.WizardButton.CancelButton).isVisible()
+    assert wizard.button(QWizard.WizardButton.FinishButton).isVisible()
     with qtbot.waitSignal(window.controller.add_ended, timeout=60000):
         wizard.result_page.add_button.click()
     names = [e.name for e in window.controller.entries]
