@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +116,8 @@ def resume_key(source: str, config: Any) -> ResumeKey | None:
         return None
 
 
-def claim_output_path(folder: Path, stem: str, source: str, config: Any,
-                      notes: list[str] | None = None) -> OutputClaim:  # fmt: skip
+def claim_output_path(folder: Path, stem: str, source: str, config: Any, notes: list[str] | None = None,
+                      earlier: Sequence[str] = ()) -> OutputClaim:  # fmt: skip
     """The name a run of ``config`` on ``source`` writes in ``folder``, claimed for that run (the engine's lock on
     it, ``gpu.output_lock.claim_first``, which the run holds and its caller releases): an interrupted run's name it
     resumes (``<stem>.safetensors`` or ``<stem>-N.safetensors`` whose ``.parts`` folder the engine would resume
@@ -130,10 +130,12 @@ def claim_output_path(folder: Path, stem: str, source: str, config: Any,
     (another app's wizard, or a ``main.py quantize`` run, working or about to) is skipped, a resumable one too:
     chosen unclaimed, two wizards took one name before either run made its parts folder, and wrote one output. A
     wizard of this app waits for the run of the one it replaced to stop before it calls this (that run's name is
-    the one it resumes)."""
+    the one it resumes). ``earlier``: the names (no suffix) earlier versions gave such a run, which it resumes too
+    (``earlier_output_stems``)."""
     streaming = _streaming()
     key = resume_key(source, config)
-    resumed = _claim_resumed_name(folder, _resumed_stems(stem, config), key)
+    stems = [name for s in (stem, *earlier) for name in _resumed_stems(s, config)]
+    resumed = _claim_resumed_name(folder, stems, key)
     if resumed is not None:
         return resumed
 
@@ -150,10 +152,11 @@ def claim_output_path(folder: Path, stem: str, source: str, config: Any,
     return claim_first_free(folder / f"{stem}.safetensors", taken, "quantize run")
 
 
-def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: list[str] | None = None) -> Path:
+def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: list[str] | None = None,
+                     earlier: Sequence[str] = ()) -> Path:  # fmt: skip
     """The name ``claim_output_path`` claims now, let go of at once: what a run would write, for a look; a run's
     own name is its claim's, which another chooser may take once let go of."""
-    with claim_output_path(folder, stem, source, config, notes) as claim:
+    with claim_output_path(folder, stem, source, config, notes, earlier) as claim:
         return claim.target
 
 
@@ -178,13 +181,14 @@ class Named:
     compare_original: bool
 
 
-def name_run_output(folder: Path, stem: str, source: str, config: Any, compare_original: bool) -> Named:
-    """The output name a run of ``config`` on ``source`` writes in ``folder``, claimed (``claim_output_path``),
-    with the notes on the names passed over. Reads and hashes the source's files: called on a thread."""
+def name_run_output(folder: Path, stem: str, source: str, config: Any, compare_original: bool,
+                    earlier: Sequence[str] = ()) -> Named:  # fmt: skip
+    """The output name a run of ``config`` on ``source`` writes in ``folder``, claimed (``claim_output_path``, with
+    ``earlier``), with the notes on the names passed over. Reads and hashes the source's files: called on a thread."""
     from gpu.library import ModelLibrary
 
     notes: list[str] = []
-    claim = claim_output_path(folder, stem, source, config, notes)
+    claim = claim_output_path(folder, stem, source, config, notes, earlier)
     try:  # refused as the run would refuse it, before the run starts: the models folder lies in a model it reads
         _streaming().base_pipeline.check_output_not_read(claim.target, source, config.base, ModelLibrary())
     except BaseException:

@@ -18,7 +18,7 @@ from app.controller import AppController
 from app.engine_errors import classify
 from app.quantize_outputs import Named, name_run_output, output_name
 from app.quantize_run_state import QuantizeRunState
-from app.quantize_source import QuantizeSource, output_stem
+from app.quantize_source import QuantizeSource, earlier_output_stems, output_stem
 from app.quantize_worker import QuantizeJob, release_claim, run_error
 from gpu.errors import UserError
 
@@ -73,7 +73,9 @@ class QuantizeRunTurns(QObject):
         source = state.source
         config = self.config()
         entry = self.controller.library.entry(source)
-        stem = output_name(output_stem(source, Path(entry.path) if entry is not None else Path(source)), config)
+        folder_path = Path(entry.path) if entry is not None else Path(source)
+        stem = output_name(output_stem(source, folder_path), config)
+        earlier = [output_name(s, config) for s in earlier_output_stems(source, folder_path)]
         # A run after Back: nothing of the earlier run may pass for this one's (a cancelled run would offer
         # the earlier model as "complete", and the result page would show both runs' images). The earlier
         # model goes into the library first: forgotten here, it stayed unlisted in the hidden models folder.
@@ -90,7 +92,7 @@ class QuantizeRunTurns(QObject):
         # As the run was started: the source page may change while the name is chosen (``_named``).
         compare_original = not state.is_file
 
-        name = functools.partial(name_run_output, folder, stem, source, config, compare_original)  # on a thread
+        name = functools.partial(name_run_output, folder, stem, source, config, compare_original, earlier)  # a thread
         self._name = functools.partial(self._choose_name, source, name)
         if self._name_held():
             # Named once that run stopped: it holds its name until then, and a run this one would resume (the

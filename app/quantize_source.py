@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,29 +66,47 @@ RELISTED = ("{name} was added to the library again from another folder, {new} (i
             "folder is the {what} now. Choose another {what} if it is not the one you meant")  # fmt: skip
 
 
-def output_stem(source: str, folder_path: Path | None = None) -> str:
+def output_stem(source: str, folder_path: Path | None = None, safe: Callable[[str], str] | None = None) -> str:
     """The name a quantized copy of ``source`` starts with: a file's stem or a folder's (or library model's)
-    name, made safe for a file name. A drive root or ``/`` has no name; the pipeline's own name is used then
-    (``_name_or_path`` in its model_index.json, e.g. ``FLUX.1-dev``), else ``model``: an empty stem gave
-    ``-svdquant-int4-r32.safetensors``, a hidden file on Linux. A Hugging Face cache snapshot is named by its
-    repository, as the library names it: picked with "Other folder…" it was named after its commit, another name
+    name, made safe for a file name (``safe``: by ``_safe``). A drive root or ``/`` has no name; the pipeline's own
+    name is used then (``_name_or_path`` in its model_index.json, e.g. ``FLUX.1-dev``), else ``model``: an empty
+    stem gave ``-svdquant-int4-r32.safetensors``, a hidden file on Linux. A Hugging Face cache snapshot is named by
+    its repository, as the library names it: picked with "Other folder…" it was named after its commit, another name
     than the same folder's as a library model, so its stopped run, listed as resumed, started over."""
+    safe = safe or _safe
     path = Path(source)
     raw = path.stem if path.suffix.lower() == ".safetensors" else (snapshot_repo_name(path) or path.name)
-    stem = _safe(raw)
+    stem = safe(raw)
     if not stem and folder_path is not None:
-        stem = _safe(_pipeline_name(folder_path))
+        stem = safe(_pipeline_name(folder_path))
     return stem or "model"
 
 
+def earlier_output_stems(source: str, folder_path: Path | None = None) -> list[str]:
+    """The names a quantized copy of ``source`` started with in versions before this one, where they differ from
+    ``output_stem``'s: every character outside A-Z, 0-9, "_", "." and "-" was "_" ("Modèle" was "Mod_le", a name in
+    Chinese "model"). A run they stopped is resumed under its name (``claim_output_path``'s ``earlier``): named anew,
+    it was listed as resumed by these settings, and the run started over beside it."""
+    before = output_stem(source, folder_path, _ascii_safe)
+    return [] if before == output_stem(source, folder_path) else [before]
+
+
 def _safe(name: str) -> str:
-    # Letters and digits of every script are kept (a folder named in Chinese or Cyrillic was named "model", the next
-    # one "model-...-2"); separators, spaces and the characters Windows refuses are not, and leading dots would hide
-    # the file. Composed first: a name from macOS holds "é" as "e" and an accent, which became "e_".
-    stem = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", name)).strip("._-")[:_MAX_STEM]
+    # Letters, digits and their marks of every script are kept (a folder named in Chinese or Cyrillic was named
+    # "model", the next one "model-...-2"; Devanagari's vowels are marks); separators, spaces and the characters
+    # Windows refuses are not, and leading dots would hide the file. Composed first: a name from macOS holds "é" as
+    # "e" and an accent.
+    kept = "".join(c if c.isalnum() or c in "_.-" or unicodedata.category(c)[0] == "M" else "\0"
+                   for c in unicodedata.normalize("NFC", name))  # fmt: skip
+    stem = re.sub("\0+", "_", kept).strip("._-")[:_MAX_STEM]
     while len(stem.encode("utf-8")) > _MAX_STEM_BYTES:
         stem = stem[:-1]
     return stem.rstrip("._-")
+
+
+def _ascii_safe(name: str) -> str:
+    """``_safe`` as versions before this one wrote it (``earlier_output_stems``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._-")[:_MAX_STEM].rstrip("._-")
 
 
 def _pipeline_name(folder: Path) -> str:

@@ -618,11 +618,49 @@ def test_output_names_for_sources_without_a_name(tmp_path):
     assert output_stem("/models/流量模型") == "流量模型" and output_stem("/m/Фото-модель") == "Фото-модель"
     assert output_stem("/m/Modèle réaliste.safetensors") == "Modèle_réaliste"
     assert output_stem("/m/Mode\u0300le") == "Modèle"  # as macOS gives it: e and a combining accent
+    # Scripts that write vowels as combining marks: "ह_न_द", "தம_ழ" (R52)
+    assert output_stem("/models/हिन्दी") == "हिन्दी" and output_stem("/models/தமிழ்") == "தமிழ்"
     assert output_stem("/m/a<b>:c|d?e*f\"g") == "a_b_c_d_e_f_g"  # what Windows refuses in a name
     long = output_stem("/m/" + "模" * 100)
     assert long == "模" * 53 and len(long.encode()) <= 160  # Linux allows 255 bytes per name, the method's after it
     # a Hugging Face cache snapshot picked with "Other folder…": the library's name, not its commit's
     assert output_stem("/hub/models--org--Flux/snapshots/0ef5ff1234") == "Flux"
+
+
+def test_a_run_stopped_under_the_name_an_earlier_version_gave_its_source_is_resumed(qtbot, window, tmp_path,
+                                                                                    monkeypatch):  # fmt: skip
+    """Before letters of every script were kept, "Modèle" was named "Mod_le": a run of it stopped then was listed
+    by Unfinished runs… as resumed by these settings, yet the next run started over under the new name beside it,
+    its finished blocks (hours on FLUX.1) left unused. (R52)"""
+    import json
+
+    from app.quantize_outputs import resume_key, unfinished_runs
+    from tests.app.gui import hold_run_at, small_run
+
+    source = tmp_path / "Modèle"
+    shutil.copytree(DEMO, source)
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    wizard.source_page.use_path(str(source))
+    small_run(wizard)
+    key = resume_key(str(source), wizard.config())
+    assert key is not None
+    old = wizard.models_folder() / "Mod_le-svdquant-int4-r8.safetensors"  # the name an earlier version gave
+    parts = old.with_name(old.name + ".parts")
+    parts.mkdir(parents=True)
+    (parts / "manifest.json").write_text(json.dumps({"key": key.key, "settings": key.settings, "done": {}}))
+    assert [run.resumes for run in unfinished_runs(wizard.models_folder(), str(source), wizard.config())] == [True]
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, [])
+    reached, release = hold_run_at(wizard, "stage", "")
+    wizard.next()  # Quantize
+    try:
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        assert wizard.run_state.out_path == old  # was: Modèle-svdquant-int4-r8.safetensors, started over
+    finally:
+        wizard.cancel()
+        release.set()
+    qtbot.waitUntil(lambda: not wizard.run_state.running, timeout=60000)
+    wizard.close()
 
 
 def test_the_button_that_starts_the_run_says_quantize(qtbot, window):
