@@ -31,7 +31,7 @@ TOO_LATE = "Too late to cancel: the image is being finished"
 
 # A job held back by a quantize run on the GPU (app.engine_worker.QuantizeRuns), which it starts after by itself.
 QUANTIZE_WAIT = ("Waiting for the quantize run to end: the GPU cannot hold the run and the image model at once. "
-                 "Cancel the run in the Quantize wizard to start now, or press Esc to drop this job")  # fmt: skip
+                 "Stop the run in the Quantize wizard to start now, or press Esc to drop this job")  # fmt: skip
 
 
 class JobQueue(QObject):

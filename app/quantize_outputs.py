@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from app.engine_errors import EngineError
+from app.engine_errors import EngineError, classify
 from app.wording import counted, human_bytes, sentence
 from gpu.errors import OutputBusy, UserError
 from gpu.output_lock import OutputClaim, claim_first, claim_first_free
@@ -346,8 +346,8 @@ def delete_unfinished_run(run: UnfinishedRun) -> None:
     global _deleting
     with _running_lock:
         if run.output in _running:
-            raise OutputBusy(f"{run.parts.name} is not deleted: a quantize run of this window writes {run.output.name}",
-                             "wait for that run to end, or cancel it")  # fmt: skip
+            raise OutputBusy(f"a quantize run of this window writes {run.output.name}",
+                             "wait for that run to end, or stop it")  # fmt: skip
         _deleting = run.parts
         try:
             _streaming().unfinished.delete_unfinished_run(run.parts)
@@ -355,14 +355,16 @@ def delete_unfinished_run(run: UnfinishedRun) -> None:
             _deleting = None
 
 
-def not_deleted(run: UnfinishedRun, error: EngineError) -> EngineError:
-    """What the wizard says when the deletion of the unfinished ``run`` failed with ``error`` (the main window, when
+def not_deleted(run: UnfinishedRun, exc: BaseException) -> EngineError:
+    """What the wizard says when the deletion of the unfinished ``run`` failed with ``exc`` (the main window, when
     the wizard was closed since): which run and folder, that it is still there and how big, the engine's reason and
     remedy, and how to delete it once that is done. The engine's words alone named neither what had been asked nor
-    where to ask again (minutes later, with the wizard gone), nor that the folder was still there."""
+    where to ask again (minutes later, with the wizard gone), nor that the folder was still there. A folder a run
+    writes into (``OutputBusy``) is not to be deleted by hand: that remedy is left out then."""
+    error = classify(exc)
     remedy = f"{sentence(error.hint)[:-1]}, then delete" if error.hint else "Delete"  # the cause first, if any
-    hint = (f"{remedy} it again with Unfinished runs… on the calibration page of Quantize this model…, or delete the "
-            "folder yourself.")  # fmt: skip
+    by_hand = "" if isinstance(exc, OutputBusy) else ", or delete the folder yourself"
+    hint = f"{remedy} it again with Unfinished runs… on the calibration page of Quantize this model…{by_hand}."
     return EngineError(error.kind, f"The unfinished quantize run {run.output.name} was not deleted: "
                                    f"{sentence(error.message, capital=False)} Its folder {run.parts} "
                                    f"({human_bytes(run.size_bytes)}) is still there.", hint)  # fmt: skip

@@ -991,11 +991,11 @@ def test_unfinished_runs_are_listed_with_whether_a_run_resumes_them_and_deleted_
     assert unfinished_runs(models, touched)[0].differs == differs_from(parts, touched)
 
     out.write_bytes(b"a finished model of that name")
-    with output_lock(out, "quantize run"), pytest.raises(OutputBusy, match="^m.safetensors.parts is not deleted: "):
+    with output_lock(out, "quantize run"), pytest.raises(OutputBusy, match="is being written by another quantize run"):
         delete_unfinished_run(parts)  # a run works on it (its lock, held in this process or another)
     (parts / "notes.txt").write_text("the user's")
     assert unfinished_runs(models, key) == []
-    with pytest.raises(OutputError, match="holds files the quantizer did not write \\(notes.txt\\): not deleted"):
+    with pytest.raises(OutputError, match="holds files the quantizer did not write \\(notes.txt\\)$"):
         delete_unfinished_run(parts)
     (parts / "notes.txt").unlink()
     delete_unfinished_run(parts)

@@ -23,7 +23,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget, QWizard
 
 from app.controller import AppController
-from app.engine_errors import EngineError, classify
+from app.engine_errors import EngineError
 from app.quantize_outputs import not_deleted
 from app.quantize_run_state import QuantizeRunState
 from app.quantize_run_turns import QuantizeRunTurns
@@ -168,12 +168,12 @@ class QuantizeWizard(QWizard):
             if error is not None:
                 log.warning("deleting the unfinished run %s failed after its wizard was closed: %s",
                             run.parts, error)  # fmt: skip
-                self.controller.error.emit(not_deleted(run, classify(error)))
+                self.controller.error.emit(not_deleted(run, error))
             return
         dialog = self.unfinished_dialog
         shown = dialog is not None and dialog.isVisible()
         if error is not None:  # which run, that its folder is still there (the engine's words named neither)
-            self.error_dialog = show_error(dialog if shown else self, not_deleted(run, classify(error)))
+            self.error_dialog = show_error(dialog if shown else self, not_deleted(run, error))
         if shown:
             dialog.refresh()
         self.unfinished_runs.count()

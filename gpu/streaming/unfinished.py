@@ -51,29 +51,30 @@ def unfinished_runs(folder: Path, key: ResumeKey | None = None) -> list[Unfinish
 
 
 def delete_unfinished_run(parts: Path) -> None:
-    """Deletes the parts folder ``parts`` (``parts_dir(out)``) of a run that does not work now; the model file
+    """Deletes the parts folder ``parts`` (``parts_dir(out)``) of a run that does not work now (the errors say why
+    not, for a caller that says it was not deleted: ``app.quantize_outputs.not_deleted``); the model file
     ``out`` (a finished model of that name) is never touched. ``OutputBusy`` while a run, in this process or
     another, holds ``out``'s lock (``quantize_model``); ``OutputError`` for what is no parts folder of the
     engine's: a file or link of that name, a folder holding files the engine does not write there; and for a folder
     that cannot be changed (``_folder_unchanged``: read-only, its rights)."""
     if not parts.name.endswith(f".safetensors{PARTS_SUFFIX}"):
-        raise OutputError(f"{parts} is not the folder of an unfinished quantize run: not deleted")
+        raise OutputError(f"{parts} is not the folder of an unfinished quantize run")
     try:
         with output_lock(parts.with_name(parts.name[: -len(PARTS_SUFFIX)]), "quantize run"):
             if not (parts.exists() or parts.is_symlink()):
                 return  # deleted meanwhile (another window, the run it belonged to finished)
             if not_a_folder(parts):
-                raise OutputError(f"{parts} is not a folder of the quantizer's: not deleted")
+                raise OutputError(f"{parts} is not a folder of the quantizer's")
             foreign = foreign_entries(parts)
             if foreign:
-                raise OutputError(f"{parts} holds files the quantizer did not write ({named_few(foreign)}): not "
-                                  "deleted", "move them elsewhere first")  # fmt: skip
+                raise OutputError(f"{parts} holds files the quantizer did not write ({named_few(foreign)})",
+                                  "move them elsewhere first")  # fmt: skip
             left = delete_parts(parts)  # a file saved since that look stays, with the folder
             if left is not None:
                 hint = "" if left.not_a_folder else "delete it yourself" if not left.foreign else "move them elsewhere"
                 raise OutputError(left.words(), hint)
     except OutputBusy as busy:
-        raise OutputBusy(f"{parts.name} is not deleted: {busy}", "wait for that run to end, or stop it") from None
+        raise OutputBusy(str(busy), "wait for that run to end, or stop it") from None
     except OutputError as err:
         # The lock beside the model file could not be made (a drive mounted read-only): it said "cannot write
         # <model>.safetensors" and "choose a folder you can write to", of a deletion that writes no model

@@ -20,7 +20,7 @@ from app.quantize_outputs import (
     running_output,
     unfinished_runs,
 )
-from gpu.errors import Cancelled, OutputBusy
+from gpu.errors import Cancelled, OutputBusy, OutputError
 from gpu.paths import resources_dir
 from gpu.quantizer import QuantizeConfig, quantize_model  # before gpu.streaming.engine (circular otherwise)
 from gpu.streaming.parts_folder import parts_dir
@@ -268,3 +268,35 @@ def test_a_parts_folder_holding_the_users_files_takes_its_name(data_root, tmp_pa
     assert free_output_path(models, "m", "demo", _cfg(), notes) == models / "m-2.safetensors"
     assert notes == [f"{parts} holds files the quantizer did not write (notes.txt); it would delete them with its "
                      "parts folder: this run writes a name of its own."]  # fmt: skip
+
+
+def test_a_refused_deletion_says_not_deleted_once_and_never_to_delete_a_folder_a_run_writes(tmp_path):
+    """Shown in the open wizard too since e2eeff4, a refusal said "was not deleted: … : not deleted" (the user's
+    files), or "was not deleted: old.safetensors.parts is not deleted: …" with "wait for that run to end, or cancel
+    it, then delete it again …, or delete the folder yourself": the folder a working run writes into, and the run
+    page's button says Stop. (R52)"""
+    import app.quantize_outputs as outputs
+    from app.quantize_outputs import delete_unfinished_run, not_deleted, unfinished_runs
+
+    models = tmp_path / "models"
+    parts = parts_dir(models / "old.safetensors")
+    parts.mkdir(parents=True)
+    (parts / "manifest.json").write_text(json.dumps({"key": "k", "done": {}}))
+    [run] = unfinished_runs(models)
+    outputs._running.add(run.output)  # a run of this window writes it
+    try:
+        with pytest.raises(OutputBusy) as busy:
+            delete_unfinished_run(run)
+    finally:
+        outputs._running.discard(run.output)
+    said = not_deleted(run, busy.value)
+    assert said.message.startswith("The unfinished quantize run old.safetensors was not deleted: a quantize run of "
+                                   "this window writes old.safetensors.")  # fmt: skip
+    assert said.hint == ("Wait for that run to end, or stop it, then delete it again with Unfinished runs… on the "
+                         "calibration page of Quantize this model….")  # fmt: skip
+    (parts / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError) as foreign:
+        delete_unfinished_run(run)
+    said = not_deleted(run, foreign.value)
+    assert said.message.count("not deleted") == 1 and "(notes.txt). Its folder" in said.message, said.message
+    assert said.hint.endswith(", or delete the folder yourself."), said.hint

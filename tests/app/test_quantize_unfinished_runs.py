@@ -208,7 +208,7 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
     box = window.error_dialog  # the main window's, over the window the user is at
     assert box is not None and box.isVisible() and box.parent() is window
     assert box.text() == (f"The unfinished quantize run old.safetensors was not deleted: {old} holds files the "
-                          f"quantizer did not write (notes.txt): not deleted. Its folder {old} ({size}) is still "
+                          f"quantizer did not write (notes.txt). Its folder {old} ({size}) is still "
                           "there.")  # fmt: skip
     assert box.informativeText() == ("Move them elsewhere first, then delete it again with Unfinished runs… on the "
                                      "calibration page of Quantize this model…, or delete the folder yourself.")
