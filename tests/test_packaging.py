@@ -321,7 +321,9 @@ def test_self_test_passes_on_the_demo_model_without_qt(tmp_path):
     assert "QT-MODULES []" in proc.stdout
     assert "self-test PASSED" in proc.stdout and "  execution   " in proc.stdout
     assert (tmp_path / "self-test.txt").read_text().count("PASS ") >= 5
-    assert elapsed < 60, elapsed  # ~15 s on the 2-core CI machine
+    # ~15 s on the 2-core CI machine alone; 70 s with three other test runs beside it: the bound catches a self-test
+    # that takes minutes (a user's first check of the app), not a busy machine
+    assert elapsed < 150, elapsed
 
 
 @pytest.mark.slow
