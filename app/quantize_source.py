@@ -229,6 +229,7 @@ class QuantizeSource(QObject):
         self._chosen_at: tuple[str, Path | None] | None = None
         self.facts: SingleFileFacts | None = None
         self.picked: list[str] = []  # the folders and files picked as the source (``pick``), in the order picked
+        self._picked_for: dict[str, str] = {}  # library pipelines picked by the path of their folder: that path
         self.set_library(entries)
         for name in ("source", "base", "problem", "base_problem", "checking", "needs_base"):
             getattr(self, f"{name}_changed").connect(self._update_ready)
@@ -270,6 +271,24 @@ class QuantizeSource(QObject):
         moved = old is not None and now is not None and now != old
         what = "base pipeline" if self.is_file else "source"
         self.relisted = RELISTED.format(name=chosen, new=now, old=old, what=what) if moved else ""
+        self._follow_picked_folders()
+
+    def _follow_picked_folders(self) -> None:
+        """A folder picked by path is the library pipeline of that folder while the library lists it (picked, then
+        added in the Models panel: it was listed twice), and the folder picked again once its entry left the library
+        (the entry removed, the folder still there: the source the user picked by its path was "no longer in the
+        library")."""
+        for path in list(self.picked):
+            name = next((n for n in self.library_sources() if same_file(path, self._folders[n])), None)
+            if name is not None:
+                self.picked.remove(path)
+                self._picked_for[name] = path
+                if self.source == path:
+                    self.choose(name)
+        if self.source in self._removed and (path := self._picked_for.get(self.source)) and Path(path).is_dir():
+            if path not in self.picked:
+                self.picked.append(path)
+            self.choose(path)
 
     def library_sources(self) -> list[str]:
         """The library's pipelines, by name: the sources it offers."""
@@ -296,6 +315,7 @@ class QuantizeSource(QObject):
         ``choose``'s."""
         for name in self.library_sources():
             if same_file(path, self._folders[name]):
+                self._picked_for[name] = path  # picked again should the entry leave the library
                 return name
         return next((p for p in self.picked if p == path or same_file(p, path)), None) or self._picked(path)
 

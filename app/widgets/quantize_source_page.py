@@ -117,7 +117,7 @@ class SourcePage(QWizardPage):
         the model selected in the Models panel when it is one that can be quantized (it was always the library's
         first, so a user who picked their own model quantized the demo instead), else the first. Fills the list
         without choosing: callers choose."""
-        current = self.source.currentData()
+        current = self.state.source or self.source.currentData()  # the state's: a library change may have moved it
         self.source.blockSignals(True)
         self.source.clear()
         for label, value, where in self.state.sources():

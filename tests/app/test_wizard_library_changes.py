@@ -270,3 +270,28 @@ def test_relisted_compares_with_the_folder_chosen_and_is_cleared_when_back_there
         state.set_library([])
         state.set_library([_pipeline("mine", chosen)])  # removed and added again from the same folder
         assert state.relisted == "" and state.ready
+
+
+def test_a_folder_picked_by_path_follows_its_library_entry_both_ways(qtbot, data_root, demo_model, tmp_path):
+    """A folder picked with Other folder… and added to the library while the wizard was open was listed twice, as
+    the entry and as the path; a library pipeline's folder picked by path, its entry then removed in the Models
+    panel (the folder still there), became "mine (no longer in the library)", Next greyed. (R52)"""
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    window.quantize_panel.open_button.click()
+    library = window.controller.library_changed
+    library.emit([_pipeline("demo", demo_model)])
+    folder = pipeline_copy(demo_model, tmp_path / "mine")
+    wizard = window.quantize_panel.wizard
+    page, state = wizard.source_page, wizard.source_state
+    shown = lambda: [page.source.itemData(i) for i in range(page.source.count())]  # noqa: E731
+    page.use_path(str(folder))
+    assert state.source == str(folder) and shown() == ["demo", str(folder)]
+    library.emit([_pipeline("demo", demo_model), _pipeline("mine", folder)])  # added in the Models panel
+    assert shown() == ["demo", "mine"] and state.source == page.source.currentData() == "mine" and state.ready
+    library.emit([_pipeline("demo", demo_model)])  # removed there: the folder the user picked is still there
+    assert shown() == ["demo", str(folder)] and state.source == page.source.currentData() == str(folder)
+    assert state.ready and state.problem == ""
+    library.emit([_pipeline("demo", demo_model), _pipeline("mine", folder)])
+    page.use_path(str(folder) + "/")  # picked by path while listed: the entry
+    assert state.source == "mine" and shown() == ["demo", "mine"]
+    wizard.close()
