@@ -132,3 +132,19 @@ def test_help_and_inspect_never_import_the_app(tmp_path):
     # a blank --data-dir is refused (2) in the engine's own words, still without the app
     assert json.loads(run.stdout.splitlines()[-1]) == [[], 0, [], 0, 2, []], run.stdout[-500:]
     assert '--data-dir "": the folder name is empty' in run.stderr
+
+
+def test_inspect_prints_no_library_advice_on_stderr(tmp_path):
+    """``inspect`` of a file that records its scheduler imported diffusers' FLUX pipeline (to check the schedule)
+    without the quieting generate and quantize do (``quiet_libraries``): transformers' advice to install
+    torchvision, two '[transformers] ... requires torchvision' lines, came on stderr of a command that succeeded."""
+    from cli_runs import run_each
+    from header_files import edit_svdq_meta
+
+    from tests.test_base_fit import _demo_scheduler
+
+    model = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "own.safetensors",
+                           lambda meta: meta.update(scheduler=_demo_scheduler(shfit=1.0)))  # fmt: skip
+    (run,) = run_each([["--data-dir", str(tmp_path / "data"), "inspect", str(model)]], scratch=tmp_path / "runs")
+    assert run.returncode == 0 and "  scheduler:    FlowMatchEulerDiscreteScheduler" in run.stdout
+    assert run.stderr == ""

@@ -379,3 +379,30 @@ def test_a_current_folder_that_takes_no_file_is_refused_before_the_model_loads(t
                           "in it: ")  # fmt: skip
     assert err.endswith(" (run the command in a folder you can write to, or give --out a file in one)\n")
     assert no_work == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="Linux: no file can be made in /proc, even by root")
+def test_an_out_folder_that_takes_no_file_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys,
+                                                                           no_work):  # fmt: skip
+    """--out was checked with ``os.access``, which answers yes where no file can be made: root on /proc, /sys or
+    a root-squashed NFS mount, and on Windows any folder an ACL closes (it reads only the read-only attribute).
+    ``generate --out /proc/fox.png`` made the image and then failed ('No such file or directory'), as the current
+    folder did before it was probed with a real file. ``os.access`` is made to answer yes, as it does there."""
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: True)
+    err = _refused(["--data-dir", str(tmp_path / "data"), "generate", "a red fox", "--out", "/proc/fox.png"], capsys)
+    assert err.startswith("error: cannot write /proc/fox.png: ")
+    assert no_work == []
+
+
+def test_a_pipelines_transformer_folder_is_pointed_at_its_pipeline(tmp_path, capsys):
+    """``--model PIPELINE/transformer`` said to give the file in it to --model, and that file
+    (diffusion_pytorch_model.safetensors) was then refused with 'pick the whole pipeline folder': the hint named the
+    one thing that does not work, and not the folder that does (its parent, which holds model_index.json)."""
+    demo = Path(__file__).resolve().parent.parent / "resources" / "models" / "demo"
+    folder = str(demo / "transformer")
+    data = ["--data-dir", str(tmp_path / "data")]
+    generate = [*data, "generate", "x", "--model", folder, "--out", str(tmp_path / "x.png")]
+    for argv in (generate, [*data, "inspect", folder]):
+        err = _refused(argv, capsys)
+        assert "give the file to --model" not in err, err
+        assert str(demo) in err.replace(str(demo / "transformer"), ""), err
