@@ -406,3 +406,42 @@ def test_a_pipelines_transformer_folder_is_pointed_at_its_pipeline(tmp_path, cap
         err = _refused(argv, capsys)
         assert "give the file to --model" not in err, err
         assert str(demo) in err.replace(str(demo / "transformer"), ""), err
+
+
+def test_a_base_named_by_a_library_model_that_is_a_file_is_said_to_be_one(tmp_path, monkeypatch):
+    """``generate --model demo-int4 --base demo-int4`` (the 4-bit model's own library name, where its pipeline was
+    meant) said the base 'was not found (tried: …/demo-int4.safetensors)', a file that is there: the path given as
+    ``--base …/demo-int4.safetensors`` is said to be a file, not a pipeline folder; its library name must be too."""
+    from gpu.errors import ModelLoadError
+    from gpu.generation.pipeline_loader import resolve_base
+    from gpu.library import ModelLibrary
+
+    monkeypatch.chdir(tmp_path)  # no file or folder named "demo-int4" here
+    library = ModelLibrary(tmp_path / "lib")
+    facts = library.resolve("demo-int4").facts
+    with pytest.raises(ModelLoadError) as e:
+        resolve_base(facts, library, "demo-int4")
+    assert "not found" not in str(e.value) and "not a pipeline folder" in str(e.value), str(e.value)
+
+
+def test_a_reader_that_goes_away_leaves_the_written_image_in_the_log(tmp_path, monkeypatch, capsys):
+    """``generate --batch 2 --out b.png | head -c1``: the first image was saved, then its 'wrote' line met the
+    closed pipe and the batch ended (exit 141), silently. The log file, which ``say`` writes each console line to
+    for problem reports, did not have the line either: ``say`` printed first, and the print raised."""
+    import io
+
+    from main import SIGPIPE_EXIT, main
+
+    class ClosedPipe(io.StringIO):  # the reader takes the first line (the memory plan), then goes away
+        def write(self, text: str) -> int:
+            if "\n" in self.getvalue():
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    monkeypatch.setattr(gpu.generation.service, "GenerationService", ImagesAtOnce)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    data, out = tmp_path / "data", tmp_path / "b.png"
+    assert main(["--data-dir", str(data), "generate", "a red fox", "--batch", "2", "--out", str(out)]) == SIGPIPE_EXIT
+    assert (tmp_path / "b-0.png").is_file()
+    log = (data / "logs" / "nibble.log").read_text()
+    assert f"wrote {tmp_path / 'b-0.png'}" in log, log
