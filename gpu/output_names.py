@@ -4,14 +4,13 @@ hours of work."""
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from gpu.errors import OutputError
 from gpu.os_errors import output_error
-from gpu.output_folders import broken_link, missing_folders
+from gpu.output_folders import broken_link, check_folder_writable, missing_folders
 
 # Names Windows gives to devices, with any extension ("CON.png" is the console, not a file).
 _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
@@ -25,7 +24,7 @@ def windows_device_name(name: str) -> bool:
 def check_output_path(target: Path | str, windows: bool = os.name == "nt", example: str = "out.png",
                       beside: Iterable[Path] = ()) -> None:  # fmt: skip
     """Raises ``OutputError`` now if ``target`` can clearly not be written: it is a folder, a Windows device
-    name, its nearest existing ancestor is a file or not writable, a name in it is longer than the file system
+    name, its nearest existing ancestor is a file or takes no new file, a name in it is longer than the file system
     allows, or the whole path is. For commands that should fail before hours of work. ``example`` is the file
     name the hint suggests inside a folder given as ``target``; ``beside`` are files or folders the command
     keeps next to ``target`` (the quantizer's ``<name>.parts``), whose longer names must fit too."""
@@ -42,8 +41,23 @@ def check_output_path(target: Path | str, windows: bool = os.name == "nt", examp
         raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / example))
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"cannot write {target}: {parent} is a file, not a folder")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise output_error(target, OSError(errno.EACCES, os.strerror(errno.EACCES)))
+    if parent.exists():
+        _check_writable(target, parent)
+
+
+def _check_writable(target: Path, folder: Path) -> None:
+    """OutputError unless a file can be made in ``folder`` (where ``target``'s write makes its first file or
+    folder), with the system's own reason: a file is made and removed (``check_folder_writable``). ``os.access``
+    answered yes for root, /proc, /sys, root-squashed NFS and Windows folders closed by an ACL, so the image was
+    made and then not written; and its "Permission denied" was invented, for a read-only drive too."""
+    try:
+        check_folder_writable(folder)
+    except OSError as err:
+        refused = output_error(target, OSError(err.errno, f"{folder}: {err.strerror}"))
+        # a probe that fails for a reason without a hint of its own (/proc: "No such file or directory") is still
+        # a folder that takes no file
+        refused.hint = refused.hint or "choose a folder you can write to"
+        raise refused from None
 
 
 _NAME_MAX, _PATH_MAX = 255, 4096  # where the system cannot say (Windows): its usual limits

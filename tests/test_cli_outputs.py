@@ -394,6 +394,32 @@ def test_an_out_folder_that_takes_no_file_is_refused_before_the_model_loads(tmp_
     assert no_work == []
 
 
+def test_an_out_folder_on_a_read_only_drive_is_refused_in_the_systems_words(tmp_path, monkeypatch, capsys, no_work):
+    """A folder that takes no file was said to be 'Permission denied' whatever the reason (the error was made up
+    from ``os.access``'s no): a drive mounted read-only is said as one, with the folder named, before any work,
+    for ``generate`` and for ``quantize`` (whose --out has its parts folder beside it)."""
+    import errno
+    import tempfile
+
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    mkstemp = tempfile.mkstemp
+
+    def read_only_drive(*args: Any, dir: Any = None, **kwargs: Any) -> tuple[int, str]:
+        if dir is not None and Path(dir) == drive:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+        return mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_drive)
+    data = ["--data-dir", str(tmp_path / "data")]
+    for argv, out in (([*data, "generate", "x", "--out"], drive / "new" / "fox.png"),
+                      ([*data, "quantize", "demo", "--out"], drive / "fox.safetensors")):  # fmt: skip
+        err = _refused([*argv, str(out)], capsys)
+        assert err == (f"error: cannot write {out}: {drive}: no file can be created in it: "
+                       f"{os.strerror(errno.EROFS)} (choose a folder you can write to)\n")  # fmt: skip
+    assert no_work == [] and list(drive.iterdir()) == []
+
+
 def test_a_pipelines_transformer_folder_is_pointed_at_its_pipeline(tmp_path, capsys):
     """``--model PIPELINE/transformer`` said to give the file in it to --model, and that file
     (diffusion_pytorch_model.safetensors) was then refused with 'pick the whole pipeline folder': the hint named the
