@@ -105,6 +105,13 @@ def _run_short_schedule(scheduler: Any) -> None:
     from its config by the pipeline's own formula) and takes one step; raises what that raises, and ValueError for
     a schedule of numbers that are not finite."""
     import torch
+
+    from gpu.model_libraries import load_model_libraries
+
+    # quieted and imported as generate and quantize do, under their lock: importing FLUX's pipeline module printed
+    # transformers' advice to install torchvision on stderr (``inspect`` checks the schedule first), and the
+    # library's add runs this on the wizard's thread while the engine's may be importing the same names
+    load_model_libraries()
     from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 
     config = scheduler.config
