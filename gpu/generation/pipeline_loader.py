@@ -253,18 +253,22 @@ class NoBase(ModelLoadError):
 
 def _override_bases(override: str | Path, library: ModelLibrary, tried: list[str]) -> Iterator[Path]:
     """The folder ``--base`` names: a folder, else a library name (one not found noted in ``tried``, and the path
-    tried all the same, to be named as not found)."""
+    tried all the same, to be named as not found). A file, given by its path or by the library name of a model
+    file (a 4-bit model's own name, where its pipeline was meant), is refused as the file it is: "not found" of a
+    file that is there misled."""
     given = Path(override).expanduser()
-    if given.is_file():  # "not found" of a file that is there misled
-        raise ModelLoadError(f"--base {override} is a file, not a pipeline folder", PICK_PIPELINE)
     if given.is_dir():
         yield current_path(given)  # a Hugging Face cache's models--org--name: its current revision
         return
-    try:
-        found = library.resolve(str(override)).path
-    except ModelLoadError:
-        tried.append(f"library name {str(override)!r}")
-        found = given  # and named as the folder it is not
+    found = given  # and named as the folder it is not, where no library model has the name
+    if not given.is_file():
+        try:
+            found = library.resolve(str(override)).path
+        except ModelLoadError:
+            tried.append(f"library name {str(override)!r}")
+    if found.is_file():
+        named = "" if found == given else f" names the model file {found}, which"
+        raise ModelLoadError(f"--base {override}{named} is a file, not a pipeline folder", PICK_PIPELINE)
     yield found
 
 
