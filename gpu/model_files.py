@@ -129,14 +129,19 @@ def _inspect_folder(path: Path) -> ModelFacts:
 
 
 def _pick_in(folder: Path) -> str:
-    """What to pick instead of ``folder``, which is no pipeline: the model files in it (a ComfyUI or Hugging Face
-    folder of single files), else the pipeline's own folder."""
+    """What to pick instead of ``folder``, which is no pipeline: the pipeline it is a part of (its transformer/ or
+    text_encoder/, whose weight file is no model of its own: it was named, and then refused for not being the
+    whole pipeline), else the model files in it (a ComfyUI or Hugging Face folder of single files), else the
+    pipeline's own folder. Said in words that fit the app's dialogs and the command line alike."""
+    pipeline = folder.absolute().parent  # absolute: the parent of "transformer", given from inside it, is "."
+    if (pipeline / "model_index.json").is_file():
+        return f"it is the {folder.name}/ part of the pipeline {pipeline}: pick that pipeline folder instead"
     try:
         files = sorted(f.name for f in folder.glob("*.safetensors"))
     except OSError:
         files = []
     if files:
-        return f"it holds {named_few(files)}: add a model file itself (Add SVDQ file…, or give the file to --model)"
+        return f"it holds {named_few(files)}: pick the model file itself, not the folder it is in"
     return "pick the folder that holds model_index.json, transformer/, text_encoder/, …"
 
 
