@@ -61,9 +61,11 @@ EXIT_STATUS = (f"exit status: 0 done (--self-test: passed); 1 --self-test failed
 
 
 def say(text: str) -> None:
-    """A line for the console that a problem report needs too: printed, and written to the log file."""
-    show(text)
+    """A line for the console that a problem report needs too: written to the log file, and printed. Logged first:
+    the file is the record, and a print that fails (a reader gone: ``generate … | head``) left out the line of
+    an image already written."""
     log.info("%s", text)
+    show(text)
 
 
 def no_terminal() -> bool:
@@ -505,7 +507,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if args.base is not None:
             raise
         raise NoBase(str(err), f"{err.hint}, or give its folder or library name with --base", err.problem) from None
-    except (Cancelled, KeyboardInterrupt):
+    except (Cancelled, KeyboardInterrupt, BrokenPipeError):  # a reader gone ends the batch too: said as a stop
         one = len(saved) == 1
         args.cancel_note = (f"{', '.join(str(p) for p in saved)} {'was' if one else 'were'} written before it "
                             f"and {'is' if one else 'are'} kept" if saved else "no image was written")  # fmt: skip
@@ -797,8 +799,12 @@ def main(argv: list[str] | None = None) -> int:
             note = getattr(args, "cancel_note", "")
             code, message = CANCELLED_EXIT, f"error: cancelled{f'; {note}' if note else ''}"
         except BrokenPipeError:  # the reader went away (``inspect … | head -1``): not the user's error
-            code, message = SIGPIPE_EXIT, ""
             silence_stdout()
+            # what a run stopped by it kept (a batch's images, a quantize run's parts), on stderr and in the log as
+            # a Ctrl-C says it: the lines that named them went to the reader that left, or never came
+            note = getattr(args, "cancel_note", "") or getattr(args, "failed_note", "")
+            code, message = SIGPIPE_EXIT, f"note: stopped, as the reader of its output went away; {note}" if note \
+                else ""  # fmt: skip
         except OSError as err:  # a file the command had to read or write, named by the system
             where = f"{err.filename}: " if err.filename else ""
             code, message = 2, with_failed_note(f"error: {where}{err.strerror or err}", args)

@@ -471,3 +471,29 @@ def test_a_reader_that_goes_away_leaves_the_written_image_in_the_log(tmp_path, m
     assert (tmp_path / "b-0.png").is_file()
     log = (data / "logs" / "nibble.log").read_text()
     assert f"wrote {tmp_path / 'b-0.png'}" in log, log
+
+
+def test_a_reader_that_goes_away_hears_what_was_kept_on_stderr_and_in_the_log(tmp_path, monkeypatch, capsys):
+    """A batch whose reader went away after its first image ended with exit 141 and not a word: the 'wrote' lines
+    had gone to the reader that left. What was kept is said on stderr and in the log's last line, as a Ctrl-C
+    says it, and the batch makes no further image."""
+    import io
+
+    from main import SIGPIPE_EXIT, main
+
+    class ClosedPipe(io.StringIO):  # the reader takes the memory plan and the first image's line, then goes away
+        def write(self, text: str) -> int:
+            if self.getvalue().count("\n") >= 2:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    monkeypatch.setattr(gpu.generation.service, "GenerationService", ImagesAtOnce)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    data, out = tmp_path / "data", tmp_path / "b.png"
+    assert main(["--data-dir", str(data), "generate", "a red fox", "--batch", "3", "--out", str(out)]) == SIGPIPE_EXIT
+    said = (f"note: stopped, as the reader of its output went away; {tmp_path / 'b-0.png'}, {tmp_path / 'b-1.png'} "
+            "were written before it and are kept")  # fmt: skip
+    assert capsys.readouterr().err == said + "\n"
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["b-0.png", "b-1.png"]
+    last = (data / "logs" / "nibble.log").read_text().splitlines()[-1]
+    assert "generate ended: exit 141 after " in last and last.endswith(said), last
