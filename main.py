@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--iters", type=int, default=30, help="timed runs per measurement (median)")
     b.add_argument("--tiny", action="store_true", help="flux: tiny config on any device (plumbing check)")
     b.add_argument("--steps", type=int, help="flux: timed steps per variant (default 10; 3 with --tiny)")
-    b.add_argument("--compile-mode", default="default", help="flux: torch.compile mode of the BF16 baseline")
+    b.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
+                   help="flux: torch.compile mode of the BF16 baseline")
     b.add_argument("--lora-rank", type=int, default=16,
                    help="flux: rank of the random LoRA timed on the fused model (0: skip that variant)")
     b.add_argument("--compile-scope", default="regional", choices=["regional", "full"],
@@ -657,6 +658,11 @@ def base_model_words(entry: ModelEntry, library: ModelLibrary) -> str:
     where = "which does not exist here" if not Path(path).exists() else "not the one used"
     return f"{name}, {used} (the file records {path}, {where})"
 
+
+# torch.compile's modes (torch 2.4 and later), listed here as the parser must not import torch (--help, inspect):
+# any other was taken, and the benchmark ran and recorded "mode None" where no compiler took it, or failed after
+# the model was built where one did
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 # The bench options that have a range, as generate's and quantize's ("rank 2000 is not possible: use 0 to 1024"):
 # a steps of 0 ended in a StatisticsError traceback, a negative LoRA rank in a RuntimeError one, after the model

@@ -497,3 +497,28 @@ def test_a_reader_that_goes_away_hears_what_was_kept_on_stderr_and_in_the_log(tm
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["b-0.png", "b-1.png"]
     last = (data / "logs" / "nibble.log").read_text().splitlines()[-1]
     assert "generate ended: exit 141 after " in last and last.endswith(said), last
+
+
+def test_a_compile_mode_torch_has_not_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    """``bench flux --compile-mode bogus`` was taken (exit 0): the benchmark ran and recorded 'mode None' where no
+    compiler took the mode, or failed once the model was built where one did. It is a usage error now, and the
+    modes the option takes are torch.compile's own."""
+    import types
+
+    from main import main
+
+    ran: list[str] = []
+    stand_in = types.SimpleNamespace(run=lambda out_dir, compile_mode, **kwargs: ran.append(compile_mode) or {})
+    monkeypatch.setitem(sys.modules, "gpu.bench.flux", stand_in)
+    out = ["--out", str(tmp_path / "bench")]
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "flux", "--tiny", "--compile-mode", "bogus", *out])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "argument --compile-mode: invalid choice: 'bogus'" in err, err
+    assert ran == [] and not (tmp_path / "bench").exists()
+    assert main(["bench", "flux", "--tiny", "--compile-mode", "max-autotune", *out]) == 0 and ran == ["max-autotune"]
+    import torch._inductor
+
+    from main import COMPILE_MODES
+
+    assert set(COMPILE_MODES) <= set(torch._inductor.list_mode_options())
