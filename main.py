@@ -416,6 +416,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from gpu.streaming.parts_folder import parts_dir
     from gpu.streaming.stopped import QuantizeTold
 
+    check_base_given(args.base)
     # Before the calibration, not after it; the parts folder and lock file beside OUT have longer names.
     check_output_path(args.out, example="out.safetensors", beside=(parts_dir(args.out), lock_path(args.out)))
     # A model is a .safetensors file: what the library and generate --model read a model file by (in any case, and
@@ -468,6 +469,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from gpu.lora.keys import parts_text
     from gpu.lora.metadata import strength_words
 
+    check_base_given(args.base)
     request = GenerationRequest(
         prompt=args.prompt, model=args.model, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
         guidance=args.guidance, width=args.width, height=args.height, batch_count=args.batch, base=args.base,
@@ -568,6 +570,18 @@ def save_new_image(result: GeneratedImage) -> Path:
     result.path = atomic_write_new(Path(f"nibble-{result.settings['seed']}.png"),
                                    lambda tmp: encode_png(tmp, result.image, result.settings))  # fmt: skip
     return result.path
+
+
+def check_base_given(base: str | None) -> None:
+    """ModelLoadError for a --base that names nothing: empty (``--base "$UNSET"``) or only spaces. It was taken for
+    no --base, and the model ran with the base it records (or a single file without one), where --model "" is
+    refused (``ModelLibrary.resolve``): said in the same words."""
+    from gpu.errors import ModelLoadError
+
+    if base is not None and not base.strip():
+        blank = "only spaces" if base else "empty"
+        raise ModelLoadError(f'--base "{base}": no base pipeline given (the name is {blank})',
+                             "give a pipeline's folder or library name, or leave --base out")  # fmt: skip
 
 
 def batch_image_path(out: Path, index: int) -> Path:

@@ -522,3 +522,15 @@ def test_a_compile_mode_torch_has_not_is_a_usage_error(tmp_path, capsys, monkeyp
     from main import COMPILE_MODES
 
     assert set(COMPILE_MODES) <= set(torch._inductor.list_mode_options())
+
+
+def test_a_blank_base_is_refused_as_a_blank_model_is(tmp_path, capsys, no_work):
+    """``--base ""`` (``--base "$UNSET"``) was taken for no --base: the model ran with the base it records, and a
+    quantize run of a single file without one, where ``--model ""`` is refused. Refused now, before any work."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    for command in (["generate", "x"], ["quantize", "demo", "--out", str(tmp_path / "q.safetensors")]):
+        for blank, words in (("", "empty"), ("  ", "only spaces")):
+            err = _refused([*data, *command, "--base", blank], capsys)
+            assert err == (f'error: --base "{blank}": no base pipeline given (the name is {words}) (give a '
+                           "pipeline's folder or library name, or leave --base out)\n")  # fmt: skip
+    assert no_work == []
