@@ -310,9 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(BFL or ComfyUI layout; needs --base)")
     q.add_argument("--out", required=True, type=Path, help="output .safetensors file")
     q.add_argument("--method", default="svdquant", choices=["svdquant", "naive", "smoothquant", "svd", "lorc", "nf4"])
-    q.add_argument("--precision", default="int4", choices=["int4", "nvfp4", "fp4", "int8"])
-    q.add_argument("--rank", type=int, default=DEFAULT_RANK,
-                   help=f"rank of the 16-bit low-rank branch (default {DEFAULT_RANK})")
+    # --precision, --rank and --alpha-points default to None, for the run to tell the ones given from the defaults
+    # (``tell_ignored_options``): QuantizeConfig's defaults, the ones their help names, fill the others in
+    q.add_argument("--precision", choices=["int4", "nvfp4", "fp4", "int8"],
+                   help="number format of the quantized weights (default int4)")
+    q.add_argument("--rank", type=int, help=f"rank of the 16-bit low-rank branch (default {DEFAULT_RANK})")
     q.add_argument("--calib-prompts", type=int, default=DEFAULT_CALIB_PROMPTS,
                    help=f"number of calibration prompts (default {DEFAULT_CALIB_PROMPTS}): the first N of the "
                         "model's own set (nibble.json's calibration_prompts), else of the built-in one; asking for "
@@ -320,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-steps", type=int, default=None,
                    help="denoising steps per calibration prompt (default: the model's own steps, at most 8)")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--alpha-points", type=int, default=DEFAULT_ALPHA_POINTS, metavar="N",
+    q.add_argument("--alpha-points", type=int, metavar="N",
                    help="smoothing strengths the alpha search tries, evenly over 0..1 "
                    f"(default {DEFAULT_ALPHA_POINTS}: 0, 0.1, ..., 1; fewer is faster)")  # fmt: skip
     q.add_argument("--overwrite", action="store_true", help="replace OUT when it exists already")
@@ -424,12 +426,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if args.out.suffix != ".safetensors":
         raise BadRequestError(f"--out {args.out}: models are written as .safetensors files",
                               f"use a name ending in .safetensors, e.g. {args.out.stem}.safetensors")  # fmt: skip
+    given = {field: value for field, value in (("precision", args.precision), ("rank", args.rank),
+             ("alpha_points", args.alpha_points), ("shared_smoothing", False if args.per_layer_smoothing else None))
+             if value is not None}  # fmt: skip
     cfg = QuantizeConfig(
-        method=args.method, precision=args.precision, rank=args.rank,
-        calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
-        alpha_points=args.alpha_points, shared_smoothing=not args.per_layer_smoothing, base=args.base,
-        gpu_budget_gib=args.gpu_budget, ram_budget_gib=args.ram_budget, resume=not args.no_resume,
+        method=args.method, calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
+        base=args.base, gpu_budget_gib=args.gpu_budget, ram_budget_gib=args.ram_budget, resume=not args.no_resume,
+        **given,
     )  # fmt: skip
+    tell_ignored_options(cfg.method, given)
 
     told = QuantizeTold()
 
@@ -570,6 +575,19 @@ def save_new_image(result: GeneratedImage) -> Path:
     result.path = atomic_write_new(Path(f"nibble-{result.settings['seed']}.png"),
                                    lambda tmp: encode_png(tmp, result.image, result.settings))  # fmt: skip
     return result.path
+
+
+def tell_ignored_options(method: str, given: dict[str, object]) -> None:
+    """Says on stderr (and in the log) which of the quantize options the user gave (``given``: their
+    ``QuantizeConfig`` fields) the ``method`` does not use (``unused_fields``): ``--method nf4 --rank 64`` ran
+    without a word, as if the rank had counted."""
+    from gpu.quantizer.config import unused_fields
+
+    options = {**_QUANTIZE_OPTIONS, "shared_smoothing": "--per-layer-smoothing"}
+    if ignored := [options[field] for field in given if field in unused_fields(method)]:
+        line = f"note: --method {method} does not use {', '.join(ignored)}: ignored"
+        print(line, file=sys.stderr)
+        log.info("%s", line)
 
 
 def check_base_given(base: str | None) -> None:

@@ -534,3 +534,38 @@ def test_a_blank_base_is_refused_as_a_blank_model_is(tmp_path, capsys, no_work):
             assert err == (f'error: --base "{blank}": no base pipeline given (the name is {words}) (give a '
                            "pipeline's folder or library name, or leave --base out)\n")  # fmt: skip
     assert no_work == []
+
+
+def test_quantize_says_which_given_options_its_method_ignores(tmp_path, capsys, monkeypatch):
+    """``quantize --method nf4 --precision nvfp4 --rank 64 --alpha-points 5`` ran without a word, as if those had
+    counted: NF4 has its own format, no low-rank branch and no smoothing. The options given that the method does
+    not use are said on stderr; those left out are not (their defaults are no choice of the user's), nor those the
+    method uses."""
+    from gpu.quantize_defaults import DEFAULT_ALPHA_POINTS, DEFAULT_RANK
+    from main import main
+
+    configs: list[Any] = []
+
+    def no_quantize(src: object, out: object, config: Any, **kwargs: object) -> None:
+        configs.append(config)
+        raise gpu.errors.BadRequestError("stand-in started")
+
+    monkeypatch.setattr(gpu.quantizer, "quantize_model", no_quantize)
+    quantize = ["--data-dir", str(tmp_path / "data"), "quantize", "demo", "--out", str(tmp_path / "q.safetensors")]
+    cases = [
+        (["--method", "nf4", "--precision", "nvfp4", "--rank", "64", "--alpha-points", "5"],
+         "note: --method nf4 does not use --precision, --rank, --alpha-points: ignored\n"),
+        (["--method", "naive", f"--rank={DEFAULT_RANK}", "--per-layer-smoothing"],  # the default, given all the same
+         "note: --method naive does not use --rank, --per-layer-smoothing: ignored\n"),
+        (["--method", "nf4"], ""),
+        (["--rank", "64", "--alpha-points", "5", "--per-layer-smoothing", "--precision", "nvfp4"], ""),  # svdquant
+    ]  # fmt: skip
+    for args, note in cases:
+        assert main([*quantize, *args]) == 2
+        assert capsys.readouterr().err == note + "error: stand-in started\n", args
+    # what is left out is the engine's default, as before
+    nf4, _, alone, svdquant = configs
+    assert (alone.precision, alone.rank, alone.alpha_points, alone.shared_smoothing) == \
+        ("int4", DEFAULT_RANK, DEFAULT_ALPHA_POINTS, True)  # fmt: skip
+    assert (nf4.precision, nf4.rank, nf4.alpha_points) == ("nvfp4", 64, 5)
+    assert (svdquant.rank, svdquant.alpha_points, svdquant.shared_smoothing) == (64, 5, False)

@@ -110,18 +110,25 @@ def output_fields(settings: dict) -> dict:
 
     Applied again to its own result it changes nothing, so a manifest's fingerprint of any version can be put in
     these terms and compared."""
-    d = dict(settings)
-    d.pop("base", None)
-    method = d.get("method")
-    if method not in RANK_METHODS:
-        d.pop("rank", None)
-    if method not in SMOOTHING_METHODS:
-        d.pop("shared_smoothing", None)
-    if method not in SMOOTHING_METHODS or d.get("alpha_points") == LEGACY_ALPHA_POINTS:
-        d.pop("alpha_points", None)
-    if method in OWN_FORMAT_METHODS:
-        d.pop("precision", None)
+    unused = unused_fields(settings.get("method"))
+    d = {k: v for k, v in settings.items() if k != "base" and k not in unused}
+    if d.get("alpha_points") == LEGACY_ALPHA_POINTS:
+        d.pop("alpha_points")
     return d
+
+
+def unused_fields(method: object) -> set[str]:
+    """The ``QuantizeConfig`` fields the quantization ``method`` does not use, which the wizard greys out and the
+    command line says it ignores: the rank but for the low-rank methods, the shared smoothing and the alpha grid but
+    for the smoothing methods, the precision for NF4 (its own format)."""
+    unused = set()
+    if method not in RANK_METHODS:
+        unused.add("rank")
+    if method not in SMOOTHING_METHODS:
+        unused |= {"shared_smoothing", "alpha_points"}
+    if method in OWN_FORMAT_METHODS:
+        unused.add("precision")
+    return unused
 
 
 def effective_fingerprint(fingerprint: dict) -> dict:
