@@ -82,7 +82,7 @@ def _scratch_write(target: Path, publish: Callable[[Path], None], mode: Callable
     """The write both ``atomic_path`` and ``atomic_write_new`` make: a temporary path in a private scratch folder
     beside ``target``, given ``mode()`` and fsynced once written, handed to ``publish``, then the folder fsynced
     (the new name is durable too). See ``atomic_path`` for the clean-up on failure and the errors."""
-    check_output_path(target)
+    check_output_path(target, probe=False)  # its scratch folder, made next, tries the folder
     created = missing_folders(target.parent)
     try:
         with output_errors(target):

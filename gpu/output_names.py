@@ -22,12 +22,14 @@ def windows_device_name(name: str) -> bool:
 
 
 def check_output_path(target: Path | str, windows: bool = os.name == "nt", example: str = "out.png",
-                      beside: Iterable[Path] = ()) -> None:  # fmt: skip
+                      beside: Iterable[Path] = (), probe: bool = True) -> None:  # fmt: skip
     """Raises ``OutputError`` now if ``target`` can clearly not be written: it is a folder, a Windows device
     name, its nearest existing ancestor is a file or takes no new file, a name in it is longer than the file system
     allows, or the whole path is. For commands that should fail before hours of work. ``example`` is the file
     name the hint suggests inside a folder given as ``target``; ``beside`` are files or folders the command
-    keeps next to ``target`` (the quantizer's ``<name>.parts``), whose longer names must fit too."""
+    keeps next to ``target`` (the quantizer's ``<name>.parts``), whose longer names must fit too. ``probe``: whether
+    the folder is tried with a file (``_check_writable``); an atomic write makes its scratch folder there next, which
+    fails the same way, and a probe file more per write (every settings save) would only cost."""
     target = Path(target)
     if windows and windows_device_name(target.name):
         raise OutputError(f"{target.name} is a device name on Windows, not a file name",
@@ -41,7 +43,7 @@ def check_output_path(target: Path | str, windows: bool = os.name == "nt", examp
         raise OutputError(f"{target} is a folder; give a file name", "for example " + str(target / example))
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"cannot write {target}: {parent} is a file, not a folder")
-    if parent.exists():
+    if probe and parent.exists():
         _check_writable(target, parent)
 
 
