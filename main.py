@@ -581,7 +581,7 @@ def tell_ignored_options(method: str, given: dict[str, object]) -> None:
     """Says on stderr (and in the log) which of the quantize options the user gave (``given``: their
     ``QuantizeConfig`` fields) the ``method`` does not use (``unused_fields``): ``--method nf4 --rank 64`` ran
     without a word, as if the rank had counted."""
-    from gpu.quantizer.config import unused_fields
+    from gpu.quantize_defaults import unused_fields
 
     options = {**_QUANTIZE_OPTIONS, "shared_smoothing": "--per-layer-smoothing"}
     if ignored := [options[field] for field in given if field in unused_fields(method)]:

@@ -19,3 +19,17 @@ SMOOTHING_METHODS = ("svdquant", "smoothquant")
 RANK_METHODS = ("svdquant", "svd", "lorc")
 # The methods whose weights have a format of their own (NF4): the precision (INT4, NVFP4, INT8) does not apply.
 OWN_FORMAT_METHODS = ("nf4",)
+
+
+def unused_fields(method: object) -> set[str]:
+    """The ``QuantizeConfig`` fields the quantization ``method`` does not use, which the wizard greys out and the
+    command line says it ignores: the rank but for the low-rank methods, the shared smoothing and the alpha grid but
+    for the smoothing methods, the precision for NF4 (its own format)."""
+    unused = set()
+    if method not in RANK_METHODS:
+        unused.add("rank")
+    if method not in SMOOTHING_METHODS:
+        unused |= {"shared_smoothing", "alpha_points"}
+    if method in OWN_FORMAT_METHODS:
+        unused.add("precision")
+    return unused

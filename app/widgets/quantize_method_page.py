@@ -9,9 +9,7 @@ from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
     DEFAULT_RANK,
     MAX_ALPHA_POINTS,
-    OWN_FORMAT_METHODS,
-    RANK_METHODS,
-    SMOOTHING_METHODS,
+    unused_fields,
 )
 
 PRECISIONS = [("INT4 (W4A4, recommended)", "int4"), ("NVFP4 (Blackwell GPUs)", "nvfp4"), ("INT8 (W8A8)", "int8")]
@@ -69,8 +67,6 @@ class MethodPage(QWizardPage):
     def _method_changed(self) -> None:
         # The precision, the rank, the alpha search and the shared smoothing exist only for the methods that use
         # them: greyed out otherwise, where they change nothing (NF4's weights are NF4 whatever the precision).
-        self.precision.setEnabled(self.method.currentData() not in OWN_FORMAT_METHODS)
-        self.rank.setEnabled(self.method.currentData() in RANK_METHODS)
-        smooths = self.method.currentData() in SMOOTHING_METHODS
-        self.alpha_points.setEnabled(smooths)
-        self.shared_smoothing.setEnabled(smooths)
+        unused = unused_fields(self.method.currentData())  # what the command line says it ignores, too
+        for name in ("precision", "rank", "alpha_points", "shared_smoothing"):
+            getattr(self, name).setEnabled(name not in unused)

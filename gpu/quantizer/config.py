@@ -18,9 +18,8 @@ from gpu.quantize_defaults import (
     DEFAULT_RANK,
     LEGACY_ALPHA_POINTS,
     MAX_ALPHA_POINTS,
-    OWN_FORMAT_METHODS,
-    RANK_METHODS,
     SMOOTHING_METHODS,
+    unused_fields,
 )
 
 # Far above any useful calibration (the paper uses 64 prompts); they stop a typo from running for days.
@@ -115,20 +114,6 @@ def output_fields(settings: dict) -> dict:
     if d.get("alpha_points") == LEGACY_ALPHA_POINTS:
         d.pop("alpha_points")
     return d
-
-
-def unused_fields(method: object) -> set[str]:
-    """The ``QuantizeConfig`` fields the quantization ``method`` does not use, which the wizard greys out and the
-    command line says it ignores: the rank but for the low-rank methods, the shared smoothing and the alpha grid but
-    for the smoothing methods, the precision for NF4 (its own format)."""
-    unused = set()
-    if method not in RANK_METHODS:
-        unused.add("rank")
-    if method not in SMOOTHING_METHODS:
-        unused |= {"shared_smoothing", "alpha_points"}
-    if method in OWN_FORMAT_METHODS:
-        unused.add("precision")
-    return unused
 
 
 def effective_fingerprint(fingerprint: dict) -> dict:
