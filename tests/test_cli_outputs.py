@@ -450,22 +450,28 @@ def test_a_base_named_by_a_library_model_that_is_a_file_is_said_to_be_one(tmp_pa
     assert "not found" not in str(e.value) and "not a pipeline folder" in str(e.value), str(e.value)
 
 
+def _reader_gone_after(lines: int):
+    """A standard output whose reader takes ``lines`` lines, then goes away (``| head -n``): later writes raise
+    BrokenPipeError."""
+    import io
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            if self.getvalue().count("\n") >= lines:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    return ClosedPipe()
+
+
 def test_a_reader_that_goes_away_leaves_the_written_image_in_the_log(tmp_path, monkeypatch, capsys):
     """``generate --batch 2 --out b.png | head -c1``: the first image was saved, then its 'wrote' line met the
     closed pipe and the batch ended (exit 141), silently. The log file, which ``say`` writes each console line to
     for problem reports, did not have the line either: ``say`` printed first, and the print raised."""
-    import io
-
     from main import SIGPIPE_EXIT, main
 
-    class ClosedPipe(io.StringIO):  # the reader takes the first line (the memory plan), then goes away
-        def write(self, text: str) -> int:
-            if "\n" in self.getvalue():
-                raise BrokenPipeError(32, "Broken pipe")
-            return super().write(text)
-
     monkeypatch.setattr(gpu.generation.service, "GenerationService", ImagesAtOnce)
-    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(sys, "stdout", _reader_gone_after(1))  # the memory plan read, then the reader goes away
     data, out = tmp_path / "data", tmp_path / "b.png"
     assert main(["--data-dir", str(data), "generate", "a red fox", "--batch", "2", "--out", str(out)]) == SIGPIPE_EXIT
     assert (tmp_path / "b-0.png").is_file()
@@ -477,18 +483,10 @@ def test_a_reader_that_goes_away_hears_what_was_kept_on_stderr_and_in_the_log(tm
     """A batch whose reader went away after its first image ended with exit 141 and not a word: the 'wrote' lines
     had gone to the reader that left. What was kept is said on stderr and in the log's last line, as a Ctrl-C
     says it, and the batch makes no further image."""
-    import io
-
     from main import SIGPIPE_EXIT, main
 
-    class ClosedPipe(io.StringIO):  # the reader takes the memory plan and the first image's line, then goes away
-        def write(self, text: str) -> int:
-            if self.getvalue().count("\n") >= 2:
-                raise BrokenPipeError(32, "Broken pipe")
-            return super().write(text)
-
     monkeypatch.setattr(gpu.generation.service, "GenerationService", ImagesAtOnce)
-    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(sys, "stdout", _reader_gone_after(2))  # the memory plan and the first image's line
     data, out = tmp_path / "data", tmp_path / "b.png"
     assert main(["--data-dir", str(data), "generate", "a red fox", "--batch", "3", "--out", str(out)]) == SIGPIPE_EXIT
     said = (f"note: stopped, as the reader of its output went away; {tmp_path / 'b-0.png'}, {tmp_path / 'b-1.png'} "
