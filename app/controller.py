@@ -138,6 +138,7 @@ class AppController(QObject):
         self.prompt.negative_prompt_changed.connect(self.prompt_measure.measure_negative)
         self.prompt.guidance_changed.connect(self.prompt_measure.measure_negative)  # at most 1 it may go unused
         self.gpu: Any = None
+        self.engine_started = False  # ``gpu`` is the engine's answer (None: no CUDA GPU), not only not known yet
         self._engine = EngineThread(data)
         worker = self._engine.worker
         worker.preview_every = settings.preview_every
@@ -390,7 +391,7 @@ class AppController(QObject):
     def _on_ready(self, status: EngineStatus) -> None:
         """The engine started: the library's list known, the model of an image restored meanwhile selected, then
         the model of the next jobs chosen (``ModelLibrary.select_at_start``)."""
-        self.gpu = status.gpu
+        self.gpu, self.engine_started = status.gpu, True
         self.engine_ready.emit(status)
         self.library.on_engine_ready(status.entries)
         self.restore.restore_pending_model(self.queue.idle)  # an image restored while the engine started

@@ -138,6 +138,13 @@ class CalibrationPage(QWizardPage):
                 "in RAM would not fit, and the computer would swap or the app be closed. Set the budget to at most "
                 f"{default_ram_budget_gib(installed):g} GiB (the activations that do not fit go to disk).")  # fmt: skip
 
+    def show_gpu(self, gpu: object | None) -> None:
+        """The engine found ``gpu`` (a ``GpuInfo``), or none: a run then works on the CPU, and the GPU budget, which
+        it would not read, is greyed (shown and editable, it read as a setting of that run)."""
+        self.gpu_gib.setEnabled(gpu is not None)
+        self.gpu_gib.setToolTip("" if gpu is not None else "No CUDA GPU was found: the run works on the CPU, within "
+                                "the RAM budget")  # fmt: skip
+
     def laptop_preset(self) -> None:
         """Budgets for a 16 GB laptop: GPU 14 GiB, RAM 12 GiB."""
         self.gpu_gib.setValue(14.0)

@@ -93,6 +93,9 @@ class QuantizeWizard(QWizard):
         self.source_page = SourcePage(controller, self.source_state)
         self.method_page = MethodPage()
         self.calibration_page = CalibrationPage(self.unfinished_runs, self.source_still_ready)
+        if controller.engine_started:
+            self.calibration_page.show_gpu(controller.gpu)
+        controller.engine_ready.connect(self._engine_ready)
         # While a run works, Back stays disabled: going back and pressing Next would queue a second job behind it.
         # QWizard greys Back on the page after a commit page, and re-applies that whenever it updates its buttons
         # (which a plain setEnabled(False) would not survive). It updates them after initializePage (which starts
@@ -177,6 +180,10 @@ class QuantizeWizard(QWizard):
         if shown:
             dialog.refresh()
         self.unfinished_runs.count()
+
+    def _engine_ready(self, status: Any) -> None:
+        """The engine started (``AppController.engine_ready``): whether a run has a GPU to budget."""
+        self.calibration_page.show_gpu(status.gpu)
 
     def _page_shown(self, _page_id: int) -> None:
         if self.currentPage() is self.calibration_page:

@@ -295,3 +295,31 @@ def test_a_folder_picked_by_path_follows_its_library_entry_both_ways(qtbot, data
     page.use_path(str(folder) + "/")  # picked by path while listed: the entry
     assert state.source == "mine" and shown() == ["demo", "mine"]
     wizard.close()
+
+
+def test_the_gpu_budget_is_greyed_where_the_engine_found_no_gpu(qtbot, data_root, demo_model):
+    """On a computer without a CUDA GPU the run works on the CPU, yet the GPU memory budget was shown and editable,
+    read as a setting of that run. (R51)"""
+    from app.engine_worker import EngineStatus
+    from gpu.system_info import GpuInfo
+
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    window.quantize_panel.open_button.click()  # opened as the engine starts: nothing known yet
+    wizard = window.quantize_panel.wizard
+    budget = wizard.calibration_page.gpu_gib
+    assert budget.isEnabled()
+    window.controller.engine_ready.emit(EngineStatus(gpu=None, entries=[_pipeline("demo", demo_model)]))
+    assert not budget.isEnabled() and budget.toolTip().startswith("No CUDA GPU was found: the run works on the CPU")
+    laptop_gpu = GpuInfo("NVIDIA GeForce RTX 4060 Laptop GPU", 89, 8 * 2**30, 7 * 2**30)
+    window.controller.engine_ready.emit(EngineStatus(gpu=laptop_gpu, entries=[_pipeline("demo", demo_model)]))
+    assert budget.isEnabled() and budget.toolTip() == ""
+    wizard.close()
+
+
+def test_a_wizard_opened_after_the_engine_started_knows_whether_it_found_a_gpu(qtbot, window):
+    """This machine's engine answer, read as the wizard opens: greyed exactly where no GPU was found."""
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    assert window.controller.engine_started
+    assert wizard.calibration_page.gpu_gib.isEnabled() == (window.controller.gpu is not None)
+    wizard.close()
