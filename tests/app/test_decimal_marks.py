@@ -8,6 +8,8 @@ from __future__ import annotations
 from PySide6.QtCore import QLocale, Qt
 from PySide6.QtWidgets import QAbstractSpinBox
 
+from gpu.system_info import GpuInfo
+
 LOCALES = ((QLocale.c(), "."), (QLocale(QLocale.Language.German, QLocale.Country.Germany), ","))
 
 
@@ -22,6 +24,8 @@ def test_the_wizards_memory_budgets_take_either_decimal_mark(qtbot, window):
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
     page = wizard.calibration_page
+    # As where the engine found a GPU: without one the GPU budget is greyed (this machine has none), takes no typing
+    page.show_gpu(GpuInfo("NVIDIA GeForce RTX 4060 Laptop GPU", 89, 8 * 2**30, 7 * 2**30))
     wizard.activateWindow()  # the Tab's focus change is what ends an edit
     qtbot.waitUntil(wizard.isActiveWindow)
     for locale, point in LOCALES:
