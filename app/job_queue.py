@@ -187,8 +187,6 @@ class JobQueue(QObject):
         # Until its first preview: the last job's image stayed, read as this one's while its steps counted up.
         self._state.set_preview(None)
         job = self._jobs.get(job_id)
-        if job is not None:
-            self._state.queue = replace(self._state.queue, running=job.request.batch_count)
         # Said only when the engine loads it: "Loading demo…" at every job's start, with the model loaded, read
         # as if each job reloaded it.
         self._show_job(f"Loading {job.request.model}…" if job is not None and loads else "Starting…")

@@ -279,8 +279,7 @@ class QuantizeSource(QObject):
         (the entry removed, the folder still there: the source the user picked by its path was "no longer in the
         library")."""
         for path in list(self.picked):
-            name = next((n for n in self.library_sources() if same_file(path, self._folders[n])), None)
-            if name is not None:
+            if (name := self._library_name_of(path)) is not None:
                 self.picked.remove(path)
                 self._picked_for[name] = path
                 if self.source == path:
@@ -313,15 +312,17 @@ class QuantizeSource(QObject):
         picked before when it is that one (another spelling: a link, a trailing separator), else ``path``, offered
         from now on. Picked by path, the library's own folder was offered again, once per spelling. Choosing it is
         ``choose``'s."""
-        for name in self.library_sources():
-            if same_file(path, self._folders[name]):
-                self._picked_for[name] = path  # picked again should the entry leave the library
-                return name
-        return next((p for p in self.picked if p == path or same_file(p, path)), None) or self._picked(path)
+        if (name := self._library_name_of(path)) is not None:
+            self._picked_for[name] = path  # picked again should the entry leave the library
+            return name
+        same = next((p for p in self.picked if p == path or same_file(p, path)), None)
+        if same is None:
+            self.picked.append(path)
+        return same or path
 
-    def _picked(self, path: str) -> str:
-        self.picked.append(path)
-        return path
+    def _library_name_of(self, path: str) -> str | None:
+        """The library pipeline whose folder ``path`` is, however it is spelled; None when none is."""
+        return next((name for name in self.library_sources() if same_file(path, self._folders[name])), None)
 
     # -- the source ------------------------------------------------------------------------------------------
     def choose(self, value: str) -> None:

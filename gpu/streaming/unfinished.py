@@ -88,7 +88,6 @@ def delete_unfinished_run(parts: Path) -> None:
 
 def _folder_unchanged(parts: Path, err: OSError) -> OutputError:
     """Why ``parts`` was not deleted when its folder cannot be changed (``err``), and what to do."""
-    reason = own_remedy(err)
-    return OutputError(f"{parts.parent} cannot be changed: {reason[0] if reason else err.strerror or err}",
-                       reason[1] if reason else "make it a folder you can write to (a drive mounted read-only: "
-                       "mount it writable again; or its permissions)")  # fmt: skip
+    reason, hint = own_remedy(err) or (err.strerror or str(err), "make it a folder you can write to (a drive "
+                                       "mounted read-only: mount it writable again; or its permissions)")  # fmt: skip
+    return OutputError(f"{parts.parent} cannot be changed: {reason}", hint)
