@@ -154,13 +154,13 @@ class QuantizeRunState(QObject):
         """The run ended cancelled (``QuantizeWorker.cancelled``), or was never started."""
         self.set_running(False)
         if self.result_path:  # cancelled during the comparison: the finished model stays offered, not orphaned
-            self.log(f"Comparison cancelled. The model is complete ({self.result_path}); the next page adds it to "
+            self.log(f"Comparison stopped. The model is complete ({self.result_path}); the next page adds it to "
                      "the library.")  # fmt: skip
-            self.summary = f"Saved to {self.result_path}. The comparison was cancelled."
+            self.summary = f"Saved to {self.result_path}. The comparison was stopped."
             self.ended.emit(CANCELLED, True)
             return
         note = self.left_note()
-        self.log(f"Cancelled. Nothing was added. {note}")
+        self.log(f"Stopped. Nothing was added. {note}")
         self.left.emit(note)
         self.ended.emit(CANCELLED, False)
 

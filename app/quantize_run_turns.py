@@ -101,7 +101,7 @@ class QuantizeRunTurns(QObject):
             self.run_state.waiting = True
             self.run_state.log(
                 WAITING_FOR_CLOSED if self._earlier_name_held() else
-                "Waiting for the cancelled run to finish choosing its output's name…")  # fmt: skip
+                "Waiting for the stopped run to finish choosing its output's name…")  # fmt: skip
             return
         self._start_when_free()
 
@@ -184,7 +184,7 @@ class QuantizeRunTurns(QObject):
             release_claim(job.claim)
             self.run_state.cancelled()
             return
-        self.run_state.log("Cancelling…")
+        self.run_state.log("Stopping…")
 
     def _naming_lookup_ended(self, lookup: Lookup) -> None:
         """Takes ``lookup`` (``lookups.ended``) when it is the run's naming, or a naming dropped by a cancel."""

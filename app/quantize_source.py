@@ -36,6 +36,7 @@ from gpu.calibration_set import (
 from gpu.errors import ModelLoadError, UserError
 from gpu.library import snapshot_repo_name
 from gpu.model_files import check_defaults_readable, missing_model, model_path_there, pipeline_defaults
+from gpu.output_names import windows_device_name
 from gpu.paths import same_file
 from gpu.pipeline_checks import (
     check_not_prequantized,
@@ -101,7 +102,11 @@ def _safe(name: str) -> str:
     stem = re.sub("\0+", "_", kept).strip("._-")[:_MAX_STEM]
     while len(stem.encode("utf-8")) > _MAX_STEM_BYTES:
         stem = stem[:-1]
-    return stem.rstrip("._-")
+    stem = stem.rstrip("._-")
+    # "nul.x-svdquant-….safetensors" is the NUL device on Windows before 11, whatever follows the dot: on every
+    # system, so that a models folder shared with Windows, and a run resumed there, keep one name
+    head, dot, rest = stem.partition(".")
+    return f"{head}_{dot}{rest}" if windows_device_name(head) else stem
 
 
 def _ascii_safe(name: str) -> str:
@@ -171,7 +176,7 @@ def calibration_set(folder: Path) -> CalibrationSet:
     available = len(available_prompts(folder, defaults))
     own = prompts_file(folder, defaults)[1]
     return CalibrationSet(OWN_PROMPTS if own else BUILT_IN_PROMPTS, available,
-                          calibration_steps(None, defaults), model_steps(defaults))  # fmt: skip
+                          calibration_steps(None, defaults, folder), model_steps(defaults, folder))  # fmt: skip
 
 
 def no_comparison_reason(source: str | None, base: str | None) -> str:

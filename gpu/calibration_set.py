@@ -54,23 +54,25 @@ def calibration_prompts(model_folder: Path | None, defaults: dict, count: int) -
     return available_prompts(model_folder, defaults)[:count]
 
 
-def model_steps(defaults: dict) -> int:
+def model_steps(defaults: dict, folder: Path | None = None) -> int:
     """The model's own steps (nibble.json's ``steps``, FLUX.1-dev's 28 without one); ModelLoadError for one that is
     no whole number of at least 1 (a hand-edited "16 steps": a ValueError in the wizard's slot, a traceback from
-    the command line)."""
+    the command line), naming the file in the pipeline ``folder`` the defaults came from, where given: a single
+    file's run reads its base's, which the command line's user had no reason to suspect."""
     steps = defaults.get("steps", 28)
     if isinstance(steps, float) and steps.is_integer():  # 28.0 is 28
         steps = int(steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ModelLoadError(f"nibble.json: steps is {steps!r}, not a whole number of steps",
+        where = folder / "nibble.json" if folder is not None else "nibble.json"
+        raise ModelLoadError(f"{where}: steps is {steps!r}, not a whole number of steps",
                              "give it a number such as 28, or leave it out")  # fmt: skip
     return steps
 
 
-def calibration_steps(config_steps: int | None, defaults: dict) -> int:
-    """The steps of each calibration trajectory: ``config_steps``, else the model's own steps (``model_steps``), at
-    most ``MAX_DEFAULT_CALIB_STEPS``."""
-    return config_steps or min(model_steps(defaults), MAX_DEFAULT_CALIB_STEPS)
+def calibration_steps(config_steps: int | None, defaults: dict, folder: Path | None = None) -> int:
+    """The steps of each calibration trajectory: ``config_steps``, else the model's own steps (``model_steps`` of
+    the defaults read from the pipeline ``folder``), at most ``MAX_DEFAULT_CALIB_STEPS``."""
+    return config_steps or min(model_steps(defaults, folder), MAX_DEFAULT_CALIB_STEPS)
 
 
 def prompts_cut(asked: int, available: int, own: bool) -> str:

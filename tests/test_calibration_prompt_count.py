@@ -6,6 +6,7 @@ for beyond the set gave another key: a run of 512 of the 145 built-in prompts re
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -86,7 +87,8 @@ def test_a_steps_entry_that_is_no_number_is_said_not_raised(tmp_path):
     (folder / "nibble.json").write_text(json.dumps({**settings, "steps": "16 steps"}))
     with pytest.raises(ModelLoadError, match="nibble.json: steps is '16 steps'"):  # the wizard's source page says so
         calibration_set(folder)
-    with pytest.raises(ModelLoadError, match="nibble.json: steps is '16 steps', not a whole number of steps"):
+    # the file named whole: a single file's run reads its base's (R51)
+    with pytest.raises(ModelLoadError, match=re.escape(f"{folder / 'nibble.json'}: steps is '16 steps', not a whole")):
         quantize_model(folder, tmp_path / "m.safetensors", QuantizeConfig(calib_prompts=2),
                        library=ModelLibrary(tmp_path), device=CPU)  # fmt: skip
     assert main(["--data-dir", str(tmp_path / "data"), "quantize", str(folder), "--out",

@@ -75,7 +75,7 @@ def quantize_model_in_memory(
 
     defaults = entry.facts.defaults
     prompts = calibration_prompts(entry.path, defaults, config.calib_prompts)
-    steps = calibration_steps(config.calib_steps, defaults)
+    steps = calibration_steps(config.calib_steps, defaults, entry.path)
     samples = make_samples(pipe, prompts, steps, defaults, config, loaded.dtype,
                            bool(transformer.config.guidance_embeds), transformer.config.in_channels,
                            lambda xs: [transformer(**{k: v.to(loaded.device) for k, v in x.items()},

@@ -76,7 +76,7 @@ def calibration_and_key(src: WeightSource, base_entry: ModelEntry | None, storag
            samples_supplied: bool) -> tuple[int, list[str], ResumeKey]:  # fmt: skip
     """-> (calibration steps, calibration prompts, resume key) of a run of ``config`` on the opened source ``src``:
     also asked for other settings than the run's (``resumed_with``), without opening the source again."""
-    steps = calibration_steps(config.calib_steps, defaults)
+    steps = calibration_steps(config.calib_steps, defaults, base_entry.path if base_entry else None)
     prompts: list[str] = []
     if not samples_supplied:
         assert base_entry is not None

@@ -174,7 +174,7 @@ def test_a_quantize_run_on_the_gpu_waits_for_the_running_job_and_starts_when_it_
     qtbot.waitUntil(lambda: GENERATION_WAIT in log.toPlainText(), timeout=60000)
     with qtbot.waitSignal(wizard.run_state.run_ended, timeout=60000):
         wizard.cancel()
-    assert "Cancelled. Nothing was added." in log.toPlainText() and not quantize_runs.active()
+    assert "Stopped. Nothing was added." in log.toPlainText() and not quantize_runs.active()
     assert seen == [] and running.id in controller.queue._jobs and not running.cancel.is_set()  # the job goes on
     statuses: list[str] = []
     controller.job.status_changed.connect(statuses.append)

@@ -80,7 +80,7 @@ def test_a_wizard_opened_after_one_closed_while_naming_resumes_the_name(qtbot, b
     panel = bare_window.quantize_panel
     first, out = _naming_held(qtbot, panel, naming)
     first.close()  # its run cancelled while it is named
-    assert not first.run_state.running and "Cancelled. Nothing was added." in first.run_page.log.toPlainText()
+    assert not first.run_state.running and "Stopped. Nothing was added." in first.run_page.log.toPlainText()
     panel.open_wizard()
     second = panel.wizard
     assert second is not first
@@ -101,14 +101,14 @@ def test_a_run_after_cancel_while_naming_then_back_resumes_the_name(qtbot, bare_
     wizard, out = _naming_held(qtbot, bare_window.quantize_panel, naming)
     wizard.cancel()
     # Said at once, and Back is free: only the next run waits for the naming
-    assert not wizard.run_state.running and "Cancelled. Nothing was added." in wizard.run_page.log.toPlainText()
+    assert not wizard.run_state.running and "Stopped. Nothing was added." in wizard.run_page.log.toPlainText()
     wizard.back()
     assert wizard.currentPage() is wizard.calibration_page
     job = _quantize_again(qtbot, wizard, naming, monkeypatch)
     try:
         assert (wizard.run_state.out_path, job.claim.target) == (out, out)  # the old code: the next name, m-2
         log = wizard.run_page.log.toPlainText()
-        assert "Waiting for the cancelled run to finish choosing its output's name…" in log
+        assert "Waiting for the stopped run to finish choosing its output's name…" in log
         assert wizard.run_state.dropped is None and naming.claimed == [out, out]
     finally:
         release_claim(job.claim)

@@ -139,7 +139,7 @@ def test_a_run_cancelled_while_it_waits_to_be_named_is_never_named(qtbot, bare_w
     second.next()  # Quantize: waits, unnamed
     assert second.run_state.running and second.turns._naming is None and second.run_state.job is None
     second.cancel()
-    assert not second.run_state.running and "Cancelled. Nothing was added." in second.run_page.log.toPlainText()
+    assert not second.run_state.running and "Stopped. Nothing was added." in second.run_page.log.toPlainText()
     first.run_state.set_running(False)
     assert second.turns._naming is None and second.run_state.job is None and not second.run_state.running
     assert "choosing the output's name" not in second.run_page.log.toPlainText()

@@ -64,7 +64,7 @@ def test_a_run_on_an_earlier_runs_folder_says_what_it_left_there_on_the_run_page
     [parts] = folders
     note = (f"{parts} is left as it was: this run stopped before it replaced it (made with other settings: alpha "
             "points 5 -> 3); run again with 5 alpha search points to resume it.")  # fmt: skip
-    assert f"Cancelled. Nothing was added. {note}" in page.log.toPlainText()
+    assert f"Stopped. Nothing was added. {note}" in page.log.toPlainText()
     assert page.note.text() == note and not page.note.isHidden()
     assert json.loads((parts / "manifest.json").read_text())["done"] == {"transformer_blocks.0": {}}
 

@@ -144,7 +144,7 @@ def test_the_models_folder_is_read_and_written_off_the_qt_thread(qtbot, window, 
     assert wizard.run_state.running and wizard.run_state.job is None
     assert "choosing the output's name…" in log.toPlainText()
     wizard.cancel()
-    assert not wizard.run_state.running and "Cancelled. Nothing was added." in log.toPlainText()
+    assert not wizard.run_state.running and "Stopped. Nothing was added." in log.toPlainText()
     with qtbot.waitSignal(wizard.turns.lookups.ended, timeout=60000):  # the name comes, and is dropped
         release.set()
     assert wizard.run_state.job is None and wizard.run_state.out_path is None and "→" not in log.toPlainText()
@@ -202,7 +202,7 @@ def test_closed_dialogs_and_wizards_take_no_late_lookup_and_a_later_run_says_it_
     finally:
         deleting.set()
     qtbot.waitUntil(lambda: first.unfinished_runs.deleting is None and not wizard.run_state.running, timeout=60000)
-    assert first.error_dialog is None and "Cancelled. Nothing was added." in log.toPlainText()
+    assert first.error_dialog is None and "Stopped. Nothing was added." in log.toPlainText()
     assert f"deleting the unfinished run {old} failed after its wizard was closed" in caplog.text
     assert old.is_dir() and (old / "notes.txt").is_file()
     box = window.error_dialog  # the main window's, over the window the user is at

@@ -104,9 +104,9 @@ def test_wizard_cancel(qtbot, window):
     wizard.calibration_page.count.setValue(64)
     wizard.next()
     wizard.cancel()
-    qtbot.waitUntil(lambda: "Cancelled" in wizard.run_page.log.toPlainText()
+    qtbot.waitUntil(lambda: "Stopped" in wizard.run_page.log.toPlainText()
                     or "Failed" in wizard.run_page.log.toPlainText(), timeout=120000)
-    assert "Cancelled" in wizard.run_page.log.toPlainText()
+    assert "Stopped" in wizard.run_page.log.toPlainText()
     assert not wizard.button(QWizard.WizardButton.NextButton).isEnabled()
     wizard.close()
 
@@ -127,7 +127,7 @@ def test_cancelling_the_comparison_keeps_the_finished_model_offered(qtbot, windo
     with qtbot.waitSignal(wizard.run_page.completeChanged, timeout=600000):
         wizard.next()
     log = wizard.run_page.log.toPlainText()
-    assert "Comparison cancelled" in log and wizard.run_state.comparisons == []
+    assert "Comparison stopped" in log and wizard.run_state.comparisons == []
     assert read_checkpoint_meta(wizard.run_state.result_path).layers  # complete and valid
     wizard.next()  # -> result page
     # The file moved away before Add: the library refuses it, and the button offers the add again (it read
@@ -235,7 +235,8 @@ def test_no_back_while_a_run_works_and_running_again_after_a_cancel(qtbot, windo
         wizard.run_page.cancel_button.click()
         assert not wizard.run_page.cancel_button.isEnabled()  # pressed once; the run stops at its next check
     log = wizard.run_page.log.toPlainText()
-    assert "Cancelled. Nothing was added." in log and wizard.run_state.result_path is None
+    assert "Stopped. Nothing was added." in log and wizard.run_state.result_path is None
+    assert "Stopping…" in log and "Cancel" not in log  # the button says Stop: the log says what it did in its words
     assert back.isEnabled() and not next_button.isEnabled() and not wizard.run_page.cancel_button.isEnabled()
     back.click()  # to change the settings
     assert wizard.currentPage() is wizard.calibration_page
@@ -246,7 +247,7 @@ def test_no_back_while_a_run_works_and_running_again_after_a_cancel(qtbot, windo
         wizard.next()  # runs again
     log = wizard.run_page.log.toPlainText()
     assert wizard.run_state.result_path and "being written by another" not in log, log
-    assert "Cancelled" not in log and wizard.run_page.cancel_button.isEnabled() is False
+    assert "Stopped" not in log and wizard.run_page.cancel_button.isEnabled() is False
     assert next_button.isEnabled() and back.isEnabled()
     wizard.next()  # -> result page
     assert len(wizard.run_state.comparisons) == 4
@@ -297,7 +298,7 @@ def test_a_wizard_closed_mid_run_and_opened_again_runs_after_the_old_run_stops(q
     log = second.run_page.log.toPlainText()
     assert second.run_state.result_path and "being written by another" not in log, log
     assert "Waiting for the quantize run of the wizard you closed to stop" in log
-    assert any(line.startswith("Cancelled") for line in first_log) and "a failure said" not in first_log
+    assert any(line.startswith("Stopped") for line in first_log) and "a failure said" not in first_log
     qtbot.waitUntil(let_go.is_set, timeout=10000)  # its run ended: the panel lets go of it
     assert panel._wizards == [second] and second.turns._earlier == []
     second.close()
@@ -349,7 +350,7 @@ def test_a_wizard_closed_while_its_run_waits_behind_a_file_check_still_ends_it(q
     first.let_go.disconnect()  # kept to be read here: the panel deletes a closed wizard once its run ended
     first.close()
     qtbot.waitUntil(lambda: not first.run_state.running, timeout=60000)
-    assert "Cancelled. Nothing was added." in first.run_page.log.toPlainText()
+    assert "Stopped. Nothing was added." in first.run_page.log.toPlainText()
     qtbot.waitUntil(lambda: not first._thread.thread.isRunning(), timeout=10000)  # and its thread ends
 
 
@@ -366,7 +367,7 @@ def test_wizard_never_replaces_an_existing_model(qtbot, window):
     qtbot.waitUntil(lambda: wizard.run_state.out_path is not None)  # named on a thread
     assert wizard.run_state.out_path == existing.with_name("demo-svdquant-int4-r32-2.safetensors")
     wizard.cancel()
-    qtbot.waitUntil(lambda: "Cancelled" in wizard.run_page.log.toPlainText(), timeout=120000)
+    qtbot.waitUntil(lambda: "Stopped" in wizard.run_page.log.toPlainText(), timeout=120000)
     assert existing.read_bytes() == b"the user's own model"
     wizard.close()
 
@@ -621,6 +622,10 @@ def test_output_names_for_sources_without_a_name(tmp_path):
     # Scripts that write vowels as combining marks: "ह_न_द", "தம_ழ" (R52)
     assert output_stem("/models/हिन्दी") == "हिन्दी" and output_stem("/models/தமிழ்") == "தமிழ்"
     assert output_stem("/m/a<b>:c|d?e*f\"g") == "a_b_c_d_e_f_g"  # what Windows refuses in a name
+    # Windows devices whatever follows the dot ("nul.x-svdquant-int4-r32.safetensors" wrote nothing there)
+    assert [output_stem(f"/m/{name}") for name in ("nul.x", "CON", "com1.safetensors", "lpt9.v2.safetensors")] == [
+        "nul_.x", "CON_", "com1_", "lpt9_.v2"]
+    assert output_stem("/m/console") == "console" and output_stem("/m/nul_") == "nul_"
     long = output_stem("/m/" + "模" * 100)
     assert long == "模" * 53 and len(long.encode()) <= 160  # Linux allows 255 bytes per name, the method's after it
     # a Hugging Face cache snapshot picked with "Other folder…": the library's name, not its commit's

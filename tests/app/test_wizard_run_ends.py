@@ -71,7 +71,7 @@ def test_a_failed_comparison_is_a_warning_and_finish_adds_the_model(qtbot, windo
 
 def test_closing_a_running_wizard_asks_and_a_cancel_says_what_is_kept(qtbot, window, monkeypatch):
     """Esc, the wizard's X and the main window's close cancelled a run without a word (hours of work on a 12B
-    model); the log's "Cancelled. Nothing was added." did not say the finished blocks are kept, nor where; the ETA
+    model); the log's "Stopped. Nothing was added." did not say the finished blocks are kept, nor where; the ETA
     stayed. Then a run with other settings took the same name, and the engine deleted those blocks to start over."""
     window.quantize_panel.open_wizard()
     wizard = window.quantize_panel.wizard
@@ -111,7 +111,7 @@ def _stop_asked(qtbot, monkeypatch, window, wizard, second_block: threading.Even
         wizard.close()
         release.set()
     assert not wizard.isVisible() and len(seen) == 4
-    assert f"Cancelled. Nothing was added. {kept}" in wizard.run_page.log.toPlainText()
+    assert f"Stopped. Nothing was added. {kept}" in wizard.run_page.log.toPlainText()
     assert wizard.run_page.eta.text() == ""
     stopped = wizard.config()
     assert isinstance(stopped, QuantizeConfig)
