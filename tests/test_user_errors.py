@@ -339,14 +339,20 @@ def test_impossible_quantize_settings_are_refused(kwargs, words):
         QuantizeConfig(**kwargs).validate()
 
 
-def test_a_rank_wider_than_the_layers_is_refused_before_any_work(tiny_flux, tmp_path):
-    out = tmp_path / "r1000.safetensors"
+@pytest.mark.parametrize("rank", [1000, 129])
+def test_a_rank_wider_than_the_layers_is_refused_before_any_work(tiny_flux, tmp_path, rank):
+    """Rank 129 to 256 on 256x256 layers (the wizard offers up to 256) made a "4-bit" model larger than the
+    16-bit one: a branch of r * (256 + 256) numbers holds more than the 256 * 256 weight from r = 129 on."""
+    from gpu.streaming.run_inputs import resume_key
+
+    out = tmp_path / f"r{rank}.safetensors"
     events = []
-    with pytest.raises(BadRequestError, match="rank 1000 is more than layer") as err:
-        quantize_model(tiny_flux, out, QuantizeConfig(rank=1000, calib_prompts=2, calib_steps=2),
+    with pytest.raises(BadRequestError, match=f"rank {rank} would make the 16-bit low-rank branch of layer ") as err:
+        quantize_model(tiny_flux, out, QuantizeConfig(rank=rank, calib_prompts=2, calib_steps=2),
                        library=ModelLibrary(tmp_path / "lib"), on_event=events.append)  # fmt: skip
-    assert "at most" in err.value.hint
+    assert "(256x256) larger than its 16-bit weight" in str(err.value) and err.value.hint == "use a rank of at most 128"
     assert not out.exists() and not any("calibrat" in e.message for e in events)
+    assert resume_key(tiny_flux, QuantizeConfig(rank=128), ModelLibrary(tmp_path / "lib")) is not None  # the limit
 
 
 def test_a_config_that_does_not_match_its_weights_is_a_load_error(tiny_flux, tmp_path):
@@ -447,7 +453,7 @@ def test_quantize_never_replaces_an_existing_file_unless_asked(tmp_path, capsys)
     assert capsys.readouterr().err.startswith(f"error: {mine} exists already (give another --out, or add --overwrite")
     assert mine.read_bytes() == b"the user's own model" and sorted(tmp_path.iterdir()) == [mine]
     assert main([*args, "--overwrite"]) == 2  # past the check: stops at the next one, the rank
-    assert "rank 1000 is more than layer" in capsys.readouterr().err
+    assert "rank 1000 would make the 16-bit low-rank branch of layer" in capsys.readouterr().err
 
 
 def test_quantize_checks_for_an_existing_file_under_the_output_lock(tmp_path, capsys, monkeypatch):
@@ -533,7 +539,7 @@ def test_a_refused_quantize_run_leaves_no_new_folders_behind(tmp_path, capsys):
     assert main(["quantize", "no-such-model", "--out", str(out)]) == 2
     assert "no model named 'no-such-model'" in capsys.readouterr().err
     assert main(["quantize", "demo", "--out", str(out), "--calib-prompts", "1", "--rank", "1000"]) == 2
-    assert "rank 1000 is more than layer" in capsys.readouterr().err
+    assert "rank 1000 would make the 16-bit low-rank branch of layer" in capsys.readouterr().err
     assert sorted(tmp_path.rglob("*")) == [kept]
 
     with output_lock(out, "quantize run"):

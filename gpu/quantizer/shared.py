@@ -240,13 +240,16 @@ def _layer_record(
 
 
 def check_rank_fits(targets: dict[str, tuple[nn.Linear, str]], config: QuantizeConfig) -> None:
-    """Raises BadRequestError when the low-rank branch is wider than a target layer allows (min(N, K)): the SVD
-    has no more components, and the file would record a rank its tensors do not have."""
+    """Raises BadRequestError when the low-rank branch of a target layer [N, K] would hold more 16-bit numbers
+    than its weight: r * (N + K) > N * K. The quantized model would then be larger than the original (rank 256 on
+    the demo's 256x256 layers); below min(N, K) always, which the SVD could not go beyond anyway."""
     for name, (module, role) in targets.items():
-        limit = min(module.in_features, module.out_features)
+        n, k = module.out_features, module.in_features
+        limit = n * k // (n + k)
         if spec_for(config.method, config.precision, config.rank, role).rank > limit:
             raise BadRequestError(
-                f"rank {config.rank} is more than layer {name} ({module.out_features}x{module.in_features}) can hold",
+                f"rank {config.rank} would make the 16-bit low-rank branch of layer {name} ({n}x{k}) larger than "
+                "its 16-bit weight: the quantized model would be larger than the original",
                 f"use a rank of at most {limit}",
             )
 
