@@ -101,7 +101,9 @@ def test_window_shows_fast_without_torch(tmp_path):
                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr
     shown_after, torch_loaded = out.stdout.split()[-2:]
-    assert float(shown_after) < 2.0, f"window took {shown_after}s (total {time.perf_counter() - start:.1f}s)"
+    # torch alone takes seconds to import: what the bound is for. 2 s was passed (2.18) by a CI run beside other test
+    # runs on its 2 cores; 0.5-0.9 s is usual there
+    assert float(shown_after) < 4.0, f"window took {shown_after}s (total {time.perf_counter() - start:.1f}s)"
     assert torch_loaded == "False"
 
 
