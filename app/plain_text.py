@@ -2,7 +2,8 @@
 box or a tooltip as rich text when it looks like HTML (``Qt.mightBeRichText``: a tag on its first line): a prompt
 "a neon <b>OPEN</b> sign" showed OPEN in bold without its tags, quoting another text than the user's, and a
 tooltip so taken lost its line breaks. Labels and message boxes that show such text are set to plain text; a
-tooltip has no such setting, and is escaped here."""
+tooltip has no such setting, and is escaped here. So is a button's or check box's text, where '&' marks a
+keyboard shortcut."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ def plain_tooltip(text: str) -> str:
     into HTML that keeps its spaces and line breaks (``Qt.convertFromPlainText``, white space kept: as a plain
     tooltip, it is not wrapped)."""
     return Qt.convertFromPlainText(text, Qt.WhiteSpaceMode.WhiteSpacePre) if Qt.mightBeRichText(text) else text
+
+
+def plain_button_text(text: str) -> str:
+    """``text`` as a button's or check box's text that shows it as written: Qt takes '&' there as the mark of a
+    keyboard shortcut (a LoRA "R&B style" showed "RB style", and Alt+B anywhere in the window toggled it); "&&"
+    shows one '&'."""
+    return text.replace("&", "&&")
 
 
 def plain_label(text: str = "") -> QLabel:

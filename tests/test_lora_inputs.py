@@ -281,3 +281,37 @@ def test_the_command_line_refuses_one_lora_file_given_twice_before_it_loads_a_mo
         assert err.startswith("error: ") and "is asked for twice" in err and "no model" not in err, err
     argv = ["generate", "x", "--model", str(tmp_path / "no model"), "--lora", str(SHIPPED), "--lora", f"{SHIPPED}:0"]
     assert main(argv) == 2 and "no model" in capsys.readouterr().err  # got as far as the model
+
+
+def _generate_with_lora(tmp_path: Path, capsys, arg: str) -> tuple[int, str]:
+    """``generate --lora ARG`` with a model that does not exist: (exit code, what it said)."""
+    from main import main
+
+    code = main(["generate", "x", "--model", str(tmp_path / "no model"), "--out", str(tmp_path / "a.png"),
+                 "--lora", arg])  # fmt: skip
+    return code, capsys.readouterr().err
+
+
+def test_the_command_line_names_a_bad_strength_after_a_home_folder_path(tmp_path, capsys, monkeypatch):
+    """``--lora=~/style.safetensors:abc`` (no shell expands ``~`` there, nor on Windows; the engine reads ``~``
+    itself): the mistake is the strength, as it is said for the same file by its full path (R53: it was "LoRA file
+    /home/…/style.safetensors:abc does not exist", a file the user never named)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copyfile(SHIPPED, tmp_path / "style.safetensors")
+    code, err = _generate_with_lora(tmp_path, capsys, "~/style.safetensors:abc")
+    assert code == 2
+    assert "strength 'abc' is not a number" in err, err
+    code, err = _generate_with_lora(tmp_path, capsys, "~/style.safetensors:0.5:0.5:0.5")
+    assert code == 2
+    assert "3 values follow the file name" in err, err
+
+
+def test_the_command_line_finds_a_lora_file_named_with_a_colon_and_a_number(tmp_path, capsys):
+    """A file whose own name is ``style:0.8`` (Linux/macOS allow it; no suffix is asked for, the header says what
+    the file is): ``--lora /dir/style:0.8`` names it whole, where /dir/style does not exist (R53: it was split into
+    the file "style" at strength 0.8, and refused as a file that does not exist)."""
+    named = tmp_path / "style:0.8"
+    shutil.copyfile(SHIPPED, named)
+    code, err = _generate_with_lora(tmp_path, capsys, str(named))
+    assert "does not exist" not in err, err
+    assert "no model" in err  # got as far as the model

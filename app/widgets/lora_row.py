@@ -24,18 +24,20 @@ from PySide6.QtWidgets import (
 
 from app.lora_entry import LoraEntry
 from app.lora_state import LoraState
-from app.plain_text import plain_label, plain_tooltip
+from app.plain_text import plain_button_text, plain_label, plain_tooltip
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from gpu.lora.metadata import MAX_STRENGTH
 
 
 class NameCheckBox(QCheckBox):
     """A check box whose text is cut short with "…" where its row is narrower than the name (the whole name is
-    its tooltip's first line): a long LoRA name made the rows, and so the dock, wider than a half-screen window."""
+    its tooltip's first line): a long LoRA name made the rows, and so the dock, wider than a half-screen window.
+    The name is shown as written, '&' too (``plain_button_text``): ``text()`` is the escaped text shown now."""
 
     def __init__(self, text: str) -> None:
-        super().__init__(text)
+        super().__init__(plain_button_text(text))
         self._full = text
+        self._shown = text  # the part of the name shown now, unescaped, as the widths below are measured
         # Shrinkable (a check box is not, by default): its minimum is then minimumSizeHint, not its text's width.
         self.setSizePolicy(QSizePolicy.Policy.Preferred, self.sizePolicy().verticalPolicy())
         self.setAccessibleName(text)  # the whole name, not the one cut short
@@ -54,7 +56,7 @@ class NameCheckBox(QCheckBox):
     def sizeHint(self) -> QSize:
         hint = super().sizeHint()  # of the text shown now
         metrics = self.fontMetrics()
-        return QSize(hint.width() + metrics.horizontalAdvance(self._full) - metrics.horizontalAdvance(self.text()),
+        return QSize(hint.width() + metrics.horizontalAdvance(self._full) - metrics.horizontalAdvance(self._shown),
                      hint.height())  # fmt: skip
 
     def minimumSizeHint(self) -> QSize:
@@ -67,7 +69,9 @@ class NameCheckBox(QCheckBox):
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
-        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self._room()))
+        # The name is cut short, then escaped: cut after, "&&" could lose one '&' and make a shortcut again.
+        self._shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self._room())
+        self.setText(plain_button_text(self._shown))
 
 
 class WheelWhenFocused:

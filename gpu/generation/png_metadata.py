@@ -35,7 +35,7 @@ from PIL.PngImagePlugin import PngInfo
 from gpu.atomic import atomic_path
 from gpu.generation.comfyui_graph import read_graph, workflow_settings
 from gpu.lora.metadata import a1111_tags
-from gpu.lora.refs import finite, lora_ref, lora_stem
+from gpu.lora.refs import finite, hashes_name, lora_ref, lora_stem
 
 PARAMETERS_KEY = "parameters"
 NIBBLE_KEY = "nibble"
@@ -172,7 +172,8 @@ def _cut_items(line: str) -> str:
 
 def _lora_hashes(value: Any) -> tuple[dict[str, tuple[str, str]], list[str]]:
     """A1111's ``Lora hashes`` value ("name: 0123456789ab, name2: …") as folded name -> (name, hash), and the
-    entries that are no such pair."""
+    entries that are no such pair. The key is the name as ``hashes_name`` gives it (a writer that kept a ':' in it
+    is read as A1111's), as ``_lora_refs`` looks up a tag's name."""
     found: dict[str, tuple[str, str]] = {}
     problems = []
     for part in str(value).split(","):
@@ -183,7 +184,7 @@ def _lora_hashes(value: Any) -> tuple[dict[str, tuple[str, str]], list[str]]:
         if not colon or not lora_stem(name) or not _HASH_RE.fullmatch(digest):
             problems.append(f"its Lora hashes entry '{part.strip()[:60]}' is no 'name: hash' pair: it was left out")
             continue
-        found[lora_stem(name).casefold()] = (lora_stem(name), digest)
+        found[hashes_name(lora_stem(name)).casefold()] = (lora_stem(name), digest)
     return found, problems
 
 
@@ -195,7 +196,9 @@ def _lora_refs(out: dict[str, Any]) -> list[str]:
     out["prompt"], refs, problems = _cut_lora_tags(out["prompt"])
     hashes, bad = _lora_hashes(out["loras"]) if "loras" in out else ({}, [])
     for ref in refs:
-        ref["hash"] = hashes.pop(ref["name"].casefold(), (None, None))[1]
+        # A1111 (and this app) write the name of <lora:Ink, Style:0.8> there as "Ink Style": looked up as is, it
+        # was a second LoRA, at strength 1.
+        ref["hash"] = hashes.pop(hashes_name(ref["name"]).casefold(), (None, None))[1]
     for name, digest in hashes.values():
         refs.append(lora_ref(name, 1.0, None, digest))
         problems.append(f"its Lora hashes name the LoRA '{name}' without a <lora:{name}:…> tag in the prompt: its "

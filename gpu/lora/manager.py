@@ -22,6 +22,7 @@ from gpu.lora.apply import apply_deltas, plan, restore
 from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora, unreadable_lora
 from gpu.lora.keys import has_text_part
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, file_stamp
+from gpu.lora.refs import hashes_name
 
 _ATTR = "_nibble_lora_manager"
 _ENCODER_SET_ATTR = "_nibble_lora_set"  # on a text encoder: the LoRAs on it (``encoder_loras``)
@@ -72,19 +73,25 @@ def _value_colon(text: str) -> int | None:
 
 def split_lora_arg(text: str) -> tuple[str, float] | tuple[str, float, float]:
     """``FILE[:STRENGTH[:TEXT_STRENGTH]]`` (CLI) -> (path, strength) or (path, strength, text strength); a Windows
-    drive colon is not a separator, nor a colon of the file's own name."""
+    drive colon is not a separator, nor a colon of the file's own name. A path may begin with "~" (no shell expands
+    it in ``--lora=~/…``). Numbers after colons are values, unless the file named without them does not exist and
+    one named with them (or some of them) does: a file's own name may be "style:0.8"."""
     if not text.strip():
         raise LoraError(f"--lora needs a file name ({_USAGE})")
+    readings: list[tuple[str, list[float]]] = [(text, [])]  # the whole text a file, then with values split off
     path, values = text, []
     while len(values) < 2 and (cut := _value_colon(path)) is not None:
         try:
-            values.insert(0, float(path[cut + 1 :]))
+            values = [float(path[cut + 1 :]), *values]
         except ValueError:
             break
         path = path[:cut]
-    if not Path(path).exists():
+        readings.append((path, values))
+    # The most values split off that leave a file that exists; with none such, all of them (said below).
+    path, values = next((r for r in reversed(readings) if Path(r[0]).expanduser().exists()), readings[-1])
+    if not Path(path).expanduser().exists():  # "~" as the reader of the file takes it
         _check_values(text)
-    return (path, *values) if values else (text, 1.0)  # type: ignore[return-value]
+    return (path, *values) if values else (path, 1.0)  # type: ignore[return-value]
 
 
 def _check_values(text: str) -> None:
@@ -93,7 +100,7 @@ def _check_values(text: str) -> None:
     head = text
     while (cut := _value_colon(head)) is not None:
         head = head[:cut]
-        if not Path(head).is_file():
+        if not Path(head).expanduser().is_file():
             continue
         values = text[cut + 1 :].split(":")
         if len(values) > len(_VALUE_NAMES):
@@ -283,5 +290,6 @@ def manager_for(model: nn.Module, encoders: dict[str, nn.Module | None] | None =
 def lora_hashes(active: list[ActiveLora]) -> str:
     """A1111's ``Lora hashes`` value: ``name: hash, name2: hash2``, each hash the AutoV3 one A1111/Forge and Civitai
     give (the first 12 hex digits of the SHA-256 of the file's tensor data). ':' and ',' are taken out of the
-    names, as A1111 does: they split the value, and a reader found LoRAs there that were never used."""
-    return ", ".join(f"{a.file.name.replace(':', '').replace(',', '')}: {a.file.autov3}" for a in active)
+    names, as A1111 does (``hashes_name``): they split the value, and a reader found LoRAs there that were never
+    used."""
+    return ", ".join(f"{hashes_name(a.file.name)}: {a.file.autov3}" for a in active)

@@ -19,6 +19,13 @@ def lora_stem(name: str) -> str:
     return file_stem(name, _LORA_SUFFIXES)
 
 
+def hashes_name(name: str) -> str:
+    """A LoRA's name as A1111's ``Lora hashes`` value gives it: without ',' and ':', which split that value (A1111
+    and Forge take them out, and so does ``lora_hashes``). The writer and the reader both use this, so that the tag
+    ``<lora:Ink, Style:0.8>`` finds its hash under "Ink Style"."""
+    return name.replace(":", "").replace(",", "")
+
+
 def file_stem(name: str, suffixes: tuple[str, ...]) -> str:
     """The stem of the file another program names ``name`` (with a subfolder, in Windows' or another's separators),
     one of ``suffixes`` (lower case) cut from its end; another suffix is kept, as a dot in "style_v1.5" is."""

@@ -141,6 +141,31 @@ def test_a1111_and_comfyui_images_switch_on_their_loras_and_name_the_missing_one
         "without them."]  # fmt: skip
 
 
+def test_an_a1111_image_of_a_lora_with_a_comma_in_its_name_switches_it_on_at_its_tags_strength(qtbot, bare_window,
+                                                                                                 tmp_path):  # fmt: skip
+    """A1111/Forge (and this app) write a LoRA named "Ink, Style" as the tag ``<lora:Ink, Style:0.8>`` and, with
+    ',' and ':' taken out, as ``Lora hashes: "Ink Style: <hash>"``. Reading it back must give one LoRA at 0.8 (R53:
+    the hash was looked up by the tag's name as is, and "Ink Style" was a second LoRA, at strength 1, with a notice
+    that its strength is not known)."""
+    window = bare_window
+    controller, loras = window.controller, window.controller.loras
+    ink = _tiny_lora(tmp_path / "Ink, Style.safetensors")
+    controller.add_loras([ink])
+    row = next(e for e in loras.entries if e.path == ink)
+    loras.set_enabled(row, False)
+    shown: list = []
+    controller.error.connect(shown.append)
+    image = _png(tmp_path / "forge.png", "parameters",
+                 "a cat, <lora:Ink, Style:0.8>\n"
+                 f'Steps: 2, Seed: 7, Size: 128x128, Lora hashes: "Ink Style: {_a1111_hash(ink)}"')  # fmt: skip
+    drop_file(window.prompt_panel, image)
+    for _ in range(50):  # any search of the files by hash has its time to end and say what it did not find
+        QCoreApplication.processEvents()
+        qtbot.wait(20)
+    assert row.enabled and row.strength == 0.8
+    assert [e.message for e in shown if "LoRA" in e.message] == []
+
+
 def _state(tmp_path: Path, *names: str) -> LoraState:
     """A LoRA panel's state listing a tiny LoRA of each name, each of its own content (rank)."""
     state = LoraState()

@@ -11,6 +11,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 
+from app.widgets.lora_row import NameCheckBox
 from tests.app.test_lora_list import flux_lora
 
 
@@ -95,3 +96,32 @@ def test_the_wheel_over_a_strength_scrolls_the_list_unless_the_strength_has_the_
     _focus(qtbot, row.text_value)
     _wheel(row.text_value, 1)
     assert entry.text_strength < 0.5
+
+
+def test_a_lora_named_with_an_ampersand_shows_it_and_no_alt_key_switches_it(qtbot, bare_window, tmp_path):
+    """A LoRA whose file name has an '&' (Civitai's "R&B style", "Salt & Pepper") shows it in its row, and Alt+B
+    typed elsewhere leaves it as it is (R53: the row's name is a check box's text, where Qt read '&' as the mark
+    of a keyboard shortcut: it showed "RB style", B underlined, and Alt+B anywhere in the window switched the LoRA
+    on or off, unseen where its row was scrolled away)."""
+    window = bare_window
+    path = flux_lora(tmp_path / "R&B style.safetensors")
+    window.controller.add_loras([path])
+    entry = next(e for e in window.controller.loras.entries if e.path == path)
+    assert entry.enabled
+    row = window.lora_panel.row_for("R&B style")
+    with qtbot.waitActive(window):
+        window.activateWindow()
+    prompt = window.prompt_panel.prompt_edit
+    _focus(qtbot, prompt)  # the user types the prompt
+    QTest.keyClick(window.windowHandle(), Qt.Key.Key_B, Qt.KeyboardModifier.AltModifier)  # as the system sends it
+    qtbot.wait(400)  # a button's shortcut clicks it after 100 ms
+    assert entry.enabled, "Alt+B in the prompt switched the LoRA off"
+    assert QApplication.focusWidget() is prompt
+    # "R&&B style" is how a check box shows "R&B style"
+    assert row.enabled.text() == "R&&B style" and row.enabled.full_text() == "R&B style"
+    narrow = NameCheckBox("Salt & Pepper & Ink & Smoke & Rain & Snow")  # cut short with "…", then escaped
+    qtbot.addWidget(narrow)
+    narrow.show()
+    narrow.resize(narrow.minimumSizeHint().width() + 30, narrow.height())
+    qtbot.waitUntil(lambda: narrow.text().endswith("…"))
+    assert "&" not in narrow.text().replace("&&", "") and "&&" in narrow.text(), narrow.text()
