@@ -54,6 +54,28 @@ class _KeptModel:
     unset: list[str]  # those still waiting for a first launch's defaults (``pending_fields``): saved as unset
 
 
+@dataclass(frozen=True)
+class _OpenedBefore:
+    """The model in use (its facts read: it opens) when another was selected, as that selection found it: selected
+    again, with its fields, should the other be refused at its first reading (``ModelLibrary.on_library``)."""
+
+    name: str
+    fields: dict[str, Any]  # the fields its defaults set, as they were then
+    kept: _KeptModel | None  # the model kept for the user then (``kept_fields``)
+    left: dict[str, Any]  # the fields as the selection left them: one set since is the user's, and stays
+
+
+@dataclass(frozen=True)
+class _AskedAdd:
+    """An add the engine has not answered yet: it waits behind the jobs queued before it (minutes), and the user
+    goes on meanwhile, whose choices made since hold at its end (``ModelLibrary.on_model_added``)."""
+
+    path: str  # the file or folder added
+    select: bool  # its model to be selected at its end (``add_model``'s ``select``)
+    choices: int  # the user's choices of a model when it was asked (``select_model``): one made since is kept
+    fields: dict[str, Any]  # the fields when it was asked: those set since keep their values, not its defaults
+
+
 class ModelLibrary(QObject):
     """The library's entries and the model of the next jobs (``PromptState.model``). The engine's answers come in
     by the ``on_*`` slots the controller connects to the worker's signals: a QObject, so that they are delivered on
@@ -85,10 +107,14 @@ class ModelLibrary(QObject):
         self._removing: dict[str, Any] = {}
         self._gone: set[str] = set()  # models whose file went missing while the app ran, said so by on_library
         self._rechecking: str | None = None  # a missing model the user picked, whose file is being looked at again
+        # The fields when it was picked: selected after a running job, its defaults go only to those still as they were
+        self._recheck_since: dict[str, Any] = {}
         self._reads = 0  # the number of the last list read asked for (read), the answer _rechecking awaits
         self._adds = 0  # the number of the last add asked for (add_model)
-        self._unselected_adds: set[int] = set()  # adds whose model is not to be selected (add_model's select)
+        self._asked_adds: dict[int, _AskedAdd] = {}  # the adds the engine has not answered, by number
+        self._choices = 0  # how many times the user chose a model (select_model)
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
+        self._opened_before: _OpenedBefore | None = None  # the model in use before one selected and not yet read
         self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
         self._retry = 0  # the number of the describe asked again, its model's file back (see on_describe_failed)
         self.list_state = ModelListState(self, prompt, self)  # the Models panel's rows, highlight, Remove, details
@@ -147,6 +173,12 @@ class ModelLibrary(QObject):
 
     def select_model(self, name: str, apply_defaults: bool = True, unchanged_since: dict[str, Any] | None = None
                      ) -> bool:  # fmt: skip
+        """The user chose ``name`` (picked it, restored an image's settings): ``_select``. Counted, so that an add
+        asked before, which ends after a running job, leaves this choice as it is (``on_model_added``)."""
+        self._choices += 1
+        return self._select(name, apply_defaults, unchanged_since)
+
+    def _select(self, name: str, apply_defaults: bool = True, unchanged_since: dict[str, Any] | None = None) -> bool:
         """Makes ``name`` the model of the next jobs; a library entry whose file is gone is refused with its
         reason (the current model stays), since every job would fail on it. ``unchanged_since``: the fields as
         they were when the choice was made (``PromptState.model_default_fields``); the defaults go only to those
@@ -155,15 +187,16 @@ class ModelLibrary(QObject):
         if entry is not None and not usable(entry):
             if self._rechecking != name:  # looked at again first: a drive that was away may be back (_on_library)
                 self._rechecking = name
+                self._recheck_since = self._prompt.model_default_fields()
                 self._tell(f"Looking at the file of '{name}' again…")
                 self._reads += 1
                 self._links.read(self._reads)
                 return False
             self._rechecking = None
-            self._say(EngineError("user", f"The model '{name}' cannot be used: {entry.problem}.",
-                                  _unusable_hint(entry)))
+            self._say_cannot_use(entry)
             return False
         self._rechecking = None  # another model picked since: the list read for that pick must not undo this one
+        before, fields_before, kept_before = self._prompt.model, self._prompt.model_default_fields(), self._kept
         back = self._kept if self._kept is not None and self._kept.name == name else None
         if back is not None or name != self._prompt.model:
             self._kept = None  # a model the user picks (or an image's, a model added) is the one to keep now
@@ -184,8 +217,34 @@ class ModelLibrary(QObject):
                 setattr(self._prompt, key, value)
             if self._defaults_since is not None:  # its defaults, still to come, only for the fields kept unset
                 self._defaults_since = {k: v for k, v in self._defaults_since.items() if k not in back.fields}
+        if name != before and getattr(self.model_info, "name", None) == before:
+            self._opened_before = _OpenedBefore(before, fields_before, kept_before, self._prompt.model_default_fields())
+        elif self._opened_before is not None:  # selected before the one it replaces was read: still the one to go
+            self._opened_before = replace(self._opened_before, left=self._prompt.model_default_fields())
         self._ask_describe(name)
         return True
+
+    def _back_to_opened(self) -> bool:
+        """The model selected was refused at its first reading (its file cut short or gone since the list was read):
+        the model in use before it (``_opened_before``), if it opens, is selected again with its fields (but for
+        those set since), and the model that was kept for the user then (``kept_fields``): as if the refused one had
+        never been selected, as for a "(missing)" one picked. -> whether it was."""
+        opened, self._opened_before = self._opened_before, None
+        if opened is None or opened.name == self._prompt.model or not usable(self.entry(opened.name)):
+            return False
+        self._select(opened.name, apply_defaults=False)
+        for key, value in opened.fields.items():
+            if getattr(self._prompt, key) == opened.left.get(key):
+                setattr(self._prompt, key, value)
+        self._kept = opened.kept
+        return True
+
+    def _say_cannot_use(self, entry: Any, in_use: str = "") -> None:
+        """The dialog of the model ``entry`` refused as it was picked: why, and what to do; ``in_use``: the model in
+        use, said to stay selected (the panel showed the refused one as selected for a moment)."""
+        stays = f" '{in_use}' stays selected." if in_use else ""
+        self._say(EngineError("user", f"The model '{entry.name}' cannot be used: {entry.problem}.{stays}",
+                              _unusable_hint(entry)))  # fmt: skip
 
     def _ask_describe(self, name: str) -> None:
         """The engine asked for the facts of the model ``name``, under a new number (``on_describe_failed``)."""
@@ -223,11 +282,17 @@ class ModelLibrary(QObject):
         an add the user did not ask for at that moment (a quantize run that finished after its wizard was closed):
         the model and settings the user works with stay, and the status bar says the model was added."""
         self._adds += 1
-        if not select:
-            self._unselected_adds.add(self._adds)
+        fields = self._prompt.model_default_fields()
+        self._asked_adds[self._adds] = _AskedAdd(str(path), select, self._choices, fields)
         self._links.owe_add(str(path))  # owed until the engine takes it up: added at quit if it never did
         self._links.add(str(path), self._adds)
+        self.list_state.show_adds(self._links.jobs_ahead())
         return self._adds
+
+    @property
+    def adding(self) -> list[str]:
+        """The names of the files and folders being added that the engine has not answered yet, in the order asked."""
+        return [Path(asked.path).name for asked in self._asked_adds.values()]
 
     def remove_model(self, name: str) -> None:
         """Takes the model ``name`` off the library's list (not its file); said once the library confirms it, and
@@ -297,7 +362,7 @@ class ModelLibrary(QObject):
         self.launch_fields = None  # once: a later ready keeps the user's fields
         self.list_state.set_entries(self.entries)
         self._links.changed(self.entries)
-        self.select_model(self._prompt.model, apply_defaults=apply_defaults, unchanged_since=since)
+        self._select(self._prompt.model, apply_defaults=apply_defaults, unchanged_since=since)
         self._kept = kept
 
     def next_model(self) -> str:
@@ -327,7 +392,8 @@ class ModelLibrary(QObject):
 
     def on_library(self, entries: list[Any], answered: int = 0) -> None:
         """The library's list as the engine read it (``answered``: the number of the read asked for, 0 for a list
-        sent unasked): a missing model picked is selected or refused, a selected model gone is replaced, a removal
+        sent unasked): a missing model picked is selected or refused, a model selected and refused at its first
+        reading gives way to the model before it (``_back_to_opened``), a selected model gone is replaced, a removal
         is said."""
         self.entries = entries
         self.list_state.set_entries(entries)
@@ -337,7 +403,7 @@ class ModelLibrary(QObject):
         # A missing model picked is decided by the list read after the pick, not by one the engine read before it
         # and sent while the pick was made (a failed describe's): that one refused a file that was back.
         if self._rechecking is not None and answered == self._reads:  # selected if its file opens now, else refused
-            if self.select_model(self._rechecking):
+            if self._select(self._rechecking, unchanged_since=self._recheck_since):
                 self._tell(f"The model '{self._prompt.model}' opens again; it is selected.")
                 self._rechecking = None
         # Names said to be gone stay so only while they are: one put back (added again) is said again next time.
@@ -346,12 +412,18 @@ class ModelLibrary(QObject):
             self._kept = None
         entry = self.entry(self._prompt.model)
         switched = ""
-        if entry is None or not usable(entry):  # the selected model was removed or went missing
+        if entry is not None and not usable(entry) and self._back_to_opened():
+            # Selected and never read (its file cut short or gone since the list was read): refused as a "(missing)"
+            # model picked is, the model before it in use again. Kept as the model the user worked with, it was
+            # saved in settings.json, and every start said it could not be opened.
+            self._say_cannot_use(entry, self._prompt.model)
+            self._gone.add(entry.name)
+        elif entry is None or not usable(entry):  # the selected model was removed or went missing
             fallback = self._fallback_model()
             kept = self._keeping(entry)  # one gone missing is saved in its place: the user did not pick the fallback
             if kept is not None and kept.name == fallback:  # the kept model itself back in its place: nothing kept
                 kept = None
-            if fallback is not None and self.select_model(fallback):
+            if fallback is not None and self._select(fallback):
                 switched = f"; '{fallback}' is selected"
                 self._kept = kept
             if entry is not None:  # its file was moved or deleted while the app ran (a job or its facts found it)
@@ -367,22 +439,36 @@ class ModelLibrary(QObject):
             kept = f" ({path} itself is not deleted)" if path and Path(path).exists() else ""
             self._tell(f"The model '{name}' was removed from the library{kept}{switched}.")
 
+    def _add_ended(self, request: int) -> _AskedAdd:
+        """The add ``request`` answered: no longer pending (``adding``). -> what was asked (one not asked here is
+        taken as asked just now: its model selected, its defaults applied)."""
+        asked = self._asked_adds.pop(request, None)
+        self.list_state.show_adds()
+        return asked or _AskedAdd("", True, self._choices, self._prompt.model_default_fields())
+
+    def _chosen_since(self, asked: _AskedAdd) -> bool:
+        """Whether the user chose a model (picked one, restored an image's) after the add ``asked`` was asked: it
+        waited behind a job, and the user's later word holds at its end."""
+        return asked.choices != self._choices
+
     def on_model_added(self, name: str, request: int) -> None:
-        """A model just added is what the user wants to use next: selected (its defaults applied), and said. One
-        added unasked (``add_model``'s ``select``) is only said, as the models found at start-up are."""
+        """A model just added is what the user wants to use next: selected (its defaults applied to the fields
+        left as they were when it was asked), and said. One added unasked (``add_model``'s ``select``) is only
+        said, as the models found at start-up are, and so is one the user chose a model after (``_chosen_since``:
+        the add waited behind a job)."""
         self._links.add_ended(request, name)
-        if request in self._unselected_adds:
-            self._unselected_adds.discard(request)
+        asked = self._add_ended(request)
+        if not asked.select or self._chosen_since(asked):
             # With no model selected (none opens), there is none to name as staying selected.
             kept = f"; '{self._prompt.model}' stays selected" if self._prompt.model else ""
             self._tell(f"The model '{name}' was added to the library{kept}.")
-        elif self.select_model(name):
+        elif self._select(name, unchanged_since=asked.fields):
             self._tell(f"The model '{name}' was added to the library; it is selected.")
 
     def on_add_failed(self, request: int, error: EngineError) -> None:
         """The library refused the model of add ``request``: its asker is told (``add_ended``); the user is told by
         the dialog every failed request shows (the controller's)."""
-        self._unselected_adds.discard(request)
+        self._add_ended(request)
         self._links.add_ended(request, error)
 
     def on_models_found(self, names: list[str]) -> None:
@@ -394,14 +480,18 @@ class ModelLibrary(QObject):
     def on_already_in_library(self, name: str, request: int) -> None:
         """A model added again (the same file or folder, however its path was spelled): the library keeps one
         entry, so the user, who would otherwise see nothing happen, gets it selected and told why (an add not to
-        select, ``add_model``, leaves the selection as it is)."""
+        select, ``add_model``, leaves the selection as it is; one the user chose a model after, ``_chosen_since``,
+        says so). Selected, its defaults go only to the fields left as they were when it was asked."""
         self._links.add_ended(request, name)
-        if request in self._unselected_adds:
-            self._unselected_adds.discard(request)
+        asked = self._add_ended(request)
+        if not asked.select:
+            return
+        if self._chosen_since(asked):
+            self._tell(f"The model '{name}' is already in the library; '{self._prompt.model}' stays selected.")
             return
         # The model in use already: selecting it again would reset the prompt panel to the model's defaults.
-        if name != self._prompt.model and not self.select_model(name):
-            return  # refused (its file cannot be opened): select_model said why
+        if name != self._prompt.model and not self._select(name, unchanged_since=asked.fields):
+            return  # refused (its file cannot be opened): _select said why
         self._tell(f"The model '{name}' is already in the library; it is selected.")
 
     def on_described(self, info: Any) -> None:
@@ -410,6 +500,7 @@ class ModelLibrary(QObject):
         if getattr(info, "name", None) != self._prompt.model:
             return
         self.model_info = info
+        self._opened_before = None  # it opens: the model to go back to if it is refused is none now
         self._memory.show_policy(getattr(info, "memory_policy", None))
         self._measure()
         if self._defaults_since is not None:
@@ -437,13 +528,13 @@ class ModelLibrary(QObject):
 
     def _describe_refused(self, model: str, error: EngineError) -> None:
         """The selected ``model`` could not be described (``error``): as for a selected model that cannot be opened
-        (``on_library``), every job would fail on it, so the model described before it (or the first that opens)
-        is selected instead, and said. The Models panel keeps ``model`` highlighted with why (it said "Reading
-        model…" for good, and the jobs to come failed on it)."""
+        (``on_library``), every job would fail on it, so the model described before it (with the fields it had,
+        ``_back_to_opened``), or the first that opens, is selected instead, and said. The Models panel keeps
+        ``model`` highlighted with why (it said "Reading model…" for good, and the jobs to come failed on it)."""
         before = getattr(self.model_info, "name", None)
         opens = before is not None and before != model and usable(self.entry(before))
         fallback = before if opens else self._fallback_model(other_than=model)
-        if fallback is not None and self.select_model(fallback):
+        if fallback is not None and (self._back_to_opened() or self._select(fallback)):
             self._say(replace(error, message=f"{sentence(error.message)} '{fallback}' is selected instead."))
         else:
             self._say(error)

@@ -1,6 +1,7 @@
 """Observable state of the Models panel: the library's rows, the highlighted one (the model of the next jobs, or an
 unusable one the user went to), whether Remove acts on it, and the details under the list. The user's picks and
-moves are decided here (``pick``, ``highlight``), by asking the model library; the panel only binds."""
+moves are decided here (``pick``, ``highlight``), by asking the model library; the panel only binds. Also what a
+Remove or an add waits for (the jobs queued before it)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,12 @@ def unusable_word(entry: Any) -> str:
     return "missing" if getattr(entry, "missing", True) else "cannot be used"
 
 
+def _after(jobs_ahead: int) -> str:
+    """What a change of the library asked with ``jobs_ahead`` jobs queued before it waits for (said after the
+    change): the engine takes it up only after those jobs."""
+    return {0: "", 1: " after the running job"}.get(jobs_ahead, " after the running and queued jobs")
+
+
 def usable(entry: Any) -> bool:
     """Whether the library entry (``gpu.library.ModelEntry``) can be opened: the engine described it. No facts: its
     file moved, was deleted or changed since it was added."""
@@ -80,6 +87,7 @@ class ModelListState(QObject):
     runs_on_changed = Signal(object)
     runs_on_tip_changed = Signal(object)
     removing_changed = Signal(object)
+    adding_changed = Signal(object)
 
     rows = Prop(())  # tuple[ModelRow, ...]: the library's entries as the list shows them
     highlighted = Prop("")  # the name of the highlighted row: the model in use, or an unusable one gone to
@@ -88,6 +96,7 @@ class ModelListState(QObject):
     runs_on = Prop("")  # "Runs on: <path>" with the model's facts; "" (hidden) with a passing state
     runs_on_tip = Prop("")  # the engine's whole text (why, notes) where it says more than the path
     removing = Prop("")  # "Removing 'mine' after the running job…" while the engine has not taken it off; "" (hidden)
+    adding = Prop("")  # "Adding 'mine.safetensors' after the running job…" till the add ends; "" (hidden)
 
     def __init__(self, library: ModelLibrary, prompt: PromptState, parent: QObject | None = None) -> None:
         """``library``: whose entries, current model and picks these are; ``prompt``: holds the model in use."""
@@ -96,6 +105,7 @@ class ModelListState(QObject):
         self._prompt = prompt
         self._refused: tuple[str, str] = ("", "")  # a usable model whose facts could not be read, and why (refuse)
         self._jobs_ahead = 0  # the most jobs queued before a removal pending (show_removals)
+        self._add_jobs_ahead = 0  # the most jobs queued before an add pending (show_adds)
         prompt.model_changed.connect(self._in_use_changed)
 
     def set_entries(self, entries: list[Any]) -> None:
@@ -142,8 +152,15 @@ class ModelListState(QObject):
         self._jobs_ahead = max(self._jobs_ahead, jobs_ahead) if names else 0
         self.rows = self._rows(self._library.entries)
         self.removable = self._can_remove(self.highlighted)
-        after = {0: "", 1: " after the running job"}.get(self._jobs_ahead, " after the running and queued jobs")
-        self.removing = f"Removing {named_few([repr(n) for n in names])}{after}…" if names else ""
+        self.removing = f"Removing {named_few([repr(n) for n in names])}{_after(self._jobs_ahead)}…" if names else ""
+
+    def show_adds(self, jobs_ahead: int = 0) -> None:
+        """The adds the engine has not answered yet (``ModelLibrary.adding``; one more was asked with ``jobs_ahead``
+        jobs queued before it): ``adding`` says what they wait for. An add waits behind the jobs queued before it
+        (a FLUX batch: minutes), and a click of Add that showed nothing meanwhile was made again."""
+        names = self._library.adding
+        self._add_jobs_ahead = max(self._add_jobs_ahead, jobs_ahead) if names else 0
+        self.adding = f"Adding {named_few([repr(n) for n in names])}{_after(self._add_jobs_ahead)}…" if names else ""
 
     def show_info(self, info: Any) -> None:
         """The facts of the model in use (``ModelInfo``) in the details, with the path that runs it; kept for when

@@ -60,9 +60,12 @@ class ModelPanel(QWidget):
         self.runs_on = WrappedLabel()
         self.runs_on.setObjectName("runsOn")
         self.runs_on.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        # What a Remove waits for (the jobs queued before it): under the buttons, whichever row is highlighted.
+        # What a Remove or an add waits for (the jobs queued before it): under the buttons, whichever row is
+        # highlighted.
         self.removing = WrappedLabel()
         self.removing.setObjectName("removing")
+        self.adding = WrappedLabel()
+        self.adding.setObjectName("adding")
         self.gpu = WrappedLabel("GPU: detecting…")
         self.memory = WrappedLabel()  # the memory plan for the selected model on this machine
         self.memory.setObjectName("memoryPlan")
@@ -90,6 +93,7 @@ class ModelPanel(QWidget):
         layout.addWidget(self.list, 1)
         layout.addWidget(self.button_grid)
         layout.addWidget(self.removing)
+        layout.addWidget(self.adding)
         layout.addWidget(self.details)
         layout.addWidget(self.runs_on)
         layout.addWidget(self.gpu)
@@ -99,7 +103,7 @@ class ModelPanel(QWidget):
         self.state.highlighted_changed.connect(self._show_highlighted)
         bind_enabled(self.state, "removable", self.remove_button)
         bind(self.state, "details", self.details)
-        for label, name in ((self.runs_on, "runs_on"), (self.removing, "removing")):
+        for label, name in ((self.runs_on, "runs_on"), (self.removing, "removing"), (self.adding, "adding")):
             self._show_line(label, getattr(self.state, name))
             getattr(self.state, f"{name}_changed").connect(lambda text, label=label: self._show_line(label, text))
         self._show_runs_on_tip(self.state.runs_on_tip)

@@ -1,5 +1,6 @@
 """The model kept for the user in the saved settings (``ModelLibrary.kept_fields``) while its file cannot be opened:
-what the notices name, and what picking it once its file is back restores. State objects alone (no window): the
+what the notices name, what picking it once its file is back restores, and what a model picked and refused at its
+first reading leaves of it. State objects alone (no window): the
 library's entries are what the engine lists, a usable one with its defaults, an unusable one with its problem."""
 
 from __future__ import annotations
@@ -7,11 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+from app.engine_errors import EngineError
 from app.generation_state import PromptState
 from app.memory_state import MemoryState
 from app.model_library import ModelLibrary
 from gpu.library import ModelEntry
-from tests.app.test_model_list_state import Engine
+from tests.app.test_model_list_state import Engine, _info
 
 DEFAULTS = {"steps": 4, "width": 512, "height": 512, "guidance": 3.5}
 
@@ -72,3 +76,29 @@ def test_the_kept_model_back_as_the_fallback_or_with_no_fallback_is_kept_no_more
     alone.on_library_read(alone._reads, [_entry("demo", False, True), _entry("mine", True)])
     prompt.steps = 12
     assert alone.kept_fields() == {}
+
+
+@pytest.mark.parametrize("refused_by", ["list", "describe"])
+def test_a_model_refused_at_its_first_reading_leaves_the_model_kept_and_the_fields_set_since(qapp, refused_by):
+    """(R54) 'demo' in use in place of the kept 'mine'; 'other' picked (listed usable), and refused once the engine
+    reads it: its file cut short since the list (the list read again says so), or its facts not read (a describe
+    failure on a file there). 'demo' came back with its own defaults over the user's fields; and, refused by the
+    list, 'other', never opened, became the model kept for the user; refused by its describe, 'mine' was kept no
+    more. Now 'demo' comes back as it was, with the field the user set since the pick, and 'mine' is still kept."""
+    said: list = []
+    library, prompt = _library(said)
+    library.on_described(_info("demo"))  # it opens
+    prompt.steps, prompt.width = 6, 320  # the user's, on 'demo'
+    library.list_state.pick("other")
+    assert (prompt.model, prompt.steps) == ("other", 4) and library.kept_fields() == {}
+    prompt.width = 384  # set since the pick
+    if refused_by == "list":
+        broken = ModelEntry("other", Path("/m/other"), False, None, problem="a damaged copy", missing=False)
+        library.on_library([_entry("demo", True, True), broken, _entry("mine", False)])
+        assert said[-1].message == "The model 'other' cannot be used: a damaged copy. 'demo' stays selected."
+    else:
+        pick = library._asked[0]  # the number of the last describe asked: the pick's
+        library.on_describe_failed(pick, EngineError("user", "the model 'other' is damaged"))
+        assert said[-1].message == "The model 'other' is damaged. 'demo' is selected instead."
+    assert (prompt.model, prompt.steps, prompt.width) == ("demo", 6, 384)
+    assert library.kept_fields()["model"] == "mine"  # was: 'other', or none

@@ -104,6 +104,81 @@ def test_a_model_removed_while_a_job_runs_is_shown_pending_and_removed_once(qtbo
     assert _listed(data_root) == []
 
 
+def _copy_of_demo_int4(tmp_path, name: str = "mine.safetensors"):
+    """The shipped demo INT4 model copied to ``tmp_path``/``name``, not added: for an add the test asks itself."""
+    path = tmp_path / name
+    shutil.copyfile(resources_dir() / "models" / "demo-int4.safetensors", path)
+    return path
+
+
+def test_a_model_added_during_a_job_keeps_the_fields_edited_since(qtbot, window, tmp_path):
+    """(R54) Add SVDQ file… clicked while a job runs: the add waits behind the job on the engine's thread. The user
+    set steps and width for the next image meanwhile; when the add ended, the model was selected and its defaults
+    went over every field, undoing those edits. Now they go only to the fields left as they were at the click, as
+    for a model picked during a job
+    (test_model_panel.test_a_model_picked_during_a_job_keeps_the_fields_edited_since)."""
+    controller, state = window.controller, window.controller.prompt
+    mine = _copy_of_demo_int4(tmp_path)
+    state.prompt, state.steps = "a red circle", 4
+    with engine_held_at(controller, lambda progress: True) as reached:
+        controller.generate()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        controller.add_model(mine)  # what the panel's "Add SVDQ file…" does with the file picked
+        qtbot.wait(300)
+        window.prompt_panel.steps_spin.setValue(3)  # the user's next image, set while the job runs
+        state.width = 192
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: state.model == "mine", timeout=60000)
+    assert (state.steps, state.width) == (3, 192)  # was: the model's 16 and 128
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
+    assert state.height == controller.model_info.defaults["height"]  # not edited: the model's
+
+
+def test_a_model_picked_while_an_add_waits_behind_a_job_stays_selected(qtbot, window, tmp_path):
+    """(R54) Add clicked during a job, then another model picked (and jobs queued on it, maybe): when the add ended
+    after the job, the selection jumped to the added model over the user's pick, and its defaults replaced the
+    fields. Now the user's later pick holds, and the status bar says the model was added and which stays selected."""
+    controller, state = window.controller, window.controller.prompt
+    said: list[str] = []
+    controller.status_message.connect(said.append)
+    mine = _copy_of_demo_int4(tmp_path)
+    state.prompt, state.steps = "a red circle", 4
+    with engine_held_at(controller, lambda progress: True) as reached:
+        controller.generate()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        controller.add_model(mine)
+        qtbot.wait(300)
+        window.model_panel.state.pick("demo-int4")  # a click on its row
+        assert state.model == "demo-int4"
+        state.steps = 3
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
+        pass
+    qtbot.wait(500)
+    assert (state.model, state.steps) == ("demo-int4", 3)  # was: 'mine', with its 16 steps
+    assert "The model 'mine' was added to the library; 'demo-int4' stays selected." in said, said
+
+
+def test_an_add_waiting_behind_a_job_is_said_till_it_ends(qtbot, window, tmp_path):
+    """(R54) A file picked with Add SVDQ file… during a job: nothing in the window said anything until the job ended
+    (minutes for a FLUX.1 batch), where a Remove says "Removing 'mine' after the running job…"; the user saw the
+    click do nothing and added it again. Now the panel says it under the buttons, as Remove's, till the add ends."""
+    controller, panel = window.controller, window.model_panel
+    mine = _copy_of_demo_int4(tmp_path)
+    controller.prompt.prompt = "a red circle"
+    assert panel.adding.isHidden()
+    with engine_held_at(controller, lambda progress: True) as reached:
+        controller.generate()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        controller.add_model(mine)  # what the panel's "Add SVDQ file…" does with the file picked
+        assert panel.adding.text() == "Adding 'mine.safetensors' after the running job…" and panel.adding.isVisible()
+        qtbot.wait(300)
+        assert panel.adding.isVisible()  # till the job ends
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
+        pass
+    assert panel.adding.isHidden() and controller.prompt.model == "mine"
+
+
 def test_a_removal_pending_at_quit_is_made_before_the_app_closes(qtbot, window, tmp_path, data_root, monkeypatch):
     """Remove clicked while a job ran, then the app quit (its question about the job answered Yes): the panel said
     "Removing 'mine' after the running job…", but the removal, queued behind the job, was dropped with the engine
@@ -252,6 +327,67 @@ def test_a_model_file_moved_while_the_app_runs(qtbot, window, tmp_path):
         pass
     qtbot.waitUntil(lambda: "(missing)" not in _item(window, "mine").text(), timeout=60000)
     assert controller.prompt.model == "demo" and len(errors) == 2
+
+
+def test_a_missing_model_picked_during_a_job_keeps_the_fields_edited_since(qtbot, window, tmp_path):
+    """(R54) A "(missing)" model picked during a job, its drive back: the look at its file waits behind the job, and
+    once it opened it was selected with its defaults over the steps and width the user had set meanwhile. Now they
+    go only to the fields left as they were at the pick, as for a usable model picked during a job."""
+    controller, state = window.controller, window.controller.prompt
+    mine = tmp_path / "mine.safetensors"
+    added_copy(qtbot, controller, mine)
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
+    assert controller.select_model("demo")
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
+    away = tmp_path / "away.safetensors"
+    mine.rename(away)  # its drive unplugged
+    with qtbot.waitSignal(controller.library_changed, timeout=60000):
+        controller._read_library.emit(0)
+    assert next(e for e in controller.entries if e.name == "mine").missing
+    state.prompt, state.steps = "a red circle", 4
+    with engine_held_at(controller, lambda progress: True) as reached:
+        controller.generate()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        away.rename(mine)  # plugged in again
+        window.model_panel.state.pick("mine")  # "Looking at the file of 'mine' again…", behind the job
+        window.prompt_panel.steps_spin.setValue(3)
+        state.width = 192
+    qtbot.waitUntil(lambda: state.model == "mine", timeout=60000)
+    assert (state.steps, state.width) == (3, 192)  # was: the model's 16 and 128
+
+
+def test_a_model_whose_file_broke_since_the_list_is_refused_at_its_pick_not_kept_as_the_last_used(
+        qtbot, window, tmp_path, data_root):  # fmt: skip
+    """(R54) The user works with 'demo'; 'mine' (usable when the list was read) is cut short on disk since (a copy
+    over it failed). Picked, it failed at once and 'demo' was selected again, with its own defaults over the user's
+    fields, and a dialog telling the user to pick 'demo' "to keep working with it (and save its settings rather than
+    those of 'mine')": 'mine', never opened, was kept as the model the user worked with, settings.json saved it, and
+    every later start said "The model 'mine' you used last time cannot be opened". Now it is refused as a
+    "(missing)" model picked is: said, 'demo' stays in use with the user's fields, and nothing is kept."""
+    controller, state = window.controller, window.controller.prompt
+    said: list[str] = []
+    controller.error.connect(lambda error: said.append(error.message))
+    mine = tmp_path / "mine.safetensors"
+    added_copy(qtbot, controller, mine)
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "mine", timeout=60000)
+    assert controller.select_model("demo")
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
+    state.steps, state.width = 3, 192  # the user's, on 'demo'
+    with open(mine, "r+b") as f:
+        f.truncate(1000)
+    window.model_panel.state.pick("mine")
+    qtbot.waitUntil(lambda: bool(said), timeout=60000)
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
+    assert said[0].startswith("The model 'mine' cannot be used: ") and said[0].endswith(" 'demo' stays selected.")
+    assert (state.model, state.steps, state.width) == ("demo", 3, 192)  # was: demo's own defaults
+    window.close()
+    last_job = json.loads((data_root / "settings.json").read_text())["last_job"]
+    assert (last_job["model"], last_job["steps"], last_job["width"]) == ("demo", 3, 192)  # was: 'mine'
+    later: list[str] = []
+    again = open_window(qtbot, data_root, before_start=lambda w: w.controller.error.connect(
+        lambda e: later.append(e.message)))  # fmt: skip
+    assert again.controller.prompt.model == "demo"
+    assert not [m for m in later if "you used last time" in m], later
 
 
 def test_a_describe_that_failed_while_its_file_was_away_for_a_moment(qtbot, window, tmp_path, caplog):

@@ -78,3 +78,35 @@ def test_a_built_in_model_added_again_is_selected_not_listed_as_a_copy(qtbot, wi
     _added_again(qtbot, window, monkeypatch, f"{tmp_path / 'shipped' / 'demo'}/", "demo")  # link, trailing slash
     assert [e.name for e in controller.entries] == ["demo", "demo-int4"]  # was: "demo-2" and "demo-int4-2" too
     assert not (data_root / "library.json").exists()
+
+
+def test_a_model_added_again_during_a_job_leaves_what_the_user_set_since(qtbot, window, monkeypatch):
+    """(R54) A model added again while a job runs: the add waits behind the job, and its end selected the model
+    with its defaults over the steps the user had set meanwhile, or over a model the user had picked meanwhile. Now
+    the fields set since keep their values, and a model picked since stays selected, said in the status bar."""
+    from tests.app.gui import engine_held_at
+
+    controller, state = window.controller, window.controller.prompt
+    shipped = str(resources_dir() / "models" / "demo-int4.safetensors")
+    state.prompt, state.steps = "a red circle", 4
+    with engine_held_at(controller, lambda progress: True) as reached:
+        controller.generate()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        _pick_in_add_dialog(qtbot, window, monkeypatch, shipped)  # from "demo"
+        qtbot.wait(300)
+        state.steps = 3
+    qtbot.waitUntil(lambda: "already in the library" in window.statusBar().currentMessage(), timeout=60000)
+    assert (state.model, state.steps) == ("demo-int4", 3)  # was: its 16 steps
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo-int4", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: controller.queue.idle, timeout=60000)
+    window.statusBar().clearMessage()
+    with engine_held_at(controller, lambda progress: True) as reached:
+        controller.generate()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        _pick_in_add_dialog(qtbot, window, monkeypatch, shipped)  # the model in use
+        qtbot.wait(300)
+        window.model_panel.state.pick("demo")  # then another one picked
+    qtbot.waitUntil(lambda: "already in the library" in window.statusBar().currentMessage(), timeout=60000)
+    assert window.statusBar().currentMessage() == ("The model 'demo-int4' is already in the library; 'demo' stays "
+                                                   "selected.")  # fmt: skip
+    assert state.model == "demo"  # was: 'demo-int4' again

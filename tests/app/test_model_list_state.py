@@ -233,6 +233,21 @@ def test_the_start_up_model_whose_facts_cannot_be_read_gives_way_to_the_first_th
     assert state.details == "demo: The model 'demo' is damaged. New images use demo-int4. Press Enter to try it again."
 
 
+def test_an_add_is_said_pending_till_the_engine_answers_it_however_it_ends(world):
+    """(R54) An add waits behind the jobs queued before it: nothing said so, and the click looked lost. Now
+    ``adding`` names the files till each add ends: added, added already, or refused."""
+    lib, state = world.library, world.state
+    first = lib.add_model("/models/mine.safetensors")
+    assert state.adding == "Adding 'mine.safetensors'…"  # no job ahead of it
+    second, third = lib.add_model("/res/d4"), lib.add_model("/models/broken")
+    assert state.adding == "Adding 'mine.safetensors', 'd4', 'broken'…"
+    lib.on_model_added("mine", first)
+    lib.on_already_in_library("demo-int4", second)
+    assert state.adding == "Adding 'broken'…"
+    lib.on_add_failed(third, EngineError("user", "not a model"))
+    assert state.adding == ""
+
+
 def test_a_removal_is_pending_till_the_engine_answers_and_asked_once(world):
     """The engine takes a model off after the jobs queued before it: meanwhile the row and the panel say so and
     Remove is greyed on it; asked again, it is not sent again (the engine refused the second as "not user-added").
