@@ -206,6 +206,7 @@ class QuantizeSource(QObject):
     checking_changed = Signal(bool)
     ready_changed = Signal(bool)
     calibration_changed = Signal(object)
+    rank_limit_changed = Signal(int)
     check_requested = Signal(str)  # a single file's path, for the engine's own tensor-by-tensor check
     bases_changed = Signal()
 
@@ -221,6 +222,7 @@ class QuantizeSource(QObject):
     checking = Prop(False)  # the engine's check of a single file is under way
     ready = Prop(False)
     calibration = Prop(None)  # CalibrationSet of the source (a single file's: its base's); None while not known
+    rank_limit = Prop(0)  # the largest low-rank rank the source's layers take (``source_rank_limit``); 0: not known
 
     def __init__(self, entries: list[Any], parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -333,6 +335,10 @@ class QuantizeSource(QObject):
     def choose(self, value: str) -> None:
         """A library name, a pipeline folder or a single file became the source ("": none, the library holding
         no pipeline)."""
+        self._choose(value)
+        self._update_rank_limit()
+
+    def _choose(self, value: str) -> None:
         if value != self.source:
             self.relisted = ""  # said of the source chosen before, or of its base
             self._chosen_at = None  # its folder is noted at the next list (``set_library``)
@@ -514,6 +520,22 @@ class QuantizeSource(QObject):
             self.calibration = calibration_set(folder) if usable else None
         except UserError:  # changed since it was chosen: the run says what it stops on
             self.calibration = None
+
+    def _update_rank_limit(self) -> None:
+        """The largest rank a run of the source takes, from its transformer's config (a single file's: read from
+        its shapes): the wizard's rank field goes no further, where the run refused a rank beyond it once started
+        (256 on the demo's 256-wide layers)."""
+        if self.is_file:
+            config = self.facts.config if self.facts is not None else None
+        else:
+            folder = self._folders.get(self.source, Path(self.source)) if self.source else None
+            config = _transformer_config(folder) if folder is not None and not self.problem else None
+        if config is None:
+            self.rank_limit = 0
+            return
+        from gpu.quantizer import source_rank_limit  # torch and diffusers: imported by the engine by now
+
+        self.rank_limit = source_rank_limit(config) or 0
 
     def _update_ready(self, *_: Any) -> None:
         self.ready = bool(self.source) and not self.problem and not self.base_problem and not self.checking \

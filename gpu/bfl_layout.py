@@ -75,11 +75,11 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
 
 def implied_config(name: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
     """The FluxTransformer2DModel settings the BFL tensor ``shapes`` (unprefixed name -> shape) imply: widths,
-    block counts, guidance. ModelLoadError naming ``name`` when a tensor every FLUX.1 has is absent."""
+    attention heads, block counts, guidance. ModelLoadError naming ``name`` when a tensor every FLUX.1 has is absent."""
     try:
         doubles = {int(k.split(".")[1]) for k in shapes if k.startswith("double_blocks.")}
         singles = {int(k.split(".")[1]) for k in shapes if k.startswith("single_blocks.")}
-        return {
+        implied = {
             "in_channels": shapes["img_in.weight"][1],
             "joint_attention_dim": shapes["txt_in.weight"][1],
             "pooled_projection_dim": shapes["vector_in.in_layer.weight"][1],
@@ -87,8 +87,11 @@ def implied_config(name: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
             "num_layers": 1 + max(doubles),
             "num_single_layers": 1 + max(singles) if singles else 0,
         }
-    except (KeyError, IndexError, ValueError) as err:  # a tensor every FLUX.1 has is absent or malformed
-        raise incomplete_transformer(name, err) from None
+        head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
+        heads = shapes["img_in.weight"][0] // head_dim
+        return {**implied, "attention_head_dim": head_dim, "num_attention_heads": heads}
+    except (KeyError, IndexError, ValueError, ZeroDivisionError) as err:  # a tensor every FLUX.1 has is absent
+        raise incomplete_transformer(name, err) from None  # or malformed
 
 
 def incomplete_transformer(name: str, err: Exception) -> ModelLoadError:

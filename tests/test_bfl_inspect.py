@@ -28,7 +28,8 @@ def test_flux_single_files_are_described_in_both_layouts(tmp_path):
     comfy = inspect_single_file(save_bfl_transformer(DEMO, tmp_path / "b.safetensors", "model.diffusion_model.", vae))
     assert (bfl.layout, comfy.layout) == ("bfl", "comfyui")
     assert bfl.config == comfy.config == {"in_channels": 64, "joint_attention_dim": 128, "pooled_projection_dim": 128,
-                                          "guidance_embeds": False, "num_layers": 2, "num_single_layers": 4}
+                                          "guidance_embeds": False, "num_layers": 2, "num_single_layers": 4,
+                                          "attention_head_dim": 128, "num_attention_heads": 2}
     assert bfl.params == comfy.params and bfl.dtype == "BF16"
     assert "ComfyUI" in comfy.summary and "2 double and 4 single blocks" in bfl.summary
     assert pipeline_misfit(bfl.config, DEMO) == []

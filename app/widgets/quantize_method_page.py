@@ -23,6 +23,9 @@ METHODS = [
 ]
 
 
+MAX_RANK = 256  # the paper's largest; FLUX.1's layers take up to 1536, which only costs memory and time
+
+
 class MethodPage(QWizardPage):
     """The method and precision, with the rank, alpha search and shared smoothing of the methods that use them."""
     def __init__(self) -> None:
@@ -37,12 +40,9 @@ class MethodPage(QWizardPage):
             self.precision.addItem(label, value)
         # 0 is a setting of its own (the engine takes it: no branch at all), said in the field, where a bare 0
         # read as the smallest branch.
-        self.rank = QSpinBox(minimum=0, maximum=256, value=DEFAULT_RANK, singleStep=8,
+        self.rank = QSpinBox(minimum=0, maximum=MAX_RANK, value=DEFAULT_RANK, singleStep=8,
                              specialValueText="0 (no low-rank branch)")  # fmt: skip
-        self.rank.setToolTip(
-            f"Size of the 16-bit low-rank branch that absorbs outliers ({DEFAULT_RANK} is the paper's default). "
-            "0 makes no branch (SVDQuant is then smoothing alone)."
-        )
+        self.show_rank_limit(0)
         self.alpha_points = QSpinBox(minimum=2, maximum=MAX_ALPHA_POINTS, value=DEFAULT_ALPHA_POINTS)
         self.alpha_points.setToolTip(
             "How many smoothing strengths (alpha, evenly from 0 to 1) SVDQuant and SmoothQuant try for each layer, "
@@ -63,6 +63,18 @@ class MethodPage(QWizardPage):
         form.addRow("Alpha search points", self.alpha_points)
         form.addRow("", self.shared_smoothing)
         self.method.currentIndexChanged.connect(self._method_changed)
+
+    def show_rank_limit(self, limit: int) -> None:
+        """Bounds the rank by the chosen source's ``limit`` (``QuantizeSource.rank_limit``; 0: not known): a larger
+        branch would hold more numbers than the layer's own 16-bit weight, and the run refuses it. A rank typed
+        beyond it is brought down to it, which the field shows."""
+        self.rank.setMaximum(min(limit, MAX_RANK) if limit else MAX_RANK)
+        bound = (f" This model's smallest layers take at most {limit}: a larger branch would hold more numbers than "
+                 "the layer's own 16-bit weight." if limit and limit < MAX_RANK else "")  # fmt: skip
+        self.rank.setToolTip(
+            f"Size of the 16-bit low-rank branch that absorbs outliers ({DEFAULT_RANK} is the paper's default). "
+            f"0 makes no branch (SVDQuant is then smoothing alone).{bound}"
+        )
 
     def _method_changed(self) -> None:
         # The precision, the rank, the alpha search and the shared smoothing exist only for the methods that use

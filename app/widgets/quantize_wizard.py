@@ -102,11 +102,13 @@ class QuantizeWizard(QWizard):
         # the run) and on the run page's completeChanged, which every end of a run emits (RunPage.end) after this.
         self.run_state.running_changed.connect(self.calibration_page.setCommitPage)
         self.source_state.calibration_changed.connect(self.calibration_page.show_calibration)
+        self.source_state.rank_limit_changed.connect(self.method_page.show_rank_limit)
         # The chosen library model's name went on to another folder while a later page showed (``relisted``):
         # Quantize shows the source page first, which says so, as the run would make a copy of that folder's model.
         self._relisted_unseen = False
         self.source_state.relisted_changed.connect(self._relisted)
         self.calibration_page.show_calibration(self.source_state.calibration)
+        self.method_page.show_rank_limit(self.source_state.rank_limit)
         self.run_page = RunPage(self.run_state, self.turns)
         # After the run page's: its error text is set by the time the dialog opens over it
         self.run_state.failed.connect(self._show_failure)

@@ -239,18 +239,32 @@ def _layer_record(
     return tensors, meta, layer.error
 
 
+def layer_rank_limit(n: int, k: int) -> int:
+    """The largest rank whose 16-bit low-rank branch of a layer [N, K] (r * (N + K) numbers) holds no more than its
+    16-bit weight (N * K): 128 for the demo's 256x256 layers, 1536 for FLUX.1's 3072x3072; always below
+    min(N, K), which the SVD could not go beyond anyway."""
+    return n * k // (n + k)
+
+
+def rank_limit(targets: dict[str, tuple[nn.Linear, str]]) -> int | None:
+    """The largest rank every target layer of a run takes (``layer_rank_limit`` of the smallest of those whose
+    role uses the rank); None when no target uses one."""
+    limits = [layer_rank_limit(module.out_features, module.in_features)
+              for module, role in targets.values() if spec_for("svdquant", "int4", 1, role).rank]  # fmt: skip
+    return min(limits, default=None)
+
+
 def check_rank_fits(targets: dict[str, tuple[nn.Linear, str]], config: QuantizeConfig) -> None:
-    """Raises BadRequestError when the low-rank branch of a target layer [N, K] would hold more 16-bit numbers
-    than its weight: r * (N + K) > N * K. The quantized model would then be larger than the original (rank 256 on
-    the demo's 256x256 layers); below min(N, K) always, which the SVD could not go beyond anyway."""
+    """Raises BadRequestError when the low-rank branch of a target layer would be beyond ``layer_rank_limit``: the
+    quantized model would be larger than the original (rank 256 on the demo's 256x256 layers)."""
     for name, (module, role) in targets.items():
         n, k = module.out_features, module.in_features
-        limit = n * k // (n + k)
+        limit = layer_rank_limit(n, k)
         if spec_for(config.method, config.precision, config.rank, role).rank > limit:
             raise BadRequestError(
                 f"rank {config.rank} would make the 16-bit low-rank branch of layer {name} ({n}x{k}) larger than "
                 "its 16-bit weight: the quantized model would be larger than the original",
-                f"use a rank of at most {limit}",
+                f"use a rank of at most {rank_limit(targets)}",  # of every layer: this one's may not be the least
             )
 
 

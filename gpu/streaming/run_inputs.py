@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from gpu.adapters import adapter_named
 from gpu.calibration_set import calibration_prompts, calibration_steps, prompts_cut, prompts_file
@@ -17,7 +18,7 @@ from gpu.generation.pipeline_loader import default_device, runtime_dtype
 from gpu.library import ModelEntry, ModelLibrary
 from gpu.model_files import FALLBACK_DEFAULTS
 from gpu.quantizer.config import QuantizeConfig
-from gpu.quantizer.shared import calibration_kwargs, check_rank_fits
+from gpu.quantizer.shared import calibration_kwargs, check_rank_fits, rank_limit
 from gpu.streaming.base_pipeline import open_source
 from gpu.streaming.parts_folder import ENGINE_VERSION
 from gpu.streaming.resume import ResumeKey, prompts_in_use, settings_key
@@ -32,6 +33,23 @@ def resume_key(source: str | Path, config: QuantizeConfig, library: ModelLibrary
     config.validate()
     device = device or default_device()
     return run_inputs(source, config, library or ModelLibrary(), runtime_dtype(device), False).key
+
+
+def block_targets(config: dict) -> dict[str, tuple[nn.Linear, str]]:
+    """The layers a run quantizes in one double and one single block of the FLUX.1 transformer of ``config`` (its
+    config.json), on the meta device: name -> (module, role), as the adapter finds them. Every block of a kind
+    has the same layers, so these are all the sizes the run meets."""
+    adapter = adapter_named("flux")
+    targets: dict[str, tuple[nn.Linear, str]] = {}
+    for kind in ("transformer_blocks", "single_transformer_blocks"):
+        targets |= adapter.quantizable_linears(prefixed(block_module(config, kind), kind))
+    return targets
+
+
+def source_rank_limit(config: dict) -> int | None:
+    """The largest rank a run on the FLUX.1 transformer of ``config`` takes (``rank_limit``): 1536 for FLUX.1's
+    3072-wide blocks, 128 for the demo's 256-wide. For the wizard, which bounds its rank field by it."""
+    return rank_limit(block_targets(config))
 
 
 @dataclass(frozen=True)
@@ -60,9 +78,7 @@ def run_inputs(source: str | Path, config: QuantizeConfig, library: ModelLibrary
         raise BadRequestError(f"{Path(str(source)).name} is a single-file checkpoint: it has no text encoders to "
                               "calibrate with", "add --base PIPELINE, a diffusers FLUX.1 folder or library "
                               "model whose text encoders and tokenizers to use, e.g. FLUX.1-dev")  # fmt: skip
-    adapter = adapter_named("flux")
-    for kind in ("transformer_blocks", "single_transformer_blocks"):  # before any calibration or file
-        check_rank_fits(adapter.quantizable_linears(prefixed(block_module(src.config, kind), kind)), config)
+    check_rank_fits(block_targets(src.config), config)  # before any calibration or file
     defaults = dict(base_entry.facts.defaults) if base_entry is not None else dict(FALLBACK_DEFAULTS)
     steps, prompts, key = calibration_and_key(src, base_entry, storage_dtype, defaults, config, dtype, samples_supplied)
     note = ""

@@ -176,7 +176,6 @@ def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dic
     config = implied_config(name, shapes)  # ModelLoadError when a tensor every FLUX.1 has is absent
     m: dict[str, tuple[str, Callable | None]] = {}
     dim = shapes["img_in.weight"][0]
-    head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
 
     def lin(src: str, dst: str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         for p in ("weight", "bias"):
@@ -214,8 +213,6 @@ def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dic
     raw = {
         "_class_name": "FluxTransformer2DModel",
         **config,
-        "attention_head_dim": head_dim,
-        "num_attention_heads": dim // head_dim,
         "axes_dims_rope": [16, 56, 56],
         "patch_size": 1,
         "out_channels": None,

@@ -727,6 +727,37 @@ def test_a_rank_of_0_and_the_gpu_budget_say_what_they_are(qtbot):
     assert calibration.gpu_gib.value() > 0
 
 
+def test_the_rank_goes_no_further_than_the_sources_layers_take(qtbot, window, tmp_path):
+    """The rank field went to 256 on every source, while the engine refuses a branch larger than a layer's own
+    weight (129 and up on the demo's 256-wide layers): the run failed once started. The field is bounded by the
+    engine's limit for the chosen source, library pipeline or single file, and the run takes the largest rank it
+    allows; a source whose sizes are not known leaves the paper's 256."""
+    from gpu.errors import BadRequestError
+    from gpu.quantizer import QuantizeConfig
+    from gpu.streaming.run_inputs import resume_key
+
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    rank = wizard.method_page.rank
+    assert wizard.source_page.value() == "demo"
+    rank.setValue(200)
+    assert rank.maximum() == rank.value() == 128 and "at most 128" in rank.toolTip()
+    assert resume_key("demo", QuantizeConfig(rank=128)).settings
+    with pytest.raises(BadRequestError, match="rank 129 would make") as refused:
+        resume_key("demo", QuantizeConfig(rank=129))
+    assert refused.value.hint == "use a rank of at most 128"
+    nothing = tmp_path / "nothing.safetensors"
+    nothing.write_bytes(b"not a model")
+    wizard.source_page.use_path(str(nothing))
+    assert wizard.source_page.problem.isVisible()
+    rank.setValue(200)
+    assert rank.maximum() == 256 and rank.value() == 200 and "at most" not in rank.toolTip()
+    _pick(qtbot, wizard, _single_file(tmp_path))
+    assert not wizard.source_page.problem.isVisible()
+    assert rank.maximum() == rank.value() == 128
+    wizard.close()
+
+
 def test_a_run_that_cannot_write_into_the_models_folder_names_it_and_the_real_remedy(qtbot, window, monkeypatch):
     """The engine's hint for a write error ("choose another --out", "choose another folder") and the run page's
     "Go back to change the settings" sent the user to a setting the wizard does not have: it always writes into
