@@ -251,6 +251,10 @@ class ModelLibrary(QObject):
         self._asked = (self._asked[0] + 1, name)
         self._links.describe(name, self._asked[0])
 
+    def jobs_ahead(self) -> int:
+        """The jobs queued before what the library asks the engine now (a model's facts, an add): it waits for them."""
+        return self._links.jobs_ahead()
+
     def is_current(self, name: str) -> bool:
         """Whether ``name`` is the model of the next jobs and its file is usable: picked again, nothing changes."""
         entry = self.entry(name)
@@ -286,7 +290,7 @@ class ModelLibrary(QObject):
         self._asked_adds[self._adds] = _AskedAdd(str(path), select, self._choices, fields)
         self._links.owe_add(str(path))  # owed until the engine takes it up: added at quit if it never did
         self._links.add(str(path), self._adds)
-        self.list_state.show_adds(self._links.jobs_ahead())
+        self.list_state.show_adds(self.jobs_ahead())
         return self._adds
 
     @property
@@ -303,7 +307,7 @@ class ModelLibrary(QObject):
         # owed until the engine has made it: made at quit if it never did, or at the next start if it could not
         self._links.owe_remove(name, self._removing[name])
         self._links.remove(name)
-        self.list_state.show_removals(self._links.jobs_ahead())
+        self.list_state.show_removals(self.jobs_ahead())
 
     def is_removing(self, name: str) -> bool:
         """Whether the user asked to remove ``name`` and the engine has not answered yet."""

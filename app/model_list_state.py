@@ -215,7 +215,7 @@ class ModelListState(QObject):
             return Pick.WAITING
         # A retry of the model in use (none opened instead) keeps the fields: it is the same model.
         if self._library.select_model(name, apply_defaults=name != self._prompt.model):
-            self._note("Reading model…")
+            self._note(self._reading())
             return Pick.SELECTED
         # Refused (its file is gone; the library says why), or its file being looked at again first (a drive
         # back: then it is selected). It stays highlighted so Remove can take it off.
@@ -264,7 +264,12 @@ class ModelListState(QObject):
         elif self._refused[0] == name:  # none opened instead: it stays in use, refused
             self._note(self._refused_text())
         else:
-            self._note("Reading model…")
+            self._note(self._reading())
+
+    def _reading(self) -> str:
+        """What the details say while the engine reads the model's facts: behind a running job, it read "Reading
+        model…" for the minutes of a FLUX.1 batch, with nothing said of the wait."""
+        return f"Reading model{_after(self._library.jobs_ahead())}…"
 
     def _mark(self, name: str) -> None:
         """``name`` highlighted, and Remove as for it."""

@@ -179,6 +179,23 @@ def test_an_add_waiting_behind_a_job_is_said_till_it_ends(qtbot, window, tmp_pat
     assert panel.adding.isHidden() and controller.prompt.model == "mine"
 
 
+def test_a_model_picked_during_a_job_says_it_is_read_after_the_job(qtbot, window):
+    """A model picked while a job runs is read by the engine only after it: the details said "Reading model…" for
+    the minutes of a FLUX.1 batch, as if the read were slow or stuck. Now they say what it waits for, and the
+    model's facts come once the job ends."""
+    controller, panel = window.controller, window.model_panel
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
+    controller.prompt.prompt = "a red circle"
+    with engine_held_at(controller, lambda progress: True) as reached:
+        controller.generate()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        panel._picked(_item(window, "demo-int4"))
+        assert panel.details.text() == "Reading model after the running job…"
+    qtbot.waitUntil(lambda: "Model: demo-int4" in panel.details.text(), timeout=60000)
+    panel._picked(_item(window, "demo"))  # no job: read at once, no wait said
+    assert panel.details.text() == "Reading model…"
+
+
 def test_a_removal_pending_at_quit_is_made_before_the_app_closes(qtbot, window, tmp_path, data_root, monkeypatch):
     """Remove clicked while a job ran, then the app quit (its question about the job answered Yes): the panel said
     "Removing 'mine' after the running job…", but the removal, queued behind the job, was dropped with the engine
