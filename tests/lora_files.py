@@ -239,3 +239,26 @@ def text_encoder_lora(out: Path, fmt: str = "kohya", clip: bool = True, t5: bool
             sd[f"{dotted[part]}{name}.lora_A.weight"], sd[f"{dotted[part]}{name}.lora_B.weight"] = down, up
     save_file({**sd, **(extra or {})}, out)
     return out
+
+
+# FLUX.1-dev's linears a LoRA trainer targets, by kohya's BFL names -> (inputs, outputs): 3072 wide, MLPs 4x
+_DEV_DOUBLE = {f"{stream}_{layer}": shape for stream in ("img", "txt") for layer, shape in
+               {"attn_qkv": (3072, 9216), "attn_proj": (3072, 3072), "mlp_0": (3072, 12288),
+                "mlp_2": (12288, 3072)}.items()}  # fmt: skip
+_DEV_SINGLE = {"linear1": (3072, 21504), "linear2": (15360, 3072)}
+
+
+def flux_dev_lora(out: Path, rank: int = 16) -> Path:
+    """A kohya LoRA of FLUX.1-dev's sizes (19 double and 38 single blocks) on its attention and MLP linears, bf16:
+    hundreds of MB, written as its header over a hole (``header_only``: sparse, all zero), as a LoRA a user
+    downloaded for FLUX.1-dev is."""
+    from header_files import header_only
+
+    layers = {f"double_blocks_{i}_{name}": shape for i in range(19) for name, shape in _DEV_DOUBLE.items()}
+    layers |= {f"single_blocks_{i}_{name}": shape for i in range(38) for name, shape in _DEV_SINGLE.items()}
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, (k, n) in layers.items():
+        base = f"lora_unet_{name}"
+        tensors |= {f"{base}.lora_down.weight": ("BF16", (rank, k)), f"{base}.lora_up.weight": ("BF16", (n, rank)),
+                    f"{base}.alpha": ("F32", ())}  # fmt: skip
+    return header_only(out, tensors)

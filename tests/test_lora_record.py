@@ -41,6 +41,15 @@ def _lora(path: Path, seed: int, text: bool = False, dtype: torch.dtype = torch.
     return path
 
 
+def _proj_only() -> nn.Module:
+    """A transformer of only the layer ``PROJ`` names (the demo model's ``transformer_blocks.0.attn.to_out.0``)."""
+    model = nn.Module()
+    model.transformer_blocks = nn.ModuleList([nn.Module()])
+    model.transformer_blocks[0].attn = nn.Module()
+    model.transformer_blocks[0].attn.to_out = nn.ModuleList([nn.Linear(256, 256)])
+    return model
+
+
 def _autov3(path: Path) -> str:
     """A1111/Forge's and Civitai's short hash: the SHA-256 of the file after its header, 12 hex digits."""
     data = path.read_bytes()
@@ -88,7 +97,7 @@ def test_the_manager_forgets_the_files_of_a_set_no_longer_asked_for(tmp_path):
     """The files of the set asked for (at strength 0 too: the engine asks before every image) stay read; the
     others are let go, and read again when asked for again."""
     a, b = _lora(tmp_path / "a.safetensors", 3), _lora(tmp_path / "b.safetensors", 4)
-    manager = LoraManager(nn.Linear(1, 1))
+    manager = LoraManager(_proj_only())  # a model they fit: one for another is refused from its header, not read
     first = weakref.ref(manager.read(a))
     assert not manager.is_applied([(a, 1.0)])
     assert not manager.is_applied([(b, 1.0)])  # a is no longer asked for

@@ -30,7 +30,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from gpu.lora.formats import TEXT_ENCODERS, LoraError, LoraFile, LoraTarget
+from gpu.lora.fit import Layer, applied_parts, index_layers, misfit
+from gpu.lora.formats import LoraError, LoraFile, LoraTarget
 from gpu.modules.svdq_linear import SVDQLinear
 
 RANK_MULTIPLE = 16
@@ -60,32 +61,24 @@ def plan(model: nn.Module | dict[str, nn.Module],
     ``model``: the transformer, or the pipeline's components by name (``"transformer"``, ``"text_encoder"``,
     ``"text_encoder_2"``) for LoRAs that also change a text encoder. ``loras``: (file, strength of its transformer
     part, strength of its CLIP/T5 parts); a part at strength 0 is left out (its layers keep their originals).
-    Touches nothing: a LoRA that does not fit (another FLUX size, missing block, a layer the encoder lacks) raises
-    ``LoraError`` here, before any layer changes. The result is keyed by module name, a text encoder's prefixed
-    with its component's."""
+    Touches nothing: a LoRA that does not fit (``gpu.lora.fit``: another FLUX size, a missing block, a layer the
+    encoder lacks) raises ``LoraError`` here, before any layer changes. The result is keyed by module name, a text
+    encoder's prefixed with its component's."""
     models = model if isinstance(model, dict) else {"transformer": model}
-    layers: dict[str, dict[str, tuple[str, nn.Module]]] = {}  # component -> a name a file may give -> module
+    layers = model_layers(models)
     deltas: dict[str, ModuleDelta] = {}
     for lora, transformer_strength, text_strength in loras:
+        parts = applied_parts(transformer_strength, text_strength)
+        wrong = misfit(lora.path.name, [t.shape for t in lora.targets], layers, parts)
+        if wrong is not None:
+            raise wrong.error()
         for t in lora.targets:
-            strength = transformer_strength if t.component == "transformer" else text_strength
-            if strength == 0.0:
+            if t.component not in parts:
                 continue
-            if t.component == "transformer":
-                modules = [(name, _transformer_module(models["transformer"], lora, t, name)) for name in t.modules]
-            else:
-                if t.component not in layers:
-                    layers[t.component] = _encoder_layers(lora, t, models.get(t.component))
-                modules = [_encoder_module(layers[t.component], lora, t, name) for name in t.modules]
-            for name, m in modules:
-                if m.in_features != t.down.shape[1]:
-                    raise LoraError(f"{lora.path.name}: {t.key} expects {t.down.shape[1]} inputs but {name} has "
-                                    f"{m.in_features}", hint=_OTHER_SIZE[t.component])  # fmt: skip
+            strength = transformer_strength if t.component == "transformer" else text_strength
+            found = [layers[t.component][name].path for name in t.modules]
+            modules = [(path, models[t.component].get_submodule(path)) for path in found]
             sizes = [m.out_features for _, m in modules]
-            if sum(sizes) != t.up.shape[0]:
-                raise LoraError(
-                    f"{lora.path.name}: {t.key} has {t.up.shape[0]} outputs but {' + '.join(t.modules)} have "
-                    f"{' + '.join(map(str, sizes))}", hint=_OTHER_SIZE[t.component])  # fmt: skip
             up = t.up * (strength * t.scale)
             _check_range(lora, t, strength, up, modules)
             if t.swap_halves:
@@ -98,46 +91,27 @@ def plan(model: nn.Module | dict[str, nn.Module],
     return deltas
 
 
-_OTHER_SIZE = {
-    "transformer": "the LoRA was made for a different FLUX size",
-    **dict.fromkeys(TEXT_ENCODERS, "the LoRA was made for another model's text encoder"),
-}
-
-
-def _transformer_module(model: nn.Module, lora: LoraFile, t: LoraTarget, name: str) -> nn.Module:
-    try:
-        m = model.get_submodule(name)
-    except AttributeError:
-        raise LoraError(f"{lora.path.name}: {t.key} targets {name}, which this model does not have",
-                        hint="the LoRA was made for a FLUX model with more blocks") from None  # fmt: skip
-    if not isinstance(m, nn.Linear | SVDQLinear):
-        raise LoraError(f"{lora.path.name}: {t.key} targets {name}, a {type(m).__name__}, not a linear")
-    return m
-
-
-def _encoder_layers(lora: LoraFile, t: LoraTarget, encoder: nn.Module | None) -> dict[str, tuple[str, nn.Module]]:
-    """The linears of a text encoder under every name a LoRA file may give them: the module's path, and kohya's
-    with "_" for "."; each with and without a leading ``text_model.``, whichever way the encoder is built
-    (transformers 4 nests CLIPTextModel's modules under it, 5 does not; files are saved under either)."""
-    if encoder is None:
-        raise LoraError(f"{lora.path.name} also changes the {TEXT_ENCODERS[t.component]}, which this model has not "
-                        f"({t.key})", hint="use the LoRA with a FLUX.1 model that has both text encoders")  # fmt: skip
-    names: dict[str, tuple[str, nn.Module]] = {}
-    for path, m in encoder.named_modules():
-        if isinstance(m, nn.Linear):
-            short = path.removeprefix("text_model.")
-            for name in (short, "text_model." + short):
-                names[name] = names[name.replace(".", "_")] = (path, m)
-    return names
-
-
-def _encoder_module(layers: dict[str, tuple[str, nn.Module]], lora: LoraFile, t: LoraTarget,
-                    name: str) -> tuple[str, nn.Module]:  # fmt: skip
-    if name not in layers:
-        raise LoraError(f"{lora.path.name}: {t.key} targets {name}, which the model's "
-                        f"{TEXT_ENCODERS[t.component]} does not have",
-                        hint=_OTHER_SIZE[t.component])  # fmt: skip
-    return layers[name]
+def model_layers(models: dict[str, nn.Module]) -> dict[str, dict[str, Layer]]:
+    """The linears of the pipeline's ``models`` (by component) a LoRA may change, by every name a file may give them
+    (``gpu.lora.fit.index_layers``). A layer merged from several that read one input (``gpu.models.flux_fused``:
+    ``merged_names``, its members' paths under its parent, and ``merged_from``, their (outputs, rank, bias)) stands
+    for its members, which LoRAs name (applying them splits it first): what a file's header is judged against while
+    the model runs fused."""
+    out = {}
+    for component, model in models.items():
+        linears = []
+        for path, m in model.named_modules():
+            if not isinstance(m, nn.Linear | SVDQLinear):
+                continue
+            members = getattr(m, "merged_names", None)
+            if members is None:
+                linears.append(Layer(path, m.in_features, m.out_features))
+                continue
+            parent = path.rpartition(".")[0]
+            for member, (outputs, *_) in zip(members, m.merged_from, strict=True):
+                linears.append(Layer(f"{parent}.{member}" if parent else member, m.in_features, outputs))
+        out[component] = index_layers(component, linears)
+    return out
 
 
 def _dtype_of(m: nn.Module) -> torch.dtype:

@@ -36,7 +36,7 @@ import json
 import math
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,7 @@ import torch
 
 from gpu.checkpoint.format import TORCH_DTYPES
 from gpu.errors import CheckpointError
+from gpu.lora.fit import TargetShape
 from gpu.lora.keys import FORMATS, TEXT_ENCODERS, LoraError, LoraLayout, check_layout, map_module, parts_text  # noqa: F401
 from gpu.lora.metadata import read_opened, trigger_words_from
 from gpu.paths import named_path
@@ -65,6 +66,11 @@ class LoraTarget:
     @property
     def rank(self) -> int:
         return int(self.down.shape[0])
+
+    @property
+    def shape(self) -> TargetShape:
+        """What fitting it to a model goes by (``gpu.lora.fit``): as its file's header gave it."""
+        return TargetShape(self.key, self.component, self.modules, int(self.down.shape[1]), int(self.up.shape[0]))
 
 
 @dataclass
@@ -231,14 +237,18 @@ def _tensor(label: str, key: str, entry: dict, raw: bytearray) -> torch.Tensor:
     return t if not t.is_floating_point() or t.numel() == 1 else t.float()
 
 
-def read_lora(path: str | Path) -> LoraFile:
+def read_lora(path: str | Path, check: Callable[[str, LoraLayout], None] | None = None) -> LoraFile:
     """Read and validate a FLUX.1 LoRA file (any supported format); raises ``LoraError``. The file is read once,
-    start to end (``read_opened``): each tensor converted to float32 as it is read, both hashes taken on the way."""
+    start to end (``read_opened``): each tensor converted to float32 as it is read, both hashes taken on the way.
+    ``check``: called with the file's name and its layout (its header) before any tensor data is read; what it
+    raises ends the read (``LoraManager`` refuses a LoRA for another model there, without reading it whole)."""
     tensors: dict[str, torch.Tensor] = {}
     # A missing file, a folder, a pickle or another model's LoRA is named before any data is read; the layout and
     # the data come from one open file, so a file replaced meanwhile is never mixed in.
     with _open_lora(path) as (path, f, header, layout):
         label = path.name
+        if check is not None:
+            check(label, layout)
         whole, data = read_opened(
             f, label, header, lambda key, entry, raw: tensors.__setitem__(key, _tensor(label, key, entry, raw))
         )

@@ -3,8 +3,8 @@ it (torch-free: the app checks a file the user picks with this, in milliseconds,
 
 ``check_layout`` reads only the header's key names, shapes and dtypes: a file for another architecture, with
 keys this app does not understand, a missing A or B, inconsistent shapes or integer factors is refused here with
-a ``LoraError`` naming the file and the keys. The values (NaN, alpha) and the fit to a model are checked later
-(``gpu.lora.formats.read_lora``, ``gpu.lora.apply.plan``)."""
+a ``LoraError`` naming the file and the keys. The shapes it gives (``LoraLayout.shapes``) are what the fit to a model
+is judged by (``gpu.lora.fit``); the values (NaN, alpha) are checked once read (``gpu.lora.formats.read_lora``)."""
 
 from __future__ import annotations
 
@@ -239,6 +239,8 @@ class LoraLayout:
     modules: dict[str, tuple[tuple[str, ...], bool]]
     ranks: dict[str, int]  # module base -> rank
     components: dict[str, str]  # module base -> the pipeline component it changes ("transformer", TEXT_ENCODERS)
+    # module base -> (A's inputs K, B's outputs N): what a model's layers must take and give (``gpu.lora.fit``)
+    shapes: dict[str, tuple[int, int]]
 
     @property
     def rank(self) -> int:
@@ -351,7 +353,7 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
     if len(formats) > 1:
         raise LoraError(f"{label} mixes LoRA key formats ({', '.join(formats)})",
                         hint="the file was put together wrongly: use the LoRA as its author shared it")  # fmt: skip
-    ranks = {}
+    ranks, shapes = {}, {}
     for base, roles in keys.items():
         if "down" not in roles or "up" not in roles:
             missing = "down (A)" if "down" not in roles else "up (B)"
@@ -370,10 +372,10 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
                 )
         if "alpha" in roles and math.prod(entries[roles["alpha"]]["shape"]) != 1:
             raise LoraError(f"{label}: {base}.alpha is not a scalar", hint="the file is damaged: download it again")
-        ranks[base] = down[0]
+        ranks[base], shapes[base] = down[0], (down[1], up[0])
     modules = {base: (m[1], m[2]) for base, m in mapped.items() if m}
     components = dict.fromkeys(modules, "transformer")
     for base, m in encoders.items():
         if m is not None:
             modules[base], components[base] = ((m[1],), False), m[0]
-    return LoraLayout(formats[0], keys, modules, ranks, components)
+    return LoraLayout(formats[0], keys, modules, ranks, components, shapes)

@@ -13,14 +13,16 @@ was edited, ``LoraFile.same_change``) is refused: it would count double."""
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
-from gpu.lora.apply import apply_deltas, plan, restore
+from gpu.lora.apply import apply_deltas, model_layers, plan, restore
+from gpu.lora.fit import applied_parts, layout_targets, misfit
 from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora, unreadable_lora
-from gpu.lora.keys import has_text_part
+from gpu.lora.keys import LoraLayout, has_text_part
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, file_stamp
 from gpu.lora.refs import hashes_name
 
@@ -43,7 +45,8 @@ class ActiveLora:
     @property
     def changes(self) -> list[str]:
         """The pipeline components this LoRA changes as applied: a part at strength 0 changes nothing."""
-        return [c for c in self.file.components if (self.strength if c == "transformer" else self.text_strength)]
+        applied = applied_parts(self.strength, self.text_strength)
+        return [c for c in self.file.components if c in applied]
 
     def describe(self) -> dict:
         """Its entry of the PNG's ``lora_list``; ``text_strength`` only where it differs from ``strength`` (an
@@ -190,7 +193,11 @@ class LoraManager:
             self.clear()
             self.encoders = encoders
 
-    def read(self, path: str | Path) -> LoraFile:
+    def read(self, path: str | Path, parts: Collection[str] = ()) -> LoraFile:
+        """The file at ``path``, read (or as read before, while its size and time stay the same). A file whose
+        ``parts`` (the pipeline components it is to change, ``applied_parts``) do not fit the model is refused
+        from its header (``gpu.lora.fit``), before any of its tensors is read: a LoRA for another FLUX size, of
+        hundreds of MB, was read whole and converted to float32 first, only for ``plan`` to refuse it."""
         p = Path(path).expanduser()
         try:
             stamp = file_stamp(p)
@@ -199,9 +206,16 @@ class LoraManager:
             raise unreadable_lora(p, err) from err  # it is there again (a race): still no stat to go by
         cached = self._files.get(str(p.resolve()))
         if cached is None or cached[0] != stamp:
-            cached = (stamp, read_lora(p))
+            cached = (stamp, read_lora(p, lambda label, layout: self._check_fit(label, layout, parts)))
             self._files[str(p.resolve())] = cached
         return cached[1]
+
+    def _check_fit(self, label: str, layout: LoraLayout, parts: Collection[str]) -> None:
+        """``LoraError`` when the file ``label`` of ``layout`` does not fit this manager's model and encoders."""
+        layers = model_layers({"transformer": self.model, **self.encoders})
+        wrong = misfit(label, layout_targets(layout), layers, parts)
+        if wrong is not None:
+            raise wrong.error()
 
     def _wanted(self, loras: list[LoraRequest] | None) -> tuple[list[ActiveLora], tuple]:
         """The LoRAs to apply (files read and checked, those at strength 0 in every part skipped) and the key of
@@ -212,7 +226,7 @@ class LoraManager:
         asked: list[LoraFile] = []
         for lora in loras or []:
             path, strength, text_strength = _request(lora)
-            f = self.read(path)
+            f = self.read(path, applied_parts(strength, text_strength))
             asked.append(f)
             s = check_strength(strength, f.path.name)
             ts = s if text_strength is None else check_strength(text_strength, f.path.name, "text strength")

@@ -1,0 +1,151 @@
+"""Whether a LoRA fits a model, from shapes alone: the one rule that decides it (torch-free).
+
+A target of a LoRA file (one module of it: A [r, K], B [N, r]) fits when every model layer it names is there, the
+layers take K inputs, and their outputs add up to N (a fused BFL ``qkv``'s rows split over q, k and v). Only the
+pipeline parts applied at the LoRA's strengths are judged (``applied_parts``): a part at strength 0 changes nothing.
+
+Three callers, one rule: ``gpu.lora.apply.plan`` judges the model it is about to change; ``LoraManager`` judges a
+file's header against its model before any tensor is read (a 300 MB LoRA for another FLUX size is refused in
+milliseconds, not read whole first); the app's LoRA panel judges each listed file's header against the selected
+model's layers as its files' headers describe them (``gpu.lora.layer_files``, ``ModelInfo.lora_layers``), so a LoRA
+for another model is shown in its row as soon as it is listed, not found at Generate."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from gpu.lora.keys import TEXT_ENCODERS, LoraError, LoraLayout
+
+
+class TargetShape(NamedTuple):
+    """One target of a LoRA file as far as fitting goes: ``key`` its module's name in the file (for messages), the
+    pipeline ``component`` it changes, the ``modules`` it names there (B's rows split over them, in order; a text
+    encoder's layer as the file names it), A's ``inputs`` (K) and B's ``outputs`` (N)."""
+
+    key: str
+    component: str
+    modules: tuple[str, ...]
+    inputs: int
+    outputs: int
+
+
+class Layer(NamedTuple):
+    """A linear of a model a LoRA may change: its module path in its component, (``inputs``, ``outputs``)."""
+
+    path: str
+    inputs: int
+    outputs: int
+
+
+# component ("transformer", a ``TEXT_ENCODERS`` name) -> every name a LoRA file may give a linear (``layer_names``)
+# -> that linear. A component left out is one the model has not (the engine) or whose layers are not known (the app).
+ModelLayers = Mapping[str, Mapping[str, Layer]]
+
+
+def layout_targets(layout: LoraLayout) -> list[TargetShape]:
+    """The targets of a file as its header gives them (``check_layout``), in the file's order."""
+    return [TargetShape(base, layout.components[base], modules, *layout.shapes[base])
+            for base, (modules, _) in layout.modules.items()]  # fmt: skip
+
+
+def layer_names(component: str, path: str) -> Iterator[str]:
+    """Every name a LoRA file may give the linear at ``path`` of ``component``: the transformer's by its diffusers
+    path; a text encoder's with and without CLIP's leading ``text_model.`` (transformers 4 nests CLIPTextModel's
+    modules under it, 5 does not, and files are saved under either), each also as kohya writes it, "_" for "."."""
+    if component == "transformer":
+        yield path
+        return
+    short = path.removeprefix("text_model.")
+    for name in (short, "text_model." + short):
+        yield name
+        yield name.replace(".", "_")
+
+
+def index_layers(component: str, linears: Iterable[Layer]) -> dict[str, Layer]:
+    """``linears`` of ``component`` by every name a file may give them (``layer_names``)."""
+    return {name: layer for layer in linears for name in layer_names(component, layer.path)}
+
+
+def applied_parts(strength: float, text_strength: float | None) -> frozenset[str]:
+    """The pipeline components a LoRA changes at ``strength`` (its transformer's) and ``text_strength`` (its CLIP/T5
+    parts'; None: the same): a part at strength 0 is left out, its layers keep their originals."""
+    text = strength if text_strength is None else text_strength
+    return frozenset((["transformer"] if strength else []) + (list(TEXT_ENCODERS) if text else []))
+
+
+@dataclass(frozen=True)
+class Misfit:
+    """Why a LoRA does not fit a model. ``text``: in words without the file's name (a LoRA row's line), beginning
+    with what the LoRA was made for where the shapes say it; ``message``: with the file's name, as the engine refuses
+    it; ``hint``: what to do."""
+
+    text: str
+    message: str
+    hint: str
+
+    def error(self) -> LoraError:
+        return LoraError(self.message, hint=self.hint)
+
+
+_OTHER_SIZE = "use the LoRA with the model it was made for, or a LoRA made for this model"
+
+
+def misfit(label: str, targets: Iterable[TargetShape], layers: ModelLayers, parts: Collection[str]) -> Misfit | None:
+    """Why the LoRA file ``label`` (its ``targets``) does not fit a model of ``layers``, None when it does. Only the
+    targets of ``parts`` are judged (``applied_parts``; the app leaves out the components whose layers it does not
+    know); one of a part the model has not is refused. A layer of other widths is named before a missing layer
+    (it says what the LoRA was made for), the first in the file's order, with how many more do not fit."""
+    found: list[tuple[int, int, Misfit]] = []  # (kind, order, why) of each target that does not fit
+    judged = 0
+    for order, t in enumerate(targets):
+        if t.component not in parts:
+            continue
+        judged += 1
+        said = _target_misfit(label, t, layers.get(t.component))
+        if said is not None:
+            found.append((said[0], order, said[1]))
+    if not found:
+        return None
+    first = min(found, key=lambda f: f[:2])[2]
+    if len(found) == 1:
+        return first
+    more = f"; {len(found) - 1} more of its {judged} layers do not fit either"
+    return Misfit(first.text + more, first.message + more, first.hint)
+
+
+# Kinds of misfit, in the order one is named: other widths say what the LoRA was made for.
+_WIDTHS, _MISSING, _NO_PART = range(3)
+
+
+def _target_misfit(label: str, t: TargetShape, layers: Mapping[str, Layer] | None) -> tuple[int, Misfit] | None:
+    """(kind, why) of a target that does not fit the linears ``layers`` of its component (None: the model has not
+    that component); None when it fits. A width is named with the model's layer path, a missing layer with the name
+    the file gives it."""
+    encoder = TEXT_ENCODERS.get(t.component)
+    if layers is None:
+        said = f"also changes the {encoder}, which this model has not ({t.key})"
+        return _NO_PART, Misfit(f"it {said}", f"{label} {said}",
+                                "use the LoRA with a FLUX.1 model that has both text encoders")  # fmt: skip
+    found = [(name, layers.get(name)) for name in t.modules]
+    missing = next((name for name, layer in found if layer is None), None)
+    if missing is not None:
+        where = "this model" if encoder is None else f"the model's {encoder}"
+        detail = f"{t.key} targets {missing}, which {where} does not have"
+        made = "made for a FLUX model with more blocks" if encoder is None else f"made for another {encoder}"
+        return _MISSING, Misfit(f"{made} ({detail})", f"{label}: {detail}", f"the LoRA was {made}")
+    made = "made for a model" if encoder is None else f"its {encoder} part is made for one"
+    present = [layer for _, layer in found if layer is not None]
+    wrong = next((layer for layer in present if layer.inputs != t.inputs), None)
+    if wrong is not None:
+        lora, model = t.inputs, wrong.inputs
+        detail = f"{t.key} expects {lora} inputs but {wrong.path} has {model}"
+    elif (outputs := sum(layer.outputs for layer in present)) != t.outputs:
+        lora, model = t.outputs, outputs
+        detail = (f"{t.key} has {lora} outputs but {' + '.join(layer.path for layer in present)} have "
+                  f"{' + '.join(str(layer.outputs) for layer in present)}")  # fmt: skip
+    else:
+        return None
+    text = f"{made} with {lora}-wide layers; this model's are {model} wide ({detail})"
+    return _WIDTHS, Misfit(text, f"{label}: {text}", _OTHER_SIZE)

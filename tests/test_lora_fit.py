@@ -1,0 +1,137 @@
+"""Whether a LoRA fits a model is decided once (``gpu.lora.fit``), from shapes: the engine refuses a LoRA for another
+model from its file's header, before any of its tensors is read (a LoRA for FLUX.1-dev, hundreds of MB, was read
+whole and converted to float32 before the demo model refused it)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from lora_files import flux_dev_lora
+from safetensors.torch import save_file
+
+import gpu.lora.formats
+from gpu.lora import LoraError, manager_for
+from gpu.lora.apply import model_layers
+from gpu.lora.fit import applied_parts, layout_targets, misfit
+from gpu.lora.formats import check_lora_file
+from gpu.paths import resources_dir
+
+DEMO = resources_dir() / "models" / "demo"
+SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
+TO_Q = "transformer.transformer_blocks.0.attn.to_q"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The demo model's transformer, 16-bit (LoRAs merge into its weights)."""
+    from diffusers import FluxTransformer2DModel
+
+    return FluxTransformer2DModel.from_pretrained(DEMO, subfolder="transformer", torch_dtype=torch.float32).eval()
+
+
+@pytest.fixture
+def tensor_reads(monkeypatch) -> list[str]:
+    """The names of the LoRA files whose tensor data is read (``read_lora``'s one pass over the data), noted."""
+    read, real = [], gpu.lora.formats.read_opened
+
+    def noted(f, name, *args, **kwargs):
+        read.append(name)
+        return real(f, name, *args, **kwargs)
+
+    monkeypatch.setattr(gpu.lora.formats, "read_opened", noted)
+    return read
+
+
+def _weights(model) -> dict[str, torch.Tensor]:
+    return {n: p for n, p in model.named_parameters()}
+
+
+def test_a_lora_for_flux_dev_is_refused_from_its_header_without_reading_it(demo, tmp_path, tensor_reads):
+    """A 3072-wide LoRA of FLUX.1-dev's 57 blocks on the 256-wide demo model (2 + 4 blocks): refused naming both
+    widths and how much of it does not fit, its 200 MB never read; the LoRA on before stays on, the model as it was."""
+    dev = flux_dev_lora(tmp_path / "dev style.safetensors", rank=32)
+    assert dev.stat().st_size > 200e6
+    manager = manager_for(demo)
+    manager.set([(SHIPPED, 1.0)])
+    before = _weights(demo)
+    tensor_reads.clear()
+    for ask in (manager.is_applied, manager.set):  # the engine asks is_applied before set, and either reads
+        with pytest.raises(LoraError) as err:
+            ask([(SHIPPED, 1.0), (dev, 0.8)])
+        assert err.value.text == (
+            "dev style.safetensors: made for a model with 3072-wide layers; this model's are 256 wide "
+            "(lora_unet_double_blocks_0_img_attn_qkv expects 3072 inputs but transformer_blocks.0.attn.to_q has "
+            "256); 227 more of its 228 layers do not fit either (use the LoRA with the model it was made for, or a "
+            "LoRA made for this model)")  # fmt: skip
+    assert tensor_reads == []  # the shipped LoRA was read before; the other, never
+    assert [a.file.name for a in manager.active] == ["monochrome-style"]
+    assert all(p is before[n] for n, p in demo.named_parameters())
+    manager.set([])
+
+
+def test_the_size_is_judged_before_the_values(demo, tmp_path, tensor_reads):
+    """A wrong-size LoRA whose values are NaN is refused for its size (its data never read, so never found NaN);
+    one of the right size with NaN values is still read, and refused for them."""
+    nan = float("nan")
+    wide = _to_q(tmp_path / "wide.safetensors", 3072, nan)
+    with pytest.raises(LoraError, match=r"^wide.safetensors: made for a model with 3072-wide layers; this model's "
+                                        r"are 256 wide \(transformer.transformer_blocks.0.attn.to_q expects 3072 "
+                                        r"inputs but transformer_blocks.0.attn.to_q has 256\)$"):  # fmt: skip
+        manager_for(demo).set([(wide, 1.0)])
+    assert tensor_reads == []
+    fits = _to_q(tmp_path / "fits.safetensors", 256, nan)
+    with pytest.raises(LoraError, match="fits.safetensors: .* contains NaN or infinite values"):
+        manager_for(demo).set([(fits, 1.0)])
+    assert tensor_reads == ["fits.safetensors"]
+
+
+def test_outputs_missing_blocks_and_parts_at_strength_zero(demo, tmp_path):
+    """The rule's other cases, as the app's LoRA panel and the engine both say them: outputs that do not add up,
+    blocks the model has not (when all else fits), and a part at strength 0, which is not judged (nor applied)."""
+    layers = model_layers({"transformer": demo})
+    narrow = tmp_path / "narrow.safetensors"
+    save_file({"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": torch.zeros(4, 256),
+               "lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight": torch.zeros(512, 4),
+               "lora_unet_double_blocks_5_img_attn_proj.lora_down.weight": torch.zeros(4, 256),
+               "lora_unet_double_blocks_5_img_attn_proj.lora_up.weight": torch.zeros(256, 4)}, narrow)  # fmt: skip
+    targets = layout_targets(check_lora_file(narrow)[1])
+    wrong = misfit("narrow.safetensors", targets, layers, applied_parts(1.0, None))
+    assert wrong is not None and wrong.text == (
+        "made for a model with 512-wide layers; this model's are 768 wide (lora_unet_double_blocks_0_img_attn_qkv "
+        "has 512 outputs but transformer_blocks.0.attn.to_q + transformer_blocks.0.attn.to_k + "
+        "transformer_blocks.0.attn.to_v have 256 + 256 + 256); 1 more of its 2 layers do not fit either")  # fmt: skip
+    deep = misfit("deep.safetensors", targets[1:], layers, applied_parts(1.0, None))
+    assert deep is not None and deep.message == (
+        "deep.safetensors: lora_unet_double_blocks_5_img_attn_proj targets transformer_blocks.5.attn.to_out.0, "
+        "which this model does not have")  # fmt: skip
+    assert deep.text.startswith("made for a FLUX model with more blocks (") and "more blocks" in deep.hint
+    assert misfit("narrow.safetensors", targets, layers, applied_parts(0.0, 1.0)) is None
+    manager_for(demo).set([(narrow, 0.0)])  # at strength 0: read, left out, nothing refused
+    assert manager_for(demo).active == []
+
+
+def test_a_fused_model_is_judged_by_its_members(tmp_path):
+    """The engine reads a LoRA's header while the model still runs fused (``service.apply_loras`` asks
+    ``is_applied`` before it splits the merged layers): a merged layer stands for the layers LoRAs name."""
+    from gpu.bench.flux_random import FLUX_TINY_CONFIG, build_quantized_flux
+    from gpu.models.flux_fused import fuse_flux_transformer
+
+    unfused = build_quantized_flux(FLUX_TINY_CONFIG, "cpu", rank=32, seed=5)
+    fused = fuse_flux_transformer(copy.deepcopy(unfused))
+    assert not hasattr(fused.transformer_blocks[0].attn, "to_q")
+    assert model_layers({"transformer": fused}) == model_layers({"transformer": unfused})
+    fits, wide = _to_q(tmp_path / "fits.safetensors", 256), _to_q(tmp_path / "wide.safetensors", 3072)
+    assert not manager_for(fused).is_applied([(fits, 1.0)])  # read: to_q, inside to_qkv now, takes 256 inputs
+    with pytest.raises(LoraError, match="wide.safetensors: made for a model with 3072-wide layers; this model's are "
+                                        "256 wide"):  # fmt: skip
+        manager_for(fused).is_applied([(wide, 1.0)])
+
+
+def _to_q(path: Path, width: int, value: float = 0.0) -> Path:
+    """A one-layer diffusers LoRA on the first block's ``to_q`` of a ``width``-wide FLUX, its factors ``value``."""
+    save_file({f"{TO_Q}.lora_A.weight": torch.full((4, width), value),
+               f"{TO_Q}.lora_B.weight": torch.full((width, 4), value)}, path)  # fmt: skip
+    return path
