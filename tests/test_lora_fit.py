@@ -1,6 +1,7 @@
 """Whether a LoRA fits a model is decided once (``gpu.lora.fit``), from shapes: the engine refuses a LoRA for another
 model from its file's header, before any of its tensors is read (a LoRA for FLUX.1-dev, hundreds of MB, was read
-whole and converted to float32 before the demo model refused it)."""
+whole and converted to float32 before the demo model refused it), and the table of a model's layers the app judges
+LoRAs against, read from its files' headers, is the one the engine judges by on the loaded model."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from gpu.lora import LoraError, manager_for
 from gpu.lora.apply import model_layers
 from gpu.lora.fit import applied_parts, layout_targets, misfit
 from gpu.lora.formats import check_lora_file
+from gpu.lora.layer_files import file_layers
+from gpu.model_files import inspect_model_path
 from gpu.paths import resources_dir
 
 DEMO = resources_dir() / "models" / "demo"
@@ -111,6 +114,28 @@ def test_outputs_missing_blocks_and_parts_at_strength_zero(demo, tmp_path):
     assert misfit("narrow.safetensors", targets, layers, applied_parts(0.0, 1.0)) is None
     manager_for(demo).set([(narrow, 0.0)])  # at strength 0: read, left out, nothing refused
     assert manager_for(demo).active == []
+
+
+def test_the_app_judges_by_the_layers_the_engine_judges_by(tmp_path, tiny_flux, tiny_flux_int4):
+    """``file_layers`` (a model's files' headers: what ``ModelInfo.lora_layers`` gives the app) has every linear the
+    loaded model has, by the same names and shapes (``model_layers``): a 16-bit pipeline folder with its text
+    encoders, and an SVDQ file, whose quantized layers' codes are packed (their sizes come from its metadata)."""
+    from diffusers import FluxPipeline
+
+    from gpu.checkpoint.skeleton import load_quantized_transformer
+
+    pipe = FluxPipeline.from_pretrained(DEMO, torch_dtype=torch.float32)
+    loaded = model_layers({n: getattr(pipe, n) for n in ("transformer", "text_encoder", "text_encoder_2")})
+    from_files = file_layers(inspect_model_path(DEMO), DEMO)
+    assert set(from_files) == set(loaded) == {"transformer", "text_encoder", "text_encoder_2"}
+    for component, layers in loaded.items():
+        assert len(layers) > 10 and layers.items() <= from_files[component].items(), component
+
+    quantized, _ = load_quantized_transformer(tiny_flux_int4, runtime_dtype=torch.float32)
+    from_svdq = file_layers(inspect_model_path(tiny_flux_int4), tiny_flux)
+    assert from_svdq["transformer"] == model_layers({"transformer": quantized})["transformer"]
+    assert set(from_svdq) == {"transformer", "text_encoder", "text_encoder_2"}
+    assert set(file_layers(inspect_model_path(tiny_flux_int4), None)) == {"transformer"}  # its base not found
 
 
 def test_a_fused_model_is_judged_by_its_members(tmp_path):

@@ -10,7 +10,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,8 @@ from gpu.generation.request import (
     check_batch_count,
 )
 from gpu.library import ModelEntry, ModelLibrary, model_name
+from gpu.lora.fit import Layer
+from gpu.lora.layer_files import file_layers
 from gpu.lora.metadata import LoraRequest, strength_words
 from gpu.model_hash import FilesStamp, model_hash, same_files, with_heads
 from gpu.model_libraries import load_model_libraries
@@ -90,6 +92,10 @@ class ModelInfo:
     memory_policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy (a prediction until loaded)
     est_ram_bytes: int | None = None  # without a GPU: the system memory the plan needs (None: unknown, or a GPU)
     takes_guidance: bool = True  # guidance is an input of its transformer (``model_takes_guidance``)
+    # The linears a LoRA may change, by component then by each name a file may give them, from the files' headers
+    # (``gpu.lora.layer_files``): what the app's LoRA panel judges its LoRAs against (``gpu.lora.fit``); a component
+    # whose layers are not known is left out
+    lora_layers: dict[str, dict[str, Layer]] = field(default_factory=dict)
 
 
 class GenerationService:
@@ -134,12 +140,13 @@ class GenerationService:
             else:
                 path = predicted_path(facts, self.device)
                 policy = predicted_policy(facts, self.library, self.device, base, size)
+            layers = file_layers(facts, base_folder(facts, self.library, base))
         on_gpu = policy is not None and policy.device == "cuda"
         need = policy.peak_estimate_bytes if policy is not None else None
         return ModelInfo(
             entry.name, entry.path, facts.kind, facts.architecture, facts.precision, facts.size_bytes,
             need if on_gpu else None, str(path), path.summary, dict(facts.defaults), policy,
-            None if on_gpu else need, guided,
+            None if on_gpu else need, guided, layers,
         )  # fmt: skip
 
     def _holds(self, path: Path, base: str | None, any_base: bool = False) -> bool:
