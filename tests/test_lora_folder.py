@@ -121,7 +121,7 @@ def test_an_xlabs_lora_is_labelled_xlabs(tmp_path):
 
     base = "double_blocks.0.processor.proj_lora1"
     xlabs = _one_layer(tmp_path / "xlabs.safetensors", (f"{base}.down.weight", f"{base}.up.weight"))
-    _, info, _ = header_summary(xlabs)
+    info = header_summary(xlabs).info
     assert info.startswith("XLabs, rank 4, 2 tensors")
     assert read_lora(xlabs).format == "xlabs"
     bfl = "diffusion_model.double_blocks.0.img_attn.proj"

@@ -103,7 +103,10 @@ def misfit(label: str, targets: Iterable[TargetShape], layers: ModelLayers, part
         if t.component not in parts:
             continue
         judged += 1
-        said = _target_misfit(label, t, layers.get(t.component))
+        component = layers.get(t.component)
+        if component is not None and _fits(t, component):  # the common case, quick: the app judges every row
+            continue
+        said = _target_misfit(label, t, component)
         if said is not None:
             found.append((said[0], order, said[1]))
     if not found:
@@ -113,6 +116,17 @@ def misfit(label: str, targets: Iterable[TargetShape], layers: ModelLayers, part
         return first
     more = f"; {len(found) - 1} more of its {judged} layers do not fit either"
     return Misfit(first.text + more, first.message + more, first.hint)
+
+
+def _fits(t: TargetShape, layers: Mapping[str, Layer]) -> bool:
+    """Whether target ``t`` fits the linears ``layers`` of its component (``_target_misfit`` says why not)."""
+    outputs = 0
+    for name in t.modules:
+        layer = layers.get(name)
+        if layer is None or layer.inputs != t.inputs:
+            return False
+        outputs += layer.outputs
+    return outputs == t.outputs
 
 
 # Kinds of misfit, in the order one is named: other widths say what the LoRA was made for.

@@ -7,10 +7,13 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from gpu.lora.refs import finite
 from gpu.safetensors_header import TensorReader, TensorSink, open_safetensors, read_data_hashed, read_safetensors_header
+
+if TYPE_CHECKING:
+    from gpu.lora.fit import TargetShape
 
 MAX_STRENGTH = 2.0  # |strength| the engine applies (``check_strength``); here, torch-free, for the app's controls too
 # One LoRA of a generation request: (file, strength) or (file, strength, strength of its CLIP/T5 parts: ComfyUI's
@@ -107,13 +110,22 @@ def trigger_words_from(metadata: dict[str, str]) -> list[str]:
 _FORMAT_NAMES = {"diffusers": "diffusers/PEFT", "kohya": "kohya", "bfl": "BFL/ComfyUI", "xlabs": "XLabs"}
 
 
-def header_summary(path: Path) -> tuple[list[str], str, tuple[str, ...]]:
-    """(trigger words, "format, rank, N tensors; changes the transformer + CLIP text encoder", the text encoders
-    it changes: ``gpu.lora.keys.TEXT_ENCODERS`` names in the pipeline's order, ``()`` for none) from the header
-    alone (milliseconds: the LoRA panel reads it as a file is picked). Raises ``CheckpointError`` naming why it is
-    no readable safetensors file (a pickle, malformed, truncated, or not a file at all), ``LoraError`` naming why
-    it is no FLUX.1 LoRA this app applies (another model's, keys not understood, inconsistent shapes): both
-    ``UserError``."""
+class HeaderSummary(NamedTuple):
+    """What ``header_summary`` reads of a LoRA file."""
+
+    words: list[str]  # trigger words
+    info: str  # "format, rank, N tensors; changes the transformer + CLIP text encoder"
+    text_encoders: tuple[str, ...]  # ``gpu.lora.keys.TEXT_ENCODERS`` names in the pipeline's order, () for none
+    targets: tuple[TargetShape, ...]  # what a model must take and give to fit it (``gpu.lora.fit``)
+
+
+def header_summary(path: Path) -> HeaderSummary:
+    """What a LoRA file says of itself, from the header alone (milliseconds: the LoRA panel reads it as a file is
+    picked). Raises ``CheckpointError`` naming why it is no readable safetensors file (a pickle, malformed,
+    truncated, or not a file at all), ``LoraError`` naming why it is no FLUX.1 LoRA this app applies (another
+    family's, keys not understood, inconsistent shapes): both ``UserError``. Whether it fits a given model is
+    judged from its ``targets``."""
+    from gpu.lora.fit import layout_targets
     from gpu.lora.keys import TEXT_ENCODERS, check_layout
 
     _, header = read_safetensors_header(path)
@@ -122,7 +134,7 @@ def header_summary(path: Path) -> tuple[list[str], str, tuple[str, ...]]:
     tensors = len(header) - ("__metadata__" in header)
     info = f"{_FORMAT_NAMES[layout.format]}, rank {layout.rank}, {tensors} tensors; changes the {layout.parts}"
     encoders = tuple(c for c in TEXT_ENCODERS if c in layout.components.values())
-    return trigger_words_from(meta), info, encoders
+    return HeaderSummary(trigger_words_from(meta), info, encoders, tuple(layout_targets(layout)))
 
 
 def strength_words(lora: dict, number: str = "g", space: str = " ") -> str:
