@@ -130,6 +130,10 @@ class AppController(QObject):
         self.loras.folder_scan.notice.connect(self.error.emit)  # what is wrong with a folder of LoRAs, once read
         self.notices += [lora_not_restored_notice(text) for text in self.loras.restore(settings.loras)]
         self.loras.add_shipped(settings.removed_examples)
+        # Each LoRA row says whether the selected model can take it, judged by the layers the engine describes of
+        # that model; another model selected, none is judged until it is described (the last one's would be wrong)
+        self.prompt.model_changed.connect(self.loras.use_model)
+        self.model_info_changed.connect(self._judge_loras)
         self.memory = MemoryState()
         self.prompt_length = PromptLengthState()
         self.negative_length = PromptLengthState()  # T5 reads the negative prompt to the same limit
@@ -182,6 +186,10 @@ class AppController(QObject):
         worker.start_failed.connect(self._on_start_failed)
         worker.noted.connect(self._on_noted)
         quantize_runs.ended.connect(self.library.on_quantize_runs_ended)
+
+    def _judge_loras(self, info: Any) -> None:
+        """The selected model described (``ModelInfo``): the LoRA rows judged against its layers."""
+        self.loras.use_model(info.name, info.lora_layers)
 
     # ---- engine life ---------------------------------------------------------------------------------------
 

@@ -317,16 +317,27 @@ def _the_queued(n: int) -> str:
 
 def unusable_loras_error(entries: list[LoraEntry]) -> EngineError:
     """Why Generate queued no job: the LoRA rows ``entries`` (``LoraEntry``), switched on, whose files no job
-    could apply (``LoraState.unusable``), each named with its problem."""
+    could apply (``LoraState.unusable``), each named with its problem, or with why the selected model cannot take
+    it (``LoraEntry.misfit``, which its row shows too)."""
     one = len(entries) == 1
-    said = [f"{e.path} is missing" if e.missing else f"{e.path}{' cannot be used' if one else ''}: {e.problem}"
-            for e in entries]  # fmt: skip
+
+    def why(e: LoraEntry) -> str:
+        if e.missing:
+            return f"{e.path} is missing"
+        if e.problem:
+            return f"{e.path}{' cannot be used' if one else ''}: {e.problem}"
+        return f"{e.path} {e.misfit}"
+
+    said = [why(e) for e in entries]
     message = (f"The LoRA file {said[0]}. It is switched on, so no image was made." if one else
                f"{len(entries)} LoRA files that are switched on cannot be used, so no image was made: "
                f"{'; '.join(said)}.")  # fmt: skip
     them, file = ("it", "the file") if one else ("them", "the files")
+    misfits = sum(not e.problem for e in entries)  # the others' files are gone or no usable LoRA
     back = (f"put {file} back (or reconnect {'its' if one else 'their'} drive)" if all(e.missing for e in entries)
+            else f"select a model {'it was' if one else 'they were'} made for" if misfits == len(entries)
             else "put a usable FLUX.1 LoRA back at that path" if one
-            else "put usable FLUX.1 LoRAs back at those paths")  # fmt: skip
+            else "put usable FLUX.1 LoRAs back at those paths" + (", or select a model they were made for"
+                                                                  if misfits else ""))  # fmt: skip
     return EngineError("user", message, f"Switch {them} off or remove {them} in the LoRA panel, or {back}, then "
                        "click Generate again.")  # fmt: skip

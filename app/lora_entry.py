@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpu.lora.fit import TargetShape
 from gpu.lora.keys import parts_text
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest
 
@@ -35,10 +36,25 @@ class LoraEntry:
     # that is because nothing is there
     problem: str = ""
     missing: bool = False
+    targets: tuple[TargetShape, ...] = ()  # what a model must take and give to fit it, by the header (``gpu.lora.fit``)
+    # why the selected model cannot take the file at its strengths, "does not fit the model 'x': made for …" ("" when
+    # it fits, or that is not known yet: ``LoraState.use_model``)
+    misfit: str = ""
     # The file ``path`` is (resolved), by which a file is listed once however it was picked. ``path`` keeps the
     # name it was picked by: a Hugging Face cache's snapshots/<rev>/style.safetensors is a link to a blob named by
     # its hash, and resolved, it named the row, and the LoRA in the PNGs, by that hash.
     resolved: Path | None = field(default=None, compare=False)
+
+    @property
+    def misfit_sentence(self) -> str:
+        """``misfit`` as a sentence: "Does not fit the model 'demo': made for …." ("" when it fits)."""
+        return f"{self.misfit[:1].upper()}{self.misfit[1:]}." if self.misfit else ""
+
+    @property
+    def info_line(self) -> str:
+        """The row's line under its name: why the selected model cannot take it, if so, then what the file is (or
+        what is wrong with it)."""
+        return f"{self.misfit_sentence}\n{self.info}" if self.misfit else self.info
 
     @property
     def text_parts(self) -> str:

@@ -1,14 +1,17 @@
 """What the LoRA panel reads of a LoRA file: its stamp (size and modification time) and its safetensors header
-alone (trigger words, info line, the text encoders it changes), or why no job could apply it, and what kind of file
-it is then. The engine reads and checks the weights when it applies them."""
+alone (trigger words, info line, the text encoders it changes, the shapes a model must fit), or why no job could
+apply it, and what kind of file it is then. The engine reads and checks the weights when it applies them."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from gpu.lora.metadata import file_stamp
 from gpu.paths import resolved as resolve_path
+
+if TYPE_CHECKING:
+    from gpu.lora.fit import TargetShape
 
 
 def read_stamp(path: Path) -> tuple[int, int] | None:
@@ -32,6 +35,7 @@ class LoraHeader(NamedTuple):
     missing: bool = False
     text_encoders: tuple[str, ...] = ()
     kind: str = ""
+    targets: tuple[TargetShape, ...] = ()  # what a model must take and give to fit it (``gpu.lora.fit``)
 
 
 # What a file that is no usable FLUX.1 LoRA is (``LoraHeader.kind``), beside another model's LoRA
@@ -60,11 +64,12 @@ def read_header(path: Path) -> LoraHeader:
         problem = f"file not found: {path}"
         return LoraHeader("", problem, problem, missing=True, kind=UNREADABLE)
     try:
-        words, info, encoders = header_summary(path)
+        summary = header_summary(path)
     except UserError as err:
         problem = str(err).removeprefix(f"{path.name}: ")
         return LoraHeader("", problem, problem, kind=_kind(err))
-    return LoraHeader(", ".join(words), info, text_encoders=encoders)
+    return LoraHeader(", ".join(summary.words), summary.info, text_encoders=summary.text_encoders,
+                      targets=summary.targets)  # fmt: skip
 
 
 def _kind(err: Exception) -> str:

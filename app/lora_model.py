@@ -44,7 +44,7 @@ class LoraListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             return plain_tooltip(f"{entry.name}\n{entry.path}")
         if role == Qt.ItemDataRole.AccessibleDescriptionRole:
-            return entry.info
+            return entry.info_line
         if role == Qt.ItemDataRole.CheckStateRole:
             return Qt.CheckState.Checked if entry.enabled else Qt.CheckState.Unchecked
         return None

@@ -1,7 +1,8 @@
 """Observable state of the LoRA panel: the LoRA files the user added, each enabled or not, with a strength (and,
 for a file with a CLIP or T5 part, a text strength of its own or "the same") and editable trigger words. Only the
-header of a file is read for it (metadata, key names: ``app.lora_header``); the engine reads and checks the weights
-when it applies them, and reports problems as errors."""
+header of a file is read for it (metadata, key names, shapes: ``app.lora_header``), and each row is judged against
+the selected model's layers by its shapes (``gpu.lora.fit``, the engine's rule); the engine reads and checks the
+weights when it applies them, and reports problems as errors."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from app.lora_header import FileRead, LoraHeader, read_file, read_header, read_s
 from app.lora_reuse import PanelState, Wanted
 from app.lora_scan import skipped_details, skipped_files
 from app.settings import LoraSetting, Settings
+from gpu.lora.fit import ModelLayers, applied_parts, misfit
 from gpu.lora.folder import list_lora_files
 from gpu.lora.metadata import LoraRequest
 from gpu.paths import named_path
@@ -37,17 +39,6 @@ class PickedFiles(NamedTuple):
     listed: list[LoraEntry]
 
 
-def _take_read(entry: LoraEntry, stamp: tuple[int, int] | None, header: LoraHeader) -> None:
-    """The entry as its file reads now (``stamp``, ``header``): its info line, text encoders and problem, and its
-    trigger words, which follow the file unless the user edited them."""
-    entry.stamp, entry.info, entry.text_encoders = stamp, header.info, header.text_encoders
-    entry.problem, entry.missing = header.problem, header.missing
-    if not header.problem:  # a file gone for now keeps the words, for when it is back
-        if entry.trigger_words == entry.header_words:
-            entry.trigger_words = header.words
-        entry.header_words = header.words
-
-
 class LoraState(QObject):
     """The LoRA panel's rows (``entries``), and its two collaborators, each its Qt child, whose work runs on a thread
     of its own: a folder the user picks, read into rows (``folder_scan``), and an image's LoRAs switched on, found by
@@ -62,6 +53,10 @@ class LoraState(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[LoraEntry] = []
+        # The model jobs run on (the selected one) and its linears LoRAs may change (``ModelInfo.lora_layers``; None
+        # until it is described), which each row is judged against (``use_model``)
+        self.model = ""
+        self._layers: ModelLayers | None = None
         self.removed_examples: list[str] = []  # ``Settings.removed_examples``: from ``add_shipped``, and ``remove``
         self.folder_scan = LoraFolderScan(self)  # a folder the user picks, read on a thread of its own
         self.hash_search = LoraHashSearch(self)  # an image's LoRAs switched on, searched by hash where needed
@@ -90,9 +85,47 @@ class LoraState(QObject):
         stamp, header, resolved = read
         entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), header.words, header.info, stamp=stamp,
                           header_words=header.words, text_encoders=header.text_encoders, problem=header.problem,
-                          missing=header.missing, resolved=resolved)  # fmt: skip
+                          missing=header.missing, targets=header.targets, resolved=resolved)  # fmt: skip
+        self._judge(entry)
         self.entries.append(entry)
         return entry
+
+    def _read_into(self, entry: LoraEntry, stamp: tuple[int, int] | None, header: LoraHeader) -> None:
+        """The entry as its file reads now (``stamp``, ``header``): its info line, text encoders, shapes and problem,
+        judged against the model anew, and its trigger words, which follow the file unless the user edited them."""
+        entry.stamp, entry.info, entry.text_encoders = stamp, header.info, header.text_encoders
+        entry.problem, entry.missing, entry.targets = header.problem, header.missing, header.targets
+        self._judge(entry)
+        if not header.problem:  # a file gone for now keeps the words, for when it is back
+            if entry.trigger_words == entry.header_words:
+                entry.trigger_words = header.words
+            entry.header_words = header.words
+
+    def use_model(self, model: str, layers: ModelLayers | None = None) -> None:
+        """The model the next jobs run on, and its linears a LoRA may change (``ModelInfo.lora_layers``: as its
+        files' headers give them); None: not known yet (selected, and not described yet), so no row is judged (the
+        last model's layers would judge them wrongly), but for the same model picked again, which keeps what is
+        known of it. Each row shows anew whether the model can take its LoRA (``LoraEntry.misfit``), switched on or
+        off, before any Generate: a LoRA for another FLUX size was found only when a job failed on it. The same
+        layers again (the model described after each job) judge nothing anew."""
+        if model == self.model and (layers is None or layers == self._layers):
+            return
+        self.model, self._layers = model, layers
+        changed = [e for e in self.entries if self._judge(e)]
+        if changed:
+            self.changed.emit()
+
+    def _judge(self, entry: LoraEntry) -> bool:
+        """Sets ``entry.misfit``: whether the model can take the file at its strengths (``gpu.lora.fit``, the rule
+        the engine applies: its parts at strength 0 are not judged, nor the parts whose layers are not known), from
+        its header's shapes alone. Returns whether that changed."""
+        said = ""
+        if self._layers is not None and not entry.problem:
+            parts = applied_parts(entry.strength, entry.text_strength) & self._layers.keys()
+            wrong = misfit(entry.path.name, entry.targets, self._layers, parts)
+            said = "" if wrong is None else f"does not fit the model '{self.model}': {wrong.text}"
+        changed, entry.misfit = said != entry.misfit, said
+        return changed
 
     def add_files(self, paths: list[str | Path], enabled: bool = True) -> PickedFiles:
         """Files the user picked: each readable one added (switched on), the panel rebuilt once. A file that is
@@ -122,7 +155,7 @@ class LoraState(QObject):
                 picked.listed.append(entry)
                 # Its file may be back (restored from an image, or at start, while missing), or another LoRA now:
                 # the row said "file not found", and no job would take it, until the next Generate's ``refresh``.
-                _take_read(entry, read.stamp, read.header)
+                self._read_into(entry, read.stamp, read.header)
                 if enabled:
                     self.set_enabled(entry, True)
         if picked.added:
@@ -132,7 +165,7 @@ class LoraState(QObject):
     def show_refused(self, row: LoraEntry, read: FileRead) -> None:
         """``row``, whose file reads as ``read`` now and is refused (replaced since by another model's LoRA, or
         damaged), shows why and is switched off: it kept the old file's info, as if it were fine."""
-        _take_read(row, read.stamp, read.header)
+        self._read_into(row, read.stamp, read.header)
         row.enabled = False
         self.edited.emit(row)  # the row shown anew (on or off before), laid out again for its longer info line
 
@@ -185,9 +218,12 @@ class LoraState(QObject):
         self._edit(entry, "trigger_words", words)
 
     def _edit(self, entry: LoraEntry, name: str, value: Any) -> None:
-        """Sets one of the entry's settings; ``edited`` only when it changed (a reused image sets every row)."""
+        """Sets one of the entry's settings; ``edited`` only when it changed (a reused image sets every row). A
+        strength judges it anew: a part set to 0, or from 0, is left out of the model, or put on it."""
         if getattr(entry, name) != value:
             setattr(entry, name, value)
+            if name in ("strength", "text_strength"):
+                self._judge(entry)
             self.edited.emit(entry)
 
     def requests(self) -> list[LoraRequest]:
@@ -198,8 +234,8 @@ class LoraState(QObject):
 
     def unusable(self) -> list[LoraEntry]:
         """The enabled rows whose file no job could apply as it was read last (``requests`` reads a changed one
-        again): gone, unreadable, or no FLUX.1 LoRA now."""
-        return [e for e in self.entries if e.enabled and e.problem]
+        again): gone, unreadable, no FLUX.1 LoRA now, or one the selected model cannot take (``LoraEntry.misfit``)."""
+        return [e for e in self.entries if e.enabled and (e.problem or e.misfit)]
 
     def refresh(self) -> bool:
         """Reads again the header of each enabled file whose size or modification time changed since it was read
@@ -214,7 +250,7 @@ class LoraState(QObject):
                  if e.enabled
                  and ((stamp := read_stamp(e.path)) != e.stamp or (e.problem and not e.missing))]  # fmt: skip
         for entry, stamp in stale:
-            _take_read(entry, stamp, read_header(entry.path))
+            self._read_into(entry, stamp, read_header(entry.path))
         if stale:
             self.changed.emit()
         return bool(stale)

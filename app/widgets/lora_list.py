@@ -43,11 +43,11 @@ class _RowHeights:
         self._known: dict[tuple[int, bool, str], int] = {}
 
     def of(self, entry: LoraEntry, width: int) -> int:
-        key = (width, bool(entry.text_encoders), entry.info)
+        key = (width, bool(entry.text_encoders), entry.info_line)
         height = self._known.get(key)
         if height is None:
             probe = self._probes[key[1]]
-            probe.info.setText(entry.info)
+            probe.info.setText(entry.info_line)
             height = probe.heightForWidth(width) if probe.hasHeightForWidth() else -1
             self._known[key] = height = height if height > 0 else probe.sizeHint().height()
         return height
@@ -133,7 +133,7 @@ class LoraList(QListView):
         """No search by typing (see ``keyPressEvent``): the letters typed belong to a row's control."""
 
     def row_height(self, entry: LoraEntry, width: int) -> int:
-        self._shapes[id(entry)] = (bool(entry.text_encoders), entry.info)
+        self._shapes[id(entry)] = (bool(entry.text_encoders), entry.info_line)
         return self._heights.of(entry, width)
 
     def minimum_width(self) -> int:
@@ -256,8 +256,8 @@ class LoraList(QListView):
         model = self.model_
         for row in range(first.row(), last.row() + 1):
             entry = model.entry(row)
-            if self._shapes.get(id(entry), (bool(entry.text_encoders), entry.info)) != (
-                bool(entry.text_encoders), entry.info,
+            if self._shapes.get(id(entry), (bool(entry.text_encoders), entry.info_line)) != (
+                bool(entry.text_encoders), entry.info_line,
             ):  # fmt: skip
                 self.scheduleDelayedItemsLayout()
                 return

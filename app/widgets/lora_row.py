@@ -5,7 +5,7 @@ with it). The panel's list makes one only for each row in sight (``app/widgets/l
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QPalette, QResizeEvent, QWheelEvent
+from PySide6.QtGui import QColor, QPalette, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from app.lora_entry import LoraEntry
 from app.lora_state import LoraState
 from app.plain_text import plain_button_text, plain_label, plain_tooltip
+from app.theme import WARNING_COLOR
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from gpu.lora.metadata import MAX_STRENGTH
 
@@ -118,7 +119,6 @@ class LoraRow(QFrame):
         self.setBackgroundRole(QPalette.ColorRole.Window)
         self.enabled = NameCheckBox(name)
         self.enabled.setChecked(entry.enabled)
-        self.enabled.setToolTip(plain_tooltip(f"{name}\n{entry.path}"))
         self.enabled.toggled.connect(lambda v: state.set_enabled(entry, v))
         self.slider = StrengthSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(-round(MAX_STRENGTH * 100), round(MAX_STRENGTH * 100))
@@ -149,10 +149,12 @@ class LoraRow(QFrame):
         mid.addWidget(label)
         mid.addWidget(self.slider, 1)
         mid.addWidget(self.value)
-        # format, rank, what the LoRA changes (or what is wrong with it, naming files)
-        self.info = info = plain_label(entry.info)
+        # format, rank, what the LoRA changes (or what is wrong with it, naming files), after why the selected
+        # model cannot take it, if so
+        self.info = info = plain_label(entry.info_line)
         info.setWordWrap(True)  # a long format line wraps rather than widening the row
-        _small_grey(info)
+        _small(info)
+        self._show_fit()  # grey, or the warning colour
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
         lay.addLayout(top)
@@ -245,11 +247,26 @@ class LoraRow(QFrame):
                 widget.blockSignals(False)
         if self.text_value.isEnabled() != (entry.text_strength is not None):
             self.text_value.setEnabled(entry.text_strength is not None)
-        for label, text in ((self.value, f"{entry.strength:.2f}"), (self.info, entry.info)):
+        for label, text in ((self.value, f"{entry.strength:.2f}"), (self.info, entry.info_line)):
             if label.text() != text:
                 label.setText(text)
+        self._show_fit()
         if self.triggers.text() != entry.trigger_words:  # setText moves the cursor of one being typed in
             self.triggers.setText(entry.trigger_words)
+
+    def _show_fit(self) -> None:
+        """The info line grey, but in the warning colour while the selected model cannot take the LoRA
+        (``LoraEntry.misfit``: the line says why first), and why in its name's tooltip too. Its controls stay
+        usable: it may be switched off, or kept for a model it fits."""
+        entry = self.entry
+        color = QColor(WARNING_COLOR) if entry.misfit else QColor(Qt.GlobalColor.gray)
+        if self.info.palette().color(QPalette.ColorRole.WindowText) != color:
+            palette = self.info.palette()
+            palette.setColor(QPalette.ColorRole.WindowText, color)
+            self.info.setPalette(palette)
+        tip = plain_tooltip("\n".join(line for line in (entry.name, str(entry.path), entry.misfit_sentence) if line))
+        if self.enabled.toolTip() != tip:
+            self.enabled.setToolTip(tip)
 
     def _strength(self, v: int) -> None:
         self.state.set_strength(self.entry, v / 100)
@@ -258,12 +275,9 @@ class LoraRow(QFrame):
             self._show_text_strength()
 
 
-def _small_grey(label: QLabel) -> None:
-    """The info line's look: small, grey. A font and a palette rather than a style sheet, which made each row's
-    label a styled widget of its own (slower to make as rows scroll into sight)."""
+def _small(label: QLabel) -> None:
+    """The info line's size: small. A font (and a palette for its colour: ``LoraRow._show_fit``) rather than a style
+    sheet, which made each row's label a styled widget of its own (slower to make as rows scroll into sight)."""
     font = label.font()
     font.setPixelSize(10)
     label.setFont(font)
-    palette = label.palette()
-    palette.setColor(QPalette.ColorRole.WindowText, Qt.GlobalColor.gray)
-    label.setPalette(palette)
