@@ -134,7 +134,7 @@ def header_summary(path: Path) -> HeaderSummary:
     tensors = len(header) - ("__metadata__" in header)
     info = f"{_FORMAT_NAMES[layout.format]}, rank {layout.rank}, {tensors} tensors; changes the {layout.parts}"
     encoders = tuple(c for c in TEXT_ENCODERS if c in layout.components.values())
-    return HeaderSummary(trigger_words_from(meta), info, encoders, tuple(layout_targets(layout)))
+    return HeaderSummary(trigger_words_from(meta), info, encoders, layout_targets(layout))
 
 
 def strength_words(lora: dict, number: str = "g", space: str = " ") -> str:
