@@ -21,7 +21,7 @@ from app.lora_header import FileRead, LoraHeader, read_file, read_header, read_s
 from app.lora_reuse import PanelState, Wanted
 from app.lora_scan import skipped_details, skipped_files
 from app.settings import LoraSetting, Settings
-from gpu.lora.fit import ModelLayers, applied_parts, misfit
+from gpu.lora.fit import ModelLayers, known_misfit
 from gpu.lora.folder import list_lora_files
 from gpu.lora.metadata import LoraRequest
 from gpu.paths import named_path
@@ -121,8 +121,7 @@ class LoraState(QObject):
         its header's shapes alone. Returns whether that changed."""
         said = ""
         if self._layers is not None and not entry.problem:
-            parts = applied_parts(entry.strength, entry.text_strength) & self._layers.keys()
-            wrong = misfit(entry.path.name, entry.targets, self._layers, parts)
+            wrong = known_misfit(entry.path.name, entry.targets, self._layers, entry.strength, entry.text_strength)
             said = "" if wrong is None else f"does not fit the model '{self.model}': {wrong.text}"
         changed, entry.misfit = said != entry.misfit, said
         return changed

@@ -160,3 +160,30 @@ def _to_q(path: Path, width: int, value: float = 0.0) -> Path:
     save_file({f"{TO_Q}.lora_A.weight": torch.full((4, width), value),
                f"{TO_Q}.lora_B.weight": torch.full((width, 4), value)}, path)  # fmt: skip
     return path
+
+
+def test_a_job_refuses_a_lora_for_another_size_before_it_loads_the_model(tmp_path, tensor_reads):
+    """A job with a LoRA the model cannot take loaded the model first (a minute for FLUX.1, and the command line's
+    whole wait) and only then read the LoRA's header. It is refused from the headers before the load now, with
+    the loaded model's words; the same LoRA at strength 0 is not looked at, and the job runs."""
+    from gpu.generation.request import GenerationRequest
+    from gpu.generation.service import GenerationService
+
+    dev = flux_dev_lora(tmp_path / "dev style.safetensors", rank=4)
+    service = GenerationService(device=torch.device("cpu"))
+    with pytest.raises(LoraError, match="dev style.safetensors: made for a model with 3072-wide layers; this "
+                                        "model's are 256 wide") as refused:  # fmt: skip
+        service.generate(GenerationRequest("a red circle", model="demo", steps=1, loras=[(str(dev), 0.8)]))
+    assert service.loaded is None and tensor_reads == []
+    manager = manager_for(copy.deepcopy(_loaded_demo_transformer()))
+    with pytest.raises(LoraError) as loaded_says:
+        manager.set([(str(dev), 0.8)])
+    assert (str(refused.value), refused.value.hint) == (str(loaded_says.value), loaded_says.value.hint)
+    images = service.generate(GenerationRequest("a red circle", model="demo", steps=1, loras=[(str(dev), 0.0)]))
+    assert len(images) == 1 and tensor_reads == []
+
+
+def _loaded_demo_transformer():
+    from diffusers import FluxTransformer2DModel
+
+    return FluxTransformer2DModel.from_pretrained(DEMO, subfolder="transformer", torch_dtype=torch.float32).eval()

@@ -334,6 +334,11 @@ class GenerationService:
         last step of an image, which is decoded next."""
         entry = self.library.resolve(request.model)
         settings = self.resolve_settings(request, entry)
+        if request.loras and not self._holds(entry.path, request.base):  # loaded: the manager judges the model
+            from gpu.lora.manager import check_fit_before_load
+
+            check_fit_before_load(request.loras, file_layers(entry.facts, base_folder(entry.facts, self.library,
+                                                                                      request.base)))  # fmt: skip
         self._ensure_loaded(entry, request.base)  # not load(): it resolves and describes again
         loaded = self.loaded
         assert loaded is not None

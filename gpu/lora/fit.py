@@ -82,6 +82,14 @@ def applied_parts(strength: float, text_strength: float | None) -> frozenset[str
     return frozenset((["transformer"] if strength else []) + (list(TEXT_ENCODERS) if text else []))
 
 
+def known_misfit(label: str, targets: Iterable[TargetShape], layers: ModelLayers, strength: float,
+                 text_strength: float | None) -> Misfit | None:  # fmt: skip
+    """``misfit`` at a LoRA's strengths (``applied_parts``), judging only the parts whose layers ``layers`` gives:
+    what the files' headers tell before the model is loaded (the app's rows, a job's check before it loads the
+    model; ``gpu.lora.layer_files`` leaves out a part it cannot read), the loaded model judging the rest."""
+    return misfit(label, targets, layers, applied_parts(strength, text_strength) & layers.keys())
+
+
 @dataclass(frozen=True)
 class Misfit:
     """Why a LoRA does not fit a model. ``text``: in words without the file's name (a LoRA row's line), beginning

@@ -20,7 +20,7 @@ from pathlib import Path
 from torch import nn
 
 from gpu.lora.apply import apply_deltas, model_layers, plan, restore
-from gpu.lora.fit import applied_parts, layout_targets, misfit
+from gpu.lora.fit import ModelLayers, applied_parts, known_misfit, layout_targets, misfit
 from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora, unreadable_lora
 from gpu.lora.keys import LoraLayout, has_text_part
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, file_stamp
@@ -147,6 +147,21 @@ def parse_lora_args(texts: list[str]) -> list[tuple[str, float] | tuple[str, flo
     return loras
 
 
+def check_fit_before_load(loras: list[LoraRequest] | None, layers: ModelLayers) -> None:
+    """``LoraError`` for the first of ``loras`` that the model whose files' headers give ``layers``
+    (``gpu.lora.layer_files``) cannot take, from each file's header (``known_misfit``): a job asks it before loading
+    the model, so a LoRA for another FLUX size is said at once, not after the minute a FLUX.1 load takes. A LoRA at
+    strength 0 in every part is not looked at, as applying skips it; the loaded model judges the parts not known."""
+    for lora in loras or []:
+        path, strength, text_strength = _request(lora)
+        if not applied_parts(strength, text_strength):
+            continue
+        found, layout = check_lora_file(path)
+        wrong = known_misfit(found.name, layout_targets(layout), layers, strength, text_strength)
+        if wrong is not None:
+            raise wrong.error()
+
+
 def _request(lora: LoraRequest) -> tuple[str | Path, float, float | None]:
     """(path, strength, text strength or None) of one requested LoRA, whichever form it was given in."""
     path, strength, *rest = lora
@@ -218,7 +233,8 @@ class LoraManager:
             raise wrong.error()
 
     def _wanted(self, loras: list[LoraRequest] | None) -> tuple[list[ActiveLora], tuple]:
-        """The LoRAs to apply (files read and checked, those at strength 0 in every part skipped) and the key of
+        """The LoRAs to apply (files read and checked; those at strength 0 in every part skipped, their headers
+        checked but their tensors not read: a 300 MB file switched to 0 was read whole at every job) and the key of
         that set. A file without a CLIP or T5 part gets its strength as text strength: what it is asked for there
         changes nothing, so neither the key nor the PNG's list names it. The one place that decides it (the app's
         panel and ``--lora`` send what they were given): only here is the file read as it is when applied."""
@@ -226,7 +242,14 @@ class LoraManager:
         asked: list[LoraFile] = []
         for lora in loras or []:
             path, strength, text_strength = _request(lora)
-            f = self.read(path, applied_parts(strength, text_strength))
+            parts = applied_parts(strength, text_strength)
+            if not parts:  # changes nothing: checked from its header (gone or damaged is said), its tensors not read
+                check_lora_file(path)
+                read_before = self._files.get(str(Path(path).expanduser().resolve()))
+                if read_before is not None:  # kept for its strength to come back (``read`` checks it is the same)
+                    asked.append(read_before[1])
+                continue
+            f = self.read(path, parts)
             asked.append(f)
             s = check_strength(strength, f.path.name)
             ts = s if text_strength is None else check_strength(text_strength, f.path.name, "text strength")
