@@ -201,9 +201,13 @@ def remove_stale_temps(target: Path | str) -> None:
 
 
 def atomic_write_bytes(target: Path | str, data: bytes) -> Path:
-    with atomic_path(target) as tmp:
+    """``data`` published atomically at ``target`` (``atomic_path``). A ``target`` that is a symbolic link (a
+    settings or library file kept in a dotfiles folder and linked into the data folder) is written where it points,
+    and stays a link: replaced, it became a plain file, and the file it pointed to was never updated again."""
+    target = Path(target)
+    with atomic_path(target.resolve() if target.is_symlink() else target) as tmp:
         tmp.write_bytes(data)
-    return Path(target)
+    return target
 
 
 def atomic_write_with(target: Path | str, writer: Callable[[Path], None]) -> Path:

@@ -246,3 +246,29 @@ def test_the_folders_made_above_one_that_could_not_be_made_are_taken_back(tmp_pa
     (tmp_path / "p" / "kept").write_bytes(b"mine")
     gpu.output_folders.remove_empty_folders(made)
     assert sorted(tmp_path.rglob("*")) == [tmp_path / "p", tmp_path / "p" / "kept"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links need a privilege on Windows")
+def test_a_user_file_that_is_a_link_is_written_where_it_points_and_stays_a_link(tmp_path: Path) -> None:
+    """settings.json linked from a dotfiles folder became a plain file at the first autosave (the rename replaced
+    the link), and the dotfiles copy was never updated again. Written through, the link stays; the app's settings
+    are saved so, and so is a chain of links."""
+    from app.settings import Settings, load_settings, save_settings
+
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    real = dotfiles / "settings.json"
+    real.write_text("{}")
+    data = tmp_path / "data"
+    data.mkdir()
+    hop = tmp_path / "hop.json"
+    hop.symlink_to(real)
+    link = data / "settings.json"
+    link.symlink_to(hop)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and hop.is_symlink() and real.read_bytes() == b"new"
+    settings = Settings()
+    settings.preview_every = 7
+    save_settings(link, settings)
+    assert link.is_symlink() and load_settings(real).preview_every == 7
+    assert sorted(p.name for p in data.iterdir()) == ["settings.json"]  # no scratch folder left beside the link
