@@ -100,3 +100,19 @@ def cpu_service() -> Iterator[GenerationService]:
     torch.set_num_threads(1)
     yield GenerationService(device=torch.device("cpu"))
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tensor_reads(monkeypatch) -> list[str]:
+    """The names of the LoRA files whose tensor data is read (``read_lora``'s one pass over the data, on whichever
+    thread: the app's engine's too), noted: a file judged from its header alone is never in it."""
+    import gpu.lora.formats
+
+    read, real = [], gpu.lora.formats.read_opened
+
+    def noted(f, name, *args, **kwargs):
+        read.append(name)
+        return real(f, name, *args, **kwargs)
+
+    monkeypatch.setattr(gpu.lora.formats, "read_opened", noted)
+    return read

@@ -13,7 +13,6 @@ import torch
 from lora_files import flux_dev_lora
 from safetensors.torch import save_file
 
-import gpu.lora.formats
 from gpu.lora import LoraError, manager_for
 from gpu.lora.apply import model_layers
 from gpu.lora.fit import applied_parts, layout_targets, misfit
@@ -33,19 +32,6 @@ def demo():
     from diffusers import FluxTransformer2DModel
 
     return FluxTransformer2DModel.from_pretrained(DEMO, subfolder="transformer", torch_dtype=torch.float32).eval()
-
-
-@pytest.fixture
-def tensor_reads(monkeypatch) -> list[str]:
-    """The names of the LoRA files whose tensor data is read (``read_lora``'s one pass over the data), noted."""
-    read, real = [], gpu.lora.formats.read_opened
-
-    def noted(f, name, *args, **kwargs):
-        read.append(name)
-        return real(f, name, *args, **kwargs)
-
-    monkeypatch.setattr(gpu.lora.formats, "read_opened", noted)
-    return read
 
 
 def _weights(model) -> dict[str, torch.Tensor]:
@@ -162,7 +148,7 @@ def _to_q(path: Path, width: int, value: float = 0.0) -> Path:
     return path
 
 
-def test_a_job_refuses_a_lora_for_another_size_before_it_loads_the_model(tmp_path, tensor_reads):
+def test_a_job_refuses_a_lora_for_another_size_before_it_loads_the_model(demo, tmp_path, tensor_reads):
     """A job with a LoRA the model cannot take loaded the model first (a minute for FLUX.1, and the command line's
     whole wait) and only then read the LoRA's header. It is refused from the headers before the load now, with
     the loaded model's words; the same LoRA at strength 0 is not looked at, and the job runs."""
@@ -175,15 +161,9 @@ def test_a_job_refuses_a_lora_for_another_size_before_it_loads_the_model(tmp_pat
                                         "model's are 256 wide") as refused:  # fmt: skip
         service.generate(GenerationRequest("a red circle", model="demo", steps=1, loras=[(str(dev), 0.8)]))
     assert service.loaded is None and tensor_reads == []
-    manager = manager_for(copy.deepcopy(_loaded_demo_transformer()))
+    manager = manager_for(copy.deepcopy(demo))
     with pytest.raises(LoraError) as loaded_says:
         manager.set([(str(dev), 0.8)])
     assert (str(refused.value), refused.value.hint) == (str(loaded_says.value), loaded_says.value.hint)
     images = service.generate(GenerationRequest("a red circle", model="demo", steps=1, loras=[(str(dev), 0.0)]))
     assert len(images) == 1 and tensor_reads == []
-
-
-def _loaded_demo_transformer():
-    from diffusers import FluxTransformer2DModel
-
-    return FluxTransformer2DModel.from_pretrained(DEMO, subfolder="transformer", torch_dtype=torch.float32).eval()

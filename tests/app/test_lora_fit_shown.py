@@ -21,7 +21,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 from safetensors.torch import save_file
 
-import gpu.lora.formats
 from app.theme import WARNING_COLOR
 from tests.app.gui import added_copy
 from tests.app.test_lora_panel import _generate, _refused
@@ -34,19 +33,6 @@ def style_lora(demo_model, tmp_path) -> Path:
     """A PEFT LoRA of the demo model, made before the window opens (diffusers imported on two threads at once
     raced: ``tests/app/test_lora_panel.py``)."""
     return save_peft_lora(demo_model, tmp_path / "style", rank=4, alpha=4.0, seed=3, effect=0.3)
-
-
-@pytest.fixture
-def tensor_reads(monkeypatch) -> list[str]:
-    """The names of the LoRA files whose tensor data the engine reads (on its thread), noted."""
-    read, real = [], gpu.lora.formats.read_opened
-
-    def noted(f, name, *args, **kwargs):
-        read.append(name)
-        return real(f, name, *args, **kwargs)
-
-    monkeypatch.setattr(gpu.lora.formats, "read_opened", noted)
-    return read
 
 
 def _colour(row) -> QColor:
