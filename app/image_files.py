@@ -127,6 +127,11 @@ def free_image_path(data: DataDir, path: Path, first: int = 2, taken: Callable[[
     return first_free_path(path, first, lambda candidate: _held(data, candidate, taken))
 
 
+def free_image_name(data: DataDir, rel_path: str, taken: Callable[[str], bool] | None = None) -> str:
+    """``free_image_path`` for a name relative to the images folder (as stored), returned as one."""
+    return relative(data, free_image_path(data, absolute(data, rel_path), taken=taken))
+
+
 def _held(data: DataDir, candidate: Path, taken: Callable[[str], bool] | None = None) -> bool:
     """Whether a new image may not take the name ``candidate`` (see ``free_image_path``)."""
     rel = relative(data, candidate)
@@ -196,7 +201,7 @@ def rename_in_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] |
     ``taken`` says is held (gallery rows whose file is missing: the row's new path would break the database's
     unique paths, and Undo failed on it every time), so that another image can take its old one; returns it.
     ``trash``: the folder it is in, when not ``data.trash`` (the old trash, still to be gathered)."""
-    new_rel = relative(data, free_image_path(data, absolute(data, rel_path), taken=taken))
+    new_rel = free_image_name(data, rel_path, taken)
     trash = trash or data.trash
     os.replace(trash / rel_path, trash / new_rel)
     return new_rel
