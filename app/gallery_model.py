@@ -230,8 +230,9 @@ class GalleryModel(QStringListModel):
 
     def add(self, rel_path: str, settings: dict[str, Any]) -> ImageRecord:
         """The image just written at ``rel_path`` (relative to the images folder) with its ``settings``: its row
-        committed and shown on top when the search and filter show it; a file in the trash under its name is
-        renamed out of the way first (``GalleryTrash.clear_name``)."""
+        committed and shown on top when the search and filter show it; a file in the trash under its name, or a
+        deleted image holding the name without one, is renamed out of the way first (``GalleryTrash.clear_name``):
+        Undo brings that one back under its new name, the new image's row left as it is."""
         self._trash.clear_name(rel_path)
         # Its fingerprint, while the file just written is in the disk cache: renamed by the user later, it is known
         # by it at the next start (``app.reconcile``).

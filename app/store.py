@@ -252,7 +252,8 @@ class Store:
     ) -> None:
         """Rows of (path, settings, created, file size, file SHA-256), in one commit: importing a folder took a
         commit, each with its disk sync, per image (minutes for a very large folder after a damaged database).
-        A row left at a path (its file missing, or gone from the trash) now stands for the new file.
+        A row left at a path (its file missing, or gone from the trash) now stands for the new file; the gallery's
+        add gives a deleted one another name first (``app.trash_names.clear_trash_name``), to be brought back by Undo.
 
         ``favorites``: the paths among them that are starred; ``prompts``: merged into the history
         (``_merge_prompts``). Both for a re-import after a damaged database, in the same commit as the rows:
@@ -301,6 +302,11 @@ class Store:
     def has_path(self, path: str) -> bool:
         """Whether a row (in the gallery, missing, or in the trash) holds ``path``: paths are unique."""
         return self._db.execute("SELECT 1 FROM images WHERE path = ?", (path,)).fetchone() is not None
+
+    def trashed_at(self, path: str) -> int | None:
+        """The id of the row in the trash that holds ``path`` (as written), if one does."""
+        row = self._db.execute("SELECT id FROM images WHERE path = ? AND trashed = 1", (path,)).fetchone()
+        return None if row is None else row[0]
 
     def all_paths(self) -> dict[str, tuple[int, bool, bool]]:
         """path -> (id, missing, trashed) for every row, for start-up reconciliation."""

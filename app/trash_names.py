@@ -1,6 +1,7 @@
 """Names in the trash folder: which trashed images own the file under a name there (also under another spelling the
 file system takes for the same), whether a gallery entry's own picture was left there, and a file renamed out of
-the way of another that takes its name (``rename_in_trash``), its owners following it."""
+the way of another that takes its name (``rename_in_trash``), its owners following it, as does a deleted image
+that holds the name without a file there."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import unicodedata
 from pathlib import Path
 
 from app.data_dir import DataDir
-from app.image_files import absolute, rename_in_trash
+from app.image_files import absolute, free_image_name, rename_in_trash
 from app.store import ImageRecord, Store
 
 
@@ -49,20 +50,31 @@ def in_trash_already(store: Store, data: DataDir, record: ImageRecord) -> bool:
 
 
 def clear_trash_name(store: Store, data: DataDir, rel_path: str, undo: list[list[ImageRecord]]) -> None:
-    """A file in the trash under ``rel_path`` (a deleted image, or one the database no longer knows) is
-    renamed, not replaced: deleting or adding an image of that name must not destroy it. The deleted image
-    whose file it is follows it, also under another spelling of the name (``trash_owners``): its row, and its
-    record on the undo list (``undo``)."""
-    if not os.path.lexists(data.trash / rel_path):  # a dangling link there is in the way as well
-        return
-    owners = trash_owners(store, data, rel_path)
-    new_rel = rename_in_trash(data, rel_path, taken=store.has_path)
-    undoable = {record.id: record for batch in undo for record in batch}
-    for trashed in owners:
+    """A name in the trash is given up, not taken: deleting or adding an image of that name must not destroy what
+    holds it. A file in the trash under ``rel_path`` (a deleted image, or one the database no longer knows) is
+    renamed; the deleted image whose file it is follows it, also under another spelling of the name
+    (``trash_owners``). A deleted image that holds the name with no file there (missing when it was deleted, or its
+    file removed from the trash by hand) is given a free one: left there, a new image's row took it over
+    (``Store.add_images`` brings the row at its path back from the trash), its prompt and settings lost, and its
+    Undo then renamed the new image's row. Each follows in its row and in its record on the undo list (``undo``)."""
+    if os.path.lexists(data.trash / rel_path):  # a dangling link there is in the way as well
+        owners = trash_owners(store, data, rel_path)
+        new_rel = rename_in_trash(data, rel_path, taken=store.has_path)
         try:
-            store.set_path(trashed.id, new_rel)
+            _follow(store, [owner.id for owner in owners], new_rel, undo)
         except BaseException:
             os.replace(data.trash / new_rel, data.trash / rel_path)
             raise
-        if (listed := undoable.get(trashed.id)) is not None:
+    elif (fileless := store.trashed_at(rel_path)) is not None:
+        # No file to move: a name that no file (images, trash) nor row holds, as a renamed file gets, is enough.
+        _follow(store, [fileless], free_image_name(data, rel_path, store.has_path), undo)
+
+
+def _follow(store: Store, trashed: list[int], new_rel: str, undo: list[list[ImageRecord]]) -> None:
+    """The rows of the deleted images ``trashed`` (ids) given ``new_rel``, and their records on the undo list:
+    Undo brings an image back under its record's path."""
+    undoable = {record.id: record for batch in undo for record in batch}
+    for image_id in trashed:
+        store.set_path(image_id, new_rel)
+        if (listed := undoable.get(image_id)) is not None:
             listed.path = new_rel

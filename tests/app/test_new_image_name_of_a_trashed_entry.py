@@ -12,7 +12,6 @@ ends)."""
 
 from __future__ import annotations
 
-import pytest
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
@@ -22,8 +21,6 @@ from gpu.generation.png_metadata import write_png
 from tests.app.gui import window_without_engine
 
 
-@pytest.mark.xfail(strict=True, reason="R57: a new image saved under the name of a trashed entry whose file is "
-                   "gone takes that entry over; Undo then lists one row twice and orphans the new picture")
 def test_a_new_image_never_takes_over_an_entry_in_the_trash_whose_file_is_gone(qtbot, data_root):
     data = resolve_data_dir(data_root)
     name = new_image_path(data, 42, 0, when=1_800_000_000)  # made at that second with seed 42
@@ -51,3 +48,37 @@ def test_a_new_image_never_takes_over_an_entry_in_the_trash_whose_file_is_gone(q
     assert set(by_prompt) == {"old fox", "new owl"}
     assert by_prompt["new owl"].path == relative(data, written) and not by_prompt["new owl"].missing
     assert by_prompt["old fox"].missing
+
+
+def test_an_entry_whose_file_left_the_trash_keeps_its_own_row_and_undo_across_a_restart(qtbot, data_root):
+    """The other way the trash keeps an entry without its file: deleted with its picture, which was then removed
+    from the trash folder by hand. The new image of its name leaves it in the trash under another name, in the
+    database too: Undo after a restart brings it back, missing, and the new image's entry stays as it is."""
+    from tests.app import gui
+
+    data = resolve_data_dir(data_root)
+    name = new_image_path(data, 7, 0, when=1_800_000_000)
+    write_png(name, Image.new("RGB", (16, 16), "red"), {"prompt": "old fox", "seed": 7})
+    store = Store(data.database)
+    store.add_image(relative(data, name), {"prompt": "old fox", "seed": 7}, created=1.0)
+    store.close()
+    window = window_without_engine(qtbot, data)
+    assert window.controller.gallery.record(0).prompt == "old fox"
+    window.gallery_panel.select_row(0)
+    window.gallery_panel.delete_selected()
+    (data.trash / relative(data, name)).unlink()  # removed from the trash folder by hand
+    written = save_new_image(data, name, lambda tmp: write_png(tmp, Image.new("RGB", (16, 16), "blue"),
+                                                               {"prompt": "new owl", "seed": 7}))
+    window.controller.gallery.add(relative(data, written), {"prompt": "new owl", "seed": 7})
+    gui.open_windows.remove(window)
+    window.close()
+
+    window = window_without_engine(qtbot, data)
+    gallery = window.controller.gallery
+    assert gallery.undo_count == 1
+    window.gallery_panel.undo_button.click()
+    shown = {gallery.record(r).prompt: gallery.record(r) for r in range(gallery.rowCount())}
+    assert set(shown) == {"old fox", "new owl"}
+    assert shown["new owl"].path == relative(data, written) and not shown["new owl"].missing
+    assert shown["old fox"].missing and shown["old fox"].path != relative(data, written)
+    assert not (data.images / shown["old fox"].path).exists()  # a free name: no stranger's picture shown as its own
