@@ -381,6 +381,10 @@ class AppController(QObject):
         """History rows removed (``HistoryActions.forget_prompts``)."""
         self.prompt_history.forget_prompts(rows)
 
+    def bring_back_prompts(self) -> None:
+        """The last history rows removed back (``HistoryActions.bring_back_prompts``)."""
+        self.prompt_history.bring_back_prompts()
+
     def clear_history(self) -> None:
         """Every prompt of the history forgotten (``HistoryActions.clear_history``)."""
         self.prompt_history.clear_history()

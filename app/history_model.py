@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
 from app.plain_text import plain_tooltip
-from app.store import PromptRecord, Store, search_key
+from app.store import PromptRecord, Store, history_order, search_key
 
 PromptRole = Qt.ItemDataRole.UserRole + 1
 
@@ -94,7 +94,7 @@ class HistoryModel(QAbstractListModel):
         self._shown[texts] = record
         rest = self._rows if old is None else self._rows[:old] + self._rows[old + 1 :]
         # where the store's order (newest first, then the latest added) puts it: the top, unless the clock went back
-        new = bisect.bisect_left(rest, _order(record), key=_order)
+        new = bisect.bisect_left(rest, history_order(record), key=history_order)
         if old is None:
             self.beginInsertRows(QModelIndex(), new, new)
             self._rows.insert(new, record)
@@ -111,7 +111,7 @@ class HistoryModel(QAbstractListModel):
     def _row_of(self, record: PromptRecord) -> int:
         """The row of ``record``, one of the rows: found by its place in their order (a search of 20,000 rows
         took a few ms)."""
-        return bisect.bisect_left(self._rows, _order(record), key=_order)
+        return bisect.bisect_left(self._rows, history_order(record), key=history_order)
 
     def _matches(self, prompt: str, negative_prompt: str) -> bool:
         """Whether the current search finds an entry of these texts, as ``Store.prompts`` finds entries: its
@@ -119,8 +119,16 @@ class HistoryModel(QAbstractListModel):
         key = search_key(self._search)
         return not key or key in search_key(prompt) or key in search_key(negative_prompt)
 
-    def remove(self, rows: list[int]) -> None:
-        self._store.remove_prompts([self._rows[r].id for r in rows])
+    def remove(self, rows: list[int]) -> list[PromptRecord]:
+        """Forgets the entries of ``rows``; returns them as they were stored (``Store.remove_prompts``), for
+        ``restore``."""
+        removed = self._store.remove_prompts([self._rows[r].id for r in rows])
+        self.reload()
+        return removed
+
+    def restore(self, records: list[PromptRecord]) -> None:
+        """Puts back entries ``remove`` returned (``Store.restore_prompts``)."""
+        self._store.restore_prompts(records)
         self.reload()
 
     def clear(self) -> None:
@@ -133,8 +141,3 @@ class HistoryModel(QAbstractListModel):
         self._shown = {(r.prompt, r.negative_prompt): r for r in self._rows}
         self.endResetModel()
 
-
-def _order(record: PromptRecord) -> tuple[float, int]:
-    """Where ``record`` goes in the history's order, as ``Store.prompts`` sorts: newest first, then the latest
-    added."""
-    return -record.last_used, -record.id

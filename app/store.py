@@ -117,6 +117,12 @@ class Recovery:
     known: set[tuple[str, str]]  # the (prompt, negative prompt) of its history: an image's prompt is added if not
 
 
+def history_order(record: PromptRecord) -> tuple[float, int]:
+    """Where ``record`` goes in the history's order, as ``Store.prompts`` sorts: newest first, then the latest
+    added."""
+    return -record.last_used, -record.id
+
+
 # What a lost database's salvage (``app.store_recovery.salvage``) read back: its history, its favorites' paths.
 Salvaged = tuple[list[PromptRecord], set[str]]
 
@@ -450,9 +456,28 @@ class Store:
         query += " ORDER BY last_used DESC, id DESC"
         return [PromptRecord(*row) for row in self._db.execute(query, params)]
 
-    def remove_prompts(self, ids: Iterable[int]) -> None:
+    def remove_prompts(self, ids: Iterable[int]) -> list[PromptRecord]:
+        """Forgets the entries ``ids``; returns them as they were stored, in the history's order (newest first),
+        read in the same commit: what ``restore_prompts`` puts back when the user undoes the removal (a row of the
+        history list may be older than the entry, e.g. its use count)."""
+        wanted = list(ids)
+        removed: list[PromptRecord] = []
         with self._transaction():
-            self._db.executemany("DELETE FROM prompts WHERE id = ?", [(i,) for i in ids])
+            for start in range(0, len(wanted), 500):  # an older SQLite takes at most 999 parameters a statement
+                chunk = wanted[start : start + 500]
+                removed += [PromptRecord(*row) for row in self._db.execute(
+                    "SELECT id, prompt, negative_prompt, uses, last_used FROM prompts "
+                    f"WHERE id IN ({', '.join('?' * len(chunk))})", chunk)]  # fmt: skip
+            self._db.executemany("DELETE FROM prompts WHERE id = ?", [(i,) for i in wanted])
+        removed.sort(key=history_order)
+        return removed
+
+    def restore_prompts(self, records: list[PromptRecord]) -> None:
+        """Puts back entries ``remove_prompts`` returned, in one commit, merged with any of the same texts recorded
+        since (their uses added up). Oldest first: entries used at the same time keep their order, which falls
+        to the id, and the one added last gets the highest."""
+        with self._transaction():
+            self._merge_prompts(reversed(records))
 
     def _merge_prompts(self, records: Iterable[PromptRecord]) -> None:
         """Adds prompts back (those of images re-imported after a lost database), merging with what is there,

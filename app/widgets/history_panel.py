@@ -1,5 +1,5 @@
 """Prompt history list: newest first, de-duplicated with use counts; double-click or Enter to reuse (the prompt box's
-Ctrl+Z brings back what it held), search, remove, clear."""
+Ctrl+Z brings back what it held), search, remove (Ctrl+Z in the list brings the entries back), clear."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ class HistoryPanel(QWidget):
         self.search = QLineEdit(placeholderText="Search prompts…", clearButtonEnabled=True)
         connect_search(self.search, controller.history.set_search)
         self.remove_button = QPushButton("Remove")
-        self.remove_button.setToolTip("Forget the selected prompts (Delete)")
+        self.remove_button.setToolTip("Forget the selected prompts (Delete; Ctrl+Z in the list brings them back)")
         self.remove_button.clicked.connect(self.remove_selected)
         self.clear_button = QPushButton("Clear")
         self.clear_button.clicked.connect(self._clear)
@@ -97,11 +97,12 @@ class HistoryPanel(QWidget):
         # typed. Double-click or Enter puts it in the prompt box, as in file managers and other apps' histories.
         self.view.doubleClicked.connect(self.reuse)
         # The keys act only while the list has the focus: window-wide, Delete clashed with the gallery's (Qt then
-        # runs neither). Ctrl+C copies the whole prompts: the list's own Ctrl+C copied the line shown, cut with "…"
-        # and its use count after it.
+        # runs neither), and Ctrl+Z in the gallery brings back its images. Ctrl+C copies the whole prompts: the
+        # list's own Ctrl+C copied the line shown, cut with "…" and its use count after it.
         local_shortcuts(self.view, ((QKeySequence(Qt.Key.Key_Return), self._reuse_current),
                                     (QKeySequence(Qt.Key.Key_Enter), self._reuse_current),
                                     (QKeySequence(QKeySequence.StandardKey.Delete), self.remove_selected),
+                                    (QKeySequence(QKeySequence.StandardKey.Undo), controller.bring_back_prompts),
                                     (QKeySequence(QKeySequence.StandardKey.Copy), self.copy_selected)))  # fmt: skip
         layout = QVBoxLayout(self)
         layout.addWidget(top)

@@ -5,12 +5,9 @@ forgot the whole history, use counts included, with nothing on screen to say so 
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import Qt
 
 
-@pytest.mark.xfail(strict=True, reason="R57: Delete in the history list forgets prompts for good, unasked and "
-                   "unsaid; Ctrl+Z does not bring them back")
 def test_prompts_removed_from_the_history_with_the_delete_key_can_be_brought_back(qtbot, bare_window):
     history, view = bare_window.controller.history, bare_window.history_panel.view
     for prompt in ("a red fox", "an owl at night", "a cat", "a cat"):

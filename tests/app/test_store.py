@@ -40,6 +40,20 @@ def test_prompt_history_dedup(tmp_path):
     assert store.prompts() == []
 
 
+def test_prompts_removed_come_back_as_they_were_stored_merged_with_those_recorded_since(tmp_path):
+    store = Store(tmp_path / "db.sqlite3")
+    for prompt, when in (("cat", 1), ("owl", 2), ("fox", 2), ("cat", 3)):
+        store.record_prompt(prompt, when=when)
+    before = [(p.prompt, p.uses, p.last_used) for p in store.prompts()]
+    assert before == [("cat", 2, 3), ("fox", 1, 2), ("owl", 1, 2)]
+    removed = store.remove_prompts([p.id for p in store.prompts()])
+    assert [(p.prompt, p.uses, p.last_used) for p in removed] == before and store.prompts() == []
+    store.record_prompt("cat", when=4)  # used again before the undo
+    store.restore_prompts(removed)
+    # owl and fox, used at the same time, in their order
+    assert [(p.prompt, p.uses, p.last_used) for p in store.prompts()] == [("cat", 3, 4), *before[1:]]
+
+
 def test_store_refuses_newer_schema(tmp_path):
     path = tmp_path / "db.sqlite3"
     db = sqlite3.connect(path)
