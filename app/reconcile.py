@@ -670,7 +670,7 @@ class FolderImport(QObject):
             return set(), []
         prompts = []
         for _rel, settings, created, _size, _sha in rows:
-            key = (prompt_of(settings), str(settings.get("negative_prompt") or ""))
-            if key[0].strip() and key not in self._recovery.known:
-                prompts.append(PromptRecord(0, key[0], key[1], 1, created))
-        return self._recovery.favorites, prompts
+            prompt, negative = prompt_of(settings).strip(), str(settings.get("negative_prompt") or "").strip()
+            if prompt:
+                prompts.append(PromptRecord(0, prompt, negative, 1, created))
+        return self._recovery.favorites, self._store.prompts_to_recover(prompts)

@@ -70,6 +70,10 @@ _MIGRATIONS: list[list[str]] = [
         "CREATE TABLE recovered_prompts (prompt TEXT NOT NULL, negative_prompt TEXT NOT NULL, "
         "PRIMARY KEY (prompt, negative_prompt))",
     ],
+    # The history cleared during such a re-import: the images imported after it give no prompt back (each gave
+    # its own, and a history the user had just cleared filled up again as the import went on). An entry removed
+    # then goes into ``recovered_prompts`` instead (``remove_prompts``).
+    ["ALTER TABLE recovery ADD COLUMN history_cleared INTEGER NOT NULL DEFAULT 0"],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -113,8 +117,7 @@ class PromptRecord:
 class Recovery:
     """A re-import after a lost database, not finished (``Store.recovery``): what the images imported give back."""
 
-    favorites: set[str]  # paths of the images starred in it
-    known: set[tuple[str, str]]  # the (prompt, negative prompt) of its history: an image's prompt is added if not
+    favorites: set[str]  # paths of the images starred in it (the prompts it gives back: ``prompts_to_recover``)
 
 
 def history_order(record: PromptRecord) -> tuple[float, int]:
@@ -212,16 +215,29 @@ class Store:
                 self._db.execute("INSERT OR IGNORE INTO recovery (id) VALUES (1)")
                 self._db.executemany("INSERT OR IGNORE INTO recovered_favorites (path) VALUES (?)",
                                      [(path,) for path in favorites])  # fmt: skip
+                # stripped, as ``_merge_prompts`` puts them in the history and ``prompts_to_recover`` compares them
                 self._db.executemany("INSERT OR IGNORE INTO recovered_prompts (prompt, negative_prompt) VALUES (?, ?)",
-                                     [(p.prompt, p.negative_prompt) for p in prompts])  # fmt: skip
+                                     [(p.prompt.strip(), p.negative_prompt.strip()) for p in prompts])  # fmt: skip
 
     def recovery(self) -> Recovery | None:
         """The re-import after a lost database that has not ended (begun at this start, or cut short by a quit or a
         crash at an earlier one); None when there is none."""
         if self._db.execute("SELECT 1 FROM recovery").fetchone() is None:
             return None
-        favorites = {path for (path,) in self._db.execute("SELECT path FROM recovered_favorites")}
-        return Recovery(favorites, set(self._db.execute("SELECT prompt, negative_prompt FROM recovered_prompts")))
+        return Recovery({path for (path,) in self._db.execute("SELECT path FROM recovered_favorites")})
+
+    def prompts_to_recover(self, records: list[PromptRecord]) -> list[PromptRecord]:
+        """Those of ``records`` (the prompts of images imported again in a recovery, their texts stripped) that go
+        back into the history: none once the user has cleared it during the recovery, else those neither read back
+        from the lost database nor removed by the user since (``recovered_prompts``). Asked of the database at each
+        batch, not of what it held when the import began: what the user forgets meanwhile stays forgotten, also
+        through a restart."""
+        cleared = self._db.execute("SELECT history_cleared FROM recovery").fetchone()
+        if cleared is not None and cleared[0]:
+            return []
+        return [r for r in records if self._db.execute(
+            "SELECT 1 FROM recovered_prompts WHERE prompt = ? AND negative_prompt = ?",
+            (r.prompt, r.negative_prompt)).fetchone() is None]  # fmt: skip
 
     def end_recovery(self) -> None:
         """The re-import after a lost database has ended: every image is back, with its star and prompt."""
@@ -459,7 +475,9 @@ class Store:
     def remove_prompts(self, ids: Iterable[int]) -> list[PromptRecord]:
         """Forgets the entries ``ids``; returns them as they were stored, in the history's order (newest first),
         read in the same commit: what ``restore_prompts`` puts back when the user undoes the removal (a row of the
-        history list may be older than the entry, e.g. its use count)."""
+        history list may be older than the entry, e.g. its use count). During a recovery their texts go into
+        ``recovered_prompts``, in the same commit: the images still to import give them back no more (a text kept
+        there until the recovery ends is in the history read back, or in an image's settings, already)."""
         wanted = list(ids)
         removed: list[PromptRecord] = []
         with self._transaction():
@@ -468,6 +486,11 @@ class Store:
                 removed += [PromptRecord(*row) for row in self._db.execute(
                     "SELECT id, prompt, negative_prompt, uses, last_used FROM prompts "
                     f"WHERE id IN ({', '.join('?' * len(chunk))})", chunk)]  # fmt: skip
+            self._db.executemany(
+                "INSERT OR IGNORE INTO recovered_prompts (prompt, negative_prompt) "
+                "SELECT prompt, negative_prompt FROM prompts WHERE id = ? AND EXISTS (SELECT 1 FROM recovery)",
+                [(i,) for i in wanted],
+            )
             self._db.executemany("DELETE FROM prompts WHERE id = ?", [(i,) for i in wanted])
         removed.sort(key=history_order)
         return removed
@@ -475,7 +498,8 @@ class Store:
     def restore_prompts(self, records: list[PromptRecord]) -> None:
         """Puts back entries ``remove_prompts`` returned, in one commit, merged with any of the same texts recorded
         since (their uses added up). Oldest first: entries used at the same time keep their order, which falls
-        to the id, and the one added last gets the highest."""
+        to the id, and the one added last gets the highest. Removed during a recovery, they stay in
+        ``recovered_prompts``: the images still to import do not add their uses to the entries brought back."""
         with self._transaction():
             self._merge_prompts(reversed(records))
 
@@ -491,8 +515,11 @@ class Store:
         )
 
     def clear_prompts(self) -> None:
+        """Forgets every entry; during a recovery, the images still to import give no prompt back (in the same
+        commit: ``prompts_to_recover``)."""
         with self._transaction():
             self._db.execute("DELETE FROM prompts")
+            self._db.execute("UPDATE recovery SET history_cleared = 1")
 
 
 class _Transaction:

@@ -7,10 +7,10 @@ not with what the user has since forgotten."""
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from app.data_dir import resolve_data_dir
+from app.store import PromptRecord, Store
 from tests.app import test_startup_import
 from tests.app.gui import window_without_engine
 from tests.app.test_startup_import import BATCH, COUNT
@@ -18,8 +18,6 @@ from tests.app.test_startup_import import BATCH, COUNT
 disk = test_startup_import.disk  # its fixture: COUNT new pictures "p0".."p24" on a slow disk, read BATCH at a time
 
 
-@pytest.mark.xfail(strict=True, reason="R57: prompts the user clears from the history while a lost database's images "
-                   "are imported again come back as the import goes on")
 def test_a_history_cleared_while_a_lost_database_is_rebuilt_stays_cleared(qtbot, data_root, disk, monkeypatch):
     data = resolve_data_dir(data_root)
     assert not data.database.exists()  # pictures made before, no database beside them: a lost one
@@ -37,3 +35,27 @@ def test_a_history_cleared_while_a_lost_database_is_rebuilt_stays_cleared(qtbot,
     # was: the prompts of the 15 images imported after the Clear, p14 to p0, back in the history
     assert [r.prompt for r in controller.store.prompts()] == []
     assert controller.history.rowCount() == 0
+
+
+def test_prompts_forgotten_during_a_recovery_stay_forgotten_after_a_restart(tmp_path):
+    """A quit or a crash during the import: the next start goes on with it, and with what the user forgot."""
+    path = tmp_path / "gallery.sqlite3"
+    store = Store(path, ([PromptRecord(0, "read back", "", 2, 1.0)], set()))  # a lost database's history
+
+    def image(prompt: str) -> PromptRecord:
+        return PromptRecord(0, prompt, "", 1, 2.0)
+
+    store.add_images([("a.png", {"prompt": "a password"}, 2.0, 1, None)],
+                     prompts=store.prompts_to_recover([image("a password")]))  # fmt: skip
+    store.remove_prompts([p.id for p in store.prompts() if p.prompt == "a password"])
+    store.close()
+    store = Store(path)  # the next start
+    assert store.recovery() is not None
+    assert store.prompts_to_recover([image("read back"), image("a password"), image("a cat")]) == [image("a cat")]
+    store.clear_prompts()
+    store.close()
+    store = Store(path)
+    assert store.prompts_to_recover([image("a cat")]) == []
+    store.end_recovery()
+    assert store.recovery() is None
+    store.close()

@@ -246,7 +246,7 @@ def test_a_batch_the_database_cannot_take_after_a_damaged_one_still_reloads_the_
     data = resolve_data_dir(data_root)
     store = Store(data.database)
     report, new = check_folder(store, data)
-    folder_import = FolderImport(store, data, new, report, Recovery(favorites=set(), known=set()))
+    folder_import = FolderImport(store, data, new, report, Recovery(favorites=set()))
     folder_import.start()
     qtbot.waitUntil(lambda: report.imported == BATCH)  # its prompts are in the history
     store._db.execute("PRAGMA busy_timeout = 0")
