@@ -20,7 +20,7 @@ from app.image_files import move_to_trash, restore_from_trash
 from app.reconcile import FolderImport
 from app.store import ImageRecord, Store
 from app.trash_emptier import TrashEmptier
-from app.trash_names import clear_trash_name, in_trash_already
+from app.trash_names import back_in_images, clear_trash_name, in_trash_already
 from app.trash_notices import (
     came_back_without_file,
     refused_while_gathering,
@@ -37,7 +37,7 @@ class _Back(NamedTuple):
 
     record: ImageRecord  # as it comes back: under the name it got (another if a new file took its own), missing
     trash_name: str  # its name in the trash
-    in_trash: bool  # whether its file was there (else nothing moved)
+    in_trash: bool  # whether its file was there (else nothing moved: gone, or back in the images folder already)
     # Its file was no longer in the trash (removed by hand, or by another program): the entry comes back all the
     # same, flagged missing as start-up flags an entry whose file is gone (its settings can still be reused).
     lost: bool
@@ -247,10 +247,13 @@ class GalleryTrash(QObject):
         its name, it is renamed in the trash first and its row says so in a commit of its own (rare): the file
         then comes back under the path its row has. Given its new name only by the later commit, a crash
         before it left the row to be taken out of the trash at start-up at its old path, another's picture,
-        and its own file imported as a second entry."""
+        and its own file imported as a second entry. Its file already back in the images folder under its name
+        (``back_in_images``) is taken as it is."""
         in_trash = (self._data.trash / record.path).exists()
         if in_trash and self._model.path_of(record).exists():  # ``record`` is on the undo stack: its path follows
             self.clear_name(record.path)
+        if not in_trash and back_in_images(self._store, self._data, record):
+            return _Back(replace(record, missing=False), record.path, in_trash=False, lost=False)
         # With no file in the trash, a name no other row holds (a missing image's) if a new file has its own.
         restored = restore_from_trash(self._data, record.path, taken=self._store.has_path)
         lost = not in_trash and not record.missing  # one missing before its delete had no file to lose
@@ -260,7 +263,9 @@ class GalleryTrash(QObject):
         """The rows of the files ``_restore`` brought back, in one commit, then in the grid. When the commit fails
         the files go back into the trash, every one tried."""
         try:
-            self._store.set_trashed_many(((b.record.id, b.record.path, b.lost or None) for b in back), False)
+            # Its missing flag as it comes back: set when its file is gone, cleared when one missing before its
+            # delete has its file back in the images folder.
+            self._store.set_trashed_many(((b.record.id, b.record.path, b.record.missing) for b in back), False)
         except BaseException:
             for b in back:
                 if b.in_trash:

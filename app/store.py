@@ -344,6 +344,12 @@ class Store:
         )
         return {rid: (_settings(text), size, sha) for rid, text, size, sha in rows if rid in wanted}
 
+    def stored_fingerprint(self, image_id: int) -> tuple[int | None, str | None]:
+        """(file size, file SHA-256) stored for the row ``image_id``, in the gallery or in the trash: None where
+        not known (an image imported before its hash was stored, or a row that is gone)."""
+        row = self._db.execute("SELECT file_size, file_sha256 FROM images WHERE id = ?", (image_id,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
     def unsized(self) -> dict[str, int]:
         """path -> id of the rows in the gallery whose file size is not known (added by an earlier version)."""
         rows = self._db.execute("SELECT path, id FROM images WHERE file_size IS NULL AND trashed = 0")

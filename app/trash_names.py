@@ -1,7 +1,7 @@
 """Names in the trash folder: which trashed images own the file under a name there (also under another spelling the
-file system takes for the same), whether a gallery entry's own picture was left there, and a file renamed out of
-the way of another that takes its name (``rename_in_trash``), its owners following it, as does a deleted image
-that holds the name without a file there."""
+file system takes for the same), whether a gallery entry's own picture was left there (or a trashed entry's is back
+in the images folder already), and a file renamed out of the way of another that takes its name
+(``rename_in_trash``), its owners following it, as does a deleted image that holds the name without a file there."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import Path
 
 from app.data_dir import DataDir
-from app.image_files import absolute, free_image_name, rename_in_trash
+from app.image_files import absolute, file_fingerprint, free_image_name, read_image_settings, rename_in_trash
 from app.store import ImageRecord, Store
 
 
@@ -47,6 +47,38 @@ def in_trash_already(store: Store, data: DataDir, record: ImageRecord) -> bool:
     if absolute(data, record.path).exists() or not (data.trash / record.path).is_file():
         return False
     return not trash_owners(store, data, record.path)
+
+
+def back_in_images(store: Store, data: DataDir, record: ImageRecord) -> bool:
+    """Whether the file of ``record`` (an image in the trash) is in the images folder under its name already, with
+    none in the trash: moved back by hand, or left there by an Undo whose commit failed and which could not move it
+    back into the trash. It is that row's picture, as start-up takes it (``app.reconcile.finish_interrupted_moves``)
+    and as a delete takes its file left in the trash (``in_trash_already``), unless it is known to be another
+    (``_another_picture``: a file copied in under that name since) or another row holds it under another spelling
+    of the name. Undo giving the entry a free name instead left its picture with no entry (a second one, without
+    the star, at the next start) and the entry marked missing."""
+    own = absolute(data, record.path)
+    if (data.trash / record.path).exists() or not own.is_file():
+        return False
+    # Looked up only here, rare: a file where the trashed entry's name points and none in the trash.
+    key = _spelling(record.path)
+    if any(path != record.path and _spelling(path) == key and _same_file(absolute(data, path), own)
+           for path in store.all_paths()):  # fmt: skip
+        return False
+    return not _another_picture(store, record, own)
+
+
+def _another_picture(store: Store, record: ImageRecord, path: Path) -> bool:
+    """Whether the file at ``path`` is known to be another picture than the one of ``record``: not the size and
+    bytes (SHA-256) its row stored, or, where those are not known (an image imported from its file), other
+    settings than its own. With nothing to tell them apart (no settings in the file, or it cannot be read) it is
+    taken for its own, as start-up takes it."""
+    size, sha = store.stored_fingerprint(record.id)
+    if size is not None:
+        fingerprint = file_fingerprint(path)
+        return fingerprint is not None and (fingerprint[0] != size or sha not in (None, fingerprint[1]))
+    settings = read_image_settings(path)
+    return bool(settings) and bool(record.settings) and settings != record.settings
 
 
 def clear_trash_name(store: Store, data: DataDir, rel_path: str, undo: list[list[ImageRecord]]) -> None:

@@ -19,9 +19,11 @@ from PIL import Image
 import app.gallery_trash
 from app.data_dir import DataDir, resolve_data_dir
 from app.gallery_model import GalleryModel
+from app.image_files import file_fingerprint
 from app.reconcile import reconcile
 from app.store import Store
 from app.trash_actions import TrashActions
+from gpu.generation.png_metadata import write_png
 
 
 def _gallery(data_root) -> tuple[GalleryModel, Store, DataDir]:
@@ -50,8 +52,6 @@ def _entries_after_a_restart(store: Store, data: DataDir) -> list[tuple[str, str
         restarted.close()
 
 
-@pytest.mark.xfail(strict=True, reason="R57: Undo marks an image missing under a new name when its file is "
-                   "already back in the images folder; the picture is left without an entry")
 def test_undo_of_an_image_moved_back_from_the_trash_by_hand_keeps_its_picture_and_star(qtbot, data_root):
     gallery, store, data = _gallery(data_root)
     gallery.set_favorite([0], True)  # d/4.png, "p4"
@@ -109,3 +109,25 @@ def test_an_undo_whose_commit_failed_and_whose_file_stayed_back_is_said_and_fini
     gallery.stop()
     assert [entry for entry in _entries_after_a_restart(store, data) if entry[0].startswith("d/4")] == [
         ("d/4.png", "p4", False, True)]  # was: a second entry for d/4.png, without the star
+
+
+def test_undo_takes_the_file_at_its_name_only_when_it_is_not_known_to_be_another_picture(qtbot, data_root):
+    """Taken: the entry's own picture, the size and bytes its row stored. Not taken: a file copied in under its name
+    since, with the same settings but other bytes (another seed, say): the entry comes back marked missing under a
+    free name, as before, and that file is left where it is, untouched."""
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i in range(2):
+        path = data.images / "d" / f"{i}.png"
+        write_png(path, Image.new("RGB", (4, 4), (i * 50, 0, 0)), {"prompt": "the same"})
+        size, sha = file_fingerprint(path)
+        store.add_image(f"d/{i}.png", {"prompt": "the same"}, created=float(i), file_size=size, file_sha256=sha)
+    gallery = GalleryModel(store, data)
+    gallery.delete([0, 1])
+    (data.trash / "d/1.png").rename(data.images / "d/1.png")  # its own, back by hand
+    (data.trash / "d/0.png").unlink()
+    write_png(data.images / "d/0.png", Image.new("RGB", (4, 4), (0, 0, 99)), {"prompt": "the same"})  # another
+    assert gallery.undo_delete()
+    assert sorted((r.path, r.missing) for r in store.images()) == [("d/0-2.png", True), ("d/1.png", False)]
+    assert _picture(data.images / "d/0.png") == (0, 0, 99) and _picture(data.images / "d/1.png") == (50, 0, 0)
+    gallery.stop()
