@@ -58,6 +58,32 @@ class DeleteNotSaved(sqlite3.Error):
         )  # fmt: skip
 
 
+class UndoNotSaved(sqlite3.Error):
+    """An Undo's commit failed (``cause``: a full disk) after its files were moved back from the trash, and moving
+    some into the trash again failed too: the files of ``left`` (records) are in the images folder under their
+    rows' own names while the rows are still in the trash, still the last deletion. Nothing is lost: the next Undo
+    takes such a file as its entry's picture, as start-up does. ``error`` says where each file is ("nothing else
+    was changed" would be untrue). A ``sqlite3.Error``, as the failed commit it reports (``DeleteNotSaved``)."""
+
+    def __init__(self, cause: sqlite3.Error, left: list[ImageRecord], data: DataDir, database: Path) -> None:
+        back = [str(absolute(data, r.path)) for r in left]
+        super().__init__(f"{cause}; {counted(len(left), 'file')} stayed in the images folder: {named_few(back)}")
+        self.cause = cause
+        one = len(left) == 1
+        self.error = EngineError(
+            "user",
+            f"Undo delete brought no image back from the trash: the gallery database {database} could not be "
+            f"updated ({cause}). "
+            + (f"The file {back[0]} could not be moved back into the trash either: it is in the images folder "
+               "while its entry is still in the trash." if one else
+               f"{len(left)} of the files could not be moved back into the trash either ({named_few(back)}): they "
+               "are in the images folder while their entries are still in the trash."),
+            "Check that the data folder can be written and its disk is not full, then click Undo delete again: it "
+            + ("takes that file for its entry's picture" if one else "takes those files for their entries' pictures")
+            + " (as Nibble Studio does at its next start).",
+        )  # fmt: skip
+
+
 class UndoCutShort(Exception):
     """Undoing a delete of several images stopped at one that could not be brought back (``cause``: open in
     another program on Windows, a read-only folder, a database error). The ``restored`` images before it are

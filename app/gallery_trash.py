@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from PySide6.QtCore import QObject
 
 from app.data_dir import DataDir
-from app.gallery_errors import DeleteCutShort, DeleteNotSaved, UndoCutShort
+from app.gallery_errors import DeleteCutShort, DeleteNotSaved, UndoCutShort, UndoNotSaved
 from app.image_files import move_to_trash, restore_from_trash
 from app.reconcile import FolderImport
 from app.store import ImageRecord, Store
@@ -261,19 +261,24 @@ class GalleryTrash(QObject):
 
     def _untrash(self, back: list[_Back]) -> None:
         """The rows of the files ``_restore`` brought back, in one commit, then in the grid. When the commit fails
-        the files go back into the trash, every one tried."""
+        the files go back into the trash, every one tried. One that cannot go back stays in the images folder, its
+        row still trashed (the next Undo, or start-up, takes it as its picture: ``back_in_images``), and a failed
+        database write is raised as ``UndoNotSaved`` naming it: "nothing else was changed" would be untrue."""
         try:
             # Its missing flag as it comes back: set when its file is gone, cleared when one missing before its
             # delete has its file back in the images folder.
             self._store.set_trashed_many(((b.record.id, b.record.path, b.record.missing) for b in back), False)
-        except BaseException:
+        except BaseException as exc:
+            left: list[ImageRecord] = []
             for b in back:
                 if b.in_trash:
                     try:
                         os.replace(self._model.path_of(b.record), self._data.trash / b.trash_name)
                     except OSError:
-                        pass  # its row still says "trashed": start-up finishes the undo (``app.reconcile``)
+                        left.append(b.record)
             back.clear()
+            if left and isinstance(exc, sqlite3.Error):
+                raise UndoNotSaved(exc, left, self._data, self._store.path) from exc
             raise
         self._model.insert_records([b.record for b in back])
 

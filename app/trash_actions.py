@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.data_dir import DataDir, DataDirMoved
 from app.engine_errors import EngineError, classify
-from app.gallery_errors import DeleteCutShort, DeleteNotSaved, EmptyingNotStarted, UndoCutShort
+from app.gallery_errors import DeleteCutShort, DeleteNotSaved, EmptyingNotStarted, UndoCutShort, UndoNotSaved
 from app.gallery_model import GalleryModel
 from app.trash_listing import FailureKind, TrashEmptied, TrashListing
 from app.wording import counted, were
@@ -61,6 +61,9 @@ class TrashActions:
             log.error("restoring images from the trash stopped after %d: %s", cut.restored, cut.cause,
                       exc_info=cut.cause)
             self._say(self._undo_cut_short(cut))
+        except UndoNotSaved as unsaved:  # its own words: files stayed in the images folder, not "nothing changed"
+            log.error("restoring images from the trash failed: %s", unsaved, exc_info=unsaved.cause)
+            self._say(unsaved.error)
         except (OSError, sqlite3.Error) as exc:
             log.exception("restoring an image from the trash failed")
             self._say(self._trash_error("could not be brought back from the trash folder", exc))

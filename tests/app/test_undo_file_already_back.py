@@ -13,7 +13,6 @@ import os
 import sqlite3
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 import app.gallery_trash
@@ -72,8 +71,6 @@ def test_undo_of_an_image_moved_back_from_the_trash_by_hand_keeps_its_picture_an
         ("d/3.png", "p3", False, False), ("d/4.png", "p4", False, True)]
 
 
-@pytest.mark.xfail(strict=True, reason="R57: an Undo whose commit failed and whose file could not go back to the "
-                   "trash says 'Nothing else was changed', and the Undo it asks for loses the picture's entry")
 def test_an_undo_whose_commit_failed_and_whose_file_stayed_back_is_said_and_finished_by_the_next_undo(
         qtbot, data_root, monkeypatch):
     gallery, store, data = _gallery(data_root)
