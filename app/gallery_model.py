@@ -279,9 +279,14 @@ class GalleryModel(QStringListModel):
         self._refresh(paths)
 
     def _matches(self, record: ImageRecord) -> bool:
+        return not self.hidden_by(record)
+
+    def hidden_by(self, record: ImageRecord) -> list[str]:
+        """What keeps ``record`` out of the grid, in words: "the search", "the ★ only view", both, or none."""
+        hiding = [] if search_key(self._search) in search_key(record.prompt) else ["the search"]
         if self._favorites_only and not record.favorite:
-            return False
-        return search_key(self._search) in search_key(record.prompt)
+            hiding.append("the ★ only view")
+        return hiding
 
     def toggle_favorites(self, rows: list[int]) -> None:
         """Stars the images at ``rows``, or unstars them when all are starred already (each toggled on its own,
@@ -320,9 +325,9 @@ class GalleryModel(QStringListModel):
         refused, said (``GalleryTrash.delete``, which says what it raises)."""
         return self._trash.delete(rows)
 
-    def undo_delete(self) -> bool:
-        """Brings back every image of the last deletion; False when there is none or it is refused, said
-        (``GalleryTrash.undo_delete``, which says what it raises)."""
+    def undo_delete(self) -> list[ImageRecord]:
+        """Brings back every image of the last deletion and returns them; none when there is none or it is
+        refused, said (``GalleryTrash.undo_delete``, which says what it raises)."""
         return self._trash.undo_delete()
 
     @property

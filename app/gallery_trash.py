@@ -205,8 +205,9 @@ class GalleryTrash(QObject):
         for record in records:
             self._model.thumbnails.forget(self._model.path_of(record))
 
-    def undo_delete(self) -> bool:
-        """Brings back every image of the last deletion. Stops at the first OSError/sqlite3.Error met: that
+    def undo_delete(self) -> list[ImageRecord]:
+        """Brings back every image of the last deletion; returns them as they came back (none when there is no
+        deletion to undo, or when refused, said). Stops at the first OSError/sqlite3.Error met: that
         image and the ones not yet tried stay in the trash as the last deletion (the next Undo tries them
         again). Raised as it is when none came back yet, else as ``UndoCutShort`` saying how many did.
 
@@ -215,9 +216,9 @@ class GalleryTrash(QObject):
         "trashed", which start-up finishes (``app.reconcile``), as it did for one image. The rows that came back
         are put in the grid where they belong; the others stay as they were (scroll position, selection)."""
         if self.emptier.refused_undo():
-            return False
+            return []
         if self.refused_while_gathering("Undo delete") or not self._undo:
-            return False
+            return []
         batch = self._undo[-1]
         back: list[_Back] = []
         try:
@@ -240,7 +241,7 @@ class GalleryTrash(QObject):
             self.changed()
         if lost := [b.record for b in back if b.lost]:
             self._model.notice.emit(came_back_without_file(lost, self._data))
-        return True
+        return [b.record for b in back]
 
     def _restore(self, record: ImageRecord) -> _Back:
         """One image's file back from the trash; its row follows in ``_untrash``. When another file has taken

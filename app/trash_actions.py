@@ -13,6 +13,7 @@ from app.data_dir import DataDir, DataDirMoved
 from app.engine_errors import EngineError, classify
 from app.gallery_errors import DeleteCutShort, DeleteNotSaved, EmptyingNotStarted, UndoCutShort, UndoNotSaved
 from app.gallery_model import GalleryModel
+from app.store import ImageRecord
 from app.trash_listing import FailureKind, TrashEmptied, TrashListing
 from app.wording import counted, were
 
@@ -54,9 +55,11 @@ class TrashActions:
             self._say(self._trash_error("could not be moved to the trash folder", exc))
 
     def undo_delete(self) -> None:
-        """Brings back every image of the last deletion; what cannot come back is named, with how many did."""
+        """Brings back every image of the last deletion, said in the status bar; what cannot come back is named,
+        with how many did."""
         try:
-            self._gallery.undo_delete()
+            if back := self._gallery.undo_delete():
+                self._tell(self._undone_text(back))
         except UndoCutShort as cut:
             log.error("restoring images from the trash stopped after %d: %s", cut.restored, cut.cause,
                       exc_info=cut.cause)
@@ -67,6 +70,18 @@ class TrashActions:
         except (OSError, sqlite3.Error) as exc:
             log.exception("restoring an image from the trash failed")
             self._say(self._trash_error("could not be brought back from the trash folder", exc))
+
+    def _undone_text(self, back: list[ImageRecord]) -> str:
+        """What an Undo that brought ``back`` says, as a delete says what it moved: the images only appear in the
+        grid, or not at all where the search or the "★ only" view hides them (the user, seeing nothing, clicked
+        Undo again and brought back an older deletion too)."""
+        hiding = [self._gallery.hidden_by(record) for record in back]
+        hidden = sum(bool(by) for by in hiding)
+        text = f"{counted(len(back), 'image')} brought back from the trash"
+        if hidden:
+            by = " and ".join(dict.fromkeys(what for by in hiding for what in by))
+            text += f" ({'' if hidden == len(back) else f'{hidden} '}hidden by {by})"
+        return text + "."
 
     def empty_trash(self, listing: TrashListing) -> bool:
         """Deletes the images in the trash as ``listing`` found it for good (after the panel has asked), the files

@@ -5,15 +5,15 @@ and an older deletion comes back too, also unseen."""
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import Qt
 
 from app.data_dir import resolve_data_dir
+from app.gallery_model import GalleryModel
+from app.store import Store
+from app.trash_actions import TrashActions
 from tests.app.gui import gallery_images, window_without_engine
 
 
-@pytest.mark.xfail(strict=True, reason="R57: Undo delete is never said, and images it brings back that the search "
-                   "hides come back unseen")
 def test_an_undo_says_what_came_back_also_when_the_search_hides_it(qtbot, data_root):
     data = resolve_data_dir(data_root)
     gallery_images(data, ["a red fox", "an owl at night", "a cat on a roof"])
@@ -33,3 +33,21 @@ def test_an_undo_says_what_came_back_also_when_the_search_hides_it(qtbot, data_r
     assert window.controller.store.image(2) is not None and len(window.controller.store.images()) == 2
     # was: nothing said; the grid unchanged
     assert len(said) == 1 and "1 image" in said[0] and "search" in said[0]
+
+
+def test_an_undo_says_how_many_of_the_images_back_the_star_only_view_hides(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a red fox", "an owl at night"])
+    store = Store(data.database)
+    gallery = GalleryModel(store, data)
+    told: list[str] = []
+    actions = TrashActions(gallery, data, store.path, lambda error: told.append(error.message), told.append)
+    gallery.set_favorite([0], True)  # the owl
+    actions.delete_images([0, 1])
+    gallery.set_filter(favorites_only=True)
+    told.clear()
+    actions.undo_delete()
+    assert told == ["2 images brought back from the trash (1 hidden by the ★ only view)."]
+    assert [gallery.record(r).prompt for r in range(gallery.rowCount())] == ["an owl at night"]
+    gallery.stop()
+    store.close()
