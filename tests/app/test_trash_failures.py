@@ -10,28 +10,11 @@ import pytest
 from PIL import Image
 
 import app.gallery_trash
-from app.data_dir import DataDir, resolve_data_dir
 from app.gallery_errors import DeleteNotSaved
-from app.gallery_model import GalleryModel
 from app.reconcile import reconcile
 from app.store import Store
+from tests.app.gallery_pictures import five_picture_gallery, picture_colour
 from tests.app.gui import trash_listing, trash_settled
-
-
-def _gallery(data_root) -> tuple[GalleryModel, Store, DataDir]:
-    """Five real PNGs, each its own colour, d/0.png (prompt "p0", oldest) to d/4.png ("p4", shown first)."""
-    data = resolve_data_dir(data_root)
-    store = Store(data.database)
-    (data.images / "d").mkdir(parents=True, exist_ok=True)
-    for i in range(5):
-        Image.new("RGB", (4, 4), (i * 50, 0, 0)).save(data.images / "d" / f"{i}.png")
-    store.add_images([(f"d/{i}.png", {"prompt": f"p{i}"}, float(i), None, None) for i in range(5)])
-    return GalleryModel(store, data), store, data
-
-
-def _picture(path) -> tuple[int, int, int]:
-    with Image.open(path) as image:
-        return image.convert("RGB").getpixel((0, 0))
 
 
 def _disk_full(*_args, **_kwargs) -> None:
@@ -47,7 +30,7 @@ def test_a_file_a_failed_delete_could_not_move_back_is_named_and_kept_as_its_ent
     under its entry's name, the entry shown. The message said "Nothing else was changed"; deleting the entry
     again renamed its own file in the trash as another's (4.png -> 4-2.png), leaving the picture without an entry:
     Undo brought the entry back missing, and Empty trash deleted the picture."""
-    gallery, store, data = _gallery(data_root)
+    gallery, store, data = five_picture_gallery(data_root)
     assert gallery.record(0).path == "d/4.png"
 
     with monkeypatch.context() as failing:
@@ -64,7 +47,8 @@ def test_a_file_a_failed_delete_could_not_move_back_is_named_and_kept_as_its_ent
     assert sorted(p.name for p in data.trash.rglob("*.png")) == ["4.png"]  # was: 4-2.png
     assert gallery.undo_delete()
     record = gallery.record(0)
-    assert (record.path, record.missing) == ("d/4.png", False) and _picture(data.images / "d/4.png") == (200, 0, 0)
+    assert (record.path, record.missing) == ("d/4.png", False)
+    assert picture_colour(data.images / "d/4.png") == (200, 0, 0)
     assert not list(data.trash.rglob("*.png"))
 
 
@@ -77,7 +61,7 @@ def test_an_undo_killed_before_its_commit_never_shows_another_file_as_the_image(
     (d/3-2.png), which only the commit after the moves recorded. Killed before it, start-up took the row out of
     the trash at its old path, showing the other file as the image, and imported its own file as a second entry.
     The row gets its new name (committed) before its file moves now."""
-    gallery, store, data = _gallery(data_root)
+    gallery, store, data = five_picture_gallery(data_root)
     gallery.delete([1])  # d/3.png, "p3"
     shutil.copy(data.images / "d/0.png", data.images / "d/3.png")  # another picture takes its name
 
@@ -92,8 +76,8 @@ def test_an_undo_killed_before_its_commit_never_shows_another_file_as_the_image(
     restarted = Store(data.database)
     reconcile(restarted, data)  # as the next start does
     shown = {r.prompt: r.path for r in restarted.images()}
-    assert _picture(data.images / shown["p3"]) == (150, 0, 0)  # its own picture (was: the copy of d/0.png)
-    assert shown["p3"] != "d/3.png" and _picture(data.images / "d/3.png") == (0, 0, 0)
+    assert picture_colour(data.images / shown["p3"]) == (150, 0, 0)  # its own picture (was: the copy of d/0.png)
+    assert shown["p3"] != "d/3.png" and picture_colour(data.images / "d/3.png") == (0, 0, 0)
     assert sorted(shown.values()) == sorted(p.relative_to(data.images).as_posix()
                                             for p in data.images.rglob("*.png"))  # fmt: skip
     assert len(shown) == 6 and not list(data.trash.rglob("*.png"))  # the copy imported as its own entry, once
@@ -123,14 +107,14 @@ def test_undo_never_renames_into_the_name_of_an_entry_whose_file_is_missing(qtbo
     """Undo of an image whose name another file took renames it in the trash first: the new name was chosen without
     the rows whose file is missing, so it could be one of theirs (d/3-2.png), the database refused it, and Undo
     failed every time, the picture left in the trash for Empty trash to delete."""
-    gallery, store, data = _gallery(data_root)
+    gallery, store, data = five_picture_gallery(data_root)
     store.add_images([("d/3-2.png", {"prompt": "moved away"}, 10.0, None, None)])  # shown as missing
     gallery.reload()
     gallery.delete([next(r for r in range(gallery.rowCount()) if gallery.record(r).path == "d/3.png")])
     shutil.copy(data.images / "d/0.png", data.images / "d/3.png")  # another file takes its name
     assert gallery.undo_delete()
     back = {r.prompt: r.path for r in store.images()}
-    assert back["p3"] not in ("d/3.png", "d/3-2.png") and _picture(data.images / back["p3"]) == (150, 0, 0)
+    assert back["p3"] not in ("d/3.png", "d/3-2.png") and picture_colour(data.images / back["p3"]) == (150, 0, 0)
     assert not list(data.trash.rglob("*.png"))
 
 
@@ -139,7 +123,7 @@ def test_empty_trash_never_deletes_the_picture_a_failed_delete_left_in_the_trash
     user is told it comes back at the next start. Empty trash, still enabled by another deleted image, deleted
     every file in the trash folder, that picture too: after a restart its entry was missing for good. Only the
     files of images in the trash (and files no row has) are deleted now, and the picture is moved back first."""
-    gallery, store, data = _gallery(data_root)
+    gallery, store, data = five_picture_gallery(data_root)
     gallery.set_favorite([0], True)  # d/4.png, "p4"
     gallery.delete([1])  # d/3.png, really in the trash: deleted for good below
     (data.trash / "old").mkdir()
@@ -160,7 +144,7 @@ def test_empty_trash_never_deletes_the_picture_a_failed_delete_left_in_the_trash
     assert not [p for p in data.trash.rglob("*") if p.is_file()] and not gallery.has_trash
     record = gallery.record(0)
     assert (record.path, record.favorite, record.missing) == ("d/4.png", True, False)
-    assert _picture(data.images / "d/4.png") == (200, 0, 0) and not (data.images / "d/3.png").exists()
+    assert picture_colour(data.images / "d/4.png") == (200, 0, 0) and not (data.images / "d/3.png").exists()
     store.close()
 
     restarted = Store(data.database)

@@ -23,22 +23,7 @@ from app.reconcile import reconcile
 from app.store import Store
 from app.trash_actions import TrashActions
 from gpu.generation.png_metadata import write_png
-
-
-def _gallery(data_root) -> tuple[GalleryModel, Store, DataDir]:
-    """Five real PNGs, each its own colour, d/0.png (prompt "p0", oldest) to d/4.png ("p4", shown first)."""
-    data = resolve_data_dir(data_root)
-    store = Store(data.database)
-    (data.images / "d").mkdir(parents=True, exist_ok=True)
-    for i in range(5):
-        Image.new("RGB", (4, 4), (i * 50, 0, 0)).save(data.images / "d" / f"{i}.png")
-    store.add_images([(f"d/{i}.png", {"prompt": f"p{i}"}, float(i), None, None) for i in range(5)])
-    return GalleryModel(store, data), store, data
-
-
-def _picture(path) -> tuple[int, int, int]:
-    with Image.open(path) as image:
-        return image.convert("RGB").getpixel((0, 0))
+from tests.app.gallery_pictures import five_picture_gallery, picture_colour
 
 
 def _entries_after_a_restart(store: Store, data: DataDir) -> list[tuple[str, str, bool, bool]]:
@@ -52,7 +37,7 @@ def _entries_after_a_restart(store: Store, data: DataDir) -> list[tuple[str, str
 
 
 def test_undo_of_an_image_moved_back_from_the_trash_by_hand_keeps_its_picture_and_star(qtbot, data_root):
-    gallery, store, data = _gallery(data_root)
+    gallery, store, data = five_picture_gallery(data_root)
     gallery.set_favorite([0], True)  # d/4.png, "p4"
     gallery.delete([0])
     (data.trash / "d/4.png").rename(data.images / "d/4.png")  # back by hand, in a file manager
@@ -63,7 +48,7 @@ def test_undo_of_an_image_moved_back_from_the_trash_by_hand_keeps_its_picture_an
     # was: ("d/4-2.png", missing), and "The file of 'p4' was no longer in the trash folder ...; its entry is back in
     # the gallery without a picture" while the picture was at d/4.png
     assert (p4.path, p4.missing, p4.favorite) == ("d/4.png", False, True)
-    assert _picture(data.images / "d/4.png") == (200, 0, 0) and said == []
+    assert picture_colour(data.images / "d/4.png") == (200, 0, 0) and said == []
     gallery.stop()
     # was: d/4.png imported as a second entry without the star, beside the missing d/4-2.png starred
     assert _entries_after_a_restart(store, data) == [
@@ -73,7 +58,7 @@ def test_undo_of_an_image_moved_back_from_the_trash_by_hand_keeps_its_picture_an
 
 def test_an_undo_whose_commit_failed_and_whose_file_stayed_back_is_said_and_finished_by_the_next_undo(
         qtbot, data_root, monkeypatch):
-    gallery, store, data = _gallery(data_root)
+    gallery, store, data = five_picture_gallery(data_root)
     gallery.set_favorite([0], True)  # d/4.png, "p4"
     gallery.delete([0])
     said: list = []
@@ -108,7 +93,7 @@ def test_an_undo_whose_commit_failed_and_whose_file_stayed_back_is_said_and_fini
         ("d/4.png", "p4", False, True)]  # was: a second entry for d/4.png, without the star
 
 
-def test_undo_takes_the_file_at_its_name_only_when_it_is_not_known_to_be_another_picture(qtbot, data_root):
+def test_undo_takes_the_file_at_its_name_only_when_it_is_not_known_to_be_anotherpicture_colour(qtbot, data_root):
     """Taken: the entry's own picture, the size and bytes its row stored. Not taken: a file copied in under its name
     since, with the same settings but other bytes (another seed, say): the entry comes back marked missing under a
     free name, as before, and that file is left where it is, untouched."""
@@ -126,5 +111,6 @@ def test_undo_takes_the_file_at_its_name_only_when_it_is_not_known_to_be_another
     write_png(data.images / "d/0.png", Image.new("RGB", (4, 4), (0, 0, 99)), {"prompt": "the same"})  # another
     assert gallery.undo_delete()
     assert sorted((r.path, r.missing) for r in store.images()) == [("d/0-2.png", True), ("d/1.png", False)]
-    assert _picture(data.images / "d/0.png") == (0, 0, 99) and _picture(data.images / "d/1.png") == (50, 0, 0)
+    assert picture_colour(data.images / "d/0.png") == (0, 0, 99)
+    assert picture_colour(data.images / "d/1.png") == (50, 0, 0)
     gallery.stop()
