@@ -17,6 +17,7 @@ from gpu.lora import LoraError, manager_for
 from gpu.lora.apply import model_layers
 from gpu.lora.fit import applied_parts, layout_targets, misfit
 from gpu.lora.formats import check_lora_file
+from gpu.lora.keys import has_text_part
 from gpu.lora.layer_files import file_layers
 from gpu.model_files import inspect_model_path
 from gpu.paths import resources_dir
@@ -167,3 +168,30 @@ def test_a_job_refuses_a_lora_for_another_size_before_it_loads_the_model(demo, t
     assert (str(refused.value), refused.value.hint) == (str(loaded_says.value), loaded_says.value.hint)
     images = service.generate(GenerationRequest("a red circle", model="demo", steps=1, loras=[(str(dev), 0.0)]))
     assert len(images) == 1 and tensor_reads == []
+
+
+def test_a_gone_lora_at_strength_zero_is_refused_before_the_model_loads(tmp_path):
+    """(R58) The check before the load skipped a LoRA at strength 0 entirely, while applying it still refused a gone
+    file: ``generate --lora "gone style.safetensors:0"`` was refused after the model loaded (a minute for FLUX.1)."""
+    from gpu.generation.request import GenerationRequest
+    from gpu.generation.service import GenerationService
+
+    gone = tmp_path / "gone style.safetensors"
+    service = GenerationService(device=torch.device("cpu"))
+    with pytest.raises(LoraError, match="gone style"):  # at strength 1: before the load
+        service.generate(GenerationRequest("a red circle", model="demo", steps=1, loras=[(str(gone), 1.0)]))
+    assert service.loaded is None
+    with pytest.raises(LoraError, match="gone style"):
+        service.generate(GenerationRequest("a red circle", model="demo", steps=1, loras=[(str(gone), 0.0)]))
+    assert service.loaded is None
+
+
+def test_a_transformer_only_lora_at_strength_zero_is_not_read_whatever_its_text_strength(demo, tensor_reads):
+    """(R58) A LoRA without a CLIP/T5 part asked at strength 0 with a text strength of its own (``--lora
+    style.safetensors:0:1``, or a row restored with one) changes nothing, yet it was read whole at every job, only to
+    be skipped: its text strength counted its text parts, which it has not, as applied."""
+    assert not has_text_part(check_lora_file(SHIPPED)[1].components)  # the transformer only
+    manager = manager_for(copy.deepcopy(demo))
+    assert manager.set([(SHIPPED, 0.0)]) == [] and tensor_reads == []
+    assert manager.set([(SHIPPED, 0.0, 1.0)]) == [] and tensor_reads == []
+    assert manager.set([(SHIPPED, 1.0, 0.0)]) != [] and tensor_reads == ["monochrome-style.safetensors"]

@@ -207,14 +207,15 @@ def test_a_lora_file_the_system_will_not_show_is_refused_by_name(tmp_path, demo,
     name. The operating system's refusals are made here (tests run as root, whom permissions do not stop)."""
     locked = Path(shutil.copy(SHIPPED, tmp_path / "locked.safetensors"))
     racy = Path(shutil.copy(SHIPPED, tmp_path / "racy.safetensors"))
-    stat, raced = Path.stat, []
+    stat, looks = Path.stat, []
 
     def refusing_stat(self: Path, **kwargs) -> os.stat_result:
         if self == locked:
             raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        if self == racy and not raced:  # gone at the first look, back at the next
-            raced.append(self)
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(self))
+        if self == racy:
+            looks.append(self)
+            if len(looks) == 2:  # there at the header's check, gone at the manager's look, back at the next
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(self))
         return stat(self, **kwargs)
 
     monkeypatch.setattr(Path, "stat", refusing_stat)

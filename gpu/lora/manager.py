@@ -22,7 +22,7 @@ from torch import nn
 from gpu.lora.apply import apply_deltas, model_layers, plan, restore
 from gpu.lora.fit import ModelLayers, applied_parts, known_misfit, layout_targets, misfit
 from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora, unreadable_lora
-from gpu.lora.keys import LoraLayout, has_text_part
+from gpu.lora.keys import TEXT_ENCODERS, LoraLayout, has_text_part
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, file_stamp
 from gpu.lora.refs import hashes_name
 
@@ -149,17 +149,26 @@ def parse_lora_args(texts: list[str]) -> list[tuple[str, float] | tuple[str, flo
 
 def check_fit_before_load(loras: list[LoraRequest] | None, layers: ModelLayers) -> None:
     """``LoraError`` for the first of ``loras`` that the model whose files' headers give ``layers``
-    (``gpu.lora.layer_files``) cannot take, from each file's header (``known_misfit``): a job asks it before loading
-    the model, so a LoRA for another FLUX size is said at once, not after the minute a FLUX.1 load takes. A LoRA at
-    strength 0 in every part is not looked at, as applying skips it; the loaded model judges the parts not known."""
+    (``gpu.lora.layer_files``) cannot take, from each file's header (``known_misfit``), or that is gone, damaged or no
+    FLUX.1 LoRA, at any strength, as applying says: a job asks it before loading the model, so either is said at
+    once, not after the minute a FLUX.1 load takes. The loaded model judges the parts not known."""
     for lora in loras or []:
         path, strength, text_strength = _request(lora)
-        if not applied_parts(strength, text_strength):
-            continue
-        found, layout = check_lora_file(path)
-        wrong = known_misfit(found.name, layout_targets(layout), layers, strength, text_strength)
+        found, layout, parts = asked_parts(path, strength, text_strength)
+        wrong = known_misfit(found.name, layout_targets(layout), layers, strength, text_strength) if parts else None
         if wrong is not None:
             raise wrong.error()
+
+
+def asked_parts(path: str | Path, strength: float, text_strength: float | None
+                ) -> tuple[Path, LoraLayout, frozenset[str]]:  # fmt: skip
+    """(the path, its layout, the pipeline components it changes) of the LoRA file at ``path`` asked at ``strength``
+    and ``text_strength``, from its header (``check_lora_file``: ``LoraError`` for a file gone, damaged or no FLUX.1
+    LoRA, whatever the strengths): ``applied_parts``, less the text encoders where the file has no CLIP/T5 part, whose
+    text strength then changes nothing (at strength 0 with a text strength of 1 it was read whole, to be skipped)."""
+    found, layout = check_lora_file(path)
+    parts = applied_parts(strength, text_strength)
+    return found, layout, parts if has_text_part(layout.components.values()) else parts.difference(TEXT_ENCODERS)
 
 
 def _request(lora: LoraRequest) -> tuple[str | Path, float, float | None]:
@@ -242,9 +251,8 @@ class LoraManager:
         asked: list[LoraFile] = []
         for lora in loras or []:
             path, strength, text_strength = _request(lora)
-            parts = applied_parts(strength, text_strength)
-            if not parts:  # changes nothing: checked from its header (gone or damaged is said), its tensors not read
-                check_lora_file(path)
+            parts = asked_parts(path, strength, text_strength)[2]
+            if not parts:  # changes nothing: its tensors not read
                 read_before = self._files.get(str(Path(path).expanduser().resolve()))
                 if read_before is not None:  # kept for its strength to come back (``read`` checks it is the same)
                     asked.append(read_before[1])
