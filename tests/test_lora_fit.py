@@ -195,3 +195,17 @@ def test_a_transformer_only_lora_at_strength_zero_is_not_read_whatever_its_text_
     assert manager.set([(SHIPPED, 0.0)]) == [] and tensor_reads == []
     assert manager.set([(SHIPPED, 0.0, 1.0)]) == [] and tensor_reads == []
     assert manager.set([(SHIPPED, 1.0, 0.0)]) != [] and tensor_reads == ["monochrome-style.safetensors"]
+
+
+def test_a_lora_that_does_not_fit_is_put_in_words_once_not_for_each_of_its_layers(tmp_path, monkeypatch):
+    """The LoRA panel judges every listed file at each model picked, on the GUI thread: the words of a misfit were
+    made for each of a FLUX.1-dev LoRA's 228 layers (0.5 ms a file, a second for 2,000 rows), to name one."""
+    import gpu.lora.fit
+
+    dev = flux_dev_lora(tmp_path / "dev.safetensors", rank=4)
+    layers = file_layers(inspect_model_path(DEMO), DEMO)
+    worded, real = [], gpu.lora.fit._target_misfit
+    monkeypatch.setattr(gpu.lora.fit, "_target_misfit", lambda *args: worded.append(args[1]) or real(*args))
+    wrong = misfit(dev.name, layout_targets(check_lora_file(dev)[1]), layers, applied_parts(1.0, None))
+    assert wrong is not None and "227 more of its 228 layers do not fit either" in wrong.message
+    assert len(worded) == 1 and worded[0].key == "lora_unet_double_blocks_0_img_attn_qkv"
