@@ -20,7 +20,7 @@ from app.image_files import move_to_trash, restore_from_trash
 from app.reconcile import FolderImport
 from app.store import ImageRecord, Store
 from app.trash_emptier import TrashEmptier
-from app.trash_names import back_in_images, clear_trash_name, in_trash_already
+from app.trash_names import PathSpellings, back_in_images, clear_trash_name, in_trash_already
 from app.trash_notices import (
     came_back_without_file,
     refused_while_gathering,
@@ -221,10 +221,11 @@ class GalleryTrash(QObject):
             return []
         batch = self._undo[-1]
         back: list[_Back] = []
+        paths = PathSpellings(self._store)
         try:
             try:
                 for record in reversed(batch):
-                    back.append(self._restore(record))
+                    back.append(self._restore(record, paths))
             finally:
                 if back:
                     self._untrash(back)
@@ -243,17 +244,18 @@ class GalleryTrash(QObject):
             self._model.notice.emit(came_back_without_file(lost, self._data))
         return [b.record for b in back]
 
-    def _restore(self, record: ImageRecord) -> _Back:
+    def _restore(self, record: ImageRecord, paths: PathSpellings) -> _Back:
         """One image's file back from the trash; its row follows in ``_untrash``. When another file has taken
         its name, it is renamed in the trash first and its row says so in a commit of its own (rare): the file
         then comes back under the path its row has. Given its new name only by the later commit, a crash
         before it left the row to be taken out of the trash at start-up at its old path, another's picture,
         and its own file imported as a second entry. Its file already back in the images folder under its name
-        (``back_in_images``) is taken as it is."""
+        (``back_in_images``) is taken as it is; ``paths``: the rows' paths, read once for the Undo."""
         in_trash = (self._data.trash / record.path).exists()
         if in_trash and self._model.path_of(record).exists():  # ``record`` is on the undo stack: its path follows
             self.clear_name(record.path)
-        if not in_trash and back_in_images(self._store, self._data, record):
+            paths.forget()  # rows renamed: what ``paths`` read is out of date
+        if not in_trash and back_in_images(self._store, self._data, record, paths):
             return _Back(replace(record, missing=False), record.path, in_trash=False, lost=False)
         # With no file in the trash, a name no other row holds (a missing image's) if a new file has its own.
         restored = restore_from_trash(self._data, record.path, taken=self._store.has_path)

@@ -49,21 +49,41 @@ def in_trash_already(store: Store, data: DataDir, record: ImageRecord) -> bool:
     return not trash_owners(store, data, record.path)
 
 
-def back_in_images(store: Store, data: DataDir, record: ImageRecord) -> bool:
+class PathSpellings:
+    """Every row's path by its spelling (``_spelling``), read from the database when first asked and kept until
+    ``forget``: one read for a whole Undo batch. Read once per image whose file was back, an Undo of thousands of
+    them (after a failed one) read every row thousands of times."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._by_spelling: dict[str, list[str]] | None = None
+
+    def spelled_as(self, rel_path: str) -> list[str]:
+        """The paths of the rows that are ``rel_path`` or another spelling of it (as written in the database)."""
+        if self._by_spelling is None:
+            by_spelling: dict[str, list[str]] = {}
+            for path in self._store.all_paths():
+                by_spelling.setdefault(_spelling(path), []).append(path)
+            self._by_spelling = by_spelling
+        return self._by_spelling.get(_spelling(rel_path), [])
+
+    def forget(self) -> None:
+        """Read again when next asked: a row's path changed."""
+        self._by_spelling = None
+
+
+def back_in_images(store: Store, data: DataDir, record: ImageRecord, paths: PathSpellings) -> bool:
     """Whether the file of ``record`` (an image in the trash) is in the images folder under its name already, with
     none in the trash: moved back by hand, or left there by an Undo whose commit failed and which could not move it
     back into the trash. It is that row's picture, as start-up takes it (``app.reconcile.finish_interrupted_moves``)
     and as a delete takes its file left in the trash (``in_trash_already``), unless it is known to be another
     (``_another_picture``: a file copied in under that name since) or another row holds it under another spelling
-    of the name. Undo giving the entry a free name instead left its picture with no entry (a second one, without
-    the star, at the next start) and the entry marked missing."""
+    of the name (``paths``: the rows' paths, current). Undo giving the entry a free name instead left its picture
+    with no entry (a second one, without the star, at the next start) and the entry marked missing."""
     own = absolute(data, record.path)
     if (data.trash / record.path).exists() or not own.is_file():
         return False
-    # Looked up only here, rare: a file where the trashed entry's name points and none in the trash.
-    key = _spelling(record.path)
-    if any(path != record.path and _spelling(path) == key and _same_file(absolute(data, path), own)
-           for path in store.all_paths()):  # fmt: skip
+    if any(path != record.path and _same_file(absolute(data, path), own) for path in paths.spelled_as(record.path)):
         return False
     return not _another_picture(store, record, own)
 

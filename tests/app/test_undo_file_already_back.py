@@ -114,3 +114,24 @@ def test_undo_takes_the_file_at_its_name_only_when_it_is_not_known_to_be_another
     assert picture_colour(data.images / "d/0.png") == (0, 0, 99)
     assert picture_colour(data.images / "d/1.png") == (50, 0, 0)
     gallery.stop()
+
+
+def test_an_undo_of_several_images_whose_files_are_back_reads_every_row_once_at_most(qtbot, data_root, monkeypatch):
+    """The rows' paths (for another spelling of a name) are read once for the Undo: read once per image whose file
+    was back, an Undo of thousands of them read every row thousands of times."""
+    gallery, store, data = five_picture_gallery(data_root)
+    gallery.delete([0, 1, 2, 3, 4])
+    for i in range(5):
+        (data.trash / f"d/{i}.png").rename(data.images / f"d/{i}.png")  # all back by hand
+    reads: list[None] = []
+    real_all_paths = store.all_paths
+
+    def counted_all_paths() -> dict[str, tuple[int, bool, bool]]:
+        reads.append(None)
+        return real_all_paths()
+
+    monkeypatch.setattr(store, "all_paths", counted_all_paths)
+    assert len(gallery.undo_delete()) == 5
+    assert len(reads) <= 1  # was: 5
+    assert sorted((r.path, r.missing) for r in store.images()) == [(f"d/{i}.png", False) for i in range(5)]
+    gallery.stop()
