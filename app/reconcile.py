@@ -19,8 +19,9 @@ and the repairs are done again for the files gathered (``repair_after_gather``, 
 
 A delete or an undo interrupted between moving the file and committing its row is finished the safe way: an
 image whose row is not in the trash but whose file is comes back into the gallery; a trashed row whose file was
-already moved back is taken out of the trash. A file copied in under the name of an image in the trash is
-imported, and the trashed image is renamed so that both can be seen (never overwritten on undo).
+already moved back is taken out of the trash, unless its file is known to be another picture (the rule of Undo,
+``app.trash_names.another_picture``). A file copied in under the name of an image in the trash is imported, and the
+trashed image is renamed so that both can be seen (never overwritten on undo).
 
 A save cut short by a kill leaves its file in a hidden scratch folder of the write, where no listing sees it: start-up
 publishes a whole picture found there, to be imported with the other new files, and moves an unfinished one to the
@@ -55,7 +56,9 @@ from app.engine_errors import EngineError
 from app.image_files import (
     CutShortSaves,
     TrashGathered,
+    absolute,
     file_fingerprint,
+    free_image_name,
     gather_trash,
     gathers_across_drives,
     is_png,
@@ -67,6 +70,7 @@ from app.image_files import (
 )
 from app.observable import Prop
 from app.store import PromptRecord, Recovery, Store, prompt_of
+from app.trash_names import another_picture
 from app.wording import counted, were
 from gpu.errors import named_few
 from gpu.generation.png_metadata import PNG_SIGNATURE, UNBUFFERED, inspect_png_file
@@ -131,12 +135,24 @@ def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[
             repaired += 1
         elif not trashed or rel not in on_disk or not _is_file_now(data.images, rel):
             continue  # nothing to finish, or deleted since the listing: its file is in the trash now
-        elif not in_trash:  # brought back, but the row was not updated: finish
+        elif in_trash:  # another image now has the trashed one's name: give the trashed a new one
+            store.set_path(row_id, rename_in_trash(data, rel, taken=store.has_path))
+        elif _another_picture_at(store, data, row_id, rel):
+            # Copied in under its name while the app was closed: imported as a new entry (``check_folder``), the
+            # trashed entry kept in the trash, without its picture, under a name of its own. Taken as its
+            # picture, it came back with another's picture, which Undo refuses (``back_in_images``).
+            store.set_path(row_id, free_image_name(data, rel, store.has_path))
+        else:  # brought back, but the row was not updated: finish
             store.set_trashed(row_id, False)
             repaired += 1
-        else:  # another image now has the trashed one's name: give the trashed a new one
-            store.set_path(row_id, rename_in_trash(data, rel, taken=store.has_path))
     return repaired
+
+
+def _another_picture_at(store: Store, data: DataDir, row_id: int, rel: str) -> bool:
+    """Whether the file at ``rel`` in the images folder is known to be another picture than the one of the row
+    ``row_id`` (``another_picture``)."""
+    record = store.image(row_id)
+    return record is not None and another_picture(store, record, absolute(data, rel))
 
 
 def _is_file_now(folder: Path, rel: str) -> bool:

@@ -77,7 +77,7 @@ def back_in_images(store: Store, data: DataDir, record: ImageRecord, paths: Path
     none in the trash: moved back by hand, or left there by an Undo whose commit failed and which could not move it
     back into the trash. It is that row's picture, as start-up takes it (``app.reconcile.finish_interrupted_moves``)
     and as a delete takes its file left in the trash (``in_trash_already``), unless it is known to be another
-    (``_another_picture``: a file copied in under that name since) or another row holds it under another spelling
+    (``another_picture``: a file copied in under that name since) or another row holds it under another spelling
     of the name (``paths``: the rows' paths, current). Undo giving the entry a free name instead left its picture
     with no entry (a second one, without the star, at the next start) and the entry marked missing."""
     own = absolute(data, record.path)
@@ -85,14 +85,15 @@ def back_in_images(store: Store, data: DataDir, record: ImageRecord, paths: Path
         return False
     if any(path != record.path and _same_file(absolute(data, path), own) for path in paths.spelled_as(record.path)):
         return False
-    return not _another_picture(store, record, own)
+    return not another_picture(store, record, own)
 
 
-def _another_picture(store: Store, record: ImageRecord, path: Path) -> bool:
+def another_picture(store: Store, record: ImageRecord, path: Path) -> bool:
     """Whether the file at ``path`` is known to be another picture than the one of ``record``: not the size and
     bytes (SHA-256) its row stored, or, where those are not known (an image imported from its file), other
     settings than its own. With nothing to tell them apart (no settings in the file, or it cannot be read) it is
-    taken for its own, as start-up takes it."""
+    taken for its own. The one rule of Undo (``back_in_images``) and start-up (``app.reconcile``) for a trashed
+    entry's name taken in the images folder: a file there is its picture unless this says otherwise."""
     size, sha = store.stored_fingerprint(record.id)
     if size is not None:
         fingerprint = file_fingerprint(path)

@@ -135,3 +135,35 @@ def test_an_undo_of_several_images_whose_files_are_back_reads_every_row_once_at_
     assert len(reads) <= 1  # was: 5
     assert sorted((r.path, r.missing) for r in store.images()) == [(f"d/{i}.png", False) for i in range(5)]
     gallery.stop()
+
+
+def test_start_up_takes_a_trashed_entrys_file_back_in_images_only_when_it_is_not_known_to_be_another_picture(
+        qtbot, data_root):
+    """The rule of Undo at start-up too: a trashed entry whose own picture (the size and bytes its row stored) is
+    back under its name is taken out of the trash, an interrupted Undo finished. One whose name in the images
+    folder holds another picture, copied in by hand while the app was closed (its file gone from the trash), stays
+    in the trash with its prompt and star under a free name, and that file is imported as an entry of its own."""
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i in range(2):
+        path = data.images / "d" / f"{i}.png"
+        write_png(path, Image.new("RGB", (4, 4), (i * 50, 0, 0)), {"prompt": f"p{i}"})
+        size, sha = file_fingerprint(path)
+        store.add_image(f"d/{i}.png", {"prompt": f"p{i}"}, created=float(i), file_size=size, file_sha256=sha)
+    gallery = GalleryModel(store, data)
+    gallery.set_favorite([0, 1], True)
+    gallery.delete([0, 1])
+    gallery.stop()
+    store.close()  # the app closed; then, by hand:
+    (data.trash / "d/1.png").rename(data.images / "d/1.png")  # its own, as an interrupted Undo leaves it
+    (data.trash / "d/0.png").unlink()
+    write_png(data.images / "d/0.png", Image.new("RGB", (4, 4), (0, 0, 99)), {"prompt": "copied in"})
+    restarted = Store(data.database)
+    reconcile(restarted, data)
+    assert sorted((r.path, r.prompt, r.missing, r.favorite) for r in restarted.images()) == [
+        ("d/0.png", "copied in", False, False), ("d/1.png", "p1", False, True)]  # was: d/0.png as "p0", starred
+    assert [(r.path, r.prompt, r.favorite) for batch in restarted.trash_batches() for r in batch] == [
+        ("d/0-2.png", "p0", True)]
+    assert picture_colour(data.images / "d/0.png") == (0, 0, 99)
+    assert picture_colour(data.images / "d/1.png") == (50, 0, 0)
+    restarted.close()
