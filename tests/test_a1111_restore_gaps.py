@@ -1,0 +1,42 @@
+"""R59 review: A1111/Forge text whose settings are read wrong or dropped without a word."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpu.generation.png_metadata import read_parameters
+
+# A Forge FLUX txt2img with hires fix, as Forge writes it: Size is the first pass's, the image is twice that.
+FORGE_HIRES = (
+    "a lighthouse at dusk\n"
+    "Steps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 3.5, Seed: 1234, "
+    "Size: 896x1152, Model hash: 0123456789, Model: flux1-dev-bnb-nf4-v2, Denoising strength: 0.45, "
+    "Hires upscale: 2, Hires steps: 10, Hires upscaler: 4x-UltraSharp, Version: f2.0.1v1.10.1"
+)
+# An A1111/Forge img2img: the image was made from another picture, not from noise.
+FORGE_IMG2IMG = (
+    "a lighthouse at dusk\n"
+    "Steps: 20, Sampler: Euler, CFG scale: 1, Distilled CFG Scale: 3.5, Seed: 1234, Size: 896x1152, "
+    "Model: flux1-dev-bnb-nf4-v2, Denoising strength: 0.55, Version: f2.0.1v1.10.1"
+)
+
+
+@pytest.mark.xfail(strict=True, reason="R59: Hires fix fields are dropped silently; the restored size is half the image's")
+def test_hires_fix_is_said_not_silently_dropped() -> None:
+    settings, problems = read_parameters(FORGE_HIRES)
+    assert (settings["width"], settings["height"]) == (896, 1152)  # the first pass's size, as Size says
+    # the file is 1792x2304: the app cannot upscale, so the user must be told the restored image is not this one
+    assert any("Hires" in p for p in problems), problems
+
+
+@pytest.mark.xfail(strict=True, reason="R59: img2img's Denoising strength is dropped silently; restored as txt2img")
+def test_img2img_is_said_not_silently_dropped() -> None:
+    _settings, problems = read_parameters(FORGE_IMG2IMG)
+    assert any("Denoising strength" in p for p in problems), problems
+
+
+@pytest.mark.xfail(strict=True, reason="R59: lone CR line ends lose the prompt and steps without a word")
+def test_lone_cr_line_ends_are_lines() -> None:
+    text = "a cat\rNegative prompt: ugly\rSteps: 20, Sampler: Euler, CFG scale: 3.5, Seed: 7, Size: 512x512"
+    settings, problems = read_parameters(text)
+    assert (settings.get("prompt"), settings.get("negative_prompt"), settings.get("steps")) == ("a cat", "ugly", 20)
