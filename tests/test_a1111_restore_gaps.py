@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from gpu.generation.png_metadata import read_parameters
 
 # A Forge FLUX txt2img with hires fix, as Forge writes it: Size is the first pass's, the image is twice that.
@@ -21,7 +19,6 @@ FORGE_IMG2IMG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason="R59: Hires fix fields are dropped silently; the restored size is half the image's")
 def test_hires_fix_is_said_not_silently_dropped() -> None:
     settings, problems = read_parameters(FORGE_HIRES)
     assert (settings["width"], settings["height"]) == (896, 1152)  # the first pass's size, as Size says
@@ -29,13 +26,11 @@ def test_hires_fix_is_said_not_silently_dropped() -> None:
     assert any("Hires" in p for p in problems), problems
 
 
-@pytest.mark.xfail(strict=True, reason="R59: img2img's Denoising strength is dropped silently; restored as txt2img")
 def test_img2img_is_said_not_silently_dropped() -> None:
     _settings, problems = read_parameters(FORGE_IMG2IMG)
     assert any("Denoising strength" in p for p in problems), problems
 
 
-@pytest.mark.xfail(strict=True, reason="R59: lone CR line ends lose the prompt and steps without a word")
 def test_lone_cr_line_ends_are_lines() -> None:
     text = "a cat\rNegative prompt: ugly\rSteps: 20, Sampler: Euler, CFG scale: 3.5, Seed: 7, Size: 512x512"
     settings, problems = read_parameters(text)

@@ -215,12 +215,18 @@ def parse_parameters(text: str) -> dict[str, Any]:
 def has_settings_line(text: str) -> bool:
     """Whether ``text`` ends in an A1111 settings line. Where the text comes from a field any program fills (an
     EXIF comment, an XMP description), that line is what says it is A1111's: a camera's "Holiday 2024" is none."""
-    return _is_settings_line(text.replace("\r\n", "\n").strip("\n").rpartition("\n")[2])
+    return _is_settings_line(_lines(text).rpartition("\n")[2])
+
+
+def _lines(text: str) -> str:
+    """``text`` with its line ends as "\n": Windows' "\r\n", and old Mac text's lone "\r" (read as one line, its
+    prompt, negative prompt and settings were lost without a word)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
 
 
 def read_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
     """``parse_parameters`` and, for each field it had to leave out, why (a phrase naming field and value)."""
-    lines = text.replace("\r\n", "\n").strip("\n").split("\n")
+    lines = _lines(text).split("\n")
     params_line = ""
     if lines and _is_settings_line(lines[-1]):
         params_line = lines.pop()
@@ -256,12 +262,28 @@ def read_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
     if "Distilled CFG Scale" in extra:
         guidance_label = "Distilled CFG Scale"
         out["guidance"] = extra[guidance_label]
-    problems = _coerce(out, guidance_label) + _lora_refs(out)
+    problems = _coerce(out, guidance_label) + _lora_refs(out) + _passes_not_made(extra, out)
     if not out["prompt"]:  # a settings line alone, or an empty prompt: the text cannot tell them apart
         del out["prompt"]
     if extra:
         out["extra"] = extra
     return out, problems
+
+
+def _passes_not_made(extra: dict[str, str], out: dict[str, Any]) -> list[str]:
+    """What the image had that no setting here makes, said: restored without it, the settings looked complete and
+    made another picture. A hires fix's second pass (``Hires upscale``/``Hires resize``: Size is the first pass's,
+    the image larger), else an img2img's start from another picture (``Denoising strength`` alone)."""
+    upscale, resize = extra.get("Hires upscale"), extra.get("Hires resize")
+    if upscale or resize:
+        field = f"Hires resize {resize}" if resize else f"Hires upscale {upscale}"
+        first = f"{out['width']}x{out['height']}" if "width" in out else "its Size"
+        return [f"its hires fix ({field}: a second pass at a larger size) is not restored: new images are its "
+                f"first pass, {first}"]
+    if "Denoising strength" in extra:
+        return [f"it was made from another picture (img2img, Denoising strength {extra['Denoising strength']}), "
+                "which is not restored: new images start from noise"]  # fmt: skip
+    return []
 
 
 def _whole(text: str) -> int:
