@@ -69,7 +69,11 @@ class HistoryActions:
         back = self._removed[-1]
         if self._change_history(lambda: self._history.restore(back), "bringing back prompts to the history failed"):
             self._removed.pop()
-            self._tell(f"{counted(len(back), 'prompt')} brought back to the history.")
+            # Said, as Undo delete says of the gallery's: brought back out of the search's sight, they seemed lost
+            hidden = self._history.hidden(back)
+            unseen = "" if not hidden else " (hidden by the search)" if hidden == len(back) else \
+                f" ({hidden} hidden by the search)"  # fmt: skip
+            self._tell(f"{counted(len(back), 'prompt')} brought back to the history{unseen}.")
 
     def clear_history(self) -> None:
         """Every prompt of the history forgotten (Clear, after the panel has asked), those removed before and

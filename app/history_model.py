@@ -119,6 +119,10 @@ class HistoryModel(QAbstractListModel):
         key = search_key(self._search)
         return not key or key in search_key(prompt) or key in search_key(negative_prompt)
 
+    def hidden(self, records: list[PromptRecord]) -> int:
+        """How many of ``records`` the current search hides (brought back, they are in the history, not the list)."""
+        return sum(not self._matches(r.prompt, r.negative_prompt) for r in records)
+
     def remove(self, rows: list[int]) -> list[PromptRecord]:
         """Forgets the entries of ``rows``; returns them as they were stored (``Store.remove_prompts``), for
         ``restore``."""

@@ -26,3 +26,25 @@ def test_prompts_removed_from_the_history_with_the_delete_key_can_be_brought_bac
     # was: the history stayed empty, in the database too
     assert [(history.record(r).prompt, history.record(r).uses) for r in range(history.rowCount())] == before
     assert [(r.prompt, r.uses) for r in bare_window.controller.store.prompts()] == before
+
+
+def test_prompts_brought_back_that_the_search_hides_are_said_hidden(qtbot, bare_window):
+    """Ctrl+Z brought prompts back out of the search's sight with "2 prompts brought back to the history.", the list
+    unchanged: as the gallery's Undo delete, it says how many the search hides."""
+    history, view = bare_window.controller.history, bare_window.history_panel.view
+    for prompt in ("a red fox", "an owl at night", "a cat"):
+        history.add(prompt, "")
+    said: list[str] = []
+    bare_window.controller.status_message.connect(said.append)
+    bare_window.activateWindow()
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    history.set_search("fox")
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert said[-1] == "3 prompts brought back to the history (2 hidden by the search)."
+    assert [history.record(r).prompt for r in range(history.rowCount())] == ["a red fox"]
+    qtbot.keyClick(view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert said[-1] == "1 prompt brought back to the history."
