@@ -42,6 +42,11 @@ class MethodPage(QWizardPage):
         # read as the smallest branch.
         self.rank = QSpinBox(minimum=0, maximum=MAX_RANK, value=DEFAULT_RANK, singleStep=8,
                              specialValueText="0 (no low-rank branch)")  # fmt: skip
+        # The rank the user set, which a smaller source's limit brings down in the field (``show_rank_limit``) and a
+        # larger one's gives back: it stayed at the smaller source's limit once that source was left
+        self._asked_rank = DEFAULT_RANK
+        self._bounding = False
+        self.rank.valueChanged.connect(self._rank_set)
         self.show_rank_limit(0)
         self.alpha_points = QSpinBox(minimum=2, maximum=MAX_ALPHA_POINTS, value=DEFAULT_ALPHA_POINTS)
         self.alpha_points.setToolTip(
@@ -67,14 +72,23 @@ class MethodPage(QWizardPage):
     def show_rank_limit(self, limit: int) -> None:
         """Bounds the rank by the chosen source's ``limit`` (``QuantizeSource.rank_limit``; 0: not known): a larger
         branch would hold more numbers than the layer's own 16-bit weight, and the run refuses it. A rank typed
-        beyond it is brought down to it, which the field shows."""
-        self.rank.setMaximum(min(limit, MAX_RANK) if limit else MAX_RANK)
+        beyond it is brought down to it, which the field shows, and given back where a later source takes it."""
+        self._bounding = True
+        try:
+            self.rank.setMaximum(min(limit, MAX_RANK) if limit else MAX_RANK)
+            self.rank.setValue(min(self._asked_rank, self.rank.maximum()))
+        finally:
+            self._bounding = False
         bound = (f" This model's smallest layers take at most {limit}: a larger branch would hold more numbers than "
                  "the layer's own 16-bit weight." if limit and limit < MAX_RANK else "")  # fmt: skip
         self.rank.setToolTip(
             f"Size of the 16-bit low-rank branch that absorbs outliers ({DEFAULT_RANK} is the paper's default). "
             f"0 makes no branch (SVDQuant is then smoothing alone).{bound}"
         )
+
+    def _rank_set(self, value: int) -> None:
+        if not self._bounding:  # the user's, not the bound's
+            self._asked_rank = value
 
     def _method_changed(self) -> None:
         # The precision, the rank, the alpha search and the shared smoothing exist only for the methods that use

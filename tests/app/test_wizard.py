@@ -755,6 +755,8 @@ def test_the_rank_goes_no_further_than_the_sources_layers_take(qtbot, window, tm
     _pick(qtbot, wizard, _single_file(tmp_path))
     assert not wizard.source_page.problem.isVisible()
     assert rank.maximum() == rank.value() == 128
+    wizard.source_page.use_path(str(nothing))  # the 200 set for it comes back with it (it stayed at 128)
+    assert rank.maximum() == 256 and rank.value() == 200
     wizard.close()
 
 
