@@ -13,7 +13,7 @@ from app.engine_errors import EngineError
 from app.generation_state import PromptState
 from app.history_model import HistoryModel
 from app.store import PromptRecord
-from app.wording import counted
+from app.wording import counted, hidden_note
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,7 @@ class HistoryActions:
         if self._change_history(lambda: self._history.restore(back), "bringing back prompts to the history failed"):
             self._removed.pop()
             # Said, as Undo delete says of the gallery's: brought back out of the search's sight, they seemed lost
-            hidden = self._history.hidden(back)
-            unseen = "" if not hidden else " (hidden by the search)" if hidden == len(back) else \
-                f" ({hidden} hidden by the search)"  # fmt: skip
+            unseen = hidden_note(self._history.hidden(back), len(back), "the search")
             self._tell(f"{counted(len(back), 'prompt')} brought back to the history{unseen}.")
 
     def clear_history(self) -> None:

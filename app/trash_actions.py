@@ -15,7 +15,7 @@ from app.gallery_errors import DeleteCutShort, DeleteNotSaved, EmptyingNotStarte
 from app.gallery_model import GalleryModel
 from app.store import ImageRecord
 from app.trash_listing import FailureKind, TrashEmptied, TrashListing
-from app.wording import counted, were
+from app.wording import counted, hidden_note, were
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,8 @@ class TrashActions:
         Undo again and brought back an older deletion too)."""
         hiding = [self._gallery.hidden_by(record) for record in back]
         hidden = sum(bool(by) for by in hiding)
-        text = f"{counted(len(back), 'image')} brought back from the trash"
-        if hidden:
-            by = " and ".join(dict.fromkeys(what for by in hiding for what in by))
-            text += f" ({'' if hidden == len(back) else f'{hidden} '}hidden by {by})"
-        return text + "."
+        by = " and ".join(dict.fromkeys(what for by in hiding for what in by))
+        return f"{counted(len(back), 'image')} brought back from the trash{hidden_note(hidden, len(back), by)}."
 
     def empty_trash(self, listing: TrashListing) -> bool:
         """Deletes the images in the trash as ``listing`` found it for good (after the panel has asked), the files

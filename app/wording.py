@@ -15,6 +15,14 @@ def were(n: int) -> str:
     return "was" if n == 1 else "were"
 
 
+def hidden_note(hidden: int, total: int, by: str) -> str:
+    """What an undo that brought ``total`` things back says of the ``hidden`` of them that ``by`` hides (the search,
+    the ★ only view): " (hidden by the search)" for all, " (2 hidden by the search)" for some, "" for none."""
+    if not hidden:
+        return ""
+    return f" ({'' if hidden == total else f'{hidden} '}hidden by {by})"
+
+
 def sentence(text: str, capital: bool = True) -> str:
     """``text`` as a sentence with one full stop (engine messages are CLI one-liners, lowercase and without
     one); its first word capitalised when it is a plain word, never a file name (``my-finetune.safetensors: …``),

@@ -8,16 +8,22 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 
-def test_prompts_removed_from_the_history_with_the_delete_key_can_be_brought_back(qtbot, bare_window):
-    history, view = bare_window.controller.history, bare_window.history_panel.view
-    for prompt in ("a red fox", "an owl at night", "a cat", "a cat"):
+def _history_in_focus(window, prompts: tuple[str, ...]) -> tuple[object, object, list[str]]:
+    """(the history, its list, what the status bar said) with ``prompts`` used in order, the list in focus."""
+    history, view = window.controller.history, window.history_panel.view
+    for prompt in prompts:
         history.add(prompt, "")
+    said: list[str] = []
+    window.controller.status_message.connect(said.append)
+    window.activateWindow()
+    view.setFocus()
+    return history, view, said
+
+
+def test_prompts_removed_from_the_history_with_the_delete_key_can_be_brought_back(qtbot, bare_window):
+    history, view, said = _history_in_focus(bare_window, ("a red fox", "an owl at night", "a cat", "a cat"))
     before = [(history.record(r).prompt, history.record(r).uses) for r in range(history.rowCount())]
     assert before == [("a cat", 2), ("an owl at night", 1), ("a red fox", 1)]
-    said: list[str] = []
-    bare_window.controller.status_message.connect(said.append)
-    bare_window.activateWindow()
-    view.setFocus()
     qtbot.keyClick(view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
     qtbot.keyClick(view, Qt.Key.Key_Delete)
     assert history.rowCount() == 0  # removed, as asked
@@ -31,13 +37,7 @@ def test_prompts_removed_from_the_history_with_the_delete_key_can_be_brought_bac
 def test_prompts_brought_back_that_the_search_hides_are_said_hidden(qtbot, bare_window):
     """Ctrl+Z brought prompts back out of the search's sight with "2 prompts brought back to the history.", the list
     unchanged: as the gallery's Undo delete, it says how many the search hides."""
-    history, view = bare_window.controller.history, bare_window.history_panel.view
-    for prompt in ("a red fox", "an owl at night", "a cat"):
-        history.add(prompt, "")
-    said: list[str] = []
-    bare_window.controller.status_message.connect(said.append)
-    bare_window.activateWindow()
-    view.setFocus()
+    history, view, said = _history_in_focus(bare_window, ("a red fox", "an owl at night", "a cat"))
     qtbot.keyClick(view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
     qtbot.keyClick(view, Qt.Key.Key_Delete)
     history.set_search("fox")
