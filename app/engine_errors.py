@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpu.errors import with_hint
+
 
 @dataclass(frozen=True)
 class EngineError:
@@ -20,8 +22,8 @@ class EngineError:
 
     @property
     def text(self) -> str:
-        """Message and hint on one line, for a log or a label: "what happened (what to try)"."""
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        """Message and hint on one line, for a log or a label (``gpu.errors.with_hint``)."""
+        return with_hint(self.message, self.hint)
 
 
 class StartupRefused(Exception):

@@ -9,6 +9,18 @@ def named_few(names: list[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + more
 
 
+def with_hint(message: str, hint: str) -> str:
+    """``message`` and ``hint`` on one line, as a log, a label or the command line says them: a hint that is a
+    sentence of its own ("Wait for that run to finish, then run again.") follows the message as one ("what is
+    wrong. What to try."); a phrase ("use 0 to 1024") goes in parentheses after it ("what is wrong (what to try)"),
+    where a sentence in parentheses read as an aside."""
+    if not hint:
+        return message
+    if hint[0].isupper() and hint.rstrip()[-1] in ".!?":
+        return f"{message} {hint}" if message.rstrip()[-1:] in (".", "!", "?") else f"{message}. {hint}"
+    return f"{message} ({hint})"
+
+
 class UserError(Exception):
     """A problem with the user's input (file, model, settings); ``hint`` says what to try."""
 
@@ -18,8 +30,8 @@ class UserError(Exception):
 
     @property
     def text(self) -> str:
-        """Message and hint on one line, as the command line prints it: "what is wrong (what to try)"."""
-        return f"{self} ({self.hint})" if self.hint else str(self)
+        """Message and hint on one line, as the command line prints it (``with_hint``)."""
+        return with_hint(str(self), self.hint)
 
 
 class CheckpointError(UserError):

@@ -33,8 +33,8 @@ def _run(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 def test_an_engine_error_is_worded_without_torch(tmp_path):
     """``classify`` raised the ImportError again: its RAM check's module imported torch at its top."""
     run = _run(tmp_path, "-c", "from app.engine_errors import classify; print(classify(MemoryError()).text)")
-    assert (run.returncode, run.stdout) == (0, "The computer ran out of memory (RAM). (Close other programs, pick a "
-                                               "smaller size or a 4-bit model.)\n"), run.stderr  # fmt: skip
+    assert (run.returncode, run.stdout) == (0, "The computer ran out of memory (RAM). Close other programs, pick a "
+                                               "smaller size or a 4-bit model.\n"), run.stderr  # fmt: skip
 
 
 def test_a_command_says_torch_cannot_be_loaded_in_one_line(tmp_path):
