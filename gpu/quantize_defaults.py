@@ -17,6 +17,9 @@ DEFAULT_RAM_BUDGET_GIB = 24.0
 SMOOTHING_METHODS = ("svdquant", "smoothquant")
 # The methods with a 16-bit low-rank branch: the rank matters only for them.
 RANK_METHODS = ("svdquant", "svd", "lorc")
+# What a low-rank method is without its branch (rank 0): the same model as this other method makes, so the run
+# refuses rank 0 for it rather than write that model under a second name.
+RANK_ZERO_SAME_AS = {"svdquant": "smoothquant", "svd": "naive", "lorc": "naive"}
 # The methods whose weights have a format of their own (NF4): the precision (INT4, NVFP4, INT8) does not apply.
 OWN_FORMAT_METHODS = ("nf4",)
 

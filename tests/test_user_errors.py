@@ -339,6 +339,22 @@ def test_impossible_quantize_settings_are_refused(kwargs, words):
         QuantizeConfig(**kwargs).validate()
 
 
+def test_a_low_rank_method_at_rank_0_is_refused_under_that_name():
+    """"svd" and "lorc" at rank 0 made the naive model, and "svdquant" the SmoothQuant one, each under a second
+    name (and file name): the run now names the method that makes it. The methods without a branch ignore the rank."""
+    from gpu.quantize_defaults import RANK_METHODS
+
+    for method, same in (("svdquant", "smoothquant"), ("svd", "naive"), ("lorc", "naive")):
+        with pytest.raises(BadRequestError, match=f"^{method} at rank 0 has no low-rank branch: it makes the same "
+                                                  f"model as {same}$") as err:  # fmt: skip
+            QuantizeConfig(method=method, rank=0).validate()
+        assert err.value.hint == f"use --method {same} for that model, or a rank of 1 or more"
+        QuantizeConfig(method=method, rank=1).validate()
+    assert set(RANK_METHODS) == {"svdquant", "svd", "lorc"}
+    for method in ("naive", "smoothquant", "nf4"):
+        QuantizeConfig(method=method, rank=0).validate()
+
+
 @pytest.mark.parametrize("rank", [1000, 129])
 def test_a_rank_wider_than_the_layers_is_refused_before_any_work(tiny_flux, tmp_path, rank):
     """Rank 129 to 256 on 256x256 layers (the wizard offers up to 256) made a "4-bit" model larger than the

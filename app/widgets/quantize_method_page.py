@@ -38,10 +38,9 @@ class MethodPage(QWizardPage):
         self.precision = QComboBox()
         for label, value in PRECISIONS:
             self.precision.addItem(label, value)
-        # 0 is a setting of its own (the engine takes it: no branch at all), said in the field, where a bare 0
-        # read as the smallest branch.
-        self.rank = QSpinBox(minimum=0, maximum=MAX_RANK, value=DEFAULT_RANK, singleStep=8,
-                             specialValueText="0 (no low-rank branch)")  # fmt: skip
+        # From 1: without its branch a low-rank method makes the model of another (RANK_ZERO_SAME_AS), which the
+        # engine refuses under the second name; the tooltip names the baseline to pick instead.
+        self.rank = QSpinBox(minimum=1, maximum=MAX_RANK, value=DEFAULT_RANK, singleStep=8)
         # The rank the user set, which a smaller source's limit brings down in the field (``show_rank_limit``) and a
         # larger one's gives back: it stayed at the smaller source's limit once that source was left
         self._asked_rank = DEFAULT_RANK
@@ -83,7 +82,8 @@ class MethodPage(QWizardPage):
                  "the layer's own 16-bit weight." if limit and limit < MAX_RANK else "")  # fmt: skip
         self.rank.setToolTip(
             f"Size of the 16-bit low-rank branch that absorbs outliers ({DEFAULT_RANK} is the paper's default). "
-            f"0 makes no branch (SVDQuant is then smoothing alone).{bound}"
+            "For no branch at all, pick the SmoothQuant baseline (SVDQuant without its branch) or round-to-nearest "
+            f"(SVD and LoRC without theirs).{bound}"
         )
 
     def _rank_set(self, value: int) -> None:

@@ -18,6 +18,7 @@ from gpu.quantize_defaults import (
     DEFAULT_RANK,
     LEGACY_ALPHA_POINTS,
     MAX_ALPHA_POINTS,
+    RANK_ZERO_SAME_AS,
     SMOOTHING_METHODS,
     unused_fields,
 )
@@ -58,6 +59,10 @@ class QuantizeConfig:
             raise BadRequestError(f"unknown precision {self.precision!r} (use {', '.join(PRECISIONS)})")
         if not 0 <= self.rank <= 1024:
             raise BadRequestError(f"rank {self.rank} is not possible: use 0 to 1024")
+        if self.rank == 0 and self.method in RANK_ZERO_SAME_AS:
+            same = RANK_ZERO_SAME_AS[self.method]
+            raise BadRequestError(f"{self.method} at rank 0 has no low-rank branch: it makes the same model as {same}",
+                                  f"use --method {same} for that model, or a rank of 1 or more")  # fmt: skip
         if not 1 <= self.calib_prompts <= MAX_CALIB_PROMPTS:
             raise BadRequestError(
                 f"{self.calib_prompts} calibration prompts is not possible: use 1 to {MAX_CALIB_PROMPTS}"

@@ -710,9 +710,10 @@ def test_the_rank_and_precision_are_greyed_for_methods_that_ignore_them(qtbot):
                        "nf4": False}
 
 
-def test_a_rank_of_0_and_the_gpu_budget_say_what_they_are(qtbot):
-    """Rank 0 (an SVDQuant file without its low-rank branch) showed as a bare 0, the smallest rank to the eye; a
-    GPU budget of 0 GiB was taken silently."""
+def test_the_rank_starts_at_1_and_the_gpu_budget_above_0(qtbot):
+    """Rank 0 made an SVDQuant file without its branch, the SmoothQuant baseline's model under another name (SVD and
+    LoRC: round-to-nearest's), which the engine now refuses: the field starts at 1 and its tooltip names the
+    baselines to pick instead. A GPU budget of 0 GiB was taken silently."""
     from app.widgets.quantize_calibration_page import CalibrationPage
     from app.widgets.quantize_method_page import MethodPage
 
@@ -720,7 +721,8 @@ def test_a_rank_of_0_and_the_gpu_budget_say_what_they_are(qtbot):
     qtbot.addWidget(method)
     qtbot.addWidget(calibration)
     method.rank.setValue(0)
-    assert method.rank.value() == 0 and method.rank.text() == "0 (no low-rank branch)"
+    assert method.rank.value() == 1 and method.rank.text() == "1"
+    assert "pick the SmoothQuant baseline" in method.rank.toolTip()
     method.rank.setValue(8)
     assert method.rank.text() == "8"
     calibration.gpu_gib.setValue(0.0)
