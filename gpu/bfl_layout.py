@@ -94,6 +94,9 @@ def implied_config(name: str, shapes: dict[str, list[int]]) -> dict[str, Any]:
         raise incomplete_transformer(name, err) from None  # or malformed
 
 
+INCOMPLETE = "the file is incomplete or another model"  # the hint when a transformer's tensors are not FLUX.1's
+
+
 def incomplete_transformer(name: str, err: Exception) -> ModelLoadError:
     """The error for a file whose tensor ``err`` names (a KeyError's key, ...) is absent or of another shape."""
     return malformed_transformer(name, f"{err} is missing or malformed")
@@ -101,8 +104,7 @@ def incomplete_transformer(name: str, err: Exception) -> ModelLoadError:
 
 def malformed_transformer(name: str, what: str) -> ModelLoadError:
     """The error for the file ``name`` that is no complete FLUX.1 transformer, ``what`` saying which tensor is not."""
-    return ModelLoadError(f"{name}: not a complete FLUX.1 transformer ({what})",
-                          "the file is incomplete or another model")  # fmt: skip
+    return ModelLoadError(f"{name}: not a complete FLUX.1 transformer ({what})", INCOMPLETE)
 
 
 _PICK_FLUX = "pick a FLUX.1 transformer: a flux1-dev-style .safetensors file or a ComfyUI FLUX.1 checkpoint"

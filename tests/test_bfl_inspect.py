@@ -114,3 +114,43 @@ def test_a_single_blocks_linear1_of_other_rows_is_refused_naming_it(tmp_path, ro
             f"f.safetensors: not a complete FLUX.1 transformer (single_blocks.2.linear1.weight has {rows * 256} rows "
             "where FLUX.1 has 1792 (attn.to_q + attn.to_k + attn.to_v + proj_mlp at hidden size 256))")):
         bfl_file_source(single)
+
+
+def test_a_tensor_of_another_shape_is_refused_before_any_block_is_read(tmp_path):
+    """Only missing tensors and the fused layers' rows were checked: a linear of other columns (or a non-fused one
+    of other rows) passed, and its block failed to load hours into a run with PyTorch's size-mismatch error."""
+    from safetensors.torch import load_file
+
+    from gpu.streaming.source import bfl_file_source
+
+    single = save_bfl_transformer(DEMO, tmp_path / "f.safetensors")
+    tensors = load_file(single)
+    tensors["double_blocks.1.img_attn.proj.weight"] = tensors["double_blocks.1.img_attn.proj.weight"][:, :200].clone()
+    save_file(tensors, str(single))
+    with pytest.raises(ModelLoadError, match=re.escape(
+            "f.safetensors: double_blocks.1.img_attn.proj.weight is [256, 200] where a FLUX.1 transformer of these "
+            "sizes has [256, 256]")) as err:  # fmt: skip
+        bfl_file_source(single)
+    assert err.value.hint == "the file is incomplete or another model"
+    # a fused layer's columns too, said of the file's tensor (not of each module's rows of it); each tensor counted
+    linear1 = tensors["single_blocks.0.linear1.weight"]
+    tensors["single_blocks.0.linear1.weight"] = torch.cat([linear1, linear1], dim=1)
+    save_file(tensors, str(single))
+    with pytest.raises(ModelLoadError, match=re.escape(
+            "f.safetensors: 2 tensors have other shapes than a FLUX.1 transformer of these sizes: "
+            "double_blocks.1.img_attn.proj.weight is [256, 200] (not [256, 256]), single_blocks.0.linear1.weight is "
+            "[1792, 512] (not [1792, 256])")):  # fmt: skip
+        bfl_file_source(single)
+
+
+def test_a_pipeline_whose_weights_are_not_its_configs_shapes_is_refused(tmp_path):
+    """The same check on a diffusers folder: a transformer/config.json of other sizes than its weights (an edited
+    or mixed-up folder) failed at the first block's load."""
+    from gpu.streaming.source import diffusers_folder_source
+
+    folder = pipeline_copy(DEMO, tmp_path / "mixed", pooled_projection_dim=64)
+    with pytest.raises(ModelLoadError, match=re.escape(
+            "time_text_embed.text_embedder.linear_1.weight is [256, 128] where a FLUX.1 transformer of these sizes "
+            "has [256, 64]")):  # fmt: skip
+        diffusers_folder_source(folder)
+    diffusers_folder_source(DEMO)  # as it is, it fits

@@ -22,7 +22,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from gpu.bfl_layout import implied_config, incomplete_transformer, inspect_single_file, malformed_transformer
+from gpu.bfl_layout import (
+    INCOMPLETE,
+    implied_config,
+    incomplete_transformer,
+    inspect_single_file,
+    malformed_transformer,
+)
 from gpu.bfl_names import (
     DOUBLE_LINEARS,
     DOUBLE_NORMS,
@@ -44,11 +50,17 @@ from gpu.safetensors_header import (
 Getter = Callable[[], torch.Tensor]
 
 
-class WeightSource:
-    """name (diffusers) -> lazy getter; ``config``: the FluxTransformer2DModel config (all init args)."""
+# diffusers tensor name -> (its shape as its getter gives it, the file's tensor it comes from (some rows of it, in a
+# fused layer), that tensor's shape in the file)
+Shapes = dict[str, tuple[list[int], str, list[int]]]
 
-    def __init__(self, files: list[Path], getters: dict[str, Getter], raw_config: dict, root: Path | None = None
-                 ) -> None:  # fmt: skip
+
+class WeightSource:
+    """name (diffusers) -> lazy getter; ``config``: the FluxTransformer2DModel config (all init args). ``shapes``:
+    each getter's tensor shape, read from the headers, checked against the config's before any tensor is read."""
+
+    def __init__(self, files: list[Path], getters: dict[str, Getter], raw_config: dict, root: Path | None = None,
+                 *, shapes: Shapes) -> None:  # fmt: skip
         self.files = files
         self.root = root  # the diffusers folder ``files`` lie in; None: a single file
         self.getters = getters
@@ -59,11 +71,13 @@ class WeightSource:
             model = FluxTransformer2DModel.from_config(raw_config)
         self.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.config).items()
                        if not k.startswith("_")}  # fmt: skip
-        missing = sorted(set(model.state_dict()) - set(getters))
+        label = ", ".join(f.name for f in files)
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(getters))
         if missing:  # else a block's strict load fails hours into a run, with a PyTorch traceback
-            raise ModelLoadError(f"{', '.join(f.name for f in files)}: the transformer lacks {len(missing)} "
-                                 f"tensors ({named_few(missing)})",
-                                 "the file is incomplete or another model")  # fmt: skip
+            raise ModelLoadError(f"{label}: the transformer lacks {len(missing)} tensors ({named_few(missing)})",
+                                 INCOMPLETE)  # fmt: skip
+        _check_shapes(label, {k: list(t.shape) for k, t in expected.items()}, shapes)
         self.n_double = int(self.config["num_layers"])
         self.n_single = int(self.config["num_single_layers"])
 
@@ -103,6 +117,29 @@ class WeightSource:
                                                                               "single_transformer_blocks."))}
 
 
+def _check_shapes(label: str, expected: dict[str, list[int]], shapes: Shapes) -> None:
+    """ModelLoadError naming the tensors of the weight files ``label`` whose ``shapes`` are not the ``expected``
+    ones of the transformer's config (diffusers name -> shape): a block holding one failed to load hours into a
+    run, with PyTorch's size-mismatch error."""
+    by_file: dict[str, tuple[list[int], list[int]]] = {}  # the file's tensor -> (its shape, the one it should have)
+    for k, want in expected.items():
+        if k in shapes and shapes[k][0] != want:
+            given, src, found = shapes[k]
+            # said of the file's tensor, of which a fused layer's module takes some rows (their count checked before)
+            whole = want if given == found else [found[0] - given[0] + want[0], *want[1:]]
+            by_file.setdefault(src, (found, whole))
+    wrong = sorted((src, found, want) for src, (found, want) in by_file.items())
+    if not wrong:
+        return
+    if len(wrong) == 1:
+        src, found, want = wrong[0]
+        raise ModelLoadError(f"{label}: {src} is {found} where a FLUX.1 transformer of these sizes has {want}",
+                             INCOMPLETE)  # fmt: skip
+    few = named_few([f"{src} is {found} (not {want})" for src, found, want in wrong])
+    raise ModelLoadError(f"{label}: {len(wrong)} tensors have other shapes than a FLUX.1 transformer of these sizes: "
+                         f"{few}", INCOMPLETE)  # fmt: skip
+
+
 def _first_line(err: BaseException) -> str:
     """The reason ``err`` gives, without the path an OSError repeats after it."""
     if isinstance(err, OSError) and err.strerror:
@@ -135,11 +172,14 @@ def diffusers_folder_source(folder: Path) -> WeightSource:
     raw = json.loads((tdir / "config.json").read_bytes())  # UTF-8 whatever the system encoding
     files = checked_weight_files(tdir, folder.resolve().name)
     getters: dict[str, Getter] = {}
+    shapes: Shapes = {}
     for f in files:
         with safe_open(str(f), framework="pt", device="cpu") as h:
             for k in h.keys():
                 getters[k] = _file_getter(f, k)
-    return WeightSource(files, getters, raw, folder)
+                shape = list(h.get_slice(k).get_shape())
+                shapes[k] = (shape, k, shape)
+    return WeightSource(files, getters, raw, folder, shapes=shapes)
 
 
 def is_bfl_file(path: Path) -> bool:
@@ -166,21 +206,28 @@ def _swap_halves(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([scale, shift], dim=0)
 
 
-def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dict]:
+def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dict, Shapes]:
     """BFL tensor shapes (unprefixed name -> shape) of the file ``name`` -> (diffusers name -> (bfl key,
-    transform or None), raw diffusers config inferred from the shapes). The names come from ``gpu.bfl_names``.
+    transform or None), raw diffusers config inferred from the shapes, each diffusers tensor's shape as its transform
+    gives it with the BFL tensor it comes from). The names come from ``gpu.bfl_names``.
     ModelLoadError naming a fused layer (qkv, linear1) whose rows do not split into those of FLUX.1's modules; a
     tensor the config is read from absent raises KeyError (``bfl_file_source`` says it); any other absent one is left
     unmapped, for ``WeightSource``'s check to name."""
     keys = set(shapes)
     config = implied_config(name, shapes)  # ModelLoadError when a tensor every FLUX.1 has is absent
     m: dict[str, tuple[str, Callable | None]] = {}
+    dst_shapes: Shapes = {}
     dim = shapes["img_in.weight"][0]
 
-    def lin(src: str, dst: str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def lin(src: str, dst: str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            rows: tuple[int, int] | None = None) -> None:  # fmt: skip
+        """``rows``: the [start, end) rows of ``src`` that ``transform`` takes; None: all of them."""
         for p in ("weight", "bias"):
             if f"{src}.{p}" in keys:
                 m[f"{dst}.{p}"] = (f"{src}.{p}", transform)
+                shape = shapes[f"{src}.{p}"]
+                given = shape if rows is None else [rows[1] - rows[0], *shape[1:]]
+                dst_shapes[f"{dst}.{p}"] = (given, f"{src}.{p}", shape)
 
     def layer(src: str, dst: str, linear: BflLinear) -> None:
         """The getters of the BFL linear ``src`` under the diffusers names ``dst`` + each of its modules."""
@@ -195,7 +242,7 @@ def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dic
                 raise malformed_transformer(name, f"{src}.{p} has {found[0] if found else 0} rows where FLUX.1 "
                                                   f"has {rows} ({' + '.join(linear.modules)} at hidden size {dim})")
         for module, (a, b) in zip(linear.modules, linear.row_ranges(dim), strict=True):
-            lin(src, dst + module, _rows(a, b))
+            lin(src, dst + module, _rows(a, b), (a, b))
 
     for src, linear in TOP_LINEARS.items():
         layer(src, "", linear)
@@ -210,6 +257,7 @@ def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dic
             for src, dst in norms.items():
                 if s + src in keys:  # else the completeness check names it, not the block's read hours later
                     m[d + dst] = (s + src, None)
+                    dst_shapes[d + dst] = (shapes[s + src], s + src, shapes[s + src])
     raw = {
         "_class_name": "FluxTransformer2DModel",
         **config,
@@ -217,7 +265,7 @@ def bfl_to_diffusers(name: str, shapes: dict[str, list[int]]) -> tuple[dict, dic
         "patch_size": 1,
         "out_channels": None,
     }
-    return m, raw
+    return m, raw, dst_shapes
 
 
 def bfl_file_source(path: Path) -> WeightSource:
@@ -226,7 +274,7 @@ def bfl_file_source(path: Path) -> WeightSource:
     what a FLUX.1 transformer lacks or does not have in it."""
     facts = inspect_single_file(path)
     try:
-        mapping, raw = bfl_to_diffusers(path.name, facts.shapes)
+        mapping, raw, shapes = bfl_to_diffusers(path.name, facts.shapes)
     except (KeyError, IndexError, ValueError, ZeroDivisionError) as err:  # a tensor absent, or of another shape
         raise incomplete_transformer(path.name, err) from None
     unmapped = set(facts.shapes) - {src for src, _ in mapping.values()}
@@ -235,7 +283,7 @@ def bfl_file_source(path: Path) -> WeightSource:
                              f"{named_few(sorted(unmapped))}",
                              "a FLUX variant or a scaled-FP8 file; use the 16-bit checkpoint")  # fmt: skip
     getters = {dst: _file_getter(path, facts.prefix + src, tf) for dst, (src, tf) in mapping.items()}
-    return WeightSource([path], getters, raw)
+    return WeightSource([path], getters, raw, shapes=shapes)
 
 
 def block_module(config: dict, kind: str) -> nn.Module:
