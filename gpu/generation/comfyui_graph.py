@@ -16,6 +16,9 @@ from pathlib import PureWindowsPath
 from typing import Any
 
 from gpu.errors import named_few
+from gpu.generation.comfyui_passes import Graph, first_pass, passes_not_made
+from gpu.generation.comfyui_passes import empty_latent_kind as _empty_latent_kind
+from gpu.generation.comfyui_passes import node_id as _node_id
 from gpu.library import snapshot_repo_name
 from gpu.lora.refs import file_stem, finite, lora_ref, lora_stem
 from gpu.safetensors_header import PICKLE_SUFFIXES
@@ -58,16 +61,6 @@ def _model_name(name: str) -> str:
     return snapshot_repo_name(PureWindowsPath(name.strip())) or file_stem(name, _MODEL_SUFFIXES)
 
 
-def _node_id(value: Any) -> str | None:
-    """The node a link ``[id, slot]`` points to, or None when ``value`` is a literal."""
-    return str(value[0]) if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) else None
-
-
-def _empty_latent_kind(kind: str) -> bool:
-    """Whether a node of class ``kind`` makes a new, empty latent (EmptyLatentImage, EmptySD3LatentImage...)."""
-    return kind.startswith("Empty") and "Latent" in kind
-
-
 # ComfyUI's UI workflow ("workflow" chunk: what the editor saves, beside the graph it ran) keeps each node's widget
 # values as a list by position, its links apart. For ComfyUI's own node types below, the input each position
 # holds (None: the "control after generate" choice the editor keeps after a seed). Another type, or values that do
@@ -83,6 +76,10 @@ _WIDGETS = {
     "EmptySD3LatentImage": ("width", "height", "batch_size"),
     "LoraLoader": ("lora_name", "strength_model", "strength_clip"), "LoraLoaderModelOnly": ("lora_name",
     "strength_model"),
+    # a hires fix's upscale between its passes: what it is said with (``comfyui_passes``)
+    "LatentUpscale": ("upscale_method", "width", "height", "crop"), "LatentUpscaleBy": ("upscale_method", "scale_by"),
+    "ImageScale": ("upscale_method", "width", "height", "crop"), "ImageScaleBy": ("upscale_method", "scale_by"),
+    "UpscaleModelLoader": ("model_name",),
 }  # fmt: skip
 _CONTROL_CHOICES = ("fixed", "increment", "decrement", "randomize")
 _MODE_ALWAYS = 0  # a node's "mode": muted (2) and bypassed (4) nodes did not run
@@ -199,13 +196,14 @@ def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
 
 def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
     """ComfyUI's node graph (the ``prompt`` chunk's JSON value; None read from one that is no object): the
-    settings of the sampler that starts from an empty latent (the first pass of a hires-fix graph), its positive and
-    negative prompts followed through the conditioning nodes known to pass them on (with FLUX's guidance on the
-    way; a ConditioningZeroOut: no negative prompt), its seed, steps and sampler also where a SamplerCustomAdvanced
-    takes them from noise, sigmas and sampler nodes, the LoRAs on its model's path (``lora_refs``) and the model
-    its loader loaded (``model``: the file's stem, as ComfyUI's models folder names it). Values
-    given by links (a primitive, a string node) are followed. With the settings, what was left out of them, as
-    phrases about the file (a LoRA node whose strength is no number)."""
+    settings of its first pass (``comfyui_passes.first_pass``: the sampler that starts from an empty latent), its
+    positive and negative prompts followed through the conditioning nodes known to pass them on (with FLUX's
+    guidance on the way; a ConditioningZeroOut: no negative prompt), its seed, steps and sampler also where a
+    SamplerCustomAdvanced takes them from noise, sigmas and sampler nodes, the LoRAs on its model's path
+    (``lora_refs``) and the model its loader loaded (``model``: the file's stem, as ComfyUI's models folder names
+    it). Values given by links (a primitive, a string node) are followed. With the settings, what was left out of
+    them, as phrases about the file (a LoRA node whose strength is no number; what the graph made besides its
+    first pass, a hires fix or an img2img: ``comfyui_passes.passes_not_made``)."""
     if not isinstance(graph, dict):
         return None, []
     nodes = {str(k): v["inputs"] for k, v in graph.items() if isinstance(v, dict) and isinstance(v.get("inputs"), dict)}
@@ -301,10 +299,6 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
         text = strengths[1] if len(strengths) > 1 else 0.0  # model-only: the file's CLIP/T5 parts are not applied
         return lora_ref(stem, strengths[0], text), (f"('{stem}') " + " and ".join(why) if why else "")
 
-    def empty_latent(link: Any) -> bool:
-        # A node making a new latent of the size asked; LatentUpscale's size is that of a later pass.
-        return _empty_latent_kind(kinds.get(_node_id(link) or "", ""))
-
     def is_sampler(node_id: str, inputs: dict[str, Any]) -> bool:
         # Conditioning nodes (ControlNetApplyAdvanced, InpaintModelConditioning) and guiders (CFGGuider) take a
         # "positive" too: taken for the sampler, they hid its seed, steps and cfg.
@@ -312,8 +306,10 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
         return takes and ("latent_image" in inputs or "Sampler" in kinds.get(node_id, ""))
 
     problems: list[str] = []
-    samplers = [i for k, i in sorted(nodes.items(), key=lambda kv: order(kv[0])) if is_sampler(k, i)]
-    sampler = next((i for i in samplers if empty_latent(i.get("latent_image"))), samplers[0] if samplers else None)
+    samplers = [k for k, i in sorted(nodes.items(), key=lambda kv: order(kv[0])) if is_sampler(k, i)]
+    passes = Graph(nodes, kinds, lambda k: is_sampler(k, nodes[k]), number, lambda v, names: literal(v, names, (str,)))
+    first = first_pass(passes, samplers)
+    sampler = None if first is None else nodes[first]
     out: dict[str, Any] = {}
     if sampler is None:  # no sampler we know: the values by their input names, the longest prompt text
         for inputs in nodes.values():
@@ -360,4 +356,7 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
         if width is not None and height is not None:
             out["width"], out["height"] = width, height
             break
+    if first is not None:  # a hires fix, an img2img: said, with the size new images have
+        size = f"{out['width']}x{out['height']}" if "width" in out else "at the size the prompt panel has"
+        problems += passes_not_made(passes, samplers, first, size)
     return out or None, problems

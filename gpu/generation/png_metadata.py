@@ -34,6 +34,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from gpu.atomic import atomic_path
 from gpu.generation.comfyui_graph import read_graph, workflow_settings
+from gpu.generation.passes_said import img2img_not_restored, passes_not_restored
 from gpu.lora.metadata import a1111_tags
 from gpu.lora.refs import finite, hashes_name, lora_ref, lora_stem
 
@@ -278,11 +279,9 @@ def _passes_not_made(extra: dict[str, str], out: dict[str, Any]) -> list[str]:
     if upscale or resize:
         field = f"Hires resize {resize}" if resize else f"Hires upscale {upscale}"
         first = f"{out['width']}x{out['height']}" if "width" in out else "its Size"
-        return [f"its hires fix ({field}: a second pass at a larger size) is not restored: new images are its "
-                f"first pass, {first}"]
+        return [passes_not_restored(field, first)]
     if "Denoising strength" in extra:
-        return [f"it was made from another picture (img2img, Denoising strength {extra['Denoising strength']}), "
-                "which is not restored: new images start from noise"]  # fmt: skip
+        return [img2img_not_restored(f"img2img, Denoising strength {extra['Denoising strength']}")]
     return []
 
 

@@ -225,3 +225,27 @@ def test_an_image_made_with_an_empty_prompt_clears_the_prompt_and_says_so(qtbot,
     state.prompt = "an old prompt"
     _drop(window.prompt_panel, _a1111(tmp_path / "line.png", "Steps: 3, Seed: 4"))
     assert state.prompt == "an old prompt" and state.seed == 4
+
+
+def test_a_comfyui_hires_fix_dropped_says_what_was_not_restored_and_the_size_new_images_have(qtbot, tmp_path,
+                                                                                              window):  # fmt: skip
+    """A ComfyUI image made in two passes (768x768, upscaled to 1152x1152 and sampled again) restored its first
+    pass's settings without a word: the next image was the first pass alone, at two thirds of the size. Now the
+    notice says so, as for an A1111/Forge image's hires fix."""
+    import json
+
+    from tests.test_comfyui_restore_gaps import HIRES, HIRES_SAID
+
+    graph = {key: node for key, node in HIRES.items() if key != "16"}  # its model's loader: no other notice
+    graph["3"] = {**HIRES["3"], "inputs": {**HIRES["3"]["inputs"], "seed": 77}}
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    Image.new("RGB", (8, 8)).save(tmp_path / "hires.png", pnginfo=info)
+    controller, state = window.controller, window.controller.prompt
+    shown: list = []
+    controller.error.connect(shown.append)
+    _drop(window.prompt_panel, tmp_path / "hires.png")
+    assert (state.prompt, state.seed, state.steps, state.width, state.height) == (
+        "a bottle with a galaxy inside", 77, 12, 768, 768)  # fmt: skip
+    assert [(e.kind, e.message) for e in shown] == [
+        ("notice", f"Settings restored from hires.png, but not all as saved: {HIRES_SAID}.")]  # fmt: skip

@@ -1,0 +1,151 @@
+"""The passes of a ComfyUI graph (the ``prompt`` chunk's, or one made of a ``workflow``): which sampler is the first
+pass, whose settings ``comfyui_graph.read_graph`` reads, and what the graph did besides it that no setting here
+makes, said (``passes_said``): a hires fix (a second sampler fed the first's latent through an upscale: the image is
+larger than the first pass, and not the picture the settings make), a later pass at the same size (a refiner's),
+a first pass that started from a loaded picture (img2img). Restored without a word, the settings looked complete
+and made another picture.
+
+A pass is found by walking up from a sampler's ``latent_image`` through any node's links (a latent upscale; or a
+decode, an image upscale and an encode again) to the sampler that made that latent. The graph is another program's
+data: links may loop or point nowhere; the walk is bounded and never raises."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gpu.generation.passes_said import img2img_not_restored, passes_not_restored
+
+_MAX_WALK = 512  # nodes visited walking up from one sampler: a graph is untrusted, its links may loop
+_MAX_SAMPLERS = 64  # samplers looked at: a file is read at each drop and at the images folder's import
+
+
+def node_id(value: Any) -> str | None:
+    """The node a link ``[id, slot]`` points to, or None when ``value`` is a literal."""
+    return str(value[0]) if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) else None
+
+
+def empty_latent_kind(kind: str) -> bool:
+    """Whether a node of class ``kind`` makes a new, empty latent (EmptyLatentImage, EmptySD3LatentImage...)."""
+    return kind.startswith("Empty") and "Latent" in kind
+
+
+def _shown(number: float) -> str:
+    """A number of the graph as the user typed it ("0.5", "1152"); an integer as it is (one too large for a float,
+    as an untrusted file may hold, made :g raise)."""
+    return f"{number:g}" if isinstance(number, float) else str(number)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A graph as ``read_graph`` reads it: ``nodes``, node id -> inputs; ``kinds``, node id -> class type;
+    ``is_sampler(node id)``; ``number(inputs, name)`` and ``text(value, names)``, a value with the links that give it
+    followed (a primitive node's), None when there is none of that type."""
+
+    nodes: dict[str, dict[str, Any]]
+    kinds: dict[str, str]
+    is_sampler: Callable[[str], bool]
+    number: Callable[[dict[str, Any], str], Any]
+    text: Callable[[Any, tuple[str, ...]], Any]
+
+    def walk_up(self, sampler: str) -> tuple[dict[str, str | None], list[str]]:
+        """The nodes ``sampler``'s latent comes from, each with the node it was reached from (None: the one its
+        ``latent_image`` links to), and the samplers among them, nearest first; not walked past a sampler."""
+        start = node_id(self.nodes[sampler].get("latent_image"))
+        if start not in self.nodes:
+            return {}, []
+        came_from: dict[str, str | None] = {start: None}
+        queue, samplers = deque([start]), []
+        while queue:
+            here = queue.popleft()
+            if self.is_sampler(here):
+                samplers.append(here)
+                continue
+            for value in self.nodes[here].values():
+                up = node_id(value)
+                if up in self.nodes and up not in came_from and len(came_from) < _MAX_WALK:
+                    came_from[up] = here
+                    queue.append(up)
+        return came_from, samplers
+
+    def denoise(self, sampler: str) -> tuple[str, bool]:
+        """How much of ``sampler``'s latent it made again, in words (" at denoise 0.5"; KSamplerAdvanced's " from step
+        20 of 25"; "" when not known), and whether that is less than all of it."""
+        inputs = self.nodes[sampler]
+        sigmas = self.nodes.get(node_id(inputs.get("sigmas")) or "", {})  # SamplerCustomAdvanced's scheduler
+        start, steps = self.number(inputs, "start_at_step"), self.number(inputs, "steps")
+        if start and steps is not None:
+            return f" from step {_shown(start)} of {_shown(steps)}", True
+        value = next((v for v in (self.number(inputs, "denoise"), self.number(sigmas, "denoise")) if v is not None),
+                     None)  # fmt: skip
+        return ("", False) if value is None else (f" at denoise {_shown(value)}", value < 1)
+
+    def resize(self, node: str) -> str | None:
+        """What a node that scales the latent or the picture did ("LatentUpscale to 1152x1152", "ImageScaleBy by
+        1.5", "ImageUpscaleWithModel with 4x-UltraSharp.pth"); None for a node that does not."""
+        kind, inputs = self.kinds.get(node, ""), self.nodes[node]
+        if "Upscale" not in kind and "Scale" not in kind:
+            return None
+        width, height, scale = (self.number(inputs, name) for name in ("width", "height", "scale_by"))
+        model = self.text(inputs.get("upscale_model"), ("model_name",))
+        return kind + (f" to {_shown(width)}x{_shown(height)}" if width and height else "") + \
+            (f" by {_shown(scale)}" if scale is not None else "") + (f" with {model}" if model else "")  # fmt: skip
+
+
+def first_pass(graph: Graph, samplers: list[str]) -> str | None:
+    """Of ``samplers`` (in the graph's order), the first pass: the first fed an empty latent, else the first that no
+    other sampler feeds (an empty latent passed through a batch node: the sampler numbered first was taken, a second
+    pass numbered before the first gave the settings of the pass that only refines), else the first."""
+    samplers = samplers[:_MAX_SAMPLERS]
+    for sampler in samplers:
+        if empty_latent_kind(graph.kinds.get(node_id(graph.nodes[sampler].get("latent_image")) or "", "")):
+            return sampler
+    return next((s for s in samplers if not graph.walk_up(s)[1]), samplers[0] if samplers else None)
+
+
+def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str) -> list[str]:
+    """What the graph did besides its first pass ``first`` (of ``samplers``), said, with the size new images have
+    (``size``, the first pass's): the passes after it (a hires fix when one scaled the image up), and its start from
+    a loaded picture (an img2img that did not make it again whole). [] when it made the image in one pass."""
+    later = _later_passes(graph, samplers[:_MAX_SAMPLERS], first)
+    said = []
+    if later:
+        hires = any(graph.resize(node) for _sampler, between in later for node in between)
+        what = "; ".join(_pass(graph, sampler, between) for sampler, between in later)
+        said.append(passes_not_restored(what, size, hires, len(later)))
+    came_from, _samplers = graph.walk_up(first)
+    loaded = next((node for node in came_from if graph.kinds.get(node, "").startswith("LoadImage")), None)
+    how, partly = graph.denoise(first)
+    if loaded is not None and partly:
+        said.append(img2img_not_restored(f"img2img: {graph.kinds[loaded]} node {loaded}, {graph.kinds[first]} node "
+                                         f"{first}{how}"))  # fmt: skip
+    return said
+
+
+def _later_passes(graph: Graph, samplers: list[str], first: str) -> list[tuple[str, list[str]]]:
+    """The passes after ``first``, in the order they ran: each sampler of ``samplers`` fed the latent of ``first``,
+    or of a pass after it, with the nodes on the way from that pass to it, in the order they ran."""
+    walks = {sampler: graph.walk_up(sampler) for sampler in samplers if sampler != first}
+    done, later = {first}, []
+    while True:
+        fed = next(((sampler, came_from, made) for sampler, (came_from, met) in walks.items() if sampler not in done
+                    and (made := next((m for m in met if m in done), None)) is not None), None)  # fmt: skip
+        if fed is None:
+            return later
+        sampler, came_from, made = fed
+        between, node = [], came_from[made]
+        while node is not None:  # from the node after the pass that made the latent on to ``sampler``
+            between.append(node)
+            node = came_from[node]
+        later.append((sampler, between))
+        done.add(sampler)
+
+
+def _pass(graph: Graph, sampler: str, between: list[str]) -> str:
+    """A later pass in words: its resizes, then its sampler ("LatentUpscale to 1152x1152, then KSampler node 11 at
+    denoise 0.5")."""
+    resizes = [said for node in between if (said := graph.resize(node))]
+    made = f"{graph.kinds.get(sampler, '')} node {sampler}{graph.denoise(sampler)[0]}"
+    return ", ".join([*resizes, f"then {made}"]) if resizes else made

@@ -1,0 +1,158 @@
+"""ComfyUI images whose settings are read from one pass of several: a hires fix (a second sampler fed the first's
+latent through an upscale), a pass after it at the same size, an img2img. Restored without a word, the settings
+looked complete and made another picture (the first pass alone, at its smaller size); now what was not restored is
+said, with the size new images will have, as for an A1111/Forge image (``test_a1111_restore_gaps``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from gpu.generation.image_metadata import inspect_image
+from gpu.generation.png_metadata import ImageSettings, read_parameters
+from tests.test_a1111_restore_gaps import FORGE_HIRES
+
+# ComfyUI's own hires-fix example ("2 pass txt2img"), as the prompt graph of its PNGs: the first pass at 768x768,
+# the latent upscaled to 1152x1152, a second KSampler at denoise 0.5 over it.
+HIRES: dict[str, Any] = {
+    "3": {"class_type": "KSampler", "inputs": {"seed": 89848141647836, "steps": 12, "cfg": 8,
+          "sampler_name": "dpmpp_sde", "scheduler": "normal", "denoise": 1, "model": ["16", 0],
+          "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 768, "height": 768, "batch_size": 1}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a bottle with a galaxy inside", "clip": ["16", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "bad hands", "clip": ["16", 1]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["11", 0], "vae": ["16", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    "10": {"class_type": "LatentUpscale", "inputs": {"upscale_method": "nearest-exact", "width": 1152,
+           "height": 1152, "crop": "disabled", "samples": ["3", 0]}},
+    "11": {"class_type": "KSampler", "inputs": {"seed": 469771404043268, "steps": 14, "cfg": 8,
+           "sampler_name": "dpmpp_2m", "scheduler": "simple", "denoise": 0.5, "model": ["16", 0],
+           "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["10", 0]}},
+    "16": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v2-1_768-ema-pruned.safetensors"}},
+}  # fmt: skip
+HIRES_SAID = ("its hires fix (LatentUpscale to 1152x1152, then KSampler node 11 at denoise 0.5: a second pass at a "
+              "larger size) is not restored: new images are its first pass, 768x768")  # fmt: skip
+
+
+def _png(tmp_path, key: str, value: Any) -> ImageSettings:
+    info = PngInfo()
+    info.add_text(key, json.dumps(value))
+    Image.new("RGB", (8, 8)).save(tmp_path / "comfy.png", pnginfo=info)
+    return inspect_image(tmp_path / "comfy.png")
+
+
+def test_a_comfyui_hires_fix_is_said_as_an_a1111_one_is(tmp_path):
+    found = _png(tmp_path, "prompt", HIRES)
+    assert (found.settings["width"], found.settings["height"], found.settings["steps"]) == (768, 768, 12)
+    assert found.problems == [HIRES_SAID]
+    # said in the words of an A1111/Forge image's hires fix
+    _settings, said = read_parameters(FORGE_HIRES)
+    assert said[0].endswith("a second pass at a larger size) is not restored: new images are its first pass, "
+                            "896x1152")  # fmt: skip
+
+
+def test_an_image_upscale_between_the_passes_and_a_pass_at_the_same_size_are_said(tmp_path):
+    """The upscale may be of the decoded picture (an upscale model, then a resize, encoded again), the second
+    sampler a SamplerCustomAdvanced whose denoise is its scheduler's; and a graph may add a pass at the same size
+    (a refiner's), which is no hires fix but is not restored either."""
+    pixels = {
+        **HIRES,
+        "20": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}},
+        "21": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}},
+        "22": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["21", 0], "image": ["20", 0]}},
+        "23": {"class_type": "ImageScaleBy", "inputs": {"upscale_method": "lanczos", "scale_by": 0.5,
+               "image": ["22", 0]}},
+        "24": {"class_type": "VAEEncode", "inputs": {"pixels": ["23", 0], "vae": ["16", 2]}},
+        "11": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["26", 0],
+               "sampler": ["27", 0], "sigmas": ["28", 0], "latent_image": ["24", 0]}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 3}},
+        "26": {"class_type": "CFGGuider", "inputs": {"cfg": 8, "model": ["16", 0], "positive": ["6", 0],
+               "negative": ["7", 0]}},
+        "27": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "28": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 10, "denoise": 0.35,
+               "model": ["16", 0]}},
+    }  # fmt: skip
+    del pixels["10"]
+    found = _png(tmp_path, "prompt", pixels)
+    assert found.settings["steps"] == 12 and found.problems == [
+        "its hires fix (ImageUpscaleWithModel with 4x-UltraSharp.pth, ImageScaleBy by 0.5, then "
+        "SamplerCustomAdvanced node 11 at denoise 0.35: a second pass at a larger size) is not restored: new images "
+        "are its first pass, 768x768"]  # fmt: skip
+    refined = {**HIRES}
+    del refined["10"]
+    refined["11"] = {"class_type": "KSamplerAdvanced", "inputs": {**HIRES["11"]["inputs"], "latent_image": ["3", 0],
+                     "start_at_step": 20, "steps": 25}}  # fmt: skip
+    del refined["11"]["inputs"]["denoise"]
+    assert _png(tmp_path, "prompt", refined).problems == [
+        "its second pass (KSamplerAdvanced node 11 from step 20 of 25) is not restored: new images are its first "
+        "pass, 768x768"]  # fmt: skip
+
+
+def test_the_first_pass_is_the_one_no_other_pass_feeds(tmp_path):
+    """With no empty latent linked straight to a sampler (a batch node between), the sampler numbered first was
+    taken: a second pass numbered before the first gave the settings of the pass that only refines."""
+    graph = {
+        **HIRES,
+        "1": HIRES["11"],  # the second pass, numbered first
+        "12": {"class_type": "RepeatLatentBatch", "inputs": {"samples": ["5", 0], "amount": 1}},
+        "3": {**HIRES["3"], "inputs": {**HIRES["3"]["inputs"], "latent_image": ["12", 0]}},
+    }  # fmt: skip
+    del graph["11"]
+    found = _png(tmp_path, "prompt", graph)
+    assert (found.settings["seed"], found.settings["steps"]) == (89848141647836, 12)
+    assert found.problems == [HIRES_SAID.replace("node 11", "node 1")]
+
+
+def test_a_comfyui_img2img_is_said(tmp_path):
+    graph = {
+        **HIRES,
+        "30": {"class_type": "LoadImage", "inputs": {"image": "photo.png", "upload": "image"}},
+        "31": {"class_type": "VAEEncode", "inputs": {"pixels": ["30", 0], "vae": ["16", 2]}},
+        "3": {**HIRES["3"], "inputs": {**HIRES["3"]["inputs"], "latent_image": ["31", 0], "denoise": 0.6}},
+    }  # fmt: skip
+    for node in ("10", "11", "5"):
+        del graph[node]
+    graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}}
+    assert _png(tmp_path, "prompt", graph).problems == [
+        "it was made from another picture (img2img: LoadImage node 30, KSampler node 3 at denoise 0.6), which is "
+        "not restored: new images start from noise"]  # fmt: skip
+    graph["3"]["inputs"]["denoise"] = 1.0  # all noise: the loaded picture is not in the image
+    assert _png(tmp_path, "prompt", graph).problems == []
+
+
+def test_a_workflow_alone_says_its_hires_fix(tmp_path):
+    """A file with only the editor's workflow (values by position): the upscale's size is read there too."""
+    def node(node_id: int, kind: str, values: list[Any], inputs: list[tuple[str, int]]) -> dict[str, Any]:
+        return {"id": node_id, "type": kind, "mode": 0, "widgets_values": values,
+                "inputs": [{"name": name, "link": link} for name, link in inputs]}  # fmt: skip
+
+    workflow = {"nodes": [
+        node(5, "EmptyLatentImage", [768, 512, 1], []),
+        node(6, "CLIPTextEncode", ["a harbour at dawn"], []),
+        node(3, "KSampler", [7, "fixed", 20, 6.5, "euler", "normal", 1.0], [("positive", 1), ("latent_image", 2)]),
+        node(10, "LatentUpscaleBy", ["nearest-exact", 1.5], [("samples", 3)]),
+        node(11, "KSampler", [8, "fixed", 12, 6.5, "euler", "normal", 0.45], [("positive", 4), ("latent_image", 5)]),
+    ], "links": [[1, 6, 0, 3, 1, "CONDITIONING"], [2, 5, 0, 3, 3, "LATENT"], [3, 3, 0, 10, 0, "LATENT"],
+                 [4, 6, 0, 11, 1, "CONDITIONING"], [5, 10, 0, 11, 3, "LATENT"]]}  # fmt: skip
+    found = _png(tmp_path, "workflow", workflow)
+    assert (found.settings["seed"], found.settings["width"], found.settings["height"]) == (7, 768, 512)
+    assert found.problems == [
+        "its hires fix (LatentUpscaleBy by 1.5, then KSampler node 11 at denoise 0.45: a second pass at a larger "
+        "size) is not restored: new images are its first pass, 768x512"]  # fmt: skip
+
+
+def test_passes_of_a_hostile_graph_never_raise(tmp_path):
+    """Another program's data: links that loop between two samplers, numbers too large for a float."""
+    graph = {
+        "1": {"class_type": "KSampler", "inputs": {"positive": ["3", 0], "latent_image": ["2", 0], "steps": 4}},
+        "2": {"class_type": "KSampler", "inputs": {"positive": ["3", 0], "latent_image": ["4", 0],
+              "denoise": 10**400}},
+        "4": {"class_type": "LatentUpscale", "inputs": {"samples": ["1", 0], "width": 10**400, "height": 2}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a loop"}},
+    }  # fmt: skip
+    found = _png(tmp_path, "prompt", graph)
+    assert found.settings["prompt"] == "a loop"
+    assert "LatentUpscale to 1" in found.problems[0]
