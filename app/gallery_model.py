@@ -24,7 +24,7 @@ from app.data_dir import DataDir
 from app.file_urls import file_url
 from app.gallery_errors import FavoritesNotSaved
 from app.gallery_order import grid_order, row_runs
-from app.gallery_trash import GalleryTrash
+from app.gallery_trash import Deleted, GalleryTrash
 from app.history_model import prompt_line, prompt_tooltip
 from app.image_files import absolute, file_fingerprint, relative
 from app.observable import Prop
@@ -320,9 +320,9 @@ class GalleryModel(QStringListModel):
         (``GalleryTrash.wait_for_gather``)."""
         self._trash.wait_for_gather(folder_import)
 
-    def delete(self, rows: list[int]) -> bool:
-        """The images at ``rows`` moved to the trash as one deletion, which ``undo_delete`` brings back; False when
-        refused, said (``GalleryTrash.delete``, which says what it raises)."""
+    def delete(self, rows: list[int]) -> Deleted | None:
+        """The images at ``rows`` moved to the trash as one deletion, which ``undo_delete`` brings back; returns
+        what it did, None when refused, said (``GalleryTrash.delete``, which says what it raises)."""
         return self._trash.delete(rows)
 
     def undo_delete(self) -> list[ImageRecord]:

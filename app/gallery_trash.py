@@ -43,6 +43,14 @@ class _Back(NamedTuple):
     lost: bool
 
 
+class Deleted(NamedTuple):
+    """What a delete did (``GalleryTrash.delete``): ``images`` put in the trash, ``without_file`` of them with no file
+    to move (renamed, moved or deleted outside the app; or missing already), marked missing."""
+
+    images: int
+    without_file: int
+
+
 class GalleryTrash(QObject):
     """Delete and Undo delete of a ``GalleryModel`` (its parent), and the state they share with Empty trash
     (``emptier``: listing and emptying the trash on threads). A QObject on the Qt thread: the old trash gathered
@@ -146,21 +154,26 @@ class GalleryTrash(QObject):
         """Empties the undo list: Empty trash forgot the trashed rows."""
         self._undo.clear()
 
-    def delete(self, rows: list[int]) -> bool:
+    def delete(self, rows: list[int]) -> Deleted | None:
         """Moves files to the trash folder as one deletion: ``undo_delete`` brings all of them back. Stops at
         the first OSError/sqlite3.Error met: that image and the ones after it stay as they were (file and row).
         Raised as it is when nothing was moved yet, else as ``DeleteCutShort`` saying how many were (so the
-        message can say what did change: those are in the trash, undoable, not "nothing"). Returns False when
-        refused, said (while Empty trash deletes: ``TrashEmptier.refused_while_emptying``).
+        message can say what did change: those are in the trash, undoable, not "nothing"). Returns what it did;
+        None when refused, said (while Empty trash deletes: ``TrashEmptier.refused_while_emptying``).
+
+        An image whose file is not in the images folder (renamed there by hand during the session) goes to the
+        trash without it, marked missing as start-up marks an entry whose file is gone: counted apart, so that the
+        delete does not say it moved a file, nor its Undo that the file left the trash.
 
         The files move first, then every moved image's row says so in one commit (one per image took 4.4 s for
         500 images): a crash before it leaves files in the trash whose rows do not say so, which start-up moves
         back (``app.reconcile``), as it did for one image."""
         if self.emptier.refused_while_emptying("Delete"):  # deleting goes on while the old trash is gathered
-            return False
+            return None
         todo = sorted(set(rows), reverse=True)
         batch: list[ImageRecord] = []
         moved: list[int] = []
+        fileless: set[int] = set()  # the rows of those with no file to move
         self._undo.append(batch)  # on the stack from the start, so that clear_trash_name sees every trashed image
         try:
             when = self._store.next_trash_time()  # the whole action's: grouped again after a restart
@@ -169,12 +182,15 @@ class GalleryTrash(QObject):
                     record = self._model.record(row)
                     if not in_trash_already(self._store, self._data, record):
                         self.clear_name(record.path)
-                        move_to_trash(self._data, record.path)
+                        if not move_to_trash(self._data, record.path):
+                            fileless.add(row)
                     moved.append(row)
             finally:
                 if moved:
-                    self._trash_moved([self._model.record(row) for row in moved], when)
-                    batch.extend(self._model.record(row) for row in moved)
+                    trashed = [replace(self._model.record(row), missing=True) if row in fileless
+                               else self._model.record(row) for row in moved]  # fmt: skip
+                    self._trash_moved(trashed, when)
+                    batch.extend(trashed)
                     self._model.remove_rows_at(moved)
         except (OSError, sqlite3.Error) as exc:
             if batch:
@@ -184,14 +200,15 @@ class GalleryTrash(QObject):
             if not batch:
                 self._undo.pop()
             self.changed()
-        return True
+        return Deleted(len(batch), len(fileless))
 
     def _trash_moved(self, records: list[ImageRecord], when: float) -> None:
-        """Marks the rows of files just moved to the trash as trashed, in one commit; when that fails the files
-        go back where the rows point, every one tried. One that cannot go back stays in the trash, its row not
-        trashed (start-up moves it back), and a failed database write is raised as ``DeleteNotSaved`` naming it."""
+        """Marks the rows of files just moved to the trash as trashed, in one commit, those with no file to move
+        (``missing``) missing too; when that fails the files go back where the rows point, every one tried. One that
+        cannot go back stays in the trash, its row not trashed (start-up moves it back), and a failed database
+        write is raised as ``DeleteNotSaved`` naming it."""
         try:
-            self._store.set_trashed_many(((r.id, None, None) for r in records), True, when=when)
+            self._store.set_trashed_many(((r.id, None, r.missing or None) for r in records), True, when=when)
         except BaseException as exc:
             left: list[ImageRecord] = []
             for record in records:

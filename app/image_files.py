@@ -158,21 +158,23 @@ def absolute(data: DataDir, rel_path: str) -> Path:
     return data.images / rel_path
 
 
-def move_to_trash(data: DataDir, rel_path: str) -> None:
+def move_to_trash(data: DataDir, rel_path: str) -> bool:
     """One rename into the trash (``DataDir.trash``: on the images' own disk), so a crash leaves the file in one
-    place or the other, never in both nor half-copied. ``DataDirMoved`` when the data folder moved away: the
-    trash's folders made again at its old path split the data in two."""
+    place or the other, never in both nor half-copied; returns whether there was a file to move (none: renamed or
+    deleted outside the app). ``DataDirMoved`` when the data folder moved away: the trash's folders made again at
+    its old path split the data in two."""
     data.check_in_place()
     source = absolute(data, rel_path)
     target = data.trash / rel_path
     target.parent.mkdir(parents=True, exist_ok=True)
     with _TRASH_NAMES:
         if not source.exists():
-            return
+            return False
         if os.path.lexists(target):  # gathered from the old trash since the caller cleared the name: kept
             raise FileExistsError(errno.EEXIST, "a file of that name was just moved into the trash from the old "
                                   "trash folder; delete the image again", str(target))  # fmt: skip
         os.replace(source, target)
+        return True
 
 
 def restore_from_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] | None = None) -> str:

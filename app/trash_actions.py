@@ -13,6 +13,7 @@ from app.data_dir import DataDir, DataDirMoved
 from app.engine_errors import EngineError, classify
 from app.gallery_errors import DeleteCutShort, DeleteNotSaved, EmptyingNotStarted, UndoCutShort, UndoNotSaved
 from app.gallery_model import GalleryModel
+from app.gallery_trash import Deleted
 from app.store import ImageRecord
 from app.trash_listing import FailureKind, TrashEmptied, TrashListing
 from app.wording import counted, hidden_note, were
@@ -38,12 +39,10 @@ class TrashActions:
         file where the trash's folder goes) is reported with both paths, and it and the rest are kept. Images
         moved before it stay in the trash (undoable), and the message says so."""
         try:
-            if not self._gallery.delete(rows):  # refused while the trash is emptied, and said
+            if (deleted := self._gallery.delete(rows)) is None:  # refused while the trash is emptied, and said
                 return
             # Said: the images only vanished from the grid, with Undo delete enabled as the sole sign of where.
-            moved = len(set(rows))
-            self._tell(f"{counted(moved, 'image')} moved to the trash (Undo delete brings "
-                       f"{'it' if moved == 1 else 'them'} back).")
+            self._tell(f"{_deleted_text(deleted)} (Undo delete brings {'it' if deleted.images == 1 else 'them'} back).")
         except DeleteCutShort as cut:
             log.error("moving images to the trash stopped after %d: %s", cut.moved, cut.cause, exc_info=cut.cause)
             self._say(self._delete_cut_short(cut))
@@ -78,7 +77,8 @@ class TrashActions:
         hiding = [self._gallery.hidden_by(record) for record in back]
         hidden = sum(bool(by) for by in hiding)
         by = " and ".join(dict.fromkeys(what for by in hiding for what in by))
-        return f"{counted(len(back), 'image')} brought back from the trash{hidden_note(hidden, len(back), by)}."
+        return f"{counted(len(back), 'image')} brought back from the trash{hidden_note(hidden, len(back), by)}" \
+            f"{_without_file_note(sum(record.missing for record in back), len(back))}."  # fmt: skip
 
     def empty_trash(self, listing: TrashListing) -> bool:
         """Deletes the images in the trash as ``listing`` found it for good (after the panel has asked), the files
@@ -203,6 +203,31 @@ class TrashActions:
         return EngineError("user", f"An image {what}: {exc} ({self._trash_where(exc)}).",
                            "Nothing else was changed. Check that the image is not open in another program and "
                            "that the data folder can be written, then try again.")
+
+
+def _deleted_text(deleted: Deleted) -> str:
+    """What a delete did, as a sentence's start: the images moved to the trash, and apart those whose file was not
+    found, which went without it (it said "1 image moved to the trash" of an entry whose file was renamed by hand,
+    though nothing moved)."""
+    moved, fileless = deleted.images - deleted.without_file, deleted.without_file
+    if not fileless:
+        return f"{counted(moved, 'image')} moved to the trash"
+    one = fileless == 1
+    if not moved:
+        return f"{counted(fileless, 'image')} put in the trash without {'its file' if one else 'their files'}, " \
+            f"which {were(fileless)} not found in the images folder"  # fmt: skip
+    return f"{counted(moved, 'image')} moved to the trash, and {fileless} whose file{'' if one else 's'} " \
+        f"{were(fileless)} not found in the images folder put there without {'it' if one else 'them'}"  # fmt: skip
+
+
+def _without_file_note(fileless: int, total: int) -> str:
+    """What an undo that brought ``total`` images back says of the ``fileless`` of them that came back without a
+    file (marked missing): "; it has no file and shows as missing" for one of one, "" for none."""
+    if not fileless:
+        return ""
+    if fileless == total:
+        return "; it has no file and shows as missing" if total == 1 else "; they have no files and show as missing"
+    return f"; {fileless} of them {'has no file and shows' if fileless == 1 else 'have no files and show'} as missing"
 
 
 # How many reasons why Empty trash could not delete files are logged one by one (the others in one line).

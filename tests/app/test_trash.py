@@ -328,7 +328,9 @@ def test_an_image_without_its_file_in_the_trash_comes_back_from_undo_also_after_
     window = open_window(qtbot, data_root)
     _select(window, ["fox", "owl", "emu"])
     window.gallery_panel.delete_selected()
-    assert window.statusBar().currentMessage() == "3 images moved to the trash (Undo delete brings them back)."
+    # "emu" had no file to move (was: "3 images moved to the trash")
+    assert window.statusBar().currentMessage() == "2 images moved to the trash, and 1 whose file was not found in " \
+        "the images folder put there without it (Undo delete brings them back)."  # fmt: skip
     gui.open_windows.remove(window)
     window.close()
     (data.trash / "d" / "1.png").unlink()  # "owl"'s file removed from the trash by hand (or by a cleaner)
@@ -479,3 +481,44 @@ def test_empty_trash_after_a_restart_removes_a_deleted_image_whose_file_was_alre
     trash_settled(qtbot, gallery)
     assert gallery.undo_count == 0 and not panel.undo_button.isEnabled() and not panel.empty_trash_button.isEnabled()
     assert sorted(window.controller.store.all_paths()) == ["d/0.png"]  # "owl" forgotten for good
+
+
+def test_deleting_an_entry_whose_file_was_renamed_says_the_file_was_not_found(qtbot, data_root):
+    """An entry whose PNG was renamed by hand (in the file manager) during the session, deleted: the delete said "1
+    image moved to the trash" though nothing moved, and its Undo then said the file "was no longer in the trash
+    folder", where it had never been, with a hint to put it back there. Now the delete says the file was not found
+    and the entry went to the trash without it, and the Undo that the entry came back without a file."""
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox", "owl", "cat"])
+    window = gui.window_without_engine(qtbot, data)
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    panel = window.gallery_panel
+    said, errors = [], []
+    window.controller.status_message.connect(said.append)
+    window.controller.error.connect(errors.append)
+    (data.images / "d" / "1.png").rename(data.images / "d" / "owl at night.png")  # by hand, the app running
+
+    _select(window, ["owl"])
+    panel.delete_selected()
+    assert said == ["1 image put in the trash without its file, which was not found in the images folder (Undo "
+                    "delete brings it back)."]  # fmt: skip
+    assert not list(data.trash.rglob("*.png")) and errors == []
+    said.clear()
+    panel.undo_button.click()
+    # was: "The file of 'owl' was no longer in the trash folder …; put the file back as …/d/1.png"
+    assert [e.message for e in errors] == []
+    assert said == ["1 image brought back from the trash; it has no file and shows as missing."]
+    assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "owl", True), ("d/2.png", "cat", False)]
+
+    # with an image whose file is there: each said for what it is
+    said.clear()
+    _select(window, ["fox", "owl"])
+    panel.delete_selected()
+    assert said == ["1 image moved to the trash, and 1 whose file was not found in the images folder put there "
+                    "without it (Undo delete brings them back)."]  # fmt: skip
+    said.clear()
+    panel.undo_button.click()
+    assert [e.message for e in errors] == []
+    assert said == ["2 images brought back from the trash; 1 of them has no file and shows as missing."]
+    assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "owl", True), ("d/2.png", "cat", False)]
+    assert (data.images / "d" / "owl at night.png").is_file()  # the renamed picture, untouched
