@@ -447,10 +447,18 @@ def reconcile(store: Store, data: DataDir) -> ReconcileReport:
         if (notice := gather_notice(data, gather_trash(data))) is not None:
             report.notices.append(notice)
         repair_after_gather(store, data, list_folders(data))
+    report.imported += len(import_files(store, new))
+    return report
+
+
+def import_files(store: Store, new: dict[str, str]) -> list[str]:
+    """Imports the files ``new`` (path relative to the images folder -> path) at once, as start-up does, a batch per
+    commit; returns the paths recorded (a file that is no PNG, or gone, is left alone)."""
+    added: list[str] = []
     for rows in _import_batches(new, threading.Event(), math.inf):
         store.add_images(rows)
-        report.imported += len(rows)
-    return report
+        added += [row[0] for row in rows]
+    return added
 
 
 def _database_unusable(exc: Exception) -> bool:

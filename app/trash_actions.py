@@ -236,15 +236,24 @@ _REASONS_LOGGED = 5
 
 def _emptied_text(emptied: TrashEmptied) -> str:
     """What Empty trash that ended well says: the files deleted, those gone already, and the images in the trash
-    that had no file, removed too (left out, they went uncounted, and a trash of only them said "0 files")."""
-    fileless = emptied.fileless
+    that had no file, removed too (left out, they went uncounted, and a trash of only them said "0 files"); then
+    the images that stay in the gallery, their picture back in the images folder, and the pictures found there
+    under the names of images in the trash, added (an entry appearing, or staying, unsaid)."""
+    fileless, kept, imported = emptied.fileless, emptied.kept, emptied.imported
+    back = f"; {counted(kept, 'image')} whose picture was back in the images folder " \
+        f"{'stays' if kept == 1 else 'stay'} in the gallery" if kept else ""  # fmt: skip
+    if imported:
+        back += f"; {counted(imported, 'picture')} put in the images folder under the name of an image in the trash " \
+            f"{were(imported)} added to the gallery"  # fmt: skip
     if fileless and not emptied.deleted and not emptied.gone:
         return f"The trash was emptied: {counted(fileless, 'image')} whose file was already gone {were(fileless)} " \
-            "removed."  # fmt: skip
+            f"removed{back}."  # fmt: skip
+    if not fileless and not emptied.deleted and not emptied.gone and back:
+        return f"The trash was emptied: {back.removeprefix('; ')}."
     gone = f"; {counted(emptied.gone, 'file')} {were(emptied.gone)} gone already" if emptied.gone else ""
     removed = f"; {counted(fileless, 'image')} without a file {were(fileless)} removed too" if fileless else ""
     return f"The trash was emptied: {counted(emptied.deleted, 'file')} deleted ({emptied.freed / 2**20:.1f} MiB)" \
-        f"{gone}{removed}."  # fmt: skip
+        f"{gone}{removed}{back}."  # fmt: skip
 
 
 def _log_failures(emptied: TrashEmptied) -> None:

@@ -6,8 +6,9 @@ forgets and whose changes it is told of; the threads' work is ``app.trash_listin
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -17,7 +18,8 @@ from app.background import Lookup, Lookups, to_qt_thread
 from app.data_dir import DataDir, DataDirMoved
 from app.engine_errors import EngineError
 from app.gallery_errors import EmptyingNotStarted
-from app.reconcile import finish_interrupted_moves, list_folders
+from app.image_files import absolute
+from app.reconcile import finish_interrupted_moves, import_files, list_folders
 from app.store import Store
 from app.trash_listing import TrashEmptied, TrashListing, delete_listed, list_trash
 from app.trash_notices import not_listed, refused_while_emptying, undo_while_emptying, unreadable_because
@@ -159,13 +161,15 @@ class TrashEmptier(QObject):
         if self._emptying is None:
             self._start_listing(look, None)
 
-    def _start_listing(self, look: _Look, listing: TrashListing | None) -> None:
+    def _start_listing(self, look: _Look, listing: TrashListing | None, trashed: Sequence[str] = ()) -> None:
         # On a daemon thread (``Lookups``): a quit does not wait for a folder it lists (it writes nothing).
-        self._lookups.start("listing the trash", lambda: (look, self._list(listing)))
+        self._lookups.start("listing the trash", lambda: (look, self._list(listing, trashed)))
 
-    def _list(self, listing: TrashListing | None) -> TrashListing | Exception:
-        """On the listing's thread: the trash listed (``listing`` None), else the pictures of the images folder and
-        the trash for moving ``listing.shown`` back; handed to the Qt thread (``_on_listed``), also when it failed
+    def _list(self, listing: TrashListing | None, trashed: Sequence[str]) -> TrashListing | Exception:
+        """On the listing's thread: the trash listed (``listing`` None), else, for Empty trash, which of the names
+        ``trashed`` (of the images in the trash) a file in the images folder holds (``TrashListing.taken``) and,
+        when it has files to move back or such names, the pictures of the images folder and the trash
+        (``TrashListing.pictures``); handed to the Qt thread (``_on_listed``), also when it failed
         (why, without its traceback, whose frame holds this gallery). ``DataDirMoved`` when the data folder moved
         away before or during the listing: nothing was found at its old path, the trash's files went with it; a
         listing that failed is checked for it too (a folder of the trash gone with it while it was walked: it was
@@ -174,7 +178,9 @@ class TrashEmptier(QObject):
             if listing is None:
                 listing = list_trash(self._data.trash)
             else:
-                listing.pictures = list_folders(self._data)
+                listing.taken = frozenset(rel for rel in trashed if absolute(self._data, rel).is_file())
+                if listing.shown or listing.taken:
+                    listing.pictures = list_folders(self._data)
             self._data.check_in_place()
         except DataDirMoved as exc:  # said as a delete or an undo says it, which no retry helps
             return exc.with_traceback(None)
@@ -199,9 +205,10 @@ class TrashEmptier(QObject):
     def _on_listed(self, lookup: Lookup) -> None:
         """On the Qt thread: a listing, used only while it is the latest asked for and the trash has not changed
         since it began (else the trash is listed again). Which of its files are the pictures of entries in the
-        gallery is asked of the database here (its connection is this thread's); Empty trash then has the
-        folders listed for moving them back before it is told (``list_trash_to_empty``'s ``then``). A listing that
-        failed (the data folder moved away too) leaves Empty trash enabled, and says why to Empty trash."""
+        gallery, and which images are in the trash, is asked of the database here (its connection is this
+        thread's); Empty trash then has the images folder looked at for their names, and the folders listed for
+        moving pictures back, before it is told (``list_trash_to_empty``'s ``then``). A listing that failed (the
+        data folder moved away too) leaves Empty trash enabled, and says why to Empty trash."""
         look: _Look
         listing: TrashListing | Exception
         look, listing = lookup.result  # ``_list`` raises nothing: a failed listing is why it failed
@@ -218,14 +225,15 @@ class TrashEmptier(QObject):
         if look.version != self._trash.version:
             self._look_at_trash(look.then)
             return
-        if listing.files and listing.pictures is None:
+        if listing.taken is None and (listing.files or look.then is not None):  # the trash listed, not looked at
             # Such a file was left there by a delete whose commit failed and that could not move it back
             # (``DeleteNotSaved``): its row is not trashed, Undo cannot bring it back, and deleting it lost a
             # picture the user was told would come back.
             rows = self._store.all_paths()
             listing.shown = frozenset(rel for rel in listing.files if rel in rows and not rows[rel][2])
-            if look.then is not None and listing.shown:
-                self._start_listing(look, listing)
+            trashed = [rel for rel, (_id, _missing, in_trash) in rows.items() if in_trash]
+            if look.then is not None and (listing.shown or trashed):
+                self._start_listing(look, listing, trashed)
                 return
         self._look = None
         self._model.has_trash = not self._trash.gathering and (self._trash.has_undo or bool(listing.deleted))
@@ -254,7 +262,11 @@ class TrashEmptier(QObject):
         and says so; so does one asked for while the trash is being emptied already.
 
         Only the listing's ``deleted`` files are deleted: the picture of an entry in the gallery is moved back
-        first, as start-up does (``finish_interrupted_moves``), or left in the trash when it still cannot be.
+        first, as start-up does (``finish_interrupted_moves``), or left in the trash when it still cannot be. So is
+        a file in the images folder under the name of an image in the trash (``TrashListing.taken``) taken as
+        start-up takes it: the image's own picture, moved back by hand, keeps the image in the gallery; another
+        (copied in by hand) is imported and shown once the images in the trash are forgotten (it waited for the
+        next start).
 
         A database error raises before anything changed. A file that cannot be deleted (open in another program
         on Windows, read-only) does not stop the others: they are all tried, then ``TrashEmptied.failures``
@@ -270,12 +282,14 @@ class TrashEmptier(QObject):
                                                 "Empty the trash again."))  # fmt: skip
             return False
         self._data.check_in_place()
-        if listing.shown:
-            self._put_back(listing)
+        kept = self._put_back(listing) if listing.shown or listing.taken else 0
         self._store.forget_trashed()  # their files, now rowless, stay among ``deleted``
         self._trash.forget_undo()
-        # Counted as the confirmation counted them: the files, and the images without one, whose rows went here.
-        emptying = _Emptying(listing.size[0], threading.Event(), emptied=TrashEmptied(fileless=listing.fileless))
+        imported = self._import_taken(listing)
+        # Counted as the confirmation counted them: the files, and the images without one, whose rows went here
+        # (but those that stay in the gallery, their picture back in the images folder).
+        emptied = TrashEmptied(fileless=listing.fileless - kept, kept=kept, imported=imported)
+        emptying = _Emptying(listing.size[0], threading.Event(), emptied=emptied)
 
         def told(deleted: int) -> None:  # on the deletion's thread
             to_qt_thread(self._deleted_so_far, deleted)
@@ -327,15 +341,38 @@ class TrashEmptier(QObject):
         self._trash.changed()
         self._model.trash_emptied.emit(emptied)
 
-    def _put_back(self, listing: TrashListing) -> None:
+    def _put_back(self, listing: TrashListing) -> int:
         """The files in the trash of the entries ``listing.shown`` in the gallery moved back to the images folder,
-        with start-up's repairs on the folders as ``listing.pictures`` lists them; one that still cannot move is
-        logged and stays (``empty_trash`` leaves it)."""
+        with start-up's repairs on the folders as ``listing.pictures`` lists them (an image in the trash whose own
+        picture is back in the images folder stays in the gallery); one that still cannot move is logged and stays
+        (``empty_trash`` leaves it). Returns how many images in the trash stay in the gallery."""
         assert listing.pictures is not None
+        rows = self._store.all_paths()
+        # An image in the trash with its file there goes with it: the repair renamed that file out of the way of a
+        # picture in the images folder under its name, and the deletion, which deletes the listed names, found it
+        # gone and left it in the trash.
+        rows = {rel: row for rel, row in rows.items() if not (row[2] and rel in listing.files)}
+        trashed = {row_id for row_id, _missing, in_trash in rows.values() if in_trash}
         try:
-            finish_interrupted_moves(self._store, self._data, self._store.all_paths(), dict(listing.pictures.images),
+            finish_interrupted_moves(self._store, self._data, rows, dict(listing.pictures.images),
                                      in_trash_folder=listing.pictures.trash)  # fmt: skip
         except OSError:
             log.exception("a picture in the trash whose entry is in the gallery could not be moved back; it is kept")
         # An undo a failed commit left half-done is finished by the repair too: its rows come back.
-        self._model.files_back(list(listing.shown))
+        self._model.files_back(list(listing.shown | (listing.taken or frozenset())))
+        return len(trashed - {row_id for row_id, _missing, in_trash in self._store.all_paths().values() if in_trash})
+
+    def _import_taken(self, listing: TrashListing) -> int:
+        """The files in the images folder under the names of the images in the trash just forgotten
+        (``TrashListing.taken``) that no row holds now, imported and shown, as start-up would import them; returns
+        how many. One that cannot be is left to the next start (logged): Empty trash goes on."""
+        rows = self._store.all_paths()
+        new = {rel: str(absolute(self._data, rel)) for rel in listing.taken or () if rel not in rows}
+        try:
+            added = import_files(self._store, new)
+            self._model.add_imported(self._store.images_at(added))
+        except (OSError, sqlite3.Error):
+            log.exception("the pictures under the names of images in the trash could not be imported; the next start "
+                          "imports them")  # fmt: skip
+            return 0
+        return len(added)

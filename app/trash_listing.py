@@ -27,12 +27,16 @@ class TrashListing:
     than deletes; ``pictures``, the images folder and the trash listed for moving them back (only when there are
     such); ``version``, the gallery's trash version it was made at (``GalleryModel.empty_trash`` acts on a listing
     of the trash as it is); ``fileless``, how many images in the trash have no file in it (one missing when it was
-    deleted, or its trashed file removed by hand), which Empty trash removes too (Undo brings them back, missing)."""
+    deleted, or its trashed file removed by hand), which Empty trash removes too (Undo brings them back, missing).
+    ``taken``, for Empty trash: the names of images in the trash that a file in the images folder holds (a picture
+    copied there by hand, or the image's own moved back), which Empty trash imports or gives back to its image, as
+    start-up would; None until looked at."""
 
     files: dict[str, Path] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     folders: list[Path] = field(default_factory=list)
     shown: frozenset[str] = frozenset()
+    taken: frozenset[str] | None = None
     pictures: Listed | None = None
     version: int = -1
     fileless: int = 0
@@ -106,7 +110,10 @@ class TrashEmptied:
     (``TrashEmptier._on_emptied``) and sets ``moved``, rather than say "emptied" of files all still in the moved
     trash. ``error``: what stopped the deletion before its end (a fault, not an ``OSError`` of one file); the
     counts are those it reached, the files not tried stay in the trash. ``fileless``: the images in the trash that
-    had no file there, removed with the rows (``TrashListing.fileless``)."""
+    had no file there, removed with the rows (``TrashListing.fileless``). ``kept``: images in the trash whose own
+    picture was back in the images folder (moved back by hand, or by an Undo whose commit failed), which stay in the
+    gallery; ``imported``: pictures put in the images folder under the name of an image in the trash, added to the
+    gallery (``TrashListing.taken``)."""
 
     deleted: int = 0
     freed: int = 0
@@ -116,6 +123,8 @@ class TrashEmptied:
     error: Exception | None = None
     moved: OSError | None = None  # a ``DataDirMoved``: why the files ``gone`` were not there
     fileless: int = 0
+    kept: int = 0
+    imported: int = 0
 
     def failure_kinds(self) -> list[FailureKind]:
         """``failures`` by kind (the same error number and words), the most first; in one pass, for tens of

@@ -522,3 +522,48 @@ def test_deleting_an_entry_whose_file_was_renamed_says_the_file_was_not_found(qt
     assert said == ["2 images brought back from the trash; 1 of them has no file and shows as missing."]
     assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "owl", True), ("d/2.png", "cat", False)]
     assert (data.images / "d" / "owl at night.png").is_file()  # the renamed picture, untouched
+
+
+def test_empty_trash_shows_a_picture_put_in_the_images_folder_under_the_name_of_an_image_in_the_trash(
+        qtbot, data_root, monkeypatch):  # fmt: skip
+    """A picture copied by hand into the images folder under the name of an image in the trash got no gallery entry
+    when Empty trash removed that image (only at the next start), and an image in the trash whose own picture was
+    moved back by hand was removed with its star, its picture left without an entry. Now Empty trash does what the
+    next start would: the copy is imported and shown, the image whose picture is back stays in the gallery, and the
+    end says both."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.reconcile import reconcile
+
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox", "owl", "cat"])
+    window = gui.window_without_engine(qtbot, data)
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    gallery.set_favorite([gallery.row_of(3)], True)  # "cat"
+    _select(window, ["owl", "cat"])
+    panel.delete_selected()
+    write_png(data.images / "d" / "1.png", Image.new("RGB", (16, 16), (9, 9, 9)), {"prompt": "a stranger"})  # copied in
+    shutil.move(data.trash / "d" / "2.png", data.images / "d" / "2.png")  # "cat"'s own picture, moved back by hand
+    trash_settled(qtbot, gallery)
+
+    errors, asked = [], []
+    window.controller.error.connect(errors.append)
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, asked)
+    panel.empty_trash_button.click()
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
+    assert [e.message for e in errors] == []
+    assert window.statusBar().currentMessage() == (
+        "The trash was emptied: 1 file deleted (0.0 MiB); 1 image whose picture was back in the images folder stays "
+        "in the gallery; 1 picture put in the images folder under the name of an image in the trash was added to "
+        "the gallery.")  # fmt: skip
+    assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "a stranger", False), ("d/2.png", "cat", False)]
+    assert [gallery.record(r).favorite for r in range(gallery.rowCount()) if gallery.record(r).prompt == "cat"] == [
+        True]  # fmt: skip
+    trash_settled(qtbot, gallery)
+    assert not [f for _, _, files in os.walk(data.trash) for f in files] and not panel.empty_trash_button.isEnabled()
+    gui.open_windows.remove(window)
+    window.close()
+    store = Store(data.database)
+    assert reconcile(store, data).imported == 0  # the next start has nothing left to import
+    store.close()

@@ -152,3 +152,33 @@ def test_empty_trash_never_deletes_the_picture_a_failed_delete_left_in_the_trash
     assert {(r.path, r.favorite, r.missing) for r in restarted.images()} == {
         ("d/4.png", True, False), ("d/2.png", False, False), ("d/1.png", False, False), ("d/0.png", False, False)}
     restarted.close()
+
+
+def test_empty_trash_moving_a_picture_back_deletes_the_trashed_file_a_copy_took_the_name_of(qtbot, data_root,
+                                                                                           monkeypatch):  # fmt: skip
+    """Empty trash moves the picture a failed delete left in the trash back first, with start-up's repairs
+    (``finish_interrupted_moves``): one of them renamed the file of an image in the trash out of the way of a
+    picture copied into the images folder under its name (d/3.png -> d/3-2.png). Empty trash then found its file
+    "gone", left it in the trash for the next one, and the copy got no entry until the next start. Now the trashed
+    file is deleted under its name and the copy is imported, as the next start would."""
+    gallery, store, data = five_picture_gallery(data_root)
+    gallery.delete([1])  # d/3.png, "p3", in the trash
+    with monkeypatch.context() as failing:
+        failing.setattr(store, "set_trashed_many", _disk_full)
+        failing.setattr(app.gallery_trash, "restore_from_trash", _in_use)
+        with pytest.raises(DeleteNotSaved):
+            gallery.delete([0])  # d/4.png left in the trash, its entry shown
+    shutil.copy(data.images / "d/0.png", data.images / "d/3.png")  # copied in by hand, under p3's name
+
+    listing = trash_listing(qtbot, gallery)
+    with qtbot.waitSignal(gallery.trash_emptied, timeout=30000) as ended:
+        assert gallery.empty_trash(listing)
+    emptied = ended.args[0]
+    assert (emptied.deleted, emptied.gone, emptied.imported) == (1, 0, 1)  # was: (0, 1), d/3-2.png kept
+    trash_settled(qtbot, gallery)
+    assert not [p for p in data.trash.rglob("*") if p.is_file()] and not gallery.has_trash
+    shown = {gallery.record(r).path: gallery.record(r).prompt for r in range(gallery.rowCount())}
+    assert shown == {"d/4.png": "p4", "d/3.png": "", "d/2.png": "p2", "d/1.png": "p1", "d/0.png": "p0"}
+    assert picture_colour(data.images / "d/3.png") == (0, 0, 0) and picture_colour(data.images / "d/4.png") == (
+        200, 0, 0)  # fmt: skip
+    store.close()
