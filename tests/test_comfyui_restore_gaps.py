@@ -156,3 +156,16 @@ def test_passes_of_a_hostile_graph_never_raise(tmp_path):
     found = _png(tmp_path, "prompt", graph)
     assert found.settings["prompt"] == "a loop"
     assert "LatentUpscale to 1" in found.problems[0]
+
+
+def test_passes_after_the_second_are_said_in_the_order_they_ran(tmp_path):
+    graph = {
+        **HIRES,
+        "13": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["11", 0], "scale_by": 1.5}},
+        "12": {"class_type": "KSampler", "inputs": {**HIRES["11"]["inputs"], "latent_image": ["13", 0],
+               "denoise": 0.3}},
+    }  # fmt: skip
+    assert _png(tmp_path, "prompt", graph).problems == [
+        "its hires fix (LatentUpscale to 1152x1152, then KSampler node 11 at denoise 0.5; LatentUpscaleBy by 1.5, "
+        "then KSampler node 12 at denoise 0.3: 2 more passes up to a larger size) is not restored: new images are "
+        "its first pass, 768x768"]  # fmt: skip

@@ -13,8 +13,8 @@ def passes_not_restored(what: str, first: str, hires: bool = True, passes: int =
     if hires:
         larger = "at a larger size" if passes == 1 else "up to a larger size"
         return f"its hires fix ({what}: {more} {larger}) is not restored: new images are its first pass, {first}"
-    return f"its {'second pass' if passes == 1 else f'{passes} later passes'} ({what}) is not restored: new images " \
-        f"are its first pass, {first}"  # fmt: skip
+    later = f"second pass ({what}) is" if passes == 1 else f"{passes} later passes ({what}) are"
+    return f"its {later} not restored: new images are its first pass, {first}"
 
 
 def img2img_not_restored(what: str) -> str:
