@@ -21,7 +21,7 @@ from app.lora_header import FileRead, LoraHeader, read_file, read_header, read_s
 from app.lora_reuse import PanelState, Wanted
 from app.lora_scan import skipped_details, skipped_files
 from app.settings import LoraSetting, Settings
-from gpu.lora.fit import ModelLayers, known_misfit
+from gpu.lora.fit import ModelFit, ModelLayers
 from gpu.lora.folder import list_lora_files
 from gpu.lora.metadata import LoraRequest
 from gpu.paths import named_path
@@ -56,7 +56,7 @@ class LoraState(QObject):
         # The model jobs run on (the selected one) and its linears LoRAs may change (``ModelInfo.lora_layers``; None
         # until it is described), which each row is judged against (``use_model``)
         self.model = ""
-        self._layers: ModelLayers | None = None
+        self._fit: ModelFit | None = None  # None: not known yet
         self.removed_examples: list[str] = []  # ``Settings.removed_examples``: from ``add_shipped``, and ``remove``
         self.folder_scan = LoraFolderScan(self)  # a folder the user picks, read on a thread of its own
         self.hash_search = LoraHashSearch(self)  # an image's LoRAs switched on, searched by hash where needed
@@ -108,9 +108,9 @@ class LoraState(QObject):
         known of it. Each row shows anew whether the model can take its LoRA (``LoraEntry.misfit``), switched on or
         off, before any Generate: a LoRA for another FLUX size was found only when a job failed on it. The same
         layers again (the model described after each job) judge nothing anew."""
-        if model == self.model and (layers is None or layers == self._layers):
+        if model == self.model and (layers is None or (self._fit is not None and layers == self._fit.layers)):
             return
-        self.model, self._layers = model, layers
+        self.model, self._fit = model, None if layers is None else ModelFit(layers)
         changed = [e for e in self.entries if self._judge(e)]
         if changed:
             self.changed.emit()
@@ -118,11 +118,11 @@ class LoraState(QObject):
     def _judge(self, entry: LoraEntry) -> bool:
         """Sets ``entry.misfit``: whether the model can take the file at its strengths (``gpu.lora.fit``, the rule
         the engine applies: its parts at strength 0 are not judged, nor the parts whose layers are not known), from
-        its header's shapes alone. Returns whether that changed."""
+        its header's shapes alone, once per layout of files (``ModelFit``). Returns whether that changed."""
         said = ""
-        if self._layers is not None and not entry.problem:
-            wrong = known_misfit(entry.path.name, entry.targets, self._layers, entry.strength, entry.text_strength)
-            said = "" if wrong is None else f"does not fit the model '{self.model}': {wrong.text}"
+        if self._fit is not None and not entry.problem:
+            wrong = self._fit.misfit_text(entry.targets, entry.strength, entry.text_strength)
+            said = wrong and f"does not fit the model '{self.model}': {wrong}"
         changed, entry.misfit = said != entry.misfit, said
         return changed
 
