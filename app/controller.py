@@ -293,7 +293,7 @@ class AppController(QObject):
         if listed:
             one = len(listed) == 1
             self.status_message.emit(
-                f"The LoRA{'' if one else 's'} {named_few([repr(e.name) for e in listed])} "
+                f"The LoRA{'' if one else 's'} {named_few([repr(e.label) for e in listed])} "
                 f"{'is' if one else 'are'} already in the LoRA panel; {'it is' if one else 'they are'} switched on.")
         if refused:
             self.error.emit(EngineError("user", "\n\n".join(refused),

@@ -4,8 +4,9 @@ words, and what its header said when it was read; and the strengths fitted to wh
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from gpu.lora.fit import TargetShape
 from gpu.lora.keys import parts_text
@@ -44,6 +45,14 @@ class LoraEntry:
     # name it was picked by: a Hugging Face cache's snapshots/<rev>/style.safetensors is a link to a blob named by
     # its hash, and resolved, it named the row, and the LoRA in the PNGs, by that hash.
     resolved: Path | None = field(default=None, compare=False)
+    # Where another row has its name (two versions in loras/a/ and loras/b/): as much of its folder as tells them
+    # apart, shown after its name (``label``); "" for a name of its own. ``LoraState`` sets it as rows come and go.
+    folder: str = field(default="", compare=False)
+
+    @property
+    def label(self) -> str:
+        """The row's name as shown: "style", or "style — a" where loras/b/ has a style too (``folder``)."""
+        return f"{self.name} — {self.folder}" if self.folder else self.name
 
     @property
     def misfit_sentence(self) -> str:
@@ -83,3 +92,28 @@ def fit_text_strength(strength: float | None) -> float | None:
     if strength is None or math.isnan(strength):
         return None
     return fit_strength(strength)
+
+
+def folders_apart(paths: list[Path]) -> list[str]:
+    """For each of ``paths``, "" where its stem (a row's name) is its own, else the fewest of its last folders that
+    no other path of that stem ends with ("a" for loras/a/style beside loras/b/style; "x/a" beside y/a/style), or
+    its whole name where a folder holds both (``style.safetensors`` beside ``style.SafeTensors``). Counted a depth
+    at a time: 2,000 files of one name (diffusers names every LoRA pytorch_lora_weights) each in a folder of its
+    own are told apart in one pass over them, not by comparing each with every other."""
+    apart = [""] * len(paths)
+    by_name: defaultdict[str, list[int]] = defaultdict(list)
+    for index, path in enumerate(paths):
+        by_name[path.stem].append(index)
+    for rows in (rows for rows in by_name.values() if len(rows) > 1):
+        depth, pending = 1, rows
+        while pending and depth <= max(len(paths[i].parent.parts) for i in pending):
+            tails = {i: paths[i].parent.parts[-depth:] for i in rows}
+            seen = Counter(tails.values())
+            for i in pending:
+                if seen[tails[i]] == 1:
+                    apart[i] = str(PurePath(*tails[i]))
+            pending = [i for i in pending if not apart[i]]
+            depth += 1
+        for i in pending:
+            apart[i] = paths[i].name
+    return apart

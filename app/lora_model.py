@@ -40,9 +40,9 @@ class LoraListModel(QAbstractListModel):
         if role == EntryRole:
             return entry
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
-            return entry.name
+            return entry.label
         if role == Qt.ItemDataRole.ToolTipRole:
-            return plain_tooltip(f"{entry.name}\n{entry.path}")
+            return plain_tooltip(f"{entry.label}\n{entry.path}")
         if role == Qt.ItemDataRole.AccessibleDescriptionRole:
             return entry.info_line
         if role == Qt.ItemDataRole.CheckStateRole:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from PySide6.QtCore import QObject, Signal
 
-from app.lora_entry import LoraEntry, fit_strength, fit_text_strength
+from app.lora_entry import LoraEntry, fit_strength, fit_text_strength, folders_apart
 from app.lora_examples import example_name, examples_folder, saved_example_path
 from app.lora_folder_scan import LoraFolderScan
 from app.lora_hash_search import LoraHashSearch
@@ -63,7 +63,7 @@ class LoraState(QObject):
 
     def add_file(self, path: str | Path, enabled: bool = False, strength: float = 1.0) -> LoraEntry:
         entry = self._add(path, enabled, strength)
-        self.changed.emit()
+        self._listed_anew()
         return entry
 
     def _add(self, path: str | Path, enabled: bool, strength: float, read: FileRead | None = None) -> LoraEntry:
@@ -74,6 +74,18 @@ class LoraState(QObject):
         path = named_path(path)
         listed = self._row_of(resolve_path(path) if read is None else read.resolved)
         return listed or self._append(path, enabled, strength, read or read_file(path))
+
+    def _listed_anew(self) -> None:
+        """Rows added or removed: each row's name told apart from the others' of that name (``_tell_apart``), then
+        ``changed``."""
+        self._tell_apart()
+        self.changed.emit()
+
+    def _tell_apart(self) -> None:
+        """Each row shows as much of its folder as tells it from the rows of its name (``LoraEntry.folder``): two
+        versions in loras/a/ and loras/b/ read the same, told apart only by their tooltips."""
+        for entry, folder in zip(self.entries, folders_apart([e.path for e in self.entries]), strict=True):
+            entry.folder = folder
 
     def _row_of(self, resolved: Path) -> LoraEntry | None:
         """The row of the file ``resolved`` (its path resolved), None when it is not listed."""
@@ -158,7 +170,7 @@ class LoraState(QObject):
                 if enabled:
                     self.set_enabled(entry, True)
         if picked.added:
-            self.changed.emit()
+            self._listed_anew()
         return picked
 
     def show_refused(self, row: LoraEntry, read: FileRead) -> None:
@@ -179,7 +191,7 @@ class LoraState(QObject):
         added = [self._add(p, False, 1.0, read) for p, read in reads if not read.header.problem]
         if skipped := skipped_files(reads):
             log.info("LoRA files of %s skipped:\n%s", folder, skipped_details(resolve_path(folder), skipped))
-        self.changed.emit()
+        self._listed_anew()
         return added
 
     def add_reads(self, reads: list[tuple[Path, FileRead]]) -> list[LoraEntry]:
@@ -192,7 +204,7 @@ class LoraState(QObject):
                 listed.add(read.resolved)
                 added.append(self._append(path, False, 1.0, read))
         if added:
-            self.changed.emit()
+            self._listed_anew()
         return added
 
     def remove(self, entry: LoraEntry) -> None:
@@ -201,7 +213,7 @@ class LoraState(QObject):
         example = example_name(entry.resolved or entry.path)
         if example is not None and example not in self.removed_examples:
             self.removed_examples.append(example)
-        self.changed.emit()
+        self._listed_anew()
 
     def set_enabled(self, entry: LoraEntry, enabled: bool) -> None:
         self._edit(entry, "enabled", bool(enabled))
@@ -321,6 +333,7 @@ class LoraState(QObject):
                 else:
                     notices.append(f"The LoRA file {entry.path} (on in your last session) cannot be used: "
                                    f"{header.problem}. It is switched off, so jobs run without it.")  # fmt: skip
+        self._tell_apart()
         return notices
 
     def panel_state(self) -> PanelState:

@@ -161,8 +161,9 @@ class LoraPanel(QWidget):
         return self.view.editors()
 
     def row_for(self, name: str) -> LoraRow:
-        """The controls of the LoRA named ``name``, its row scrolled into sight."""
-        return self.view.editor(next(i for i, e in enumerate(self.state.entries) if e.name == name))
+        """The controls of the LoRA named ``name`` (its name, or its name as shown: "style — a"), its row scrolled
+        into sight."""
+        return self.view.editor(next(i for i, e in enumerate(self.state.entries) if name in (e.name, e.label)))
 
     # ---- keyboard --------------------------------------------------------------------------------------------
 

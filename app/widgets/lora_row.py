@@ -46,6 +46,13 @@ class NameCheckBox(QCheckBox):
     def full_text(self) -> str:
         return self._full
 
+    def set_full_text(self, text: str) -> None:
+        """Another name (a row of the same name came or went: ``LoraEntry.label``), cut short to the room there is."""
+        self._full = text
+        self.setAccessibleName(text)
+        self._elide()
+        self.updateGeometry()
+
     def _room(self) -> int:
         """The width its text has: all but the indicator and the gap after it. (pixelMetric with no style option
         corrupted None's reference count in PySide6 and crashed it.)"""
@@ -70,6 +77,9 @@ class NameCheckBox(QCheckBox):
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
         # The name is cut short, then escaped: cut after, "&&" could lose one '&' and make a shortcut again.
         self._shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self._room())
         self.setText(plain_button_text(self._shown))
@@ -113,7 +123,7 @@ class LoraRow(QFrame):
         super().__init__(parent)
         self.state = state
         self.entry = entry
-        name = entry.name
+        name = entry.label
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setAutoFillBackground(True)  # over the list's own painting
         self.setBackgroundRole(QPalette.ColorRole.Window)
@@ -123,7 +133,6 @@ class LoraRow(QFrame):
         self.slider = StrengthSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(-round(MAX_STRENGTH * 100), round(MAX_STRENGTH * 100))
         self.slider.setValue(round(entry.strength * 100))
-        self.slider.setAccessibleName(f"Strength of {name}")
         self.value = QLabel(f"{entry.strength:.2f}")
         self.value.setMinimumWidth(36)
         self.slider.valueChanged.connect(self._strength)
@@ -131,13 +140,12 @@ class LoraRow(QFrame):
         self.text_encoders = entry.text_encoders  # the "Text" field is made for these (``show_entry``)
         self.triggers = QLineEdit(entry.trigger_words)
         self.triggers.setPlaceholderText("trigger words")
-        self.triggers.setAccessibleName(f"Trigger words of {name}")
         self.triggers.textChanged.connect(lambda t: state.set_trigger_words(entry, t))
         self.remove_button = remove = QPushButton("✕")
         remove.setToolTip("Remove this LoRA from the list")
-        remove.setAccessibleName(f"Remove {name}")
         remove.setFixedWidth(28)
         remove.clicked.connect(lambda: state.remove(entry))
+        self._name_controls(name)
         self.focus_chain = [getattr(self, stop) for stop in self._stops()]  # Tab follows the layout
         top = QHBoxLayout()
         top.addWidget(self.enabled, 1)
@@ -162,6 +170,13 @@ class LoraRow(QFrame):
         lay.addWidget(self.text_row)
         lay.addWidget(self.triggers)
         lay.addWidget(info)
+
+    def _name_controls(self, name: str) -> None:
+        """Each control's accessible name says whose it is, by the row's name as shown (``LoraEntry.label``)."""
+        for widget, said in ((self.slider, f"Strength of {name}"), (self.triggers, f"Trigger words of {name}"),
+                             (self.remove_button, f"Remove {name}"), (self.text_value, f"Text strength of {name}"),
+                             (self.text_same, f"Text strength of {name} the same as its strength")):  # fmt: skip
+            widget.setAccessibleName(said)
 
     def _stops(self) -> tuple[str, ...]:
         """``STOPS`` this row has (hidden controls are no stops): as it was made, also once its file gained or lost
@@ -197,12 +212,10 @@ class LoraRow(QFrame):
         value.setValue(entry.strength if entry.text_strength is None else entry.text_strength)
         value.setEnabled(entry.text_strength is not None)
         value.setToolTip(f"Strength of this LoRA's {parts} part (ComfyUI's strength_clip, A1111's te=)")
-        value.setAccessibleName(f"Text strength of {entry.name}")
         value.valueChanged.connect(lambda v: state.set_text_strength(entry, v))
         same = QCheckBox("same")
         same.setChecked(entry.text_strength is None)
         same.setToolTip(f"Apply the Strength above to this LoRA's {parts} part too")
-        same.setAccessibleName(f"Text strength of {entry.name} the same as its strength")
 
         def follow(checked: bool) -> None:
             state.set_text_strength(entry, None if checked else value.value())
@@ -245,6 +258,9 @@ class LoraRow(QFrame):
                 widget.blockSignals(True)
                 set_to(wanted)
                 widget.blockSignals(False)
+        if self.enabled.full_text() != entry.label:  # a row of its name came or went
+            self.enabled.set_full_text(entry.label)
+            self._name_controls(entry.label)
         if self.text_value.isEnabled() != (entry.text_strength is not None):
             self.text_value.setEnabled(entry.text_strength is not None)
         for label, text in ((self.value, f"{entry.strength:.2f}"), (self.info, entry.info_line)):
@@ -264,7 +280,7 @@ class LoraRow(QFrame):
             palette = self.info.palette()
             palette.setColor(QPalette.ColorRole.WindowText, color)
             self.info.setPalette(palette)
-        tip = plain_tooltip("\n".join(line for line in (entry.name, str(entry.path), entry.misfit_sentence) if line))
+        tip = plain_tooltip("\n".join(line for line in (entry.label, str(entry.path), entry.misfit_sentence) if line))
         if self.enabled.toolTip() != tip:
             self.enabled.setToolTip(tip)
 
