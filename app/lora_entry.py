@@ -7,6 +7,7 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import NamedTuple
 
 from gpu.lora.fit import TargetShape
 from gpu.lora.keys import parts_text
@@ -78,20 +79,65 @@ class LoraEntry:
         return (str(self.path), self.strength) if text is None else (str(self.path), self.strength, text)
 
 
+STRENGTH_DECIMALS = 6  # of a strength the panel shows (``strength_text``): as used, whatever a program wrote
+
+
+def strength_text(strength: float) -> str:
+    """A strength as the panel shows it: as it is used, to six decimals, two at least ("0.50", "0.333"): 0.333 from
+    an image or the command line was shown as 0.33, and the "Text" strength given a value of its own took that."""
+    text = f"{strength:.{STRENGTH_DECIMALS}f}".rstrip("0")
+    return text + "0" * (2 - len(text.partition(".")[2]))
+
+
 def fit_strength(strength: float) -> float:
-    """A strength within what the engine applies (a restored or hand-edited value may lie outside)."""
+    """A strength within what the engine applies (a restored or hand-edited value may lie outside): clamped to it.
+    Raises ``ValueError`` for one that is no number (inf, NaN), which no LoRA can be applied at, as the engine
+    refuses it (``check_strength``): made 2.0 (or 1.0) here, it went on silently (``saved_strengths`` says it)."""
     value = float(strength)
-    if math.isnan(value):  # a damaged settings.json: min/max would make NaN the limit, 2.0, switched on
-        return 1.0
+    if not math.isfinite(value):
+        raise ValueError(f"a LoRA strength of {value:g} cannot be applied")
     return max(-MAX_STRENGTH, min(MAX_STRENGTH, value))
 
 
 def fit_text_strength(strength: float | None) -> float | None:
-    """``fit_strength`` for a text strength, where None is "the same as the strength" (and so is NaN: a damaged
-    file says nothing of its own)."""
-    if strength is None or math.isnan(strength):
+    """``fit_strength`` for a text strength, where None is "the same as the strength"."""
+    return None if strength is None else fit_strength(strength)
+
+
+class SavedStrengths(NamedTuple):
+    """A row's strengths as the settings kept them, fitted (``saved_strengths``): ``said``, what was wrong with them
+    in words; ``refused``, one of them was no number, and the row is switched off."""
+
+    strength: float
+    text_strength: float | None
+    said: list[str]
+    refused: bool
+
+
+def saved_strengths(strength: float, text_strength: float | None) -> SavedStrengths:
+    """The strengths a row of ``settings.json`` (any editor may have changed it) gives, as the engine applies them:
+    one that is no number (inf, NaN) is refused, the strength 1 or the text strength "the same" in its place; one
+    beyond ±``MAX_STRENGTH`` is the nearest the engine applies. Each said ("the strength inf in your settings, …")."""
+    said: list[str] = []
+    fitted = _saved("strength", strength, "at strength 1", said)
+    text = None if text_strength is None else _saved("text strength", text_strength,
+                                                     "its text strength the same as its strength", said)  # fmt: skip
+    refused = fitted is None or (text_strength is not None and text is None)
+    return SavedStrengths(1.0 if fitted is None else fitted, text, said, refused)
+
+
+def _saved(what: str, value: float, instead: str, said: list[str]) -> float | None:
+    """``value``, a row's ``what`` ("strength", "text strength") in the settings, fitted (``fit_strength``); None
+    when it is no number, which is refused (``instead``: what the row takes then, in words). Each change said."""
+    if not math.isfinite(value):
+        said.append(f"the {what} {value:g} in your settings, which is no number a LoRA can be applied at: it is "
+                    f"switched off, {instead}")  # fmt: skip
         return None
-    return fit_strength(strength)
+    fitted = fit_strength(value)
+    if fitted != value:
+        said.append(f"the {what} {value:g} in your settings, beyond the {-MAX_STRENGTH:g} to {MAX_STRENGTH:g} this "
+                    f"app applies: it is used at {fitted:g}")  # fmt: skip
+    return fitted
 
 
 def folders_apart(paths: list[Path]) -> list[str]:

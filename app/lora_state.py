@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from PySide6.QtCore import QObject, Signal
 
-from app.lora_entry import LoraEntry, fit_strength, fit_text_strength, folders_apart
+from app.lora_entry import LoraEntry, fit_strength, fit_text_strength, folders_apart, saved_strengths
 from app.lora_examples import example_name, examples_folder, saved_example_path
 from app.lora_folder_scan import LoraFolderScan
 from app.lora_hash_search import LoraHashSearch
@@ -37,6 +37,14 @@ class PickedFiles(NamedTuple):
     added: list[LoraEntry]
     refused: list[str]
     listed: list[LoraEntry]
+
+
+class NotRestored(NamedTuple):
+    """A row of the settings that ``LoraState.restore`` could not restore as it was saved: what happened
+    (``text``), and what to do (``hint``)."""
+
+    text: str
+    hint: str = "Once a usable FLUX.1 LoRA file is back at that path, switch it on again; or remove it from the list."
 
 
 class LoraState(QObject):
@@ -281,13 +289,15 @@ class LoraState(QObject):
         settings.loras = self.to_settings()
         settings.removed_examples = list(self.removed_examples)
 
-    def restore(self, saved: list[LoraSetting]) -> list[str]:
+    def restore(self, saved: list[LoraSetting]) -> list[NotRestored]:
         """The list as the last session left it. A file that is gone (moved, a drive not plugged in) or that is
         no LoRA a job could use (replaced by another model's, damaged: every job would fail on it while it is on)
-        keeps its row, switched off, so nothing the user set up is forgotten; returns a sentence for each one
-        that was on. An example LoRA the app ships is found where this app has it (``saved_example_path``), kept
-        on or off at its strength: its saved path was the app folder's at that session; unless the example has a
-        row already, where it keeps its saved path.
+        keeps its row, switched off, so nothing the user set up is forgotten; returns what is said of each one
+        that was on. A strength that is no number (inf, NaN) is refused as the engine refuses it, the row kept,
+        switched off, and said; one beyond what the engine applies is the nearest it applies, said
+        (``saved_strengths``): both went on silently, inf at 2.0, switched on. An example LoRA the app ships is
+        found where this app has it (``saved_example_path``), kept on or off at its strength: its saved path was
+        the app folder's at that session; unless the example has a row already, where it keeps its saved path.
 
         Trigger words the user had not edited (equal to the header's words saved with them) follow the file as it
         is now: one replaced while the app was closed brings its own words, where the old file's looked edited
@@ -298,7 +308,7 @@ class LoraState(QObject):
 
         A path listed twice (a hand-edited file, an older version) keeps its first row: the second overwrote the
         first's trigger words; it is dropped and logged."""
-        notices = []
+        notices: list[NotRestored] = []
         listed = {e.resolved for e in self.entries}
         for s in saved:
             try:
@@ -313,13 +323,18 @@ class LoraState(QObject):
                     log.warning("the LoRA list in the settings names %s more than once; its first row is kept", path)
                     continue
                 header = read.header
-                entry = self._add(path, s.enabled, s.strength, read)
-                entry.text_strength = fit_text_strength(s.text_strength)  # kept while the file cannot be read too
-                listed.add(read.resolved)
             except (OSError, ValueError) as exc:  # e.g. a NUL byte in a hand-edited path: no file can have it
-                notices.append(f"The LoRA list in your settings names a file that cannot exist ({s.path[:80]!r}: "
-                               f"{exc}); it was left out.")  # fmt: skip
+                notices.append(NotRestored(f"The LoRA list in your settings names a file that cannot exist "
+                                           f"({s.path[:80]!r}: {exc}); it was left out."))  # fmt: skip
                 continue
+            strengths = saved_strengths(s.strength, s.text_strength)
+            entry = self._add(path, s.enabled and not strengths.refused, strengths.strength, read)
+            entry.text_strength = strengths.text_strength  # kept while the file cannot be read too
+            listed.add(read.resolved)
+            if strengths.said:
+                again = ", then switch it on again" if strengths.refused else ""
+                notices.append(NotRestored(f"The LoRA file {entry.path} has {'; and '.join(strengths.said)}.",
+                                           f"Set the strength you want in the LoRA panel{again}."))
             if header.problem or s.trigger_words != s.header_words:
                 entry.trigger_words = s.trigger_words
             if header.problem:
@@ -328,11 +343,12 @@ class LoraState(QObject):
                 if not s.enabled:
                     continue
                 if header.missing:
-                    notices.append(f"The LoRA file {entry.path} (on in your last session) is missing; it is "
-                                   "switched off.")  # fmt: skip
+                    notices.append(NotRestored(f"The LoRA file {entry.path} (on in your last session) is missing; "
+                                               "it is switched off."))  # fmt: skip
                 else:
-                    notices.append(f"The LoRA file {entry.path} (on in your last session) cannot be used: "
-                                   f"{header.problem}. It is switched off, so jobs run without it.")  # fmt: skip
+                    notices.append(NotRestored(f"The LoRA file {entry.path} (on in your last session) cannot be "
+                                               f"used: {header.problem}. It is switched off, so jobs run without "
+                                               "it."))  # fmt: skip
         self._tell_apart()
         return notices
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
@@ -16,6 +17,9 @@ from app.store import Store
 from app.store_recovery import OpenedStore
 from app.wording import counted
 from gpu.errors import named_few
+
+if TYPE_CHECKING:
+    from app.lora_state import NotRestored
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +79,10 @@ def models_away_notice(data: DataDir) -> EngineError | None:
         "folder is searched for new models again at the next start.")  # fmt: skip
 
 
-def lora_not_restored_notice(text: str) -> EngineError:
-    """A LoRA of the last session that could not be switched on again, as ``text`` (``LoraState.restore``) says."""
-    return EngineError("notice", text, "Once a usable FLUX.1 LoRA file is back at that path, switch it on again; or "
-                       "remove it from the list.")  # fmt: skip
+def lora_not_restored_notice(said: NotRestored) -> EngineError:
+    """A LoRA of the last session not restored as saved (a file that could not be switched on again, a strength
+    that is no number), as ``LoraState.restore`` says it."""
+    return EngineError("notice", said.text, said.hint)
 
 
 def no_database_notice(data: DataDir, pictures: bool, journals: list[Path]) -> EngineError:

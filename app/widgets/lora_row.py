@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )  # fmt: skip
 
-from app.lora_entry import LoraEntry
+from app.lora_entry import STRENGTH_DECIMALS, LoraEntry, strength_text
 from app.lora_state import LoraState
 from app.plain_text import plain_button_text, plain_label, plain_tooltip
 from app.theme import WARNING_COLOR
@@ -107,7 +107,17 @@ class StrengthSlider(WheelWhenFocused, QSlider):
 
 
 class StrengthBox(WheelWhenFocused, DecimalSpinBox):
-    """A row's "Text" strength (see ``WheelWhenFocused``), either decimal mark taken (``DecimalSpinBox``)."""
+    """A row's "Text" strength (see ``WheelWhenFocused``), either decimal mark taken (``DecimalSpinBox``), shown as
+    it is used (``strength_text``): six decimals held, two at least shown. At two, 0.333 was shown as 0.33, and
+    taken so at the next edit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setDecimals(STRENGTH_DECIMALS)
+
+    def textFromValue(self, value: float) -> str:
+        # Qt's own sizeHint measures the range's ends by this too: the box is as wide as at two decimals
+        return strength_text(value).replace(".", self.locale().decimalPoint())
 
 
 class LoraRow(QFrame):
@@ -133,7 +143,7 @@ class LoraRow(QFrame):
         self.slider = StrengthSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(-round(MAX_STRENGTH * 100), round(MAX_STRENGTH * 100))
         self.slider.setValue(round(entry.strength * 100))
-        self.value = QLabel(f"{entry.strength:.2f}")
+        self.value = QLabel(strength_text(entry.strength))
         self.value.setMinimumWidth(36)
         self.slider.valueChanged.connect(self._strength)
         self.text_row, self.text_value, self.text_same = self._text_strength(state)
@@ -208,7 +218,6 @@ class LoraRow(QFrame):
         value = StrengthBox()
         value.setRange(-MAX_STRENGTH, MAX_STRENGTH)
         value.setSingleStep(0.05)
-        value.setDecimals(2)
         value.setValue(entry.strength if entry.text_strength is None else entry.text_strength)
         value.setEnabled(entry.text_strength is not None)
         value.setToolTip(f"Strength of this LoRA's {parts} part (ComfyUI's strength_clip, A1111's te=)")
@@ -218,7 +227,8 @@ class LoraRow(QFrame):
         same.setToolTip(f"Apply the Strength above to this LoRA's {parts} part too")
 
         def follow(checked: bool) -> None:
-            state.set_text_strength(entry, None if checked else value.value())
+            # given a value of its own, the strength it followed, as it is (the box holds six decimals)
+            state.set_text_strength(entry, None if checked else entry.strength)
             value.setEnabled(not checked)
             if checked:
                 self._show_text_strength()
@@ -251,7 +261,8 @@ class LoraRow(QFrame):
         for widget, now, wanted, set_to in (
             (self.enabled, self.enabled.isChecked(), entry.enabled, self.enabled.setChecked),
             (self.slider, self.slider.value(), round(entry.strength * 100), self.slider.setValue),
-            (self.text_value, self.text_value.value(), round(text_strength, 2), self.text_value.setValue),
+            (self.text_value, self.text_value.value(), round(text_strength, STRENGTH_DECIMALS),
+             self.text_value.setValue),
             (self.text_same, self.text_same.isChecked(), entry.text_strength is None, self.text_same.setChecked),
         ):
             if now != wanted:  # only what changed
@@ -263,7 +274,7 @@ class LoraRow(QFrame):
             self._name_controls(entry.label)
         if self.text_value.isEnabled() != (entry.text_strength is not None):
             self.text_value.setEnabled(entry.text_strength is not None)
-        for label, text in ((self.value, f"{entry.strength:.2f}"), (self.info, entry.info_line)):
+        for label, text in ((self.value, strength_text(entry.strength)), (self.info, entry.info_line)):
             if label.text() != text:
                 label.setText(text)
         self._show_fit()
@@ -286,7 +297,7 @@ class LoraRow(QFrame):
 
     def _strength(self, v: int) -> None:
         self.state.set_strength(self.entry, v / 100)
-        self.value.setText(f"{v / 100:.2f}")
+        self.value.setText(strength_text(v / 100))
         if self.entry.text_strength is None:
             self._show_text_strength()
 

@@ -277,7 +277,8 @@ def test_a_folder_of_many_loras_is_listed_at_once(qtbot, window, tmp_path, monke
 
 def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data_root, tmp_path, caplog):
     """A NUL byte in a LoRA's path stopped the app at start-up (ValueError out of Path.resolve); a strength of
-    NaN came back as 2.0, the maximum, switched on. A file saved as on that is no FLUX.1 LoRA (replaced by an SDXL
+    NaN came back as 2.0, the maximum, switched on (then 1.0, on, unsaid): it is refused as the engine refuses it,
+    named, its row switched off at strength 1. A file saved as on that is no FLUX.1 LoRA (replaced by an SDXL
     one since) stayed on, without a word, and every job failed on it. A path listed twice had its first row's
     trigger words overwritten by the second's; a folder where the file was was said to be "missing"."""
     import json
@@ -302,8 +303,10 @@ def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data
     )  # json writes NaN as the bare word NaN, which it reads back as a float
     window = open_window(qtbot, data_root)
     state = window.controller.loras
-    assert state.requests() == [(str(lora.resolve()), 1.0)]
+    assert state.requests() == []
     assert window.lora_panel.row_for("mine").slider.value() == 100
+    assert (f"The LoRA file {lora.resolve()} has the strength nan in your settings, which is no number a LoRA can be "
+            "applied at: it is switched off, at strength 1.") in window.error_dialog.text()  # fmt: skip
     assert window.lora_panel.row_for("mine").triggers.text() == "my words"  # the first of its two rows
     assert f"names {lora.resolve()} more than once" in caplog.text
     assert window.error_dialog is not None and "a\\x00b.safetensors" in window.error_dialog.text()
@@ -316,7 +319,8 @@ def test_a_hand_edited_lora_list_in_the_settings_never_stops_the_app(qtbot, data
     assert window.lora_panel.row_for(folder.stem).entry.info == "it is a folder, not a LoRA file"
     window.close()
     saved = load_settings(data_root / "settings.json").loras
-    assert [(s.path, s.strength) for s in saved if s.enabled] == [(str(lora.resolve()), 1.0)]
+    assert [(s.path, s.strength, s.enabled) for s in saved if s.path == str(lora.resolve())] == [
+        (str(lora.resolve()), 1.0, False)]  # fmt: skip
     assert str(sdxl.resolve()) in [s.path for s in saved]  # remembered, off
 
 
@@ -491,9 +495,9 @@ def test_a_lora_file_that_may_not_be_read_at_start_up_says_so(qtbot, tmp_path, m
     monkeypatch.setattr(Path, "stat", refusing_stat)
     state = LoraState()
     [notice] = state.restore([LoraSetting(str(locked), True, 0.5, "my words")])
-    assert notice == (f"The LoRA file {locked} (on in your last session) cannot be used: the file cannot be read "
-                      "(Permission denied): check that you may read it and its folders. It is switched off, so jobs "
-                      "run without it.")  # fmt: skip
+    assert notice.text == (f"The LoRA file {locked} (on in your last session) cannot be used: the file cannot be "
+                           "read (Permission denied): check that you may read it and its folders. It is switched off, "
+                           "so jobs run without it.")  # fmt: skip
     [entry] = state.entries
     assert entry.path == locked and not entry.enabled and entry.trigger_words == "my words"
 
@@ -592,7 +596,8 @@ TEXT_PARTS = ("text_encoder", "text_encoder_2")
 
 def test_old_and_hand_edited_settings_give_a_text_strength_or_the_same(tmp_path):
     """A settings file saved before the text strength was kept (no such key) means "the same as the strength"; a
-    damaged value (text, true, NaN) too, and one out of range is brought within -2..2."""
+    damaged value (text, true) too; NaN too, but said, and the row is switched off (it was on, unsaid: the engine
+    refuses such a strength); one out of range is brought within -2..2, and said."""
     import json
 
     from app.lora_state import LoraState
@@ -600,13 +605,17 @@ def test_old_and_hand_edited_settings_give_a_text_strength_or_the_same(tmp_path)
     both = text_encoder_lora_path(tmp_path)
     path = tmp_path / "settings.json"
     rows = [{"path": str(both), "enabled": True, "strength": 0.5}]
-    for value, expected in ((None, None), ("abc", None), (True, None), (float("nan"), None), (7, 2.0), (0, 0.0)):
+    cases = ((None, None, ""), ("abc", None, ""), (True, None, ""), (float("nan"), None, "which is no number"),
+             (7, 2.0, "beyond"), (0, 0.0, ""))  # fmt: skip
+    for value, expected, said in cases:
         row = dict(rows[0]) if value is None else {**rows[0], "text_strength": value}
         path.write_text(json.dumps({"version": 2, "loras": [row]}))
         state = LoraState()
-        assert state.restore(load_settings(path).loras) == []
+        notices = state.restore(load_settings(path).loras)
+        assert [said in n.text for n in notices] == ([True] if said else []), value
         assert state.entries[0].text_strength == expected, value
-        assert state.requests() == [(str(both), 0.5) if expected is None else (str(both), 0.5, expected)], value
+        on = [] if "no number" in said else [(str(both), 0.5) if expected is None else (str(both), 0.5, expected)]
+        assert state.requests() == on, value
 
 
 def text_encoder_lora_path(tmp_path: Path) -> Path:

@@ -1,0 +1,57 @@
+"""A LoRA's strength off the panel's 0.01 steps (0.333, as the command line, A1111 or ComfyUI give it) was applied as
+it is but shown as 0.33, in the row and its "Text" strength (which, given a value of its own, then took 0.33). It is
+shown as it is used: 0.333.
+
+A strength that is no number (inf, NaN: a hand-edited or damaged settings.json) became 2.0 (or 1.0) without a word,
+and stayed on: the engine refuses such a strength, and the app now says it too, naming the LoRA; its row is kept,
+switched off, at strength 1 (its text strength "the same"). A strength beyond what the engine applies is set to the
+nearest it applies, and said, as for an image's."""
+
+from __future__ import annotations
+
+import json
+
+from app.data_dir import resolve_data_dir
+from tests.app.gui import window_without_engine
+from tests.app.test_lora_list import flux_lora
+
+
+def test_strengths_are_shown_as_used_and_one_that_is_no_number_is_refused_by_name(qtbot, data_root, tmp_path):
+    files = {name: flux_lora(tmp_path / f"{name}.safetensors", text_part=True) for name in ("third", "inf", "nan",
+                                                                                             "three")}  # fmt: skip
+    rows = [{"path": str(files["third"]), "enabled": True, "strength": 0.333},
+            {"path": str(files["inf"]), "enabled": True, "strength": float("inf")},
+            {"path": str(files["nan"]), "enabled": True, "strength": 0.5, "text_strength": float("nan")},
+            {"path": str(files["three"]), "enabled": True, "strength": 3.0}]  # fmt: skip
+    (data_root / "settings.json").write_text(json.dumps({"version": 2, "loras": rows}))  # Infinity, NaN as JSON reads
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    panel, state = window.lora_panel, window.controller.loras
+
+    notices = [n for n in window.controller.notices if "strength" in n.message]
+    inf, nan, three = (panel.row_for(name).entry for name in ("inf", "nan", "three"))
+    assert (inf.enabled, inf.strength, panel.row_for("inf").value.text()) == (False, 1.0, "1.00")  # was on, at 2.0
+    assert (nan.enabled, nan.strength, nan.text_strength) == (False, 0.5, None)  # was on, silently "the same"
+    assert (three.enabled, three.strength) == (True, 2.0)
+    assert [(n.kind, n.message, n.hint) for n in notices] == [
+        ("notice", f"The LoRA file {files['inf']} has the strength inf in your settings, which is no number a LoRA "
+                   "can be applied at: it is switched off, at strength 1.",
+         "Set the strength you want in the LoRA panel, then switch it on again."),
+        ("notice", f"The LoRA file {files['nan']} has the text strength nan in your settings, which is no number a "
+                   "LoRA can be applied at: it is switched off, its text strength the same as its strength.",
+         "Set the strength you want in the LoRA panel, then switch it on again."),
+        ("notice", f"The LoRA file {files['three']} has the strength 3 in your settings, beyond the -2 to 2 this app "
+                   "applies: it is used at 2.", "Set the strength you want in the LoRA panel."),
+    ]  # fmt: skip
+
+    third = panel.row_for("third")
+    assert third.entry.strength == 0.333 and third.value.text() == "0.333"  # was 0.33
+    assert third.text_value.text() == "0.333" and third.text_same.isChecked()  # "same": the strength, as used
+    third.text_same.setChecked(False)  # a text strength of its own, from the strength as it is
+    assert third.entry.text_strength == 0.333  # was 0.33
+    state.switch_to({id(third.entry): (0.825, None)})  # an A1111 image's <lora:third:0.825>, alone
+    assert third.value.text() == "0.825" and third.text_value.text() == "0.825"
+
+    window.close()  # what is saved is what is used: 0.825 as it is, no inf or NaN
+    saved = json.loads((data_root / "settings.json").read_text())["loras"]
+    assert [(s["strength"], s["text_strength"], s["enabled"]) for s in saved if "monochrome" not in s["path"]] == [
+        (0.825, None, True), (1.0, None, False), (0.5, None, False), (2.0, None, False)]  # fmt: skip
