@@ -30,6 +30,7 @@ from app.history_actions import HistoryActions
 from app.history_model import HistoryModel
 from app.job_queue import JobQueue, unusable_loras_error
 from app.lora_state import LoraState
+from app.lora_twins import twin_loras_error
 from app.memory_state import MemoryState
 from app.model_library import LibraryLinks, ModelLibrary
 from app.prompt_length_state import PromptLengthState
@@ -225,8 +226,8 @@ class AppController(QObject):
 
     def generate(self) -> Job | None:
         """Queues a job with the prompt panel's settings and the LoRAs switched on (Generate); None, and said why,
-        when there is no prompt, a field shows a value it does not take, the model is being removed, or a LoRA
-        switched on cannot be used."""
+        when there is no prompt, a field shows a value it does not take, the model is being removed, a LoRA
+        switched on cannot be used, or two switched on are the same LoRA (a copy listed twice)."""
         if not self.prompt.prompt.strip():
             self.error.emit(EngineError("user", "Type a prompt first.", "Describe the image you want to see."))
             return None
@@ -242,6 +243,10 @@ class AppController(QObject):
         unusable = self.loras.unusable()
         if unusable:  # said now, once per click, rather than by each queued job failing at its LoRA step
             self.error.emit(unusable_loras_error(unusable))
+            return None
+        twins = self.loras.twins.settle()  # a copy of a LoRA switched on beside it: refused by the job, after a load
+        if twins:
+            self.error.emit(twin_loras_error(twins))
             return None
         self.prompt.next_seed()
         self.prompt.snap_size()  # a side typed off the grid and not yet left: the field shows what runs

@@ -49,6 +49,10 @@ class LoraEntry:
     # Where another row has its name (two versions in loras/a/ and loras/b/): as much of its folder as tells them
     # apart, shown after its name (``label``); "" for a name of its own. ``LoraState`` sets it as rows come and go.
     folder: str = field(default="", compare=False)
+    # Switched on beside a row of the same LoRA (a copy, or one whose metadata alone was edited), which a job would
+    # refuse: "the same LoRA as /loras/a/style.safetensors (identical files), …" ("" for none, or not known yet:
+    # ``app.lora_twins``)
+    twin: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:
@@ -56,15 +60,17 @@ class LoraEntry:
         return f"{self.name} — {self.folder}" if self.folder else self.name
 
     @property
-    def misfit_sentence(self) -> str:
-        """``misfit`` as a sentence: "Does not fit the model 'demo': made for …." ("" when it fits)."""
-        return f"{self.misfit[:1].upper()}{self.misfit[1:]}." if self.misfit else ""
+    def warning(self) -> str:
+        """Why a job would refuse the row as it is, as a sentence: "Does not fit the model 'demo': made for ….", or
+        "The same LoRA as … (identical files), ….", a row switched on beside it ("" for neither)."""
+        said = self.misfit or self.twin
+        return f"{said[:1].upper()}{said[1:]}." if said else ""
 
     @property
     def info_line(self) -> str:
-        """The row's line under its name: why the selected model cannot take it, if so, then what the file is (or
+        """The row's line under its name: why a job would refuse it, if so (``warning``), then what the file is (or
         what is wrong with it)."""
-        return f"{self.misfit_sentence}\n{self.info}" if self.misfit else self.info
+        return f"{self.warning}\n{self.info}" if self.warning else self.info
 
     @property
     def text_parts(self) -> str:

@@ -20,6 +20,7 @@ from app.lora_hash_search import LoraHashSearch
 from app.lora_header import FileRead, LoraHeader, read_file, read_header, read_stamp
 from app.lora_reuse import PanelState, Wanted
 from app.lora_scan import skipped_details, skipped_files
+from app.lora_twins import LoraTwins
 from app.settings import LoraSetting, Settings
 from gpu.lora.fit import ModelFit, ModelLayers
 from gpu.lora.folder import list_lora_files
@@ -48,9 +49,10 @@ class NotRestored(NamedTuple):
 
 
 class LoraState(QObject):
-    """The LoRA panel's rows (``entries``), and its two collaborators, each its Qt child, whose work runs on a thread
-    of its own: a folder the user picks, read into rows (``folder_scan``), and an image's LoRAs switched on, found by
-    hash where their names leave it open (``hash_search``)."""
+    """The LoRA panel's rows (``entries``), and its three collaborators, each its Qt child, whose work runs on a
+    thread of its own: a folder the user picks, read into rows (``folder_scan``), an image's LoRAs switched on, found
+    by hash where their names leave it open (``hash_search``), and the rows switched on that are the same LoRA, a
+    copy listed twice, found by their files' contents (``twins``)."""
 
     changed = Signal()  # the list changed (rows added, removed, or shown anew): the panel updates its rows
     # One row's own setting changed (on/off, strength, text strength, trigger words), through its widgets or a
@@ -68,6 +70,7 @@ class LoraState(QObject):
         self.removed_examples: list[str] = []  # ``Settings.removed_examples``: from ``add_shipped``, and ``remove``
         self.folder_scan = LoraFolderScan(self)  # a folder the user picks, read on a thread of its own
         self.hash_search = LoraHashSearch(self)  # an image's LoRAs switched on, searched by hash where needed
+        self.twins = LoraTwins(self)  # rows switched on that are the same LoRA, found by their files' contents
 
     def add_file(self, path: str | Path, enabled: bool = False, strength: float = 1.0) -> LoraEntry:
         entry = self._add(path, enabled, strength)
@@ -350,6 +353,7 @@ class LoraState(QObject):
                                                f"used: {header.problem}. It is switched off, so jobs run without "
                                                "it."))  # fmt: skip
         self._tell_apart()
+        self.twins.look()  # two rows of one LoRA on in the last session (no ``changed`` here: the panel comes later)
         return notices
 
     def panel_state(self) -> PanelState:

@@ -262,3 +262,28 @@ def flux_dev_lora(out: Path, rank: int = 16) -> Path:
         tensors |= {f"{base}.lora_down.weight": ("BF16", (rank, k)), f"{base}.lora_up.weight": ("BF16", (n, rank)),
                     f"{base}.alpha": ("F32", ())}  # fmt: skip
     return header_only(out, tensors)
+
+
+def metadata_edited(source: Path, path: Path, **changed: str) -> Path:
+    """A copy of the LoRA file ``source`` at ``path``, its tensors' bytes as they are, metadata entries ``changed``
+    (its trigger words edited: the same LoRA, for the engine)."""
+    from safetensors import safe_open
+
+    from gpu.lora import read_lora
+
+    with safe_open(source, "pt") as f:
+        metadata = f.metadata()
+    save_file(load_file(source), path, metadata={**metadata, **changed})
+    assert read_lora(path).data_sha256 == read_lora(source).data_sha256 != read_lora(path).sha256
+    return path
+
+
+def alpha_edited(source: Path, path: Path, alpha: int) -> Path:
+    """``metadata_edited`` with the transformer's PEFT ``lora_alpha`` of the diffusers LoRA ``source`` (the shipped
+    example's is 8) made ``alpha``: the same weights, another LoRA (another scale), for the engine."""
+    from gpu.lora import read_lora
+
+    said = '"transformer.lora_alpha": '
+    config = read_lora(source).metadata["lora_adapter_metadata"]
+    assert said + "8" in config
+    return metadata_edited(source, path, lora_adapter_metadata=config.replace(said + "8", f"{said}{alpha}"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lora_files import sdxl_like, text_encoder_lora
+from lora_files import alpha_edited, metadata_edited, sdxl_like, text_encoder_lora
 from safetensors.torch import save_file
 
 from gpu.lora import LoraError, manager_for, parse_lora_arg, read_lora
@@ -149,27 +149,20 @@ def test_the_same_lora_twice_is_refused(tmp_path, demo):
     manager_for(demo).set([])
 
 
-def _with_metadata(path: Path, **changed: str) -> Path:
-    """A copy of the shipped LoRA at ``path``, its tensors' bytes as they are, metadata entries ``changed``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(SHIPPED, "pt") as f:
-        metadata = f.metadata()
-    save_file(load_file(SHIPPED), path, metadata={**metadata, **changed})
-    assert read_lora(path).data_sha256 == read_lora(SHIPPED).data_sha256 != read_lora(path).sha256
-    return path
+def test_copies_of_one_name_in_two_folders_are_named_by_their_paths(tmp_path, demo):
+    """Refused as "monochrome-style.safetensors and monochrome-style.safetensors are the same LoRA": which files,
+    the words did not say (two versions kept in loras/a/ and loras/b/ read the same)."""
+    copy = shutil.copy(SHIPPED, (tmp_path / "b").mkdir() or tmp_path / "b" / SHIPPED.name)
+    _refused_and_untouched(demo, [(copy, 0.5)], f"{SHIPPED} and {copy} are the same LoRA (identical files)")
 
 
 def test_a_copy_whose_metadata_alone_was_edited_is_the_same_lora(tmp_path, demo):
     """The check compared whole files: a copy whose trigger words were edited was applied beside the original, at
     twice the strength. The same weights with another PEFT lora_alpha in the metadata are another LoRA, though."""
-    edited = _with_metadata(tmp_path / "my words.safetensors", **{"modelspec.trigger_phrase": "grey, sketch"})
+    edited = metadata_edited(SHIPPED, tmp_path / "my words.safetensors", **{"modelspec.trigger_phrase": "grey, sketch"})
     _refused_and_untouched(demo, [(edited, 0.5)], "monochrome-style.safetensors and my words.safetensors are the "
                            "same LoRA (the same weights; only their metadata differs)")  # fmt: skip
-    alpha = '"transformer.lora_alpha": '
-    config = read_lora(SHIPPED).metadata["lora_adapter_metadata"].replace(alpha + "8", alpha + "16")
-    stronger = _with_metadata(tmp_path / "alpha 16.safetensors", lora_adapter_metadata=config)
+    stronger = alpha_edited(SHIPPED, tmp_path / "alpha 16.safetensors", 16)
     assert [t.scale for t in read_lora(stronger).targets][:1] == [2.0]
     manager_for(demo).set([(SHIPPED, 1.0), (stronger, 0.5)])
     assert [a.file.name for a in manager_for(demo).active] == ["monochrome-style", "alpha 16"]

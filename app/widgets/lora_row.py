@@ -282,16 +282,17 @@ class LoraRow(QFrame):
             self.triggers.setText(entry.trigger_words)
 
     def _show_fit(self) -> None:
-        """The info line grey, but in the warning colour while the selected model cannot take the LoRA
-        (``LoraEntry.misfit``: the line says why first), and why in its name's tooltip too. Its controls stay
-        usable: it may be switched off, or kept for a model it fits."""
+        """The info line grey, but in the warning colour while a job would refuse the LoRA (``LoraEntry.warning``:
+        the selected model cannot take it, or a row of the same LoRA is switched on too; the line says why first),
+        and why in its name's tooltip too. Its controls stay usable: it may be switched off, or kept for a model it
+        fits."""
         entry = self.entry
-        color = QColor(WARNING_COLOR) if entry.misfit else QColor(Qt.GlobalColor.gray)
+        color = QColor(WARNING_COLOR) if entry.warning else QColor(Qt.GlobalColor.gray)
         if self.info.palette().color(QPalette.ColorRole.WindowText) != color:
             palette = self.info.palette()
             palette.setColor(QPalette.ColorRole.WindowText, color)
             self.info.setPalette(palette)
-        tip = plain_tooltip("\n".join(line for line in (entry.label, str(entry.path), entry.misfit_sentence) if line))
+        tip = plain_tooltip("\n".join(line for line in (entry.label, str(entry.path), entry.warning) if line))
         if self.enabled.toolTip() != tip:
             self.enabled.setToolTip(tip)
 

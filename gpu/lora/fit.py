@@ -87,6 +87,13 @@ def applied_parts(strength: float, text_strength: float | None) -> frozenset[str
     return frozenset((["transformer"] if strength else []) + (list(TEXT_ENCODERS) if text else []))
 
 
+def file_parts(strength: float, text_strength: float | None, text_part: bool) -> frozenset[str]:
+    """``applied_parts`` of a file, less the text encoders where it has no CLIP/T5 part (``text_part`` False): its
+    text strength then changes nothing. Empty: the file changes nothing at these strengths, and is not applied."""
+    parts = applied_parts(strength, text_strength)
+    return parts if text_part else parts.difference(TEXT_ENCODERS)
+
+
 def known_misfit(label: str, targets: Iterable[TargetShape], layers: ModelLayers, strength: float,
                  text_strength: float | None) -> Misfit | None:  # fmt: skip
     """``misfit`` at a LoRA's strengths (``applied_parts``), judging only the parts whose layers ``layers`` gives:

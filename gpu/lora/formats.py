@@ -49,6 +49,7 @@ from gpu.errors import CheckpointError
 from gpu.lora.fit import TargetShape
 from gpu.lora.keys import FORMATS, TEXT_ENCODERS, LoraError, LoraLayout, check_layout, map_module, parts_text  # noqa: F401
 from gpu.lora.metadata import read_opened, trigger_words_from
+from gpu.lora.twins import ADAPTER_METADATA
 from gpu.paths import named_path
 from gpu.safetensors_header import open_safetensors
 
@@ -104,7 +105,8 @@ class LoraFile:
         twice: the same tensor data (``data_sha256``: a copy, or one whose metadata alone was edited, its trigger
         words or title, is the same LoRA) read into the same targets (layers, scales: a diffusers/PEFT file's alpha
         may be in its metadata, and the same data with another ``lora_alpha`` is another LoRA). The tensors of two
-        files are compared only when their data hashes are the same."""
+        files are compared only when their data hashes are the same. The app's panel says it before a job from the
+        files alone (``gpu.lora.twins``), of every pair this finds but one with its keys renamed."""
         if self.sha256 == other.sha256:
             return True
         if self.data_sha256 != other.data_sha256 or len(self.targets) != len(other.targets):
@@ -133,7 +135,7 @@ class LoraFile:
 def _adapter_config(metadata: dict[str, str], component: str) -> dict | None:
     """PEFT's LoraConfig of ``component`` ("transformer", "text_encoder") as diffusers stores it:
     ``lora_adapter_metadata`` (keys prefixed ``<component>.``) or ``<component>_lora_adapter_metadata``."""
-    for key, prefix in (("lora_adapter_metadata", f"{component}."), (f"{component}_lora_adapter_metadata", "")):
+    for key, prefix in ((ADAPTER_METADATA, f"{component}."), (f"{component}_{ADAPTER_METADATA}", "")):
         raw = metadata.get(key)
         if not raw:
             continue

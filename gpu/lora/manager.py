@@ -20,11 +20,12 @@ from pathlib import Path
 from torch import nn
 
 from gpu.lora.apply import apply_deltas, model_layers, plan, restore
-from gpu.lora.fit import ModelLayers, applied_parts, known_misfit, layout_targets, misfit
+from gpu.lora.fit import ModelLayers, applied_parts, file_parts, known_misfit, layout_targets, misfit
 from gpu.lora.formats import LoraError, LoraFile, check_lora_file, read_lora, unreadable_lora
-from gpu.lora.keys import TEXT_ENCODERS, LoraLayout, has_text_part
+from gpu.lora.keys import LoraLayout, has_text_part
 from gpu.lora.metadata import MAX_STRENGTH, LoraRequest, file_stamp
 from gpu.lora.refs import hashes_name
+from gpu.lora.twins import same_lora_words
 
 _ATTR = "_nibble_lora_manager"
 _ENCODER_SET_ATTR = "_nibble_lora_set"  # on a text encoder: the LoRAs on it (``encoder_loras``)
@@ -167,8 +168,7 @@ def asked_parts(path: str | Path, strength: float, text_strength: float | None
     LoRA, whatever the strengths): ``applied_parts``, less the text encoders where the file has no CLIP/T5 part, whose
     text strength then changes nothing (at strength 0 with a text strength of 1 it was read whole, to be skipped)."""
     found, layout = check_lora_file(path)
-    parts = applied_parts(strength, text_strength)
-    return found, layout, parts if has_text_part(layout.components.values()) else parts.difference(TEXT_ENCODERS)
+    return found, layout, file_parts(strength, text_strength, has_text_part(layout.components.values()))
 
 
 def _request(lora: LoraRequest) -> tuple[str | Path, float, float | None]:
@@ -179,11 +179,13 @@ def _request(lora: LoraRequest) -> tuple[str | Path, float, float | None]:
 
 def _asked_twice(first: Path, second: Path, identical: bool = True) -> LoraError:
     """The error for one LoRA asked for twice: one file (``first`` and ``second`` the same path), or two files of
-    the same weights, ``identical`` or with other metadata (``LoraFile.same_change``)."""
+    the same weights, ``identical`` or with other metadata (``LoraFile.same_change``), each named by its name, or
+    by its path where both have one name (loras/a/style.safetensors and loras/b/style.safetensors: "style.safetensors
+    and style.safetensors are the same LoRA" named neither)."""
     same = f"{second} is asked for twice"
     if first.resolve() != second.resolve():
-        how = "identical files" if identical else "the same weights; only their metadata differs"
-        same = f"{first.name} and {second.name} are the same LoRA ({how})"
+        named = (first.name, second.name) if first.name != second.name else (first, second)
+        same = f"{named[0]} and {named[1]} are the same LoRA ({same_lora_words(identical)})"
     return LoraError(same, hint=f"use it once, at the strength you want (-{MAX_STRENGTH:g} to {MAX_STRENGTH:g})")
 
 
