@@ -151,12 +151,14 @@ class AppController(QObject):
             describe=self._describe.emit, read=self._read_library.emit, add=self._add_model.emit,
             remove=self._remove_model.emit, owe_add=self._engine.add_model, owe_remove=self._engine.remove_model,
             changed=self.library_changed.emit, info_changed=self.model_info_changed.emit, add_ended=self.add_ended.emit,
-            say=self.error.emit, tell=self.status_message.emit, jobs_ahead=lambda: len(self.queue.unfinished)),
-            launch_fields, self)  # fmt: skip
+            say=self.error.emit, tell=self.status_message.emit, place=lambda: self.queue.place(),
+            jobs_before=lambda place: self.queue.jobs_before(place)), launch_fields, self)  # fmt: skip
         self.restore = SettingsRestore(self.prompt, self.library, self.loras.hash_search, self.gallery,
                                        self.error.emit, self.settings_restored.emit)  # fmt: skip
         self.queue = JobQueue(self.job, self.gallery, self.loras, data, self.store.path, worker, self._submit.emit,
                               self._start_waiting.emit, self.error.emit, self.job_finished.emit, self)  # fmt: skip
+        # What the Models panel says a removal, an add or a model's read waits for goes down as the jobs end
+        self.queue.ended.connect(self.library.list_state.follow_queue)
         self._init_engine.connect(worker.initialize)
         self._submit.connect(worker.generate)
         self._describe.connect(worker.describe)

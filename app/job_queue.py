@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 
 from app.data_dir import DataDir
 from app.engine_errors import EngineError, database_error
@@ -39,6 +39,8 @@ class JobQueue(QObject):
     ``state`` (``JobState``: busy, progress, preview, status line). The engine's answers come in by the ``on_*``
     slots the controller connects to the worker's signals: a QObject, so that they are delivered on the thread it
     lives on (its parent's, the Qt thread), not on the engine's."""
+
+    ended = Signal()  # a job ended (done, cancelled or failed): what was asked of the engine after it is nearer
 
     def __init__(self, state: JobState, gallery: GalleryModel, loras: LoraState, data: DataDir, database: Path,
                  worker: EngineWorker, submit: Callable[[Job], None], start_waiting: Callable[[], None],
@@ -83,6 +85,16 @@ class JobQueue(QObject):
         """The jobs a quit would cut short, in their order: queued or running, not cancelled, and not one past its
         last step (its image is decoded and saved all the same)."""
         return [job for job in self._jobs.values() if not job.cancel.is_set() and job.id != self._finishing]
+
+    def place(self) -> int:
+        """Where a request sent to the engine now waits in its queue: behind the last job queued (its id; 0 when
+        none is), which ``jobs_before`` counts down as the jobs end."""
+        return max(self._jobs, default=0)
+
+    def jobs_before(self, place: int) -> int:
+        """How many of the jobs a request sent at ``place`` (``place``) waits behind are still to run: those queued
+        up to it that have not ended (``unfinished``); none queued after it, which the engine runs after it."""
+        return sum(job.id <= place for job in self.unfinished)
 
     def job(self, job_id: int) -> Job | None:
         """The job ``job_id`` if it has not ended."""
@@ -286,6 +298,7 @@ class JobQueue(QObject):
         waiting = sum(not job.cancel.is_set() for job in self._jobs.values())
         self._state.status = f"{status}; {self._go_on(waiting)}" if waiting else status
         self._job_line = "Waiting for the engine…"  # until the next job starts
+        self.ended.emit()
 
     def _said_together(self, job_id: int, status: str, cancelled: bool) -> str:
         """What a job the last Cancel all stopped says as it ends (``status``, ``cancelled``: its own end). The

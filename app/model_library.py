@@ -39,8 +39,10 @@ class LibraryLinks:
     add_ended: Callable[[int, object], None]  # an add's number, and the model's name or why it was refused
     say: Callable[[EngineError], None]  # a dialog
     tell: Callable[[str], None]  # the status bar
-    # How many jobs the engine runs or has queued now: a removal asked waits for them (it is queued behind them)
-    jobs_ahead: Callable[[], int] = lambda: 0
+    # Where a request sent to the engine now waits, behind the jobs queued before it (``JobQueue.place``), and how
+    # many of those are still to run (``JobQueue.jobs_before``): what a removal, an add or a model's read waits for
+    place: Callable[[], int] = lambda: 0
+    jobs_before: Callable[[int], int] = lambda _place: 0
 
 
 @dataclass
@@ -116,6 +118,7 @@ class ModelLibrary(QObject):
         self._defaults_since: dict[str, Any] | None = None  # fields when a model was picked, till its defaults come
         self._opened_before: _OpenedBefore | None = None  # the model in use before one selected and not yet read
         self._asked: tuple[int, str] = (0, "")  # the number and model of the last describe asked of the engine
+        self.describe_place = 0  # where the last describe waits in the engine's queue (``LibraryLinks.place``)
         self._retry = 0  # the number of the describe asked again, its model's file back (see on_describe_failed)
         self.list_state = ModelListState(self, prompt, self)  # the Models panel's rows, highlight, Remove, details
 
@@ -249,11 +252,12 @@ class ModelLibrary(QObject):
     def _ask_describe(self, name: str) -> None:
         """The engine asked for the facts of the model ``name``, under a new number (``on_describe_failed``)."""
         self._asked = (self._asked[0] + 1, name)
+        self.describe_place = self._links.place()
         self._links.describe(name, self._asked[0])
 
-    def jobs_ahead(self) -> int:
-        """The jobs queued before what the library asks the engine now (a model's facts, an add): it waits for them."""
-        return self._links.jobs_ahead()
+    def jobs_before(self, place: int) -> int:
+        """How many jobs a request of the library's asked at ``place`` (``LibraryLinks.place``) still waits for."""
+        return self._links.jobs_before(place)
 
     def is_current(self, name: str) -> bool:
         """Whether ``name`` is the model of the next jobs and its file is usable: picked again, nothing changes."""
@@ -290,7 +294,7 @@ class ModelLibrary(QObject):
         self._asked_adds[self._adds] = _AskedAdd(str(path), select, self._choices, fields)
         self._links.owe_add(str(path))  # owed until the engine takes it up: added at quit if it never did
         self._links.add(str(path), self._adds)
-        self.list_state.show_adds(self.jobs_ahead())
+        self.list_state.show_adds(self._links.place())
         return self._adds
 
     @property
@@ -307,7 +311,7 @@ class ModelLibrary(QObject):
         # owed until the engine has made it: made at quit if it never did, or at the next start if it could not
         self._links.owe_remove(name, self._removing[name])
         self._links.remove(name)
-        self.list_state.show_removals(self.jobs_ahead())
+        self.list_state.show_removals(self._links.place())
 
     def is_removing(self, name: str) -> bool:
         """Whether the user asked to remove ``name`` and the engine has not answered yet."""

@@ -67,10 +67,10 @@ def unusable_word(entry: Any) -> str:
     return "missing" if getattr(entry, "missing", True) else "cannot be used"
 
 
-def _after(jobs_ahead: int) -> str:
-    """What a change of the library asked with ``jobs_ahead`` jobs queued before it waits for (said after the
-    change): the engine takes it up only after those jobs."""
-    return {0: "", 1: " after the running job"}.get(jobs_ahead, " after the running and queued jobs")
+def _after(jobs_before: int) -> str:
+    """What a request of the library with ``jobs_before`` jobs still to run before it waits for (said after the
+    request): the engine takes it up only after those jobs."""
+    return {0: "", 1: " after the running job"}.get(jobs_before, " after the running and queued jobs")
 
 
 def usable(entry: Any) -> bool:
@@ -104,8 +104,9 @@ class ModelListState(QObject):
         self._library = library
         self._prompt = prompt
         self._refused: tuple[str, str] = ("", "")  # a usable model whose facts could not be read, and why (refuse)
-        self._jobs_ahead = 0  # the most jobs queued before a removal pending (show_removals)
-        self._add_jobs_ahead = 0  # the most jobs queued before an add pending (show_adds)
+        self._removal_place = 0  # where the last removal pending waits in the engine's queue (show_removals)
+        self._add_place = 0  # where the last add pending waits in the engine's queue (show_adds)
+        self._reading_said = ""  # the details' "Reading model…" as said last (follow_queue says it anew)
         prompt.model_changed.connect(self._in_use_changed)
 
     def set_entries(self, entries: list[Any]) -> None:
@@ -143,24 +144,38 @@ class ModelListState(QObject):
                                      getattr(entry, "problem_text", "")))
         return tuple(rows)
 
-    def show_removals(self, jobs_ahead: int = 0) -> None:
-        """The removals the engine has not answered yet (``ModelLibrary.removing``; one more was asked with
-        ``jobs_ahead`` jobs queued before it): their rows say so, Remove is greyed on them, and ``removing`` says
-        what they wait for. The engine takes a model off only after the jobs queued before (a FLUX batch: minutes),
-        and a Remove that showed nothing meanwhile looked broken."""
+    def show_removals(self, place: int = 0) -> None:
+        """The removals the engine has not answered yet (``ModelLibrary.removing``; one more was asked at ``place``
+        in the engine's queue, ``LibraryLinks.place``): their rows say so, Remove is greyed on them, and ``removing``
+        says what they wait for. The engine takes a model off only after the jobs queued before (a FLUX batch:
+        minutes), and a Remove that showed nothing meanwhile looked broken."""
         names = self._library.removing
-        self._jobs_ahead = max(self._jobs_ahead, jobs_ahead) if names else 0
+        self._removal_place = max(self._removal_place, place) if names else 0
         self.rows = self._rows(self._library.entries)
         self.removable = self._can_remove(self.highlighted)
-        self.removing = f"Removing {named_few([repr(n) for n in names])}{_after(self._jobs_ahead)}…" if names else ""
+        self.removing = f"Removing {self._waiting(names, self._removal_place)}" if names else ""
 
-    def show_adds(self, jobs_ahead: int = 0) -> None:
-        """The adds the engine has not answered yet (``ModelLibrary.adding``; one more was asked with ``jobs_ahead``
-        jobs queued before it): ``adding`` says what they wait for. An add waits behind the jobs queued before it
-        (a FLUX batch: minutes), and a click of Add that showed nothing meanwhile was made again."""
+    def show_adds(self, place: int = 0) -> None:
+        """The adds the engine has not answered yet (``ModelLibrary.adding``; one more was asked at ``place`` in the
+        engine's queue): ``adding`` says what they wait for. An add waits behind the jobs queued before it (a FLUX
+        batch: minutes), and a click of Add that showed nothing meanwhile was made again."""
         names = self._library.adding
-        self._add_jobs_ahead = max(self._add_jobs_ahead, jobs_ahead) if names else 0
-        self.adding = f"Adding {named_few([repr(n) for n in names])}{_after(self._add_jobs_ahead)}…" if names else ""
+        self._add_place = max(self._add_place, place) if names else 0
+        self.adding = f"Adding {self._waiting(names, self._add_place)}" if names else ""
+
+    def _waiting(self, names: list[str], place: int) -> str:
+        """"'a', 'b' after the running job…": the ``names`` of the requests pending, the last asked at ``place``,
+        and the jobs they still wait for."""
+        return f"{named_few([repr(n) for n in names])}{_after(self._library.jobs_before(place))}…"
+
+    def follow_queue(self) -> None:
+        """A job ended: what the removals, adds and the model's read pending still wait for, said anew. Said once,
+        "after the running job" stayed while the engine made them (a FLUX.1 model's read: seconds), and counted a
+        job queued after them, which they do not wait for."""
+        self.show_removals()
+        self.show_adds()
+        if self._reading_said and self.details == self._reading_said:
+            self._note_reading()
 
     def show_info(self, info: Any) -> None:
         """The facts of the model in use (``ModelInfo``) in the details, with the path that runs it; kept for when
@@ -215,7 +230,7 @@ class ModelListState(QObject):
             return Pick.WAITING
         # A retry of the model in use (none opened instead) keeps the fields: it is the same model.
         if self._library.select_model(name, apply_defaults=name != self._prompt.model):
-            self._note(self._reading())
+            self._note_reading()
             return Pick.SELECTED
         # Refused (its file is gone; the library says why), or its file being looked at again first (a drive
         # back: then it is selected). It stays highlighted so Remove can take it off.
@@ -264,12 +279,13 @@ class ModelListState(QObject):
         elif self._refused[0] == name:  # none opened instead: it stays in use, refused
             self._note(self._refused_text())
         else:
-            self._note(self._reading())
+            self._note_reading()
 
-    def _reading(self) -> str:
-        """What the details say while the engine reads the model's facts: behind a running job, it read "Reading
-        model…" for the minutes of a FLUX.1 batch, with nothing said of the wait."""
-        return f"Reading model{_after(self._library.jobs_ahead())}…"
+    def _note_reading(self) -> None:
+        """The details while the engine reads the model's facts, and the jobs that read waits for: behind a running
+        job, it read "Reading model…" for the minutes of a FLUX.1 batch, with nothing said of the wait."""
+        self._reading_said = f"Reading model{_after(self._library.jobs_before(self._library.describe_place))}…"
+        self._note(self._reading_said)
 
     def _mark(self, name: str) -> None:
         """``name`` highlighted, and Remove as for it."""

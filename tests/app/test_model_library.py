@@ -196,6 +196,54 @@ def test_a_model_picked_during_a_job_says_it_is_read_after_the_job(qtbot, window
     assert panel.details.text() == "Reading model…"
 
 
+def _held_in_engine(monkeypatch, owner, name: str, when=lambda *_args: True):
+    """``owner.name`` (an object of the engine thread's) held there, for a call ``when`` takes, until the test
+    ends -> (reached, release): two ``threading.Event``."""
+    import threading
+
+    reached, release = threading.Event(), threading.Event()
+    real = getattr(owner, name)
+
+    def hold(*args, **kwargs):
+        if when(*args) and not reached.is_set():
+            reached.set()
+            release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, hold)
+    return reached, release
+
+
+def test_what_the_library_waits_for_is_said_anew_as_the_jobs_before_it_end(qtbot, window, tmp_path, monkeypatch):
+    """A Remove, a pick and an add made while a job runs say they wait "after the running job". Once that job ended
+    and the engine made them (a FLUX.1 model's read takes seconds), they still said so, a job queued after them
+    counted as the one they waited for. Now each says what is still ahead of it: nothing, once its jobs ended."""
+    controller, panel = window.controller, window.model_panel
+    _mine_in_use(qtbot, controller, tmp_path)
+    other = _copy_of_demo_int4(tmp_path, "other.safetensors")
+    worker = controller._engine.worker
+    with engine_held_at(controller, lambda _progress: True) as reached:
+        controller.generate()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        removing, release = _held_in_engine(monkeypatch, worker._library, "remove")
+        panel.remove_button.click()
+        panel._picked(_item(window, "demo-int4"))
+        controller.add_model(other)
+        controller.generate()  # queued after them: they do not wait for it
+        assert panel.removing.text() == "Removing 'mine' after the running job…"
+        assert panel.details.text() == "Reading model after the running job…"
+        assert panel.adding.text() == "Adding 'other.safetensors' after the running job…"
+    try:
+        qtbot.waitUntil(lambda: removing.is_set() and len(controller.queue.unfinished) == 1, timeout=60000)
+        assert panel.removing.text() == "Removing 'mine'…"
+        assert panel.details.text() == "Reading model…"
+        assert panel.adding.text() == "Adding 'other.safetensors'…"
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: controller.queue.idle and panel.adding.isHidden(), timeout=120000)
+    assert panel.removing.isHidden()
+
+
 def test_a_removal_pending_at_quit_is_made_before_the_app_closes(qtbot, window, tmp_path, data_root, monkeypatch):
     """Remove clicked while a job ran, then the app quit (its question about the job answered Yes): the panel said
     "Removing 'mine' after the running job…", but the removal, queued behind the job, was dropped with the engine
