@@ -5,13 +5,14 @@ weights, while the PNG named the new file's hash."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
 import numpy as np
 import pytest
 import torch
-from header_files import another_svdq_model
+from header_files import another_svdq_model, edit_svdq_meta
 from safetensors.torch import load_file, save_file
 
 import gpu.generation.service as service_module
@@ -52,6 +53,55 @@ def test_weights_rewritten_in_place_are_loaded_again_and_the_image_names_them(tm
     assert not np.array_equal(_pixels(after), _pixels(before))
     assert after.settings["model_hash"] == fresh.settings["model_hash"] == model_hash(folder)
     assert after.settings["model_hash"] != before.settings["model_hash"]
+
+
+def _scaled(weights) -> None:
+    """The weights of the file ``weights`` rewritten in place, each floating tensor times 1.5 (the same size)."""
+    save_file({k: v * 1.5 if v.is_floating_point() else v for k, v in load_file(weights).items()}, weights)
+
+
+def _other_scaling(config) -> None:
+    """The VAE's ``config.json`` with another latent scaling factor: the same weights decode other pixels."""
+    data = json.loads(config.read_text())
+    data["scaling_factor"] *= 1.5
+    config.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("part, change", [("vae/diffusion_pytorch_model.safetensors", _scaled),
+                                          ("text_encoder/model.safetensors", _scaled),
+                                          ("text_encoder_2/model.safetensors", _scaled),
+                                          ("vae/config.json", _other_scaling)])  # fmt: skip
+@pytest.mark.parametrize("kind", ["folder", "svdq"])
+def test_a_vae_or_text_encoder_replaced_is_loaded_again(tmp_path, part, change, kind):
+    """A pipeline folder's VAE or text encoders (their weights or configs) replaced while the model was loaded: only
+    the transformer's files told a loaded pipeline from its files, so the jobs after ran on the old VAE or text
+    encoder, and the images were not those the files on disk make. Also for the base pipeline an SVDQ file runs
+    with (its text encoders and VAE)."""
+    folder = tmp_path / "mymodel"
+    shutil.copytree(MODELS / "demo", folder)
+    library = ModelLibrary(tmp_path / "data")
+    if kind == "folder":
+        library.add(folder)
+        model = "mymodel"
+    else:  # the copy its base: recorded so, as the quantizer records the folder it was made from
+        recorded = {"path": str(folder), "name": "mymodel", "relative_path": "mymodel"}
+        svdq = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "mine.safetensors",
+                              lambda meta: meta["base_model"].update(recorded))  # fmt: skip
+        library.add(svdq)
+        model = "mine"
+    service = GenerationService(library, device=torch.device("cpu"))
+    before = service.generate(_request(model))[0]
+    assert service.loaded.base_path == folder and service.is_loaded(model)
+
+    change(folder / part)
+    assert not service.is_loaded(model)  # was: loaded, the old VAE or text encoder kept
+    after = service.generate(_request(model))[0]
+    assert service.is_loaded(model)
+    fresh = GenerationService(ModelLibrary(tmp_path / "data"), device=torch.device("cpu")).generate(
+        _request(model)
+    )[0]
+    assert np.array_equal(_pixels(after), _pixels(fresh))  # what the files on disk make
+    assert not np.array_equal(_pixels(after), _pixels(before))
 
 
 @pytest.mark.parametrize("how", ["cp -p", "rsync -a"])

@@ -20,11 +20,10 @@ from gpu.adapters import adapter_named
 from gpu.errors import CheckpointError, ModelLoadError, UserError
 from gpu.library import ModelEntry, ModelLibrary, current_path
 from gpu.model_files import ModelFacts, inspect_model_path
-from gpu.model_hash import FilesStamp, files_stamp
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.pipeline_checks import BASE_MUST_MATCH, check_pipeline_complete, check_weight_components, pipeline_misfit
 from gpu.pipeline_config import transformer_config
-from gpu.safetensors_header import loaded_weight_files, read_safetensors_header
+from gpu.safetensors_header import read_safetensors_header
 
 if TYPE_CHECKING:
     from gpu.runtime.dispatch import ExecutionPath
@@ -332,25 +331,6 @@ def _misfit(svdq_file: Path, folder: Path) -> list[str] | None:
     if any(k not in config for k in BASE_MUST_MATCH):
         return None
     return pipeline_misfit(config, folder)
-
-
-def weight_files(path: Path) -> list[Path]:
-    """The files whose bytes are a model's transformer: an SVDQ file, or the weight files of a pipeline folder's
-    transformer/ that load (``loaded_weight_files``, those ``model_hash`` hashes: not a README, a variant or a
-    download in progress beside them) and its config.json. [] when they cannot be listed (loading names why)."""
-    if not path.is_dir():
-        return [path]
-    try:
-        return [*loaded_weight_files(path / "transformer"), path / "transformer" / "config.json"]
-    except (OSError, ValueError):
-        return []
-
-
-def weights_stamp(path: Path) -> FilesStamp:
-    """Who a model's weights are, cheaply (``files_stamp`` of ``weight_files``: no reading): rewriting,
-    replacing or copying over any of them changes it (``same_files``), so a loaded pipeline that no longer matches
-    its files is known."""
-    return files_stamp(weight_files(path))
 
 
 # One describe or job reads each SVDQ file's metadata and each header once (``one_read_each``): path -> (size,

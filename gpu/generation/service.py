@@ -19,6 +19,7 @@ import torch
 
 from gpu.errors import BadRequestError, ModelLoadError, OutOfMemory, UserError
 from gpu.generation.fusion import fuse_if_allowed, fuse_mode, sync_fusion
+from gpu.generation.loaded_files import loaded_stamp
 from gpu.generation.memory import TEXT_ENCODERS, policy_for_pipeline, replan, transformer_weight_bits
 from gpu.generation.pipeline_loader import (
     LoadedPipeline,
@@ -31,7 +32,6 @@ from gpu.generation.pipeline_loader import (
     model_takes_guidance,
     one_read_each,
     recorded_base_here,
-    weights_stamp,
 )
 from gpu.generation.png_metadata import encodable
 from gpu.generation.preview import latent_preview
@@ -107,8 +107,9 @@ class GenerationService:
         self.device = device
         self.fuse = fuse_mode(fuse)  # gpu.generation.fusion: fused FLUX blocks when no LoRA is active
         self.loaded: LoadedPipeline | None = None
-        # (model path, base asked for, its weights' FilesStamp as they were read, heads included) of the loaded
-        # pipeline: what a job's load and ``is_loaded`` hold the model asked for to
+        # (model path, base asked for, the FilesStamp of the files it was read from, heads included: ``loaded_stamp``,
+        # with its VAE and text encoders) of the loaded pipeline: what a job's load and ``is_loaded`` hold the model
+        # asked for to
         self._loaded_key: tuple[str, str | None, FilesStamp] | None = None
         # Measured seconds per denoising step, per (model path, width, height, LoRA set as ((name, rank), ...)):
         # what the LoRA cost report compares against the same model and size without LoRAs.
@@ -157,7 +158,7 @@ class GenerationService:
         key = self._loaded_key
         if self.loaded is None or key is None or key[0] != str(path) or not (any_base or key[1] == base):
             return False
-        now = weights_stamp(path)
+        now = loaded_stamp(path, self.loaded.base_path)
         if not same_files(key[2], now):
             return False
         if self.loaded.base_notes and key[1] is None:  # a stand-in base (or another revision), said in its notes
@@ -224,10 +225,14 @@ class GenerationService:
         """(the pipeline, its key as ``_loaded_key`` holds it): loaded and its weights hashed with the files unchanged
         throughout, so the hash the images carry is of the weights that made them."""
         for _ in range(LOAD_TRIES):
-            stamp = with_heads(weights_stamp(entry.path))  # their heads: what tells renumbered inodes later
+            stamp = with_heads(loaded_stamp(entry.path))  # their heads: what tells renumbered inodes later
             loaded = self._read_pipeline(entry, base)
             loaded.model_hash = model_hash(entry.path)
-            if same_files(stamp, weights_stamp(entry.path)):
+            if same_files(stamp, loaded_stamp(entry.path)):
+                if not entry.path.is_dir():
+                    # An SVDQ file's base pipeline is known once loaded: its VAE and text encoders are stamped as they
+                    # are now (one replaced during the load itself is not told; it is at the next change)
+                    stamp = with_heads(loaded_stamp(entry.path, loaded.base_path))
                 return loaded, (str(entry.path), base, stamp)
             log.warning("%s changed while it was loaded: loading it again", entry.path)
             del loaded  # part old, part new, maybe: its memory is needed for the next try
