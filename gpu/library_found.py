@@ -8,14 +8,17 @@ neither lists nor leaves out on purpose. Unfinished work is never added: a run's
 atomic writes' scratch folders and temp files (hidden names) are no ``*.safetensors`` files, a file that is no
 SVDQ model (a LoRA put there by hand) is passed over, and a file whose sizes or checksum are wrong is left out.
 
-Left out on purpose, in ``library.json`` under ``unlisted`` (path, size, modification time and why): a model the
-user removed (Remove keeps its file, so the next start would add it again), a file found damaged, and one whose
-check failed in a way no check names (neither read again at every start; adding it by hand checks it again). Such
+Left out on purpose, in ``library.json`` under ``unlisted`` (path, size, modification and change times, and why): a
+model the user removed (Remove keeps its file, so the next start would add it again), a file found damaged, and one
+whose check failed in a way no check names (neither read again at every start; adding it by hand checks it again). Such
 a failure may be the app's bug, not the file's: its record also holds the engine's stamp (``gpu.version.engine_stamp``:
 the version and a hash of the engine's code) and holds only under it, so the first start of an engine that may have
 fixed the bug (an update, or any change to its code: the version number alone stays the same between releases)
 checks the file again. A record holds only while that very file
-is there: one whose file is gone or changed (a new run wrote that name again) is forgotten at the next save, and so
+is there, its size and both times the same: the change time, which no program sets back, tells a copy put back with
+the old modification time (a backup restored with ``cp -p`` in place of a damaged file, or of the model removed and
+deleted since), which is found. One whose file is gone or changed (a new run wrote that name again) is forgotten at
+the next save, and so
 is one whose path is listed again (the user added it back). One whose folder is away (the models folder on a drive
 that is unplugged) is kept as it is: forgotten, the model the user removed came back once the drive did. A folder is
 away when it is not there, or when it is on another device than when the record was made (``dev``: an fstab mount
@@ -23,8 +26,9 @@ point left empty once its drive is unmounted is a folder all the same). A model 
 looked at is recorded by its path alone (no size nor time), whatever its folder looks like: an fstab mount point left
 empty once its drive is unmounted cannot be told from a folder the file was deleted from, and the user's removal must
 hold. Such a record names the time it was made (``at_ns``) and the device of the folder then (``missing_dev``, none
-when no folder was there). It holds for the file found at that path later if that file is older than the record (the
-model removed; a file written there since is another), whose size and time it then takes at the next save; with no
+when no folder was there). It holds for the file found at that path later if that file was last changed before the
+record (its change time: the model removed, back with its drive; a file written or put back there since, whatever
+modification time it was given, is another), whose size and times it then takes at the next save; with no
 file there, it holds while the folder is not there or is on that same device (nothing tells it is gone), and is
 forgotten once the folder is there on another device (the drive's own folder, mounted again, without the file). A
 model deleted for good from a folder that is there keeps its record so, which leaves out no file written later.
@@ -44,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import gpu.version
 from gpu.errors import CheckpointError, NewerAppError, UserError
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
-from gpu.paths import file_stamp, resolved, same_file
+from gpu.paths import file_times, resolved, same_file
 from gpu.safetensors_header import is_safetensors_name
 
 if TYPE_CHECKING:
@@ -72,8 +76,8 @@ def _record(path: Path, why: str) -> dict[str, Any] | None:
     removed while its drive is unplugged or unmounted: ``_path_record_holds``); None when a folder is there (the search
     looks at files only), or for a path no file can have (a NUL from a hand edit)."""
     version = {} if why in LASTING else {"version": gpu.version.engine_stamp()}
-    stamp = file_stamp(path)
-    if stamp is None:
+    times = file_times(path)
+    if times is None:
         if "\0" in str(path) or os.path.isdir(path):
             return None
         # Whatever its folder looks like: an empty folder may be the mount point of a drive unmounted, which holds
@@ -83,7 +87,8 @@ def _record(path: Path, why: str) -> dict[str, Any] | None:
         return {"path": str(path), "why": why, **missing_dev, "at_ns": time.time_ns(), **version}
     device = _folder_device(str(path))
     dev = {} if device is None else {"dev": device}
-    return {"path": str(path), "size": stamp[0], "mtime_ns": stamp[1], **dev, "why": why, **version}
+    size, mtime_ns, ctime_ns = times
+    return {"path": str(path), "size": size, "mtime_ns": mtime_ns, "ctime_ns": ctime_ns, **dev, "why": why, **version}
 
 
 def _holds(record: Mapping[str, Any]) -> bool:
@@ -95,26 +100,27 @@ def _holds(record: Mapping[str, Any]) -> bool:
 
 
 def _still_that_file(record: Mapping[str, Any]) -> bool:
-    """Whether the file a record was made for is still at its path, unchanged (size and modification time), or may
-    be: the folder that holds it is away (``_folder_away``), so that nothing tells it is gone; for a record of its
-    path alone, ``_path_record_holds``."""
+    """Whether the file a record was made for is still at its path, unchanged (size, modification and change times;
+    of a record made before records held the change time, the first two), or may be: the folder that holds it is away
+    (``_folder_away``), so that nothing tells it is gone; for a record of its path alone, ``_path_record_holds``."""
     if "size" not in record:
         return _path_record_holds(record)
-    stamp = file_stamp(record["path"])
-    if stamp is not None:
-        return stamp == (record["size"], record["mtime_ns"])
+    times = file_times(record["path"])
+    if times is not None:
+        return times == (record["size"], record["mtime_ns"], record.get("ctime_ns", times[2]))
     return _folder_away(record)  # gone, unless its whole folder is away
 
 
 def _path_record_holds(record: Mapping[str, Any]) -> bool:
     """Whether a record of a path alone (made while no file could be looked at there) still holds: for a file there
-    that is older than the record (``at_ns``: the model removed; one written since is another), and with no file
-    there, while its folder is not there or is on the device it was on when the record was made (``missing_dev``:
-    an empty mount point, or a folder the file was deleted from; nothing tells which). A folder there on another
-    device is the drive's own, mounted again without the file: gone."""
-    stamp = file_stamp(record["path"])
-    if stamp is not None:
-        return stamp[1] <= record.get("at_ns", stamp[1])
+    last changed before the record (``at_ns``; its change time: the model removed; one written or put back since is
+    another, whatever modification time it was given), and with no file there, while its folder is not there or is
+    on the device it was on when the record was made (``missing_dev``: an empty mount point, or a folder the file was
+    deleted from; nothing tells which). A folder there on another device is the drive's own, mounted again without
+    the file: gone."""
+    times = file_times(record["path"])
+    if times is not None:
+        return times[2] <= record.get("at_ns", times[2])
     device = _folder_device(record["path"])
     return "\0" not in record["path"] and (device is None or device == record.get("missing_dev"))
 
@@ -139,7 +145,7 @@ def _folder_device(path: str) -> int | None:
 def _stamped(record: dict[str, Any]) -> dict[str, Any]:
     """``record``, made of its path alone while its folder was away, as ``_record`` makes it now that its file is
     there (its size, time and device: from now on it holds for that very file only); any other as it is."""
-    if "size" in record or file_stamp(record["path"]) is None:
+    if "size" in record or file_times(record["path"]) is None:
         return record
     return _record(Path(record["path"]), record["why"]) or record  # held: its version, if any, is this engine's
 
@@ -154,7 +160,8 @@ def _records(library_file: Path) -> list[dict[str, Any]]:
     records = data.get(UNLISTED_KEY) if isinstance(data, dict) else None
     if not isinstance(records, list):
         return []
-    return [{k: r[k] for k in ("path", "size", "mtime_ns", "dev", "missing_dev", "at_ns", "why", "version") if k in r}
+    keys = ("path", "size", "mtime_ns", "ctime_ns", "dev", "missing_dev", "at_ns", "why", "version")
+    return [{k: r[k] for k in keys if k in r}
             for r in records if _well_formed(r)]  # fmt: skip
 
 
@@ -164,7 +171,7 @@ def _well_formed(record: object) -> bool:
         return False
     # size and time both, or neither (a record of the path alone, made while the file's folder was away)
     numbers = [record.get("size"), record.get("mtime_ns")] if "size" in record or "mtime_ns" in record else []
-    numbers += [record.get(k, 0) for k in ("dev", "missing_dev", "at_ns")]
+    numbers += [record.get(k, 0) for k in ("ctime_ns", "dev", "missing_dev", "at_ns")]
     texts = [record.get("why"), record.get("version", "")]
     return all(isinstance(t, str) for t in texts) and all(type(n) is int for n in numbers)  # a bool is no size
 
@@ -210,7 +217,7 @@ def found_models(folder: Path, listed: Iterable[Path], library_file: Path) -> li
         if any(same_file(path, p) for p in listed):
             continue
         if why := left_out(library_file, path):
-            # in the log: a file put back at the path of a model removed (a backup with its old time) stays out
+            # in the log: that very file (its change time the record's), or the model removed, back with its drive
             log.info("not adding %s, found in the models folder: left out (%s); adding it in the Models panel lists "
                      "it again", path, why)
             continue

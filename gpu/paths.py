@@ -146,11 +146,19 @@ Stamp = tuple[int, int]  # a file's size and modification time (ns): another fil
 def file_stamp(path: str | os.PathLike[str]) -> Stamp | None:
     """The size and modification time (ns) of the file at ``path`` now; None when there is none, no path, or a
     folder is there (a folder's stamp changes with any file put into it: it tells no model folder from another)."""
+    times = file_times(path)
+    return None if times is None else times[:2]
+
+
+def file_times(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """``file_stamp`` and the file's change time (ns): (size, modification time, change time). The change time
+    moves with any write, and with the file put there (copied, renamed, restored from a backup), and no program can
+    set it back, where the modification time can (``cp -p``, ``touch -r``, ``rsync -a``). None as ``file_stamp``."""
     try:
         st = os.stat(path) if path else None
     except (OSError, ValueError):  # gone, or a path the system refuses (a NUL from a hand edit)
         return None
-    return None if st is None or not stat.S_ISREG(st.st_mode) else (st.st_size, st.st_mtime_ns)
+    return None if st is None or not stat.S_ISREG(st.st_mode) else (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def named_path(path: str | os.PathLike[str]) -> Path:

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,6 +108,20 @@ def _listed_on_a_drive(tmp_path: Path, drive: Path) -> tuple[ModelLibrary, Path,
     return library, model, models
 
 
+def _unmount(mount: Path) -> Path:
+    """The drive mounted at ``mount`` unmounted: the mount point stays, an empty folder; returns where its files
+    are meanwhile. Moved with its folder, the file keeps its change time, as a drive mounted again gives it back."""
+    offline = mount.rename(mount.with_name(f"{mount.name}-offline"))
+    mount.mkdir()
+    return offline
+
+
+def _mount_again(mount: Path, offline: Path) -> None:
+    """The drive ``_unmount`` unmounted from ``mount`` mounted there again."""
+    mount.rmdir()
+    offline.rename(mount)
+
+
 def test_found_models_are_whole_unlisted_svdq_files_not_left_out(tmp_path):
     models = tmp_path / "models"
     listed = _copy(models, "listed-int4.safetensors")
@@ -198,10 +213,10 @@ def test_a_removal_on_a_drive_unmounted_from_its_mount_point_outlives_the_saves_
     assert data["unlisted"][0]["dev"] == mount.stat().st_dev
     data["unlisted"][0]["dev"] += 1  # made while the drive was mounted there: another device than the folder's now
     library.file.write_text(json.dumps(data))
-    offline = Path(shutil.move(model, tmp_path / "offline.safetensors"))  # unmounted: the mount point stays, empty
+    offline = _unmount(mount)
     library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))  # saved while the drive is away
     assert [r["path"] for r in json.loads(library.file.read_text())["unlisted"]] == [str(model)]
-    shutil.move(offline, model)  # mounted again
+    _mount_again(mount, offline)
     assert found_models(models, [e.path for e in library.entries()], library.file) == []
 
 
@@ -212,12 +227,12 @@ def test_a_model_removed_while_its_drive_is_unmounted_from_its_mount_point_stays
     the drive's own folder mounted again without the file (another device) forgets it."""
     mount = tmp_path / "mnt" / "usb"
     library, model, models = _listed_on_a_drive(tmp_path, mount)
-    offline = Path(shutil.move(model, tmp_path / "offline.safetensors"))  # unmounted: the mount point stays, empty
+    offline = _unmount(mount)
     library.remove("flux-int4")  # removed while it is listed as missing
     library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))  # saved while the drive is unmounted
     (record,) = json.loads(library.file.read_text())["unlisted"]
     assert (record["path"], record["why"], record["missing_dev"]) == (str(model), "removed", mount.stat().st_dev)
-    shutil.move(offline, model)  # mounted again
+    _mount_again(mount, offline)
     listed = [e.path for e in library.entries()]
     assert found_models(models, listed, library.file) == [] and left_out(library.file, model) == "removed"
     model.unlink()  # the drive's own folder (another device than the empty mount point's), without the file: gone
@@ -239,12 +254,72 @@ def test_a_model_removed_after_its_file_was_deleted_leaves_out_no_file_written_t
     library.remove("flux-int4")
     library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))
     assert [r["path"] for r in json.loads(library.file.read_text())["unlisted"]] == [str(model)]
+    _next_tick()
     shutil.copyfile(DEMO_INT4, model)
     record_time = json.loads(library.file.read_text())["unlisted"][0]["at_ns"]
     os.utime(model, ns=(record_time + 10**9, record_time + 10**9))  # written a second after the removal
     assert found_models(models, [e.path for e in library.entries()], library.file) == [model]
-    os.utime(model, ns=(record_time - 10**9, record_time - 10**9))  # older than the removal: the file removed
-    assert found_models(models, [e.path for e in library.entries()], library.file) == []
+    # Put there after the removal with an older modification time (a backup restored with cp -p, touch -r): it was
+    # taken for the file removed and stayed out; its change time, which no copy keeps, says it was put there since
+    os.utime(model, ns=(record_time - 10**9, record_time - 10**9))
+    assert found_models(models, [e.path for e in library.entries()], library.file) == [model]
+
+
+def _next_tick() -> None:
+    """Waits out a tick of the file system's clock, which stamps change times coarsely (a few milliseconds): a file
+    written in the same tick as what came before could not be told later."""
+    time.sleep(0.05)
+
+
+def _put_back_with_its_old_time(path: Path, source: Path = DEMO_INT4) -> None:
+    """``source`` copied to ``path`` with the size and modification time the file there had (``cp -p`` of a backup
+    of it, ``touch -r``): only the change time, which no program can set back, tells the copy."""
+    st = path.stat()
+    _next_tick()
+    shutil.copyfile(source, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_ctime_ns != st.st_ctime_ns
+
+
+def test_a_good_copy_put_back_over_a_damaged_file_with_its_old_time_is_found(tmp_path):
+    """A model found damaged (a bit flipped on the disk: its size and time unchanged) is left out while it is that
+    file. Its backup, put back with the time it had (``cp -p``), has the same size and time: it was taken for the
+    damaged file, and the good model stayed out for good. It is found, checked and added."""
+    models = tmp_path / "models"
+    model = _copy(models, "flux-int4.safetensors")
+    data = bytearray(model.read_bytes())
+    data[-100] ^= 0xFF
+    with model.open("r+b") as f:  # in place, as a disk's fault does
+        f.write(bytes(data))
+    library = ModelLibrary(tmp_path / "data")
+    assert add_found_models(library, models, []) == [] and left_out(library.file, model) == "damaged"
+    assert add_found_models(library, models, []) == []  # the same damaged file: left out still
+    _put_back_with_its_old_time(model)
+    assert [e.name for e in add_found_models(library, models, [])] == ["flux-int4"]
+
+
+@pytest.mark.parametrize("saved_meanwhile", [False, True])
+def test_a_removed_models_file_deleted_then_put_back_with_its_old_time_is_found(tmp_path, saved_meanwhile):
+    """A file of a model removed is left out while it is that very file. Deleted, then put back from a backup with
+    its old time: it stayed out when no save of the library came in between (its record taken for the file), and
+    was found when one did (a record whose file is gone is forgotten). Put there after the removal, it is found
+    either way, as any file written there since."""
+    models = tmp_path / "models"
+    model = _copy(models, "flux-int4.safetensors")
+    library = ModelLibrary(tmp_path / "data")
+    library.add(model)
+    library.remove("flux-int4")
+    listed = [e.path for e in library.entries()]
+    assert found_models(models, listed, library.file) == []
+    st = model.stat()
+    model.unlink()
+    _next_tick()
+    if saved_meanwhile:
+        library.add(_copy(tmp_path / "elsewhere", "other-int4.safetensors"))
+        listed = [e.path for e in library.entries()]
+    shutil.copyfile(DEMO_INT4, model)
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert found_models(models, listed, library.file) == [model]
 
 
 def test_a_damaged_file_found_is_left_out_and_not_read_again(tmp_path, monkeypatch):
