@@ -370,8 +370,19 @@ class ModelLibrary(QObject):
         self.launch_fields = None  # once: a later ready keeps the user's fields
         self.list_state.set_entries(self.entries)
         self._links.changed(self.entries)
+        before = self._prompt.model_default_fields()
         self._select(self._prompt.model, apply_defaults=apply_defaults, unchanged_since=since)
         self._kept = kept
+        self._adds_take_start_defaults(before)
+
+    def _adds_take_start_defaults(self, before: dict[str, Any]) -> None:
+        """The start's model defaults set the fields (``before``: as they were) that adds asked while the engine
+        started (waiting for the start) found as placeholders: to those adds, the start's values are the ones the
+        user left, not edits. Taken for edits, the model added kept the start model's size, steps and guidance."""
+        after = self._prompt.model_default_fields()
+        for number, asked in self._asked_adds.items():
+            fields = {key: after[key] if value == before.get(key) else value for key, value in asked.fields.items()}
+            self._asked_adds[number] = replace(asked, fields=fields)
 
     def next_model(self) -> str:
         """The model new images use: the selected one where it opens (or while the library is not known yet), else

@@ -107,3 +107,28 @@ def test_a_job_before_the_engine_is_ready_on_the_restored_images_own_model_says_
     qtbot.waitUntil(lambda: controller.model_info is not None and not controller.queue._jobs, timeout=120000)
     assert shown == []
     window.close()
+
+
+def test_a_model_added_before_the_engine_is_ready_comes_with_its_own_defaults(qtbot, data_root, demo_model, tmp_path):
+    """A first launch, and Add clicked while the engine starts: the add waits for the start, whose model's defaults
+    (the demo's) replace the panel's placeholders; the added model's defaults then went only to the fields still
+    showing the placeholders (those of the click, taken as what the user had left), that is none: the model added
+    and selected ran at the demo's size, steps and guidance. The start-up's defaults are not the user's edits; a field
+    the user set after the click is."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(demo_model, other)
+    (other / "nibble.json").write_text(json.dumps({"width": 192, "height": 160, "steps": 7, "guidance": 2.0}))
+    window = MainWindow(resolve_data_dir(data_root))
+    qtbot.addWidget(window)
+    window.show()
+    controller, state = window.controller, window.controller.prompt
+    window.start()
+    with qtbot.waitSignal(controller.add_ended, timeout=60000):
+        controller.add_model(other)  # what the panel's "Add folder…" does with the folder picked
+        state.height = 224  # the user's, set after the click: kept
+        assert not controller.engine_started
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "other", timeout=60000)
+    assert (state.model, state.width, state.height, state.steps, state.guidance) == ("other", 192, 224, 7, 2.0)
+    window.close()
