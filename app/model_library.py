@@ -437,6 +437,9 @@ class ModelLibrary(QObject):
             # saved in settings.json, and every start said it could not be opened.
             self._say_cannot_use(entry, self._prompt.model)
             self._gone.add(entry.name)
+            # Shown where it was picked, with why, as a "(missing)" row picked is: the list went to the model in use
+            # with its facts, as if no pick had been made, and Remove acted on that model
+            self.list_state.show_unusable(entry.name)
         elif entry is None or not usable(entry):  # the selected model was removed or went missing
             fallback = self._fallback_model()
             kept = self._keeping(entry)  # one gone missing is saved in its place: the user did not pick the fallback

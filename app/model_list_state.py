@@ -119,8 +119,7 @@ class ModelListState(QObject):
         self.rows = self._rows(entries)
         refused = next((e for e in entries if e.name == highlighted and not usable(e)), None)
         if refused is not None and refused.name != self._prompt.model:
-            self._mark(refused.name)
-            self._note(self.unusable_text(refused.name))
+            self.show_unusable(refused.name)
         elif highlighted == self._refused[0] != self._prompt.model and any(e.name == highlighted for e in entries):
             self._mark(highlighted)
             self._note(self._refused_text())
@@ -205,8 +204,7 @@ class ModelListState(QObject):
         entry = self._entry(name)
         if entry is not None and not usable(entry):
             self._library.drop_recheck()  # a look at another one passed decides nothing now
-            self._mark(name)
-            self._note(self.unusable_text(name))
+            self.show_unusable(name)
             return Pick.SHOWN
         return self.pick(name)
 
@@ -243,6 +241,12 @@ class ModelListState(QObject):
         """Takes the highlighted model off the library's list (not its file)."""
         if self.highlighted:
             self._library.remove_model(self.highlighted)
+
+    def show_unusable(self, name: str) -> None:
+        """The unusable model ``name`` highlighted with what is wrong and the model in use (``unusable_text``):
+        passed over with the keys, or picked and refused, it stays in view, for Remove or a look at its file again."""
+        self._mark(name)
+        self._note(self.unusable_text(name))
 
     def unusable_text(self, name: str) -> str:
         """The details of the unusable model ``name``: what is wrong, the model in use, and how to look again."""
