@@ -16,6 +16,7 @@ from typing import Any
 from gpu.bfl_names import bfl_prefix
 from gpu.errors import CheckpointError, ModelLoadError, named_few
 from gpu.file_kinds import SVDQ_METADATA_KEY, check_safetensors_name, foreign_quantized, other_file
+from gpu.pipeline_checks import check_input_channels
 from gpu.safetensors_header import element_counts, read_safetensors_header
 
 
@@ -68,6 +69,9 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
     shapes = {k[len(prefix):]: list(v["shape"]) for k, v in header.items()
               if k != "__metadata__" and k.startswith(prefix)}  # fmt: skip
     config = implied_config(path.name, shapes)
+    # a Fill, Canny or Depth file, which is complete: refused for what it is, not for its shapes, which the check of
+    # every tensor would find other than a text-to-image transformer's ("the file is incomplete or another model")
+    check_input_channels(path.name, config["in_channels"])
     counts = element_counts(header, prefix)
     dtype = max(counts, key=lambda d: counts[d]) if counts else "?"
     return SingleFileFacts(path, "comfyui" if prefix else "bfl", config, sum(counts.values()), dtype, prefix, shapes)

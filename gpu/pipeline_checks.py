@@ -60,8 +60,15 @@ def check_text_to_image_pipeline(folder: Path) -> None:
         cfg = transformer_config(folder)
     except ModelLoadError:
         return  # no transformer/config.json, or an unreadable one: the callers name it
-    channels = cfg.get("in_channels", FLUX_IN_CHANNELS)
-    if cfg.get("_class_name") == "FluxTransformer2DModel" and channels != FLUX_IN_CHANNELS:
+    if cfg.get("_class_name") == "FluxTransformer2DModel":
+        check_input_channels(name, cfg.get("in_channels", FLUX_IN_CHANNELS))
+
+
+def check_input_channels(name: str, channels: object) -> None:
+    """ModelLoadError when the FLUX.1 transformer of the model ``name`` takes other input ``channels`` than
+    text-to-image FLUX.1's (Fill's 384, Canny's and Depth's 128: the latents with an input image's), a pipeline
+    folder's or a single file's alike."""
+    if channels != FLUX_IN_CHANNELS:
         raise ModelLoadError(f"{name}: its transformer takes {channels} input channels, not the {FLUX_IN_CHANNELS} "
                              f"of text-to-image FLUX.1; {_IMAGE_INPUT}", _PICK_TEXT_TO_IMAGE)  # fmt: skip
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from gpu.bfl_layout import inspect_single_file
 from gpu.errors import ModelLoadError
@@ -81,7 +81,6 @@ def test_a_single_file_missing_a_norm_scale_is_named_incomplete_before_any_read(
     """A block's QK norm scales were mapped without checking the file had them: a file lacking one passed both
     completeness checks, and the run stopped when it read that block, saying the file "can no longer be read
     (File does not contain tensor …): it changed since the run started, or its disk fails"."""
-    from safetensors.torch import load_file
 
     from gpu.streaming.source import bfl_file_source
 
@@ -100,7 +99,6 @@ def test_a_single_blocks_linear1_of_other_rows_is_refused_naming_it(tmp_path, ro
     """A single block's linear1 is split into q, k, v of D rows each and the MLP input of the rest: one of 3·D rows
     passed, its MLP input an empty slice, and the block failed to load hours into a run (one longer, its MLP
     input too wide)."""
-    from safetensors.torch import load_file
 
     from gpu.streaming.source import bfl_file_source
 
@@ -119,7 +117,6 @@ def test_a_single_blocks_linear1_of_other_rows_is_refused_naming_it(tmp_path, ro
 def test_a_tensor_of_another_shape_is_refused_before_any_block_is_read(tmp_path):
     """Only missing tensors and the fused layers' rows were checked: a linear of other columns (or a non-fused one
     of other rows) passed, and its block failed to load hours into a run with PyTorch's size-mismatch error."""
-    from safetensors.torch import load_file
 
     from gpu.streaming.source import bfl_file_source
 
@@ -154,3 +151,22 @@ def test_a_pipeline_whose_weights_are_not_its_configs_shapes_is_refused(tmp_path
             "has [256, 64]")):  # fmt: skip
         diffusers_folder_source(folder)
     diffusers_folder_source(DEMO)  # as it is, it fits
+
+
+def test_a_single_file_fill_checkpoint_is_said_as_one_that_needs_an_input_image(tmp_path):
+    """flux1-fill-dev.safetensors (384 input channels: the latents, the image and its mask; 64 out) picked as a
+    quantize source was refused by the check of every tensor's shape as "incomplete or another model" (its final
+    layer [64] where a config without out_channels has 384): the user downloaded 23 GB again. It is said as a Fill
+    pipeline folder is (R61)."""
+    from gpu.streaming.source import bfl_file_source
+
+    single = save_bfl_transformer(DEMO, tmp_path / "flux1-fill-dev.safetensors")
+    tensors = load_file(single)
+    tensors["img_in.weight"] = torch.cat([tensors["img_in.weight"]] * 6, dim=1)  # 384 channels in, 64 out, as Fill
+    save_file(tensors, str(single))
+    for read in (inspect_single_file, bfl_file_source):  # the wizard's look at a picked file, and the run's
+        with pytest.raises(ModelLoadError, match=re.escape(
+                "flux1-fill-dev.safetensors: its transformer takes 384 input channels, not the 64 of text-to-image "
+                "FLUX.1; it needs an input image (FLUX.1 Fill, Canny, Depth, Kontext, Redux)")) as err:  # fmt: skip
+            read(single)
+        assert err.value.hint.startswith("add a text-to-image FLUX.1 pipeline")
