@@ -5,7 +5,7 @@ with it). The panel's list makes one only for each row in sight (``app/widgets/l
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor, QPalette, QResizeEvent, QWheelEvent
+from PySide6.QtGui import QColor, QPalette, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -27,6 +27,7 @@ from app.lora_state import LoraState
 from app.plain_text import plain_button_text, plain_label, plain_tooltip
 from app.theme import WARNING_COLOR
 from app.widgets.decimal_spin_box import DecimalSpinBox
+from app.widgets.wheel_when_focused import WheelWhenFocused
 from gpu.lora.metadata import MAX_STRENGTH
 
 
@@ -83,23 +84,6 @@ class NameCheckBox(QCheckBox):
         # The name is cut short, then escaped: cut after, "&&" could lose one '&' and make a shortcut again.
         self._shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self._room())
         self.setText(plain_button_text(self._shown))
-
-
-class WheelWhenFocused:
-    """A mix-in for a value control in a scrolled list: the mouse wheel changes its value only while it has the
-    keyboard focus (clicked, or Tabbed to), and scrolls the list otherwise. Wheeling down the LoRA list changed
-    the strength of each slider that came under the pointer. Not a wheel-focus stop either (a spin box is by
-    default: the wheel over it took the focus and then its value)."""
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # type: ignore[attr-defined]
-
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        if self.hasFocus():  # type: ignore[attr-defined]
-            super().wheelEvent(event)  # type: ignore[misc]
-        else:
-            event.ignore()  # on to the list, which scrolls
 
 
 class StrengthSlider(WheelWhenFocused, QSlider):

@@ -53,6 +53,7 @@ from app.prompt_length_state import PromptLengthState
 from app.theme import WARNING_COLOR
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from app.widgets.integer_edit import IntegerEdit
+from app.widgets.wheel_when_focused import WheelWhenFocused
 from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
 from app.widgets.wrapped_label import WrappedLabel
 
@@ -109,10 +110,25 @@ class ImageLabel(QLabel):
                                            Qt.TransformationMode.SmoothTransformation))  # fmt: skip
 
 
-class SideSpinBox(QSpinBox):
+class FieldSpinBox(WheelWhenFocused, QSpinBox):
+    """A whole-number field of the panel (Steps, Images): the wheel over it scrolls the dock unless it has the focus
+    (``WheelWhenFocused``)."""
+
+
+class GuidanceSpinBox(WheelWhenFocused, DecimalSpinBox):
+    """The Guidance field: either decimal mark (``DecimalSpinBox``), the wheel as ``FieldSpinBox``."""
+
+
+class SizePresetBox(WheelWhenFocused, QComboBox):
+    """The size presets: the wheel over them scrolls the dock unless they have the focus (``WheelWhenFocused``); it
+    jumped to another size, which the next job made."""
+
+
+class SideSpinBox(WheelWhenFocused, QSpinBox):
     """A size field on the latent grid (multiples of ``SIDE_STEP``): a side typed off it snaps when editing
     finishes (``snap16``, as the request does), and the arrows go from one multiple to the next. Unsnapped, 100
-    stayed on screen while a 96 px image was made, and the arrows went 100 -> 116, off the grid for good."""
+    stayed on screen while a 96 px image was made, and the arrows went 100 -> 116, off the grid for good. The wheel
+    as ``FieldSpinBox``."""
 
     def __init__(self) -> None:
         super().__init__(minimum=SIDE_MIN, maximum=SIDE_MAX, singleStep=SIDE_STEP, suffix=" px")
@@ -187,13 +203,14 @@ class PromptPanel(QWidget):
         self.seed_row = WrapGrid([self.seed_edit, button_box([self.seed_random, self.seed_lock])], (2, 1),
                                  stretch_first=True)  # fmt: skip
 
-        self.steps_spin = QSpinBox(minimum=STEPS_MIN, maximum=STEPS_MAX)
+        # The wheel over these fields scrolls the dock unless the field has the focus (``WheelWhenFocused``).
+        self.steps_spin = FieldSpinBox(minimum=STEPS_MIN, maximum=STEPS_MAX)
         bind(state, "steps", self.steps_spin)
-        self.guidance_spin = DecimalSpinBox(decimals=GUIDANCE_DECIMALS, minimum=GUIDANCE_MIN, maximum=GUIDANCE_MAX,
-                                            singleStep=0.1)  # fmt: skip
+        self.guidance_spin = GuidanceSpinBox(decimals=GUIDANCE_DECIMALS, minimum=GUIDANCE_MIN, maximum=GUIDANCE_MAX,
+                                             singleStep=0.1)  # fmt: skip
         bind(state, "guidance", self.guidance_spin)
 
-        self.size_preset = QComboBox()
+        self.size_preset = SizePresetBox()
         self.size_preset.addItem("Custom", None)
         for label, w, h in SIZE_PRESETS:
             self.size_preset.addItem(label, (w, h))
@@ -210,7 +227,7 @@ class PromptPanel(QWidget):
         size_box.addWidget(QLabel("×"))
         size_box.addWidget(self.height_spin)
 
-        self.batch_spin = QSpinBox(minimum=BATCH_MIN, maximum=BATCH_MAX)
+        self.batch_spin = FieldSpinBox(minimum=BATCH_MIN, maximum=BATCH_MAX)
         bind(state, "batch_count", self.batch_spin)
 
         # Text that is no value a field takes, kept until the field is left: Generate refuses it, named.

@@ -89,6 +89,17 @@ def drop_file(widget, path: Path) -> None:
                                 Qt.KeyboardModifier.NoModifier))
 
 
+def wheel(widget, notches: int) -> None:
+    """The mouse wheel over the middle of ``widget``, turned ``notches`` down (up when negative): through its
+    window, as the system sends it (to the widget under the pointer, on to its parents while they do not take it)."""
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtTest import QTest
+
+    top = widget.window()
+    QTest.wheelEvent(top.windowHandle(), QPointF(widget.mapTo(top, widget.rect().center())),
+                     QPoint(0, -120 * notches))  # fmt: skip
+
+
 def trash_listing(qtbot, gallery):
     """What Empty trash finds in the trash (``TrashListing``), listed on its thread as "Empty trash…" lists it."""
     listed: list = []

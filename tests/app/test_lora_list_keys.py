@@ -7,11 +7,12 @@ rather than scrolling the list."""
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.widgets.lora_row import NameCheckBox
+from tests.app.gui import wheel
 from tests.app.test_lora_list import flux_lora
 
 
@@ -68,14 +69,6 @@ def test_a_key_in_a_row_leaves_the_list_where_it_is(qtbot, bare_window, tmp_path
     assert QApplication.focusWidget() is widget
 
 
-def _wheel(widget: QWidget, notches: int) -> None:
-    """The mouse wheel over the middle of ``widget``, turned ``notches`` down: through its window, as the system
-    sends it (to the widget under the pointer, on to its parents while they do not take it)."""
-    top = widget.window()
-    QTest.wheelEvent(top.windowHandle(), QPointF(widget.mapTo(top, widget.rect().center())),
-                     QPoint(0, -120 * notches))  # fmt: skip
-
-
 def test_the_wheel_over_a_strength_scrolls_the_list_unless_the_strength_has_the_focus(qtbot, bare_window,  # noqa: F811
                                                                                      tmp_path):  # fmt: skip
     panel, state = _listed(qtbot, bare_window, tmp_path, 30, text_parts=(3,))
@@ -85,16 +78,16 @@ def test_the_wheel_over_a_strength_scrolls_the_list_unless_the_strength_has_the_
     for control in ("slider", "text_value"):
         widget = getattr(panel.row_for("style 03"), control)
         at = bar.value()
-        _wheel(widget, 1)
+        wheel(widget, 1)
         assert (entry.strength, entry.text_strength) == (1.0, 0.5)
         assert bar.value() > at, control
 
     row = panel.row_for("style 03")  # clicked or Tabbed to, the wheel is the control's
     _focus(qtbot, row.slider)
-    _wheel(row.slider, 1)
+    wheel(row.slider, 1)
     assert entry.strength < 1.0
     _focus(qtbot, row.text_value)
-    _wheel(row.text_value, 1)
+    wheel(row.text_value, 1)
     assert entry.text_strength < 0.5
 
 

@@ -1,13 +1,15 @@
 """The docks on the real window: at the usual window sizes and small ones (800x600, the window's minimum) they
-scroll only up and down, nothing in them cut off at their right edge."""
+scroll only up and down, nothing in them cut off at their right edge; the mouse wheel over the prompt dock's fields
+scrolls it."""
 
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import QPoint
-from PySide6.QtWidgets import QLabel, QPushButton, QScrollArea, QWidget
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QScrollArea, QWidget
 
 from app.generation_state import RANDOM_SEED_MAX
+from tests.app.gui import wheel
 
 
 def _needed_widths(panel) -> dict[QWidget, int]:
@@ -82,3 +84,41 @@ def test_no_dock_scrolls_sideways_in_a_small_window(qtbot, window, size):
             assert button.width() >= min(button.sizeHint().width(), button.maximumWidth()), button.text()
     panel = window.gallery_panel
     assert panel.button_grid.columns == (4 if panel.width() >= panel.button_grid.sizeHint().width() else 2)
+
+
+_FIELDS = ("seed", "steps", "guidance", "width", "height", "batch_count")
+
+
+def test_the_wheel_over_the_prompt_panels_fields_scrolls_the_dock_and_changes_nothing(qtbot, window):
+    """The prompt dock scrolls at the window's usual sizes (1280x800 too). Wheeling it down to reach Generate, each
+    field that came under the pointer took the wheel: Steps went 2 -> 1, Guidance 5 -> 4.9, the size 128 -> 112,
+    the size preset jumped to another size, and the dock stopped scrolling there; the next job ran them, not a word
+    said. As in the LoRA list (``WheelWhenFocused``), the wheel is a field's only while it has the focus."""
+    window.resize(1000, 700)
+    with qtbot.waitActive(window):
+        window.activateWindow()
+    panel, state = window.prompt_panel, window.controller.prompt
+    panel.prompt_edit.setFocus()  # the user typed the prompt; the fields below have no focus
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is panel.prompt_edit)
+    scroll = window.prompt_dock.widget()
+    bar = scroll.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)  # the dock scrolls at this size
+    for name in ("seed_edit", "steps_spin", "guidance_spin", "width_spin", "height_spin", "batch_spin",
+                 "size_preset"):  # fmt: skip
+        field = getattr(panel, name)
+        scroll.ensureWidgetVisible(field)
+        before, at = [getattr(state, f) for f in _FIELDS], bar.value()
+        notches = 1 if at < bar.maximum() else -1  # the way the dock can go
+        wheel(field, notches)
+        assert [getattr(state, f) for f in _FIELDS] == before, f"the wheel over {name} changed the panel"
+        assert (bar.value() - at) * notches > 0, f"the wheel over {name} did not scroll the dock"
+        assert QApplication.focusWidget() is panel.prompt_edit, f"the wheel gave {name} the focus"
+
+    # Clicked (or Tabbed to), the field takes the wheel, as a spin box does.
+    for name, field in (("steps", panel.steps_spin), ("width", panel.width_spin), ("guidance", panel.guidance_spin)):
+        scroll.ensureWidgetVisible(field)
+        before = getattr(state, name)
+        field.setFocus(Qt.FocusReason.MouseFocusReason)
+        qtbot.waitUntil(lambda field=field: QApplication.focusWidget() is field)
+        wheel(field, -1)  # up: more
+        assert getattr(state, name) > before, name

@@ -83,9 +83,9 @@ def test_tab_and_shift_tab_scroll_the_dock_to_the_field_they_reach(qtbot, bare_w
                 break
         assert widget is start and not hidden, (key, hidden)
 
-    # The mouse's focus leaves the dock where it is: the wheel over a spin box half out of view gives it the focus
-    # (Qt's WheelFocus, no button held), and the dock scrolled 84 px under the pointer; a click neither. The app's
-    # focus is shown, as Tab's.
+    # The mouse's focus leaves the dock where it is: the wheel over a spin box half out of view gave it the focus
+    # (Qt's WheelFocus, no button held; the wheel now scrolls the dock, ``WheelWhenFocused``), and the dock scrolled
+    # 84 px under the pointer; a click neither. The app's focus is shown, as Tab's.
     prompt = window.prompt_panel
     for field, reason in ((prompt.steps_spin, "wheel"), (prompt.batch_spin, "wheel"), (prompt.steps_spin, "click"),
                           (prompt.batch_spin, "click"), (prompt.batch_spin, "app")):  # fmt: skip
