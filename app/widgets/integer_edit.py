@@ -15,7 +15,9 @@ _INTEGER = re.compile(r"-?[0-9]+")
 
 
 class IntegerValidator(QValidator):
-    """Accepts decimal integers in range. Python ints, not QIntValidator: that one is 32-bit."""
+    """Accepts decimal integers in range. Python ints, not QIntValidator: that one is 32-bit. White space around
+    the number is dropped, as a spin box drops it: a seed copied from a web page or a line of text comes with a
+    space or a line end, and the paste was refused without a word."""
 
     def __init__(self, minimum: int, maximum: int, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -23,12 +25,16 @@ class IntegerValidator(QValidator):
 
     def value_of(self, text: str) -> int | None:
         """The integer ``text`` stands for when it is complete and in range, else None."""
+        text = text.strip()
         if not _INTEGER.fullmatch(text):
             return None
         value = int(text)
         return value if self.minimum <= value <= self.maximum else None
 
     def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
+        lead = len(text) - len(text.lstrip())
+        text = text.strip()  # the field then shows the number alone, the cursor where it was in it
+        pos = min(max(pos - lead, 0), len(text))
         if text in ("", "-" if self.minimum < 0 else ""):
             return QValidator.State.Intermediate, text, pos  # the user is still typing
         if not _INTEGER.fullmatch(text):

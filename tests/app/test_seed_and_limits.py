@@ -141,3 +141,26 @@ def test_a_typed_seed_is_the_one_the_next_job_uses(qtbot, window):
     assert blocker.args[0][0].settings["seed"] == BIG_SEED + 7 == panel.seed_edit.value() == state.seed
     panel.seed_random.click()  # a new random seed (the lock stays: every job uses that one)
     assert state.seed != BIG_SEED + 7 and state.seed_locked
+
+
+def test_a_seed_pasted_with_white_space_around_it_is_the_seed_the_next_job_uses(qtbot, window):
+    """Copied from a web page or a line of text, a seed comes with a space or a line end: Ctrl+V in the seed field
+    did nothing at all (the old seed stayed, not a word), while Steps or Width take " 12 " or "12\\n" as 12."""
+    controller, panel = window.controller, window.prompt_panel
+    state = controller.prompt
+    state.prompt = "a seed pasted"
+    with qtbot.waitActive(window):
+        window.activateWindow()
+    panel.seed_edit.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is panel.seed_edit)
+    # A no-break space or a tab too: a web page's text, a table's cell.
+    for pasted, seed in ((" 4242 ", 4242), ("\u00a0\t77 ", 77), ("3000000007\n", 3_000_000_007)):
+        QApplication.clipboard().setText(pasted)
+        panel.seed_edit.selectAll()
+        qtbot.keyClick(panel.seed_edit, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+        assert panel.seed_edit.value() == seed == state.seed, repr(pasted)
+        assert panel.seed_edit.text() == str(seed)  # the number alone, as a spin box shows it
+        assert state.seed_locked  # a seed typed in (or pasted) is the one the next job uses
+    with qtbot.waitSignal(controller.job_finished, timeout=120000) as done:
+        controller.generate()
+    assert done.args[0][0].settings["seed"] == 3_000_000_007
