@@ -34,13 +34,9 @@ from app.file_urls import local_path
 from app.generation_state import (
     BATCH_MAX,
     BATCH_MIN,
-    FIELD_RANGES,
     GUIDANCE_DECIMALS,
     GUIDANCE_MAX,
     GUIDANCE_MIN,
-    RANDOM_SEED_MAX,
-    SEED_MAX,
-    SEED_MIN,
     SIDE_MAX,
     SIDE_MIN,
     SIDE_STEP,
@@ -52,7 +48,7 @@ from app.generation_state import (
 from app.prompt_length_state import PromptLengthState
 from app.theme import WARNING_COLOR
 from app.widgets.decimal_spin_box import DecimalSpinBox
-from app.widgets.integer_edit import IntegerEdit
+from app.widgets.seed_edit import SeedEdit
 from app.widgets.wheel_when_focused import WheelWhenFocused
 from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
 from app.widgets.wrapped_label import WrappedLabel
@@ -179,11 +175,7 @@ class PromptPanel(QWidget):
         self.negative_token_count = TokenCounter(controller.negative_length)
         self.negative_token_count.setObjectName("negativeTokenCount")
 
-        self.seed_edit = IntegerEdit(SEED_MIN, SEED_MAX)  # the engine's full 64-bit range, beyond a QSpinBox
-        self.seed_edit.setToolTip(FIELD_RANGES["seed"][1])
-        # Room for a whole random seed (+16: frame and text margins): a narrow dock cut its first digits off,
-        # showing another number.
-        self.seed_edit.setMinimumWidth(self.seed_edit.fontMetrics().horizontalAdvance(str(RANDOM_SEED_MAX)) + 16)
+        self.seed_edit = SeedEdit()  # the engine's full 64-bit range, always shown whole
         bind(state, "seed", self.seed_edit)
         # A seed typed in is one the user wants: locked, as restoring an image's seed locks it (unlocked, the next
         # job threw it away for a random one). Only the user's typing (setValue from the state is no edit), and only

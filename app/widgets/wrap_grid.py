@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QWidget
 
@@ -25,7 +25,25 @@ def _needed(widget: QWidget) -> int:
     return max(widget.minimumWidth(), widget.minimumSizeHint().width())
 
 
-class WrapGrid(QWidget):
+class _Refitted(QWidget):
+    """A widget that arranges its widgets for its width (``_fit``) whenever it is resized, and whenever one of them
+    comes to need another width at the same size (the seed field holding a longer seed: the arrangement that
+    fitted before overflowed, the widgets squeezed below their minimum, the seed cut short again)."""
+
+    def _fit(self, width: int) -> None:
+        raise NotImplementedError
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit(event.size().width())
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest:  # posted when a widget's size hints change
+            self._fit(self.width())
+        return super().event(event)
+
+
+class WrapGrid(_Refitted):
     """Widgets in a grid of as many columns as fit (one of ``columns``, most first), filled row by row.
 
     A row of buttons, or a field with buttons beside it, was wider than its dock in a narrow window: the dock
@@ -78,18 +96,20 @@ class WrapGrid(QWidget):
         return QSize(self._width(self._columns[-1], _needed), super().minimumSizeHint().height())
 
     def sizeHint(self) -> QSize:
+        # The widest arrangement at the widgets' preferred widths, not at what one needs for now: the seed field
+        # holding a long seed widened the prompt dock (the dock follows its panel's hint until the user sizes it),
+        # and narrowed it again at the next short seed, the gallery beside it reflowing each time. It wraps instead.
         hint = super().sizeHint()
-        widest = self._width(self._columns[0], lambda w: max(_needed(w), w.sizeHint().width()))
+        widest = self._width(self._columns[0], lambda w: w.sizeHint().width())
         return QSize(max(hint.width(), widest), hint.height())
 
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        width = event.size().width()
+    def _fit(self, width: int) -> None:
+        """The widest arrangement whose widgets all fit in ``width``, else the narrowest."""
         fits = [n for n in self._columns if self._width(n, _needed) <= width]
         self._arrange(fits[0] if fits else self._columns[-1])
 
 
-class FormGrid(QWidget):
+class FormGrid(_Refitted):
     """Labelled fields as QFormLayout lays them out, a field going below its label when it does not fit beside it.
 
     Not QFormLayout's WrapLongRows: its minimum height is that of unwrapped rows (it answers heightForWidth
@@ -152,7 +172,7 @@ class FormGrid(QWidget):
         fields = max((max(_needed(f), f.sizeHint().width()) for _, f in self._rows), default=0)
         return QSize(max(hint.width(), self._label_width() + self._grid.horizontalSpacing() + fields), hint.height())
 
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        room = event.size().width() - self._label_width() - self._grid.horizontalSpacing()
+    def _fit(self, width: int) -> None:
+        """Each field beside its label where it fits in ``width``, else below it."""
+        room = width - self._label_width() - self._grid.horizontalSpacing()
         self._arrange([_needed(field) > room for _, field in self._rows])

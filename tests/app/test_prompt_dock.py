@@ -5,10 +5,12 @@ scrolls it."""
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QScrollArea, QWidget
 
-from app.generation_state import RANDOM_SEED_MAX
+from app.generation_state import RANDOM_SEED_MAX, SEED_MAX
+from gpu.generation.png_metadata import write_png
 from tests.app.gui import wheel
 
 
@@ -52,10 +54,16 @@ def test_the_prompt_dock_does_not_scroll_sideways(qtbot, window, size):
         assert widget.width() >= width, name
     if size == (1400, 860):  # the usual layout as it was: Random and Lock beside the seed field
         assert panel.seed_random.mapTo(panel, QPoint(0, 0)).y() == panel.seed_edit.mapTo(panel, QPoint(0, 0)).y()
-    # A whole random seed still shows in the seed field (its first digits were cut off once).
-    window.controller.prompt.seed = RANDOM_SEED_MAX
-    edit = panel.seed_edit
-    assert edit.contentsRect().width() >= edit.fontMetrics().horizontalAdvance(str(RANDOM_SEED_MAX))
+    # A whole seed still shows in the seed field (its first digits were cut off once), the longest too, with
+    # Random and Lock below it where there is no room beside it; nothing wider, the dock as wide as before.
+    edit, dock_width = panel.seed_edit, window.prompt_dock.width()
+    for seed in (RANDOM_SEED_MAX, SEED_MAX):
+        window.controller.prompt.seed = seed
+        qtbot.waitUntil(lambda seed=seed: edit.contentsRect().width() >= edit.fontMetrics().horizontalAdvance(
+            str(seed)))  # fmt: skip
+        assert scroll.horizontalScrollBar().maximum() == 0 and window.prompt_dock.width() == dock_width
+        for widget in (panel.seed_random, panel.seed_lock):
+            assert widget.mapTo(viewport, QPoint(widget.width(), 0)).x() <= viewport.width(), widget.text()
 
 
 def _smallest(window) -> tuple[int, int]:
@@ -122,3 +130,29 @@ def test_the_wheel_over_the_prompt_panels_fields_scrolls_the_dock_and_changes_no
         qtbot.waitUntil(lambda field=field: QApplication.focusWidget() is field)
         wheel(field, -1)  # up: more
         assert getattr(state, name) > before, name
+
+
+def test_a_long_seed_restored_shows_whole_in_the_seed_field(qtbot, tmp_path, window):
+    """ComfyUI's random seeds run to 19 digits or more; those up to 2^63-1 are restored. At 1280x800 the seed field
+    (111 px, room for 2147483647) showed such a seed scrolled to its end, its first digits cut off without a mark:
+    5123456789012345678 and 1123456789012345678 looked the same, as "…3456789012345678", a seed neither image had.
+    The field is what the user reads the seed from (and types it back from, elsewhere). It is wider while it holds
+    a long seed, Random and Lock below it where the dock has no room beside it; a random seed has them beside it
+    again, the dock as wide as it was all along."""
+    controller, panel = window.controller, window.prompt_panel
+    field, row, dock_width = panel.seed_edit, panel.seed_row, window.prompt_dock.width()
+    shown = []
+    for seed in (5_123_456_789_012_345_678, 1_123_456_789_012_345_678):  # only their first digit differs
+        path = write_png(tmp_path / f"{seed}.png", Image.new("RGB", (16, 16)),
+                         {"prompt": "a long seed", "model": "demo", "seed": seed})  # fmt: skip
+        assert controller.restore_from_files([path])
+        assert controller.prompt.seed == seed == field.value()
+        qtbot.waitUntil(lambda: row.wrapped)  # at 1280x800
+        assert field.contentsRect().width() >= field.fontMetrics().horizontalAdvance(str(seed))
+        shown.append(field.grab().toImage())
+    assert shown[0] != shown[1], "two seeds that differ in their first digit look the same in the seed field"
+    assert panel.seed_lock.mapTo(row, QPoint(panel.seed_lock.width(), 0)).x() <= row.width()
+    panel.seed_random.click()
+    qtbot.waitUntil(lambda: not row.wrapped)
+    assert panel.seed_random.mapTo(panel, QPoint(0, 0)).y() == field.mapTo(panel, QPoint(0, 0)).y()
+    assert window.prompt_dock.width() == dock_width
