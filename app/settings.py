@@ -98,9 +98,14 @@ class Settings:
 
 
 def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
-    # Version 1 kept the prompt panel fields at the top level.
+    """Version 1 kept the prompt panel's fields at the top level: they go into ``last_job``. A file without its
+    "version" is read as version 1, and one written by hand or by a script may hold a ``last_job`` all the same:
+    kept, the fields at the top level filling in only what it lacks (it was replaced by those, none, and the next
+    autosave wrote the empty prompt panel over the file)."""
     job_keys = {f.name for f in fields(LastJob)}
-    data["last_job"] = {k: data.pop(k) for k in list(data) if k in job_keys}
+    moved = {k: data.pop(k) for k in list(data) if k in job_keys}
+    kept = data.get("last_job")
+    data["last_job"] = {**moved, **kept} if isinstance(kept, dict) else moved
     return data
 
 
@@ -219,7 +224,10 @@ def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
             "restart Nibble Studio; otherwise check that the file can be read.",
         ) from exc
     try:
-        data = json.loads(raw.decode("utf-8"))
+        # The bytes, not their UTF-8 text: json reads UTF-8 with a byte order mark too, which Windows Notepad
+        # ("UTF-8 with BOM") and PowerShell 5 (Set-Content -Encoding UTF8) write, and their UTF-16: as UTF-8 text,
+        # such a file was taken for damaged, set aside, and every setting started over.
+        data = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # ValueError: not JSON, or not UTF-8; RecursionError:
         # arrays nested past the parser's limit (a damaged file is any bytes)
         return _keep_unreadable(path, exc, notices)

@@ -67,7 +67,7 @@ def builtin_models() -> dict[str, Path]:
 def _newer_version(raw: bytes) -> int | None:
     """The version of a library file written by a newer version of the app, else None."""
     try:
-        version = json.loads(raw.decode("utf-8")).get("version")
+        version = json.loads(raw).get("version")
     except (ValueError, RecursionError, AttributeError):
         return None
     newer = isinstance(version, int) and not isinstance(version, bool) and version > LIBRARY_VERSION
@@ -76,7 +76,9 @@ def _newer_version(raw: bytes) -> int | None:
 
 def _parse_library(raw: bytes) -> dict[str, Path]:
     """name -> path from ``library.json``'s bytes; ValueError for anything but the format ``_save`` writes."""
-    data = json.loads(raw.decode("utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    # The bytes, not their UTF-8 text: json reads a file saved with a byte order mark (Windows Notepad, PowerShell 5)
+    # too. UnicodeDecodeError and JSONDecodeError are ValueErrors.
+    data = json.loads(raw)
     models = data.get("models", []) if isinstance(data, dict) else None
     if not isinstance(models, list):
         raise ValueError("not a model library")

@@ -154,7 +154,7 @@ def _records(library_file: Path) -> list[dict[str, Any]]:
     """The well-formed records in ``library_file`` (none when it is missing or unreadable: the library itself
     says what is wrong with it)."""
     try:
-        data = json.loads(library_file.read_bytes().decode("utf-8"))
+        data = json.loads(library_file.read_bytes())  # a byte order mark too (``library._parse_library``)
     except (OSError, ValueError, RecursionError):
         return []
     records = data.get(UNLISTED_KEY) if isinstance(data, dict) else None

@@ -502,3 +502,21 @@ def test_the_code_stamp_survives_an_unreadable_file_and_reads_compiled_code_with
     empty = tmp_path / "empty"
     empty.mkdir()
     assert code_stamp(empty) != code_stamp(empty)  # no code found: nothing recorded under it holds again
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"], ids=["utf-8-with-bom", "utf-16"])
+def test_a_library_file_saved_with_a_byte_order_mark_is_read_removals_too(tmp_path, encoding):
+    """library.json saved from Windows Notepad ("UTF-8 with BOM") or PowerShell 5 was kept aside as damaged: the
+    user's models gone from the list, and each model they had removed from the models folder's found again."""
+    models = tmp_path / "models"
+    kept, removed = _copy(models, "kept-int4.safetensors"), _copy(models, "removed-int4.safetensors")
+    library = ModelLibrary(tmp_path / "data")
+    library.add(kept)
+    library.add(removed)
+    library.remove("removed-int4")
+    library.file.write_bytes(json.dumps(json.loads(library.file.read_bytes()), indent=2).encode(encoding))
+    again = ModelLibrary(tmp_path / "data")
+    assert "kept-int4" in [e.name for e in again.entries()] and again.take_notices() == []
+    assert not list(library.file.parent.glob("library.json.damaged-*"))
+    assert left_out(library.file, removed) == "removed"
+    assert found_models(models, [e.path for e in again.entries()], library.file) == []
