@@ -15,11 +15,11 @@ from PySide6.QtGui import QImage
 from app.engine_errors import EngineError
 from app.observable import Prop
 from app.settings import LastJob
-from gpu.generation.request import GUIDANCE_MAX, GUIDANCE_MIN
+from gpu.generation.request import GUIDANCE_MAX, GUIDANCE_MIN, SEED_MAX, largest_first_seed
 
 # The prompt panel's limits, defined once: the widgets take their ranges from here and the state never holds a
 # value outside them (a value the widget cannot show would silently differ from what the next job uses).
-SEED_MIN, SEED_MAX = 0, 2**63 - 1  # what the engine (and the CLI) accepts
+SEED_MIN = 0  # to SEED_MAX: what the engine (and the CLI) accepts
 RANDOM_SEED_MAX = 2**31 - 1  # fresh random seeds stay short enough to read and retype
 STEPS_MIN, STEPS_MAX = 1, 150
 # Guidance: the engine's range, shown to two decimals (A1111's and ComfyUI's CFG steps, FLUX's 3.25); one decimal
@@ -168,6 +168,11 @@ class PromptState(QObject):
         self._typed[name] = read
 
     def typed_error(self) -> EngineError | None:
+        """Why no job may start with the fields as they are, None when one may: a field showing text that is no
+        value it takes (``_text_error``), else a seed too large for the images asked for (``_seed_batch_error``)."""
+        return self._text_error() or self._seed_batch_error()
+
+    def _text_error(self) -> EngineError | None:
         """Why no job may start while a field shows text that is no value it takes, naming each such field and its
         range; None when there is none. Generate ran the value the field held before ("30" in Width ran 128 px,
         "0" in Images one image) while the field still showed the text: an image other than the one asked for.
@@ -184,6 +189,20 @@ class PromptState(QObject):
         return EngineError("user", f"No image was made: {said}.",
                            f"Type {'a value in that range' if one else 'values in those ranges'}, then generate "
                            "again.")  # fmt: skip
+
+    def _seed_batch_error(self) -> EngineError | None:
+        """Why the locked seed cannot start a job of this many images, naming Seed, Images and the largest seed
+        that can (``largest_first_seed``, the engine's rule); None when it can. Queued, the job failed only when
+        its turn came, minutes later, behind the jobs before it. Unlocked, the job takes a random seed, far below."""
+        largest = largest_first_seed(self.batch_count)
+        if not self.seed_locked or self.seed <= largest:
+            return None
+        seed, images = FIELD_RANGES["seed"][0], FIELD_RANGES["batch_count"][0]
+        return EngineError("user", f"No image was made: {seed} {self.seed} with {images} {self.batch_count} runs "
+                                   f"past the largest seed, {SEED_MAX} (each image of a job takes the seed after "
+                                   "the one before).",
+                           f"Type a seed up to {largest} for {self.batch_count} images, or make fewer images, then "
+                           "generate again.")  # fmt: skip
 
     def model_default_fields(self) -> dict[str, Any]:
         """The fields a model's defaults set, as they are now (``apply_model_defaults``' ``unchanged_since``)."""

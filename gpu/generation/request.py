@@ -12,6 +12,15 @@ from gpu.lora.metadata import LoraRequest
 # The guidance a job takes, any float between (the CLI's --guidance, the app's field, restored images): one definition
 GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 50.0
 BATCH_COUNT_MAX = 100  # images one job makes (the app's field offers fewer)
+# The largest seed (torch's generators take a signed 64-bit one): the CLI's --seed, the app's field, restored images
+SEED_MAX = 2**63 - 1
+
+
+def largest_first_seed(batch_count: int) -> int:
+    """The largest seed a job of ``batch_count`` images can take: its images use the seeds S, S+1, …, S+count-1,
+    each at most ``SEED_MAX``. The one rule of the engine, which refuses a request past it, and of the app, which
+    refuses it at Generate (queued, it failed only when its turn came)."""
+    return SEED_MAX - (batch_count - 1)
 
 
 def check_batch_count(count: int) -> None:

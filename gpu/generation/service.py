@@ -39,11 +39,13 @@ from gpu.generation.prompt_length import PromptLength, PromptMeter, negative_pro
 from gpu.generation.request import (
     GUIDANCE_MAX,
     GUIDANCE_MIN,
+    SEED_MAX,
     GeneratedImage,
     GenerationCancelled,
     GenerationRequest,
     ProgressEvent,
     check_batch_count,
+    largest_first_seed,
 )
 from gpu.library import ModelEntry, ModelLibrary, model_name
 from gpu.lora.fit import Layer
@@ -316,12 +318,12 @@ class GenerationService:
         if not GUIDANCE_MIN <= s["guidance"] <= GUIDANCE_MAX:  # NaN too
             raise refuse("guidance", f"use {GUIDANCE_MIN:g} to {GUIDANCE_MAX:g}")
         check_batch_count(request.batch_count)
-        if not 0 <= s["seed"] < 2**63:
+        if not 0 <= s["seed"] <= SEED_MAX:
             raise refuse("seed", "use 0 to 2^63-1")
-        if s["seed"] + request.batch_count > 2**63:  # a batch uses seeds S, S+1, ...
+        if s["seed"] > largest_first_seed(request.batch_count):  # a batch uses seeds S, S+1, ...
             raise BadRequestError(
                 f"seed {s['seed']} with {request.batch_count} images runs past 2^63-1",
-                f"use a seed up to {2**63 - request.batch_count}",
+                f"use a seed up to {largest_first_seed(request.batch_count)}",
             )
         return s
 

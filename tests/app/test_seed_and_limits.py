@@ -164,3 +164,26 @@ def test_a_seed_pasted_with_white_space_around_it_is_the_seed_the_next_job_uses(
     with qtbot.waitSignal(controller.job_finished, timeout=120000) as done:
         controller.generate()
     assert done.args[0][0].settings["seed"] == 3_000_000_007
+
+
+def test_a_seed_whose_batch_runs_past_the_largest_seed_is_refused_at_generate(qtbot, window):
+    """Seed 9223372036854775807 (the field's largest, which it says it takes) with Images 2: Generate queued the job,
+    and the engine refused it only when its turn came, behind the jobs queued before it (minutes later, the user
+    away): "seed … with 2 images runs past 2^63-1". Every other field problem is refused at Generate, naming the
+    field and what it takes, before anything is queued."""
+    controller = window.controller
+    state = controller.prompt
+    errors: list = []
+    controller.error.connect(errors.append)
+    state.prompt = "the last seeds"
+    state.seed, state.seed_locked, state.batch_count = SEED_MAX, True, 2
+    job = controller.generate()
+    assert job is None and controller.queue.idle, "queued, to fail when its turn comes"
+    assert len(errors) == 1 and errors[0].kind == "user"
+    said = f"{errors[0].message} {errors[0].hint}"
+    assert "Seed" in said and "Images" in said and str(SEED_MAX - 1) in said, said
+    # The largest seed that works for 2 images does: its images take the last two seeds.
+    state.seed = SEED_MAX - 1
+    with qtbot.waitSignal(controller.job_finished, timeout=120000) as done:
+        assert controller.generate() is not None
+    assert [image.settings["seed"] for image in done.args[0]] == [SEED_MAX - 1, SEED_MAX] and len(errors) == 1
