@@ -88,6 +88,11 @@ class LoraTwins(QObject):
         rows.edited.connect(self.look)
 
     @property
+    def busy(self) -> bool:
+        """Whether a thread reads files the rows need (marked, and known to ``settle``, once it ended)."""
+        return self._reading
+
+    @property
     def _rows(self) -> LoraState:
         """The rows looked at, this object's Qt parent (held by Qt, not by a Python attribute: no reference cycle)."""
         return self.parent()  # type: ignore[return-value]

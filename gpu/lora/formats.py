@@ -6,9 +6,9 @@ Formats (detected from the key names, never from the file name):
   ``lora_B.weight`` over diffusers module names (q, k, v split); also raw PEFT ``base_model.model.<module>``
   and kohya-style underscored diffusers names (``lora_transformer_single_transformer_blocks_0_attn_to_q``);
   a PEFT state dict saved with its one adapter's name (``lora_A.default.weight``) is read without the name.
-  Alpha: a ``.alpha`` tensor when present, else ``transformer_lora_adapter_metadata`` (r, lora_alpha; scale
-  alpha / sqrt(r) where it says ``use_rslora``) in the header, else alpha = rank. An alpha of 0 is alpha = rank,
-  as kohya's trainer reads it; NaN/inf is refused.
+  Alpha: a ``.alpha`` tensor when present, else ``transformer_lora_adapter_metadata`` (lora_alpha over the rank;
+  over its square root where it says ``use_rslora``: ``gpu.lora.peft_config``) in the header, else alpha = rank.
+  An alpha of 0 is alpha = rank, as kohya's trainer reads it; NaN/inf is refused.
 * ``kohya`` (sd-scripts, ai-toolkit's ComfyUI export): ``lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight``
   / ``lora_up.weight`` / ``alpha`` over BFL module names with ``_`` for ``.``; q, k, v fused.
 * ``bfl`` (BFL / ComfyUI): ``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight`` / ``lora_B.weight``
@@ -32,9 +32,7 @@ NaN/inf values once read, with a ``LoraError`` naming the keys: nothing is silen
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,7 +47,7 @@ from gpu.errors import CheckpointError
 from gpu.lora.fit import TargetShape
 from gpu.lora.keys import FORMATS, TEXT_ENCODERS, LoraError, LoraLayout, check_layout, map_module, parts_text  # noqa: F401
 from gpu.lora.metadata import read_opened, trigger_words_from
-from gpu.lora.twins import ADAPTER_METADATA
+from gpu.lora.peft_config import metadata_scale
 from gpu.paths import named_path
 from gpu.safetensors_header import open_safetensors
 
@@ -132,39 +130,6 @@ class LoraFile:
         return parts_text(self.components)
 
 
-def _adapter_config(metadata: dict[str, str], component: str) -> dict | None:
-    """PEFT's LoraConfig of ``component`` ("transformer", "text_encoder") as diffusers stores it:
-    ``lora_adapter_metadata`` (keys prefixed ``<component>.``) or ``<component>_lora_adapter_metadata``."""
-    for key, prefix in ((ADAPTER_METADATA, f"{component}."), (f"{component}_{ADAPTER_METADATA}", "")):
-        raw = metadata.get(key)
-        if not raw:
-            continue
-        try:
-            cfg = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(cfg, dict):
-            return {k[len(prefix) :]: v for k, v in cfg.items() if k.startswith(prefix)}
-    return None
-
-
-def _adapter_metadata_scale(metadata: dict[str, str], component: str, module: str, rank: int) -> float | None:
-    """PEFT's scale of ``module`` from the adapter's LoraConfig in the metadata: lora_alpha (or its alpha_pattern
-    entry) / r, or / sqrt(r) for an rsLoRA adapter (``use_rslora``), as PEFT trained it and diffusers' loader
-    applies it (read as / r, a rank-64 rsLoRA came out at 1/8 of its strength). None when there is no alpha."""
-    cfg = _adapter_config(metadata, component)
-    if not cfg or cfg.get("lora_alpha") is None:
-        return None
-    try:
-        alpha = float(cfg["lora_alpha"])
-        for pattern, value in (cfg.get("alpha_pattern") or {}).items():
-            if module == pattern or module.endswith("." + pattern) or re.fullmatch(pattern, module):
-                alpha = float(value)
-        return alpha / (math.sqrt(rank) if cfg.get("use_rslora") is True else rank)
-    except (ValueError, TypeError, AttributeError, re.error):
-        return None
-
-
 def unreadable_lora(path: Path, err: OSError) -> LoraError:
     """The error for a LoRA file the system will not let us look at (``err``), naming the file."""
     return LoraError(f"LoRA file {path} cannot be read ({err.strerror or err})",
@@ -217,7 +182,7 @@ def _scale(
     """alpha / rank. An alpha of 0 means alpha = rank, as kohya's trainer reads it (the LoRA was trained at
     that scale; read as 0, it would silently do nothing); a NaN or infinite one is refused."""
     if alpha is None:
-        return _adapter_metadata_scale(metadata, component, module, rank) or 1.0
+        return metadata_scale(metadata, component, module, rank)
     value = float(alpha.float().item())
     if not math.isfinite(value):
         raise LoraError(f"{label}: {base}.alpha is {value}, not a number a LoRA can be scaled by",

@@ -8,6 +8,7 @@ neither, and a copy at strength 0 (which a job skips) is not marked either."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from lora_files import alpha_edited, metadata_edited, save_peft_lora
 from PySide6.QtGui import QColor, QPalette
 
 from app.theme import WARNING_COLOR
+from gpu.lora import read_lora
 from gpu.paths import resources_dir
 from tests.app.test_lora_panel import _generate, _refused
 
@@ -80,7 +82,7 @@ def test_the_panel_says_what_the_engine_refuses_and_no_more(qtbot, window, loras
     assert [lora["name"] for lora in made.settings["lora_list"]] == ["monochrome-style", "alpha 16"]
 
 
-def test_other_loras_of_one_layout_are_told_apart_without_reading_them_whole(qapp, demo_model, tmp_path,
+def test_other_loras_of_one_layout_are_told_apart_without_reading_them_whole(qtbot, demo_model, tmp_path,
                                                                              monkeypatch):  # fmt: skip
     """Two LoRAs of one trainer (one layout) switched on together are common: a look at each file's header and
     first 64 KiB tells them apart; only files of one look are read whole (a FLUX.1 LoRA is hundreds of MB)."""
@@ -93,9 +95,47 @@ def test_other_loras_of_one_layout_are_told_apart_without_reading_them_whole(qap
     state = LoraState()
     state.add_files(files)  # both switched on: diffusers names both pytorch_lora_weights
     assert state.entries[0].targets is state.entries[1].targets  # one layout: they may be the same LoRA
-    assert state.twins.settle() == [] and whole == []
+    assert _settled(qtbot, state) == [] and whole == []
     shutil.copy(files[0], tmp_path / "ink copy.safetensors")
     state.add_files([tmp_path / "ink copy.safetensors"])
-    [twin] = state.twins.settle()  # the copy, read whole with the file of its look (on this thread, or the look's)
+    [twin] = _settled(qtbot, state)  # the copy, read whole with the file of its look, on the thread
     assert (twin.first.path, twin.second.path, twin.how) == (files[0], tmp_path / "ink copy.safetensors",
                                                              "identical files")  # fmt: skip
+
+
+def _settled(qtbot, state) -> list:
+    """The twins among ``state``'s rows switched on (``LoraTwins.settle``, as Generate asks) once its thread has read
+    the files they need."""
+    qtbot.waitUntil(lambda: not state.twins.busy, timeout=30000)
+    return state.twins.settle()
+
+
+def _edited_configs(tmp_path: Path) -> dict[str, Path]:
+    """Copies of the shipped example whose PEFT adapter metadata a metadata editor wrote again, by what it changed:
+    nothing the engine's scales come from ("grey": written without indentation, its trigger words edited;
+    "r 4": the LoraConfig's r, which the engine takes from the tensors; "dropout": a training setting), or the
+    scale of some layers ("rslora": lora_alpha / sqrt(r); "pattern": an alpha_pattern entry for to_k)."""
+    config = json.loads(read_lora(SHIPPED).metadata["lora_adapter_metadata"])
+    changes = {"grey": {}, "r 4": {"transformer.r": 4}, "dropout": {"transformer.lora_dropout": 0.1},
+               "rslora": {"transformer.use_rslora": True}, "pattern": {"transformer.alpha_pattern": {"to_k": 16}}}
+    return {name: metadata_edited(SHIPPED, tmp_path / f"{name}.safetensors", **{
+        "lora_adapter_metadata": json.dumps({**config, **changed}), "modelspec.trigger_phrase": "grey, sketch"})
+        for name, changed in changes.items()}  # fmt: skip
+
+
+def test_a_copy_whose_adapter_metadata_was_written_again_is_marked_as_the_engine_refuses_it(qtbot, tmp_path):
+    """A metadata editor that reads the file's metadata and writes it back (its trigger words edited) lays the
+    diffusers ``lora_adapter_metadata`` JSON out its own way: the same lora_alpha, r and rsLoRA setting, the same
+    scales, the same weights. The engine calls the two the same LoRA (``LoraFile.same_change``) and refuses the job
+    once its model has loaded; the panel compared that JSON as text, called them two LoRAs, marked neither row and
+    let Generate queue the job. It now compares the scales the engine reads from it, by the engine's own rule: a
+    copy is marked exactly where the engine calls it the same LoRA."""
+    from app.lora_state import LoraState
+
+    copies = _edited_configs(tmp_path)
+    engine = {name for name, path in copies.items() if read_lora(SHIPPED).same_change(read_lora(path))}
+    assert engine == {"grey", "r 4", "dropout"}  # the engine: one LoRA, refused twice in one job
+    state = LoraState()
+    state.add_files([SHIPPED, *copies.values()])  # all switched on
+    twins = _settled(qtbot, state)
+    assert {t.second.path.stem for t in twins} == engine and {t.first.path for t in twins} == {SHIPPED}  # was: none

@@ -13,37 +13,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from lora_files import metadata_edited
 from PySide6.QtCore import Qt
 
 from app.data_dir import resolve_data_dir
-from gpu.lora import read_lora
 from gpu.paths import resources_dir
 from tests.app.gui import window_without_engine
 from tests.app.test_lora_list import flux_lora
 
 SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
-
-
-@pytest.mark.xfail(strict=True, reason="R61: a copy whose PEFT adapter metadata was only written out again (another "
-                                       "JSON layout, the same lora_alpha) is refused by the job but not by the panel")
-def test_a_copy_whose_adapter_metadata_was_written_again_is_marked_as_the_engine_refuses_it(qapp, tmp_path):
-    """A metadata editor that reads the file's metadata and writes it back (its trigger words edited) lays the
-    diffusers ``lora_adapter_metadata`` JSON out its own way: the same lora_alpha, r and rsLoRA setting, the same
-    scales, the same weights. The engine calls the two the same LoRA (``LoraFile.same_change``) and refuses the job
-    once its model has loaded; the panel compares that JSON as text, calls them two LoRAs, marks neither row and lets
-    Generate queue the job (``gpu.lora.twins._weights``: "the engine may also refuse a pair this tells apart (the
-    same weights under renamed keys)": not only those)."""
-    from app.lora_state import LoraState
-
-    config = read_lora(SHIPPED).metadata["lora_adapter_metadata"]
-    edited = metadata_edited(SHIPPED, tmp_path / "mono grey.safetensors", **{
-        "lora_adapter_metadata": json.dumps(json.loads(config)),  # the same values, written without indentation
-        "modelspec.trigger_phrase": "grey, sketch"})  # fmt: skip
-    assert read_lora(SHIPPED).same_change(read_lora(edited))  # the engine: one LoRA, refused twice in one job
-    state = LoraState()
-    state.add_files([SHIPPED, edited])  # both switched on
-    assert [(t.first.path, t.second.path) for t in state.twins.settle()] == [(SHIPPED, edited)]  # found: none
 
 
 @pytest.mark.xfail(strict=True, reason="R61: a row that was off with a strength that is no number is told to be "
