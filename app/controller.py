@@ -229,7 +229,8 @@ class AppController(QObject):
     def generate(self) -> Job | None:
         """Queues a job with the prompt panel's settings and the LoRAs switched on (Generate); None, and said why,
         when there is no prompt, a field shows a value it does not take, the model is being removed, a LoRA
-        switched on cannot be used, or two switched on are the same LoRA (a copy listed twice)."""
+        switched on cannot be used, or two switched on are the same LoRA (a copy listed twice), as far as their
+        files are read by then (``LoraTwins.settle``: a pair still being read goes, and the job refuses it)."""
         if not self.prompt.prompt.strip():
             self.error.emit(EngineError("user", "Type a prompt first.", "Describe the image you want to see."))
             return None

@@ -6,7 +6,8 @@ says so as they are switched on, and Generate refuses them at the click, naming 
 What tells files apart is ``gpu.lora.twins``'s (the engine's rule, from the files alone). Only rows switched on that
 change something, of one layout (the same targets: ``gpu.lora.fit.layout_targets``), can be the same; a quick look
 at each (its header and first 64 KiB) tells most apart, and only files of one look are read whole. The files are
-read on a thread of its own, each version once (kept by its path and stamp); the rows are marked when it ends."""
+read on a thread of its own, never on the window's (Generate's check included), each version once while a row lists
+it (kept by its path and stamp); the rows are marked when it ends."""
 
 from __future__ import annotations
 
@@ -77,11 +78,17 @@ def twins_of(groups: list[list[LoraEntry]], contents: Contents) -> list[Twin]:
 class LoraTwins(QObject):
     """The twins among the rows of ``LoraState`` (its Qt parent) switched on, looked for whenever the rows may have
     changed (``look``), each row marked (``LoraEntry.twin``) once the files they need are read, on a thread of its
-    own; ``settle`` gives them at Generate, reading there what that thread has not read yet."""
+    own; ``settle`` gives them at Generate, as far as that thread has read them. No file is read on the window's
+    thread: a FLUX.1 LoRA is hundreds of MB."""
 
     def __init__(self, rows: LoraState) -> None:
         super().__init__(rows)
-        self._read: dict[_Key, LoraContents | None] = {}  # each file version's contents, read once
+        # Each file version's contents, read once, kept while a row lists it (a pair switched off and on again is
+        # not read again); changed on the Qt thread only, as the thread that read them ends (``_read_all``)
+        self._read: dict[_Key, LoraContents] = {}
+        # Files that could not be read (held by another program, gone): not known, until the next look the user
+        # causes tries them again (the thread's own end does not: it would try them on and on)
+        self._failed: set[_Key] = set()
         self._reading = False  # a thread reads files (its end looks again)
         self._showing = False  # rows being marked: their ``edited`` asks for no look
         rows.changed.connect(self.look)
@@ -100,66 +107,81 @@ class LoraTwins(QObject):
     def look(self, *_changed: object) -> None:
         """The rows switched on, their strengths or their files may have changed: the twins among them marked as far
         as the files read before tell (a row switched off is unmarked at once), the others once a thread has read
-        the files they need (one thread at a time: its end looks again)."""
-        if self._showing:
-            return  # a row being marked changes nothing looked at
+        the files they need (one thread at a time: its end looks again). A file that could not be read is tried
+        again."""
+        if not self._showing:  # a row being marked changes nothing looked at
+            self._failed.clear()
+            self._look()
+
+    def settle(self) -> list[Twin]:
+        """At Generate: the twins among the rows switched on now, as far as the files read tell, the rows marked
+        (``look``). A file not read yet (Generate clicked as a row was switched on, or at start-up) is read on the
+        thread, not here: the job goes, and the engine refuses such a pair as it applies them."""
+        self._failed.clear()
+        return self._look()
+
+    def _look(self) -> list[Twin]:
+        """The twins among the rows switched on as far as the files read tell, the rows marked; a thread started
+        for the files they need that are not read yet, unless one runs (its end looks again)."""
         groups = may_be_twins(self._rows.entries)
         unread: list[_Key] = []
-        self._show(twins_of(groups, lambda row, whole: self._known(row, whole, unread)), groups)
+        found = twins_of(groups, lambda row, whole: self._known(row, whole, unread))
+        self._show(found)
         if unread and not self._reading:
             self._reading = True
             # A daemon (it writes nothing); it holds the state too, let go of on the Qt thread (``start_thread``)
             start_thread("LoRA twins", self._run, groups, self._rows)
-
-    def settle(self) -> list[Twin]:
-        """At Generate: the twins among the rows switched on now, the rows marked; a file the thread has not read
-        yet (Generate clicked as a row was switched on) is read here, its look first."""
-        groups = may_be_twins(self._rows.entries)
-        found = twins_of(groups, self._contents)
-        self._show(found, groups)
         return found
 
     def _known(self, row: LoraEntry, whole: bool, unread: list[_Key]) -> LoraContents | None:
-        """``Contents`` as read before; a file not read yet is added to ``unread`` (and is None)."""
+        """``Contents`` as read before (a file read whole gives its look too); a file neither read yet nor failed to
+        read is added to ``unread`` (and is None)."""
         key = _key(row, whole)
-        if key in self._read:
-            return self._read[key]
-        if not whole and (known := self._read.get(_key(row, True))) is not None:
-            return known
-        unread.append(key)
-        return None
+        known = self._read.get(key) or (None if whole else self._read.get(_key(row, True)))
+        if known is None and key not in self._failed:
+            unread.append(key)
+        return known
 
-    def _contents(self, row: LoraEntry, whole: bool) -> LoraContents | None:
-        """``Contents``, read here where it was not before. A file changed since the row read its header (its stamp)
-        is not read: the row's header is read again first (``LoraState.refresh``), and the file then."""
+    def _run(self, groups: list[list[LoraEntry]], rows: LoraState) -> None:
+        """On the thread: the files ``groups`` need read (``_contents``), handed to the Qt thread as it ends
+        (``_read_all``). ``rows`` is only held, for ``look``'s reason."""
+        got: dict[_Key, LoraContents | None] = {}
+        try:
+            twins_of(groups, lambda row, whole: self._contents(row, whole, got))
+        finally:
+            to_qt_thread(self._read_all, got)
+
+    def _contents(self, row: LoraEntry, whole: bool, got: dict[_Key, LoraContents | None]) -> LoraContents | None:
+        """``Contents`` on the thread: as read before, or read now into ``got`` (None: it could not be). A file
+        changed since the row read its header (its stamp) is not read: the row's header is read again first
+        (``LoraState.refresh``), and the file then."""
         key = _key(row, whole)
-        if (known := self._known(row, whole, [])) is not None or key in self._read:
+        if key in got or key in self._failed:
+            return got.get(key)
+        if (known := self._known(row, whole, [])) is not None:
             return known
         contents = None
         if read_stamp(row.path) == row.stamp:
             try:
                 contents = read_contents(row.path) if whole else look_at(row.path)
-            except (OSError, UserError):  # gone or damaged since: the job says what is wrong with it
+            except (OSError, UserError):  # held by another program, gone or damaged since: the job says which
                 log.info("%s could not be read to tell it from the LoRAs on beside it", row.path, exc_info=True)
-        self._read[key] = contents
+        got[key] = contents
         return contents
 
-    def _run(self, groups: list[list[LoraEntry]], rows: LoraState) -> None:
-        """On the thread: the files ``groups`` need read (``_contents``), then the rows looked at again on the Qt
-        thread. ``rows`` is only held, for ``look``'s reason."""
-        try:
-            twins_of(groups, self._contents)
-        finally:
-            to_qt_thread(self._read_all)
-
-    def _read_all(self) -> None:
+    def _read_all(self, got: dict[_Key, LoraContents | None]) -> None:
+        """On the Qt thread, as the thread ends: what it read (``got``) kept, for the files of rows listed only
+        (each version's: the older ones let go of), what it could not read taken as not known; the rows looked at
+        again (marked, or another thread started for files that rows changed meanwhile need)."""
         self._reading = False
-        self.look()
+        listed = {_key(e, whole) for e in self._rows.entries for whole in (False, True)}
+        self._read = {key: c for key, c in (*self._read.items(), *got.items()) if c is not None and key in listed}
+        self._failed = {key for key, c in got.items() if c is None and key in listed} | (self._failed & listed)
+        self._look()
 
-    def _show(self, found: list[Twin], groups: list[list[LoraEntry]]) -> None:
+    def _show(self, found: list[Twin]) -> None:
         """Each row of ``found`` marked with the other row of its pair (the first one's with the second), every other
-        row unmarked; ``edited`` for each that changed. What was read of files not in ``groups`` (the rows that may
-        be twins now) is let go of."""
+        row unmarked; ``edited`` for each that changed."""
         said: dict[int, str] = {}
         for first, second, how in found:
             said[id(second)] = _twin_words(first, how)
@@ -172,9 +194,6 @@ class LoraTwins(QObject):
                     self._rows.edited.emit(e)
         finally:
             self._showing = False
-        if not self._reading:
-            kept = {_key(e, whole) for group in groups for e in group for whole in (False, True)}
-            self._read = {key: contents for key, contents in self._read.items() if key in kept}
 
 
 def _twin_words(other: LoraEntry, how: str) -> str:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 from lora_files import alpha_edited, metadata_edited, save_peft_lora
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 
 from app.theme import WARNING_COLOR
@@ -139,3 +141,96 @@ def test_a_copy_whose_adapter_metadata_was_written_again_is_marked_as_the_engine
     state.add_files([SHIPPED, *copies.values()])  # all switched on
     twins = _settled(qtbot, state)
     assert {t.second.path.stem for t in twins} == engine and {t.first.path for t in twins} == {SHIPPED}  # was: none
+
+
+def test_generate_while_copies_are_being_read_reads_no_file_on_the_windows_thread(qtbot, window, tmp_path,
+                                                                                   monkeypatch):  # fmt: skip
+    """Two copies of a LoRA (a FLUX.1 LoRA is hundreds of MB) switched on, then Generate clicked at once (or at
+    start-up, copies on from the last session). ``LoraTwins.settle`` read on the window's thread every file its
+    thread had not read yet: the two files the thread was reading at that moment were read whole a second time,
+    each hashed, the window frozen until then (seconds for two 300 MB files). Now the click reads nothing: the job
+    goes, and the engine refuses it as it applies them; the rows are marked as the thread ends. Here the thread's
+    read of them is held while Generate is clicked, as a big file's read lasts."""
+    import app.lora_twins
+
+    real, release, reads = app.lora_twins.read_contents, threading.Event(), []
+
+    def read(path):  # the real read; the thread's lasts as long as a big file's
+        on_gui = threading.current_thread() is threading.main_thread()
+        reads.append((on_gui, Path(path).name))
+        if not on_gui:
+            release.wait(30)
+        return real(path)
+
+    monkeypatch.setattr(app.lora_twins, "read_contents", read)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(SHIPPED, tmp_path / folder / "style.safetensors")
+    a, b = tmp_path / "a" / "style.safetensors", tmp_path / "b" / "style.safetensors"
+    window.controller.add_loras([a, b])
+    qtbot.waitUntil(lambda: bool(reads), timeout=30000)  # the thread reads the first copy whole
+    window.prompt_panel.prompt_edit.setPlainText("a red circle on a blue background")
+    try:
+        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible(), timeout=60000)
+    said = window.error_dialog.text()
+    window.error_dialog.accept()
+    assert [name for on_gui, name in reads if on_gui] == []  # was: both copies, read whole again
+    assert said == f"{a} and {b} are the same LoRA (identical files).", said  # the job's, as before the panel looked
+    assert window.lora_panel.row_for("style — b").entry.twin.startswith(f"the same LoRA as {a}")  # marked meanwhile
+
+
+def test_copies_switched_off_and_on_again_are_not_read_whole_again(qtbot, tmp_path, monkeypatch):
+    """README: "only files of one look are read whole (once per version)". Two copies on, read whole and marked;
+    one switched off (to try the other's strength alone) and on again: what was read of both was let go of when
+    the pair was no longer on (``LoraTwins._show``), and both files were read whole again on the thread (600 MB for
+    two 300 MB copies, at each such switch), their rows unmarked until then. What was read is kept for each row
+    listed, by its file's version."""
+    import app.lora_twins
+    from app.lora_state import LoraState
+
+    real, whole = app.lora_twins.read_contents, []
+    monkeypatch.setattr(app.lora_twins, "read_contents", lambda path: whole.append(Path(path).name) or real(path))
+    copies = [tmp_path / "style.safetensors", tmp_path / "style copy.safetensors"]
+    for copy in copies:
+        shutil.copy(SHIPPED, copy)
+    state = LoraState()
+    first, second = state.add_files(copies).added  # both switched on
+    qtbot.waitUntil(lambda: second.twin != "", timeout=30000)  # read whole on the thread, marked
+    assert sorted(whole) == ["style copy.safetensors", "style.safetensors"]
+    state.set_enabled(first, False)
+    assert second.twin == ""
+    state.set_enabled(first, True)
+    assert second.twin != ""  # marked at once, from what was read
+    qtbot.wait(200)  # a read the thread may still make
+    assert len(whole) == 2, whole  # was: 4, both read whole again
+
+
+def test_a_copy_that_could_not_be_read_for_a_moment_is_read_again_at_generate(qtbot, tmp_path, monkeypatch):
+    """A file that cannot be read for a moment (on Windows, a copy just made, held by a virus scanner: a sharing
+    violation) was taken as unreadable for good, until the file changed: its row never marked, though the job
+    refuses it. A file that could not be read is tried again at the next look the user causes (Generate here)."""
+    import app.lora_twins
+    from app.lora_state import LoraState
+
+    real, refused = app.lora_twins.look_at, []
+
+    def look(path):  # the first look refused, as a file another program holds is
+        if not refused:
+            refused.append(Path(path).name)
+            raise PermissionError(13, "The process cannot access the file", str(path))
+        return real(path)
+
+    monkeypatch.setattr(app.lora_twins, "look_at", look)
+    copies = [tmp_path / "style.safetensors", tmp_path / "style copy.safetensors"]
+    for copy in copies:
+        shutil.copy(SHIPPED, copy)
+    state = LoraState()
+    first, second = state.add_files(copies).added  # both switched on
+    qtbot.waitUntil(lambda: not state.twins.busy, timeout=30000)
+    assert refused == ["style.safetensors"] and second.twin == ""  # its look refused: not known to be the same
+    state.twins.settle()  # Generate clicked: the file tried again, on the thread
+    qtbot.waitUntil(lambda: second.twin != "", timeout=30000)  # was: never marked
+    assert [(t.first, t.second) for t in _settled(qtbot, state)] == [(first, second)]

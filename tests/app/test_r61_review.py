@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
 
 from app.data_dir import resolve_data_dir
 from gpu.paths import resources_dir
@@ -35,68 +32,6 @@ def test_a_strength_that_is_no_number_of_a_row_that_was_off_is_not_said_as_switc
     window = window_without_engine(qtbot, resolve_data_dir(data_root))
     [said] = [n for n in window.controller.notices if "strength" in n.message]
     assert "again" not in said.hint and "switched off" not in said.message, (said.message, said.hint)
-
-
-@pytest.mark.xfail(strict=True, reason="R61: Generate clicked while the twins thread reads two copies reads both "
-                                       "files whole again on the window's thread (the window frozen meanwhile)")
-def test_generate_while_copies_are_being_read_reads_no_file_on_the_windows_thread(qtbot, window, tmp_path,
-                                                                                   monkeypatch):  # fmt: skip
-    """Two copies of a LoRA (a FLUX.1 LoRA is hundreds of MB) switched on, then Generate clicked at once (or at
-    start-up, copies on from the last session). ``LoraTwins.settle`` reads on the window's thread every file its
-    thread has not read yet: the two files the thread is reading at that moment are read whole a second time, each
-    hashed, the window frozen until then (seconds for two 300 MB files). Here the thread's read of them is held
-    while Generate is clicked, as a big file's read lasts."""
-    import app.lora_twins
-
-    real, release, reads = app.lora_twins.read_contents, threading.Event(), []
-
-    def read(path):  # the real read; the thread's lasts as long as a big file's
-        on_gui = threading.current_thread() is threading.main_thread()
-        reads.append((on_gui, Path(path).name))
-        if not on_gui:
-            release.wait(30)
-        return real(path)
-
-    monkeypatch.setattr(app.lora_twins, "read_contents", read)
-    for folder in ("a", "b"):
-        (tmp_path / folder).mkdir()
-        shutil.copy(SHIPPED, tmp_path / folder / "style.safetensors")
-    window.controller.add_loras([tmp_path / "a" / "style.safetensors", tmp_path / "b" / "style.safetensors"])
-    qtbot.waitUntil(lambda: bool(reads), timeout=30000)  # the thread reads the first copy whole
-    window.prompt_panel.prompt_edit.setPlainText("a red circle on a blue background")
-    try:
-        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
-    finally:
-        release.set()
-    qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible(), timeout=30000)
-    window.error_dialog.accept()
-    assert [name for on_gui, name in reads if on_gui] == []  # was: both copies, read whole again
-
-
-@pytest.mark.xfail(strict=True, reason="R61: a copy switched off and on again has both files read whole again, not "
-                                       "'once per version' as the README says")
-def test_copies_switched_off_and_on_again_are_not_read_whole_again(qtbot, tmp_path, monkeypatch):
-    """README: "only files of one look are read whole (once per version)". Two copies on, read whole and marked;
-    one switched off (to try the other's strength alone) and on again: what was read of both was let go of when
-    the pair was no longer on (``LoraTwins._show``), and both files are read whole again on the thread (600 MB for
-    two 300 MB copies, at each such switch), their rows unmarked until then."""
-    import app.lora_twins
-    from app.lora_state import LoraState
-
-    real, whole = app.lora_twins.read_contents, []
-    monkeypatch.setattr(app.lora_twins, "read_contents", lambda path: whole.append(Path(path).name) or real(path))
-    copies = [tmp_path / "style.safetensors", tmp_path / "style copy.safetensors"]
-    for copy in copies:
-        shutil.copy(SHIPPED, copy)
-    state = LoraState()
-    first, second = state.add_files(copies).added  # both switched on
-    qtbot.waitUntil(lambda: second.twin != "", timeout=30000)  # read whole on the thread, marked
-    assert sorted(whole) == ["style copy.safetensors", "style.safetensors"]
-    state.set_enabled(first, False)
-    state.set_enabled(first, True)
-    qtbot.waitUntil(lambda: second.twin != "", timeout=30000)
-    qtbot.wait(200)  # a read the thread may still make
-    assert len(whole) == 2, whole  # was: 4, both read whole again
 
 
 @pytest.mark.xfail(strict=True, reason="R61: Empty trash asks to remove 'for good' an image 'whose file is already "
