@@ -120,24 +120,27 @@ class SavedStrengths(NamedTuple):
     refused: bool
 
 
-def saved_strengths(strength: float, text_strength: float | None) -> SavedStrengths:
+def saved_strengths(strength: float, text_strength: float | None, enabled: bool) -> SavedStrengths:
     """The strengths a row of ``settings.json`` (any editor may have changed it) gives, as the engine applies them:
-    one that is no number (inf, NaN) is refused, the strength 1 or the text strength "the same" in its place; one
-    beyond ±``MAX_STRENGTH`` is the nearest the engine applies. Each said ("the strength inf in your settings, …")."""
+    one that is no number (inf, NaN) is refused, the strength 1 or the text strength "the same" in its place, and a
+    row that was on (``enabled``) switched off; one beyond ±``MAX_STRENGTH`` is the nearest the engine applies. Each
+    said ("the strength inf in your settings, …"), of a row that was off without "switched off"."""
     said: list[str] = []
-    fitted = _saved("strength", strength, "at strength 1", said)
-    text = None if text_strength is None else _saved("text strength", text_strength,
-                                                     "its text strength the same as its strength", said)  # fmt: skip
+    fitted = _saved("strength", strength, "at strength 1" if enabled else "it is at strength 1 now", enabled, said)
+    text = None if text_strength is None else _saved(
+        "text strength", text_strength, "its text strength the same as its strength" if enabled
+        else "its text strength is the same as its strength now", enabled, said)  # fmt: skip
     refused = fitted is None or (text_strength is not None and text is None)
     return SavedStrengths(1.0 if fitted is None else fitted, text, said, refused)
 
 
-def _saved(what: str, value: float, instead: str, said: list[str]) -> float | None:
+def _saved(what: str, value: float, instead: str, enabled: bool, said: list[str]) -> float | None:
     """``value``, a row's ``what`` ("strength", "text strength") in the settings, fitted (``fit_strength``); None
-    when it is no number, which is refused (``instead``: what the row takes then, in words). Each change said."""
+    when it is no number, which is refused (``instead``: what the row takes then, in words; a row that was on,
+    ``enabled``, is switched off). Each change said."""
     if not math.isfinite(value):
-        said.append(f"the {what} {value:g} in your settings, which is no number a LoRA can be applied at: it is "
-                    f"switched off, {instead}")  # fmt: skip
+        then = f"it is switched off, {instead}" if enabled else instead
+        said.append(f"the {what} {value:g} in your settings, which is no number a LoRA can be applied at: {then}")
         return None
     fitted = fit_strength(value)
     if fitted != value:

@@ -297,8 +297,9 @@ class LoraState(QObject):
         no LoRA a job could use (replaced by another model's, damaged: every job would fail on it while it is on)
         keeps its row, switched off, so nothing the user set up is forgotten; returns what is said of each one
         that was on. A strength that is no number (inf, NaN) is refused as the engine refuses it, the row kept,
-        switched off, and said; one beyond what the engine applies is the nearest it applies, said
-        (``saved_strengths``): both went on silently, inf at 2.0, switched on. An example LoRA the app ships is
+        switched off, and said (of a row that was off, as what it takes, not "switched off … switch it on again");
+        one beyond what the engine applies is the nearest it applies, said (``saved_strengths``): both went on
+        silently, inf at 2.0, switched on. An example LoRA the app ships is
         found where this app has it (``saved_example_path``), kept on or off at its strength: its saved path was
         the app folder's at that session; unless the example has a row already, where it keeps its saved path.
 
@@ -330,12 +331,12 @@ class LoraState(QObject):
                 notices.append(NotRestored(f"The LoRA list in your settings names a file that cannot exist "
                                            f"({s.path[:80]!r}: {exc}); it was left out."))  # fmt: skip
                 continue
-            strengths = saved_strengths(s.strength, s.text_strength)
+            strengths = saved_strengths(s.strength, s.text_strength, s.enabled)
             entry = self._add(path, s.enabled and not strengths.refused, strengths.strength, read)
             entry.text_strength = strengths.text_strength  # kept while the file cannot be read too
             listed.add(read.resolved)
             if strengths.said:
-                again = ", then switch it on again" if strengths.refused else ""
+                again = ", then switch it on again" if strengths.refused and s.enabled else ""
                 notices.append(NotRestored(f"The LoRA file {entry.path} has {'; and '.join(strengths.said)}.",
                                            f"Set the strength you want in the LoRA panel{again}."))
             if header.problem or s.trigger_words != s.header_words:

@@ -55,3 +55,21 @@ def test_strengths_are_shown_as_used_and_one_that_is_no_number_is_refused_by_nam
     saved = json.loads((data_root / "settings.json").read_text())["loras"]
     assert [(s["strength"], s["text_strength"], s["enabled"]) for s in saved if "monochrome" not in s["path"]] == [
         (0.825, None, True), (1.0, None, False), (0.5, None, False), (2.0, None, False)]  # fmt: skip
+
+
+def test_a_strength_that_is_no_number_of_a_row_that_was_off_is_not_said_as_switched_off(qtbot, data_root, tmp_path):
+    """settings.json keeps an ``inf`` strength of a row the user had switched off. The start-up notice said "it is
+    switched off, at strength 1" and "Set the strength you want in the LoRA panel, then switch it on again": it was
+    off, and never on ("again"); the notice for a missing file is given only for a row that was on. It now says what
+    the row takes, and that it stays as it was."""
+    lora = flux_lora(tmp_path / "ink.safetensors", text_part=True)
+    rows = [{"path": str(lora), "enabled": False, "strength": float("inf"), "text_strength": float("nan")}]
+    (data_root / "settings.json").write_text(json.dumps({"version": 2, "loras": rows}))
+    window = window_without_engine(qtbot, resolve_data_dir(data_root))
+    [said] = [n for n in window.controller.notices if "strength" in n.message]
+    assert (said.message, said.hint) == (
+        f"The LoRA file {lora} has the strength inf in your settings, which is no number a LoRA can be applied at: it "
+        "is at strength 1 now; and the text strength nan in your settings, which is no number a LoRA can be applied "
+        "at: its text strength is the same as its strength now.", "Set the strength you want in the LoRA panel.")
+    entry = window.lora_panel.row_for("ink").entry
+    assert (entry.enabled, entry.strength, entry.text_strength) == (False, 1.0, None)

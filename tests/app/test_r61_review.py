@@ -1,5 +1,6 @@
-"""R61 review: the LoRA panel's copies switched on together and its restored strengths (F60), and Empty trash's
-question beside F61's pictures back in the images folder, as a demanding user meets them.
+"""R61 review: Empty trash's question beside F61's pictures back in the images folder, as a demanding user meets
+them (the review's tests of the LoRA panel's copies and restored strengths are in test_lora_twins.py and
+test_lora_strengths_as_used.py, fixed).
 
 Each test shows a defect found in the review and fails on the code it was written against (strict xfail); each
 passes once that defect is fixed. Real window or state objects, real engine reads of real files, offscreen.
@@ -7,31 +8,12 @@ passes once that defect is fixed. Real window or state objects, real engine read
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
 
 from app.data_dir import resolve_data_dir
-from gpu.paths import resources_dir
 from tests.app.gui import window_without_engine
-from tests.app.test_lora_list import flux_lora
-
-SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
-
-
-@pytest.mark.xfail(strict=True, reason="R61: a row that was off with a strength that is no number is told to be "
-                                       "switched on 'again' and 'switched off', which it already was")
-def test_a_strength_that_is_no_number_of_a_row_that_was_off_is_not_said_as_switched_off(qtbot, data_root, tmp_path):
-    """settings.json keeps an ``inf`` strength of a row the user had switched off. The start-up notice says "it is
-    switched off, at strength 1" and "Set the strength you want in the LoRA panel, then switch it on again": it was
-    off, and never on ("again"); the notice for a missing file is given only for a row that was on."""
-    lora = flux_lora(tmp_path / "ink.safetensors", text_part=True)
-    rows = [{"path": str(lora), "enabled": False, "strength": float("inf")}]
-    (data_root / "settings.json").write_text(json.dumps({"version": 2, "loras": rows}))
-    window = window_without_engine(qtbot, resolve_data_dir(data_root))
-    [said] = [n for n in window.controller.notices if "strength" in n.message]
-    assert "again" not in said.hint and "switched off" not in said.message, (said.message, said.hint)
 
 
 @pytest.mark.xfail(strict=True, reason="R61: Empty trash asks to remove 'for good' an image 'whose file is already "
