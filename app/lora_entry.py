@@ -90,8 +90,12 @@ STRENGTH_DECIMALS = 6  # of a strength the panel shows (``strength_text``): as u
 
 def strength_text(strength: float) -> str:
     """A strength as the panel shows it: as it is used, to six decimals, two at least ("0.50", "0.333"): 0.333 from
-    an image or the command line was shown as 0.33, and the "Text" strength given a value of its own took that."""
+    an image or the command line was shown as 0.33, and the "Text" strength given a value of its own took that. One
+    that six decimals would show as 0 but is not ("1e-07", a program's rounding of 0) is shown as such: the LoRA is
+    applied at it (only 0 is left out), and "0.00" read as not applied."""
     text = f"{strength:.{STRENGTH_DECIMALS}f}".rstrip("0")
+    if strength and not text.strip("-0."):
+        return f"{strength:.2g}"
     return text + "0" * (2 - len(text.partition(".")[2]))
 
 

@@ -73,3 +73,13 @@ def test_a_strength_that_is_no_number_of_a_row_that_was_off_is_not_said_as_switc
         "at: its text strength is the same as its strength now.", "Set the strength you want in the LoRA panel.")
     entry = window.lora_panel.row_for("ink").entry
     assert (entry.enabled, entry.strength, entry.text_strength) == (False, 1.0, None)
+
+
+def test_a_strength_too_small_for_six_decimals_does_not_read_as_zero(qtbot, bare_window, tmp_path):
+    """An image's LoRA at strength 1e-07 (a program's rounding of 0): the LoRA is applied at it (only 0 is left
+    out), and its row showed "0.00", which reads as not applied. It is shown as 1e-07."""
+    state, panel = bare_window.controller.loras, bare_window.lora_panel
+    [entry] = state.add_files([flux_lora(tmp_path / "ink.safetensors")]).added
+    state.switch_to({id(entry): (1e-7, None)})  # the image's <lora:ink:0.0000001>, reused
+    assert entry.strength == 1e-7 and entry.request() == (str(entry.path), 1e-7)  # what a job applies
+    assert panel.row_for("ink").value.text() == "1e-07"  # was: "0.00"
