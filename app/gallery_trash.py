@@ -145,10 +145,10 @@ class GalleryTrash(QObject):
         """Whether the undo list holds any deletion (also while Undo is refused)."""
         return bool(self._undo)
 
-    def without_file(self, files: Container[str]) -> int:
-        """How many images on the undo list have no file among ``files`` (the trash's, as listed): missing when
-        they were deleted, or their trashed file removed by hand since."""
-        return sum(record.path not in files for batch in self._undo for record in batch)
+    def without_file(self, files: Container[str]) -> list[ImageRecord]:
+        """The images on the undo list that have no file among ``files`` (the trash's, as listed): missing when
+        they were deleted, or their trashed file removed (or moved back into the images folder) by hand since."""
+        return [record for batch in self._undo for record in batch if record.path not in files]
 
     def forget_undo(self) -> None:
         """Empties the undo list: Empty trash forgot the trashed rows."""

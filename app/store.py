@@ -344,6 +344,19 @@ class Store:
         )
         return {rid: (_settings(text), size, sha) for rid, text, size, sha in rows if rid in wanted}
 
+    def fingerprints(self, ids: Iterable[int]) -> dict[int, tuple[int | None, str | None]]:
+        """id -> (file size, file SHA-256) stored for those of the rows ``ids`` that are there (``stored_fingerprint``
+        of many, in one read)."""
+        wanted = list(ids)
+        found: dict[int, tuple[int | None, str | None]] = {}
+        for start in range(0, len(wanted), 500):  # at most 999 parameters a statement (``images_at``)
+            chunk = wanted[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT id, file_size, file_sha256 FROM images WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+            )
+            found.update((rid, (size, sha)) for rid, size, sha in rows)
+        return found
+
     def stored_fingerprint(self, image_id: int) -> tuple[int | None, str | None]:
         """(file size, file SHA-256) stored for the row ``image_id``, in the gallery or in the trash: None where
         not known (an image imported before its hash was stored, or a row that is gone)."""

@@ -16,6 +16,7 @@ from app.gallery_model import GalleryModel
 from app.gallery_trash import Deleted
 from app.store import ImageRecord
 from app.trash_listing import FailureKind, TrashEmptied, TrashListing
+from app.trash_notices import kept_and_added
 from app.wording import counted, hidden_note, were
 
 log = logging.getLogger(__name__)
@@ -239,12 +240,8 @@ def _emptied_text(emptied: TrashEmptied) -> str:
     that had no file, removed too (left out, they went uncounted, and a trash of only them said "0 files"); then
     the images that stay in the gallery, their picture back in the images folder, and the pictures found there
     under the names of images in the trash, added (an entry appearing, or staying, unsaid)."""
-    fileless, kept, imported = emptied.fileless, emptied.kept, emptied.imported
-    back = f"; {counted(kept, 'image')} whose picture was back in the images folder " \
-        f"{'stays' if kept == 1 else 'stay'} in the gallery" if kept else ""  # fmt: skip
-    if imported:
-        back += f"; {counted(imported, 'picture')} put in the images folder under the name of an image in the trash " \
-            f"{were(imported)} added to the gallery"  # fmt: skip
+    fileless = emptied.fileless
+    back = "".join(f"; {said}" for said in kept_and_added(emptied.kept, emptied.imported, ended=True))
     if fileless and not emptied.deleted and not emptied.gone:
         return f"The trash was emptied: {counted(fileless, 'image')} whose file was already gone {were(fileless)} " \
             f"removed{back}."  # fmt: skip

@@ -9,7 +9,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from PySide6.QtCore import QObject
@@ -20,8 +20,9 @@ from app.engine_errors import EngineError
 from app.gallery_errors import EmptyingNotStarted
 from app.image_files import absolute
 from app.reconcile import finish_interrupted_moves, import_files, list_folders
-from app.store import Store
+from app.store import ImageRecord, Store
 from app.trash_listing import TrashEmptied, TrashListing, delete_listed, list_trash
+from app.trash_names import not_its_picture
 from app.trash_notices import not_listed, refused_while_emptying, undo_while_emptying, unreadable_because
 
 if TYPE_CHECKING:
@@ -41,6 +42,10 @@ class _Emptying:
     stop: threading.Event
     deleted: int = 0
     emptied: TrashEmptied = field(default_factory=TrashEmptied)
+
+
+# An image in the trash with its row's stored (file size, SHA-256), for a thread without the database.
+_Stored = tuple[ImageRecord, tuple[int | None, str | None]]
 
 
 class _Look(NamedTuple):
@@ -161,15 +166,18 @@ class TrashEmptier(QObject):
         if self._emptying is None:
             self._start_listing(look, None)
 
-    def _start_listing(self, look: _Look, listing: TrashListing | None, trashed: Sequence[str] = ()) -> None:
+    def _start_listing(self, look: _Look, listing: TrashListing | None, trashed: Sequence[str] = (),
+                       fileless: Sequence[_Stored] = ()) -> None:  # fmt: skip
         # On a daemon thread (``Lookups``): a quit does not wait for a folder it lists (it writes nothing).
-        self._lookups.start("listing the trash", lambda: (look, self._list(listing, trashed)))
+        self._lookups.start("listing the trash", lambda: (look, self._list(listing, trashed, fileless)))
 
-    def _list(self, listing: TrashListing | None, trashed: Sequence[str]) -> TrashListing | Exception:
+    def _list(self, listing: TrashListing | None, trashed: Sequence[str], fileless: Sequence[_Stored]
+              ) -> TrashListing | Exception:  # fmt: skip
         """On the listing's thread: the trash listed (``listing`` None), else, for Empty trash, which of the names
-        ``trashed`` (of the images in the trash) a file in the images folder holds (``TrashListing.taken``) and,
-        when it has files to move back or such names, the pictures of the images folder and the trash
-        (``TrashListing.pictures``); handed to the Qt thread (``_on_listed``), also when it failed
+        ``trashed`` (of the images in the trash) a file in the images folder holds (``TrashListing.taken``), which
+        of those is the own picture of an image of ``fileless`` (``TrashListing.back``: hashed here, not on the
+        window's thread) and, when it has files to move back or such names, the pictures of the images folder and
+        the trash (``TrashListing.pictures``); handed to the Qt thread (``_on_listed``), also when it failed
         (why, without its traceback, whose frame holds this gallery). ``DataDirMoved`` when the data folder moved
         away before or during the listing: nothing was found at its old path, the trash's files went with it; a
         listing that failed is checked for it too (a folder of the trash gone with it while it was walked: it was
@@ -179,6 +187,7 @@ class TrashEmptier(QObject):
                 listing = list_trash(self._data.trash)
             else:
                 listing.taken = frozenset(rel for rel in trashed if absolute(self._data, rel).is_file())
+                listing.back = self._own_pictures(listing.taken, fileless)
                 if listing.shown or listing.taken:
                     listing.pictures = list_folders(self._data)
             self._data.check_in_place()
@@ -191,6 +200,12 @@ class TrashEmptier(QObject):
                 log.exception("listing the trash folder %s failed", self._data.trash)
             return exc.with_traceback(None)
         return listing
+
+    def _own_pictures(self, taken: frozenset[str], fileless: Sequence[_Stored]) -> frozenset[str]:
+        """On the listing's thread: the names of ``taken`` whose file in the images folder is the own picture of an
+        image of ``fileless`` (not known to be another: each hashed), which keeps it in the gallery."""
+        return frozenset(record.path for record, stored in fileless if record.path in taken
+                         and not not_its_picture(record, stored, absolute(self._data, record.path)))  # fmt: skip
 
     def _moved_away(self) -> DataDirMoved | None:
         """On the listing's thread: ``check_in_place``'s ``DataDirMoved``, without its traceback nor the error being
@@ -233,14 +248,21 @@ class TrashEmptier(QObject):
             listing.shown = frozenset(rel for rel in listing.files if rel in rows and not rows[rel][2])
             trashed = [rel for rel, (_id, _missing, in_trash) in rows.items() if in_trash]
             if look.then is not None and (listing.shown or trashed):
-                self._start_listing(look, listing, trashed)
+                self._start_listing(look, listing, trashed, self._stored(self._trash.without_file(listing.files)))
                 return
         self._look = None
         self._model.has_trash = not self._trash.gathering and (self._trash.has_undo or bool(listing.deleted))
         if look.then is not None:
             listing.version = look.version
-            listing.fileless = self._trash.without_file(listing.files)
+            listing.fileless = len(self._trash.without_file(listing.files))
             look.then(listing)
+
+    def _stored(self, records: list[ImageRecord]) -> list[_Stored]:
+        """``records`` (images in the trash) each with its row's stored fingerprint, read here, on the database's
+        thread, for the listing's thread to tell their own pictures from others (``not_its_picture``); copies, so
+        that settings parsed there are not cached into the undo list's records."""
+        stored = self._store.fingerprints(record.id for record in records)
+        return [(replace(record), stored.get(record.id, (None, None))) for record in records]
 
     def _log_not_listed(self, why: Exception) -> None:
         """Logs a listing of the trash that failed with an ``OSError`` (a fault logged its traceback on its thread;

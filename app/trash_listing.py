@@ -30,13 +30,17 @@ class TrashListing:
     deleted, or its trashed file removed by hand), which Empty trash removes too (Undo brings them back, missing).
     ``taken``, for Empty trash: the names of images in the trash that a file in the images folder holds (a picture
     copied there by hand, or the image's own moved back), which Empty trash imports or gives back to its image, as
-    start-up would; None until looked at."""
+    start-up would; None until looked at. ``back``: those of ``taken`` that are the own picture of an image in the
+    trash without its file there (not known to be another: ``trash_names.another_picture``, a file's hash), which
+    keeps that image in the gallery: Empty trash's question counts them apart from the images it removes (it asked
+    to remove "for good" an image "whose file is already gone", then kept it)."""
 
     files: dict[str, Path] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     folders: list[Path] = field(default_factory=list)
     shown: frozenset[str] = frozenset()
     taken: frozenset[str] | None = None
+    back: frozenset[str] = frozenset()
     pictures: Listed | None = None
     version: int = -1
     fileless: int = 0

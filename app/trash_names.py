@@ -94,7 +94,13 @@ def another_picture(store: Store, record: ImageRecord, path: Path) -> bool:
     settings than its own. With nothing to tell them apart (no settings in the file, or it cannot be read) it is
     taken for its own. The one rule of Undo (``back_in_images``) and start-up (``app.reconcile``) for a trashed
     entry's name taken in the images folder: a file there is its picture unless this says otherwise."""
-    size, sha = store.stored_fingerprint(record.id)
+    return not_its_picture(record, store.stored_fingerprint(record.id), path)
+
+
+def not_its_picture(record: ImageRecord, stored: tuple[int | None, str | None], path: Path) -> bool:
+    """``another_picture`` with the row's stored (size, SHA-256) read beforehand (``Store.fingerprints``): asked
+    off the database's thread, where a file is hashed without freezing the window (Empty trash's listing)."""
+    size, sha = stored
     if size is not None:
         fingerprint = file_fingerprint(path)
         return fingerprint is not None and (fingerprint[0] != size or sha not in (None, fingerprint[1]))

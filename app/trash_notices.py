@@ -12,7 +12,7 @@ from app.history_model import prompt_line
 from app.image_files import absolute
 from app.store import ImageRecord
 from app.trash_listing import TrashListing
-from app.wording import counted
+from app.wording import counted, were
 from gpu.errors import named_few
 
 
@@ -22,14 +22,37 @@ def _so_far(deleted: int, total: int) -> str:
 
 def empty_trash_question(listing: TrashListing) -> str:
     """What Empty trash asks before removing what ``listing`` found for good: its files and their size, and the
-    images in the trash whose file is already gone (counted too: they go, and Undo brought them back)."""
+    images in the trash whose file is already gone (counted too: they go, and Undo brought them back); apart, the
+    images it keeps, their own picture back in the images folder (``TrashListing.back``: counted among those whose
+    file is gone, they were asked about as removed "for good", then kept), and the pictures there under the names
+    of images in the trash, which it adds to the gallery."""
     files, size = listing.size
-    n = listing.fileless
+    kept = len(listing.back)
+    n = max(listing.fileless - kept, 0)
+    besides = kept_and_added(kept, len(listing.taken or ()) - kept, ended=False)
+    also = f" {'; '.join(besides)}." if besides else ""
+    if not files and not n:
+        return f"Empty the trash? Nothing in it is deleted:{also}"
     if not files:
         return f"Remove the {counted(n, 'image')} in the trash for good? " \
-            f"{'Its file is' if n == 1 else 'Their files are'} already gone."  # fmt: skip
+            f"{'Its file is' if n == 1 else 'Their files are'} already gone.{also}"  # fmt: skip
     fileless = f", and remove the {counted(n, 'image')} in it whose file is already gone" if n else ""
-    return f"Delete the {counted(files, 'file')} in the trash ({size / 2**20:.1f} MiB) for good{fileless}?"
+    return f"Delete the {counted(files, 'file')} in the trash ({size / 2**20:.1f} MiB) for good{fileless}?{also}"
+
+
+def kept_and_added(kept: int, added: int, ended: bool) -> list[str]:
+    """What Empty trash does besides deleting, as its question (``ended`` False) and its end say it: the ``kept``
+    images in the trash whose own picture is back in the images folder stay in the gallery, and the ``added``
+    pictures put there under the name of an image in the trash are added to it ([] for none of either)."""
+    said = []
+    if kept:
+        said.append(f"{counted(kept, 'image')} whose picture {'was' if ended else 'is'} back in the images folder "
+                    f"{'stays' if kept == 1 else 'stay'} in the gallery")  # fmt: skip
+    if added:
+        done = were(added) if ended else "is" if added == 1 else "are"
+        said.append(f"{counted(added, 'picture')} put in the images folder under the name of an image in the trash "
+                    f"{done} added to the gallery")  # fmt: skip
+    return said
 
 
 def refused_while_emptying(what: str, deleted: int, total: int) -> EngineError:

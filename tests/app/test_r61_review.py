@@ -16,35 +16,6 @@ from app.data_dir import resolve_data_dir
 from tests.app.gui import window_without_engine
 
 
-@pytest.mark.xfail(strict=True, reason="R61: Empty trash asks to remove 'for good' an image 'whose file is already "
-                                       "gone' when its picture is back in the images folder, and then keeps it")
-def test_empty_trash_does_not_ask_to_remove_an_image_it_keeps(qtbot, data_root, monkeypatch):
-    """An image deleted, its picture then moved back into the images folder by hand (the file manager's "restore"
-    of a trash folder). Empty trash asks "Remove the 1 image in the trash for good? Its file is already gone." The
-    file is not gone, and Empty trash keeps the image (F61: "1 image whose picture was back in the images folder
-    stays in the gallery"): the question was asked of the listing, whose ``taken`` it had before it asked, but
-    counted that image among those it removes (``trash_notices.empty_trash_question``: ``listing.fileless``)."""
-    from PySide6.QtWidgets import QMessageBox
-
-    from tests.app.gui import answer_stop, gallery_images, trash_settled
-
-    data = resolve_data_dir(data_root)
-    gallery_images(data, ["fox", "cat"])
-    window = window_without_engine(qtbot, data)
-    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
-    panel, gallery = window.gallery_panel, window.controller.gallery
-    panel.select_row(next(r for r in range(gallery.rowCount()) if gallery.record(r).prompt == "cat"))
-    panel.delete_selected()
-    shutil.move(data.trash / "d" / "1.png", data.images / "d" / "1.png")  # its picture moved back by hand
-    trash_settled(qtbot, gallery)
-    asked: list[str] = []
-    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, asked)
-    panel.empty_trash_button.click()
-    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
-    assert "cat" in [gallery.record(r).prompt for r in range(gallery.rowCount())]  # kept, as F61 made it
-    assert "already gone" not in asked[0], asked  # was: "Remove the 1 image in the trash for good? Its file is …"
-
-
 @pytest.mark.xfail(strict=True, reason="R61: a delete cut short says an image whose file was not found was 'moved to "
                                        "the trash', as F61 fixed for a delete that ends well")
 def test_a_delete_cut_short_does_not_say_an_image_without_its_file_was_moved(qtbot, data_root):

@@ -553,6 +553,10 @@ def test_empty_trash_shows_a_picture_put_in_the_images_folder_under_the_name_of_
     panel.empty_trash_button.click()
     qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
     assert [e.message for e in errors] == []
+    # was: "…for good, and remove the 1 image in it whose file is already gone?" of "cat", which stays (R61)
+    assert asked == ["Delete the 1 file in the trash (0.0 MiB) for good? 1 image whose picture is back in the "
+                     "images folder stays in the gallery; 1 picture put in the images folder under the name of an "
+                     "image in the trash is added to the gallery."]  # fmt: skip
     assert window.statusBar().currentMessage() == (
         "The trash was emptied: 1 file deleted (0.0 MiB); 1 image whose picture was back in the images folder stays "
         "in the gallery; 1 picture put in the images folder under the name of an image in the trash was added to "
@@ -567,3 +571,86 @@ def test_empty_trash_shows_a_picture_put_in_the_images_folder_under_the_name_of_
     store = Store(data.database)
     assert reconcile(store, data).imported == 0  # the next start has nothing left to import
     store.close()
+
+
+def test_empty_trash_does_not_ask_to_remove_an_image_it_keeps(qtbot, data_root, monkeypatch):
+    """An image deleted, its picture then moved back into the images folder by hand (the file manager's "restore"
+    of a trash folder). Empty trash asked "Remove the 1 image in the trash for good? Its file is already gone.",
+    then kept the image ("1 image whose picture was back in the images folder stays in the gallery"). Now the
+    question says it stays, apart from an image whose file is gone (here: another picture, same settings, copied
+    in under its name, told apart by its hash, off the window's thread), which goes, that picture added (R61)."""
+    import threading
+
+    from PySide6.QtWidgets import QMessageBox
+
+    import app.trash_names
+    from app.image_files import file_fingerprint
+
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox", "cat"])
+    owl = data.images / "d" / "2.png"
+    write_png(owl, Image.new("RGB", (16, 16), (2, 0, 0)), {"prompt": "owl"})
+    store = Store(data.database)
+    size, sha = file_fingerprint(owl)
+    store.add_image("d/2.png", {"prompt": "owl"}, created=2.0, file_size=size, file_sha256=sha)  # its hash stored
+    store.close()
+    window = gui.window_without_engine(qtbot, data)
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    _select(window, ["cat", "owl"])
+    panel.delete_selected()
+    shutil.move(data.trash / "d" / "1.png", data.images / "d" / "1.png")  # "cat"'s picture moved back by hand
+    (data.trash / "d" / "2.png").unlink()
+    write_png(owl, Image.new("RGB", (16, 16), (9, 9, 9)), {"prompt": "owl"})  # another picture, owl's settings
+    trash_settled(qtbot, gallery)
+
+    hashed_on: list[bool] = []  # per file hashed before the question: whether on the window's thread
+    real = app.trash_names.file_fingerprint
+    monkeypatch.setattr(app.trash_names, "file_fingerprint", lambda path: hashed_on.append(
+        threading.current_thread() is threading.main_thread()) or real(path))  # fmt: skip
+    asked: list[tuple[str, list[bool]]] = []
+
+    def answer(box: QMessageBox) -> int:  # Yes, noting the question and the files hashed until then
+        asked.append((box.text(), list(hashed_on)))
+        box.button(QMessageBox.StandardButton.Yes).click()
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", answer)
+    panel.empty_trash_button.click()
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
+    assert asked == [("Remove the 1 image in the trash for good? Its file is already gone. 1 image whose picture "
+                      "is back in the images folder stays in the gallery; 1 picture put in the images folder under "
+                      "the name of an image in the trash is added to the gallery.",
+                      [False, False])]  # cat's and owl's files, looked at on the listing's thread  # fmt: skip
+    # was: "Remove the 2 images in the trash for good? Their files are already gone."
+    assert window.statusBar().currentMessage() == (
+        "The trash was emptied: 1 image whose file was already gone was removed; 1 image whose picture was back in "
+        "the images folder stays in the gallery; 1 picture put in the images folder under the name of an image in "
+        "the trash was added to the gallery.")  # fmt: skip
+    assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "cat", False), ("d/2.png", "owl", False)]
+
+
+def test_empty_trash_of_only_an_image_whose_picture_is_back_says_nothing_is_deleted(qtbot, data_root, monkeypatch):
+    """An image deleted, its picture then moved back into the images folder by hand (the file manager's "restore"
+    of a trash folder), and nothing else in the trash. Empty trash asked "Remove the 1 image in the trash for good?
+    Its file is already gone.", then kept it (R61). Now it says that nothing is deleted and that the image stays."""
+    from PySide6.QtWidgets import QMessageBox
+
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox", "cat"])
+    window = gui.window_without_engine(qtbot, data)
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    _select(window, ["cat"])
+    panel.delete_selected()
+    shutil.move(data.trash / "d" / "1.png", data.images / "d" / "1.png")  # its picture moved back by hand
+    trash_settled(qtbot, gallery)
+    asked: list[str] = []
+    answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, asked)
+    panel.empty_trash_button.click()
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
+    assert asked == ["Empty the trash? Nothing in it is deleted: 1 image whose picture is back in the images folder "
+                     "stays in the gallery."]  # fmt: skip
+    assert window.statusBar().currentMessage() == "The trash was emptied: 1 image whose picture was back in the " \
+        "images folder stays in the gallery."  # fmt: skip
+    assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "cat", False)]
