@@ -17,14 +17,16 @@ from gpu.errors import named_few
 class DeleteCutShort(Exception):
     """Moving several images to the trash stopped at one that could not be moved (``cause``: open in another
     program on Windows, a read-only folder, a database error). The ``moved`` images before it are in the trash
-    by then, together on the undo stack (one Undo brings them back); that one and the others not yet tried
-    (``kept`` in all) are unchanged, file and row."""
+    by then, together on the undo stack (one Undo brings them back), ``without_file`` of them put there without
+    their file (not found in the images folder: nothing moved); that one and the others not yet tried (``kept`` in
+    all) are unchanged, file and row."""
 
-    def __init__(self, moved: int, kept: int, cause: OSError | sqlite3.Error) -> None:
-        super().__init__(f"{moved} image(s) moved to the trash, then {cause}")
+    def __init__(self, moved: int, kept: int, cause: OSError | sqlite3.Error, without_file: int = 0) -> None:
+        super().__init__(f"{moved} image(s) put in the trash ({without_file} without their file), then {cause}")
         self.moved = moved
         self.kept = kept
         self.cause = cause
+        self.without_file = without_file
 
 
 class DeleteNotSaved(sqlite3.Error):

@@ -194,7 +194,7 @@ class GalleryTrash(QObject):
                     self._model.remove_rows_at(moved)
         except (OSError, sqlite3.Error) as exc:
             if batch:
-                raise DeleteCutShort(len(batch), len(todo) - len(batch), exc) from exc
+                raise DeleteCutShort(len(batch), len(todo) - len(batch), exc, len(fileless)) from exc
             raise
         finally:
             if not batch:

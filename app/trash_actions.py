@@ -167,12 +167,20 @@ class TrashActions:
     def _delete_cut_short(self, cut: DeleteCutShort) -> EngineError:
         # Not "nothing else was changed": the images moved before the failure are in the trash already. They
         # stay there (one Undo brings them all back) rather than being moved back unasked, which could fail in
-        # turn for the same reason (a full or read-only disk).
+        # turn for the same reason (a full or read-only disk). Those put there without their file are said as a
+        # delete that ends well says them: nothing of theirs moved.
+        total = cut.moved + cut.kept
+        if cut.without_file:
+            done = f"Only {cut.moved} of the {total} images went to the trash " \
+                f"({_deleted_text(Deleted(cut.moved, cut.without_file))})"  # fmt: skip
+            back = "that image" if cut.moved == 1 else "those images"
+        else:
+            done = f"Only {cut.moved} of the {total} images {were(cut.moved)} moved to the trash"
+            back = f"the {counted(cut.moved, 'moved image')}"
         return EngineError(
-            "user", f"Only {cut.moved} of the {cut.moved + cut.kept} images {were(cut.moved)} "
-            f"moved to the trash. The next could not be moved: {cut.cause} ({self._trash_where(cut.cause)}). "
+            "user", f"{done}. The next could not be moved: {cut.cause} ({self._trash_where(cut.cause)}). "
             f"{self._rest(cut.kept)} in the gallery, unchanged.",
-            f"Undo delete brings the {counted(cut.moved, 'moved image')} back. Check "
+            f"Undo delete brings {back} back. Check "
             "that the image is not open in another program and that the data folder can be written, then delete "
             "the rest again.")
 

@@ -654,3 +654,32 @@ def test_empty_trash_of_only_an_image_whose_picture_is_back_says_nothing_is_dele
     assert window.statusBar().currentMessage() == "The trash was emptied: 1 image whose picture was back in the " \
         "images folder stays in the gallery."  # fmt: skip
     assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "cat", False)]
+
+
+def test_a_delete_cut_short_does_not_say_an_image_without_its_file_was_moved(qtbot, data_root):
+    """A delete of an entry whose file was renamed by hand says it went to the trash without its file. A delete
+    that stops at a later image (here: a file where the trash's folder for it goes) said "Only 1 of the 2 images was
+    moved to the trash" and "Undo delete brings the 1 moved image back" of the one whose file was not found, though
+    nothing moved (R61). Now it says it as a delete that ends well does."""
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i, (folder, prompt) in enumerate((("a", "fox"), ("b", "owl"))):
+        write_png(data.images / folder / f"{i}.png", Image.new("RGB", (16, 16), (i, 0, 0)), {"prompt": prompt})
+        store.add_image(f"{folder}/{i}.png", {"prompt": prompt}, created=float(i))
+    store.close()
+    window = gui.window_without_engine(qtbot, data)
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    errors: list = []
+    window.controller.error.connect(errors.append)
+    (data.images / "a" / "0.png").rename(data.images / "a" / "fox by night.png")  # by hand, the app running
+    data.trash.mkdir(parents=True, exist_ok=True)
+    (data.trash / "b").write_bytes(b"a file where the trash's folder for owl goes")
+    _select(window, ["fox", "owl"])
+    window.gallery_panel.delete_selected()  # fox first (the older row), then owl, which cannot move
+    [error] = errors
+    # was: "Only 1 of the 2 images was moved to the trash.", "Undo delete brings the 1 moved image back."
+    assert error.message.startswith("Only 1 of the 2 images went to the trash (1 image put in the trash without its "
+                                    "file, which was not found in the images folder). The next could not be "
+                                    "moved: "), error.message  # fmt: skip
+    assert error.hint.startswith("Undo delete brings that image back. "), error.hint
+    assert _shown(window) == [("b/1.png", "owl", False)]  # fox in the trash, owl kept
