@@ -304,13 +304,14 @@ class TrashEmptier(QObject):
                                                 "Empty the trash again."))  # fmt: skip
             return False
         self._data.check_in_place()
-        kept = self._put_back(listing) if listing.shown or listing.taken else 0
+        kept = self._put_back(listing) if listing.shown or listing.taken else frozenset()
         self._store.forget_trashed()  # their files, now rowless, stay among ``deleted``
         self._trash.forget_undo()
-        imported = self._import_taken(listing)
+        # The names of the images forgotten that a picture holds are free now; those kept hold theirs.
+        imported = self._import_taken(listing.taken - kept) if listing.taken else 0
         # Counted as the confirmation counted them: the files, and the images without one, whose rows went here
         # (but those that stay in the gallery, their picture back in the images folder).
-        emptied = TrashEmptied(fileless=listing.fileless - kept, kept=kept, imported=imported)
+        emptied = TrashEmptied(fileless=listing.fileless - len(kept), kept=len(kept), imported=imported)
         emptying = _Emptying(listing.size[0], threading.Event(), emptied=emptied)
 
         def told(deleted: int) -> None:  # on the deletion's thread
@@ -363,11 +364,11 @@ class TrashEmptier(QObject):
         self._trash.changed()
         self._model.trash_emptied.emit(emptied)
 
-    def _put_back(self, listing: TrashListing) -> int:
+    def _put_back(self, listing: TrashListing) -> frozenset[str]:
         """The files in the trash of the entries ``listing.shown`` in the gallery moved back to the images folder,
         with start-up's repairs on the folders as ``listing.pictures`` lists them (an image in the trash whose own
         picture is back in the images folder stays in the gallery); one that still cannot move is logged and stays
-        (``empty_trash`` leaves it). Returns how many images in the trash stay in the gallery."""
+        (``empty_trash`` leaves it). Returns the names of the images in the trash that stay in the gallery."""
         assert listing.pictures is not None
         rows = self._store.all_paths()
         # An image in the trash with its file there goes with it: the repair renamed that file out of the way of a
@@ -382,14 +383,17 @@ class TrashEmptier(QObject):
             log.exception("a picture in the trash whose entry is in the gallery could not be moved back; it is kept")
         # An undo a failed commit left half-done is finished by the repair too: its rows come back.
         self._model.files_back(list(listing.shown | (listing.taken or frozenset())))
-        return len(trashed - {row_id for row_id, _missing, in_trash in self._store.all_paths().values() if in_trash})
+        # Their paths as they were: the repair takes a row out of the trash as it is, and renames only those it
+        # leaves there (another picture holding the name).
+        return frozenset(rel for rel, (row_id, _missing, in_trash) in self._store.all_paths().items()
+                         if row_id in trashed and not in_trash)  # fmt: skip
 
-    def _import_taken(self, listing: TrashListing) -> int:
-        """The files in the images folder under the names of the images in the trash just forgotten
-        (``TrashListing.taken``) that no row holds now, imported and shown, as start-up would import them; returns
-        how many. One that cannot be is left to the next start (logged): Empty trash goes on."""
-        rows = self._store.all_paths()
-        new = {rel: str(absolute(self._data, rel)) for rel in listing.taken or () if rel not in rows}
+    def _import_taken(self, names: frozenset[str]) -> int:
+        """The files in the images folder under ``names``, those of the images in the trash just forgotten
+        (``TrashListing.taken``, less those kept: no row holds them now), imported and shown, as start-up would
+        import them; returns how many. One that cannot be is left to the next start (logged): Empty trash goes
+        on. (It read every row's path for that, also when there was none.)"""
+        new = {rel: str(absolute(self._data, rel)) for rel in names}
         try:
             added = import_files(self._store, new)
             self._model.add_imported(self._store.images_at(added))

@@ -683,3 +683,43 @@ def test_a_delete_cut_short_does_not_say_an_image_without_its_file_was_moved(qtb
                                     "moved: "), error.message  # fmt: skip
     assert error.hint.startswith("Undo delete brings that image back. "), error.hint
     assert _shown(window) == [("b/1.png", "owl", False)]  # fox in the trash, owl kept
+
+
+def test_empty_trash_reads_the_gallerys_paths_only_for_pictures_back_in_the_images_folder(qtbot, data_root,
+                                                                                        monkeypatch):  # fmt: skip
+    """Empty trash read every row's path (30,000 rows: about 40 ms each on the window's thread) to import the
+    pictures under the names of images in the trash even when there were none, and three times when there were
+    (the third for what the second had read already). Now not at all without such pictures, twice with them."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.trash_emptier import TrashEmptier
+
+    reads: list[int] = []
+    real_paths, real_empty = Store.all_paths, TrashEmptier.empty_trash
+    monkeypatch.setattr(Store, "all_paths", lambda store: reads.append(1) or real_paths(store))
+
+    def empty_trash(emptier, listing) -> bool:  # the reads Empty trash makes once asked, on the window's thread
+        reads.clear()
+        began = real_empty(emptier, listing)
+        said.append(len(reads))
+        return began
+
+    monkeypatch.setattr(TrashEmptier, "empty_trash", empty_trash)
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: box.button(QMessageBox.StandardButton.Yes).click())
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox", "owl", "cat"])
+    window = gui.window_without_engine(qtbot, data)
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    said: list[int] = []
+    for emptied, (prompt, back) in enumerate((("owl", False), ("cat", True)), 1):
+        _select(window, [prompt])
+        panel.delete_selected()
+        if back:  # its picture moved back by hand: it stays in the gallery
+            shutil.move(data.trash / "d" / "2.png", data.images / "d" / "2.png")
+        trash_settled(qtbot, gallery)
+        panel.empty_trash_button.click()
+        qtbot.waitUntil(lambda n=emptied: len(said) == n, timeout=30000)
+        trash_settled(qtbot, gallery)
+    assert said == [0, 2]  # was: [1, 3]
+    assert _shown(window) == [("d/0.png", "fox", False), ("d/2.png", "cat", False)]
