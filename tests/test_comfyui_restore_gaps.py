@@ -169,3 +169,50 @@ def test_passes_after_the_second_are_said_in_the_order_they_ran(tmp_path):
         "its hires fix (LatentUpscale to 1152x1152, then KSampler node 11 at denoise 0.5; LatentUpscaleBy by 1.5, "
         "then KSampler node 12 at denoise 0.3: 2 more passes up to a larger size) is not restored: new images are "
         "its first pass, 768x768"]  # fmt: skip
+
+
+def test_a_pass_after_a_scale_that_does_not_enlarge_is_said_as_a_second_pass_not_a_larger_one(tmp_path):
+    """Any node whose class names a scale between two passes made the later pass "a hires fix (…: a second pass at a
+    larger size)": a scale of 1, a downscale, an upscale to the first pass's own size. Now "a larger size" is said
+    only where the graph says the size grew (a factor above 1, a target size larger than the first pass, an upscale
+    model); otherwise the pass is said as a second pass, its resize named."""
+
+    def upscaled(kind: str, **inputs: Any) -> list[str]:
+        graph = {**HIRES, "10": {"class_type": kind, "inputs": {"samples": ["3", 0], **inputs}}}
+        return _png(tmp_path, "prompt", graph).problems
+
+    same = "then KSampler node 11 at denoise 0.5) is not restored: new images are its first pass, 768x768"
+    assert upscaled("LatentUpscaleBy", scale_by=1.0) == [f"its second pass (LatentUpscaleBy by 1, {same}"]
+    assert upscaled("LatentUpscaleBy", scale_by=0.5) == [f"its second pass (LatentUpscaleBy by 0.5, {same}"]
+    assert upscaled("LatentUpscale", width=768, height=768) == [
+        f"its second pass (LatentUpscale to 768x768, {same}"]  # fmt: skip
+    assert upscaled("LatentUpscale", width=512, height=512) == [
+        f"its second pass (LatentUpscale to 512x512, {same}"]  # fmt: skip
+    # larger: a factor above 1, a target size larger on one side, ComfyUI's 0 for "as the other side keeps it"
+    assert upscaled("LatentUpscaleBy", scale_by=1.25)[0].startswith("its hires fix (LatentUpscaleBy by 1.25, then")
+    assert upscaled("LatentUpscale", width=768, height=1024)[0].endswith(
+        "a second pass at a larger size) is not restored: new images are its first pass, 768x768")  # fmt: skip
+    assert upscaled("LatentUpscale", width=0, height=1024)[0].startswith("its hires fix")
+    # a total of pixels (2**20 a megapixel): 768x768 is 0.5625 of one
+    assert upscaled("ImageScaleToTotalPixels", megapixels=0.5) == [
+        f"its second pass (ImageScaleToTotalPixels to 0.5 megapixels, {same}"]  # fmt: skip
+    assert upscaled("ImageScaleToTotalPixels", megapixels=1.0)[0].startswith(
+        "its hires fix (ImageScaleToTotalPixels to 1 megapixel, then")  # fmt: skip
+    # numbers too large for a float (an untrusted file): larger, never raised
+    assert upscaled("LatentUpscale", width=10**400, height=0)[0].startswith("its hires fix")
+    assert upscaled("ImageScaleToTotalPixels", megapixels=-(10**400), scale_by=10**400)[0].startswith("its second")
+    # an upscale model: larger by its factor, also where its file's name cannot be read
+    assert upscaled("ImageUpscaleWithModel", upscale_model=["99", 0])[0].startswith(
+        "its hires fix (ImageUpscaleWithModel, then KSampler node 11")  # fmt: skip
+    # scaled twice, back to the first pass's size: the second pass is at that size
+    twice = {**HIRES, "10": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "scale_by": 2}},
+             "12": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["10", 0], "scale_by": 0.5}},
+             "11": {**HIRES["11"], "inputs": {**HIRES["11"]["inputs"], "latent_image": ["12", 0]}}}  # fmt: skip
+    assert _png(tmp_path, "prompt", twice).problems == [
+        f"its second pass (LatentUpscaleBy by 2, LatentUpscaleBy by 0.5, {same}"]  # fmt: skip
+    # a third pass at a larger size than the second, which was smaller than the first: not larger than the first
+    third = {**HIRES, "10": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "scale_by": 0.5}},
+             "13": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["11", 0], "scale_by": 1.5}},
+             "12": {"class_type": "KSampler", "inputs": {**HIRES["11"]["inputs"], "latent_image": ["13", 0],
+                    "denoise": 0.3}}}  # fmt: skip
+    assert _png(tmp_path, "prompt", third).problems[0].startswith("its 2 later passes (LatentUpscaleBy by 0.5, then")

@@ -358,5 +358,6 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
             break
     if first is not None:  # a hires fix, an img2img: said, with the size new images have
         size = f"{out['width']}x{out['height']}" if "width" in out else "at the size the prompt panel has"
-        problems += passes_not_made(passes, samplers, first, size)
+        problems += passes_not_made(passes, samplers, first, size, (out["width"], out["height"]) if "width" in out
+                                    else None)  # fmt: skip
     return out or None, problems

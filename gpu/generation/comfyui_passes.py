@@ -1,8 +1,9 @@
 """The passes of a ComfyUI graph (the ``prompt`` chunk's, or one made of a ``workflow``): which sampler is the first
 pass, whose settings ``comfyui_graph.read_graph`` reads, and what the graph did besides it that no setting here
 makes, said (``passes_said``): a hires fix (a second sampler fed the first's latent through an upscale: the image is
-larger than the first pass, and not the picture the settings make), a later pass at the same size (a refiner's),
-a first pass that started from a loaded picture (img2img). Restored without a word, the settings looked complete
+larger than the first pass, and not the picture the settings make), a later pass at the same size (a refiner's; or
+after a resize the graph does not say enlarged: a scale of 1, a downscale), a first pass that started from a loaded
+picture (img2img). Restored without a word, the settings looked complete
 and made another picture.
 
 A pass is found by walking up from a sampler's ``latent_image`` through any node's links (a latent upscale; or a
@@ -11,10 +12,11 @@ data: links may loop or point nowhere; the walk is bounded and never raises."""
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gpu.generation.passes_said import img2img_not_restored, passes_not_restored
 
@@ -82,16 +84,42 @@ class Graph:
                      None)  # fmt: skip
         return ("", False) if value is None else (f" at denoise {_shown(value)}", value < 1)
 
-    def resize(self, node: str) -> str | None:
-        """What a node that scales the latent or the picture did ("LatentUpscale to 1152x1152", "ImageScaleBy by
-        1.5", "ImageUpscaleWithModel with 4x-UltraSharp.pth"); None for a node that does not."""
+    def resizing(self, node: str) -> Resize | None:
+        """What a node that scales the latent or the picture says of the size it makes; None for a node whose class
+        names no scale."""
         kind, inputs = self.kinds.get(node, ""), self.nodes[node]
         if "Upscale" not in kind and "Scale" not in kind:
             return None
-        width, height, scale = (self.number(inputs, name) for name in ("width", "height", "scale_by"))
+        width, height, scale, pixels = (self.number(inputs, name) for name in ("width", "height", "scale_by",
+                                                                                "megapixels"))  # fmt: skip
         model = self.text(inputs.get("upscale_model"), ("model_name",))
-        return kind + (f" to {_shown(width)}x{_shown(height)}" if width and height else "") + \
-            (f" by {_shown(scale)}" if scale is not None else "") + (f" with {model}" if model else "")  # fmt: skip
+        return Resize(kind, width, height, scale, pixels, model, "upscale_model" in inputs)
+
+    def resize(self, node: str) -> str | None:
+        """What a node that scales the latent or the picture did ("LatentUpscale to 1152x1152", "ImageScaleBy by
+        1.5", "ImageUpscaleWithModel with 4x-UltraSharp.pth", "ImageScaleToTotalPixels to 2 megapixels"); None for a
+        node that does not."""
+        if (r := self.resizing(node)) is None:
+            return None
+        return r.kind + (f" to {_shown(r.width)}x{_shown(r.height)}" if r.width and r.height else "") + \
+            (f" to {_shown(r.megapixels)} megapixel{'' if r.megapixels == 1 else 's'}" if r.megapixels is not None
+             else "") + (f" by {_shown(r.scale)}" if r.scale is not None else "") + \
+            (f" with {r.model}" if r.model else "")  # fmt: skip
+
+
+class Resize(NamedTuple):
+    """What a node between two passes that scales the latent or the picture says of the size it makes, each None
+    where it says nothing (``Graph.resizing``): a target ``width`` and ``height`` in pixels (one 0: kept in aspect
+    by the other), a ``scale`` factor, a total of ``megapixels`` (ImageScaleToTotalPixels), the upscale ``model``'s
+    file; ``by_model``: an upscale model scales it, by the model's factor, which the graph does not say."""
+
+    kind: str
+    width: Any
+    height: Any
+    scale: Any
+    megapixels: Any
+    model: str | None
+    by_model: bool
 
 
 def first_pass(graph: Graph, samplers: list[str]) -> str | None:
@@ -105,16 +133,17 @@ def first_pass(graph: Graph, samplers: list[str]) -> str | None:
     return next((s for s in samplers if not graph.walk_up(s)[1]), samplers[0] if samplers else None)
 
 
-def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str) -> list[str]:
+def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
+                    dims: tuple[int, int] | None = None) -> list[str]:  # fmt: skip
     """What the graph did besides its first pass ``first`` (of ``samplers``), said, with the size new images have
-    (``size``, the first pass's): the passes after it (a hires fix when one scaled the image up), and its start from
-    a loaded picture (an img2img that did not make it again whole). [] when it made the image in one pass."""
+    (``size``, the first pass's; ``dims``, its width and height where known): the passes after it (a hires fix when
+    one ran at a larger size than the first: ``_larger``), and its start from a loaded picture (an img2img that did
+    not make it again whole). [] when it made the image in one pass."""
     later = _later_passes(graph, samplers[:_MAX_SAMPLERS], first)
     said = []
     if later:
-        hires = any(graph.resize(node) for _sampler, between in later for node in between)
-        what = "; ".join(_pass(graph, sampler, between) for sampler, between in later)
-        said.append(passes_not_restored(what, size, hires, len(later)))
+        what = "; ".join(_pass(graph, sampler, between) for sampler, _made, between in later)
+        said.append(passes_not_restored(what, size, _larger(graph, later, first, dims), len(later)))
     came_from, _samplers = graph.walk_up(first)
     loaded = next((node for node in came_from if graph.kinds.get(node, "").startswith("LoadImage")), None)
     how, partly = graph.denoise(first)
@@ -124,9 +153,9 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str) ->
     return said
 
 
-def _later_passes(graph: Graph, samplers: list[str], first: str) -> list[tuple[str, list[str]]]:
+def _later_passes(graph: Graph, samplers: list[str], first: str) -> list[tuple[str, str, list[str]]]:
     """The passes after ``first``, in the order they ran: each sampler of ``samplers`` fed the latent of ``first``,
-    or of a pass after it, with the nodes on the way from that pass to it, in the order they ran."""
+    or of a pass after it, with that pass and the nodes on the way from it, in the order they ran."""
     walks = {sampler: graph.walk_up(sampler) for sampler in samplers if sampler != first}
     done, later = {first}, []
     while True:
@@ -139,7 +168,7 @@ def _later_passes(graph: Graph, samplers: list[str], first: str) -> list[tuple[s
         while node is not None:  # from the node after the pass that made the latent on to ``sampler``
             between.append(node)
             node = came_from[node]
-        later.append((sampler, between))
+        later.append((sampler, made, between))
         done.add(sampler)
 
 
@@ -149,3 +178,43 @@ def _pass(graph: Graph, sampler: str, between: list[str]) -> str:
     resizes = [said for node in between if (said := graph.resize(node))]
     made = f"{graph.kinds.get(sampler, '')} node {sampler}{graph.denoise(sampler)[0]}"
     return ", ".join([*resizes, f"then {made}"]) if resizes else made
+
+
+def _larger(graph: Graph, later: list[tuple[str, str, list[str]]], first: str, dims: tuple[int, int] | None) -> bool:
+    """Whether a pass of ``later`` ran at a larger size than ``first`` (of ``dims``) as far as the graph says: its
+    resizes from ``first`` on (through the passes that fed it) grew the size. Any node whose class named a scale
+    made it "a larger size", a downscale or a scale of 1 too."""
+    factors: dict[str, float | None] = {first: 1.0}
+    for sampler, made, between in later:
+        factor = factors.get(made, 1.0)
+        for node in between:
+            factor = _resized(graph, node, factor, dims)
+        factors[sampler] = factor
+    return any(factor is None or factor > 1 for factor in factors.values())
+
+
+def _resized(graph: Graph, node: str, factor: float | None, dims: tuple[int, int] | None) -> float | None:
+    """The size after ``node`` as a factor of the first pass's (``dims``), from ``factor`` before it; None for larger
+    by an upscale model, whose factor is the model's, not the graph's (a later target size sets it again). A
+    target size is in pixels, as the first pass's (one side 0: ComfyUI keeps the aspect by the other); a resize
+    whose size the graph does not say leaves it as it was: never said larger on a guess."""
+    if (r := graph.resizing(node)) is None:
+        return factor
+    if dims is not None and min(dims) > 0:
+        sides = [_ratio(side, first) for side, first in ((r.width, dims[0]), (r.height, dims[1])) if side]
+        if sides:
+            return max(sides)
+        if r.megapixels is not None:  # a total of megapixels * 2**20 pixels
+            return math.sqrt(max(_ratio(r.megapixels * 2**20, dims[0] * dims[1]), 0.0))
+    if r.by_model:
+        return None
+    return factor * _ratio(r.scale, 1) if r.scale is not None and factor is not None else factor
+
+
+def _ratio(number: float, by: float) -> float:
+    """``number / by`` as a float, for an untrusted file's numbers: one too large for a float is infinite (the
+    division raised)."""
+    try:
+        return number / by
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf  # (copysign raised too: it makes a float of it)
