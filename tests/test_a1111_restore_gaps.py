@@ -35,3 +35,17 @@ def test_lone_cr_line_ends_are_lines() -> None:
     text = "a cat\rNegative prompt: ugly\rSteps: 20, Sampler: Euler, CFG scale: 3.5, Seed: 7, Size: 512x512"
     settings, problems = read_parameters(text)
     assert (settings.get("prompt"), settings.get("negative_prompt"), settings.get("steps")) == ("a cat", "ugly", 20)
+
+
+def test_a_hires_pass_at_the_first_pass_size_is_said_as_a_second_pass_not_a_larger_one() -> None:
+    """"Hires upscale: 1" (a second pass at the same size, to add detail) was said "its hires fix (…: a second pass
+    at a larger size)", as ComfyUI's graphs were until their sizes were followed."""
+    for field in ("Hires upscale: 1", "Hires upscale: 0.5", "Hires resize: 896x1152"):
+        _settings, problems = read_parameters(FORGE_HIRES.replace("Hires upscale: 2", field))
+        assert [p for p in problems if "larger" in p or "second pass" in p] == [
+            f"its second pass ({field.replace(':', '')}) is not restored: new images are its first pass, "
+            "896x1152"], problems
+    for field in ("Hires upscale: 1.5", "Hires resize: 1792x2304", "Hires resize: 0x2304", "Hires upscale: x"):
+        _settings, problems = read_parameters(FORGE_HIRES.replace("Hires upscale: 2", field))
+        assert any(f"its hires fix ({field.replace(':', '')}: a second pass at a larger size)" in p
+                   for p in problems), (field, problems)  # fmt: skip

@@ -279,10 +279,24 @@ def _passes_not_made(extra: dict[str, str], out: dict[str, Any]) -> list[str]:
     if upscale or resize:
         field = f"Hires resize {resize}" if resize else f"Hires upscale {upscale}"
         first = f"{out['width']}x{out['height']}" if "width" in out else "its Size"
-        return [passes_not_restored(field, first)]
+        return [passes_not_restored(field, first, _hires_grows(upscale, resize, out))]
     if "Denoising strength" in extra:
         return [img2img_not_restored(f"img2img, Denoising strength {extra['Denoising strength']}")]
     return []
+
+
+def _hires_grows(upscale: str | None, resize: str | None, out: dict[str, Any]) -> bool:
+    """Whether A1111's hires pass made the image larger than its first pass (``out``'s size): a ``Hires resize``
+    "WxH" beyond it, else a ``Hires upscale`` above 1; "Hires upscale: 1" is a second pass at the same size, which
+    was said "at a larger size". A value that cannot be read is taken as the larger size a hires fix mostly is."""
+    try:
+        if resize:
+            width, height = (int(side) for side in resize.lower().split("x"))
+            # a side of 0 keeps the first pass's aspect (A1111's "resize width/height to": the other side follows)
+            return "width" not in out or width > out["width"] or height > out["height"]
+        return float(upscale or "") > 1
+    except ValueError:
+        return True
 
 
 def _whole(text: str) -> int:
