@@ -13,25 +13,26 @@ model the user removed (Remove keeps its file, so the next start would add it ag
 whose check failed in a way no check names (neither read again at every start; adding it by hand checks it again). Such
 a failure may be the app's bug, not the file's: its record also holds the engine's stamp (``gpu.version.engine_stamp``:
 the version and a hash of the engine's code) and holds only under it, so the first start of an engine that may have
-fixed the bug (an update, or any change to its code: the version number alone stays the same between releases)
-checks the file again. A record holds only while that very file
-is there, its size and both times the same: the change time, which no program sets back, tells a copy put back with
-the old modification time (a backup restored with ``cp -p`` in place of a damaged file, or of the model removed and
-deleted since), which is found. One whose file is gone or changed (a new run wrote that name again) is forgotten at
-the next save, and so
-is one whose path is listed again (the user added it back). One whose folder is away (the models folder on a drive
-that is unplugged) is kept as it is: forgotten, the model the user removed came back once the drive did. A folder is
-away when it is not there, or when it is on another device than when the record was made (``dev``: an fstab mount
-point left empty once its drive is unmounted is a folder all the same). A model removed while its file cannot be
-looked at is recorded by its path alone (no size nor time), whatever its folder looks like: an fstab mount point left
-empty once its drive is unmounted cannot be told from a folder the file was deleted from, and the user's removal must
-hold. Such a record names the time it was made (``at_ns``) and the device of the folder then (``missing_dev``, none
-when no folder was there). It holds for the file found at that path later if that file was last changed before the
-record (its change time: the model removed, back with its drive; a file written or put back there since, whatever
-modification time it was given, is another), whose size and times it then takes at the next save; with no
-file there, it holds while the folder is not there or is on that same device (nothing tells it is gone), and is
-forgotten once the folder is there on another device (the drive's own folder, mounted again, without the file). A
-model deleted for good from a folder that is there keeps its record so, which leaves out no file written later.
+fixed the bug (an update, or any change to its code: the version number alone stays the same between releases) checks
+the file again. The record of a file found damaged (or unchecked) holds only while that very file is there, its size and
+both times the same: the change time, which no program sets back, tells a copy put back with the old modification time
+(a backup restored with ``cp -p`` in place of the damaged file), which is found. The record of a model the user removed
+holds while its file is there with the same size, modification time and header (``head``: an SVDQ file's holds its
+data's checksum), whatever its change time (which a chmod or a backup's hard link moves: the model removed came back). A
+record whose file is gone or changed (a new run wrote that name again) is forgotten at the next save, and so is one
+whose path is listed again (the user added it back). One whose folder is away (the models folder on a drive that is
+unplugged) is kept as it is: forgotten, the model the user removed came back once the drive did. A folder is away when
+it is not there, or when it is on another device than when the record was made (``dev``: an fstab mount point left empty
+once its drive is unmounted is a folder all the same). A model removed while its file cannot be looked at is recorded by
+its path alone (no size nor time), whatever its folder looks like: an fstab mount point left empty once its drive is
+unmounted cannot be told from a folder the file was deleted from, and the user's removal must hold. Such a record names
+the time it was made (``at_ns``) and the device of the folder then (``missing_dev``, none when no folder was there). It
+holds for the file found at that path later if that file was last changed before the record (its change time: the model
+removed, back with its drive; a file written or put back there since, whatever modification time it was given, is
+another), whose size and times it then takes at the next save; with no file there, it holds while the folder is not
+there or is on that same device (nothing tells it is gone), and is forgotten once the folder is there on another device
+(the drive's own folder, mounted again, without the file). A model deleted for good from a folder that is there keeps
+its record so, which leaves out no file written later.
 An older version of this format ignores the key, and drops it when it saves."""
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import gpu.version
 from gpu.errors import CheckpointError, NewerAppError, UserError
+from gpu.model_hash import head_digest
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.paths import file_times, resolved, same_file
 from gpu.safetensors_header import is_safetensors_name
@@ -88,7 +90,11 @@ def _record(path: Path, why: str) -> dict[str, Any] | None:
     device = _folder_device(str(path))
     dev = {} if device is None else {"dev": device}
     size, mtime_ns, ctime_ns = times
-    return {"path": str(path), "size": size, "mtime_ns": mtime_ns, "ctime_ns": ctime_ns, **dev, "why": why, **version}
+    # A removal is of the model, known by its header (an SVDQ file's holds its data's checksum): the change time, which
+    # a chmod or a backup's hard link moves, brought the model removed back
+    head = {"head": digest} if why == REMOVED and (digest := head_digest(path)) else {}
+    return {"path": str(path), "size": size, "mtime_ns": mtime_ns, "ctime_ns": ctime_ns, **head, **dev, "why": why,
+            **version}  # fmt: skip
 
 
 def _holds(record: Mapping[str, Any]) -> bool:
@@ -102,12 +108,20 @@ def _holds(record: Mapping[str, Any]) -> bool:
 def _still_that_file(record: Mapping[str, Any]) -> bool:
     """Whether the file a record was made for is still at its path, unchanged (size, modification and change times;
     of a record made before records held the change time, the first two), or may be: the folder that holds it is away
-    (``_folder_away``), so that nothing tells it is gone; for a record of its path alone, ``_path_record_holds``."""
+    (``_folder_away``), so that nothing tells it is gone; for a record of its path alone, ``_path_record_holds``. A
+    model the user removed is recorded with its header's digest (``head``), which stands for its change time: a
+    chmod or a backup's hard link moves that alone."""
     if "size" not in record:
         return _path_record_holds(record)
     times = file_times(record["path"])
     if times is not None:
-        return times == (record["size"], record["mtime_ns"], record.get("ctime_ns", times[2]))
+        if times[:2] != (record["size"], record["mtime_ns"]):
+            return False
+        if record.get("ctime_ns", times[2]) == times[2]:
+            return True
+        # Its change time alone moved: a chmod or a backup's hard link leaves a model removed the same model (its
+        # header the same); a copy put in place of a damaged file with the old time is another, to check again
+        return bool(record.get("head")) and head_digest(Path(record["path"])) == record["head"]
     return _folder_away(record)  # gone, unless its whole folder is away
 
 
@@ -160,7 +174,7 @@ def _records(library_file: Path) -> list[dict[str, Any]]:
     records = data.get(UNLISTED_KEY) if isinstance(data, dict) else None
     if not isinstance(records, list):
         return []
-    keys = ("path", "size", "mtime_ns", "ctime_ns", "dev", "missing_dev", "at_ns", "why", "version")
+    keys = ("path", "size", "mtime_ns", "ctime_ns", "head", "dev", "missing_dev", "at_ns", "why", "version")
     return [{k: r[k] for k in keys if k in r}
             for r in records if _well_formed(r)]  # fmt: skip
 
@@ -172,7 +186,7 @@ def _well_formed(record: object) -> bool:
     # size and time both, or neither (a record of the path alone, made while the file's folder was away)
     numbers = [record.get("size"), record.get("mtime_ns")] if "size" in record or "mtime_ns" in record else []
     numbers += [record.get(k, 0) for k in ("ctime_ns", "dev", "missing_dev", "at_ns")]
-    texts = [record.get("why"), record.get("version", "")]
+    texts = [record.get("why"), record.get("version", ""), record.get("head", "")]
     return all(isinstance(t, str) for t in texts) and all(type(n) is int for n in numbers)  # a bool is no size
 
 

@@ -299,11 +299,11 @@ def test_a_good_copy_put_back_over_a_damaged_file_with_its_old_time_is_found(tmp
 
 
 @pytest.mark.parametrize("saved_meanwhile", [False, True])
-def test_a_removed_models_file_deleted_then_put_back_with_its_old_time_is_found(tmp_path, saved_meanwhile):
-    """A file of a model removed is left out while it is that very file. Deleted, then put back from a backup with
-    its old time: it stayed out when no save of the library came in between (its record taken for the file), and
-    was found when one did (a record whose file is gone is forgotten). Put there after the removal, it is found
-    either way, as any file written there since."""
+def test_a_removed_models_file_deleted_then_put_back_with_its_old_time(tmp_path, saved_meanwhile):
+    """A file of a model removed is left out while it is that very model. Deleted, then put back from a backup with
+    its old time: it is the model removed, and stays out, as long as no save of the library came in between; a save
+    forgets a record whose file is gone, and the file put back after it is found (a record held for a gone file
+    would leave out any model written at that name later). Another file written there is found either way."""
     models = tmp_path / "models"
     model = _copy(models, "flux-int4.safetensors")
     library = ModelLibrary(tmp_path / "data")
@@ -319,7 +319,46 @@ def test_a_removed_models_file_deleted_then_put_back_with_its_old_time_is_found(
         listed = [e.path for e in library.entries()]
     shutil.copyfile(DEMO_INT4, model)
     os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert found_models(models, listed, library.file) == ([model] if saved_meanwhile else [])
+    model.unlink()
+    edit_svdq_meta(DEMO_INT4, model, lambda meta: meta["base_model"]["defaults"].update(guidance=4.0))
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert found_models(models, listed, library.file) == [model]
+
+
+def _chmod(model: Path, tmp_path: Path) -> None:
+    """``chmod`` (a user making the models folder read-only, ``chmod -R``, a sync tool fixing permissions): the
+    file's bytes, size and modification time unchanged, its change time moved."""
+    os.chmod(model, 0o444)
+
+
+def _hard_link(model: Path, tmp_path: Path) -> None:
+    """A hard-linking backup (rsnapshot, ``cp -al``) links the file into its snapshot: the link count, and so the
+    change time, moves; nothing of the file itself."""
+    backup = tmp_path / "snapshot"
+    backup.mkdir()
+    os.link(model, backup / model.name)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX change time")
+@pytest.mark.parametrize("touch", [_chmod, _hard_link], ids=["chmod", "hard-link backup"])
+def test_a_removed_model_stays_removed_after_its_change_time_alone_moves(tmp_path, touch):
+    """Anything that moved the file's change time without touching the file (chmod, a backup's hard link, an
+    attribute an indexer sets) made the removal's record stop holding once it compared the change time (F62), and
+    the next start added the removed model back, unasked (R62)."""
+    models = tmp_path / "models"
+    model = _copy(models, "flux-int4.safetensors")
+    library = ModelLibrary(tmp_path / "data")
+    library.add(model)
+    library.remove("flux-int4")
+    assert found_models(models, [], library.file) == []
+    st = model.stat()
+    _next_tick()
+    touch(model, tmp_path)
+    assert model.stat().st_ctime_ns != st.st_ctime_ns
+    assert found_models(models, [], library.file) == []
+    assert [e.name for e in add_found_models(library, models, [])] == []
+    assert left_out(library.file, model) == "removed"  # and the save kept the record
 
 
 def test_a_damaged_file_found_is_left_out_and_not_read_again(tmp_path, monkeypatch):
