@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelection, QModelIndex, QSize, Qt
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, QSize, Qt
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -31,6 +31,7 @@ from app.controller import AppController
 from app.engine_errors import EngineError
 from app.file_urls import file_url
 from app.gallery_errors import FavoritesNotSaved
+from app.gallery_order import row_runs
 from app.image_summary import describe_image
 from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
@@ -85,6 +86,12 @@ class GalleryPanel(QWidget):
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setModel(model)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        # A search or the "★ only" view lists the rows anew (``GalleryModel.reload``): the selection model clears
+        # its selection then without a ``selectionChanged``, and the pane went on describing an image no longer
+        # selected, its buttons enabled and doing nothing. The images still listed are selected again instead.
+        self._kept_selection: tuple[list[int], int | None] = ([], None)
+        model.modelAboutToBeReset.connect(self._keep_selection)
+        model.modelReset.connect(self._select_kept)
         model.dataChanged.connect(self._rows_changed)
         self.view.doubleClicked.connect(lambda _: self.reuse_settings())
         self.view.setDragEnabled(True)  # out only: to a file manager, a browser, an image editor
@@ -182,6 +189,31 @@ class GalleryPanel(QWidget):
             button.setEnabled(record is not None)
         self._delete_enabled()
         self.metadata.setPlainText(self.describe(record) if record else "")
+
+    def _keep_selection(self) -> None:
+        """The ids of the selected images and of the current one, before the rows are listed anew."""
+        gallery = self.controller.gallery
+        current = self.view.currentIndex()
+        current_id = gallery.record(current.row()).id if current.isValid() else None
+        self._kept_selection = ([gallery.record(row).id for row in self.selected_rows()], current_id)
+
+    def _select_kept(self) -> None:
+        """The images selected before the rows were listed anew selected again where still listed, the current one
+        current again; the pane and the buttons follow (with none left, they say there is no selection)."""
+        gallery = self.controller.gallery
+        ids, current_id = self._kept_selection
+        self._kept_selection = ([], None)
+        if ids or current_id is not None:
+            row_of = {gallery.record(row).id: row for row in range(gallery.rowCount())}
+            selection = QItemSelection()
+            for first, last in row_runs(row_of[i] for i in ids if i in row_of):
+                selection.select(gallery.index(first), gallery.index(last))
+            selection_model = self.view.selectionModel()
+            if current_id in row_of:  # first: the pane describes the current image (``current``)
+                selection_model.setCurrentIndex(gallery.index(row_of[current_id]),
+                                                QItemSelectionModel.SelectionFlag.NoUpdate)  # fmt: skip
+            selection_model.select(selection, QItemSelectionModel.SelectionFlag.Select)
+        self._selection_changed()
 
     def _delete_enabled(self, *_: bool) -> None:
         """Delete: for a selection, and not while Empty trash deletes (``GalleryModel.emptying``: refused)."""

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import open_window
+from tests.app.gui import gallery_images, open_window, window_without_engine
 
 PROMPTS = ["Äpfel im Baum", "straße bei Nacht", "multi\nline prompt", "100% sure", "a_b", "back\\slash",
            "it's \"quoted\"", "a fox 🦊 asleep", "ＦＵＬＬ width"]  # fmt: skip
@@ -94,3 +94,39 @@ def test_a_word_typed_into_a_search_field_searches_once_typing_pauses(qtbot, dat
         qtbot.waitUntil(lambda: searches == [1], timeout=2000)  # noqa: B023 - used in this turn only
         field.clear()  # emptied: the whole list again, at once
         assert searches[-1] == model.rowCount() > 0 and len(searches) == 2
+
+
+def test_a_search_keeps_the_selected_image_it_shows_and_clears_the_pane_of_one_it_hides(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a red cat", "a blue dog", "a green owl"])
+    window = window_without_engine(qtbot, data)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    buttons = (panel.reuse_button, panel.copy_button, panel.delete_button, panel.favorite_button,
+               panel.save_button, panel.folder_button)  # fmt: skip
+
+    def search(text: str) -> list[str]:
+        panel.search.setText(text)
+        qtbot.keyClick(panel.search, Qt.Key.Key_Return)
+        return [gallery.record(row).prompt for row in range(gallery.rowCount())]
+
+    # An image the search still shows stays selected, the pane describing it (it was: no image selected).
+    panel.select_row(2)  # "a red cat", the oldest
+    assert search("cat") == ["a red cat"]
+    assert panel.selected_rows() == [0] == [panel.view.currentIndex().row()]
+    assert panel.metadata.toPlainText().startswith("Prompt: a red cat")
+    assert all(button.isEnabled() for button in buttons)
+    assert search("") == ["a green owl", "a blue dog", "a red cat"] and panel.selected_rows() == [2]
+    # One it hides: none selected, and the pane and its buttons say so. The pane said "Prompt: a green owl" and
+    # Reuse settings, Copy prompt, Delete, ★ Favorite, Save as and Open folder stayed enabled, doing nothing.
+    panel.select_row(0)  # "a green owl"
+    assert search("cat") == ["a red cat"] and panel.selected_rows() == []
+    assert "green owl" not in panel.metadata.toPlainText()
+    for button in buttons:
+        assert not button.isEnabled(), button.text()
+    # The same with the "★ only" view switched on.
+    search("")
+    panel.select_row(1)
+    described = panel.metadata.toPlainText()
+    panel.favorites_only.setChecked(True)
+    assert gallery.rowCount() == 0 and panel.selected_rows() == []
+    assert panel.metadata.toPlainText() != described and not panel.reuse_button.isEnabled()
