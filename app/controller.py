@@ -28,6 +28,7 @@ from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
 from app.history_actions import HistoryActions
 from app.history_model import HistoryModel
+from app.image_decode import read_image
 from app.job_queue import JobQueue, unusable_loras_error
 from app.lora_state import LoraState
 from app.lora_twins import twin_loras_error
@@ -373,7 +374,7 @@ class AppController(QObject):
         when its file is missing or is no image Qt can read: the clipboard is then left as it was (a null image
         put there emptied it, what the user had copied before included, and nothing said so)."""
         source = self.gallery.path_of(record)
-        image = QImage(str(source))
+        image = read_image(str(source))  # a large picture, past Qt's 256 MB allocation limit, too
         if not image.isNull():
             return image
         problem = "its file is missing" if not source.is_file() else "its file could not be read as an image"

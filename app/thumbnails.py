@@ -6,50 +6,25 @@ not the folder. Decoded thumbnails live in a bounded LRU cache of QImages (QPixm
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
-from PySide6.QtGui import QImage, QImageReader
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtGui import QImage
+
+from app.image_decode import read_image
 
 THUMB_SIZE = 160
-
-log = logging.getLogger(__name__)
 
 
 class _Emitter(QObject):
     loaded = Signal(str, QImage)
 
 
-def _read_with_pillow(path: str) -> QImage:
-    """The thumbnail decoded by Pillow, for what Qt refuses: its reader will not allocate more than 256 MB, and a
-    16-bit RGBA PNG of 6000x6000 pixels (an upscaler's output) needs 288 MB at full size. Pillow reduces to 8 bits
-    per channel while it decodes. A null QImage when Pillow cannot read it either."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            rgba = image.convert("RGBA")
-    except Exception as exc:  # any file can be in the folder: "unreadable" is all the view needs to know
-        log.info("no thumbnail for %s: %s", path, exc)
-        return QImage()
-    data = rgba.tobytes()
-    return QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888).copy()
-
-
 def _decode(path: str) -> QImage:
     """The thumbnail of the file at ``path`` (a pool thread's work); a null image for an unreadable file."""
-    reader = QImageReader(path)
-    size = reader.size()
-    if size.isValid() and max(size.width(), size.height()) > THUMB_SIZE:
-        reader.setScaledSize(size.scaled(QSize(THUMB_SIZE, THUMB_SIZE), Qt.AspectRatioMode.KeepAspectRatio))
-    image = reader.read()
-    if image.isNull() and size.isValid():  # a header Qt reads, pixels it would not decode (too large)
-        image = _read_with_pillow(path)
-    return image
+    return read_image(path, THUMB_SIZE)
 
 
 class _Queue:
