@@ -8,10 +8,10 @@ The settings dict holds everything the engine wrote (``gpu.generation.service``)
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from app.image_dates import made_at
 from app.image_files import read_image_settings, read_image_text
 from app.wording import NBSP
 from gpu.lora.metadata import strength_words
@@ -101,15 +101,10 @@ def _duration(value: Any) -> str:
 def _created(value: Any) -> str:
     """The engine writes UTC with its offset (the worker's fallback is local time without one): shown in the
     user's local time, to the minute."""
-    if not isinstance(value, str) or not value:
-        return ""
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return value  # someone else's format: shown as it is
-    if when.tzinfo is not None:
-        when = when.astimezone()
-    return when.strftime("%Y-%m-%d %H:%M")
+    when = made_at(value)
+    if when is None:
+        return value if isinstance(value, str) else ""  # someone else's format: shown as it is
+    return when.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 def _version(value: Any) -> str:

@@ -53,6 +53,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.background import start_thread, to_qt_thread
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
+from app.image_dates import made_at
 from app.image_files import (
     CutShortSaves,
     TrashGathered,
@@ -406,12 +407,24 @@ def read_new_file(rel: str, path: str) -> ImportRow | None:
                 settings = None
     except OSError:  # a folder named .png, unreadable, or gone since the scan
         return None
-    return rel, storable(settings or {}), stat.st_mtime, stat.st_size, None
+    settings = storable(settings or {})
+    return rel, settings, _made_or_changed(settings, stat.st_mtime), stat.st_size, None
+
+
+def _made_or_changed(settings: dict[str, Any], mtime: float) -> float:
+    """When the image was made, for its row's ``created`` (the gallery's order): the date its settings give, else
+    its file's time ``mtime``. A gallery copied without its file times (cp without -p, a cloud folder's download)
+    was listed in the order it was copied, its file times all of that day."""
+    when = made_at(settings.get("created"))
+    return mtime if when is None else when.timestamp()
 
 
 def _newest_first(new: dict[str, str]) -> list[tuple[str, str]]:
-    """``new``'s (rel, path) by date, newest first: the gallery lists the newest first, so the import fills it from
-    the top and each batch goes below the last one, instead of pushing what the user looks at down."""
+    """``new``'s (rel, path) by file time, newest first: the gallery lists the newest first, so the import fills it
+    from the top and each batch goes below the last one, instead of pushing what the user looks at down. By file
+    time, not by the date the settings give (``_made_or_changed``): that one is in the file, and reading every file
+    before the first batch left the gallery empty meanwhile (minutes on a slow disk). A copy that did not keep the
+    file times fills in out of order, each row put where its date sorts (``GalleryModel.insert_records``)."""
     dated = []
     for rel, path in new.items():
         try:

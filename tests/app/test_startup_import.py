@@ -8,6 +8,7 @@ import math
 import os
 import sqlite3
 import threading
+from datetime import datetime, timezone
 
 import pytest
 from PIL import Image
@@ -16,11 +17,12 @@ from PySide6.QtCore import QCoreApplication, Qt
 
 import app.reconcile
 from app.data_dir import DataDir, resolve_data_dir
+from app.image_dates import made_at
 from app.main_window import MainWindow
 from app.reconcile import FolderImport, Recovery, check_folder
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import window_without_engine
+from tests.app.gui import open_window, window_without_engine
 
 COUNT, BATCH = 25, 10
 
@@ -259,3 +261,31 @@ def test_a_batch_the_database_cannot_take_after_a_damaged_one_still_reloads_the_
     assert len(store.prompts()) == BATCH and not folder_import.running
     folder_import.stop()
     store.close()
+
+
+def test_a_copied_gallery_is_listed_newest_first_by_the_date_its_images_were_made(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    data.images.mkdir(parents=True, exist_ok=True)
+    # A gallery copied from another machine by a copy that does not keep file times (cp without -p, a cloud
+    # folder's download, an archive tool): each file's time is when it was copied, here the oldest image copied last.
+    made = ["2026-01-01T10:00:00+00:00", "2026-01-02T10:00:00+00:00", "2026-01-03T10:00:00+00:00"]
+    for i, created in enumerate(made):
+        path = data.images / f"img{i}.png"
+        write_png(path, Image.new("RGB", (8, 8), (i, 0, 0)), {"prompt": f"made {created[:10]}", "created": created})
+        copied = 1_760_000_000 + 100 * (len(made) - i)  # the newest made copied first
+        os.utime(path, (copied, copied))
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    # Was: ["made 2026-01-01", "made 2026-01-02", "made 2026-01-03"], the oldest image on top (and the pane
+    # saying "Created: 2026-01-03" of the image listed last).
+    assert [gallery.record(row).prompt for row in range(gallery.rowCount())] == [
+        "made 2026-01-03", "made 2026-01-02", "made 2026-01-01"]  # fmt: skip
+
+
+def test_the_date_an_image_was_made_is_read_with_its_time_zone_and_an_odd_one_is_none():
+    utc = datetime(2026, 1, 3, 10, tzinfo=timezone.utc)
+    assert made_at("2026-01-03T10:00:00+00:00") == made_at("2026-01-03T11:00:00+01:00") == utc
+    assert made_at("2026-01-03T10:00:00Z") == utc
+    assert made_at("2026-01-03T10:00:00") == datetime(2026, 1, 3, 10).astimezone()  # the worker's local time
+    for odd in ("yesterday", "2026-13-40", "  ", None, 1767434400):  # another program's, a damaged file's
+        assert made_at(odd) is None, odd
