@@ -86,6 +86,8 @@ class GalleryPanel(QWidget):
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setModel(model)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        # A key moving the current image selects before it moves: the pane follows the move too (``current``).
+        self.view.selectionModel().currentChanged.connect(self._selection_changed)
         # A search or the "★ only" view lists the rows anew (``GalleryModel.reload``): the selection model clears
         # its selection then without a ``selectionChanged``, and the pane went on describing an image no longer
         # selected, its buttons enabled and doing nothing. The images still listed are selected again instead.
@@ -169,13 +171,25 @@ class GalleryPanel(QWidget):
     def selected_rows(self) -> list[int]:
         return sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
 
-    def current(self) -> ImageRecord | None:
+    def current_row(self) -> int | None:
+        """The row of the image the pane describes and its buttons act on: the one clicked (or moved to) last while
+        it is selected, else the topmost selected one; None with none selected. The topmost one always: with an
+        image below it Ctrl-clicked, the pane went on describing the first, and Copy prompt copied its prompt."""
+        current = self.view.currentIndex()
+        if current.isValid() and self.view.selectionModel().isSelected(current):
+            return current.row()
         rows = self.selected_rows()
-        return self.controller.gallery.record(rows[0]) if rows else None
+        return rows[0] if rows else None
+
+    def current(self) -> ImageRecord | None:
+        row = self.current_row()
+        return None if row is None else self.controller.gallery.record(row)
 
     def select_row(self, row: int) -> None:
+        """The image at ``row`` selected alone and current. Said so to the selection model: the view's
+        ``setCurrentIndex`` chose by the keys held down, and with Ctrl or Shift held it added the row instead."""
         index = self.controller.gallery.index(row)
-        self.view.setCurrentIndex(index)
+        self.view.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
 
     def _selection_changed(self, *_: QItemSelection) -> None:
         record = self.current()
@@ -226,8 +240,8 @@ class GalleryPanel(QWidget):
         alone) changes nothing the pane says: not rewritten, its scrolling kept."""
         if roles and all(role == Qt.ItemDataRole.DecorationRole for role in roles):
             return
-        rows = self.selected_rows()
-        if rows and top.row() <= rows[0] <= bottom.row():  # the row the pane describes (``current``)
+        row = self.current_row()
+        if row is not None and top.row() <= row <= bottom.row():  # the row the pane describes
             self._selection_changed()
 
     def describe(self, record: ImageRecord) -> str:

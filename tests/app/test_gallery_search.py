@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from PIL import Image
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 
 from app.data_dir import resolve_data_dir
 from app.store import Store
@@ -130,3 +131,25 @@ def test_a_search_keeps_the_selected_image_it_shows_and_clears_the_pane_of_one_i
     panel.favorites_only.setChecked(True)
     assert gallery.rowCount() == 0 and panel.selected_rows() == []
     assert panel.metadata.toPlainText() != described and not panel.reuse_button.isEnabled()
+
+
+def test_with_several_images_selected_the_pane_and_its_buttons_follow_the_one_clicked_last(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a red cat", "a blue dog", "a green owl"])
+    window = window_without_engine(qtbot, data)
+    panel, view, gallery = window.gallery_panel, window.gallery_panel.view, window.controller.gallery
+    window.activateWindow()
+    panel.select_row(1)  # "a blue dog"
+    cat = view.visualRect(gallery.index(2)).center()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier, cat)
+    assert panel.selected_rows() == [1, 2]
+    # Was: the pane described "a blue dog" still, and Copy prompt copied it: the topmost selected row's.
+    assert panel.metadata.toPlainText().startswith("Prompt: a red cat")
+    panel.copy_button.click()
+    assert QGuiApplication.clipboard().text() == "a red cat"
+    # Shift+Right from the owl: the selection runs on to the dog, which is described (was: the owl).
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(gallery.index(0)).center())
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
+    assert panel.selected_rows() == [0, 1]
+    assert panel.metadata.toPlainText().startswith("Prompt: a blue dog")
