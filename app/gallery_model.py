@@ -30,7 +30,7 @@ from app.image_files import absolute, file_fingerprint, relative
 from app.observable import Prop
 from app.plain_text import plain_tooltip
 from app.reconcile import FolderImport
-from app.store import ImageRecord, Store, search_key
+from app.store import ImageRecord, Store, found, search_key, search_terms
 from app.thumbnails import THUMB_SIZE, ThumbnailCache
 from app.trash_listing import TrashListing
 
@@ -283,7 +283,7 @@ class GalleryModel(QStringListModel):
 
     def hidden_by(self, record: ImageRecord) -> list[str]:
         """What keeps ``record`` out of the grid, in words: "the search", "the ★ only view", both, or none."""
-        hiding = [] if search_key(self._search) in search_key(record.prompt) else ["the search"]
+        hiding = [] if found(search_terms(self._search), search_key(record.prompt)) else ["the search"]
         if self._favorites_only and not record.favorite:
             hiding.append("the ★ only view")
         return hiding

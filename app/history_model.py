@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
 from app.plain_text import plain_tooltip
-from app.store import PromptRecord, Store, history_order, search_key
+from app.store import PromptRecord, Store, found, history_order, search_key, search_terms
 
 PromptRole = Qt.ItemDataRole.UserRole + 1
 
@@ -114,10 +114,10 @@ class HistoryModel(QAbstractListModel):
         return bisect.bisect_left(self._rows, history_order(record), key=history_order)
 
     def _matches(self, prompt: str, negative_prompt: str) -> bool:
-        """Whether the current search finds an entry of these texts, as ``Store.prompts`` finds entries: its
-        search key in that of the prompt or of the negative prompt."""
-        key = search_key(self._search)
-        return not key or key in search_key(prompt) or key in search_key(negative_prompt)
+        """Whether the current search finds an entry of these texts, as ``Store.prompts`` finds entries: all its
+        terms in the search key of the prompt, or all in that of the negative prompt."""
+        terms = search_terms(self._search)
+        return found(terms, search_key(prompt)) or found(terms, search_key(negative_prompt))
 
     def hidden(self, records: list[PromptRecord]) -> int:
         """How many of ``records`` the current search hides (brought back, they are in the history, not the list)."""

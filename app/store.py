@@ -138,6 +138,35 @@ def search_key(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", str(text)).casefold().split())
 
 
+def search_terms(text: str) -> list[str]:
+    """The terms a search of ``text`` asks for, each as ``search_key`` compares it: its words, each found anywhere
+    in a text and in any order ("cat castle" finds "a castle with a cat": the whole search was one phrase, which
+    found nothing there), and a "quoted phrase" as one term, its words together and in that order. [] for a blank
+    search, which finds everything."""
+    terms: list[str] = []
+    for i, part in enumerate(str(text).split('"')):
+        key = search_key(part)
+        terms += [key] if i % 2 else key.split()  # odd parts lie inside quotes (an unclosed one runs to the end)
+    return [term for term in terms if term]
+
+
+def found(terms: list[str], key: str) -> bool:
+    """Whether every one of a search's ``terms`` (``search_terms``) is in the search key ``key`` of a text."""
+    return all(term in key for term in terms)
+
+
+def _where_found(terms: list[str], key: str = "search_key") -> str:
+    """The SQL condition that finds the rows whose ``key`` (a column, or an expression of one) holds every one of
+    ``terms`` (as ``found``); one ``?`` per term."""
+    return " AND ".join(f"instr({key}, ?) > 0" for _ in terms)
+
+
+# A prompt history entry's stored key is its prompt's key, a line break, its negative prompt's (``_prompt_key``): its
+# two parts, for a search that finds all its words in one of them, never some in each
+_PROMPT_PART = "substr(search_key, 1, instr(search_key, char(10)) - 1)"
+_NEGATIVE_PART = "substr(search_key, instr(search_key, char(10)) + 1)"
+
+
 def _prompt_key(prompt: str, negative_prompt: str) -> str:
     """The stored ``search_key`` of a prompt history entry: of both texts, a search finds either."""
     return f"{search_key(prompt)}\n{search_key(negative_prompt)}"
@@ -296,9 +325,9 @@ class Store:
     def images(self, search: str = "", favorites_only: bool = False) -> list[ImageRecord]:
         query = "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE trashed = 0"
         params: list[Any] = []
-        if key := search_key(search):
-            query += " AND instr(search_key, ?) > 0"
-            params.append(key)
+        if terms := search_terms(search):
+            query += f" AND {_where_found(terms)}"
+            params += terms
         if favorites_only:
             query += " AND favorite = 1"
         query += " ORDER BY created DESC, id DESC"
@@ -485,9 +514,9 @@ class Store:
     def prompts(self, search: str = "") -> list[PromptRecord]:
         query = "SELECT id, prompt, negative_prompt, uses, last_used FROM prompts"
         params: list[Any] = []
-        if key := search_key(search):
-            query += " WHERE instr(search_key, ?) > 0"
-            params.append(key)
+        if terms := search_terms(search):
+            query += f" WHERE ({_where_found(terms, _PROMPT_PART)}) OR ({_where_found(terms, _NEGATIVE_PART)})"
+            params += terms + terms
         query += " ORDER BY last_used DESC, id DESC"
         return [PromptRecord(*row) for row in self._db.execute(query, params)]
 

@@ -153,3 +153,38 @@ def test_with_several_images_selected_the_pane_and_its_buttons_follow_the_one_cl
     qtbot.keyClick(view, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
     assert panel.selected_rows() == [0, 1]
     assert panel.metadata.toPlainText().startswith("Prompt: a blue dog")
+
+
+def test_a_search_finds_its_words_in_any_order_and_a_quoted_phrase_as_typed(qtbot, data_root):
+    """A search was one phrase: "cat castle" found "a cat castle" but not "a castle with a cat", as a gallery's search
+    box is expected to. Each word is now found anywhere, in any order; "quotes" keep a phrase. The same rule in the
+    database's search, in the rows added while a search is on, and in the history (all the words in the prompt, or
+    all in the negative prompt: never some in each)."""
+    data = resolve_data_dir(data_root)
+    prompts = ("a castle with a cat", "a cat castle", "a dog castle", "cat")
+    for i, prompt in enumerate(prompts):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16)), {"prompt": prompt})
+    window = open_window(qtbot, data_root)
+    gallery, history = window.controller.gallery, window.controller.history
+    for prompt in prompts:
+        history.add(prompt, "")
+    history.add("a castle", "a cat")  # one word in the prompt, the other in the negative prompt: not found
+    history.add("portrait", "a cat in a castle")  # both in the negative prompt: found
+
+    def shown(model, field, search: str) -> set[str]:
+        field.setText(search)
+        qtbot.keyClick(field, Qt.Key.Key_Return)
+        return {model.record(r).prompt for r in range(model.rowCount())}
+
+    search = window.gallery_panel.search
+    assert shown(gallery, search, "castle CAT") == {"a castle with a cat", "a cat castle"}
+    assert shown(gallery, search, '"cat castle"') == {"a cat castle"}
+    assert shown(gallery, search, '"castle with" cat') == {"a castle with a cat"}
+    shown(gallery, search, "cat castle")
+    gallery.add("d/9.png", {"prompt": "castle of the cat king"})  # made while the search is on: the same rule
+    gallery.add("d/8.png", {"prompt": "a cat"})
+    assert {gallery.record(r).prompt for r in range(gallery.rowCount())} == {
+        "a castle with a cat", "a cat castle", "castle of the cat king"}  # fmt: skip
+    field = window.history_panel.search
+    assert shown(history, field, "cat castle") == {"a castle with a cat", "a cat castle", "portrait"}
+    assert shown(history, field, '"a cat castle"') == {"a cat castle"}

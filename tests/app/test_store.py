@@ -184,7 +184,7 @@ def test_an_older_database_gets_stored_search_keys_and_searches_stay_fast(tmp_pa
     store = Store(path)
     assert store.schema_version == SCHEMA_VERSION
     assert [r.path for r in store.images("SHOT9999")] == ["9999.png"]
-    assert [p.negative_prompt for p in store.prompts("blurry no. 42!")] == ["Blurry\nno. 42!"]
+    assert [p.negative_prompt for p in store.prompts('"blurry no. 42!"')] == ["Blurry\nno. 42!"]
     assert store.prompts("shot42 blurry") == []  # never across the prompt and the negative prompt
     store.add_image("new.png", {"prompt": "Ölgemälde"})
     store.record_prompt("x", "ÖLGEMÄLDE")
