@@ -102,9 +102,12 @@ def _created(value: Any) -> str:
     """The engine writes UTC with its offset (the worker's fallback is local time without one): shown in the
     user's local time, to the minute."""
     when = made_at(value)
-    if when is None:
-        return value if isinstance(value, str) else ""  # someone else's format: shown as it is
-    return when.astimezone().strftime("%Y-%m-%d %H:%M")
+    try:
+        if when is not None:
+            return when.astimezone().strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):  # a date the local time cannot place (year 9999 at -14:00)
+        pass
+    return value if isinstance(value, str) else ""  # someone else's format, or such a date: shown as it is
 
 
 def _version(value: Any) -> str:

@@ -416,7 +416,8 @@ def _made_or_changed(settings: dict[str, Any], mtime: float) -> float:
     its file's time ``mtime``. A gallery copied without its file times (cp without -p, a cloud folder's download)
     was listed in the order it was copied, its file times all of that day."""
     when = made_at(settings.get("created"))
-    return mtime if when is None else when.timestamp()
+    # a date past the file's own (beyond a day of clock skew) is no date it was made: a damaged or foreign file's
+    return mtime if when is None or when.timestamp() > max(mtime, time.time()) + 86400 else when.timestamp()
 
 
 def _newest_first(new: dict[str, str]) -> list[tuple[str, str]]:

@@ -144,10 +144,13 @@ def search_terms(text: str) -> list[str]:
     found nothing there), and a "quoted phrase" as one term, its words together and in that order. [] for a blank
     search, which finds everything."""
     terms: list[str] = []
-    for i, part in enumerate(str(text).split('"')):
+    # Quotes as typed anywhere: full-width ones (an East-Asian input method's, which NFKC makes plain) and
+    # typographic ones (pasted from a notes app or a web page)
+    plain = unicodedata.normalize("NFKC", str(text)).translate(_QUOTES)
+    for i, part in enumerate(plain.split('"')):
         key = search_key(part)
         terms += [key] if i % 2 else key.split()  # odd parts lie inside quotes (an unclosed one runs to the end)
-    return [term for term in terms if term]
+    return list(dict.fromkeys(term for term in terms if term))  # each once: a pasted prompt repeats its words
 
 
 def found(terms: list[str], key: str) -> bool:
@@ -155,10 +158,18 @@ def found(terms: list[str], key: str) -> bool:
     return all(term in key for term in terms)
 
 
+_QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"'))  # “ ” „ ‟ « »
+
+
 def _where_found(terms: list[str], key: str = "search_key") -> str:
     """The SQL condition that finds the rows whose ``key`` (a column, or an expression of one) holds every one of
-    ``terms`` (as ``found``); one ``?`` per term."""
-    return " AND ".join(f"instr({key}, ?) > 0" for _ in terms)
+    ``terms`` (as ``found``); one ``?`` per term, in order. The conditions are joined as a balanced tree: a chain of
+    one AND per word was an expression as deep as the search is long, which SQLite refuses from 1,000 (a long prompt
+    pasted into the search)."""
+    if len(terms) == 1:
+        return f"instr({key}, ?) > 0"
+    half = len(terms) // 2
+    return f"({_where_found(terms[:half], key)} AND {_where_found(terms[half:], key)})"
 
 
 # A prompt history entry's stored key is its prompt's key, a line break, its negative prompt's (``_prompt_key``): its

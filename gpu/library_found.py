@@ -158,9 +158,15 @@ def _folder_device(path: str) -> int | None:
 
 def _stamped(record: dict[str, Any]) -> dict[str, Any]:
     """``record``, made of its path alone while its folder was away, as ``_record`` makes it now that its file is
-    there (its size, time and device: from now on it holds for that very file only); any other as it is."""
-    if "size" in record or file_times(record["path"]) is None:
+    there (its size, time and device: from now on it holds for that very file only); a model's removal recorded
+    without its header's digest (an earlier version's, which compared the change time) with it, taken from the file
+    it holds for; any other as it is."""
+    if file_times(record["path"]) is None:
         return record
+    if "size" in record:
+        if record["why"] != REMOVED or "head" in record:
+            return record
+        return {**record, "head": digest} if (digest := head_digest(Path(record["path"]))) else record
     return _record(Path(record["path"]), record["why"]) or record  # held: its version, if any, is this engine's
 
 

@@ -3,6 +3,7 @@ script or spacing, and SQL's wildcards are plain characters."""
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
@@ -188,3 +189,43 @@ def test_a_search_finds_its_words_in_any_order_and_a_quoted_phrase_as_typed(qtbo
     field = window.history_panel.search
     assert shown(history, field, "cat castle") == {"a castle with a cat", "a cat castle", "portrait"}
     assert shown(history, field, '"a cat castle"') == {"a cat castle"}
+
+
+def _search(qtbot, panel, text: str) -> list[str]:
+    """``text`` typed (or pasted) into the gallery's search field and Return pressed: the prompts then listed."""
+    panel.search.setText(text)
+    qtbot.keyClick(panel.search, Qt.Key.Key_Return)
+    gallery = panel.controller.gallery
+    return [gallery.record(row).prompt for row in range(gallery.rowCount())]
+
+
+def test_a_long_prompt_pasted_into_the_search_finds_its_image(qtbot, data_root):
+    """A user pastes a long prompt (a tag list, 1,000 words) into the gallery's search to find the images made
+    with it. Each word was one ``instr(...) > 0`` in a chain of ANDs (``Store.images``/``_where_found``): SQLite
+    refuses an expression deeper than 1,000, and the query raised instead of listing the image; the history's
+    search (its terms asked twice) failed from ~500 words (R64)."""
+    data = resolve_data_dir(data_root)
+    long_prompt = ", ".join(f"tag{i}" for i in range(1000))
+    gallery_images(data, [long_prompt, "a fox"])
+    window = window_without_engine(qtbot, data)
+    panel = window.gallery_panel
+    assert _search(qtbot, panel, f"{long_prompt} {long_prompt}") == [long_prompt]  # pasted twice: one term each
+    history = panel.controller.history
+    history.add(long_prompt, "")
+    history.add("a fox", "")
+    window.history_panel.search.setText(long_prompt)  # its terms asked of the prompt and of the negative prompt
+    qtbot.keyClick(window.history_panel.search, Qt.Key.Key_Return)
+    assert [history.record(row).prompt for row in range(history.rowCount())] == [long_prompt]
+
+
+@pytest.mark.parametrize("quoted", ["＂cat castle＂", "“cat castle”"], ids=["full-width", "typographic"])
+def test_a_phrase_in_full_width_or_typographic_quotes_is_a_phrase(qtbot, data_root, quoted):
+    """The search folds full width ("ＦＵＬＬ" finds "full", README) but splits its "quoted phrases" on the ASCII
+    quote before folding (``store.search_terms``): a phrase typed with an IME in full-width mode (＂…＂), or pasted
+    with a notes app's typographic quotes (“…”), is split into words that keep the quote marks ('"cat', 'castle"')
+    and finds nothing, where the user expects the phrase to find "a cat castle"."""
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a cat castle", "a castle with a cat"])
+    window = window_without_engine(qtbot, data)
+    assert _search(qtbot, window.gallery_panel, '"cat castle"') == ["a cat castle"]  # the ASCII quotes work
+    assert _search(qtbot, window.gallery_panel, quoted) == ["a cat castle"]

@@ -289,3 +289,31 @@ def test_the_date_an_image_was_made_is_read_with_its_time_zone_and_an_odd_one_is
     assert made_at("2026-01-03T10:00:00") == datetime(2026, 1, 3, 10).astimezone()  # the worker's local time
     for odd in ("yesterday", "2026-13-40", "  ", None, 1767434400):  # another program's, a damaged file's
         assert made_at(odd) is None, odd
+
+
+def test_the_pane_describes_an_image_whose_created_date_cannot_be_shown_in_local_time(qtbot, data_root):
+    """``image_dates.made_at`` catches OverflowError for a naive date it places in local time, but the pane's
+    ``image_summary._created`` calls ``astimezone()`` again outside any try: a PNG whose ``created`` is
+    "9999-12-31T23:59:59-14:00" (a damaged or hand-edited file, another tool's) makes describing it raise, the
+    pane left describing the image selected before. (The import sorts it above every image made since, too.)"""
+    data = resolve_data_dir(data_root)
+    Store(data.database).close()
+    settings = {"prompt": "a far future", "created": "9999-12-31T23:59:59-14:00"}
+    write_png(data.images / "d" / "0.png", Image.new("RGB", (16, 16)), settings)
+    store = Store(data.database)
+    store.add_image("d/0.png", settings, created=1.0)
+    store.close()
+    window = window_without_engine(qtbot, data)
+    panel = window.gallery_panel
+    assert "Prompt: a far future" in panel.describe(panel.controller.gallery.record(0))
+
+
+def test_an_import_takes_no_date_after_its_files_own_as_the_date_an_image_was_made():
+    """A damaged or foreign PNG's "created" of 9999-12-31 sorted its image above every image made since (R64): a
+    date more than a day past the file's time and the clock is no date it was made; the file's time is taken."""
+    from app.reconcile import _made_or_changed
+
+    now = datetime.now(timezone.utc).timestamp()
+    assert _made_or_changed({"created": "9999-12-31T23:59:59-14:00"}, now - 60) == now - 60
+    assert _made_or_changed({"created": "2026-01-03T10:00:00+00:00"}, now) == datetime(
+        2026, 1, 3, 10, tzinfo=timezone.utc).timestamp()  # fmt: skip
