@@ -136,13 +136,20 @@ def test_found_models_are_whole_unlisted_svdq_files_not_left_out(tmp_path):
     assert found_models(tmp_path / "no-such-folder", [], library.file) == []
 
 
-def test_a_removal_leaves_the_file_out_until_it_is_another_file_or_added_again(tmp_path):
+def _removed_model(tmp_path: Path) -> tuple[Path, Path, ModelLibrary]:
+    """(the models folder, a model file in it, the library): the model added, then removed by the user (Remove keeps
+    its file), and left out of the models folder's search as it should be."""
     models = tmp_path / "models"
     model = _copy(models, "flux-int4.safetensors")
     library = ModelLibrary(tmp_path / "data")
     library.add(model)
     library.remove("flux-int4")
     assert found_models(models, [], library.file) == []
+    return models, model, library
+
+
+def test_a_removal_leaves_the_file_out_until_it_is_another_file_or_added_again(tmp_path):
+    models, model, library = _removed_model(tmp_path)
     library.add(_copy(models, "other-int4.safetensors"))  # the removal survives other changes to the list
     assert found_models(models, [e.path for e in library.entries()], library.file) == []
     assert [e.name for e in add_found_models(library, models, [e.path for e in library.entries()])] == []
@@ -346,12 +353,7 @@ def test_a_removed_model_stays_removed_after_its_change_time_alone_moves(tmp_pat
     """Anything that moved the file's change time without touching the file (chmod, a backup's hard link, an
     attribute an indexer sets) made the removal's record stop holding once it compared the change time (F62), and
     the next start added the removed model back, unasked (R62)."""
-    models = tmp_path / "models"
-    model = _copy(models, "flux-int4.safetensors")
-    library = ModelLibrary(tmp_path / "data")
-    library.add(model)
-    library.remove("flux-int4")
-    assert found_models(models, [], library.file) == []
+    models, model, library = _removed_model(tmp_path)
     st = model.stat()
     _next_tick()
     touch(model, tmp_path)
