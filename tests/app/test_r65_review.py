@@ -43,3 +43,44 @@ def test_a_pipeline_folder_whose_tensor_has_another_shape_is_named_on_the_source
     qtbot.waitUntil(lambda: not state.checking, timeout=30000)
     assert WRONG in state.problem, (state.ready, state.description, state.problem)
     assert not state.ready and not wizard.source_page.isComplete()
+
+
+def _problem_of(path: Path) -> str:
+    """What the wizard's source page says of the single file ``path`` picked as the source."""
+    from app.quantize_source import QuantizeSource
+
+    state = QuantizeSource([])
+    state.choose(str(path))
+    assert not state.ready
+    return state.problem
+
+
+@pytest.mark.xfail(strict=True, reason="R65: a FLUX.1 Fill file refused by the wizard is told to use an SVDQ file")
+def test_a_fill_file_is_not_told_to_pick_an_svdq_file_which_the_wizard_refuses(tmp_path):
+    from tests.header_files import bfl_tensors, header_only
+
+    tensors = bfl_tensors() | {"img_in.weight": ("BF16", (64, 384)),  # Fill: latents + masked image + mask
+                               "double_blocks.0.img_attn.norm.query_norm.scale": ("BF16", (16,))}  # fmt: skip
+    fill = _problem_of(header_only(tmp_path / "flux1-fill-dev.safetensors", tensors))
+    assert "384 input channels" in fill
+    svdq = _problem_of(Path(__file__).resolve().parents[2] / "resources" / "models" / "demo-int4.safetensors")
+    assert "only a 16-bit model can be quantized" in svdq  # what the same page says of an SVDQ file
+    assert "SVDQ" not in fill, fill
+
+
+@pytest.mark.xfail(strict=True, reason="R65: a LoRA picked as the source is told '--lora FILE' in the wizard")
+def test_a_lora_picked_as_the_source_is_not_told_a_command_line_option(tmp_path):
+    from tests.lora_files import sdxl_like
+
+    problem = _problem_of(sdxl_like(tmp_path / "lora.safetensors"))
+    assert problem.startswith("lora.safetensors: a LoRA, not a model")
+    assert "--" not in problem, problem  # the wizard speaks of its own buttons (test_wizard_quantize_memory)
+
+
+@pytest.mark.xfail(strict=True, reason="R65: an SDXL LoRA picked as the source is told to add it to a FLUX.1 model")
+def test_an_sdxl_lora_is_not_told_to_go_on_a_flux_model(tmp_path):
+    from tests.lora_files import sdxl_like
+
+    problem = _problem_of(sdxl_like(tmp_path / "sdxl-lora.safetensors"))  # lora_unet_down_blocks_…: SD's UNet
+    assert "LoRA" in problem
+    assert "FLUX.1 model" not in problem, problem
