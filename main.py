@@ -37,6 +37,7 @@ from gpu.quantize_defaults import (
     DEFAULT_GPU_BUDGET_GIB,
     DEFAULT_RAM_BUDGET_GIB,
     DEFAULT_RANK,
+    unused_fields,
 )
 
 if TYPE_CHECKING:
@@ -429,10 +430,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     given = {field: value for field, value in (("precision", args.precision), ("rank", args.rank),
              ("alpha_points", args.alpha_points), ("shared_smoothing", False if args.per_layer_smoothing else None))
              if value is not None}  # fmt: skip
+    # An option the method does not use is said ignored (tell_ignored_options), and is: not checked either ("--method
+    # naive --rank -5" said the rank was ignored, then refused it)
+    used = {field: value for field, value in given.items() if field not in unused_fields(args.method)}
     cfg = QuantizeConfig(
         method=args.method, calib_prompts=args.calib_prompts, calib_steps=args.calib_steps, seed=args.seed,
         base=args.base, gpu_budget_gib=args.gpu_budget, ram_budget_gib=args.ram_budget, resume=not args.no_resume,
-        **given,
+        **used,
     )  # fmt: skip
     tell_ignored_options(cfg.method, given)
 
@@ -581,8 +585,6 @@ def tell_ignored_options(method: str, given: dict[str, object]) -> None:
     """Says on stderr (and in the log) which of the quantize options the user gave (``given``: their
     ``QuantizeConfig`` fields) the ``method`` does not use (``unused_fields``): ``--method nf4 --rank 64`` ran
     without a word, as if the rank had counted."""
-    from gpu.quantize_defaults import unused_fields
-
     options = {**_QUANTIZE_OPTIONS, "shared_smoothing": "--per-layer-smoothing"}
     if ignored := [options[field] for field in given if field in unused_fields(method)]:
         line = f"note: --method {method} does not use {', '.join(ignored)}: ignored"

@@ -207,7 +207,7 @@ class QuantizeSource(QObject):
     ready_changed = Signal(bool)
     calibration_changed = Signal(object)
     rank_limit_changed = Signal(int)
-    check_requested = Signal(str)  # a single file's path, for the engine's own tensor-by-tensor check
+    check_requested = Signal(str)  # a single file's or a folder's path, for the engine's own check of its tensors
     bases_changed = Signal()
 
     source = Prop("")  # library name or path
@@ -219,7 +219,7 @@ class QuantizeSource(QObject):
     base_problem = Prop("")  # why the base cannot calibrate the file; "" when it can (or none is needed)
     base_warning = Prop("")  # what a base that fits costs (made for the other of dev/schnell); never blocks
     relisted = Prop("")  # the chosen library source or base now names another folder (RELISTED); never blocks
-    checking = Prop(False)  # the engine's check of a single file is under way
+    checking = Prop(False)  # the engine's check of a single file is under way (a folder's holds nothing)
     ready = Prop(False)
     calibration = Prop(None)  # CalibrationSet of the source (a single file's: its base's); None while not known
     rank_limit = Prop(0)  # the largest low-rank rank the source's layers take (``source_rank_limit``); 0: not known
@@ -373,6 +373,10 @@ class QuantizeSource(QObject):
         self.description = (f"Diffusers FLUX.1 pipeline folder, {cfg.get('num_layers', '?')} double and "
                             f"{cfg.get('num_single_layers', '?')} single blocks")  # fmt: skip
         self.problem = _calibration_problem(path)
+        if not self.problem:
+            # Its tensors' shapes, as a single file's (the run names a wrong one before any work): said here when the
+            # engine's look ends, without holding Next meanwhile, as a folder the library checked is not held
+            self.check_requested.emit(value)
 
     def _choose_file(self, value: str) -> None:
         try:

@@ -108,13 +108,14 @@ class QuantizeWorker(QObject):
 
     @Slot(str)
     def check_file(self, path: str) -> None:
-        """The engine's own reading of a single-file checkpoint: every tensor the transformer needs is there
-        and none it does not know (an incomplete download, a scaled-FP8 file). Header reads only, plus a
-        model skeleton on torch's meta device: a second or two, mostly the first import of torch."""
+        """The engine's own reading of a single-file checkpoint, or of a pipeline folder's transformer: every
+        tensor the transformer needs is there, of its shape, and none it does not know (an incomplete download, a
+        scaled-FP8 file). Header reads only, plus a model skeleton on torch's meta device: a second or two, mostly
+        the first import of torch."""
         try:
-            from gpu.streaming.source import bfl_file_source
+            from gpu.streaming.source import bfl_file_source, diffusers_folder_source
 
-            bfl_file_source(Path(path))
+            (diffusers_folder_source if Path(path).is_dir() else bfl_file_source)(Path(path))
         except Exception as exc:  # noqa: BLE001 - any failure is the user's to read, never a crashed thread
             self.file_checked.emit(path, classify(exc).text)
         else:

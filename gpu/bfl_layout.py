@@ -71,7 +71,7 @@ def inspect_single_file(path: Path | str) -> SingleFileFacts:
     config = implied_config(path.name, shapes)
     # a Fill, Canny or Depth file, which is complete: refused for what it is, not for its shapes, which the check of
     # every tensor would find other than a text-to-image transformer's ("the file is incomplete or another model")
-    check_input_channels(path.name, config["in_channels"])
+    check_input_channels(path.name, config["in_channels"], _PICK_FLUX)
     counts = element_counts(header, prefix)
     dtype = max(counts, key=lambda d: counts[d]) if counts else "?"
     return SingleFileFacts(path, "comfyui" if prefix else "bfl", config, sum(counts.values()), dtype, prefix, shapes)
@@ -111,7 +111,8 @@ def malformed_transformer(name: str, what: str) -> ModelLoadError:
     return ModelLoadError(f"{name}: not a complete FLUX.1 transformer ({what})", INCOMPLETE)
 
 
-_PICK_FLUX = "pick a FLUX.1 transformer: a flux1-dev-style .safetensors file or a ComfyUI FLUX.1 checkpoint"
+_PICK_FLUX = ("pick a text-to-image FLUX.1 transformer (FLUX.1-dev or FLUX.1-schnell): a flux1-dev-style .safetensors "
+              "file or a ComfyUI FLUX.1 checkpoint")
 
 
 def _what_else(keys: list[str], meta: dict[str, str]) -> tuple[str, str]:

@@ -19,6 +19,8 @@ QUANTIZE_WITH = "quantize it with the app's Quantize wizard (or python main.py q
 QUANTIZE_FIRST = ("quantize it first: the app's Quantize wizard, or python main.py quantize FILE --base "
                   "PIPELINE --out OUT.safetensors, where PIPELINE is a diffusers FLUX.1 folder supplying the text "
                   "encoders")  # fmt: skip
+# The hint for a FLUX.1 LoRA where a model to generate with is wanted (generate --model, the library).
+USE_AS_LORA = "add it as a LoRA to a FLUX.1 model instead: --lora FILE, or the LoRA panel"
 # The hint for a model of another kind where a model to generate with is wanted (generate --model, the library).
 PICK_MODEL = ("Nibble Studio runs FLUX.1 models: give a quantized (SVDQ) FLUX.1 .safetensors file, a diffusers "
               "FLUX.1 pipeline folder or a library model name")  # fmt: skip
@@ -87,12 +89,21 @@ def foreign_quantized(header: dict[str, Any]) -> tuple[str, str] | None:
 
 # What else a .safetensors file may be, recognised by its tensor names: (test, what it is, what to do instead;
 # None: the caller's hint for a model of another kind, since what to pick depends on what the file was given for).
+# What a LoRA file is said to be; its hint is the caller's (``other_file``'s ``lora_hint``): the model loader's
+# "add it as a LoRA", which the quantizer's source page must not say ("--lora FILE" in the wizard)
+A_LORA = "a LoRA, not a model"
+# Kohya names of a Stable Diffusion 1.x/2.x or SDXL UNet's blocks, which no FLUX.1 model has (FLUX's are
+# lora_unet_double_blocks_… and lora_unet_single_blocks_…)
+_SD_UNET_LORA = tuple(f"lora_unet_{block}" for block in ("down_blocks", "up_blocks", "mid_block", "input_blocks",
+                                                         "output_blocks", "middle_block"))  # fmt: skip
 _OTHER_FILES: list[tuple[Callable[[list[str]], bool], str, str | None]] = [
+    # Before any LoRA: "add it as a LoRA to a FLUX.1 model" is no advice for one that fits none
+    (lambda keys: any(k.startswith(_SD_UNET_LORA) for k in keys),
+     "a Stable Diffusion or SDXL LoRA, not for FLUX.1", None),
     # XLabs' (double_blocks.0.processor.qkv_lora1.down.weight) have neither "lora_" nor ".lora.", and were
     # "not an SVDQ checkpoint"
     (lambda keys: any("lora_" in k or ".lora." in k or (".processor." in k and "_lora" in k) for k in keys),
-     "a LoRA, not a model",
-     "add it as a LoRA to a FLUX.1 model instead: --lora FILE, or the LoRA panel"),
+     A_LORA, None),
     (lambda keys: any(k.startswith("transformer_blocks.") for k in keys),
      "a FLUX transformer in diffusers layout (the transformer/ part of a pipeline folder)",
      "pick the whole pipeline folder (the one with model_index.json) instead"),
@@ -111,12 +122,13 @@ _OTHER_FILES: list[tuple[Callable[[list[str]], bool], str, str | None]] = [
 ]  # fmt: skip
 
 
-def other_file(keys: Iterable[str], pick: str) -> tuple[str, str] | None:
+def other_file(keys: Iterable[str], pick: str, lora_hint: str = "") -> tuple[str, str] | None:
     """What a .safetensors file holding no FLUX.1 model is, recognised by its tensor names ``keys`` (a LoRA, an
-    SDXL checkpoint, ...), and what to do instead; ``pick`` is the hint for a model of another kind. None when
-    the names say nothing. The quantizer and the model loader both name files through it."""
+    SDXL checkpoint, ...), and what to do instead; ``pick`` is the hint for a model of another kind, ``lora_hint``
+    the one for a FLUX.1 LoRA (``pick`` when empty). None when the names say nothing. The quantizer and the model
+    loader both name files through it."""
     keys = [k for k in keys if k != "__metadata__"]
     for test, what, hint in _OTHER_FILES:
         if test(keys):
-            return what, hint or pick
+            return what, hint or (lora_hint if what == A_LORA and lora_hint else pick)
     return None

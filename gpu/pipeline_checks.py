@@ -64,13 +64,14 @@ def check_text_to_image_pipeline(folder: Path) -> None:
         check_input_channels(name, cfg.get("in_channels", FLUX_IN_CHANNELS))
 
 
-def check_input_channels(name: str, channels: object) -> None:
+def check_input_channels(name: str, channels: object, hint: str = _PICK_TEXT_TO_IMAGE) -> None:
     """ModelLoadError when the FLUX.1 transformer of the model ``name`` takes other input ``channels`` than
     text-to-image FLUX.1's (Fill's 384, Canny's and Depth's 128: the latents with an input image's), a pipeline
-    folder's or a single file's alike."""
+    folder's or a single file's alike; ``hint``: what to pick instead where it is asked (the library's, by default:
+    the quantizer's source page refuses the SVDQ files it names)."""
     if channels != FLUX_IN_CHANNELS:
         raise ModelLoadError(f"{name}: its transformer takes {channels} input channels, not the {FLUX_IN_CHANNELS} "
-                             f"of text-to-image FLUX.1; {_IMAGE_INPUT}", _PICK_TEXT_TO_IMAGE)  # fmt: skip
+                             f"of text-to-image FLUX.1; {_IMAGE_INPUT}", hint)  # fmt: skip
 
 
 def check_not_prequantized(folder: Path) -> None:

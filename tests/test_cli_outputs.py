@@ -565,5 +565,6 @@ def test_quantize_says_which_given_options_its_method_ignores(tmp_path, capsys, 
     nf4, _, alone, svdquant = configs
     assert (alone.precision, alone.rank, alone.alpha_points, alone.shared_smoothing) == \
         ("int4", DEFAULT_RANK, DEFAULT_ALPHA_POINTS, True)  # fmt: skip
-    assert (nf4.precision, nf4.rank, nf4.alpha_points) == ("nvfp4", 64, 5)
+    # ignored as said: not passed on (a value the run would refuse, --rank -5 of naive, stopped it; R65)
+    assert (nf4.precision, nf4.rank, nf4.alpha_points) == ("int4", DEFAULT_RANK, DEFAULT_ALPHA_POINTS)
     assert (svdquant.rank, svdquant.alpha_points, svdquant.shared_smoothing) == (64, 5, False)

@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from gpu.atomic import atomic_path
 from gpu.bfl_names import bfl_prefix
 from gpu.errors import CheckpointError, NewerAppError
-from gpu.file_kinds import PICK_MODEL, QUANTIZE_FIRST, foreign_quantized, other_file
+from gpu.file_kinds import PICK_MODEL, QUANTIZE_FIRST, USE_AS_LORA, foreign_quantized, other_file
 from gpu.safetensors_header import AGAIN, TensorReader, open_safetensors, read_data_hashed, read_safetensors_header
 from gpu.version import __version__
 
@@ -180,7 +180,7 @@ def _not_svdq(name: str, header: dict[str, Any]) -> CheckpointError:
     if bfl_prefix(header) is not None:
         return CheckpointError(f"{name}: a single-file FLUX.1 checkpoint (16-bit or FP8), not a quantized model",
                                hint=QUANTIZE_FIRST)  # fmt: skip
-    if known := other_file(header, PICK_MODEL):  # a LoRA, an SDXL checkpoint, ...
+    if known := other_file(header, PICK_MODEL, USE_AS_LORA):  # a LoRA, an SDXL checkpoint, ...
         return CheckpointError(f"{name}: {known[0]}", hint=known[1])
     return CheckpointError(f"{name}: not an SVDQ checkpoint (no '{METADATA_KEY}' metadata): not a quantized model",
                            hint=PICK_MODEL)  # fmt: skip

@@ -57,12 +57,13 @@ class QuantizeConfig:
             raise BadRequestError(f"unknown method {self.method!r} (use svdquant, naive, smoothquant, svd, lorc, nf4)")
         if self.precision not in PRECISIONS:
             raise BadRequestError(f"unknown precision {self.precision!r} (use {', '.join(PRECISIONS)})")
-        if not 0 <= self.rank <= 1024:
-            raise BadRequestError(f"rank {self.rank} is not possible: use 0 to 1024")
         if self.rank == 0 and self.method in RANK_ZERO_SAME_AS:
             same = RANK_ZERO_SAME_AS[self.method]
             raise BadRequestError(f"{self.method} at rank 0 has no low-rank branch: it makes the same model as {same}",
                                   f"use --method {same} for that model, or a rank of 1 or more")  # fmt: skip
+        lowest = 1 if self.method in RANK_ZERO_SAME_AS else 0  # "use 0 to 1024" sent an svdquant run to rank 0
+        if not lowest <= self.rank <= 1024:
+            raise BadRequestError(f"rank {self.rank} is not possible: use {lowest} to 1024")
         if not 1 <= self.calib_prompts <= MAX_CALIB_PROMPTS:
             raise BadRequestError(
                 f"{self.calib_prompts} calibration prompts is not possible: use 1 to {MAX_CALIB_PROMPTS}"
