@@ -74,6 +74,12 @@ _MIGRATIONS: list[list[str]] = [
     # its own, and a history the user had just cleared filled up again as the import went on). An entry removed
     # then goes into ``recovered_prompts`` instead (``remove_prompts``).
     ["ALTER TABLE recovery ADD COLUMN history_cleared INTEGER NOT NULL DEFAULT 0"],
+    # Searches fold accents (``search_key``): every stored key computed again, or "cafe" found the images made
+    # after the update only. In the upgrade's one commit: a failure leaves the database as it was, at this schema.
+    [
+        "UPDATE images SET search_key = search_key(prompt)",
+        "UPDATE prompts SET search_key = prompt_key(prompt, negative_prompt)",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -133,9 +139,40 @@ Salvaged = tuple[list[PromptRecord], set[str]]
 def search_key(text: str) -> str:
     """``text`` as searches compare it: Unicode case folding ("Ä" finds "ä", "STRASSE" finds "straße", which
     SQLite's LIKE folds for ASCII only), compatibility forms unified (NFKC: a composed and a decomposed "é",
-    full-width letters), and any run of white space one space, none at the ends (a prompt's line break is a space
-    in the history list, where the user reads what to type; a stray space typed or pasted finds nothing)."""
-    return " ".join(unicodedata.normalize("NFKC", str(text)).casefold().split())
+    full-width letters), accents folded (``_AccentFold``: "cafe" finds "café", "uber" "Über"), and any run of white
+    space one space, none at the ends (a prompt's line break is a space in the history list, where the user reads
+    what to type; a stray space typed or pasted finds nothing). The stored keys are computed with it: where it
+    changes, a migration computes them again (``_MIGRATIONS``)."""
+    return " ".join(unicodedata.normalize("NFKC", str(text)).casefold().translate(_ACCENTS).split())
+
+
+# The Combining Diacritical Marks block: the accents of Latin, Greek and Cyrillic letters, which a search folds.
+# Other scripts' marks (Japanese dakuten, Devanagari and Thai vowel signs, Hebrew points) lie in their own blocks
+# and are letters there: "が" is not "か", never folded.
+_FOLDED_MARKS = range(0x0300, 0x0370)
+# Letters written with one of those marks that are letters of their own, not a letter with an accent: Cyrillic
+# "й" (short i; "мой" is not "мои"), Ukrainian "ї" and Belarusian "ў". Russian "ё" is folded: commonly written "е".
+_LETTERS_OF_THEIR_OWN = frozenset("йїў")
+
+
+class _AccentFold(dict[int, str]):
+    """``str.translate``'s table that folds accents (see ``search_key``, which applies it after case folding):
+    each character without its marks of ``_FOLDED_MARKS`` (by compatibility decomposition, NFKD: "ở" is "o" with
+    two), a lone mark of them dropped, every other character kept. Filled as characters are first met: computed
+    once each, the loop over the text stays in C (a migration folds every stored prompt)."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        decomposed = unicodedata.normalize("NFKD", char)
+        if char in _LETTERS_OF_THEIR_OWN or not any(ord(mark) in _FOLDED_MARKS for mark in decomposed):
+            folded = char  # the composed form NFKC gave: "が" stays one character
+        else:  # what is left composed again: a mark of another block on the letter stays on it
+            folded = unicodedata.normalize("NFC", "".join(c for c in decomposed if ord(c) not in _FOLDED_MARKS))
+        self[code] = folded
+        return folded
+
+
+_ACCENTS = _AccentFold()
 
 
 def search_terms(text: str) -> list[str]:

@@ -229,3 +229,44 @@ def test_a_phrase_in_full_width_or_typographic_quotes_is_a_phrase(qtbot, data_ro
     window = window_without_engine(qtbot, data)
     assert _search(qtbot, window.gallery_panel, '"cat castle"') == ["a cat castle"]  # the ASCII quotes work
     assert _search(qtbot, window.gallery_panel, quoted) == ["a cat castle"]
+
+
+def test_a_search_typed_without_accents_finds_the_accented_prompt_and_no_other_scripts_letter(qtbot, data_root):
+    """A user types "cafe" on a keyboard without accents: the image of "un café à Paris" was not found ("Über",
+    "señor", Greek "καφές" alike). Latin and Greek marks are folded, as is Russian "ё" (commonly written "е"); a
+    letter of its own is kept apart: Cyrillic "й" is no "и", Japanese "が" no "か", a Devanagari vowel sign no
+    bare consonant. Typed with its accent, a word still finds its image."""
+    data = resolve_data_dir(data_root)
+    prompts = ["un café à Paris", "Über den Wolken", "el señor del castillo", "ένας καφές", "ёлка в снегу",
+               "мой дом", "мои книги", "ねこが", "ねこか", "कि", "क", "phở bò", "a cafe sign"]  # fmt: skip
+    gallery_images(data, prompts)
+    window = window_without_engine(qtbot, data)
+    panel = window.gallery_panel
+    cases = {
+        "cafe": {"un café à Paris", "a cafe sign"},  # was: only "a cafe sign"
+        "CAFÉ": {"un café à Paris", "a cafe sign"},
+        "uber": {"Über den Wolken"},
+        "senor": {"el señor del castillo"},
+        "καφες": {"ένας καφές"},
+        "елка": {"ёлка в снегу"},
+        "pho bo": {"phở bò"},
+        "мои": {"мои книги"},
+        "мой": {"мой дом"},
+        "ねこが": {"ねこが"},
+        "ねこか": {"ねこか"},
+        "कि": {"कि"},
+        "a paris": {"un café à Paris"},
+    }
+    for search, expected in cases.items():
+        assert set(_search(qtbot, panel, search)) == expected, search
+    # The history's search by the same rule, and an image made while a search is on.
+    history = panel.controller.history
+    history.add("un café noir", "")
+    history.add("un thé", "")
+    window.history_panel.search.setText("cafe")
+    qtbot.keyClick(window.history_panel.search, Qt.Key.Key_Return)
+    assert [history.record(row).prompt for row in range(history.rowCount())] == ["un café noir"]
+    _search(qtbot, panel, "creme brulee")
+    write_png(data.images / "d" / "new.png", Image.new("RGB", (16, 16)), {"prompt": "Crème Brûlée"})
+    panel.controller.gallery.add("d/new.png", {"prompt": "Crème Brûlée"})
+    assert _search(qtbot, panel, "creme brulee") == ["Crème Brûlée"]

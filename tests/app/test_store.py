@@ -212,3 +212,64 @@ def test_two_records_of_a_row_are_equal_whether_or_not_their_settings_were_read(
     store.set_favorites([record.id], True)
     assert store.image(record.id) != record  # what the row holds still counts
     store.close()
+
+
+def _schema_6_database(path) -> None:
+    """A database of schema 6, its stored search keys as that version computed them (case folded, accents kept)."""
+    import unicodedata
+
+    from app.store import _MIGRATIONS
+
+    db = sqlite3.connect(path)
+    old_key = lambda text: " ".join(unicodedata.normalize("NFKC", text).casefold().split())  # noqa: E731
+    db.create_function("search_key", 1, old_key)
+    db.create_function("prompt_key", 2, lambda p, n: f"{old_key(p)}\n{old_key(n)}")
+    for statement in (s for migration in _MIGRATIONS[:6] for s in migration):
+        db.execute(statement)
+    db.execute("INSERT INTO images (path, prompt, search_key, created) VALUES ('a.png', ?1, search_key(?1), 1)",
+               ("Un Café",))  # fmt: skip
+    db.execute("INSERT INTO prompts (prompt, negative_prompt, search_key, last_used) "
+               "VALUES (?1, ?2, prompt_key(?1, ?2), 1)", ("el señor", "Über"))  # fmt: skip
+    db.execute("PRAGMA user_version=6")
+    db.commit()
+    db.close()
+
+
+def test_a_database_of_the_previous_schema_finds_its_images_by_words_typed_without_accents(tmp_path):
+    """The keys stored before searches folded accents held "café": "cafe" found nothing in an existing gallery
+    (only in images made after the update). The upgrade computes every stored key again."""
+    path = tmp_path / "db.sqlite3"
+    _schema_6_database(path)
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert [r.path for r in store.images("cafe")] == ["a.png"]
+    assert [p.prompt for p in store.prompts("senor")] == ["el señor"]
+    assert [p.prompt for p in store.prompts("uber")] == ["el señor"]  # the negative prompt's key too
+    assert store.prompts("senor uber") == []  # still never across the prompt and the negative prompt
+
+
+def test_an_upgrade_that_fails_leaves_the_previous_database_as_it_was(tmp_path, monkeypatch):
+    """A failure while the keys are computed again (here: a key that cannot be computed) rolls the whole upgrade
+    back: the database stays at the previous schema, which that version still opens, and the next start upgrades it."""
+    import app.store
+
+    path = tmp_path / "db.sqlite3"
+    _schema_6_database(path)
+
+    def failing(prompt: str, negative_prompt: str) -> str:
+        raise ValueError("a key that cannot be computed")
+
+    monkeypatch.setattr(app.store, "_prompt_key", failing)
+    try:
+        Store(path)
+    except sqlite3.Error:
+        pass
+    else:
+        raise AssertionError("the upgrade did not fail")
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert db.execute("SELECT search_key FROM images").fetchall() == [("un café",)]
+    db.close()
+    monkeypatch.undo()
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION and [r.path for r in store.images("cafe")] == ["a.png"]
