@@ -1,13 +1,20 @@
 """Lazy thumbnail loading for the gallery: decoded on a thread pool only when a row becomes visible.
 
 The list view asks for DecorationRole only for rows it paints, so with 10,000 entries we decode a screenful,
-not the folder. Decoded thumbnails live in a bounded LRU cache of QImages (QPixmap is GUI-thread only).
+not the folder. Decoded thumbnails live in a bounded LRU cache of QImages (QPixmap is GUI-thread only), each with the
+file's state (``_stamp``: size, modification time, file id) taken on the pool's thread before it was decoded: a file
+replaced under its name (by hand, or by Save as into the images folder) showed its old picture for the session. A
+thumbnail painted ``RECHECK_AFTER_S`` after its file was last looked at is served as it is, and the file's state taken
+again on the pool's thread; decoded again only where it changed. The GUI thread never touches the disk for it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -16,10 +23,28 @@ from PySide6.QtGui import QImage
 from app.image_decode import read_image
 
 THUMB_SIZE = 160
+# How long a thumbnail is shown without looking at its file again: a row painted later has its file's state taken
+# again (off the GUI thread). Seconds, so that scrolling costs no more than a stat per row in sight every few seconds.
+RECHECK_AFTER_S = 2.0
+
+# A file's state, by which a file replaced under its name is told from the one decoded: size, modification time (ns)
+# and file id (a file written beside and renamed over it, which may keep the time, is another file).
+Stamp = tuple[int, int, int]
+_NO_FILE: Stamp = (-1, -1, -1)
+
+
+def _stamp(path: str) -> Stamp:
+    """The state of the file at ``path`` now (a pool thread's work); ``_NO_FILE`` for none that can be read."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return _NO_FILE
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 class _Emitter(QObject):
-    loaded = Signal(str, QImage)
+    loaded = Signal(str, QImage, object)  # path, thumbnail, the file's ``Stamp`` taken before it was decoded
+    unchanged = Signal(str)  # path: a re-check found the file as it was decoded
 
 
 def _decode(path: str) -> QImage:
@@ -27,17 +52,25 @@ def _decode(path: str) -> QImage:
     return read_image(path, THUMB_SIZE)
 
 
+@dataclass(slots=True)
+class _Thumb:
+    image: QImage
+    stamp: Stamp  # the file's state when it was decoded
+    checked: float  # when the file was last found so (``time.monotonic``)
+
+
 class _Queue:
-    """The files asked for and not yet being decoded, the latest asked last; shared with the pool's threads."""
+    """The files asked for and not yet being decoded, the latest asked last, each with the ``Stamp`` of the
+    thumbnail held of it (None for none: decoded whatever its state); shared with the pool's threads."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.paths: OrderedDict[str, None] = OrderedDict()
+        self.paths: OrderedDict[str, Stamp | None] = OrderedDict()
 
-    def take(self) -> str | None:
-        """The file asked for last (the rows on screen now), None when none is left."""
+    def take(self) -> tuple[str, Stamp | None] | None:
+        """The file asked for last (the rows on screen now) and its held stamp, None when none is left."""
         with self.lock:
-            return self.paths.popitem()[0] if self.paths else None
+            return self.paths.popitem() if self.paths else None
 
 
 class _LoadThumb(QRunnable):
@@ -49,21 +82,28 @@ class _LoadThumb(QRunnable):
         self.emitter = emitter
 
     def run(self) -> None:
-        path = self.queue.take()
-        if path is not None:  # none: its file was dropped from the queue, or taken by an earlier one
-            self.emitter.loaded.emit(path, _decode(path))  # a null image marks an unreadable file
+        taken = self.queue.take()
+        if taken is None:  # none: its file was dropped from the queue, or taken by an earlier one
+            return
+        path, held = taken
+        stamp = _stamp(path)  # before the decode: a file replaced meanwhile differs at the next check
+        if stamp == held:
+            self.emitter.unchanged.emit(path)
+        else:
+            self.emitter.loaded.emit(path, _decode(path), stamp)  # a null image marks an unreadable file
 
 
 class ThumbnailCache(QObject):
-    """Thumbnails by path. Files are decoded newest request first, and at most ``capacity`` wait: flinging through
-    60 pages queued the decodes of rows scrolled past ahead of the last screen's, which took 280 ms to fill."""
+    """Thumbnails by path, each of the file as it was when decoded (see the module's text). Files are decoded newest
+    request first, and at most ``capacity`` wait: flinging through 60 pages queued the decodes of rows scrolled past
+    ahead of the last screen's, which took 280 ms to fill."""
 
     loaded = Signal(str)
 
     def __init__(self, capacity: int = 600, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._cache: OrderedDict[str, QImage] = OrderedDict()
-        self._pending: set[str] = set()  # queued or being decoded
+        self._cache: OrderedDict[str, _Thumb] = OrderedDict()
+        self._pending: set[str] = set()  # queued, being decoded or re-checked
         self._queue = _Queue()
         # Forgotten while being decoded: the result may be of the file as it was, or null because it was moved
         # away mid-read (a delete); it must not be kept (a null one showed the image as "missing" after Undo).
@@ -76,33 +116,57 @@ class ThumbnailCache(QObject):
         # decodes hold it, and a pool thread that let go of it last destroyed it there.
         self._emitter = _Emitter(self)
         self._emitter.loaded.connect(self._on_loaded)
+        self._emitter.unchanged.connect(self._on_unchanged)
 
     def get(self, path: Path) -> QImage | None:
-        """The thumbnail, or None while it is decoded (asked for again: decoded next). A file still queued when
-        ``capacity`` newer ones are is dropped, no longer pending: rows scrolled past are not painted again, and
-        a row that is (more than a screenful of rows cannot be on screen) asks again."""
+        """The thumbnail, or None while it is decoded (asked for again: decoded next). One whose file was last
+        looked at ``RECHECK_AFTER_S`` ago is returned as it is, its file checked again on the pool (``recheck``).
+        A file still queued when ``capacity`` newer ones are is dropped, no longer pending: rows scrolled past are not
+        painted again, and a row that is (more than a screenful of rows cannot be on screen) asks again."""
         key = str(path)
-        image = self._cache.get(key)
-        if image is not None:
+        thumb = self._cache.get(key)
+        if thumb is not None:
             self._cache.move_to_end(key)
-            return image
+            if time.monotonic() - thumb.checked >= RECHECK_AFTER_S:
+                self._ask(key, thumb.stamp)
+            return thumb.image
+        self._ask(key, None)
+        return None
+
+    def recheck(self, path: Path) -> None:
+        """The file at ``path`` may have changed (the pane read it, Save as wrote it): its state is taken again on
+        the pool, and a thumbnail held of it replaced once the new one is decoded, where it differs. A check or a
+        decode already under way may have looked at the file before the change: its result is not kept, and the
+        row that asks again has it checked anew."""
+        key = str(path)
+        thumb = self._cache.get(key)
+        if thumb is None:
+            return  # none held: the row that paints it has it decoded as it is
+        thumb.checked = float("-inf")  # due: a result thrown away below leaves it to be checked at the next paint
+        if key in self._pending:
+            self._stale.add(key)
+        else:
+            self._ask(key, thumb.stamp)
+
+    def _ask(self, key: str, held: Stamp | None) -> None:
+        """Queues the file ``key`` for a decode, or for a check of the thumbnail of state ``held``; nothing while
+        it is pending already or the cache has stopped."""
         if self._stopped:
-            return None
+            return
         with self._queue.lock:
             queued = self._queue.paths
             if key in queued:
                 queued.move_to_end(key)
-                return None
+                return
             if key in self._pending:  # being decoded
-                return None
-            queued[key] = None
+                return
+            queued[key] = held
             dropped = [queued.popitem(last=False)[0] for _ in range(len(queued) - self._capacity)]
         self._pending.add(key)
         self._pending.difference_update(dropped)
         # No decode of theirs will come back: left stale, the next one of the file now was thrown away and redone.
         self._stale.difference_update(dropped)
         self._pool.start(_LoadThumb(self._queue, self._emitter))
-        return None
 
     def forget(self, path: Path) -> None:
         key = str(path)
@@ -110,15 +174,29 @@ class ThumbnailCache(QObject):
         if key in self._pending:
             self._stale.add(key)
 
-    def _on_loaded(self, path: str, image: QImage) -> None:
-        self._pending.discard(path)
-        if path in self._stale:
-            self._stale.discard(path)  # announced all the same: a row showing it asks again, for the file now
-        else:
-            self._cache[path] = image
+    def _on_loaded(self, path: str, image: QImage, stamp: Stamp) -> None:
+        if self._kept(path):
+            self._cache[path] = _Thumb(image, stamp, time.monotonic())
+            self._cache.move_to_end(path)
             while len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)
         self.loaded.emit(path)
+
+    def _on_unchanged(self, path: str) -> None:
+        if self._kept(path):
+            if (thumb := self._cache.get(path)) is not None:
+                thumb.checked = time.monotonic()
+            return  # the row shows the file as it is: nothing to paint again
+        self.loaded.emit(path)  # a row showing it asks again, for the file now
+
+    def _kept(self, path: str) -> bool:
+        """Whether the result of the decode or check of ``path`` that came back is kept: not when the file was
+        forgotten or re-checked meanwhile (``_stale``), as it may be of the file as it was."""
+        self._pending.discard(path)
+        if path in self._stale:
+            self._stale.discard(path)
+            return False
+        return True
 
     def wait(self, msecs: int = 5000) -> None:
         self._pool.waitForDone(msecs)

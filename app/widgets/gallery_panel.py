@@ -245,7 +245,11 @@ class GalleryPanel(QWidget):
             self._selection_changed()
 
     def describe(self, record: ImageRecord) -> str:
-        return describe_image(self.controller.gallery.path_of(record), record.settings, record.missing)
+        """The pane's text, read from the image's file as it is now; its thumbnail is checked against the file too
+        (``ThumbnailCache.recheck``, off the GUI thread): replaced under its name, the grid showed the old picture."""
+        path = self.controller.gallery.path_of(record)
+        self.controller.gallery.thumbnails.recheck(path)
+        return describe_image(path, record.settings, record.missing)
 
     # ---- actions ------------------------------------------------------------------------------------------
 
