@@ -129,45 +129,29 @@ class LoraTwins(QObject):
         self._show(found)
         if unread and not self._reading:
             self._reading = True
-            # A daemon (it writes nothing); it holds the state too, let go of on the Qt thread (``start_thread``)
-            start_thread("LoRA twins", self._run, groups, self._rows)
+            # A daemon (it writes nothing); it holds the state too, let go of on the Qt thread (``start_thread``).
+            # It is given copies of what is known: ``_read`` and ``_failed`` change on the Qt thread meanwhile.
+            start_thread("LoRA twins", self._run, groups, dict(self._read), set(self._failed), self._rows)
         return found
 
     def _known(self, row: LoraEntry, whole: bool, unread: list[_Key]) -> LoraContents | None:
         """``Contents`` as read before (a file read whole gives its look too); a file neither read yet nor failed to
         read is added to ``unread`` (and is None)."""
-        key = _key(row, whole)
-        known = self._read.get(key) or (None if whole else self._read.get(_key(row, True)))
-        if known is None and key not in self._failed:
+        known = _known_in(self._read, row, whole)
+        if known is None and (key := _key(row, whole)) not in self._failed:
             unread.append(key)
         return known
 
-    def _run(self, groups: list[list[LoraEntry]], rows: LoraState) -> None:
-        """On the thread: the files ``groups`` need read (``_contents``), handed to the Qt thread as it ends
-        (``_read_all``). ``rows`` is only held, for ``look``'s reason."""
+    def _run(self, groups: list[list[LoraEntry]], read: dict[_Key, LoraContents], failed: set[_Key],
+             rows: LoraState) -> None:  # fmt: skip
+        """On the thread: the files ``groups`` need that are neither in ``read`` nor in ``failed`` (copies of what
+        the Qt thread knew) read (``_contents``), handed to the Qt thread as it ends (``_read_all``). ``rows`` is
+        only held, for ``look``'s reason."""
         got: dict[_Key, LoraContents | None] = {}
         try:
-            twins_of(groups, lambda row, whole: self._contents(row, whole, got))
+            twins_of(groups, lambda row, whole: _contents(row, whole, read, failed, got))
         finally:
             to_qt_thread(self._read_all, got)
-
-    def _contents(self, row: LoraEntry, whole: bool, got: dict[_Key, LoraContents | None]) -> LoraContents | None:
-        """``Contents`` on the thread: as read before, or read now into ``got`` (None: it could not be). A file
-        changed since the row read its header (its stamp) is not read: the row's header is read again first
-        (``LoraState.refresh``), and the file then."""
-        key = _key(row, whole)
-        if key in got or key in self._failed:
-            return got.get(key)
-        if (known := self._known(row, whole, [])) is not None:
-            return known
-        contents = None
-        if read_stamp(row.path) == row.stamp:
-            try:
-                contents = read_contents(row.path) if whole else look_at(row.path)
-            except (OSError, UserError):  # held by another program, gone or damaged since: the job says which
-                log.info("%s could not be read to tell it from the LoRAs on beside it", row.path, exc_info=True)
-        got[key] = contents
-        return contents
 
     def _read_all(self, got: dict[_Key, LoraContents | None]) -> None:
         """On the Qt thread, as the thread ends: what it read (``got``) kept, for the files of rows listed only
@@ -194,6 +178,31 @@ class LoraTwins(QObject):
                     self._rows.edited.emit(e)
         finally:
             self._showing = False
+
+
+def _known_in(read: dict[_Key, LoraContents], row: LoraEntry, whole: bool) -> LoraContents | None:
+    """``row``'s file's contents in ``read`` (a file read whole gives its look too); None when not there."""
+    return read.get(_key(row, whole)) or (None if whole else read.get(_key(row, True)))
+
+
+def _contents(row: LoraEntry, whole: bool, read: dict[_Key, LoraContents], failed: set[_Key],
+              got: dict[_Key, LoraContents | None]) -> LoraContents | None:  # fmt: skip
+    """``Contents`` on the thread: as read before (``read``), None for a file that ``failed`` to be read, or read now
+    into ``got`` (None: it could not be). A file changed since the row read its header (its stamp) is not read: the
+    row's header is read again first (``LoraState.refresh``), and the file then."""
+    key = _key(row, whole)
+    if key in got or key in failed:
+        return got.get(key)
+    if (known := _known_in(read, row, whole)) is not None:
+        return known
+    contents = None
+    if read_stamp(row.path) == row.stamp:
+        try:
+            contents = read_contents(row.path) if whole else look_at(row.path)
+        except (OSError, UserError):  # held by another program, gone or damaged since: the job says which
+            log.info("%s could not be read to tell it from the LoRAs on beside it", row.path, exc_info=True)
+    got[key] = contents
+    return contents
 
 
 def _twin_words(other: LoraEntry, how: str) -> str:
