@@ -120,11 +120,10 @@ class SizePresetBox(WheelWhenFocused, QComboBox):
     jumped to another size, which the next job made."""
 
 
-class SideSpinBox(WheelWhenFocused, QSpinBox):
+class SideSpinBox(FieldSpinBox):
     """A size field on the latent grid (multiples of ``SIDE_STEP``): a side typed off it snaps when editing
     finishes (``snap16``, as the request does), and the arrows go from one multiple to the next. Unsnapped, 100
-    stayed on screen while a 96 px image was made, and the arrows went 100 -> 116, off the grid for good. The wheel
-    as ``FieldSpinBox``."""
+    stayed on screen while a 96 px image was made, and the arrows went 100 -> 116, off the grid for good."""
 
     def __init__(self) -> None:
         super().__init__(minimum=SIDE_MIN, maximum=SIDE_MAX, singleStep=SIDE_STEP, suffix=" px")
