@@ -13,11 +13,18 @@ def with_hint(message: str, hint: str) -> str:
     """``message`` and ``hint`` on one line, as a log, a label or the command line says them: a hint that is a
     sentence of its own ("Wait for that run to finish, then run again.") follows the message as one ("what is
     wrong. What to try."); a phrase ("use 0 to 1024") goes in parentheses after it ("what is wrong (what to try)"),
-    where a sentence in parentheses read as an aside."""
+    where a sentence in parentheses read as an aside. A phrase goes inside a message's closing full stop ("what is
+    wrong (what to try)." rather than "wrong. (what to try)"), and after a semicolon where the message already ends
+    in parentheses, since a second pair ("(x) (y)") reads as two asides."""
     if not hint:
         return message
+    end = message.rstrip()
     if hint[0].isupper() and hint.rstrip()[-1] in ".!?":
-        return f"{message} {hint}" if message.rstrip()[-1:] in (".", "!", "?") else f"{message}. {hint}"
+        return f"{message} {hint}" if end[-1:] in (".", "!", "?") else f"{message}. {hint}"
+    if end.endswith(")"):
+        return f"{end}; {hint}"
+    if end.endswith(".") and not end.endswith(".."):
+        return f"{end[:-1]} ({hint})."
     return f"{message} ({hint})"
 
 

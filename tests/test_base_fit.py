@@ -122,7 +122,7 @@ def test_a_model_quantized_elsewhere_runs_with_the_librarys_pipeline_that_fits_i
     err = capsys.readouterr().err
     assert not out.exists() and "far.safetensors: its base pipeline (text encoders, VAE) was not found" in err
     assert err.endswith("(in the app: \"Add folder…\" in the Models panel), or give its folder or library name with "
-                        "--base)\n")  # fmt: skip
+                        "--base\n")  # fmt: skip
 
 
 def _pipeline(folder: Path, guided: bool, t5_width: int = 128) -> Path:

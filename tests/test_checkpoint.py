@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from gpu.checkpoint.format import load_checkpoint, read_checkpoint_meta
 from gpu.checkpoint.skeleton import build_skeleton, expected_tensors, load_quantized_transformer
-from gpu.errors import CheckpointError
+from gpu.errors import CheckpointError, with_hint
 
 
 def _rewrite(src: Path, dst: Path, edit_meta=None, edit_tensors=None) -> Path:
@@ -372,5 +372,5 @@ def test_a_file_generate_would_refuse_is_refused_by_inspect_and_the_library(
     assert not (tmp_path / "data" / "library.json").exists()  # nothing listed
     assert main(["--data-dir", str(tmp_path / "data"), "inspect", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {message}") and err.endswith(f" ({remedy})\n")
+    assert err.startswith(f"error: {message}") and err == f"error: {with_hint(str(refused.value), remedy)}\n"
     assert built == [] if case != "missing" else built  # refused from the header alone

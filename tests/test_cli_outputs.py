@@ -107,7 +107,7 @@ def test_names_longer_than_the_folder_takes_are_refused_before_any_work(tmp_path
     model = tmp_path / ("d" * 238 + ".safetensors")  # 250 bytes: its 256-byte .parts folder cannot be made
     err = _refused([*data, "quantize", "demo", "--out", str(model)], capsys)
     assert err.startswith(f"error: cannot write {model}: the file name is 250 bytes long, more than the 249 ")
-    assert err.endswith("(choose a shorter file name)\n")
+    assert err.endswith("); choose a shorter file name\n")
     folder = tmp_path / ("e" * 256) / "a.png"
     err = _refused([*data, "generate", "x", "--out", str(folder)], capsys)
     assert "the folder name eeee" in err and err.endswith("(choose a shorter folder name)\n")
@@ -266,7 +266,7 @@ def test_a_file_that_is_no_quantized_model_is_named_for_what_it_is(tmp_path, cap
         (made("sdxl.safetensors", "model.diffusion_model.input_blocks.0.0.weight"),
          "a Stable Diffusion 1.x/2.x or SDXL checkpoint (UNet), not FLUX.1 (", "Nibble Studio runs FLUX.1 models"),
         (made("diffusion_pytorch_model.safetensors", "transformer_blocks.0.attn.to_q.weight"),
-         "a FLUX transformer in diffusers layout (the transformer/ part of a pipeline folder) (", "model_index.json"),
+         "a FLUX transformer in diffusers layout (the transformer/ part of a pipeline folder); ", "model_index.json"),
         (made("weights.safetensors", "w"), "not an SVDQ checkpoint (no 'svdq' metadata): not a quantized model (",
          "Nibble Studio runs FLUX.1 models"),
     ]  # fmt: skip
@@ -529,8 +529,8 @@ def test_a_blank_base_is_refused_as_a_blank_model_is(tmp_path, capsys, no_work):
     for command in (["generate", "x"], ["quantize", "demo", "--out", str(tmp_path / "q.safetensors")]):
         for blank, words in (("", "empty"), ("  ", "only spaces")):
             err = _refused([*data, *command, "--base", blank], capsys)
-            assert err == (f'error: --base "{blank}": no base pipeline given (the name is {words}) (give a '
-                           "pipeline's folder or library name, or leave --base out)\n")  # fmt: skip
+            assert err == (f'error: --base "{blank}": no base pipeline given (the name is {words}); give a '
+                           "pipeline's folder or library name, or leave --base out\n")  # fmt: skip
     assert no_work == []
 
 

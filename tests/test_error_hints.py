@@ -29,3 +29,16 @@ def test_an_engine_error_reads_as_its_user_error():
 
 def test_no_hint_is_the_message_alone():
     assert UserError("no model").text == EngineError("user", "no model").text == "no model"
+
+
+def test_a_phrase_hint_goes_inside_the_messages_full_stop():
+    """"rank 0 is not possible. (use 1 to 1024)" read as a stray aside after the sentence had ended."""
+    assert UserError("rank 0 is not possible.", "use 1 to 1024").text == "rank 0 is not possible (use 1 to 1024)."
+    assert UserError("wait...", "try again").text == "wait... (try again)"  # an ellipsis is no full stop
+
+
+def test_a_phrase_hint_after_parentheses_follows_a_semicolon():
+    """"x (tried: a, b) (add the folder)" read as two asides; the second is what to do."""
+    error = UserError("no base pipeline (tried: a, b)", "add the pipeline folder")
+    assert error.text == "no base pipeline (tried: a, b); add the pipeline folder"
+    assert EngineError("user", "no base pipeline (tried: a, b)", "add the pipeline folder").text == error.text

@@ -149,5 +149,5 @@ def test_a_file_with_a_malformed_header_field_or_an_unforeseen_failure_is_its_ow
 
     assert main(["--data-dir", str(data), "inspect", "demo-int4"]) == 0  # commands on the other models work
     assert main(["--data-dir", str(data), "inspect", str(odd)]) == 2  # and this one's is one line, with the remedy
-    assert capsys.readouterr().err.endswith("(defaults is \"x\", not a JSON object or null) (re-quantize the model, "
-                                            "or copy or download the file again)\n")  # fmt: skip
+    assert capsys.readouterr().err.endswith("(defaults is \"x\", not a JSON object or null); re-quantize the model, "
+                                            "or copy or download the file again\n")  # fmt: skip

@@ -749,8 +749,8 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_works(tmp_pa
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         assert main(["quantize", "demo", "--out", str(out), "--calib-prompts", "1", "--rank", "8"]) == 2
         err = capsys.readouterr().err
-        assert err == (f"error: {out} is being written by another quantize run (process {holder.pid}) "
-                       "(wait for it to finish, or choose another output file)\n")  # fmt: skip
+        assert err == (f"error: {out} is being written by another quantize run (process {holder.pid}); "
+                       "wait for it to finish, or choose another output file\n")  # fmt: skip
         assert not parts_dir(out).exists()  # refused before touching anything
     finally:
         holder.kill()

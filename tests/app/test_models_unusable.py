@@ -51,8 +51,8 @@ def test_a_model_the_app_may_not_look_at_leaves_the_others_usable(qtbot, data_ro
     assert item.text() == "mine  (cannot be used)"
     assert f"{locked}: cannot be read: Permission denied" in item.toolTip()
     assert _item(window, "odd").text() == "odd  (cannot be used)"
-    assert "base_model is invalid (defaults is \"x\", not a JSON object or null) (re-quantize the model, or copy or " \
-        "download the file again)" in _item(window, "odd").toolTip()  # fmt: skip
+    assert "base_model is invalid (defaults is \"x\", not a JSON object or null); re-quantize the model, or copy or " \
+        "download the file again" in _item(window, "odd").toolTip()  # fmt: skip
 
     _click(qtbot, window, "mine")  # looked at again, then refused with why and what to do; the model in use stays
     qtbot.waitUntil(lambda: bool(errors), timeout=60000)

@@ -14,7 +14,7 @@ import pytest
 from app.quantize_source import QuantizeSource
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
-AGAIN = "(copy or download the model again)"
+AGAIN = (" (copy or download the model again)", "); copy or download the model again")  # after a message, or its ()
 
 
 def _truncate(transformer: Path) -> None:
