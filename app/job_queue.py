@@ -93,8 +93,10 @@ class JobQueue(QObject):
 
     def jobs_before(self, place: int) -> int:
         """How many of the jobs a request sent at ``place`` (``place``) waits behind are still to run: those queued
-        up to it that have not ended (``unfinished``); none queued after it, which the engine runs after it."""
-        return sum(job.id <= place for job in self.unfinished)
+        up to it that are not cancelled, the one decoding and saving its last image too (not ``unfinished``: a quit
+        does not cut it short, but the engine finishes it first); none queued after it, which the engine runs after
+        it."""
+        return sum(job.id <= place and not job.cancel.is_set() for job in self._jobs.values())
 
     def job(self, job_id: int) -> Job | None:
         """The job ``job_id`` if it has not ended."""

@@ -196,6 +196,26 @@ def test_a_model_picked_during_a_job_says_it_is_read_after_the_job(qtbot, window
     assert panel.details.text() == "Reading model…"
 
 
+def test_a_model_picked_as_a_job_decodes_its_last_image_says_it_waits_for_it(qtbot, window):
+    """Past its last step a job still decodes and saves its image (seconds for a FLUX.1 1024² image), and the engine
+    reads the model after it; the details said "Reading model…" as if nothing were before it (the finishing job was
+    not counted among those the pick waits behind)."""
+    controller, panel = window.controller, window.model_panel
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", None) == "demo", timeout=60000)
+    controller.prompt.prompt, controller.prompt.batch_count = "a red circle", 1
+
+    def last_step(progress) -> bool:
+        return progress.step == progress.total_steps and progress.image_index + 1 == progress.image_count
+
+    with engine_held_at(controller, last_step) as reached:
+        controller.generate()
+        qtbot.waitUntil(reached.is_set, timeout=60000)
+        qtbot.waitUntil(lambda: controller.queue.unfinished == [], timeout=10000)  # the window knows it is finishing
+        panel._picked(_item(window, "demo-int4"))
+        assert panel.details.text() == "Reading model after the running job…"
+    qtbot.waitUntil(lambda: "Model: demo-int4" in panel.details.text(), timeout=60000)
+
+
 def _held_in_engine(monkeypatch, owner, name: str, when=lambda *_args: True):
     """``owner.name`` (an object of the engine thread's) held there, for a call ``when`` takes, until the test
     ends -> (reached, release): two ``threading.Event``."""
