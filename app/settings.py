@@ -101,11 +101,17 @@ def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
     """Version 1 kept the prompt panel's fields at the top level: they go into ``last_job``. A file without its
     "version" is read as version 1, and one written by hand or by a script may hold a ``last_job`` all the same:
     kept, the fields at the top level filling in only what it lacks (it was replaced by those, none, and the next
-    autosave wrote the empty prompt panel over the file)."""
+    autosave wrote the empty prompt panel over the file). A kept field that is no value of its type gives way to
+    a top-level one that is (kept, it would fall back to the default)."""
     job_keys = {f.name for f in fields(LastJob)}
     moved = {k: data.pop(k) for k in list(data) if k in job_keys}
     kept = data.get("last_job")
-    data["last_job"] = {**moved, **kept} if isinstance(kept, dict) else moved
+    if isinstance(kept, dict):
+        hints = get_type_hints(LastJob)
+        fit = {k: v for k, v in kept.items() if k not in moved or _value(hints[k], v) is not _UNFIT}
+        data["last_job"] = {**moved, **fit}
+    else:
+        data["last_job"] = moved
     return data
 
 

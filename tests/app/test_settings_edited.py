@@ -61,3 +61,11 @@ def test_a_version_1_file_is_moved_into_the_last_job_and_a_last_job_already_ther
     assert load_settings(path).last_job == LastJob(prompt="old", seed=7, steps=9)
     path.write_text(json.dumps({"prompt": "top", "steps": 9, "last_job": {"prompt": "mine", "seed": 5}}))
     assert load_settings(path).last_job == LastJob(prompt="mine", seed=5, steps=9)
+
+
+def test_a_last_job_field_of_the_wrong_type_gives_way_to_the_top_level_one(tmp_path):
+    """A ``last_job`` field that is no value of its type ("steps": "9", hand-written) won the merge over a sound
+    top-level one, and then fell back to the default: the user's 9 steps became the default's."""
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"steps": 9, "seed": 3, "last_job": {"prompt": "mine", "steps": "9", "seed": 5}}))
+    assert load_settings(path).last_job == LastJob(prompt="mine", seed=5, steps=9)
