@@ -17,10 +17,12 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 import gpu.generation.service as service_module
 import gpu.model_hash as model_hash_module
+from gpu.generation.request import GenerationRequest
 from gpu.generation.service import GenerationService
 from gpu.library import ModelLibrary
 from gpu.model_hash import model_hash
@@ -100,3 +102,47 @@ def json_with_more_layers(folder: Path) -> str:
     """The transformer's config.json asking for one more single block than its weights hold."""
     config = json.loads((folder / "transformer" / "config.json").read_bytes())
     return json.dumps({**config, "num_single_layers": config["num_single_layers"] + 1})
+
+
+def _head_reads(monkeypatch) -> list[str]:
+    """The files whose head ``gpu.model_hash`` reads (``head_digest``) from now on."""
+    reads: list[str] = []
+    real = model_hash_module.head_digest
+
+    def counted(path: Path) -> str:
+        reads.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(model_hash_module, "head_digest", counted)
+    return reads
+
+
+@pytest.mark.parametrize("how", ["chmod", "hard link"])
+@pytest.mark.parametrize("kind", ["folder", "svdq"])
+def test_a_change_time_moved_alone_reads_the_heads_at_one_job_only(tmp_path, monkeypatch, how, kind):
+    """A chmod or a backup's hard link moves the change time alone (the same inode, size, time and contents): the
+    first job after looks at the files' heads, which prove them the same, and notes the new change times; the jobs
+    after that are stats only, not a read of every file's head each."""
+    folder = shutil.copytree(MODELS / "demo", tmp_path / "mymodel")
+    if kind == "folder":
+        model = folder
+    else:  # its base pipeline the folder: its VAE and text encoders are among the files looked at
+        model = tmp_path / "mine.safetensors"
+        shutil.copy(MODELS / "demo-int4.safetensors", model)
+    service = GenerationService(ModelLibrary(tmp_path / "data"), device=torch.device("cpu"))
+    request = GenerationRequest("a red star", model=str(model), seed=1, steps=1, width=64, height=64)
+    service.generate(request)
+    first = service.loaded
+    stamped = [Path(name) for name, *_ in service._loaded_key[2].files]
+    for n, path in enumerate(stamped):
+        if how == "chmod":
+            path.chmod(0o600)
+        else:
+            os.link(path, tmp_path / f"backup-{n}")
+    reads = _head_reads(monkeypatch)
+    service.generate(request)
+    assert len(reads) == len(stamped)  # each file's head, once: they are the same files
+    service.generate(request)
+    assert service.is_loaded(str(model))
+    assert len(reads) == len(stamped)  # the jobs after: stats only
+    assert service.loaded is first
