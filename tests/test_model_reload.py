@@ -16,6 +16,7 @@ from header_files import another_svdq_model, edit_svdq_meta
 from safetensors.torch import load_file, save_file
 
 import gpu.generation.service as service_module
+from gpu.generation.loaded_files import loaded_files
 from gpu.generation.request import GenerationRequest
 from gpu.generation.service import GenerationService
 from gpu.library import ModelLibrary
@@ -184,3 +185,36 @@ def test_a_library_name_given_to_another_file_outside_the_app_is_not_loaded(tmp_
     assert not service.is_loaded("mine")  # was: loaded (the first file, unchanged)
     service.load("mine")
     assert service.loaded.entry.path == second and service.is_loaded("mine")
+
+
+@pytest.mark.parametrize("part", ["tokenizer_2/spiece.model", "tokenizer/vocab.json", "tokenizer/merges.txt"])
+def test_a_tokenizer_file_the_load_does_not_read_changed_loads_nothing_again(tmp_path, part):
+    """FLUX.1's tokenizers are transformers' fast ones, built from tokenizer.json where a folder has it: T5's
+    sentencepiece file (spiece.model) and CLIP's vocab.json and merges.txt beside it are not read (they are only
+    converted where tokenizer.json is missing). Stamped all the same, a new copy of one cost a reload of the whole
+    pipeline, gigabytes for FLUX.1-dev. tokenizer.json itself changed is loaded again."""
+    folder = shutil.copytree(MODELS / "demo", tmp_path / "mymodel")
+    (folder / part).write_bytes(b"unread vocabulary")
+    service = GenerationService(ModelLibrary(tmp_path / "data"), device=torch.device("cpu"))
+    service.load(str(folder))
+    (folder / part).write_bytes(b"another unread vocabulary")
+    assert service.is_loaded(str(folder))  # was: not loaded, the whole pipeline read again
+    tokenizer_json = folder / part.split("/")[0] / "tokenizer.json"
+    tokenizer_json.write_bytes(tokenizer_json.read_bytes() + b"\n")
+    assert not service.is_loaded(str(folder))
+
+
+@pytest.mark.parametrize("component, vocabulary", [("tokenizer_2", ["spiece.model"]),
+                                                   ("tokenizer", ["vocab.json", "merges.txt"])])  # fmt: skip
+def test_a_tokenizer_without_tokenizer_json_is_stamped_by_the_files_it_is_converted_from(tmp_path, component,
+                                                                                        vocabulary):  # fmt: skip
+    """Without tokenizer.json, transformers builds the tokenizer from its sentencepiece file or its vocab.json and
+    merges.txt: those are what tell a changed tokenizer then."""
+    folder = shutil.copytree(MODELS / "demo", tmp_path / "mymodel")
+    (folder / component / "tokenizer.json").unlink()
+    for name in vocabulary:
+        (folder / component / name).write_bytes(b"vocabulary")
+    stamped = {str(path.relative_to(folder)) for path in loaded_files(folder) if path.is_file()}
+    assert {f"{component}/{name}" for name in vocabulary} <= stamped
+    other = "tokenizer" if component == "tokenizer_2" else "tokenizer_2"
+    assert f"{other}/tokenizer.json" in stamped and f"{component}/tokenizer_config.json" in stamped
