@@ -15,6 +15,7 @@ import torch
 from header_files import another_svdq_model, edit_svdq_meta
 from safetensors.torch import load_file, save_file
 
+import gpu.generation.pipeline_loader as pipeline_loader
 import gpu.generation.service as service_module
 from gpu.generation.loaded_files import loaded_files
 from gpu.generation.request import GenerationRequest
@@ -218,3 +219,33 @@ def test_a_tokenizer_without_tokenizer_json_is_stamped_by_the_files_it_is_conver
     assert {f"{component}/{name}" for name in vocabulary} <= stamped
     other = "tokenizer" if component == "tokenizer_2" else "tokenizer_2"
     assert f"{other}/tokenizer.json" in stamped and f"{component}/tokenizer_config.json" in stamped
+
+
+def test_a_base_file_replaced_while_the_base_loads_is_loaded_again(tmp_path, monkeypatch):
+    """An SVDQ file's base pipeline (its VAE, text encoders) is known once the load resolved it, and its files were
+    stamped after the load: one replaced while the base was being read was taken for the one loaded, and the jobs
+    ran on the old VAE until it changed again. Its files are stamped before they are read now, and held to the files
+    after the load: the load starts over."""
+    folder = shutil.copytree(MODELS / "demo", tmp_path / "mymodel")
+    recorded = {"path": str(folder), "name": "mymodel", "relative_path": "mymodel"}
+    svdq = edit_svdq_meta(MODELS / "demo-int4.safetensors", tmp_path / "mine.safetensors",
+                          lambda meta: meta["base_model"].update(recorded))  # fmt: skip
+    library = ModelLibrary(tmp_path / "data")
+    library.add(svdq)
+    loads = []
+    real = pipeline_loader.check_weights_present
+
+    def vae_replaced_meanwhile(pipe, name):  # after the base pipeline was read, before the load ends
+        if not loads:
+            _other_scaling(folder / "vae" / "config.json")
+        loads.append(name)
+        return real(pipe, name)
+
+    monkeypatch.setattr(pipeline_loader, "check_weights_present", vae_replaced_meanwhile)
+    service = GenerationService(library, device=torch.device("cpu"))
+    made = service.generate(_request("mine"))[0]
+    assert len(loads) == 2  # was: 1, the old VAE config kept
+    fresh = GenerationService(ModelLibrary(tmp_path / "data"), device=torch.device("cpu")).generate(
+        _request("mine")
+    )[0]
+    assert np.array_equal(_pixels(made), _pixels(fresh))  # what the files on disk make

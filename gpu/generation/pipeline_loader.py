@@ -18,8 +18,10 @@ from safetensors import SafetensorError
 import gpu.paths
 from gpu.adapters import adapter_named
 from gpu.errors import CheckpointError, ModelLoadError, UserError
+from gpu.generation.loaded_files import loaded_stamp
 from gpu.library import ModelEntry, ModelLibrary, current_path
 from gpu.model_files import ModelFacts, inspect_model_path
+from gpu.model_hash import FilesStamp, with_heads
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.pipeline_checks import BASE_MUST_MATCH, check_pipeline_complete, check_weight_components, pipeline_misfit
 from gpu.pipeline_config import transformer_config
@@ -38,6 +40,9 @@ class LoadedPipeline:
     device: torch.device
     dtype: torch.dtype  # dtype of the 16-bit parts at run time
     base_path: Path  # the diffusers folder that supplied text encoders, VAE and (but on a stand-in) scheduler
+    # Who the files it is read from were (``loaded_stamp``, heads included) before the load read them, an SVDQ file's
+    # base pipeline's too: what the service holds its files to after the load and before each job
+    read_from: FilesStamp
     policy: Any = None  # gpu.runtime.memory_policy.MemoryPolicy: where the parts live (None: all on ``device``)
     # (prompt, max length, LoRAs on the text encoders) -> embeddings (gpu.generation.memory)
     prompt_cache: dict = field(default_factory=dict)
@@ -435,6 +440,9 @@ def load_pipeline(
     notes: list[str] = []
     with load_errors(entry.name, facts.path):  # finding the base pipeline reads its files too
         base_path = facts.path if facts.kind != "svdq" else resolve_base(facts, library, base, notes)
+    # Stamped before they are read, once the base is known: stamped after the load, a VAE or text encoder replaced
+    # while the base was read was taken for the one loaded until it changed again
+    read_from = with_heads(loaded_stamp(entry.path, base_path))
     with load_errors(entry.name, base_path):
         if facts.kind == "svdq":
             from gpu.checkpoint.scheduler import checked_scheduler, scheduler_differences
@@ -470,7 +478,7 @@ def load_pipeline(
         # A small model's ops are too short to split across cores: OpenMP start-up and spin-waiting cost
         # more than the work, and 5-20x more when another process holds a core (measured on 2 cores).
         torch.set_num_threads(1)
-    return LoadedPipeline(pipe, entry, device, dtype, base_path, policy, base_notes=notes)
+    return LoadedPipeline(pipe, entry, device, dtype, base_path, read_from, policy, base_notes=notes)
 
 
 def _records_as_base(facts: ModelFacts, used: Path) -> bool:

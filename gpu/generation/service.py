@@ -51,7 +51,7 @@ from gpu.library import ModelEntry, ModelLibrary, model_name
 from gpu.lora.fit import Layer
 from gpu.lora.layer_files import file_layers
 from gpu.lora.metadata import LoraRequest, strength_words
-from gpu.model_hash import FilesStamp, model_hash, same_files, with_heads
+from gpu.model_hash import FilesStamp, model_hash, same_files
 from gpu.model_libraries import load_model_libraries
 from gpu.out_of_memory import gpu_ran_out, ram_ran_out
 from gpu.runtime.memory_policy import MemoryPolicy, ModelSizes, try_instead
@@ -225,17 +225,14 @@ class GenerationService:
 
     def _load_anew(self, entry: ModelEntry, base: str | None) -> tuple[LoadedPipeline, tuple]:
         """(the pipeline, its key as ``_loaded_key`` holds it): loaded and its weights hashed with the files unchanged
-        throughout, so the hash the images carry is of the weights that made them."""
+        throughout, so the hash the images carry is of the weights that made them. The files are those stamped
+        before the load read them (``LoadedPipeline.read_from``: an SVDQ file's base pipeline's VAE and text
+        encoders too), heads included, which tell renumbered inodes later."""
         for _ in range(LOAD_TRIES):
-            stamp = with_heads(loaded_stamp(entry.path))  # their heads: what tells renumbered inodes later
             loaded = self._read_pipeline(entry, base)
             loaded.model_hash = model_hash(entry.path)
-            if same_files(stamp, loaded_stamp(entry.path)):
-                if not entry.path.is_dir():
-                    # An SVDQ file's base pipeline is known once loaded: its VAE and text encoders are stamped as they
-                    # are now (one replaced during the load itself is not told; it is at the next change)
-                    stamp = with_heads(loaded_stamp(entry.path, loaded.base_path))
-                return loaded, (str(entry.path), base, stamp)
+            if same_files(loaded.read_from, loaded_stamp(entry.path, loaded.base_path)):
+                return loaded, (str(entry.path), base, loaded.read_from)
             log.warning("%s changed while it was loaded: loading it again", entry.path)
             del loaded  # part old, part new, maybe: its memory is needed for the next try
             gc.collect()  # diffusers' hooks and the transformer hold each other: only a collection frees them
