@@ -43,7 +43,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,8 @@ class ReconcileReport:
 
 def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[int, bool, bool]],
                              on_disk: dict[str, str], waiting: Container[str] = (),
-                             in_trash_folder: dict[str, str] | None = None) -> int:  # fmt: skip
+                             in_trash_folder: dict[str, str] | None = None, others: Mapping[str, bool] | None = None
+                             ) -> int:  # fmt: skip
     """Finishes the deletes and undos a crash cut short (see the module's text); ``rows``: ``store.all_paths()``,
     ``on_disk``: ``png_paths(data.images)``, updated with the files moved back. Also what Empty trash does first
     (``GalleryModel.empty_trash``): a file a failed delete could not move back is its entry's picture, not trash.
@@ -119,10 +120,13 @@ def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[
     trashed entry's name taken in the images folder is given up there), and a picture to move back is left for
     ``repair_after_gather`` (a copy across drives). ``in_trash_folder``: ``png_paths(data.trash)``, when listed
     already. Listings may be older than the last image deleted (``repair_after_gather``): the files a change rests on
-    are looked at again."""
+    are looked at again. ``others``: whether the file in the images folder under the name of an image in the trash
+    is another picture than its own, where that is known already (Empty trash's listing hashed them on its thread,
+    and they are unchanged since); any other such file is hashed here (``another_picture``)."""
     repaired = 0
     if in_trash_folder is None:
         in_trash_folder = png_paths(data.trash)
+    others = others or {}
     for rel, (row_id, _missing, trashed) in rows.items():
         in_trash = rel in in_trash_folder
         if not in_trash and rel in waiting:
@@ -138,7 +142,7 @@ def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[
             continue  # nothing to finish, or deleted since the listing: its file is in the trash now
         elif in_trash:  # another image now has the trashed one's name: give the trashed a new one
             store.set_path(row_id, rename_in_trash(data, rel, taken=store.has_path))
-        elif _another_picture_at(store, data, row_id, rel):
+        elif others[rel] if rel in others else _another_picture_at(store, data, row_id, rel):
             # Copied in under its name while the app was closed: imported as a new entry (``check_folder``), the
             # trashed entry kept in the trash, without its picture, under a name of its own. Taken as its
             # picture, it came back with another's picture, which Undo refuses (``back_in_images``).

@@ -24,6 +24,7 @@ from app.store import ImageRecord, Store
 from app.trash_listing import TrashEmptied, TrashListing, delete_listed, list_trash
 from app.trash_names import not_its_picture
 from app.trash_notices import not_listed, refused_while_emptying, undo_while_emptying, unreadable_because
+from gpu.paths import file_times
 
 if TYPE_CHECKING:
     from app.gallery_model import GalleryModel
@@ -46,6 +47,7 @@ class _Emptying:
 
 # An image in the trash with its row's stored (file size, SHA-256), for a thread without the database.
 _Stored = tuple[ImageRecord, tuple[int | None, str | None]]
+_Times = tuple[int, int, int]  # a file's size, modification and change times (``gpu.paths.file_times``)
 
 
 class _Look(NamedTuple):
@@ -175,19 +177,19 @@ class TrashEmptier(QObject):
               ) -> TrashListing | Exception:  # fmt: skip
         """On the listing's thread: the trash listed (``listing`` None), else, for Empty trash, which of the names
         ``trashed`` (of the images in the trash) a file in the images folder holds (``TrashListing.taken``), which
-        of those is the own picture of an image of ``fileless`` (``TrashListing.back``: hashed here, not on the
-        window's thread) and, when it has files to move back or such names, the pictures of the images folder and
-        the trash (``TrashListing.pictures``); handed to the Qt thread (``_on_listed``), also when it failed
-        (why, without its traceback, whose frame holds this gallery). ``DataDirMoved`` when the data folder moved
-        away before or during the listing: nothing was found at its old path, the trash's files went with it; a
-        listing that failed is checked for it too (a folder of the trash gone with it while it was walked: it was
-        said as a trash that could not be read, to try again)."""
+        of those is the own picture of an image of ``fileless`` (``TrashListing.judged``: hashed here, not on the
+        window's thread, for the question and the repair after it) and, when it has files to move back or such
+        names, the pictures of the images folder and the trash (``TrashListing.pictures``); handed to the Qt thread
+        (``_on_listed``), also when it failed (why, without its traceback, whose frame holds this gallery).
+        ``DataDirMoved`` when the data folder moved away before or during the listing: nothing was found at its old
+        path, the trash's files went with it; a listing that failed is checked for it too (a folder of the trash
+        gone with it while it was walked: it was said as a trash that could not be read, to try again)."""
         try:
             if listing is None:
                 listing = list_trash(self._data.trash)
             else:
                 listing.taken = frozenset(rel for rel in trashed if absolute(self._data, rel).is_file())
-                listing.back = self._own_pictures(listing.taken, fileless)
+                listing.judged = self._judge(listing.taken, fileless)
                 if listing.shown or listing.taken:
                     listing.pictures = list_folders(self._data)
             self._data.check_in_place()
@@ -201,11 +203,18 @@ class TrashEmptier(QObject):
             return exc.with_traceback(None)
         return listing
 
-    def _own_pictures(self, taken: frozenset[str], fileless: Sequence[_Stored]) -> frozenset[str]:
-        """On the listing's thread: the names of ``taken`` whose file in the images folder is the own picture of an
-        image of ``fileless`` (not known to be another: each hashed), which keeps it in the gallery."""
-        return frozenset(record.path for record, stored in fileless if record.path in taken
-                         and not not_its_picture(record, stored, absolute(self._data, record.path)))  # fmt: skip
+    def _judge(self, taken: frozenset[str], fileless: Sequence[_Stored]) -> dict[str, tuple[_Times | None, bool]]:
+        """On the listing's thread: ``TrashListing.judged`` of the names of ``taken`` that images of ``fileless``
+        have: whether the file in the images folder under each is that image's own picture (not known to be
+        another: each hashed), with its times as they were before and after (None where they moved meanwhile)."""
+        judged: dict[str, tuple[_Times | None, bool]] = {}
+        for record, stored in fileless:
+            if record.path in taken:
+                path = absolute(self._data, record.path)
+                before = file_times(path)
+                own = not not_its_picture(record, stored, path)
+                judged[record.path] = (before if file_times(path) == before else None, own)
+        return judged
 
     def _moved_away(self) -> DataDirMoved | None:
         """On the listing's thread: ``check_in_place``'s ``DataDirMoved``, without its traceback nor the error being
@@ -378,7 +387,7 @@ class TrashEmptier(QObject):
         trashed = {row_id for row_id, _missing, in_trash in rows.values() if in_trash}
         try:
             finish_interrupted_moves(self._store, self._data, rows, dict(listing.pictures.images),
-                                     in_trash_folder=listing.pictures.trash)  # fmt: skip
+                                     in_trash_folder=listing.pictures.trash, others=self._still_judged(listing))
         except OSError:
             log.exception("a picture in the trash whose entry is in the gallery could not be moved back; it is kept")
         # An undo a failed commit left half-done is finished by the repair too: its rows come back.
@@ -387,6 +396,14 @@ class TrashEmptier(QObject):
         # leaves there (another picture holding the name).
         return frozenset(rel for rel, (row_id, _missing, in_trash) in self._store.all_paths().items()
                          if row_id in trashed and not in_trash)  # fmt: skip
+
+    def _still_judged(self, listing: TrashListing) -> dict[str, bool]:
+        """Whether each file of ``listing.judged`` is another picture than its image's own, as the listing's thread
+        found by its hash, for those unchanged since (their times, a stat each): the repair hashes none of them
+        again on the window's thread. One changed since the question (another picture put there meanwhile) is left
+        out: the repair looks at it as it is now."""
+        return {rel: not own for rel, (times, own) in listing.judged.items()
+                if times is not None and file_times(absolute(self._data, rel)) == times}  # fmt: skip
 
     def _import_taken(self, names: frozenset[str]) -> int:
         """The files in the images folder under ``names``, those of the images in the trash just forgotten

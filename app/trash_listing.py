@@ -30,20 +30,28 @@ class TrashListing:
     deleted, or its trashed file removed by hand), which Empty trash removes too (Undo brings them back, missing).
     ``taken``, for Empty trash: the names of images in the trash that a file in the images folder holds (a picture
     copied there by hand, or the image's own moved back), which Empty trash imports or gives back to its image, as
-    start-up would; None until looked at. ``back``: those of ``taken`` that are the own picture of an image in the
-    trash without its file there (not known to be another: ``trash_names.another_picture``, a file's hash), which
-    keeps that image in the gallery: Empty trash's question counts them apart from the images it removes (it asked
-    to remove "for good" an image "whose file is already gone", then kept it)."""
+    start-up would; None until looked at. ``judged``: for each of ``taken`` that is the name of an image in the
+    trash without its file there, whether the file is that image's own picture (not known to be another:
+    ``trash_names.another_picture``, a file's hash), with the file's (size, modification time, change time) as it
+    was hashed (None: it changed meanwhile): Empty trash's repair takes that word for a file unchanged since, not
+    hashing it again on the window's thread. ``back`` are the own pictures among them."""
 
     files: dict[str, Path] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     folders: list[Path] = field(default_factory=list)
     shown: frozenset[str] = frozenset()
     taken: frozenset[str] | None = None
-    back: frozenset[str] = frozenset()
+    judged: dict[str, tuple[tuple[int, int, int] | None, bool]] = field(default_factory=dict)
     pictures: Listed | None = None
     version: int = -1
     fileless: int = 0
+
+    @property
+    def back(self) -> frozenset[str]:
+        """The names of ``judged`` whose file is its image's own picture, which keeps that image in the gallery:
+        Empty trash's question counts them apart from the images it removes (it asked to remove "for good" an image
+        "whose file is already gone", then kept it)."""
+        return frozenset(rel for rel, (_times, own) in self.judged.items() if own)
 
     @property
     def deleted(self) -> list[Path]:

@@ -628,6 +628,54 @@ def test_empty_trash_does_not_ask_to_remove_an_image_it_keeps(qtbot, data_root, 
         "the images folder stays in the gallery; 1 picture put in the images folder under the name of an image in "
         "the trash was added to the gallery.")  # fmt: skip
     assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "cat", False), ("d/2.png", "owl", False)]
+    # Nor after Yes: the repair that keeps cat and imports owl's picture (``finish_interrupted_moves``) takes the
+    # listing's word for files unchanged since (it hashed both again on the window's thread: [False, False, True,
+    # True])
+    assert hashed_on == [False, False]
+
+
+def test_a_picture_changed_while_empty_trash_asks_is_judged_as_it_is_then(qtbot, data_root, monkeypatch):
+    """The question is asked of the pictures as the listing found them: cat's own picture, moved back by hand, stays
+    in the gallery. Another picture put in its place before the user says Yes (its size, or its times, tell it) is
+    not taken for cat's on the listing's word: it is looked at again, and added as a picture of its own, cat
+    removed with the trash."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.image_files import file_fingerprint
+
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox"])
+    cat = data.images / "d" / "1.png"
+    write_png(cat, Image.new("RGB", (16, 16), (1, 0, 0)), {"prompt": "cat"})
+    store = Store(data.database)
+    size, sha = file_fingerprint(cat)
+    cat_id = store.add_image("d/1.png", {"prompt": "cat"}, created=1.0, file_size=size, file_sha256=sha)
+    store.close()
+    window = gui.window_without_engine(qtbot, data)
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    _select(window, ["cat"])
+    panel.delete_selected()
+    shutil.move(data.trash / "d" / "1.png", cat)  # its picture moved back by hand
+    trash_settled(qtbot, gallery)
+    asked: list[str] = []
+
+    def answer(box: QMessageBox) -> int:  # another picture with cat's settings put in its place, then Yes
+        asked.append(box.text())
+        write_png(cat, Image.new("RGB", (24, 24), (9, 9, 9)), {"prompt": "cat"})
+        box.button(QMessageBox.StandardButton.Yes).click()
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", answer)
+    panel.empty_trash_button.click()
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The trash was emptied"), timeout=30000)
+    assert asked == ["Empty the trash? Nothing in it is deleted: 1 image whose picture is back in the images folder "
+                     "stays in the gallery."]  # fmt: skip
+    assert window.statusBar().currentMessage() == (
+        "The trash was emptied: 1 image whose file was already gone was removed; 1 picture put in the images folder "
+        "under the name of an image in the trash was added to the gallery.")  # fmt: skip
+    assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "cat", False)]
+    assert gallery.record(next(r for r in range(2) if gallery.record(r).prompt == "cat")).id != cat_id
 
 
 def test_empty_trash_of_only_an_image_whose_picture_is_back_says_nothing_is_deleted(qtbot, data_root, monkeypatch):
