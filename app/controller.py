@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
-from PySide6.QtGui import QImage
 
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
@@ -28,7 +27,7 @@ from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
 from app.history_actions import HistoryActions
 from app.history_model import HistoryModel
-from app.image_decode import read_image
+from app.image_copy import ImageCopy
 from app.job_queue import JobQueue, unusable_loras_error
 from app.lora_state import LoraState
 from app.lora_twins import twin_loras_error
@@ -111,6 +110,7 @@ class AppController(QObject):
         self.folder_import.imported.connect(self.gallery.add_imported)
         self.gallery.wait_for_gather(self.folder_import)
         self.trash = TrashActions(self.gallery, data, self.store.path, self.error.emit, self.status_message.emit)
+        self.image_copy = ImageCopy(self.status_message.emit, self._copy_failed, self)
         self.gallery.emptying_progress.connect(self.trash.on_emptying_progress)
         self.gallery.trash_emptied.connect(self.trash.on_trash_emptied)
         self.history = HistoryModel(self.store, self)
@@ -370,18 +370,17 @@ class AppController(QObject):
                                     hint))
         return None
 
-    def image_to_copy(self, record: ImageRecord) -> QImage | None:
-        """The image's pixels, for the clipboard (Ctrl+C in the gallery); None, and an error naming the file and why,
-        when its file is missing or is no image Qt can read: the clipboard is then left as it was (a null image
-        put there emptied it, what the user had copied before included, and nothing said so)."""
-        source = self.gallery.path_of(record)
-        image = read_image(str(source))  # a large picture, past Qt's 256 MB allocation limit, too
-        if not image.isNull():
-            return image
-        problem = "its file is missing" if not source.is_file() else "its file could not be read as an image"
+    def copy_image(self, record: ImageRecord) -> None:
+        """The image's pixels, for the clipboard (Ctrl+C in the gallery), decoded on a thread (``ImageCopy``:
+        ``image_copy.ready`` hands them on); an error naming the file and why when its file is missing or is no
+        image Qt can read, the clipboard then left as it was (a null image put there emptied it, what the user had
+        copied before included, and nothing said so)."""
+        self.image_copy.copy(self.gallery.path_of(record))
+
+    def _copy_failed(self, source: Path, problem: str) -> None:
+        """The image in ``source`` could not be copied (``problem``: why): said, with what to do."""
         self.error.emit(EngineError("user", f"The image {source} could not be copied: {problem}.",
                                     f"The clipboard was left as it was. {_put_back('copy it again', damaged=True)}"))
-        return None
 
     def reuse_settings(self, record: ImageRecord) -> None:
         """The gallery image ``record``'s settings in the prompt panel (``SettingsRestore.reuse_settings``)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, QSize, Qt
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -124,6 +124,7 @@ class GalleryPanel(QWidget):
         self.undo_button.setEnabled(model.undo_count > 0)  # deletions of an earlier session too
         bind_enabled(model, "has_trash", self.empty_trash_button)
         model.emptying_changed.connect(self._delete_enabled)  # greyed while Empty trash deletes
+        controller.image_copy.ready.connect(self._to_clipboard)  # Ctrl+C's picture, decoded
         # The keys act on the gallery's selection only while the focus is in the gallery. Window-wide, Delete
         # clashed with the history's (Qt runs neither of two shortcuts with one key in one window), Ctrl+Z
         # brought images back when the user meant the prompt they had just replaced, Ctrl+C in the history or
@@ -309,13 +310,19 @@ class GalleryPanel(QWidget):
             self.controller.empty_trash(listing)
 
     def copy_image(self) -> None:
-        """Ctrl+C: the selected image's pixels, for pasting into an image editor or a chat. (The files, with their
-        settings, leave by dragging or Save as: a QMimeData made in Python and left on the clipboard crashes
-        PySide6 at exit, PYSIDE-2254, so the clipboard only gets what Qt builds itself.) An image that cannot be
-        read leaves the clipboard as it was (``AppController.image_to_copy`` says why)."""
+        """Ctrl+C: the selected image's pixels, for pasting into an image editor or a chat, once decoded on a thread
+        (``AppController.copy_image``; ``_to_clipboard``). (The files, with their settings, leave by dragging or
+        Save as: a QMimeData made in Python and left on the clipboard crashes PySide6 at exit, PYSIDE-2254, so the
+        clipboard only gets what Qt builds itself.) An image that cannot be read leaves the clipboard as it was
+        (the controller says why)."""
         record = self.current()
-        if record is not None and (image := self.controller.image_to_copy(record)) is not None:
-            QGuiApplication.clipboard().setImage(image)
+        if record is not None:
+            self.controller.copy_image(record)
+
+    @staticmethod
+    def _to_clipboard(image: QImage) -> None:
+        """The image Ctrl+C asked for last, decoded: on the clipboard (set on the Qt thread, as it must be)."""
+        QGuiApplication.clipboard().setImage(image)
 
     def save_as(self) -> None:
         record = self.current()

@@ -1,13 +1,18 @@
 """Ctrl+C on a gallery image whose file is missing or damaged: the clipboard is kept, and the user is told why; a
-large picture the gallery shows is copied."""
+large picture the gallery shows is copied, decoded on a thread of its own (on the window's, an upscaler's picture
+froze the window for seconds), the status bar saying so meanwhile; a second Ctrl+C meanwhile copies the latest
+image only."""
 
 from __future__ import annotations
 
+import threading
+
 from PIL import Image
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QImage, QImageReader
 from PySide6.QtTest import QTest
 
+import app.image_decode
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
@@ -30,6 +35,7 @@ def test_copying_an_image_that_cannot_be_read_keeps_the_clipboard_and_says_why(q
     for row, path, problem in ((0, missing, "its file is missing"), (1, damaged, "could not be read as an image")):
         panel.select_row(row)
         panel.copy_image()
+        qtbot.waitUntil(lambda row=row: len(errors) == row + 1, timeout=30000)
         assert clipboard.text() == "what the user copied before"  # was: emptied, and nothing said
         assert str(path) in errors[-1].message and problem in errors[-1].message
         assert "clipboard was left as it was" in errors[-1].hint
@@ -38,7 +44,8 @@ def test_copying_an_image_that_cannot_be_read_keeps_the_clipboard_and_says_why(q
     Image.new("RGB", (16, 16), (200, 0, 0)).save(missing)  # the file put back: copied as before
     panel.select_row(0)
     panel.copy_image()
-    assert clipboard.image().pixelColor(3, 3).getRgb()[:3] == (200, 0, 0) and len(errors) == 2
+    qtbot.waitUntil(lambda: clipboard.image().pixelColor(3, 3).getRgb()[:3] == (200, 0, 0), timeout=30000)
+    assert len(errors) == 2
 
 
 def test_ctrl_c_copies_a_large_picture_the_gallery_shows(qtbot, data_root):
@@ -67,5 +74,83 @@ def test_ctrl_c_copies_a_large_picture_the_gallery_shows(qtbot, data_root):
     QTest.keyClick(panel.view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
     # Was: "The image …/upscaled.png could not be copied: its file could not be read as an image", with the
     # hint to replace a damaged file with a good copy; the clipboard kept "copied before".
+    qtbot.waitUntil(lambda: QGuiApplication.clipboard().image().size().width() == 8200, timeout=60000)
     assert [e.message for e in errors] == []
-    assert QGuiApplication.clipboard().image().size().width() == 8200
+
+
+class _HeldReads:
+    """Full-size decodes of the files ``held`` (``app.image_decode``'s reader) wait until ``release``; each decode
+    of a watched file is noted with whether it ran on the window's thread (``on_window``), and each that ended."""
+
+    def __init__(self, monkeypatch, watched: list[str], held: list[str]) -> None:
+        self.on_window: list[tuple[str, bool]] = []
+        self.ended: list[str] = []
+        self.gate = threading.Event()
+        notes = self
+
+        class Reader(QImageReader):
+            def read(self) -> QImage:
+                name = self.fileName()
+                if name in watched:
+                    notes.on_window.append((name, threading.current_thread() is threading.main_thread()))
+                if name in held:
+                    notes.gate.wait(5)  # on the window's thread (the code before), for 5 s only
+                image = super().read()
+                notes.ended.append(name)
+                return image
+
+        monkeypatch.setattr(app.image_decode, "QImageReader", Reader)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+def _two_images(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i, colour in enumerate(((200, 0, 0), (0, 0, 200))):
+        write_png(data.images / f"{i}.png", Image.new("RGB", (16, 16), colour), {"prompt": f"image {i}"})
+        store.add_image(f"{i}.png", {"prompt": f"image {i}"}, created=float(i))
+    store.close()
+    window = window_without_engine(qtbot, data)
+    window.controller.gallery.thumbnails.wait()  # the thumbnails decoded: only Ctrl+C's decodes are looked at
+    return window, data
+
+
+def test_ctrl_c_decodes_the_picture_off_the_window_thread_saying_so_meanwhile(qtbot, data_root, monkeypatch):
+    window, data = _two_images(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    newest = str(gallery.path_of(gallery.record(0)))
+    reads = _HeldReads(monkeypatch, [newest], [newest])
+    clipboard = QGuiApplication.clipboard()
+    clipboard.setText("copied before")
+    panel.select_row(0)
+    panel.copy_image()
+    # was: decoded on the window's thread, which waited for it, and nothing said meanwhile
+    assert window.statusBar().currentMessage() == "Copying the image 1.png…"
+    assert clipboard.text() == "copied before"
+    reads.release()
+    qtbot.waitUntil(lambda: clipboard.image().pixelColor(3, 3).getRgb()[:3] == (0, 0, 200), timeout=30000)
+    assert reads.on_window and not any(on_window for _name, on_window in reads.on_window)  # its thumbnail's too
+    assert window.statusBar().currentMessage() == "The image 1.png was copied."
+
+
+def test_a_second_ctrl_c_while_the_first_decodes_copies_the_latest_image_only(qtbot, data_root, monkeypatch):
+    window, data = _two_images(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    first, second = (str(gallery.path_of(gallery.record(row))) for row in (0, 1))
+    reads = _HeldReads(monkeypatch, [first, second], [first])
+    clipboard = QGuiApplication.clipboard()
+    changes: list[int] = []
+    clipboard.dataChanged.connect(lambda: changes.append(1))
+    panel.select_row(0)
+    panel.copy_image()  # a large picture: still being decoded when...
+    panel.select_row(1)
+    panel.copy_image()  # ...the user copies another
+    qtbot.waitUntil(lambda: clipboard.image().pixelColor(3, 3).getRgb()[:3] == (200, 0, 0), timeout=30000)
+    reads.release()  # the first decode ends after the second
+    qtbot.waitUntil(lambda: first in reads.ended, timeout=30000)
+    qtbot.wait(300)  # its end, handed to the window's thread, dropped there
+    assert clipboard.image().pixelColor(3, 3).getRgb()[:3] == (200, 0, 0)  # the latest choice
+    assert len(changes) == 1  # was: 2, the first image put there too (after a 5 s freeze)
+    assert window.statusBar().currentMessage() == "The image 0.png was copied."

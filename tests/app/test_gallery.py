@@ -339,7 +339,8 @@ def test_images_leave_the_gallery_with_their_settings(qtbot, tmp_path, data_root
     panel.copy_image()
     from PySide6.QtGui import QGuiApplication
 
-    assert QGuiApplication.clipboard().image().pixelColor(3, 3).getRgb()[:3] == (200, 0, 0)
+    qtbot.waitUntil(lambda: QGuiApplication.clipboard().image().pixelColor(3, 3).getRgb()[:3] == (200, 0, 0),
+                    timeout=30000)  # decoded on a thread  # fmt: skip
     # Save as: a byte copy (settings kept), ".png" added to a bare name, through the real button and dialog call
     panel.select_row(0)
     record = gallery.record(0)

@@ -1,0 +1,61 @@
+"""Ctrl+C's copy of a gallery image: its file decoded on a thread of its own (``read_image``; an upscaler's
+8200x8200 picture took seconds, and the window froze meanwhile), the status bar saying so meanwhile, and the pixels
+handed on (``ready``) on the Qt thread, where the clipboard is set. Only the latest image asked for is handed on: a
+second Ctrl+C while the first decodes copies that one, not both, whichever decode ends first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from app.background import Lookup, Lookups
+from app.image_decode import read_image
+
+
+class ImageCopy(QObject):
+    """Decodes the pictures Ctrl+C asks for (``copy``), one thread each; ``ready`` with the latest one's pixels.
+    ``tell``: a passing word for the status bar; ``failed``: the picture's file and why it could not be copied (the
+    clipboard is then left as it was: a null image put there emptied it, what the user had copied before included)."""
+
+    ready = Signal(QImage)  # the pixels of the image asked for last, on the Qt thread: for the clipboard
+
+    def __init__(self, tell: Callable[[str], object], failed: Callable[[Path, str], object],
+                 parent: QObject | None = None) -> None:  # fmt: skip
+        super().__init__(parent)
+        self._tell = tell
+        self._failed = failed
+        self._lookups = Lookups("Gallery", self)
+        self._lookups.ended.connect(self._decoded)
+        self._asked: tuple[Path, Lookup] | None = None  # the picture asked for last, while it decodes
+
+    def copy(self, source: Path) -> None:
+        """The picture in the file ``source`` decoded on a thread, then handed on (``ready``) unless another is
+        asked for meanwhile; the same picture asked for again while it decodes waits for that decode."""
+        if self._asked is not None and self._asked[0] == source:
+            return
+        self._asked = (source, self._lookups.start("decoding an image to copy", lambda: _decoded(source)))
+        self._tell(f"Copying the image {source.name}…")
+
+    def _decoded(self, lookup: Lookup) -> None:
+        """On the Qt thread: a decode ended; handed on, or said as failed, only when it is the latest asked for."""
+        if self._asked is None or lookup is not self._asked[1]:
+            return  # another picture was asked for since: this one is dropped
+        source = self._asked[0]
+        self._asked = None
+        image, problem = lookup.result if lookup.error is None else (None, f"it could not be decoded ({lookup.error})")
+        if image is None:
+            self._failed(source, problem)
+            return
+        self.ready.emit(image)
+        self._tell(f"The image {source.name} was copied.")
+
+
+def _decoded(source: Path) -> tuple[QImage | None, str]:
+    """On the decode's thread: (the picture in ``source``, "") or (None, why it is none), in words for the user."""
+    image = read_image(str(source))  # a large picture, past Qt's 256 MB allocation limit, too
+    if not image.isNull():
+        return image, ""
+    return None, "its file is missing" if not source.is_file() else "its file could not be read as an image"
