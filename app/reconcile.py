@@ -142,7 +142,7 @@ def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[
             continue  # nothing to finish, or deleted since the listing: its file is in the trash now
         elif in_trash:  # another image now has the trashed one's name: give the trashed a new one
             store.set_path(row_id, rename_in_trash(data, rel, taken=store.has_path))
-        elif others[rel] if rel in others else _another_picture_at(store, data, row_id, rel):
+        elif _another_picture_at(store, data, row_id, rel, others):
             # Copied in under its name while the app was closed: imported as a new entry (``check_folder``), the
             # trashed entry kept in the trash, without its picture, under a name of its own. Taken as its
             # picture, it came back with another's picture, which Undo refuses (``back_in_images``).
@@ -153,9 +153,12 @@ def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[
     return repaired
 
 
-def _another_picture_at(store: Store, data: DataDir, row_id: int, rel: str) -> bool:
+def _another_picture_at(store: Store, data: DataDir, row_id: int, rel: str, known: Mapping[str, bool]) -> bool:
     """Whether the file at ``rel`` in the images folder is known to be another picture than the one of the row
-    ``row_id`` (``another_picture``)."""
+    ``row_id``: as ``known`` says where it holds ``rel`` (found already, off the window's thread), else looked at
+    here (``another_picture``)."""
+    if rel in known:
+        return known[rel]
     record = store.image(row_id)
     return record is not None and another_picture(store, record, absolute(data, rel))
 
