@@ -80,6 +80,12 @@ _MIGRATIONS: list[list[str]] = [
         "UPDATE images SET search_key = search_key(prompt)",
         "UPDATE prompts SET search_key = prompt_key(prompt, negative_prompt)",
     ],
+    # Searches spell the Latin letters that have no accent to fold as they are typed without them
+    # (``_SPELLED_OUT``: "smorrebrod" finds "smørrebrød"): every stored key computed again, as for schema 7.
+    [
+        "UPDATE images SET search_key = search_key(prompt)",
+        "UPDATE prompts SET search_key = prompt_key(prompt, negative_prompt)",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -139,7 +145,8 @@ Salvaged = tuple[list[PromptRecord], set[str]]
 def search_key(text: str) -> str:
     """``text`` as searches compare it: Unicode case folding ("Ä" finds "ä", "STRASSE" finds "straße", which
     SQLite's LIKE folds for ASCII only), compatibility forms unified (NFKC: a composed and a decomposed "é",
-    full-width letters), accents folded (``_AccentFold``: "cafe" finds "café", "uber" "Über"), and any run of white
+    full-width letters), accents folded (``_AccentFold``: "cafe" finds "café", "uber" "Über", "smorrebrod"
+"smørrebrød"), and any run of white
     space one space, none at the ends (a prompt's line break is a space in the history list, where the user reads
     what to type; a stray space typed or pasted finds nothing). The stored keys are computed with it: where it
     changes, a migration computes them again (``_MIGRATIONS``)."""
@@ -153,21 +160,27 @@ _FOLDED_MARKS = range(0x0300, 0x0370)
 # Letters written with one of those marks that are letters of their own, not a letter with an accent: Cyrillic
 # "й" (short i; "мой" is not "мои"), Ukrainian "ї" and Belarusian "ў". Russian "ё" is folded: commonly written "е".
 _LETTERS_OF_THEIR_OWN = frozenset("йїў")
+# Latin letters with no decomposition to take a mark off, as they are commonly typed on a keyboard without them
+# ("Łódź" is "Lodz", "Guðrún" "Gudrun", "Þingvellir" "Thingvellir"), case folded: a capital one is folded to these
+# first (and "ß", "ẞ" are "ss" by case folding itself). The letters only, never a mark of another script.
+_SPELLED_OUT = {"ø": "o", "ł": "l", "đ": "d", "ð": "d", "æ": "ae", "œ": "oe", "þ": "th", "ı": "i"}
 
 
 class _AccentFold(dict[int, str]):
     """``str.translate``'s table that folds accents (see ``search_key``, which applies it after case folding):
     each character without its marks of ``_FOLDED_MARKS`` (by compatibility decomposition, NFKD: "ở" is "o" with
-    two), a lone mark of them dropped, every other character kept. Filled as characters are first met: computed
-    once each, the loop over the text stays in C (a migration folds every stored prompt)."""
+    two), a lone mark of them dropped, then spelled as ``_SPELLED_OUT`` says ("ǿ" is "ø" with an accent, so "o"),
+    every other character kept. Filled as characters are first met: computed once each, the loop over the text
+    stays in C (a migration folds every stored prompt)."""
 
     def __missing__(self, code: int) -> str:
         char = chr(code)
         decomposed = unicodedata.normalize("NFKD", char)
         if char in _LETTERS_OF_THEIR_OWN or not any(ord(mark) in _FOLDED_MARKS for mark in decomposed):
-            folded = char  # the composed form NFKC gave: "が" stays one character
+            bare = char  # the composed form NFKC gave: "が" stays one character
         else:  # what is left composed again: a mark of another block on the letter stays on it
-            folded = unicodedata.normalize("NFC", "".join(c for c in decomposed if ord(c) not in _FOLDED_MARKS))
+            bare = unicodedata.normalize("NFC", "".join(c for c in decomposed if ord(c) not in _FOLDED_MARKS))
+        folded = "".join(_SPELLED_OUT.get(c, c) for c in bare)
         self[code] = folded
         return folded
 

@@ -270,3 +270,42 @@ def test_a_search_typed_without_accents_finds_the_accented_prompt_and_no_other_s
     write_png(data.images / "d" / "new.png", Image.new("RGB", (16, 16)), {"prompt": "Crème Brûlée"})
     panel.controller.gallery.add("d/new.png", {"prompt": "Crème Brûlée"})
     assert _search(qtbot, panel, "creme brulee") == ["Crème Brûlée"]
+
+
+def test_letters_without_an_accent_to_fold_are_found_by_the_letters_typed_for_them(qtbot, data_root):
+    """A user types "smorrebrod" or "lodz" on a keyboard without "ø" or "ł": nothing was found, those letters
+    having no Unicode decomposition for the accent folding to take apart. A small table spells them with the
+    letters typed for them (ø o, ł l, đ and ð d, æ ae, œ oe, þ th, dotless ı i; ß is ss by case folding), in the
+    gallery, in an image made while the search is on, and in the history; typed as they are, they still find."""
+    data = resolve_data_dir(data_root)
+    prompts = ["smørrebrød på bordet", "Łódź at night", "Đorđe and Guðrún", "Þingvellir", "Ærø harbour",
+               "Œuvre complète", "Straße", "KIRMIZI ışık", "a cafe sign"]  # fmt: skip
+    gallery_images(data, prompts)
+    window = window_without_engine(qtbot, data)
+    panel = window.gallery_panel
+    cases = {
+        "smorrebrod": {"smørrebrød på bordet"},
+        "SMØRREBRØD": {"smørrebrød på bordet"},
+        "lodz": {"Łódź at night"},
+        "dorde gudrun": {"Đorđe and Guðrún"},
+        "thingvellir": {"Þingvellir"},
+        "aero": {"Ærø harbour"},
+        "oeuvre": {"Œuvre complète"},
+        "strasse": {"Straße"},
+        "isik": {"KIRMIZI ışık"},
+        "cafe": {"a cafe sign"},
+    }
+    for search, expected in cases.items():
+        assert set(_search(qtbot, panel, search)) == expected, search
+    history = panel.controller.history
+    history.add("a plate of smørrebrød", "")
+    history.add("a plate of cheese", "blurry, Łódź")
+    history.add("a plate", "")
+    for typed, expected in (("smorrebrod", ["a plate of smørrebrød"]), ("lodz", ["a plate of cheese"])):
+        window.history_panel.search.setText(typed)
+        qtbot.keyClick(window.history_panel.search, Qt.Key.Key_Return)
+        assert [history.record(row).prompt for row in range(history.rowCount())] == expected, typed
+    _search(qtbot, panel, "aeroskobing")
+    write_png(data.images / "d" / "new.png", Image.new("RGB", (16, 16)), {"prompt": "Ærøskøbing"})
+    panel.controller.gallery.add("d/new.png", {"prompt": "Ærøskøbing"})
+    assert _search(qtbot, panel, "aeroskobing") == ["Ærøskøbing"]

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from app.settings import SETTINGS_VERSION, LastJob, LoraSetting, Settings, load_settings, save_settings
 from app.store import SCHEMA_VERSION, Store, search_key
 
@@ -214,25 +216,35 @@ def test_two_records_of_a_row_are_equal_whether_or_not_their_settings_were_read(
     store.close()
 
 
-def _schema_6_database(path) -> None:
-    """A database of schema 6, its stored search keys as that version computed them (case folded, accents kept)."""
+def _old_key(text: str) -> str:
+    """A search key as schema 6 computed it: case folded, accents kept."""
     import unicodedata
 
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _old_database(path, version: int, image: str, prompt: tuple[str, str]) -> None:
+    """A database of schema ``version`` holding the image of the prompt ``image`` and the history entry ``prompt``,
+    their stored search keys as schema 6 computed them (``_old_key``)."""
     from app.store import _MIGRATIONS
 
     db = sqlite3.connect(path)
-    old_key = lambda text: " ".join(unicodedata.normalize("NFKC", text).casefold().split())  # noqa: E731
-    db.create_function("search_key", 1, old_key)
-    db.create_function("prompt_key", 2, lambda p, n: f"{old_key(p)}\n{old_key(n)}")
-    for statement in (s for migration in _MIGRATIONS[:6] for s in migration):
+    db.create_function("search_key", 1, _old_key)
+    db.create_function("prompt_key", 2, lambda p, n: f"{_old_key(p)}\n{_old_key(n)}")
+    for statement in (s for migration in _MIGRATIONS[:version] for s in migration):
         db.execute(statement)
     db.execute("INSERT INTO images (path, prompt, search_key, created) VALUES ('a.png', ?1, search_key(?1), 1)",
-               ("Un Café",))  # fmt: skip
+               (image,))  # fmt: skip
     db.execute("INSERT INTO prompts (prompt, negative_prompt, search_key, last_used) "
-               "VALUES (?1, ?2, prompt_key(?1, ?2), 1)", ("el señor", "Über"))  # fmt: skip
-    db.execute("PRAGMA user_version=6")
+               "VALUES (?1, ?2, prompt_key(?1, ?2), 1)", prompt)  # fmt: skip
+    db.execute(f"PRAGMA user_version={version}")
     db.commit()
     db.close()
+
+
+def _schema_6_database(path) -> None:
+    """A database of schema 6, its stored search keys as that version computed them (case folded, accents kept)."""
+    _old_database(path, 6, "Un Café", ("el señor", "Über"))
 
 
 def test_a_database_of_the_previous_schema_finds_its_images_by_words_typed_without_accents(tmp_path):
@@ -248,28 +260,42 @@ def test_a_database_of_the_previous_schema_finds_its_images_by_words_typed_witho
     assert store.prompts("senor uber") == []  # still never across the prompt and the negative prompt
 
 
-def test_an_upgrade_that_fails_leaves_the_previous_database_as_it_was(tmp_path, monkeypatch):
+@pytest.mark.parametrize("version", [6, 7])
+def test_an_upgrade_that_fails_leaves_the_previous_database_as_it_was(tmp_path, monkeypatch, version):
     """A failure while the keys are computed again (here: a key that cannot be computed) rolls the whole upgrade
     back: the database stays at the previous schema, which that version still opens, and the next start upgrades it."""
     import app.store
 
     path = tmp_path / "db.sqlite3"
-    _schema_6_database(path)
+    _old_database(path, version, "Un Smørrebrød Café", ("el señor", "Über"))
+    db = sqlite3.connect(path)
+    before = list(db.iterdump())
+    db.close()
 
     def failing(prompt: str, negative_prompt: str) -> str:
         raise ValueError("a key that cannot be computed")
 
     monkeypatch.setattr(app.store, "_prompt_key", failing)
-    try:
+    with pytest.raises(sqlite3.Error):
         Store(path)
-    except sqlite3.Error:
-        pass
-    else:
-        raise AssertionError("the upgrade did not fail")
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 6
-    assert db.execute("SELECT search_key FROM images").fetchall() == [("un café",)]
+    assert db.execute("PRAGMA user_version").fetchone()[0] == version
+    assert list(db.iterdump()) == before  # its tables, rows and stored keys as they were
     db.close()
     monkeypatch.undo()
     store = Store(path)
-    assert store.schema_version == SCHEMA_VERSION and [r.path for r in store.images("cafe")] == ["a.png"]
+    assert store.schema_version == SCHEMA_VERSION
+    assert [r.path for r in store.images("cafe smorrebrod")] == ["a.png"]
+
+
+def test_a_database_of_schema_7_finds_its_images_by_the_letters_typed_for_those_without_an_accent(tmp_path):
+    """The keys stored before searches spelled "ø" as "o" (and "ł", "æ", ...) held them as they are: "smorrebrod"
+    found only the images made after the update. The upgrade computes every stored key again."""
+    path = tmp_path / "db.sqlite3"
+    _old_database(path, 7, "Smørrebrød", ("Œuvre", "Ærø"))
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert [r.path for r in store.images("smorrebrod")] == ["a.png"]
+    assert [p.prompt for p in store.prompts("oeuvre")] == ["Œuvre"]
+    assert [p.prompt for p in store.prompts("aero")] == ["Œuvre"]  # the negative prompt's key too
+    store.close()
