@@ -86,6 +86,13 @@ _MIGRATIONS: list[list[str]] = [
         "UPDATE images SET search_key = search_key(prompt)",
         "UPDATE prompts SET search_key = prompt_key(prompt, negative_prompt)",
     ],
+    # The gallery's search finds an image by its seed and its model's name too (``image_key``, ``seed_of``): the
+    # seed stored apart (a whole-number term finds it exactly, never as part of another seed's digits), the model's
+    # name in the key after the prompt's. Computed for every row in the upgrade's one commit, as for schema 7.
+    [
+        "ALTER TABLE images ADD COLUMN seed INTEGER",  # NULL: none a search can find
+        "UPDATE images SET search_key = image_key(prompt, settings), seed = image_seed(settings)",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -111,9 +118,18 @@ class ImageRecord:
     def settings(self) -> dict[str, Any]:
         """The generation settings; {} for stored text that is no JSON object."""
         if self._parsed is None:
-            stored = self.stored_settings
-            self._parsed = _settings(stored) if isinstance(stored, str) else stored
+            self._parsed = self._read_settings()
         return self._parsed
+
+    def search_fields(self) -> tuple[str, int | None]:
+        """The search key and the seed stored for the row (``image_key``, ``seed_of``), computed again from its
+        prompt and settings; the settings parsed for them are not kept (``settings`` says why)."""
+        settings = self._read_settings() if self._parsed is None else self._parsed
+        return image_key(self.prompt, settings), seed_of(settings)
+
+    def _read_settings(self) -> dict[str, Any]:
+        stored = self.stored_settings
+        return _settings(stored) if isinstance(stored, str) else stored
 
 
 @dataclass(slots=True)
@@ -203,23 +219,73 @@ def search_terms(text: str) -> list[str]:
     return list(dict.fromkeys(term for term in terms if term))  # each once: a pasted prompt repeats its words
 
 
-def found(terms: list[str], key: str) -> bool:
-    """Whether every one of a search's ``terms`` (``search_terms``) is in the search key ``key`` of a text."""
-    return all(term in key for term in terms)
+def found(terms: list[str], key: str, seed: int | None = None) -> bool:
+    """Whether every one of a search's ``terms`` (``search_terms``) is in the search key ``key`` of a text, or is a
+    whole number that is ``seed`` (an image's: ``seed_of``; None for a text that has none, a history entry's)."""
+    return all(term in key or (seed is not None and _whole_number(term) == seed) for term in terms)
+
+
+def image_found(terms: list[str], record: ImageRecord) -> bool:
+    """Whether a search of ``terms`` finds the image ``record``, as ``Store.images`` finds its row."""
+    return not terms or found(terms, *record.search_fields())
+
+
+def _whole_number(text: str) -> int | None:
+    """``text`` as the seed a search term finds: a whole number in ASCII digits (a term is in NFKC: full-width digits
+    typed are these), at most SQLite's largest integer (the engine's largest seed too); else None."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(_LARGEST_SEED)):
+        return None  # a long run of digits is never given to ``int``: from 4,300 digits it raises
+    number = int(text)
+    return number if number <= _LARGEST_SEED else None
+
+
+_LARGEST_SEED = 2**63 - 1
 
 
 _QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"'))  # “ ” „ ‟ « »
 
 
-def _where_found(terms: list[str], key: str = "search_key") -> str:
+def _where_found(terms: list[str], key: str = "search_key", seed: str | None = None) -> tuple[str, list[Any]]:
     """The SQL condition that finds the rows whose ``key`` (a column, or an expression of one) holds every one of
-    ``terms`` (as ``found``); one ``?`` per term, in order. The conditions are joined as a balanced tree: a chain of
-    one AND per word was an expression as deep as the search is long, which SQLite refuses from 1,000 (a long prompt
-    pasted into the search)."""
-    if len(terms) == 1:
-        return f"instr({key}, ?) > 0"
-    half = len(terms) // 2
-    return f"({_where_found(terms[:half], key)} AND {_where_found(terms[half:], key)})"
+    ``terms``, or whose column ``seed`` (where given) is a whole-number term, as ``found`` finds them; and its
+    parameters, in order."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    for term in terms:
+        number = None if seed is None else _whole_number(term)
+        if number is None:
+            conditions.append(f"instr({key}, ?) > 0")
+            params.append(term)
+        else:
+            conditions.append(f"(instr({key}, ?) > 0 OR {seed} = ?)")
+            params += [term, number]
+    return _all_of(conditions), params
+
+
+def _all_of(conditions: list[str]) -> str:
+    """``conditions`` (at least one) joined by AND as a balanced tree: a chain of one AND per word was an expression
+    as deep as the search is long, which SQLite refuses from 1,000 (a long prompt pasted into the search)."""
+    if len(conditions) == 1:
+        return conditions[0]
+    half = len(conditions) // 2
+    return f"({_all_of(conditions[:half])} AND {_all_of(conditions[half:])})"
+
+
+def image_key(prompt: str, settings: dict[str, Any]) -> str:
+    """The stored ``search_key`` of a gallery image: its prompt's key, a line break, its model's name's (as the
+    settings name it): a word finds it in either, a "quoted phrase" never runs from one into the other (no key of
+    a text holds a line break)."""
+    model = settings.get("model")
+    return f"{search_key(prompt)}\n{search_key('' if model is None else model)}"
+
+
+def seed_of(settings: dict[str, Any]) -> int | None:
+    """The seed stored for an image of ``settings`` (its row's ``seed``), which a whole-number search term finds:
+    a whole number (another program's may be its digits as text) that ``_whole_number`` takes; else None."""
+    seed = settings.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        seed = str(seed)  # a negative one is no term's
+    return _whole_number(seed.strip()) if isinstance(seed, str) else None
 
 
 # A prompt history entry's stored key is its prompt's key, a line break, its negative prompt's (``_prompt_key``): its
@@ -239,6 +305,16 @@ def prompt_of(settings: dict[str, Any]) -> str:
     return "" if settings.get("prompt") is None else str(settings["prompt"])
 
 
+def _stored_image_key(prompt: str, settings: str) -> str:
+    """``image_key`` of a row (its settings as stored), for the migration that computes them."""
+    return image_key(prompt, _settings(settings))
+
+
+def _stored_seed(settings: str) -> int | None:
+    """``seed_of`` a row's settings as stored, for the migration that computes them."""
+    return seed_of(_settings(settings))
+
+
 def _settings(text: str) -> dict[str, Any]:
     """A row's stored settings; {} for text that is no JSON object."""
     try:
@@ -256,10 +332,12 @@ class Store:
         # isolation_level=None: we open transactions explicitly, so each write is one atomic commit.
         self._db = sqlite3.connect(self.path, isolation_level=None)
         # The stored keys are written with these (by the writes and by the migration that fills an older
-        # database's). If ``search_key`` ever changes, a new migration must recompute them: searches compare
-        # against what is stored.
+        # database's). If ``search_key``, ``image_key`` or ``seed_of`` ever changes, a new migration must recompute
+        # them: searches compare against what is stored.
         self._db.create_function("search_key", 1, search_key, deterministic=True)
         self._db.create_function("prompt_key", 2, _prompt_key, deterministic=True)
+        self._db.create_function("image_key", 2, _stored_image_key, deterministic=True)
+        self._db.create_function("image_seed", 1, _stored_seed, deterministic=True)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -372,13 +450,14 @@ class Store:
         an import cut short never leaves an image without the star or the history entry it came back with."""
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO images (path, prompt, search_key, settings, created, file_size, file_sha256, favorite) "
-                "VALUES (?1, ?2, search_key(?2), ?3, ?4, ?5, ?6, ?7) "
+                "INSERT INTO images (path, prompt, settings, created, file_size, file_sha256, favorite, search_key, "
+                "seed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (path) DO UPDATE SET missing = 0, trashed = 0, trashed_at = NULL, "
                 "favorite = excluded.favorite, prompt = excluded.prompt, search_key = excluded.search_key, "
-                "settings = excluded.settings, created = excluded.created, file_size = excluded.file_size, "
-                "file_sha256 = excluded.file_sha256",
-                [(path, prompt_of(settings), json.dumps(settings), created, size, sha, int(path in favorites))
+                "seed = excluded.seed, settings = excluded.settings, created = excluded.created, "
+                "file_size = excluded.file_size, file_sha256 = excluded.file_sha256",
+                [(path, prompt_of(settings), json.dumps(settings), created, size, sha, int(path in favorites),
+                  image_key(prompt_of(settings), settings), seed_of(settings))
                  for path, settings, created, size, sha in images],
             )  # fmt: skip
             self._merge_prompts(prompts)
@@ -386,9 +465,10 @@ class Store:
     def images(self, search: str = "", favorites_only: bool = False) -> list[ImageRecord]:
         query = "SELECT id, path, prompt, settings, created, favorite, missing FROM images WHERE trashed = 0"
         params: list[Any] = []
-        if terms := search_terms(search):
-            query += f" AND {_where_found(terms)}"
-            params += terms
+        if terms := search_terms(search):  # in the prompt or the model's name, or the seed (``image_found``)
+            where, found_params = _where_found(terms, seed="seed")
+            query += f" AND {where}"
+            params += found_params
         if favorites_only:
             query += " AND favorite = 1"
         query += " ORDER BY created DESC, id DESC"
@@ -575,9 +655,11 @@ class Store:
     def prompts(self, search: str = "") -> list[PromptRecord]:
         query = "SELECT id, prompt, negative_prompt, uses, last_used FROM prompts"
         params: list[Any] = []
-        if terms := search_terms(search):
-            query += f" WHERE ({_where_found(terms, _PROMPT_PART)}) OR ({_where_found(terms, _NEGATIVE_PART)})"
-            params += terms + terms
+        if terms := search_terms(search):  # texts only: an entry has no seed or model (a number: in the text)
+            in_prompt, prompt_params = _where_found(terms, _PROMPT_PART)
+            in_negative, negative_params = _where_found(terms, _NEGATIVE_PART)
+            query += f" WHERE ({in_prompt}) OR ({in_negative})"
+            params += prompt_params + negative_params
         query += " ORDER BY last_used DESC, id DESC"
         return [PromptRecord(*row) for row in self._db.execute(query, params)]
 

@@ -64,7 +64,7 @@ class GalleryPanel(QWidget):
         self.controller = controller
         model = controller.gallery
 
-        self.search = QLineEdit(placeholderText="Search by prompt…", clearButtonEnabled=True)
+        self.search = QLineEdit(placeholderText="Search by prompt, model or seed…", clearButtonEnabled=True)
         self._pending_search = connect_search(self.search, model.set_filter)
         self.favorites_only = QCheckBox("★ only")
         self.favorites_only.toggled.connect(self._favorites_toggled)

@@ -11,7 +11,7 @@ from PySide6.QtGui import QGuiApplication
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import gallery_images, open_window, window_without_engine
+from tests.app.gui import gallery_images, generate_one, open_window, window_without_engine
 
 PROMPTS = ["Äpfel im Baum", "straße bei Nacht", "multi\nline prompt", "100% sure", "a_b", "back\\slash",
            "it's \"quoted\"", "a fox 🦊 asleep", "ＦＵＬＬ width"]  # fmt: skip
@@ -309,3 +309,65 @@ def test_letters_without_an_accent_to_fold_are_found_by_the_letters_typed_for_th
     write_png(data.images / "d" / "new.png", Image.new("RGB", (16, 16)), {"prompt": "Ærøskøbing"})
     panel.controller.gallery.add("d/new.png", {"prompt": "Ærøskøbing"})
     assert _search(qtbot, panel, "aeroskobing") == ["Ærøskøbing"]
+
+
+def _shown(qtbot, field, model, text: str) -> set[str]:
+    """``text`` typed into the search ``field`` and Return pressed: the prompts ``model`` then lists."""
+    field.setText(text)
+    qtbot.keyClick(field, Qt.Key.Key_Return)
+    return {model.record(row).prompt for row in range(model.rowCount())}
+
+
+def test_a_seed_or_a_model_name_typed_into_the_gallery_search_finds_its_images(qtbot, data_root):
+    """A user types the seed of a picture they liked (the pane shows it), or the name of the model they made it
+    with, into the gallery's search: only a prompt holding those characters was found. A whole number now finds the
+    images of that seed exactly (1234567 is no 12345678), and still the prompts that hold it; a model's name, or part
+    of it, finds its images as a word of the prompt would. The same rule for an image made while a search is on and
+    for what an Undo says the search hides. The history, whose prompts hold neither, finds a number in their text."""
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    made = [("a red fox", 1234567, "flux-dev-svdq"), ("a blue owl", 12345678, "demo"),
+            ("seed 1234567 in words", 99, "demo"), ("a cat", 7, "Ærø Schnell")]  # fmt: skip
+    for i, (prompt, seed, model) in enumerate(made):
+        settings = {"prompt": prompt, "seed": seed, "model": model}
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16)), settings)
+        store.add_image(f"d/{i}.png", settings, created=float(i))
+    store.close()
+    window = open_window(qtbot, data_root)
+    panel, gallery, history = window.gallery_panel, window.controller.gallery, window.controller.history
+    cases = {
+        "1234567": {"a red fox", "seed 1234567 in words"},  # was: the prompt that holds it only
+        '"1234567"': {"a red fox", "seed 1234567 in words"},
+        "１２３４５６７８": {"a blue owl"},  # full-width digits, as an input method types them
+        "123456": {"seed 1234567 in words"},  # part of a seed finds no seed; the prompt's text still
+        "demo": {"a blue owl", "seed 1234567 in words"},  # was: nothing
+        "DEV": {"a red fox"},
+        "owl demo": {"a blue owl"},
+        "fox demo": set(),
+        "aero schnell 7": {"a cat"},
+        '"svdq a red"': set(),  # a phrase never runs from the prompt on into the model's name
+    }
+    for search, expected in cases.items():
+        assert _shown(qtbot, panel.search, gallery, search) == expected, search
+    # made while a search for the model's name is on: listed at once, as the database then finds it
+    _shown(qtbot, panel.search, gallery, "demo")
+    saved = generate_one(qtbot, window.controller)
+    assert saved.settings["model"] == "demo"
+    listed = {gallery.record(row).prompt for row in range(gallery.rowCount())}
+    assert listed == _shown(qtbot, panel.search, gallery, "dem") == {"a blue owl", "seed 1234567 in words",
+                                                                       "a red circle"}
+    assert _shown(qtbot, panel.search, gallery, str(saved.settings["seed"])) >= {"a red circle"}
+    # An Undo under the search of a seed: the image back is in sight, and said so (was: "hidden by the search")
+    said: list[str] = []
+    window.controller.status_message.connect(said.append)
+    assert _shown(qtbot, panel.search, gallery, "12345678") == {"a blue owl"}
+    panel.select_row(0)
+    panel.delete_selected()
+    said.clear()
+    panel.undo_button.click()
+    assert said == ["1 image brought back from the trash."]
+    assert {gallery.record(row).prompt for row in range(gallery.rowCount())} == {"a blue owl"}
+    history.add("a fox, seed 1234567", "")
+    history.add("a fox", "")
+    assert _shown(qtbot, window.history_panel.search, history, "1234567") == {"a fox, seed 1234567"}
+    assert _shown(qtbot, window.history_panel.search, history, "demo") == set()

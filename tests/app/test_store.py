@@ -223,9 +223,9 @@ def _old_key(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
-def _old_database(path, version: int, image: str, prompt: tuple[str, str]) -> None:
-    """A database of schema ``version`` holding the image of the prompt ``image`` and the history entry ``prompt``,
-    their stored search keys as schema 6 computed them (``_old_key``)."""
+def _old_database(path, version: int, image: str, prompt: tuple[str, str], settings: dict | None = None) -> None:
+    """A database of schema ``version`` holding the image of the prompt ``image`` (and the further ``settings``) and
+    the history entry ``prompt``, their stored search keys as schema 6 computed them (``_old_key``)."""
     from app.store import _MIGRATIONS
 
     db = sqlite3.connect(path)
@@ -233,8 +233,8 @@ def _old_database(path, version: int, image: str, prompt: tuple[str, str]) -> No
     db.create_function("prompt_key", 2, lambda p, n: f"{_old_key(p)}\n{_old_key(n)}")
     for statement in (s for migration in _MIGRATIONS[:version] for s in migration):
         db.execute(statement)
-    db.execute("INSERT INTO images (path, prompt, search_key, created) VALUES ('a.png', ?1, search_key(?1), 1)",
-               (image,))  # fmt: skip
+    db.execute("INSERT INTO images (path, prompt, settings, search_key, created) VALUES ('a.png', ?1, ?2, "
+               "search_key(?1), 1)", (image, json.dumps({"prompt": image, **(settings or {})})))  # fmt: skip
     db.execute("INSERT INTO prompts (prompt, negative_prompt, search_key, last_used) "
                "VALUES (?1, ?2, prompt_key(?1, ?2), 1)", prompt)  # fmt: skip
     db.execute(f"PRAGMA user_version={version}")
@@ -260,14 +260,14 @@ def test_a_database_of_the_previous_schema_finds_its_images_by_words_typed_witho
     assert store.prompts("senor uber") == []  # still never across the prompt and the negative prompt
 
 
-@pytest.mark.parametrize("version", [6, 7])
+@pytest.mark.parametrize("version", [6, 7, 8])
 def test_an_upgrade_that_fails_leaves_the_previous_database_as_it_was(tmp_path, monkeypatch, version):
     """A failure while the keys are computed again (here: a key that cannot be computed) rolls the whole upgrade
     back: the database stays at the previous schema, which that version still opens, and the next start upgrades it."""
     import app.store
 
     path = tmp_path / "db.sqlite3"
-    _old_database(path, version, "Un Smørrebrød Café", ("el señor", "Über"))
+    _old_database(path, version, "Un Smørrebrød Café", ("el señor", "Über"), {"seed": 42, "model": "flux-dev"})
     db = sqlite3.connect(path)
     before = list(db.iterdump())
     db.close()
@@ -276,6 +276,7 @@ def test_an_upgrade_that_fails_leaves_the_previous_database_as_it_was(tmp_path, 
         raise ValueError("a key that cannot be computed")
 
     monkeypatch.setattr(app.store, "_prompt_key", failing)
+    monkeypatch.setattr(app.store, "_stored_image_key", lambda prompt, settings: failing(prompt, settings))
     with pytest.raises(sqlite3.Error):
         Store(path)
     db = sqlite3.connect(path)
@@ -285,7 +286,7 @@ def test_an_upgrade_that_fails_leaves_the_previous_database_as_it_was(tmp_path, 
     monkeypatch.undo()
     store = Store(path)
     assert store.schema_version == SCHEMA_VERSION
-    assert [r.path for r in store.images("cafe smorrebrod")] == ["a.png"]
+    assert [r.path for r in store.images("cafe smorrebrod 42 flux")] == ["a.png"]
 
 
 def test_a_database_of_schema_7_finds_its_images_by_the_letters_typed_for_those_without_an_accent(tmp_path):
@@ -298,4 +299,35 @@ def test_a_database_of_schema_7_finds_its_images_by_the_letters_typed_for_those_
     assert [r.path for r in store.images("smorrebrod")] == ["a.png"]
     assert [p.prompt for p in store.prompts("oeuvre")] == ["Œuvre"]
     assert [p.prompt for p in store.prompts("aero")] == ["Œuvre"]  # the negative prompt's key too
+    store.close()
+
+
+def test_a_database_of_schema_8_finds_its_images_by_seed_and_model_name(tmp_path):
+    """The rows stored before the search looked at seeds and models' names had neither: typed, the seed or the
+    model's name of an image in an existing gallery found nothing. The upgrade stores every row's seed and puts its
+    model's name in its key."""
+    path = tmp_path / "db.sqlite3"
+    _old_database(path, 8, "a red fox", ("a red fox", ""), {"seed": 1234567, "model": "Flux-Dev SVDQ"})
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    for search in ("1234567", "flux", "svdq fox", "dev 1234567"):
+        assert [r.path for r in store.images(search)] == ["a.png"], search
+    for search in ("123456", "12345678", "fox 7"):  # a seed found whole, never as part of its digits
+        assert store.images(search) == [], search
+    store.close()
+
+
+def test_a_seed_is_stored_as_the_settings_give_it_when_a_search_can_find_it(tmp_path):
+    """An image's seed, as our settings give it (a number) or another program's (its digits as text), is found by
+    the number typed; a seed no whole number typed is (none, negative, not a number, past SQLite's integers) is no
+    seed, and a long run of digits typed is no seed either (``int`` refuses more than 4,300 digits)."""
+    store = Store(tmp_path / "db.sqlite3")
+    seeds = {"int": 5, "text": " 5 ", "negative": -5, "none": None, "bool": True, "float": 5.5, "huge": 2**70,
+             "largest": 2**63 - 1}  # fmt: skip
+    for name, seed in seeds.items():
+        store.add_image(f"{name}.png", {"prompt": name, "seed": seed}, created=1)
+    assert sorted(r.prompt for r in store.images("5")) == ["int", "text"]
+    assert [r.prompt for r in store.images(str(2**63 - 1))] == ["largest"]
+    assert [r.prompt for r in store.images("1")] == []  # True is no seed 1
+    assert store.images("9" * 5000) == []
     store.close()
