@@ -552,8 +552,14 @@ class Store:
             )
 
     def set_favorites(self, ids: Iterable[int], favorite: bool) -> None:
+        """Stars (or unstars) the rows ``ids`` in one commit, 500 a statement: one UPDATE per image was 10,000
+        statements for a gallery selected whole and starred."""
+        wanted = list(ids)
         with self._transaction():
-            self._db.executemany("UPDATE images SET favorite = ? WHERE id = ?", [(int(favorite), i) for i in ids])
+            for start in range(0, len(wanted), 500):  # an older SQLite takes at most 999 parameters a statement
+                chunk = wanted[start : start + 500]
+                self._db.execute(f"UPDATE images SET favorite = ? WHERE id IN ({', '.join('?' * len(chunk))})",
+                                 [int(favorite), *chunk])  # fmt: skip
 
     def set_trashed(
         self,

@@ -38,6 +38,7 @@ from app.thumbnails import THUMB_SIZE
 from app.trash_listing import TrashListing
 from app.trash_notices import empty_trash_question
 from app.widgets.search_field import connect_search
+from app.widgets.selection import selected_rows
 from app.widgets.shortcuts import local_shortcuts
 from app.widgets.wrap_grid import WrapGrid
 
@@ -170,7 +171,7 @@ class GalleryPanel(QWidget):
     # ---- selection ----------------------------------------------------------------------------------------
 
     def selected_rows(self) -> list[int]:
-        return sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
+        return selected_rows(self.view)
 
     def current_row(self) -> int | None:
         """The row of the image the pane describes and its buttons act on: the one clicked (or moved to) last while
@@ -232,7 +233,8 @@ class GalleryPanel(QWidget):
 
     def _delete_enabled(self, *_: bool) -> None:
         """Delete: for a selection, and not while Empty trash deletes (``GalleryModel.emptying``: refused)."""
-        self.delete_button.setEnabled(bool(self.selected_rows()) and not self.controller.gallery.emptying)
+        selected = self.view.selectionModel().hasSelection()
+        self.delete_button.setEnabled(selected and not self.controller.gallery.emptying)
 
     def _rows_changed(self, top: QModelIndex, bottom: QModelIndex, roles: list[int] | None = None) -> None:
         """The pane follows the selected image's entry when it changes in place: a repair put its file back (the

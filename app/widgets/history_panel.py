@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from app.controller import AppController
 from app.widgets.search_field import connect_search
+from app.widgets.selection import selected_rows
 from app.widgets.shortcuts import local_shortcuts
 from app.widgets.wrap_grid import WrapGrid, button_box
 
@@ -118,7 +119,7 @@ class HistoryPanel(QWidget):
             self.reuse(index)
 
     def selected_rows(self) -> list[int]:
-        return sorted({i.row() for i in self.view.selectionModel().selectedIndexes()})
+        return selected_rows(self.view)
 
     def remove_selected(self) -> None:
         if rows := self.selected_rows():
