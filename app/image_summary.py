@@ -21,12 +21,16 @@ from gpu.version import APP_NAME
 def describe_image(path: Path, stored: dict[str, Any], missing: bool) -> str:
     """The pane's text for the image at ``path``: read back from the file when it is there (what other tools see
     too), else from ``stored`` (its database row's settings), with a warning that the file is missing."""
-    if missing or not path.exists():
+    try:
+        file_time = None if missing else path.stat().st_mtime
+    except OSError:  # gone, or cannot be looked at
+        file_time = None
+    if file_time is None:
         return "\n".join([f"⚠ File missing: {path}", "", *settings_lines(stored)])
     settings = read_image_settings(path)
     if settings is None:  # no metadata, or metadata that could not be read: what the database has
         settings = stored
-    lines = settings_lines(settings)
+    lines = settings_lines(settings, file_time)
     note = source_note(read_image_text(path))
     # The path last: the pane is narrow, and a long path first pushed the prompt down by several lines.
     return "\n".join(lines + (["", note] if note else []) + ["", f"File: {path}"])
@@ -44,8 +48,9 @@ def source_note(chunks: dict[str, str]) -> str:
     return ""
 
 
-def settings_lines(settings: dict[str, Any] | None) -> list[str]:
-    """How the image was made, then how it ran; a fact the settings lack is left out rather than shown blank."""
+def settings_lines(settings: dict[str, Any] | None, file_time: float | None = None) -> list[str]:
+    """How the image was made, then how it ran; a fact the settings lack is left out rather than shown blank.
+    ``file_time``: the image file's time, where known, which a date written without a time zone is never after."""
     s = settings or {}
     made: list[tuple[str, str]] = [("Prompt", _text(s.get("prompt")))]
     loras = s.get("lora_list")
@@ -57,7 +62,7 @@ def settings_lines(settings: dict[str, Any] | None) -> list[str]:
              ("Guidance", _text(s.get("guidance"))), ("Size", _size(s)), ("Model", _text(s.get("model"))),
              ("LoRAs", _loras(loras))]  # fmt: skip
     ran = [("Ran on", _text(s.get("execution_path"))), ("Time taken", _duration(s.get("duration_s"))),
-           ("Created", _created(s.get("created"))), ("App version", _version(s.get("version")))]  # fmt: skip
+           ("Created", _created(s.get("created"), file_time)), ("App version", _version(s.get("version")))]  # fmt: skip
     lines = [f"{label}: {value}" for label, value in made if value]
     ran_lines = [f"{label}: {value}" for label, value in ran if value]
     if not lines and not ran_lines:
@@ -98,10 +103,10 @@ def _duration(value: Any) -> str:
     return f"{minutes}{NBSP}min {seconds}{NBSP}s"
 
 
-def _created(value: Any) -> str:
-    """The engine writes UTC with its offset (the worker's fallback is local time without one): shown in the
-    user's local time, to the minute."""
-    when = made_at(value)
+def _created(value: Any, file_time: float | None) -> str:
+    """The engine writes UTC with its offset (the worker's fallback is local time without one, never shown after
+    ``file_time``: ``made_at``): shown in the user's local time, to the minute."""
+    when = made_at(value, file_time)
     try:
         if when is not None:
             return when.astimezone().strftime("%Y-%m-%d %H:%M")

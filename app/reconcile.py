@@ -421,8 +421,9 @@ def read_new_file(rel: str, path: str) -> ImportRow | None:
 def _made_or_changed(settings: dict[str, Any], mtime: float) -> float:
     """When the image was made, for its row's ``created`` (the gallery's order): the date its settings give, else
     its file's time ``mtime``. A gallery copied without its file times (cp without -p, a cloud folder's download)
-    was listed in the order it was copied, its file times all of that day."""
-    when = made_at(settings.get("created"))
+    was listed in the order it was copied, its file times all of that day. A date without a time zone is never
+    later than the file's time (``made_at``)."""
+    when = made_at(settings.get("created"), mtime)
     # a date past the file's own (beyond a day of clock skew) is no date it was made: a damaged or foreign file's
     return mtime if when is None or when.timestamp() > max(mtime, time.time()) + 86400 else when.timestamp()
 
