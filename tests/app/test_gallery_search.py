@@ -199,6 +199,12 @@ def _search(qtbot, panel, text: str) -> list[str]:
     return [gallery.record(row).prompt for row in range(gallery.rowCount())]
 
 
+def _finds(qtbot, panel, cases: dict[str, set[str]]) -> None:
+    """Each search of ``cases`` typed into the gallery's search lists the prompts it names."""
+    for search, expected in cases.items():
+        assert set(_search(qtbot, panel, search)) == expected, search
+
+
 def test_a_long_prompt_pasted_into_the_search_finds_its_image(qtbot, data_root):
     """A user pastes a long prompt (a tag list, 1,000 words) into the gallery's search to find the images made
     with it. Each word was one ``instr(...) > 0`` in a chain of ANDs (``Store.images``/``_where_found``): SQLite
@@ -257,8 +263,7 @@ def test_a_search_typed_without_accents_finds_the_accented_prompt_and_no_other_s
         "कि": {"कि"},
         "a paris": {"un café à Paris"},
     }
-    for search, expected in cases.items():
-        assert set(_search(qtbot, panel, search)) == expected, search
+    _finds(qtbot, panel, cases)
     # The history's search by the same rule, and an image made while a search is on.
     history = panel.controller.history
     history.add("un café noir", "")
@@ -283,32 +288,22 @@ def test_letters_without_an_accent_to_fold_are_found_by_the_letters_typed_for_th
     gallery_images(data, prompts)
     window = window_without_engine(qtbot, data)
     panel = window.gallery_panel
-    cases = {
-        "smorrebrod": {"smørrebrød på bordet"},
-        "SMØRREBRØD": {"smørrebrød på bordet"},
-        "lodz": {"Łódź at night"},
-        "dorde gudrun": {"Đorđe and Guðrún"},
-        "thingvellir": {"Þingvellir"},
-        "aero": {"Ærø harbour"},
-        "oeuvre": {"Œuvre complète"},
-        "strasse": {"Straße"},
-        "isik": {"KIRMIZI ışık"},
-        "cafe": {"a cafe sign"},
-    }
-    for search, expected in cases.items():
-        assert set(_search(qtbot, panel, search)) == expected, search
-    history = panel.controller.history
-    history.add("a plate of smørrebrød", "")
-    history.add("a plate of cheese", "blurry, Łódź")
-    history.add("a plate", "")
-    for typed, expected in (("smorrebrod", ["a plate of smørrebrød"]), ("lodz", ["a plate of cheese"])):
-        window.history_panel.search.setText(typed)
-        qtbot.keyClick(window.history_panel.search, Qt.Key.Key_Return)
-        assert [history.record(row).prompt for row in range(history.rowCount())] == expected, typed
+    _finds(qtbot, panel, {"smorrebrod": {"smørrebrød på bordet"}, "SMØRREBRØD": {"smørrebrød på bordet"},
+                          "lodz": {"Łódź at night"}, "dorde gudrun": {"Đorđe and Guðrún"},
+                          "thingvellir": {"Þingvellir"}, "aero": {"Ærø harbour"}, "oeuvre": {"Œuvre complète"},
+                          "strasse": {"Straße"}, "isik": {"KIRMIZI ışık"}, "cafe": {"a cafe sign"}})  # fmt: skip
+    history, field = panel.controller.history, window.history_panel.search
+    for prompt, negative_prompt in (("a plate of smørrebrød", ""), ("a plate of cheese", "blurry, Łódź"),
+                                    ("a plate", "")):  # fmt: skip
+        history.add(prompt, negative_prompt)
+    assert _shown(qtbot, field, history, "smorrebrod") == {"a plate of smørrebrød"}
+    assert _shown(qtbot, field, history, "lodz") == {"a plate of cheese"}
     _search(qtbot, panel, "aeroskobing")
     write_png(data.images / "d" / "new.png", Image.new("RGB", (16, 16)), {"prompt": "Ærøskøbing"})
-    panel.controller.gallery.add("d/new.png", {"prompt": "Ærøskøbing"})
-    assert _search(qtbot, panel, "aeroskobing") == ["Ærøskøbing"]
+    gallery = panel.controller.gallery
+    gallery.add("d/new.png", {"prompt": "Ærøskøbing"})  # listed at once, as the database then finds it
+    listed = [gallery.record(row).prompt for row in range(gallery.rowCount())]
+    assert listed == ["Ærøskøbing"] == _search(qtbot, panel, "aeroskobing")
 
 
 def _shown(qtbot, field, model, text: str) -> set[str]:
@@ -347,8 +342,7 @@ def test_a_seed_or_a_model_name_typed_into_the_gallery_search_finds_its_images(q
         "aero schnell 7": {"a cat"},
         '"svdq a red"': set(),  # a phrase never runs from the prompt on into the model's name
     }
-    for search, expected in cases.items():
-        assert _shown(qtbot, panel.search, gallery, search) == expected, search
+    _finds(qtbot, panel, cases)
     # made while a search for the model's name is on: listed at once, as the database then finds it
     _shown(qtbot, panel.search, gallery, "demo")
     saved = generate_one(qtbot, window.controller)
