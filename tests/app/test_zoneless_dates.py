@@ -22,12 +22,17 @@ HERE, EAST = timezone(timedelta(hours=-9)), timezone(timedelta(hours=14))  # Ala
 
 
 @pytest.fixture
-def alaska(monkeypatch):
-    """This machine's clock in UTC-9 (POSIX writes the offset west of Greenwich as positive)."""
-    monkeypatch.setenv("TZ", "AKST+9")
+def alaska():
+    """This machine's clock in UTC-9 (POSIX writes the offset west of Greenwich as positive); its own zone again
+    after the test (set back here: ``monkeypatch`` would set it back only after ``time.tzset`` had run)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "AKST+9"
     time.tzset()
     yield
-    monkeypatch.undo()
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
     time.tzset()
 
 
