@@ -59,8 +59,8 @@ def test_ctrl_c_copies_from_the_focused_panel(qtbot, data_root):
     _ctrl(qtbot, window.lora_panel.add_button, Qt.Key.Key_C)
     assert clipboard.image().isNull()  # was: the gallery's picture
 
-    _ctrl(qtbot, window.gallery_panel.view, Qt.Key.Key_C)
-    assert clipboard.image().pixelColor(3, 3).getRgb()[:3] == (200, 0, 0)  # the grid's Ctrl+C: the pixels
+    _ctrl(qtbot, window.gallery_panel.view, Qt.Key.Key_C)  # the grid's Ctrl+C: the pixels, decoded on a thread
+    qtbot.waitUntil(lambda: clipboard.image().pixelColor(3, 3).getRgb()[:3] == (200, 0, 0), timeout=10000)
 
 
 def test_ctrl_s_and_ctrl_z_belong_to_the_gallery(qtbot, data_root, monkeypatch):
