@@ -5,6 +5,10 @@ Torch-free on purpose: ``main.py`` builds its ``--help`` from these, and the wiz
 the engine."""
 
 DEFAULT_RANK = 32  # the paper's rank of the 16-bit low-rank branch
+# The largest rank the engine takes for any model (``QuantizeConfig.validate``), and so the command line's --rank and
+# the wizard's rank field. A model's layers may take less (``layer_rank_limit``: 128 on the demo's 256-wide layers),
+# or more (1536 on FLUX.1's 3072-wide ones), which only costs memory and time.
+MAX_RANK = 1024
 DEFAULT_CALIB_PROMPTS = 64  # the paper's calibration set size
 DEFAULT_ALPHA_POINTS = 11  # smoothing strengths 0, 0.1, ..., 1
 # The grid of runs from before the setting was recorded (their parts folders lack it): fixed, unlike the default.

@@ -9,6 +9,7 @@ from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
     DEFAULT_RANK,
     MAX_ALPHA_POINTS,
+    MAX_RANK,
     unused_fields,
 )
 
@@ -21,9 +22,6 @@ METHODS = [
     ("Baseline: LoRC", "lorc"),
     ("Baseline: NF4 weights only", "nf4"),
 ]
-
-
-MAX_RANK = 256  # the paper's largest; FLUX.1's layers take up to 1536, which only costs memory and time
 
 
 class MethodPage(QWizardPage):

@@ -18,6 +18,7 @@ from gpu.quantize_defaults import (
     DEFAULT_RANK,
     LEGACY_ALPHA_POINTS,
     MAX_ALPHA_POINTS,
+    MAX_RANK,
     RANK_ZERO_SAME_AS,
     SMOOTHING_METHODS,
     unused_fields,
@@ -62,8 +63,8 @@ class QuantizeConfig:
             raise BadRequestError(f"{self.method} at rank 0 has no low-rank branch: it makes the same model as {same}",
                                   f"use --method {same} for that model, or a rank of 1 or more")  # fmt: skip
         lowest = 1 if self.method in RANK_ZERO_SAME_AS else 0  # "use 0 to 1024" sent an svdquant run to rank 0
-        if not lowest <= self.rank <= 1024:
-            raise BadRequestError(f"rank {self.rank} is not possible: use {lowest} to 1024")
+        if not lowest <= self.rank <= MAX_RANK:
+            raise BadRequestError(f"rank {self.rank} is not possible: use {lowest} to {MAX_RANK}")
         if not 1 <= self.calib_prompts <= MAX_CALIB_PROMPTS:
             raise BadRequestError(
                 f"{self.calib_prompts} calibration prompts is not possible: use 1 to {MAX_CALIB_PROMPTS}"

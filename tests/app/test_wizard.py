@@ -733,7 +733,7 @@ def test_the_rank_goes_no_further_than_the_sources_layers_take(qtbot, window, tm
     """The rank field went to 256 on every source, while the engine refuses a branch larger than a layer's own
     weight (129 and up on the demo's 256-wide layers): the run failed once started. The field is bounded by the
     engine's limit for the chosen source, library pipeline or single file, and the run takes the largest rank it
-    allows; a source whose sizes are not known leaves the paper's 256."""
+    allows; a source whose sizes are not known leaves the engine's limit for any model, 1024."""
     from gpu.errors import BadRequestError
     from gpu.quantizer import QuantizeConfig
     from gpu.streaming.run_inputs import resume_key
@@ -753,12 +753,12 @@ def test_the_rank_goes_no_further_than_the_sources_layers_take(qtbot, window, tm
     wizard.source_page.use_path(str(nothing))
     assert wizard.source_page.problem.isVisible()
     rank.setValue(200)
-    assert rank.maximum() == 256 and rank.value() == 200 and "at most" not in rank.toolTip()
+    assert rank.maximum() == 1024 and rank.value() == 200 and "at most" not in rank.toolTip()
     _pick(qtbot, wizard, _single_file(tmp_path))
     assert not wizard.source_page.problem.isVisible()
     assert rank.maximum() == rank.value() == 128
     wizard.source_page.use_path(str(nothing))  # the 200 set for it comes back with it (it stayed at 128)
-    assert rank.maximum() == 256 and rank.value() == 200
+    assert rank.maximum() == 1024 and rank.value() == 200
     wizard.close()
 
 
