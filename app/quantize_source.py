@@ -237,6 +237,9 @@ class QuantizeSource(QObject):
         self.facts: SingleFileFacts | None = None
         self.picked: list[str] = []  # the folders and files picked as the source (``pick``), in the order picked
         self._picked_for: dict[str, str] = {}  # library pipelines picked by the path of their folder: that path
+        # The calibration sets read since the last choice, by pipeline folder (``_calibration``): each choice reads
+        # its pipeline's once, where the problem it names and the set shown read it two to five times
+        self._calibration_read: dict[Path, CalibrationSet | UserError] = {}
         self.set_library(entries)
         for name in ("source", "base", "problem", "base_problem", "checking", "needs_base"):
             getattr(self, f"{name}_changed").connect(self._update_ready)
@@ -254,6 +257,7 @@ class QuantizeSource(QObject):
         picked = [b for b in self.bases if b[1] not in self._folders]
         listed = {e.name for e in entries}
         chosen = self.base if self.is_file else self.source  # a library name, or a path that is no library entry
+        self._calibration_read.clear()  # a new look at the library: its pipelines' sets are read again
         was = self._folders.get(chosen) or self._removed.get(chosen)
         if self._chosen_at is None or self._chosen_at[0] != chosen:
             self._chosen_at = (chosen, was)
@@ -335,6 +339,7 @@ class QuantizeSource(QObject):
     def choose(self, value: str) -> None:
         """A library name, a pipeline folder or a single file became the source ("": none, the library holding
         no pipeline)."""
+        self._calibration_read.clear()  # read again for this choice: it may be the same folder, changed since
         self._choose(value)
         self._update_rank_limit()
 
@@ -355,7 +360,7 @@ class QuantizeSource(QObject):
         self.base_problem = ""
         self.base_warning = ""
         if value in self._folders:  # a library entry: the library checked it when it was listed, not its prompts
-            self.description, self.problem = "", _calibration_problem(self._folders[value])
+            self.description, self.problem = "", self._calibration_problem(self._folders[value])
             return
         if value in self._removed:  # a library name, not a folder here: one of that name would be another model
             self.description, self.problem = "", NOT_IN_LIBRARY.format(name=value, what="source")
@@ -372,7 +377,7 @@ class QuantizeSource(QObject):
             return
         self.description = (f"Diffusers FLUX.1 pipeline folder, {cfg.get('num_layers', '?')} double and "
                             f"{cfg.get('num_single_layers', '?')} single blocks")  # fmt: skip
-        self.problem = _calibration_problem(path)
+        self.problem = self._calibration_problem(path)
         if not self.problem:
             # Its tensors' shapes, as a single file's (the run names a wrong one before any work): said here when the
             # engine's look ends, without holding Next meanwhile, as a folder the library checked is not held
@@ -431,6 +436,7 @@ class QuantizeSource(QObject):
         if value != self.base:
             self.relisted = ""  # said of the base chosen before
             self._chosen_at = None
+        self._calibration_read.clear()  # read again for this choice: it may be the same folder, changed since
         self.base = value
         self._check_base()
 
@@ -488,7 +494,7 @@ class QuantizeSource(QObject):
             self.base_problem = (f"{name} does not fit {Path(self.base).name or self.base}: {', '.join(misfit)}. "
                                  "Choose the pipeline this checkpoint was made for (e.g. FLUX.1-dev)")  # fmt: skip
         else:
-            self.base_problem = _calibration_problem(self._base_folder(self.base))
+            self.base_problem = self._calibration_problem(self._base_folder(self.base))
 
     def _variant_warning(self) -> str:
         """A base that fits but belongs to the other variant (a FLUX.1-dev-style file, which has a guidance
@@ -520,10 +526,8 @@ class QuantizeSource(QObject):
         it would stop on there is the source's problem, or its base's: ``_calibration_problem``)."""
         folder = self._base_folder(self.base) if self.is_file else self._folders.get(self.source, Path(self.source))
         usable = self.source and folder is not None and not self.problem and not self.base_problem
-        try:
-            self.calibration = calibration_set(folder) if usable else None
-        except UserError:  # changed since it was chosen: the run says what it stops on
-            self.calibration = None
+        found = self._calibration(folder) if usable else None
+        self.calibration = found if isinstance(found, CalibrationSet) else None  # a UserError: the problem says it
 
     def _update_rank_limit(self) -> None:
         """The largest rank a run of the source takes, from its transformer's config (a single file's: read from
@@ -541,22 +545,26 @@ class QuantizeSource(QObject):
 
         self.rank_limit = source_rank_limit(config) or 0
 
+    def _calibration(self, folder: Path) -> CalibrationSet | UserError:
+        """The ``calibration_set`` of the pipeline ``folder``, or the ``UserError`` a run would stop on there, read
+        once per choice (``_calibration_read``)."""
+        if folder not in self._calibration_read:
+            try:
+                self._calibration_read[folder] = calibration_set(folder)
+            except UserError as err:
+                self._calibration_read[folder] = err
+        return self._calibration_read[folder]
+
+    def _calibration_problem(self, folder: Path | None) -> str:
+        """What a run would stop on in the calibration set of the pipeline ``folder`` (``calibration_set``: a damaged
+        nibble.json, a prompts file that holds no prompt, ...), in words; "" when nothing. Named as the source or
+        base is chosen: the page said it was ready, and the run failed once named and started."""
+        found = self._calibration(folder) if folder is not None else None
+        return _words(found) if isinstance(found, UserError) else ""
+
     def _update_ready(self, *_: Any) -> None:
         self.ready = bool(self.source) and not self.problem and not self.base_problem and not self.checking \
             and (not self.needs_base or bool(self.base))  # fmt: skip
-
-
-def _calibration_problem(folder: Path | None) -> str:
-    """What a run would stop on in the calibration set of the pipeline ``folder`` (``calibration_set``: a damaged
-    nibble.json, a prompts file that holds no prompt, ...), in words; "" when nothing. Named as the source or base
-    is chosen: the page said it was ready, and the run failed once named and started."""
-    if folder is None:
-        return ""
-    try:
-        calibration_set(folder)
-    except UserError as err:
-        return _words(err)
-    return ""
 
 
 def _words(err: UserError) -> str:

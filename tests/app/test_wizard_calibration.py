@@ -94,3 +94,47 @@ def test_what_a_run_would_stop_on_in_the_sources_calibration_is_named_on_the_sou
     state.add_base_folder(str(damaged))
     assert not state.ready and "nibble.json" in wizard.source_page.base_problem.text() and state.calibration is None
     wizard.close()
+
+
+def test_the_calibration_prompts_are_read_once_per_choice(qtbot, window, tmp_path, monkeypatch):
+    """Each choice of a source (or of a single file's base) read its pipeline's calibration prompts file two to five
+    times on the window's thread: once to find what a run would stop on in it, again to show the set on the
+    calibration page, and again at each of the source's properties that changed (a file of thousands of prompts on
+    a network drive, read over and over). It is read once per choice, and the page shows what that read found."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from gpu.paths import resources_dir
+
+    demo = resources_dir() / "models" / "demo"
+    plain = tmp_path / "plain"  # the demo without a set of its own: the built-in prompts
+    shutil.copytree(demo, plain)
+    defaults = json.loads((plain / "nibble.json").read_text())
+    del defaults["calibration_prompts"]
+    (plain / "nibble.json").write_text(json.dumps(defaults))
+    single = save_bfl_transformer(demo, tmp_path / "my-finetune.safetensors")
+    reads: list[str] = []
+    read_text = Path.read_text
+
+    def counted(path: Path, *args, **kwargs) -> str:
+        if path.name == "calibration_prompts.txt":
+            reads.append(str(path))
+        return read_text(path, *args, **kwargs)
+
+    window.quantize_panel.open_wizard()
+    wizard = window.quantize_panel.wizard
+    state, page = wizard.source_state, wizard.calibration_page
+    monkeypatch.setattr(Path, "read_text", counted)
+    built_in, own = str(resources_dir() / "calibration_prompts.txt"), str(demo / "calibration_prompts.txt")
+    for path, prompts_file, available in ((plain, built_in, 145), (demo, own, 256), (single, own, 256)):
+        reads.clear()
+        wizard.source_page.use_path(str(path))
+        assert reads == [prompts_file], path
+        assert state.calibration.available == available and page.count.maximum() == available
+    qtbot.waitUntil(lambda: not state.checking, timeout=60000)
+    assert state.ready and state.base == "demo"
+    reads.clear()
+    state.add_base_folder(str(plain))  # another base for the file: its set, read once
+    assert reads == [built_in] and state.calibration.available == 145
+    wizard.close()
