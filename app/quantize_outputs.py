@@ -44,6 +44,7 @@ __all__ = [
     "name_run_output",
     "not_deleted",
     "output_name",
+    "saved_words",
     "running_output",
     "stopped_note",
     "unfinished_runs",
@@ -160,14 +161,34 @@ def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: l
         return claim.target
 
 
+def _settings_made_with(config: Any) -> tuple[str, str, int | None]:
+    """The settings a model of ``config`` (a QuantizeConfig) is made with, as its name and the result page say them:
+    (method, precision, rank); the precision "" for a method with a format of its own (NF4: its weights are NF4
+    whatever the precision), the rank None but for the methods with a low-rank branch."""
+    precision = "" if config.method in OWN_FORMAT_METHODS else config.precision
+    return config.method, precision, config.rank if config.method in RANK_METHODS else None
+
+
 def output_name(stem: str, config: Any) -> str:
     """The quantized file's name (no suffix) for ``config`` (a QuantizeConfig): method, precision and, for the
     methods with a low-rank branch, its rank (a round-to-nearest file named "-r32" had none). An NF4 file's name
     says no precision: its weights are NF4 whatever the precision, and "-nf4-int8" named the file "-nf4-int4" was,
     which a run of the one did not resume from the other's stopped run."""
-    precision = "" if config.method in OWN_FORMAT_METHODS else f"-{config.precision}"
-    rank = f"-r{config.rank}" if config.method in RANK_METHODS else ""
-    return f"{stem}-{config.method}{precision}{rank}"
+    method, precision, rank = _settings_made_with(config)
+    return f"{stem}-{method}" + (f"-{precision}" if precision else "") + (f"-r{rank}" if rank is not None else "")
+
+
+def saved_words(path: Path, source: str, config: Any) -> str:
+    """What a run of ``config`` on ``source`` made, in the result page's words: the model file ``path``, its size and
+    folder, and what it is ("Saved demo-svdquant-int4-r8.safetensors (5.9 MiB) in FOLDER: demo quantized with
+    svdquant, INT4, rank 8."). The page said "Saved to PATH" alone: neither the size nor what the file is."""
+    method, precision, rank = _settings_made_with(config)
+    made_with = ", ".join(w for w in (method, precision.upper(), "" if rank is None else f"rank {rank}") if w)
+    try:
+        size = f" ({human_bytes(path.stat().st_size)})"
+    except OSError:  # moved away since: the library's add says so
+        size = ""
+    return f"Saved {path.name}{size} in {path.parent}: {Path(source).name or source} quantized with {made_with}."
 
 
 @dataclass(frozen=True)

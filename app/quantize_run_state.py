@@ -4,11 +4,13 @@ leaves, and its model handed to the library. The pages bind to it; later wizards
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QObject, Signal
 
 from app.engine_errors import EngineError
 from app.observable import Prop
-from app.quantize_outputs import kept_note
+from app.quantize_outputs import kept_note, saved_words
 from app.quantize_source import no_comparison_reason
 from app.quantize_worker import Comparison
 from app.wording import sentence
@@ -113,6 +115,11 @@ class QuantizeRunState(QObject):
         left = self.job.told.parts_left if self.job is not None else ""
         return " ".join(w for w in (self.kept_note() if kept else "", sentence(left)) if w)
 
+    def saved_note(self) -> str:
+        """What the run made, in words: its model file, size and folder, and what it is (``saved_words``)."""
+        job, path = self.job, self.result_path or self.out_path
+        return saved_words(Path(path), job.source, job.config) if job is not None and path else ""
+
     def take_comparisons(self, items: list[Comparison]) -> None:
         """The comparison images came (``QuantizeWorker.comparisons``): laid out, and summed up in ``summary``."""
         self.comparisons = items
@@ -121,10 +128,10 @@ class QuantizeRunState(QObject):
         if scored:
             mean_psnr = sum(i.psnr or 0.0 for i in scored) / len(scored)
             mean_ssim = sum(i.ssim or 0.0 for i in scored) / len(scored)
-            self.summary = (f"Saved to {self.out_path}. Mean PSNR {mean_psnr:.1f} dB, "
+            self.summary = (f"{self.saved_note()} Mean PSNR {mean_psnr:.1f} dB, "
                             f"mean SSIM {mean_ssim:.3f} (higher is closer to the original).")  # fmt: skip
         elif items:
-            self.summary = f"Saved to {self.out_path}. {self.no_original_reason()}"
+            self.summary = f"{self.saved_note()} {self.no_original_reason()}"
 
     def saved(self, path: str) -> None:
         """The model is written (``QuantizeWorker.quantized``); its comparison images are rendered next."""
@@ -140,7 +147,7 @@ class QuantizeRunState(QObject):
             why += " The comparison runs the 16-bit model too, which needs about 3.5 times the 4-bit model's memory."
         self.log(f"Warning: the comparison images could not be rendered: {why} The model is complete "
                  f"({self.result_path}); the next page adds it to the library.")  # fmt: skip
-        self.summary = (f"Saved to {self.result_path}. No comparison images: {why} The model itself is complete "
+        self.summary = (f"{self.saved_note()} No comparison images: {why} The model itself is complete "
                         "and can be added to the library.")  # fmt: skip
 
     def finished(self, path: str) -> None:
@@ -156,7 +163,7 @@ class QuantizeRunState(QObject):
         if self.result_path:  # cancelled during the comparison: the finished model stays offered, not orphaned
             self.log(f"Comparison stopped. The model is complete ({self.result_path}); the next page adds it to "
                      "the library.")  # fmt: skip
-            self.summary = f"Saved to {self.result_path}. The comparison was stopped."
+            self.summary = f"{self.saved_note()} The comparison was stopped."
             self.ended.emit(CANCELLED, True)
             return
         note = self.left_note()

@@ -79,19 +79,21 @@ def test_the_quantize_wizards_labels_show_prompts_and_paths_as_written(qtbot, da
     from PySide6.QtWidgets import QLabel
 
     from app.data_dir import resolve_data_dir
-    from app.quantize_worker import Comparison
+    from app.quantize_worker import Comparison, QuantizeJob
+    from gpu.quantizer import QuantizeConfig
     from tests.app.gui import window_without_engine
 
     window = window_without_engine(qtbot, resolve_data_dir(data_root))
     window.quantize_panel.open_button.click()
     wizard = window.quantize_panel.wizard
-    wizard.run_state.out_path = tmp_path / "<b>mine</b>.safetensors"
+    wizard.run_state.out_path = tmp_path / "<b>mine.safetensors"  # a name the summary says apart from its folder
+    wizard.run_state.job = QuantizeJob("demo", wizard.run_state.out_path, QuantizeConfig())  # the run it came from
     image = QImage(8, 8, QImage.Format.Format_RGB32)
     wizard.run_state.take_comparisons([Comparison("a neon <b>OPEN</b> sign", None, image, None, None)])
     grid = wizard.result_page.grid
     shown = [grid.itemAt(i).widget() for i in range(grid.count())]
     prompt = next(w for w in shown if isinstance(w, QLabel) and "OPEN" in w.text())
     assert prompt.text() == "a neon <b>OPEN</b> sign" and prompt.textFormat() == Qt.TextFormat.PlainText
-    assert "<b>mine</b>.safetensors" in wizard.result_page.summary.text()
+    assert "Saved <b>mine.safetensors in " in wizard.result_page.summary.text()
     for label in (wizard.result_page.summary, wizard.result_page.parts_left, wizard.source_page.description):
         assert label.textFormat() == Qt.TextFormat.PlainText

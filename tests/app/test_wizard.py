@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QMessageBox, QWizard
 from safetensors.torch import load_file, save_file
 
 from app.quantize_source import output_stem
+from app.wording import human_bytes
 from gpu.checkpoint.format import read_checkpoint_meta
 from gpu.paths import resources_dir
 from gpu.quantize_defaults import DEFAULT_ALPHA_POINTS
@@ -73,6 +74,11 @@ def test_wizard_quantizes_adds_to_library_and_generates(qtbot, window):
     assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
     assert wizard.run_page.cancel_button.text() == "Stop"  # not a second "Cancel" beside the wizard's
     wizard.next()  # -> result page
+    # What was made, how big and where, beside the scores: it said "Saved to PATH" alone
+    result = Path(wizard.run_state.result_path)
+    assert wizard.result_page.summary.text().startswith(
+        f"Saved {result.name} ({human_bytes(result.stat().st_size)}) in {result.parent}: demo quantized with "
+        "svdquant, INT4, rank 8. Mean PSNR ")  # fmt: skip
     assert len(wizard.run_state.comparisons) == 4
     assert all(c.psnr > 0 for c in wizard.run_state.comparisons)
     # Finish alone: a "Cancel" here cancelled nothing, and added the model all the same (R51)
