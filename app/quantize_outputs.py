@@ -132,11 +132,17 @@ def claim_output_path(folder: Path, stem: str, source: str, config: Any, notes: 
     chosen unclaimed, two wizards took one name before either run made its parts folder, and wrote one output. A
     wizard of this app waits for the run of the one it replaced to stop before it calls this (that run's name is
     the one it resumes). ``earlier``: the names (no suffix) earlier versions gave such a run, which it resumes too
-    (``earlier_output_stems``)."""
+    (``earlier_output_stems``). A name skipped for another run is said in ``notes`` too (``_busy_note``)."""
     streaming = _streaming()
     key = resume_key(source, config)
     stems = [name for s in (stem, *earlier) for name in _resumed_stems(s, config)]
-    resumed = _claim_resumed_name(folder, stems, key)
+
+    def busy(held: OutputBusy) -> None:
+        note = _busy_note(held)
+        if notes is not None and note not in notes:  # a stopped run's name it resumes, skipped twice
+            notes.append(note)
+
+    resumed = _claim_resumed_name(folder, stems, key, busy)
     if resumed is not None:
         return resumed
 
@@ -150,7 +156,14 @@ def claim_output_path(folder: Path, stem: str, source: str, config: Any, notes: 
             notes.append(_taken_note(parts, key))
         return True
 
-    return claim_first_free(folder / f"{stem}.safetensors", taken, "quantize run")
+    return claim_first_free(folder / f"{stem}.safetensors", taken, "quantize run", busy)
+
+
+def _busy_note(held: OutputBusy) -> str:
+    """Why the run does not write into a name another run holds (``held``: its ``OutputBusy``, naming the name and
+    the holder's process, a ``main.py quantize`` or another app's wizard), in words: passed over unsaid, the run
+    wrote "-2", and two runs of one model worked at once on one GPU, nothing saying why."""
+    return f"{sentence(str(held))[:-1]}: this run writes a name of its own."
 
 
 def free_output_path(folder: Path, stem: str, source: str, config: Any, notes: list[str] | None = None,
@@ -230,12 +243,14 @@ def _resumed_stems(stem: str, config: Any) -> list[str]:
     return [stem, *(f"{stem}-{precision}" for precision in PRECISIONS)]
 
 
-def _claim_resumed_name(folder: Path, stems: list[str], key: ResumeKey | None) -> OutputClaim | None:
+def _claim_resumed_name(folder: Path, stems: list[str], key: ResumeKey | None,
+                        on_busy: Callable[[OutputBusy], None]) -> OutputClaim | None:  # fmt: skip
     """The claim of ``<stem>.safetensors`` or ``<stem>-N.safetensors`` in ``folder``, of one of ``stems`` (the first
     stem first, then the lowest N), whose run a run with ``key`` resumes (its parts folder, and no model file of that
     name), and that no other run claims; None when there is none. The first free name was taken before: once the
     plain name's stopped run was deleted (Unfinished runs…), a run with the settings of the stopped run in the ``-2``
-    name started over in the plain one, and that run was never resumed."""
+    name started over in the plain one, and that run was never resumed. ``on_busy``: told of a name another run
+    holds (``claim_first``'s)."""
     if key is None:
         return None
     streaming = _streaming()
@@ -253,7 +268,7 @@ def _claim_resumed_name(folder: Path, stems: list[str], key: ResumeKey | None) -
         return out.exists() or out.is_symlink() or streaming.resume.resumes_from(parts, key) is not True
 
     outs = (parts.with_name(parts.name[: -len(suffix)]) for _stem, _n, parts in sorted(found))
-    return claim_first(outs, not_resumed, "quantize run")
+    return claim_first(outs, not_resumed, "quantize run", on_busy)
 
 
 def _taken_note(parts: Path, key: ResumeKey | None) -> str:

@@ -108,12 +108,15 @@ def claim_output(target: Path | str, what: str = "run", windows: bool = os.name 
     return OutputClaim(target, fd, created, windows, key)
 
 
-def claim_first(candidates: Iterable[Path], taken: Callable[[Path], bool], what: str = "run") -> OutputClaim | None:
+def claim_first(candidates: Iterable[Path], taken: Callable[[Path], bool], what: str = "run",
+                on_busy: Callable[[OutputBusy], None] | None = None) -> OutputClaim | None:  # fmt: skip
     """The claim (``claim_output``) of the first of ``candidates`` that is not ``taken`` and that no one else
     holds; None when there is none. ``taken`` is asked again once the name is held: a run that held it until just
     before wrote its model or its parts there, and a chooser that looked before that would take that run's name.
-    After ``MAX_BUSY_NAMES`` names others hold, the last one's ``OutputBusy`` is raised (a drive whose locks always
-    refuse), and the lock files and folders made for them are removed."""
+    ``on_busy`` is told of each name passed over because another holds it (its ``OutputBusy``, naming the holder),
+    for the caller to say why its name is another. After ``MAX_BUSY_NAMES`` names others hold, the last one's
+    ``OutputBusy`` is raised (a drive whose locks always refuse), and the lock files and folders made for them are
+    removed."""
     busy = 0
     made: list[Path] = []  # lock files, then folders, that the refused claims left behind
     for candidate in candidates:
@@ -123,12 +126,14 @@ def claim_first(candidates: Iterable[Path], taken: Callable[[Path], bool], what:
         new = [lock] * (not os.path.lexists(lock)) + missing_folders(candidate.parent)
         try:
             claim = claim_output(candidate, what)
-        except OutputBusy:  # a run works on it, or another chooser chose it: its run may not have started yet
+        except OutputBusy as held:  # a run works on it, or another chooser chose it: its run may not have started yet
             busy += 1
             made += [path for path in new if path not in made]
             if busy >= MAX_BUSY_NAMES:
                 _remove_made(made)
                 raise
+            if on_busy is not None:
+                on_busy(held)
             continue
         try:
             free = not taken(candidate)
@@ -152,10 +157,11 @@ def _remove_made(made: list[Path]) -> None:
     remove_empty_folders(sorted({p for p in made if not p.name.endswith(".lock")}, key=lambda p: -len(p.parts)))
 
 
-def claim_first_free(path: Path, taken: Callable[[Path], bool], what: str = "run") -> OutputClaim:
+def claim_first_free(path: Path, taken: Callable[[Path], bool], what: str = "run",
+                     on_busy: Callable[[OutputBusy], None] | None = None) -> OutputClaim:  # fmt: skip
     """``claim_first`` of ``path``, ``<stem>-2``, ``<stem>-3``, … (``numbered_paths``): a new output's name, held
-    for its run from the moment it is chosen."""
-    claim = claim_first(numbered_paths(path), taken, what)
+    for its run from the moment it is chosen (``on_busy``: as ``claim_first``'s)."""
+    claim = claim_first(numbered_paths(path), taken, what, on_busy)
     assert claim is not None  # numbered_paths has no end
     return claim
 

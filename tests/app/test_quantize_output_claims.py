@@ -36,6 +36,30 @@ def test_a_name_a_command_line_run_holds_is_not_offered(data_root, tmp_path):
     assert free_output_path(models, "m", "demo", _cfg()) == models / "m.safetensors"
 
 
+def test_a_name_another_run_holds_is_said_where_the_run_passes_it_over(data_root, tmp_path):
+    """A ``main.py quantize`` of the same model and settings working on the wizard's name: the wizard's run took the
+    next name without a word, and two runs of one model worked at once (on a laptop, on one GPU) while the log said
+    nothing of why this one's file was "-2". The name passed over is said, with the run that holds it, once, also
+    where that run's stopped parts folder is the one these settings resume."""
+    models = tmp_path / "models"
+    holder = f"is being written by another quantize run (process {os.getpid()}): this run writes a name of its own"
+    notes: list[str] = []
+    with output_lock(models / "m.safetensors", "quantize run"):
+        assert free_output_path(models, "m", "demo", _cfg(), notes) == models / "m-2.safetensors"
+    assert notes == [f"{models / 'm.safetensors'} {holder}."]
+    key = resume_key("demo", _cfg())
+    assert key is not None
+    parts = models / "m.safetensors.parts"  # its samples recorded: the folder these settings resume
+    parts.mkdir(parents=True)
+    (parts / "manifest.json").write_text(json.dumps({"key": key.key, "settings": key.settings, "done": {}}))
+    notes.clear()
+    with output_lock(models / "m.safetensors", "quantize run"):
+        assert free_output_path(models, "m", "demo", _cfg(), notes) == models / "m-2.safetensors"
+    assert notes == [f"{models / 'm.safetensors'} {holder}."]
+    notes.clear()
+    assert free_output_path(models, "m", "demo", _cfg(), notes) == models / "m.safetensors" and notes == []
+
+
 def test_two_choosers_at_once_get_a_name_each(data_root, tmp_path):
     """A chooser's claim is skipped by the next chooser who does not wait for its run: another app's wizard, or a
     ``main.py quantize`` run, whose run may work for hours (one wizard of this app waits for the run of the one it
