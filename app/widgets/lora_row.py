@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )  # fmt: skip
 
-from app.lora_entry import STRENGTH_DECIMALS, LoraEntry, strength_text
+from app.lora_entry import LoraEntry, strength_text
 from app.lora_state import LoraState
 from app.plain_text import plain_button_text, plain_label, plain_tooltip
 from app.theme import WARNING_COLOR
@@ -90,14 +90,19 @@ class StrengthSlider(WheelWhenFocused, QSlider):
     """A row's strength slider (see ``WheelWhenFocused``)."""
 
 
+# The decimals a "Text" strength box holds: Qt's most (DBL_MAX_10_EXP + DBL_DIG), so that it holds a strength as it
+# is used. At six, a strength of 1e-07 (applied: only 0 is left out) was held, and shown, as 0.
+_HELD_DECIMALS = 323
+
+
 class StrengthBox(WheelWhenFocused, DecimalSpinBox):
-    """A row's "Text" strength (see ``WheelWhenFocused``), either decimal mark taken (``DecimalSpinBox``), shown as
-    it is used (``strength_text``): six decimals held, two at least shown. At two, 0.333 was shown as 0.33, and
-    taken so at the next edit."""
+    """A row's "Text" strength (see ``WheelWhenFocused``), either decimal mark taken (``DecimalSpinBox``), held and
+    shown as it is used (``strength_text``: to six decimals, two at least, 1e-07 as it is). At two decimals 0.333 was
+    shown as 0.33, and taken so at the next edit."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.setDecimals(STRENGTH_DECIMALS)
+        self.setDecimals(_HELD_DECIMALS)
 
     def textFromValue(self, value: float) -> str:
         # Qt's own sizeHint measures the range's ends by this too: the box is as wide as at two decimals
@@ -211,7 +216,7 @@ class LoraRow(QFrame):
         same.setToolTip(f"Apply the Strength above to this LoRA's {parts} part too")
 
         def follow(checked: bool) -> None:
-            # given a value of its own, the strength it followed, as it is (the box holds six decimals)
+            # given a value of its own, the strength it followed, as it is (the box holds it as it is)
             state.set_text_strength(entry, None if checked else entry.strength)
             value.setEnabled(not checked)
             if checked:
@@ -245,8 +250,7 @@ class LoraRow(QFrame):
         for widget, now, wanted, set_to in (
             (self.enabled, self.enabled.isChecked(), entry.enabled, self.enabled.setChecked),
             (self.slider, self.slider.value(), round(entry.strength * 100), self.slider.setValue),
-            (self.text_value, self.text_value.value(), round(text_strength, STRENGTH_DECIMALS),
-             self.text_value.setValue),
+            (self.text_value, self.text_value.value(), text_strength, self.text_value.setValue),
             (self.text_same, self.text_same.isChecked(), entry.text_strength is None, self.text_same.setChecked),
         ):
             if now != wanted:  # only what changed

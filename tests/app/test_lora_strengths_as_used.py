@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 
+from PySide6.QtCore import Qt
+
 from app.data_dir import resolve_data_dir
+from app.lora_entry import strength_text
 from tests.app.gui import window_without_engine
 from tests.app.test_lora_list import flux_lora
 
@@ -83,3 +86,27 @@ def test_a_strength_too_small_for_six_decimals_does_not_read_as_zero(qtbot, bare
     state.switch_to({id(entry): (1e-7, None)})  # the image's <lora:ink:0.0000001>, reused
     assert entry.strength == 1e-7 and entry.request() == (str(entry.path), 1e-7)  # what a job applies
     assert panel.row_for("ink").value.text() == "1e-07"  # was: "0.00"
+
+
+def test_a_text_strength_too_small_for_six_decimals_is_shown_as_used(qtbot, bare_window, tmp_path):
+    """The "Text" strength box held six decimals: a strength of 1e-07 (applied: only 0 is left out) showed "0.00"
+    in it, "the same" as the strength beside it, which said 1e-07; given a value of its own, the box still said
+    "0.00" for a text strength of 1e-07. It shows the value as used, as the row's other strength does, and what is
+    typed or stepped in it is taken as it shows."""
+    state, panel = bare_window.controller.loras, bare_window.lora_panel
+    [entry] = state.add_files([flux_lora(tmp_path / "ink.safetensors", text_part=True)]).added
+    row = panel.row_for("ink")
+    state.switch_to({id(entry): (1e-7, None)})  # an image's <lora:ink:0.0000001>, reused: "same"
+    assert (row.value.text(), row.text_value.text()) == ("1e-07", "1e-07")  # was: "1e-07", "0.00"
+    row.text_same.setChecked(False)  # a text strength of its own, from the strength as it is
+    assert entry.text_strength == 1e-7 and row.text_value.text() == "1e-07"  # was: "0.00"
+    state.switch_to({id(entry): (1.0, 3e-7)})  # <lora:ink:te=0.0000003:unet=1>
+    assert (row.value.text(), row.text_value.text()) == ("1.00", "3e-07")  # was: "1.00", "0.00"
+    row.text_value.stepBy(1)  # a step up from it: what the box shows is what is used
+    assert entry.text_strength == row.text_value.value() and row.text_value.text() == strength_text(
+        entry.text_strength)  # fmt: skip
+    row.text_value.setFocus()
+    row.text_value.lineEdit().selectAll()
+    qtbot.keyClicks(row.text_value, "0")
+    qtbot.keyClick(row.text_value, Qt.Key.Key_Return)
+    assert entry.text_strength == 0.0 and row.text_value.text() == "0.00"  # typed: taken as typed
