@@ -4,10 +4,10 @@ would count double), but only as it applies them, after its model loaded (a minu
 says so as they are switched on, and Generate refuses them at the click, naming both files.
 
 What tells files apart is ``gpu.lora.twins``'s (the engine's rule, from the files alone). Only rows switched on that
-change something, of one layout (the same targets: ``gpu.lora.fit.layout_targets``), can be the same; a quick look
-at each (its header and first 64 KiB) tells most apart, and only files of one look are read whole. The files are
-read on a thread of its own, never on the window's (Generate's check included), each version once while a row lists
-it (kept by its path and stamp); the rows are marked when it ends."""
+change something, and the same layers (``changed_layers``: as the engine names them, whatever the keys), can be the
+same; a quick look at each (its header and first 64 KiB) tells most apart, and only files of one look are read
+whole. The files are read on a thread of its own, never on the window's (Generate's check included), each version
+once while a row lists it (kept by its path and stamp); the rows are marked when it ends."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from app.lora_entry import LoraEntry
 from app.lora_header import read_stamp
 from gpu.errors import UserError
 from gpu.lora.fit import file_parts
-from gpu.lora.twins import LoraContents, look_at, may_be_same, read_contents, same_lora
+from gpu.lora.twins import LoraContents, changed_layers, look_at, may_be_same, read_contents, same_lora
 
 if TYPE_CHECKING:
     from app.lora_state import LoraState
@@ -49,12 +49,15 @@ class Twin(NamedTuple):
 def may_be_twins(rows: list[LoraEntry]) -> list[list[LoraEntry]]:
     """The rows that may be the same LoRA, in groups, each in the panel's order: switched on, changing something at
     their strengths (a job skips a LoRA at strength 0, and nothing doubles), usable and fitting the model (a job
-    refuses the others first), of one layout; groups of two rows or more."""
-    layouts: dict[int, list[LoraEntry]] = {}
+    refuses the others first), changing the same layers (``changed_layers``: of one layout, or of layouts that name
+    them by other keys); groups of two rows or more."""
+    layers: dict[int, tuple[object, ...]] = {}  # by layout: the rows of one share their targets (``layout_targets``)
+    groups: dict[tuple[object, ...], list[LoraEntry]] = {}
     for e in rows:
         if e.enabled and not (e.problem or e.misfit) and file_parts(e.strength, e.text_strength, bool(e.text_encoders)):
-            layouts.setdefault(id(e.targets), []).append(e)
-    return [group for group in layouts.values() if len(group) > 1]
+            changed = layers.get(id(e.targets)) or layers.setdefault(id(e.targets), changed_layers(e.targets))
+            groups.setdefault(changed, []).append(e)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def twins_of(groups: list[list[LoraEntry]], contents: Contents) -> list[Twin]:

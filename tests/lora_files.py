@@ -287,3 +287,24 @@ def alpha_edited(source: Path, path: Path, alpha: int) -> Path:
     config = read_lora(source).metadata["lora_adapter_metadata"]
     assert said + "8" in config
     return metadata_edited(source, path, lora_adapter_metadata=config.replace(said + "8", f"{said}{alpha}"))
+
+
+def keys_renamed(source: Path, path: Path, name=None) -> Path:
+    """A copy of the LoRA file ``source`` at ``path`` whose tensors' keys are renamed (``name``: key -> new key;
+    by default the shipped example's diffusers/PEFT names as kohya writes them,
+    ``lora_transformer_single_transformer_blocks_0_attn_to_k.lora_down.weight``), its header's entries and metadata
+    otherwise kept and its data section's bytes as they are: the same weights under other key names."""
+    from gpu.safetensors_header import open_safetensors
+
+    def kohya(key: str) -> str:
+        base, _, factor = key.removeprefix("transformer.").rpartition(".lora_")
+        role = {"A.weight": "lora_down.weight", "B.weight": "lora_up.weight"}[factor]
+        return f"lora_transformer_{base.replace('.', '_')}.{role}"
+
+    rename = name or kohya
+    with open_safetensors(source) as (f, _, header):
+        data = f.read()
+    renamed = {(k if k == "__metadata__" else rename(k)): v for k, v in header.items()}
+    text = json.dumps(renamed).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+    return path

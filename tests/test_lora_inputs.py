@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lora_files import alpha_edited, metadata_edited, sdxl_like, text_encoder_lora
+from lora_files import alpha_edited, keys_renamed, metadata_edited, sdxl_like, text_encoder_lora
 from safetensors.torch import save_file
 
 from gpu.lora import LoraError, manager_for, parse_lora_arg, read_lora
@@ -166,6 +166,15 @@ def test_a_copy_whose_metadata_alone_was_edited_is_the_same_lora(tmp_path, demo)
     assert [t.scale for t in read_lora(stronger).targets][:1] == [2.0]
     manager_for(demo).set([(SHIPPED, 1.0), (stronger, 0.5)])
     assert [a.file.name for a in manager_for(demo).active] == ["monochrome-style", "alpha 16"]
+    manager_for(demo).set([])
+
+
+def test_a_copy_under_renamed_keys_is_named_so(tmp_path, demo):
+    """The same weights under other key names (kohya's for diffusers/PEFT's) are the same LoRA, which was said as
+    "the same weights; only their metadata differs": its metadata is the same, its keys are not."""
+    renamed = keys_renamed(SHIPPED, tmp_path / "style kohya.safetensors")
+    _refused_and_untouched(demo, [(renamed, 0.5)], "monochrome-style.safetensors and style kohya.safetensors are the "
+                           "same LoRA (the same weights under other key names)")  # fmt: skip
     manager_for(demo).set([])
 
 

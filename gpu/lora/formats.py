@@ -48,6 +48,7 @@ from gpu.lora.fit import TargetShape
 from gpu.lora.keys import FORMATS, TEXT_ENCODERS, LoraError, LoraLayout, check_layout, map_module, parts_text  # noqa: F401
 from gpu.lora.metadata import read_opened, trigger_words_from
 from gpu.lora.peft_config import metadata_scale
+from gpu.lora.twins import key_names
 from gpu.paths import named_path
 from gpu.safetensors_header import open_safetensors
 
@@ -82,6 +83,7 @@ class LoraFile:
     data_sha256: str = ""  # of its tensor data after the header: the AutoV3 / "addnet" hash (``autov3``)
     metadata: dict[str, str] = field(default_factory=dict)
     trigger_words: list[str] = field(default_factory=list)
+    keys: str = ""  # the SHA-256 of its tensors' keys as written (``key_names``): a copy renamed them, or not
 
     @property
     def short_hash(self) -> str:
@@ -104,7 +106,7 @@ class LoraFile:
         words or title, is the same LoRA) read into the same targets (layers, scales: a diffusers/PEFT file's alpha
         may be in its metadata, and the same data with another ``lora_alpha`` is another LoRA). The tensors of two
         files are compared only when their data hashes are the same. The app's panel says it before a job from the
-        files alone (``gpu.lora.twins``), of every pair this finds but one with its keys renamed."""
+        files alone (``gpu.lora.twins``), by its keys' layers as this reads them (a copy under renamed keys too)."""
         if self.sha256 == other.sha256:
             return True
         if self.data_sha256 != other.data_sha256 or len(self.targets) != len(other.targets):
@@ -246,4 +248,5 @@ def read_lora(path: str | Path, check: Callable[[str, LoraLayout], None] | None 
         data_sha256=data,
         metadata=metadata,
         trigger_words=trigger_words_from(metadata),
+        keys=key_names(header),
     )

@@ -177,15 +177,16 @@ def _request(lora: LoraRequest) -> tuple[str | Path, float, float | None]:
     return path, strength, rest[0] if rest else None
 
 
-def _asked_twice(first: Path, second: Path, identical: bool = True) -> LoraError:
+def _asked_twice(first: Path, second: Path, identical: bool = True, renamed: bool = False) -> LoraError:
     """The error for one LoRA asked for twice: one file (``first`` and ``second`` the same path), or two files of
-    the same weights, ``identical`` or with other metadata (``LoraFile.same_change``), each named by its name, or
+    the same weights, ``identical``, under ``renamed`` keys or with other metadata (``LoraFile.same_change``), each
+    named by its name, or
     by its path where both have one name (loras/a/style.safetensors and loras/b/style.safetensors: "style.safetensors
     and style.safetensors are the same LoRA" named neither)."""
     same = f"{second} is asked for twice"
     if first.resolve() != second.resolve():
         named = (first.name, second.name) if first.name != second.name else (first, second)
-        same = f"{named[0]} and {named[1]} are the same LoRA ({same_lora_words(identical)})"
+        same = f"{named[0]} and {named[1]} are the same LoRA ({same_lora_words(identical, renamed)})"
     return LoraError(same, hint=f"use it once, at the strength you want (-{MAX_STRENGTH:g} to {MAX_STRENGTH:g})")
 
 
@@ -269,7 +270,7 @@ class LoraManager:
                 continue
             twin = next((a.file for a in wanted if a.file.same_change(f)), None)
             if twin is not None:  # applied twice, it would count double (and be listed twice in the PNG)
-                raise _asked_twice(twin.path, f.path, twin.sha256 == f.sha256)
+                raise _asked_twice(twin.path, f.path, twin.sha256 == f.sha256, twin.keys != f.keys)
             wanted.append(ActiveLora(f, s, ts))
         self._asked = asked
         self._keep_only(asked + [a.file for a in self.active])

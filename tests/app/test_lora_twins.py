@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from lora_files import alpha_edited, metadata_edited, save_peft_lora
+from lora_files import alpha_edited, keys_renamed, metadata_edited, save_peft_lora
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 
@@ -141,6 +141,30 @@ def test_a_copy_whose_adapter_metadata_was_written_again_is_marked_as_the_engine
     state.add_files([SHIPPED, *copies.values()])  # all switched on
     twins = _settled(qtbot, state)
     assert {t.second.path.stem for t in twins} == engine and {t.first.path for t in twins} == {SHIPPED}  # was: none
+
+
+def test_a_copy_under_renamed_keys_is_marked_as_the_engine_refuses_it(qtbot, tmp_path):
+    """The same LoRA under other key names (kohya's ``lora_transformer_…lora_down`` for diffusers/PEFT's
+    ``transformer.…lora_A``), its data the same bytes: the engine reads both keys into the same layers and refuses
+    the pair once its model has loaded; the panel compared the keys as written, put the two files in layouts of
+    their own, marked neither and let Generate queue the job. It now reads the keys by the engine's own names for
+    the layers they change (``check_layout``), and marks the copy."""
+    from app.lora_state import LoraState
+
+    renamed = keys_renamed(SHIPPED, tmp_path / "style kohya.safetensors")
+    assert read_lora(SHIPPED).same_change(read_lora(renamed))  # the engine: one LoRA, refused twice in one job
+    state = LoraState()
+    first, second = state.add_files([SHIPPED, renamed]).added  # both switched on
+    [twin] = _settled(qtbot, state)  # was: none
+    assert (twin.first, twin.second, twin.how) == (first, second, "the same weights under other key names")
+    assert second.twin == (f"the same LoRA as {SHIPPED} (the same weights under other key names), switched on too: "
+                           "switch one of them off")  # fmt: skip
+    stronger = keys_renamed(alpha_edited(SHIPPED, tmp_path / "alpha 16.safetensors", 16),
+                            tmp_path / "alpha 16 kohya.safetensors")  # fmt: skip
+    assert not read_lora(SHIPPED).same_change(read_lora(stronger))  # another lora_alpha: another LoRA, renamed too
+    state.remove(second)
+    state.add_files([stronger])
+    assert _settled(qtbot, state) == []
 
 
 def test_generate_while_copies_are_being_read_reads_no_file_on_the_windows_thread(qtbot, window, tmp_path,
