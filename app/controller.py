@@ -25,6 +25,7 @@ from app.engine_errors import EngineError
 from app.engine_worker import EngineStatus, EngineThread, Job, quantize_runs
 from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
+from app.held_clicks import HeldClicks
 from app.history_actions import HistoryActions
 from app.history_model import HistoryModel
 from app.image_copy import ImageCopy
@@ -47,6 +48,7 @@ from gpu.atomic import atomic_write_with
 from gpu.errors import UserError, named_few
 from gpu.generation.png_metadata import ImageSettings, png_name_problem
 from gpu.generation.prompt_length import PromptMeter
+from gpu.generation.request import GenerationRequest
 
 
 def _put_back(then: str, damaged: bool = False) -> str:
@@ -158,6 +160,8 @@ class AppController(QObject):
                                        self.error.emit, self.settings_restored.emit)  # fmt: skip
         self.queue = JobQueue(self.job, self.gallery, self.loras, data, self.store.path, worker, self._submit.emit,
                               self._start_waiting.emit, self.error.emit, self.job_finished.emit, self)  # fmt: skip
+        self.held = HeldClicks(self.loras.twins, self.job, self._release, self.status_message.emit,
+                               lambda: self.queue.idle, self)  # fmt: skip
         # What the Models panel says a removal, an add or a model's read waits for goes down as the jobs end
         self.queue.ended.connect(self.library.list_state.follow_queue)
         self._init_engine.connect(worker.initialize)
@@ -206,6 +210,7 @@ class AppController(QObject):
         self.gallery.stop()  # first: queued decodes would keep the CPU from the engine's stop
         self.loras.folder_scan.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
         self.loras.hash_search.cancel_search()  # an image's LoRAs looked for by hash: nothing switched on, nor said
+        self.held.drop()  # a Generate waiting for the LoRA files: nothing was made of it yet
         self.queue.stop()
         self._engine.stop()
         # What the engine sent while this thread waited for its stop (an image finished past its last step: decoded
@@ -230,45 +235,86 @@ class AppController(QObject):
     def generate(self) -> Job | None:
         """Queues a job with the prompt panel's settings and the LoRAs switched on (Generate); None, and said why,
         when there is no prompt, a field shows a value it does not take, the model is being removed, a LoRA
-        switched on cannot be used, or two switched on are the same LoRA (a copy listed twice), as far as their
-        files are read by then (``LoraTwins.settle``: a pair still being read goes, and the job refuses it)."""
-        if not self.prompt.prompt.strip():
-            self.error.emit(EngineError("user", "Type a prompt first.", "Describe the image you want to see."))
-            return None
-        typed = self.prompt.typed_error()  # "30" in Width ran the size the field held before, "0" in Images 1 image
-        if typed is not None:
-            self.error.emit(typed)
-            return None
-        removing = self.library.removal_refuses(self.prompt.model)  # its job would run after the removal
-        if removing is not None:
-            self.error.emit(removing)
-            return None
-        loras = self.loras.requests()  # each enabled file read again if it changed: a job on a gone one would fail
-        unusable = self.loras.unusable()
-        if unusable:  # said now, once per click, rather than by each queued job failing at its LoRA step
-            self.error.emit(unusable_loras_error(unusable))
-            return None
-        twins = self.loras.twins.settle()  # a copy of a LoRA switched on beside it: refused by the job, after a load
-        if twins:
-            self.error.emit(twin_loras_error(twins))
+        switched on cannot be used, or two switched on are the same LoRA (a copy listed twice). None too while the
+        LoRA copy check still reads their files: the click waits for the read (``HeldClicks``), then goes or is
+        refused as a click then would be (``_release``)."""
+        refused = self._refusal()
+        loras: list[Any] | None = None
+        if refused is None:
+            loras, refused = self._job_loras(retry=True)
+        if refused is not None:
+            self.error.emit(refused)
             return None
         self.prompt.next_seed()
         self.prompt.snap_size()  # a side typed off the grid and not yet left: the field shows what runs
         self.library.keep_panel()
         request = self.prompt.build_request()
+        if loras is None:  # the copy check reads their files: the job is this request, once they are read
+            self.held.hold(request)
+            return None
+        return self._queue(request, loras)
+
+    def _refusal(self) -> EngineError | None:
+        """Why Generate queues no job, as far as the prompt panel and the model say (None: it may): no prompt, a
+        field showing a value it does not take, the model being removed."""
+        if not self.prompt.prompt.strip():
+            return EngineError("user", "Type a prompt first.", "Describe the image you want to see.")
+        typed = self.prompt.typed_error()  # "30" in Width ran the size the field held before, "0" in Images 1 image
+        if typed is not None:
+            return typed
+        return self.library.removal_refuses(self.prompt.model)  # its job would run after the removal
+
+    def _job_loras(self, retry: bool) -> tuple[list[Any] | None, EngineError | None]:
+        """(the LoRAs switched on, as a job takes them, or None while the copy check reads their files; why no job
+        may take them): a LoRA that cannot be used, two that are the same LoRA as far as the files read tell
+        (``LoraTwins.settle``; ``retry``: a file that could not be read tried again)."""
+        loras = self.loras.requests()  # each enabled file read again if it changed: a job on a gone one would fail
+        unusable = self.loras.unusable()
+        if unusable:  # said now, once per click, rather than by each queued job failing at its LoRA step
+            return None, unusable_loras_error(unusable)
+        twins = self.loras.twins.settle(retry)  # a copy of a LoRA on beside it: refused by the job, after a load
+        if twins:
+            return None, twin_loras_error(twins)
+        return (None if self.loras.twins.busy else loras), None
+
+    def _queue(self, request: GenerationRequest, loras: list[Any]) -> Job:
+        """``request`` queued with ``loras``, its prompt added to the history."""
         request.loras = loras
         self.restore.say_job_model(request.model)
         job = self.queue.add(request)
-        self.prompt_history.record_prompt()
+        self.prompt_history.record_prompt(request.prompt, request.negative_prompt)
         self.queue.submit(job)
         return job
 
+    def _release(self, held: list[GenerationRequest]) -> None:
+        """The LoRA files read (``HeldClicks``): the requests of the Generate clicks that waited for them queued,
+        with the LoRAs switched on now, or refused, and said once, as a click now would be (its model being removed
+        too); held again where the rows changed meanwhile and their files are to be read."""
+        loras, refused = self._job_loras(retry=False)
+        if refused is not None:
+            self.error.emit(refused)
+            return
+        if loras is None:
+            for request in held:
+                self.held.hold(request)
+            return
+        for request in held:
+            removing = self.library.removal_refuses(request.model)
+            if removing is not None:
+                self.error.emit(removing)
+                return
+            self._queue(request, loras)
+
     def cancel(self) -> None:
-        """Cancel (Esc): the running job stops at its next step, the queued ones go on (``JobQueue.cancel``)."""
-        self.queue.cancel()
+        """Cancel (Esc): the running job stops at its next step, the queued ones go on (``JobQueue.cancel``); with
+        none running, a Generate waiting for the LoRA files is dropped (``HeldClicks``)."""
+        if not (self.queue.idle and self.held.drop()):
+            self.queue.cancel()
 
     def cancel_all(self) -> None:
-        """Cancel all (Shift+Esc): the running job stops, the queued ones never start (``JobQueue.cancel_all``)."""
+        """Cancel all (Shift+Esc): the running job stops, the queued ones never start (``JobQueue.cancel_all``), nor
+        does a Generate waiting for the LoRA files."""
+        self.held.drop()
         self.queue.cancel_all()
 
     def select_model(self, name: str, apply_defaults: bool = True, unchanged_since: dict[str, Any] | None = None

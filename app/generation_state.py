@@ -370,6 +370,7 @@ class JobState(QObject):
     queue_changed = Signal(object)
     status_changed = Signal(object)
     preview_changed = Signal(object)
+    checking_changed = Signal(object)
 
     busy = Prop(False)
     step = Prop(0)
@@ -377,6 +378,7 @@ class JobState(QObject):
     queue = Prop(QueueCount())
     status = Prop("Starting the engine…")
     preview = Prop(None)  # QImage | None
+    checking = Prop(False)  # a Generate waits for the LoRA files' copy check (``HeldClicks``): Cancel drops it
 
     def percent(self) -> int | None:
         """How far the jobs queued since the queue was last idle are, in whole percent of their images (``queue``):

@@ -35,10 +35,11 @@ class HistoryActions:
         # removed (a password typed into it) would stay in the data folder.
         self._removed: list[list[PromptRecord]] = []
 
-    def record_prompt(self) -> None:
-        """The prompt panel's prompt and negative prompt added to the history, as a job is submitted with them."""
+    def record_prompt(self, prompt: str, negative_prompt: str) -> None:
+        """A job's prompt and negative prompt added to the history, as the job is submitted with them (a job that
+        waited for its LoRA files has the prompt panel's of its click, not of now)."""
         try:
-            self._history.add(self._prompt.prompt, self._prompt.negative_prompt)
+            self._history.add(prompt, negative_prompt)
         except sqlite3.Error as exc:  # e.g. a full disk: the job may still work, and runs; said in passing
             log.exception("recording the prompt in the history failed")
             self._tell(f"The prompt was not added to the prompt history: {self._database} could not be written "

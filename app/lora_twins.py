@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 
 from app.background import start_thread, to_qt_thread
 from app.engine_errors import EngineError
@@ -81,8 +81,11 @@ def twins_of(groups: list[list[LoraEntry]], contents: Contents) -> list[Twin]:
 class LoraTwins(QObject):
     """The twins among the rows of ``LoraState`` (its Qt parent) switched on, looked for whenever the rows may have
     changed (``look``), each row marked (``LoraEntry.twin``) once the files they need are read, on a thread of its
-    own; ``settle`` gives them at Generate, as far as that thread has read them. No file is read on the window's
-    thread: a FLUX.1 LoRA is hundreds of MB."""
+    own; ``settle`` gives them at Generate, as far as that thread has read them (``busy`` while it reads, ``read`` at
+    its end). No file is read on the window's thread: a FLUX.1 LoRA is hundreds of MB."""
+
+    # The thread's read ended and none is needed after it: ``settle`` now gives the twins of the rows as they are
+    read = Signal()
 
     def __init__(self, rows: LoraState) -> None:
         super().__init__(rows)
@@ -116,11 +119,13 @@ class LoraTwins(QObject):
             self._failed.clear()
             self._look()
 
-    def settle(self) -> list[Twin]:
+    def settle(self, retry: bool = True) -> list[Twin]:
         """At Generate: the twins among the rows switched on now, as far as the files read tell, the rows marked
         (``look``). A file not read yet (Generate clicked as a row was switched on, or at start-up) is read on the
-        thread, not here: the job goes, and the engine refuses such a pair as it applies them."""
-        self._failed.clear()
+        thread, not here (``busy`` then: the click waits for its ``read``). ``retry``: a file that could not be read
+        is tried again (not at the end of the read that tried it: it would be tried on and on)."""
+        if retry:
+            self._failed.clear()
         return self._look()
 
     def _look(self) -> list[Twin]:
@@ -159,12 +164,14 @@ class LoraTwins(QObject):
     def _read_all(self, got: dict[_Key, LoraContents | None]) -> None:
         """On the Qt thread, as the thread ends: what it read (``got``) kept, for the files of rows listed only
         (each version's: the older ones let go of), what it could not read taken as not known; the rows looked at
-        again (marked, or another thread started for files that rows changed meanwhile need)."""
+        again (marked, or another thread started for files that rows changed meanwhile need), ``read`` when none is."""
         self._reading = False
         listed = {_key(e, whole) for e in self._rows.entries for whole in (False, True)}
         self._read = {key: c for key, c in (*self._read.items(), *got.items()) if c is not None and key in listed}
         self._failed = {key for key, c in got.items() if c is None and key in listed} | (self._failed & listed)
         self._look()
+        if not self._reading:
+            self.read.emit()
 
     def _show(self, found: list[Twin]) -> None:
         """Each row of ``found`` marked with the other row of its pair (the first one's with the second), every other

@@ -261,8 +261,9 @@ class PromptPanel(QWidget):
         job.step_changed.connect(self._update_progress)
         job.total_steps_changed.connect(self._update_progress)
         job.busy_changed.connect(self._busy)
+        job.checking_changed.connect(self._busy)  # a Generate waiting for the LoRA files: Cancel drops it
         job.preview_changed.connect(self._show_preview)
-        self._busy(job.busy)
+        self._busy()
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Prompt"))
@@ -295,9 +296,11 @@ class PromptPanel(QWidget):
     def _show_status(self, text: str) -> None:
         self.status.setText(text)
 
-    def _busy(self, busy: bool) -> None:
-        self.cancel_button.setEnabled(bool(busy))
-        if not busy:
+    def _busy(self, *_: object) -> None:
+        """Cancel usable while a job is queued or running, or a Generate waits for the LoRA files (``HeldClicks``)."""
+        job = self.controller.job
+        self.cancel_button.setEnabled(bool(job.busy or job.checking))
+        if not job.busy:
             self.progress.setValue(0)
 
     def _show_preview(self, image: QImage | None) -> None:

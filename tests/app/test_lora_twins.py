@@ -167,43 +167,112 @@ def test_a_copy_under_renamed_keys_is_marked_as_the_engine_refuses_it(qtbot, tmp
     assert _settled(qtbot, state) == []
 
 
-def test_generate_while_copies_are_being_read_reads_no_file_on_the_windows_thread(qtbot, window, tmp_path,
-                                                                                   monkeypatch):  # fmt: skip
-    """Two copies of a LoRA (a FLUX.1 LoRA is hundreds of MB) switched on, then Generate clicked at once (or at
-    start-up, copies on from the last session). ``LoraTwins.settle`` read on the window's thread every file its
-    thread had not read yet: the two files the thread was reading at that moment were read whole a second time,
-    each hashed, the window frozen until then (seconds for two 300 MB files). Now the click reads nothing: the job
-    goes, and the engine refuses it as it applies them; the rows are marked as the thread ends. Here the thread's
-    read of them is held while Generate is clicked, as a big file's read lasts."""
-    import app.lora_twins
+class _HeldReads:
+    """``read_contents`` as the LoRA twins' thread calls it, held (``release``) as a big file's read lasts; each
+    call noted with whether it ran on the window's thread."""
 
-    real, release, reads = app.lora_twins.read_contents, threading.Event(), []
+    def __init__(self, monkeypatch) -> None:
+        import app.lora_twins
 
-    def read(path):  # the real read; the thread's lasts as long as a big file's
+        self.real, self.release, self.reads = app.lora_twins.read_contents, threading.Event(), []
+        monkeypatch.setattr(app.lora_twins, "read_contents", self)
+
+    def __call__(self, path):
         on_gui = threading.current_thread() is threading.main_thread()
-        reads.append((on_gui, Path(path).name))
+        self.reads.append((on_gui, Path(path).name))
         if not on_gui:
-            release.wait(30)
-        return real(path)
+            self.release.wait(30)
+        return self.real(path)
 
-    monkeypatch.setattr(app.lora_twins, "read_contents", read)
+
+def _copies_being_read(qtbot, window, tmp_path, monkeypatch) -> tuple[_HeldReads, Path, Path]:
+    """Two copies of the shipped LoRA (loras a/ and b/) switched on, their read held on the twins' thread (a FLUX.1
+    LoRA is hundreds of MB), and a prompt typed: Generate is clicked next, as it often is at once after a pick (or at
+    start-up, copies on from the last session)."""
+    held = _HeldReads(monkeypatch)
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         shutil.copy(SHIPPED, tmp_path / folder / "style.safetensors")
     a, b = tmp_path / "a" / "style.safetensors", tmp_path / "b" / "style.safetensors"
     window.controller.add_loras([a, b])
-    qtbot.waitUntil(lambda: bool(reads), timeout=30000)  # the thread reads the first copy whole
+    qtbot.waitUntil(lambda: bool(held.reads), timeout=30000)  # the thread reads the first copy whole
     window.prompt_panel.prompt_edit.setPlainText("a red circle on a blue background")
+    return held, a, b
+
+
+def _click_generate(qtbot, window, held: _HeldReads) -> None:
+    """Generate clicked while the copies are read; the read released should the click not return."""
     try:
         qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
+    except BaseException:
+        held.release.set()
+        raise
+
+
+def test_generate_while_copies_are_being_read_waits_for_the_read_and_refuses_them(qtbot, window, tmp_path,
+                                                                                   monkeypatch):  # fmt: skip
+    """Generate clicked while the copy check still read the files queued the job: its model loaded, and then the
+    engine refused the pair in its own words (slow, and unlike the panel's refusal at the click). The click now
+    waits for the read, saying so ("Checking LoRA files…", Cancel usable), reading nothing on the window's thread,
+    and then refuses the job as a click after the read does, naming both files: no job is queued."""
+    controller, panel = window.controller, window.prompt_panel
+    held, a, b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+    errors: list = []
+    controller.error.connect(errors.append)
+    _click_generate(qtbot, window, held)
+    try:
+        assert controller.queue.idle and not controller.job.busy and errors == []  # was: the job queued
+        assert controller.job.status.startswith("Checking LoRA files") and panel.cancel_button.isEnabled()
     finally:
-        release.set()
+        held.release.set()
     qtbot.waitUntil(lambda: window.error_dialog is not None and window.error_dialog.isVisible(), timeout=60000)
-    said = window.error_dialog.text()
+    said = f"{window.error_dialog.text()} {window.error_dialog.informativeText()}"
     window.error_dialog.accept()
-    assert [name for on_gui, name in reads if on_gui] == []  # was: both copies, read whole again
-    assert said == f"{a} and {b} are the same LoRA (identical files).", said  # the job's, as before the panel looked
-    assert window.lora_panel.row_for("style — b").entry.twin.startswith(f"the same LoRA as {a}")  # marked meanwhile
+    assert [name for on_gui, name in held.reads if on_gui] == []  # no file read on the window's thread
+    assert said == (f"The LoRA files {a} and {b} are the same LoRA (identical files), and both are switched on, so "
+                    f"no image was made. {HINT}")  # fmt: skip (was: the job's "… are the same LoRA (identical files).")
+    assert controller.queue.idle and len(errors) == 1  # no job queued: the panel's refusal, once
+    assert not controller.job.status.startswith("Checking") and not panel.cancel_button.isEnabled()
+    assert window.lora_panel.row_for("style — b").entry.twin.startswith(f"the same LoRA as {a}")  # marked
+
+
+def test_a_copy_switched_off_while_generate_waits_lets_the_job_go_with_the_other(qtbot, window, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    """The click waits for the LoRA files; meanwhile the user switches one copy off (or edits the prompt for the
+    next image). The job goes once the read ends, with the LoRAs switched on then, and with the prompt as it was at
+    the click, as a job queued at the click takes it."""
+    controller = window.controller
+    held, a, _b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+    with qtbot.waitSignal(controller.job_finished, timeout=120000) as finished:
+        _click_generate(qtbot, window, held)
+        try:
+            assert controller.queue.idle  # waits for the read
+            window.lora_panel.row_for("style — a").enabled.setChecked(False)
+            window.prompt_panel.prompt_edit.setPlainText("the next prompt, being typed")
+        finally:
+            held.release.set()
+    [made] = finished.args[0]
+    assert [lora["file"] for lora in made.settings["lora_list"]] == ["style.safetensors"]
+    assert made.settings["prompt"] == "a red circle on a blue background"
+    assert controller.history.record(0).prompt == "a red circle on a blue background"  # its history too
+    assert window.error_dialog is None or not window.error_dialog.isVisible()
+
+
+def test_cancel_while_generate_waits_for_the_lora_files_queues_no_job(qtbot, window, tmp_path, monkeypatch):
+    """Esc (or Cancel) while the click waits for the LoRA files drops it: no job is queued once they are read, and
+    the status line says so."""
+    controller, panel = window.controller, window.prompt_panel
+    held, _a, _b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+    _click_generate(qtbot, window, held)
+    try:
+        qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+        assert controller.job.status == "Cancelled before the LoRA files were read: no job was queued"
+        assert not panel.cancel_button.isEnabled()
+    finally:
+        held.release.set()
+    qtbot.waitUntil(lambda: window.lora_panel.row_for("style — b").entry.twin != "", timeout=30000)  # read, marked
+    qtbot.wait(200)
+    assert controller.queue.idle and (window.error_dialog is None or not window.error_dialog.isVisible())
 
 
 def test_copies_switched_off_and_on_again_are_not_read_whole_again(qtbot, tmp_path, monkeypatch):

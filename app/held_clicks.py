@@ -1,0 +1,74 @@
+"""Generate clicked while the LoRA copy check (``LoraTwins``) still reads the files of the rows switched on, on its
+thread: the job was queued, and its engine refused a pair of copies only once the model had loaded (a minute for
+FLUX.1), in words of its own. The click now waits for the read ("Checking LoRA files…"), never reading a file on
+the window's thread, and is then taken as a click after it is: the job queued, or refused as the panel refuses a
+pair of copies. The job is the prompt panel's as it was at the click (built then, as a queued job is: a prompt
+typed meanwhile is the next one's), with the LoRAs switched on when the read ends (what the check judged, marked in
+the panel then). Cancel (Esc) with no job running, or Cancel all, drops the click."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject
+
+from app.generation_state import JobState
+from app.lora_twins import LoraTwins
+from gpu.generation.request import GenerationRequest
+
+CHECKING = "Checking LoRA files… the job is queued once they are read"
+CANCELLED = "Cancelled before the LoRA files were read: no job was queued"
+
+
+class HeldClicks(QObject):
+    """The Generate clicks waiting for ``twins``' read, each as the request it made; ``release`` is given them when
+    the read ends (queued, or refused). The status line (``job``) says they wait while no job runs; ``tell`` says it
+    in passing while one does (its line is the running job's); ``idle`` says whether none is queued or running."""
+
+    def __init__(self, twins: LoraTwins, job: JobState, release: Callable[[list[GenerationRequest]], None],
+                 tell: Callable[[str], None], idle: Callable[[], bool],
+                 parent: QObject | None = None) -> None:  # fmt: skip
+        super().__init__(parent)
+        self._twins = twins
+        self._job = job
+        self._release = release
+        self._tell = tell
+        self._idle = idle
+        self._held: list[GenerationRequest] = []
+        self._line_before = ""  # the status line before the first click held: shown again if no job comes of it
+        twins.read.connect(self._read_ended)
+
+    def hold(self, request: GenerationRequest) -> None:
+        """A click's ``request``, held till the LoRA files are read; said on the status line (or in passing)."""
+        if not self._held and self._job.status != CHECKING:  # (held again: the line before stays)
+            self._line_before = self._job.status
+        self._held.append(request)
+        self._job.checking = True
+        if self._idle():
+            self._job.status = CHECKING
+        else:
+            self._tell(CHECKING)
+
+    def drop(self) -> bool:
+        """Cancel: the clicks held are dropped, and said to be; whether there were any."""
+        if not self._held:
+            return False
+        self._held = []
+        self._job.checking = False
+        if self._idle():
+            self._job.status = CANCELLED
+        else:
+            self._tell(CANCELLED)
+        return True
+
+    def _read_ended(self) -> None:
+        """The read ended, none needed after it: the clicks held released (queued or refused); the status line as
+        it was before them where none was queued (refused: the dialog says why), unless ``release`` held them
+        again (rows changed meanwhile, their files to be read)."""
+        if not self._held or self._twins.busy:
+            return
+        held, self._held = self._held, []
+        self._job.checking = False
+        self._release(held)
+        if not self._held and self._job.status == CHECKING:
+            self._job.status = self._line_before
