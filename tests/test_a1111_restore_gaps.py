@@ -49,3 +49,24 @@ def test_a_hires_pass_at_the_first_pass_size_is_said_as_a_second_pass_not_a_larg
         _settings, problems = read_parameters(FORGE_HIRES.replace("Hires upscale: 2", field))
         assert any(f"its hires fix ({field.replace(':', '')}: a second pass at a larger size)" in p
                    for p in problems), (field, problems)  # fmt: skip
+
+
+def test_a_hires_resize_larger_on_one_side_and_smaller_on_the_other_is_said_a_different_size() -> None:
+    """"Hires resize: 1792x1024" after a first pass of 896x1152 (wider, less tall) was said "a second pass at a
+    larger size"; it is another size."""
+    _settings, problems = read_parameters(FORGE_HIRES.replace("Hires upscale: 2", "Hires resize: 1792x1024"))
+    assert [p for p in problems if "Hires" in p] == [
+        "its hires fix (Hires resize 1792x1024: a second pass at a different size) is not restored: new images are "
+        "its first pass, 896x1152"], problems  # fmt: skip
+
+
+def test_a_hires_resize_after_a_first_pass_of_unknown_size_claims_no_size() -> None:
+    """No Size in the text (the first pass's size not known): "Hires resize: 1024x1024" was said "a second pass at a
+    larger size"; nothing says whether it is. A "Hires upscale" factor still says it."""
+    text = FORGE_HIRES.replace("Size: 896x1152, ", "")
+    _settings, problems = read_parameters(text.replace("Hires upscale: 2", "Hires resize: 1024x1024"))
+    assert [p for p in problems if "Hires" in p] == [
+        "its second pass (Hires resize 1024x1024: its size beside the first pass's not known) is not restored: new "
+        "images are its first pass, its Size"], problems  # fmt: skip
+    _settings, problems = read_parameters(text)
+    assert any("its hires fix (Hires upscale 2: a second pass at a larger size)" in p for p in problems), problems

@@ -78,9 +78,9 @@ def test_an_image_upscale_between_the_passes_and_a_pass_at_the_same_size_are_sai
     del pixels["10"]
     found = _png(tmp_path, "prompt", pixels)
     assert found.settings["steps"] == 12 and found.problems == [
-        "its hires fix (ImageUpscaleWithModel with 4x-UltraSharp.pth, ImageScaleBy by 0.5, then "
-        "SamplerCustomAdvanced node 11 at denoise 0.35: a second pass at a larger size) is not restored: new images "
-        "are its first pass, 768x768"]  # fmt: skip
+        "its second pass (ImageUpscaleWithModel with 4x-UltraSharp.pth, ImageScaleBy by 0.5, then "
+        "SamplerCustomAdvanced node 11 at denoise 0.35: its size beside the first pass's not known) is not restored: "
+        "new images are its first pass, 768x768"]  # fmt: skip (the model's factor, and so the size, not said)
     refined = {**HIRES}
     del refined["10"]
     refined["11"] = {"class_type": "KSamplerAdvanced", "inputs": {**HIRES["11"]["inputs"], "latent_image": ["3", 0],
@@ -216,3 +216,77 @@ def test_a_pass_after_a_scale_that_does_not_enlarge_is_said_as_a_second_pass_not
              "12": {"class_type": "KSampler", "inputs": {**HIRES["11"]["inputs"], "latent_image": ["13", 0],
                     "denoise": 0.3}}}  # fmt: skip
     assert _png(tmp_path, "prompt", third).problems[0].startswith("its 2 later passes (LatentUpscaleBy by 0.5, then")
+
+
+def test_an_upscale_model_then_a_downscale_is_not_said_larger(tmp_path):
+    """An upscale model's picture scaled down after it (ImageScaleBy 0.5: a 4x model's picture at twice the first
+    pass's size, a 2x model's at its size) was said "a second pass at a larger size": the graph does not say the
+    model's factor, so neither is the size said. A target size after the model says it (smaller here)."""
+
+    def after_model(node: dict[str, Any], first: dict[str, Any] | None = None) -> list[str]:
+        graph = {**HIRES,
+                 "20": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}},
+                 "21": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}},
+                 "22": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["21", 0],
+                        "image": ["20", 0]}},
+                 "23": {"class_type": node["class_type"], "inputs": {"image": ["22", 0], **node["inputs"]}},
+                 "24": {"class_type": "VAEEncode", "inputs": {"pixels": ["23", 0], "vae": ["16", 2]}},
+                 "11": {**HIRES["11"], "inputs": {**HIRES["11"]["inputs"], "latent_image": ["24", 0]}}}  # fmt: skip
+        del graph["10"]
+        if first is not None:
+            graph["5"] = first
+        return _png(tmp_path, "prompt", graph).problems
+
+    model = "ImageUpscaleWithModel with 4x-UltraSharp.pth"
+    then = "then KSampler node 11 at denoise 0.5"
+    assert after_model({"class_type": "ImageScaleBy", "inputs": {"scale_by": 0.5}}) == [
+        f"its second pass ({model}, ImageScaleBy by 0.5, {then}: its size beside the first pass's not known) is not "
+        "restored: new images are its first pass, 768x768"]  # fmt: skip (was: "a second pass at a larger size")
+    assert after_model({"class_type": "ImageScale", "inputs": {"width": 512, "height": 512}}) == [
+        f"its second pass ({model}, ImageScale to 512x512, {then}) is not restored: new images are its first pass, "
+        "768x768"]  # fmt: skip
+    assert after_model({"class_type": "ImageScaleBy", "inputs": {"scale_by": 2}})[0].startswith("its hires fix")
+    # the first pass's size not known (its width from a node this app does not read): a target size tells nothing
+    unknown = {"class_type": "EmptyLatentImage", "inputs": {"width": ["99", 0], "height": 768, "batch_size": 1}}
+    assert after_model({"class_type": "ImageScale", "inputs": {"width": 512, "height": 512}}, unknown) == [
+        f"its second pass ({model}, ImageScale to 512x512, {then}: its size beside the first pass's not known) is "
+        "not restored: new images are its first pass, at the size the prompt panel has"]  # fmt: skip (was: larger)
+
+
+def test_a_later_pass_after_a_first_pass_of_unknown_size_claims_no_size(tmp_path):
+    """The first pass's size not read (its width given by a node this app does not read): a later pass to a target
+    size (LatentUpscale to 1152x1152, ImageScaleToTotalPixels) was said "its second pass (…)", as a pass at the
+    first pass's size or a smaller one is; nothing says which. It is said without a size; a scale factor still says
+    it (larger above 1, not larger below)."""
+
+    def unknown_first(kind: str, **inputs: Any) -> list[str]:
+        graph = {**HIRES, "5": {"class_type": "EmptyLatentImage", "inputs": {"width": ["99", 0], "height": 768,
+                 "batch_size": 1}}, "10": {"class_type": kind, "inputs": {"samples": ["3", 0], **inputs}}}  # fmt: skip
+        return _png(tmp_path, "prompt", graph).problems
+
+    end = "is not restored: new images are its first pass, at the size the prompt panel has"
+    assert unknown_first("LatentUpscale", width=1152, height=1152) == [
+        "its second pass (LatentUpscale to 1152x1152, then KSampler node 11 at denoise 0.5: its size beside the first "
+        f"pass's not known) {end}"]  # fmt: skip (was: "its second pass (…, then KSampler node 11 at denoise 0.5)")
+    assert unknown_first("ImageScaleToTotalPixels", megapixels=1.0)[0].endswith(
+        f"at denoise 0.5: its size beside the first pass's not known) {end}")  # fmt: skip
+    assert unknown_first("LatentUpscaleBy", scale_by=1.5)[0].startswith("its hires fix (LatentUpscaleBy by 1.5")
+    assert unknown_first("LatentUpscaleBy", scale_by=0.5) == [
+        f"its second pass (LatentUpscaleBy by 0.5, then KSampler node 11 at denoise 0.5) {end}"]  # fmt: skip
+    three = {**HIRES, "5": {"class_type": "EmptyLatentImage", "inputs": {"width": ["99", 0], "height": 768}},
+             "13": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["11", 0], "scale_by": 0.5}},
+             "12": {"class_type": "KSampler", "inputs": {**HIRES["11"]["inputs"], "latent_image": ["13", 0],
+                    "denoise": 0.3}}}  # fmt: skip
+    assert _png(tmp_path, "prompt", three).problems == [
+        "its 2 later passes (LatentUpscale to 1152x1152, then KSampler node 11 at denoise 0.5; LatentUpscaleBy by "
+        "0.5, then KSampler node 12 at denoise 0.3: their sizes beside the first pass's not known) are not restored: "
+        "new images are its first pass, at the size the prompt panel has"]  # fmt: skip
+
+
+def test_a_target_size_larger_on_one_side_and_smaller_on_the_other_is_said_a_different_size(tmp_path):
+    """LatentUpscale to 1152x512 after a 768x768 first pass was said "at a larger size"; it is another size."""
+    graph = {**HIRES, "10": {"class_type": "LatentUpscale", "inputs": {"samples": ["3", 0], "width": 1152,
+             "height": 512}}}  # fmt: skip
+    assert _png(tmp_path, "prompt", graph).problems == [
+        "its hires fix (LatentUpscale to 1152x512, then KSampler node 11 at denoise 0.5: a second pass at a different "
+        "size) is not restored: new images are its first pass, 768x768"]  # fmt: skip

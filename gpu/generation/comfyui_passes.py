@@ -18,10 +18,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from gpu.generation.passes_said import img2img_not_restored, passes_not_restored
+from gpu.generation.passes_said import (
+    NOT_TOLD,
+    SAME,
+    Side,
+    img2img_not_restored,
+    pass_size,
+    passes_not_restored,
+    passes_size,
+    ratio,
+    resized_to,
+    scaled,
+)
 
 _MAX_WALK = 512  # nodes visited walking up from one sampler: a graph is untrusted, its links may loop
 _MAX_SAMPLERS = 64  # samplers looked at: a file is read at each drop and at the images folder's import
+# The factor of an upscale model, which the graph does not say: above 1 (what one is for), by how much not known
+_BY_MODEL: Side = (math.nextafter(1.0, 2.0), math.inf)
 
 
 def node_id(value: Any) -> str | None:
@@ -137,13 +150,15 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
                     dims: tuple[int, int] | None = None) -> list[str]:  # fmt: skip
     """What the graph did besides its first pass ``first`` (of ``samplers``), said, with the size new images have
     (``size``, the first pass's; ``dims``, its width and height where known): the passes after it (a hires fix when
-    one ran at a larger size than the first: ``_larger``), and its start from a loaded picture (an img2img that did
-    not make it again whole). [] when it made the image in one pass."""
+    one ran at a larger size than the first, or a size of another shape: their size as far as the graph says it,
+    ``_sizes``), and its start from a loaded picture (an img2img that did not make it again whole). [] when it made
+    the image in one pass."""
     later = _later_passes(graph, samplers[:_MAX_SAMPLERS], first)
     said = []
     if later:
         what = "; ".join(_pass(graph, sampler, between) for sampler, _made, between in later)
-        said.append(passes_not_restored(what, size, _larger(graph, later, first, dims), len(later)))
+        sizes = passes_size(pass_size(*size) for size in _sizes(graph, later, first, dims))
+        said.append(passes_not_restored(what, size, sizes, len(later)))
     came_from, _samplers = graph.walk_up(first)
     loaded = next((node for node in came_from if graph.kinds.get(node, "").startswith("LoadImage")), None)
     how, partly = graph.denoise(first)
@@ -180,41 +195,38 @@ def _pass(graph: Graph, sampler: str, between: list[str]) -> str:
     return ", ".join([*resizes, f"then {made}"]) if resizes else made
 
 
-def _larger(graph: Graph, later: list[tuple[str, str, list[str]]], first: str, dims: tuple[int, int] | None) -> bool:
-    """Whether a pass of ``later`` ran at a larger size than ``first`` (of ``dims``) as far as the graph says: its
-    resizes from ``first`` on (through the passes that fed it) grew the size. Any node whose class named a scale
-    made it "a larger size", a downscale or a scale of 1 too."""
-    factors: dict[str, float | None] = {first: 1.0}
+Size = tuple[Side, Side]  # a pass's (width, height), each as a factor of the first pass's, between bounds
+
+
+def _sizes(graph: Graph, later: list[tuple[str, str, list[str]]], first: str, dims: tuple[int, int] | None
+           ) -> list[Size]:  # fmt: skip
+    """The size each pass of ``later`` ran at, beside ``first``'s (of ``dims``), as far as the graph says: its
+    resizes from ``first`` on (through the passes that fed it)."""
+    sizes: dict[str, Size] = {first: SAME}
     for sampler, made, between in later:
-        factor = factors.get(made, 1.0)
+        size = sizes.get(made, SAME)
         for node in between:
-            factor = _resized(graph, node, factor, dims)
-        factors[sampler] = factor
-    return any(factor is None or factor > 1 for factor in factors.values())
+            size = _resized(graph, node, size, dims)
+        sizes[sampler] = size
+    return [sizes[sampler] for sampler, _made, _between in later]
 
 
-def _resized(graph: Graph, node: str, factor: float | None, dims: tuple[int, int] | None) -> float | None:
-    """The size after ``node`` as a factor of the first pass's (``dims``), from ``factor`` before it; None for larger
-    by an upscale model, whose factor is the model's, not the graph's (a later target size sets it again). A
-    target size is in pixels, as the first pass's (one side 0: ComfyUI keeps the aspect by the other); a resize
-    whose size the graph does not say leaves it as it was: never said larger on a guess."""
+def _resized(graph: Graph, node: str, size: Size, dims: tuple[int, int] | None) -> Size:
+    """The size after ``node``, from ``size`` before it, beside the first pass's (``dims``). A target size is in
+    pixels, as the first pass's (one side 0: ComfyUI keeps the aspect by the other), or a total of megapixels: any
+    size where the first pass's is not known. A factor scales it, an upscale model by its own, above 1 but not
+    said (a later target size sets it again); a resize whose size the graph does not say leaves it as it was: never
+    said larger on a guess."""
     if (r := graph.resizing(node)) is None:
-        return factor
-    if dims is not None and min(dims) > 0:
-        sides = [_ratio(side, first) for side, first in ((r.width, dims[0]), (r.height, dims[1])) if side]
-        if sides:
-            return max(sides)
-        if r.megapixels is not None:  # a total of megapixels * 2**20 pixels
-            return math.sqrt(max(_ratio(r.megapixels * 2**20, dims[0] * dims[1]), 0.0))
-    if r.by_model:
-        return None
-    return factor * _ratio(r.scale, 1) if r.scale is not None and factor is not None else factor
-
-
-def _ratio(number: float, by: float) -> float:
-    """``number / by`` as a float, for an untrusted file's numbers: one too large for a float is infinite (the
-    division raised)."""
-    try:
-        return number / by
-    except OverflowError:
-        return math.inf if number > 0 else -math.inf  # (copysign raised too: it makes a float of it)
+        return size
+    if r.width or r.height:
+        return resized_to(r.width or 0, r.height or 0, dims)
+    if r.megapixels is not None:  # a total of megapixels * 2**20 pixels, the aspect kept
+        if dims is None or min(dims) <= 0:
+            return NOT_TOLD
+        factor = math.sqrt(max(ratio(r.megapixels * 2**20, dims[0] * dims[1]), 0.0))
+        return (factor, factor), (factor, factor)
+    if r.scale is not None:
+        factor = max(ratio(r.scale, 1), 0.0)
+        return scaled(size, (factor, factor))
+    return scaled(size, _BY_MODEL) if r.by_model else size

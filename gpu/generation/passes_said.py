@@ -1,19 +1,95 @@
 """How a restore says what an image had that no setting here makes, the same for every program's image (the readers
 of A1111/Forge text, ``png_metadata``, and of ComfyUI graphs, ``comfyui_passes``): restored without a word, the
-settings looked complete and made another picture. Phrases about the file, as the readers' other problems are."""
+settings looked complete and made another picture. Phrases about the file, as the readers' other problems are.
+
+A later pass's size beside the first pass's is said as far as the file tells it (``PassSize``), from each side's
+size as a factor of the first pass's, known between two bounds (``Side``): a hires fix where it grew, "a different
+size" where one side grew and the other shrank, no size at all where the file does not tell (the first pass's size
+not read, an upscale model's factor scaled down again)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from enum import Enum
 
-def passes_not_restored(what: str, first: str, hires: bool = True, passes: int = 1) -> str:
+Side = tuple[float, float]  # a side of a pass's size as a factor of the first pass's: (at least, at most)
+SAME: tuple[Side, Side] = ((1.0, 1.0), (1.0, 1.0))  # (width, height) of the first pass itself
+NOT_TOLD: tuple[Side, Side] = ((0.0, math.inf), (0.0, math.inf))  # a size the file does not tell
+
+
+class PassSize(Enum):
+    """How a later pass's size compares with the first pass's, as far as the file tells it (``pass_size``)."""
+
+    LARGER = "larger"  # larger on a side, smaller on none: a hires fix
+    DIFFERENT = "different"  # larger on a side, smaller on the other
+    NOT_KNOWN = "not known"  # the file does not tell which
+    NOT_LARGER = "not larger"  # the same size, or smaller
+
+
+def pass_size(width: Side, height: Side) -> PassSize:
+    """How a pass whose sides are ``width`` and ``height`` (factors of the first pass's, between bounds) compares
+    with the first pass: larger, different, not larger, or not known where the bounds allow more than one."""
+    (w_least, w_most), (h_least, h_most) = width, height
+    if w_least >= 1 and h_least >= 1 and (w_least > 1 or h_least > 1):
+        return PassSize.LARGER
+    if w_most <= 1 and h_most <= 1:
+        return PassSize.NOT_LARGER
+    if (w_least > 1 and h_most < 1) or (h_least > 1 and w_most < 1):
+        return PassSize.DIFFERENT
+    return PassSize.NOT_KNOWN
+
+
+def passes_size(sizes: Iterable[PassSize]) -> PassSize:
+    """How several later passes are said together: larger where one grew, else different where one's shape
+    changed, else not known where one's size is not, else not larger."""
+    found = set(sizes)
+    return next((size for size in PassSize if size in found), PassSize.NOT_LARGER)
+
+
+def resized_to(width: float, height: float, first: tuple[int, int] | None) -> tuple[Side, Side]:
+    """The (width, height) of a picture resized to ``width`` x ``height`` pixels (a side of 0 kept in aspect by the
+    other, as A1111's and ComfyUI's resizes keep it) beside the first pass's size ``first``: any size where that is
+    not known (None, or a side of 0)."""
+    if first is None or min(first) <= 0 or not (width or height):
+        return NOT_TOLD
+    w = ratio(width, first[0]) if width else ratio(height, first[1])
+    h = ratio(height, first[1]) if height else w
+    return (w, w), (h, h)
+
+
+def scaled(size: tuple[Side, Side], by: Side) -> tuple[Side, Side]:
+    """``size`` scaled by a factor between the bounds ``by`` (a size of 0 stays 0, whatever the factor)."""
+
+    def times(a: float, b: float) -> float:
+        return 0.0 if a == 0 or b == 0 else a * b
+
+    width, height = size
+    return (times(width[0], by[0]), times(width[1], by[1])), (times(height[0], by[0]), times(height[1], by[1]))
+
+
+def ratio(number: float, by: float) -> float:
+    """``number / by`` as a float, for an untrusted file's numbers: one too large for a float is infinite (the
+    division raised)."""
+    try:
+        return number / by
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf  # (copysign raised too: it makes a float of it)
+
+
+def passes_not_restored(what: str, first: str, size: PassSize = PassSize.LARGER, passes: int = 1) -> str:
     """An image made in more passes than the one whose settings were read: ``what`` names the passes after it (A1111's
     "Hires upscale 2"; ComfyUI's upscale and sampler nodes), ``first`` the size new images have (the first pass's),
-    ``hires`` whether a later pass made the image larger (a hires fix), ``passes`` how many later passes there are."""
-    more = "a second pass" if passes == 1 else f"{passes} more passes"
-    if hires:
-        larger = "at a larger size" if passes == 1 else "up to a larger size"
-        return f"its hires fix ({what}: {more} {larger}) is not restored: new images are its first pass, {first}"
-    later = f"second pass ({what}) is" if passes == 1 else f"{passes} later passes ({what}) are"
+    ``size`` how the later passes' size compares with the first pass's (a hires fix where it is larger or of another
+    shape), ``passes`` how many later passes there are."""
+    one = passes == 1
+    if size in (PassSize.LARGER, PassSize.DIFFERENT):
+        more = "a second pass" if one else f"{passes} more passes"
+        to = "at a different size" if size is PassSize.DIFFERENT else ("at" if one else "up to") + " a larger size"
+        return f"its hires fix ({what}: {more} {to}) is not restored: new images are its first pass, {first}"
+    if size is PassSize.NOT_KNOWN:
+        what += f": {'its size' if one else 'their sizes'} beside the first pass's not known"
+    later = f"second pass ({what}) is" if one else f"{passes} later passes ({what}) are"
     return f"its {later} not restored: new images are its first pass, {first}"
 
 

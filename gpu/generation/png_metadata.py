@@ -34,7 +34,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from gpu.atomic import atomic_path
 from gpu.generation.comfyui_graph import read_graph, workflow_settings
-from gpu.generation.passes_said import img2img_not_restored, passes_not_restored
+from gpu.generation.passes_said import PassSize, img2img_not_restored, pass_size, passes_not_restored, resized_to
 from gpu.lora.metadata import a1111_tags
 from gpu.lora.refs import finite, hashes_name, lora_ref, lora_stem
 
@@ -279,24 +279,27 @@ def _passes_not_made(extra: dict[str, str], out: dict[str, Any]) -> list[str]:
     if upscale or resize:
         field = f"Hires resize {resize}" if resize else f"Hires upscale {upscale}"
         first = f"{out['width']}x{out['height']}" if "width" in out else "its Size"
-        return [passes_not_restored(field, first, _hires_grows(upscale, resize, out))]
+        return [passes_not_restored(field, first, _hires_size(upscale, resize, out))]
     if "Denoising strength" in extra:
         return [img2img_not_restored(f"img2img, Denoising strength {extra['Denoising strength']}")]
     return []
 
 
-def _hires_grows(upscale: str | None, resize: str | None, out: dict[str, Any]) -> bool:
-    """Whether A1111's hires pass made the image larger than its first pass (``out``'s size): a ``Hires resize``
-    "WxH" beyond it, else a ``Hires upscale`` above 1; "Hires upscale: 1" is a second pass at the same size, which
-    was said "at a larger size". A value that cannot be read is taken as the larger size a hires fix mostly is."""
+def _hires_size(upscale: str | None, resize: str | None, out: dict[str, Any]) -> PassSize:
+    """How A1111's hires pass's size compares with its first pass's (``out``'s size): by its ``Hires resize`` "WxH"
+    (a side of 0 follows the other, in the first pass's aspect, as A1111's "resize width/height to" does; larger on
+    one side and smaller on the other is a different size, and with no Size read, nothing tells which), else by its
+    ``Hires upscale``: above 1 larger, else not ("Hires upscale: 1" is a second pass at the same size, which was said
+    "at a larger size"). A value that cannot be read is taken as the larger size a hires fix mostly is."""
     try:
         if resize:
             width, height = (int(side) for side in resize.lower().split("x"))
-            # a side of 0 keeps the first pass's aspect (A1111's "resize width/height to": the other side follows)
-            return "width" not in out or width > out["width"] or height > out["height"]
-        return float(upscale or "") > 1
+            if width or height:  # 0x0: no size of its own, A1111 goes by its upscale
+                first = (out["width"], out["height"]) if "width" in out and "height" in out else None
+                return pass_size(*resized_to(width, height, first))
+        return PassSize.LARGER if float(upscale or "") > 1 else PassSize.NOT_LARGER
     except ValueError:
-        return True
+        return PassSize.LARGER
 
 
 def _whole(text: str) -> int:
