@@ -123,18 +123,20 @@ def test_a_comfyui_img2img_is_said(tmp_path):
     assert _png(tmp_path, "prompt", graph).problems == []
 
 
+def _node(node_id: int, kind: str, values: list[Any], inputs: list[tuple[str, int]]) -> dict[str, Any]:
+    """A node of an editor's workflow: its widget values by position, its inputs by link id."""
+    return {"id": node_id, "type": kind, "mode": 0, "widgets_values": values,
+            "inputs": [{"name": name, "link": link} for name, link in inputs]}  # fmt: skip
+
+
 def test_a_workflow_alone_says_its_hires_fix(tmp_path):
     """A file with only the editor's workflow (values by position): the upscale's size is read there too."""
-    def node(node_id: int, kind: str, values: list[Any], inputs: list[tuple[str, int]]) -> dict[str, Any]:
-        return {"id": node_id, "type": kind, "mode": 0, "widgets_values": values,
-                "inputs": [{"name": name, "link": link} for name, link in inputs]}  # fmt: skip
-
     workflow = {"nodes": [
-        node(5, "EmptyLatentImage", [768, 512, 1], []),
-        node(6, "CLIPTextEncode", ["a harbour at dawn"], []),
-        node(3, "KSampler", [7, "fixed", 20, 6.5, "euler", "normal", 1.0], [("positive", 1), ("latent_image", 2)]),
-        node(10, "LatentUpscaleBy", ["nearest-exact", 1.5], [("samples", 3)]),
-        node(11, "KSampler", [8, "fixed", 12, 6.5, "euler", "normal", 0.45], [("positive", 4), ("latent_image", 5)]),
+        _node(5, "EmptyLatentImage", [768, 512, 1], []),
+        _node(6, "CLIPTextEncode", ["a harbour at dawn"], []),
+        _node(3, "KSampler", [7, "fixed", 20, 6.5, "euler", "normal", 1.0], [("positive", 1), ("latent_image", 2)]),
+        _node(10, "LatentUpscaleBy", ["nearest-exact", 1.5], [("samples", 3)]),
+        _node(11, "KSampler", [8, "fixed", 12, 6.5, "euler", "normal", 0.45], [("positive", 4), ("latent_image", 5)]),
     ], "links": [[1, 6, 0, 3, 1, "CONDITIONING"], [2, 5, 0, 3, 3, "LATENT"], [3, 3, 0, 10, 0, "LATENT"],
                  [4, 6, 0, 11, 1, "CONDITIONING"], [5, 10, 0, 11, 3, "LATENT"]]}  # fmt: skip
     found = _png(tmp_path, "workflow", workflow)
@@ -218,6 +220,75 @@ def test_a_pass_after_a_scale_that_does_not_enlarge_is_said_as_a_second_pass_not
     assert _png(tmp_path, "prompt", third).problems[0].startswith("its 2 later passes (LatentUpscaleBy by 0.5, then")
 
 
+def _picture_pass(tmp_path, *nodes: dict[str, Any]) -> list[str]:
+    """The problems said of ``HIRES``'s first pass decoded and handed, as a picture, to ``nodes`` (node id 31 on,
+    each fed the picture of the one before; ``"image": None`` where it takes one), the last one's picture saved.
+    Beside them, an upscale model's loader (30), a face detector (40), Impact Pack's detection of its faces in the
+    first pass's picture (41) and its pipe of the model and prompts (42), which take no picture to sample."""
+    graph = {k: v for k, v in HIRES.items() if k not in ("10", "11")}
+    graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}}
+    graph["30"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}}
+    graph["40"] = {"class_type": "UltralyticsDetectorProvider", "inputs": {"model_name": "bbox/face_yolov8m.pt"}}
+    graph["41"] = {"class_type": "ImpactSimpleDetectorSEGS", "inputs": {"bbox_detector": ["40", 0],
+                   "image": ["8", 0], "bbox_threshold": 0.5}}  # fmt: skip
+    graph["42"] = {"class_type": "ToBasicPipe", "inputs": {"model": ["16", 0], "clip": ["16", 1], "vae": ["16", 2],
+                   "positive": ["6", 0], "negative": ["7", 0]}}  # fmt: skip
+    picture = ["8", 0]
+    for number, node in enumerate(nodes, 31):
+        graph[str(number)] = {"class_type": node["class_type"], "inputs": {
+            **{k: (picture if v is None else v) for k, v in node["inputs"].items()}}}  # fmt: skip
+        picture = [str(number), 0]
+    graph["9"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": picture}}
+    return _png(tmp_path, "prompt", graph).problems
+
+
+_SAMPLING = {"seed": 5, "steps": 20, "cfg": 8, "sampler_name": "euler", "scheduler": "normal"}
+USDU = {"class_type": "UltimateSDUpscale", "inputs": {
+    "image": None, "model": ["16", 0], "positive": ["6", 0], "negative": ["7", 0], "vae": ["16", 2],
+    "upscale_by": 2, **_SAMPLING, "denoise": 0.2, "upscale_model": ["30", 0], "mode_type": "Linear",
+    "tile_width": 512, "tile_height": 512, "mask_blur": 8, "tile_padding": 32, "seam_fix_mode": "None"}}  # fmt: skip
+FACE = {"class_type": "FaceDetailer", "inputs": {
+    "image": None, "model": ["16", 0], "clip": ["16", 1], "vae": ["16", 2], "guide_size": 384, **_SAMPLING,
+    "denoise": 0.5, "positive": ["6", 0], "negative": ["7", 0], "bbox_detector": ["40", 0], "feather": 5}}  # fmt: skip
+
+
+def test_a_single_node_upscaler_or_detailer_after_the_first_pass_is_said(tmp_path):
+    """A custom node that samples the first pass's picture again in one node, UltimateSDUpscale (a tiled img2img at
+    twice the size) or a detailer (FaceDetailer, Impact Pack's Detailer (SEGS) nodes: faces or parts found, sampled
+    again), took no latent from a sampler: no later pass was found, and the settings were restored without a word,
+    as if the image were the first pass's. It is said as the other passes not restored are."""
+    first = "is not restored: new images are its first pass, 768x768"
+    assert _picture_pass(tmp_path, USDU) == [
+        "its hires fix (UltimateSDUpscale node 31 by 2 with 4x-UltraSharp.pth at denoise 0.2: a second pass at a "
+        f"larger size) {first}"]  # fmt: skip (was: nothing said)
+    assert _picture_pass(tmp_path, FACE) == [f"its second pass (FaceDetailer node 31 at denoise 0.5) {first}"]
+    # Impact Pack's Detailer (SEGS/pipe): the faces found (node 41) sampled again with its pipe's model (node 42)
+    detailer = {"class_type": "DetailerForEachPipe", "inputs": {"image": None, "segs": ["41", 0], "guide_size": 384,
+                **_SAMPLING, "denoise": 0.4, "basic_pipe": ["42", 0]}}  # fmt: skip
+    assert _picture_pass(tmp_path, detailer) == [
+        f"its second pass (DetailerForEachPipe node 31 at denoise 0.4) {first}"]  # fmt: skip
+    # one after the other, in the order they ran: the upscaler, then the detailer of its picture
+    assert _picture_pass(tmp_path, USDU, FACE) == [
+        "its hires fix (UltimateSDUpscale node 31 by 2 with 4x-UltraSharp.pth at denoise 0.2; FaceDetailer node 32 "
+        f"at denoise 0.5: 2 more passes up to a larger size) {first}"]  # fmt: skip
+
+
+def test_a_detailer_of_a_workflow_alone_is_said_by_its_class(tmp_path):
+    """A file with only the editor's workflow: a custom node's values by position are not read (its layout is not
+    known here), only its links. A detailer or an Ultimate SD Upscale is known by its class, and said."""
+    workflow = {"nodes": [
+        _node(5, "EmptyLatentImage", [768, 512, 1], []),
+        _node(6, "CLIPTextEncode", ["a harbour at dawn"], []),
+        _node(3, "KSampler", [7, "fixed", 20, 6.5, "euler", "normal", 1.0], [("positive", 1), ("latent_image", 2)]),
+        _node(8, "VAEDecode", [], [("samples", 3)]),
+        _node(20, "FaceDetailer", [384, True, 1024, 7, "fixed", 20, 8, "euler", "normal", 0.5],
+             [("image", 4), ("positive", 5)]),
+    ], "links": [[1, 6, 0, 3, 1, "CONDITIONING"], [2, 5, 0, 3, 3, "LATENT"], [3, 3, 0, 8, 0, "LATENT"],
+                 [4, 8, 0, 20, 0, "IMAGE"], [5, 6, 0, 20, 1, "CONDITIONING"]]}  # fmt: skip
+    assert _png(tmp_path, "workflow", workflow).problems == [
+        "its second pass (FaceDetailer node 20) is not restored: new images are its first pass, 768x512"]
+
+
 def test_an_upscale_model_then_a_downscale_is_not_said_larger(tmp_path):
     """An upscale model's picture scaled down after it (ImageScaleBy 0.5: a 4x model's picture at twice the first
     pass's size, a 2x model's at its size) was said "a second pass at a larger size": the graph does not say the
@@ -290,3 +361,18 @@ def test_a_target_size_larger_on_one_side_and_smaller_on_the_other_is_said_a_dif
     assert _png(tmp_path, "prompt", graph).problems == [
         "its hires fix (LatentUpscale to 1152x512, then KSampler node 11 at denoise 0.5: a second pass at a different "
         "size) is not restored: new images are its first pass, 768x768"]  # fmt: skip
+
+
+def test_an_img2img_of_a_detailed_picture_is_still_said(tmp_path):
+    """A loaded picture detailed (FaceDetailer) before the first pass samples it at denoise 0.6: the walk up from the
+    first pass stops at a pass, but the picture it was made from is found through the detailer, as before it was
+    one, and the detailer is no later pass."""
+    graph = {k: v for k, v in HIRES.items() if k not in ("5", "10", "11")}
+    graph["30"] = {"class_type": "LoadImage", "inputs": {"image": "photo.png", "upload": "image"}}
+    graph["31"] = {"class_type": "FaceDetailer", "inputs": {**FACE["inputs"], "image": ["30", 0]}}
+    graph["32"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["31", 0], "vae": ["16", 2]}}
+    graph["3"] = {**HIRES["3"], "inputs": {**HIRES["3"]["inputs"], "latent_image": ["32", 0], "denoise": 0.6}}
+    graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}}
+    assert _png(tmp_path, "prompt", graph).problems == [
+        "it was made from another picture (img2img: LoadImage node 30, KSampler node 3 at denoise 0.6), which is "
+        "not restored: new images start from noise"]  # fmt: skip

@@ -2,17 +2,18 @@
 pass, whose settings ``comfyui_graph.read_graph`` reads, and what the graph did besides it that no setting here
 makes, said (``passes_said``): a hires fix (a second sampler fed the first's latent through an upscale: the image is
 larger than the first pass, and not the picture the settings make), a later pass at the same size (a refiner's; or
-after a resize the graph does not say enlarged: a scale of 1, a downscale), a first pass that started from a loaded
-picture (img2img). Restored without a word, the settings looked complete
-and made another picture.
+after a resize the graph does not say enlarged: a scale of 1, a downscale), a custom node that samples the picture
+again in one node (an Ultimate SD Upscale, a detailer: ``one_node_pass``), a first pass that started from a loaded
+picture (img2img). Restored without a word, the settings looked complete and made another picture.
 
-A pass is found by walking up from a sampler's ``latent_image`` through any node's links (a latent upscale; or a
-decode, an image upscale and an encode again) to the sampler that made that latent. The graph is another program's
-data: links may loop or point nowhere; the walk is bounded and never raises."""
+A pass is found by walking up from a sampler's ``latent_image`` (a one-node pass's picture) through any node's links
+(a latent upscale; or a decode, an image upscale and an encode again) to the pass that made that latent. The graph
+is another program's data: links may loop or point nowhere; the walk is bounded and never raises."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,12 @@ from gpu.generation.passes_said import (
 
 _MAX_WALK = 512  # nodes visited walking up from one sampler: a graph is untrusted, its links may loop
 _MAX_SAMPLERS = 64  # samplers looked at: a file is read at each drop and at the images folder's import
+# Custom nodes that sample a picture they are given again, in one node (a picture in, one out; no latent a sampler
+# gives): a tiled img2img upscale (Ultimate SD Upscale and its variants; Impact Pack's SEGSUpscaler and Iterative
+# Upscale (Image)), a detailer's of the faces or parts it finds (FaceDetailer, Impact Pack's Detailer (SEGS) nodes,
+# SEGSDetailer, MaskDetailer), by their class's name: a workflow alone gives a custom node's links, not its values.
+_ONE_NODE_PASS = re.compile(r"UltimateSDUpscale|Detailer|SEGSUpscaler|IterativeImageUpscale")
+_PICTURE_INPUTS = ("image", "pixels")  # the inputs a one-node pass takes its picture by
 # The factor of an upscale model, which the graph does not say: above 1 (what one is for), by how much not known
 _BY_MODEL: Side = (math.nextafter(1.0, 2.0), math.inf)
 
@@ -40,6 +47,15 @@ _BY_MODEL: Side = (math.nextafter(1.0, 2.0), math.inf)
 def node_id(value: Any) -> str | None:
     """The node a link ``[id, slot]`` points to, or None when ``value`` is a literal."""
     return str(value[0]) if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) else None
+
+
+def one_node_pass(kind: str, inputs: dict[str, Any]) -> bool:
+    """Whether a node of class ``kind`` with ``inputs`` samples a picture it is given again, in one node: it takes a
+    picture by a link, and its class names such a node (``_ONE_NODE_PASS``) or it takes what a sampler takes, a
+    seed and steps. A pipe of the model (ToDetailerPipe) or a detector takes no picture to sample."""
+    if not any(node_id(inputs.get(name)) is not None for name in _PICTURE_INPUTS):
+        return False
+    return bool(_ONE_NODE_PASS.search(kind)) or (("seed" in inputs or "noise_seed" in inputs) and "steps" in inputs)
 
 
 def empty_latent_kind(kind: str) -> bool:
@@ -65,17 +81,23 @@ class Graph:
     number: Callable[[dict[str, Any], str], Any]
     text: Callable[[Any, tuple[str, ...]], Any]
 
-    def walk_up(self, sampler: str) -> tuple[dict[str, str | None], list[str]]:
-        """The nodes ``sampler``'s latent comes from, each with the node it was reached from (None: the one its
-        ``latent_image`` links to), and the samplers among them, nearest first; not walked past a sampler."""
-        start = node_id(self.nodes[sampler].get("latent_image"))
+    def one_node_pass(self, node: str) -> bool:
+        """Whether ``node`` is no sampler but samples a picture again in one node (``one_node_pass``)."""
+        return not self.is_sampler(node) and one_node_pass(self.kinds.get(node, ""), self.nodes[node])
+
+    def walk_up(self, sampler: str, past_one_node: bool = False) -> tuple[dict[str, str | None], list[str]]:
+        """The nodes the latent of ``sampler`` (or the picture of a one-node pass) comes from, each with the node it
+        was reached from (None: the one its ``latent_image`` links to), and the passes among them, nearest first;
+        not walked past a pass (``past_one_node``: but for one-node passes, which are walked through)."""
+        inputs = self.nodes[sampler]
+        start = next((up for name in ("latent_image", *_PICTURE_INPUTS) if (up := node_id(inputs.get(name)))), None)
         if start not in self.nodes:
             return {}, []
         came_from: dict[str, str | None] = {start: None}
         queue, samplers = deque([start]), []
         while queue:
             here = queue.popleft()
-            if self.is_sampler(here):
+            if self.is_sampler(here) or (not past_one_node and self.one_node_pass(here)):
                 samplers.append(here)
                 continue
             for value in self.nodes[here].values():
@@ -103,8 +125,10 @@ class Graph:
         kind, inputs = self.kinds.get(node, ""), self.nodes[node]
         if "Upscale" not in kind and "Scale" not in kind:
             return None
-        width, height, scale, pixels = (self.number(inputs, name) for name in ("width", "height", "scale_by",
-                                                                                "megapixels"))  # fmt: skip
+        width, height, pixels = (self.number(inputs, name) for name in ("width", "height", "megapixels"))
+        # a factor: ComfyUI's own nodes' scale_by, Ultimate SD Upscale's upscale_by, Iterative Upscale's factor
+        scale = next((v for name in ("scale_by", "upscale_by", "upscale_factor") if (v := self.number(inputs, name))
+                      is not None), None)  # fmt: skip
         model = self.text(inputs.get("upscale_model"), ("model_name",))
         return Resize(kind, width, height, scale, pixels, model, "upscale_model" in inputs)
 
@@ -114,17 +138,24 @@ class Graph:
         node that does not."""
         if (r := self.resizing(node)) is None:
             return None
-        return r.kind + (f" to {_shown(r.width)}x{_shown(r.height)}" if r.width and r.height else "") + \
-            (f" to {_shown(r.megapixels)} megapixel{'' if r.megapixels == 1 else 's'}" if r.megapixels is not None
-             else "") + (f" by {_shown(r.scale)}" if r.scale is not None else "") + \
-            (f" with {r.model}" if r.model else "")  # fmt: skip
+        return r.kind + _resize_words(r)
+
+
+def _resize_words(r: Resize) -> str:
+    """The size a resizing node makes, in words, after its class's name (" to 1152x1152", " by 1.5 with
+    4x-UltraSharp.pth"; "" where it says none)."""
+    return (f" to {_shown(r.width)}x{_shown(r.height)}" if r.width and r.height else "") + \
+        (f" to {_shown(r.megapixels)} megapixel{'' if r.megapixels == 1 else 's'}" if r.megapixels is not None
+         else "") + (f" by {_shown(r.scale)}" if r.scale is not None else "") + \
+        (f" with {r.model}" if r.model else "")  # fmt: skip
 
 
 class Resize(NamedTuple):
     """What a node between two passes that scales the latent or the picture says of the size it makes, each None
     where it says nothing (``Graph.resizing``): a target ``width`` and ``height`` in pixels (one 0: kept in aspect
     by the other), a ``scale`` factor, a total of ``megapixels`` (ImageScaleToTotalPixels), the upscale ``model``'s
-    file; ``by_model``: an upscale model scales it, by the model's factor, which the graph does not say."""
+    file; ``by_model``: an upscale model scales it, by the model's factor, which the graph does not say (unless
+    ``scale`` says the size it makes with it, as Ultimate SD Upscale's does)."""
 
     kind: str
     width: Any
@@ -149,17 +180,18 @@ def first_pass(graph: Graph, samplers: list[str]) -> str | None:
 def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
                     dims: tuple[int, int] | None = None) -> list[str]:  # fmt: skip
     """What the graph did besides its first pass ``first`` (of ``samplers``), said, with the size new images have
-    (``size``, the first pass's; ``dims``, its width and height where known): the passes after it (a hires fix when
-    one ran at a larger size than the first, or a size of another shape: their size as far as the graph says it,
-    ``_sizes``), and its start from a loaded picture (an img2img that did not make it again whole). [] when it made
-    the image in one pass."""
-    later = _later_passes(graph, samplers[:_MAX_SAMPLERS], first)
+    (``size``, the first pass's; ``dims``, its width and height where known): the passes after it, a sampler's or a
+    one-node pass's (a hires fix when one ran at a larger size than the first, or a size of another shape: their
+    size as far as the graph says it, ``_sizes``), and its start from a loaded picture (an img2img that did not make
+    it again whole). [] when it made the image in one pass."""
+    one_node = [node for node in graph.nodes if graph.one_node_pass(node)]
+    later = _later_passes(graph, (samplers + one_node)[:_MAX_SAMPLERS], first)
     said = []
     if later:
         what = "; ".join(_pass(graph, sampler, between) for sampler, _made, between in later)
         sizes = passes_size(pass_size(*size) for size in _sizes(graph, later, first, dims))
         said.append(passes_not_restored(what, size, sizes, len(later)))
-    came_from, _samplers = graph.walk_up(first)
+    came_from, _samplers = graph.walk_up(first, past_one_node=True)  # a detailed picture loaded: from it, too
     loaded = next((node for node in came_from if graph.kinds.get(node, "").startswith("LoadImage")), None)
     how, partly = graph.denoise(first)
     if loaded is not None and partly:
@@ -189,9 +221,12 @@ def _later_passes(graph: Graph, samplers: list[str], first: str) -> list[tuple[s
 
 def _pass(graph: Graph, sampler: str, between: list[str]) -> str:
     """A later pass in words: its resizes, then its sampler ("LatentUpscale to 1152x1152, then KSampler node 11 at
-    denoise 0.5")."""
+    denoise 0.5"); a one-node pass with the size it makes ("UltimateSDUpscale node 31 by 2 with 4x-UltraSharp.pth at
+    denoise 0.2")."""
     resizes = [said for node in between if (said := graph.resize(node))]
-    made = f"{graph.kinds.get(sampler, '')} node {sampler}{graph.denoise(sampler)[0]}"
+    own = graph.resizing(sampler) if graph.one_node_pass(sampler) else None
+    made = (f"{graph.kinds.get(sampler, '')} node {sampler}{_resize_words(own) if own else ''}"
+            f"{graph.denoise(sampler)[0]}")  # fmt: skip
     return ", ".join([*resizes, f"then {made}"]) if resizes else made
 
 
@@ -201,11 +236,11 @@ Size = tuple[Side, Side]  # a pass's (width, height), each as a factor of the fi
 def _sizes(graph: Graph, later: list[tuple[str, str, list[str]]], first: str, dims: tuple[int, int] | None
            ) -> list[Size]:  # fmt: skip
     """The size each pass of ``later`` ran at, beside ``first``'s (of ``dims``), as far as the graph says: its
-    resizes from ``first`` on (through the passes that fed it)."""
+    resizes from ``first`` on (through the passes that fed it, a one-node pass's own resize after them)."""
     sizes: dict[str, Size] = {first: SAME}
     for sampler, made, between in later:
         size = sizes.get(made, SAME)
-        for node in between:
+        for node in [*between, *([sampler] if graph.one_node_pass(sampler) else [])]:
             size = _resized(graph, node, size, dims)
         sizes[sampler] = size
     return [sizes[sampler] for sampler, _made, _between in later]
