@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
     for prompt in prompts:
         state.prompt = prompt
         controller.generate()
-        _wait(app, lambda: not controller.job.busy)
+        _wait(app, lambda: not (controller.job.busy or controller.job.checking))  # a click may wait for LoRA files
     window.gallery_panel.select_row(0)
     window.gallery_panel.view.setFocus()
     for _ in range(20):
