@@ -23,6 +23,7 @@ from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
 from app.engine_worker import EngineStatus, EngineThread, Job, quantize_runs
+from app.folder_watch import FolderWatch
 from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
 from app.held_clicks import HeldClicks
@@ -111,6 +112,8 @@ class AppController(QObject):
         self.gallery = GalleryModel(self.store, data, self)
         self.folder_import.imported.connect(self.gallery.add_imported)
         self.gallery.wait_for_gather(self.folder_import)
+        # Pictures put in the images folder later are imported while the app runs (from the window's ``start``)
+        self.folder_watch = FolderWatch(self.store, data, self.folder_import, self.gallery, self)
         self.trash = TrashActions(self.gallery, data, self.store.path, self.error.emit, self.status_message.emit)
         self.image_copy = ImageCopy(self.status_message.emit, self._copy_failed, self)
         self.gallery.emptying_progress.connect(self.trash.on_emptying_progress)

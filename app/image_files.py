@@ -340,7 +340,7 @@ def _let_go_if_same(source: Path, target: Path) -> None:
     os.unlink(source)
 
 
-def png_paths(folder: Path) -> dict[str, str]:
+def png_paths(folder: Path, walked: list[str] | None = None) -> dict[str, str]:
     """The files under ``folder`` named ``*.png`` in any case (a camera's or another program's ``IMG_1.PNG`` copied
     in too), by their path relative to ``folder`` as the database stores it ("2026-01-01/x.png"), each with its
     path. Hidden names are left out, with all under a hidden folder: not only hidden files, a write killed before
@@ -348,8 +348,9 @@ def png_paths(folder: Path) -> dict[str, str]:
     which is no gallery image until start-up has published it (``recover_cut_short_saves``). A link to a file is
     listed under its own name; links to folders are not followed (a link back up the tree would never end), nor are
     folders that cannot be read. ``os.scandir`` and strings: a ``Path`` per file, made again to be made relative,
-    took a second of every start-up at 30,000 images."""
-    return dict(_png_entries(folder))
+    took a second of every start-up at 30,000 images. ``walked``, when given, gets each folder listed (``folder``
+    first, if it could be), in the same walk: the folders the images folder's watch looks at (``app.folder_watch``)."""
+    return dict(_png_entries(folder, walked))
 
 
 def holds_png(folder: Path) -> bool:
@@ -357,9 +358,9 @@ def holds_png(folder: Path) -> bool:
     return any(is_png(path) for _rel, path in _png_entries(folder))
 
 
-def _png_entries(folder: Path) -> Iterator[tuple[str, str]]:
-    """``png_paths``' entries one by one, as the folders are listed."""
-    for prefix, entry in _listed(folder):
+def _png_entries(folder: Path, walked: list[str] | None = None) -> Iterator[tuple[str, str]]:
+    """``png_paths``' entries one by one, as the folders are listed (each put in ``walked``, when given)."""
+    for prefix, entry in _listed(folder, walked):
         name = entry.name
         try:
             # is_file: a link to a file is listed, a link to a folder is not
@@ -369,15 +370,17 @@ def _png_entries(folder: Path) -> Iterator[tuple[str, str]]:
             continue
 
 
-def _listed(folder: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+def _listed(folder: Path, walked: list[str] | None = None) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """(path of its folder relative to ``folder``, ending in "/" or "", entry) for every entry of ``folder`` and of
     the folders under it that are not hidden, hidden entries included; links to folders are not followed, and
-    folders that cannot be read are passed over."""
+    folders that cannot be read are passed over. ``walked``, when given, gets the path of each folder listed."""
     folders = [("", os.fspath(folder))]
     while folders:
         prefix, path = folders.pop()
         try:
             with os.scandir(path) as entries:
+                if walked is not None:
+                    walked.append(path)
                 for entry in entries:
                     yield prefix, entry
                     try:

@@ -367,6 +367,7 @@ class MainWindow(QMainWindow):
         """Heavy start-up after the window is visible."""
         self._show_notices()
         self.controller.folder_import.start()
+        self.controller.folder_watch.start()
         self.controller.start_engine()
 
     def _show_notices(self) -> None:
@@ -478,6 +479,7 @@ class MainWindow(QMainWindow):
         self.handoff.close()
         self.settings_state.stop()  # saved below, once
         self.quantize_panel.shutdown()
+        self.controller.folder_watch.stop()  # no look, nor import, begins after
         self.controller.folder_import.stop()  # before the database closes; the rest is imported at the next start
         self.controller.shutdown()
         try:

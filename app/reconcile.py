@@ -211,7 +211,7 @@ def _take_over_moved(store: Store, new: dict[str, str], gone: set[int]) -> set[s
     return {rel for _rid, rel, _size, _sha in moves}
 
 
-def _valid_name(rel: str) -> bool:
+def valid_name(rel: str) -> bool:
     """False for a name that is no valid text: on Linux a file name is any bytes, and one in another encoding
     (an old Latin-1 archive unpacked as is) reaches Python with surrogate escapes, which the database (UTF-8)
     refuses. Such a file is left where it is and named to the user, instead of stopping the start-up."""
@@ -363,7 +363,7 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     # start-up. A file with a row is its picture, whatever is in it now (the gallery says "unreadable"); a new
     # one is told a PNG or not by its import (``read_new_file``).
     on_disk = png_paths(data.images)
-    for rel in [rel for rel in on_disk if not _valid_name(rel)]:
+    for rel in [rel for rel in on_disk if not valid_name(rel)]:
         path = on_disk.pop(rel)
         if is_png(path):
             report.unnamed.append(shown_name(path))
@@ -382,6 +382,22 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     _learn_sizes(store, on_disk)
     report.missing, report.found_again = _flag_missing(store, data, on_disk, waiting)  # the rows taken over: moved
     return report, new
+
+
+def claim_found_files(store: Store, data: DataDir, found: dict[str, str], listed: Container[str]
+                      ) -> tuple[dict[str, str], set[str]]:  # fmt: skip
+    """For the files ``found`` in the images folder while the app runs (``app.folder_watch``; path relative to it ->
+    path), with ``listed`` the names its listing held: those no entry holds now, less the ones that are the picture of
+    an entry whose file is gone (renamed or moved by the user), which that entry takes over as at start-up
+    (``_take_over_moved``: imported instead, the entry was flagged missing at the next start, its star left on it);
+    returns them, to import, and the paths of the entries that took a file over. An entry's file is looked at again
+    before it is taken for gone: the listing is older than the images saved since."""
+    rows = store.all_paths()
+    new = {rel: path for rel, path in found.items() if rel not in rows}
+    gone = {rid for rel, (rid, _missing, trashed) in rows.items()
+            if not trashed and rel not in listed and not _is_file_now(data.images, rel)}  # fmt: skip
+    moved = _take_over_moved(store, new, gone) if new and gone else set()
+    return {rel: path for rel, path in new.items() if rel not in moved}, moved
 
 
 def storable(value: Any) -> Any:
@@ -504,7 +520,11 @@ class FolderImport(QObject):
     copied across drives, it held the window back for minutes with nothing on screen. ``gathering`` says it is
     under way, from the start until the old trash is gathered and the repairs done after it (the gallery's Undo and
     Empty trash wait for it: ``GalleryModel.wait_for_gather``); closing stops it between two files, the rest
-    gathered at the next start. The same thread lists the folders for those repairs (``list_folders``)."""
+    gathered at the next start. The same thread lists the folders for those repairs (``list_folders``).
+
+    The pictures put in the images folder later, while the app runs, are imported the same way (``import_more``,
+    which ``app.folder_watch`` calls): each such import is a run of its own, after the one under way, with its own
+    thread, stop and status; ``running`` is true while any is under way."""
 
     status = Prop("")
     status_changed = Signal(str)
@@ -526,29 +546,60 @@ class FolderImport(QObject):
         ends once all are imported."""
         super().__init__(parent)
         self._store, self._data, self._new, self.report, self._recovery = store, data, new, report, recovery
+        # The run under way's (each run has its own, given to its thread: a run that ended never takes the next's)
         self._stop = threading.Event()
         self._in_flight = threading.Semaphore(_IN_FLIGHT)  # taken by the thread per batch, given back as committed
         self._thread: threading.Thread | None = None
         self._prompts_added = False
         self._refused: list[str] = []  # the files the database refused (their paths in the images folder)
+        self._imported = 0  # by the run under way
+        self._more: dict[str, str] = {}  # files found since start-up (``import_more``), for the next run
+        self._started = self._closed = False
         self._done_shown = QTimer(self, singleShot=True, interval=_DONE_SHOWN_MS)
         self._done_shown.timeout.connect(self._clear_status)
         self.gathering: bool = report.gather_later
         self.running = bool(new) or self.gathering
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._started:
             return
+        self._started = True
         if not self.running:  # nothing left: a recovery's last batch was committed by a start cut short after it
             self._end_recovery()
+            self._next_run()  # files found meanwhile, if any
             return
+        self._begin()
+
+    def import_more(self, new: dict[str, str]) -> None:
+        """Files put in the images folder since start-up (path relative to it -> path; ``app.folder_watch``),
+        imported as start-up's are, once the run under way (if any) has ended: the window's status says so, and the
+        gallery shows each batch as it is committed. A file the database has a row of by then is left out."""
+        self._more.update(new)
+        if self._started and not self.running:
+            self._next_run()
+
+    def _next_run(self) -> None:
+        """The files of ``import_more`` not imported yet, in a run of their own (none after closing)."""
+        if self._closed or not self._more:
+            return
+        self._new, self._more = self._more, {}
+        self._stop, self._in_flight = threading.Event(), threading.Semaphore(_IN_FLIGHT)
+        self._prompts_added, self._refused, self._imported = False, [], 0
+        self._recovery = None  # start-up's run ended it, or left it to the next start
+        self.running = True
+        self._begin()
+
+    def _begin(self) -> None:
+        """The run under way started on its thread, said in ``status``."""
+        self._done_shown.stop()  # the last run's "N images imported" is replaced, never cleared under this one's
         self.status = ("Moving the old trash…" if self.gathering
                        else f"Importing {counted(len(self._new), 'image')} from the images folder…")  # fmt: skip
         # A daemon: a quit does not wait for the file it reads (it writes nothing); no QThread Qt could abort on.
-        self._thread = start_thread("Image import", self._run)
+        self._thread = start_thread("Image import", self._run, self._new, self._stop, self._in_flight)
 
     def stop(self) -> None:
         """Closing: nothing more is committed (the Store closes next), nor said (the window goes)."""
+        self._closed = True
         self._halt()
         self._done_shown.stop()
         if self._thread is not None:
@@ -559,36 +610,37 @@ class FolderImport(QObject):
         self._stop.set()
         self._in_flight.release()
 
-    def _run(self) -> None:
-        """On the thread: the batches, read and handed to the Qt thread, then the end, whatever broke the reading
-        off: an error here left the status at "Importing N images…" for good, with nothing said."""
+    def _run(self, new: dict[str, str], stop: threading.Event, in_flight: threading.Semaphore) -> None:
+        """On the thread of a run of the files ``new``: the batches, read and handed to the Qt thread, then the end,
+        whatever broke the reading off: an error here left the status at "Importing N images…" for good, with
+        nothing said. ``stop`` and ``in_flight``: the run's own (the Qt thread's are the next run's once it ended)."""
         why = ""
         try:
             if self.gathering:
-                self._gather()
-                if self._stop.is_set():
+                self._gather(stop)
+                if stop.is_set():
                     return
-            for rows in _import_batches(self._new, self._stop, _BATCH_SECONDS):
-                self._in_flight.acquire()  # given back by ``_on_read``, or by ``_halt``
-                if self._stop.is_set():
+            for rows in _import_batches(new, stop, _BATCH_SECONDS):
+                in_flight.acquire()  # given back by ``_on_read``, or by ``_halt``
+                if stop.is_set():
                     return
-                to_qt_thread(self._on_read, rows)
+                to_qt_thread(self._on_read, stop, in_flight, rows)
         except Exception as exc:
-            if not self._stop.is_set():  # else the window is closing: not news
+            if not stop.is_set():  # else the window is closing: not news
                 log.exception("reading the new files in %s failed: the import stopped", self._data.images)
                 why = str(exc) or type(exc).__name__
         finally:
-            if not self._stop.is_set():
-                to_qt_thread(self._on_done, why)
+            if not stop.is_set():
+                to_qt_thread(self._on_done, stop, why)
 
-    def _gather(self) -> None:
+    def _gather(self, stop: threading.Event) -> None:
         """On the thread: the old trash gathered, then the folders listed for the repairs after it, which the Qt
         thread makes (the Store's connection is its own), also when the gathering broke off."""
         gathered = None
         try:
-            gathered = gather_trash(self._data, self._stop, functools.partial(to_qt_thread, self._on_moving))
+            gathered = gather_trash(self._data, stop, functools.partial(to_qt_thread, self._on_moving))
         finally:
-            if not self._stop.is_set():
+            if not stop.is_set():
                 to_qt_thread(self._on_gathered, gathered, list_folders(self._data))
 
     def _on_moving(self, done: int, files: int) -> None:
@@ -614,28 +666,31 @@ class FolderImport(QObject):
         if gathered is not None and (notice := gather_notice(self._data, gathered)) is not None:
             self.notice.emit(notice)
 
-    def _on_read(self, rows: list[ImportRow]) -> None:
-        """On the Qt thread: a batch committed (with its stars and history entries after a damaged database)."""
-        self._in_flight.release()
-        if self._stop.is_set():
+    def _on_read(self, stop: threading.Event, in_flight: threading.Semaphore, rows: list[ImportRow]) -> None:
+        """On the Qt thread: a batch of the run of ``stop`` and ``in_flight`` committed (with its stars and history
+        entries after a damaged database), but for the files that have a row by now: a picture the engine saved,
+        a row of the gallery's already (committed again, its record was listed twice)."""
+        in_flight.release()
+        if stop.is_set():  # closing, or the run ended
             return
         try:
-            added = self._commit(rows)
+            added = self._commit([row for row in rows if not self._store.has_path(row[0])])
             records = self._store.images_at(added)
         except sqlite3.Error as exc:  # e.g. a full disk: the app goes on with what is there
             log.exception("importing the new images failed")
             self._finish(EngineError(
                 "notice", f"Not all the new images found in {self._data.images} could be added to the gallery: "
                 f"the gallery database {self._store.path} could not be written ({exc}). "
-                f"{counted(self.report.imported, 'image')} {were(self.report.imported)} added.",
+                f"{counted(self._imported, 'image')} {were(self._imported)} added.",
                 "Check that the data folder can be written and its disk is not full; the others are added at the "
                 "next start."))  # fmt: skip
             return
         self.report.imported += len(added)
+        self._imported += len(added)
         if records:
             self.imported.emit(records)
         self.status = (f"Importing {counted(len(self._new), 'image')} from the images folder… "
-                       f"({self.report.imported} done)")  # fmt: skip
+                       f"({self._imported} done)")  # fmt: skip
 
     def _commit(self, rows: list[ImportRow]) -> list[str]:
         """Records ``rows`` in one commit; if the database refuses one of them, one at a time, without those it
@@ -657,9 +712,9 @@ class FolderImport(QObject):
         self._prompts_added |= bool(prompts)
         return [row[0] for row in rows]
 
-    def _on_done(self, why: str) -> None:
-        """On the Qt thread: every file read, or the reading broke off (``why``)."""
-        if self._stop.is_set():  # closing, or a batch the database could not take ended it already
+    def _on_done(self, stop: threading.Event, why: str) -> None:
+        """On the Qt thread: every file of the run of ``stop`` read, or the reading broke off (``why``)."""
+        if stop.is_set():  # closing, or a batch the database could not take ended it already
             return
         self._on_gathered(None, None)  # broken off while gathering: Undo and Empty trash must not wait for good
         if not why:
@@ -667,21 +722,22 @@ class FolderImport(QObject):
             return
         self._finish(EngineError(
             "notice", f"The import of the new images found in {self._data.images} stopped after "
-            f"{counted(self.report.imported, 'image')} of {len(self._new)} ({why}).",
+            f"{counted(self._imported, 'image')} of {len(self._new)} ({why}).",
             "The others are imported at the next start. If it stops again, the log file says where: please report "
             "it."))  # fmt: skip
 
     def _finish(self, problem: EngineError | None = None) -> None:
-        """The end, all imported or not (``problem``, said): the history reloaded once if images gave it prompts
-        back (also when cut short: those committed are in it), the files the database refused named, once."""
+        """The run's end, all imported or not (``problem``, said): the history reloaded once if images gave it prompts
+        back (also when cut short: those committed are in it), the files the database refused named, once; then the
+        files found since (``import_more``), if any, in the next run."""
         self._halt()
         self.running = False
         if problem is None and not self._refused:  # else the next start imports the rest with it
             self._end_recovery()
         if self._prompts_added:  # once: a reload of the list at each batch lost its selection each time
             self.history_changed.emit()
-        if problem is None and self.report.imported:
-            self.status = f"{counted(self.report.imported, 'image')} imported from the images folder."
+        if problem is None and self._imported:
+            self.status = f"{counted(self._imported, 'image')} imported from the images folder."
             self._done_shown.start()
         else:  # nothing imported (a text file named .png), or the notice says how far it went
             self.status = ""
@@ -696,6 +752,7 @@ class FolderImport(QObject):
                 "the images folder, ends this message."))  # fmt: skip
         if problem is not None:
             self.failed.emit(problem)
+        self._next_run()
 
     def _clear_status(self) -> None:
         self.status = ""

@@ -1,0 +1,210 @@
+"""Pictures put in the images folder while the app runs (by another program, or copied by hand), imported without a
+restart: before, only the next start found them.
+
+A ``QFileSystemWatcher`` watches the images folder and every folder under it that is not hidden (it tells of
+changes in a folder's own entries only). A change has the folder looked at a moment later (``SETTLE_MS``, once
+however many changes come meanwhile): listed on a thread, as start-up lists it (``png_paths``), and each PNG no entry
+holds compared with what the last look found. A file is imported only once it is as the last look found it (size and
+modification time) and is a whole PNG (``png_problem``): one still being written (growing, or not yet ending as a
+PNG ends) is looked at again a moment later, never imported half-written nor said to be damaged. One that stays as
+it is for ``GIVE_UP_S`` without becoming a whole PNG is no write under way: it is imported as it is, as start-up
+would (the gallery shows it as unreadable).
+
+The files found are imported by start-up's import (``FolderImport.import_more``: a thread reads them, a batch per
+commit), after the picture of an entry whose file is gone (renamed or moved) has been given to that entry
+(``claim_found_files``). No look is made while an import runs: its files have no row yet.
+
+The app's own writes are not imported a second time: a picture the engine saves has its row committed (the Qt
+thread's ``image_saved``) long before a second look can find it unchanged, and ``FolderImport`` leaves out a file
+that has a row by the time its batch is committed. A picture Undo brings back, or Save as writes over one in the
+gallery, has its row already."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Container
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer
+
+from app.background import Lookup, Lookups
+from app.data_dir import DataDir
+from app.gallery_model import GalleryModel
+from app.image_files import png_paths
+from app.reconcile import FolderImport, claim_found_files, valid_name
+from app.store import Store
+from gpu.generation.png_metadata import png_problem
+
+log = logging.getLogger(__name__)
+
+# How long after a change the folder is looked at, and how often again while files in it are still being written.
+SETTLE_MS = 1000
+# How long a file may stay as it is without being a whole PNG before it is taken for one that will stay so (a
+# damaged picture, a file that is no PNG) and imported as start-up would import it.
+GIVE_UP_S = 60.0
+
+Stamp = tuple[int, int]  # a file's size and modification time (ns): what changes while it is written
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A file without an entry as a look found it."""
+
+    stamp: Stamp
+    since: float  # when it was first found with this stamp (``time.monotonic``)
+    handed: bool = False  # handed to the import as it is: not again while it stays so (no PNG, or refused)
+
+
+@dataclass(frozen=True)
+class Look:
+    """What one look at the images folder found (``look_at_folder``)."""
+
+    folders: list[str]  # the folders listed: the images folder and those under it that are not hidden
+    listed: frozenset[str]  # every PNG's path relative to the images folder
+    ready: dict[str, str]  # the files to import now (relative path -> path)
+    seen: dict[str, Sighting]  # the files without an entry, for the next look to compare with
+
+    @property
+    def waiting(self) -> list[str]:
+        """The files still being written: looked at again."""
+        return [rel for rel, sighting in self.seen.items() if not sighting.handed]
+
+
+def _stamp(path: str) -> Stamp | None:
+    try:
+        stat = os.stat(path)
+    except OSError:  # gone since the listing
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def look_at_folder(images: Path, known: Container[str], seen: dict[str, Sighting]) -> Look:
+    """On a thread: the images folder listed, and each PNG whose path is not ``known`` (an entry's) compared with the
+    last look's ``seen``: ready to import when unchanged since, and a whole PNG (or unchanged for ``GIVE_UP_S``). A
+    name that is no valid text is left to start-up, which names it."""
+    now = time.monotonic()
+    folders: list[str] = []
+    listing = png_paths(images, folders)
+    ready: dict[str, str] = {}
+    kept: dict[str, Sighting] = {}
+    for rel, path in listing.items():
+        if rel in known or not valid_name(rel) or (stamp := _stamp(path)) is None:
+            continue
+        before = seen.get(rel)
+        if before is None or before.stamp != stamp:  # new, or written since the last look
+            kept[rel] = Sighting(stamp, now)
+        elif before.handed or (png_problem(path) and now - before.since < GIVE_UP_S):
+            kept[rel] = before  # handed already, or not whole yet: a write under way
+        else:
+            ready[rel] = path
+            kept[rel] = replace(before, handed=True)
+    return Look(folders, frozenset(listing), ready, kept)
+
+
+class FolderWatch(QObject):
+    """Watches the images folder from ``start`` to ``stop`` and imports what is put in it (see the module's text)."""
+
+    def __init__(self, store: Store, data: DataDir, folder_import: FolderImport, gallery: GalleryModel,
+                 parent: QObject | None = None) -> None:  # fmt: skip
+        super().__init__(parent)
+        self._store, self._data, self._import, self._gallery = store, data, folder_import, gallery
+        self._watcher = QFileSystemWatcher(self)
+        self._watcher.directoryChanged.connect(self._changed)
+        self._timer = QTimer(self, singleShot=True, interval=SETTLE_MS)
+        self._timer.timeout.connect(self._look)
+        self._lookups = Lookups("Images folder", self)
+        self._lookups.ended.connect(self._looked)
+        self._looking: Lookup | None = None
+        self._seen: dict[str, Sighting] = {}
+        self._due = False  # a look was asked for while one could not be made: made once it can
+        self._on = False
+        self.looks = 0  # looks made, for the tests
+        folder_import.running_changed.connect(self._import_running)
+
+    @property
+    def waiting(self) -> list[str]:
+        """The files found without an entry that are still being written (relative to the images folder)."""
+        return [rel for rel, sighting in self._seen.items() if not sighting.handed]
+
+    def start(self) -> None:
+        """Watching from now on; a first look soon (the files put in since start-up listed the folder)."""
+        self._on = True
+        self._watch([os.fspath(self._data.images)])
+        self._timer.start()
+
+    def stop(self) -> None:
+        """Closing: no look starts, nor is one under way used (the database closes next)."""
+        self._on = False
+        self._timer.stop()
+        if folders := self._watcher.directories():
+            self._watcher.removePaths(folders)
+
+    def _changed(self, _folder: str) -> None:
+        """A watched folder's entries changed: looked at once the moment has passed (not again for each change)."""
+        if self._on and not self._timer.isActive():
+            self._timer.start()
+
+    def _import_running(self, running: bool) -> None:
+        if not running and self._due:
+            self._changed("")
+
+    def _look(self) -> None:
+        """The folder looked at on a thread, unless a look or an import is under way (then once they end)."""
+        if not self._on:
+            return
+        if self._looking is not None or self._import.running:
+            self._due = True
+            return
+        self._due = False
+        try:
+            known = set(self._store.all_paths())
+        except sqlite3.Error:  # the import says it when it commits; here the next change tries again
+            log.exception("the images folder could not be compared with the gallery database")
+            return
+        look = functools.partial(look_at_folder, self._data.images, known, dict(self._seen))
+        self._looking = self._lookups.start("looking for new pictures", look)
+
+    def _looked(self, lookup: Lookup) -> None:
+        """A look ended: the folders found watched, the files ready imported, another look soon for those still
+        being written."""
+        if lookup is not self._looking:
+            return
+        self._looking = None
+        if not self._on:
+            return
+        self.looks += 1
+        if lookup.error is not None:
+            log.warning("the images folder %s could not be looked at: %s", self._data.images, lookup.error)
+        else:
+            look: Look = lookup.result
+            self._watch(look.folders)
+            self._seen = look.seen
+            if look.ready:
+                self._take(look)
+        if self._due or self.waiting:
+            self._changed("")
+
+    def _watch(self, folders: list[str]) -> None:
+        """``folders`` watched too (those watched already, or gone, are left as they are)."""
+        watched = set(self._watcher.directories())
+        if new := [folder for folder in folders if folder not in watched and os.path.isdir(folder)]:
+            self._watcher.addPaths(new)  # a folder the system will not watch (a limit reached) is logged by Qt
+
+    def _take(self, look: Look) -> None:
+        """The files ``look`` found ready: an entry whose file is gone takes its own picture over, the others are
+        imported (``FolderImport.import_more``)."""
+        try:
+            new, moved = claim_found_files(self._store, self._data, look.ready, look.listed)
+        except (sqlite3.Error, OSError):
+            log.exception("the pictures found in %s could not be compared with the gallery", self._data.images)
+            return
+        if moved:
+            self._gallery.files_back(sorted(moved))  # their entries show their file again, where they are listed
+        if new:
+            log.info("%d new picture(s) found in the images folder: imported", len(new))
+            self._import.import_more(new)

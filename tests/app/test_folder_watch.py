@@ -1,0 +1,109 @@
+"""Pictures put in the images folder while the app runs are imported without a restart (``app.folder_watch``): before,
+only the next start found them. On the real window, with its engine."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PIL import Image
+
+from app.data_dir import resolve_data_dir
+from app.folder_watch import SETTLE_MS
+from app.store import Store
+from gpu.generation.png_metadata import write_png
+from tests.app.gui import gallery_images, generate_one, open_window
+
+WAIT_MS = 30_000  # generous: CI runs the suite on 2 cores in parallel
+
+
+def _prompts(window) -> list[str]:
+    gallery = window.controller.gallery
+    return [gallery.record(row).prompt for row in range(gallery.rowCount())]
+
+
+def _png_bytes(folder: Path, prompt: str) -> bytes:
+    """A PNG with ``prompt`` in its settings, as bytes (a picture from elsewhere); noise: tens of KB, not a few."""
+    image = Image.effect_noise((128, 128), 64).convert("RGB")
+    return write_png(folder / "picture.png", image, {"prompt": prompt, "seed": 7}).read_bytes()
+
+
+def _looks_after(qtbot, window, count: int) -> None:
+    """Waits until the watch has looked at the folder ``count`` more times."""
+    watch = window.controller.folder_watch
+    until = watch.looks + count
+    qtbot.waitUntil(lambda: watch.looks >= until, timeout=WAIT_MS)
+
+
+def test_pictures_copied_into_the_images_folder_while_the_app_runs_appear_in_the_gallery(qtbot, data_root, tmp_path):
+    window = open_window(qtbot, data_root)
+    data = window.controller.data
+    assert _prompts(window) == []
+    outside = write_png(tmp_path / "from elsewhere.png", Image.new("RGB", (32, 32), "blue"), {"prompt": "a blue sky"})
+    shutil.copy(outside, data.images / "copied.png")  # the images folder itself
+    (data.images / "holiday").mkdir()  # a folder made by hand, and a picture in it
+    shutil.copy(outside, data.images / "holiday" / "beach.png")
+    # was: found only at the next start
+    qtbot.waitUntil(lambda: len(_prompts(window)) == 2, timeout=WAIT_MS)
+    assert _prompts(window) == ["a blue sky", "a blue sky"]
+    assert {window.controller.gallery.record(row).path for row in range(2)} == {"copied.png", "holiday/beach.png"}
+    assert window.import_label.text() == "2 images imported from the images folder."
+    # a picture put later into the folder made by hand: that folder is watched too
+    shutil.copy(outside, data.images / "holiday" / "sea.png")
+    qtbot.waitUntil(lambda: len(_prompts(window)) == 3, timeout=WAIT_MS)
+    assert window.controller.gallery.record(0).path == "holiday/sea.png"  # the newest on top
+    assert window.error_dialog is None
+
+
+def test_a_picture_still_being_written_is_imported_once_it_is_whole_never_half_written(qtbot, data_root, tmp_path):
+    window = open_window(qtbot, data_root)
+    data = window.controller.data
+    whole = _png_bytes(tmp_path, "written slowly")
+    target = data.images / "slow.png"
+    with open(target, "wb") as f:  # a copy under way: the file grows, then stops growing a while before its end
+        for part in range(4):
+            f.write(whole[part * len(whole) // 8 : (part + 1) * len(whole) // 8])
+            f.flush()
+            qtbot.wait(SETTLE_MS // 2)
+        _looks_after(qtbot, window, 3)  # unchanged across looks, but no whole PNG yet
+        watch = window.controller.folder_watch
+        assert watch.waiting == ["slow.png"]
+        # was (a watch on the size alone): imported half-written, shown as an unreadable picture
+        assert _prompts(window) == [] and window.controller.store.images() == []
+        assert window.error_dialog is None  # never said to be damaged
+        f.write(whole[4 * len(whole) // 8 :])
+    qtbot.waitUntil(lambda: _prompts(window) == ["written slowly"], timeout=WAIT_MS)
+    gallery = window.controller.gallery
+    assert gallery.record(0).settings["seed"] == 7 and watch.waiting == []
+    assert window.error_dialog is None
+
+
+def test_the_apps_own_pictures_are_not_imported_a_second_time(qtbot, data_root):
+    window = open_window(qtbot, data_root)
+    controller = window.controller
+    looks = controller.folder_watch.looks
+    saved = generate_one(qtbot, controller)
+    qtbot.waitUntil(lambda: controller.folder_watch.looks > looks, timeout=WAIT_MS)  # the folder changed: looked at
+    qtbot.wait(3 * SETTLE_MS)  # a picture found without its entry would be imported at the next look
+    assert controller.folder_watch.waiting == []
+    assert [r.path for r in controller.store.images()] == [saved.path]
+    assert _prompts(window) == ["a red circle"]
+    assert not controller.folder_import.running and controller.folder_import.status == ""
+
+
+def test_a_picture_renamed_while_the_app_runs_keeps_its_entry_and_its_star(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a starred owl"])
+    store = Store(data.database)
+    owl = store.images()[0]
+    store.set_favorites([owl.id], True)
+    store.close()
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    (data.images / "d" / "0.png").rename(data.images / "owl by the lake.png")
+    # was: the file imported as a second entry, without the star; the first flagged missing at the next start
+    qtbot.waitUntil(lambda: gallery.record(0).path == "owl by the lake.png", timeout=WAIT_MS)
+    assert gallery.rowCount() == 1
+    record = gallery.record(0)
+    assert (record.id, record.favorite, record.missing) == (owl.id, True, False)
+    assert [r.path for r in window.controller.store.images()] == ["owl by the lake.png"]
