@@ -30,6 +30,7 @@ from app.held_clicks import HeldClicks
 from app.history_actions import HistoryActions
 from app.history_model import HistoryModel
 from app.image_copy import ImageCopy
+from app.image_viewer_state import ImageViewerState
 from app.job_queue import JobQueue, unusable_loras_error
 from app.lora_state import LoraState
 from app.lora_twins import twin_loras_error
@@ -118,6 +119,7 @@ class AppController(QObject):
         self.image_copy = ImageCopy(self.status_message.emit, self._copy_failed, self)
         self.gallery.emptying_progress.connect(self.trash.on_emptying_progress)
         self.gallery.trash_emptied.connect(self.trash.on_trash_emptied)
+        self.viewer = ImageViewerState(self.gallery, self.delete_images, self)  # the full-size viewer's
         self.history = HistoryModel(self.store, self)
         self.folder_import.history_changed.connect(self.history.reload)
         self.prompt = PromptState()

@@ -474,6 +474,7 @@ class MainWindow(QMainWindow):
             event.ignore()  # "No": the jobs go on, and the app with them
             return
         self._closed = True
+        self.controller.viewer.close()  # its window too: none left open over the desktop
         # Files a second start was told were taken come in now (their settings saved below, what goes wrong with
         # them logged); from here on such a start finds the folder locked or free, not a closing window.
         self.handoff.close()

@@ -37,6 +37,7 @@ from app.store import ImageRecord
 from app.thumbnails import THUMB_SIZE
 from app.trash_listing import TrashListing
 from app.trash_notices import empty_trash_question
+from app.widgets.image_viewer import ImageViewer
 from app.widgets.search_field import connect_search
 from app.widgets.selection import selected_rows
 from app.widgets.shortcuts import local_shortcuts
@@ -96,7 +97,12 @@ class GalleryPanel(QWidget):
         model.modelAboutToBeReset.connect(self._keep_selection)
         model.modelReset.connect(self._select_kept)
         model.dataChanged.connect(self._rows_changed)
-        self.view.doubleClicked.connect(lambda _: self.reuse_settings())
+        # Double-click or Enter: the picture at full size, in the viewer (its settings: Reuse settings)
+        self.view.doubleClicked.connect(lambda index: controller.viewer.show_row(index.row()))
+        self.view.setAccessibleDescription("Generated images, newest first. Double-click or Enter views one at full "
+                                           "size.")  # fmt: skip
+        self.viewer = ImageViewer(controller.viewer, controller.undo_delete, self)
+        controller.viewer.row_shown.connect(self._follow_viewer)
         self.view.setDragEnabled(True)  # out only: to a file manager, a browser, an image editor
         self.view.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
         self.view.setDefaultDropAction(Qt.DropAction.CopyAction)
@@ -132,7 +138,9 @@ class GalleryPanel(QWidget):
         # the LoRA panel copied the gallery's picture, and Ctrl+S in the prompt box saved a picture the user
         # may not even see. (A text field in the gallery keeps its own Ctrl+Z and Ctrl+C: it takes them first.)
         local_shortcuts(self.view, ((QKeySequence.StandardKey.Delete, self.delete_selected),  # the grid, its viewport
-                                    (QKeySequence.StandardKey.Copy, self.copy_image)))  # fmt: skip
+                                    (QKeySequence.StandardKey.Copy, self.copy_image),
+                                    (QKeySequence(Qt.Key.Key_Return), self.view_current),
+                                    (QKeySequence(Qt.Key.Key_Enter), self.view_current)))  # fmt: skip
         local_shortcuts(self, ((QKeySequence.StandardKey.Undo, controller.undo_delete),  # anywhere in the gallery
                                (QKeySequence.StandardKey.Save, self.save_as)))  # fmt: skip
 
@@ -192,6 +200,16 @@ class GalleryPanel(QWidget):
         ``setCurrentIndex`` chose by the keys held down, and with Ctrl or Shift held it added the row instead."""
         index = self.controller.gallery.index(row)
         self.view.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+    def view_current(self) -> None:
+        """Enter: the current image in the full-size viewer."""
+        if (row := self.current_row()) is not None:
+            self.controller.viewer.show_row(row)
+
+    def _follow_viewer(self, row: int) -> None:
+        """The viewer went to the image at ``row``: selected alone, and scrolled to."""
+        self.select_row(row)
+        self.view.scrollTo(self.controller.gallery.index(row))
 
     def _selection_changed(self, *_: QItemSelection) -> None:
         record = self.current()
