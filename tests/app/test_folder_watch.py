@@ -9,12 +9,12 @@ from pathlib import Path
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
-from app.folder_watch import SETTLE_MS
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app.gui import gallery_images, generate_one, open_window
 
 WAIT_MS = 30_000  # generous: CI runs the suite on 2 cores in parallel
+LOOK_MS = 1000  # about the time between two looks at the folder (``app.folder_watch.SETTLE_MS``)
 
 
 def _prompts(window) -> list[str]:
@@ -64,7 +64,7 @@ def test_a_picture_still_being_written_is_imported_once_it_is_whole_never_half_w
         for part in range(4):
             f.write(whole[part * len(whole) // 8 : (part + 1) * len(whole) // 8])
             f.flush()
-            qtbot.wait(SETTLE_MS // 2)
+            qtbot.wait(LOOK_MS // 2)
         _looks_after(qtbot, window, 3)  # unchanged across looks, but no whole PNG yet
         watch = window.controller.folder_watch
         assert watch.waiting == ["slow.png"]
@@ -84,7 +84,7 @@ def test_the_apps_own_pictures_are_not_imported_a_second_time(qtbot, data_root):
     looks = controller.folder_watch.looks
     saved = generate_one(qtbot, controller)
     qtbot.waitUntil(lambda: controller.folder_watch.looks > looks, timeout=WAIT_MS)  # the folder changed: looked at
-    qtbot.wait(3 * SETTLE_MS)  # a picture found without its entry would be imported at the next look
+    qtbot.wait(3 * LOOK_MS)  # a picture found without its entry would be imported at the next look
     assert controller.folder_watch.waiting == []
     assert [r.path for r in controller.store.images()] == [saved.path]
     assert _prompts(window) == ["a red circle"]
