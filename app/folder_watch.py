@@ -162,7 +162,7 @@ class FolderWatch(QObject):
             return
         self._due = False
         try:
-            known = set(self._store.all_paths())
+            known = self._store.paths()
         except sqlite3.Error:  # the import says it when it commits; here the next change tries again
             log.exception("the images folder could not be compared with the gallery database")
             return
