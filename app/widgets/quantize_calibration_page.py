@@ -11,7 +11,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSpinBox,
     QWizard,
     QWizardPage,
 )
@@ -19,6 +18,7 @@ from PySide6.QtWidgets import (
 from app.bindings import bind, bind_enabled
 from app.quantize_outputs import default_ram_budget_gib, installed_ram_bytes
 from app.quantize_source import CalibrationSet
+from app.widgets.clamping_spin_box import ClampingSpinBox
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from app.widgets.quantize_labels import warning_label
 from app.wording import sentence
@@ -50,10 +50,10 @@ class CalibrationPage(QWizardPage):
         # a "Built-in everyday prompts" choice that did nothing stood here, and the demo model used its own.
         self.prompt_set = QLabel("")
         self.prompt_set.setWordWrap(True)
-        self.count = QSpinBox(minimum=1, maximum=MAX_PROMPTS, value=DEFAULT_CALIB_PROMPTS)
+        self.count = ClampingSpinBox(minimum=1, maximum=MAX_PROMPTS, value=DEFAULT_CALIB_PROMPTS)
         self._wanted = DEFAULT_CALIB_PROMPTS  # the count asked for, kept while a smaller set caps the field
         self.count.valueChanged.connect(self._count_changed)
-        self.steps = QSpinBox(minimum=0, maximum=50, value=0)
+        self.steps = ClampingSpinBox(minimum=0, maximum=50, value=0)
         self.show_calibration(None)
         # Not 0, which read as "no GPU" and was taken silently like any other budget.
         self.gpu_gib = DecimalSpinBox(minimum=1.0, maximum=192.0, value=DEFAULT_GPU_BUDGET_GIB, suffix=" GiB")

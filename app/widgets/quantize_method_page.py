@@ -3,8 +3,9 @@ methods that have them (rank, alpha search, shared smoothing)."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSpinBox, QWizardPage
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QWizardPage
 
+from app.widgets.clamping_spin_box import ClampingSpinBox
 from gpu.quantize_defaults import (
     DEFAULT_ALPHA_POINTS,
     DEFAULT_RANK,
@@ -38,14 +39,14 @@ class MethodPage(QWizardPage):
             self.precision.addItem(label, value)
         # From 1: without its branch a low-rank method makes the model of another (RANK_ZERO_SAME_AS), which the
         # engine refuses under the second name; the tooltip names the baseline to pick instead.
-        self.rank = QSpinBox(minimum=1, maximum=MAX_RANK, value=DEFAULT_RANK, singleStep=8)
+        self.rank = ClampingSpinBox(minimum=1, maximum=MAX_RANK, value=DEFAULT_RANK, singleStep=8)
         # The rank the user set, which a smaller source's limit brings down in the field (``show_rank_limit``) and a
         # larger one's gives back: it stayed at the smaller source's limit once that source was left
         self._asked_rank = DEFAULT_RANK
         self._bounding = False
         self.rank.valueChanged.connect(self._rank_set)
         self.show_rank_limit(0)
-        self.alpha_points = QSpinBox(minimum=2, maximum=MAX_ALPHA_POINTS, value=DEFAULT_ALPHA_POINTS)
+        self.alpha_points = ClampingSpinBox(minimum=2, maximum=MAX_ALPHA_POINTS, value=DEFAULT_ALPHA_POINTS)
         self.alpha_points.setToolTip(
             "How many smoothing strengths (alpha, evenly from 0 to 1) SVDQuant and SmoothQuant try for each layer, "
             f"keeping the one with the smallest error: {DEFAULT_ALPHA_POINTS} tries 0, 0.1, ..., 1. Fewer quantize "
@@ -68,8 +69,9 @@ class MethodPage(QWizardPage):
 
     def show_rank_limit(self, limit: int) -> None:
         """Bounds the rank by the chosen source's ``limit`` (``QuantizeSource.rank_limit``; 0: not known): a larger
-        branch would hold more numbers than the layer's own 16-bit weight, and the run refuses it. A rank typed
-        beyond it is brought down to it, which the field shows, and given back where a later source takes it."""
+        branch would hold more numbers than the layer's own 16-bit weight, and the run refuses it. A rank set before
+        beyond it is brought down to it, which the field shows, and given back where a later source takes it; one
+        typed beyond it is brought down to it as typing ends (``ClampingSpinBox``)."""
         self._bounding = True
         try:
             self.rank.setMaximum(min(limit, MAX_RANK) if limit else MAX_RANK)
