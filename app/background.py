@@ -27,7 +27,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -198,6 +198,13 @@ class Lookup:
     what: str  # in words, for the log: "naming the output", "listing the unfinished runs", ...
     result: Any = None
     error: BaseException | None = None
+    # Set once ``result`` or ``error`` is filled in: for a quit that waits for a lookup (``wait``)
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def wait(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds for the work to end -> whether it has (its end is still handed to the Qt
+        thread: the caller takes it from here, or drops it there)."""
+        return self.done.wait(timeout)
 
 
 class Lookups(QObject):
@@ -232,4 +239,5 @@ def _run_lookup(lookup: Lookup, work: Callable[[], Any], end: Callable[[Lookup],
         # Without its traceback: its frames hold this lookup, its work and its end (a reference cycle, which a
         # garbage collection on any thread would free, a Qt object with it)
         lookup.error = exc.with_traceback(None)
+    lookup.done.set()
     to_qt_thread(end, lookup)

@@ -212,6 +212,7 @@ class AppController(QObject):
 
     def shutdown(self) -> None:
         """The window closes: the engine stopped, what it finished committed, the store closed."""
+        self.image_copy.finish()  # a Ctrl+C of a moment ago: on the clipboard before the window goes
         self.gallery.stop()  # first: queued decodes would keep the CPU from the engine's stop
         self.loras.folder_scan.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
         self.loras.hash_search.cancel_search()  # an image's LoRAs looked for by hash: nothing switched on, nor said

@@ -5,6 +5,7 @@ second Ctrl+C while the first decodes copies that one, not both, whichever decod
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from PySide6.QtGui import QImage
 
 from app.background import Lookup, Lookups
 from app.image_decode import read_image
+
+log = logging.getLogger(__name__)
+# How long a quit waits for the picture Ctrl+C is decoding (``ImageCopy.finish``): an upscaler's 8200x8200 takes
+# seconds; one on a drive that does not answer is given up
+QUIT_WAIT_S = 30.0
 
 
 class ImageCopy(QObject):
@@ -39,18 +45,42 @@ class ImageCopy(QObject):
         self._asked = (source, self._lookups.start("decoding an image to copy", lambda: _decoded(source)))
         self._tell(f"Copying the image {source.name}…")
 
+    def finish(self, timeout: float = QUIT_WAIT_S) -> None:
+        """The app quits: the picture asked for last, while it still decodes, waited for (``timeout`` seconds at
+        most) and handed on, for the clipboard before the window goes. Left to its thread, it never came: the
+        process ended first, and the user pasted what they had copied before. One that cannot be copied, or is not
+        decoded in time, is logged (a dialog would hold the quit)."""
+        if self._asked is None:
+            return
+        source, lookup = self._asked
+        if not lookup.wait(timeout):
+            log.warning("the image %s was still being decoded for Ctrl+C after %.0f s at the quit: not copied",
+                        source, timeout)  # fmt: skip
+            self._asked = None
+            return
+        self._hand_on(source, lookup, _not_copied_at_quit)
+
     def _decoded(self, lookup: Lookup) -> None:
         """On the Qt thread: a decode ended; handed on, or said as failed, only when it is the latest asked for."""
         if self._asked is None or lookup is not self._asked[1]:
-            return  # another picture was asked for since: this one is dropped
-        source = self._asked[0]
+            return  # another picture was asked for since (or the quit took it: ``finish``): this one is dropped
+        self._hand_on(self._asked[0], lookup, self._failed)
+
+    def _hand_on(self, source: Path, lookup: Lookup, failed: Callable[[Path, str], object]) -> None:
+        """The decode of the picture asked for last, in ``source``, ended (``lookup``): its pixels handed on
+        (``ready``) and said, or ``failed`` told why there are none."""
         self._asked = None
         image, problem = lookup.result if lookup.error is None else (None, f"it could not be decoded ({lookup.error})")
         if image is None:
-            self._failed(source, problem)
+            failed(source, problem)
             return
         self.ready.emit(image)
         self._tell(f"The image {source.name} was copied.")
+
+
+def _not_copied_at_quit(source: Path, problem: str) -> None:
+    """The picture in ``source`` could not be copied as the app quit (``problem``: why): logged."""
+    log.warning("the image %s was not copied as the app quit: %s", source, problem)
 
 
 def _decoded(source: Path) -> tuple[QImage | None, str]:

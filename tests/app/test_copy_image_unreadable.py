@@ -154,3 +154,23 @@ def test_a_second_ctrl_c_while_the_first_decodes_copies_the_latest_image_only(qt
     assert clipboard.image().pixelColor(3, 3).getRgb()[:3] == (200, 0, 0)  # the latest choice
     assert len(changes) == 1  # was: 2, the first image put there too (after a 5 s freeze)
     assert window.statusBar().currentMessage() == "The image 0.png was copied."
+
+
+def test_ctrl_c_then_quitting_at_once_still_puts_the_picture_on_the_clipboard(qtbot, data_root, monkeypatch):
+    """A user copies a large picture (seconds to decode) and quits at once, to paste it in a chat: the window closed
+    while the picture was decoded, and the process ended before it reached the clipboard, which kept what was copied
+    before, nothing said (the copy on the window's thread, before e833891, finished first). The quit now waits for
+    that decode and puts the picture on the clipboard before the window goes."""
+    window, _data = _two_images(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    newest = str(gallery.path_of(gallery.record(0)))
+    reads = _HeldReads(monkeypatch, [newest], [newest])
+    clipboard = QGuiApplication.clipboard()
+    clipboard.setText("copied before")
+    panel.select_row(0)
+    panel.copy_image()
+    assert window.statusBar().currentMessage() == "Copying the image 1.png…"
+    threading.Timer(0.5, reads.release).start()  # the decode ends while the window closes
+    window.close()
+    # Read before any event is handled: the process of a quit ends here
+    assert clipboard.image().pixelColor(3, 3).getRgb()[:3] == (0, 0, 200)  # was: "copied before"
