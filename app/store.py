@@ -220,9 +220,9 @@ def search_terms(text: str) -> list[str]:
 
 
 def found(terms: list[str], key: str, seed: int | None = None) -> bool:
-    """Whether every one of a search's ``terms`` (``search_terms``) is in the search key ``key`` of a text, or is a
-    whole number that is ``seed`` (an image's: ``seed_of``; None for a text that has none, a history entry's)."""
-    return all(term in key or (seed is not None and _whole_number(term) == seed) for term in terms)
+    """Whether every one of a search's ``terms`` (``search_terms``) is in the search key ``key`` of a text, or is the
+    number ``seed`` (``_seed_term``; an image's: ``seed_of``; None for a text that has none, a history entry's)."""
+    return all(term in key or (seed is not None and _seed_term(term) == seed) for term in terms)
 
 
 def image_found(terms: list[str], record: ImageRecord) -> bool:
@@ -230,9 +230,17 @@ def image_found(terms: list[str], record: ImageRecord) -> bool:
     return not terms or found(terms, *record.search_fields())
 
 
+def _seed_term(term: str) -> int | None:
+    """The seed a search term finds (``_whole_number``); None for a number written with leading zeros ("007",
+    "00"), which is text only: a seed is never written so (the pane says "Seed: 7"), and "agent 007" listed the
+    images of seed 7 too."""
+    return None if len(term) > 1 and term.startswith("0") else _whole_number(term)
+
+
 def _whole_number(text: str) -> int | None:
-    """``text`` as the seed a search term finds: a whole number in ASCII digits (a term is in NFKC: full-width digits
-    typed are these), at most SQLite's largest integer (the engine's largest seed too); else None."""
+    """``text`` as a seed (a row's, ``seed_of``; a search term's, ``_seed_term``): a whole number in ASCII digits (a
+    term is in NFKC: full-width digits typed are these), at most SQLite's largest integer (the engine's largest seed
+    too); else None."""
     if not (text.isascii() and text.isdigit()) or len(text) > len(str(_LARGEST_SEED)):
         return None  # a long run of digits is never given to ``int``: from 4,300 digits it raises
     number = int(text)
@@ -247,12 +255,12 @@ _QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"
 
 def _where_found(terms: list[str], key: str = "search_key", seed: str | None = None) -> tuple[str, list[Any]]:
     """The SQL condition that finds the rows whose ``key`` (a column, or an expression of one) holds every one of
-    ``terms``, or whose column ``seed`` (where given) is a whole-number term, as ``found`` finds them; and its
-    parameters, in order."""
+    ``terms``, or whose column ``seed`` (where given) is a term's number (``_seed_term``), as ``found`` finds them;
+    and its parameters, in order."""
     conditions: list[str] = []
     params: list[Any] = []
     for term in terms:
-        number = None if seed is None else _whole_number(term)
+        number = None if seed is None else _seed_term(term)
         if number is None:
             conditions.append(f"instr({key}, ?) > 0")
             params.append(term)

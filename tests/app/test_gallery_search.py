@@ -365,3 +365,30 @@ def test_a_seed_or_a_model_name_typed_into_the_gallery_search_finds_its_images(q
     history.add("a fox", "")
     assert _shown(qtbot, window.history_panel.search, history, "1234567") == {"a fox, seed 1234567"}
     assert _shown(qtbot, window.history_panel.search, history, "demo") == set()
+
+
+def test_a_number_typed_with_leading_zeros_finds_no_seed(qtbot, data_root):
+    """A user looks for the prompt "agent 007": the images of seed 7 were listed too (and "00" listed those of seed
+    0), the term read as the number it spells, while a seed is never written with a leading zero (the pane shows
+    "Seed: 7"). A number with leading zeros is now text only, in the gallery's search and in an image made while it
+    is on; "0" itself still finds seed 0."""
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    made = [("agent 007 in a tuxedo", 123), ("a red fox", 7), ("a blue owl", 0), ("a cat", 100)]
+    for i, (prompt, seed) in enumerate(made):
+        settings = {"prompt": prompt, "seed": seed, "model": "demo"}
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16)), settings)
+        store.add_image(f"d/{i}.png", settings, created=float(i))
+    store.close()
+    window = window_without_engine(qtbot, data)
+    panel = window.gallery_panel
+    _finds(qtbot, panel, {"007": {"agent 007 in a tuxedo"},  # was: "a red fox" too (seed 7)
+                          "00": {"agent 007 in a tuxedo"},  # was: "a blue owl" too (seed 0)
+                          "７": {"a red fox", "agent 007 in a tuxedo"}, "0": {"a blue owl", "agent 007 in a tuxedo"},
+                          "100": {"a cat"}})  # fmt: skip
+    _search(qtbot, panel, "007")
+    settings = {"prompt": "a grey wolf", "seed": 7, "model": "demo"}
+    write_png(data.images / "d" / "new.png", Image.new("RGB", (16, 16)), settings)
+    panel.controller.gallery.add("d/new.png", settings)  # made while the search is on: the same rule
+    gallery = panel.controller.gallery
+    assert [gallery.record(row).prompt for row in range(gallery.rowCount())] == ["agent 007 in a tuxedo"]
