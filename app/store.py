@@ -162,10 +162,9 @@ def search_key(text: str) -> str:
     """``text`` as searches compare it: Unicode case folding ("Ä" finds "ä", "STRASSE" finds "straße", which
     SQLite's LIKE folds for ASCII only), compatibility forms unified (NFKC: a composed and a decomposed "é",
     full-width letters), accents folded (``_AccentFold``: "cafe" finds "café", "uber" "Über", "smorrebrod"
-"smørrebrød"), and any run of white
-    space one space, none at the ends (a prompt's line break is a space in the history list, where the user reads
-    what to type; a stray space typed or pasted finds nothing). The stored keys are computed with it: where it
-    changes, a migration computes them again (``_MIGRATIONS``)."""
+    "smørrebrød"), and any run of white space one space, none at the ends (a prompt's line break is a space in the
+    history list, where the user reads what to type; a stray space typed or pasted finds nothing). The stored keys
+    are computed with it: where it changes, a migration computes them again (``_MIGRATIONS``)."""
     return " ".join(unicodedata.normalize("NFKC", str(text)).casefold().translate(_ACCENTS).split())
 
 
