@@ -117,8 +117,10 @@ def _two_images(qtbot, data_root):
     return window, data
 
 
-def test_ctrl_c_decodes_the_picture_off_the_window_thread_saying_so_meanwhile(qtbot, data_root, monkeypatch):
-    window, data = _two_images(qtbot, data_root)
+def _copying_the_newest(qtbot, data_root, monkeypatch):
+    """Two gallery images, the clipboard holding "copied before", and Ctrl+C on the newest, whose decode is held
+    (``_HeldReads``) -> (the window, the held reads, the clipboard)."""
+    window, _data = _two_images(qtbot, data_root)
     panel, gallery = window.gallery_panel, window.controller.gallery
     newest = str(gallery.path_of(gallery.record(0)))
     reads = _HeldReads(monkeypatch, [newest], [newest])
@@ -126,8 +128,13 @@ def test_ctrl_c_decodes_the_picture_off_the_window_thread_saying_so_meanwhile(qt
     clipboard.setText("copied before")
     panel.select_row(0)
     panel.copy_image()
-    # was: decoded on the window's thread, which waited for it, and nothing said meanwhile
     assert window.statusBar().currentMessage() == "Copying the image 1.png…"
+    return window, reads, clipboard
+
+
+def test_ctrl_c_decodes_the_picture_off_the_window_thread_saying_so_meanwhile(qtbot, data_root, monkeypatch):
+    # was: decoded on the window's thread, which waited for it, and nothing said meanwhile
+    window, reads, clipboard = _copying_the_newest(qtbot, data_root, monkeypatch)
     assert clipboard.text() == "copied before"
     reads.release()
     qtbot.waitUntil(lambda: clipboard.image().pixelColor(3, 3).getRgb()[:3] == (0, 0, 200), timeout=30000)
@@ -161,15 +168,7 @@ def test_ctrl_c_then_quitting_at_once_still_puts_the_picture_on_the_clipboard(qt
     while the picture was decoded, and the process ended before it reached the clipboard, which kept what was copied
     before, nothing said (the copy on the window's thread, before e833891, finished first). The quit now waits for
     that decode and puts the picture on the clipboard before the window goes."""
-    window, _data = _two_images(qtbot, data_root)
-    panel, gallery = window.gallery_panel, window.controller.gallery
-    newest = str(gallery.path_of(gallery.record(0)))
-    reads = _HeldReads(monkeypatch, [newest], [newest])
-    clipboard = QGuiApplication.clipboard()
-    clipboard.setText("copied before")
-    panel.select_row(0)
-    panel.copy_image()
-    assert window.statusBar().currentMessage() == "Copying the image 1.png…"
+    window, reads, clipboard = _copying_the_newest(qtbot, data_root, monkeypatch)
     threading.Timer(0.5, reads.release).start()  # the decode ends while the window closes
     window.close()
     # Read before any event is handled: the process of a quit ends here
