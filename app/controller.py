@@ -30,6 +30,7 @@ from app.held_clicks import HeldClicks
 from app.history_actions import HistoryActions
 from app.history_model import HistoryModel
 from app.image_copy import ImageCopy
+from app.image_decode import TooLarge
 from app.image_viewer_state import ImageViewerState
 from app.job_queue import JobQueue, unusable_loras_error
 from app.lora_state import LoraState
@@ -429,10 +430,16 @@ class AppController(QObject):
         copied before included, and nothing said so)."""
         self.image_copy.copy(self.gallery.path_of(record))
 
-    def _copy_failed(self, source: Path, problem: str) -> None:
-        """The image in ``source`` could not be copied (``problem``: why): said, with what to do."""
+    def _copy_failed(self, source: Path, problem: str | TooLarge) -> None:
+        """The image in ``source`` could not be copied (``problem``: why, or its picture too large for this
+        machine): said, with what to do."""
+        if isinstance(problem, TooLarge):  # nothing wrong with its file: it goes by its file instead
+            problem, remedy = problem.said("copy"), ("Drag the image from the gallery into the other program "
+                                                     "instead: that hands over its file, not its pixels.")  # fmt: skip
+        else:
+            remedy = _put_back("copy it again", damaged=True)
         self.error.emit(EngineError("user", f"The image {source} could not be copied: {problem}.",
-                                    f"The clipboard was left as it was. {_put_back('copy it again', damaged=True)}"))
+                                    f"The clipboard was left as it was. {remedy}"))
 
     def reuse_settings(self, record: ImageRecord) -> None:
         """The gallery image ``record``'s settings in the prompt panel (``SettingsRestore.reuse_settings``)."""

@@ -18,7 +18,6 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.data_dir import DataDir
 from app.file_urls import file_url
@@ -31,22 +30,13 @@ from app.observable import Prop
 from app.plain_text import plain_tooltip
 from app.reconcile import FolderImport
 from app.store import ImageRecord, Store, image_found, search_terms
-from app.thumbnails import THUMB_SIZE, ThumbnailCache
+from app.thumbnails import THUMB_SIZE, ThumbnailCache, placeholder
 from app.trash_listing import TrashListing
 
 RecordRole = Qt.ItemDataRole.UserRole + 1
 PathRole = Qt.ItemDataRole.UserRole + 2
 
 Index = QModelIndex | QPersistentModelIndex
-
-
-def _placeholder(text: str) -> QImage:
-    image = QImage(THUMB_SIZE, THUMB_SIZE, QImage.Format.Format_ARGB32)
-    image.fill(QColor(128, 128, 128, 60))
-    painter = QPainter(image)
-    painter.drawText(image.rect(), Qt.AlignmentFlag.AlignCenter, text)
-    painter.end()
-    return image
 
 
 class GalleryModel(QStringListModel):
@@ -95,9 +85,9 @@ class GalleryModel(QStringListModel):
         self._favorites_only = False
         self.thumbnails = ThumbnailCache(parent=self)
         self.thumbnails.loaded.connect(self._thumbnail_loaded)
-        self._loading = _placeholder("…")
-        self._missing = _placeholder("missing")
-        self._unreadable = _placeholder("unreadable")
+        self._loading = placeholder("…")
+        self._missing = placeholder("missing")
+        self._unreadable = placeholder("unreadable")
         self._trash = GalleryTrash(self, store, data)
         self._emptier = self._trash.emptier
         self.reload()

@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from app.background import Lookup, Lookups
-from app.image_decode import read_image
+from app.image_decode import TooLarge, decode_image
 
 log = logging.getLogger(__name__)
 # How long a quit waits for the picture Ctrl+C is decoding (``ImageCopy.finish``): an upscaler's 8200x8200 takes
@@ -23,12 +23,13 @@ QUIT_WAIT_S = 30.0
 
 class ImageCopy(QObject):
     """Decodes the pictures Ctrl+C asks for (``copy``), one thread each; ``ready`` with the latest one's pixels.
-    ``tell``: a passing word for the status bar; ``failed``: the picture's file and why it could not be copied (the
-    clipboard is then left as it was: a null image put there emptied it, what the user had copied before included)."""
+    ``tell``: a passing word for the status bar; ``failed``: the picture's file and why it could not be copied, in
+    words or as ``TooLarge`` (the clipboard is then left as it was: a null image put there emptied it, what the
+    user had copied before included)."""
 
     ready = Signal(QImage)  # the pixels of the image asked for last, on the Qt thread: for the clipboard
 
-    def __init__(self, tell: Callable[[str], object], failed: Callable[[Path, str], object],
+    def __init__(self, tell: Callable[[str], object], failed: Callable[[Path, str | TooLarge], object],
                  parent: QObject | None = None) -> None:  # fmt: skip
         super().__init__(parent)
         self._tell = tell
@@ -66,7 +67,7 @@ class ImageCopy(QObject):
             return  # another picture was asked for since (or the quit took it: ``finish``): this one is dropped
         self._hand_on(self._asked[0], lookup, self._failed)
 
-    def _hand_on(self, source: Path, lookup: Lookup, failed: Callable[[Path, str], object]) -> None:
+    def _hand_on(self, source: Path, lookup: Lookup, failed: Callable[[Path, str | TooLarge], object]) -> None:
         """The decode of the picture asked for last, in ``source``, ended (``lookup``): its pixels handed on
         (``ready``) and said, or ``failed`` told why there are none."""
         self._asked = None
@@ -78,14 +79,18 @@ class ImageCopy(QObject):
         self._tell(f"The image {source.name} was copied.")
 
 
-def _not_copied_at_quit(source: Path, problem: str) -> None:
+def _not_copied_at_quit(source: Path, problem: str | TooLarge) -> None:
     """The picture in ``source`` could not be copied as the app quit (``problem``: why): logged."""
     log.warning("the image %s was not copied as the app quit: %s", source, problem)
 
 
-def _decoded(source: Path) -> tuple[QImage | None, str]:
-    """On the decode's thread: (the picture in ``source``, "") or (None, why it is none), in words for the user."""
-    image = read_image(str(source))  # a large picture, past Qt's 256 MB allocation limit, too
+def _decoded(source: Path) -> tuple[QImage | None, str | TooLarge]:
+    """On the decode's thread: (the picture in ``source``, "") or (None, why it is none): in words for the user, or
+    its picture too large for this machine to decode."""
+    try:
+        image = decode_image(str(source))  # a large picture, past Qt's 256 MB allocation limit, too
+    except TooLarge as exc:  # no damaged file: said with its size, where "could not be read" sent the user looking
+        return None, exc.with_traceback(None)  # its frames hold the reader: let go of here
     if not image.isNull():
         return image, ""
     return None, "its file is missing" if not source.is_file() else "its file could not be read as an image"

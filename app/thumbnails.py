@@ -17,10 +17,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtGui import QColor, QImage, QPainter
 
-from app.image_decode import read_image
+from app.image_decode import TooLarge, decode_image
 
 THUMB_SIZE = 160
 # How long a thumbnail is shown without looking at its file again: a row painted later has its file's state taken
@@ -42,14 +42,28 @@ def _stamp(path: str) -> Stamp:
     return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
+def placeholder(text: str) -> QImage:
+    """A thumbnail that says ``text`` instead of a picture ("missing", "unreadable"); on the Qt thread (its text
+    is drawn with the app's fonts)."""
+    image = QImage(THUMB_SIZE, THUMB_SIZE, QImage.Format.Format_ARGB32)
+    image.fill(QColor(128, 128, 128, 60))
+    painter = QPainter(image)
+    painter.drawText(image.rect(), Qt.AlignmentFlag.AlignCenter, text)
+    painter.end()
+    return image
+
+
 class _Emitter(QObject):
-    loaded = Signal(str, QImage, object)  # path, thumbnail, the file's ``Stamp`` taken before it was decoded
+    # path, thumbnail, "" or the picture's size in words when it is too large to decode on this machine (the
+    # thumbnail then null: a placeholder saying so is drawn on the Qt thread), the file's ``Stamp`` taken before
+    loaded = Signal(str, QImage, str, object)
     unchanged = Signal(str)  # path: a re-check found the file as it was decoded
 
 
 def _decode(path: str) -> QImage:
-    """The thumbnail of the file at ``path`` (a pool thread's work); a null image for an unreadable file."""
-    return read_image(path, THUMB_SIZE)
+    """The thumbnail of the file at ``path`` (a pool thread's work); a null image for an unreadable file.
+    Raises ``TooLarge`` for a picture too large for this machine to decode."""
+    return decode_image(path, THUMB_SIZE)
 
 
 @dataclass(slots=True)
@@ -90,7 +104,11 @@ class _LoadThumb(QRunnable):
         if stamp == held:
             self.emitter.unchanged.emit(path)
         else:
-            self.emitter.loaded.emit(path, _decode(path), stamp)  # a null image marks an unreadable file
+            try:
+                image, too_large = _decode(path), ""  # a null image marks an unreadable file
+            except TooLarge as exc:
+                image, too_large = QImage(), exc.size_said
+            self.emitter.loaded.emit(path, image, too_large, stamp)
 
 
 class ThumbnailCache(QObject):
@@ -174,7 +192,9 @@ class ThumbnailCache(QObject):
         if key in self._pending:
             self._stale.add(key)
 
-    def _on_loaded(self, path: str, image: QImage, stamp: Stamp) -> None:
+    def _on_loaded(self, path: str, image: QImage, too_large: str, stamp: Stamp) -> None:
+        if too_large:  # said in the grid, where "unreadable" sent the user looking for a damaged file
+            image = placeholder(f"too large to show\n{too_large}")
         if self._kept(path):
             self._cache[path] = _Thumb(image, stamp, time.monotonic())
             self._cache.move_to_end(path)
