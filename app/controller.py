@@ -414,7 +414,7 @@ class AppController(QObject):
         if not problem:
             try:
                 written = atomic_write_with(target, lambda tmp: shutil.copyfile(source, tmp))
-                self.gallery.thumbnails.recheck(written)  # saved over a gallery image's file: its row shows it
+                self.gallery.file_written(written)  # saved over a gallery image's file: its row shows it
                 self.status_message.emit(f"The image {source.name} was saved as {written}.")  # else: no sign
                 return written
             except UserError as exc:  # the write failed (atomic_write_with names the target); nothing was replaced

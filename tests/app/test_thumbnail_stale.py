@@ -67,3 +67,25 @@ def test_a_picture_replaced_under_its_name_shows_its_new_thumbnail(qtbot, data_r
 
     qtbot.waitUntil(repainted_blue, timeout=10000)
     assert stamped and not any(stamped)
+
+
+def test_save_as_over_a_gallery_picture_through_a_link_to_the_images_folder_shows_it(qtbot, data_root, tmp_path,
+                                                                                     monkeypatch):  # fmt: skip
+    """Save as re-checks the thumbnail of the file it wrote: named through a link to the images folder (a shortcut
+    in the user's pictures, the data folder reached through a link), the re-check looked for a thumbnail by that
+    name, found none, and the grid showed the old picture until the row was painted again 2 s later."""
+    data = resolve_data_dir(data_root)
+    store = Store(data.database)
+    for i, (prompt, colour) in enumerate((("an owl", GREEN), ("a fox", RED))):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16), colour), {"prompt": prompt})
+        store.add_image(f"d/{i}.png", {"prompt": prompt}, created=float(i))
+    store.close()
+    monkeypatch.setattr(app.thumbnails, "RECHECK_AFTER_S", 3600.0, raising=False)  # no re-check of a painted row
+    window = window_without_engine(qtbot, data)
+    gallery = window.controller.gallery
+    rows = {gallery.record(row).prompt: row for row in range(gallery.rowCount())}
+    qtbot.waitUntil(lambda: _colour(gallery, rows["a fox"]) == RED and _colour(gallery, rows["an owl"]) == GREEN)
+    shortcut = tmp_path / "pictures"
+    shortcut.symlink_to(data.images, target_is_directory=True)
+    assert window.controller.save_image_as(gallery.record(rows["an owl"]), shortcut / "d" / "1.png")
+    qtbot.waitUntil(lambda: _colour(gallery, rows["a fox"]) == GREEN, timeout=5000)
