@@ -113,6 +113,7 @@ class AppController(QObject):
             self.notices.append(away)
         self.gallery = GalleryModel(self.store, data, self)
         self.folder_import.imported.connect(self.gallery.add_imported)
+        self.folder_import.dates.changed.connect(self.gallery.dates_changed)
         self.gallery.wait_for_gather(self.folder_import)
         # Pictures put in the images folder later are imported while the app runs (from the window's ``start``)
         self.folder_watch = FolderWatch(self.store, data, self.folder_import, self.gallery, self)

@@ -254,6 +254,11 @@ class GalleryModel(QStringListModel):
         user browses: a reload per batch lost the scroll position and the selection."""
         self.insert_records(records)
 
+    def dates_changed(self) -> None:
+        """Rows were dated again (``app.import_dates``): each put where it now sorts, in place, as after a repair
+        (``_refresh``)."""
+        self._refresh()
+
     def remove_rows_at(self, rows: Iterable[int]) -> None:
         """Takes ``rows`` out of the grid, a run of consecutive rows at a time."""
         for first, last in row_runs(rows):

@@ -53,7 +53,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.background import start_thread, to_qt_thread
 from app.data_dir import DataDir
 from app.engine_errors import EngineError
-from app.image_dates import made_at
+from app.image_dates import import_date
 from app.image_files import (
     CutShortSaves,
     TrashGathered,
@@ -69,6 +69,7 @@ from app.image_files import (
     rename_in_trash,
     restore_from_trash,
 )
+from app.import_dates import ImportDates
 from app.observable import Prop
 from app.store import PromptRecord, Recovery, Store, prompt_of
 from app.trash_names import another_picture
@@ -431,23 +432,13 @@ def read_new_file(rel: str, path: str) -> ImportRow | None:
     except OSError:  # a folder named .png, unreadable, or gone since the scan
         return None
     settings = storable(settings or {})
-    return rel, settings, _made_or_changed(settings, stat.st_mtime), stat.st_size, None
-
-
-def _made_or_changed(settings: dict[str, Any], mtime: float) -> float:
-    """When the image was made, for its row's ``created`` (the gallery's order): the date its settings give, else
-    its file's time ``mtime``. A gallery copied without its file times (cp without -p, a cloud folder's download)
-    was listed in the order it was copied, its file times all of that day. A date without a time zone is never
-    later than the file's time (``made_at``)."""
-    when = made_at(settings.get("created"), mtime)
-    # a date past the file's own (beyond a day of clock skew) is no date it was made: a damaged or foreign file's
-    return mtime if when is None or when.timestamp() > max(mtime, time.time()) + 86400 else when.timestamp()
+    return rel, settings, import_date(settings, stat.st_mtime), stat.st_size, None
 
 
 def _newest_first(new: dict[str, str]) -> list[tuple[str, str]]:
     """``new``'s (rel, path) by file time, newest first: the gallery lists the newest first, so the import fills it
     from the top and each batch goes below the last one, instead of pushing what the user looks at down. By file
-    time, not by the date the settings give (``_made_or_changed``): that one is in the file, and reading every file
+    time, not by the date the settings give (``import_date``): that one is in the file, and reading every file
     before the first batch left the gallery empty meanwhile (minutes on a slow disk). A copy that did not keep the
     file times fills in out of order, each row put where its date sorts (``GalleryModel.insert_records``)."""
     dated = []
@@ -559,11 +550,14 @@ class FolderImport(QObject):
         self._done_shown.timeout.connect(self._clear_status)
         self.gathering: bool = report.gather_later
         self.running = bool(new) or self.gathering
+        # The rows an earlier version imported by their file times, dated again once, beside the import
+        self.dates = ImportDates(store, data, self)
 
     def start(self) -> None:
         if self._started:
             return
         self._started = True
+        self.dates.start()
         if not self.running:  # nothing left: a recovery's last batch was committed by a start cut short after it
             self._end_recovery()
             self._next_run()  # files found meanwhile, if any
@@ -600,6 +594,7 @@ class FolderImport(QObject):
     def stop(self) -> None:
         """Closing: nothing more is committed (the Store closes next), nor said (the window goes)."""
         self._closed = True
+        self.dates.stop()
         self._halt()
         self._done_shown.stop()
         if self._thread is not None:

@@ -93,6 +93,14 @@ _MIGRATIONS: list[list[str]] = [
         "ALTER TABLE images ADD COLUMN seed INTEGER",  # NULL: none a search can find
         "UPDATE images SET search_key = image_key(prompt, settings), seed = image_seed(settings)",
     ],
+    # The import takes the date a picture's settings give (``created``, ``app.image_dates.import_date``); before,
+    # it took its file's time, and a gallery copied without its file times stayed listed in the order it was copied.
+    # ``import_dates`` holds one row until the rows dated so are dated again, once, after the window shows
+    # (``dates_to_check``, ``app.import_dates``); a new database (no rows yet) has none to date.
+    [
+        "CREATE TABLE import_dates (id INTEGER PRIMARY KEY CHECK (id = 1))",
+        "INSERT INTO import_dates (id) SELECT 1 WHERE EXISTS (SELECT 1 FROM images)",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -550,6 +558,25 @@ class Store:
         """path -> id of the rows in the gallery whose file size is not known (added by an earlier version)."""
         rows = self._db.execute("SELECT path, id FROM images WHERE file_size IS NULL AND trashed = 0")
         return dict(rows.fetchall())
+
+    def dates_to_check(self) -> list[tuple[int, str, float, str]] | None:
+        """The gallery's rows whose date may be the file time an earlier version's import took (schema 10's step):
+        (id, path, created, settings as stored) of those whose file is there and whose settings name a
+        ``created``; None once they have been dated again (``end_import_dates``)."""
+        if self._db.execute("SELECT 1 FROM import_dates").fetchone() is None:
+            return None
+        return self._db.execute("SELECT id, path, created, settings FROM images WHERE trashed = 0 AND missing = 0 "
+                                """AND instr(settings, '"created"') > 0""").fetchall()  # fmt: skip
+
+    def set_dates(self, dates: Iterable[tuple[int, float]]) -> None:
+        """(id, created) pairs, in one commit."""
+        with self._transaction():
+            self._db.executemany("UPDATE images SET created = ? WHERE id = ?", [(c, i) for i, c in dates])
+
+    def end_import_dates(self) -> None:
+        """The rows ``dates_to_check`` gave have all been dated again: it says None from now on."""
+        with self._transaction():
+            self._db.execute("DELETE FROM import_dates")
 
     def set_file_sizes(self, sizes: Iterable[tuple[int, int]]) -> None:
         """(id, size) pairs, in one write."""

@@ -311,9 +311,9 @@ def test_the_pane_describes_an_image_whose_created_date_cannot_be_shown_in_local
 def test_an_import_takes_no_date_after_its_files_own_as_the_date_an_image_was_made():
     """A damaged or foreign PNG's "created" of 9999-12-31 sorted its image above every image made since (R64): a
     date more than a day past the file's time and the clock is no date it was made; the file's time is taken."""
-    from app.reconcile import _made_or_changed
+    from app.image_dates import import_date
 
     now = datetime.now(timezone.utc).timestamp()
-    assert _made_or_changed({"created": "9999-12-31T23:59:59-14:00"}, now - 60) == now - 60
-    assert _made_or_changed({"created": "2026-01-03T10:00:00+00:00"}, now) == datetime(
+    assert import_date({"created": "9999-12-31T23:59:59-14:00"}, now - 60) == now - 60
+    assert import_date({"created": "2026-01-03T10:00:00+00:00"}, now) == datetime(
         2026, 1, 3, 10, tzinfo=timezone.utc).timestamp()  # fmt: skip
