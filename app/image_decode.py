@@ -26,7 +26,7 @@ _JPEG = b"\xff\xd8\xff"
 class TooLarge(ValueError):
     """A picture (``width`` x ``height`` pixels) whose decoding needs ``needed`` bytes, more than the ``budget``
     this machine spares for one picture: said with its size, where "could not be read" sent the user looking for
-    a damaged file. ``said(doing)``: in words, "too large to copy: 20000×12000 pixels would need …"."""
+    a damaged file. ``said(doing)``: in words, "it is too large to copy: 20000×12000 pixels would need …"."""
 
     def __init__(self, width: int, height: int, needed: int, budget: int) -> None:
         super().__init__(width, height, needed, budget)
@@ -37,9 +37,9 @@ class TooLarge(ValueError):
         return f"{self.width}×{self.height} pixels"
 
     def said(self, doing: str) -> str:
-        return (f"too large to {doing}: {self.size_said} would need about {amount(self.needed)} of memory, and "
-                f"Nibble Studio takes at most {amount(self.budget)} for one picture on this machine (a quarter of "
-                "its memory)")  # fmt: skip
+        return (f"it is too large to {doing}: {self.size_said} would need about {amount(self.needed)} of memory, "
+                f"more than the {amount(self.budget)} Nibble Studio takes for one picture on this machine (a "
+                "quarter of its memory)")  # fmt: skip
 
     def __str__(self) -> str:
         return self.said("show")
