@@ -6,7 +6,7 @@ the previous or next row; an image that leaves the grid while shown (deleted, hi
 the one listed there now, and the viewer closes when none is left. ``row_shown`` tells the grid, whose selection
 follows the image the user stepped to.
 
-The picture is decoded at full size on a thread (``read_image``: pictures past Qt's 256 MB image limit too), one at a
+The picture is decoded at full size on a thread (``decode_image``: pictures past Qt's 256 MB image limit too), one at a
 time: stepping through the gallery faster than pictures decode skips those stepped past, and only the latest one
 asked for is decoded next. Meanwhile ``message`` says "Loading…"; a file that is missing or cannot be read is said
 there, with what to do, instead of a picture."""
@@ -24,7 +24,7 @@ from PySide6.QtGui import QImage
 
 from app.background import Lookup, Lookups
 from app.gallery_model import GalleryModel
-from app.image_decode import read_image
+from app.image_decode import TooLarge, decode_image
 from app.observable import Prop
 from app.store import ImageRecord
 
@@ -34,16 +34,21 @@ LOADING = "Loading…"
 
 @dataclass(frozen=True)
 class Decoded:
-    """A picture as its thread read it: ``image`` null when it could not be read, ``missing`` when no file was there."""
+    """A picture as its thread read it: ``image`` null when it could not be read, ``missing`` when no file was there,
+    ``too_large`` when this machine cannot spare the memory to decode it (``image_decode.TooLarge``)."""
 
     path: Path
     image: QImage
     missing: bool
+    too_large: TooLarge | None = None
 
 
 def decode_picture(path: Path) -> Decoded:
-    """On a thread: the picture at ``path`` at full size (``read_image``)."""
-    image = read_image(str(path))
+    """On a thread: the picture at ``path`` at full size (``decode_image``)."""
+    try:
+        image = decode_image(str(path))
+    except TooLarge as exc:  # a sound file: said with its size, not as damaged
+        return Decoded(path, QImage(), False, exc.with_traceback(None))  # its frames hold the reader: let go
     try:
         missing = image.isNull() and not path.is_file()
     except OSError:  # not to be looked at (no permission): there, as far as can be told
@@ -56,6 +61,9 @@ def not_shown(decoded: Decoded) -> str:
     if decoded.missing:
         return (f"The picture's file {decoded.path} is missing (moved, renamed or deleted outside Nibble Studio).\n\n"
                 "Put the picture back at that place to see it here, or delete its entry.")  # fmt: skip
+    if decoded.too_large is not None:
+        return (f"The picture {decoded.path} is not shown: {decoded.too_large.said('show')}.\n\n"
+                "Open it in another program from its folder (Open folder).")  # fmt: skip
     if decoded.image.isNull():
         return (f"The file {decoded.path} could not be read as a picture: it is damaged, or no PNG.\n\n"
                 "Replace it with a good copy to see it here, or delete its entry.")  # fmt: skip

@@ -137,7 +137,7 @@ def test_the_picture_is_decoded_off_the_qt_thread_loading_said_meanwhile_the_lat
         decoded.append(path.rsplit("/", 1)[-1])
         return read_image(path, fit)
 
-    monkeypatch.setattr("app.image_viewer_state.read_image", held(reading, release, on_qt_thread))
+    monkeypatch.setattr("app.image_viewer_state.decode_image", held(reading, release, on_qt_thread))
     window.gallery_panel.select_row(0)
     window.gallery_panel.view_current()
     viewer = _shown_viewer(qtbot)

@@ -123,3 +123,10 @@ def test_a_picture_too_large_for_this_machine_says_so(qtbot, data_root, monkeypa
     assert "1.8 GiB" in message and "128 MiB" in message  # what it needs, what this machine spares
     assert "damaged" not in errors[0].hint and "clipboard was left as it was" in errors[0].hint
     assert QGuiApplication.clipboard().text() == "copied before"
+
+    # The full-size viewer (Enter): was "could not be read as a picture: it is damaged", with "Replace it".
+    panel.view_current()
+    state = window.controller.viewer
+    qtbot.waitUntil(lambda: state.message not in ("", "Loading…"), timeout=30000)
+    assert state.image is None and "too large to show: 20000×12000 pixels" in state.message
+    assert "damaged" not in state.message and "Replace it" not in state.message
