@@ -171,6 +171,7 @@ class AppController(QObject):
                                lambda: self.queue.idle, self)  # fmt: skip
         # What the Models panel says a removal, an add or a model's read waits for goes down as the jobs end
         self.queue.ended.connect(self.library.list_state.follow_queue)
+        self.queue.ended.connect(self.held.queue_ended)  # a click held past the last job: said then
         self._init_engine.connect(worker.initialize)
         self._submit.connect(worker.generate)
         self._describe.connect(worker.describe)

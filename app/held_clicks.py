@@ -22,8 +22,9 @@ CANCELLED = "Cancelled before the LoRA files were read: no job was queued"
 
 class HeldClicks(QObject):
     """The Generate clicks waiting for ``twins``' read, each as the request it made; ``release`` is given them when
-    the read ends (queued, or refused). The status line (``job``) says they wait while no job runs; ``tell`` says it
-    in passing while one does (its line is the running job's); ``idle`` says whether none is queued or running."""
+    the read ends (queued, or refused). The status line (``job``) says they wait while no job runs (from the end of
+    the last one, ``queue_ended``); ``tell`` says it in passing while one does (its line is the running job's);
+    ``idle`` says whether none is queued or running."""
 
     def __init__(self, twins: LoraTwins, job: JobState, release: Callable[[list[GenerationRequest]], None],
                  tell: Callable[[str], None], idle: Callable[[], bool],
@@ -35,19 +36,31 @@ class HeldClicks(QObject):
         self._tell = tell
         self._idle = idle
         self._held: list[GenerationRequest] = []
-        self._line_before = ""  # the status line before the first click held: shown again if no job comes of it
+        self._line_before = ""  # the status line that CHECKING replaced: shown again if no job comes of the clicks
         twins.read.connect(self._read_ended)
 
     def hold(self, request: GenerationRequest) -> None:
         """A click's ``request``, held till the LoRA files are read; said on the status line (or in passing)."""
-        if not self._held and self._job.status != CHECKING:  # (held again: the line before stays)
-            self._line_before = self._job.status
         self._held.append(request)
         self._job.checking = True
         if self._idle():
-            self._job.status = CHECKING
+            self._say_checking()
         else:
             self._tell(CHECKING)
+
+    def queue_ended(self) -> None:
+        """A job ended (``JobQueue.ended``): with none left, the status line says the clicks held wait, where it said
+        the job's end ("Done: 1 image") while they waited, nothing saying so."""
+        if self._held and self._idle():
+            self._say_checking()
+
+    def _say_checking(self) -> None:
+        """The status line says the clicks wait; the line it replaces is kept, to show again if no job comes of them
+        (the line it replaced as it was set: a running job's step line, kept at a click while it ran, came back
+        after the job had ended)."""
+        if self._job.status != CHECKING:
+            self._line_before = self._job.status
+            self._job.status = CHECKING
 
     def drop(self) -> bool:
         """Cancel: the clicks held are dropped, and said to be; whether there were any."""
