@@ -34,7 +34,7 @@ from app.image_decode import TooLarge
 from app.image_viewer_state import ImageViewerState
 from app.job_queue import JobQueue, unusable_loras_error
 from app.lora_state import LoraState
-from app.lora_twins import twin_loras_error
+from app.lora_twins import twin_loras_error, unread_loras_error
 from app.memory_state import MemoryState
 from app.model_library import LibraryLinks, ModelLibrary
 from app.prompt_length_state import PromptLengthState
@@ -276,7 +276,8 @@ class AppController(QObject):
     def _job_loras(self, retry: bool) -> tuple[list[Any] | None, EngineError | None]:
         """(the LoRAs switched on, as a job takes them, or None while the copy check reads their files; why no job
         may take them): a LoRA that cannot be used, two that are the same LoRA as far as the files read tell
-        (``LoraTwins.settle``; ``retry``: a file that could not be read tried again)."""
+        (``LoraTwins.settle``; ``retry``: a file that could not be read tried again), one whose file the copy check
+        could not read (a job would fail on it once its model loaded)."""
         loras = self.loras.requests()  # each enabled file read again if it changed: a job on a gone one would fail
         unusable = self.loras.unusable()
         if unusable:  # said now, once per click, rather than by each queued job failing at its LoRA step
@@ -284,7 +285,10 @@ class AppController(QObject):
         twins = self.loras.twins.settle(retry)  # a copy of a LoRA on beside it: refused by the job, after a load
         if twins:
             return None, twin_loras_error(twins)
-        return (None if self.loras.twins.busy else loras), None
+        if self.loras.twins.busy:
+            return None, None
+        unread = self.loras.twins.not_read  # tried again at each click (``retry``): a read that ended failing
+        return (None, unread_loras_error(unread)) if unread else (loras, None)
 
     def _queue(self, request: GenerationRequest, loras: list[Any]) -> Job:
         """``request`` queued with ``loras``, its prompt added to the history."""

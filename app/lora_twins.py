@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # (``look_at``, or ``read_contents`` when whole), None when it cannot be read, or is not known here.
 Contents = Callable[[LoraEntry, bool], LoraContents | None]
 _Key = tuple[Path, tuple[int, int] | None, bool]  # (the file, its stamp, read whole)
+# What the thread made of each file it needed: its contents, or why it could not be read, in words
+_Got = dict[_Key, LoraContents | str]
 
 
 class Twin(NamedTuple):
@@ -92,9 +94,11 @@ class LoraTwins(QObject):
         # Each file version's contents, read once, kept while a row lists it (a pair switched off and on again is
         # not read again); changed on the Qt thread only, as the thread that read them ends (``_read_all``)
         self._read: dict[_Key, LoraContents] = {}
-        # Files that could not be read (held by another program, gone): not known, until the next look the user
-        # causes tries them again (the thread's own end does not: it would try them on and on)
-        self._failed: set[_Key] = set()
+        # Files that could not be read (held by another program, gone), each with why: not known, until the next
+        # look the user causes tries them again (the thread's own end does not: it would try them on and on)
+        self._failed: dict[_Key, str] = {}
+        # The rows switched on whose files the last look needed and could not be read, each with why (``not_read``)
+        self._not_read: list[tuple[LoraEntry, str]] = []
         self._reading = False  # a thread reads files (its end looks again)
         self._showing = False  # rows being marked: their ``edited`` asks for no look
         rows.changed.connect(self.look)
@@ -104,6 +108,12 @@ class LoraTwins(QObject):
     def busy(self) -> bool:
         """Whether a thread reads files the rows need (marked, and known to ``settle``, once it ended)."""
         return self._reading
+
+    @property
+    def not_read(self) -> list[tuple[LoraEntry, str]]:
+        """The rows switched on whose files could not be read (by ``settle``'s look, or the read that ended), each
+        with why: whether they are the same LoRA as another one is not known, and a job would fail on them."""
+        return self._not_read
 
     @property
     def _rows(self) -> LoraState:
@@ -133,6 +143,7 @@ class LoraTwins(QObject):
         for the files they need that are not read yet, unless one runs (its end looks again)."""
         groups = may_be_twins(self._rows.entries)
         unread: list[_Key] = []
+        self._not_read = []
         found = twins_of(groups, lambda row, whole: self._known(row, whole, unread))
         self._show(found)
         if unread and not self._reading:
@@ -144,10 +155,14 @@ class LoraTwins(QObject):
 
     def _known(self, row: LoraEntry, whole: bool, unread: list[_Key]) -> LoraContents | None:
         """``Contents`` as read before (a file read whole gives its look too); a file neither read yet nor failed to
-        read is added to ``unread`` (and is None)."""
+        read is added to ``unread``, one that failed to ``not_read`` (and is None)."""
         known = _known_in(self._read, row, whole)
-        if known is None and (key := _key(row, whole)) not in self._failed:
-            unread.append(key)
+        if known is None:
+            key = _key(row, whole)
+            if key not in self._failed:
+                unread.append(key)
+            elif all(e is not row for e, _why in self._not_read):
+                self._not_read.append((row, self._failed[key]))
         return known
 
     def _run(self, groups: list[list[LoraEntry]], read: dict[_Key, LoraContents], failed: set[_Key],
@@ -155,20 +170,23 @@ class LoraTwins(QObject):
         """On the thread: the files ``groups`` need that are neither in ``read`` nor in ``failed`` (copies of what
         the Qt thread knew) read (``_contents``), handed to the Qt thread as it ends (``_read_all``). ``rows`` is
         only held, for ``look``'s reason."""
-        got: dict[_Key, LoraContents | None] = {}
+        got: _Got = {}
         try:
             twins_of(groups, lambda row, whole: _contents(row, whole, read, failed, got))
         finally:
             to_qt_thread(self._read_all, got)
 
-    def _read_all(self, got: dict[_Key, LoraContents | None]) -> None:
+    def _read_all(self, got: _Got) -> None:
         """On the Qt thread, as the thread ends: what it read (``got``) kept, for the files of rows listed only
-        (each version's: the older ones let go of), what it could not read taken as not known; the rows looked at
-        again (marked, or another thread started for files that rows changed meanwhile need), ``read`` when none is."""
+        (each version's: the older ones let go of), what it could not read taken as not known, with why; the rows
+        looked at again (marked, or another thread started for files that rows changed meanwhile need), ``read``
+        when none is."""
         self._reading = False
         listed = {_key(e, whole) for e in self._rows.entries for whole in (False, True)}
-        self._read = {key: c for key, c in (*self._read.items(), *got.items()) if c is not None and key in listed}
-        self._failed = {key for key, c in got.items() if c is None and key in listed} | (self._failed & listed)
+        self._read = {key: c for key, c in (*self._read.items(), *got.items())
+                      if isinstance(c, LoraContents) and key in listed}  # fmt: skip
+        self._failed = {key: why for key, why in (*self._failed.items(), *got.items())
+                        if isinstance(why, str) and key in listed}  # fmt: skip
         self._look()
         if not self._reading:
             self.read.emit()
@@ -196,23 +214,31 @@ def _known_in(read: dict[_Key, LoraContents], row: LoraEntry, whole: bool) -> Lo
 
 
 def _contents(row: LoraEntry, whole: bool, read: dict[_Key, LoraContents], failed: set[_Key],
-              got: dict[_Key, LoraContents | None]) -> LoraContents | None:  # fmt: skip
+              got: _Got) -> LoraContents | None:  # fmt: skip
     """``Contents`` on the thread: as read before (``read``), None for a file that ``failed`` to be read, or read now
-    into ``got`` (None: it could not be). A file changed since the row read its header (its stamp) is not read: the
-    row's header is read again first (``LoraState.refresh``), and the file then."""
+    into ``got`` (why not, where it could not be). A file changed since the row read its header (its stamp) is not
+    read: the row's header is read again first (``LoraState.refresh``), and the file then."""
     key = _key(row, whole)
-    if key in got or key in failed:
-        return got.get(key)
-    if (known := _known_in(read, row, whole)) is not None:
-        return known
-    contents = None
-    if read_stamp(row.path) == row.stamp:
-        try:
-            contents = read_contents(row.path) if whole else look_at(row.path)
-        except (OSError, UserError):  # held by another program, gone or damaged since: the job says which
-            log.info("%s could not be read to tell it from the LoRAs on beside it", row.path, exc_info=True)
-    got[key] = contents
-    return contents
+    if key in failed:
+        return None
+    found = got[key] if key in got else got.setdefault(key, _known_in(read, row, whole) or _read_now(row, whole))
+    return found if isinstance(found, LoraContents) else None
+
+
+def _read_now(row: LoraEntry, whole: bool) -> LoraContents | str:
+    """``row``'s file read now, whole or its look; why not, in words, where it cannot be (held by another program,
+    its access taken away, damaged or changed since the row read it)."""
+    if read_stamp(row.path) != row.stamp:
+        return "it changed while it was being read"
+    try:
+        return read_contents(row.path) if whole else look_at(row.path)
+    except (OSError, UserError) as err:
+        log.info("%s could not be read to tell it from the LoRAs on beside it", row.path, exc_info=True)
+        said = str(err).removeprefix(f"{row.path.name}: ")  # open_safetensors: "NAME: cannot read the file (WHY)"
+        return said[len(_CANNOT) : -1] if said.startswith(_CANNOT) and said.endswith(")") else said
+
+
+_CANNOT = "cannot read the file ("  # how ``open_safetensors`` says an ``OSError``: its reason follows
 
 
 def _twin_words(other: LoraEntry, how: str) -> str:
@@ -233,3 +259,18 @@ def twin_loras_error(twins: list[Twin]) -> EngineError:
                else f"LoRA files switched on are the same LoRA, so no image was made: {'; '.join(pairs)}.")  # fmt: skip
     return EngineError("user", message, "Switch one of each pair off in the LoRA panel (the other can take the "
                        "strength you want), then click Generate again.")  # fmt: skip
+
+
+def unread_loras_error(rows: list[tuple[LoraEntry, str]]) -> EngineError:
+    """Why Generate queued no job: the rows switched on whose files the copy check could not read (``not_read``,
+    each with why), so whether they are the same LoRA as another is not known; a job would fail on them (or refuse
+    a pair) only once its model has loaded."""
+    one = len(rows) == 1
+    said = [f"{row.path} ({why})" for row, why in rows]
+    message = (f"The LoRA file {rows[0][0].path} cannot be read ({rows[0][1]}), so whether it is the same LoRA as "
+               "another one switched on is not known. It is switched on, so no image was made." if one
+               else f"{len(rows)} LoRA files switched on cannot be read, so whether they are the same LoRA as others "
+               f"is not known, and no image was made: {'; '.join(said)}.")  # fmt: skip
+    it = "it" if one else "them"
+    return EngineError("user", message, f"Check that you may read {it} and that no other program holds {it}, then "
+                       f"click Generate again; or switch {it} off in the LoRA panel.")  # fmt: skip

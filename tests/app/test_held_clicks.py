@@ -4,7 +4,11 @@ ends, queued or refused with a message, never left waiting."""
 
 from __future__ import annotations
 
+import builtins
+import errno
+import os
 from contextlib import contextmanager
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 
@@ -59,3 +63,43 @@ def test_the_status_line_says_a_held_click_once_the_running_job_ends_and_never_g
     window.error_dialog.accept()
     assert controller.job.status == "Done: 1 image", controller.job.status  # was: "step 1/2, ETA 0:00"
     assert not window.prompt_panel.cancel_button.isEnabled()
+
+
+def _unreadable(monkeypatch, path: Path) -> None:
+    """``path`` cannot be opened from now on, by any thread (the engine's too), as a file whose access was taken
+    away, or that another program holds (a sharing violation on Windows): at the OS boundary, ``open``."""
+    real = builtins.open
+
+    def refused(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file) == path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refused)
+
+
+def test_a_lora_file_that_cannot_be_read_while_the_click_waits_is_refused_at_once_naming_it(
+        qtbot, window, tmp_path, monkeypatch):  # fmt: skip
+    """The click waits for the copy check's read; meanwhile one copy can no longer be read (its access taken away,
+    or another program holds it). The read ended without knowing whether they are the same LoRA, and the job was
+    queued all the same: its model loaded (a minute for FLUX.1), and the engine then refused it, naming only
+    "style.safetensors" (both copies are named so), the status line "Failed". Now the click is refused as the read
+    ends, naming the file by its path and why, no job queued; a click after tries the file again."""
+    controller = window.controller
+    held, _a, b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+    errors: list = []
+    controller.error.connect(errors.append)
+    started: list = []
+    controller.job.busy_changed.connect(started.append)
+    _click_generate(qtbot, window, held)
+    _unreadable(monkeypatch, b)
+    held.release.set()
+    qtbot.waitUntil(lambda: bool(errors), timeout=60000)
+    qtbot.wait(200)  # a job the release would queue
+    assert started == [] and controller.queue.idle  # was: the job queued, its model loaded, refused by the engine
+    assert [(e.kind, e.message) for e in errors] == [
+        ("user", f"The LoRA file {b} cannot be read (Permission denied), so whether it is the same LoRA as another "
+                 "one switched on is not known. It is switched on, so no image was made.")]  # fmt: skip
+    assert errors[0].hint == ("Check that you may read it and that no other program holds it, then click Generate "
+                              "again; or switch it off in the LoRA panel.")  # fmt: skip
+    assert not controller.job.status.startswith(("Checking", "Failed"))
