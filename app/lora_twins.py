@@ -168,11 +168,20 @@ class LoraTwins(QObject):
     def _run(self, groups: list[list[LoraEntry]], read: dict[_Key, LoraContents], failed: set[_Key],
              rows: LoraState) -> None:  # fmt: skip
         """On the thread: the files ``groups`` need that are neither in ``read`` nor in ``failed`` (copies of what
-        the Qt thread knew) read (``_contents``), handed to the Qt thread as it ends (``_read_all``). ``rows`` is
-        only held, for ``look``'s reason."""
+        the Qt thread knew) read (``_contents``), handed to the Qt thread as it ends (``_read_all``); after an error
+        no file should raise, those not read yet taken as failed (not read again until the user's next look). ``rows``
+        is only held, for ``look``'s reason."""
         got: _Got = {}
         try:
             twins_of(groups, lambda row, whole: _contents(row, whole, read, failed, got))
+        except Exception as err:  # noqa: BLE001 - its end would find the files unread, and read them on and on
+            log.exception("The LoRA copy check failed")
+            why = (f"the copy check failed on it: an error Nibble Studio did not expect, {type(err).__name__}; the "
+                   "log file has the details")  # fmt: skip
+            for row in (row for group in groups for row in group):
+                for whole in (False, True):
+                    if _key(row, whole) not in failed and _known_in(read, row, whole) is None:
+                        got.setdefault(_key(row, whole), why)
         finally:
             to_qt_thread(self._read_all, got)
 

@@ -103,3 +103,38 @@ def test_a_lora_file_that_cannot_be_read_while_the_click_waits_is_refused_at_onc
     assert errors[0].hint == ("Check that you may read it and that no other program holds it, then click Generate "
                               "again; or switch it off in the LoRA panel.")  # fmt: skip
     assert not controller.job.status.startswith(("Checking", "Failed"))
+
+
+def test_an_error_the_copy_check_did_not_expect_ends_the_click_and_is_not_read_on_and_on(
+        qtbot, window, tmp_path, monkeypatch):  # fmt: skip
+    """An error the copy check's thread did not expect as it read a file (a MemoryError, on Windows with its page
+    file full as a FLUX.1 model loads; a bug): the thread ended, its end looked again, found the file unread and
+    started a thread again, which failed again: hundreds of reads and logged tracebacks a second, for good, the
+    click waiting on "Checking LoRA files…" until the app was closed. Now the files it did not read are taken as
+    not read, and the click is refused as the read ends, saying so."""
+    controller = window.controller
+    held, _a, b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+    import app.lora_twins
+
+    tries: list[str] = []
+
+    def failing(path):
+        result = held(path)  # the first copy's read held, as before
+        if Path(path) == b:
+            tries.append(path)
+            raise MemoryError
+        return result
+
+    monkeypatch.setattr(app.lora_twins, "read_contents", failing)
+    errors: list = []
+    controller.error.connect(errors.append)
+    _click_generate(qtbot, window, held)
+    held.release.set()
+    qtbot.waitUntil(lambda: bool(errors), timeout=10000)  # was: never, the read started again and again
+    qtbot.wait(500)
+    assert len(tries) == 1 and not controller.loras.twins.busy and controller.queue.idle
+    assert [e.message for e in errors] == [
+        f"The LoRA file {b} cannot be read (the copy check failed on it: an error Nibble Studio did not expect, "
+        "MemoryError; the log file has the details), so whether it is the same LoRA as another one switched on is "
+        "not known. It is switched on, so no image was made."]  # fmt: skip
+    assert controller.job.status != CHECKING
