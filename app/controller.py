@@ -319,10 +319,12 @@ class AppController(QObject):
             self._queue(request, loras)
 
     def cancel(self) -> None:
-        """Cancel (Esc): the running job stops at its next step, the queued ones go on (``JobQueue.cancel``); with
-        none running, a Generate waiting for the LoRA files is dropped (``HeldClicks``)."""
+        """Cancel (Esc): the running job stops at its next step, the queued ones go on (``JobQueue.cancel``), and so
+        does a Generate waiting for the LoRA files, said; with none running, that Generate is dropped
+        (``HeldClicks``)."""
         if not (self.queue.idle and self.held.drop()):
             self.queue.cancel()
+            self.held.going_on()
 
     def cancel_all(self) -> None:
         """Cancel all (Shift+Esc): the running job stops, the queued ones never start (``JobQueue.cancel_all``), nor

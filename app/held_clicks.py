@@ -18,6 +18,8 @@ from gpu.generation.request import GenerationRequest
 
 CHECKING = "Checking LoRA files… the job is queued once they are read"
 CANCELLED = "Cancelled before the LoRA files were read: no job was queued"
+GOING_ON = ("The Generate waiting for the LoRA files goes on: its job is queued once they are read (Shift+Esc "
+            "cancels it too)")  # fmt: skip
 
 
 class HeldClicks(QObject):
@@ -73,6 +75,12 @@ class HeldClicks(QObject):
         else:
             self._tell(CANCELLED)
         return True
+
+    def going_on(self) -> None:
+        """Esc stopped the running job: the clicks held go on, as the queued jobs do, and are said to (in passing:
+        the line is the running job's "Cancelling…"); the job that began after the read came unannounced."""
+        if self._held:
+            self._tell(GOING_ON)
 
     def _read_ended(self) -> None:
         """The read ended, none needed after it: the clicks held released (queued or refused); the status line as

@@ -138,3 +138,30 @@ def test_an_error_the_copy_check_did_not_expect_ends_the_click_and_is_not_read_o
         "MemoryError; the log file has the details), so whether it is the same LoRA as another one switched on is "
         "not known. It is switched on, so no image was made."]  # fmt: skip
     assert controller.job.status != CHECKING
+
+
+def test_esc_while_a_job_runs_says_the_held_click_goes_on_and_shift_esc_drops_it(qtbot, window, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    """Esc stops the running job and lets the queued ones go on, and its line says so ("Cancelling…; 1 queued job
+    goes on (Shift+Esc cancels it too)"). A Generate held for the LoRA files goes on too, queued once they are read,
+    but Esc said only "Cancelling…": the job that started afterwards came unannounced. Now Esc says it goes on, in
+    passing (the line is the running job's), and Shift+Esc drops it."""
+    controller = window.controller
+    told: list[str] = []
+    controller.status_message.connect(told.append)
+    with _a_job_running(qtbot, window):
+        held, _a, _b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+        window.lora_panel.row_for("style — a").enabled.setChecked(False)  # the job may go once they are read
+        _click_generate(qtbot, window, held)
+        told.clear()
+        window.cancel_action.trigger()  # Esc
+        assert controller.job.status == "Cancelling…"
+        assert told == ["The Generate waiting for the LoRA files goes on: its job is queued once they are read "
+                        "(Shift+Esc cancels it too)"], told  # was: nothing said of it
+        told.clear()
+        window.cancel_all_action.trigger()  # Shift+Esc
+        assert told == ["Cancelled before the LoRA files were read: no job was queued"]
+    held.release.set()
+    qtbot.waitUntil(lambda: controller.queue.idle, timeout=60000)
+    qtbot.wait(300)
+    assert controller.queue.idle and not controller.job.checking
