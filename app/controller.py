@@ -219,7 +219,9 @@ class AppController(QObject):
         self.gallery.stop()  # first: queued decodes would keep the CPU from the engine's stop
         self.loras.folder_scan.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
         self.loras.hash_search.cancel_search()  # an image's LoRAs looked for by hash: nothing switched on, nor said
-        self.held.drop()  # a Generate waiting for the LoRA files: nothing was made of it yet
+        for request in self.held.requests:  # a Generate waiting for the LoRA files, the quit said cancelled: its
+            self.prompt_history.record_prompt(request.prompt, request.negative_prompt)  # prompt kept, as a job's is
+        self.held.drop()
         self.queue.stop()
         self._engine.stop()
         # What the engine sent while this thread waited for its stop (an image finished past its last step: decoded

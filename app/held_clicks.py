@@ -64,6 +64,11 @@ class HeldClicks(QObject):
             self._line_before = self._job.status
             self._job.status = CHECKING
 
+    @property
+    def requests(self) -> list[GenerationRequest]:
+        """The requests of the clicks held, in the order they were clicked (what a quit would cancel)."""
+        return list(self._held)
+
     def drop(self) -> bool:
         """Cancel: the clicks held are dropped, and said to be; whether there were any."""
         if not self._held:

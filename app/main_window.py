@@ -443,24 +443,27 @@ class MainWindow(QMainWindow):
         self.controller.loras.save_to(settings)
 
     def _confirm_cancel_jobs(self) -> bool:
-        """Whether the quit may cancel the jobs running or queued: asked ("Quit and cancel them?") when there are
-        any, which went silently, with the images they were to make; the jobs cancelled then are logged. True when
-        there are none (cancelled already, or only one past its last step, whose image comes all the same)."""
+        """Whether the quit may cancel the jobs running or queued, a Generate waiting for the LoRA files among them:
+        asked ("Quit and cancel them?") when there are any, which went silently, with the images they were to make;
+        the jobs cancelled then are logged. True when there are none (cancelled already, or only one past its last
+        step, whose image comes all the same)."""
         # What the engine has said of its jobs already is taken in first (the queue's own queued calls only: the
         # image import's handed-over batch must stay unrun): a job it ended, or whose last step it finished, is not
         # asked about as if it still had work to lose.
         QCoreApplication.sendPostedEvents(self.controller.queue, QEvent.Type.MetaCall)
-        jobs = self.controller.queue.unfinished
-        if not jobs:
+        jobs, held = self.controller.queue.unfinished, self.controller.held.requests  # held: Generate clicks waiting
+        if not (jobs or held):  # for the LoRA files, jobs once they are read
             return True
-        box = QMessageBox(QMessageBox.Icon.Question, "Quit Nibble Studio?", quit_question(jobs),
+        box = QMessageBox(QMessageBox.Icon.Question, "Quit Nibble Studio?", quit_question(jobs, held),
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)  # fmt: skip
         box.setDefaultButton(QMessageBox.StandardButton.No)
         box.exec()
         if box.clickedButton() is not box.button(QMessageBox.StandardButton.Yes):
             return False
-        if jobs := self.controller.queue.unfinished:  # read again: a job may have ended while the question was open
-            log.warning("%s", cancelled_on_quit(jobs))
+        # Read again: a job may have ended, or a click been queued, while the question was open
+        jobs, held = self.controller.queue.unfinished, self.controller.held.requests
+        if jobs or held:
+            log.warning("%s", cancelled_on_quit(jobs, held))
         return True
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -165,3 +165,37 @@ def test_esc_while_a_job_runs_says_the_held_click_goes_on_and_shift_esc_drops_it
     qtbot.waitUntil(lambda: controller.queue.idle, timeout=60000)
     qtbot.wait(300)
     assert controller.queue.idle and not controller.job.checking
+
+
+def test_closing_while_a_click_waits_for_the_lora_files_asks_as_for_a_queued_job(qtbot, window, tmp_path,
+                                                                               monkeypatch, caplog):  # fmt: skip
+    """The window closed as a Generate waits for the LoRA files (on a network drive, a while): it closed without a
+    word, and the job the status line said would be queued was gone, no trace in the log, where a job queued asks
+    "Quit and cancel it?". Now it is asked about as one (No: the click still waits, and its job comes), and the log
+    says what the quit cancelled."""
+    import logging
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from tests.app.gui import answer_stop
+
+    controller = window.controller
+    held, _a, _b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+    _click_generate(qtbot, window, held)
+    seen: list[str] = []
+    try:
+        answer_stop(monkeypatch, QMessageBox.StandardButton.No, seen)
+        window.close()
+        assert seen == ["1 job (1 image) is running or queued. Quit and cancel it? The images already made are kept, "
+                        "and the prompts stay in the prompt history."]  # fmt: skip (was: closed, nothing asked)
+        assert window.isVisible() and controller.job.status == CHECKING
+        answer_stop(monkeypatch, QMessageBox.StandardButton.Yes, seen)
+        with caplog.at_level(logging.INFO, logger="app.main_window"):
+            window.close()
+    finally:
+        held.release.set()
+    assert not window.isVisible()
+    (dropped,) = [r.getMessage() for r in caplog.records if "cancelled by the quit" in r.getMessage()]
+    assert dropped.startswith("1 job (1 image) cancelled by the quit: a Generate waiting for its LoRA files, 1 image")
+    assert f"'{PROMPT}'" in dropped
+    assert controller.history.record(0).prompt == PROMPT  # its prompt in the history, as a queued job's is
