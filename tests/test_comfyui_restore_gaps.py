@@ -376,3 +376,22 @@ def test_an_img2img_of_a_detailed_picture_is_still_said(tmp_path):
     assert _png(tmp_path, "prompt", graph).problems == [
         "it was made from another picture (img2img: LoadImage node 30, KSampler node 3 at denoise 0.6), which is "
         "not restored: new images start from noise"]  # fmt: skip
+
+
+def test_a_node_with_a_seed_and_steps_that_samples_no_model_is_no_pass(tmp_path):
+    """A custom node given the first pass's picture with a seed and steps, by which a one-node pass of a class not
+    known here is found, but no model to sample with: a noise or grain generator (its seed the noise's, its steps
+    its octaves). It was said "its second pass (ImageNoiseGenerator node 31) is not restored", a pass it never
+    was; like any other change to the picture that samples nothing (a blur, a colour fix), it is no pass. One that
+    takes a model (or Impact Pack's pipe of one) beside them is still said."""
+    noise = {"class_type": "ImageNoiseGenerator", "inputs": {"image": None, "seed": 3, "steps": 4, "strength": 0.1}}
+    assert _picture_pass(tmp_path, noise) == []  # was: "its second pass (ImageNoiseGenerator node 31) …"
+    grain = {"class_type": "FilmGrain", "inputs": {"image": None, "noise_seed": 3, "steps": 2, "vae": ["16", 2]}}
+    assert _picture_pass(tmp_path, grain) == []
+    first = "is not restored: new images are its first pass, 768x768"
+    tiled = {"class_type": "TiledResample", "inputs": {"image": None, "model": ["16", 0], **_SAMPLING,
+             "denoise": 0.3}}  # fmt: skip
+    assert _picture_pass(tmp_path, tiled) == [f"its second pass (TiledResample node 31 at denoise 0.3) {first}"]
+    piped = {"class_type": "RegionResample", "inputs": {"image": None, "basic_pipe": ["42", 0], **_SAMPLING,
+             "denoise": 0.4}}  # fmt: skip
+    assert _picture_pass(tmp_path, piped) == [f"its second pass (RegionResample node 31 at denoise 0.4) {first}"]

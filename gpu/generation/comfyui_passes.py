@@ -52,10 +52,15 @@ def node_id(value: Any) -> str | None:
 def one_node_pass(kind: str, inputs: dict[str, Any]) -> bool:
     """Whether a node of class ``kind`` with ``inputs`` samples a picture it is given again, in one node: it takes a
     picture by a link, and its class names such a node (``_ONE_NODE_PASS``) or it takes what a sampler takes, a
-    seed and steps. A pipe of the model (ToDetailerPipe) or a detector takes no picture to sample."""
+    seed, steps and a model to sample with (by a link: its ``model``, or a pipe of it, Impact Pack's ``basic_pipe``).
+    A pipe of the model (ToDetailerPipe) or a detector takes no picture to sample; a noise or grain generator (a
+    seed and steps of its own) no model."""
     if not any(node_id(inputs.get(name)) is not None for name in _PICTURE_INPUTS):
         return False
-    return bool(_ONE_NODE_PASS.search(kind)) or (("seed" in inputs or "noise_seed" in inputs) and "steps" in inputs)
+    samples = any(node_id(value) is not None and (name == "model" or name.endswith("pipe")) for name, value in
+                  inputs.items())  # fmt: skip
+    return bool(_ONE_NODE_PASS.search(kind)) or (("seed" in inputs or "noise_seed" in inputs) and "steps" in inputs
+                                                 and samples)  # fmt: skip
 
 
 def empty_latent_kind(kind: str) -> bool:
