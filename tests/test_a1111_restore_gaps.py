@@ -70,3 +70,33 @@ def test_a_hires_resize_after_a_first_pass_of_unknown_size_claims_no_size() -> N
         "images are its first pass, its Size"], problems  # fmt: skip
     _settings, problems = read_parameters(text)
     assert any("its hires fix (Hires upscale 2: a second pass at a larger size)" in p for p in problems), problems
+
+
+def test_a_hires_resize_of_0x0_names_the_upscale_that_set_the_size() -> None:
+    """"Hires resize: 0x0" beside "Hires upscale: 2" (a resize of no size of its own: A1111 goes by the upscale)
+    was named as the hires fix, "its hires fix (Hires resize 0x0: …)", and beside "Hires upscale: 0.5" as "its
+    second pass (Hires resize 0x0)", the factor that made the size unsaid. The upscale is named."""
+    first = "is not restored: new images are its first pass, 896x1152"
+    for fields in ("Hires resize: 0x0, Hires upscale: 2", "Hires upscale: 2, Hires resize: 0x0"):
+        _settings, problems = read_parameters(FORGE_HIRES.replace("Hires upscale: 2", fields))
+        assert [p for p in problems if "Hires" in p] == [
+            f"its hires fix (Hires upscale 2: a second pass at a larger size) {first}"], problems  # fmt: skip
+    _settings, problems = read_parameters(FORGE_HIRES.replace("Hires upscale: 2", "Hires upscale: 0.5, Hires "
+                                                              "resize: 0x0"))  # fmt: skip
+    assert [p for p in problems if "Hires" in p] == [f"its second pass (Hires upscale 0.5) {first}"], problems
+
+
+def test_hires_fields_without_an_upscale_or_resize_are_a_hires_pass_not_an_img2img() -> None:
+    """A hires fix written without "Hires upscale" or "Hires resize" ("Hires upscaler: None", "Hires steps: 10",
+    its "Denoising strength" the second pass's) was said "it was made from another picture (img2img, Denoising
+    strength 0.45) … new images start from noise": the Hires fields say the image was a txt2img with a second pass.
+    That pass is said, by the fields that show it, its size not known (the file does not tell it)."""
+    text = FORGE_HIRES.replace("Hires upscale: 2, ", "").replace("4x-UltraSharp", "None")
+    _settings, problems = read_parameters(text)
+    assert problems == [
+        "its second pass (Hires steps 10, Hires upscaler None: its size beside the first pass's not known) is not "
+        "restored: new images are its first pass, 896x1152"], problems  # fmt: skip (was: an img2img)
+    _settings, problems = read_parameters(FORGE_HIRES.replace("Hires upscale: 2", "Hires resize: 0x0"))
+    assert [p for p in problems if "Hires" in p] == [
+        "its second pass (Hires resize 0x0, Hires steps 10, Hires upscaler 4x-UltraSharp: its size beside the first "
+        "pass's not known) is not restored: new images are its first pass, 896x1152"], problems  # fmt: skip

@@ -271,32 +271,54 @@ def read_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
     return out, problems
 
 
+# The fields a hires pass is named by where neither its upscale nor its resize says its size (with their values)
+_HIRES_NAMED = ("Hires resize", "Hires steps", "Hires upscaler")
+
+
 def _passes_not_made(extra: dict[str, str], out: dict[str, Any]) -> list[str]:
     """What the image had that no setting here makes, said: restored without it, the settings looked complete and
-    made another picture. A hires fix's second pass (``Hires upscale``/``Hires resize``: Size is the first pass's,
-    the image larger), else an img2img's start from another picture (``Denoising strength`` alone)."""
+    made another picture. A hires fix's second pass, named by the field that set its size (``Hires upscale``, or a
+    ``Hires resize`` of a size: Size is the first pass's, the image larger), else by the ``Hires`` fields that show
+    it, its size not known ("Hires upscaler: None" alone: it was said an img2img); else an img2img's start from
+    another picture (``Denoising strength`` alone, the second pass's in a hires fix)."""
     upscale, resize = extra.get("Hires upscale"), extra.get("Hires resize")
-    if upscale or resize:
-        field = f"Hires resize {resize}" if resize else f"Hires upscale {upscale}"
+    resize = resize if _sized(resize) else None  # "0x0": no size of its own, A1111 goes by its upscale
+    hires = [field for field in extra if field.startswith("Hires ")]
+    if hires:
         first = f"{out['width']}x{out['height']}" if "width" in out else "its Size"
-        return [passes_not_restored(field, first, _hires_size(upscale, resize, out))]
+        if upscale or resize:
+            field = f"Hires resize {resize}" if resize else f"Hires upscale {upscale}"
+            return [passes_not_restored(field, first, _hires_size(upscale, resize, out))]
+        named = ", ".join(f"{field} {extra[field]}" for field in _HIRES_NAMED if field in extra) or hires[0]
+        return [passes_not_restored(named, first, PassSize.NOT_KNOWN)]
     if "Denoising strength" in extra:
         return [img2img_not_restored(f"img2img, Denoising strength {extra['Denoising strength']}")]
     return []
 
 
+def _sized(resize: str | None) -> bool:
+    """Whether a ``Hires resize`` value gives the hires pass a size: not "0x0" (A1111 goes by ``Hires upscale``
+    then); one that cannot be read is taken as it is written."""
+    if not resize:
+        return False
+    try:
+        return any(int(side) for side in resize.lower().split("x"))
+    except ValueError:
+        return True
+
+
 def _hires_size(upscale: str | None, resize: str | None, out: dict[str, Any]) -> PassSize:
     """How A1111's hires pass's size compares with its first pass's (``out``'s size): by its ``Hires resize`` "WxH"
-    (a side of 0 follows the other, in the first pass's aspect, as A1111's "resize width/height to" does; larger on
-    one side and smaller on the other is a different size, and with no Size read, nothing tells which), else by its
-    ``Hires upscale``: above 1 larger, else not ("Hires upscale: 1" is a second pass at the same size, which was said
-    "at a larger size"). A value that cannot be read is taken as the larger size a hires fix mostly is."""
+    (``_sized``; a side of 0 follows the other, in the first pass's aspect, as A1111's "resize width/height to"
+    does; larger on one side and smaller on the other is a different size, and with no Size read, nothing tells
+    which), else by its ``Hires upscale``: above 1 larger, else not ("Hires upscale: 1" is a second pass at the same
+    size, which was said "at a larger size"). A value that cannot be read is taken as the larger size a hires fix
+    mostly is."""
     try:
         if resize:
             width, height = (int(side) for side in resize.lower().split("x"))
-            if width or height:  # 0x0: no size of its own, A1111 goes by its upscale
-                first = (out["width"], out["height"]) if "width" in out and "height" in out else None
-                return pass_size(*resized_to(width, height, first))
+            first = (out["width"], out["height"]) if "width" in out and "height" in out else None
+            return pass_size(*resized_to(width, height, first))
         return PassSize.LARGER if float(upscale or "") > 1 else PassSize.NOT_LARGER
     except ValueError:
         return PassSize.LARGER

@@ -249,3 +249,19 @@ def test_a_comfyui_hires_fix_dropped_says_what_was_not_restored_and_the_size_new
         "a bottle with a galaxy inside", 77, 12, 768, 768)  # fmt: skip
     assert [(e.kind, e.message) for e in shown] == [
         ("notice", f"Settings restored from hires.png, but not all as saved: {HIRES_SAID}.")]  # fmt: skip
+
+
+def test_an_a1111_hires_fix_written_without_its_upscale_is_said_as_one_not_as_an_img2img(qtbot, tmp_path, window):
+    """Dropped, an A1111-style image whose hires fix is written by its "Hires upscaler: None" and "Hires steps" alone
+    (no "Hires upscale" nor "Hires resize"; its "Denoising strength" the second pass's): the notice said it was made
+    from another picture and that new images start from noise, of a txt2img. It says its second pass now."""
+    from tests.test_a1111_restore_gaps import FORGE_HIRES
+
+    text = FORGE_HIRES.replace("Hires upscale: 2, ", "").replace("4x-UltraSharp", "None")
+    shown: list = []
+    window.controller.error.connect(shown.append)
+    _drop(window.prompt_panel, _a1111(tmp_path / "hires.png", text))
+    assert [e.message for e in shown if "hires.png" in e.message] == [
+        "Settings restored from hires.png, but not all as saved: its second pass (Hires steps 10, Hires upscaler "
+        "None: its size beside the first pass's not known) is not restored: new images are its first pass, "
+        "896x1152."]  # fmt: skip (was: "it was made from another picture (img2img, Denoising strength 0.45), …")
