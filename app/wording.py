@@ -53,3 +53,9 @@ def human_bytes(value: float | None) -> str:
             return f"{value:.1f}{NBSP}{unit}" if unit != "B" else f"{int(value)}{NBSP}B"
         value /= 1024
     return "–"
+
+
+def clamped_note(label: str, takes: str, typed: str, shown: str) -> str:
+    """What a field says of a number typed past its limit, set to the limit (``ClampsTyped``): "Steps takes 1 to
+    150: the 4096 typed was set to 150."; ``takes``: the values the field takes, in words."""
+    return f"{label} takes {takes}: the {typed} typed was set to {shown}."

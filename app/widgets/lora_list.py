@@ -73,7 +73,9 @@ class _LoraDelegate(QStyledItemDelegate):
         return QSize(width, self._view.row_height(index.data(EntryRole), width) + GAP)
 
     def createEditor(self, parent: QWidget, option: QStyleOptionViewItem, index: Index) -> QWidget:  # noqa: ARG002
-        return LoraRow(self._view.state, index.data(EntryRole), parent)
+        row = LoraRow(self._view.state, index.data(EntryRole), parent)
+        row.said.connect(self._view.said)
+        return row
 
     def setEditorData(self, editor: QWidget, index: Index) -> None:  # noqa: ARG002
         editor.show_entry()
@@ -96,10 +98,12 @@ class _LoraDelegate(QStyledItemDelegate):
 class LoraList(QListView):
     """The LoRA rows: one column as wide as the list (never scrolled sideways), scrolled by the pixel, not a Tab
     stop of its own (the controls of its rows are). ``editors_changed`` says rows' controls were made or dropped
-    (the panel's Tab chain follows); ``emptied`` that the last row went while its controls had the focus."""
+    (the panel's Tab chain follows); ``emptied`` that the last row went while its controls had the focus; ``said``
+    a row's passing word for the status bar (``LoraRow.said``)."""
 
     editors_changed = Signal()
     emptied = Signal()
+    said = Signal(str)
 
     def __init__(self, state: LoraState) -> None:
         super().__init__()

@@ -66,6 +66,7 @@ class LoraPanel(QWidget):
         view.setMinimumWidth(view.minimum_width())
         view.editors_changed.connect(self._chain_tabs)
         view.emptied.connect(lambda: add.setFocus(Qt.FocusReason.OtherFocusReason))
+        view.said.connect(controller.status_message)
         self.empty = QLabel("No LoRAs yet: add .safetensors files made for FLUX.1.")
         self.empty.setWordWrap(True)
         lay = QVBoxLayout(self)

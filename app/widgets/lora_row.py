@@ -4,7 +4,7 @@ with it). The panel's list makes one only for each row in sight (``app/widgets/l
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPalette, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -28,6 +28,7 @@ from app.plain_text import plain_button_text, plain_label, plain_tooltip
 from app.theme import WARNING_COLOR
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from app.widgets.wheel_when_focused import WheelWhenFocused
+from app.wording import clamped_note
 from gpu.lora.metadata import MAX_STRENGTH
 
 
@@ -98,7 +99,8 @@ _HELD_DECIMALS = 323
 class StrengthBox(WheelWhenFocused, DecimalSpinBox):
     """A row's "Text" strength (see ``WheelWhenFocused``), either decimal mark taken (``DecimalSpinBox``), held and
     shown as it is used (``strength_text``: to six decimals, two at least, 1e-07 as it is). At two decimals 0.333 was
-    shown as 0.33, and taken so at the next edit."""
+    shown as 0.33, and taken so at the next edit. A strength typed past ±``MAX_STRENGTH`` is brought to it once
+    typing ends (``ClampsTyped``): "2.5" stood as 2 without a word, "-3" was refused after its sign."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -113,6 +115,8 @@ class LoraRow(QFrame):
     """The controls of one entry, bound to the state: each edit goes to ``state`` at once, and ``show_entry``
     shows the entry as it is now. Each control's accessible name says whose it is ("Strength of ink style"): a
     screen reader read every row's slider as the same "slider"."""
+
+    said = Signal(str)  # a passing word for the status bar: a strength typed past its limit was set to it
 
     # The attributes of its Tab stops, in the order Tab goes; the "Text" two only for a file with a CLIP/T5 part.
     STOPS = ("enabled", "remove_button", "slider", "text_value", "text_same", "triggers")
@@ -211,6 +215,7 @@ class LoraRow(QFrame):
         value.setEnabled(entry.text_strength is not None)
         value.setToolTip(f"Strength of this LoRA's {parts} part (ComfyUI's strength_clip, A1111's te=)")
         value.valueChanged.connect(lambda v: state.set_text_strength(entry, v))
+        value.clamped.connect(self._say_clamped)
         same = QCheckBox("same")
         same.setChecked(entry.text_strength is None)
         same.setToolTip(f"Apply the Strength above to this LoRA's {parts} part too")
@@ -234,6 +239,11 @@ class LoraRow(QFrame):
         box.addWidget(same)
         row.setVisible(bool(entry.text_encoders))
         return row, value, same
+
+    def _say_clamped(self, typed: str, shown: str) -> None:
+        """The "Text" strength brought a number typed past its limit to it (``ClampsTyped``): said, naming the row."""
+        takes = f"{-MAX_STRENGTH:g} to {MAX_STRENGTH:g}"
+        self.said.emit(clamped_note(self.text_value.accessibleName(), takes, typed, shown))
 
     def _show_text_strength(self) -> None:
         """While "same", the text box shows the strength (without taking it as one of its own)."""

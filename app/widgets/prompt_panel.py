@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -34,6 +33,7 @@ from app.file_urls import local_path
 from app.generation_state import (
     BATCH_MAX,
     BATCH_MIN,
+    FIELD_RANGES,
     GUIDANCE_DECIMALS,
     GUIDANCE_MAX,
     GUIDANCE_MIN,
@@ -47,11 +47,13 @@ from app.generation_state import (
 )
 from app.prompt_length_state import PromptLengthState
 from app.theme import WARNING_COLOR
+from app.widgets.clamping_spin_box import ClampingSpinBox
 from app.widgets.decimal_spin_box import DecimalSpinBox
 from app.widgets.seed_edit import SeedEdit
 from app.widgets.wheel_when_focused import WheelWhenFocused
 from app.widgets.wrap_grid import FormGrid, WrapGrid, button_box
 from app.widgets.wrapped_label import WrappedLabel
+from app.wording import clamped_note
 
 
 def _dropped(event: QDragEnterEvent | QDropEvent) -> tuple[list[Path], list[str]]:
@@ -106,13 +108,15 @@ class ImageLabel(QLabel):
                                            Qt.TransformationMode.SmoothTransformation))  # fmt: skip
 
 
-class FieldSpinBox(WheelWhenFocused, QSpinBox):
+class FieldSpinBox(WheelWhenFocused, ClampingSpinBox):
     """A whole-number field of the panel (Steps, Images): the wheel over it scrolls the dock unless it has the focus
-    (``WheelWhenFocused``)."""
+    (``WheelWhenFocused``); a number typed past its maximum is brought down to it once typing ends
+    (``ClampingSpinBox``)."""
 
 
 class GuidanceSpinBox(WheelWhenFocused, DecimalSpinBox):
-    """The Guidance field: either decimal mark (``DecimalSpinBox``), the wheel as ``FieldSpinBox``."""
+    """The Guidance field: either decimal mark (``DecimalSpinBox``), the wheel and a number past the maximum as
+    ``FieldSpinBox``."""
 
 
 class SizePresetBox(WheelWhenFocused, QComboBox):
@@ -221,11 +225,15 @@ class PromptPanel(QWidget):
         self.batch_spin = FieldSpinBox(minimum=BATCH_MIN, maximum=BATCH_MAX)
         bind(state, "batch_count", self.batch_spin)
 
-        # Text that is no value a field takes, kept until the field is left: Generate refuses it, named.
-        for name, field in (("seed", self.seed_edit), ("steps", self.steps_spin), ("guidance", self.guidance_spin),
-                            ("width", self.width_spin), ("height", self.height_spin),
-                            ("batch_count", self.batch_spin)):  # fmt: skip
+        # Text that is no value a field takes, kept until the field is left: Generate refuses it, named. A number
+        # past a field's maximum is brought down to it once the field is left (``ClampsTyped``), which the status
+        # bar says: the field's name and range, as the refusal names them (``_say_clamped``).
+        self._spin_names = {self.steps_spin: "steps", self.guidance_spin: "guidance", self.width_spin: "width",
+                            self.height_spin: "height", self.batch_spin: "batch_count"}  # fmt: skip
+        bind_typed(state, "seed", self.seed_edit)
+        for field, name in self._spin_names.items():
             bind_typed(state, name, field)
+            field.clamped.connect(self._say_clamped)
 
         # A field wider than the room beside its label goes below it (the size presets, in a half-screen window)
         # rather than making the panel wider than its dock.
@@ -277,6 +285,11 @@ class PromptPanel(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.preview, 1)
         self._sync_preset()
+
+    def _say_clamped(self, typed: str, shown: str) -> None:
+        """A number field brought a number typed past its limit to it (``ClampsTyped``): said in the status bar."""
+        label, takes = FIELD_RANGES[self._spin_names[self.sender()]]
+        self.controller.status_message.emit(clamped_note(label, takes, typed, shown))
 
     def _apply_preset(self, index: int) -> None:
         size = self.size_preset.itemData(index)

@@ -320,3 +320,19 @@ def user_elsewhere(qtbot) -> None:
     other.hide()
     other.deleteLater()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is None)
+
+
+def lora_with_own_text_strength(qtbot, window, path: Path) -> tuple[Path, Any]:
+    """A LoRA with CLIP and T5 parts written at ``path`` and added to ``window``'s LoRA panel, the window active and
+    the row's "same" unticked (a "Text" strength of its own, typed into): (its file, its ``LoraRow``)."""
+    from PySide6.QtCore import Qt
+
+    from tests.lora_files import text_encoder_lora
+
+    lora = text_encoder_lora(path)
+    window.controller.loras.add_files([lora])
+    row = window.lora_panel.row_for(path.stem)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    qtbot.mouseClick(row.text_same, Qt.MouseButton.LeftButton)
+    return lora, row

@@ -9,6 +9,7 @@ from PySide6.QtCore import QLocale, Qt
 from PySide6.QtWidgets import QAbstractSpinBox
 
 from gpu.system_info import GpuInfo
+from tests.app.gui import lora_with_own_text_strength
 
 LOCALES = ((QLocale.c(), "."), (QLocale(QLocale.Language.German, QLocale.Country.Germany), ","))
 
@@ -53,14 +54,8 @@ def test_the_wizards_memory_budgets_take_either_decimal_mark(qtbot, window):
 
 
 def test_a_loras_text_strength_takes_either_decimal_mark(qtbot, window, tmp_path):
-    from lora_files import text_encoder_lora
-
-    both = text_encoder_lora(tmp_path / "with clip.safetensors")
-    state, panel = window.controller.loras, window.lora_panel
-    state.add_files([both])
-    row = panel.row_for("with clip")
-    window.activateWindow()
-    qtbot.mouseClick(row.text_same, Qt.MouseButton.LeftButton)  # a text strength of its own
+    both, row = lora_with_own_text_strength(qtbot, window, tmp_path / "with clip.safetensors")
+    state = window.controller.loras
     for locale, point in LOCALES:
         row.text_value.setLocale(locale)
         for typed in ("0,3", "0.3", "-1,25"):

@@ -138,7 +138,7 @@ def test_a_closed_panel_is_not_told_of_its_lora_list_any_more(qtbot):
     from app.widgets.lora_panel import LoraPanel
 
     state = LoraState()
-    panel = LoraPanel(SimpleNamespace(loras=state, prompt=None))
+    panel = LoraPanel(SimpleNamespace(loras=state, prompt=None, status_message=print))
     panel.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     state.folder_scan.scan_status = "Added 3 FLUX.1 LoRAs from a folder."

@@ -636,7 +636,7 @@ def test_a_change_updates_the_rows_in_place_and_reusing_the_same_loras_changes_n
     files = [_tiny_lora(tmp_path / f"style {i}.safetensors", words=f"w{i}") for i in range(3)]
     state = LoraState()
     state.add_files(files[:2])
-    panel = LoraPanel(SimpleNamespace(loras=state, prompt=None))
+    panel = LoraPanel(SimpleNamespace(loras=state, prompt=None, status_message=print))
     qtbot.addWidget(panel)
     panel.resize(400, 900)  # room for every row: the list makes controls for the rows in sight only
     panel.show()
