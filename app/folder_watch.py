@@ -12,7 +12,14 @@ would (the gallery shows it as unreadable).
 
 The files found are imported by start-up's import (``FolderImport.import_more``: a thread reads them, a batch per
 commit), after the picture of an entry whose file is gone (renamed or moved) has been given to that entry
-(``claim_found_files``). No look is made while an import runs: its files have no row yet.
+(``claim_found_files``). A file found at the path of an entry flagged missing is that entry's own back: once whole
+(as a new file), the entry is un-flagged instead. No look is made while an import runs: its files have no row yet.
+
+An entry's file the look did not find (deleted by hand) has its entry flagged missing, as start-up flags it
+(``flag_gone_files``), once no file found is still being written (a picture renamed is followed by its entry, never
+shown missing meanwhile); never while the images folder itself could not be listed (a drive unplugged: it says
+nothing of each picture). Nor before start-up's gathering of the old trash from another drive has ended, when an
+entry's picture may still wait there: no look is made before (the gathering is part of the import's run).
 
 The app's own writes are not imported a second time: a picture the engine saves has its row committed (the Qt
 thread's ``image_saved``) long before a second look can find it unchanged, and ``FolderImport`` leaves out a file
@@ -26,7 +33,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Container
+from collections.abc import Container, Set
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,7 +43,7 @@ from app.background import Lookup, Lookups
 from app.data_dir import DataDir
 from app.gallery_model import GalleryModel
 from app.image_files import png_paths
-from app.reconcile import FolderImport, claim_found_files, valid_name
+from app.reconcile import FolderImport, claim_found_files, flag_gone_files, valid_name
 from app.store import Store
 from gpu.generation.png_metadata import png_problem
 
@@ -66,8 +73,9 @@ class Look:
 
     folders: list[str]  # the folders listed: the images folder and those under it that are not hidden
     listed: frozenset[str]  # every PNG's path relative to the images folder
-    ready: dict[str, str]  # the files to import now (relative path -> path)
+    ready: dict[str, str]  # the files to import now, or a missing entry's back (relative path -> path)
     seen: dict[str, Sighting]  # the files without an entry, for the next look to compare with
+    gone: frozenset[str] = frozenset()  # the paths of entries with a file that the listing lacks
 
     @property
     def waiting(self) -> list[str]:
@@ -83,17 +91,19 @@ def _stamp(path: str) -> Stamp | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def look_at_folder(images: Path, known: Container[str], seen: dict[str, Sighting]) -> Look:
-    """On a thread: the images folder listed, and each PNG whose path is not ``known`` (an entry's) compared with the
-    last look's ``seen``: ready to import when unchanged since, and a whole PNG (or unchanged for ``GIVE_UP_S``). A
-    name that is no valid text is left to start-up, which names it."""
+def look_at_folder(images: Path, with_file: Set[str], trashed: Container[str], seen: dict[str, Sighting]) -> Look:
+    """On a thread: the images folder listed, and each PNG at no entry's path (``with_file``: the gallery's entries
+    with a file, ``trashed``: the trash's; ``Store.watched_paths``) compared with the last look's ``seen``: ready to
+    import (or to be a missing entry's file again) when unchanged since, and a whole PNG (or unchanged for
+    ``GIVE_UP_S``); and the entries of ``with_file`` not listed, once the images folder itself was. A name that is no
+    valid text is left to start-up, which names it."""
     now = time.monotonic()
     folders: list[str] = []
     listing = png_paths(images, folders)
     ready: dict[str, str] = {}
     kept: dict[str, Sighting] = {}
     for rel, path in listing.items():
-        if rel in known or not valid_name(rel) or (stamp := _stamp(path)) is None:
+        if rel in with_file or rel in trashed or not valid_name(rel) or (stamp := _stamp(path)) is None:
             continue
         before = seen.get(rel)
         if before is None or before.stamp != stamp:  # new, or written since the last look
@@ -103,7 +113,9 @@ def look_at_folder(images: Path, known: Container[str], seen: dict[str, Sighting
         else:
             ready[rel] = path
             kept[rel] = replace(before, handed=True)
-    return Look(folders, frozenset(listing), ready, kept)
+    # the images folder is listed first: nothing listed, it could not be (gone, unplugged), and nothing is known gone
+    gone = frozenset(with_file.difference(listing)) if folders else frozenset()
+    return Look(folders, frozenset(listing), ready, kept, gone)
 
 
 class FolderWatch(QObject):
@@ -162,11 +174,11 @@ class FolderWatch(QObject):
             return
         self._due = False
         try:
-            known = self._store.paths()
+            with_file, trashed = self._store.watched_paths()
         except sqlite3.Error:  # the import says it when it commits; here the next change tries again
             log.exception("the images folder could not be compared with the gallery database")
             return
-        look = functools.partial(look_at_folder, self._data.images, known, dict(self._seen))
+        look = functools.partial(look_at_folder, self._data.images, with_file, trashed, dict(self._seen))
         self._looking = self._lookups.start("looking for new pictures", look)
 
     def _looked(self, lookup: Lookup) -> None:
@@ -184,7 +196,7 @@ class FolderWatch(QObject):
             look: Look = lookup.result
             self._watch(look.folders)
             self._seen = look.seen
-            if look.ready:
+            if look.ready or look.gone:
                 self._take(look)
         if self._due or self.waiting:
             self._changed("")
@@ -196,15 +208,18 @@ class FolderWatch(QObject):
             self._watcher.addPaths(new)  # a folder the system will not watch (a limit reached) is logged by Qt
 
     def _take(self, look: Look) -> None:
-        """The files ``look`` found ready: an entry whose file is gone takes its own picture over, the others are
-        imported (``FolderImport.import_more``)."""
+        """The files ``look`` found ready: an entry whose file is gone takes its own picture over, a missing entry
+        its own file back, the others are imported (``FolderImport.import_more``); then the entries whose file it
+        did not find flagged missing, unless a file found is still being written (a rename's new name: its entry
+        takes it over at a later look)."""
         try:
-            new, moved = claim_found_files(self._store, self._data, look.ready, look.listed)
+            new, back = claim_found_files(self._store, self._data, look.ready, look.listed)
+            gone = [] if look.waiting else flag_gone_files(self._store, self._data, look.gone)
         except (sqlite3.Error, OSError):
             log.exception("the pictures found in %s could not be compared with the gallery", self._data.images)
             return
-        if moved:
-            self._gallery.files_back(sorted(moved))  # their entries show their file again, where they are listed
+        if back or gone:  # their entries show their file again, or as missing, where they are listed
+            self._gallery.files_back(sorted(back.union(gone)))
         if new:
             log.info("%d new picture(s) found in the images folder: imported", len(new))
             self._import.import_more(new)

@@ -43,7 +43,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -391,14 +391,32 @@ def claim_found_files(store: Store, data: DataDir, found: dict[str, str], listed
     path), with ``listed`` the names its listing held: those no entry holds now, less the ones that are the picture of
     an entry whose file is gone (renamed or moved by the user), which that entry takes over as at start-up
     (``_take_over_moved``: imported instead, the entry was flagged missing at the next start, its star left on it);
-    returns them, to import, and the paths of the entries that took a file over. An entry's file is looked at again
-    before it is taken for gone: the listing is older than the images saved since."""
+    returns them, to import, and the paths of the entries that have their file again: those that took a file over,
+    and those flagged missing whose own file is back under their name, un-flagged as start-up un-flags them (they
+    stayed flagged until the next start). An entry's file is looked at again before it is taken for gone: the
+    listing is older than the images saved since."""
     rows = store.all_paths()
     new = {rel: path for rel, path in found.items() if rel not in rows}
+    back = {rel for rel in found if rel in rows and rows[rel][1] and not rows[rel][2]}  # missing, not in the trash
+    if back:
+        store.set_missing([rows[rel][0] for rel in back], False)
     gone = {rid for rel, (rid, _missing, trashed) in rows.items()
             if not trashed and rel not in listed and not _is_file_now(data.images, rel)}  # fmt: skip
     moved = _take_over_moved(store, new, gone) if new and gone else set()
-    return {rel: path for rel, path in new.items() if rel not in moved}, moved
+    return {rel: path for rel, path in new.items() if rel not in moved}, moved | back
+
+
+def flag_gone_files(store: Store, data: DataDir, gone: Iterable[str]) -> list[str]:
+    """Flags missing the gallery's entries whose file a look at the images folder did not find while the app runs
+    (``gone``: their paths; ``app.folder_watch``), as start-up flags them (``_flag_missing``): deleted by hand, they
+    were shown as there until the next start. Each is looked at again first, the look being older than the saves,
+    deletes and take-overs since: an entry in the trash now, or at another path, or whose file is there, is left as
+    it is. Returns the paths flagged."""
+    records = [r for r in store.images_at(gone) if not r.missing and not _is_file_now(data.images, r.path)]
+    if records:
+        store.set_missing([r.id for r in records], True)
+        log.info("%d gallery picture(s) no longer in the images folder: flagged missing", len(records))
+    return [r.path for r in records]
 
 
 def storable(value: Any) -> Any:

@@ -515,11 +515,13 @@ class Store:
         row = self._db.execute("SELECT id FROM images WHERE path = ? AND trashed = 1", (path,)).fetchone()
         return None if row is None else row[0]
 
-    def paths(self) -> set[str]:
-        """Every row's path (in the gallery, missing, or in the trash): what the images folder's watch leaves out, at
-        each look (``app.folder_watch``), on the Qt thread: 42 ms at 30,000 rows, ``all_paths`` 106 ms (this 2-core
-        machine, 2026-11-25)."""
-        return {path for (path,) in self._db.execute("SELECT path FROM images")}
+    def watched_paths(self) -> tuple[set[str], set[str]]:
+        """(the paths of the gallery's entries with a file: neither in the trash nor flagged missing; the paths of the
+        entries in the trash), for each look of the images folder's watch (``app.folder_watch``): a file at neither
+        is new, or a missing entry's back; an entry of the first whose file is not found is gone. On the Qt thread:
+        43 ms at 30,000 rows, as ``SELECT path`` alone (34 ms) nearly, ``all_paths`` 106 ms (this 2-core machine)."""
+        with_file = {path for (path,) in self._db.execute("SELECT path FROM images WHERE trashed = 0 AND missing = 0")}
+        return with_file, {path for (path,) in self._db.execute("SELECT path FROM images WHERE trashed = 1")}
 
     def all_paths(self) -> dict[str, tuple[int, bool, bool]]:
         """path -> (id, missing, trashed) for every row, for start-up reconciliation."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
+from app.folder_watch import look_at_folder
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app.gui import gallery_images, generate_one, open_window
@@ -91,19 +92,83 @@ def test_the_apps_own_pictures_are_not_imported_a_second_time(qtbot, data_root):
     assert not controller.folder_import.running and controller.folder_import.status == ""
 
 
-def test_a_picture_renamed_while_the_app_runs_keeps_its_entry_and_its_star(qtbot, data_root):
-    data = resolve_data_dir(data_root)
+def _starred_owl(data):
+    """A starred picture of the gallery in the data folder ``data`` (d/0.png), its record."""
     gallery_images(data, ["a starred owl"])
     store = Store(data.database)
     owl = store.images()[0]
     store.set_favorites([owl.id], True)
     store.close()
+    return owl
+
+
+def test_a_picture_renamed_while_the_app_runs_keeps_its_entry_and_its_star(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    owl = _starred_owl(data)
     window = open_window(qtbot, data_root)
     gallery = window.controller.gallery
+    shown_missing = []  # the entry never shows as missing meanwhile: its new name's file was still settling
+    gallery.dataChanged.connect(lambda first, _last: shown_missing.append(gallery.record(first.row()).missing))
     (data.images / "d" / "0.png").rename(data.images / "owl by the lake.png")
     # was: the file imported as a second entry, without the star; the first flagged missing at the next start
     qtbot.waitUntil(lambda: gallery.record(0).path == "owl by the lake.png", timeout=WAIT_MS)
+    assert not any(shown_missing)
     assert gallery.rowCount() == 1
     record = gallery.record(0)
     assert (record.id, record.favorite, record.missing) == (owl.id, True, False)
     assert [r.path for r in window.controller.store.images()] == ["owl by the lake.png"]
+
+
+def _record_at(gallery, path: str):
+    return next(gallery.record(row) for row in range(gallery.rowCount()) if gallery.record(row).path == path)
+
+
+def test_a_missing_entrys_picture_put_back_while_the_app_runs_shows_again_once_whole(qtbot, data_root, tmp_path):
+    data = resolve_data_dir(data_root)
+    owl = _starred_owl(data)
+    picture = data.images / "d" / "0.png"
+    picture.unlink()  # away at the start: flagged missing
+    window = open_window(qtbot, data_root)
+    gallery, watch = window.controller.gallery, window.controller.folder_watch
+    assert gallery.record(0).missing
+    whole = _png_bytes(tmp_path, "a starred owl")
+    with open(picture, "wb") as f:  # copied back: half of it, then it stops growing a while
+        f.write(whole[: len(whole) // 2])
+        f.flush()
+        _looks_after(qtbot, window, 3)
+        assert watch.waiting == ["d/0.png"] and gallery.record(0).missing  # no whole PNG yet: not its picture yet
+        f.write(whole[len(whole) // 2 :])
+    # was: flagged missing until the next start
+    qtbot.waitUntil(lambda: not gallery.record(0).missing, timeout=WAIT_MS)
+    record = gallery.record(0)
+    assert (gallery.rowCount(), record.id, record.favorite) == (1, owl.id, True)  # its entry, no second one
+    assert [(r.path, r.missing) for r in window.controller.store.images()] == [("d/0.png", False)]
+    assert watch.waiting == [] and not window.controller.folder_import.running
+    assert window.error_dialog is None
+
+
+def test_a_picture_deleted_by_hand_while_the_app_runs_is_flagged_missing_at_once(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["an owl", "a cat"])
+    window = open_window(qtbot, data_root)
+    gallery, store = window.controller.gallery, window.controller.store
+    owl = data.images / "d" / "0.png"
+    kept = owl.read_bytes()
+    owl.unlink()  # deleted in a file manager
+    # was: shown as if there until the next start
+    qtbot.waitUntil(lambda: _record_at(gallery, "d/0.png").missing, timeout=WAIT_MS)
+    assert not _record_at(gallery, "d/1.png").missing
+    assert {r.path: r.missing for r in store.images()} == {"d/0.png": True, "d/1.png": False}
+    owl.write_bytes(kept)  # and put back
+    qtbot.waitUntil(lambda: not _record_at(gallery, "d/0.png").missing, timeout=WAIT_MS)
+    assert gallery.rowCount() == 2 and store.images_at(["d/0.png"])[0].missing is False
+    assert window.error_dialog is None
+
+
+def test_a_look_at_an_images_folder_that_cannot_be_listed_finds_no_picture_gone(tmp_path):
+    """A drive unplugged, the folder gone: the look says nothing of each picture, and no entry is flagged missing."""
+    entries = {"d/0.png", "d/1.png"}
+    assert look_at_folder(tmp_path / "unplugged", entries, set(), {}).gone == frozenset()
+    (tmp_path / "emptied").mkdir()
+    assert look_at_folder(tmp_path / "emptied", entries, set(), {}).gone == entries  # listed: they are gone
+
