@@ -24,7 +24,11 @@ entry's picture may still wait there: no look is made before (the gathering is p
 The app's own writes are not imported a second time: a picture the engine saves has its row committed (the Qt
 thread's ``image_saved``) long before a second look can find it unchanged, and ``FolderImport`` leaves out a file
 that has a row by the time its batch is committed. A picture Undo brings back, or Save as writes over one in the
-gallery, has its row already."""
+gallery, has its row already.
+
+While a folder the system will not watch is there (Linux's limit of watched folders, inotify's
+``max_user_watches``, reached), the images folder is looked at every ``POLL_MS`` too, which the log says once per
+such folder: before, the pictures put in it were found at the next start only."""
 
 from __future__ import annotations
 
@@ -51,6 +55,9 @@ log = logging.getLogger(__name__)
 
 # How long after a change the folder is looked at, and how often again while files in it are still being written.
 SETTLE_MS = 1000
+# How often the folders the system will not watch are looked at instead (a look lists the whole images folder: a
+# few seconds of a thread at 30,000 pictures on a slow disk, too much to make every second).
+POLL_MS = 30_000
 # How long a file may stay as it is without being a whole PNG before it is taken for one that will stay so (a
 # damaged picture, a file that is no PNG) and imported as start-up would import it.
 GIVE_UP_S = 60.0
@@ -129,6 +136,9 @@ class FolderWatch(QObject):
         self._watcher.directoryChanged.connect(self._changed)
         self._timer = QTimer(self, singleShot=True, interval=SETTLE_MS)
         self._timer.timeout.connect(self._look)
+        self._unwatched: set[str] = set()  # the folders the system refused to watch: looked at every POLL_MS
+        self._poll = QTimer(self)
+        self._poll.timeout.connect(self._changed)  # a method, not a lambda holding the watch: gone with it
         self._lookups = Lookups("Images folder", self)
         self._lookups.ended.connect(self._looked)
         self._looking: Lookup | None = None
@@ -153,11 +163,13 @@ class FolderWatch(QObject):
         """Closing: no look starts, nor is one under way used (the database closes next)."""
         self._on = False
         self._timer.stop()
+        self._poll.stop()
         if folders := self._watcher.directories():
             self._watcher.removePaths(folders)
 
-    def _changed(self, _folder: str) -> None:
-        """A watched folder's entries changed: looked at once the moment has passed (not again for each change)."""
+    def _changed(self, _folder: str = "") -> None:
+        """A watched folder's entries changed, or the time came to look at those not watched (``POLL_MS``): looked at
+        once the moment has passed (not again for each change)."""
         if self._on and not self._timer.isActive():
             self._timer.start()
 
@@ -194,6 +206,7 @@ class FolderWatch(QObject):
             log.warning("the images folder %s could not be looked at: %s", self._data.images, lookup.error)
         else:
             look: Look = lookup.result
+            self._unwatched.intersection_update(look.folders)  # those gone: asked for again if made again
             self._watch(look.folders)
             self._seen = look.seen
             if look.ready or look.gone:
@@ -202,10 +215,19 @@ class FolderWatch(QObject):
             self._changed("")
 
     def _watch(self, folders: list[str]) -> None:
-        """``folders`` watched too (those watched already, or gone, are left as they are)."""
-        watched = set(self._watcher.directories())
-        if new := [folder for folder in folders if folder not in watched and os.path.isdir(folder)]:
-            self._watcher.addPaths(new)  # a folder the system will not watch (a limit reached) is logged by Qt
+        """``folders`` watched too (those watched already, or gone, are left as they are); those the system refuses
+        to watch are looked at every ``POLL_MS`` instead, said once, and not asked for again (each refusal is a
+        line of Qt's in the log), until they are gone from a look."""
+        asked = set(self._watcher.directories()) | self._unwatched
+        if new := [folder for folder in folders if folder not in asked and os.path.isdir(folder)]:
+            for folder in self._watcher.addPaths(new):
+                log.warning("the folder %s cannot be watched (the system's limit of watched folders reached?): it is "
+                            "looked at every %g s instead", folder, POLL_MS / 1000)  # fmt: skip
+                self._unwatched.add(folder)
+        if not self._unwatched:
+            self._poll.stop()
+        elif not self._poll.isActive():
+            self._poll.start(POLL_MS)
 
     def _take(self, look: Look) -> None:
         """The files ``look`` found ready: an entry whose file is gone takes its own picture over, a missing entry

@@ -3,6 +3,7 @@ only the next start found them. On the real window, with its engine."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -172,3 +173,42 @@ def test_a_look_at_an_images_folder_that_cannot_be_listed_finds_no_picture_gone(
     (tmp_path / "emptied").mkdir()
     assert look_at_folder(tmp_path / "emptied", entries, set(), {}).gone == entries  # listed: they are gone
 
+
+
+def test_folders_the_system_will_not_watch_are_looked_at_every_while_instead(qtbot, data_root, tmp_path, monkeypatch,
+                                                                            caplog):  # fmt: skip
+    """The system refuses to watch a folder once its limit of watched folders is reached (Linux's inotify
+    ``max_user_watches``): Qt's ``addPaths`` returns it. Nothing looked at such a folder again: the pictures put in
+    it were found at the next start only. It is looked at every ``POLL_MS`` (30 s) instead, which the log says once
+    per folder."""
+    from PySide6.QtCore import QFileSystemWatcher
+
+    from app import folder_watch
+
+    data = resolve_data_dir(data_root)
+    images = str(data.images)
+    real = QFileSystemWatcher.addPaths
+
+    def add_paths(watcher, paths):  # the images folder and those in it refused, as at the system's limit
+        refused = [p for p in paths if p == images or p.startswith(images + "/")]
+        others = [p for p in paths if p not in refused]
+        return refused + (real(watcher, others) if others else [])
+
+    monkeypatch.setattr(QFileSystemWatcher, "addPaths", add_paths)
+    monkeypatch.setattr(folder_watch, "POLL_MS", 2 * LOOK_MS)
+    caplog.set_level("INFO", logger="app.folder_watch")
+    window = open_window(qtbot, data_root)
+    watch = window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)  # the first look, at the start, made as before
+    outside = write_png(tmp_path / "from elsewhere.png", Image.new("RGB", (32, 32), "blue"), {"prompt": "a blue sky"})
+    shutil.copy(outside, data.images / "copied.png")
+    # was: found at the next start only
+    qtbot.waitUntil(lambda: _prompts(window) == ["a blue sky"], timeout=WAIT_MS)
+    (data.images / "holiday").mkdir()
+    shutil.copy(outside, data.images / "holiday" / "beach.png")
+    qtbot.waitUntil(lambda: len(_prompts(window)) == 2, timeout=WAIT_MS)
+    _looks_after(qtbot, window, 3)
+    said = [r.getMessage() for r in caplog.records if "cannot be watched" in r.getMessage()]
+    assert said == [f"the folder {folder} cannot be watched (the system's limit of watched folders reached?): it is "
+                    "looked at every 2 s instead" for folder in (images, os.path.join(images, "holiday"))]
+    assert window.error_dialog is None
