@@ -147,9 +147,10 @@ class ImageViewerState(QObject):
             self._delete([row])
             self._settle()  # at once: a delete puts nothing back
 
-    def set_zoom(self, scale: float) -> None:
-        """Shown at ``scale`` (1.0: 100%), within ``MIN_ZOOM`` and ``MAX_ZOOM``."""
-        self.zoom = min(max(scale, MIN_ZOOM), MAX_ZOOM)
+    def set_zoom(self, scale: float, least: float = MIN_ZOOM) -> None:
+        """Shown at ``scale`` (1.0: 100%), within ``MIN_ZOOM`` (or ``least``, where smaller: the scale that fits a
+        panorama to the window, which zooming out must not make larger) and ``MAX_ZOOM``."""
+        self.zoom = min(max(scale, min(least, MIN_ZOOM)), MAX_ZOOM)
         self.fit = False
 
     def fit_to_window(self) -> None:

@@ -62,16 +62,23 @@ class ImageCanvas(QWidget):
         state.zoom_changed.connect(self._rescale)
 
     def scale(self) -> float:
-        """The picture's scale now: the state's zoom, or fit to the canvas (a smaller picture at 100%)."""
+        """The picture's scale now: the state's zoom, or fit to the canvas (``fit_scale``)."""
         if self._pixmap is None or not self._state.fit:
             return self._state.zoom
+        return self.fit_scale()
+
+    def fit_scale(self) -> float:
+        """The scale that fits the picture to the canvas (a smaller picture at 100%)."""
+        if self._pixmap is None:
+            return 1.0
         width, height = self._pixmap.width(), self._pixmap.height()
         return min(1.0, self.width() / max(width, 1), self.height() / max(height, 1))
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
-        """The scale multiplied by ``factor``, the canvas point ``anchor`` (else its centre) kept in place."""
+        """The scale multiplied by ``factor``, the canvas point ``anchor`` (else its centre) kept in place; zooming
+        out goes no smaller than the state's least zoom, or the fit where that is smaller (a panorama)."""
         self._anchor = anchor
-        self._state.set_zoom(self.scale() * factor)
+        self._state.set_zoom(self.scale() * factor, least=self.fit_scale())
         self._anchor = None
 
     def _set_image(self, image: QImage | None) -> None:

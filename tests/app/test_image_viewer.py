@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.data_dir import resolve_data_dir
 from app.image_decode import read_image
+from app.image_viewer_state import MIN_ZOOM
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app.gui import gallery_images, held, open_window
@@ -228,3 +229,25 @@ def test_the_image_shown_stays_shown_when_the_gallery_sorts_it_again(qtbot, data
     window.controller.delete_images([0, 1])
     qtbot.waitUntil(lambda: state.record.prompt == "made 2026-01-01", timeout=WAIT_MS)
     assert state.place == "1 of 1" and viewer.isVisible()
+
+
+def test_zooming_out_of_a_panorama_fit_below_the_least_zoom_never_makes_it_larger(qtbot, data_root):
+    data = resolve_data_dir(data_root)
+    write_png(data.images / "panorama.png", Image.new("RGB", (80000, 60), "teal"), {"prompt": "a panorama"})
+    store = Store(data.database)
+    store.add_image("panorama.png", {"prompt": "a panorama"})
+    store.close()
+    window = open_window(qtbot, data_root)
+    viewer = _opened_with_enter(qtbot, window, 0)
+    canvas = viewer.canvas
+    fit = canvas.scale()
+    assert fit < MIN_ZOOM and round(80000 * fit) == canvas.width()  # fit: below 1/32 of its size
+    _key(qtbot, viewer, Qt.Key.Key_Minus)
+    assert canvas.scale() == fit  # was 1/32: "-" made it larger, past the window's width
+    wheel_at = QPointF(canvas.width() / 2, canvas.height() / 2)
+    QApplication.sendEvent(canvas, QWheelEvent(wheel_at, canvas.mapToGlobal(wheel_at), QPoint(), QPoint(0, -120),
+                                               Qt.MouseButton.NoButton, Qt.KeyboardModifier.ControlModifier,
+                                               Qt.ScrollPhase.NoScrollPhase, False))  # fmt: skip
+    assert canvas.scale() == fit  # Ctrl+wheel down: the same
+    _key(qtbot, viewer, Qt.Key.Key_Plus)
+    assert canvas.scale() == fit * 1.25  # one step larger, not to 1/32 at once
