@@ -4,13 +4,19 @@ Double-click or Enter on a gallery image opens it, fit to the window; 1 shows th
 (or the buttons), + and - (or Ctrl+wheel, about the pointer) zoom, dragging or the wheel moves a picture larger than
 the window; Left/Right (PageUp/PageDown, Home/End) step through the gallery as the grid lists it, whose selection
 follows; Delete deletes as the gallery does (Ctrl+Z brings it back); Esc closes. A window of its own, not a layer over
-the gallery: the main window's Esc cancels the running job, and its keys stay theirs."""
+the gallery: the main window's Esc cancels the running job, and its keys stay theirs.
+
+A scale is the screen's pixels per picture pixel, whatever the desktop's scaling: 100% is one for one on a screen at
+200% too (``QT_SCALE_FACTOR=2``, a 4K laptop's), and a picture scaled down is smoothed at the screen's resolution.
+In the widget's own units, which the desktop's scaling sets, the picture is its size in screen pixels divided by
+the device pixel ratio: drawn at the desktop's units, 100% showed each picture pixel as 2x2 screen pixels, and a fit
+picture was smoothed to half the screen's resolution, then stretched."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, QSizeF, Qt, Signal
 from PySide6.QtGui import (
     QCloseEvent,
     QColor,
@@ -31,7 +37,7 @@ ZOOM_STEP = 1.25  # one + or - press, one wheel notch with Ctrl
 _KEYS_SAID = "←/→ previous/next · 1: 100% · 0: fit · +/−: zoom · Delete · Esc: close"
 
 
-def _placed(at: float, length: int, room: int) -> float:
+def _placed(at: float, length: float, room: int) -> float:
     """Where a picture ``length`` long starts along a side of the canvas ``room`` long, asked to start ``at``: centred
     when it fits, else no farther than to bring its end (or its start) to the canvas's edge."""
     if length <= room:
@@ -51,7 +57,7 @@ class ImageCanvas(QWidget):
         self._pixmap: QPixmap | None = None
         self._scaled: QPixmap | None = None  # the picture smoothed to a scale below 100%, made once per scale
         self.offset = QPointF()  # the picture's top left corner in the canvas
-        self._shown_scale = 1.0  # the scale ``offset`` was placed for
+        self._shown_scale = 1.0  # the widget's units per picture pixel (``_units_scale``) ``offset`` was placed for
         self._anchor: QPointF | None = None  # the point a zoom keeps in place (the pointer's), else the centre
         self._dragged_from: QPointF | None = None
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -62,17 +68,22 @@ class ImageCanvas(QWidget):
         state.zoom_changed.connect(self._rescale)
 
     def scale(self) -> float:
-        """The picture's scale now: the state's zoom, or fit to the canvas (``fit_scale``)."""
+        """The picture's scale now, in screen pixels per picture pixel (1.0: 100%): the state's zoom, or fit to the
+        canvas (``fit_scale``)."""
         if self._pixmap is None or not self._state.fit:
             return self._state.zoom
         return self.fit_scale()
 
     def fit_scale(self) -> float:
-        """The scale that fits the picture to the canvas (a smaller picture at 100%)."""
+        """The scale that fits the picture to the canvas's screen pixels (a smaller picture at 100%)."""
         if self._pixmap is None:
             return 1.0
-        width, height = self._pixmap.width(), self._pixmap.height()
-        return min(1.0, self.width() / max(width, 1), self.height() / max(height, 1))
+        width, height, ratio = self._pixmap.width(), self._pixmap.height(), self.devicePixelRatioF()
+        return min(1.0, self.width() * ratio / max(width, 1), self.height() * ratio / max(height, 1))
+
+    def _units_scale(self) -> float:
+        """The scale in the widget's own units (which the desktop's scaling sets) per picture pixel."""
+        return self.scale() / self.devicePixelRatioF()
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
         """The scale multiplied by ``factor``, the canvas point ``anchor`` (else its centre) kept in place; zooming
@@ -84,21 +95,27 @@ class ImageCanvas(QWidget):
     def _set_image(self, image: QImage | None) -> None:
         self._pixmap = None if image is None else QPixmap.fromImage(image)
         self._scaled = None
-        self._shown_scale = self.scale()
+        self._shown_scale = self._units_scale()
         size = self._picture_size()
         self.offset = QPointF((self.width() - size.width()) / 2, (self.height() - size.height()) / 2)
         self._place()
         self.scaled.emit()
 
-    def _picture_size(self) -> QSize:
+    def _screen_size(self) -> QSize:
+        """The picture's size as shown, in screen pixels."""
         if self._pixmap is None:
             return QSize()
         scale = self.scale()
         return QSize(max(1, round(self._pixmap.width() * scale)), max(1, round(self._pixmap.height() * scale)))
 
+    def _picture_size(self) -> QSizeF:
+        """The picture's size as shown, in the widget's units."""
+        return self._screen_size().toSizeF() / self.devicePixelRatioF()
+
     def _rescale(self, *_: object) -> None:
-        """The scale changed: the picture scaled about the anchor, then kept in view."""
-        scale = self.scale()
+        """The scale changed (or the screen's pixels per unit: the window moved to another screen): the picture
+        scaled about the anchor, then kept in view."""
+        scale = self._units_scale()
         anchor = self._anchor or QPointF(self.width() / 2, self.height() / 2)
         self.offset = anchor - (anchor - self.offset) * (scale / self._shown_scale)
         self._shown_scale = scale
@@ -125,18 +142,27 @@ class ImageCanvas(QWidget):
             painter.drawText(self.rect().adjusted(24, 24, -24, -24),
                              Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, message)  # fmt: skip
             return
-        size = self._picture_size()
+        ratio = self.devicePixelRatioF()
+        # On a screen pixel's edge: at 100% a picture pixel half on two screen pixels showed them as one
+        at = QPointF(round(self.offset.x() * ratio) / ratio, round(self.offset.y() * ratio) / ratio)
         if self.scale() < 1:  # smoothed once per scale: a large picture smoothed at each paint lagged
-            if self._scaled is None or self._scaled.size() != size:
+            size = self._screen_size()
+            if self._scaled is None or self._scaled.size() != size or self._scaled.devicePixelRatio() != ratio:
                 self._scaled = self._pixmap.scaled(size, Qt.AspectRatioMode.IgnoreAspectRatio,
                                                    Qt.TransformationMode.SmoothTransformation)  # fmt: skip
-            painter.drawPixmap(self.offset, self._scaled)
+                self._scaled.setDevicePixelRatio(ratio)  # drawn one pixel per screen pixel
+            painter.drawPixmap(at, self._scaled)
         else:  # 100% and above: each pixel a square, to look at it
-            painter.drawPixmap(QRectF(self.offset, size.toSizeF()), self._pixmap, QRectF(self._pixmap.rect()))
+            painter.drawPixmap(QRectF(at, self._picture_size()), self._pixmap, QRectF(self._pixmap.rect()))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._rescale()
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.DevicePixelRatioChange:  # another screen: the fit, the units per pixel
+            self._rescale()
+        return super().event(event)
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         notches = event.angleDelta().y() / 120
