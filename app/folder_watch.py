@@ -21,6 +21,11 @@ shown missing meanwhile); never while the images folder itself could not be list
 nothing of each picture). Nor before start-up's gathering of the old trash from another drive has ended, when an
 entry's picture may still wait there: no look is made before (the gathering is part of the import's run).
 
+An images folder that cannot be listed (removed, moved away, its drive unplugged) is looked at again every
+``AWAY_MS`` until it can be: a folder's watch ends when it is removed (when it is moved too, where Qt polls for
+want of the system's watches), and nothing tells of a folder made again at its place (a backup put back): the
+pictures put in it then came in only at the next start. Once it is back, it and its folders are watched anew.
+
 The app's own writes are not imported a second time: a picture the engine saves has its row committed (the Qt
 thread's ``image_saved``) long before a second look can find it unchanged, and ``FolderImport`` leaves out a file
 that has a row by the time its batch is committed. A picture Undo brings back, or Save as writes over one in the
@@ -61,6 +66,8 @@ POLL_MS = 30_000
 # How long a file may stay as it is without being a whole PNG before it is taken for one that will stay so (a
 # damaged picture, a file that is no PNG) and imported as start-up would import it.
 GIVE_UP_S = 60.0
+# How often the images folder is looked at while it cannot be listed (``FolderWatch``): one failed listing.
+AWAY_MS = 5000
 
 Stamp = tuple[int, int]  # a file's size and modification time (ns): what changes while it is written
 
@@ -82,6 +89,7 @@ class Look:
     listed: frozenset[str]  # every PNG's path relative to the images folder
     ready: dict[str, str]  # the files to import now, or a missing entry's back (relative path -> path)
     seen: dict[str, Sighting]  # the files without an entry, for the next look to compare with
+    reached: bool  # whether the images folder itself could be listed
     gone: frozenset[str] = frozenset()  # the paths of entries with a file that the listing lacks
 
     @property
@@ -120,9 +128,10 @@ def look_at_folder(images: Path, with_file: Set[str], trashed: Container[str], s
         else:
             ready[rel] = path
             kept[rel] = replace(before, handed=True)
-    # the images folder is listed first: nothing listed, it could not be (gone, unplugged), and nothing is known gone
-    gone = frozenset(with_file.difference(listing)) if folders else frozenset()
-    return Look(folders, frozenset(listing), ready, kept, gone)
+    reached = folders[:1] == [os.fspath(images)]  # the images folder is listed first: else it could not be
+    # nothing is known gone where the images folder could not be listed (gone, unplugged)
+    gone = frozenset(with_file.difference(listing)) if reached else frozenset()
+    return Look(folders, frozenset(listing), ready, kept, reached, gone)
 
 
 class FolderWatch(QObject):
@@ -144,6 +153,7 @@ class FolderWatch(QObject):
         self._looking: Lookup | None = None
         self._seen: dict[str, Sighting] = {}
         self._due = False  # a look was asked for while one could not be made: made once it can
+        self._away = False  # the last look could not list the images folder: looked at again every AWAY_MS
         self._on = False
         self.looks = 0  # looks made, for the tests
         folder_import.running_changed.connect(self._import_running)
@@ -157,7 +167,7 @@ class FolderWatch(QObject):
         """Watching from now on; a first look soon (the files put in since start-up listed the folder)."""
         self._on = True
         self._watch([os.fspath(self._data.images)])
-        self._timer.start()
+        self._timer.start(SETTLE_MS)
 
     def stop(self) -> None:
         """Closing: no look starts, nor is one under way used (the database closes next)."""
@@ -170,8 +180,8 @@ class FolderWatch(QObject):
     def _changed(self, _folder: str = "") -> None:
         """A watched folder's entries changed, or the time came to look at those not watched (``POLL_MS``): looked at
         once the moment has passed (not again for each change)."""
-        if self._on and not self._timer.isActive():
-            self._timer.start()
+        if self._on and (not self._timer.isActive() or self._timer.interval() != SETTLE_MS):
+            self._timer.start(SETTLE_MS)
 
     def _import_running(self, running: bool) -> None:
         if not running and self._due:
@@ -207,12 +217,30 @@ class FolderWatch(QObject):
         else:
             look: Look = lookup.result
             self._unwatched.intersection_update(look.folders)  # those gone: asked for again if made again
+            self._away_or_back(look.reached)
             self._watch(look.folders)
             self._seen = look.seen
             if look.ready or look.gone:
                 self._take(look)
         if self._due or self.waiting:
             self._changed("")
+        elif self._away:
+            self._timer.start(AWAY_MS)
+
+    def _away_or_back(self, reached: bool) -> None:
+        """The images folder listed (``reached``) or not: gone, it is looked at every ``AWAY_MS`` (no watch tells
+        of its return) and the watches of its folders are ended (each stands for a folder moved or removed with
+        it: one made again at its path is watched anew once it is back)."""
+        if self._away != reached:  # as it was
+            return
+        self._away = not reached
+        if reached:
+            log.info("the images folder %s is back: watched again", self._data.images)
+            return
+        log.warning("the images folder %s cannot be listed (removed, moved, or on a drive away): looked at every "
+                    "%d s until it is back", self._data.images, AWAY_MS // 1000)  # fmt: skip
+        if folders := self._watcher.directories():
+            self._watcher.removePaths(folders)
 
     def _watch(self, folders: list[str]) -> None:
         """``folders`` watched too (those watched already, or gone, are left as they are); those the system refuses

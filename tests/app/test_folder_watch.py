@@ -211,4 +211,25 @@ def test_folders_the_system_will_not_watch_are_looked_at_every_while_instead(qtb
     said = [r.getMessage() for r in caplog.records if "cannot be watched" in r.getMessage()]
     assert said == [f"the folder {folder} cannot be watched (the system's limit of watched folders reached?): it is "
                     "looked at every 2 s instead" for folder in (images, os.path.join(images, "holiday"))]
+
+
+
+def test_the_images_folder_removed_and_made_again_is_watched_again(qtbot, data_root, tmp_path):
+    window = open_window(qtbot, data_root)
+    data = window.controller.data
+    outside = write_png(tmp_path / "from elsewhere.png", Image.new("RGB", (32, 32), "blue"), {"prompt": "a blue sky"})
+    shutil.rmtree(data.images)  # removed while the app runs
+    _looks_after(qtbot, window, 1)
+    looks = window.controller.folder_watch.looks
+    qtbot.wait(3 * LOOK_MS)
+    assert window.controller.folder_watch.looks <= looks + 1  # not looked at over and over meanwhile
+    assert window.error_dialog is None
+    data.images.mkdir()  # made again by hand (a backup put back), where new jobs save again
+    (data.images / "holiday").mkdir()
+    shutil.copy(outside, data.images / "holiday" / "beach.png")
+    # Was: never imported (until the next start): the folder's watch ended with the folder
+    qtbot.waitUntil(lambda: _prompts(window) == ["a blue sky"], timeout=WAIT_MS)
+    assert window.controller.gallery.record(0).path == "holiday/beach.png"
+    shutil.copy(outside, data.images / "holiday" / "sea.png")  # and its folders watched as before
+    qtbot.waitUntil(lambda: len(_prompts(window)) == 2, timeout=WAIT_MS)
     assert window.error_dialog is None
