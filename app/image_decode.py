@@ -5,6 +5,7 @@ spare for one picture is refused as ``TooLarge``, which says so with its size (`
 from __future__ import annotations
 
 import logging
+import os
 
 from PIL import Image
 from PySide6.QtCore import QSize, Qt
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 _RAM_SHARE = 4
 _UNKNOWN_RAM = 4 * 2**30  # taken where the RAM cannot be read: a small machine's
 _JPEG = b"\xff\xd8\xff"
+# The most a PNG's pixel data can be compressed (deflate's limit, 1032 to 1), with room to spare
+_PNG_MOST_PACKED = 1100
 
 
 class TooLarge(ValueError):
@@ -69,6 +72,18 @@ def _open(path: str) -> Image.Image:
     return Image.open(path)
 
 
+def _holds_too_few_bytes(path: str, image: Image.Image) -> bool:
+    """Whether the PNG ``image`` (at ``path``) claims more pixels than its file can hold, at one bit a pixel (a
+    PNG's fewest) packed as tightly as a PNG's data can be: a damaged or made-up header, with no such picture
+    behind it. It was said "too large to show" with the memory it would need, and the user sent to open it in
+    another program; under the memory budget, Pillow reserved room for all those pixels before it found the data
+    missing."""
+    if image.format != "PNG":
+        return False
+    width, height = image.size
+    return height * ((width + 7) // 8) > _PNG_MOST_PACKED * os.path.getsize(path)
+
+
 def _check_memory(image: Image.Image, size: tuple[int, int], full_size: bool) -> None:
     """Raises ``TooLarge`` when decoding ``image`` (of ``size`` pixels before a JPEG's draft) needs more memory than
     ``_memory_budget``. A thumbnail holds the picture decoded once (a byte a pixel for a 1-bit, grey or palette
@@ -88,6 +103,10 @@ def _read_with_pillow(path: str, fit: int | None) -> QImage:
     read it either; ``TooLarge`` when this machine cannot spare the memory (``_check_memory``)."""
     try:
         with _open(path) as image:
+            if _holds_too_few_bytes(path, image):
+                log.info("%s could not be decoded: its header claims %dx%d pixels, more than its bytes can hold",
+                         path, *image.size)  # fmt: skip
+                return QImage()
             size = image.size
             if fit is not None:
                 image.draft(None, (2 * fit, 2 * fit))  # a JPEG: as Image.thumbnail would (its reducing gap of 2)

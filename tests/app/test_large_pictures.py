@@ -130,3 +130,25 @@ def test_a_picture_too_large_for_this_machine_says_so(qtbot, data_root, monkeypa
     qtbot.waitUntil(lambda: state.message not in ("", "Loading…"), timeout=30000)
     assert state.image is None and "too large to show: 20000×12000 pixels" in state.message
     assert "damaged" not in state.message and "Replace it" not in state.message
+
+
+def test_a_png_whose_header_claims_more_pixels_than_its_bytes_can_hold_is_said_damaged(qtbot, data_root, monkeypatch):
+    # A machine of 8 GiB: 2 GiB for one picture. The header says 60000x60000 RGBA pixels (14.4 GB decoded), and the
+    # file is 74 bytes: as tightly as a PNG's data can be packed (1032 to 1), it could hold 76 KB of pixels.
+    monkeypatch.setattr(app.image_decode, "installed_ram_bytes", lambda: 8 * GiB, raising=False)
+    data = resolve_data_dir(data_root)
+    data.images.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">IIBBBBB", 60000, 60000, 8, 6, 0, 0, 0)  # 8 bits, RGBA
+    (data.images / "lying.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+                                            + _chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + _chunk(b"IEND", b""))
+    _in_gallery(data, "lying.png")
+    window = window_without_engine(qtbot, data)
+    from app.thumbnails import placeholder
+
+    # Was "too large to show\n60000×60000 pixels": a picture to open in another program, which has none either
+    assert _thumbnail(qtbot, window.controller.gallery) == placeholder("unreadable")
+    window.gallery_panel.select_row(0)
+    window.gallery_panel.view_current()
+    state = window.controller.viewer
+    qtbot.waitUntil(lambda: state.message not in ("", "Loading…"), timeout=30000)
+    assert "could not be read as a picture: it is damaged" in state.message and "too large" not in state.message
