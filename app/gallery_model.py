@@ -255,9 +255,23 @@ class GalleryModel(QStringListModel):
         self.insert_records(records)
 
     def dates_changed(self) -> None:
-        """Rows were dated again (``app.import_dates``): each put where it now sorts, in place, as after a repair
+        """Rows were dated again (``app.import_dates``): listed in their new order in one layout change, the
+        selected and current images (and the viewer's) following their rows. Taken out and put back where they now
+        sort, the selected ones lost their selection (the pane emptied, its buttons greyed), the viewer showing one
+        closed, and the grid was laid out again per run of rows moved. Where the rows listed are not those the store
+        lists now (a date changes no search: not expected), they are brought up to it as after a repair
         (``_refresh``)."""
-        self._refresh()
+        fresh = self._store.images(self._search, self._favorites_only)
+        if sorted(record.id for record in fresh) != sorted(record.id for record in self._rows):
+            self._refresh()
+            return
+        row_now = {record.id: row for row, record in enumerate(fresh)}
+        self.layoutAboutToBeChanged.emit()
+        kept = self.persistentIndexList()  # the selection's and the current image's, the views'
+        self.changePersistentIndexList(kept, [self.index(row_now[self._rows[index.row()].id]) for index in kept])
+        self._rows = fresh
+        self._row_of_path = None
+        self.layoutChanged.emit()
 
     def remove_rows_at(self, rows: Iterable[int]) -> None:
         """Takes ``rows`` out of the grid, a run of consecutive rows at a time."""

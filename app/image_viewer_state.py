@@ -3,10 +3,8 @@
 The viewer shows one image of the gallery as the grid lists it now (the search and the "★ only" view included), known
 by its id: the rows may change under it (images generated or imported above it, a search typed). Stepping goes to
 the previous or next row; an image that leaves the grid while shown (deleted, hidden by a search) gives its place to
-the one listed there now, and the viewer closes when none is left. That is decided once the change is done: the
-gallery puts a row it sorts again (dated again, ``GalleryModel.dates_changed``) where it now belongs by taking it out
-and putting it back in one call, and the viewer closed, or went to another image, while it was out. ``row_shown``
-tells the grid, whose selection follows the image the user stepped to.
+the one listed there now, and the viewer closes when none is left; one the gallery sorts again (dated again) stays
+shown at its new place. ``row_shown`` tells the grid, whose selection follows the image the user stepped to.
 
 The picture is decoded at full size on a thread (``decode_image``: pictures past Qt's 256 MB image limit too), one at a
 time: stepping through the gallery faster than pictures decode skips those stepped past, and only the latest one
@@ -21,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
 from app.background import Lookup, Lookups
@@ -103,14 +101,9 @@ class ImageViewerState(QObject):
         self._wanted: Path | None = None  # the picture to decode next (the one shown, or being stepped to)
         self._decoding: Lookup | None = None
         self._decoding_path: Path | None = None
-        # When the image shown left the grid, until ``_settle`` decides, once the change is done: the row it had, and
-        # the id of the image listed there then (in its place, wherever more rows change meanwhile), if any
-        self._left: tuple[int, int | None] | None = None
-        self._settling = QTimer(self, singleShot=True, interval=0)
-        self._settling.timeout.connect(self._settle)
         self._decodes = Lookups("Viewer", self)
         self._decodes.ended.connect(self._decoded)
-        for signal in (gallery.rowsInserted, gallery.rowsRemoved, gallery.modelReset):
+        for signal in (gallery.rowsInserted, gallery.rowsRemoved, gallery.modelReset, gallery.layoutChanged):
             signal.connect(self._rows_changed)
         gallery.dataChanged.connect(self._entry_changed)
 
@@ -124,7 +117,6 @@ class ImageViewerState(QObject):
 
     def step(self, by: int) -> None:
         """The image ``by`` rows after the one shown (before it, when negative), stopping at the first and last."""
-        self._settle()  # a key pressed while the image shown is out of the grid: from the one in its place
         if self.open and self._gallery.rowCount():
             self._go(min(max(self._find() + by, 0), self._gallery.rowCount() - 1))
 
@@ -145,7 +137,6 @@ class ImageViewerState(QObject):
         its place is shown next (``_rows_changed``)."""
         if self.open and (row := self._find()) >= 0:
             self._delete([row])
-            self._settle()  # at once: a delete puts nothing back
 
     def set_zoom(self, scale: float, least: float = MIN_ZOOM) -> None:
         """Shown at ``scale`` (1.0: 100%), within ``MIN_ZOOM`` (or ``least``, where smaller: the scale that fits a
@@ -210,33 +201,16 @@ class ImageViewerState(QObject):
     # ---- the grid changes ---------------------------------------------------------------------------------
 
     def _rows_changed(self, *_: Any) -> None:
-        """Rows added, removed or listed anew: the image shown found again (its place said), or, gone from the grid,
-        replaced once the change is done (``_settle``), unless it is back by then."""
+        """Rows added, removed, listed anew or sorted again (dated again: ``GalleryModel.dates_changed``): the image
+        shown found again, or, gone from the grid, the one listed in its place shown; closed when the grid is
+        empty."""
         if not self.open:
             return
         was = self._row
         if self._find() >= 0:
-            self._left = None
             self._say_place()
-        elif self._left is None:
-            count = self._gallery.rowCount()
-            in_its_place = self._gallery.record(min(max(was, 0), count - 1)).id if count else None
-            self._left = (was, in_its_place)
-            self._settling.start()
-
-    def _settle(self) -> None:
-        """The image shown, out of the grid since a change: shown again where it is listed now, else the one
-        listed in its place is shown; closed when the grid is empty."""
-        left, self._left = self._left, None
-        if left is None or not self.open:
-            return
-        row, in_its_place = left
-        if self._find() >= 0:
-            self._say_place()
-        elif in_its_place is not None and (now := self._gallery.row_of(in_its_place)) >= 0:
-            self._go(now)
         elif count := self._gallery.rowCount():
-            self._go(min(max(row, 0), count - 1))
+            self._go(min(max(was, 0), count - 1))
         else:
             self.close()
 

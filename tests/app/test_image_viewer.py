@@ -3,7 +3,6 @@ nothing and no picture could be seen larger than its thumbnail inside the app. O
 
 from __future__ import annotations
 
-import os
 import threading
 
 from PIL import Image
@@ -17,7 +16,7 @@ from app.image_viewer_state import MIN_ZOOM
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app.gui import gallery_images, held, open_window
-from tests.app.test_import_dates import _schema_9
+from tests.app.test_import_dates import dating_held, gallery_copied_without_file_times
 
 WAIT_MS = 30_000  # generous: CI runs the suite on 2 cores in parallel
 LOADING = "Loading…"
@@ -196,23 +195,9 @@ def test_delete_in_the_viewer_is_the_galleries_and_the_next_image_takes_its_plac
 
 def test_the_image_shown_stays_shown_when_the_gallery_sorts_it_again(qtbot, data_root, monkeypatch):
     """The first start after an update dates again the images an earlier version imported by their files' times
-    (``app.import_dates``): the gallery takes each such row out and puts it back where it now sorts, in one call."""
-    import app.import_dates
-
-    data = resolve_data_dir(data_root)
-    data.images.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, day in enumerate(["01", "02", "03"]):  # copied newest first: the oldest has the latest file time
-        settings = {"prompt": f"made 2026-01-{day}", "created": f"2026-01-{day}T10:00:00+00:00"}
-        write_png(path := data.images / f"img{i}.png", Image.new("RGB", (8, 8), (i, 0, 0)), settings)
-        os.utime(path, (copied := 1_760_000_000 - 100 * i, copied))
-        rows.append((path.name, settings, copied, path.stat().st_size, None))  # as the earlier import dated it
-    store = Store(data.database)
-    store.add_images(rows)
-    store.close()
-    _schema_9(data.database)
-    release = threading.Event()  # the dating held until the viewer shows
-    monkeypatch.setattr(app.import_dates, "_date_to_take", held(app.import_dates._date_to_take, release))
+    (``app.import_dates``), and the gallery lists them in their new order."""
+    gallery_copied_without_file_times(resolve_data_dir(data_root))
+    release = dating_held(monkeypatch)  # until the viewer shows
     window = open_window(qtbot, data_root)
     gallery = window.controller.gallery
     viewer = _opened_with_enter(qtbot, window, 0)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 
 from PIL import Image
 
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import window_without_engine
+from tests.app.gui import held, open_window, window_without_engine
 
 MADE = ["2026-01-01T10:00:00+00:00", "2026-01-02T10:00:00+00:00", "2026-01-03T10:00:00+00:00"]
 
@@ -69,3 +70,44 @@ def test_a_new_gallery_has_no_dates_to_read_again(tmp_path):
     store = Store(tmp_path / "gallery.sqlite3")
     assert store.dates_to_check() is None
     store.close()
+
+
+
+def gallery_copied_without_file_times(data) -> None:
+    """The images made on the days of ``MADE``, imported by an earlier version (schema 9) from a copy that lost
+    their file times, the newest made copied first: each dated by its file's time, the oldest made listed on top."""
+    data.images.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, created in enumerate(MADE):
+        settings = {"prompt": f"made {created[:10]}", "created": created}
+        write_png(path := data.images / f"img{i}.png", Image.new("RGB", (8, 8), (i, 0, 0)), settings)
+        os.utime(path, (copied := 1_760_000_000 + 100 * (len(MADE) - i), copied))
+        rows.append((path.name, settings, copied, path.stat().st_size, None))  # as that import dated it
+    store = Store(data.database)
+    store.add_images(rows)
+    store.close()
+    _schema_9(data.database)
+
+
+def dating_held(monkeypatch) -> threading.Event:
+    """The dating of those images held on its thread (with the rows not yet dated) until the event is set."""
+    import app.import_dates
+
+    release = threading.Event()
+    monkeypatch.setattr(app.import_dates, "_date_to_take", held(app.import_dates._date_to_take, release))
+    return release
+
+
+def test_the_images_selected_stay_selected_as_the_gallery_is_put_in_order(qtbot, data_root, monkeypatch):
+    gallery_copied_without_file_times(resolve_data_dir(data_root))
+    release = dating_held(monkeypatch)  # until an image is selected
+    window = open_window(qtbot, data_root)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    assert _prompts(gallery) == ["made 2026-01-01", "made 2026-01-02", "made 2026-01-03"]
+    panel.select_row(0)
+    release.set()
+    qtbot.waitUntil(lambda: _prompts(gallery) == ["made 2026-01-03", "made 2026-01-02", "made 2026-01-01"],
+                    timeout=10000)  # fmt: skip
+    # Was: none selected, the pane emptied and its buttons greyed (the rows taken out and put back)
+    assert panel.selected_rows() == [2] and panel.current().prompt == "made 2026-01-01"
+    assert "made 2026-01-01" in panel.metadata.toPlainText() and panel.copy_button.isEnabled()
