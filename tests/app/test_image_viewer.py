@@ -51,6 +51,15 @@ def _key(qtbot, viewer, key: Qt.Key, wait_decoded: bool = True) -> None:
         qtbot.waitUntil(lambda: viewer.state.message != LOADING, timeout=WAIT_MS)
 
 
+def _gallery_of_one(data_root, name: str, picture: Image.Image, prompt: str) -> None:
+    """The gallery of the data folder ``data_root``: the one image ``picture``, in the images folder as ``name``."""
+    data = resolve_data_dir(data_root)
+    write_png(data.images / name, picture, {"prompt": prompt})
+    store = Store(data.database)
+    store.add_image(name, {"prompt": prompt})
+    store.close()
+
+
 def _near(a: QPointF, b: QPointF) -> bool:
     return abs(a.x() - b.x()) < 1e-6 and abs(a.y() - b.y()) < 1e-6
 
@@ -78,11 +87,7 @@ def test_enter_opens_the_viewer_and_the_arrows_step_through_the_grid_as_listed(q
 
 
 def test_a_large_picture_is_fit_to_the_window_and_shown_at_100_percent_zoomed_and_moved(qtbot, data_root):
-    data = resolve_data_dir(data_root)
-    write_png(data.images / "large.png", Image.new("RGB", (3000, 2000), "teal"), {"prompt": "a large one"})
-    store = Store(data.database)
-    store.add_image("large.png", {"prompt": "a large one"})
-    store.close()
+    _gallery_of_one(data_root, "large.png", Image.new("RGB", (3000, 2000), "teal"), "a large one")
     window = open_window(qtbot, data_root)
     view = window.gallery_panel.view
     at = view.visualRect(window.controller.gallery.index(0)).center()
@@ -217,11 +222,7 @@ def test_the_image_shown_stays_shown_when_the_gallery_sorts_it_again(qtbot, data
 
 
 def test_zooming_out_of_a_panorama_fit_below_the_least_zoom_never_makes_it_larger(qtbot, data_root):
-    data = resolve_data_dir(data_root)
-    write_png(data.images / "panorama.png", Image.new("RGB", (80000, 60), "teal"), {"prompt": "a panorama"})
-    store = Store(data.database)
-    store.add_image("panorama.png", {"prompt": "a panorama"})
-    store.close()
+    _gallery_of_one(data_root, "panorama.png", Image.new("RGB", (80000, 60), "teal"), "a panorama")
     window = open_window(qtbot, data_root)
     viewer = _opened_with_enter(qtbot, window, 0)
     canvas = viewer.canvas
