@@ -314,9 +314,13 @@ class MainWindow(QMainWindow):
         generate.triggered.connect(self.controller.generate)
         cancel = QAction("Cancel", self)
         cancel.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        # A new press only: the repeats of an Esc held a moment too long in the viewer or a dialog, which close on
+        # its press, came here once the window had the keyboard back, and cancelled the running job.
+        cancel.setAutoRepeat(False)
         cancel.triggered.connect(self.controller.cancel)
         cancel.setStatusTip("Stop the running job at its next step; the queued jobs go on")
         cancel_all = QAction("Cancel all", self)
+        cancel_all.setAutoRepeat(False)
         cancel_all.setShortcut(QKeySequence(Qt.Modifier.SHIFT | Qt.Key.Key_Escape))
         cancel_all.triggered.connect(self.controller.cancel_all)
         cancel_all.setStatusTip("Stop the running job and every queued one")

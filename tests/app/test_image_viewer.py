@@ -8,6 +8,7 @@ import threading
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from app.data_dir import resolve_data_dir
@@ -15,7 +16,7 @@ from app.image_decode import read_image
 from app.image_viewer_state import MIN_ZOOM
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import gallery_images, held, open_window
+from tests.app.gui import engine_held_at, gallery_images, held, open_window
 from tests.app.test_import_dates import dating_held, gallery_copied_without_file_times
 
 WAIT_MS = 30_000  # generous: CI runs the suite on 2 cores in parallel
@@ -237,3 +238,24 @@ def test_zooming_out_of_a_panorama_fit_below_the_least_zoom_never_makes_it_large
     assert canvas.scale() == fit  # Ctrl+wheel down: the same
     _key(qtbot, viewer, Qt.Key.Key_Plus)
     assert canvas.scale() == fit * 1.25  # one step larger, not to 1/32 at once
+
+
+def test_esc_held_down_in_the_viewer_does_not_cancel_the_running_job_once_the_viewer_closed(qtbot, data_root):
+    gallery_images(resolve_data_dir(data_root), ["a", "b"])
+    window = open_window(qtbot, data_root)
+    controller = window.controller
+    viewer = _opened_with_enter(qtbot, window, 0)
+    with engine_held_at(controller, lambda progress: progress.step == 1) as reached:
+        controller.prompt.prompt = "a red circle"
+        controller.generate()
+        qtbot.waitUntil(lambda: reached.is_set() and controller.job.step == 1, timeout=120000)
+        _key(qtbot, viewer, Qt.Key.Key_Escape, wait_decoded=False)
+        assert not viewer.isVisible()
+        window.activateWindow()  # the desktop gives the main window back the keyboard, the key still held
+        qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=WAIT_MS)
+        for _ in range(3):  # the key's repeats, as the system sends them while it is held
+            QTest.simulateEvent(QApplication.focusWidget(), True, Qt.Key.Key_Escape, Qt.KeyboardModifier.NoModifier,
+                                "", True)  # fmt: skip
+    qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
+    # Was "Cancelled": the repeats of the Esc that closed the viewer were the main window's Cancel
+    assert controller.job.status == "Done: 1 image" and controller.gallery.record(0).prompt == "a red circle"
