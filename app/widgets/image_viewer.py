@@ -3,8 +3,8 @@
 Double-click or Enter on a gallery image opens it, fit to the window; 1 shows the picture at 100% and 0 fits it again
 (or the buttons), + and - (or Ctrl+wheel, about the pointer) zoom, dragging or the wheel moves a picture larger than
 the window; Left/Right (PageUp/PageDown, Home/End) step through the gallery as the grid lists it, whose selection
-follows; Delete deletes as the gallery does (Ctrl+Z brings it back); Esc closes. A window of its own, not a layer over
-the gallery: the main window's Esc cancels the running job, and its keys stay theirs.
+follows; Delete deletes as the gallery does (Ctrl+Z brings it back), one image a press; Esc closes. A window of its
+own, not a layer over the gallery: the main window's Esc cancels the running job, and its keys stay theirs.
 
 A scale is the screen's pixels per picture pixel, whatever the desktop's scaling: 100% is one for one on a screen at
 200% too (``QT_SCALE_FACTOR=2``, a 4K laptop's), and a picture scaled down is smoothed at the screen's resolution.
@@ -270,7 +270,8 @@ class ImageViewer(QWidget):
         elif key == Qt.Key.Key_Minus:
             self.canvas.zoom_by(1 / ZOOM_STEP)
         elif key == Qt.Key.Key_Delete:
-            state.delete()
+            if not event.isAutoRepeat():  # held down, each repeat deleted the image shown next
+                state.delete()
         elif key == Qt.Key.Key_Z and ctrl:
             self._undo()
         else:

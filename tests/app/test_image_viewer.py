@@ -259,3 +259,16 @@ def test_esc_held_down_in_the_viewer_does_not_cancel_the_running_job_once_the_vi
     qtbot.waitUntil(lambda: not controller.job.busy, timeout=120000)
     # Was "Cancelled": the repeats of the Esc that closed the viewer were the main window's Cancel
     assert controller.job.status == "Done: 1 image" and controller.gallery.record(0).prompt == "a red circle"
+
+
+def test_delete_held_down_in_the_viewer_deletes_the_image_shown_only(qtbot, data_root):
+    gallery_images(resolve_data_dir(data_root), ["a", "b", "c", "d"])  # listed d, c, b, a
+    window = open_window(qtbot, data_root)
+    gallery = window.controller.gallery
+    viewer = _opened_with_enter(qtbot, window, 0)
+    QTest.simulateEvent(viewer.canvas, True, Qt.Key.Key_Delete, Qt.KeyboardModifier.NoModifier, "", False)
+    for _ in range(2):  # the key's repeats, as the system sends them while it is held
+        QTest.simulateEvent(viewer.canvas, True, Qt.Key.Key_Delete, Qt.KeyboardModifier.NoModifier, "", True)
+    # Was ["a"]: each repeat deleted the image shown next, one deletion each for Ctrl+Z to bring back
+    assert [gallery.record(row).prompt for row in range(gallery.rowCount())] == ["c", "b", "a"]
+    assert viewer.state.record.prompt == "c" and window.controller.gallery.undo_count == 1
