@@ -24,7 +24,9 @@ entry's picture may still wait there: no look is made before (the gathering is p
 An images folder that cannot be listed (removed, moved away, its drive unplugged) is looked at again every
 ``AWAY_MS`` until it can be: a folder's watch ends when it is removed (when it is moved too, where Qt polls for
 want of the system's watches), and nothing tells of a folder made again at its place (a backup put back): the
-pictures put in it then came in only at the next start. Once it is back, it and its folders are watched anew.
+pictures put in it then came in only at the next start. Once it is back, it and its folders are watched anew. A
+look that fails (an error on its thread, or the database's read) is made again after ``AWAY_MS`` too: the change
+that asked for it told of it already, and the pictures it would have found waited for the next change.
 
 The app's own writes are not imported a second time: a picture the engine saves has its row committed (the Qt
 thread's ``image_saved``) long before a second look can find it unchanged, and ``FolderImport`` leaves out a file
@@ -66,7 +68,8 @@ POLL_MS = 30_000
 # How long a file may stay as it is without being a whole PNG before it is taken for one that will stay so (a
 # damaged picture, a file that is no PNG) and imported as start-up would import it.
 GIVE_UP_S = 60.0
-# How often the images folder is looked at while it cannot be listed (``FolderWatch``): one failed listing.
+# How often the images folder is looked at while it cannot be listed (``FolderWatch``): one failed listing; and how
+# long after a look that failed (its error, or the database's) it is made again.
 AWAY_MS = 5000
 
 Stamp = tuple[int, int]  # a file's size and modification time (ns): what changes while it is written
@@ -197,8 +200,9 @@ class FolderWatch(QObject):
         self._due = False
         try:
             with_file, trashed = self._store.watched_paths()
-        except sqlite3.Error:  # the import says it when it commits; here the next change tries again
+        except sqlite3.Error:  # the import says it when it commits
             log.exception("the images folder could not be compared with the gallery database")
+            self._again()
             return
         look = functools.partial(look_at_folder, self._data.images, with_file, trashed, dict(self._seen))
         self._looking = self._lookups.start("looking for new pictures", look)
@@ -222,10 +226,16 @@ class FolderWatch(QObject):
             self._seen = look.seen
             if look.ready or look.gone:
                 self._take(look)
-        if self._due or self.waiting:
+        if self._due or (self.waiting and lookup.error is None):
             self._changed("")
-        elif self._away:
-            self._timer.start(AWAY_MS)
+        elif self._away or lookup.error is not None:
+            self._again()
+
+    def _again(self) -> None:
+        """The folder looked at again in ``AWAY_MS``: it could not be listed, or the look failed. No watch may tell
+        of a change before (the images folder away has none; the change that asked for the failed look has told of
+        itself already), and a look every ``SETTLE_MS`` would log a lasting failure each second."""
+        self._timer.start(AWAY_MS)
 
     def _away_or_back(self, reached: bool) -> None:
         """The images folder listed (``reached``) or not: gone, it is looked at every ``AWAY_MS`` (no watch tells

@@ -233,3 +233,58 @@ def test_the_images_folder_removed_and_made_again_is_watched_again(qtbot, data_r
     shutil.copy(outside, data.images / "holiday" / "sea.png")  # and its folders watched as before
     qtbot.waitUntil(lambda: len(_prompts(window)) == 2, timeout=WAIT_MS)
     assert window.error_dialog is None
+
+
+def test_a_look_that_fails_is_made_again_and_imports_the_pictures_put_in_meanwhile(qtbot, data_root, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    """A look that fails (an error on its thread) was made again only at the folder's next change: the picture
+    whose copy had the folder looked at stayed out of the gallery until something else changed, or the next start."""
+    from app import folder_watch
+
+    window = open_window(qtbot, data_root)
+    data, watch = window.controller.data, window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)  # the start's first look
+    real, failed = folder_watch.look_at_folder, []
+
+    def fails_once(*args):
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("a look cut short")
+        return real(*args)
+
+    monkeypatch.setattr(folder_watch, "look_at_folder", fails_once)
+    outside = write_png(tmp_path / "from elsewhere.png", Image.new("RGB", (32, 32), "blue"), {"prompt": "a blue sky"})
+    shutil.copy(outside, data.images / "copied.png")
+    qtbot.waitUntil(lambda: bool(failed), timeout=WAIT_MS)
+    # was: not imported (no further change in the folder told of it)
+    qtbot.waitUntil(lambda: _prompts(window) == ["a blue sky"], timeout=WAIT_MS)
+    assert window.error_dialog is None
+
+
+def test_the_images_folder_made_again_after_a_failed_database_read_is_watched_again(qtbot, data_root, tmp_path,
+                                                                                     monkeypatch):  # fmt: skip
+    """While the images folder is away no watch tells of anything: a look skipped for a failed read of the database
+    (locked a moment) ended its looks every 5 s, and the folder made again was never watched (until the next start)."""
+    import sqlite3
+
+    window = open_window(qtbot, data_root)
+    data, store, watch = window.controller.data, window.controller.store, window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    shutil.rmtree(data.images)
+    _looks_after(qtbot, window, 1)  # the look that finds it away
+    real, failed = store.watched_paths, []
+
+    def fails_once():
+        if not failed:
+            failed.append(True)
+            raise sqlite3.OperationalError("database is locked")
+        return real()
+
+    monkeypatch.setattr(store, "watched_paths", fails_once)
+    qtbot.waitUntil(lambda: bool(failed), timeout=WAIT_MS)
+    outside = write_png(tmp_path / "from elsewhere.png", Image.new("RGB", (32, 32), "blue"), {"prompt": "a blue sky"})
+    data.images.mkdir()
+    shutil.copy(outside, data.images / "beach.png")
+    # was: never imported (until the next start)
+    qtbot.waitUntil(lambda: _prompts(window) == ["a blue sky"], timeout=WAIT_MS)
+    assert window.error_dialog is None
