@@ -25,7 +25,7 @@ An images folder that cannot be listed (removed, moved away, its drive unplugged
 ``AWAY_MS`` until it can be: a folder's watch ends when it is removed (when it is moved too, where Qt polls for
 want of the system's watches), and nothing tells of a folder made again at its place (a backup put back): the
 pictures put in it then came in only at the next start. Once it is back, it and its folders are watched anew. A
-look that fails (an error on its thread, or the database's read) is made again after ``AWAY_MS`` too: the change
+look that fails (an error on its thread, or the gallery database's) is made again after ``AWAY_MS`` too: the change
 that asked for it told of it already, and the pictures it would have found waited for the next change.
 
 The app's own writes are not imported a second time: a picture the engine saves has its row committed (the Qt
@@ -216,19 +216,20 @@ class FolderWatch(QObject):
         if not self._on:
             return
         self.looks += 1
-        if lookup.error is not None:
+        failed = lookup.error is not None
+        if failed:
             log.warning("the images folder %s could not be looked at: %s", self._data.images, lookup.error)
         else:
             look: Look = lookup.result
             self._unwatched.intersection_update(look.folders)  # those gone: asked for again if made again
             self._away_or_back(look.reached)
             self._watch(look.folders)
-            self._seen = look.seen
-            if look.ready or look.gone:
-                self._take(look)
-        if self._due or (self.waiting and lookup.error is None):
+            seen, self._seen = self._seen, look.seen
+            if (look.ready or look.gone) and not self._take(look):
+                failed, self._seen = True, seen  # the files it found ready are ready again at the next look
+        if self._due or (self.waiting and not failed):
             self._changed("")
-        elif self._away or lookup.error is not None:
+        elif self._away or failed:
             self._again()
 
     def _again(self) -> None:
@@ -267,19 +268,34 @@ class FolderWatch(QObject):
         elif not self._poll.isActive():
             self._poll.start(POLL_MS)
 
-    def _take(self, look: Look) -> None:
+    def _take(self, look: Look) -> bool:
         """The files ``look`` found ready: an entry whose file is gone takes its own picture over, a missing entry
         its own file back, the others are imported (``FolderImport.import_more``); then the entries whose file it
         did not find flagged missing, unless a file found is still being written (a rename's new name: its entry
-        takes it over at a later look)."""
+        takes it over at a later look). False where the gallery's database failed: the look is made again."""
         try:
             new, back = claim_found_files(self._store, self._data, look.ready, look.listed)
-            gone = [] if look.waiting else flag_gone_files(self._store, self._data, look.gone)
         except (sqlite3.Error, OSError):
-            log.exception("the pictures found in %s could not be compared with the gallery", self._data.images)
-            return
+            self._not_compared()
+            return False
+        # a failure flagging the gone ones loses neither the files found nor the entries that have theirs again
+        gone = [] if look.waiting else self._flag_gone(look.gone)
         if back or gone:  # their entries show their file again, or as missing, where they are listed
-            self._gallery.files_back(sorted(back.union(gone)))
+            self._gallery.files_back(sorted(back.union(gone or ())))
         if new:
             log.info("%d new picture(s) found in the images folder: imported", len(new))
             self._import.import_more(new)
+        return gone is not None
+
+    def _flag_gone(self, gone: frozenset[str]) -> list[str] | None:
+        """The entries at ``gone`` flagged missing (``flag_gone_files``): their paths, None where the database
+        failed."""
+        try:
+            return flag_gone_files(self._store, self._data, gone)
+        except (sqlite3.Error, OSError):
+            self._not_compared()
+            return None
+
+    def _not_compared(self) -> None:
+        """The gallery database's failure said in the log (with its traceback), on the Qt thread."""
+        log.exception("the pictures found in %s could not be compared with the gallery", self._data.images)
