@@ -24,7 +24,10 @@ entry's picture may still wait there: no look is made before (the gathering is p
 An images folder that cannot be listed (removed, moved away, its drive unplugged) is looked at again every
 ``AWAY_MS`` until it can be: a folder's watch ends when it is removed (when it is moved too, where Qt polls for
 want of the system's watches), and nothing tells of a folder made again at its place (a backup put back): the
-pictures put in it then came in only at the next start. Once it is back, it and its folders are watched anew. A
+pictures put in it then came in only at the next start. Once it is back, it and its folders are watched anew.
+Linux tells a folder's watch nothing when the folder is moved (renamed): the watch of the folder holding the images
+folder does, and a change there has it looked at when the folder at its path is no longer the one watched (its
+device and inode, ``identity``): moved away, or another moved in its place (a backup), watched anew at once. A
 look that fails (an error on its thread, or the gallery database's) is made again after ``AWAY_MS`` too: the change
 that asked for it told of it already, and the pictures it would have found waited for the next change.
 
@@ -73,6 +76,16 @@ GIVE_UP_S = 60.0
 AWAY_MS = 5000
 
 Stamp = tuple[int, int]  # a file's size and modification time (ns): what changes while it is written
+Identity = tuple[int, int]  # a folder's device and inode: another folder at the same path has another
+
+
+def identity(folder: Path) -> Identity | None:
+    """Which folder is at ``folder`` now, None where none is (or it cannot be reached)."""
+    try:
+        stat = os.stat(folder)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,7 @@ class Look:
     seen: dict[str, Sighting]  # the files without an entry, for the next look to compare with
     reached: bool  # whether the images folder itself could be listed
     gone: frozenset[str] = frozenset()  # the paths of entries with a file that the listing lacks
+    identity: Identity | None = None  # which folder was at the images folder's path when listed
 
     @property
     def waiting(self) -> list[str]:
@@ -116,6 +130,7 @@ def look_at_folder(images: Path, with_file: Set[str], trashed: Container[str], s
     ``GIVE_UP_S``); and the entries of ``with_file`` not listed, once the images folder itself was. A name that is no
     valid text is left to start-up, which names it."""
     now = time.monotonic()
+    at = identity(images)  # before the listing: a folder put in its place since is looked at again
     folders: list[str] = []
     listing = png_paths(images, folders)
     ready: dict[str, str] = {}
@@ -134,7 +149,7 @@ def look_at_folder(images: Path, with_file: Set[str], trashed: Container[str], s
     reached = folders[:1] == [os.fspath(images)]  # the images folder is listed first: else it could not be
     # nothing is known gone where the images folder could not be listed (gone, unplugged)
     gone = frozenset(with_file.difference(listing)) if reached else frozenset()
-    return Look(folders, frozenset(listing), ready, kept, reached, gone)
+    return Look(folders, frozenset(listing), ready, kept, reached, gone, at)
 
 
 class FolderWatch(QObject):
@@ -146,6 +161,11 @@ class FolderWatch(QObject):
         self._store, self._data, self._import, self._gallery = store, data, folder_import, gallery
         self._watcher = QFileSystemWatcher(self)
         self._watcher.directoryChanged.connect(self._changed)
+        # The folder holding the images folder: Linux tells the watch of a folder nothing when it is moved (renamed),
+        # its parent's watch does (the database's writes there too: only another folder at its path is looked at)
+        self._parent = QFileSystemWatcher(self)
+        self._parent.directoryChanged.connect(self._parent_changed)
+        self._identity: Identity | None = None  # the folder at the images folder's path that is watched
         self._timer = QTimer(self, singleShot=True, interval=SETTLE_MS)
         self._timer.timeout.connect(self._look)
         self._unwatched: set[str] = set()  # the folders the system refused to watch: looked at every POLL_MS
@@ -169,7 +189,9 @@ class FolderWatch(QObject):
     def start(self) -> None:
         """Watching from now on; a first look soon (the files put in since start-up listed the folder)."""
         self._on = True
+        self._identity = identity(self._data.images)
         self._watch([os.fspath(self._data.images)])
+        self._parent.addPath(os.fspath(self._data.images.parent))
         self._timer.start(SETTLE_MS)
 
     def stop(self) -> None:
@@ -177,14 +199,21 @@ class FolderWatch(QObject):
         self._on = False
         self._timer.stop()
         self._poll.stop()
-        if folders := self._watcher.directories():
-            self._watcher.removePaths(folders)
+        for watcher in (self._watcher, self._parent):
+            if folders := watcher.directories():
+                watcher.removePaths(folders)
 
     def _changed(self, _folder: str = "") -> None:
         """A watched folder's entries changed, or the time came to look at those not watched (``POLL_MS``): looked at
         once the moment has passed (not again for each change)."""
         if self._on and (not self._timer.isActive() or self._timer.interval() != SETTLE_MS):
             self._timer.start(SETTLE_MS)
+
+    def _parent_changed(self, _folder: str) -> None:
+        """The images folder's parent changed: looked at if the images folder was moved away, or another put in its
+        place (a stat: the database's every write changes the parent too)."""
+        if identity(self._data.images) != self._identity:
+            self._changed()
 
     def _import_running(self, running: bool) -> None:
         if not running and self._due:
@@ -222,7 +251,7 @@ class FolderWatch(QObject):
         else:
             look: Look = lookup.result
             self._unwatched.intersection_update(look.folders)  # those gone: asked for again if made again
-            self._away_or_back(look.reached)
+            self._away_or_back(look)
             self._watch(look.folders)
             seen, self._seen = self._seen, look.seen
             if (look.ready or look.gone) and not self._take(look):
@@ -238,10 +267,14 @@ class FolderWatch(QObject):
         itself already), and a look every ``SETTLE_MS`` would log a lasting failure each second."""
         self._timer.start(AWAY_MS)
 
-    def _away_or_back(self, reached: bool) -> None:
-        """The images folder listed (``reached``) or not: gone, it is looked at every ``AWAY_MS`` (no watch tells
-        of its return) and the watches of its folders are ended (each stands for a folder moved or removed with
-        it: one made again at its path is watched anew once it is back)."""
+    def _away_or_back(self, look: Look) -> None:
+        """The images folder listed (``look.reached``) or not: gone, it is looked at every ``AWAY_MS`` (no watch
+        tells of its return). The watches of its folders are ended where it is not the folder watched (each stands
+        for a folder moved or removed with it): the one at its path now is watched anew."""
+        if look.identity != self._identity and (folders := self._watcher.directories()):
+            self._watcher.removePaths(folders)
+        self._identity = look.identity
+        reached = look.reached
         if self._away != reached:  # as it was
             return
         self._away = not reached
@@ -250,8 +283,6 @@ class FolderWatch(QObject):
             return
         log.warning("the images folder %s cannot be listed (removed, moved, or on a drive away): looked at every "
                     "%d s until it is back", self._data.images, AWAY_MS // 1000)  # fmt: skip
-        if folders := self._watcher.directories():
-            self._watcher.removePaths(folders)
 
     def _watch(self, folders: list[str]) -> None:
         """``folders`` watched too (those watched already, or gone, are left as they are); those the system refuses

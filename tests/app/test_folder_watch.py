@@ -317,3 +317,28 @@ def test_a_picture_found_when_flagging_a_deleted_one_fails_is_still_imported(qtb
     qtbot.waitUntil(lambda: "a blue sky" in _prompts(window), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: _record_at(gallery, "d/0.png").missing, timeout=WAIT_MS)
     assert window.error_dialog is None
+
+
+def test_the_images_folder_moved_away_and_another_put_in_its_place_is_watched(qtbot, data_root, tmp_path):
+    """Linux tells nothing to the watch of a folder moved (renamed): the images folder moved away was never looked
+    at again, nor was a folder put in its place (a backup moved back in) ever watched: the pictures put in it came in
+    at the next start only."""
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["an owl"])
+    backup = data.images.with_name("backup")
+    shutil.copytree(data.images, backup)
+    window = open_window(qtbot, data_root)
+    watch = window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    data.images.rename(data.images.with_name("images.old"))
+    backup.rename(data.images)
+    outside = write_png(tmp_path / "x.png", Image.new("RGB", (32, 32), "blue"), {"prompt": "a blue sky"})
+    shutil.copy(outside, data.images / "d" / "beach.png")  # into a folder of the one put in place
+    # was: never imported (until the next start)
+    qtbot.waitUntil(lambda: "a blue sky" in _prompts(window), timeout=WAIT_MS)
+    data.images.rename(data.images.with_name("images.older"))  # moved away alone, then made again
+    _looks_after(qtbot, window, 1)
+    data.images.mkdir()
+    (data.images / "sea.png").write_bytes(_png_bytes(tmp_path, "a green sea"))  # not beach.png's: no rename of it
+    qtbot.waitUntil(lambda: "a green sea" in _prompts(window), timeout=WAIT_MS)
+    assert window.error_dialog is None
