@@ -16,10 +16,16 @@ from app.generation_state import JobState
 from app.lora_twins import LoraTwins
 from gpu.generation.request import GenerationRequest
 
-CHECKING = "Checking LoRA files… the job is queued once they are read"
+CHECKING = "Checking LoRA files… the job is queued once they are read"  # one click held (``checking_words``)
 CANCELLED = "Cancelled before the LoRA files were read: no job was queued"
 GOING_ON = ("The Generate waiting for the LoRA files goes on: its job is queued once they are read (Shift+Esc "
             "cancels it too)")  # fmt: skip
+
+
+def checking_words(clicks: int) -> str:
+    """The status line while ``clicks`` Generate clicks wait for the LoRA files: each is a job once they are read
+    (two clicks held said "the job is queued", as if the second were lost)."""
+    return CHECKING if clicks == 1 else f"Checking LoRA files… the {clicks} jobs are queued once they are read"
 
 
 class HeldClicks(QObject):
@@ -38,7 +44,8 @@ class HeldClicks(QObject):
         self._tell = tell
         self._idle = idle
         self._held: list[GenerationRequest] = []
-        self._line_before = ""  # the status line that CHECKING replaced: shown again if no job comes of the clicks
+        self._line_before = ""  # the status line that ours replaced: shown again if no job comes of the clicks
+        self._said = ""  # the status line that says the clicks held wait, as last set here
         twins.read.connect(self._read_ended)
 
     def hold(self, request: GenerationRequest) -> None:
@@ -48,7 +55,7 @@ class HeldClicks(QObject):
         if self._idle():
             self._say_checking()
         else:
-            self._tell(CHECKING)
+            self._tell(checking_words(len(self._held)))
 
     def queue_ended(self) -> None:
         """A job ended (``JobQueue.ended``): with none left, the status line says the clicks held wait, where it said
@@ -60,9 +67,10 @@ class HeldClicks(QObject):
         """The status line says the clicks wait; the line it replaces is kept, to show again if no job comes of them
         (the line it replaced as it was set: a running job's step line, kept at a click while it ran, came back
         after the job had ended)."""
-        if self._job.status != CHECKING:
+        if self._job.status != self._said:
             self._line_before = self._job.status
-            self._job.status = CHECKING
+        self._said = checking_words(len(self._held))
+        self._job.status = self._said
 
     @property
     def requests(self) -> list[GenerationRequest]:
@@ -96,5 +104,5 @@ class HeldClicks(QObject):
         held, self._held = self._held, []
         self._job.checking = False
         self._release(held)
-        if not self._held and self._job.status == CHECKING:
+        if not self._held and self._job.status == self._said:
             self._job.status = self._line_before

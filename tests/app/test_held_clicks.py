@@ -17,6 +17,7 @@ from tests.app.gui import engine_held_at
 from tests.app.test_lora_twins import _click_generate, _copies_being_read
 
 PROMPT = "a red circle on a blue background"
+TWO_HELD = "Checking LoRA files… the 2 jobs are queued once they are read"
 
 
 def _dialog(window) -> str | None:
@@ -54,8 +55,8 @@ def test_the_status_line_says_a_held_click_once_the_running_job_ends_and_never_g
         with finished:
             pass
         assert controller.job.status == CHECKING, controller.job.status  # was: "Done: 1 image", the click unsaid
-        _click_generate(qtbot, window, held)  # clicked again, idle: the line as it was
-        assert controller.job.status == CHECKING
+        _click_generate(qtbot, window, held)  # clicked again, idle: the line as it was, the clicks counted
+        assert controller.job.status == TWO_HELD
     finally:
         held.release.set()
     qtbot.waitUntil(lambda: _dialog(window) is not None, timeout=60000)
@@ -103,6 +104,25 @@ def test_a_lora_file_that_cannot_be_read_while_the_click_waits_is_refused_at_onc
     assert errors[0].hint == ("Check that you may read it and that no other program holds it, then click Generate "
                               "again; or switch it off in the LoRA panel.")  # fmt: skip
     assert not controller.job.status.startswith(("Checking", "Failed"))
+
+
+def test_two_clicks_held_say_that_two_jobs_are_queued_and_both_are(qtbot, window, tmp_path, monkeypatch):
+    """Generate clicked twice as the LoRA files are read: the status line said "the job is queued once they are
+    read", as if the second click were lost. Now it says the 2 jobs are, and both are queued once they are read."""
+    controller = window.controller
+    held, _a, _b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+    window.lora_panel.row_for("style — a").enabled.setChecked(False)  # the jobs may go once they are read
+    finished: list = []
+    controller.job_finished.connect(finished.append)
+    try:
+        _click_generate(qtbot, window, held)
+        assert controller.job.status == CHECKING
+        _click_generate(qtbot, window, held)
+        assert controller.job.status == TWO_HELD, controller.job.status  # was: "… the job is queued …"
+    finally:
+        held.release.set()
+    qtbot.waitUntil(lambda: len(finished) == 2, timeout=120000)
+    assert controller.queue.idle and not controller.job.checking
 
 
 def test_an_error_the_copy_check_did_not_expect_ends_the_click_and_is_not_read_on_and_on(
