@@ -7,14 +7,17 @@ What tells files apart is ``gpu.lora.twins``'s (the engine's rule, from the file
 change something, and the same layers (``changed_layers``: as the engine names them, whatever the keys), can be the
 same; a quick look at each (its header and first 64 KiB) tells most apart, and only files of one look are read
 whole. The files are read on a thread of its own, never on the window's (Generate's check included), each version
-once while a row lists it (kept by its path and stamp); the rows are marked when it ends."""
+once while a row lists it (kept by its path and stamp); the rows are marked when it ends. At each Generate click,
+the thread also opens the file of each row switched on that a job would apply (its header read, milliseconds): one
+that cannot be read now (its access taken away, held by another program) is refused at the click, not once its
+model has loaded, lone rows' files included, which no copy check reads."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from PySide6.QtCore import QObject, Signal
 
@@ -25,6 +28,7 @@ from app.lora_header import read_stamp
 from gpu.errors import UserError
 from gpu.lora.fit import file_parts
 from gpu.lora.twins import LoraContents, changed_layers, look_at, may_be_same, read_contents, same_lora
+from gpu.safetensors_header import read_safetensors_header
 
 if TYPE_CHECKING:
     from app.lora_state import LoraState
@@ -37,6 +41,8 @@ Contents = Callable[[LoraEntry, bool], LoraContents | None]
 _Key = tuple[Path, tuple[int, int] | None, bool]  # (the file, its stamp, read whole)
 # What the thread made of each file it needed: its contents, or why it could not be read, in words
 _Got = dict[_Key, LoraContents | str]
+_Read = TypeVar("_Read")  # what a read of a file gives (``_read_now``)
+_Opened = dict[_Key, str]  # each file a click had opened, by ``_opened_key``: "" where it opens, else why not
 
 
 class Twin(NamedTuple):
@@ -48,17 +54,22 @@ class Twin(NamedTuple):
     how: str
 
 
+def applied(rows: list[LoraEntry]) -> list[LoraEntry]:
+    """The rows a job would apply: switched on, changing something at their strengths (a job skips a LoRA at
+    strength 0, and nothing doubles), usable and fitting the model (a job refuses the others first)."""
+    return [e for e in rows if e.enabled and not (e.problem or e.misfit)
+            and file_parts(e.strength, e.text_strength, bool(e.text_encoders))]  # fmt: skip
+
+
 def may_be_twins(rows: list[LoraEntry]) -> list[list[LoraEntry]]:
-    """The rows that may be the same LoRA, in groups, each in the panel's order: switched on, changing something at
-    their strengths (a job skips a LoRA at strength 0, and nothing doubles), usable and fitting the model (a job
-    refuses the others first), changing the same layers (``changed_layers``: of one layout, or of layouts that name
-    them by other keys); groups of two rows or more."""
+    """The rows that may be the same LoRA, in groups, each in the panel's order: those a job would apply
+    (``applied``) changing the same layers (``changed_layers``: of one layout, or of layouts that name them by other
+    keys); groups of two rows or more."""
     layers: dict[int, tuple[object, ...]] = {}  # by layout: the rows of one share their targets (``layout_targets``)
     groups: dict[tuple[object, ...], list[LoraEntry]] = {}
-    for e in rows:
-        if e.enabled and not (e.problem or e.misfit) and file_parts(e.strength, e.text_strength, bool(e.text_encoders)):
-            changed = layers.get(id(e.targets)) or layers.setdefault(id(e.targets), changed_layers(e.targets))
-            groups.setdefault(changed, []).append(e)
+    for e in applied(rows):
+        changed = layers.get(id(e.targets)) or layers.setdefault(id(e.targets), changed_layers(e.targets))
+        groups.setdefault(changed, []).append(e)
     return [group for group in groups.values() if len(group) > 1]
 
 
@@ -97,6 +108,9 @@ class LoraTwins(QObject):
         # Files that could not be read (held by another program, gone), each with why: not known, until the next
         # look the user causes tries them again (the thread's own end does not: it would try them on and on)
         self._failed: dict[_Key, str] = {}
+        # What the thread made of opening each file a job would apply, since the last Generate click: "" where it
+        # opened, else why not. Forgotten at each click, which opens them again: access can be taken away any time
+        self._opened: _Opened = {}
         # The rows switched on whose files the last look needed and could not be read, each with why (``not_read``)
         self._not_read: list[tuple[LoraEntry, str]] = []
         self._reading = False  # a thread reads files (its end looks again)
@@ -133,25 +147,41 @@ class LoraTwins(QObject):
         """At Generate: the twins among the rows switched on now, as far as the files read tell, the rows marked
         (``look``). A file not read yet (Generate clicked as a row was switched on, or at start-up) is read on the
         thread, not here (``busy`` then: the click waits for its ``read``). ``retry``: a file that could not be read
-        is tried again (not at the end of the read that tried it: it would be tried on and on)."""
+        is tried again (not at the end of the read that tried it: it would be tried on and on), and each file a job
+        would apply opened again (a lone LoRA's too: its access may have been taken away since)."""
         if retry:
             self._failed.clear()
-        return self._look()
+            self._opened.clear()
+        return self._look(opens=True)
 
-    def _look(self) -> list[Twin]:
+    def _look(self, opens: bool = False) -> list[Twin]:
         """The twins among the rows switched on as far as the files read tell, the rows marked; a thread started
-        for the files they need that are not read yet, unless one runs (its end looks again)."""
+        for the files they need that are not read yet, unless one runs (its end looks again). ``opens``: the files
+        a job would apply not opened since the click are opened by that thread too (``not_read`` where they fail)."""
         groups = may_be_twins(self._rows.entries)
         unread: list[_Key] = []
         self._not_read = []
         found = twins_of(groups, lambda row, whole: self._known(row, whole, unread))
         self._show(found)
-        if unread and not self._reading:
+        to_open = self._to_open() if opens else []
+        if (unread or to_open) and not self._reading:
             self._reading = True
             # A daemon (it writes nothing); it holds the state too, let go of on the Qt thread (``start_thread``).
             # It is given copies of what is known: ``_read`` and ``_failed`` change on the Qt thread meanwhile.
-            start_thread("LoRA twins", self._run, groups, dict(self._read), set(self._failed), self._rows)
+            start_thread("LoRA twins", self._run, groups, dict(self._read), set(self._failed), to_open, self._rows)
         return found
+
+    def _to_open(self) -> list[LoraEntry]:
+        """The rows a job would apply (``applied``) whose file was not opened since the click; one that could not
+        be opened is added to ``not_read``."""
+        rows = []
+        for row in applied(self._rows.entries):
+            why = self._opened.get(_key(row, False))
+            if why is None:
+                rows.append(row)
+            elif why:
+                self._note_not_read(row, why)
+        return rows
 
     def _known(self, row: LoraEntry, whole: bool, unread: list[_Key]) -> LoraContents | None:
         """``Contents`` as read before (a file read whole gives its look too); a file neither read yet nor failed to
@@ -161,19 +191,28 @@ class LoraTwins(QObject):
             key = _key(row, whole)
             if key not in self._failed:
                 unread.append(key)
-            elif all(e is not row for e, _why in self._not_read):
-                self._not_read.append((row, self._failed[key]))
+            else:
+                self._note_not_read(row, self._failed[key])
         return known
 
+    def _note_not_read(self, row: LoraEntry, why: str) -> None:
+        """``row``'s file could not be read (``why``): in ``not_read``, once (the first reason found)."""
+        if all(e is not row for e, _why in self._not_read):
+            self._not_read.append((row, why))
+
     def _run(self, groups: list[list[LoraEntry]], read: dict[_Key, LoraContents], failed: set[_Key],
-             rows: LoraState) -> None:  # fmt: skip
+             to_open: list[LoraEntry], rows: LoraState) -> None:  # fmt: skip
         """On the thread: the files ``groups`` need that are neither in ``read`` nor in ``failed`` (copies of what
-        the Qt thread knew) read (``_contents``), handed to the Qt thread as it ends (``_read_all``); after an error
-        no file should raise, those not read yet taken as failed (not read again until the user's next look). ``rows``
-        is only held, for ``look``'s reason."""
+        the Qt thread knew) read (``_contents``), and those of ``to_open`` opened (their header read), handed to the
+        Qt thread as it ends (``_read_all``); after an error no file should raise, those not read yet taken as
+        failed (not read again until the user's next look). ``rows`` is only held, for ``look``'s reason."""
         got: _Got = {}
+        opened: _Opened = {}
         try:
             twins_of(groups, lambda row, whole: _contents(row, whole, read, failed, got))
+            for row in to_open:
+                found = _read_now(row, read_safetensors_header)
+                opened[_key(row, False)] = found if isinstance(found, str) else ""
         except Exception as err:  # noqa: BLE001 - its end would find the files unread, and read them on and on
             log.exception("The LoRA copy check failed")
             why = (f"the copy check failed on it: an error Nibble Studio did not expect, {type(err).__name__}; the "
@@ -182,12 +221,15 @@ class LoraTwins(QObject):
                 for whole in (False, True):
                     if _key(row, whole) not in failed and _known_in(read, row, whole) is None:
                         got.setdefault(_key(row, whole), why)
+            for row in to_open:
+                opened.setdefault(_key(row, False), why)
         finally:
-            to_qt_thread(self._read_all, got)
+            to_qt_thread(self._read_all, got, opened)
 
-    def _read_all(self, got: _Got) -> None:
+    def _read_all(self, got: _Got, opened: _Opened) -> None:
         """On the Qt thread, as the thread ends: what it read (``got``) kept, for the files of rows listed only
-        (each version's: the older ones let go of), what it could not read taken as not known, with why; the rows
+        (each version's: the older ones let go of), what it could not read taken as not known, with why, and what
+        opening files made (``opened``) kept till the next click; the rows
         looked at again (marked, or another thread started for files that rows changed meanwhile need), ``read``
         when none is."""
         self._reading = False
@@ -196,6 +238,7 @@ class LoraTwins(QObject):
                       if isinstance(c, LoraContents) and key in listed}  # fmt: skip
         self._failed = {key: why for key, why in (*self._failed.items(), *got.items())
                         if isinstance(why, str) and key in listed}  # fmt: skip
+        self._opened = {key: why for key, why in (*self._opened.items(), *opened.items()) if key in listed}
         self._look()
         if not self._reading:
             self.read.emit()
@@ -230,17 +273,19 @@ def _contents(row: LoraEntry, whole: bool, read: dict[_Key, LoraContents], faile
     key = _key(row, whole)
     if key in failed:
         return None
-    found = got[key] if key in got else got.setdefault(key, _known_in(read, row, whole) or _read_now(row, whole))
+    if key not in got:
+        got[key] = _known_in(read, row, whole) or _read_now(row, read_contents if whole else look_at)
+    found = got[key]
     return found if isinstance(found, LoraContents) else None
 
 
-def _read_now(row: LoraEntry, whole: bool) -> LoraContents | str:
-    """``row``'s file read now, whole or its look; why not, in words, where it cannot be (held by another program,
-    its access taken away, damaged or changed since the row read it)."""
+def _read_now(row: LoraEntry, read: Callable[[Path], _Read]) -> _Read | str:
+    """``row``'s file read now by ``read`` (read whole, its look, its header); why not, in words, where it cannot be
+    (held by another program, its access taken away, damaged or changed since the row read it)."""
     if read_stamp(row.path) != row.stamp:
         return "it changed while it was being read"
     try:
-        return read_contents(row.path) if whole else look_at(row.path)
+        return read(row.path)
     except (OSError, UserError) as err:
         log.info("%s could not be read to tell it from the LoRAs on beside it", row.path, exc_info=True)
         said = str(err).removeprefix(f"{row.path.name}: ")  # open_safetensors: "NAME: cannot read the file (WHY)"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import builtins
 import errno
 import os
+import shutil
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from PySide6.QtCore import Qt
 
 from app.held_clicks import CHECKING
 from tests.app.gui import engine_held_at
-from tests.app.test_lora_twins import _click_generate, _copies_being_read
+from tests.app.test_lora_twins import SHIPPED, _click_generate, _copies_being_read
 
 PROMPT = "a red circle on a blue background"
 TWO_HELD = "Checking LoRA files… the 2 jobs are queued once they are read"
@@ -86,24 +88,58 @@ def test_a_lora_file_that_cannot_be_read_while_the_click_waits_is_refused_at_onc
     queued all the same: its model loaded (a minute for FLUX.1), and the engine then refused it, naming only
     "style.safetensors" (both copies are named so), the status line "Failed". Now the click is refused as the read
     ends, naming the file by its path and why, no job queued; a click after tries the file again."""
-    controller = window.controller
     held, _a, b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+
+    def click_then_unreadable() -> None:
+        _click_generate(qtbot, window, held)
+        _unreadable(monkeypatch, b)
+        held.release.set()
+
+    errors = _refused_as_unreadable(qtbot, window.controller, b, click_then_unreadable)
+    assert errors[0].hint == ("Check that you may read it and that no other program holds it, then click Generate "
+                              "again; or switch it off in the LoRA panel.")  # fmt: skip
+
+
+def _refused_as_unreadable(qtbot, controller, path: Path, act: Callable[[], None]) -> list:
+    """``act`` (a Generate click, ``path`` made unreadable) refused once, saying ``path`` cannot be read, no job
+    started (was: the job queued, its model loaded, refused by the engine); the errors said."""
     errors: list = []
     controller.error.connect(errors.append)
     started: list = []
     controller.job.busy_changed.connect(started.append)
-    _click_generate(qtbot, window, held)
-    _unreadable(monkeypatch, b)
-    held.release.set()
-    qtbot.waitUntil(lambda: bool(errors), timeout=60000)
-    qtbot.wait(200)  # a job the release would queue
-    assert started == [] and controller.queue.idle  # was: the job queued, its model loaded, refused by the engine
+    act()
+    qtbot.waitUntil(lambda: bool(errors), timeout=120000)
+    qtbot.wait(200)  # a job the click would queue
+    assert started == [] and controller.queue.idle
     assert [(e.kind, e.message) for e in errors] == [
-        ("user", f"The LoRA file {b} cannot be read (Permission denied), so whether it is the same LoRA as another "
-                 "one switched on is not known. It is switched on, so no image was made.")]  # fmt: skip
-    assert errors[0].hint == ("Check that you may read it and that no other program holds it, then click Generate "
-                              "again; or switch it off in the LoRA panel.")  # fmt: skip
+        ("user", f"The LoRA file {path} cannot be read (Permission denied), so whether it is the same LoRA as "
+                 "another one switched on is not known. It is switched on, so no image was made.")]  # fmt: skip
     assert not controller.job.status.startswith(("Checking", "Failed"))
+    return errors
+
+
+def test_a_lone_lora_whose_file_cannot_be_read_is_refused_at_the_click_naming_it(qtbot, window, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    """A LoRA switched on with no copy beside it is never read by the copy check: its file made unreadable after it
+    was added (its access taken away, or another program holds it), Generate queued the job, its model loaded (a
+    minute for FLUX.1), and the engine refused it then. Now the click opens it on the copy check's thread (never on
+    the window's) and is refused there, as the copy check refuses a file it cannot read; no job is queued."""
+    controller = window.controller
+    lone = tmp_path / "style.safetensors"
+    shutil.copy(SHIPPED, lone)
+    controller.add_loras([lone])
+    (row,) = [e for e in controller.loras.entries if e.enabled]
+    assert row.path == lone and not row.problem and not controller.loras.twins.busy, row
+    window.prompt_panel.prompt_edit.setPlainText(PROMPT)
+
+    def unreadable_then_click() -> None:
+        _unreadable(monkeypatch, lone)
+        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
+
+    _refused_as_unreadable(qtbot, controller, lone, unreadable_then_click)
+    monkeypatch.undo()  # readable again: a click after opens it again, and the job goes
+    with qtbot.waitSignal(controller.job_finished, timeout=120000):
+        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
 
 
 def test_two_clicks_held_say_that_two_jobs_are_queued_and_both_are(qtbot, window, tmp_path, monkeypatch):
