@@ -1,4 +1,4 @@
-"""Ctrl+C's copy of a gallery image: its file decoded on a thread of its own (``read_image``; an upscaler's
+"""Ctrl+C's copy of a gallery image: its file decoded on a thread of its own (``decode_image``; an upscaler's
 8200x8200 picture took seconds, and the window froze meanwhile), the status bar saying so meanwhile, and the pixels
 handed on (``ready``) on the Qt thread, where the clipboard is set. Only the latest image asked for is handed on: a
 second Ctrl+C while the first decodes copies that one, not both, whichever decode ends first."""

@@ -138,11 +138,3 @@ def decode_image(path: str, fit: int | None = None) -> QImage:
         image = _read_with_pillow(path, fit)
     return image
 
-
-def read_image(path: str, fit: int | None = None) -> QImage:
-    """``decode_image``, a picture too large for this machine a null image too (for a caller that says no why)."""
-    try:
-        return decode_image(path, fit)
-    except TooLarge as exc:
-        log.info("%s not decoded: %s", path, exc)
-        return QImage()

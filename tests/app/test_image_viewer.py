@@ -12,7 +12,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from app.data_dir import resolve_data_dir
-from app.image_decode import read_image
+from app.image_decode import decode_image
 from app.image_viewer_state import MIN_ZOOM
 from app.store import Store
 from gpu.generation.png_metadata import write_png
@@ -143,7 +143,7 @@ def test_the_picture_is_decoded_off_the_qt_thread_loading_said_meanwhile_the_lat
 
     def reading(path: str, fit: int | None = None):
         decoded.append(path.rsplit("/", 1)[-1])
-        return read_image(path, fit)
+        return decode_image(path, fit)
 
     monkeypatch.setattr("app.image_viewer_state.decode_image", held(reading, release, on_qt_thread))
     window.gallery_panel.select_row(0)
