@@ -100,3 +100,16 @@ def test_hires_fields_without_an_upscale_or_resize_are_a_hires_pass_not_an_img2i
     assert [p for p in problems if "Hires" in p] == [
         "its second pass (Hires resize 0x0, Hires steps 10, Hires upscaler 4x-UltraSharp: its size beside the first "
         "pass's not known) is not restored: new images are its first pass, 896x1152"], problems  # fmt: skip
+
+
+def test_a_size_and_a_hires_resize_are_read_by_one_reader() -> None:
+    """Size and Hires resize are both "WIDTHxHEIGHT", read by three parsers that did not agree: a Hires resize of
+    "1792X2304" or "0 X 0" was read, a Size of "896X1152" was "not WIDTHxHEIGHT" and left out. One reader now."""
+    settings, problems = read_parameters(FORGE_HIRES.replace("Size: 896x1152", "Size: 896X1152"))
+    assert (settings.get("width"), settings.get("height")) == (896, 1152), problems  # was: left out, said
+    for resize, said in (("1792X2304", "Hires resize 1792X2304: a second pass at a larger size"),
+                         ("0 X 0", "Hires upscale 2: a second pass at a larger size")):  # fmt: skip
+        _settings, problems = read_parameters(FORGE_HIRES.replace("Hires upscale: 2", f"Hires resize: {resize}, "
+                                                                  "Hires upscale: 2"))  # fmt: skip
+        assert [p for p in problems if "Hires" in p] == [
+            f"its hires fix ({said}) is not restored: new images are its first pass, 896x1152"], problems

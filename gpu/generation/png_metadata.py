@@ -91,7 +91,15 @@ def format_parameters(settings: dict[str, Any]) -> str:
 _PARAM_RE = re.compile(r'\s*([\w][\w \-/+]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 # Labels that mark a last line as the settings line when it does not start with Steps (other tools, hand edits).
 _SETTINGS_LABELS = {"Sampler", "CFG scale", "Seed", "Size", "Model hash", "Model"}
-_SIZE_RE = re.compile(r"\s*(\d+)\s*[x×]\s*(\d+)\s*")
+# "WIDTHxHEIGHT", as A1111 writes a Size and a Hires resize ("896x1152"; an "X" or a "×" read too)
+_SIZE_RE = re.compile(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", re.IGNORECASE)
+
+
+def _wxh(text: Any) -> tuple[int, int] | None:
+    """The (width, height) of a "WIDTHxHEIGHT" value (``_SIZE_RE``), or None when ``text`` is none: the one reader
+    of A1111's sizes, its Size and its Hires resize alike."""
+    match = _SIZE_RE.fullmatch(text) if isinstance(text, str) else None
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def _is_settings_line(line: str) -> bool:
@@ -301,24 +309,23 @@ def _sized(resize: str | None) -> bool:
     then); one that cannot be read is taken as it is written."""
     if not resize:
         return False
-    try:
-        return any(int(side) for side in resize.lower().split("x"))
-    except ValueError:
-        return True
+    sides = _wxh(resize)
+    return sides is None or any(sides)
 
 
 def _hires_size(upscale: str | None, resize: str | None, out: dict[str, Any]) -> PassSize:
     """How A1111's hires pass's size compares with its first pass's (``out``'s size): by its ``Hires resize`` "WxH"
-    (``_sized``; a side of 0 follows the other, in the first pass's aspect, as A1111's "resize width/height to"
+    (``_wxh``; a side of 0 follows the other, in the first pass's aspect, as A1111's "resize width/height to"
     does; larger on one side and smaller on the other is a different size, and with no Size read, nothing tells
     which), else by its ``Hires upscale``: above 1 larger, else not ("Hires upscale: 1" is a second pass at the same
     size, which was said "at a larger size"). A value that cannot be read is taken as the larger size a hires fix
     mostly is."""
+    if resize:
+        if (sides := _wxh(resize)) is None:
+            return PassSize.LARGER
+        first = (out["width"], out["height"]) if "width" in out and "height" in out else None
+        return pass_size(*resized_to(*sides, first))
     try:
-        if resize:
-            width, height = (int(side) for side in resize.lower().split("x"))
-            first = (out["width"], out["height"]) if "width" in out and "height" in out else None
-            return pass_size(*resized_to(width, height, first))
         return PassSize.LARGER if float(upscale or "") > 1 else PassSize.NOT_LARGER
     except ValueError:
         return PassSize.LARGER
@@ -347,9 +354,8 @@ def _coerce(out: dict[str, Any], guidance_label: str = "CFG scale") -> list[str]
             except (TypeError, ValueError, OverflowError):
                 problems.append(f"its {label} '{out.pop(key)}' is not {what}")
     size = out.pop("size", None)
-    match = _SIZE_RE.fullmatch(size) if isinstance(size, str) else None
-    if match:
-        out["width"], out["height"] = int(match[1]), int(match[2])
+    if (sides := _wxh(size)) is not None:
+        out["width"], out["height"] = sides
     elif size is not None:
         problems.append(f"its Size '{size}' is not WIDTHxHEIGHT")
     return problems
