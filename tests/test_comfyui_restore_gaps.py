@@ -261,16 +261,12 @@ def test_a_single_node_upscaler_or_detailer_after_the_first_pass_is_said(tmp_pat
     assert _picture_pass(tmp_path, USDU) == [
         "its hires fix (UltimateSDUpscale node 31 by 2 with 4x-UltraSharp.pth at denoise 0.2: a second pass at a "
         f"larger size) {first}"]  # fmt: skip (was: nothing said)
-    assert _picture_pass(tmp_path, FACE) == [f"its second pass (FaceDetailer node 31 at denoise 0.5) {first}"]
+    assert _picture_pass(tmp_path, FACE) == [f"its detailer pass (FaceDetailer node 31 at denoise 0.5) {first}"]
     # Impact Pack's Detailer (SEGS/pipe): the faces found (node 41) sampled again with its pipe's model (node 42)
     detailer = {"class_type": "DetailerForEachPipe", "inputs": {"image": None, "segs": ["41", 0], "guide_size": 384,
                 **_SAMPLING, "denoise": 0.4, "basic_pipe": ["42", 0]}}  # fmt: skip
     assert _picture_pass(tmp_path, detailer) == [
-        f"its second pass (DetailerForEachPipe node 31 at denoise 0.4) {first}"]  # fmt: skip
-    # one after the other, in the order they ran: the upscaler, then the detailer of its picture
-    assert _picture_pass(tmp_path, USDU, FACE) == [
-        "its hires fix (UltimateSDUpscale node 31 by 2 with 4x-UltraSharp.pth at denoise 0.2; FaceDetailer node 32 "
-        f"at denoise 0.5: 2 more passes up to a larger size) {first}"]  # fmt: skip
+        f"its detailer pass (DetailerForEachPipe node 31 at denoise 0.4) {first}"]  # fmt: skip
 
 
 def test_a_detailer_of_a_workflow_alone_is_said_by_its_class(tmp_path):
@@ -286,7 +282,7 @@ def test_a_detailer_of_a_workflow_alone_is_said_by_its_class(tmp_path):
     ], "links": [[1, 6, 0, 3, 1, "CONDITIONING"], [2, 5, 0, 3, 3, "LATENT"], [3, 3, 0, 8, 0, "LATENT"],
                  [4, 8, 0, 20, 0, "IMAGE"], [5, 6, 0, 20, 1, "CONDITIONING"]]}  # fmt: skip
     assert _png(tmp_path, "workflow", workflow).problems == [
-        "its second pass (FaceDetailer node 20) is not restored: new images are its first pass, 768x512"]
+        "its detailer pass (FaceDetailer node 20) is not restored: new images are its first pass, 768x512"]
 
 
 def test_an_upscale_model_then_a_downscale_is_not_said_larger(tmp_path):
@@ -395,3 +391,32 @@ def test_a_node_with_a_seed_and_steps_that_samples_no_model_is_no_pass(tmp_path)
     piped = {"class_type": "RegionResample", "inputs": {"image": None, "basic_pipe": ["42", 0], **_SAMPLING,
              "denoise": 0.4}}  # fmt: skip
     assert _picture_pass(tmp_path, piped) == [f"its second pass (RegionResample node 31 at denoise 0.4) {first}"]
+
+
+def test_a_detailer_after_a_hires_pass_is_said_as_a_detailer_not_as_part_of_the_hires_fix(tmp_path):
+    """A FaceDetailer of the hires pass's picture was said inside the hires fix, "its hires fix (…; FaceDetailer node
+    32 at denoise 0.5: 2 more passes up to a larger size)", as if it had enlarged the image too. Each is said for
+    what it is, in the order they ran: the hires fix with its size, the detailer as a detailer pass."""
+    end = "are not restored: new images are its first pass, 768x768"
+    assert _picture_pass(tmp_path, USDU, FACE) == [
+        "its hires fix (UltimateSDUpscale node 31 by 2 with 4x-UltraSharp.pth at denoise 0.2: a second pass at a "
+        f"larger size) and its detailer pass (FaceDetailer node 32 at denoise 0.5) {end}"]  # fmt: skip
+    assert _picture_pass(tmp_path, FACE, USDU) == [
+        "its detailer pass (FaceDetailer node 31 at denoise 0.5) and its hires fix (UltimateSDUpscale node 32 by 2 "
+        f"with 4x-UltraSharp.pth at denoise 0.2: a second pass at a larger size) {end}"]  # fmt: skip
+    # a sampler's hires pass (a latent upscale, a second KSampler), then a detailer of its decoded picture
+    graph = {**HIRES, "31": {"class_type": "FaceDetailer", "inputs": {**FACE["inputs"], "image": ["8", 0]}},
+             "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["31", 0]}}}
+    assert _png(tmp_path, "prompt", graph).problems == [
+        f"{HIRES_SAID.partition(' is not restored')[0]} and its detailer pass (FaceDetailer node 31 at denoise 0.5) "
+        f"{end}"]  # fmt: skip (was: "its hires fix (…; FaceDetailer node 31 at denoise 0.5: 2 more passes up to …")
+    # two detailers, and a refiner's pass at the same size before them
+    refined = {**graph, "12": {"class_type": "KSampler", "inputs": {**HIRES["11"]["inputs"], "latent_image": ["11", 0],
+               "denoise": 0.2}}, "8": {"class_type": "VAEDecode", "inputs": {"samples": ["12", 0], "vae": ["16", 2]}},
+               "32": {"class_type": "FaceDetailer", "inputs": {**FACE["inputs"], "image": ["31", 0]}},
+               "9": {"class_type": "SaveImage", "inputs": {"images": ["32", 0]}}}  # fmt: skip
+    del refined["10"]
+    refined["11"] = {**HIRES["11"], "inputs": {**HIRES["11"]["inputs"], "latent_image": ["3", 0]}}
+    assert _png(tmp_path, "prompt", refined).problems == [
+        "its 2 later passes (KSampler node 11 at denoise 0.5; KSampler node 12 at denoise 0.2) and its 2 detailer "
+        f"passes (FaceDetailer node 31 at denoise 0.5; FaceDetailer node 32 at denoise 0.5) {end}"]  # fmt: skip

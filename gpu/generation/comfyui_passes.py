@@ -22,10 +22,13 @@ from typing import Any, NamedTuple
 from gpu.generation.passes_said import (
     NOT_TOLD,
     SAME,
+    Named,
     Side,
+    detailer_passes,
     img2img_not_restored,
+    later_passes,
+    not_restored,
     pass_size,
-    passes_not_restored,
     passes_size,
     ratio,
     resized_to,
@@ -39,6 +42,7 @@ _MAX_SAMPLERS = 64  # samplers looked at: a file is read at each drop and at the
 # Upscale (Image)), a detailer's of the faces or parts it finds (FaceDetailer, Impact Pack's Detailer (SEGS) nodes,
 # SEGSDetailer, MaskDetailer), by their class's name: a workflow alone gives a custom node's links, not its values.
 _ONE_NODE_PASS = re.compile(r"UltimateSDUpscale|Detailer|SEGSUpscaler|IterativeImageUpscale")
+_DETAILER = re.compile(r"Detailer")  # of those, the detailers: the parts they find, sampled again at their size
 _PICTURE_INPUTS = ("image", "pixels")  # the inputs a one-node pass takes its picture by
 # The factor of an upscale model, which the graph does not say: above 1 (what one is for), by how much not known
 _BY_MODEL: Side = (math.nextafter(1.0, 2.0), math.inf)
@@ -187,15 +191,13 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
     """What the graph did besides its first pass ``first`` (of ``samplers``), said, with the size new images have
     (``size``, the first pass's; ``dims``, its width and height where known): the passes after it, a sampler's or a
     one-node pass's (a hires fix when one ran at a larger size than the first, or a size of another shape: their
-    size as far as the graph says it, ``_sizes``), and its start from a loaded picture (an img2img that did not make
-    it again whole). [] when it made the image in one pass."""
+    size as far as the graph says it, ``_sizes``; a detailer said as one, ``_named``), and its start from a loaded
+    picture (an img2img that did not make it again whole). [] when it made the image in one pass."""
     one_node = [node for node in graph.nodes if graph.one_node_pass(node)]
     later = _later_passes(graph, (samplers + one_node)[:_MAX_SAMPLERS], first)
     said = []
     if later:
-        what = "; ".join(_pass(graph, sampler, between) for sampler, _made, between in later)
-        sizes = passes_size(pass_size(*size) for size in _sizes(graph, later, first, dims))
-        said.append(passes_not_restored(what, size, sizes, len(later)))
+        said.append(not_restored(_named(graph, later, _sizes(graph, later, first, dims)), size))
     came_from, _samplers = graph.walk_up(first, past_one_node=True)  # a detailed picture loaded: from it, too
     loaded = next((node for node in came_from if graph.kinds.get(node, "").startswith("LoadImage")), None)
     how, partly = graph.denoise(first)
@@ -203,6 +205,24 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
         said.append(img2img_not_restored(f"img2img: {graph.kinds[loaded]} node {loaded}, {graph.kinds[first]} node "
                                          f"{first}{how}"))  # fmt: skip
     return said
+
+
+def _named(graph: Graph, later: list[tuple[str, str, list[str]]], sizes: list[Size]) -> list[Named]:
+    """The passes ``later`` (that ran at ``sizes``) named each for what it is, in the order they ran: the detailers
+    (``_DETAILER``) as detailer passes, the others as a hires fix (with its size) or later passes. Said together, a
+    detailer after a hires pass was "its hires fix (…; FaceDetailer …: 2 more passes up to a larger size)"."""
+    kinds: dict[bool, list[tuple[str, Size]]] = {}
+    for (sampler, _made, between), size in zip(later, sizes, strict=True):
+        detailer = graph.one_node_pass(sampler) and bool(_DETAILER.search(graph.kinds.get(sampler, "")))
+        kinds.setdefault(detailer, []).append((_pass(graph, sampler, between), size))
+    named = []
+    for detailer, passes in kinds.items():
+        what = "; ".join(said for said, _size in passes)
+        if detailer:
+            named.append(detailer_passes(what, len(passes)))
+        else:
+            named.append(later_passes(what, passes_size(pass_size(*size) for _said, size in passes), len(passes)))
+    return named
 
 
 def _later_passes(graph: Graph, samplers: list[str], first: str) -> list[tuple[str, str, list[str]]]:

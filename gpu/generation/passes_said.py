@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from enum import Enum
+from typing import NamedTuple
 
 Side = tuple[float, float]  # a side of a pass's size as a factor of the first pass's: (at least, at most)
 SAME: tuple[Side, Side] = ((1.0, 1.0), (1.0, 1.0))  # (width, height) of the first pass itself
@@ -77,20 +78,48 @@ def ratio(number: float, by: float) -> float:
         return math.inf if number > 0 else -math.inf  # (copysign raised too: it makes a float of it)
 
 
-def passes_not_restored(what: str, first: str, size: PassSize = PassSize.LARGER, passes: int = 1) -> str:
-    """An image made in more passes than the one whose settings were read: ``what`` names the passes after it (A1111's
-    "Hires upscale 2"; ComfyUI's upscale and sampler nodes), ``first`` the size new images have (the first pass's),
-    ``size`` how the later passes' size compares with the first pass's (a hires fix where it is larger or of another
-    shape), ``passes`` how many later passes there are."""
+class Named(NamedTuple):
+    """Passes after the first, named as one thing ("its hires fix (…)", "its 2 detailer passes (…)"), and whether
+    they are said as several ("are not restored")."""
+
+    text: str
+    several: bool
+
+
+def later_passes(what: str, size: PassSize = PassSize.LARGER, passes: int = 1) -> Named:
+    """Passes after the first that sample the whole picture again: ``what`` names them (A1111's "Hires upscale 2";
+    ComfyUI's upscale and sampler nodes), ``size`` how their size compares with the first pass's (a hires fix where
+    it is larger or of another shape), ``passes`` how many there are."""
     one = passes == 1
     if size in (PassSize.LARGER, PassSize.DIFFERENT):
         more = "a second pass" if one else f"{passes} more passes"
         to = "at a different size" if size is PassSize.DIFFERENT else ("at" if one else "up to") + " a larger size"
-        return f"its hires fix ({what}: {more} {to}) is not restored: new images are its first pass, {first}"
+        return Named(f"its hires fix ({what}: {more} {to})", False)
     if size is PassSize.NOT_KNOWN:
         what += f": {'its size' if one else 'their sizes'} beside the first pass's not known"
-    later = f"second pass ({what}) is" if one else f"{passes} later passes ({what}) are"
-    return f"its {later} not restored: new images are its first pass, {first}"
+    return Named(f"its second pass ({what})" if one else f"its {passes} later passes ({what})", not one)
+
+
+def detailer_passes(what: str, passes: int = 1) -> Named:
+    """Detailers after the first pass (ComfyUI's FaceDetailer, Impact Pack's Detailer nodes: the faces or parts they
+    find sampled again, at the picture's size), named by ``what``; ``passes``: how many. Said apart from a hires fix
+    (they enlarge nothing)."""
+    return Named(f"its detailer pass ({what})" if passes == 1 else f"its {passes} detailer passes ({what})",
+                 passes > 1)
+
+
+def not_restored(named: list[Named], first: str) -> str:
+    """What the passes ``named`` (in the order they ran) did is not restored; ``first``: the size new images have
+    (the first pass's)."""
+    are = len(named) > 1 or any(n.several for n in named)
+    said = " and ".join(n.text for n in named)
+    return f"{said} {'are' if are else 'is'} not restored: new images are its first pass, {first}"
+
+
+def passes_not_restored(what: str, first: str, size: PassSize = PassSize.LARGER, passes: int = 1) -> str:
+    """An image made in more passes than the one whose settings were read (``later_passes``), with the size new
+    images have (``first``, the first pass's)."""
+    return not_restored([later_passes(what, size, passes)], first)
 
 
 def img2img_not_restored(what: str) -> str:
