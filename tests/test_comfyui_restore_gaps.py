@@ -420,3 +420,57 @@ def test_a_detailer_after_a_hires_pass_is_said_as_a_detailer_not_as_part_of_the_
     assert _png(tmp_path, "prompt", refined).problems == [
         "its 2 later passes (KSampler node 11 at denoise 0.5; KSampler node 12 at denoise 0.2) and its 2 detailer "
         f"passes (FaceDetailer node 31 at denoise 0.5; FaceDetailer node 32 at denoise 0.5) {end}"]  # fmt: skip
+
+
+MODEL_UPSCALE = {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["30", 0], "image": None}}
+
+
+def test_a_picture_only_upscaled_after_its_single_pass_is_said(tmp_path):
+    """A graph of one pass whose picture an upscale model (or an image scale node) enlarged before it was saved: no
+    later pass was found, and the settings were restored without a word, as if they made that image; they make the
+    picture before the upscale, at the pass's size. Said, as the other passes not restored are."""
+    before = "which is not restored: new images are its picture before that, 768x768"
+    assert _picture_pass(tmp_path, MODEL_UPSCALE) == [
+        f"it was upscaled after its pass (ImageUpscaleWithModel with 4x-UltraSharp.pth), {before}"]  # was: []
+    scale = {"class_type": "ImageScale", "inputs": {"image": None, "width": 1536, "height": 1536}}
+    assert _picture_pass(tmp_path, scale) == [f"it was upscaled after its pass (ImageScale to 1536x1536), {before}"]
+    assert _picture_pass(tmp_path, MODEL_UPSCALE, {"class_type": "ImageScaleBy", "inputs": {
+        "image": None, "scale_by": 0.5}}) == [  # fmt: skip (the model's factor not known: no "upscaled" claimed)
+        "it was resized after its pass (ImageUpscaleWithModel with 4x-UltraSharp.pth, ImageScaleBy by 0.5), "
+        f"{before}"]  # fmt: skip
+    assert _picture_pass(tmp_path, {"class_type": "ImageScaleBy", "inputs": {"image": None, "scale_by": 0.5}}) == [
+        f"it was resized after its pass (ImageScaleBy by 0.5), {before}"]  # fmt: skip
+    # a scale to the pass's own size changes nothing worth a word
+    assert _picture_pass(tmp_path, {"class_type": "ImageScale", "inputs": {"image": None, "width": 768,
+                                                                          "height": 768}}) == []  # fmt: skip
+
+
+def test_a_picture_saved_both_before_and_after_its_upscale_may_be_either(tmp_path):
+    """The graph saves the pass's picture as it is and upscaled (a PNG each, the same graph in both): this file
+    may be either, which is said."""
+    graph = {k: v for k, v in HIRES.items() if k not in ("10", "11")}
+    graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}}
+    graph["30"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}}
+    graph["31"] = {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["30", 0], "image": ["8", 0]}}
+    graph["32"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "upscaled", "images": ["31", 0]}}
+    assert _png(tmp_path, "prompt", graph).problems == [  # node 9 saves the picture before the upscale
+        "it may have been upscaled after its pass (ImageUpscaleWithModel with 4x-UltraSharp.pth; the graph saves the "
+        "picture before that too), which is not restored: new images are its picture before that, 768x768"]
+    del graph["9"]
+    assert _png(tmp_path, "prompt", graph).problems[0].startswith("it was upscaled after its pass")
+
+
+def test_an_upscale_after_the_last_of_several_passes_is_said_with_them(tmp_path):
+    """A hires fix, or an Ultimate SD Upscale, whose picture was upscaled again (or scaled down) before it was saved:
+    the notice named the passes, not the resize after them."""
+    graph = {**HIRES, "30": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}},
+             "31": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["30", 0], "image": ["8", 0]}},
+             "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["31", 0]}}}
+    assert _png(tmp_path, "prompt", graph).problems == [
+        f"{HIRES_SAID.partition(' is not restored')[0]} and its upscale after it (ImageUpscaleWithModel with "
+        "4x-UltraSharp.pth) are not restored: new images are its first pass, 768x768"]  # fmt: skip
+    assert _picture_pass(tmp_path, USDU, {"class_type": "ImageScaleBy", "inputs": {"image": None,
+                                                                                  "scale_by": 0.5}}) == [
+        "its hires fix (UltimateSDUpscale node 31 by 2 with 4x-UltraSharp.pth at denoise 0.2: a second pass at a "
+        "larger size) and its resize after it (ImageScaleBy by 0.5) are not restored: new images are its first "
+        "pass, 768x768"]  # fmt: skip

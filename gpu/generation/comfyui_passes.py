@@ -23,6 +23,7 @@ from gpu.generation.passes_said import (
     NOT_TOLD,
     SAME,
     Named,
+    PassSize,
     Side,
     detailer_passes,
     img2img_not_restored,
@@ -31,6 +32,8 @@ from gpu.generation.passes_said import (
     pass_size,
     passes_size,
     ratio,
+    resize_after_passes,
+    resized_after_its_pass,
     resized_to,
     scaled,
 )
@@ -94,12 +97,14 @@ class Graph:
         """Whether ``node`` is no sampler but samples a picture again in one node (``one_node_pass``)."""
         return not self.is_sampler(node) and one_node_pass(self.kinds.get(node, ""), self.nodes[node])
 
-    def walk_up(self, sampler: str, past_one_node: bool = False) -> tuple[dict[str, str | None], list[str]]:
-        """The nodes the latent of ``sampler`` (or the picture of a one-node pass) comes from, each with the node it
-        was reached from (None: the one its ``latent_image`` links to), and the passes among them, nearest first;
-        not walked past a pass (``past_one_node``: but for one-node passes, which are walked through)."""
+    def walk_up(self, sampler: str, past_one_node: bool = False, by: tuple[str, ...] = ("latent_image",
+                *_PICTURE_INPUTS)) -> tuple[dict[str, str | None], list[str]]:  # fmt: skip
+        """The nodes the latent of ``sampler`` (or the picture of a one-node pass; ``by``: the inputs it may take it
+        by, a save node's "images") comes from, each with the node it was reached from (None: the one its
+        ``latent_image`` links to), and the passes among them, nearest first; not walked past a pass
+        (``past_one_node``: but for one-node passes, which are walked through)."""
         inputs = self.nodes[sampler]
-        start = next((up for name in ("latent_image", *_PICTURE_INPUTS) if (up := node_id(inputs.get(name)))), None)
+        start = next((up for name in by if (up := node_id(inputs.get(name)))), None)
         if start not in self.nodes:
             return {}, []
         came_from: dict[str, str | None] = {start: None}
@@ -196,8 +201,17 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
     one_node = [node for node in graph.nodes if graph.one_node_pass(node)]
     later = _later_passes(graph, (samplers + one_node)[:_MAX_SAMPLERS], first)
     said = []
+    sizes = _sizes(graph, later, first, dims)
+    resizes, saved_before = _resized_when_saved(graph, later[-1][0] if later else first)
+    # its size beside the picture of the pass before it (the first pass's size known only where that is the first)
+    grown = _grown(graph, resizes, None if later else dims)
     if later:
-        said.append(not_restored(_named(graph, later, _sizes(graph, later, first, dims)), size))
+        named = _named(graph, later, sizes)
+        if grown is not None:
+            named.append(resize_after_passes(_resizes_said(graph, resizes), grown, saved_before, len(later)))
+        said.append(not_restored(named, size))
+    elif grown is not None:
+        said.append(resized_after_its_pass(_resizes_said(graph, resizes), grown, saved_before, size))
     came_from, _samplers = graph.walk_up(first, past_one_node=True)  # a detailed picture loaded: from it, too
     loaded = next((node for node in came_from if graph.kinds.get(node, "").startswith("LoadImage")), None)
     how, partly = graph.denoise(first)
@@ -205,6 +219,48 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
         said.append(img2img_not_restored(f"img2img: {graph.kinds[loaded]} node {loaded}, {graph.kinds[first]} node "
                                          f"{first}{how}"))  # fmt: skip
     return said
+
+
+def _resized_when_saved(graph: Graph, last: str) -> tuple[list[str], bool]:
+    """The nodes that resized the picture of the pass ``last`` (the last that ran) between it and a node that saves
+    it (one taking "images", a SaveImage, a PreviewImage, that no node takes from: an upscale model's, an image
+    scale's; [] when none), in the order they ran, and whether another node saves that picture without them (the
+    file may be either: the graph is the same in both)."""
+    taken = {up for inputs in graph.nodes.values() for value in inputs.values() if (up := node_id(value))}
+    savers = [node for node, inputs in graph.nodes.items() if node not in taken and node_id(inputs.get("images"))
+              and not graph.is_sampler(node) and not graph.one_node_pass(node)][:_MAX_SAMPLERS]  # fmt: skip
+    found = []
+    for saver in savers:
+        came_from, passes = graph.walk_up(saver, by=("images",))
+        if last in passes:
+            found.append([node for node in _on_the_way(came_from, last) if graph.resizing(node) is not None])
+    resizes = next((nodes for nodes in found if nodes), [])
+    return resizes, bool(resizes) and any(not nodes for nodes in found)
+
+
+def _on_the_way(came_from: dict[str, str | None], made: str) -> list[str]:
+    """The nodes of a walk up (``Graph.walk_up``'s ``came_from``) from the node after ``made`` on to the node the
+    walk started from, in the order they ran."""
+    between, node = [], came_from[made]
+    while node is not None:
+        between.append(node)
+        node = came_from[node]
+    return between
+
+
+def _grown(graph: Graph, resizes: list[str], dims: tuple[int, int] | None) -> PassSize | None:
+    """How the picture after ``resizes`` compares with the one before them (of ``dims``, where known); None where
+    they changed nothing the graph tells (none, a scale to its own size)."""
+    size = SAME
+    for node in resizes:
+        size = _resized(graph, node, size, dims)
+    return None if size == SAME else pass_size(*size)
+
+
+def _resizes_said(graph: Graph, resizes: list[str]) -> str:
+    """``resizes`` in words, in the order they ran ("ImageUpscaleWithModel with 4x-UltraSharp.pth, ImageScaleBy by
+    0.5")."""
+    return ", ".join(said for node in resizes if (said := graph.resize(node)))
 
 
 def _named(graph: Graph, later: list[tuple[str, str, list[str]]], sizes: list[Size]) -> list[Named]:
@@ -236,11 +292,7 @@ def _later_passes(graph: Graph, samplers: list[str], first: str) -> list[tuple[s
         if fed is None:
             return later
         sampler, came_from, made = fed
-        between, node = [], came_from[made]
-        while node is not None:  # from the node after the pass that made the latent on to ``sampler``
-            between.append(node)
-            node = came_from[node]
-        later.append((sampler, made, between))
+        later.append((sampler, made, _on_the_way(came_from, made)))  # from the node after ``made`` to ``sampler``
         done.add(sampler)
 
 

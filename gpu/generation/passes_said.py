@@ -116,6 +116,31 @@ def not_restored(named: list[Named], first: str) -> str:
     return f"{said} {'are' if are else 'is'} not restored: new images are its first pass, {first}"
 
 
+def _resize_said(size: PassSize, saved_before: bool) -> tuple[str, str]:
+    """("upscale" where the resize after the last pass enlarged the picture, else "resize"; the words saying the
+    graph ``saved_before`` the picture before it too, "" where it did not)."""
+    note = "; the graph saves the picture before that too" if saved_before else ""
+    return ("upscale" if size is PassSize.LARGER else "resize"), note
+
+
+def resize_after_passes(what: str, size: PassSize, saved_before: bool, passes: int) -> Named:
+    """The resize of the picture after the last of ``passes`` later passes, before it was saved (ComfyUI's upscale
+    model and image scale nodes: ``what``), named beside those passes: ``size``, how it compares with the picture
+    before it; ``saved_before``: the graph saves that picture too, and the file may be either."""
+    noun, note = _resize_said(size, saved_before)
+    return Named(f"its {noun} after {'it' if passes == 1 else 'them'} ({what}{note})", False)
+
+
+def resized_after_its_pass(what: str, size: PassSize, saved_before: bool, first: str) -> str:
+    """An image made in one pass whose picture was resized (upscaled where ``size`` is larger) before it was saved
+    (``what``: how; ``saved_before``: as in ``resize_after_passes``), which no setting here makes: new images are
+    the picture before that, of the size ``first``."""
+    noun, note = _resize_said(size, saved_before)
+    was = "may have been" if saved_before else "was"
+    return (f"it {was} {noun}d after its pass ({what}{note}), which is not restored: new images are its picture "
+            f"before that, {first}")
+
+
 def passes_not_restored(what: str, first: str, size: PassSize = PassSize.LARGER, passes: int = 1) -> str:
     """An image made in more passes than the one whose settings were read (``later_passes``), with the size new
     images have (``first``, the first pass's)."""

@@ -265,3 +265,30 @@ def test_an_a1111_hires_fix_written_without_its_upscale_is_said_as_one_not_as_an
         "Settings restored from hires.png, but not all as saved: its second pass (Hires steps 10, Hires upscaler "
         "None: its size beside the first pass's not known) is not restored: new images are its first pass, "
         "896x1152."]  # fmt: skip (was: "it was made from another picture (img2img, Denoising strength 0.45), …")
+
+
+def test_a_comfyui_image_upscaled_after_its_one_pass_dropped_says_so(qtbot, tmp_path, window):
+    """A ComfyUI image made in one pass, then enlarged by an upscale model before it was saved, restored its pass's
+    settings without a word: the next image was the picture before the upscale, a quarter of its size. Now the
+    notice says the upscale is not restored, and the size new images have."""
+    import json
+
+    from tests.test_comfyui_restore_gaps import HIRES
+
+    graph = {key: node for key, node in HIRES.items() if key not in ("10", "11", "16")}  # no model: no other notice
+    graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}}
+    graph["30"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}}
+    graph["31"] = {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["30", 0], "image": ["8", 0]}}
+    graph["9"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["31", 0]}}
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    Image.new("RGB", (8, 8)).save(tmp_path / "upscaled.png", pnginfo=info)
+    controller, state = window.controller, window.controller.prompt
+    shown: list = []
+    controller.error.connect(shown.append)
+    _drop(window.prompt_panel, tmp_path / "upscaled.png")
+    assert (state.prompt, state.steps, state.width, state.height) == ("a bottle with a galaxy inside", 12, 768, 768)
+    assert [(e.kind, e.message) for e in shown] == [
+        ("notice", "Settings restored from upscaled.png, but not all as saved: it was upscaled after its pass "
+                   "(ImageUpscaleWithModel with 4x-UltraSharp.pth), which is not restored: new images are its picture "
+                   "before that, 768x768.")]  # fmt: skip (was: no notice)
