@@ -6,6 +6,7 @@ no settings and the second had."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PIL import Image
@@ -30,6 +31,18 @@ def _a1111(path: Path, text: str) -> Path:
     info.add_text("parameters", text)
     Image.new("RGB", (8, 8)).save(path, pnginfo=info)
     return path
+
+
+def _drop_graph(window, path: Path, graph: dict) -> list:
+    """Drops on the prompt panel a PNG at ``path`` holding ComfyUI's ``graph`` (its ``prompt`` chunk) -> the errors
+    and notices the controller said."""
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    shown: list = []
+    window.controller.error.connect(shown.append)
+    _drop(window.prompt_panel, path)
+    return shown
 
 
 def test_dropped_files_say_what_was_not_restored(qtbot, tmp_path, window):
@@ -232,19 +245,12 @@ def test_a_comfyui_hires_fix_dropped_says_what_was_not_restored_and_the_size_new
     """A ComfyUI image made in two passes (768x768, upscaled to 1152x1152 and sampled again) restored its first
     pass's settings without a word: the next image was the first pass alone, at two thirds of the size. Now the
     notice says so, as for an A1111/Forge image's hires fix."""
-    import json
-
     from tests.test_comfyui_restore_gaps import HIRES, HIRES_SAID
 
     graph = {key: node for key, node in HIRES.items() if key != "16"}  # its model's loader: no other notice
     graph["3"] = {**HIRES["3"], "inputs": {**HIRES["3"]["inputs"], "seed": 77}}
-    info = PngInfo()
-    info.add_text("prompt", json.dumps(graph))
-    Image.new("RGB", (8, 8)).save(tmp_path / "hires.png", pnginfo=info)
-    controller, state = window.controller, window.controller.prompt
-    shown: list = []
-    controller.error.connect(shown.append)
-    _drop(window.prompt_panel, tmp_path / "hires.png")
+    state = window.controller.prompt
+    shown = _drop_graph(window, tmp_path / "hires.png", graph)
     assert (state.prompt, state.seed, state.steps, state.width, state.height) == (
         "a bottle with a galaxy inside", 77, 12, 768, 768)  # fmt: skip
     assert [(e.kind, e.message) for e in shown] == [
@@ -271,8 +277,6 @@ def test_a_comfyui_image_upscaled_after_its_one_pass_dropped_says_so(qtbot, tmp_
     """A ComfyUI image made in one pass, then enlarged by an upscale model before it was saved, restored its pass's
     settings without a word: the next image was the picture before the upscale, a quarter of its size. Now the
     notice says the upscale is not restored, and the size new images have."""
-    import json
-
     from tests.test_comfyui_restore_gaps import HIRES
 
     graph = {key: node for key, node in HIRES.items() if key not in ("10", "11", "16")}  # no model: no other notice
@@ -280,13 +284,8 @@ def test_a_comfyui_image_upscaled_after_its_one_pass_dropped_says_so(qtbot, tmp_
     graph["30"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}}
     graph["31"] = {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["30", 0], "image": ["8", 0]}}
     graph["9"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["31", 0]}}
-    info = PngInfo()
-    info.add_text("prompt", json.dumps(graph))
-    Image.new("RGB", (8, 8)).save(tmp_path / "upscaled.png", pnginfo=info)
-    controller, state = window.controller, window.controller.prompt
-    shown: list = []
-    controller.error.connect(shown.append)
-    _drop(window.prompt_panel, tmp_path / "upscaled.png")
+    state = window.controller.prompt
+    shown = _drop_graph(window, tmp_path / "upscaled.png", graph)
     assert (state.prompt, state.steps, state.width, state.height) == ("a bottle with a galaxy inside", 12, 768, 768)
     assert [(e.kind, e.message) for e in shown] == [
         ("notice", "Settings restored from upscaled.png, but not all as saved: it was upscaled after its pass "
