@@ -8,6 +8,7 @@ pointing at a half-written file; ``app.reconcile`` repairs the first case at sta
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 import unicodedata
@@ -101,6 +102,9 @@ _MIGRATIONS: list[list[str]] = [
         "CREATE TABLE import_dates (id INTEGER PRIMARY KEY CHECK (id = 1))",
         "INSERT INTO import_dates (id) SELECT 1 WHERE EXISTS (SELECT 1 FROM images)",
     ],
+    # A negative seed, and one the settings give as a decimal or as its text ("12345.0", from another program's
+    # metadata), is a seed a search finds (``seed_of``): every row's stored again, in the upgrade's one commit.
+    ["UPDATE images SET seed = image_seed(settings)"],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -238,23 +242,25 @@ def image_found(terms: list[str], record: ImageRecord) -> bool:
 
 
 def _seed_term(term: str) -> int | None:
-    """The seed a search term finds (``_whole_number``); None for a number written with leading zeros ("007",
-    "00"), which is text only: a seed is never written so (the pane says "Seed: 7"), and "agent 007" listed the
-    images of seed 7 too."""
-    return None if len(term) > 1 and term.startswith("0") else _whole_number(term)
-
-
-def _whole_number(text: str) -> int | None:
-    """``text`` as a seed (a row's, ``seed_of``; a search term's, ``_seed_term``): a whole number in ASCII digits (a
-    term is in NFKC: full-width digits typed are these), at most SQLite's largest integer (the engine's largest seed
-    too); else None."""
-    if not (text.isascii() and text.isdigit()) or len(text) > len(str(_LARGEST_SEED)):
+    """The seed a search term finds: a whole number in ASCII digits (a term is in NFKC: full-width digits typed are
+    these), a leading minus too ("-42": another program's seeds may be negative), within SQLite's integers (the
+    engine's seeds, 0 to 2**63 - 1, among them); else None. A number written with leading zeros ("007", "00", "-042",
+    "-0") is text only: a seed is never written so (the pane says "Seed: 7"), and "agent 007" listed the images of
+    seed 7 too."""
+    if len(term) > _SEED_DIGITS or not _SEED_TERM.fullmatch(term) or term == "-0":
         return None  # a long run of digits is never given to ``int``: from 4,300 digits it raises
-    number = int(text)
-    return number if number <= _LARGEST_SEED else None
+    return _in_range(int(term))
 
 
-_LARGEST_SEED = 2**63 - 1
+def _in_range(seed: int) -> int | None:
+    """``seed`` where SQLite's integers hold it (the ``seed`` column's), else None."""
+    return seed if -(2**63) <= seed < 2**63 else None
+
+
+_SEED_TERM = re.compile(r"-?(?:0|[1-9][0-9]*)")
+# A seed stored as text: its digits, a leading minus, and a decimal point with only zeros after it ("12345.0")
+_SEED_TEXT = re.compile(r"-?[0-9]+(?:\.0*)?")
+_SEED_DIGITS = len(str(-(2**63)))  # the longest a seed is written: a term or a text past it is none
 
 
 _QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"'))  # “ ” „ ‟ « »
@@ -295,12 +301,18 @@ def image_key(prompt: str, settings: dict[str, Any]) -> str:
 
 
 def seed_of(settings: dict[str, Any]) -> int | None:
-    """The seed stored for an image of ``settings`` (its row's ``seed``), which a whole-number search term finds:
-    a whole number (another program's may be its digits as text) that ``_whole_number`` takes; else None."""
+    """The seed stored for an image of ``settings`` (its row's ``seed``), which a whole-number search term finds
+    (``_seed_term``): a whole number, negative too, as the settings give it: a number (another program's metadata
+    may give 12345.0) or its digits as text ("-42", "12345.0"), within SQLite's integers; else None (none, a
+    fraction, True)."""
     seed = settings.get("seed")
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        seed = str(seed)  # a negative one is no term's
-    return _whole_number(seed.strip()) if isinstance(seed, str) else None
+    if isinstance(seed, float):
+        seed = int(seed) if seed.is_integer() else None  # neither inf nor nan is
+    elif isinstance(seed, str):
+        text = seed.strip()
+        whole = len(text) <= 2 * _SEED_DIGITS and _SEED_TEXT.fullmatch(text)  # ``int`` is given no long digit run
+        seed = int(text.partition(".")[0]) if whole else None
+    return _in_range(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 # A prompt history entry's stored key is its prompt's key, a line break, its negative prompt's (``_prompt_key``): its

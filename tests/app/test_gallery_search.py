@@ -392,3 +392,30 @@ def test_a_number_typed_with_leading_zeros_finds_no_seed(qtbot, data_root):
     panel.controller.gallery.add("d/new.png", settings)  # made while the search is on: the same rule
     gallery = panel.controller.gallery
     assert [gallery.record(row).prompt for row in range(gallery.rowCount())] == ["agent 007 in a tuxedo"]
+
+
+def test_a_negative_seed_or_one_stored_as_a_decimal_is_found_by_the_whole_number_typed(qtbot, data_root):
+    """Pictures from other programs put in the images folder: one made with a negative seed, one whose settings
+    give its seed as a decimal (12345.0) or as such text. Typed as the pane shows them ("-42", "12345"), the seeds
+    found nothing but prompts holding those characters. A whole number typed, a leading minus too, now finds the
+    images of that seed whatever form it is stored in; "-042" and "-0", as "007", are text only. The same rule for
+    an image added while the search is on."""
+    data = resolve_data_dir(data_root)
+    Store(data.database).close()  # a gallery that has its database: the pictures are imported at the start
+    made = [("a red fox", -42), ("a blue owl", 12345.0), ("a grey cat", "12345.0"), ("a green frog", 42),
+            ("agent -042", 3), ("a white hen", 0.0), ("a black bat", 12345.5)]  # fmt: skip
+    for i, (prompt, seed) in enumerate(made):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16)), {"prompt": prompt, "seed": seed})
+    panel = open_window(qtbot, data_root).gallery_panel
+    _finds(qtbot, panel, {"-42": {"a red fox"},  # was: nothing
+                          "42": {"a green frog", "agent -042"},  # no seed -42; the prompt "agent -042" holds it
+                          "12345": {"a blue owl", "a grey cat"},  # was: nothing
+                          "-042": {"agent -042"}, "-0": {"agent -042"}, "0": {"a white hen", "agent -042"},
+                          "12345.5": set()})  # fmt: skip
+    _search(qtbot, panel, "-7")
+    settings = {"prompt": "a brown bear", "seed": -7.0}
+    write_png(data.images / "d" / "new.png", Image.new("RGB", (16, 16)), settings)
+    gallery = panel.controller.gallery
+    gallery.add("d/new.png", settings)  # listed at once, as the database then finds it
+    assert [gallery.record(row).prompt for row in range(gallery.rowCount())] == ["a brown bear"] == _search(
+        qtbot, panel, "-7")

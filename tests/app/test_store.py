@@ -223,6 +223,12 @@ def _old_key(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+def _old_seed(settings: str) -> int | None:
+    """A row's seed as schemas 9 and 10 stored it: a whole number that is no decimal, not negative."""
+    seed = json.loads(settings).get("seed")
+    return seed if type(seed) is int and 0 <= seed < 2**63 else None
+
+
 def _old_database(path, version: int, image: str, prompt: tuple[str, str], settings: dict | None = None) -> None:
     """A database of schema ``version`` holding the image of the prompt ``image`` (and the further ``settings``) and
     the history entry ``prompt``, their stored search keys as schema 6 computed them (``_old_key``)."""
@@ -231,6 +237,8 @@ def _old_database(path, version: int, image: str, prompt: tuple[str, str], setti
     db = sqlite3.connect(path)
     db.create_function("search_key", 1, _old_key)
     db.create_function("prompt_key", 2, lambda p, n: f"{_old_key(p)}\n{_old_key(n)}")
+    db.create_function("image_key", 2, lambda p, settings: _old_key(p))  # schema 10's step: no model's name
+    db.create_function("image_seed", 1, _old_seed)
     for statement in (s for migration in _MIGRATIONS[:version] for s in migration):
         db.execute(statement)
     db.execute("INSERT INTO images (path, prompt, settings, search_key, created) VALUES ('a.png', ?1, ?2, "
@@ -318,16 +326,37 @@ def test_a_database_of_schema_8_finds_its_images_by_seed_and_model_name(tmp_path
 
 
 def test_a_seed_is_stored_as_the_settings_give_it_when_a_search_can_find_it(tmp_path):
-    """An image's seed, as our settings give it (a number) or another program's (its digits as text), is found by
-    the number typed; a seed no whole number typed is (none, negative, not a number, past SQLite's integers) is no
-    seed, and a long run of digits typed is no seed either (``int`` refuses more than 4,300 digits)."""
+    """An image's seed, as our settings give it (a number) or another program's (its digits as text, a decimal, a
+    negative number), is found by the whole number typed; a seed no whole number typed is (none, a fraction, not a
+    number, past SQLite's integers) is no seed, and a long run of digits typed is no seed either (``int`` refuses
+    more than 4,300 digits). Negative ones and decimals were no seed: "-5" and "12345" found nothing."""
     store = Store(tmp_path / "db.sqlite3")
-    seeds = {"int": 5, "text": " 5 ", "negative": -5, "none": None, "bool": True, "float": 5.5, "huge": 2**70,
-             "largest": 2**63 - 1}  # fmt: skip
+    seeds = {"int": 5, "text": " 5 ", "negative": -5, "negative text": "-5", "decimal": 5.0, "decimal text": "5.00",
+             "none": None, "bool": True, "float": 5.5, "fraction text": "5.5", "inf": float("inf"), "huge": 2**70,
+             "huge decimal": 1e30, "largest": 2**63 - 1, "smallest": -(2**63), "long text": "9" * 5000}  # fmt: skip
     for name, seed in seeds.items():
         store.add_image(f"{name}.png", {"prompt": name, "seed": seed}, created=1)
-    assert sorted(r.prompt for r in store.images("5")) == ["int", "text"]
+    assert sorted(r.prompt for r in store.images("5")) == ["decimal", "decimal text", "int", "text"]
+    assert sorted(r.prompt for r in store.images("-5")) == ["negative", "negative text"]
     assert [r.prompt for r in store.images(str(2**63 - 1))] == ["largest"]
+    assert [r.prompt for r in store.images(str(-(2**63)))] == ["smallest"]
     assert [r.prompt for r in store.images("1")] == []  # True is no seed 1
-    assert store.images("9" * 5000) == []
+    assert store.images("9" * 5000) == store.images("-" + "9" * 5000) == []
+    store.close()
+
+
+def test_a_database_of_schema_10_finds_negative_seeds_and_those_stored_as_decimals(tmp_path):
+    """The rows stored before a negative seed or a decimal one (another program's 12345.0) was a seed had none: the
+    upgrade stores every row's seed again."""
+    path = tmp_path / "db.sqlite3"
+    _old_database(path, 10, "a red fox", ("a red fox", ""), {"seed": 12345.0, "model": "flux"})
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO images (path, prompt, settings, created) VALUES ('b.png', 'an owl', ?, 2)",
+               (json.dumps({"prompt": "an owl", "seed": -42}),))  # fmt: skip
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert [r.path for r in store.images("12345")] == ["a.png"]
+    assert [r.path for r in store.images("-42")] == ["b.png"]
     store.close()
