@@ -22,7 +22,7 @@ from app.wording import counted, were
 from gpu.errors import named_few
 from gpu.generation.image_metadata import kind_by_name
 from gpu.generation.png_metadata import ImageSettings
-from gpu.model_hash import known_model_hash
+from gpu.model_hash import FilesStamp, known_model_hash
 from gpu.version import APP_NAME
 
 # What to drop instead of a file with no settings (the app's own dialogs say it the same way).
@@ -58,6 +58,9 @@ class SettingsRestore:
         self._say = say
         self._restored = restored
         self._pending_model: tuple[str, str] | None = None  # (model, model hash) of an image restored before
+        # The model files' stamps whose headers proved them the files hashed (``known_model_hash``): after a chmod,
+        # every restore read every such file's header again on this thread
+        self._confirmed: dict[FilesStamp, str] = {}
 
     def say_job_model(self, model: str) -> None:
         """A job is queued on ``model`` while the model of an image restored is still to be selected (once the
@@ -210,7 +213,7 @@ class SettingsRestore:
         if not recorded:
             return entry, ""
         openable = [e for e in self._library.entries if usable(e)]
-        hashes = {e.name: known_model_hash(e.path) for e in openable}  # "" when not known
+        hashes = {e.name: known_model_hash(e.path, self._confirmed) for e in openable}  # "" when not known
         same = [e for e in openable if hashes[e.name].lower() == recorded.lower()]
         if any(e is entry for e in same):
             return entry, ""

@@ -22,7 +22,7 @@ def model_hash(path: Path | str) -> str:
     order. Hashed once while the files stay the same (``same_files``: a file system that numbers its inodes anew,
     a USB drive's exFAT, hashes nothing again; another file copied over with the same size and time does)."""
     files = _hashed_files(Path(path))
-    stamp, digest = _known_hash(files, keep=True)
+    stamp, digest = _known_hash(files)
     if digest:
         return digest
     stamp = with_heads(stamp)  # before the hashing: what a later look compares with is what was hashed
@@ -34,10 +34,15 @@ def model_hash(path: Path | str) -> str:
     return digest
 
 
-def known_model_hash(path: Path | str) -> str:
+def known_model_hash(path: Path | str, confirmed: dict[FilesStamp, str] | None = None) -> str:
     """``model_hash`` of the model at ``path`` when this process hashed it and its files are the same since; ""
     otherwise. Nothing is hashed (at most the files' headers read): for the app's window thread, which must not
-    read gigabytes (restoring an image's model checks the file is the one the image was made with)."""
+    read gigabytes (restoring an image's model checks the file is the one the image was made with).
+
+    ``confirmed``: the caller's memo, files' stamps -> the hash their headers proved them to have (``same_files``),
+    written here: the cache ``model_hash`` keeps is the engine thread's, never written from this one, so after a
+    chmod (a change time moved alone) every call read the headers again; with the memo, only the first while the
+    stamp stays (a file put in their place has another one). At most ``_HASHES_KEPT`` stamps, the oldest dropped."""
     path = Path(path)
     where = str(path)
     # A model never hashed here is not looked at on disk: a folder's headers are read only for one that was
@@ -45,9 +50,22 @@ def known_model_hash(path: Path | str) -> str:
     if not any(name == where or name.startswith(where + os.sep) for name in hashed):
         return ""
     try:
-        return _known_hash(_hashed_files(path), keep=False)[1]
+        stamp = files_stamp(_hashed_files(path))
     except (ModelLoadError, OSError):
         return ""
+    known = _HASHES.get(stamp.files)
+    if known is None:
+        return ""
+    if confirmed is not None and confirmed.get(stamp) == known[1]:
+        return known[1]
+    if not same_files(known[0], stamp):
+        return ""
+    if confirmed is not None:
+        confirmed.pop(stamp, None)
+        confirmed[stamp] = known[1]
+        while len(confirmed) > _HASHES_KEPT:
+            confirmed.pop(next(iter(confirmed)))  # the oldest
+    return known[1]
 
 
 def _hashed_files(path: Path) -> list[Path]:
@@ -56,16 +74,15 @@ def _hashed_files(path: Path) -> list[Path]:
     return checked_weight_files(path / "transformer", path.name) if path.is_dir() else [path]
 
 
-def _known_hash(files: list[Path], keep: bool) -> tuple[FilesStamp, str]:
+def _known_hash(files: list[Path]) -> tuple[FilesStamp, str]:
     """(the ``files_stamp`` of ``files``, their hash when ``model_hash``'s cache holds it for the files as they are
-    now, else ""). ``keep``: the cache notes the inodes as they are numbered now, so that their contents are not
-    read again while the numbers stay."""
+    now, else ""). The cache notes the inodes as they are numbered now, so that their contents are not read again
+    while the numbers stay."""
     stamp = files_stamp(files)
     known = _HASHES.get(stamp.files)
     if known is None or not same_files(known[0], stamp):
         return stamp, ""
-    if keep:
-        _HASHES[stamp.files] = (replace(stamp, heads=known[0].heads), known[1])
+    _HASHES[stamp.files] = (replace(stamp, heads=known[0].heads), known[1])
     return stamp, known[1]
 
 

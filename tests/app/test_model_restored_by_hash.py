@@ -85,3 +85,45 @@ def test_an_images_model_is_restored_by_its_hash_where_the_name_is_another_files
     assert controller.prompt.model == "flux-int4"
     (notice,) = notices[said:]
     assert "the image's 'flux-int4-2' is 'flux-int4' here" in notice.message
+
+
+def test_restoring_an_images_model_again_after_a_chmod_reads_no_file_on_the_windows_thread(qtbot, window, tmp_path,
+                                                                                           monkeypatch):  # fmt: skip
+    """A chmod (a sync tool fixing permissions, a backup's hard link) moves a model file's change time alone. Each
+    restore from an image then read the head of that file on the window's thread to tell it is the same file: the
+    engine's cache of hashes keeps the change time it hashed, and the window's thread does not write it. The first
+    restore after it still reads the head; the next ones read nothing, the engine's cache left as it was; and a file
+    put in its place since (the same size and time) is looked at again, not taken for the one hashed."""
+    import os
+    import threading
+
+    import gpu.model_hash
+
+    controller = window.controller
+    mine = tmp_path / "mine" / "flux-int4.safetensors"
+    mine.parent.mkdir()
+    _other_file(mine, "my build")
+    name = _add(qtbot, controller, mine)
+    made = _made_with(qtbot, controller, name)
+    reads: list[str] = []  # the files whose head is read on the window's thread
+    real = gpu.model_hash.head_digest
+    monkeypatch.setattr(gpu.model_hash, "head_digest", lambda path: (
+        threading.current_thread() is threading.main_thread() and reads.append(str(path))) or real(path))  # fmt: skip
+    mine.chmod(0o600)
+    cache = dict(gpu.model_hash._HASHES)
+
+    def restored() -> str:
+        controller.select_model("demo")
+        controller.restore_from_files([controller.data.images / made.path])
+        return controller.prompt.model
+
+    assert restored() == name and reads == [str(mine)]  # the first restore after the chmod: its head
+    assert restored() == name and restored() == name
+    assert reads == [str(mine)]  # was: read again at each restore
+    assert gpu.model_hash._HASHES == cache
+    times = mine.stat()
+    _other_file(mine, "my blind")  # another file in its place, its size and time those of the one hashed
+    os.utime(mine, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert mine.stat().st_size == times.st_size
+    restored()
+    assert reads == [str(mine), str(mine)]
