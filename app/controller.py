@@ -121,6 +121,7 @@ class AppController(QObject):
         self.image_copy = ImageCopy(self.status_message.emit, self._copy_failed, self)
         self.gallery.emptying_progress.connect(self.trash.on_emptying_progress)
         self.gallery.trash_emptied.connect(self.trash.on_trash_emptied)
+        self.gallery.judged_again.connect(self.trash.empty_trash)
         self.viewer = ImageViewerState(self.gallery, self.delete_images, self)  # the full-size viewer's
         self.history = HistoryModel(self.store, self)
         self.folder_import.history_changed.connect(self.history.reload)

@@ -66,6 +66,9 @@ class GalleryModel(QStringListModel):
     emptying_changed = Signal(bool)
     emptying_progress = Signal(int, int)  # while ``emptying``: files deleted so far, files to delete
     trash_emptied = Signal(object)  # TrashEmptied, once Empty trash's deletion ended (not when the app closed)
+    # A TrashListing Empty trash was said Yes to, whose pictures changed while it asked were judged again on a
+    # thread (``TrashEmptier._judge_again``): Empty trash goes on with it (``empty_trash``).
+    judged_again = Signal(object)
 
     def __init__(self, store: Store, data: DataDir, parent: Any = None) -> None:
         super().__init__(parent)

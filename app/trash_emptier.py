@@ -81,6 +81,13 @@ class TrashEmptier(QObject):
         self._emptying: _Emptying | None = None
         self._deleting = Lookups("Gallery", self)
         self._deleting.ended.connect(self._on_emptied)
+        # The pictures a listing judged (``TrashListing.judged``) that changed while Empty trash asked, judged again
+        # on a thread of their own after Yes (``_judge_again``): the listing being judged again, and the last one
+        # judged again (judged once more, not again and again while a picture keeps changing).
+        self._judging: TrashListing | None = None
+        self._judged_again: TrashListing | None = None
+        self._judgements = Lookups("Gallery", self)
+        self._judgements.ended.connect(self._on_judged_again)
 
     @property
     def _trash(self) -> GalleryTrash:
@@ -117,8 +124,9 @@ class TrashEmptier(QObject):
     @property
     def listing_trash(self) -> bool:
         """Whether the trash is being listed, or emptied (``has_trash`` is set again, and Empty trash told, when the
-        listing ends, which follows the deletion)."""
-        return self._look is not None or self._emptying is not None
+        listing ends, which follows the deletion), or its pictures changed since the listing are judged again
+        (``_judge_again``)."""
+        return self._look is not None or self._emptying is not None or self._judging is not None
 
     def refused_while_emptying(self, what: str) -> bool:
         """Whether ``what`` (Delete, Empty trash) is refused while Empty trash deletes files, said if so: a delete
@@ -312,6 +320,9 @@ class TrashEmptier(QObject):
                                                 "asked (an image was deleted or brought back meanwhile).",
                                                 "Empty the trash again."))  # fmt: skip
             return False
+        if listing is not self._judged_again and (changed := self._changed_since_judged(listing)):
+            if self._judge_again(listing, changed):
+                return True
         self._data.check_in_place()
         kept = self._put_back(listing) if listing.shown or listing.taken else frozenset()
         self._store.forget_trashed()  # their files, now rowless, stay among ``deleted``
@@ -340,6 +351,46 @@ class TrashEmptier(QObject):
         self._trash.changed()  # Undo and Empty trash greyed; a listing under way is out of date
         self._model.emptying_progress.emit(0, emptying.total)
         return True
+
+    def _changed_since_judged(self, listing: TrashListing) -> frozenset[str]:
+        """The names of ``listing.judged`` whose file changed since it was judged (its times, a stat each): another
+        picture put there while Empty trash asked, which the listing's word no longer holds for."""
+        return frozenset(listing.judged) - self._unchanged_since_judged(listing)
+
+    def _unchanged_since_judged(self, listing: TrashListing) -> frozenset[str]:
+        """The names of ``listing.judged`` whose file is as it was judged (its times, a stat each)."""
+        return frozenset(rel for rel, (times, _own) in listing.judged.items()
+                         if times is not None and file_times(absolute(self._data, rel)) == times)  # fmt: skip
+
+    def _judge_again(self, listing: TrashListing, changed: frozenset[str]) -> bool:
+        """Empty trash said Yes to ``listing``, whose pictures ``changed`` changed since they were judged: they are
+        judged again (hashed) on a thread of their own, Empty trash greyed meanwhile (it hashed them on the window's
+        thread, in the repair, the window frozen as long as large pictures took), then Empty trash goes on with the
+        listing (``judged_again``, ``_on_judged_again``). Returns whether the thread started (if not, Empty trash
+        goes on at once, the repair hashing them here, as before)."""
+        records = [record for record in self._trash.without_file(listing.files) if record.path in changed]
+        stored = self._stored(records)
+        try:
+            self._judgements.start("judging again the pictures changed while Empty trash asked",
+                                   lambda: self._judge(changed, stored))  # fmt: skip
+        except RuntimeError:  # no thread could start (the system's limit)
+            log.warning("the pictures changed while Empty trash asked are judged on the window's thread")
+            return False
+        self._judging = self._judged_again = listing
+        self._model.has_trash = False  # greyed: a second Empty trash would ask again of the same trash
+        return True
+
+    def _on_judged_again(self, lookup: Lookup) -> None:
+        """On the Qt thread: the pictures changed while Empty trash asked have been judged again (``_judge_again``):
+        what the thread found goes into the listing's ``judged``, and Empty trash goes on with it (``judged_again``,
+        which reaches ``empty_trash`` through the actions that say its errors); nothing once the app is closing. A
+        thread that failed leaves them as they were: the repair looks at them on the window's thread."""
+        listing, self._judging = self._judging, None
+        if self._stopped or listing is None:
+            return
+        if lookup.error is None:
+            listing.judged.update(lookup.result)
+        self._model.judged_again.emit(listing)
 
     def _deleted_so_far(self, deleted: int) -> None:
         """On the Qt thread: how far Empty trash's deletion got, told on (``emptying_progress``)."""
@@ -402,8 +453,8 @@ class TrashEmptier(QObject):
         found by its hash, for those unchanged since (their times, a stat each): the repair hashes none of them
         again on the window's thread. One changed since the question (another picture put there meanwhile) is left
         out: the repair looks at it as it is now."""
-        return {rel: not own for rel, (times, own) in listing.judged.items()
-                if times is not None and file_times(absolute(self._data, rel)) == times}  # fmt: skip
+        unchanged = self._unchanged_since_judged(listing)
+        return {rel: not own for rel, (_times, own) in listing.judged.items() if rel in unchanged}
 
     def _import_taken(self, names: frozenset[str]) -> int:
         """The files in the images folder under ``names``, those of the images in the trash just forgotten

@@ -638,9 +638,13 @@ def test_a_picture_changed_while_empty_trash_asks_is_judged_as_it_is_then(qtbot,
     """The question is asked of the pictures as the listing found them: cat's own picture, moved back by hand, stays
     in the gallery. Another picture put in its place before the user says Yes (its size, or its times, tell it) is
     not taken for cat's on the listing's word: it is looked at again, and added as a picture of its own, cat
-    removed with the trash."""
+    removed with the trash. The picture changed is hashed on the emptier's thread after Yes (it was hashed on the
+    window's thread, the window frozen for as long as a large picture took), with the same outcome."""
+    import threading
+
     from PySide6.QtWidgets import QMessageBox
 
+    import app.trash_names
     from app.image_files import file_fingerprint
 
     data = resolve_data_dir(data_root)
@@ -659,10 +663,14 @@ def test_a_picture_changed_while_empty_trash_asks_is_judged_as_it_is_then(qtbot,
     shutil.move(data.trash / "d" / "1.png", cat)  # its picture moved back by hand
     trash_settled(qtbot, gallery)
     asked: list[str] = []
+    hashed_on: list[bool] = []  # per file hashed after the question: whether on the window's thread
+    real = app.trash_names.file_fingerprint
 
     def answer(box: QMessageBox) -> int:  # another picture with cat's settings put in its place, then Yes
         asked.append(box.text())
         write_png(cat, Image.new("RGB", (24, 24), (9, 9, 9)), {"prompt": "cat"})
+        monkeypatch.setattr(app.trash_names, "file_fingerprint", lambda path: hashed_on.append(
+            threading.current_thread() is threading.main_thread()) or real(path))  # fmt: skip
         box.button(QMessageBox.StandardButton.Yes).click()
         return 0
 
@@ -676,6 +684,7 @@ def test_a_picture_changed_while_empty_trash_asks_is_judged_as_it_is_then(qtbot,
         "under the name of an image in the trash was added to the gallery.")  # fmt: skip
     assert _shown(window) == [("d/0.png", "fox", False), ("d/1.png", "cat", False)]
     assert gallery.record(next(r for r in range(2) if gallery.record(r).prompt == "cat")).id != cat_id
+    assert hashed_on == [False]  # was: [True]
 
 
 def test_empty_trash_of_only_an_image_whose_picture_is_back_says_nothing_is_deleted(qtbot, data_root, monkeypatch):
