@@ -687,6 +687,57 @@ def test_a_picture_changed_while_empty_trash_asks_is_judged_as_it_is_then(qtbot,
     assert hashed_on == [False]  # was: [True]
 
 
+def test_a_delete_while_empty_trash_judges_a_changed_picture_again_leaves_the_trash(qtbot, data_root, monkeypatch):
+    """After Yes, the picture changed while Empty trash asked is judged again on a thread, the window usable
+    meanwhile (Empty trash greyed). An image deleted then changes the trash that was asked about: nothing is
+    deleted, said, and both images stay in the trash for Undo."""
+    import threading
+
+    from PySide6.QtWidgets import QMessageBox
+
+    import app.trash_emptier
+
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["fox", "owl", "cat"])
+    cat = data.images / "d" / "2.png"
+    window = gui.window_without_engine(qtbot, data)
+    qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    notices: list[str] = []
+    gallery.notice.connect(lambda error: notices.append(error.message))
+    _select(window, ["cat"])
+    panel.delete_selected()
+    shutil.move(data.trash / "d" / "2.png", cat)  # its picture moved back by hand
+    trash_settled(qtbot, gallery)
+    judging, release = threading.Event(), threading.Event()
+    real = app.trash_emptier.not_its_picture
+
+    def held(*args):  # the judging thread waits until the test lets it go on
+        judging.set()
+        release.wait(30)
+        return real(*args)
+
+    def answer(box: QMessageBox) -> int:  # another picture put in cat's place, then Yes
+        write_png(cat, Image.new("RGB", (24, 24), (9, 9, 9)), {"prompt": "cat"})
+        monkeypatch.setattr(app.trash_emptier, "not_its_picture", held)
+        box.button(QMessageBox.StandardButton.Yes).click()
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", answer)
+    panel.empty_trash_button.click()
+    qtbot.waitUntil(judging.is_set, timeout=30000)
+    assert gallery.listing_trash and not panel.empty_trash_button.isEnabled()
+    _select(window, ["owl"])
+    panel.delete_selected()  # while cat's place is judged again
+    release.set()
+    trash_settled(qtbot, gallery)
+    assert notices[-1] == "Nothing was deleted: the trash changed while Empty trash asked (an image was deleted or " \
+        "brought back meanwhile)."  # fmt: skip
+    assert len(list(data.trash.rglob("*.png"))) == 1  # owl's; cat's picture, moved back, is in the images folder
+    panel.undo_button.click()
+    assert [p for _, p, _ in _shown(window)] == ["fox", "owl"]
+
+
 def test_empty_trash_of_only_an_image_whose_picture_is_back_says_nothing_is_deleted(qtbot, data_root, monkeypatch):
     """An image deleted, its picture then moved back into the images folder by hand (the file manager's "restore"
     of a trash folder), and nothing else in the trash. Empty trash asked "Remove the 1 image in the trash for good?
