@@ -266,16 +266,22 @@ def _resizes_said(graph: Graph, resizes: list[str]) -> str:
 def _named(graph: Graph, later: list[tuple[str, str, list[str]]], sizes: list[Size]) -> list[Named]:
     """The passes ``later`` (that ran at ``sizes``) named each for what it is, in the order they ran: the detailers
     (``_DETAILER``) as detailer passes, the others as a hires fix (with its size) or later passes. Said together, a
-    detailer after a hires pass was "its hires fix (…; FaceDetailer …: 2 more passes up to a larger size)"."""
+    detailer after a hires pass was "its hires fix (…; FaceDetailer …: 2 more passes up to a larger size)". A
+    detailer's size is said where a resize before it changed it (an upscale model's picture detailed), not where it
+    is a hires fix's before it."""
     kinds: dict[bool, list[tuple[str, Size]]] = {}
-    for (sampler, _made, between), size in zip(later, sizes, strict=True):
+    resized: list[PassSize] = []  # the sizes of the detailers whose picture a resize before them changed
+    size_of = dict(zip((sampler for sampler, _made, _between in later), sizes, strict=True))
+    for (sampler, made, between), size in zip(later, sizes, strict=True):
         detailer = graph.one_node_pass(sampler) and bool(_DETAILER.search(graph.kinds.get(sampler, "")))
         kinds.setdefault(detailer, []).append((_pass(graph, sampler, between), size))
+        if detailer and size != size_of.get(made, SAME):
+            resized.append(pass_size(*size))
     named = []
     for detailer, passes in kinds.items():
         what = "; ".join(said for said, _size in passes)
         if detailer:
-            named.append(detailer_passes(what, len(passes)))
+            named.append(detailer_passes(what, len(passes), passes_size(resized) if resized else None))
         else:
             named.append(later_passes(what, passes_size(pass_size(*size) for _said, size in passes), len(passes)))
     return named

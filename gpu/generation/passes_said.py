@@ -96,16 +96,27 @@ def later_passes(what: str, size: PassSize = PassSize.LARGER, passes: int = 1) -
         to = "at a different size" if size is PassSize.DIFFERENT else ("at" if one else "up to") + " a larger size"
         return Named(f"its hires fix ({what}: {more} {to})", False)
     if size is PassSize.NOT_KNOWN:
-        what += f": {'its size' if one else 'their sizes'} beside the first pass's not known"
+        what += _size_not_known(one)
     return Named(f"its second pass ({what})" if one else f"its {passes} later passes ({what})", not one)
 
 
-def detailer_passes(what: str, passes: int = 1) -> Named:
+def _size_not_known(one: bool) -> str:
+    """The words after passes whose size beside the first pass's the file does not tell (``one``: a single pass)."""
+    return f": {'its size' if one else 'their sizes'} beside the first pass's not known"
+
+
+def detailer_passes(what: str, passes: int = 1, size: PassSize | None = None) -> Named:
     """Detailers after the first pass (ComfyUI's FaceDetailer, Impact Pack's Detailer nodes: the faces or parts they
     find sampled again, at the picture's size), named by ``what``; ``passes``: how many. Said apart from a hires fix
-    (they enlarge nothing)."""
-    return Named(f"its detailer pass ({what})" if passes == 1 else f"its {passes} detailer passes ({what})",
-                 passes > 1)
+    (they enlarge nothing). ``size``: how the picture a resize before them made (an upscale model's, an image scale
+    of ``what``) compares with the first pass's, None where none changed it; said as a hires fix's is, but for a
+    smaller one: without it, an upscale-then-detail image read as one of the first pass's size."""
+    one = passes == 1
+    if size in (PassSize.LARGER, PassSize.DIFFERENT):
+        what += f": at a {size.value} size"
+    elif size is PassSize.NOT_KNOWN:
+        what += _size_not_known(one)
+    return Named(f"its detailer pass ({what})" if one else f"its {passes} detailer passes ({what})", not one)
 
 
 def not_restored(named: list[Named], first: str) -> str:
