@@ -500,3 +500,25 @@ def test_a_detailer_of_an_upscaled_picture_still_says_the_larger_size(tmp_path):
         "and its detailer pass (FaceDetailer node 32 at denoise 0.5) are not restored: new images are its first pass, "
         "768x768")  # fmt: skip
 
+
+def test_a_target_size_after_several_passes_is_said_beside_the_last_pass(tmp_path):
+    """An ImageScale to a target size after a hires fix was said "its resize after it (ImageScale to 2304x2304)",
+    beside a size it could not tell, though the hires fix's picture was 1152x1152 (the graph says so): it is an
+    upscale. One to the hires fix's own size changed nothing, and is not said, as after a single pass."""
+
+    def scaled_to(width: int, height: int, first: int = 768) -> list[str]:
+        graph = {**HIRES, "31": {"class_type": "ImageScale", "inputs": {"image": ["8", 0], "upscale_method": "lanczos",
+                 "width": width, "height": height, "crop": "disabled"}},
+                 "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["31", 0]}},
+                 "5": {"class_type": "EmptyLatentImage", "inputs": {"width": first, "height": 768}},
+                 "10": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "scale_by": 1.5}}}
+        return _png(tmp_path, "prompt", graph).problems
+
+    hires = HIRES_SAID.partition(" is not restored")[0].replace("LatentUpscale to 1152x1152", "LatentUpscaleBy by 1.5")
+    assert scaled_to(2304, 2304) == [
+        f"{hires} and its upscale after it (ImageScale to 2304x2304) are not restored: new images are its first pass, "
+        "768x768"]  # fmt: skip (was: "its resize after it (…)")
+    assert scaled_to(1152, 1152) == [  # was: "… and its resize after it (ImageScale to 1152x1152) are …"
+        f"{hires} is not restored: new images are its first pass, 768x768"]
+    assert scaled_to(1024, 1024)[0].startswith(f"{hires} and its resize after it (ImageScale to 1024x1024) are")
+    assert scaled_to(2304, 2304, 10**400)[0].startswith(hires)  # a first pass too large for a float: never raised

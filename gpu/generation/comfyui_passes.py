@@ -203,8 +203,9 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
     said = []
     sizes = _sizes(graph, later, first, dims)
     resizes, saved_before = _resized_when_saved(graph, later[-1][0] if later else first)
-    # its size beside the picture of the pass before it (the first pass's size known only where that is the first)
-    grown = _grown(graph, resizes, None if later else dims)
+    # its size beside the picture of the pass before it: the first's, or the last later pass's, where the graph
+    # tells it (beside an unknown size, a target size after a hires fix said "resize" of a plain upscale)
+    grown = _grown(graph, resizes, _pixels(dims, sizes[-1]) if later else dims)
     if later:
         named = _named(graph, later, sizes)
         if grown is not None:
@@ -255,6 +256,19 @@ def _grown(graph: Graph, resizes: list[str], dims: tuple[int, int] | None) -> Pa
     for node in resizes:
         size = _resized(graph, node, size, dims)
     return None if size == SAME else pass_size(*size)
+
+
+def _pixels(dims: tuple[int, int] | None, size: Size) -> tuple[int, int] | None:
+    """The width and height in pixels of a pass of ``size`` (factors of the first pass's ``dims``), where both are
+    known exactly; None where not (or too large for a float: an untrusted file's numbers)."""
+    (w_least, w_most), (h_least, h_most) = size
+    if dims is None or w_least != w_most or h_least != h_most or not all(
+            0 < f < math.inf for f in (w_least, h_least)):  # fmt: skip
+        return None
+    try:
+        return round(dims[0] * w_least), round(dims[1] * h_least)
+    except OverflowError:
+        return None
 
 
 def _resizes_said(graph: Graph, resizes: list[str]) -> str:
