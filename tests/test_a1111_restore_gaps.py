@@ -113,3 +113,69 @@ def test_a_size_and_a_hires_resize_are_read_by_one_reader() -> None:
                                                                   "Hires upscale: 2"))  # fmt: skip
         assert [p for p in problems if "Hires" in p] == [
             f"its hires fix ({said}) is not restored: new images are its first pass, 896x1152"], problems
+
+
+def _extras_png(path, parameters: str, postprocessing: str):
+    """A PNG as A1111/Forge's Extras tab saves an upscaled image: the original's ``parameters``, then what Extras did
+    in a ``postprocessing`` chunk and again in an ``extras`` one (``modules/postprocessing.py``)."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, text in (("parameters", parameters), ("postprocessing", postprocessing), ("extras", postprocessing)):
+        info.add_text(key, text)
+    Image.new("RGB", (16, 16)).save(path, pnginfo=info)
+    return path
+
+
+A1111_TXT2IMG = FORGE_IMG2IMG.replace("Denoising strength: 0.55, ", "")
+EXTRAS_4X = "Postprocess upscale by: 4, Postprocess upscaler: R-ESRGAN 4x+"
+
+
+def test_an_extras_upscale_is_said_as_an_upscale_after_its_pass(tmp_path) -> None:
+    """An image upscaled in A1111/Forge's Extras tab keeps the ``parameters`` of the picture it was given, its Size
+    that picture's: restored without a word, new images were a quarter of its size. Said in the words of a ComfyUI
+    image upscaled after its pass."""
+    from gpu.generation.image_metadata import inspect_image
+
+    found = inspect_image(_extras_png(tmp_path / "00001.png", A1111_TXT2IMG, EXTRAS_4X))
+    assert (found.settings["width"], found.settings["height"], found.settings["seed"]) == (896, 1152, 1234)
+    assert found.problems == [
+        "it was upscaled after its pass (Extras: Postprocess upscale by 4, Postprocess upscaler R-ESRGAN 4x+), which "
+        "is not restored: new images are its picture before that, 896x1152"]  # fmt: skip (was: [])
+    # "Scale to" a size (cropped to fit): said beside Size; to Size itself, no change worth a word
+    to = "Postprocess upscale to: 1792x2304, Postprocess crop to: 1792x2304, Postprocess upscaler: 4x-UltraSharp"
+    assert inspect_image(_extras_png(tmp_path / "to.png", A1111_TXT2IMG, to)).problems == [
+        "it was upscaled after its pass (Extras: Postprocess upscale to 1792x2304, Postprocess crop to 1792x2304, "
+        "Postprocess upscaler 4x-UltraSharp), which is not restored: new images are its picture before that, "
+        "896x1152"]  # fmt: skip
+    same = to.replace("1792x2304", "896x1152")
+    assert inspect_image(_extras_png(tmp_path / "same.png", A1111_TXT2IMG, same)).problems == []
+    # capped by its "Max side length" below the picture's own: smaller, said "resized"
+    capped = f"{EXTRAS_4X}, Max side length: 576"
+    assert inspect_image(_extras_png(tmp_path / "capped.png", A1111_TXT2IMG, capped)).problems[0].startswith(
+        "it was resized after its pass (Extras: Postprocess upscale by 4, Postprocess upscaler R-ESRGAN 4x+, Max side "
+        "length 576)")  # fmt: skip
+    # only its faces restored (GFPGAN): no upscale to say
+    assert inspect_image(_extras_png(tmp_path / "faces.png", A1111_TXT2IMG, "GFPGAN visibility: 1")).problems == []
+
+
+def test_an_extras_upscale_of_a_hires_fix_is_said_after_it(tmp_path) -> None:
+    """After a hires fix, the Extras upscale is said after it, as ComfyUI's upscale after its last pass is."""
+    from gpu.generation.image_metadata import inspect_image
+
+    found = inspect_image(_extras_png(tmp_path / "hires.png", FORGE_HIRES, EXTRAS_4X.replace("4,", "2.0,")))
+    assert found.problems == [
+        "its hires fix (Hires upscale 2: a second pass at a larger size) and its upscale after it (Extras: Postprocess "
+        "upscale by 2.0, Postprocess upscaler R-ESRGAN 4x+) are not restored: new images are its first pass, "
+        "896x1152"]  # fmt: skip (was: "its hires fix (…) is not restored: …")
+    # to the hires pass's own size (1792x2304): no change
+    to = "Postprocess upscale to: 1792x2304, Postprocess upscaler: 4x-UltraSharp"
+    assert inspect_image(_extras_png(tmp_path / "same.png", FORGE_HIRES, to)).problems == [
+        "its hires fix (Hires upscale 2: a second pass at a larger size) is not restored: new images are its first "
+        "pass, 896x1152"]  # fmt: skip
+    # an img2img upscaled: both said
+    assert inspect_image(_extras_png(tmp_path / "i2i.png", FORGE_IMG2IMG, EXTRAS_4X)).problems == [
+        "it was made from another picture (img2img, Denoising strength 0.55), which is not restored: new images start "
+        "from noise", "it was upscaled after its pass (Extras: Postprocess upscale by 4, Postprocess upscaler "
+        "R-ESRGAN 4x+), which is not restored: new images are its picture before that, 896x1152"]  # fmt: skip

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gpu.generation.passes_said import (
+    GROWN,
     NOT_TOLD,
     SAME,
     Named,
@@ -31,6 +32,7 @@ from gpu.generation.passes_said import (
     not_restored,
     pass_size,
     passes_size,
+    pixels,
     ratio,
     resize_after_passes,
     resized_after_its_pass,
@@ -47,8 +49,6 @@ _MAX_SAMPLERS = 64  # samplers looked at: a file is read at each drop and at the
 _ONE_NODE_PASS = re.compile(r"UltimateSDUpscale|Detailer|SEGSUpscaler|IterativeImageUpscale")
 _DETAILER = re.compile(r"Detailer")  # of those, the detailers: the parts they find, sampled again at their size
 _PICTURE_INPUTS = ("image", "pixels")  # the inputs a one-node pass takes its picture by
-# The factor of an upscale model, which the graph does not say: above 1 (what one is for), by how much not known
-_BY_MODEL: Side = (math.nextafter(1.0, 2.0), math.inf)
 
 
 def node_id(value: Any) -> str | None:
@@ -205,7 +205,7 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
     resizes, saved_before = _resized_when_saved(graph, later[-1][0] if later else first)
     # its size beside the picture of the pass before it: the first's, or the last later pass's, where the graph
     # tells it (beside an unknown size, a target size after a hires fix said "resize" of a plain upscale)
-    grown = _grown(graph, resizes, _pixels(dims, sizes[-1]) if later else dims)
+    grown = _grown(graph, resizes, pixels(dims, sizes[-1]) if later else dims)
     if later:
         named = _named(graph, later, sizes)
         if grown is not None:
@@ -256,19 +256,6 @@ def _grown(graph: Graph, resizes: list[str], dims: tuple[int, int] | None) -> Pa
     for node in resizes:
         size = _resized(graph, node, size, dims)
     return None if size == SAME else pass_size(*size)
-
-
-def _pixels(dims: tuple[int, int] | None, size: Size) -> tuple[int, int] | None:
-    """The width and height in pixels of a pass of ``size`` (factors of the first pass's ``dims``), where both are
-    known exactly; None where not (or too large for a float: an untrusted file's numbers)."""
-    (w_least, w_most), (h_least, h_most) = size
-    if dims is None or w_least != w_most or h_least != h_most or not all(
-            0 < f < math.inf for f in (w_least, h_least)):  # fmt: skip
-        return None
-    try:
-        return round(dims[0] * w_least), round(dims[1] * h_least)
-    except OverflowError:
-        return None
 
 
 def _resizes_said(graph: Graph, resizes: list[str]) -> str:
@@ -361,4 +348,4 @@ def _resized(graph: Graph, node: str, size: Size, dims: tuple[int, int] | None) 
     if r.scale is not None:
         factor = max(ratio(r.scale, 1), 0.0)
         return scaled(size, (factor, factor))
-    return scaled(size, _BY_MODEL) if r.by_model else size
+    return scaled(size, GROWN) if r.by_model else size  # a model's factor: above 1 (what one is for), not said

@@ -17,6 +17,7 @@ from typing import NamedTuple
 Side = tuple[float, float]  # a side of a pass's size as a factor of the first pass's: (at least, at most)
 SAME: tuple[Side, Side] = ((1.0, 1.0), (1.0, 1.0))  # (width, height) of the first pass itself
 NOT_TOLD: tuple[Side, Side] = ((0.0, math.inf), (0.0, math.inf))  # a size the file does not tell
+GROWN: Side = (math.nextafter(1.0, 2.0), math.inf)  # larger, by how much not told (an upscale model's factor)
 
 
 class PassSize(Enum):
@@ -57,6 +58,19 @@ def resized_to(width: float, height: float, first: tuple[int, int] | None) -> tu
     w = ratio(width, first[0]) if width else ratio(height, first[1])
     h = ratio(height, first[1]) if height else w
     return (w, w), (h, h)
+
+
+def pixels(first: tuple[int, int] | None, size: tuple[Side, Side]) -> tuple[int, int] | None:
+    """The width and height in pixels of a pass of ``size`` (factors of the first pass's ``first``), where both are
+    known exactly; None where not (or too large for a float: an untrusted file's numbers)."""
+    (w_least, w_most), (h_least, h_most) = size
+    if first is None or w_least != w_most or h_least != h_most or not all(
+            0 < f < math.inf for f in (w_least, h_least)):  # fmt: skip
+        return None
+    try:
+        return round(first[0] * w_least), round(first[1] * h_least)
+    except OverflowError:
+        return None
 
 
 def scaled(size: tuple[Side, Side], by: Side) -> tuple[Side, Side]:
@@ -150,12 +164,6 @@ def resized_after_its_pass(what: str, size: PassSize, saved_before: bool, first:
     was = "may have been" if saved_before else "was"
     return (f"it {was} {noun}d after its pass ({what}{note}), which is not restored: new images are its picture "
             f"before that, {first}")
-
-
-def passes_not_restored(what: str, first: str, size: PassSize = PassSize.LARGER, passes: int = 1) -> str:
-    """An image made in more passes than the one whose settings were read (``later_passes``), with the size new
-    images have (``first``, the first pass's)."""
-    return not_restored([later_passes(what, size, passes)], first)
 
 
 def img2img_not_restored(what: str) -> str:

@@ -34,11 +34,30 @@ from PIL.PngImagePlugin import PngInfo
 
 from gpu.atomic import atomic_path
 from gpu.generation.comfyui_graph import read_graph, workflow_settings
-from gpu.generation.passes_said import PassSize, img2img_not_restored, pass_size, passes_not_restored, resized_to
+from gpu.generation.passes_said import (
+    GROWN,
+    NOT_TOLD,
+    SAME,
+    PassSize,
+    Side,
+    img2img_not_restored,
+    later_passes,
+    not_restored,
+    pass_size,
+    pixels,
+    ratio,
+    resize_after_passes,
+    resized_after_its_pass,
+    resized_to,
+)
 from gpu.lora.metadata import a1111_tags
 from gpu.lora.refs import finite, hashes_name, lora_ref, lora_stem
 
 PARAMETERS_KEY = "parameters"
+# The chunks A1111/Forge's Extras tab says what it did to an image in ("Postprocess upscale by: 4, Postprocess
+# upscaler: R-ESRGAN 4x+"), both alike, beside the ``parameters`` of the picture it was given (its
+# modules/postprocessing.py): the picture those make is the one before that
+POSTPROCESSING_KEYS = ("postprocessing", "extras")
 NIBBLE_KEY = "nibble"
 # Why a PNG without damage has no settings: none of the chunks the settings are read from is there.
 NO_PNG_SETTINGS = "it carries no generation settings (no A1111, ComfyUI or Nibble Studio text chunk)"
@@ -233,8 +252,23 @@ def _lines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
 
 
-def read_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
-    """``parse_parameters`` and, for each field it had to leave out, why (a phrase naming field and value)."""
+def _fields(line: str) -> list[tuple[str, str]]:
+    """The (label, value) fields of an A1111 settings line, each value as written (a JSON-quoted one unquoted)."""
+    fields = []
+    for label, raw in _PARAM_RE.findall(line):
+        value = raw.strip()
+        if value.startswith('"'):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = value.strip('"')
+        fields.append((label.strip(), value))
+    return fields
+
+
+def read_parameters(text: str, postprocessing: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """``parse_parameters`` and, for each field it had to leave out, why (a phrase naming field and value); with
+    what A1111's Extras tab did to the picture after that (``postprocessing``, its chunk's text), its upscale."""
     lines = _lines(text).split("\n")
     params_line = ""
     if lines and _is_settings_line(lines[-1]):
@@ -253,16 +287,10 @@ def read_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
     }
     labels = {label: key for key, label in _A1111_FIELDS}
     extra: dict[str, str] = {}
-    for label, raw in _PARAM_RE.findall(params_line):
-        value = raw.strip()
-        if value.startswith('"'):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                value = value.strip('"')
-        key = labels.get(label.strip())
+    for label, value in _fields(params_line):
+        key = labels.get(label)
         if key is None:
-            extra[label.strip()] = value
+            extra[label] = value
         else:
             out[key] = value
     # Forge writes FLUX's distilled guidance apart, beside a CFG scale of 1: the distilled one is what a FLUX
@@ -271,7 +299,7 @@ def read_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
     if "Distilled CFG Scale" in extra:
         guidance_label = "Distilled CFG Scale"
         out["guidance"] = extra[guidance_label]
-    problems = _coerce(out, guidance_label) + _lora_refs(out) + _passes_not_made(extra, out)
+    problems = _coerce(out, guidance_label) + _lora_refs(out) + _passes_not_made(extra, out, postprocessing)
     if not out["prompt"]:  # a settings line alone, or an empty prompt: the text cannot tell them apart
         del out["prompt"]
     if extra:
@@ -283,25 +311,84 @@ def read_parameters(text: str) -> tuple[dict[str, Any], list[str]]:
 _HIRES_NAMED = ("Hires resize", "Hires steps", "Hires upscaler")
 
 
-def _passes_not_made(extra: dict[str, str], out: dict[str, Any]) -> list[str]:
+def _passes_not_made(extra: dict[str, str], out: dict[str, Any], postprocessing: str | None = None) -> list[str]:
     """What the image had that no setting here makes, said: restored without it, the settings looked complete and
     made another picture. A hires fix's second pass, named by the field that set its size (``Hires upscale``, or a
     ``Hires resize`` of a size: Size is the first pass's, the image larger), else by the ``Hires`` fields that show
     it, its size not known ("Hires upscaler: None" alone: it was said an img2img); else an img2img's start from
-    another picture (``Denoising strength`` alone, the second pass's in a hires fix)."""
+    another picture (``Denoising strength`` alone, the second pass's in a hires fix). Then an upscale in A1111's
+    Extras tab (``postprocessing``), after the hires fix or the one pass, as ComfyUI's upscale after its passes."""
     upscale, resize = extra.get("Hires upscale"), extra.get("Hires resize")
     resize = resize if _sized(resize) else None  # "0x0": no size of its own, A1111 goes by its upscale
     hires = [field for field in extra if field.startswith("Hires ")]
+    first = f"{out['width']}x{out['height']}" if "width" in out else "its Size"
+    dims = (out["width"], out["height"]) if "width" in out and "height" in out else None
     if hires:
-        first = f"{out['width']}x{out['height']}" if "width" in out else "its Size"
         if upscale or resize:
             field = f"Hires resize {resize}" if resize else f"Hires upscale {upscale}"
-            return [passes_not_restored(field, first, _hires_size(upscale, resize, out))]
-        named = ", ".join(f"{field} {extra[field]}" for field in _HIRES_NAMED if field in extra) or hires[0]
-        return [passes_not_restored(named, first, PassSize.NOT_KNOWN)]
+            hires_size = _hires_size(upscale, resize, dims)
+            passes = [later_passes(field, pass_size(*hires_size))]
+        else:
+            named = ", ".join(f"{field} {extra[field]}" for field in _HIRES_NAMED if field in extra) or hires[0]
+            hires_size, passes = NOT_TOLD, [later_passes(named, PassSize.NOT_KNOWN)]
+        if (after := _extras_upscale(postprocessing, pixels(dims, hires_size))) is not None:
+            passes.append(resize_after_passes(*after, saved_before=False, passes=1))
+        return [not_restored(passes, first)]
+    said = []
     if "Denoising strength" in extra:
-        return [img2img_not_restored(f"img2img, Denoising strength {extra['Denoising strength']}")]
-    return []
+        said.append(img2img_not_restored(f"img2img, Denoising strength {extra['Denoising strength']}"))
+    if (after := _extras_upscale(postprocessing, dims)) is not None:
+        said.append(resized_after_its_pass(*after, saved_before=False, first=first))
+    return said
+
+
+def _extras_upscale(postprocessing: str | None, before: tuple[int, int] | None) -> tuple[str, PassSize] | None:
+    """The upscale A1111's Extras tab made of the picture (``postprocessing``: its chunk's text; ``before``: that
+    picture's size in pixels, where known) in words, with how its size compares with that picture's; None where it
+    resized nothing (faces restored only; a "Scale to" the picture's own size)."""
+    fields = dict(_fields(postprocessing or ""))
+    by, to = fields.get("Postprocess upscale by"), fields.get("Postprocess upscale to")
+    if by is None and to is None:
+        return None
+    size = _extras_size(_factor(by), _wxh(to), _wxh(fields.get("Postprocess crop to")),
+                        _factor(fields.get("Max side length")), before)  # fmt: skip
+    if size == SAME:
+        return None
+    return "Extras: " + ", ".join(f"{label} {value}" for label, value in fields.items() if label.startswith(
+        "Postprocess ") or label == "Max side length"), pass_size(*size)  # fmt: skip
+
+
+def _extras_size(by: float | None, to: tuple[int, int] | None, crop: tuple[int, int] | None, side: float | None,
+                 before: tuple[int, int] | None) -> tuple[Side, Side]:  # fmt: skip
+    """The size of A1111's Extras upscale as factors of the picture it was given (``before``, in pixels), as its
+    Upscale script makes it (scripts/postprocessing_upscale.py): cropped to ``crop``; "Scale to" ``to``, by the
+    larger of its sides' factors, the aspect kept; else "Scale by" ``by``, down to where its longest side is
+    ``side`` (its Max side length, written where that applied). Any size where the file does not tell it."""
+    if crop is not None:
+        return resized_to(*crop, before)
+    known = before is not None and min(before) > 0
+    if to is not None:
+        if not known:
+            return NOT_TOLD
+        factor = max(ratio(to[0], before[0]), ratio(to[1], before[1]))
+    elif by is None:
+        return NOT_TOLD
+    elif side is None:
+        factor = by
+    elif not known:
+        return (0.0, by), (0.0, by)  # at most ``by``: the picture's longest side not known
+    else:
+        factor = min(by, ratio(side, max(before)))
+    return (factor, factor), (factor, factor)
+
+
+def _factor(text: str | None) -> float | None:
+    """A number of A1111's text ("4", "2.0"), None where it is none (NaN too)."""
+    try:
+        value = float(text or "")
+    except ValueError:
+        return None
+    return value if value == value else None
 
 
 def _sized(resize: str | None) -> bool:
@@ -313,22 +400,17 @@ def _sized(resize: str | None) -> bool:
     return sides is None or any(sides)
 
 
-def _hires_size(upscale: str | None, resize: str | None, out: dict[str, Any]) -> PassSize:
-    """How A1111's hires pass's size compares with its first pass's (``out``'s size): by its ``Hires resize`` "WxH"
-    (``_wxh``; a side of 0 follows the other, in the first pass's aspect, as A1111's "resize width/height to"
-    does; larger on one side and smaller on the other is a different size, and with no Size read, nothing tells
-    which), else by its ``Hires upscale``: above 1 larger, else not ("Hires upscale: 1" is a second pass at the same
-    size, which was said "at a larger size"). A value that cannot be read is taken as the larger size a hires fix
-    mostly is."""
+def _hires_size(upscale: str | None, resize: str | None, dims: tuple[int, int] | None) -> tuple[Side, Side]:
+    """A1111's hires pass's size as factors of its first pass's (of ``dims``, its Size): by its ``Hires resize``
+    "WxH" (``_wxh``; a side of 0 follows the other, in the first pass's aspect, as A1111's "resize width/height to"
+    does; with no Size read, any size), else by its ``Hires upscale`` ("Hires upscale: 1" is a second pass at the
+    same size, which was said "at a larger size"). A value that cannot be read is taken as the larger size a hires
+    fix mostly is."""
     if resize:
-        if (sides := _wxh(resize)) is None:
-            return PassSize.LARGER
-        first = (out["width"], out["height"]) if "width" in out and "height" in out else None
-        return pass_size(*resized_to(*sides, first))
-    try:
-        return PassSize.LARGER if float(upscale or "") > 1 else PassSize.NOT_LARGER
-    except ValueError:
-        return PassSize.LARGER
+        sides = _wxh(resize)
+        return (GROWN, GROWN) if sides is None else resized_to(*sides, dims)
+    factor = _factor(upscale)
+    return (GROWN, GROWN) if factor is None else ((factor, factor), (factor, factor))
 
 
 def _whole(text: str) -> int:
@@ -533,11 +615,13 @@ def read_png_text(path: Path | str) -> dict[str, str]:
 
 # (chunk keyword, what it is, reader) in the order ``inspect_png_file`` tries them: ours is complete, A1111's text
 # lacks our LoRA list, ComfyUI's graph is a best effort, its editor's workflow (values by position) the last resort.
+# A reader takes its chunk's text and all the file's texts (A1111's: what its Extras tab did after, in another chunk).
 _SOURCES = (
-    (NIBBLE_KEY, "Nibble Studio settings", lambda text: (_json_or_none(text), [])),
-    (PARAMETERS_KEY, "A1111 parameters", read_parameters),
-    ("prompt", "ComfyUI prompt graph", lambda text: read_graph(_json_or_none(text))),
-    ("workflow", "ComfyUI workflow", lambda text: workflow_settings(_json_or_none(text))),
+    (NIBBLE_KEY, "Nibble Studio settings", lambda text, _texts: (_json_or_none(text), [])),
+    (PARAMETERS_KEY, "A1111 parameters", lambda text, texts: read_parameters(text, next(
+        (texts[key] for key in POSTPROCESSING_KEYS if key in texts), None))),  # fmt: skip
+    ("prompt", "ComfyUI prompt graph", lambda text, _texts: read_graph(_json_or_none(text))),
+    ("workflow", "ComfyUI workflow", lambda text, _texts: workflow_settings(_json_or_none(text))),
 )
 # Why a workflow alone gave nothing: it is what the editor saves, and only the stock nodes' values are read from it.
 _NO_WORKFLOW_SETTINGS = (
@@ -557,7 +641,7 @@ def inspect_png_file(f: BinaryIO) -> ImageSettings:
             problems.append(f"its {what} chunk ('{key}') cannot be read: {found.damaged[key]}")
         if key not in found.texts:
             continue
-        settings, left_out = read(found.texts[key])
+        settings, left_out = read(found.texts[key], found.texts)
         if isinstance(settings, dict) and settings:
             return ImageSettings(settings, problems + left_out)
         problems += left_out  # damage found on the way may be why nothing could be read

@@ -291,3 +291,22 @@ def test_a_comfyui_image_upscaled_after_its_one_pass_dropped_says_so(qtbot, tmp_
         ("notice", "Settings restored from upscaled.png, but not all as saved: it was upscaled after its pass "
                    "(ImageUpscaleWithModel with 4x-UltraSharp.pth), which is not restored: new images are its picture "
                    "before that, 768x768.")]  # fmt: skip (was: no notice)
+
+
+def test_an_a1111_extras_upscale_dropped_says_so(qtbot, tmp_path, window):
+    """An image upscaled in A1111/Forge's Extras tab (R-ESRGAN 4x+), dropped: its ``parameters`` are the picture's
+    it was given, and were restored without a word, the next image a quarter of its size. The notice says the
+    upscale is not restored, in the words of a ComfyUI image upscaled after its pass, and the size new images have."""
+    from tests.test_a1111_restore_gaps import A1111_TXT2IMG, EXTRAS_4X, _extras_png
+
+    text = A1111_TXT2IMG.replace("Model: flux1-dev-bnb-nf4-v2, ", "")  # a model not in the library: another notice
+    state = window.controller.prompt
+    shown: list = []
+    window.controller.error.connect(shown.append)
+    _drop(window.prompt_panel, _extras_png(tmp_path / "00012-1234.png", text, EXTRAS_4X))
+    assert (state.prompt, state.seed, state.steps, state.width, state.height) == (
+        "a lighthouse at dusk", 1234, 20, 896, 1152)  # fmt: skip
+    assert [(e.kind, e.message) for e in shown if "00012-1234.png" in e.message] == [
+        ("notice", "Settings restored from 00012-1234.png, but not all as saved: it was upscaled after its pass "
+                   "(Extras: Postprocess upscale by 4, Postprocess upscaler R-ESRGAN 4x+), which is not restored: new "
+                   "images are its picture before that, 896x1152.")]  # fmt: skip (was: no notice)
