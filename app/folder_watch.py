@@ -18,8 +18,10 @@ commit), after the picture of an entry whose file is gone (renamed or moved) has
 An entry's file the look did not find (deleted by hand) has its entry flagged missing, as start-up flags it
 (``flag_gone_files``), once no file found is still being written (a picture renamed is followed by its entry, never
 shown missing meanwhile); never while the images folder itself could not be listed (a drive unplugged: it says
-nothing of each picture). Nor before start-up's gathering of the old trash from another drive has ended, when an
-entry's picture may still wait there: no look is made before (the gathering is part of the import's run).
+nothing of each picture), nor where the folder holding it could not be read (``NotListed``: its permissions taken
+away, a failing drive mounted there; logged once). Nor before start-up's gathering of the old trash from another
+drive has ended, when an entry's picture may still wait there: no look is made before (the gathering is part of
+the import's run).
 
 An images folder that cannot be listed (removed, moved away, its drive unplugged) is looked at again every
 ``AWAY_MS`` until it can be: a folder's watch ends when it is removed (when it is moved too, where Qt polls for
@@ -48,7 +50,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Container, Set
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer
@@ -56,7 +58,7 @@ from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer
 from app.background import Lookup, Lookups
 from app.data_dir import DataDir
 from app.gallery_model import GalleryModel
-from app.image_files import png_paths
+from app.image_files import NotListed, folder_at, png_paths
 from app.reconcile import FolderImport, claim_found_files, flag_gone_files, valid_name
 from app.store import Store
 from gpu.generation.png_metadata import png_problem
@@ -108,6 +110,9 @@ class Look:
     reached: bool  # whether the images folder itself could be listed
     gone: frozenset[str] = frozenset()  # the paths of entries with a file that the listing lacks
     identity: Identity | None = None  # which folder was at the images folder's path when listed
+    # The folders that are there but could not be read (relative, ending in "/"; ``png_paths``), with why: their
+    # entries are not gone
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def waiting(self) -> list[str]:
@@ -132,7 +137,8 @@ def look_at_folder(images: Path, with_file: Set[str], trashed: Container[str], s
     now = time.monotonic()
     at = identity(images)  # before the listing: a folder put in its place since is looked at again
     folders: list[str] = []
-    listing = png_paths(images, folders)
+    unreadable: dict[str, str] = {}
+    listing = png_paths(images, folders, unreadable)
     ready: dict[str, str] = {}
     kept: dict[str, Sighting] = {}
     for rel, path in listing.items():
@@ -147,9 +153,11 @@ def look_at_folder(images: Path, with_file: Set[str], trashed: Container[str], s
             ready[rel] = path
             kept[rel] = replace(before, handed=True)
     reached = folders[:1] == [os.fspath(images)]  # the images folder is listed first: else it could not be
-    # nothing is known gone where the images folder could not be listed (gone, unplugged)
-    gone = frozenset(with_file.difference(listing)) if reached else frozenset()
-    return Look(folders, frozenset(listing), ready, kept, reached, gone, at)
+    # nothing is known gone where the images folder could not be listed (gone, unplugged), nor under a folder that
+    # could not be read
+    unknown = NotListed(tuple(unreadable))
+    gone = frozenset(rel for rel in with_file.difference(listing) if rel not in unknown) if reached else frozenset()
+    return Look(folders, frozenset(listing), ready, kept, reached, gone, at, unreadable)
 
 
 class FolderWatch(QObject):
@@ -175,6 +183,7 @@ class FolderWatch(QObject):
         self._lookups.ended.connect(self._looked)
         self._looking: Lookup | None = None
         self._seen: dict[str, Sighting] = {}
+        self._unreadable: dict[str, str] = {}  # the folders in it the last look could not read (said once each)
         self._due = False  # a look was asked for while one could not be made: made once it can
         self._away = False  # the last look could not list the images folder: looked at again every AWAY_MS
         self._on = False
@@ -275,6 +284,8 @@ class FolderWatch(QObject):
             self._watcher.removePaths(folders)
         self._identity = look.identity
         reached = look.reached
+        if reached:
+            self._log_unreadable(look.unreadable)
         if self._away != reached:  # as it was
             return
         self._away = not reached
@@ -283,6 +294,16 @@ class FolderWatch(QObject):
             return
         log.warning("the images folder %s cannot be listed (removed, moved, or on a drive away): looked at every "
                     "%d s until it is back", self._data.images, AWAY_MS // 1000)  # fmt: skip
+
+    def _log_unreadable(self, unreadable: dict[str, str]) -> None:
+        """The folders of the images folder that cannot be read now logged, once each; those read again too."""
+        images = self._data.images
+        for prefix in unreadable.keys() - self._unreadable.keys():
+            log.warning("the folder %s in the images folder cannot be read (%s): the entries of its pictures are left "
+                        "as they are until it can", folder_at(images, prefix), unreadable[prefix])  # fmt: skip
+        for prefix in self._unreadable.keys() - unreadable.keys():
+            log.info("the folder %s in the images folder can be read again", folder_at(images, prefix))
+        self._unreadable = unreadable
 
     def _watch(self, folders: list[str]) -> None:
         """``folders`` watched too (those watched already, or gone, are left as they are); those the system refuses

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -340,7 +340,8 @@ def _let_go_if_same(source: Path, target: Path) -> None:
     os.unlink(source)
 
 
-def png_paths(folder: Path, walked: list[str] | None = None) -> dict[str, str]:
+def png_paths(folder: Path, walked: list[str] | None = None, unreadable: dict[str, str] | None = None
+              ) -> dict[str, str]:  # fmt: skip
     """The files under ``folder`` named ``*.png`` in any case (a camera's or another program's ``IMG_1.PNG`` copied
     in too), by their path relative to ``folder`` as the database stores it ("2026-01-01/x.png"), each with its
     path. Hidden names are left out, with all under a hidden folder: not only hidden files, a write killed before
@@ -349,8 +350,11 @@ def png_paths(folder: Path, walked: list[str] | None = None) -> dict[str, str]:
     listed under its own name; links to folders are not followed (a link back up the tree would never end), nor are
     folders that cannot be read. ``os.scandir`` and strings: a ``Path`` per file, made again to be made relative,
     took a second of every start-up at 30,000 images. ``walked``, when given, gets each folder listed (``folder``
-    first, if it could be), in the same walk: the folders the images folder's watch looks at (``app.folder_watch``)."""
-    return dict(_png_entries(folder, walked))
+    first, if it could be), in the same walk: the folders the images folder's watch looks at (``app.folder_watch``).
+    ``unreadable``, when given, gets each folder that is there but could not be listed (no permission, a failing
+    drive mounted there), by its path relative to ``folder`` ending in "/" ("" for ``folder`` itself), with why:
+    nothing is known of the files under it (``NotListed``), which are not gone."""
+    return dict(_png_entries(folder, walked, unreadable))
 
 
 def holds_png(folder: Path) -> bool:
@@ -358,9 +362,10 @@ def holds_png(folder: Path) -> bool:
     return any(is_png(path) for _rel, path in _png_entries(folder))
 
 
-def _png_entries(folder: Path, walked: list[str] | None = None) -> Iterator[tuple[str, str]]:
+def _png_entries(folder: Path, walked: list[str] | None = None, unreadable: dict[str, str] | None = None
+                 ) -> Iterator[tuple[str, str]]:  # fmt: skip
     """``png_paths``' entries one by one, as the folders are listed (each put in ``walked``, when given)."""
-    for prefix, entry in _listed(folder, walked):
+    for prefix, entry in _listed(folder, walked, unreadable):
         name = entry.name
         try:
             # is_file: a link to a file is listed, a link to a folder is not
@@ -370,10 +375,12 @@ def _png_entries(folder: Path, walked: list[str] | None = None) -> Iterator[tupl
             continue
 
 
-def _listed(folder: Path, walked: list[str] | None = None) -> Iterator[tuple[str, os.DirEntry[str]]]:
+def _listed(folder: Path, walked: list[str] | None = None, unreadable: dict[str, str] | None = None
+            ) -> Iterator[tuple[str, os.DirEntry[str]]]:  # fmt: skip
     """(path of its folder relative to ``folder``, ending in "/" or "", entry) for every entry of ``folder`` and of
     the folders under it that are not hidden, hidden entries included; links to folders are not followed, and
-    folders that cannot be read are passed over. ``walked``, when given, gets the path of each folder listed."""
+    folders that cannot be read are passed over. ``walked``, when given, gets the path of each folder listed;
+    ``unreadable`` each folder that is there but could not be listed, whole or part (see ``png_paths``)."""
     folders = [("", os.fspath(folder))]
     while folders:
         prefix, path = folders.pop()
@@ -388,8 +395,33 @@ def _listed(folder: Path, walked: list[str] | None = None) -> Iterator[tuple[str
                             folders.append((f"{prefix}{entry.name}/", entry.path))
                     except OSError:  # gone since the listing
                         continue
-        except OSError:  # not there (no trash yet), or not readable
+        except OSError as exc:  # not there (no trash yet, removed since its parent's listing), or not readable
+            if unreadable is not None and exc.errno not in _NOT_THERE:
+                unreadable[prefix] = exc.strerror or str(exc)
             continue
+
+
+def folder_at(folder: Path, prefix: str) -> str:
+    """The path of the folder ``prefix`` (relative to ``folder``, ending in "/", as ``png_paths`` names one) for a
+    message or the log."""
+    return os.path.normpath(os.path.join(folder, prefix))
+
+
+# What ``os.scandir`` says of a folder that is not there: nothing under it is, unlike one it may not read.
+_NOT_THERE = (errno.ENOENT, errno.ENOTDIR)
+
+
+@dataclass(frozen=True)
+class NotListed:
+    """The paths (relative to the images folder) a listing tells nothing of: those under a folder it could not read
+    (``png_paths``' ``unreadable``), and those of ``also``. Their entries are neither gone nor back: flagged missing,
+    a folder whose permissions were taken away (or whose drive failed) showed every picture in it as lost."""
+
+    folders: tuple[str, ...] = ()
+    also: Container[str] = ()
+
+    def __contains__(self, rel: object) -> bool:
+        return rel in self.also or (isinstance(rel, str) and any(rel.startswith(f) for f in self.folders))
 
 
 def is_png(path: str | Path) -> bool:

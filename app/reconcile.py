@@ -56,9 +56,11 @@ from app.engine_errors import EngineError
 from app.image_dates import import_date
 from app.image_files import (
     CutShortSaves,
+    NotListed,
     TrashGathered,
     absolute,
     file_fingerprint,
+    folder_at,
     free_image_name,
     gather_trash,
     gathers_across_drives,
@@ -304,12 +306,14 @@ class Listed:
 
     images: dict[str, str]
     trash: dict[str, str]
+    unreadable: dict[str, str] = field(default_factory=dict)  # the folders of ``images`` not read (``png_paths``)
 
 
 def list_folders(data: DataDir) -> Listed:
     """The listings ``repair_after_gather`` works on, made on the gathering's thread: on the Qt thread they held
     the window for seconds at 30,000 images."""
-    return Listed(png_paths(data.images), png_paths(data.trash))
+    unreadable: dict[str, str] = {}
+    return Listed(png_paths(data.images, unreadable=unreadable), png_paths(data.trash), unreadable)
 
 
 def repair_after_gather(store: Store, data: DataDir, listed: Listed) -> tuple[bool, list[str]]:
@@ -322,15 +326,16 @@ def repair_after_gather(store: Store, data: DataDir, listed: Listed) -> tuple[bo
     on_disk = dict(listed.images)
     before = set(on_disk)
     repaired = finish_interrupted_moves(store, data, store.all_paths(), on_disk, in_trash_folder=listed.trash)
-    missing, found_again = _flag_missing(store, data, on_disk)
+    missing, found_again = _flag_missing(store, data, on_disk, NotListed(tuple(listed.unreadable)))
     return bool(repaired or missing or found_again), [rel for rel in on_disk if rel not in before]
 
 
 def _flag_missing(store: Store, data: DataDir, on_disk: dict[str, str], waiting: Container[str] = ()
                   ) -> tuple[int, int]:  # fmt: skip
     """Flags missing the entries (not in the trash) whose file is not ``on_disk`` nor ``waiting`` in the old trash
-    (``finish_interrupted_moves``), un-flags those whose file is back; returns how many of each. Each is looked at
-    again first: ``on_disk`` may be older than the last image saved or deleted (``repair_after_gather``)."""
+    (``finish_interrupted_moves``) nor under a folder that could not be read (``NotListed``), un-flags those whose
+    file is back; returns how many of each. Each is looked at again first: ``on_disk`` may be older than the last
+    image saved or deleted (``repair_after_gather``)."""
     rows = store.all_paths()
     now_missing = [rid for rel, (rid, missing, trashed) in rows.items()
                    if not trashed and not missing and rel not in on_disk and rel not in waiting
@@ -363,7 +368,11 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     # No file is opened here: opening every file for its signature (30,000 at every start) took most of the
     # start-up. A file with a row is its picture, whatever is in it now (the gallery says "unreadable"); a new
     # one is told a PNG or not by its import (``read_new_file``).
-    on_disk = png_paths(data.images)
+    unreadable: dict[str, str] = {}
+    on_disk = png_paths(data.images, unreadable=unreadable)
+    if unreadable:
+        report.notices.append(unreadable_notice(data, unreadable))
+    unknown = NotListed(tuple(unreadable), waiting)  # their entries kept as they are, neither gone nor back
     for rel in [rel for rel in on_disk if not valid_name(rel)]:
         path = on_disk.pop(rel)
         if is_png(path):
@@ -373,7 +382,7 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     rows = store.all_paths()
     new = {rel: path for rel, path in on_disk.items() if rel not in rows}
     gone = {rid for rel, (rid, _missing, trashed) in rows.items()
-            if not trashed and rel not in on_disk and rel not in waiting}  # fmt: skip
+            if not trashed and rel not in on_disk and rel not in unknown}  # fmt: skip
     moved = _take_over_moved(store, new, gone) if new and gone else set()
     report.moved = len(moved)
     for rel in moved:
@@ -381,8 +390,23 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     if new:  # a first start with a folder of images reads each: it can take minutes
         log.info("importing %d new file(s) found in the images folder", len(new))
     _learn_sizes(store, on_disk)
-    report.missing, report.found_again = _flag_missing(store, data, on_disk, waiting)  # the rows taken over: moved
+    report.missing, report.found_again = _flag_missing(store, data, on_disk, unknown)  # the rows taken over: moved
     return report, new
+
+
+def unreadable_notice(data: DataDir, unreadable: dict[str, str]) -> EngineError:
+    """What start-up says of the folders of the images folder it could not read (``png_paths``' ``unreadable``):
+    their pictures' entries are kept as they were, none flagged missing, none imported."""
+    named = [f"{folder_at(data.images, prefix)} ({why})" for prefix, why in sorted(unreadable.items())]
+    for said in named:
+        log.warning("the folder %s could not be read: its pictures' entries are left as they are", said)
+    one = len(named) == 1
+    return EngineError(
+        "notice", f"{'A folder' if one else f'{len(named)} folders'} of the images folder could not be read: "
+        f"{named_few(named)}. The gallery shows the pictures in {'it' if one else 'them'} as they were, none flagged "
+        "missing, and the pictures put there meanwhile are not added.",
+        f"Check that Nibble Studio may open {'that folder' if one else 'those folders'} (its permissions, or the "
+        "drive mounted there), then start Nibble Studio again.")  # fmt: skip
 
 
 def claim_found_files(store: Store, data: DataDir, found: dict[str, str], listed: Container[str]

@@ -141,7 +141,8 @@ def test_the_repairs_after_the_copy_list_no_folder_on_the_qt_thread_and_keep_the
     listed_by: list[str] = []
     list_folder = app.reconcile.png_paths
     monkeypatch.setattr(app.reconcile, "png_paths",
-                        lambda folder: listed_by.append(threading.current_thread().name) or list_folder(folder))
+                        lambda folder, **kw: listed_by.append(threading.current_thread().name)
+                        or list_folder(folder, **kw))  # fmt: skip
     controller.folder_import.start()
     assert slow.held.wait(30)
     panel.select_row(gallery.row_of(1))  # d/0.png
