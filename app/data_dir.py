@@ -174,6 +174,16 @@ class DataDir:
         )
 
 
+def images_not_listed(images: Path) -> DataDirMoved | None:
+    """Why the images folder cannot be listed now, as a job refused for it says it (``_images_unreachable``); None
+    where it can (back meanwhile). Its watch says it on screen while it lasts (``app.folder_watch``)."""
+    try:
+        with os.scandir(images):
+            return None
+    except OSError as exc:
+        return _images_unreachable(images, exc)
+
+
 def _images_unreachable(images: Path, exc: OSError) -> DataDirMoved:
     """Why the images folder cannot be used, from the error its ``os.stat`` gave: only "not there" is a folder moved
     or removed (or a link to one); a dead network mount (ENOTCONN, EIO) or a refusal (EACCES) is said as it is."""

@@ -17,21 +17,26 @@ commit), after the picture of an entry whose file is gone (renamed or moved) has
 
 An entry's file the look did not find (deleted by hand) has its entry flagged missing, as start-up flags it
 (``flag_gone_files``), once no file found is still being written (a picture renamed is followed by its entry, never
-shown missing meanwhile); never while the images folder itself could not be listed (a drive unplugged: it says
-nothing of each picture), nor where the folder holding it could not be read (``NotListed``: its permissions taken
-away, a failing drive mounted there; logged once). Nor before start-up's gathering of the old trash from another
-drive has ended, when an entry's picture may still wait there: no look is made before (the gathering is part of
-the import's run).
+shown missing meanwhile), and once two looks in a row found it gone with no picture come in between (``_settled``:
+a backup copied back a file at a time showed each picture not copied yet as missing until its turn); never while
+the images folder itself could not be listed (a drive unplugged: it says nothing of each picture), nor where the
+folder holding it could not be read (``NotListed``: its permissions taken away, a failing drive mounted there;
+logged once). Nor before start-up's gathering of the old trash from another drive has ended, when an
+entry's picture may still wait there: no look is made before (the gathering is part of the import's run).
 
 An images folder that cannot be listed (removed, moved away, its drive unplugged) is looked at again every
 ``AWAY_MS`` until it can be: a folder's watch ends when it is removed (when it is moved too, where Qt polls for
 want of the system's watches), and nothing tells of a folder made again at its place (a backup put back): the
-pictures put in it then came in only at the next start. Once it is back, it and its folders are watched anew.
+pictures put in it then came in only at the next start. Meanwhile the window says so (``away``: only the log did,
+and the next job was refused). Once it is back, it and its folders are watched anew, and looked at again once
+their watches are set (a file put in one between the look's listing and its watch was found at its next change
+only).
 Linux tells a folder's watch nothing when the folder is moved (renamed): the watch of the folder holding the images
 folder does, and a change there has it looked at when the folder at its path is no longer the one watched (its
 device and inode, ``identity``): moved away, or another moved in its place (a backup), watched anew at once. A
 look that fails (an error on its thread, or the gallery database's) is made again after ``AWAY_MS`` too: the change
-that asked for it told of it already, and the pictures it would have found waited for the next change.
+that asked for it told of it already, and the pictures it would have found waited for the next change. Such a
+failure that lasts is logged once when it starts, changes kind or ends (``LastingFailure``), not at each try.
 
 The app's own writes are not imported a second time: a picture the engine saves has its row committed (the Qt
 thread's ``image_saved``) long before a second look can find it unchanged, and ``FolderImport`` leaves out a file
@@ -52,13 +57,17 @@ import time
 from collections.abc import Container, Set
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer
+from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 
 from app.background import Lookup, Lookups
-from app.data_dir import DataDir
+from app.data_dir import DataDir, images_not_listed
+from app.engine_errors import EngineError, classify
 from app.gallery_model import GalleryModel
 from app.image_files import NotListed, folder_at, png_paths
+from app.lasting_failure import LastingFailure
+from app.observable import Prop
 from app.reconcile import FolderImport, claim_found_files, flag_gone_files, valid_name
 from app.store import Store
 from gpu.generation.png_metadata import png_problem
@@ -113,6 +122,7 @@ class Look:
     # The folders that are there but could not be read (relative, ending in "/"; ``png_paths``), with why: their
     # entries are not gone
     unreadable: dict[str, str] = field(default_factory=dict)
+    away: EngineError | None = None  # why the images folder could not be listed, as a job refused for it says it
 
     @property
     def waiting(self) -> list[str]:
@@ -157,11 +167,27 @@ def look_at_folder(images: Path, with_file: Set[str], trashed: Container[str], s
     # could not be read
     unknown = NotListed(tuple(unreadable))
     gone = frozenset(rel for rel in with_file.difference(listing) if rel not in unknown) if reached else frozenset()
-    return Look(folders, frozenset(listing), ready, kept, reached, gone, at, unreadable)
+    away = None if reached or (why := images_not_listed(images)) is None else classify(why)
+    return Look(folders, frozenset(listing), ready, kept, reached, gone, at, unreadable, away)
+
+
+def look_or_error(*args: Any) -> Look | Exception:
+    """``look_at_folder``, its error returned rather than raised: the watch logs a failure that lasts once
+    (``LastingFailure``), where the thread logged its traceback at each try, every ``AWAY_MS``."""
+    try:
+        return look_at_folder(*args)
+    except Exception as exc:
+        return exc
 
 
 class FolderWatch(QObject):
     """Watches the images folder from ``start`` to ``stop`` and imports what is put in it (see the module's text)."""
+
+    # While the images folder cannot be listed (removed, moved away, its drive unplugged): what the window says of it
+    # for as long as it lasts (``AWAY_SAID``); "" while it is there
+    away = Prop("")
+    away_changed = Signal(str)
+    said = Signal(str)  # a passing word for the status bar: the images folder is back
 
     def __init__(self, store: Store, data: DataDir, folder_import: FolderImport, gallery: GalleryModel,
                  parent: QObject | None = None) -> None:  # fmt: skip
@@ -183,9 +209,11 @@ class FolderWatch(QObject):
         self._lookups.ended.connect(self._looked)
         self._looking: Lookup | None = None
         self._seen: dict[str, Sighting] = {}
+        self._last: Look | None = None  # the last look that listed the images folder: what it found gone
         self._unreadable: dict[str, str] = {}  # the folders in it the last look could not read (said once each)
         self._due = False  # a look was asked for while one could not be made: made once it can
         self._away = False  # the last look could not list the images folder: looked at again every AWAY_MS
+        self._failure = LastingFailure(log)  # the folder away, the looks or the database failing: logged once
         self._on = False
         self.looks = 0  # looks made, for the tests
         folder_import.running_changed.connect(self._import_running)
@@ -238,34 +266,44 @@ class FolderWatch(QObject):
         self._due = False
         try:
             with_file, trashed = self._store.watched_paths()
-        except sqlite3.Error:  # the import says it when it commits
-            log.exception("the images folder could not be compared with the gallery database")
+        except sqlite3.Error as exc:  # the import says it when it commits
+            self._not_compared(exc, "the images folder could not be compared with the gallery database")
             self._again()
             return
-        look = functools.partial(look_at_folder, self._data.images, with_file, trashed, dict(self._seen))
+        look = functools.partial(look_or_error, self._data.images, with_file, trashed, dict(self._seen))
         self._looking = self._lookups.start("looking for new pictures", look)
 
     def _looked(self, lookup: Lookup) -> None:
         """A look ended: the folders found watched, the files ready imported, another look soon for those still
-        being written."""
+        being written, the entries found gone once only, and the folders watched anew (a file put in one before its
+        watch was set is listed then)."""
         if lookup is not self._looking:
             return
         self._looking = None
         if not self._on:
             return
         self.looks += 1
-        failed = lookup.error is not None
+        result = lookup.error if lookup.error is not None else lookup.result
+        failed = isinstance(result, BaseException)
+        again_soon = False
         if failed:
-            log.warning("the images folder %s could not be looked at: %s", self._data.images, lookup.error)
+            self._failure.failed(f"look: {type(result).__name__}: {result}",
+                                 f"the images folder {self._data.images} could not be looked at: {result}; looked "
+                                 f"at again every {AWAY_MS // 1000} s", "the images folder is looked at as before",
+                                 exc_info=result)  # fmt: skip
         else:
-            look: Look = lookup.result
+            look: Look = result
             self._unwatched.intersection_update(look.folders)  # those gone: asked for again if made again
             self._away_or_back(look)
-            self._watch(look.folders)
+            again_soon = self._watch(look.folders)  # listed before their watch was set: listed again
             seen, self._seen = self._seen, look.seen
+            look, unsure = self._settled(look)
+            again_soon |= unsure
             if (look.ready or look.gone) and not self._take(look):
                 failed, self._seen = True, seen  # the files it found ready are ready again at the next look
-        if self._due or (self.waiting and not failed):
+            elif not self._away:
+                self._failure.ended()
+        if self._due or ((self.waiting or again_soon) and not failed):
             self._changed("")
         elif self._away or failed:
             self._again()
@@ -273,27 +311,40 @@ class FolderWatch(QObject):
     def _again(self) -> None:
         """The folder looked at again in ``AWAY_MS``: it could not be listed, or the look failed. No watch may tell
         of a change before (the images folder away has none; the change that asked for the failed look has told of
-        itself already), and a look every ``SETTLE_MS`` would log a lasting failure each second."""
+        itself already), and a look every ``SETTLE_MS`` would try a lasting failure each second."""
         self._timer.start(AWAY_MS)
+
+    def _settled(self, look: Look) -> tuple[Look, bool]:
+        """``look`` with only the entries it found gone that the last look found gone too, with no picture come into
+        the folder between the two; and whether some it found gone are left for a look soon to tell. A backup copied
+        back file by file (into the images folder made again) showed each picture not copied yet as missing until
+        its turn came; a picture deleted by hand is flagged at the next look, about a second later."""
+        last, self._last = self._last, (look if look.reached else None)
+        if last is None or not look.reached or not look.gone:
+            return replace(look, gone=frozenset()), bool(look.gone)
+        settled = look.gone & last.gone if look.listed <= last.listed else frozenset()
+        return replace(look, gone=settled), settled != look.gone
 
     def _away_or_back(self, look: Look) -> None:
         """The images folder listed (``look.reached``) or not: gone, it is looked at every ``AWAY_MS`` (no watch
-        tells of its return). The watches of its folders are ended where it is not the folder watched (each stands
-        for a folder moved or removed with it): the one at its path now is watched anew."""
+        tells of its return), and the window says so (``away``) until it is back (``said``). The watches of its
+        folders are ended where it is not the folder watched (each stands for a folder moved or removed with it):
+        the one at its path now is watched anew. The folders in it that cannot be read are logged once each."""
         if look.identity != self._identity and (folders := self._watcher.directories()):
             self._watcher.removePaths(folders)
         self._identity = look.identity
-        reached = look.reached
-        if reached:
-            self._log_unreadable(look.unreadable)
-        if self._away != reached:  # as it was
+        if not look.reached:
+            self._away = True
+            self.away = away_said(self._data, look.away)
+            self._failure.failed("away", f"the images folder {self._data.images} cannot be listed (removed, moved, "
+                                 f"or on a drive away): looked at every {AWAY_MS // 1000} s until it is back",
+                                 f"the images folder {self._data.images} is back: watched again")  # fmt: skip
             return
-        self._away = not reached
-        if reached:
-            log.info("the images folder %s is back: watched again", self._data.images)
-            return
-        log.warning("the images folder %s cannot be listed (removed, moved, or on a drive away): looked at every "
-                    "%d s until it is back", self._data.images, AWAY_MS // 1000)  # fmt: skip
+        self._log_unreadable(look.unreadable)
+        if self._away:
+            self._away, self.away = False, ""
+            self.said.emit(f"The images folder {self._data.images} is back: watched again, new pictures are saved "
+                           "in it.")  # fmt: skip
 
     def _log_unreadable(self, unreadable: dict[str, str]) -> None:
         """The folders of the images folder that cannot be read now logged, once each; those read again too."""
@@ -305,10 +356,11 @@ class FolderWatch(QObject):
             log.info("the folder %s in the images folder can be read again", folder_at(images, prefix))
         self._unreadable = unreadable
 
-    def _watch(self, folders: list[str]) -> None:
+    def _watch(self, folders: list[str]) -> bool:
         """``folders`` watched too (those watched already, or gone, are left as they are); those the system refuses
         to watch are looked at every ``POLL_MS`` instead, said once, and not asked for again (each refusal is a
-        line of Qt's in the log), until they are gone from a look."""
+        line of Qt's in the log), until they are gone from a look. Whether any was not asked for before: a file
+        put in it after the look listed it and before its watch was set is found by a look made now."""
         asked = set(self._watcher.directories()) | self._unwatched
         if new := [folder for folder in folders if folder not in asked and os.path.isdir(folder)]:
             for folder in self._watcher.addPaths(new):
@@ -319,6 +371,7 @@ class FolderWatch(QObject):
             self._poll.stop()
         elif not self._poll.isActive():
             self._poll.start(POLL_MS)
+        return bool(new)
 
     def _take(self, look: Look) -> bool:
         """The files ``look`` found ready: an entry whose file is gone takes its own picture over, a missing entry
@@ -327,8 +380,8 @@ class FolderWatch(QObject):
         takes it over at a later look). False where the gallery's database failed: the look is made again."""
         try:
             new, back = claim_found_files(self._store, self._data, look.ready, look.listed)
-        except (sqlite3.Error, OSError):
-            self._not_compared()
+        except (sqlite3.Error, OSError) as exc:
+            self._not_compared(exc)
             return False
         # a failure flagging the gone ones loses neither the files found nor the entries that have theirs again
         gone = [] if look.waiting else self._flag_gone(look.gone)
@@ -344,10 +397,23 @@ class FolderWatch(QObject):
         failed."""
         try:
             return flag_gone_files(self._store, self._data, gone)
-        except (sqlite3.Error, OSError):
-            self._not_compared()
+        except (sqlite3.Error, OSError) as exc:
+            self._not_compared(exc)
             return None
 
-    def _not_compared(self) -> None:
-        """The gallery database's failure said in the log (with its traceback), on the Qt thread."""
-        log.exception("the pictures found in %s could not be compared with the gallery", self._data.images)
+    def _not_compared(self, exc: Exception, said: str = "") -> None:
+        """The gallery database's failure said in the log (with its traceback) once while it lasts, on the Qt
+        thread."""
+        said = said or f"the pictures found in {self._data.images} could not be compared with the gallery"
+        self._failure.failed(f"database: {type(exc).__name__}: {exc}", f"{said}: {exc}; tried again every "
+                             f"{AWAY_MS // 1000} s", "the gallery database is read and written again as before",
+                             exc_info=exc)  # fmt: skip
+
+
+def away_said(data: DataDir, why: EngineError | None) -> str:
+    """What the window says while the images folder cannot be listed: why, as a job refused for it says it
+    (``images_not_listed``), what the app does meanwhile, and what to do."""
+    message, hint = (why.message, why.hint) if why is not None else (
+        f"The images folder {data.images} cannot be listed, so no picture is saved in it.", "")
+    return f"{message} Nibble Studio looks for it every {AWAY_MS // 1000} s and watches it again once it is back. " \
+        f"{hint}".strip()  # fmt: skip

@@ -34,6 +34,7 @@ from app.gallery_errors import FavoritesNotSaved
 from app.gallery_order import row_runs
 from app.image_summary import describe_image
 from app.store import ImageRecord
+from app.theme import WARNING_COLOR
 from app.thumbnails import THUMB_SIZE
 from app.trash_listing import TrashListing
 from app.trash_notices import empty_trash_question
@@ -42,6 +43,7 @@ from app.widgets.search_field import connect_search
 from app.widgets.selection import selected_rows
 from app.widgets.shortcuts import local_shortcuts
 from app.widgets.wrap_grid import WrapGrid
+from app.widgets.wrapped_label import WrappedLabel
 
 
 def ask_png_name(parent: QWidget, suggested: str) -> str:
@@ -73,6 +75,14 @@ class GalleryPanel(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
         top.addWidget(self.favorites_only)
+        # Above the grid while the images folder is away (removed, its drive unplugged): the log alone said it, and
+        # the next job was refused. In the warning colour, for as long as it lasts (``FolderWatch.away``).
+        self.folder_away = WrappedLabel()
+        self.folder_away.setObjectName("imagesFolderAway")
+        self.folder_away.setStyleSheet(f"color: {WARNING_COLOR}")
+        self.folder_away.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # its path copied
+        controller.folder_watch.away_changed.connect(self._show_folder_away)  # a method: gone with the panel
+        self._show_folder_away(controller.folder_watch.away)
 
         self.view = QListView()
         self.view.setViewMode(QListView.ViewMode.IconMode)
@@ -172,9 +182,15 @@ class GalleryPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.folder_away)
         layout.addWidget(splitter, 1)
         layout.addWidget(self.button_grid)
         self._selection_changed()
+
+    def _show_folder_away(self, text: str) -> None:
+        """The images folder away said above the grid; the line hidden while it is there (``text`` empty)."""
+        self.folder_away.setText(text)
+        self.folder_away.setVisible(bool(text))
 
     # ---- selection ----------------------------------------------------------------------------------------
 

@@ -86,6 +86,114 @@ def test_a_folder_that_becomes_unreadable_while_the_app_runs_keeps_its_entries(q
     assert window.error_dialog is None
 
 
+def test_the_images_folder_gone_is_said_in_the_window_until_it_is_back(qtbot, data_root):
+    window = open_window(qtbot, data_root)
+    data, watch = window.controller.data, window.controller.folder_watch
+    line = window.gallery_panel.folder_away
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    assert not line.isVisibleTo(window)
+    data.images.rename(data.images.with_name("images moved"))  # renamed in a file manager
+    # was: the log alone said it, and the next job was refused
+    qtbot.waitUntil(lambda: line.isVisibleTo(window), timeout=WAIT_MS)
+    said = line.text()
+    assert f"The images folder {data.images} was moved or removed" in said
+    assert "no picture is saved in it" in said and "every 5 s" in said and "Move it back" in said
+    assert window.error_dialog is None  # a line that lasts, not a dialog
+    data.images.with_name("images moved").rename(data.images)  # moved back
+    qtbot.waitUntil(lambda: not line.isVisibleTo(window), timeout=WAIT_MS)
+    assert window.statusBar().currentMessage() == (f"The images folder {data.images} is back: watched again, new "
+                                                   "pictures are saved in it.")  # fmt: skip
+    assert watch.away == ""
+
+
+def test_a_backup_copied_back_file_by_file_shows_no_entry_missing_meanwhile(qtbot, data_root):
+    import shutil
+
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["an owl", "a cat", "a fox"])
+    backup = data.images.with_name("backup")
+    shutil.copytree(data.images, backup)
+    window = open_window(qtbot, data_root)
+    gallery, watch = window.controller.gallery, window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    shutil.rmtree(data.images)  # lost (a disk replaced), and put back from the backup, a file at a time
+    _looks_after(qtbot, watch, 1)  # found away
+    shown_missing = []
+    gallery.dataChanged.connect(lambda first, _last: shown_missing.append(gallery.record(first.row()).path)
+                                if gallery.record(first.row()).missing else None)  # fmt: skip
+    (data.images / "d").mkdir(parents=True)
+    for name in ("0.png", "1.png", "2.png"):  # a slow copy: a file between two looks
+        shutil.copy2(backup / "d" / name, data.images / "d" / name)
+        _looks_after(qtbot, watch, 1)
+    qtbot.wait(2500)  # about two looks' time: one missing flag would have come by now
+    # was: the pictures not copied yet flagged missing, each un-flagged once its copy came
+    assert shown_missing == []
+    assert _missing(window) == {"d/0.png": False, "d/1.png": False, "d/2.png": False}
+    (data.images / "d" / "1.png").unlink()  # one deleted by hand afterwards: flagged as before
+    qtbot.waitUntil(lambda: _missing(window)["d/1.png"], timeout=WAIT_MS)
+
+
+def _watch_lines(caplog) -> list[str]:
+    """What the watch (and the thread of its looks) logged."""
+    return [r.getMessage() for r in caplog.records if r.name in ("app.folder_watch", "app.background")]
+
+
+def test_a_lasting_failure_is_logged_when_it_starts_changes_and_ends_not_at_each_try(qtbot, data_root, monkeypatch,
+                                                                                    caplog):  # fmt: skip
+    from app import folder_watch
+
+    monkeypatch.setattr(folder_watch, "AWAY_MS", 200)  # the tries come every 0.2 s, not 5 s
+    window = open_window(qtbot, data_root)
+    data, watch = window.controller.data, window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    caplog.set_level("INFO")
+    data.images.rename(data.images.with_name("images moved"))
+    _looks_after(qtbot, watch, 6)
+    assert len(_watch_lines(caplog)) == 1 and "cannot be listed" in _watch_lines(caplog)[0]
+    real = folder_watch.look_at_folder
+
+    def failing(*args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(folder_watch, "look_at_folder", failing)  # a failure of another kind
+    _looks_after(qtbot, watch, 6)
+    # was: a warning and a traceback at each try
+    assert len(_watch_lines(caplog)) == 2 and "could not be looked at" in _watch_lines(caplog)[1]
+    data.images.with_name("images moved").rename(data.images)  # back first: no try finds it away again
+    monkeypatch.setattr(folder_watch, "look_at_folder", real)
+    qtbot.waitUntil(lambda: watch.away == "", timeout=WAIT_MS)
+    _looks_after(qtbot, watch, 1)
+    assert len(_watch_lines(caplog)) == 3 and "as before" in _watch_lines(caplog)[2]  # its end, once
+
+
+def test_a_file_put_in_a_new_folder_before_its_watch_was_set_is_imported(qtbot, data_root, tmp_path, monkeypatch):
+    import shutil
+
+    from PIL import Image
+
+    from app import folder_watch
+    from gpu.generation.png_metadata import write_png
+
+    window = open_window(qtbot, data_root)
+    data, watch = window.controller.data, window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    outside = write_png(tmp_path / "from elsewhere.png", Image.new("RGB", (32, 32), "blue"), {"prompt": "a blue sky"})
+    holiday = data.images / "holiday"
+    real = folder_watch.look_at_folder
+
+    def copied_after_the_listing(*args):  # the copy lands between the look's listing and the new folder's watch
+        look = real(*args)
+        if os.fspath(holiday) in look.folders and not (holiday / "beach.png").exists():
+            shutil.copy(outside, holiday / "beach.png")
+        return look
+
+    monkeypatch.setattr(folder_watch, "look_at_folder", copied_after_the_listing)
+    holiday.mkdir()
+    # was: not imported until the next change in that folder, or the next start
+    gallery = window.controller.gallery
+    qtbot.waitUntil(lambda: gallery.rowCount() == 1, timeout=WAIT_MS)
+    assert gallery.record(0).path == "holiday/beach.png"
+
 
 def test_the_repairs_after_the_old_trash_is_gathered_flag_nothing_under_a_folder_not_read(data_root, monkeypatch):
     """The old trash of another drive is gathered after the window shows, and the entries whose picture did not come
