@@ -25,7 +25,7 @@ from app.background import start_thread, to_qt_thread
 from app.engine_errors import EngineError
 from app.lora_entry import LoraEntry
 from app.lora_header import read_stamp
-from gpu.errors import UserError
+from gpu.errors import FileProblem, UserError
 from gpu.lora.fit import file_parts
 from gpu.lora.twins import LoraContents, changed_layers, look_at, may_be_same, read_contents, same_lora
 from gpu.safetensors_header import read_safetensors_header
@@ -288,11 +288,9 @@ def _read_now(row: LoraEntry, read: Callable[[Path], _Read]) -> _Read | str:
         return read(row.path)
     except (OSError, UserError) as err:
         log.info("%s could not be read to tell it from the LoRAs on beside it", row.path, exc_info=True)
-        said = str(err).removeprefix(f"{row.path.name}: ")  # open_safetensors: "NAME: cannot read the file (WHY)"
-        return said[len(_CANNOT) : -1] if said.startswith(_CANNOT) and said.endswith(")") else said
-
-
-_CANNOT = "cannot read the file ("  # how ``open_safetensors`` says an ``OSError``: its reason follows
+        if isinstance(err, FileProblem):  # the system's own words where it would not read it, else what is wrong
+            return err.reason or err.problem
+        return str(err)
 
 
 def _twin_words(other: LoraEntry, how: str) -> str:

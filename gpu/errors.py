@@ -45,6 +45,17 @@ class CheckpointError(UserError):
     """An SVDQ file is malformed: wrong version/architecture, missing tensors, truncated, corrupt."""
 
 
+class FileProblem(CheckpointError):
+    """A file that cannot be read, or is no sound file of its kind (a damaged ``.safetensors``): said "NAME: PROBLEM",
+    with ``problem`` apart, for a caller that names the file its own way (the LoRA panel, by its path), and
+    ``reason``, the system's own words where it would not read the file ("Permission denied"; "" for the others)."""
+
+    def __init__(self, name: str, problem: str, hint: str = "", reason: str = "") -> None:
+        super().__init__(f"{name}: {problem}", hint)
+        self.problem = problem
+        self.reason = reason
+
+
 class NewerAppError(CheckpointError):
     """An SVDQ file this version cannot run but a newer one may: a format version or a named architecture it does not
     know, or a recorded scheduler it does not take. The file itself may be sound (the library leaves it out for

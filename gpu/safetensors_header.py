@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gpu.errors import CheckpointError, ModelLoadError, named_few
+from gpu.errors import CheckpointError, FileProblem, ModelLoadError, named_few
 
 
 def is_safetensors_name(name: str | os.PathLike[str]) -> bool:
@@ -141,8 +141,9 @@ def open_safetensors(path: Path) -> Iterator[tuple[BinaryIO, int, dict[str, Any]
             n, header = _read_header(f, name)
             yield f, n, header
     except OSError as err:
-        raise CheckpointError(f"{name}: cannot read the file ({err.strerror or err})",
-                              hint="check that the file exists and that you may read it") from None
+        reason = err.strerror or str(err)
+        raise FileProblem(name, f"cannot read the file ({reason})",
+                          "check that the file exists and that you may read it", reason) from None
 
 
 def _read_header(f: BinaryIO, name: str) -> tuple[int, dict[str, Any]]:
@@ -153,28 +154,25 @@ def _read_header(f: BinaryIO, name: str) -> tuple[int, dict[str, Any]]:
     # Only bytes that are no header length can be a pickle's start: a safetensors file whose header is 640, 896,
     # 1152 or 1408 bytes long (+ k * 64 KiB) begins with the same two bytes as a pickle, and was refused as one.
     if not plausible and is_pickle(head):
-        raise CheckpointError(f"{name}: {PICKLE_PROBLEM}", hint="use the .safetensors version of the file")
+        raise FileProblem(name, PICKLE_PROBLEM, "use the .safetensors version of the file")
     if n is None:
-        raise CheckpointError(f"{name}: not a safetensors file (only {size} bytes)", hint=AGAIN)
+        raise FileProblem(name, f"not a safetensors file (only {size} bytes)", AGAIN)
     if not plausible:
         # What comes first is what the user can act on; the header's length, often an absurd number
         # read from bytes that are no header at all, only backs it up.
-        raise CheckpointError(
-            f"{name}: not a safetensors file, or a damaged/incomplete copy (its header claims {n} bytes, "
-            f"the file has {size})", hint=AGAIN)
+        raise FileProblem(name, f"not a safetensors file, or a damaged/incomplete copy (its header claims {n} "
+                          f"bytes, the file has {size})", AGAIN)  # fmt: skip
     raw = f.read(n)
     try:
         header = json.loads(raw)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise CheckpointError(f"{name}: the header is not valid JSON: the file is corrupt", hint=AGAIN) from None
+        raise FileProblem(name, "the header is not valid JSON: the file is corrupt", AGAIN) from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{name}: the header is not a JSON object: the file is corrupt", hint=AGAIN)
+        raise FileProblem(name, "the header is not a JSON object: the file is corrupt", AGAIN)
     data_len = _check_entries(name, header)
     if 8 + n + data_len > size:
-        raise CheckpointError(
-            f"{name}: truncated: the header describes {8 + n + data_len} bytes, the file has {size}",
-            hint=AGAIN,
-        )
+        raise FileProblem(name, f"truncated: the header describes {8 + n + data_len} bytes, the file has {size}",
+                          AGAIN)
     return n, header
 
 
@@ -267,8 +265,7 @@ def _check_entries(name: str, header: dict[str, Any]) -> int:
     readers index blindly); returns the data section's length."""
     meta = header.get("__metadata__", {})
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise CheckpointError(f"{name}: the header's __metadata__ is not a table of texts: the file is corrupt",
-                              hint=AGAIN)
+        raise FileProblem(name, "the header's __metadata__ is not a table of texts: the file is corrupt", AGAIN)
     data_len = 0
     for key, e in header.items():
         if key == "__metadata__":
@@ -280,7 +277,6 @@ def _check_entries(name: str, header: dict[str, Any]) -> int:
             and all(isinstance(o, int) for o in e["data_offsets"]) and 0 <= e["data_offsets"][0] <= e["data_offsets"][1]
         )  # fmt: skip
         if not ok:
-            raise CheckpointError(f"{name}: the header's entry for tensor {key!r} is malformed: the file is corrupt",
-                                  hint=AGAIN)
+            raise FileProblem(name, f"the header's entry for tensor {key!r} is malformed: the file is corrupt", AGAIN)
         data_len = max(data_len, e["data_offsets"][1])
     return data_len

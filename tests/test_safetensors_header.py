@@ -41,6 +41,21 @@ def test_every_header_problem_is_named_with_a_hint(tmp_path, case, words):
         read_safetensors_header(path)
     assert str(raised.value).startswith(words), str(raised.value)
     assert raised.value.hint == "copy or download the file again"
+    # what is wrong apart from the file's name, as the LoRA panel says it beside the path (was: only in the message)
+    assert f"broken.safetensors: {raised.value.problem}" == str(raised.value) and raised.value.reason == ""
+
+
+def test_a_file_that_cannot_be_opened_gives_the_systems_reason_apart(tmp_path):
+    """A file the system will not open (its access taken away, held by another program; a folder here) is said
+    "NAME: cannot read the file (WHY)"; the LoRA panel says only WHY beside the path, and took it out of those words
+    by slicing them. The error now gives it apart (``reason``)."""
+    folder = tmp_path / "style.safetensors"
+    folder.mkdir()
+    with pytest.raises(CheckpointError) as raised:
+        read_safetensors_header(folder)
+    assert str(raised.value) == "style.safetensors: cannot read the file (Is a directory)"
+    assert (raised.value.reason, raised.value.problem) == ("Is a directory", "cannot read the file (Is a directory)")
+    assert raised.value.hint == "check that the file exists and that you may read it"
 
 
 def test_a_pickle_is_named_with_every_suffix_pickles_are_recognised_by(tmp_path):
