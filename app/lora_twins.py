@@ -314,15 +314,13 @@ def twin_loras_error(twins: list[Twin]) -> EngineError:
 
 
 def unread_loras_error(rows: list[tuple[LoraEntry, str]]) -> EngineError:
-    """Why Generate queued no job: the rows switched on whose files the copy check could not read (``not_read``,
-    each with why), so whether they are the same LoRA as another is not known; a job would fail on them (or refuse
-    a pair) only once its model has loaded."""
+    """Why Generate queued no job: the rows a job would apply whose files the click could not read (``not_read``,
+    each with why: a lone one's too, opened at each click), which a job would fail on only once its model loaded."""
     one = len(rows) == 1
     said = [f"{row.path} ({why})" for row, why in rows]
-    message = (f"The LoRA file {rows[0][0].path} cannot be read ({rows[0][1]}), so whether it is the same LoRA as "
-               "another one switched on is not known. It is switched on, so no image was made." if one
-               else f"{len(rows)} LoRA files switched on cannot be read, so whether they are the same LoRA as others "
-               f"is not known, and no image was made: {'; '.join(said)}.")  # fmt: skip
+    message = (f"The LoRA file {rows[0][0].path} cannot be read ({rows[0][1]}). It is switched on, so no image was "
+               "made." if one else f"{len(rows)} LoRA files switched on cannot be read, so no image was made: "
+               f"{'; '.join(said)}.")  # fmt: skip
     it = "it" if one else "them"
     return EngineError("user", message, f"Check that you may read {it} and that no other program holds {it}, then "
                        f"click Generate again; or switch {it} off in the LoRA panel.")  # fmt: skip

@@ -112,8 +112,9 @@ def _refused_as_unreadable(qtbot, controller, path: Path, act: Callable[[], None
     qtbot.wait(200)  # a job the click would queue
     assert started == [] and controller.queue.idle
     assert [(e.kind, e.message) for e in errors] == [
-        ("user", f"The LoRA file {path} cannot be read (Permission denied), so whether it is the same LoRA as "
-                 "another one switched on is not known. It is switched on, so no image was made.")]  # fmt: skip
+        ("user", f"The LoRA file {path} cannot be read (Permission denied). It is switched on, so no image was "
+                 "made.")]  # fmt: skip (was: "…, so whether it is the same LoRA as another one switched on is not
+    # known", of a lone LoRA too, which has no other one to be)
     assert not controller.job.status.startswith(("Checking", "Failed"))
     return errors
 
@@ -191,8 +192,7 @@ def test_an_error_the_copy_check_did_not_expect_ends_the_click_and_is_not_read_o
     assert len(tries) == 1 and not controller.loras.twins.busy and controller.queue.idle
     assert [e.message for e in errors] == [
         f"The LoRA file {b} cannot be read (the copy check failed on it: an error Nibble Studio did not expect, "
-        "MemoryError; the log file has the details), so whether it is the same LoRA as another one switched on is "
-        "not known. It is switched on, so no image was made."]  # fmt: skip
+        "MemoryError; the log file has the details). It is switched on, so no image was made."]  # fmt: skip
     assert controller.job.status != CHECKING
 
 
@@ -255,3 +255,17 @@ def test_closing_while_a_click_waits_for_the_lora_files_asks_as_for_a_queued_job
     assert dropped.startswith("1 job (1 image) cancelled by the quit: a Generate waiting for its LoRA files, 1 image")
     assert f"'{PROMPT}'" in dropped
     assert controller.history.record(0).prompt == PROMPT  # its prompt in the history, as a queued job's is
+
+
+def test_several_lora_files_that_cannot_be_read_are_named_once_each_with_why():
+    """Several rows a click could not read are said in one message, each file with why; nothing of copies, which
+    lone rows have none of (was: "whether they are the same LoRA as others is not known")."""
+    from app.lora_entry import LoraEntry
+    from app.lora_twins import unread_loras_error
+
+    a, b = LoraEntry(Path("/loras/a.safetensors"), "a"), LoraEntry(Path("/loras/b.safetensors"), "b")
+    error = unread_loras_error([(a, "Permission denied"), (b, "Input/output error")])
+    assert error.message == (f"2 LoRA files switched on cannot be read, so no image was made: {a.path} (Permission "
+                             f"denied); {b.path} (Input/output error).")  # fmt: skip
+    assert error.hint == ("Check that you may read them and that no other program holds them, then click Generate "
+                          "again; or switch them off in the LoRA panel.")  # fmt: skip
