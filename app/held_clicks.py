@@ -18,6 +18,7 @@ from gpu.generation.request import GenerationRequest
 
 CHECKING = "Checking LoRA files… the job is queued once they are read"  # one click held (``checking_words``)
 CANCELLED = "Cancelled before the LoRA files were read: no job was queued"
+# What Esc says of one click held (``going_on_words``)
 GOING_ON = ("The Generate waiting for the LoRA files goes on: its job is queued once they are read (Shift+Esc "
             "cancels it too)")  # fmt: skip
 
@@ -26,6 +27,13 @@ def checking_words(clicks: int) -> str:
     """The status line while ``clicks`` Generate clicks wait for the LoRA files: each is a job once they are read
     (two clicks held said "the job is queued", as if the second were lost)."""
     return CHECKING if clicks == 1 else f"Checking LoRA files… the {clicks} jobs are queued once they are read"
+
+
+def going_on_words(clicks: int) -> str:
+    """What Esc says of the ``clicks`` Generate clicks held as it stops the running job: they go on, each a job once
+    the files are read (two held said "The Generate … goes on: its job is queued", as if one were)."""
+    return GOING_ON if clicks == 1 else (f"The {clicks} Generate clicks waiting for the LoRA files go on: their jobs "
+                                         "are queued once they are read (Shift+Esc cancels them too)")  # fmt: skip
 
 
 class HeldClicks(QObject):
@@ -93,7 +101,7 @@ class HeldClicks(QObject):
         """Esc stopped the running job: the clicks held go on, as the queued jobs do, and are said to (in passing:
         the line is the running job's "Cancelling…"); the job that began after the read came unannounced."""
         if self._held:
-            self._tell(GOING_ON)
+            self._tell(going_on_words(len(self._held)))
 
     def _read_ended(self) -> None:
         """The read ended, none needed after it: the clicks held released (queued or refused); the status line as

@@ -223,6 +223,29 @@ def test_esc_while_a_job_runs_says_the_held_click_goes_on_and_shift_esc_drops_it
     assert controller.queue.idle and not controller.job.checking
 
 
+def test_esc_with_two_clicks_held_says_that_both_go_on(qtbot, window, tmp_path, monkeypatch):
+    """Two Generate clicks held for the LoRA files as a job runs, then Esc: it said "The Generate waiting for the
+    LoRA files goes on: its job is queued…", as if one click were held (the status line counts them). Now it says
+    the 2 go on, and both jobs are queued once the files are read."""
+    controller = window.controller
+    told: list[str] = []
+    controller.status_message.connect(told.append)
+    finished: list = []
+    controller.job_finished.connect(finished.append)
+    with _a_job_running(qtbot, window):
+        held, _a, _b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+        window.lora_panel.row_for("style — a").enabled.setChecked(False)  # the jobs may go once they are read
+        _click_generate(qtbot, window, held)
+        _click_generate(qtbot, window, held)
+        told.clear()
+        window.cancel_action.trigger()  # Esc
+        assert told == ["The 2 Generate clicks waiting for the LoRA files go on: their jobs are queued once they are "
+                        "read (Shift+Esc cancels them too)"], told  # was: "The Generate … goes on: its job is …"
+    held.release.set()
+    qtbot.waitUntil(lambda: len(finished) == 2, timeout=120000)  # the two held; the running one was cancelled
+    assert controller.queue.idle and not controller.job.checking
+
+
 def test_closing_while_a_click_waits_for_the_lora_files_asks_as_for_a_queued_job(qtbot, window, tmp_path,
                                                                                monkeypatch, caplog):  # fmt: skip
     """The window closed as a Generate waits for the LoRA files (on a network drive, a while): it closed without a
