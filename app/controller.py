@@ -26,7 +26,7 @@ from app.engine_worker import EngineStatus, EngineThread, Job, quantize_runs
 from app.folder_watch import FolderWatch
 from app.gallery_model import GalleryModel
 from app.generation_state import JobState, PromptState
-from app.held_clicks import HeldClicks
+from app.held_clicks import HeldClick, HeldClicks, refused_clicks_error
 from app.history_actions import HistoryActions
 from app.history_model import HistoryModel
 from app.image_copy import ImageCopy
@@ -258,12 +258,13 @@ class AppController(QObject):
         if refused is not None:
             self.error.emit(refused)
             return None
+        seed_before = self.prompt.seed
         self.prompt.next_seed()
         self.prompt.snap_size()  # a side typed off the grid and not yet left: the field shows what runs
         self.library.keep_panel()
         request = self.prompt.build_request()
         if loras is None:  # the copy check reads their files: the job is this request, once they are read
-            self.held.hold(request)
+            self.held.hold(HeldClick(request, seed_before))
             return None
         return self._queue(request, loras)
 
@@ -303,24 +304,35 @@ class AppController(QObject):
         self.queue.submit(job)
         return job
 
-    def _release(self, held: list[GenerationRequest]) -> None:
-        """The LoRA files read (``HeldClicks``): the requests of the Generate clicks that waited for them queued,
-        with the LoRAs switched on now, or refused, and said once, as a click now would be (its model being removed
-        too); held again where the rows changed meanwhile and their files are to be read."""
-        loras, refused = self._job_loras(retry=False)
-        if refused is not None:
-            self.error.emit(refused)
+    def _release(self, held: list[HeldClick]) -> None:
+        """The LoRA files read (``HeldClicks``): each Generate click that waited for them queued, with the LoRAs
+        switched on now, or refused as a click now would be (its model being removed too), the refusals said once;
+        the seed field as the refused clicks found it. Held again where the rows changed meanwhile and their files
+        are to be read."""
+        loras, shared = self._job_loras(retry=False)
+        if loras is None and shared is None:
+            for click in held:
+                self.held.hold(click)
             return
-        if loras is None:
-            for request in held:
-                self.held.hold(request)
+        refused: list[tuple[HeldClick, EngineError]] = []
+        for click in held:
+            why = shared or self.library.removal_refuses(click.request.model)
+            if why is None:
+                self._queue(click.request, loras or [])
+            else:
+                refused.append((click, why))
+        if refused:
+            self._seed_unmoved(held, [click for click, _why in refused])
+            self.error.emit(shared or refused_clicks_error([why for _click, why in refused]))
+
+    def _seed_unmoved(self, held: list[HeldClick], refused: list[HeldClick]) -> None:
+        """The seed field as if the ``refused`` clicks of ``held`` had never moved it (a click refused at once does
+        not): the seed of the last one queued, else the one before the first click; left as it is where it shows
+        another seed than the last click's (typed, or rolled, since)."""
+        if self.prompt.seed != held[-1].request.seed:
             return
-        for request in held:
-            removing = self.library.removal_refuses(request.model)
-            if removing is not None:
-                self.error.emit(removing)
-                return
-            self._queue(request, loras)
+        queued = [click for click in held if all(click is not other for other in refused)]
+        self.prompt.seed = queued[-1].request.seed if queued else held[0].seed_before
 
     def cancel(self) -> None:
         """Cancel (Esc): the running job stops at its next step, the queued ones go on (``JobQueue.cancel``), and so

@@ -9,9 +9,11 @@ the panel then). Cancel (Esc) with no job running, or Cancel all, drops the clic
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from PySide6.QtCore import QObject
 
+from app.engine_errors import EngineError
 from app.generation_state import JobState
 from app.lora_twins import LoraTwins
 from gpu.generation.request import GenerationRequest
@@ -36,13 +38,33 @@ def going_on_words(clicks: int) -> str:
                                          "are queued once they are read (Shift+Esc cancels them too)")  # fmt: skip
 
 
+class HeldClick(NamedTuple):
+    """A Generate click held for the LoRA files: its ``request`` (the prompt panel as it was at the click), and the
+    seed field before the click moved it to the request's (a refused click leaves it as it was)."""
+
+    request: GenerationRequest
+    seed_before: int
+
+
+def refused_clicks_error(errors: list[EngineError]) -> EngineError:
+    """Why the clicks held that were refused as the files were read queued no job (each refused for ``errors``):
+    said once, counted where several were, each reason once."""
+    if len(errors) == 1:
+        return errors[0]
+    said = list(dict.fromkeys(e.message for e in errors))
+    hints = " ".join(dict.fromkeys(e.hint for e in errors if e.hint))
+    first = f"{said[0][:1].lower()}{said[0][1:]}"
+    return EngineError("user", " ".join([f"No job was queued for {len(errors)} Generate clicks that waited for the "
+                                         f"LoRA files: {first}", *said[1:]]), hints)  # fmt: skip
+
+
 class HeldClicks(QObject):
     """The Generate clicks waiting for ``twins``' read, each as the request it made; ``release`` is given them when
     the read ends (queued, or refused). The status line (``job``) says they wait while no job runs (from the end of
     the last one, ``queue_ended``); ``tell`` says it in passing while one does (its line is the running job's);
     ``idle`` says whether none is queued or running."""
 
-    def __init__(self, twins: LoraTwins, job: JobState, release: Callable[[list[GenerationRequest]], None],
+    def __init__(self, twins: LoraTwins, job: JobState, release: Callable[[list[HeldClick]], None],
                  tell: Callable[[str], None], idle: Callable[[], bool],
                  parent: QObject | None = None) -> None:  # fmt: skip
         super().__init__(parent)
@@ -51,14 +73,14 @@ class HeldClicks(QObject):
         self._release = release
         self._tell = tell
         self._idle = idle
-        self._held: list[GenerationRequest] = []
+        self._held: list[HeldClick] = []
         self._line_before = ""  # the status line that ours replaced: shown again if no job comes of the clicks
         self._said = ""  # the status line that says the clicks held wait, as last set here
         twins.read.connect(self._read_ended)
 
-    def hold(self, request: GenerationRequest) -> None:
-        """A click's ``request``, held till the LoRA files are read; said on the status line (or in passing)."""
-        self._held.append(request)
+    def hold(self, click: HeldClick) -> None:
+        """A click, held till the LoRA files are read; said on the status line (or in passing)."""
+        self._held.append(click)
         self._job.checking = True
         if self._idle():
             self._say_checking()
@@ -83,7 +105,7 @@ class HeldClicks(QObject):
     @property
     def requests(self) -> list[GenerationRequest]:
         """The requests of the clicks held, in the order they were clicked (what a quit would cancel)."""
-        return list(self._held)
+        return [click.request for click in self._held]
 
     def drop(self) -> bool:
         """Cancel: the clicks held are dropped, and said to be; whether there were any."""

@@ -292,3 +292,89 @@ def test_several_lora_files_that_cannot_be_read_are_named_once_each_with_why():
                              f"denied); {b.path} (Input/output error).")  # fmt: skip
     assert error.hint == ("Check that you may read them and that no other program holds them, then click Generate "
                           "again; or switch them off in the LoRA panel.")  # fmt: skip
+
+
+def test_a_held_click_refused_leaves_the_seed_as_a_click_refused_at_once_leaves_it(qtbot, window, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    """A click refused at once (two copies of a LoRA switched on) leaves the seed field as it was; one held for the
+    LoRA files and refused as they are read moved it to a new random seed, as if its job had been queued."""
+    controller = window.controller
+    held, _a, _b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+    assert not controller.prompt.seed_locked
+    before = controller.prompt.seed
+    errors: list = []
+    controller.error.connect(errors.append)
+    _click_generate(qtbot, window, held)
+    held.release.set()
+    qtbot.waitUntil(lambda: bool(errors), timeout=60000)
+    assert "are the same LoRA" in errors[0].message and controller.queue.idle
+    assert controller.prompt.seed == before  # was: a new random seed
+    _click_generate(qtbot, window, held)  # refused at once now: the seed as it was, as before
+    assert len(errors) == 2 and controller.prompt.seed == before
+
+
+def _removal_pending(qtbot, window, tmp_path) -> tuple[str, list]:
+    """An added model (``x``), the demo model selected; returns the added model's name and the errors said from
+    then."""
+    from tests.app.gui import added_copy
+
+    controller = window.controller
+    x = added_copy(qtbot, controller, tmp_path / "models" / "x.safetensors")
+    assert controller.select_model("demo")
+    errors: list = []
+    controller.error.connect(errors.append)
+    return x, errors
+
+
+def _copies_read_as_a_job_runs(qtbot, window, tmp_path, monkeypatch):
+    """Copies of a LoRA being read (``_copies_being_read``), one switched off: a job may go once they are read."""
+    held, _a, _b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
+    window.lora_panel.row_for("style — a").enabled.setChecked(False)
+    return held
+
+
+def test_held_clicks_after_one_refused_for_its_models_removal_are_still_queued(qtbot, window, tmp_path, monkeypatch):
+    """Two clicks held for the LoRA files, the first on a model removed meanwhile (its removal waits for the running
+    job): the first was refused, said, and the second dropped without a word, its job never queued. Now each held
+    click is handled: the first refused, said, the second queued."""
+    controller = window.controller
+    x, errors = _removal_pending(qtbot, window, tmp_path)
+    finished: list = []
+    controller.job_finished.connect(finished.append)
+    with _a_job_running(qtbot, window):
+        held = _copies_read_as_a_job_runs(qtbot, window, tmp_path, monkeypatch)
+        assert controller.select_model(x)
+        _click_generate(qtbot, window, held)
+        assert controller.select_model("demo")
+        _click_generate(qtbot, window, held)
+        controller.remove_model(x)  # pending: the engine runs the job
+        held.release.set()
+        qtbot.waitUntil(lambda: bool(errors), timeout=60000)
+        assert [e.message for e in errors] == [f"The model '{x}' is being removed from the library: a job queued on "
+                                               "it now would run after the removal and fail."]  # fmt: skip
+        qtbot.wait(200)
+        # the running job and the second click's (was: the running one alone, the second click dropped)
+        assert [job.request.model for job in controller.queue.unfinished] == ["demo", "demo"]
+        assert len(errors) == 1 and not controller.job.checking
+    qtbot.waitUntil(lambda: len(finished) == 2, timeout=120000)
+
+
+def test_several_held_clicks_refused_for_their_models_removal_are_said_once_with_a_count(qtbot, window, tmp_path,
+                                                                                       monkeypatch):  # fmt: skip
+    """Two clicks held on a model removed meanwhile are both refused, said once, counted."""
+    controller = window.controller
+    x, errors = _removal_pending(qtbot, window, tmp_path)
+    with _a_job_running(qtbot, window):
+        held = _copies_read_as_a_job_runs(qtbot, window, tmp_path, monkeypatch)
+        assert controller.select_model(x)
+        _click_generate(qtbot, window, held)
+        _click_generate(qtbot, window, held)
+        controller.remove_model(x)
+        held.release.set()
+        qtbot.waitUntil(lambda: bool(errors), timeout=60000)
+        qtbot.wait(200)
+        assert [e.message for e in errors] == [
+            f"No job was queued for 2 Generate clicks that waited for the LoRA files: the model '{x}' is being removed "
+            "from the library: a job queued on it now would run after the removal and fail."]  # fmt: skip
+        assert errors[0].hint == "Pick another model in the Models list, then generate again."
+        assert not controller.job.checking
