@@ -264,7 +264,7 @@ class AppController(QObject):
         self.library.keep_panel()
         request = self.prompt.build_request()
         if loras is None:  # the copy check reads their files: the job is this request, once they are read
-            self.held.hold(HeldClick(request, seed_before))
+            self.held.hold(HeldClick(request, seed_before, self.loras.judge))
             return None
         return self._queue(request, loras)
 
@@ -280,13 +280,18 @@ class AppController(QObject):
 
     def _job_loras(self, retry: bool) -> tuple[list[Any] | None, EngineError | None]:
         """(the LoRAs switched on, as a job takes them, or None while the copy check reads their files; why no job
-        may take them): a LoRA that cannot be used, two that are the same LoRA as far as the files read tell
-        (``LoraTwins.settle``; ``retry``: a file that could not be read tried again), one whose file the copy check
-        could not read (a job would fail on it once its model loaded)."""
+        may take them): a LoRA that cannot be used (on the selected model), then ``_copies_checked``'s."""
         loras = self.loras.requests()  # each enabled file read again if it changed: a job on a gone one would fail
         unusable = self.loras.unusable()
         if unusable:  # said now, once per click, rather than by each queued job failing at its LoRA step
             return None, unusable_loras_error(unusable)
+        return self._copies_checked(loras, retry)
+
+    def _copies_checked(self, loras: list[Any], retry: bool) -> tuple[list[Any] | None, EngineError | None]:
+        """(``loras``, or None while the copy check reads their files; why no job may take them): two that are the
+        same LoRA as far as the files read tell (``LoraTwins.settle``; ``retry``: a file that could not be read
+        tried again), one whose file the copy check could not read (a job would fail on it once its model
+        loaded)."""
         twins = self.loras.twins.settle(retry)  # a copy of a LoRA on beside it: refused by the job, after a load
         if twins:
             return None, twin_loras_error(twins)
@@ -309,21 +314,23 @@ class AppController(QObject):
         switched on now, or refused as a click now would be (its model being removed too), the refusals said once;
         the seed field as the refused clicks found it. Held again where the rows changed meanwhile and their files
         are to be read."""
-        loras, shared = self._job_loras(retry=False)
+        loras, shared = self._copies_checked(self.loras.requests(), retry=False)
         if loras is None and shared is None:
             for click in held:
                 self.held.hold(click)
             return
         refused: list[tuple[HeldClick, EngineError]] = []
         for click in held:
-            why = shared or self.library.removal_refuses(click.request.model)
+            unusable = self.loras.unusable(click.judge)  # on its own model: another may be selected since
+            why = (unusable_loras_error(unusable) if unusable else shared) or self.library.removal_refuses(
+                click.request.model)  # fmt: skip
             if why is None:
                 self._queue(click.request, loras or [])
             else:
                 refused.append((click, why))
         if refused:
             self._seed_unmoved(held, [click for click, _why in refused])
-            self.error.emit(shared or refused_clicks_error([why for _click, why in refused]))
+            self.error.emit(refused_clicks_error([why for _click, why in refused]))
 
     def _seed_unmoved(self, held: list[HeldClick], refused: list[HeldClick]) -> None:
         """The seed field as if the ``refused`` clicks of ``held`` had never moved it (a click refused at once does

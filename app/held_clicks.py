@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject
 
 from app.engine_errors import EngineError
 from app.generation_state import JobState
+from app.lora_state import ModelJudge
 from app.lora_twins import LoraTwins
 from gpu.generation.request import GenerationRequest
 
@@ -39,11 +40,13 @@ def going_on_words(clicks: int) -> str:
 
 
 class HeldClick(NamedTuple):
-    """A Generate click held for the LoRA files: its ``request`` (the prompt panel as it was at the click), and the
-    seed field before the click moved it to the request's (a refused click leaves it as it was)."""
+    """A Generate click held for the LoRA files: its ``request`` (the prompt panel as it was at the click), the
+    seed field before the click moved it to the request's (a refused click leaves it as it was), and the request's
+    model as the LoRA rows were judged against it at the click (another may be selected by the release)."""
 
     request: GenerationRequest
     seed_before: int
+    judge: ModelJudge
 
 
 def refused_clicks_error(errors: list[EngineError]) -> EngineError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -46,6 +47,14 @@ class NotRestored(NamedTuple):
 
     text: str
     hint: str = "Once a usable FLUX.1 LoRA file is back at that path, switch it on again; or remove it from the list."
+
+
+class ModelJudge(NamedTuple):
+    """A model the rows are judged against (``LoraState.judge``): its name, and its linears a LoRA may change
+    (None: not known yet, no row judged)."""
+
+    model: str
+    fit: ModelFit | None
 
 
 class LoraState(QObject):
@@ -138,14 +147,14 @@ class LoraState(QObject):
         if changed:
             self.changed.emit()
 
+    @property
+    def judge(self) -> ModelJudge:
+        """The selected model, as the rows are judged against it now (a held Generate click keeps its own)."""
+        return ModelJudge(self.model, self._fit)
+
     def _judge(self, entry: LoraEntry) -> bool:
-        """Sets ``entry.misfit``: whether the model can take the file at its strengths (``gpu.lora.fit``, the rule
-        the engine applies: its parts at strength 0 are not judged, nor the parts whose layers are not known), from
-        its header's shapes alone, once per layout of files (``ModelFit``). Returns whether that changed."""
-        said = ""
-        if self._fit is not None and not entry.problem:
-            wrong = self._fit.misfit_text(entry.targets, entry.strength, entry.text_strength)
-            said = wrong and f"does not fit the model '{self.model}': {wrong}"
+        """Sets ``entry.misfit`` (``_misfit``) against the selected model. Returns whether that changed."""
+        said = _misfit(entry, self.judge)
         changed, entry.misfit = said != entry.misfit, said
         return changed
 
@@ -254,9 +263,14 @@ class LoraState(QObject):
         self.refresh()
         return [e.request() for e in self.entries if e.enabled]
 
-    def unusable(self) -> list[LoraEntry]:
+    def unusable(self, judge: ModelJudge | None = None) -> list[LoraEntry]:
         """The enabled rows whose file no job could apply as it was read last (``requests`` reads a changed one
-        again): gone, unreadable, no FLUX.1 LoRA now, or one the selected model cannot take (``LoraEntry.misfit``)."""
+        again): gone, unreadable, no FLUX.1 LoRA now, or one the selected model cannot take (``LoraEntry.misfit``);
+        ``judge``: one that model cannot take, a Generate click's held while another was selected (the rows given
+        as copies, saying so in their ``misfit``)."""
+        if judge is not None and judge.model != self.model:
+            judged = (replace(e, misfit=_misfit(e, judge)) for e in self.entries if e.enabled)
+            return [e for e in judged if e.problem or e.misfit]
         return [e for e in self.entries if e.enabled and (e.problem or e.misfit)]
 
     def refresh(self) -> bool:
@@ -384,3 +398,13 @@ class LoraState(QObject):
                 self.add_folder(folder, leave_out=lambda path: example_name(path) in self.removed_examples)
         except OSError:  # the app runs without its examples (a damaged install): said in the log, not a crash
             log.exception("the example LoRAs in %s cannot be listed", folder)
+
+
+def _misfit(entry: LoraEntry, judge: ModelJudge) -> str:
+    """Why ``judge``'s model cannot take ``entry``'s file at its strengths (``gpu.lora.fit``, the rule the engine
+    applies: its parts at strength 0 are not judged, nor the parts whose layers are not known), from its header's
+    shapes alone, once per layout of files (``ModelFit``); "" where it can, or that is not known."""
+    if judge.fit is None or entry.problem:
+        return ""
+    wrong = judge.fit.misfit_text(entry.targets, entry.strength, entry.text_strength)
+    return wrong and f"does not fit the model '{judge.model}': {wrong}"

@@ -326,7 +326,7 @@ def _removal_pending(qtbot, window, tmp_path) -> tuple[str, list]:
     return x, errors
 
 
-def _copies_read_as_a_job_runs(qtbot, window, tmp_path, monkeypatch):
+def _copies_read_one_on(qtbot, window, tmp_path, monkeypatch):
     """Copies of a LoRA being read (``_copies_being_read``), one switched off: a job may go once they are read."""
     held, _a, _b = _copies_being_read(qtbot, window, tmp_path, monkeypatch)
     window.lora_panel.row_for("style — a").enabled.setChecked(False)
@@ -342,7 +342,7 @@ def test_held_clicks_after_one_refused_for_its_models_removal_are_still_queued(q
     finished: list = []
     controller.job_finished.connect(finished.append)
     with _a_job_running(qtbot, window):
-        held = _copies_read_as_a_job_runs(qtbot, window, tmp_path, monkeypatch)
+        held = _copies_read_one_on(qtbot, window, tmp_path, monkeypatch)
         assert controller.select_model(x)
         _click_generate(qtbot, window, held)
         assert controller.select_model("demo")
@@ -365,7 +365,7 @@ def test_several_held_clicks_refused_for_their_models_removal_are_said_once_with
     controller = window.controller
     x, errors = _removal_pending(qtbot, window, tmp_path)
     with _a_job_running(qtbot, window):
-        held = _copies_read_as_a_job_runs(qtbot, window, tmp_path, monkeypatch)
+        held = _copies_read_one_on(qtbot, window, tmp_path, monkeypatch)
         assert controller.select_model(x)
         _click_generate(qtbot, window, held)
         _click_generate(qtbot, window, held)
@@ -378,3 +378,36 @@ def test_several_held_clicks_refused_for_their_models_removal_are_said_once_with
             "from the library: a job queued on it now would run after the removal and fail."]  # fmt: skip
         assert errors[0].hint == "Pick another model in the Models list, then generate again."
         assert not controller.job.checking
+
+
+def test_a_held_click_is_judged_against_its_own_model_not_the_one_selected_since(qtbot, window, tmp_path,
+                                                                                monkeypatch):  # fmt: skip
+    """A click on one model held for the LoRA files; meanwhile the user selects another model and sets a LoRA's
+    strength so that it no longer fits. The release judged the LoRAs against the model selected then, not the
+    click's: the click, made on the model 'x', was refused as "does not fit the model 'demo'", a model it would
+    never run on (and one not described yet judged nothing: the job queued, to fail once 'x' had loaded). It is now
+    judged against its own model, and named so."""
+    from tests.app.gui import added_copy
+    from tests.app.test_lora_fit_judged_once import _demo_lora
+
+    controller, loras = window.controller, window.controller.loras
+    x = added_copy(qtbot, controller, tmp_path / "models" / "x.safetensors")
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", "") == x, timeout=60000)  # described
+    clip = _demo_lora(tmp_path / "clip.safetensors", 4, clip=True)  # its CLIP part 768 wide: these CLIPs are 128
+    controller.add_loras([clip])
+    (clip_row,) = [e for e in loras.entries if e.path == clip]
+    loras.set_text_strength(clip_row, 0.0)  # its CLIP part left out: it fits
+    assert clip_row.enabled and clip_row.misfit == ""
+    errors: list = []
+    controller.error.connect(errors.append)
+    held = _copies_read_one_on(qtbot, window, tmp_path, monkeypatch)
+    _click_generate(qtbot, window, held)  # on x
+    assert controller.select_model("demo")
+    qtbot.waitUntil(lambda: getattr(controller.model_info, "name", "") == "demo", timeout=60000)
+    loras.set_text_strength(clip_row, None)  # its CLIP part at its strength: it fits neither model now
+    assert clip_row.misfit.startswith("does not fit the model 'demo'")
+    held.release.set()
+    qtbot.waitUntil(lambda: bool(errors), timeout=60000)
+    qtbot.wait(200)
+    assert [e.message.split(":")[0] for e in errors] == [f"The LoRA file {clip} does not fit the model '{x}'"]
+    assert controller.queue.idle and not controller.job.checking
